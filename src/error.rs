@@ -1,0 +1,199 @@
+//! Verdicts (the server's answer) and errors (no trustworthy answer).
+//!
+//! A license verdict is not an error: "revoked" is a normal answer, carried as
+//! [`Verdict::Denied`]. `Err(Error)` means the library could not get a trustworthy answer
+//! or could not even ask.
+
+use crate::reason::{Reason, ReasonClass};
+use std::fmt;
+
+/// The server's answer to a request that reached it and was understood.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Verdict<T> {
+    /// The server accepted: the license is valid, the activation exists, the deactivation done.
+    Accepted(T),
+    /// The server said no, with a reason of class [`ReasonClass::Denied`].
+    Denied(Denial),
+}
+
+impl<T> Verdict<T> {
+    /// `true` when the server accepted.
+    pub fn is_accepted(&self) -> bool {
+        matches!(self, Verdict::Accepted(_))
+    }
+
+    /// The accepted value, if any.
+    pub fn accepted(&self) -> Option<&T> {
+        match self {
+            Verdict::Accepted(v) => Some(v),
+            Verdict::Denied(_) => None,
+        }
+    }
+
+    /// The denial, if any.
+    pub fn denial(&self) -> Option<&Denial> {
+        match self {
+            Verdict::Accepted(_) => None,
+            Verdict::Denied(d) => Some(d),
+        }
+    }
+
+    /// Converts the accepted value, keeping a denial as it is.
+    pub fn map<U>(self, f: impl FnOnce(T) -> U) -> Verdict<U> {
+        match self {
+            Verdict::Accepted(v) => Verdict::Accepted(f(v)),
+            Verdict::Denied(d) => Verdict::Denied(d),
+        }
+    }
+}
+
+/// Why the server said no.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Denial {
+    /// A reason of class [`ReasonClass::Denied`].
+    pub reason: Reason,
+    /// Polar's `detail` text, exactly as sent.
+    pub detail: String,
+    /// The HTTP status (400, 403 or 404).
+    pub status: u16,
+    /// For [`Reason::UsageExhausted`]: the usages left ("only has N more usages"); may be 0
+    /// or negative when the merchant lowered the limit.
+    pub remaining_usages: Option<i64>,
+}
+
+impl fmt::Display for Denial {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.reason, self.detail)
+    }
+}
+
+/// No trustworthy answer. Every variant maps to one [`Reason`] through [`Error::reason`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Error {
+    /// Rejected before any request was sent, or rejected by the server with 422.
+    InvalidInput {
+        /// The field at fault, e.g. `organization_id` or `conditions.machine_id`.
+        field: String,
+        /// What is wrong with it.
+        message: String,
+    },
+    /// The server could not be reached (refused, DNS, timeout, TLS, reset).
+    Offline {
+        /// `true` when a timeout ran out.
+        timeout: bool,
+        /// What happened, from the transport.
+        detail: String,
+    },
+    /// 429: Polar's rate limit (3 requests per second per IP, then a 60 s block).
+    RateLimited {
+        /// Seconds to wait, when the `retry-after` header was readable.
+        retry_after: Option<u64>,
+    },
+    /// A 5xx answer.
+    ServerError {
+        /// The HTTP status.
+        status: u16,
+        /// The start of the body, for diagnostics.
+        detail: String,
+    },
+    /// A malformed, truncated or oversized body; an unexpected status; 401; 411; 413.
+    Protocol {
+        /// The HTTP status when there was one.
+        status: Option<u16>,
+        /// What is wrong.
+        detail: String,
+    },
+}
+
+impl Error {
+    /// The stable reason code of this error.
+    pub fn reason(&self) -> Reason {
+        match self {
+            Error::InvalidInput { .. } => Reason::InvalidInput,
+            Error::Offline { .. } => Reason::Offline,
+            Error::RateLimited { .. } => Reason::RateLimited,
+            Error::ServerError { .. } => Reason::ServerError,
+            Error::Protocol { .. } => Reason::ProtocolError,
+        }
+    }
+
+    /// The detail text (ours or the server's).
+    pub fn detail(&self) -> String {
+        match self {
+            Error::InvalidInput { field, message } => format!("{field}: {message}"),
+            Error::Offline { detail, .. } => detail.clone(),
+            Error::RateLimited { retry_after: Some(s) } => format!("retry after {s} s"),
+            Error::RateLimited { retry_after: None } => "retry after unknown".to_string(),
+            Error::ServerError { status, detail } => format!("status {status}: {detail}"),
+            Error::Protocol { detail, .. } => detail.clone(),
+        }
+    }
+
+    /// `true` when a timeout ran out.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, Error::Offline { timeout: true, .. })
+    }
+
+    /// `true` for the errors after which a cached verdict may still be used
+    /// (class [`ReasonClass::Unverified`]).
+    pub fn is_unverified(&self) -> bool {
+        self.reason().class() == ReasonClass::Unverified
+    }
+
+    /// Shorthand for an [`Error::InvalidInput`].
+    pub fn invalid(field: impl Into<String>, message: impl Into<String>) -> Error {
+        Error::InvalidInput {
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn protocol(status: Option<u16>, detail: impl Into<String>) -> Error {
+        Error::Protocol {
+            status,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidInput { field, message } => write!(f, "invalid input: {field}: {message}"),
+            Error::Offline { detail, .. } => write!(f, "offline: {detail}"),
+            Error::RateLimited { retry_after: Some(s) } => {
+                write!(f, "rate limited: retry after {s} s")
+            }
+            Error::RateLimited { retry_after: None } => write!(f, "rate limited"),
+            Error::ServerError { status, detail } => {
+                write!(f, "server error: status {status}: {detail}")
+            }
+            Error::Protocol { detail, .. } => write!(f, "protocol error: {detail}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        assert!(std::mem::size_of::<Error>() <= 64, "{}", std::mem::size_of::<Error>());
+    }
+
+    #[test]
+    fn display_is_category_colon_detail() {
+        let e = Error::invalid("organization_id", "must be a UUID v4");
+        assert_eq!(e.to_string(), "invalid input: organization_id: must be a UUID v4");
+        assert_eq!(e.reason(), Reason::InvalidInput);
+        let e = Error::RateLimited { retry_after: Some(60) };
+        assert_eq!(e.to_string(), "rate limited: retry after 60 s");
+        assert!(e.is_unverified());
+        assert!(!Error::protocol(Some(401), "x").is_unverified());
+    }
+}

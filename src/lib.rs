@@ -1,0 +1,136 @@
+//! # polar-license
+//!
+//! Gate your software's features on a [Polar](https://polar.sh) license key with one small,
+//! boring client: typed answers for every server reply, local input checks before any request,
+//! timeouts, and (in later releases) an offline grace cache, a WebAssembly/npm build and a C ABI.
+//!
+//! It talks to Polar's public, no-auth routes
+//! `POST /v1/customer-portal/license-keys/{validate,activate,deactivate}`, so an app ships no
+//! secret: the license key is the credential. Backends holding an access token can use the
+//! token-authenticated twins `/v1/license-keys/…` with [`ClientBuilder::access_token`].
+//!
+//! ## Verdicts and errors
+//!
+//! Every call returns `Result<Verdict<T>, Error>`:
+//!
+//! * `Ok(Verdict::Accepted(T))`: the server said yes.
+//! * `Ok(Verdict::Denied(Denial))`: the server said no. A denial is a normal answer with a
+//!   [`Reason`] of class [`ReasonClass::Denied`] (`not_found`, `inactive`, `expired`,
+//!   `conditions_mismatch`, …) and Polar's exact `detail` text.
+//! * `Err(Error)`: no trustworthy answer: `offline`, `rate_limited`, `server_error`
+//!   (class [`ReasonClass::Unverified`]), or `protocol_error`, `invalid_input`
+//!   (class [`ReasonClass::Error`]). Only unverified errors may ever fall back to a cache.
+//!
+//! The reason codes are stable and shared with the C ABI and the JS package; see [`Reason`].
+//!
+//! ## Example
+//!
+//! ```
+//! # #[cfg(feature = "emulator")] {
+//! use polar_license::emulator::{Emulator, Options, Seed};
+//! use polar_license::{ActivateRequest, BlockingClient, Reason, ValidateRequest, Verdict};
+//!
+//! // A local Polar with the demo seed (use `.server(Server::Production)` in real life).
+//! let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+//! let client = BlockingClient::builder(polar.organization_id())
+//!     .base_url(polar.url())
+//!     .build()?;
+//! let key = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
+//!
+//! // Activate this machine, binding the activation to a machine id.
+//! let activation = match client.activate(
+//!     &ActivateRequest::new(key, "build-box").condition("machine", "c0ffee42"),
+//! )? {
+//!     Verdict::Accepted(a) => a.activation,
+//!     Verdict::Denied(d) => panic!("activation refused: {d}"),
+//! };
+//!
+//! // Validate with the same conditions: licensed.
+//! let ok = client.validate(
+//!     &ValidateRequest::new(key).activation_id(&activation.id).condition("machine", "c0ffee42"),
+//! )?;
+//! assert!(ok.is_accepted());
+//!
+//! // From another machine the conditions differ: denied, with a typed reason.
+//! let other = client.validate(
+//!     &ValidateRequest::new(key).activation_id(&activation.id).condition("machine", "deadbeef"),
+//! )?;
+//! assert_eq!(other.denial().map(|d| d.reason), Some(Reason::ConditionsMismatch));
+//!
+//! // Bad input never leaves the machine.
+//! let err = client.validate(&ValidateRequest::new("")).unwrap_err();
+//! assert_eq!(err.reason(), Reason::InvalidInput);
+//! # }
+//! # Ok::<(), polar_license::Error>(())
+//! ```
+//!
+//! ## Local checks
+//!
+//! Before sending anything the client checks what Polar would reject with 422: organization,
+//! activation, benefit and customer ids are UUID version 4; the key is non-empty; no string
+//! holds a NUL; `increment_usage` is 0 to 2³¹−1; `conditions` and `meta` have at most 50 keys of
+//! 1–40 characters with values that are booleans, integers, finite floats or 1–500 character
+//! strings. A violation is [`Error::InvalidInput`] naming the field, and no request is sent.
+//!
+//! ## Secrets
+//!
+//! A [`Key`]'s `Debug` shows only `****-6ED415` (Polar's `display_key` form), as do access
+//! tokens; request bodies are never printed by [`HttpRequest`]'s `Debug`.
+//!
+//! ## Layout
+//!
+//! A sans-IO core ([`proto`]: request builders and response classifiers, no IO, no clock), a
+//! [`Transport`] seam (any closure is one), and the native [`BlockingClient`] over ureq with
+//! rustls. The `emulator` feature adds [`emulator`], a faithful local Polar; the `cli` feature
+//! builds the `polar-license` command.
+
+#![deny(missing_docs)]
+#![deny(unsafe_code)] // unsafe belongs only to the C layer
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+pub mod error;
+pub mod key;
+pub mod metadata;
+pub mod model;
+pub mod proto;
+pub mod reason;
+pub mod transport;
+
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+
+#[cfg(feature = "emulator")]
+pub mod emulator;
+
+pub use error::{Denial, Error, Verdict};
+pub use key::{AccessToken, Key};
+pub use metadata::{MetaValue, Metadata};
+pub use model::{
+    LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyCustomer, LicenseKeyRead,
+    LicenseKeyStatus, ValidatedLicenseKey,
+};
+pub use proto::{
+    ActivateRequest, Api, DeactivateRequest, HttpRequest, HttpResponse, Operation, Server,
+    ValidateRequest,
+};
+pub use reason::{Reason, ReasonClass};
+pub use transport::{Transport, TransportError, TransportErrorKind};
+
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::{
+    BlockingClient, ClientBuilder, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+};
+
+#[cfg(test)]
+mod assertions {
+    fn send_sync<T: Send + Sync>() {}
+
+    #[test]
+    fn public_types_are_send_and_sync() {
+        send_sync::<crate::Error>();
+        send_sync::<crate::Verdict<crate::ValidatedLicenseKey>>();
+        #[cfg(not(target_arch = "wasm32"))]
+        send_sync::<crate::BlockingClient>();
+    }
+}

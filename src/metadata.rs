@@ -1,0 +1,249 @@
+//! Polar's metadata objects (`conditions`, `meta`) and the local checks on every input.
+
+use crate::error::Error;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::fmt;
+
+/// A metadata value: Polar accepts a 1–500 character string, an integer, a float or a boolean.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum MetaValue {
+    /// `true` / `false`.
+    Bool(bool),
+    /// An integer.
+    Int(i64),
+    /// A float (must be finite).
+    Float(f64),
+    /// A string of 1–500 characters.
+    Str(String),
+}
+
+impl MetaValue {
+    /// Parses a command-line value the way contract.md §2 says: an integer, a float,
+    /// `true`/`false`, or else a string.
+    pub fn parse_scalar(text: &str) -> MetaValue {
+        if let Ok(i) = text.parse::<i64>() {
+            return MetaValue::Int(i);
+        }
+        if text == "true" {
+            return MetaValue::Bool(true);
+        }
+        if text == "false" {
+            return MetaValue::Bool(false);
+        }
+        match text.parse::<f64>() {
+            // "inf" and "NaN" parse as floats but are not JSON numbers: keep them strings.
+            Ok(f) if f.is_finite() && text.bytes().any(|b| b.is_ascii_digit()) => {
+                MetaValue::Float(f)
+            }
+            _ => MetaValue::Str(text.to_string()),
+        }
+    }
+}
+
+impl fmt::Display for MetaValue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MetaValue::Bool(b) => write!(f, "{b}"),
+            MetaValue::Int(i) => write!(f, "{i}"),
+            MetaValue::Float(x) => write!(f, "{x}"),
+            MetaValue::Str(s) => f.write_str(s),
+        }
+    }
+}
+
+impl From<&str> for MetaValue {
+    fn from(s: &str) -> Self {
+        MetaValue::Str(s.to_string())
+    }
+}
+impl From<String> for MetaValue {
+    fn from(s: String) -> Self {
+        MetaValue::Str(s)
+    }
+}
+impl From<i64> for MetaValue {
+    fn from(i: i64) -> Self {
+        MetaValue::Int(i)
+    }
+}
+impl From<i32> for MetaValue {
+    fn from(i: i32) -> Self {
+        MetaValue::Int(i64::from(i))
+    }
+}
+impl From<f64> for MetaValue {
+    fn from(x: f64) -> Self {
+        MetaValue::Float(x)
+    }
+}
+impl From<bool> for MetaValue {
+    fn from(b: bool) -> Self {
+        MetaValue::Bool(b)
+    }
+}
+
+/// A `conditions` or `meta` object: at most 50 keys of 1–40 characters.
+pub type Metadata = BTreeMap<String, MetaValue>;
+
+/// Most keys a metadata object may have.
+pub const MAX_METADATA_KEYS: usize = 50;
+/// Longest metadata key, in characters.
+pub const MAX_METADATA_KEY_CHARS: usize = 40;
+/// Longest metadata string value, in characters.
+pub const MAX_METADATA_STRING_CHARS: usize = 500;
+
+/// Checks a metadata object against Polar's limits; `field` is `conditions` or `meta`.
+pub fn check_metadata(field: &str, metadata: &Metadata) -> Result<(), Error> {
+    if metadata.len() > MAX_METADATA_KEYS {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "at most {MAX_METADATA_KEYS} keys, not {}",
+                metadata.len()
+            ),
+        ));
+    }
+    for (key, value) in metadata {
+        let chars = key.chars().count();
+        if chars == 0 || chars > MAX_METADATA_KEY_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("keys must have 1-{MAX_METADATA_KEY_CHARS} characters, found {chars}"),
+            ));
+        }
+        check_no_nul(field, key)?;
+        let at = format!("{field}.{key}");
+        match value {
+            MetaValue::Str(s) => {
+                let n = s.chars().count();
+                if n == 0 || n > MAX_METADATA_STRING_CHARS {
+                    return Err(Error::invalid(
+                        at,
+                        format!(
+                            "string values must have 1-{MAX_METADATA_STRING_CHARS} characters, found {n}"
+                        ),
+                    ));
+                }
+                check_no_nul(&at, s)?;
+            }
+            MetaValue::Float(x) if !x.is_finite() => {
+                return Err(Error::invalid(at, "floats must be finite"));
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// Rejects a string with a NUL character (Polar answers 422 to those).
+pub fn check_no_nul(field: &str, value: &str) -> Result<(), Error> {
+    if value.contains('\0') {
+        return Err(Error::invalid(field, "contains a NUL character"));
+    }
+    Ok(())
+}
+
+/// Checks that `value` is a UUID version 4 and returns its canonical (lowercase, hyphenated) form.
+pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
+    let parsed = uuid::Uuid::try_parse(value)
+        .map_err(|_| Error::invalid(field, "must be a UUID (version 4)"))?;
+    if parsed.get_version_num() != 4 {
+        return Err(Error::invalid(
+            field,
+            format!(
+                "must be a version 4 UUID, found version {}",
+                parsed.get_version_num()
+            ),
+        ));
+    }
+    Ok(parsed.hyphenated().to_string())
+}
+
+/// Checks a license key: non-empty and free of NUL characters.
+pub fn check_key(key: &str) -> Result<(), Error> {
+    if key.is_empty() {
+        return Err(Error::invalid("key", "must not be empty"));
+    }
+    check_no_nul("key", key)
+}
+
+/// Largest `increment_usage` accepted: Polar stores usage in a 32-bit column.
+pub const MAX_INCREMENT_USAGE: i64 = i32::MAX as i64;
+
+/// Checks `increment_usage`: 0 to [`MAX_INCREMENT_USAGE`].
+pub fn check_increment_usage(n: i64) -> Result<(), Error> {
+    if n < 0 {
+        return Err(Error::invalid("increment_usage", "must be >= 0"));
+    }
+    if n > MAX_INCREMENT_USAGE {
+        return Err(Error::invalid(
+            "increment_usage",
+            format!("must be <= {MAX_INCREMENT_USAGE}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_scalar_follows_the_contract() {
+        assert_eq!(MetaValue::parse_scalar("2"), MetaValue::Int(2));
+        assert_eq!(MetaValue::parse_scalar("-7"), MetaValue::Int(-7));
+        assert_eq!(MetaValue::parse_scalar("2.5"), MetaValue::Float(2.5));
+        assert_eq!(MetaValue::parse_scalar("true"), MetaValue::Bool(true));
+        assert_eq!(MetaValue::parse_scalar("false"), MetaValue::Bool(false));
+        assert_eq!(MetaValue::parse_scalar("True"), MetaValue::Str("True".into()));
+        assert_eq!(MetaValue::parse_scalar("inf"), MetaValue::Str("inf".into()));
+        assert_eq!(MetaValue::parse_scalar("NaN"), MetaValue::Str("NaN".into()));
+        assert_eq!(MetaValue::parse_scalar("c0ffee42"), MetaValue::Str("c0ffee42".into()));
+    }
+
+    #[test]
+    fn uuid_checks() {
+        assert_eq!(
+            check_uuid_v4("x", "D2FCBFF8-108B-411E-BF2B-6383E0A8802D"),
+            Ok("d2fcbff8-108b-411e-bf2b-6383e0a8802d".to_string())
+        );
+        assert!(check_uuid_v4("x", "0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c").is_err());
+        assert!(check_uuid_v4("x", "not-a-uuid").is_err());
+        assert!(check_uuid_v4("x", "").is_err());
+    }
+
+    #[test]
+    fn metadata_limits() {
+        let mut m = Metadata::new();
+        for i in 0..50 {
+            m.insert(format!("k{i}"), MetaValue::Int(i));
+        }
+        assert!(check_metadata("conditions", &m).is_ok());
+        m.insert("one-too-many".into(), MetaValue::Bool(true));
+        assert!(check_metadata("conditions", &m).is_err());
+
+        let bad = |k: &str, v: MetaValue| {
+            let mut m = Metadata::new();
+            m.insert(k.to_string(), v);
+            check_metadata("meta", &m)
+        };
+        assert!(bad(&"a".repeat(40), MetaValue::Int(1)).is_ok());
+        assert!(bad(&"a".repeat(41), MetaValue::Int(1)).is_err());
+        assert!(bad("", MetaValue::Int(1)).is_err());
+        assert!(bad("k", MetaValue::Str(String::new())).is_err());
+        assert!(bad("k", MetaValue::Str("é".repeat(500))).is_ok());
+        assert!(bad("k", MetaValue::Str("é".repeat(501))).is_err());
+        assert!(bad("k", MetaValue::Str("a\0b".into())).is_err());
+        assert!(bad("k\0", MetaValue::Int(1)).is_err());
+        assert!(bad("k", MetaValue::Float(f64::NAN)).is_err());
+        assert_eq!(
+            bad("k", MetaValue::Str(String::new())),
+            Err(Error::invalid(
+                "meta.k",
+                "string values must have 1-500 characters, found 0"
+            ))
+        );
+    }
+}

@@ -1,0 +1,265 @@
+//! The native blocking client over ureq (rustls).
+
+use crate::error::{Error, Verdict};
+use crate::key::AccessToken;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::proto::{
+    parse_activate, parse_deactivate, parse_validate, ActivateRequest, Api, DeactivateRequest,
+    HttpRequest, HttpResponse, Server, ValidateRequest, USER_AGENT,
+};
+use crate::transport::{Transport, TransportError, TransportErrorKind};
+use std::io::ErrorKind;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Default connect timeout (TCP and TLS handshake).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default whole-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default cap on a response body. Polar's answers are a few KB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+/// The ureq transport: rustls, no redirects followed, a body cap, status codes as data.
+#[derive(Debug, Clone)]
+pub struct UreqTransport {
+    agent: ureq::Agent,
+    max_response_bytes: u64,
+}
+
+impl UreqTransport {
+    /// A transport with these timeouts and body cap.
+    pub fn new(connect_timeout: Duration, timeout: Duration, max_response_bytes: u64) -> Self {
+        let config = ureq::Agent::config_builder()
+            .timeout_connect(Some(connect_timeout))
+            .timeout_global(Some(timeout))
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .max_redirects_will_error(false)
+            .user_agent(USER_AGENT)
+            .build();
+        UreqTransport {
+            agent: config.into(),
+            max_response_bytes,
+        }
+    }
+}
+
+impl Default for UreqTransport {
+    fn default() -> Self {
+        UreqTransport::new(
+            DEFAULT_CONNECT_TIMEOUT,
+            DEFAULT_TIMEOUT,
+            DEFAULT_MAX_RESPONSE_BYTES,
+        )
+    }
+}
+
+fn map_ureq_error(e: ureq::Error, reading_body: bool) -> TransportError {
+    use TransportErrorKind as K;
+    let kind = match &e {
+        ureq::Error::Timeout(_) => K::Timeout,
+        ureq::Error::HostNotFound => K::Dns,
+        ureq::Error::ConnectionFailed => K::Connect,
+        ureq::Error::BodyExceedsLimit(_) => K::TooLarge,
+        ureq::Error::Tls(_) | ureq::Error::Rustls(_) | ureq::Error::Pem(_) => K::Tls,
+        ureq::Error::Io(io) => match io.kind() {
+            ErrorKind::TimedOut | ErrorKind::WouldBlock => K::Timeout,
+            ErrorKind::ConnectionRefused => K::Connect,
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe
+                if reading_body =>
+            {
+                K::Truncated
+            }
+            ErrorKind::UnexpectedEof
+            | ErrorKind::ConnectionReset
+            | ErrorKind::ConnectionAborted
+            | ErrorKind::BrokenPipe => K::Reset,
+            _ => K::Other,
+        },
+        ureq::Error::Protocol(_) if reading_body => K::Truncated,
+        ureq::Error::Protocol(_) => K::Malformed,
+        _ => K::Other,
+    };
+    let detail = match kind {
+        K::Truncated => format!("truncated response body: {e}"),
+        K::TooLarge => format!("response body larger than the cap: {e}"),
+        _ => e.to_string(),
+    };
+    TransportError::new(kind, detail)
+}
+
+impl Transport for UreqTransport {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let mut builder = self.agent.post(&request.url);
+        for (name, value) in &request.headers {
+            builder = builder.header(*name, value);
+        }
+        // A byte slice has a known length, so ureq sends Content-Length (never chunked).
+        let mut response = builder
+            .send(&request.body[..])
+            .map_err(|e| map_ureq_error(e, false))?;
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(self.max_response_bytes)
+            .read_to_vec()
+            .map_err(|e| map_ureq_error(e, true))?;
+        Ok(HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// Builds a [`BlockingClient`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    organization_id: String,
+    server: Server,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_response_bytes: u64,
+    access_token: Option<AccessToken>,
+}
+
+impl ClientBuilder {
+    /// Talk to `server` (default: production).
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// Talk to this base URL (`https://`, or `http://` on loopback only).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.server = Server::Custom(url.into());
+        self
+    }
+
+    /// Whole-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Cap on a response body (default 1 MiB); a larger answer is `protocol_error`.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Use the token-authenticated `/v1/license-keys/…` routes with this access token
+    /// (for backends and CI tools; never ship a token inside a client app).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_token = Some(AccessToken::new(token));
+        self
+    }
+
+    fn api(&self) -> Result<Api, Error> {
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid("timeout", "must be greater than zero"));
+        }
+        let api = Api::new(&self.organization_id, &self.server)?.with_user_agent(USER_AGENT);
+        match &self.access_token {
+            Some(token) => api.with_access_token(token.clone()),
+            None => Ok(api),
+        }
+    }
+
+    /// Checks the configuration and builds the client over ureq.
+    pub fn build(self) -> Result<BlockingClient, Error> {
+        let transport =
+            UreqTransport::new(self.connect_timeout, self.timeout, self.max_response_bytes);
+        self.build_with_transport(transport)
+    }
+
+    /// Builds the client over another transport (tests, proxies, custom TLS).
+    pub fn build_with_transport(
+        self,
+        transport: impl Transport + 'static,
+    ) -> Result<BlockingClient, Error> {
+        Ok(BlockingClient {
+            api: self.api()?,
+            transport: Arc::new(transport),
+        })
+    }
+}
+
+/// A blocking Polar license-key client. Cheap to clone; `Send + Sync`.
+///
+/// ```no_run
+/// use polar_license::{BlockingClient, ValidateRequest, Verdict};
+///
+/// let client = BlockingClient::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10").build()?;
+/// match client.validate(&ValidateRequest::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415"))? {
+///     Verdict::Accepted(license) => println!("licensed, usage {}", license.license_key.usage),
+///     Verdict::Denied(denial) => println!("denied: {} ({})", denial.reason, denial.detail),
+/// }
+/// # Ok::<(), polar_license::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct BlockingClient {
+    api: Api,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingClient").field("api", &self.api).finish()
+    }
+}
+
+impl BlockingClient {
+    /// Starts building a client for the seller organization `organization_id` (a UUID v4).
+    pub fn builder(organization_id: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            organization_id: organization_id.into(),
+            server: Server::Production,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            access_token: None,
+        }
+    }
+
+    /// The request builder this client uses.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Validates a key online. Inputs are checked first; a bad one sends nothing.
+    pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        let request = self.api.validate_request(req)?;
+        parse_validate(&self.transport.send(&request)?)
+    }
+
+    /// Activates a key (takes one activation slot per call, even with the same label).
+    pub fn activate(
+        &self,
+        req: &ActivateRequest,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        let request = self.api.activate_request(req)?;
+        parse_activate(&self.transport.send(&request)?)
+    }
+
+    /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
+    pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
+        let request = self.api.deactivate_request(req)?;
+        parse_deactivate(&self.transport.send(&request)?)
+    }
+}

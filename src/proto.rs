@@ -1,0 +1,695 @@
+//! The sans-IO core: builds requests as plain data and turns responses into verdicts.
+//!
+//! Nothing here touches a socket, a file or a clock. A transport sends the [`HttpRequest`]
+//! and hands back an [`HttpResponse`]; the `parse_*` functions classify it.
+
+use crate::error::{Denial, Error, Verdict};
+use crate::key::{AccessToken, Key};
+use crate::metadata::{
+    check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
+};
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::reason::Reason;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use std::net::{Ipv4Addr, Ipv6Addr};
+
+/// Polar's production API.
+pub const PRODUCTION_URL: &str = "https://api.polar.sh";
+/// Polar's sandbox API (separate data: a sandbox key is `not_found` on production).
+pub const SANDBOX_URL: &str = "https://sandbox-api.polar.sh";
+/// The `User-Agent` the native client sends.
+pub const USER_AGENT: &str = concat!("polar-license/", env!("CARGO_PKG_VERSION"), " (rust)");
+
+/// Which Polar to talk to.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum Server {
+    /// `https://api.polar.sh` (the default).
+    #[default]
+    Production,
+    /// `https://sandbox-api.polar.sh`.
+    Sandbox,
+    /// Any `https://` URL, or `http://` on a loopback host (an emulator, a test proxy).
+    Custom(String),
+}
+
+impl Server {
+    /// Parses `production`, `sandbox` or a URL.
+    pub fn parse(text: &str) -> Server {
+        match text {
+            "production" => Server::Production,
+            "sandbox" => Server::Sandbox,
+            url => Server::Custom(url.to_string()),
+        }
+    }
+
+    /// The checked base URL, without a trailing slash.
+    pub fn base_url(&self) -> Result<String, Error> {
+        match self {
+            Server::Production => Ok(PRODUCTION_URL.to_string()),
+            Server::Sandbox => Ok(SANDBOX_URL.to_string()),
+            Server::Custom(url) => check_base_url(url),
+        }
+    }
+}
+
+/// Checks a custom base URL: `https://`, or `http://` only for a loopback host; no user info,
+/// query or fragment. Returns it without trailing slashes.
+pub fn check_base_url(url: &str) -> Result<String, Error> {
+    let bad = |why: &str| Error::invalid("base_url", why.to_string());
+    let (scheme, rest) = url
+        .split_once("://")
+        .ok_or_else(|| bad("must start with https:// or http://"))?;
+    let scheme = scheme.to_ascii_lowercase();
+    if scheme != "https" && scheme != "http" {
+        return Err(bad("must start with https:// or http://"));
+    }
+    if rest.contains(['?', '#']) {
+        return Err(bad("must not have a query or fragment"));
+    }
+    if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err(bad("must not contain spaces or control characters"));
+    }
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.contains('@') {
+        return Err(bad("must not contain user info"));
+    }
+    let host = if let Some(inner) = authority.strip_prefix('[') {
+        inner.split(']').next().unwrap_or_default()
+    } else {
+        authority.split(':').next().unwrap_or_default()
+    };
+    if host.is_empty() {
+        return Err(bad("has no host"));
+    }
+    if scheme == "http" && !is_loopback_host(host) {
+        return Err(bad("plain http:// is only allowed for loopback hosts; use https://"));
+    }
+    Ok(format!("{scheme}://{}", rest.trim_end_matches('/')))
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    host.eq_ignore_ascii_case("localhost")
+        || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())
+        || host.parse::<Ipv6Addr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// The three license-key operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Operation {
+    /// `…/validate`
+    Validate,
+    /// `…/activate`
+    Activate,
+    /// `…/deactivate`
+    Deactivate,
+}
+
+impl Operation {
+    /// The last path segment.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Operation::Validate => "validate",
+            Operation::Activate => "activate",
+            Operation::Deactivate => "deactivate",
+        }
+    }
+}
+
+/// A request ready for a transport: always `POST` with a JSON body whose length is known, so
+/// `Content-Length` can always be sent (Polar answers 411 without it).
+#[derive(Clone, PartialEq, Eq)]
+pub struct HttpRequest {
+    /// The operation, for transports that want to log it.
+    pub operation: Operation,
+    /// The full URL.
+    pub url: String,
+    /// Headers to send besides `Content-Length` (which the transport derives from `body`).
+    pub headers: Vec<(&'static str, String)>,
+    /// The JSON body. It holds the license key: never log it.
+    pub body: Vec<u8>,
+}
+
+impl std::fmt::Debug for HttpRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let headers: Vec<_> = self
+            .headers
+            .iter()
+            .map(|(k, v)| {
+                if k.eq_ignore_ascii_case("authorization") {
+                    (*k, "Bearer ****".to_string())
+                } else {
+                    (*k, v.clone())
+                }
+            })
+            .collect();
+        f.debug_struct("HttpRequest")
+            .field("operation", &self.operation)
+            .field("url", &self.url)
+            .field("headers", &headers)
+            .field("body", &format_args!("<{} bytes, redacted>", self.body.len()))
+            .finish()
+    }
+}
+
+/// A response as a transport received it.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct HttpResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// Headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The whole body (transports cap its size).
+    pub body: Vec<u8>,
+}
+
+impl HttpResponse {
+    /// A response with a status and a body, for tests and custom transports.
+    pub fn new(status: u16, body: impl Into<Vec<u8>>) -> HttpResponse {
+        HttpResponse {
+            status,
+            headers: Vec::new(),
+            body: body.into(),
+        }
+    }
+
+    /// Adds a header (name lowercased).
+    pub fn with_header(mut self, name: &str, value: &str) -> HttpResponse {
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+        self
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// A validate request (`LicenseKeyValidate`). Ids are checked as UUID v4 before sending.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ValidateRequest {
+    /// The license key.
+    pub key: Option<Key>,
+    /// The activation to check (its stored conditions are then compared with `conditions`).
+    pub activation_id: Option<String>,
+    /// Require the key to belong to this benefit.
+    pub benefit_id: Option<String>,
+    /// Require the key to belong to this customer.
+    pub customer_id: Option<String>,
+    /// Add this much to the key's usage (refused with `usage_exhausted` past `limit_usage`).
+    pub increment_usage: Option<i64>,
+    /// Compared with the activation's stored conditions (ignored without `activation_id`).
+    pub conditions: Metadata,
+}
+
+impl ValidateRequest {
+    /// A validate request for `key`.
+    pub fn new(key: impl Into<Key>) -> ValidateRequest {
+        ValidateRequest {
+            key: Some(key.into()),
+            ..ValidateRequest::default()
+        }
+    }
+
+    /// Sets the activation id.
+    pub fn activation_id(mut self, id: impl Into<String>) -> Self {
+        self.activation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the benefit id.
+    pub fn benefit_id(mut self, id: impl Into<String>) -> Self {
+        self.benefit_id = Some(id.into());
+        self
+    }
+
+    /// Sets the customer id.
+    pub fn customer_id(mut self, id: impl Into<String>) -> Self {
+        self.customer_id = Some(id.into());
+        self
+    }
+
+    /// Sets the usage increment.
+    pub fn increment_usage(mut self, n: i64) -> Self {
+        self.increment_usage = Some(n);
+        self
+    }
+
+    /// Adds a condition.
+    pub fn condition(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+        self.conditions.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// An activate request (`LicenseKeyActivate`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ActivateRequest {
+    /// The license key.
+    pub key: Option<Key>,
+    /// A label for the activation, e.g. the machine's name (may be empty).
+    pub label: String,
+    /// Stored on the activation and compared on every later validate that names it.
+    pub conditions: Metadata,
+    /// Stored and returned as `meta`.
+    pub meta: Metadata,
+}
+
+impl ActivateRequest {
+    /// An activate request for `key` with `label`.
+    pub fn new(key: impl Into<Key>, label: impl Into<String>) -> ActivateRequest {
+        ActivateRequest {
+            key: Some(key.into()),
+            label: label.into(),
+            ..ActivateRequest::default()
+        }
+    }
+
+    /// Adds a condition.
+    pub fn condition(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+        self.conditions.insert(name.into(), value.into());
+        self
+    }
+
+    /// Adds a meta entry.
+    pub fn meta(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+        self.meta.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// A deactivate request (`LicenseKeyDeactivate`).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DeactivateRequest {
+    /// The license key.
+    pub key: Option<Key>,
+    /// The activation to free.
+    pub activation_id: String,
+}
+
+impl DeactivateRequest {
+    /// A deactivate request.
+    pub fn new(key: impl Into<Key>, activation_id: impl Into<String>) -> DeactivateRequest {
+        DeactivateRequest {
+            key: Some(key.into()),
+            activation_id: activation_id.into(),
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct ValidateBody<'a> {
+    key: &'a str,
+    organization_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    activation_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    benefit_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    customer_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    increment_usage: Option<i64>,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    conditions: &'a Metadata,
+}
+
+#[derive(Serialize)]
+struct ActivateBody<'a> {
+    key: &'a str,
+    organization_id: &'a str,
+    label: &'a str,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    conditions: &'a Metadata,
+    #[serde(skip_serializing_if = "Metadata::is_empty")]
+    meta: &'a Metadata,
+}
+
+#[derive(Serialize)]
+struct DeactivateBody<'a> {
+    key: &'a str,
+    organization_id: &'a str,
+    activation_id: String,
+}
+
+/// Everything needed to build requests: base URL, organization, optional access token.
+///
+/// With an access token the requests go to the token-authenticated `/v1/license-keys/…`
+/// routes (for backends and CI tools); without one, to the public
+/// `/v1/customer-portal/license-keys/…` routes, with no `Authorization` header.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    base_url: String,
+    organization_id: String,
+    access_token: Option<AccessToken>,
+    user_agent: Option<String>,
+}
+
+impl Api {
+    /// Checks the organization id (UUID v4) and the server's URL.
+    pub fn new(organization_id: &str, server: &Server) -> Result<Api, Error> {
+        Ok(Api {
+            base_url: server.base_url()?,
+            organization_id: check_uuid_v4("organization_id", organization_id)?,
+            access_token: None,
+            user_agent: None,
+        })
+    }
+
+    /// Uses the token-authenticated routes with this token.
+    pub fn with_access_token(mut self, token: AccessToken) -> Result<Api, Error> {
+        let t = token.expose();
+        if t.is_empty() || !t.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(Error::invalid(
+                "access_token",
+                "must be non-empty printable ASCII",
+            ));
+        }
+        self.access_token = Some(token);
+        Ok(self)
+    }
+
+    /// Sends this `User-Agent` header (browsers forbid it, so the wasm build leaves it out).
+    pub fn with_user_agent(mut self, user_agent: impl Into<String>) -> Api {
+        self.user_agent = Some(user_agent.into());
+        self
+    }
+
+    /// The checked base URL.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The organization id, canonical form.
+    pub fn organization_id(&self) -> &str {
+        &self.organization_id
+    }
+
+    /// The URL of an operation.
+    pub fn url(&self, op: Operation) -> String {
+        let prefix = if self.access_token.is_some() {
+            "/v1/license-keys/"
+        } else {
+            "/v1/customer-portal/license-keys/"
+        };
+        format!("{}{prefix}{}", self.base_url, op.as_str())
+    }
+
+    fn request(&self, op: Operation, body: &impl Serialize) -> Result<HttpRequest, Error> {
+        let body = serde_json::to_vec(body)
+            .map_err(|e| Error::invalid("body", format!("cannot be encoded: {e}")))?;
+        let mut headers = vec![
+            ("content-type", "application/json".to_string()),
+            ("accept", "application/json".to_string()),
+        ];
+        if let Some(ua) = &self.user_agent {
+            headers.push(("user-agent", ua.clone()));
+        }
+        if let Some(token) = &self.access_token {
+            headers.push(("authorization", format!("Bearer {}", token.expose())));
+        }
+        Ok(HttpRequest {
+            operation: op,
+            url: self.url(op),
+            headers,
+            body,
+        })
+    }
+
+    /// Checks a validate request locally and builds it.
+    pub fn validate_request(&self, req: &ValidateRequest) -> Result<HttpRequest, Error> {
+        let key = checked_key(&req.key)?;
+        let opt_uuid = |field: &str, v: &Option<String>| {
+            v.as_deref().map(|s| check_uuid_v4(field, s)).transpose()
+        };
+        if let Some(n) = req.increment_usage {
+            check_increment_usage(n)?;
+        }
+        check_metadata("conditions", &req.conditions)?;
+        self.request(
+            Operation::Validate,
+            &ValidateBody {
+                key,
+                organization_id: &self.organization_id,
+                activation_id: opt_uuid("activation_id", &req.activation_id)?,
+                benefit_id: opt_uuid("benefit_id", &req.benefit_id)?,
+                customer_id: opt_uuid("customer_id", &req.customer_id)?,
+                increment_usage: req.increment_usage.filter(|n| *n > 0),
+                conditions: &req.conditions,
+            },
+        )
+    }
+
+    /// Checks an activate request locally and builds it.
+    pub fn activate_request(&self, req: &ActivateRequest) -> Result<HttpRequest, Error> {
+        let key = checked_key(&req.key)?;
+        check_no_nul("label", &req.label)?;
+        check_metadata("conditions", &req.conditions)?;
+        check_metadata("meta", &req.meta)?;
+        self.request(
+            Operation::Activate,
+            &ActivateBody {
+                key,
+                organization_id: &self.organization_id,
+                label: &req.label,
+                conditions: &req.conditions,
+                meta: &req.meta,
+            },
+        )
+    }
+
+    /// Checks a deactivate request locally and builds it.
+    pub fn deactivate_request(&self, req: &DeactivateRequest) -> Result<HttpRequest, Error> {
+        let key = checked_key(&req.key)?;
+        self.request(
+            Operation::Deactivate,
+            &DeactivateBody {
+                key,
+                organization_id: &self.organization_id,
+                activation_id: check_uuid_v4("activation_id", &req.activation_id)?,
+            },
+        )
+    }
+}
+
+fn checked_key(key: &Option<Key>) -> Result<&str, Error> {
+    let key = key
+        .as_ref()
+        .ok_or_else(|| Error::invalid("key", "is required"))?
+        .expose();
+    check_key(key)?;
+    Ok(key)
+}
+
+/// Classifies a validate response.
+pub fn parse_validate(resp: &HttpResponse) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+    parse_json(Operation::Validate, resp)
+}
+
+/// Classifies an activate response.
+pub fn parse_activate(resp: &HttpResponse) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+    parse_json(Operation::Activate, resp)
+}
+
+/// Classifies a deactivate response (204 on success).
+pub fn parse_deactivate(resp: &HttpResponse) -> Result<Verdict<()>, Error> {
+    match resp.status {
+        204 => Ok(Verdict::Accepted(())),
+        _ => classify_failure(Operation::Deactivate, resp).map(Verdict::Denied),
+    }
+}
+
+fn parse_json<T: DeserializeOwned>(op: Operation, resp: &HttpResponse) -> Result<Verdict<T>, Error> {
+    if resp.status != 200 {
+        return classify_failure(op, resp).map(Verdict::Denied);
+    }
+    serde_json::from_slice(&resp.body)
+        .map(Verdict::Accepted)
+        .map_err(|e| {
+            Error::protocol(
+                Some(200),
+                format!("malformed {} response: {e}", op.as_str()),
+            )
+        })
+}
+
+/// Polar's error body: `{"error": "...", "detail": "..."}` (detail is a list for 422).
+#[derive(serde::Deserialize)]
+struct ErrorBody {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    detail: Option<serde_json::Value>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+fn error_body(resp: &HttpResponse) -> Option<ErrorBody> {
+    serde_json::from_slice(&resp.body).ok()
+}
+
+fn detail_text(resp: &HttpResponse) -> Option<String> {
+    match error_body(resp)?.detail? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// A short, printable start of a body for diagnostics.
+fn snippet(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let text: String = text.chars().filter(|c| !c.is_control()).collect();
+    if text.is_empty() {
+        "empty body".to_string()
+    } else {
+        text
+    }
+}
+
+fn denial(reason: Reason, detail: String, status: u16) -> Denial {
+    Denial {
+        reason,
+        detail,
+        status,
+        remaining_usages: None,
+    }
+}
+
+/// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those).
+pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
+    resp.header("retry-after")?.trim().parse::<u64>().ok()
+}
+
+/// Maps a non-success response to a denial (`Ok`) or an error (`Err`).
+fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error> {
+    let status = resp.status;
+    match status {
+        404 => match detail_text(resp) {
+            Some(detail) => {
+                let reason = match detail.as_str() {
+                    "License key is no longer active." => Reason::Inactive,
+                    "License key has expired." => Reason::Expired,
+                    "License key does not match required conditions" => {
+                        Reason::ConditionsMismatch
+                    }
+                    "License key does not match given benefit." => Reason::BenefitMismatch,
+                    "License key does not match given user." => Reason::CustomerMismatch,
+                    // "Not found", and any 404 detail this version does not know.
+                    _ => Reason::NotFound,
+                };
+                Ok(denial(reason, detail, status))
+            }
+            None => Err(Error::protocol(
+                Some(404),
+                format!("404 without a Polar error body: {}", snippet(&resp.body)),
+            )),
+        },
+        403 => {
+            let Some(detail) = detail_text(resp) else {
+                let desc = error_body(resp)
+                    .and_then(|b| b.error_description.or(b.error))
+                    .unwrap_or_else(|| snippet(&resp.body));
+                return Err(Error::protocol(Some(403), format!("403: {desc}")));
+            };
+            let reason = if detail.starts_with("This license key does not support activations") {
+                Reason::ActivationsNotSupported
+            } else if detail == "License key activation limit already reached" {
+                Reason::ActivationLimit
+            } else if detail == "License key has expired." {
+                Reason::Expired
+            } else if detail.contains("no longer active") {
+                Reason::Inactive
+            } else {
+                return Err(Error::protocol(Some(403), format!("unexpected 403: {detail}")));
+            };
+            Ok(denial(reason, detail, status))
+        }
+        400 if op == Operation::Validate => {
+            let detail = detail_text(resp).unwrap_or_default();
+            let remaining = detail
+                .strip_prefix("License key only has ")
+                .and_then(|rest| rest.strip_suffix(" more usages."))
+                .and_then(|n| n.parse::<i64>().ok());
+            match remaining {
+                Some(n) => Ok(Denial {
+                    reason: Reason::UsageExhausted,
+                    detail,
+                    status,
+                    remaining_usages: Some(n),
+                }),
+                None => Err(Error::protocol(
+                    Some(400),
+                    format!("unexpected 400: {}", snippet(&resp.body)),
+                )),
+            }
+        }
+        422 => Err(validation_error(resp)),
+        429 => Err(Error::RateLimited {
+            retry_after: retry_after(resp),
+        }),
+        500..=599 => Err(Error::ServerError {
+            status,
+            detail: snippet(&resp.body),
+        }),
+        401 => {
+            let desc = error_body(resp)
+                .and_then(|b| b.error_description.or(b.error))
+                .unwrap_or_else(|| snippet(&resp.body));
+            Err(Error::protocol(Some(401), format!("401 unauthorized: {desc}")))
+        }
+        _ => {
+            let what = error_body(resp)
+                .and_then(|b| {
+                    let detail = match b.detail {
+                        Some(serde_json::Value::String(s)) => Some(s),
+                        _ => None,
+                    };
+                    detail.or(b.error)
+                })
+                .unwrap_or_else(|| snippet(&resp.body));
+            Err(Error::protocol(
+                Some(status),
+                format!("unexpected status {status} for {}: {what}", op.as_str()),
+            ))
+        }
+    }
+}
+
+/// A 422 means the server found the input invalid: `invalid_input`, naming the first field.
+fn validation_error(resp: &HttpResponse) -> Error {
+    let first = error_body(resp).and_then(|b| match b.detail {
+        Some(serde_json::Value::Array(items)) => items.into_iter().next(),
+        _ => None,
+    });
+    let Some(first) = first else {
+        return Error::protocol(Some(422), format!("422: {}", snippet(&resp.body)));
+    };
+    let field = first
+        .get("loc")
+        .and_then(|l| l.as_array())
+        .map(|parts| {
+            parts
+                .iter()
+                .skip(1) // "body"
+                .map(|p| match p {
+                    serde_json::Value::String(s) => s.clone(),
+                    other => other.to_string(),
+                })
+                .collect::<Vec<_>>()
+                .join(".")
+        })
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "body".to_string());
+    let msg = first
+        .get("msg")
+        .and_then(|m| m.as_str())
+        .unwrap_or("rejected by the server")
+        .to_string();
+    Error::InvalidInput {
+        field,
+        message: format!("{msg} (server)"),
+    }
+}

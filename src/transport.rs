@@ -1,0 +1,93 @@
+//! The transport seam: a tiny trait that sends one [`HttpRequest`] and returns the response.
+//!
+//! Any `Fn(&HttpRequest) -> Result<HttpResponse, TransportError>` is a transport, so a test
+//! can script answers and assert on the requests it gets.
+
+use crate::error::Error;
+use crate::proto::{HttpRequest, HttpResponse};
+use std::fmt;
+
+/// What went wrong below HTTP.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportErrorKind {
+    /// The connection was refused or could not be made.
+    Connect,
+    /// The host name did not resolve.
+    Dns,
+    /// A timeout ran out (connect or whole request).
+    Timeout,
+    /// The TLS handshake failed.
+    Tls,
+    /// The connection was reset or closed before a response.
+    Reset,
+    /// The response body ended before its announced length.
+    Truncated,
+    /// The response body exceeded the size cap.
+    TooLarge,
+    /// The response was not valid HTTP.
+    Malformed,
+    /// Anything else.
+    Other,
+}
+
+/// A transport failure. Maps to `offline`, or to `protocol_error` for a bad response.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TransportError {
+    /// The kind.
+    pub kind: TransportErrorKind,
+    /// A description (never contains the request body).
+    pub detail: String,
+}
+
+impl TransportError {
+    /// A transport error.
+    pub fn new(kind: TransportErrorKind, detail: impl Into<String>) -> TransportError {
+        TransportError {
+            kind,
+            detail: detail.into(),
+        }
+    }
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}: {}", self.kind, self.detail)
+    }
+}
+
+impl std::error::Error for TransportError {}
+
+impl From<TransportError> for Error {
+    fn from(e: TransportError) -> Error {
+        use TransportErrorKind::*;
+        match e.kind {
+            Truncated | TooLarge | Malformed => Error::Protocol {
+                status: None,
+                detail: e.detail,
+            },
+            Timeout => Error::Offline {
+                timeout: true,
+                detail: e.detail,
+            },
+            Connect | Dns | Tls | Reset | Other => Error::Offline {
+                timeout: false,
+                detail: e.detail,
+            },
+        }
+    }
+}
+
+/// Sends one request and returns the whole response (blocking).
+pub trait Transport: Send + Sync {
+    /// Sends `request`; any HTTP status is an `Ok` response.
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError>;
+}
+
+impl<F> Transport for F
+where
+    F: Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + Send + Sync,
+{
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        self(request)
+    }
+}

@@ -124,7 +124,9 @@ impl Error {
         match self {
             Error::InvalidInput { field, message } => format!("{field}: {message}"),
             Error::Offline { detail, .. } => detail.clone(),
-            Error::RateLimited { retry_after: Some(s) } => format!("retry after {s} s"),
+            Error::RateLimited {
+                retry_after: Some(s),
+            } => format!("retry after {s} s"),
             Error::RateLimited { retry_after: None } => "retry after unknown".to_string(),
             Error::ServerError { status, detail } => format!("status {status}: {detail}"),
             Error::Protocol { detail, .. } => detail.clone(),
@@ -161,9 +163,13 @@ impl Error {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::InvalidInput { field, message } => write!(f, "invalid input: {field}: {message}"),
+            Error::InvalidInput { field, message } => {
+                write!(f, "invalid input: {field}: {message}")
+            }
             Error::Offline { detail, .. } => write!(f, "offline: {detail}"),
-            Error::RateLimited { retry_after: Some(s) } => {
+            Error::RateLimited {
+                retry_after: Some(s),
+            } => {
                 write!(f, "rate limited: retry after {s} s")
             }
             Error::RateLimited { retry_after: None } => write!(f, "rate limited"),
@@ -183,15 +189,24 @@ mod tests {
 
     #[test]
     fn error_stays_small() {
-        assert!(std::mem::size_of::<Error>() <= 64, "{}", std::mem::size_of::<Error>());
+        assert!(
+            std::mem::size_of::<Error>() <= 64,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
     }
 
     #[test]
     fn display_is_category_colon_detail() {
         let e = Error::invalid("organization_id", "must be a UUID v4");
-        assert_eq!(e.to_string(), "invalid input: organization_id: must be a UUID v4");
+        assert_eq!(
+            e.to_string(),
+            "invalid input: organization_id: must be a UUID v4"
+        );
         assert_eq!(e.reason(), Reason::InvalidInput);
-        let e = Error::RateLimited { retry_after: Some(60) };
+        let e = Error::RateLimited {
+            retry_after: Some(60),
+        };
         assert_eq!(e.to_string(), "rate limited: retry after 60 s");
         assert!(e.is_unverified());
         assert!(!Error::protocol(Some(401), "x").is_unverified());

@@ -99,10 +99,7 @@ pub fn check_metadata(field: &str, metadata: &Metadata) -> Result<(), Error> {
     if metadata.len() > MAX_METADATA_KEYS {
         return Err(Error::invalid(
             field,
-            format!(
-                "at most {MAX_METADATA_KEYS} keys, not {}",
-                metadata.len()
-            ),
+            format!("at most {MAX_METADATA_KEYS} keys, not {}", metadata.len()),
         ));
     }
     for (key, value) in metadata {
@@ -197,10 +194,16 @@ mod tests {
         assert_eq!(MetaValue::parse_scalar("2.5"), MetaValue::Float(2.5));
         assert_eq!(MetaValue::parse_scalar("true"), MetaValue::Bool(true));
         assert_eq!(MetaValue::parse_scalar("false"), MetaValue::Bool(false));
-        assert_eq!(MetaValue::parse_scalar("True"), MetaValue::Str("True".into()));
+        assert_eq!(
+            MetaValue::parse_scalar("True"),
+            MetaValue::Str("True".into())
+        );
         assert_eq!(MetaValue::parse_scalar("inf"), MetaValue::Str("inf".into()));
         assert_eq!(MetaValue::parse_scalar("NaN"), MetaValue::Str("NaN".into()));
-        assert_eq!(MetaValue::parse_scalar("c0ffee42"), MetaValue::Str("c0ffee42".into()));
+        assert_eq!(
+            MetaValue::parse_scalar("c0ffee42"),
+            MetaValue::Str("c0ffee42".into())
+        );
     }
 
     #[test]

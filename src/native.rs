@@ -220,7 +220,9 @@ pub struct BlockingClient {
 
 impl std::fmt::Debug for BlockingClient {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("BlockingClient").field("api", &self.api).finish()
+        f.debug_struct("BlockingClient")
+            .field("api", &self.api)
+            .finish()
     }
 }
 

@@ -83,7 +83,9 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
         return Err(bad("has no host"));
     }
     if scheme == "http" && !is_loopback_host(host) {
-        return Err(bad("plain http:// is only allowed for loopback hosts; use https://"));
+        return Err(bad(
+            "plain http:// is only allowed for loopback hosts; use https://",
+        ));
     }
     Ok(format!("{scheme}://{}", rest.trim_end_matches('/')))
 }
@@ -147,7 +149,10 @@ impl std::fmt::Debug for HttpRequest {
             .field("operation", &self.operation)
             .field("url", &self.url)
             .field("headers", &headers)
-            .field("body", &format_args!("<{} bytes, redacted>", self.body.len()))
+            .field(
+                "body",
+                &format_args!("<{} bytes, redacted>", self.body.len()),
+            )
             .finish()
     }
 }
@@ -240,7 +245,11 @@ impl ValidateRequest {
     }
 
     /// Adds a condition.
-    pub fn condition(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+    pub fn condition(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<crate::MetaValue>,
+    ) -> Self {
         self.conditions.insert(name.into(), value.into());
         self
     }
@@ -270,7 +279,11 @@ impl ActivateRequest {
     }
 
     /// Adds a condition.
-    pub fn condition(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+    pub fn condition(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<crate::MetaValue>,
+    ) -> Self {
         self.conditions.insert(name.into(), value.into());
         self
     }
@@ -502,7 +515,10 @@ pub fn parse_deactivate(resp: &HttpResponse) -> Result<Verdict<()>, Error> {
     }
 }
 
-fn parse_json<T: DeserializeOwned>(op: Operation, resp: &HttpResponse) -> Result<Verdict<T>, Error> {
+fn parse_json<T: DeserializeOwned>(
+    op: Operation,
+    resp: &HttpResponse,
+) -> Result<Verdict<T>, Error> {
     if resp.status != 200 {
         return classify_failure(op, resp).map(Verdict::Denied);
     }
@@ -572,9 +588,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
                 let reason = match detail.as_str() {
                     "License key is no longer active." => Reason::Inactive,
                     "License key has expired." => Reason::Expired,
-                    "License key does not match required conditions" => {
-                        Reason::ConditionsMismatch
-                    }
+                    "License key does not match required conditions" => Reason::ConditionsMismatch,
                     "License key does not match given benefit." => Reason::BenefitMismatch,
                     "License key does not match given user." => Reason::CustomerMismatch,
                     // "Not found", and any 404 detail this version does not know.
@@ -603,7 +617,10 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
             } else if detail.contains("no longer active") {
                 Reason::Inactive
             } else {
-                return Err(Error::protocol(Some(403), format!("unexpected 403: {detail}")));
+                return Err(Error::protocol(
+                    Some(403),
+                    format!("unexpected 403: {detail}"),
+                ));
             };
             Ok(denial(reason, detail, status))
         }
@@ -638,7 +655,10 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
             let desc = error_body(resp)
                 .and_then(|b| b.error_description.or(b.error))
                 .unwrap_or_else(|| snippet(&resp.body));
-            Err(Error::protocol(Some(401), format!("401 unauthorized: {desc}")))
+            Err(Error::protocol(
+                Some(401),
+                format!("401 unauthorized: {desc}"),
+            ))
         }
         _ => {
             let what = error_body(resp)

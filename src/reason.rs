@@ -132,9 +132,7 @@ impl Reason {
             | Reason::ServerError
             | Reason::GraceExpired
             | Reason::ClockRollback => ReasonClass::Unverified,
-            Reason::ProtocolError | Reason::InvalidInput | Reason::CacheError => {
-                ReasonClass::Error
-            }
+            Reason::ProtocolError | Reason::InvalidInput | Reason::CacheError => ReasonClass::Error,
         }
     }
 

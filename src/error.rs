@@ -105,6 +105,25 @@ pub enum Error {
         /// What is wrong.
         detail: String,
     },
+    /// Offline (or rate limited, or a server error), and the last good online verdict is older
+    /// than the grace period.
+    GraceExpired {
+        /// Seconds since the last good online verdict.
+        verified_seconds_ago: u64,
+        /// Why the server could not be asked this time.
+        cause: String,
+    },
+    /// The clock is earlier than a time this cache has already seen, by more than the tolerance.
+    ClockRollback {
+        /// How far back the clock moved, in seconds.
+        by_seconds: u64,
+    },
+    /// The offline cache cannot be read or written (a tampered or corrupt record is not this:
+    /// it is treated as no cache).
+    Cache {
+        /// What failed.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -116,6 +135,9 @@ impl Error {
             Error::RateLimited { .. } => Reason::RateLimited,
             Error::ServerError { .. } => Reason::ServerError,
             Error::Protocol { .. } => Reason::ProtocolError,
+            Error::GraceExpired { .. } => Reason::GraceExpired,
+            Error::ClockRollback { .. } => Reason::ClockRollback,
+            Error::Cache { .. } => Reason::CacheError,
         }
     }
 
@@ -130,6 +152,16 @@ impl Error {
             Error::RateLimited { retry_after: None } => "retry after unknown".to_string(),
             Error::ServerError { status, detail } => format!("status {status}: {detail}"),
             Error::Protocol { detail, .. } => detail.clone(),
+            Error::GraceExpired {
+                verified_seconds_ago,
+                cause,
+            } => format!(
+                "last verified {verified_seconds_ago} s ago, past the grace period; {cause}"
+            ),
+            Error::ClockRollback { by_seconds } => {
+                format!("the clock moved back {by_seconds} s since the last verdict")
+            }
+            Error::Cache { detail } => detail.clone(),
         }
     }
 
@@ -177,6 +209,9 @@ impl fmt::Display for Error {
                 write!(f, "server error: status {status}: {detail}")
             }
             Error::Protocol { detail, .. } => write!(f, "protocol error: {detail}"),
+            Error::GraceExpired { .. } => write!(f, "grace expired: {}", self.detail()),
+            Error::ClockRollback { .. } => write!(f, "clock rollback: {}", self.detail()),
+            Error::Cache { detail } => write!(f, "cache error: {detail}"),
         }
     }
 }

@@ -1,0 +1,265 @@
+//! The command-line surface (shared/contract.md §2), parsed with clap.
+//!
+//! Every global option can also come from its environment variable. The global options are
+//! accepted before or after the command name.
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use polar_license::MetaValue;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Gate features on a Polar (polar.sh) license key from scripts, CI and installers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "polar-license",
+    version,
+    about = "Validate, activate and deactivate Polar (polar.sh) license keys",
+    long_about = "Validate, activate and deactivate Polar (polar.sh) license keys, \
+        or run a local Polar emulator to try it all out.\n\n\
+        Talks to Polar's public license-key routes (the license key is the credential), or to \
+        the token-authenticated ones when --access-token is given.",
+    after_help = "Exit codes: 0 licensed or done, 1 denied, 2 invalid input or usage, \
+        3 unverified or error (offline, rate limited, server error, protocol error).\n\
+        With --json, stdout holds exactly one JSON object with at least: outcome, reason, \
+        detail, source, activation_id, grace_remaining_seconds, license.\n\n\
+        Try it offline: polar-license demo"
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: Global,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command; each also read from the environment.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The seller organization's id (a UUID v4)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_ORGANIZATION_ID",
+        value_name = "UUID"
+    )]
+    pub org: Option<String>,
+
+    /// Which Polar to talk to
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_SERVER",
+        value_enum,
+        default_value_t = ServerChoice::Production,
+        value_name = "SERVER"
+    )]
+    pub server: ServerChoice,
+
+    /// Talk to this base URL instead (overrides --server); plain http:// only for loopback hosts
+    #[arg(long, global = true, env = "POLAR_API_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Where the offline cache lives (default: the platform's data dir). Reserved for the
+    /// upcoming offline cache (`check`, `status`); accepted and unused for now
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_CACHE_DIR",
+        value_name = "DIR"
+    )]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Whole-request timeout in seconds, fractions allowed (default 10)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = parse_timeout
+    )]
+    pub timeout: Option<Duration>,
+
+    /// Use the token-authenticated /v1/license-keys/… routes with this organization access
+    /// token (for backends and CI; never ship a token inside an app)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_ACCESS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub access_token: Option<String>,
+
+    /// Print exactly one JSON object on stdout (and nothing else)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `--server` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerChoice {
+    /// https://api.polar.sh
+    Production,
+    /// https://sandbox-api.polar.sh (separate data)
+    Sandbox,
+}
+
+/// The commands. (`check` and `status` arrive with the offline cache.)
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Activate the key on this machine (takes one activation slot per call)
+    Activate(ActivateArgs),
+    /// Validate the key online (no cache fallback)
+    Validate(ValidateArgs),
+    /// Deactivate an activation, freeing its slot
+    Deactivate(DeactivateArgs),
+    /// Run the local Polar emulator until killed; the first stdout line is
+    /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
+    /// (--json only changes how startup errors are printed)
+    Emulator(EmulatorArgs),
+    /// A self-contained walkthrough on the embedded emulator (also a smoke test)
+    Demo,
+}
+
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`.
+#[derive(Debug, Args)]
+pub struct KeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list)
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: String,
+}
+
+/// `activate`
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// A label for the activation, e.g. the machine's name (may be empty)
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+
+    /// A condition stored on the activation and required on every validate naming it
+    /// (repeatable; the value is an integer, a float, true/false, or else a string)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
+
+    /// A meta entry stored on the activation and returned with it (repeatable, typed as
+    /// for --condition)
+    #[arg(long = "meta", value_name = "K=V", value_parser = parse_kv)]
+    pub meta: Vec<(String, MetaValue)>,
+}
+
+/// `validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// The activation to check (its stored conditions must then equal the --condition ones)
+    #[arg(long, value_name = "ID")]
+    pub activation_id: Option<String>,
+
+    /// Require the key to belong to this benefit
+    #[arg(long, value_name = "ID")]
+    pub benefit_id: Option<String>,
+
+    /// Require the key to belong to this customer
+    #[arg(long, value_name = "ID")]
+    pub customer_id: Option<String>,
+
+    /// Add N to the key's usage (refused with usage_exhausted past its limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub increment_usage: Option<i64>,
+
+    /// A condition to compare with the activation's (repeatable; typed as for activate)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
+}
+
+/// `deactivate`
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// The activation to free (required until the offline cache can remember it)
+    #[arg(long, value_name = "ID")]
+    pub activation_id: Option<String>,
+}
+
+/// `emulator`
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// A seed file (JSON: organization_id and license_keys); default: the demo seed
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+
+    /// The port on 127.0.0.1; 0 picks a free one (read it from the first line)
+    #[arg(long, value_name = "P", default_value_t = 8787)]
+    pub port: u16,
+
+    /// Enforce Polar's public rate limit: 3 requests per second, then a 60 s block
+    #[arg(long)]
+    pub rate_limit: bool,
+
+    /// Behave like Polar's sandbox (adds the `X-Polar-Sandbox: 1` header)
+    #[arg(long)]
+    pub sandbox: bool,
+}
+
+/// Parses `--timeout`: a positive, finite number of seconds.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err("must be a positive number of seconds".to_string());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// Parses `k=v` (split at the first `=`), typing the value as contract §2 says.
+fn parse_kv(text: &str) -> Result<(String, MetaValue), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected K=V, found `{text}` (no `=`)"))?;
+    Ok((k.to_string(), MetaValue::parse_scalar(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kv_and_timeout() {
+        assert_eq!(
+            parse_kv("machine=A=B"),
+            Ok(("machine".to_string(), MetaValue::Str("A=B".to_string())))
+        );
+        assert_eq!(
+            parse_kv("major=2"),
+            Ok(("major".to_string(), MetaValue::Int(2)))
+        );
+        assert!(parse_kv("machine").is_err());
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("NaN").is_err());
+        assert!(parse_timeout("soon").is_err());
+    }
+}

@@ -1,0 +1,91 @@
+//! `polar-license`: validate, activate and deactivate Polar license keys from the command
+//! line, or run the local Polar emulator (shared/contract.md §2).
+
+#![deny(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod args;
+mod demo;
+mod output;
+mod run;
+mod serve;
+
+use args::{Cli, Command};
+use clap::Parser;
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    // `--json` must hold even when the command line itself is wrong, so look for it first.
+    let wants_json = std::env::args_os()
+        .skip(1)
+        .take_while(|a| a != "--")
+        .any(|a| a == "--json");
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(&e, wants_json)),
+    };
+    let g = &cli.global;
+    let code = match &cli.command {
+        Command::Validate(a) => run::validate(g, a).print(g.json),
+        Command::Activate(a) => run::activate(g, a).print(g.json),
+        Command::Deactivate(a) => run::deactivate(g, a).print(g.json),
+        Command::Emulator(a) => serve::run(g, a),
+        Command::Demo => demo::run(g),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints a clap error: help and version as usual (exit 0); anything else is a usage error,
+/// exit 2, as one JSON object when `--json` was given.
+fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
+    use clap::error::{ContextKind, ContextValue, ErrorKind};
+    match e.kind() {
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion => {
+            output::print_out(&e.render().to_string());
+            return 0;
+        }
+        ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand if !wants_json => {
+            output::print_err(&e.render().to_string());
+            return 2;
+        }
+        _ => {}
+    }
+    if !wants_json {
+        output::print_err(&e.render().to_string());
+        return 2;
+    }
+    // clap's first paragraph, on one line: "the following required arguments were not
+    // provided: --label <LABEL>".
+    let rendered = e.render().to_string();
+    let message = rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|l| !l.starts_with("Usage:") && !l.starts_with("For more information"))
+        .filter(|l| !l.is_empty())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let message = message.trim_start_matches("error: ");
+    let message = if message.is_empty() {
+        "invalid command line"
+    } else {
+        message
+    };
+    let field = match e.get(ContextKind::InvalidArg) {
+        Some(ContextValue::String(s)) => Some(field_name(s)),
+        Some(ContextValue::Strings(v)) => v.first().map(|s| field_name(s)),
+        _ => None,
+    };
+    let command = std::env::args()
+        .skip(1)
+        .find(|a| ["activate", "validate", "deactivate", "emulator", "demo"].contains(&a.as_str()));
+    output::usage_report(command.as_deref(), field.as_deref(), message).print(true)
+}
+
+/// `--label <LABEL>` → `label`; `--increment-usage <N>` → `increment_usage`.
+fn field_name(arg: &str) -> String {
+    arg.split_whitespace()
+        .next()
+        .unwrap_or(arg)
+        .trim_start_matches('-')
+        .replace('-', "_")
+}

@@ -1,0 +1,94 @@
+//! Polar's public license-key rate limit (`polar-license-api.md` §8):
+//! asgi-ratelimit's fixed window of 3 requests per second per identity,
+//! shared by the three public routes, then a block (60 s in production).
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+/// The path prefix regex `^/v1/customer-portal/license-keys/(validate|activate|deactivate)`.
+pub(crate) fn in_public_zone(path: &str) -> bool {
+    ["validate", "activate", "deactivate"].iter().any(|op| {
+        path.strip_prefix("/v1/customer-portal/license-keys/")
+            .is_some_and(|rest| rest.starts_with(op))
+    })
+}
+
+const WINDOW: Duration = Duration::from_secs(1);
+const LIMIT: u32 = 3;
+
+#[derive(Debug, Default)]
+pub(crate) struct RateLimiter {
+    /// identity -> (window end, calls left)
+    windows: HashMap<String, (Instant, u32)>,
+    /// identity -> block end
+    blocks: HashMap<String, Instant>,
+}
+
+/// Whole seconds as Redis' `TTL` reports them (rounded), at least 1.
+fn ttl_secs(d: Duration) -> u64 {
+    ((d.as_millis() + 500) / 1000).max(1) as u64
+}
+
+impl RateLimiter {
+    /// Checks one request. `zone`: whether the path is in the public
+    /// license-key zone (only those calls consume the window). Returns the
+    /// `retry-after` seconds when the request must be refused with a 429.
+    pub(crate) fn check(
+        &mut self,
+        identity: &str,
+        zone: bool,
+        block: Duration,
+        now: Instant,
+    ) -> Option<u64> {
+        self.windows.retain(|_, (end, _)| *end > now);
+        self.blocks.retain(|_, end| *end > now);
+        if let Some(end) = self.blocks.get(identity) {
+            return Some(ttl_secs(end.saturating_duration_since(now)));
+        }
+        if !zone {
+            return None;
+        }
+        let entry = self
+            .windows
+            .entry(identity.to_string())
+            .or_insert((now + WINDOW, LIMIT));
+        if entry.1 < 1 {
+            self.blocks.insert(identity.to_string(), now + block);
+            let secs = block.as_secs() + u64::from(block.subsec_nanos() > 0);
+            return Some(secs.max(1));
+        }
+        entry.1 -= 1;
+        None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fourth_call_blocks() {
+        let mut rl = RateLimiter::default();
+        let t = Instant::now();
+        let block = Duration::from_secs(60);
+        assert_eq!(rl.check("ip", true, block, t), None);
+        assert_eq!(rl.check("ip", true, block, t), None);
+        assert_eq!(rl.check("other", true, block, t), None);
+        assert_eq!(rl.check("ip", true, block, t), None);
+        assert_eq!(rl.check("ip", true, block, t), Some(60));
+        assert_eq!(
+            rl.check("ip", true, block, t + Duration::from_millis(30_400)),
+            Some(30)
+        );
+        assert_eq!(
+            rl.check("ip", false, block, t + Duration::from_secs(1)),
+            Some(59)
+        );
+        assert_eq!(
+            rl.check("ip", true, block, t + Duration::from_secs(61)),
+            None
+        );
+        assert!(in_public_zone("/v1/customer-portal/license-keys/validate"));
+        assert!(!in_public_zone("/v1/license-keys/validate"));
+    }
+}

@@ -1,0 +1,308 @@
+//! The emulator's seed file (`shared/contract.md` §3) plus the optional
+//! `access_tokens` array for the token-authenticated twins.
+
+use serde::{Deserialize, Serialize};
+
+use super::util::{parse_ts, parse_uuid4};
+
+/// The organization of [`Seed::demo`].
+pub const DEMO_ORGANIZATION_ID: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+/// The contract's demo key: granted, `limit_activations` 3.
+pub const DEMO_KEY: &str = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
+/// A demo key without activations (`limit_activations` null).
+pub const DEMO_KEY_NO_ACTIVATIONS: &str = "DEMO-NOACT-2B8E6F1A-3C4D-4E5F-8A9B-0C1D2E3F4A5B";
+/// A demo key with status `revoked`.
+pub const DEMO_KEY_REVOKED: &str = "DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D";
+/// A demo key with status `disabled`.
+pub const DEMO_KEY_DISABLED: &str = "DEMO-DISABLED-1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9";
+/// A demo key that expired on 2024-01-01.
+pub const DEMO_KEY_EXPIRED: &str = "DEMO-EXPIRED-0A9B8C7D-6E5F-4D3C-B2A1-908172635445";
+/// A demo key with `limit_usage` 10 (and `limit_activations` 3).
+pub const DEMO_KEY_USAGE: &str = "DEMO-USAGE-5E4D3C2B-1A09-4F8E-9D7C-6B5A49382716";
+/// The demo benefit of every demo key.
+pub const DEMO_BENEFIT_ID: &str = "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d";
+/// The demo customer of every demo key.
+pub const DEMO_CUSTOMER_ID: &str = "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d";
+/// An organization access token of the demo organization with every scope.
+pub const DEMO_TOKEN: &str = "polar_oat_emulator_demo_0123456789abcdef";
+/// An organization access token of the demo organization with only `license_keys:read`.
+pub const DEMO_TOKEN_READ_ONLY: &str = "polar_oat_emulator_readonly_0123456789ab";
+
+/// Every scope a seed token gets when its `scopes` are not given.
+pub const ALL_SCOPES: &[&str] = &[
+    "openid",
+    "profile",
+    "email",
+    "user:read",
+    "organizations:read",
+    "organizations:write",
+    "products:read",
+    "products:write",
+    "benefits:read",
+    "benefits:write",
+    "customers:read",
+    "customers:write",
+    "orders:read",
+    "subscriptions:read",
+    "subscriptions:write",
+    "license_keys:read",
+    "license_keys:write",
+];
+
+/// The data an emulator starts with.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct Seed {
+    /// The seller organization (UUID v4); the default organization of every key and token.
+    pub organization_id: String,
+    /// The license keys.
+    #[serde(default)]
+    pub license_keys: Vec<SeedKey>,
+    /// Access tokens accepted by the token-authenticated `/v1/license-keys/*` twins
+    /// (an emulator addition, not in the contract's seed format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub access_tokens: Vec<SeedToken>,
+}
+
+/// One license key of a [`Seed`]. Every field but `key` is optional.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+pub struct SeedKey {
+    /// The key string, matched exactly (case-sensitive).
+    pub key: String,
+    /// The owning organization; defaults to the seed's top-level one.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// `granted` (default), `revoked` or `disabled`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Activation slots; null (default) or 0 means activations are not supported.
+    #[serde(default)]
+    pub limit_activations: Option<i64>,
+    /// Usage limit; null (default) means unlimited.
+    #[serde(default)]
+    pub limit_usage: Option<i64>,
+    /// Current usage (default 0).
+    #[serde(default)]
+    pub usage: i64,
+    /// RFC 3339 expiry; null (default) means no expiry.
+    #[serde(default)]
+    pub expires_at: Option<String>,
+    /// The benefit (UUID v4); generated when absent.
+    #[serde(default)]
+    pub benefit_id: Option<String>,
+    /// The customer (UUID v4); generated when absent.
+    #[serde(default)]
+    pub customer_id: Option<String>,
+    /// The customer's email (shown in the `customer` and `user` objects).
+    #[serde(default)]
+    pub customer_email: Option<String>,
+}
+
+fn all_scopes() -> Vec<String> {
+    ALL_SCOPES.iter().map(|s| s.to_string()).collect()
+}
+
+/// An access token for the token-authenticated twins.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+pub struct SeedToken {
+    /// The bearer token value.
+    pub token: String,
+    /// The organization the token belongs to; defaults to the seed's top-level one.
+    #[serde(default)]
+    pub organization_id: Option<String>,
+    /// The token's scopes; defaults to [`ALL_SCOPES`]. The twins need `license_keys:write`.
+    #[serde(default = "all_scopes")]
+    pub scopes: Vec<String>,
+}
+
+impl Default for SeedToken {
+    fn default() -> Self {
+        SeedToken {
+            token: String::new(),
+            organization_id: None,
+            scopes: all_scopes(),
+        }
+    }
+}
+
+/// The contract's example documents optional fields with values such as
+/// `"optional UUID v4"`; such placeholders count as absent.
+fn placeholder(value: &Option<String>) -> bool {
+    value
+        .as_deref()
+        .is_some_and(|v| v.trim_start().to_ascii_lowercase().starts_with("optional"))
+}
+
+fn clear_placeholder(value: &mut Option<String>) {
+    if placeholder(value) {
+        *value = None;
+    }
+}
+
+impl SeedKey {
+    /// A granted key with every other field at its default.
+    pub fn new(key: impl Into<String>) -> SeedKey {
+        SeedKey {
+            key: key.into(),
+            ..SeedKey::default()
+        }
+    }
+
+    /// Drops documentation placeholders and checks every field.
+    pub(crate) fn normalized(&self) -> Result<SeedKey, String> {
+        let mut k = self.clone();
+        clear_placeholder(&mut k.organization_id);
+        clear_placeholder(&mut k.status);
+        clear_placeholder(&mut k.expires_at);
+        clear_placeholder(&mut k.benefit_id);
+        clear_placeholder(&mut k.customer_id);
+        clear_placeholder(&mut k.customer_email);
+        if k.key.is_empty() {
+            return Err("a license key has an empty `key`".to_string());
+        }
+        let name = &k.key;
+        if let Some(org) = &k.organization_id {
+            parse_uuid4(org, &format!("organization_id of key {name}"))?;
+        }
+        if let Some(status) = &k.status {
+            if !matches!(status.as_str(), "granted" | "revoked" | "disabled") {
+                return Err(format!(
+                    "status `{status}` of key {name} is not granted, revoked or disabled"
+                ));
+            }
+        }
+        for (field, value) in [
+            ("limit_activations", k.limit_activations),
+            ("limit_usage", k.limit_usage),
+            ("usage", Some(k.usage)),
+        ] {
+            if let Some(v) = value {
+                if i32::try_from(v).is_err() {
+                    return Err(format!(
+                        "{field} {v} of key {name} is outside the int32 range"
+                    ));
+                }
+            }
+        }
+        if let Some(t) = &k.expires_at {
+            parse_ts(t).map_err(|e| format!("expires_at of key {name}: {e}"))?;
+        }
+        if let Some(id) = &k.benefit_id {
+            parse_uuid4(id, &format!("benefit_id of key {name}"))?;
+        }
+        if let Some(id) = &k.customer_id {
+            parse_uuid4(id, &format!("customer_id of key {name}"))?;
+        }
+        Ok(k)
+    }
+}
+
+impl Seed {
+    /// Parses and checks a seed file (JSON, `shared/contract.md` §3).
+    ///
+    /// Optional fields whose value starts with `optional` (the contract's
+    /// example uses such descriptions) are treated as absent.
+    pub fn from_json(text: &str) -> Result<Seed, String> {
+        let seed: Seed =
+            serde_json::from_str(text).map_err(|e| format!("invalid seed file: {e}"))?;
+        seed.normalized()
+    }
+
+    /// Drops documentation placeholders and checks every field and uniqueness.
+    pub(crate) fn normalized(&self) -> Result<Seed, String> {
+        parse_uuid4(&self.organization_id, "organization_id")?;
+        let mut keys: Vec<SeedKey> = Vec::with_capacity(self.license_keys.len());
+        for key in &self.license_keys {
+            let key = key.normalized()?;
+            let org = key
+                .organization_id
+                .as_deref()
+                .unwrap_or(&self.organization_id);
+            if keys.iter().any(|k| {
+                k.key == key.key
+                    && k.organization_id
+                        .as_deref()
+                        .unwrap_or(&self.organization_id)
+                        == org
+            }) {
+                return Err(format!(
+                    "key {} appears twice in organization {org}",
+                    key.key
+                ));
+            }
+            keys.push(key);
+        }
+        let mut tokens: Vec<SeedToken> = Vec::with_capacity(self.access_tokens.len());
+        for token in &self.access_tokens {
+            let mut token = token.clone();
+            clear_placeholder(&mut token.organization_id);
+            if token.token.is_empty() || !token.token.is_ascii() || token.token.contains(' ') {
+                return Err("an access token must be non-empty ASCII without spaces".to_string());
+            }
+            if let Some(org) = &token.organization_id {
+                parse_uuid4(org, "organization_id of an access token")?;
+            }
+            if tokens.iter().any(|t| t.token == token.token) {
+                return Err("an access token appears twice".to_string());
+            }
+            tokens.push(token);
+        }
+        Ok(Seed {
+            organization_id: self.organization_id.clone(),
+            license_keys: keys,
+            access_tokens: tokens,
+        })
+    }
+
+    /// A ready-made seed: organization [`DEMO_ORGANIZATION_ID`] with
+    /// [`DEMO_KEY`] (3 activation slots), a key without activations, a revoked,
+    /// a disabled and an expired key, a key with `limit_usage` 10, and two
+    /// access tokens ([`DEMO_TOKEN`] with every scope, [`DEMO_TOKEN_READ_ONLY`]).
+    pub fn demo() -> Seed {
+        let base = |key: &str| SeedKey {
+            key: key.to_string(),
+            benefit_id: Some(DEMO_BENEFIT_ID.to_string()),
+            customer_id: Some(DEMO_CUSTOMER_ID.to_string()),
+            customer_email: Some("jane.doe@gmail.com".to_string()),
+            limit_activations: Some(3),
+            ..SeedKey::default()
+        };
+        Seed {
+            organization_id: DEMO_ORGANIZATION_ID.to_string(),
+            license_keys: vec![
+                base(DEMO_KEY),
+                SeedKey {
+                    limit_activations: None,
+                    ..base(DEMO_KEY_NO_ACTIVATIONS)
+                },
+                SeedKey {
+                    status: Some("revoked".to_string()),
+                    ..base(DEMO_KEY_REVOKED)
+                },
+                SeedKey {
+                    status: Some("disabled".to_string()),
+                    ..base(DEMO_KEY_DISABLED)
+                },
+                SeedKey {
+                    expires_at: Some("2024-01-01T00:00:00Z".to_string()),
+                    ..base(DEMO_KEY_EXPIRED)
+                },
+                SeedKey {
+                    limit_usage: Some(10),
+                    ..base(DEMO_KEY_USAGE)
+                },
+            ],
+            access_tokens: vec![
+                SeedToken {
+                    token: DEMO_TOKEN.to_string(),
+                    organization_id: None,
+                    scopes: all_scopes(),
+                },
+                SeedToken {
+                    token: DEMO_TOKEN_READ_ONLY.to_string(),
+                    organization_id: None,
+                    scopes: vec!["license_keys:read".to_string()],
+                },
+            ],
+        }
+    }
+}

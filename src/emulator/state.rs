@@ -1,0 +1,634 @@
+//! The emulator's data (keys, activations, tokens), the license-key service
+//! logic of `polar-license-api.md` §5, and the response bodies of §4.
+
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+use super::json::{obj, opt_i, opt_s, py_dict_eq, s, J};
+use super::seed::{Seed, SeedKey};
+use super::util::{fmt_ts, new_id, parse_ts, parse_uuid4, sha256_hex};
+use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
+use super::KeyUpdate;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Status {
+    Granted,
+    Revoked,
+    Disabled,
+}
+
+impl Status {
+    fn parse(text: &str) -> Option<Status> {
+        match text {
+            "granted" => Some(Status::Granted),
+            "revoked" => Some(Status::Revoked),
+            "disabled" => Some(Status::Disabled),
+            _ => None,
+        }
+    }
+
+    fn as_str(self) -> &'static str {
+        match self {
+            Status::Granted => "granted",
+            Status::Revoked => "revoked",
+            Status::Disabled => "disabled",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Customer {
+    id: Uuid,
+    email: Option<String>,
+    created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct KeyRec {
+    id: Uuid,
+    organization_id: Uuid,
+    key: String,
+    status: Status,
+    limit_activations: Option<i64>,
+    limit_usage: Option<i64>,
+    usage: i64,
+    validations: i64,
+    last_validated_at: Option<OffsetDateTime>,
+    expires_at: Option<OffsetDateTime>,
+    created_at: OffsetDateTime,
+    modified_at: Option<OffsetDateTime>,
+    benefit_id: Uuid,
+    customer: Customer,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Activation {
+    id: Uuid,
+    license_key_id: Uuid,
+    label: String,
+    conditions: Vec<(String, J)>,
+    meta: Vec<(String, J)>,
+    created_at: OffsetDateTime,
+    modified_at: Option<OffsetDateTime>,
+    deleted_at: Option<OffsetDateTime>,
+}
+
+#[derive(Debug, Clone)]
+pub(crate) struct Token {
+    pub token: String,
+    pub organization_id: Uuid,
+    pub scopes: Vec<String>,
+}
+
+/// Everything the emulator stores.
+#[derive(Debug, Default)]
+pub(crate) struct Store {
+    default_org: Option<Uuid>,
+    keys: Vec<KeyRec>,
+    activations: Vec<Activation>,
+    pub tokens: Vec<Token>,
+}
+
+/// A service failure, rendered as Polar's `{"error","detail"}` bodies.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SvcError {
+    NotFound(String),
+    NotPermitted(String),
+    BadRequest(String),
+    /// A database-level failure (int32 overflow, non-finite JSON): a plain 500.
+    Internal,
+}
+
+/// A successful service answer.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum SvcOk {
+    Json(J),
+    NoContent,
+}
+
+const NOT_FOUND: &str = "Not found";
+
+impl Store {
+    pub(crate) fn from_seed(seed: &Seed) -> Result<Store, String> {
+        let seed = seed.normalized()?;
+        let org = parse_uuid4(&seed.organization_id, "organization_id")?;
+        let mut store = Store {
+            default_org: Some(org),
+            ..Store::default()
+        };
+        for key in &seed.license_keys {
+            store.add_key(key)?;
+        }
+        for token in &seed.access_tokens {
+            let organization_id = match &token.organization_id {
+                Some(o) => parse_uuid4(o, "organization_id of an access token")?,
+                None => org,
+            };
+            store.tokens.push(Token {
+                token: token.token.clone(),
+                organization_id,
+                scopes: token.scopes.clone(),
+            });
+        }
+        Ok(store)
+    }
+
+    pub(crate) fn add_key(&mut self, key: &SeedKey) -> Result<(), String> {
+        let key = key.normalized()?;
+        let organization_id = match &key.organization_id {
+            Some(o) => parse_uuid4(o, "organization_id")?,
+            None => self
+                .default_org
+                .ok_or_else(|| "no organization for the key".to_string())?,
+        };
+        if self
+            .keys
+            .iter()
+            .any(|k| k.key == key.key && k.organization_id == organization_id)
+        {
+            return Err(format!(
+                "key {} already exists in organization {organization_id}",
+                key.key
+            ));
+        }
+        let status = match &key.status {
+            Some(st) => Status::parse(st).ok_or_else(|| format!("unknown status `{st}`"))?,
+            None => Status::Granted,
+        };
+        let expires_at = key.expires_at.as_deref().map(parse_ts).transpose()?;
+        let benefit_id = match &key.benefit_id {
+            Some(b) => parse_uuid4(b, "benefit_id")?,
+            None => new_id(),
+        };
+        let customer_id = match &key.customer_id {
+            Some(c) => parse_uuid4(c, "customer_id")?,
+            None => new_id(),
+        };
+        let now = super::util::now();
+        // A customer shared by several keys keeps one creation time.
+        let customer_created = self
+            .keys
+            .iter()
+            .find(|k| k.customer.id == customer_id)
+            .map(|k| k.customer.created_at)
+            .unwrap_or(now);
+        self.keys.push(KeyRec {
+            id: new_id(),
+            organization_id,
+            key: key.key.clone(),
+            status,
+            limit_activations: key.limit_activations,
+            limit_usage: key.limit_usage,
+            usage: key.usage,
+            validations: 0,
+            last_validated_at: None,
+            expires_at,
+            created_at: now,
+            modified_at: None,
+            benefit_id,
+            customer: Customer {
+                id: customer_id,
+                email: key.customer_email.clone(),
+                created_at: customer_created,
+            },
+        });
+        Ok(())
+    }
+
+    fn find_key(&self, organization_id: Uuid, key: &str, scope: Option<Uuid>) -> Option<usize> {
+        if scope.is_some_and(|org| org != organization_id) {
+            return None;
+        }
+        self.keys
+            .iter()
+            .position(|k| k.organization_id == organization_id && k.key == key)
+    }
+
+    fn find_any(&self, key: &str) -> Option<usize> {
+        self.keys.iter().position(|k| k.key == key)
+    }
+
+    fn live_activation(&self, key_id: Uuid, activation_id: Uuid) -> Option<usize> {
+        self.activations.iter().position(|a| {
+            a.id == activation_id && a.license_key_id == key_id && a.deleted_at.is_none()
+        })
+    }
+
+    /// `POST …/validate` (§5.1). `scope` limits the lookup to a token's organization.
+    pub(crate) fn validate(
+        &mut self,
+        req: &ValidateReq,
+        scope: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<SvcOk, SvcError> {
+        let ki = self
+            .find_key(req.organization_id, &req.key, scope)
+            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+        let k = &self.keys[ki];
+        if k.status != Status::Granted {
+            return Err(SvcError::NotFound(
+                "License key is no longer active.".to_string(),
+            ));
+        }
+        if k.expires_at.is_some_and(|e| now >= e) {
+            return Err(SvcError::NotFound("License key has expired.".to_string()));
+        }
+        let activation = match req.activation_id {
+            Some(aid) => {
+                let ai = self
+                    .live_activation(k.id, aid)
+                    .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+                let a = &self.activations[ai];
+                if !a.conditions.is_empty() && !py_dict_eq(&a.conditions, &req.conditions) {
+                    return Err(SvcError::NotFound(
+                        "License key does not match required conditions".to_string(),
+                    ));
+                }
+                Some(ai)
+            }
+            None => None,
+        };
+        if req.benefit_id.is_some_and(|b| b != k.benefit_id) {
+            return Err(SvcError::NotFound(
+                "License key does not match given benefit.".to_string(),
+            ));
+        }
+        if req.customer_id.is_some_and(|c| c != k.customer.id) {
+            return Err(SvcError::NotFound(
+                "License key does not match given user.".to_string(),
+            ));
+        }
+        let increment = req.increment_usage.unwrap_or(0);
+        if increment > 0 {
+            // Python truthiness: a limit of 0 is no limit.
+            if let Some(limit) = k.limit_usage.filter(|l| *l != 0) {
+                let remaining = i128::from(limit) - i128::from(k.usage);
+                if increment > remaining {
+                    return Err(SvcError::BadRequest(format!(
+                        "License key only has {remaining} more usages."
+                    )));
+                }
+            }
+        }
+        let new_usage = i128::from(k.usage) + increment.max(0);
+        let new_validations = i128::from(k.validations) + 1;
+        let int32 = i128::from(i32::MIN)..=i128::from(i32::MAX);
+        if !int32.contains(&new_usage) || !int32.contains(&new_validations) {
+            return Err(SvcError::Internal);
+        }
+        let previous_modified = k.modified_at;
+        let k = &mut self.keys[ki];
+        k.usage = new_usage as i64;
+        k.validations = new_validations as i64;
+        k.last_validated_at = Some(now);
+        // The ORM bumps modified_at at flush, after the response was serialized.
+        let mut body = render_key_fields(k, previous_modified);
+        k.modified_at = Some(now);
+        let activation = match activation {
+            Some(ai) => render_activation(&self.activations[ai]),
+            None => J::Null,
+        };
+        body.push(("activation".to_string(), activation));
+        Ok(SvcOk::Json(J::Obj(body)))
+    }
+
+    /// `POST …/activate` (§5.2).
+    pub(crate) fn activate(
+        &mut self,
+        req: &ActivateReq,
+        scope: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<SvcOk, SvcError> {
+        let ki = self
+            .find_key(req.organization_id, &req.key, scope)
+            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+        let k = &self.keys[ki];
+        if k.status != Status::Granted {
+            return Err(SvcError::NotPermitted(
+                "License key is no longer active. This license key can not be activated."
+                    .to_string(),
+            ));
+        }
+        if k.expires_at.is_some_and(|e| now >= e) {
+            return Err(SvcError::NotPermitted(
+                "License key has expired.".to_string(),
+            ));
+        }
+        let limit = match k.limit_activations {
+            Some(l) if l != 0 => l,
+            _ => {
+                return Err(SvcError::NotPermitted(
+                "This license key does not support activations. Use the /validate endpoint instead to check license validity."
+                    .to_string(),
+            ))
+            }
+        };
+        let live = self
+            .activations
+            .iter()
+            .filter(|a| a.license_key_id == k.id && a.deleted_at.is_none())
+            .count() as i64;
+        if live >= limit {
+            return Err(SvcError::NotPermitted(
+                "License key activation limit already reached".to_string(),
+            ));
+        }
+        // PostgreSQL's JSONB cannot store NaN or Infinity: the insert fails.
+        if J::Obj(req.conditions.clone()).to_json().is_err()
+            || J::Obj(req.meta.clone()).to_json().is_err()
+        {
+            return Err(SvcError::Internal);
+        }
+        let activation = Activation {
+            id: new_id(),
+            license_key_id: k.id,
+            label: req.label.clone(),
+            conditions: req.conditions.clone(),
+            meta: req.meta.clone(),
+            created_at: now,
+            modified_at: None,
+            deleted_at: None,
+        };
+        let mut body = match render_activation(&activation) {
+            J::Obj(items) => items,
+            _ => Vec::new(),
+        };
+        body.push(("license_key".to_string(), render_key(k)));
+        self.activations.push(activation);
+        Ok(SvcOk::Json(J::Obj(body)))
+    }
+
+    /// `POST …/deactivate` (§5.3): no status or expiry check.
+    pub(crate) fn deactivate(
+        &mut self,
+        req: &DeactivateReq,
+        scope: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<SvcOk, SvcError> {
+        let ki = self
+            .find_key(req.organization_id, &req.key, scope)
+            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+        let key_id = self.keys[ki].id;
+        let ai = self
+            .live_activation(key_id, req.activation_id)
+            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+        let a = &mut self.activations[ai];
+        a.deleted_at = Some(now);
+        a.modified_at = Some(now);
+        Ok(SvcOk::NoContent)
+    }
+
+    /// The `LicenseKeyRead` body of a key (first match in any organization).
+    pub(crate) fn key_json(&self, key: &str) -> Option<J> {
+        self.find_any(key).map(|i| render_key(&self.keys[i]))
+    }
+
+    /// Live activations of a key, including their stored conditions.
+    pub(crate) fn activations_json(&self, key: &str) -> Vec<J> {
+        let Some(ki) = self.find_any(key) else {
+            return Vec::new();
+        };
+        let key_id = self.keys[ki].id;
+        self.activations
+            .iter()
+            .filter(|a| a.license_key_id == key_id && a.deleted_at.is_none())
+            .map(|a| {
+                obj(vec![
+                    ("id", s(&a.id.to_string())),
+                    ("license_key_id", s(&a.license_key_id.to_string())),
+                    ("label", s(&a.label)),
+                    ("meta", J::Obj(a.meta.clone())),
+                    ("conditions", J::Obj(a.conditions.clone())),
+                    ("created_at", s(&fmt_ts(a.created_at))),
+                    ("modified_at", opt_s(a.modified_at.map(fmt_ts).as_deref())),
+                ])
+            })
+            .collect()
+    }
+
+    /// `PATCH /v1/license-keys/{id}`-like update. `Ok(None)`: unknown key.
+    pub(crate) fn update_key(
+        &mut self,
+        key: &str,
+        update: &KeyUpdate,
+    ) -> Result<Option<J>, String> {
+        let Some(ki) = self.find_any(key) else {
+            return Ok(None);
+        };
+        let status = match &update.status {
+            Some(st) => Some(
+                Status::parse(st)
+                    .ok_or_else(|| format!("status `{st}` is not granted, revoked or disabled"))?,
+            ),
+            None => None,
+        };
+        let int32 = |field: &str, v: i64| -> Result<i64, String> {
+            i32::try_from(v)
+                .map(i64::from)
+                .map_err(|_| format!("{field} {v} is outside the int32 range"))
+        };
+        let usage = update.usage.map(|u| int32("usage", u)).transpose()?;
+        let limit_activations = match update.limit_activations {
+            Some(Some(v)) => Some(Some(int32("limit_activations", v)?)),
+            other => other,
+        };
+        let limit_usage = match update.limit_usage {
+            Some(Some(v)) => Some(Some(int32("limit_usage", v)?)),
+            other => other,
+        };
+        let expires_at = match &update.expires_at {
+            Some(Some(t)) => Some(Some(parse_ts(t)?)),
+            Some(None) => Some(None),
+            None => None,
+        };
+        let k = &mut self.keys[ki];
+        if let Some(st) = status {
+            k.status = st;
+        }
+        if let Some(u) = usage {
+            k.usage = u;
+        }
+        if let Some(l) = limit_activations {
+            k.limit_activations = l;
+        }
+        if let Some(l) = limit_usage {
+            k.limit_usage = l;
+        }
+        if let Some(e) = expires_at {
+            k.expires_at = e;
+        }
+        k.modified_at = Some(super::util::now());
+        Ok(Some(render_key(k)))
+    }
+}
+
+/// Domains whose customers get a Gravatar (others get a logo.dev company logo).
+const PERSONAL_EMAIL_DOMAINS: &[&str] = &[
+    "gmail.com",
+    "googlemail.com",
+    "hotmail.com",
+    "hotmail.co.uk",
+    "outlook.com",
+    "live.com",
+    "msn.com",
+    "yahoo.com",
+    "yahoo.co.uk",
+    "ymail.com",
+    "icloud.com",
+    "me.com",
+    "mac.com",
+    "aol.com",
+    "protonmail.com",
+    "proton.me",
+    "pm.me",
+    "gmx.com",
+    "gmx.de",
+    "gmx.net",
+    "web.de",
+    "yandex.com",
+    "yandex.ru",
+    "mail.ru",
+    "qq.com",
+    "163.com",
+    "126.com",
+    "zoho.com",
+    "fastmail.com",
+    "hey.com",
+    "tutanota.com",
+];
+
+fn avatar_url(email: Option<&str>) -> Option<String> {
+    let email = email?;
+    let domain = email.rsplit('@').next()?.to_ascii_lowercase();
+    if domain.is_empty() {
+        return None;
+    }
+    if PERSONAL_EMAIL_DOMAINS.contains(&domain.as_str()) {
+        let hash = sha256_hex(email.to_lowercase().as_bytes());
+        Some(format!("https://www.gravatar.com/avatar/{hash}?d=404"))
+    } else {
+        Some(format!(
+            "https://img.logo.dev/{domain}?size=64&retina=true&token=pk_emulator&fallback=404"
+        ))
+    }
+}
+
+fn public_name(email: Option<&str>) -> String {
+    email
+        .and_then(|e| e.chars().next())
+        .map(|c| c.to_string())
+        .unwrap_or_else(|| "?".to_string())
+}
+
+fn render_customer(k: &KeyRec) -> J {
+    let c = &k.customer;
+    let email = c.email.as_deref();
+    obj(vec![
+        ("id", s(&c.id.to_string())),
+        ("created_at", s(&fmt_ts(c.created_at))),
+        ("modified_at", J::Null),
+        ("metadata", J::Obj(Vec::new())),
+        ("external_id", J::Null),
+        ("email", opt_s(email)),
+        ("email_verified", J::Bool(true)),
+        ("type", s("individual")),
+        ("name", J::Null),
+        ("billing_name", J::Null),
+        ("billing_address", J::Null),
+        ("tax_id", J::Null),
+        ("locale", J::Null),
+        ("organization_id", s(&k.organization_id.to_string())),
+        ("default_payment_method_id", J::Null),
+        ("deleted_at", J::Null),
+        ("first_user_event_at", J::Null),
+        ("avatar_url", opt_s(avatar_url(email).as_deref())),
+    ])
+}
+
+fn display_key(key: &str) -> String {
+    let chars: Vec<char> = key.chars().collect();
+    let tail: String = chars[chars.len().saturating_sub(6)..].iter().collect();
+    format!("****-{tail}")
+}
+
+fn render_key_fields(k: &KeyRec, modified_at: Option<OffsetDateTime>) -> Vec<(String, J)> {
+    let customer_id = k.customer.id.to_string();
+    let email = k.customer.email.as_deref();
+    let items = vec![
+        ("id", s(&k.id.to_string())),
+        ("created_at", s(&fmt_ts(k.created_at))),
+        ("modified_at", opt_s(modified_at.map(fmt_ts).as_deref())),
+        ("organization_id", s(&k.organization_id.to_string())),
+        ("user_id", s(&customer_id)),
+        ("customer_id", s(&customer_id)),
+        (
+            "user",
+            obj(vec![
+                ("id", s(&customer_id)),
+                ("email", opt_s(email)),
+                ("public_name", J::Str(public_name(email))),
+                ("avatar_url", opt_s(avatar_url(email).as_deref())),
+            ]),
+        ),
+        ("customer", render_customer(k)),
+        ("benefit_id", s(&k.benefit_id.to_string())),
+        ("key", s(&k.key)),
+        ("display_key", J::Str(display_key(&k.key))),
+        ("status", s(k.status.as_str())),
+        ("limit_activations", opt_i(k.limit_activations)),
+        ("usage", J::Int(i128::from(k.usage))),
+        ("limit_usage", opt_i(k.limit_usage)),
+        ("validations", J::Int(i128::from(k.validations))),
+        (
+            "last_validated_at",
+            opt_s(k.last_validated_at.map(fmt_ts).as_deref()),
+        ),
+        ("expires_at", opt_s(k.expires_at.map(fmt_ts).as_deref())),
+    ];
+    items
+        .into_iter()
+        .map(|(name, v)| (name.to_string(), v))
+        .collect()
+}
+
+/// `LicenseKeyRead`.
+fn render_key(k: &KeyRec) -> J {
+    J::Obj(render_key_fields(k, k.modified_at))
+}
+
+/// `LicenseKeyActivationBase` (no conditions).
+fn render_activation(a: &Activation) -> J {
+    obj(vec![
+        ("id", s(&a.id.to_string())),
+        ("license_key_id", s(&a.license_key_id.to_string())),
+        ("label", s(&a.label)),
+        ("meta", J::Obj(a.meta.clone())),
+        ("created_at", s(&fmt_ts(a.created_at))),
+        ("modified_at", opt_s(a.modified_at.map(fmt_ts).as_deref())),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_key_is_last_six() {
+        assert_eq!(
+            display_key("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415"),
+            "****-6ED415"
+        );
+        assert_eq!(display_key("ABC"), "****-ABC");
+    }
+
+    #[test]
+    fn gravatar_for_personal_mail() {
+        assert_eq!(
+            avatar_url(Some("jane.doe@gmail.com")).as_deref(),
+            Some("https://www.gravatar.com/avatar/831f6494ad6be4fcb3a724c3d5fef22d3ceffa3c62ef3a7984e45a0ea177f982?d=404")
+        );
+        assert!(avatar_url(Some("a@acme.io"))
+            .is_some_and(|u| u.starts_with("https://img.logo.dev/acme.io?")));
+        assert_eq!(avatar_url(None), None);
+    }
+}

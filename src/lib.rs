@@ -88,7 +88,9 @@
 #![deny(unsafe_code)] // unsafe belongs only to the C layer
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+pub mod cache;
 pub mod error;
+pub mod grace;
 pub mod key;
 pub mod metadata;
 pub mod model;
@@ -98,11 +100,15 @@ pub mod transport;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod store;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
 
+pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
+pub use grace::{CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction};
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
 pub use model::{
@@ -121,6 +127,13 @@ pub use native::{
     BlockingClient, ClientBuilder, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
+#[cfg(not(target_arch = "wasm32"))]
+pub use store::{FileStore, MemoryStore, SlotLock, Store};
+
+/// The README's Rust examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "emulator"))]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;
 
 #[cfg(test)]
 mod assertions {

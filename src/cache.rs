@@ -1,0 +1,255 @@
+//! The cache record's stored bytes: versioned, MACed, pure (no IO, wasm-safe).
+//!
+//! Layout (UTF-8 text, three lines, each ending in `\n`, nothing after):
+//!
+//! ```text
+//! polar-license-cache v1
+//! {"organization_id":"…","display_key":"****-6ED415",…}
+//! <64 lowercase hex digits: HMAC-SHA256 over the first two lines, newlines included>
+//! ```
+//!
+//! The MAC key ([`MacKey::derive`]) comes from the license key, the organization, a random
+//! per-install secret kept beside the cache and an optional secret the app supplies. Any edit
+//! of the bytes makes [`decode`] fail with an [`Untrusted`] reason, which callers treat as
+//! *no cache* (never as `cache_error`), and which `status` can report as "present but not
+//! trusted". An unknown version is untrusted too (a newer format is never half-read).
+//!
+//! This is tamper *evidence*: someone holding the license key and the install secret (both
+//! on the machine) can forge a record; an app secret compiled into the app raises the bar.
+
+use crate::grace::Record;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The format version [`encode`] writes and [`decode`] reads.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The header line's prefix, before the version number.
+pub const MAGIC: &str = "polar-license-cache v";
+
+/// Records larger than this are never decoded.
+pub const MAX_RECORD_BYTES: usize = 1 << 20;
+
+const MAC_LABEL: &[u8] = b"polar-license/cache-mac/v1";
+const SLOT_LABEL: &[u8] = b"polar-license/slot/v1";
+
+/// The key that seals a record. Its `Debug` never shows the bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct MacKey([u8; 32]);
+
+impl fmt::Debug for MacKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("MacKey(..)")
+    }
+}
+
+/// Feeds `bytes` with a 64-bit big-endian length prefix, so no two input lists collide.
+fn framed(mac: &mut HmacSha256, bytes: &[u8]) {
+    mac.update(&(bytes.len() as u64).to_be_bytes());
+    mac.update(bytes);
+}
+
+fn hmac_with(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this never fails; the fallback keeps it panic-free.
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+impl MacKey {
+    /// Derives the MAC key (HKDF-extract style: HMAC-SHA256 keyed with a domain label over
+    /// the length-prefixed organization, license key, install secret and app secret, with a
+    /// flag telling "no app secret" from "empty app secret").
+    pub fn derive(
+        license_key: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        app_secret: Option<&[u8]>,
+    ) -> MacKey {
+        let mut mac = hmac_with(MAC_LABEL);
+        framed(&mut mac, organization_id.as_bytes());
+        framed(&mut mac, license_key.as_bytes());
+        framed(&mut mac, install_secret);
+        match app_secret {
+            Some(secret) => {
+                mac.update(&[1]);
+                framed(&mut mac, secret);
+            }
+            None => mac.update(&[0]),
+        }
+        MacKey(mac.finalize().into_bytes().into())
+    }
+}
+
+/// Why stored bytes are not trusted. Callers treat every one of these as "no cache".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Untrusted {
+    /// A cache header with a version this library does not read.
+    UnknownVersion,
+    /// The MAC does not match: the record was edited, or was sealed with another key,
+    /// organization, install secret or app secret.
+    BadMac,
+    /// Not in the cache format at all (or truncated).
+    Malformed,
+}
+
+impl Untrusted {
+    /// `unknown_version`, `bad_mac` or `malformed`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Untrusted::UnknownVersion => "unknown_version",
+            Untrusted::BadMac => "bad_mac",
+            Untrusted::Malformed => "malformed",
+        }
+    }
+}
+
+impl fmt::Display for Untrusted {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Untrusted::UnknownVersion => "cache present but in an unknown format version",
+            Untrusted::BadMac => "cache present but not trusted (tampered, or another key)",
+            Untrusted::Malformed => "cache present but not in the cache format (corrupt)",
+        })
+    }
+}
+
+impl std::error::Error for Untrusted {}
+
+fn header() -> String {
+    format!("{MAGIC}{FORMAT_VERSION}\n")
+}
+
+fn tag(key: &MacKey, signed: &[u8]) -> HmacSha256 {
+    let mut mac = hmac_with(&key.0);
+    mac.update(signed);
+    mac
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 15)]));
+    }
+    out
+}
+
+/// Strict lowercase hex (an uppercase digit is malformed, so no two encodings of one MAC).
+fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+    fn nibble(c: u8) -> Option<u8> {
+        match c {
+            b'0'..=b'9' => Some(c - b'0'),
+            b'a'..=b'f' => Some(c - b'a' + 10),
+            _ => None,
+        }
+    }
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect()
+}
+
+/// Seals a record into the cache format.
+pub fn encode(record: &Record, key: &MacKey) -> Vec<u8> {
+    let mut out = header().into_bytes();
+    // Serializing plain data (strings, numbers, maps with string keys) cannot fail; an empty
+    // body would only make the record unreadable (no cache), never wrong.
+    out.extend(serde_json::to_vec(record).unwrap_or_default());
+    out.push(b'\n');
+    let mac = tag(key, &out).finalize().into_bytes();
+    out.extend(hex(&mac).into_bytes());
+    out.push(b'\n');
+    out
+}
+
+/// Opens stored bytes: the record, or why it is not trusted.
+pub fn decode(bytes: &[u8], key: &MacKey) -> Result<Record, Untrusted> {
+    if bytes.len() > MAX_RECORD_BYTES {
+        return Err(Untrusted::Malformed);
+    }
+    let header_end = bytes
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(Untrusted::Malformed)?;
+    let first = &bytes[..header_end];
+    let version = first
+        .strip_prefix(MAGIC.as_bytes())
+        .ok_or(Untrusted::Malformed)?;
+    if version != FORMAT_VERSION.to_string().as_bytes() {
+        return Err(Untrusted::UnknownVersion);
+    }
+    // The body is one line of compact JSON (no raw newline can occur in it); the MAC line
+    // is exactly 64 hex digits and a newline, the end of the bytes.
+    let rest = &bytes[header_end + 1..];
+    let body_len = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(Untrusted::Malformed)?;
+    let signed = &bytes[..header_end + 1 + body_len + 1];
+    let mac_line = &rest[body_len + 1..];
+    let mac_hex = mac_line.strip_suffix(b"\n").ok_or(Untrusted::Malformed)?;
+    if mac_hex.len() != 64 {
+        return Err(Untrusted::Malformed);
+    }
+    let mac = unhex(mac_hex).ok_or(Untrusted::Malformed)?;
+    tag(key, signed)
+        .verify_slice(&mac)
+        .map_err(|_| Untrusted::BadMac)?;
+    serde_json::from_slice(&rest[..body_len]).map_err(|_| Untrusted::Malformed)
+}
+
+/// The store slot for an organization and key: `v1-` and 32 hex digits of a SHA-256 over
+/// both (never the raw key), safe as a file name everywhere.
+pub fn slot_name(organization_id: &str, license_key: &str) -> String {
+    let mut h = Sha256::new();
+    h.update(SLOT_LABEL);
+    for part in [organization_id.as_bytes(), license_key.as_bytes()] {
+        h.update((part.len() as u64).to_be_bytes());
+        h.update(part);
+    }
+    let digest = h.finalize();
+    format!("v1-{}", hex(&digest[..16]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hex_roundtrips_strictly() {
+        assert_eq!(hex(&[0x00, 0xab, 0xff]), "00abff");
+        assert_eq!(unhex(b"00abff"), Some(vec![0x00, 0xab, 0xff]));
+        assert_eq!(unhex(b"00ABff"), None);
+        assert_eq!(unhex(b"0"), None);
+    }
+
+    #[test]
+    fn slot_names_are_safe_and_distinct() {
+        let a = slot_name("org", "KEY-1");
+        assert_eq!(a.len(), 35);
+        assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+        assert_ne!(a, slot_name("org", "KEY-2"));
+        assert_ne!(slot_name("ab", "c"), slot_name("a", "bc"));
+        assert!(!a.contains("KEY"));
+    }
+
+    #[test]
+    fn derived_keys_differ_by_every_input() {
+        let base = MacKey::derive("k", "o", b"s", None);
+        assert_ne!(base, MacKey::derive("k2", "o", b"s", None));
+        assert_ne!(base, MacKey::derive("k", "o2", b"s", None));
+        assert_ne!(base, MacKey::derive("k", "o", b"s2", None));
+        assert_ne!(base, MacKey::derive("k", "o", b"s", Some(b"")));
+        assert_ne!(
+            MacKey::derive("k", "o", b"s", Some(b"a")),
+            MacKey::derive("k", "o", b"s", Some(b"b"))
+        );
+        assert_eq!(format!("{base:?}"), "MacKey(..)");
+    }
+}

@@ -1,0 +1,683 @@
+//! The offline grace state machine: pure, no IO, no clock (`now` is always an argument).
+//!
+//! A `check` runs in two steps around one optional validate request:
+//!
+//! 1. [`plan`] looks at the cached [`Record`] (if any) and says [`Plan::Ask`] (send a validate),
+//!    [`Plan::Cached`] (licensed from the cache, send nothing) or [`Plan::Refuse`] (not
+//!    licensed, send nothing: a 429 block is still running and no cache can grant).
+//! 2. After a request, [`settle`] folds the online result into the record and gives the
+//!    answer: a [`StoreAction`] for the store and a [`CheckOutcome`] for the app.
+//!
+//! ```text
+//!              ┌────────────── online accepted: write a fresh record ─────────────┐
+//!              ▼                                                                   │
+//!   ┌────── fresh ──────┐  age ≥ revalidate_after  ┌──── stale ────┐  unverified   │
+//!   │ Cached, no request├─────────────────────────►│  Ask (request)├──────────────►│ grace left?
+//!   └───────────────────┘                          └───┬───────┬───┘   yes: Licensed (cache)
+//!                                                      │       │       no:  grace_expired
+//!                                online denied ────────┘       └── 429: blocked until T,
+//!                       tombstone: never grants again               no request before T
+//!                       until an online success clears it
+//! ```
+//!
+//! The rules, for the `now` the caller passes (unix seconds of the local clock):
+//!
+//! * **Fresh.** A good record younger than [`GracePolicy::revalidate_after`] answers with no
+//!   request (unless the call increments usage, which always asks).
+//! * **Only unverified failures fall back.** `offline`, `rate_limited` and `server_error`
+//!   answer from a good record while `now - verified_at <= grace_period`, with the exact
+//!   `grace_remaining`; past it they are `grace_expired`; with no usable record they stay
+//!   what they were. `protocol_error` and `invalid_input` never fall back.
+//! * **A denial removes the cache's power to grant.** The record keeps a `denied` tombstone
+//!   (so `status` can say why) until a later online success replaces the record. While it
+//!   is there, an unreachable server gives the unverified error as it is, never a grant.
+//! * **429.** `blocked_until = now + retry-after` (60 s when unreadable); [`plan`] sends
+//!   nothing before then: it answers from the grace window if it can, else refuses with
+//!   `rate_limited`.
+//! * **Clock rollback.** `latest_seen` is the latest `now` the record has seen. When
+//!   `now < latest_seen - clock_tolerance` the cache never grants (`clock_rollback`), so
+//!   setting the clock back into the grace window gains nothing. A rolled-back clock still
+//!   *asks* the server: an online answer is authoritative, and an online success is the
+//!   only way to re-anchor the record (otherwise a clock that was once set far ahead would
+//!   lock the user out until that date even with a working network).
+//! * **Binding.** A record is used only for the same organization, key, activation id,
+//!   benefit id, customer id and conditions as the current call; anything else asks.
+//! * **Expiry.** A cached license whose `expires_at` has passed never grants from the cache.
+//!
+//! The full license key is never stored: the record's copy of the license carries the
+//! `display_key` in place of `key`, and the caller's key is put back when answering.
+//!
+//! ## Wiring (what `check` does)
+//!
+//! ```
+//! use polar_license::cache::{self, MacKey};
+//! use polar_license::grace::{self, GracePolicy, Plan, Query, StoreAction};
+//! use polar_license::store::{MemoryStore, Store};
+//! use polar_license::{Error, Reason};
+//!
+//! let (org, key) = ("d2fcbff8-108b-411e-bf2b-6383e0a8802d", "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+//! let store = MemoryStore::new()?; // FileStore::open_default()? in an app
+//! let policy = GracePolicy::default();
+//! let query = Query::new(org, key);
+//! let now = 1_790_000_000; // the caller reads the clock, never the core
+//! let slot = cache::slot_name(org, key);
+//! let mac = MacKey::derive(key, org, &store.install_secret()?, None);
+//!
+//! let _lock = store.lock(&slot)?; // no other process checks this key meanwhile
+//! let record = store.load(&slot)?.and_then(|bytes| cache::decode(&bytes, &mac).ok());
+//! let outcome = match grace::plan(record.as_ref(), &query, now, &policy) {
+//!     Plan::Ask => {
+//!         // `client.validate(&request)` in real life; here the server is unreachable.
+//!         let online = Err(Error::Offline { timeout: true, detail: "timed out".into() });
+//!         let (action, outcome) = grace::settle(record, &query, now, &policy, online, None);
+//!         if let StoreAction::Write(record) = action {
+//!             store.save(&slot, &cache::encode(&record, &mac))?;
+//!         }
+//!         outcome
+//!     }
+//!     Plan::Cached(outcome) | Plan::Refuse(outcome) => outcome,
+//! };
+//! assert_eq!(outcome.reason(), Some(Reason::Offline)); // no cache yet: offline as it is
+//! # Ok::<(), Error>(())
+//! ```
+
+use crate::error::{Denial, Error};
+use crate::key::Key;
+use crate::metadata::Metadata;
+use crate::model::ValidatedLicenseKey;
+use crate::proto::ValidateRequest;
+use crate::reason::Reason;
+use crate::Verdict;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// The block assumed after a 429 whose `retry-after` was unreadable, in seconds.
+pub const DEFAULT_RETRY_AFTER: u64 = 60;
+
+/// When to ask the server and how long a cached verdict stays good (contract §4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct GracePolicy {
+    /// A good verdict younger than this answers `check` with no request. Default 1 hour.
+    pub revalidate_after: Duration,
+    /// How long after the last good online verdict an unreachable server still licenses.
+    /// Default 7 days.
+    pub grace_period: Duration,
+    /// How far the clock may move back before `clock_rollback`. Default 10 minutes.
+    pub clock_tolerance: Duration,
+}
+
+impl Default for GracePolicy {
+    fn default() -> Self {
+        GracePolicy {
+            revalidate_after: Duration::from_secs(60 * 60),
+            grace_period: Duration::from_secs(7 * 24 * 60 * 60),
+            clock_tolerance: Duration::from_secs(10 * 60),
+        }
+    }
+}
+
+impl GracePolicy {
+    /// Checks the policy: a non-zero `grace_period`, and neither `revalidate_after` nor
+    /// `clock_tolerance` longer than it.
+    pub fn validate(&self) -> Result<(), Error> {
+        if self.grace_period.is_zero() {
+            return Err(Error::invalid("grace_period", "must be longer than zero"));
+        }
+        if self.revalidate_after > self.grace_period {
+            return Err(Error::invalid(
+                "revalidate_after",
+                "must not be longer than grace_period",
+            ));
+        }
+        if self.clock_tolerance > self.grace_period {
+            return Err(Error::invalid(
+                "clock_tolerance",
+                "must not be longer than grace_period",
+            ));
+        }
+        Ok(())
+    }
+
+    fn revalidate_secs(&self) -> i64 {
+        secs(self.revalidate_after)
+    }
+
+    fn grace_secs(&self) -> i64 {
+        secs(self.grace_period)
+    }
+
+    fn tolerance_secs(&self) -> i64 {
+        secs(self.clock_tolerance)
+    }
+}
+
+fn secs(d: Duration) -> i64 {
+    i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
+}
+
+fn unsigned(n: i64) -> u64 {
+    u64::try_from(n).unwrap_or(0)
+}
+
+/// What a check is about: the organization, the key and everything in the validate request
+/// that changes the server's answer. A record is only used for an identical query.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Query {
+    /// The seller organization.
+    pub organization_id: String,
+    /// The license key.
+    pub key: Key,
+    /// The activation validated, if any.
+    pub activation_id: Option<String>,
+    /// The benefit required, if any.
+    pub benefit_id: Option<String>,
+    /// The customer required, if any.
+    pub customer_id: Option<String>,
+    /// The conditions sent.
+    pub conditions: Metadata,
+    /// The usage increment sent; a query that increments never gets a cached answer without
+    /// asking first.
+    pub increment_usage: i64,
+}
+
+impl Query {
+    /// A query for `key` with nothing else set.
+    pub fn new(organization_id: impl Into<String>, key: impl Into<Key>) -> Query {
+        Query {
+            organization_id: organization_id.into(),
+            key: key.into(),
+            activation_id: None,
+            benefit_id: None,
+            customer_id: None,
+            conditions: Metadata::new(),
+            increment_usage: 0,
+        }
+    }
+
+    /// The query a validate request makes. Fails with `invalid_input` (field `key`) when the
+    /// request has no key.
+    pub fn from_request(organization_id: &str, req: &ValidateRequest) -> Result<Query, Error> {
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "must not be empty"))?;
+        Ok(Query {
+            organization_id: organization_id.to_string(),
+            key,
+            activation_id: req.activation_id.clone(),
+            benefit_id: req.benefit_id.clone(),
+            customer_id: req.customer_id.clone(),
+            conditions: req.conditions.clone(),
+            increment_usage: req.increment_usage.unwrap_or(0),
+        })
+    }
+
+    /// Sets the activation id.
+    pub fn activation_id(mut self, id: impl Into<String>) -> Self {
+        self.activation_id = Some(id.into());
+        self
+    }
+
+    /// Adds a condition.
+    pub fn condition(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<crate::MetaValue>,
+    ) -> Self {
+        self.conditions.insert(name.into(), value.into());
+        self
+    }
+}
+
+/// The cached state of one organization and key. Serialized as JSON inside the MACed cache
+/// format of [`crate::cache`]; times are unix seconds of the local clock unless noted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The seller organization.
+    pub organization_id: String,
+    /// The key's redacted form (`****-6ED415`); the full key is never stored.
+    pub display_key: String,
+    /// The last good online verdict, if there was one.
+    pub good: Option<GoodVerdict>,
+    /// The latest `now` this record has seen (for clock-rollback detection).
+    pub latest_seen: i64,
+    /// Set by an online denial: while present the record never grants.
+    pub denied: Option<DenialMark>,
+    /// Set by a 429: no request is sent before this time.
+    pub blocked_until: Option<i64>,
+}
+
+/// The last good online verdict and what it was asked with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GoodVerdict {
+    /// The license as Polar returned it, with `key` replaced by the `display_key`.
+    pub license: ValidatedLicenseKey,
+    /// The activation id sent.
+    pub activation_id: Option<String>,
+    /// The benefit id sent.
+    pub benefit_id: Option<String>,
+    /// The customer id sent.
+    pub customer_id: Option<String>,
+    /// The conditions sent.
+    pub conditions: Metadata,
+    /// When it was obtained (local clock).
+    pub verified_at: i64,
+    /// The server's `Date` header, when present (informational: it is never used to move
+    /// `latest_seen`, so a local clock that is merely skewed does not look rolled back).
+    pub server_date: Option<i64>,
+}
+
+/// An online denial remembered by the record.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DenialMark {
+    /// The denial's reason code.
+    #[serde(with = "reason_code")]
+    pub reason: Reason,
+    /// Polar's `detail` text.
+    pub detail: String,
+    /// The HTTP status.
+    pub status: u16,
+    /// For `usage_exhausted`: the usages left.
+    pub remaining_usages: Option<i64>,
+    /// When it was received (local clock).
+    pub at: i64,
+}
+
+impl DenialMark {
+    /// The denial as it was received.
+    pub fn to_denial(&self) -> Denial {
+        Denial {
+            reason: self.reason,
+            detail: self.detail.clone(),
+            status: self.status,
+            remaining_usages: self.remaining_usages,
+        }
+    }
+}
+
+mod reason_code {
+    use crate::reason::Reason;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(reason: &Reason, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(reason.code())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Reason, D::Error> {
+        let code = String::deserialize(d)?;
+        Reason::from_code(&code)
+            .ok_or_else(|| serde::de::Error::custom(format!("unknown reason code {code:?}")))
+    }
+}
+
+impl Record {
+    /// An empty record for `query` (no verdict yet).
+    fn empty(query: &Query, now: i64) -> Record {
+        Record {
+            organization_id: query.organization_id.clone(),
+            display_key: query.key.redacted(),
+            good: None,
+            latest_seen: now,
+            denied: None,
+            blocked_until: None,
+        }
+    }
+
+    /// `true` when this record belongs to `query`'s organization and key.
+    fn belongs_to(&self, query: &Query) -> bool {
+        self.organization_id == query.organization_id && self.display_key == query.key.redacted()
+    }
+
+    /// How far the clock moved back past the tolerance, in seconds, if it did.
+    pub fn rollback(&self, now: i64, policy: &GracePolicy) -> Option<u64> {
+        let floor = self.latest_seen.saturating_sub(policy.tolerance_secs());
+        (now < floor).then(|| unsigned(self.latest_seen.saturating_sub(now)))
+    }
+
+    /// The good verdict usable for `query` at `now`, ignoring its age: present, same binding,
+    /// no denial, not expired.
+    fn usable(&self, query: &Query, now: i64) -> Option<&GoodVerdict> {
+        if self.denied.is_some() || !self.belongs_to(query) {
+            return None;
+        }
+        let good = self.good.as_ref()?;
+        let same = good.activation_id == query.activation_id
+            && good.benefit_id == query.benefit_id
+            && good.customer_id == query.customer_id
+            && good.conditions == query.conditions;
+        let expired = good
+            .license
+            .license_key
+            .expires_at
+            .is_some_and(|at| at.unix_timestamp() <= now);
+        (same && !expired).then_some(good)
+    }
+
+    /// The grace left at `now` for a cache answer: `None` when this record cannot grant
+    /// (no good verdict, denied, expired, rolled-back clock or grace over). Ignores binding,
+    /// for `status`.
+    pub fn grace_remaining(&self, now: i64, policy: &GracePolicy) -> Option<Duration> {
+        if self.denied.is_some() || self.rollback(now, policy).is_some() {
+            return None;
+        }
+        let good = self.good.as_ref()?;
+        if good
+            .license
+            .license_key
+            .expires_at
+            .is_some_and(|at| at.unix_timestamp() <= now)
+        {
+            return None;
+        }
+        remaining(good, now, policy)
+    }
+
+    fn touch(&mut self, now: i64) {
+        self.latest_seen = self.latest_seen.max(now);
+    }
+}
+
+/// Seconds of grace left at `now`, `None` when the grace is over. Capped at the grace period
+/// (a clock slightly behind `verified_at`, within the tolerance, gains nothing).
+fn remaining(good: &GoodVerdict, now: i64, policy: &GracePolicy) -> Option<Duration> {
+    let grace = policy.grace_secs();
+    let age = now.saturating_sub(good.verified_at);
+    if age > grace {
+        return None;
+    }
+    let left = grace.saturating_sub(age).min(grace);
+    Some(Duration::from_secs(unsigned(left)))
+}
+
+/// Where a licensed answer came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The server answered just now.
+    Online,
+    /// The offline cache answered (fresh, or the server was unreachable within the grace).
+    Cache,
+}
+
+impl Source {
+    /// `online` or `cache`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Source::Online => "online",
+            Source::Cache => "cache",
+        }
+    }
+}
+
+/// The answer to a check.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum CheckOutcome {
+    /// The license is good.
+    Licensed {
+        /// Online, or from the cache.
+        source: Source,
+        /// The license (with the caller's full key).
+        license: Box<ValidatedLicenseKey>,
+        /// For a cache answer: how long the grace still lasts. `None` for an online answer.
+        grace_remaining: Option<Duration>,
+        /// When the verdict was obtained online (unix seconds, local clock).
+        verified_at: i64,
+    },
+    /// The server said no.
+    Denied(Denial),
+    /// No trustworthy answer: an unverified reason (`offline`, `rate_limited`,
+    /// `server_error`, `grace_expired`, `clock_rollback`) or an error-class one
+    /// (`protocol_error`, `invalid_input`), which never falls back to the cache.
+    Unverified(Error),
+}
+
+impl CheckOutcome {
+    /// `true` when licensed.
+    pub fn is_licensed(&self) -> bool {
+        matches!(self, CheckOutcome::Licensed { .. })
+    }
+
+    /// The reason, when not licensed.
+    pub fn reason(&self) -> Option<Reason> {
+        match self {
+            CheckOutcome::Licensed { .. } => None,
+            CheckOutcome::Denied(d) => Some(d.reason),
+            CheckOutcome::Unverified(e) => Some(e.reason()),
+        }
+    }
+
+    /// The contract's `outcome` word: `licensed`, `denied`, `unverified` or `error`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            CheckOutcome::Licensed { .. } => "licensed",
+            CheckOutcome::Denied(_) => "denied",
+            CheckOutcome::Unverified(e) => e.reason().class().as_str(),
+        }
+    }
+}
+
+/// What to do before (or instead of) a request.
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum Plan {
+    /// Send a validate, then call [`settle`].
+    Ask,
+    /// Licensed from the cache; send nothing.
+    Cached(CheckOutcome),
+    /// Not licensed, and nothing may be sent (a 429 block is running).
+    Refuse(CheckOutcome),
+}
+
+/// What the store should do after [`settle`].
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub enum StoreAction {
+    /// Leave the stored record as it is.
+    Keep,
+    /// Replace the stored record with this one.
+    Write(Box<Record>),
+}
+
+fn licensed_from_cache(
+    good: &GoodVerdict,
+    query: &Query,
+    now: i64,
+    p: &GracePolicy,
+) -> Option<CheckOutcome> {
+    let left = remaining(good, now, p)?;
+    let mut license = good.license.clone();
+    license.license_key.key = query.key.clone();
+    Some(CheckOutcome::Licensed {
+        source: Source::Cache,
+        license: Box::new(license),
+        grace_remaining: Some(left),
+        verified_at: good.verified_at,
+    })
+}
+
+/// What an unverified error becomes given the record: a cache grant within the grace,
+/// `clock_rollback`, `grace_expired`, or the error itself when no record can grant.
+fn fall_back(
+    record: Option<&Record>,
+    query: &Query,
+    now: i64,
+    p: &GracePolicy,
+    err: Error,
+) -> CheckOutcome {
+    let Some((record, good)) = record.and_then(|r| r.usable(query, now).map(|g| (r, g))) else {
+        return CheckOutcome::Unverified(err);
+    };
+    if let Some(by_seconds) = record.rollback(now, p) {
+        return CheckOutcome::Unverified(Error::ClockRollback { by_seconds });
+    }
+    licensed_from_cache(good, query, now, p).unwrap_or_else(|| {
+        CheckOutcome::Unverified(Error::GraceExpired {
+            verified_seconds_ago: unsigned(now.saturating_sub(good.verified_at)),
+            cause: err.to_string(),
+        })
+    })
+}
+
+/// Step 1 of a check: decides from the cached record alone whether to send a validate.
+///
+/// `record` is what the store holds for this organization and key, already decoded (a
+/// missing, tampered or unknown-version record is `None`).
+pub fn plan(record: Option<&Record>, query: &Query, now: i64, policy: &GracePolicy) -> Plan {
+    let Some(r) = record.filter(|r| r.belongs_to(query)) else {
+        return Plan::Ask;
+    };
+    if r.rollback(now, policy).is_some() {
+        // The block and the fresh window are measured on a clock we no longer trust;
+        // only the server can answer.
+        return Plan::Ask;
+    }
+    if let Some(until) = r.blocked_until.filter(|&until| now < until) {
+        let err = Error::RateLimited {
+            retry_after: Some(unsigned(until.saturating_sub(now))),
+        };
+        return match fall_back(Some(r), query, now, policy, err) {
+            licensed @ CheckOutcome::Licensed { .. } => Plan::Cached(licensed),
+            other => Plan::Refuse(other),
+        };
+    }
+    if query.increment_usage != 0 {
+        return Plan::Ask;
+    }
+    match r.usable(query, now) {
+        Some(good) if now.saturating_sub(good.verified_at) < policy.revalidate_secs() => {
+            licensed_from_cache(good, query, now, policy).map_or(Plan::Ask, Plan::Cached)
+        }
+        _ => Plan::Ask,
+    }
+}
+
+/// Step 2 of a check: folds the online result of the validate sent after [`Plan::Ask`] into
+/// the record and gives the answer.
+///
+/// `server_date` is the response's `Date` header in unix seconds, when there was one (see
+/// [`http_date`]). `record` is the same record given to [`plan`].
+pub fn settle(
+    record: Option<Record>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+    online: Result<Verdict<ValidatedLicenseKey>, Error>,
+    server_date: Option<i64>,
+) -> (StoreAction, CheckOutcome) {
+    let record = record.filter(|r| r.belongs_to(query));
+    match online {
+        Ok(Verdict::Accepted(license)) => {
+            let mut stored = license.clone();
+            stored.license_key.key = Key::new(stored.license_key.display_key.clone());
+            let fresh = Record {
+                good: Some(GoodVerdict {
+                    license: stored,
+                    activation_id: query.activation_id.clone(),
+                    benefit_id: query.benefit_id.clone(),
+                    customer_id: query.customer_id.clone(),
+                    conditions: query.conditions.clone(),
+                    verified_at: now,
+                    server_date,
+                }),
+                // An online success re-anchors the clock: verified_at and latest_seen move
+                // together, so a clock set ahead earlier cannot stretch the grace.
+                latest_seen: now,
+                ..Record::empty(query, now)
+            };
+            let outcome = CheckOutcome::Licensed {
+                source: Source::Online,
+                license: Box::new(license),
+                grace_remaining: None,
+                verified_at: now,
+            };
+            (StoreAction::Write(Box::new(fresh)), outcome)
+        }
+        Ok(Verdict::Denied(denial)) => {
+            let mut r = record.unwrap_or_else(|| Record::empty(query, now));
+            r.touch(now);
+            r.blocked_until = None;
+            r.denied = Some(DenialMark {
+                reason: denial.reason,
+                detail: denial.detail.clone(),
+                status: denial.status,
+                remaining_usages: denial.remaining_usages,
+                at: now,
+            });
+            (
+                StoreAction::Write(Box::new(r)),
+                CheckOutcome::Denied(denial),
+            )
+        }
+        Err(err) if err.is_unverified() => {
+            let outcome = fall_back(record.as_ref(), query, now, policy, err.clone());
+            let action = match (record, &err) {
+                (record, Error::RateLimited { retry_after }) => {
+                    let mut r = record.unwrap_or_else(|| Record::empty(query, now));
+                    r.touch(now);
+                    let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+                    r.blocked_until = Some(now.saturating_add(secs(Duration::from_secs(wait))));
+                    StoreAction::Write(Box::new(r))
+                }
+                (Some(mut r), _) if now > r.latest_seen => {
+                    r.touch(now);
+                    StoreAction::Write(Box::new(r))
+                }
+                _ => StoreAction::Keep,
+            };
+            (action, outcome)
+        }
+        Err(err) => (StoreAction::Keep, CheckOutcome::Unverified(err)),
+    }
+}
+
+/// Parses an HTTP `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`) into unix seconds.
+pub fn http_date(value: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_policy_is_the_contract() {
+        let p = GracePolicy::default();
+        assert_eq!(p.revalidate_after.as_secs(), 3600);
+        assert_eq!(p.grace_period.as_secs(), 604_800);
+        assert_eq!(p.clock_tolerance.as_secs(), 600);
+        assert_eq!(p.validate(), Ok(()));
+    }
+
+    #[test]
+    fn bad_policies_are_invalid_input() {
+        let zero = GracePolicy {
+            grace_period: Duration::ZERO,
+            ..GracePolicy::default()
+        };
+        assert_eq!(
+            zero.validate().map_err(|e| e.reason()),
+            Err(Reason::InvalidInput)
+        );
+        let tol = GracePolicy {
+            clock_tolerance: Duration::from_secs(8 * 86_400),
+            ..GracePolicy::default()
+        };
+        assert!(tol.validate().is_err());
+        let reval = GracePolicy {
+            revalidate_after: Duration::from_secs(8 * 86_400),
+            ..GracePolicy::default()
+        };
+        assert!(reval.validate().is_err());
+    }
+
+    #[test]
+    fn http_dates_parse() {
+        assert_eq!(
+            http_date("Sun, 06 Nov 1994 08:49:37 GMT"),
+            Some(784_111_777)
+        );
+        assert_eq!(http_date("yesterday"), None);
+    }
+}

@@ -1,0 +1,736 @@
+//! The grace state machine as scenarios: a fake clock (plain unix seconds), a scripted server
+//! (no network), a `MemoryStore` holding MACed bytes, and one summary line per check.
+//!
+//! Each step reads `at, server, expected` where the expected line is
+//! `"<ask|quiet>: <outcome>"`: `ask` when a request was sent, `quiet` when `plan` answered
+//! alone; the outcome is `licensed online`, `licensed cache <grace seconds left>`,
+//! `denied <reason>`, `unverified <reason>` or `error <reason>`.
+
+use polar_license::cache::{self, MacKey, Untrusted};
+use polar_license::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Source, StoreAction};
+use polar_license::store::{MemoryStore, Store};
+use polar_license::{Denial, Error, Reason, ValidateRequest, ValidatedLicenseKey, Verdict};
+use std::time::Duration;
+
+const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const ACT_A: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+const ACT_B: &str = "9c6f3a0e-3f43-4b8e-9d7e-5b1c8f7a2e11";
+
+const T0: i64 = 1_790_000_000;
+const MIN: i64 = 60;
+const H: i64 = 3600;
+const D: i64 = 86_400;
+const GRACE: i64 = 7 * D;
+
+fn license(expires_at: Option<&str>) -> ValidatedLicenseKey {
+    let json = format!(
+        r#"{{
+  "id": "f7d9ba8a-dd63-4db8-bb8b-015006335825",
+  "created_at": "2026-08-01T10:15:30.412907Z",
+  "modified_at": null,
+  "organization_id": "{ORG}",
+  "customer_id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
+  "customer": {{
+    "id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
+    "created_at": "2026-08-01T10:14:58Z",
+    "metadata": {{"plan": "pro", "seats": 3}},
+    "email": "jane.doe@example.com",
+    "email_verified": true,
+    "type": "individual",
+    "name": "Jane \"JD\" Doe\nline two",
+    "organization_id": "{ORG}"
+  }},
+  "benefit_id": "0d4a8e1e-6a0f-4e43-9a7f-4a3f1d2b5c6e",
+  "key": "{KEY}",
+  "display_key": "****-6ED415",
+  "status": "granted",
+  "limit_activations": 3,
+  "usage": 0,
+  "limit_usage": null,
+  "validations": 5,
+  "last_validated_at": "2026-08-20T07:02:11Z",
+  "expires_at": {},
+  "activation": null
+}}"#,
+        expires_at.map_or("null".to_string(), |t| format!("{t:?}"))
+    );
+    serde_json::from_str(&json).unwrap()
+}
+
+/// What the scripted server does for one request.
+#[derive(Clone, Copy, Debug)]
+enum Server {
+    Up,
+    /// Up, but the license it returns expired at this time.
+    UpExpiringAt(&'static str),
+    Deny(Reason, &'static str),
+    Offline,
+    Limited(Option<u64>),
+    Down5xx,
+    Broken,
+}
+
+impl Server {
+    fn answer(self) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<i64>) {
+        match self {
+            Server::Up => (Ok(Verdict::Accepted(license(None))), Some(T0)),
+            Server::UpExpiringAt(t) => (Ok(Verdict::Accepted(license(Some(t)))), None),
+            Server::Deny(reason, detail) => (
+                Ok(Verdict::Denied(Denial {
+                    reason,
+                    detail: detail.to_string(),
+                    status: 404,
+                    remaining_usages: None,
+                })),
+                None,
+            ),
+            Server::Offline => (
+                Err(Error::Offline {
+                    timeout: false,
+                    detail: "connection refused".into(),
+                }),
+                None,
+            ),
+            Server::Limited(retry_after) => (Err(Error::RateLimited { retry_after }), None),
+            Server::Down5xx => (
+                Err(Error::ServerError {
+                    status: 503,
+                    detail: "unavailable".into(),
+                }),
+                None,
+            ),
+            Server::Broken => (
+                Err(Error::Protocol {
+                    status: Some(200),
+                    detail: "truncated body".into(),
+                }),
+                None,
+            ),
+        }
+    }
+}
+
+/// One app install: a store, the MAC key, the policy, and a request counter.
+struct App {
+    store: MemoryStore,
+    mac: MacKey,
+    slot: String,
+    policy: GracePolicy,
+    requests: usize,
+}
+
+impl App {
+    fn new() -> App {
+        let store = MemoryStore::with_secret(*b"0123456789abcdef0123456789abcdef");
+        let mac = MacKey::derive(KEY, ORG, &store.install_secret().unwrap(), None);
+        App {
+            store,
+            mac,
+            slot: cache::slot_name(ORG, KEY),
+            policy: GracePolicy::default(),
+            requests: 0,
+        }
+    }
+
+    /// The whole check as the client will run it: lock, load, plan, maybe ask, settle, save.
+    fn check(&mut self, query: &Query, now: i64, server: Server) -> String {
+        let _lock = self.store.lock(&self.slot).unwrap();
+        let record = self
+            .store
+            .load(&self.slot)
+            .unwrap()
+            .and_then(|bytes| cache::decode(&bytes, &self.mac).ok());
+        let (asked, outcome) = match grace::plan(record.as_ref(), query, now, &self.policy) {
+            Plan::Ask => {
+                self.requests += 1;
+                let (online, date) = server.answer();
+                let (action, outcome) =
+                    grace::settle(record, query, now, &self.policy, online, date);
+                if let StoreAction::Write(r) = action {
+                    self.store
+                        .save(&self.slot, &cache::encode(&r, &self.mac))
+                        .unwrap();
+                }
+                (true, outcome)
+            }
+            Plan::Cached(outcome) => {
+                assert!(outcome.is_licensed(), "{outcome:?}");
+                (false, outcome)
+            }
+            Plan::Refuse(outcome) => {
+                assert!(!outcome.is_licensed(), "{outcome:?}");
+                (false, outcome)
+            }
+        };
+        format!(
+            "{}: {}",
+            if asked { "ask" } else { "quiet" },
+            summary(&outcome, query)
+        )
+    }
+}
+
+fn summary(outcome: &CheckOutcome, query: &Query) -> String {
+    match outcome {
+        CheckOutcome::Licensed {
+            source,
+            license,
+            grace_remaining,
+            ..
+        } => {
+            assert_eq!(
+                license.license_key.key, query.key,
+                "the caller's key comes back"
+            );
+            match (source, grace_remaining) {
+                (Source::Online, None) => "licensed online".to_string(),
+                (Source::Cache, Some(left)) => format!("licensed cache {}", left.as_secs()),
+                other => panic!("unexpected licensed shape {other:?}"),
+            }
+        }
+        other => format!(
+            "{} {}",
+            other.kind(),
+            other.reason().map_or("-", |r| r.code())
+        ),
+    }
+}
+
+fn q() -> Query {
+    Query::new(ORG, KEY)
+}
+
+fn with_activation(id: &str) -> Query {
+    q().activation_id(id).condition("machine", "c0ffee42")
+}
+
+type Step = (i64, Server, &'static str);
+
+fn run(name: &str, steps: &[Step]) -> App {
+    run_queries(name, &steps.iter().map(|s| (q(), *s)).collect::<Vec<_>>())
+}
+
+fn run_queries(name: &str, steps: &[(Query, Step)]) -> App {
+    let mut app = App::new();
+    for (i, (query, (at, server, expected))) in steps.iter().enumerate() {
+        let got = app.check(query, *at, *server);
+        assert_eq!(
+            got,
+            *expected,
+            "scenario {name:?}, step {i} (t = T0 + {} s, server {server:?})",
+            at - T0
+        );
+    }
+    app
+}
+
+#[test]
+fn scenarios() {
+    use Server::*;
+    let inactive = Deny(Reason::Inactive, "License key is no longer active.");
+    let table: &[(&str, &[Step])] = &[
+        (
+            "fresh cache answers with no request",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 30 * MIN, Up, "quiet: licensed cache 603000"),
+                (T0 + H - 1, Offline, "quiet: licensed cache 601201"),
+            ],
+        ),
+        (
+            "stale cache with the server up asks and writes a new record",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 2 * H, Up, "ask: licensed online"),
+                (
+                    T0 + 2 * H + 10 * MIN,
+                    Offline,
+                    "quiet: licensed cache 604200",
+                ),
+            ],
+        ),
+        (
+            "stale and offline within the grace: the exact time left",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 3 * D + 17, Offline, "ask: licensed cache 345583"),
+                (T0 + 3 * D + 18, Down5xx, "ask: licensed cache 345582"),
+                (T0 + GRACE, Offline, "ask: licensed cache 0"),
+            ],
+        ),
+        (
+            "past the grace",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + GRACE + 1, Offline, "ask: unverified grace_expired"),
+                (T0 + GRACE + 2, Down5xx, "ask: unverified grace_expired"),
+                (T0 + GRACE + 3, Up, "ask: licensed online"),
+            ],
+        ),
+        (
+            "no cache and offline stays offline",
+            &[
+                (T0, Offline, "ask: unverified offline"),
+                (T0 + 1, Down5xx, "ask: unverified server_error"),
+            ],
+        ),
+        (
+            "a denial removes the cache's power to grant until an online success",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 2 * H, inactive, "ask: denied inactive"),
+                (T0 + 2 * H + 1, Offline, "ask: unverified offline"),
+                (
+                    T0 + 2 * H + 2,
+                    Limited(Some(5)),
+                    "ask: unverified rate_limited",
+                ),
+                (T0 + 2 * H + 3, Up, "quiet: unverified rate_limited"),
+                (T0 + 2 * H + 10, Up, "ask: licensed online"),
+                (T0 + 2 * H + 11, Offline, "quiet: licensed cache 604799"),
+            ],
+        ),
+        (
+            "429 without a cache: nothing is sent before the block ends",
+            &[
+                (T0, Limited(Some(120)), "ask: unverified rate_limited"),
+                (T0 + 60, Up, "quiet: unverified rate_limited"),
+                (T0 + 119, Up, "quiet: unverified rate_limited"),
+                (T0 + 120, Up, "ask: licensed online"),
+            ],
+        ),
+        (
+            "429 with an unreadable retry-after blocks 60 s",
+            &[
+                (T0, Limited(None), "ask: unverified rate_limited"),
+                (T0 + 59, Up, "quiet: unverified rate_limited"),
+                (T0 + 60, Up, "ask: licensed online"),
+            ],
+        ),
+        (
+            "429 with a stale cache: licensed from the cache while blocked, no request",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 2 * H, Limited(Some(300)), "ask: licensed cache 597600"),
+                (T0 + 2 * H + 299, Up, "quiet: licensed cache 597301"),
+                (T0 + 2 * H + 300, Up, "ask: licensed online"),
+            ],
+        ),
+        (
+            "429 past the grace: grace_expired, still no request while blocked",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (
+                    T0 + 8 * D,
+                    Limited(Some(30)),
+                    "ask: unverified grace_expired",
+                ),
+                (T0 + 8 * D + 10, Up, "quiet: unverified grace_expired"),
+                (T0 + 8 * D + 30, Up, "ask: licensed online"),
+            ],
+        ),
+        (
+            "a clock moved back beyond the tolerance is clock_rollback",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 3 * D, Offline, "ask: licensed cache 345600"),
+                (
+                    T0 + 3 * D - 11 * MIN,
+                    Offline,
+                    "ask: unverified clock_rollback",
+                ),
+                (T0 + 3 * D - 10 * MIN, Offline, "ask: licensed cache 346200"),
+                (T0 + 3 * D - 9 * MIN, Down5xx, "ask: licensed cache 346140"),
+            ],
+        ),
+        (
+            "setting the clock back into the grace window gains nothing",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 6 * D, Offline, "ask: licensed cache 86400"),
+                (T0 + 8 * D, Offline, "ask: unverified grace_expired"),
+                (T0 + D, Offline, "ask: unverified clock_rollback"),
+                // Even inside the fresh window by age, a rolled-back clock asks.
+                (T0 + 5 * MIN, Offline, "ask: unverified clock_rollback"),
+                (
+                    T0 + 5 * MIN,
+                    Limited(Some(60)),
+                    "ask: unverified clock_rollback",
+                ),
+                // Only the server can re-anchor the record.
+                (T0 + 6 * MIN, Up, "ask: licensed online"),
+                (T0 + 7 * MIN, Offline, "quiet: licensed cache 604740"),
+            ],
+        ),
+        (
+            "a clock slightly behind the last verdict (within tolerance) is fine",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 - 5 * MIN, Offline, "quiet: licensed cache 604800"),
+                (T0 + 2 * H, Offline, "ask: licensed cache 597600"),
+            ],
+        ),
+        (
+            "protocol_error never falls back and keeps the record",
+            &[
+                (T0, Up, "ask: licensed online"),
+                (T0 + 2 * H, Broken, "ask: error protocol_error"),
+                (T0 + 2 * H + 1, Offline, "ask: licensed cache 597599"),
+            ],
+        ),
+        (
+            "a license that expired never grants from the cache",
+            &[
+                (
+                    T0,
+                    UpExpiringAt("2026-09-23T15:00:00Z"),
+                    "ask: licensed online",
+                ),
+                // 2026-09-23T15:00:00Z is T0 + 2 D + 2800 s.
+                (T0 + 30 * MIN, Offline, "quiet: licensed cache 603000"),
+                (T0 + 2 * D, Offline, "ask: licensed cache 432000"),
+                (T0 + 3 * D, Offline, "ask: unverified offline"),
+            ],
+        ),
+    ];
+    assert_eq!(
+        time::OffsetDateTime::from_unix_timestamp(T0 + 2 * D + 2800)
+            .unwrap()
+            .to_string(),
+        "2026-09-23 15:00:00.0 +00:00:00"
+    );
+    for (name, steps) in table {
+        run(name, steps);
+    }
+}
+
+#[test]
+fn fresh_cache_sends_zero_requests() {
+    let app = run(
+        "fresh",
+        &[
+            (T0, Server::Up, "ask: licensed online"),
+            (T0 + 1, Server::Up, "quiet: licensed cache 604799"),
+            (T0 + 2, Server::Up, "quiet: licensed cache 604798"),
+            (T0 + H - 1, Server::Up, "quiet: licensed cache 601201"),
+        ],
+    );
+    assert_eq!(app.requests, 1);
+}
+
+#[test]
+fn a_changed_activation_or_condition_asks() {
+    let a = with_activation(ACT_A);
+    let b = with_activation(ACT_B);
+    let a_other_machine = q().activation_id(ACT_A).condition("machine", "deadbeef");
+    run_queries(
+        "binding",
+        &[
+            (a.clone(), (T0, Server::Up, "ask: licensed online")),
+            (
+                a.clone(),
+                (T0 + 60, Server::Up, "quiet: licensed cache 604740"),
+            ),
+            (b.clone(), (T0 + 120, Server::Up, "ask: licensed online")),
+            // The record now belongs to activation B: A offline has no cache.
+            (
+                a.clone(),
+                (T0 + 180, Server::Offline, "ask: unverified offline"),
+            ),
+            (
+                b.clone(),
+                (T0 + 240, Server::Offline, "quiet: licensed cache 604680"),
+            ),
+            (
+                a_other_machine.clone(),
+                (T0 + 300, Server::Offline, "ask: unverified offline"),
+            ),
+            (q(), (T0 + 360, Server::Offline, "ask: unverified offline")),
+        ],
+    );
+}
+
+#[test]
+fn usage_increments_always_ask() {
+    let mut metered = q();
+    metered.increment_usage = 1;
+    run_queries(
+        "metered",
+        &[
+            (q(), (T0, Server::Up, "ask: licensed online")),
+            (
+                metered.clone(),
+                (T0 + 1, Server::Up, "ask: licensed online"),
+            ),
+            (
+                metered,
+                (T0 + 2, Server::Offline, "ask: licensed cache 604799"),
+            ),
+        ],
+    );
+}
+
+#[test]
+fn a_denial_inside_the_fresh_window_is_not_overridden_by_the_cache() {
+    let mut metered = q();
+    metered.increment_usage = 1;
+    let exhausted = Server::Deny(
+        Reason::UsageExhausted,
+        "License key only has 0 more usages.",
+    );
+    let app = run_queries(
+        "denied while fresh",
+        &[
+            (q(), (T0, Server::Up, "ask: licensed online")),
+            (metered, (T0 + 60, exhausted, "ask: denied usage_exhausted")),
+            // By age the old verdict is fresh, but the tombstone forces a request.
+            (q(), (T0 + 120, Server::Offline, "ask: unverified offline")),
+            (q(), (T0 + 180, Server::Up, "ask: licensed online")),
+            (q(), (T0 + 240, Server::Up, "quiet: licensed cache 604740")),
+        ],
+    );
+    assert_eq!(app.requests, 4);
+}
+
+#[test]
+fn another_key_or_organization_never_reads_the_record() {
+    let mut app = App::new();
+    assert_eq!(app.check(&q(), T0, Server::Up), "ask: licensed online");
+    let record = cache::decode(&app.store.load(&app.slot).unwrap().unwrap(), &app.mac).unwrap();
+    let policy = GracePolicy::default();
+    let other_key = Query::new(ORG, "OTHER-KEY-0000-000000000000");
+    assert_eq!(
+        grace::plan(Some(&record), &other_key, T0 + 1, &policy),
+        Plan::Ask
+    );
+    let other_org = Query::new("8f14e45f-ceea-467a-9c1e-5f2b3b2f9b11", KEY);
+    assert_eq!(
+        grace::plan(Some(&record), &other_org, T0 + 1, &policy),
+        Plan::Ask
+    );
+    let (_, outcome) = grace::settle(
+        Some(record),
+        &other_key,
+        T0 + 2,
+        &policy,
+        Err(Error::Offline {
+            timeout: true,
+            detail: "timed out".into(),
+        }),
+        None,
+    );
+    assert_eq!(outcome.reason(), Some(Reason::Offline));
+}
+
+#[test]
+fn online_denial_writes_a_tombstone_that_status_can_read() {
+    let policy = GracePolicy::default();
+    let denial = Denial {
+        reason: Reason::Expired,
+        detail: "License key has expired.".into(),
+        status: 404,
+        remaining_usages: None,
+    };
+    let (action, outcome) = grace::settle(
+        None,
+        &q(),
+        T0,
+        &policy,
+        Ok(Verdict::Denied(denial.clone())),
+        None,
+    );
+    assert_eq!(outcome, CheckOutcome::Denied(denial.clone()));
+    let StoreAction::Write(record) = action else {
+        panic!("expected a write")
+    };
+    assert_eq!(record.denied.as_ref().map(|d| d.to_denial()), Some(denial));
+    assert_eq!(record.grace_remaining(T0, &policy), None);
+    assert_eq!(record.display_key, "****-6ED415");
+}
+
+#[test]
+fn records_report_rollback_and_grace_for_status() {
+    let policy = GracePolicy::default();
+    let (StoreAction::Write(record), _) = grace::settle(
+        None,
+        &q(),
+        T0,
+        &policy,
+        Ok(Verdict::Accepted(license(None))),
+        Some(T0 - 3),
+    ) else {
+        panic!("expected a write")
+    };
+    let good = record.good.as_ref().unwrap();
+    assert_eq!((good.verified_at, good.server_date), (T0, Some(T0 - 3)));
+    assert_eq!(
+        record.grace_remaining(T0 + D, &policy),
+        Some(Duration::from_secs(6 * D as u64))
+    );
+    assert_eq!(record.rollback(T0 - 10 * MIN, &policy), None);
+    assert_eq!(record.rollback(T0 - 10 * MIN - 1, &policy), Some(601));
+    assert_eq!(record.grace_remaining(T0 - H, &policy), None);
+}
+
+#[test]
+fn query_from_request_takes_everything_that_changes_the_answer() {
+    let req = ValidateRequest::new(KEY)
+        .activation_id(ACT_A)
+        .benefit_id("0d4a8e1e-6a0f-4e43-9a7f-4a3f1d2b5c6e")
+        .increment_usage(2)
+        .condition("machine", "c0ffee42");
+    let query = Query::from_request(ORG, &req).unwrap();
+    assert_eq!(query.activation_id.as_deref(), Some(ACT_A));
+    assert_eq!(query.increment_usage, 2);
+    assert_eq!(query.conditions.len(), 1);
+    let err = Query::from_request(ORG, &ValidateRequest::default()).unwrap_err();
+    assert_eq!(err.reason(), Reason::InvalidInput);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The stored bytes
+
+fn sealed() -> (Vec<u8>, MacKey, grace::Record) {
+    let policy = GracePolicy::default();
+    let query = with_activation(ACT_A);
+    let (StoreAction::Write(record), _) = grace::settle(
+        None,
+        &query,
+        T0,
+        &policy,
+        Ok(Verdict::Accepted(license(Some("2027-01-01T00:00:00Z")))),
+        Some(T0),
+    ) else {
+        panic!("expected a write")
+    };
+    let mac = MacKey::derive(KEY, ORG, &[7u8; 32], Some(b"app secret"));
+    (cache::encode(&record, &mac), mac, *record)
+}
+
+#[test]
+fn encode_decode_roundtrip() {
+    let (bytes, mac, record) = sealed();
+    assert_eq!(cache::decode(&bytes, &mac), Ok(record));
+    let text = String::from_utf8(bytes.clone()).unwrap();
+    assert!(text.starts_with("polar-license-cache v1\n{"), "{text}");
+    assert_eq!(text.lines().count(), 3);
+    assert!(!text.contains(KEY), "the full key is never stored");
+    assert!(
+        !text.contains("50B22C51"),
+        "no part of the key but the display tail"
+    );
+}
+
+#[test]
+fn every_single_byte_change_is_untrusted() {
+    let (bytes, mac, _) = sealed();
+    let mut checked = 0;
+    for i in 0..bytes.len() {
+        for delta in [0x01u8, 0x20, 0x80, 0xff] {
+            let mut edited = bytes.clone();
+            edited[i] ^= delta;
+            let got = cache::decode(&edited, &mac);
+            assert!(got.is_err(), "byte {i} ^ {delta:#04x} was trusted");
+            checked += 1;
+        }
+        // Deleting and duplicating a byte too.
+        let mut shorter = bytes.clone();
+        shorter.remove(i);
+        assert!(cache::decode(&shorter, &mac).is_err(), "byte {i} removed");
+        let mut longer = bytes.clone();
+        longer.insert(i, bytes[i]);
+        assert!(cache::decode(&longer, &mac).is_err(), "byte {i} doubled");
+    }
+    assert!(checked > 4000, "{checked}");
+    let mut appended = bytes.clone();
+    appended.push(b'\n');
+    assert_eq!(cache::decode(&appended, &mac), Err(Untrusted::Malformed));
+    assert_eq!(cache::decode(b"", &mac), Err(Untrusted::Malformed));
+    assert_eq!(
+        cache::decode(&bytes[..bytes.len() - 1], &mac),
+        Err(Untrusted::Malformed)
+    );
+}
+
+#[test]
+fn a_body_edit_is_bad_mac() {
+    let (bytes, mac, _) = sealed();
+    let text = String::from_utf8(bytes).unwrap();
+    let edited = text.replacen(
+        &format!("\"verified_at\":{T0}"),
+        &format!("\"verified_at\":{}", T0 + D),
+        1,
+    );
+    assert_ne!(edited, text);
+    assert_eq!(
+        cache::decode(edited.as_bytes(), &mac),
+        Err(Untrusted::BadMac)
+    );
+}
+
+#[test]
+fn unknown_version_is_untrusted() {
+    let (bytes, mac, _) = sealed();
+    let text = String::from_utf8(bytes).unwrap();
+    for version in ["v2", "v0", "v10", "v"] {
+        let edited = text.replacen("v1\n", &format!("{version}\n"), 1);
+        assert_eq!(
+            cache::decode(edited.as_bytes(), &mac),
+            Err(Untrusted::UnknownVersion),
+            "{version}"
+        );
+    }
+    let edited = text.replacen("polar-license-cache", "polar-license-cachf", 1);
+    assert_eq!(
+        cache::decode(edited.as_bytes(), &mac),
+        Err(Untrusted::Malformed)
+    );
+    assert_eq!(
+        Untrusted::UnknownVersion.to_string(),
+        "cache present but in an unknown format version"
+    );
+}
+
+#[test]
+fn another_install_secret_app_secret_key_or_org_is_bad_mac() {
+    let (bytes, _, _) = sealed();
+    let others = [
+        MacKey::derive(KEY, ORG, &[8u8; 32], Some(b"app secret")),
+        MacKey::derive(KEY, ORG, &[7u8; 32], Some(b"app secreT")),
+        MacKey::derive(KEY, ORG, &[7u8; 32], None),
+        MacKey::derive("MYAPP-OTHER", ORG, &[7u8; 32], Some(b"app secret")),
+        MacKey::derive(
+            KEY,
+            "8f14e45f-ceea-467a-9c1e-5f2b3b2f9b11",
+            &[7u8; 32],
+            Some(b"app secret"),
+        ),
+    ];
+    for (i, other) in others.iter().enumerate() {
+        assert_eq!(
+            cache::decode(&bytes, other),
+            Err(Untrusted::BadMac),
+            "key {i}"
+        );
+    }
+}
+
+#[test]
+fn a_record_from_another_slot_is_rejected_by_its_mac() {
+    // Copying one key's cache file over another key's slot: the MAC key differs.
+    let (bytes, _, _) = sealed();
+    let other = MacKey::derive("MYAPP-0000", ORG, &[7u8; 32], Some(b"app secret"));
+    assert_eq!(cache::decode(&bytes, &other), Err(Untrusted::BadMac));
+    assert_ne!(
+        cache::slot_name(ORG, KEY),
+        cache::slot_name(ORG, "MYAPP-0000")
+    );
+}
+
+#[test]
+fn oversized_bytes_are_malformed() {
+    let (_, mac, _) = sealed();
+    let huge = vec![b'x'; cache::MAX_RECORD_BYTES + 1];
+    assert_eq!(cache::decode(&huge, &mac), Err(Untrusted::Malformed));
+}

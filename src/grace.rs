@@ -245,6 +245,23 @@ pub struct Record {
     pub denied: Option<DenialMark>,
     /// Set by a 429: no request is sent before this time.
     pub blocked_until: Option<i64>,
+    /// The activation made on this machine, remembered so later checks validate it with the
+    /// same conditions (kept across verdicts; cleared by a deactivate).
+    #[serde(default)]
+    pub activation: Option<StoredActivation>,
+}
+
+/// An activation remembered by the cache: what later checks send with the key.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StoredActivation {
+    /// The activation id Polar returned.
+    pub id: String,
+    /// The label it was made with.
+    pub label: String,
+    /// The conditions it was made with (sent again on every validate).
+    pub conditions: Metadata,
+    /// When it was made (local clock).
+    pub created_at: i64,
 }
 
 /// The last good online verdict and what it was asked with.
@@ -320,7 +337,31 @@ impl Record {
             latest_seen: now,
             denied: None,
             blocked_until: None,
+            activation: None,
         }
+    }
+
+    /// An empty record that remembers `activation` (after an activate).
+    pub fn with_activation(
+        organization_id: &str,
+        key: &Key,
+        activation: StoredActivation,
+        now: i64,
+    ) -> Record {
+        Record {
+            organization_id: organization_id.to_string(),
+            display_key: key.redacted(),
+            good: None,
+            latest_seen: now,
+            denied: None,
+            blocked_until: None,
+            activation: Some(activation),
+        }
+    }
+
+    /// `true` when this record belongs to `organization_id` and `key`.
+    pub fn is_for(&self, organization_id: &str, key: &Key) -> bool {
+        self.organization_id == organization_id && self.display_key == key.redacted()
     }
 
     /// `true` when this record belongs to `query`'s organization and key.
@@ -582,6 +623,8 @@ pub fn settle(
                 // An online success re-anchors the clock: verified_at and latest_seen move
                 // together, so a clock set ahead earlier cannot stretch the grace.
                 latest_seen: now,
+                // The activation made on this machine stays remembered.
+                activation: record.and_then(|r| r.activation),
                 ..Record::empty(query, now)
             };
             let outcome = CheckOutcome::Licensed {

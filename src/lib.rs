@@ -98,6 +98,9 @@ pub mod proto;
 pub mod reason;
 pub mod transport;
 
+pub mod fingerprint;
+#[cfg(not(target_arch = "wasm32"))]
+mod licensing;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
@@ -122,6 +125,10 @@ pub use proto::{
 pub use reason::{Reason, ReasonClass};
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use licensing::{
+    system_clock, CacheState, CacheStatus, Clock, Licensing, LicensingBuilder, MachineBinding,
+};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
     BlockingClient, ClientBuilder, UreqTransport, DEFAULT_CONNECT_TIMEOUT,

@@ -246,8 +246,27 @@ impl BlockingClient {
 
     /// Validates a key online. Inputs are checked first; a bad one sends nothing.
     pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        self.validate_dated(req).map(|(verdict, _)| verdict)
+    }
+
+    /// Like [`BlockingClient::validate`], also returning the response's `Date` header in unix
+    /// seconds when it had one (the grace cache records it).
+    pub fn validate_dated(
+        &self,
+        req: &ValidateRequest,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
         let request = self.api.validate_request(req)?;
-        parse_validate(&self.transport.send(&request)?)
+        self.send_validate(&request)
+    }
+
+    /// Sends a validate request built (and so checked) by [`Api::validate_request`].
+    pub(crate) fn send_validate(
+        &self,
+        request: &HttpRequest,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        let response = self.transport.send(request)?;
+        let date = response.header("date").and_then(crate::grace::http_date);
+        Ok((parse_validate(&response)?, date))
     }
 
     /// Activates a key (takes one activation slot per call, even with the same label).

@@ -94,7 +94,10 @@ fn activation_lifecycle_and_counters() {
         )
         .unwrap();
     let v = v.accepted().expect("licensed");
-    assert_eq!(v.activation.as_ref().map(|a| a.id.as_str()), Some(id.as_str()));
+    assert_eq!(
+        v.activation.as_ref().map(|a| a.id.as_str()),
+        Some(id.as_str())
+    );
     assert_eq!(v.license_key.validations, 1);
     assert_eq!(v.license_key.usage, 99);
     assert!(v.license_key.last_validated_at.is_some());
@@ -102,7 +105,11 @@ fn activation_lifecycle_and_counters() {
 
     // Another machine: conditions differ.
     denied(
-        client.validate(&ValidateRequest::new(KEY).activation_id(&id).condition("machine", "B")),
+        client.validate(
+            &ValidateRequest::new(KEY)
+                .activation_id(&id)
+                .condition("machine", "B"),
+        ),
         Reason::ConditionsMismatch,
         "License key does not match required conditions",
     );
@@ -126,7 +133,11 @@ fn activation_lifecycle_and_counters() {
         "Not found",
     );
     denied(
-        client.validate(&ValidateRequest::new(KEY).activation_id(&id).condition("machine", "A")),
+        client.validate(
+            &ValidateRequest::new(KEY)
+                .activation_id(&id)
+                .condition("machine", "A"),
+        ),
         Reason::NotFound,
         "Not found",
     );
@@ -137,12 +148,28 @@ fn activation_lifecycle_and_counters() {
 fn validate_denials_follow_the_table() {
     let (_polar, client) = up();
     let v = |req: ValidateRequest| client.validate(&req);
-    denied(v(ValidateRequest::new("NO-SUCH-KEY")), Reason::NotFound, "Not found");
-    denied(v(ValidateRequest::new("OTHER-ORG-KEY-0001")), Reason::NotFound, "Not found");
+    denied(
+        v(ValidateRequest::new("NO-SUCH-KEY")),
+        Reason::NotFound,
+        "Not found",
+    );
+    denied(
+        v(ValidateRequest::new("OTHER-ORG-KEY-0001")),
+        Reason::NotFound,
+        "Not found",
+    );
     for key in ["REVOKED-KEY-0001", "DISABLED-KEY-0001"] {
-        denied(v(ValidateRequest::new(key)), Reason::Inactive, "License key is no longer active.");
+        denied(
+            v(ValidateRequest::new(key)),
+            Reason::Inactive,
+            "License key is no longer active.",
+        );
     }
-    denied(v(ValidateRequest::new("EXPIRED-KEY-0001")), Reason::Expired, "License key has expired.");
+    denied(
+        v(ValidateRequest::new("EXPIRED-KEY-0001")),
+        Reason::Expired,
+        "License key has expired.",
+    );
     denied(
         v(ValidateRequest::new(KEY).activation_id("9b2f6d1e-3c4a-4f5b-8e7d-1a2b3c4d5e6f")),
         Reason::NotFound,
@@ -171,7 +198,10 @@ fn validate_denials_follow_the_table() {
     // Exactly the remaining usage is fine and applied (post-update values returned).
     let ok = v(ValidateRequest::new(KEY).increment_usage(1)).unwrap();
     assert_eq!(ok.accepted().unwrap().license_key.usage, 100);
-    assert_eq!(ok.accepted().unwrap().license_key.remaining_usage(), Some(0));
+    assert_eq!(
+        ok.accepted().unwrap().license_key.remaining_usage(),
+        Some(0)
+    );
     // At the limit without an increment Polar still answers 200.
     assert!(v(ValidateRequest::new(KEY)).unwrap().is_accepted());
 }
@@ -188,14 +218,21 @@ fn activate_denials_follow_the_table() {
             "License key is no longer active. This license key can not be activated.",
         );
     }
-    denied(a("EXPIRED-KEY-0001"), Reason::Expired, "License key has expired.");
+    denied(
+        a("EXPIRED-KEY-0001"),
+        Reason::Expired,
+        "License key has expired.",
+    );
     denied(
         a("NO-ACTIVATIONS-0001"),
         Reason::ActivationsNotSupported,
         "This license key does not support activations. Use the /validate endpoint instead to check license validity.",
     );
     denied(
-        client.deactivate(&DeactivateRequest::new(KEY, "9b2f6d1e-3c4a-4f5b-8e7d-1a2b3c4d5e6f")),
+        client.deactivate(&DeactivateRequest::new(
+            KEY,
+            "9b2f6d1e-3c4a-4f5b-8e7d-1a2b3c4d5e6f",
+        )),
         Reason::NotFound,
         "Not found",
     );
@@ -207,23 +244,42 @@ fn the_422_rows_are_caught_locally_and_send_nothing() {
     let long = "k".repeat(41);
     let errs = [
         client.validate(&ValidateRequest::new("")).unwrap_err(),
-        client.validate(&ValidateRequest::new(KEY).increment_usage(-1)).unwrap_err(),
-        client.validate(&ValidateRequest::new(KEY).condition(long.as_str(), 1)).unwrap_err(),
-        client.validate(&ValidateRequest::new(KEY).condition("k", "")).unwrap_err(),
         client
-            .validate(&ValidateRequest::new(KEY).activation_id("0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"))
+            .validate(&ValidateRequest::new(KEY).increment_usage(-1))
             .unwrap_err(),
-        client.activate(&ActivateRequest::new(KEY, "l").meta("m", "")).unwrap_err(),
-        client.deactivate(&DeactivateRequest::new(KEY, "not-a-uuid")).unwrap_err(),
+        client
+            .validate(&ValidateRequest::new(KEY).condition(long.as_str(), 1))
+            .unwrap_err(),
+        client
+            .validate(&ValidateRequest::new(KEY).condition("k", ""))
+            .unwrap_err(),
+        client
+            .validate(
+                &ValidateRequest::new(KEY).activation_id("0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"),
+            )
+            .unwrap_err(),
+        client
+            .activate(&ActivateRequest::new(KEY, "l").meta("m", ""))
+            .unwrap_err(),
+        client
+            .deactivate(&DeactivateRequest::new(KEY, "not-a-uuid"))
+            .unwrap_err(),
     ];
     for e in errs {
         assert_eq!(e.reason(), Reason::InvalidInput, "{e}");
     }
     for org in ["not-a-uuid", "0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"] {
-        let e = BlockingClient::builder(org).base_url(polar.url()).build().unwrap_err();
+        let e = BlockingClient::builder(org)
+            .base_url(polar.url())
+            .build()
+            .unwrap_err();
         assert!(matches!(e, Error::InvalidInput { ref field, .. } if field == "organization_id"));
     }
-    assert_eq!(polar.request_count(), 0, "a rejected input reached the server");
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "a rejected input reached the server"
+    );
 }
 
 #[test]
@@ -238,14 +294,19 @@ fn token_twins_and_junk_tokens() {
     };
     // A known token uses /v1/license-keys/... with the same logic.
     let client = with_token(TOKEN);
-    assert!(client.validate(&ValidateRequest::new(KEY)).unwrap().is_accepted());
+    assert!(client
+        .validate(&ValidateRequest::new(KEY))
+        .unwrap()
+        .is_accepted());
     denied(
         client.validate(&ValidateRequest::new("REVOKED-KEY-0001")),
         Reason::Inactive,
         "License key is no longer active.",
     );
     // A junk token is 401 invalid_token: a protocol error, not a denial.
-    let err = with_token("xyz").validate(&ValidateRequest::new(KEY)).unwrap_err();
+    let err = with_token("xyz")
+        .validate(&ValidateRequest::new(KEY))
+        .unwrap_err();
     assert_eq!(err.reason(), Reason::ProtocolError);
     assert!(err.to_string().contains("401"), "{err}");
 }
@@ -265,9 +326,17 @@ fn rate_limit_gives_rate_limited_with_retry_after() {
     // refused once three land in one window, and the first refusal carries the block length.
     let refused: Vec<_> = answers.iter().filter_map(|a| a.as_ref().err()).collect();
     assert!(!refused.is_empty(), "{answers:?}");
-    assert_eq!(refused[0], &Error::RateLimited { retry_after: Some(2) });
+    assert_eq!(
+        refused[0],
+        &Error::RateLimited {
+            retry_after: Some(2)
+        }
+    );
     std::thread::sleep(Duration::from_millis(2100));
-    assert!(client.validate(&ValidateRequest::new(KEY)).unwrap().is_accepted());
+    assert!(client
+        .validate(&ValidateRequest::new(KEY))
+        .unwrap()
+        .is_accepted());
 }
 
 #[test]
@@ -280,27 +349,70 @@ fn faults_map_to_reasons() {
         err
     };
     for status in [500, 502, 503] {
-        check(Fault::Status { status, body: "Internal Server Error".into() }, Reason::ServerError);
+        check(
+            Fault::Status {
+                status,
+                body: "Internal Server Error".into(),
+            },
+            Reason::ServerError,
+        );
     }
     for (status, body) in [
-        (411, r#"{"error":"LengthRequired","detail":"A Content-Length header is required."}"#),
-        (413, r#"{"error":"RequestBodyTooLarge","detail":"Request body exceeded the maximum allowed size of 10485760 bytes."}"#),
+        (
+            411,
+            r#"{"error":"LengthRequired","detail":"A Content-Length header is required."}"#,
+        ),
+        (
+            413,
+            r#"{"error":"RequestBodyTooLarge","detail":"Request body exceeded the maximum allowed size of 10485760 bytes."}"#,
+        ),
         (418, "teapot"),
     ] {
-        check(Fault::Status { status, body: body.into() }, Reason::ProtocolError);
+        check(
+            Fault::Status {
+                status,
+                body: body.into(),
+            },
+            Reason::ProtocolError,
+        );
     }
-    let e = check(Fault::RateLimited { retry_after: Some(60) }, Reason::RateLimited);
-    assert_eq!(e, Error::RateLimited { retry_after: Some(60) });
-    let e = check(Fault::RateLimited { retry_after: None }, Reason::RateLimited);
+    let e = check(
+        Fault::RateLimited {
+            retry_after: Some(60),
+        },
+        Reason::RateLimited,
+    );
+    assert_eq!(
+        e,
+        Error::RateLimited {
+            retry_after: Some(60)
+        }
+    );
+    let e = check(
+        Fault::RateLimited { retry_after: None },
+        Reason::RateLimited,
+    );
     assert_eq!(e, Error::RateLimited { retry_after: None });
     check(Fault::Malformed, Reason::ProtocolError);
     check(Fault::Truncated, Reason::ProtocolError);
-    check(Fault::Huge { bytes: 50 * 1024 * 1024 }, Reason::ProtocolError);
+    check(
+        Fault::Huge {
+            bytes: 50 * 1024 * 1024,
+        },
+        Reason::ProtocolError,
+    );
     check(Fault::CloseImmediately, Reason::Offline);
 
     // A bad Polar-Version answer is a 404 whose detail is not in the table: not_found.
-    polar.set_fault(Some(Fault::Status { status: 404, body: r#"{"detail":"Not Found"}"#.into() }));
-    denied(client.validate(&ValidateRequest::new(KEY)), Reason::NotFound, "Not Found");
+    polar.set_fault(Some(Fault::Status {
+        status: 404,
+        body: r#"{"detail":"Not Found"}"#.into(),
+    }));
+    denied(
+        client.validate(&ValidateRequest::new(KEY)),
+        Reason::NotFound,
+        "Not Found",
+    );
 
     // Timeouts: a server that never answers and one that dribbles the body.
     let quick = BlockingClient::builder(ORG)
@@ -316,10 +428,16 @@ fn faults_map_to_reasons() {
     assert!(e.is_timeout(), "{e}");
     // A delay shorter than the timeout is fine.
     polar.set_fault(Some(Fault::Delay { ms: 100 }));
-    assert!(quick.validate(&ValidateRequest::new(KEY)).unwrap().is_accepted());
+    assert!(quick
+        .validate(&ValidateRequest::new(KEY))
+        .unwrap()
+        .is_accepted());
 
     polar.set_fault(None);
-    assert!(client.validate(&ValidateRequest::new(KEY)).unwrap().is_accepted());
+    assert!(client
+        .validate(&ValidateRequest::new(KEY))
+        .unwrap()
+        .is_accepted());
 
     // Down: connection refused.
     polar.stop();

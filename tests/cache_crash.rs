@@ -55,6 +55,7 @@ fn record(which: u8) -> Record {
             at: i64::from(which),
         }),
         blocked_until: None,
+        activation: None,
     }
 }
 

@@ -1,0 +1,124 @@
+#!/usr/bin/env bash
+# The project's one test command (README, CI): bash scripts/test.sh
+#
+# Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests.
+# Every stage runs even when an earlier one failed; each stage's output is shown and saved
+# to target/test-logs/<stage>.log. The last line is the summary `N passed, N failed, N skipped`
+# (individual tests; a failed setup/format/lint/doc stage counts as 1 failed), and the exit
+# status is 1 when anything failed.
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOG_DIR="target/test-logs"
+mkdir -p "$LOG_DIR"
+
+STAGE_NAMES=()
+STAGE_RESULTS=()
+STAGE_SECS=()
+STAGE_COUNTS=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+TOTAL_SKIPPED=0
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Sums the counts in nextest's final line: "Summary [ 1.2s] 42 tests run: 40 passed (1 slow),
+# 1 failed, 1 timed out, 2 skipped". Prints "passed failed skipped", or nothing if absent.
+parse_nextest() {
+    local line
+    line="$(sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^ *Summary \[' | tail -n 1)"
+    [[ -n "$line" ]] || return 0
+    awk -v l="$line" 'function n(word,   re, m) {
+            re = "[0-9]+ " word
+            if (match(l, re)) { m = substr(l, RSTART, RLENGTH); sub(/ .*/, "", m); return m + 0 }
+            return 0
+        }
+        BEGIN { print n("passed"), n("failed") + n("timed out") + n("exec failed"), n("skipped") }'
+}
+
+# Sums every libtest "test result: ok. 3 passed; 0 failed; 1 ignored; ..." line.
+parse_libtest() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^test result: ' | awk '
+        { for (i = 1; i <= NF; i++) {
+              v = $(i - 1) + 0
+              if ($i ~ /^passed/) p += v
+              else if ($i ~ /^failed/) f += v
+              else if ($i ~ /^ignored/) s += v
+          }
+          seen = 1 }
+        END { if (seen) print p + 0, f + 0, s + 0 }'
+}
+
+# run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest or libtest (count tests).
+run_stage() {
+    local name="$1" kind="$2"
+    shift 2
+    local log="$LOG_DIR/$name.log"
+    echo
+    echo "==> $name: $*"
+    local start rc
+    start="$(now)"
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    local secs
+    secs="$(elapsed "$start")"
+
+    local p=0 f=0 s=0 counts=""
+    case "$kind" in
+        nextest) counts="$(parse_nextest "$log")" ;;
+        libtest) counts="$(parse_libtest "$log")" ;;
+    esac
+    if [[ -n "$counts" ]]; then
+        read -r p f s <<<"$counts"
+    fi
+    # A failing stage always counts at least one failure (build error, lint, crash, ...).
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
+
+    local result=pass
+    [[ $rc -eq 0 ]] || result=FAIL
+    local shown="-"
+    [[ "$kind" == check ]] || shown="$p passed, $f failed, $s skipped"
+    STAGE_NAMES+=("$name")
+    STAGE_RESULTS+=("$result")
+    STAGE_SECS+=("$secs")
+    STAGE_COUNTS+=("$shown")
+    if [[ "$kind" != check ]]; then
+        TOTAL_PASSED=$((TOTAL_PASSED + p))
+        TOTAL_SKIPPED=$((TOTAL_SKIPPED + s))
+    fi
+    TOTAL_FAILED=$((TOTAL_FAILED + f))
+    echo "==> $name: $result (${secs}s, exit $rc, log $log)"
+}
+
+TOTAL_START="$(now)"
+
+run_stage setup check bash scripts/setup.sh
+run_stage fmt check cargo fmt --all --check
+run_stage clippy check cargo clippy --all-features --all-targets -- -D warnings
+run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --all-features --no-deps
+if cargo nextest --version >/dev/null 2>&1; then
+    # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
+    run_stage tests nextest cargo nextest run --all-features --no-fail-fast \
+        --tool-config-file "polar-license-scripts:$ROOT/scripts/nextest.toml"
+else
+    echo "cargo-nextest not found: falling back to cargo test"
+    run_stage tests libtest cargo test --all-features --no-fail-fast --lib --bins --tests
+fi
+run_stage doctests libtest cargo test --doc --all-features
+
+echo
+echo "stage      result  time     tests"
+echo "---------  ------  -------  -----"
+for i in "${!STAGE_NAMES[@]}"; do
+    printf '%-9s  %-6s  %6ss  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
+        "${STAGE_SECS[$i]}" "${STAGE_COUNTS[$i]}"
+done
+printf '%-9s  %-6s  %6ss\n' total "" "$(elapsed "$TOTAL_START")"
+echo
+printf '%d passed, %d failed, %d skipped\n' "$TOTAL_PASSED" "$TOTAL_FAILED" "$TOTAL_SKIPPED"
+
+[[ $TOTAL_FAILED -eq 0 ]] || exit 1
+exit 0

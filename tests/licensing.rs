@@ -1,0 +1,423 @@
+//! `Licensing` (the grace-aware native face) end to end: the emulator over loopback, a real
+//! file store in a temp dir, and a fake clock the test moves.
+#![cfg(feature = "emulator")]
+
+use polar_license::emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
+use polar_license::grace::{CheckOutcome, GracePolicy, Source};
+use polar_license::{
+    ActivateRequest, CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest,
+};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+
+struct World {
+    polar: Emulator,
+    dir: PathBuf,
+    clock: Arc<AtomicI64>,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        let dir = std::env::temp_dir().join(format!(
+            "polar-license-licensing-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        World {
+            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
+            dir,
+            clock: Arc::new(AtomicI64::new(1_790_000_000)),
+        }
+    }
+
+    fn licensing(&self, machine: &str) -> Licensing {
+        let clock = Arc::clone(&self.clock);
+        Licensing::builder(self.polar.organization_id())
+            .base_url(self.polar.url())
+            .timeout(Duration::from_secs(2))
+            .cache_dir(&self.dir)
+            .machine_binding(MachineBinding::Id(machine.to_string()))
+            .clock(move || clock.load(Ordering::SeqCst))
+            .build()
+            .expect("licensing builds")
+    }
+
+    fn advance(&self, seconds: i64) {
+        self.clock.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// Requests the emulator received since the last call.
+    fn requests(&self) -> u64 {
+        let n = self.polar.request_count();
+        self.polar.reset_request_count();
+        n
+    }
+
+    fn cache_file(&self) -> PathBuf {
+        std::fs::read_dir(&self.dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "cache"))
+            .expect("a cache file")
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn activate(l: &Licensing) -> String {
+    let v = l
+        .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+        .expect("activate answers");
+    v.accepted().expect("activated").activation.id.clone()
+}
+
+#[track_caller]
+fn licensed(outcome: &CheckOutcome, source: Source, grace: Option<u64>) {
+    match outcome {
+        CheckOutcome::Licensed {
+            source: s,
+            grace_remaining,
+            license,
+            ..
+        } => {
+            assert_eq!(*s, source);
+            assert_eq!(grace_remaining.map(|d| d.as_secs()), grace);
+            assert_eq!(license.license_key.key.expose(), DEMO_KEY);
+        }
+        other => panic!("expected licensed from {source:?}, got {other:?}"),
+    }
+}
+
+#[test]
+fn the_grace_story() {
+    let w = World::new("story");
+    let l = w.licensing("machine-A");
+    let id = activate(&l);
+    assert_eq!(w.requests(), 1);
+
+    // First check asks; the activation and this machine's fingerprint are sent.
+    let first = l.check(DEMO_KEY);
+    licensed(&first, Source::Online, None);
+    if let CheckOutcome::Licensed { license, .. } = &first {
+        assert_eq!(
+            license.activation.as_ref().map(|a| a.id.as_str()),
+            Some(id.as_str())
+        );
+    }
+    assert_eq!(w.requests(), 1);
+
+    // Fresh: answered from the cache, nothing sent.
+    w.advance(59 * 60);
+    licensed(
+        &l.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY - 59 * 60) as u64),
+    );
+    assert_eq!(w.requests(), 0);
+
+    // Stale with the server up: refreshed online.
+    w.advance(2 * 60);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    assert_eq!(w.requests(), 1);
+
+    // Stale and the server unreachable: licensed from the cache with the exact grace left.
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.advance(3 * DAY);
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((4 * DAY) as u64));
+    // A 500 is the same.
+    w.polar.set_fault(Some(Fault::Status {
+        status: 500,
+        body: "Internal Server Error".into(),
+    }));
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((4 * DAY) as u64));
+
+    // Past the grace: grace_expired.
+    w.advance(4 * DAY + 1);
+    let expired = l.check(DEMO_KEY);
+    assert_eq!(expired.reason(), Some(Reason::GraceExpired), "{expired:?}");
+
+    // Back online: licensed again.
+    w.polar.set_fault(None);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+}
+
+#[test]
+fn a_revoked_key_never_rides_the_grace_window() {
+    let w = World::new("revoked");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+
+    w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        },
+    );
+    w.advance(2 * HOUR);
+    let denied = l.check(DEMO_KEY);
+    assert_eq!(denied.reason(), Some(Reason::Inactive), "{denied:?}");
+
+    // Now offline, well within the old grace window: still not licensed.
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.advance(HOUR);
+    let after = l.check(DEMO_KEY);
+    assert!(!after.is_licensed(), "{after:?}");
+    assert_eq!(after.reason(), Some(Reason::Offline));
+    // status says why.
+    match l.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => assert_eq!(r.denied.map(|d| d.reason), Some(Reason::Inactive)),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn rate_limit_blocks_requests_until_retry_after() {
+    let w = World::new("ratelimit");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    let verified_at = w.clock.load(Ordering::SeqCst);
+    let grace_left = || (7 * DAY - (w.clock.load(Ordering::SeqCst) - verified_at)) as u64;
+    w.requests();
+
+    w.polar.set_fault(Some(Fault::RateLimited {
+        retry_after: Some(60),
+    }));
+    w.advance(2 * HOUR);
+    // Within grace: licensed from the cache, and the block is recorded.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some(grace_left()));
+    assert_eq!(w.requests(), 1);
+    // The server would answer now, but nothing is sent before the block ends.
+    w.polar.set_fault(None);
+    for _ in 0..5 {
+        w.advance(10);
+        licensed(&l.check(DEMO_KEY), Source::Cache, Some(grace_left()));
+    }
+    assert_eq!(w.requests(), 0, "a request was sent during the 429 block");
+    w.advance(11);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    assert_eq!(w.requests(), 1);
+}
+
+#[test]
+fn rate_limited_without_a_cache_refuses_without_sending() {
+    let w = World::new("ratelimit-nocache");
+    let l = w.licensing("machine-A");
+    w.polar.set_fault(Some(Fault::RateLimited {
+        retry_after: Some(30),
+    }));
+    let first = l.check(DEMO_KEY);
+    assert_eq!(
+        first,
+        CheckOutcome::Unverified(Error::RateLimited {
+            retry_after: Some(30)
+        })
+    );
+    w.polar.set_fault(None);
+    w.requests();
+    w.advance(10);
+    assert_eq!(
+        l.check(DEMO_KEY),
+        CheckOutcome::Unverified(Error::RateLimited {
+            retry_after: Some(20)
+        })
+    );
+    assert_eq!(w.requests(), 0);
+    w.advance(21);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+}
+
+#[test]
+fn clock_rollback_is_caught() {
+    let w = World::new("rollback");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    w.advance(2 * HOUR);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    licensed(
+        &l.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY - 2 * HOUR) as u64),
+    );
+    // Within the tolerance (10 min) nothing changes.
+    w.advance(-9 * 60);
+    assert!(l.check(DEMO_KEY).is_licensed());
+    // Further back: clock_rollback, offline or not.
+    w.advance(-HOUR);
+    let back = l.check(DEMO_KEY);
+    assert_eq!(back.reason(), Some(Reason::ClockRollback), "{back:?}");
+    assert!(l.status(DEMO_KEY).unwrap().clock_rollback.is_some());
+}
+
+#[test]
+fn a_copied_or_edited_cache_is_not_trusted() {
+    let w = World::new("tamper");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    let file = w.cache_file();
+    let good = std::fs::read(&file).unwrap();
+
+    // Edit one byte in the middle (e.g. a date): untrusted, and with the server down nothing
+    // grants.
+    let mut edited = good.clone();
+    let at = edited.len() / 2;
+    edited[at] ^= 0x01;
+    std::fs::write(&file, &edited).unwrap();
+    assert!(matches!(
+        l.status(DEMO_KEY).unwrap().state,
+        CacheState::Untrusted(_)
+    ));
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.advance(2 * HOUR);
+    assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Offline));
+
+    // The same bytes read on another machine (same directory, other fingerprint): untrusted.
+    std::fs::write(&file, &good).unwrap();
+    assert!(matches!(
+        l.status(DEMO_KEY).unwrap().state,
+        CacheState::Present(_)
+    ));
+    let other = w.licensing("machine-B");
+    assert!(matches!(
+        other.status(DEMO_KEY).unwrap().state,
+        CacheState::Untrusted(_)
+    ));
+    assert!(!other.check(DEMO_KEY).is_licensed());
+}
+
+#[test]
+fn machine_binding_and_drift_recovery() {
+    let w = World::new("binding");
+    let a = w.licensing("machine-A");
+    let id = activate(&a);
+    licensed(&a.check(DEMO_KEY), Source::Online, None);
+
+    // The activation validated from another machine: conditions_mismatch.
+    let b = w.licensing("machine-B");
+    let fingerprint_b = b.machine_fingerprint().unwrap().to_string();
+    let moved = b.check_request(
+        &ValidateRequest::new(DEMO_KEY)
+            .activation_id(&id)
+            .condition(polar_license::fingerprint::MACHINE_CONDITION, fingerprint_b),
+    );
+    assert_eq!(
+        moved.reason(),
+        Some(Reason::ConditionsMismatch),
+        "{moved:?}"
+    );
+
+    // Drift: B recovers by deactivating the stale activation and activating again.
+    let again = b
+        .reactivate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+        .unwrap();
+    let new_id = again.accepted().unwrap().activation.id.clone();
+    assert_ne!(new_id, id);
+    licensed(&b.check(DEMO_KEY), Source::Online, None);
+    assert_eq!(
+        w.polar.activations(DEMO_KEY).len(),
+        2,
+        "A's slot and B's slot"
+    );
+}
+
+#[test]
+fn deactivate_forgets_the_remembered_activation() {
+    let w = World::new("deactivate");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    assert!(l.deactivate(DEMO_KEY, None).unwrap().is_accepted());
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+    match l.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => {
+            assert!(r.activation.is_none());
+            assert!(r.good.is_none());
+        }
+        other => panic!("{other:?}"),
+    }
+    let err = l.deactivate(DEMO_KEY, None).unwrap_err();
+    assert_eq!(err.reason(), Reason::InvalidInput);
+}
+
+#[test]
+fn background_check_answers_at_once_then_delivers() {
+    let w = World::new("background");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+
+    // Fresh: the cache answers, no thread.
+    let (now, handle) = l.check_in_background(DEMO_KEY, |_| {});
+    licensed(&now, Source::Cache, Some((7 * DAY) as u64));
+    assert!(handle.is_none());
+
+    // Stale: the cache answers now, the fresh verdict comes on the channel.
+    w.advance(2 * HOUR);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (now, handle) = l.check_in_background(DEMO_KEY, move |fresh| {
+        let _ = tx.send(fresh);
+    });
+    licensed(&now, Source::Cache, Some((7 * DAY - 2 * HOUR) as u64));
+    handle.expect("a background check").join().unwrap();
+    licensed(&rx.recv().unwrap(), Source::Online, None);
+
+    // Nothing cached yet for a new install: "not verified yet", then the real answer.
+    let fresh_install = World::new("background-new");
+    let l2 = fresh_install.licensing("machine-A");
+    let (now, handle) = l2.check_in_background(DEMO_KEY, |_| {});
+    assert_eq!(now.reason(), Some(Reason::Offline));
+    handle.unwrap().join().unwrap();
+    assert!(l2.status(DEMO_KEY).unwrap().grace_remaining.is_some());
+}
+
+#[test]
+fn threads_checking_at_once_send_one_request() {
+    let w = World::new("threads");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    w.advance(2 * HOUR);
+    w.requests();
+    let handles: Vec<_> = (0..6)
+        .map(|_| {
+            let l = l.clone();
+            std::thread::spawn(move || l.check(DEMO_KEY).is_licensed())
+        })
+        .collect();
+    for h in handles {
+        assert!(h.join().unwrap());
+    }
+    assert_eq!(
+        w.requests(),
+        1,
+        "the lock lets one thread ask and the rest read its answer"
+    );
+}
+
+#[test]
+fn policy_is_checked_when_building() {
+    let bad = GracePolicy {
+        grace_period: Duration::ZERO,
+        ..GracePolicy::default()
+    };
+    let err = Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+        .policy(bad)
+        .memory_store()
+        .unwrap()
+        .build()
+        .unwrap_err();
+    assert_eq!(err.reason(), Reason::InvalidInput);
+}

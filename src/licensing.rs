@@ -57,6 +57,7 @@ pub struct LicensingBuilder {
     policy: GracePolicy,
     app_secret: Option<Vec<u8>>,
     machine: MachineBinding,
+    require_activation: bool,
     clock: Clock,
 }
 
@@ -133,6 +134,15 @@ impl LicensingBuilder {
         self
     }
 
+    /// Makes [`Licensing::check`] refuse, with `invalid_input` (field `activation_id`) and no
+    /// request, when no activation is remembered for the key. Polar validates a bare key even
+    /// when it has activation slots, so an app that licenses per machine turns this on: a
+    /// deleted or tampered cache then means "activate again", not a key-only check.
+    pub fn require_activation(mut self, required: bool) -> Self {
+        self.require_activation = required;
+        self
+    }
+
     /// The clock (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -147,6 +157,12 @@ impl LicensingBuilder {
             (None, Some(dir)) => Arc::new(FileStore::new(dir)),
             (None, None) => Arc::new(FileStore::open_default()?),
         };
+        // The seal always carries this machine's identity, whatever the binding: turning the
+        // binding on or off does not invalidate the cache, and a copied cache stays untrusted.
+        let seal = match &self.machine {
+            MachineBinding::Id(id) => Some(fingerprint_from(id, &org)),
+            MachineBinding::Os | MachineBinding::Off => machine_fingerprint(&org),
+        };
         let machine = match self.machine {
             MachineBinding::Os => machine_fingerprint(&org),
             MachineBinding::Id(id) => Some(fingerprint_from(&id, &org)),
@@ -158,6 +174,8 @@ impl LicensingBuilder {
             policy: self.policy,
             app_secret: self.app_secret.map(Arc::from),
             machine,
+            seal,
+            require_activation: self.require_activation,
             clock: self.clock,
         })
     }
@@ -216,6 +234,8 @@ pub struct Licensing {
     policy: GracePolicy,
     app_secret: Option<Arc<[u8]>>,
     machine: Option<String>,
+    seal: Option<String>,
+    require_activation: bool,
     clock: Clock,
 }
 
@@ -245,6 +265,7 @@ impl Licensing {
             policy: GracePolicy::default(),
             app_secret: None,
             machine: MachineBinding::default(),
+            require_activation: false,
             clock: Arc::new(system_clock),
         }
     }
@@ -274,7 +295,7 @@ impl Licensing {
         // directory copied to another machine (install secret included) is not trusted there.
         let mut extra = Vec::new();
         for part in [
-            self.machine.as_deref().map(str::as_bytes),
+            self.seal.as_deref().map(str::as_bytes),
             self.app_secret.as_deref(),
         ] {
             let part = part.unwrap_or_default();
@@ -384,7 +405,7 @@ impl Licensing {
     /// the conditions it was made with, answering from the cache as the policy allows.
     pub fn check(&self, key: impl Into<Key>) -> CheckOutcome {
         let key = key.into();
-        self.run_check(&key, |record| self.remembered_request(&key, record))
+        self.run_check(&key, true, |record| self.remembered_request(&key, record))
     }
 
     /// The grace-aware verdict for an explicit validate request (the cache is used only for
@@ -393,12 +414,13 @@ impl Licensing {
         let Some(key) = req.key.clone() else {
             return CheckOutcome::Unverified(Error::invalid("key", "is required"));
         };
-        self.run_check(&key, |_| req.clone())
+        self.run_check(&key, false, |_| req.clone())
     }
 
     fn run_check(
         &self,
         key: &Key,
+        remembered: bool,
         build: impl FnOnce(Option<&Record>) -> ValidateRequest,
     ) -> CheckOutcome {
         let opened = self
@@ -407,9 +429,17 @@ impl Licensing {
             .and_then(|(lock, slot)| Ok((self.load(&slot, key)?, lock, slot)));
         let (record, _lock, slot) = match opened {
             Ok(opened) => opened,
+            // Without the cache the remembered activation is unknown: a bare-key check would
+            // skip the machine binding the app asked for.
+            Err(cache_error) if remembered && self.require_activation => {
+                return CheckOutcome::Unverified(cache_error)
+            }
             Err(cache_error) => return self.online_only(&build(None), cache_error),
         };
         let req = build(record.as_ref());
+        if remembered && self.require_activation && req.activation_id.is_none() {
+            return CheckOutcome::Unverified(not_activated());
+        }
         let http = match self.client.api().validate_request(&req) {
             Ok(http) => http,
             Err(e) => return CheckOutcome::Unverified(e),
@@ -630,4 +660,11 @@ impl Licensing {
         let _lock = self.store.lock(&slot.name)?;
         self.store.remove(&slot.name)
     }
+}
+
+fn not_activated() -> Error {
+    Error::invalid(
+        "activation_id",
+        "no activation remembered on this machine: activate first",
+    )
 }

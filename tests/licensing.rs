@@ -421,3 +421,42 @@ fn policy_is_checked_when_building() {
         .unwrap_err();
     assert_eq!(err.reason(), Reason::InvalidInput);
 }
+
+#[test]
+fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_seal() {
+    let w = World::new("require");
+    let clock = Arc::clone(&w.clock);
+    let build = |binding: MachineBinding, require: bool| {
+        let clock = Arc::clone(&clock);
+        Licensing::builder(w.polar.organization_id())
+            .base_url(w.polar.url())
+            .cache_dir(&w.dir)
+            .machine_binding(binding)
+            .require_activation(require)
+            .clock(move || clock.load(Ordering::SeqCst))
+            .build()
+            .unwrap()
+    };
+    let strict = build(MachineBinding::Os, true);
+    let refused = strict.check(DEMO_KEY);
+    assert_eq!(refused.reason(), Some(Reason::InvalidInput), "{refused:?}");
+    assert_eq!(w.requests(), 0);
+
+    assert!(strict
+        .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+        .unwrap()
+        .is_accepted());
+    licensed(&strict.check(DEMO_KEY), Source::Online, None);
+    // Binding off on the same machine: the cache is still trusted (same seal).
+    let loose = build(MachineBinding::Off, false);
+    assert!(matches!(
+        loose.status(DEMO_KEY).unwrap().state,
+        CacheState::Present(_)
+    ));
+
+    // The cache deleted: the strict check refuses rather than validating the bare key.
+    std::fs::remove_file(w.cache_file()).unwrap();
+    w.requests();
+    assert_eq!(strict.check(DEMO_KEY).reason(), Some(Reason::InvalidInput));
+    assert_eq!(w.requests(), 0);
+}

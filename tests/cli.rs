@@ -5,7 +5,9 @@
 use polar_license::emulator::{Emulator, Fault, Options, Seed};
 use serde_json::{json, Value};
 use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -35,7 +37,7 @@ const NO_SUPPORT: &str = "This license key does not support activations. Use the
 const LIMIT: &str = "License key activation limit already reached";
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 7] = [
+const ENV_VARS: [&str; 13] = [
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
     "POLAR_API_URL",
@@ -43,7 +45,34 @@ const ENV_VARS: [&str; 7] = [
     "POLAR_TIMEOUT",
     "POLAR_ACCESS_TOKEN",
     "POLAR_LICENSE_KEY",
+    "POLAR_REVALIDATE_AFTER",
+    "POLAR_GRACE_PERIOD",
+    "POLAR_CLOCK_TOLERANCE",
+    "POLAR_LICENSE_APP_SECRET",
+    "POLAR_LICENSE_NO_MACHINE_BINDING",
+    "POLAR_LICENSE_CLOCK_OFFSET",
 ];
+
+/// A cache directory removed when dropped.
+struct CacheDir(PathBuf);
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Each test runs on its own thread, so each gets its own offline cache (`activate`
+    /// remembers activations there): never the user's data dir, never another test's records.
+    static CACHE_DIR: CacheDir = CacheDir(std::env::temp_dir().join(format!(
+        "polar-license-cli-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+    )));
+}
 
 fn seed() -> Seed {
     Seed::from_json(
@@ -100,6 +129,7 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     for var in ENV_VARS {
         cmd.env_remove(var);
     }
+    CACHE_DIR.with(|dir| cmd.env("POLAR_LICENSE_CACHE_DIR", &dir.0));
     cmd.args(args).envs(env.iter().copied());
     let out = cmd.output().expect("binary runs");
     Run {
@@ -293,6 +323,8 @@ fn activation_lifecycle() {
     let got = call(
         &polar,
         &[
+            // Validated by hand below with exactly these conditions: no machine fingerprint.
+            "--no-machine-binding",
             "activate",
             "--key",
             KEY,
@@ -631,7 +663,7 @@ fn bad_input_is_caught_locally_with_no_request() {
     invalid(
         &call(&polar, &["deactivate", "--key", KEY]),
         "activation_id",
-        "activation_id: is required: pass --activation-id (the offline cache that will remember it is not there yet)",
+        "activation_id: none given and no activation remembered for this key",
     );
     // A missing `=` is a usage error.
     let (code, v) = call(
@@ -1022,6 +1054,7 @@ fn human_output_is_short_and_never_shows_the_key() {
         r
     };
     let r = human(&[
+        "--no-machine-binding",
         "activate",
         "--key",
         KEY,
@@ -1107,14 +1140,17 @@ fn human_output_is_short_and_never_shows_the_key() {
 fn demo_walks_through_and_exits_zero() {
     let r = run(&["demo"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.lines().count() <= 40, "{}", r.stdout);
+    assert!(r.stdout.lines().count() <= 45, "{}", r.stdout);
     for text in [
         "conditions_mismatch",
         "not_found",
         "inactive",
         "invalid_input",
         "requests that reached the emulator: 0",
-        "all 7 steps gave the expected answer",
+        "licensed ****-4C5B6A (online)",
+        "(from cache, grace ",
+        "grace_expired",
+        "all 12 steps gave the expected answer",
     ] {
         assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
     }
@@ -1123,7 +1159,7 @@ fn demo_walks_through_and_exits_zero() {
     let v = r.json();
     assert_eq!(v["outcome"], "done");
     let steps = v["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 7);
+    assert_eq!(steps.len(), 12);
     assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
 }
 

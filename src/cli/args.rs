@@ -3,7 +3,8 @@
 //! Every global option can also come from its environment variable. The global options are
 //! accepted before or after the command name.
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::builder::FalseyValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
 use polar_license::MetaValue;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -17,9 +18,17 @@ use std::time::Duration;
     long_about = "Validate, activate and deactivate Polar (polar.sh) license keys, \
         or run a local Polar emulator to try it all out.\n\n\
         Talks to Polar's public license-key routes (the license key is the credential), or to \
-        the token-authenticated ones when --access-token is given.",
+        the token-authenticated ones when --access-token is given.\n\n\
+        `activate` remembers the activation in the offline cache; `check` is the grace-aware \
+        verdict: a good verdict younger than --revalidate-after (default 1 hour) answers with \
+        no request; an older one is re-validated online, and when Polar cannot be reached \
+        (offline, rate limited, 5xx) the cache still licenses until --grace-period (default \
+        7 days) after the last good online verdict. An online denial is never overridden by \
+        the cache; a clock set back more than --clock-tolerance (default 10 minutes) is \
+        `clock_rollback`.",
     after_help = "Exit codes: 0 licensed or done, 1 denied, 2 invalid input or usage, \
-        3 unverified or error (offline, rate limited, server error, protocol error).\n\
+        3 unverified or error (offline, rate limited, server error, protocol error, grace \
+        expired, clock rollback, cache error).\n\
         With --json, stdout holds exactly one JSON object with at least: outcome, reason, \
         detail, source, activation_id, grace_remaining_seconds, license.\n\n\
         Try it offline: polar-license demo"
@@ -61,8 +70,8 @@ pub struct Global {
     #[arg(long, global = true, env = "POLAR_API_URL", value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// Where the offline cache lives (default: the platform's data dir). Reserved for the
-    /// upcoming offline cache (`check`, `status`); accepted and unused for now
+    /// Where the offline cache lives (default: the platform's local data dir plus
+    /// `polar-license`, e.g. ~/.local/share/polar-license)
     #[arg(
         long,
         global = true,
@@ -92,6 +101,62 @@ pub struct Global {
     )]
     pub access_token: Option<String>,
 
+    /// Grace policy: a good verdict younger than this answers `check` with no request
+    /// (seconds; default 3600 = 1 hour)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_REVALIDATE_AFTER",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub revalidate_after: Option<Duration>,
+
+    /// Grace policy: how long after the last good online verdict an unreachable server still
+    /// licenses (seconds; default 604800 = 7 days)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_GRACE_PERIOD",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub grace_period: Option<Duration>,
+
+    /// Grace policy: how far the clock may move back before `clock_rollback` (seconds;
+    /// default 600 = 10 minutes)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_CLOCK_TOLERANCE",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub clock_tolerance: Option<Duration>,
+
+    /// A secret of the app's, mixed into the cache's seal (the same secret must be given to
+    /// every command that reads the cache)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_APP_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub app_secret: Option<String>,
+
+    /// Do not bind activations to this machine (by default `activate` adds the condition
+    /// `machine_fingerprint`, a hash of the OS machine id). It is also part of the cache's
+    /// seal: use it for every command on that cache
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_NO_MACHINE_BINDING",
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub no_machine_binding: bool,
+
     /// Print exactly one JSON object on stdout (and nothing else)
     #[arg(long, global = true)]
     pub json: bool,
@@ -106,15 +171,22 @@ pub enum ServerChoice {
     Sandbox,
 }
 
-/// The commands. (`check` and `status` arrive with the offline cache.)
+/// The commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Activate the key on this machine (takes one activation slot per call)
+    /// Activate the key on this machine (takes one activation slot per call) and remember
+    /// the activation in the offline cache
     Activate(ActivateArgs),
     /// Validate the key online (no cache fallback)
     Validate(ValidateArgs),
-    /// Deactivate an activation, freeing its slot
+    /// The grace-aware verdict: validates the remembered activation, answering from the
+    /// offline cache as the grace policy allows
+    Check(CheckArgs),
+    /// Deactivate an activation (default: the remembered one), freeing its slot, and forget
+    /// it in the cache
     Deactivate(DeactivateArgs),
+    /// Show what the offline cache holds (no network); without --key, list the cache dir
+    Status(StatusArgs),
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -184,15 +256,36 @@ pub struct ValidateArgs {
     pub conditions: Vec<(String, MetaValue)>,
 }
 
+/// `check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+}
+
 /// `deactivate`
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
     #[command(flatten)]
     pub key: KeyArg,
 
-    /// The activation to free (required until the offline cache can remember it)
+    /// The activation to free (default: the one `activate` remembered for this key)
     #[arg(long, value_name = "ID")]
     pub activation_id: Option<String>,
+}
+
+/// `status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// The license key whose cache record to show (records are sealed per key; without it
+    /// only the cache directory is listed)
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
 }
 
 /// `emulator`
@@ -223,6 +316,18 @@ fn parse_timeout(text: &str) -> Result<Duration, String> {
         .map_err(|_| format!("`{text}` is not a number of seconds"))?;
     if !(seconds.is_finite() && seconds > 0.0) {
         return Err("must be a positive number of seconds".to_string());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// Parses a grace-policy duration: a non-negative, finite number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err("must be a number of seconds, zero or more".to_string());
     }
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
 }
@@ -261,5 +366,10 @@ mod tests {
         assert!(parse_timeout("-1").is_err());
         assert!(parse_timeout("NaN").is_err());
         assert!(parse_timeout("soon").is_err());
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("3600"), Ok(Duration::from_secs(3600)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("a week").is_err());
     }
 }

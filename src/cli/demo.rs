@@ -1,13 +1,58 @@
 //! `demo`: a walkthrough on the embedded emulator that checks every answer (a smoke test).
+//!
+//! The grace part uses a cache in a fresh temp directory (never the user's data dir), removed
+//! at the end, and a clock of its own that it moves forward.
 
 use crate::args::Global;
-use crate::output::{error_report, print_out, report, Op, Report};
-use polar_license::emulator::{Emulator, Options, Seed};
+use crate::output::{check_report, error_report, print_out, report, Op, Report};
+use polar_license::emulator::{Emulator, Fault, Options, Seed};
 use polar_license::{
-    ActivateRequest, BlockingClient, DeactivateRequest, Error, Key, ValidateRequest, Verdict,
+    system_clock, ActivateRequest, BlockingClient, DeactivateRequest, Error, Key, Licensing,
+    ValidateRequest, Verdict,
 };
 use serde_json::{json, Map, Value};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
+
+const DAY: i64 = 86_400;
+
+/// A temp cache directory, removed when dropped.
+struct TempCache(PathBuf);
+
+impl TempCache {
+    fn new() -> TempCache {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or_default();
+        TempCache(std::env::temp_dir().join(format!(
+            "polar-license-demo-{}-{nanos:08x}",
+            std::process::id()
+        )))
+    }
+}
+
+impl Drop for TempCache {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Turns `got` into a failed step unless `ok` holds (the outcome word alone cannot say).
+fn unless(ok: bool, mut got: Report, why: &str) -> Report {
+    if !ok {
+        got.json.insert("outcome".into(), json!("unexpected"));
+        let headline = format!("{} ({why})", got.headline());
+        got.lines.insert(0, headline);
+    }
+    got
+}
+
+fn source_is(got: &Report, source: &str) -> bool {
+    got.json.get("source").and_then(Value::as_str) == Some(source)
+}
 
 struct Walk {
     lines: Vec<String>,
@@ -196,6 +241,76 @@ pub fn run(g: &Global) -> u8 {
     );
     walk.lines
         .push(format!("   requests that reached the emulator: {sent}"));
+
+    // 8-12. The offline grace cache.
+    let cache = TempCache::new();
+    let offset = Arc::new(AtomicI64::new(0));
+    let clock = Arc::clone(&offset);
+    let licensing = match Licensing::builder(emulator.organization_id())
+        .base_url(emulator.url())
+        .timeout(Duration::from_secs(5))
+        .cache_dir(&cache.0)
+        .clock(move || system_clock().saturating_add(clock.load(Ordering::SeqCst)))
+        .build()
+    {
+        Ok(l) => l,
+        Err(e) => return fail(g, &format!("cannot build the licensing: {e}")),
+    };
+    walk.lines
+        .push("Offline grace (a temp cache; the demo moves its own clock):".into());
+    walk.step(
+        "Activate with the cache: the activation is remembered",
+        "activate --key $KEY --label laptop",
+        &report(
+            Op::Activate,
+            &key,
+            None,
+            &licensing.activate(&ActivateRequest::new(key.clone(), "laptop")),
+        ),
+        ("done", None),
+    );
+    let got = check_report(&key, &licensing.check(key.clone()), None);
+    walk.step(
+        "Check: nothing verified yet, so it asks Polar",
+        "check --key $KEY",
+        &unless(
+            source_is(&got, "online"),
+            got.clone(),
+            "wanted source online",
+        ),
+        ("licensed", None),
+    );
+    let before = emulator.request_count();
+    let got = check_report(&key, &licensing.check(key.clone()), None);
+    let sent = emulator.request_count().saturating_sub(before);
+    walk.step(
+        "Check again within the hour: from the cache, no request",
+        "check --key $KEY",
+        &unless(
+            source_is(&got, "cache") && sent == 0,
+            got.clone(),
+            "wanted source cache and no request",
+        ),
+        ("licensed", None),
+    );
+    emulator.set_fault(Some(Fault::CloseImmediately));
+    offset.store(2 * DAY, Ordering::SeqCst);
+    let got = check_report(&key, &licensing.check(key.clone()), None);
+    walk.step(
+        "Two days later, Polar unreachable: licensed within the 7-day grace",
+        "check --key $KEY",
+        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        ("licensed", None),
+    );
+    offset.store(8 * DAY, Ordering::SeqCst);
+    walk.step(
+        "Eight days later, still unreachable: the grace is over",
+        "check --key $KEY",
+        &check_report(&key, &licensing.check(key.clone()), None),
+        ("unverified", Some("grace_expired")),
+    );
+    emulator.set_fault(None);
+    drop(cache);
 
     let total = walk.steps.len();
     let summary = if walk.failures == 0 {

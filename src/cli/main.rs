@@ -1,5 +1,6 @@
 //! `polar-license`: validate, activate and deactivate Polar license keys from the command
-//! line, or run the local Polar emulator (shared/contract.md §2).
+//! line, check them with the offline grace cache, or run the local Polar emulator
+//! (shared/contract.md §2).
 
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -28,7 +29,9 @@ fn main() -> ExitCode {
     let code = match &cli.command {
         Command::Validate(a) => run::validate(g, a).print(g.json),
         Command::Activate(a) => run::activate(g, a).print(g.json),
+        Command::Check(a) => run::check(g, a).print(g.json),
         Command::Deactivate(a) => run::deactivate(g, a).print(g.json),
+        Command::Status(a) => run::status(g, a).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
     };
@@ -71,21 +74,34 @@ fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
         message
     };
     let field = match e.get(ContextKind::InvalidArg) {
-        Some(ContextValue::String(s)) => Some(field_name(s)),
-        Some(ContextValue::Strings(v)) => v.first().map(|s| field_name(s)),
+        Some(ContextValue::String(s)) => field_name(s),
+        Some(ContextValue::Strings(v)) => v.first().and_then(|s| field_name(s)),
         _ => None,
     };
-    let command = std::env::args()
-        .skip(1)
-        .find(|a| ["activate", "validate", "deactivate", "emulator", "demo"].contains(&a.as_str()));
+    let command = std::env::args().skip(1).find(|a| {
+        [
+            "activate",
+            "validate",
+            "check",
+            "deactivate",
+            "status",
+            "emulator",
+            "demo",
+        ]
+        .contains(&a.as_str())
+    });
     output::usage_report(command.as_deref(), field.as_deref(), message).print(true)
 }
 
-/// `--label <LABEL>` → `label`; `--increment-usage <N>` → `increment_usage`.
-fn field_name(arg: &str) -> String {
-    arg.split_whitespace()
+/// `--label <LABEL>` → `label`; `--increment-usage <N>` → `increment_usage`; a stray value
+/// such as `-5` (read as a flag) names no field.
+fn field_name(arg: &str) -> Option<String> {
+    let name = arg
+        .split_whitespace()
         .next()
         .unwrap_or(arg)
         .trim_start_matches('-')
-        .replace('-', "_")
+        .replace('-', "_");
+    name.starts_with(|c: char| c.is_ascii_alphabetic())
+        .then_some(name)
 }

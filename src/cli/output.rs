@@ -5,11 +5,14 @@
 //! (the user's own key, in the object Polar returned); everything else uses the redacted form.
 
 use polar_license::{
-    Error, Key, LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason,
-    ReasonClass, ValidatedLicenseKey, Verdict,
+    CacheState, CacheStatus, CheckOutcome, Error, GracePolicy, Key, LicenseKeyActivation,
+    LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source, ValidatedLicenseKey,
+    Verdict,
 };
 use serde_json::{json, Map, Value};
 use std::io::Write;
+use std::path::Path;
+use std::time::Duration;
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
 
@@ -19,6 +22,8 @@ pub enum Op {
     Validate,
     Activate,
     Deactivate,
+    Check,
+    Status,
 }
 
 impl Op {
@@ -27,23 +32,31 @@ impl Op {
             Op::Validate => "validate",
             Op::Activate => "activate",
             Op::Deactivate => "deactivate",
+            Op::Check => "check",
+            Op::Status => "status",
         }
     }
 
-    /// What an accepted answer is called: `licensed` for validate, `done` otherwise.
+    /// What an accepted answer is called: `licensed` for validate and check, `done`
+    /// otherwise.
     fn success_outcome(self) -> &'static str {
         match self {
-            Op::Validate => "licensed",
-            Op::Activate | Op::Deactivate => "done",
+            Op::Validate | Op::Check => "licensed",
+            Op::Activate | Op::Deactivate | Op::Status => "done",
         }
     }
 
     /// The HTTP status of an accepted answer.
     fn success_status(self) -> u16 {
         match self {
-            Op::Validate | Op::Activate => 200,
+            Op::Validate | Op::Activate | Op::Check | Op::Status => 200,
             Op::Deactivate => 204,
         }
+    }
+
+    /// `true` for the answers that say where the verdict came from (`source`).
+    fn has_source(self) -> bool {
+        matches!(self, Op::Validate | Op::Check)
     }
 }
 
@@ -177,7 +190,8 @@ pub fn report<T: Answer>(
             let mut m = base_object(Some(op.name()), "denied");
             m.insert("reason".into(), json!(denial.reason.code()));
             m.insert("detail".into(), json!(denial.detail));
-            if op == Op::Validate {
+            if op.has_source() {
+                // `check` never answers a denial from the cache: it is always Polar's.
                 m.insert("source".into(), json!("online"));
             }
             m.insert("activation_id".into(), json!(requested_activation));
@@ -208,7 +222,7 @@ pub fn report<T: Answer>(
 
 fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T) -> Report {
     let mut m = base_object(Some(op.name()), op.success_outcome());
-    if op == Op::Validate {
+    if op.has_source() {
         m.insert("source".into(), json!("online"));
     }
     let activation = answer.activation();
@@ -227,9 +241,10 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
     }
 
     let mut lines = vec![match op {
-        Op::Validate => format!("licensed {shown}"),
+        Op::Validate | Op::Check => format!("licensed {shown}"),
         Op::Activate => format!("activated {shown}"),
         Op::Deactivate => format!("deactivated {shown}"),
+        Op::Status => format!("cache for {shown}"),
     }];
     if let Some(a) = activation {
         lines.push(fact("activation", &format!("{} ({:?})", a.id, a.label)));
@@ -249,7 +264,10 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
     }
 }
 
-/// Renders an error (no trustworthy answer). `op` is `None` outside the three operations.
+/// Renders an error (no trustworthy answer). `op` is `None` outside the operations.
+///
+/// For `check`, `source` stays null: an unverified answer (`offline`, `grace_expired`,
+/// `clock_rollback`, a `rate_limited` block…) is no verdict from either side.
 pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &Error) -> Report {
     let reason = error.reason();
     let outcome = match reason.class() {
@@ -289,6 +307,15 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         Reason::RateLimited => {
             lines.push("  Polar allows 3 requests per second per IP, then blocks for 60 s".into())
         }
+        Reason::GraceExpired => lines.push(
+            "  Polar could not be reached and the last good verdict is past the grace period"
+                .into(),
+        ),
+        Reason::ClockRollback => lines.push(
+            "  the clock is behind a time this cache has seen: it will not license until Polar \
+             answers"
+                .into(),
+        ),
         _ => {}
     }
     Report {
@@ -328,6 +355,260 @@ fn fact(name: &str, value: &str) -> String {
 
 fn when(t: &OffsetDateTime) -> String {
     t.format(&Rfc3339).unwrap_or_else(|_| t.to_string())
+}
+
+/// Unix seconds as RFC 3339 (UTC).
+fn unix_when(t: i64) -> String {
+    OffsetDateTime::from_unix_timestamp(t).map_or_else(|_| t.to_string(), |t| when(&t))
+}
+
+/// `6d 23h`, `2h 5m`, `4m 10s`, `42s`.
+pub fn span(d: Duration) -> String {
+    let s = d.as_secs();
+    let (days, hours, minutes, seconds) = (s / 86_400, s / 3600 % 24, s / 60 % 60, s % 60);
+    if days > 0 {
+        format!("{days}d {hours}h")
+    } else if hours > 0 {
+        format!("{hours}h {minutes}m")
+    } else if minutes > 0 {
+        format!("{minutes}m {seconds}s")
+    } else {
+        format!("{seconds}s")
+    }
+}
+
+/// Renders a `check` answer. `remembered` is the activation the cache remembers for the key.
+///
+/// `--json` adds to the contract's keys: `verified_at` (RFC 3339, when the verdict was
+/// obtained online; null unless licensed) and, like `validate`, `activation`, `status` (of
+/// an online answer) and `remaining_usages`. `grace_remaining_seconds` is set for a cache
+/// answer only.
+pub fn check_report(key: &Key, outcome: &CheckOutcome, remembered: Option<&str>) -> Report {
+    let shown = key.redacted();
+    let mut r = match outcome {
+        CheckOutcome::Licensed {
+            source,
+            license,
+            grace_remaining,
+            verified_at,
+        } => {
+            let mut r = accepted(Op::Check, &shown, remembered, license.as_ref());
+            r.json.insert("source".into(), json!(source.as_str()));
+            r.json
+                .insert("verified_at".into(), json!(unix_when(*verified_at)));
+            let headline = match (source, grace_remaining) {
+                (Source::Cache, Some(left)) => {
+                    r.json
+                        .insert("grace_remaining_seconds".into(), json!(left.as_secs()));
+                    r.json.insert("status".into(), Value::Null);
+                    format!("licensed {shown} (from cache, grace {} left)", span(*left))
+                }
+                (Source::Cache, None) => format!("licensed {shown} (from cache)"),
+                (Source::Online, _) => format!("licensed {shown} (online)"),
+            };
+            r.lines[0] = headline;
+            r.lines.push(fact("verified", &unix_when(*verified_at)));
+            r
+        }
+        CheckOutcome::Denied(denial) => report(
+            Op::Check,
+            key,
+            remembered,
+            &Ok(Verdict::<()>::Denied(denial.clone())),
+        ),
+        CheckOutcome::Unverified(error) => error_report(Some(Op::Check), remembered, error),
+    };
+    r.json.entry("verified_at").or_insert(Value::Null);
+    r
+}
+
+/// Renders `status --key`: what the cache holds for the key, read with no request.
+///
+/// `outcome` is `done` (exit 0) whatever the cache holds; `reason` stays null, also for an
+/// untrusted record, which is no error (§1: it is treated as no cache): `cache.state` says
+/// `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed` or
+/// `unknown_version`) or `present`. Only a cache that cannot be read at all is an error
+/// (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation and
+/// `grace_remaining_seconds` how long the cache could license if Polar were unreachable now.
+pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolicy) -> Report {
+    let shown = key.redacted();
+    let mut m = base_object(Some(Op::Status.name()), "done");
+    let mut c = Map::new();
+    for field in [
+        "state",
+        "untrusted",
+        "verified_at",
+        "verified_seconds_ago",
+        "grace_remaining_seconds",
+        "revalidate_in_seconds",
+        "activation",
+        "denied",
+        "blocked_until",
+        "clock_rollback_seconds",
+        "license_status",
+        "expires_at",
+    ] {
+        c.insert(field.into(), Value::Null);
+    }
+    c.insert("dir".into(), json!(dir.display().to_string()));
+    c.insert("display_key".into(), json!(shown));
+    let mut lines = Vec::new();
+    let detail = match &s.state {
+        CacheState::Empty => {
+            c.insert("state".into(), json!("empty"));
+            lines.push(format!(
+                "cache for {shown}: empty (the next check asks Polar)"
+            ));
+            "empty".to_string()
+        }
+        CacheState::Untrusted(why) => {
+            c.insert("state".into(), json!("untrusted"));
+            c.insert("untrusted".into(), json!(why.as_str()));
+            let text = "present but not trusted (edited, copied, or another format version): \
+                        treated as no cache";
+            lines.push(format!("cache for {shown}: {text}"));
+            lines.push(fact("why", &format!("{} ({why})", why.as_str())));
+            text.to_string()
+        }
+        CacheState::Present(record) => {
+            c.insert("state".into(), json!("present"));
+            lines.push(format!("cache for {shown}: present"));
+            match &record.good {
+                Some(good) => {
+                    let age = s.now.saturating_sub(good.verified_at);
+                    c.insert("verified_at".into(), json!(unix_when(good.verified_at)));
+                    c.insert("verified_seconds_ago".into(), json!(age));
+                    let revalidate = i64::try_from(policy.revalidate_after.as_secs())
+                        .unwrap_or(i64::MAX)
+                        .saturating_sub(age)
+                        .max(0);
+                    c.insert("revalidate_in_seconds".into(), json!(revalidate));
+                    let l = &good.license.license_key;
+                    c.insert("license_status".into(), json!(l.status.as_str()));
+                    c.insert("expires_at".into(), json!(l.expires_at.as_ref().map(when)));
+                    let ago = Duration::from_secs(u64::try_from(age).unwrap_or(0));
+                    lines.push(fact(
+                        "verified",
+                        &format!("{} ({} ago)", unix_when(good.verified_at), span(ago)),
+                    ));
+                }
+                None => lines.push(fact("verified", "never (no good online verdict yet)")),
+            }
+            lines.push(fact(
+                "grace",
+                &s.grace_remaining.map_or_else(
+                    || "none: the cache cannot license now".to_string(),
+                    |left| format!("{} left", span(left)),
+                ),
+            ));
+            match &record.activation {
+                Some(a) => {
+                    m.insert("activation_id".into(), json!(a.id));
+                    c.insert(
+                        "activation".into(),
+                        json!({"id": a.id, "label": a.label, "created_at": unix_when(a.created_at)}),
+                    );
+                    lines.push(fact("activation", &format!("{} ({:?})", a.id, a.label)));
+                }
+                None => lines.push(fact("activation", "none remembered")),
+            }
+            if let Some(d) = &record.denied {
+                c.insert(
+                    "denied".into(),
+                    json!({"reason": d.reason.code(), "detail": d.detail, "status": d.status,
+                           "at": unix_when(d.at)}),
+                );
+                lines.push(fact(
+                    "denied",
+                    &format!("{} — {} ({})", d.reason.code(), d.detail, unix_when(d.at)),
+                ));
+            }
+            if let Some(until) = record.blocked_until {
+                c.insert("blocked_until".into(), json!(unix_when(until)));
+                let left = until.saturating_sub(s.now);
+                lines.push(fact(
+                    "blocked",
+                    &if left > 0 {
+                        format!(
+                            "rate limited: no request before {} ({left} s)",
+                            unix_when(until)
+                        )
+                    } else {
+                        format!("rate limited until {} (over)", unix_when(until))
+                    },
+                ));
+            }
+            "present".to_string()
+        }
+    };
+    if let Some(by) = s.clock_rollback {
+        c.insert("clock_rollback_seconds".into(), json!(by));
+        lines.push(fact(
+            "clock",
+            &format!("moved back {by} s: clock_rollback until Polar answers"),
+        ));
+    }
+    if let Some(left) = s.grace_remaining {
+        m.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
+        c.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
+    }
+    lines.push(fact("dir", &dir.display().to_string()));
+    m.insert("detail".into(), json!(detail));
+    m.insert("cache".into(), Value::Object(c));
+    Report {
+        json: m,
+        lines,
+        to_stderr: false,
+        exit: 0,
+    }
+}
+
+/// Renders `status` without a key: how many records the cache directory holds. They are
+/// sealed per key, so nothing more can be read (or verified) without one.
+pub fn dir_report(dir: &Path) -> Report {
+    let records = match std::fs::read_dir(dir) {
+        Ok(entries) => Some(
+            entries
+                .flatten()
+                .filter(|e| {
+                    let name = e.file_name();
+                    let name = name.to_string_lossy();
+                    name.ends_with(".cache") && !name.starts_with('.')
+                })
+                .count(),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+        Err(e) => {
+            let error = Error::Cache {
+                detail: format!("read {}: {e}", dir.display()),
+            };
+            return error_report(Some(Op::Status), None, &error);
+        }
+    };
+    let count = records.unwrap_or(0);
+    let detail = format!(
+        "{count} record(s); each is sealed with its license key and cannot be read or verified \
+         without it: pass --key"
+    );
+    let mut m = base_object(Some(Op::Status.name()), "done");
+    m.insert("detail".into(), json!(detail));
+    m.insert(
+        "cache".into(),
+        json!({"dir": dir.display().to_string(), "exists": records.is_some(), "records": count}),
+    );
+    let headline = match records {
+        Some(_) => format!("cache dir {}: {count} record(s)", dir.display()),
+        None => format!("cache dir {}: not created yet", dir.display()),
+    };
+    Report {
+        json: m,
+        lines: vec![
+            headline,
+            "  records are sealed per license key: pass --key KEY to read one".into(),
+        ],
+        to_stderr: false,
+        exit: 0,
+    }
 }
 
 /// The key facts of a license: status, usage, activations, validations, expiry.

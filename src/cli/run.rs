@@ -1,36 +1,114 @@
-//! The three online commands: build the client, send, render.
+//! The commands that talk to Polar or read the cache: build the client (or the grace-aware
+//! [`Licensing`]), send, render.
 
-use crate::args::{ActivateArgs, DeactivateArgs, Global, ServerChoice, ValidateArgs};
-use crate::output::{error_report, report, Op, Report};
-use polar_license::{
-    ActivateRequest, BlockingClient, DeactivateRequest, Error, Key, MetaValue, Metadata, Server,
-    ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
+use crate::args::{
+    ActivateArgs, CheckArgs, DeactivateArgs, Global, ServerChoice, StatusArgs, ValidateArgs,
 };
+use crate::output::{check_report, dir_report, error_report, report, status_report, Op, Report};
+use polar_license::{
+    system_clock, ActivateRequest, BlockingClient, CacheState, DeactivateRequest, Error, FileStore,
+    GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Server, ValidateRequest,
+    Verdict, DEFAULT_CONNECT_TIMEOUT,
+};
+use std::path::PathBuf;
 
-/// Builds the client from the global options. A bad option is `invalid_input`, before any
-/// request.
-pub fn client(g: &Global) -> Result<BlockingClient, Error> {
-    let org = g.org.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
+/// A testing hook, deliberately undocumented in `--help`: whole seconds (may be negative)
+/// added to the system clock for every cache decision. It simulates the user moving the
+/// clock, so the CLI tests can age the cache without sleeping. It weakens nothing: anyone can
+/// move the real clock just as well, moving it forward only ages the cache (towards
+/// `grace_expired`), and moving it back past the tolerance is detected as `clock_rollback`.
+const CLOCK_OFFSET_VAR: &str = "POLAR_LICENSE_CLOCK_OFFSET";
+
+/// The organization id from the global options, or `invalid_input`.
+fn org(g: &Global) -> Result<&str, Error> {
+    g.org.as_deref().filter(|s| !s.is_empty()).ok_or_else(|| {
         Error::invalid(
             "organization_id",
             "is required: pass --org or set POLAR_ORGANIZATION_ID",
         )
-    })?;
-    let mut builder = BlockingClient::builder(org);
-    builder = match g.base_url.as_deref().filter(|s| !s.is_empty()) {
-        Some(url) => builder.base_url(url),
-        None => builder.server(match g.server {
-            ServerChoice::Production => Server::Production,
-            ServerChoice::Sandbox => Server::Sandbox,
-        }),
-    };
-    if let Some(t) = g.timeout {
-        builder = builder
-            .timeout(t)
-            .connect_timeout(t.min(DEFAULT_CONNECT_TIMEOUT));
+    })
+}
+
+/// Applies the connection options (server or base URL, timeouts, access token) to a
+/// [`polar_license::ClientBuilder`] or a [`polar_license::LicensingBuilder`].
+macro_rules! connect {
+    ($builder:expr, $g:expr) => {{
+        let g: &Global = $g;
+        let mut builder = match g.base_url.as_deref().filter(|s| !s.is_empty()) {
+            Some(url) => $builder.base_url(url),
+            None => $builder.server(match g.server {
+                ServerChoice::Production => Server::Production,
+                ServerChoice::Sandbox => Server::Sandbox,
+            }),
+        };
+        if let Some(t) = g.timeout {
+            builder = builder
+                .timeout(t)
+                .connect_timeout(t.min(DEFAULT_CONNECT_TIMEOUT));
+        }
+        if let Some(token) = g.access_token.as_deref().filter(|s| !s.is_empty()) {
+            builder = builder.access_token(token);
+        }
+        builder
+    }};
+}
+
+/// Builds the client from the global options. A bad option is `invalid_input`, before any
+/// request.
+pub fn client(g: &Global) -> Result<BlockingClient, Error> {
+    connect!(BlockingClient::builder(org(g)?), g).build()
+}
+
+/// The grace policy: contract §4's defaults, overridden by the global options.
+fn policy(g: &Global) -> GracePolicy {
+    let mut policy = GracePolicy::default();
+    if let Some(d) = g.revalidate_after {
+        policy.revalidate_after = d;
     }
-    if let Some(token) = g.access_token.as_deref().filter(|s| !s.is_empty()) {
-        builder = builder.access_token(token);
+    if let Some(d) = g.grace_period {
+        policy.grace_period = d;
+    }
+    if let Some(d) = g.clock_tolerance {
+        policy.clock_tolerance = d;
+    }
+    policy
+}
+
+/// `--cache-dir`, else the platform's default.
+pub fn cache_dir(g: &Global) -> Result<PathBuf, Error> {
+    match g.cache_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
+        Some(dir) => Ok(dir.clone()),
+        None => FileStore::default_dir(),
+    }
+}
+
+/// [`CLOCK_OFFSET_VAR`], when set.
+fn clock_offset() -> Result<Option<i64>, Error> {
+    match std::env::var(CLOCK_OFFSET_VAR) {
+        Ok(text) if !text.trim().is_empty() => text.trim().parse().map(Some).map_err(|_| {
+            Error::invalid(
+                "clock_offset",
+                format!("{CLOCK_OFFSET_VAR} must be whole seconds, found `{text}`"),
+            )
+        }),
+        _ => Ok(None),
+    }
+}
+
+/// Builds the grace-aware licensing from the global options. An invalid policy is
+/// `invalid_input` (field `grace_period`, `revalidate_after` or `clock_tolerance`).
+pub fn licensing(g: &Global) -> Result<Licensing, Error> {
+    let mut builder = connect!(Licensing::builder(org(g)?), g)
+        .policy(policy(g))
+        .cache_dir(cache_dir(g)?);
+    if let Some(secret) = g.app_secret.as_deref().filter(|s| !s.is_empty()) {
+        builder = builder.app_secret(secret.as_bytes().to_vec());
+    }
+    if g.no_machine_binding {
+        builder = builder.machine_binding(MachineBinding::Off);
+    }
+    if let Some(offset) = clock_offset()? {
+        builder = builder.clock(move || system_clock().saturating_add(offset));
     }
     builder.build()
 }
@@ -39,7 +117,15 @@ fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
     pairs.iter().cloned().collect()
 }
 
-/// `validate`
+/// The activation id the cache remembers for `key`, if it can be read.
+fn remembered(licensing: &Licensing, key: &Key) -> Option<String> {
+    match licensing.status(key.clone()).ok()?.state {
+        CacheState::Present(record) => record.activation.map(|a| a.id),
+        CacheState::Empty | CacheState::Untrusted(_) => None,
+    }
+}
+
+/// `validate`: one online call, no cache (contract §2).
 pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
     let requested = a.activation_id.as_deref();
@@ -58,11 +144,13 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     report(Op::Validate, &key, requested, &client.validate(&req))
 }
 
-/// `activate`
+/// `activate`: activates and remembers the activation (and the conditions it was made with,
+/// the machine fingerprint included) so `check` validates it. `--json` adds `remembered`
+/// (true) and `machine_bound` (whether the condition `machine_fingerprint` was added).
 pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
-    let client = match client(g) {
-        Ok(c) => c,
+    let licensing = match licensing(g) {
+        Ok(l) => l,
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
     let req = ActivateRequest {
@@ -71,20 +159,99 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         conditions: metadata(&a.conditions),
         meta: metadata(&a.meta),
     };
-    report(Op::Activate, &key, None, &client.activate(&req))
+    // Bad input first, then make sure the cache can remember the activation: no slot is
+    // taken on Polar that the cache would then forget.
+    let ready = licensing
+        .client()
+        .api()
+        .activate_request(&req)
+        .and_then(|_| licensing.status(key.clone()));
+    if let Err(e) = ready {
+        return error_report(Some(Op::Activate), None, &e);
+    }
+    let mut r = report(Op::Activate, &key, None, &licensing.activate(&req));
+    if r.exit == 0 {
+        let bound = licensing.machine_fingerprint().is_some();
+        r.json.insert("remembered".into(), true.into());
+        r.json.insert("machine_bound".into(), bound.into());
+        r.lines.push(format!(
+            "  {:<12} remembered for `check`{}",
+            "cache",
+            if bound { ", bound to this machine" } else { "" }
+        ));
+    }
+    r
 }
 
-/// `deactivate`
+/// `check`: the grace-aware verdict.
+pub fn check(g: &Global, a: &CheckArgs) -> Report {
+    let key = Key::new(a.key.key.as_str());
+    let licensing = match licensing(g) {
+        Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    // Bad input is caught before the cache is touched.
+    if let Err(e) = licensing
+        .client()
+        .api()
+        .validate_request(&ValidateRequest::new(key.clone()))
+    {
+        return error_report(Some(Op::Check), None, &e);
+    }
+    let outcome = licensing.check(key.clone());
+    check_report(&key, &outcome, remembered(&licensing, &key).as_deref())
+}
+
+/// `deactivate`: the named activation, or the remembered one; the cache forgets it.
+/// `--json` adds `forgotten`: false only when an explicit `--activation-id` was deactivated
+/// online while the cache could not be opened.
 pub fn deactivate(g: &Global, a: &DeactivateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
     let requested = a.activation_id.as_deref();
-    let result: Result<Verdict<()>, Error> = match (client(g), requested) {
-        (Err(e), _) => Err(e),
-        (Ok(_), None) => Err(Error::invalid(
-            "activation_id",
-            "is required: pass --activation-id (the offline cache that will remember it is not there yet)",
-        )),
-        (Ok(client), Some(id)) => client.deactivate(&DeactivateRequest::new(key.clone(), id)),
+    let licensing = match licensing(g) {
+        Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Deactivate), requested, &e),
     };
-    report(Op::Deactivate, &key, requested, &result)
+    if let Some(id) = requested {
+        let req = DeactivateRequest::new(key.clone(), id);
+        if let Err(e) = licensing.client().api().deactivate_request(&req) {
+            return error_report(Some(Op::Deactivate), requested, &e);
+        }
+        // An explicit id needs no cache: when it cannot be opened, deactivate online only.
+        if licensing.status(key.clone()).is_err() {
+            let result = licensing.client().deactivate(&req);
+            let mut r = report(Op::Deactivate, &key, requested, &result);
+            r.json.insert("forgotten".into(), false.into());
+            return r;
+        }
+    }
+    let used = requested
+        .map(str::to_string)
+        .or_else(|| remembered(&licensing, &key));
+    let result: Result<Verdict<()>, Error> = licensing.deactivate(key.clone(), requested);
+    let mut r = report(Op::Deactivate, &key, used.as_deref(), &result);
+    if r.exit == 0 {
+        r.json.insert("forgotten".into(), true.into());
+    }
+    r
+}
+
+/// `status`: what the cache holds, with no request.
+pub fn status(g: &Global, a: &StatusArgs) -> Report {
+    let dir = match cache_dir(g) {
+        Ok(d) => d,
+        Err(e) => return error_report(Some(Op::Status), None, &e),
+    };
+    let Some(key) = a.key.as_deref() else {
+        return dir_report(&dir);
+    };
+    let key = Key::new(key);
+    let licensing = match licensing(g) {
+        Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Status), None, &e),
+    };
+    match licensing.status(key.clone()) {
+        Ok(status) => status_report(&key, &dir, &status, licensing.policy()),
+        Err(e) => error_report(Some(Op::Status), None, &e),
+    }
 }

@@ -26,7 +26,10 @@ fn reason_codes_and_classes_match_the_contract() {
     }
     // And the other way round: every Rust reason is in the contract.
     for r in Reason::ALL {
-        assert!(rows.iter().any(|(c, _)| c == r.code()), "{r} missing in contract");
+        assert!(
+            rows.iter().any(|(c, _)| c == r.code()),
+            "{r} missing in contract"
+        );
     }
     assert_eq!(Reason::Offline.class(), ReasonClass::Unverified);
 }

@@ -98,6 +98,7 @@ pub mod proto;
 pub mod reason;
 pub mod transport;
 
+pub mod features;
 pub mod fingerprint;
 #[cfg(not(target_arch = "wasm32"))]
 mod licensing;

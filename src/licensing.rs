@@ -9,6 +9,7 @@
 
 use crate::cache::{self, MacKey, Untrusted};
 use crate::error::{Error, Verdict};
+use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::{fingerprint_from, machine_fingerprint, MACHINE_CONDITION};
 use crate::grace::{
     self, CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction, StoredActivation,
@@ -58,6 +59,7 @@ pub struct LicensingBuilder {
     app_secret: Option<Vec<u8>>,
     machine: MachineBinding,
     require_activation: bool,
+    entitlements: Entitlements,
     clock: Clock,
 }
 
@@ -143,6 +145,13 @@ impl LicensingBuilder {
         self
     }
 
+    /// The feature map [`Licensing::has_feature`] answers from (checked when it is made:
+    /// see [`Entitlements::grant`] and [`Entitlements::from_json`]).
+    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
+        self.entitlements = entitlements;
+        self
+    }
+
     /// The clock (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -176,6 +185,7 @@ impl LicensingBuilder {
             machine,
             seal,
             require_activation: self.require_activation,
+            entitlements: Arc::new(self.entitlements),
             clock: self.clock,
         })
     }
@@ -236,6 +246,7 @@ pub struct Licensing {
     machine: Option<String>,
     seal: Option<String>,
     require_activation: bool,
+    entitlements: Arc<Entitlements>,
     clock: Clock,
 }
 
@@ -266,6 +277,7 @@ impl Licensing {
             app_secret: None,
             machine: MachineBinding::default(),
             require_activation: false,
+            entitlements: Entitlements::new(),
             clock: Arc::new(system_clock),
         }
     }
@@ -278,6 +290,18 @@ impl Licensing {
     /// The grace policy.
     pub fn policy(&self) -> &GracePolicy {
         &self.policy
+    }
+
+    /// The feature map.
+    pub fn entitlements(&self) -> &Entitlements {
+        &self.entitlements
+    }
+
+    /// May this copy use `feature`, given a verdict from [`Licensing::check`]? A cached
+    /// verdict within the grace answers as an online one; a verdict that does not license
+    /// grants nothing.
+    pub fn has_feature(&self, verdict: &CheckOutcome, feature: &str) -> FeatureAccess {
+        self.entitlements.check(feature, verdict)
     }
 
     /// This machine's fingerprint for the organization, when activations are machine-bound.

@@ -37,7 +37,8 @@ const NO_SUPPORT: &str = "This license key does not support activations. Use the
 const LIMIT: &str = "License key activation limit already reached";
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 13] = [
+const ENV_VARS: [&str; 14] = [
+    "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
     "POLAR_API_URL",

@@ -21,7 +21,8 @@ const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 13] = [
+const ENV_VARS: [&str; 14] = [
+    "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
     "POLAR_API_URL",

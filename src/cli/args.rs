@@ -145,6 +145,17 @@ pub struct Global {
     )]
     pub app_secret: Option<String>,
 
+    /// The feature map for `check --feature`: JSON such as
+    /// `{"pro_export": ["<benefit uuid>"], "api_calls": {"benefits": ["<uuid>"], "metered": true}}`,
+    /// or `@FILE` to read it from a file
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_ENTITLEMENTS",
+        value_name = "JSON|@FILE"
+    )]
+    pub entitlements: Option<String>,
+
     /// Do not bind activations to this machine (by default `activate` adds the condition
     /// `machine_fingerprint`, a hash of the OS machine id). It is also part of the cache's
     /// seal: use it for every command on that cache
@@ -261,6 +272,12 @@ pub struct ValidateArgs {
 pub struct CheckArgs {
     #[command(flatten)]
     pub key: KeyArg,
+
+    /// Answer "may this copy use FEATURE?" from the verdict and --entitlements: exit 0 when
+    /// granted, 1 when not (the license is denied, its benefit does not grant it, or the
+    /// feature is unknown), 3 when the license could not be verified
+    #[arg(long, value_name = "NAME")]
+    pub feature: Option<String>,
 }
 
 /// `deactivate`

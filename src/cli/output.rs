@@ -4,6 +4,7 @@
 //! The full license key is never printed here except inside `license.key` of the JSON object
 //! (the user's own key, in the object Polar returned); everything else uses the redacted form.
 
+use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, Error, GracePolicy, Key, LicenseKeyActivation,
     LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source, ValidatedLicenseKey,
@@ -419,6 +420,37 @@ pub fn check_report(key: &Key, outcome: &CheckOutcome, remembered: Option<&str>)
         CheckOutcome::Unverified(error) => error_report(Some(Op::Check), remembered, error),
     };
     r.json.entry("verified_at").or_insert(Value::Null);
+    r
+}
+
+/// Adds the answer of `check --feature` to a check report: a `feature` object in the JSON, a
+/// first human line, and the exit code (0 granted, 1 not granted, 3 when the license could
+/// not be verified at all).
+pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
+    r.json.insert(
+        "feature".into(),
+        json!({
+            "name": access.feature,
+            "granted": access.granted,
+            "why": access.why.code(),
+            "remaining_usage": access.remaining_usage,
+        }),
+    );
+    let line = match (access.granted, access.remaining_usage) {
+        (true, Some(left)) => format!("feature {}: granted ({left} uses left)", access.feature),
+        (true, None) => format!("feature {}: granted", access.feature),
+        (false, _) => format!(
+            "feature {}: not granted ({})",
+            access.feature,
+            access.why.code()
+        ),
+    };
+    r.lines.insert(0, line);
+    r.exit = match (access.granted, access.why) {
+        (true, _) => 0,
+        (false, FeatureWhy::LicenseNotValid) if r.exit != 1 => r.exit,
+        (false, _) => 1,
+    };
     r
 }
 

@@ -4,7 +4,10 @@
 use crate::args::{
     ActivateArgs, CheckArgs, DeactivateArgs, Global, ServerChoice, StatusArgs, ValidateArgs,
 };
-use crate::output::{check_report, dir_report, error_report, report, status_report, Op, Report};
+use crate::output::{
+    check_report, dir_report, error_report, feature_report, report, status_report, Op, Report,
+};
+use polar_license::features::Entitlements;
 use polar_license::{
     system_clock, ActivateRequest, BlockingClient, CacheState, DeactivateRequest, Error, FileStore,
     GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Server, ValidateRequest,
@@ -110,7 +113,23 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
     if let Some(offset) = clock_offset()? {
         builder = builder.clock(move || system_clock().saturating_add(offset));
     }
+    if let Some(map) = entitlements(g)? {
+        builder = builder.entitlements(map);
+    }
     builder.build()
+}
+
+/// The `--entitlements` map: inline JSON or `@FILE`.
+fn entitlements(g: &Global) -> Result<Option<Entitlements>, Error> {
+    let Some(text) = g.entitlements.as_deref() else {
+        return Ok(None);
+    };
+    let json = match text.strip_prefix('@') {
+        Some(path) => std::fs::read_to_string(path)
+            .map_err(|e| Error::invalid("entitlements", format!("cannot read {path}: {e}")))?,
+        None => text.to_string(),
+    };
+    Entitlements::from_json(&json).map(Some)
 }
 
 fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
@@ -198,8 +217,19 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     {
         return error_report(Some(Op::Check), None, &e);
     }
+    if a.feature.is_some() && g.entitlements.is_none() {
+        let e = Error::invalid(
+            "entitlements",
+            "--feature needs --entitlements (the feature map)",
+        );
+        return error_report(Some(Op::Check), None, &e);
+    }
     let outcome = licensing.check(key.clone());
-    check_report(&key, &outcome, remembered(&licensing, &key).as_deref())
+    let report = check_report(&key, &outcome, remembered(&licensing, &key).as_deref());
+    match &a.feature {
+        Some(name) => feature_report(report, &licensing.has_feature(&outcome, name)),
+        None => report,
+    }
 }
 
 /// `deactivate`: the named activation, or the remembered one; the cache forgets it.

@@ -1,0 +1,235 @@
+//! Feature gating: "may this copy use feature X?", from a verdict and an entitlement map.
+//!
+//! On Polar a tier is a license-key benefit, so a key's `benefit_id` says what a customer
+//! bought. An [`Entitlements`] map says which benefits grant which features (a feature can come
+//! from several tiers; a tier grants several features). A feature may be *metered*: granted only
+//! while the key's `usage` is below its `limit_usage` (when it has one).
+//!
+//! The answer comes from a verdict, so a cached verdict within the grace period answers exactly
+//! as an online one, and a verdict that does not license never grants anything.
+
+use crate::error::Error;
+use crate::grace::{CheckOutcome, Source};
+use crate::metadata::{check_no_nul, check_uuid_v4};
+use crate::model::LicenseKeyRead;
+use crate::reason::Reason;
+use serde::Deserialize;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Longest feature name, in characters.
+pub const MAX_FEATURE_NAME_CHARS: usize = 64;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Feature {
+    benefits: BTreeSet<String>,
+    metered: bool,
+}
+
+/// Which benefits grant which features. Every entry is checked when it is added.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Entitlements {
+    features: BTreeMap<String, Feature>,
+}
+
+/// The JSON form of one entry: a list of benefit ids, or `{"benefits": [...], "metered": true}`.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum EntryJson {
+    Benefits(Vec<String>),
+    Full {
+        benefits: Vec<String>,
+        #[serde(default)]
+        metered: bool,
+    },
+}
+
+impl Entitlements {
+    /// An empty map (every feature is unknown).
+    pub fn new() -> Entitlements {
+        Entitlements::default()
+    }
+
+    /// Adds `feature`, granted by any of `benefit_ids` (UUID v4s, at least one).
+    pub fn grant<I, S>(self, feature: &str, benefit_ids: I) -> Result<Entitlements, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.add(feature, benefit_ids, false)
+    }
+
+    /// Adds a metered `feature`: granted by any of `benefit_ids` while the key's usage is below
+    /// its `limit_usage` (always, when the key has no limit).
+    pub fn grant_metered<I, S>(self, feature: &str, benefit_ids: I) -> Result<Entitlements, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.add(feature, benefit_ids, true)
+    }
+
+    fn add<I, S>(mut self, feature: &str, benefit_ids: I, metered: bool) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let field = format!("entitlements.{feature}");
+        let chars = feature.chars().count();
+        if chars == 0 || chars > MAX_FEATURE_NAME_CHARS {
+            return Err(Error::invalid(
+                field,
+                format!("feature names must have 1-{MAX_FEATURE_NAME_CHARS} characters"),
+            ));
+        }
+        if feature.trim() != feature {
+            return Err(Error::invalid(
+                field,
+                "feature names must not start or end with spaces",
+            ));
+        }
+        check_no_nul(&field, feature)?;
+        if self.features.contains_key(feature) {
+            return Err(Error::invalid(field, "feature listed twice"));
+        }
+        let mut benefits = BTreeSet::new();
+        for id in benefit_ids {
+            let id = id.as_ref();
+            let canonical = check_uuid_v4(&field, id).map_err(|_| {
+                Error::invalid(field.clone(), format!("benefit id `{id}` is not a UUID v4"))
+            })?;
+            benefits.insert(canonical);
+        }
+        if benefits.is_empty() {
+            return Err(Error::invalid(field, "needs at least one benefit id"));
+        }
+        self.features
+            .insert(feature.to_string(), Feature { benefits, metered });
+        Ok(self)
+    }
+
+    /// Reads a map from JSON: `{"pro_export": ["<benefit uuid>", ...],
+    /// "api_calls": {"benefits": ["<benefit uuid>"], "metered": true}}`.
+    pub fn from_json(text: &str) -> Result<Entitlements, Error> {
+        let entries: BTreeMap<String, EntryJson> = serde_json::from_str(text).map_err(|e| {
+            Error::invalid(
+                "entitlements",
+                format!("expected {{\"feature\": [\"benefit uuid\", ...]}}: {e}"),
+            )
+        })?;
+        entries
+            .into_iter()
+            .try_fold(Entitlements::new(), |map, (name, entry)| match entry {
+                EntryJson::Benefits(ids) => map.grant(&name, ids),
+                EntryJson::Full { benefits, metered } => map.add(&name, benefits, metered),
+            })
+    }
+
+    /// The feature names, sorted.
+    pub fn features(&self) -> impl Iterator<Item = &str> {
+        self.features.keys().map(String::as_str)
+    }
+
+    /// Whether `feature` is granted by a license Polar accepted.
+    pub fn check_license(&self, feature: &str, license: &LicenseKeyRead) -> FeatureAccess {
+        let Some(rule) = self.features.get(feature) else {
+            return FeatureAccess::no(feature, FeatureWhy::UnknownFeature, None);
+        };
+        let benefit = license.benefit_id.to_ascii_lowercase();
+        if !rule.benefits.contains(&benefit) {
+            return FeatureAccess::no(feature, FeatureWhy::NotGrantedByBenefit, None);
+        }
+        let remaining = license.remaining_usage();
+        if rule.metered && remaining.is_some_and(|left| left <= 0) {
+            return FeatureAccess {
+                remaining_usage: remaining,
+                ..FeatureAccess::no(feature, FeatureWhy::UsageExhausted, None)
+            };
+        }
+        FeatureAccess {
+            feature: feature.to_string(),
+            granted: true,
+            why: FeatureWhy::Granted,
+            license_reason: None,
+            remaining_usage: if rule.metered { remaining } else { None },
+            source: None,
+        }
+    }
+
+    /// Whether `feature` is granted by a check's verdict: a licensed verdict (online, or from
+    /// the cache within the grace period) is looked at; anything else grants nothing.
+    pub fn check(&self, feature: &str, verdict: &CheckOutcome) -> FeatureAccess {
+        match verdict {
+            CheckOutcome::Licensed {
+                license, source, ..
+            } => FeatureAccess {
+                source: Some(*source),
+                ..self.check_license(feature, &license.license_key)
+            },
+            CheckOutcome::Denied(d) => {
+                FeatureAccess::no(feature, FeatureWhy::LicenseNotValid, Some(d.reason))
+            }
+            CheckOutcome::Unverified(e) => {
+                FeatureAccess::no(feature, FeatureWhy::LicenseNotValid, Some(e.reason()))
+            }
+        }
+    }
+}
+
+/// Why a feature is, or is not, granted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FeatureWhy {
+    /// The key's benefit grants it (and, if metered, usages are left).
+    Granted,
+    /// The license itself is not valid (see [`FeatureAccess::license_reason`]).
+    LicenseNotValid,
+    /// The key's benefit is not one that grants this feature.
+    NotGrantedByBenefit,
+    /// The feature is not in the entitlement map.
+    UnknownFeature,
+    /// A metered feature whose key has no usages left.
+    UsageExhausted,
+}
+
+impl FeatureWhy {
+    /// The stable snake_case code: `granted`, `license_not_valid`, `not_granted_by_benefit`,
+    /// `unknown_feature`, `usage_exhausted`.
+    pub const fn code(self) -> &'static str {
+        match self {
+            FeatureWhy::Granted => "granted",
+            FeatureWhy::LicenseNotValid => "license_not_valid",
+            FeatureWhy::NotGrantedByBenefit => "not_granted_by_benefit",
+            FeatureWhy::UnknownFeature => "unknown_feature",
+            FeatureWhy::UsageExhausted => "usage_exhausted",
+        }
+    }
+}
+
+/// The answer to "may this copy use feature X?".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeatureAccess {
+    /// The feature asked about.
+    pub feature: String,
+    /// `true` only when granted.
+    pub granted: bool,
+    /// Why.
+    pub why: FeatureWhy,
+    /// When the license itself is not valid: its reason code.
+    pub license_reason: Option<Reason>,
+    /// For a metered feature on a key with a usage limit: usages left (may be 0 or negative).
+    pub remaining_usage: Option<i64>,
+    /// Where the licensed verdict came from (online or the cache), when there was one.
+    pub source: Option<Source>,
+}
+
+impl FeatureAccess {
+    fn no(feature: &str, why: FeatureWhy, license_reason: Option<Reason>) -> FeatureAccess {
+        FeatureAccess {
+            feature: feature.to_string(),
+            granted: false,
+            why,
+            license_reason,
+            remaining_usage: None,
+            source: None,
+        }
+    }
+}

@@ -2,12 +2,22 @@
 //!
 //! Gate your software's features on a [Polar](https://polar.sh) license key with one small,
 //! boring client: typed answers for every server reply, local input checks before any request,
-//! timeouts, and (in later releases) an offline grace cache, a WebAssembly/npm build and a C ABI.
+//! timeouts, an offline grace cache that never lets a revoked key through, and the same core
+//! behind four faces: this Rust crate (native, blocking), a WebAssembly build shipped as an npm
+//! package, a C ABI (`bindings/c`), and the `polar-license` command line.
 //!
 //! It talks to Polar's public, no-auth routes
 //! `POST /v1/customer-portal/license-keys/{validate,activate,deactivate}`, so an app ships no
 //! secret: the license key is the credential. Backends holding an access token can use the
-//! token-authenticated twins `/v1/license-keys/…` with [`ClientBuilder::access_token`].
+//! token-authenticated twins `/v1/license-keys/…` (`ClientBuilder::access_token` natively).
+//!
+//! ## Which type to use
+//!
+//! * `Licensing` (native) / `wasm::AsyncLicensing` (wasm32): the grace-aware face an app calls
+//!   at launch: `activate` once per machine, `check` at every launch, `deactivate`, `status`,
+//!   `has_feature`. See [`grace`] for the state machine and its diagram.
+//! * `BlockingClient` (native) / `wasm::AsyncClient` (wasm32): one online call each, no cache.
+//! * [`proto`]: the sans-IO core, for your own transport.
 //!
 //! ## Verdicts and errors
 //!
@@ -79,10 +89,24 @@
 //!
 //! ## Layout
 //!
-//! A sans-IO core ([`proto`]: request builders and response classifiers, no IO, no clock), a
-//! [`Transport`] seam (any closure is one), and the native [`BlockingClient`] over ureq with
-//! rustls. The `emulator` feature adds [`emulator`], a faithful local Polar; the `cli` feature
-//! builds the `polar-license` command.
+//! A sans-IO core ([`proto`]: request builders and response classifiers; [`grace`] and
+//! [`cache`]: the grace state machine and the sealed record format; no IO, no clock), a
+//! [`Transport`] seam (any closure is one), the native `BlockingClient` over ureq with rustls,
+//! and the wasm32 `AsyncClient` over `fetch`. The `emulator` feature adds a faithful local Polar
+//! (`emulator`), the `cli` feature the `polar-license` command, the `ffi` feature the C ABI.
+//!
+//! ## Logging
+//!
+//! The library logs nothing and prints nothing: every outcome is a value you can log yourself.
+//! Keys and tokens redact themselves in `Debug`, so logging a request, a verdict or an error
+//! never leaks a key.
+//!
+//! ## Versioning
+//!
+//! Semantic versioning. The reason codes and their C numbers, the CLI's options, exit codes and
+//! `--json` fields, the emulator's seed format and the cache format are stable interfaces:
+//! they change only by adding. A cache written by a newer format version is "no cache" to an
+//! older library, never an error.
 
 #![deny(missing_docs)]
 #![deny(unsafe_code)] // unsafe belongs only to the C layer
@@ -109,6 +133,11 @@ pub mod store;
 
 #[cfg(feature = "emulator")]
 pub mod emulator;
+
+#[cfg(feature = "ffi")]
+pub mod ffi;
+#[cfg(target_arch = "wasm32")]
+pub mod wasm;
 
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
@@ -137,6 +166,8 @@ pub use native::{
 };
 #[cfg(not(target_arch = "wasm32"))]
 pub use store::{FileStore, MemoryStore, SlotLock, Store};
+#[cfg(target_arch = "wasm32")]
+pub use wasm::{AsyncClient, AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport};
 
 /// The README's Rust examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "emulator"))]

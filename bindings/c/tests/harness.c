@@ -1,0 +1,223 @@
+/* harness.c: see harness.h. */
+#include "harness.h"
+
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+static int passed, failed, current_failures;
+static const char *current_test = "";
+
+void harness_fail(const char *file, int line, const char *what) {
+  current_failures++;
+  fprintf(stderr, "  %s:%d: %s: check failed: %s\n", file, line, current_test, what);
+}
+
+void harness_fail_int(const char *file, int line, const char *what, long long got,
+                      long long want) {
+  current_failures++;
+  fprintf(stderr, "  %s:%d: %s: %s is %lld, expected %lld\n", file, line, current_test, what,
+          got, want);
+}
+
+void harness_fail_str(const char *file, int line, const char *what, const char *got,
+                      const char *want) {
+  current_failures++;
+  fprintf(stderr, "  %s:%d: %s: %s is \"%s\", expected \"%s\"\n", file, line, current_test, what,
+          got ? got : "(NULL)", want);
+}
+
+void harness_check_answer(const char *file, int line, const polar_license_result *result,
+                          polar_license_outcome outcome, polar_license_reason reason) {
+  polar_license_outcome got_outcome = polar_license_result_outcome(result);
+  polar_license_reason got_reason = polar_license_result_reason(result);
+  if (got_outcome != outcome || got_reason != reason) {
+    current_failures++;
+    fprintf(stderr, "  %s:%d: %s: answer is %s/%s (%s), expected %s/%s\n", file, line,
+            current_test, polar_license_outcome_name(got_outcome),
+            polar_license_reason_code(got_reason), polar_license_result_detail(result),
+            polar_license_outcome_name(outcome), polar_license_reason_code(reason));
+  }
+}
+
+void harness_run(const char *name, void (*fn)(void)) {
+  current_test = name;
+  current_failures = 0;
+  fn();
+  emu_fault(NULL); /* a failed test must not leave a fault behind */
+  if (current_failures == 0) {
+    passed++;
+    printf("ok - %s\n", name);
+  } else {
+    failed++;
+    printf("not ok - %s\n", name);
+  }
+  fflush(stdout);
+}
+
+int harness_summary(const char *program) {
+  printf("%s: %d passed, %d failed\n", program, passed, failed);
+  return failed == 0 && passed > 0 ? 0 : 1;
+}
+
+static void die(const char *what) {
+  fprintf(stderr, "fatal: %s\n", what);
+  exit(2);
+}
+
+const char *emu_url(void) {
+  const char *url = getenv("POLAR_EMULATOR_URL");
+  if (url == NULL || strncmp(url, "http://127.0.0.1:", 17) != 0) {
+    die("set POLAR_EMULATOR_URL=http://127.0.0.1:PORT (a running polar-license emulator)");
+  }
+  return url;
+}
+
+int emu_request(const char *method, const char *path, const char *body, char *out,
+                size_t out_len) {
+  struct sockaddr_in addr;
+  char head[512];
+  static char response[65536];
+  size_t got = 0, body_len = body ? strlen(body) : 0;
+  ssize_t n;
+  int fd, status = -1;
+  char *start;
+
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons((uint16_t)atoi(emu_url() + 17));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) return -1;
+  if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
+    close(fd);
+    return -1;
+  }
+  snprintf(head, sizeof head,
+           "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
+           "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
+           method, path, body_len);
+  if (write(fd, head, strlen(head)) < 0 || (body_len && write(fd, body, body_len) < 0)) {
+    close(fd);
+    return -1;
+  }
+  while (got < sizeof response - 1 && (n = read(fd, response + got, sizeof response - 1 - got)) > 0) {
+    got += (size_t)n;
+  }
+  close(fd);
+  response[got] = '\0';
+  if (sscanf(response, "HTTP/1.1 %d", &status) != 1) return -1;
+  if (out != NULL && out_len > 0) {
+    start = strstr(response, "\r\n\r\n");
+    snprintf(out, out_len, "%s", start ? start + 4 : "");
+  }
+  return status;
+}
+
+void emu_fault(const char *fault_json) {
+  if (emu_request("POST", "/__emulator/fault", fault_json ? fault_json : "null", NULL, 0) != 204) {
+    die("could not set the emulator's fault");
+  }
+}
+
+void emu_patch_key(const char *key, const char *update_json) {
+  char path[160];
+  snprintf(path, sizeof path, "/__emulator/keys/%s", key);
+  if (emu_request("PATCH", path, update_json, NULL, 0) != 200) die("could not patch a key");
+}
+
+long emu_request_count(void) {
+  char body[256];
+  long count = -1;
+  const char *at;
+  if (emu_request("GET", "/__emulator/requests", NULL, body, sizeof body) != 200) {
+    die("could not read the emulator's request count");
+  }
+  at = strstr(body, "\"count\":");
+  if (at != NULL) count = atol(at + 8);
+  return count;
+}
+
+void emu_new_key(const char *fields, char key[64]) {
+  static unsigned counter;
+  char body[512];
+  snprintf(key, 64, "CTEST-%ld-%u-%ld", (long)getpid(), ++counter, (long)rand());
+  snprintf(body, sizeof body,
+           "{\"key\":\"%s\",\"benefit_id\":\"" DEMO_BENEFIT "\",\"customer_id\":\"" DEMO_CUSTOMER
+           "\"%s%s}",
+           key, fields[0] ? "," : "", fields);
+  if (emu_request("POST", "/__emulator/keys", body, NULL, 0) != 201) die("could not add a key");
+}
+
+void temp_dir(char dir[64]) {
+  snprintf(dir, 64, "/tmp/polar-license-ctest-XXXXXX");
+  if (mkdtemp(dir) == NULL) die("mkdtemp");
+}
+
+static int remove_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw) {
+  (void)sb;
+  (void)flag;
+  (void)ftw;
+  return remove(path);
+}
+
+void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+
+polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
+                                 uint64_t revalidate_after, uint64_t grace_period) {
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL;
+  int ok = polar_license_config_new(&config) == POLAR_LICENSE_STATUS_OK &&
+           polar_license_config_set_organization(config, DEMO_ORG) == POLAR_LICENSE_STATUS_OK &&
+           polar_license_config_set_base_url(config, emu_url()) == POLAR_LICENSE_STATUS_OK &&
+           polar_license_config_set_timeout_ms(config, 5000) == POLAR_LICENSE_STATUS_OK &&
+           polar_license_config_set_grace_policy(config, revalidate_after, grace_period,
+                                                 revalidate_after < 600 ? revalidate_after : 600) ==
+               POLAR_LICENSE_STATUS_OK &&
+           polar_license_config_set_clock_offset_for_testing(config, clock_offset) ==
+               POLAR_LICENSE_STATUS_OK &&
+           (cache_dir == NULL ||
+            polar_license_config_set_cache_dir(config, cache_dir) == POLAR_LICENSE_STATUS_OK) &&
+           polar_license_client_new(config, &client) == POLAR_LICENSE_STATUS_OK;
+  if (!ok) {
+    fprintf(stderr, "client setup failed: %s\n", polar_license_config_last_error(config));
+    polar_license_config_free(config);
+    die("new_client");
+  }
+  polar_license_config_free(config);
+  return client;
+}
+
+polar_license_request *new_request(const char *key) {
+  polar_license_request *request = NULL;
+  if (polar_license_request_new(key, &request) != POLAR_LICENSE_STATUS_OK) die("new_request");
+  return request;
+}
+
+void must(polar_license_status status) {
+  if (status != POLAR_LICENSE_STATUS_OK) {
+    fprintf(stderr, "call failed: %s\n", polar_license_status_message(status));
+    die("a call did not return POLAR_LICENSE_STATUS_OK");
+  }
+}
+
+void activate_ok(polar_license_client *client, const char *key, char id[64]) {
+  polar_license_request *request = new_request(key);
+  polar_license_result *result = NULL;
+  polar_license_request_set_label(request, "c-test");
+  must(polar_license_client_activate(client, request, &result));
+  if (polar_license_result_outcome(result) != POLAR_LICENSE_OUTCOME_DONE) {
+    fprintf(stderr, "activate: %s: %s\n",
+            polar_license_reason_code(polar_license_result_reason(result)),
+            polar_license_result_detail(result));
+    die("activate_ok");
+  }
+  snprintf(id, 64, "%s", polar_license_result_activation_id(result));
+  polar_license_result_free(result);
+  polar_license_request_free(request);
+}

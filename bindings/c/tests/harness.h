@@ -1,0 +1,108 @@
+/*
+ * harness.h: a tiny test harness for the polar-license C tests, and helpers that drive the
+ * emulator's admin routes over a plain socket (no HTTP library needed).
+ *
+ * Environment:
+ *   POLAR_EMULATOR_URL  http://127.0.0.1:PORT of a running `polar-license emulator`
+ *   POLAR_LICENSE_CLI   path to the polar-license binary (interop tests only)
+ */
+#ifndef POLAR_LICENSE_TEST_HARNESS_H
+#define POLAR_LICENSE_TEST_HARNESS_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "polar_license.h"
+
+/* The demo organization of the emulator's seed. */
+#define DEMO_ORG "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
+/* The demo benefit and customer of every demo key. */
+#define DEMO_BENEFIT "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d"
+#define DEMO_CUSTOMER "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d"
+/* Another UUID v4 (neither the demo benefit nor the demo customer). */
+#define OTHER_UUID "0b6f7c1e-2d3a-4f5b-9c8d-7e6f5a4b3c2d"
+
+/* Records a failed check (file, line, text) in the running test. */
+void harness_fail(const char *file, int line, const char *what);
+void harness_fail_int(const char *file, int line, const char *what, long long got, long long want);
+void harness_fail_str(const char *file, int line, const char *what, const char *got,
+                      const char *want);
+
+#define CHECK(cond)                                                                               \
+  do {                                                                                            \
+    if (!(cond)) harness_fail(__FILE__, __LINE__, #cond);                                         \
+  } while (0)
+
+#define CHECK_INT(got, want)                                                                      \
+  do {                                                                                            \
+    long long got_ = (long long)(got), want_ = (long long)(want);                                 \
+    if (got_ != want_) harness_fail_int(__FILE__, __LINE__, #got, got_, want_);                   \
+  } while (0)
+
+#define CHECK_STR(got, want)                                                                      \
+  do {                                                                                            \
+    const char *got_ = (got), *want_ = (want);                                                    \
+    if (got_ == NULL || strcmp(got_, want_) != 0)                                                 \
+      harness_fail_str(__FILE__, __LINE__, #got, got_, want_);                                    \
+  } while (0)
+
+/* Checks a result's outcome and reason in one go (and prints its detail on failure). */
+#define CHECK_ANSWER(result, outcome, reason)                                                     \
+  harness_check_answer(__FILE__, __LINE__, (result), (outcome), (reason))
+void harness_check_answer(const char *file, int line, const polar_license_result *result,
+                          polar_license_outcome outcome, polar_license_reason reason);
+
+/* Runs one test function and prints `ok - name` or `not ok - name`. */
+#define RUN(fn) harness_run(#fn, fn)
+void harness_run(const char *name, void (*fn)(void));
+
+/* Prints `PROGRAM: N passed, N failed` and returns the exit status (0 when all passed). */
+int harness_summary(const char *program);
+
+/* ---- The emulator ------------------------------------------------------------------------ */
+
+/* The emulator's base URL (from POLAR_EMULATOR_URL; the program stops when it is unset). */
+const char *emu_url(void);
+
+/* Sends METHOD PATH with BODY (may be NULL) to the emulator; returns the HTTP status (or -1)
+ * and copies the response body into `out` (may be NULL). */
+int emu_request(const char *method, const char *path, const char *body, char *out,
+                size_t out_len);
+
+/* Sets a fault (`{"kind":...}` JSON), or clears it with NULL. */
+void emu_fault(const char *fault_json);
+
+/* Changes a key (PATCH /__emulator/keys/KEY with a KeyUpdate JSON). */
+void emu_patch_key(const char *key, const char *update_json);
+
+/* How many license requests the emulator has received. */
+long emu_request_count(void);
+
+/* Adds a fresh key to the emulator with these extra seed fields (a JSON fragment such as
+ * `"limit_activations":1`, or ""), and writes its unique name into `key` (64 bytes). */
+void emu_new_key(const char *fields, char key[64]);
+
+/* ---- Clients ----------------------------------------------------------------------------- */
+
+/* Makes a temporary directory and writes its path into `dir` (64 bytes). */
+void temp_dir(char dir[64]);
+/* Removes a directory tree. */
+void remove_tree(const char *dir);
+
+/* A client for the emulator's demo organization with its cache in `cache_dir` (NULL: the
+ * platform default), machine binding on, the given clock offset and grace policy (a
+ * revalidate_after of 0 makes every check ask the server). Stops the program on failure. */
+polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
+                                 uint64_t revalidate_after, uint64_t grace_period);
+
+/* One request for `key` (stops the program on failure). */
+polar_license_request *new_request(const char *key);
+
+/* Stops the program unless a call returned POLAR_LICENSE_STATUS_OK. */
+void must(polar_license_status status);
+
+/* Activates `key` with a label and returns the activation id (copied into `id`, 64 bytes). */
+void activate_ok(polar_license_client *client, const char *key, char id[64]);
+
+#endif

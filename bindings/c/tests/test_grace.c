@@ -1,0 +1,286 @@
+/*
+ * test_grace.c: the offline grace cache through the C API: licensed from the cache while
+ * Polar is unreachable, grace_expired, clock_rollback (with the test-only clock offset),
+ * denials never riding the grace window, status, deactivate.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "harness.h"
+
+#define HOUR 3600
+#define DAY (24 * HOUR)
+#define WEEK (7 * DAY)
+
+static polar_license_result *check(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_check(client, key, &r));
+  return r;
+}
+
+static polar_license_result *status(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_status(client, key, &r));
+  return r;
+}
+
+/* A fresh key activated through `client` and checked online once. */
+static void activated_and_checked(polar_license_client *client, char key[64], char id[64]) {
+  polar_license_result *r;
+  emu_new_key("\"limit_activations\":3", key);
+  activate_ok(client, key, id);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  polar_license_result_free(r);
+}
+
+/* The scenario: activate + check online, then the server drops every connection. */
+static void offline_check_is_licensed_from_the_cache(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r;
+  long before;
+  temp_dir(dir);
+  client = new_client(dir, 0, 0, WEEK); /* revalidate_after 0: every check asks */
+  activated_and_checked(client, key, id);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  before = emu_request_count();
+  r = check(client, key);
+  CHECK(emu_request_count() > before); /* it did ask */
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 60);
+  CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
+  CHECK(polar_license_result_verified_at(r) > 0);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  CHECK_INT(polar_license_result_limit_activations(r), 3);
+  polar_license_result_free(r);
+  /* A 500 falls back the same way. */
+  emu_fault("{\"kind\":\"status\",\"status\":500,\"body\":\"x\"}");
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void a_fresh_verdict_answers_with_no_request(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r;
+  long before;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  activated_and_checked(client, key, id);
+  before = emu_request_count();
+  r = check(client, key);
+  CHECK_INT(emu_request_count(), before);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void grace_expired(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client, *later;
+  polar_license_result *r;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  activated_and_checked(client, key, id);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  /* Six days later: still within the grace period. */
+  later = new_client(dir, 6 * DAY, HOUR, WEEK);
+  r = check(later, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK(polar_license_result_grace_remaining_seconds(r) <= DAY);
+  polar_license_result_free(r);
+  polar_license_client_free(later);
+  /* Eight days later: past it. */
+  later = new_client(dir, 8 * DAY, HOUR, WEEK);
+  r = check(later, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+  polar_license_client_free(later);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void clock_rollback(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client, *earlier;
+  polar_license_result *r;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  activated_and_checked(client, key, id);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  /* The clock set back a day (past the 10 minute tolerance), and Polar unreachable. */
+  earlier = new_client(dir, -DAY, HOUR, WEEK);
+  r = check(earlier, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
+  polar_license_result_free(r);
+  r = status(earlier, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
+  CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1);
+  polar_license_result_free(r);
+  /* An online answer re-anchors the record. */
+  emu_fault(NULL);
+  r = check(earlier, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  polar_license_result_free(r);
+  polar_license_client_free(earlier);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void a_denial_never_rides_the_grace_window(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r;
+  temp_dir(dir);
+  client = new_client(dir, 0, 0, WEEK);
+  activated_and_checked(client, key, id);
+  emu_patch_key(key, "{\"status\":\"revoked\"}");
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+  polar_license_result_free(r);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  polar_license_result_free(r);
+  r = status(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_INACTIVE);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void status_reports_the_cache(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r;
+  long before;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  emu_new_key("\"limit_activations\":3", key);
+  r = status(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
+  CHECK_STR(polar_license_result_activation_id(r), "");
+  polar_license_result_free(r);
+  activate_ok(client, key, id);
+  before = emu_request_count();
+  r = status(client, key);
+  CHECK_INT(emu_request_count(), before); /* no network */
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1); /* not verified yet */
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_NONE);
+  polar_license_result_free(r);
+  r = check(client, key);
+  polar_license_result_free(r);
+  r = status(client, key);
+  CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 60);
+  CHECK(polar_license_result_verified_at(r) > 0);
+  CHECK_INT(polar_license_result_limit_activations(r), 3);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void another_app_secret_cannot_read_the_cache(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client, *other;
+  polar_license_config *config = NULL;
+  polar_license_result *r;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  activated_and_checked(client, key, id);
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, emu_url()));
+  must(polar_license_config_set_cache_dir(config, dir));
+  must(polar_license_config_set_app_secret(config, (const uint8_t *)"s3cret", 6));
+  must(polar_license_client_new(config, &other));
+  polar_license_config_free(config);
+  r = status(other, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_UNTRUSTED);
+  polar_license_result_free(r);
+  polar_license_client_free(other);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void deactivate_forgets_the_remembered_activation(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r = NULL;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  activated_and_checked(client, key, id);
+  must(polar_license_client_deactivate(client, key, NULL, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  polar_license_result_free(r);
+  r = status(client, key);
+  CHECK_STR(polar_license_result_activation_id(r), "");
+  polar_license_result_free(r);
+  /* Nothing remembered any more: invalid_input naming activation_id. */
+  must(polar_license_client_deactivate(client, key, NULL, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "activation_id");
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void check_request_uses_the_cache_for_the_same_request(void) {
+  char dir[64], key[64];
+  polar_license_client *client;
+  polar_license_request *request;
+  polar_license_result *r = NULL;
+  temp_dir(dir);
+  client = new_client(dir, 0, 0, WEEK);
+  emu_new_key("", key);
+  request = new_request(key);
+  polar_license_request_set_benefit_id(request, DEMO_BENEFIT);
+  must(polar_license_client_check_request(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  polar_license_result_free(r);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  must(polar_license_client_check_request(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  polar_license_result_free(r);
+  /* A different request is not answered from that record. */
+  polar_license_request_set_customer_id(request, DEMO_CUSTOMER);
+  must(polar_license_client_check_request(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+int main(void) {
+  RUN(offline_check_is_licensed_from_the_cache);
+  RUN(a_fresh_verdict_answers_with_no_request);
+  RUN(grace_expired);
+  RUN(clock_rollback);
+  RUN(a_denial_never_rides_the_grace_window);
+  RUN(status_reports_the_cache);
+  RUN(another_app_secret_cannot_read_the_cache);
+  RUN(deactivate_forgets_the_remembered_activation);
+  RUN(check_request_uses_the_cache_for_the_same_request);
+  return harness_summary("test_grace");
+}

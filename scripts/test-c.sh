@@ -1,0 +1,310 @@
+#!/usr/bin/env bash
+# Builds and tests the C ABI (bindings/c): bash scripts/test-c.sh [--regen]
+#
+#   1. builds the static and shared libraries (release, feature `ffi`, on demand with
+#      `cargo rustc --crate-type ...`) and the polar-license binary (for the emulator);
+#   2. checks the committed header against a fresh run of the pinned cbindgen (drift fails;
+#      `--regen` rewrites the header instead and exits);
+#   3. starts the emulator (stopped on exit, failures included);
+#   4. builds and runs the quick start (static, then through pkg-config and CMake), the C++
+#      smoke test, and the C tests plain, under ASan+UBSan and under valgrind.
+#
+# Everything is built under target/c. One line per suite, `SUITE: N passed, N failed`, then
+# a total; the exit status is 1 when anything failed. Needs scripts/setup-c.sh first.
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+OUT="target/c"
+LIBDIR="target/release"
+HEADER="bindings/c/include/polar_license.h"
+CBINDGEN_VERSION="0.29.4"
+DEMO_ORG="2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
+DEMO_KEY="DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
+REVOKED_KEY="DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D"
+CFLAGS=(-std=c11 -D_XOPEN_SOURCE=700 -Wall -Wextra -Werror -pedantic -g -pthread
+    -Ibindings/c/include -Ibindings/c/tests)
+SANITIZE=(-fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined)
+VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kinds=definite)
+
+mkdir -p "$OUT"
+
+regen_header() {
+    cbindgen --config cbindgen.toml --output "$1" src/ffi/mod.rs
+}
+
+if [[ "${1:-}" == "--regen" ]]; then
+    regen_header "$HEADER" && echo "wrote $HEADER"
+    exit $?
+fi
+
+SUITES=()
+RESULTS=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+
+# record SUITE PASSED FAILED
+record() {
+    SUITES+=("$1")
+    RESULTS+=("$2 passed, $3 failed")
+    TOTAL_PASSED=$((TOTAL_PASSED + $2))
+    TOTAL_FAILED=$((TOTAL_FAILED + $3))
+    echo "$1: $2 passed, $3 failed"
+}
+
+# step NAME CMD...: a build or check step that passes or fails as a whole.
+step() {
+    local name="$1"
+    shift
+    echo "==> $name: $*"
+    if "$@"; then
+        record "$name" 1 0
+        return 0
+    fi
+    record "$name" 0 1
+    return 1
+}
+
+finish() {
+    echo
+    echo "suite         result"
+    echo "------------  ------"
+    local i
+    for i in "${!SUITES[@]}"; do
+        printf '%-12s  %s\n' "${SUITES[$i]}" "${RESULTS[$i]}"
+    done
+    echo
+    echo "c: $TOTAL_PASSED passed, $TOTAL_FAILED failed"
+    [[ $TOTAL_FAILED -eq 0 ]] && exit 0
+    exit 1
+}
+
+# ---- 1. libraries and the polar-license binary ---------------------------------------------
+
+build_libs() {
+    cargo rustc --lib --release --features ffi --crate-type staticlib \
+        -- --print native-static-libs 2>&1 | tee "$OUT/staticlib-build.log" || return 1
+    cargo rustc --lib --release --features ffi --crate-type cdylib || return 1
+    sed -n 's/.*native-static-libs: //p' "$OUT/staticlib-build.log" | tail -n 1 \
+        >"$OUT/native-static-libs.txt"
+    echo "native-static-libs: $(cat "$OUT/native-static-libs.txt")"
+    [[ -f "$LIBDIR/libpolar_license.a" && -f "$LIBDIR/libpolar_license.so" ]]
+}
+
+if ! step build-libs build_libs; then finish; fi
+if ! step build-cli cargo build --features cli; then finish; fi
+CLI="$ROOT/target/debug/polar-license"
+
+# ---- 2. header drift -----------------------------------------------------------------------
+
+check_header() {
+    local have
+    have="$(cbindgen --version 2>/dev/null | awk '{print $2}')"
+    if [[ "$have" != "$CBINDGEN_VERSION" ]]; then
+        echo "cbindgen ${have:-missing}, need $CBINDGEN_VERSION: run scripts/setup-c.sh" >&2
+        return 1
+    fi
+    regen_header "$OUT/polar_license.h" || return 1
+    if ! diff -u "$HEADER" "$OUT/polar_license.h"; then
+        echo "$HEADER is out of date: run scripts/test-c.sh --regen and commit it" >&2
+        return 1
+    fi
+}
+step header-drift check_header
+
+# ---- 3. the emulator -----------------------------------------------------------------------
+
+EMU_PID=""
+stop_emulator() {
+    if [[ -n "$EMU_PID" ]]; then
+        kill "$EMU_PID" 2>/dev/null
+        wait "$EMU_PID" 2>/dev/null
+        EMU_PID=""
+    fi
+}
+trap stop_emulator EXIT
+trap 'stop_emulator; exit 130' INT TERM
+
+"$CLI" emulator --port 0 >"$OUT/emulator.log" 2>&1 &
+EMU_PID=$!
+EMU_URL=""
+for _ in $(seq 1 100); do
+    EMU_URL="$(sed -n '1s/^listening on //p' "$OUT/emulator.log")"
+    [[ -n "$EMU_URL" ]] && break
+    sleep 0.1
+done
+if [[ -z "$EMU_URL" ]]; then
+    echo "the emulator did not start:" >&2
+    cat "$OUT/emulator.log" >&2
+    record emulator 0 1
+    finish
+fi
+echo "emulator at $EMU_URL (pid $EMU_PID)"
+export POLAR_EMULATOR_URL="$EMU_URL"
+export POLAR_LICENSE_CLI="$CLI"
+# The tests never touch the user's own cache: the default location is under target/c.
+export XDG_DATA_HOME="$ROOT/$OUT/xdg-data"
+rm -rf "$XDG_DATA_HOME"
+
+# ---- 4. the quick start, pkg-config, CMake, C++ --------------------------------------------
+
+# run_example BINARY: licensed (exit 0), denied (exit 1), invalid input (exit 2).
+run_example() {
+    local bin="$1" passed=0 failed=0 out rc key want
+    for pair in "$DEMO_KEY:0" "$REVOKED_KEY:1" ":2"; do
+        key="${pair%:*}"
+        want="${pair##*:}"
+        out="$(POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" "$bin" "$key" 2>&1)"
+        rc=$?
+        if [[ $rc -eq $want ]]; then
+            passed=$((passed + 1))
+        else
+            failed=$((failed + 1))
+            echo "  $bin '$key': exit $rc, expected $want: $out" >&2
+        fi
+        echo "  $out" | tail -n 1
+    done
+    EXAMPLE_PASSED=$passed
+    EXAMPLE_FAILED=$failed
+}
+
+if gcc "${CFLAGS[@]}" bindings/c/examples/validate.c "$LIBDIR/libpolar_license.a" \
+    -o "$OUT/validate"; then
+    run_example "$OUT/validate"
+    record example "$EXAMPLE_PASSED" "$EXAMPLE_FAILED"
+    strip -o "$OUT/validate.stripped" "$OUT/validate"
+    echo "sizes: example stripped $(stat -c %s "$OUT/validate.stripped") bytes," \
+        "libpolar_license.a $(stat -c %s "$LIBDIR/libpolar_license.a") bytes," \
+        "libpolar_license.so $(stat -c %s "$LIBDIR/libpolar_license.so") bytes"
+else
+    record example 0 1
+fi
+
+# Installs into target/c/prefix the way a package would: header, libraries, .pc, CMake config.
+install_prefix() {
+    local prefix="$ROOT/$OUT/prefix" version native
+    version="$(sed -n 's/^#define POLAR_LICENSE_VERSION "\(.*\)"/\1/p' "$HEADER")"
+    native="$(cat "$OUT/native-static-libs.txt")"
+    rm -rf "$prefix"
+    mkdir -p "$prefix/include" "$prefix/lib/pkgconfig" "$prefix/lib/cmake/polar_license"
+    cp "$HEADER" "$prefix/include/"
+    cp "$LIBDIR/libpolar_license.a" "$LIBDIR/libpolar_license.so" "$prefix/lib/"
+    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@NATIVE_STATIC_LIBS@|$native|" \
+        bindings/c/polar_license.pc.in >"$prefix/lib/pkgconfig/polar_license.pc"
+    sed -e "s|@NATIVE_STATIC_LIBS@|$native|" bindings/c/cmake/polar_licenseConfig.cmake.in \
+        >"$prefix/lib/cmake/polar_license/polar_licenseConfig.cmake"
+}
+
+pkg_config_example() {
+    local prefix="$ROOT/$OUT/prefix"
+    export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
+    echo "pkg-config --cflags --libs polar_license: $(pkg-config --cflags --libs polar_license)"
+    # Shared: -lpolar_license finds the .so; static: the archive plus Libs.private.
+    gcc "${CFLAGS[@]}" bindings/c/examples/validate.c $(pkg-config --cflags --libs polar_license) \
+        -Wl,-rpath,"$prefix/lib" -o "$OUT/validate-pc-shared" || return 1
+    gcc "${CFLAGS[@]}" $(pkg-config --cflags polar_license) bindings/c/examples/validate.c \
+        "$prefix/lib/libpolar_license.a" $(pkg-config --libs-only-other --libs-only-l --static \
+        polar_license | sed 's/-lpolar_license//') -o "$OUT/validate-pc-static" || return 1
+    # (ldd's output is captured first: `ldd | grep -q` can fail under pipefail on SIGPIPE.)
+    local linked
+    linked="$(ldd "$OUT/validate-pc-shared")"
+    [[ "$linked" == *"$prefix/lib/libpolar_license.so"* ]] || return 1
+    run_example "$OUT/validate-pc-shared"
+    [[ $EXAMPLE_FAILED -eq 0 ]] || return 1
+    run_example "$OUT/validate-pc-static"
+    [[ $EXAMPLE_FAILED -eq 0 ]]
+}
+
+cmake_example() {
+    local build="$OUT/cmake-build"
+    rm -rf "$build"
+    cmake -S bindings/c/examples/cmake -B "$build" -DCMAKE_PREFIX_PATH="$ROOT/$OUT/prefix" \
+        >"$OUT/cmake.log" 2>&1 || { cat "$OUT/cmake.log"; return 1; }
+    cmake --build "$build" >>"$OUT/cmake.log" 2>&1 || { cat "$OUT/cmake.log"; return 1; }
+    run_example "$build/validate"
+    [[ $EXAMPLE_FAILED -eq 0 ]]
+}
+
+if step install install_prefix; then
+    step pkg-config pkg_config_example
+    if command -v cmake >/dev/null 2>&1; then
+        step cmake cmake_example
+    else
+        echo "cmake not found (scripts/setup-c.sh installs it): CMake package not tested"
+        record cmake 0 1
+    fi
+fi
+
+# The C block of bindings/c/README.md, compiled and run as written.
+readme_example() {
+    awk '/^```c$/ { on = 1; next } /^```$/ { if (on) exit } on' bindings/c/README.md \
+        >"$OUT/readme_example.c"
+    [[ -s "$OUT/readme_example.c" ]] || return 1
+    gcc "${CFLAGS[@]}" "$OUT/readme_example.c" "$LIBDIR/libpolar_license.a" \
+        -o "$OUT/readme_example" || return 1
+    POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" LICENSE_KEY="$DEMO_KEY" \
+        "$OUT/readme_example"
+}
+step readme readme_example
+
+cpp_smoke() {
+    g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Ibindings/c/include \
+        bindings/c/tests/smoke.cpp "$LIBDIR/libpolar_license.a" -o "$OUT/smoke_cpp" || return 1
+    "$OUT/smoke_cpp"
+}
+step cpp-smoke cpp_smoke
+
+# ---- 5. the C tests: plain, ASan+UBSan, valgrind -------------------------------------------
+
+TESTS=()
+for src in bindings/c/tests/test_*.c; do
+    TESTS+=("$(basename "$src" .c)")
+done
+
+# run_suite NAME VARIANT: builds every test program for VARIANT (plain, asan) and runs it
+# (under valgrind for the valgrind suite); sums the programs' `N passed, N failed` lines.
+run_suite() {
+    local suite="$1" variant="$2" passed=0 failed=0 t bin log rc line p f
+    local flags=("${CFLAGS[@]}")
+    [[ "$variant" == asan ]] && flags+=("${SANITIZE[@]}")
+    for t in "${TESTS[@]}"; do
+        bin="$OUT/$t-$variant"
+        log="$OUT/$t-$suite.log"
+        if [[ ! -x "$bin" || "$suite" != c-valgrind ]]; then  # valgrind reuses the plain build
+            if ! gcc "${flags[@]}" "bindings/c/tests/$t.c" bindings/c/tests/harness.c \
+                "$LIBDIR/libpolar_license.a" -o "$bin"; then
+                echo "  $t: does not build" >&2
+                failed=$((failed + 1))
+                continue
+            fi
+        fi
+        case "$suite" in
+            c-valgrind) "${VALGRIND[@]}" "$bin" >"$log" 2>&1 ;;
+            c-asan) ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+                "$bin" >"$log" 2>&1 ;;
+            *) "$bin" >"$log" 2>&1 ;;
+        esac
+        rc=$?
+        line="$(grep -E "^$t: [0-9]+ passed, [0-9]+ failed$" "$log" | tail -n 1)"
+        p="$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")"
+        f="$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")"
+        [[ -n "$line" ]] || { p=0; f=0; }
+        # A crash, a sanitizer report or a valgrind error fails the program as a whole.
+        if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
+        if [[ $rc -ne 0 ]]; then
+            echo "  $t ($suite): exit $rc; log $log:" >&2
+            grep -v '^ok - ' "$log" | tail -n 40 >&2
+        fi
+        echo "  $t ($suite): ${p} passed, ${f} failed"
+        passed=$((passed + p))
+        failed=$((failed + f))
+    done
+    record "$suite" "$passed" "$failed"
+}
+
+run_suite c-plain plain
+run_suite c-asan asan
+run_suite c-valgrind plain
+
+finish

@@ -1,0 +1,504 @@
+//! `polar_license_client`: grace-aware licensing for one organization, shared by any number of
+//! threads.
+
+use super::config::{polar_license_config, status_of};
+use super::enums::{polar_license_outcome, polar_license_source, polar_license_status};
+use super::request::polar_license_request;
+use super::result::polar_license_result;
+use super::strings::{str_arg, to_cstring, StrError};
+use crate::error::{Error, Verdict};
+use crate::key::Key;
+use crate::licensing::{system_clock, CacheState, Licensing, MachineBinding};
+use crate::metadata::check_key;
+use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
+use std::cell::Cell;
+use std::collections::HashMap;
+use std::ffi::{c_char, CString};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+/// A client (opaque): the online client, the offline cache and the grace policy of one
+/// organization. Made by `polar_license_client_new`, freed by `polar_license_client_free`.
+///
+/// Thread-safe: any number of threads may use one client at once. The last-error message is
+/// kept per thread (each thread reads its own).
+pub struct polar_license_client {
+    licensing: Licensing,
+    fingerprint: CString,
+    errors: Mutex<HashMap<u64, CString>>,
+}
+
+/// The thread rules in bindings/c/README.md rest on this (checked at compile time).
+#[allow(dead_code)]
+fn client_is_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<polar_license_client>();
+}
+
+/// A number for the calling thread, never reused (C threads included). A plain thread-local
+/// counter rather than `std::thread::current()`, which allocates a handle that is never freed
+/// on the main thread (valgrind calls that "possibly lost").
+fn thread_key() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local! {
+        static KEY: Cell<u64> = const { Cell::new(0) };
+    }
+    KEY.with(|key| {
+        if key.get() == 0 {
+            key.set(NEXT.fetch_add(1, Ordering::Relaxed));
+        }
+        key.get()
+    })
+}
+
+impl polar_license_client {
+    fn errors(&self) -> MutexGuard<'_, HashMap<u64, CString>> {
+        self.errors
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a call: this thread's last error is cleared.
+    fn begin(&self) {
+        self.errors().remove(&thread_key());
+    }
+
+    /// Records this thread's last error and returns `status`.
+    fn fail(&self, status: polar_license_status, message: &str) -> polar_license_status {
+        self.errors().insert(thread_key(), to_cstring(message));
+        status
+    }
+
+    /// Writes `result` to `*out` (checked not NULL by the caller) and returns OK.
+    fn deliver(
+        &self,
+        out: *mut *mut polar_license_result,
+        result: polar_license_result,
+    ) -> polar_license_status {
+        let result = Box::into_raw(Box::new(result));
+        // SAFETY: every caller has checked that `out` is not NULL; it points to writable
+        // storage for a pointer (the documented contract).
+        unsafe { out.write(result) };
+        polar_license_status::Ok
+    }
+}
+
+/// A string argument, or an early return of NULL_ARGUMENT / INVALID_UTF8 with this thread's
+/// last error set.
+macro_rules! arg_str {
+    ($client:expr, $ptr:expr, $name:literal) => {
+        match str_arg($ptr) {
+            Ok(s) => s,
+            Err(StrError::Null) => {
+                return $client.fail(
+                    polar_license_status::NullArgument,
+                    concat!($name, " is NULL"),
+                )
+            }
+            Err(StrError::Utf8) => {
+                return $client.fail(
+                    polar_license_status::InvalidUtf8,
+                    concat!($name, " is not valid UTF-8"),
+                )
+            }
+        }
+    };
+}
+
+/// A non-NULL pointer argument, or an early return of NULL_ARGUMENT with this thread's last
+/// error set.
+macro_rules! arg_ref {
+    ($client:expr, $ptr:expr, $name:literal) => {{
+        let ptr = $ptr;
+        // SAFETY: NULL is checked by `as_ref`; a non-NULL pointer is a live object made by
+        // this library (the documented contract).
+        match unsafe { ptr.as_ref() } {
+            Some(r) => r,
+            None => {
+                return $client.fail(
+                    polar_license_status::NullArgument,
+                    concat!($name, " is NULL"),
+                )
+            }
+        }
+    }};
+}
+
+/// Checks the out-pointer, with this thread's last error set when it is NULL.
+macro_rules! arg_out {
+    ($client:expr, $ptr:expr) => {
+        if $ptr.is_null() {
+            return $client.fail(polar_license_status::NullArgument, "out_result is NULL");
+        }
+    };
+}
+
+/// Builds a client from `config` (which is only read: it may be reused or freed afterwards)
+/// and writes it to `*out_client`. On failure nothing is written, and
+/// `polar_license_config_last_error(config)` says why: `INVALID_INPUT` for a bad or missing
+/// setting, `CACHE_ERROR` when no cache directory was set and the platform has none.
+#[no_mangle]
+pub extern "C" fn polar_license_client_new(
+    config: *const polar_license_config,
+    out_client: *mut *mut polar_license_client,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_ref!(config);
+        if out_client.is_null() {
+            return config.fail(polar_license_status::NullArgument, "out_client is NULL");
+        }
+        let Some(org) = config.organization_id.as_deref() else {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                "invalid input: organization_id: is required: call polar_license_config_set_organization",
+            );
+        };
+        let mut builder = Licensing::builder(org)
+            .server(config.server.clone())
+            .policy(config.policy);
+        if let Some(t) = config.timeout {
+            builder = builder.timeout(t);
+        }
+        if let Some(t) = config.connect_timeout {
+            builder = builder.connect_timeout(t);
+        }
+        if let Some(dir) = &config.cache_dir {
+            builder = builder.cache_dir(dir.clone());
+        }
+        if let Some(secret) = &config.app_secret {
+            builder = builder.app_secret(secret.clone());
+        }
+        if !config.machine_binding {
+            builder = builder.machine_binding(MachineBinding::Off);
+        }
+        if config.clock_offset != 0 {
+            let offset = config.clock_offset;
+            builder = builder.clock(move || system_clock().saturating_add(offset));
+        }
+        match builder.build() {
+            Ok(licensing) => {
+                let fingerprint = to_cstring(licensing.machine_fingerprint().unwrap_or_default());
+                let client = Box::into_raw(Box::new(polar_license_client {
+                    licensing,
+                    fingerprint,
+                    errors: Mutex::new(HashMap::new()),
+                }));
+                // SAFETY: `out_client` is not NULL and points to writable storage for a pointer.
+                unsafe { out_client.write(client) };
+                config.ok()
+            }
+            Err(e) => config.fail(status_of(&e), &e.to_string()),
+        }
+    }
+}
+
+/// Frees a client. NULL is a no-op. No other thread may be using it, and results made by it
+/// stay valid (free them separately).
+#[no_mangle]
+pub extern "C" fn polar_license_client_free(client: *mut polar_license_client) {
+    ffi_boundary! {
+        if !client.is_null() {
+            // SAFETY: a non-NULL client was made by polar_license_client_new (Box::into_raw)
+            // and, per the documented contract, is freed once, when no thread uses it.
+            drop(unsafe { Box::from_raw(client) });
+        }
+    }
+}
+
+/// The message of the last call on this client from the calling thread that did not return
+/// `POLAR_LICENSE_STATUS_OK` (`""` when the thread's last call succeeded). Valid until this
+/// thread's next call on the client, or the client's free. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_client_last_error(
+    client: *const polar_license_client,
+) -> *const c_char {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        match client.errors().get(&thread_key()) {
+            // The CString's buffer does not move when the map does; only this thread
+            // replaces or removes its own entry.
+            Some(message) => message.as_ptr(),
+            None => c"".as_ptr(),
+        }
+    }
+}
+
+/// This machine's fingerprint for the client's organization: the value of the
+/// `machine_fingerprint` condition that activate adds when machine binding is on (`""` when it
+/// is off, or the OS has no machine id). `polar_license_client_check` sends it by itself; a
+/// plain `polar_license_client_validate` of such an activation must add it as a string
+/// condition. Owned by the client, valid until it is freed. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_client_machine_fingerprint(
+    client: *const polar_license_client,
+) -> *const c_char {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.fingerprint.as_ptr()
+    }
+}
+
+/// Refuses, as `invalid_input`, a field set on a request for an operation that ignores it.
+fn unused_fields(req: &polar_license_request, activate: bool) -> Result<(), Error> {
+    let op = if activate { "activate" } else { "validate" };
+    let unused: &[(&str, bool)] = if activate {
+        &[
+            ("activation_id", req.activation_id.is_some()),
+            ("benefit_id", req.benefit_id.is_some()),
+            ("customer_id", req.customer_id.is_some()),
+            ("increment_usage", req.increment_usage.is_some()),
+        ]
+    } else {
+        &[
+            ("label", req.label.is_some()),
+            ("meta", !req.meta.is_empty()),
+        ]
+    };
+    match unused.iter().find(|(_, set)| *set) {
+        Some((field, _)) => Err(Error::invalid(*field, format!("is not used by {op}"))),
+        None => Ok(()),
+    }
+}
+
+fn validate_request(req: &polar_license_request) -> ValidateRequest {
+    ValidateRequest {
+        key: Some(Key::new(req.key.as_str())),
+        activation_id: req.activation_id.clone(),
+        benefit_id: req.benefit_id.clone(),
+        customer_id: req.customer_id.clone(),
+        increment_usage: req.increment_usage,
+        conditions: req.conditions.clone(),
+    }
+}
+
+/// Validates a key online, once, with no cache (Polar's `validate`): the key, and the
+/// activation id, benefit id, customer id, usage increment and conditions the request has. A
+/// label or meta on the request is `invalid_input`.
+///
+/// Returns `POLAR_LICENSE_STATUS_OK` and writes a result to `*out_result` whatever the
+/// license answer (licensed, denied, unverified, error); any other status means the call
+/// itself was refused (see `polar_license_client_last_error`) and nothing was written.
+#[no_mangle]
+pub extern "C" fn polar_license_client_validate(
+    client: *const polar_license_client,
+    request: *const polar_license_request,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let req = arg_ref!(client, request, "request");
+        arg_out!(client, out_result);
+        let requested = req.activation_id.as_deref();
+        let answer = unused_fields(req, false)
+            .and_then(|()| client.licensing.client().validate(&validate_request(req)));
+        let mut result = match answer {
+            Ok(Verdict::Accepted(v)) => {
+                let mut r = polar_license_result::success(
+                    polar_license_outcome::Licensed,
+                    200,
+                    polar_license_source::Online,
+                );
+                r.set_license(&v.license_key);
+                r.set_activation(v.activation.as_ref());
+                r
+            }
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        result.default_activation_id(requested);
+        client.deliver(out_result, result)
+    }
+}
+
+/// Activates the request's key on this machine with its label, conditions and meta, and
+/// remembers the activation in the offline cache (so `polar_license_client_check` validates
+/// it). With machine binding on, the `machine_fingerprint` condition is added. An activation
+/// id, benefit id, customer id or usage increment on the request is `invalid_input`.
+///
+/// On success the outcome is `POLAR_LICENSE_OUTCOME_DONE` and the result carries the new
+/// activation id. The cache is opened first: when it cannot be, the answer is `cache_error`
+/// and no activation slot is taken. Status and out-pointer as for
+/// `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_activate(
+    client: *const polar_license_client,
+    request: *const polar_license_request,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let req = arg_ref!(client, request, "request");
+        arg_out!(client, out_result);
+        let key = Key::new(req.key.as_str());
+        let activate = ActivateRequest {
+            key: Some(key.clone()),
+            label: req.label.clone().unwrap_or_default(),
+            conditions: req.conditions.clone(),
+            meta: req.meta.clone(),
+        };
+        let licensing = &client.licensing;
+        // Bad input first, then make sure the cache can remember the activation: no slot is
+        // taken on Polar that the cache would then forget (as the command line does).
+        let answer = unused_fields(req, true)
+            .and_then(|()| licensing.client().api().activate_request(&activate))
+            .and_then(|_| licensing.status(key))
+            .and_then(|_| licensing.activate(&activate));
+        let result = match answer {
+            Ok(Verdict::Accepted(read)) => {
+                let mut r = polar_license_result::success(
+                    polar_license_outcome::Done,
+                    200,
+                    polar_license_source::None,
+                );
+                r.set_license(&read.license_key);
+                r.set_activation(Some(&read.activation));
+                r
+            }
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// The activation id the cache remembers for `key`, if it can be read.
+fn remembered(licensing: &Licensing, key: &str) -> Option<String> {
+    match licensing.status(key).ok()?.state {
+        CacheState::Present(record) => record.activation.map(|a| a.id),
+        CacheState::Empty | CacheState::Untrusted(_) => None,
+    }
+}
+
+/// Deactivates `activation_id`, or, when it is NULL, the activation the cache remembers for
+/// `key` (none remembered: `invalid_input`, field `activation_id`), and forgets it. With an
+/// explicit id and a cache that cannot be opened, it deactivates online only. On success the
+/// outcome is `POLAR_LICENSE_OUTCOME_DONE`. Status and out-pointer as for
+/// `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_deactivate(
+    client: *const polar_license_client,
+    key: *const c_char,
+    activation_id: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = arg_str!(client, key, "key");
+        let activation_id = if activation_id.is_null() {
+            None
+        } else {
+            Some(arg_str!(client, activation_id, "activation_id"))
+        };
+        arg_out!(client, out_result);
+        let licensing = &client.licensing;
+        let used = match activation_id {
+            Some(id) => Some(id.to_string()),
+            None => check_key(key).ok().and_then(|()| remembered(licensing, key)),
+        };
+        let answer = check_key(key).and_then(|()| match activation_id {
+            // An explicit id needs no cache: when it cannot be opened, deactivate online only
+            // (as the command line does).
+            Some(id) if licensing.status(key).is_err() => licensing
+                .client()
+                .deactivate(&DeactivateRequest::new(key, id)),
+            _ => licensing.deactivate(key, activation_id),
+        });
+        let mut result = match answer {
+            Ok(Verdict::Accepted(())) => polar_license_result::success(
+                polar_license_outcome::Done,
+                204,
+                polar_license_source::None,
+            ),
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        result.default_activation_id(used.as_deref());
+        client.deliver(out_result, result)
+    }
+}
+
+/// The grace-aware verdict for `key`, the call an app makes at launch: validates the
+/// activation the cache remembers (with the conditions it was made with), answering from the
+/// cache while the last good verdict is fresh, and, when Polar cannot be reached, within the
+/// grace period (`POLAR_LICENSE_SOURCE_CACHE`). A denial is never overridden by the cache.
+/// Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_check(
+    client: *const polar_license_client,
+    key: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = arg_str!(client, key, "key");
+        arg_out!(client, out_result);
+        let licensing = &client.licensing;
+        // Bad input is caught before the cache is touched.
+        let result = match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
+            Ok(_) => {
+                let outcome = licensing.check(key);
+                let mut r = polar_license_result::check(&outcome);
+                if !r.has_activation_id() {
+                    r.default_activation_id(remembered(licensing, key).as_deref());
+                }
+                r
+            }
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// The grace-aware verdict for an explicit request (key, activation id, benefit id, customer
+/// id, usage increment, conditions); the cache answers only for an identical request. A label
+/// or meta is `invalid_input`. Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_check_request(
+    client: *const polar_license_client,
+    request: *const polar_license_request,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let req = arg_ref!(client, request, "request");
+        arg_out!(client, out_result);
+        let validate = validate_request(req);
+        let licensing = &client.licensing;
+        let checked = unused_fields(req, false)
+            .and_then(|()| licensing.client().api().validate_request(&validate));
+        let mut result = match checked {
+            Ok(_) => polar_license_result::check(&licensing.check_request(&validate)),
+            Err(e) => polar_license_result::error(&e),
+        };
+        result.default_activation_id(req.activation_id.as_deref());
+        client.deliver(out_result, result)
+    }
+}
+
+/// What the offline cache holds for `key`, with no request: outcome
+/// `POLAR_LICENSE_OUTCOME_DONE`, the cache state, the remembered activation id, the last good
+/// license, its verification time and the grace left (or `cache_error` when the cache cannot
+/// be read). Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_status(
+    client: *const polar_license_client,
+    key: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = arg_str!(client, key, "key");
+        arg_out!(client, out_result);
+        let result = match check_key(key).and_then(|()| client.licensing.status(key)) {
+            Ok(status) => polar_license_result::status(&status),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}

@@ -1,0 +1,327 @@
+//! `polar_license_config`: the settings a client is built from.
+
+use super::enums::{polar_license_server, polar_license_status};
+use super::strings::to_cstring;
+use crate::error::Error;
+use crate::grace::GracePolicy;
+use crate::metadata::check_uuid_v4;
+use crate::proto::{check_base_url, Server};
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The settings a client is built from (opaque). Made by `polar_license_config_new`, changed
+/// by the `polar_license_config_set_*` functions, read (never consumed) by
+/// `polar_license_client_new`, freed by `polar_license_config_free`.
+pub struct polar_license_config {
+    pub(crate) organization_id: Option<String>,
+    pub(crate) server: Server,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) policy: GracePolicy,
+    pub(crate) app_secret: Option<Vec<u8>>,
+    pub(crate) machine_binding: bool,
+    pub(crate) clock_offset: i64,
+    last_error: Mutex<CString>,
+}
+
+impl polar_license_config {
+    fn new() -> Self {
+        polar_license_config {
+            organization_id: None,
+            server: Server::Production,
+            timeout: None,
+            connect_timeout: None,
+            cache_dir: None,
+            policy: GracePolicy::default(),
+            app_secret: None,
+            machine_binding: true,
+            clock_offset: 0,
+            last_error: Mutex::new(CString::default()),
+        }
+    }
+
+    fn error_slot(&self) -> MutexGuard<'_, CString> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records `error` as the last error and returns `status`.
+    pub(crate) fn fail(&self, status: polar_license_status, error: &str) -> polar_license_status {
+        *self.error_slot() = to_cstring(error);
+        status
+    }
+
+    /// Clears the last error and returns `POLAR_LICENSE_STATUS_OK`.
+    pub(crate) fn ok(&self) -> polar_license_status {
+        *self.error_slot() = CString::default();
+        polar_license_status::Ok
+    }
+
+    /// `OK` for `Ok`, else the error's status with its message recorded.
+    fn settle(&self, result: Result<(), Error>) -> polar_license_status {
+        match result {
+            Ok(()) => self.ok(),
+            Err(e) => self.fail(status_of(&e), &e.to_string()),
+        }
+    }
+}
+
+/// The call status for a library error met while building or configuring.
+pub(crate) fn status_of(e: &Error) -> polar_license_status {
+    match e {
+        Error::Cache { .. } => polar_license_status::CacheError,
+        _ => polar_license_status::InvalidInput,
+    }
+}
+
+/// Makes a config with every setting at its default (production server, 10 s timeout, 5 s
+/// connect timeout, the platform's cache directory, contract §4's grace policy, machine
+/// binding on) and writes it to `*out_config`. The organization must still be set.
+#[no_mangle]
+pub extern "C" fn polar_license_config_new(
+    out_config: *mut *mut polar_license_config,
+) -> polar_license_status {
+    ffi_boundary! {
+        check_out!(out_config);
+        let config = Box::into_raw(Box::new(polar_license_config::new()));
+        // SAFETY: `out_config` is not NULL and points to writable storage for a pointer.
+        unsafe { out_config.write(config) };
+        polar_license_status::Ok
+    }
+}
+
+/// Frees a config. NULL is a no-op. Clients already built from it are not affected.
+#[no_mangle]
+pub extern "C" fn polar_license_config_free(config: *mut polar_license_config) {
+    ffi_boundary! {
+        if !config.is_null() {
+            // SAFETY: a non-NULL config was made by polar_license_config_new (Box::into_raw)
+            // and, per the documented contract, is freed once.
+            drop(unsafe { Box::from_raw(config) });
+        }
+    }
+}
+
+/// The message of the last failed call on this config (`""` after a successful one). Valid
+/// until the next call with this config, or its free. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_config_last_error(
+    config: *const polar_license_config,
+) -> *const c_char {
+    ffi_boundary! {
+        let config = try_ref!(config);
+        // The CString's buffer stays put until the slot is replaced by a later call.
+        config.error_slot().as_ptr()
+    }
+}
+
+/// Sets the seller organization's id (a UUID v4). Required.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_organization(
+    config: *mut polar_license_config,
+    organization_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let org = try_str!(organization_id);
+        let checked = check_uuid_v4("organization_id", org);
+        if checked.is_ok() {
+            config.organization_id = Some(org.to_string());
+        }
+        config.settle(checked.map(|_| ()))
+    }
+}
+
+/// Talks to Polar's production or sandbox server (`POLAR_LICENSE_SERVER_*`), replacing any
+/// base URL. An unknown number is `POLAR_LICENSE_STATUS_INVALID_INPUT`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_server(
+    config: *mut polar_license_config,
+    server: u32,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if server == polar_license_server::Production as u32 {
+            config.server = Server::Production;
+        } else if server == polar_license_server::Sandbox as u32 {
+            config.server = Server::Sandbox;
+        } else {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                &format!("invalid input: server: unknown server number {server}"),
+            );
+        }
+        config.ok()
+    }
+}
+
+/// Talks to this base URL instead (`https://…`, or `http://` for a loopback host such as the
+/// emulator), replacing the server choice.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_base_url(
+    config: *mut polar_license_config,
+    base_url: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let url = try_str!(base_url);
+        let checked = check_base_url(url);
+        if checked.is_ok() {
+            config.server = Server::Custom(url.to_string());
+        }
+        config.settle(checked.map(|_| ()))
+    }
+}
+
+fn millis(
+    config: &polar_license_config,
+    ms: u64,
+    field: &str,
+) -> Result<Duration, polar_license_status> {
+    if ms == 0 {
+        return Err(config.fail(
+            polar_license_status::InvalidInput,
+            &format!("invalid input: {field}: must be greater than zero"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Sets the whole-request timeout in milliseconds (default 10000; 0 is refused).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_timeout_ms(
+    config: *mut polar_license_config,
+    timeout_ms: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        match millis(config, timeout_ms, "timeout") {
+            Ok(d) => {
+                config.timeout = Some(d);
+                config.ok()
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// Sets the connect timeout (TCP and TLS handshake) in milliseconds (default 5000; 0 is
+/// refused).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_connect_timeout_ms(
+    config: *mut polar_license_config,
+    timeout_ms: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        match millis(config, timeout_ms, "connect_timeout") {
+            Ok(d) => {
+                config.connect_timeout = Some(d);
+                config.ok()
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// Keeps the offline cache in this directory (UTF-8 path; created when first written).
+/// Default: the platform's local data directory plus `polar-license` (the command line's).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_cache_dir(
+    config: *mut polar_license_config,
+    cache_dir: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let dir = try_str!(cache_dir);
+        if dir.is_empty() {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                "invalid input: cache_dir: must not be empty",
+            );
+        }
+        config.cache_dir = Some(PathBuf::from(dir));
+        config.ok()
+    }
+}
+
+/// Sets the grace policy, in seconds (contract §4 defaults: 3600, 604800, 600).
+/// `grace_period_seconds` must be above zero, and the other two must not exceed it.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_grace_policy(
+    config: *mut polar_license_config,
+    revalidate_after_seconds: u64,
+    grace_period_seconds: u64,
+    clock_tolerance_seconds: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let policy = GracePolicy {
+            revalidate_after: Duration::from_secs(revalidate_after_seconds),
+            grace_period: Duration::from_secs(grace_period_seconds),
+            clock_tolerance: Duration::from_secs(clock_tolerance_seconds),
+        };
+        let checked = policy.validate();
+        if checked.is_ok() {
+            config.policy = policy;
+        }
+        config.settle(checked)
+    }
+}
+
+/// Mixes a secret of the app's into the cache's seal (`secret_len` bytes are copied; any
+/// bytes). Every program that reads the same cache must use the same secret (the command
+/// line's `--app-secret` gives the bytes of its text).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_app_secret(
+    config: *mut polar_license_config,
+    secret: *const u8,
+    secret_len: usize,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if secret.is_null() {
+            return config.fail(polar_license_status::NullArgument, "secret is NULL");
+        }
+        // SAFETY: `secret` is not NULL and, per the contract, points to `secret_len`
+        // readable bytes for the duration of the call; they are copied.
+        let bytes = unsafe { std::slice::from_raw_parts(secret, secret_len) };
+        config.app_secret = Some(bytes.to_vec());
+        config.ok()
+    }
+}
+
+/// Turns machine binding on (the default: activations carry a hash of the OS machine id as
+/// the `machine_fingerprint` condition, so a copied cache or activation fails elsewhere) or
+/// off.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_machine_binding(
+    config: *mut polar_license_config,
+    enabled: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.machine_binding = enabled;
+        config.ok()
+    }
+}
+
+/// FOR TESTS ONLY: adds `offset_seconds` (may be negative) to the system clock for every
+/// cache decision, to age a cache or simulate a clock set back without waiting. The same hook
+/// as the command line's `POLAR_LICENSE_CLOCK_OFFSET`; it weakens nothing (anyone can move the
+/// real clock, and moving it back past the tolerance is `clock_rollback`). Default 0.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_clock_offset_for_testing(
+    config: *mut polar_license_config,
+    offset_seconds: i64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.clock_offset = offset_seconds;
+        config.ok()
+    }
+}

@@ -1,0 +1,406 @@
+//! `polar_license_result`: the answer of one call, read through accessors.
+
+use super::enums::{
+    polar_license_cache_state, polar_license_outcome, polar_license_reason, polar_license_source,
+};
+use super::panic::Boundary;
+use super::strings::to_cstring;
+use crate::error::{Denial, Error};
+use crate::grace::CheckOutcome;
+use crate::licensing::{CacheState, CacheStatus};
+use crate::model::{LicenseKeyActivation, LicenseKeyRead};
+use crate::reason::Reason;
+use std::ffi::{c_char, CString};
+use std::time::Duration;
+
+/// The answer of one call (opaque). Made by the `polar_license_client_*` calls, read with the
+/// `polar_license_result_*` accessors (from any thread), freed by `polar_license_result_free`.
+/// Every string an accessor returns belongs to the result and stays valid until it is freed.
+#[derive(Debug)]
+pub struct polar_license_result {
+    outcome: polar_license_outcome,
+    reason: polar_license_reason,
+    detail: CString,
+    field: CString,
+    activation_id: CString,
+    license_json: CString,
+    expires_at: i64,
+    usage: i64,
+    limit_usage: i64,
+    limit_activations: i64,
+    validations: i64,
+    remaining_usages: Option<i64>,
+    grace_remaining: i64,
+    verified_at: i64,
+    source: polar_license_source,
+    http_status: u32,
+    retry_after: i64,
+    cache_state: polar_license_cache_state,
+}
+
+impl polar_license_result {
+    fn new(outcome: polar_license_outcome) -> Self {
+        polar_license_result {
+            outcome,
+            reason: polar_license_reason::None,
+            detail: CString::default(),
+            field: CString::default(),
+            activation_id: CString::default(),
+            license_json: CString::default(),
+            expires_at: -1,
+            usage: -1,
+            limit_usage: -1,
+            limit_activations: -1,
+            validations: -1,
+            remaining_usages: None,
+            grace_remaining: -1,
+            verified_at: -1,
+            source: polar_license_source::None,
+            http_status: 0,
+            retry_after: -1,
+            cache_state: polar_license_cache_state::None,
+        }
+    }
+
+    /// A success: `outcome` (licensed or done) with this HTTP status and source.
+    pub(crate) fn success(
+        outcome: polar_license_outcome,
+        http_status: u32,
+        source: polar_license_source,
+    ) -> Self {
+        let mut r = polar_license_result::new(outcome);
+        r.http_status = http_status;
+        r.source = source;
+        r
+    }
+
+    /// The server said no.
+    pub(crate) fn denied(d: &Denial) -> Self {
+        let mut r = polar_license_result::new(polar_license_outcome::Denied);
+        r.set_reason(d.reason);
+        r.detail = to_cstring(&d.detail);
+        r.http_status = u32::from(d.status);
+        r.remaining_usages = d.remaining_usages;
+        r.source = polar_license_source::Online;
+        r
+    }
+
+    /// No trustworthy answer.
+    pub(crate) fn error(e: &Error) -> Self {
+        let reason = e.reason();
+        let mut r = polar_license_result::new(polar_license_outcome::of(reason));
+        r.set_reason(reason);
+        r.detail = to_cstring(&e.detail());
+        match e {
+            Error::InvalidInput { field, .. } => r.field = to_cstring(field),
+            Error::RateLimited { retry_after } => {
+                r.http_status = 429;
+                r.retry_after = retry_after.map_or(-1, secs);
+            }
+            Error::ServerError { status, .. } => r.http_status = u32::from(*status),
+            Error::Protocol {
+                status: Some(status),
+                ..
+            } => r.http_status = u32::from(*status),
+            _ => {}
+        }
+        r
+    }
+
+    /// The answer of a grace-aware check.
+    pub(crate) fn check(outcome: &CheckOutcome) -> Self {
+        match outcome {
+            CheckOutcome::Licensed {
+                source,
+                license,
+                grace_remaining,
+                verified_at,
+            } => {
+                let (source, http) = match source {
+                    crate::Source::Online => (polar_license_source::Online, 200),
+                    crate::Source::Cache => (polar_license_source::Cache, 0),
+                };
+                let mut r =
+                    polar_license_result::success(polar_license_outcome::Licensed, http, source);
+                r.set_license(&license.license_key);
+                r.set_activation(license.activation.as_ref());
+                r.grace_remaining = grace_remaining.map_or(-1, duration_secs);
+                r.verified_at = *verified_at;
+                r
+            }
+            CheckOutcome::Denied(d) => polar_license_result::denied(d),
+            CheckOutcome::Unverified(e) => polar_license_result::error(e),
+        }
+    }
+
+    /// What the cache holds (`status`).
+    pub(crate) fn status(status: &CacheStatus) -> Self {
+        let mut r = polar_license_result::new(polar_license_outcome::Done);
+        r.grace_remaining = status.grace_remaining.map_or(-1, duration_secs);
+        match &status.state {
+            CacheState::Empty => r.cache_state = polar_license_cache_state::Empty,
+            CacheState::Untrusted(why) => {
+                r.cache_state = polar_license_cache_state::Untrusted;
+                r.detail = to_cstring(&format!(
+                    "the cache record cannot be trusted: {}",
+                    why.as_str()
+                ));
+            }
+            CacheState::Present(record) => {
+                r.cache_state = polar_license_cache_state::Present;
+                if let Some(a) = &record.activation {
+                    r.activation_id = to_cstring(&a.id);
+                }
+                if let Some(good) = &record.good {
+                    r.set_license(&good.license.license_key);
+                    r.verified_at = good.verified_at;
+                }
+                if let Some(denied) = &record.denied {
+                    r.set_reason(denied.reason);
+                    r.detail = to_cstring(&denied.detail);
+                    r.remaining_usages = denied.remaining_usages;
+                } else if let Some(by) = status.clock_rollback {
+                    r.set_reason(Reason::ClockRollback);
+                    r.detail = to_cstring(&Error::ClockRollback { by_seconds: by }.detail());
+                }
+            }
+        }
+        r
+    }
+
+    fn set_reason(&mut self, reason: Reason) {
+        self.reason = reason.into();
+    }
+
+    /// Copies the license's numbers and its JSON.
+    pub(crate) fn set_license(&mut self, l: &LicenseKeyRead) {
+        self.expires_at = l.expires_at.map_or(-1, |t| t.unix_timestamp());
+        self.usage = l.usage;
+        self.limit_usage = l.limit_usage.unwrap_or(-1);
+        self.limit_activations = l.limit_activations.unwrap_or(-1);
+        self.validations = l.validations;
+        self.remaining_usages = l.remaining_usage();
+        self.license_json = to_cstring(&serde_json::to_string(l).unwrap_or_default());
+    }
+
+    /// Sets the activation id from an activation Polar returned, if any.
+    pub(crate) fn set_activation(&mut self, a: Option<&LicenseKeyActivation>) {
+        if let Some(a) = a {
+            self.activation_id = to_cstring(&a.id);
+        }
+    }
+
+    /// `true` when an activation id is known.
+    pub(crate) fn has_activation_id(&self) -> bool {
+        !self.activation_id.is_empty()
+    }
+
+    /// Sets the activation id when none is known yet.
+    pub(crate) fn default_activation_id(&mut self, id: Option<&str>) {
+        if let (true, Some(id)) = (self.activation_id.is_empty(), id) {
+            self.activation_id = to_cstring(id);
+        }
+    }
+}
+
+fn secs(s: u64) -> i64 {
+    i64::try_from(s).unwrap_or(i64::MAX)
+}
+
+fn duration_secs(d: Duration) -> i64 {
+    secs(d.as_secs())
+}
+
+/// Frees a result. NULL is a no-op. Strings read from it are invalid afterwards.
+#[no_mangle]
+pub extern "C" fn polar_license_result_free(result: *mut polar_license_result) {
+    ffi_boundary! {
+        if !result.is_null() {
+            // SAFETY: a non-NULL result was made by a polar_license_client_* call
+            // (Box::into_raw) and, per the documented contract, is freed once.
+            drop(unsafe { Box::from_raw(result) });
+        }
+    }
+}
+
+/// Reads a result, or returns the type's neutral value for NULL.
+fn read<T: Boundary>(
+    result: *const polar_license_result,
+    f: impl FnOnce(&polar_license_result) -> T,
+) -> T {
+    let r = try_ref!(result);
+    f(r)
+}
+
+/// What the answer amounts to: licensed, denied, unverified, error or done
+/// (`POLAR_LICENSE_OUTCOME_ERROR` for NULL).
+#[no_mangle]
+pub extern "C" fn polar_license_result_outcome(
+    result: *const polar_license_result,
+) -> polar_license_outcome {
+    ffi_boundary! { read(result, |r| r.outcome) }
+}
+
+/// `true` when the outcome is `POLAR_LICENSE_OUTCOME_LICENSED` (`false` for NULL). The one
+/// test an app needs before unlocking a feature.
+#[no_mangle]
+pub extern "C" fn polar_license_result_is_licensed(result: *const polar_license_result) -> bool {
+    ffi_boundary! { read(result, |r| r.outcome == polar_license_outcome::Licensed) }
+}
+
+/// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a status
+/// result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else NONE.
+#[no_mangle]
+pub extern "C" fn polar_license_result_reason(
+    result: *const polar_license_result,
+) -> polar_license_reason {
+    ffi_boundary! { read(result, |r| r.reason) }
+}
+
+/// Where the answer came from: online, the offline cache, or none (errors, activate,
+/// deactivate, status).
+#[no_mangle]
+pub extern "C" fn polar_license_result_source(
+    result: *const polar_license_result,
+) -> polar_license_source {
+    ffi_boundary! { read(result, |r| r.source) }
+}
+
+/// What the cache holds, for a `polar_license_client_status` result
+/// (`POLAR_LICENSE_CACHE_STATE_NONE` for other results).
+#[no_mangle]
+pub extern "C" fn polar_license_result_cache_state(
+    result: *const polar_license_result,
+) -> polar_license_cache_state {
+    ffi_boundary! { read(result, |r| r.cache_state) }
+}
+
+/// The HTTP status of the answer (200, 204, 403, 404, 429, 500, …), or 0 when no HTTP
+/// answer was had (offline, a cache answer, a local error).
+#[no_mangle]
+pub extern "C" fn polar_license_result_http_status(result: *const polar_license_result) -> u32 {
+    ffi_boundary! { read(result, |r| r.http_status) }
+}
+
+/// The key's expiry in unix seconds, or -1 when it never expires or no license is known.
+#[no_mangle]
+pub extern "C" fn polar_license_result_expires_at(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.expires_at) }
+}
+
+/// The key's usage counter, or -1 when no license is known.
+#[no_mangle]
+pub extern "C" fn polar_license_result_usage(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.usage) }
+}
+
+/// The key's usage limit, or -1 when unlimited or no license is known.
+#[no_mangle]
+pub extern "C" fn polar_license_result_limit_usage(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.limit_usage) }
+}
+
+/// The key's activation limit, or -1 when activations are not supported or no license
+/// is known.
+#[no_mangle]
+pub extern "C" fn polar_license_result_limit_activations(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.limit_activations) }
+}
+
+/// How many times the key was validated, or -1 when no license is known.
+#[no_mangle]
+pub extern "C" fn polar_license_result_validations(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.validations) }
+}
+
+/// For an answer from the cache (and a status result): how many seconds the grace period
+/// still lasts, or -1.
+#[no_mangle]
+pub extern "C" fn polar_license_result_grace_remaining_seconds(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.grace_remaining) }
+}
+
+/// When the license was last verified online (unix seconds, local clock), or -1.
+#[no_mangle]
+pub extern "C" fn polar_license_result_verified_at(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.verified_at) }
+}
+
+/// For `rate_limited`: the server's `retry-after` in seconds, or -1 when not given.
+#[no_mangle]
+pub extern "C" fn polar_license_result_retry_after_seconds(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.retry_after) }
+}
+
+/// For `usage_exhausted`, the usages left (may be 0 or negative when the merchant lowered the
+/// limit); for a license with a usage limit, `limit_usage - usage`. Writes it to
+/// `*out_remaining` and returns `true`, or returns `false` (and writes nothing) when unknown.
+#[no_mangle]
+pub extern "C" fn polar_license_result_remaining_usages(
+    result: *const polar_license_result,
+    out_remaining: *mut i64,
+) -> bool {
+    ffi_boundary! {
+        let r = try_ref!(result);
+        check_out!(out_remaining);
+        match r.remaining_usages {
+            Some(n) => {
+                // SAFETY: `out_remaining` is not NULL and points to a writable int64_t.
+                unsafe { out_remaining.write(n) };
+                true
+            }
+            None => false,
+        }
+    }
+}
+
+/// The server's `detail` text, or ours (UTF-8).
+///
+/// Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_detail(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.detail.as_ptr()) }
+}
+
+/// For `invalid_input`: the field at fault (`key`, `activation_id`, `conditions`, …).
+///
+/// Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_field(result: *const polar_license_result) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.field.as_ptr()) }
+}
+
+/// The activation id: the new one after activate, the one validated, deactivated or
+/// remembered by the cache.
+///
+/// Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_activation_id(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.activation_id.as_ptr()) }
+}
+
+/// The license-key object as Polar returned it, as JSON (for fields without an accessor:
+/// `status`, `customer_id`, `benefit_id`, …). From the cache, `key` is the redacted
+/// display key.
+///
+/// Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_license_json(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.license_json.as_ptr()) }
+}

@@ -1,0 +1,250 @@
+// Types of polar-license (hand-written; checked by tests/js/types.ts with `tsc --noEmit`).
+
+/** A reason the server said no. A denial is never covered by the offline grace. */
+export type DenialCode =
+  | 'not_found'
+  | 'inactive'
+  | 'expired'
+  | 'conditions_mismatch'
+  | 'benefit_mismatch'
+  | 'customer_mismatch'
+  | 'usage_exhausted'
+  | 'activation_limit'
+  | 'activations_not_supported';
+
+/** No trustworthy answer (the grace cache answers these while it can). */
+export type UnverifiedCode =
+  | 'offline'
+  | 'rate_limited'
+  | 'server_error'
+  | 'grace_expired'
+  | 'clock_rollback';
+
+/** A wrong request, a wrong answer or a broken storage; retrying will not help. */
+export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error';
+
+/** Every stable reason code (contract §1). */
+export type ReasonCode = DenialCode | UnverifiedCode | ErrorCode;
+
+/** The class of a reason code. */
+export type ReasonKind = 'denied' | 'unverified' | 'error';
+
+/** Every reason code and its kind. */
+export declare const REASONS: Readonly<Record<ReasonCode, ReasonKind>>;
+
+/** Why a call did not succeed. Every promise of this package rejects with one. */
+export declare class LicenseError extends Error {
+  readonly name: 'LicenseError';
+  /** The stable reason code. */
+  readonly code: ReasonCode;
+  /** `denied`, `unverified` or `error`. */
+  readonly kind: ReasonKind;
+  /** Polar's `detail` text for a denial, else ours. */
+  readonly detail: string;
+  /** The HTTP status, when there was one (denials, `server_error`, `protocol_error`). */
+  readonly status?: number;
+  /** For `invalid_input`: the field at fault, e.g. `organization_id` or `activation_id`. */
+  readonly field?: string;
+  /** For `rate_limited`: seconds to wait, when the server said (and CORS let us read it). */
+  readonly retryAfter?: number;
+  /** For `usage_exhausted`: the usages left. */
+  readonly remainingUsages?: number;
+  /** For `offline`: `true` when the timeout ran out. */
+  readonly timeout?: boolean;
+  constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
+}
+
+/** A metadata value Polar accepts (`conditions`, `meta`). */
+export type MetaValue = string | number | boolean;
+/** A `conditions` or `meta` object: at most 50 keys of 1–40 characters. */
+export type Metadata = Record<string, MetaValue>;
+
+/** Strings by name, sync or async: an Electron main process can keep them in a file. */
+export interface StorageAdapter {
+  get(name: string): string | null | undefined | Promise<string | null | undefined>;
+  set(name: string, value: string): void | Promise<void>;
+  remove(name: string): void | Promise<void>;
+}
+
+/** A Web Storage object such as `localStorage` or `sessionStorage`. */
+export interface WebStorageLike {
+  getItem(name: string): string | null;
+  setItem(name: string, value: string): void;
+  removeItem(name: string): void;
+}
+
+/** Grace policy in seconds (contract §4). */
+export interface GracePolicy {
+  /** A good verdict younger than this answers `check` with no request. Default 3600. */
+  revalidateAfter?: number;
+  /** How long after the last good online verdict an unreachable server still licenses. Default 604800. */
+  gracePeriod?: number;
+  /** How far the clock may move back before `clock_rollback`. Default 600. */
+  clockTolerance?: number;
+}
+
+export interface LicenseClientOptions {
+  /** Your Polar organization id (a UUID v4). */
+  organizationId: string;
+  /** `production` (default) or `sandbox`. */
+  server?: 'production' | 'sandbox';
+  /** Overrides `server`: `https://…`, or `http://` on a loopback host (an emulator). */
+  baseUrl?: string;
+  /** Whole-request timeout in seconds (default 10). */
+  timeout?: number;
+  /** When to ask Polar and how long a cached verdict stays good. */
+  gracePolicy?: GracePolicy;
+  /**
+   * Where the offline cache lives: `localStorage` where there is one (browsers, Electron
+   * renderers), else `memory` (node); or your own adapter.
+   */
+  storage?: 'localStorage' | 'memory' | StorageAdapter | WebStorageLike;
+  /** A secret of your app's, mixed into the cache MAC (optional). */
+  appSecret?: string;
+  /** Binds activations to this machine id (hashed with the organization id). */
+  machineId?: string;
+  /** The clock in milliseconds since 1970 (default `Date.now`). For tests. */
+  clock?: () => number;
+}
+
+export interface Address {
+  line1: string | null;
+  line2: string | null;
+  postalCode: string | null;
+  city: string | null;
+  state: string | null;
+  country: string;
+}
+
+export interface Customer {
+  id: string;
+  createdAt: string;
+  modifiedAt: string | null;
+  metadata: Metadata;
+  externalId: string | null;
+  email: string | null;
+  emailVerified: boolean;
+  type: 'individual' | 'team' | 'other';
+  name: string | null;
+  billingName: string | null;
+  billingAddress: Address | null;
+  taxId: [string, string] | null;
+  locale: string | null;
+  organizationId: string;
+  defaultPaymentMethodId: string | null;
+  deletedAt: string | null;
+  firstUserEventAt: string | null;
+  avatarUrl: string | null;
+}
+
+/** A license key as Polar returned it, in camelCase. Timestamps are RFC 3339 strings. */
+export interface License {
+  id: string;
+  createdAt: string;
+  modifiedAt: string | null;
+  organizationId: string;
+  customerId: string;
+  customer: Customer;
+  benefitId: string;
+  key: string;
+  displayKey: string;
+  status: 'granted' | 'revoked' | 'disabled';
+  limitActivations: number | null;
+  usage: number;
+  limitUsage: number | null;
+  validations: number;
+  lastValidatedAt: string | null;
+  expiresAt: string | null;
+}
+
+export interface Activation {
+  id: string;
+  licenseKeyId: string;
+  label: string;
+  meta: Metadata;
+  createdAt: string;
+  modifiedAt: string | null;
+}
+
+export interface ValidateOptions {
+  activationId?: string;
+  benefitId?: string;
+  customerId?: string;
+  incrementUsage?: number;
+  conditions?: Metadata;
+}
+
+export interface ActivateOptions {
+  label?: string;
+  conditions?: Metadata;
+  meta?: Metadata;
+}
+
+export interface DeactivateOptions {
+  /** Default: the activation this client remembered when it activated. */
+  activationId?: string;
+}
+
+export interface ValidateResult {
+  license: License;
+  activation: Activation | null;
+}
+
+export interface CheckResult extends ValidateResult {
+  /** `online`: Polar answered just now; `cache`: the offline cache answered. */
+  source: 'online' | 'cache';
+  /** For a cache answer: seconds of grace left; `null` when online. */
+  graceRemaining: number | null;
+  /** When the verdict was obtained online, unix seconds. */
+  verifiedAt: number;
+}
+
+export interface ActivateResult {
+  activation: Activation;
+  license: License;
+}
+
+export interface DeactivateResult {
+  activationId: string;
+}
+
+export interface CacheStatus {
+  state: 'empty' | 'untrusted' | 'present';
+  /** Why a stored record is not trusted (it is then treated as no cache). */
+  untrusted: 'bad_mac' | 'malformed' | 'unknown_version' | null;
+  /** The clock reading used, unix seconds. */
+  now: number;
+  /** Seconds the cache could still license if Polar were unreachable now. */
+  graceRemaining: number | null;
+  /** Seconds the clock moved back past the tolerance, if it did. */
+  clockRollback: number | null;
+  verifiedAt: number | null;
+  /** The last good license (with `key` redacted to its display form). */
+  license: License | null;
+  activation: { id: string; label: string; conditions: Metadata; createdAt: number } | null;
+  denied: { code: DenialCode; detail: string; status: number; at: number } | null;
+  blockedUntil: number | null;
+}
+
+/**
+ * A client for one Polar organization. Every method resolves only on success and otherwise
+ * rejects with a {@link LicenseError}: a fulfilled `check()` always means licensed.
+ */
+export declare class LicenseClient {
+  constructor(options: LicenseClientOptions);
+  /** One online validation, no cache. */
+  validate(key: string, options?: ValidateOptions): Promise<ValidateResult>;
+  /** Activates and remembers the activation for later checks. */
+  activate(key: string, options?: ActivateOptions): Promise<ActivateResult>;
+  /** Deactivates (default: the remembered activation) and forgets it. */
+  deactivate(key: string, options?: DeactivateOptions): Promise<DeactivateResult>;
+  /** The grace-aware verdict: cache and network as the policy says. */
+  check(key: string): Promise<CheckResult>;
+  /** What the cache holds for `key`, with no request. */
+  status(key: string): Promise<CacheStatus>;
+  /** Forgets everything cached for `key` (Polar is not told). */
+  forget(key: string): Promise<void>;
+}
+
+/** Loads the WebAssembly module now instead of on first use. */
+export declare function init(): Promise<void>;

@@ -1,0 +1,91 @@
+#!/usr/bin/env bash
+# Installs what the WebAssembly build and its tests need, idempotently (each step checks
+# first and skips when its work is done). Called by scripts/setup.sh; safe to run by hand.
+#
+#   rustup target wasm32-unknown-unknown
+#   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
+#   chromium + chromium-driver (apt, as root) for the headless browser tests
+#   scripts/npm devDependencies (binaryen's wasm-opt, esbuild, typescript, vite, playwright-core,
+#   @polar-sh/sdk for the size comparison)
+#
+# Exit status: 0 when every step is done, 1 otherwise (every step still runs).
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+NPM_DIR="scripts/npm"
+
+# The wasm-bindgen crate version pinned in Cargo.toml (`wasm-bindgen = "=X.Y.Z"`): the CLI's
+# schema must match it exactly.
+wasm_bindgen_version() {
+    sed -n 's/^wasm-bindgen *= *"=\([0-9.]*\)".*/\1/p' Cargo.toml | head -n 1
+}
+
+step_target() {
+    if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
+        echo "wasm32-unknown-unknown already installed"
+        return 0
+    fi
+    rustup target add wasm32-unknown-unknown
+}
+
+step_wasm_bindgen() {
+    local want have runner
+    want="$(wasm_bindgen_version)"
+    if [[ -z "$want" ]]; then
+        echo "cannot read the pinned wasm-bindgen version from Cargo.toml" >&2
+        return 1
+    fi
+    have="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')"
+    runner="$(wasm-bindgen-test-runner --version 2>/dev/null | awk '{print $2}')"
+    if [[ "$have" == "$want" && "$runner" == "$want" ]]; then
+        echo "wasm-bindgen $want already on PATH"
+        return 0
+    fi
+    # No --locked: the registry mirror lacks one of its locked dependencies (toolchain.md).
+    cargo install wasm-bindgen-cli --version "$want" --force
+}
+
+step_chromium() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
+        echo "chromium and chromedriver present: $(chromium --version 2>/dev/null | head -n 1)"
+        return 0
+    fi
+    if [[ "$(id -u)" != 0 ]]; then
+        echo "chromium/chromedriver missing; run as root: apt-get update && apt-get install -y chromium chromium-driver" >&2
+        return 1
+    fi
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+}
+
+step_npm() {
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: install node >= 20 and npm" >&2
+        return 1
+    fi
+    # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
+    local stamp="$NPM_DIR/node_modules/.setup-stamp"
+    local want
+    want="$(cat "$NPM_DIR/package.json" "$NPM_DIR/package-lock.json" | sha256sum | cut -d' ' -f1) node-$(node --version)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$NPM_DIR/node_modules/.bin/wasm-opt" ]]; then
+        echo "npm packages up to date (lock unchanged), skipping npm ci"
+        return 0
+    fi
+    npm ci --prefix "$NPM_DIR" --no-audit --no-fund || return 1
+    echo "$want" >"$stamp"
+}
+
+STEPS=(target wasm_bindgen chromium npm)
+
+now() { date +%s.%N; }
+
+failed=0
+for step in "${STEPS[@]}"; do
+    echo "==> setup-wasm: $step"
+    start="$(now)"
+    if "step_$step"; then result=ok; else result=FAILED; failed=1; fi
+    secs="$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+    echo "==> setup-wasm: $step: $result (${secs}s)"
+done
+exit "$failed"

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Size of the npm package's client next to the official @polar-sh/sdk, measured in one run:
+#
+#   bash scripts/size.sh            (builds the package first with scripts/build-npm.sh)
+#   bash scripts/size.sh --no-build (measures target/npm/pkg as it is)
+#
+# Every JS row is an esbuild bundle (--bundle --minify --format=esm --platform=browser) of a
+# one-line entry, gzipped with `gzip -9`; the wasm is gzipped as shipped (after wasm-opt -Oz).
+# Prints a markdown table; exits 1 when the whole client is over the 40 KB target.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TARGET_KB=40
+PKG="$ROOT/target/npm/pkg"
+TOOLS="$ROOT/scripts/npm"
+WORK="$ROOT/target/npm/size"
+ESBUILD="$TOOLS/node_modules/.bin/esbuild"
+
+if [[ "${1:-}" != "--no-build" ]]; then
+    bash scripts/build-npm.sh >"$ROOT/target/npm/size-build.log" 2>&1 ||
+        { cat "$ROOT/target/npm/size-build.log"; exit 1; }
+fi
+[[ -f "$PKG/polar_license_bg.wasm" ]] || { echo "no $PKG: run scripts/build-npm.sh" >&2; exit 1; }
+
+rm -rf "$WORK"
+mkdir -p "$WORK"
+
+gz() { gzip -9c "$1" | wc -c; }
+raw() { wc -c <"$1"; }
+
+# bundle NAME 'ENTRY SOURCE': an esbuild bundle resolved from scripts/npm (the SDKs) or the
+# package directory (ours); prints "raw gz".
+bundle() {
+    local name="$1" source="$2" dir="$3"
+    printf '%s\n' "$source" >"$dir/size-entry-$name.js"
+    "$ESBUILD" "$dir/size-entry-$name.js" --bundle --minify --format=esm --platform=browser \
+        --log-level=error --outfile="$WORK/$name.js"
+    rm -f "$dir/size-entry-$name.js"
+    echo "$(raw "$WORK/$name.js") $(gz "$WORK/$name.js")"
+}
+
+kb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
+
+# Ours: the wasm as shipped, and the JS an app bundles (browser entry + wasm-bindgen glue).
+# The .wasm is fetched by the glue; esbuild leaves the `new URL(...)` reference alone.
+wasm_raw="$(raw "$PKG/polar_license_bg.wasm")"
+wasm_gz="$(gz "$PKG/polar_license_bg.wasm")"
+read -r js_raw js_gz <<<"$(bundle ours 'export { LicenseClient, LicenseError } from "./browser.js";' "$PKG")"
+glue_gz="$(gz "$PKG/polar_license.js")"
+total_raw=$((wasm_raw + js_raw))
+total_gz=$((wasm_gz + js_gz))
+
+SDK_VERSION="$(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version')"
+SDK1_VERSION="$(node -p 'require("./scripts/npm/node_modules/polar-sdk-v1/package.json").version')"
+read -r fn_raw fn_gz <<<"$(bundle sdk-validate 'export { PolarCore } from "@polar-sh/sdk/core.js"; export { customerPortalLicenseKeysValidate } from "@polar-sh/sdk/funcs/customerPortalLicenseKeysValidate.js";' "$TOOLS")"
+read -r cls_raw cls_gz <<<"$(bundle sdk-polar 'export { Polar } from "@polar-sh/sdk";' "$TOOLS")"
+read -r v1fn_raw v1fn_gz <<<"$(bundle sdk1-validate 'export { createPolarCore } from "polar-sdk-v1/2026-10"; export { validateLicenseKeys } from "polar-sdk-v1/2026-10/services/customer_portal/license_keys";' "$TOOLS")"
+read -r v1_raw v1_gz <<<"$(bundle sdk1-polar 'export { createPolar } from "polar-sdk-v1/2026-10";' "$TOOLS")"
+
+row() { printf '| %s | %s | %s |\n' "$1" "$(kb "$2")" "$(kb "$3")"; }
+
+echo "| what | raw KB | gzip -9 KB |"
+echo "|---|---:|---:|"
+row "polar-license: \`polar_license_bg.wasm\` (wasm-opt -Oz)" "$wasm_raw" "$wasm_gz"
+row "polar-license: JS (browser entry + API + wasm-bindgen glue, esbuild minified)" "$js_raw" "$js_gz"
+row "**polar-license: whole client** (validate, activate, deactivate, grace-aware check, cache, status)" "$total_raw" "$total_gz"
+row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\` + \`PolarCore\`" "$fn_raw" "$fn_gz"
+row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
+row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
+row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+echo
+echo "(the unminified wasm-bindgen glue alone: $(kb "$glue_gz") KB gzipped)"
+
+# Where the wasm's code goes: the cargo output through wasm-bindgen (names kept, before
+# wasm-opt), code bytes per crate (polar_license per module; serde impls generated for the
+# crate's own types counted as `serde derives (polar_license types)`).
+RAW_WASM="${CARGO_TARGET_DIR:-$ROOT/target}/wasm32-unknown-unknown/release/polar_license.wasm"
+if [[ -f "$RAW_WASM" ]]; then
+    wasm-bindgen "$RAW_WASM" --out-dir "$WORK/named" --target web --no-typescript
+    echo
+    echo "| code by origin (before wasm-opt) | KB | share |"
+    echo "|---|---:|---:|"
+    node - "$WORK/named/polar_license_bg.wasm" <<'EOF'
+const b = require('fs').readFileSync(process.argv[2]);
+let p = 8;
+const u = () => { let r = 0, s = 0, x; do { x = b[p++]; r |= (x & 0x7f) << s; s += 7; } while (x & 0x80); return r >>> 0; };
+let imported = 0; const bodies = []; const names = {};
+while (p < b.length) {
+  const id = b[p++]; const len = u(); const end = p + len;
+  if (id === 2) {
+    const n = u();
+    for (let i = 0; i < n; i++) {
+      let l = u(); p += l; l = u(); p += l; const kind = b[p++];
+      if (kind === 0) { u(); imported++; }
+      else if (kind === 1) { p++; const f = b[p++]; u(); if (f & 1) u(); }
+      else if (kind === 2) { const f = b[p++]; u(); if (f & 1) u(); }
+      else if (kind === 3) p += 2;
+    }
+  } else if (id === 10) {
+    const n = u();
+    for (let i = 0; i < n; i++) { const l = u(); bodies.push(l); p += l; }
+  } else if (id === 0) {
+    const nl = u(); const nm = b.slice(p, p + nl).toString(); p += nl;
+    if (nm === 'name') {
+      while (p < end) {
+        const sid = b[p++]; const sl = u(); const se = p + sl;
+        if (sid === 1) { const n = u(); for (let i = 0; i < n; i++) { const idx = u(); const l = u(); names[idx] = b.slice(p, p + l).toString(); p += l; } }
+        p = se;
+      }
+    }
+  }
+  p = end;
+}
+const groups = {}; let total = 0;
+bodies.forEach((size, i) => {
+  const name = (names[i + imported] || '?').replace(/\[[0-9a-f]+\]/g, '');
+  let g;
+  if (/(Deserialize|Serialize|Visitor|DeserializeSeed).*polar_license|polar_license.*(Deserialize|Serialize|__FieldVisitor)/.test(name)) g = 'serde derives (polar_license types)';
+  else if (/^<?polar_license::wasm::/.test(name) || /^js_sys::futures::future_to_promise/.test(name) || /^core_new|^core_|^reasonTable/.test(name)) g = 'polar_license::wasm (this face, incl. its async bodies)';
+  else { const m = name.match(/^<?(?:&(?:mut )?)?([a-z_0-9]+)(?:::([a-z_0-9]+))?/); g = m ? (m[1] === 'polar_license' ? `polar_license::${m[2]}` : m[1]) : 'other'; }
+  groups[g] = (groups[g] || 0) + size; total += size;
+});
+for (const [g, s] of Object.entries(groups).sort((a, c) => c[1] - a[1]).slice(0, 14)) {
+  console.log(`| ${g} | ${(s / 1024).toFixed(1)} | ${(100 * s / total).toFixed(0)}% |`);
+}
+console.log(`| all code (${bodies.length} functions) | ${(total / 1024).toFixed(1)} | 100% |`);
+EOF
+fi
+target=$((TARGET_KB * 1024))
+if ((total_gz > target)); then
+    echo "target: whole client <= ${TARGET_KB} KB gzipped: MISSED by $(kb $((total_gz - target))) KB ($(kb "$total_gz") KB)"
+    exit 1
+fi
+echo "target: whole client <= ${TARGET_KB} KB gzipped: met ($(kb "$total_gz") KB)"

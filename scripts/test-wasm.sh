@@ -1,0 +1,206 @@
+#!/usr/bin/env bash
+# The WebAssembly face's tests: bash scripts/test-wasm.sh   (after scripts/setup-wasm.sh)
+#
+# Starts the emulator three times (`polar-license emulator --port 0`): one to test against,
+# one whose faults the tests set, and one started and stopped at once (a dead URL). Then:
+#
+#   wasm-clippy   cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+#   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs) in node
+#   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
+#   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
+#   wasm-imports  the packaged wasm imports nothing from `env`
+#   npm-types     tsc --noEmit over tests/js/types.ts and the README's TS example, against the
+#                 installed tarball
+#   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
+#                 target/npm/consumer/, the README's examples one by one
+#   npm-browser   tests/browser: a Vite build and a plain <script type="module"> page in
+#                 headless Chromium (playwright-core), screenshot in target/npm/e2e.png
+#
+# Each sub-suite prints `NAME: N passed, N failed` (a failed build or check counts as 1
+# failed); logs are in target/test-logs/wasm-*.log. The last line sums them; the exit status
+# is 1 when anything failed.
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+LOG_DIR="$ROOT/target/test-logs"
+NPM_OUT="$ROOT/target/npm"
+CONSUMER="$NPM_OUT/consumer"
+TOOLS="$ROOT/scripts/npm/node_modules"
+mkdir -p "$LOG_DIR" "$NPM_OUT"
+
+export CHROMEDRIVER="${CHROMEDRIVER:-/usr/bin/chromedriver}"
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUNNER=wasm-bindgen-test-runner
+# wasm-bindgen-test-runner waits this long for a browser suite (default 20 s is tight on 2 cores).
+export WASM_BINDGEN_TEST_TIMEOUT="${WASM_BINDGEN_TEST_TIMEOUT:-300}"
+
+SUMMARY=()
+TOTAL_PASSED=0
+TOTAL_FAILED=0
+PIDS=()
+
+now() { date +%s.%N; }
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+cleanup() {
+    for pid in "${PIDS[@]}"; do
+        kill "$pid" 2>/dev/null
+        wait "$pid" 2>/dev/null
+    done
+}
+trap cleanup EXIT
+
+# Starts an emulator; prints its URL (the first stdout line is `listening on URL`).
+EMULATOR_BIN=""
+start_emulator() {
+    local name="$1" out="$LOG_DIR/wasm-emulator-$1.out"
+    "$EMULATOR_BIN" emulator --port 0 >"$out" 2>&1 &
+    local pid=$!
+    PIDS+=("$pid")
+    LAST_PID=$pid
+    for _ in $(seq 1 100); do
+        local line
+        line="$(head -n 1 "$out" 2>/dev/null)"
+        if [[ "$line" == "listening on "* ]]; then
+            LAST_URL="${line#listening on }"
+            return 0
+        fi
+        sleep 0.1
+    done
+    echo "emulator $name did not start: $(cat "$out")" >&2
+    return 1
+}
+
+# Counts from wasm-bindgen-test-runner / libtest lines: "test result: ok. 3 passed; 0 failed".
+count_libtest() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^test result: ' | awk '
+        { for (i = 1; i <= NF; i++) {
+              v = $(i - 1) + 0
+              if ($i ~ /^passed/) p += v
+              else if ($i ~ /^failed/) f += v
+          } }
+        END { print p + 0, f + 0 }'
+}
+
+# Counts from node --test's TAP summary: "# pass 3" / "# fail 0".
+count_node() {
+    local p f
+    p="$(sed -n 's/^# pass \([0-9]*\)$/\1/p' "$1" | tail -n 1)"
+    f="$(sed -n 's/^# fail \([0-9]*\)$/\1/p' "$1" | tail -n 1)"
+    echo "${p:-0} ${f:-0}"
+}
+
+# suite NAME KIND CMD...   KIND: check | libtest | node
+suite() {
+    local name="$1" kind="$2"
+    shift 2
+    local log="$LOG_DIR/$name.log" start rc p=0 f=0
+    echo
+    echo "==> $name: $*"
+    start="$(now)"
+    "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    case "$kind" in
+        libtest) read -r p f <<<"$(count_libtest "$log")" ;;
+        node) read -r p f <<<"$(count_node "$log")" ;;
+        check) [[ $rc -eq 0 ]] && p=1 ;;
+    esac
+    if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
+    TOTAL_PASSED=$((TOTAL_PASSED + p))
+    TOTAL_FAILED=$((TOTAL_FAILED + f))
+    local line
+    line="$(printf '%s: %d passed, %d failed (%ss)' "$name" "$p" "$f" "$(elapsed "$start")")"
+    SUMMARY+=("$line")
+    echo "==> $line"
+}
+
+# ---- emulators ---------------------------------------------------------------------------
+
+echo "==> building the emulator (cargo build --features cli)"
+if ! cargo build --features cli --bin polar-license 2>&1 | tail -n 3; then
+    echo "test-wasm: cannot build the emulator" >&2
+    exit 1
+fi
+EMULATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license"
+
+start_emulator main || exit 1
+export POLAR_WASM_EMULATOR_URL="$LAST_URL"
+start_emulator fault || exit 1
+export POLAR_WASM_FAULT_URL="$LAST_URL"
+start_emulator dead || exit 1
+export POLAR_WASM_DEAD_URL="$LAST_URL"
+kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
+echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, stopped $POLAR_WASM_DEAD_URL"
+
+# ---- Rust, wasm32 --------------------------------------------------------------------------
+
+WASM_TESTS=()
+for f in tests/wasm_*.rs; do
+    WASM_TESTS+=(--test "$(basename "$f" .rs)")
+done
+
+suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
+suite wasm-node libtest cargo test --no-fail-fast --target wasm32-unknown-unknown "${WASM_TESTS[@]}"
+suite wasm-browser libtest env WASM_BINDGEN_USE_BROWSER=1 \
+    cargo test --no-fail-fast --target wasm32-unknown-unknown "${WASM_TESTS[@]}"
+
+# ---- the npm package -----------------------------------------------------------------------
+
+suite npm-build check bash scripts/build-npm.sh
+
+check_imports() {
+    node -e '
+        const fs = require("fs");
+        const file = process.argv[1];
+        const mod = new WebAssembly.Module(fs.readFileSync(file));
+        const imports = WebAssembly.Module.imports(mod);
+        const env = imports.filter((i) => i.module === "env");
+        const modules = [...new Set(imports.map((i) => i.module))];
+        console.log(`${file}: ${imports.length} imports from ${JSON.stringify(modules)}`);
+        if (env.length) {
+            console.error(`imports from env: ${env.map((i) => i.name).join(", ")}`);
+            process.exit(1);
+        }
+        console.log("test result: ok. 1 passed; 0 failed");
+    ' "$NPM_OUT/pkg/polar_license_bg.wasm"
+}
+suite wasm-imports libtest check_imports
+
+install_consumer() {
+    rm -rf "$CONSUMER"
+    mkdir -p "$CONSUMER"
+    local tarball
+    tarball="$(ls "$NPM_OUT"/polar-license-*.tgz)" || return 1
+    (
+        cd "$CONSUMER" &&
+            printf '{ "name": "consumer", "private": true, "type": "module" }\n' >package.json &&
+            npm install --no-audit --no-fund --silent "$tarball"
+    )
+}
+suite npm-install check install_consumer
+
+types() {
+    cp tests/js/types.ts tests/js/types-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
+        node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
+            >"$CONSUMER/readme-example.ts" &&
+        (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
+        echo "test result: ok. 3 passed; 0 failed"
+}
+suite npm-types libtest types
+
+suite npm-node node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" CONSUMER="$CONSUMER" \
+    node --test --test-reporter=tap tests/js/*.test.mjs
+
+suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
+    TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
+    node --test --test-reporter=tap tests/browser/*.test.mjs
+
+echo
+for line in "${SUMMARY[@]}"; do
+    echo "$line"
+done
+echo
+printf '%d passed, %d failed\n' "$TOTAL_PASSED" "$TOTAL_FAILED"
+[[ $TOTAL_FAILED -eq 0 ]]

@@ -1,0 +1,588 @@
+//! Grace-aware licensing in JS hosts: the async client, a storage, the grace policy and the
+//! `Date.now()` clock, put together. The behaviour is the native `Licensing`'s, step for step:
+//! [`AsyncLicensing::activate`] remembers the activation (and the conditions it was made with),
+//! [`AsyncLicensing::check`] validates it with those conditions, answering from the cache as
+//! [`crate::grace`] says, [`AsyncLicensing::deactivate`] forgets it, and
+//! [`AsyncLicensing::status`] reads the cache without any request.
+
+use crate::cache::{self, MacKey, Untrusted};
+use crate::error::{Error, Verdict};
+use crate::fingerprint::{fingerprint_from, MACHINE_CONDITION};
+use crate::grace::{
+    self, CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction, StoredActivation,
+};
+use crate::key::Key;
+use crate::metadata::MetaValue;
+use crate::model::LicenseKeyActivationRead;
+use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
+use crate::reason::Reason;
+use crate::wasm::client::{AsyncClient, AsyncClientBuilder};
+use crate::wasm::store::{lock, AsyncStore, MemoryStore, WebStorage};
+use crate::wasm::transport::{describe, AsyncTransport};
+use std::rc::Rc;
+use std::time::Duration;
+use wasm_bindgen::{JsCast, JsValue};
+
+/// A clock: unix seconds. Tests pass a fake one.
+pub type Clock = Rc<dyn Fn() -> i64>;
+
+/// Names in the storage start with this (`polar-license.v1-<32 hex>` for a record).
+pub const STORAGE_PREFIX: &str = "polar-license.";
+
+/// The storage name of the per-install secret (64 hex digits).
+pub const SECRET_NAME: &str = "polar-license.install-secret";
+
+/// Length of the per-install secret, in bytes (the native length too).
+const INSTALL_SECRET_LEN: usize = 32;
+
+/// Builds an [`AsyncLicensing`].
+pub struct AsyncLicensingBuilder {
+    client: AsyncClientBuilder,
+    store: Option<Rc<dyn AsyncStore>>,
+    policy: GracePolicy,
+    app_secret: Option<Vec<u8>>,
+    machine_id: Option<String>,
+    clock: Clock,
+    crypto: Option<JsValue>,
+}
+
+impl std::fmt::Debug for AsyncLicensingBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLicensingBuilder")
+            .field("client", &self.client)
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+impl AsyncLicensingBuilder {
+    /// Talk to `server` (default: production).
+    pub fn server(mut self, server: Server) -> Self {
+        self.client = self.client.server(server);
+        self
+    }
+
+    /// Talk to this base URL (`https://`, or `http://` on loopback only).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.client = self.client.base_url(url);
+        self
+    }
+
+    /// Whole-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.timeout(timeout);
+        self
+    }
+
+    /// The grace policy (default: contract §4).
+    pub fn policy(mut self, policy: GracePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Keep the cache in this store (default: `localStorage` when the host has one, else
+    /// memory).
+    pub fn store(mut self, store: impl AsyncStore + 'static) -> Self {
+        self.store = Some(Rc::new(store));
+        self
+    }
+
+    /// Keeps the cache in memory (nothing survives the page or process).
+    pub fn memory_store(self) -> Self {
+        self.store(MemoryStore::new())
+    }
+
+    /// A secret of the app's, mixed into the cache MAC key (as on native).
+    pub fn app_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.app_secret = Some(secret.into());
+        self
+    }
+
+    /// Binds activations to this machine id (hashed with the organization, as on native;
+    /// sent as the `machine_fingerprint` condition). JS hosts have no OS machine id, so by
+    /// default activations are not bound; an Electron app can pass one.
+    pub fn machine_id(mut self, id: impl Into<String>) -> Self {
+        self.machine_id = Some(id.into());
+        self
+    }
+
+    /// The clock (default: `Date.now()`). For tests.
+    pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
+        self.clock = Rc::new(clock);
+        self
+    }
+
+    /// The object whose `getRandomValues` makes the install secret (default:
+    /// `globalThis.crypto`; node 18 has it only as `require('node:crypto').webcrypto`).
+    pub fn crypto(mut self, crypto: JsValue) -> Self {
+        self.crypto = Some(crypto);
+        self
+    }
+
+    fn finish(self, client: AsyncClient) -> Result<AsyncLicensing, Error> {
+        self.policy.validate()?;
+        let org = client.api().organization_id().to_string();
+        let store: Rc<dyn AsyncStore> = match self.store {
+            Some(store) => store,
+            None => match WebStorage::local() {
+                Some(web) => Rc::new(web),
+                None => Rc::new(MemoryStore::new()),
+            },
+        };
+        Ok(AsyncLicensing {
+            client,
+            store,
+            policy: self.policy,
+            app_secret: self.app_secret.map(Rc::from),
+            machine: self.machine_id.map(|id| fingerprint_from(&id, &org)),
+            clock: self.clock,
+            crypto: self.crypto,
+        })
+    }
+
+    /// Checks everything and builds over `fetch`.
+    pub fn build(self) -> Result<AsyncLicensing, Error> {
+        let client = self.client.clone().build()?;
+        self.finish(client)
+    }
+
+    /// Builds over another transport (tests, proxies).
+    pub fn build_with_transport(
+        self,
+        transport: impl AsyncTransport + 'static,
+    ) -> Result<AsyncLicensing, Error> {
+        let client = self.client.clone().build_with_transport(transport)?;
+        self.finish(client)
+    }
+}
+
+/// What the cache holds for a key, read without any request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CacheState {
+    /// Nothing stored.
+    Empty,
+    /// Something is stored but cannot be trusted (edited, copied from another install, another
+    /// format version); it is treated as no cache.
+    Untrusted(Untrusted),
+    /// A trusted record.
+    Present(Box<Record>),
+}
+
+/// The answer to [`AsyncLicensing::status`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheStatus {
+    /// What is stored.
+    pub state: CacheState,
+    /// The clock reading used.
+    pub now: i64,
+    /// How long the cache could still license if Polar were unreachable now.
+    pub grace_remaining: Option<Duration>,
+    /// How far the clock moved back past the tolerance, if it did.
+    pub clock_rollback: Option<u64>,
+}
+
+/// Grace-aware licensing for one organization in a JS host. Cheap to clone; single-threaded.
+#[derive(Clone)]
+pub struct AsyncLicensing {
+    client: AsyncClient,
+    store: Rc<dyn AsyncStore>,
+    policy: GracePolicy,
+    app_secret: Option<Rc<[u8]>>,
+    machine: Option<String>,
+    clock: Clock,
+    crypto: Option<JsValue>,
+}
+
+impl std::fmt::Debug for AsyncLicensing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AsyncLicensing")
+            .field("client", &self.client)
+            .field("policy", &self.policy)
+            .field("machine_bound", &self.machine.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The slot and MAC key of one key's record.
+struct Slot {
+    name: String,
+    mac: MacKey,
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != INSTALL_SECRET_LEN * 2 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+impl AsyncLicensing {
+    /// Starts building for the seller organization `organization_id` (a UUID v4).
+    pub fn builder(organization_id: impl Into<String>) -> AsyncLicensingBuilder {
+        AsyncLicensingBuilder {
+            client: AsyncClient::builder(organization_id),
+            store: None,
+            policy: GracePolicy::default(),
+            app_secret: None,
+            machine_id: None,
+            clock: Rc::new(crate::wasm::date_now),
+            crypto: None,
+        }
+    }
+
+    /// The online client underneath (no cache).
+    pub fn client(&self) -> &AsyncClient {
+        &self.client
+    }
+
+    /// The grace policy.
+    pub fn policy(&self) -> &GracePolicy {
+        &self.policy
+    }
+
+    /// This machine's fingerprint for the organization, when activations are machine-bound.
+    pub fn machine_fingerprint(&self) -> Option<&str> {
+        self.machine.as_deref()
+    }
+
+    fn org(&self) -> &str {
+        self.client.api().organization_id()
+    }
+
+    fn random_secret(&self) -> Result<Vec<u8>, Error> {
+        let fail = |detail: String| Error::Cache { detail };
+        let crypto = match &self.crypto {
+            Some(c) => c.clone(),
+            None => js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto"))
+                .map_err(|e| fail(format!("no crypto: {}", describe(&e))))?,
+        };
+        if !crypto.is_object() {
+            return Err(fail("no crypto.getRandomValues in this host".to_string()));
+        }
+        // Duck-typed: node's webcrypto is not an instance of the browser's Crypto class.
+        let crypto: web_sys::Crypto = crypto.unchecked_into();
+        let bytes = js_sys::Uint8Array::new_with_length(INSTALL_SECRET_LEN as u32);
+        crypto
+            .get_random_values_with_js_u8_array(&bytes)
+            .map_err(|e| fail(format!("crypto.getRandomValues failed: {}", describe(&e))))?;
+        Ok(bytes.to_vec())
+    }
+
+    /// The per-install secret, created on first use. A malformed one is replaced, which only
+    /// invalidates the cache (as on native).
+    async fn install_secret(&self) -> Result<Vec<u8>, Error> {
+        if let Some(secret) = self.store.get(SECRET_NAME).await?.and_then(|t| unhex(&t)) {
+            return Ok(secret);
+        }
+        let _lock = lock(SECRET_NAME).await;
+        if let Some(secret) = self.store.get(SECRET_NAME).await?.and_then(|t| unhex(&t)) {
+            return Ok(secret);
+        }
+        let secret = self.random_secret()?;
+        self.store.set(SECRET_NAME, &hex(&secret)).await?;
+        Ok(secret)
+    }
+
+    async fn slot(&self, key: &Key) -> Result<Slot, Error> {
+        let secret = self.install_secret().await?;
+        // The machine fingerprint and the app's secret both go into the MAC key, framed
+        // exactly as the native client does.
+        let mut extra = Vec::new();
+        for part in [
+            self.machine.as_deref().map(str::as_bytes),
+            self.app_secret.as_deref(),
+        ] {
+            let part = part.unwrap_or_default();
+            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            extra.extend_from_slice(part);
+        }
+        Ok(Slot {
+            name: format!(
+                "{STORAGE_PREFIX}{}",
+                cache::slot_name(self.org(), key.expose())
+            ),
+            mac: MacKey::derive(key.expose(), self.org(), &secret, Some(&extra)),
+        })
+    }
+
+    /// The validate request a plain `check` sends: the remembered activation with its
+    /// conditions, the machine fingerprint replaced by this machine's current one.
+    fn remembered_request(&self, key: &Key, record: Option<&Record>) -> ValidateRequest {
+        let mut req = ValidateRequest::new(key.clone());
+        if let Some(a) = record.and_then(|r| r.activation.as_ref()) {
+            req.activation_id = Some(a.id.clone());
+            req.conditions = a.conditions.clone();
+            if req.conditions.contains_key(MACHINE_CONDITION) {
+                match &self.machine {
+                    Some(fp) => {
+                        req.conditions
+                            .insert(MACHINE_CONDITION.to_string(), MetaValue::Str(fp.clone()));
+                    }
+                    None => {
+                        req.conditions.remove(MACHINE_CONDITION);
+                    }
+                }
+            }
+        }
+        req
+    }
+
+    async fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
+        Ok(self
+            .store
+            .get(&slot.name)
+            .await?
+            .and_then(|text| cache::decode(text.as_bytes(), &slot.mac).ok())
+            .filter(|r| r.is_for(self.org(), key)))
+    }
+
+    async fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {
+        let bytes = cache::encode(record, &slot.mac);
+        // The cache format is UTF-8 text (a header, compact JSON and hex), so this is lossless.
+        let text = String::from_utf8_lossy(&bytes);
+        self.store.set(&slot.name, &text).await
+    }
+
+    /// Activates `req.key` and remembers the activation, so later
+    /// [`check`](AsyncLicensing::check)s validate it. With a machine id, its fingerprint is
+    /// added to the conditions (as `machine_fingerprint`).
+    ///
+    /// If Polar activated but the storage cannot remember it, the error is `cache_error` and
+    /// its detail names the new activation id, so nothing is lost.
+    pub async fn activate(
+        &self,
+        req: &ActivateRequest,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        let mut req = req.clone();
+        if let Some(fp) = &self.machine {
+            req.conditions
+                .entry(MACHINE_CONDITION.to_string())
+                .or_insert_with(|| MetaValue::Str(fp.clone()));
+        }
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let verdict = self.client.activate(&req).await?;
+        if let Verdict::Accepted(read) = &verdict {
+            let remembered = StoredActivation {
+                id: read.activation.id.clone(),
+                label: read.activation.label.clone(),
+                conditions: req.conditions.clone(),
+                created_at: (self.clock)(),
+            };
+            self.remember(&key, remembered)
+                .await
+                .map_err(|e| Error::Cache {
+                    detail: format!(
+                        "activated as {}, but the cache could not remember it: {e}",
+                        read.activation.id
+                    ),
+                })?;
+        }
+        Ok(verdict)
+    }
+
+    async fn remember(&self, key: &Key, activation: StoredActivation) -> Result<(), Error> {
+        let slot = self.slot(key).await?;
+        let _lock = lock(&slot.name).await;
+        let now = (self.clock)();
+        let record = match self.load(&slot, key).await? {
+            Some(mut r) => {
+                // A successful activate proves the key is granted and unexpired now.
+                r.denied = None;
+                r.latest_seen = r.latest_seen.max(now);
+                r.activation = Some(activation);
+                r
+            }
+            None => Record::with_activation(self.org(), key, activation, now),
+        };
+        self.save(&slot, &record).await
+    }
+
+    /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
+    /// the conditions it was made with, answering from the cache as the policy allows.
+    pub async fn check(&self, key: impl Into<Key>) -> CheckOutcome {
+        let key = key.into();
+        self.run_check(&key, None).await
+    }
+
+    /// The grace-aware verdict for an explicit validate request (the cache is used only for
+    /// an identical request).
+    pub async fn check_request(&self, req: &ValidateRequest) -> CheckOutcome {
+        let Some(key) = req.key.clone() else {
+            return CheckOutcome::Unverified(Error::invalid("key", "is required"));
+        };
+        self.run_check(&key, Some(req)).await
+    }
+
+    fn build_request(
+        &self,
+        key: &Key,
+        explicit: Option<&ValidateRequest>,
+        record: Option<&Record>,
+    ) -> ValidateRequest {
+        match explicit {
+            Some(req) => req.clone(),
+            None => self.remembered_request(key, record),
+        }
+    }
+
+    async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckOutcome {
+        let slot = match self.slot(key).await {
+            Ok(slot) => slot,
+            Err(e) => {
+                let req = self.build_request(key, explicit, None);
+                return self.online_only(&req, e).await;
+            }
+        };
+        let _lock = lock(&slot.name).await;
+        let record = match self.load(&slot, key).await {
+            Ok(record) => record,
+            Err(e) => {
+                let req = self.build_request(key, explicit, None);
+                return self.online_only(&req, e).await;
+            }
+        };
+        let req = self.build_request(key, explicit, record.as_ref());
+        let http = match self.client.api().validate_request(&req) {
+            Ok(http) => http,
+            Err(e) => return CheckOutcome::Unverified(e),
+        };
+        let query = match Query::from_request(self.org(), &req) {
+            Ok(q) => q,
+            Err(e) => return CheckOutcome::Unverified(e),
+        };
+        let now = (self.clock)();
+        match grace::plan(record.as_ref(), &query, now, &self.policy) {
+            Plan::Cached(outcome) | Plan::Refuse(outcome) => outcome,
+            Plan::Ask => {
+                let (online, date) = match self.client.send_validate(&http).await {
+                    Ok((verdict, date)) => (Ok(verdict), date),
+                    Err(e) => (Err(e), None),
+                };
+                let (action, outcome) =
+                    grace::settle(record, &query, now, &self.policy, online, date);
+                if let StoreAction::Write(record) = action {
+                    if self.save(&slot, &record).await.is_err() && record.denied.is_some() {
+                        // The tombstone could not be written: make sure the old good record
+                        // cannot grant later either.
+                        let _ = self.store.remove(&slot.name).await;
+                    }
+                }
+                outcome
+            }
+        }
+    }
+
+    /// A check when the cache cannot be used at all: online only.
+    async fn online_only(&self, req: &ValidateRequest, cache_error: Error) -> CheckOutcome {
+        match self.client.validate(req).await {
+            Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
+                source: Source::Online,
+                license: Box::new(license),
+                grace_remaining: None,
+                verified_at: (self.clock)(),
+            },
+            Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
+            Err(e) if e.is_unverified() => CheckOutcome::Unverified(Error::Cache {
+                detail: format!("{cache_error}; and Polar could not be asked: {e}"),
+            }),
+            Err(e) => CheckOutcome::Unverified(e),
+        }
+    }
+
+    /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
+    /// With neither, `invalid_input` (field `activation_id`).
+    pub async fn deactivate(
+        &self,
+        key: impl Into<Key>,
+        activation_id: Option<&str>,
+    ) -> Result<Verdict<()>, Error> {
+        let key = key.into();
+        let slot = self.slot(&key).await?;
+        let _lock = lock(&slot.name).await;
+        let record = self.load(&slot, &key).await?;
+        let id = match (
+            activation_id,
+            record.as_ref().and_then(|r| r.activation.as_ref()),
+        ) {
+            (Some(id), _) => id.to_string(),
+            (None, Some(a)) => a.id.clone(),
+            (None, None) => {
+                return Err(Error::invalid(
+                    "activation_id",
+                    "none given and no activation remembered for this key",
+                ))
+            }
+        };
+        let verdict = self
+            .client
+            .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))
+            .await?;
+        let gone = match &verdict {
+            Verdict::Accepted(()) => true,
+            Verdict::Denied(d) => d.reason == Reason::NotFound,
+        };
+        if let (true, Some(mut record)) = (gone, record) {
+            let same = |other: &str| other.eq_ignore_ascii_case(&id);
+            if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
+                record.activation = None;
+            }
+            if record
+                .good
+                .as_ref()
+                .is_some_and(|g| g.activation_id.as_deref().is_some_and(same))
+            {
+                record.good = None;
+            }
+            self.save(&slot, &record).await?;
+        }
+        Ok(verdict)
+    }
+
+    /// What the cache holds for `key`, with no request.
+    pub async fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
+        let key = key.into();
+        let slot = self.slot(&key).await?;
+        let now = (self.clock)();
+        let state = match self.store.get(&slot.name).await? {
+            None => CacheState::Empty,
+            Some(text) => match cache::decode(text.as_bytes(), &slot.mac) {
+                Ok(record) if record.is_for(self.org(), &key) => {
+                    CacheState::Present(Box::new(record))
+                }
+                Ok(_) => CacheState::Untrusted(Untrusted::BadMac),
+                Err(why) => CacheState::Untrusted(why),
+            },
+        };
+        let (grace_remaining, clock_rollback) = match &state {
+            CacheState::Present(r) => (
+                r.grace_remaining(now, &self.policy),
+                r.rollback(now, &self.policy),
+            ),
+            _ => (None, None),
+        };
+        Ok(CacheStatus {
+            state,
+            now,
+            grace_remaining,
+            clock_rollback,
+        })
+    }
+
+    /// Forgets everything cached for `key` (the server is not told).
+    pub async fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
+        let key = key.into();
+        let slot = self.slot(&key).await?;
+        let _lock = lock(&slot.name).await;
+        self.store.remove(&slot.name).await
+    }
+}

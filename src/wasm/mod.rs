@@ -1,0 +1,56 @@
+//! The WebAssembly face (`wasm32-unknown-unknown` only): the same sans-IO core over `fetch`,
+//! an async grace-aware client and the `#[wasm_bindgen]` exports the npm package wraps.
+//!
+//! The layers mirror the native ones, file for file:
+//!
+//! | native | wasm | what |
+//! |---|---|---|
+//! | [`crate::Transport`], `UreqTransport` | [`AsyncTransport`], [`FetchTransport`] | sends one request |
+//! | `BlockingClient` (`native.rs`) | [`AsyncClient`] (`client.rs`) | validate, activate, deactivate |
+//! | `Licensing` (`licensing.rs`) | [`AsyncLicensing`] (`licensing.rs`) | grace-aware `check`, remembered activations, `status` |
+//! | `Store` (`store.rs`) | [`AsyncStore`] (`store.rs`) | `localStorage`, memory, or the app's `{ get, set, remove }` |
+//!
+//! The clock is `Date.now()` (never `SystemTime::now()`, which panics on this target), the
+//! timeout is an `AbortController` armed with `setTimeout`, and randomness for the per-install
+//! secret comes from `crypto.getRandomValues`. Nothing here panics: every JS failure becomes an
+//! [`Error`](crate::Error) with a stable [`Reason`](crate::Reason).
+//!
+//! The record written to storage is byte for byte the native one ([`crate::cache::encode`],
+//! MACed with [`crate::MacKey::derive`] over the same inputs), stored as text under
+//! `polar-license.<slot>`; the per-install secret lives beside it under
+//! `polar-license.install-secret` (64 hex digits).
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), polar_license::Error> {
+//! use polar_license::wasm::AsyncLicensing;
+//!
+//! let licensing = AsyncLicensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+//!     .memory_store()
+//!     .build()?;
+//! let outcome = licensing.check("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415").await;
+//! if outcome.is_licensed() { /* unlock */ }
+//! # Ok(()) }
+//! ```
+//!
+//! The JavaScript API (`LicenseClient`, `LicenseError`) is documented in the npm package's
+//! README (`pkg-template/README.md`); [`bindings`] is the thin layer under it.
+
+pub mod bindings;
+mod client;
+mod licensing;
+mod store;
+mod transport;
+
+pub use client::{AsyncClient, AsyncClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+pub use licensing::{
+    AsyncLicensing, AsyncLicensingBuilder, CacheState, CacheStatus, Clock, SECRET_NAME,
+    STORAGE_PREFIX,
+};
+pub use store::{AsyncStore, JsStore, LocalFuture, MemoryStore, WebStorage};
+pub use transport::{AsyncTransport, FetchTransport};
+
+/// The local clock in unix seconds, from `Date.now()`.
+pub fn date_now() -> i64 {
+    // Date.now() is milliseconds as an integral f64, far inside i64's range.
+    (js_sys::Date::now() / 1000.0).floor() as i64
+}

@@ -1,0 +1,227 @@
+//! The async transport seam and its `fetch` implementation.
+
+use crate::proto::{HttpRequest, HttpResponse};
+use crate::transport::{TransportError, TransportErrorKind};
+use crate::wasm::store::LocalFuture;
+use std::future::Future;
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{AbortController, Headers, RequestInit, RequestRedirect, Response, ResponseType};
+
+/// Sends one request and returns the whole response, asynchronously.
+///
+/// Any `Fn(HttpRequest) -> impl Future<Output = Result<HttpResponse, TransportError>>` is one,
+/// so a test can script answers and assert on the requests it gets.
+pub trait AsyncTransport {
+    /// Sends `request`; any HTTP status is an `Ok` response.
+    fn send<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>>;
+}
+
+impl<F, Fut> AsyncTransport for F
+where
+    F: Fn(HttpRequest) -> Fut,
+    Fut: Future<Output = Result<HttpResponse, TransportError>> + 'static,
+{
+    fn send<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        Box::pin(self(request.clone()))
+    }
+}
+
+#[wasm_bindgen]
+extern "C" {
+    // The global `fetch` (browsers, workers, node >= 18), not `window.fetch`.
+    #[wasm_bindgen(catch, js_name = fetch)]
+    fn global_fetch(url: &str, init: &RequestInit) -> Result<js_sys::Promise, JsValue>;
+    #[wasm_bindgen(js_name = setTimeout)]
+    fn set_timeout(callback: &js_sys::Function, ms: f64) -> JsValue;
+    #[wasm_bindgen(js_name = clearTimeout)]
+    fn clear_timeout(id: &JsValue);
+}
+
+/// The `fetch` transport: a whole-request timeout through an `AbortController`, no redirects
+/// followed, a cap on the body, status codes as data.
+///
+/// Browsers hide response headers a CORS server does not expose, so `Date` and `Retry-After`
+/// may be missing there (the first is informational, the second falls back to 60 s).
+#[derive(Debug, Clone)]
+pub struct FetchTransport {
+    timeout: Duration,
+    max_response_bytes: u64,
+}
+
+impl FetchTransport {
+    /// A transport with this whole-request timeout and body cap.
+    pub fn new(timeout: Duration, max_response_bytes: u64) -> FetchTransport {
+        FetchTransport {
+            timeout,
+            max_response_bytes,
+        }
+    }
+}
+
+/// Clears the timer when the request ends or its future is dropped.
+struct Timer {
+    id: JsValue,
+    _callback: Closure<dyn FnMut()>,
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        clear_timeout(&self.id);
+    }
+}
+
+/// A short description of a JS failure, e.g. `TypeError: fetch failed (ECONNREFUSED)`.
+pub(crate) fn describe(value: &JsValue) -> String {
+    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
+        let mut text = format!("{}: {}", String::from(e.name()), String::from(e.message()));
+        // node's undici puts the socket error in `cause` (`ECONNREFUSED`, `ENOTFOUND`, …).
+        let cause = js_sys::Reflect::get(e, &JsValue::from_str("cause")).unwrap_or_default();
+        let code = js_sys::Reflect::get(&cause, &JsValue::from_str("code"))
+            .ok()
+            .and_then(|c| c.as_string());
+        if let Some(code) = code {
+            text.push_str(&format!(" ({code})"));
+        }
+        return text;
+    }
+    value
+        .as_string()
+        .unwrap_or_else(|| "unknown JavaScript error".to_string())
+}
+
+fn kind_of(value: &JsValue) -> TransportErrorKind {
+    let cause = js_sys::Reflect::get(value, &JsValue::from_str("cause")).unwrap_or_default();
+    let code = js_sys::Reflect::get(&cause, &JsValue::from_str("code"))
+        .ok()
+        .and_then(|c| c.as_string())
+        .unwrap_or_default();
+    match code.as_str() {
+        "ENOTFOUND" | "EAI_AGAIN" => TransportErrorKind::Dns,
+        "ECONNRESET" | "EPIPE" | "UND_ERR_SOCKET" => TransportErrorKind::Reset,
+        c if c.starts_with("ERR_TLS") || c.contains("CERT") => TransportErrorKind::Tls,
+        // Browsers say only "Failed to fetch": refused, DNS, TLS and CORS look the same.
+        _ => TransportErrorKind::Connect,
+    }
+}
+
+impl FetchTransport {
+    async fn exchange(
+        &self,
+        request: &HttpRequest,
+        init: &RequestInit,
+    ) -> Result<HttpResponse, (JsValue, bool)> {
+        let promise = global_fetch(&request.url, init).map_err(|e| (e, false))?;
+        let response: Response = JsFuture::from(promise)
+            .await
+            .map_err(|e| (e, false))?
+            .dyn_into()
+            .map_err(|e| (e, false))?;
+        let status = response.status();
+        let headers = response.headers();
+        let mut kept = Vec::new();
+        for name in ["date", "retry-after", "content-type", "content-length"] {
+            if let Ok(Some(value)) = headers.get(name) {
+                kept.push((name.to_string(), value));
+            }
+        }
+        if response.type_() == ResponseType::Opaqueredirect {
+            // A redirect was not followed (the native client does not follow them either):
+            // report it as the 3xx it was, which the core classifies as protocol_error.
+            return Ok(HttpResponse {
+                status: 302,
+                headers: kept,
+                body: b"redirect not followed".to_vec(),
+            });
+        }
+        let announced = headers
+            .get("content-length")
+            .ok()
+            .flatten()
+            .and_then(|v| v.trim().parse::<u64>().ok());
+        if announced.is_some_and(|n| n > self.max_response_bytes) {
+            return Err((JsValue::from_str("too large"), true));
+        }
+        let buffer = response.array_buffer().map_err(|e| (e, true))?;
+        let buffer = JsFuture::from(buffer).await.map_err(|e| (e, true))?;
+        let bytes = js_sys::Uint8Array::new(&buffer);
+        if u64::from(bytes.length()) > self.max_response_bytes {
+            return Err((JsValue::from_str("too large"), true));
+        }
+        Ok(HttpResponse {
+            status,
+            headers: kept,
+            body: bytes.to_vec(),
+        })
+    }
+
+    async fn send_fetch(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let setup = |e: JsValue| TransportError::new(TransportErrorKind::Other, describe(&e));
+        let controller = AbortController::new().map_err(setup)?;
+        let signal = controller.signal();
+        let headers = Headers::new().map_err(setup)?;
+        for (name, value) in &request.headers {
+            headers.append(name, value).map_err(setup)?;
+        }
+        let init = RequestInit::new();
+        init.set_method("POST");
+        init.set_headers(&headers);
+        init.set_body(&js_sys::Uint8Array::from(&request.body[..]));
+        init.set_redirect(RequestRedirect::Manual);
+        init.set_signal(Some(&signal));
+
+        let aborter = controller.clone();
+        let callback = Closure::once(move || aborter.abort());
+        let ms = self.timeout.as_secs_f64() * 1000.0;
+        let id = set_timeout(callback.as_ref().unchecked_ref(), ms);
+        let timer = Timer {
+            id,
+            _callback: callback,
+        };
+        let result = self.exchange(request, &init).await;
+        drop(timer);
+        result.map_err(|(e, reading_body)| {
+            let timed_out = signal.aborted();
+            let too_large = e.as_string().is_some_and(|s| s == "too large");
+            let (kind, detail) = if timed_out {
+                (
+                    TransportErrorKind::Timeout,
+                    format!("no complete answer within {} ms", self.timeout.as_millis()),
+                )
+            } else if too_large {
+                (
+                    TransportErrorKind::TooLarge,
+                    format!(
+                        "response body larger than the cap of {} bytes",
+                        self.max_response_bytes
+                    ),
+                )
+            } else if reading_body {
+                (
+                    TransportErrorKind::Truncated,
+                    format!("truncated response body: {}", describe(&e)),
+                )
+            } else {
+                (kind_of(&e), describe(&e))
+            };
+            TransportError::new(kind, detail)
+        })
+    }
+}
+
+impl AsyncTransport for FetchTransport {
+    fn send<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        Box::pin(self.send_fetch(request))
+    }
+}

@@ -1,0 +1,191 @@
+// The installed package's API beyond the README: the exports map, the shipped files, the
+// LicenseError contract, the reason table against the Rust one, storage adapters, options,
+// the grace clock and concurrent checks.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { readdir, readFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, newKey, pkg } from './emulator.mjs';
+
+const run = promisify(execFile);
+const { LicenseClient, LicenseError, REASONS, init } = await pkg();
+
+function client(options = {}) {
+  return new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory', ...options });
+}
+
+async function rejection(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected a rejection');
+}
+
+test('the exports map gives node the ESM node build and require the CJS loader', async () => {
+  const { stdout } = await run(
+    process.execPath,
+    ['--input-type=module', '-e', "console.log(import.meta.resolve('polar-license'))"],
+    { cwd: CONSUMER },
+  );
+  assert.ok(stdout.trim().endsWith('/node_modules/polar-license/node.js'), stdout);
+  const require = createRequire(join(CONSUMER, 'package.json'));
+  assert.ok(require.resolve('polar-license').endsWith('/node_modules/polar-license/index.cjs'));
+  const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+  assert.equal(manifest.exports['.'].default, './browser.js');
+  assert.equal(manifest.exports['.'].browser, './browser.js');
+  assert.equal(manifest.type, 'module');
+  assert.equal(manifest.sideEffects, false);
+  assert.equal(manifest.engines.node, '>=18');
+});
+
+test('the tarball ships exactly the allowlist', async () => {
+  const files = (await readdir(PACKAGE_DIR)).sort();
+  assert.deepEqual(files, [
+    'README.md',
+    'browser.js',
+    'index.cjs',
+    'index.d.cts',
+    'index.d.ts',
+    'license.js',
+    'node.js',
+    'package.json',
+    'polar_license.js',
+    'polar_license_bg.wasm',
+  ]);
+});
+
+test('LicenseError is a real Error subclass with a stable code', async () => {
+  const e = await rejection(client().validate(''));
+  assert.ok(e instanceof LicenseError);
+  assert.ok(e instanceof Error);
+  assert.equal(e.name, 'LicenseError');
+  assert.equal(e.code, 'invalid_input');
+  assert.equal(e.kind, 'error');
+  assert.equal(e.field, 'key');
+  assert.equal(e.detail, 'key: must not be empty');
+  assert.equal(e.message, 'invalid_input: key: must not be empty');
+  assert.equal(typeof e.stack, 'string');
+  const notString = await rejection(client().check(42));
+  assert.equal(notString.code, 'invalid_input');
+});
+
+test('REASONS is the Rust reason table', async () => {
+  const glue = await import(pathToFileURL(join(PACKAGE_DIR, 'polar_license.js')).href);
+  await init();
+  const rows = JSON.parse(glue.reasonTable());
+  assert.deepEqual(
+    Object.fromEntries(rows.map((r) => [r.code, r.kind])),
+    { ...REASONS },
+  );
+  assert.equal(rows.length, 17);
+  assert.ok(Object.isFrozen(REASONS));
+});
+
+test('a denial rejects with kind denied and the HTTP status', async () => {
+  const key = await newKey({ status: 'revoked' });
+  const e = await rejection(client().check(key));
+  assert.equal(e.code, 'inactive');
+  assert.equal(e.kind, 'denied');
+  assert.equal(e.status, 404);
+  assert.equal(e.detail, 'License key is no longer active.');
+  const usage = await newKey({ limit_usage: 2 });
+  const u = await rejection(client().validate(usage, { incrementUsage: 3 }));
+  assert.equal(u.code, 'usage_exhausted');
+  assert.equal(u.remainingUsages, 2);
+});
+
+test('an unreachable server rejects with kind unverified', async () => {
+  const e = await rejection(client({ baseUrl: DEAD }).validate('K-1'));
+  assert.equal(e.code, 'offline');
+  assert.equal(e.kind, 'unverified');
+  assert.equal(e.timeout, false);
+});
+
+test('bad options reject the first call with invalid_input and the field', async () => {
+  const cases = [
+    [{ organizationId: 'nope' }, 'organization_id'],
+    [{ organizationId: ORG, baseUrl: 'http://example.com' }, 'base_url'],
+    [{ organizationId: ORG, gracePolicy: { gracePeriod: 0 } }, 'grace_period'],
+    [{ organizationId: ORG, organisationId: ORG }, 'options'],
+    [{ organizationId: ORG, storage: 42 }, 'storage'],
+    [{ organizationId: ORG, storage: {} }, 'storage'],
+  ];
+  for (const [options, field] of cases) {
+    const e = await rejection(new LicenseClient(options).status('K'));
+    assert.equal(e.code, 'invalid_input', JSON.stringify(options));
+    assert.equal(e.field, field, JSON.stringify(options));
+  }
+  assert.throws(() => new LicenseClient(), LicenseError);
+});
+
+test('a sync storage adapter carries the cache to another client', async () => {
+  const map = new Map();
+  const storage = {
+    get: (name) => map.get(name),
+    set: (name, value) => void map.set(name, value),
+    remove: (name) => void map.delete(name),
+  };
+  const key = await newKey();
+  const online = await client({ storage }).check(key);
+  assert.equal(online.source, 'online');
+  assert.equal(online.graceRemaining, null);
+  assert.equal(online.license.key, key);
+  const offline = await client({ storage, baseUrl: DEAD, gracePolicy: { revalidateAfter: 0 } }).check(key);
+  assert.equal(offline.source, 'cache');
+  assert.ok(offline.graceRemaining > 6 * 86400);
+  assert.equal(offline.verifiedAt, online.verifiedAt);
+  const status = await client({ storage }).status(key);
+  assert.equal(status.state, 'present');
+  assert.equal(status.license.key, status.license.displayKey);
+  await client({ storage }).forget(key);
+  assert.equal((await client({ storage }).status(key)).state, 'empty');
+});
+
+test('the clock option moves the grace: grace_expired, then clock_rollback', async () => {
+  const map = new Map();
+  const storage = { get: (n) => map.get(n), set: (n, v) => map.set(n, v), remove: (n) => map.delete(n) };
+  const key = await newKey();
+  await client({ storage }).check(key);
+  let now = Date.now() + 8 * 86400_000;
+  const later = client({ storage, baseUrl: DEAD, clock: () => now, gracePolicy: { revalidateAfter: 0 } });
+  const expired = await rejection(later.check(key));
+  assert.equal(expired.code, 'grace_expired');
+  assert.equal(expired.kind, 'unverified');
+  now = Date.now() - 86400_000;
+  const rolled = await rejection(later.check(key));
+  assert.equal(rolled.code, 'clock_rollback');
+});
+
+test('concurrent checks of one key send one request', async () => {
+  // The slot lock serializes them: the first asks Polar, the others find its fresh verdict.
+  // (Request counters are not used: the other test files share the emulator.)
+  const key = await newKey();
+  const c = client();
+  const results = await Promise.all([1, 2, 3, 4, 5].map(() => c.check(key)));
+  assert.deepEqual(results.map((r) => r.source).sort(), ['cache', 'cache', 'cache', 'cache', 'online']);
+  assert.equal(new Set(results.map((r) => r.verifiedAt)).size, 1);
+});
+
+test('activate binds to machineId and the checks send it', async () => {
+  const key = await newKey();
+  const storage = 'memory';
+  const a = client({ storage, machineId: 'machine-a' });
+  const { activation } = await a.activate(key, { label: 'a', conditions: { seat: 1 } });
+  const checked = await a.check(key);
+  assert.equal(checked.activation.id, activation.id);
+  const e = await rejection(
+    client({ machineId: 'machine-b' }).validate(key, {
+      activationId: activation.id,
+      conditions: { seat: 1, machine_fingerprint: 'elsewhere' },
+    }),
+  );
+  assert.equal(e.code, 'conditions_mismatch');
+  const { activationId } = await a.deactivate(key);
+  assert.equal(activationId, activation.id);
+});

@@ -1,0 +1,34 @@
+// Helpers for the node:test suites: the emulator started by scripts/test-wasm.sh and the
+// tarball installed into target/npm/consumer/.
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { randomBytes } from 'node:crypto';
+
+export const EMULATOR = process.env.POLAR_EMULATOR_URL;
+export const DEAD = process.env.POLAR_DEAD_URL ?? 'http://127.0.0.1:9';
+export const CONSUMER = process.env.CONSUMER;
+export const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+export const README_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
+
+if (!EMULATOR || !CONSUMER) {
+  throw new Error('POLAR_EMULATOR_URL and CONSUMER are not set: run scripts/test-wasm.sh');
+}
+
+export const PACKAGE_DIR = join(CONSUMER, 'node_modules', 'polar-license');
+
+/** The installed package, imported the way an app does (through its exports map). */
+export async function pkg() {
+  return import(pathToFileURL(join(CONSUMER, 'node_modules', 'polar-license', 'node.js')).href);
+}
+
+/** A fresh key on the emulator (so runs never share activations). */
+export async function newKey(fields = {}) {
+  const key = `JS-${randomBytes(12).toString('hex').toUpperCase()}`;
+  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, limit_activations: 3, ...fields }),
+  });
+  if (resp.status !== 201) throw new Error(`cannot add a key: ${await resp.text()}`);
+  return key;
+}

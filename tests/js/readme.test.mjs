@@ -1,0 +1,97 @@
+// Every runnable example of the package README, one test each, run as its own node process in
+// the throwaway consumer project (so `import 'polar-license'` goes through the tarball's exports
+// map). The only edits: `baseUrl` of the emulator is added to `new LicenseClient({`, and the
+// README's demo key is replaced by a fresh key. The TypeScript example is compiled by
+// scripts/test-wasm.sh (npm-types) and the HTML one runs in tests/browser.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { writeFile, readFile, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { tmpdir } from 'node:os';
+import { promisify } from 'node:util';
+import { readmeBlocks } from './readme-blocks.mjs';
+import { CONSUMER, EMULATOR, PACKAGE_DIR, README_KEY, newKey } from './emulator.mjs';
+
+const run = promisify(execFile);
+const blocks = readmeBlocks(join(PACKAGE_DIR, 'README.md'));
+
+async function runExample(name, ext = 'mjs') {
+  const block = blocks.find((b) => b.name === name);
+  assert.ok(block, `README has no example ${name}`);
+  const key = await newKey();
+  const code = block.code
+    .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
+    .replaceAll(README_KEY, key);
+  const file = join(CONSUMER, `readme-${name}.${ext}`);
+  await writeFile(file, code);
+  const started = Date.now();
+  const { stdout } = await run(process.execPath, [file], { cwd: CONSUMER, timeout: 30_000 });
+  return { lines: stdout.trim().split('\n'), key, seconds: (Date.now() - started) / 1000 };
+}
+
+test('the README has every example the tests expect', () => {
+  assert.deepEqual(
+    blocks.map((b) => `${b.name}:${b.lang}`),
+    [
+      'quick-start:js',
+      'activation:js',
+      'errors:js',
+      'offline:js',
+      'electron-storage:js',
+      'typescript:ts',
+      'commonjs:cjs',
+      'script-module:html',
+    ],
+  );
+});
+
+test('example: quick-start', async () => {
+  const { lines, seconds } = await runExample('quick-start');
+  assert.match(lines[0], /^licensed \(online\) \*\*\*\*-[0-9A-F]{6}, status granted$/);
+  // The fetch timeout timer is cleared: the process exits at once, not after 10 s.
+  assert.ok(seconds < 5, `took ${seconds} s`);
+});
+
+test('example: activation', async () => {
+  const { lines } = await runExample('activation');
+  assert.deepEqual(lines, [
+    'activated Ada’s laptop',
+    'checked online, same activation: true',
+    'deactivated',
+  ]);
+});
+
+test('example: errors', async () => {
+  const { lines } = await runExample('errors');
+  assert.deepEqual(lines, [
+    'inactive: renew your subscription',
+    'not_found: check the key you typed',
+    'invalid_input is error: key: must not be empty',
+  ]);
+});
+
+test('example: offline', async () => {
+  const { lines } = await runExample('offline');
+  assert.deepEqual(lines, ['cache present, 14 days of grace']);
+});
+
+test('example: electron-storage', async () => {
+  const dir = join(tmpdir(), 'my-app-license');
+  await rm(dir, { recursive: true, force: true });
+  const { lines } = await runExample('electron-storage');
+  assert.match(lines[0], /^licensed \(online\), cache in .*license-cache\.json$/);
+  const stored = JSON.parse(await readFile(join(dir, 'license-cache.json'), 'utf8'));
+  const names = Object.keys(stored).sort();
+  assert.equal(names.length, 2);
+  assert.equal(names[0], 'polar-license.install-secret');
+  assert.match(stored[names[0]], /^[0-9a-f]{64}$/);
+  assert.match(names[1], /^polar-license\.v1-[0-9a-f]{32}$/);
+  assert.match(stored[names[1]], /^polar-license-cache v1\n\{.*\}\n[0-9a-f]{64}\n$/);
+  await rm(dir, { recursive: true, force: true });
+});
+
+test('example: commonjs', async () => {
+  const { lines } = await runExample('commonjs', 'cjs');
+  assert.deepEqual(lines, ['valid, 1 validations so far']);
+});

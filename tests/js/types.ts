@@ -1,0 +1,87 @@
+// Type test of the published declarations: compiled with `tsc --noEmit` against the installed
+// tarball (scripts/test-wasm.sh, npm-types). Every `@ts-expect-error` must be an error.
+import {
+  LicenseClient,
+  LicenseError,
+  REASONS,
+  init,
+  type ActivateResult,
+  type CacheStatus,
+  type CheckResult,
+  type DenialCode,
+  type License,
+  type ReasonCode,
+  type ReasonKind,
+  type StorageAdapter,
+  type ValidateResult,
+} from 'polar-license';
+
+const map = new Map<string, string>();
+const storage: StorageAdapter = {
+  get: (name) => map.get(name) ?? null,
+  set: async (name, value) => {
+    map.set(name, value);
+  },
+  remove: (name) => {
+    map.delete(name);
+  },
+};
+
+const client = new LicenseClient({
+  organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10',
+  server: 'sandbox',
+  timeout: 5,
+  gracePolicy: { revalidateAfter: 60, gracePeriod: 86400, clockTolerance: 60 },
+  storage,
+  appSecret: 's',
+  machineId: 'm',
+  clock: () => Date.now(),
+});
+new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
+new LicenseClient({ organizationId: 'x', storage: 'memory', baseUrl: 'http://127.0.0.1:8080' });
+
+// @ts-expect-error organizationId is required
+new LicenseClient({ server: 'production' });
+// @ts-expect-error only production or sandbox (use baseUrl for anything else)
+new LicenseClient({ organizationId: 'x', server: 'staging' });
+// @ts-expect-error storage strings are 'localStorage' or 'memory'
+new LicenseClient({ organizationId: 'x', storage: 'file' });
+
+export async function usage(key: string): Promise<void> {
+  await init();
+  const v: ValidateResult = await client.validate(key, { incrementUsage: 1, conditions: { seat: 1, pro: true } });
+  const license: License = v.license;
+  const left: number | null = license.limitUsage === null ? null : license.limitUsage - license.usage;
+  const a: ActivateResult = await client.activate(key, { label: 'x', meta: { version: '1.0' } });
+  const id: string = a.activation.id;
+  const c: CheckResult = await client.check(key);
+  const source: 'online' | 'cache' = c.source;
+  const grace: number | null = c.graceRemaining;
+  const s: CacheStatus = await client.status(key);
+  const state: 'empty' | 'untrusted' | 'present' = s.state;
+  const denied: DenialCode | undefined = s.denied?.code;
+  const d = await client.deactivate(key, { activationId: id });
+  const freed: string = d.activationId;
+  await client.forget(key);
+  // @ts-expect-error results are camelCase
+  license.display_key;
+  // @ts-expect-error incrementUsage is a number
+  await client.validate(key, { incrementUsage: '1' });
+  void [left, source, grace, state, denied, freed];
+}
+
+export function handle(err: unknown): ReasonKind | undefined {
+  if (err instanceof LicenseError) {
+    const code: ReasonCode = err.code;
+    const kind: ReasonKind = REASONS[code];
+    const extra: number | undefined = err.status ?? err.retryAfter ?? err.remainingUsages;
+    const field: string | undefined = err.field;
+    const base: Error = err;
+    void [extra, field, base];
+    // @ts-expect-error codes are a closed union
+    const bad: ReasonCode = 'revoked';
+    void bad;
+    return kind;
+  }
+  return undefined;
+}

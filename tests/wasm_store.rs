@@ -1,0 +1,406 @@
+//! Storage round-trips and the JS face, with no server (a scripted transport), in node and in
+//! headless Chromium: the record in a JS storage is the native cache format under the native
+//! MAC; sync and async `{ get, set, remove }` adapters; `localStorage` by default in browsers;
+//! tampering; failing storage; the `Core` export's options, results and `LicenseError`s.
+#![cfg(target_arch = "wasm32")]
+
+use js_sys::{Function, Object, Reflect};
+use polar_license::cache::{self, MacKey};
+use polar_license::grace::{CheckOutcome, GracePolicy, Source};
+use polar_license::transport::{TransportError, TransportErrorKind};
+use polar_license::wasm::bindings::{camel_case, reason_table, Core};
+use polar_license::wasm::{AsyncLicensing, CacheState, JsStore, WebStorage, SECRET_NAME};
+use polar_license::{ActivateRequest, HttpRequest, HttpResponse, Reason, Untrusted};
+use std::time::Duration;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+const KEY: &str = "STORE-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const ACTIVATION: &str = "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c";
+
+fn license_json(activation: bool) -> String {
+    let activation = if activation {
+        format!(
+            r#"{{"id":"{ACTIVATION}","license_key_id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","label":"l","meta":{{}},"created_at":"2025-01-01T00:00:00Z","modified_at":null}}"#
+        )
+    } else {
+        "null".to_string()
+    };
+    format!(
+        r#"{{"id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","created_at":"2025-01-01T00:00:00Z","modified_at":null,"organization_id":"{ORG}","customer_id":"8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d","customer":{{"id":"8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d","created_at":"2025-01-01T00:00:00Z","organization_id":"{ORG}","email":"ada@example.com","metadata":{{"plan_tier":"pro"}}}},"benefit_id":"5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d","key":"{KEY}","display_key":"****-6ED415","status":"granted","limit_activations":3,"usage":0,"limit_usage":null,"validations":1,"last_validated_at":null,"expires_at":null,"activation":{activation}}}"#
+    )
+}
+
+fn activation_json() -> String {
+    let license = license_json(false);
+    let license = license.replace(r#","activation":null"#, "");
+    format!(
+        r#"{{"id":"{ACTIVATION}","license_key_id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","label":"l","meta":{{}},"created_at":"2025-01-01T00:00:00Z","modified_at":null,"license_key":{license}}}"#
+    )
+}
+
+/// A scripted Polar: 200 for activate and validate.
+async fn polar(req: HttpRequest) -> Result<HttpResponse, TransportError> {
+    let body = if req.url.ends_with("/activate") {
+        activation_json()
+    } else {
+        license_json(req.body.windows(13).any(|w| w == b"activation_id"))
+    };
+    Ok(HttpResponse::new(200, body))
+}
+
+async fn unreachable(_: HttpRequest) -> Result<HttpResponse, TransportError> {
+    Err(TransportError::new(
+        TransportErrorKind::Connect,
+        "connection refused",
+    ))
+}
+
+fn always_ask() -> GracePolicy {
+    GracePolicy {
+        revalidate_after: Duration::ZERO,
+        ..GracePolicy::default()
+    }
+}
+
+/// A JS object `{ m: Map, get, set, remove }`; `asynchronous` makes each return a promise.
+fn js_storage(asynchronous: bool) -> JsValue {
+    let obj = Object::new();
+    Reflect::set(&obj, &"m".into(), &js_sys::Map::new()).unwrap();
+    let wrap = |body: &str| {
+        if asynchronous {
+            format!("return Promise.resolve((() => {{ {body} }})())")
+        } else {
+            body.to_string()
+        }
+    };
+    let get = Function::new_with_args("k", &wrap("return this.m.has(k) ? this.m.get(k) : null"));
+    let set = Function::new_with_args("k, v", &wrap("this.m.set(k, v)"));
+    let remove = Function::new_with_args("k", &wrap("this.m.delete(k)"));
+    Reflect::set(&obj, &"get".into(), &get).unwrap();
+    Reflect::set(&obj, &"set".into(), &set).unwrap();
+    Reflect::set(&obj, &"remove".into(), &remove).unwrap();
+    obj.into()
+}
+
+fn stored(storage: &JsValue, name: &str) -> Option<String> {
+    let map: js_sys::Map = Reflect::get(storage, &"m".into()).unwrap().unchecked_into();
+    map.get(&name.into()).as_string()
+}
+
+fn stored_names(storage: &JsValue) -> Vec<String> {
+    let map: js_sys::Map = Reflect::get(storage, &"m".into()).unwrap().unchecked_into();
+    js_sys::Array::from(&map.keys())
+        .iter()
+        .filter_map(|k| k.as_string())
+        .collect()
+}
+
+fn licensing(storage: &JsValue, app_secret: &[u8]) -> polar_license::wasm::AsyncLicensingBuilder {
+    AsyncLicensing::builder(ORG)
+        .store(JsStore::new(storage.clone()).unwrap())
+        .app_secret(app_secret.to_vec())
+        .policy(always_ask())
+}
+
+#[wasm_bindgen_test]
+async fn js_storage_round_trips_in_the_native_format() {
+    for asynchronous in [false, true] {
+        let storage = js_storage(asynchronous);
+        let online = licensing(&storage, b"app")
+            .build_with_transport(polar)
+            .unwrap();
+        let first = online.check(KEY).await;
+        assert!(matches!(
+            first,
+            CheckOutcome::Licensed {
+                source: Source::Online,
+                ..
+            }
+        ));
+
+        // Two names: the install secret and the record, neither holding the key.
+        let mut names = stored_names(&storage);
+        names.sort();
+        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names[0], SECRET_NAME);
+        let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
+        assert_eq!(names[1], slot);
+        let text = stored(&storage, &slot).unwrap();
+        assert!(text.starts_with("polar-license-cache v1\n"), "{text}");
+        assert!(!text.contains(KEY));
+
+        // The native MAC: derived from the key, the org, the install secret and the framed
+        // (machine, app secret) pair, exactly as the native Licensing does.
+        let secret_hex = stored(&storage, SECRET_NAME).unwrap();
+        assert_eq!(secret_hex.len(), 64);
+        let secret: Vec<u8> = (0..32)
+            .map(|i| u8::from_str_radix(&secret_hex[2 * i..2 * i + 2], 16).unwrap())
+            .collect();
+        let mut extra = Vec::new();
+        for part in [&b""[..], &b"app"[..]] {
+            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            extra.extend_from_slice(part);
+        }
+        let mac = MacKey::derive(KEY, ORG, &secret, Some(&extra));
+        let record = cache::decode(text.as_bytes(), &mac).unwrap();
+        assert_eq!(record.display_key, "****-6ED415");
+        assert!(record.good.is_some());
+
+        // Another client over the same storage, Polar unreachable: the cache answers.
+        let offline = licensing(&storage, b"app")
+            .build_with_transport(unreachable)
+            .unwrap();
+        match offline.check(KEY).await {
+            CheckOutcome::Licensed {
+                source: Source::Cache,
+                license,
+                grace_remaining: Some(left),
+                ..
+            } => {
+                assert_eq!(license.license_key.key.expose(), KEY);
+                assert!(left > Duration::from_secs(6 * 86_400));
+            }
+            other => panic!("{other:?}"),
+        }
+
+        // Another app secret cannot read it: no cache, offline as it is.
+        let stranger = licensing(&storage, b"other")
+            .build_with_transport(unreachable)
+            .unwrap();
+        assert_eq!(stranger.check(KEY).await.reason(), Some(Reason::Offline));
+    }
+}
+
+#[wasm_bindgen_test]
+async fn a_tampered_record_is_untrusted_and_never_grants() {
+    let storage = js_storage(false);
+    let online = licensing(&storage, b"")
+        .build_with_transport(polar)
+        .unwrap();
+    assert!(online.check(KEY).await.is_licensed());
+    let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
+    let text = stored(&storage, &slot).unwrap();
+    let forged = text.replace("\"granted\"", "\"grantex\"");
+    let map: js_sys::Map = Reflect::get(&storage, &"m".into())
+        .unwrap()
+        .unchecked_into();
+    map.set(&slot.as_str().into(), &forged.into());
+
+    let offline = licensing(&storage, b"")
+        .build_with_transport(unreachable)
+        .unwrap();
+    let status = offline.status(KEY).await.unwrap();
+    assert_eq!(status.state, CacheState::Untrusted(Untrusted::BadMac));
+    assert_eq!(offline.check(KEY).await.reason(), Some(Reason::Offline));
+}
+
+#[wasm_bindgen_test]
+async fn activate_remembers_and_deactivate_forgets() {
+    let storage = js_storage(true);
+    let l = licensing(&storage, b"")
+        .machine_id("electron-machine")
+        .build_with_transport(polar)
+        .unwrap();
+    let v = l.activate(&ActivateRequest::new(KEY, "l")).await.unwrap();
+    assert!(v.is_accepted());
+    let CacheState::Present(r) = l.status(KEY).await.unwrap().state else {
+        panic!()
+    };
+    assert_eq!(r.activation.map(|a| a.id), Some(ACTIVATION.to_string()));
+
+    async fn gone(req: HttpRequest) -> Result<HttpResponse, TransportError> {
+        assert!(req.url.ends_with("/deactivate"));
+        Ok(HttpResponse::new(204, ""))
+    }
+    let d = licensing(&storage, b"")
+        .machine_id("electron-machine")
+        .build_with_transport(gone)
+        .unwrap();
+    assert!(d.deactivate(KEY, None).await.unwrap().is_accepted());
+    let CacheState::Present(r) = d.status(KEY).await.unwrap().state else {
+        panic!()
+    };
+    assert!(r.activation.is_none());
+}
+
+#[wasm_bindgen_test]
+async fn a_failing_storage_is_cache_error_and_names_the_activation() {
+    let storage = js_storage(false);
+    let throws = Function::new_with_args("k, v", "throw new Error('disk full')");
+    Reflect::set(&storage, &"set".into(), &throws).unwrap();
+    let l = licensing(&storage, b"")
+        .build_with_transport(polar)
+        .unwrap();
+    let e = l
+        .activate(&ActivateRequest::new(KEY, "l"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), Reason::CacheError);
+    assert!(e.detail().contains(ACTIVATION), "{e}");
+    assert!(e.detail().contains("disk full"), "{e}");
+
+    // With the storage broken, check still asks Polar: licensed online, or cache_error
+    // (never a plain offline) when Polar cannot be asked either.
+    assert!(l.check(KEY).await.is_licensed());
+    let off = licensing(&storage, b"")
+        .build_with_transport(unreachable)
+        .unwrap();
+    assert_eq!(off.check(KEY).await.reason(), Some(Reason::CacheError));
+
+    let e = JsStore::new(Object::new().into()).unwrap_err();
+    assert_eq!(e.reason(), Reason::InvalidInput);
+}
+
+#[wasm_bindgen_test]
+async fn local_storage_is_the_default_in_browsers_and_memory_in_node() {
+    let l = AsyncLicensing::builder(ORG)
+        .policy(always_ask())
+        .build_with_transport(polar)
+        .unwrap();
+    assert!(l.check(KEY).await.is_licensed());
+    match WebStorage::local() {
+        Some(_) => {
+            let ls: web_sys_storage::Storage =
+                Reflect::get(&js_sys::global(), &"localStorage".into())
+                    .unwrap()
+                    .unchecked_into();
+            let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
+            let text = ls.get_item(&slot);
+            assert!(text.starts_with("polar-license-cache v1\n"), "{text}");
+            assert_eq!(ls.get_item(SECRET_NAME).len(), 64);
+            ls.remove_item(&slot);
+        }
+        None => {
+            // node: memory, so a second client starts empty.
+            let l2 = AsyncLicensing::builder(ORG)
+                .build_with_transport(unreachable)
+                .unwrap();
+            assert_eq!(l2.status(KEY).await.unwrap().state, CacheState::Empty);
+        }
+    }
+}
+
+/// `localStorage`'s two calls, bound by hand (web-sys's `Storage` feature is not enabled).
+mod web_sys_storage {
+    use wasm_bindgen::prelude::*;
+
+    #[wasm_bindgen]
+    extern "C" {
+        pub type Storage;
+        #[wasm_bindgen(method, js_name = getItem)]
+        pub fn get_item(this: &Storage, key: &str) -> String;
+        #[wasm_bindgen(method, js_name = removeItem)]
+        pub fn remove_item(this: &Storage, key: &str);
+    }
+}
+
+// ---- The JS face (`Core`) -------------------------------------------------------------------
+
+fn host(storage: &str) -> JsValue {
+    let h = Object::new();
+    Reflect::set(&h, &"storage".into(), &storage.into()).unwrap();
+    h.into()
+}
+
+fn prop(v: &JsValue, name: &str) -> JsValue {
+    Reflect::get(v, &name.into()).unwrap()
+}
+
+#[wasm_bindgen_test]
+fn bad_options_throw_license_errors() {
+    for (options, field) in [
+        (r#"{"organizationId":"nope"}"#, "organization_id"),
+        (
+            &format!(r#"{{"organizationId":"{ORG}","baseUrl":"http://example.com"}}"#)[..],
+            "base_url",
+        ),
+        (
+            &format!(r#"{{"organizationId":"{ORG}","gracePolicy":{{"gracePeriod":0}}}}"#)[..],
+            "grace_period",
+        ),
+        (
+            &format!(r#"{{"organizationId":"{ORG}","timeout":-1}}"#)[..],
+            "timeout",
+        ),
+        (
+            &format!(r#"{{"organizationId":"{ORG}","organisationId":"typo"}}"#)[..],
+            "options",
+        ),
+    ] {
+        let Err(e) = Core::new(options, host("memory")) else {
+            panic!("{options} was accepted")
+        };
+        assert!(e.is_instance_of::<js_sys::Error>());
+        assert_eq!(prop(&e, "name"), "LicenseError");
+        assert_eq!(prop(&e, "code"), "invalid_input", "{options}");
+        assert_eq!(prop(&e, "kind"), "error");
+        assert_eq!(prop(&e, "field"), field, "{options}");
+    }
+    let bad_storage = Object::new();
+    Reflect::set(&bad_storage, &"storage".into(), &JsValue::from(42)).unwrap();
+    let options = format!(r#"{{"organizationId":"{ORG}"}}"#);
+    assert!(Core::new(&options, bad_storage.into()).is_err());
+}
+
+#[wasm_bindgen_test]
+async fn core_rejects_with_codes_and_resolves_json() {
+    let options =
+        format!(r#"{{"organizationId":"{ORG}","baseUrl":"http://127.0.0.1:9","timeout":2}}"#);
+    let core = Core::new(&options, host("memory")).unwrap();
+
+    // Port 9 has no listener (and is a blocked port in browsers): offline, unverified.
+    let e = JsFuture::from(core.check(KEY.into())).await.unwrap_err();
+    assert_eq!(prop(&e, "code"), "offline");
+    assert_eq!(prop(&e, "kind"), "unverified");
+    assert!(prop(&e, "message")
+        .as_string()
+        .unwrap()
+        .starts_with("offline: "));
+
+    let e = JsFuture::from(core.validate("".into(), "".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(prop(&e, "code"), "invalid_input");
+    let e = JsFuture::from(core.validate(KEY.into(), r#"{"incrementUsage":-1}"#.into()))
+        .await
+        .unwrap_err();
+    assert_eq!(prop(&e, "field"), "increment_usage");
+    let e = JsFuture::from(core.deactivate(KEY.into(), "".into()))
+        .await
+        .unwrap_err();
+    assert_eq!(prop(&e, "field"), "activation_id");
+
+    let status = JsFuture::from(core.status(KEY.into())).await.unwrap();
+    let status: serde_json::Value = serde_json::from_str(&status.as_string().unwrap()).unwrap();
+    assert_eq!(status["state"], "empty");
+    assert_eq!(status["graceRemaining"], serde_json::Value::Null);
+    assert!(JsFuture::from(core.forget(KEY.into())).await.is_ok());
+}
+
+#[wasm_bindgen_test]
+fn results_are_camel_case_but_app_maps_keep_their_keys() {
+    let v: serde_json::Value = serde_json::from_str(&license_json(true)).unwrap();
+    let c = camel_case(v);
+    assert_eq!(c["displayKey"], "****-6ED415");
+    assert_eq!(c["limitActivations"], 3);
+    assert_eq!(c["customer"]["emailVerified"], serde_json::Value::Null);
+    assert_eq!(c["customer"]["metadata"]["plan_tier"], "pro");
+    assert_eq!(
+        c["activation"]["licenseKeyId"],
+        "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
+    );
+}
+
+#[wasm_bindgen_test]
+fn the_js_reason_table_is_the_rust_one() {
+    let rows: Vec<serde_json::Value> = serde_json::from_str(&reason_table()).unwrap();
+    assert_eq!(rows.len(), Reason::ALL.len());
+    for (row, reason) in rows.iter().zip(Reason::ALL) {
+        assert_eq!(row["code"], reason.code());
+        assert_eq!(row["kind"], reason.class().as_str());
+        assert_eq!(row["number"], reason.number());
+    }
+}

@@ -3,7 +3,6 @@
 #
 # Each step is a function `step_<name>` registered in STEPS below; it is timed and its
 # result printed. A step should be quick when its work is already done (check, then skip).
-# Later steps (wasm target, wasm-bindgen CLI, chromium, ...) go in the same list.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -28,7 +27,14 @@ step_npm() {
     echo "$want" >"$stamp"
 }
 
-STEPS=(npm)
+# The C ABI's tools (cbindgen pinned, cmake, g++, valgrind): scripts/setup-c.sh.
+step_c() { bash scripts/setup-c.sh; }
+
+# The wasm toolchain (wasm32 target, the pinned wasm-bindgen CLI, chromium + chromedriver):
+# scripts/setup-wasm.sh.
+step_wasm() { bash scripts/setup-wasm.sh; }
+
+STEPS=(npm c wasm)
 
 now() { date +%s.%N; }
 

@@ -52,7 +52,14 @@ parse_libtest() {
         END { if (seen) print p + 0, f + 0, s + 0 }'
 }
 
-# run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest or libtest (count tests).
+# The last "N passed, N failed" line of a script that sums its own sub-suites (C, wasm).
+parse_summary() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1 |
+        awk '{ print $1 + 0, $3 + 0, 0 }'
+}
+
+# run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest, libtest or summary
+# (count tests).
 run_stage() {
     local name="$1" kind="$2"
     shift 2
@@ -70,6 +77,7 @@ run_stage() {
     case "$kind" in
         nextest) counts="$(parse_nextest "$log")" ;;
         libtest) counts="$(parse_libtest "$log")" ;;
+        summary) counts="$(parse_summary "$log")" ;;
     esac
     if [[ -n "$counts" ]]; then
         read -r p f s <<<"$counts"
@@ -99,6 +107,8 @@ run_stage setup check bash scripts/setup.sh
 run_stage fmt check cargo fmt --all --check
 run_stage clippy check cargo clippy --all-features --all-targets -- -D warnings
 run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --all-features --no-deps
+run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
+    --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
     run_stage tests nextest cargo nextest run --all-features --no-fail-fast \
@@ -108,6 +118,10 @@ else
     run_stage tests libtest cargo test --all-features --no-fail-fast --lib --bins --tests
 fi
 run_stage doctests libtest cargo test --doc --all-features
+# The C ABI: header drift, the example, C tests plain, under ASan/UBSan and under valgrind.
+run_stage c summary bash scripts/test-c.sh
+# wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
+run_stage wasm summary bash scripts/test-wasm.sh
 
 echo
 echo "stage      result  time     tests"

@@ -1,6 +1,7 @@
 //! The sans-IO core through the blocking client over a scripted transport: every answer of
 //! polar-license-api.md §6 classified, every local check sending nothing, and the exact
 //! requests built. No network: the transport is a closure that records what it gets.
+#![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::{
     ActivateRequest, BlockingClient, DeactivateRequest, Error, HttpRequest, HttpResponse, Reason,

@@ -5,6 +5,7 @@
 //! `"<ask|quiet>: <outcome>"`: `ask` when a request was sent, `quiet` when `plan` answered
 //! alone; the outcome is `licensed online`, `licensed cache <grace seconds left>`,
 //! `denied <reason>`, `unverified <reason>` or `error <reason>`.
+#![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::cache::{self, MacKey, Untrusted};
 use polar_license::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Source, StoreAction};

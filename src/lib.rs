@@ -120,6 +120,7 @@ pub mod metadata;
 pub mod model;
 pub mod proto;
 pub mod reason;
+pub mod session;
 pub mod transport;
 
 pub mod features;
@@ -153,12 +154,11 @@ pub use proto::{
     ValidateRequest,
 };
 pub use reason::{Reason, ReasonClass};
+pub use session::{CacheState, CacheStatus};
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use licensing::{
-    system_clock, CacheState, CacheStatus, Clock, Licensing, LicensingBuilder, MachineBinding,
-};
+pub use licensing::{system_clock, Clock, Licensing, LicensingBuilder, MachineBinding};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
     BlockingClient, ClientBuilder, UreqTransport, DEFAULT_CONNECT_TIMEOUT,

@@ -7,19 +7,16 @@
 //! [`Licensing::activate`] remembers the activation (and the conditions it was made with) so
 //! later checks validate it; [`Licensing::deactivate`] forgets it.
 
-use crate::cache::{self, MacKey, Untrusted};
+use crate::cache::{self, MacKey};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
-use crate::fingerprint::{fingerprint_from, machine_fingerprint, MACHINE_CONDITION};
-use crate::grace::{
-    self, CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction, StoredActivation,
-};
+use crate::fingerprint::{fingerprint_from, machine_fingerprint};
+use crate::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Record, StoredActivation};
 use crate::key::Key;
-use crate::metadata::MetaValue;
 use crate::model::LicenseKeyActivationRead;
 use crate::native::{BlockingClient, ClientBuilder};
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
-use crate::reason::Reason;
+use crate::session::{self, CacheStatus, Prepared, Write};
 use crate::store::{FileStore, MemoryStore, Store};
 use crate::transport::Transport;
 use std::path::PathBuf;
@@ -211,31 +208,6 @@ impl LicensingBuilder {
     }
 }
 
-/// What the cache holds for a key, read without any request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CacheState {
-    /// Nothing stored.
-    Empty,
-    /// Something is stored but cannot be trusted (edited, copied from another install, another
-    /// format version); it is treated as no cache.
-    Untrusted(Untrusted),
-    /// A trusted record.
-    Present(Box<Record>),
-}
-
-/// The answer to [`Licensing::status`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheStatus {
-    /// What is stored.
-    pub state: CacheState,
-    /// The clock reading used.
-    pub now: i64,
-    /// How long the cache could still license if Polar were unreachable now.
-    pub grace_remaining: Option<Duration>,
-    /// How far the clock moved back past the tolerance, if it did.
-    pub clock_rollback: Option<u64>,
-}
-
 /// Grace-aware licensing for one organization. Cheap to clone; `Send + Sync`.
 #[derive(Clone)]
 pub struct Licensing {
@@ -315,54 +287,27 @@ impl Licensing {
 
     fn slot(&self, key: &Key) -> Result<Slot, Error> {
         let secret = self.store.install_secret()?;
-        // The machine fingerprint and the app's secret both go into the MAC key: a cache
-        // directory copied to another machine (install secret included) is not trusted there.
-        let mut extra = Vec::new();
-        for part in [
-            self.seal.as_deref().map(str::as_bytes),
-            self.app_secret.as_deref(),
-        ] {
-            let part = part.unwrap_or_default();
-            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            extra.extend_from_slice(part);
-        }
         Ok(Slot {
             name: cache::slot_name(self.org(), key.expose()),
-            mac: MacKey::derive(key.expose(), self.org(), &secret, Some(&extra)),
+            mac: session::mac_key(
+                key,
+                self.org(),
+                &secret,
+                self.seal.as_deref(),
+                self.app_secret.as_deref(),
+            ),
         })
-    }
-
-    /// The validate request a plain `check` sends: the remembered activation with its
-    /// conditions, the machine fingerprint replaced by this machine's current one (so an
-    /// activation carried to another machine fails with `conditions_mismatch`).
-    fn remembered_request(&self, key: &Key, record: Option<&Record>) -> ValidateRequest {
-        let mut req = ValidateRequest::new(key.clone());
-        if let Some(a) = record.and_then(|r| r.activation.as_ref()) {
-            req.activation_id = Some(a.id.clone());
-            req.conditions = a.conditions.clone();
-            if req.conditions.contains_key(MACHINE_CONDITION) {
-                match &self.machine {
-                    Some(fp) => {
-                        req.conditions
-                            .insert(MACHINE_CONDITION.to_string(), MetaValue::Str(fp.clone()));
-                    }
-                    // Binding turned off since: the server will answer conditions_mismatch.
-                    None => {
-                        req.conditions.remove(MACHINE_CONDITION);
-                    }
-                }
-            }
-        }
-        req
     }
 
     /// The trusted record of `key`, if any (untrusted bytes count as none).
     fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
-        Ok(self
-            .store
-            .load(&slot.name)?
-            .and_then(|bytes| cache::decode(&bytes, &slot.mac).ok())
-            .filter(|r| r.is_for(self.org(), key)))
+        let bytes = self.store.load(&slot.name)?;
+        Ok(session::trusted(
+            bytes.as_deref(),
+            &slot.mac,
+            self.org(),
+            key,
+        ))
     }
 
     fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {
@@ -380,30 +325,12 @@ impl Licensing {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        let mut req = req.clone();
-        if let Some(fp) = &self.machine {
-            req.conditions
-                .entry(MACHINE_CONDITION.to_string())
-                .or_insert_with(|| MetaValue::Str(fp.clone()));
-        }
-        let key = req
-            .key
-            .clone()
-            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let (req, key) = session::bound_activation(req, self.machine.as_deref())?;
         let verdict = self.client.activate(&req)?;
         if let Verdict::Accepted(read) = &verdict {
-            let remembered = StoredActivation {
-                id: read.activation.id.clone(),
-                label: read.activation.label.clone(),
-                conditions: req.conditions.clone(),
-                created_at: (self.clock)(),
-            };
-            self.remember(&key, remembered).map_err(|e| Error::Cache {
-                detail: format!(
-                    "activated as {}, but the cache could not remember it: {e}",
-                    read.activation.id
-                ),
-            })?;
+            let activation = session::stored_activation(read, &req, (self.clock)());
+            self.remember(&key, activation)
+                .map_err(|e| session::unremembered(read, &e))?;
         }
         Ok(verdict)
     }
@@ -411,25 +338,15 @@ impl Licensing {
     fn remember(&self, key: &Key, activation: StoredActivation) -> Result<(), Error> {
         let slot = self.slot(key)?;
         let _lock = self.store.lock(&slot.name)?;
-        let now = (self.clock)();
-        let record = match self.load(&slot, key)? {
-            Some(mut r) => {
-                // A successful activate proves the key is granted and unexpired now.
-                r.denied = None;
-                r.latest_seen = r.latest_seen.max(now);
-                r.activation = Some(activation);
-                r
-            }
-            None => Record::with_activation(self.org(), key, activation, now),
-        };
+        let record = self.load(&slot, key)?;
+        let record = session::remember(record, self.org(), key, activation, (self.clock)());
         self.save(&slot, &record)
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
     /// the conditions it was made with, answering from the cache as the policy allows.
     pub fn check(&self, key: impl Into<Key>) -> CheckOutcome {
-        let key = key.into();
-        self.run_check(&key, true, |record| self.remembered_request(&key, record))
+        self.run_check(&key.into(), None)
     }
 
     /// The grace-aware verdict for an explicit validate request (the cache is used only for
@@ -438,15 +355,29 @@ impl Licensing {
         let Some(key) = req.key.clone() else {
             return CheckOutcome::Unverified(Error::invalid("key", "is required"));
         };
-        self.run_check(&key, false, |_| req.clone())
+        self.run_check(&key, Some(req))
     }
 
-    fn run_check(
+    /// The request a check sends: the explicit one, or the remembered activation's.
+    fn request_for(
         &self,
         key: &Key,
-        remembered: bool,
-        build: impl FnOnce(Option<&Record>) -> ValidateRequest,
-    ) -> CheckOutcome {
+        explicit: Option<&ValidateRequest>,
+        record: Option<&Record>,
+    ) -> Result<ValidateRequest, Error> {
+        match explicit {
+            Some(req) => Ok(req.clone()),
+            None => {
+                let req = session::remembered_request(key, record, self.machine.as_deref());
+                if self.require_activation && req.activation_id.is_none() {
+                    return Err(session::not_activated());
+                }
+                Ok(req)
+            }
+        }
+    }
+
+    fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckOutcome {
         let opened = self
             .slot(key)
             .and_then(|slot| Ok((self.store.lock(&slot.name)?, slot)))
@@ -455,60 +386,42 @@ impl Licensing {
             Ok(opened) => opened,
             // Without the cache the remembered activation is unknown: a bare-key check would
             // skip the machine binding the app asked for.
-            Err(cache_error) if remembered && self.require_activation => {
+            Err(cache_error) if explicit.is_none() && self.require_activation => {
                 return CheckOutcome::Unverified(cache_error)
             }
-            Err(cache_error) => return self.online_only(&build(None), cache_error),
+            Err(cache_error) => {
+                return match self.request_for(key, explicit, None) {
+                    Ok(req) => session::online_only(
+                        self.client.validate(&req),
+                        &cache_error,
+                        (self.clock)(),
+                    ),
+                    Err(e) => CheckOutcome::Unverified(e),
+                }
+            }
         };
-        let req = build(record.as_ref());
-        if remembered && self.require_activation && req.activation_id.is_none() {
-            return CheckOutcome::Unverified(not_activated());
-        }
-        let http = match self.client.api().validate_request(&req) {
-            Ok(http) => http,
-            Err(e) => return CheckOutcome::Unverified(e),
-        };
-        let query = match Query::from_request(self.org(), &req) {
-            Ok(q) => q,
+        let req = match self.request_for(key, explicit, record.as_ref()) {
+            Ok(req) => req,
             Err(e) => return CheckOutcome::Unverified(e),
         };
         let now = (self.clock)();
-        match grace::plan(record.as_ref(), &query, now, &self.policy) {
-            Plan::Cached(outcome) | Plan::Refuse(outcome) => outcome,
-            Plan::Ask => {
-                let (online, date) = match self.client.send_validate(&http) {
-                    Ok((verdict, date)) => (Ok(verdict), date),
-                    Err(e) => (Err(e), None),
-                };
-                let (action, outcome) =
-                    grace::settle(record, &query, now, &self.policy, online, date);
-                if let StoreAction::Write(record) = action {
-                    if self.save(&slot, &record).is_err() && record.denied.is_some() {
-                        // The tombstone could not be written: make sure the old good record
-                        // cannot grant later either. If even that fails, the store is
-                        // broken and the next load fails too.
+        match session::prepare(self.client.api(), record.as_ref(), &req, now, &self.policy) {
+            Prepared::Done(outcome) => outcome,
+            Prepared::Ask { query, http } => {
+                let online = self.client.send_validate(&http);
+                let (write, outcome) = session::conclude(record, &query, now, &self.policy, online);
+                if let Write::Save {
+                    record,
+                    must_not_grant,
+                } = write
+                {
+                    if self.save(&slot, &record).is_err() && must_not_grant {
+                        // If even this fails, the store is broken and the next load fails too.
                         let _ = self.store.remove(&slot.name);
                     }
                 }
                 outcome
             }
-        }
-    }
-
-    /// A check when the cache cannot be used at all: online only.
-    fn online_only(&self, req: &ValidateRequest, cache_error: Error) -> CheckOutcome {
-        match self.client.validate(req) {
-            Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
-                source: Source::Online,
-                license: Box::new(license),
-                grace_remaining: None,
-                verified_at: (self.clock)(),
-            },
-            Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
-            Err(e) if e.is_unverified() => CheckOutcome::Unverified(Error::Cache {
-                detail: format!("{cache_error}; and Polar could not be asked: {e}"),
-            }),
-            Err(e) => CheckOutcome::Unverified(e),
         }
     }
 
@@ -562,7 +475,7 @@ impl Licensing {
             Ok(record) => record,
             Err(_) => return Err(CheckOutcome::Unverified(pending())),
         };
-        let req = self.remembered_request(key, record.as_ref());
+        let req = session::remembered_request(key, record.as_ref(), self.machine.as_deref());
         let Ok(query) = Query::from_request(self.org(), &req) else {
             return Err(CheckOutcome::Unverified(pending()));
         };
@@ -591,38 +504,11 @@ impl Licensing {
         let slot = self.slot(&key)?;
         let _lock = self.store.lock(&slot.name)?;
         let record = self.load(&slot, &key)?;
-        let id = match (
-            activation_id,
-            record.as_ref().and_then(|r| r.activation.as_ref()),
-        ) {
-            (Some(id), _) => id.to_string(),
-            (None, Some(a)) => a.id.clone(),
-            (None, None) => {
-                return Err(Error::invalid(
-                    "activation_id",
-                    "none given and no activation remembered for this key",
-                ))
-            }
-        };
+        let id = session::deactivation_target(activation_id, record.as_ref())?;
         let verdict = self
             .client
             .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))?;
-        let gone = match &verdict {
-            Verdict::Accepted(()) => true,
-            Verdict::Denied(d) => d.reason == Reason::NotFound,
-        };
-        if let (true, Some(mut record)) = (gone, record) {
-            let same = |other: &str| other.eq_ignore_ascii_case(&id);
-            if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
-                record.activation = None;
-            }
-            if record
-                .good
-                .as_ref()
-                .is_some_and(|g| g.activation_id.as_deref().is_some_and(same))
-            {
-                record.good = None;
-            }
+        if let Some(record) = session::forget_activation(record, &id, &verdict) {
             self.save(&slot, &record)?;
         }
         Ok(verdict)
@@ -651,30 +537,15 @@ impl Licensing {
     pub fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key)?;
-        let now = (self.clock)();
-        let state = match self.store.load(&slot.name)? {
-            None => CacheState::Empty,
-            Some(bytes) => match cache::decode(&bytes, &slot.mac) {
-                Ok(record) if record.is_for(self.org(), &key) => {
-                    CacheState::Present(Box::new(record))
-                }
-                Ok(_) => CacheState::Untrusted(Untrusted::BadMac),
-                Err(why) => CacheState::Untrusted(why),
-            },
-        };
-        let (grace_remaining, clock_rollback) = match &state {
-            CacheState::Present(r) => (
-                r.grace_remaining(now, &self.policy),
-                r.rollback(now, &self.policy),
-            ),
-            _ => (None, None),
-        };
-        Ok(CacheStatus {
-            state,
-            now,
-            grace_remaining,
-            clock_rollback,
-        })
+        let bytes = self.store.load(&slot.name)?;
+        Ok(session::status(
+            bytes.as_deref(),
+            &slot.mac,
+            self.org(),
+            &key,
+            (self.clock)(),
+            &self.policy,
+        ))
     }
 
     /// Forgets everything cached for `key` (the server is not told).
@@ -684,11 +555,4 @@ impl Licensing {
         let _lock = self.store.lock(&slot.name)?;
         self.store.remove(&slot.name)
     }
-}
-
-fn not_activated() -> Error {
-    Error::invalid(
-        "activation_id",
-        "no activation remembered on this machine: activate first",
-    )
 }

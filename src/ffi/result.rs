@@ -7,9 +7,9 @@ use super::panic::Boundary;
 use super::strings::to_cstring;
 use crate::error::{Denial, Error};
 use crate::grace::CheckOutcome;
-use crate::licensing::{CacheState, CacheStatus};
 use crate::model::{LicenseKeyActivation, LicenseKeyRead};
 use crate::reason::Reason;
+use crate::session::{CacheState, CacheStatus};
 use std::ffi::{c_char, CString};
 use std::time::Duration;
 

@@ -5,17 +5,14 @@
 //! [`crate::grace`] says, [`AsyncLicensing::deactivate`] forgets it, and
 //! [`AsyncLicensing::status`] reads the cache without any request.
 
-use crate::cache::{self, MacKey, Untrusted};
+use crate::cache::{self, MacKey};
 use crate::error::{Error, Verdict};
-use crate::fingerprint::{fingerprint_from, MACHINE_CONDITION};
-use crate::grace::{
-    self, CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction, StoredActivation,
-};
+use crate::fingerprint::fingerprint_from;
+use crate::grace::{CheckOutcome, GracePolicy, Record, StoredActivation};
 use crate::key::Key;
-use crate::metadata::MetaValue;
 use crate::model::LicenseKeyActivationRead;
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
-use crate::reason::Reason;
+use crate::session::{self, CacheStatus, Prepared, Write};
 use crate::wasm::client::{AsyncClient, AsyncClientBuilder};
 use crate::wasm::store::{lock, AsyncStore, MemoryStore, WebStorage};
 use crate::wasm::transport::{describe, AsyncTransport};
@@ -42,6 +39,7 @@ pub struct AsyncLicensingBuilder {
     policy: GracePolicy,
     app_secret: Option<Vec<u8>>,
     machine_id: Option<String>,
+    require_activation: bool,
     clock: Clock,
     crypto: Option<JsValue>,
 }
@@ -106,6 +104,14 @@ impl AsyncLicensingBuilder {
         self
     }
 
+    /// Makes [`AsyncLicensing::check`] refuse, with `invalid_input` (field `activation_id`)
+    /// and no request, when no activation is remembered for the key (as the native
+    /// `LicensingBuilder::require_activation`).
+    pub fn require_activation(mut self, required: bool) -> Self {
+        self.require_activation = required;
+        self
+    }
+
     /// The clock (default: `Date.now()`). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
         self.clock = Rc::new(clock);
@@ -137,6 +143,7 @@ impl AsyncLicensingBuilder {
             machine: self.machine_id.map(|id| fingerprint_from(&id, &org)),
             clock: self.clock,
             crypto: self.crypto,
+            require_activation: self.require_activation,
         })
     }
 
@@ -156,31 +163,6 @@ impl AsyncLicensingBuilder {
     }
 }
 
-/// What the cache holds for a key, read without any request.
-#[derive(Debug, Clone, PartialEq)]
-pub enum CacheState {
-    /// Nothing stored.
-    Empty,
-    /// Something is stored but cannot be trusted (edited, copied from another install, another
-    /// format version); it is treated as no cache.
-    Untrusted(Untrusted),
-    /// A trusted record.
-    Present(Box<Record>),
-}
-
-/// The answer to [`AsyncLicensing::status`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheStatus {
-    /// What is stored.
-    pub state: CacheState,
-    /// The clock reading used.
-    pub now: i64,
-    /// How long the cache could still license if Polar were unreachable now.
-    pub grace_remaining: Option<Duration>,
-    /// How far the clock moved back past the tolerance, if it did.
-    pub clock_rollback: Option<u64>,
-}
-
 /// Grace-aware licensing for one organization in a JS host. Cheap to clone; single-threaded.
 #[derive(Clone)]
 pub struct AsyncLicensing {
@@ -191,6 +173,7 @@ pub struct AsyncLicensing {
     machine: Option<String>,
     clock: Clock,
     crypto: Option<JsValue>,
+    require_activation: bool,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -232,6 +215,7 @@ impl AsyncLicensing {
             policy: GracePolicy::default(),
             app_secret: None,
             machine_id: None,
+            require_activation: false,
             clock: Rc::new(crate::wasm::date_now),
             crypto: None,
         }
@@ -292,55 +276,29 @@ impl AsyncLicensing {
 
     async fn slot(&self, key: &Key) -> Result<Slot, Error> {
         let secret = self.install_secret().await?;
-        // The machine fingerprint and the app's secret both go into the MAC key, framed
-        // exactly as the native client does.
-        let mut extra = Vec::new();
-        for part in [
-            self.machine.as_deref().map(str::as_bytes),
-            self.app_secret.as_deref(),
-        ] {
-            let part = part.unwrap_or_default();
-            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            extra.extend_from_slice(part);
-        }
         Ok(Slot {
             name: format!(
                 "{STORAGE_PREFIX}{}",
                 cache::slot_name(self.org(), key.expose())
             ),
-            mac: MacKey::derive(key.expose(), self.org(), &secret, Some(&extra)),
+            mac: session::mac_key(
+                key,
+                self.org(),
+                &secret,
+                self.machine.as_deref(),
+                self.app_secret.as_deref(),
+            ),
         })
     }
 
-    /// The validate request a plain `check` sends: the remembered activation with its
-    /// conditions, the machine fingerprint replaced by this machine's current one.
-    fn remembered_request(&self, key: &Key, record: Option<&Record>) -> ValidateRequest {
-        let mut req = ValidateRequest::new(key.clone());
-        if let Some(a) = record.and_then(|r| r.activation.as_ref()) {
-            req.activation_id = Some(a.id.clone());
-            req.conditions = a.conditions.clone();
-            if req.conditions.contains_key(MACHINE_CONDITION) {
-                match &self.machine {
-                    Some(fp) => {
-                        req.conditions
-                            .insert(MACHINE_CONDITION.to_string(), MetaValue::Str(fp.clone()));
-                    }
-                    None => {
-                        req.conditions.remove(MACHINE_CONDITION);
-                    }
-                }
-            }
-        }
-        req
-    }
-
     async fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
-        Ok(self
-            .store
-            .get(&slot.name)
-            .await?
-            .and_then(|text| cache::decode(text.as_bytes(), &slot.mac).ok())
-            .filter(|r| r.is_for(self.org(), key)))
+        let text = self.store.get(&slot.name).await?;
+        Ok(session::trusted(
+            text.as_deref().map(str::as_bytes),
+            &slot.mac,
+            self.org(),
+            key,
+        ))
     }
 
     async fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {
@@ -360,32 +318,13 @@ impl AsyncLicensing {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        let mut req = req.clone();
-        if let Some(fp) = &self.machine {
-            req.conditions
-                .entry(MACHINE_CONDITION.to_string())
-                .or_insert_with(|| MetaValue::Str(fp.clone()));
-        }
-        let key = req
-            .key
-            .clone()
-            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let (req, key) = session::bound_activation(req, self.machine.as_deref())?;
         let verdict = self.client.activate(&req).await?;
         if let Verdict::Accepted(read) = &verdict {
-            let remembered = StoredActivation {
-                id: read.activation.id.clone(),
-                label: read.activation.label.clone(),
-                conditions: req.conditions.clone(),
-                created_at: (self.clock)(),
-            };
-            self.remember(&key, remembered)
+            let activation = session::stored_activation(read, &req, (self.clock)());
+            self.remember(&key, activation)
                 .await
-                .map_err(|e| Error::Cache {
-                    detail: format!(
-                        "activated as {}, but the cache could not remember it: {e}",
-                        read.activation.id
-                    ),
-                })?;
+                .map_err(|e| session::unremembered(read, &e))?;
         }
         Ok(verdict)
     }
@@ -393,17 +332,8 @@ impl AsyncLicensing {
     async fn remember(&self, key: &Key, activation: StoredActivation) -> Result<(), Error> {
         let slot = self.slot(key).await?;
         let _lock = lock(&slot.name).await;
-        let now = (self.clock)();
-        let record = match self.load(&slot, key).await? {
-            Some(mut r) => {
-                // A successful activate proves the key is granted and unexpired now.
-                r.denied = None;
-                r.latest_seen = r.latest_seen.max(now);
-                r.activation = Some(activation);
-                r
-            }
-            None => Record::with_activation(self.org(), key, activation, now),
-        };
+        let record = self.load(&slot, key).await?;
+        let record = session::remember(record, self.org(), key, activation, (self.clock)());
         self.save(&slot, &record).await
     }
 
@@ -428,50 +358,45 @@ impl AsyncLicensing {
         key: &Key,
         explicit: Option<&ValidateRequest>,
         record: Option<&Record>,
-    ) -> ValidateRequest {
+    ) -> Result<ValidateRequest, Error> {
         match explicit {
-            Some(req) => req.clone(),
-            None => self.remembered_request(key, record),
+            Some(req) => Ok(req.clone()),
+            None => {
+                let req = session::remembered_request(key, record, self.machine.as_deref());
+                if self.require_activation && req.activation_id.is_none() {
+                    return Err(session::not_activated());
+                }
+                Ok(req)
+            }
         }
     }
 
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckOutcome {
         let slot = match self.slot(key).await {
             Ok(slot) => slot,
-            Err(e) => {
-                let req = self.build_request(key, explicit, None);
-                return self.online_only(&req, e).await;
-            }
+            Err(e) => return self.online_only(key, explicit, e).await,
         };
         let _lock = lock(&slot.name).await;
         let record = match self.load(&slot, key).await {
             Ok(record) => record,
-            Err(e) => {
-                let req = self.build_request(key, explicit, None);
-                return self.online_only(&req, e).await;
-            }
+            Err(e) => return self.online_only(key, explicit, e).await,
         };
-        let req = self.build_request(key, explicit, record.as_ref());
-        let http = match self.client.api().validate_request(&req) {
-            Ok(http) => http,
-            Err(e) => return CheckOutcome::Unverified(e),
-        };
-        let query = match Query::from_request(self.org(), &req) {
-            Ok(q) => q,
+        let req = match self.build_request(key, explicit, record.as_ref()) {
+            Ok(req) => req,
             Err(e) => return CheckOutcome::Unverified(e),
         };
         let now = (self.clock)();
-        match grace::plan(record.as_ref(), &query, now, &self.policy) {
-            Plan::Cached(outcome) | Plan::Refuse(outcome) => outcome,
-            Plan::Ask => {
-                let (online, date) = match self.client.send_validate(&http).await {
-                    Ok((verdict, date)) => (Ok(verdict), date),
-                    Err(e) => (Err(e), None),
-                };
-                let (action, outcome) =
-                    grace::settle(record, &query, now, &self.policy, online, date);
-                if let StoreAction::Write(record) = action {
-                    if self.save(&slot, &record).await.is_err() && record.denied.is_some() {
+        match session::prepare(self.client.api(), record.as_ref(), &req, now, &self.policy) {
+            Prepared::Done(outcome) => outcome,
+            Prepared::Ask { query, http } => {
+                let online = self.client.send_validate(&http).await;
+                let (write, outcome) = session::conclude(record, &query, now, &self.policy, online);
+                if let Write::Save {
+                    record,
+                    must_not_grant,
+                } = write
+                {
+                    if self.save(&slot, &record).await.is_err() && must_not_grant {
                         // The tombstone could not be written: make sure the old good record
                         // cannot grant later either.
                         let _ = self.store.remove(&slot.name).await;
@@ -483,20 +408,22 @@ impl AsyncLicensing {
     }
 
     /// A check when the cache cannot be used at all: online only.
-    async fn online_only(&self, req: &ValidateRequest, cache_error: Error) -> CheckOutcome {
-        match self.client.validate(req).await {
-            Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
-                source: Source::Online,
-                license: Box::new(license),
-                grace_remaining: None,
-                verified_at: (self.clock)(),
-            },
-            Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
-            Err(e) if e.is_unverified() => CheckOutcome::Unverified(Error::Cache {
-                detail: format!("{cache_error}; and Polar could not be asked: {e}"),
-            }),
-            Err(e) => CheckOutcome::Unverified(e),
+    async fn online_only(
+        &self,
+        key: &Key,
+        explicit: Option<&ValidateRequest>,
+        cache_error: Error,
+    ) -> CheckOutcome {
+        if explicit.is_none() && self.require_activation {
+            // Without the cache the remembered activation is unknown.
+            return CheckOutcome::Unverified(cache_error);
         }
+        let req = match self.build_request(key, explicit, None) {
+            Ok(req) => req,
+            Err(e) => return CheckOutcome::Unverified(e),
+        };
+        let online = self.client.validate(&req).await;
+        session::online_only(online, &cache_error, (self.clock)())
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
@@ -510,39 +437,12 @@ impl AsyncLicensing {
         let slot = self.slot(&key).await?;
         let _lock = lock(&slot.name).await;
         let record = self.load(&slot, &key).await?;
-        let id = match (
-            activation_id,
-            record.as_ref().and_then(|r| r.activation.as_ref()),
-        ) {
-            (Some(id), _) => id.to_string(),
-            (None, Some(a)) => a.id.clone(),
-            (None, None) => {
-                return Err(Error::invalid(
-                    "activation_id",
-                    "none given and no activation remembered for this key",
-                ))
-            }
-        };
+        let id = session::deactivation_target(activation_id, record.as_ref())?;
         let verdict = self
             .client
             .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))
             .await?;
-        let gone = match &verdict {
-            Verdict::Accepted(()) => true,
-            Verdict::Denied(d) => d.reason == Reason::NotFound,
-        };
-        if let (true, Some(mut record)) = (gone, record) {
-            let same = |other: &str| other.eq_ignore_ascii_case(&id);
-            if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
-                record.activation = None;
-            }
-            if record
-                .good
-                .as_ref()
-                .is_some_and(|g| g.activation_id.as_deref().is_some_and(same))
-            {
-                record.good = None;
-            }
+        if let Some(record) = session::forget_activation(record, &id, &verdict) {
             self.save(&slot, &record).await?;
         }
         Ok(verdict)
@@ -552,30 +452,15 @@ impl AsyncLicensing {
     pub async fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key).await?;
-        let now = (self.clock)();
-        let state = match self.store.get(&slot.name).await? {
-            None => CacheState::Empty,
-            Some(text) => match cache::decode(text.as_bytes(), &slot.mac) {
-                Ok(record) if record.is_for(self.org(), &key) => {
-                    CacheState::Present(Box::new(record))
-                }
-                Ok(_) => CacheState::Untrusted(Untrusted::BadMac),
-                Err(why) => CacheState::Untrusted(why),
-            },
-        };
-        let (grace_remaining, clock_rollback) = match &state {
-            CacheState::Present(r) => (
-                r.grace_remaining(now, &self.policy),
-                r.rollback(now, &self.policy),
-            ),
-            _ => (None, None),
-        };
-        Ok(CacheStatus {
-            state,
-            now,
-            grace_remaining,
-            clock_rollback,
-        })
+        let text = self.store.get(&slot.name).await?;
+        Ok(session::status(
+            text.as_deref().map(str::as_bytes),
+            &slot.mac,
+            self.org(),
+            &key,
+            (self.clock)(),
+            &self.policy,
+        ))
     }
 
     /// Forgets everything cached for `key` (the server is not told).

@@ -41,11 +41,9 @@ mod licensing;
 mod store;
 mod transport;
 
+pub use crate::session::{CacheState, CacheStatus};
 pub use client::{AsyncClient, AsyncClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
-pub use licensing::{
-    AsyncLicensing, AsyncLicensingBuilder, CacheState, CacheStatus, Clock, SECRET_NAME,
-    STORAGE_PREFIX,
-};
+pub use licensing::{AsyncLicensing, AsyncLicensingBuilder, Clock, SECRET_NAME, STORAGE_PREFIX};
 pub use store::{AsyncStore, JsStore, LocalFuture, MemoryStore, WebStorage};
 pub use transport::{AsyncTransport, FetchTransport};
 

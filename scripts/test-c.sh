@@ -6,8 +6,10 @@
 #   2. checks the committed header against a fresh run of the pinned cbindgen (drift fails;
 #      `--regen` rewrites the header instead and exits);
 #   3. starts the emulator (stopped on exit, failures included);
-#   4. builds and runs the quick start (static, then through pkg-config and CMake), the C++
-#      smoke test, and the C tests plain, under ASan+UBSan and under valgrind.
+#   4. builds and runs the quick start (static, then through pkg-config and CMake), the C
+#      blocks of bindings/c/README.md, the C++ smoke test, and the C tests (every
+#      bindings/c/tests/test_*.c, test_features.c included) plain, under ASan+UBSan and under
+#      valgrind.
 #
 # Everything is built under target/c. One line per suite, `SUITE: N passed, N failed`, then
 # a total; the exit status is 1 when anything failed. Needs scripts/setup-c.sh first.
@@ -236,17 +238,24 @@ if step install install_prefix; then
     fi
 fi
 
-# The C block of bindings/c/README.md, compiled and run as written.
-readme_example() {
-    awk '/^```c$/ { on = 1; next } /^```$/ { if (on) exit } on' bindings/c/README.md \
-        >"$OUT/readme_example.c"
-    [[ -s "$OUT/readme_example.c" ]] || return 1
-    gcc "${CFLAGS[@]}" "$OUT/readme_example.c" "$LIBDIR/libpolar_license.a" \
-        -o "$OUT/readme_example" || return 1
-    POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" LICENSE_KEY="$DEMO_KEY" \
-        "$OUT/readme_example"
+# The C blocks of bindings/c/README.md (the quick start, feature gating), each compiled and
+# run as written with the demo key: each must exit 0.
+readme_examples() {
+    local src n=0
+    rm -f "$OUT"/readme_example_*.c
+    awk -v out="$OUT/readme_example_" '/^```c$/ { on = 1; n++; next } /^```$/ { on = 0; next }
+        on { print > (out n ".c") }' bindings/c/README.md
+    for src in "$OUT"/readme_example_*.c; do
+        [[ -s "$src" ]] || return 1
+        echo "  ${src##*/}"
+        gcc "${CFLAGS[@]}" "$src" "$LIBDIR/libpolar_license.a" -o "${src%.c}" || return 1
+        POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" LICENSE_KEY="$DEMO_KEY" \
+            "${src%.c}" || return 1
+        n=$((n + 1))
+    done
+    [[ $n -ge 2 ]]
 }
-step readme readme_example
+step readme readme_examples
 
 cpp_smoke() {
     g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Ibindings/c/include \

@@ -56,6 +56,22 @@ fn the_status_numbers_are_stable() {
 }
 
 #[test]
+fn the_feature_why_numbers_are_stable() {
+    let h = header();
+    for (name, n) in [
+        ("NONE", 0),
+        ("GRANTED", 1),
+        ("LICENSE_NOT_VALID", 2),
+        ("NOT_GRANTED_BY_BENEFIT", 3),
+        ("UNKNOWN_FEATURE", 4),
+        ("USAGE_EXHAUSTED", 5),
+    ] {
+        let name = format!("POLAR_LICENSE_FEATURE_WHY_{name}");
+        assert_eq!(enum_value(&h, &name), Some(n), "{name}");
+    }
+}
+
+#[test]
 fn the_version_macros_follow_cargo_toml() {
     let h = header();
     let define = |name: &str| {

@@ -3,10 +3,12 @@
 
 use super::config::{polar_license_config, status_of};
 use super::enums::{polar_license_outcome, polar_license_source, polar_license_status};
+use super::feature::polar_license_feature_access;
 use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
 use crate::error::{Error, Verdict};
+use crate::grace::{CheckOutcome, Source};
 use crate::key::Key;
 use crate::licensing::{system_clock, Licensing, MachineBinding};
 use crate::metadata::check_key;
@@ -137,7 +139,8 @@ macro_rules! arg_out {
 /// Builds a client from `config` (which is only read: it may be reused or freed afterwards)
 /// and writes it to `*out_client`. On failure nothing is written, and
 /// `polar_license_config_last_error(config)` says why: `INVALID_INPUT` for a bad or missing
-/// setting, `CACHE_ERROR` when no cache directory was set and the platform has none.
+/// setting (an entitlement map entry is named as `entitlements.<feature>`), `CACHE_ERROR`
+/// when no cache directory was set and the platform has none.
 #[no_mangle]
 pub extern "C" fn polar_license_client_new(
     config: *const polar_license_config,
@@ -154,9 +157,14 @@ pub extern "C" fn polar_license_client_new(
                 "invalid input: organization_id: is required: call polar_license_config_set_organization",
             );
         };
+        let entitlements = match config.entitlements() {
+            Ok(map) => map,
+            Err(e) => return config.fail(status_of(&e), &e.to_string()),
+        };
         let mut builder = Licensing::builder(org)
             .server(config.server.clone())
-            .policy(config.policy);
+            .policy(config.policy)
+            .entitlements(entitlements);
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
         }
@@ -293,7 +301,7 @@ pub extern "C" fn polar_license_client_validate(
         let requested = req.activation_id.as_deref();
         let answer = unused_fields(req, false)
             .and_then(|()| client.licensing.client().validate(&validate_request(req)));
-        let mut result = match answer {
+        let (mut result, verdict) = match answer {
             Ok(Verdict::Accepted(v)) => {
                 let mut r = polar_license_result::success(
                     polar_license_outcome::Licensed,
@@ -302,11 +310,18 @@ pub extern "C" fn polar_license_client_validate(
                 );
                 r.set_license(&v.license_key);
                 r.set_activation(v.activation.as_ref());
-                r
+                let licensed = CheckOutcome::Licensed {
+                    source: Source::Online,
+                    license: Box::new(v),
+                    grace_remaining: None,
+                    verified_at: system_clock(),
+                };
+                (r, licensed)
             }
-            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-            Err(e) => polar_license_result::error(&e),
+            Ok(Verdict::Denied(d)) => (polar_license_result::denied(&d), CheckOutcome::Denied(d)),
+            Err(e) => (polar_license_result::error(&e), CheckOutcome::Unverified(e)),
         };
+        result.set_verdict(verdict);
         result.default_activation_id(requested);
         client.deliver(out_result, result)
     }
@@ -448,7 +463,7 @@ pub extern "C" fn polar_license_client_check(
                 }
                 r
             }
-            Err(e) => polar_license_result::error(&e),
+            Err(e) => polar_license_result::refused(&e),
         };
         client.deliver(out_result, result)
     }
@@ -474,7 +489,7 @@ pub extern "C" fn polar_license_client_check_request(
             .and_then(|()| licensing.client().api().validate_request(&validate));
         let mut result = match checked {
             Ok(_) => polar_license_result::check(&licensing.check_request(&validate)),
-            Err(e) => polar_license_result::error(&e),
+            Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());
         client.deliver(out_result, result)
@@ -501,5 +516,48 @@ pub extern "C" fn polar_license_client_status(
             Err(e) => polar_license_result::error(&e),
         };
         client.deliver(out_result, result)
+    }
+}
+
+/// May this copy use `feature`? The one question of feature gating, answered from a verdict
+/// (`result`, from `polar_license_client_check`, `_check_request` or `_validate` of any client)
+/// and this client's entitlement map (`polar_license_config_add_feature`,
+/// `polar_license_config_set_entitlements_json`). A licensed verdict from the cache within the
+/// grace period answers exactly as an online one; a verdict that does not license (denied,
+/// unverified, error) grants nothing. No request is made.
+///
+/// Writes a new access to `*out_access` and returns `POLAR_LICENSE_STATUS_OK` whatever the
+/// answer (granted or not: `polar_license_feature_access_granted`, then free it with
+/// `polar_license_feature_access_free`). Any other status means the question itself was
+/// refused and nothing was written (`polar_license_client_last_error` says why): NULL or
+/// non-UTF-8 arguments, or `INVALID_INPUT` for a result that is not a verdict (activate,
+/// deactivate, status).
+#[no_mangle]
+pub extern "C" fn polar_license_client_has_feature(
+    client: *const polar_license_client,
+    result: *const polar_license_result,
+    feature: *const c_char,
+    out_access: *mut *mut polar_license_feature_access,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let result = arg_ref!(client, result, "result");
+        let feature = arg_str!(client, feature, "feature");
+        if out_access.is_null() {
+            return client.fail(polar_license_status::NullArgument, "out_access is NULL");
+        }
+        let Some(verdict) = result.verdict() else {
+            return client.fail(
+                polar_license_status::InvalidInput,
+                "invalid input: result: is not a verdict: ask with the result of \
+                 polar_license_client_check, _check_request or _validate",
+            );
+        };
+        let access = client.licensing.has_feature(verdict, feature);
+        let access = Box::into_raw(Box::new(polar_license_feature_access::from(access)));
+        // SAFETY: `out_access` is not NULL and points to writable storage for a pointer.
+        unsafe { out_access.write(access) };
+        polar_license_status::Ok
     }
 }

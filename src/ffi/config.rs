@@ -3,6 +3,7 @@
 use super::enums::{polar_license_server, polar_license_status};
 use super::strings::to_cstring;
 use crate::error::Error;
+use crate::features::Entitlements;
 use crate::grace::GracePolicy;
 use crate::metadata::check_uuid_v4;
 use crate::proto::{check_base_url, Server};
@@ -24,7 +25,20 @@ pub struct polar_license_config {
     pub(crate) app_secret: Option<Vec<u8>>,
     pub(crate) machine_binding: bool,
     pub(crate) clock_offset: i64,
+    /// The entitlement map from `polar_license_config_set_entitlements_json`, as written.
+    entitlements_json: Option<String>,
+    /// The features from `polar_license_config_add_feature`, in the order first named.
+    features: Vec<(String, FeatureEntry)>,
     last_error: Mutex<CString>,
+}
+
+/// One feature as the `polar_license_config_*_feature*` calls wrote it: entries are kept even
+/// when refused, so that `polar_license_client_new` refuses the map too (a map is never
+/// silently smaller than the one written).
+#[derive(Debug, Clone, Default)]
+struct FeatureEntry {
+    benefits: Vec<String>,
+    metered: bool,
 }
 
 impl polar_license_config {
@@ -39,6 +53,8 @@ impl polar_license_config {
             app_secret: None,
             machine_binding: true,
             clock_offset: 0,
+            entitlements_json: None,
+            features: Vec::new(),
             last_error: Mutex::new(CString::default()),
         }
     }
@@ -59,6 +75,36 @@ impl polar_license_config {
     pub(crate) fn ok(&self) -> polar_license_status {
         *self.error_slot() = CString::default();
         polar_license_status::Ok
+    }
+
+    /// The entitlement map, checked: the JSON map's features, then the added ones (a feature
+    /// named in both is refused as listed twice). The error names the entry at fault.
+    pub(crate) fn entitlements(&self) -> Result<Entitlements, Error> {
+        let mut map = match &self.entitlements_json {
+            Some(json) => Entitlements::from_json(json)?,
+            None => Entitlements::new(),
+        };
+        for (name, entry) in &self.features {
+            map = if entry.metered {
+                map.grant_metered(name, &entry.benefits)?
+            } else {
+                map.grant(name, &entry.benefits)?
+            };
+        }
+        Ok(map)
+    }
+
+    /// The added feature `name`, made empty when first named.
+    fn feature_entry(&mut self, name: &str) -> &mut FeatureEntry {
+        let at = match self.features.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.features
+                    .push((name.to_string(), FeatureEntry::default()));
+                self.features.len() - 1
+            }
+        };
+        &mut self.features[at].1
     }
 
     /// `OK` for `Ok`, else the error's status with its message recorded.
@@ -323,5 +369,67 @@ pub extern "C" fn polar_license_config_set_clock_offset_for_testing(
         let config = try_mut!(config);
         config.clock_offset = offset_seconds;
         config.ok()
+    }
+}
+
+/// Adds `benefit_id` (a UUID v4) to the benefits that grant `feature` (1-64 characters, no
+/// spaces at either end) in the client's entitlement map: call it once per benefit, since a
+/// feature can come from several tiers and a tier can grant several features. The entry is
+/// checked at once (`INVALID_INPUT`, the last error naming it as `entitlements.<feature>`), and
+/// kept even when refused, so that `polar_license_client_new` refuses the config as well.
+/// `polar_license_client_has_feature` answers from the map.
+#[no_mangle]
+pub extern "C" fn polar_license_config_add_feature(
+    config: *mut polar_license_config,
+    feature: *const c_char,
+    benefit_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let name = try_str!(feature);
+        let id = try_str!(benefit_id);
+        let entry = config.feature_entry(name);
+        entry.benefits.push(id.to_string());
+        let checked = Entitlements::new().grant(name, &entry.benefits).map(|_| ());
+        config.settle(checked)
+    }
+}
+
+/// Marks `feature` (one added with `polar_license_config_add_feature`, before or after this
+/// call) as metered, or not (the default): a metered feature is granted only while the key's
+/// `usage` is below its `limit_usage` (always, when the key has no limit), and its access
+/// carries the usages left. Naming a feature that never gets a benefit makes
+/// `polar_license_client_new` refuse the config.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_feature_metered(
+    config: *mut polar_license_config,
+    feature: *const c_char,
+    metered: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let name = try_str!(feature);
+        config.feature_entry(name).metered = metered;
+        config.ok()
+    }
+}
+
+/// Sets the entitlement map from JSON, replacing any earlier JSON map (features added with
+/// `polar_license_config_add_feature` are kept, and may not repeat a feature of the JSON map):
+/// `{"pro_export": ["<benefit uuid>", ...], "api_calls": {"benefits": ["<benefit uuid>"],
+/// "metered": true}}` (the Rust API's and the command line's format). Checked at once
+/// (`INVALID_INPUT`, the last error naming the entry as `entitlements.<feature>`), and kept even
+/// when refused, so that `polar_license_client_new` refuses the config as well.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_entitlements_json(
+    config: *mut polar_license_config,
+    json: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let json = try_str!(json);
+        config.entitlements_json = Some(json.to_string());
+        let checked = Entitlements::from_json(json).map(|_| ());
+        config.settle(checked)
     }
 }

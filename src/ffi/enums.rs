@@ -1,9 +1,10 @@
-//! The C enums: call status, reason, outcome, source, server and cache state.
+//! The C enums: call status, reason, outcome, source, server, cache state and feature why.
 //!
 //! Every enum is `#[repr(u32)]` with explicit numbers; a number, once published, is never
 //! reused for something else. Functions that take one of these from C take a plain `u32` and
 //! check it, since C may pass any number.
 
+use crate::features::FeatureWhy;
 use crate::reason::Reason;
 use std::ffi::c_char;
 
@@ -160,6 +161,60 @@ pub enum polar_license_cache_state {
     Present = 3,
 }
 
+/// Why a feature is, or is not, granted (`polar_license_feature_access_why`). Only
+/// `POLAR_LICENSE_FEATURE_WHY_GRANTED` goes with a granted feature.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_feature_why {
+    /// No answer (a NULL access).
+    None = 0,
+    /// `granted`: the key's benefit grants the feature (and, if it is metered, usages are
+    /// left).
+    Granted = 1,
+    /// `license_not_valid`: the verdict does not license (denied, unverified, error); the
+    /// access's license reason says why.
+    LicenseNotValid = 2,
+    /// `not_granted_by_benefit`: the key's benefit is not one that grants the feature.
+    NotGrantedByBenefit = 3,
+    /// `unknown_feature`: the feature is not in the client's entitlement map.
+    UnknownFeature = 4,
+    /// `usage_exhausted`: a metered feature, and the key has no usages left.
+    UsageExhausted = 5,
+}
+
+impl From<FeatureWhy> for polar_license_feature_why {
+    fn from(why: FeatureWhy) -> Self {
+        use polar_license_feature_why as C;
+        match why {
+            FeatureWhy::Granted => C::Granted,
+            FeatureWhy::LicenseNotValid => C::LicenseNotValid,
+            FeatureWhy::NotGrantedByBenefit => C::NotGrantedByBenefit,
+            FeatureWhy::UnknownFeature => C::UnknownFeature,
+            FeatureWhy::UsageExhausted => C::UsageExhausted,
+        }
+    }
+}
+
+/// The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
+/// `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust
+/// API, the command line and JS), or `""` for `POLAR_LICENSE_FEATURE_WHY_NONE` and unknown
+/// numbers. A static string: never free it.
+#[no_mangle]
+pub extern "C" fn polar_license_feature_why_code(why: u32) -> *const c_char {
+    ffi_boundary! {
+        use polar_license_feature_why as W;
+        let code = match why {
+            n if n == W::Granted as u32 => c"granted",
+            n if n == W::LicenseNotValid as u32 => c"license_not_valid",
+            n if n == W::NotGrantedByBenefit as u32 => c"not_granted_by_benefit",
+            n if n == W::UnknownFeature as u32 => c"unknown_feature",
+            n if n == W::UsageExhausted as u32 => c"usage_exhausted",
+            _ => c"",
+        };
+        code.as_ptr()
+    }
+}
+
 /// The stable snake_case code of a reason (`"not_found"`, …), or `""` for
 /// `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string: never free it.
 #[no_mangle]
@@ -260,5 +315,31 @@ mod tests {
         // SAFETY: as above.
         let unknown = unsafe { CStr::from_ptr(polar_license_reason_code(18)) };
         assert_eq!(unknown.to_bytes(), b"");
+    }
+
+    /// The C feature whys carry the Rust codes.
+    #[test]
+    fn c_feature_whys_match_the_rust_codes() {
+        for why in [
+            FeatureWhy::Granted,
+            FeatureWhy::LicenseNotValid,
+            FeatureWhy::NotGrantedByBenefit,
+            FeatureWhy::UnknownFeature,
+            FeatureWhy::UsageExhausted,
+        ] {
+            let c = polar_license_feature_why::from(why);
+            // SAFETY: the function returns a static NUL-terminated string.
+            let code = unsafe { CStr::from_ptr(polar_license_feature_why_code(c as u32)) };
+            assert_eq!(code.to_str().ok(), Some(why.code()));
+            assert_eq!(
+                format!("{c:?}").to_ascii_lowercase(),
+                why.code().replace('_', ""),
+            );
+        }
+        for n in [polar_license_feature_why::None as u32, 6, u32::MAX] {
+            // SAFETY: as above.
+            let code = unsafe { CStr::from_ptr(polar_license_feature_why_code(n)) };
+            assert_eq!(code.to_bytes(), b"");
+        }
     }
 }

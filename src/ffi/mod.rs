@@ -30,6 +30,7 @@ mod panic;
 mod client;
 mod config;
 mod enums;
+mod feature;
 mod request;
 mod result;
 mod strings;
@@ -37,6 +38,7 @@ mod strings;
 pub use client::*;
 pub use config::*;
 pub use enums::*;
+pub use feature::*;
 pub use request::*;
 pub use result::*;
 

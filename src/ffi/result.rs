@@ -36,6 +36,9 @@ pub struct polar_license_result {
     http_status: u32,
     retry_after: i64,
     cache_state: polar_license_cache_state,
+    /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
+    /// validate, check and check_request (whatever their outcome), `None` on the others.
+    verdict: Option<CheckOutcome>,
 }
 
 impl polar_license_result {
@@ -59,6 +62,7 @@ impl polar_license_result {
             http_status: 0,
             retry_after: -1,
             cache_state: polar_license_cache_state::None,
+            verdict: None,
         }
     }
 
@@ -107,8 +111,32 @@ impl polar_license_result {
         r
     }
 
-    /// The answer of a grace-aware check.
+    /// The answer of a grace-aware check (a verdict features can be asked about).
     pub(crate) fn check(outcome: &CheckOutcome) -> Self {
+        let mut r = polar_license_result::check_answer(outcome);
+        r.verdict = Some(outcome.clone());
+        r
+    }
+
+    /// A check or validate refused before any request (bad input): a verdict that does not
+    /// license.
+    pub(crate) fn refused(e: &Error) -> Self {
+        let mut r = polar_license_result::error(e);
+        r.verdict = Some(CheckOutcome::Unverified(e.clone()));
+        r
+    }
+
+    /// Keeps `verdict` for `polar_license_client_has_feature`.
+    pub(crate) fn set_verdict(&mut self, verdict: CheckOutcome) {
+        self.verdict = Some(verdict);
+    }
+
+    /// The verdict, when this is the result of validate, check or check_request.
+    pub(crate) fn verdict(&self) -> Option<&CheckOutcome> {
+        self.verdict.as_ref()
+    }
+
+    fn check_answer(outcome: &CheckOutcome) -> Self {
         match outcome {
             CheckOutcome::Licensed {
                 source,

@@ -56,29 +56,33 @@ typedef uint32_t polar_license_status;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// What an answer amounts to (the command line's `outcome`).
-enum polar_license_outcome
+// Why a feature is, or is not, granted (`polar_license_feature_access_why`). Only
+// `POLAR_LICENSE_FEATURE_WHY_GRANTED` goes with a granted feature.
+enum polar_license_feature_why
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
   : uint32_t
 #endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
  {
-  // The license is good (validate, check).
-  POLAR_LICENSE_OUTCOME_LICENSED = 1,
-  // The server said no; the reason says why.
-  POLAR_LICENSE_OUTCOME_DENIED = 2,
-  // No trustworthy answer (offline, rate limited, server error, grace expired, clock
-  // rollback). Not a denial: the app may ask again later.
-  POLAR_LICENSE_OUTCOME_UNVERIFIED = 3,
-  // An error retrying will not fix (protocol error, invalid input, cache error).
-  POLAR_LICENSE_OUTCOME_ERROR = 4,
-  // Activate, deactivate or status succeeded.
-  POLAR_LICENSE_OUTCOME_DONE = 5,
+  // No answer (a NULL access).
+  POLAR_LICENSE_FEATURE_WHY_NONE = 0,
+  // `granted`: the key's benefit grants the feature (and, if it is metered, usages are
+  // left).
+  POLAR_LICENSE_FEATURE_WHY_GRANTED = 1,
+  // `license_not_valid`: the verdict does not license (denied, unverified, error); the
+  // access's license reason says why.
+  POLAR_LICENSE_FEATURE_WHY_LICENSE_NOT_VALID = 2,
+  // `not_granted_by_benefit`: the key's benefit is not one that grants the feature.
+  POLAR_LICENSE_FEATURE_WHY_NOT_GRANTED_BY_BENEFIT = 3,
+  // `unknown_feature`: the feature is not in the client's entitlement map.
+  POLAR_LICENSE_FEATURE_WHY_UNKNOWN_FEATURE = 4,
+  // `usage_exhausted`: a metered feature, and the key has no usages left.
+  POLAR_LICENSE_FEATURE_WHY_USAGE_EXHAUSTED = 5,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
-typedef enum polar_license_outcome polar_license_outcome;
+typedef enum polar_license_feature_why polar_license_feature_why;
 #else
-typedef uint32_t polar_license_outcome;
+typedef uint32_t polar_license_feature_why;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
@@ -155,6 +159,32 @@ typedef uint32_t polar_license_source;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// What an answer amounts to (the command line's `outcome`).
+enum polar_license_outcome
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The license is good (validate, check).
+  POLAR_LICENSE_OUTCOME_LICENSED = 1,
+  // The server said no; the reason says why.
+  POLAR_LICENSE_OUTCOME_DENIED = 2,
+  // No trustworthy answer (offline, rate limited, server error, grace expired, clock
+  // rollback). Not a denial: the app may ask again later.
+  POLAR_LICENSE_OUTCOME_UNVERIFIED = 3,
+  // An error retrying will not fix (protocol error, invalid input, cache error).
+  POLAR_LICENSE_OUTCOME_ERROR = 4,
+  // Activate, deactivate or status succeeded.
+  POLAR_LICENSE_OUTCOME_DONE = 5,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_outcome polar_license_outcome;
+#else
+typedef uint32_t polar_license_outcome;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What the offline cache holds for a key (`polar_license_client_status`).
 enum polar_license_cache_state
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -210,6 +240,11 @@ typedef struct polar_license_client polar_license_client;
 // `polar_license_client_new`, freed by `polar_license_config_free`.
 typedef struct polar_license_config polar_license_config;
 
+// The answer to "may this copy use feature X?" (opaque): made by
+// `polar_license_client_has_feature`, read with the `polar_license_feature_access_*`
+// accessors (from any thread), freed by `polar_license_feature_access_free`.
+typedef struct polar_license_feature_access polar_license_feature_access;
+
 // The inputs of one call (opaque). Made by `polar_license_request_new` with the license key,
 // filled by the `polar_license_request_set_*` / `_add_*` functions, freed by
 // `polar_license_request_free`. A request is only read by the calls it is passed to, so it
@@ -232,7 +267,8 @@ const char *polar_license_version(void);
 // Builds a client from `config` (which is only read: it may be reused or freed afterwards)
 // and writes it to `*out_client`. On failure nothing is written, and
 // `polar_license_config_last_error(config)` says why: `INVALID_INPUT` for a bad or missing
-// setting, `CACHE_ERROR` when no cache directory was set and the platform has none.
+// setting (an entitlement map entry is named as `entitlements.<feature>`), `CACHE_ERROR`
+// when no cache directory was set and the platform has none.
 polar_license_status polar_license_client_new(const polar_license_config *config,
                                               polar_license_client **out_client);
 
@@ -310,6 +346,24 @@ polar_license_status polar_license_client_status(const polar_license_client *cli
                                                  const char *key,
                                                  polar_license_result **out_result);
 
+// May this copy use `feature`? The one question of feature gating, answered from a verdict
+// (`result`, from `polar_license_client_check`, `_check_request` or `_validate` of any client)
+// and this client's entitlement map (`polar_license_config_add_feature`,
+// `polar_license_config_set_entitlements_json`). A licensed verdict from the cache within the
+// grace period answers exactly as an online one; a verdict that does not license (denied,
+// unverified, error) grants nothing. No request is made.
+//
+// Writes a new access to `*out_access` and returns `POLAR_LICENSE_STATUS_OK` whatever the
+// answer (granted or not: `polar_license_feature_access_granted`, then free it with
+// `polar_license_feature_access_free`). Any other status means the question itself was
+// refused and nothing was written (`polar_license_client_last_error` says why): NULL or
+// non-UTF-8 arguments, or `INVALID_INPUT` for a result that is not a verdict (activate,
+// deactivate, status).
+polar_license_status polar_license_client_has_feature(const polar_license_client *client,
+                                                      const polar_license_result *result,
+                                                      const char *feature,
+                                                      polar_license_feature_access **out_access);
+
 // Makes a config with every setting at its default (production server, 10 s timeout, 5 s
 // connect timeout, the platform's cache directory, contract §4's grace policy, machine
 // binding on) and writes it to `*out_config`. The organization must still be set.
@@ -376,6 +430,40 @@ polar_license_status polar_license_config_set_machine_binding(polar_license_conf
 polar_license_status polar_license_config_set_clock_offset_for_testing(polar_license_config *config,
                                                                        int64_t offset_seconds);
 
+// Adds `benefit_id` (a UUID v4) to the benefits that grant `feature` (1-64 characters, no
+// spaces at either end) in the client's entitlement map: call it once per benefit, since a
+// feature can come from several tiers and a tier can grant several features. The entry is
+// checked at once (`INVALID_INPUT`, the last error naming it as `entitlements.<feature>`), and
+// kept even when refused, so that `polar_license_client_new` refuses the config as well.
+// `polar_license_client_has_feature` answers from the map.
+polar_license_status polar_license_config_add_feature(polar_license_config *config,
+                                                      const char *feature,
+                                                      const char *benefit_id);
+
+// Marks `feature` (one added with `polar_license_config_add_feature`, before or after this
+// call) as metered, or not (the default): a metered feature is granted only while the key's
+// `usage` is below its `limit_usage` (always, when the key has no limit), and its access
+// carries the usages left. Naming a feature that never gets a benefit makes
+// `polar_license_client_new` refuse the config.
+polar_license_status polar_license_config_set_feature_metered(polar_license_config *config,
+                                                              const char *feature,
+                                                              bool metered);
+
+// Sets the entitlement map from JSON, replacing any earlier JSON map (features added with
+// `polar_license_config_add_feature` are kept, and may not repeat a feature of the JSON map):
+// `{"pro_export": ["<benefit uuid>", ...], "api_calls": {"benefits": ["<benefit uuid>"],
+// "metered": true}}` (the Rust API's and the command line's format). Checked at once
+// (`INVALID_INPUT`, the last error naming the entry as `entitlements.<feature>`), and kept even
+// when refused, so that `polar_license_client_new` refuses the config as well.
+polar_license_status polar_license_config_set_entitlements_json(polar_license_config *config,
+                                                                const char *json);
+
+// The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
+// `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust
+// API, the command line and JS), or `""` for `POLAR_LICENSE_FEATURE_WHY_NONE` and unknown
+// numbers. A static string: never free it.
+const char *polar_license_feature_why_code(uint32_t why);
+
 // The stable snake_case code of a reason (`"not_found"`, …), or `""` for
 // `POLAR_LICENSE_REASON_NONE` and unknown numbers. A static string: never free it.
 const char *polar_license_reason_code(uint32_t reason);
@@ -387,6 +475,39 @@ const char *polar_license_outcome_name(uint32_t outcome);
 // A short English description of a call status (`"ok"`, `"a required pointer argument was
 // NULL"`, …). A static string: never free it.
 const char *polar_license_status_message(uint32_t status);
+
+// Frees an access. NULL is a no-op. Its feature string is invalid afterwards.
+void polar_license_feature_access_free(polar_license_feature_access *access);
+
+// `true` only when the feature is granted (`false` for NULL): the one test an app needs
+// before unlocking the feature.
+bool polar_license_feature_access_granted(const polar_license_feature_access *access);
+
+// Why the feature is or is not granted (`POLAR_LICENSE_FEATURE_WHY_NONE` for NULL);
+// `polar_license_feature_why_code` gives its snake_case code.
+polar_license_feature_why polar_license_feature_access_why(const polar_license_feature_access *access);
+
+// For `POLAR_LICENSE_FEATURE_WHY_LICENSE_NOT_VALID`: why the license is not valid (`inactive`,
+// `offline`, `grace_expired`, …); `POLAR_LICENSE_REASON_NONE` otherwise and for NULL.
+polar_license_reason polar_license_feature_access_license_reason(const polar_license_feature_access *access);
+
+// For a metered feature on a key with a usage limit: the usages left, `limit_usage - usage`
+// (0 or negative when exhausted). Writes it to `*out_remaining` and returns `true`, or returns
+// `false` (and writes nothing) when there is no count: not metered, no limit, not licensed,
+// or NULL.
+bool polar_license_feature_access_remaining_usage(const polar_license_feature_access *access,
+                                                  int64_t *out_remaining);
+
+// Where the licensed verdict the answer rests on came from: `POLAR_LICENSE_SOURCE_ONLINE`,
+// `POLAR_LICENSE_SOURCE_CACHE` (within the grace period), or `POLAR_LICENSE_SOURCE_NONE`
+// when the verdict does not license (and for NULL).
+polar_license_source polar_license_feature_access_source(const polar_license_feature_access *access);
+
+// The feature asked about.
+//
+// Never NULL (`""` for a NULL access); owned by the access, valid until
+// `polar_license_feature_access_free`.
+const char *polar_license_feature_access_feature(const polar_license_feature_access *access);
 
 // Makes a request for the license key `key` and writes it to `*out_request`.
 polar_license_status polar_license_request_new(const char *key,

@@ -143,14 +143,16 @@ long emu_request_count(void) {
   return count;
 }
 
-void emu_new_key(const char *fields, char key[64]) {
+void emu_new_key(const char *fields, char key[64]) { emu_new_key_on(DEMO_BENEFIT, fields, key); }
+
+void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]) {
   static unsigned counter;
   char body[512];
   snprintf(key, 64, "CTEST-%ld-%u-%ld", (long)getpid(), ++counter, (long)rand());
   snprintf(body, sizeof body,
-           "{\"key\":\"%s\",\"benefit_id\":\"" DEMO_BENEFIT "\",\"customer_id\":\"" DEMO_CUSTOMER
+           "{\"key\":\"%s\",\"benefit_id\":\"%s\",\"customer_id\":\"" DEMO_CUSTOMER
            "\"%s%s}",
-           key, fields[0] ? "," : "", fields);
+           key, benefit_id, fields[0] ? "," : "", fields);
   if (emu_request("POST", "/__emulator/keys", body, NULL, 0) != 201) die("could not add a key");
 }
 

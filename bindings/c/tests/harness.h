@@ -83,6 +83,9 @@ long emu_request_count(void);
  * `"limit_activations":1`, or ""), and writes its unique name into `key` (64 bytes). */
 void emu_new_key(const char *fields, char key[64]);
 
+/* The same on the benefit (tier) `benefit_id` (a UUID v4) instead of the demo benefit. */
+void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]);
+
 /* ---- Clients ----------------------------------------------------------------------------- */
 
 /* Makes a temporary directory and writes its path into `dir` (64 bytes). */

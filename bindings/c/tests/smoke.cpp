@@ -23,6 +23,9 @@ struct RequestFree {
 struct ResultFree {
   void operator()(polar_license_result *r) const { polar_license_result_free(r); }
 };
+struct AccessFree {
+  void operator()(polar_license_feature_access *a) const { polar_license_feature_access_free(a); }
+};
 
 int failures = 0;
 
@@ -42,6 +45,10 @@ int main() {
         "reason code");
   static_assert(sizeof(polar_license_reason) == sizeof(std::uint32_t), "reason is 32 bits");
   static_assert(POLAR_LICENSE_STATUS_OK == 0, "OK is 0");
+  static_assert(POLAR_LICENSE_FEATURE_WHY_GRANTED == 1, "GRANTED is 1");
+  check(std::string(polar_license_feature_why_code(POLAR_LICENSE_FEATURE_WHY_UNKNOWN_FEATURE)) ==
+            "unknown_feature",
+        "feature why code");
 
   polar_license_config *raw_config = nullptr;
   check(polar_license_config_new(&raw_config) == POLAR_LICENSE_STATUS_OK, "config_new");
@@ -58,6 +65,11 @@ int main() {
   check(polar_license_config_set_cache_dir(config.get(), "/tmp/polar-license-smoke-cpp") ==
             POLAR_LICENSE_STATUS_OK,
         "cache dir");
+  // The demo keys' benefit grants `pro_export`.
+  check(polar_license_config_add_feature(config.get(), "pro_export",
+                                         "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d") ==
+            POLAR_LICENSE_STATUS_OK,
+        "add feature");
   polar_license_client *raw_client = nullptr;
   check(polar_license_client_new(config.get(), &raw_client) == POLAR_LICENSE_STATUS_OK,
         "client_new");
@@ -77,6 +89,12 @@ int main() {
     check(polar_license_result_is_licensed(result.get()), "licensed");
     check(polar_license_result_outcome(result.get()) == POLAR_LICENSE_OUTCOME_LICENSED,
           "outcome");
+    polar_license_feature_access *raw_access = nullptr;
+    check(polar_license_client_has_feature(client.get(), result.get(), "pro_export",
+                                           &raw_access) == POLAR_LICENSE_STATUS_OK,
+          "has_feature");
+    std::unique_ptr<polar_license_feature_access, AccessFree> access(raw_access);
+    check(polar_license_feature_access_granted(access.get()), "pro_export granted");
   }
   std::printf("cpp-smoke: %d failed\n", failures);
   return failures == 0 ? 0 : 1;

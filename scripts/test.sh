@@ -54,8 +54,8 @@ parse_libtest() {
 
 # The last "N passed, N failed" line of a script that sums its own sub-suites (C, wasm).
 parse_summary() {
-    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^[0-9]+ passed, [0-9]+ failed' | tail -n 1 |
-        awk '{ print $1 + 0, $3 + 0, 0 }'
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^([A-Za-z-]+: )?[0-9]+ passed, [0-9]+ failed' |
+        tail -n 1 | sed -E 's/^[A-Za-z-]+: //' | awk '{ print $1 + 0, $3 + 0, 0 }'
 }
 
 # run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest, libtest or summary

@@ -83,6 +83,59 @@ export interface GracePolicy {
   clockTolerance?: number;
 }
 
+/** The benefit ids (UUID v4) that grant one feature, and whether it is metered. */
+export type FeatureEntry =
+  | string[]
+  | {
+      benefits: string[];
+      /** Granted only while the key's `usage` is below its `limitUsage` (when it has one). */
+      metered?: boolean;
+    };
+
+/**
+ * Feature name → the benefits (Polar tiers) that grant it. A feature can come from several
+ * benefits; a benefit can grant several features. Names have 1–64 characters, no leading or
+ * trailing spaces; each entry needs at least one benefit id. A bad entry rejects the client's
+ * first call with `invalid_input`, `field` `entitlements.<name>`.
+ */
+export type FeatureMap = Record<string, FeatureEntry>;
+
+/** Why a feature is, or is not, granted. */
+export type FeatureWhy =
+  | 'granted'
+  | 'license_not_valid'
+  | 'not_granted_by_benefit'
+  | 'unknown_feature'
+  | 'usage_exhausted';
+
+/** Granted: the key's benefit grants the feature (and, if metered, usages are left). */
+export interface FeatureGranted {
+  feature: string;
+  granted: true;
+  why: 'granted';
+  licenseReason: null;
+  /** For a metered feature on a key with a usage limit: the usages left; else `null`. */
+  remainingUsage: number | null;
+  /** Where the licensed verdict came from: Polar just now, or the cache within the grace. */
+  source: 'online' | 'cache';
+}
+
+/** Not granted, and why. */
+export interface FeatureDenied {
+  feature: string;
+  granted: false;
+  why: Exclude<FeatureWhy, 'granted'>;
+  /** For `license_not_valid`: the license's own reason (a denial or an unverified code). */
+  licenseReason: DenialCode | UnverifiedCode | null;
+  /** For `usage_exhausted`: the usages left (0 or less); else `null`. */
+  remainingUsage: number | null;
+  /** Where the licensed verdict came from; `null` when the license is not valid. */
+  source: 'online' | 'cache' | null;
+}
+
+/** The answer to "may this copy use feature X?". Test `granted`; the rest says why. */
+export type FeatureAccess = FeatureGranted | FeatureDenied;
+
 export interface LicenseClientOptions {
   /** Your Polar organization id (a UUID v4). */
   organizationId: string;
@@ -105,6 +158,8 @@ export interface LicenseClientOptions {
   machineId?: string;
   /** The clock in milliseconds since 1970 (default `Date.now`). For tests. */
   clock?: () => number;
+  /** The entitlement map `hasFeature` answers from: feature name → benefit ids. */
+  features?: FeatureMap;
 }
 
 export interface Address {
@@ -188,6 +243,12 @@ export interface DeactivateOptions {
 export interface ValidateResult {
   license: License;
   activation: Activation | null;
+  /**
+   * May this copy use feature `name`, by this verdict and the client's `features` map? Computed
+   * when the verdict was obtained (a metered count is the verdict's). Non-enumerable: not in
+   * `JSON.stringify` or a structured clone of the result.
+   */
+  hasFeature(name: string): FeatureAccess;
 }
 
 export interface CheckResult extends ValidateResult {
@@ -240,6 +301,13 @@ export declare class LicenseClient {
   deactivate(key: string, options?: DeactivateOptions): Promise<DeactivateResult>;
   /** The grace-aware verdict: cache and network as the policy says. */
   check(key: string): Promise<CheckResult>;
+  /**
+   * Checks `key` (as `check`) and answers for feature `name`. Resolves for every verdict: a
+   * denied or unverified license is `{ granted: false, why: 'license_not_valid', licenseReason }`.
+   * Rejects only with an error-kind LicenseError (`invalid_input`, e.g. a bad key or `features`
+   * map; `protocol_error`; `cache_error`).
+   */
+  hasFeature(key: string, name: string): Promise<FeatureAccess>;
   /** What the cache holds for `key`, with no request. */
   status(key: string): Promise<CacheStatus>;
   /** Forgets everything cached for `key` (Polar is not told). */

@@ -1,6 +1,8 @@
 // The JS API of polar-license, shared by the node and browser entries (node.js, browser.js).
 // A thin layer over the wasm-bindgen output (polar_license.js): options go in as JSON, results
-// come back as JSON, failures become LicenseError. No logic of its own beyond that.
+// come back as JSON, failures become LicenseError. No logic of its own beyond that: even the
+// feature answers are computed in Rust (a verdict arrives with its answer for every feature of
+// the map and for any other name; `hasFeature` only looks them up).
 
 import { Core } from './polar_license.js';
 
@@ -60,6 +62,29 @@ function checkKey(key) {
   return key;
 }
 
+function checkFeature(name) {
+  if (typeof name !== 'string') {
+    throw new LicenseError('invalid_input', 'feature: must be a string', { field: 'feature' });
+  }
+  return name;
+}
+
+/**
+ * Gives a licensed verdict its non-enumerable `hasFeature(name)` (so the verdict stays plain
+ * data for JSON.stringify, deepEqual and structured clone) from the answers Rust computed.
+ */
+function withFeatures(result) {
+  const { listed, unlisted } = result.features;
+  delete result.features;
+  Object.defineProperty(result, 'hasFeature', {
+    value: function hasFeature(name) {
+      checkFeature(name);
+      return Object.hasOwn(listed, name) ? { ...listed[name] } : { ...unlisted, feature: name };
+    },
+  });
+  return result;
+}
+
 function json(options) {
   if (options === undefined || options === null) return '';
   if (typeof options !== 'object') {
@@ -107,13 +132,13 @@ export function bind(load, crypto) {
       if (options === null || typeof options !== 'object') {
         throw new LicenseError('invalid_input', 'options: must be an object', { field: 'options' });
       }
-      const { storage, clock, ...rest } = options;
+      const { storage, clock, features, ...rest } = options;
       try {
         this.#options = JSON.stringify(rest);
       } catch (e) {
         throw new LicenseError('invalid_input', `options: ${e.message}`, { field: 'options' });
       }
-      this.#host = { storage, clock, crypto };
+      this.#host = { storage, clock, crypto, features };
     }
 
     async #run(method, ...args) {
@@ -127,9 +152,9 @@ export function bind(load, crypto) {
       }
     }
 
-    /** Validates online, no cache. Resolves `{ license, activation }`. */
-    validate(key, options) {
-      return this.#call('validate', key, options);
+    /** Validates online, no cache. Resolves `{ license, activation }` with `hasFeature(name)`. */
+    async validate(key, options) {
+      return withFeatures(await this.#call('validate', key, options));
     }
 
     /** Activates this installation and remembers the activation. Resolves `{ activation, license }`. */
@@ -142,9 +167,24 @@ export function bind(load, crypto) {
       return this.#call('deactivate', key, options);
     }
 
-    /** The grace-aware verdict. Resolves `{ license, activation, source, graceRemaining, verifiedAt }`. */
-    check(key) {
-      return this.#call('check', key);
+    /**
+     * The grace-aware verdict. Resolves `{ license, activation, source, graceRemaining, verifiedAt }`
+     * with `hasFeature(name)`.
+     */
+    async check(key) {
+      return withFeatures(await this.#call('check', key));
+    }
+
+    /**
+     * Checks `key` and answers "may this copy use feature `name`?": resolves
+     * `{ feature, granted, why, licenseReason, remainingUsage, source }` for every verdict (a denied
+     * or unverified license is `granted: false`, `why: 'license_not_valid'`, `licenseReason` its
+     * code) and rejects only with an error-kind LicenseError (a bad key, map or answer).
+     */
+    async hasFeature(key, name) {
+      checkKey(key);
+      checkFeature(name);
+      return this.#run('hasFeature', key, name);
     }
 
     /** What the cache holds for `key`, with no request. */

@@ -190,7 +190,7 @@ types() {
 suite npm-types libtest types
 
 suite npm-node node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
-    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" CONSUMER="$CONSUMER" \
+    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" CONSUMER="$CONSUMER" \
     node --test --test-reporter=tap tests/js/*.test.mjs
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \

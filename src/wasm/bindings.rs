@@ -9,13 +9,22 @@
 //!
 //! Every promise resolves only on success: a denial rejects too (with `kind: "denied"`), so a
 //! fulfilled `check()` always means licensed. Nothing here panics.
+//!
+//! Feature gating: the `features` option (in `host`, as the JS object) is the entitlement map
+//! ([`Entitlements`], checked when the `Core` is built: a bad entry throws `invalid_input` with
+//! field `entitlements.<name>`). A licensed `check` or `validate` result carries `features`:
+//! `{ listed: { <name>: answer }, unlisted: answer }`, [`AsyncLicensing::has_feature`]'s answer
+//! for every feature of the map and for any name not in it, which the wrapper turns into the
+//! result's `hasFeature(name)`; so every answer is the Rust one. [`Core::has_feature`] checks
+//! and answers in one call.
 
 use crate::error::{Denial, Error, Verdict};
-use crate::grace::{CheckOutcome, GracePolicy};
+use crate::features::{Entitlements, FeatureAccess};
+use crate::grace::{CheckOutcome, GracePolicy, Source};
 use crate::metadata::Metadata;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{ActivateRequest, Server, ValidateRequest};
-use crate::reason::Reason;
+use crate::reason::{Reason, ReasonClass};
 use crate::session::{CacheState, CacheStatus};
 use crate::wasm::licensing::AsyncLicensing;
 use crate::wasm::store::{JsStore, WebStorage};
@@ -36,7 +45,8 @@ struct PolicyOptions {
     clock_tolerance: Option<f64>,
 }
 
-/// `new LicenseClient(options)`, minus `storage`, `clock` and `crypto` (passed as objects).
+/// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
+/// JS values).
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 struct ClientOptions {
@@ -114,6 +124,68 @@ fn policy(options: Option<PolicyOptions>) -> Result<GracePolicy, Error> {
             d.clock_tolerance,
         )?,
     })
+}
+
+/// The `features` option, read from the JS object itself (no JSON round trip):
+/// `{ <name>: [<benefit id>, ...] }` or `{ <name>: { benefits: [...], metered: true } }`.
+/// Stricter than [`Entitlements::from_json`] about the shape (no unknown keys, so a misspelt
+/// `metered` is not silently dropped), and every error names its entry (field
+/// `entitlements.<name>`).
+fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
+    if features.is_undefined() || features.is_null() {
+        return Ok(Entitlements::new());
+    }
+    if !features.is_object() || js_sys::Array::is_array(features) {
+        return Err(Error::invalid(
+            "entitlements",
+            "features must be an object: { feature: [benefit ids] }",
+        ));
+    }
+    let mut map = Entitlements::new();
+    for name in js_sys::Object::keys(features.unchecked_ref::<js_sys::Object>()).iter() {
+        let name = name.as_string().unwrap_or_default();
+        let entry = get(features, &name);
+        let field = format!("entitlements.{name}");
+        let (ids, metered) = if js_sys::Array::is_array(&entry) {
+            (entry, false)
+        } else if entry.is_object() {
+            for key in js_sys::Object::keys(entry.unchecked_ref::<js_sys::Object>()).iter() {
+                let key = key.as_string().unwrap_or_default();
+                if key != "benefits" && key != "metered" {
+                    return Err(Error::invalid(
+                        field,
+                        format!("unknown key `{key}` (expected benefits, metered)"),
+                    ));
+                }
+            }
+            let metered = get(&entry, "metered");
+            let metered = match metered.as_bool() {
+                Some(b) => b,
+                None if metered.is_undefined() => false,
+                None => return Err(Error::invalid(field, "metered must be true or false")),
+            };
+            (get(&entry, "benefits"), metered)
+        } else {
+            (JsValue::UNDEFINED, false)
+        };
+        if !js_sys::Array::is_array(&ids) {
+            return Err(Error::invalid(
+                field,
+                "expected a list of benefit ids or { benefits: [...], metered: true }",
+            ));
+        }
+        let ids = js_sys::Array::from(&ids)
+            .iter()
+            .map(|id| id.as_string())
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::invalid(field.clone(), "benefit ids must be strings"))?;
+        map = if metered {
+            map.grant_metered(&name, ids)?
+        } else {
+            map.grant(&name, ids)?
+        };
+    }
+    Ok(map)
 }
 
 fn get(target: &JsValue, name: &str) -> JsValue {
@@ -213,12 +285,39 @@ fn activated_json(a: &LicenseKeyActivationRead) -> Value {
     json!({ "activation": to_json(&a.activation), "license": to_json(&a.license_key) })
 }
 
+/// `{ feature, granted, why, licenseReason, remainingUsage, source }`.
+fn access_json(a: &FeatureAccess) -> Value {
+    json!({
+        "feature": a.feature,
+        "granted": a.granted,
+        "why": a.why.code(),
+        "licenseReason": a.license_reason.map(Reason::code),
+        "remainingUsage": a.remaining_usage,
+        "source": a.source.map(Source::as_str),
+    })
+}
+
+/// `{ listed: { <name>: answer }, unlisted: answer }`: the verdict's answer for every feature of
+/// the map, and for any other name (asked as `""`, which no map has: names are never empty;
+/// the wrapper puts the name asked for into `feature`).
+fn features_json(inner: &AsyncLicensing, verdict: &CheckOutcome) -> Value {
+    let mut listed = Map::new();
+    for name in inner.entitlements().features() {
+        listed.insert(name.into(), access_json(&inner.has_feature(verdict, name)));
+    }
+    json!({ "listed": listed, "unlisted": access_json(&inner.has_feature(verdict, "")) })
+}
+
 fn secs(d: Option<Duration>) -> Value {
     d.map_or(Value::Null, |d| json!(d.as_secs()))
 }
 
-/// The resolution value of a licensed check, or the rejection value of anything else.
-fn outcome_to_js(outcome: CheckOutcome) -> Result<JsValue, JsValue> {
+/// The resolution value of a licensed check (with its feature answers), or the rejection
+/// value of anything else.
+fn outcome_to_js(inner: &AsyncLicensing, outcome: CheckOutcome) -> Result<JsValue, JsValue> {
+    let features = outcome
+        .is_licensed()
+        .then(|| features_json(inner, &outcome));
     match outcome {
         CheckOutcome::Licensed {
             source,
@@ -230,6 +329,7 @@ fn outcome_to_js(outcome: CheckOutcome) -> Result<JsValue, JsValue> {
             out.insert("source".into(), json!(source.as_str()));
             out.insert("graceRemaining".into(), secs(grace_remaining));
             out.insert("verifiedAt".into(), json!(verified_at));
+            out.insert("features".into(), features.unwrap_or_default());
             Ok(JsValue::from_str(&Value::Object(out).to_string()))
         }
         CheckOutcome::Denied(denial) => Err(denial_to_js(&denial)),
@@ -326,13 +426,14 @@ fn build(options: &str, host: &JsValue) -> Result<AsyncLicensing, Error> {
     if crypto.is_object() {
         b = b.crypto(crypto);
     }
-    b.build()
+    b.entitlements(entitlements(&get(host, "features"))?)
+        .build()
 }
 
 #[wasm_bindgen]
 impl Core {
-    /// `options`: the JSON of `LicenseClient`'s options without `storage`, `clock` and
-    /// `crypto`, which come in `host` as JS values. Throws a `LicenseError`
+    /// `options`: the JSON of `LicenseClient`'s options without `storage`, `clock`, `crypto`
+    /// and `features`, which come in `host` as JS values. Throws a `LicenseError`
     /// (`invalid_input`) for a bad option.
     #[wasm_bindgen(constructor)]
     pub fn new(options: &str, host: JsValue) -> Result<Core, JsValue> {
@@ -343,7 +444,8 @@ impl Core {
             .map_err(|e| error_to_js(&e))
     }
 
-    /// Validates online (no cache). Resolves to the JSON of `{ license, activation }`.
+    /// Validates online (no cache). Resolves to the JSON of `{ license, activation, features }`
+    /// (the feature answers of an online verdict).
     pub fn validate(&self, key: String, options: String) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move {
@@ -357,7 +459,17 @@ impl Core {
                 conditions: o.conditions,
             };
             match inner.client().validate(&req).await {
-                Ok(Verdict::Accepted(v)) => Ok(text(Value::Object(validated_json(&v)))),
+                Ok(Verdict::Accepted(v)) => {
+                    let mut out = validated_json(&v);
+                    let verdict = CheckOutcome::Licensed {
+                        source: Source::Online,
+                        license: Box::new(v),
+                        grace_remaining: None,
+                        verified_at: crate::wasm::date_now(),
+                    };
+                    out.insert("features".into(), features_json(&inner, &verdict));
+                    Ok(text(Value::Object(out)))
+                }
                 Ok(Verdict::Denied(d)) => Err(denial_to_js(&d)),
                 Err(e) => Err(error_to_js(&e)),
             }
@@ -406,10 +518,32 @@ impl Core {
     }
 
     /// The grace-aware check. Resolves to `{ license, activation, source, graceRemaining,
-    /// verifiedAt }` only when licensed.
+    /// verifiedAt, features }` only when licensed.
     pub fn check(&self, key: String) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
-        future_to_promise(async move { outcome_to_js(inner.check(key).await) })
+        future_to_promise(async move {
+            let outcome = inner.check(key).await;
+            outcome_to_js(&inner, outcome)
+        })
+    }
+
+    /// Checks `key` and answers for `feature`: resolves to `{ feature, granted, why,
+    /// licenseReason, remainingUsage, source }` whatever the verdict (a denied or unverified
+    /// license is `granted: false`, `why: "license_not_valid"` with its reason code), and
+    /// rejects only for an error-class reason (`invalid_input`, `protocol_error`,
+    /// `cache_error`): a wrong key, map or answer, which no verdict answers.
+    #[wasm_bindgen(js_name = hasFeature)]
+    pub fn has_feature(&self, key: String, feature: String) -> js_sys::Promise {
+        let inner = Rc::clone(&self.inner);
+        future_to_promise(async move {
+            let verdict = inner.check(key).await;
+            if let CheckOutcome::Unverified(e) = &verdict {
+                if e.reason().class() == ReasonClass::Error {
+                    return Err(error_to_js(e));
+                }
+            }
+            Ok(text(access_json(&inner.has_feature(&verdict, &feature))))
+        })
     }
 
     /// What the cache holds for `key`, with no request.

@@ -2,11 +2,13 @@
 //! `Date.now()` clock, put together. The behaviour is the native `Licensing`'s, step for step:
 //! [`AsyncLicensing::activate`] remembers the activation (and the conditions it was made with),
 //! [`AsyncLicensing::check`] validates it with those conditions, answering from the cache as
-//! [`crate::grace`] says, [`AsyncLicensing::deactivate`] forgets it, and
-//! [`AsyncLicensing::status`] reads the cache without any request.
+//! [`crate::grace`] says, [`AsyncLicensing::deactivate`] forgets it,
+//! [`AsyncLicensing::status`] reads the cache without any request, and
+//! [`AsyncLicensing::has_feature`] answers "may this copy use feature X?" from a verdict.
 
 use crate::cache::{self, MacKey};
 use crate::error::{Error, Verdict};
+use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::grace::{CheckOutcome, GracePolicy, Record, StoredActivation};
 use crate::key::Key;
@@ -40,6 +42,7 @@ pub struct AsyncLicensingBuilder {
     app_secret: Option<Vec<u8>>,
     machine_id: Option<String>,
     require_activation: bool,
+    entitlements: Entitlements,
     clock: Clock,
     crypto: Option<JsValue>,
 }
@@ -112,6 +115,14 @@ impl AsyncLicensingBuilder {
         self
     }
 
+    /// The feature map [`AsyncLicensing::has_feature`] answers from (checked when it is made:
+    /// see [`Entitlements::grant`] and [`Entitlements::from_json`]), as the native
+    /// `LicensingBuilder::entitlements`.
+    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
+        self.entitlements = entitlements;
+        self
+    }
+
     /// The clock (default: `Date.now()`). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
         self.clock = Rc::new(clock);
@@ -144,6 +155,7 @@ impl AsyncLicensingBuilder {
             clock: self.clock,
             crypto: self.crypto,
             require_activation: self.require_activation,
+            entitlements: Rc::new(self.entitlements),
         })
     }
 
@@ -174,6 +186,7 @@ pub struct AsyncLicensing {
     clock: Clock,
     crypto: Option<JsValue>,
     require_activation: bool,
+    entitlements: Rc<Entitlements>,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -216,6 +229,7 @@ impl AsyncLicensing {
             app_secret: None,
             machine_id: None,
             require_activation: false,
+            entitlements: Entitlements::new(),
             clock: Rc::new(crate::wasm::date_now),
             crypto: None,
         }
@@ -229,6 +243,18 @@ impl AsyncLicensing {
     /// The grace policy.
     pub fn policy(&self) -> &GracePolicy {
         &self.policy
+    }
+
+    /// The feature map.
+    pub fn entitlements(&self) -> &Entitlements {
+        &self.entitlements
+    }
+
+    /// May this copy use `feature`, given a verdict from [`AsyncLicensing::check`]? A cached
+    /// verdict within the grace answers as an online one; a verdict that does not license
+    /// grants nothing (as the native `Licensing::has_feature`).
+    pub fn has_feature(&self, verdict: &CheckOutcome, feature: &str) -> FeatureAccess {
+        self.entitlements.check(feature, verdict)
     }
 
     /// This machine's fingerprint for the organization, when activations are machine-bound.

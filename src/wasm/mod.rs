@@ -7,7 +7,7 @@
 //! |---|---|---|
 //! | [`crate::Transport`], `UreqTransport` | [`AsyncTransport`], [`FetchTransport`] | sends one request |
 //! | `BlockingClient` (`native.rs`) | [`AsyncClient`] (`client.rs`) | validate, activate, deactivate |
-//! | `Licensing` (`licensing.rs`) | [`AsyncLicensing`] (`licensing.rs`) | grace-aware `check`, remembered activations, `status` |
+//! | `Licensing` (`licensing.rs`) | [`AsyncLicensing`] (`licensing.rs`) | grace-aware `check`, remembered activations, `status`, `has_feature` |
 //! | `Store` (`store.rs`) | [`AsyncStore`] (`store.rs`) | `localStorage`, memory, or the app's `{ get, set, remove }` |
 //!
 //! The clock is `Date.now()` (never `SystemTime::now()`, which panics on this target), the

@@ -1,7 +1,7 @@
 // Browser end-to-end: the installed tarball in headless Chromium (playwright-core, Debian's
 // /usr/bin/chromium), against the emulator, cross-origin (so every POST is preflighted):
-//   1. a page built with Vite that imports 'polar-license', activates, validates and checks;
-//      screenshot kept in target/npm/e2e.png
+//   1. a page built with Vite that imports 'polar-license', activates, validates, checks and
+//      asks the verdict for two features; screenshot kept in target/npm/e2e.png
 //   2. the README's plain <script type="module"> example, served as it is (baseUrl added)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +19,7 @@ const HERE = dirname(fileURLToPath(import.meta.url));
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS, SCREENSHOT } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 const README_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
+const BENEFIT = '0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d';
 if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
 
 const require = createRequire(join(TOOLS, '..', 'package.json'));
@@ -54,7 +55,7 @@ async function newKey() {
   const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ key, limit_activations: 3 }),
+    body: JSON.stringify({ key, limit_activations: 3, benefit_id: BENEFIT }),
   });
   assert.equal(resp.status, 201);
   return key;
@@ -93,16 +94,16 @@ async function open(path) {
   return page;
 }
 
-test('a Vite-built page activates, validates and checks a key', async () => {
+test('a Vite-built page activates, validates, checks a key and gates features', async () => {
   const key = await newKey();
-  const query = new URLSearchParams({ api: EMULATOR, org: ORG, key });
+  const query = new URLSearchParams({ api: EMULATOR, org: ORG, key, benefit: BENEFIT });
   const page = await open(`/e2e/dist/index.html?${query}`);
   const status = page.locator('#status');
   await status.filter({ hasText: /licensed|error/ }).waitFor({ timeout: 30_000 });
   const text = await status.textContent();
   assert.match(
     text,
-    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(online\); 2 entries in localStorage$/,
+    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(online\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 2 entries in localStorage$/,
     `${text}\n${problems.join('\n')}`,
   );
   await mkdir(dirname(SCREENSHOT), { recursive: true });

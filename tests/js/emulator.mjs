@@ -6,6 +6,8 @@ import { randomBytes } from 'node:crypto';
 
 export const EMULATOR = process.env.POLAR_EMULATOR_URL;
 export const DEAD = process.env.POLAR_DEAD_URL ?? 'http://127.0.0.1:9';
+/** An emulator whose faults the tests set (only tests/js/features.test.mjs does). */
+export const FAULT = process.env.POLAR_FAULT_URL;
 export const CONSUMER = process.env.CONSUMER;
 export const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 export const README_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
@@ -21,14 +23,25 @@ export async function pkg() {
   return import(pathToFileURL(join(CONSUMER, 'node_modules', 'polar-license', 'node.js')).href);
 }
 
-/** A fresh key on the emulator (so runs never share activations). */
-export async function newKey(fields = {}) {
+/** A fresh key on the emulator (so runs never share activations); `fields` are SeedKey fields. */
+export async function newKey(fields = {}, base = EMULATOR) {
   const key = `JS-${randomBytes(12).toString('hex').toUpperCase()}`;
-  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
+  const resp = await fetch(`${base}/__emulator/keys`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
     body: JSON.stringify({ key, limit_activations: 3, ...fields }),
   });
   if (resp.status !== 201) throw new Error(`cannot add a key: ${await resp.text()}`);
   return key;
+}
+
+/** Sets (or with `null` clears) the fault of the FAULT emulator. */
+export async function setFault(fault) {
+  if (!FAULT) throw new Error('POLAR_FAULT_URL is not set: run scripts/test-wasm.sh');
+  const resp = await fetch(`${FAULT}/__emulator/fault`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(fault),
+  });
+  if (resp.status !== 204) throw new Error(`cannot set the fault: ${await resp.text()}`);
 }

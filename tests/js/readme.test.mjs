@@ -16,10 +16,10 @@ import { CONSUMER, EMULATOR, PACKAGE_DIR, README_KEY, newKey } from './emulator.
 const run = promisify(execFile);
 const blocks = readmeBlocks(join(PACKAGE_DIR, 'README.md'));
 
-async function runExample(name, ext = 'mjs') {
+async function runExample(name, ext = 'mjs', keyFields = {}) {
   const block = blocks.find((b) => b.name === name);
   assert.ok(block, `README has no example ${name}`);
-  const key = await newKey();
+  const key = await newKey(keyFields);
   const code = block.code
     .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
     .replaceAll(README_KEY, key);
@@ -37,6 +37,7 @@ test('the README has every example the tests expect', () => {
       'quick-start:js',
       'activation:js',
       'errors:js',
+      'features:js',
       'offline:js',
       'electron-storage:js',
       'typescript:ts',
@@ -68,6 +69,18 @@ test('example: errors', async () => {
     'inactive: renew your subscription',
     'not_found: check the key you typed',
     'invalid_input is error: key: must not be empty',
+  ]);
+});
+
+test('example: features', async () => {
+  // The README's key is on the demo benefit (its PRO); here it has used 7 of 10 uses.
+  const fields = { benefit_id: '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d', limit_usage: 10, usage: 7 };
+  const { lines } = await runExample('features', 'mjs', fields);
+  assert.deepEqual(lines, [
+    'export_pdf: yes (granted)',
+    'team_sync: no (not_granted_by_benefit)',
+    'ai_credits: yes (granted, 3 left)',
+    'revoked key, export_pdf: false (license_not_valid: inactive)',
   ]);
 });
 

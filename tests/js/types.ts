@@ -9,10 +9,14 @@ import {
   type CacheStatus,
   type CheckResult,
   type DenialCode,
+  type FeatureAccess,
+  type FeatureMap,
+  type FeatureWhy,
   type License,
   type ReasonCode,
   type ReasonKind,
   type StorageAdapter,
+  type UnverifiedCode,
   type ValidateResult,
 } from 'polar-license';
 
@@ -39,6 +43,44 @@ const client = new LicenseClient({
 });
 new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
 new LicenseClient({ organizationId: 'x', storage: 'memory', baseUrl: 'http://127.0.0.1:8080' });
+
+const features: FeatureMap = {
+  pro_export: ['0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d'],
+  api_calls: { benefits: ['0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d'], metered: true },
+  sync: { benefits: ['0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d'] },
+};
+const gated = new LicenseClient({ organizationId: 'x', features });
+// @ts-expect-error an entry is a list of benefit ids or { benefits, metered? }
+new LicenseClient({ organizationId: 'x', features: { pro: 'uuid' } });
+// @ts-expect-error metered is a boolean
+new LicenseClient({ organizationId: 'x', features: { pro: { benefits: ['uuid'], metered: 'yes' } } });
+
+export async function gating(key: string): Promise<boolean> {
+  const verdict: CheckResult = await gated.check(key);
+  const access: FeatureAccess = verdict.hasFeature('pro_export');
+  const viaClient: FeatureAccess = await gated.hasFeature(key, 'api_calls');
+  const online: FeatureAccess = (await gated.validate(key)).hasFeature('sync');
+  const left: number | null = viaClient.remainingUsage;
+  if (access.granted) {
+    const why: 'granted' = access.why;
+    const source: 'online' | 'cache' = access.source;
+    const reason: null = access.licenseReason;
+    void [why, source, reason];
+  } else {
+    const why: Exclude<FeatureWhy, 'granted'> = access.why;
+    const reason: DenialCode | UnverifiedCode | null = access.licenseReason;
+    const source: 'online' | 'cache' | null = access.source;
+    void [why, reason, source];
+  }
+  // @ts-expect-error hasFeature needs a name
+  verdict.hasFeature();
+  // @ts-expect-error client.hasFeature needs the key and the name
+  await gated.hasFeature('pro_export');
+  // @ts-expect-error why codes are a closed union
+  const bad: FeatureWhy = 'revoked';
+  void [online, left, bad];
+  return access.granted;
+}
 
 // @ts-expect-error organizationId is required
 new LicenseClient({ server: 'production' });

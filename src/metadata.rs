@@ -142,7 +142,8 @@ pub fn check_no_nul(field: &str, value: &str) -> Result<(), Error> {
     Ok(())
 }
 
-/// Checks that `value` is a UUID version 4 and returns its canonical (lowercase, hyphenated) form.
+/// Checks that `value` is a UUID version 4 of the RFC 4122 variant (as Polar requires) and
+/// returns its canonical (lowercase, hyphenated) form.
 pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
     let parsed = uuid::Uuid::try_parse(value)
         .map_err(|_| Error::invalid(field, "must be a UUID (version 4)"))?;
@@ -153,6 +154,13 @@ pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
                 "must be a version 4 UUID, found version {}",
                 parsed.get_version_num()
             ),
+        ));
+    }
+    // Polar's validator (pydantic-core) also requires the RFC 4122 / 9562 variant.
+    if parsed.get_variant() != uuid::Variant::RFC4122 {
+        return Err(Error::invalid(
+            field,
+            "must be a version 4 UUID of the RFC 4122 variant (4th group starting with 8, 9, a or b)",
         ));
     }
     Ok(parsed.hyphenated().to_string())

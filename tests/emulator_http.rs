@@ -657,6 +657,15 @@ fn validation_errors_match_the_table() {
         ),
         json!([{"type":"uuid_version","loc":["body","organization_id"],"msg":"UUID version 4 expected","input":"0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c","ctx":{"expected_version":4}}]),
     );
+    // Version 4 but not the RFC 4122 variant: pydantic-core answers uuid_version too.
+    assert_422(
+        &post(
+            &em,
+            VALIDATE,
+            &json!({"key": "K", "organization_id": "d2fcbff8-108b-411e-6f2b-6383e0a8802d"}),
+        ),
+        json!([{"type":"uuid_version","loc":["body","organization_id"],"msg":"UUID version 4 expected","input":"d2fcbff8-108b-411e-6f2b-6383e0a8802d","ctx":{"expected_version":4}}]),
+    );
     assert_422(
         &validate(&em, DEMO_KEY, json!({"increment_usage": -1})),
         json!([{"type":"greater_than_equal","loc":["body","increment_usage"],"msg":"Input should be greater than or equal to 0","input":-1,"ctx":{"ge":0}}]),

@@ -102,7 +102,7 @@ pub(crate) fn uuid_error(text: &str) -> Option<String> {
 /// Parses a UUID that must be version 4 (for seed files and admin calls).
 pub(crate) fn parse_uuid4(text: &str, what: &str) -> Result<Uuid, String> {
     let id = Uuid::parse_str(text).map_err(|e| format!("{what} `{text}` is not a UUID: {e}"))?;
-    if id.get_version_num() != 4 {
+    if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 {
         return Err(format!("{what} `{text}` is not a version 4 UUID"));
     }
     Ok(id)

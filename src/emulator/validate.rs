@@ -191,7 +191,7 @@ impl<'a> Body<'a> {
             return Err(());
         }
         let id = Uuid::parse_str(text).map_err(|_| ())?;
-        if id.get_version_num() != 4 {
+        if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 {
             self.errors.push(err(
                 "uuid_version",
                 loc(&["body", name]),
@@ -616,13 +616,15 @@ pub(crate) fn path_uuid_error(name: &str, value: &str) -> Option<VErr> {
         ));
     }
     match Uuid::parse_str(value) {
-        Ok(id) if id.get_version_num() != 4 => Some(err(
-            "uuid_version",
-            loc(&["path", name]),
-            "UUID version 4 expected",
-            &input,
-            Some(obj(vec![("expected_version", J::Int(4))])),
-        )),
+        Ok(id) if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 => {
+            Some(err(
+                "uuid_version",
+                loc(&["path", name]),
+                "UUID version 4 expected",
+                &input,
+                Some(obj(vec![("expected_version", J::Int(4))])),
+            ))
+        }
         _ => None,
     }
 }

@@ -34,7 +34,10 @@ step_c() { bash scripts/setup-c.sh; }
 # scripts/setup-wasm.sh.
 step_wasm() { bash scripts/setup-wasm.sh; }
 
-STEPS=(npm c wasm)
+# Fuzzing: the nightly toolchain and cargo-fuzz (scripts/setup-fuzz.sh).
+step_fuzz() { bash scripts/setup-fuzz.sh; }
+
+STEPS=(npm c wasm fuzz)
 
 now() { date +%s.%N; }
 

@@ -1,0 +1,47 @@
+//! `cache::decode` with a fixed `MacKey`, on arbitrary bytes and on arbitrary record bodies
+//! sealed with the right MAC (so the fuzzer gets past the HMAC into the JSON parser): never a
+//! panic, a bad MAC or format is an `Untrusted` reason, and every record that decodes must
+//! survive `encode` -> `decode` unchanged (the cache's own round trip).
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use polar_license::cache::{self, Untrusted};
+use polar_license_fuzz::cache_key::{mac_key, seal};
+
+fn roundtrip(record: &polar_license::Record) {
+    let key = mac_key();
+    let bytes = cache::encode(record, key);
+    let back = cache::decode(&bytes, key)
+        .unwrap_or_else(|e| panic!("our own encoding does not decode ({e:?}): {record:?}"));
+    // Exact, floats included (the float_roundtrip regression, fixed in a47706d).
+    assert_eq!(&back, record, "the record changed in the cache");
+}
+
+fuzz_target!(|data: &[u8]| {
+    let key = mac_key();
+    // The bytes as they are: almost always untrusted, never a panic.
+    if let Ok(record) = cache::decode(data, key) {
+        roundtrip(&record);
+    }
+    // The bytes as the record line of a well-sealed file: the JSON parser's turn.
+    let sealed = seal(data);
+    match cache::decode(&sealed, key) {
+        Ok(record) => {
+            assert!(!data.contains(&b'\n'));
+            roundtrip(&record);
+            // Any one-bit flip of the MAC line is caught.
+            let mut tampered = sealed.clone();
+            let at = sealed.len() - 2 - usize::from(data.first().copied().unwrap_or(0) % 64);
+            tampered[at] ^= 0x01;
+            assert!(
+                cache::decode(&tampered, key).is_err(),
+                "a flipped MAC bit decoded"
+            );
+        }
+        Err(why) => {
+            if !data.contains(&b'\n') && sealed.len() <= cache::MAX_RECORD_BYTES {
+                assert_eq!(why, Untrusted::Malformed, "a sealed record body: {why:?}");
+            }
+        }
+    }
+});

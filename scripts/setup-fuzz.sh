@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Installs what scripts/fuzz.sh needs, idempotently: a nightly toolchain and cargo-fuzz.
+# Quick when everything is there (checks, then skips).
+set -euo pipefail
+
+if ! rustup toolchain list | grep -q '^nightly'; then
+    echo "==> installing the nightly toolchain"
+    rustup toolchain install nightly --profile minimal
+else
+    echo "nightly toolchain present: $(rustc +nightly --version)"
+fi
+
+if cargo fuzz --version >/dev/null 2>&1; then
+    echo "cargo-fuzz present: $(cargo fuzz --version)"
+else
+    echo "==> cargo install cargo-fuzz --locked"
+    cargo install cargo-fuzz --locked
+fi

@@ -1,0 +1,82 @@
+#!/usr/bin/env bash
+# Sizes of the native artifacts (issue #6), as a markdown table with the commands run:
+#
+# * the release `polar-license` binary (as built, and stripped);
+# * the static library (`cargo rustc --lib --release --features ffi --crate-type staticlib`);
+# * when bindings/c/examples/validate.c exists: that example linked against the static
+#   library, stripped (target <= 2 MB).
+#
+#   scripts/size-native.sh
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+TARGET_DIR="${CARGO_TARGET_DIR:-target}"
+LOG_DIR="$TARGET_DIR/bench-logs"
+OUT="$TARGET_DIR/size"
+mkdir -p "$LOG_DIR" "$OUT"
+CC="${CC:-cc}"
+failed=0
+ROWS=()
+
+size_of() { stat -c %s "$1"; }
+human() { awk -v b="$1" 'BEGIN { if (b >= 1048576) printf "%.2f MB", b / 1048576; else printf "%.1f KB", b / 1024 }'; }
+run() { # LOG CMD...: runs, logs, prints the tail on failure
+    local log="$1"
+    shift
+    echo "==> $*"
+    if ! "$@" >"$LOG_DIR/$log" 2>&1; then
+        tail -n 20 "$LOG_DIR/$log"
+        return 1
+    fi
+}
+row() { ROWS+=("| $1 | $2 | $3 | $4 | \`$5\` |"); }
+
+# The CLI binary.
+build_cli=(cargo build --release --features cli)
+if run size-cli.log "${build_cli[@]}"; then
+    bin="$TARGET_DIR/release/polar-license"
+    cp "$bin" "$OUT/polar-license.stripped"
+    strip "$OUT/polar-license.stripped"
+    row "\`polar-license\` (release, as built: strip = \"debuginfo\")" "$(human "$(size_of "$bin")")" "$(size_of "$bin")" "" "${build_cli[*]}"
+    row "\`polar-license\` stripped" "$(human "$(size_of "$OUT/polar-license.stripped")")" "$(size_of "$OUT/polar-license.stripped")" "" "strip $bin"
+else
+    failed=1
+fi
+
+# The static library.
+build_lib=(cargo rustc --lib --release --features ffi --crate-type staticlib -- --print native-static-libs)
+if run size-staticlib.log "${build_lib[@]}"; then
+    lib="$TARGET_DIR/release/libpolar_license.a"
+    row "\`libpolar_license.a\` (ffi, staticlib)" "$(human "$(size_of "$lib")")" "$(size_of "$lib")" "" "${build_lib[*]}"
+    native_libs="$(sed -n 's/.*native-static-libs: //p' "$LOG_DIR/size-staticlib.log" | tail -n 1)"
+
+    example="bindings/c/examples/validate.c"
+    if [[ -f "$example" ]]; then
+        exe="$OUT/validate"
+        # shellcheck disable=SC2086 # native_libs is a list of -l flags
+        link=("$CC" -Os -ffunction-sections -fdata-sections -Ibindings/c/include "$example" "$lib"
+            -Wl,--gc-sections $native_libs -o "$exe")
+        if run size-c-example.log "${link[@]}"; then
+            strip "$exe"
+            s="$(size_of "$exe")"
+            verdict="$(awk -v b="$s" 'BEGIN { if (b <= 2 * 1048576) print "pass"; else printf "miss (%.2fx)", b / 2097152 }')"
+            row "C example \`validate\`, linked + stripped" "$(human "$s")" "$s" "<= 2 MB: $verdict" "${link[*]} && strip $exe"
+        else
+            failed=1
+        fi
+    else
+        ROWS+=("| C example | not built: $example does not exist yet | | | |")
+    fi
+else
+    failed=1
+fi
+
+echo
+echo "### native sizes ($(uname -m), $(rustc --version))"
+echo
+echo "| artifact | size | bytes | target | command |"
+echo "|---|---|---|---|---|"
+printf '%s\n' "${ROWS[@]}"
+exit "$failed"

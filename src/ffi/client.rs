@@ -31,12 +31,11 @@ pub struct polar_license_client {
     errors: Mutex<HashMap<u64, CString>>,
 }
 
-/// The thread rules in bindings/c/README.md rest on this (checked at compile time).
-#[allow(dead_code)]
-fn client_is_send_and_sync() {
+// The thread rules in bindings/c/README.md rest on this (checked at compile time).
+const _: fn() = || {
     fn send_sync<T: Send + Sync>() {}
     send_sync::<polar_license_client>();
-}
+};
 
 /// A number for the calling thread, never reused (C threads included). A plain thread-local
 /// counter rather than `std::thread::current()`, which allocates a handle that is never freed

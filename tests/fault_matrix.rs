@@ -1,0 +1,466 @@
+//! The fault matrix (issue #6, item 3) through the Rust API: thirteen server faults against
+//! the in-process emulator, each checked the same way on every face (the C ABI in
+//! bindings/c/tests/test_faults.c, the npm package in tests/js/faults.test.mjs):
+//!
+//! 1. an online `validate` gives the contract's reason code (§1), with exactly one request;
+//! 2. with no cache, `check` does not grant (same code, one request);
+//! 3. with a valid cached verdict, `check` answers as the grace policy says: licensed from the
+//!    cache for `offline`, `rate_limited` and `server_error`, not licensed for
+//!    `protocol_error` (it never falls back), with one request;
+//! 4. the cached verdict survives: `status` still holds the same good verdict, and once the
+//!    fault is cleared a check is licensed again;
+//! 5. after a 429 the block holds: the next checks send nothing until it ends.
+//!
+//! Each row runs on its own emulator (so request counts are exact), all rows at once. The rows
+//! are written to target/fault-matrix/rust.tsv for scripts/fault-table.sh; the test fails when
+//! any check of any row fails.
+#![cfg(feature = "emulator")]
+
+use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE};
+use polar_license::grace::{CheckOutcome, GracePolicy, Source};
+use polar_license::{
+    CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
+};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// The client's whole-request timeout: a hang or a slow body costs this much per call.
+const TIMEOUT: Duration = Duration::from_secs(1);
+/// The 50 MB body of the `huge_body` row (the native client caps bodies at 1 MiB).
+const HUGE: u64 = 50 * 1024 * 1024;
+/// The `retry-after` of the `rate_limited_retry_after` row.
+const RETRY_AFTER: u64 = 30;
+/// Polar's block when `retry-after` is missing (grace::DEFAULT_RETRY_AFTER).
+const DEFAULT_BLOCK: i64 = 60;
+const START: i64 = 1_790_000_000;
+const WEEK: u64 = 7 * 24 * 3600;
+
+/// One row: its id (shared with the other faces and scripts/fault-table.sh), the fault
+/// (`None`: the server is down, connections are refused) and the expected reason.
+struct Row {
+    id: &'static str,
+    fault: Option<Fault>,
+    expected: Reason,
+}
+
+fn status(status: u16, body: &str) -> Option<Fault> {
+    Some(Fault::Status {
+        status,
+        body: body.to_string(),
+    })
+}
+
+fn rows() -> Vec<Row> {
+    use Reason::*;
+    let row = |id, fault, expected| Row {
+        id,
+        fault,
+        expected,
+    };
+    vec![
+        row("connection_refused", None, Offline),
+        row("hang_timeout", Some(Fault::Hang), Offline),
+        row(
+            "slow_body",
+            Some(Fault::SlowBody { ms_per_byte: 200 }),
+            Offline,
+        ),
+        row(
+            "status_500",
+            status(500, "Internal Server Error"),
+            ServerError,
+        ),
+        row(
+            "status_502",
+            status(502, "<html><body><h1>502 Bad Gateway</h1></body></html>"),
+            ServerError,
+        ),
+        row(
+            "status_503",
+            status(503, "{\"detail\":\"Service Unavailable\"}"),
+            ServerError,
+        ),
+        row(
+            "rate_limited",
+            Some(Fault::RateLimited { retry_after: None }),
+            RateLimited,
+        ),
+        row(
+            "rate_limited_retry_after",
+            Some(Fault::RateLimited {
+                retry_after: Some(RETRY_AFTER),
+            }),
+            RateLimited,
+        ),
+        row("malformed_json", Some(Fault::Malformed), ProtocolError),
+        row("truncated_body", Some(Fault::Truncated), ProtocolError),
+        row("huge_body", Some(Fault::Huge { bytes: HUGE }), ProtocolError),
+        row(
+            "unexpected_status",
+            status(418, "{\"detail\":\"I'm a teapot\"}"),
+            ProtocolError,
+        ),
+        row(
+            "status_401",
+            status(
+                401,
+                "{\"error\":\"invalid_token\",\"error_description\":\"The access token provided is expired, revoked, malformed, or invalid for other reasons.\"}",
+            ),
+            ProtocolError,
+        ),
+    ]
+}
+
+/// What a row found; `failures` empty means it passed.
+struct Found {
+    id: &'static str,
+    expected: Reason,
+    got: String,
+    no_cache: String,
+    cached: String,
+    cache_kept: bool,
+    requests: u64,
+    expected_requests: u64,
+    failures: Vec<String>,
+}
+
+impl Found {
+    fn check(&mut self, ok: bool, what: impl FnOnce() -> String) -> bool {
+        if !ok {
+            self.failures.push(what());
+        }
+        ok
+    }
+}
+
+/// The code of a validate answer: `licensed`, a denial's or an error's reason.
+fn validate_code(answer: &Result<Verdict<impl std::fmt::Debug>, Error>) -> String {
+    match answer {
+        Ok(Verdict::Accepted(_)) => "licensed".into(),
+        Ok(Verdict::Denied(d)) => d.reason.code().into(),
+        Err(e) => e.reason().code().into(),
+    }
+}
+
+/// `licensed/online`, `licensed/cache`, or the reason's code.
+fn outcome_code(outcome: &CheckOutcome) -> String {
+    match outcome {
+        CheckOutcome::Licensed { source, .. } => format!("licensed/{}", source.as_str()),
+        other => other
+            .reason()
+            .map_or_else(|| "none".into(), |r| r.code().into()),
+    }
+}
+
+fn is_licensed_from(outcome: &CheckOutcome, want: Source) -> bool {
+    matches!(outcome, CheckOutcome::Licensed { source, .. } if *source == want)
+}
+
+/// A port nothing listens on: an emulator started and stopped at once.
+fn dead_url() -> String {
+    let emulator = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+    let url = emulator.url();
+    emulator.stop();
+    url
+}
+
+struct World {
+    polar: Emulator,
+    dead: String,
+    clock: Arc<AtomicI64>,
+    dir: PathBuf,
+}
+
+impl World {
+    fn new(id: &str) -> World {
+        let dir = std::env::temp_dir().join(format!(
+            "polar-license-fault-matrix-{id}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        World {
+            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator starts"),
+            dead: dead_url(),
+            clock: Arc::new(AtomicI64::new(START)),
+            dir,
+        }
+    }
+
+    /// A client with its cache in `cache` (under the world's directory), every check asking
+    /// Polar (revalidate_after 0), talking to the emulator or, when `down`, to a dead port.
+    fn licensing(&self, cache: &str, down: bool) -> Licensing {
+        let clock = Arc::clone(&self.clock);
+        let url = if down {
+            self.dead.clone()
+        } else {
+            self.polar.url()
+        };
+        Licensing::builder(self.polar.organization_id())
+            .base_url(url)
+            .timeout(TIMEOUT)
+            .cache_dir(self.dir.join(cache))
+            .machine_binding(MachineBinding::Id("fault-matrix".into()))
+            .policy(GracePolicy {
+                revalidate_after: Duration::ZERO,
+                ..GracePolicy::default()
+            })
+            .clock(move || clock.load(Ordering::SeqCst))
+            .build()
+            .expect("licensing builds")
+    }
+
+    fn advance(&self, seconds: i64) {
+        self.clock.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// Requests the emulator received since the last call.
+    fn requests(&self) -> u64 {
+        let n = self.polar.request_count();
+        self.polar.reset_request_count();
+        n
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn run_row(row: &Row) -> Found {
+    let w = World::new(row.id);
+    let down = row.fault.is_none();
+    let falls_back = row.expected.class() == polar_license::ReasonClass::Unverified;
+    let rate_limited = row.expected == Reason::RateLimited;
+    let block = match &row.fault {
+        Some(Fault::RateLimited {
+            retry_after: Some(s),
+        }) => *s as i64,
+        _ => DEFAULT_BLOCK,
+    };
+    let want = row.expected.code();
+    let mut f = Found {
+        id: row.id,
+        expected: row.expected,
+        got: String::new(),
+        no_cache: String::new(),
+        cached: String::new(),
+        cache_kept: false,
+        requests: 0,
+        expected_requests: if down { 0 } else { 3 },
+        failures: Vec::new(),
+    };
+
+    // A valid cached verdict for DEMO_KEY, made against the healthy emulator.
+    let healthy = w.licensing("cached", false);
+    let seeded = healthy.check(DEMO_KEY);
+    if !f.check(is_licensed_from(&seeded, Source::Online), || {
+        format!("the healthy check is {seeded:?}")
+    }) {
+        return f;
+    }
+    let verified_at = w.clock.load(Ordering::SeqCst);
+    w.requests();
+    w.advance(10);
+
+    w.polar.set_fault(row.fault.clone());
+    let faulty = w.licensing("cached", down);
+    let bare = w.licensing("empty", down);
+
+    // 1. validate online: the contract's code, one request.
+    let answer = faulty
+        .client()
+        .validate(&ValidateRequest::new(DEMO_KEY_USAGE));
+    f.got = validate_code(&answer);
+    f.check(f.got == want, || format!("validate: {answer:?}"));
+    match (&answer, row.id) {
+        (Err(e), "hang_timeout" | "slow_body") => {
+            f.check(e.is_timeout(), || format!("not a timeout: {e:?}"));
+        }
+        (Err(e), "connection_refused") => {
+            f.check(!e.is_timeout(), || format!("a timeout: {e:?}"));
+        }
+        // Refused for its size (not read to the end and then found malformed).
+        (Err(e), "huge_body") => {
+            f.check(e.detail().contains("larger than the cap"), || {
+                format!("not refused for its size: {e:?}")
+            });
+        }
+        (Err(e), "truncated_body") => {
+            f.check(e.detail().contains("truncated"), || {
+                format!("not reported as truncated: {e:?}")
+            });
+        }
+        (Err(Error::RateLimited { retry_after }), _) => {
+            let expected = (block != DEFAULT_BLOCK).then_some(RETRY_AFTER);
+            f.check(*retry_after == expected, || {
+                format!("retry_after {retry_after:?}, expected {expected:?}")
+            });
+        }
+        _ => {}
+    }
+    let mut requests = w.requests();
+    let expected = if down { 0 } else { 1 };
+    f.check(requests == expected, || {
+        format!("validate sent {requests} requests, expected {expected}")
+    });
+
+    // 2. No cache: check never grants.
+    let first = bare.check(DEMO_KEY_USAGE);
+    f.no_cache = outcome_code(&first);
+    f.check(f.no_cache == want, || {
+        format!("check without a cache: {first:?}")
+    });
+    let n = w.requests();
+    f.check(n == expected, || {
+        format!("check without a cache sent {n} requests, expected {expected}")
+    });
+    requests += n;
+    if rate_limited {
+        // Within the block: refused with no request.
+        w.advance(1);
+        let again = bare.check(DEMO_KEY_USAGE);
+        f.check(outcome_code(&again) == want, || {
+            format!("second check without a cache: {again:?}")
+        });
+        let n = w.requests();
+        f.check(n == 0, || {
+            format!("a check in the 429 block sent {n} requests")
+        });
+        requests += n;
+    }
+    let empty = bare.status(DEMO_KEY_USAGE).expect("status answers");
+    f.check(empty.grace_remaining.is_none(), || {
+        format!("the empty cache can grant after the fault: {empty:?}")
+    });
+
+    // 3. A valid cache: licensed from it for unverified reasons, never for protocol errors.
+    let cached = faulty.check(DEMO_KEY);
+    f.cached = outcome_code(&cached);
+    if falls_back {
+        if f.check(is_licensed_from(&cached, Source::Cache), || {
+            format!("check with a cache: {cached:?}")
+        }) {
+            if let CheckOutcome::Licensed {
+                grace_remaining,
+                verified_at: at,
+                ..
+            } = &cached
+            {
+                let left = grace_remaining.map(|d| d.as_secs());
+                let age = (w.clock.load(Ordering::SeqCst) - verified_at) as u64;
+                f.check(left == Some(WEEK - age) && *at == verified_at, || {
+                    format!("grace left {left:?} at age {age} s, verified at {at}")
+                });
+            }
+        }
+    } else {
+        f.check(f.cached == want, || {
+            format!("check with a cache: {cached:?}")
+        });
+    }
+    let n = w.requests();
+    f.check(n == expected, || {
+        format!("check with a cache sent {n} requests, expected {expected}")
+    });
+    requests += n;
+    if rate_limited {
+        w.advance(1);
+        let again = faulty.check(DEMO_KEY);
+        f.check(is_licensed_from(&again, Source::Cache), || {
+            format!("second check with a cache: {again:?}")
+        });
+        let n = w.requests();
+        f.check(n == 0, || {
+            format!("a check in the 429 block sent {n} requests")
+        });
+        requests += n;
+    }
+    f.requests = requests;
+
+    // 4. The cached verdict is still there, unchanged.
+    let kept = faulty.status(DEMO_KEY).expect("status answers");
+    let good_kept = match &kept.state {
+        CacheState::Present(r) => {
+            r.denied.is_none()
+                && r.good
+                    .as_ref()
+                    .is_some_and(|g| g.verified_at == verified_at)
+        }
+        _ => false,
+    };
+    let mut cache_kept = f.check(good_kept && kept.grace_remaining.is_some(), || {
+        format!("the cached verdict is gone: {kept:?}")
+    });
+
+    // 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online).
+    w.polar.set_fault(None);
+    w.requests();
+    if rate_limited {
+        let during = healthy.check(DEMO_KEY);
+        let n = w.requests();
+        cache_kept &= f.check(is_licensed_from(&during, Source::Cache) && n == 0, || {
+            format!("after the fault, within the block: {during:?}, {n} requests")
+        });
+        w.advance(block);
+    }
+    let after = healthy.check(DEMO_KEY);
+    let n = w.requests();
+    cache_kept &= f.check(is_licensed_from(&after, Source::Online) && n == 1, || {
+        format!("after the fault: {after:?}, {n} requests")
+    });
+    f.cache_kept = cache_kept;
+    f
+}
+
+fn matrix_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-matrix")
+}
+
+#[test]
+fn fault_matrix() {
+    let rows = rows();
+    let found: Vec<Found> = std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| s.spawn(move || run_row(row)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    });
+
+    let mut tsv = String::from(
+        "face\tfault\texpected\tgot\tno_cache\tcached\tcache_kept\trequests\texpected_requests\tresult\n",
+    );
+    let mut failures = String::new();
+    for f in &found {
+        let pass = f.failures.is_empty();
+        let _ = writeln!(
+            tsv,
+            "rust\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}\t{}",
+            f.id,
+            f.expected.code(),
+            f.got,
+            f.no_cache,
+            f.cached,
+            if f.cache_kept { "yes" } else { "no" },
+            f.requests,
+            f.expected_requests,
+            if pass { "pass" } else { "FAIL" }
+        );
+        for why in &f.failures {
+            let _ = writeln!(failures, "{}: {why}", f.id);
+        }
+    }
+    let dir = matrix_dir();
+    std::fs::create_dir_all(&dir).expect("target/fault-matrix");
+    std::fs::write(dir.join("rust.tsv"), &tsv).expect("write rust.tsv");
+    print!("{tsv}");
+    assert_eq!(found.len(), 13);
+    assert!(failures.is_empty(), "fault matrix failures:\n{failures}");
+}

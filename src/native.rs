@@ -37,8 +37,13 @@ impl UreqTransport {
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
             .build();
+        let agent = ureq::Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            LiteralFirstResolver::default(),
+        );
         UreqTransport {
-            agent: config.into(),
+            agent,
             max_response_bytes,
         }
     }
@@ -52,6 +57,50 @@ impl Default for UreqTransport {
             DEFAULT_MAX_RESPONSE_BYTES,
         )
     }
+}
+
+/// ureq's resolver, except that an IP-literal host (`127.0.0.1`, `[::1]`) is answered inline.
+///
+/// With a timeout configured, ureq's default resolver runs every lookup on a new thread so
+/// that a hung DNS query can be abandoned; for an address that needs no lookup, that thread
+/// is pure cost (it dominated a loopback validate in `benches/validate.rs`). Host names still
+/// go through the default resolver and its timeout.
+#[derive(Debug, Default)]
+struct LiteralFirstResolver {
+    fallback: ureq::unversioned::resolver::DefaultResolver,
+}
+
+impl ureq::unversioned::resolver::Resolver for LiteralFirstResolver {
+    fn resolve(
+        &self,
+        uri: &ureq::http::Uri,
+        config: &ureq::config::Config,
+        timeout: ureq::unversioned::transport::NextTimeout,
+    ) -> Result<ureq::unversioned::resolver::ResolvedSocketAddrs, ureq::Error> {
+        if let Some(addr) = literal_socket_addr(uri) {
+            let mut addrs = self.empty();
+            addrs.push(addr);
+            return Ok(addrs);
+        }
+        self.fallback.resolve(uri, config, timeout)
+    }
+}
+
+/// The socket address of a URI whose host is an IP literal, with the scheme's default port.
+fn literal_socket_addr(uri: &ureq::http::Uri) -> Option<std::net::SocketAddr> {
+    let host = uri.host()?;
+    let host = host
+        .strip_prefix('[')
+        .and_then(|h| h.strip_suffix(']'))
+        .unwrap_or(host);
+    let ip: std::net::IpAddr = host.parse().ok()?;
+    let port = match (uri.port_u16(), uri.scheme_str()) {
+        (Some(port), _) => port,
+        (None, Some("http")) => 80,
+        (None, Some("https")) => 443,
+        (None, _) => return None,
+    };
+    Some(std::net::SocketAddr::new(ip, port))
 }
 
 fn map_ureq_error(e: ureq::Error, reading_body: bool) -> TransportError {
@@ -282,5 +331,34 @@ impl BlockingClient {
     pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;
         parse_deactivate(&self.transport.send(&request)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_socket_addr;
+
+    fn addr(uri: &str) -> Option<String> {
+        let uri: ureq::http::Uri = uri.parse().ok()?;
+        literal_socket_addr(&uri).map(|a| a.to_string())
+    }
+
+    #[test]
+    fn ip_literals_resolve_inline_with_the_scheme_port() {
+        assert_eq!(
+            addr("http://127.0.0.1:8080/v1").as_deref(),
+            Some("127.0.0.1:8080")
+        );
+        assert_eq!(addr("http://127.0.0.1/v1").as_deref(), Some("127.0.0.1:80"));
+        assert_eq!(addr("https://10.1.2.3/v1").as_deref(), Some("10.1.2.3:443"));
+        assert_eq!(addr("http://[::1]:9/x").as_deref(), Some("[::1]:9"));
+        assert_eq!(addr("https://[::1]/x").as_deref(), Some("[::1]:443"));
+    }
+
+    #[test]
+    fn host_names_go_to_the_default_resolver() {
+        assert_eq!(addr("https://api.polar.sh/v1"), None);
+        assert_eq!(addr("http://localhost:8000/v1"), None);
+        assert_eq!(addr("http://127.0.0.1.nip.io/v1"), None);
     }
 }

@@ -9,7 +9,8 @@
 #   4. builds and runs the quick start (static, then through pkg-config and CMake), the C
 #      blocks of bindings/c/README.md, the C++ smoke test, and the C tests (every
 #      bindings/c/tests/test_*.c, test_features.c included) plain, under ASan+UBSan and under
-#      valgrind.
+#      valgrind. test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
+#      (c-asan.tsv, c-valgrind.tsv for the other two runs) for scripts/fault-table.sh.
 #
 # Everything is built under target/c. One line per suite, `SUITE: N passed, N failed`, then
 # a total; the exit status is 1 when anything failed. Needs scripts/setup-c.sh first.
@@ -277,6 +278,10 @@ run_suite() {
     local suite="$1" variant="$2" passed=0 failed=0 t bin log rc line p f
     local flags=("${CFLAGS[@]}")
     [[ "$variant" == asan ]] && flags+=("${SANITIZE[@]}")
+    # Where test_faults.c writes the fault-matrix rows of this run.
+    local matrix=c
+    [[ "$suite" == c-plain ]] || matrix="$suite"
+    export POLAR_FAULT_MATRIX_OUT="$ROOT/target/fault-matrix/$matrix.tsv"
     for t in "${TESTS[@]}"; do
         bin="$OUT/$t-$variant"
         log="$OUT/$t-$suite.log"

@@ -60,6 +60,8 @@ void harness_run(const char *name, void (*fn)(void)) {
   fflush(stdout);
 }
 
+int harness_current_failures(void) { return current_failures; }
+
 int harness_summary(const char *program) {
   printf("%s: %d passed, %d failed\n", program, passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;

@@ -57,6 +57,9 @@ void harness_check_answer(const char *file, int line, const polar_license_result
 #define RUN(fn) harness_run(#fn, fn)
 void harness_run(const char *name, void (*fn)(void));
 
+/* How many checks have failed so far in the running test (0: it passes so far). */
+int harness_current_failures(void);
+
 /* Prints `PROGRAM: N passed, N failed` and returns the exit status (0 when all passed). */
 int harness_summary(const char *program);
 

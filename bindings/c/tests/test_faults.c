@@ -1,0 +1,326 @@
+/*
+ * test_faults.c: the fault matrix (issue #6 item 3) through the C ABI, the same thirteen rows
+ * as tests/fault_matrix.rs (Rust) and tests/js/faults.test.mjs (the npm package). For each
+ * server fault, against the emulator:
+ *
+ *   1. an online validate gives the contract's reason code, with exactly one request;
+ *   2. with no cache, check does not grant (same code, one request);
+ *   3. with a valid cached verdict, check answers as the grace policy says: licensed from the
+ *      cache for offline, rate_limited and server_error, not licensed for protocol_error
+ *      (which never falls back), with one request;
+ *   4. the cached verdict survives: status still holds the same good verdict, and once the
+ *      fault is cleared a check is licensed again;
+ *   5. after a 429 the block holds: the next checks send nothing until it ends.
+ *
+ * test-c.sh runs it plain, under ASan+UBSan and under valgrind (no crash, no leak). Each row is
+ * also written to a TSV file for scripts/fault-table.sh: $POLAR_FAULT_MATRIX_OUT, by default
+ * target/fault-matrix/c.tsv.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define WEEK (7 * 24 * 3600)
+/* The retry-after of the rate_limited_retry_after row, and Polar's block without one. */
+#define RETRY_AFTER 600
+#define DEFAULT_BLOCK 60
+/* The hang and slow-body rows time out on purpose (each faulted call costs this much); every
+ * other row keeps the default, so a slow machine (valgrind) never turns them into offline. */
+#define SHORT_TIMEOUT_MS 1000
+#define TIMEOUT_MS 10000
+
+struct row {
+  const char *id;
+  const char *fault; /* `{"kind":...}` for the emulator; NULL: the server is down (refused) */
+  polar_license_reason expected;
+  int64_t block; /* the 429 block in seconds, 0 for other rows */
+  uint64_t timeout_ms;
+};
+
+static const struct row rows[] = {
+    {"connection_refused", NULL, POLAR_LICENSE_REASON_OFFLINE, 0, TIMEOUT_MS},
+    {"hang_timeout", "{\"kind\":\"hang\"}", POLAR_LICENSE_REASON_OFFLINE, 0, SHORT_TIMEOUT_MS},
+    {"slow_body", "{\"kind\":\"slow_body\",\"ms_per_byte\":200}", POLAR_LICENSE_REASON_OFFLINE, 0,
+     SHORT_TIMEOUT_MS},
+    {"status_500", "{\"kind\":\"status\",\"status\":500,\"body\":\"Internal Server Error\"}",
+     POLAR_LICENSE_REASON_SERVER_ERROR, 0, TIMEOUT_MS},
+    {"status_502",
+     "{\"kind\":\"status\",\"status\":502,"
+     "\"body\":\"<html><body><h1>502 Bad Gateway</h1></body></html>\"}",
+     POLAR_LICENSE_REASON_SERVER_ERROR, 0, TIMEOUT_MS},
+    {"status_503",
+     "{\"kind\":\"status\",\"status\":503,\"body\":\"{\\\"detail\\\":\\\"Service Unavailable\\\"}\"}",
+     POLAR_LICENSE_REASON_SERVER_ERROR, 0, TIMEOUT_MS},
+    {"rate_limited", "{\"kind\":\"rate_limited\",\"retry_after\":null}",
+     POLAR_LICENSE_REASON_RATE_LIMITED, DEFAULT_BLOCK, TIMEOUT_MS},
+    {"rate_limited_retry_after", "{\"kind\":\"rate_limited\",\"retry_after\":600}",
+     POLAR_LICENSE_REASON_RATE_LIMITED, RETRY_AFTER, TIMEOUT_MS},
+    {"malformed_json", "{\"kind\":\"malformed\"}", POLAR_LICENSE_REASON_PROTOCOL_ERROR, 0,
+     TIMEOUT_MS},
+    {"truncated_body", "{\"kind\":\"truncated\"}", POLAR_LICENSE_REASON_PROTOCOL_ERROR, 0,
+     TIMEOUT_MS},
+    {"huge_body", "{\"kind\":\"huge\",\"bytes\":52428800}", POLAR_LICENSE_REASON_PROTOCOL_ERROR, 0,
+     TIMEOUT_MS},
+    {"unexpected_status",
+     "{\"kind\":\"status\",\"status\":418,\"body\":\"{\\\"detail\\\":\\\"I'm a teapot\\\"}\"}",
+     POLAR_LICENSE_REASON_PROTOCOL_ERROR, 0, TIMEOUT_MS},
+    {"status_401",
+     "{\"kind\":\"status\",\"status\":401,\"body\":\"{\\\"error\\\":\\\"invalid_token\\\","
+     "\\\"error_description\\\":\\\"The access token provided is expired, revoked, malformed, or "
+     "invalid for other reasons.\\\"}\"}",
+     POLAR_LICENSE_REASON_PROTOCOL_ERROR, 0, TIMEOUT_MS},
+};
+
+#define ROWS (sizeof rows / sizeof rows[0])
+
+static const struct row *current;
+static FILE *tsv;
+static char dead_url[64];
+
+/* A loopback port nothing listens on. */
+static int closed_port(void) {
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, (struct sockaddr *)&addr, sizeof addr);
+  getsockname(fd, (struct sockaddr *)&addr, &len);
+  port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
+/* A client for `url` with its cache in `cache_dir`: every check asks the server
+ * (revalidate_after 0), a week of grace, the clock moved by `offset` seconds. */
+static polar_license_client *client_at(const char *url, const char *cache_dir, int64_t offset,
+                                       uint64_t timeout_ms) {
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL;
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, url));
+  must(polar_license_config_set_timeout_ms(config, timeout_ms));
+  must(polar_license_config_set_cache_dir(config, cache_dir));
+  must(polar_license_config_set_grace_policy(config, 0, WEEK, 600));
+  must(polar_license_config_set_clock_offset_for_testing(config, offset));
+  must(polar_license_client_new(config, &client));
+  polar_license_config_free(config);
+  return client;
+}
+
+static polar_license_result *check(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_check(client, key, &r));
+  return r;
+}
+
+static int licensed_from(const polar_license_result *r, polar_license_source source) {
+  return polar_license_result_is_licensed(r) && polar_license_result_source(r) == source;
+}
+
+/* `licensed/online`, `licensed/cache`, or the reason's code. */
+static void code_of(const polar_license_result *r, char out[64]) {
+  polar_license_reason reason = polar_license_result_reason(r);
+  if (polar_license_result_is_licensed(r)) {
+    snprintf(out, 64, "licensed/%s",
+             polar_license_result_source(r) == POLAR_LICENSE_SOURCE_CACHE ? "cache" : "online");
+  } else {
+    snprintf(out, 64, "%s", reason ? polar_license_reason_code(reason) : "none");
+  }
+}
+
+/* Requests the emulator received since the last call. */
+static long requests(void) {
+  static long seen = -1;
+  long now = emu_request_count(), n = seen < 0 ? 0 : now - seen;
+  seen = now;
+  return n;
+}
+
+static void run_row(void) {
+  const struct row *row = current;
+  const int down = row->fault == NULL;
+  const int rate_limited = row->expected == POLAR_LICENSE_REASON_RATE_LIMITED;
+  const int falls_back = row->expected != POLAR_LICENSE_REASON_PROTOCOL_ERROR;
+  const polar_license_outcome outcome =
+      falls_back ? POLAR_LICENSE_OUTCOME_UNVERIFIED : POLAR_LICENSE_OUTCOME_ERROR;
+  const long one = down ? 0 : 1;
+  const char *url = down ? dead_url : emu_url();
+  char cached_dir[64], empty_dir[64], key[64], other[64];
+  char got[64] = "", no_cache[64] = "", cached[64] = "";
+  polar_license_client *healthy, *faulty, *bare, *later;
+  polar_license_request *request;
+  polar_license_result *r = NULL;
+  int64_t verified_at;
+  long n, total = 0;
+  int failures_before_cache;
+
+  temp_dir(cached_dir);
+  temp_dir(empty_dir);
+  emu_new_key("", key);
+  emu_new_key("", other);
+
+  /* A valid cached verdict for `key`, made against the healthy emulator. */
+  healthy = client_at(emu_url(), cached_dir, 0, TIMEOUT_MS);
+  r = check(healthy, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  verified_at = polar_license_result_verified_at(r);
+  polar_license_result_free(r);
+  requests();
+
+  if (!down) emu_fault(row->fault);
+  faulty = client_at(url, cached_dir, 0, row->timeout_ms);
+  bare = client_at(url, empty_dir, 0, row->timeout_ms);
+
+  /* 1. validate online: the contract's code, one request. */
+  request = new_request(other);
+  must(polar_license_client_validate(faulty, request, &r));
+  code_of(r, got);
+  CHECK_ANSWER(r, outcome, row->expected);
+  if (rate_limited) {
+    CHECK_INT(polar_license_result_retry_after_seconds(r),
+              row->block == RETRY_AFTER ? RETRY_AFTER : -1);
+  }
+  if (strcmp(row->id, "huge_body") == 0) {
+    /* Refused for its size (not read to the end and then found malformed). */
+    CHECK(strstr(polar_license_result_detail(r), "larger than the cap") != NULL);
+  }
+  if (strcmp(row->id, "truncated_body") == 0) {
+    CHECK(strstr(polar_license_result_detail(r), "truncated") != NULL);
+  }
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  n = requests();
+  CHECK_INT(n, one);
+  total += n;
+
+  /* 2. No cache: check never grants. */
+  r = check(bare, other);
+  code_of(r, no_cache);
+  CHECK_ANSWER(r, outcome, row->expected);
+  polar_license_result_free(r);
+  n = requests();
+  CHECK_INT(n, one);
+  total += n;
+  if (rate_limited) {
+    /* Within the block: refused with no request. */
+    r = check(bare, other);
+    CHECK_ANSWER(r, outcome, row->expected);
+    polar_license_result_free(r);
+    n = requests();
+    CHECK_INT(n, 0);
+    total += n;
+  }
+  must(polar_license_client_status(bare, other, &r));
+  CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1);
+  polar_license_result_free(r);
+
+  /* 3. A valid cache: licensed from it for unverified reasons, never for protocol errors. */
+  r = check(faulty, key);
+  code_of(r, cached);
+  if (falls_back) {
+    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+    CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+    CHECK_INT(polar_license_result_verified_at(r), verified_at);
+    CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 120);
+    CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
+  } else {
+    CHECK_ANSWER(r, outcome, row->expected);
+  }
+  polar_license_result_free(r);
+  n = requests();
+  CHECK_INT(n, one);
+  total += n;
+  if (rate_limited) {
+    r = check(faulty, key);
+    CHECK(licensed_from(r, POLAR_LICENSE_SOURCE_CACHE));
+    polar_license_result_free(r);
+    n = requests();
+    CHECK_INT(n, 0);
+    total += n;
+  }
+
+  /* 4. The cached verdict is still there, unchanged. */
+  failures_before_cache = harness_current_failures();
+  must(polar_license_client_status(faulty, key, &r));
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
+  CHECK_INT(polar_license_result_reason(r), POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_verified_at(r), verified_at);
+  CHECK(polar_license_result_grace_remaining_seconds(r) > 0);
+  polar_license_result_free(r);
+
+  /* 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online). */
+  emu_fault(NULL);
+  requests();
+  later = healthy;
+  if (rate_limited) {
+    r = check(healthy, key);
+    CHECK(licensed_from(r, POLAR_LICENSE_SOURCE_CACHE));
+    polar_license_result_free(r);
+    CHECK_INT(requests(), 0);
+    /* The clock past the end of the block. */
+    later = client_at(emu_url(), cached_dir, row->block + 10, TIMEOUT_MS);
+  }
+  r = check(later, key);
+  CHECK(licensed_from(r, POLAR_LICENSE_SOURCE_ONLINE));
+  polar_license_result_free(r);
+  CHECK_INT(requests(), 1);
+
+  fprintf(tsv, "c\t%s\t%s\t%s\t%s\t%s\t%s\t%ld\t%ld\t%s\n", row->id,
+          polar_license_reason_code(row->expected), got, no_cache, cached,
+          harness_current_failures() == failures_before_cache ? "yes" : "no", total, one * 3,
+          harness_current_failures() == 0 ? "pass" : "FAIL");
+  fflush(tsv);
+
+  if (later != healthy) polar_license_client_free(later);
+  polar_license_client_free(healthy);
+  polar_license_client_free(faulty);
+  polar_license_client_free(bare);
+  remove_tree(cached_dir);
+  remove_tree(empty_dir);
+}
+
+/* Creates every missing directory of `path`'s parent. */
+static void make_parents(const char *path) {
+  char dir[512];
+  char *slash;
+  snprintf(dir, sizeof dir, "%s", path);
+  for (slash = strchr(dir + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+    *slash = '\0';
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST) perror(dir);
+    *slash = '/';
+  }
+}
+
+int main(void) {
+  const char *out = getenv("POLAR_FAULT_MATRIX_OUT");
+  size_t i;
+  int status;
+  if (out == NULL || out[0] == '\0') out = "target/fault-matrix/c.tsv";
+  make_parents(out);
+  tsv = fopen(out, "w");
+  if (tsv == NULL) {
+    perror(out);
+    return 2;
+  }
+  fprintf(tsv, "face\tfault\texpected\tgot\tno_cache\tcached\tcache_kept\trequests\t"
+               "expected_requests\tresult\n");
+  snprintf(dead_url, sizeof dead_url, "http://127.0.0.1:%d", closed_port());
+  for (i = 0; i < ROWS; i++) {
+    current = &rows[i];
+    harness_run(rows[i].id, run_row);
+  }
+  status = harness_summary("test_faults");
+  fclose(tsv);
+  return status;
+}

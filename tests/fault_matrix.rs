@@ -27,12 +27,16 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The client's whole-request timeout: a hang or a slow body costs this much per call.
-const TIMEOUT: Duration = Duration::from_secs(1);
+/// The whole-request timeout of the hang and slow-body rows, where it is the fault's
+/// mechanism (each faulted call costs this much).
+const SHORT_TIMEOUT: Duration = Duration::from_secs(1);
+/// The timeout of every other row (the default): a loaded machine never turns their answers
+/// into `offline`.
+const TIMEOUT: Duration = Duration::from_secs(10);
 /// The 50 MB body of the `huge_body` row (the native client caps bodies at 1 MiB).
 const HUGE: u64 = 50 * 1024 * 1024;
 /// The `retry-after` of the `rate_limited_retry_after` row.
-const RETRY_AFTER: u64 = 30;
+const RETRY_AFTER: u64 = 600;
 /// Polar's block when `retry-after` is missing (grace::DEFAULT_RETRY_AFTER).
 const DEFAULT_BLOCK: i64 = 60;
 const START: i64 = 1_790_000_000;
@@ -191,7 +195,7 @@ impl World {
 
     /// A client with its cache in `cache` (under the world's directory), every check asking
     /// Polar (revalidate_after 0), talking to the emulator or, when `down`, to a dead port.
-    fn licensing(&self, cache: &str, down: bool) -> Licensing {
+    fn licensing(&self, cache: &str, down: bool, timeout: Duration) -> Licensing {
         let clock = Arc::clone(&self.clock);
         let url = if down {
             self.dead.clone()
@@ -200,7 +204,7 @@ impl World {
         };
         Licensing::builder(self.polar.organization_id())
             .base_url(url)
-            .timeout(TIMEOUT)
+            .timeout(timeout)
             .cache_dir(self.dir.join(cache))
             .machine_binding(MachineBinding::Id("fault-matrix".into()))
             .policy(GracePolicy {
@@ -255,7 +259,7 @@ fn run_row(row: &Row) -> Found {
     };
 
     // A valid cached verdict for DEMO_KEY, made against the healthy emulator.
-    let healthy = w.licensing("cached", false);
+    let healthy = w.licensing("cached", false, TIMEOUT);
     let seeded = healthy.check(DEMO_KEY);
     if !f.check(is_licensed_from(&seeded, Source::Online), || {
         format!("the healthy check is {seeded:?}")
@@ -267,8 +271,12 @@ fn run_row(row: &Row) -> Found {
     w.advance(10);
 
     w.polar.set_fault(row.fault.clone());
-    let faulty = w.licensing("cached", down);
-    let bare = w.licensing("empty", down);
+    let timeout = match row.fault {
+        Some(Fault::Hang | Fault::SlowBody { .. }) => SHORT_TIMEOUT,
+        _ => TIMEOUT,
+    };
+    let faulty = w.licensing("cached", down, timeout);
+    let bare = w.licensing("empty", down, timeout);
 
     // 1. validate online: the contract's code, one request.
     let answer = faulty

@@ -184,6 +184,7 @@ impl LicensingBuilder {
             require_activation: self.require_activation,
             entitlements: Arc::new(self.entitlements),
             clock: self.clock,
+            memo: Arc::default(),
         })
     }
 
@@ -220,6 +221,7 @@ pub struct Licensing {
     require_activation: bool,
     entitlements: Arc<Entitlements>,
     clock: Clock,
+    memo: Arc<Memo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -233,9 +235,52 @@ impl std::fmt::Debug for Licensing {
 }
 
 /// The slot and MAC key of one key's record.
+#[derive(Clone)]
 struct Slot {
     name: String,
     mac: MacKey,
+}
+
+/// What the last check of this `Licensing` (and its clones) worked out, so that a warm
+/// check repeats none of the costly pure steps (issue #6 measured HMAC-SHA256 and the JSON
+/// parse at about three quarters of a cached check).
+///
+/// Both entries are exact, never a guess: the slot is reused only for the same license key
+/// and the same install secret bytes (the MAC key is a pure function of those and of fields
+/// fixed at build time), and a record only for byte-for-byte the same stored bytes under
+/// the same slot and MAC key (decoding is a pure function of those). The store is still
+/// read on every check, so a record another process replaced, removed or tampered with is
+/// seen at once.
+#[derive(Default)]
+struct Memo {
+    slot: std::sync::Mutex<Option<(String, Vec<u8>, Slot)>>,
+    record: std::sync::Mutex<Option<(Slot, Vec<u8>, Record)>>,
+}
+
+impl Memo {
+    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Slot> {
+        let memo = self.slot.lock().ok()?;
+        let (k, s, slot) = memo.as_ref()?;
+        (k == key.expose() && s == secret).then(|| slot.clone())
+    }
+
+    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Slot) {
+        if let Ok(mut memo) = self.slot.lock() {
+            *memo = Some((key.expose().to_string(), secret, slot.clone()));
+        }
+    }
+
+    fn record(&self, slot: &Slot, bytes: &[u8]) -> Option<Record> {
+        let memo = self.record.lock().ok()?;
+        let (s, b, record) = memo.as_ref()?;
+        (s.name == slot.name && s.mac == slot.mac && b == bytes).then(|| record.clone())
+    }
+
+    fn remember_record(&self, slot: &Slot, bytes: Vec<u8>, record: &Record) {
+        if let Ok(mut memo) = self.record.lock() {
+            *memo = Some((slot.clone(), bytes, record.clone()));
+        }
+    }
 }
 
 impl Licensing {
@@ -287,7 +332,10 @@ impl Licensing {
 
     fn slot(&self, key: &Key) -> Result<Slot, Error> {
         let secret = self.store.install_secret()?;
-        Ok(Slot {
+        if let Some(slot) = self.memo.slot(key, &secret) {
+            return Ok(slot);
+        }
+        let slot = Slot {
             name: cache::slot_name(self.org(), key.expose()),
             mac: session::mac_key(
                 key,
@@ -296,18 +344,24 @@ impl Licensing {
                 self.seal.as_deref(),
                 self.app_secret.as_deref(),
             ),
-        })
+        };
+        self.memo.remember_slot(key, secret, &slot);
+        Ok(slot)
     }
 
     /// The trusted record of `key`, if any (untrusted bytes count as none).
     fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
-        let bytes = self.store.load(&slot.name)?;
-        Ok(session::trusted(
-            bytes.as_deref(),
-            &slot.mac,
-            self.org(),
-            key,
-        ))
+        let Some(bytes) = self.store.load(&slot.name)? else {
+            return Ok(None);
+        };
+        if let Some(record) = self.memo.record(slot, &bytes) {
+            return Ok(Some(record));
+        }
+        let record = session::trusted(Some(&bytes), &slot.mac, self.org(), key);
+        if let Some(record) = &record {
+            self.memo.remember_record(slot, bytes, record);
+        }
+        Ok(record)
     }
 
     fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {

@@ -434,6 +434,16 @@ impl Api {
 
     /// Checks a validate request locally and builds it.
     pub fn validate_request(&self, req: &ValidateRequest) -> Result<HttpRequest, Error> {
+        self.request(Operation::Validate, &self.validate_body(req)?)
+    }
+
+    /// The local checks of [`validate_request`](Api::validate_request) alone (what it
+    /// would refuse, without encoding the body).
+    pub fn check_validate_request(&self, req: &ValidateRequest) -> Result<(), Error> {
+        self.validate_body(req).map(drop)
+    }
+
+    fn validate_body<'a>(&'a self, req: &'a ValidateRequest) -> Result<ValidateBody<'a>, Error> {
         let key = checked_key(&req.key)?;
         let opt_uuid = |field: &str, v: &Option<String>| {
             v.as_deref().map(|s| check_uuid_v4(field, s)).transpose()
@@ -442,18 +452,15 @@ impl Api {
             check_increment_usage(n)?;
         }
         check_metadata("conditions", &req.conditions)?;
-        self.request(
-            Operation::Validate,
-            &ValidateBody {
-                key,
-                organization_id: &self.organization_id,
-                activation_id: opt_uuid("activation_id", &req.activation_id)?,
-                benefit_id: opt_uuid("benefit_id", &req.benefit_id)?,
-                customer_id: opt_uuid("customer_id", &req.customer_id)?,
-                increment_usage: req.increment_usage.filter(|n| *n > 0),
-                conditions: &req.conditions,
-            },
-        )
+        Ok(ValidateBody {
+            key,
+            organization_id: &self.organization_id,
+            activation_id: opt_uuid("activation_id", &req.activation_id)?,
+            benefit_id: opt_uuid("benefit_id", &req.benefit_id)?,
+            customer_id: opt_uuid("customer_id", &req.customer_id)?,
+            increment_usage: req.increment_usage.filter(|n| *n > 0),
+            conditions: &req.conditions,
+        })
     }
 
     /// Checks an activate request locally and builds it.

@@ -265,17 +265,21 @@ pub(crate) fn prepare(
     now: i64,
     policy: &GracePolicy,
 ) -> Prepared {
-    let http = match api.validate_request(req) {
-        Ok(http) => http,
-        Err(e) => return Prepared::Done(CheckOutcome::Unverified(e)),
-    };
+    // Bad input is refused before the cache is consulted; the body is encoded only when
+    // the plan sends it (a warm check answered from the cache never needs it).
+    if let Err(e) = api.check_validate_request(req) {
+        return Prepared::Done(CheckOutcome::Unverified(e));
+    }
     let query = match Query::from_request(api.organization_id(), req) {
         Ok(q) => q,
         Err(e) => return Prepared::Done(CheckOutcome::Unverified(e)),
     };
     match grace::plan(record, &query, now, policy) {
         Plan::Cached(outcome) | Plan::Refuse(outcome) => Prepared::Done(outcome),
-        Plan::Ask => Prepared::Ask { query, http },
+        Plan::Ask => match api.validate_request(req) {
+            Ok(http) => Prepared::Ask { query, http },
+            Err(e) => Prepared::Done(CheckOutcome::Unverified(e)),
+        },
     }
 }
 

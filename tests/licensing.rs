@@ -261,6 +261,66 @@ fn clock_rollback_is_caught() {
     assert!(l.status(DEMO_KEY).unwrap().clock_rollback.is_some());
 }
 
+/// A warm check reuses the record it decoded last time only for the very same stored bytes:
+/// an edit, a removal or another process's newer record is seen on the next check.
+#[test]
+fn a_warm_check_sees_every_change_to_the_stored_record() {
+    let w = World::new("warm");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    w.requests();
+    // Two cache answers: the second one can come from what the first decoded.
+    w.advance(60);
+    licensed(
+        &l.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY - 60) as u64),
+    );
+    licensed(
+        &l.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY - 60) as u64),
+    );
+    assert_eq!(w.requests(), 0);
+
+    // One edited byte: untrusted, so the check asks (and with the server down, no grant).
+    let file = w.cache_file();
+    let good = std::fs::read(&file).unwrap();
+    let mut edited = good.clone();
+    let at = edited.len() / 2;
+    edited[at] ^= 0x01;
+    std::fs::write(&file, &edited).unwrap();
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Offline));
+    assert_eq!(w.requests(), 1);
+
+    // The good bytes back: from the cache again. Then removed: asks again.
+    std::fs::write(&file, &good).unwrap();
+    licensed(
+        &l.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY - 60) as u64),
+    );
+    assert_eq!(w.requests(), 0);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Offline));
+    assert_eq!(w.requests(), 1);
+
+    // Another process (another instance on the same directory) refreshes the record once
+    // this one's copy is stale: this instance answers from the newer record, asking nothing
+    // (a reuse of the old decoded record would be stale and ask).
+    w.polar.set_fault(None);
+    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    w.advance(2 * HOUR);
+    let other = w.licensing("machine-A");
+    licensed(&other.check(DEMO_KEY), Source::Online, None);
+    w.requests();
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    assert_eq!(w.requests(), 0);
+}
+
 #[test]
 fn a_copied_or_edited_cache_is_not_trusted() {
     let w = World::new("tamper");

@@ -11,7 +11,7 @@
 
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::{Duration, Instant};
@@ -308,6 +308,23 @@ struct Conn<'s> {
     shared: &'s Shared,
     stream: TcpStream,
     buf: Vec<u8>,
+}
+
+/// Counts a fault body (`SlowBody`, `Huge`) as open while it is being written: see
+/// [`super::Emulator::open_streams`].
+struct OpenStream<'s>(&'s AtomicU64);
+
+impl<'s> OpenStream<'s> {
+    fn new(counter: &'s AtomicU64) -> OpenStream<'s> {
+        counter.fetch_add(1, Ordering::SeqCst);
+        OpenStream(counter)
+    }
+}
+
+impl Drop for OpenStream<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl Conn<'_> {
@@ -842,6 +859,8 @@ impl Conn<'_> {
                 self.write_response(&r, head_only).is_ok() && !r.close
             }
             Fault::SlowBody { ms_per_byte } => {
+                let shared = self.shared;
+                let _open = OpenStream::new(&shared.open_streams);
                 let mut r = self.pipeline(ex);
                 r.close |= !keep;
                 let head = self.head_bytes(&r, None, r.close);
@@ -901,6 +920,8 @@ impl Conn<'_> {
                 false
             }
             Fault::Huge { bytes } => {
+                let shared = self.shared;
+                let _open = OpenStream::new(&shared.open_streams);
                 let mut r = Resp::json_text(200, "");
                 decorate(&mut r, ex, true);
                 r.set("cache-control", "private, no-store");
@@ -996,6 +1017,13 @@ impl Conn<'_> {
                     self.shared.requests.load(Ordering::SeqCst)
                 ),
             ),
+            "/streams" if get => Resp::json_text(
+                200,
+                &format!(
+                    "{{\"open\":{}}}",
+                    self.shared.open_streams.load(Ordering::SeqCst)
+                ),
+            ),
             "/requests/reset" if method == "POST" => {
                 self.shared.requests.store(0, Ordering::SeqCst);
                 Resp::new(204)
@@ -1048,7 +1076,12 @@ impl Conn<'_> {
                 let Some(rest) = sub.strip_prefix("/keys/") else {
                     return if matches!(
                         sub,
-                        "/health" | "/requests" | "/requests/reset" | "/fault" | "/keys"
+                        "/health"
+                            | "/requests"
+                            | "/requests/reset"
+                            | "/streams"
+                            | "/fault"
+                            | "/keys"
                     ) {
                         Resp::detail(405, "Method Not Allowed")
                     } else {

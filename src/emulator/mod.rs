@@ -25,6 +25,7 @@
 //! tests that run it as a separate process (never counted, never rate-limited,
 //! CORS `*`): `POST /__emulator/fault` (a [`Fault`] as JSON, or `null`),
 //! `GET /__emulator/requests`, `POST /__emulator/requests/reset`,
+//! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
 //! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),
 //! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys` (a
 //! [`SeedKey`]) and `GET /__emulator/health`.
@@ -179,6 +180,7 @@ pub(crate) struct Shared {
     pub(crate) store: Mutex<Store>,
     pub(crate) fault: Mutex<Option<Fault>>,
     pub(crate) requests: AtomicU64,
+    pub(crate) open_streams: AtomicU64,
     pub(crate) stop: AtomicBool,
     pub(crate) options: Options,
     pub(crate) limiter: Mutex<RateLimiter>,
@@ -220,6 +222,7 @@ impl Emulator {
             store: Mutex::new(store),
             fault: Mutex::new(None),
             requests: AtomicU64::new(0),
+            open_streams: AtomicU64::new(0),
             stop: AtomicBool::new(false),
             options,
             limiter: Mutex::new(RateLimiter::default()),
@@ -263,6 +266,14 @@ impl Emulator {
     /// 4xx/429 included; CORS preflights and admin routes excluded).
     pub fn request_count(&self) -> u64 {
         self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Fault bodies ([`Fault::SlowBody`], [`Fault::Huge`]) still being written. A client that
+    /// gives up on one (a timeout, a size cap) must close its connection: the emulator's next
+    /// write then fails and the count drops, where an abandoned but open connection keeps
+    /// the server streaming into it (until its 30 s write stall limit).
+    pub fn open_streams(&self) -> u64 {
+        self.shared.open_streams.load(Ordering::SeqCst)
     }
 
     /// Sets [`Emulator::request_count`] back to 0.

@@ -9,7 +9,10 @@
 //!    `protocol_error` (it never falls back), with one request;
 //! 4. the cached verdict survives: `status` still holds the same good verdict, and once the
 //!    fault is cleared a check is licensed again;
-//! 5. after a 429 the block holds: the next checks send nothing until it ends.
+//! 5. after a 429 the block holds: the next checks send nothing until it ends;
+//! 6. the client lets go of every faulted connection: no fault body (slow, 50 MB) is still
+//!    being written once the calls returned (an abandoned but open connection would keep the
+//!    server streaming into it, and hold one of a browser's few connections per host).
 //!
 //! Each row runs on its own emulator (so request counts are exact), all rows at once. The rows
 //! are written to target/fault-matrix/rust.tsv for scripts/fault-table.sh; the test fails when
@@ -389,6 +392,17 @@ fn run_row(row: &Row) -> Found {
     }
     f.requests = requests;
 
+    // 6. Every faulted connection let go: the emulator's writes fail and its streams end.
+    // (A bounded wait for that event, not a timing assertion: a kept connection would stay
+    // open until the emulator's own 30 s write stall limit.)
+    let released = wait_for(|| w.polar.open_streams() == 0);
+    f.check(released, || {
+        format!(
+            "{} fault bodies still streaming into connections the client gave up",
+            w.polar.open_streams()
+        )
+    });
+
     // 4. The cached verdict is still there, unchanged.
     let kept = faulty.status(DEMO_KEY).expect("status answers");
     let good_kept = match &kept.state {
@@ -422,6 +436,17 @@ fn run_row(row: &Row) -> Found {
     });
     f.cache_kept = cache_kept;
     f
+}
+
+/// Polls `done` every 20 ms for up to 10 s.
+fn wait_for(done: impl Fn() -> bool) -> bool {
+    for _ in 0..500 {
+        if done() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    done()
 }
 
 fn matrix_dir() -> PathBuf {

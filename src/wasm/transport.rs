@@ -189,8 +189,13 @@ impl FetchTransport {
         let result = self.exchange(request, &init).await;
         drop(timer);
         result.map_err(|(e, reading_body)| {
-            let timed_out = signal.aborted();
             let too_large = e.as_string().is_some_and(|s| s == "too large");
+            let timed_out = !too_large && signal.aborted();
+            if too_large {
+                // Cancel the unread body: otherwise the connection stays open (and busy, one of
+                // a browser's few per host) while the server keeps streaming into it.
+                controller.abort();
+            }
             let (kind, detail) = if timed_out {
                 (
                     TransportErrorKind::Timeout,

@@ -10,7 +10,9 @@
  *      (which never falls back), with one request;
  *   4. the cached verdict survives: status still holds the same good verdict, and once the
  *      fault is cleared a check is licensed again;
- *   5. after a 429 the block holds: the next checks send nothing until it ends.
+ *   5. after a 429 the block holds: the next checks send nothing until it ends;
+ *   6. the client lets go of every faulted connection: no fault body (slow, 50 MB) is still
+ *      being written once the calls returned.
  *
  * test-c.sh runs it plain, under ASan+UBSan and under valgrind (no crash, no leak). Each row is
  * also written to a TSV file for scripts/fault-table.sh: $POLAR_FAULT_MATRIX_OUT, by default
@@ -23,6 +25,7 @@
 #include <stdlib.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "harness.h"
@@ -146,6 +149,29 @@ static long requests(void) {
   return n;
 }
 
+/* Fault bodies the emulator is still writing (GET /__emulator/streams). */
+static long open_streams(void) {
+  char body[128];
+  const char *at;
+  if (emu_request("GET", "/__emulator/streams", NULL, body, sizeof body) != 200) return -1;
+  at = strstr(body, "\"open\":");
+  return at ? atol(at + 7) : -1;
+}
+
+/* Waits (20 ms steps, at most 10 s) until no fault body is being written; returns the count
+ * left. A bounded wait for an event, not a timing assertion: a connection the client kept open
+ * would keep the emulator streaming until its own 30 s write stall limit. */
+static long wait_streams_closed(void) {
+  struct timespec step = {0, 20 * 1000 * 1000};
+  long open = open_streams();
+  int i;
+  for (i = 0; i < 500 && open != 0; i++) {
+    nanosleep(&step, NULL);
+    open = open_streams();
+  }
+  return open;
+}
+
 static void run_row(void) {
   const struct row *row = current;
   const int down = row->fault == NULL;
@@ -249,6 +275,9 @@ static void run_row(void) {
     CHECK_INT(n, 0);
     total += n;
   }
+
+  /* 6. Every faulted connection let go: the emulator's writes fail and its streams end. */
+  CHECK_INT(wait_streams_closed(), 0);
 
   /* 4. The cached verdict is still there, unchanged. */
   failures_before_cache = harness_current_failures();

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The WebAssembly face's tests: bash scripts/test-wasm.sh   (after scripts/setup-wasm.sh)
 #
-# Starts the emulator three times (`polar-license emulator --port 0`): one to test against,
-# one whose faults the tests set, and one started and stopped at once (a dead URL). Then:
+# Starts the emulator four times (`polar-license emulator --port 0`): one to test against,
+# one whose faults the tests set, one for the fault matrix alone (tests/js/faults.test.mjs
+# counts its requests exactly) and one started and stopped at once (a dead URL). Then:
 #
 #   wasm-clippy   cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs) in node
@@ -12,7 +13,8 @@
 #   npm-types     tsc --noEmit over tests/js/types.ts and the README's TS example, against the
 #                 installed tarball
 #   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
-#                 target/npm/consumer/, the README's examples one by one
+#                 target/npm/consumer/, the README's examples one by one, the fault matrix
+#                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh)
 #   npm-browser   tests/browser: a Vite build and a plain <script type="module"> page in
 #                 headless Chromium (playwright-core), screenshot in target/npm/e2e.png
 #
@@ -128,10 +130,12 @@ start_emulator main || exit 1
 export POLAR_WASM_EMULATOR_URL="$LAST_URL"
 start_emulator fault || exit 1
 export POLAR_WASM_FAULT_URL="$LAST_URL"
+start_emulator matrix || exit 1
+export POLAR_WASM_MATRIX_URL="$LAST_URL"
 start_emulator dead || exit 1
 export POLAR_WASM_DEAD_URL="$LAST_URL"
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
-echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, stopped $POLAR_WASM_DEAD_URL"
+echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, stopped $POLAR_WASM_DEAD_URL"
 
 # ---- Rust, wasm32 --------------------------------------------------------------------------
 
@@ -190,7 +194,8 @@ types() {
 suite npm-types libtest types
 
 suite npm-node node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
-    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" CONSUMER="$CONSUMER" \
+    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
+    POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" \
     node --test --test-reporter=tap tests/js/*.test.mjs
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \

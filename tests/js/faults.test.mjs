@@ -1,0 +1,240 @@
+// The fault matrix (issue #6 item 3) through the installed npm package, the same thirteen rows
+// as tests/fault_matrix.rs (Rust) and bindings/c/tests/test_faults.c (C). For each server
+// fault, against the matrix's own emulator (so request counts are exact):
+//
+//   1. an online validate() rejects with the contract's reason code, with exactly one request;
+//   2. with no cache, check() does not grant (same code, one request);
+//   3. with a valid cached verdict, check() answers as the grace policy says: licensed from the
+//      cache for offline, rate_limited and server_error, rejected for protocol_error (which
+//      never falls back), with one request;
+//   4. the cached verdict survives: status() still holds the same good verdict, and once the
+//      fault is cleared a check is licensed again;
+//   5. after a 429 the block holds: the next checks send nothing until it ends;
+//   6. the client lets go of every faulted connection: no fault body (slow, 50 MB) is still
+//      being written once the calls returned (an abandoned but open connection keeps the
+//      server streaming into it, and holds one of a browser's few connections per host).
+//
+// The rows are written to target/fault-matrix/js.tsv for scripts/fault-table.sh.
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { mkdir, writeFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
+import { DEAD, MATRIX, ORG, newKey, pkg, requestCount, setFault } from './emulator.mjs';
+
+const { LicenseClient } = await pkg();
+
+const WEEK = 7 * 86400;
+const RETRY_AFTER = 600; // the rate_limited_retry_after row's
+const DEFAULT_BLOCK = 60; // Polar's block when retry-after is missing
+// The hang and slow-body rows time out on purpose (each faulted call costs this much); every
+// other row keeps the default.
+const SHORT_TIMEOUT = 1;
+const TIMEOUT = 10;
+
+const status = (code, body) => ({ kind: 'status', status: code, body });
+const ROWS = [
+  ['connection_refused', null, 'offline'],
+  ['hang_timeout', { kind: 'hang' }, 'offline'],
+  ['slow_body', { kind: 'slow_body', ms_per_byte: 200 }, 'offline'],
+  ['status_500', status(500, 'Internal Server Error'), 'server_error'],
+  ['status_502', status(502, '<html><body><h1>502 Bad Gateway</h1></body></html>'), 'server_error'],
+  ['status_503', status(503, '{"detail":"Service Unavailable"}'), 'server_error'],
+  ['rate_limited', { kind: 'rate_limited', retry_after: null }, 'rate_limited'],
+  ['rate_limited_retry_after', { kind: 'rate_limited', retry_after: RETRY_AFTER }, 'rate_limited'],
+  ['malformed_json', { kind: 'malformed' }, 'protocol_error'],
+  ['truncated_body', { kind: 'truncated' }, 'protocol_error'],
+  ['huge_body', { kind: 'huge', bytes: 52428800 }, 'protocol_error'],
+  ['unexpected_status', status(418, '{"detail":"I\'m a teapot"}'), 'protocol_error'],
+  [
+    'status_401',
+    status(
+      401,
+      '{"error":"invalid_token","error_description":"The access token provided is expired, revoked, malformed, or invalid for other reasons."}',
+    ),
+    'protocol_error',
+  ],
+];
+
+const found = [];
+
+after(async () => {
+  const header = 'face\tfault\texpected\tgot\tno_cache\tcached\tcache_kept\trequests\texpected_requests\tresult';
+  const lines = found.map((f) =>
+    ['js', f.id, f.expected, f.got, f.noCache, f.cached, f.cacheKept ? 'yes' : 'no', f.requests, f.expectedRequests, f.result].join('\t'),
+  );
+  const dir = fileURLToPath(new URL('../../target/fault-matrix/', import.meta.url));
+  await mkdir(dir, { recursive: true });
+  await writeFile(`${dir}js.tsv`, [header, ...lines, ''].join('\n'));
+});
+
+/** What a call amounts to: `licensed/online`, `licensed/cache`, or the rejection's code. */
+async function settle(promise) {
+  try {
+    const value = await promise;
+    return { code: `licensed/${value.source ?? 'online'}`, value };
+  } catch (error) {
+    if (typeof error?.code !== 'string') throw error; // not a LicenseError: a bug, fail the row
+    return { code: error.code, error };
+  }
+}
+
+/** Fault bodies the emulator is still writing. */
+async function openStreams() {
+  const resp = await fetch(`${MATRIX}/__emulator/streams`);
+  return (await resp.json()).open;
+}
+
+/**
+ * Waits (20 ms steps, at most 10 s) until no fault body is being written; resolves the count
+ * left. A bounded wait for an event, not a timing assertion: a connection the client kept open
+ * would keep the emulator streaming until its own 30 s write stall limit.
+ */
+async function streamsClosed() {
+  let open = await openStreams();
+  for (let i = 0; i < 500 && open !== 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    open = await openStreams();
+  }
+  return open;
+}
+
+/** A storage adapter over a Map, shared by the clients of one row. */
+function mapStorage() {
+  const map = new Map();
+  return { get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) };
+}
+
+async function runRow([id, fault, expected], f) {
+  assert.ok(MATRIX, 'POLAR_MATRIX_URL is set (scripts/test-wasm.sh)');
+  const down = fault === null;
+  const rateLimited = expected === 'rate_limited';
+  const fallsBack = expected !== 'protocol_error';
+  const block = fault?.retry_after ?? DEFAULT_BLOCK;
+  const one = down ? 0 : 1;
+  f.expectedRequests = 3 * one;
+  let now = Date.now();
+  let seen = await requestCount(MATRIX);
+  const requests = async () => {
+    const count = await requestCount(MATRIX);
+    const n = count - seen;
+    seen = count;
+    return n;
+  };
+  const cachedStore = mapStorage();
+  const emptyStore = mapStorage();
+  const client = (storage, baseUrl, timeout) =>
+    new LicenseClient({
+      organizationId: ORG,
+      baseUrl,
+      timeout,
+      storage,
+      clock: () => now,
+      gracePolicy: { revalidateAfter: 0 },
+    });
+  const key = await newKey({}, MATRIX);
+  const other = await newKey({}, MATRIX);
+
+  // A valid cached verdict for `key`, made against the healthy emulator.
+  const healthy = client(cachedStore, MATRIX, TIMEOUT);
+  const seeded = await healthy.check(key);
+  assert.equal(seeded.source, 'online');
+  const verifiedAt = seeded.verifiedAt;
+  await requests();
+  now += 10_000;
+
+  const url = down ? DEAD : MATRIX;
+  const timeout = fault?.kind === 'hang' || fault?.kind === 'slow_body' ? SHORT_TIMEOUT : TIMEOUT;
+  const faulty = client(cachedStore, url, timeout);
+  const bare = client(emptyStore, url, timeout);
+  if (!down) await setFault(fault, MATRIX);
+  try {
+    // 1. validate online: the contract's code, one request.
+    const validated = await settle(faulty.validate(other));
+    f.got = validated.code;
+    assert.equal(validated.code, expected, `validate: ${validated.error?.message}`);
+    const e = validated.error;
+    assert.equal(e.kind, fallsBack ? 'unverified' : 'error');
+    if (id === 'hang_timeout' || id === 'slow_body') assert.equal(e.timeout, true, e.message);
+    if (id === 'connection_refused') assert.equal(e.timeout, false, e.message);
+    if (rateLimited) assert.equal(e.retryAfter, fault.retry_after ?? undefined);
+    // Refused for its size (not read to the end and then found malformed).
+    if (id === 'huge_body') assert.match(e.detail, /larger than the cap/);
+    if (id === 'truncated_body') assert.match(e.detail, /truncated/);
+    let n = await requests();
+    assert.equal(n, one, 'validate: requests');
+    let total = n;
+
+    // 2. No cache: check never grants.
+    const bareCheck = await settle(bare.check(other));
+    f.noCache = bareCheck.code;
+    assert.equal(bareCheck.code, expected, 'check without a cache');
+    n = await requests();
+    assert.equal(n, one, 'check without a cache: requests');
+    total += n;
+    if (rateLimited) {
+      // Within the block: refused with no request.
+      now += 1000;
+      assert.equal((await settle(bare.check(other))).code, expected, 'second check without a cache');
+      n = await requests();
+      assert.equal(n, 0, 'a check in the 429 block sent a request');
+      total += n;
+    }
+    assert.equal((await bare.status(other)).graceRemaining, null, 'the empty cache can grant');
+
+    // 3. A valid cache: licensed from it for unverified reasons, never for protocol errors.
+    const cached = await settle(faulty.check(key));
+    f.cached = cached.code;
+    if (fallsBack) {
+      assert.equal(cached.code, 'licensed/cache', `check with a cache: ${cached.error?.message}`);
+      assert.equal(cached.value.verifiedAt, verifiedAt);
+      const age = Math.floor(now / 1000) - verifiedAt;
+      assert.equal(cached.value.graceRemaining, WEEK - age);
+    } else {
+      assert.equal(cached.code, expected, 'check with a cache');
+    }
+    n = await requests();
+    assert.equal(n, one, 'check with a cache: requests');
+    total += n;
+    if (rateLimited) {
+      now += 1000;
+      assert.equal((await settle(faulty.check(key))).code, 'licensed/cache', 'second check with a cache');
+      n = await requests();
+      assert.equal(n, 0, 'a check in the 429 block sent a request');
+      total += n;
+    }
+    f.requests = total;
+
+    // 6. Every faulted connection let go: the emulator's writes fail and its streams end.
+    assert.equal(await streamsClosed(), 0, 'fault bodies still streaming into abandoned connections');
+  } finally {
+    if (!down) await setFault(null, MATRIX);
+  }
+
+  // 4. The cached verdict is still there, unchanged.
+  const kept = await faulty.status(key);
+  assert.deepEqual(
+    [kept.state, kept.verifiedAt, kept.denied, kept.graceRemaining > 0],
+    ['present', verifiedAt, null, true],
+    'the cached verdict is gone',
+  );
+
+  // 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online).
+  await requests();
+  if (rateLimited) {
+    assert.equal((await settle(healthy.check(key))).code, 'licensed/cache', 'after the fault, in the block');
+    assert.equal(await requests(), 0, 'after the fault, in the block: requests');
+    now += block * 1000;
+  }
+  assert.equal((await settle(healthy.check(key))).code, 'licensed/online', 'after the fault');
+  assert.equal(await requests(), 1, 'after the fault: requests');
+  f.cacheKept = true;
+}
+
+for (const row of ROWS) {
+  test(row[0], async () => {
+    const f = { id: row[0], expected: row[2], got: '', noCache: '', cached: '', cacheKept: false, requests: '', expectedRequests: '', result: 'FAIL' };
+    found.push(f);
+    await runRow(row, f);
+    f.result = 'pass';
+  });
+}

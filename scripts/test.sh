@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): bash scripts/test.sh
 #
-# Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests.
+# Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests,
+# the C and wasm suites, fuzzing, and prints the fault matrix (scripts/fault-table.sh).
 # Every stage runs even when an earlier one failed; each stage's output is shown and saved
 # to target/test-logs/<stage>.log. The last line is the summary `N passed, N failed, N skipped`
-# (individual tests; a failed setup/format/lint/doc stage counts as 1 failed), and the exit
+# (individual tests; a failed setup/format/lint/doc/faults stage counts as 1 failed), and the exit
 # status is 1 when anything failed.
 set -u -o pipefail
 
@@ -13,6 +14,9 @@ cd "$ROOT"
 
 LOG_DIR="target/test-logs"
 mkdir -p "$LOG_DIR"
+# The fault matrix's rows are written by this run's tests, c and wasm stages (a row left from
+# an earlier run must not pass for this one).
+rm -rf target/fault-matrix
 
 STAGE_NAMES=()
 STAGE_RESULTS=()
@@ -124,6 +128,9 @@ run_stage c summary bash scripts/test-c.sh
 run_stage wasm summary bash scripts/test-wasm.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
 run_stage fuzz check bash scripts/fuzz.sh 20
+# The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
+# face's row is missing or failed. Last, so the table sits just above the summary.
+run_stage faults check bash scripts/fault-table.sh
 
 echo
 echo "stage      result  time     tests"

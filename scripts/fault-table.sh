@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# Prints the fault matrix (issue #6, item 3) as one markdown table: bash scripts/fault-table.sh
+#
+# Reads the rows the three suites wrote under target/fault-matrix/ (override with
+# FAULT_MATRIX_DIR):
+#
+#   rust.tsv        tests/fault_matrix.rs            (cargo nextest / scripts/test.sh `tests`)
+#   c.tsv           bindings/c/tests/test_faults.c   (scripts/test-c.sh, plain build; also
+#   c-asan.tsv, c-valgrind.tsv                        its ASan+UBSan and valgrind runs)
+#   js.tsv          tests/js/faults.test.mjs         (scripts/test-wasm.sh, npm-node)
+#
+# Rows are faults, columns the three faces. The suites assert; this is the report, but it also
+# exits 1 when a face's row is missing or failed (a row passes only when its suite said so
+# and its codes, cache and request count are the expected ones), when the faces disagree on
+# a row's expected code, or when a sanitizer run that exists has a missing or failed row.
+set -u -o pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+DIR="${FAULT_MATRIX_DIR:-$ROOT/target/fault-matrix}"
+
+# The rows, in order: id and label (the ids are the suites').
+ROWS=(
+    "connection_refused|connection refused"
+    "hang_timeout|accepts, never answers (timeout)"
+    "slow_body|slow body (past the timeout)"
+    "status_500|500"
+    "status_502|502"
+    "status_503|503"
+    "rate_limited|429 without retry-after"
+    "rate_limited_retry_after|429 with retry-after"
+    "malformed_json|malformed JSON"
+    "truncated_body|truncated body"
+    "huge_body|50 MB body"
+    "unexpected_status|unexpected status (418)"
+    "status_401|401"
+)
+FACES=(rust c js)
+declare -A LABEL=([rust]=Rust [c]=C [js]=JS)
+
+# field FILE ID N: the Nth tab-separated field of row ID in FILE (empty when absent).
+# Columns: face fault expected got no_cache cached cache_kept requests expected_requests result
+field() {
+    [[ -f "$1" ]] || return 0
+    awk -F'\t' -v id="$2" -v n="$3" 'NR > 1 && $2 == id { print $n; exit }' "$1"
+}
+
+# row_ok FILE ID: the row is there, its suite passed it, and it says what it should.
+row_ok() {
+    [[ -f "$1" ]] || return 1
+    awk -F'\t' -v id="$2" '
+        NR > 1 && $2 == id {
+            found = 1
+            ok = $10 == "pass" && $4 == $3 && $5 == $3 && $7 == "yes" && $8 == $9
+            # With a valid cache: licensed from it exactly for the unverified codes.
+            fallback = $3 == "offline" || $3 == "rate_limited" || $3 == "server_error"
+            ok = ok && (fallback ? $6 == "licensed/cache" : $6 == $3)
+        }
+        END { exit !(found && ok) }' "$1"
+}
+
+failed=0
+passed=0
+details=()
+
+echo
+echo "## Fault matrix"
+echo
+echo "| fault | expected | Rust | C | JS |"
+echo "|---|---|---|---|---|"
+for row in "${ROWS[@]}"; do
+    id="${row%%|*}"
+    label="${row#*|}"
+    expected=""
+    line="| $label |"
+    cells=""
+    for face in "${FACES[@]}"; do
+        file="$DIR/$face.tsv"
+        want="$(field "$file" "$id" 3)"
+        if [[ -z "$want" ]]; then
+            cells+=" missing ✗ |"
+            failed=$((failed + 1))
+            details+=("${LABEL[$face]} / $id: no row in ${file#"$ROOT"/}")
+            continue
+        fi
+        if [[ -z "$expected" ]]; then
+            expected="$want"
+        elif [[ "$want" != "$expected" ]]; then
+            details+=("${LABEL[$face]} / $id: expects $want where another face expects $expected")
+            failed=$((failed + 1))
+        fi
+        got="$(field "$file" "$id" 4)"
+        cached="$(field "$file" "$id" 6)"
+        kept="$(field "$file" "$id" 7)"
+        requests="$(field "$file" "$id" 8)"
+        if [[ "$kept" != yes ]]; then
+            cache="cache LOST"
+        elif [[ "$cached" == licensed/cache ]]; then
+            cache="cache grants"
+        else
+            cache="cache kept"
+        fi
+        if row_ok "$file" "$id"; then
+            mark="✓"
+            passed=$((passed + 1))
+        else
+            mark="✗"
+            failed=$((failed + 1))
+            details+=("${LABEL[$face]} / $id: $(awk -F'\t' -v id="$id" 'NR > 1 && $2 == id {
+                printf "expected %s; validate %s, check without a cache %s, with a cache %s, cache kept %s, %s requests (expected %s), suite says %s",
+                    $3, $4, $5, $6, $7, $8, $9, $10 }' "$file")")
+        fi
+        cells+=" $got $mark $requests req · $cache |"
+    done
+    echo "$line ${expected:-?} |$cells"
+done
+echo
+echo "Each cell: the reason code of an online validate, ✓ when every check of the row passed on"
+echo "that face, the requests the emulator received during the faulted calls (validate, check"
+echo "without a cache, check with a valid cache; the 429 rows' second checks, inside the block,"
+echo "must send none), and what check did with the valid cache: \`cache grants\` (licensed from"
+echo "it, within the grace) or \`cache kept\` (not licensed: protocol_error never falls back; the"
+echo "verdict is still there and licenses again once the fault is gone)."
+
+# The C suite's sanitizer runs: every row must be there and pass, when they ran.
+for variant in c-asan c-valgrind; do
+    file="$DIR/$variant.tsv"
+    if [[ ! -f "$file" ]]; then
+        echo "$variant: not run"
+        continue
+    fi
+    ok=0
+    for row in "${ROWS[@]}"; do
+        id="${row%%|*}"
+        if row_ok "$file" "$id"; then
+            ok=$((ok + 1))
+        else
+            details+=("$variant / $id: missing or failed")
+        fi
+    done
+    echo "$variant: $ok of ${#ROWS[@]} rows pass"
+    if [[ $ok -ne ${#ROWS[@]} ]]; then failed=$((failed + ${#ROWS[@]} - ok)); fi
+done
+
+if [[ ${#details[@]} -gt 0 ]]; then
+    echo
+    for d in "${details[@]}"; do
+        echo "FAIL $d"
+    done
+fi
+echo
+echo "fault-table: $passed of $((${#ROWS[@]} * ${#FACES[@]})) cells pass, $failed problems"
+[[ $failed -eq 0 ]]

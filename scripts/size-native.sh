@@ -2,7 +2,7 @@
 # Sizes of the native artifacts (issue #6), as a markdown table with the commands run:
 #
 # * the release `polar-license` binary (as built, and stripped);
-# * the static library (`cargo rustc --lib --release --features ffi --crate-type staticlib`);
+# * the static library (`cargo rustc --lib --profile c-release --features ffi --crate-type staticlib`);
 # * when bindings/c/examples/validate.c exists: that example linked against the static
 #   library, stripped (target <= 2 MB).
 #
@@ -46,9 +46,9 @@ else
 fi
 
 # The static library.
-build_lib=(cargo rustc --lib --release --features ffi --crate-type staticlib -- --print native-static-libs)
+build_lib=(cargo rustc --lib --profile c-release --features ffi --crate-type staticlib -- --print native-static-libs)
 if run size-staticlib.log "${build_lib[@]}"; then
-    lib="$TARGET_DIR/release/libpolar_license.a"
+    lib="$TARGET_DIR/c-release/libpolar_license.a"
     row "\`libpolar_license.a\` (ffi, staticlib)" "$(human "$(size_of "$lib")")" "$(size_of "$lib")" "" "${build_lib[*]}"
     native_libs="$(sed -n 's/.*native-static-libs: //p' "$LOG_DIR/size-staticlib.log" | tail -n 1)"
 

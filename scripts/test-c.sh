@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and tests the C ABI (bindings/c): bash scripts/test-c.sh [--regen]
 #
-#   1. builds the static and shared libraries (release, feature `ffi`, on demand with
+#   1. builds the static and shared libraries (profile `c-release`, feature `ffi`, on demand with
 #      `cargo rustc --crate-type ...`) and the polar-license binary (for the emulator);
 #   2. checks the committed header against a fresh run of the pinned cbindgen (drift fails;
 #      `--regen` rewrites the header instead and exits);
@@ -20,7 +20,7 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 OUT="target/c"
-LIBDIR="target/release"
+LIBDIR="target/c-release"
 HEADER="bindings/c/include/polar_license.h"
 CBINDGEN_VERSION="0.29.4"
 DEMO_ORG="2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
@@ -86,9 +86,9 @@ finish() {
 # ---- 1. libraries and the polar-license binary ---------------------------------------------
 
 build_libs() {
-    cargo rustc --lib --release --features ffi --crate-type staticlib \
+    cargo rustc --lib --profile c-release --features ffi --crate-type staticlib \
         -- --print native-static-libs 2>&1 | tee "$OUT/staticlib-build.log" || return 1
-    cargo rustc --lib --release --features ffi --crate-type cdylib || return 1
+    cargo rustc --lib --profile c-release --features ffi --crate-type cdylib || return 1
     sed -n 's/.*native-static-libs: //p' "$OUT/staticlib-build.log" | tail -n 1 \
         >"$OUT/native-static-libs.txt"
     echo "native-static-libs: $(cat "$OUT/native-static-libs.txt")"

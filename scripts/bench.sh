@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Benchmarks of issue #6, printed as one markdown report with the exact commands run.
 #
-#   scripts/bench.sh [--quick] [--no-criterion] [--no-process] [--runs N]
+#   scripts/bench.sh [--quick] [--no-criterion] [--no-process] [--no-node] [--runs N]
 #
 # 1. criterion (`cargo bench --features emulator --bench check --bench validate`): the cached
 #    `check` through the file store (target: median <= 20 µs) and an online validate over
@@ -11,6 +11,9 @@
 # 2. the whole process: `polar-license check` answered from a fresh cache, N runs (default
 #    200): median wall time per process (target <= 5 ms; hyperfine when installed, else a
 #    `date +%s%N` loop) and peak RSS (`/usr/bin/time -v`; target <= 10 MB).
+# 3. node: 500 sequential validates against the emulator through the npm package (built by
+#    scripts/build-npm.sh when target/npm/pkg is missing) and through @polar-sh/sdk, interleaved
+#    in one process (scripts/npm/bench-validate.mjs; target: total time ratio <= 1.0).
 #
 # --quick   for CI: short criterion runs (1 s warm-up, 2 s measurement, 20 samples), 10
 #           interleaved rounds, N=50; same report. Exit status is 0 unless something failed
@@ -23,18 +26,20 @@ cd "$ROOT"
 QUICK=0
 CRITERION=1
 PROCESS=1
+NODE=1
 RUNS=200
 while [[ $# -gt 0 ]]; do
     case "$1" in
     --quick) QUICK=1 ;;
     --no-criterion) CRITERION=0 ;;
     --no-process) PROCESS=0 ;;
+    --no-node) NODE=0 ;;
     --runs)
         RUNS="$2"
         shift
         ;;
     -h | --help)
-        sed -n '2,18p' "$0"
+        sed -n '2,22p' "$0"
         exit 0
         ;;
     *)
@@ -81,9 +86,10 @@ json_get() { # FILE EXPR (jq syntax, simple paths only)
     if command -v jq >/dev/null 2>&1; then
         jq -r "$2" "$1"
     else
-        python3 -c 'import json,sys
+        python3 -c 'import json,re,sys
 v=json.load(open(sys.argv[1]))
-for k in sys.argv[2].strip(".").replace("[", ".").replace("]", "").split("."):
+for k in re.findall(r"\"([^\"]*)\"|([^.\[\]]+)", sys.argv[2]):
+    k = k[0] or k[1]
     v = v[int(k)] if k.isdigit() else v[k]
 print(v)' "$1" "$2"
     fi
@@ -258,6 +264,67 @@ if [[ $PROCESS -eq 1 ]]; then
     if ! process; then
         failed=1
         say "whole-process benchmark FAILED (logs in $LOG_DIR/)"
+        say ""
+    fi
+fi
+
+# ---- 3. node: our package against @polar-sh/sdk ------------------------------------------
+NODE_EMU_PID=""
+if [[ $NODE -eq 1 ]]; then
+    node_bench() {
+        local pkg="target/npm/pkg" total=500 rounds=10
+        [[ $QUICK -eq 1 ]] && rounds=5
+        if [[ ! -f "$pkg/node.js" ]]; then
+            echo "==> bash scripts/build-npm.sh"
+            bash scripts/build-npm.sh >"$LOG_DIR/build-npm.log" 2>&1 || {
+                tail -n 20 "$LOG_DIR/build-npm.log"
+                return 1
+            }
+        fi
+        [[ -d scripts/npm/node_modules/@polar-sh/sdk ]] || {
+            echo "scripts/npm/node_modules/@polar-sh/sdk missing: run scripts/setup.sh" >&2
+            return 1
+        }
+        local build=(cargo build --release --features cli)
+        "${build[@]}" >"$LOG_DIR/build-cli.log" 2>&1 || return 1
+        local out
+        out="$(mktemp)"
+        "$TARGET_DIR/release/polar-license" emulator --port 0 >"$out" 2>&1 &
+        NODE_EMU_PID=$!
+        local url="" org="" i
+        for i in $(seq 100); do
+            url="$(sed -n 's/^listening on //p' "$out" | head -n 1)"
+            org="$(sed -n 's/^organization //p' "$out" | head -n 1)"
+            [[ -n "$url" && -n "$org" ]] && break
+            sleep 0.1
+        done
+        rm -f "$out"
+        [[ -n "$url" ]] || return 1
+        local cmd=(node scripts/npm/bench-validate.mjs "$url" "$org" "$pkg" "$total" "$rounds")
+        echo "==> ${cmd[*]}"
+        "${cmd[@]}" >"$LOG_DIR/node-bench.json" 2>"$LOG_DIR/node-bench.log" || {
+            cat "$LOG_DIR/node-bench.log"
+            return 1
+        }
+        kill "$NODE_EMU_PID" 2>/dev/null && wait "$NODE_EMU_PID" 2>/dev/null
+        NODE_EMU_PID=""
+        local j="$LOG_DIR/node-bench.json" ratio
+        ratio="$(json_get "$j" .ratio)"
+        say "### node: $total sequential validates each, interleaved in $rounds rounds ($(json_get "$j" .node))"
+        say ""
+        say "Command: \`${cmd[*]}\` (emulator: \`$TARGET_DIR/release/polar-license emulator --port 0\`)."
+        say ""
+        say "| client | total | median per call | target | result |"
+        say "|---|---|---|---|---|"
+        say "| polar-license (npm package) | $(json_get "$j" '."polar-license".total_ms') ms | $(json_get "$j" '."polar-license".median_ms') ms | | |"
+        say "| @polar-sh/sdk $(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version') (\`customerPortal.licenseKeys.validate\`) | $(json_get "$j" '."@polar-sh/sdk".total_ms') ms | $(json_get "$j" '."@polar-sh/sdk".median_ms') ms | | |"
+        say "| **ratio** ours / SDK (total time) | $ratio (median ratio $(json_get "$j" .median_ratio)) | <= 1.0 | $(verdict "$ratio" 1.0) |"
+        say ""
+    }
+    if ! node_bench; then
+        failed=1
+        [[ -n "$NODE_EMU_PID" ]] && kill "$NODE_EMU_PID" 2>/dev/null
+        say "node benchmark FAILED (logs in $LOG_DIR/)"
         say ""
     fi
 fi

@@ -2,8 +2,10 @@
  * test_features.c: feature gating through the C API (issue #7): granted by one of several
  * benefits, not granted by another, unknown feature, denied license, a cached verdict within
  * the grace period, metered features with uses left and with none, the map given entry by
- * entry or as JSON, an invalid map refused with the entry named, NULL arguments.
+ * entry or as JSON, an invalid map refused with the entry named, NULL arguments, and one
+ * client and result asked from several threads at once.
  */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 
@@ -581,6 +583,79 @@ static void null_arguments_and_results_that_are_not_verdicts(void) {
   remove_tree(dir);
 }
 
+/* One client and one shared result asked about features from several threads at once; every
+ * answer is checked on the worker and counted, and asserted on the main thread (the harness
+ * counters are not thread-safe). Odd threads also make a refused call: their last error names
+ * it and the next good call clears it, for that thread alone. */
+#define FEATURE_THREADS 8
+#define FEATURE_ROUNDS 50
+
+struct feature_work {
+  polar_license_client *client;
+  const polar_license_result *result; /* shared, read-only */
+  int index;
+  int right;
+};
+
+static int answer_is(polar_license_client *client, const polar_license_result *result,
+                     const char *feature, bool granted, polar_license_feature_why why) {
+  polar_license_feature_access *access = NULL;
+  int ok = polar_license_client_has_feature(client, result, feature, &access) == OK &&
+           access != NULL && polar_license_feature_access_granted(access) == granted &&
+           polar_license_feature_access_why(access) == why &&
+           strcmp(polar_license_feature_access_feature(access), feature) == 0 &&
+           polar_license_client_last_error(client)[0] == '\0';
+  polar_license_feature_access_free(access);
+  return ok;
+}
+
+static void *feature_worker(void *arg) {
+  struct feature_work *w = arg;
+  int i;
+  for (i = 0; i < FEATURE_ROUNDS; i++) {
+    int ok = answer_is(w->client, w->result, "pro_export", true, POLAR_LICENSE_FEATURE_WHY_GRANTED) &&
+             answer_is(w->client, w->result, "team_sync", false,
+                       POLAR_LICENSE_FEATURE_WHY_NOT_GRANTED_BY_BENEFIT) &&
+             answer_is(w->client, w->result, "no_such_feature", false,
+                       POLAR_LICENSE_FEATURE_WHY_UNKNOWN_FEATURE);
+    if (w->index % 2 == 1) {
+      polar_license_feature_access *access = NULL;
+      ok = ok &&
+           polar_license_client_has_feature(w->client, w->result, bad_utf8, &access) == BAD_UTF8 &&
+           access == NULL && strstr(polar_license_client_last_error(w->client), "UTF-8") != NULL &&
+           answer_is(w->client, w->result, "pro_export", true, POLAR_LICENSE_FEATURE_WHY_GRANTED);
+    }
+    w->right += ok;
+  }
+  return NULL;
+}
+
+static void has_feature_from_many_threads(void) {
+  char pro[64];
+  polar_license_client *client = gated_client(NULL, 0);
+  polar_license_result *r;
+  pthread_t threads[FEATURE_THREADS];
+  struct feature_work work[FEATURE_THREADS];
+  int i;
+  emu_new_key_on(PRO, "", pro);
+  r = check(client, pro);
+  CHECK(polar_license_result_is_licensed(r));
+  for (i = 0; i < FEATURE_THREADS; i++) {
+    work[i].client = client;
+    work[i].result = r;
+    work[i].index = i;
+    work[i].right = 0;
+    CHECK_INT(pthread_create(&threads[i], NULL, feature_worker, &work[i]), 0);
+  }
+  for (i = 0; i < FEATURE_THREADS; i++) {
+    CHECK_INT(pthread_join(threads[i], NULL), 0);
+    CHECK_INT(work[i].right, FEATURE_ROUNDS);
+  }
+  CHECK_STR(polar_license_client_last_error(client), "");
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+}
+
 int main(void) {
   RUN(feature_whys_and_codes);
   RUN(granted_by_one_of_several_benefits);
@@ -594,5 +669,6 @@ int main(void) {
   RUN(a_json_map_answers_the_same);
   RUN(an_invalid_map_is_refused_naming_the_entry);
   RUN(null_arguments_and_results_that_are_not_verdicts);
+  RUN(has_feature_from_many_threads);
   return harness_summary("test_features");
 }

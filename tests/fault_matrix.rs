@@ -22,7 +22,7 @@
 use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{
-    CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
+    CacheState, CacheStatus, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
@@ -162,6 +162,35 @@ fn outcome_code(outcome: &CheckOutcome) -> String {
     }
 }
 
+/// An outcome for a failure message (a license is summed up, an error shown whole).
+fn describe(outcome: &CheckOutcome) -> String {
+    match outcome {
+        CheckOutcome::Licensed {
+            source,
+            grace_remaining,
+            verified_at,
+            ..
+        } => format!(
+            "licensed/{} (grace left {grace_remaining:?}, verified at {verified_at})",
+            source.as_str()
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
+/// A cache status for a failure message.
+fn status_of(status: &CacheStatus) -> String {
+    match &status.state {
+        CacheState::Present(r) => format!(
+            "a record verified at {:?}, denied {:?}, grace left {:?}",
+            r.good.as_ref().map(|g| g.verified_at),
+            r.denied.as_ref().map(|d| d.reason),
+            status.grace_remaining
+        ),
+        other => format!("{other:?}"),
+    }
+}
+
 fn is_licensed_from(outcome: &CheckOutcome, want: Source) -> bool {
     matches!(outcome, CheckOutcome::Licensed { source, .. } if *source == want)
 }
@@ -265,7 +294,7 @@ fn run_row(row: &Row) -> Found {
     let healthy = w.licensing("cached", false, TIMEOUT);
     let seeded = healthy.check(DEMO_KEY);
     if !f.check(is_licensed_from(&seeded, Source::Online), || {
-        format!("the healthy check is {seeded:?}")
+        format!("the healthy check is {}", describe(&seeded))
     }) {
         return f;
     }
@@ -323,7 +352,7 @@ fn run_row(row: &Row) -> Found {
     let first = bare.check(DEMO_KEY_USAGE);
     f.no_cache = outcome_code(&first);
     f.check(f.no_cache == want, || {
-        format!("check without a cache: {first:?}")
+        format!("check without a cache: {}", describe(&first))
     });
     let n = w.requests();
     f.check(n == expected, || {
@@ -335,7 +364,7 @@ fn run_row(row: &Row) -> Found {
         w.advance(1);
         let again = bare.check(DEMO_KEY_USAGE);
         f.check(outcome_code(&again) == want, || {
-            format!("second check without a cache: {again:?}")
+            format!("second check without a cache: {}", describe(&again))
         });
         let n = w.requests();
         f.check(n == 0, || {
@@ -345,7 +374,10 @@ fn run_row(row: &Row) -> Found {
     }
     let empty = bare.status(DEMO_KEY_USAGE).expect("status answers");
     f.check(empty.grace_remaining.is_none(), || {
-        format!("the empty cache can grant after the fault: {empty:?}")
+        format!(
+            "the empty cache can grant after the fault: {}",
+            status_of(&empty)
+        )
     });
 
     // 3. A valid cache: licensed from it for unverified reasons, never for protocol errors.
@@ -353,7 +385,7 @@ fn run_row(row: &Row) -> Found {
     f.cached = outcome_code(&cached);
     if falls_back {
         if f.check(is_licensed_from(&cached, Source::Cache), || {
-            format!("check with a cache: {cached:?}")
+            format!("check with a cache: {}", describe(&cached))
         }) {
             if let CheckOutcome::Licensed {
                 grace_remaining,
@@ -370,7 +402,7 @@ fn run_row(row: &Row) -> Found {
         }
     } else {
         f.check(f.cached == want, || {
-            format!("check with a cache: {cached:?}")
+            format!("check with a cache: {}", describe(&cached))
         });
     }
     let n = w.requests();
@@ -382,7 +414,7 @@ fn run_row(row: &Row) -> Found {
         w.advance(1);
         let again = faulty.check(DEMO_KEY);
         f.check(is_licensed_from(&again, Source::Cache), || {
-            format!("second check with a cache: {again:?}")
+            format!("second check with a cache: {}", describe(&again))
         });
         let n = w.requests();
         f.check(n == 0, || {
@@ -415,7 +447,7 @@ fn run_row(row: &Row) -> Found {
         _ => false,
     };
     let mut cache_kept = f.check(good_kept && kept.grace_remaining.is_some(), || {
-        format!("the cached verdict is gone: {kept:?}")
+        format!("the cached verdict is gone: {}", status_of(&kept))
     });
 
     // 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online).
@@ -425,14 +457,17 @@ fn run_row(row: &Row) -> Found {
         let during = healthy.check(DEMO_KEY);
         let n = w.requests();
         cache_kept &= f.check(is_licensed_from(&during, Source::Cache) && n == 0, || {
-            format!("after the fault, within the block: {during:?}, {n} requests")
+            format!(
+                "after the fault, within the block: {}, {n} requests",
+                describe(&during)
+            )
         });
         w.advance(block);
     }
     let after = healthy.check(DEMO_KEY);
     let n = w.requests();
     cache_kept &= f.check(is_licensed_from(&after, Source::Online) && n == 1, || {
-        format!("after the fault: {after:?}, {n} requests")
+        format!("after the fault: {}, {n} requests", describe(&after))
     });
     f.cache_kept = cache_kept;
     f

@@ -1,18 +1,22 @@
 #!/usr/bin/env bash
 # Runs every cargo-fuzz target of fuzz/ for a bounded time and fails on any crash.
 #
-#   scripts/fuzz.sh [SECONDS] [--cmin] [TARGET...]
+#   scripts/fuzz.sh [SECONDS] [--update] [--cmin] [TARGET...]
 #
 # SECONDS    per target (default 30; libFuzzer's -max_total_time).
-# --cmin     minimize every corpus afterwards (`cargo fuzz cmin`, edge coverage); done anyway
-#            for a corpus over 256 KB, so fuzz/corpus stays small enough to commit (< 2 MB).
+# --update   grow the committed corpus: libFuzzer writes new inputs into fuzz/corpus/<target>/
+#            (commit them). Without it (the test command) it works on a scratch copy in
+#            target/fuzz-corpus/, so running the tests never changes the source tree.
+# --cmin     minimize every corpus afterwards (`cargo fuzz cmin`, edge coverage); with
+#            --update done anyway for a corpus over 256 KB, so fuzz/corpus stays small
+#            enough to commit (< 2 MB).
 # TARGET...  only these targets (default: all of them).
 #
 # libFuzzer starts from fuzz/corpus/<target>/ and the hand-made seeds fuzz/seeds/<target>/
 # (written by fuzz/seeds.py from the §6 bodies of polar-license-api.md and real emulator
-# answers). New coverage-increasing inputs go to fuzz/corpus/<target>/ (commit them);
-# crashes go to fuzz/artifacts/<target>/ (ignored by git) and make the script exit 1, with
-# the command that reproduces each. Needs nightly and cargo-fuzz: scripts/setup-fuzz.sh.
+# answers). Crashes go to fuzz/artifacts/<target>/ (ignored by git) and make the script exit
+# 1, with the command that reproduces each. Needs nightly and cargo-fuzz:
+# scripts/setup-fuzz.sh.
 set -u -o pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -20,12 +24,14 @@ cd "$ROOT"
 
 SECONDS_EACH=30
 CMIN=0
+UPDATE=0
 TARGETS=()
 for arg in "$@"; do
     case "$arg" in
     --cmin) CMIN=1 ;;
+    --update) UPDATE=1 ;;
     -h | --help)
-        sed -n '2,16p' "$0"
+        sed -n '2,19p' "$0"
         exit 0
         ;;
     '' | *[!0-9]*) TARGETS+=("$arg") ;;
@@ -63,6 +69,13 @@ failed=0
 for t in "${TARGETS[@]}"; do
     corpus="fuzz/corpus/$t"
     mkdir -p "$corpus"
+    if [[ $UPDATE -eq 0 ]]; then
+        scratch="target/fuzz-corpus/$t"
+        rm -rf "$scratch"
+        mkdir -p "$scratch"
+        cp -R "$corpus/." "$scratch/"
+        corpus="$scratch"
+    fi
     seeds=()
     [[ -d "fuzz/seeds/$t" ]] && seeds=("fuzz/seeds/$t")
     dict=()
@@ -87,7 +100,7 @@ for t in "${TARGETS[@]}"; do
             [[ -e "$a" ]] && echo "    reproduce: cargo +nightly fuzz run $t $a"
         done
     fi
-    if [[ $CMIN -eq 1 || $(bytes_of "$corpus") -gt 262144 ]]; then
+    if [[ $CMIN -eq 1 || ($UPDATE -eq 1 && $(bytes_of "$corpus") -gt 262144) ]]; then
         # Edges only (no hit counts): the same coverage in about half the files.
         echo "    cargo +nightly fuzz cmin $t $corpus -- -use_counters=0"
         cargo +nightly fuzz cmin "$t" "$corpus" -- -use_counters=0 >"$LOG_DIR/$t.cmin.log" 2>&1 ||

@@ -37,6 +37,7 @@
 
 pub mod bindings;
 mod client;
+pub mod engine;
 mod licensing;
 mod store;
 mod transport;

@@ -197,21 +197,371 @@ pub struct LicenseKeyActivation {
 }
 
 /// The answer to a successful validate (`ValidatedLicenseKey`, §4.4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire the key's fields and `activation` are one flat object; it is read and written
+/// through a flat wire struct (no `#[serde(flatten)]`, whose buffering costs the WebAssembly
+/// build ~13 KB), with the same JSON either way.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedLicenseKey {
     /// The key's fields, after this validation's counters were applied.
-    #[serde(flatten)]
     pub license_key: LicenseKeyRead,
     /// The activation, when an `activation_id` was sent.
     pub activation: Option<LicenseKeyActivation>,
 }
 
-/// The answer to a successful activate (`LicenseKeyActivationRead`, §4.5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The answer to a successful activate (`LicenseKeyActivationRead`, §4.5): the activation's
+/// fields and `license_key`, one flat object on the wire (read and written through a flat wire
+/// struct).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LicenseKeyActivationRead {
     /// The new activation.
-    #[serde(flatten)]
     pub activation: LicenseKeyActivation,
     /// The key it belongs to.
     pub license_key: LicenseKeyRead,
+}
+
+/// Reads `T` from a JSON object only (as `#[serde(flatten)]` did: no array form), through
+/// its flat wire struct `W`.
+fn from_map<'de, D, W, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    W: Deserialize<'de> + Into<T>,
+{
+    struct MapOnly<W, T>(&'static str, std::marker::PhantomData<(W, T)>);
+    impl<'de, W: Deserialize<'de> + Into<T>, T> serde::de::Visitor<'de> for MapOnly<W, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            W::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Into::into)
+        }
+    }
+    d.deserialize_map(MapOnly::<W, T>(expecting, std::marker::PhantomData))
+}
+
+impl<'de> Deserialize<'de> for ValidatedLicenseKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, wire::Validated, _>(d, "struct ValidatedLicenseKey")
+    }
+}
+
+impl Serialize for ValidatedLicenseKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        wire::ValidatedRef::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LicenseKeyActivationRead {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, wire::ActivationRead, _>(d, "struct LicenseKeyActivationRead")
+    }
+}
+
+impl Serialize for LicenseKeyActivationRead {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        wire::ActivationReadRef::from(self).serialize(s)
+    }
+}
+
+/// The flat wire forms of [`ValidatedLicenseKey`] and [`LicenseKeyActivationRead`]: the
+/// fields of [`LicenseKeyRead`] (resp. [`LicenseKeyActivation`]) written out, with the same
+/// attributes, in the same order.
+mod wire {
+    use super::*;
+
+    /// `ValidatedLicenseKey` as read: every field of [`LicenseKeyRead`], then `activation`.
+    #[derive(Deserialize)]
+    pub struct Validated {
+        id: String,
+        #[serde(with = "time::serde::rfc3339")]
+        created_at: OffsetDateTime,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        modified_at: Option<OffsetDateTime>,
+        organization_id: String,
+        customer_id: String,
+        customer: LicenseKeyCustomer,
+        benefit_id: String,
+        key: Key,
+        display_key: String,
+        status: LicenseKeyStatus,
+        limit_activations: Option<i64>,
+        usage: i64,
+        limit_usage: Option<i64>,
+        validations: i64,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        last_validated_at: Option<OffsetDateTime>,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        expires_at: Option<OffsetDateTime>,
+        activation: Option<LicenseKeyActivation>,
+    }
+
+    impl From<Validated> for ValidatedLicenseKey {
+        fn from(w: Validated) -> Self {
+            ValidatedLicenseKey {
+                license_key: LicenseKeyRead {
+                    id: w.id,
+                    created_at: w.created_at,
+                    modified_at: w.modified_at,
+                    organization_id: w.organization_id,
+                    customer_id: w.customer_id,
+                    customer: w.customer,
+                    benefit_id: w.benefit_id,
+                    key: w.key,
+                    display_key: w.display_key,
+                    status: w.status,
+                    limit_activations: w.limit_activations,
+                    usage: w.usage,
+                    limit_usage: w.limit_usage,
+                    validations: w.validations,
+                    last_validated_at: w.last_validated_at,
+                    expires_at: w.expires_at,
+                },
+                activation: w.activation,
+            }
+        }
+    }
+
+    /// `ValidatedLicenseKey` as written: every field of [`LicenseKeyRead`], then `activation`.
+    #[derive(Serialize)]
+    pub struct ValidatedRef<'a> {
+        id: &'a str,
+        #[serde(serialize_with = "rfc3339")]
+        created_at: &'a OffsetDateTime,
+        #[serde(serialize_with = "rfc3339_option")]
+        modified_at: &'a Option<OffsetDateTime>,
+        organization_id: &'a str,
+        customer_id: &'a str,
+        customer: &'a LicenseKeyCustomer,
+        benefit_id: &'a str,
+        key: &'a Key,
+        display_key: &'a str,
+        status: LicenseKeyStatus,
+        limit_activations: Option<i64>,
+        usage: i64,
+        limit_usage: Option<i64>,
+        validations: i64,
+        #[serde(serialize_with = "rfc3339_option")]
+        last_validated_at: &'a Option<OffsetDateTime>,
+        #[serde(serialize_with = "rfc3339_option")]
+        expires_at: &'a Option<OffsetDateTime>,
+        activation: &'a Option<LicenseKeyActivation>,
+    }
+
+    impl<'a> From<&'a ValidatedLicenseKey> for ValidatedRef<'a> {
+        fn from(v: &'a ValidatedLicenseKey) -> Self {
+            let l = &v.license_key;
+            ValidatedRef {
+                id: &l.id,
+                created_at: &l.created_at,
+                modified_at: &l.modified_at,
+                organization_id: &l.organization_id,
+                customer_id: &l.customer_id,
+                customer: &l.customer,
+                benefit_id: &l.benefit_id,
+                key: &l.key,
+                display_key: &l.display_key,
+                status: l.status,
+                limit_activations: l.limit_activations,
+                usage: l.usage,
+                limit_usage: l.limit_usage,
+                validations: l.validations,
+                last_validated_at: &l.last_validated_at,
+                expires_at: &l.expires_at,
+                activation: &v.activation,
+            }
+        }
+    }
+
+    /// `LicenseKeyActivationRead` as read: every field of [`LicenseKeyActivation`], then
+    /// `license_key`.
+    #[derive(Deserialize)]
+    pub struct ActivationRead {
+        id: String,
+        license_key_id: String,
+        label: String,
+        #[serde(default)]
+        meta: Metadata,
+        #[serde(with = "time::serde::rfc3339")]
+        created_at: OffsetDateTime,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        modified_at: Option<OffsetDateTime>,
+        license_key: LicenseKeyRead,
+    }
+
+    impl From<ActivationRead> for LicenseKeyActivationRead {
+        fn from(w: ActivationRead) -> Self {
+            LicenseKeyActivationRead {
+                activation: LicenseKeyActivation {
+                    id: w.id,
+                    license_key_id: w.license_key_id,
+                    label: w.label,
+                    meta: w.meta,
+                    created_at: w.created_at,
+                    modified_at: w.modified_at,
+                },
+                license_key: w.license_key,
+            }
+        }
+    }
+
+    /// `LicenseKeyActivationRead` as written: every field of [`LicenseKeyActivation`], then
+    /// `license_key`.
+    #[derive(Serialize)]
+    pub struct ActivationReadRef<'a> {
+        id: &'a str,
+        license_key_id: &'a str,
+        label: &'a str,
+        meta: &'a Metadata,
+        #[serde(serialize_with = "rfc3339")]
+        created_at: &'a OffsetDateTime,
+        #[serde(serialize_with = "rfc3339_option")]
+        modified_at: &'a Option<OffsetDateTime>,
+        license_key: &'a LicenseKeyRead,
+    }
+
+    impl<'a> From<&'a LicenseKeyActivationRead> for ActivationReadRef<'a> {
+        fn from(v: &'a LicenseKeyActivationRead) -> Self {
+            let a = &v.activation;
+            ActivationReadRef {
+                id: &a.id,
+                license_key_id: &a.license_key_id,
+                label: &a.label,
+                meta: &a.meta,
+                created_at: &a.created_at,
+                modified_at: &a.modified_at,
+                license_key: &v.license_key,
+            }
+        }
+    }
+
+    fn rfc3339<S: serde::Serializer>(t: &&OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(t, s)
+    }
+
+    fn rfc3339_option<S: serde::Serializer>(
+        t: &&Option<OffsetDateTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::option::serialize(t, s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{json, Value};
+
+    fn license() -> Value {
+        json!({
+            "id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+            "created_at": "2025-01-01T00:00:00.123456Z",
+            "modified_at": null,
+            "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            "customer_id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+            "customer": {
+                "id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+                "created_at": "2025-01-01T00:00:00Z",
+                "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+                "metadata": { "tier": "pro", "seats": 3 }
+            },
+            "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+            "key": "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415",
+            "display_key": "****-6ED415",
+            "status": "granted",
+            "limit_activations": 3,
+            "usage": 2,
+            "limit_usage": 10,
+            "validations": 1,
+            "last_validated_at": "2025-02-01T10:00:00+01:00",
+            "expires_at": null,
+            "user_id": "deprecated and ignored"
+        })
+    }
+
+    fn activation() -> Value {
+        json!({
+            "id": "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c",
+            "license_key_id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+            "label": "laptop",
+            "meta": { "os": "linux" },
+            "created_at": "2025-01-01T00:00:00Z",
+            "modified_at": null
+        })
+    }
+
+    fn merged(mut base: Value, name: &str, value: Value) -> Value {
+        if let Value::Object(map) = &mut base {
+            map.insert(name.to_string(), value);
+        }
+        base
+    }
+
+    /// The flat wire structs read and write what `#[serde(flatten)]` did: the nested part's
+    /// fields, in order, then the other field.
+    #[test]
+    fn validated_key_is_one_flat_object_both_ways() {
+        let body = merged(license(), "activation", activation());
+        let v: ValidatedLicenseKey = serde_json::from_value(body).unwrap();
+        let alone: LicenseKeyRead = serde_json::from_value(license()).unwrap();
+        assert_eq!(v.license_key, alone);
+        assert_eq!(
+            v.activation.as_ref().map(|a| a.label.as_str()),
+            Some("laptop")
+        );
+
+        let text = serde_json::to_string(&v).unwrap();
+        let key_text = serde_json::to_string(&v.license_key).unwrap();
+        let activation_text = serde_json::to_string(&v.activation).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{},\"activation\":{activation_text}}}",
+                key_text.strip_suffix('}').unwrap()
+            )
+        );
+        let back: ValidatedLicenseKey = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, v);
+
+        let none: ValidatedLicenseKey = serde_json::from_value(license()).unwrap();
+        assert_eq!(none.activation, None);
+        assert!(serde_json::to_string(&none)
+            .unwrap()
+            .ends_with(",\"activation\":null}"));
+    }
+
+    #[test]
+    fn activation_read_is_one_flat_object_both_ways() {
+        let body = merged(activation(), "license_key", license());
+        let a: LicenseKeyActivationRead = serde_json::from_value(body).unwrap();
+        let text = serde_json::to_string(&a).unwrap();
+        let activation_text = serde_json::to_string(&a.activation).unwrap();
+        let key_text = serde_json::to_string(&a.license_key).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "{},\"license_key\":{key_text}}}",
+                activation_text.strip_suffix('}').unwrap()
+            )
+        );
+        let back: LicenseKeyActivationRead = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, a);
+    }
+
+    #[test]
+    fn only_objects_are_read() {
+        let e = serde_json::from_str::<ValidatedLicenseKey>("[]").unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("invalid type: sequence, expected struct ValidatedLicenseKey"),
+            "{e}"
+        );
+        assert!(serde_json::from_str::<LicenseKeyActivationRead>("[]").is_err());
+        let mut missing = license();
+        if let Value::Object(map) = &mut missing {
+            map.remove("usage");
+        }
+        let e = serde_json::from_value::<ValidatedLicenseKey>(missing).unwrap_err();
+        assert_eq!(e.to_string(), "missing field `usage`");
+    }
 }

@@ -101,7 +101,8 @@ pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(
     if json.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_str(json).map_err(|e| Error::invalid(field, e.to_string()))
+    // from_slice, as for Polar's answers and the cache: one copy of serde_json's parser.
+    serde_json::from_slice(json.as_bytes()).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {

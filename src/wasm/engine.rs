@@ -286,8 +286,9 @@ pub struct Engine {
 }
 
 fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
-    let o: ClientOptions =
-        serde_json::from_str(options).map_err(|e| Error::invalid("options", e.to_string()))?;
+    // from_slice, as everywhere on this path: one copy of serde_json's parser in the wasm.
+    let o: ClientOptions = serde_json::from_slice(options.as_bytes())
+        .map_err(|e| Error::invalid("options", e.to_string()))?;
     let policy = policy(o.grace_policy)?;
     let server = match (o.base_url, o.server) {
         (Some(url), _) => Server::Custom(url),

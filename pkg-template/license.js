@@ -132,7 +132,8 @@ const NO_BODY = new Uint8Array(0);
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
  * reply arguments: `[status, body, date, retryAfter, fail, detail]`, `fail` 0, or 1 (could
- * not connect), 2 (timed out), 3 (truncated or too large).
+ * not connect), 2 (timed out), 3 (truncated or too large); `date` is the `Date` header in
+ * unix seconds (informational: kept in the cache record, never used by a decision).
  */
 async function send(ask, timeout) {
   const controller = new AbortController();
@@ -149,7 +150,7 @@ async function send(ask, timeout) {
       signal: controller.signal,
     });
     const header = (name) => resp.headers.get(name) ?? undefined;
-    const date = header('date');
+    const date = Math.floor(Date.parse(header('date')) / 1000); // NaN without one
     const retryAfter = header('retry-after');
     if (resp.type === 'opaqueredirect') {
       // A redirect was not followed (as natively): the 3xx it was, a protocol_error.

@@ -226,10 +226,13 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
 
 /// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
 /// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
+///
+/// The `Date` header comes as unix seconds (`Date.parse` in JS, which saves the wasm an HTTP
+/// date parser): it is informational only, stored in the record as `server_date` and never
+/// used by a decision (see [`crate::grace::GoodVerdict::server_date`]).
 fn reply(
     status: u16,
     body: Vec<u8>,
-    date: Option<String>,
     retry_after: Option<String>,
     fail: u8,
     detail: String,
@@ -237,9 +240,6 @@ fn reply(
     let kind = match fail {
         0 => {
             let mut headers = Vec::new();
-            if let Some(date) = date {
-                headers.push(("date".to_string(), date));
-            }
             if let Some(retry) = retry_after {
                 headers.push(("retry-after".to_string(), retry));
             }
@@ -481,14 +481,14 @@ impl Engine {
         feature: Option<String>,
         status: u16,
         body: Vec<u8>,
-        date: Option<String>,
+        date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
         let key = Key::new(key);
         let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail);
+        let response = reply(status, body, retry_after, fail, detail);
         let (write, outcome) = match cache_error {
             Some(cache_error) => {
                 let online = response.and_then(|r| parse_validate(&r));
@@ -506,10 +506,8 @@ impl Engine {
                     Ok(q) => q,
                     Err(e) => return error_json(&e),
                 };
-                let online = response.and_then(|r| {
-                    let date = r.header("date").and_then(crate::grace::http_date);
-                    Ok((parse_validate(&r)?, date))
-                });
+                let date = date.filter(|d| d.is_finite()).map(|d| d as i64);
+                let online = response.and_then(|r| Ok((parse_validate(&r)?, date)));
                 session::conclude(record, &query, now, &self.policy, online)
             }
         };
@@ -560,13 +558,13 @@ impl Engine {
         now: f64,
         status: u16,
         body: Vec<u8>,
-        date: Option<String>,
+        _date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
         let verdict =
-            reply(status, body, date, retry_after, fail, detail).and_then(|r| parse_validate(&r));
+            reply(status, body, retry_after, fail, detail).and_then(|r| parse_validate(&r));
         let license = match verdict {
             Ok(Verdict::Accepted(v)) => v,
             Ok(Verdict::Denied(d)) => return denial_json(&d),
@@ -622,13 +620,12 @@ impl Engine {
         &self,
         status: u16,
         body: Vec<u8>,
-        date: Option<String>,
+        _date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
-        match reply(status, body, date, retry_after, fail, detail).and_then(|r| parse_activate(&r))
-        {
+        match reply(status, body, retry_after, fail, detail).and_then(|r| parse_activate(&r)) {
             Ok(Verdict::Accepted(read)) => {
                 let mut j = Json::new();
                 j.raw("{\"ok\":{");
@@ -714,12 +711,12 @@ impl Engine {
         id: String,
         status: u16,
         body: Vec<u8>,
-        date: Option<String>,
+        _date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
-        let verdict = match reply(status, body, date, retry_after, fail, detail)
+        let verdict = match reply(status, body, retry_after, fail, detail)
             .and_then(|r| parse_deactivate(&r))
         {
             Ok(verdict) => verdict,

@@ -39,7 +39,7 @@ use wasm_bindgen_futures::future_to_promise;
 
 /// The grace policy in seconds, as JS passes it.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub(crate) struct PolicyOptions {
     revalidate_after: Option<f64>,
     grace_period: Option<f64>,
@@ -49,7 +49,7 @@ pub(crate) struct PolicyOptions {
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
 /// JS values).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub(crate) struct ClientOptions {
     pub(crate) organization_id: String,
     #[serde(default)]
@@ -67,7 +67,7 @@ pub(crate) struct ClientOptions {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub(crate) struct ValidateOptions {
     pub(crate) activation_id: Option<String>,
     pub(crate) benefit_id: Option<String>,
@@ -78,7 +78,7 @@ pub(crate) struct ValidateOptions {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub(crate) struct ActivateOptions {
     #[serde(default)]
     pub(crate) label: String,
@@ -89,10 +89,39 @@ pub(crate) struct ActivateOptions {
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
 pub(crate) struct DeactivateOptions {
     pub(crate) activation_id: Option<String>,
 }
+
+/// Options are JSON objects: read through derive's map path only (its array form, which
+/// `JSON.stringify` of an options object never gives, is not compiled into the wasm).
+macro_rules! object_only {
+    ($($t:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("struct ", stringify!($t)))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    )*};
+}
+object_only!(
+    PolicyOptions,
+    ClientOptions,
+    ValidateOptions,
+    ActivateOptions,
+    DeactivateOptions
+);
 
 pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(
     field: &str,

@@ -273,34 +273,6 @@ mod tests {
         );
     }
 
-    /// The hand-written serde impls read and write what `#[serde(untagged)]` did.
-    #[test]
-    fn meta_values_are_bare_json_values() {
-        let m: Metadata = serde_json::from_str(
-            r#"{"b":true,"i":-7,"u":7,"big":18446744073709551615,"f":2.5,"s":"x","e":1e3}"#,
-        )
-        .unwrap();
-        assert_eq!(m["b"], MetaValue::Bool(true));
-        assert_eq!(m["i"], MetaValue::Int(-7));
-        assert_eq!(m["u"], MetaValue::Int(7));
-        assert_eq!(m["big"], MetaValue::Float(18446744073709551615.0));
-        assert_eq!(m["f"], MetaValue::Float(2.5));
-        assert_eq!(m["s"], MetaValue::Str("x".into()));
-        assert_eq!(m["e"], MetaValue::Float(1000.0));
-        assert_eq!(
-            serde_json::to_string(&m).unwrap(),
-            r#"{"b":true,"big":1.8446744073709552e+19,"e":1000.0,"f":2.5,"i":-7,"s":"x","u":7}"#
-        );
-        for bad in ["null", "[1]", r#"{"a":1}"#] {
-            let e = serde_json::from_str::<MetaValue>(bad).unwrap_err();
-            assert!(
-                e.to_string()
-                    .starts_with("data did not match any variant of untagged enum MetaValue"),
-                "{bad}: {e}"
-            );
-        }
-    }
-
     #[test]
     fn uuid_checks() {
         assert_eq!(

@@ -1,10 +1,13 @@
 // The JS API of polar-license, shared by the node and browser entries (node.js, browser.js).
-// A thin layer over the wasm-bindgen output (polar_license.js): options go in as JSON, results
-// come back as JSON, failures become LicenseError. No logic of its own beyond that: even the
-// feature answers are computed in Rust (a verdict arrives with its answer for every feature of
-// the map and for any other name; `hasFeature` only looks them up).
+//
+// Sans-IO: every decision is made in Rust by the wasm `Engine` (input checks, the request, the
+// classification of Polar's answer, the grace plan and settlement, the cache record and its
+// MAC, the feature answers). This layer only does the IO between its synchronous steps: fetch
+// (with a timeout), the storage, the clock, random bytes for the install secret, one lock per
+// storage slot, and the awaits. The engine answers JSON text: `{ ok }`, `{ error }` (a
+// LicenseError's fields) or `{ ask }` (a request to send).
 
-import { Core } from './polar_license.js';
+import { Engine, secretOk } from './polar_license.js';
 
 /** Every reason code (contract §1) and its kind: `denied`, `unverified` or `error`. */
 export const REASONS = Object.freeze({
@@ -47,26 +50,50 @@ export class LicenseError extends Error {
   }
 }
 
-function toLicenseError(e) {
-  if (e instanceof LicenseError) return e;
-  if (e && e.name === 'LicenseError' && typeof e.code === 'string') {
-    return new LicenseError(e.code, String(e.detail ?? ''), e);
-  }
-  return e;
+const fail = (e) => new LicenseError(e.code, e.detail, e);
+const invalid = (field, message) => new LicenseError('invalid_input', `${field}: ${message}`, { field });
+const cacheError = (detail) => new LicenseError('cache_error', detail);
+
+/** The value of an engine answer, or its LicenseError thrown. */
+function value(text) {
+  const answer = typeof text === 'string' ? JSON.parse(text) : text;
+  if (answer.error) throw fail(answer.error);
+  return answer.ok;
 }
 
 function checkKey(key) {
-  if (typeof key !== 'string') {
-    throw new LicenseError('invalid_input', 'key: must be a string', { field: 'key' });
-  }
+  if (typeof key !== 'string') throw invalid('key', 'must be a string');
   return key;
 }
 
 function checkFeature(name) {
-  if (typeof name !== 'string') {
-    throw new LicenseError('invalid_input', 'feature: must be a string', { field: 'feature' });
-  }
+  if (typeof name !== 'string') throw invalid('feature', 'must be a string');
   return name;
+}
+
+function options(o) {
+  if (o === undefined || o === null) return '';
+  if (typeof o !== 'object') throw invalid('options', 'must be an object');
+  return JSON.stringify(o);
+}
+
+/** Polar's snake_case field names in camelCase, except inside the app's own maps. */
+function camel(v) {
+  if (Array.isArray(v)) return v.map(camel);
+  if (v === null || typeof v !== 'object') return v;
+  const out = {};
+  for (const [k, x] of Object.entries(v)) {
+    const data = k === 'metadata' || k === 'meta' || k === 'conditions';
+    out[k.replace(/_+(.)?/g, (_, c) => (c ? c.toUpperCase() : ''))] = data ? x : camel(x);
+  }
+  return out;
+}
+
+function camelParts(result) {
+  for (const name of ['license', 'activation']) {
+    if (name in result) result[name] = camel(result[name]);
+  }
+  return result;
 }
 
 /**
@@ -76,6 +103,7 @@ function checkFeature(name) {
 function withFeatures(result) {
   const { listed, unlisted } = result.features;
   delete result.features;
+  camelParts(result);
   Object.defineProperty(result, 'hasFeature', {
     value: function hasFeature(name) {
       checkFeature(name);
@@ -85,13 +113,165 @@ function withFeatures(result) {
   return result;
 }
 
-function json(options) {
-  if (options === undefined || options === null) return '';
-  if (typeof options !== 'object') {
-    throw new LicenseError('invalid_input', 'options: must be an object', { field: 'options' });
+/** A short description of a JS failure, e.g. `TypeError: fetch failed (ECONNREFUSED)`. */
+function describe(e) {
+  if (e instanceof Error) {
+    const code = e.cause?.code;
+    return `${e.name}: ${e.message}${typeof code === 'string' ? ` (${code})` : ''}`;
   }
-  return JSON.stringify(options);
+  return typeof e === 'string' ? e : 'unknown JavaScript error';
 }
+
+// ---- IO: fetch ----------------------------------------------------------------------------
+
+/** Cap on a response body. Polar's answers are a few KB. */
+const MAX_BODY = 1024 * 1024;
+const NO_BODY = new Uint8Array(0);
+
+/**
+ * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
+ * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
+ * reply arguments: `[status, body, date, retryAfter, fail, detail]`, `fail` 0, or 1 (could
+ * not connect), 2 (timed out), 3 (truncated or too large); `date` is the `Date` header in
+ * unix seconds (informational: kept in the cache record, never used by a decision).
+ */
+async function send(ask, timeout) {
+  const controller = new AbortController();
+  const timer = setTimeout(() => controller.abort(), timeout);
+  const failed = (kind, detail) => [0, NO_BODY, undefined, undefined, kind, detail];
+  const tooLarge = () => failed(3, `response body larger than the cap of ${MAX_BODY} bytes`);
+  let reading = false;
+  try {
+    const resp = await fetch(ask.url, {
+      method: 'POST',
+      headers: ask.headers,
+      body: ask.body,
+      redirect: 'manual',
+      signal: controller.signal,
+    });
+    const header = (name) => resp.headers.get(name) ?? undefined;
+    const date = Math.floor(Date.parse(header('date')) / 1000); // NaN without one
+    const retryAfter = header('retry-after');
+    if (resp.type === 'opaqueredirect') {
+      // A redirect was not followed (as natively): the 3xx it was, a protocol_error.
+      return [302, new TextEncoder().encode('redirect not followed'), date, retryAfter, 0, ''];
+    }
+    if (Number(header('content-length')?.trim()) > MAX_BODY) return tooLarge();
+    reading = true;
+    const body = new Uint8Array(await resp.arrayBuffer());
+    if (body.length > MAX_BODY) return tooLarge();
+    return [resp.status, body, date, retryAfter, 0, ''];
+  } catch (e) {
+    if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
+    if (reading) return failed(3, `truncated response body: ${describe(e)}`);
+    return failed(1, describe(e));
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+// ---- IO: storage --------------------------------------------------------------------------
+
+/** The storage name of the per-install secret (64 hex digits). */
+const SECRET = 'polar-license.install-secret';
+
+/** `target[name](...args)`, awaited if it returns a thenable; failures are cache_error. */
+async function call(target, name, args) {
+  const f = target[name];
+  if (typeof f !== 'function') throw cacheError(`storage has no ${name}() function`);
+  let v;
+  try {
+    v = f.apply(target, args);
+  } catch (e) {
+    throw cacheError(`storage ${name}() threw: ${describe(e)}`);
+  }
+  if (v !== null && typeof v === 'object' && typeof v.then === 'function') {
+    try {
+      v = await v;
+    } catch (e) {
+      throw cacheError(`storage ${name}() rejected: ${describe(e)}`);
+    }
+  }
+  return v;
+}
+
+const hasAll = (target, names) => names.every((n) => typeof target[n] === 'function');
+const WEB = ['getItem', 'setItem', 'removeItem'];
+const ADAPTER = ['get', 'set', 'remove'];
+
+/** `{ get, set, remove }` over a Web Storage object or an app's adapter. */
+function store(target, [get, set, remove]) {
+  return {
+    async get(name) {
+      const v = await call(target, get, [name]);
+      if (v === null || v === undefined) return null;
+      if (typeof v !== 'string') throw cacheError(`storage returned a non-string value for ${JSON.stringify(name)}`);
+      return v;
+    },
+    set: (name, text) => call(target, set, [name, text]),
+    remove: (name) => call(target, remove, [name]),
+  };
+}
+
+function memory() {
+  const map = new Map();
+  return store({ get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) }, ADAPTER);
+}
+
+/** `globalThis.localStorage` when the host has a usable one (not node, not sandboxed frames). */
+function local() {
+  try {
+    const s = globalThis.localStorage;
+    if (!s || !hasAll(s, WEB)) return null;
+    s.getItem('polar-license.probe'); // throws where access is denied
+    return store(s, WEB);
+  } catch {
+    return null;
+  }
+}
+
+function storage(s) {
+  if (s === undefined || s === null) return local() ?? memory();
+  if (s === 'memory') return memory();
+  if (s === 'localStorage') return local() ?? invalid('storage', 'this host has no usable localStorage');
+  if (typeof s === 'object') {
+    if (hasAll(s, WEB)) return store(s, WEB);
+    const missing = ADAPTER.find((n) => typeof s[n] !== 'function');
+    if (missing) return invalid('storage', `must be an object with get, set and remove functions (no ${missing})`);
+    return store(s, ADAPTER);
+  }
+  return invalid('storage', 'must be "localStorage", "memory" or an object with get, set and remove');
+}
+
+/**
+ * Slots held by a check or an activation in progress, shared by every client of this module
+ * (so two clients over the same storage never interleave on one key). In-process only.
+ */
+const locks = new Map();
+
+async function lock(name) {
+  const before = locks.get(name) ?? Promise.resolve();
+  let release;
+  const mine = new Promise((resolve) => (release = resolve));
+  const tail = before.then(() => mine);
+  locks.set(name, tail);
+  await before;
+  return () => {
+    if (locks.get(name) === tail) locks.delete(name);
+    release();
+  };
+}
+
+async function locked(name, body) {
+  const release = await lock(name);
+  try {
+    return await body();
+  } finally {
+    release();
+  }
+}
+
+const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 /**
  * Binds the API to a way of loading the wasm (fs in node, fetch in browsers) and a
@@ -118,6 +298,19 @@ export function bind(load, crypto) {
     return loading;
   }
 
+  function randomSecret() {
+    if (crypto === null || typeof crypto !== 'object' || typeof crypto.getRandomValues !== 'function') {
+      throw cacheError('no crypto.getRandomValues in this host');
+    }
+    const bytes = new Uint8Array(32);
+    try {
+      crypto.getRandomValues(bytes);
+    } catch (e) {
+      throw cacheError(`crypto.getRandomValues failed: ${describe(e)}`);
+    }
+    return hex(bytes);
+  }
+
   /**
    * A client for one Polar organization. Every method returns a promise that resolves only on
    * success and otherwise rejects with a LicenseError: a fulfilled `check()` always means
@@ -126,45 +319,161 @@ export function bind(load, crypto) {
   class LicenseClient {
     #options;
     #host;
-    #core = null;
+    #engine = null;
+    #store = null;
 
     constructor(options) {
-      if (options === null || typeof options !== 'object') {
-        throw new LicenseError('invalid_input', 'options: must be an object', { field: 'options' });
-      }
+      if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
       const { storage, clock, features, ...rest } = options;
       try {
         this.#options = JSON.stringify(rest);
       } catch (e) {
-        throw new LicenseError('invalid_input', `options: ${e.message}`, { field: 'options' });
+        throw invalid('options', e.message);
       }
-      this.#host = { storage, clock, crypto, features };
+      this.#host = { storage, clock, features };
     }
 
-    async #run(method, ...args) {
-      try {
-        await init();
-        if (!this.#core) this.#core = new Core(this.#options, this.#host);
-        const text = await this.#core[method](...args);
-        return text === undefined ? undefined : JSON.parse(text);
-      } catch (e) {
-        throw toLicenseError(e);
+    /** The engine and the store, made on first use (a bad option rejects every call). */
+    async #open() {
+      await init();
+      if (!this.#engine) {
+        let engine;
+        try {
+          engine = new Engine(this.#options, this.#host.features);
+        } catch (e) {
+          throw typeof e === 'string' ? fail(JSON.parse(e).error) : e;
+        }
+        const s = storage(this.#host.storage);
+        if (s instanceof LicenseError) {
+          engine.free();
+          throw s;
+        }
+        [this.#engine, this.#store] = [engine, s];
       }
+      return this.#engine;
+    }
+
+    /** Unix seconds from the `clock` option, else `Date.now()`. */
+    #now() {
+      let ms;
+      try {
+        ms = this.#host.clock?.();
+      } catch {
+        ms = undefined;
+      }
+      if (typeof ms !== 'number' || !Number.isFinite(ms)) ms = Date.now();
+      return Math.floor(ms / 1000);
+    }
+
+    /** The per-install secret, created on first use (a malformed one is replaced). */
+    async #secret() {
+      const read = async () => {
+        const text = await this.#store.get(SECRET);
+        return text !== null && secretOk(text) ? text : null;
+      };
+      return (
+        (await read()) ??
+        locked(SECRET, async () => {
+          const again = await read();
+          if (again) return again;
+          const secret = randomSecret();
+          await this.#store.set(SECRET, secret);
+          return secret;
+        })
+      );
+    }
+
+    #send(ask) {
+      return send(ask, this.#engine.timeout);
     }
 
     /** Validates online, no cache. Resolves `{ license, activation }` with `hasFeature(name)`. */
-    async validate(key, options) {
-      return withFeatures(await this.#call('validate', key, options));
+    async validate(key, o) {
+      checkKey(key);
+      const text = options(o);
+      const engine = await this.#open();
+      const step = JSON.parse(engine.validateBegin(key, text));
+      if (!step.ask) value(step);
+      return withFeatures(value(engine.validateEnd(this.#now(), ...(await this.#send(step.ask)))));
     }
 
     /** Activates this installation and remembers the activation. Resolves `{ activation, license }`. */
-    activate(key, options) {
-      return this.#call('activate', key, options);
+    async activate(key, o) {
+      checkKey(key);
+      const text = options(o);
+      const engine = await this.#open();
+      const step = JSON.parse(engine.activateBegin(key, text));
+      if (!step.ask) value(step);
+      const result = value(engine.activateEnd(...(await this.#send(step.ask))));
+      const { id, label } = result.activation;
+      try {
+        const secret = await this.#secret();
+        const slot = engine.slot(key);
+        await locked(slot, async () => {
+          const stored = await this.#store.get(slot);
+          const record = value(engine.remember(key, text, secret, stored ?? undefined, id, label, this.#now()));
+          await this.#store.set(slot, record);
+        });
+      } catch (e) {
+        if (!(e instanceof LicenseError)) throw e;
+        throw cacheError(`activated as ${id}, but the cache could not remember it: cache error: ${e.detail}`);
+      }
+      return camelParts(result);
     }
 
     /** Deactivates (default: the remembered activation) and forgets it. Resolves `{ activationId }`. */
-    deactivate(key, options) {
-      return this.#call('deactivate', key, options);
+    async deactivate(key, o) {
+      checkKey(key);
+      const text = options(o);
+      const engine = await this.#open();
+      const secret = await this.#secret();
+      const slot = engine.slot(key);
+      return locked(slot, async () => {
+        const stored = (await this.#store.get(slot)) ?? undefined;
+        const step = JSON.parse(engine.deactivateBegin(key, text, secret, stored));
+        if (!step.ask) value(step);
+        const reply = await this.#send(step.ask);
+        const end = JSON.parse(engine.deactivateEnd(key, secret, stored, step.id, ...reply));
+        if (end.write) await this.#store.set(slot, end.write);
+        return value(end.answer ?? end);
+      });
+    }
+
+    /** The grace-aware verdict, or with `feature` that feature's answer. */
+    async #check(key, feature) {
+      const engine = await this.#open();
+      let secret = '';
+      let stored;
+      let cache;
+      let slot;
+      let release = null;
+      try {
+        secret = await this.#secret();
+        slot = engine.slot(key);
+        release = await lock(slot);
+        stored = (await this.#store.get(slot)) ?? undefined;
+      } catch (e) {
+        if (!(e instanceof LicenseError)) throw e;
+        cache = e.detail;
+      }
+      try {
+        const now = this.#now();
+        const args = [key, secret, stored, now, cache, feature];
+        const step = JSON.parse(engine.checkBegin(...args));
+        if (!step.ask) return value(step);
+        const end = JSON.parse(engine.checkEnd(...args, ...(await this.#send(step.ask))));
+        if (end.write) {
+          try {
+            await this.#store.set(slot, end.write);
+          } catch (e) {
+            // A tombstone that cannot be written must not leave an old grant behind.
+            if (end.strict) await this.#store.remove(slot).catch(() => {});
+          }
+        }
+        return value(end.answer);
+      } finally {
+        release?.();
+      }
     }
 
     /**
@@ -172,7 +481,8 @@ export function bind(load, crypto) {
      * with `hasFeature(name)`.
      */
     async check(key) {
-      return withFeatures(await this.#call('check', key));
+      checkKey(key);
+      return withFeatures(await this.#check(key));
     }
 
     /**
@@ -184,23 +494,25 @@ export function bind(load, crypto) {
     async hasFeature(key, name) {
       checkKey(key);
       checkFeature(name);
-      return this.#run('hasFeature', key, name);
+      return this.#check(key, name);
     }
 
     /** What the cache holds for `key`, with no request. */
-    status(key) {
-      return this.#call('status', key);
+    async status(key) {
+      checkKey(key);
+      const engine = await this.#open();
+      const secret = await this.#secret();
+      const stored = (await this.#store.get(engine.slot(key))) ?? undefined;
+      return camelParts(value(engine.status(key, secret, stored, this.#now())));
     }
 
     /** Forgets everything cached for `key` (Polar is not told). */
-    forget(key) {
-      return this.#call('forget', key);
-    }
-
-    async #call(method, key, options) {
+    async forget(key) {
       checkKey(key);
-      const args = method === 'check' || method === 'status' || method === 'forget' ? [key] : [key, json(options)];
-      return this.#run(method, ...args);
+      const engine = await this.#open();
+      await this.#secret();
+      const slot = engine.slot(key);
+      await locked(slot, () => this.#store.remove(slot));
     }
   }
 

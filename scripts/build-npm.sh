@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Builds the npm package `polar-license` into target/npm/pkg/ and packs it into target/npm/:
 #
-#   1. cargo: the library as a cdylib for wasm32-unknown-unknown, release, opt-level "z"
-#      (`[lib] crate-type` stays rlib-only; `cargo rustc --crate-type cdylib` builds it on demand)
+#   1. cargo: the library as a cdylib for wasm32-unknown-unknown, release, opt-level "z",
+#      feature `npm` (the talc allocator) (`[lib] crate-type` stays rlib-only;
+#      `cargo rustc --crate-type cdylib` builds it on demand)
 #   2. wasm-bindgen (the CLI pinned to the crate's exact version), `--target web`
 #   3. wasm-opt -Oz from scripts/npm (npm `binaryen`; never Debian's, which breaks in Chrome)
 #   4. pkg-template/ copied beside it, the version filled in from Cargo.toml
@@ -35,7 +36,7 @@ echo "==> cargo (wasm32-unknown-unknown, release, opt-level z)"
 # opt-level z only for this build (the native release profile keeps opt-level 3);
 # panic is already abort on wasm32-unknown-unknown.
 CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
-    cargo rustc --lib --release --target wasm32-unknown-unknown --crate-type cdylib
+    cargo rustc --lib --release --target wasm32-unknown-unknown --crate-type cdylib --features npm
 RAW="$TARGET_DIR/wasm32-unknown-unknown/release/polar_license.wasm"
 
 echo "==> wasm-bindgen $have_bindgen (--target web)"

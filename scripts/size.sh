@@ -118,7 +118,7 @@ bodies.forEach((size, i) => {
   const name = (names[i + imported] || '?').replace(/\[[0-9a-f]+\]/g, '');
   let g;
   if (/(Deserialize|Serialize|Visitor|DeserializeSeed).*polar_license|polar_license.*(Deserialize|Serialize|__FieldVisitor)/.test(name)) g = 'serde derives (polar_license types)';
-  else if (/^<?polar_license::wasm::/.test(name) || /^js_sys::futures::future_to_promise/.test(name) || /^core_new|^core_|^reasonTable/.test(name)) g = 'polar_license::wasm (this face, incl. its async bodies)';
+  else if (/^<?polar_license::wasm::/.test(name) || /^js_sys::futures::future_to_promise/.test(name) || /^engine_|^secretOk|^reasonTable/.test(name)) g = 'polar_license::wasm (the engine and its exports)';
   else { const m = name.match(/^<?(?:&(?:mut )?)?([a-z_0-9]+)(?:::([a-z_0-9]+))?/); g = m ? (m[1] === 'polar_license' ? `polar_license::${m[2]}` : m[1]) : 'other'; }
   groups[g] = (groups[g] || 0) + size; total += size;
 });

@@ -140,6 +140,15 @@ pub mod ffi;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;
 
+/// The npm package's allocator (feature `npm`, set by scripts/build-npm.sh only).
+#[cfg(all(
+    feature = "npm",
+    target_arch = "wasm32",
+    not(target_feature = "atomics")
+))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
 pub use grace::{CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction};

@@ -6,8 +6,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 
 /// A metadata value: Polar accepts a 1–500 character string, an integer, a float or a boolean.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(untagged)]
+///
+/// In JSON it is the bare value (what `#[serde(untagged)]` gives, read without untagged's
+/// buffering: an integer that does not fit `i64` is a float, as untagged's order made it).
+#[derive(Debug, Clone, PartialEq)]
 pub enum MetaValue {
     /// `true` / `false`.
     Bool(bool),
@@ -39,6 +41,63 @@ impl MetaValue {
             }
             _ => MetaValue::Str(text.to_string()),
         }
+    }
+}
+
+/// What `#[serde(untagged)]` says when no variant matches.
+const NO_VARIANT: &str = "data did not match any variant of untagged enum MetaValue";
+
+impl Serialize for MetaValue {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self {
+            MetaValue::Bool(b) => s.serialize_bool(*b),
+            MetaValue::Int(i) => s.serialize_i64(*i),
+            MetaValue::Float(x) => s.serialize_f64(*x),
+            MetaValue::Str(t) => s.serialize_str(t),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for MetaValue {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = MetaValue;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(NO_VARIANT)
+            }
+            fn visit_bool<E>(self, b: bool) -> Result<MetaValue, E> {
+                Ok(MetaValue::Bool(b))
+            }
+            fn visit_i64<E>(self, i: i64) -> Result<MetaValue, E> {
+                Ok(MetaValue::Int(i))
+            }
+            fn visit_u64<E>(self, u: u64) -> Result<MetaValue, E> {
+                Ok(i64::try_from(u).map_or(MetaValue::Float(u as f64), MetaValue::Int))
+            }
+            fn visit_f64<E>(self, x: f64) -> Result<MetaValue, E> {
+                Ok(MetaValue::Float(x))
+            }
+            fn visit_str<E>(self, t: &str) -> Result<MetaValue, E> {
+                Ok(MetaValue::Str(t.to_string()))
+            }
+            fn visit_string<E>(self, t: String) -> Result<MetaValue, E> {
+                Ok(MetaValue::Str(t))
+            }
+            fn visit_unit<E: serde::de::Error>(self) -> Result<MetaValue, E> {
+                Err(E::custom(NO_VARIANT))
+            }
+            fn visit_none<E: serde::de::Error>(self) -> Result<MetaValue, E> {
+                Err(E::custom(NO_VARIANT))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(self, _: A) -> Result<MetaValue, A::Error> {
+                Err(serde::de::Error::custom(NO_VARIANT))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, _: A) -> Result<MetaValue, A::Error> {
+                Err(serde::de::Error::custom(NO_VARIANT))
+            }
+        }
+        d.deserialize_any(V)
     }
 }
 

@@ -197,21 +197,252 @@ pub struct LicenseKeyActivation {
 }
 
 /// The answer to a successful validate (`ValidatedLicenseKey`, §4.4).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+///
+/// On the wire the key's fields and `activation` are one flat object; it is read and written
+/// through a flat wire struct (no `#[serde(flatten)]`, whose buffering costs the WebAssembly
+/// build ~13 KB), with the same JSON either way.
+#[derive(Debug, Clone, PartialEq)]
 pub struct ValidatedLicenseKey {
     /// The key's fields, after this validation's counters were applied.
-    #[serde(flatten)]
     pub license_key: LicenseKeyRead,
     /// The activation, when an `activation_id` was sent.
     pub activation: Option<LicenseKeyActivation>,
 }
 
-/// The answer to a successful activate (`LicenseKeyActivationRead`, §4.5).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// The answer to a successful activate (`LicenseKeyActivationRead`, §4.5): the activation's
+/// fields and `license_key`, one flat object on the wire (read and written through a flat wire
+/// struct).
+#[derive(Debug, Clone, PartialEq)]
 pub struct LicenseKeyActivationRead {
     /// The new activation.
-    #[serde(flatten)]
     pub activation: LicenseKeyActivation,
     /// The key it belongs to.
     pub license_key: LicenseKeyRead,
+}
+
+/// Reads `T` from a JSON object only (as `#[serde(flatten)]` did: no array form), through
+/// its flat wire struct `W`.
+fn from_map<'de, D, W, T>(d: D, expecting: &'static str) -> Result<T, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    W: Deserialize<'de> + Into<T>,
+{
+    struct MapOnly<W, T>(&'static str, std::marker::PhantomData<(W, T)>);
+    impl<'de, W: Deserialize<'de> + Into<T>, T> serde::de::Visitor<'de> for MapOnly<W, T> {
+        type Value = T;
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+        fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<T, A::Error> {
+            W::deserialize(serde::de::value::MapAccessDeserializer::new(map)).map(Into::into)
+        }
+    }
+    d.deserialize_map(MapOnly::<W, T>(expecting, std::marker::PhantomData))
+}
+
+impl<'de> Deserialize<'de> for ValidatedLicenseKey {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, wire::Validated, _>(d, "struct ValidatedLicenseKey")
+    }
+}
+
+impl Serialize for ValidatedLicenseKey {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        wire::ValidatedRef::from(self).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for LicenseKeyActivationRead {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        from_map::<D, wire::ActivationRead, _>(d, "struct LicenseKeyActivationRead")
+    }
+}
+
+impl Serialize for LicenseKeyActivationRead {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        wire::ActivationReadRef::from(self).serialize(s)
+    }
+}
+
+/// The flat wire forms of [`ValidatedLicenseKey`] and [`LicenseKeyActivationRead`]: the
+/// fields of [`LicenseKeyRead`] (resp. [`LicenseKeyActivation`]) written out, with the same
+/// attributes, in the same order.
+mod wire {
+    use super::*;
+
+    /// `ValidatedLicenseKey` as read: every field of [`LicenseKeyRead`], then `activation`.
+    #[derive(Deserialize)]
+    pub struct Validated {
+        id: String,
+        #[serde(with = "time::serde::rfc3339")]
+        created_at: OffsetDateTime,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        modified_at: Option<OffsetDateTime>,
+        organization_id: String,
+        customer_id: String,
+        customer: LicenseKeyCustomer,
+        benefit_id: String,
+        key: Key,
+        display_key: String,
+        status: LicenseKeyStatus,
+        limit_activations: Option<i64>,
+        usage: i64,
+        limit_usage: Option<i64>,
+        validations: i64,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        last_validated_at: Option<OffsetDateTime>,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        expires_at: Option<OffsetDateTime>,
+        activation: Option<LicenseKeyActivation>,
+    }
+
+    impl From<Validated> for ValidatedLicenseKey {
+        fn from(w: Validated) -> Self {
+            ValidatedLicenseKey {
+                license_key: LicenseKeyRead {
+                    id: w.id,
+                    created_at: w.created_at,
+                    modified_at: w.modified_at,
+                    organization_id: w.organization_id,
+                    customer_id: w.customer_id,
+                    customer: w.customer,
+                    benefit_id: w.benefit_id,
+                    key: w.key,
+                    display_key: w.display_key,
+                    status: w.status,
+                    limit_activations: w.limit_activations,
+                    usage: w.usage,
+                    limit_usage: w.limit_usage,
+                    validations: w.validations,
+                    last_validated_at: w.last_validated_at,
+                    expires_at: w.expires_at,
+                },
+                activation: w.activation,
+            }
+        }
+    }
+
+    /// `ValidatedLicenseKey` as written: every field of [`LicenseKeyRead`], then `activation`.
+    #[derive(Serialize)]
+    pub struct ValidatedRef<'a> {
+        id: &'a str,
+        #[serde(serialize_with = "rfc3339")]
+        created_at: &'a OffsetDateTime,
+        #[serde(serialize_with = "rfc3339_option")]
+        modified_at: &'a Option<OffsetDateTime>,
+        organization_id: &'a str,
+        customer_id: &'a str,
+        customer: &'a LicenseKeyCustomer,
+        benefit_id: &'a str,
+        key: &'a Key,
+        display_key: &'a str,
+        status: LicenseKeyStatus,
+        limit_activations: Option<i64>,
+        usage: i64,
+        limit_usage: Option<i64>,
+        validations: i64,
+        #[serde(serialize_with = "rfc3339_option")]
+        last_validated_at: &'a Option<OffsetDateTime>,
+        #[serde(serialize_with = "rfc3339_option")]
+        expires_at: &'a Option<OffsetDateTime>,
+        activation: &'a Option<LicenseKeyActivation>,
+    }
+
+    impl<'a> From<&'a ValidatedLicenseKey> for ValidatedRef<'a> {
+        fn from(v: &'a ValidatedLicenseKey) -> Self {
+            let l = &v.license_key;
+            ValidatedRef {
+                id: &l.id,
+                created_at: &l.created_at,
+                modified_at: &l.modified_at,
+                organization_id: &l.organization_id,
+                customer_id: &l.customer_id,
+                customer: &l.customer,
+                benefit_id: &l.benefit_id,
+                key: &l.key,
+                display_key: &l.display_key,
+                status: l.status,
+                limit_activations: l.limit_activations,
+                usage: l.usage,
+                limit_usage: l.limit_usage,
+                validations: l.validations,
+                last_validated_at: &l.last_validated_at,
+                expires_at: &l.expires_at,
+                activation: &v.activation,
+            }
+        }
+    }
+
+    /// `LicenseKeyActivationRead` as read: every field of [`LicenseKeyActivation`], then
+    /// `license_key`.
+    #[derive(Deserialize)]
+    pub struct ActivationRead {
+        id: String,
+        license_key_id: String,
+        label: String,
+        #[serde(default)]
+        meta: Metadata,
+        #[serde(with = "time::serde::rfc3339")]
+        created_at: OffsetDateTime,
+        #[serde(default, with = "time::serde::rfc3339::option")]
+        modified_at: Option<OffsetDateTime>,
+        license_key: LicenseKeyRead,
+    }
+
+    impl From<ActivationRead> for LicenseKeyActivationRead {
+        fn from(w: ActivationRead) -> Self {
+            LicenseKeyActivationRead {
+                activation: LicenseKeyActivation {
+                    id: w.id,
+                    license_key_id: w.license_key_id,
+                    label: w.label,
+                    meta: w.meta,
+                    created_at: w.created_at,
+                    modified_at: w.modified_at,
+                },
+                license_key: w.license_key,
+            }
+        }
+    }
+
+    /// `LicenseKeyActivationRead` as written: every field of [`LicenseKeyActivation`], then
+    /// `license_key`.
+    #[derive(Serialize)]
+    pub struct ActivationReadRef<'a> {
+        id: &'a str,
+        license_key_id: &'a str,
+        label: &'a str,
+        meta: &'a Metadata,
+        #[serde(serialize_with = "rfc3339")]
+        created_at: &'a OffsetDateTime,
+        #[serde(serialize_with = "rfc3339_option")]
+        modified_at: &'a Option<OffsetDateTime>,
+        license_key: &'a LicenseKeyRead,
+    }
+
+    impl<'a> From<&'a LicenseKeyActivationRead> for ActivationReadRef<'a> {
+        fn from(v: &'a LicenseKeyActivationRead) -> Self {
+            let a = &v.activation;
+            ActivationReadRef {
+                id: &a.id,
+                license_key_id: &a.license_key_id,
+                label: &a.label,
+                meta: &a.meta,
+                created_at: &a.created_at,
+                modified_at: &a.modified_at,
+                license_key: &v.license_key,
+            }
+        }
+    }
+
+    fn rfc3339<S: serde::Serializer>(t: &&OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::serialize(t, s)
+    }
+
+    fn rfc3339_option<S: serde::Serializer>(
+        t: &&Option<OffsetDateTime>,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        time::serde::rfc3339::option::serialize(t, s)
+    }
 }

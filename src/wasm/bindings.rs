@@ -1,9 +1,10 @@
-//! The `#[wasm_bindgen]` exports: the thin layer under the npm package's `LicenseClient`.
+//! A promise face over [`AsyncLicensing`] ([`Core`]) and the `reasonTable` export.
 //!
-//! The package's hand-written `index.js` is the public JS API; it calls [`Core`]. Across this
-//! boundary options go in as JSON text and results come back as JSON text with camelCase
-//! fields (so the wasm carries no second serializer: serde_json is already there for Polar's
-//! answers). Failures reject with a JS `Error` named `LicenseError` whose `code` is a stable
+//! The npm package does not use [`Core`] (its `license.js` drives the synchronous
+//! [`Engine`](crate::wasm::engine::Engine) and does the IO in JS, which keeps the wasm small);
+//! it is the same JS-facing contract for Rust code that embeds this crate in its own
+//! wasm-bindgen module. Options go in as JSON text and results come back as JSON text with
+//! camelCase fields. Failures reject with a JS `Error` named `LicenseError` whose `code` is a stable
 //! reason code (contract §1), `kind` its class (`denied`, `unverified` or `error`) and
 //! `detail` the server's text or ours; the wrapper re-throws it as its `LicenseError` class.
 //!
@@ -38,8 +39,8 @@ use wasm_bindgen_futures::future_to_promise;
 
 /// The grace policy in seconds, as JS passes it.
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct PolicyOptions {
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+pub(crate) struct PolicyOptions {
     revalidate_after: Option<f64>,
     grace_period: Option<f64>,
     clock_tolerance: Option<f64>,
@@ -48,56 +49,89 @@ struct PolicyOptions {
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
 /// JS values).
 #[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ClientOptions {
-    organization_id: String,
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+pub(crate) struct ClientOptions {
+    pub(crate) organization_id: String,
     #[serde(default)]
-    server: Option<String>,
+    pub(crate) server: Option<String>,
     #[serde(default)]
-    base_url: Option<String>,
+    pub(crate) base_url: Option<String>,
     #[serde(default)]
-    timeout: Option<f64>,
+    pub(crate) timeout: Option<f64>,
     #[serde(default)]
-    grace_policy: Option<PolicyOptions>,
+    pub(crate) grace_policy: Option<PolicyOptions>,
     #[serde(default)]
-    app_secret: Option<String>,
+    pub(crate) app_secret: Option<String>,
     #[serde(default)]
-    machine_id: Option<String>,
+    pub(crate) machine_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ValidateOptions {
-    activation_id: Option<String>,
-    benefit_id: Option<String>,
-    customer_id: Option<String>,
-    increment_usage: Option<i64>,
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+pub(crate) struct ValidateOptions {
+    pub(crate) activation_id: Option<String>,
+    pub(crate) benefit_id: Option<String>,
+    pub(crate) customer_id: Option<String>,
+    pub(crate) increment_usage: Option<i64>,
     #[serde(default)]
-    conditions: Metadata,
+    pub(crate) conditions: Metadata,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct ActivateOptions {
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+pub(crate) struct ActivateOptions {
     #[serde(default)]
-    label: String,
+    pub(crate) label: String,
     #[serde(default)]
-    conditions: Metadata,
+    pub(crate) conditions: Metadata,
     #[serde(default)]
-    meta: Metadata,
+    pub(crate) meta: Metadata,
 }
 
 #[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-struct DeactivateOptions {
-    activation_id: Option<String>,
+#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+pub(crate) struct DeactivateOptions {
+    pub(crate) activation_id: Option<String>,
 }
 
-fn parse<'a, T: Deserialize<'a> + Default>(field: &str, json: &'a str) -> Result<T, Error> {
+/// Options are JSON objects: read through derive's map path only (its array form, which
+/// `JSON.stringify` of an options object never gives, is not compiled into the wasm).
+macro_rules! object_only {
+    ($($t:ident),*) => {$(
+        impl<'de> Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("struct ", stringify!($t)))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    )*};
+}
+object_only!(
+    PolicyOptions,
+    ClientOptions,
+    ValidateOptions,
+    ActivateOptions,
+    DeactivateOptions
+);
+
+pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(
+    field: &str,
+    json: &'a str,
+) -> Result<T, Error> {
     if json.trim().is_empty() {
         return Ok(T::default());
     }
-    serde_json::from_str(json).map_err(|e| Error::invalid(field, e.to_string()))
+    // from_slice, as for Polar's answers and the cache: one copy of serde_json's parser.
+    serde_json::from_slice(json.as_bytes()).map_err(|e| Error::invalid(field, e.to_string()))
 }
 
 fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {
@@ -108,7 +142,7 @@ fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duratio
     }
 }
 
-fn policy(options: Option<PolicyOptions>) -> Result<GracePolicy, Error> {
+pub(crate) fn policy(options: Option<PolicyOptions>) -> Result<GracePolicy, Error> {
     let o = options.unwrap_or_default();
     let d = GracePolicy::default();
     Ok(GracePolicy {
@@ -131,7 +165,7 @@ fn policy(options: Option<PolicyOptions>) -> Result<GracePolicy, Error> {
 /// Stricter than [`Entitlements::from_json`] about the shape (no unknown keys, so a misspelt
 /// `metered` is not silently dropped), and every error names its entry (field
 /// `entitlements.<name>`).
-fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
+pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
     if features.is_undefined() || features.is_null() {
         return Ok(Entitlements::new());
     }
@@ -367,8 +401,9 @@ fn text(value: Value) -> JsValue {
     JsValue::from_str(&value.to_string())
 }
 
-/// The engine under the npm package's `LicenseClient`: one organization, one storage.
-#[wasm_bindgen]
+/// A promise face over [`AsyncLicensing`] for Rust code that hands promises to JS: one
+/// organization, one storage. (The npm package does not use it: its `LicenseClient` runs the
+/// synchronous [`Engine`](crate::wasm::engine::Engine) and does the IO in JS.)
 pub struct Core {
     inner: Rc<AsyncLicensing>,
 }
@@ -430,12 +465,10 @@ fn build(options: &str, host: &JsValue) -> Result<AsyncLicensing, Error> {
         .build()
 }
 
-#[wasm_bindgen]
 impl Core {
     /// `options`: the JSON of `LicenseClient`'s options without `storage`, `clock`, `crypto`
     /// and `features`, which come in `host` as JS values. Throws a `LicenseError`
     /// (`invalid_input`) for a bad option.
-    #[wasm_bindgen(constructor)]
     pub fn new(options: &str, host: JsValue) -> Result<Core, JsValue> {
         build(options, &host)
             .map(|inner| Core {
@@ -532,7 +565,6 @@ impl Core {
     /// license is `granted: false`, `why: "license_not_valid"` with its reason code), and
     /// rejects only for an error-class reason (`invalid_input`, `protocol_error`,
     /// `cache_error`): a wrong key, map or answer, which no verdict answers.
-    #[wasm_bindgen(js_name = hasFeature)]
     pub fn has_feature(&self, key: String, feature: String) -> js_sys::Promise {
         let inner = Rc::clone(&self.inner);
         future_to_promise(async move {
@@ -573,9 +605,24 @@ impl Core {
 /// package's `REASONS` can be tested against the Rust enum.
 #[wasm_bindgen(js_name = reasonTable)]
 pub fn reason_table() -> String {
-    let rows: Vec<Value> = Reason::ALL
-        .iter()
-        .map(|r| json!({ "code": r.code(), "kind": r.class().as_str(), "number": r.number() }))
-        .collect();
-    Value::Array(rows).to_string()
+    let mut out = String::from("[");
+    for (i, r) in Reason::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Codes and kinds are plain snake_case ASCII: no escaping needed.
+        out.push_str("{\"code\":\"");
+        out.push_str(r.code());
+        out.push_str("\",\"kind\":\"");
+        out.push_str(r.class().as_str());
+        out.push_str("\",\"number\":");
+        let n = r.number();
+        if n >= 10 {
+            out.push(char::from(b'0' + (n / 10) as u8));
+        }
+        out.push(char::from(b'0' + (n % 10) as u8));
+        out.push('}');
+    }
+    out.push(']');
+    out
 }

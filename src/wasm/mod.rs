@@ -1,5 +1,10 @@
-//! The WebAssembly face (`wasm32-unknown-unknown` only): the same sans-IO core over `fetch`,
-//! an async grace-aware client and the `#[wasm_bindgen]` exports the npm package wraps.
+//! The WebAssembly face (`wasm32-unknown-unknown` only): the same sans-IO core, twice over.
+//!
+//! * For the npm package, [`engine::Engine`]: synchronous `#[wasm_bindgen]` exports between
+//!   which the package's `license.js` does the IO (fetch, storage, clock, random bytes, locks).
+//!   Every decision is the core's (`crate::session`); no async code or `fetch` bindings are
+//!   compiled into the package's wasm, which keeps it small.
+//! * For Rust code running in a JS host, an async grace-aware client over `fetch`, below.
 //!
 //! The layers mirror the native ones, file for file:
 //!
@@ -33,10 +38,12 @@
 //! ```
 //!
 //! The JavaScript API (`LicenseClient`, `LicenseError`) is documented in the npm package's
-//! README (`pkg-template/README.md`); [`bindings`] is the thin layer under it.
+//! README (`pkg-template/README.md`); [`engine`] is the layer under it, and [`bindings`] the
+//! same contract as promises over [`AsyncLicensing`] for Rust apps.
 
 pub mod bindings;
 mod client;
+pub mod engine;
 mod licensing;
 mod store;
 mod transport;

@@ -1,0 +1,152 @@
+// The package's IO layer (license.js does fetch and storage around the wasm engine): the
+// request timeout, bodies that are cut, too large or not Polar's, status codes, and storage
+// adapters that answer with promises, throw or return junk. Faults come from a scripted HTTP
+// server started here (so no other test file shares its state); licensed answers from the
+// emulator.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { EMULATOR, ORG, newKey, pkg } from './emulator.mjs';
+
+const { LicenseClient, LicenseError } = await pkg();
+
+let server;
+let url;
+let answer = () => {};
+
+before(async () => {
+  server = createServer((req, res) => {
+    req.resume();
+    req.on('end', () => answer(res));
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  url = `http://127.0.0.1:${server.address().port}`;
+});
+
+after(() => {
+  server.closeAllConnections();
+  server.close();
+});
+
+async function rejection(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected a rejection');
+}
+
+function scripted(options = {}) {
+  return new LicenseClient({ organizationId: ORG, baseUrl: url, storage: 'memory', ...options });
+}
+
+test('a request that outlives the timeout is offline with timeout: true', async () => {
+  answer = () => {}; // never answers
+  const started = Date.now();
+  const e = await rejection(scripted({ timeout: 0.5 }).validate('K-TIMEOUT'));
+  assert.ok(e instanceof LicenseError);
+  assert.deepEqual([e.code, e.kind, e.timeout], ['offline', 'unverified', true]);
+  assert.equal(e.detail, 'no complete answer within 500 ms');
+  assert.ok(Date.now() - started < 5000);
+});
+
+test('cut, oversized and non-JSON bodies are protocol errors; 5xx and 429 are unverified', async () => {
+  answer = (res) => {
+    res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });
+    res.write('{"id":', () => setTimeout(() => res.destroy(), 20));
+  };
+  let e = await rejection(scripted().validate('K-1'));
+  assert.equal(e.code, 'protocol_error');
+  assert.match(e.detail, /^truncated response body: /);
+
+  answer = (res) => res.writeHead(200, { 'content-length': String(2 * 1024 * 1024) }).end();
+  e = await rejection(scripted().validate('K-1'));
+  assert.deepEqual([e.code, e.detail], ['protocol_error', 'response body larger than the cap of 1048576 bytes']);
+
+  answer = (res) => res.writeHead(200, { 'content-type': 'application/json' }).end('not json');
+  e = await rejection(scripted().validate('K-1'));
+  assert.deepEqual([e.code, e.status], ['protocol_error', 200]);
+  assert.match(e.detail, /^malformed validate response: /);
+
+  answer = (res) => res.writeHead(500, { 'content-type': 'text/plain' }).end('Internal Server Error');
+  e = await rejection(scripted().check('K-1'));
+  assert.deepEqual([e.code, e.kind, e.status], ['server_error', 'unverified', 500]);
+
+  answer = (res) => res.writeHead(429, { 'retry-after': '30' }).end();
+  const limited = scripted();
+  e = await rejection(limited.check('K-1'));
+  assert.deepEqual([e.code, e.retryAfter], ['rate_limited', 30]);
+  // The block is kept: within it, nothing is sent.
+  let asked = false;
+  answer = (res) => {
+    asked = true;
+    res.writeHead(500).end();
+  };
+  e = await rejection(limited.check('K-1'));
+  assert.equal(e.code, 'rate_limited');
+  assert.equal(asked, false);
+});
+
+test('an async storage adapter carries the cache to another client', async () => {
+  const map = new Map();
+  const later = (value) => new Promise((ok) => setTimeout(() => ok(value), 1));
+  const storage = {
+    get: (name) => later(map.get(name)),
+    set: (name, value) => later(void map.set(name, value)),
+    remove: (name) => later(void map.delete(name)),
+  };
+  const key = await newKey();
+  const online = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage }).check(key);
+  assert.equal(online.source, 'online');
+  const names = [...map.keys()].sort();
+  assert.equal(names.length, 2);
+  assert.equal(names[0], 'polar-license.install-secret');
+  assert.match(map.get(names[0]), /^[0-9a-f]{64}$/);
+  assert.match(map.get(names[1]), /^polar-license-cache v1\n\{.*\}\n[0-9a-f]{64}\n$/);
+  assert.ok(!map.get(names[1]).includes(key));
+  answer = () => {}; // Polar unreachable (hangs): the cache answers within the grace
+  const offline = new LicenseClient({
+    organizationId: ORG,
+    baseUrl: url,
+    storage,
+    timeout: 0.3,
+    gracePolicy: { revalidateAfter: 0 },
+  });
+  const cached = await offline.check(key);
+  assert.deepEqual([cached.source, cached.license.key], ['cache', key]);
+  assert.ok(cached.graceRemaining > 6 * 86400);
+  // A malformed install secret is replaced, which only invalidates the cache.
+  map.set('polar-license.install-secret', 'not hex');
+  const e = await rejection(offline.check(key));
+  assert.deepEqual([e.code, e.timeout], ['offline', true]);
+  assert.match(map.get('polar-license.install-secret'), /^[0-9a-f]{64}$/);
+});
+
+test('a failing storage is cache_error, and never hides an answer from Polar', async () => {
+  const map = new Map();
+  const storage = {
+    get: (name) => map.get(name),
+    set: () => {
+      throw new Error('disk full');
+    },
+    remove: (name) => void map.delete(name),
+  };
+  const key = await newKey();
+  const c = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage });
+  const e = await rejection(c.activate(key, { label: 'l' }));
+  assert.deepEqual([e.code, e.kind], ['cache_error', 'error']);
+  assert.match(e.detail, /^activated as [0-9a-f-]{36}, but the cache could not remember it: /);
+  assert.match(e.detail, /storage set\(\) threw: Error: disk full/);
+
+  // check asks Polar all the same: licensed online; with Polar unreachable too, cache_error.
+  assert.equal((await c.check(key)).source, 'online');
+  answer = (res) => res.writeHead(503).end();
+  const both = await rejection(new LicenseClient({ organizationId: ORG, baseUrl: url, storage }).check(key));
+  assert.equal(both.code, 'cache_error');
+  assert.match(both.detail, /and Polar could not be asked: server error: status 503/);
+
+  const junk = { get: () => 42, set: () => {}, remove: () => {} };
+  const s = await rejection(new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: junk }).status(key));
+  assert.deepEqual([s.code, s.detail], ['cache_error', 'storage returned a non-string value for "polar-license.install-secret"']);
+});

@@ -139,7 +139,11 @@ async function send(ask, timeout) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
   const failed = (kind, detail) => [0, NO_BODY, undefined, undefined, kind, detail];
-  const tooLarge = () => failed(3, `response body larger than the cap of ${MAX_BODY} bytes`);
+  const tooLarge = () => {
+    // Let go of the connection: the server must not stream the rest into it.
+    controller.abort();
+    return failed(3, `response body larger than the cap of ${MAX_BODY} bytes`);
+  };
   let reading = false;
   try {
     const resp = await fetch(ask.url, {
@@ -158,8 +162,8 @@ async function send(ask, timeout) {
     }
     if (Number(header('content-length')?.trim()) > MAX_BODY) return tooLarge();
     reading = true;
-    const body = new Uint8Array(await resp.arrayBuffer());
-    if (body.length > MAX_BODY) return tooLarge();
+    const body = await readCapped(resp);
+    if (body === null) return tooLarge();
     return [resp.status, body, date, retryAfter, 0, ''];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
@@ -168,6 +172,34 @@ async function send(ask, timeout) {
   } finally {
     clearTimeout(timer);
   }
+}
+
+/**
+ * The body, read as it streams, or `null` as soon as it passes MAX_BODY (a body without a
+ * `content-length`, or with a false one, is never read whole).
+ */
+async function readCapped(resp) {
+  if (!resp.body) {
+    const whole = new Uint8Array(await resp.arrayBuffer());
+    return whole.length > MAX_BODY ? null : whole;
+  }
+  const reader = resp.body.getReader();
+  const chunks = [];
+  let size = 0;
+  for (;;) {
+    const { done, value } = await reader.read();
+    if (done) break;
+    size += value.length;
+    if (size > MAX_BODY) return null;
+    chunks.push(value);
+  }
+  const body = new Uint8Array(size);
+  let at = 0;
+  for (const chunk of chunks) {
+    body.set(chunk, at);
+    at += chunk.length;
+  }
+  return body;
 }
 
 // ---- IO: storage --------------------------------------------------------------------------

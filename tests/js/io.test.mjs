@@ -51,6 +51,33 @@ test('a request that outlives the timeout is offline with timeout: true', async 
   assert.ok(Date.now() - started < 5000);
 });
 
+test('a body without content-length is capped as it streams and the connection let go', async () => {
+  // A chunked answer that would go on for 64 MB: refused once past the 1 MiB cap, and the
+  // client closes the connection (the server sees it closed long before the end).
+  const total = 64 * 1024 * 1024;
+  const chunk = Buffer.alloc(64 * 1024, 0x20);
+  let closed;
+  const streamed = new Promise((ok) => (closed = ok));
+  answer = (res) => {
+    let sent = 0;
+    res.writeHead(200, { 'content-type': 'application/json' }); // chunked: no length
+    const pump = () => {
+      while (sent < total && !res.destroyed) {
+        sent += chunk.length;
+        if (!res.write(chunk)) return res.once('drain', pump);
+      }
+      if (sent >= total) res.end();
+    };
+    res.on('close', () => closed({ sent, finished: res.writableFinished }));
+    pump();
+  };
+  const e = await rejection(scripted().validate('K-STREAM'));
+  assert.deepEqual([e.code, e.detail], ['protocol_error', 'response body larger than the cap of 1048576 bytes']);
+  const { sent, finished } = await streamed;
+  assert.equal(finished, false, 'the whole body was written: the client read it all');
+  assert.ok(sent < total, `the server wrote ${sent} of ${total} bytes`);
+});
+
 test('cut, oversized and non-JSON bodies are protocol errors; 5xx and 429 are unverified', async () => {
   answer = (res) => {
     res.writeHead(200, { 'content-type': 'application/json', 'content-length': '1000' });

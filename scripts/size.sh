@@ -70,6 +70,11 @@ row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+tarball="$(ls "$ROOT"/target/npm/polar-license-*.tgz 2>/dev/null | head -n 1)"
+if [[ -n "$tarball" ]]; then
+    # The .tgz is gzip already: its size is what npm downloads (README, types and all).
+    printf '| %s | %s | %s |\n' "npm tarball \`$(basename "$tarball")\` (npm pack; already gzipped)" "" "$(kb "$(raw "$tarball")")"
+fi
 echo
 echo "(the unminified wasm-bindgen glue alone: $(kb "$glue_gz") KB gzipped)"
 

@@ -7,7 +7,8 @@
 #   rust.tsv        tests/fault_matrix.rs            (cargo nextest / scripts/test.sh `tests`)
 #   c.tsv           bindings/c/tests/test_faults.c   (scripts/test-c.sh, plain build; also
 #   c-asan.tsv, c-valgrind.tsv                        its ASan+UBSan and valgrind runs)
-#   js.tsv          tests/js/faults.test.mjs         (scripts/test-wasm.sh, npm-node)
+#   js.tsv          tests/js/faults.test.mjs         (scripts/test-wasm.sh, npm-node; also
+#   js-node18.tsv                                     its Node 18 run, npm-node18)
 #
 # Rows are faults, columns the three faces. The suites assert; this is the report, but it also
 # exits 1 when a face's row is missing or failed (a row passes only when its suite said so
@@ -121,8 +122,9 @@ echo "must send none), and what check did with the valid cache: \`cache grants\`
 echo "it, within the grace) or \`cache kept\` (not licensed: protocol_error never falls back; the"
 echo "verdict is still there and licenses again once the fault is gone)."
 
-# The C suite's sanitizer runs: every row must be there and pass, when they ran.
-for variant in c-asan c-valgrind; do
+# The C suite's sanitizer runs and the JS suite's Node 18 run: every row must be there and
+# pass, when they ran.
+for variant in c-asan c-valgrind js-node18; do
     file="$DIR/$variant.tsv"
     if [[ ! -f "$file" ]]; then
         echo "$variant: not run"

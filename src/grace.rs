@@ -232,6 +232,7 @@ impl Query {
 /// The cached state of one organization and key. Serialized as JSON inside the MACed cache
 /// format of [`crate::cache`]; times are unix seconds of the local clock unless noted.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct Record {
     /// The seller organization.
     pub organization_id: String,
@@ -253,6 +254,7 @@ pub struct Record {
 
 /// An activation remembered by the cache: what later checks send with the key.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct StoredActivation {
     /// The activation id Polar returned.
     pub id: String,
@@ -266,6 +268,7 @@ pub struct StoredActivation {
 
 /// The last good online verdict and what it was asked with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct GoodVerdict {
     /// The license as Polar returned it, with `key` replaced by the `display_key`.
     pub license: ValidatedLicenseKey,
@@ -286,6 +289,7 @@ pub struct GoodVerdict {
 
 /// An online denial remembered by the record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct DenialMark {
     /// The denial's reason code.
     #[serde(with = "reason_code")]
@@ -326,6 +330,11 @@ mod reason_code {
             .ok_or_else(|| serde::de::Error::custom(format!("unknown reason code {code:?}")))
     }
 }
+
+// In the npm package the cache types read JSON objects only: records are only ever written as
+// objects (by any face), and derive's array form of them costs the wasm ~4 KB.
+#[cfg(feature = "npm")]
+map_only!(serialize: Record, StoredActivation, GoodVerdict, DenialMark);
 
 impl Record {
     /// An empty record for `query` (no verdict yet).

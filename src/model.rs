@@ -46,6 +46,7 @@ pub enum CustomerType {
 
 /// A billing address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct Address {
     /// Street line 1.
     #[serde(default)]
@@ -68,6 +69,7 @@ pub struct Address {
 
 /// The customer who owns a key (`LicenseKeyCustomer`, §4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct LicenseKeyCustomer {
     /// Customer id.
     pub id: String,
@@ -123,12 +125,18 @@ pub struct LicenseKeyCustomer {
     pub avatar_url: Option<String>,
 }
 
+// In the npm package Polar's nested objects are read as JSON objects only (what Polar sends and
+// the cache holds); derive's array form of them costs the wasm ~9 KB.
+#[cfg(feature = "npm")]
+map_only!(serialize: Address, LicenseKeyCustomer, LicenseKeyRead, LicenseKeyActivation);
+
 fn individual() -> CustomerType {
     CustomerType::Individual
 }
 
 /// A license key as Polar returns it (`LicenseKeyRead`, §4.1). Its `Debug` redacts `key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct LicenseKeyRead {
     /// License key record id.
     pub id: String,
@@ -178,6 +186,7 @@ impl LicenseKeyRead {
 
 /// An activation (`LicenseKeyActivationBase`, §4.3). Polar never returns its `conditions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct LicenseKeyActivation {
     /// Activation id: store it and send it with every validate.
     pub id: String,

@@ -148,3 +148,19 @@ fn meta_values_are_bare_json_values() {
         );
     }
 }
+
+/// In the npm package's build (feature `npm`) the nested structs read JSON objects only: derive's
+/// array form of them is not compiled into the wasm.
+#[cfg(feature = "npm")]
+#[test]
+fn npm_build_reads_nested_structs_from_objects_only() {
+    let body = merged(license(), "customer", json!(["x"]));
+    let e = serde_json::from_value::<ValidatedLicenseKey>(body).unwrap_err();
+    assert!(
+        e.to_string()
+            .starts_with("invalid type: sequence, expected struct LicenseKeyCustomer"),
+        "{e}"
+    );
+    let back: ValidatedLicenseKey = serde_json::from_value(license()).unwrap();
+    assert_eq!(back.license_key.customer.metadata.len(), 2);
+}

@@ -70,28 +70,9 @@ pub(crate) struct DeactivateOptions {
     pub(crate) activation_id: Option<String>,
 }
 
-/// Options are JSON objects: read through derive's map path only (its array form, which
-/// `JSON.stringify` of an options object never gives, is not compiled into the wasm).
-macro_rules! object_only {
-    ($($t:ident),*) => {$(
-        impl<'de> Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> serde::de::Visitor<'de> for V {
-                    type Value = $t;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str(concat!("struct ", stringify!($t)))
-                    }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
-                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    }
-                }
-                d.deserialize_map(V)
-            }
-        }
-    )*};
-}
-object_only!(
+// Options are JSON objects (`JSON.stringify` of an options object never gives derive's array
+// form, which is not compiled into the wasm).
+map_only!(
     PolicyOptions,
     ClientOptions,
     ValidateOptions,

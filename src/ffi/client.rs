@@ -163,6 +163,7 @@ pub extern "C" fn polar_license_client_new(
         let mut builder = Licensing::builder(org)
             .server(config.server.clone())
             .policy(config.policy)
+            .require_activation(config.require_activation)
             .entitlements(entitlements);
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);

@@ -24,6 +24,7 @@ pub struct polar_license_config {
     pub(crate) policy: GracePolicy,
     pub(crate) app_secret: Option<Vec<u8>>,
     pub(crate) machine_binding: bool,
+    pub(crate) require_activation: bool,
     pub(crate) clock_offset: i64,
     /// The entitlement map from `polar_license_config_set_entitlements_json`, as written.
     entitlements_json: Option<String>,
@@ -52,6 +53,7 @@ impl polar_license_config {
             policy: GracePolicy::default(),
             app_secret: None,
             machine_binding: true,
+            require_activation: false,
             clock_offset: 0,
             entitlements_json: None,
             features: Vec::new(),
@@ -352,6 +354,23 @@ pub extern "C" fn polar_license_config_set_machine_binding(
     ffi_boundary! {
         let config = try_mut!(config);
         config.machine_binding = enabled;
+        config.ok()
+    }
+}
+
+/// Makes `polar_license_client_check` refuse, with `POLAR_LICENSE_REASON_INVALID_INPUT`
+/// (field `activation_id`) and no request, when the cache remembers no activation for the key
+/// (never activated here, deactivated, or the cache was deleted). Off by default: Polar
+/// validates a bare key even when it has activation slots, so an app that licenses one
+/// activation per machine turns this on and activates when the check names `activation_id`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_require_activation(
+    config: *mut polar_license_config,
+    required: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.require_activation = required;
         config.ok()
     }
 }

@@ -423,6 +423,14 @@ polar_license_status polar_license_config_set_app_secret(polar_license_config *c
 polar_license_status polar_license_config_set_machine_binding(polar_license_config *config,
                                                               bool enabled);
 
+// Makes `polar_license_client_check` refuse, with `POLAR_LICENSE_REASON_INVALID_INPUT`
+// (field `activation_id`) and no request, when the cache remembers no activation for the key
+// (never activated here, deactivated, or the cache was deleted). Off by default: Polar
+// validates a bare key even when it has activation slots, so an app that licenses one
+// activation per machine turns this on and activates when the check names `activation_id`.
+polar_license_status polar_license_config_set_require_activation(polar_license_config *config,
+                                                                 bool required);
+
 // FOR TESTS ONLY: adds `offset_seconds` (may be negative) to the system clock for every
 // cache decision, to age a cache or simulate a clock set back without waiting. The same hook
 // as the command line's `POLAR_LICENSE_CLOCK_OFFSET`; it weakens nothing (anyone can move the

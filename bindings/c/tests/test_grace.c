@@ -272,6 +272,58 @@ static void check_request_uses_the_cache_for_the_same_request(void) {
   remove_tree(dir);
 }
 
+/* With require_activation, a key never activated here (or deactivated) is refused with no
+ * request; once activated it licenses. Without it, the bare key licenses (Polar's own rule). */
+static void require_activation_refuses_a_key_not_activated_here(void) {
+  char dir[64], key[64], id[64];
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL, *bare;
+  polar_license_result *r = NULL;
+  long before;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":2", key);
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, emu_url()));
+  must(polar_license_config_set_cache_dir(config, dir));
+  must(polar_license_config_set_require_activation(config, true));
+  must(polar_license_client_new(config, &client));
+  polar_license_config_free(config);
+  CHECK_INT(polar_license_config_set_require_activation(NULL, true),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+
+  before = emu_request_count();
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "activation_id");
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+  CHECK_INT(emu_request_count(), before);
+
+  /* The same cache without the requirement: the bare key is licensed online. */
+  bare = new_client(dir, 0, HOUR, WEEK);
+  r = check(bare, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  polar_license_client_free(bare);
+
+  activate_ok(client, key, id);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  polar_license_result_free(r);
+
+  must(polar_license_client_deactivate(client, key, NULL, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "activation_id");
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
 int main(void) {
   RUN(offline_check_is_licensed_from_the_cache);
   RUN(a_fresh_verdict_answers_with_no_request);
@@ -282,5 +334,6 @@ int main(void) {
   RUN(another_app_secret_cannot_read_the_cache);
   RUN(deactivate_forgets_the_remembered_activation);
   RUN(check_request_uses_the_cache_for_the_same_request);
+  RUN(require_activation_refuses_a_key_not_activated_here);
   return harness_summary("test_grace");
 }

@@ -240,9 +240,15 @@ if step install install_prefix; then
 fi
 
 # The C blocks of bindings/c/README.md (the quick start, feature gating), each compiled and
-# run as written with the demo key: each must exit 0.
+# run as written with the demo key, twice on one cache (the platform default, under its own
+# XDG_DATA_HOME): both runs must exit 0, and the quick start (block 1) must activate on the
+# first run only.
+run_readme() { # BINARY DATA_HOME
+    XDG_DATA_HOME="$2" POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" \
+        LICENSE_KEY="$DEMO_KEY" "$1"
+}
 readme_examples() {
-    local src n=0
+    local src n=0 data first second
     rm -f "$OUT"/readme_example_*.c
     awk -v out="$OUT/readme_example_" '/^```c$/ { on = 1; n++; next } /^```$/ { on = 0; next }
         on { print > (out n ".c") }' bindings/c/README.md
@@ -250,8 +256,14 @@ readme_examples() {
         [[ -s "$src" ]] || return 1
         echo "  ${src##*/}"
         gcc "${CFLAGS[@]}" "$src" "$LIBDIR/libpolar_license.a" -o "${src%.c}" || return 1
-        POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" LICENSE_KEY="$DEMO_KEY" \
-            "${src%.c}" || return 1
+        data="$XDG_DATA_HOME/${src##*/}"
+        first="$(run_readme "${src%.c}" "$data")" || { echo "$first"; return 1; }
+        second="$(run_readme "${src%.c}" "$data")" || { echo "$second"; return 1; }
+        printf '    first run:  %s\n    second run: %s\n' "${first//$'\n'/ | }" "${second//$'\n'/ | }"
+        if [[ "${src##*/}" == readme_example_1.c ]]; then
+            grep -q '^activate: done ' <<<"$first" || { echo "    the first run did not activate"; return 1; }
+            ! grep -q '^activate:' <<<"$second" || { echo "    the second run activated again"; return 1; }
+        fi
         n=$((n + 1))
     done
     [[ $n -ge 2 ]]

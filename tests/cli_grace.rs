@@ -21,7 +21,7 @@ const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 14] = [
+const ENV_VARS: [&str; 15] = [
     "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
@@ -35,6 +35,7 @@ const ENV_VARS: [&str; 14] = [
     "POLAR_CLOCK_TOLERANCE",
     "POLAR_LICENSE_APP_SECRET",
     "POLAR_LICENSE_NO_MACHINE_BINDING",
+    "POLAR_LICENSE_REQUIRE_ACTIVATION",
     "POLAR_LICENSE_CLOCK_OFFSET",
 ];
 
@@ -514,6 +515,38 @@ fn deactivate_uses_and_forgets_the_remembered_activation() {
     );
     // Nothing remembered any more: invalid input, no request.
     let again = w.at(0, &["deactivate", "--key", DEMO_KEY]);
+    refused(&again, 2, "error", "invalid_input");
+    assert_eq!(again.v["field"], "activation_id", "{again:?}");
+    assert_eq!(w.sent(), 0);
+}
+
+#[test]
+fn require_activation_refuses_a_key_not_activated_here() {
+    let w = World::new();
+    // Polar validates the bare key, so without the option a machine that never activated is
+    // licensed.
+    online(&w.check(0, &[]));
+    assert_eq!(w.sent(), 1);
+    let required = w.check(0, &["--require-activation"]);
+    refused(&required, 2, "error", "invalid_input");
+    assert_eq!(required.v["field"], "activation_id", "{required:?}");
+    assert_eq!(w.sent(), 0, "refused before any request");
+
+    let id = w.activated_and_verified();
+    let c = w.check(0, &["--require-activation"]);
+    assert_eq!((c.code, c.str("outcome")), (0, Some("licensed")), "{c:?}");
+    assert_eq!(c.str("activation_id"), Some(id.as_str()), "{c:?}");
+
+    // Deactivated: refused again, and the environment variable turns it on too.
+    let d = w.at(0, &["deactivate", "--key", DEMO_KEY]);
+    assert_eq!(d.code, 0, "{d:?}");
+    w.sent();
+    let out = w
+        .command(0, &["--json", "check", "--key", DEMO_KEY])
+        .env("POLAR_LICENSE_REQUIRE_ACTIVATION", "1")
+        .output()
+        .expect("binary runs");
+    let again = parse(&out);
     refused(&again, 2, "error", "invalid_input");
     assert_eq!(again.v["field"], "activation_id", "{again:?}");
     assert_eq!(w.sent(), 0);

@@ -168,6 +168,18 @@ pub struct Global {
     )]
     pub no_machine_binding: bool,
 
+    /// Make `check` refuse (invalid input, `activation_id`, no request) a key that has no
+    /// activation remembered in the cache: never activated on this machine, or deactivated.
+    /// Without it, a bare key that Polar validates is licensed even when it has activation slots
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_REQUIRE_ACTIVATION",
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub require_activation: bool,
+
     /// Print exactly one JSON object on stdout (and nothing else)
     #[arg(long, global = true)]
     pub json: bool,

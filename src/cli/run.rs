@@ -103,7 +103,8 @@ fn clock_offset() -> Result<Option<i64>, Error> {
 pub fn licensing(g: &Global) -> Result<Licensing, Error> {
     let mut builder = connect!(Licensing::builder(org(g)?), g)
         .policy(policy(g))
-        .cache_dir(cache_dir(g)?);
+        .cache_dir(cache_dir(g)?)
+        .require_activation(g.require_activation);
     if let Some(secret) = g.app_secret.as_deref().filter(|s| !s.is_empty()) {
         builder = builder.app_secret(secret.as_bytes().to_vec());
     }

@@ -156,6 +156,12 @@ export interface LicenseClientOptions {
   appSecret?: string;
   /** Binds activations to this machine id (hashed with the organization id). */
   machineId?: string;
+  /**
+   * `check` rejects with `invalid_input` (field `activation_id`) and no request when no
+   * activation is remembered for the key on this client's storage (default `false`: Polar
+   * validates a bare key even when it has activation slots).
+   */
+  requireActivation?: boolean;
   /** The clock in milliseconds since 1970 (default `Date.now`). For tests. */
   clock?: () => number;
   /** The entitlement map `hasFeature` answers from: feature name → benefit ids. */

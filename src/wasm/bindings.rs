@@ -40,6 +40,8 @@ pub(crate) struct ClientOptions {
     pub(crate) app_secret: Option<String>,
     #[serde(default)]
     pub(crate) machine_id: Option<String>,
+    #[serde(default)]
+    pub(crate) require_activation: bool,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -283,6 +283,7 @@ pub struct Engine {
     entitlements: Entitlements,
     machine: Option<String>,
     app_secret: Option<Vec<u8>>,
+    require_activation: bool,
 }
 
 fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
@@ -317,6 +318,7 @@ fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
         entitlements,
         machine,
         app_secret: o.app_secret.map(String::into_bytes),
+        require_activation: o.require_activation,
     })
 }
 
@@ -447,6 +449,15 @@ impl Engine {
             None => self.record(&key, secret, stored.as_deref()),
         };
         let req = session::remembered_request(&key, record.as_ref(), self.machine.as_deref());
+        if self.require_activation && req.activation_id.is_none() {
+            // As on native: without the cache the remembered activation is unknown, so the
+            // storage failure is the answer; with it, nothing remembered is `activation_id`.
+            let e = match cache_error {
+                Some(detail) => Error::Cache { detail },
+                None => session::not_activated(),
+            };
+            return self.outcome_json(CheckOutcome::Unverified(e), feature.as_deref());
+        }
         let prepared = match cache_error {
             // Without the cache: the request is checked and sent, nothing else.
             Some(_) => match self.api.validate_request(&req) {

@@ -39,6 +39,7 @@ const client = new LicenseClient({
   storage,
   appSecret: 's',
   machineId: 'm',
+  requireActivation: true,
   clock: () => Date.now(),
 });
 new LicenseClient({ organizationId: 'x', storage: 'localStorage' });

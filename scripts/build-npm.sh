@@ -58,7 +58,7 @@ for f in pkg-template/*; do
     cp "$f" "$PKG/"
 done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
-cp LICENSE* "$PKG/" 2>/dev/null || true
+cp LICENSE-APACHE LICENSE-MIT "$PKG/"
 
 echo "==> npm pack"
 rm -f "$OUT"/polar-license-*.tgz

@@ -225,10 +225,17 @@ pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
     Ok(parsed.hyphenated().to_string())
 }
 
-/// Checks a license key: non-empty and free of NUL characters.
+/// Checks a license key: non-empty, no whitespace at either end (a key pasted with a space or a
+/// line break would only come back as `not_found`) and free of NUL characters.
 pub fn check_key(key: &str) -> Result<(), Error> {
     if key.is_empty() {
         return Err(Error::invalid("key", "must not be empty"));
+    }
+    if key.trim() != key {
+        return Err(Error::invalid(
+            "key",
+            "starts or ends with whitespace (pasted with a space or a line break?)",
+        ));
     }
     check_no_nul("key", key)
 }

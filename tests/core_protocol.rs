@@ -425,6 +425,8 @@ fn invalid_input_sends_zero_requests() {
         ("key", ValidateRequest::new("")),
         ("key", ValidateRequest::default()),
         ("key", ValidateRequest::new("AB\0CD")),
+        ("key", ValidateRequest::new(" AB-CD")),
+        ("key", ValidateRequest::new("AB-CD\n")),
         (
             "activation_id",
             ValidateRequest::new(KEY).activation_id("not-a-uuid"),
@@ -472,6 +474,7 @@ fn invalid_input_sends_zero_requests() {
 
     let activates: Vec<(&str, ActivateRequest)> = vec![
         ("key", ActivateRequest::new("", "label")),
+        ("key", ActivateRequest::new("AB-CD\r\n", "label")),
         ("label", ActivateRequest::new(KEY, "a\0b")),
         ("meta.k", ActivateRequest::new(KEY, "l").meta("k", "")),
         ("meta", ActivateRequest::new(KEY, "l").meta(long_key, 1)),

@@ -274,6 +274,10 @@ static void bad_uuids_are_refused_locally(void) {
   request = new_request("");
   expect_invalid(client, request, 0, "key");
   polar_license_request_free(request);
+  /* A key pasted with its line break. */
+  request = new_request("KEY\n");
+  expect_invalid(client, request, 0, "key");
+  polar_license_request_free(request);
   polar_license_client_free(client);
 }
 

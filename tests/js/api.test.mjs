@@ -36,6 +36,10 @@ test('the exports map gives node the ESM node build and require the CJS loader',
   assert.ok(stdout.trim().endsWith('/node_modules/polar-license/node.js'), stdout);
   const require = createRequire(join(CONSUMER, 'package.json'));
   assert.ok(require.resolve('polar-license').endsWith('/node_modules/polar-license/index.cjs'));
+  const cjs = require('polar-license');
+  assert.deepEqual(Object.keys(cjs), ['load']);
+  assert.throws(() => cjs.LicenseClient, /await require\('polar-license'\)\.load\(\)/);
+  assert.equal(typeof (await cjs.load()).LicenseClient, 'function');
   const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
   assert.equal(manifest.exports['.'].default, './browser.js');
   assert.equal(manifest.exports['.'].browser, './browser.js');
@@ -47,6 +51,8 @@ test('the exports map gives node the ESM node build and require the CJS loader',
 test('the tarball ships exactly the allowlist', async () => {
   const files = (await readdir(PACKAGE_DIR)).sort();
   assert.deepEqual(files, [
+    'LICENSE-APACHE',
+    'LICENSE-MIT',
     'README.md',
     'browser.js',
     'index.cjs',
@@ -113,6 +119,8 @@ test('bad call input names the field; an empty cache says so', async () => {
   const c = client();
   const usage = await rejection(c.validate(key, { incrementUsage: -1 }));
   assert.deepEqual([usage.code, usage.field], ['invalid_input', 'increment_usage']);
+  const pasted = await rejection(c.check(`${key}\n`));
+  assert.deepEqual([pasted.code, pasted.field], ['invalid_input', 'key']);
   // Nothing remembered and no activationId: nothing to deactivate.
   const none = await rejection(c.deactivate(key));
   assert.deepEqual([none.code, none.field], ['invalid_input', 'activation_id']);
@@ -222,4 +230,26 @@ test('activate binds to machineId and the checks send it', async () => {
   assert.equal(e.code, 'conditions_mismatch');
   const { activationId } = await a.deactivate(key);
   assert.equal(activationId, activation.id);
+});
+
+test('requireActivation refuses a key not activated here, before any request', async () => {
+  const key = await newKey();
+  const map = new Map();
+  const storage = { get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) };
+  // Polar validates the bare key: without the option a machine that never activated is licensed.
+  assert.equal((await client({ storage }).check(key)).source, 'online');
+  // With it, refused with no request: a dead server would have answered offline.
+  const refused = await rejection(client({ storage, baseUrl: DEAD, requireActivation: true }).check(key));
+  assert.equal(refused.code, 'invalid_input');
+  assert.equal(refused.field, 'activation_id');
+  const c = client({ storage, requireActivation: true, machineId: 'machine-a' });
+  const { activation } = await c.activate(key, { label: 'a' });
+  assert.equal((await c.check(key)).activation.id, activation.id);
+  await c.deactivate(key);
+  const again = await rejection(c.check(key));
+  assert.equal(again.code, 'invalid_input');
+  assert.equal(again.field, 'activation_id');
+  const bad = await rejection(client({ requireActivation: 'yes' }).status(key));
+  assert.equal(bad.code, 'invalid_input');
+  assert.equal(bad.field, 'options');
 });

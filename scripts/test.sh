@@ -110,6 +110,8 @@ TOTAL_START="$(now)"
 run_stage setup check bash scripts/setup.sh
 run_stage fmt check cargo fmt --all --check
 run_stage clippy check cargo clippy --all-features --all-targets -- -D warnings
+# The default features too: code used only under a feature must not warn without it.
+run_stage clippy-default check cargo clippy --lib -- -D warnings
 run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --all-features --no-deps
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
     --target wasm32-unknown-unknown

@@ -116,7 +116,9 @@
 /// `#[serde(remote = "Self")]` (which makes derive's impls inherent functions): derive's
 /// sequence form (a struct as a JSON array, which nothing here ever writes) is then never
 /// compiled, which keeps the npm package's wasm small. `map_only!(serialize: …)` also
-/// forwards `Serialize` to derive's.
+/// forwards `Serialize` to derive's. Used by the wasm option structs and, with feature `npm`,
+/// the model and cache structs.
+#[cfg(any(feature = "npm", target_arch = "wasm32"))]
 macro_rules! map_only {
     ($($t:ident),*) => {$(
         impl<'de> serde::Deserialize<'de> for $t {

@@ -521,6 +521,31 @@ fn deactivate_uses_and_forgets_the_remembered_activation() {
 }
 
 #[test]
+fn activating_again_names_the_activation_it_replaced() {
+    let w = World::new();
+    let first = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "a"]);
+    assert_eq!(first.code, 0, "{first:?}");
+    assert!(first.v["replaced_activation_id"].is_null(), "{first:?}");
+    let old = first.str("activation_id").expect("id").to_string();
+    let second = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "b"]);
+    assert_eq!(second.code, 0, "{second:?}");
+    assert_eq!(second.str("replaced_activation_id"), Some(old.as_str()));
+    // Polar keeps both: the replaced one still takes a slot until it is deactivated.
+    assert_eq!(w.polar().activations(DEMO_KEY).len(), 2);
+    let human = w
+        .command(0, &["activate", "--key", DEMO_KEY, "--label", "c"])
+        .output()
+        .expect("binary runs");
+    let text = String::from_utf8_lossy(&human.stdout);
+    let newest = second.str("activation_id").expect("id");
+    assert!(
+        text.contains(&format!("replaced activation {newest}"))
+            && text.contains(&format!("deactivate --activation-id {newest}")),
+        "{text}"
+    );
+}
+
+#[test]
 fn require_activation_refuses_a_key_not_activated_here() {
     let w = World::new();
     // Polar validates the bare key, so without the option a machine that never activated is

@@ -139,7 +139,12 @@ fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
 
 /// The activation id the cache remembers for `key`, if it can be read.
 fn remembered(licensing: &Licensing, key: &Key) -> Option<String> {
-    match licensing.status(key.clone()).ok()?.state {
+    activation_of(licensing.status(key.clone()).ok()?.state)
+}
+
+/// The activation id a cache state remembers.
+fn activation_of(state: CacheState) -> Option<String> {
+    match state {
         CacheState::Present(record) => record.activation.map(|a| a.id),
         CacheState::Empty | CacheState::Untrusted(_) => None,
     }
@@ -186,9 +191,10 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         .api()
         .activate_request(&req)
         .and_then(|_| licensing.status(key.clone()));
-    if let Err(e) = ready {
-        return error_report(Some(Op::Activate), None, &e);
-    }
+    let previous = match ready {
+        Ok(status) => activation_of(status.state),
+        Err(e) => return error_report(Some(Op::Activate), None, &e),
+    };
     let mut r = report(Op::Activate, &key, None, &licensing.activate(&req));
     if r.exit == 0 {
         let bound = licensing.machine_fingerprint().is_some();
@@ -199,7 +205,19 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
             "cache",
             if bound { ", bound to this machine" } else { "" }
         ));
+        // Polar does not de-duplicate: the activation the cache forgot still takes a slot.
+        if let Some(old) = &previous {
+            r.lines.push(format!(
+                "  {:<12} replaced activation {old}, which still takes a slot on Polar \
+                 (free it: deactivate --activation-id {old})",
+                "note"
+            ));
+        }
     }
+    r.json.insert(
+        "replaced_activation_id".into(),
+        previous.filter(|_| r.exit == 0).into(),
+    );
     r
 }
 

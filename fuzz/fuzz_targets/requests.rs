@@ -124,9 +124,15 @@ fn spec_metadata(m: &Metadata) -> bool {
         })
 }
 
+/// A key the client sends: non-empty, no NUL, and no whitespace at either end (Polar would only
+/// answer such a key with 404; the client refuses it as a pasted line break).
 fn spec_key(key: &Option<String>) -> bool {
-    key.as_deref()
-        .is_some_and(|k| !k.is_empty() && !k.contains('\0'))
+    key.as_deref().is_some_and(|k| {
+        !k.is_empty()
+            && !k.contains('\0')
+            && !k.starts_with(char::is_whitespace)
+            && !k.ends_with(char::is_whitespace)
+    })
 }
 
 /// Checks an accepted request's JSON body: it parses, re-serializes identically, carries

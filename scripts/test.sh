@@ -135,13 +135,13 @@ run_stage fuzz check bash scripts/fuzz.sh 20
 run_stage faults check bash scripts/fault-table.sh
 
 echo
-echo "stage      result  time     tests"
-echo "---------  ------  -------  -----"
+echo "stage           result  time     tests"
+echo "--------------  ------  -------  -----"
 for i in "${!STAGE_NAMES[@]}"; do
-    printf '%-9s  %-6s  %6ss  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
+    printf '%-14s  %-6s  %6ss  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
         "${STAGE_SECS[$i]}" "${STAGE_COUNTS[$i]}"
 done
-printf '%-9s  %-6s  %6ss\n' total "" "$(elapsed "$TOTAL_START")"
+printf '%-14s  %-6s  %6ss\n' total "" "$(elapsed "$TOTAL_START")"
 echo
 printf '%d passed, %d failed, %d skipped\n' "$TOTAL_PASSED" "$TOTAL_FAILED" "$TOTAL_SKIPPED"
 

@@ -36,13 +36,10 @@ use crate::transport::{TransportError, TransportErrorKind};
 use crate::wasm::bindings::{
     entitlements, parse, policy, ActivateOptions, ClientOptions, DeactivateOptions, ValidateOptions,
 };
-use crate::wasm::STORAGE_PREFIX;
+use crate::wasm::{unhex, STORAGE_PREFIX};
 use serde::Serialize;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
-
-/// Length of the per-install secret, in bytes (the native length too).
-const INSTALL_SECRET_LEN: usize = 32;
 
 // ---- JSON text out ---------------------------------------------------------------------------
 
@@ -254,16 +251,6 @@ fn reply(
         _ => TransportErrorKind::Connect,
     };
     Err(Error::from(TransportError::new(kind, detail)))
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != INSTALL_SECRET_LEN * 2 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,

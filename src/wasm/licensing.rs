@@ -18,6 +18,7 @@ use crate::session::{self, CacheStatus, Prepared, Write};
 use crate::wasm::client::{AsyncClient, AsyncClientBuilder};
 use crate::wasm::store::{lock, AsyncStore, MemoryStore, WebStorage};
 use crate::wasm::transport::{describe, AsyncTransport};
+use crate::wasm::{unhex, INSTALL_SECRET_LEN};
 use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
@@ -30,9 +31,6 @@ pub const STORAGE_PREFIX: &str = "polar-license.";
 
 /// The storage name of the per-install secret (64 hex digits).
 pub const SECRET_NAME: &str = "polar-license.install-secret";
-
-/// Length of the per-install secret, in bytes (the native length too).
-const INSTALL_SECRET_LEN: usize = 32;
 
 /// Builds an [`AsyncLicensing`].
 pub struct AsyncLicensingBuilder {
@@ -207,16 +205,6 @@ struct Slot {
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    if text.len() != INSTALL_SECRET_LEN * 2 {
-        return None;
-    }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
 }
 
 impl AsyncLicensing {

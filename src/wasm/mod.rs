@@ -54,6 +54,20 @@ pub use licensing::{AsyncLicensing, AsyncLicensingBuilder, Clock, SECRET_NAME, S
 pub use store::{AsyncStore, JsStore, LocalFuture, MemoryStore, WebStorage};
 pub use transport::{AsyncTransport, FetchTransport};
 
+/// Bytes of the per-install secret (the native length too; stored as 64 hex digits).
+pub(crate) const INSTALL_SECRET_LEN: usize = 32;
+
+/// The install secret stored as hex, or `None` when it is not exactly 64 hex digits.
+pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != INSTALL_SECRET_LEN * 2 {
+        return None;
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
 /// The local clock in unix seconds, from `Date.now()`.
 pub fn date_now() -> i64 {
     // Date.now() is milliseconds as an integral f64, far inside i64's range.

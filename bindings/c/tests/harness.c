@@ -158,6 +158,20 @@ void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]) {
   if (emu_request("POST", "/__emulator/keys", body, NULL, 0) != 201) die("could not add a key");
 }
 
+int closed_port(void) {
+  struct sockaddr_in addr;
+  socklen_t len = sizeof addr;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  bind(fd, (struct sockaddr *)&addr, sizeof addr);
+  getsockname(fd, (struct sockaddr *)&addr, &len);
+  port = ntohs(addr.sin_port);
+  close(fd);
+  return port;
+}
+
 void temp_dir(char dir[64]) {
   snprintf(dir, 64, "/tmp/polar-license-ctest-XXXXXX");
   if (mkdtemp(dir) == NULL) die("mkdtemp");

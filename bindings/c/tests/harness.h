@@ -89,6 +89,9 @@ void emu_new_key(const char *fields, char key[64]);
 /* The same on the benefit (tier) `benefit_id` (a UUID v4) instead of the demo benefit. */
 void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]);
 
+/* A loopback port nothing listens on (bound, read, closed). */
+int closed_port(void);
+
 /* ---- Clients ----------------------------------------------------------------------------- */
 
 /* Makes a temporary directory and writes its path into `dir` (64 bytes). */

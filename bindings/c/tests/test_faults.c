@@ -18,12 +18,9 @@
  * also written to a TSV file for scripts/fault-table.sh: $POLAR_FAULT_MATRIX_OUT, by default
  * target/fault-matrix/c.tsv.
  */
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -86,21 +83,6 @@ static const struct row rows[] = {
 static const struct row *current;
 static FILE *tsv;
 static char dead_url[64];
-
-/* A loopback port nothing listens on. */
-static int closed_port(void) {
-  struct sockaddr_in addr;
-  socklen_t len = sizeof addr;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (struct sockaddr *)&addr, sizeof addr);
-  getsockname(fd, (struct sockaddr *)&addr, &len);
-  port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
-}
 
 /* A client for `url` with its cache in `cache_dir`: every check asks the server
  * (revalidate_after 0), a week of grace, the clock moved by `offset` seconds. */

@@ -2,12 +2,8 @@
  * test_reasons.c: every reason code of contract §1 through the C API, against the emulator.
  * (grace_expired and clock_rollback are in test_grace.c.)
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <sys/socket.h>
-#include <unistd.h>
 
 #include "harness.h"
 
@@ -268,21 +264,6 @@ static void activations_not_supported(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
   polar_license_client_free(client);
-}
-
-/* A loopback port nothing listens on. */
-static int closed_port(void) {
-  struct sockaddr_in addr;
-  socklen_t len = sizeof addr;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  bind(fd, (struct sockaddr *)&addr, sizeof addr);
-  getsockname(fd, (struct sockaddr *)&addr, &len);
-  port = ntohs(addr.sin_port);
-  close(fd);
-  return port;
 }
 
 static void offline(void) {

@@ -9,22 +9,13 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, newKey, pkg } from './emulator.mjs';
+import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, newKey, pkg, rejection } from './emulator.mjs';
 
 const run = promisify(execFile);
 const { LicenseClient, LicenseError, REASONS, init } = await pkg();
 
 function client(options = {}) {
   return new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory', ...options });
-}
-
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected a rejection');
 }
 
 test('the exports map gives node the ESM node build and require the CJS loader', async () => {

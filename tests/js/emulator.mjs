@@ -1,5 +1,6 @@
 // Helpers for the node:test suites: the emulator started by scripts/test-wasm.sh and the
 // tarball installed into target/npm/consumer/.
+import assert from 'node:assert/strict';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -20,6 +21,16 @@ if (!EMULATOR || !CONSUMER) {
 }
 
 export const PACKAGE_DIR = join(CONSUMER, 'node_modules', 'polar-license');
+
+/** The error `promise` rejects with (the test fails when it resolves). */
+export async function rejection(promise) {
+  try {
+    await promise;
+  } catch (e) {
+    return e;
+  }
+  assert.fail('expected a rejection');
+}
 
 /** The installed package, imported the way an app does (through its exports map). */
 export async function pkg() {

@@ -4,7 +4,7 @@
 // tests/features.rs; keys are added at run time with those benefits).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { DEAD, EMULATOR, FAULT, ORG, newKey, pkg, setFault } from './emulator.mjs';
+import { DEAD, EMULATOR, FAULT, ORG, newKey, pkg, rejection, setFault } from './emulator.mjs';
 
 const { LicenseClient, LicenseError } = await pkg();
 
@@ -21,15 +21,6 @@ const features = {
 
 function client(options = {}) {
   return new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory', features, ...options });
-}
-
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected a rejection');
 }
 
 function answer(feature, fields) {

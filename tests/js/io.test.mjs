@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { EMULATOR, ORG, newKey, pkg } from './emulator.mjs';
+import { EMULATOR, ORG, newKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient, LicenseError } = await pkg();
 
@@ -27,15 +27,6 @@ after(() => {
   server.closeAllConnections();
   server.close();
 });
-
-async function rejection(promise) {
-  try {
-    await promise;
-  } catch (e) {
-    return e;
-  }
-  assert.fail('expected a rejection');
-}
 
 function scripted(options = {}) {
   return new LicenseClient({ organizationId: ORG, baseUrl: url, storage: 'memory', ...options });

@@ -131,12 +131,22 @@ pub(crate) fn remembered_request(
     req
 }
 
-/// The error of a check that requires a remembered activation and has none.
-pub(crate) fn not_activated() -> Error {
-    Error::invalid(
-        "activation_id",
-        "no activation remembered on this machine: activate first",
-    )
+/// The request of a plain `check` ([`remembered_request`]), or, when the client requires an
+/// activation and none is remembered, the `invalid_input` error naming `activation_id`.
+pub(crate) fn plain_check_request(
+    key: &Key,
+    record: Option<&Record>,
+    machine: Option<&str>,
+    require_activation: bool,
+) -> Result<ValidateRequest, Error> {
+    let req = remembered_request(key, record, machine);
+    if require_activation && req.activation_id.is_none() {
+        return Err(Error::invalid(
+            "activation_id",
+            "no activation remembered on this machine: activate first",
+        ));
+    }
+    Ok(req)
 }
 
 /// The activate request with the machine fingerprint added to its conditions (when bound),

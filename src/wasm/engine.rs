@@ -435,16 +435,23 @@ impl Engine {
             Some(_) => None,
             None => self.record(&key, secret, stored.as_deref()),
         };
-        let req = session::remembered_request(&key, record.as_ref(), self.machine.as_deref());
-        if self.require_activation && req.activation_id.is_none() {
-            // As on native: without the cache the remembered activation is unknown, so the
-            // storage failure is the answer; with it, nothing remembered is `activation_id`.
-            let e = match cache_error {
-                Some(detail) => Error::Cache { detail },
-                None => session::not_activated(),
-            };
-            return self.outcome_json(CheckOutcome::Unverified(e), feature.as_deref());
-        }
+        let req = match session::plain_check_request(
+            &key,
+            record.as_ref(),
+            self.machine.as_deref(),
+            self.require_activation,
+        ) {
+            Ok(req) => req,
+            Err(e) => {
+                // As on native: without the cache the remembered activation is unknown, so the
+                // storage failure is the answer; with it, nothing remembered is `activation_id`.
+                let e = match cache_error {
+                    Some(detail) => Error::Cache { detail },
+                    None => e,
+                };
+                return self.outcome_json(CheckOutcome::Unverified(e), feature.as_deref());
+            }
+        };
         let prepared = match cache_error {
             // Without the cache: the request is checked and sent, nothing else.
             Some(_) => match self.api.validate_request(&req) {

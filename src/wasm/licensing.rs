@@ -375,13 +375,12 @@ impl AsyncLicensing {
     ) -> Result<ValidateRequest, Error> {
         match explicit {
             Some(req) => Ok(req.clone()),
-            None => {
-                let req = session::remembered_request(key, record, self.machine.as_deref());
-                if self.require_activation && req.activation_id.is_none() {
-                    return Err(session::not_activated());
-                }
-                Ok(req)
-            }
+            None => session::plain_check_request(
+                key,
+                record,
+                self.machine.as_deref(),
+                self.require_activation,
+            ),
         }
     }
 

@@ -21,7 +21,7 @@ export type UnverifiedCode =
   | 'clock_rollback';
 
 /** A wrong request, a wrong answer or a broken storage; retrying will not help. */
-export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error';
+export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error' | 'load_error';
 
 /** Every stable reason code (contract §1). */
 export type ReasonCode = DenialCode | UnverifiedCode | ErrorCode;

@@ -28,6 +28,7 @@ export const REASONS = Object.freeze({
   protocol_error: 'error',
   invalid_input: 'error',
   cache_error: 'error',
+  load_error: 'error',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout'];

@@ -68,11 +68,14 @@ pub enum Reason {
     InvalidInput = 16,
     /// The offline cache cannot be read or written.
     CacheError = 17,
+    /// JS only: the package's WebAssembly could not be loaded or compiled (the asset missing
+    /// after bundling, a CSP, `file://`, runtime permissions). Never produced by Rust.
+    LoadError = 18,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 17] = [
+    pub const ALL: [Reason; 18] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -90,6 +93,7 @@ impl Reason {
         Reason::ProtocolError,
         Reason::InvalidInput,
         Reason::CacheError,
+        Reason::LoadError,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -112,6 +116,7 @@ impl Reason {
             Reason::ProtocolError => "protocol_error",
             Reason::InvalidInput => "invalid_input",
             Reason::CacheError => "cache_error",
+            Reason::LoadError => "load_error",
         }
     }
 
@@ -132,7 +137,10 @@ impl Reason {
             | Reason::ServerError
             | Reason::GraceExpired
             | Reason::ClockRollback => ReasonClass::Unverified,
-            Reason::ProtocolError | Reason::InvalidInput | Reason::CacheError => ReasonClass::Error,
+            Reason::ProtocolError
+            | Reason::InvalidInput
+            | Reason::CacheError
+            | Reason::LoadError => ReasonClass::Error,
         }
     }
 

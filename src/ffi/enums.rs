@@ -69,6 +69,9 @@ pub enum polar_license_reason {
     InvalidInput = 16,
     /// `cache_error`: the offline cache cannot be read or written.
     CacheError = 17,
+    /// `load_error`: JS only (the npm package's WebAssembly could not be loaded); never
+    /// returned by this library, listed so the numbers stay one table.
+    LoadError = 18,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -92,6 +95,7 @@ impl From<Reason> for polar_license_reason {
             Reason::ProtocolError => C::ProtocolError,
             Reason::InvalidInput => C::InvalidInput,
             Reason::CacheError => C::CacheError,
+            Reason::LoadError => C::LoadError,
         }
     }
 }
@@ -247,6 +251,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::ProtocolError => c"protocol_error",
         Reason::InvalidInput => c"invalid_input",
         Reason::CacheError => c"cache_error",
+        Reason::LoadError => c"load_error",
     }
 }
 

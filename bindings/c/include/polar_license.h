@@ -129,6 +129,9 @@ enum polar_license_reason
   POLAR_LICENSE_REASON_INVALID_INPUT = 16,
   // `cache_error`: the offline cache cannot be read or written.
   POLAR_LICENSE_REASON_CACHE_ERROR = 17,
+  // `load_error`: JS only (the npm package's WebAssembly could not be loaded); never
+  // returned by this library, listed so the numbers stay one table.
+  POLAR_LICENSE_REASON_LOAD_ERROR = 18,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

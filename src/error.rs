@@ -118,6 +118,12 @@ pub enum Error {
         /// How far back the clock moved, in seconds.
         by_seconds: u64,
     },
+    /// The clock has not moved forward across this many answers from the cache: a held clock
+    /// must not stretch the cache's windows without end (reason `clock_rollback`).
+    ClockStalled {
+        /// The cached answers given since the clock last moved forward.
+        answers: u32,
+    },
     /// The offline cache cannot be read or written (a tampered or corrupt record is not this:
     /// it is treated as no cache).
     Cache {
@@ -136,7 +142,7 @@ impl Error {
             Error::ServerError { .. } => Reason::ServerError,
             Error::Protocol { .. } => Reason::ProtocolError,
             Error::GraceExpired { .. } => Reason::GraceExpired,
-            Error::ClockRollback { .. } => Reason::ClockRollback,
+            Error::ClockRollback { .. } | Error::ClockStalled { .. } => Reason::ClockRollback,
             Error::Cache { .. } => Reason::CacheError,
         }
     }
@@ -161,6 +167,10 @@ impl Error {
             Error::ClockRollback { by_seconds } => {
                 format!("the clock moved back {by_seconds} s since the last verdict")
             }
+            Error::ClockStalled { answers } => format!(
+                "the clock has not moved forward across {answers} answers from the cache: \
+                 Polar must answer first"
+            ),
             Error::Cache { detail } => detail.clone(),
         }
     }
@@ -170,10 +180,19 @@ impl Error {
         matches!(self, Error::Offline { timeout: true, .. })
     }
 
-    /// `true` for the errors after which a cached verdict may still be used
-    /// (class [`ReasonClass::Unverified`]).
+    /// `true` for the errors of class [`ReasonClass::Unverified`]: no answer from Polar
+    /// (`offline`, `rate_limited`, `server_error`) or none the cache may give
+    /// (`grace_expired`, `clock_rollback`).
     pub fn is_unverified(&self) -> bool {
         self.reason().class() == ReasonClass::Unverified
+    }
+
+    /// `true` when a grace-aware check may answer from a trusted cached verdict after this
+    /// error (contract §4): every answer that is not Polar's verdict, that is the unverified
+    /// ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage, an
+    /// answer contradicting the request). Never `invalid_input` or `cache_error`.
+    pub fn falls_back(&self) -> bool {
+        self.is_unverified() || matches!(self, Error::Protocol { .. })
     }
 
     /// Shorthand for an [`Error::InvalidInput`].
@@ -210,7 +229,9 @@ impl fmt::Display for Error {
             }
             Error::Protocol { detail, .. } => write!(f, "protocol error: {detail}"),
             Error::GraceExpired { .. } => write!(f, "grace expired: {}", self.detail()),
-            Error::ClockRollback { .. } => write!(f, "clock rollback: {}", self.detail()),
+            Error::ClockRollback { .. } | Error::ClockStalled { .. } => {
+                write!(f, "clock rollback: {}", self.detail())
+            }
             Error::Cache { detail } => write!(f, "cache error: {detail}"),
         }
     }

@@ -4,8 +4,9 @@ use crate::error::{Error, Verdict};
 use crate::key::AccessToken;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
-    parse_activate, parse_deactivate, parse_validate, ActivateRequest, Api, DeactivateRequest,
-    HttpRequest, HttpResponse, Server, ValidateRequest, USER_AGENT,
+    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
+    ValidateRequest, USER_AGENT,
 };
 use crate::transport::{Transport, TransportError, TransportErrorKind};
 use std::io::ErrorKind;
@@ -293,7 +294,9 @@ impl BlockingClient {
         &self.api
     }
 
-    /// Validates a key online. Inputs are checked first; a bad one sends nothing.
+    /// Validates a key online. Inputs are checked first; a bad one sends nothing. A 200 that
+    /// contradicts the request (another key, organization, benefit, customer or activation)
+    /// or says the license is not valid (not granted, expired) is `protocol_error`.
     pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
         self.validate_dated(req).map(|(verdict, _)| verdict)
     }
@@ -304,27 +307,61 @@ impl BlockingClient {
         &self,
         req: &ValidateRequest,
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
-        let request = self.api.validate_request(req)?;
-        self.send_validate(&request)
+        self.validate_at(req, crate::licensing::system_clock())
     }
 
-    /// Sends a validate request built (and so checked) by [`Api::validate_request`].
+    /// [`BlockingClient::validate_dated`] with the local clock reading `now` (for expiry).
+    pub(crate) fn validate_at(
+        &self,
+        req: &ValidateRequest,
+        now: i64,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        let request = self.api.validate_request(req)?;
+        let expect = Expect::validate(self.api.organization_id(), req, now);
+        self.send_validate(&request, expect.as_ref())
+    }
+
+    /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
+    /// a 200 to `expect`.
     pub(crate) fn send_validate(
         &self,
         request: &HttpRequest,
+        expect: Option<&Expect<'_>>,
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
         let response = self.transport.send(request)?;
         let date = response.header("date").and_then(crate::grace::http_date);
-        Ok((parse_validate(&response)?, date))
+        let verdict = match expect {
+            Some(expect) => parse_validate_for(&response, expect)?,
+            None => parse_validate(&response)?,
+        };
+        Ok((verdict, date))
     }
 
-    /// Activates a key (takes one activation slot per call, even with the same label).
+    /// Activates a key (takes one activation slot per call, even with the same label). A 200
+    /// that is not a valid activation of this key is `protocol_error`.
     pub fn activate(
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        self.activate_dated(req, crate::licensing::system_clock())
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`BlockingClient::activate`] at the local clock reading `now`, with the response's
+    /// `Date` in unix seconds.
+    pub(crate) fn activate_dated(
+        &self,
+        req: &ActivateRequest,
+        now: i64,
+    ) -> Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error> {
         let request = self.api.activate_request(req)?;
-        parse_activate(&self.transport.send(&request)?)
+        let response = self.transport.send(&request)?;
+        let date = response.header("date").and_then(crate::grace::http_date);
+        let verdict = match Expect::activate(self.api.organization_id(), req, now) {
+            Some(expect) => parse_activate_for(&response, &expect)?,
+            None => parse_activate(&response)?,
+        };
+        Ok((verdict, date))
     }
 
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.

@@ -8,7 +8,7 @@ use crate::key::{AccessToken, Key};
 use crate::metadata::{
     check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
 };
-use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, LicenseKeyStatus, ValidatedLicenseKey};
 use crate::reason::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -504,14 +504,157 @@ fn checked_key(key: &Option<Key>) -> Result<&str, Error> {
     Ok(key)
 }
 
-/// Classifies a validate response.
+/// Classifies a validate response: a verdict from Polar's answer alone. It does not hold a 200
+/// to the request (use [`parse_validate_for`], as every client here does).
 pub fn parse_validate(resp: &HttpResponse) -> Result<Verdict<ValidatedLicenseKey>, Error> {
     parse_json(Operation::Validate, resp)
 }
 
-/// Classifies an activate response.
+/// Classifies an activate response (see [`parse_activate_for`], which also holds a 200 to the
+/// request).
 pub fn parse_activate(resp: &HttpResponse) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
     parse_json(Operation::Activate, resp)
+}
+
+/// What a request asked about, to hold a 200 answer to it: Polar's answer must be about this
+/// key and organization (and activation, benefit, customer, when asked) and must say the
+/// license is valid. An answer that contradicts the request is not Polar's verdict on it (a
+/// misrouted or forged answer): `protocol_error` (contract §1), never a grant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expect<'a> {
+    /// The license key sent.
+    pub key: &'a str,
+    /// The organization sent.
+    pub organization_id: &'a str,
+    /// The activation sent, if any.
+    pub activation_id: Option<&'a str>,
+    /// The benefit sent, if any.
+    pub benefit_id: Option<&'a str>,
+    /// The customer sent, if any.
+    pub customer_id: Option<&'a str>,
+    /// The local clock (unix seconds): an `expires_at` at or before it (or before the
+    /// response's `Date`, when it has one) is an expired license.
+    pub now: i64,
+}
+
+impl<'a> Expect<'a> {
+    /// What a validate request expects of its answer (`None` without a key).
+    pub fn validate(
+        organization_id: &'a str,
+        req: &'a ValidateRequest,
+        now: i64,
+    ) -> Option<Expect<'a>> {
+        Some(Expect {
+            key: req.key.as_ref()?.expose(),
+            organization_id,
+            activation_id: req.activation_id.as_deref(),
+            benefit_id: req.benefit_id.as_deref(),
+            customer_id: req.customer_id.as_deref(),
+            now,
+        })
+    }
+
+    /// What an activate request expects of its answer (`None` without a key).
+    pub fn activate(
+        organization_id: &'a str,
+        req: &'a ActivateRequest,
+        now: i64,
+    ) -> Option<Expect<'a>> {
+        Some(Expect {
+            key: req.key.as_ref()?.expose(),
+            organization_id,
+            activation_id: None,
+            benefit_id: None,
+            customer_id: None,
+            now,
+        })
+    }
+
+    /// Holds a license from a 200 answer to the request: `Err(protocol_error)` when it is for
+    /// another key, organization, benefit or customer, or is not granted, or has expired.
+    pub fn license(&self, license: &LicenseKeyRead, resp: &HttpResponse) -> Result<(), Error> {
+        let bad = |what: String| {
+            Err(Error::protocol(
+                Some(resp.status),
+                format!("a 200 answer that is no valid license for this request: {what}"),
+            ))
+        };
+        let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
+        if license.key.expose() != self.key {
+            return bad(format!(
+                "it is about another key ({})",
+                license.key.redacted()
+            ));
+        }
+        if !same(&license.organization_id, self.organization_id) {
+            return bad("it is about another organization".to_string());
+        }
+        if self.benefit_id.is_some_and(|b| !same(b, &license.benefit_id)) {
+            return bad("it is about another benefit".to_string());
+        }
+        if self.customer_id.is_some_and(|c| !same(c, &license.customer_id)) {
+            return bad("it is about another customer".to_string());
+        }
+        if license.status != LicenseKeyStatus::Granted {
+            return bad(format!("its status is {}", license.status.as_str()));
+        }
+        let date = resp.header("date").and_then(crate::grace::http_date);
+        let reference = date.map_or(self.now, |d| d.min(self.now));
+        if let Some(at) = license.expires_at {
+            if at.unix_timestamp() <= reference {
+                return bad("it expired already".to_string());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Classifies a validate response and holds a 200 to the request ([`Expect::license`]; the
+/// activation asked about must be the one answered).
+pub fn parse_validate_for(
+    resp: &HttpResponse,
+    expect: &Expect<'_>,
+) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+    let verdict = parse_validate(resp)?;
+    if let Verdict::Accepted(v) = &verdict {
+        expect.license(&v.license_key, resp)?;
+        if let Some(id) = expect.activation_id {
+            let answered = v.activation.as_ref().map(|a| a.id.as_str());
+            if !answered.is_some_and(|a| a.eq_ignore_ascii_case(id)) {
+                return Err(Error::protocol(
+                    Some(resp.status),
+                    "a 200 answer that is no valid license for this request: it is not about \
+                     the activation asked"
+                        .to_string(),
+                ));
+            }
+        }
+    }
+    Ok(verdict)
+}
+
+/// Classifies an activate response and holds a 200 to the request ([`Expect::license`]; the
+/// activation must belong to the license answered).
+pub fn parse_activate_for(
+    resp: &HttpResponse,
+    expect: &Expect<'_>,
+) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+    let verdict = parse_activate(resp)?;
+    if let Verdict::Accepted(read) = &verdict {
+        expect.license(&read.license_key, resp)?;
+        if !read
+            .activation
+            .license_key_id
+            .eq_ignore_ascii_case(&read.license_key.id)
+        {
+            return Err(Error::protocol(
+                Some(resp.status),
+                "a 200 answer that is no valid activation: it belongs to another license"
+                    .to_string(),
+            ));
+        }
+    }
+    Ok(verdict)
 }
 
 /// Classifies a deactivate response (204 on success).
@@ -554,9 +697,21 @@ fn error_body(resp: &HttpResponse) -> Option<ErrorBody> {
     serde_json::from_slice(&resp.body).ok()
 }
 
-fn detail_text(resp: &HttpResponse) -> Option<String> {
-    match error_body(resp)?.detail? {
-        serde_json::Value::String(s) => Some(s),
+/// The error names Polar sends its denials under (`PolarError` subclasses).
+const ENVELOPE_ERRORS: [&str; 3] = ["ResourceNotFound", "NotPermitted", "BadRequest"];
+
+/// The `detail` of Polar's own error envelope, `{"error": "ResourceNotFound" | "NotPermitted" |
+/// "BadRequest", "detail": "…"}`, or `None` when the body is anything else: a bare
+/// `{"detail":"Not Found"}` (a wrong base path, a removed `Polar-Version`), a proxy's or a
+/// captive portal's page. Only an answer in this envelope is a verdict (contract §1).
+fn envelope_detail(resp: &HttpResponse) -> Option<String> {
+    let body = error_body(resp)?;
+    let polar = body
+        .error
+        .as_deref()
+        .is_some_and(|e| ENVELOPE_ERRORS.contains(&e));
+    match body.detail? {
+        serde_json::Value::String(s) if polar => Some(s),
         _ => None,
     }
 }
@@ -581,39 +736,58 @@ fn denial(reason: Reason, detail: String, status: u16) -> Denial {
     }
 }
 
-/// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those).
+/// The longest `retry-after` honoured, in seconds (contract §4): a longer value, from a
+/// misconfigured proxy or a hostile one, must not stop every request for years.
+pub const MAX_RETRY_AFTER: u64 = 3600;
+
+/// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those), capped at
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
-    resp.header("retry-after")?.trim().parse::<u64>().ok()
+    let secs = resp.header("retry-after")?.trim().parse::<u64>().ok()?;
+    Some(secs.min(MAX_RETRY_AFTER))
 }
 
-/// Maps a non-success response to a denial (`Ok`) or an error (`Err`).
+/// The protocol error for a status whose body is not Polar's error envelope.
+fn not_polar(op: Operation, resp: &HttpResponse) -> Error {
+    let status = resp.status;
+    Error::protocol(
+        Some(status),
+        format!(
+            "{status} for {} without Polar's error envelope (a wrong base URL, a removed \
+             Polar-Version, or a proxy's or login page): {}",
+            op.as_str(),
+            snippet(&resp.body)
+        ),
+    )
+}
+
+/// Maps a non-success response to a denial (`Ok`) or an error (`Err`). Only Polar's own
+/// error envelope is ever a denial.
 fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error> {
     let status = resp.status;
     match status {
-        404 => match detail_text(resp) {
-            Some(detail) => {
-                let reason = match detail.as_str() {
-                    "License key is no longer active." => Reason::Inactive,
-                    "License key has expired." => Reason::Expired,
-                    "License key does not match required conditions" => Reason::ConditionsMismatch,
-                    "License key does not match given benefit." => Reason::BenefitMismatch,
-                    "License key does not match given user." => Reason::CustomerMismatch,
-                    // "Not found", and any 404 detail this version does not know.
-                    _ => Reason::NotFound,
-                };
-                Ok(denial(reason, detail, status))
-            }
-            None => Err(Error::protocol(
-                Some(404),
-                format!("404 without a Polar error body: {}", snippet(&resp.body)),
-            )),
-        },
+        404 => {
+            let detail = envelope_detail(resp).ok_or_else(|| not_polar(op, resp))?;
+            let reason = match detail.as_str() {
+                "License key is no longer active." => Reason::Inactive,
+                "License key has expired." => Reason::Expired,
+                "License key does not match required conditions" => Reason::ConditionsMismatch,
+                "License key does not match given benefit." => Reason::BenefitMismatch,
+                "License key does not match given user." => Reason::CustomerMismatch,
+                // "Not found", and any 404 detail this version does not know (contract §1).
+                _ => Reason::NotFound,
+            };
+            Ok(denial(reason, detail, status))
+        }
         403 => {
-            let Some(detail) = detail_text(resp) else {
+            let Some(detail) = envelope_detail(resp) else {
                 let desc = error_body(resp)
                     .and_then(|b| b.error_description.or(b.error))
                     .unwrap_or_else(|| snippet(&resp.body));
-                return Err(Error::protocol(Some(403), format!("403: {desc}")));
+                return Err(Error::protocol(
+                    Some(403),
+                    format!("403 without Polar's error envelope: {desc}"),
+                ));
             };
             let reason = if detail.starts_with("This license key does not support activations") {
                 Reason::ActivationsNotSupported
@@ -632,7 +806,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
             Ok(denial(reason, detail, status))
         }
         400 if op == Operation::Validate => {
-            let detail = detail_text(resp).unwrap_or_default();
+            let detail = envelope_detail(resp).unwrap_or_default();
             let remaining = detail
                 .strip_prefix("License key only has ")
                 .and_then(|rest| rest.strip_suffix(" more usages."))

@@ -403,15 +403,23 @@ fn faults_map_to_reasons() {
     );
     check(Fault::CloseImmediately, Reason::Offline);
 
-    // A bad Polar-Version answer is a 404 whose detail is not in the table: not_found.
+    // A bad Polar-Version answer (or a wrong base path) is a bare 404 without Polar's error
+    // envelope: no verdict on the key, a protocol_error (contract §1).
     polar.set_fault(Some(Fault::Status {
         status: 404,
         body: r#"{"detail":"Not Found"}"#.into(),
     }));
+    let e = client.validate(&ValidateRequest::new(KEY)).unwrap_err();
+    assert_eq!(e.reason(), Reason::ProtocolError, "{e:?}");
+    // A 404 inside the envelope with a detail this version does not know: not_found.
+    polar.set_fault(Some(Fault::Status {
+        status: 404,
+        body: r#"{"error":"ResourceNotFound","detail":"Gone fishing"}"#.into(),
+    }));
     denied(
         client.validate(&ValidateRequest::new(KEY)),
         Reason::NotFound,
-        "Not Found",
+        "Gone fishing",
     );
 
     // Timeouts: a server that never answers and one that dribbles the body.

@@ -612,3 +612,138 @@ fn secrets_never_show_in_debug_or_errors() {
     let err = client.validate(&req).unwrap_err();
     assert!(!err.to_string().contains(KEY));
 }
+
+/// Issue #12, item 5: only Polar's own error envelope is a verdict. A bare 404 from a wrong
+/// base path or a removed `Polar-Version`, a proxy's 403 page, a WAF's JSON, an HTML 400:
+/// `protocol_error`, never a denial (so never a tombstone).
+#[test]
+fn only_polars_error_envelope_is_a_denial() {
+    let not_polar = [
+        HttpResponse::new(404, r#"{"detail":"Not Found"}"#),
+        HttpResponse::new(404, "<html><h1>404</h1></html>").with_header("content-type", "text/html"),
+        HttpResponse::new(404, r#"{"error":"NotFound","detail":"Not found"}"#),
+        HttpResponse::new(403, r#"{"detail":"License key is no longer active."}"#),
+        HttpResponse::new(403, "<html>Access denied by corporate policy</html>"),
+        HttpResponse::new(400, r#"{"detail":"License key only has 0 more usages."}"#),
+        HttpResponse::new(400, "<html>Bad Request</html>"),
+        HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":42}"#),
+        HttpResponse::new(404, ""),
+    ];
+    for resp in not_polar {
+        let (client, _) = scripted(Ok(resp.clone()));
+        let answer = client.validate(&ValidateRequest::new(KEY));
+        assert_eq!(
+            answer.as_ref().map_err(Error::reason).err(),
+            Some(Reason::ProtocolError),
+            "{} {:?}: {answer:?}",
+            resp.status,
+            String::from_utf8_lossy(&resp.body)
+        );
+        assert!(answer.unwrap_err().falls_back());
+    }
+    // The same details inside the envelope are verdicts.
+    let (client, _) = scripted(Ok(polar_error(404, "ResourceNotFound", "Not Found")));
+    let v = client.validate(&ValidateRequest::new(KEY)).unwrap();
+    assert_eq!(v.denial().map(|d| d.reason), Some(Reason::NotFound));
+    let (client, _) = scripted(Ok(polar_error(
+        403,
+        "NotPermitted",
+        "License key is no longer active. This license key can not be activated.",
+    )));
+    let v = client
+        .activate(&ActivateRequest::new(KEY, "laptop"))
+        .unwrap();
+    assert_eq!(v.denial().map(|d| d.reason), Some(Reason::Inactive));
+}
+
+/// Issue #12, item 4: a 200 that contradicts the request or says the license is not valid is
+/// no grant: `protocol_error`.
+#[test]
+fn a_200_that_is_no_valid_license_for_the_request_is_a_protocol_error() {
+    let good: Value = serde_json::from_str(LICENSE_6_2).unwrap();
+    let edit = |f: &dyn Fn(&mut Value)| {
+        let mut v = good.clone();
+        f(&mut v);
+        HttpResponse::new(200, v.to_string())
+    };
+    let req = ValidateRequest::new(KEY).activation_id(ACTIVATION);
+    let rows: Vec<(&str, HttpResponse)> = vec![
+        ("revoked", edit(&|v| v["status"] = "revoked".into())),
+        ("disabled", edit(&|v| v["status"] = "disabled".into())),
+        (
+            "expired",
+            edit(&|v| v["expires_at"] = "2020-01-01T00:00:00Z".into()),
+        ),
+        (
+            "another key",
+            edit(&|v| v["key"] = "MYAPP-00000000-0000-4000-8000-000000000000".into()),
+        ),
+        (
+            "another organization",
+            edit(&|v| v["organization_id"] = "8f14e45f-ceea-467a-9c1e-5f2b3b2f9b11".into()),
+        ),
+        ("no activation", edit(&|v| v["activation"] = Value::Null)),
+        (
+            "another activation",
+            edit(&|v| v["activation"]["id"] = "9c6f3a0e-3f43-4b8e-9d7e-5b1c8f7a2e11".into()),
+        ),
+    ];
+    for (what, resp) in rows {
+        let (client, _) = scripted(Ok(resp));
+        let e = client.validate(&req).unwrap_err();
+        assert_eq!(e.reason(), Reason::ProtocolError, "{what}: {e:?}");
+        assert!(!e.detail().contains(KEY), "{what}: the key leaked: {e:?}");
+    }
+    // A benefit or customer asked for must be the one answered.
+    let (client, _) = scripted(Ok(HttpResponse::new(200, LICENSE_6_2)));
+    let e = client
+        .validate(&ValidateRequest::new(KEY).benefit_id("1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e"))
+        .unwrap_err();
+    assert_eq!(e.reason(), Reason::ProtocolError, "{e:?}");
+    // An expiry in the future is fine; one that passed by the server's own Date is not, even
+    // with a local clock that is behind.
+    let future = edit(&|v| v["expires_at"] = "2999-01-01T00:00:00Z".into());
+    let (client, _) = scripted(Ok(future));
+    assert!(client.validate(&req).unwrap().is_accepted());
+    let soon = edit(&|v| v["expires_at"] = "2999-01-01T00:00:00Z".into())
+        .with_header("date", "Tue, 01 Jan 3000 00:00:00 GMT");
+    let (client, _) = scripted(Ok(soon));
+    // The local clock (2026) says valid, the server's Date says expired: the earlier wins
+    // only when both agree, so this stays valid; a license expired by both is refused.
+    assert!(client.validate(&req).unwrap().is_accepted());
+    // Activate: the activation must belong to the license answered.
+    let mut activation: Value = serde_json::from_str(LICENSE_6_2).unwrap();
+    let license = activation.clone();
+    activation = json!({
+        "id": ACTIVATION,
+        "license_key_id": "00000000-0000-4000-8000-000000000000",
+        "label": "x",
+        "meta": {},
+        "created_at": "2026-08-22T09:20:03Z",
+        "modified_at": null,
+        "license_key": license,
+    });
+    let (client, _) = scripted(Ok(HttpResponse::new(200, activation.to_string())));
+    let e = client
+        .activate(&ActivateRequest::new(KEY, "laptop"))
+        .unwrap_err();
+    assert_eq!(e.reason(), Reason::ProtocolError, "{e:?}");
+}
+
+/// Issue #12, item 8: a `retry-after` of ten years blocks one hour at most.
+#[test]
+fn retry_after_is_capped_at_one_hour() {
+    for (header, expected) in [("315360000", 3600), ("3601", 3600), ("3600", 3600), ("60", 60)] {
+        let (client, _) = scripted(Ok(
+            HttpResponse::new(429, "").with_header("retry-after", header)
+        ));
+        let e = client.validate(&ValidateRequest::new(KEY)).unwrap_err();
+        assert_eq!(
+            e,
+            Error::RateLimited {
+                retry_after: Some(expected)
+            },
+            "{header}"
+        );
+    }
+}

@@ -1437,6 +1437,39 @@ fn fault_status_rate_limited_and_malformed() {
     assert_eq!(validate(&em, DEMO_KEY, json!({})).status, 200);
 }
 
+/// `Fault::Respond` answers exactly what something between the app and Polar would: its
+/// status, headers and body, and none of Polar's headers.
+#[test]
+fn fault_respond_is_a_foreign_page() {
+    let em = demo();
+    em.set_fault(Some(Fault::Respond {
+        status: 302,
+        headers: vec![
+            ("location".into(), "http://login.hotel.example/".into()),
+            ("content-type".into(), "text/html".into()),
+        ],
+        body: "<html>moved</html>".into(),
+    }));
+    let r = validate(&em, DEMO_KEY, json!({}));
+    assert_eq!(r.status, 302);
+    assert_eq!(r.header("location"), Some("http://login.hotel.example/"));
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(r.text(), "<html>moved</html>");
+    assert_eq!(r.header("polar-version"), None);
+    assert_eq!(r.header("cache-control"), None);
+    // Through the admin route, as the JS and C suites set it.
+    let admin = post(
+        &em,
+        "/__emulator/fault",
+        &json!({"kind": "respond", "status": 200, "headers": [["content-type", "text/html"]],
+                "body": "<html>login</html>"}),
+    );
+    assert!(admin.status < 300, "{}", admin.status);
+    let r = activate(&em, DEMO_KEY, json!({}));
+    assert_eq!((r.status, r.text().as_str()), (200, "<html>login</html>"));
+    assert_eq!(em.key(DEMO_KEY).expect("key")["validations"], 0);
+}
+
 #[test]
 fn fault_hang_and_close_immediately() {
     let em = demo();

@@ -890,6 +890,20 @@ impl Conn<'_> {
                 r.close = !keep;
                 self.write_response(&r, head_only).is_ok() && keep
             }
+            Fault::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = Resp::new(status);
+                r.bare = true;
+                for (name, value) in &headers {
+                    r.set(name, value);
+                }
+                r.body = body.into_bytes();
+                r.close = !keep;
+                self.write_response(&r, head_only).is_ok() && keep
+            }
             Fault::RateLimited { retry_after } => {
                 let mut r = Resp::new(429);
                 if let Some(secs) = retry_after {

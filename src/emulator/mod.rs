@@ -173,6 +173,19 @@ pub enum Fault {
     },
     /// Read the request, then close the connection without answering.
     CloseImmediately,
+    /// Answer exactly this, as something between the app and Polar would (a captive portal's
+    /// login page, a proxy's 407, a redirect, a CDN's 404): this status, these headers and
+    /// this body, with none of Polar's headers.
+    Respond {
+        /// The status code.
+        status: u16,
+        /// The headers, as sent (`content-length` is added).
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        /// The body.
+        #[serde(default)]
+        body: String,
+    },
 }
 
 /// State shared by the accept loop and the connection threads.

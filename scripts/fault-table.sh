@@ -52,8 +52,10 @@ row_ok() {
         NR > 1 && $2 == id {
             found = 1
             ok = $10 == "pass" && $4 == $3 && $5 == $3 && $7 == "yes" && $8 == $9
-            # With a valid cache: licensed from it exactly for the unverified codes.
-            fallback = $3 == "offline" || $3 == "rate_limited" || $3 == "server_error"
+            # With a valid cache: licensed from it for every code that is no verdict of
+            # Polar's: the unverified ones and protocol_error (contract §4).
+            fallback = $3 == "offline" || $3 == "rate_limited" || $3 == "server_error" ||
+                $3 == "protocol_error"
             ok = ok && (fallback ? $6 == "licensed/cache" : $6 == $3)
         }
         END { exit !(found && ok) }' "$1"
@@ -119,8 +121,8 @@ echo "Each cell: the reason code of an online validate, ✓ when every check of 
 echo "that face, the requests the emulator received during the faulted calls (validate, check"
 echo "without a cache, check with a valid cache; the 429 rows' second checks, inside the block,"
 echo "must send none), and what check did with the valid cache: \`cache grants\` (licensed from"
-echo "it, within the grace) or \`cache kept\` (not licensed: protocol_error never falls back; the"
-echo "verdict is still there and licenses again once the fault is gone)."
+echo "it, within the grace: no fault here is a verdict of Polar's, protocol_error included) or"
+echo "\`cache kept\` (not licensed, the verdict still there and licensing again once the fault is gone)."
 
 # The C suite's sanitizer runs and the JS suite's Node 18 run: every row must be there and
 # pass, when they ran.

@@ -3,16 +3,23 @@
 //! Layout (UTF-8 text, three lines, each ending in `\n`, nothing after):
 //!
 //! ```text
-//! polar-license-cache v1
-//! {"organization_id":"…","display_key":"****-6ED415",…}
+//! polar-license-cache v2
+//! {"origin":"https://api.polar.sh","organization_id":"…","display_key":"****-6ED415","seq":7,…}
 //! <64 lowercase hex digits: HMAC-SHA256 over the first two lines, newlines included>
 //! ```
 //!
-//! The MAC key ([`MacKey::derive`]) comes from the license key, the organization, a random
-//! per-install secret kept beside the cache and an optional secret the app supplies. Any edit
-//! of the bytes makes [`decode`] fail with an [`Untrusted`] reason, which callers treat as
-//! *no cache* (never as `cache_error`), and which `status` can report as "present but not
-//! trusted". An unknown version is untrusted too (a newer format is never half-read).
+//! The MAC key ([`MacKey::derive`]) comes from the license key, the organization, the server's
+//! origin, a random per-install secret kept beside the cache, the machine's identity and an
+//! optional secret the app supplies. Any edit of the bytes makes [`decode`] fail with an
+//! [`Untrusted`] reason, which callers treat as *no cache* (never as `cache_error`), and which
+//! `status` can report as "present but not trusted". An unknown version is untrusted too (a
+//! newer format is never half-read; a v1 record, which was not bound to its server, is never
+//! read).
+//!
+//! Each record carries a sequence number, and a second sealed entry, the *ledger*
+//! ([`encode_ledger`], in the slot [`ledger_name`]), holds the highest one written. A record
+//! older than its ledger (a saved copy put back after a denial) or without a ledger is
+//! [`Untrusted::Replayed`].
 //!
 //! This is tamper *evidence*: someone holding the license key and the install secret (both
 //! on the machine) can forge a record; an app secret compiled into the app raises the bar.
@@ -25,7 +32,7 @@ use std::fmt;
 type HmacSha256 = Hmac<Sha256>;
 
 /// The format version [`encode`] writes and [`decode`] reads.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The header line's prefix, before the version number.
 pub const MAGIC: &str = "polar-license-cache v";
@@ -33,8 +40,11 @@ pub const MAGIC: &str = "polar-license-cache v";
 /// Records larger than this are never decoded.
 pub const MAX_RECORD_BYTES: usize = 1 << 20;
 
-const MAC_LABEL: &[u8] = b"polar-license/cache-mac/v1";
-const SLOT_LABEL: &[u8] = b"polar-license/slot/v1";
+const MAC_LABEL: &[u8] = b"polar-license/cache-mac/v2";
+const SLOT_LABEL: &[u8] = b"polar-license/slot/v2";
+
+/// The ledger's header line (it is not a record: a record never passes for a ledger).
+const LEDGER_HEADER: &str = "polar-license-ledger v1\n";
 
 /// The key that seals a record. Its `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -93,6 +103,9 @@ pub enum Untrusted {
     BadMac,
     /// Not in the cache format at all (or truncated).
     Malformed,
+    /// Sealed correctly, but older than the newest record written here (a saved copy put
+    /// back), or its ledger was removed or edited.
+    Replayed,
 }
 
 impl Untrusted {
@@ -102,6 +115,7 @@ impl Untrusted {
             Untrusted::UnknownVersion => "unknown_version",
             Untrusted::BadMac => "bad_mac",
             Untrusted::Malformed => "malformed",
+            Untrusted::Replayed => "replayed",
         }
     }
 }
@@ -110,8 +124,16 @@ impl fmt::Display for Untrusted {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Untrusted::UnknownVersion => "cache present but in an unknown format version",
-            Untrusted::BadMac => "cache present but not trusted (tampered, or another key)",
+            Untrusted::BadMac => {
+                "cache present but sealed with other keys: edited, copied from another machine \
+                 or install, or this machine's id, the install secret, the app secret or the \
+                 server changed"
+            }
             Untrusted::Malformed => "cache present but not in the cache format (corrupt)",
+            Untrusted::Replayed => {
+                "cache present but older than the newest record written here (a saved copy put \
+                 back), or its ledger is missing"
+            }
         })
     }
 }
@@ -204,17 +226,85 @@ pub fn decode(bytes: &[u8], key: &MacKey) -> Result<Record, Untrusted> {
     serde_json::from_slice(&rest[..body_len]).map_err(|_| Untrusted::Malformed)
 }
 
-/// The store slot for an organization and key: `v1-` and 32 hex digits of a SHA-256 over
-/// both (never the raw key), safe as a file name everywhere.
-pub fn slot_name(organization_id: &str, license_key: &str) -> String {
+/// The store slot for a server origin, an organization and a key: `v2-` and 32 hex digits of
+/// a SHA-256 over the three (never the raw key), safe as a file name everywhere. Records of
+/// one key made against different servers (production, sandbox, an emulator) never share a
+/// slot.
+pub fn slot_name(origin: &str, organization_id: &str, license_key: &str) -> String {
     let mut h = Sha256::new();
     h.update(SLOT_LABEL);
-    for part in [organization_id.as_bytes(), license_key.as_bytes()] {
+    for part in [
+        origin.as_bytes(),
+        organization_id.as_bytes(),
+        license_key.as_bytes(),
+    ] {
         h.update((part.len() as u64).to_be_bytes());
         h.update(part);
     }
     let digest = h.finalize();
-    format!("v1-{}", hex(&digest[..16]))
+    format!("v2-{}", hex(&digest[..16]))
+}
+
+/// The slot of a record's ledger.
+pub fn ledger_name(slot: &str) -> String {
+    format!("{slot}-seq")
+}
+
+/// Seals a ledger: the highest record sequence number written to a slot.
+pub fn encode_ledger(seq: u64, key: &MacKey) -> Vec<u8> {
+    let mut out = format!("{LEDGER_HEADER}{seq}\n").into_bytes();
+    let mac = tag(key, &out).finalize().into_bytes();
+    out.extend(hex(&mac).into_bytes());
+    out.push(b'\n');
+    out
+}
+
+/// Opens a ledger: the sequence number, or why it is not trusted.
+pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
+    let rest = bytes
+        .strip_prefix(LEDGER_HEADER.as_bytes())
+        .ok_or(Untrusted::Malformed)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(Untrusted::Malformed)?;
+    let digits = &rest[..end];
+    let mac_hex = rest[end + 1..]
+        .strip_suffix(b"\n")
+        .filter(|m| m.len() == 64)
+        .ok_or(Untrusted::Malformed)?;
+    let mac = unhex(mac_hex).ok_or(Untrusted::Malformed)?;
+    tag(key, &bytes[..LEDGER_HEADER.len() + end + 1])
+        .verify_slice(&mac)
+        .map_err(|_| Untrusted::BadMac)?;
+    if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
+        return Err(Untrusted::Malformed);
+    }
+    std::str::from_utf8(digits)
+        .ok()
+        .and_then(|d| d.parse().ok())
+        .ok_or(Untrusted::Malformed)
+}
+
+/// The activation an untrusted (or unsealable) record remembers, read without its seal.
+///
+/// An activation id is no secret and grants nothing by itself: Polar still checks it with the
+/// key and this machine's conditions. So a record that can no longer be trusted (this
+/// machine's id could not be read, the install secret was lost) still tells which activation
+/// to validate, instead of taking a new activation slot. Never used for a cached answer.
+pub fn peek_activation(bytes: &[u8]) -> Option<crate::grace::StoredActivation> {
+    #[derive(serde::Deserialize)]
+    struct Peek {
+        #[serde(default)]
+        activation: Option<crate::grace::StoredActivation>,
+    }
+    if bytes.len() > MAX_RECORD_BYTES {
+        return None;
+    }
+    let mut lines = bytes.split(|&b| b == b'\n');
+    lines.next()?.strip_prefix(MAGIC.as_bytes())?;
+    let body = lines.next()?;
+    serde_json::from_slice::<Peek>(body).ok()?.activation
 }
 
 #[cfg(test)]
@@ -231,12 +321,34 @@ mod tests {
 
     #[test]
     fn slot_names_are_safe_and_distinct() {
-        let a = slot_name("org", "KEY-1");
+        let a = slot_name("https://api.polar.sh", "org", "KEY-1");
         assert_eq!(a.len(), 35);
         assert!(a.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
-        assert_ne!(a, slot_name("org", "KEY-2"));
-        assert_ne!(slot_name("ab", "c"), slot_name("a", "bc"));
+        assert_ne!(a, slot_name("https://api.polar.sh", "org", "KEY-2"));
+        assert_ne!(a, slot_name("http://127.0.0.1:8787", "org", "KEY-1"));
+        assert_ne!(slot_name("o", "ab", "c"), slot_name("o", "a", "bc"));
         assert!(!a.contains("KEY"));
+        assert!(ledger_name(&a).len() <= 64);
+    }
+
+    #[test]
+    fn ledgers_roundtrip_and_refuse_edits() {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let bytes = encode_ledger(42, &key);
+        assert_eq!(decode_ledger(&bytes, &key), Ok(42));
+        assert_eq!(
+            decode_ledger(&bytes, &MacKey::derive("k2", "o", b"s", None)),
+            Err(Untrusted::BadMac)
+        );
+        let edited = String::from_utf8_lossy(&bytes).replacen("42", "43", 1);
+        assert_eq!(
+            decode_ledger(edited.as_bytes(), &key),
+            Err(Untrusted::BadMac)
+        );
+        assert_eq!(decode_ledger(b"", &key), Err(Untrusted::Malformed));
+        let mut longer = bytes.clone();
+        longer.push(b'x');
+        assert_eq!(decode_ledger(&longer, &key), Err(Untrusted::Malformed));
     }
 
     #[test]

@@ -22,35 +22,58 @@ pub fn fingerprint_from(machine_id: &str, organization_id: &str) -> String {
         .collect()
 }
 
-/// This machine's fingerprint for `organization_id`, or `None` when the OS offers no
-/// machine id (then activations are not machine-bound).
+/// This machine's fingerprint for `organization_id`: `Ok(None)` when the OS has no machine id
+/// at all (then activations are not machine-bound), and an error (`cache_error`, with its own
+/// message) when it has one that could not be read this time: a fingerprint that silently
+/// changes would make the cache untrusted and take a new activation slot.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn machine_fingerprint(organization_id: &str) -> Option<String> {
-    os_machine_id().map(|id| fingerprint_from(&id, organization_id))
+pub fn machine_fingerprint(organization_id: &str) -> Result<Option<String>, crate::Error> {
+    os_machine_id()
+        .map(|id| id.map(|id| fingerprint_from(&id, organization_id)))
+        .map_err(|why| crate::Error::Cache {
+            detail: format!(
+                "this machine's id could not be read ({why}); activations and the cache are \
+                 bound to it"
+            ),
+        })
 }
 
 #[cfg(not(target_arch = "wasm32"))]
-fn os_machine_id() -> Option<String> {
-    let usable = |s: String| {
-        let s = s.trim().to_string();
-        (!s.is_empty()).then_some(s)
-    };
+fn usable(s: &str) -> Option<String> {
+    let s = s.trim();
+    (!s.is_empty()).then(|| s.to_string())
+}
+
+/// The OS machine id: `Ok(None)` when the OS has none, `Err(why)` when it could not be read.
+#[cfg(not(target_arch = "wasm32"))]
+fn os_machine_id() -> Result<Option<String>, String> {
     if cfg!(target_os = "linux") || cfg!(target_os = "freebsd") {
         for path in ["/etc/machine-id", "/var/lib/dbus/machine-id", "/etc/hostid"] {
-            if let Some(id) = std::fs::read_to_string(path).ok().and_then(usable) {
-                return Some(id);
+            match std::fs::read_to_string(path) {
+                Ok(text) => {
+                    if let Some(id) = usable(&text) {
+                        return Ok(Some(id));
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("{path}: {e}")),
             }
         }
-        return None;
+        return Ok(None);
     }
     if cfg!(target_os = "macos") {
         let out = std::process::Command::new("ioreg")
             .args(["-rd1", "-c", "IOPlatformExpertDevice"])
             .output()
-            .ok()?;
+            .map_err(|e| format!("ioreg: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().find(|l| l.contains("IOPlatformUUID"))?;
-        return line.split('"').nth(3).map(str::to_string).and_then(usable);
+        return text
+            .lines()
+            .find(|l| l.contains("IOPlatformUUID"))
+            .and_then(|line| line.split('"').nth(3))
+            .and_then(usable)
+            .map(Some)
+            .ok_or_else(|| "ioreg printed no IOPlatformUUID".to_string());
     }
     if cfg!(windows) {
         let out = std::process::Command::new("reg")
@@ -61,16 +84,17 @@ fn os_machine_id() -> Option<String> {
                 "MachineGuid",
             ])
             .output()
-            .ok()?;
+            .map_err(|e| format!("reg query MachineGuid: {e}"))?;
         let text = String::from_utf8_lossy(&out.stdout);
-        let line = text.lines().find(|l| l.contains("MachineGuid"))?;
-        return line
-            .split_whitespace()
-            .last()
-            .map(str::to_string)
-            .and_then(usable);
+        return text
+            .lines()
+            .find(|l| l.contains("MachineGuid"))
+            .and_then(|line| line.split_whitespace().last())
+            .and_then(usable)
+            .map(Some)
+            .ok_or_else(|| "the registry has no readable MachineGuid".to_string());
     }
-    None
+    Ok(None)
 }
 
 #[cfg(test)]

@@ -23,23 +23,34 @@
 //! The rules, for the `now` the caller passes (unix seconds of the local clock):
 //!
 //! * **Fresh.** A good record younger than [`GracePolicy::revalidate_after`] answers with no
-//!   request (unless the call increments usage, which always asks).
-//! * **Only unverified failures fall back.** `offline`, `rate_limited` and `server_error`
-//!   answer from a good record while `now - verified_at <= grace_period`, with the exact
-//!   `grace_remaining`; past it they are `grace_expired`; with no usable record they stay
-//!   what they were. `protocol_error` and `invalid_input` never fall back.
+//!   request (unless the call increments usage, which always asks). Ages are measured at
+//!   `seen = max(now, latest_seen)`: setting the clock back inside the tolerance regains no
+//!   fresh time.
+//! * **Answers that are not Polar's verdict fall back.** `offline`, `rate_limited`,
+//!   `server_error` and `protocol_error` (a captive portal, a proxy's page, garbage, an answer
+//!   contradicting the request) answer from a good record while
+//!   `seen - verified_at <= grace_period`, with the exact `grace_remaining`; past it they are
+//!   `grace_expired`; with no usable record they stay what they were. `invalid_input` never
+//!   falls back.
+//! * **A held clock.** Every cached answer is recorded ([`Record::note_answer`]): it moves
+//!   `latest_seen` to `now`, or, when the clock has not moved forward since the last answer,
+//!   counts it in `stalled`. After [`MAX_STALLED`] answers at a clock that does not move,
+//!   the cache answers no more (`plan` asks Polar; an unreachable Polar is `clock_rollback`)
+//!   until the clock moves forward or Polar answers.
 //! * **A denial removes the cache's power to grant.** The record keeps a `denied` tombstone
 //!   (so `status` can say why) until a later online success replaces the record. While it
 //!   is there, an unreachable server gives the unverified error as it is, never a grant.
-//! * **429.** `blocked_until = now + retry-after` (60 s when unreadable); [`plan`] sends
-//!   nothing before then: it answers from the grace window if it can, else refuses with
-//!   `rate_limited`.
+//! * **429.** `blocked_until = now + retry-after` (60 s when unreadable, at most 1 hour);
+//!   [`plan`] sends nothing before then: it answers from the grace window if it can, else
+//!   refuses with `rate_limited`.
 //! * **Clock rollback.** `latest_seen` is the latest `now` the record has seen. When
 //!   `now < latest_seen - clock_tolerance` the cache never grants (`clock_rollback`), so
 //!   setting the clock back into the grace window gains nothing. A rolled-back clock still
 //!   *asks* the server: an online answer is authoritative, and an online success is the
 //!   only way to re-anchor the record (otherwise a clock that was once set far ahead would
-//!   lock the user out until that date even with a working network).
+//!   lock the user out until that date even with a working network). An online success whose
+//!   response `Date` shows the local clock ahead by more than the tolerance is anchored at
+//!   the server's time, so the clock coming back later is no rollback.
 //! * **Binding.** A record is used only for the same organization, key, activation id,
 //!   benefit id, customer id and conditions as the current call; anything else asks.
 //! * **Expiry.** A cached license whose `expires_at` has passed never grants from the cache.
@@ -84,7 +95,7 @@
 use crate::error::{Denial, Error};
 use crate::key::Key;
 use crate::metadata::Metadata;
-use crate::model::ValidatedLicenseKey;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::ValidateRequest;
 use crate::reason::Reason;
 use crate::Verdict;
@@ -150,6 +161,11 @@ impl GracePolicy {
         secs(self.clock_tolerance)
     }
 }
+
+/// How many answers the cache gives at a clock that has not moved forward since the last
+/// one, before it asks Polar (see the module docs). A burst of launches within one second
+/// stays well under it.
+pub const MAX_STALLED: u32 = 32;
 
 fn secs(d: Duration) -> i64 {
     i64::try_from(d.as_secs()).unwrap_or(i64::MAX)
@@ -234,6 +250,10 @@ impl Query {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[cfg_attr(feature = "npm", serde(remote = "Self"))]
 pub struct Record {
+    /// The server the record's answers came from (`https://api.polar.sh`, a sandbox, an
+    /// emulator): a record answers only a client configured for the same server.
+    #[serde(default)]
+    pub origin: String,
     /// The seller organization.
     pub organization_id: String,
     /// The key's redacted form (`****-6ED415`); the full key is never stored.
@@ -242,6 +262,12 @@ pub struct Record {
     pub good: Option<GoodVerdict>,
     /// The latest `now` this record has seen (for clock-rollback detection).
     pub latest_seen: i64,
+    /// Cached answers given since the clock last moved past `latest_seen` (a held clock).
+    #[serde(default)]
+    pub stalled: u32,
+    /// This record's sequence number in its slot (see [`crate::cache::encode_ledger`]).
+    #[serde(default)]
+    pub seq: u64,
     /// Set by an online denial: while present the record never grants.
     pub denied: Option<DenialMark>,
     /// Set by a 429: no request is sent before this time.
@@ -339,11 +365,19 @@ map_only!(serialize: Record, StoredActivation, GoodVerdict, DenialMark);
 impl Record {
     /// An empty record for `query` (no verdict yet).
     fn empty(query: &Query, now: i64) -> Record {
+        Record::new(&query.organization_id, &query.key, now)
+    }
+
+    /// An empty record of `organization_id` and `key` at `now`.
+    pub fn new(organization_id: &str, key: &Key, now: i64) -> Record {
         Record {
-            organization_id: query.organization_id.clone(),
-            display_key: query.key.redacted(),
+            origin: String::new(),
+            organization_id: organization_id.to_string(),
+            display_key: key.redacted(),
             good: None,
             latest_seen: now,
+            stalled: 0,
+            seq: 0,
             denied: None,
             blocked_until: None,
             activation: None,
@@ -358,13 +392,8 @@ impl Record {
         now: i64,
     ) -> Record {
         Record {
-            organization_id: organization_id.to_string(),
-            display_key: key.redacted(),
-            good: None,
-            latest_seen: now,
-            denied: None,
-            blocked_until: None,
             activation: Some(activation),
+            ..Record::new(organization_id, key, now)
         }
     }
 
@@ -391,10 +420,7 @@ impl Record {
             return None;
         }
         let good = self.good.as_ref()?;
-        let same = good.activation_id == query.activation_id
-            && good.benefit_id == query.benefit_id
-            && good.customer_id == query.customer_id
-            && good.conditions == query.conditions;
+        let same = Record::binds(good, query);
         let expired = good
             .license
             .license_key
@@ -404,10 +430,10 @@ impl Record {
     }
 
     /// The grace left at `now` for a cache answer: `None` when this record cannot grant
-    /// (no good verdict, denied, expired, rolled-back clock or grace over). Ignores binding,
-    /// for `status`.
+    /// (no good verdict, denied, expired, rolled-back or held clock, or grace over). Ignores
+    /// binding, for `status`.
     pub fn grace_remaining(&self, now: i64, policy: &GracePolicy) -> Option<Duration> {
-        if self.denied.is_some() || self.rollback(now, policy).is_some() {
+        if self.denied.is_some() || self.rollback(now, policy).is_some() || self.is_stalled(now) {
             return None;
         }
         let good = self.good.as_ref()?;
@@ -419,11 +445,45 @@ impl Record {
         {
             return None;
         }
-        remaining(good, now, policy)
+        remaining(good, self.seen(now), policy)
     }
 
-    fn touch(&mut self, now: i64) {
-        self.latest_seen = self.latest_seen.max(now);
+    /// The time ages are measured at: `now`, or the latest time seen when the clock is behind
+    /// it (within the tolerance).
+    pub fn seen(&self, now: i64) -> i64 {
+        now.max(self.latest_seen)
+    }
+
+    /// `true` when the cache gave [`MAX_STALLED`] answers at a clock that did not move, and
+    /// it still has not moved at `now`.
+    pub fn is_stalled(&self, now: i64) -> bool {
+        self.stalled >= MAX_STALLED && now <= self.latest_seen
+    }
+
+    /// Moves `latest_seen` to `now` when the clock moved forward (which ends a stall).
+    pub fn touch(&mut self, now: i64) {
+        if now > self.latest_seen {
+            self.latest_seen = now;
+            self.stalled = 0;
+        }
+    }
+
+    /// Records an answer given from this record at `now`: the clock moved forward, or one
+    /// more answer at a clock that did not.
+    pub fn note_answer(&mut self, now: i64) {
+        if now > self.latest_seen {
+            self.touch(now);
+        } else {
+            self.stalled = self.stalled.saturating_add(1);
+        }
+    }
+
+    /// The binding a good verdict must have to answer `query`.
+    fn binds(good: &GoodVerdict, query: &Query) -> bool {
+        good.activation_id == query.activation_id
+            && good.benefit_id == query.benefit_id
+            && good.customer_id == query.customer_id
+            && good.conditions == query.conditions
     }
 }
 
@@ -506,6 +566,38 @@ impl CheckOutcome {
     }
 }
 
+/// A check's answer, with what happened around it: why a cached answer came from the cache
+/// although Polar was asked (`fallback`), and whether the cache could not be updated
+/// (`cache_error`: the answer stands, but the record was not refreshed, so a later check may
+/// not see it).
+#[derive(Debug, Clone, PartialEq)]
+#[must_use]
+pub struct CheckReport {
+    /// The answer.
+    pub outcome: CheckOutcome,
+    /// For a licensed answer from the cache after Polar was asked: what happened online
+    /// (`offline`, `rate_limited`, `server_error` or `protocol_error`, contract §4).
+    pub fallback: Option<Error>,
+    /// The cache could not be written (or read): a `cache_error`.
+    pub cache_error: Option<Error>,
+}
+
+impl CheckReport {
+    /// A report of `outcome` alone.
+    pub fn of(outcome: CheckOutcome) -> CheckReport {
+        CheckReport {
+            outcome,
+            fallback: None,
+            cache_error: None,
+        }
+    }
+
+    /// `true` when the cache holds what this check learned (or there was nothing to learn).
+    pub fn cache_refreshed(&self) -> bool {
+        self.cache_error.is_none()
+    }
+}
+
 /// What to do before (or instead of) a request.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
@@ -531,10 +623,10 @@ pub enum StoreAction {
 fn licensed_from_cache(
     good: &GoodVerdict,
     query: &Query,
-    now: i64,
+    seen: i64,
     p: &GracePolicy,
 ) -> Option<CheckOutcome> {
-    let left = remaining(good, now, p)?;
+    let left = remaining(good, seen, p)?;
     let mut license = good.license.clone();
     license.license_key.key = query.key.clone();
     Some(CheckOutcome::Licensed {
@@ -545,9 +637,10 @@ fn licensed_from_cache(
     })
 }
 
-/// What an unverified error becomes given the record: a cache grant within the grace,
-/// `clock_rollback`, `grace_expired`, or the error itself when no record can grant.
-fn fall_back(
+/// What an error that falls back ([`Error::falls_back`]) becomes given the record: a cache
+/// grant within the grace, `clock_rollback` (a clock moved back, or held), `grace_expired`,
+/// or the error itself when no record can grant.
+pub fn fall_back(
     record: Option<&Record>,
     query: &Query,
     now: i64,
@@ -560,9 +653,15 @@ fn fall_back(
     if let Some(by_seconds) = record.rollback(now, p) {
         return CheckOutcome::Unverified(Error::ClockRollback { by_seconds });
     }
-    licensed_from_cache(good, query, now, p).unwrap_or_else(|| {
+    if record.is_stalled(now) {
+        return CheckOutcome::Unverified(Error::ClockStalled {
+            answers: record.stalled,
+        });
+    }
+    let seen = record.seen(now);
+    licensed_from_cache(good, query, seen, p).unwrap_or_else(|| {
         CheckOutcome::Unverified(Error::GraceExpired {
-            verified_seconds_ago: unsigned(now.saturating_sub(good.verified_at)),
+            verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),
             cause: err.to_string(),
         })
     })
@@ -571,7 +670,9 @@ fn fall_back(
 /// Step 1 of a check: decides from the cached record alone whether to send a validate.
 ///
 /// `record` is what the store holds for this organization and key, already decoded (a
-/// missing, tampered or unknown-version record is `None`).
+/// missing, tampered or unknown-version record is `None`). A [`Plan::Cached`] answer is
+/// given from the record: record it with [`Record::note_answer`] before answering (a held
+/// clock must not repeat it without end).
 pub fn plan(record: Option<&Record>, query: &Query, now: i64, policy: &GracePolicy) -> Plan {
     let Some(r) = record.filter(|r| r.belongs_to(query)) else {
         return Plan::Ask;
@@ -590,22 +691,91 @@ pub fn plan(record: Option<&Record>, query: &Query, now: i64, policy: &GracePoli
             other => Plan::Refuse(other),
         };
     }
-    if query.increment_usage != 0 {
+    if query.increment_usage != 0 || r.is_stalled(now) {
         return Plan::Ask;
     }
+    let seen = r.seen(now);
     match r.usable(query, now) {
-        Some(good) if now.saturating_sub(good.verified_at) < policy.revalidate_secs() => {
-            licensed_from_cache(good, query, now, policy).map_or(Plan::Ask, Plan::Cached)
+        Some(good) if seen.saturating_sub(good.verified_at) < policy.revalidate_secs() => {
+            licensed_from_cache(good, query, seen, policy).map_or(Plan::Ask, Plan::Cached)
         }
         _ => Plan::Ask,
     }
+}
+
+/// The time an online verdict is anchored at: `now`, or the response's `Date` when the local
+/// clock is ahead of it by more than the tolerance (a clock that jumped forward once must not
+/// read as a rollback when it comes back). A clock behind the server keeps its own time: the
+/// record's intervals are measured on it consistently.
+fn anchor(now: i64, server_date: Option<i64>, policy: &GracePolicy) -> i64 {
+    match server_date {
+        Some(date) if now > date.saturating_add(policy.tolerance_secs()) => date,
+        _ => now,
+    }
+}
+
+/// The record after a good online verdict on `query`: a fresh good verdict (the activation
+/// made on this machine stays remembered; a denial and a block are cleared).
+fn verified(
+    record: Option<Record>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+    license: &ValidatedLicenseKey,
+    server_date: Option<i64>,
+) -> Record {
+    let at = anchor(now, server_date, policy);
+    let mut stored = license.clone();
+    stored.license_key.key = Key::new(stored.license_key.display_key.clone());
+    Record {
+        good: Some(GoodVerdict {
+            license: stored,
+            activation_id: query.activation_id.clone(),
+            benefit_id: query.benefit_id.clone(),
+            customer_id: query.customer_id.clone(),
+            conditions: query.conditions.clone(),
+            verified_at: at,
+            server_date,
+        }),
+        // An online success re-anchors the clock: verified_at and latest_seen move
+        // together, so a clock set ahead earlier cannot stretch the grace.
+        latest_seen: at,
+        activation: record.and_then(|r| r.activation),
+        ..Record::empty(query, at)
+    }
+}
+
+/// The record after an online denial: a tombstone (the record never grants until Polar says
+/// yes again).
+fn tombstoned(record: Option<Record>, query: &Query, now: i64, denial: &Denial) -> Record {
+    let mut r = record.unwrap_or_else(|| Record::empty(query, now));
+    r.touch(now);
+    r.blocked_until = None;
+    r.denied = Some(DenialMark {
+        reason: denial.reason,
+        detail: denial.detail.clone(),
+        status: denial.status,
+        remaining_usages: denial.remaining_usages,
+        at: now,
+    });
+    r
+}
+
+/// The record after a 429: nothing is sent before `retry-after` (60 s when unreadable).
+fn blocked(record: Option<Record>, query: &Query, now: i64, retry_after: Option<u64>) -> Record {
+    let mut r = record.unwrap_or_else(|| Record::empty(query, now));
+    r.touch(now);
+    let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
+    r.blocked_until = Some(now.saturating_add(secs(Duration::from_secs(wait))));
+    r
 }
 
 /// Step 2 of a check: folds the online result of the validate sent after [`Plan::Ask`] into
 /// the record and gives the answer.
 ///
 /// `server_date` is the response's `Date` header in unix seconds, when there was one (see
-/// [`http_date`]). `record` is the same record given to [`plan`].
+/// [`http_date`]). `record` is what the store holds now (it may have changed since [`plan`]:
+/// another process's answer is folded in, not overwritten).
 pub fn settle(
     record: Option<Record>,
     query: &Query,
@@ -617,61 +787,38 @@ pub fn settle(
     let record = record.filter(|r| r.belongs_to(query));
     match online {
         Ok(Verdict::Accepted(license)) => {
-            let mut stored = license.clone();
-            stored.license_key.key = Key::new(stored.license_key.display_key.clone());
-            let fresh = Record {
-                good: Some(GoodVerdict {
-                    license: stored,
-                    activation_id: query.activation_id.clone(),
-                    benefit_id: query.benefit_id.clone(),
-                    customer_id: query.customer_id.clone(),
-                    conditions: query.conditions.clone(),
-                    verified_at: now,
-                    server_date,
-                }),
-                // An online success re-anchors the clock: verified_at and latest_seen move
-                // together, so a clock set ahead earlier cannot stretch the grace.
-                latest_seen: now,
-                // The activation made on this machine stays remembered.
-                activation: record.and_then(|r| r.activation),
-                ..Record::empty(query, now)
-            };
+            let fresh = verified(record, query, now, policy, &license, server_date);
             let outcome = CheckOutcome::Licensed {
                 source: Source::Online,
                 license: Box::new(license),
                 grace_remaining: None,
-                verified_at: now,
+                verified_at: fresh.latest_seen,
             };
             (StoreAction::Write(Box::new(fresh)), outcome)
         }
         Ok(Verdict::Denied(denial)) => {
-            let mut r = record.unwrap_or_else(|| Record::empty(query, now));
-            r.touch(now);
-            r.blocked_until = None;
-            r.denied = Some(DenialMark {
-                reason: denial.reason,
-                detail: denial.detail.clone(),
-                status: denial.status,
-                remaining_usages: denial.remaining_usages,
-                at: now,
-            });
+            let r = tombstoned(record, query, now, &denial);
             (
                 StoreAction::Write(Box::new(r)),
                 CheckOutcome::Denied(denial),
             )
         }
-        Err(err) if err.is_unverified() => {
+        Err(err) if err.falls_back() => {
             let outcome = fall_back(record.as_ref(), query, now, policy, err.clone());
             let action = match (record, &err) {
                 (record, Error::RateLimited { retry_after }) => {
-                    let mut r = record.unwrap_or_else(|| Record::empty(query, now));
-                    r.touch(now);
-                    let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
-                    r.blocked_until = Some(now.saturating_add(secs(Duration::from_secs(wait))));
+                    let mut r = blocked(record, query, now, *retry_after);
+                    if outcome.is_licensed() {
+                        r.note_answer(now);
+                    }
                     StoreAction::Write(Box::new(r))
                 }
-                (Some(mut r), _) if now > r.latest_seen => {
-                    r.touch(now);
+                (Some(mut r), _) if outcome.is_licensed() || now > r.latest_seen => {
+                    if outcome.is_licensed() {
+                        r.note_answer(now);
+                    } else {
+                        r.touch(now);
+                    }
                     StoreAction::Write(Box::new(r))
                 }
                 _ => StoreAction::Keep,
@@ -679,6 +826,116 @@ pub fn settle(
             (action, outcome)
         }
         Err(err) => (StoreAction::Keep, CheckOutcome::Unverified(err)),
+    }
+}
+
+/// Whether a denial speaks about the key itself (whatever was asked with it), or only about
+/// what a particular request asked (a condition, a benefit, a usage increment, a slot).
+fn key_level(denial: &Denial, query: &Query, record: Option<&Record>) -> bool {
+    match denial.reason {
+        Reason::Inactive | Reason::Expired => true,
+        // "Not found" names an unknown activation too: it is about the key only when no
+        // activation was asked, or the one this machine remembers.
+        Reason::NotFound => match &query.activation_id {
+            None => true,
+            Some(id) => record
+                .and_then(|r| r.activation.as_ref())
+                .is_some_and(|a| a.id.eq_ignore_ascii_case(id)),
+        },
+        _ => false,
+    }
+}
+
+/// One truth per key (contract §4): the record after an online `validate` answer to `query`
+/// that was not a grace-aware check (a face's plain validate), or `None` to leave it.
+///
+/// A good answer refreshes the record when it was asked with the binding a check would use
+/// (`check_query`); any other good answer only lifts a denial that spoke about the key. A
+/// denial about the key (`inactive`, `expired`, `not_found`) is a tombstone whatever was
+/// asked; a denial of what this request asked is one only when it is the check's own
+/// question. A 429 blocks checks too.
+pub fn observe_validate(
+    record: Option<Record>,
+    query: &Query,
+    check_query: Option<&Query>,
+    now: i64,
+    policy: &GracePolicy,
+    online: &Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
+) -> Option<Record> {
+    let record = record.filter(|r| r.belongs_to(query));
+    let same_question = check_query.is_some_and(|c| {
+        c.activation_id == query.activation_id
+            && c.benefit_id == query.benefit_id
+            && c.customer_id == query.customer_id
+            && c.conditions == query.conditions
+    });
+    match online {
+        Ok((Verdict::Accepted(license), date)) if same_question => {
+            Some(verified(record, query, now, policy, license, *date))
+        }
+        Ok((Verdict::Accepted(_), _)) => {
+            let mut r = record?;
+            let lifted = r.denied.as_ref().is_some_and(|d| {
+                matches!(
+                    d.reason,
+                    Reason::Inactive | Reason::Expired | Reason::NotFound
+                )
+            });
+            if lifted {
+                r.denied = None;
+            }
+            r.touch(now);
+            Some(r)
+        }
+        Ok((Verdict::Denied(denial), _)) => {
+            if same_question || key_level(denial, query, record.as_ref()) {
+                Some(tombstoned(record, query, now, denial))
+            } else {
+                let mut r = record?;
+                r.touch(now);
+                Some(r)
+            }
+        }
+        Err(Error::RateLimited { retry_after }) => Some(blocked(record, query, now, *retry_after)),
+        Err(_) => None,
+    }
+}
+
+/// One truth per key: the record after an online `activate` answer (`Ok` only; an error
+/// changes nothing but a 429 block). A good activation is a verdict (contract §4): it
+/// remembers the activation and starts the grace like a good validate of it, bound to
+/// `query` (the new activation id and the conditions it was made with). A denial about the
+/// key is a tombstone; `activation_limit` and `activations_not_supported` say nothing about
+/// the key's validity and leave the verdict as it was.
+pub fn observe_activate(
+    record: Option<Record>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+    online: &Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+    remember: Option<StoredActivation>,
+) -> Option<Record> {
+    let record = record.filter(|r| r.belongs_to(query));
+    match online {
+        Ok((Verdict::Accepted(read), date)) => {
+            let license = ValidatedLicenseKey {
+                license_key: read.license_key.clone(),
+                activation: Some(read.activation.clone()),
+            };
+            let mut r = verified(record, query, now, policy, &license, *date);
+            r.activation = remember;
+            Some(r)
+        }
+        Ok((Verdict::Denied(denial), _)) if key_level(denial, query, record.as_ref()) => {
+            Some(tombstoned(record, query, now, denial))
+        }
+        Ok((Verdict::Denied(_), _)) => {
+            let mut r = record?;
+            r.touch(now);
+            Some(r)
+        }
+        Err(Error::RateLimited { retry_after }) => Some(blocked(record, query, now, *retry_after)),
+        Err(_) => None,
     }
 }
 

@@ -188,7 +188,7 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
-pub use grace::{CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction};
+pub use grace::{CheckOutcome, CheckReport, GracePolicy, Plan, Query, Record, Source, StoreAction};
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
 pub use model::{

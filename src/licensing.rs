@@ -7,21 +7,20 @@
 //! [`Licensing::activate`] remembers the activation (and the conditions it was made with) so
 //! later checks validate it; [`Licensing::deactivate`] forgets it.
 
-use crate::cache::{self, MacKey};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
-use crate::fingerprint::{fingerprint_from, machine_fingerprint};
-use crate::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Record, StoredActivation};
+use crate::fingerprint::fingerprint_from;
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
-use crate::model::LicenseKeyActivationRead;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::native::{BlockingClient, ClientBuilder};
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
-use crate::session::{self, CacheStatus, Prepared, Write};
-use crate::store::{FileStore, MemoryStore, Store};
+use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
+use crate::store::{FileStore, MemoryStore, SlotLock, Store};
 use crate::transport::Transport;
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 /// A clock: unix seconds. Tests pass a fake one.
 pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
@@ -38,13 +37,62 @@ pub fn system_clock() -> i64 {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum MachineBinding {
     /// The OS machine id, hashed with the organization (the default). When the OS has none,
-    /// activations are not bound.
+    /// activations are not bound; when it has one that cannot be read, the calls that need it
+    /// fail with `cache_error` (never a silently different fingerprint).
     #[default]
     Os,
     /// This id instead of the OS's (hashed the same way): for tests and for apps with their own.
     Id(String),
     /// No binding.
     Off,
+    /// For tests: an OS whose machine id cannot be read, for this reason.
+    #[doc(hidden)]
+    Unreadable(String),
+}
+
+/// This machine's identity for an organization: the fingerprint sent as a condition (when
+/// activations are bound) and the one the cache is sealed with (always, when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    machine: Option<String>,
+    seal: Option<String>,
+}
+
+impl Identity {
+    fn of(binding: &MachineBinding, org: &str) -> Result<Identity, Error> {
+        let os = || crate::fingerprint::machine_fingerprint(org);
+        Ok(match binding {
+            MachineBinding::Os => {
+                let fp = os()?;
+                Identity {
+                    machine: fp.clone(),
+                    seal: fp,
+                }
+            }
+            MachineBinding::Id(id) => {
+                let fp = Some(fingerprint_from(id, org));
+                Identity {
+                    machine: fp.clone(),
+                    seal: fp,
+                }
+            }
+            // The seal always carries this machine's identity, whatever the binding: turning
+            // the binding on or off does not invalidate the cache, and a copied cache stays
+            // untrusted.
+            MachineBinding::Off => Identity {
+                machine: None,
+                seal: os()?,
+            },
+            MachineBinding::Unreadable(why) => {
+                return Err(Error::Cache {
+                    detail: format!(
+                        "this machine's id could not be read ({why}); activations and the \
+                         cache are bound to it"
+                    ),
+                })
+            }
+        })
+    }
 }
 
 /// Builds a [`Licensing`].
@@ -52,6 +100,7 @@ pub struct LicensingBuilder {
     client: ClientBuilder,
     store: Option<Arc<dyn Store>>,
     cache_dir: Option<PathBuf>,
+    app_id: Option<String>,
     policy: GracePolicy,
     app_secret: Option<Vec<u8>>,
     machine: MachineBinding,
@@ -108,9 +157,20 @@ impl LicensingBuilder {
         self
     }
 
-    /// Keep the cache in this directory (default: the platform's data directory).
+    /// Keep the cache in this directory (default: the application's own directory under
+    /// the platform's data directory, see [`LicensingBuilder::app_id`]).
     pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
         self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Names the application for its default cache directory,
+    /// `<platform data dir>/polar-license/<app_id>` (default: the executable's file name).
+    /// Each application has its own records: one vendor's app, or the `polar-license`
+    /// command, never shares them with another by accident. 1 to 64 ASCII letters, digits,
+    /// `.`, `-` or `_` (a reverse-DNS id such as `com.example.editor` is a good choice).
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = Some(app_id.into());
         self
     }
 
@@ -158,29 +218,25 @@ impl LicensingBuilder {
     fn finish(self, client: BlockingClient) -> Result<Licensing, Error> {
         self.policy.validate()?;
         let org = client.api().organization_id().to_string();
-        let store: Arc<dyn Store> = match (self.store, self.cache_dir) {
-            (Some(store), _) => store,
-            (None, Some(dir)) => Arc::new(FileStore::new(dir)),
-            (None, None) => Arc::new(FileStore::open_default()?),
+        let store: Arc<dyn Store> = match (self.store, self.cache_dir, self.app_id) {
+            (Some(store), _, _) => store,
+            (None, Some(dir), _) => Arc::new(FileStore::new(dir)),
+            (None, None, Some(app)) => Arc::new(FileStore::new(FileStore::dir_for_app(&app)?)),
+            (None, None, None) => Arc::new(FileStore::open_default()?),
         };
-        // The seal always carries this machine's identity, whatever the binding: turning the
-        // binding on or off does not invalidate the cache, and a copied cache stays untrusted.
-        let seal = match &self.machine {
-            MachineBinding::Id(id) => Some(fingerprint_from(id, &org)),
-            MachineBinding::Os | MachineBinding::Off => machine_fingerprint(&org),
-        };
-        let machine = match self.machine {
-            MachineBinding::Os => machine_fingerprint(&org),
-            MachineBinding::Id(id) => Some(fingerprint_from(&id, &org)),
-            MachineBinding::Off => None,
-        };
+        // Read once here; a machine id that cannot be read now is read again by each call
+        // that needs it (and fails it with its own message until it can be).
+        let identity = std::sync::OnceLock::new();
+        if let Ok(id) = Identity::of(&self.machine, &org) {
+            let _ = identity.set(id);
+        }
         Ok(Licensing {
             client,
             store,
             policy: self.policy,
             app_secret: self.app_secret.map(Arc::from),
-            machine,
-            seal,
+            binding: self.machine,
+            identity: Arc::new(identity),
             require_activation: self.require_activation,
             entitlements: Arc::new(self.entitlements),
             clock: self.clock,
@@ -216,8 +272,8 @@ pub struct Licensing {
     store: Arc<dyn Store>,
     policy: GracePolicy,
     app_secret: Option<Arc<[u8]>>,
-    machine: Option<String>,
-    seal: Option<String>,
+    binding: MachineBinding,
+    identity: Arc<std::sync::OnceLock<Identity>>,
     require_activation: bool,
     entitlements: Arc<Entitlements>,
     clock: Clock,
@@ -229,57 +285,87 @@ impl std::fmt::Debug for Licensing {
         f.debug_struct("Licensing")
             .field("client", &self.client)
             .field("policy", &self.policy)
-            .field("machine_bound", &self.machine.is_some())
+            .field("machine_bound", &self.machine_fingerprint().is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// The slot and MAC key of one key's record.
-#[derive(Clone)]
-struct Slot {
-    name: String,
-    mac: MacKey,
-}
-
-/// What the last check of this `Licensing` (and its clones) worked out, so that a warm
+/// What the last checks of this `Licensing` (and its clones) worked out, so that a warm
 /// check repeats none of the costly pure steps (issue #6 measured HMAC-SHA256 and the JSON
 /// parse at about three quarters of a cached check).
 ///
-/// Both entries are exact, never a guess: the slot is reused only for the same license key
-/// and the same install secret bytes (the MAC key is a pure function of those and of fields
-/// fixed at build time), and a record only for byte-for-byte the same stored bytes under
-/// the same slot and MAC key (decoding is a pure function of those). The store is still
-/// read on every check, so a record another process replaced, removed or tampered with is
-/// seen at once.
+/// Every entry is exact, never a guess: the slot is reused only for the same license key and
+/// the same install secret bytes (its seal is a pure function of those and of fields fixed at
+/// build time), and an opened record only for byte-for-byte the same stored record and
+/// ledger under the same slot (opening is a pure function of those). The store is still read
+/// on every check, so a record another process replaced, removed or tampered with is seen at
+/// once.
 #[derive(Default)]
 struct Memo {
-    slot: std::sync::Mutex<Option<(String, Vec<u8>, Slot)>>,
-    record: std::sync::Mutex<Option<(Slot, Vec<u8>, Record)>>,
+    slot: Mutex<Option<(String, Vec<u8>, Slot)>>,
+    opened: Mutex<Option<(String, Stored, Opened)>>,
+    answered: Mutex<Option<Answered>>,
+}
+
+/// The stored bytes of one key: its record and its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Stored {
+    record: Option<Vec<u8>>,
+    ledger: Option<Vec<u8>>,
+}
+
+/// The last cached answer this process recorded: a check of the same slot, at the same clock
+/// second, on the very record it wrote, within a second of it by the monotonic clock, is the
+/// same answer again and is not recorded twice (a tight loop of checks stays a memory read).
+/// A held clock still counts: a later process, or the same one a second later, records it.
+struct Answered {
+    slot: String,
+    now: i64,
+    at: Instant,
+    record: Vec<u8>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl Memo {
     fn slot(&self, key: &Key, secret: &[u8]) -> Option<Slot> {
-        let memo = self.slot.lock().ok()?;
+        let memo = lock(&self.slot);
         let (k, s, slot) = memo.as_ref()?;
         (k == key.expose() && s == secret).then(|| slot.clone())
     }
 
     fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Slot) {
-        if let Ok(mut memo) = self.slot.lock() {
-            *memo = Some((key.expose().to_string(), secret, slot.clone()));
-        }
+        *lock(&self.slot) = Some((key.expose().to_string(), secret, slot.clone()));
     }
 
-    fn record(&self, slot: &Slot, bytes: &[u8]) -> Option<Record> {
-        let memo = self.record.lock().ok()?;
-        let (s, b, record) = memo.as_ref()?;
-        (s.name == slot.name && s.mac == slot.mac && b == bytes).then(|| record.clone())
+    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Opened> {
+        let memo = lock(&self.opened);
+        let (name, bytes, opened) = memo.as_ref()?;
+        (name == &slot.name && bytes == stored).then(|| opened.clone())
     }
 
-    fn remember_record(&self, slot: &Slot, bytes: Vec<u8>, record: &Record) {
-        if let Ok(mut memo) = self.record.lock() {
-            *memo = Some((slot.clone(), bytes, record.clone()));
-        }
+    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Opened) {
+        *lock(&self.opened) = Some((slot.name.clone(), stored, opened.clone()));
+    }
+
+    fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
+        lock(&self.answered).as_ref().is_some_and(|a| {
+            a.slot == slot.name
+                && a.now == now
+                && a.at.elapsed() < Duration::from_secs(1)
+                && stored.record.as_deref() == Some(a.record.as_slice())
+        })
+    }
+
+    fn remember_answer(&self, slot: &Slot, now: i64, record: Vec<u8>) {
+        *lock(&self.answered) = Some(Answered {
+            slot: slot.name.clone(),
+            now,
+            at: Instant::now(),
+            record,
+        });
     }
 }
 
@@ -290,6 +376,7 @@ impl Licensing {
             client: BlockingClient::builder(organization_id),
             store: None,
             cache_dir: None,
+            app_id: None,
             policy: GracePolicy::default(),
             app_secret: None,
             machine: MachineBinding::default(),
@@ -321,9 +408,18 @@ impl Licensing {
         self.entitlements.check(feature, verdict)
     }
 
-    /// This machine's fingerprint for the organization, when activations are machine-bound.
+    /// This machine's fingerprint for the organization, when activations are machine-bound
+    /// (and the machine id can be read).
     pub fn machine_fingerprint(&self) -> Option<&str> {
-        self.machine.as_deref()
+        self.identity().ok().and_then(|i| i.machine.as_deref())
+    }
+
+    fn identity(&self) -> Result<&Identity, Error> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity);
+        }
+        let identity = Identity::of(&self.binding, self.org())?;
+        Ok(self.identity.get_or_init(|| identity))
     }
 
     fn org(&self) -> &str {
@@ -331,150 +427,340 @@ impl Licensing {
     }
 
     fn slot(&self, key: &Key) -> Result<Slot, Error> {
+        let identity = self.identity()?;
         let secret = self.store.install_secret()?;
         if let Some(slot) = self.memo.slot(key, &secret) {
             return Ok(slot);
         }
-        let slot = Slot {
-            name: cache::slot_name(self.org(), key.expose()),
-            mac: session::mac_key(
-                key,
-                self.org(),
-                &secret,
-                self.seal.as_deref(),
-                self.app_secret.as_deref(),
-            ),
-        };
+        let slot = Slot::new(
+            self.client.api().base_url(),
+            self.org(),
+            key,
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        );
         self.memo.remember_slot(key, secret, &slot);
         Ok(slot)
     }
 
-    /// The trusted record of `key`, if any (untrusted bytes count as none).
-    fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
-        let Some(bytes) = self.store.load(&slot.name)? else {
-            return Ok(None);
-        };
-        if let Some(record) = self.memo.record(slot, &bytes) {
-            return Ok(Some(record));
-        }
-        let record = session::trusted(Some(&bytes), &slot.mac, self.org(), key);
-        if let Some(record) = &record {
-            self.memo.remember_record(slot, bytes, record);
-        }
-        Ok(record)
+    fn read(&self, slot: &Slot) -> Result<Stored, Error> {
+        Ok(Stored {
+            record: self.store.load(&slot.name)?,
+            ledger: self.store.load(&slot.ledger)?,
+        })
     }
 
-    fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {
-        self.store
-            .save(&slot.name, &cache::encode(record, &slot.mac))
+    /// The slot's stored bytes, opened (untrusted bytes count as no record).
+    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
+        let stored = self.read(slot)?;
+        if let Some(opened) = self.memo.opened(slot, &stored) {
+            return Ok((stored, opened));
+        }
+        let opened = session::open(
+            stored.record.as_deref(),
+            stored.ledger.as_deref(),
+            slot,
+            self.org(),
+            key,
+        );
+        self.memo.remember_opened(slot, stored.clone(), &opened);
+        Ok((stored, opened))
+    }
+
+    /// Stores `record` (and its ledger), in order; the record's bytes.
+    fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<Vec<u8>, Error> {
+        let mut written = Vec::new();
+        for (name, bytes) in session::seal(opened, record, slot) {
+            self.store.save(&name, &bytes)?;
+            if name == slot.name {
+                written = bytes;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Stores an answer's record; when that fails and the record carries a denial, removes
+    /// the stored record (a tombstone that cannot be written must not leave an old grant).
+    fn save_or_forget(
+        &self,
+        slot: &Slot,
+        opened: &Opened,
+        record: Record,
+    ) -> Result<Vec<u8>, Error> {
+        let must_not_grant = record.denied.is_some();
+        self.save(slot, opened, record).inspect_err(|_| {
+            if must_not_grant {
+                // If even this fails, the store is broken and the next read fails too.
+                let _ = self.store.remove(&slot.name);
+            }
+        })
     }
 
     /// Activates `req.key` on this machine and remembers the activation, so later
     /// [`check`](Licensing::check)s validate it. The machine fingerprint is added to the
     /// conditions (as `machine_fingerprint`) unless binding is off.
     ///
-    /// If Polar activated but the cache cannot remember it, the error is `cache_error` and its
-    /// detail names the new activation id, so nothing is lost.
+    /// A good activation is a verdict: it starts the grace period like a good validate, so
+    /// a check right after it answers from the cache, online or not. A denial about the key
+    /// (`not_found`, `inactive`, `expired`) removes the cache's power to grant.
+    ///
+    /// The cache is opened first: when it cannot be, the error is `cache_error` and no slot
+    /// is taken. If Polar activated but the cache cannot remember it, the error is
+    /// `cache_error` and its detail names the new activation id, so nothing is lost.
     pub fn activate(
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        let (req, key) = session::bound_activation(req, self.machine.as_deref())?;
-        let verdict = self.client.activate(&req)?;
-        if let Verdict::Accepted(read) = &verdict {
-            let activation = session::stored_activation(read, &req, (self.clock)());
-            self.remember(&key, activation)
-                .map_err(|e| session::unremembered(read, &e))?;
+        let (req, key) = session::bound_activation(req, self.identity()?.machine.as_deref())?;
+        self.client.api().activate_request(&req)?;
+        let slot = self.slot(&key)?;
+        let now = (self.clock)();
+        let online = self.client.activate_dated(&req, now);
+        let written = self.store.lock(&slot.name).and_then(|_lock| {
+            let (_, opened) = self.open(&slot, &key)?;
+            let record =
+                session::activated(&opened, self.org(), &req, &key, now, &self.policy, &online);
+            match record {
+                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
+                None => Ok(()),
+            }
+        });
+        let verdict = online?.0;
+        match (&verdict, written) {
+            (Verdict::Accepted(read), Err(e)) => Err(session::unremembered(read, &e)),
+            _ => Ok(verdict),
         }
-        Ok(verdict)
     }
 
-    fn remember(&self, key: &Key, activation: StoredActivation) -> Result<(), Error> {
-        let slot = self.slot(key)?;
-        let _lock = self.store.lock(&slot.name)?;
-        let record = self.load(&slot, key)?;
-        let record = session::remember(record, self.org(), key, activation, (self.clock)());
-        self.save(&slot, &record)
+    /// Validates online once, with no cache answer (Polar's `validate`): the request as given,
+    /// with this machine's fingerprint among the conditions when it names an activation and
+    /// activations are machine-bound (the conditions `activate` stored). The answer updates
+    /// the key's record (one truth per key): a denial about the key removes the cache's power
+    /// to grant, and a good answer to the question `check` asks refreshes it.
+    pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let machine = match self.identity() {
+            Ok(identity) => identity.machine.clone(),
+            Err(e) if req.activation_id.is_some() => return Err(e),
+            Err(_) => None,
+        };
+        let req = session::bound_validate(req, machine.as_deref());
+        let now = (self.clock)();
+        let online = self.client.validate_at(&req, now);
+        if let Ok(slot) = self.slot(&key) {
+            // The answer stands whatever the cache does; a denial that cannot be written
+            // removes the record (save_or_forget).
+            let _ = self.store.lock(&slot.name).and_then(|_lock| {
+                let (_, opened) = self.open(&slot, &key)?;
+                let record = session::validated(
+                    &opened,
+                    self.org(),
+                    &req,
+                    machine.as_deref(),
+                    now,
+                    &self.policy,
+                    &online,
+                );
+                match record {
+                    Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
+                    None => Ok(()),
+                }
+            });
+        }
+        online.map(|(verdict, _)| verdict)
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
     /// the conditions it was made with, answering from the cache as the policy allows.
     pub fn check(&self, key: impl Into<Key>) -> CheckOutcome {
+        self.check_report(key).outcome
+    }
+
+    /// [`Licensing::check`], with why a cached answer came from the cache although Polar was
+    /// asked, and whether the cache could be updated ([`CheckReport`]).
+    pub fn check_report(&self, key: impl Into<Key>) -> CheckReport {
         self.run_check(&key.into(), None)
     }
 
     /// The grace-aware verdict for an explicit validate request (the cache is used only for
     /// an identical request).
     pub fn check_request(&self, req: &ValidateRequest) -> CheckOutcome {
+        self.check_request_report(req).outcome
+    }
+
+    /// [`Licensing::check_request`] with its [`CheckReport`].
+    pub fn check_request_report(&self, req: &ValidateRequest) -> CheckReport {
         let Some(key) = req.key.clone() else {
-            return CheckOutcome::Unverified(Error::invalid("key", "is required"));
+            return CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                "key",
+                "is required",
+            )));
         };
         self.run_check(&key, Some(req))
     }
 
-    /// The request a check sends: the explicit one, or the remembered activation's.
-    fn request_for(
-        &self,
-        key: &Key,
-        explicit: Option<&ValidateRequest>,
-        record: Option<&Record>,
-    ) -> Result<ValidateRequest, Error> {
-        match explicit {
-            Some(req) => Ok(req.clone()),
-            None => session::plain_check_request(
-                key,
-                record,
-                self.machine.as_deref(),
-                self.require_activation,
-            ),
+    /// Phase 1 of a check, under the slot's lock: answered (recorded when it came from the
+    /// cache), or the request to send with the slot as it was read.
+    fn begin(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Begun {
+        let slot = match self.slot(key) {
+            Ok(slot) => slot,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let _lock = match self.store.lock(&slot.name) {
+            Ok(lock) => lock,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let (stored, opened) = match self.open(&slot, key) {
+            Ok(opened) => opened,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let req = match session::check_request(
+            key,
+            explicit,
+            &opened,
+            self.machine_fingerprint(),
+            self.require_activation,
+        ) {
+            Ok(req) => req,
+            Err(e) => return Begun::Answered(CheckReport::of(CheckOutcome::Unverified(e))),
+        };
+        let now = (self.clock)();
+        match session::begin(self.client.api(), &opened, &req, now, &self.policy) {
+            Begin::Done(outcome) => Begun::Answered(CheckReport::of(outcome)),
+            Begin::Cached {
+                outcome,
+                write,
+                or_ask,
+            } => {
+                if self.memo.answered_again(&slot, now, &stored) {
+                    return Begun::Answered(CheckReport::of(outcome));
+                }
+                match self.save(&slot, &opened, *write) {
+                    Ok(bytes) => {
+                        self.memo.remember_answer(&slot, now, bytes);
+                        Begun::Answered(CheckReport::of(outcome))
+                    }
+                    // An answer that cannot be counted is not given as fresh: Polar is asked,
+                    // and the cache still answers within the grace if it cannot be.
+                    Err(e) => match or_ask {
+                        Some(asking) => Begun::Asking(Box::new(Step {
+                            slot,
+                            opened,
+                            asking,
+                            cache_error: Some(e),
+                        })),
+                        None => Begun::Answered(CheckReport {
+                            cache_error: Some(e),
+                            ..CheckReport::of(outcome)
+                        }),
+                    },
+                }
+            }
+            Begin::Ask(asking) => Begun::Asking(Box::new(Step {
+                slot,
+                opened,
+                asking,
+                cache_error: None,
+            })),
         }
     }
 
-    fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckOutcome {
-        let opened = self
-            .slot(key)
-            .and_then(|slot| Ok((self.store.lock(&slot.name)?, slot)))
-            .and_then(|(lock, slot)| Ok((self.load(&slot, key)?, lock, slot)));
-        let (record, _lock, slot) = match opened {
+    fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
+        match self.begin(key, explicit) {
+            Begun::Asking(step) => self.ask(key, step),
+            Begun::Answered(report) => report,
+        }
+    }
+
+    /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
+    /// asking already and the cache can answer at once), then folds the answer into the
+    /// record as it is now.
+    fn ask(&self, key: &Key, step: Box<Step>) -> CheckReport {
+        let Step {
+            slot,
+            opened,
+            asking,
+            mut cache_error,
+        } = *step;
+        // An error taking the marker only means the others cannot see this check asking.
+        let marker = self
+            .store
+            .try_lock(&slot.ask)
+            .unwrap_or(Some(SlotLock::none()));
+        if marker.is_none() {
+            if let Some(report) = self.while_asked(key, &slot, &asking) {
+                return report;
+            }
+        }
+        let expect = asking.expect(self.org());
+        let online = self.client.send_validate(&asking.http, expect.as_ref());
+        let finished = self
+            .store
+            .lock(&slot.name)
+            .and_then(|lock| Ok((lock, self.open(&slot, key)?.1)));
+        let (_lock, current) = match finished {
             Ok(opened) => opened,
-            // Without the cache the remembered activation is unknown: a bare-key check would
-            // skip the machine binding the app asked for.
-            Err(cache_error) if explicit.is_none() && self.require_activation => {
-                return CheckOutcome::Unverified(cache_error)
-            }
-            Err(cache_error) => {
-                return match self.request_for(key, explicit, None) {
-                    Ok(req) => session::online_only(
-                        self.client.validate(&req),
-                        &cache_error,
-                        (self.clock)(),
-                    ),
-                    Err(e) => CheckOutcome::Unverified(e),
-                }
+            Err(e) => {
+                // The answer stands; the cache could not learn it.
+                let f = session::finish(&opened, &asking, &self.policy, online);
+                return CheckReport {
+                    outcome: f.outcome,
+                    fallback: f.fallback,
+                    cache_error: Some(e),
+                };
             }
         };
-        let req = match self.request_for(key, explicit, record.as_ref()) {
-            Ok(req) => req,
-            Err(e) => return CheckOutcome::Unverified(e),
-        };
+        let f = session::finish(&current, &asking, &self.policy, online);
+        if let Some(record) = f.write {
+            if let Err(e) = self.save_or_forget(&slot, &current, record) {
+                cache_error = Some(e);
+            }
+        }
+        CheckReport {
+            outcome: f.outcome,
+            fallback: f.fallback,
+            cache_error,
+        }
+    }
+
+    /// Another check of this key is asking Polar: the cache's answer at once, recorded, when
+    /// it can license (`None`: ask as well).
+    fn while_asked(&self, key: &Key, slot: &Slot, asking: &Asking) -> Option<CheckReport> {
+        let _lock = self.store.lock(&slot.name).ok()?;
+        let (_, opened) = self.open(slot, key).ok()?;
+        let (outcome, record) = session::while_asked(&opened, asking, &self.policy)?;
+        let cache_error = self.save(slot, &opened, record).err();
+        // An answer that cannot be counted is not given: ask as well.
+        cache_error.is_none().then(|| CheckReport::of(outcome))
+    }
+
+    /// A check when the cache cannot be used at all: this machine's id cannot be read (its
+    /// error, as it is: a bare-key check would skip the binding), a cache that cannot be
+    /// opened while an activation is required (the remembered activation is unknown), else
+    /// one online validate.
+    fn without_cache(
+        &self,
+        key: &Key,
+        explicit: Option<&ValidateRequest>,
+        cache_error: Error,
+    ) -> CheckReport {
+        let unbound = explicit.is_none() && self.require_activation;
+        if unbound || self.identity().is_err() {
+            return CheckReport::of(CheckOutcome::Unverified(cache_error));
+        }
+        let req = explicit
+            .cloned()
+            .unwrap_or_else(|| ValidateRequest::new(key.clone()));
         let now = (self.clock)();
-        match session::prepare(self.client.api(), record.as_ref(), &req, now, &self.policy) {
-            Prepared::Done(outcome) => outcome,
-            Prepared::Ask { query, http } => {
-                let online = self.client.send_validate(&http);
-                let (write, outcome) = session::conclude(record, &query, now, &self.policy, online);
-                if let Write::Save {
-                    record,
-                    must_not_grant,
-                } = write
-                {
-                    if self.save(&slot, &record).is_err() && must_not_grant {
-                        // If even this fails, the store is broken and the next load fails too.
-                        let _ = self.store.remove(&slot.name);
-                    }
-                }
-                outcome
-            }
+        let online = self.client.validate_at(&req, now).map(|(v, _)| v);
+        CheckReport {
+            outcome: session::online_only(online, &cache_error, now),
+            fallback: None,
+            cache_error: Some(cache_error),
         }
     }
 
@@ -482,9 +768,10 @@ impl Licensing {
     /// on a background thread, calling `on_fresh` with the result. Returns the immediate
     /// answer and the thread's handle (`None` when no request was needed).
     ///
-    /// The immediate answer is what the cache can say without asking: licensed from the cache
-    /// within the grace period, or the cached denial, or `offline` ("not verified yet") when
-    /// there is nothing usable: an app can start in a limited mode and upgrade when
+    /// The immediate answer is decided exactly as [`Licensing::check`] decides before it
+    /// asks Polar (so `require_activation` and bad input refuse here too): licensed from the
+    /// cache within the grace period, or the cached denial, or `offline` ("not verified yet")
+    /// when there is nothing usable: an app can start in a limited mode and upgrade when
     /// `on_fresh` arrives.
     pub fn check_in_background(
         &self,
@@ -492,57 +779,24 @@ impl Licensing {
         on_fresh: impl FnOnce(CheckOutcome) + Send + 'static,
     ) -> (CheckOutcome, Option<std::thread::JoinHandle<()>>) {
         let key = key.into();
-        let immediate = self.peek(&key);
-        match immediate {
-            Ok(outcome) => (outcome, None),
-            Err(immediate) => {
-                let me = self.clone();
-                let handle = std::thread::Builder::new()
-                    .name("polar-license-revalidate".into())
-                    .spawn(move || on_fresh(me.check(key)));
-                match handle {
-                    Ok(handle) => (immediate, Some(handle)),
-                    Err(e) => (
-                        CheckOutcome::Unverified(Error::Offline {
-                            timeout: false,
-                            detail: format!("could not start the background check: {e}"),
-                        }),
-                        None,
-                    ),
-                }
-            }
-        }
-    }
-
-    /// `Ok(answer)` when the cache settles it with no request; `Err(best answer for now)`
-    /// when a request is needed.
-    fn peek(&self, key: &Key) -> Result<CheckOutcome, CheckOutcome> {
-        let pending = || Error::Offline {
-            timeout: false,
-            detail: "not verified yet: revalidating in the background".into(),
+        let step = match self.begin(&key, None) {
+            Begun::Asking(step) => step,
+            Begun::Answered(report) => return (report.outcome, None),
         };
-        let Ok(slot) = self.slot(key) else {
-            return Err(CheckOutcome::Unverified(pending()));
-        };
-        let record = match self.load(&slot, key) {
-            Ok(record) => record,
-            Err(_) => return Err(CheckOutcome::Unverified(pending())),
-        };
-        let req = session::remembered_request(key, record.as_ref(), self.machine.as_deref());
-        let Ok(query) = Query::from_request(self.org(), &req) else {
-            return Err(CheckOutcome::Unverified(pending()));
-        };
-        let now = (self.clock)();
-        match grace::plan(record.as_ref(), &query, now, &self.policy) {
-            Plan::Cached(outcome) | Plan::Refuse(outcome) => Ok(outcome),
-            Plan::Ask => {
-                if let Some(denied) = record.as_ref().and_then(|r| r.denied.as_ref()) {
-                    return Err(CheckOutcome::Denied(denied.to_denial()));
-                }
-                let (_, outcome) =
-                    grace::settle(record, &query, now, &self.policy, Err(pending()), None);
-                Err(outcome)
-            }
+        let immediate = session::pending(&step.opened, &step.asking, &self.policy);
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("polar-license-revalidate".into())
+            .spawn(move || on_fresh(me.ask(&key, step).outcome));
+        match handle {
+            Ok(handle) => (immediate, Some(handle)),
+            Err(e) => (
+                CheckOutcome::Unverified(Error::Offline {
+                    timeout: false,
+                    detail: format!("could not start the background check: {e}"),
+                }),
+                None,
+            ),
         }
     }
 
@@ -556,13 +810,14 @@ impl Licensing {
         let key = key.into();
         let slot = self.slot(&key)?;
         let _lock = self.store.lock(&slot.name)?;
-        let record = self.load(&slot, &key)?;
-        let id = session::deactivation_target(activation_id, record.as_ref())?;
+        let (_, opened) = self.open(&slot, &key)?;
+        let id = session::deactivation_target(activation_id, &opened)?;
         let verdict = self
             .client
             .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))?;
-        if let Some(record) = session::forget_activation(record, &id, &verdict) {
-            self.save(&slot, &record)?;
+        let now = (self.clock)();
+        if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
+            self.save(&slot, &opened, record)?;
         }
         Ok(verdict)
     }
@@ -590,12 +845,10 @@ impl Licensing {
     pub fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key)?;
-        let bytes = self.store.load(&slot.name)?;
+        let (stored, opened) = self.open(&slot, &key)?;
         Ok(session::status(
-            bytes.as_deref(),
-            &slot.mac,
-            self.org(),
-            &key,
+            opened,
+            stored.record.is_some(),
             (self.clock)(),
             &self.policy,
         ))
@@ -608,4 +861,21 @@ impl Licensing {
         let _lock = self.store.lock(&slot.name)?;
         self.store.remove(&slot.name)
     }
+}
+
+/// What phase 1 of a check came to.
+enum Begun {
+    /// The answer, with no request (or the cache cannot be used at all).
+    Answered(CheckReport),
+    /// A request to send.
+    Asking(Box<Step>),
+}
+
+/// A check between its phases: the slot as phase 1 read it and what to ask.
+struct Step {
+    slot: Slot,
+    opened: Opened,
+    asking: Box<Asking>,
+    /// The cached answer could not be recorded.
+    cache_error: Option<Error>,
 }

@@ -1,8 +1,18 @@
-//! The grace-aware flow shared by the native `Licensing` and the wasm `AsyncLicensing`: every
-//! decision between the store's IO and the network's, written once. Pure: no IO, no clock.
+//! The grace-aware flows shared by every face (the native `Licensing`, which the C ABI and the
+//! command line use, the wasm `AsyncLicensing`, and the npm package's engine): every decision
+//! between the store's IO and the network's, written once. Pure: no IO, no clock.
 //!
-//! A check is `prepare` (record → the request to send, or an answer with no request), one
-//! validate, then `conclude` (the answer and what to write back).
+//! A face's shell only moves bytes: it reads a key's [`Slot`] (the record and its ledger),
+//! [`open`]s them, asks this module what to do, sends what it is told, and stores what
+//! [`seal`] gives it, in order. A check runs in phases, so that no lock is held while Polar is
+//! asked (a hung server must not queue the other checks behind it):
+//!
+//! 1. under the slot's lock: [`begin`] answers from the cache ([`Begin::Cached`], which must be
+//!    recorded first), refuses ([`Begin::Done`]), or asks ([`Begin::Ask`]);
+//! 2. without it: if another check of the key is asking Polar already, [`while_asked`] answers
+//!    from the cache at once when it can; otherwise the request is sent;
+//! 3. under the lock again, with the slot read anew: [`finish`] folds the answer into the
+//!    record as it is now.
 
 use crate::cache::{self, MacKey, Untrusted};
 use crate::error::{Error, Verdict};
@@ -13,7 +23,7 @@ use crate::grace::{
 use crate::key::Key;
 use crate::metadata::MetaValue;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
-use crate::proto::{ActivateRequest, Api, HttpRequest, ValidateRequest};
+use crate::proto::{ActivateRequest, Api, Expect, HttpRequest, ValidateRequest};
 use crate::reason::Reason;
 use std::time::Duration;
 
@@ -22,8 +32,9 @@ use std::time::Duration;
 pub enum CacheState {
     /// Nothing stored.
     Empty,
-    /// Something is stored but cannot be trusted (edited, copied from another install, another
-    /// format version); it is treated as no cache.
+    /// Something is stored but cannot be trusted (edited, copied from another install or
+    /// machine, put back after a newer record, another format version); it is treated as no
+    /// cache.
     Untrusted(Untrusted),
     /// A trusted record.
     Present(Box<Record>),
@@ -40,56 +51,135 @@ pub struct CacheStatus {
     pub grace_remaining: Option<Duration>,
     /// How far the clock moved back past the tolerance, if it did.
     pub clock_rollback: Option<u64>,
+    /// The activation the next check validates: the trusted record's, or the one an untrusted
+    /// record still names (an activation id is no secret: Polar checks it with the key and
+    /// this machine's conditions, so it is recovered instead of taking a new slot).
+    pub activation: Option<StoredActivation>,
 }
 
-/// The MAC key of one key's record. The machine identity (`seal`) and the app's secret are
-/// framed with their lengths so no two inputs collide.
-pub(crate) fn mac_key(
-    key: &Key,
-    organization_id: &str,
-    install_secret: &[u8],
-    seal: Option<&str>,
-    app_secret: Option<&[u8]>,
-) -> MacKey {
-    let mut extra = Vec::new();
-    for part in [seal.map(str::as_bytes), app_secret] {
-        let part = part.unwrap_or_default();
-        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-        extra.extend_from_slice(part);
+/// One key's entries in a store, and the key that seals them.
+#[derive(Clone, PartialEq, Eq)]
+pub(crate) struct Slot {
+    /// The record's slot.
+    pub name: String,
+    /// The ledger's slot (the highest sequence number written).
+    pub ledger: String,
+    /// The slot whose lock is held while a check asks Polar.
+    pub ask: String,
+    /// The seal.
+    pub mac: MacKey,
+    /// The server's origin the record is bound to.
+    pub origin: String,
+}
+
+impl Slot {
+    /// The slot of `key` for a server origin and organization. The seal comes from the key,
+    /// the organization, the origin, the install secret, the machine's identity (`seal`) and
+    /// the app's secret, each framed with its length so no two inputs collide.
+    pub fn new(
+        origin: &str,
+        organization_id: &str,
+        key: &Key,
+        install_secret: &[u8],
+        seal: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> Slot {
+        let mut extra = Vec::new();
+        for part in [Some(origin.as_bytes()), seal.map(str::as_bytes), app_secret] {
+            let part = part.unwrap_or_default();
+            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+            extra.extend_from_slice(part);
+        }
+        let name = cache::slot_name(origin, organization_id, key.expose());
+        Slot {
+            ledger: cache::ledger_name(&name),
+            ask: format!("{name}-ask"),
+            mac: MacKey::derive(key.expose(), organization_id, install_secret, Some(&extra)),
+            origin: origin.to_string(),
+            name,
+        }
     }
-    MacKey::derive(key.expose(), organization_id, install_secret, Some(&extra))
 }
 
-/// Decodes stored bytes into a trusted record for `key`, or `None` (missing or untrusted).
-pub(crate) fn trusted(
-    bytes: Option<&[u8]>,
-    mac: &MacKey,
-    organization_id: &str,
-    key: &Key,
-) -> Option<Record> {
-    cache::decode(bytes?, mac)
-        .ok()
-        .filter(|r| r.is_for(organization_id, key))
+/// A key's stored state, opened: the trusted record (if any) and what the next write needs.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub(crate) struct Opened {
+    /// The trusted record, bound to this origin, organization and key, not older than its
+    /// ledger.
+    pub record: Option<Record>,
+    /// Why the stored record (present) is not used.
+    pub untrusted: Option<Untrusted>,
+    /// The activation the next check validates (see [`CacheStatus::activation`]).
+    pub remembered: Option<StoredActivation>,
+    /// The highest sequence number known for the slot.
+    seq: u64,
+    /// A trusted ledger exists (else a write puts the ledger first).
+    ledger: bool,
 }
 
-/// What `status` reports for stored bytes at `now`.
-pub(crate) fn status(
-    bytes: Option<&[u8]>,
-    mac: &MacKey,
+/// Opens a key's stored record and ledger.
+pub(crate) fn open(
+    record: Option<&[u8]>,
+    ledger: Option<&[u8]>,
+    slot: &Slot,
     organization_id: &str,
     key: &Key,
-    now: i64,
-    policy: &GracePolicy,
-) -> CacheStatus {
-    let state = match bytes {
-        None => CacheState::Empty,
-        Some(bytes) => match cache::decode(bytes, mac) {
-            Ok(record) if record.is_for(organization_id, key) => {
-                CacheState::Present(Box::new(record))
-            }
-            Ok(_) => CacheState::Untrusted(Untrusted::BadMac),
-            Err(why) => CacheState::Untrusted(why),
-        },
+) -> Opened {
+    let ledger_seq = ledger.and_then(|b| cache::decode_ledger(b, &slot.mac).ok());
+    let mut opened = Opened {
+        seq: ledger_seq.unwrap_or(0),
+        ledger: ledger_seq.is_some(),
+        ..Opened::default()
+    };
+    let Some(bytes) = record else {
+        return opened;
+    };
+    match cache::decode(bytes, &slot.mac) {
+        Ok(r) if !(r.is_for(organization_id, key) && r.origin == slot.origin) => {
+            opened.untrusted = Some(Untrusted::BadMac);
+        }
+        Ok(r) if ledger_seq.is_some_and(|seq| r.seq >= seq) => {
+            opened.seq = opened.seq.max(r.seq);
+            opened.remembered = r.activation.clone();
+            opened.record = Some(r);
+        }
+        Ok(r) => {
+            opened.seq = opened.seq.max(r.seq);
+            opened.untrusted = Some(Untrusted::Replayed);
+        }
+        Err(why) => opened.untrusted = Some(why),
+    }
+    if opened.record.is_none() {
+        opened.remembered = cache::peek_activation(bytes);
+    }
+    opened
+}
+
+/// The writes that store `record` in the slot, in order: the record and then its ledger, or
+/// the ledger first when there is none yet (so a crash between the two never leaves a record
+/// without a ledger, nor a ledger behind an older record that was trusted).
+pub(crate) fn seal(opened: &Opened, mut record: Record, slot: &Slot) -> Vec<(String, Vec<u8>)> {
+    record.origin.clone_from(&slot.origin);
+    record.seq = opened.seq.saturating_add(1);
+    let ledger = (
+        slot.ledger.clone(),
+        cache::encode_ledger(record.seq, &slot.mac),
+    );
+    let record = (slot.name.clone(), cache::encode(&record, &slot.mac));
+    if opened.ledger {
+        vec![record, ledger]
+    } else {
+        vec![ledger, record]
+    }
+}
+
+/// What `status` reports for an opened slot at `now`.
+pub(crate) fn status(opened: Opened, stored: bool, now: i64, policy: &GracePolicy) -> CacheStatus {
+    let state = match (opened.record, opened.untrusted) {
+        (Some(record), _) => CacheState::Present(Box::new(record)),
+        (None, Some(why)) => CacheState::Untrusted(why),
+        (None, None) if stored => CacheState::Untrusted(Untrusted::Malformed),
+        (None, None) => CacheState::Empty,
     };
     let (grace_remaining, clock_rollback) = match &state {
         CacheState::Present(r) => (r.grace_remaining(now, policy), r.rollback(now, policy)),
@@ -100,6 +190,7 @@ pub(crate) fn status(
         now,
         grace_remaining,
         clock_rollback,
+        activation: opened.remembered,
     }
 }
 
@@ -108,11 +199,11 @@ pub(crate) fn status(
 /// another machine fails with `conditions_mismatch`).
 pub(crate) fn remembered_request(
     key: &Key,
-    record: Option<&Record>,
+    remembered: Option<&StoredActivation>,
     machine: Option<&str>,
 ) -> ValidateRequest {
     let mut req = ValidateRequest::new(key.clone());
-    if let Some(a) = record.and_then(|r| r.activation.as_ref()) {
+    if let Some(a) = remembered {
         req.activation_id = Some(a.id.clone());
         req.conditions = a.conditions.clone();
         if req.conditions.contains_key(MACHINE_CONDITION) {
@@ -131,15 +222,20 @@ pub(crate) fn remembered_request(
     req
 }
 
-/// The request of a plain `check` ([`remembered_request`]), or, when the client requires an
-/// activation and none is remembered, the `invalid_input` error naming `activation_id`.
-pub(crate) fn plain_check_request(
+/// The request of a check: the explicit one, or a plain check's ([`remembered_request`]);
+/// when the client requires an activation and none is remembered, the `invalid_input` error
+/// naming `activation_id`. One rule for `check` and `check_in_background`.
+pub(crate) fn check_request(
     key: &Key,
-    record: Option<&Record>,
+    explicit: Option<&ValidateRequest>,
+    opened: &Opened,
     machine: Option<&str>,
     require_activation: bool,
 ) -> Result<ValidateRequest, Error> {
-    let req = remembered_request(key, record, machine);
+    if let Some(req) = explicit {
+        return Ok(req.clone());
+    }
+    let req = remembered_request(key, opened.remembered.as_ref(), machine);
     if require_activation && req.activation_id.is_none() {
         return Err(Error::invalid(
             "activation_id",
@@ -147,6 +243,19 @@ pub(crate) fn plain_check_request(
         ));
     }
     Ok(req)
+}
+
+/// A validate request with this machine's fingerprint among its conditions when it names an
+/// activation and activations are machine-bound (a condition the app set itself is kept):
+/// every command of one install sends the same conditions as `activate` stored.
+pub(crate) fn bound_validate(req: &ValidateRequest, machine: Option<&str>) -> ValidateRequest {
+    let mut req = req.clone();
+    if let (Some(fp), Some(_)) = (machine, &req.activation_id) {
+        req.conditions
+            .entry(MACHINE_CONDITION.to_string())
+            .or_insert_with(|| MetaValue::from(fp));
+    }
+    req
 }
 
 /// The activate request with the machine fingerprint added to its conditions (when bound),
@@ -168,20 +277,6 @@ pub(crate) fn bound_activation(
     Ok((req, key))
 }
 
-/// What to remember of a successful activation.
-pub(crate) fn stored_activation(
-    read: &LicenseKeyActivationRead,
-    req: &ActivateRequest,
-    now: i64,
-) -> StoredActivation {
-    StoredActivation {
-        id: read.activation.id.clone(),
-        label: read.activation.label.clone(),
-        conditions: req.conditions.clone(),
-        created_at: now,
-    }
-}
-
 /// The error when Polar activated but the cache could not remember it: it names the new
 /// activation id, so nothing is lost.
 pub(crate) fn unremembered(read: &LicenseKeyActivationRead, e: &Error) -> Error {
@@ -193,32 +288,63 @@ pub(crate) fn unremembered(read: &LicenseKeyActivationRead, e: &Error) -> Error 
     }
 }
 
-/// The record after a successful activate.
-pub(crate) fn remember(
-    record: Option<Record>,
+/// The record to write after an online activate answer, if any (one truth per key: a good
+/// activation is a verdict and starts the grace; a denial about the key is a tombstone).
+pub(crate) fn activated(
+    opened: &Opened,
     organization_id: &str,
+    req: &ActivateRequest,
     key: &Key,
-    activation: StoredActivation,
     now: i64,
-) -> Record {
-    match record {
-        Some(mut r) => {
-            // A successful activate proves the key is granted and unexpired now.
-            r.denied = None;
-            r.latest_seen = r.latest_seen.max(now);
-            r.activation = Some(activation);
-            r
+    policy: &GracePolicy,
+    online: &Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+) -> Option<Record> {
+    let mut query = Query::new(organization_id, key.clone());
+    let remember = match online {
+        Ok((Verdict::Accepted(read), _)) => {
+            query.activation_id = Some(read.activation.id.clone());
+            query.conditions = req.conditions.clone();
+            Some(StoredActivation {
+                id: read.activation.id.clone(),
+                label: read.activation.label.clone(),
+                conditions: req.conditions.clone(),
+                created_at: now,
+            })
         }
-        None => Record::with_activation(organization_id, key, activation, now),
-    }
+        _ => None,
+    };
+    grace::observe_activate(opened.record.clone(), &query, now, policy, online, remember)
+}
+
+/// The record to write after an online validate answer that was no check (a face's plain
+/// `validate`), if any: see [`grace::observe_validate`].
+pub(crate) fn validated(
+    opened: &Opened,
+    organization_id: &str,
+    req: &ValidateRequest,
+    machine: Option<&str>,
+    now: i64,
+    policy: &GracePolicy,
+    online: &Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
+) -> Option<Record> {
+    let query = Query::from_request(organization_id, req).ok()?;
+    let key = req.key.as_ref()?;
+    let plain = remembered_request(key, opened.remembered.as_ref(), machine);
+    let check = Query::from_request(organization_id, &plain).ok();
+    let record = grace::observe_validate(
+        opened.record.clone(),
+        &query,
+        check.as_ref(),
+        now,
+        policy,
+        online,
+    );
+    record.map(|r| keep_remembered(r, opened, &query))
 }
 
 /// The activation a deactivate frees: the one given, else the remembered one.
-pub(crate) fn deactivation_target(
-    given: Option<&str>,
-    record: Option<&Record>,
-) -> Result<String, Error> {
-    match (given, record.and_then(|r| r.activation.as_ref())) {
+pub(crate) fn deactivation_target(given: Option<&str>, opened: &Opened) -> Result<String, Error> {
+    match (given, opened.remembered.as_ref()) {
         (Some(id), _) => Ok(id.to_string()),
         (None, Some(a)) => Ok(a.id.clone()),
         (None, None) => Err(Error::invalid(
@@ -231,7 +357,7 @@ pub(crate) fn deactivation_target(
 /// The record to write after a deactivate of `id` answered `verdict`, if any: the activation
 /// (and a verdict bound to it) is forgotten once it is gone on the server.
 pub(crate) fn forget_activation(
-    record: Option<Record>,
+    opened: &Opened,
     id: &str,
     verdict: &Verdict<()>,
 ) -> Option<Record> {
@@ -239,7 +365,7 @@ pub(crate) fn forget_activation(
         Verdict::Accepted(()) => true,
         Verdict::Denied(d) => d.reason == Reason::NotFound,
     };
-    let mut record = record.filter(|_| gone)?;
+    let mut record = opened.record.clone().filter(|_| gone)?;
     let same = |other: &str| other.eq_ignore_ascii_case(id);
     if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
         record.activation = None;
@@ -254,80 +380,227 @@ pub(crate) fn forget_activation(
     Some(record)
 }
 
-/// Step 1 of a check, once the record is loaded.
-pub(crate) enum Prepared {
-    /// Answered without a request (fresh cache, a running 429 block, or bad input).
+/// The record to write after a deactivate of `id` answered `verdict`, if any: as
+/// [`forget_activation`], and when the activation was only named by an untrusted record, a
+/// new empty record in its place (so no later check validates an activation that is gone).
+pub(crate) fn deactivated(
+    opened: &Opened,
+    organization_id: &str,
+    key: &Key,
+    now: i64,
+    id: &str,
+    verdict: &Verdict<()>,
+) -> Option<Record> {
+    let gone = match verdict {
+        Verdict::Accepted(()) => true,
+        Verdict::Denied(d) => d.reason == Reason::NotFound,
+    };
+    let named = opened
+        .remembered
+        .as_ref()
+        .is_some_and(|a| a.id.eq_ignore_ascii_case(id));
+    match &opened.record {
+        Some(_) => forget_activation(opened, id, verdict),
+        None if gone && named => Some(Record::new(organization_id, key, now)),
+        None => None,
+    }
+}
+
+/// A check that sends a request: what it asks, and when.
+#[derive(Debug, Clone)]
+pub(crate) struct Asking {
+    /// What the check is about.
+    pub query: Query,
+    /// The validate request to send.
+    pub http: HttpRequest,
+    /// The request, to hold Polar's 200 to it.
+    request: ValidateRequest,
+    /// The clock when the check began.
+    pub now: i64,
+}
+
+impl Asking {
+    /// What Polar's 200 must match.
+    pub fn expect<'a>(&'a self, organization_id: &'a str) -> Option<Expect<'a>> {
+        Expect::validate(organization_id, &self.request, self.now)
+    }
+}
+
+/// Phase 1 of a check, once the slot is opened (under its lock).
+pub(crate) enum Begin {
+    /// Answered without a request and without writing: bad input, or a running 429 block
+    /// that the cache cannot answer.
     Done(CheckOutcome),
-    /// Send `http`, then call [`conclude`] with `query`.
-    Ask {
-        /// What the check is about.
-        query: Query,
-        /// The validate request to send.
-        http: HttpRequest,
+    /// Licensed from the cache. Store `write` (the answer recorded) before answering; when
+    /// that fails, the answer cannot be counted, so ask Polar instead (`or_ask`), unless a
+    /// 429 block forbids any request (`or_ask` is `None`).
+    Cached {
+        /// The answer.
+        outcome: CheckOutcome,
+        /// The record with the answer noted.
+        write: Box<Record>,
+        /// The request to send when the write fails.
+        or_ask: Option<Box<Asking>>,
     },
+    /// Send the request.
+    Ask(Box<Asking>),
 }
 
 /// Checks the request and asks the grace policy whether to send it.
-pub(crate) fn prepare(
+pub(crate) fn begin(
     api: &Api,
-    record: Option<&Record>,
+    opened: &Opened,
     req: &ValidateRequest,
     now: i64,
     policy: &GracePolicy,
-) -> Prepared {
+) -> Begin {
     // Bad input is refused before the cache is consulted; the body is encoded only when
     // the plan sends it (a warm check answered from the cache never needs it).
     if let Err(e) = api.check_validate_request(req) {
-        return Prepared::Done(CheckOutcome::Unverified(e));
+        return Begin::Done(CheckOutcome::Unverified(e));
     }
     let query = match Query::from_request(api.organization_id(), req) {
         Ok(q) => q,
-        Err(e) => return Prepared::Done(CheckOutcome::Unverified(e)),
+        Err(e) => return Begin::Done(CheckOutcome::Unverified(e)),
     };
+    let asking = |query: Query| match api.validate_request(req) {
+        Ok(http) => Ok(Box::new(Asking {
+            query,
+            http,
+            request: req.clone(),
+            now,
+        })),
+        Err(e) => Err(CheckOutcome::Unverified(e)),
+    };
+    let record = opened.record.as_ref();
     match grace::plan(record, &query, now, policy) {
-        Plan::Cached(outcome) | Plan::Refuse(outcome) => Prepared::Done(outcome),
-        Plan::Ask => match api.validate_request(req) {
-            Ok(http) => Prepared::Ask { query, http },
-            Err(e) => Prepared::Done(CheckOutcome::Unverified(e)),
+        Plan::Refuse(outcome) => Begin::Done(outcome),
+        Plan::Cached(outcome) => {
+            let Some(mut write) = record.cloned() else {
+                return Begin::Done(outcome);
+            };
+            write.note_answer(now);
+            let blocked = write.blocked_until.is_some_and(|until| now < until);
+            let or_ask = if blocked { None } else { asking(query).ok() };
+            Begin::Cached {
+                outcome,
+                write: Box::new(write),
+                or_ask,
+            }
+        }
+        Plan::Ask => match asking(query) {
+            Ok(asking) => Begin::Ask(asking),
+            Err(outcome) => Begin::Done(outcome),
         },
     }
 }
 
-/// What to do with the store after a check's request.
-pub(crate) enum Write {
-    /// Nothing.
-    Nothing,
-    /// Save this record. When `must_not_grant` and the save fails, remove the stored record:
-    /// a denial's tombstone that cannot be written must not leave an old grant behind.
-    Save {
-        /// The record.
-        record: Box<Record>,
-        /// The record carries a denial.
-        must_not_grant: bool,
-    },
+/// Phase 2, when another check of the key is asking Polar right now: the cache's answer
+/// within the grace, at once, with the record that notes it (`None` when the cache cannot
+/// license: then ask as well, rather than wait a whole timeout in turn).
+pub(crate) fn while_asked(
+    opened: &Opened,
+    asking: &Asking,
+    policy: &GracePolicy,
+) -> Option<(CheckOutcome, Record)> {
+    let busy = Error::Offline {
+        timeout: false,
+        detail: "another check of this key is asking Polar right now".to_string(),
+    };
+    let record = opened.record.as_ref();
+    let outcome = grace::fall_back(record, &asking.query, asking.now, policy, busy);
+    let mut write = record?.clone();
+    if !outcome.is_licensed() {
+        return None;
+    }
+    write.note_answer(asking.now);
+    Some((outcome, write))
 }
 
-/// Step 2 of a check: folds the online answer into the record.
-pub(crate) fn conclude(
-    record: Option<Record>,
-    query: &Query,
-    now: i64,
+/// The best answer before a background revalidation ends: the cache's within the grace, the
+/// tombstone's denial, else "not verified yet" (reason `offline`).
+// Only the native face checks in the background (JS hosts have no threads).
+#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+pub(crate) fn pending(opened: &Opened, asking: &Asking, policy: &GracePolicy) -> CheckOutcome {
+    if let Some(denied) = opened.record.as_ref().and_then(|r| r.denied.as_ref()) {
+        return CheckOutcome::Denied(denied.to_denial());
+    }
+    let pending = Error::Offline {
+        timeout: false,
+        detail: "not verified yet: revalidating in the background".into(),
+    };
+    grace::fall_back(
+        opened.record.as_ref(),
+        &asking.query,
+        asking.now,
+        policy,
+        pending,
+    )
+}
+
+/// The end of a check: the answer, why it came from the cache, and what to store.
+#[derive(Debug, Clone)]
+pub(crate) struct Finished {
+    /// The answer.
+    pub outcome: CheckOutcome,
+    /// For a cached answer after Polar could not be asked: what happened online.
+    pub fallback: Option<Error>,
+    /// The record to store, if any. When it carries a denial and cannot be stored, remove
+    /// the stored record: a tombstone that cannot be written must not leave an old grant.
+    pub write: Option<Record>,
+}
+
+/// Phase 3 of a check: folds the online answer into the record as it is now (`opened`, read
+/// again under the lock: another check's answer is folded in, never overwritten).
+pub(crate) fn finish(
+    opened: &Opened,
+    asking: &Asking,
     policy: &GracePolicy,
     online: Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
-) -> (Write, CheckOutcome) {
+) -> Finished {
     let (online, date) = match online {
         Ok((verdict, date)) => (Ok(verdict), date),
         Err(e) => (Err(e), None),
     };
-    let (action, outcome) = grace::settle(record, query, now, policy, online, date);
-    let write = match action {
-        StoreAction::Keep => Write::Nothing,
-        StoreAction::Write(record) => Write::Save {
-            must_not_grant: record.denied.is_some(),
-            record,
-        },
+    let cause = online.as_ref().err().filter(|e| e.falls_back()).cloned();
+    let (action, outcome) = grace::settle(
+        opened.record.clone(),
+        &asking.query,
+        asking.now,
+        policy,
+        online,
+        date,
+    );
+    let fallback = match &outcome {
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            ..
+        } => cause,
+        _ => None,
     };
-    (write, outcome)
+    let write = match action {
+        StoreAction::Keep => None,
+        StoreAction::Write(record) => Some(keep_remembered(*record, opened, &asking.query)),
+    };
+    Finished {
+        outcome,
+        fallback,
+        write,
+    }
+}
+
+/// A record written after an answer about the remembered activation keeps remembering it,
+/// also when it was recovered from an untrusted record.
+fn keep_remembered(mut record: Record, opened: &Opened, query: &Query) -> Record {
+    if record.activation.is_none() {
+        record.activation = opened.remembered.clone().filter(|a| {
+            query
+                .activation_id
+                .as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&a.id))
+        });
+    }
+    record
 }
 
 /// The answer of a check that could not use the cache at all, from an online answer.
@@ -344,7 +617,7 @@ pub(crate) fn online_only(
             verified_at: now,
         },
         Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
-        Err(e) if e.is_unverified() => CheckOutcome::Unverified(Error::Cache {
+        Err(e) if e.falls_back() => CheckOutcome::Unverified(Error::Cache {
             detail: format!("{cache_error}; and Polar could not be asked: {e}"),
         }),
         Err(e) => CheckOutcome::Unverified(e),

@@ -59,6 +59,13 @@ pub trait Store: Send + Sync {
     /// Takes the lock of `slot`, waiting for it; held until the returned value is dropped.
     /// Not reentrant: taking it twice in one thread waits forever.
     fn lock(&self, slot: &str) -> Result<SlotLock, Error>;
+    /// Takes the lock of `slot` if no one holds it, without waiting: `None` when it is held.
+    /// A check holds such a lock while it asks Polar, and the other checks of the key answer
+    /// from the cache meanwhile instead of queueing behind a hung server. The default waits
+    /// ([`Store::lock`]): a store without it serializes those checks, as before.
+    fn try_lock(&self, slot: &str) -> Result<Option<SlotLock>, Error> {
+        self.lock(slot).map(Some)
+    }
 }
 
 /// Rejects slot names that are not plain file names.
@@ -189,6 +196,19 @@ impl Store for MemoryStore {
             slot: slot.to_string(),
         }))
     }
+
+    fn try_lock(&self, slot: &str) -> Result<Option<SlotLock>, Error> {
+        check_slot(slot)?;
+        let mut locked = relock(&self.inner.locked);
+        if locked.contains(slot) {
+            return Ok(None);
+        }
+        locked.insert(slot.to_string());
+        Ok(Some(SlotLock::new(MemoryLock {
+            inner: Arc::clone(&self.inner),
+            slot: slot.to_string(),
+        })))
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -207,6 +227,12 @@ pub const INSTALL_SECRET_FILE: &str = "install-secret";
 /// * [`Store::lock`] is an OS file lock ([`File::lock`]) on `<slot>.lock`, held across
 ///   processes and threads (each call opens its own handle) and released by the OS if the
 ///   process dies. Lock files are never deleted (deleting them would let two holders in).
+/// * A read-only directory (a read-only file system, a locked-down profile) can still be
+///   read: a lock file that cannot be created is opened read-only, or, when there is none,
+///   no one can write the records either and the lock is a no-op. Saves then fail, and the
+///   caller says the cache was not refreshed.
+/// * A record path that is not a regular file (a FIFO, a directory, a device planted there)
+///   reads as corrupt bytes, without blocking: it is no cache, and the next save replaces it.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
@@ -218,16 +244,27 @@ impl FileStore {
         FileStore { dir: dir.into() }
     }
 
-    /// A store in [`FileStore::default_dir`].
+    /// A store in [`FileStore::default_dir`] for this executable.
     pub fn open_default() -> Result<FileStore, Error> {
         Ok(FileStore::new(FileStore::default_dir()?))
     }
 
-    /// The platform's local data directory plus `polar-license` (`~/.local/share/…` on
-    /// Linux, `~/Library/Application Support/…` on macOS, `%LOCALAPPDATA%\…` on Windows).
+    /// The default directory of the running application: [`FileStore::dir_for_app`] with
+    /// the executable's file name (without extension) as the application id. Each app has
+    /// its own records: another vendor's app, or the `polar-license` command run without
+    /// `--cache-dir`, never reads or writes this app's cache by accident.
     pub fn default_dir() -> Result<PathBuf, Error> {
+        FileStore::dir_for_app(&current_app_id()?)
+    }
+
+    /// The platform's local data directory, `polar-license`, then `app` (`~/.local/share/…`
+    /// on Linux, `~/Library/Application Support/…` on macOS, `%LOCALAPPDATA%\…` on Windows).
+    /// `app` is 1 to 64 ASCII letters, digits, `.`, `-` or `_`, not starting with a dot (a
+    /// reverse-DNS id such as `com.example.editor` is a good choice).
+    pub fn dir_for_app(app: &str) -> Result<PathBuf, Error> {
+        check_app_id(app)?;
         dirs::data_local_dir()
-            .map(|d| d.join("polar-license"))
+            .map(|d| d.join("polar-license").join(app))
             .ok_or_else(|| Error::Cache {
                 detail: "no local data directory on this platform; set a cache directory"
                     .to_string(),
@@ -257,7 +294,9 @@ impl FileStore {
             .map_err(|e| io_err("create cache directory", &self.dir, e))
     }
 
-    fn open_lock_file(&self, name: &str) -> Result<File, Error> {
+    /// Opens the lock file `name` to lock it: `None` when the directory is read-only and
+    /// has no such file (no one can write its records either: the lock is a no-op).
+    fn open_lock_file(&self, name: &str) -> Result<Option<File>, Error> {
         let path = self.dir.join(name);
         let open = || {
             private_options()
@@ -269,16 +308,35 @@ impl FileStore {
         };
         // The directory exists on every call but the first: create it only when missing
         // (creating it first each time cost a cached check two extra syscalls).
-        let file = match open() {
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {
-                self.ensure_dir()?;
-                open()
-            }
+        let opened = match open() {
+            Err(e) if e.kind() == io::ErrorKind::NotFound => match self.ensure_dir() {
+                Ok(()) => open(),
+                Err(_) if !self.dir.is_dir() => return Ok(None),
+                Err(e) => return Err(e),
+            },
             opened => opened,
+        };
+        match opened {
+            Ok(file) => Ok(Some(file)),
+            Err(e) if read_only(&e) => match File::open(&path) {
+                Ok(file) => Ok(Some(file)),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+                Err(e) => Err(io_err("open lock", &path, e)),
+            },
+            Err(e) => Err(io_err("open lock", &path, e)),
         }
-        .map_err(|e| io_err("open lock", &path, e))?;
-        file.lock().map_err(|e| io_err("lock", &path, e))?;
-        Ok(file)
+    }
+
+    /// Takes the lock file `name`, waiting for it.
+    fn lock_file(&self, name: &str) -> Result<SlotLock, Error> {
+        match self.open_lock_file(name)? {
+            Some(file) => {
+                file.lock()
+                    .map_err(|e| io_err("lock", &self.dir.join(name), e))?;
+                Ok(SlotLock::new(file))
+            }
+            None => Ok(SlotLock::none()),
+        }
     }
 
     /// Writes `bytes` to a new temp file and renames it to `target`, durably.
@@ -327,6 +385,55 @@ impl FileStore {
     }
 }
 
+/// Checks an application id: a plain, portable directory name.
+pub fn check_app_id(app: &str) -> Result<(), Error> {
+    let ok = (1..=64).contains(&app.len())
+        && !app.starts_with('.')
+        && app
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'));
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "app_id",
+            "must be 1-64 ASCII letters, digits, '.', '-' or '_', not starting with '.'",
+        ))
+    }
+}
+
+/// The running executable's file name without its extension, made a valid application id
+/// (other characters become `_`).
+fn current_app_id() -> Result<String, Error> {
+    let exe = std::env::current_exe().map_err(|e| Error::Cache {
+        detail: format!(
+            "cannot name the running application ({e}); set an app id or a cache directory"
+        ),
+    })?;
+    let stem = exe
+        .file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let mut id: String = stem
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(64)
+        .collect();
+    if id.starts_with('.') {
+        id.replace_range(..1, "_");
+    }
+    if id.is_empty() {
+        id.push_str("app");
+    }
+    Ok(id)
+}
+
 fn private_options() -> OpenOptions {
     #[allow(unused_mut)] // mutated on unix only
     let mut options = OpenOptions::new();
@@ -349,11 +456,45 @@ fn sync_dir(_dir: &Path) -> io::Result<()> {
     Ok(())
 }
 
+/// `true` for the errors of a directory that cannot be written.
+fn read_only(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ReadOnlyFilesystem | io::ErrorKind::PermissionDenied
+    )
+}
+
+/// Opens `path` for reading without ever blocking on it (a FIFO planted there would block a
+/// plain open until a writer comes).
+fn open_nonblocking(path: &Path) -> io::Result<File> {
+    #[allow(unused_mut)] // mutated on unix only
+    let mut options = OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.custom_flags(libc::O_NONBLOCK);
+    }
+    options.open(path)
+}
+
+/// The bytes of the regular file at `path`, at most `cap` of them. Anything else there (a
+/// FIFO, a directory, a device) reads as no bytes, at once.
 fn read_capped(path: &Path, cap: usize) -> io::Result<Vec<u8>> {
+    let file = match open_nonblocking(path) {
+        Ok(file) => file,
+        // Windows refuses to open a directory as a file.
+        Err(e) if e.kind() == io::ErrorKind::PermissionDenied && path.is_dir() => {
+            return Ok(Vec::new())
+        }
+        Err(e) => return Err(e),
+    };
+    if !file.metadata()?.is_file() {
+        return Ok(Vec::new());
+    }
     // Room for a typical record (about 2 KB) in one allocation and one read.
     let mut bytes = Vec::with_capacity(cap.min(8 * 1024));
-    File::open(path)?
-        .take(u64::try_from(cap).unwrap_or(u64::MAX))
+    file.take(u64::try_from(cap).unwrap_or(u64::MAX))
         .read_to_end(&mut bytes)?;
     Ok(bytes)
 }
@@ -376,7 +517,7 @@ impl Store for FileStore {
 
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
         check_slot(slot)?;
-        let _write_lock = self.open_lock_file(&format!(".{slot}.wlock"))?;
+        let _write_lock = self.lock_file(&format!(".{slot}.wlock"))?;
         self.sweep(slot);
         self.replace(slot, &self.record_path(slot), bytes)
     }
@@ -399,7 +540,7 @@ impl Store for FileStore {
         }
         // Create it under a lock: whoever comes second reads the first one's secret. A
         // secret of the wrong length (corrupt) is replaced, which only invalidates caches.
-        let _lock = self.open_lock_file(".install-secret.lock")?;
+        let _lock = self.lock_file(".install-secret.lock")?;
         if let Some(secret) = self.read_secret(&path)? {
             return Ok(secret);
         }
@@ -410,7 +551,20 @@ impl Store for FileStore {
 
     fn lock(&self, slot: &str) -> Result<SlotLock, Error> {
         check_slot(slot)?;
-        Ok(SlotLock::new(self.open_lock_file(&format!("{slot}.lock"))?))
+        self.lock_file(&format!("{slot}.lock"))
+    }
+
+    fn try_lock(&self, slot: &str) -> Result<Option<SlotLock>, Error> {
+        check_slot(slot)?;
+        let name = format!("{slot}.lock");
+        let Some(file) = self.open_lock_file(&name)? else {
+            return Ok(Some(SlotLock::none()));
+        };
+        match file.try_lock() {
+            Ok(()) => Ok(Some(SlotLock::new(file))),
+            Err(std::fs::TryLockError::WouldBlock) => Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => Err(io_err("lock", &self.dir.join(name), e)),
+        }
     }
 }
 

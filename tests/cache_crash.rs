@@ -41,10 +41,13 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Two clearly different records, big enough (~100 KB) that a kill often lands mid-write.
 fn record(which: u8) -> Record {
     Record {
+        origin: "https://api.polar.sh".to_string(),
         organization_id: ORG.to_string(),
         display_key: "****-6ED415".to_string(),
         good: None,
         latest_seen: 1_790_000_000 + i64::from(which),
+        stalled: 0,
+        seq: u64::from(which),
         denied: Some(DenialMark {
             reason: Reason::Inactive,
             detail: char::from(b'A' + which)
@@ -64,7 +67,7 @@ fn mac(store: &FileStore) -> MacKey {
 }
 
 fn slot() -> String {
-    cache::slot_name(ORG, KEY)
+    cache::slot_name("https://api.polar.sh", ORG, KEY)
 }
 
 fn spawn_child(role: &str, dir: &Path) -> Child {

@@ -5,8 +5,9 @@
 //! 1. an online `validate` gives the contract's reason code (§1), with exactly one request;
 //! 2. with no cache, `check` does not grant (same code, one request);
 //! 3. with a valid cached verdict, `check` answers as the grace policy says: licensed from the
-//!    cache for `offline`, `rate_limited` and `server_error`, not licensed for
-//!    `protocol_error` (it never falls back), with one request;
+//!    cache for every one of them (`offline`, `rate_limited`, `server_error`, and
+//!    `protocol_error`: an answer that is not Polar's verdict falls back too, contract §4),
+//!    with one request;
 //! 4. the cached verdict survives: `status` still holds the same good verdict, and once the
 //!    fault is cleared a check is licensed again;
 //! 5. after a 429 the block holds: the next checks send nothing until it ends;
@@ -19,7 +20,9 @@
 //! any check of any row fails.
 #![cfg(feature = "emulator")]
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE};
+use polar_license::emulator::{
+    Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID,
+};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{
     CacheState, CacheStatus, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
@@ -195,17 +198,11 @@ fn is_licensed_from(outcome: &CheckOutcome, want: Source) -> bool {
     matches!(outcome, CheckOutcome::Licensed { source, .. } if *source == want)
 }
 
-/// A port nothing listens on: an emulator started and stopped at once.
-fn dead_url() -> String {
-    let emulator = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-    let url = emulator.url();
-    emulator.stop();
-    url
-}
-
 struct World {
-    polar: Emulator,
-    dead: String,
+    /// `None` while Polar is down (its port refuses connections).
+    polar: Option<Emulator>,
+    url: String,
+    port: u16,
     clock: Arc<AtomicI64>,
     dir: PathBuf,
 }
@@ -217,25 +214,43 @@ impl World {
             std::process::id()
         ));
         let _ = std::fs::remove_dir_all(&dir);
+        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
         World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator starts"),
-            dead: dead_url(),
+            url: polar.url(),
+            port: polar.port(),
+            polar: Some(polar),
             clock: Arc::new(AtomicI64::new(START)),
             dir,
         }
     }
 
-    /// A client with its cache in `cache` (under the world's directory), every check asking
-    /// Polar (revalidate_after 0), talking to the emulator or, when `down`, to a dead port.
-    fn licensing(&self, cache: &str, down: bool, timeout: Duration) -> Licensing {
-        let clock = Arc::clone(&self.clock);
-        let url = if down {
-            self.dead.clone()
-        } else {
-            self.polar.url()
+    fn polar(&self) -> &Emulator {
+        self.polar.as_ref().expect("Polar is up")
+    }
+
+    /// Polar goes down: its port refuses connections (the same server, so the cache made
+    /// against it is the one a client of it reads).
+    fn down(&mut self) {
+        if let Some(polar) = self.polar.take() {
+            polar.stop();
+        }
+    }
+
+    /// Polar comes back on the same port.
+    fn up(&mut self) {
+        let options = Options {
+            port: self.port,
+            ..Options::default()
         };
-        Licensing::builder(self.polar.organization_id())
-            .base_url(url)
+        self.polar = Some(Emulator::start(Seed::demo(), options).expect("emulator restarts"));
+    }
+
+    /// A client with its cache in `cache` (under the world's directory), every check asking
+    /// Polar (revalidate_after 0).
+    fn licensing(&self, cache: &str, timeout: Duration) -> Licensing {
+        let clock = Arc::clone(&self.clock);
+        Licensing::builder(DEMO_ORGANIZATION_ID)
+            .base_url(&self.url)
             .timeout(timeout)
             .cache_dir(self.dir.join(cache))
             .machine_binding(MachineBinding::Id("fault-matrix".into()))
@@ -252,10 +267,13 @@ impl World {
         self.clock.fetch_add(seconds, Ordering::SeqCst);
     }
 
-    /// Requests the emulator received since the last call.
+    /// Requests the emulator received since the last call (none while it is down).
     fn requests(&self) -> u64 {
-        let n = self.polar.request_count();
-        self.polar.reset_request_count();
+        let Some(polar) = &self.polar else {
+            return 0;
+        };
+        let n = polar.request_count();
+        polar.reset_request_count();
         n
     }
 }
@@ -267,9 +285,10 @@ impl Drop for World {
 }
 
 fn run_row(row: &Row) -> Found {
-    let w = World::new(row.id);
+    let mut w = World::new(row.id);
     let down = row.fault.is_none();
-    let falls_back = row.expected.class() == polar_license::ReasonClass::Unverified;
+    let falls_back = row.expected.class() == polar_license::ReasonClass::Unverified
+        || row.expected == Reason::ProtocolError;
     let rate_limited = row.expected == Reason::RateLimited;
     let block = match &row.fault {
         Some(Fault::RateLimited {
@@ -291,7 +310,7 @@ fn run_row(row: &Row) -> Found {
     };
 
     // A valid cached verdict for DEMO_KEY, made against the healthy emulator.
-    let healthy = w.licensing("cached", false, TIMEOUT);
+    let healthy = w.licensing("cached", TIMEOUT);
     let seeded = healthy.check(DEMO_KEY);
     if !f.check(is_licensed_from(&seeded, Source::Online), || {
         format!("the healthy check is {}", describe(&seeded))
@@ -302,13 +321,16 @@ fn run_row(row: &Row) -> Found {
     w.requests();
     w.advance(10);
 
-    w.polar.set_fault(row.fault.clone());
+    match &row.fault {
+        Some(fault) => w.polar().set_fault(Some(fault.clone())),
+        None => w.down(),
+    }
     let timeout = match row.fault {
         Some(Fault::Hang | Fault::SlowBody { .. }) => SHORT_TIMEOUT,
         _ => TIMEOUT,
     };
-    let faulty = w.licensing("cached", down, timeout);
-    let bare = w.licensing("empty", down, timeout);
+    let faulty = w.licensing("cached", timeout);
+    let bare = w.licensing("empty", timeout);
 
     // 1. validate online: the contract's code, one request.
     let answer = faulty
@@ -380,7 +402,7 @@ fn run_row(row: &Row) -> Found {
         )
     });
 
-    // 3. A valid cache: licensed from it for unverified reasons, never for protocol errors.
+    // 3. A valid cache: licensed from it (every fault here falls back, contract §4).
     let cached = faulty.check(DEMO_KEY);
     f.cached = outcome_code(&cached);
     if falls_back {
@@ -427,11 +449,12 @@ fn run_row(row: &Row) -> Found {
     // 6. Every faulted connection let go: the emulator's writes fail and its streams end.
     // (A bounded wait for that event, not a timing assertion: a kept connection would stay
     // open until the emulator's own 30 s write stall limit.)
-    let released = wait_for(|| w.polar.open_streams() == 0);
+    let streams = || w.polar.as_ref().map_or(0, Emulator::open_streams);
+    let released = wait_for(|| streams() == 0);
     f.check(released, || {
         format!(
             "{} fault bodies still streaming into connections the client gave up",
-            w.polar.open_streams()
+            streams()
         )
     });
 
@@ -451,7 +474,10 @@ fn run_row(row: &Row) -> Found {
     });
 
     // 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online).
-    w.polar.set_fault(None);
+    match &w.polar {
+        Some(polar) => polar.set_fault(None),
+        None => w.up(),
+    }
     w.requests();
     if rate_limited {
         let during = healthy.check(DEMO_KEY);

@@ -15,6 +15,7 @@ use std::time::Duration;
 
 const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
 const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const ORIGIN: &str = "https://api.polar.sh";
 const ACT_A: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 const ACT_B: &str = "9c6f3a0e-3f43-4b8e-9d7e-5b1c8f7a2e11";
 
@@ -62,7 +63,11 @@ fn license(expires_at: Option<&str>) -> ValidatedLicenseKey {
 /// What the scripted server does for one request.
 #[derive(Clone, Copy, Debug)]
 enum Server {
+    /// Up, with a correct clock (its `Date` is the check's time).
     Up,
+    /// Up, its `Date` this many seconds behind the local clock (a local clock that jumped
+    /// ahead).
+    UpBehindBy(i64),
     /// Up, but the license it returns expired at this time.
     UpExpiringAt(&'static str),
     Deny(Reason, &'static str),
@@ -73,9 +78,10 @@ enum Server {
 }
 
 impl Server {
-    fn answer(self) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<i64>) {
+    fn answer(self, now: i64) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<i64>) {
         match self {
-            Server::Up => (Ok(Verdict::Accepted(license(None))), Some(T0)),
+            Server::Up => (Ok(Verdict::Accepted(license(None))), Some(now)),
+            Server::UpBehindBy(skew) => (Ok(Verdict::Accepted(license(None))), Some(now - skew)),
             Server::UpExpiringAt(t) => (Ok(Verdict::Accepted(license(Some(t)))), None),
             Server::Deny(reason, detail) => (
                 Ok(Verdict::Denied(Denial {
@@ -128,7 +134,7 @@ impl App {
         App {
             store,
             mac,
-            slot: cache::slot_name(ORG, KEY),
+            slot: cache::slot_name(ORIGIN, ORG, KEY),
             policy: GracePolicy::default(),
             requests: 0,
         }
@@ -145,7 +151,7 @@ impl App {
         let (asked, outcome) = match grace::plan(record.as_ref(), query, now, &self.policy) {
             Plan::Ask => {
                 self.requests += 1;
-                let (online, date) = server.answer();
+                let (online, date) = server.answer(now);
                 let (action, outcome) =
                     grace::settle(record, query, now, &self.policy, online, date);
                 if let StoreAction::Write(r) = action {
@@ -157,6 +163,12 @@ impl App {
             }
             Plan::Cached(outcome) => {
                 assert!(outcome.is_licensed(), "{outcome:?}");
+                // Every cached answer is recorded before it is given.
+                let mut r = record.expect("a cached answer has a record");
+                r.note_answer(now);
+                self.store
+                    .save(&self.slot, &cache::encode(&r, &self.mac))
+                    .unwrap();
                 (false, outcome)
             }
             Plan::Refuse(outcome) => {
@@ -341,8 +353,10 @@ fn scenarios() {
                     Offline,
                     "ask: unverified clock_rollback",
                 ),
-                (T0 + 3 * D - 10 * MIN, Offline, "ask: licensed cache 346200"),
-                (T0 + 3 * D - 9 * MIN, Down5xx, "ask: licensed cache 346140"),
+                // Within the tolerance: licensed, but the time moved back buys no grace
+                // (ages are measured at the latest time seen).
+                (T0 + 3 * D - 10 * MIN, Offline, "ask: licensed cache 345600"),
+                (T0 + 3 * D - 9 * MIN, Down5xx, "ask: licensed cache 345600"),
             ],
         ),
         (
@@ -373,11 +387,24 @@ fn scenarios() {
             ],
         ),
         (
-            "protocol_error never falls back and keeps the record",
+            "an answer that is not Polar's falls back like an unreachable Polar, no tombstone",
             &[
-                (T0, Up, "ask: licensed online"),
-                (T0 + 2 * H, Broken, "ask: error protocol_error"),
-                (T0 + 2 * H + 1, Offline, "ask: licensed cache 597599"),
+                (T0, Broken, "ask: error protocol_error"),
+                (T0 + 1, Up, "ask: licensed online"),
+                (T0 + 2 * H, Broken, "ask: licensed cache 597601"),
+                (T0 + 2 * H + 1, Offline, "ask: licensed cache 597600"),
+                (T0 + 8 * D, Broken, "ask: unverified grace_expired"),
+            ],
+        ),
+        (
+            "a local clock that jumped ahead is anchored at the server's Date",
+            &[
+                (T0, UpBehindBy(3 * D), "ask: licensed online"),
+                // The clock comes back: no rollback, the grace runs from the server's time.
+                (T0 - 3 * D + 2 * H, Offline, "ask: licensed cache 597600"),
+                // A skew within the tolerance keeps the local time.
+                (T0 + 2 * H, UpBehindBy(5 * MIN), "ask: licensed online"),
+                (T0 + 2 * H + 1, Offline, "quiet: licensed cache 604799"),
             ],
         ),
         (
@@ -404,6 +431,42 @@ fn scenarios() {
     for (name, steps) in table {
         run(name, steps);
     }
+}
+
+#[test]
+fn a_held_clock_stops_the_cache_after_max_stalled_answers() {
+    let mut app = App::new();
+    assert_eq!(app.check(&q(), T0, Server::Up), "ask: licensed online");
+    // A clock held 30 minutes after the verdict: the answers are counted.
+    let held = T0 + 30 * MIN;
+    for i in 0..=grace::MAX_STALLED {
+        let got = app.check(&q(), held, Server::Up);
+        assert_eq!(got, "quiet: licensed cache 603000", "answer {i}");
+    }
+    // One more at the same time: Polar is asked (a revocation is seen at once)…
+    let revoked = Server::Deny(Reason::Inactive, "License key is no longer active.");
+    assert_eq!(app.check(&q(), held, revoked), "ask: denied inactive");
+    // …and with Polar unreachable, a held clock no longer licenses from the cache.
+    let mut app = App::new();
+    app.check(&q(), T0, Server::Up);
+    for _ in 0..=grace::MAX_STALLED {
+        app.check(&q(), held, Server::Up);
+    }
+    assert_eq!(
+        app.check(&q(), held, Server::Offline),
+        "ask: unverified clock_rollback"
+    );
+    // The clock moving forward ends the stall.
+    assert_eq!(
+        app.check(&q(), held + 1, Server::Offline),
+        "quiet: licensed cache 602999"
+    );
+    // Moving back inside the tolerance regains no fresh time: the age is measured at the
+    // latest time seen.
+    assert_eq!(
+        app.check(&q(), held - 5 * MIN, Server::Offline),
+        "quiet: licensed cache 602999"
+    );
 }
 
 #[test]
@@ -614,7 +677,7 @@ fn encode_decode_roundtrip() {
     let (bytes, mac, record) = sealed();
     assert_eq!(cache::decode(&bytes, &mac), Ok(record));
     let text = String::from_utf8(bytes.clone()).unwrap();
-    assert!(text.starts_with("polar-license-cache v1\n{"), "{text}");
+    assert!(text.starts_with("polar-license-cache v2\n{"), "{text}");
     assert_eq!(text.lines().count(), 3);
     assert!(!text.contains(KEY), "the full key is never stored");
     assert!(
@@ -674,8 +737,8 @@ fn a_body_edit_is_bad_mac() {
 fn unknown_version_is_untrusted() {
     let (bytes, mac, _) = sealed();
     let text = String::from_utf8(bytes).unwrap();
-    for version in ["v2", "v0", "v10", "v"] {
-        let edited = text.replacen("v1\n", &format!("{version}\n"), 1);
+    for version in ["v1", "v3", "v0", "v20", "v"] {
+        let edited = text.replacen("v2\n", &format!("{version}\n"), 1);
         assert_eq!(
             cache::decode(edited.as_bytes(), &mac),
             Err(Untrusted::UnknownVersion),
@@ -724,8 +787,8 @@ fn a_record_from_another_slot_is_rejected_by_its_mac() {
     let other = MacKey::derive("MYAPP-0000", ORG, &[7u8; 32], Some(b"app secret"));
     assert_eq!(cache::decode(&bytes, &other), Err(Untrusted::BadMac));
     assert_ne!(
-        cache::slot_name(ORG, KEY),
-        cache::slot_name(ORG, "MYAPP-0000")
+        cache::slot_name(ORIGIN, ORG, KEY),
+        cache::slot_name(ORIGIN, ORG, "MYAPP-0000")
     );
 }
 

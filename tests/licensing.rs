@@ -62,7 +62,10 @@ impl World {
         std::fs::read_dir(&self.dir)
             .unwrap()
             .map(|e| e.unwrap().path())
-            .find(|p| p.extension().is_some_and(|e| e == "cache"))
+            .find(|p| {
+                p.extension().is_some_and(|e| e == "cache")
+                    && !p.to_string_lossy().ends_with("-seq.cache")
+            })
             .expect("a cache file")
     }
 }
@@ -104,16 +107,17 @@ fn the_grace_story() {
     let id = activate(&l);
     assert_eq!(w.requests(), 1);
 
-    // First check asks; the activation and this machine's fingerprint are sent.
+    // The activation is a verdict: the first check answers from the cache, with the
+    // activation Polar returned, and sends nothing.
     let first = l.check(DEMO_KEY);
-    licensed(&first, Source::Online, None);
+    licensed(&first, Source::Cache, Some((7 * DAY) as u64));
     if let CheckOutcome::Licensed { license, .. } = &first {
         assert_eq!(
             license.activation.as_ref().map(|a| a.id.as_str()),
             Some(id.as_str())
         );
     }
-    assert_eq!(w.requests(), 1);
+    assert_eq!(w.requests(), 0);
 
     // Fresh: answered from the cache, nothing sent.
     w.advance(59 * 60);
@@ -155,7 +159,8 @@ fn a_revoked_key_never_rides_the_grace_window() {
     let w = World::new("revoked");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
 
     w.polar.update_key(
         DEMO_KEY,
@@ -186,7 +191,8 @@ fn rate_limit_blocks_requests_until_retry_after() {
     let w = World::new("ratelimit");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     let verified_at = w.clock.load(Ordering::SeqCst);
     let grace_left = || (7 * DAY - (w.clock.load(Ordering::SeqCst) - verified_at)) as u64;
     w.requests();
@@ -243,7 +249,8 @@ fn clock_rollback_is_caught() {
     let w = World::new("rollback");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     w.advance(2 * HOUR);
     w.polar.set_fault(Some(Fault::CloseImmediately));
     licensed(
@@ -268,7 +275,8 @@ fn a_warm_check_sees_every_change_to_the_stored_record() {
     let w = World::new("warm");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     w.requests();
     // Two cache answers: the second one can come from what the first decoded.
     w.advance(60);
@@ -326,7 +334,8 @@ fn a_copied_or_edited_cache_is_not_trusted() {
     let w = World::new("tamper");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     let file = w.cache_file();
     let good = std::fs::read(&file).unwrap();
 
@@ -363,7 +372,7 @@ fn machine_binding_and_drift_recovery() {
     let w = World::new("binding");
     let a = w.licensing("machine-A");
     let id = activate(&a);
-    licensed(&a.check(DEMO_KEY), Source::Online, None);
+    licensed(&a.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
 
     // The activation validated from another machine: conditions_mismatch.
     let b = w.licensing("machine-B");
@@ -385,12 +394,16 @@ fn machine_binding_and_drift_recovery() {
         .unwrap();
     let new_id = again.accepted().unwrap().activation.id.clone();
     assert_ne!(new_id, id);
-    licensed(&b.check(DEMO_KEY), Source::Online, None);
-    assert_eq!(
-        w.polar.activations(DEMO_KEY).len(),
-        2,
-        "A's slot and B's slot"
-    );
+    licensed(&b.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
+    // The stale activation was named by the record B could no longer trust: it was freed,
+    // not leaked (an activation id is no secret; it takes a key to free it).
+    let live: Vec<String> = w
+        .polar
+        .activations(DEMO_KEY)
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
+        .collect();
+    assert_eq!(live, vec![new_id], "only B's new activation holds a slot");
 }
 
 #[test]
@@ -398,7 +411,8 @@ fn deactivate_forgets_the_remembered_activation() {
     let w = World::new("deactivate");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     assert!(l.deactivate(DEMO_KEY, None).unwrap().is_accepted());
     assert!(w.polar.activations(DEMO_KEY).is_empty());
     match l.status(DEMO_KEY).unwrap().state {
@@ -417,7 +431,8 @@ fn background_check_answers_at_once_then_delivers() {
     let w = World::new("background");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
 
     // Fresh: the cache answers, no thread.
     let (now, handle) = l.check_in_background(DEMO_KEY, |_| {});
@@ -448,7 +463,8 @@ fn threads_checking_at_once_send_one_request() {
     let w = World::new("threads");
     let l = w.licensing("machine-A");
     activate(&l);
-    licensed(&l.check(DEMO_KEY), Source::Online, None);
+    // An activation is a verdict: it starts the grace, so the first check needs no request.
+    licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
     w.advance(2 * HOUR);
     w.requests();
     let handles: Vec<_> = (0..6)
@@ -506,7 +522,11 @@ fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_s
         .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
         .unwrap()
         .is_accepted());
-    licensed(&strict.check(DEMO_KEY), Source::Online, None);
+    licensed(
+        &strict.check(DEMO_KEY),
+        Source::Cache,
+        Some((7 * DAY) as u64),
+    );
     // Binding off on the same machine: the cache is still trusted (same seal).
     let loose = build(MachineBinding::Off, false);
     assert!(matches!(

@@ -62,10 +62,13 @@ struct Denied {
 
 #[derive(Debug, Arbitrary)]
 struct Input {
+    origin: String,
     organization_id: String,
     display_key: String,
     good: Option<Good>,
     latest_seen: i64,
+    stalled: u32,
+    seq: u64,
     denied: Option<Denied>,
     blocked_until: Option<i64>,
     activation: Option<Activation>,
@@ -90,6 +93,7 @@ fn license() -> &'static ValidatedLicenseKey {
 
 fuzz_target!(|input: Input| {
     let record = Record {
+        origin: input.origin,
         organization_id: input.organization_id,
         display_key: input.display_key,
         good: input.good.map(|g| {
@@ -110,6 +114,8 @@ fuzz_target!(|input: Input| {
             }
         }),
         latest_seen: input.latest_seen,
+        stalled: input.stalled,
+        seq: input.seq,
         denied: input.denied.map(|d| DenialMark {
             reason: Reason::ALL[usize::from(d.reason) % Reason::ALL.len()],
             detail: d.detail,

@@ -68,6 +68,20 @@ fuzz_target!(|input: ResponseInput| {
         Op::Validate => {
             let result = proto::parse_validate(resp);
             check(input.op, resp, &result);
+            // Held to a request: never more accepting than the plain classifier, and a grant
+            // is always for the key asked, granted and not expired.
+            let req = polar_license::ValidateRequest::new(polar_license_fuzz::cache_key::KEY);
+            let expect =
+                proto::Expect::validate(polar_license_fuzz::cache_key::ORG, &req, 1_790_000_000);
+            if let Some(expect) = expect {
+                let held = proto::parse_validate_for(resp, &expect);
+                check(input.op, resp, &held);
+                if let Ok(Verdict::Accepted(v)) = &held {
+                    assert!(matches!(result, Ok(Verdict::Accepted(_))));
+                    assert_eq!(v.license_key.key.expose(), polar_license_fuzz::cache_key::KEY);
+                    assert_eq!(v.license_key.status, polar_license::LicenseKeyStatus::Granted);
+                }
+            }
             if let Ok(Verdict::Accepted(license)) = &result {
                 // What `grace::settle` stores in the cache record.
                 assert_json_roundtrip("ValidatedLicenseKey", license);

@@ -147,7 +147,7 @@ pub mod cache_key {
 
     /// `MacKey::derive(KEY, ORG, INSTALL_SECRET, Some(APP_SECRET))`'s bytes.
     fn key_bytes() -> [u8; 32] {
-        let mut mac = hmac(b"polar-license/cache-mac/v1");
+        let mut mac = hmac(b"polar-license/cache-mac/v2");
         framed(&mut mac, ORG.as_bytes());
         framed(&mut mac, KEY.as_bytes());
         framed(&mut mac, &INSTALL_SECRET);

@@ -58,7 +58,12 @@
 //! The full license key is never stored: the record's copy of the license carries the
 //! `display_key` in place of `key`, and the caller's key is put back when answering.
 //!
-//! ## Wiring (what `check` does)
+//! ## Wiring (a sketch of what `check` does)
+//!
+//! The faces run this through `session` (crate-private), which adds what this sketch leaves
+//! out: the ledger beside each record (an older record put back is not trusted), the
+//! server's origin in the seal, no lock held while Polar is asked, and the record read again
+//! before the answer is folded in.
 //!
 //! ```
 //! use polar_license::cache::{self, MacKey};
@@ -71,7 +76,7 @@
 //! let policy = GracePolicy::default();
 //! let query = Query::new(org, key);
 //! let now = 1_790_000_000; // the caller reads the clock, never the core
-//! let slot = cache::slot_name(org, key);
+//! let slot = cache::slot_name("https://api.polar.sh", org, key);
 //! let mac = MacKey::derive(key, org, &store.install_secret()?, None);
 //!
 //! let _lock = store.lock(&slot)?; // no other process checks this key meanwhile
@@ -86,7 +91,15 @@
 //!         }
 //!         outcome
 //!     }
-//!     Plan::Cached(outcome) | Plan::Refuse(outcome) => outcome,
+//!     Plan::Cached(outcome) => {
+//!         // Every cached answer is recorded before it is given (a held clock is counted).
+//!         if let Some(mut record) = record {
+//!             record.note_answer(now);
+//!             store.save(&slot, &cache::encode(&record, &mac))?;
+//!         }
+//!         outcome
+//!     }
+//!     Plan::Refuse(outcome) => outcome,
 //! };
 //! assert_eq!(outcome.reason(), Some(Reason::Offline)); // no cache yet: offline as it is
 //! # Ok::<(), Error>(())
@@ -535,9 +548,9 @@ pub enum CheckOutcome {
     },
     /// The server said no.
     Denied(Denial),
-    /// No trustworthy answer: an unverified reason (`offline`, `rate_limited`,
-    /// `server_error`, `grace_expired`, `clock_rollback`) or an error-class one
-    /// (`protocol_error`, `invalid_input`), which never falls back to the cache.
+    /// No trustworthy answer and none from the cache: an unverified reason (`offline`,
+    /// `rate_limited`, `server_error`, `grace_expired`, `clock_rollback`) or an error-class
+    /// one (`protocol_error` with no usable cache, `invalid_input`, `cache_error`).
     Unverified(Error),
 }
 

@@ -29,7 +29,9 @@
 //!   `conditions_mismatch`, …) and Polar's exact `detail` text.
 //! * `Err(Error)`: no trustworthy answer: `offline`, `rate_limited`, `server_error`
 //!   (class [`ReasonClass::Unverified`]), or `protocol_error`, `invalid_input`
-//!   (class [`ReasonClass::Error`]). Only unverified errors may ever fall back to a cache.
+//!   (class [`ReasonClass::Error`]). A grace-aware check answers from its cache after the
+//!   unverified ones and `protocol_error` (an answer that is not Polar's: a login page, a
+//!   proxy, garbage), never after a denial, `invalid_input` or `cache_error`.
 //!
 //! The reason codes are stable and shared with the C ABI and the JS package; see [`Reason`].
 //!

@@ -3,9 +3,14 @@
 //!
 //! [`Licensing::check`] is the call an app makes at launch: it answers from the cache while the
 //! last good verdict is fresh, asks Polar when it is stale, and falls back to the cache within
-//! the grace period only when Polar cannot be reached (see [`crate::grace`] for the rules).
+//! the grace period only when Polar gave no verdict (unreachable, rate limited, a 5xx, an
+//! answer that is not Polar's; see [`crate::grace`] for the rules).
 //! [`Licensing::activate`] remembers the activation (and the conditions it was made with) so
-//! later checks validate it; [`Licensing::deactivate`] forgets it.
+//! later checks validate it, and its answer is a verdict; [`Licensing::deactivate`] forgets it.
+//!
+//! Every call reads the store and takes its lock only around reading and writing: a check
+//! never holds the lock while Polar is asked, so the other threads and processes checking the
+//! key answer from the cache meanwhile (see [`crate::session`] for the phases).
 
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};

@@ -2,16 +2,16 @@
 //! command line use, the wasm `AsyncLicensing`, and the npm package's engine): every decision
 //! between the store's IO and the network's, written once. Pure: no IO, no clock.
 //!
-//! A face's shell only moves bytes: it reads a key's [`Slot`] (the record and its ledger),
-//! [`open`]s them, asks this module what to do, sends what it is told, and stores what
-//! [`seal`] gives it, in order. A check runs in phases, so that no lock is held while Polar is
+//! A face's shell only moves bytes: it reads a key's `Slot` (the record and its ledger),
+//! `open`s them, asks this module what to do, sends what it is told, and stores what
+//! `seal` gives it, in order. A check runs in phases, so that no lock is held while Polar is
 //! asked (a hung server must not queue the other checks behind it):
 //!
-//! 1. under the slot's lock: [`begin`] answers from the cache ([`Begin::Cached`], which must be
-//!    recorded first), refuses ([`Begin::Done`]), or asks ([`Begin::Ask`]);
-//! 2. without it: if another check of the key is asking Polar already, [`while_asked`] answers
+//! 1. under the slot's lock: `begin` answers from the cache (`Begin::Cached`, which must be
+//!    recorded first), refuses (`Begin::Done`), or asks (`Begin::Ask`);
+//! 2. without it: if another check of the key is asking Polar already, `while_asked` answers
 //!    from the cache at once when it can; otherwise the request is sent;
-//! 3. under the lock again, with the slot read anew: [`finish`] folds the answer into the
+//! 3. under the lock again, with the slot read anew: `finish` folds the answer into the
 //!    record as it is now.
 
 use crate::cache::{self, MacKey, Untrusted};

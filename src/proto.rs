@@ -8,7 +8,9 @@ use crate::key::{AccessToken, Key};
 use crate::metadata::{
     check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
 };
-use crate::model::{LicenseKeyActivationRead, LicenseKeyRead, LicenseKeyStatus, ValidatedLicenseKey};
+use crate::model::{
+    LicenseKeyActivationRead, LicenseKeyRead, LicenseKeyStatus, ValidatedLicenseKey,
+};
 use crate::reason::Reason;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -589,10 +591,16 @@ impl<'a> Expect<'a> {
         if !same(&license.organization_id, self.organization_id) {
             return bad("it is about another organization".to_string());
         }
-        if self.benefit_id.is_some_and(|b| !same(b, &license.benefit_id)) {
+        if self
+            .benefit_id
+            .is_some_and(|b| !same(b, &license.benefit_id))
+        {
             return bad("it is about another benefit".to_string());
         }
-        if self.customer_id.is_some_and(|c| !same(c, &license.customer_id)) {
+        if self
+            .customer_id
+            .is_some_and(|c| !same(c, &license.customer_id))
+        {
             return bad("it is about another customer".to_string());
         }
         if license.status != LicenseKeyStatus::Granted {

@@ -620,7 +620,8 @@ fn secrets_never_show_in_debug_or_errors() {
 fn only_polars_error_envelope_is_a_denial() {
     let not_polar = [
         HttpResponse::new(404, r#"{"detail":"Not Found"}"#),
-        HttpResponse::new(404, "<html><h1>404</h1></html>").with_header("content-type", "text/html"),
+        HttpResponse::new(404, "<html><h1>404</h1></html>")
+            .with_header("content-type", "text/html"),
         HttpResponse::new(404, r#"{"error":"NotFound","detail":"Not found"}"#),
         HttpResponse::new(403, r#"{"detail":"License key is no longer active."}"#),
         HttpResponse::new(403, "<html>Access denied by corporate policy</html>"),
@@ -733,7 +734,12 @@ fn a_200_that_is_no_valid_license_for_the_request_is_a_protocol_error() {
 /// Issue #12, item 8: a `retry-after` of ten years blocks one hour at most.
 #[test]
 fn retry_after_is_capped_at_one_hour() {
-    for (header, expected) in [("315360000", 3600), ("3601", 3600), ("3600", 3600), ("60", 60)] {
+    for (header, expected) in [
+        ("315360000", 3600),
+        ("3601", 3600),
+        ("3600", 3600),
+        ("60", 60),
+    ] {
         let (client, _) = scripted(Ok(
             HttpResponse::new(429, "").with_header("retry-after", header)
         ));

@@ -80,7 +80,6 @@ fn bench_check(c: &mut Criterion) {
         "a cached check must not send a request"
     );
 
-
     // The pure pieces, on the very bytes the store holds.
     let record_path = std::fs::read_dir(&dir.0)
         .expect("cache dir")

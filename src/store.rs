@@ -233,15 +233,64 @@ pub const INSTALL_SECRET_FILE: &str = "install-secret";
 ///   caller says the cache was not refreshed.
 /// * A record path that is not a regular file (a FIFO, a directory, a device planted there)
 ///   reads as corrupt bytes, without blocking: it is no cache, and the next save replaces it.
+/// * On unix, a small file read again whose identity and times have not changed (device,
+///   inode, size, modification and change times: a write or a rename changes the change
+///   time, which no one can set back) is answered from memory, one `stat` instead of an
+///   open, a read and a close: a warm check reads three such files.
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,
+    seen: Arc<Seen>,
+}
+
+/// Small files read lately, by path, with the stamp they had.
+#[derive(Default)]
+struct Seen(Mutex<HashMap<PathBuf, (Stamp, Arc<[u8]>)>>);
+
+impl std::fmt::Debug for Seen {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Seen(..)")
+    }
+}
+
+/// At most this many files, of at most this many bytes each, are remembered.
+const SEEN_FILES: usize = 64;
+const SEEN_BYTES: usize = 64 * 1024;
+
+/// What identifies a file's content without reading it (unix: `None` elsewhere, where every
+/// read reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Stamp([i64; 7]);
+
+impl Stamp {
+    #[cfg(unix)]
+    fn of(meta: &fs::Metadata) -> Option<Stamp> {
+        use std::os::unix::fs::MetadataExt;
+        let n = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        Some(Stamp([
+            n(meta.dev()),
+            n(meta.ino()),
+            n(meta.size()),
+            meta.mtime(),
+            meta.mtime_nsec(),
+            meta.ctime(),
+            meta.ctime_nsec(),
+        ]))
+    }
+
+    #[cfg(not(unix))]
+    fn of(_meta: &fs::Metadata) -> Option<Stamp> {
+        None
+    }
 }
 
 impl FileStore {
     /// A store in `dir` (created on first use).
     pub fn new(dir: impl Into<PathBuf>) -> FileStore {
-        FileStore { dir: dir.into() }
+        FileStore {
+            dir: dir.into(),
+            seen: Arc::default(),
+        }
     }
 
     /// A store in [`FileStore::default_dir`] for this executable.
@@ -375,8 +424,43 @@ impl FileStore {
         }
     }
 
+    /// The bytes of the regular file at `path`, at most `cap` of them (`None`: no file).
+    /// Anything else there (a FIFO, a directory, a device) reads as no bytes, at once, never
+    /// opened.
+    fn read(&self, path: &Path, cap: usize) -> io::Result<Option<Vec<u8>>> {
+        let meta = match fs::metadata(path) {
+            Ok(meta) => meta,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if !meta.is_file() {
+            return Ok(Some(Vec::new()));
+        }
+        if let Some(stamp) = Stamp::of(&meta) {
+            let seen = relock(&self.seen.0);
+            if let Some((known, bytes)) = seen.get(path) {
+                if *known == stamp {
+                    return Ok(Some(bytes.to_vec()));
+                }
+            }
+        }
+        let (stamp, bytes) = match read_capped(path, cap) {
+            Ok(read) => read,
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let Some(stamp) = stamp.filter(|_| bytes.len() <= SEEN_BYTES) {
+            let mut seen = relock(&self.seen.0);
+            if seen.len() >= SEEN_FILES {
+                seen.clear();
+            }
+            seen.insert(path.to_path_buf(), (stamp, Arc::from(bytes.as_slice())));
+        }
+        Ok(Some(bytes))
+    }
+
     fn read_secret(&self, path: &Path) -> Result<Option<Vec<u8>>, Error> {
-        match read_capped(path, INSTALL_SECRET_LEN + 1) {
+        match self.read(path, INSTALL_SECRET_LEN + 1).map(Option::unwrap_or_default) {
             Ok(bytes) if bytes.len() == INSTALL_SECRET_LEN => Ok(Some(bytes)),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -478,25 +562,27 @@ fn open_nonblocking(path: &Path) -> io::Result<File> {
     options.open(path)
 }
 
-/// The bytes of the regular file at `path`, at most `cap` of them. Anything else there (a
-/// FIFO, a directory, a device) reads as no bytes, at once.
-fn read_capped(path: &Path, cap: usize) -> io::Result<Vec<u8>> {
+/// The bytes of the regular file at `path`, at most `cap` of them, with the stamp of what was
+/// read. Anything else there (a FIFO, a directory, a device, put there since it was looked
+/// at) reads as no bytes, at once.
+fn read_capped(path: &Path, cap: usize) -> io::Result<(Option<Stamp>, Vec<u8>)> {
     let file = match open_nonblocking(path) {
         Ok(file) => file,
         // Windows refuses to open a directory as a file.
         Err(e) if e.kind() == io::ErrorKind::PermissionDenied && path.is_dir() => {
-            return Ok(Vec::new())
+            return Ok((None, Vec::new()))
         }
         Err(e) => return Err(e),
     };
-    if !file.metadata()?.is_file() {
-        return Ok(Vec::new());
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        return Ok((None, Vec::new()));
     }
     // Room for a typical record (about 2 KB) in one allocation and one read.
     let mut bytes = Vec::with_capacity(cap.min(8 * 1024));
     file.take(u64::try_from(cap).unwrap_or(u64::MAX))
         .read_to_end(&mut bytes)?;
-    Ok(bytes)
+    Ok((Stamp::of(&meta), bytes))
 }
 
 fn hex(bytes: &[u8]) -> String {
@@ -508,11 +594,8 @@ impl Store for FileStore {
         check_slot(slot)?;
         let path = self.record_path(slot);
         // One byte over the cap is enough for the decoder to refuse an oversized record.
-        match read_capped(&path, crate::cache::MAX_RECORD_BYTES + 1) {
-            Ok(bytes) => Ok(Some(bytes)),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(io_err("read", &path, e)),
-        }
+        self.read(&path, crate::cache::MAX_RECORD_BYTES + 1)
+            .map_err(|e| io_err("read", &path, e))
     }
 
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
@@ -612,6 +695,35 @@ mod tests {
         }
         store.remove("s")?;
         store.remove("s")?;
+        assert_eq!(store.load("s")?, None);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_file_read_again_is_read_anew_after_any_change() -> Result<(), Error> {
+        let dir = temp_dir("seen");
+        let store = FileStore::new(&dir);
+        store.save("s", b"one")?;
+        assert_eq!(store.load("s")?, Some(b"one".to_vec()));
+        assert_eq!(store.load("s")?, Some(b"one".to_vec()));
+        // Rewritten in place, same size, and its modification time put back: the change
+        // time still moves.
+        let path = store.record_path("s");
+        let modified = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(|e| cache_err("m", e))?;
+        fs::write(&path, b"two").map_err(|e| cache_err("w", e))?;
+        File::options()
+            .write(true)
+            .open(&path)
+            .and_then(|f| f.set_modified(modified))
+            .map_err(|e| cache_err("t", e))?;
+        assert_eq!(store.load("s")?, Some(b"two".to_vec()));
+        // Replaced by another store (a rename), then removed.
+        FileStore::new(&dir).save("s", b"six")?;
+        assert_eq!(store.load("s")?, Some(b"six".to_vec()));
+        fs::remove_file(&path).map_err(|e| cache_err("r", e))?;
         assert_eq!(store.load("s")?, None);
         let _ = fs::remove_dir_all(&dir);
         Ok(())

@@ -243,9 +243,12 @@ pub struct FileStore {
     seen: Arc<Seen>,
 }
 
-/// Small files read lately, by path, with the stamp they had.
+/// A file's content as read, with the stamp it had.
+type Known = (Stamp, Arc<[u8]>);
+
+/// Small files read lately, by path.
 #[derive(Default)]
-struct Seen(Mutex<HashMap<PathBuf, (Stamp, Arc<[u8]>)>>);
+struct Seen(Mutex<HashMap<PathBuf, Known>>);
 
 impl std::fmt::Debug for Seen {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -460,7 +463,10 @@ impl FileStore {
     }
 
     fn read_secret(&self, path: &Path) -> Result<Option<Vec<u8>>, Error> {
-        match self.read(path, INSTALL_SECRET_LEN + 1).map(Option::unwrap_or_default) {
+        match self
+            .read(path, INSTALL_SECRET_LEN + 1)
+            .map(Option::unwrap_or_default)
+        {
             Ok(bytes) if bytes.len() == INSTALL_SECRET_LEN => Ok(Some(bytes)),
             Ok(_) => Ok(None),
             Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),

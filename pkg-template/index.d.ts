@@ -20,6 +20,13 @@ export type UnverifiedCode =
   | 'grace_expired'
   | 'clock_rollback';
 
+/**
+ * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's
+ * verdict came back (it could not be reached, limited the rate, failed, or answered something
+ * that is not Polar's, such as a captive portal's page).
+ */
+export type FallbackCode = 'offline' | 'rate_limited' | 'server_error' | 'protocol_error';
+
 /** A wrong request, a wrong answer or a broken storage; retrying will not help. */
 export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error' | 'load_error';
 
@@ -51,6 +58,11 @@ export declare class LicenseError extends Error {
   readonly remainingUsages?: number;
   /** For `offline`: `true` when the timeout ran out. */
   readonly timeout?: boolean;
+  /**
+   * `false` when a `check()`, `activate()` or `validate()` could not write what it learned to
+   * the storage (the answer stands; a later check may not see it). Absent otherwise.
+   */
+  readonly cacheRefreshed?: false;
   constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
 }
 
@@ -264,6 +276,18 @@ export interface CheckResult extends ValidateResult {
   graceRemaining: number | null;
   /** When the verdict was obtained online, unix seconds. */
   verifiedAt: number;
+  /**
+   * For a cache answer after Polar was asked: what happened online (e.g. `offline` for an
+   * unreachable Polar, `protocol_error` for a captive portal's page). `null` when Polar
+   * answered, or when the cache answered with no request.
+   */
+  reason: FallbackCode | null;
+  /**
+   * `false` when the storage could not be written: the answer stands, but the cache does not
+   * hold what this check learned (a cached answer that cannot be recorded makes the check ask
+   * Polar instead).
+   */
+  cacheRefreshed: boolean;
 }
 
 export interface ActivateResult {
@@ -277,8 +301,12 @@ export interface DeactivateResult {
 
 export interface CacheStatus {
   state: 'empty' | 'untrusted' | 'present';
-  /** Why a stored record is not trusted (it is then treated as no cache). */
-  untrusted: 'bad_mac' | 'malformed' | 'unknown_version' | null;
+  /**
+   * Why a stored record is not trusted (it is then treated as no cache): edited or sealed with
+   * other keys, not a record, another format version, or older than the newest record
+   * written here (a saved copy put back).
+   */
+  untrusted: 'bad_mac' | 'malformed' | 'unknown_version' | 'replayed' | null;
   /** The clock reading used, unix seconds. */
   now: number;
   /** Seconds the cache could still license if Polar were unreachable now. */
@@ -288,6 +316,11 @@ export interface CacheStatus {
   verifiedAt: number | null;
   /** The last good license (with `key` redacted to its display form). */
   license: License | null;
+  /**
+   * The activation the next check validates: the trusted record's, or the one an untrusted
+   * record still names (an activation id is no secret: Polar checks it with the key and this
+   * machine's conditions).
+   */
   activation: { id: string; label: string; conditions: Metadata; createdAt: number } | null;
   denied: { code: DenialCode; detail: string; status: number; at: number } | null;
   blockedUntil: number | null;
@@ -299,9 +332,16 @@ export interface CacheStatus {
  */
 export declare class LicenseClient {
   constructor(options: LicenseClientOptions);
-  /** One online validation, no cache. */
+  /**
+   * One online validation, no cache answer. With `machineId`, an `activationId` is validated
+   * with this machine's fingerprint among the conditions. The answer updates the key's cache:
+   * a revocation seen here is the next check's too.
+   */
   validate(key: string, options?: ValidateOptions): Promise<ValidateResult>;
-  /** Activates and remembers the activation for later checks. */
+  /**
+   * Activates and remembers the activation for later checks. A good activation is a verdict:
+   * a check right after it answers from the cache, online or not.
+   */
   activate(key: string, options?: ActivateOptions): Promise<ActivateResult>;
   /** Deactivates (default: the remembered activation) and forgets it. */
   deactivate(key: string, options?: DeactivateOptions): Promise<DeactivateResult>;
@@ -320,5 +360,8 @@ export declare class LicenseClient {
   forget(key: string): Promise<void>;
 }
 
-/** Loads the WebAssembly module now instead of on first use. */
+/**
+ * Loads the WebAssembly module now instead of on first use. Rejects with a `load_error`
+ * LicenseError when it cannot be loaded (as does every call then).
+ */
 export declare function init(): Promise<void>;

@@ -1,11 +1,14 @@
 // The JS API of polar-license, shared by the node and browser entries (node.js, browser.js).
 //
 // Sans-IO: every decision is made in Rust by the wasm `Engine` (input checks, the request, the
-// classification of Polar's answer, the grace plan and settlement, the cache record and its
-// MAC, the feature answers). This layer only does the IO between its synchronous steps: fetch
-// (with a timeout), the storage, the clock, random bytes for the install secret, one lock per
-// storage slot, and the awaits. The engine answers JSON text: `{ ok }`, `{ error }` (a
-// LicenseError's fields) or `{ ask }` (a request to send).
+// classification of Polar's answer, the grace plan and settlement, the cache record, its seal
+// and its ledger, the feature answers), the same core the native library runs. This layer only
+// does the IO between its synchronous steps: fetch (with a timeout), the storage, the clock,
+// random bytes for the install secret, one lock per storage slot (never held across a fetch),
+// the set of keys being asked, and the awaits. The engine keeps nothing between calls and
+// answers JSON text: `{ ok }` or `{ error }` (a LicenseError's fields), `{ ask }` (a request to
+// send), or a step `{ answer, write, ask, strict }` (`write`: `[name, text]` pairs to store in
+// that order).
 
 import { Engine, secretOk } from './polar_license.js';
 
@@ -31,7 +34,7 @@ export const REASONS = Object.freeze({
   load_error: 'error',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a
@@ -59,6 +62,22 @@ const cacheError = (detail) => new LicenseError('cache_error', detail);
 function value(text) {
   const answer = typeof text === 'string' ? JSON.parse(text) : text;
   if (answer.error) throw fail(answer.error);
+  return answer.ok;
+}
+
+/**
+ * The value of a check's answer, or its LicenseError thrown; `refreshed` false (the cache could
+ * not be written) shows as `cacheRefreshed: false` on both, and as `true` on a licensed result.
+ */
+function checked(answer, refreshed, feature) {
+  const ok = settled(answer, refreshed);
+  if (feature === undefined) ok.cacheRefreshed = refreshed;
+  return ok;
+}
+
+/** The value of an answer, or its LicenseError thrown (with `cacheRefreshed: false` unless `refreshed`). */
+function settled(answer, refreshed) {
+  if (answer.error) throw fail(refreshed ? answer.error : { ...answer.error, cacheRefreshed: false });
   return answer.ok;
 }
 
@@ -277,10 +296,17 @@ function storage(s) {
 }
 
 /**
- * Slots held by a check or an activation in progress, shared by every client of this module
- * (so two clients over the same storage never interleave on one key). In-process only.
+ * Slots held by a step of a check or an activation, shared by every client of this module (so
+ * two clients over the same storage never interleave on one key). In-process only; no lock is
+ * held while Polar is asked.
  */
 const locks = new Map();
+
+/**
+ * Slots whose check is asking Polar right now: another check of the key answers from the cache
+ * at once when it can (or asks as well), instead of waiting for a hung server in turn.
+ */
+const asking = new Set();
 
 async function lock(name) {
   const before = locks.get(name) ?? Promise.resolve();
@@ -304,6 +330,24 @@ async function locked(name, body) {
   }
 }
 
+/** Stores an engine step's writes (`[name, text]` pairs: a record and its ledger) in order. */
+async function save(s, writes) {
+  for (const [name, text] of writes) await s.set(name, text);
+}
+
+/** Runs `body`; a LicenseError it throws (the storage failed) is returned instead. */
+async function attempt(body) {
+  try {
+    return await body();
+  } catch (e) {
+    if (!(e instanceof LicenseError)) throw e;
+    return e;
+  }
+}
+
+/** Milliseconds on a clock that only moves forward. */
+const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
+
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
 /**
@@ -325,7 +369,7 @@ export function bind(load, crypto) {
         .then(() => undefined)
         .catch((e) => {
           loading = null;
-          throw e;
+          throw new LicenseError('load_error', `the WebAssembly could not be loaded: ${describe(e)}`);
         });
     }
     return loading;
@@ -420,38 +464,81 @@ export function bind(load, crypto) {
       return send(ask, this.#engine.timeout);
     }
 
-    /** Validates online, no cache. Resolves `{ license, activation }` with `hasFeature(name)`. */
+    /** The stored record and ledger of `key` (`undefined` for none). */
+    async #load(engine, key) {
+      const record = (await this.#store.get(engine.slot(key))) ?? undefined;
+      const ledger = (await this.#store.get(engine.ledger(key))) ?? undefined;
+      return [record, ledger];
+    }
+
+    /**
+     * Stores a step's writes; when that fails and `strict` is set, removes the record (a denial
+     * that cannot be written must not leave an old grant behind). Resolves the failure, if any.
+     */
+    async #save(slot, end) {
+      const failed = await attempt(() => save(this.#store, end.write));
+      if (failed && end.strict) await attempt(() => this.#store.remove(slot));
+      return failed;
+    }
+
+    /**
+     * Validates online, no cache answer: resolves `{ license, activation }` with
+     * `hasFeature(name)`. With `machineId`, an `activationId` is validated with this machine's
+     * fingerprint among the conditions (as `activate` stored them). The answer updates the
+     * key's cache (a revocation seen here is the next check's too).
+     */
     async validate(key, o) {
       checkKey(key);
       const text = options(o);
       const engine = await this.#open();
       const step = JSON.parse(engine.validateBegin(key, text));
       if (!step.ask) value(step);
-      return withFeatures(value(engine.validateEnd(this.#now(), ...(await this.#send(step.ask)))));
+      const now = this.#now();
+      const reply = await this.#send(step.ask);
+      const secret = await attempt(() => this.#secret());
+      const slot = engine.slot(key);
+      const end = await locked(slot, async () => {
+        const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
+        if (stored instanceof LicenseError) return JSON.parse(engine.validateEnd(key, text, undefined, undefined, undefined, now, ...reply));
+        const end = JSON.parse(engine.validateEnd(key, text, secret, ...stored, now, ...reply));
+        // The answer stands whatever the storage does.
+        if (end.write) await this.#save(slot, end);
+        return end;
+      });
+      return withFeatures(value(end.answer));
     }
 
-    /** Activates this installation and remembers the activation. Resolves `{ activation, license }`. */
+    /**
+     * Activates this installation and remembers the activation with the verdict it is (a check
+     * right after it answers from the cache). Resolves `{ activation, license }`.
+     */
     async activate(key, o) {
       checkKey(key);
       const text = options(o);
       const engine = await this.#open();
       const step = JSON.parse(engine.activateBegin(key, text));
       if (!step.ask) value(step);
-      const result = value(engine.activateEnd(...(await this.#send(step.ask))));
-      const { id, label } = result.activation;
-      try {
-        const secret = await this.#secret();
-        const slot = engine.slot(key);
-        await locked(slot, async () => {
-          const stored = await this.#store.get(slot);
-          const record = value(engine.remember(key, text, secret, stored ?? undefined, id, label, this.#now()));
-          await this.#store.set(slot, record);
-        });
-      } catch (e) {
-        if (!(e instanceof LicenseError)) throw e;
-        throw cacheError(`activated as ${id}, but the cache could not remember it: cache error: ${e.detail}`);
+      // The storage first: when it cannot be used, no activation slot is taken.
+      const secret = await this.#secret();
+      const now = this.#now();
+      const reply = await this.#send(step.ask);
+      const slot = engine.slot(key);
+      let failed;
+      const end = await locked(slot, async () => {
+        const stored = await attempt(() => this.#load(engine, key));
+        if (stored instanceof LicenseError) {
+          failed = stored;
+          return JSON.parse(engine.activateEnd(key, text, undefined, undefined, undefined, now, ...reply));
+        }
+        const end = JSON.parse(engine.activateEnd(key, text, secret, ...stored, now, ...reply));
+        if (end.write) failed = await this.#save(slot, end);
+        return end;
+      });
+      const { ok } = end.answer;
+      if (ok && failed) {
+        throw cacheError(`activated as ${ok.activation.id}, but the cache could not remember it: cache error: ${failed.detail}`);
       }
-      return camelParts(result);
+      return camelParts(settled(end.answer, !failed));
     }
 
     /** Deactivates (default: the remembered activation) and forgets it. Resolves `{ activationId }`. */
@@ -462,56 +549,125 @@ export function bind(load, crypto) {
       const secret = await this.#secret();
       const slot = engine.slot(key);
       return locked(slot, async () => {
-        const stored = (await this.#store.get(slot)) ?? undefined;
-        const step = JSON.parse(engine.deactivateBegin(key, text, secret, stored));
+        const [record, ledger] = await this.#load(engine, key);
+        const step = JSON.parse(engine.deactivateBegin(key, text, secret, record, ledger));
         if (!step.ask) value(step);
         const reply = await this.#send(step.ask);
-        const end = JSON.parse(engine.deactivateEnd(key, secret, stored, step.id, ...reply));
-        if (end.write) await this.#store.set(slot, end.write);
-        return value(end.answer ?? end);
+        const end = JSON.parse(engine.deactivateEnd(key, secret, record, ledger, this.#now(), step.id, ...reply));
+        if (end.write) await save(this.#store, end.write);
+        return value(end.answer);
       });
     }
 
-    /** The grace-aware verdict, or with `feature` that feature's answer. */
+    /**
+     * The last cached answer this client recorded: a check of the same slot, at the same clock
+     * second, on the very record it wrote, within a second of it, is the same answer again and
+     * is not recorded twice (a burst of checks, e.g. one per feature of a menu, is no held
+     * clock). Another client, or this one a second later, records it.
+     */
+    #answered = null;
+
+    #answeredAgain(slot, now, record) {
+      const a = this.#answered;
+      const elapsed = a && monotonic() - a.at;
+      return a !== null && a.slot === slot && a.now === now && a.record === record && elapsed >= 0 && elapsed < 1000;
+    }
+
+    #rememberAnswer(slot, now, writes) {
+      const written = writes.find(([name]) => name === slot);
+      this.#answered = written ? { slot, now, at: monotonic(), record: written[1] } : null;
+    }
+
+    /**
+     * The grace-aware verdict (with `feature`, that feature's answer), in three steps: under the
+     * slot's lock, the cache answers (recorded first) or a request is made; without it, Polar
+     * is asked (unless another check of the key is asking already and the cache can answer at
+     * once); under the lock again, the answer is folded into the record as it is now.
+     */
     async #check(key, feature) {
       const engine = await this.#open();
-      let secret = '';
-      let stored;
+      const slot = engine.slot(key);
+      let refreshed = true;
       let cache;
-      let slot;
-      let release = null;
+      const secret = await attempt(() => this.#secret());
+      if (secret instanceof LicenseError) cache = secret.detail;
+      let [record, ledger] = [undefined, undefined];
+      let now;
+      let step;
+      const release = cache === undefined ? await lock(slot) : null;
       try {
-        secret = await this.#secret();
-        slot = engine.slot(key);
-        release = await lock(slot);
-        stored = (await this.#store.get(slot)) ?? undefined;
-      } catch (e) {
-        if (!(e instanceof LicenseError)) throw e;
-        cache = e.detail;
-      }
-      try {
-        const now = this.#now();
-        const args = [key, secret, stored, now, cache, feature];
-        const step = JSON.parse(engine.checkBegin(...args));
-        if (!step.ask) return value(step);
-        const end = JSON.parse(engine.checkEnd(...args, ...(await this.#send(step.ask))));
-        if (end.write) {
-          try {
-            await this.#store.set(slot, end.write);
-          } catch (e) {
-            // A tombstone that cannot be written must not leave an old grant behind.
-            if (end.strict) await this.#store.remove(slot).catch(() => {});
-          }
+        if (release) {
+          const stored = await attempt(() => this.#load(engine, key));
+          if (stored instanceof LicenseError) cache = stored.detail;
+          else [record, ledger] = stored;
         }
-        return value(end.answer);
+        now = this.#now();
+        step = JSON.parse(engine.checkBegin(key, cache === undefined ? secret : '', record, ledger, now, cache, feature));
+        if (step.write) {
+          if (this.#answeredAgain(slot, now, record)) return checked(step.answer, true, feature);
+          const failed = await attempt(() => save(this.#store, step.write));
+          if (!failed) {
+            this.#rememberAnswer(slot, now, step.write);
+            return checked(step.answer, true, feature);
+          }
+          // An answer that cannot be counted is not given as fresh: Polar is asked, and the
+          // cache still answers within the grace if it cannot be.
+          refreshed = false;
+          if (!step.ask) return checked(step.answer, false, feature);
+        } else if (!step.ask) {
+          return checked(step.answer, true, feature);
+        }
       } finally {
         release?.();
+      }
+      if (cache !== undefined) {
+        // Without the storage: one online validate, the cache not refreshed.
+        const end = JSON.parse(engine.checkEnd(key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))));
+        return checked(end.answer, false, feature);
+      }
+      const mine = !asking.has(slot);
+      if (mine) {
+        asking.add(slot);
+      } else {
+        const answer = await this.#whileAsked(engine, key, slot, secret, record, ledger, now, feature);
+        if (answer) return checked(answer, refreshed, feature);
+      }
+      try {
+        const reply = await this.#send(step.ask);
+        return await locked(slot, async () => {
+          const current = await attempt(() => this.#load(engine, key));
+          const readable = !(current instanceof LicenseError);
+          const [r, l] = readable ? current : [record, ledger];
+          const end = JSON.parse(engine.checkEnd(key, secret, record, ledger, now, undefined, feature, r, l, ...reply));
+          // The answer stands; when the storage cannot be read or written, the cache has not
+          // learned it.
+          if (!readable || (end.write && (await this.#save(slot, end)))) refreshed = false;
+          return checked(end.answer, refreshed, feature);
+        });
+      } finally {
+        if (mine) asking.delete(slot);
       }
     }
 
     /**
-     * The grace-aware verdict. Resolves `{ license, activation, source, graceRemaining, verifiedAt }`
-     * with `hasFeature(name)`.
+     * Another check of the key is asking Polar: the cache's answer at once, recorded, when it
+     * can license; `null`: ask as well.
+     */
+    #whileAsked(engine, key, slot, secret, record, ledger, now, feature) {
+      return locked(slot, async () => {
+        const current = await attempt(() => this.#load(engine, key));
+        if (current instanceof LicenseError) return null;
+        const step = JSON.parse(engine.whileAsked(key, secret, record, ledger, now, ...current, feature));
+        if (!step.write) return null;
+        // An answer that cannot be counted is not given: ask as well.
+        if (await attempt(() => save(this.#store, step.write))) return null;
+        return step.answer;
+      });
+    }
+
+    /**
+     * The grace-aware verdict. Resolves `{ license, activation, source, graceRemaining, verifiedAt,
+     * reason, cacheRefreshed }` with `hasFeature(name)`.
      */
     async check(key) {
       checkKey(key);
@@ -535,8 +691,8 @@ export function bind(load, crypto) {
       checkKey(key);
       const engine = await this.#open();
       const secret = await this.#secret();
-      const stored = (await this.#store.get(engine.slot(key))) ?? undefined;
-      return camelParts(value(engine.status(key, secret, stored, this.#now())));
+      const [record, ledger] = await this.#load(engine, key);
+      return camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
     }
 
     /** Forgets everything cached for `key` (Polar is not told). */

@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # The WebAssembly face's tests: bash scripts/test-wasm.sh   (after scripts/setup-wasm.sh)
 #
-# Starts the emulator four times (`polar-license emulator --port 0`): one to test against,
+# Starts the emulator five times (`polar-license emulator --port 0`): one to test against,
 # one whose faults the tests set, one for the fault matrix alone (tests/js/faults.test.mjs
-# counts its requests exactly) and one started and stopped at once (a dead URL). Then:
+# counts its requests exactly), one for the trust tests alone (tests/js/trust.test.mjs sets
+# its faults and counts its requests) and one started and stopped at once (a dead URL). The
+# same binary is the native command line the trust tests share records with. Then:
 #
 #   wasm-clippy   cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs) in node
@@ -133,10 +135,12 @@ start_emulator fault || exit 1
 export POLAR_WASM_FAULT_URL="$LAST_URL"
 start_emulator matrix || exit 1
 export POLAR_WASM_MATRIX_URL="$LAST_URL"
+start_emulator trust || exit 1
+export POLAR_WASM_TRUST_URL="$LAST_URL"
 start_emulator dead || exit 1
 export POLAR_WASM_DEAD_URL="$LAST_URL"
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
-echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, stopped $POLAR_WASM_DEAD_URL"
+echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, stopped $POLAR_WASM_DEAD_URL"
 
 # ---- Rust, wasm32 --------------------------------------------------------------------------
 
@@ -200,7 +204,8 @@ node_tests() {
     shift
     env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
-        POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" CONSUMER="$CONSUMER" "$@" \
+        POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
+        POLAR_CLI="$EMULATOR_BIN" CONSUMER="$CONSUMER" "$@" \
         "$node" --test --test-reporter=tap tests/js/*.test.mjs
 }
 suite npm-node node node_tests node

@@ -1,6 +1,8 @@
 //! The wasm client over `fetch` against the emulator, in node and in headless Chromium
 //! (`scripts/test-wasm.sh`): every denial reason, the transport failures, the activation
-//! lifecycle and the grace fallback when the server is stopped or answers 500.
+//! lifecycle (an activation is a verdict), the grace fallback when the server is unreachable,
+//! answers 500 or something that is not Polar's, a revocation seen by `validate`, and a check
+//! that answers from the cache at once while another waits for a hung server.
 //!
 //! The URLs are baked in at compile time: `POLAR_WASM_EMULATOR_URL` (a running emulator),
 //! `POLAR_WASM_FAULT_URL` (a second one whose faults the tests set) and `POLAR_WASM_DEAD_URL`
@@ -378,23 +380,33 @@ async fn activation_lifecycle() {
         ))
     );
 
-    // Check: validated online with the activation, then fresh from the cache.
-    let first = l.check(key.as_str()).await;
-    assert_eq!(licensed(&first).0, Source::Online);
-    if let CheckOutcome::Licensed { license, .. } = &first {
-        assert_eq!(
-            license.activation.as_ref().map(|a| a.id.as_str()),
-            Some(id.as_str())
-        );
-    }
+    // Check: the activation is a verdict, so the check right after it answers from the
+    // cache with no request; one that asks validates the activation online.
     let before = requests(emulator()).await;
-    let second = l.check(key.as_str()).await;
-    assert_eq!(licensed(&second), (Source::Cache, second_grace(&second)));
+    let first = l.check(key.as_str()).await;
+    assert_eq!(licensed(&first), (Source::Cache, second_grace(&first)));
     assert_eq!(
         requests(emulator()).await,
         before,
         "a fresh verdict sends nothing"
     );
+    let asking = AsyncLicensing::builder(ORG)
+        .base_url(emulator())
+        .store(store.clone())
+        .machine_id("machine-a")
+        .policy(always_ask())
+        .build()
+        .unwrap();
+    let online = asking.check(key.as_str()).await;
+    assert_eq!(licensed(&online).0, Source::Online);
+    for outcome in [&first, &online] {
+        if let CheckOutcome::Licensed { license, .. } = outcome {
+            assert_eq!(
+                license.activation.as_ref().map(|a| a.id.as_str()),
+                Some(id.as_str())
+            );
+        }
+    }
 
     // The same activation from another machine: conditions_mismatch.
     let other = AsyncLicensing::builder(ORG)
@@ -427,8 +439,41 @@ async fn activation_lifecycle() {
         .await;
     denied(freed, Reason::NotFound);
 
-    // The key itself is still good.
+    // The key itself is still good (the record is fresh: no activation any more, so the
+    // bare key is asked).
     assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Online);
+}
+
+#[wasm_bindgen_test]
+async fn validate_binds_this_machine_and_its_revocation_reaches_the_next_check() {
+    let key = new_key(emulator(), serde_json::json!({ "limit_activations": 2 })).await;
+    let l = AsyncLicensing::builder(ORG)
+        .base_url(emulator())
+        .memory_store()
+        .machine_id("machine-a")
+        .build()
+        .unwrap();
+    let read = l
+        .activate(&ActivateRequest::new(key.as_str(), "a").condition("machine", "abc"))
+        .await
+        .unwrap();
+    let id = read.accepted().unwrap().activation.id.clone();
+    // The conditions activate was made with, on the same machine: licensed, not
+    // conditions_mismatch (the fingerprint activate added is added here too).
+    let same = ValidateRequest::new(key.as_str())
+        .activation_id(id.as_str())
+        .condition("machine", "abc");
+    assert!(l.validate(&same).await.unwrap().is_accepted());
+    assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Cache);
+
+    patch_key(emulator(), &key, serde_json::json!({ "status": "revoked" })).await;
+    denied(
+        l.validate(&ValidateRequest::new(key.as_str())).await,
+        Reason::Inactive,
+    );
+    // The cache was fresh; the revocation validate saw is the check's answer too.
+    let outcome = l.check(key.as_str()).await;
+    assert_eq!(outcome.reason(), Some(Reason::Inactive), "{outcome:?}");
 }
 
 fn second_grace(outcome: &CheckOutcome) -> Option<Duration> {
@@ -441,39 +486,53 @@ fn second_grace(outcome: &CheckOutcome) -> Option<Duration> {
 }
 
 #[wasm_bindgen_test]
-async fn grace_covers_a_stopped_server_until_the_period_ends() {
-    let key = new_key(emulator(), serde_json::json!({})).await;
+async fn grace_covers_an_unreachable_server_until_the_period_ends() {
+    let key = new_key(faulty(), serde_json::json!({})).await;
     let store = MemoryStore::new();
-    let online = licensing(emulator(), &store, always_ask());
+    let online = licensing(faulty(), &store, always_ask());
     assert_eq!(
         licensed(&online.check(key.as_str()).await).0,
         Source::Online
     );
 
-    // Same storage, the server gone: licensed from the cache with the grace left.
+    // Same storage and server, which closes every connection: licensed from the cache with
+    // the grace left, and why.
     let now = Rc::new(Cell::new(polar_license::wasm::date_now()));
     let clock = Rc::clone(&now);
     let offline = AsyncLicensing::builder(ORG)
-        .base_url(dead())
+        .base_url(faulty())
         .store(store.clone())
         .policy(always_ask())
         .clock(move || clock.get())
         .build()
         .unwrap();
-    let (source, left) = licensed(&offline.check(key.as_str()).await);
-    assert_eq!(source, Source::Cache);
-    let week = GracePolicy::default().grace_period;
-    assert!(left.unwrap() <= week && left.unwrap() > week - Duration::from_secs(60));
-
+    set_fault(serde_json::json!({"kind": "close_immediately"})).await;
+    let report = offline.check_report(key.as_str()).await;
     // Eight days later: grace_expired.
     now.set(now.get() + 8 * 86_400);
-    let outcome = offline.check(key.as_str()).await;
-    assert_eq!(outcome.reason(), Some(Reason::GraceExpired), "{outcome:?}");
-
+    let expired = offline.check(key.as_str()).await;
     // The clock set back a day: clock_rollback, never a grant.
     now.set(now.get() - 9 * 86_400);
-    let outcome = offline.check(key.as_str()).await;
-    assert_eq!(outcome.reason(), Some(Reason::ClockRollback), "{outcome:?}");
+    let rolled = offline.check(key.as_str()).await;
+    set_fault(serde_json::Value::Null).await;
+
+    let (source, left) = licensed(&report.outcome);
+    assert_eq!(source, Source::Cache);
+    assert_eq!(
+        report.fallback.as_ref().map(Error::reason),
+        Some(Reason::Offline)
+    );
+    let week = GracePolicy::default().grace_period;
+    assert!(left.unwrap() <= week && left.unwrap() > week - Duration::from_secs(60));
+    assert_eq!(expired.reason(), Some(Reason::GraceExpired), "{expired:?}");
+    assert_eq!(rolled.reason(), Some(Reason::ClockRollback), "{rolled:?}");
+
+    // A record answers only a client of the server it came from.
+    let elsewhere = licensing(dead(), &store, always_ask());
+    assert_eq!(
+        elsewhere.check(key.as_str()).await.reason(),
+        Some(Reason::Offline)
+    );
 }
 
 #[wasm_bindgen_test]
@@ -485,8 +544,30 @@ async fn grace_covers_a_500_but_never_a_denial() {
 
     set_fault(serde_json::json!({"kind": "status", "status": 500, "body": "boom"})).await;
     let during = l.check(key.as_str()).await;
+    // A bare 404 (a wrong base path) or a captive portal's page: not Polar's, so the cache
+    // answers, and no tombstone is written.
+    set_fault(
+        serde_json::json!({"kind": "status", "status": 404, "body": "{\"detail\":\"Not Found\"}"}),
+    )
+    .await;
+    let bare = l.check_report(key.as_str()).await;
+    set_fault(serde_json::json!({"kind": "respond", "status": 200, "headers": [["content-type", "text/html"]], "body": "<html>login</html>"})).await;
+    let portal = l.check_report(key.as_str()).await;
     set_fault(serde_json::Value::Null).await;
     assert_eq!(licensed(&during).0, Source::Cache);
+    // (A browser cannot read a cross-origin page that has no CORS headers, as a portal's has
+    // none: there it is a network error, `offline`, which falls back too.)
+    let portal_reasons = [Reason::ProtocolError, Reason::Offline];
+    for (report, reasons) in [(bare, &portal_reasons[..1]), (portal, &portal_reasons[..])] {
+        assert_eq!(licensed(&report.outcome).0, Source::Cache);
+        let reason = report.fallback.as_ref().map(Error::reason);
+        assert!(reason.is_some_and(|r| reasons.contains(&r)), "{reason:?}");
+    }
+    let status = l.status(key.as_str()).await.unwrap();
+    let CacheState::Present(record) = status.state else {
+        panic!("{status:?}")
+    };
+    assert!(record.denied.is_none(), "{record:?}");
 
     // Revoked: the denial is remembered and the cache never grants again.
     patch_key(faulty(), &key, serde_json::json!({ "status": "revoked" })).await;
@@ -501,6 +582,40 @@ async fn grace_covers_a_500_but_never_a_denial() {
         panic!("{status:?}")
     };
     assert_eq!(record.denied.map(|d| d.reason), Some(Reason::Inactive));
+}
+
+#[wasm_bindgen_test]
+async fn while_one_check_waits_for_a_hung_server_another_answers_from_the_cache() {
+    let key = new_key(faulty(), serde_json::json!({})).await;
+    let store = MemoryStore::new();
+    let l = licensing(faulty(), &store, always_ask());
+    assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Online);
+
+    set_fault(serde_json::json!({"kind": "hang"})).await;
+    let started = js_sys::Date::now();
+    let done = Rc::new(std::cell::RefCell::new(None));
+    let (a, k, out) = (l.clone(), key.clone(), Rc::clone(&done));
+    let first = wasm_bindgen_futures::future_to_promise(async move {
+        let outcome = a.check(k.as_str()).await;
+        *out.borrow_mut() = Some((outcome, js_sys::Date::now() - started));
+        Ok(wasm_bindgen::JsValue::UNDEFINED)
+    });
+    let second = l.check(key.as_str()).await;
+    let second_ms = js_sys::Date::now() - started;
+    wasm_bindgen_futures::JsFuture::from(first).await.unwrap();
+    set_fault(serde_json::Value::Null).await;
+
+    let (first, first_ms) = done.borrow_mut().take().unwrap();
+    // One check asked and waited for the timeout (2 s); the other found it asking and
+    // answered from the cache at once.
+    assert_eq!(licensed(&first).0, Source::Cache);
+    assert_eq!(licensed(&second).0, Source::Cache);
+    let (quick, slow) = (first_ms.min(second_ms), first_ms.max(second_ms));
+    assert!(
+        quick < 1000.0,
+        "both checks waited: {first_ms} ms and {second_ms} ms"
+    );
+    assert!(slow >= 1900.0, "no check waited for the server: {slow} ms");
 }
 
 #[wasm_bindgen_test]

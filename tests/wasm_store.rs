@@ -1,12 +1,13 @@
 //! Storage round-trips and the JS face, with no server (a scripted transport), in node and in
-//! headless Chromium: the record in a JS storage is the native cache format under the native
-//! MAC; sync and async `{ get, set, remove }` adapters; `localStorage` by default in browsers;
-//! tampering; failing storage; the `reasonTable` export.
+//! headless Chromium: the record and its ledger in a JS storage are the native cache format
+//! under the native seal; sync and async `{ get, set, remove }` adapters; `localStorage` by
+//! default in browsers; tampering and replay; failing storage; the `reasonTable` export.
 #![cfg(target_arch = "wasm32")]
 
 use js_sys::{Function, Object, Reflect};
 use polar_license::cache::{self, MacKey};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
+use polar_license::proto::PRODUCTION_URL;
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::bindings::reason_table;
 use polar_license::wasm::{AsyncLicensing, CacheState, JsStore, WebStorage, SECRET_NAME};
@@ -97,6 +98,28 @@ fn stored_names(storage: &JsValue) -> Vec<String> {
         .collect()
 }
 
+/// The storage name of `KEY`'s record (the scripted transport stands for production).
+fn slot() -> String {
+    format!(
+        "polar-license.{}",
+        cache::slot_name(PRODUCTION_URL, ORG, KEY)
+    )
+}
+
+/// The native seal of `KEY`'s record: the key, the org, the install secret (hex in the
+/// storage) and the framed (origin, machine, app secret) triple, as the native `Licensing`.
+fn native_mac(secret_hex: &str, app_secret: &[u8]) -> MacKey {
+    let secret: Vec<u8> = (0..32)
+        .map(|i| u8::from_str_radix(&secret_hex[2 * i..2 * i + 2], 16).unwrap())
+        .collect();
+    let mut extra = Vec::new();
+    for part in [PRODUCTION_URL.as_bytes(), &b""[..], app_secret] {
+        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        extra.extend_from_slice(part);
+    }
+    MacKey::derive(KEY, ORG, &secret, Some(&extra))
+}
+
 fn licensing(storage: &JsValue, app_secret: &[u8]) -> polar_license::wasm::AsyncLicensingBuilder {
     AsyncLicensing::builder(ORG)
         .store(JsStore::new(storage.clone()).unwrap())
@@ -120,39 +143,43 @@ async fn js_storage_round_trips_in_the_native_format() {
             }
         ));
 
-        // Two names: the install secret and the record, neither holding the key.
+        // Three names: the install secret, the record and its ledger, none holding the key.
         let mut names = stored_names(&storage);
         names.sort();
-        assert_eq!(names.len(), 2, "{names:?}");
+        assert_eq!(names.len(), 3, "{names:?}");
         assert_eq!(names[0], SECRET_NAME);
-        let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
-        assert_eq!(names[1], slot);
-        let text = stored(&storage, &slot).unwrap();
-        assert!(text.starts_with("polar-license-cache v1\n"), "{text}");
+        assert_eq!(names[1], slot());
+        assert_eq!(names[2], format!("{}-seq", slot()));
+        let text = stored(&storage, &slot()).unwrap();
+        assert!(text.starts_with("polar-license-cache v2\n"), "{text}");
         assert!(!text.contains(KEY));
 
-        // The native MAC: derived from the key, the org, the install secret and the framed
-        // (machine, app secret) pair, exactly as the native Licensing does.
+        // The native seal, exactly as the native Licensing derives it.
         let secret_hex = stored(&storage, SECRET_NAME).unwrap();
         assert_eq!(secret_hex.len(), 64);
-        let secret: Vec<u8> = (0..32)
-            .map(|i| u8::from_str_radix(&secret_hex[2 * i..2 * i + 2], 16).unwrap())
-            .collect();
-        let mut extra = Vec::new();
-        for part in [&b""[..], &b"app"[..]] {
-            extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
-            extra.extend_from_slice(part);
-        }
-        let mac = MacKey::derive(KEY, ORG, &secret, Some(&extra));
+        let mac = native_mac(&secret_hex, b"app");
         let record = cache::decode(text.as_bytes(), &mac).unwrap();
         assert_eq!(record.display_key, "****-6ED415");
+        assert_eq!(record.origin, PRODUCTION_URL);
         assert!(record.good.is_some());
+        let ledger = stored(&storage, &names[2]).unwrap();
+        assert_eq!(
+            cache::decode_ledger(ledger.as_bytes(), &mac),
+            Ok(record.seq)
+        );
 
-        // Another client over the same storage, Polar unreachable: the cache answers.
+        // Another client over the same storage, Polar unreachable: the cache answers, and
+        // says why.
         let offline = licensing(&storage, b"app")
             .build_with_transport(unreachable)
             .unwrap();
-        match offline.check(KEY).await {
+        let report = offline.check_report(KEY).await;
+        assert_eq!(
+            report.fallback.as_ref().map(|e| e.reason()),
+            Some(Reason::Offline)
+        );
+        assert!(report.cache_refreshed());
+        match report.outcome {
             CheckOutcome::Licensed {
                 source: Source::Cache,
                 license,
@@ -180,19 +207,26 @@ async fn a_tampered_record_is_untrusted_and_never_grants() {
         .build_with_transport(polar)
         .unwrap();
     assert!(online.check(KEY).await.is_licensed());
-    let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
-    let text = stored(&storage, &slot).unwrap();
+    let text = stored(&storage, &slot()).unwrap();
     let forged = text.replace("\"granted\"", "\"grantex\"");
     let map: js_sys::Map = Reflect::get(&storage, &"m".into())
         .unwrap()
         .unchecked_into();
-    map.set(&slot.as_str().into(), &forged.into());
+    map.set(&slot().as_str().into(), &forged.into());
 
     let offline = licensing(&storage, b"")
         .build_with_transport(unreachable)
         .unwrap();
     let status = offline.status(KEY).await.unwrap();
     assert_eq!(status.state, CacheState::Untrusted(Untrusted::BadMac));
+    assert_eq!(offline.check(KEY).await.reason(), Some(Reason::Offline));
+
+    // The good record put back after a newer one was written: replayed, no cache.
+    map.set(&slot().as_str().into(), &text.clone().into());
+    assert!(online.check(KEY).await.is_licensed());
+    map.set(&slot().as_str().into(), &text.into());
+    let status = offline.status(KEY).await.unwrap();
+    assert_eq!(status.state, CacheState::Untrusted(Untrusted::Replayed));
     assert_eq!(offline.check(KEY).await.reason(), Some(Reason::Offline));
 }
 
@@ -209,6 +243,24 @@ async fn activate_remembers_and_deactivate_forgets() {
         panic!()
     };
     assert_eq!(r.activation.map(|a| a.id), Some(ACTIVATION.to_string()));
+
+    // An activation is a verdict: with Polar unreachable right after it, licensed from the
+    // cache, for the activation.
+    let offline = licensing(&storage, b"")
+        .machine_id("electron-machine")
+        .build_with_transport(unreachable)
+        .unwrap();
+    match offline.check(KEY).await {
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            license,
+            ..
+        } => assert_eq!(
+            license.activation.map(|a| a.id).as_deref(),
+            Some(ACTIVATION)
+        ),
+        other => panic!("{other:?}"),
+    }
 
     async fn gone(req: HttpRequest) -> Result<HttpResponse, TransportError> {
         assert!(req.url.ends_with("/deactivate"));
@@ -227,8 +279,11 @@ async fn activate_remembers_and_deactivate_forgets() {
 
 #[wasm_bindgen_test]
 async fn a_failing_storage_is_cache_error_and_names_the_activation() {
+    // A storage that keeps the install secret but cannot store records.
     let storage = js_storage(false);
-    let throws = Function::new_with_args("k, v", "throw new Error('disk full')");
+    let records =
+        format!("if (k !== '{SECRET_NAME}') throw new Error('disk full'); this.m.set(k, v)");
+    let throws = Function::new_with_args("k, v", &records);
     Reflect::set(&storage, &"set".into(), &throws).unwrap();
     let l = licensing(&storage, b"")
         .build_with_transport(polar)
@@ -240,11 +295,32 @@ async fn a_failing_storage_is_cache_error_and_names_the_activation() {
     assert_eq!(e.reason(), Reason::CacheError);
     assert!(e.detail().contains(ACTIVATION), "{e}");
     assert!(e.detail().contains("disk full"), "{e}");
+    // Check asks Polar all the same: licensed, the cache not refreshed.
+    let report = l.check_report(KEY).await;
+    assert!(report.outcome.is_licensed());
+    assert_eq!(
+        report.cache_error.map(|e| e.reason()),
+        Some(Reason::CacheError)
+    );
 
-    // With the storage broken, check still asks Polar: licensed online, or cache_error
-    // (never a plain offline) when Polar cannot be asked either.
-    assert!(l.check(KEY).await.is_licensed());
-    let off = licensing(&storage, b"")
+    // A storage that cannot even keep the install secret: activate fails before any request
+    // (no slot taken), and check is online only: licensed, or cache_error (never a plain
+    // offline) when Polar cannot be asked either.
+    let broken = js_storage(false);
+    let throws = Function::new_with_args("k, v", "throw new Error('disk full')");
+    Reflect::set(&broken, &"set".into(), &throws).unwrap();
+    async fn never(_: HttpRequest) -> Result<HttpResponse, TransportError> {
+        panic!("a request was sent")
+    }
+    let none = licensing(&broken, b"").build_with_transport(never).unwrap();
+    let e = none
+        .activate(&ActivateRequest::new(KEY, "l"))
+        .await
+        .unwrap_err();
+    assert_eq!(e.reason(), Reason::CacheError);
+    let on = licensing(&broken, b"").build_with_transport(polar).unwrap();
+    assert!(on.check(KEY).await.is_licensed());
+    let off = licensing(&broken, b"")
         .build_with_transport(unreachable)
         .unwrap();
     assert_eq!(off.check(KEY).await.reason(), Some(Reason::CacheError));
@@ -266,11 +342,11 @@ async fn local_storage_is_the_default_in_browsers_and_memory_in_node() {
                 Reflect::get(&js_sys::global(), &"localStorage".into())
                     .unwrap()
                     .unchecked_into();
-            let slot = format!("polar-license.{}", cache::slot_name(ORG, KEY));
-            let text = ls.get_item(&slot);
-            assert!(text.starts_with("polar-license-cache v1\n"), "{text}");
+            let text = ls.get_item(&slot());
+            assert!(text.starts_with("polar-license-cache v2\n"), "{text}");
             assert_eq!(ls.get_item(SECRET_NAME).len(), 64);
-            ls.remove_item(&slot);
+            ls.remove_item(&slot());
+            ls.remove_item(&format!("{}-seq", slot()));
         }
         None => {
             // node: memory, so a second client starts empty.

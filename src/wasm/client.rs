@@ -4,8 +4,8 @@ use crate::error::{Error, Verdict};
 use crate::key::AccessToken;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
-    parse_activate, parse_deactivate, parse_validate, ActivateRequest, Api, DeactivateRequest,
-    HttpRequest, Server, ValidateRequest,
+    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Server, ValidateRequest,
 };
 use crate::wasm::transport::{AsyncTransport, FetchTransport};
 use std::rc::Rc;
@@ -16,8 +16,8 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on a response body. Polar's answers are a few KB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
-/// A validate verdict and the response's `Date` header (unix seconds), when readable.
-type Dated = (Verdict<ValidatedLicenseKey>, Option<i64>);
+/// A verdict and the response's `Date` header (unix seconds), when readable.
+type Dated<T> = (Verdict<T>, Option<i64>);
 
 /// Builds an [`AsyncClient`].
 #[derive(Debug, Clone)]
@@ -124,7 +124,9 @@ impl AsyncClient {
         &self.api
     }
 
-    /// Validates a key online. Inputs are checked first; a bad one sends nothing.
+    /// Validates a key online. Inputs are checked first; a bad one sends nothing. A 200 that
+    /// contradicts the request (another key, organization, benefit, customer or activation)
+    /// or says the license is not valid (not granted, expired) is `protocol_error`.
     pub async fn validate(
         &self,
         req: &ValidateRequest,
@@ -137,25 +139,63 @@ impl AsyncClient {
     pub async fn validate_dated(
         &self,
         req: &ValidateRequest,
-    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
-        let request = self.api.validate_request(req)?;
-        self.send_validate(&request).await
+    ) -> Result<Dated<ValidatedLicenseKey>, Error> {
+        self.validate_at(req, crate::wasm::date_now()).await
     }
 
-    /// Sends a validate request built (and so checked) by [`Api::validate_request`].
-    pub(crate) async fn send_validate(&self, request: &HttpRequest) -> Result<Dated, Error> {
+    /// [`AsyncClient::validate_dated`] with the local clock reading `now` (for expiry).
+    pub(crate) async fn validate_at(
+        &self,
+        req: &ValidateRequest,
+        now: i64,
+    ) -> Result<Dated<ValidatedLicenseKey>, Error> {
+        let request = self.api.validate_request(req)?;
+        let expect = Expect::validate(self.api.organization_id(), req, now);
+        self.send_validate(&request, expect.as_ref()).await
+    }
+
+    /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
+    /// a 200 to `expect`.
+    pub(crate) async fn send_validate(
+        &self,
+        request: &HttpRequest,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Dated<ValidatedLicenseKey>, Error> {
         let response = self.transport.send(request).await?;
         let date = response.header("date").and_then(crate::grace::http_date);
-        Ok((parse_validate(&response)?, date))
+        let verdict = match expect {
+            Some(expect) => parse_validate_for(&response, expect)?,
+            None => parse_validate(&response)?,
+        };
+        Ok((verdict, date))
     }
 
-    /// Activates a key (takes one activation slot per call, even with the same label).
+    /// Activates a key (takes one activation slot per call, even with the same label). A 200
+    /// that is not a valid activation of this key is `protocol_error`.
     pub async fn activate(
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        self.activate_dated(req, crate::wasm::date_now())
+            .await
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`AsyncClient::activate`] at the local clock reading `now`, with the response's `Date`
+    /// in unix seconds.
+    pub(crate) async fn activate_dated(
+        &self,
+        req: &ActivateRequest,
+        now: i64,
+    ) -> Result<Dated<LicenseKeyActivationRead>, Error> {
         let request = self.api.activate_request(req)?;
-        parse_activate(&self.transport.send(&request).await?)
+        let response = self.transport.send(&request).await?;
+        let date = response.header("date").and_then(crate::grace::http_date);
+        let verdict = match Expect::activate(self.api.organization_id(), req, now) {
+            Some(expect) => parse_activate_for(&response, &expect)?,
+            None => parse_activate(&response)?,
+        };
+        Ok((verdict, date))
     }
 
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.

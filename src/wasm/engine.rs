@@ -1,37 +1,44 @@
 //! The npm package's engine: the sans-IO core behind synchronous exports.
 //!
 //! The package's `license.js` does the IO (fetch with an `AbortController` timeout, the
-//! storage adapters, the clock, `crypto.getRandomValues`, the per-slot locks and the awaits)
-//! and calls [`Engine`] between the steps, exactly where [`AsyncLicensing`] awaits: every
-//! decision (the checks on input, the request, the classification of the answer, the grace
-//! plan and settlement, the cache record, its MAC and the feature answers) is this crate's,
-//! the same code the native and `AsyncLicensing` faces run (`crate::session`). The JS layer
-//! only moves bytes.
+//! storage adapters, the clock, `crypto.getRandomValues`, the per-slot locks, the set of keys
+//! being asked and the awaits) and calls [`Engine`] between the steps, exactly where
+//! [`AsyncLicensing`] and the native `Licensing` call `crate::session`: every decision (the
+//! checks on input, the request, the classification of the answer, the grace plan and
+//! settlement, the cache record, its seal and ledger, the feature answers) is this crate's, the
+//! same code the native and `AsyncLicensing` faces run. The JS layer only moves bytes.
+//!
+//! The engine keeps nothing between calls: a later step is given again what an earlier one
+//! was given (the record and ledger text a check began with, to rebuild its request), and
+//! what the storage holds now (to fold the answer into).
 //!
 //! No async code, no `fetch` bindings and no JS objects built here, which keeps the wasm small:
 //! arguments are strings and numbers, and every answer is JSON text that `license.js` parses:
 //!
 //! * an answer: `{"ok": value}` or `{"error": {"code", "detail", …extras}}` (a denial is an
 //!   error with its `status`);
-//! * a step that needs the network: `{"ask": {"url", "headers": [[name, value]…], "body"}}`.
+//! * a step: `{"answer": answer, "write": writes, "ask": request, "strict": bool}`, each part
+//!   present when it applies. `writes` is `[[storage name, text]…]`, to store IN ORDER (a
+//!   record and its ledger); `request` is `{"url", "headers": [[name, value]…], "body"}`, to
+//!   send with `fetch`; `strict` says a failed write must remove the key's record (a denial
+//!   that cannot be written must not leave an old grant behind).
 //!
 //! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
 //! them to camelCase (except inside `metadata`, `meta` and `conditions`).
 //!
 //! [`AsyncLicensing`]: crate::wasm::AsyncLicensing
 
-use crate::cache::{self, MacKey};
 use crate::error::{Denial, Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
-use crate::grace::{CheckOutcome, GracePolicy, Source};
+use crate::grace::{CheckOutcome, GracePolicy, Record, Source};
 use crate::key::Key;
 use crate::proto::{
-    parse_activate, parse_deactivate, parse_validate, ActivateRequest, Api, DeactivateRequest,
-    HttpRequest, HttpResponse, Server, ValidateRequest,
+    parse_activate_for, parse_deactivate, parse_validate_for, ActivateRequest, Api,
+    DeactivateRequest, Expect, HttpRequest, HttpResponse, Server, ValidateRequest,
 };
 use crate::reason::{Reason, ReasonClass};
-use crate::session::{self, CacheState, Prepared, Write};
+use crate::session::{self, Asking, Begin, CacheState, Opened, Slot};
 use crate::transport::{TransportError, TransportErrorKind};
 use crate::wasm::bindings::{
     entitlements, parse, policy, ActivateOptions, ClientOptions, DeactivateOptions, ValidateOptions,
@@ -100,6 +107,10 @@ impl Json {
         self
     }
 
+    fn bool(&mut self, b: bool) -> &mut Json {
+        self.raw(if b { "true" } else { "false" })
+    }
+
     /// `,"name":` (or `"name":` right after an opening brace).
     fn key(&mut self, name: &str) -> &mut Json {
         if !self.0.ends_with('{') {
@@ -151,8 +162,7 @@ fn error_json(err: &Error) -> String {
             j.key("field").str(field);
         }
         Error::Offline { timeout, .. } => {
-            j.key("timeout")
-                .raw(if *timeout { "true" } else { "false" });
+            j.key("timeout").bool(*timeout);
         }
         Error::RateLimited {
             retry_after: Some(s),
@@ -185,10 +195,9 @@ fn denial_json(denial: &Denial) -> String {
     j.raw("}}").done()
 }
 
-/// `{"ask":{"url","headers","body"}}`: the request `license.js` sends with `fetch`.
-fn ask_json(http: &HttpRequest, extra: Option<(&str, &str)>) -> String {
-    let mut j = Json::new();
-    j.raw("{\"ask\":{");
+/// `{"url","headers","body"}`: a request `license.js` sends with `fetch`.
+fn request_json(j: &mut Json, http: &HttpRequest) {
+    j.raw("{");
     j.key("url").str(&http.url);
     j.key("headers").raw("[");
     for (i, (name, value)) in http.headers.iter().enumerate() {
@@ -202,8 +211,15 @@ fn ask_json(http: &HttpRequest, extra: Option<(&str, &str)>) -> String {
     j.key("body")
         .str(std::str::from_utf8(&http.body).unwrap_or_default());
     j.raw("}");
-    if let Some((name, value)) = extra {
-        j.key(name).str(value);
+}
+
+/// `{"ask": request}`, with `"id"` for a deactivation.
+fn ask_json(http: &HttpRequest, id: Option<&str>) -> String {
+    let mut j = Json::new();
+    j.raw("{\"ask\":");
+    request_json(&mut j, http);
+    if let Some(id) = id {
+        j.key("id").str(id);
     }
     j.raw("}").done()
 }
@@ -211,8 +227,7 @@ fn ask_json(http: &HttpRequest, extra: Option<(&str, &str)>) -> String {
 fn access_json(j: &mut Json, a: &FeatureAccess) {
     j.raw("{");
     j.key("feature").str(&a.feature);
-    j.key("granted")
-        .raw(if a.granted { "true" } else { "false" });
+    j.key("granted").bool(a.granted);
     j.key("why").str(a.why.code());
     j.key("licenseReason")
         .opt_str(a.license_reason.map(Reason::code));
@@ -224,9 +239,7 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
 /// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
 /// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
 ///
-/// The `Date` header comes as unix seconds (`Date.parse` in JS, which saves the wasm an HTTP
-/// date parser): it is informational only, stored in the record as `server_date` and never
-/// used by a decision (see [`crate::grace::GoodVerdict::server_date`]).
+/// The `Date` header comes apart, as unix seconds (`Date.parse` in JS): see [`dated`].
 fn reply(
     status: u16,
     body: Vec<u8>,
@@ -251,6 +264,14 @@ fn reply(
         _ => TransportErrorKind::Connect,
     };
     Err(Error::from(TransportError::new(kind, detail)))
+}
+
+/// The response's `Date` (unix seconds, `NaN` when it had none), and the clock reading a
+/// 200's `expires_at` is held to: the local clock, or the server's when it is behind (what
+/// [`Expect::license`] does with a `Date` header, which the response given here never has).
+fn dated(now: i64, date: Option<f64>) -> (Option<i64>, i64) {
+    let date = date.filter(|d| d.is_finite()).map(|d| d as i64);
+    (date, date.map_or(now, |d| d.min(now)))
 }
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
@@ -309,34 +330,136 @@ fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
     })
 }
 
+/// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
+struct StepOut<'a> {
+    answer: Option<String>,
+    write: Option<Vec<(String, Vec<u8>)>>,
+    ask: Option<&'a HttpRequest>,
+    strict: bool,
+}
+
+impl<'a> StepOut<'a> {
+    fn empty() -> StepOut<'a> {
+        StepOut {
+            answer: None,
+            write: None,
+            ask: None,
+            strict: false,
+        }
+    }
+
+    fn answer(answer: String) -> StepOut<'a> {
+        StepOut::empty().with(answer)
+    }
+
+    fn asking(http: &'a HttpRequest) -> StepOut<'a> {
+        StepOut {
+            ask: Some(http),
+            ..StepOut::empty()
+        }
+    }
+
+    fn with(mut self, answer: String) -> StepOut<'a> {
+        self.answer = Some(answer);
+        self
+    }
+
+    fn done(self) -> String {
+        let mut j = Json::new();
+        j.raw("{");
+        if let Some(answer) = &self.answer {
+            j.key("answer").raw(answer);
+        }
+        if let Some(writes) = &self.write {
+            j.key("write").raw("[");
+            for (i, (name, bytes)) in writes.iter().enumerate() {
+                if i > 0 {
+                    j.raw(",");
+                }
+                // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+                j.raw("[")
+                    .str(&format!("{STORAGE_PREFIX}{name}"))
+                    .raw(",")
+                    .str(&String::from_utf8_lossy(bytes))
+                    .raw("]");
+            }
+            j.raw("]");
+            j.key("strict").bool(self.strict);
+        }
+        if let Some(http) = self.ask {
+            j.key("ask");
+            request_json(&mut j, http);
+        }
+        j.raw("}").done()
+    }
+}
+
 impl Engine {
     fn org(&self) -> &str {
         self.api.organization_id()
     }
 
-    fn mac(&self, key: &Key, secret: &str) -> MacKey {
-        session::mac_key(
-            key,
+    /// The slot of `key` sealed with the install secret (hex), as on native.
+    fn sealed(&self, key: &Key, secret: &str) -> Slot {
+        Slot::new(
+            self.api.base_url(),
             self.org(),
+            key,
             &unhex(secret).unwrap_or_default(),
             self.machine.as_deref(),
             self.app_secret.as_deref(),
         )
     }
 
-    fn record(&self, key: &Key, secret: &str, stored: Option<&str>) -> Option<crate::Record> {
-        session::trusted(
-            stored.map(str::as_bytes),
-            &self.mac(key, secret),
+    /// A key's stored record and ledger text, opened.
+    fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
+        session::open(
+            record.map(str::as_bytes),
+            ledger.map(str::as_bytes),
+            slot,
             self.org(),
             key,
         )
     }
 
-    fn seal(&self, key: &Key, secret: &str, record: &crate::Record) -> String {
-        let bytes = cache::encode(record, &self.mac(key, secret));
-        // The cache format is UTF-8 text (a header, compact JSON and hex), so this is lossless.
-        String::from_utf8_lossy(&bytes).into_owned()
+    /// The writes that store `record`, in order.
+    fn seal(&self, opened: &Opened, record: Record, slot: &Slot) -> Vec<(String, Vec<u8>)> {
+        session::seal(opened, record, slot)
+    }
+
+    /// Phase 1 of a check, as native: the request from the opened slot, then the plan.
+    fn begin(&self, key: &Key, opened: &Opened, now: i64) -> Result<Begin, CheckOutcome> {
+        let req = session::check_request(
+            key,
+            None,
+            opened,
+            self.machine.as_deref(),
+            self.require_activation,
+        )
+        .map_err(CheckOutcome::Unverified)?;
+        Ok(session::begin(&self.api, opened, &req, now, &self.policy))
+    }
+
+    /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
+    /// the engine keeps nothing between calls).
+    fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
+        match self.begin(key, opened, now)? {
+            Begin::Ask(asking)
+            | Begin::Cached {
+                or_ask: Some(asking),
+                ..
+            } => Ok(asking),
+            Begin::Cached { outcome, .. } | Begin::Done(outcome) => Err(outcome),
+        }
+    }
+
+    /// The bare-key request of a check that cannot use the storage.
+    fn uncached_request(&self, key: &Key, cache: String) -> Result<ValidateRequest, Error> {
+        if self.require_activation {
+            // Without the storage the remembered activation is unknown.
+            return Err(Error::Cache { detail: cache });
+        }
+        Ok(ValidateRequest::new(key.clone()))
     }
 
     /// `{"listed":{name: answer…},"unlisted": answer}` for a licensed verdict.
@@ -355,22 +478,29 @@ impl Engine {
         j.raw("}");
     }
 
-    /// The answer to a check: the licensed result, or the denial or error it is; with
-    /// `feature`, the feature's answer whatever the verdict (only error-class reasons fail).
-    fn outcome_json(&self, outcome: CheckOutcome, feature: Option<&str>) -> String {
+    /// The answer to a check: the licensed result (with `reason`, the code of what happened
+    /// online when the cache answered after Polar was asked), or the denial or error it is;
+    /// with `feature`, the feature's answer whatever the verdict (only error-class reasons
+    /// fail).
+    fn outcome_json(
+        &self,
+        outcome: &CheckOutcome,
+        feature: Option<&str>,
+        fallback: Option<&Error>,
+    ) -> String {
         if let Some(feature) = feature {
-            if let CheckOutcome::Unverified(e) = &outcome {
+            if let CheckOutcome::Unverified(e) = outcome {
                 if e.reason().class() == ReasonClass::Error {
                     return error_json(e);
                 }
             }
             let mut j = Json::new();
             j.raw("{\"ok\":");
-            access_json(&mut j, &self.entitlements.check(feature, &outcome));
+            access_json(&mut j, &self.entitlements.check(feature, outcome));
             return j.raw("}").done();
         }
         let mut j = Json::new();
-        match &outcome {
+        match outcome {
             CheckOutcome::Licensed {
                 source,
                 license,
@@ -383,13 +513,39 @@ impl Engine {
                 j.key("source").str(source.as_str());
                 j.key("graceRemaining").opt_int(secs(*grace_remaining));
                 j.key("verifiedAt").int(*verified_at);
+                j.key("reason").opt_str(fallback.map(|e| e.reason().code()));
                 j.key("features");
-                self.features_json(&mut j, &outcome);
+                self.features_json(&mut j, outcome);
                 j.raw("}}").done()
             }
             CheckOutcome::Denied(denial) => denial_json(denial),
             CheckOutcome::Unverified(err) => error_json(err),
         }
+    }
+
+    fn validate_request(&self, key: String, options: &str) -> Result<ValidateRequest, Error> {
+        let o: ValidateOptions = parse("options", options)?;
+        let req = ValidateRequest {
+            key: Some(key.into()),
+            activation_id: o.activation_id,
+            benefit_id: o.benefit_id,
+            customer_id: o.customer_id,
+            increment_usage: o.increment_usage,
+            conditions: o.conditions,
+        };
+        Ok(session::bound_validate(&req, self.machine.as_deref()))
+    }
+
+    fn activate_request(
+        &self,
+        key: String,
+        options: &str,
+    ) -> Result<(ActivateRequest, Key), Error> {
+        let o: ActivateOptions = parse("options", options)?;
+        let mut req = ActivateRequest::new(key, o.label);
+        req.conditions = o.conditions;
+        req.meta = o.meta;
+        session::bound_activation(&req, self.machine.as_deref())
     }
 }
 
@@ -409,68 +565,124 @@ impl Engine {
         self.timeout.as_secs_f64() * 1000.0
     }
 
-    /// The storage name of `key`'s record: `polar-license.v1-<32 hex>`.
+    /// The storage name of `key`'s record, `polar-license.v2-<32 hex>` (bound to the server's
+    /// origin, the organization and the key); its lock's name too.
     pub fn slot(&self, key: &str) -> String {
-        let mut name = String::from(STORAGE_PREFIX);
-        name.push_str(&cache::slot_name(self.org(), key));
-        name
+        let name = crate::cache::slot_name(self.api.base_url(), self.org(), key);
+        format!("{STORAGE_PREFIX}{name}")
     }
 
-    /// Step 1 of a grace-aware check of `key`, with the install secret and the stored record
-    /// (if any) read at `now` (unix seconds). With `cache_error` (the storage failed) the check
-    /// is online only. Answers `{"ask": request}`, or the answer itself (see
-    /// [`Engine::check_end`] for `feature`).
+    /// The storage name of `key`'s ledger: the record's, and `-seq`.
+    pub fn ledger(&self, key: &str) -> String {
+        let name = crate::cache::slot_name(self.api.base_url(), self.org(), key);
+        format!("{STORAGE_PREFIX}{}", crate::cache::ledger_name(&name))
+    }
+
+    /// Phase 1 of a grace-aware check of `key` (under the slot's lock), with the install
+    /// secret and the stored `record` and `ledger` read at `now` (unix seconds). With `cache`
+    /// (the storage failed: its detail) the check is online only.
+    ///
+    /// Answers `{"answer"}` (done), `{"answer", "write", "ask"}` (licensed from the cache:
+    /// store `write` before answering; when that fails, send `ask` instead, or with no `ask`
+    /// answer all the same, the cache not refreshed) or `{"ask"}` (send it, then call
+    /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`.
     #[wasm_bindgen(js_name = checkBegin)]
+    #[allow(clippy::too_many_arguments)]
     pub fn check_begin(
         &self,
         key: String,
         secret: &str,
-        stored: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
         now: f64,
-        cache_error: Option<String>,
+        cache: Option<String>,
         feature: Option<String>,
     ) -> String {
         let key = Key::new(key);
-        let record = match cache_error {
-            Some(_) => None,
-            None => self.record(&key, secret, stored.as_deref()),
-        };
-        let req = match session::plain_check_request(
-            &key,
-            record.as_ref(),
-            self.machine.as_deref(),
-            self.require_activation,
-        ) {
-            Ok(req) => req,
-            Err(e) => {
-                // As on native: without the cache the remembered activation is unknown, so the
-                // storage failure is the answer; with it, nothing remembered is `activation_id`.
-                let e = match cache_error {
-                    Some(detail) => Error::Cache { detail },
-                    None => e,
-                };
-                return self.outcome_json(CheckOutcome::Unverified(e), feature.as_deref());
+        let now = now as i64;
+        let feature = feature.as_deref();
+        if let Some(cache) = cache {
+            let http = self
+                .uncached_request(&key, cache)
+                .and_then(|req| self.api.validate_request(&req));
+            return match http {
+                Ok(http) => StepOut::asking(&http).done(),
+                Err(e) => {
+                    StepOut::answer(self.outcome_json(&CheckOutcome::Unverified(e), feature, None))
+                        .done()
+                }
+            };
+        }
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        match self.begin(&key, &opened, now) {
+            Err(outcome) | Ok(Begin::Done(outcome)) => {
+                StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
             }
-        };
-        let prepared = match cache_error {
-            // Without the cache: the request is checked and sent, nothing else.
-            Some(_) => match self.api.validate_request(&req) {
-                Ok(http) => return ask_json(&http, None),
-                Err(e) => Prepared::Done(CheckOutcome::Unverified(e)),
-            },
-            None => session::prepare(&self.api, record.as_ref(), &req, now as i64, &self.policy),
-        };
-        match prepared {
-            Prepared::Done(outcome) => self.outcome_json(outcome, feature.as_deref()),
-            Prepared::Ask { http, .. } => ask_json(&http, None),
+            Ok(Begin::Cached {
+                outcome,
+                write,
+                or_ask,
+            }) => StepOut {
+                answer: Some(self.outcome_json(&outcome, feature, None)),
+                write: Some(self.seal(&opened, *write, &slot)),
+                ask: or_ask.as_ref().map(|a| &a.http),
+                strict: false,
+            }
+            .done(),
+            Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
         }
     }
 
-    /// Step 2 of a check, after the request of [`Engine::check_begin`] (called with the same
-    /// arguments) was answered (`status`, `body`, `date`, `retry_after`) or failed (`fail`,
-    /// `detail`). Answers `{"answer": answer, "write": record text or null, "strict": bool}`:
-    /// `license.js` stores `write` and, when that fails and `strict` is set, removes the
-    /// stored record (a denial that cannot be written must not leave an old grant behind).
+    /// Phase 2 of a check, when another check of the key is asking Polar right now: the
+    /// check began as [`Engine::check_begin`] was called (`record`, `ledger`, `now`), and the
+    /// storage holds `current_record` and `current_ledger` (read again under the lock).
+    /// Answers `{"answer", "write"}`: the cache's answer at once, to give once `write` is
+    /// stored (when that fails, ask as well); or `{}`: the cache cannot license, ask as well.
+    #[wasm_bindgen(js_name = whileAsked)]
+    #[allow(clippy::too_many_arguments)]
+    pub fn while_asked(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        current_record: Option<String>,
+        current_ledger: Option<String>,
+        feature: Option<String>,
+    ) -> String {
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let Ok(asking) = self.asking(&key, &opened, now as i64) else {
+            return "{}".to_string();
+        };
+        let current = self.open(
+            &key,
+            &slot,
+            current_record.as_deref(),
+            current_ledger.as_deref(),
+        );
+        match session::while_asked(&current, &asking, &self.policy) {
+            Some((outcome, record)) => StepOut {
+                answer: Some(self.outcome_json(&outcome, feature.as_deref(), None)),
+                write: Some(self.seal(&current, record, &slot)),
+                ask: None,
+                strict: false,
+            }
+            .done(),
+            None => "{}".to_string(),
+        }
+    }
+
+    /// Phase 3 of a check, after the request of [`Engine::check_begin`] (called with the same
+    /// `key`, `secret`, `record`, `ledger`, `now`, `cache` and `feature`) was answered
+    /// (`status`, `body`, `date`, `retry_after`) or failed (`fail`, `detail`), with the
+    /// storage's `current_record` and `current_ledger` read again under the lock (another
+    /// check's answer is folded in, never overwritten). Answers `{"answer", "write",
+    /// "strict"}`: store `write` in order; when that fails and `strict` is set, remove the
+    /// record (a denial that cannot be written must not leave an old grant behind).
     ///
     /// The answer is `{"ok": result}` for a licensed verdict, else the denial or error; with
     /// `feature`, `{"ok": the feature's answer}` for every verdict but an error-class one.
@@ -480,10 +692,13 @@ impl Engine {
         &self,
         key: String,
         secret: &str,
-        stored: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
         now: f64,
-        cache_error: Option<String>,
+        cache: Option<String>,
         feature: Option<String>,
+        current_record: Option<String>,
+        current_ledger: Option<String>,
         status: u16,
         body: Vec<u8>,
         date: Option<f64>,
@@ -493,93 +708,132 @@ impl Engine {
     ) -> String {
         let key = Key::new(key);
         let now = now as i64;
+        let feature = feature.as_deref();
+        let (date, reference) = dated(now, date);
         let response = reply(status, body, retry_after, fail, detail);
-        let (write, outcome) = match cache_error {
-            Some(cache_error) => {
-                let online = response.and_then(|r| parse_validate(&r));
-                let cache_error = Error::Cache {
-                    detail: cache_error,
-                };
-                let outcome = session::online_only(online, &cache_error, now);
-                (Write::Nothing, outcome)
-            }
-            None => {
-                let record = self.record(&key, secret, stored.as_deref());
-                let req =
-                    session::remembered_request(&key, record.as_ref(), self.machine.as_deref());
-                let query = match crate::grace::Query::from_request(self.org(), &req) {
-                    Ok(q) => q,
-                    Err(e) => return error_json(&e),
-                };
-                let date = date.filter(|d| d.is_finite()).map(|d| d as i64);
-                let online = response.and_then(|r| Ok((parse_validate(&r)?, date)));
-                session::conclude(record, &query, now, &self.policy, online)
+        if let Some(cache) = cache {
+            let req = match self.uncached_request(&key, cache.clone()) {
+                Ok(req) => req,
+                Err(e) => {
+                    let outcome = CheckOutcome::Unverified(e);
+                    return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
+                }
+            };
+            let online = match Expect::validate(self.org(), &req, reference) {
+                Some(expect) => response.and_then(|r| parse_validate_for(&r, &expect)),
+                None => Err(Error::invalid("key", "is required")),
+            };
+            let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
+            return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
+        }
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let asking = match self.asking(&key, &opened, now) {
+            Ok(asking) => asking,
+            Err(outcome) => {
+                return StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
             }
         };
-        let mut j = Json::new();
-        j.raw("{\"answer\":")
-            .raw(&self.outcome_json(outcome, feature.as_deref()));
-        match write {
-            Write::Nothing => j.key("write").raw("null"),
-            Write::Save {
-                record,
-                must_not_grant,
-            } => j
-                .key("write")
-                .str(&self.seal(&key, secret, &record))
-                .key("strict")
-                .raw(if must_not_grant { "true" } else { "false" }),
+        let online = match asking.expect(self.org()) {
+            Some(mut expect) => {
+                expect.now = reference;
+                response.and_then(|r| parse_validate_for(&r, &expect))
+            }
+            None => Err(Error::invalid("key", "is required")),
         };
-        j.raw("}").done()
+        let current = self.open(
+            &key,
+            &slot,
+            current_record.as_deref(),
+            current_ledger.as_deref(),
+        );
+        let f = session::finish(
+            &current,
+            &asking,
+            &self.policy,
+            online.map(|verdict| (verdict, date)),
+        );
+        let strict = f.write.as_ref().is_some_and(|r| r.denied.is_some());
+        StepOut {
+            answer: Some(self.outcome_json(&f.outcome, feature, f.fallback.as_ref())),
+            write: f.write.map(|r| self.seal(&current, r, &slot)),
+            ask: None,
+            strict,
+        }
+        .done()
     }
 
-    /// One online validation, no cache: `{"ask": request}` or the `invalid_input` error.
+    /// One online validation, no cache answer: `{"ask": request}` (with this machine's
+    /// fingerprint among the conditions when it names an activation and activations are
+    /// bound, as `activate` stored them) or the `invalid_input` error.
     #[wasm_bindgen(js_name = validateBegin)]
     pub fn validate_begin(&self, key: String, options: &str) -> String {
-        let o: ValidateOptions = match parse("options", options) {
-            Ok(o) => o,
-            Err(e) => return error_json(&e),
-        };
-        let req = ValidateRequest {
-            key: Some(key.into()),
-            activation_id: o.activation_id,
-            benefit_id: o.benefit_id,
-            customer_id: o.customer_id,
-            increment_usage: o.increment_usage,
-            conditions: o.conditions,
-        };
-        match self.api.validate_request(&req) {
+        match self
+            .validate_request(key, options)
+            .and_then(|req| self.api.validate_request(&req))
+        {
             Ok(http) => ask_json(&http, None),
             Err(e) => error_json(&e),
         }
     }
 
-    /// The answer to [`Engine::validate_begin`]'s request: `{"ok": {license, activation,
-    /// features}}` (the feature answers of an online verdict), or the denial or error.
+    /// The answer to [`Engine::validate_begin`]'s request (same `key` and `options`), asked at
+    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {license, activation,
+    /// features}}` (the feature answers of an online verdict) or the denial or error. The
+    /// answer updates the key's record (one truth per key) when the storage could be read
+    /// (`secret`, `record`, `ledger`; no `secret`: nothing to write).
     #[wasm_bindgen(js_name = validateEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn validate_end(
         &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
         now: f64,
         status: u16,
         body: Vec<u8>,
-        _date: Option<f64>,
+        date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
-        let verdict =
-            reply(status, body, retry_after, fail, detail).and_then(|r| parse_validate(&r));
-        let license = match verdict {
-            Ok(Verdict::Accepted(v)) => v,
-            Ok(Verdict::Denied(d)) => return denial_json(&d),
-            Err(e) => return error_json(&e),
+        let req = match self.validate_request(key, options) {
+            Ok(req) => req,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let now = now as i64;
+        let (date, reference) = dated(now, date);
+        let online = match Expect::validate(self.org(), &req, reference) {
+            Some(expect) => reply(status, body, retry_after, fail, detail)
+                .and_then(|r| parse_validate_for(&r, &expect))
+                .map(|verdict| (verdict, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let mut out = StepOut::empty();
+        if let (Some(secret), Some(key)) = (secret, req.key.as_ref()) {
+            let slot = self.sealed(key, &secret);
+            let opened = self.open(key, &slot, record.as_deref(), ledger.as_deref());
+            let machine = self.machine.as_deref();
+            let org = self.org();
+            if let Some(r) =
+                session::validated(&opened, org, &req, machine, now, &self.policy, &online)
+            {
+                out.strict = r.denied.is_some();
+                out.write = Some(self.seal(&opened, r, &slot));
+            }
+        }
+        let license = match online {
+            Ok((Verdict::Accepted(v), _)) => v,
+            Ok((Verdict::Denied(d), _)) => return out.with(denial_json(&d)).done(),
+            Err(e) => return out.with(error_json(&e)).done(),
         };
         let verdict = CheckOutcome::Licensed {
             source: Source::Online,
             license: Box::new(license),
             grace_remaining: None,
-            verified_at: now as i64,
+            verified_at: now,
         };
         let mut j = Json::new();
         j.raw("{\"ok\":{");
@@ -589,19 +843,8 @@ impl Engine {
         }
         j.key("features");
         self.features_json(&mut j, &verdict);
-        j.raw("}}").done()
-    }
-
-    fn activate_request(
-        &self,
-        key: String,
-        options: &str,
-    ) -> Result<(ActivateRequest, Key), Error> {
-        let o: ActivateOptions = parse("options", options)?;
-        let mut req = ActivateRequest::new(key, o.label);
-        req.conditions = o.conditions;
-        req.meta = o.meta;
-        session::bound_activation(&req, self.machine.as_deref())
+        j.raw("}}");
+        out.with(j.done()).done()
     }
 
     /// An activation: `{"ask": request}` (with the machine fingerprint in the conditions,
@@ -617,80 +860,88 @@ impl Engine {
         }
     }
 
-    /// The answer to [`Engine::activate_begin`]'s request: `{"ok": {activation, license}}`,
-    /// or the denial or error. On `ok`, `license.js` remembers the activation with
-    /// [`Engine::remember`].
+    /// The answer to [`Engine::activate_begin`]'s request (same `key` and `options`), sent at
+    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {activation, license}}` or
+    /// the denial or error. An activation is a verdict: `write` remembers the activation and
+    /// a good verdict bound to it, or the denial about the key (`secret`, `record` and
+    /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
+    /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
+    /// naming the activation.
     #[wasm_bindgen(js_name = activateEnd)]
+    #[allow(clippy::too_many_arguments)]
     pub fn activate_end(
         &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
         status: u16,
         body: Vec<u8>,
-        _date: Option<f64>,
+        date: Option<f64>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
-        match reply(status, body, retry_after, fail, detail).and_then(|r| parse_activate(&r)) {
-            Ok(Verdict::Accepted(read)) => {
+        let (req, key) = match self.activate_request(key, options) {
+            Ok(bound) => bound,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let now = now as i64;
+        let (date, reference) = dated(now, date);
+        let online = match Expect::activate(self.org(), &req, reference) {
+            Some(expect) => reply(status, body, retry_after, fail, detail)
+                .and_then(|r| parse_activate_for(&r, &expect))
+                .map(|verdict| (verdict, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let mut out = StepOut::empty();
+        if let Some(secret) = secret {
+            let slot = self.sealed(&key, &secret);
+            let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+            let org = self.org();
+            if let Some(r) =
+                session::activated(&opened, org, &req, &key, now, &self.policy, &online)
+            {
+                out.strict = r.denied.is_some();
+                out.write = Some(self.seal(&opened, r, &slot));
+            }
+        }
+        let answer = match online {
+            Ok((Verdict::Accepted(read), _)) => {
                 let mut j = Json::new();
                 j.raw("{\"ok\":{");
                 j.key("activation").value(&read.activation);
                 j.key("license").value(&read.license_key);
                 j.raw("}}").done()
             }
-            Ok(Verdict::Denied(d)) => denial_json(&d),
+            Ok((Verdict::Denied(d), _)) => denial_json(&d),
             Err(e) => error_json(&e),
-        }
+        };
+        out.with(answer).done()
     }
 
-    /// The record text after activation `id` (labelled `label`) was made with `options`:
-    /// the stored record (if any, and trusted) with the activation remembered.
-    #[allow(clippy::too_many_arguments)]
-    pub fn remember(
-        &self,
-        key: String,
-        options: &str,
-        secret: &str,
-        stored: Option<String>,
-        id: String,
-        label: String,
-        now: f64,
-    ) -> String {
-        let (req, key) = match self.activate_request(key, options) {
-            Ok(bound) => bound,
-            Err(e) => return error_json(&e),
-        };
-        let now = now as i64;
-        let activation = crate::grace::StoredActivation {
-            id,
-            label,
-            conditions: req.conditions,
-            created_at: now,
-        };
-        let record = self.record(&key, secret, stored.as_deref());
-        let record = session::remember(record, self.org(), &key, activation, now);
-        let mut j = Json::new();
-        j.raw("{\"ok\":").str(&self.seal(&key, secret, &record));
-        j.raw("}").done()
-    }
-
-    /// A deactivation of `options.activationId`, else of the remembered activation:
-    /// `{"ask": request, "id": activation id}` or the `invalid_input` error.
+    /// A deactivation of `options.activationId`, else of the remembered activation (from the
+    /// stored `record`, trusted or not): `{"ask": request, "id": activation id}` or the
+    /// `invalid_input` error.
     #[wasm_bindgen(js_name = deactivateBegin)]
     pub fn deactivate_begin(
         &self,
         key: String,
         options: &str,
         secret: &str,
-        stored: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
     ) -> String {
         let o: DeactivateOptions = match parse("options", options) {
             Ok(o) => o,
             Err(e) => return error_json(&e),
         };
         let key = Key::new(key);
-        let record = self.record(&key, secret, stored.as_deref());
-        let id = match session::deactivation_target(o.activation_id.as_deref(), record.as_ref()) {
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let id = match session::deactivation_target(o.activation_id.as_deref(), &opened) {
             Ok(id) => id,
             Err(e) => return error_json(&e),
         };
@@ -698,21 +949,24 @@ impl Engine {
             .api
             .deactivate_request(&DeactivateRequest::new(key, id.as_str()))
         {
-            Ok(http) => ask_json(&http, Some(("id", &id))),
+            Ok(http) => ask_json(&http, Some(&id)),
             Err(e) => error_json(&e),
         }
     }
 
-    /// The answer to [`Engine::deactivate_begin`]'s request for activation `id`:
-    /// `{"answer": {"ok": {"activationId"}} or the denial or error, "write": record text or
-    /// null}` (the activation is forgotten once it is gone on the server).
+    /// The answer at `now` to [`Engine::deactivate_begin`]'s request for activation `id` (the
+    /// same `record` and `ledger`, read under the lock held since): `{"answer": {"ok":
+    /// {"activationId"}} or the denial or error, "write"}` (the activation is forgotten once
+    /// it is gone on the server).
     #[wasm_bindgen(js_name = deactivateEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn deactivate_end(
         &self,
         key: String,
         secret: &str,
-        stored: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
         id: String,
         status: u16,
         body: Vec<u8>,
@@ -725,40 +979,42 @@ impl Engine {
             .and_then(|r| parse_deactivate(&r))
         {
             Ok(verdict) => verdict,
-            Err(e) => return error_json(&e),
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let key = Key::new(key);
-        let record = self.record(&key, secret, stored.as_deref());
-        let write = session::forget_activation(record, &id, &verdict);
-        let mut j = Json::new();
-        j.raw("{\"answer\":");
-        match &verdict {
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let org = self.org();
+        let write = session::deactivated(&opened, org, &key, now as i64, &id, &verdict)
+            .map(|r| self.seal(&opened, r, &slot));
+        let answer = match &verdict {
             Verdict::Accepted(()) => {
+                let mut j = Json::new();
                 j.raw("{\"ok\":{\"activationId\":").str(&id).raw("}}");
+                j.done()
             }
-            Verdict::Denied(d) => {
-                j.raw(&denial_json(d));
-            }
-        }
-        j.key("write");
-        match write {
-            Some(record) => j.str(&self.seal(&key, secret, &record)),
-            None => j.raw("null"),
+            Verdict::Denied(d) => denial_json(d),
         };
-        j.raw("}").done()
+        StepOut {
+            write,
+            ..StepOut::answer(answer)
+        }
+        .done()
     }
 
-    /// What the stored record says about `key` at `now`: `{"ok": status}`.
-    pub fn status(&self, key: String, secret: &str, stored: Option<String>, now: f64) -> String {
+    /// What the stored `record` and `ledger` say about `key` at `now`: `{"ok": status}`.
+    pub fn status(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+    ) -> String {
         let key = Key::new(key);
-        let status = session::status(
-            stored.as_deref().map(str::as_bytes),
-            &self.mac(&key, secret),
-            self.org(),
-            &key,
-            now as i64,
-            &self.policy,
-        );
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let status = session::status(opened, record.is_some(), now as i64, &self.policy);
         let (state, untrusted, record) = match &status.state {
             CacheState::Empty => ("empty", None, None),
             CacheState::Untrusted(why) => ("untrusted", Some(why.as_str()), None),
@@ -784,7 +1040,7 @@ impl Engine {
             None => j.raw("null"),
         };
         j.key("activation");
-        match record.and_then(|r| r.activation.as_ref()) {
+        match &status.activation {
             Some(a) => j.value(a),
             None => j.raw("null"),
         };

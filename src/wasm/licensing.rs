@@ -1,24 +1,30 @@
 //! Grace-aware licensing in JS hosts: the async client, a storage, the grace policy and the
-//! `Date.now()` clock, put together. The behaviour is the native `Licensing`'s, step for step:
-//! [`AsyncLicensing::activate`] remembers the activation (and the conditions it was made with),
-//! [`AsyncLicensing::check`] validates it with those conditions, answering from the cache as
-//! [`crate::grace`] says, [`AsyncLicensing::deactivate`] forgets it,
+//! `Date.now()` clock, put together. The behaviour is the native `Licensing`'s, step for step
+//! (the same `crate::session` calls in the same order):
+//! [`AsyncLicensing::activate`] remembers the activation (and the conditions it was made with)
+//! with the verdict it is, [`AsyncLicensing::check`] validates it with those conditions,
+//! answering from the cache as [`crate::grace`] says, [`AsyncLicensing::validate`] updates the
+//! key's record with what Polar said, [`AsyncLicensing::deactivate`] forgets the activation,
 //! [`AsyncLicensing::status`] reads the cache without any request, and
 //! [`AsyncLicensing::has_feature`] answers "may this copy use feature X?" from a verdict.
+//!
+//! A key's cache is two entries in the storage, each sealed: its record
+//! (`polar-license.v2-<32 hex>`) and its ledger (the same name and `-seq`), the highest
+//! sequence number written, so that a saved copy of an older record put back is not trusted.
 
-use crate::cache::{self, MacKey};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
-use crate::grace::{CheckOutcome, GracePolicy, Record, StoredActivation};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
-use crate::model::LicenseKeyActivationRead;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
-use crate::session::{self, CacheStatus, Prepared, Write};
+use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
 use crate::wasm::client::{AsyncClient, AsyncClientBuilder};
-use crate::wasm::store::{lock, AsyncStore, MemoryStore, WebStorage};
+use crate::wasm::store::{lock, try_lock, AsyncStore, MemoryStore, WebStorage};
 use crate::wasm::transport::{describe, AsyncTransport};
 use crate::wasm::{unhex, INSTALL_SECRET_LEN};
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
@@ -26,7 +32,8 @@ use wasm_bindgen::{JsCast, JsValue};
 /// A clock: unix seconds. Tests pass a fake one.
 pub type Clock = Rc<dyn Fn() -> i64>;
 
-/// Names in the storage start with this (`polar-license.v1-<32 hex>` for a record).
+/// Names in the storage start with this (`polar-license.v2-<32 hex>` for a record, the same
+/// and `-seq` for its ledger).
 pub const STORAGE_PREFIX: &str = "polar-license.";
 
 /// The storage name of the per-install secret (64 hex digits).
@@ -154,6 +161,7 @@ impl AsyncLicensingBuilder {
             crypto: self.crypto,
             require_activation: self.require_activation,
             entitlements: Rc::new(self.entitlements),
+            memo: Rc::default(),
         })
     }
 
@@ -185,6 +193,7 @@ pub struct AsyncLicensing {
     crypto: Option<JsValue>,
     require_activation: bool,
     entitlements: Rc<Entitlements>,
+    memo: Rc<RefCell<Option<Answered>>>,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -197,14 +206,41 @@ impl std::fmt::Debug for AsyncLicensing {
     }
 }
 
-/// The slot and MAC key of one key's record.
-struct Slot {
-    name: String,
-    mac: MacKey,
+/// The stored text of one key: its record and its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Stored {
+    record: Option<String>,
+    ledger: Option<String>,
+}
+
+/// The last cached answer this licensing (and its clones) recorded, as the native
+/// `Licensing` keeps it: a check of the same slot, at the same clock second, on the very
+/// record it wrote, within a second of it by `Date.now()`, is the same answer again and is
+/// not recorded twice (a burst of checks, e.g. one per feature of a menu, does not count as
+/// a held clock). A later client, or the same one a second later, records it.
+struct Answered {
+    slot: String,
+    now: i64,
+    at_ms: f64,
+    record: String,
+}
+
+/// A check between its phases: the slot as phase 1 read it and what to ask.
+struct Step {
+    slot: Slot,
+    opened: Opened,
+    asking: Box<Asking>,
+    /// The cached answer could not be recorded.
+    cache_error: Option<Error>,
 }
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The storage name of a slot (a record's, or a ledger's).
+fn storage_name(slot: &str) -> String {
+    format!("{STORAGE_PREFIX}{slot}")
 }
 
 impl AsyncLicensing {
@@ -288,155 +324,362 @@ impl AsyncLicensing {
         Ok(secret)
     }
 
+    /// The slot of `key`: bound to the server's origin, sealed with the install secret, this
+    /// machine's fingerprint (when bound) and the app secret, as on native.
     async fn slot(&self, key: &Key) -> Result<Slot, Error> {
         let secret = self.install_secret().await?;
-        Ok(Slot {
-            name: format!(
-                "{STORAGE_PREFIX}{}",
-                cache::slot_name(self.org(), key.expose())
-            ),
-            mac: session::mac_key(
-                key,
-                self.org(),
-                &secret,
-                self.machine.as_deref(),
-                self.app_secret.as_deref(),
-            ),
-        })
-    }
-
-    async fn load(&self, slot: &Slot, key: &Key) -> Result<Option<Record>, Error> {
-        let text = self.store.get(&slot.name).await?;
-        Ok(session::trusted(
-            text.as_deref().map(str::as_bytes),
-            &slot.mac,
+        Ok(Slot::new(
+            self.client.api().base_url(),
             self.org(),
             key,
+            &secret,
+            self.machine.as_deref(),
+            self.app_secret.as_deref(),
         ))
     }
 
-    async fn save(&self, slot: &Slot, record: &Record) -> Result<(), Error> {
-        let bytes = cache::encode(record, &slot.mac);
-        // The cache format is UTF-8 text (a header, compact JSON and hex), so this is lossless.
-        let text = String::from_utf8_lossy(&bytes);
-        self.store.set(&slot.name, &text).await
+    async fn read(&self, slot: &Slot) -> Result<Stored, Error> {
+        Ok(Stored {
+            record: self.store.get(&storage_name(&slot.name)).await?,
+            ledger: self.store.get(&storage_name(&slot.ledger)).await?,
+        })
+    }
+
+    /// The slot's stored text, opened (untrusted text counts as no record).
+    async fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
+        let stored = self.read(slot).await?;
+        let opened = session::open(
+            stored.record.as_deref().map(str::as_bytes),
+            stored.ledger.as_deref().map(str::as_bytes),
+            slot,
+            self.org(),
+            key,
+        );
+        Ok((stored, opened))
+    }
+
+    /// Stores `record` (and its ledger), in order; the record's text.
+    async fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<String, Error> {
+        let mut written = String::new();
+        for (name, bytes) in session::seal(opened, record, slot) {
+            // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+            let text = String::from_utf8_lossy(&bytes);
+            self.store.set(&storage_name(&name), &text).await?;
+            if name == slot.name {
+                written = text.into_owned();
+            }
+        }
+        Ok(written)
+    }
+
+    /// Stores an answer's record; when that fails and the record carries a denial, removes
+    /// the stored record (a tombstone that cannot be written must not leave an old grant).
+    async fn save_or_forget(
+        &self,
+        slot: &Slot,
+        opened: &Opened,
+        record: Record,
+    ) -> Result<String, Error> {
+        let must_not_grant = record.denied.is_some();
+        let saved = self.save(slot, opened, record).await;
+        if saved.is_err() && must_not_grant {
+            // If even this fails, the storage is broken and the next read fails too.
+            let _ = self.store.remove(&storage_name(&slot.name)).await;
+        }
+        saved
+    }
+
+    fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
+        self.memo.borrow().as_ref().is_some_and(|a| {
+            let elapsed = js_sys::Date::now() - a.at_ms;
+            a.slot == slot.name
+                && a.now == now
+                && (0.0..1000.0).contains(&elapsed)
+                && stored.record.as_deref() == Some(a.record.as_str())
+        })
+    }
+
+    fn remember_answer(&self, slot: &Slot, now: i64, record: String) {
+        *self.memo.borrow_mut() = Some(Answered {
+            slot: slot.name.clone(),
+            now,
+            at_ms: js_sys::Date::now(),
+            record,
+        });
     }
 
     /// Activates `req.key` and remembers the activation, so later
     /// [`check`](AsyncLicensing::check)s validate it. With a machine id, its fingerprint is
     /// added to the conditions (as `machine_fingerprint`).
     ///
-    /// If Polar activated but the storage cannot remember it, the error is `cache_error` and
-    /// its detail names the new activation id, so nothing is lost.
+    /// A good activation is a verdict: it starts the grace period like a good validate, so a
+    /// check right after it answers from the cache, online or not. A denial about the key
+    /// (`not_found`, `inactive`, `expired`) removes the cache's power to grant.
+    ///
+    /// The storage is read first: when it cannot be, the error is `cache_error` and no slot is
+    /// taken. If Polar activated but the storage cannot remember it, the error is
+    /// `cache_error` and its detail names the new activation id, so nothing is lost.
     pub async fn activate(
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
         let (req, key) = session::bound_activation(req, self.machine.as_deref())?;
-        let verdict = self.client.activate(&req).await?;
-        if let Verdict::Accepted(read) = &verdict {
-            let activation = session::stored_activation(read, &req, (self.clock)());
-            self.remember(&key, activation)
-                .await
-                .map_err(|e| session::unremembered(read, &e))?;
+        self.client.api().activate_request(&req)?;
+        let slot = self.slot(&key).await?;
+        let now = (self.clock)();
+        let online = self.client.activate_dated(&req, now).await;
+        let written = {
+            let _lock = lock(&slot.name).await;
+            match self.open(&slot, &key).await {
+                Ok((_, opened)) => {
+                    let record = session::activated(
+                        &opened,
+                        self.org(),
+                        &req,
+                        &key,
+                        now,
+                        &self.policy,
+                        &online,
+                    );
+                    match record {
+                        Some(record) => self.save_or_forget(&slot, &opened, record).await.map(drop),
+                        None => Ok(()),
+                    }
+                }
+                Err(e) => Err(e),
+            }
+        };
+        let verdict = online?.0;
+        match (&verdict, written) {
+            (Verdict::Accepted(read), Err(e)) => Err(session::unremembered(read, &e)),
+            _ => Ok(verdict),
         }
-        Ok(verdict)
     }
 
-    async fn remember(&self, key: &Key, activation: StoredActivation) -> Result<(), Error> {
-        let slot = self.slot(key).await?;
-        let _lock = lock(&slot.name).await;
-        let record = self.load(&slot, key).await?;
-        let record = session::remember(record, self.org(), key, activation, (self.clock)());
-        self.save(&slot, &record).await
+    /// Validates online once, with no cache answer (Polar's `validate`): the request as given,
+    /// with this machine's fingerprint among the conditions when it names an activation and
+    /// activations are machine-bound (the conditions `activate` stored). The answer updates
+    /// the key's record (one truth per key): a denial about the key removes the cache's power
+    /// to grant, and a good answer to the question `check` asks refreshes it.
+    pub async fn validate(
+        &self,
+        req: &ValidateRequest,
+    ) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let machine = self.machine.as_deref();
+        let req = session::bound_validate(req, machine);
+        let now = (self.clock)();
+        let online = self.client.validate_at(&req, now).await;
+        if let Ok(slot) = self.slot(&key).await {
+            // The answer stands whatever the storage does; a denial that cannot be written
+            // removes the record (save_or_forget).
+            let _lock = lock(&slot.name).await;
+            if let Ok((_, opened)) = self.open(&slot, &key).await {
+                let record = session::validated(
+                    &opened,
+                    self.org(),
+                    &req,
+                    machine,
+                    now,
+                    &self.policy,
+                    &online,
+                );
+                if let Some(record) = record {
+                    let _ = self.save_or_forget(&slot, &opened, record).await;
+                }
+            }
+        }
+        online.map(|(verdict, _)| verdict)
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
     /// the conditions it was made with, answering from the cache as the policy allows.
     pub async fn check(&self, key: impl Into<Key>) -> CheckOutcome {
-        let key = key.into();
-        self.run_check(&key, None).await
+        self.check_report(key).await.outcome
+    }
+
+    /// [`AsyncLicensing::check`], with why a cached answer came from the cache although Polar
+    /// was asked, and whether the cache could be updated ([`CheckReport`]).
+    pub async fn check_report(&self, key: impl Into<Key>) -> CheckReport {
+        self.run_check(&key.into(), None).await
     }
 
     /// The grace-aware verdict for an explicit validate request (the cache is used only for
     /// an identical request).
     pub async fn check_request(&self, req: &ValidateRequest) -> CheckOutcome {
+        self.check_request_report(req).await.outcome
+    }
+
+    /// [`AsyncLicensing::check_request`] with its [`CheckReport`].
+    pub async fn check_request_report(&self, req: &ValidateRequest) -> CheckReport {
         let Some(key) = req.key.clone() else {
-            return CheckOutcome::Unverified(Error::invalid("key", "is required"));
+            return CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                "key",
+                "is required",
+            )));
         };
         self.run_check(&key, Some(req)).await
     }
 
-    fn build_request(
+    async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
+        match self.begin(key, explicit).await {
+            Ok(step) => self.ask(key, step).await,
+            Err(answered) => answered,
+        }
+    }
+
+    /// Phase 1 of a check, under the slot's lock: answered (recorded when it came from the
+    /// cache), or the request to send with the slot as it was read.
+    async fn begin(
         &self,
         key: &Key,
         explicit: Option<&ValidateRequest>,
-        record: Option<&Record>,
-    ) -> Result<ValidateRequest, Error> {
-        match explicit {
-            Some(req) => Ok(req.clone()),
-            None => session::plain_check_request(
-                key,
-                record,
-                self.machine.as_deref(),
-                self.require_activation,
-            ),
-        }
-    }
-
-    async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckOutcome {
+    ) -> Result<Step, CheckReport> {
         let slot = match self.slot(key).await {
             Ok(slot) => slot,
-            Err(e) => return self.online_only(key, explicit, e).await,
+            Err(e) => return Err(self.without_cache(key, explicit, e).await),
         };
-        let _lock = lock(&slot.name).await;
-        let record = match self.load(&slot, key).await {
-            Ok(record) => record,
-            Err(e) => return self.online_only(key, explicit, e).await,
+        let lock = lock(&slot.name).await;
+        let (stored, opened) = match self.open(&slot, key).await {
+            Ok(opened) => opened,
+            Err(e) => {
+                drop(lock);
+                return Err(self.without_cache(key, explicit, e).await);
+            }
         };
-        let req = match self.build_request(key, explicit, record.as_ref()) {
+        let req = match session::check_request(
+            key,
+            explicit,
+            &opened,
+            self.machine.as_deref(),
+            self.require_activation,
+        ) {
             Ok(req) => req,
-            Err(e) => return CheckOutcome::Unverified(e),
+            Err(e) => return Err(CheckReport::of(CheckOutcome::Unverified(e))),
         };
         let now = (self.clock)();
-        match session::prepare(self.client.api(), record.as_ref(), &req, now, &self.policy) {
-            Prepared::Done(outcome) => outcome,
-            Prepared::Ask { query, http } => {
-                let online = self.client.send_validate(&http).await;
-                let (write, outcome) = session::conclude(record, &query, now, &self.policy, online);
-                if let Write::Save {
-                    record,
-                    must_not_grant,
-                } = write
-                {
-                    if self.save(&slot, &record).await.is_err() && must_not_grant {
-                        // The tombstone could not be written: make sure the old good record
-                        // cannot grant later either.
-                        let _ = self.store.remove(&slot.name).await;
-                    }
+        match session::begin(self.client.api(), &opened, &req, now, &self.policy) {
+            Begin::Done(outcome) => Err(CheckReport::of(outcome)),
+            Begin::Cached {
+                outcome,
+                write,
+                or_ask,
+            } => {
+                if self.answered_again(&slot, now, &stored) {
+                    return Err(CheckReport::of(outcome));
                 }
-                outcome
+                match self.save(&slot, &opened, *write).await {
+                    Ok(text) => {
+                        self.remember_answer(&slot, now, text);
+                        Err(CheckReport::of(outcome))
+                    }
+                    // An answer that cannot be counted is not given as fresh: Polar is asked,
+                    // and the cache still answers within the grace if it cannot be.
+                    Err(e) => match or_ask {
+                        Some(asking) => Ok(Step {
+                            slot,
+                            opened,
+                            asking,
+                            cache_error: Some(e),
+                        }),
+                        None => Err(CheckReport {
+                            cache_error: Some(e),
+                            ..CheckReport::of(outcome)
+                        }),
+                    },
+                }
             }
+            Begin::Ask(asking) => Ok(Step {
+                slot,
+                opened,
+                asking,
+                cache_error: None,
+            }),
         }
     }
 
-    /// A check when the cache cannot be used at all: online only.
-    async fn online_only(
+    /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
+    /// asking already and the cache can answer at once), then folds the answer into the
+    /// record as it is now.
+    async fn ask(&self, key: &Key, step: Step) -> CheckReport {
+        let Step {
+            slot,
+            opened,
+            asking,
+            mut cache_error,
+        } = step;
+        let marker = try_lock(&slot.ask);
+        if marker.is_none() {
+            if let Some(report) = self.while_asked(key, &slot, &asking).await {
+                return report;
+            }
+        }
+        let expect = asking.expect(self.org());
+        let online = self
+            .client
+            .send_validate(&asking.http, expect.as_ref())
+            .await;
+        let _lock = lock(&slot.name).await;
+        let current = match self.open(&slot, key).await {
+            Ok((_, current)) => current,
+            Err(e) => {
+                // The answer stands; the cache could not learn it.
+                let f = session::finish(&opened, &asking, &self.policy, online);
+                return CheckReport {
+                    outcome: f.outcome,
+                    fallback: f.fallback,
+                    cache_error: Some(e),
+                };
+            }
+        };
+        let f = session::finish(&current, &asking, &self.policy, online);
+        if let Some(record) = f.write {
+            if let Err(e) = self.save_or_forget(&slot, &current, record).await {
+                cache_error = Some(e);
+            }
+        }
+        CheckReport {
+            outcome: f.outcome,
+            fallback: f.fallback,
+            cache_error,
+        }
+    }
+
+    /// Another check of this key is asking Polar: the cache's answer at once, recorded, when
+    /// it can license (`None`: ask as well).
+    async fn while_asked(&self, key: &Key, slot: &Slot, asking: &Asking) -> Option<CheckReport> {
+        let _lock = lock(&slot.name).await;
+        let (_, opened) = self.open(slot, key).await.ok()?;
+        let (outcome, record) = session::while_asked(&opened, asking, &self.policy)?;
+        // An answer that cannot be counted is not given: ask as well.
+        let saved = self.save(slot, &opened, record).await;
+        saved.is_ok().then(|| CheckReport::of(outcome))
+    }
+
+    /// A check when the cache cannot be used at all: refused when an activation is required
+    /// (the remembered one is unknown), else one online validate.
+    async fn without_cache(
         &self,
         key: &Key,
         explicit: Option<&ValidateRequest>,
         cache_error: Error,
-    ) -> CheckOutcome {
+    ) -> CheckReport {
         if explicit.is_none() && self.require_activation {
-            // Without the cache the remembered activation is unknown.
-            return CheckOutcome::Unverified(cache_error);
+            return CheckReport::of(CheckOutcome::Unverified(cache_error));
         }
-        let req = match self.build_request(key, explicit, None) {
-            Ok(req) => req,
-            Err(e) => return CheckOutcome::Unverified(e),
-        };
-        let online = self.client.validate(&req).await;
-        session::online_only(online, &cache_error, (self.clock)())
+        let req = explicit
+            .cloned()
+            .unwrap_or_else(|| ValidateRequest::new(key.clone()));
+        let now = (self.clock)();
+        let online = self.client.validate_at(&req, now).await.map(|(v, _)| v);
+        CheckReport {
+            outcome: session::online_only(online, &cache_error, now),
+            fallback: None,
+            cache_error: Some(cache_error),
+        }
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
@@ -449,14 +692,15 @@ impl AsyncLicensing {
         let key = key.into();
         let slot = self.slot(&key).await?;
         let _lock = lock(&slot.name).await;
-        let record = self.load(&slot, &key).await?;
-        let id = session::deactivation_target(activation_id, record.as_ref())?;
+        let (_, opened) = self.open(&slot, &key).await?;
+        let id = session::deactivation_target(activation_id, &opened)?;
         let verdict = self
             .client
             .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))
             .await?;
-        if let Some(record) = session::forget_activation(record, &id, &verdict) {
-            self.save(&slot, &record).await?;
+        let now = (self.clock)();
+        if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
+            self.save(&slot, &opened, record).await?;
         }
         Ok(verdict)
     }
@@ -465,12 +709,10 @@ impl AsyncLicensing {
     pub async fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key).await?;
-        let text = self.store.get(&slot.name).await?;
+        let (stored, opened) = self.open(&slot, &key).await?;
         Ok(session::status(
-            text.as_deref().map(str::as_bytes),
-            &slot.mac,
-            self.org(),
-            &key,
+            opened,
+            stored.record.is_some(),
             (self.clock)(),
             &self.policy,
         ))
@@ -481,6 +723,6 @@ impl AsyncLicensing {
         let key = key.into();
         let slot = self.slot(&key).await?;
         let _lock = lock(&slot.name).await;
-        self.store.remove(&slot.name).await
+        self.store.remove(&storage_name(&slot.name)).await
     }
 }

@@ -21,9 +21,12 @@
 //! [`Error`](crate::Error) with a stable [`Reason`](crate::Reason).
 //!
 //! The record written to storage is byte for byte the native one ([`crate::cache::encode`],
-//! MACed with [`crate::MacKey::derive`] over the same inputs), stored as text under
-//! `polar-license.<slot>`; the per-install secret lives beside it under
-//! `polar-license.install-secret` (64 hex digits).
+//! sealed over the same inputs, the server's origin among them), stored as text under
+//! `polar-license.<slot>`, with its ledger ([`crate::cache::encode_ledger`]) under
+//! `polar-license.<slot>-seq`; the per-install secret lives beside them under
+//! `polar-license.install-secret` (64 hex digits). Both faces drive the same
+//! `crate::session` phases as the native `Licensing`: no lock is held while Polar is asked,
+//! and a check of a key being asked answers from the cache at once when it can.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), polar_license::Error> {

@@ -1,7 +1,9 @@
 // Browser end-to-end: the installed tarball in headless Chromium (playwright-core, Debian's
 // /usr/bin/chromium), against the emulator, cross-origin (so every POST is preflighted):
-//   1. a page built with Vite that imports 'polar-license', activates, validates, checks and
-//      asks the verdict for two features; screenshot kept in target/npm/e2e.png
+//   1. a page built with Vite that imports 'polar-license', activates, validates, checks (from
+//      the cache: an activation is a verdict) and asks the verdict for two features; its
+//      localStorage then holds the install secret, the key's record and its ledger; screenshot
+//      kept in target/npm/e2e.png
 //   2. the README's plain <script type="module"> example, served as it is (baseUrl added)
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -103,7 +105,7 @@ test('a Vite-built page activates, validates, checks a key and gates features', 
   const text = await status.textContent();
   assert.match(
     text,
-    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(online\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 2 entries in localStorage$/,
+    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(cache\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 3 entries in localStorage$/,
     `${text}\n${problems.join('\n')}`,
   );
   await mkdir(dirname(SCREENSHOT), { recursive: true });

@@ -1,6 +1,7 @@
 // Helpers for the node:test suites: the emulator started by scripts/test-wasm.sh and the
 // tarball installed into target/npm/consumer/.
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -9,6 +10,10 @@ export const EMULATOR = process.env.POLAR_EMULATOR_URL;
 export const DEAD = process.env.POLAR_DEAD_URL ?? 'http://127.0.0.1:9';
 /** An emulator whose faults the tests set (only tests/js/features.test.mjs does). */
 export const FAULT = process.env.POLAR_FAULT_URL;
+/** The emulator of tests/js/trust.test.mjs alone (its faults and request counts are its own). */
+export const TRUST = process.env.POLAR_TRUST_URL;
+/** The native command line (`polar-license`), for records written by the native face. */
+export const CLI = process.env.POLAR_CLI;
 /** The fault matrix's own emulator (tests/js/faults.test.mjs): nothing else sends to it, so
  * its request count is exact. */
 export const MATRIX = process.env.POLAR_MATRIX_URL;
@@ -65,4 +70,56 @@ export async function requestCount(base) {
   const resp = await fetch(`${base}/__emulator/requests`);
   if (resp.status !== 200) throw new Error(`cannot read the request count: ${await resp.text()}`);
   return (await resp.json()).count;
+}
+
+/**
+ * A relay on loopback in front of the emulator at `target`, so that one origin can be made
+ * unreachable: `mode` `up` forwards each request as it is and answers what the emulator
+ * answered, `down` closes the connection without an answer (the server is unreachable: a
+ * fetch fails), `hang` never answers (a timeout). `stop()` closes its port (connections are
+ * refused) and `start()` opens the same port again; `close()` stops it for good.
+ */
+export async function relay(target) {
+  const sockets = new Set();
+  const r = { mode: 'up', url: '', requests: 0 };
+  const server = createServer(async (req, res) => {
+    const chunks = [];
+    for await (const chunk of req) chunks.push(chunk);
+    r.requests += 1;
+    if (r.mode === 'down') return void req.socket.destroy();
+    if (r.mode === 'hang') return;
+    const headers = Object.fromEntries(
+      Object.entries(req.headers).filter(([name]) => !['host', 'connection', 'content-length'].includes(name)),
+    );
+    const body = chunks.length ? Buffer.concat(chunks) : undefined;
+    try {
+      const resp = await fetch(`${target}${req.url}`, { method: req.method, headers, body, redirect: 'manual' });
+      const answer = Buffer.from(await resp.arrayBuffer());
+      const out = [...resp.headers].filter(([name]) => !['content-length', 'transfer-encoding', 'connection', 'keep-alive'].includes(name));
+      res.writeHead(resp.status, Object.fromEntries(out));
+      res.end(answer);
+    } catch {
+      req.socket.destroy();
+    }
+  });
+  server.on('connection', (socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const { port } = server.address();
+  r.url = `http://127.0.0.1:${port}`;
+  r.stop = () => {
+    for (const socket of sockets) socket.destroy();
+    return new Promise((ok) => server.close(ok));
+  };
+  r.start = () => new Promise((ok) => server.listen(port, '127.0.0.1', ok));
+  r.close = () => (server.listening ? r.stop() : Promise.resolve());
+  return r;
+}
+
+/** A storage adapter over a Map (`storage.map`), sync. */
+export function mapStorage() {
+  const map = new Map();
+  return { map, get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) };
 }

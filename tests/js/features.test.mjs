@@ -46,7 +46,15 @@ test('granted by one of several benefits, not by another, and unknown features',
   assert.equal(pro.hasFeature('__proto__').why, 'unknown_feature');
 
   // The verdict stays plain data: hasFeature is not enumerable and answers are copies.
-  assert.deepEqual(Object.keys(pro).sort(), ['activation', 'graceRemaining', 'license', 'source', 'verifiedAt']);
+  assert.deepEqual(Object.keys(pro).sort(), [
+    'activation',
+    'cacheRefreshed',
+    'graceRemaining',
+    'license',
+    'reason',
+    'source',
+    'verifiedAt',
+  ]);
   assert.equal(JSON.parse(JSON.stringify(pro)).hasFeature, undefined);
   assert.equal(structuredClone(pro).license.benefitId, PRO);
   pro.hasFeature('pro_export').granted = false;

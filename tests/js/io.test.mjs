@@ -6,7 +6,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { EMULATOR, ORG, newKey, pkg, rejection } from './emulator.mjs';
+import { EMULATOR, ORG, newKey, pkg, rejection, relay } from './emulator.mjs';
 
 const { LicenseClient, LicenseError } = await pkg();
 
@@ -114,39 +114,50 @@ test('an async storage adapter carries the cache to another client', async () =>
     set: (name, value) => later(void map.set(name, value)),
     remove: (name) => later(void map.delete(name)),
   };
-  const key = await newKey();
-  const online = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage }).check(key);
-  assert.equal(online.source, 'online');
-  const names = [...map.keys()].sort();
-  assert.equal(names.length, 2);
-  assert.equal(names[0], 'polar-license.install-secret');
-  assert.match(map.get(names[0]), /^[0-9a-f]{64}$/);
-  assert.match(map.get(names[1]), /^polar-license-cache v1\n\{.*\}\n[0-9a-f]{64}\n$/);
-  assert.ok(!map.get(names[1]).includes(key));
-  answer = () => {}; // Polar unreachable (hangs): the cache answers within the grace
-  const offline = new LicenseClient({
-    organizationId: ORG,
-    baseUrl: url,
-    storage,
-    timeout: 0.3,
-    gracePolicy: { revalidateAfter: 0 },
-  });
-  const cached = await offline.check(key);
-  assert.deepEqual([cached.source, cached.license.key], ['cache', key]);
-  assert.ok(cached.graceRemaining > 6 * 86400);
-  // A malformed install secret is replaced, which only invalidates the cache.
-  map.set('polar-license.install-secret', 'not hex');
-  const e = await rejection(offline.check(key));
-  assert.deepEqual([e.code, e.timeout], ['offline', true]);
-  assert.match(map.get('polar-license.install-secret'), /^[0-9a-f]{64}$/);
+  const polar = await relay(EMULATOR);
+  try {
+    const key = await newKey();
+    const online = await new LicenseClient({ organizationId: ORG, baseUrl: polar.url, storage }).check(key);
+    assert.equal(online.source, 'online');
+    // Three names: the install secret, the key's record and its ledger, none holding the key.
+    const names = [...map.keys()].sort();
+    assert.equal(names.length, 3);
+    assert.equal(names[0], 'polar-license.install-secret');
+    assert.match(map.get(names[0]), /^[0-9a-f]{64}$/);
+    assert.match(names[1], /^polar-license\.v2-[0-9a-f]{32}$/);
+    assert.equal(names[2], `${names[1]}-seq`);
+    assert.match(map.get(names[1]), /^polar-license-cache v2\n\{.*\}\n[0-9a-f]{64}\n$/);
+    assert.match(map.get(names[2]), /^polar-license-ledger v1\n1\n[0-9a-f]{64}\n$/);
+    assert.ok(!map.get(names[1]).includes(key));
+    polar.mode = 'hang'; // Polar unreachable (hangs): the cache answers within the grace
+    const offline = new LicenseClient({
+      organizationId: ORG,
+      baseUrl: polar.url,
+      storage,
+      timeout: 0.3,
+      gracePolicy: { revalidateAfter: 0 },
+    });
+    const cached = await offline.check(key);
+    assert.deepEqual([cached.source, cached.license.key, cached.reason], ['cache', key, 'offline']);
+    assert.ok(cached.graceRemaining > 6 * 86400);
+    // A malformed install secret is replaced, which only invalidates the cache.
+    map.set('polar-license.install-secret', 'not hex');
+    const e = await rejection(offline.check(key));
+    assert.deepEqual([e.code, e.timeout], ['offline', true]);
+    assert.match(map.get('polar-license.install-secret'), /^[0-9a-f]{64}$/);
+  } finally {
+    await polar.close();
+  }
 });
 
 test('a failing storage is cache_error, and never hides an answer from Polar', async () => {
+  // A storage that keeps the install secret but cannot store records.
   const map = new Map();
   const storage = {
     get: (name) => map.get(name),
-    set: () => {
-      throw new Error('disk full');
+    set: (name, value) => {
+      if (name !== 'polar-license.install-secret') throw new Error('disk full');
+      map.set(name, value);
     },
     remove: (name) => void map.delete(name),
   };
@@ -157,10 +168,29 @@ test('a failing storage is cache_error, and never hides an answer from Polar', a
   assert.match(e.detail, /^activated as [0-9a-f-]{36}, but the cache could not remember it: /);
   assert.match(e.detail, /storage set\(\) threw: Error: disk full/);
 
-  // check asks Polar all the same: licensed online; with Polar unreachable too, cache_error.
-  assert.equal((await c.check(key)).source, 'online');
+  // check asks Polar all the same: licensed online, the cache not refreshed.
+  const checked = await c.check(key);
+  assert.deepEqual([checked.source, checked.cacheRefreshed], ['online', false]);
+
+  // A storage that cannot even keep the install secret: no activation slot is taken (the
+  // storage is tried first), and check is one online validate; with Polar unreachable too,
+  // cache_error.
+  const broken = {
+    get: (name) => map.get(`broken.${name}`),
+    set: () => {
+      throw new Error('disk full');
+    },
+    remove: () => {},
+  };
+  const one = await newKey({ limit_activations: 1 });
+  const refused = await rejection(new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: broken }).activate(one, { label: 'x' }));
+  assert.deepEqual([refused.code, refused.detail], ['cache_error', 'storage set() threw: Error: disk full']);
+  const { activation } = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory' }).activate(one, { label: 'y' });
+  assert.equal(activation.label, 'y', 'the only activation slot was still free');
+  const uncached = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: broken }).check(key);
+  assert.deepEqual([uncached.source, uncached.cacheRefreshed], ['online', false]);
   answer = (res) => res.writeHead(503).end();
-  const both = await rejection(new LicenseClient({ organizationId: ORG, baseUrl: url, storage }).check(key));
+  const both = await rejection(new LicenseClient({ organizationId: ORG, baseUrl: url, storage: broken }).check(key));
   assert.equal(both.code, 'cache_error');
   assert.match(both.detail, /and Polar could not be asked: server error: status 503/);
 

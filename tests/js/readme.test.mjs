@@ -58,7 +58,8 @@ test('example: activation', async () => {
   const { lines } = await runExample('activation');
   assert.deepEqual(lines, [
     'activated Ada’s laptop',
-    'checked online, same activation: true',
+    // An activation is a verdict: the check right after it answers from the cache.
+    'checked cache, same activation: true',
     'deactivated',
   ]);
 });
@@ -96,11 +97,13 @@ test('example: electron-storage', async () => {
   assert.match(lines[0], /^licensed \(online\), cache in .*license-cache\.json$/);
   const stored = JSON.parse(await readFile(join(dir, 'license-cache.json'), 'utf8'));
   const names = Object.keys(stored).sort();
-  assert.equal(names.length, 2);
+  assert.equal(names.length, 3);
   assert.equal(names[0], 'polar-license.install-secret');
   assert.match(stored[names[0]], /^[0-9a-f]{64}$/);
-  assert.match(names[1], /^polar-license\.v1-[0-9a-f]{32}$/);
-  assert.match(stored[names[1]], /^polar-license-cache v1\n\{.*\}\n[0-9a-f]{64}\n$/);
+  assert.match(names[1], /^polar-license\.v2-[0-9a-f]{32}$/);
+  assert.match(stored[names[1]], /^polar-license-cache v2\n\{.*\}\n[0-9a-f]{64}\n$/);
+  assert.equal(names[2], `${names[1]}-seq`);
+  assert.match(stored[names[2]], /^polar-license-ledger v1\n1\n[0-9a-f]{64}\n$/);
   await rm(dir, { recursive: true, force: true });
 });
 

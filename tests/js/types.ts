@@ -9,6 +9,7 @@ import {
   type CacheStatus,
   type CheckResult,
   type DenialCode,
+  type FallbackCode,
   type FeatureAccess,
   type FeatureMap,
   type FeatureWhy,
@@ -100,8 +101,14 @@ export async function usage(key: string): Promise<void> {
   const c: CheckResult = await client.check(key);
   const source: 'online' | 'cache' = c.source;
   const grace: number | null = c.graceRemaining;
+  const why: FallbackCode | null = c.reason;
+  const portal: FallbackCode = 'protocol_error';
+  const refreshed: boolean = c.cacheRefreshed;
+  // @ts-expect-error a denial is never why the cache answered
+  const denial: FallbackCode = 'inactive';
   const s: CacheStatus = await client.status(key);
   const state: 'empty' | 'untrusted' | 'present' = s.state;
+  const replayed: CacheStatus['untrusted'] = 'replayed';
   const denied: DenialCode | undefined = s.denied?.code;
   const d = await client.deactivate(key, { activationId: id });
   const freed: string = d.activationId;
@@ -110,7 +117,7 @@ export async function usage(key: string): Promise<void> {
   license.display_key;
   // @ts-expect-error incrementUsage is a number
   await client.validate(key, { incrementUsage: '1' });
-  void [left, source, grace, state, denied, freed];
+  void [left, source, grace, why, portal, refreshed, denial, state, replayed, denied, freed];
 }
 
 export function handle(err: unknown): ReasonKind | undefined {
@@ -119,6 +126,9 @@ export function handle(err: unknown): ReasonKind | undefined {
     const kind: ReasonKind = REASONS[code];
     const extra: number | undefined = err.status ?? err.retryAfter ?? err.remainingUsages;
     const field: string | undefined = err.field;
+    const notRefreshed: false | undefined = err.cacheRefreshed;
+    const load: ReasonCode = 'load_error';
+    void [notRefreshed, load];
     const base: Error = err;
     void [extra, field, base];
     // @ts-expect-error codes are a closed union

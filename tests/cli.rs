@@ -324,8 +324,8 @@ fn activation_lifecycle() {
     let got = call(
         &polar,
         &[
-            // Validated by hand below with exactly these conditions: no machine fingerprint.
-            "--no-machine-binding",
+            // Bound to this machine (machine_fingerprint is added): `validate` below sends this
+            // machine's fingerprint too, so the same --condition values are licensed.
             "activate",
             "--key",
             KEY,
@@ -905,12 +905,19 @@ fn faults_map_to_exit_codes() {
     );
     check(Fault::CloseImmediately, 3, "unverified", "offline");
 
-    // A bad Polar-Version answer is a 404 whose detail is not in the table: not_found.
+    // A bad Polar-Version answer (or a wrong base path) is a bare 404 without Polar's error
+    // envelope: no verdict on the key, protocol_error (exit 3), never a denial.
     polar.set_fault(Some(Fault::Status {
         status: 404,
         body: r#"{"detail":"Not Found"}"#.into(),
     }));
-    denied(&validate(&polar), "not_found", "Not Found");
+    let got = validate(&polar);
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str(), got.1["reason"].as_str()),
+        (3, Some("error"), Some("protocol_error")),
+        "{}",
+        got.1
+    );
 
     // A server that never answers: offline after --timeout.
     polar.set_fault(Some(Fault::Hang));
@@ -1055,7 +1062,6 @@ fn human_output_is_short_and_never_shows_the_key() {
         r
     };
     let r = human(&[
-        "--no-machine-binding",
         "activate",
         "--key",
         KEY,
@@ -1141,7 +1147,7 @@ fn human_output_is_short_and_never_shows_the_key() {
 fn demo_walks_through_and_exits_zero() {
     let r = run(&["demo"]);
     assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
-    assert!(r.stdout.lines().count() <= 45, "{}", r.stdout);
+    assert!(r.stdout.lines().count() <= 50, "{}", r.stdout);
     for text in [
         "conditions_mismatch",
         "not_found",
@@ -1150,8 +1156,10 @@ fn demo_walks_through_and_exits_zero() {
         "requests that reached the emulator: 0",
         "licensed ****-4C5B6A (online)",
         "(from cache, grace ",
+        "(from cache after protocol_error, grace ",
+        "(from cache after offline, grace ",
         "grace_expired",
-        "all 12 steps gave the expected answer",
+        "all 13 steps gave the expected answer",
     ] {
         assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
     }
@@ -1160,7 +1168,7 @@ fn demo_walks_through_and_exits_zero() {
     let v = r.json();
     assert_eq!(v["outcome"], "done");
     let steps = v["steps"].as_array().expect("steps");
-    assert_eq!(steps.len(), 12);
+    assert_eq!(steps.len(), 13);
     assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
 }
 

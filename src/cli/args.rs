@@ -70,8 +70,9 @@ pub struct Global {
     #[arg(long, global = true, env = "POLAR_API_URL", value_name = "URL")]
     pub base_url: Option<String>,
 
-    /// Where the offline cache lives (default: the platform's local data dir plus
-    /// `polar-license`, e.g. ~/.local/share/polar-license)
+    /// Where the offline cache lives (default: this command's own directory, the platform's
+    /// local data dir plus `polar-license/polar-license`, e.g.
+    /// ~/.local/share/polar-license/polar-license; an app built on the library has its own)
     #[arg(
         long,
         global = true,

@@ -16,7 +16,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-const DAY: i64 = 86_400;
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
 
 /// A temp cache directory, removed when dropped.
 struct TempCache(PathBuf);
@@ -259,7 +260,7 @@ pub fn run(g: &Global) -> u8 {
     walk.lines
         .push("Offline grace (a temp cache; the demo moves its own clock):".into());
     walk.step(
-        "Activate with the cache: the activation is remembered",
+        "Activate with the cache: remembered, and a verdict (the grace starts)",
         "activate --key $KEY --label laptop",
         &report(
             Op::Activate,
@@ -269,22 +270,11 @@ pub fn run(g: &Global) -> u8 {
         ),
         ("done", None),
     );
-    let got = check_report(&key, &licensing.check(key.clone()), None);
-    walk.step(
-        "Check: nothing verified yet, so it asks Polar",
-        "check --key $KEY",
-        &unless(
-            source_is(&got, "online"),
-            got.clone(),
-            "wanted source online",
-        ),
-        ("licensed", None),
-    );
     let before = emulator.request_count();
-    let got = check_report(&key, &licensing.check(key.clone()), None);
+    let got = check_report(&key, &licensing.check_report(key.clone()), None);
     let sent = emulator.request_count().saturating_sub(before);
     walk.step(
-        "Check again within the hour: from the cache, no request",
+        "Check within the hour: from the cache, no request",
         "check --key $KEY",
         &unless(
             source_is(&got, "cache") && sent == 0,
@@ -293,20 +283,45 @@ pub fn run(g: &Global) -> u8 {
         ),
         ("licensed", None),
     );
+    offset.store(2 * HOUR, Ordering::SeqCst);
+    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    walk.step(
+        "Two hours later: stale, so it asks Polar",
+        "check --key $KEY",
+        &unless(
+            source_is(&got, "online"),
+            got.clone(),
+            "wanted source online",
+        ),
+        ("licensed", None),
+    );
+    emulator.set_fault(Some(Fault::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html><form>Hotel Wi-Fi: log in</form></html>".into(),
+    }));
+    offset.store(4 * HOUR, Ordering::SeqCst);
+    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    walk.step(
+        "A hotel login page answers instead of Polar: licensed from the cache",
+        "check --key $KEY",
+        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        ("licensed", Some("protocol_error")),
+    );
     emulator.set_fault(Some(Fault::CloseImmediately));
     offset.store(2 * DAY, Ordering::SeqCst);
-    let got = check_report(&key, &licensing.check(key.clone()), None);
+    let got = check_report(&key, &licensing.check_report(key.clone()), None);
     walk.step(
         "Two days later, Polar unreachable: licensed within the 7-day grace",
         "check --key $KEY",
         &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
-        ("licensed", None),
+        ("licensed", Some("offline")),
     );
     offset.store(8 * DAY, Ordering::SeqCst);
     walk.step(
         "Eight days later, still unreachable: the grace is over",
         "check --key $KEY",
-        &check_report(&key, &licensing.check(key.clone()), None),
+        &check_report(&key, &licensing.check_report(key.clone()), None),
         ("unverified", Some("grace_expired")),
     );
     emulator.set_fault(None);

@@ -6,7 +6,7 @@
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::{
-    CacheState, CacheStatus, CheckOutcome, Error, GracePolicy, Key, LicenseKeyActivation,
+    CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key, LicenseKeyActivation,
     LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source, ValidatedLicenseKey,
     Verdict,
 };
@@ -381,12 +381,15 @@ pub fn span(d: Duration) -> String {
 /// Renders a `check` answer. `remembered` is the activation the cache remembers for the key.
 ///
 /// `--json` adds to the contract's keys: `verified_at` (RFC 3339, when the verdict was
-/// obtained online; null unless licensed) and, like `validate`, `activation`, `status` (of
-/// an online answer) and `remaining_usages`. `grace_remaining_seconds` is set for a cache
-/// answer only.
-pub fn check_report(key: &Key, outcome: &CheckOutcome, remembered: Option<&str>) -> Report {
+/// obtained online; null unless licensed), `cache_refreshed` (false when the cache could not
+/// be written: the answer stands but the record was not refreshed) and `cache_error` (its
+/// detail, or null), and, like `validate`, `activation`, `status` (of an online answer) and
+/// `remaining_usages`. `grace_remaining_seconds` is set for a cache answer only. A licensed
+/// answer from the cache after Polar was asked carries what happened online in `reason` and
+/// `detail` (contract §4: `offline`, `rate_limited`, `server_error` or `protocol_error`).
+pub fn check_report(key: &Key, checked: &CheckReport, remembered: Option<&str>) -> Report {
     let shown = key.redacted();
-    let mut r = match outcome {
+    let mut r = match &checked.outcome {
         CheckOutcome::Licensed {
             source,
             license,
@@ -397,17 +400,33 @@ pub fn check_report(key: &Key, outcome: &CheckOutcome, remembered: Option<&str>)
             r.json.insert("source".into(), json!(source.as_str()));
             r.json
                 .insert("verified_at".into(), json!(unix_when(*verified_at)));
+            if let Some(why) = &checked.fallback {
+                r.json.insert("reason".into(), json!(why.reason().code()));
+                r.json.insert("detail".into(), json!(why.detail()));
+            }
+            let after = checked.fallback.as_ref().map_or(String::new(), |why| {
+                format!(" after {}", why.reason().code())
+            });
             let headline = match (source, grace_remaining) {
                 (Source::Cache, Some(left)) => {
                     r.json
                         .insert("grace_remaining_seconds".into(), json!(left.as_secs()));
                     r.json.insert("status".into(), Value::Null);
-                    format!("licensed {shown} (from cache, grace {} left)", span(*left))
+                    format!(
+                        "licensed {shown} (from cache{after}, grace {} left)",
+                        span(*left)
+                    )
                 }
-                (Source::Cache, None) => format!("licensed {shown} (from cache)"),
+                (Source::Cache, None) => format!("licensed {shown} (from cache{after})"),
                 (Source::Online, _) => format!("licensed {shown} (online)"),
             };
             r.lines[0] = headline;
+            if let Some(why) = &checked.fallback {
+                r.lines.push(fact(
+                    "online",
+                    &format!("{} — {}", why.reason().code(), why.detail()),
+                ));
+            }
             r.lines.push(fact("verified", &unix_when(*verified_at)));
             r
         }
@@ -420,7 +439,23 @@ pub fn check_report(key: &Key, outcome: &CheckOutcome, remembered: Option<&str>)
         CheckOutcome::Unverified(error) => error_report(Some(Op::Check), remembered, error),
     };
     r.json.entry("verified_at").or_insert(Value::Null);
+    cache_write(&mut r, checked.cache_error.as_ref());
     r
+}
+
+/// Adds `cache_refreshed` and `cache_error` to a report, and a warning line when the cache
+/// could not be written.
+pub fn cache_write(r: &mut Report, error: Option<&Error>) {
+    r.json
+        .insert("cache_refreshed".into(), json!(error.is_none()));
+    r.json
+        .insert("cache_error".into(), json!(error.map(Error::detail)));
+    if let Some(e) = error {
+        r.lines.push(fact(
+            "warning",
+            &format!("the cache was not refreshed: {}", e.detail()),
+        ));
+    }
 }
 
 /// Adds the answer of `check --feature` to a check report: a `feature` object in the JSON, a
@@ -458,8 +493,8 @@ pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
 ///
 /// `outcome` is `done` (exit 0) whatever the cache holds; `reason` stays null, also for an
 /// untrusted record, which is no error (§1: it is treated as no cache): `cache.state` says
-/// `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed` or
-/// `unknown_version`) or `present`. Only a cache that cannot be read at all is an error
+/// `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed`, `unknown_version`
+/// or `replayed`) or `present`. Only a cache that cannot be read at all is an error
 /// (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation and
 /// `grace_remaining_seconds` how long the cache could license if Polar were unreachable now.
 pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolicy) -> Report {
@@ -496,10 +531,26 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
         CacheState::Untrusted(why) => {
             c.insert("state".into(), json!("untrusted"));
             c.insert("untrusted".into(), json!(why.as_str()));
-            let text = "present but not trusted (edited, copied, or another format version): \
-                        treated as no cache";
+            let text = "present but not trusted: treated as no cache";
             lines.push(format!("cache for {shown}: {text}"));
             lines.push(fact("why", &format!("{} ({why})", why.as_str())));
+            if let Some(a) = &s.activation {
+                // An activation id is no secret: the next check validates it online rather
+                // than the app taking a new slot.
+                m.insert("activation_id".into(), json!(a.id));
+                c.insert(
+                    "activation".into(),
+                    json!({"id": a.id, "label": a.label, "created_at": unix_when(a.created_at)}),
+                );
+                lines.push(fact(
+                    "activation",
+                    &format!(
+                        "{} ({:?}), named by the untrusted record: the next check validates it \
+                         online",
+                        a.id, a.label
+                    ),
+                ));
+            }
             text.to_string()
         }
         CacheState::Present(record) => {
@@ -605,7 +656,9 @@ pub fn dir_report(dir: &Path) -> Report {
                 .filter(|e| {
                     let name = e.file_name();
                     let name = name.to_string_lossy();
-                    name.ends_with(".cache") && !name.starts_with('.')
+                    name.ends_with(".cache")
+                        && !name.starts_with('.')
+                        && !name.ends_with("-seq.cache")
                 })
                 .count(),
         ),

@@ -9,9 +9,9 @@ use crate::output::{
 };
 use polar_license::features::Entitlements;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, DeactivateRequest, Error, FileStore,
-    GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Server, ValidateRequest,
-    Verdict, DEFAULT_CONNECT_TIMEOUT,
+    system_clock, ActivateRequest, BlockingClient, CacheStatus, DeactivateRequest, Error,
+    FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
+    ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
 
@@ -77,7 +77,8 @@ fn policy(g: &Global) -> GracePolicy {
     policy
 }
 
-/// `--cache-dir`, else the platform's default.
+/// `--cache-dir`, else this command's own directory under the platform's data directory
+/// (`<data dir>/polar-license/polar-license`: never an app's).
 pub fn cache_dir(g: &Global) -> Result<PathBuf, Error> {
     match g.cache_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => Ok(dir.clone()),
@@ -137,27 +138,24 @@ fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
     pairs.iter().cloned().collect()
 }
 
-/// The activation id the cache remembers for `key`, if it can be read.
+/// The activation id the cache remembers for `key`, if it can be read (also when only an
+/// untrusted record names it: the next check validates it).
 fn remembered(licensing: &Licensing, key: &Key) -> Option<String> {
-    activation_of(licensing.status(key.clone()).ok()?.state)
+    activation_of(&licensing.status(key.clone()).ok()?)
 }
 
-/// The activation id a cache state remembers.
-fn activation_of(state: CacheState) -> Option<String> {
-    match state {
-        CacheState::Present(record) => record.activation.map(|a| a.id),
-        CacheState::Empty | CacheState::Untrusted(_) => None,
-    }
+/// The activation id a cache status remembers.
+fn activation_of(status: &CacheStatus) -> Option<String> {
+    status.activation.as_ref().map(|a| a.id.clone())
 }
 
-/// `validate`: one online call, no cache (contract §2).
+/// `validate`: one online call, no cache answer (contract §2). It sends this machine's
+/// fingerprint among the conditions when it names an activation (the conditions `activate`
+/// stored), and its answer updates the key's record (a revocation it sees is the next
+/// check's too). When the cache cannot be used it validates online all the same.
 pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
     let requested = a.activation_id.as_deref();
-    let client = match client(g) {
-        Ok(c) => c,
-        Err(e) => return error_report(Some(Op::Validate), requested, &e),
-    };
     let req = ValidateRequest {
         key: Some(key.clone()),
         activation_id: a.activation_id.clone(),
@@ -166,7 +164,18 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
         increment_usage: a.increment_usage,
         conditions: metadata(&a.conditions),
     };
-    report(Op::Validate, &key, requested, &client.validate(&req))
+    let result = match licensing(g) {
+        Ok(licensing) => licensing.validate(&req),
+        Err(e) if e.reason() == Reason::InvalidInput => {
+            return error_report(Some(Op::Validate), requested, &e)
+        }
+        // No cache directory here: the answer needs none.
+        Err(_) => match client(g) {
+            Ok(client) => client.validate(&req),
+            Err(e) => return error_report(Some(Op::Validate), requested, &e),
+        },
+    };
+    report(Op::Validate, &key, requested, &result)
 }
 
 /// `activate`: activates and remembers the activation (and the conditions it was made with,
@@ -192,7 +201,7 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         .activate_request(&req)
         .and_then(|_| licensing.status(key.clone()));
     let previous = match ready {
-        Ok(status) => activation_of(status.state),
+        Ok(status) => activation_of(&status),
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
     let mut r = report(Op::Activate, &key, None, &licensing.activate(&req));
@@ -243,10 +252,10 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         );
         return error_report(Some(Op::Check), None, &e);
     }
-    let outcome = licensing.check(key.clone());
-    let report = check_report(&key, &outcome, remembered(&licensing, &key).as_deref());
+    let checked = licensing.check_report(key.clone());
+    let report = check_report(&key, &checked, remembered(&licensing, &key).as_deref());
     match &a.feature {
-        Some(name) => feature_report(report, &licensing.has_feature(&outcome, name)),
+        Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,
     }
 }

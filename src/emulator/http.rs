@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use super::json::{loads_bytes, obj, s, LoadError, J};
 use super::ratelimit::in_public_zone;
 use super::state::{SvcError, SvcOk};
-use super::util::{http_date, lock, now, percent_decode};
+use super::util::{http_date, lock, percent_decode};
 use super::validate::{self, error_body, json_invalid, path_uuid_error};
 use super::{Fault, KeyUpdate, SeedKey, Shared};
 
@@ -479,7 +479,7 @@ impl Conn<'_> {
 
     fn head_bytes(&self, r: &Resp, declared_length: Option<u64>, close: bool) -> Vec<u8> {
         let mut out = format!("HTTP/1.1 {} {}\r\n", r.status, reason(r.status));
-        out.push_str(&format!("date: {}\r\n", http_date(now())));
+        out.push_str(&format!("date: {}\r\n", http_date(self.shared.now())));
         for (k, v) in &r.headers {
             out.push_str(k);
             out.push_str(": ");
@@ -781,7 +781,7 @@ impl Conn<'_> {
                 organization_id, ..
             }) => Some(*organization_id),
         };
-        let now = now();
+        let now = self.shared.now();
         let result = match op {
             Op::Validate => match validate::validate_req(&body) {
                 Ok(req) => lock(&self.shared.store).validate(&req, scope, now),

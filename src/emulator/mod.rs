@@ -41,7 +41,7 @@ mod validate;
 use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
@@ -194,11 +194,23 @@ pub(crate) struct Shared {
     pub(crate) fault: Mutex<Option<Fault>>,
     pub(crate) requests: AtomicU64,
     pub(crate) open_streams: AtomicU64,
+    /// Seconds added to the emulator's clock (see [`Emulator::set_clock_offset`]).
+    pub(crate) clock_offset: AtomicI64,
     pub(crate) stop: AtomicBool,
     pub(crate) options: Options,
     pub(crate) limiter: Mutex<RateLimiter>,
     pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
     pub(crate) next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// The emulator's clock: real time plus the offset tests set.
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        let offset = self.clock_offset.load(Ordering::SeqCst);
+        util::now()
+            .checked_add(time::Duration::seconds(offset))
+            .unwrap_or_else(util::now)
+    }
 }
 
 /// A running emulator on 127.0.0.1. Dropping it stops the server.
@@ -236,6 +248,7 @@ impl Emulator {
             fault: Mutex::new(None),
             requests: AtomicU64::new(0),
             open_streams: AtomicU64::new(0),
+            clock_offset: AtomicI64::new(0),
             stop: AtomicBool::new(false),
             options,
             limiter: Mutex::new(RateLimiter::default()),
@@ -292,6 +305,14 @@ impl Emulator {
     /// Sets [`Emulator::request_count`] back to 0.
     pub fn reset_request_count(&self) {
         self.shared.requests.store(0, Ordering::SeqCst);
+    }
+
+    /// Moves the emulator's clock by `seconds` from real time (its `Date` header, expiry
+    /// checks, `last_validated_at`): for tests that move the client's clock to simulate time
+    /// passing, so that server and client agree on it (the client anchors a verdict at the
+    /// server's `Date` when its own clock runs ahead of it).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.shared.clock_offset.store(seconds, Ordering::SeqCst);
     }
 
     /// The current `LicenseKeyRead` JSON of a key (first match in any organization).

@@ -6,9 +6,9 @@
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::{
-    CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key, LicenseKeyActivation,
-    LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source, ValidatedLicenseKey,
-    Verdict,
+    CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
+    LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
+    ValidatedLicenseKey, Verdict,
 };
 use serde_json::{json, Map, Value};
 use std::io::Write;

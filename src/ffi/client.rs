@@ -13,7 +13,6 @@ use crate::key::Key;
 use crate::licensing::{system_clock, Licensing, MachineBinding};
 use crate::metadata::check_key;
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use crate::session::CacheState;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, CString};
@@ -299,8 +298,10 @@ pub extern "C" fn polar_license_client_validate(
         let req = arg_ref!(client, request, "request");
         arg_out!(client, out_result);
         let requested = req.activation_id.as_deref();
+        // Through the grace-aware face: this machine's fingerprint is sent when an activation
+        // is named (the conditions activate stored), and the answer updates the key's record.
         let answer = unused_fields(req, false)
-            .and_then(|()| client.licensing.client().validate(&validate_request(req)));
+            .and_then(|()| client.licensing.validate(&validate_request(req)));
         let (mut result, verdict) = match answer {
             Ok(Verdict::Accepted(v)) => {
                 let mut r = polar_license_result::success(
@@ -357,10 +358,8 @@ pub extern "C" fn polar_license_client_activate(
         let licensing = &client.licensing;
         // Bad input first, then make sure the cache can remember the activation: no slot is
         // taken on Polar that the cache would then forget (as the command line does).
-        let answer = unused_fields(req, true)
-            .and_then(|()| licensing.client().api().activate_request(&activate))
-            .and_then(|_| licensing.status(key))
-            .and_then(|_| licensing.activate(&activate));
+        // Licensing::activate checks the request, then opens the cache before taking a slot.
+        let answer = unused_fields(req, true).and_then(|()| licensing.activate(&activate));
         let result = match answer {
             Ok(Verdict::Accepted(read)) => {
                 let mut r = polar_license_result::success(
@@ -379,12 +378,10 @@ pub extern "C" fn polar_license_client_activate(
     }
 }
 
-/// The activation id the cache remembers for `key`, if it can be read.
+/// The activation id the cache remembers for `key`, if it can be read (also when only an
+/// untrusted record names it: the next check validates it).
 fn remembered(licensing: &Licensing, key: &str) -> Option<String> {
-    match licensing.status(key).ok()?.state {
-        CacheState::Present(record) => record.activation.map(|a| a.id),
-        CacheState::Empty | CacheState::Untrusted(_) => None,
-    }
+    licensing.status(key).ok()?.activation.map(|a| a.id)
 }
 
 /// Deactivates `activation_id`, or, when it is NULL, the activation the cache remembers for
@@ -456,8 +453,7 @@ pub extern "C" fn polar_license_client_check(
         // Bad input is caught before the cache is touched.
         let result = match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
             Ok(_) => {
-                let outcome = licensing.check(key);
-                let mut r = polar_license_result::check(&outcome);
+                let mut r = polar_license_result::check(&licensing.check_report(key));
                 if !r.has_activation_id() {
                     r.default_activation_id(remembered(licensing, key).as_deref());
                 }
@@ -488,7 +484,7 @@ pub extern "C" fn polar_license_client_check_request(
         let checked = unused_fields(req, false)
             .and_then(|()| licensing.client().api().validate_request(&validate));
         let mut result = match checked {
-            Ok(_) => polar_license_result::check(&licensing.check_request(&validate)),
+            Ok(_) => polar_license_result::check(&licensing.check_request_report(&validate)),
             Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());

@@ -318,7 +318,7 @@ mod tests {
         let none = unsafe { CStr::from_ptr(polar_license_reason_code(0)) };
         assert_eq!(none.to_bytes(), b"");
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(polar_license_reason_code(18)) };
+        let unknown = unsafe { CStr::from_ptr(polar_license_reason_code(19)) };
         assert_eq!(unknown.to_bytes(), b"");
     }
 

@@ -6,7 +6,7 @@ use super::enums::{
 use super::panic::Boundary;
 use super::strings::to_cstring;
 use crate::error::{Denial, Error};
-use crate::grace::CheckOutcome;
+use crate::grace::{CheckOutcome, CheckReport};
 use crate::model::{LicenseKeyActivation, LicenseKeyRead};
 use crate::reason::Reason;
 use crate::session::{CacheState, CacheStatus};
@@ -36,6 +36,8 @@ pub struct polar_license_result {
     http_status: u32,
     retry_after: i64,
     cache_state: polar_license_cache_state,
+    /// Why the cache could not be written (empty: it was, or there was nothing to write).
+    cache_error: CString,
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
     /// validate, check and check_request (whatever their outcome), `None` on the others.
     verdict: Option<CheckOutcome>,
@@ -62,6 +64,7 @@ impl polar_license_result {
             http_status: 0,
             retry_after: -1,
             cache_state: polar_license_cache_state::None,
+            cache_error: CString::default(),
             verdict: None,
         }
     }
@@ -111,10 +114,19 @@ impl polar_license_result {
         r
     }
 
-    /// The answer of a grace-aware check (a verdict features can be asked about).
-    pub(crate) fn check(outcome: &CheckOutcome) -> Self {
-        let mut r = polar_license_result::check_answer(outcome);
-        r.verdict = Some(outcome.clone());
+    /// The answer of a grace-aware check (a verdict features can be asked about), with why a
+    /// licensed answer came from the cache although Polar was asked (its reason and detail)
+    /// and why the cache could not be written.
+    pub(crate) fn check(report: &CheckReport) -> Self {
+        let mut r = polar_license_result::check_answer(&report.outcome);
+        if let Some(why) = &report.fallback {
+            r.set_reason(why.reason());
+            r.detail = to_cstring(&why.detail());
+        }
+        if let Some(e) = &report.cache_error {
+            r.cache_error = to_cstring(&e.detail());
+        }
+        r.verdict = Some(report.outcome.clone());
         r
     }
 
@@ -170,9 +182,13 @@ impl polar_license_result {
             CacheState::Untrusted(why) => {
                 r.cache_state = polar_license_cache_state::Untrusted;
                 r.detail = to_cstring(&format!(
-                    "the cache record cannot be trusted: {}",
+                    "the cache record cannot be trusted: {}: {why}",
                     why.as_str()
                 ));
+                // An activation id is no secret: the next check validates it online.
+                if let Some(a) = &status.activation {
+                    r.activation_id = to_cstring(&a.id);
+                }
             }
             CacheState::Present(record) => {
                 r.cache_state = polar_license_cache_state::Present;
@@ -276,8 +292,13 @@ pub extern "C" fn polar_license_result_is_licensed(result: *const polar_license_
     ffi_boundary! { read(result, |r| r.outcome == polar_license_outcome::Licensed) }
 }
 
-/// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a status
-/// result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else NONE.
+/// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a licensed answer
+/// from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`): what happened online,
+/// `OFFLINE`, `RATE_LIMITED`, `SERVER_ERROR` or `PROTOCOL_ERROR` (an answer that is not
+/// Polar's: a login page, a proxy), with its detail; NONE for a cache answer that asked
+/// nothing. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else
+/// NONE. Test `polar_license_result_is_licensed` first: a reason never means "not licensed"
+/// by itself.
 #[no_mangle]
 pub extern "C" fn polar_license_result_reason(
     result: *const polar_license_result,
@@ -418,6 +439,28 @@ pub extern "C" fn polar_license_result_activation_id(
     result: *const polar_license_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.activation_id.as_ptr()) }
+}
+
+/// `false` when the offline cache could not be written after this answer (a full disk, a
+/// read-only directory, a file held open): the answer stands, but the cache did not learn
+/// it (`polar_license_result_cache_error` says why). `true` otherwise, also when there was
+/// nothing to write; `false` for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_cache_refreshed(
+    result: *const polar_license_result,
+) -> bool {
+    ffi_boundary! { read(result, |r| r.cache_error.is_empty()) }
+}
+
+/// Why the offline cache could not be written after this answer, or `""`.
+///
+/// Never NULL (`""` for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_cache_error(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.cache_error.as_ptr()) }
 }
 
 /// The license-key object as Polar returned it, as JSON (for fields without an accessor:

@@ -601,8 +601,13 @@ polar_license_outcome polar_license_result_outcome(const polar_license_result *r
 // test an app needs before unlocking a feature.
 bool polar_license_result_is_licensed(const polar_license_result *result);
 
-// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a status
-// result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else NONE.
+// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a licensed answer
+// from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`): what happened online,
+// `OFFLINE`, `RATE_LIMITED`, `SERVER_ERROR` or `PROTOCOL_ERROR` (an answer that is not
+// Polar's: a login page, a proxy), with its detail; NONE for a cache answer that asked
+// nothing. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else
+// NONE. Test `polar_license_result_is_licensed` first: a reason never means "not licensed"
+// by itself.
 polar_license_reason polar_license_result_reason(const polar_license_result *result);
 
 // Where the answer came from: online, the offline cache, or none (errors, activate,
@@ -667,6 +672,18 @@ const char *polar_license_result_field(const polar_license_result *result);
 // Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
 // `polar_license_result_free`.
 const char *polar_license_result_activation_id(const polar_license_result *result);
+
+// `false` when the offline cache could not be written after this answer (a full disk, a
+// read-only directory, a file held open): the answer stands, but the cache did not learn
+// it (`polar_license_result_cache_error` says why). `true` otherwise, also when there was
+// nothing to write; `false` for NULL.
+bool polar_license_result_cache_refreshed(const polar_license_result *result);
+
+// Why the offline cache could not be written after this answer, or `""`.
+//
+// Never NULL (`""` for a NULL result); owned by the result, valid until
+// `polar_license_result_free`.
+const char *polar_license_result_cache_error(const polar_license_result *result);
 
 // The license-key object as Polar returned it, as JSON (for fields without an accessor:
 // `status`, `customer_id`, `benefit_id`, …). From the cache, `key` is the redacted

@@ -7,7 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 static int passed, failed, current_failures;
@@ -82,6 +85,11 @@ const char *emu_url(void) {
 
 int emu_request(const char *method, const char *path, const char *body, char *out,
                 size_t out_len) {
+  return emu_request_at(atoi(emu_url() + 17), method, path, body, out, out_len);
+}
+
+int emu_request_at(int port, const char *method, const char *path, const char *body, char *out,
+                   size_t out_len) {
   struct sockaddr_in addr;
   char head[512];
   static char response[65536];
@@ -92,7 +100,7 @@ int emu_request(const char *method, const char *path, const char *body, char *ou
 
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)atoi(emu_url() + 17));
+  addr.sin_port = htons((uint16_t)port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd < 0) return -1;
@@ -170,6 +178,46 @@ int closed_port(void) {
   port = ntohs(addr.sin_port);
   close(fd);
   return port;
+}
+
+int emu_start_private(int port) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char port_text[16];
+  struct timespec step = {0, 20 * 1000 * 1000};
+  pid_t pid;
+  int i;
+  if (cli == NULL || cli[0] == '\0') die("set POLAR_LICENSE_CLI to the polar-license binary");
+  snprintf(port_text, sizeof port_text, "%d", port);
+  pid = fork();
+  if (pid < 0) die("fork");
+  if (pid == 0) {
+    if (freopen("/dev/null", "w", stdout) == NULL) _exit(126);
+    execl(cli, cli, "emulator", "--port", port_text, (char *)NULL);
+    _exit(127);
+  }
+  /* A bounded wait for it to listen (at most 10 s), not a timing assertion. */
+  for (i = 0; i < 500; i++) {
+    struct sockaddr_in addr;
+    int fd = socket(AF_INET, SOCK_STREAM, 0), up;
+    memset(&addr, 0, sizeof addr);
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons((uint16_t)port);
+    up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+    close(fd);
+    if (up) return (int)pid;
+    nanosleep(&step, NULL);
+  }
+  kill(pid, SIGKILL);
+  waitpid(pid, NULL, 0);
+  die("the private emulator did not start");
+  return -1;
+}
+
+void emu_stop_private(int pid) {
+  if (pid <= 0) return;
+  kill((pid_t)pid, SIGTERM);
+  waitpid((pid_t)pid, NULL, 0);
 }
 
 void temp_dir(char dir[64]) {

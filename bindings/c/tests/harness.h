@@ -17,6 +17,8 @@
 
 /* The demo organization of the emulator's seed. */
 #define DEMO_ORG "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
+/* The demo key of the emulator's seed (3 activation slots). */
+#define DEMO_KEY "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
 /* The demo benefit and customer of every demo key. */
 #define DEMO_BENEFIT "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d"
 #define DEMO_CUSTOMER "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d"
@@ -73,11 +75,23 @@ const char *emu_url(void);
 int emu_request(const char *method, const char *path, const char *body, char *out,
                 size_t out_len);
 
+/* emu_request to another emulator, on 127.0.0.1:port (a private one). */
+int emu_request_at(int port, const char *method, const char *path, const char *body, char *out,
+                   size_t out_len);
+
 /* Sets a fault (`{"kind":...}` JSON), or clears it with NULL. */
 void emu_fault(const char *fault_json);
 
 /* Changes a key (PATCH /__emulator/keys/KEY with a KeyUpdate JSON). */
 void emu_patch_key(const char *key, const char *update_json);
+
+/* Starts a private `polar-license emulator` (POLAR_LICENSE_CLI) on 127.0.0.1:port with the demo
+ * seed and waits until it accepts connections; returns its pid. For tests that need Polar down
+ * on the very address a cache was made against (a record is bound to its server's origin). */
+int emu_start_private(int port);
+
+/* Stops a private emulator (SIGTERM, then waits for it). */
+void emu_stop_private(int pid);
 
 /* How many license requests the emulator has received. */
 long emu_request_count(void);

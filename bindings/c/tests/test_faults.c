@@ -6,8 +6,9 @@
  *   1. an online validate gives the contract's reason code, with exactly one request;
  *   2. with no cache, check does not grant (same code, one request);
  *   3. with a valid cached verdict, check answers as the grace policy says: licensed from the
- *      cache for offline, rate_limited and server_error, not licensed for protocol_error
- *      (which never falls back), with one request;
+ *      cache for every one of them (offline, rate_limited, server_error, and protocol_error:
+ *      an answer that is not Polar's verdict falls back too, contract §4), with the fault's
+ *      reason as what happened online, and one request;
  *   4. the cached verdict survives: status still holds the same good verdict, and once the
  *      fault is cleared a check is licensed again;
  *   5. after a 429 the block holds: the next checks send nothing until it ends;
@@ -82,7 +83,6 @@ static const struct row rows[] = {
 
 static const struct row *current;
 static FILE *tsv;
-static char dead_url[64];
 
 /* A client for `url` with its cache in `cache_dir`: every check asks the server
  * (revalidate_after 0), a week of grace, the clock moved by `offset` seconds. */
@@ -158,11 +158,16 @@ static void run_row(void) {
   const struct row *row = current;
   const int down = row->fault == NULL;
   const int rate_limited = row->expected == POLAR_LICENSE_REASON_RATE_LIMITED;
-  const int falls_back = row->expected != POLAR_LICENSE_REASON_PROTOCOL_ERROR;
-  const polar_license_outcome outcome =
-      falls_back ? POLAR_LICENSE_OUTCOME_UNVERIFIED : POLAR_LICENSE_OUTCOME_ERROR;
+  const polar_license_outcome outcome = row->expected == POLAR_LICENSE_REASON_PROTOCOL_ERROR
+                                            ? POLAR_LICENSE_OUTCOME_ERROR
+                                            : POLAR_LICENSE_OUTCOME_UNVERIFIED;
   const long one = down ? 0 : 1;
-  const char *url = down ? dead_url : emu_url();
+  /* Polar down: a private emulator, stopped once the cache is made, so the faulted calls go to
+   * the very origin the cache is bound to (and are refused there). */
+  const int port = down ? closed_port() : 0;
+  int private_pid = down ? emu_start_private(port) : 0;
+  char private_url[64];
+  const char *url = emu_url();
   char cached_dir[64], empty_dir[64], key[64], other[64];
   char got[64] = "", no_cache[64] = "", cached[64] = "";
   polar_license_client *healthy, *faulty, *bare, *later;
@@ -174,11 +179,18 @@ static void run_row(void) {
 
   temp_dir(cached_dir);
   temp_dir(empty_dir);
-  emu_new_key("", key);
-  emu_new_key("", other);
+  if (down) {
+    snprintf(private_url, sizeof private_url, "http://127.0.0.1:%d", port);
+    url = private_url;
+    snprintf(key, sizeof key, "%s", DEMO_KEY);
+    snprintf(other, sizeof other, "%s", DEMO_KEY);
+  } else {
+    emu_new_key("", key);
+    emu_new_key("", other);
+  }
 
   /* A valid cached verdict for `key`, made against the healthy emulator. */
-  healthy = client_at(emu_url(), cached_dir, 0, TIMEOUT_MS);
+  healthy = client_at(url, cached_dir, 0, TIMEOUT_MS);
   r = check(healthy, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
@@ -186,7 +198,12 @@ static void run_row(void) {
   polar_license_result_free(r);
   requests();
 
-  if (!down) emu_fault(row->fault);
+  if (down) {
+    emu_stop_private(private_pid);
+    private_pid = 0;
+  } else {
+    emu_fault(row->fault);
+  }
   faulty = client_at(url, cached_dir, 0, row->timeout_ms);
   bare = client_at(url, empty_dir, 0, row->timeout_ms);
 
@@ -233,18 +250,16 @@ static void run_row(void) {
   CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1);
   polar_license_result_free(r);
 
-  /* 3. A valid cache: licensed from it for unverified reasons, never for protocol errors. */
+  /* 3. A valid cache: licensed from it (no fault here is a verdict of Polar's), the fault's
+   * reason telling what happened online. */
   r = check(faulty, key);
   code_of(r, cached);
-  if (falls_back) {
-    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-    CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
-    CHECK_INT(polar_license_result_verified_at(r), verified_at);
-    CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 120);
-    CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
-  } else {
-    CHECK_ANSWER(r, outcome, row->expected);
-  }
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, row->expected);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_INT(polar_license_result_verified_at(r), verified_at);
+  CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 120);
+  CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
+  CHECK(polar_license_result_cache_refreshed(r));
   polar_license_result_free(r);
   n = requests();
   CHECK_INT(n, one);
@@ -271,7 +286,11 @@ static void run_row(void) {
   polar_license_result_free(r);
 
   /* 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online). */
-  emu_fault(NULL);
+  if (down) {
+    private_pid = emu_start_private(port);
+  } else {
+    emu_fault(NULL);
+  }
   requests();
   later = healthy;
   if (rate_limited) {
@@ -285,7 +304,9 @@ static void run_row(void) {
   r = check(later, key);
   CHECK(licensed_from(r, POLAR_LICENSE_SOURCE_ONLINE));
   polar_license_result_free(r);
-  CHECK_INT(requests(), 1);
+  /* (The private emulator's requests are its own.) */
+  CHECK_INT(requests(), one);
+  emu_stop_private(private_pid);
 
   fprintf(tsv, "c\t%s\t%s\t%s\t%s\t%s\t%s\t%ld\t%ld\t%s\n", row->id,
           polar_license_reason_code(row->expected), got, no_cache, cached,
@@ -326,7 +347,6 @@ int main(void) {
   }
   fprintf(tsv, "face\tfault\texpected\tgot\tno_cache\tcached\tcache_kept\trequests\t"
                "expected_requests\tresult\n");
-  snprintf(dead_url, sizeof dead_url, "http://127.0.0.1:%d", closed_port());
   for (i = 0; i < ROWS; i++) {
     current = &rows[i];
     harness_run(rows[i].id, run_row);

@@ -24,15 +24,16 @@ static polar_license_result *status(polar_license_client *client, const char *ke
   return r;
 }
 
-/* A fresh key activated through `client` and checked online once. */
+/* A fresh key activated through `client` and checked once: the activation is a verdict, so
+ * the check answers from the cache (or online, when revalidate_after is 0). */
 static void activated_and_checked(polar_license_client *client, char key[64], char id[64]) {
   polar_license_result *r;
   emu_new_key("\"limit_activations\":3", key);
   activate_ok(client, key, id);
   r = check(client, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_STR(polar_license_result_activation_id(r), id);
+  CHECK(polar_license_result_cache_refreshed(r));
   polar_license_result_free(r);
 }
 
@@ -49,7 +50,8 @@ static void offline_check_is_licensed_from_the_cache(void) {
   before = emu_request_count();
   r = check(client, key);
   CHECK(emu_request_count() > before); /* it did ask */
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  /* Licensed from the cache; the reason says what happened online. */
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
   CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 60);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= WEEK);
@@ -60,8 +62,18 @@ static void offline_check_is_licensed_from_the_cache(void) {
   /* A 500 falls back the same way. */
   emu_fault("{\"kind\":\"status\",\"status\":500,\"body\":\"x\"}");
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_SERVER_ERROR);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  polar_license_result_free(r);
+  /* So does a page that is not Polar's (a hotel login page), and it writes no denial. */
+  emu_fault("{\"kind\":\"respond\",\"status\":200,\"headers\":[[\"content-type\","
+            "\"text/html\"]],\"body\":\"<html>Hotel Wi-Fi login</html>\"}");
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  polar_license_result_free(r);
+  r = status(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   polar_license_result_free(r);
   polar_license_client_free(client);
   remove_tree(dir);
@@ -96,7 +108,7 @@ static void grace_expired(void) {
   /* Six days later: still within the grace period. */
   later = new_client(dir, 6 * DAY, HOUR, WEEK);
   r = check(later, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= DAY);
   polar_license_result_free(r);
@@ -182,7 +194,8 @@ static void status_reports_the_cache(void) {
   CHECK_INT(emu_request_count(), before); /* no network */
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
   CHECK_STR(polar_license_result_activation_id(r), id);
-  CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1); /* not verified yet */
+  /* The activation is a verdict: the grace runs from it. */
+  CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 60);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_NONE);
   polar_license_result_free(r);
   r = check(client, key);
@@ -259,7 +272,7 @@ static void check_request_uses_the_cache_for_the_same_request(void) {
   polar_license_result_free(r);
   emu_fault("{\"kind\":\"close_immediately\"}");
   must(polar_license_client_check_request(client, request, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
   polar_license_result_free(r);
   /* A different request is not answered from that record. */

@@ -1,11 +1,14 @@
 /*
- * test_interop.c: the C API and the command line share one cache format and one default
- * location. A key activated with `polar-license activate` is seen as activated through the C
- * API, and the reverse (`polar-license status` / `check` see an activation made through C).
+ * test_interop.c: the C API and the command line share one cache format. A key activated with
+ * `polar-license activate` into a directory is seen as activated through the C API, and the
+ * reverse (`polar-license status` / `check` see an activation made through C). Without a
+ * cache directory each has its own default location.
  * Needs POLAR_LICENSE_CLI (the polar-license binary) besides POLAR_EMULATOR_URL.
  */
 #include <stdio.h>
 #include <stdlib.h>
+#include <dirent.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 
 #include "harness.h"
@@ -68,10 +71,10 @@ static void cli_activation_is_seen_through_c(const char *dir) {
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
-  /* check validates the remembered activation, with its conditions (the fingerprint). */
+  /* The CLI's activation is a verdict: C's check answers from the cache with it. */
   must(polar_license_client_check(client, key, &r));
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   /* And the CLI sees the verdict C stored. */
@@ -117,21 +120,44 @@ static void same_cache_directory(void) {
   remove_tree(dir);
 }
 
-/* No cache directory set anywhere: both use the platform default (here
- * $XDG_DATA_HOME/polar-license). */
-static void same_default_location(void) {
-  char home[64];
+/* No cache directory set anywhere: each application has its own under the platform's data
+ * directory, $XDG_DATA_HOME/polar-license/<application>: the CLI's records are never this
+ * program's by accident (issue #12: a record made with the CLI must not license an app). */
+static void separate_default_locations(void) {
+  static char out[65536];
+  char home[64], key[64], args[256], path[192];
+  polar_license_client *client;
+  polar_license_result *r = NULL;
+  struct stat st;
   temp_dir(home);
   setenv("XDG_DATA_HOME", home, 1);
-  cli_activation_is_seen_through_c(NULL);
-  c_activation_is_seen_by_the_cli(NULL);
+  emu_new_key("\"limit_activations\":2", key);
+  snprintf(args, sizeof args, "activate --key %s --label from-cli", key);
+  CHECK_INT(cli(NULL, args, out, sizeof out), 0);
+  snprintf(path, sizeof path, "%s/polar-license/polar-license", home);
+  CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode)); /* where the CLI documents it */
+  client = client_for(NULL);
+  must(polar_license_client_status(client, key, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
+  CHECK_STR(polar_license_result_activation_id(r), "");
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  /* This program's own directory beside the CLI's (named after its executable). */
+  snprintf(path, sizeof path, "%s/polar-license", home);
   {
-    char expected[128];
-    FILE *f;
-    snprintf(expected, sizeof expected, "%s/polar-license", home);
-    f = fopen(expected, "r");
-    CHECK(f != NULL); /* the directory exists where the CLI documents it */
-    if (f != NULL) fclose(f);
+    DIR *dir = opendir(path);
+    struct dirent *entry;
+    int apps = 0, cli_dir = 0;
+    CHECK(dir != NULL);
+    while (dir != NULL && (entry = readdir(dir)) != NULL) {
+      if (entry->d_name[0] == '.') continue;
+      apps++;
+      if (strcmp(entry->d_name, "polar-license") == 0) cli_dir = 1;
+    }
+    if (dir != NULL) closedir(dir);
+    CHECK_INT(apps, 2);
+    CHECK_INT(cli_dir, 1);
   }
   unsetenv("XDG_DATA_HOME");
   remove_tree(home);
@@ -139,6 +165,6 @@ static void same_default_location(void) {
 
 int main(void) {
   RUN(same_cache_directory);
-  RUN(same_default_location);
+  RUN(separate_default_locations);
   return harness_summary("test_interop");
 }

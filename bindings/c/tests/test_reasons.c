@@ -44,12 +44,13 @@ static void reason_table_matches_the_contract(void) {
                                       "clock_rollback",
                                       "protocol_error",
                                       "invalid_input",
-                                      "cache_error"};
+                                      "cache_error",
+                                      "load_error"};
   unsigned i;
   for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     CHECK_STR(polar_license_reason_code(i), codes[i]);
   }
-  CHECK_STR(polar_license_reason_code(18), "");
+  CHECK_STR(polar_license_reason_code(19), "");
   CHECK_INT(POLAR_LICENSE_REASON_NONE, 0);
   CHECK_INT(POLAR_LICENSE_REASON_NOT_FOUND, 1);
   CHECK_INT(POLAR_LICENSE_REASON_INACTIVE, 2);
@@ -68,6 +69,7 @@ static void reason_table_matches_the_contract(void) {
   CHECK_INT(POLAR_LICENSE_REASON_PROTOCOL_ERROR, 15);
   CHECK_INT(POLAR_LICENSE_REASON_INVALID_INPUT, 16);
   CHECK_INT(POLAR_LICENSE_REASON_CACHE_ERROR, 17);
+  CHECK_INT(POLAR_LICENSE_REASON_LOAD_ERROR, 18);
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_LICENSED), "licensed");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_DENIED), "denied");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_UNVERIFIED), "unverified");

@@ -92,6 +92,18 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
     Ok(format!("{scheme}://{}", rest.trim_end_matches('/')))
 }
 
+/// The origin of a checked base URL: its scheme, host and port, without the path
+/// (`https://api.polar.sh/v1` → `https://api.polar.sh`); scheme and host lowercased.
+pub fn origin(base_url: &str) -> String {
+    let (scheme, rest) = base_url.split_once("://").unwrap_or(("", base_url));
+    let authority = rest.split('/').next().unwrap_or_default();
+    format!(
+        "{}://{}",
+        scheme.to_ascii_lowercase(),
+        authority.to_ascii_lowercase()
+    )
+}
+
 fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost")
         || host.parse::<Ipv4Addr>().is_ok_and(|ip| ip.is_loopback())

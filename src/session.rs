@@ -73,24 +73,28 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    /// The slot of `key` for a server origin and organization. The seal comes from the key,
-    /// the organization, the origin, the install secret, the machine's identity (`seal`) and
-    /// the app's secret, each framed with its length so no two inputs collide.
+    /// The slot of `key` for a server and organization. The record is bound to the server's
+    /// origin (scheme, host and port of `base_url`: another server never shares a record,
+    /// while a base URL whose path is wrong still finds the good record and answers from it
+    /// when Polar's routes are not there). The seal comes from the key, the organization, the
+    /// origin, the install secret, the machine's identity (`seal`) and the app's secret, each
+    /// framed with its length so no two inputs collide.
     pub fn new(
-        origin: &str,
+        base_url: &str,
         organization_id: &str,
         key: &Key,
         install_secret: &[u8],
         seal: Option<&str>,
         app_secret: Option<&[u8]>,
     ) -> Slot {
+        let origin = crate::proto::origin(base_url);
         let mut extra = Vec::new();
         for part in [Some(origin.as_bytes()), seal.map(str::as_bytes), app_secret] {
             let part = part.unwrap_or_default();
             extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
             extra.extend_from_slice(part);
         }
-        let name = cache::slot_name(origin, organization_id, key.expose());
+        let name = cache::slot_name(&origin, organization_id, key.expose());
         Slot {
             ledger: cache::ledger_name(&name),
             ask: format!("{name}-ask"),

@@ -564,12 +564,13 @@ fn pages_that_are_not_polars_answers_fall_back_and_never_tombstone() {
 }
 
 #[test]
-fn a_base_url_with_a_wrong_path_never_denies() {
+fn a_base_url_with_a_wrong_path_never_denies_and_answers_from_the_cache() {
     let w = World::new();
     let clock = Arc::clone(&w.clock);
     let l = w.licensing();
     w.activated(&l);
-    // The same server, a base URL ending in /v1: every route is a bare 404.
+    // An app update ships a base URL ending in /v1: every route is a bare 404. The record of
+    // the same server (its origin) still answers, and nothing is denied.
     let wrong = Licensing::builder(w.polar.organization_id())
         .base_url(format!("{}/v1", w.polar.url()))
         .cache_dir(&w.dir)
@@ -579,24 +580,19 @@ fn a_base_url_with_a_wrong_path_never_denies() {
         .unwrap();
     let e = wrong.validate(&ValidateRequest::new(DEMO_KEY)).unwrap_err();
     assert_eq!(e.reason(), Reason::ProtocolError, "{e:?}");
-    let verdict = wrong.check(DEMO_KEY);
-    assert!(verdict.denial().is_none(), "{verdict:?}");
-    // The right client's record is untouched.
     w.advance(2 * HOUR);
-    online(&l.check(DEMO_KEY));
-}
-
-trait Denied {
-    fn denial(&self) -> Option<Reason>;
-}
-
-impl Denied for CheckOutcome {
-    fn denial(&self) -> Option<Reason> {
-        match self {
-            CheckOutcome::Denied(d) => Some(d.reason),
-            _ => None,
-        }
+    let report = wrong.check_report(DEMO_KEY);
+    from_cache(&report);
+    assert_eq!(
+        report.fallback.as_ref().map(Error::reason),
+        Some(Reason::ProtocolError)
+    );
+    match l.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => assert!(r.denied.is_none()),
+        other => panic!("{other:?}"),
     }
+    // The right client is licensed online.
+    online(&l.check(DEMO_KEY));
 }
 
 // ---- 6. Activate, then offline --------------------------------------------------------------

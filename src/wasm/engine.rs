@@ -568,13 +568,15 @@ impl Engine {
     /// The storage name of `key`'s record, `polar-license.v2-<32 hex>` (bound to the server's
     /// origin, the organization and the key); its lock's name too.
     pub fn slot(&self, key: &str) -> String {
-        let name = crate::cache::slot_name(self.api.base_url(), self.org(), key);
+        let name =
+            crate::cache::slot_name(&crate::proto::origin(self.api.base_url()), self.org(), key);
         format!("{STORAGE_PREFIX}{name}")
     }
 
     /// The storage name of `key`'s ledger: the record's, and `-seq`.
     pub fn ledger(&self, key: &str) -> String {
-        let name = crate::cache::slot_name(self.api.base_url(), self.org(), key);
+        let name =
+            crate::cache::slot_name(&crate::proto::origin(self.api.base_url()), self.org(), key);
         format!("{STORAGE_PREFIX}{}", crate::cache::ledger_name(&name))
     }
 

@@ -544,39 +544,50 @@ impl Licensing {
     /// the key's record (one truth per key): a denial about the key removes the cache's power
     /// to grant, and a good answer to the question `check` asks refreshes it.
     pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
-        let key = req
-            .key
-            .clone()
-            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        self.validate_report(req).0
+    }
+
+    /// [`Licensing::validate`], with the `cache_error` when the key's record could not be
+    /// opened or updated with the answer (the answer stands; a later check does not know it).
+    /// Input refused before any request touches no cache.
+    pub fn validate_report(
+        &self,
+        req: &ValidateRequest,
+    ) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<Error>) {
+        let Some(key) = req.key.clone() else {
+            return (Err(Error::invalid("key", "is required")), None);
+        };
         let machine = match self.identity() {
             Ok(identity) => identity.machine.clone(),
-            Err(e) if req.activation_id.is_some() => return Err(e),
+            Err(e) if req.activation_id.is_some() => return (Err(e), None),
             Err(_) => None,
         };
         let req = session::bound_validate(req, machine.as_deref());
         let now = (self.clock)();
         let online = self.client.validate_at(&req, now);
-        if let Ok(slot) = self.slot(&key) {
-            // The answer stands whatever the cache does; a denial that cannot be written
-            // removes the record (save_or_forget).
-            let _ = self.store.lock(&slot.name).and_then(|_lock| {
-                let (_, opened) = self.open(&slot, &key)?;
-                let record = session::validated(
-                    &opened,
-                    self.org(),
-                    &req,
-                    machine.as_deref(),
-                    now,
-                    &self.policy,
-                    &online,
-                );
-                match record {
-                    Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
-                    None => Ok(()),
-                }
-            });
+        if matches!(online, Err(Error::InvalidInput { .. })) {
+            return (online.map(|(verdict, _)| verdict), None);
         }
-        online.map(|(verdict, _)| verdict)
+        // The answer stands whatever the cache does; a denial that cannot be written removes
+        // the record (save_or_forget).
+        let written = self.slot(&key).and_then(|slot| {
+            let _lock = self.store.lock(&slot.name)?;
+            let (_, opened) = self.open(&slot, &key)?;
+            let record = session::validated(
+                &opened,
+                self.org(),
+                &req,
+                machine.as_deref(),
+                now,
+                &self.policy,
+                &online,
+            );
+            match record {
+                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
+                None => Ok(()),
+            }
+        });
+        (online.map(|(verdict, _)| verdict), written.err())
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with

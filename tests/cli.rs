@@ -37,7 +37,7 @@ const NO_SUPPORT: &str = "This license key does not support activations. Use the
 const LIMIT: &str = "License key activation limit already reached";
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 14] = [
+const ENV_VARS: [&str; 16] = [
     "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
@@ -51,7 +51,9 @@ const ENV_VARS: [&str; 14] = [
     "POLAR_CLOCK_TOLERANCE",
     "POLAR_LICENSE_APP_SECRET",
     "POLAR_LICENSE_NO_MACHINE_BINDING",
+    "POLAR_LICENSE_REQUIRE_ACTIVATION",
     "POLAR_LICENSE_CLOCK_OFFSET",
+    "POLAR_LICENSE_CLOCK_AT",
 ];
 
 /// A cache directory removed when dropped.

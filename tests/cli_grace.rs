@@ -21,7 +21,7 @@ const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 15] = [
+const ENV_VARS: [&str; 16] = [
     "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",
@@ -37,6 +37,7 @@ const ENV_VARS: [&str; 15] = [
     "POLAR_LICENSE_NO_MACHINE_BINDING",
     "POLAR_LICENSE_REQUIRE_ACTIVATION",
     "POLAR_LICENSE_CLOCK_OFFSET",
+    "POLAR_LICENSE_CLOCK_AT",
 ];
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -686,6 +687,16 @@ fn options_are_checked_and_status_needs_no_network() {
     invalid(
         &parse(
             &cmd.env("POLAR_LICENSE_CLOCK_OFFSET", "soon")
+                .output()
+                .expect("runs"),
+        ),
+        "clock_offset",
+    );
+    // The hidden clock hooks: an offset or a held clock, not both.
+    let mut cmd = w.command(0, &["--json", "check", "--key", DEMO_KEY]);
+    invalid(
+        &parse(
+            &cmd.env("POLAR_LICENSE_CLOCK_AT", "1790000000")
                 .output()
                 .expect("runs"),
         ),

@@ -21,11 +21,12 @@ use std::time::Duration;
         the token-authenticated ones when --access-token is given.\n\n\
         `activate` remembers the activation in the offline cache; `check` is the grace-aware \
         verdict: a good verdict younger than --revalidate-after (default 1 hour) answers with \
-        no request; an older one is re-validated online, and when Polar cannot be reached \
-        (offline, rate limited, 5xx) the cache still licenses until --grace-period (default \
-        7 days) after the last good online verdict. An online denial is never overridden by \
-        the cache; a clock set back more than --clock-tolerance (default 10 minutes) is \
-        `clock_rollback`.",
+        no request; an older one is re-validated online, and when Polar gives no verdict \
+        (offline, rate limited, 5xx, or an answer that is not Polar's: a login page, a proxy, \
+        a bare 404) the cache still licenses until --grace-period (default 7 days) after the \
+        last good online verdict, and says why. An online denial (also one `validate` sees) \
+        is never overridden by the cache; a clock set back more than --clock-tolerance \
+        (default 10 minutes), or held still across many answers, is `clock_rollback`.",
     after_help = "Exit codes: 0 licensed or done, 1 denied, 2 invalid input or usage, \
         3 unverified or error (offline, rate limited, server error, protocol error, grace \
         expired, clock rollback, cache error).\n\
@@ -201,7 +202,7 @@ pub enum Command {
     /// Activate the key on this machine (takes one activation slot per call) and remember
     /// the activation in the offline cache
     Activate(ActivateArgs),
-    /// Validate the key online (no cache fallback)
+    /// Validate the key online (no cache answer; the answer updates the key's cache record)
     Validate(ValidateArgs),
     /// The grace-aware verdict: validates the remembered activation, answering from the
     /// offline cache as the grace policy allows

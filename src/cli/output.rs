@@ -312,6 +312,11 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
             "  Polar could not be reached and the last good verdict is past the grace period"
                 .into(),
         ),
+        Reason::ClockRollback if matches!(error, Error::ClockStalled { .. }) => lines.push(
+            "  the clock has not moved across many answers from the cache: it will not license \
+             until Polar answers or the clock moves on"
+                .into(),
+        ),
         Reason::ClockRollback => lines.push(
             "  the clock is behind a time this cache has seen: it will not license until Polar \
              answers"
@@ -495,8 +500,10 @@ pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
 /// untrusted record, which is no error (§1: it is treated as no cache): `cache.state` says
 /// `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed`, `unknown_version`
 /// or `replayed`) or `present`. Only a cache that cannot be read at all is an error
-/// (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation and
+/// (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation (also
+/// one an untrusted record still names: the next check validates it online) and
 /// `grace_remaining_seconds` how long the cache could license if Polar were unreachable now.
+/// `cache.stalled_answers` counts the cached answers given at a clock that did not move.
 pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolicy) -> Report {
     let shown = key.redacted();
     let mut m = base_object(Some(Op::Status.name()), "done");
@@ -514,6 +521,7 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
         "clock_rollback_seconds",
         "license_status",
         "expires_at",
+        "stalled_answers",
     ] {
         c.insert(field.into(), Value::Null);
     }
@@ -619,6 +627,17 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
                     } else {
                         format!("rate limited until {} (over)", unix_when(until))
                     },
+                ));
+            }
+            c.insert("stalled_answers".into(), json!(record.stalled));
+            if record.is_stalled(s.now) {
+                lines.push(fact(
+                    "clock",
+                    &format!(
+                        "has not moved across {} answers from the cache: the next check asks \
+                         Polar",
+                        record.stalled
+                    ),
                 ));
             }
             "present".to_string()

@@ -5,15 +5,17 @@ use crate::args::{
     ActivateArgs, CheckArgs, DeactivateArgs, Global, ServerChoice, StatusArgs, ValidateArgs,
 };
 use crate::output::{
-    check_report, dir_report, error_report, feature_report, report, status_report, Op, Report,
+    cache_write, check_report, dir_report, error_report, feature_report, report, status_report, Op,
+    Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheStatus, DeactivateRequest, Error,
+    system_clock, ActivateRequest, BlockingClient, CacheStatus, Clock, DeactivateRequest, Error,
     FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
     ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
+use std::sync::Arc;
 
 /// A testing hook, deliberately undocumented in `--help`: whole seconds (may be negative)
 /// added to the system clock for every cache decision. It simulates the user moving the
@@ -21,6 +23,11 @@ use std::path::PathBuf;
 /// move the real clock just as well, moving it forward only ages the cache (towards
 /// `grace_expired`), and moving it back past the tolerance is detected as `clock_rollback`.
 const CLOCK_OFFSET_VAR: &str = "POLAR_LICENSE_CLOCK_OFFSET";
+
+/// The same kind of testing hook: the clock held at these unix seconds for every cache
+/// decision (a clock that does not move, as a user could hold it; the tests play that attack
+/// with it). Not with [`CLOCK_OFFSET_VAR`].
+const CLOCK_AT_VAR: &str = "POLAR_LICENSE_CLOCK_AT";
 
 /// The organization id from the global options, or `invalid_input`.
 fn org(g: &Global) -> Result<&str, Error> {
@@ -77,26 +84,46 @@ fn policy(g: &Global) -> GracePolicy {
     policy
 }
 
+/// The application id of the command's own cache directory. Fixed, not the executable's name:
+/// a copy of the command renamed after an app still never shares that app's records.
+const APP_ID: &str = "polar-license";
+
 /// `--cache-dir`, else this command's own directory under the platform's data directory
 /// (`<data dir>/polar-license/polar-license`: never an app's).
 pub fn cache_dir(g: &Global) -> Result<PathBuf, Error> {
     match g.cache_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => Ok(dir.clone()),
-        None => FileStore::default_dir(),
+        None => FileStore::dir_for_app(APP_ID),
     }
 }
 
-/// [`CLOCK_OFFSET_VAR`], when set.
-fn clock_offset() -> Result<Option<i64>, Error> {
-    match std::env::var(CLOCK_OFFSET_VAR) {
+/// A hidden clock variable of whole seconds, when set.
+fn clock_var(var: &str) -> Result<Option<i64>, Error> {
+    match std::env::var(var) {
         Ok(text) if !text.trim().is_empty() => text.trim().parse().map(Some).map_err(|_| {
             Error::invalid(
                 "clock_offset",
-                format!("{CLOCK_OFFSET_VAR} must be whole seconds, found `{text}`"),
+                format!("{var} must be whole seconds, found `{text}`"),
             )
         }),
         _ => Ok(None),
     }
+}
+
+/// The clock the testing hooks ask for ([`CLOCK_OFFSET_VAR`], [`CLOCK_AT_VAR`]), if any.
+fn test_clock() -> Result<Option<Clock>, Error> {
+    let clock: Clock = match (clock_var(CLOCK_OFFSET_VAR)?, clock_var(CLOCK_AT_VAR)?) {
+        (None, None) => return Ok(None),
+        (Some(offset), None) => Arc::new(move || system_clock().saturating_add(offset)),
+        (None, Some(at)) => Arc::new(move || at),
+        (Some(_), Some(_)) => {
+            return Err(Error::invalid(
+                "clock_offset",
+                format!("set {CLOCK_OFFSET_VAR} or {CLOCK_AT_VAR}, not both"),
+            ))
+        }
+    };
+    Ok(Some(clock))
 }
 
 /// Builds the grace-aware licensing from the global options. An invalid policy is
@@ -112,8 +139,8 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
     if g.no_machine_binding {
         builder = builder.machine_binding(MachineBinding::Off);
     }
-    if let Some(offset) = clock_offset()? {
-        builder = builder.clock(move || system_clock().saturating_add(offset));
+    if let Some(clock) = test_clock()? {
+        builder = builder.clock(move || clock());
     }
     if let Some(map) = entitlements(g)? {
         builder = builder.entitlements(map);
@@ -152,7 +179,8 @@ fn activation_of(status: &CacheStatus) -> Option<String> {
 /// `validate`: one online call, no cache answer (contract §2). It sends this machine's
 /// fingerprint among the conditions when it names an activation (the conditions `activate`
 /// stored), and its answer updates the key's record (a revocation it sees is the next
-/// check's too). When the cache cannot be used it validates online all the same.
+/// check's too). When the cache cannot be used it validates online all the same, and says
+/// so: `--json` adds `cache_refreshed` and `cache_error` as `check` does.
 pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
     let requested = a.activation_id.as_deref();
@@ -164,18 +192,20 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
         increment_usage: a.increment_usage,
         conditions: metadata(&a.conditions),
     };
-    let result = match licensing(g) {
-        Ok(licensing) => licensing.validate(&req),
+    let (result, cache_error) = match licensing(g) {
+        Ok(licensing) => licensing.validate_report(&req),
         Err(e) if e.reason() == Reason::InvalidInput => {
             return error_report(Some(Op::Validate), requested, &e)
         }
-        // No cache directory here: the answer needs none.
-        Err(_) => match client(g) {
-            Ok(client) => client.validate(&req),
+        // No cache directory here: the answer needs none, and says the cache did not learn it.
+        Err(e) => match client(g) {
+            Ok(client) => (client.validate(&req), Some(e)),
             Err(e) => return error_report(Some(Op::Validate), requested, &e),
         },
     };
-    report(Op::Validate, &key, requested, &result)
+    let mut r = report(Op::Validate, &key, requested, &result);
+    cache_write(&mut r, cache_error.as_ref());
+    r
 }
 
 /// `activate`: activates and remembers the activation (and the conditions it was made with,
@@ -193,8 +223,10 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         conditions: metadata(&a.conditions),
         meta: metadata(&a.meta),
     };
-    // Bad input first, then make sure the cache can remember the activation: no slot is
-    // taken on Polar that the cache would then forget.
+    // Bad input first, then make sure the cache can be read (and learn which activation this
+    // one replaces): no slot is taken on Polar for a cache that cannot be opened. One that
+    // can be read but not written fails after Polar activated, with the new activation id in
+    // the error (Licensing::activate), so nothing is lost.
     let ready = licensing
         .client()
         .api()

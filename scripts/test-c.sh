@@ -12,7 +12,8 @@
 #      valgrind. test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
 #      (c-asan.tsv, c-valgrind.tsv for the other two runs) for scripts/fault-table.sh.
 #
-# Everything is built under target/c. One line per suite, `SUITE: N passed, N failed`, then
+# Everything is built under target/c (the libraries and the binary under $CARGO_TARGET_DIR, by
+# default target). One line per suite, `SUITE: N passed, N failed`, then
 # a total; the exit status is 1 when anything failed. Needs scripts/setup-c.sh first.
 set -u -o pipefail
 
@@ -20,7 +21,10 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 OUT="target/c"
-LIBDIR="target/c-release"
+# Cargo's output: $CARGO_TARGET_DIR when set (relative to the repository), else target.
+CARGO_OUT="${CARGO_TARGET_DIR:-target}"
+[[ "$CARGO_OUT" == /* ]] || CARGO_OUT="$ROOT/$CARGO_OUT"
+LIBDIR="$CARGO_OUT/c-release"
 HEADER="bindings/c/include/polar_license.h"
 CBINDGEN_VERSION="0.29.4"
 DEMO_ORG="2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
@@ -97,7 +101,7 @@ build_libs() {
 
 if ! step build-libs build_libs; then finish; fi
 if ! step build-cli cargo build --features cli; then finish; fi
-CLI="$ROOT/target/debug/polar-license"
+CLI="$CARGO_OUT/debug/polar-license"
 
 # ---- 2. header drift -----------------------------------------------------------------------
 

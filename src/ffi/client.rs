@@ -233,9 +233,10 @@ pub extern "C" fn polar_license_client_last_error(
 
 /// This machine's fingerprint for the client's organization: the value of the
 /// `machine_fingerprint` condition that activate adds when machine binding is on (`""` when it
-/// is off, or the OS has no machine id). `polar_license_client_check` sends it by itself; a
-/// plain `polar_license_client_validate` of such an activation must add it as a string
-/// condition. Owned by the client, valid until it is freed. Never NULL.
+/// is off, when the OS has no machine id, or when it has one that cannot be read: then the
+/// calls that need it answer `cache_error`). `polar_license_client_check` and
+/// `polar_license_client_validate` of an activation send it by themselves. Owned by the
+/// client, valid until it is freed. Never NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_client_machine_fingerprint(
     client: *const polar_license_client,
@@ -279,9 +280,22 @@ fn validate_request(req: &polar_license_request) -> ValidateRequest {
     }
 }
 
-/// Validates a key online, once, with no cache (Polar's `validate`): the key, and the
-/// activation id, benefit id, customer id, usage increment and conditions the request has. A
-/// label or meta on the request is `invalid_input`.
+/// Validates a key online, once, never answering from the cache (Polar's `validate`): the key,
+/// and the activation id, benefit id, customer id, usage increment and conditions the request
+/// has; when it names an activation and machine binding is on, this machine's fingerprint is
+/// added to the conditions (the `machine_fingerprint` condition activate stored, unless the
+/// request sets it). A label or meta on the request is `invalid_input`.
+///
+/// The answer updates the key's cache record (one truth per key): a denial about the key
+/// (revoked, expired, not found) removes the cache's power to grant, so the next
+/// `polar_license_client_check` does not license from the cache; a good answer to the question
+/// `check` asks refreshes it. An answer that is not Polar's (`protocol_error`) or none at all
+/// (`offline`, `server_error`) changes nothing; a 429 records its block (at most an hour), so
+/// checks send nothing until it ends. When the record could not be updated the answer stands
+/// and `polar_license_result_cache_refreshed` is `false`. When this machine's id exists but
+/// cannot be read (the cache is sealed with it, and activations are bound to it), a request
+/// naming an activation is answered `cache_error` with that message and nothing is sent; any
+/// other request is answered online, with `polar_license_result_cache_refreshed` `false`.
 ///
 /// Returns `POLAR_LICENSE_STATUS_OK` and writes a result to `*out_result` whatever the
 /// license answer (licensed, denied, unverified, error); any other status means the call
@@ -299,9 +313,12 @@ pub extern "C" fn polar_license_client_validate(
         arg_out!(client, out_result);
         let requested = req.activation_id.as_deref();
         // Through the grace-aware face: this machine's fingerprint is sent when an activation
-        // is named (the conditions activate stored), and the answer updates the key's record.
-        let answer = unused_fields(req, false)
-            .and_then(|()| client.licensing.validate(&validate_request(req)));
+        // is named (the conditions activate stored), and the answer updates the key's record
+        // (one truth per key); when the record could not be updated, the result says so.
+        let (answer, cache_error) = match unused_fields(req, false) {
+            Ok(()) => client.licensing.validate_report(&validate_request(req)),
+            Err(e) => (Err(e), None),
+        };
         let (mut result, verdict) = match answer {
             Ok(Verdict::Accepted(v)) => {
                 let mut r = polar_license_result::success(
@@ -323,6 +340,7 @@ pub extern "C" fn polar_license_client_validate(
             Err(e) => (polar_license_result::error(&e), CheckOutcome::Unverified(e)),
         };
         result.set_verdict(verdict);
+        result.set_cache_error(cache_error.as_ref());
         result.default_activation_id(requested);
         client.deliver(out_result, result)
     }
@@ -334,9 +352,13 @@ pub extern "C" fn polar_license_client_validate(
 /// id, benefit id, customer id or usage increment on the request is `invalid_input`.
 ///
 /// On success the outcome is `POLAR_LICENSE_OUTCOME_DONE` and the result carries the new
-/// activation id. The cache is opened first: when it cannot be, the answer is `cache_error`
-/// and no activation slot is taken. Status and out-pointer as for
-/// `polar_license_client_validate`.
+/// activation id. A good activation is a verdict (contract §4): it starts the grace period, so
+/// a check right after it answers from the cache (with no request while it is fresh), online
+/// or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
+/// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
+/// be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
+/// but the cache could not remember it, the answer is `cache_error` and its detail names the
+/// new activation id. Status and out-pointer as for `polar_license_client_validate`.
 #[no_mangle]
 pub extern "C" fn polar_license_client_activate(
     client: *const polar_license_client,
@@ -356,9 +378,9 @@ pub extern "C" fn polar_license_client_activate(
             meta: req.meta.clone(),
         };
         let licensing = &client.licensing;
-        // Bad input first, then make sure the cache can remember the activation: no slot is
-        // taken on Polar that the cache would then forget (as the command line does).
-        // Licensing::activate checks the request, then opens the cache before taking a slot.
+        // Fields activate ignores first; Licensing::activate then checks the request and opens
+        // the cache before it takes a slot (none is taken that the cache would then forget),
+        // and stores the answer as a verdict.
         let answer = unused_fields(req, true).and_then(|()| licensing.activate(&activate));
         let result = match answer {
             Ok(Verdict::Accepted(read)) => {
@@ -436,8 +458,13 @@ pub extern "C" fn polar_license_client_deactivate(
 /// The grace-aware verdict for `key`, the call an app makes at launch: validates the
 /// activation the cache remembers (with the conditions it was made with), answering from the
 /// cache while the last good verdict is fresh, and, when Polar cannot be reached, within the
-/// grace period (`POLAR_LICENSE_SOURCE_CACHE`). A denial is never overridden by the cache.
-/// Status and out-pointer as for `polar_license_client_validate`.
+/// grace period (`POLAR_LICENSE_SOURCE_CACHE`, the reason saying what happened online:
+/// `offline`, `rate_limited`, `server_error` or `protocol_error`, an answer that is not
+/// Polar's). A denial is never overridden by the cache. The cache's lock is never held while
+/// Polar is asked: other threads and processes checking the key meanwhile answer from the
+/// cache at once when it can license. Every answer from the cache is recorded before it is
+/// given; `polar_license_result_cache_refreshed` is `false` when the cache could not be
+/// written. Status and out-pointer as for `polar_license_client_validate`.
 #[no_mangle]
 pub extern "C" fn polar_license_client_check(
     client: *const polar_license_client,

@@ -122,12 +122,20 @@ impl polar_license_result {
         if let Some(why) = &report.fallback {
             r.set_reason(why.reason());
             r.detail = to_cstring(&why.detail());
+            if let Error::RateLimited { retry_after } = why {
+                r.retry_after = retry_after.map_or(-1, secs);
+            }
         }
-        if let Some(e) = &report.cache_error {
-            r.cache_error = to_cstring(&e.detail());
-        }
+        r.set_cache_error(report.cache_error.as_ref());
         r.verdict = Some(report.outcome.clone());
         r
+    }
+
+    /// Records why the cache could not be written after this answer (nothing for `None`).
+    pub(crate) fn set_cache_error(&mut self, e: Option<&Error>) {
+        if let Some(e) = e {
+            self.cache_error = to_cstring(&e.detail());
+        }
     }
 
     /// A check or validate refused before any request (bad input): a verdict that does not
@@ -292,13 +300,17 @@ pub extern "C" fn polar_license_result_is_licensed(result: *const polar_license_
     ffi_boundary! { read(result, |r| r.outcome == polar_license_outcome::Licensed) }
 }
 
-/// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a licensed answer
-/// from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`): what happened online,
-/// `OFFLINE`, `RATE_LIMITED`, `SERVER_ERROR` or `PROTOCOL_ERROR` (an answer that is not
-/// Polar's: a login page, a proxy), with its detail; NONE for a cache answer that asked
-/// nothing. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else
-/// NONE. Test `polar_license_result_is_licensed` first: a reason never means "not licensed"
-/// by itself.
+/// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`.
+///
+/// For a licensed answer from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`,
+/// the fallback of contract §4: "it reports the reason that happened (source is cache)"):
+/// what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR` or
+/// `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
+/// 200 that does not license the key asked), with its detail in
+/// `polar_license_result_detail`. `POLAR_LICENSE_REASON_NONE` for a fresh answer from the
+/// cache (nothing was asked) and for an online one. For a status result: the denial the cache
+/// remembers, or `CLOCK_ROLLBACK`, else NONE. Test `polar_license_result_is_licensed` first:
+/// a reason never means "not licensed" by itself.
 #[no_mangle]
 pub extern "C" fn polar_license_result_reason(
     result: *const polar_license_result,
@@ -379,7 +391,9 @@ pub extern "C" fn polar_license_result_verified_at(result: *const polar_license_
     ffi_boundary! { read(result, |r| r.verified_at) }
 }
 
-/// For `rate_limited`: the server's `retry-after` in seconds, or -1 when not given.
+/// For `rate_limited` (also a licensed answer from the cache whose reason is `RATE_LIMITED`):
+/// the server's `retry-after` in seconds, at most 3600 (a longer one is read as an hour), or
+/// -1 when not given.
 #[no_mangle]
 pub extern "C" fn polar_license_result_retry_after_seconds(
     result: *const polar_license_result,
@@ -409,7 +423,8 @@ pub extern "C" fn polar_license_result_remaining_usages(
     }
 }
 
-/// The server's `detail` text, or ours (UTF-8).
+/// The server's `detail` text, or ours (UTF-8): for a licensed answer from the cache after
+/// Polar was asked, the detail of what happened online (see `polar_license_result_reason`).
 ///
 /// Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
 /// `polar_license_result_free`.
@@ -442,9 +457,11 @@ pub extern "C" fn polar_license_result_activation_id(
 }
 
 /// `false` when the offline cache could not be written after this answer (a full disk, a
-/// read-only directory, a file held open): the answer stands, but the cache did not learn
-/// it (`polar_license_result_cache_error` says why). `true` otherwise, also when there was
-/// nothing to write; `false` for NULL.
+/// read-only directory, a record path that is not a file, this machine's id unreadable): the
+/// answer stands, but the cache did not learn it, so the cache was not refreshed (a later
+/// check may ask Polar again, or answer from an older record);
+/// `polar_license_result_cache_error` says why. `true` otherwise, also when there was nothing
+/// to write; `false` for NULL. Set by check, check_request and validate.
 #[no_mangle]
 pub extern "C" fn polar_license_result_cache_refreshed(
     result: *const polar_license_result,

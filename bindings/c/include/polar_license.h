@@ -286,14 +286,28 @@ const char *polar_license_client_last_error(const polar_license_client *client);
 
 // This machine's fingerprint for the client's organization: the value of the
 // `machine_fingerprint` condition that activate adds when machine binding is on (`""` when it
-// is off, or the OS has no machine id). `polar_license_client_check` sends it by itself; a
-// plain `polar_license_client_validate` of such an activation must add it as a string
-// condition. Owned by the client, valid until it is freed. Never NULL.
+// is off, when the OS has no machine id, or when it has one that cannot be read: then the
+// calls that need it answer `cache_error`). `polar_license_client_check` and
+// `polar_license_client_validate` of an activation send it by themselves. Owned by the
+// client, valid until it is freed. Never NULL.
 const char *polar_license_client_machine_fingerprint(const polar_license_client *client);
 
-// Validates a key online, once, with no cache (Polar's `validate`): the key, and the
-// activation id, benefit id, customer id, usage increment and conditions the request has. A
-// label or meta on the request is `invalid_input`.
+// Validates a key online, once, never answering from the cache (Polar's `validate`): the key,
+// and the activation id, benefit id, customer id, usage increment and conditions the request
+// has; when it names an activation and machine binding is on, this machine's fingerprint is
+// added to the conditions (the `machine_fingerprint` condition activate stored, unless the
+// request sets it). A label or meta on the request is `invalid_input`.
+//
+// The answer updates the key's cache record (one truth per key): a denial about the key
+// (revoked, expired, not found) removes the cache's power to grant, so the next
+// `polar_license_client_check` does not license from the cache; a good answer to the question
+// `check` asks refreshes it. An answer that is not Polar's (`protocol_error`) or none at all
+// (`offline`, `server_error`) changes nothing; a 429 records its block (at most an hour), so
+// checks send nothing until it ends. When the record could not be updated the answer stands
+// and `polar_license_result_cache_refreshed` is `false`. When this machine's id exists but
+// cannot be read (the cache is sealed with it, and activations are bound to it), a request
+// naming an activation is answered `cache_error` with that message and nothing is sent; any
+// other request is answered online, with `polar_license_result_cache_refreshed` `false`.
 //
 // Returns `POLAR_LICENSE_STATUS_OK` and writes a result to `*out_result` whatever the
 // license answer (licensed, denied, unverified, error); any other status means the call
@@ -308,9 +322,13 @@ polar_license_status polar_license_client_validate(const polar_license_client *c
 // id, benefit id, customer id or usage increment on the request is `invalid_input`.
 //
 // On success the outcome is `POLAR_LICENSE_OUTCOME_DONE` and the result carries the new
-// activation id. The cache is opened first: when it cannot be, the answer is `cache_error`
-// and no activation slot is taken. Status and out-pointer as for
-// `polar_license_client_validate`.
+// activation id. A good activation is a verdict (contract §4): it starts the grace period, so
+// a check right after it answers from the cache (with no request while it is fresh), online
+// or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
+// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
+// be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
+// but the cache could not remember it, the answer is `cache_error` and its detail names the
+// new activation id. Status and out-pointer as for `polar_license_client_validate`.
 polar_license_status polar_license_client_activate(const polar_license_client *client,
                                                    const polar_license_request *request,
                                                    polar_license_result **out_result);
@@ -328,8 +346,13 @@ polar_license_status polar_license_client_deactivate(const polar_license_client 
 // The grace-aware verdict for `key`, the call an app makes at launch: validates the
 // activation the cache remembers (with the conditions it was made with), answering from the
 // cache while the last good verdict is fresh, and, when Polar cannot be reached, within the
-// grace period (`POLAR_LICENSE_SOURCE_CACHE`). A denial is never overridden by the cache.
-// Status and out-pointer as for `polar_license_client_validate`.
+// grace period (`POLAR_LICENSE_SOURCE_CACHE`, the reason saying what happened online:
+// `offline`, `rate_limited`, `server_error` or `protocol_error`, an answer that is not
+// Polar's). A denial is never overridden by the cache. The cache's lock is never held while
+// Polar is asked: other threads and processes checking the key meanwhile answer from the
+// cache at once when it can license. Every answer from the cache is recorded before it is
+// given; `polar_license_result_cache_refreshed` is `false` when the cache could not be
+// written. Status and out-pointer as for `polar_license_client_validate`.
 polar_license_status polar_license_client_check(const polar_license_client *client,
                                                 const char *key,
                                                 polar_license_result **out_result);
@@ -601,13 +624,17 @@ polar_license_outcome polar_license_result_outcome(const polar_license_result *r
 // test an app needs before unlocking a feature.
 bool polar_license_result_is_licensed(const polar_license_result *result);
 
-// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`. For a licensed answer
-// from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`): what happened online,
-// `OFFLINE`, `RATE_LIMITED`, `SERVER_ERROR` or `PROTOCOL_ERROR` (an answer that is not
-// Polar's: a login page, a proxy), with its detail; NONE for a cache answer that asked
-// nothing. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else
-// NONE. Test `polar_license_result_is_licensed` first: a reason never means "not licensed"
-// by itself.
+// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`.
+//
+// For a licensed answer from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`,
+// the fallback of contract §4: "it reports the reason that happened (source is cache)"):
+// what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR` or
+// `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
+// 200 that does not license the key asked), with its detail in
+// `polar_license_result_detail`. `POLAR_LICENSE_REASON_NONE` for a fresh answer from the
+// cache (nothing was asked) and for an online one. For a status result: the denial the cache
+// remembers, or `CLOCK_ROLLBACK`, else NONE. Test `polar_license_result_is_licensed` first:
+// a reason never means "not licensed" by itself.
 polar_license_reason polar_license_result_reason(const polar_license_result *result);
 
 // Where the answer came from: online, the offline cache, or none (errors, activate,
@@ -645,7 +672,9 @@ int64_t polar_license_result_grace_remaining_seconds(const polar_license_result 
 // When the license was last verified online (unix seconds, local clock), or -1.
 int64_t polar_license_result_verified_at(const polar_license_result *result);
 
-// For `rate_limited`: the server's `retry-after` in seconds, or -1 when not given.
+// For `rate_limited` (also a licensed answer from the cache whose reason is `RATE_LIMITED`):
+// the server's `retry-after` in seconds, at most 3600 (a longer one is read as an hour), or
+// -1 when not given.
 int64_t polar_license_result_retry_after_seconds(const polar_license_result *result);
 
 // For `usage_exhausted`, the usages left (may be 0 or negative when the merchant lowered the
@@ -654,7 +683,8 @@ int64_t polar_license_result_retry_after_seconds(const polar_license_result *res
 bool polar_license_result_remaining_usages(const polar_license_result *result,
                                            int64_t *out_remaining);
 
-// The server's `detail` text, or ours (UTF-8).
+// The server's `detail` text, or ours (UTF-8): for a licensed answer from the cache after
+// Polar was asked, the detail of what happened online (see `polar_license_result_reason`).
 //
 // Never NULL (`""` when absent or for a NULL result); owned by the result, valid until
 // `polar_license_result_free`.
@@ -674,9 +704,11 @@ const char *polar_license_result_field(const polar_license_result *result);
 const char *polar_license_result_activation_id(const polar_license_result *result);
 
 // `false` when the offline cache could not be written after this answer (a full disk, a
-// read-only directory, a file held open): the answer stands, but the cache did not learn
-// it (`polar_license_result_cache_error` says why). `true` otherwise, also when there was
-// nothing to write; `false` for NULL.
+// read-only directory, a record path that is not a file, this machine's id unreadable): the
+// answer stands, but the cache did not learn it, so the cache was not refreshed (a later
+// check may ask Polar again, or answer from an older record);
+// `polar_license_result_cache_error` says why. `true` otherwise, also when there was nothing
+// to write; `false` for NULL. Set by check, check_request and validate.
 bool polar_license_result_cache_refreshed(const polar_license_result *result);
 
 // Why the offline cache could not be written after this answer, or `""`.

@@ -10,6 +10,7 @@
 #include <dirent.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -158,6 +159,17 @@ static void separate_default_locations(void) {
     if (dir != NULL) closedir(dir);
     CHECK_INT(apps, 2);
     CHECK_INT(cli_dir, 1);
+  }
+  {
+    /* ...named after this executable: <data dir>/polar-license/<executable name>. */
+    char exe[512], own[640];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+    const char *name;
+    CHECK(n > 0);
+    exe[n > 0 ? n : 0] = '\0';
+    name = strrchr(exe, '/') ? strrchr(exe, '/') + 1 : exe;
+    snprintf(own, sizeof own, "%s/polar-license/%s", home, name);
+    CHECK(stat(own, &st) == 0 && S_ISDIR(st.st_mode));
   }
   unsetenv("XDG_DATA_HOME");
   remove_tree(home);

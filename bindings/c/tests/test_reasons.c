@@ -336,6 +336,20 @@ static void protocol_error(void) {
   r = validate_key("ANY-KEY");
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
   polar_license_result_free(r);
+  /* A 404 is not_found only inside Polar's error envelope: a bare `{"detail":"Not Found"}`
+   * (a wrong base path, a CDN) is no verdict. */
+  emu_fault("{\"kind\":\"respond\",\"status\":404,\"headers\":[[\"content-type\","
+            "\"application/json\"]],\"body\":\"{\\\"detail\\\":\\\"Not Found\\\"}\"}");
+  r = validate_key("ANY-KEY");
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  CHECK_INT(polar_license_result_http_status(r), 404);
+  polar_license_result_free(r);
+  /* Nor is a login page's 200. */
+  emu_fault("{\"kind\":\"respond\",\"status\":200,\"headers\":[[\"content-type\","
+            "\"text/html\"]],\"body\":\"<html>Hotel Wi-Fi login</html>\"}");
+  r = validate_key("ANY-KEY");
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  polar_license_result_free(r);
 }
 
 static void invalid_input_sends_nothing(void) {

@@ -358,18 +358,18 @@ pub(crate) fn deactivation_target(given: Option<&str>, opened: &Opened) -> Resul
     }
 }
 
-/// The record to write after a deactivate of `id` answered `verdict`, if any: the activation
-/// (and a verdict bound to it) is forgotten once it is gone on the server.
-pub(crate) fn forget_activation(
-    opened: &Opened,
-    id: &str,
-    verdict: &Verdict<()>,
-) -> Option<Record> {
-    let gone = match verdict {
+/// Whether a deactivate's answer says the activation is gone on the server (freed now, or
+/// not found: freed already).
+fn gone(verdict: &Verdict<()>) -> bool {
+    match verdict {
         Verdict::Accepted(()) => true,
         Verdict::Denied(d) => d.reason == Reason::NotFound,
-    };
-    let mut record = opened.record.clone().filter(|_| gone)?;
+    }
+}
+
+/// The trusted record with activation `id` (and a verdict bound to it) forgotten.
+fn forget_activation(opened: &Opened, id: &str) -> Option<Record> {
+    let mut record = opened.record.clone()?;
     let same = |other: &str| other.eq_ignore_ascii_case(id);
     if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
         record.activation = None;
@@ -384,9 +384,10 @@ pub(crate) fn forget_activation(
     Some(record)
 }
 
-/// The record to write after a deactivate of `id` answered `verdict`, if any: as
-/// [`forget_activation`], and when the activation was only named by an untrusted record, a
-/// new empty record in its place (so no later check validates an activation that is gone).
+/// The record to write after a deactivate of `id` answered `verdict`, if any: once the
+/// activation is gone on the server, it (and a verdict bound to it) is forgotten; when only an
+/// untrusted record named it, a new empty record takes that one's place (so no later check
+/// validates an activation that is gone).
 pub(crate) fn deactivated(
     opened: &Opened,
     organization_id: &str,
@@ -395,17 +396,16 @@ pub(crate) fn deactivated(
     id: &str,
     verdict: &Verdict<()>,
 ) -> Option<Record> {
-    let gone = match verdict {
-        Verdict::Accepted(()) => true,
-        Verdict::Denied(d) => d.reason == Reason::NotFound,
-    };
+    if !gone(verdict) {
+        return None;
+    }
     let named = opened
         .remembered
         .as_ref()
         .is_some_and(|a| a.id.eq_ignore_ascii_case(id));
     match &opened.record {
-        Some(_) => forget_activation(opened, id, verdict),
-        None if gone && named => Some(Record::new(organization_id, key, now)),
+        Some(_) => forget_activation(opened, id),
+        None if named => Some(Record::new(organization_id, key, now)),
         None => None,
     }
 }

@@ -6,9 +6,10 @@ use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use polar_license::emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, SeedToken, DEMO_BENEFIT_ID,
-    DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
-    DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+    Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription,
+    SeedToken, API_VERSIONS, CURRENT_API_VERSION, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY,
+    DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
+    DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
 use serde_json::{json, Value};
 
@@ -312,7 +313,7 @@ fn minimal_validate_returns_the_full_shape_with_null_activation() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.header("content-type"), Some("application/json"));
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
     assert_eq!(r.header("x-polar-sandbox"), None);
     assert!(r.header("date").is_some());
 
@@ -458,7 +459,7 @@ fn deactivate_is_204_empty_then_404() {
     assert!(r.body.is_empty());
     assert_eq!(r.header("content-type"), None);
     assert_eq!(r.header("content-length"), None);
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
     assert_eq!(r.header("cache-control"), Some("private, no-store"));
     assert!(em.activations(DEMO_KEY).is_empty());
     not_found(&deactivate(&em, DEMO_KEY, &id), "Not found");
@@ -789,7 +790,7 @@ fn junk_bearer_token_is_401_invalid_token_on_public_routes() {
         r.header("www-authenticate"),
         Some("Bearer realm=\"polar\", error=\"invalid_token\", error_description=\"The access token provided is expired, revoked, malformed, or invalid for other reasons.\"")
     );
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
     // An empty Bearer value or another scheme is anonymous; a known token is fine.
     assert_eq!(
         post_h(&em, VALIDATE, &body, &[("Authorization", "Bearer")]).status,
@@ -825,7 +826,7 @@ fn missing_content_length_is_411() {
         None,
         "outside CacheControlMiddleware"
     );
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
     let chunked = format!(
         "POST {VALIDATE} HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Type: application/json\r\n\r\n2\r\n{{}}\r\n0\r\n\r\n"
     );
@@ -930,7 +931,7 @@ fn cors_preflight_and_actual_requests() {
     );
     assert_eq!(r.header("access-control-max-age"), Some("600"));
     assert_eq!(r.header("vary"), None);
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
 
     let r = preflight("Access-Control-Request-Headers: content-type, x-foo\r\n");
     assert_eq!(r.status, 400);
@@ -1339,7 +1340,7 @@ fn rate_limit_blocks_the_fourth_call_then_clears() {
     assert_eq!(r.header("retry-after"), Some("2"));
     assert_eq!(r.header("content-type"), None);
     assert_eq!(r.header("cache-control"), None);
-    assert_eq!(r.header("polar-version"), Some("2026-04"));
+    assert_eq!(r.header("polar-version"), Some(CURRENT_API_VERSION));
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     // Still blocked, and the failed call changed nothing.
     let r = post(&em, VALIDATE, &body);
@@ -1775,4 +1776,246 @@ fn admin_routes() {
     assert!(em.add_key(SeedKey::new("NEW-KEY-2")).is_err());
     assert!(!em.update_key("NOPE", KeyUpdate::default()));
     assert!(em.key("NEW-KEY-2").is_some());
+}
+
+// ---- §13: version rotation, 2027-01, key rotation ------------------------------------------
+
+/// A demo seed whose main key has 2027-01's member, subscription and order.
+fn seed_2027() -> Seed {
+    let mut seed = Seed::demo();
+    let key = &mut seed.license_keys[0];
+    key.member = Some(SeedMember {
+        id: Some("6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d".into()),
+        email: Some("seat@acme.io".into()),
+        external_id: Some("seat-7".into()),
+    });
+    key.subscription = Some(SeedSubscription {
+        id: Some("0e4f7a2b-3c5d-4e6f-9a8b-7c6d5e4f3a2b".into()),
+        status: Some("active".into()),
+        current_period_start: Some("2026-11-01T00:00:00Z".into()),
+        current_period_end: Some("2026-12-01T00:00:00Z".into()),
+        cancel_at_period_end: true,
+        ends_at: Some("2026-12-01T00:00:00Z".into()),
+    });
+    key.order = Some(SeedOrder {
+        id: Some("9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a".into()),
+        created_at: Some("2026-11-01T00:00:00.250000Z".into()),
+        status: None,
+        paid: None,
+    });
+    seed
+}
+
+const FIELDS_2027_READ: [&str; 2] = ["member_id", "member"];
+const FIELDS_2027_GRANTED: [&str; 4] = ["subscription_id", "subscription", "order_id", "order"];
+
+/// `KEY_FIELDS` as 2027-01 orders them in a granted license (validate, activate's key).
+fn key_fields_2027() -> Vec<String> {
+    let mut fields: Vec<String> = Vec::new();
+    for f in KEY_FIELDS {
+        fields.push(f.to_string());
+        if f == "customer" {
+            fields.extend(FIELDS_2027_READ.iter().map(|s| s.to_string()));
+        }
+    }
+    fields.extend(FIELDS_2027_GRANTED.iter().map(|s| s.to_string()));
+    fields
+}
+
+#[test]
+fn three_versions_are_served_and_the_current_one_is_the_default() {
+    assert_eq!(API_VERSIONS, ["2026-04", "2026-10", "2027-01"]);
+    assert_eq!(CURRENT_API_VERSION, "2026-10");
+    let em = Emulator::start(seed_2027(), Options::default()).expect("starts");
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG});
+    // No header: the current version, whose license shape is 2026-04's.
+    let r = post(&em, VALIDATE, &body);
+    assert_eq!(r.status, 200);
+    assert_eq!(r.header("polar-version"), Some("2026-10"));
+    let mut plain = KEY_FIELDS.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+    plain.push("activation".into());
+    assert_eq!(key_order(&r.text()), plain);
+    for version in ["2026-04", "2026-10"] {
+        let r = post_h(&em, VALIDATE, &body, &[("Polar-Version", version)]);
+        assert_eq!(r.header("polar-version"), Some(version));
+        assert_eq!(key_order(&r.text()), plain, "{version}");
+    }
+    // 2027-01: member after customer; subscription and order after expires_at.
+    let r = post_h(&em, VALIDATE, &body, &[("Polar-Version", "2027-01")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(r.header("polar-version"), Some("2027-01"));
+    let mut fields = key_fields_2027();
+    fields.push("activation".into());
+    assert_eq!(key_order(&r.text()), fields);
+    let v = r.json();
+    assert_eq!(v["member_id"], "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d");
+    assert_eq!(
+        v["member"],
+        json!({"id": "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d", "email": "seat@acme.io", "external_id": "seat-7"})
+    );
+    assert_eq!(v["subscription_id"], "0e4f7a2b-3c5d-4e6f-9a8b-7c6d5e4f3a2b");
+    assert_eq!(
+        v["subscription"],
+        json!({"id": "0e4f7a2b-3c5d-4e6f-9a8b-7c6d5e4f3a2b", "status": "active",
+               "current_period_start": "2026-11-01T00:00:00Z",
+               "current_period_end": "2026-12-01T00:00:00Z",
+               "cancel_at_period_end": true, "ends_at": "2026-12-01T00:00:00Z"})
+    );
+    assert_eq!(
+        v["order"],
+        json!({"id": "9f8e7d6c-5b4a-4392-8170-6f5e4d3c2b1a", "created_at": "2026-11-01T00:00:00.250000Z",
+               "status": "paid", "paid": true})
+    );
+    assert_eq!(v["order_id"], v["order"]["id"]);
+}
+
+#[test]
+fn a_2027_key_without_member_subscription_or_order_answers_nulls() {
+    let em = demo();
+    let body = json!({"key": DEMO_KEY_NO_ACTIVATIONS, "organization_id": ORG});
+    let r = post_h(&em, VALIDATE, &body, &[("Polar-Version", "2027-01")]);
+    assert_eq!(r.status, 200);
+    let v = r.json();
+    for field in FIELDS_2027_READ.iter().chain(FIELDS_2027_GRANTED.iter()) {
+        assert_eq!(
+            v.get(*field),
+            Some(&Value::Null),
+            "{field} present and null"
+        );
+    }
+}
+
+#[test]
+fn the_2027_activate_answer_nests_a_granted_license() {
+    let em = Emulator::start(seed_2027(), Options::default()).expect("starts");
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG, "label": "seat"});
+    let r = post_h(&em, ACTIVATE, &body, &[("Polar-Version", "2027-01")]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let v = r.json();
+    let license = &v["license_key"];
+    assert_eq!(license["member"]["email"], "seat@acme.io");
+    assert_eq!(license["subscription"]["status"], "active");
+    assert_eq!(license["order"]["paid"], true);
+    assert_eq!(
+        license.get("activation"),
+        None,
+        "no activation inside the key"
+    );
+    // 2026-10: the nested key has none of them.
+    let r = post_h(&em, ACTIVATE, &body, &[("Polar-Version", "2026-10")]);
+    let v = r.json();
+    for field in FIELDS_2027_READ.iter().chain(FIELDS_2027_GRANTED.iter()) {
+        assert_eq!(
+            v["license_key"].get(*field),
+            None,
+            "{field} absent before 2027-01"
+        );
+    }
+}
+
+#[test]
+fn a_removed_version_answers_like_an_unknown_one() {
+    // Polar rotated 2026-04 out: a client still pinning it gets a bare 404 on every route.
+    let options = Options {
+        api_versions: vec!["2026-10".into(), "2027-01".into(), "2027-04".into()],
+        api_version: "2027-01".into(),
+        ..Options::default()
+    };
+    let em = Emulator::start(Seed::demo(), options).expect("starts");
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG});
+    for path in [VALIDATE, ACTIVATE, DEACTIVATE] {
+        let r = post_h(&em, path, &body, &[("Polar-Version", "2026-04")]);
+        assert_eq!(r.status, 404, "{path}");
+        assert_eq!(r.json(), json!({"detail": "Not Found"}), "{path}");
+        assert_eq!(r.header("polar-version"), None);
+    }
+    let r = post(&em, VALIDATE, &body);
+    assert_eq!(r.header("polar-version"), Some("2027-01"));
+    assert!(
+        r.json().get("member").is_some(),
+        "the new current version's shape"
+    );
+    // A default that is not served is refused at start.
+    let bad = Options {
+        api_versions: vec!["2026-10".into()],
+        api_version: "2027-01".into(),
+        ..Options::default()
+    };
+    let err = Emulator::start(Seed::demo(), bad).expect_err("refused");
+    assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+}
+
+#[test]
+fn a_rotated_key_answers_not_found_and_its_successor_is_the_same_license() {
+    let em = demo();
+    let a = activate(&em, DEMO_KEY, json!({}));
+    assert_eq!(a.status, 200);
+    let activation = a.json()["id"].as_str().expect("id").to_string();
+    let new_key = em.rotate_key(DEMO_KEY).expect("rotated");
+    assert_ne!(new_key, DEMO_KEY);
+    assert!(new_key.starts_with("DEMO-"), "{new_key}");
+    for r in [
+        validate(&em, DEMO_KEY, json!({})),
+        activate(&em, DEMO_KEY, json!({})),
+        deactivate(&em, DEMO_KEY, &activation),
+    ] {
+        assert_eq!(r.status, 404);
+        assert_eq!(
+            r.json(),
+            json!({"error": "ResourceNotFound", "detail": "Not found"})
+        );
+    }
+    let r = validate(&em, &new_key, json!({"activation_id": activation}));
+    assert_eq!(r.status, 200, "the activation stays with the key");
+    assert_eq!(r.json()["key"], new_key.as_str());
+    // Through the admin route, as separate-process tests do it.
+    let r = request(
+        &em,
+        "POST",
+        &format!("/__emulator/keys/{new_key}/rotate"),
+        Some(""),
+        &[],
+    );
+    assert_eq!(r.status, 200);
+    let newer = r.json()["key"].as_str().expect("key").to_string();
+    assert_eq!(validate(&em, &new_key, json!({})).status, 404);
+    assert_eq!(validate(&em, &newer, json!({})).status, 200);
+    let r = request(&em, "POST", "/__emulator/keys/NOPE/rotate", Some(""), &[]);
+    assert_eq!(r.status, 404);
+}
+
+#[test]
+fn seed_2027_fields_are_checked() {
+    let base = r#"{"organization_id":"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10","license_keys":[{"key":"K",EXTRA}]}"#;
+    let ok = base.replace(
+        "EXTRA",
+        r#""member":{"email":"a@b.c"},"subscription":{},"order":{"status":"refunded"}"#,
+    );
+    let seed = Seed::from_json(&ok).expect("defaults");
+    let em = Emulator::start(seed, Options::default()).expect("starts");
+    let r = post_h(
+        &em,
+        VALIDATE,
+        &json!({"key": "K", "organization_id": ORG}),
+        &[("Polar-Version", "2027-01")],
+    );
+    let v = r.json();
+    assert_eq!(
+        uuid_version(v["member"]["id"].as_str().expect("id")),
+        Some('4')
+    );
+    assert_eq!(v["subscription"]["status"], "active");
+    assert_eq!(v["subscription"]["cancel_at_period_end"], false);
+    assert_eq!(v["subscription"]["ends_at"], Value::Null);
+    assert!(is_timestamp(&v["subscription"]["current_period_end"]));
+    assert_eq!(v["order"]["status"], "refunded");
+    assert_eq!(v["order"]["paid"], false);
+    for bad in [
+        r#""member":{"id":"nope"}"#,
+        r#""subscription":{"current_period_end":"soon"}"#,
+        r#""order":{"id":"0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"}"#,
+    ] {
+        let text = base.replace("EXTRA", bad);
+        assert!(Seed::from_json(&text).is_err(), "{bad}");
+    }
 }

@@ -337,6 +337,15 @@ pub struct EmulatorArgs {
     /// Behave like Polar's sandbox (adds the `X-Polar-Sandbox: 1` header)
     #[arg(long)]
     pub sandbox: bool,
+
+    /// The Polar-Version answered when a request sends none (Polar's current one)
+    #[arg(long, value_name = "YYYY-MM", default_value = polar_license::emulator::CURRENT_API_VERSION)]
+    pub api_version: String,
+
+    /// The Polar-Versions served, comma-separated; any other (a removed one) answers a bare
+    /// 404 {"detail":"Not Found"} [default: 2026-04,2026-10,2027-01]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub api_versions: Vec<String>,
 }
 
 /// Parses `--timeout`: a positive, finite number of seconds.

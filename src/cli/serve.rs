@@ -18,8 +18,25 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
         port: a.port,
         rate_limit: a.rate_limit,
         sandbox: a.sandbox,
+        api_version: a.api_version.clone(),
         ..Options::default()
     };
+    let options = Options {
+        api_versions: if a.api_versions.is_empty() {
+            options.api_versions
+        } else {
+            a.api_versions.clone()
+        },
+        ..options
+    };
+    if !options.api_versions.contains(&options.api_version) {
+        let served = options.api_versions.join(",");
+        let why = format!(
+            "{} is not among the served versions ({served})",
+            options.api_version
+        );
+        return usage_report(Some("emulator"), Some("api-version"), &why).print(g.json);
+    }
     let emulator = match Emulator::start(seed, options) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {

@@ -213,6 +213,8 @@ struct Exchange {
     path: String,
     /// Whether the `/api/v1` alias was used.
     deprecated: bool,
+    /// The resolved `Polar-Version` (set by the outermost middleware).
+    version: String,
     peer: IpAddr,
     framing: Framing,
     body: Option<Vec<u8>>,
@@ -533,6 +535,7 @@ impl Conn<'_> {
             head,
             path,
             deprecated,
+            version: String::new(),
             peer,
             framing,
             body: None,
@@ -564,7 +567,7 @@ impl Conn<'_> {
     // ---- Polar's middleware stack, outermost first -------------------------------------
 
     fn pipeline(&mut self, ex: &mut Exchange) -> Resp {
-        let version = match api_version(&ex.head) {
+        let version = match api_version(&ex.head, &self.shared.options) {
             Some(v) => v,
             None => {
                 let mut r = Resp::detail(404, "Not Found");
@@ -572,6 +575,7 @@ impl Conn<'_> {
                 return r;
             }
         };
+        ex.version.clone_from(&version);
         let mut r = self.cors_layer(ex);
         if !r.bare {
             r.set("polar-version", &version);
@@ -784,11 +788,11 @@ impl Conn<'_> {
         let now = self.shared.now();
         let result = match op {
             Op::Validate => match validate::validate_req(&body) {
-                Ok(req) => lock(&self.shared.store).validate(&req, scope, now),
+                Ok(req) => lock(&self.shared.store).validate(&req, scope, now, &ex.version),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Activate => match validate::activate_req(&body) {
-                Ok(req) => lock(&self.shared.store).activate(&req, scope, now),
+                Ok(req) => lock(&self.shared.store).activate(&req, scope, now, &ex.version),
                 Err(errors) => return Resp::json(422, &error_body(&errors)),
             },
             Op::Deactivate => match validate::deactivate_req(&body) {
@@ -838,9 +842,11 @@ impl Conn<'_> {
                 add_simple_cors(r, &ex.head, origin);
             }
             if version {
+                let options = &self.shared.options;
+                let version = api_version(&ex.head, options);
                 r.set(
                     "polar-version",
-                    &api_version(&ex.head).unwrap_or_else(|| "2026-04".to_string()),
+                    version.as_deref().unwrap_or(&options.api_version),
                 );
             }
         };
@@ -1102,6 +1108,17 @@ impl Conn<'_> {
                         Resp::detail(404, "Not Found")
                     };
                 };
+                if let Some(key) = rest.strip_suffix("/rotate") {
+                    if method != "POST" {
+                        return Resp::detail(405, "Method Not Allowed");
+                    }
+                    return match lock(&self.shared.store).rotate_key(key) {
+                        Some(new) => {
+                            Resp::json(200, &J::Obj(vec![("key".to_string(), J::Str(new))]))
+                        }
+                        None => Resp::detail(404, "Not Found"),
+                    };
+                }
                 if let Some(key) = rest.strip_suffix("/activations") {
                     if !get {
                         return Resp::detail(405, "Method Not Allowed");
@@ -1186,10 +1203,11 @@ fn strip_absolute_form(target: &str) -> &str {
     target
 }
 
-/// The resolved API version, or `None` when the header is invalid or unsupported.
-fn api_version(head: &Head) -> Option<String> {
+/// The resolved API version, or `None` when the header is invalid or not served (unknown,
+/// or removed: §13).
+fn api_version(head: &Head, options: &super::Options) -> Option<String> {
     let raw = match head.get("polar-version") {
-        None | Some("") => return Some("2026-04".to_string()),
+        None | Some("") => return Some(options.api_version.clone()),
         Some(v) => v,
     };
     let bytes = raw.as_bytes();
@@ -1202,10 +1220,11 @@ fn api_version(head: &Head) -> Option<String> {
     if !well_formed {
         return None;
     }
-    match raw {
-        "2026-04" | "2026-10" => Some(raw.to_string()),
-        _ => None,
-    }
+    options
+        .api_versions
+        .iter()
+        .any(|v| v == raw)
+        .then(|| raw.to_string())
 }
 
 /// `get_bearer_token`: a non-empty ASCII value after `Bearer ` (scheme case-insensitive).

@@ -27,7 +27,8 @@
 //! `GET /__emulator/requests`, `POST /__emulator/requests/reset`,
 //! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
 //! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),
-//! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys` (a
+//! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys/{key}/rotate`
+//! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys` (a
 //! [`SeedKey`]) and `GET /__emulator/health`.
 
 mod http;
@@ -49,9 +50,9 @@ use std::time::Duration;
 use serde::{Deserialize, Deserializer, Serialize};
 
 pub use seed::{
-    Seed, SeedKey, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY,
-    DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+    Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID,
+    DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
+    DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
 
 use ratelimit::RateLimiter;
@@ -71,7 +72,21 @@ pub struct Options {
     pub rate_limit_block: Duration,
     /// Answers like `sandbox-api.polar.sh`: adds `X-Polar-Sandbox: 1`.
     pub sandbox: bool,
+    /// The `Polar-Version`s served (default [`API_VERSIONS`]): any other, a removed one
+    /// included, answers a bare `404 {"detail":"Not Found"}` (polar-license-api.md §13).
+    pub api_versions: Vec<String>,
+    /// The version of a request that sends no `Polar-Version` (Polar's "current" one, which
+    /// changes every quarter; default [`CURRENT_API_VERSION`]). It must be served.
+    pub api_version: String,
 }
+
+/// The API versions Polar serves at this snapshot (§13: deprecated, current, next). Only
+/// `2027-01` changes the license answers (`member`, `subscription`, `order`).
+pub const API_VERSIONS: &[&str] = &["2026-04", "2026-10", "2027-01"];
+
+/// The version Polar answers a request without `Polar-Version` with: the current one of
+/// [`API_VERSIONS`] (the middle of deprecated, current, next).
+pub const CURRENT_API_VERSION: &str = "2026-10";
 
 impl Default for Options {
     fn default() -> Self {
@@ -80,6 +95,8 @@ impl Default for Options {
             rate_limit: false,
             rate_limit_block: Duration::from_secs(60),
             sandbox: false,
+            api_versions: API_VERSIONS.iter().map(|v| v.to_string()).collect(),
+            api_version: CURRENT_API_VERSION.to_string(),
         }
     }
 }
@@ -237,6 +254,13 @@ impl Emulator {
     /// unknown status, duplicate keys…), or with the bind error.
     pub fn start(seed: Seed, options: Options) -> io::Result<Emulator> {
         let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        if !options.api_versions.contains(&options.api_version) {
+            return Err(invalid(format!(
+                "the default API version {} is not among the served ones ({})",
+                options.api_version,
+                options.api_versions.join(", ")
+            )));
+        }
         let store = Store::from_seed(&seed).map_err(invalid)?;
         let organization_id = util::parse_uuid4(&seed.organization_id, "organization_id")
             .map_err(invalid)?
@@ -337,6 +361,13 @@ impl Emulator {
             lock(&self.shared.store).update_key(key, &update),
             Ok(Some(_))
         )
+    }
+
+    /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate` (or a customer in the
+    /// portal): returns its new string; the old one answers 404 "Not found" from now on.
+    /// `None` when the key is unknown.
+    pub fn rotate_key(&self, key: &str) -> Option<String> {
+        lock(&self.shared.store).rotate_key(key)
     }
 
     /// Adds a key (in the seed's organization unless it names another).

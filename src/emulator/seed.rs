@@ -95,6 +95,69 @@ pub struct SeedKey {
     /// The customer's email (shown in the `customer` and `user` objects).
     #[serde(default)]
     pub customer_email: Option<String>,
+    /// The seat holder (answered from API version 2027-01 on; an addition to contract §3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<SeedMember>,
+    /// The subscription the key was granted through (2027-01 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SeedSubscription>,
+    /// The order the key was granted through (2027-01 on).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<SeedOrder>,
+}
+
+/// A key's seat holder (`member`, API version 2027-01 and later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedMember {
+    /// Member id (UUID v4); generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The merchant's id for the member.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// A key's subscription (`subscription`, API version 2027-01 and later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedSubscription {
+    /// Subscription id (UUID v4); generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// `active` (default), `trialing`, `past_due`, `canceled`, …
+    #[serde(default)]
+    pub status: Option<String>,
+    /// RFC 3339; defaults to the emulator's start.
+    #[serde(default)]
+    pub current_period_start: Option<String>,
+    /// RFC 3339; defaults to 30 days after the period start.
+    #[serde(default)]
+    pub current_period_end: Option<String>,
+    /// The customer cancelled: the subscription ends at the period end (default false).
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
+    /// RFC 3339, when the subscription ends; null (default) when it renews.
+    #[serde(default)]
+    pub ends_at: Option<String>,
+}
+
+/// A key's order (`order`, API version 2027-01 and later).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct SeedOrder {
+    /// Order id (UUID v4); generated when absent.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// RFC 3339; defaults to the emulator's start.
+    #[serde(default)]
+    pub created_at: Option<String>,
+    /// `paid` (default), `pending`, `refunded`, `partially_refunded`.
+    #[serde(default)]
+    pub status: Option<String>,
+    /// Whether the order is paid (default: `status` is `paid` or `partially_refunded`).
+    #[serde(default)]
+    pub paid: Option<bool>,
 }
 
 fn all_scopes() -> Vec<String> {
@@ -191,6 +254,41 @@ impl SeedKey {
         }
         if let Some(id) = &k.customer_id {
             parse_uuid4(id, &format!("customer_id of key {name}"))?;
+        }
+        let ids = [
+            ("member.id", k.member.as_ref().and_then(|m| m.id.as_ref())),
+            (
+                "subscription.id",
+                k.subscription.as_ref().and_then(|m| m.id.as_ref()),
+            ),
+            ("order.id", k.order.as_ref().and_then(|m| m.id.as_ref())),
+        ];
+        for (field, id) in ids {
+            if let Some(id) = id {
+                parse_uuid4(id, &format!("{field} of key {name}"))?;
+            }
+        }
+        let sub = k.subscription.as_ref();
+        let order = k.order.as_ref();
+        let times = [
+            (
+                "subscription.current_period_start",
+                sub.and_then(|s| s.current_period_start.as_ref()),
+            ),
+            (
+                "subscription.current_period_end",
+                sub.and_then(|s| s.current_period_end.as_ref()),
+            ),
+            ("subscription.ends_at", sub.and_then(|s| s.ends_at.as_ref())),
+            (
+                "order.created_at",
+                order.and_then(|o| o.created_at.as_ref()),
+            ),
+        ];
+        for (field, t) in times {
+            if let Some(t) = t {
+                parse_ts(t).map_err(|e| format!("{field} of key {name}: {e}"))?;
+            }
         }
         Ok(k)
     }

@@ -59,6 +59,15 @@ pub(crate) struct KeyRec {
     modified_at: Option<OffsetDateTime>,
     benefit_id: Uuid,
     customer: Customer,
+    /// 2027-01's `member`, `subscription` and `order`: each its id and its object.
+    member: Option<(String, J)>,
+    subscription: Option<(String, J)>,
+    order: Option<(String, J)>,
+}
+
+/// Whether an answer carries the fields API version 2027-01 added (§13).
+pub(crate) fn extended(version: &str) -> bool {
+    version >= "2027-01"
 }
 
 #[derive(Debug, Clone)]
@@ -165,6 +174,7 @@ impl Store {
             None => new_id(),
         };
         let now = super::util::now();
+        let (member, subscription, order) = extras(&key, now)?;
         // A customer shared by several keys keeps one creation time.
         let customer_created = self
             .keys
@@ -191,6 +201,9 @@ impl Store {
                 email: key.customer_email.clone(),
                 created_at: customer_created,
             },
+            member,
+            subscription,
+            order,
         });
         Ok(())
     }
@@ -220,6 +233,7 @@ impl Store {
         req: &ValidateReq,
         scope: Option<Uuid>,
         now: OffsetDateTime,
+        version: &str,
     ) -> Result<SvcOk, SvcError> {
         let ki = self
             .find_key(req.organization_id, &req.key, scope)
@@ -282,7 +296,7 @@ impl Store {
         k.validations = new_validations as i64;
         k.last_validated_at = Some(now);
         // The ORM bumps modified_at at flush, after the response was serialized.
-        let mut body = render_key_fields(k, previous_modified);
+        let mut body = render_key_fields(k, previous_modified, extended(version));
         k.modified_at = Some(now);
         let activation = match activation {
             Some(ai) => render_activation(&self.activations[ai]),
@@ -298,6 +312,7 @@ impl Store {
         req: &ActivateReq,
         scope: Option<Uuid>,
         now: OffsetDateTime,
+        version: &str,
     ) -> Result<SvcOk, SvcError> {
         let ki = self
             .find_key(req.organization_id, &req.key, scope)
@@ -353,7 +368,9 @@ impl Store {
             J::Obj(items) => items,
             _ => Vec::new(),
         };
-        body.push(("license_key".to_string(), render_key(k)));
+        // 2027-01 names it `LicenseKeyActivationCreated`, its key a `GrantedLicenseKey`.
+        let license_key = J::Obj(render_key_fields(k, k.modified_at, extended(version)));
+        body.push(("license_key".to_string(), license_key));
         self.activations.push(activation);
         Ok(SvcOk::Json(J::Obj(body)))
     }
@@ -404,6 +421,24 @@ impl Store {
                 ])
             })
             .collect()
+    }
+
+    /// A key rotated (`POST /v1/license-keys/{id}/rotate`, or the customer portal): the key
+    /// gets a new string (its prefix kept) and the old one answers "Not found" at once, like
+    /// an unknown key. Everything else (activations, usage, status) stays. `None`: unknown.
+    pub(crate) fn rotate_key(&mut self, key: &str) -> Option<String> {
+        let ki = self.find_any(key)?;
+        let k = &mut self.keys[ki];
+        let fresh = new_id().to_string().to_ascii_uppercase();
+        let rotated = match k.key.split_once('-') {
+            Some((prefix, _)) if !prefix.is_empty() && prefix.len() < 20 => {
+                format!("{prefix}-{fresh}")
+            }
+            _ => fresh,
+        };
+        k.key.clone_from(&rotated);
+        k.modified_at = Some(super::util::now());
+        Some(rotated)
     }
 
     /// `PATCH /v1/license-keys/{id}`-like update. `Ok(None)`: unknown key.
@@ -551,10 +586,88 @@ fn display_key(key: &str) -> String {
     format!("****-{tail}")
 }
 
-fn render_key_fields(k: &KeyRec, modified_at: Option<OffsetDateTime>) -> Vec<(String, J)> {
+/// 2027-01's objects of a seed key, ids generated and times normalized.
+type Extras = (
+    Option<(String, J)>,
+    Option<(String, J)>,
+    Option<(String, J)>,
+);
+
+fn extras(key: &SeedKey, now: OffsetDateTime) -> Result<Extras, String> {
+    let id = |given: &Option<String>| given.clone().unwrap_or_else(|| new_id().to_string());
+    let ts = |t: &Option<String>, or: OffsetDateTime| -> Result<OffsetDateTime, String> {
+        t.as_deref()
+            .map(parse_ts)
+            .transpose()
+            .map(|t| t.unwrap_or(or))
+    };
+    let member = key.member.as_ref().map(|m| {
+        let mid = id(&m.id);
+        let j = obj(vec![
+            ("id", s(&mid)),
+            ("email", opt_s(m.email.as_deref())),
+            ("external_id", opt_s(m.external_id.as_deref())),
+        ]);
+        (mid, j)
+    });
+    let subscription = match &key.subscription {
+        None => None,
+        Some(sub) => {
+            let sid = id(&sub.id);
+            let start = ts(&sub.current_period_start, now)?;
+            let end = ts(&sub.current_period_end, start + time::Duration::days(30))?;
+            let ends_at = sub.ends_at.as_deref().map(parse_ts).transpose()?;
+            let j = obj(vec![
+                ("id", s(&sid)),
+                ("status", s(sub.status.as_deref().unwrap_or("active"))),
+                ("current_period_start", s(&fmt_ts(start))),
+                ("current_period_end", s(&fmt_ts(end))),
+                ("cancel_at_period_end", J::Bool(sub.cancel_at_period_end)),
+                ("ends_at", opt_s(ends_at.map(fmt_ts).as_deref())),
+            ]);
+            Some((sid, j))
+        }
+    };
+    let order = match &key.order {
+        None => None,
+        Some(o) => {
+            let oid = id(&o.id);
+            let status = o.status.as_deref().unwrap_or("paid");
+            let paid = o
+                .paid
+                .unwrap_or(matches!(status, "paid" | "partially_refunded"));
+            let j = obj(vec![
+                ("id", s(&oid)),
+                ("created_at", s(&fmt_ts(ts(&o.created_at, now)?))),
+                ("status", s(status)),
+                ("paid", J::Bool(paid)),
+            ]);
+            Some((oid, j))
+        }
+    };
+    Ok((member, subscription, order))
+}
+
+/// An id and its object, or two nulls.
+fn pair(v: &Option<(String, J)>) -> (J, J) {
+    match v {
+        Some((id, j)) => (s(id), j.clone()),
+        None => (J::Null, J::Null),
+    }
+}
+
+/// The fields of `LicenseKeyRead` (§4.1); with `extended` (API version 2027-01 and later),
+/// those of `ValidatedLicenseKey` / `GrantedLicenseKey` besides: `member_id`/`member` after
+/// `customer`, `subscription_id`/`subscription`/`order_id`/`order` after `expires_at` (the
+/// order of the 2027-01 OpenAPI's properties; the server's own order is not in the snapshot).
+fn render_key_fields(
+    k: &KeyRec,
+    modified_at: Option<OffsetDateTime>,
+    extended: bool,
+) -> Vec<(String, J)> {
     let customer_id = k.customer.id.to_string();
     let email = k.customer.email.as_deref();
-    let items = vec![
+    let mut items = vec![
         ("id", s(&k.id.to_string())),
         ("created_at", s(&fmt_ts(k.created_at))),
         ("modified_at", opt_s(modified_at.map(fmt_ts).as_deref())),
@@ -571,6 +684,13 @@ fn render_key_fields(k: &KeyRec, modified_at: Option<OffsetDateTime>) -> Vec<(St
             ]),
         ),
         ("customer", render_customer(k)),
+    ];
+    if extended {
+        let (member_id, member) = pair(&k.member);
+        items.push(("member_id", member_id));
+        items.push(("member", member));
+    }
+    items.extend([
         ("benefit_id", s(&k.benefit_id.to_string())),
         ("key", s(&k.key)),
         ("display_key", J::Str(display_key(&k.key))),
@@ -584,16 +704,24 @@ fn render_key_fields(k: &KeyRec, modified_at: Option<OffsetDateTime>) -> Vec<(St
             opt_s(k.last_validated_at.map(fmt_ts).as_deref()),
         ),
         ("expires_at", opt_s(k.expires_at.map(fmt_ts).as_deref())),
-    ];
+    ]);
+    if extended {
+        let (subscription_id, subscription) = pair(&k.subscription);
+        let (order_id, order) = pair(&k.order);
+        items.push(("subscription_id", subscription_id));
+        items.push(("subscription", subscription));
+        items.push(("order_id", order_id));
+        items.push(("order", order));
+    }
     items
         .into_iter()
         .map(|(name, v)| (name.to_string(), v))
         .collect()
 }
 
-/// `LicenseKeyRead`.
+/// `LicenseKeyRead`, as the admin routes show it.
 fn render_key(k: &KeyRec) -> J {
-    J::Obj(render_key_fields(k, k.modified_at))
+    J::Obj(render_key_fields(k, k.modified_at, false))
 }
 
 /// `LicenseKeyActivationBase` (no conditions).

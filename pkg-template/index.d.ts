@@ -63,6 +63,14 @@ export declare class LicenseError extends Error {
    * the storage (the answer stands; a later check may not see it). Absent otherwise.
    */
   readonly cacheRefreshed?: false;
+  /**
+   * For a denial: `true` when this install had a good verdict for the key before. A key the
+   * merchant or the customer rotated answers `not_found` exactly like an unknown one, and a
+   * refunded one `inactive`: this tells them apart from a typo. Absent otherwise.
+   */
+  readonly previouslyValid?: true;
+  /** With `previouslyValid`: a sentence for the user (what probably happened, where to look). */
+  readonly hint?: string;
   constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
 }
 
@@ -228,6 +236,43 @@ export interface License {
   validations: number;
   lastValidatedAt: string | null;
   expiresAt: string | null;
+  /** Polar API version 2027-01 and later (absent when Polar sent none): the seat holder. */
+  memberId?: string;
+  member?: Member;
+  /** 2027-01 and later: the subscription the key was granted through. */
+  subscriptionId?: string;
+  subscription?: Subscription;
+  /** 2027-01 and later: the order the key was granted through. */
+  orderId?: string;
+  order?: Order;
+}
+
+/** The seat holder a key is assigned to (2027-01 and later). */
+export interface Member {
+  id: string;
+  email: string | null;
+  externalId: string | null;
+}
+
+/** The subscription a key was granted through (2027-01 and later). Timestamps are RFC 3339. */
+export interface Subscription {
+  id: string;
+  /** `active`, `trialing`, `past_due`, `canceled`, … as Polar sent it. */
+  status: string;
+  currentPeriodStart: string | null;
+  currentPeriodEnd: string | null;
+  /** The customer cancelled: the subscription ends at the period end. */
+  cancelAtPeriodEnd: boolean;
+  endsAt: string | null;
+}
+
+/** The order a key was granted through (2027-01 and later). */
+export interface Order {
+  id: string;
+  createdAt: string | null;
+  /** `paid`, `pending`, `refunded`, `partially_refunded`, … as Polar sent it. */
+  status: string;
+  paid: boolean;
 }
 
 export interface Activation {

@@ -34,7 +34,7 @@ export const REASONS = Object.freeze({
   load_error: 'error',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a

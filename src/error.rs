@@ -60,6 +60,38 @@ pub struct Denial {
     /// For [`Reason::UsageExhausted`]: the usages left ("only has N more usages"); may be 0
     /// or negative when the merchant lowered the limit.
     pub remaining_usages: Option<i64>,
+    /// This install had a good verdict for the key before (its cached record holds one): a
+    /// key rotated by the merchant or the customer answers `not_found` exactly like an
+    /// unknown one, and a refunded one `inactive`, so this is what tells them apart from a
+    /// typo. See [`Denial::hint`].
+    pub previously_valid: bool,
+}
+
+impl Denial {
+    /// A sentence to show a user when a key that was valid on this install is refused now
+    /// (`previously_valid`): what probably happened and where to look. `None` otherwise.
+    pub fn hint(&self) -> Option<&'static str> {
+        if !self.previously_valid {
+            return None;
+        }
+        match self.reason {
+            Reason::NotFound => Some(
+                "this key was valid here before: it may have been replaced by a new key \
+                 (rotated), or this machine's activation removed; the customer portal shows \
+                 the current key",
+            ),
+            Reason::Inactive => Some(
+                "this key was valid here before: it has been revoked or disabled since (a \
+                 refund, an ended subscription, or the seller); the customer portal shows \
+                 its state",
+            ),
+            Reason::Expired => Some(
+                "this key was valid here before and has expired since; the customer portal \
+                 shows whether it was renewed",
+            ),
+            _ => None,
+        }
+    }
 }
 
 impl fmt::Display for Denial {

@@ -344,9 +344,11 @@ pub struct DenialMark {
 }
 
 impl DenialMark {
-    /// The denial as it was received.
+    /// The denial as it was received (`previously_valid` is the record's to say: see
+    /// [`Record::denial`]).
     pub fn to_denial(&self) -> Denial {
         Denial {
+            previously_valid: false,
             reason: self.reason,
             detail: self.detail.clone(),
             status: self.status,
@@ -408,6 +410,13 @@ impl Record {
             activation: Some(activation),
             ..Record::new(organization_id, key, now)
         }
+    }
+
+    /// The tombstone's denial, if any, saying whether the key was valid here before.
+    pub fn denial(&self) -> Option<Denial> {
+        let mut denial = self.denied.as_ref()?.to_denial();
+        denial.previously_valid = was_valid(Some(self));
+        Some(denial)
     }
 
     /// `true` when this record belongs to `organization_id` and `key`.
@@ -498,6 +507,13 @@ impl Record {
             && good.customer_id == query.customer_id
             && good.conditions == query.conditions
     }
+}
+
+/// Whether this install had a good verdict for the record's key (a denial's
+/// [`Denial::previously_valid`]: a rotated or refunded key reads differently from a typo). A
+/// tombstone keeps the last good verdict, so a key stays "valid here before" after it.
+pub fn was_valid(record: Option<&Record>) -> bool {
+    record.is_some_and(|r| r.good.is_some())
 }
 
 /// Seconds of grace left at `now`, `None` when the grace is over. Capped at the grace period
@@ -809,7 +825,8 @@ pub fn settle(
             };
             (StoreAction::Write(Box::new(fresh)), outcome)
         }
-        Ok(Verdict::Denied(denial)) => {
+        Ok(Verdict::Denied(mut denial)) => {
+            denial.previously_valid = was_valid(record.as_ref());
             let r = tombstoned(record, query, now, &denial);
             (
                 StoreAction::Write(Box::new(r)),

@@ -194,8 +194,8 @@ pub use grace::{CheckOutcome, CheckReport, GracePolicy, Plan, Query, Record, Sou
 pub use key::{AccessToken, Key};
 pub use metadata::{MetaValue, Metadata};
 pub use model::{
-    LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyCustomer, LicenseKeyRead,
-    LicenseKeyStatus, ValidatedLicenseKey,
+    LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyCustomer, LicenseKeyMember,
+    LicenseKeyOrder, LicenseKeyRead, LicenseKeyStatus, LicenseKeySubscription, ValidatedLicenseKey,
 };
 pub use proto::{
     ActivateRequest, Api, DeactivateRequest, HttpRequest, HttpResponse, Operation, Server,

@@ -521,11 +521,18 @@ impl Licensing {
         self.client.api().activate_request(&req)?;
         let slot = self.slot(&key)?;
         let now = (self.clock)();
-        let online = self.client.activate_dated(&req, now);
+        let mut online = self.client.activate_dated(&req, now);
         let written = self.store.lock(&slot.name).and_then(|_lock| {
             let (_, opened) = self.open(&slot, &key)?;
-            let record =
-                session::activated(&opened, self.org(), &req, &key, now, &self.policy, &online);
+            let record = session::activated(
+                &opened,
+                self.org(),
+                &req,
+                &key,
+                now,
+                &self.policy,
+                &mut online,
+            );
             match record {
                 Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
                 None => Ok(()),
@@ -564,7 +571,7 @@ impl Licensing {
         };
         let req = session::bound_validate(req, machine.as_deref());
         let now = (self.clock)();
-        let online = self.client.validate_at(&req, now);
+        let mut online = self.client.validate_at(&req, now);
         if matches!(online, Err(Error::InvalidInput { .. })) {
             return (online.map(|(verdict, _)| verdict), None);
         }
@@ -580,7 +587,7 @@ impl Licensing {
                 machine.as_deref(),
                 now,
                 &self.policy,
-                &online,
+                &mut online,
             );
             match record {
                 Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),

@@ -128,10 +128,75 @@ pub struct LicenseKeyCustomer {
 // In the npm package Polar's nested objects are read as JSON objects only (what Polar sends and
 // the cache holds); derive's array form of them costs the wasm ~9 KB.
 #[cfg(feature = "npm")]
-map_only!(serialize: Address, LicenseKeyCustomer, LicenseKeyRead, LicenseKeyActivation);
+map_only!(
+    serialize: Address,
+    LicenseKeyCustomer,
+    LicenseKeyRead,
+    LicenseKeyActivation,
+    LicenseKeyMember,
+    LicenseKeySubscription,
+    LicenseKeyOrder
+);
 
 fn individual() -> CustomerType {
     CustomerType::Individual
+}
+
+/// The seat holder a key is assigned to (`member`, API version 2027-01 and later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[non_exhaustive]
+pub struct LicenseKeyMember {
+    /// Member id.
+    pub id: String,
+    /// E-mail address.
+    #[serde(default)]
+    pub email: Option<String>,
+    /// The merchant's id for the member.
+    #[serde(default)]
+    pub external_id: Option<String>,
+}
+
+/// The subscription a key was granted through (`subscription`, API version 2027-01 and
+/// later). Its period end says when the customer's paid time ends; the grace policy never
+/// extends past what it says (it does not read it at all: only Polar's verdicts grant).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[non_exhaustive]
+pub struct LicenseKeySubscription {
+    /// Subscription id.
+    pub id: String,
+    /// `active`, `trialing`, `past_due`, `canceled`, … (kept as Polar sent it).
+    pub status: String,
+    /// Start of the current billing period.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub current_period_start: Option<OffsetDateTime>,
+    /// End of the current billing period.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub current_period_end: Option<OffsetDateTime>,
+    /// The subscription ends at the period end (the customer cancelled).
+    #[serde(default)]
+    pub cancel_at_period_end: bool,
+    /// When the subscription ends (or ended), if known.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub ends_at: Option<OffsetDateTime>,
+}
+
+/// The order a key was granted through (`order`, API version 2027-01 and later).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[non_exhaustive]
+pub struct LicenseKeyOrder {
+    /// Order id.
+    pub id: String,
+    /// When the order was made.
+    #[serde(default, with = "time::serde::rfc3339::option")]
+    pub created_at: Option<OffsetDateTime>,
+    /// `paid`, `pending`, `refunded`, `partially_refunded`, … (kept as Polar sent it).
+    pub status: String,
+    /// Whether the order is paid.
+    #[serde(default)]
+    pub paid: bool,
 }
 
 /// A license key as Polar returns it (`LicenseKeyRead`, §4.1). Its `Debug` redacts `key`.
@@ -174,6 +239,24 @@ pub struct LicenseKeyRead {
     /// Expiry; `None` means none.
     #[serde(default, with = "time::serde::rfc3339::option")]
     pub expires_at: Option<OffsetDateTime>,
+    /// The seat holder's id (API version 2027-01 and later; `None` when Polar sent none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member_id: Option<String>,
+    /// The seat holder (2027-01 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<LicenseKeyMember>,
+    /// The subscription's id (2027-01 and later, in validate's and activate's answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription_id: Option<String>,
+    /// The subscription the key was granted through (2027-01 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<LicenseKeySubscription>,
+    /// The order's id (2027-01 and later, in validate's and activate's answers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order_id: Option<String>,
+    /// The order the key was granted through (2027-01 and later).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<LicenseKeyOrder>,
 }
 
 impl LicenseKeyRead {
@@ -302,6 +385,18 @@ mod wire {
         last_validated_at: Option<OffsetDateTime>,
         #[serde(default, with = "time::serde::rfc3339::option")]
         expires_at: Option<OffsetDateTime>,
+        #[serde(default)]
+        member_id: Option<String>,
+        #[serde(default)]
+        member: Option<LicenseKeyMember>,
+        #[serde(default)]
+        subscription_id: Option<String>,
+        #[serde(default)]
+        subscription: Option<LicenseKeySubscription>,
+        #[serde(default)]
+        order_id: Option<String>,
+        #[serde(default)]
+        order: Option<LicenseKeyOrder>,
         activation: Option<LicenseKeyActivation>,
     }
 
@@ -325,6 +420,12 @@ mod wire {
                     validations: w.validations,
                     last_validated_at: w.last_validated_at,
                     expires_at: w.expires_at,
+                    member_id: w.member_id,
+                    member: w.member,
+                    subscription_id: w.subscription_id,
+                    subscription: w.subscription,
+                    order_id: w.order_id,
+                    order: w.order,
                 },
                 activation: w.activation,
             }
@@ -354,6 +455,18 @@ mod wire {
         last_validated_at: &'a Option<OffsetDateTime>,
         #[serde(serialize_with = "rfc3339_option")]
         expires_at: &'a Option<OffsetDateTime>,
+        #[serde(skip_serializing_if = "absent")]
+        member_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "absent")]
+        member: &'a Option<LicenseKeyMember>,
+        #[serde(skip_serializing_if = "absent")]
+        subscription_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "absent")]
+        subscription: &'a Option<LicenseKeySubscription>,
+        #[serde(skip_serializing_if = "absent")]
+        order_id: &'a Option<String>,
+        #[serde(skip_serializing_if = "absent")]
+        order: &'a Option<LicenseKeyOrder>,
         activation: &'a Option<LicenseKeyActivation>,
     }
 
@@ -377,6 +490,12 @@ mod wire {
                 validations: l.validations,
                 last_validated_at: &l.last_validated_at,
                 expires_at: &l.expires_at,
+                member_id: &l.member_id,
+                member: &l.member,
+                subscription_id: &l.subscription_id,
+                subscription: &l.subscription,
+                order_id: &l.order_id,
+                order: &l.order,
                 activation: &v.activation,
             }
         }
@@ -442,6 +561,11 @@ mod wire {
                 license_key: &v.license_key,
             }
         }
+    }
+
+    /// A 2027-01 field Polar did not send is not written either.
+    fn absent<T>(v: &&Option<T>) -> bool {
+        v.is_none()
     }
 
     fn rfc3339<S: serde::Serializer>(t: &&OffsetDateTime, s: S) -> Result<S::Ok, S::Error> {

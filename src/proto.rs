@@ -749,6 +749,7 @@ fn snippet(body: &[u8]) -> String {
 
 fn denial(reason: Reason, detail: String, status: u16) -> Denial {
     Denial {
+        previously_valid: false,
         reason,
         detail,
         status,
@@ -833,6 +834,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
                 .and_then(|n| n.parse::<i64>().ok());
             match remaining {
                 Some(n) => Ok(Denial {
+                    previously_valid: false,
                     reason: Reason::UsageExhausted,
                     detail,
                     status,

@@ -292,8 +292,17 @@ pub(crate) fn unremembered(read: &LicenseKeyActivationRead, e: &Error) -> Error 
     }
 }
 
+/// Says on a denial whether this install had a good verdict for the key before
+/// ([`crate::Denial::previously_valid`]).
+fn mark_known<T>(opened: &Opened, online: &mut Result<(Verdict<T>, Option<i64>), Error>) {
+    if let Ok((Verdict::Denied(denial), _)) = online {
+        denial.previously_valid = grace::was_valid(opened.record.as_ref());
+    }
+}
+
 /// The record to write after an online activate answer, if any (one truth per key: a good
-/// activation is a verdict and starts the grace; a denial about the key is a tombstone).
+/// activation is a verdict and starts the grace; a denial about the key is a tombstone). A
+/// denial is marked with whether the key was valid here before.
 pub(crate) fn activated(
     opened: &Opened,
     organization_id: &str,
@@ -301,8 +310,9 @@ pub(crate) fn activated(
     key: &Key,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+    online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
 ) -> Option<Record> {
+    mark_known(opened, online);
     let mut query = Query::new(organization_id, key.clone());
     let remember = match online {
         Ok((Verdict::Accepted(read), _)) => {
@@ -321,7 +331,8 @@ pub(crate) fn activated(
 }
 
 /// The record to write after an online validate answer that was no check (a face's plain
-/// `validate`), if any: see [`grace::observe_validate`].
+/// `validate`), if any: see [`grace::observe_validate`]. A denial is marked with whether the
+/// key was valid here before.
 pub(crate) fn validated(
     opened: &Opened,
     organization_id: &str,
@@ -329,8 +340,9 @@ pub(crate) fn validated(
     machine: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
+    online: &mut Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
 ) -> Option<Record> {
+    mark_known(opened, online);
     let query = Query::from_request(organization_id, req).ok()?;
     let key = req.key.as_ref()?;
     let plain = remembered_request(key, opened.remembered.as_ref(), machine);
@@ -526,8 +538,8 @@ pub(crate) fn while_asked(
 // Only the native face checks in the background (JS hosts have no threads).
 #[cfg_attr(target_arch = "wasm32", allow(dead_code))]
 pub(crate) fn pending(opened: &Opened, asking: &Asking, policy: &GracePolicy) -> CheckOutcome {
-    if let Some(denied) = opened.record.as_ref().and_then(|r| r.denied.as_ref()) {
-        return CheckOutcome::Denied(denied.to_denial());
+    if let Some(denial) = opened.record.as_ref().and_then(Record::denial) {
+        return CheckOutcome::Denied(denial);
     }
     let pending = Error::Offline {
         timeout: false,

@@ -89,6 +89,7 @@ impl Server {
                     detail: detail.to_string(),
                     status: 404,
                     remaining_usages: None,
+                    previously_valid: false,
                 })),
                 None,
             ),
@@ -595,6 +596,7 @@ fn online_denial_writes_a_tombstone_that_status_can_read() {
         detail: "License key has expired.".into(),
         status: 404,
         remaining_usages: None,
+        previously_valid: false,
     };
     let (action, outcome) = grace::settle(
         None,

@@ -198,11 +198,16 @@ pub fn report<T: Answer>(
             m.insert("activation_id".into(), json!(requested_activation));
             m.insert("status".into(), json!(denial.status));
             m.insert("remaining_usages".into(), json!(denial.remaining_usages));
+            m.insert("previously_valid".into(), json!(denial.previously_valid));
+            m.insert("hint".into(), json!(denial.hint()));
             let mut lines = vec![format!(
                 "denied: {} — {}",
                 denial.reason.code(),
                 denial.detail
             )];
+            if let Some(hint) = denial.hint() {
+                lines.push(format!("  {hint}"));
+            }
             lines.push(fact("key", &shown));
             if let Some(id) = requested_activation {
                 lines.push(fact("activation", id));
@@ -603,11 +608,12 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
                 }
                 None => lines.push(fact("activation", "none remembered")),
             }
-            if let Some(d) = &record.denied {
+            if let (Some(d), Some(denial)) = (&record.denied, record.denial()) {
                 c.insert(
                     "denied".into(),
                     json!({"reason": d.reason.code(), "detail": d.detail, "status": d.status,
-                           "at": unix_when(d.at)}),
+                           "at": unix_when(d.at), "previously_valid": denial.previously_valid,
+                           "hint": denial.hint()}),
                 );
                 lines.push(fact(
                     "denied",
@@ -745,5 +751,19 @@ pub fn license_facts(l: &LicenseKeyRead) -> Vec<String> {
             .as_ref()
             .map_or_else(|| "never".to_string(), when),
     ));
+    if let Some(m) = &l.member {
+        lines.push(fact("member", m.email.as_deref().unwrap_or(&m.id)));
+    }
+    if let Some(s) = &l.subscription {
+        let period = match (s.cancel_at_period_end, &s.current_period_end) {
+            (true, Some(end)) => format!(", ends {}", when(end)),
+            (false, Some(end)) => format!(", renews {}", when(end)),
+            (_, None) => String::new(),
+        };
+        lines.push(fact("subscription", &format!("{}{period}", s.status)));
+    }
+    if let Some(o) = &l.order {
+        lines.push(fact("order", &format!("{} ({})", o.id, o.status)));
+    }
     lines
 }

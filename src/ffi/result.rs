@@ -38,9 +38,68 @@ pub struct polar_license_result {
     cache_state: polar_license_cache_state,
     /// Why the cache could not be written (empty: it was, or there was nothing to write).
     cache_error: CString,
+    /// The member, subscription and order of the license (API version 2027-01 and later).
+    grant: Grant,
+    /// A denial of a key this install had a good verdict for (a rotated or refunded key).
+    previously_valid: bool,
+    /// With `previously_valid`: a sentence for the user.
+    hint: CString,
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
     /// validate, check and check_request (whatever their outcome), `None` on the others.
     verdict: Option<CheckOutcome>,
+}
+
+/// What 2027-01's license answers add (`member`, `subscription`, `order`), for the accessors:
+/// `""` and -1 when absent.
+#[derive(Debug)]
+struct Grant {
+    member_id: CString,
+    member_email: CString,
+    subscription_id: CString,
+    subscription_status: CString,
+    period_end: i64,
+    cancel_at_period_end: i64,
+    ends_at: i64,
+    order_id: CString,
+    order_status: CString,
+    order_paid: i64,
+}
+
+impl Grant {
+    fn none() -> Grant {
+        Grant {
+            member_id: CString::default(),
+            member_email: CString::default(),
+            subscription_id: CString::default(),
+            subscription_status: CString::default(),
+            period_end: -1,
+            cancel_at_period_end: -1,
+            ends_at: -1,
+            order_id: CString::default(),
+            order_status: CString::default(),
+            order_paid: -1,
+        }
+    }
+
+    fn of(l: &LicenseKeyRead) -> Grant {
+        let text = |v: Option<&str>| to_cstring(v.unwrap_or_default());
+        let unix = |t: Option<time::OffsetDateTime>| t.map_or(-1, |t| t.unix_timestamp());
+        let sub = l.subscription.as_ref();
+        let order = l.order.as_ref();
+        let member = l.member.as_ref();
+        Grant {
+            member_id: text(l.member_id.as_deref().or(member.map(|m| m.id.as_str()))),
+            member_email: text(member.and_then(|m| m.email.as_deref())),
+            subscription_id: text(l.subscription_id.as_deref().or(sub.map(|s| s.id.as_str()))),
+            subscription_status: text(sub.map(|s| s.status.as_str())),
+            period_end: unix(sub.and_then(|s| s.current_period_end)),
+            cancel_at_period_end: sub.map_or(-1, |s| i64::from(s.cancel_at_period_end)),
+            ends_at: unix(sub.and_then(|s| s.ends_at)),
+            order_id: text(l.order_id.as_deref().or(order.map(|o| o.id.as_str()))),
+            order_status: text(order.map(|o| o.status.as_str())),
+            order_paid: order.map_or(-1, |o| i64::from(o.paid)),
+        }
+    }
 }
 
 impl polar_license_result {
@@ -65,6 +124,9 @@ impl polar_license_result {
             retry_after: -1,
             cache_state: polar_license_cache_state::None,
             cache_error: CString::default(),
+            grant: Grant::none(),
+            previously_valid: false,
+            hint: CString::default(),
             verdict: None,
         }
     }
@@ -89,7 +151,14 @@ impl polar_license_result {
         r.http_status = u32::from(d.status);
         r.remaining_usages = d.remaining_usages;
         r.source = polar_license_source::Online;
+        r.set_known(d);
         r
+    }
+
+    /// Whether the denied key was valid on this install before, and the hint that goes with it.
+    fn set_known(&mut self, d: &Denial) {
+        self.previously_valid = d.previously_valid;
+        self.hint = to_cstring(d.hint().unwrap_or_default());
     }
 
     /// No trustworthy answer.
@@ -207,10 +276,11 @@ impl polar_license_result {
                     r.set_license(&good.license.license_key);
                     r.verified_at = good.verified_at;
                 }
-                if let Some(denied) = &record.denied {
+                if let Some(denied) = record.denial() {
                     r.set_reason(denied.reason);
                     r.detail = to_cstring(&denied.detail);
                     r.remaining_usages = denied.remaining_usages;
+                    r.set_known(&denied);
                 } else if let Some(by) = status.clock_rollback {
                     r.set_reason(Reason::ClockRollback);
                     r.detail = to_cstring(&Error::ClockRollback { by_seconds: by }.detail());
@@ -232,6 +302,7 @@ impl polar_license_result {
         self.limit_activations = l.limit_activations.unwrap_or(-1);
         self.validations = l.validations;
         self.remaining_usages = l.remaining_usage();
+        self.grant = Grant::of(l);
         self.license_json = to_cstring(&serde_json::to_string(l).unwrap_or_default());
     }
 
@@ -491,4 +562,109 @@ pub extern "C" fn polar_license_result_license_json(
     result: *const polar_license_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.license_json.as_ptr()) }
+}
+
+/// For a denial: `true` when this install had a good verdict for the key before (its cached
+/// record holds one). A key the seller or the customer rotated answers `not_found` exactly
+/// like an unknown key, and a refunded one `inactive`: this tells them apart from a typo, and
+/// `polar_license_result_hint` says it in a sentence. `false` otherwise and for NULL. Set by
+/// check, check_request, validate, activate and status.
+#[no_mangle]
+pub extern "C" fn polar_license_result_previously_valid(
+    result: *const polar_license_result,
+) -> bool {
+    ffi_boundary! { read(result, |r| r.previously_valid) }
+}
+
+/// With `polar_license_result_previously_valid`: a sentence to show the user (what probably
+/// happened, where to look), or `""`. Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_hint(result: *const polar_license_result) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.hint.as_ptr()) }
+}
+
+/// The seat holder's id (`member_id`, Polar API version 2027-01 and later), or `""`. Never
+/// NULL; owned by the result. Every `member`/`subscription`/`order` accessor reads the license
+/// of a licensed answer (or of `status`'s record); the whole object is in
+/// `polar_license_result_license_json`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_member_id(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.member_id.as_ptr()) }
+}
+
+/// The seat holder's e-mail (2027-01 and later), or `""`. Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_member_email(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.member_email.as_ptr()) }
+}
+
+/// The id of the subscription the key was granted through (2027-01 and later), or `""`.
+/// Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_subscription_id(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.subscription_id.as_ptr()) }
+}
+
+/// The subscription's status as Polar sent it (`active`, `trialing`, `past_due`,
+/// `canceled`, …; 2027-01 and later), or `""`. Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_subscription_status(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.subscription_status.as_ptr()) }
+}
+
+/// The end of the subscription's current billing period in unix seconds, or -1 when unknown.
+#[no_mangle]
+pub extern "C" fn polar_license_result_subscription_period_end(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.grant.period_end) }
+}
+
+/// 1 when the subscription ends at its period end (the customer cancelled), 0 when it renews,
+/// -1 when no subscription is known (and for NULL).
+#[no_mangle]
+pub extern "C" fn polar_license_result_subscription_cancel_at_period_end(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.grant.cancel_at_period_end) }
+}
+
+/// When the subscription ends (or ended) in unix seconds, or -1 when unknown or renewing.
+#[no_mangle]
+pub extern "C" fn polar_license_result_subscription_ends_at(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.grant.ends_at) }
+}
+
+/// The id of the order the key was granted through (2027-01 and later), or `""`. Never NULL;
+/// owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_order_id(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.order_id.as_ptr()) }
+}
+
+/// The order's status as Polar sent it (`paid`, `refunded`, …), or `""`. Never NULL; owned
+/// by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_order_status(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.grant.order_status.as_ptr()) }
+}
+
+/// 1 when the order is paid, 0 when not, -1 when no order is known (and for NULL).
+#[no_mangle]
+pub extern "C" fn polar_license_result_order_paid(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.grant.order_paid) }
 }

@@ -192,6 +192,12 @@ fn denial_json(denial: &Denial) -> String {
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);
     }
+    if denial.previously_valid {
+        j.key("previouslyValid").bool(true);
+        if let Some(hint) = denial.hint() {
+            j.key("hint").str(hint);
+        }
+    }
     j.raw("}}").done()
 }
 
@@ -807,7 +813,7 @@ impl Engine {
         };
         let now = now as i64;
         let (date, reference) = dated(now, date);
-        let online = match Expect::validate(self.org(), &req, reference) {
+        let mut online = match Expect::validate(self.org(), &req, reference) {
             Some(expect) => reply(status, body, retry_after, fail, detail)
                 .and_then(|r| parse_validate_for(&r, &expect))
                 .map(|verdict| (verdict, date)),
@@ -820,7 +826,7 @@ impl Engine {
             let machine = self.machine.as_deref();
             let org = self.org();
             if let Some(r) =
-                session::validated(&opened, org, &req, machine, now, &self.policy, &online)
+                session::validated(&opened, org, &req, machine, now, &self.policy, &mut online)
             {
                 out.strict = r.denied.is_some();
                 out.write = Some(self.seal(&opened, r, &slot));
@@ -892,7 +898,7 @@ impl Engine {
         };
         let now = now as i64;
         let (date, reference) = dated(now, date);
-        let online = match Expect::activate(self.org(), &req, reference) {
+        let mut online = match Expect::activate(self.org(), &req, reference) {
             Some(expect) => reply(status, body, retry_after, fail, detail)
                 .and_then(|r| parse_activate_for(&r, &expect))
                 .map(|verdict| (verdict, date)),
@@ -904,7 +910,7 @@ impl Engine {
             let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
             let org = self.org();
             if let Some(r) =
-                session::activated(&opened, org, &req, &key, now, &self.policy, &online)
+                session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
             {
                 out.strict = r.denied.is_some();
                 out.write = Some(self.seal(&opened, r, &slot));

@@ -427,7 +427,7 @@ impl AsyncLicensing {
         self.client.api().activate_request(&req)?;
         let slot = self.slot(&key).await?;
         let now = (self.clock)();
-        let online = self.client.activate_dated(&req, now).await;
+        let mut online = self.client.activate_dated(&req, now).await;
         let written = {
             let _lock = lock(&slot.name).await;
             match self.open(&slot, &key).await {
@@ -439,7 +439,7 @@ impl AsyncLicensing {
                         &key,
                         now,
                         &self.policy,
-                        &online,
+                        &mut online,
                     );
                     match record {
                         Some(record) => self.save_or_forget(&slot, &opened, record).await.map(drop),
@@ -472,7 +472,7 @@ impl AsyncLicensing {
         let machine = self.machine.as_deref();
         let req = session::bound_validate(req, machine);
         let now = (self.clock)();
-        let online = self.client.validate_at(&req, now).await;
+        let mut online = self.client.validate_at(&req, now).await;
         if let Ok(slot) = self.slot(&key).await {
             // The answer stands whatever the storage does; a denial that cannot be written
             // removes the record (save_or_forget).
@@ -485,7 +485,7 @@ impl AsyncLicensing {
                     machine,
                     now,
                     &self.policy,
-                    &online,
+                    &mut online,
                 );
                 if let Some(record) = record {
                     let _ = self.save_or_forget(&slot, &opened, record).await;

@@ -725,6 +725,55 @@ const char *polar_license_result_cache_error(const polar_license_result *result)
 // `polar_license_result_free`.
 const char *polar_license_result_license_json(const polar_license_result *result);
 
+// For a denial: `true` when this install had a good verdict for the key before (its cached
+// record holds one). A key the seller or the customer rotated answers `not_found` exactly
+// like an unknown key, and a refunded one `inactive`: this tells them apart from a typo, and
+// `polar_license_result_hint` says it in a sentence. `false` otherwise and for NULL. Set by
+// check, check_request, validate, activate and status.
+bool polar_license_result_previously_valid(const polar_license_result *result);
+
+// With `polar_license_result_previously_valid`: a sentence to show the user (what probably
+// happened, where to look), or `""`. Never NULL; owned by the result.
+const char *polar_license_result_hint(const polar_license_result *result);
+
+// The seat holder's id (`member_id`, Polar API version 2027-01 and later), or `""`. Never
+// NULL; owned by the result. Every `member`/`subscription`/`order` accessor reads the license
+// of a licensed answer (or of `status`'s record); the whole object is in
+// `polar_license_result_license_json`.
+const char *polar_license_result_member_id(const polar_license_result *result);
+
+// The seat holder's e-mail (2027-01 and later), or `""`. Never NULL; owned by the result.
+const char *polar_license_result_member_email(const polar_license_result *result);
+
+// The id of the subscription the key was granted through (2027-01 and later), or `""`.
+// Never NULL; owned by the result.
+const char *polar_license_result_subscription_id(const polar_license_result *result);
+
+// The subscription's status as Polar sent it (`active`, `trialing`, `past_due`,
+// `canceled`, …; 2027-01 and later), or `""`. Never NULL; owned by the result.
+const char *polar_license_result_subscription_status(const polar_license_result *result);
+
+// The end of the subscription's current billing period in unix seconds, or -1 when unknown.
+int64_t polar_license_result_subscription_period_end(const polar_license_result *result);
+
+// 1 when the subscription ends at its period end (the customer cancelled), 0 when it renews,
+// -1 when no subscription is known (and for NULL).
+int64_t polar_license_result_subscription_cancel_at_period_end(const polar_license_result *result);
+
+// When the subscription ends (or ended) in unix seconds, or -1 when unknown or renewing.
+int64_t polar_license_result_subscription_ends_at(const polar_license_result *result);
+
+// The id of the order the key was granted through (2027-01 and later), or `""`. Never NULL;
+// owned by the result.
+const char *polar_license_result_order_id(const polar_license_result *result);
+
+// The order's status as Polar sent it (`paid`, `refunded`, …), or `""`. Never NULL; owned
+// by the result.
+const char *polar_license_result_order_status(const polar_license_result *result);
+
+// 1 when the order is paid, 0 when not, -1 when no order is known (and for NULL).
+int64_t polar_license_result_order_paid(const polar_license_result *result);
+
 #ifdef __cplusplus
 }  // extern "C"
 #endif  // __cplusplus

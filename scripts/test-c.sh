@@ -133,7 +133,10 @@ stop_emulator() {
 trap stop_emulator EXIT
 trap 'stop_emulator; exit 130' INT TERM
 
-"$CLI" emulator --port 0 >"$OUT/emulator.log" 2>&1 &
+# As Polar's API version 2027-01 (the shape the current version takes next: member,
+# subscription and order in every license answer), so every C suite reads it; the Rust and CLI
+# suites cover 2026-04 and 2026-10 (tests/polar_versions.rs).
+"$CLI" emulator --port 0 --api-version 2027-01 >"$OUT/emulator.log" 2>&1 &
 EMU_PID=$!
 EMU_URL=""
 for _ in $(seq 1 100); do

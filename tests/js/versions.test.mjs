@@ -69,7 +69,7 @@ test('2027-01: member, subscription and order on activate, validate and check, t
   // answers with them.
   await setFault({ kind: 'close_immediately' }, url);
   try {
-    const offline = new LicenseClient({ organizationId: ORG, baseUrl: url, storage, revalidateAfter: 0 });
+    const offline = new LicenseClient({ organizationId: ORG, baseUrl: url, storage, gracePolicy: { revalidateAfter: 0 } });
     const cached = await offline.check(key);
     assert.equal(cached.source, 'cache');
     assert.equal(cached.reason, 'offline');

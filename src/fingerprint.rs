@@ -45,55 +45,84 @@ fn usable(s: &str) -> Option<String> {
 }
 
 /// The OS machine id: `Ok(None)` when the OS has none, `Err(why)` when it could not be read.
+/// Read once per process (it does not change while the process runs); a failed read is tried
+/// again by the next call.
 #[cfg(not(target_arch = "wasm32"))]
 fn os_machine_id() -> Result<Option<String>, String> {
-    if cfg!(target_os = "linux") || cfg!(target_os = "freebsd") {
-        for path in ["/etc/machine-id", "/var/lib/dbus/machine-id", "/etc/hostid"] {
-            match std::fs::read_to_string(path) {
-                Ok(text) => {
-                    if let Some(id) = usable(&text) {
-                        return Ok(Some(id));
-                    }
+    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if let Some(id) = ID.get() {
+        return Ok(id.clone());
+    }
+    let id = read_os_machine_id()?;
+    Ok(ID.get_or_init(|| id).clone())
+}
+
+#[cfg(any(target_os = "linux", target_os = "freebsd"))]
+fn read_os_machine_id() -> Result<Option<String>, String> {
+    for path in ["/etc/machine-id", "/var/lib/dbus/machine-id", "/etc/hostid"] {
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                if let Some(id) = usable(&text) {
+                    return Ok(Some(id));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("{path}: {e}")),
             }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{path}: {e}")),
         }
-        return Ok(None);
     }
-    if cfg!(target_os = "macos") {
-        let out = std::process::Command::new("ioreg")
-            .args(["-rd1", "-c", "IOPlatformExpertDevice"])
-            .output()
-            .map_err(|e| format!("ioreg: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        return text
-            .lines()
-            .find(|l| l.contains("IOPlatformUUID"))
-            .and_then(|line| line.split('"').nth(3))
-            .and_then(usable)
-            .map(Some)
-            .ok_or_else(|| "ioreg printed no IOPlatformUUID".to_string());
+    Ok(None)
+}
+
+/// `IOPlatformUUID`, from `ioreg` at its absolute path (never one found through `PATH`).
+#[cfg(target_os = "macos")]
+fn read_os_machine_id() -> Result<Option<String>, String> {
+    const IOREG: &str = "/usr/sbin/ioreg";
+    let out = std::process::Command::new(IOREG)
+        .args(["-rd1", "-c", "IOPlatformExpertDevice"])
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .map_err(|e| format!("{IOREG}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!("{IOREG} failed ({})", out.status));
     }
-    if cfg!(windows) {
-        let out = std::process::Command::new("reg")
-            .args([
-                "query",
-                r"HKLM\SOFTWARE\Microsoft\Cryptography",
-                "/v",
-                "MachineGuid",
-            ])
-            .output()
-            .map_err(|e| format!("reg query MachineGuid: {e}"))?;
-        let text = String::from_utf8_lossy(&out.stdout);
-        return text
-            .lines()
-            .find(|l| l.contains("MachineGuid"))
-            .and_then(|line| line.split_whitespace().last())
-            .and_then(usable)
-            .map(Some)
-            .ok_or_else(|| "the registry has no readable MachineGuid".to_string());
-    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.lines()
+        .find(|l| l.contains("IOPlatformUUID"))
+        .and_then(|line| line.split('"').nth(3))
+        .and_then(usable)
+        .map(Some)
+        .ok_or_else(|| format!("{IOREG} printed no IOPlatformUUID"))
+}
+
+/// `HKLM\SOFTWARE\Microsoft\Cryptography\MachineGuid` through the registry API, in the
+/// 64-bit view also from a 32-bit process (the WOW64 view has no such value): no program is
+/// spawned, so no console window flashes and no `reg.exe` beside the app can set it. Every
+/// Windows install has one, so a missing value is an error too, never "unbound".
+#[cfg(windows)]
+fn read_os_machine_id() -> Result<Option<String>, String> {
+    use winreg::enums::{HKEY_LOCAL_MACHINE, KEY_QUERY_VALUE, KEY_WOW64_64KEY};
+    const KEY: &str = r"SOFTWARE\Microsoft\Cryptography";
+    let key = winreg::RegKey::predef(HKEY_LOCAL_MACHINE)
+        .open_subkey_with_flags(KEY, KEY_QUERY_VALUE | KEY_WOW64_64KEY)
+        .map_err(|e| format!("HKLM\\{KEY}: {e}"))?;
+    let guid: String = key
+        .get_value("MachineGuid")
+        .map_err(|e| format!("HKLM\\{KEY}\\MachineGuid: {e}"))?;
+    usable(&guid)
+        .map(Some)
+        .ok_or_else(|| format!("HKLM\\{KEY}\\MachineGuid is empty"))
+}
+
+/// Other systems have no machine id we read: activations are not machine-bound there.
+#[cfg(not(any(
+    target_arch = "wasm32",
+    target_os = "linux",
+    target_os = "freebsd",
+    target_os = "macos",
+    windows
+)))]
+fn read_os_machine_id() -> Result<Option<String>, String> {
     Ok(None)
 }
 

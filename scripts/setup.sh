@@ -37,7 +37,10 @@ step_wasm() { bash scripts/setup-wasm.sh; }
 # Fuzzing: the nightly toolchain and cargo-fuzz (scripts/setup-fuzz.sh).
 step_fuzz() { bash scripts/setup-fuzz.sh; }
 
-STEPS=(npm c wasm fuzz)
+# Windows under wine: the windows-gnu target, MinGW-w64 and wine (scripts/setup-windows.sh).
+step_windows() { bash scripts/setup-windows.sh; }
+
+STEPS=(npm c wasm fuzz windows)
 
 now() { date +%s.%N; }
 

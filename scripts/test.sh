@@ -128,6 +128,8 @@ run_stage doctests libtest cargo test --doc --all-features
 run_stage c summary bash scripts/test-c.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
+# Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
+run_stage windows summary bash scripts/test-windows.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
 run_stage fuzz check bash scripts/fuzz.sh 20
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a

@@ -148,12 +148,20 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
         .expect("runs");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("seat@acme.io"), "{text}");
-    assert!(text.contains("subscription") && text.contains("ends 2027-02-01"), "{text}");
+    assert!(
+        text.contains("subscription") && text.contains("ends 2027-02-01"),
+        "{text}"
+    );
 }
 
 #[test]
 fn the_emulator_command_rotates_a_version_out() {
-    let served = serve(&["--api-versions", "2026-10,2027-01", "--api-version", "2026-10"]);
+    let served = serve(&[
+        "--api-versions",
+        "2026-10,2027-01",
+        "--api-version",
+        "2026-10",
+    ]);
     // A client pinned to the removed 2026-04 gets the bare 404 (raw request, as curl would).
     let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
     let url = format!("{}/v1/customer-portal/license-keys/validate", served.1);
@@ -216,10 +224,17 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
     assert_eq!(v["detail"], "Not found");
     assert_eq!(v["previously_valid"], true);
     let hint = v["hint"].as_str().expect("hint");
-    assert!(hint.contains("replaced") && hint.contains("customer portal"), "{hint}");
+    assert!(
+        hint.contains("replaced") && hint.contains("customer portal"),
+        "{hint}"
+    );
 
     let (code, v) = run(&["check", "--key", DEMO_KEY]);
-    assert_eq!((code, v["previously_valid"].as_bool()), (1, Some(true)), "{v}");
+    assert_eq!(
+        (code, v["previously_valid"].as_bool()),
+        (1, Some(true)),
+        "{v}"
+    );
     let (_, v) = run(&["status", "--key", DEMO_KEY]);
     assert_eq!(v["cache"]["denied"]["previously_valid"], true, "{v}");
 

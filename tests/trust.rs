@@ -251,9 +251,17 @@ fn a_record_made_against_one_emulator_is_not_read_by_a_client_of_another() {
 
 #[test]
 fn the_default_cache_directory_is_per_application() {
-    let data = std::env::temp_dir().join(format!("polar-license-trust-xdg-{}", std::process::id()));
-    // nextest runs each test in its own process: this variable is this test's.
-    std::env::set_var("XDG_DATA_HOME", &data);
+    let data = if cfg!(windows) {
+        // The known folder (%LOCALAPPDATA%), which no environment variable moves; only paths
+        // are computed here, nothing is written.
+        dirs::data_local_dir().unwrap()
+    } else {
+        // nextest runs each test in its own process: this variable is this test's.
+        let data =
+            std::env::temp_dir().join(format!("polar-license-trust-xdg-{}", std::process::id()));
+        std::env::set_var("XDG_DATA_HOME", &data);
+        data
+    };
     let a = polar_license::FileStore::dir_for_app("com.vendor-a.editor").unwrap();
     let b = polar_license::FileStore::dir_for_app("com.vendor-b.viewer").unwrap();
     assert_ne!(a, b);
@@ -271,7 +279,9 @@ fn the_default_cache_directory_is_per_application() {
             "{bad:?}"
         );
     }
-    let _ = std::fs::remove_dir_all(&data);
+    if !cfg!(windows) {
+        let _ = std::fs::remove_dir_all(&data);
+    }
 }
 
 // ---- 2. Replay and a frozen clock ----------------------------------------------------------

@@ -7,7 +7,8 @@
 #   1. the CLI demo on the embedded emulator (all 13 steps);
 #   2. the Rust test suites (the emulator, the grace scenarios, Licensing with a file store,
 #      the trust attacks, the real binary's commands, crash safety of the cache, the fault
-#      matrix, the C ABI called from Rust), run by cargo through wine;
+#      matrix, the C ABI called from Rust, the machine id with a planted reg.exe), run by
+#      cargo through wine;
 #   3. the C quick start (bindings/c/examples/validate.c) built by MinGW-w64 against the
 #      static library and run twice against the Windows emulator.
 # Rust's std imports bcryptprimitives.dll!ProcessPrng (Windows 10 and later), which wine 8
@@ -42,7 +43,12 @@ if ! x86_64-w64-mingw32-gcc -shared -O2 -Wall -Werror -o "$OUT/shim/bcryptprimit
     echo "windows: $PASSED passed, $FAILED failed"
     exit 1
 fi
+# An attacker's reg.exe for tests/windows_machine_id.rs (it must change nothing).
+mkdir -p "$OUT/fake"
+x86_64-w64-mingw32-gcc -O2 -o "$OUT/fake/reg.exe" scripts/windows/fake_reg.c || FAILED=$((FAILED + 1))
 wineboot --init >/dev/null 2>&1
+POLAR_LICENSE_TEST_FAKE_REG="$(winepath -w "$ROOT/$OUT/fake/reg.exe" 2>/dev/null)"
+export POLAR_LICENSE_TEST_FAKE_REG
 WINEPATH="$(winepath -w "$ROOT/$OUT/shim" 2>/dev/null)"
 export WINEPATH
 echo "wine $(wine --version 2>/dev/null), prefix $WINEPREFIX, shim on WINEPATH=$WINEPATH"
@@ -65,7 +71,7 @@ fi
 # ---- 2. the Rust suites -------------------------------------------------------------------
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
     cli cli_grace cli_trust cli_versions cli_features features cache_crash fault_matrix
-    ffi_calls ffi_features)
+    ffi_calls ffi_features windows_machine_id)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done
 echo "==> cargo test --target $TARGET --features cli,ffi --lib ${args[*]}"

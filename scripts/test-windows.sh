@@ -68,6 +68,13 @@ else
     record build 0 1
 fi
 
+# Lints for the Windows code paths too (the registry read, the Windows-only tests).
+if cargo clippy --target "$TARGET" --features cli,ffi --all-targets -- -D warnings; then
+    record clippy 1 0
+else
+    record clippy 0 1
+fi
+
 # ---- 2. the Rust suites -------------------------------------------------------------------
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
     cli cli_grace cli_trust cli_versions cli_features features cache_crash fault_matrix

@@ -45,16 +45,10 @@ fn usable(s: &str) -> Option<String> {
 }
 
 /// The OS machine id: `Ok(None)` when the OS has none, `Err(why)` when it could not be read.
-/// Read once per process (it does not change while the process runs); a failed read is tried
-/// again by the next call.
+/// (A `Licensing` reads it once, when it first needs it.)
 #[cfg(not(target_arch = "wasm32"))]
 fn os_machine_id() -> Result<Option<String>, String> {
-    static ID: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
-    if let Some(id) = ID.get() {
-        return Ok(id.clone());
-    }
-    let id = read_os_machine_id()?;
-    Ok(ID.get_or_init(|| id).clone())
+    read_os_machine_id()
 }
 
 #[cfg(any(target_os = "linux", target_os = "freebsd"))]

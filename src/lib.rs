@@ -209,7 +209,7 @@ pub use transport::{Transport, TransportError, TransportErrorKind};
 pub use licensing::{system_clock, Clock, Licensing, LicensingBuilder, MachineBinding};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    BlockingClient, ClientBuilder, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
+    BlockingClient, ClientBuilder, ProxySetting, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
     DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
 #[cfg(not(target_arch = "wasm32"))]

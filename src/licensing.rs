@@ -150,6 +150,19 @@ impl LicensingBuilder {
         self
     }
 
+    /// Which certificates Polar's is checked against (default: the operating system's trust
+    /// store; see [`TlsRoots`](crate::TlsRoots)).
+    pub fn tls_roots(mut self, roots: crate::TlsRoots) -> Self {
+        self.client = self.client.tls_roots(roots);
+        self
+    }
+
+    /// How requests reach Polar (default: the environment's proxy; see [`ProxySetting`](crate::ProxySetting)).
+    pub fn proxy(mut self, proxy: crate::ProxySetting) -> Self {
+        self.client = self.client.proxy(proxy);
+        self
+    }
+
     /// Use the token-authenticated routes (backends only).
     pub fn access_token(mut self, token: impl Into<String>) -> Self {
         self.client = self.client.access_token(token);
@@ -801,23 +814,36 @@ impl Licensing {
         key: impl Into<Key>,
         on_fresh: impl FnOnce(CheckOutcome) + Send + 'static,
     ) -> (CheckOutcome, Option<std::thread::JoinHandle<()>>) {
+        let (now, handle) =
+            self.check_report_in_background(key, move |fresh| on_fresh(fresh.outcome));
+        (now.outcome, handle)
+    }
+
+    /// [`Licensing::check_in_background`] with [`CheckReport`]s: the fresh answer says why it
+    /// came from the cache although Polar was asked (`fallback`), and whether the cache could
+    /// be written.
+    pub fn check_report_in_background(
+        &self,
+        key: impl Into<Key>,
+        on_fresh: impl FnOnce(CheckReport) + Send + 'static,
+    ) -> (CheckReport, Option<std::thread::JoinHandle<()>>) {
         let key = key.into();
         let step = match self.begin(&key, None) {
             Begun::Asking(step) => step,
-            Begun::Answered(report) => return (report.outcome, None),
+            Begun::Answered(report) => return (report, None),
         };
         let immediate = session::pending(&step.opened, &step.asking, &self.policy);
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
-            .spawn(move || on_fresh(me.ask(&key, step).outcome));
+            .spawn(move || on_fresh(me.ask(&key, step)));
         match handle {
-            Ok(handle) => (immediate, Some(handle)),
+            Ok(handle) => (CheckReport::of(immediate), Some(handle)),
             Err(e) => (
-                CheckOutcome::Unverified(Error::Offline {
+                CheckReport::of(CheckOutcome::Unverified(Error::Offline {
                     timeout: false,
                     detail: format!("could not start the background check: {e}"),
-                }),
+                })),
                 None,
             ),
         }

@@ -20,6 +20,92 @@ pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Default cap on a response body. Polar's answers are a few KB.
 pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
 
+/// Which certificates Polar's TLS certificate is checked against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum TlsRoots {
+    /// The operating system's trust store, through rustls-platform-verifier (Windows and
+    /// macOS verify with the system's own APIs; Linux reads the system's CA bundle): a
+    /// company's TLS-inspecting proxy whose CA the company installed works, as it does in the
+    /// browser. The default.
+    #[default]
+    System,
+    /// Only the Mozilla roots compiled into the library (webpki-roots): a CA installed on the
+    /// machine, a company's or a malicious one, is not trusted; behind a TLS-inspecting proxy
+    /// Polar is unreachable (`offline`, TLS failure) and the grace period runs out.
+    Bundled,
+}
+
+/// How requests reach Polar.
+#[derive(Clone, PartialEq, Eq, Hash, Default)]
+#[non_exhaustive]
+pub enum ProxySetting {
+    /// `ALL_PROXY`, `HTTPS_PROXY` or `HTTP_PROXY` (with `NO_PROXY`), else, on Windows, the
+    /// system's proxy setting; directly when none is set. The default.
+    #[default]
+    Environment,
+    /// This HTTP(S) proxy, `http://host:port` or `https://host:port`, with
+    /// `user:password@` when it needs them (percent-encoded): requests go through it with
+    /// `CONNECT`, whatever the environment says.
+    Url(String),
+    /// Directly, whatever the environment says.
+    Direct,
+}
+
+impl std::fmt::Debug for ProxySetting {
+    /// Never prints a proxy's password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProxySetting::Environment => f.write_str("Environment"),
+            ProxySetting::Direct => f.write_str("Direct"),
+            ProxySetting::Url(url) => f.debug_tuple("Url").field(&redact_userinfo(url)).finish(),
+        }
+    }
+}
+
+/// `scheme://***@host:port` for a URL with credentials, the URL itself otherwise.
+fn redact_userinfo(url: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    match rest.split_once('@') {
+        Some((_, host)) if !host.contains('/') || rest.find('@') < rest.find('/') => {
+            format!("{scheme}://***@{host}")
+        }
+        _ => url.to_string(),
+    }
+}
+
+impl ProxySetting {
+    /// `invalid_input` (field `proxy`) for a URL that is not an HTTP(S) proxy's.
+    pub(crate) fn check(&self) -> Result<(), Error> {
+        match self {
+            ProxySetting::Url(_) => self.resolve().map(drop),
+            _ => Ok(()),
+        }
+    }
+
+    /// The ureq proxy, or `invalid_input` (field `proxy`) for a URL that is not an HTTP(S)
+    /// proxy's.
+    fn resolve(&self) -> Result<Option<ureq::Proxy>, Error> {
+        match self {
+            ProxySetting::Environment => Ok(ureq::Proxy::try_from_env()),
+            ProxySetting::Direct => Ok(None),
+            ProxySetting::Url(url) => {
+                let shown = redact_userinfo(url);
+                let lower = url.trim().to_ascii_lowercase();
+                if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+                    return Err(Error::invalid(
+                        "proxy",
+                        format!("`{shown}` is not an http:// or https:// proxy URL"),
+                    ));
+                }
+                ureq::Proxy::new(url.trim()).map(Some).map_err(|e| {
+                    Error::invalid("proxy", format!("`{shown}` is not a proxy URL: {e}"))
+                })
+            }
+        }
+    }
+}
+
 /// The ureq transport: rustls, no redirects followed, a body cap, status codes as data.
 #[derive(Debug, Clone)]
 pub struct UreqTransport {
@@ -28,8 +114,29 @@ pub struct UreqTransport {
 }
 
 impl UreqTransport {
-    /// A transport with these timeouts and body cap.
+    /// A transport with these timeouts and body cap, the system's trust store and the
+    /// environment's proxy.
     pub fn new(connect_timeout: Duration, timeout: Duration, max_response_bytes: u64) -> Self {
+        UreqTransport::with_network(
+            connect_timeout,
+            timeout,
+            max_response_bytes,
+            TlsRoots::System,
+            ureq::Proxy::try_from_env(),
+        )
+    }
+
+    fn with_network(
+        connect_timeout: Duration,
+        timeout: Duration,
+        max_response_bytes: u64,
+        roots: TlsRoots,
+        proxy: Option<ureq::Proxy>,
+    ) -> Self {
+        let roots = match roots {
+            TlsRoots::System => ureq::tls::RootCerts::PlatformVerifier,
+            TlsRoots::Bundled => ureq::tls::RootCerts::WebPki,
+        };
         let config = ureq::Agent::config_builder()
             .timeout_connect(Some(connect_timeout))
             .timeout_global(Some(timeout))
@@ -37,6 +144,8 @@ impl UreqTransport {
             .max_redirects(0)
             .max_redirects_will_error(false)
             .user_agent(USER_AGENT)
+            .tls_config(ureq::tls::TlsConfig::builder().root_certs(roots).build())
+            .proxy(proxy)
             .build();
         let agent = ureq::Agent::with_parts(
             config,
@@ -180,9 +289,25 @@ pub struct ClientBuilder {
     timeout: Duration,
     max_response_bytes: u64,
     access_token: Option<AccessToken>,
+    tls_roots: TlsRoots,
+    proxy: ProxySetting,
 }
 
 impl ClientBuilder {
+    /// Which certificates Polar's is checked against (default [`TlsRoots::System`], the
+    /// operating system's trust store).
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls_roots = roots;
+        self
+    }
+
+    /// How requests reach Polar (default [`ProxySetting::Environment`]). A URL that is not an
+    /// HTTP(S) proxy's fails `build` with `invalid_input` (field `proxy`).
+    pub fn proxy(mut self, proxy: ProxySetting) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
     /// Talk to `server` (default: production).
     pub fn server(mut self, server: Server) -> Self {
         self.server = server;
@@ -233,8 +358,14 @@ impl ClientBuilder {
 
     /// Checks the configuration and builds the client over ureq.
     pub fn build(self) -> Result<BlockingClient, Error> {
-        let transport =
-            UreqTransport::new(self.connect_timeout, self.timeout, self.max_response_bytes);
+        let proxy = self.proxy.resolve()?;
+        let transport = UreqTransport::with_network(
+            self.connect_timeout,
+            self.timeout,
+            self.max_response_bytes,
+            self.tls_roots,
+            proxy,
+        );
         self.build_with_transport(transport)
     }
 
@@ -286,6 +417,8 @@ impl BlockingClient {
             timeout: DEFAULT_TIMEOUT,
             max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
             access_token: None,
+            tls_roots: TlsRoots::default(),
+            proxy: ProxySetting::default(),
         }
     }
 

@@ -15,7 +15,7 @@ use crate::metadata::check_key;
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
 use std::cell::Cell;
 use std::collections::HashMap;
-use std::ffi::{c_char, CString};
+use std::ffi::{c_char, c_void, CString};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
@@ -161,6 +161,8 @@ pub extern "C" fn polar_license_client_new(
         };
         let mut builder = Licensing::builder(org)
             .server(config.server.clone())
+            .proxy(config.proxy.clone())
+            .tls_roots(config.tls_roots)
             .policy(config.policy)
             .require_activation(config.require_activation)
             .entitlements(entitlements);
@@ -488,6 +490,80 @@ pub extern "C" fn polar_license_client_check(
             }
             Err(e) => polar_license_result::refused(&e),
         };
+        client.deliver(out_result, result)
+    }
+}
+
+/// The callback of `polar_license_client_check_in_background`: called once, on a background
+/// thread the library started, with the app's `user_data` and the fresh answer, which the
+/// callback owns (free it with `polar_license_result_free`, from any thread).
+pub type polar_license_check_callback =
+    Option<unsafe extern "C" fn(user_data: *mut c_void, result: *mut polar_license_result)>;
+
+/// The app's `user_data`, carried to the background thread.
+struct UserData(*mut c_void);
+
+// SAFETY: the library never dereferences the pointer: it only hands it back to the app's
+// callback, on a background thread, which the documented contract of
+// polar_license_client_check_in_background tells the app to expect.
+unsafe impl Send for UserData {}
+
+/// The launch check that never waits for Polar: answers at once from the cache and, when the
+/// policy wants a fresh verdict, revalidates on a background thread and calls `on_fresh`
+/// with that answer.
+///
+/// The immediate answer (`*out_result`, the caller's to free) is decided as
+/// `polar_license_client_check` decides before it asks Polar: licensed from the cache within
+/// the grace period, the cached denial, a refusal of bad input or of `require_activation`
+/// with nothing remembered, or "not verified yet" when nothing is usable (start in a limited
+/// mode and upgrade when `on_fresh` arrives). `*out_pending` (when not NULL) says whether a
+/// revalidation was started: then `on_fresh` is called exactly once, on a background thread,
+/// with the fresh answer, which it owns; otherwise (a fresh cache, a refusal) it is never
+/// called. The client may be freed before the callback runs. `on_fresh` NULL is
+/// `NULL_ARGUMENT`. Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_check_in_background(
+    client: *const polar_license_client,
+    key: *const c_char,
+    on_fresh: polar_license_check_callback,
+    user_data: *mut c_void,
+    out_pending: *mut bool,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = arg_str!(client, key, "key");
+        arg_out!(client, out_result);
+        let Some(callback) = on_fresh else {
+            return client.fail(polar_license_status::NullArgument, "on_fresh is NULL");
+        };
+        let licensing = &client.licensing;
+        let (result, pending) =
+            match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
+                Ok(_) => {
+                    let data = UserData(user_data);
+                    let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
+                        let data = data;
+                        let result = polar_license_result::check(&fresh);
+                        let result = Box::into_raw(Box::new(result));
+                        // SAFETY: `callback` is the app's function of the documented type,
+                        // called once with its own user_data and a result it now owns.
+                        unsafe { callback(data.0, result) };
+                    });
+                    let mut r = polar_license_result::check(&now);
+                    if !r.has_activation_id() {
+                        r.default_activation_id(remembered(licensing, key).as_deref());
+                    }
+                    (r, thread.is_some())
+                }
+                Err(e) => (polar_license_result::refused(&e), false),
+            };
+        if !out_pending.is_null() {
+            // SAFETY: a non-NULL out_pending points to writable storage for a bool (the
+            // documented contract).
+            unsafe { out_pending.write(pending) };
+        }
         client.deliver(out_result, result)
     }
 }

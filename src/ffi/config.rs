@@ -1,6 +1,6 @@
 //! `polar_license_config`: the settings a client is built from.
 
-use super::enums::{polar_license_server, polar_license_status};
+use super::enums::{polar_license_server, polar_license_status, polar_license_tls_roots};
 use super::strings::to_cstring;
 use crate::error::Error;
 use crate::features::Entitlements;
@@ -26,6 +26,8 @@ pub struct polar_license_config {
     pub(crate) machine_binding: bool,
     pub(crate) require_activation: bool,
     pub(crate) clock_offset: i64,
+    pub(crate) proxy: crate::ProxySetting,
+    pub(crate) tls_roots: crate::TlsRoots,
     /// The entitlement map from `polar_license_config_set_entitlements_json`, as written.
     entitlements_json: Option<String>,
     /// The features from `polar_license_config_add_feature`, in the order first named.
@@ -55,6 +57,8 @@ impl polar_license_config {
             machine_binding: true,
             require_activation: false,
             clock_offset: 0,
+            proxy: crate::ProxySetting::default(),
+            tls_roots: crate::TlsRoots::default(),
             entitlements_json: None,
             features: Vec::new(),
             last_error: Mutex::new(CString::default()),
@@ -203,6 +207,60 @@ pub extern "C" fn polar_license_config_set_server(
                 &format!("invalid input: server: unknown server number {server}"),
             );
         }
+        config.ok()
+    }
+}
+
+/// How requests reach Polar: through the HTTP(S) proxy `proxy` (`http://host:port` or
+/// `https://host:port`, with `user:password@` when needed, percent-encoded), directly with
+/// `""` (whatever the environment says), or, with NULL, as the environment says (the default:
+/// `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` with `NO_PROXY`, and on Windows the system's proxy
+/// setting). A URL that is not a proxy's is `POLAR_LICENSE_STATUS_INVALID_INPUT`; the error
+/// never shows its password.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_proxy(
+    config: *mut polar_license_config,
+    proxy: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let setting = if proxy.is_null() {
+            crate::ProxySetting::Environment
+        } else {
+            match try_str!(proxy) {
+                "" => crate::ProxySetting::Direct,
+                url => crate::ProxySetting::Url(url.to_string()),
+            }
+        };
+        let checked = setting.check();
+        if checked.is_ok() {
+            config.proxy = setting;
+        }
+        config.settle(checked)
+    }
+}
+
+/// Which certificates Polar's TLS certificate is checked against
+/// (`POLAR_LICENSE_TLS_ROOTS_SYSTEM`, the default, or `_BUNDLED`). An unknown number is
+/// `POLAR_LICENSE_STATUS_INVALID_INPUT`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_tls_roots(
+    config: *mut polar_license_config,
+    roots: u32,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let roots = if roots == polar_license_tls_roots::System as u32 {
+            crate::TlsRoots::System
+        } else if roots == polar_license_tls_roots::Bundled as u32 {
+            crate::TlsRoots::Bundled
+        } else {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                &format!("invalid input: tls_roots: unknown number {roots}"),
+            );
+        };
+        config.tls_roots = roots;
         config.ok()
     }
 }

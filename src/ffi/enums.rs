@@ -150,6 +150,19 @@ pub enum polar_license_server {
     Sandbox = 2,
 }
 
+/// Which certificates Polar's TLS certificate is checked against
+/// (`polar_license_config_set_tls_roots`).
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_tls_roots {
+    /// The operating system's trust store (the default): a company's TLS-inspecting proxy
+    /// whose CA the company installed works.
+    System = 1,
+    /// Only the roots compiled into the library: a CA installed on the machine is not
+    /// trusted (behind a TLS-inspecting proxy Polar is then unreachable).
+    Bundled = 2,
+}
+
 /// What the offline cache holds for a key (`polar_license_client_status`).
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -231,6 +231,28 @@ typedef uint32_t polar_license_server;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Which certificates Polar's TLS certificate is checked against
+// (`polar_license_config_set_tls_roots`).
+enum polar_license_tls_roots
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // The operating system's trust store (the default): a company's TLS-inspecting proxy
+  // whose CA the company installed works.
+  POLAR_LICENSE_TLS_ROOTS_SYSTEM = 1,
+  // Only the roots compiled into the library: a CA installed on the machine is not
+  // trusted (behind a TLS-inspecting proxy Polar is then unreachable).
+  POLAR_LICENSE_TLS_ROOTS_BUNDLED = 2,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_tls_roots polar_license_tls_roots;
+#else
+typedef uint32_t polar_license_tls_roots;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // A client (opaque): the online client, the offline cache and the grace policy of one
 // organization. Made by `polar_license_client_new`, freed by `polar_license_client_free`.
 //
@@ -258,6 +280,11 @@ typedef struct polar_license_request polar_license_request;
 // `polar_license_result_*` accessors (from any thread), freed by `polar_license_result_free`.
 // Every string an accessor returns belongs to the result and stays valid until it is freed.
 typedef struct polar_license_result polar_license_result;
+
+// The callback of `polar_license_client_check_in_background`: called once, on a background
+// thread the library started, with the app's `user_data` and the fresh answer, which the
+// callback owns (free it with `polar_license_result_free`, from any thread).
+typedef void (*polar_license_check_callback)(void *user_data, polar_license_result *result);
 
 #ifdef __cplusplus
 extern "C" {
@@ -357,6 +384,26 @@ polar_license_status polar_license_client_check(const polar_license_client *clie
                                                 const char *key,
                                                 polar_license_result **out_result);
 
+// The launch check that never waits for Polar: answers at once from the cache and, when the
+// policy wants a fresh verdict, revalidates on a background thread and calls `on_fresh`
+// with that answer.
+//
+// The immediate answer (`*out_result`, the caller's to free) is decided as
+// `polar_license_client_check` decides before it asks Polar: licensed from the cache within
+// the grace period, the cached denial, a refusal of bad input or of `require_activation`
+// with nothing remembered, or "not verified yet" when nothing is usable (start in a limited
+// mode and upgrade when `on_fresh` arrives). `*out_pending` (when not NULL) says whether a
+// revalidation was started: then `on_fresh` is called exactly once, on a background thread,
+// with the fresh answer, which it owns; otherwise (a fresh cache, a refusal) it is never
+// called. The client may be freed before the callback runs. `on_fresh` NULL is
+// `NULL_ARGUMENT`. Status and out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_check_in_background(const polar_license_client *client,
+                                                              const char *key,
+                                                              polar_license_check_callback on_fresh,
+                                                              void *user_data,
+                                                              bool *out_pending,
+                                                              polar_license_result **out_result);
+
 // The grace-aware verdict for an explicit request (key, activation id, benefit id, customer
 // id, usage increment, conditions); the cache answers only for an identical request. A label
 // or meta is `invalid_input`. Status and out-pointer as for `polar_license_client_validate`.
@@ -409,6 +456,21 @@ polar_license_status polar_license_config_set_organization(polar_license_config 
 // Talks to Polar's production or sandbox server (`POLAR_LICENSE_SERVER_*`), replacing any
 // base URL. An unknown number is `POLAR_LICENSE_STATUS_INVALID_INPUT`.
 polar_license_status polar_license_config_set_server(polar_license_config *config, uint32_t server);
+
+// How requests reach Polar: through the HTTP(S) proxy `proxy` (`http://host:port` or
+// `https://host:port`, with `user:password@` when needed, percent-encoded), directly with
+// `""` (whatever the environment says), or, with NULL, as the environment says (the default:
+// `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` with `NO_PROXY`, and on Windows the system's proxy
+// setting). A URL that is not a proxy's is `POLAR_LICENSE_STATUS_INVALID_INPUT`; the error
+// never shows its password.
+polar_license_status polar_license_config_set_proxy(polar_license_config *config,
+                                                    const char *proxy);
+
+// Which certificates Polar's TLS certificate is checked against
+// (`POLAR_LICENSE_TLS_ROOTS_SYSTEM`, the default, or `_BUNDLED`). An unknown number is
+// `POLAR_LICENSE_STATUS_INVALID_INPUT`.
+polar_license_status polar_license_config_set_tls_roots(polar_license_config *config,
+                                                        uint32_t roots);
 
 // Talks to this base URL instead (`https://…`, or `http://` for a loopback host such as the
 // emulator), replacing the server choice.

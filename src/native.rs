@@ -76,6 +76,7 @@ fn redact_userinfo(url: &str) -> String {
 
 impl ProxySetting {
     /// `invalid_input` (field `proxy`) for a URL that is not an HTTP(S) proxy's.
+    #[cfg_attr(not(feature = "ffi"), allow(dead_code))] // the C config checks at once
     pub(crate) fn check(&self) -> Result<(), Error> {
         match self {
             ProxySetting::Url(_) => self.resolve().map(drop),

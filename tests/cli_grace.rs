@@ -21,7 +21,9 @@ const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 16] = [
+const ENV_VARS: [&str; 18] = [
+    "POLAR_LICENSE_PROXY",
+    "POLAR_LICENSE_TLS_ROOTS",
     "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",

@@ -23,7 +23,9 @@ const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const HOUR: i64 = 3600;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 17] = [
+const ENV_VARS: [&str; 19] = [
+    "POLAR_LICENSE_PROXY",
+    "POLAR_LICENSE_TLS_ROOTS",
     "POLAR_LICENSE_ENTITLEMENTS",
     "POLAR_ORGANIZATION_ID",
     "POLAR_SERVER",

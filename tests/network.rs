@@ -325,3 +325,53 @@ fn a_company_ca_in_the_system_store_is_trusted_and_the_bundled_roots_refuse_it()
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// The command line: `--proxy` carries its requests; a bad one is a usage error that never
+/// shows the password.
+#[cfg(feature = "cli")]
+#[test]
+fn the_command_line_takes_a_proxy() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let proxy = ConnectProxy::start(Some("user:s3cret"));
+    let dir = dir();
+    let run = |proxy_arg: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_polar-license"))
+            .env_remove("POLAR_LICENSE_PROXY")
+            .env_remove("POLAR_LICENSE_TLS_ROOTS")
+            .args([
+                "--json",
+                "--org",
+                &polar.organization_id(),
+                "--base-url",
+                &polar.url(),
+            ])
+            .args([
+                "--cache-dir",
+                dir.to_str().expect("utf-8"),
+                "--proxy",
+                proxy_arg,
+            ])
+            .args(["validate", "--key", DEMO_KEY])
+            .output()
+            .expect("runs")
+    };
+    let out = run(&proxy.url);
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(proxy.tunnels.load(Ordering::SeqCst), 1);
+    let out = run("direct");
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        proxy.tunnels.load(Ordering::SeqCst),
+        1,
+        "direct: not through the proxy"
+    );
+    let out = run("ftp://user:s3cret@proxy.corp");
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -92,6 +92,29 @@ pub struct Global {
     )]
     pub timeout: Option<Duration>,
 
+    /// The HTTP(S) proxy to reach Polar through (`http://host:port`, with `user:password@` when
+    /// needed), or `direct`; default: as the environment says (ALL_PROXY, HTTPS_PROXY,
+    /// HTTP_PROXY with NO_PROXY; on Windows the system's proxy setting)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_PROXY",
+        hide_env_values = true,
+        value_name = "URL|direct"
+    )]
+    pub proxy: Option<String>,
+
+    /// Which certificates Polar's TLS certificate is checked against: `system`, the OS trust
+    /// store (a company's TLS-inspecting proxy CA works), or `bundled`, only the roots built in
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_TLS_ROOTS",
+        value_name = "ROOTS",
+        default_value = "system"
+    )]
+    pub tls_roots: RootsChoice,
+
     /// Use the token-authenticated /v1/license-keys/… routes with this organization access
     /// token (for backends and CI; never ship a token inside an app)
     #[arg(
@@ -185,6 +208,15 @@ pub struct Global {
     /// Print exactly one JSON object on stdout (and nothing else)
     #[arg(long, global = true)]
     pub json: bool,
+}
+
+/// `--tls-roots` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RootsChoice {
+    /// The operating system's trust store
+    System,
+    /// Only the roots built into the program
+    Bundled,
 }
 
 /// `--server` values.

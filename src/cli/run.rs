@@ -59,7 +59,17 @@ macro_rules! connect {
         if let Some(token) = g.access_token.as_deref().filter(|s| !s.is_empty()) {
             builder = builder.access_token(token);
         }
-        builder
+        builder = builder.tls_roots(match g.tls_roots {
+            crate::args::RootsChoice::System => polar_license::TlsRoots::System,
+            crate::args::RootsChoice::Bundled => polar_license::TlsRoots::Bundled,
+        });
+        match g.proxy.as_deref().map(str::trim) {
+            None | Some("") => builder,
+            Some(p) if p.eq_ignore_ascii_case("direct") => {
+                builder.proxy(polar_license::ProxySetting::Direct)
+            }
+            Some(url) => builder.proxy(polar_license::ProxySetting::Url(url.to_string())),
+        }
     }};
 }
 

@@ -54,6 +54,8 @@ static void config_null_arguments(void) {
   CHECK_INT(polar_license_config_new(NULL), NUL_ARG);
   CHECK_INT(polar_license_config_set_organization(NULL, DEMO_ORG), NUL_ARG);
   CHECK_INT(polar_license_config_set_server(NULL, POLAR_LICENSE_SERVER_SANDBOX), NUL_ARG);
+  CHECK_INT(polar_license_config_set_proxy(NULL, ""), NUL_ARG);
+  CHECK_INT(polar_license_config_set_tls_roots(NULL, POLAR_LICENSE_TLS_ROOTS_SYSTEM), NUL_ARG);
   CHECK_INT(polar_license_config_set_base_url(NULL, "https://example.com"), NUL_ARG);
   CHECK_INT(polar_license_config_set_timeout_ms(NULL, 1000), NUL_ARG);
   CHECK_INT(polar_license_config_set_connect_timeout_ms(NULL, 1000), NUL_ARG);
@@ -117,6 +119,21 @@ static void config_bad_values(void) {
   CHECK_INT(polar_license_config_set_grace_policy(config, 3600, 604800, 600), OK);
   CHECK_INT(polar_license_config_set_app_secret(config, (const uint8_t *)"", 0), OK);
   CHECK_INT(polar_license_config_set_machine_binding(config, false), OK);
+  /* Proxy and trust store: a URL that is no proxy's is refused without showing its
+   * password; NULL (the environment's), "" (direct) and an http:// proxy are taken. */
+  CHECK_INT(polar_license_config_set_proxy(config, "socks5://user:s3cret@proxy.corp:1080"),
+            BAD_INPUT);
+  CHECK(strstr(polar_license_config_last_error(config), "proxy") != NULL);
+  CHECK(strstr(polar_license_config_last_error(config), "s3cret") == NULL);
+  CHECK_INT(polar_license_config_set_proxy(config, "proxy.corp:3128"), BAD_INPUT);
+  CHECK_INT(polar_license_config_set_proxy(config, "http://user:s3cret@proxy.corp:3128"), OK);
+  CHECK_INT(polar_license_config_set_proxy(config, ""), OK);
+  CHECK_INT(polar_license_config_set_proxy(config, NULL), OK);
+  CHECK_INT(polar_license_config_set_tls_roots(config, 0), BAD_INPUT);
+  CHECK_INT(polar_license_config_set_tls_roots(config, 99), BAD_INPUT);
+  CHECK(strstr(polar_license_config_last_error(config), "tls_roots") != NULL);
+  CHECK_INT(polar_license_config_set_tls_roots(config, POLAR_LICENSE_TLS_ROOTS_BUNDLED), OK);
+  CHECK_INT(polar_license_config_set_tls_roots(config, POLAR_LICENSE_TLS_ROOTS_SYSTEM), OK);
   CHECK_INT(polar_license_config_set_cache_dir(config, cache), OK);
   /* With the organization set the client builds (production; nothing is sent). */
   CHECK_INT(polar_license_client_new(config, &client), OK);

@@ -191,39 +191,41 @@ else
     record example 0 1
 fi
 
-# Installs into target/c/prefix the way a package would: header, libraries, .pc, CMake config.
+# Installs into target/c/prefix with the user's own command (bindings/c/install.sh): header,
+# libraries, the shared and the static .pc (relocatable), the CMake config.
 install_prefix() {
-    local prefix="$ROOT/$OUT/prefix" version native
-    version="$(sed -n 's/^#define POLAR_LICENSE_VERSION "\(.*\)"/\1/p' "$HEADER")"
-    native="$(cat "$OUT/native-static-libs.txt")"
-    rm -rf "$prefix"
-    mkdir -p "$prefix/include" "$prefix/lib/pkgconfig" "$prefix/lib/cmake/polar_license"
-    cp "$HEADER" "$prefix/include/"
-    cp "$LIBDIR/libpolar_license.a" "$LIBDIR/libpolar_license.so" "$prefix/lib/"
-    sed -e "s|@PREFIX@|$prefix|" -e "s|@VERSION@|$version|" -e "s|@NATIVE_STATIC_LIBS@|$native|" \
-        bindings/c/polar_license.pc.in >"$prefix/lib/pkgconfig/polar_license.pc"
-    sed -e "s|@NATIVE_STATIC_LIBS@|$native|" bindings/c/cmake/polar_licenseConfig.cmake.in \
-        >"$prefix/lib/cmake/polar_license/polar_licenseConfig.cmake"
+    rm -rf "$ROOT/$OUT/prefix"
+    bash bindings/c/install.sh --prefix "$ROOT/$OUT/prefix" 2>"$OUT/install.log" ||
+        { cat "$OUT/install.log"; return 1; }
 }
 
+# The README's pkg-config lines as written: the shared one starts with no LD_LIBRARY_PATH (the
+# .pc carries an rpath), the static one links the archive (never the .so), and both keep
+# working when the prefix is moved (the .pc files are relocatable).
 pkg_config_example() {
-    local prefix="$ROOT/$OUT/prefix"
+    local prefix="$ROOT/$OUT/prefix" moved="$ROOT/$OUT/prefix-moved" linked
     export PKG_CONFIG_PATH="$prefix/lib/pkgconfig"
     echo "pkg-config --cflags --libs polar_license: $(pkg-config --cflags --libs polar_license)"
-    # Shared: -lpolar_license finds the .so; static: the archive plus Libs.private.
+    echo "pkg-config --cflags --libs polar_license-static: $(pkg-config --cflags --libs polar_license-static)"
     gcc "${CFLAGS[@]}" bindings/c/examples/validate.c $(pkg-config --cflags --libs polar_license) \
-        -Wl,-rpath,"$prefix/lib" -o "$OUT/validate-pc-shared" || return 1
-    gcc "${CFLAGS[@]}" $(pkg-config --cflags polar_license) bindings/c/examples/validate.c \
-        "$prefix/lib/libpolar_license.a" $(pkg-config --libs-only-other --libs-only-l --static \
-        polar_license | sed 's/-lpolar_license//') -o "$OUT/validate-pc-static" || return 1
+        -o "$OUT/validate-pc-shared" || return 1
+    gcc "${CFLAGS[@]}" bindings/c/examples/validate.c \
+        $(pkg-config --cflags --libs polar_license-static) -o "$OUT/validate-pc-static" || return 1
     # (ldd's output is captured first: `ldd | grep -q` can fail under pipefail on SIGPIPE.)
-    local linked
-    linked="$(ldd "$OUT/validate-pc-shared")"
-    [[ "$linked" == *"$prefix/lib/libpolar_license.so"* ]] || return 1
+    linked="$(env -u LD_LIBRARY_PATH ldd "$OUT/validate-pc-shared")"
+    [[ "$linked" == *"$prefix/lib/libpolar_license.so"* ]] || { echo "$linked"; return 1; }
+    linked="$(ldd "$OUT/validate-pc-static")"
+    [[ "$linked" != *libpolar_license* ]] || { echo "static links the .so: $linked"; return 1; }
     run_example "$OUT/validate-pc-shared"
     [[ $EXAMPLE_FAILED -eq 0 ]] || return 1
     run_example "$OUT/validate-pc-static"
-    [[ $EXAMPLE_FAILED -eq 0 ]]
+    [[ $EXAMPLE_FAILED -eq 0 ]] || return 1
+    # Moved: the .pc files find their prefix from where they are.
+    rm -rf "$moved"
+    cp -a "$prefix" "$moved"
+    [[ "$(PKG_CONFIG_PATH="$moved/lib/pkgconfig" pkg-config --cflags polar_license-static)" == *"$moved"* ]] ||
+        { echo "the .pc is not relocatable"; return 1; }
+    rm -rf "$moved"
 }
 
 cmake_example() {

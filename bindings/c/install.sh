@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Builds the polar-license C library and installs it into a prefix, the way a package would:
+#
+#   bash bindings/c/install.sh --prefix /usr/local        (or any directory you own)
+#
+#   <prefix>/include/polar_license.h
+#   <prefix>/lib/libpolar_license.a and libpolar_license.so (.dylib on macOS)
+#   <prefix>/lib/pkgconfig/polar_license.pc         shared: cc app.c $(pkg-config --cflags --libs polar_license)
+#   <prefix>/lib/pkgconfig/polar_license-static.pc  static: cc app.c $(pkg-config --cflags --libs polar_license-static)
+#   <prefix>/lib/cmake/polar_license/polar_licenseConfig.cmake   find_package(polar_license CONFIG)
+#
+# The .pc files are relocatable (their prefix is found from where they are), and the shared
+# one adds an rpath to the library directory, so a program linked against it starts without
+# LD_LIBRARY_PATH. Options: --prefix DIR (required), --profile NAME (default c-release, the
+# size-optimized build the tests use), --target TRIPLE (cross builds; default the host).
+# The system libraries a Rust static library needs are the ones `cargo rustc -- --print
+# native-static-libs` prints for the target; they go into the static .pc and the CMake config.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+PREFIX=""
+PROFILE="c-release"
+TARGET=""
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --prefix) PREFIX="${2:?--prefix needs a directory}"; shift 2 ;;
+        --profile) PROFILE="${2:?--profile needs a name}"; shift 2 ;;
+        --target) TARGET="${2:?--target needs a triple}"; shift 2 ;;
+        -h|--help) sed -n '2,18p' "${BASH_SOURCE[0]}"; exit 0 ;;
+        *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
+    esac
+done
+[[ -n "$PREFIX" ]] || { echo "usage: $0 --prefix DIR [--profile NAME] [--target TRIPLE]" >&2; exit 2; }
+mkdir -p "$PREFIX"
+PREFIX="$(cd "$PREFIX" && pwd)"
+
+cd "$ROOT"
+target_args=()
+[[ -n "$TARGET" ]] && target_args=(--target "$TARGET")
+target_dir="$(cargo metadata --format-version 1 --no-deps 2>/dev/null |
+    sed -n 's/.*"target_directory":"\([^"]*\)".*/\1/p')"
+target_dir="${target_dir:-$ROOT/target}"
+libdir="$target_dir/${TARGET:+$TARGET/}$PROFILE"
+
+log="$(mktemp)"
+trap 'rm -f "$log"' EXIT
+cargo rustc --lib --profile "$PROFILE" --features ffi "${target_args[@]}" --crate-type staticlib \
+    -- --print native-static-libs 2>&1 | tee "$log" >&2
+native="$(sed -n 's/.*native-static-libs: //p' "$log" | tail -n 1)"
+# A Windows GNU build names the windows-targets crate's import library, which is on no C
+# project's path; MinGW's import libraries of the same DLLs (the rest of the list) suffice.
+native="$(tr ' ' '\n' <<<"$native" | grep -v '^-lwindows\.' | tr '\n' ' ' | sed 's/ *$//')"
+cargo rustc --lib --profile "$PROFILE" --features ffi "${target_args[@]}" --crate-type cdylib >&2
+
+version="$(sed -n 's/^#define POLAR_LICENSE_VERSION "\(.*\)"/\1/p' bindings/c/include/polar_license.h)"
+mkdir -p "$PREFIX/include" "$PREFIX/lib/pkgconfig" "$PREFIX/lib/cmake/polar_license"
+cp bindings/c/include/polar_license.h "$PREFIX/include/"
+cp "$libdir/libpolar_license.a" "$PREFIX/lib/"
+shared=""
+for name in libpolar_license.so libpolar_license.dylib polar_license.dll libpolar_license.dll.a; do
+    if [[ -f "$libdir/$name" ]]; then
+        cp "$libdir/$name" "$PREFIX/lib/"
+        shared="$shared $name"
+    fi
+done
+fill() { # TEMPLATE OUT
+    sed -e "s|@VERSION@|$version|" -e "s|@NATIVE_STATIC_LIBS@|$native|" "$1" >"$2"
+}
+fill bindings/c/polar_license.pc.in "$PREFIX/lib/pkgconfig/polar_license.pc"
+fill bindings/c/polar_license-static.pc.in "$PREFIX/lib/pkgconfig/polar_license-static.pc"
+fill bindings/c/cmake/polar_licenseConfig.cmake.in \
+    "$PREFIX/lib/cmake/polar_license/polar_licenseConfig.cmake"
+echo "installed polar_license $version ($PROFILE${TARGET:+, $TARGET}) into $PREFIX:"
+echo "  include/polar_license.h, lib/libpolar_license.a${shared:+,}$shared"
+echo "  lib/pkgconfig/polar_license.pc (shared), polar_license-static.pc (static), lib/cmake/polar_license/"
+echo "  system libraries for static links: $native"

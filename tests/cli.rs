@@ -37,7 +37,8 @@ const NO_SUPPORT: &str = "This license key does not support activations. Use the
 const LIMIT: &str = "License key activation limit already reached";
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 18] = [
+const ENV_VARS: [&str; 19] = [
+    "POLAR_LICENSE_APP_ID",
     "POLAR_LICENSE_PROXY",
     "POLAR_LICENSE_TLS_ROOTS",
     "POLAR_LICENSE_ENTITLEMENTS",

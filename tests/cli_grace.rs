@@ -21,7 +21,8 @@ const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 18] = [
+const ENV_VARS: [&str; 19] = [
+    "POLAR_LICENSE_APP_ID",
     "POLAR_LICENSE_PROXY",
     "POLAR_LICENSE_TLS_ROOTS",
     "POLAR_LICENSE_ENTITLEMENTS",

@@ -23,7 +23,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const HOUR: i64 = 3600;
 
 /// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 19] = [
+const ENV_VARS: [&str; 20] = [
+    "POLAR_LICENSE_APP_ID",
     "POLAR_LICENSE_PROXY",
     "POLAR_LICENSE_TLS_ROOTS",
     "POLAR_LICENSE_ENTITLEMENTS",
@@ -1069,4 +1070,52 @@ fn a_fifo_or_an_unwritable_record_is_no_hang_and_is_said() {
     assert_eq!(v.licensed_from(), Some("online"), "{v:?}");
     assert_eq!(v.v["cache_refreshed"], false, "{v:?}");
     assert!(v.str("cache_error").is_some(), "{v:?}");
+}
+
+/// Issue #13 item 4: the command can be pointed at an app's own directory (`--app-id`), to
+/// read or repair what the app wrote there; an id that is not one is a usage error.
+#[cfg(unix)]
+#[test]
+fn the_command_reaches_an_apps_directory_with_app_id() {
+    let w = World::new();
+    let data = temp_path("xdg-app");
+    // The app (this process, as the library): its records under its own id.
+    std::env::set_var("XDG_DATA_HOME", &data);
+    let app = polar_license::Licensing::builder(DEMO_ORGANIZATION_ID)
+        .base_url(&w.url)
+        .app_id("com.vendor.editor")
+        .build()
+        .expect("builds");
+    assert!(app.check(DEMO_KEY).is_licensed());
+    let app_dir = data.join("polar-license").join("com.vendor.editor");
+    assert!(app_dir.join("install-secret").is_file(), "{app_dir:?}");
+
+    let status = |extra: &[&str]| {
+        let mut cmd = bare();
+        cmd.env("XDG_DATA_HOME", &data)
+            .env("POLAR_API_URL", &w.url)
+            .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
+            .args(["--json"])
+            .args(extra)
+            .args(["status", "--key", DEMO_KEY]);
+        parse(&output(&mut cmd))
+    };
+    let s = status(&["--app-id", "com.vendor.editor"]);
+    assert_eq!(s.code, 0, "{s:?}");
+    assert_eq!(
+        s.v["cache"]["dir"].as_str().map(PathBuf::from),
+        Some(app_dir)
+    );
+    assert_eq!(s.v["cache"]["state"], "present", "{s:?}");
+    // Its own directory otherwise: nothing there.
+    let s = status(&[]);
+    assert_eq!(s.v["cache"]["state"], "empty", "{s:?}");
+    let s = status(&["--app-id", "../escape"]);
+    assert_eq!(
+        (s.code, s.str("reason")),
+        (2, Some("invalid_input")),
+        "{s:?}"
+    );
+    assert!(s.v.to_string().contains("app_id"), "{s:?}");
+    let _ = std::fs::remove_dir_all(&data);
 }

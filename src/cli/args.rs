@@ -82,6 +82,12 @@ pub struct Global {
     )]
     pub cache_dir: Option<PathBuf>,
 
+    /// Use the default cache directory of the app with this id (what the app set with
+    /// `.app_id(…)`, or its executable's name), e.g. to inspect or repair an app's records
+    /// with `status`, `check` or `deactivate`; --cache-dir wins over it
+    #[arg(long, global = true, env = "POLAR_LICENSE_APP_ID", value_name = "ID")]
+    pub app_id: Option<String>,
+
     /// Whole-request timeout in seconds, fractions allowed (default 10)
     #[arg(
         long,

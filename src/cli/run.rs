@@ -98,12 +98,16 @@ fn policy(g: &Global) -> GracePolicy {
 /// a copy of the command renamed after an app still never shares that app's records.
 const APP_ID: &str = "polar-license";
 
-/// `--cache-dir`, else this command's own directory under the platform's data directory
-/// (`<data dir>/polar-license/polar-license`: never an app's).
+/// `--cache-dir`, else the directory of the app `--app-id` names, else this command's own
+/// directory under the platform's data directory (`<data dir>/polar-license/polar-license`:
+/// never an app's unless asked).
 pub fn cache_dir(g: &Global) -> Result<PathBuf, Error> {
     match g.cache_dir.as_ref().filter(|d| !d.as_os_str().is_empty()) {
         Some(dir) => Ok(dir.clone()),
-        None => FileStore::dir_for_app(APP_ID),
+        None => match g.app_id.as_deref().filter(|id| !id.is_empty()) {
+            Some(app) => FileStore::dir_for_app(app),
+            None => FileStore::dir_for_app(APP_ID),
+        },
     }
 }
 

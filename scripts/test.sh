@@ -128,6 +128,9 @@ run_stage doctests libtest cargo test --doc --all-features
 run_stage c summary bash scripts/test-c.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
+# What would be published: the crate's and the npm package's file lists asserted, and
+# `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
+run_stage package summary bash scripts/package-check.sh
 # Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
 run_stage windows summary bash scripts/test-windows.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).

@@ -110,6 +110,7 @@
 //! they change only by adding. A cache written by a newer format version is "no cache" to an
 //! older library, never an error.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![deny(missing_docs)]
 #![deny(unsafe_code)] // unsafe belongs only to the C layer
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -165,16 +166,18 @@ pub mod transport;
 pub mod features;
 pub mod fingerprint;
 #[cfg(not(target_arch = "wasm32"))]
-mod licensing;
+pub mod licensing;
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod store;
 
 #[cfg(feature = "emulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
 pub mod emulator;
 
 #[cfg(feature = "ffi")]
+#[cfg_attr(docsrs, doc(cfg(feature = "ffi")))]
 pub mod ffi;
 #[cfg(target_arch = "wasm32")]
 pub mod wasm;

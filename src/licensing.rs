@@ -100,7 +100,26 @@ impl Identity {
     }
 }
 
-/// Builds a [`Licensing`].
+/// Builds a [`Licensing`]: the organization, then what differs from the defaults (the
+/// production server, a file cache in the app's own directory, the machine binding, the
+/// default grace policy of contract §4, the OS trust store and the environment's proxy).
+///
+/// ```no_run
+/// use polar_license::{GracePolicy, Licensing};
+/// use std::time::Duration;
+///
+/// fn main() -> Result<(), polar_license::Error> {
+///     let _licensing = Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+///         .app_id("com.example.editor") // its cache directory: <data dir>/polar-license/com.example.editor
+///         .require_activation(true)     // a bare key licenses no machine it was not activated on
+///         .policy(GracePolicy {
+///             grace_period: Duration::from_secs(3 * 24 * 3600),
+///             ..GracePolicy::default()
+///         })
+///         .build()?;
+///     Ok(())
+/// }
+/// ```
 pub struct LicensingBuilder {
     client: ClientBuilder,
     store: Option<Arc<dyn Store>>,
@@ -284,6 +303,37 @@ impl LicensingBuilder {
 }
 
 /// Grace-aware licensing for one organization. Cheap to clone; `Send + Sync`.
+///
+/// Activate once per machine, check at every launch:
+///
+/// ```no_run
+/// use polar_license::{ActivateRequest, Licensing, Verdict};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let licensing = Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+///         .app_id("com.example.editor")
+///         .build()?;
+///     let key = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415"; // what the customer pasted
+///
+///     // Once per machine: each activate takes one of the key's slots.
+///     if licensing.status(key)?.activation.is_none() {
+///         if let Verdict::Denied(denial) =
+///             licensing.activate(&ActivateRequest::new(key, "my laptop"))?
+///         {
+///             eprintln!("{}", denial.hint().unwrap_or(&denial.detail));
+///             return Ok(());
+///         }
+///     }
+///     // At every launch: online when stale, from the cache within the grace period.
+///     let verdict = licensing.check(key);
+///     if verdict.is_licensed() {
+///         println!("licensed");
+///     } else {
+///         println!("not licensed: {:?}", verdict.reason());
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Clone)]
 pub struct Licensing {
     client: BlockingClient,

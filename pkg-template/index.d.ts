@@ -18,7 +18,8 @@ export type UnverifiedCode =
   | 'rate_limited'
   | 'server_error'
   | 'grace_expired'
-  | 'clock_rollback';
+  | 'clock_rollback'
+  | 'not_yet_verified';
 
 /**
  * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's
@@ -71,6 +72,12 @@ export declare class LicenseError extends Error {
   readonly previouslyValid?: true;
   /** With `previouslyValid`: a sentence for the user (what probably happened, where to look). */
   readonly hint?: string;
+  /**
+   * A short sentence to show the person using the app ("Polar could not be reached: a network
+   * login page or a proxy may be in the way. …"), for every answer the WebAssembly decided
+   * (the same text as the native faces); `detail` and `code` are for logs.
+   */
+  readonly userMessage?: string;
   constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
 }
 

@@ -32,9 +32,10 @@ export const REASONS = Object.freeze({
   invalid_input: 'error',
   cache_error: 'error',
   load_error: 'error',
+  not_yet_verified: 'unverified',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a

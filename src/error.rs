@@ -68,6 +68,37 @@ pub struct Denial {
 }
 
 impl Denial {
+    /// A short sentence to show the person using the app (the [`Denial::hint`] when the key
+    /// was valid here before). Polar's own `detail` stays for logs.
+    pub fn user_message(&self) -> String {
+        if let Some(hint) = self.hint() {
+            let mut chars = hint.chars();
+            let first = chars
+                .next()
+                .map(|c| c.to_uppercase().to_string())
+                .unwrap_or_default();
+            return format!("{first}{}.", chars.as_str());
+        }
+        let text = match self.reason {
+            Reason::NotFound => "This license key was not found: check it for typos.",
+            Reason::Inactive => "This license key is no longer active.",
+            Reason::Expired => "This license key has expired.",
+            Reason::ConditionsMismatch => "This license key is activated for another computer.",
+            Reason::BenefitMismatch => "This license key is for another product or plan.",
+            Reason::CustomerMismatch => "This license key belongs to another customer.",
+            Reason::UsageExhausted => "This license key has no uses left.",
+            Reason::ActivationLimit => {
+                "This license key is active on as many computers as it allows: deactivate it \
+                 on one of them first."
+            }
+            Reason::ActivationsNotSupported => {
+                "This license key cannot be activated on a computer."
+            }
+            _ => "This license key was refused.",
+        };
+        text.to_string()
+    }
+
     /// A sentence to show a user when a key that was valid on this install is refused now
     /// (`previously_valid`): what probably happened and where to look. `None` otherwise.
     pub fn hint(&self) -> Option<&'static str> {
@@ -162,6 +193,9 @@ pub enum Error {
         /// What failed.
         detail: String,
     },
+    /// A background check's immediate answer when the cache has nothing usable: Polar is
+    /// being asked, and the fresh answer follows.
+    NotYetVerified,
 }
 
 impl Error {
@@ -176,6 +210,62 @@ impl Error {
             Error::GraceExpired { .. } => Reason::GraceExpired,
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => Reason::ClockRollback,
             Error::Cache { .. } => Reason::CacheError,
+            Error::NotYetVerified => Reason::NotYetVerified,
+        }
+    }
+
+    /// A short sentence to show the person using the app: what happened and what they can do,
+    /// with no internals (the reason code and [`Error::detail`] are for logs and support).
+    pub fn user_message(&self) -> String {
+        match self {
+            Error::InvalidInput { field, .. } if field == "key" => {
+                "This license key is not valid: check it for typos.".to_string()
+            }
+            Error::InvalidInput { field, .. } if field == "activation_id" => {
+                "This license key is not activated on this computer yet.".to_string()
+            }
+            Error::InvalidInput { field, .. } => {
+                format!("The app's license settings are wrong ({field}): contact its vendor.")
+            }
+            Error::Offline { timeout: true, .. } => {
+                "Polar, the license server, did not answer in time: check your internet \
+                 connection."
+                    .to_string()
+            }
+            Error::Offline { .. } => {
+                "Polar, the license server, could not be reached: check your internet \
+                 connection."
+                    .to_string()
+            }
+            Error::RateLimited {
+                retry_after: Some(s),
+            } => format!("Too many license checks at once: try again in {s} seconds."),
+            Error::RateLimited { retry_after: None } => {
+                "Too many license checks at once: try again in a minute.".to_string()
+            }
+            Error::ServerError { .. } => {
+                "Polar, the license server, has a problem right now: try again later.".to_string()
+            }
+            Error::Protocol { .. } => {
+                "Polar could not be reached: a network login page or a proxy may be in the \
+                 way. Sign in to the network, or try another one."
+                    .to_string()
+            }
+            Error::GraceExpired { .. } => {
+                "The license has not been verified for too long: connect to the internet to \
+                 keep using the app."
+                    .to_string()
+            }
+            Error::ClockRollback { .. } | Error::ClockStalled { .. } => {
+                "The computer's clock looks wrong: set it right, or connect to the internet."
+                    .to_string()
+            }
+            Error::Cache { .. } => {
+                "The license could not be saved on this computer: check the disk space and \
+                 the folder's permissions."
+                    .to_string()
+            }
+            Error::NotYetVerified => "Checking the license…".to_string(),
         }
     }
 
@@ -204,6 +294,9 @@ impl Error {
                  Polar must answer first"
             ),
             Error::Cache { detail } => detail.clone(),
+            Error::NotYetVerified => {
+                "not verified yet: Polar is being asked in the background".to_string()
+            }
         }
     }
 
@@ -265,6 +358,7 @@ impl fmt::Display for Error {
                 write!(f, "clock rollback: {}", self.detail())
             }
             Error::Cache { detail } => write!(f, "cache error: {detail}"),
+            Error::NotYetVerified => write!(f, "not yet verified: {}", self.detail()),
         }
     }
 }
@@ -274,6 +368,92 @@ impl std::error::Error for Error {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_answer_has_a_sentence_for_the_user_and_no_internals() {
+        let errors = [
+            Error::invalid("key", "must not be empty"),
+            Error::invalid("activation_id", "no activation remembered"),
+            Error::invalid("organization_id", "must be a UUID v4"),
+            Error::Offline {
+                timeout: true,
+                detail: "io: timed out".into(),
+            },
+            Error::Offline {
+                timeout: false,
+                detail: "io: refused".into(),
+            },
+            Error::RateLimited {
+                retry_after: Some(42),
+            },
+            Error::RateLimited { retry_after: None },
+            Error::ServerError {
+                status: 502,
+                detail: "<html>bad gateway".into(),
+            },
+            Error::protocol(
+                Some(200),
+                "malformed validate response: expected value at line 1",
+            ),
+            Error::GraceExpired {
+                verified_seconds_ago: 9_999_999,
+                cause: "offline".into(),
+            },
+            Error::ClockRollback { by_seconds: 7200 },
+            Error::ClockStalled { answers: 32 },
+            Error::Cache {
+                detail: "/home/x/cache: Permission denied (os error 13)".into(),
+            },
+            Error::NotYetVerified,
+        ];
+        let mut seen = std::collections::HashSet::new();
+        for e in &errors {
+            let m = e.user_message();
+            assert!(m.ends_with('.') || m.ends_with('…'), "{m}");
+            assert!(m.chars().next().is_some_and(char::is_uppercase), "{m}");
+            for internal in ["line 1", "os error", "<html>", "9999999", "io:", "UUID"] {
+                assert!(!m.contains(internal), "{e:?}: {m}");
+            }
+            seen.insert(m);
+        }
+        assert_eq!(
+            seen.len(),
+            errors.len() - 1, // a clock moved back and a clock held still say the same
+            "each answer says something of its own"
+        );
+        assert!(errors[8].user_message().contains("login page"));
+        assert!(errors[5].user_message().contains("42 seconds"));
+        let denials: Vec<String> = Reason::ALL
+            .into_iter()
+            .filter(|r| r.class() == ReasonClass::Denied)
+            .map(|reason| {
+                Denial {
+                    reason,
+                    detail: String::new(),
+                    status: 404,
+                    remaining_usages: None,
+                    previously_valid: false,
+                }
+                .user_message()
+            })
+            .collect();
+        let distinct: std::collections::HashSet<_> = denials.iter().collect();
+        assert_eq!(distinct.len(), denials.len(), "{denials:?}");
+        let rotated = Denial {
+            reason: Reason::NotFound,
+            detail: "Not found".into(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: true,
+        };
+        assert!(
+            rotated
+                .user_message()
+                .starts_with("This key was valid here before"),
+            "{}",
+            rotated.user_message()
+        );
+    }
 
     #[test]
     fn error_stays_small() {

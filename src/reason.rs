@@ -71,11 +71,15 @@ pub enum Reason {
     /// JS only: the package's WebAssembly could not be loaded or compiled (the asset missing
     /// after bundling, a CSP, `file://`, runtime permissions). Never produced by Rust.
     LoadError = 18,
+    /// A background check's immediate answer when the cache has nothing usable: Polar is
+    /// being asked right now, and the fresh answer follows (`check_in_background`). An
+    /// addition to contract §1 (class unverified), never a denial.
+    NotYetVerified = 19,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 18] = [
+    pub const ALL: [Reason; 19] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -94,6 +98,7 @@ impl Reason {
         Reason::InvalidInput,
         Reason::CacheError,
         Reason::LoadError,
+        Reason::NotYetVerified,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -117,6 +122,7 @@ impl Reason {
             Reason::InvalidInput => "invalid_input",
             Reason::CacheError => "cache_error",
             Reason::LoadError => "load_error",
+            Reason::NotYetVerified => "not_yet_verified",
         }
     }
 
@@ -136,7 +142,8 @@ impl Reason {
             | Reason::RateLimited
             | Reason::ServerError
             | Reason::GraceExpired
-            | Reason::ClockRollback => ReasonClass::Unverified,
+            | Reason::ClockRollback
+            | Reason::NotYetVerified => ReasonClass::Unverified,
             Reason::ProtocolError
             | Reason::InvalidInput
             | Reason::CacheError

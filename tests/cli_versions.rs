@@ -228,6 +228,11 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
         hint.contains("replaced") && hint.contains("customer portal"),
         "{hint}"
     );
+    let message = v["user_message"].as_str().expect("user_message");
+    assert!(
+        message.starts_with("This key was valid here before"),
+        "{message}"
+    );
 
     let (code, v) = run(&["check", "--key", DEMO_KEY]);
     assert_eq!(

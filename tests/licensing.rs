@@ -453,7 +453,9 @@ fn background_check_answers_at_once_then_delivers() {
     let fresh_install = World::new("background-new");
     let l2 = fresh_install.licensing("machine-A");
     let (now, handle) = l2.check_in_background(DEMO_KEY, |_| {});
-    assert_eq!(now.reason(), Some(Reason::Offline));
+    // Its own reason (issue #15): nothing failed, Polar is being asked.
+    assert_eq!(now.reason(), Some(Reason::NotYetVerified));
+    assert_eq!(now.kind(), "unverified");
     handle.unwrap().join().unwrap();
     assert!(l2.status(DEMO_KEY).unwrap().grace_remaining.is_some());
 }

@@ -200,6 +200,7 @@ pub fn report<T: Answer>(
             m.insert("remaining_usages".into(), json!(denial.remaining_usages));
             m.insert("previously_valid".into(), json!(denial.previously_valid));
             m.insert("hint".into(), json!(denial.hint()));
+            m.insert("user_message".into(), json!(denial.user_message()));
             let mut lines = vec![format!(
                 "denied: {} — {}",
                 denial.reason.code(),
@@ -283,6 +284,7 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
     let mut m = base_object(op.map(Op::name), outcome);
     m.insert("reason".into(), json!(reason.code()));
     m.insert("detail".into(), json!(error.detail()));
+    m.insert("user_message".into(), json!(error.user_message()));
     // A request left only when the input was good.
     if op == Some(Op::Validate) && reason != Reason::InvalidInput {
         m.insert("source".into(), json!("online"));

@@ -72,6 +72,9 @@ pub enum polar_license_reason {
     /// `load_error`: JS only (the npm package's WebAssembly could not be loaded); never
     /// returned by this library, listed so the numbers stay one table.
     LoadError = 18,
+    /// `not_yet_verified`: `polar_license_client_check_in_background`'s immediate answer when
+    /// the cache has nothing usable; the fresh answer follows through the callback.
+    NotYetVerified = 19,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -96,6 +99,7 @@ impl From<Reason> for polar_license_reason {
             Reason::InvalidInput => C::InvalidInput,
             Reason::CacheError => C::CacheError,
             Reason::LoadError => C::LoadError,
+            Reason::NotYetVerified => C::NotYetVerified,
         }
     }
 }
@@ -265,6 +269,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::InvalidInput => c"invalid_input",
         Reason::CacheError => c"cache_error",
         Reason::LoadError => c"load_error",
+        Reason::NotYetVerified => c"not_yet_verified",
     }
 }
 
@@ -331,7 +336,8 @@ mod tests {
         let none = unsafe { CStr::from_ptr(polar_license_reason_code(0)) };
         assert_eq!(none.to_bytes(), b"");
         // SAFETY: as above.
-        let unknown = unsafe { CStr::from_ptr(polar_license_reason_code(19)) };
+        let unknown =
+            unsafe { CStr::from_ptr(polar_license_reason_code(Reason::ALL.len() as u32 + 1)) };
         assert_eq!(unknown.to_bytes(), b"");
     }
 

@@ -44,6 +44,8 @@ pub struct polar_license_result {
     previously_valid: bool,
     /// With `previously_valid`: a sentence for the user.
     hint: CString,
+    /// For an answer that does not license: a sentence to show the user.
+    user_message: CString,
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
     /// validate, check and check_request (whatever their outcome), `None` on the others.
     verdict: Option<CheckOutcome>,
@@ -127,6 +129,7 @@ impl polar_license_result {
             grant: Grant::none(),
             previously_valid: false,
             hint: CString::default(),
+            user_message: CString::default(),
             verdict: None,
         }
     }
@@ -152,6 +155,7 @@ impl polar_license_result {
         r.remaining_usages = d.remaining_usages;
         r.source = polar_license_source::Online;
         r.set_known(d);
+        r.user_message = to_cstring(&d.user_message());
         r
     }
 
@@ -167,6 +171,7 @@ impl polar_license_result {
         let mut r = polar_license_result::new(polar_license_outcome::of(reason));
         r.set_reason(reason);
         r.detail = to_cstring(&e.detail());
+        r.user_message = to_cstring(&e.user_message());
         match e {
             Error::InvalidInput { field, .. } => r.field = to_cstring(field),
             Error::RateLimited { retry_after } => {
@@ -667,4 +672,14 @@ pub extern "C" fn polar_license_result_order_status(
 #[no_mangle]
 pub extern "C" fn polar_license_result_order_paid(result: *const polar_license_result) -> i64 {
     ffi_boundary! { read(result, |r| r.grant.order_paid) }
+}
+
+/// For an answer that does not license (a denial, an error, "not verified yet"): a short
+/// sentence to show the person using the app (what happened and what they can do; the reason
+/// and `polar_license_result_detail` are for logs), or `""`. Never NULL; owned by the result.
+#[no_mangle]
+pub extern "C" fn polar_license_result_user_message(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
 }

@@ -157,6 +157,7 @@ fn error_json(err: &Error) -> String {
     j.raw("{\"error\":{");
     j.key("code").str(err.reason().code());
     j.key("detail").str(&err.detail());
+    j.key("userMessage").str(&err.user_message());
     match err {
         Error::InvalidInput { field, .. } => {
             j.key("field").str(field);
@@ -188,6 +189,7 @@ fn denial_json(denial: &Denial) -> String {
     j.raw("{\"error\":{");
     j.key("code").str(denial.reason.code());
     j.key("detail").str(&denial.detail);
+    j.key("userMessage").str(&denial.user_message());
     j.key("status").int(i64::from(denial.status));
     if let Some(n) = denial.remaining_usages {
         j.key("remainingUsages").int(n);

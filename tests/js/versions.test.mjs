@@ -100,6 +100,7 @@ test('a rotated key that was valid here says so; a typo does not', async () => {
   assert.equal(denied.detail, 'Not found');
   assert.equal(denied.previouslyValid, true);
   assert.match(denied.hint, /replaced.*customer portal/s);
+  assert.match(denied.userMessage, /^This key was valid here before/);
   const again = await rejection(c.check(key));
   assert.equal(again.previouslyValid, true);
 

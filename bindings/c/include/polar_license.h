@@ -132,6 +132,9 @@ enum polar_license_reason
   // `load_error`: JS only (the npm package's WebAssembly could not be loaded); never
   // returned by this library, listed so the numbers stay one table.
   POLAR_LICENSE_REASON_LOAD_ERROR = 18,
+  // `not_yet_verified`: `polar_license_client_check_in_background`'s immediate answer when
+  // the cache has nothing usable; the fresh answer follows through the callback.
+  POLAR_LICENSE_REASON_NOT_YET_VERIFIED = 19,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -835,6 +838,11 @@ const char *polar_license_result_order_status(const polar_license_result *result
 
 // 1 when the order is paid, 0 when not, -1 when no order is known (and for NULL).
 int64_t polar_license_result_order_paid(const polar_license_result *result);
+
+// For an answer that does not license (a denial, an error, "not verified yet"): a short
+// sentence to show the person using the app (what happened and what they can do; the reason
+// and `polar_license_result_detail` are for logs), or `""`. Never NULL; owned by the result.
+const char *polar_license_result_user_message(const polar_license_result *result);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -87,6 +87,7 @@ static void no_cache_then_the_fresh_answer_arrives(void) {
   /* Nothing usable yet: not licensed, not a denial; the app starts in a limited mode. */
   CHECK(!polar_license_result_is_licensed(r));
   CHECK_INT(polar_license_result_outcome(r), POLAR_LICENSE_OUTCOME_UNVERIFIED);
+  CHECK_INT(polar_license_result_reason(r), POLAR_LICENSE_REASON_NOT_YET_VERIFIED);
   CHECK(pending);
   polar_license_result_free(r);
   CHECK_INT(wait_calls(&s, 10), 1);
@@ -175,6 +176,7 @@ static void bad_arguments_are_refused(void) {
     bool pending = true;
     must(polar_license_client_check_in_background(client, " padded ", on_fresh, &s, &pending, &r));
     CHECK_INT(polar_license_result_reason(r), POLAR_LICENSE_REASON_INVALID_INPUT);
+    CHECK(strstr(polar_license_result_user_message(r), "not valid") != NULL);
     CHECK(!pending);
     polar_license_result_free(r);
   }

@@ -70,6 +70,7 @@ static void reason_table_matches_the_contract(void) {
   CHECK_INT(POLAR_LICENSE_REASON_INVALID_INPUT, 16);
   CHECK_INT(POLAR_LICENSE_REASON_CACHE_ERROR, 17);
   CHECK_INT(POLAR_LICENSE_REASON_LOAD_ERROR, 18);
+  CHECK_INT(POLAR_LICENSE_REASON_NOT_YET_VERIFIED, 19);
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_LICENSED), "licensed");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_DENIED), "denied");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_UNVERIFIED), "unverified");

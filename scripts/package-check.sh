@@ -58,6 +58,19 @@ else
     bad "cargo publish --dry-run"
 fi
 
+# The README's install command for the command line, as written (debug and this build's
+# target dir only to reuse what the tests built; the features are what matters).
+echo "==> cargo install --path . --features cli"
+rm -rf "$OUT/install"
+if cargo install --path . --features cli --locked --debug --root "$OUT/install" \
+    --target-dir "${CARGO_TARGET_DIR:-target}" >"$OUT/install.log" 2>&1 &&
+    "$OUT/install/bin/polar-license" --version | tee "$OUT/version.txt" | grep -q '^polar-license '; then
+    ok "cargo install --path . --features cli: $(cat "$OUT/version.txt")"
+else
+    tail -n 20 "$OUT/install.log"
+    bad "cargo install --path . --features cli"
+fi
+
 PKG="target/npm/pkg"
 if [[ ! -f "$PKG/package.json" ]]; then
     echo "==> $PKG missing: bash scripts/build-npm.sh"

@@ -585,6 +585,16 @@ impl CheckOutcome {
         }
     }
 
+    /// For an answer that does not license: a short sentence to show the person using the app
+    /// ([`Denial::user_message`], [`Error::user_message`]); `None` when licensed.
+    pub fn user_message(&self) -> Option<String> {
+        match self {
+            CheckOutcome::Licensed { .. } => None,
+            CheckOutcome::Denied(d) => Some(d.user_message()),
+            CheckOutcome::Unverified(e) => Some(e.user_message()),
+        }
+    }
+
     /// The contract's `outcome` word: `licensed`, `denied`, `unverified` or `error`.
     pub fn kind(&self) -> &'static str {
         match self {

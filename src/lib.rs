@@ -163,6 +163,8 @@ pub mod reason;
 pub mod session;
 pub mod transport;
 
+#[cfg(not(target_arch = "wasm32"))]
+mod blocking_future;
 pub mod features;
 pub mod fingerprint;
 #[cfg(not(target_arch = "wasm32"))]
@@ -208,6 +210,8 @@ pub use reason::{Reason, ReasonClass};
 pub use session::{CacheState, CacheStatus};
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
+#[cfg(not(target_arch = "wasm32"))]
+pub use blocking_future::Blocking;
 #[cfg(not(target_arch = "wasm32"))]
 pub use licensing::{system_clock, Clock, Licensing, LicensingBuilder, MachineBinding};
 #[cfg(not(target_arch = "wasm32"))]

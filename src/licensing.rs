@@ -12,6 +12,7 @@
 //! never holds the lock while Polar is asked, so the other threads and processes checking the
 //! key answer from the cache meanwhile (see [`crate::session`] for the phases).
 
+use crate::blocking_future::Blocking;
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
@@ -899,6 +900,70 @@ impl Licensing {
         }
     }
 
+    /// [`Licensing::check`] as a future any executor can await (tokio, async-std, smol, a GUI
+    /// toolkit's, `pollster::block_on`): the work runs on a thread of its own, so no executor
+    /// thread waits while Polar answers. The library depends on no runtime. Dropping the
+    /// future does not cancel the request: it ends within the client's timeouts and updates
+    /// the cache as [`Licensing::check`] would.
+    ///
+    /// ```no_run
+    /// # async fn command() -> Result<bool, polar_license::Error> {
+    /// // In a Tauri command or an axum handler:
+    /// let licensing = polar_license::Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+    ///     .app_id("com.example.editor")
+    ///     .build()?;
+    /// let verdict = licensing.check_async("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415").await;
+    /// Ok(verdict.is_licensed())
+    /// # }
+    /// ```
+    pub fn check_async(&self, key: impl Into<Key>) -> Blocking<CheckOutcome> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.check(key),
+            |e| CheckOutcome::Unverified(unstarted(e)),
+        )
+    }
+
+    /// [`Licensing::check_report`] as a future (see [`Licensing::check_async`]).
+    pub fn check_report_async(&self, key: impl Into<Key>) -> Blocking<CheckReport> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.check_report(key),
+            |e| CheckReport::of(CheckOutcome::Unverified(unstarted(e))),
+        )
+    }
+
+    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]).
+    pub fn activate_async(
+        &self,
+        req: ActivateRequest,
+    ) -> Blocking<Result<Verdict<LicenseKeyActivationRead>, Error>> {
+        let me = self.clone();
+        Blocking::spawn(move || me.activate(&req), |e| Err(unstarted(e)))
+    }
+
+    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]).
+    pub fn validate_async(
+        &self,
+        req: ValidateRequest,
+    ) -> Blocking<Result<Verdict<ValidatedLicenseKey>, Error>> {
+        let me = self.clone();
+        Blocking::spawn(move || me.validate(&req), |e| Err(unstarted(e)))
+    }
+
+    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]).
+    pub fn deactivate_async(
+        &self,
+        key: impl Into<Key>,
+        activation_id: Option<String>,
+    ) -> Blocking<Result<Verdict<()>, Error>> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.deactivate(key, activation_id.as_deref()),
+            |e| Err(unstarted(e)),
+        )
+    }
+
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
     /// With neither, `invalid_input` (field `activation_id`).
     pub fn deactivate(
@@ -977,4 +1042,12 @@ struct Step {
     asking: Box<Asking>,
     /// The cached answer could not be recorded.
     cache_error: Option<Error>,
+}
+
+/// The error of an async call whose thread could not be started.
+fn unstarted(e: std::io::Error) -> Error {
+    Error::Offline {
+        timeout: false,
+        detail: format!("could not start a thread for the request: {e}"),
+    }
 }

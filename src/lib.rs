@@ -165,6 +165,8 @@ pub mod transport;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod blocking_future;
+#[cfg(not(target_arch = "wasm32"))]
+mod events;
 pub mod features;
 pub mod fingerprint;
 #[cfg(not(target_arch = "wasm32"))]

@@ -757,10 +757,12 @@ impl Licensing {
     }
 
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        match self.begin(key, explicit) {
+        let report = match self.begin(key, explicit) {
             Begun::Asking(step) => self.ask(key, step),
             Begun::Answered(report) => report,
-        }
+        };
+        crate::events::decision(key, &report);
+        report
     }
 
     /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
@@ -784,7 +786,9 @@ impl Licensing {
             }
         }
         let expect = asking.expect(self.org());
-        let online = self.client.send_validate(&asking.http, expect.as_ref());
+        let online =
+            self.client
+                .send_validate(&asking.http, expect.as_ref(), Some(&asking.query.key));
         let finished = self
             .store
             .lock(&slot.name)
@@ -887,7 +891,11 @@ impl Licensing {
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
-            .spawn(move || on_fresh(me.ask(&key, step)));
+            .spawn(move || {
+                let fresh = me.ask(&key, step);
+                crate::events::decision(&key, &fresh);
+                on_fresh(fresh)
+            });
         match handle {
             Ok(handle) => (CheckReport::of(immediate), Some(handle)),
             Err(e) => (

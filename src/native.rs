@@ -1,7 +1,7 @@
 //! The native blocking client over ureq (rustls).
 
 use crate::error::{Error, Verdict};
-use crate::key::AccessToken;
+use crate::key::{AccessToken, Key};
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
@@ -11,7 +11,7 @@ use crate::proto::{
 use crate::transport::{Transport, TransportError, TransportErrorKind};
 use std::io::ErrorKind;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Default connect timeout (TCP and TLS handshake).
 pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
@@ -452,7 +452,7 @@ impl BlockingClient {
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
         let request = self.api.validate_request(req)?;
         let expect = Expect::validate(self.api.organization_id(), req, now);
-        self.send_validate(&request, expect.as_ref())
+        self.send_validate(&request, expect.as_ref(), req.key.as_ref())
     }
 
     /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
@@ -461,14 +461,20 @@ impl BlockingClient {
         &self,
         request: &HttpRequest,
         expect: Option<&Expect<'_>>,
+        key: Option<&Key>,
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
-        let response = self.transport.send(request)?;
-        let date = response.header("date").and_then(crate::grace::http_date);
-        let verdict = match expect {
-            Some(expect) => parse_validate_for(&response, expect)?,
-            None => parse_validate(&response)?,
-        };
-        Ok((verdict, date))
+        let started = Instant::now();
+        let result = (|| {
+            let response = self.transport.send(request)?;
+            let date = response.header("date").and_then(crate::grace::http_date);
+            let verdict = match expect {
+                Some(expect) => parse_validate_for(&response, expect)?,
+                None => parse_validate(&response)?,
+            };
+            Ok((verdict, date))
+        })();
+        crate::events::request("validate", key, started, &result);
+        result
     }
 
     /// Activates a key (takes one activation slot per call, even with the same label). A 200
@@ -489,19 +495,32 @@ impl BlockingClient {
         now: i64,
     ) -> Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error> {
         let request = self.api.activate_request(req)?;
-        let response = self.transport.send(&request)?;
-        let date = response.header("date").and_then(crate::grace::http_date);
-        let verdict = match Expect::activate(self.api.organization_id(), req, now) {
-            Some(expect) => parse_activate_for(&response, &expect)?,
-            None => parse_activate(&response)?,
-        };
-        Ok((verdict, date))
+        let started = Instant::now();
+        let result = (|| {
+            let response = self.transport.send(&request)?;
+            let date = response.header("date").and_then(crate::grace::http_date);
+            let verdict = match Expect::activate(self.api.organization_id(), req, now) {
+                Some(expect) => parse_activate_for(&response, &expect)?,
+                None => parse_activate(&response)?,
+            };
+            Ok((verdict, date))
+        })();
+        crate::events::request("activate", req.key.as_ref(), started, &result);
+        result
     }
 
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;
-        parse_deactivate(&self.transport.send(&request)?)
+        let started = Instant::now();
+        let result = self
+            .transport
+            .send(&request)
+            .map_err(Error::from)
+            .and_then(|response| parse_deactivate(&response))
+            .map(|verdict| (verdict, None));
+        crate::events::request("deactivate", req.key.as_ref(), started, &result);
+        result.map(|(verdict, _)| verdict)
     }
 }
 

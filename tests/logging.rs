@@ -1,0 +1,111 @@
+//! Issue #15 item 4: the library's events through the `log` facade: one line per request and
+//! one per grace decision, the key only ever redacted, nothing when no logger is installed.
+#![cfg(feature = "emulator")]
+
+use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
+use polar_license::{ActivateRequest, GracePolicy, Licensing, MachineBinding, ValidateRequest};
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Every record logged, as `LEVEL target: message`.
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        LINES.lock().unwrap().push(format!(
+            "{} {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        ));
+    }
+    fn flush(&self) {}
+}
+
+/// One test (one logger per process): requests and decisions, redacted.
+#[test]
+fn one_line_per_request_and_per_decision_and_keys_redacted() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let dir = std::env::temp_dir().join(format!("polar-license-log-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let l = Licensing::builder(polar.organization_id())
+        .base_url(polar.url())
+        .cache_dir(&dir)
+        .machine_binding(MachineBinding::Id("machine-A".into()))
+        .policy(GracePolicy {
+            revalidate_after: Duration::ZERO,
+            ..GracePolicy::default()
+        })
+        .build()
+        .expect("builds");
+
+    // No logger yet: the library is silent (and the calls work the same).
+    assert!(l.check(DEMO_KEY).is_licensed());
+    assert!(LINES.lock().unwrap().is_empty());
+
+    log::set_logger(&Capture).expect("the only logger");
+    log::set_max_level(log::LevelFilter::Trace);
+    polar.reset_request_count();
+
+    assert!(l.check(DEMO_KEY).is_licensed()); // online
+    polar.set_fault(Some(Fault::CloseImmediately));
+    assert!(l.check(DEMO_KEY).is_licensed()); // from the cache after offline
+    polar.set_fault(None);
+    let typo = "TYPO-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+    assert!(l.validate(&ValidateRequest::new(typo)).is_ok());
+    assert!(l
+        .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+        .is_ok_and(|v| v.is_accepted()));
+    assert!(l.deactivate(DEMO_KEY, None).is_ok_and(|v| v.is_accepted()));
+
+    let lines = LINES.lock().unwrap().clone();
+    for line in &lines {
+        eprintln!("{line}");
+    }
+    let ours: Vec<&String> = lines
+        .iter()
+        .filter(|l| l.contains(" polar_license: "))
+        .collect();
+    let requests: Vec<&&String> = ours.iter().filter(|l| l.starts_with("DEBUG")).collect();
+    let decisions: Vec<&&String> = ours.iter().filter(|l| l.starts_with("INFO")).collect();
+    assert_eq!(requests.len() as u64, polar.request_count(), "{ours:?}");
+    assert_eq!(requests.len(), 5, "{ours:?}");
+    assert_eq!(decisions.len(), 2, "{ours:?}");
+    assert!(
+        decisions[0].ends_with("check ****-4C5B6A: licensed online"),
+        "{decisions:?}"
+    );
+    assert!(
+        decisions[1]
+            .contains("check ****-4C5B6A: licensed from the cache after offline, grace 7d 0h left"),
+        "{decisions:?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains("validate ****-6ED415: denied not_found (404 \"Not found\")")),
+        "{requests:?}"
+    );
+    assert!(requests
+        .iter()
+        .any(|l| l.contains("activate ****-4C5B6A: accepted in")));
+    assert!(requests
+        .iter()
+        .any(|l| l.contains("deactivate ****-4C5B6A: accepted in")));
+    assert!(requests
+        .iter()
+        .any(|l| l.contains("validate ****-4C5B6A: offline in")));
+    // The keys never appear whole, nor any part of them before the last six characters.
+    for line in &lines {
+        for key in [DEMO_KEY, typo] {
+            assert!(!line.contains(key), "{line}");
+            assert!(!line.contains(&key[..key.len() - 6]), "{line}");
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -329,6 +329,11 @@ export interface CheckResult extends ValidateResult {
   /** When the verdict was obtained online, unix seconds. */
   verifiedAt: number;
   /**
+   * When this verdict's grace ends, unix seconds: past it an unreachable Polar no longer
+   * licenses (`grace_expired`); an online answer before then moves it.
+   */
+  graceEndsAt: number;
+  /**
    * For a cache answer after Polar was asked: what happened online (e.g. `offline` for an
    * unreachable Polar, `protocol_error` for a captive portal's page). `null` when Polar
    * answered, or when the cache answered with no request.

@@ -162,6 +162,21 @@ impl GracePolicy {
         Ok(())
     }
 
+    /// When the grace of a licensed answer ends (unix seconds of the local clock): its good
+    /// verdict's time plus the grace period. Past it, an unreachable Polar no longer licenses
+    /// (`grace_expired`); an online answer before then moves it. `None` when not licensed.
+    pub fn grace_ends_at(&self, outcome: &CheckOutcome) -> Option<i64> {
+        match outcome {
+            CheckOutcome::Licensed { verified_at, .. } => Some(self.grace_end(*verified_at)),
+            _ => None,
+        }
+    }
+
+    /// The end of the grace of a good verdict obtained at `verified_at` (unix seconds).
+    pub fn grace_end(&self, verified_at: i64) -> i64 {
+        verified_at.saturating_add(self.grace_secs())
+    }
+
     fn revalidate_secs(&self) -> i64 {
         secs(self.revalidate_after)
     }

@@ -141,6 +141,16 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
     let (code, v) = json(&out);
     assert_eq!((code, v["source"].as_str()), (0, Some("cache")), "{v}");
     assert_eq!(v["license"]["subscription"]["status"], "active");
+    // The grace end as a timestamp: a week after the verdict (issue #15).
+    let at = |field: &str| {
+        time::OffsetDateTime::parse(
+            v[field].as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.unix_timestamp())
+        .unwrap_or_else(|e| panic!("{field}: {e}: {v}"))
+    };
+    assert_eq!(at("grace_ends_at") - at("verified_at"), 7 * 24 * 3600);
 
     let out = cli(&served.1, &cache)
         .args(["validate", "--key", DEMO_KEY])

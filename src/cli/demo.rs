@@ -271,7 +271,12 @@ pub fn run(g: &Global) -> u8 {
         ("done", None),
     );
     let before = emulator.request_count();
-    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    let got = check_report(
+        &key,
+        &licensing.check_report(key.clone()),
+        None,
+        licensing.policy(),
+    );
     let sent = emulator.request_count().saturating_sub(before);
     walk.step(
         "Check within the hour: from the cache, no request",
@@ -284,7 +289,12 @@ pub fn run(g: &Global) -> u8 {
         ("licensed", None),
     );
     offset.store(2 * HOUR, Ordering::SeqCst);
-    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    let got = check_report(
+        &key,
+        &licensing.check_report(key.clone()),
+        None,
+        licensing.policy(),
+    );
     walk.step(
         "Two hours later: stale, so it asks Polar",
         "check --key $KEY",
@@ -301,7 +311,12 @@ pub fn run(g: &Global) -> u8 {
         body: "<html><form>Hotel Wi-Fi: log in</form></html>".into(),
     }));
     offset.store(4 * HOUR, Ordering::SeqCst);
-    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    let got = check_report(
+        &key,
+        &licensing.check_report(key.clone()),
+        None,
+        licensing.policy(),
+    );
     walk.step(
         "A hotel login page answers instead of Polar: licensed from the cache",
         "check --key $KEY",
@@ -310,7 +325,12 @@ pub fn run(g: &Global) -> u8 {
     );
     emulator.set_fault(Some(Fault::CloseImmediately));
     offset.store(2 * DAY, Ordering::SeqCst);
-    let got = check_report(&key, &licensing.check_report(key.clone()), None);
+    let got = check_report(
+        &key,
+        &licensing.check_report(key.clone()),
+        None,
+        licensing.policy(),
+    );
     walk.step(
         "Two days later, Polar unreachable: licensed within the 7-day grace",
         "check --key $KEY",
@@ -321,7 +341,12 @@ pub fn run(g: &Global) -> u8 {
     walk.step(
         "Eight days later, still unreachable: the grace is over",
         "check --key $KEY",
-        &check_report(&key, &licensing.check_report(key.clone()), None),
+        &check_report(
+            &key,
+            &licensing.check_report(key.clone()),
+            None,
+            licensing.policy(),
+        ),
         ("unverified", Some("grace_expired")),
     );
     emulator.set_fault(None);

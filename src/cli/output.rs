@@ -399,7 +399,12 @@ pub fn span(d: Duration) -> String {
 /// `remaining_usages`. `grace_remaining_seconds` is set for a cache answer only. A licensed
 /// answer from the cache after Polar was asked carries what happened online in `reason` and
 /// `detail` (contract §4: `offline`, `rate_limited`, `server_error` or `protocol_error`).
-pub fn check_report(key: &Key, checked: &CheckReport, remembered: Option<&str>) -> Report {
+pub fn check_report(
+    key: &Key,
+    checked: &CheckReport,
+    remembered: Option<&str>,
+    policy: &GracePolicy,
+) -> Report {
     let shown = key.redacted();
     let mut r = match &checked.outcome {
         CheckOutcome::Licensed {
@@ -412,6 +417,8 @@ pub fn check_report(key: &Key, checked: &CheckReport, remembered: Option<&str>) 
             r.json.insert("source".into(), json!(source.as_str()));
             r.json
                 .insert("verified_at".into(), json!(unix_when(*verified_at)));
+            let ends = policy.grace_ends_at(&checked.outcome).map(unix_when);
+            r.json.insert("grace_ends_at".into(), json!(ends));
             if let Some(why) = &checked.fallback {
                 r.json.insert("reason".into(), json!(why.reason().code()));
                 r.json.insert("detail".into(), json!(why.detail()));
@@ -661,6 +668,12 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
     if let Some(left) = s.grace_remaining {
         m.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
         c.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
+        if let CacheState::Present(record) = &s.state {
+            if let Some(good) = &record.good {
+                let ends = policy.grace_end(good.verified_at);
+                c.insert("grace_ends_at".into(), json!(unix_when(ends)));
+            }
+        }
     }
     lines.push(fact("dir", &dir.display().to_string()));
     m.insert("detail".into(), json!(detail));

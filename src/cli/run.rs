@@ -299,7 +299,12 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         return error_report(Some(Op::Check), None, &e);
     }
     let checked = licensing.check_report(key.clone());
-    let report = check_report(&key, &checked, remembered(&licensing, &key).as_deref());
+    let report = check_report(
+        &key,
+        &checked,
+        remembered(&licensing, &key).as_deref(),
+        licensing.policy(),
+    );
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,

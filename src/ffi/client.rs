@@ -482,7 +482,8 @@ pub extern "C" fn polar_license_client_check(
         // Bad input is caught before the cache is touched.
         let result = match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
             Ok(_) => {
-                let mut r = polar_license_result::check(&licensing.check_report(key));
+                let mut r =
+                    polar_license_result::check(&licensing.check_report(key), licensing.policy());
                 if !r.has_activation_id() {
                     r.default_activation_id(remembered(licensing, key).as_deref());
                 }
@@ -543,15 +544,16 @@ pub extern "C" fn polar_license_client_check_in_background(
             match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
                 Ok(_) => {
                     let data = UserData(user_data);
+                    let policy = *licensing.policy();
                     let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
                         let data = data;
-                        let result = polar_license_result::check(&fresh);
+                        let result = polar_license_result::check(&fresh, &policy);
                         let result = Box::into_raw(Box::new(result));
                         // SAFETY: `callback` is the app's function of the documented type,
                         // called once with its own user_data and a result it now owns.
                         unsafe { callback(data.0, result) };
                     });
-                    let mut r = polar_license_result::check(&now);
+                    let mut r = polar_license_result::check(&now, licensing.policy());
                     if !r.has_activation_id() {
                         r.default_activation_id(remembered(licensing, key).as_deref());
                     }
@@ -587,7 +589,10 @@ pub extern "C" fn polar_license_client_check_request(
         let checked = unused_fields(req, false)
             .and_then(|()| licensing.client().api().validate_request(&validate));
         let mut result = match checked {
-            Ok(_) => polar_license_result::check(&licensing.check_request_report(&validate)),
+            Ok(_) => polar_license_result::check(
+                &licensing.check_request_report(&validate),
+                licensing.policy(),
+            ),
             Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());

@@ -6,7 +6,7 @@ use super::enums::{
 use super::panic::Boundary;
 use super::strings::to_cstring;
 use crate::error::{Denial, Error};
-use crate::grace::{CheckOutcome, CheckReport};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::model::{LicenseKeyActivation, LicenseKeyRead};
 use crate::reason::Reason;
 use crate::session::{CacheState, CacheStatus};
@@ -46,6 +46,8 @@ pub struct polar_license_result {
     hint: CString,
     /// For an answer that does not license: a sentence to show the user.
     user_message: CString,
+    /// For a licensed check: when its grace ends (unix seconds), else -1.
+    grace_ends_at: i64,
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
     /// validate, check and check_request (whatever their outcome), `None` on the others.
     verdict: Option<CheckOutcome>,
@@ -130,6 +132,7 @@ impl polar_license_result {
             previously_valid: false,
             hint: CString::default(),
             user_message: CString::default(),
+            grace_ends_at: -1,
             verdict: None,
         }
     }
@@ -191,8 +194,9 @@ impl polar_license_result {
     /// The answer of a grace-aware check (a verdict features can be asked about), with why a
     /// licensed answer came from the cache although Polar was asked (its reason and detail)
     /// and why the cache could not be written.
-    pub(crate) fn check(report: &CheckReport) -> Self {
+    pub(crate) fn check(report: &CheckReport, policy: &GracePolicy) -> Self {
         let mut r = polar_license_result::check_answer(&report.outcome);
+        r.grace_ends_at = policy.grace_ends_at(&report.outcome).unwrap_or(-1);
         if let Some(why) = &report.fallback {
             r.set_reason(why.reason());
             r.detail = to_cstring(&why.detail());
@@ -682,4 +686,13 @@ pub extern "C" fn polar_license_result_user_message(
     result: *const polar_license_result,
 ) -> *const c_char {
     ffi_boundary! { read(result, |r| r.user_message.as_ptr()) }
+}
+
+/// For a licensed answer of check, check_request or check_in_background: when its grace ends,
+/// in unix seconds (the good verdict's time plus the grace period: past it, an unreachable
+/// Polar no longer licenses; an online answer before then moves it). -1 otherwise and for
+/// NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_grace_ends_at(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.grace_ends_at) }
 }

@@ -521,6 +521,8 @@ impl Engine {
                 j.key("source").str(source.as_str());
                 j.key("graceRemaining").opt_int(secs(*grace_remaining));
                 j.key("verifiedAt").int(*verified_at);
+                j.key("graceEndsAt")
+                    .int(self.policy.grace_end(*verified_at));
                 j.key("reason").opt_str(fallback.map(|e| e.reason().code()));
                 j.key("features");
                 self.features_json(&mut j, outcome);

@@ -73,6 +73,7 @@ test('2027-01: member, subscription and order on activate, validate and check, t
     const cached = await offline.check(key);
     assert.equal(cached.source, 'cache');
     assert.equal(cached.reason, 'offline');
+    assert.equal(cached.graceEndsAt, cached.verifiedAt + 7 * 24 * 3600);
     assertGrant(cached.license, 'cache');
   } finally {
     await setFault(null, url);

@@ -142,6 +142,8 @@ static void polar_hangs_and_the_launch_does_not_wait(void) {
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
   CHECK(pending);
   CHECK(took < 2500.0);
+  /* The grace ends a week after the verdict. */
+  CHECK_INT(polar_license_result_grace_ends_at(r), polar_license_result_verified_at(r) + WEEK);
   printf("  immediate answer in %.1f ms while Polar hangs\n", took);
   polar_license_result_free(r);
   CHECK_INT(wait_calls(&s, 30), 1);
@@ -161,6 +163,7 @@ static void bad_arguments_are_refused(void) {
   temp_dir(dir);
   client = new_client(dir, 0, HOUR, WEEK);
   seen_init(&s);
+  CHECK_INT(polar_license_result_grace_ends_at(NULL), -1);
   CHECK_INT(polar_license_client_check_in_background(client, DEMO_KEY, NULL, &s, NULL, &r),
             POLAR_LICENSE_STATUS_NULL_ARGUMENT);
   CHECK(r == NULL);

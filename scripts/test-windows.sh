@@ -10,7 +10,8 @@
 #      matrix, the C ABI called from Rust, the machine id with a planted reg.exe), run by
 #      cargo through wine;
 #   3. the C quick start (bindings/c/examples/validate.c) built by MinGW-w64 against the
-#      static library and run twice against the Windows emulator.
+#      static library and run twice against the Windows emulator;
+#   4. the C suites that are not Linux-specific, built the same way, run against it.
 # Rust's std imports bcryptprimitives.dll!ProcessPrng (Windows 10 and later), which wine 8
 # lacks: scripts/windows/process_prng.c is built into a stand-in DLL that only this script
 # puts on wine's PATH (never shipped). The last line is `windows: N passed, N failed`.
@@ -136,6 +137,50 @@ c_quick_start() {
     [[ $ok -eq 1 ]]
 }
 if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; fi
+
+# ---- 4. the C suites ------------------------------------------------------------------------
+# Every suite that is not Linux-specific (test_interop and test_trust use fork, mount
+# namespaces and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror
+# -pedantic, statically: no MinGW DLL to ship) and run against the Windows emulator answering
+# as API version 2027-01, like scripts/test-c.sh does.
+C_SUITES=(inputs reasons grace features versions background threads faults)
+c_suites() {
+    local lib="target/$TARGET/c-release/libpolar_license.a" native t out p f
+    native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |
+        tr ' ' '\n' | grep -v '^-lwindows\.' | tr '\n' ' ')"
+    mkdir -p "$OUT/c"
+    wine "$EXE" emulator --port 0 --api-version 2027-01 >"$OUT/c-emulator.log" 2>&1 &
+    local pid=$! url="" i
+    for i in $(seq 1 200); do
+        url="$(sed -n '1s/^listening on //p' "$OUT/c-emulator.log" | tr -d '\r')"
+        [[ -n "$url" ]] && break
+        sleep 0.1
+    done
+    for t in "${C_SUITES[@]}"; do
+        # shellcheck disable=SC2086 # the list is words
+        if ! x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -pedantic -pthread -static \
+            -Ibindings/c/include bindings/c/tests/harness.c "bindings/c/tests/test_$t.c" \
+            "$lib" $native -o "$OUT/c/test_$t.exe"; then
+            record "c test_$t (build)" 0 1
+            continue
+        fi
+        out="$(POLAR_EMULATOR_URL="$url" POLAR_LICENSE_CLI="$(winepath -w "$ROOT/$EXE")" \
+            timeout 600 wine "$OUT/c/test_$t.exe" 2>&1 | tr -d '\r')"
+        grep -E '^(not ok|  bindings/)' <<<"$out" || true
+        p=""
+        f=""
+        read -r p f < <(sed -n "s/^test_$t: \([0-9]*\) passed, \([0-9]*\) failed$/\1 \2/p" <<<"$out")
+        if [[ -z "${p:-}" ]]; then
+            echo "$out" | tail -n 5
+            p=0
+            f=1
+        fi
+        record "c test_$t" "$p" "$f"
+    done
+    kill "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+if [[ -n "$EXE" ]]; then c_suites; else record c-suites 0 1; fi
 
 echo
 echo "windows: $PASSED passed, $FAILED failed"

@@ -1,17 +1,50 @@
 /* harness.c: see harness.h. */
 #include "harness.h"
 
-#include <arpa/inet.h>
-#include <ftw.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+
+/* The few things that differ on Windows (scripts/test-windows.sh builds the portable suites
+ * with MinGW-w64 and runs them under wine): sockets, processes, temporary directories. */
+#ifdef _WIN32
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#include <windows.h>
+#include <direct.h>
+#include <io.h>
+#include <process.h>
+#include <sys/stat.h>
+typedef SOCKET sock_t;
+#define BAD_SOCK INVALID_SOCKET
+#define close_sock closesocket
+#define getpid _getpid
+static void net_init(void) {
+  static int done;
+  WSADATA data;
+  if (!done && WSAStartup(MAKEWORD(2, 2), &data) == 0) done = 1;
+}
+static void pause_ms(int ms) { Sleep((DWORD)ms); }
+#else
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
+typedef int sock_t;
+#define BAD_SOCK (-1)
+#define close_sock close
+static void net_init(void) {}
+static void pause_ms(int ms) {
+  struct timespec step;
+  step.tv_sec = ms / 1000;
+  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
+  nanosleep(&step, NULL);
+}
+#endif
 
 static int passed, failed, current_failures;
 static const char *current_test = "";
@@ -94,32 +127,36 @@ int emu_request_at(int port, const char *method, const char *path, const char *b
   char head[512];
   static char response[65536];
   size_t got = 0, body_len = body ? strlen(body) : 0;
-  ssize_t n;
-  int fd, status = -1;
+  int n;
+  sock_t fd;
+  int status = -1;
   char *start;
 
+  net_init();
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
   addr.sin_port = htons((uint16_t)port);
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return -1;
+  if (fd == BAD_SOCK) return -1;
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
-    close(fd);
+    close_sock(fd);
     return -1;
   }
   snprintf(head, sizeof head,
            "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
-           "Content-Type: application/json\r\nContent-Length: %zu\r\n\r\n",
-           method, path, body_len);
-  if (write(fd, head, strlen(head)) < 0 || (body_len && write(fd, body, body_len) < 0)) {
-    close(fd);
+           "Content-Type: application/json\r\nContent-Length: %lu\r\n\r\n",
+           method, path, (unsigned long)body_len);
+  if (send(fd, head, (int)strlen(head), 0) < 0 ||
+      (body_len && send(fd, body, (int)body_len, 0) < 0)) {
+    close_sock(fd);
     return -1;
   }
-  while (got < sizeof response - 1 && (n = read(fd, response + got, sizeof response - 1 - got)) > 0) {
+  while (got < sizeof response - 1 &&
+         (n = (int)recv(fd, response + got, (int)(sizeof response - 1 - got), 0)) > 0) {
     got += (size_t)n;
   }
-  close(fd);
+  close_sock(fd);
   response[got] = '\0';
   if (sscanf(response, "HTTP/1.1 %d", &status) != 1) return -1;
   if (out != NULL && out_len > 0) {
@@ -169,21 +206,112 @@ void emu_new_key_on(const char *benefit_id, const char *fields, char key[64]) {
 int closed_port(void) {
   struct sockaddr_in addr;
   socklen_t len = sizeof addr;
-  int fd = socket(AF_INET, SOCK_STREAM, 0), port;
+  sock_t fd;
+  int port;
+  net_init();
+  fd = socket(AF_INET, SOCK_STREAM, 0);
   memset(&addr, 0, sizeof addr);
   addr.sin_family = AF_INET;
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bind(fd, (struct sockaddr *)&addr, sizeof addr);
   getsockname(fd, (struct sockaddr *)&addr, &len);
   port = ntohs(addr.sin_port);
-  close(fd);
+  close_sock(fd);
   return port;
 }
 
+/* Whether something listens on 127.0.0.1:port. */
+static int listening(int port) {
+  struct sockaddr_in addr;
+  sock_t fd;
+  int up;
+  net_init();
+  fd = socket(AF_INET, SOCK_STREAM, 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr.sin_port = htons((uint16_t)port);
+  up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
+  close_sock(fd);
+  return up;
+}
+
+#ifdef _WIN32
+/* Private emulators by handle; the "pid" handed out is the index + 1. */
+static HANDLE privates[16];
+
+int emu_start_private(int port) {
+  const char *cli = getenv("POLAR_LICENSE_CLI");
+  char command[1024];
+  STARTUPINFOA si;
+  PROCESS_INFORMATION pi;
+  int i, slot = -1;
+  if (cli == NULL || cli[0] == '\0') die("set POLAR_LICENSE_CLI to the polar-license binary");
+  for (i = 0; i < 16; i++) {
+    if (privates[i] == NULL) {
+      slot = i;
+      break;
+    }
+  }
+  if (slot < 0) die("too many private emulators");
+  snprintf(command, sizeof command, "\"%s\" emulator --port %d", cli, port);
+  memset(&si, 0, sizeof si);
+  si.cb = sizeof si;
+  if (!CreateProcessA(NULL, command, NULL, NULL, FALSE, CREATE_NO_WINDOW, NULL, NULL, &si, &pi))
+    die("CreateProcess");
+  CloseHandle(pi.hThread);
+  privates[slot] = pi.hProcess;
+  for (i = 0; i < 500; i++) {
+    if (listening(port)) return slot + 1;
+    pause_ms(20);
+  }
+  TerminateProcess(pi.hProcess, 1);
+  die("the private emulator did not start");
+  return -1;
+}
+
+void emu_stop_private(int pid) {
+  if (pid <= 0 || pid > 16 || privates[pid - 1] == NULL) return;
+  TerminateProcess(privates[pid - 1], 0);
+  WaitForSingleObject(privates[pid - 1], 10000);
+  CloseHandle(privates[pid - 1]);
+  privates[pid - 1] = NULL;
+}
+
+void temp_dir(char dir[64]) {
+  static unsigned counter;
+  char base[MAX_PATH];
+  DWORD n = GetTempPathA(sizeof base, base);
+  if (n == 0 || n >= sizeof base) die("GetTempPath");
+  snprintf(dir, 64, "%spolar-license-ctest-%d-%u", base, (int)getpid(), ++counter);
+  if (_mkdir(dir) != 0) die("mkdir");
+}
+
+void remove_tree(const char *dir) {
+  char pattern[MAX_PATH], path[MAX_PATH];
+  struct _finddata_t entry;
+  intptr_t find;
+  snprintf(pattern, sizeof pattern, "%s\\*", dir);
+  find = _findfirst(pattern, &entry);
+  if (find != -1) {
+    do {
+      if (strcmp(entry.name, ".") == 0 || strcmp(entry.name, "..") == 0) continue;
+      snprintf(path, sizeof path, "%s\\%s", dir, entry.name);
+      if (entry.attrib & _A_SUBDIR) {
+        remove_tree(path);
+      } else {
+        _chmod(path, _S_IREAD | _S_IWRITE);
+        remove(path);
+      }
+    } while (_findnext(find, &entry) == 0);
+    _findclose(find);
+  }
+  _rmdir(dir);
+}
+#else
 int emu_start_private(int port) {
   const char *cli = getenv("POLAR_LICENSE_CLI");
   char port_text[16];
-  struct timespec step = {0, 20 * 1000 * 1000};
   pid_t pid;
   int i;
   if (cli == NULL || cli[0] == '\0') die("set POLAR_LICENSE_CLI to the polar-license binary");
@@ -197,16 +325,8 @@ int emu_start_private(int port) {
   }
   /* A bounded wait for it to listen (at most 10 s), not a timing assertion. */
   for (i = 0; i < 500; i++) {
-    struct sockaddr_in addr;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), up;
-    memset(&addr, 0, sizeof addr);
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    addr.sin_port = htons((uint16_t)port);
-    up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
-    close(fd);
-    if (up) return (int)pid;
-    nanosleep(&step, NULL);
+    if (listening(port)) return (int)pid;
+    pause_ms(20);
   }
   kill(pid, SIGKILL);
   waitpid(pid, NULL, 0);
@@ -233,6 +353,7 @@ static int remove_entry(const char *path, const struct stat *sb, int flag, struc
 }
 
 void remove_tree(const char *dir) { nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS); }
+#endif
 
 polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
                                  uint64_t revalidate_after, uint64_t grace_period) {

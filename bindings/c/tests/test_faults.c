@@ -24,7 +24,11 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <time.h>
+#ifdef _WIN32
+#include <direct.h>
+#else
 #include <unistd.h>
+#endif
 
 #include "harness.h"
 
@@ -329,7 +333,11 @@ static void make_parents(const char *path) {
   snprintf(dir, sizeof dir, "%s", path);
   for (slash = strchr(dir + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
     *slash = '\0';
+#ifdef _WIN32
+    if (_mkdir(dir) != 0 && errno != EEXIST) perror(dir);
+#else
     if (mkdir(dir, 0755) != 0 && errno != EEXIST) perror(dir);
+#endif
     *slash = '/';
   }
 }

@@ -45,12 +45,13 @@ static void reason_table_matches_the_contract(void) {
                                       "protocol_error",
                                       "invalid_input",
                                       "cache_error",
-                                      "load_error"};
+                                      "load_error",
+                                      "not_yet_verified"};
   unsigned i;
   for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
     CHECK_STR(polar_license_reason_code(i), codes[i]);
   }
-  CHECK_STR(polar_license_reason_code(19), "");
+  CHECK_STR(polar_license_reason_code(20), "");
   CHECK_INT(POLAR_LICENSE_REASON_NONE, 0);
   CHECK_INT(POLAR_LICENSE_REASON_NOT_FOUND, 1);
   CHECK_INT(POLAR_LICENSE_REASON_INACTIVE, 2);

@@ -37,6 +37,10 @@ export WINEDLLOVERRIDES="bcryptprimitives=n,b;mscoree,mshtml="
 export CARGO_TARGET_X86_64_PC_WINDOWS_GNU_RUNNER=wine
 # The prefix is this run's: a test may use the user's real data folder in it.
 export POLAR_LICENSE_TEST_THROWAWAY_PROFILE=1
+# The fault-matrix rows of these runs stay here: target/fault-matrix is the Linux table's.
+mkdir -p "$OUT/fault-matrix"
+export POLAR_FAULT_MATRIX_DIR="$ROOT/$OUT/fault-matrix"
+export POLAR_FAULT_MATRIX_OUT="$ROOT/$OUT/fault-matrix/c.tsv"
 
 if ! x86_64-w64-mingw32-gcc -shared -O2 -Wall -Werror -o "$OUT/shim/bcryptprimitives.dll" \
     scripts/windows/process_prng.c -ladvapi32; then

@@ -429,9 +429,15 @@ fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
     let apps: Vec<_> = std::fs::read_dir(data.join("polar-license"))
         .expect("data dir")
         .flatten()
-        .map(|e| e.file_name())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
         .collect();
-    assert_eq!(apps, vec![std::ffi::OsString::from("polar-license")]);
+    // The renamed copy made no directory of its own (on Windows the throwaway profile also
+    // holds other programs' directories, each under its own name).
+    assert!(apps.iter().any(|a| a == "polar-license"), "{apps:?}");
+    assert!(!apps.iter().any(|a| a.starts_with("editor")), "{apps:?}");
+    if cfg!(unix) {
+        assert_eq!(apps, ["polar-license"]);
+    }
 }
 
 /// Item 2a: a saved copy of the record put back after `check` saw the revocation, the clock

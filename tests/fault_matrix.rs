@@ -510,8 +510,13 @@ fn wait_for(done: impl Fn() -> bool) -> bool {
     done()
 }
 
+/// Where the rows go: `$POLAR_FAULT_MATRIX_DIR` (scripts/test-windows.sh keeps its own), else
+/// target/fault-matrix.
 fn matrix_dir() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-matrix")
+    match std::env::var_os("POLAR_FAULT_MATRIX_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fault-matrix"),
+    }
 }
 
 #[test]

@@ -8,9 +8,11 @@
 
 use polar_license::emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license::grace::{CheckOutcome, Source};
+#[cfg(target_os = "linux")]
+use polar_license::TlsRoots;
 use polar_license::{
-    BlockingClient, Error, Licensing, MachineBinding, ProxySetting, Reason, TlsRoots,
-    ValidateRequest, Verdict,
+    BlockingClient, Error, Licensing, MachineBinding, ProxySetting, Reason, ValidateRequest,
+    Verdict,
 };
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};

@@ -302,7 +302,12 @@ fn engine_answers_carry_codes_and_extras() {
     let offline = end(failed(1, "TypeError: fetch failed (ECONNREFUSED)"));
     assert_eq!(
         offline["answer"]["error"],
-        json!({ "code": "offline", "detail": "TypeError: fetch failed (ECONNREFUSED)", "timeout": false })
+        json!({
+            "code": "offline",
+            "detail": "TypeError: fetch failed (ECONNREFUSED)",
+            "userMessage": "Polar, the license server, could not be reached: check your internet connection.",
+            "timeout": false
+        })
     );
     assert_eq!(
         offline.get("write"),

@@ -360,7 +360,12 @@ fn engine_answers_carry_codes_and_extras() {
     ));
     assert_eq!(
         denied["answer"]["error"],
-        json!({ "code": "inactive", "detail": "License key is no longer active.", "status": 404 })
+        json!({
+            "code": "inactive",
+            "detail": "License key is no longer active.",
+            "userMessage": "This license key is no longer active.",
+            "status": 404
+        })
     );
     assert_eq!(
         denied["strict"], true,

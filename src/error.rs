@@ -72,12 +72,7 @@ impl Denial {
     /// was valid here before). Polar's own `detail` stays for logs.
     pub fn user_message(&self) -> String {
         if let Some(hint) = self.hint() {
-            let mut chars = hint.chars();
-            let first = chars
-                .next()
-                .map(|c| c.to_uppercase().to_string())
-                .unwrap_or_default();
-            return format!("{first}{}.", chars.as_str());
+            return hint.to_string();
         }
         let text = match self.reason {
             Reason::NotFound => "This license key was not found: check it for typos.",
@@ -107,18 +102,18 @@ impl Denial {
         }
         match self.reason {
             Reason::NotFound => Some(
-                "this key was valid here before: it may have been replaced by a new key \
+                "This key was valid here before: it may have been replaced by a new key \
                  (rotated), or this machine's activation removed; the customer portal shows \
-                 the current key",
+                 the current key.",
             ),
             Reason::Inactive => Some(
-                "this key was valid here before: it has been revoked or disabled since (a \
+                "This key was valid here before: it has been revoked or disabled since (a \
                  refund, an ended subscription, or the seller); the customer portal shows \
-                 its state",
+                 its state.",
             ),
             Reason::Expired => Some(
-                "this key was valid here before and has expired since; the customer portal \
-                 shows whether it was renewed",
+                "This key was valid here before and has expired since; the customer portal \
+                 shows whether it was renewed.",
             ),
             _ => None,
         }

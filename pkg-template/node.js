@@ -7,7 +7,7 @@ import { bind } from './license.js';
 
 const api = bind(() => {
   initSync({ module: readFileSync(new URL('./polar_license_bg.wasm', import.meta.url)) });
-}, globalThis.crypto ?? webcrypto);
+}, globalThis.crypto ?? webcrypto, 'node');
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;

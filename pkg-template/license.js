@@ -203,6 +203,8 @@ const CLIENT_OPTIONS = [
   'requireActivation',
   'features',
   'clock',
+  'cacheDir',
+  'appId',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -237,7 +239,7 @@ function clientOptions(o) {
   }
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
-  const { storage, clock, features, ...rest } = o;
+  const { storage, clock, features, cacheDir, appId, ...rest } = o;
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -248,6 +250,15 @@ function clientOptions(o) {
   }
   if (rest.requireActivation !== undefined && typeof rest.requireActivation !== 'boolean') {
     return invalid('options', `requireActivation must be true or false, got ${typeName(rest.requireActivation)}`);
+  }
+  if (cacheDir !== undefined && (typeof cacheDir !== 'string' || cacheDir === '')) {
+    return invalid('options', `cacheDir must be a directory path, got ${typeName(cacheDir)}`);
+  }
+  if (appId !== undefined && !(typeof appId === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(appId))) {
+    return invalidOption('app_id', 'appId', `must be 1-64 ASCII letters, digits, '.', '-' or '_', not starting with '.' (e.g. 'com.example.editor'), got ${typeName(appId)}`);
+  }
+  if ((cacheDir !== undefined || appId !== undefined) && storage !== undefined && storage !== null && storage !== 'file') {
+    return invalid('options', `${cacheDir !== undefined ? 'cacheDir' : 'appId'} is for the file store (storage: 'file', the default in node), not for storage ${typeName(storage)}`);
   }
   if (clock !== undefined && typeof clock !== 'function') {
     return invalid('options', `clock must be a function returning milliseconds since 1970, got ${typeName(clock)}`);
@@ -301,7 +312,7 @@ function clientOptions(o) {
   } catch (e) {
     return invalid('options', `cannot be read: ${describe(e)}`);
   }
-  return [json, { storage, clock, features }, rest.baseUrl === undefined && rest.server !== undefined];
+  return [json, { storage, clock, features, cacheDir, appId }, rest.baseUrl === undefined && rest.server !== undefined];
 }
 
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
@@ -539,17 +550,42 @@ function local() {
   }
 }
 
-function storage(s) {
-  if (s === undefined || s === null) return local() ?? memory();
-  if (s === 'memory') return memory();
-  if (s === 'localStorage') return local() ?? invalid('storage', 'this host has no usable localStorage');
+/** `s` as the client uses it, with what it is (`kind`) and, for a file store, its `dir`. */
+const kind = (s, name, dir) => Object.assign(s, { kind: name, dir });
+
+/**
+ * The client's storage: the `storage` option, else the native cache directory in node (the
+ * node entries pass `files`), else localStorage, else memory (status().storage says which).
+ */
+function storage({ storage: s, cacheDir, appId }, files) {
+  const onDisk = () => {
+    const dir = cacheDir ?? files.defaultDir(appId);
+    return dir ? kind(store(files.fileStore(dir), ADAPTER), 'file', dir) : null;
+  };
+  if (s === undefined || s === null) {
+    if (files) {
+      const f = onDisk();
+      if (f) return f;
+    }
+    const l = local();
+    return l ? kind(l, 'localStorage') : kind(memory(), 'memory');
+  }
+  if (s === 'file') {
+    if (!files) return invalid('storage', "'file' is for node, Bun, Deno and Electron's main process (the node entries of the package)");
+    return onDisk() ?? invalid('storage', 'this host has no local data directory: set cacheDir');
+  }
+  if (s === 'memory') return kind(memory(), 'memory');
+  if (s === 'localStorage') {
+    const l = local();
+    return l ? kind(l, 'localStorage') : invalid('storage', 'this host has no usable localStorage');
+  }
   if (typeof s === 'object') {
-    if (hasAll(s, WEB)) return store(s, WEB);
+    if (hasAll(s, WEB)) return kind(store(s, WEB), s === globalThis.localStorage ? 'localStorage' : 'custom');
     const missing = ADAPTER.find((n) => typeof s[n] !== 'function');
     if (missing) return invalid('storage', `must be an object with get, set and remove functions (no ${missing})`);
-    return store(s, ADAPTER);
+    return kind(store(s, ADAPTER), 'custom');
   }
-  return invalid('storage', 'must be "localStorage", "memory" or an object with get, set and remove');
+  return invalid('storage', 'must be "file", "localStorage", "memory" or an object with get, set and remove');
 }
 
 /**
@@ -612,7 +648,7 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
  * bundlers keep it even with `sideEffects: false`.
  */
-export function bind(load, crypto, entry = 'web') {
+export function bind(load, crypto, entry = 'web', files = null) {
   let loading = null;
 
   /**
@@ -674,16 +710,19 @@ export function bind(load, crypto, entry = 'web') {
       if (this.#problem) throw this.#problem;
       await init();
       if (!this.#engine) {
+        const s = storage(this.#host, files);
+        if (s instanceof LicenseError) throw s;
+        let options = this.#options;
+        if (s.kind === 'file') {
+          // Sealed with this machine's identity, as the native library seals its records.
+          const id = files.osMachineId();
+          if (id !== undefined) options = JSON.stringify({ ...JSON.parse(options), sealMachineId: id });
+        }
         let engine;
         try {
-          engine = new Engine(this.#options, this.#host.features);
+          engine = new Engine(options, this.#host.features);
         } catch (e) {
           throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
-        }
-        const s = storage(this.#host.storage);
-        if (s instanceof LicenseError) {
-          engine.free();
-          throw s;
         }
         [this.#engine, this.#store] = [engine, s];
       }
@@ -952,7 +991,10 @@ export function bind(load, crypto, entry = 'web') {
       const engine = await this.#open();
       const secret = await this.#secret();
       const [record, ledger] = await this.#load(engine, key);
-      return camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
+      const status = camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
+      status.storage = this.#store.kind;
+      if (this.#store.dir !== undefined) status.cacheDir = this.#store.dir;
+      return status;
     }
 
     /** Forgets everything cached for `key` (Polar is not told). */

@@ -202,11 +202,13 @@ types() {
 }
 suite npm-types libtest types
 
-# node_tests NODE [VAR=VALUE...]: the node:test suites under that node binary.
+# node_tests NODE [VAR=VALUE...]: the node:test suites under that node binary. The node file
+# store's default directory (and the native one) under target/, not the home directory.
 node_tests() {
     local node="$1"
     shift
-    env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+    rm -rf "$NPM_OUT/data"
+    env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
         POLAR_CLI="$EMULATOR_BIN" CONSUMER="$CONSUMER" "$@" \
@@ -240,7 +242,7 @@ suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUME
 # module workers in headless Chromium; each against the emulator. Its table follows the summary.
 MATRIX_TABLE="$NPM_OUT/bundler-matrix.md"
 rm -f "$MATRIX_TABLE"
-suite npm-bundlers node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
+suite npm-bundlers node env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
     TOOLS="$TOOLS" MATRIX_TABLE="$MATRIX_TABLE" \
     node --test --test-reporter=tap tests/bundlers/*.test.mjs
 

@@ -47,6 +47,7 @@ test('the tarball ships exactly the allowlist', async () => {
     'LICENSE-MIT',
     'README.md',
     'browser.js',
+    'files.js',
     'index.cjs',
     'index.d.cts',
     'index.d.ts',

@@ -80,12 +80,16 @@ export function osMachineId() {
       }
       return undefined;
     }
+    // Programs at their absolute paths (never found through PATH), no console window.
+    const quiet = { encoding: 'utf8', timeout: 5000, windowsHide: true, stdio: ['ignore', 'pipe', 'ignore'] };
     if (platform === 'darwin') {
-      const out = execFileSync('ioreg', ['-rd1', '-c', 'IOPlatformExpertDevice'], { encoding: 'utf8', timeout: 5000 });
+      const out = execFileSync('/usr/sbin/ioreg', ['-rd1', '-c', 'IOPlatformExpertDevice'], quiet);
       return usable(out.split('\n').find((l) => l.includes('IOPlatformUUID'))?.split('"')[3]);
     }
     if (platform === 'win32') {
-      const out = execFileSync('reg', ['query', 'HKLM\\SOFTWARE\\Microsoft\\Cryptography', '/v', 'MachineGuid'], { encoding: 'utf8', timeout: 5000 });
+      // The 64-bit registry view (/reg:64), as the native library reads it from any process.
+      const reg = join(globalThis.process.env.SystemRoot || 'C:\\Windows', 'System32', 'reg.exe');
+      const out = execFileSync(reg, ['query', 'HKLM\\SOFTWARE\\Microsoft\\Cryptography', '/v', 'MachineGuid', '/reg:64'], quiet);
       return usable(out.split('\n').find((l) => l.includes('MachineGuid'))?.trim().split(/\s+/).pop());
     }
   } catch {

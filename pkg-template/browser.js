@@ -1,11 +1,14 @@
 // The browser entry (bundlers such as Vite or webpack, a plain <script type="module">,
-// Electron renderers, Deno, workers): fetches the wasm next to this file on first use.
+// Electron renderers served over http(s) or a custom protocol, workers): fetches the wasm next
+// to this file on first use (streaming compilation). Bundlers that do not copy the .wasm
+// (esbuild, Rollup, bun build) and file:// pages: polar-license/inline (inline.js).
 import initWasm from './polar_license.js';
 import { bind } from './license.js';
 
 const api = bind(
   () => initWasm({ module_or_path: new URL('./polar_license_bg.wasm', import.meta.url) }),
   globalThis.crypto,
+  'web',
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -170,15 +170,28 @@ export interface LicenseClientOptions {
   server?: 'production' | 'sandbox';
   /** Overrides `server`: `https://…`, or `http://` on a loopback host (an emulator). */
   baseUrl?: string;
-  /** Whole-request timeout in seconds (default 10). */
+  /** Whole-request timeout in seconds (default 10, at most 600). */
   timeout?: number;
   /** When to ask Polar and how long a cached verdict stays good. */
   gracePolicy?: GracePolicy;
   /**
-   * Where the offline cache lives: `localStorage` where there is one (browsers, Electron
-   * renderers), else `memory` (node); or your own adapter.
+   * Where the offline cache lives. Default: in node, Bun, Deno and Electron's main process
+   * `file` (the native library's cache directory and format); elsewhere `localStorage` where
+   * there is one (browsers, Electron renderers), else `memory` (workers). Or your own adapter.
+   * `status().storage` says which one a client uses.
    */
-  storage?: 'localStorage' | 'memory' | StorageAdapter | WebStorageLike;
+  storage?: 'file' | 'localStorage' | 'memory' | StorageAdapter | WebStorageLike;
+  /**
+   * The file store's directory (default `<local data dir>/polar-license/<appId>`, as natively:
+   * `~/.local/share/…` on Linux, `~/Library/Application Support/…` on macOS, `%LOCALAPPDATA%\…`
+   * on Windows). Node entries only.
+   */
+  cacheDir?: string;
+  /**
+   * The application id naming the default file store directory: 1-64 ASCII letters, digits,
+   * `.`, `-` or `_` (e.g. `com.example.editor`). Default: the main script's file name.
+   */
+  appId?: string;
   /** A secret of your app's, mixed into the cache MAC (optional). */
   appSecret?: string;
   /** Binds activations to this machine id (hashed with the organization id). */
@@ -381,6 +394,10 @@ export interface CacheStatus {
   activation: { id: string; label: string; conditions: Metadata; createdAt: number } | null;
   denied: { code: DenialCode; detail: string; status: number; at: number } | null;
   blockedUntil: number | null;
+  /** Where this client's cache lives: see `LicenseClientOptions.storage`. */
+  storage: 'file' | 'localStorage' | 'memory' | 'custom';
+  /** The directory of the `file` storage. */
+  cacheDir?: string;
 }
 
 /**

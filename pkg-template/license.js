@@ -55,8 +55,34 @@ export class LicenseError extends Error {
   }
 }
 
-const fail = (e) => new LicenseError(e.code, e.detail, e);
+const fail = (e) => new LicenseError(e.code, e.code === 'invalid_input' ? plain(e.detail) : e.detail, e);
 const invalid = (field, message) => new LicenseError('invalid_input', `${field}: ${message}`, { field });
+/** An option's mistake: `field` the stable name (as natively), the detail in the JS name. */
+const invalidOption = (field, name, message) => new LicenseError('invalid_input', `${name}: ${message}`, { field });
+
+/** The JS names of the Rust option fields an engine error may name. */
+const JS_NAMES = {
+  organization_id: 'organizationId',
+  base_url: 'baseUrl',
+  grace_period: 'gracePolicy.gracePeriod',
+  revalidate_after: 'gracePolicy.revalidateAfter',
+  clock_tolerance: 'gracePolicy.clockTolerance',
+  app_secret: 'appSecret',
+  machine_id: 'machineId',
+};
+
+/**
+ * An invalid_input detail from the engine without serde's internals: no `at line 1 column 36`,
+ * no `untagged enum MetaValue`.
+ */
+function plain(detail) {
+  return String(detail)
+    .replace(/ at line \d+ column \d+$/, '')
+    .replace(/data did not match any variant of untagged enum MetaValue/g, 'a value must be a string, a number or a boolean')
+    .replace(/expected f64/g, 'expected a number')
+    .replace(/expected [iu](8|16|32|64)/g, 'expected a whole number')
+    .replace(/invalid type: /g, '');
+}
 const cacheError = (detail) => new LicenseError('cache_error', detail);
 
 /** The value of an engine answer, or its LicenseError thrown. */
@@ -92,10 +118,211 @@ function checkFeature(name) {
   return name;
 }
 
-function options(o) {
+/** Each call's options (the Rust engine checks their values). */
+const CALL_OPTIONS = {
+  validate: ['activationId', 'benefitId', 'customerId', 'incrementUsage', 'conditions'],
+  activate: ['label', 'conditions', 'meta'],
+  deactivate: ['activationId'],
+};
+
+function options(o, call) {
   if (o === undefined || o === null) return '';
-  if (typeof o !== 'object') throw invalid('options', 'must be an object');
-  return JSON.stringify(o);
+  if (typeof o !== 'object' || Array.isArray(o)) throw invalid('options', `the options of ${call}() must be an object, got ${typeName(o)}`);
+  const known = CALL_OPTIONS[call];
+  const unknown = Object.keys(o).filter((k) => !known.includes(k));
+  if (unknown.length) throw invalid('options', unknownMessage(`${call}() option`, unknown, known));
+  for (const name of ['activationId', 'benefitId', 'customerId', 'label']) {
+    if (o[name] !== undefined && typeof o[name] !== 'string') throw invalid('options', `${name} must be a string, got ${typeName(o[name])}`);
+  }
+  if (o.incrementUsage !== undefined && !Number.isSafeInteger(o.incrementUsage)) {
+    throw invalid('options', `incrementUsage must be a whole number, got ${typeName(o.incrementUsage)}`);
+  }
+  for (const name of ['conditions', 'meta']) {
+    const map = o[name];
+    if (map === undefined) continue;
+    if (map === null || typeof map !== 'object' || Array.isArray(map)) {
+      throw invalid('options', `${name} must be an object of strings, numbers and booleans, got ${typeName(map)}`);
+    }
+    for (const [k, v] of Object.entries(map)) {
+      if (!['string', 'number', 'boolean'].includes(typeof v) || (typeof v === 'number' && !Number.isFinite(v))) {
+        throw invalid('options', `${name}.${k} must be a string, a finite number or a boolean, got ${typeName(v)}`);
+      }
+    }
+  }
+  try {
+    return JSON.stringify(o);
+  } catch (e) {
+    throw invalid('options', `cannot be read: ${describe(e)}`);
+  }
+}
+
+/** `null`, `an array`, `a string ("5")`, `a number (5000)`: what a value is, for messages. */
+function typeName(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `a string (${JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)})`;
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v === 'number' ? 'a number' : 'a boolean'} (${v})`;
+  if (typeof v === 'bigint') return `a bigint (${v}n)`;
+  if (typeof v === 'function') return 'a function';
+  return v === undefined ? 'undefined' : `an ${typeof v}`;
+}
+
+/** Edit distance, for "did you mean". */
+function distance(a, b) {
+  const row = Array.from({ length: b.length + 1 }, (_, i) => i);
+  for (let i = 1; i <= a.length; i++) {
+    let prev = row[0];
+    row[0] = i;
+    for (let j = 1; j <= b.length; j++) {
+      const here = row[j];
+      row[j] = Math.min(row[j] + 1, row[j - 1] + 1, prev + (a[i - 1] === b[j - 1] ? 0 : 1));
+      prev = here;
+    }
+  }
+  return row[b.length];
+}
+
+function unknownMessage(what, unknown, known) {
+  const parts = unknown.map((k) => {
+    const lower = k.toLowerCase().replace(/[_-]/g, '');
+    const near = known.find((n) => n.toLowerCase() === lower) ?? known.find((n) => distance(n.toLowerCase(), lower) <= 2);
+    return near ? `\`${k}\` (did you mean \`${near}\`?)` : `\`${k}\``;
+  });
+  return `unknown ${what}${unknown.length > 1 ? 's' : ''} ${parts.join(', ')}; the ${what}s are ${known.join(', ')}`;
+}
+
+/** Every option of `new LicenseClient(options)`. */
+const CLIENT_OPTIONS = [
+  'organizationId',
+  'server',
+  'baseUrl',
+  'timeout',
+  'gracePolicy',
+  'storage',
+  'appSecret',
+  'machineId',
+  'requireActivation',
+  'features',
+  'clock',
+  'cacheDir',
+  'appId',
+];
+const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
+/** The longest timeout, in seconds: a larger number is surely milliseconds. */
+const MAX_TIMEOUT = 600;
+/** The longest duration of the grace policy, in seconds (366 days). */
+const MAX_POLICY = 366 * 86400;
+/** The default grace period (the native one), in seconds. */
+const DEFAULT_GRACE = 7 * 86400;
+
+/** `83 minutes`, `19.2 years`: a number of seconds a person reads. */
+function span(s) {
+  const units = [
+    [365 * 86400, 'years'],
+    [86400, 'days'],
+    [3600, 'hours'],
+    [60, 'minutes'],
+  ];
+  for (const [size, name] of units) {
+    if (s >= 2 * size) return `${Math.round((s / size) * 10) / 10} ${name}`;
+  }
+  return `${s} seconds`;
+}
+
+/**
+ * Checks `new LicenseClient(options)` as the JS developer wrote it; resolves
+ * `[json for the engine, { storage, clock, features }, given server]` or returns the
+ * LicenseError the first call rejects with.
+ */
+function clientOptions(o) {
+  if (o === null || typeof o !== 'object' || Array.isArray(o)) {
+    return invalid('options', `must be an object such as { organizationId: '…' }, got ${typeName(o)}`);
+  }
+  const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
+  if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
+  const { storage, clock, features, cacheDir, appId, ...rest } = o;
+  if (rest.organizationId === undefined) {
+    return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
+  }
+  for (const name of ['organizationId', 'server', 'baseUrl', 'appSecret', 'machineId']) {
+    if (rest[name] !== undefined && typeof rest[name] !== 'string') {
+      return invalid('options', `${name} must be a string, got ${typeName(rest[name])}`);
+    }
+  }
+  if (rest.requireActivation !== undefined && typeof rest.requireActivation !== 'boolean') {
+    return invalid('options', `requireActivation must be true or false, got ${typeName(rest.requireActivation)}`);
+  }
+  if (cacheDir !== undefined && (typeof cacheDir !== 'string' || cacheDir === '')) {
+    return invalid('options', `cacheDir must be a directory path, got ${typeName(cacheDir)}`);
+  }
+  if (appId !== undefined && !(typeof appId === 'string' && /^[A-Za-z0-9_-][A-Za-z0-9._-]{0,63}$/.test(appId))) {
+    return invalidOption('app_id', 'appId', `must be 1-64 ASCII letters, digits, '.', '-' or '_', not starting with '.' (e.g. 'com.example.editor'), got ${typeName(appId)}`);
+  }
+  if ((cacheDir !== undefined || appId !== undefined) && storage !== undefined && storage !== null && storage !== 'file') {
+    return invalid('options', `${cacheDir !== undefined ? 'cacheDir' : 'appId'} is for the file store (storage: 'file', the default in node), not for storage ${typeName(storage)}`);
+  }
+  if (clock !== undefined && typeof clock !== 'function') {
+    return invalid('options', `clock must be a function returning milliseconds since 1970, got ${typeName(clock)}`);
+  }
+  if (rest.server !== undefined && rest.baseUrl === undefined && !['production', 'sandbox'].includes(rest.server) && !/^https?:\/\//i.test(rest.server)) {
+    return invalidOption('server', 'server', `must be 'production', 'sandbox' or a URL (https://…), got ${typeName(rest.server)}`);
+  }
+  const t = rest.timeout;
+  if (t !== undefined) {
+    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) {
+      return invalidOption('timeout', 'timeout', `must be a number of seconds > 0 (e.g. timeout: 5), got ${typeName(t)}`);
+    }
+    if (t > MAX_TIMEOUT) {
+      const ms = t >= 1000 && t / 1000 <= MAX_TIMEOUT ? `; if you meant ${t} milliseconds, write timeout: ${t / 1000}` : '';
+      return invalidOption('timeout', 'timeout', `is in seconds, at most ${MAX_TIMEOUT}: ${t} would be ${span(t)}${ms}`);
+    }
+  }
+  const policy = rest.gracePolicy;
+  if (policy !== undefined) {
+    if (policy === null || typeof policy !== 'object' || Array.isArray(policy)) {
+      return invalid('options', `gracePolicy must be an object such as { gracePeriod: 7 * 86400 }, got ${typeName(policy)}`);
+    }
+    const extra = Object.keys(policy).filter((k) => !POLICY_OPTIONS.includes(k));
+    if (extra.length) return invalid('options', unknownMessage('gracePolicy option', extra, POLICY_OPTIONS));
+    for (const name of POLICY_OPTIONS) {
+      const v = policy[name];
+      if (v === undefined) continue;
+      const field = `gracePolicy.${name}`;
+      if (typeof v !== 'number' || !Number.isFinite(v) || v < 0) {
+        return invalidOption(field, field, `must be a number of seconds >= 0 (e.g. ${name}: 7 * 86400), got ${typeName(v)}`);
+      }
+      if (v > MAX_POLICY) {
+        const ms = v >= 1000 && v / 1000 <= MAX_POLICY ? `; if you meant ${v} milliseconds, write ${name}: ${v / 1000}` : '';
+        return invalidOption(field, field, `is in seconds, at most ${MAX_POLICY} (366 days): ${v} would be ${span(v)}${ms}`);
+      }
+    }
+  }
+  if (policy !== undefined) {
+    // Checked by the engine too; here with the units, as a millisecond mistake often lands here.
+    const grace = policy.gracePeriod ?? DEFAULT_GRACE;
+    for (const [name, field] of [['revalidateAfter', 'revalidate_after'], ['clockTolerance', 'clock_tolerance']]) {
+      const v = policy[name];
+      if (v === undefined || v <= grace || grace === 0) continue;
+      const ms = v >= 1000 && v / 1000 <= grace ? `; durations are in seconds: if you meant ${v} milliseconds, write ${name}: ${v / 1000}` : '';
+      return invalidOption(field, `gracePolicy.${name}`, `must not be longer than gracePolicy.gracePeriod (${grace} seconds, ${span(grace)}): ${v} is ${span(v)}${ms}`);
+    }
+  }
+  let json;
+  try {
+    json = JSON.stringify(rest);
+  } catch (e) {
+    return invalid('options', `cannot be read: ${describe(e)}`);
+  }
+  return [json, { storage, clock, features, cacheDir, appId }, rest.baseUrl === undefined && rest.server !== undefined];
+}
+
+/** An engine error about an option, in the JS names (`server` when the app gave `server`). */
+function optionError(e, viaServer) {
+  const base = e.field === 'base_url' && viaServer;
+  let detail = plain(e.detail);
+  if (base) detail = detail.replace(/^base_url\b/, 'server');
+  detail = detail.replace(/\b(organization_id|base_url|grace_period|revalidate_after|clock_tolerance|app_secret|machine_id)\b/g, (n) => JS_NAMES[n]);
+  return new LicenseError(e.code, detail, { ...e, field: base ? 'server' : e.field });
 }
 
 /** Polar's snake_case field names in camelCase, except inside the app's own maps. */
@@ -141,6 +368,47 @@ function describe(e) {
     return `${e.name}: ${e.message}${typeof code === 'string' ? ` (${code})` : ''}`;
   }
   return typeof e === 'string' ? e : 'unknown JavaScript error';
+}
+
+// ---- loading the WebAssembly ----------------------------------------------------------------
+
+/** The entry that needs no file beside it: what most load_error hints point to. */
+const INLINE = "import from 'polar-license/inline' instead (the WebAssembly inside the JS: nothing to emit, copy, fetch or read)";
+
+/**
+ * A wasm that cannot be fetched, compiled or read, as a `load_error` whose detail names the
+ * cause and the fix. `entry`: `web` (fetched beside the JS), `node` (read with fs) or `inline`.
+ */
+function loadError(e, entry) {
+  const code = e?.code;
+  const text = `${describe(e)}${typeof code === 'string' && !describe(e).includes(code) ? ` (${code})` : ''}`;
+  const page = globalThis.location?.protocol;
+  let hint;
+  if (typeof WebAssembly !== 'object' || WebAssembly === null) {
+    hint = 'this JavaScript host has no WebAssembly (a JIT-less mode such as node --jitless or a locked-down browser): polar-license cannot run in it';
+  } else if (/wasm-unsafe-eval|unsafe-eval|Content.Security.Policy|\bCSP\b/i.test(text)) {
+    hint = "a Content Security Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src (e.g. script-src 'self' 'wasm-unsafe-eval'; it allows WebAssembly only, not eval)";
+  } else if (/PermissionDenied|NotCapable|Requires read access|ERR_ACCESS_DENIED/.test(text)) {
+    hint = `the runtime may not read the package's polar_license_bg.wasm: allow it (deno run --allow-read, node --allow-fs-read) or ${INLINE}`;
+  } else if (entry === 'web' && (page === 'file:' || /\bfile:/.test(text))) {
+    hint = `this page is a file:// page (an Electron renderer loaded with loadFile), and Chromium does not fetch() files there: ${INLINE}, or serve the page over http(s) or a custom protocol`;
+  } else if (entry !== 'inline' && /ENOENT|ERR_INVALID_URL|Invalid URL|failed to fetch Wasm|Failed to fetch|magic word|404/i.test(text)) {
+    hint =
+      "polar_license_bg.wasm is not beside the JS that loads it: a bundler that does not copy assets (esbuild, Rollup, bun build; Electron's main process bundled into one file) " +
+      `left it behind, or a dev server answered with a page (Vite: optimizeDeps: { exclude: ['polar-license'] }); ${INLINE}, or copy node_modules/polar-license/polar_license_bg.wasm next to your bundle`;
+  } else {
+    hint = entry === 'inline' ? 'the embedded WebAssembly did not compile in this host' : `if your bundler or host cannot serve the .wasm file, ${INLINE}`;
+  }
+  return new LicenseError('load_error', `the WebAssembly could not be loaded: ${text}; ${hint}`);
+}
+
+/** The bytes of base64 text (the inline entry's wasm), decoded once. */
+export function base64Bytes(text) {
+  if (typeof Uint8Array.fromBase64 === 'function') return Uint8Array.fromBase64(text);
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
 }
 
 // ---- IO: fetch ----------------------------------------------------------------------------
@@ -283,17 +551,42 @@ function local() {
   }
 }
 
-function storage(s) {
-  if (s === undefined || s === null) return local() ?? memory();
-  if (s === 'memory') return memory();
-  if (s === 'localStorage') return local() ?? invalid('storage', 'this host has no usable localStorage');
+/** `s` as the client uses it, with what it is (`kind`) and, for a file store, its `dir`. */
+const kind = (s, name, dir) => Object.assign(s, { kind: name, dir });
+
+/**
+ * The client's storage: the `storage` option, else the native cache directory in node (the
+ * node entries pass `files`), else localStorage, else memory (status().storage says which).
+ */
+function storage({ storage: s, cacheDir, appId }, files) {
+  const onDisk = () => {
+    const dir = cacheDir ?? files.defaultDir(appId);
+    return dir ? kind(store(files.fileStore(dir), ADAPTER), 'file', dir) : null;
+  };
+  if (s === undefined || s === null) {
+    if (files) {
+      const f = onDisk();
+      if (f) return f;
+    }
+    const l = local();
+    return l ? kind(l, 'localStorage') : kind(memory(), 'memory');
+  }
+  if (s === 'file') {
+    if (!files) return invalid('storage', "'file' is for node, Bun, Deno and Electron's main process (the node entries of the package)");
+    return onDisk() ?? invalid('storage', 'this host has no local data directory: set cacheDir');
+  }
+  if (s === 'memory') return kind(memory(), 'memory');
+  if (s === 'localStorage') {
+    const l = local();
+    return l ? kind(l, 'localStorage') : invalid('storage', 'this host has no usable localStorage');
+  }
   if (typeof s === 'object') {
-    if (hasAll(s, WEB)) return store(s, WEB);
+    if (hasAll(s, WEB)) return kind(store(s, WEB), s === globalThis.localStorage ? 'localStorage' : 'custom');
     const missing = ADAPTER.find((n) => typeof s[n] !== 'function');
     if (missing) return invalid('storage', `must be an object with get, set and remove functions (no ${missing})`);
-    return store(s, ADAPTER);
+    return kind(store(s, ADAPTER), 'custom');
   }
-  return invalid('storage', 'must be "localStorage", "memory" or an object with get, set and remove');
+  return invalid('storage', 'must be "file", "localStorage", "memory" or an object with get, set and remove');
 }
 
 /**
@@ -356,7 +649,7 @@ const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0'))
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
  * bundlers keep it even with `sideEffects: false`.
  */
-export function bind(load, crypto) {
+export function bind(load, crypto, entry = 'web', files = null) {
   let loading = null;
 
   /**
@@ -370,7 +663,7 @@ export function bind(load, crypto) {
         .then(() => undefined)
         .catch((e) => {
           loading = null;
-          throw new LicenseError('load_error', `the WebAssembly could not be loaded: ${describe(e)}`);
+          throw loadError(e, entry);
         });
     }
     return loading;
@@ -397,34 +690,40 @@ export function bind(load, crypto) {
   class LicenseClient {
     #options;
     #host;
+    #viaServer = false;
+    #problem = null;
     #engine = null;
     #store = null;
 
+    /** Never throws: a bad option rejects every call (the first one included) instead. */
     constructor(options) {
-      if (options === null || typeof options !== 'object') throw invalid('options', 'must be an object');
-      const { storage, clock, features, ...rest } = options;
-      try {
-        this.#options = JSON.stringify(rest);
-      } catch (e) {
-        throw invalid('options', e.message);
+      const checked = clientOptions(options);
+      if (checked instanceof LicenseError) {
+        this.#problem = checked;
+        this.#host = {};
+      } else {
+        [this.#options, this.#host, this.#viaServer] = checked;
       }
-      this.#host = { storage, clock, features };
     }
 
     /** The engine and the store, made on first use (a bad option rejects every call). */
     async #open() {
+      if (this.#problem) throw this.#problem;
       await init();
       if (!this.#engine) {
+        const s = storage(this.#host, files);
+        if (s instanceof LicenseError) throw s;
+        let options = this.#options;
+        if (s.kind === 'file') {
+          // Sealed with this machine's identity, as the native library seals its records.
+          const id = files.osMachineId();
+          if (id !== undefined) options = JSON.stringify({ ...JSON.parse(options), sealMachineId: id });
+        }
         let engine;
         try {
-          engine = new Engine(this.#options, this.#host.features);
+          engine = new Engine(options, this.#host.features);
         } catch (e) {
-          throw typeof e === 'string' ? fail(JSON.parse(e).error) : e;
-        }
-        const s = storage(this.#host.storage);
-        if (s instanceof LicenseError) {
-          engine.free();
-          throw s;
+          throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
         }
         [this.#engine, this.#store] = [engine, s];
       }
@@ -490,7 +789,7 @@ export function bind(load, crypto) {
      */
     async validate(key, o) {
       checkKey(key);
-      const text = options(o);
+      const text = options(o, 'validate');
       const engine = await this.#open();
       const step = JSON.parse(engine.validateBegin(key, text));
       if (!step.ask) value(step);
@@ -515,7 +814,7 @@ export function bind(load, crypto) {
      */
     async activate(key, o) {
       checkKey(key);
-      const text = options(o);
+      const text = options(o, 'activate');
       const engine = await this.#open();
       const step = JSON.parse(engine.activateBegin(key, text));
       if (!step.ask) value(step);
@@ -545,7 +844,7 @@ export function bind(load, crypto) {
     /** Deactivates (default: the remembered activation) and forgets it. Resolves `{ activationId }`. */
     async deactivate(key, o) {
       checkKey(key);
-      const text = options(o);
+      const text = options(o, 'deactivate');
       const engine = await this.#open();
       const secret = await this.#secret();
       const slot = engine.slot(key);
@@ -693,7 +992,10 @@ export function bind(load, crypto) {
       const engine = await this.#open();
       const secret = await this.#secret();
       const [record, ledger] = await this.#load(engine, key);
-      return camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
+      const status = camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
+      status.storage = this.#store.kind;
+      if (this.#store.dir !== undefined) status.cacheDir = this.#store.dir;
+      return status;
     }
 
     /** Forgets everything cached for `key` (Polar is not told). */

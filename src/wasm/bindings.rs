@@ -42,6 +42,12 @@ pub(crate) struct ClientOptions {
     pub(crate) machine_id: Option<String>,
     #[serde(default)]
     pub(crate) require_activation: bool,
+    /// Not a public option: the OS machine id the node file store passes, so a record in the
+    /// native directory is sealed with this machine's identity as natively (where the seal
+    /// always carries it, whatever the activation binding). `machineId`, when given, is the
+    /// seal instead, as natively.
+    #[serde(default)]
+    pub(crate) seal_machine_id: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -298,6 +298,9 @@ pub struct Engine {
     timeout: Duration,
     entitlements: Entitlements,
     machine: Option<String>,
+    /// The identity the cache is sealed with: `machine`, else the OS machine id's fingerprint
+    /// when the host gave one (the node file store), as natively.
+    seal: Option<String>,
     app_secret: Option<Vec<u8>>,
     require_activation: bool,
 }
@@ -327,12 +330,17 @@ fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
     let machine = o
         .machine_id
         .map(|id| fingerprint_from(&id, api.organization_id()));
+    let seal = machine.clone().or_else(|| {
+        o.seal_machine_id
+            .map(|id| fingerprint_from(&id, api.organization_id()))
+    });
     Ok(Engine {
         api,
         policy,
         timeout,
         entitlements,
         machine,
+        seal,
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
     })
@@ -414,7 +422,7 @@ impl Engine {
             self.org(),
             key,
             &unhex(secret).unwrap_or_default(),
-            self.machine.as_deref(),
+            self.seal.as_deref(),
             self.app_secret.as_deref(),
         )
     }

@@ -47,14 +47,21 @@ test('the tarball ships exactly the allowlist', async () => {
     'LICENSE-MIT',
     'README.md',
     'browser.js',
+    'files.js',
     'index.cjs',
     'index.d.cts',
     'index.d.ts',
+    'inline-node.js',
+    'inline.cjs',
+    'inline.d.cts',
+    'inline.d.ts',
+    'inline.js',
     'license.js',
     'node.js',
     'package.json',
     'polar_license.js',
     'polar_license_bg.wasm',
+    'polar_license_inline.js',
   ]);
 });
 
@@ -98,6 +105,7 @@ test('a WebAssembly that cannot be loaded rejects every call with load_error', a
       assert.ok(e instanceof broken.LicenseError, String(e));
       assert.deepEqual([e.code, e.kind], ['load_error', 'error']);
       assert.match(e.detail, /^the WebAssembly could not be loaded: .*ENOENT/);
+      assert.match(e.detail, /not beside the JS that loads it: .*import from 'polar-license\/inline'/);
     }
   } finally {
     await rm(dir, { recursive: true, force: true });
@@ -174,7 +182,10 @@ test('bad options reject the first call with invalid_input and the field', async
     assert.equal(e.code, 'invalid_input', JSON.stringify(options));
     assert.equal(e.field, field, JSON.stringify(options));
   }
-  assert.throws(() => new LicenseClient(), LicenseError);
+  // As the README says: the constructor never throws, the first call rejects.
+  const none = await rejection(new LicenseClient().status('K'));
+  assert.ok(none instanceof LicenseError);
+  assert.deepEqual([none.code, none.field], ['invalid_input', 'options']);
 });
 
 test('a sync storage adapter carries the cache to another client', async () => {

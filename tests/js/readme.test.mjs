@@ -40,6 +40,7 @@ test('the README has every example the tests expect', () => {
       'features:js',
       'offline:js',
       'electron-storage:js',
+      'inline:js',
       'typescript:ts',
       'commonjs:cjs',
       'script-module:html',
@@ -110,4 +111,9 @@ test('example: electron-storage', async () => {
 test('example: commonjs', async () => {
   const { lines } = await runExample('commonjs', 'cjs');
   assert.deepEqual(lines, ['valid, 1 validations so far']);
+});
+
+test('example: inline', async () => {
+  const { lines } = await runExample('inline');
+  assert.deepEqual(lines, ['licensed (online), no .wasm file needed']);
 });

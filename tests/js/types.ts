@@ -88,8 +88,9 @@ export async function gating(key: string): Promise<boolean> {
 new LicenseClient({ server: 'production' });
 // @ts-expect-error only production or sandbox (use baseUrl for anything else)
 new LicenseClient({ organizationId: 'x', server: 'staging' });
-// @ts-expect-error storage strings are 'localStorage' or 'memory'
-new LicenseClient({ organizationId: 'x', storage: 'file' });
+// @ts-expect-error storage strings are 'file', 'localStorage' or 'memory'
+new LicenseClient({ organizationId: 'x', storage: 'disk' });
+new LicenseClient({ organizationId: 'x', storage: 'file', cacheDir: '/tmp/cache', appId: 'com.example.editor' });
 
 export async function usage(key: string): Promise<void> {
   await init();

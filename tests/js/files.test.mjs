@@ -1,0 +1,171 @@
+// The node file store (issue #14): by default a node client keeps its cache in the native
+// library's directory (`<data dir>/polar-license/<app id>`, here under a temporary
+// XDG_DATA_HOME) and format, so the `polar-license` command line reads what node wrote and
+// node reads what the command line wrote; `status().storage` says where a cache lives.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+import { CLI, CONSUMER, EMULATOR, ORG, PACKAGE_DIR, newKey, pkg, rejection, relay } from './emulator.mjs';
+
+const run = promisify(execFile);
+const { LicenseClient } = await pkg();
+const linux = process.platform === 'linux' && CLI ? false : 'needs the native command line (POLAR_CLI) on Linux';
+
+/** Runs the native command line on `dir` for `key` (no machine binding: the JS default); its `--json`. */
+async function native(dir, base, key, command, ...rest) {
+  const argv = [command, '--org', ORG, '--base-url', base, '--cache-dir', dir, '--key', key, '--no-machine-binding', '--json', ...rest];
+  try {
+    return JSON.parse((await run(CLI, argv, { timeout: 30_000 })).stdout);
+  } catch (e) {
+    if (typeof e.stdout === 'string' && e.stdout.startsWith('{')) return JSON.parse(e.stdout);
+    throw e;
+  }
+}
+
+/** The cache files of `dir`: records, ledgers, the install secret. */
+async function files(dir) {
+  return (await readdir(dir)).filter((n) => !n.endsWith('.lock')).sort();
+}
+
+test('a node client with no storage option keeps its cache in the native directory, named by the main script', async () => {
+  const data = await mkdtemp(join(tmpdir(), 'polar-license-data-'));
+  try {
+    const key = await newKey();
+    const script = join(CONSUMER, 'my-editor.mjs');
+    await writeFile(
+      script,
+      `import { LicenseClient } from 'polar-license';
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)} });
+const verdict = await client.check(${JSON.stringify(key)});
+const status = await client.status(${JSON.stringify(key)});
+console.log(JSON.stringify({ source: verdict.source, storage: status.storage, cacheDir: status.cacheDir, state: status.state }));
+`,
+    );
+    const env = { ...process.env, XDG_DATA_HOME: data };
+    const first = JSON.parse((await run(process.execPath, [script], { cwd: CONSUMER, env })).stdout);
+    const dir = join(data, 'polar-license', 'my-editor');
+    assert.deepEqual(first, { source: 'online', storage: 'file', cacheDir: dir, state: 'present' });
+    const names = await files(dir);
+    assert.equal(names.length, 3, `${names}`);
+    assert.ok(names.includes('install-secret'));
+    assert.equal((await readFile(join(dir, 'install-secret'))).length, 32, 'the secret is 32 raw bytes, as natively');
+    const record = names.find((n) => /^v2-[0-9a-f]{32}\.cache$/.test(n));
+    assert.ok(record, `${names}`);
+    assert.ok(names.includes(record.replace('.cache', '-seq.cache')));
+    assert.match(await readFile(join(dir, record), 'utf8'), /^polar-license-cache v2\n/);
+    assert.equal((await stat(dir)).mode & 0o777, 0o700);
+    assert.equal((await stat(join(dir, record))).mode & 0o777, 0o600);
+    // A second run (a restart) answers from the file: the grace survives the process.
+    const second = JSON.parse((await run(process.execPath, [script], { cwd: CONSUMER, env })).stdout);
+    assert.equal(second.source, 'cache');
+  } finally {
+    await rm(data, { recursive: true, force: true });
+  }
+});
+
+test("status().storage says which storage a client uses: memory and an adapter when chosen", async () => {
+  const key = await newKey();
+  const memory = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory' });
+  assert.equal((await memory.status(key)).storage, 'memory');
+  assert.equal((await memory.status(key)).cacheDir, undefined);
+  const map = new Map();
+  const custom = new LicenseClient({
+    organizationId: ORG,
+    baseUrl: EMULATOR,
+    storage: { get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) },
+  });
+  assert.equal((await custom.status(key)).storage, 'custom');
+});
+
+test('cacheDir and appId: checked, and only for the file store', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-dir-'));
+  try {
+    const c = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'file', cacheDir: dir });
+    const s = await c.status('K-1');
+    assert.deepEqual([s.storage, s.cacheDir], ['file', dir]);
+    const bad = await rejection(new LicenseClient({ organizationId: ORG, appId: '.hidden' }).status('K-1'));
+    assert.deepEqual([bad.code, bad.field], ['invalid_input', 'app_id']);
+    assert.match(bad.detail, /^appId: must be 1-64 ASCII letters/);
+    const mixed = await rejection(new LicenseClient({ organizationId: ORG, storage: 'memory', cacheDir: dir }).status('K-1'));
+    assert.equal(mixed.field, 'options');
+    assert.match(mixed.detail, /cacheDir is for the file store/);
+    // The browser entry has no file store.
+    const browser = await import(pathToFileURL(join(PACKAGE_DIR, 'browser.js')).href);
+    const none = await rejection(new browser.LicenseClient({ organizationId: ORG, storage: 'file' }).status('K-1'));
+    assert.deepEqual([none.code, none.field], ['invalid_input', 'storage']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('node writes, the command line reads; the command line writes, node reads (one cache directory)', { skip: linux }, async () => {
+  // One origin for both faces, which a relay can take down: a record answers only its server.
+  const polar = await relay(EMULATOR);
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-files-'));
+  try {
+    const client = () => new LicenseClient({ organizationId: ORG, baseUrl: polar.url, cacheDir: dir });
+    // node -> CLI
+    const key = await newKey();
+    assert.equal((await client().check(key)).source, 'online');
+    const status = await native(dir, polar.url, key, 'status');
+    assert.equal(status.cache.state, 'present', JSON.stringify(status));
+    polar.mode = 'down';
+    const offline = await native(dir, polar.url, key, 'check', '--revalidate-after', '0');
+    assert.deepEqual([offline.outcome, offline.source], ['licensed', 'cache'], JSON.stringify(offline));
+    polar.mode = 'up';
+
+    // CLI -> node
+    const other = await newKey();
+    const first = await native(dir, polar.url, other, 'check');
+    assert.deepEqual([first.outcome, first.source], ['licensed', 'online']);
+    polar.mode = 'down';
+    const cached = await new LicenseClient({ organizationId: ORG, baseUrl: polar.url, cacheDir: dir, gracePolicy: { revalidateAfter: 0 } }).check(other);
+    assert.deepEqual([cached.source, cached.reason, cached.license.key], ['cache', 'offline', other]);
+    polar.mode = 'up';
+
+    // An activation made by node is the one the command line validates.
+    const third = await newKey({ limit_activations: 2 });
+    const { activation } = await client().activate(third, { label: 'node' });
+    const checked = await native(dir, polar.url, third, 'check', '--revalidate-after', '0');
+    assert.deepEqual([checked.outcome, checked.source, checked.activation_id], ['licensed', 'online', activation.id]);
+  } finally {
+    await polar.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test("the default directory is the native one: appId 'polar-license' is the command line's own cache", { skip: linux }, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'polar-license-xdg-'));
+  const polar = await relay(EMULATOR);
+  try {
+    const key = await newKey();
+    const script = join(CONSUMER, 'default-dir.mjs');
+    await writeFile(
+      script,
+      `import { LicenseClient } from 'polar-license';
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(polar.url)}, appId: 'polar-license' });
+await client.check(${JSON.stringify(key)});
+console.log((await client.status(${JSON.stringify(key)})).cacheDir);
+`,
+    );
+    const env = { ...process.env, XDG_DATA_HOME: data };
+    const { stdout } = await run(process.execPath, [script], { cwd: CONSUMER, env });
+    assert.equal(stdout.trim(), join(data, 'polar-license', 'polar-license'));
+    // The command line without --cache-dir: its default directory under the same XDG_DATA_HOME.
+    polar.mode = 'down';
+    const argv = ['check', '--org', ORG, '--base-url', polar.url, '--key', key, '--no-machine-binding', '--revalidate-after', '0', '--json'];
+    const answer = await run(CLI, argv, { env, timeout: 30_000 }).then(
+      (r) => JSON.parse(r.stdout),
+      (e) => JSON.parse(e.stdout),
+    );
+    assert.deepEqual([answer.outcome, answer.source, answer.reason], ['licensed', 'cache', 'offline'], JSON.stringify(answer));
+  } finally {
+    await polar.close();
+    await rm(data, { recursive: true, force: true });
+  }
+});

@@ -23,7 +23,7 @@ step_npm() {
         echo "npm packages up to date (lock unchanged), skipping npm ci"
         return 0
     fi
-    npm ci --prefix "$NPM_DIR" --no-audit --no-fund || return 1
+    bash "$(dirname "${BASH_SOURCE[0]}")/npm-ci.sh" || return 1
     echo "$want" >"$stamp"
 }
 

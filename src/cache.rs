@@ -150,7 +150,7 @@ fn tag(key: &MacKey, signed: &[u8]) -> HmacSha256 {
     mac
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -161,7 +161,7 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 /// Strict lowercase hex (an uppercase digit is malformed, so no two encodings of one MAC).
-fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+pub(crate) fn unhex(text: &[u8]) -> Option<Vec<u8>> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),

@@ -156,6 +156,7 @@ pub mod cache;
 pub mod error;
 pub mod grace;
 pub mod key;
+pub mod keyseal;
 pub mod metadata;
 pub mod model;
 pub mod proto;

@@ -18,6 +18,7 @@ use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
+use crate::keyseal::KeySeal;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::native::{BlockingClient, ClientBuilder};
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
@@ -132,6 +133,7 @@ pub struct LicensingBuilder {
     require_activation: bool,
     entitlements: Entitlements,
     clock: Clock,
+    remember_keys: bool,
 }
 
 impl std::fmt::Debug for LicensingBuilder {
@@ -247,6 +249,14 @@ impl LicensingBuilder {
         self
     }
 
+    /// Remember the key of every good activation (default: off), sealed beside the records, so
+    /// [`Licensing::check_remembered`] needs no argument; a good deactivation of that key
+    /// forgets it. [`Licensing::remember_key`] does the same for a key the app chooses.
+    pub fn remember_keys(mut self, on: bool) -> Self {
+        self.remember_keys = on;
+        self
+    }
+
     /// The clock (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -279,6 +289,7 @@ impl LicensingBuilder {
             entitlements: Arc::new(self.entitlements),
             clock: self.clock,
             memo: Arc::default(),
+            remember_keys: self.remember_keys,
         })
     }
 
@@ -347,6 +358,7 @@ pub struct Licensing {
     entitlements: Arc<Entitlements>,
     clock: Clock,
     memo: Arc<Memo>,
+    remember_keys: bool,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -452,6 +464,7 @@ impl Licensing {
             require_activation: false,
             entitlements: Entitlements::new(),
             clock: Arc::new(system_clock),
+            remember_keys: false,
         }
     }
 
@@ -603,6 +616,12 @@ impl Licensing {
             }
         });
         let verdict = online?.0;
+        let written = match &verdict {
+            Verdict::Accepted(_) if self.remember_keys => {
+                written.and_then(|()| self.remember_key(key.clone()))
+            }
+            _ => written,
+        };
         match (&verdict, written) {
             (Verdict::Accepted(read), Err(e)) => Err(session::unremembered(read, &e)),
             _ => Ok(verdict),
@@ -991,6 +1010,9 @@ impl Licensing {
         if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
             self.save(&slot, &opened, record)?;
         }
+        if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
+            self.forget_remembered(&key)?;
+        }
         Ok(verdict)
     }
 
@@ -1026,13 +1048,94 @@ impl Licensing {
         ))
     }
 
-    /// Forgets everything cached for `key` (the server is not told).
+    /// Forgets everything cached for `key` (the server is not told), the remembered key too
+    /// when it is this one.
     pub fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
         let key = key.into();
         let slot = self.slot(&key)?;
-        let _lock = self.store.lock(&slot.name)?;
-        self.store.remove(&slot.name)
+        {
+            let _lock = self.store.lock(&slot.name)?;
+            self.store.remove(&slot.name)?;
+        }
+        self.forget_remembered(&key)
     }
+
+    fn key_seal(&self) -> Result<KeySeal, Error> {
+        let identity = self.identity()?;
+        let secret = self.store.install_secret()?;
+        Ok(KeySeal::new(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        ))
+    }
+
+    /// Remembers `key` for this organization and server, sealed beside the records
+    /// ([`crate::keyseal`]: not in plain text, and useless on another install or machine), in
+    /// place of any key remembered before. The key is checked as a request checks it
+    /// (`invalid_input`); a store that cannot be written is `cache_error`.
+    pub fn remember_key(&self, key: impl Into<Key>) -> Result<(), Error> {
+        let seal = self.key_seal()?;
+        let bytes = seal.seal(&key.into())?;
+        self.store.save(&seal.slot, &bytes)
+    }
+
+    /// The remembered key, if there is one that this install and machine sealed (bytes that
+    /// were edited or copied from elsewhere count as none). Its `Debug` is redacted.
+    pub fn remembered_key(&self) -> Result<Option<Key>, Error> {
+        let seal = self.key_seal()?;
+        Ok(self
+            .store
+            .load(&seal.slot)?
+            .and_then(|bytes| seal.open(&bytes).ok()))
+    }
+
+    /// Forgets the remembered key (its record and activation stay: see [`Licensing::forget`]).
+    pub fn forget_key(&self) -> Result<(), Error> {
+        let seal = self.key_seal()?;
+        self.store.remove(&seal.slot)
+    }
+
+    fn forget_remembered(&self, key: &Key) -> Result<(), Error> {
+        match self.remembered_key()? {
+            Some(remembered) if &remembered == key => self.forget_key(),
+            _ => Ok(()),
+        }
+    }
+
+    /// [`Licensing::check`] of the remembered key. With none remembered, `unverified` with
+    /// `invalid_input` (field `key`): the app asks the user for a key.
+    pub fn check_remembered(&self) -> CheckOutcome {
+        self.check_remembered_report().outcome
+    }
+
+    /// [`Licensing::check_report`] of the remembered key (see [`Licensing::check_remembered`]).
+    pub fn check_remembered_report(&self) -> CheckReport {
+        match self.remembered_key() {
+            Ok(Some(key)) => self.check_report(key),
+            Ok(None) => CheckReport::of(CheckOutcome::Unverified(no_remembered_key())),
+            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        }
+    }
+
+    /// [`Licensing::check_remembered`] as a future (see [`Licensing::check_async`]).
+    pub fn check_remembered_async(&self) -> Blocking<CheckOutcome> {
+        let me = self.clone();
+        Blocking::spawn(
+            move || me.check_remembered(),
+            |e| CheckOutcome::Unverified(unstarted(e)),
+        )
+    }
+}
+
+/// The error of a check of the remembered key when there is none.
+pub(crate) fn no_remembered_key() -> Error {
+    Error::invalid(
+        "key",
+        "no license key is remembered here: ask the user for one, then activate or remember it",
+    )
 }
 
 /// What phase 1 of a check came to.

@@ -698,6 +698,7 @@ pub fn dir_report(dir: &Path) -> Report {
                     let name = name.to_string_lossy();
                     name.ends_with(".cache")
                         && !name.starts_with('.')
+                        && !name.starts_with("key-")
                         && !name.ends_with("-seq.cache")
                 })
                 .count(),

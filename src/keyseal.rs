@@ -1,0 +1,325 @@
+//! The remembered license key: opt-in, one per organization and server in a store, kept beside
+//! the records and sealed like them (pure, no IO, wasm-safe; every face stores these bytes).
+//!
+//! Layout (UTF-8 text, three lines, each ending in `\n`, nothing after):
+//!
+//! ```text
+//! polar-license-key v1
+//! <32 lowercase hex digits: the synthetic IV>
+//! <lowercase hex: the key, encrypted>
+//! ```
+//!
+//! Deterministic authenticated encryption (the SIV construction of RFC 5297, built from the
+//! HMAC-SHA256 and HKDF this crate already ships rather than another cipher): the IV is the
+//! first 16 bytes of HMAC-SHA256 over the key under a MAC key, the key is XORed with
+//! HKDF-Expand(encryption key, label ‖ IV), and opening recomputes the IV from the decrypted key
+//! and compares it in constant time. Both keys are derived from the organization, the server's
+//! origin, the per-install secret, the machine's identity and the app's secret: the bytes
+//! copied to another install or machine, or edited, open to nothing.
+//!
+//! What this protects: a key that does not sit in plain text in the cache directory (a backup,
+//! a support bundle, a `grep`), and that does not follow the directory to another machine.
+//! What it does not: a program running as the same user on the same machine can read the
+//! install secret and the machine id too, and open it; so can the app that stored it.
+
+use crate::cache::{hex, unhex};
+use crate::key::Key;
+use hkdf::Hkdf;
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+type HmacSha256 = Hmac<Sha256>;
+
+/// The header line of a remembered key.
+pub const HEADER: &str = "polar-license-key v1\n";
+
+/// Longer keys are refused (Polar's keys are far shorter); it also bounds what is read.
+pub const MAX_KEY_BYTES: usize = 1024;
+
+const DERIVE_LABEL: &[u8] = b"polar-license/key-seal/v1";
+const SLOT_LABEL: &[u8] = b"polar-license/key-slot/v1";
+const IV_BYTES: usize = 16;
+
+/// Where a store keeps the remembered key, and the keys that seal it. `Debug` shows no bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct KeySeal {
+    /// The store slot (`key-` and 32 hex digits: no key, organization or origin in it).
+    pub slot: String,
+    mac: [u8; 32],
+    enc: [u8; 32],
+}
+
+impl fmt::Debug for KeySeal {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("KeySeal")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Why stored bytes did not open to a key. Callers treat every one as "no key remembered".
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unopened {
+    /// Not in the format (or truncated, or another version).
+    Malformed,
+    /// Sealed for another organization, server, install, machine or app secret, or edited.
+    BadSeal,
+}
+
+fn hmac_with(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this never fails; the fallback keeps it panic-free.
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+fn framed_mac(mac: &mut HmacSha256, bytes: &[u8]) {
+    mac.update(&(bytes.len() as u64).to_be_bytes());
+    mac.update(bytes);
+}
+
+impl KeySeal {
+    /// The seal for `organization_id` on the server at `base_url` (only its origin counts, as
+    /// for records), with the install secret, the machine's identity (`machine`) and the app's
+    /// secret, each framed with its length (and "none" told from "empty").
+    pub fn new(
+        base_url: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> KeySeal {
+        let origin = crate::proto::origin(base_url);
+        let mut slot = Sha256::new();
+        slot.update(SLOT_LABEL);
+        for part in [origin.as_bytes(), organization_id.as_bytes()] {
+            slot.update((part.len() as u64).to_be_bytes());
+            slot.update(part);
+        }
+        let mut root = hmac_with(DERIVE_LABEL);
+        framed_mac(&mut root, organization_id.as_bytes());
+        framed_mac(&mut root, origin.as_bytes());
+        framed_mac(&mut root, install_secret);
+        for optional in [machine.map(str::as_bytes), app_secret] {
+            match optional {
+                Some(bytes) => {
+                    root.update(&[1]);
+                    framed_mac(&mut root, bytes);
+                }
+                None => root.update(&[0]),
+            }
+        }
+        let root: [u8; 32] = root.finalize().into_bytes().into();
+        let sub = |label: &[u8]| -> [u8; 32] {
+            let mut m = hmac_with(&root);
+            m.update(label);
+            m.finalize().into_bytes().into()
+        };
+        KeySeal {
+            slot: format!("key-{}", hex(&slot.finalize()[..16])),
+            mac: sub(b"iv"),
+            enc: sub(b"enc"),
+        }
+    }
+
+    fn iv_mac(&self, key: &[u8]) -> HmacSha256 {
+        let mut m = hmac_with(&self.mac);
+        framed_mac(&mut m, key);
+        m
+    }
+
+    /// `bytes` XORed with the key stream for `iv` (HKDF-Expand; `None` past its 8160 bytes,
+    /// which [`MAX_KEY_BYTES`] keeps out of reach).
+    fn xor(&self, iv: &[u8], bytes: &[u8]) -> Option<Vec<u8>> {
+        let hk = Hkdf::<Sha256>::from_prk(&self.enc).ok()?;
+        let mut stream = vec![0u8; bytes.len()];
+        hk.expand_multi_info(&[DERIVE_LABEL, iv], &mut stream)
+            .ok()?;
+        Some(bytes.iter().zip(stream).map(|(b, s)| b ^ s).collect())
+    }
+
+    /// The stored bytes of `key` (checked as every request checks it, and at most
+    /// [`MAX_KEY_BYTES`]). The same key under the same seal gives the same bytes.
+    pub fn seal(&self, key: &Key) -> Result<Vec<u8>, crate::Error> {
+        let plain = key.expose();
+        crate::metadata::check_key(plain)?;
+        if plain.len() > MAX_KEY_BYTES {
+            return Err(crate::Error::invalid(
+                "key",
+                "is longer than 1024 bytes: not a license key",
+            ));
+        }
+        let iv = self.iv_mac(plain.as_bytes()).finalize().into_bytes();
+        let iv = &iv[..IV_BYTES];
+        let sealed = self
+            .xor(iv, plain.as_bytes())
+            .ok_or_else(|| crate::Error::invalid("key", "is too long to remember"))?;
+        let mut out = String::with_capacity(HEADER.len() + 2 * (IV_BYTES + sealed.len()) + 2);
+        out.push_str(HEADER);
+        out.push_str(&hex(iv));
+        out.push('\n');
+        out.push_str(&hex(&sealed));
+        out.push('\n');
+        Ok(out.into_bytes())
+    }
+
+    /// The key stored in `bytes`, if they were sealed here and not edited.
+    pub fn open(&self, bytes: &[u8]) -> Result<Key, Unopened> {
+        let rest = bytes
+            .strip_prefix(HEADER.as_bytes())
+            .ok_or(Unopened::Malformed)?;
+        let rest = rest.strip_suffix(b"\n").ok_or(Unopened::Malformed)?;
+        let mut lines = rest.split(|&b| b == b'\n');
+        let (Some(iv), Some(sealed), None) = (lines.next(), lines.next(), lines.next()) else {
+            return Err(Unopened::Malformed);
+        };
+        let iv = unhex(iv).filter(|iv| iv.len() == IV_BYTES);
+        let sealed = unhex(sealed).filter(|s| !s.is_empty() && s.len() <= MAX_KEY_BYTES);
+        let (Some(iv), Some(sealed)) = (iv, sealed) else {
+            return Err(Unopened::Malformed);
+        };
+        let plain = self.xor(&iv, &sealed).ok_or(Unopened::Malformed)?;
+        self.iv_mac(&plain)
+            .verify_truncated_left(&iv)
+            .map_err(|_| Unopened::BadSeal)?;
+        String::from_utf8(plain)
+            .map(Key::new)
+            .map_err(|_| Unopened::BadSeal)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+
+    fn seal() -> KeySeal {
+        KeySeal::new(
+            "https://api.polar.sh/",
+            "org",
+            b"secret",
+            Some("machine"),
+            None,
+        )
+    }
+
+    #[test]
+    fn seals_open_and_are_deterministic() {
+        let s = seal();
+        let bytes = s.seal(&Key::new(KEY)).unwrap();
+        assert_eq!(s.seal(&Key::new(KEY)).unwrap(), bytes);
+        assert_eq!(s.open(&bytes).unwrap().expose(), KEY);
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        assert!(text.starts_with(HEADER), "{text}");
+        assert!(
+            !text.contains("6ED415") && !text.contains("MYAPP"),
+            "{text}"
+        );
+        assert_eq!(text.lines().count(), 3);
+        assert!(
+            s.slot.starts_with("key-") && s.slot.len() == 36,
+            "{}",
+            s.slot
+        );
+        crate::store::check_slot(&s.slot).unwrap();
+        assert!(!format!("{s:?}").contains(&hex(&s.enc)));
+    }
+
+    #[test]
+    fn another_install_machine_org_origin_or_app_secret_opens_nothing() {
+        let bytes = seal().seal(&Key::new(KEY)).unwrap();
+        let others = [
+            KeySeal::new(
+                "https://api.polar.sh",
+                "org",
+                b"other",
+                Some("machine"),
+                None,
+            ),
+            KeySeal::new(
+                "https://api.polar.sh",
+                "org",
+                b"secret",
+                Some("laptop"),
+                None,
+            ),
+            KeySeal::new("https://api.polar.sh", "org", b"secret", None, None),
+            KeySeal::new(
+                "https://api.polar.sh",
+                "org2",
+                b"secret",
+                Some("machine"),
+                None,
+            ),
+            KeySeal::new(
+                "http://127.0.0.1:1",
+                "org",
+                b"secret",
+                Some("machine"),
+                None,
+            ),
+            KeySeal::new(
+                "https://api.polar.sh",
+                "org",
+                b"secret",
+                Some("machine"),
+                Some(b""),
+            ),
+        ];
+        for other in others {
+            assert_eq!(other.open(&bytes), Err(Unopened::BadSeal), "{other:?}");
+        }
+        // Only the origin names the server: a path does not change the seal or the slot.
+        let same = KeySeal::new(
+            "https://api.polar.sh/v1",
+            "org",
+            b"secret",
+            Some("machine"),
+            None,
+        );
+        assert_eq!(same.open(&bytes).unwrap().expose(), KEY);
+        assert_ne!(
+            seal().slot,
+            KeySeal::new(
+                "https://api.polar.sh",
+                "org2",
+                b"secret",
+                Some("machine"),
+                None
+            )
+            .slot
+        );
+    }
+
+    #[test]
+    fn every_edit_is_refused() {
+        let s = seal();
+        let bytes = s.seal(&Key::new(KEY)).unwrap();
+        for i in 0..bytes.len() {
+            for flip in [1u8, 0x20] {
+                let mut edited = bytes.clone();
+                edited[i] ^= flip;
+                assert!(s.open(&edited).is_err(), "byte {i} ^ {flip}");
+            }
+        }
+        assert_eq!(s.open(&bytes[..bytes.len() - 1]), Err(Unopened::Malformed));
+        assert_eq!(s.open(b""), Err(Unopened::Malformed));
+        let mut longer = bytes.clone();
+        longer.extend_from_slice(b"00\n");
+        assert_eq!(s.open(&longer), Err(Unopened::Malformed));
+    }
+
+    #[test]
+    fn keys_are_checked_before_sealing() {
+        let s = seal();
+        for bad in ["", " KEY", "KEY\n", "K\0EY"] {
+            assert!(s.seal(&Key::new(bad)).is_err(), "{bad:?}");
+        }
+        assert!(s.seal(&Key::new("K".repeat(MAX_KEY_BYTES + 1))).is_err());
+        let long = Key::new("K".repeat(MAX_KEY_BYTES));
+        assert_eq!(s.open(&s.seal(&long).unwrap()).unwrap(), long);
+        let unicode = Key::new("clé-ÉTÉ-✓");
+        assert_eq!(s.open(&s.seal(&unicode).unwrap()).unwrap(), unicode);
+    }
+}

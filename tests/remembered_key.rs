@@ -1,0 +1,311 @@
+//! The remembered key (issue #15, item 5) on the native face: opt-in, sealed beside the
+//! records, never in plain text, useless when copied to another install, machine or app, and
+//! `check_remembered` needs no argument. The emulator over loopback, a real file store in a
+//! temp dir, a fake clock.
+#![cfg(feature = "emulator")]
+
+use polar_license::emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license::grace::{CheckOutcome, Source};
+use polar_license::{ActivateRequest, Error, Licensing, MachineBinding, Reason};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+struct World {
+    polar: Emulator,
+    dir: PathBuf,
+    clock: Arc<AtomicI64>,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        let dir = std::env::temp_dir().join(format!(
+            "polar-license-remembered-{name}-{}",
+            std::process::id()
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        World {
+            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
+            dir,
+            clock: Arc::new(AtomicI64::new(1_790_000_000)),
+        }
+    }
+
+    fn builder(&self, dir: &Path, machine: &str) -> polar_license::LicensingBuilder {
+        let clock = Arc::clone(&self.clock);
+        Licensing::builder(self.polar.organization_id())
+            .base_url(self.polar.url())
+            .timeout(Duration::from_secs(2))
+            .cache_dir(dir)
+            .machine_binding(MachineBinding::Id(machine.to_string()))
+            .clock(move || clock.load(Ordering::SeqCst))
+    }
+
+    /// A licensing that remembers the keys it activates.
+    fn remembering(&self) -> Licensing {
+        self.builder(&self.dir, "machine-A")
+            .remember_keys(true)
+            .build()
+            .expect("builds")
+    }
+
+    fn requests(&self) -> u64 {
+        let n = self.polar.request_count();
+        self.polar.reset_request_count();
+        n
+    }
+
+    fn key_files(&self, dir: &Path) -> Vec<PathBuf> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .map(|e| e.unwrap().path())
+                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("key-"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for World {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn activate(l: &Licensing, key: &str) {
+    let v = l
+        .activate(&ActivateRequest::new(key, "laptop"))
+        .expect("activate answers");
+    assert!(v.accepted().is_some(), "{v:?}");
+}
+
+#[track_caller]
+fn no_key_remembered(outcome: &CheckOutcome) {
+    match outcome {
+        CheckOutcome::Unverified(Error::InvalidInput { field, message }) => {
+            assert_eq!(field, "key");
+            assert!(
+                message.contains("no license key is remembered"),
+                "{message}"
+            );
+        }
+        other => panic!("expected invalid_input (no key remembered), got {other:?}"),
+    }
+    assert_eq!(outcome.reason(), Some(Reason::InvalidInput));
+}
+
+#[test]
+fn an_activated_key_is_remembered_across_restarts_and_checked_with_no_argument() {
+    let w = World::new("restart");
+    activate(&w.remembering(), DEMO_KEY);
+    assert_eq!(w.requests(), 1);
+
+    // A new process: nothing but the directory is shared.
+    let later = w.remembering();
+    let key = later.remembered_key().unwrap().expect("remembered");
+    assert_eq!(key.expose(), DEMO_KEY);
+    let tail = &DEMO_KEY[DEMO_KEY.len() - 6..];
+    assert_eq!(format!("{key:?}"), format!("Key(****-{tail})"));
+    let verdict = later.check_remembered();
+    assert!(verdict.is_licensed(), "{verdict:?}");
+    assert!(matches!(
+        verdict,
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            ..
+        }
+    ));
+    assert_eq!(w.requests(), 0, "the activation's verdict answers");
+
+    // The async form answers the same.
+    let verdict = pollster::block_on(later.check_remembered_async());
+    assert!(verdict.is_licensed(), "{verdict:?}");
+
+    // The key is in no file in plain text, nor its hidden part (records keep Polar's
+    // display form, `****-` and the tail), nor in hex.
+    let key_hex: String = DEMO_KEY.bytes().map(|b| format!("{b:02x}")).collect();
+    for entry in std::fs::read_dir(&w.dir).unwrap() {
+        let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&bytes);
+        let hidden = &DEMO_KEY[..DEMO_KEY.len() - 6];
+        for needle in [DEMO_KEY, hidden, key_hex.as_str()] {
+            assert!(!text.contains(needle), "{needle} stored: {text}");
+        }
+    }
+    let files = w.key_files(&w.dir);
+    assert_eq!(files.len(), 1, "{files:?}");
+    let text = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(text.starts_with("polar-license-key v1\n"), "{text}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&files[0]).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
+    }
+}
+
+#[test]
+fn off_by_default_and_a_missing_key_asks_nothing() {
+    let w = World::new("default");
+    let plain = w.builder(&w.dir, "machine-A").build().unwrap();
+    activate(&plain, DEMO_KEY);
+    w.requests();
+    assert!(w.key_files(&w.dir).is_empty());
+    assert_eq!(plain.remembered_key().unwrap(), None);
+    no_key_remembered(&plain.check_remembered());
+    let report = plain.check_remembered_report();
+    no_key_remembered(&report.outcome);
+    assert_eq!(w.requests(), 0, "no key, no request");
+
+    // Remembered on request, then checked; replaced by another; forgotten.
+    plain.remember_key(DEMO_KEY).unwrap();
+    assert!(plain.check_remembered().is_licensed());
+    plain.remember_key(DEMO_KEY_REVOKED).unwrap();
+    assert_eq!(
+        plain.remembered_key().unwrap().unwrap().expose(),
+        DEMO_KEY_REVOKED
+    );
+    assert_eq!(w.key_files(&w.dir).len(), 1, "one key per organization");
+    plain.forget_key().unwrap();
+    assert_eq!(plain.remembered_key().unwrap(), None);
+    plain.forget_key().unwrap();
+    // Forgetting the key keeps the record: the key checks from the cache as before.
+    assert!(matches!(
+        plain.check(DEMO_KEY),
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            ..
+        }
+    ));
+}
+
+#[test]
+fn bad_keys_are_refused_before_anything_is_written() {
+    let w = World::new("bad");
+    let l = w.remembering();
+    for bad in ["", " MYKEY", "MYKEY\n", "MY\0KEY"] {
+        match l.remember_key(bad) {
+            Err(Error::InvalidInput { field, .. }) => assert_eq!(field, "key"),
+            other => panic!("{bad:?}: {other:?}"),
+        }
+    }
+    match l.remember_key("K".repeat(1025)) {
+        Err(Error::InvalidInput { field, message }) => {
+            assert_eq!(field, "key");
+            assert!(message.contains("1024"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(w.key_files(&w.dir).is_empty());
+    assert_eq!(w.requests(), 0);
+}
+
+#[test]
+fn a_copied_edited_or_foreign_key_file_opens_to_nothing() {
+    let w = World::new("copied");
+    activate(&w.remembering(), DEMO_KEY);
+    w.requests();
+    let file = w.key_files(&w.dir).remove(0);
+
+    // The whole directory on another machine, install secret and all.
+    let elsewhere = w.dir.with_extension("elsewhere");
+    let _ = std::fs::remove_dir_all(&elsewhere);
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    for entry in std::fs::read_dir(&w.dir).unwrap() {
+        let path = entry.unwrap().path();
+        std::fs::copy(&path, elsewhere.join(path.file_name().unwrap())).unwrap();
+    }
+    let other_machine = w.builder(&elsewhere, "machine-B").build().unwrap();
+    assert_eq!(other_machine.remembered_key().unwrap(), None);
+    no_key_remembered(&other_machine.check_remembered());
+    let same_machine = w.builder(&elsewhere, "machine-A").build().unwrap();
+    assert_eq!(
+        same_machine
+            .remembered_key()
+            .unwrap()
+            .map(|k| k.expose().to_string()),
+        Some(DEMO_KEY.to_string()),
+        "the copy itself is intact"
+    );
+    // Another app secret, another organization's client: nothing.
+    let other_app = w
+        .builder(&w.dir, "machine-A")
+        .app_secret(b"another app".to_vec())
+        .build()
+        .unwrap();
+    assert_eq!(other_app.remembered_key().unwrap(), None);
+    let other_org = Licensing::builder("9c7e3b1a-2f4d-4a6b-8c5e-1d2f3a4b5c6d")
+        .base_url(w.polar.url())
+        .cache_dir(&w.dir)
+        .machine_binding(MachineBinding::Id("machine-A".into()))
+        .build()
+        .unwrap();
+    assert_eq!(other_org.remembered_key().unwrap(), None);
+
+    // Only the file's install secret is new (the same machine): nothing.
+    std::fs::remove_file(elsewhere.join("install-secret")).unwrap();
+    let new_install = w.builder(&elsewhere, "machine-A").build().unwrap();
+    assert_eq!(new_install.remembered_key().unwrap(), None);
+
+    // One byte edited: nothing.
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 2;
+    bytes[last] = if bytes[last] == b'0' { b'1' } else { b'0' };
+    std::fs::write(&file, &bytes).unwrap();
+    let l = w.remembering();
+    assert_eq!(l.remembered_key().unwrap(), None);
+    no_key_remembered(&l.check_remembered());
+    assert_eq!(w.requests(), 0);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+}
+
+#[test]
+fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
+    let w = World::new("revoked");
+    let l = w.remembering();
+    activate(&l, DEMO_KEY);
+    w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        },
+    );
+    w.clock.fetch_add(2 * 3600, Ordering::SeqCst);
+    let denied = l.check_remembered();
+    assert_eq!(denied.reason(), Some(Reason::Inactive), "{denied:?}");
+    // Still remembered: the app can say which key was revoked and ask for another.
+    assert!(l.remembered_key().unwrap().is_some());
+
+    // A good deactivation forgets it; a deactivation of another key does not.
+    w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("granted".into()),
+            ..KeyUpdate::default()
+        },
+    );
+    l.deactivate(DEMO_KEY, None).expect("deactivates");
+    assert_eq!(l.remembered_key().unwrap(), None);
+    no_key_remembered(&l.check_remembered());
+
+    // `forget(key)` forgets the remembered key with the record.
+    activate(&l, DEMO_KEY);
+    assert!(l.remembered_key().unwrap().is_some());
+    l.forget(DEMO_KEY).unwrap();
+    assert_eq!(l.remembered_key().unwrap(), None);
+}
+
+#[test]
+fn a_denied_activation_remembers_nothing() {
+    let w = World::new("denied");
+    let l = w.remembering();
+    let v = l
+        .activate(&ActivateRequest::new(DEMO_KEY_REVOKED, "laptop"))
+        .unwrap();
+    assert!(v.accepted().is_none(), "{v:?}");
+    assert_eq!(l.remembered_key().unwrap(), None);
+    assert!(w.key_files(&w.dir).is_empty());
+}

@@ -1011,7 +1011,9 @@ impl Licensing {
             self.save(&slot, &opened, record)?;
         }
         if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
-            self.forget_remembered(&key)?;
+            // The slot is freed whatever happens here: an error now would read as a failed
+            // deactivation. A key left behind checks as `not_found`, and can be forgotten.
+            let _ = self.forget_remembered(&key);
         }
         Ok(verdict)
     }

@@ -248,8 +248,14 @@ pub enum Command {
     /// Deactivate an activation (default: the remembered one), freeing its slot, and forget
     /// it in the cache
     Deactivate(DeactivateArgs),
-    /// Show what the offline cache holds (no network); without --key, list the cache dir
+    /// Show what the offline cache holds (no network); without --key, the remembered key's
+    /// record, else list the cache dir
     Status(StatusArgs),
+    /// Remember the key on this machine (sealed beside the cache; off unless asked), so
+    /// check, deactivate and status need no --key
+    Remember(RememberArgs),
+    /// Forget the remembered key (its cache record and activation stay)
+    ForgetKey,
     /// Run the local Polar emulator until killed; the first stdout line is
     /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
     /// (--json only changes how startup errors are printed)
@@ -271,11 +277,37 @@ pub struct KeyArg {
     pub key: String,
 }
 
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else the remembered one.
+#[derive(Debug, Args)]
+pub struct OptionalKeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list);
+    /// default: the key remembered by `activate --remember` or `remember`
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+}
+
+/// `remember`
+#[derive(Debug, Args)]
+pub struct RememberArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+}
+
 /// `activate`
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     #[command(flatten)]
     pub key: KeyArg,
+
+    /// Also remember the key on this machine (sealed beside the cache), so check,
+    /// deactivate and status need no --key
+    #[arg(long)]
+    pub remember: bool,
 
     /// A label for the activation, e.g. the machine's name (may be empty)
     #[arg(long, value_name = "LABEL")]
@@ -323,7 +355,7 @@ pub struct ValidateArgs {
 #[derive(Debug, Args)]
 pub struct CheckArgs {
     #[command(flatten)]
-    pub key: KeyArg,
+    pub key: OptionalKeyArg,
 
     /// Answer "may this copy use FEATURE?" from the verdict and --entitlements: exit 0 when
     /// granted, 1 when not (the license is denied, its benefit does not grant it, or the
@@ -336,7 +368,7 @@ pub struct CheckArgs {
 #[derive(Debug, Args)]
 pub struct DeactivateArgs {
     #[command(flatten)]
-    pub key: KeyArg,
+    pub key: OptionalKeyArg,
 
     /// The activation to free (default: the one `activate` remembered for this key)
     #[arg(long, value_name = "ID")]
@@ -346,8 +378,8 @@ pub struct DeactivateArgs {
 /// `status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The license key whose cache record to show (records are sealed per key; without it
-    /// only the cache directory is listed)
+    /// The license key whose cache record to show (records are sealed per key; without it,
+    /// the remembered key's, else only the cache directory is listed)
     #[arg(
         long,
         env = "POLAR_LICENSE_KEY",

@@ -32,6 +32,8 @@ fn main() -> ExitCode {
         Command::Check(a) => run::check(g, a).print(g.json),
         Command::Deactivate(a) => run::deactivate(g, a).print(g.json),
         Command::Status(a) => run::status(g, a).print(g.json),
+        Command::Remember(a) => run::remember(g, a).print(g.json),
+        Command::ForgetKey => run::forget_key(g).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
     };

@@ -25,6 +25,8 @@ pub enum Op {
     Deactivate,
     Check,
     Status,
+    Remember,
+    ForgetKey,
 }
 
 impl Op {
@@ -35,6 +37,8 @@ impl Op {
             Op::Deactivate => "deactivate",
             Op::Check => "check",
             Op::Status => "status",
+            Op::Remember => "remember",
+            Op::ForgetKey => "forget-key",
         }
     }
 
@@ -43,14 +47,16 @@ impl Op {
     fn success_outcome(self) -> &'static str {
         match self {
             Op::Validate | Op::Check => "licensed",
-            Op::Activate | Op::Deactivate | Op::Status => "done",
+            Op::Activate | Op::Deactivate | Op::Status | Op::Remember | Op::ForgetKey => "done",
         }
     }
 
     /// The HTTP status of an accepted answer.
     fn success_status(self) -> u16 {
         match self {
-            Op::Validate | Op::Activate | Op::Check | Op::Status => 200,
+            Op::Validate | Op::Activate | Op::Check | Op::Status | Op::Remember | Op::ForgetKey => {
+                200
+            }
             Op::Deactivate => 204,
         }
     }
@@ -252,6 +258,8 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
         Op::Activate => format!("activated {shown}"),
         Op::Deactivate => format!("deactivated {shown}"),
         Op::Status => format!("cache for {shown}"),
+        Op::Remember => format!("remembered {shown}"),
+        Op::ForgetKey => format!("forgot {shown}"),
     }];
     if let Some(a) = activation {
         lines.push(fact("activation", &format!("{} ({:?})", a.id, a.label)));
@@ -782,4 +790,25 @@ pub fn license_facts(l: &LicenseKeyRead) -> Vec<String> {
         lines.push(fact("order", &format!("{} ({})", o.id, o.status)));
     }
     lines
+}
+
+/// Renders `remember` and `forget-key`: done, with the key redacted (`key`: its display form,
+/// or null when none was remembered) and where it is kept.
+pub fn key_report(op: Op, key: Option<&Key>, dir: &Path) -> Report {
+    let shown = key.map(Key::redacted);
+    let detail = match (op, &shown) {
+        (Op::Remember, Some(k)) => format!("{k} remembered, sealed in {}", dir.display()),
+        (_, Some(k)) => format!("{k} forgotten (its cache record stays)"),
+        (_, None) => "no license key was remembered".to_string(),
+    };
+    let mut m = base_object(Some(op.name()), "done");
+    m.insert("detail".into(), json!(detail));
+    m.insert("key".into(), json!(shown));
+    m.insert("dir".into(), json!(dir.display().to_string()));
+    Report {
+        json: m,
+        lines: vec![detail],
+        to_stderr: false,
+        exit: 0,
+    }
 }

@@ -2,11 +2,12 @@
 //! [`Licensing`]), send, render.
 
 use crate::args::{
-    ActivateArgs, CheckArgs, DeactivateArgs, Global, ServerChoice, StatusArgs, ValidateArgs,
+    ActivateArgs, CheckArgs, DeactivateArgs, Global, RememberArgs, ServerChoice, StatusArgs,
+    ValidateArgs,
 };
 use crate::output::{
-    cache_write, check_report, dir_report, error_report, feature_report, report, status_report, Op,
-    Report,
+    cache_write, check_report, dir_report, error_report, feature_report, key_report, report,
+    status_report, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::{
@@ -143,10 +144,16 @@ fn test_clock() -> Result<Option<Clock>, Error> {
 /// Builds the grace-aware licensing from the global options. An invalid policy is
 /// `invalid_input` (field `grace_period`, `revalidate_after` or `clock_tolerance`).
 pub fn licensing(g: &Global) -> Result<Licensing, Error> {
+    licensing_with(g, false)
+}
+
+/// [`licensing`], remembering the keys it activates when `remember_keys`.
+fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     let mut builder = connect!(Licensing::builder(org(g)?), g)
         .policy(policy(g))
         .cache_dir(cache_dir(g)?)
-        .require_activation(g.require_activation);
+        .require_activation(g.require_activation)
+        .remember_keys(remember_keys);
     if let Some(secret) = g.app_secret.as_deref().filter(|s| !s.is_empty()) {
         builder = builder.app_secret(secret.as_bytes().to_vec());
     }
@@ -227,7 +234,7 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
 /// (true) and `machine_bound` (whether the condition `machine_fingerprint` was added).
 pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
     let key = Key::new(a.key.key.as_str());
-    let licensing = match licensing(g) {
+    let licensing = match licensing_with(g, a.remember) {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
@@ -255,6 +262,13 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         let bound = licensing.machine_fingerprint().is_some();
         r.json.insert("remembered".into(), true.into());
         r.json.insert("machine_bound".into(), bound.into());
+        r.json.insert("key_remembered".into(), a.remember.into());
+        if a.remember {
+            r.lines.push(format!(
+                "  {:<12} the key is remembered here: check needs no --key",
+                "key"
+            ));
+        }
         r.lines.push(format!(
             "  {:<12} remembered for `check`{}",
             "cache",
@@ -276,11 +290,29 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
     r
 }
 
-/// `check`: the grace-aware verdict.
+/// The key a command names (`--key`), else the remembered one; with neither,
+/// `invalid_input` naming `key`.
+fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Error> {
+    if let Some(key) = key {
+        return Ok(Key::new(key));
+    }
+    licensing.remembered_key()?.ok_or_else(|| {
+        Error::invalid(
+            "key",
+            "is required: pass --key (or POLAR_LICENSE_KEY); no key is remembered here \
+             (activate --remember, or remember --key)",
+        )
+    })
+}
+
+/// `check`: the grace-aware verdict, of `--key` or the remembered key.
 pub fn check(g: &Global, a: &CheckArgs) -> Report {
-    let key = Key::new(a.key.key.as_str());
     let licensing = match licensing(g) {
         Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(key) => key,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
     // Bad input is caught before the cache is touched.
@@ -315,10 +347,14 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
 /// `--json` adds `forgotten`: false only when an explicit `--activation-id` was deactivated
 /// online while the cache could not be opened.
 pub fn deactivate(g: &Global, a: &DeactivateArgs) -> Report {
-    let key = Key::new(a.key.key.as_str());
     let requested = a.activation_id.as_deref();
-    let licensing = match licensing(g) {
+    // A good deactivation of the remembered key forgets it too.
+    let licensing = match licensing_with(g, true) {
         Ok(l) => l,
+        Err(e) => return error_report(Some(Op::Deactivate), requested, &e),
+    };
+    let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
+        Ok(key) => key,
         Err(e) => return error_report(Some(Op::Deactivate), requested, &e),
     };
     if let Some(id) = requested {
@@ -351,16 +387,50 @@ pub fn status(g: &Global, a: &StatusArgs) -> Report {
         Ok(d) => d,
         Err(e) => return error_report(Some(Op::Status), None, &e),
     };
-    let Some(key) = a.key.as_deref() else {
-        return dir_report(&dir);
+    let built = licensing(g);
+    let key = match (a.key.as_deref(), &built) {
+        (Some(key), _) => Key::new(key),
+        (None, Ok(licensing)) => match licensing.remembered_key() {
+            Ok(Some(key)) => key,
+            // No key remembered (or none that can be read here): the directory listing.
+            Ok(None) | Err(_) => return dir_report(&dir),
+        },
+        // The listing needs no organization or server.
+        (None, Err(_)) => return dir_report(&dir),
     };
-    let key = Key::new(key);
-    let licensing = match licensing(g) {
+    let licensing = match built {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Status), None, &e),
     };
     match licensing.status(key.clone()) {
         Ok(status) => status_report(&key, &dir, &status, licensing.policy()),
         Err(e) => error_report(Some(Op::Status), None, &e),
+    }
+}
+
+/// `remember`: seals the key beside the cache (checked first; no request).
+pub fn remember(g: &Global, a: &RememberArgs) -> Report {
+    let key = Key::new(a.key.key.as_str());
+    let done = cache_dir(g).and_then(|dir| {
+        licensing(g)?.remember_key(key.clone())?;
+        Ok(dir)
+    });
+    match done {
+        Ok(dir) => key_report(Op::Remember, Some(&key), &dir),
+        Err(e) => error_report(Some(Op::Remember), None, &e),
+    }
+}
+
+/// `forget-key`: forgets the remembered key (the record stays; no request).
+pub fn forget_key(g: &Global) -> Report {
+    let done = cache_dir(g).and_then(|dir| {
+        let licensing = licensing(g)?;
+        let key = licensing.remembered_key()?;
+        licensing.forget_key()?;
+        Ok((dir, key))
+    });
+    match done {
+        Ok((dir, key)) => key_report(Op::ForgetKey, key.as_ref(), &dir),
+        Err(e) => error_report(Some(Op::ForgetKey), None, &e),
     }
 }

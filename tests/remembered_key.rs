@@ -287,7 +287,8 @@ fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
             ..KeyUpdate::default()
         },
     );
-    l.deactivate(DEMO_KEY, None).expect("deactivates");
+    let freed = l.deactivate(DEMO_KEY, None).expect("deactivates");
+    assert!(freed.accepted().is_some(), "{freed:?}");
     assert_eq!(l.remembered_key().unwrap(), None);
     no_key_remembered(&l.check_remembered());
 

@@ -165,6 +165,7 @@ pub extern "C" fn polar_license_client_new(
             .tls_roots(config.tls_roots)
             .policy(config.policy)
             .require_activation(config.require_activation)
+            .remember_keys(config.remember_keys)
             .entitlements(entitlements);
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
@@ -596,6 +597,113 @@ pub extern "C" fn polar_license_client_check_request(
             Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());
+        client.deliver(out_result, result)
+    }
+}
+
+/// Remembers `key` on this machine for this client's organization and server, sealed beside
+/// the cache records (never in plain text; useless on another install or machine), in place
+/// of any key remembered before; no request. Outcome `POLAR_LICENSE_OUTCOME_DONE`, or an
+/// error: `POLAR_LICENSE_REASON_INVALID_INPUT` (field `key`) for a key every request would
+/// refuse (empty, surrounding whitespace, over 1024 bytes), `POLAR_LICENSE_REASON_CACHE_ERROR`
+/// when the cache directory cannot be written. Status and out-pointer as for
+/// `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_remember_key(
+    client: *const polar_license_client,
+    key: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let key = arg_str!(client, key, "key");
+        arg_out!(client, out_result);
+        let result = match client.licensing.remember_key(key) {
+            Ok(()) => polar_license_result::success(
+                polar_license_outcome::Done,
+                0,
+                polar_license_source::None,
+            ),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// Forgets the remembered key (its cache record and activation stay); no request. Outcome
+/// `POLAR_LICENSE_OUTCOME_DONE` also when none was remembered, or `cache_error`. Status and
+/// out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_forget_key(
+    client: *const polar_license_client,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        arg_out!(client, out_result);
+        let result = match client.licensing.forget_key() {
+            Ok(()) => polar_license_result::success(
+                polar_license_outcome::Done,
+                0,
+                polar_license_source::None,
+            ),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// Whether a key is remembered here that this client can open (one sealed by another install,
+/// machine or app secret, or edited, is none). Writes `*out_remembered` and returns
+/// `POLAR_LICENSE_STATUS_OK`; on a cache that cannot be read, another status and
+/// `polar_license_client_last_error` says why.
+#[no_mangle]
+pub extern "C" fn polar_license_client_has_remembered_key(
+    client: *const polar_license_client,
+    out_remembered: *mut bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        if out_remembered.is_null() {
+            return client.fail(polar_license_status::NullArgument, "out_remembered is NULL");
+        }
+        match client.licensing.remembered_key() {
+            Ok(key) => {
+                // SAFETY: checked non-NULL above; it points to a writable bool (the
+                // documented contract).
+                unsafe { out_remembered.write(key.is_some()) };
+                polar_license_status::Ok
+            }
+            Err(e) => client.fail(status_of(&e), &e.to_string()),
+        }
+    }
+}
+
+/// `polar_license_client_check` of the remembered key. With none remembered (or none this
+/// client can open), `POLAR_LICENSE_OUTCOME_ERROR` with `POLAR_LICENSE_REASON_INVALID_INPUT`,
+/// field `key`, and no request (as a check of a bad key): ask the user for a key.
+/// Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_check_remembered(
+    client: *const polar_license_client,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        arg_out!(client, out_result);
+        let licensing = &client.licensing;
+        let key = licensing.remembered_key();
+        let mut result = polar_license_result::check(
+            &licensing.check_remembered_report(),
+            licensing.policy(),
+        );
+        if let (Ok(Some(key)), false) = (key, result.has_activation_id()) {
+            result.default_activation_id(remembered(licensing, key.expose()).as_deref());
+        }
         client.deliver(out_result, result)
     }
 }

@@ -25,6 +25,7 @@ pub struct polar_license_config {
     pub(crate) app_secret: Option<Vec<u8>>,
     pub(crate) machine_binding: bool,
     pub(crate) require_activation: bool,
+    pub(crate) remember_keys: bool,
     pub(crate) clock_offset: i64,
     pub(crate) proxy: crate::ProxySetting,
     pub(crate) tls_roots: crate::TlsRoots,
@@ -56,6 +57,7 @@ impl polar_license_config {
             app_secret: None,
             machine_binding: true,
             require_activation: false,
+            remember_keys: false,
             clock_offset: 0,
             proxy: crate::ProxySetting::default(),
             tls_roots: crate::TlsRoots::default(),
@@ -429,6 +431,23 @@ pub extern "C" fn polar_license_config_set_require_activation(
     ffi_boundary! {
         let config = try_mut!(config);
         config.require_activation = required;
+        config.ok()
+    }
+}
+
+/// Remembers the key of every good `polar_license_client_activate` on this machine, sealed
+/// beside the cache records (never in plain text; bytes copied to another install or machine
+/// open to nothing), so `polar_license_client_check_remembered` needs no key; a good
+/// `polar_license_client_deactivate` of that key forgets it. Off by default
+/// (`polar_license_client_remember_key` remembers a key the app chooses either way).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_remember_keys(
+    config: *mut polar_license_config,
+    enabled: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.remember_keys = enabled;
         config.ok()
     }
 }

@@ -414,6 +414,37 @@ polar_license_status polar_license_client_check_request(const polar_license_clie
                                                         const polar_license_request *request,
                                                         polar_license_result **out_result);
 
+// Remembers `key` on this machine for this client's organization and server, sealed beside
+// the cache records (never in plain text; useless on another install or machine), in place
+// of any key remembered before; no request. Outcome `POLAR_LICENSE_OUTCOME_DONE`, or an
+// error: `POLAR_LICENSE_REASON_INVALID_INPUT` (field `key`) for a key every request would
+// refuse (empty, surrounding whitespace, over 1024 bytes), `POLAR_LICENSE_REASON_CACHE_ERROR`
+// when the cache directory cannot be written. Status and out-pointer as for
+// `polar_license_client_validate`.
+polar_license_status polar_license_client_remember_key(const polar_license_client *client,
+                                                       const char *key,
+                                                       polar_license_result **out_result);
+
+// Forgets the remembered key (its cache record and activation stay); no request. Outcome
+// `POLAR_LICENSE_OUTCOME_DONE` also when none was remembered, or `cache_error`. Status and
+// out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_forget_key(const polar_license_client *client,
+                                                     polar_license_result **out_result);
+
+// Whether a key is remembered here that this client can open (one sealed by another install,
+// machine or app secret, or edited, is none). Writes `*out_remembered` and returns
+// `POLAR_LICENSE_STATUS_OK`; on a cache that cannot be read, another status and
+// `polar_license_client_last_error` says why.
+polar_license_status polar_license_client_has_remembered_key(const polar_license_client *client,
+                                                             bool *out_remembered);
+
+// `polar_license_client_check` of the remembered key. With none remembered (or none this
+// client can open), `POLAR_LICENSE_OUTCOME_ERROR` with `POLAR_LICENSE_REASON_INVALID_INPUT`,
+// field `key`, and no request (as a check of a bad key): ask the user for a key.
+// Status and out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_check_remembered(const polar_license_client *client,
+                                                           polar_license_result **out_result);
+
 // What the offline cache holds for `key`, with no request: outcome
 // `POLAR_LICENSE_OUTCOME_DONE`, the cache state, the remembered activation id, the last good
 // license, its verification time and the grace left (or `cache_error` when the cache cannot
@@ -521,6 +552,14 @@ polar_license_status polar_license_config_set_machine_binding(polar_license_conf
 // activation per machine turns this on and activates when the check names `activation_id`.
 polar_license_status polar_license_config_set_require_activation(polar_license_config *config,
                                                                  bool required);
+
+// Remembers the key of every good `polar_license_client_activate` on this machine, sealed
+// beside the cache records (never in plain text; bytes copied to another install or machine
+// open to nothing), so `polar_license_client_check_remembered` needs no key; a good
+// `polar_license_client_deactivate` of that key forgets it. Off by default
+// (`polar_license_client_remember_key` remembers a key the app chooses either way).
+polar_license_status polar_license_config_set_remember_keys(polar_license_config *config,
+                                                            bool enabled);
 
 // FOR TESTS ONLY: adds `offset_seconds` (may be negative) to the system clock for every
 // cache decision, to age a cache or simulate a clock set back without waiting. The same hook

@@ -1,0 +1,178 @@
+/*
+ * test_remember.c: the remembered key through the C API (issue #15, item 5): off by default,
+ * polar_license_config_set_remember_keys remembers the key of a good activation, a later
+ * client (a new launch) checks it with polar_license_client_check_remembered and no key, the
+ * key is in no file in plain text, a good deactivation forgets it, another app secret opens
+ * nothing, and bad input or NULL pointers are refused before anything is written.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+
+#define HOUR 3600
+#define WEEK (7 * 24 * HOUR)
+
+static polar_license_client *client_with(const char *dir, int remember, const char *app_secret) {
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL;
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, emu_url()));
+  must(polar_license_config_set_cache_dir(config, dir));
+  must(polar_license_config_set_timeout_ms(config, 5000));
+  must(polar_license_config_set_remember_keys(config, remember));
+  if (app_secret != NULL) {
+    must(polar_license_config_set_app_secret(config, (const uint8_t *)app_secret,
+                                             strlen(app_secret)));
+  }
+  must(polar_license_client_new(config, &client));
+  polar_license_config_free(config);
+  return client;
+}
+
+static int remembered(polar_license_client *client) {
+  bool has = true;
+  must(polar_license_client_has_remembered_key(client, &has));
+  return has ? 1 : 0;
+}
+
+/* Whether any file in `dir` holds `needle`. */
+static int dir_holds(const char *dir, const char *needle) {
+  char command[512];
+  snprintf(command, sizeof command, "grep -rqF -- '%s' '%s'", needle, dir);
+  return system(command) == 0;
+}
+
+static void no_key_remembered(polar_license_result *r) {
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "key");
+  CHECK(strstr(polar_license_result_detail(r), "no license key is remembered") != NULL);
+}
+
+static void activate_remember_and_check_with_no_key(void) {
+  char dir[64], key[64], id[64], hidden[64];
+  polar_license_client *client;
+  polar_license_result *r = NULL;
+  polar_license_request *request;
+  long before;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":2", key);
+
+  /* Off by default: an activation remembers no key. */
+  client = client_with(dir, 0, NULL);
+  activate_ok(client, key, id);
+  CHECK_INT(remembered(client), 0);
+  before = emu_request_count();
+  must(polar_license_client_check_remembered(client, &r));
+  no_key_remembered(r);
+  polar_license_result_free(r);
+  CHECK_INT(emu_request_count(), before);
+  polar_license_client_free(client);
+
+  client = client_with(dir, 1, NULL);
+  request = new_request(key);
+  must(polar_license_request_set_label(request, "laptop"));
+  must(polar_license_client_activate(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  snprintf(id, sizeof id, "%s", polar_license_result_activation_id(r));
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  polar_license_client_free(client);
+
+  /* A new launch: the key comes from the cache directory, the verdict from the activation. */
+  client = client_with(dir, 1, NULL);
+  CHECK_INT(remembered(client), 1);
+  before = emu_request_count();
+  must(polar_license_client_check_remembered(client, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  polar_license_result_free(r);
+  CHECK_INT(emu_request_count(), before);
+
+  /* The key is in no file (its last 6 characters are Polar's display form, kept in records). */
+  snprintf(hidden, sizeof hidden, "%.*s", (int)strlen(key) - 6, key);
+  CHECK(!dir_holds(dir, hidden));
+
+  /* Another app secret is another app: nothing to open. */
+  {
+    polar_license_client *other = client_with(dir, 1, "another app");
+    CHECK_INT(remembered(other), 0);
+    must(polar_license_client_check_remembered(other, &r));
+    no_key_remembered(r);
+    polar_license_result_free(r);
+    polar_license_client_free(other);
+  }
+
+  /* A good deactivation forgets it. */
+  must(polar_license_client_deactivate(client, key, NULL, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  CHECK_INT(remembered(client), 0);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+static void remember_and_forget_by_hand(void) {
+  char dir[64], key[64];
+  polar_license_client *client;
+  polar_license_result *r = NULL;
+  temp_dir(dir);
+  emu_new_key("", key);
+  client = client_with(dir, 0, NULL);
+
+  must(polar_license_client_remember_key(client, key, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  CHECK_INT(remembered(client), 1);
+  must(polar_license_client_check_remembered(client, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  polar_license_result_free(r);
+
+  /* Bad keys are refused and the remembered one stays. */
+  must(polar_license_client_remember_key(client, "", &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "key");
+  polar_license_result_free(r);
+  must(polar_license_client_remember_key(client, " padded ", &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  polar_license_result_free(r);
+  CHECK_INT(remembered(client), 1);
+
+  /* NULL and bad UTF-8 are statuses, nothing written. */
+  r = NULL;
+  CHECK_INT(polar_license_client_remember_key(client, NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+  CHECK_INT(polar_license_client_remember_key(client, "\xff\xfe", &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_remember_key(client, key, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_has_remembered_key(client, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(strstr(polar_license_client_last_error(client), "out_remembered") != NULL);
+  CHECK_INT(polar_license_client_check_remembered(client, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_forget_key(client, NULL), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_check_remembered(NULL, &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_config_set_remember_keys(NULL, 1), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+
+  must(polar_license_client_forget_key(client, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  CHECK_INT(remembered(client), 0);
+  /* Forgetting twice is fine. */
+  must(polar_license_client_forget_key(client, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+int main(void) {
+  RUN(activate_remember_and_check_with_no_key);
+  RUN(remember_and_forget_by_hand);
+  return harness_summary("test_remember");
+}

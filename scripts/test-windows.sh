@@ -83,7 +83,7 @@ fi
 # ---- 2. the Rust suites -------------------------------------------------------------------
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
     cli cli_grace cli_trust cli_versions cli_features features cache_crash fault_matrix
-    ffi_calls ffi_features windows_machine_id async_api network)
+    ffi_calls ffi_features windows_machine_id async_api network remembered_key cli_remember)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done
 echo "==> cargo test --target $TARGET --features cli,ffi --lib ${args[*]}"

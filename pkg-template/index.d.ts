@@ -177,10 +177,11 @@ export interface LicenseClientOptions {
   /**
    * Where the offline cache lives. Default: in node, Bun, Deno and Electron's main process
    * `file` (the native library's cache directory and format); elsewhere `localStorage` where
-   * there is one (browsers, Electron renderers), else `memory` (workers). Or your own adapter.
-   * `status().storage` says which one a client uses.
+   * there is one (browsers, Electron renderers), else `indexedDB` (workers, service workers),
+   * else `memory` (one store per realm). Or your own adapter. `status().storage` says which one
+   * a client uses.
    */
-  storage?: 'file' | 'localStorage' | 'memory' | StorageAdapter | WebStorageLike;
+  storage?: 'file' | 'localStorage' | 'indexedDB' | 'memory' | StorageAdapter | WebStorageLike;
   /**
    * The file store's directory (default `<local data dir>/polar-license/<appId>`, as natively:
    * `~/.local/share/…` on Linux, `~/Library/Application Support/…` on macOS, `%LOCALAPPDATA%\…`
@@ -202,6 +203,12 @@ export interface LicenseClientOptions {
    * validates a bare key even when it has activation slots).
    */
   requireActivation?: boolean;
+  /**
+   * Remember the key of every good `activate` in this client's storage, sealed as natively
+   * (default `false`), so `check()` needs no key; a good `deactivate` of that key forgets it.
+   * `rememberKey` remembers a key of your choice either way.
+   */
+  rememberKeys?: boolean;
   /** The clock in milliseconds since 1970 (default `Date.now`). For tests. */
   clock?: () => number;
   /** The entitlement map `hasFeature` answers from: feature name → benefit ids. */
@@ -395,7 +402,7 @@ export interface CacheStatus {
   denied: { code: DenialCode; detail: string; status: number; at: number } | null;
   blockedUntil: number | null;
   /** Where this client's cache lives: see `LicenseClientOptions.storage`. */
-  storage: 'file' | 'localStorage' | 'memory' | 'custom';
+  storage: 'file' | 'localStorage' | 'indexedDB' | 'memory' | 'custom';
   /** The directory of the `file` storage. */
   cacheDir?: string;
 }
@@ -419,8 +426,11 @@ export declare class LicenseClient {
   activate(key: string, options?: ActivateOptions): Promise<ActivateResult>;
   /** Deactivates (default: the remembered activation) and forgets it. */
   deactivate(key: string, options?: DeactivateOptions): Promise<DeactivateResult>;
-  /** The grace-aware verdict: cache and network as the policy says. */
-  check(key: string): Promise<CheckResult>;
+  /**
+   * The grace-aware verdict: cache and network as the policy says. Without `key`, the
+   * remembered key's (none: `invalid_input`, field `key`, and no request).
+   */
+  check(key?: string): Promise<CheckResult>;
   /**
    * Checks `key` (as `check`) and answers for feature `name`. Resolves for every verdict: a
    * denied or unverified license is `{ granted: false, why: 'license_not_valid', licenseReason }`.
@@ -430,8 +440,18 @@ export declare class LicenseClient {
   hasFeature(key: string, name: string): Promise<FeatureAccess>;
   /** What the cache holds for `key`, with no request. */
   status(key: string): Promise<CacheStatus>;
-  /** Forgets everything cached for `key` (Polar is not told). */
+  /** Forgets everything cached for `key` (Polar is not told), the remembered key too if it is this one. */
   forget(key: string): Promise<void>;
+  /**
+   * Remembers `key` in this client's storage, sealed as the native library seals it (not in
+   * plain text; nothing opens it on another install, machine or app), so `check()` needs no
+   * key. Checked as every request checks a key (`invalid_input`); no request.
+   */
+  rememberKey(key: string): Promise<void>;
+  /** The remembered key, or `null` (none, or one sealed elsewhere or edited). */
+  rememberedKey(): Promise<string | null>;
+  /** Forgets the remembered key (its cache record and activation stay). */
+  forgetKey(): Promise<void>;
 }
 
 /**

@@ -206,6 +206,7 @@ const CLIENT_OPTIONS = [
   'clock',
   'cacheDir',
   'appId',
+  'rememberKeys',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -240,7 +241,7 @@ function clientOptions(o) {
   }
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
-  const { storage, clock, features, cacheDir, appId, ...rest } = o;
+  const { storage, clock, features, cacheDir, appId, rememberKeys, ...rest } = o;
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -260,6 +261,9 @@ function clientOptions(o) {
   }
   if ((cacheDir !== undefined || appId !== undefined) && storage !== undefined && storage !== null && storage !== 'file') {
     return invalid('options', `${cacheDir !== undefined ? 'cacheDir' : 'appId'} is for the file store (storage: 'file', the default in node), not for storage ${typeName(storage)}`);
+  }
+  if (rememberKeys !== undefined && typeof rememberKeys !== 'boolean') {
+    return invalid('options', `rememberKeys must be true or false, got ${typeName(rememberKeys)}`);
   }
   if (clock !== undefined && typeof clock !== 'function') {
     return invalid('options', `clock must be a function returning milliseconds since 1970, got ${typeName(clock)}`);
@@ -313,7 +317,7 @@ function clientOptions(o) {
   } catch (e) {
     return invalid('options', `cannot be read: ${describe(e)}`);
   }
-  return [json, { storage, clock, features, cacheDir, appId }, rest.baseUrl === undefined && rest.server !== undefined];
+  return [json, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true }, rest.baseUrl === undefined && rest.server !== undefined];
 }
 
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
@@ -534,9 +538,56 @@ function store(target, [get, set, remove]) {
   };
 }
 
+/**
+ * The memory store: one per realm (a page, a worker, a node process), shared by every memory
+ * client of this module, as a directory is shared natively (records are named by server,
+ * organization and key), so a second client sees what the first cached. Gone with the realm.
+ */
+const MEMORY = new Map();
+
 function memory() {
-  const map = new Map();
-  return store({ get: (n) => map.get(n), set: (n, v) => void map.set(n, v), remove: (n) => void map.delete(n) }, ADAPTER);
+  return store({ get: (n) => MEMORY.get(n), set: (n, v) => void MEMORY.set(n, v), remove: (n) => void MEMORY.delete(n) }, ADAPTER);
+}
+
+/** The IndexedDB database of this realm's clients, opened once (`null` until first use). */
+let database = null;
+
+/**
+ * IndexedDB where the host has it (browsers, their workers and service workers): database
+ * `polar-license`, object store `kv`, one entry per storage name; it outlives the worker, so the
+ * grace survives a restart as localStorage's does. `null` where there is none (node).
+ */
+function indexedDb() {
+  const factory = globalThis.indexedDB;
+  if (!factory || typeof factory.open !== 'function') return null;
+  const open = () =>
+    (database ??= new Promise((ok, ko) => {
+      const request = factory.open('polar-license', 1);
+      request.onupgradeneeded = () => request.result.createObjectStore('kv');
+      request.onsuccess = () => ok(request.result);
+      request.onerror = () => ko(request.error);
+      request.onblocked = () => ko(new Error('the polar-license database is blocked by another connection'));
+    }).catch((e) => {
+      database = null;
+      throw e;
+    }));
+  const run = async (mode, op) => {
+    const db = await open();
+    return new Promise((ok, ko) => {
+      const tx = db.transaction('kv', mode);
+      const request = op(tx.objectStore('kv'));
+      tx.oncomplete = () => ok(request.result);
+      tx.onerror = tx.onabort = () => ko(tx.error ?? request.error);
+    });
+  };
+  return store(
+    {
+      get: (name) => run('readonly', (kv) => kv.get(name)),
+      set: (name, text) => run('readwrite', (kv) => kv.put(text, name)),
+      remove: (name) => run('readwrite', (kv) => kv.delete(name)),
+    },
+    ADAPTER,
+  );
 }
 
 /** `globalThis.localStorage` when the host has a usable one (not node, not sandboxed frames). */
@@ -569,13 +620,19 @@ function storage({ storage: s, cacheDir, appId }, files) {
       if (f) return f;
     }
     const l = local();
-    return l ? kind(l, 'localStorage') : kind(memory(), 'memory');
+    if (l) return kind(l, 'localStorage');
+    const i = indexedDb();
+    return i ? kind(i, 'indexedDB') : kind(memory(), 'memory');
   }
   if (s === 'file') {
     if (!files) return invalid('storage', "'file' is for node, Bun, Deno and Electron's main process (the node entries of the package)");
     return onDisk() ?? invalid('storage', 'this host has no local data directory: set cacheDir');
   }
   if (s === 'memory') return kind(memory(), 'memory');
+  if (s === 'indexedDB') {
+    const i = indexedDb();
+    return i ? kind(i, 'indexedDB') : invalid('storage', 'this host has no IndexedDB');
+  }
   if (s === 'localStorage') {
     const l = local();
     return l ? kind(l, 'localStorage') : invalid('storage', 'this host has no usable localStorage');
@@ -586,7 +643,7 @@ function storage({ storage: s, cacheDir, appId }, files) {
     if (missing) return invalid('storage', `must be an object with get, set and remove functions (no ${missing})`);
     return kind(store(s, ADAPTER), 'custom');
   }
-  return invalid('storage', 'must be "file", "localStorage", "memory" or an object with get, set and remove');
+  return invalid('storage', 'must be "file", "localStorage", "indexedDB", "memory" or an object with get, set and remove');
 }
 
 /**
@@ -835,6 +892,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         return end;
       });
       const { ok } = end.answer;
+      if (ok && !failed && this.#host.rememberKeys) failed = await attempt(() => this.rememberKey(key));
       if (ok && failed) {
         throw cacheError(`activated as ${ok.activation.id}, but the cache could not remember it: cache error: ${failed.detail}`);
       }
@@ -855,8 +913,59 @@ export function bind(load, crypto, entry = 'web', files = null) {
         const reply = await this.#send(step.ask);
         const end = JSON.parse(engine.deactivateEnd(key, secret, record, ledger, this.#now(), step.id, ...reply));
         if (end.write) await save(this.#store, end.write);
-        return value(end.answer);
+        const done = value(end.answer);
+        // The slot is freed whatever happens here: a failure now would read as a failed
+        // deactivation. A key left behind checks as not_found, and can be forgotten.
+        if (this.#host.rememberKeys) await attempt(() => this.#forgetRemembered(engine, secret, key));
+        return done;
       });
+    }
+
+    /** The remembered key, if this install, machine and app sealed it (else `null`). */
+    async #remembered(engine, secret) {
+      const text = await this.#store.get(engine.keySlot());
+      return typeof text === 'string' ? (engine.openKey(text, secret) ?? null) : null;
+    }
+
+    async #forgetRemembered(engine, secret, key) {
+      if ((await this.#remembered(engine, secret)) === key) await this.#store.remove(engine.keySlot());
+    }
+
+    /**
+     * Remembers `key` for this organization and server in this client's storage, sealed as the
+     * native library seals it (not in plain text; nothing opens it on another install, machine
+     * or app), in place of any key remembered before. No request.
+     */
+    async rememberKey(key) {
+      checkKey(key);
+      const engine = await this.#open();
+      const secret = await this.#secret();
+      const step = JSON.parse(engine.sealKey(key, secret));
+      if (step.answer) value(step.answer);
+      await save(this.#store, step.write);
+    }
+
+    /** The remembered key, or `null` (none, or one sealed elsewhere or edited). */
+    async rememberedKey() {
+      const engine = await this.#open();
+      return this.#remembered(engine, await this.#secret());
+    }
+
+    /** Forgets the remembered key (its cache record and activation stay). */
+    async forgetKey() {
+      const engine = await this.#open();
+      await this.#secret();
+      await this.#store.remove(engine.keySlot());
+    }
+
+    /** `key`, or the remembered key when it is `undefined` (none: `invalid_input`, field `key`). */
+    async #keyOrRemembered(key) {
+      if (key !== undefined) return checkKey(key);
+      const remembered = await this.rememberedKey();
+      if (remembered === null) {
+        throw invalid('key', 'no license key is remembered here: ask the user for one, then activate or remember it');
+      }
+      return remembered;
     }
 
     /**
@@ -970,7 +1079,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
      * reason, cacheRefreshed }` with `hasFeature(name)`.
      */
     async check(key) {
-      checkKey(key);
+      key = await this.#keyOrRemembered(key);
       return withFeatures(await this.#check(key));
     }
 
@@ -1002,9 +1111,10 @@ export function bind(load, crypto, entry = 'web', files = null) {
     async forget(key) {
       checkKey(key);
       const engine = await this.#open();
-      await this.#secret();
+      const secret = await this.#secret();
       const slot = engine.slot(key);
       await locked(slot, () => this.#store.remove(slot));
+      await this.#forgetRemembered(engine, secret, key);
     }
   }
 

@@ -427,6 +427,17 @@ impl Engine {
         )
     }
 
+    /// The remembered key's seal with the install secret (hex), as on native.
+    fn key_seal(&self, secret: &str) -> crate::keyseal::KeySeal {
+        crate::keyseal::KeySeal::new(
+            self.api.base_url(),
+            self.org(),
+            &unhex(secret).unwrap_or_default(),
+            self.seal.as_deref(),
+            self.app_secret.as_deref(),
+        )
+    }
+
     /// A key's stored record and ledger text, opened.
     fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
         session::open(
@@ -1020,6 +1031,38 @@ impl Engine {
             ..StepOut::answer(answer)
         }
         .done()
+    }
+
+    /// The storage name of the remembered key, `polar-license.key-<32 hex>` (bound to the
+    /// server's origin and the organization, as natively).
+    #[wasm_bindgen(js_name = keySlot)]
+    pub fn key_slot(&self) -> String {
+        format!("{STORAGE_PREFIX}{}", self.key_seal("").slot)
+    }
+
+    /// `key` sealed to be remembered (`crate::keyseal`, the native format, with the install
+    /// `secret`): `{"write": [[name, text]]}`, or `{"answer": {"error"}}` for a key every
+    /// request would refuse.
+    #[wasm_bindgen(js_name = sealKey)]
+    pub fn seal_key(&self, key: String, secret: &str) -> String {
+        let seal = self.key_seal(secret);
+        match seal.seal(&Key::new(key)) {
+            Ok(bytes) => StepOut {
+                write: Some(vec![(seal.slot, bytes)]),
+                ..StepOut::empty()
+            }
+            .done(),
+            Err(e) => StepOut::answer(error_json(&e)).done(),
+        }
+    }
+
+    /// The key the stored `text` holds, if this install, machine and app sealed it unedited.
+    #[wasm_bindgen(js_name = openKey)]
+    pub fn open_key(&self, text: &str, secret: &str) -> Option<String> {
+        self.key_seal(secret)
+            .open(text.as_bytes())
+            .ok()
+            .map(|k| k.expose().to_string())
     }
 
     /// What the stored `record` and `ledger` say about `key` at `now`: `{"ok": status}`.

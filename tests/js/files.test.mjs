@@ -82,6 +82,19 @@ test("status().storage says which storage a client uses: memory and an adapter w
   assert.equal((await custom.status(key)).storage, 'custom');
 });
 
+test('memory storage is one store per realm: a second client sees what the first cached', async () => {
+  const key = await newKey();
+  const first = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory' });
+  assert.equal((await first.check(key)).source, 'online');
+  const second = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory' });
+  const status = await second.status(key);
+  assert.deepEqual([status.storage, status.state], ['memory', 'present']);
+  assert.equal((await second.check(key)).source, 'cache');
+  // Another organization's client shares the store, never the record.
+  const other = new LicenseClient({ organizationId: '9c7e3b1a-2f4d-4a6b-8c5e-1d2f3a4b5c6d', baseUrl: EMULATOR, storage: 'memory' });
+  assert.equal((await other.status(key)).state, 'empty');
+});
+
 test('cacheDir and appId: checked, and only for the file store', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-dir-'));
   try {

@@ -49,8 +49,10 @@ test('the inline entry checks a key against the emulator with no .wasm file at a
     await cp(PACKAGE_DIR, dir, { recursive: true });
     await rm(join(dir, 'polar_license_bg.wasm'));
     assert.ok(!(await readdir(dir)).includes('polar_license_bg.wasm'));
-    const key = await newKey();
+    let key;
     for (const entry of ['inline-node.js', 'inline.js']) {
+      // A key of its own: the two entries share one module, so one memory store.
+      key = await newKey();
       const inline = await import(pathToFileURL(join(dir, entry)).href);
       const c = new inline.LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'memory' });
       const verdict = await c.check(key);
@@ -147,7 +149,7 @@ test('unknown options are listed with every option there is, and a near one sugg
     e.detail,
     'options: unknown options `storag` (did you mean `storage`?), `clok` (did you mean `clock`?), ' +
       '`Features` (did you mean `features`?), `colour`; the options are organizationId, server, baseUrl, ' +
-      'timeout, gracePolicy, storage, appSecret, machineId, requireActivation, features, clock, cacheDir, appId',
+      'timeout, gracePolicy, storage, appSecret, machineId, requireActivation, features, clock, cacheDir, appId, rememberKeys',
   );
   const policy = await firstCall({ organizationId: ORG, gracePolicy: { grace: 86400 } });
   assert.match(policy.detail, /unknown gracePolicy option `grace`; the gracePolicy options are revalidateAfter, gracePeriod, clockTolerance$/);

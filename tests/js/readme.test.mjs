@@ -41,6 +41,7 @@ test('the README has every example the tests expect', () => {
       'offline:js',
       'electron-storage:js',
       'inline:js',
+      'remember:js',
       'typescript:ts',
       'commonjs:cjs',
       'script-module:html',
@@ -63,6 +64,11 @@ test('example: activation', async () => {
     'checked cache, same activation: true',
     'deactivated',
   ]);
+});
+
+test('example: remember', async () => {
+  const { lines } = await runExample('remember', 'mjs', { limit_activations: 1 });
+  assert.deepEqual(lines, ['first launch: activated', 'second launch: licensed (cache)', 'remembered after deactivate: null']);
 });
 
 test('example: errors', async () => {

@@ -100,6 +100,14 @@ export async function usage(key: string): Promise<void> {
   const a: ActivateResult = await client.activate(key, { label: 'x', meta: { version: '1.0' } });
   const id: string = a.activation.id;
   const c: CheckResult = await client.check(key);
+  // The remembered key (rememberKeys, rememberKey): check() with no key.
+  await client.rememberKey(key);
+  const remembered: string | null = await client.rememberedKey();
+  const again: CheckResult = await client.check();
+  await client.forgetKey();
+  const remembering = new LicenseClient({ organizationId: 'org', rememberKeys: true });
+  // @ts-expect-error rememberedKey takes no argument
+  await remembering.rememberedKey(key);
   const source: 'online' | 'cache' = c.source;
   const grace: number | null = c.graceRemaining;
   const why: FallbackCode | null = c.reason;

@@ -1,0 +1,131 @@
+// Workers keep the grace (issue #14): a module worker has no localStorage, so its default store
+// is IndexedDB; a second worker (a restart: a new realm, nothing in memory shared) answers from
+// what the first one cached, with no request. The installed tarball's browser entry, unbundled,
+// in headless Chromium against the emulator.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { extname, join, normalize } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
+const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
+
+const require = createRequire(join(TOOLS, '..', 'package.json'));
+const { chromium } = require('playwright-core');
+
+const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm' };
+
+async function serve(root) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    try {
+      const body = await readFile(join(root, path));
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+async function newKey() {
+  const key = `IDB-${randomBytes(12).toString('hex').toUpperCase()}`;
+  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key }),
+  });
+  assert.equal(resp.status, 201);
+  return key;
+}
+
+let browser;
+let site;
+
+before(async () => {
+  const dir = join(CONSUMER, 'idb');
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  await writeFile(
+    join(dir, 'worker.js'),
+    `import { LicenseClient } from '../node_modules/polar-license/browser.js';
+onmessage = async (e) => {
+  const { key, org, api, storage } = e.data;
+  try {
+    const client = new LicenseClient({ organizationId: org, baseUrl: api, ...(storage ? { storage } : {}) });
+    const verdict = await client.check(key);
+    const status = await client.status(key);
+    postMessage({ source: verdict.source, storage: status.storage });
+  } catch (err) {
+    postMessage({ error: err.code ? err.code + ': ' + err.detail : String(err) });
+  }
+};
+`,
+  );
+  await writeFile(
+    join(dir, 'start.js'),
+    `const params = new URLSearchParams(location.search);
+function once(storage) {
+  return new Promise((ok) => {
+    const w = new Worker('./worker.js', { type: 'module' });
+    w.onmessage = (e) => { w.terminate(); ok(e.data); };
+    w.onerror = (e) => { w.terminate(); ok({ error: String(e.message) }); };
+    w.postMessage({ key: params.get('key'), org: params.get('org'), api: params.get('api'), storage });
+  });
+}
+const first = await once(null);
+const second = await once(null);
+const memory = await once('memory');
+document.body.dataset.result = JSON.stringify([first, second, memory]);
+`,
+  );
+  await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<script type="module" src="./start.js"></script>\n');
+  site = await serve(CONSUMER);
+  browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+});
+
+after(async () => {
+  await browser?.close();
+  site?.server.close();
+});
+
+test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
+  const key = await newKey();
+  const page = await browser.newPage();
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  const query = new URLSearchParams({ key, org: ORG, api: EMULATOR });
+  await page.goto(`${site.url}/idb/index.html?${query}`);
+  await page.waitForFunction(() => document.body?.dataset.result, null, { timeout: 30_000 });
+  const [first, second, memory] = JSON.parse(await page.evaluate(() => document.body.dataset.result));
+  assert.deepEqual(first, { source: 'online', storage: 'indexedDB' }, problems.join('\n'));
+  // The restart: a new worker, no memory shared, answered from the cache (no request).
+  assert.deepEqual(second, { source: 'cache', storage: 'indexedDB' }, problems.join('\n'));
+  // A memory store in a new worker starts empty: asked online again.
+  assert.deepEqual(memory, { source: 'online', storage: 'memory' }, problems.join('\n'));
+  // What the page's realm holds: the install secret, the record and its ledger.
+  const names = await page.evaluate(
+    () =>
+      new Promise((ok, ko) => {
+        const r = indexedDB.open('polar-license');
+        r.onsuccess = () => {
+          const all = r.result.transaction('kv').objectStore('kv').getAllKeys();
+          all.onsuccess = () => ok(all.result);
+          all.onerror = () => ko(all.error);
+        };
+        r.onerror = () => ko(r.error);
+      }),
+  );
+  assert.equal(names.filter((n) => n.startsWith('polar-license.v2-')).length, 2, `${names}`);
+  assert.ok(names.includes('polar-license.install-secret'), `${names}`);
+  await page.close();
+});

@@ -1,7 +1,8 @@
-// The package under Bun (issue #14), from the installed tarball: the `bun` npm package pinned
-// in scripts/npm runs a script in the consumer project that checks a key against the emulator,
-// twice; Bun takes the node entry, so the default store is the file store and the second run
-// (a restart) answers from the file the first one wrote.
+// The package under Bun and Deno (issue #14), from the installed tarball: the `bun` and `deno`
+// npm packages pinned in scripts/npm run a script in the consumer project that checks a key
+// against the emulator, twice; both take the node entry, so the default store is the file
+// store and the second run (a restart) answers from the file the first one wrote. Deno without
+// --allow-read cannot read the wasm: every call rejects with a load_error that names the flag.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
@@ -14,36 +15,68 @@ import { CONSUMER, EMULATOR, ORG, newKey } from './emulator.mjs';
 
 const run = promisify(execFile);
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const BUN = join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', 'bun');
-const bun = await access(BUN).then(
-  () => false,
-  () => `no ${BUN}: run scripts/setup-wasm.sh`,
-);
+const tool = (name) => join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', name);
+const missing = (path) =>
+  access(path).then(
+    () => false,
+    () => `no ${path}: run scripts/setup-wasm.sh`,
+  );
+const BUN = tool('bun');
+const DENO = tool('deno');
+const bun = await missing(BUN);
+const deno = await missing(DENO);
+
+/** The script both runtimes run: a check of `key`, its storage, and a validate of an unknown key. */
+function script(key, appId) {
+  return `import { LicenseClient, LicenseError } from 'polar-license';
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, appId: ${JSON.stringify(appId)} });
+const out = {};
+try {
+  const verdict = await client.check(${JSON.stringify(key)});
+  out.source = verdict.source;
+  out.storage = (await client.status(${JSON.stringify(key)})).storage;
+  try {
+    await client.validate('NO-SUCH-KEY-${key}');
+  } catch (e) {
+    out.unknown = e instanceof LicenseError ? e.code : String(e);
+  }
+} catch (e) {
+  out.error = e instanceof LicenseError ? { code: e.code, detail: e.detail } : String(e);
+}
+console.log(JSON.stringify(out));
+`;
+}
 
 test('Bun runs the package: a check online, then from the file cache after a restart', { skip: bun }, async () => {
   const data = await mkdtemp(join(tmpdir(), 'polar-license-bun-'));
   try {
     const key = await newKey();
-    const script = join(CONSUMER, 'bun-check.mjs');
-    await writeFile(
-      script,
-      `import { LicenseClient, LicenseError } from 'polar-license';
-const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, appId: 'bun-check' });
-const verdict = await client.check(${JSON.stringify(key)});
-const status = await client.status(${JSON.stringify(key)});
-let unknown;
-try {
-  await client.validate('NO-SUCH-KEY-${key}');
-} catch (e) {
-  unknown = e instanceof LicenseError ? e.code : String(e);
-}
-console.log(JSON.stringify({ source: verdict.source, storage: status.storage, unknown, bun: typeof Bun !== 'undefined' }));
-`,
-    );
+    const file = join(CONSUMER, 'bun-check.mjs');
+    await writeFile(file, script(key, 'bun-check'));
     const env = { ...process.env, XDG_DATA_HOME: data };
-    const once = async () => JSON.parse((await run(BUN, [script], { cwd: CONSUMER, env, timeout: 60_000 })).stdout);
-    assert.deepEqual(await once(), { source: 'online', storage: 'file', unknown: 'not_found', bun: true });
-    assert.deepEqual(await once(), { source: 'cache', storage: 'file', unknown: 'not_found', bun: true });
+    const once = async () => JSON.parse((await run(BUN, [file], { cwd: CONSUMER, env, timeout: 60_000 })).stdout);
+    assert.deepEqual(await once(), { source: 'online', storage: 'file', unknown: 'not_found' });
+    assert.deepEqual(await once(), { source: 'cache', storage: 'file', unknown: 'not_found' });
+  } finally {
+    await rm(data, { recursive: true, force: true });
+  }
+});
+
+test('Deno runs the package with its permissions; without --allow-read a load_error names the flag', { skip: deno }, async () => {
+  const data = await mkdtemp(join(tmpdir(), 'polar-license-deno-'));
+  try {
+    const key = await newKey();
+    const file = join(CONSUMER, 'deno-check.mjs');
+    await writeFile(file, script(key, 'deno-check'));
+    const env = { ...process.env, XDG_DATA_HOME: data, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
+    const once = async (...allow) =>
+      JSON.parse((await run(DENO, ['run', ...allow, file], { cwd: CONSUMER, env, timeout: 60_000 })).stdout);
+    const all = ['--allow-read', '--allow-write', '--allow-net', '--allow-env', '--allow-sys'];
+    assert.deepEqual(await once(...all), { source: 'online', storage: 'file', unknown: 'not_found' });
+    assert.deepEqual(await once(...all), { source: 'cache', storage: 'file', unknown: 'not_found' });
+    const denied = await once('--allow-net', '--allow-env', '--allow-sys');
+    assert.equal(denied.error?.code, 'load_error', JSON.stringify(denied));
+    assert.match(denied.error.detail, /--allow-read/, JSON.stringify(denied));
   } finally {
     await rm(data, { recursive: true, force: true });
   }

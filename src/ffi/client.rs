@@ -601,6 +601,18 @@ pub extern "C" fn polar_license_client_check_request(
     }
 }
 
+/// The result of a local call with nothing to report: done, or its error.
+fn done_or_error(done: Result<(), Error>) -> polar_license_result {
+    match done {
+        Ok(()) => polar_license_result::success(
+            polar_license_outcome::Done,
+            0,
+            polar_license_source::None,
+        ),
+        Err(e) => polar_license_result::error(&e),
+    }
+}
+
 /// Remembers `key` on this machine for this client's organization and server, sealed beside
 /// the cache records (never in plain text; useless on another install or machine), in place
 /// of any key remembered before; no request. Outcome `POLAR_LICENSE_OUTCOME_DONE`, or an
@@ -619,15 +631,8 @@ pub extern "C" fn polar_license_client_remember_key(
         client.begin();
         let key = arg_str!(client, key, "key");
         arg_out!(client, out_result);
-        let result = match client.licensing.remember_key(key) {
-            Ok(()) => polar_license_result::success(
-                polar_license_outcome::Done,
-                0,
-                polar_license_source::None,
-            ),
-            Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
+        let done = client.licensing.remember_key(key);
+        client.deliver(out_result, done_or_error(done))
     }
 }
 
@@ -643,15 +648,8 @@ pub extern "C" fn polar_license_client_forget_key(
         let client = try_ref!(client);
         client.begin();
         arg_out!(client, out_result);
-        let result = match client.licensing.forget_key() {
-            Ok(()) => polar_license_result::success(
-                polar_license_outcome::Done,
-                0,
-                polar_license_source::None,
-            ),
-            Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
+        let done = client.licensing.forget_key();
+        client.deliver(out_result, done_or_error(done))
     }
 }
 

@@ -8,13 +8,12 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:http';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { dirname, extname, join, normalize } from 'node:path';
+import { launch, newKey as newEmulatorKey, serve } from './support.mjs';
+import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
 
 const run = promisify(execFile);
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -27,41 +26,7 @@ if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh'
 const require = createRequire(join(TOOLS, '..', 'package.json'));
 const { chromium } = require('playwright-core');
 
-const TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.css': 'text/css',
-  '.wasm': 'application/wasm',
-  '.json': 'application/json',
-};
-
-/** A static server for `root` on 127.0.0.1 (another origin than the emulator). */
-async function serve(root) {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    try {
-      const body = await readFile(join(root, path.endsWith('/') ? `${path}index.html` : path));
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end('not found');
-    }
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
-}
-
-async function newKey() {
-  const key = `E2E-${randomBytes(12).toString('hex').toUpperCase()}`;
-  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ key, limit_activations: 3, benefit_id: BENEFIT }),
-  });
-  assert.equal(resp.status, 201);
-  return key;
-}
+const newKey = () => newEmulatorKey(EMULATOR, 'E2E', { limit_activations: 3, benefit_id: BENEFIT });
 
 let browser;
 let site;
@@ -77,10 +42,7 @@ before(async () => {
     timeout: 120_000,
   });
   site = await serve(CONSUMER);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch(chromium);
 });
 
 after(async () => {

@@ -4,11 +4,10 @@
 // in headless Chromium against the emulator.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createServer } from 'node:http';
-import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { extname, join, normalize } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { join } from 'node:path';
+import { launch, newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -16,34 +15,6 @@ if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh'
 
 const require = createRequire(join(TOOLS, '..', 'package.json'));
 const { chromium } = require('playwright-core');
-
-const TYPES = { '.html': 'text/html; charset=utf-8', '.js': 'text/javascript; charset=utf-8', '.wasm': 'application/wasm' };
-
-async function serve(root) {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    try {
-      const body = await readFile(join(root, path));
-      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' });
-      res.end(body);
-    } catch {
-      res.writeHead(404).end('not found');
-    }
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
-}
-
-async function newKey() {
-  const key = `IDB-${randomBytes(12).toString('hex').toUpperCase()}`;
-  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ key }),
-  });
-  assert.equal(resp.status, 201);
-  return key;
-}
 
 let browser;
 let site;
@@ -87,10 +58,7 @@ document.body.dataset.result = JSON.stringify([first, second, memory]);
   );
   await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<script type="module" src="./start.js"></script>\n');
   site = await serve(CONSUMER);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch(chromium);
 });
 
 after(async () => {
@@ -99,7 +67,7 @@ after(async () => {
 });
 
 test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
-  const key = await newKey();
+  const key = await newKey(EMULATOR, 'IDB');
   const page = await browser.newPage();
   const problems = [];
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));

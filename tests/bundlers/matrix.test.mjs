@@ -9,14 +9,13 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { createServer } from 'node:http';
-import { cp, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { launch, newKey as newEmulatorKey, serve as serveFolder } from '../browser/support.mjs';
 import { tmpdir } from 'node:os';
-import { dirname, extname, join, normalize } from 'node:path';
+import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { randomBytes } from 'node:crypto';
 
 const run = promisify(execFile);
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS, MATRIX_TABLE } = process.env;
@@ -28,48 +27,20 @@ const { chromium } = require('playwright-core');
 const BIN = join(TOOLS, '.bin');
 const WORK = join(CONSUMER, 'matrix');
 
-const TYPES = {
-  '.html': 'text/html; charset=utf-8',
-  '.js': 'text/javascript; charset=utf-8',
-  '.mjs': 'text/javascript; charset=utf-8',
-  '.wasm': 'application/wasm',
-};
-
 /** The Content-Security-Policy of each served folder that has one. */
 const CSP = {
   'csp-wasm': "script-src 'self' 'wasm-unsafe-eval'",
   'csp-strict': "script-src 'self'",
 };
 
-/** Serves CONSUMER on 127.0.0.1 (another origin than the emulator), with CSP[folder] headers. */
-async function serve(root) {
-  const server = createServer(async (req, res) => {
-    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
-    const folder = path.split('/')[2];
-    try {
-      const body = await readFile(join(root, path.endsWith('/') ? `${path}index.html` : path));
-      const headers = { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' };
-      if (CSP[folder]) headers['content-security-policy'] = CSP[folder];
-      res.writeHead(200, headers);
-      res.end(body);
-    } catch {
-      res.writeHead(404).end('not found');
-    }
+/** CONSUMER on 127.0.0.1 (another origin than the emulator), with CSP[folder] headers. */
+const serve = (root) =>
+  serveFolder(root, (path) => {
+    const csp = CSP[path.split('/')[2]];
+    return csp ? { 'content-security-policy': csp } : {};
   });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  return { server, url: `http://127.0.0.1:${server.address().port}` };
-}
 
-async function newKey() {
-  const key = `MX-${randomBytes(12).toString('hex').toUpperCase()}`;
-  const resp = await fetch(`${EMULATOR}/__emulator/keys`, {
-    method: 'POST',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ key, limit_activations: 3 }),
-  });
-  assert.equal(resp.status, 201);
-  return key;
-}
+const newKey = () => newEmulatorKey(EMULATOR, 'MX', { limit_activations: 3 });
 
 /**
  * The app every row runs: `import` of `spec` (or `require(spec).load()` for `cjs`), a check of
@@ -119,10 +90,7 @@ before(async () => {
   await rm(WORK, { recursive: true, force: true });
   await mkdir(WORK, { recursive: true });
   site = await serve(CONSUMER);
-  browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
+  browser = await launch(chromium);
 });
 
 after(async () => {
@@ -267,6 +235,37 @@ test('Vite build: polar-license/inline in Chromium', async () => {
     await run(join(BIN, 'vite'), ['build', dir, '--outDir', join(dir, 'dist'), '--base', './', '--logLevel', 'warn'], { cwd: dir, timeout: 120_000 });
     return `${site.url}/matrix/vite/dist/index.html`;
   });
+});
+
+/**
+ * A Vite dev server (the JS API of the pinned Vite) on a folder of the consumer project; the
+ * row opens its page. `config` is what the package README tells the app to add.
+ */
+async function viteDev(name, spec, config) {
+  const key = await newKey();
+  const dir = await folder(name, { 'app.js': app(spec, key, 'page'), 'index.html': page('./app.js') });
+  const { createServer } = await import(pathToFileURL(require.resolve('vite')).href);
+  const server = await createServer({
+    root: dir,
+    configFile: false,
+    logLevel: 'silent',
+    server: { host: '127.0.0.1', port: 0, strictPort: false },
+    ...config,
+  });
+  await server.listen();
+  servers.push(server);
+  return `${server.resolvedUrls.local[0]}index.html`;
+}
+const servers = [];
+after(() => Promise.all(servers.map((s) => s.close())));
+
+test("Vite dev server: the split entry with the README's optimizeDeps exclude, the inline entry as it is", async () => {
+  await row({ name: "Vite 8 dev server (`optimizeDeps: { exclude: ['polar-license'] }`)", entry: 'polar-license', host: 'Chromium' }, () =>
+    viteDev('vite-dev', 'polar-license', { optimizeDeps: { exclude: ['polar-license'] } }),
+  );
+  await row({ name: 'Vite 8 dev server, no configuration', entry: 'polar-license/inline', host: 'Chromium' }, () =>
+    viteDev('vite-dev-inline', 'polar-license/inline', {}),
+  );
 });
 
 /** An Electron-style main process: one esbuild file for node, moved away from node_modules. */

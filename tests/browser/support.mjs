@@ -1,0 +1,56 @@
+// What the browser suites (tests/browser, tests/bundlers) share: a static server for the
+// consumer project on another origin than the emulator, fresh emulator keys, and headless
+// Chromium (Debian's /usr/bin/chromium through playwright-core).
+import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
+import { readFile } from 'node:fs/promises';
+import { extname, join, normalize } from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+const TYPES = {
+  '.html': 'text/html; charset=utf-8',
+  '.js': 'text/javascript; charset=utf-8',
+  '.mjs': 'text/javascript; charset=utf-8',
+  '.css': 'text/css',
+  '.wasm': 'application/wasm',
+  '.json': 'application/json',
+};
+
+/**
+ * Serves `root` on 127.0.0.1 (a folder's `index.html` for its path); `headers(path)` adds
+ * response headers (a CSP).
+ */
+export async function serve(root, headers = () => ({})) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    try {
+      const body = await readFile(join(root, path.endsWith('/') ? `${path}index.html` : path));
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream', ...headers(path) });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end('not found');
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** A fresh key on the emulator at `emulator`, named `<prefix>-<24 hex>`, with these seed fields. */
+export async function newKey(emulator, prefix, fields = {}) {
+  const key = `${prefix}-${randomBytes(12).toString('hex').toUpperCase()}`;
+  const resp = await fetch(`${emulator}/__emulator/keys`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, ...fields }),
+  });
+  assert.equal(resp.status, 201);
+  return key;
+}
+
+/** Headless Chromium, quiet. */
+export function launch(chromium) {
+  return chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+}

@@ -1,11 +1,15 @@
 //! `cache::decode` with a fixed `MacKey`, on arbitrary bytes and on arbitrary record bodies
 //! sealed with the right MAC (so the fuzzer gets past the HMAC into the JSON parser): never a
 //! panic, a bad MAC or format is an `Untrusted` reason, and every record that decodes must
-//! survive `encode` -> `decode` unchanged (the cache's own round trip).
+//! survive `encode` -> `decode` unchanged (the cache's own round trip). The remembered key's
+//! sealed file likewise: arbitrary bytes never panic `KeySeal::open`, and any key sealed from
+//! the bytes opens to itself.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use polar_license::cache::{self, Untrusted};
+use polar_license::keyseal::KeySeal;
+use polar_license::Key;
 use polar_license_fuzz::cache_key::{mac_key, seal};
 
 fn roundtrip(record: &polar_license::Record) {
@@ -18,11 +22,35 @@ fn roundtrip(record: &polar_license::Record) {
 }
 
 fuzz_target!(|data: &[u8]| {
+    let key_seal = KeySeal::new(
+        "https://api.polar.sh",
+        "org",
+        b"install",
+        Some("machine"),
+        None,
+    );
+    if let Ok(key) = key_seal.open(data) {
+        let again = key_seal.seal(&key).ok();
+        assert_eq!(
+            again.as_deref(),
+            Some(data),
+            "a key file that opens is ours"
+        );
+    }
+    if let Ok(text) = std::str::from_utf8(data) {
+        if let Ok(bytes) = key_seal.seal(&Key::new(text)) {
+            let opened = key_seal.open(&bytes).map(|k| k.expose().to_string());
+            assert_eq!(opened, Ok(text.to_string()));
+        }
+    }
     let key = mac_key();
     // The ledger and the unsealed read of an untrusted record's activation: never a panic;
     // a ledger that opens is one this library wrote (it survives its own encoding).
     if let Ok(seq) = cache::decode_ledger(data, key) {
-        assert_eq!(cache::decode_ledger(&cache::encode_ledger(seq, key), key), Ok(seq));
+        assert_eq!(
+            cache::decode_ledger(&cache::encode_ledger(seq, key), key),
+            Ok(seq)
+        );
     }
     let _ = cache::peek_activation(data);
     // The bytes as they are: almost always untrusted, never a panic.

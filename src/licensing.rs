@@ -589,14 +589,38 @@ impl Licensing {
     ///
     /// The cache is opened first: when it cannot be, the error is `cache_error` and no slot
     /// is taken. If Polar activated but the cache cannot remember it, the error is
-    /// `cache_error` and its detail names the new activation id, so nothing is lost.
+    /// `cache_error` and its detail names the new activation id, so nothing is lost
+    /// ([`Licensing::activate_report`] gives the activation itself, with that error apart).
     pub fn activate(
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        let (req, key) = session::bound_activation(req, self.identity()?.machine.as_deref())?;
-        self.client.api().activate_request(&req)?;
-        let slot = self.slot(&key)?;
+        match self.activate_report(req) {
+            (Ok(Verdict::Accepted(read)), Some(e)) => Err(session::unremembered(&read, &e)),
+            (answer, _) => answer,
+        }
+    }
+
+    /// [`Licensing::activate`], with the `cache_error` apart when Polar activated but the
+    /// cache (or the remembered key) could not be written: the activation stands, and is the
+    /// answer; a later check does not know it, so keep its id (or deactivate it).
+    pub fn activate_report(
+        &self,
+        req: &ActivateRequest,
+    ) -> (
+        Result<Verdict<LicenseKeyActivationRead>, Error>,
+        Option<Error>,
+    ) {
+        let prepared = self.identity().and_then(|identity| {
+            let (req, key) = session::bound_activation(req, identity.machine.as_deref())?;
+            self.client.api().activate_request(&req)?;
+            let slot = self.slot(&key)?;
+            Ok((req, key, slot))
+        });
+        let (req, key, slot) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return (Err(e), None),
+        };
         let now = (self.clock)();
         let mut online = self.client.activate_dated(&req, now);
         let written = self.store.lock(&slot.name).and_then(|_lock| {
@@ -615,7 +639,10 @@ impl Licensing {
                 None => Ok(()),
             }
         });
-        let verdict = online?.0;
+        let verdict = match online {
+            Ok((verdict, _)) => verdict,
+            Err(e) => return (Err(e), None),
+        };
         let written = match &verdict {
             Verdict::Accepted(_) if self.remember_keys => {
                 written.and_then(|()| self.remember_key(key.clone()))
@@ -623,8 +650,8 @@ impl Licensing {
             _ => written,
         };
         match (&verdict, written) {
-            (Verdict::Accepted(read), Err(e)) => Err(session::unremembered(read, &e)),
-            _ => Ok(verdict),
+            (Verdict::Accepted(_), Err(e)) => (Ok(verdict), Some(e)),
+            _ => (Ok(verdict), None),
         }
     }
 

@@ -542,3 +542,39 @@ fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_s
     assert_eq!(strict.check(DEMO_KEY).reason(), Some(Reason::InvalidInput));
     assert_eq!(w.requests(), 0);
 }
+
+/// Polar activates but the cache cannot be written (every write lock of the directory is a
+/// directory): `activate_report` gives the activation with the cache error apart, and
+/// `activate` the `cache_error` naming it; nothing is lost.
+#[cfg(unix)]
+#[test]
+fn an_activation_the_cache_cannot_remember_is_reported_with_its_id() {
+    let w = World::new("unremembered");
+    let l = w.licensing("machine-A");
+    activate(&l);
+    for entry in std::fs::read_dir(&w.dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.to_string_lossy().ends_with(".wlock") {
+            std::fs::remove_file(&path).unwrap();
+            std::fs::create_dir(&path).unwrap();
+        }
+    }
+    let (answer, cache_error) = l.activate_report(&ActivateRequest::new(DEMO_KEY, "second"));
+    let read = answer
+        .expect("activated")
+        .accepted()
+        .expect("accepted")
+        .clone();
+    let cache_error = cache_error.expect("the cache error, apart");
+    assert_eq!(cache_error.reason(), Reason::CacheError, "{cache_error:?}");
+    match l.activate(&ActivateRequest::new(DEMO_KEY, "third")) {
+        Err(Error::Cache { detail }) => {
+            assert!(detail.starts_with("activated as "), "{detail}");
+            assert!(
+                !detail.contains(&read.activation.id),
+                "a new activation: {detail}"
+            );
+        }
+        other => panic!("expected cache_error, got {other:?}"),
+    }
+}

@@ -13,6 +13,7 @@ use crate::key::Key;
 use crate::licensing::{system_clock, Licensing, MachineBinding};
 use crate::metadata::check_key;
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
+use crate::session;
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
@@ -360,8 +361,9 @@ pub extern "C" fn polar_license_client_validate(
 /// or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
 /// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
 /// be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
-/// but the cache could not remember it, the answer is `cache_error` and its detail names the
-/// new activation id. Status and out-pointer as for `polar_license_client_validate`.
+/// but the cache could not remember it, the answer is `cache_error`, its detail names the new
+/// activation id and `polar_license_result_activation_id` is that id. Status and out-pointer
+/// as for `polar_license_client_validate`.
 #[no_mangle]
 pub extern "C" fn polar_license_client_activate(
     client: *const polar_license_client,
@@ -384,20 +386,28 @@ pub extern "C" fn polar_license_client_activate(
         // Fields activate ignores first; Licensing::activate then checks the request and opens
         // the cache before it takes a slot (none is taken that the cache would then forget),
         // and stores the answer as a verdict.
-        let answer = unused_fields(req, true).and_then(|()| licensing.activate(&activate));
-        let result = match answer {
-            Ok(Verdict::Accepted(read)) => {
-                let mut r = polar_license_result::success(
-                    polar_license_outcome::Done,
-                    200,
-                    polar_license_source::None,
-                );
+        let (answer, unremembered) = match unused_fields(req, true) {
+            Ok(()) => licensing.activate_report(&activate),
+            Err(e) => (Err(e), None),
+        };
+        let result = match (answer, unremembered) {
+            (Ok(Verdict::Accepted(read)), cache_error) => {
+                // Activated but not remembered: cache_error, with the activation (its id and
+                // the license) on the result, so nothing is lost.
+                let mut r = match cache_error {
+                    Some(e) => polar_license_result::error(&session::unremembered(&read, &e)),
+                    None => polar_license_result::success(
+                        polar_license_outcome::Done,
+                        200,
+                        polar_license_source::None,
+                    ),
+                };
                 r.set_license(&read.license_key);
                 r.set_activation(Some(&read.activation));
                 r
             }
-            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
-            Err(e) => polar_license_result::error(&e),
+            (Ok(Verdict::Denied(d)), _) => polar_license_result::denied(&d),
+            (Err(e), _) => polar_license_result::error(&e),
         };
         client.deliver(out_result, result)
     }

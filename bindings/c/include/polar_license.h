@@ -357,8 +357,9 @@ polar_license_status polar_license_client_validate(const polar_license_client *c
 // or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
 // power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
 // be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
-// but the cache could not remember it, the answer is `cache_error` and its detail names the
-// new activation id. Status and out-pointer as for `polar_license_client_validate`.
+// but the cache could not remember it, the answer is `cache_error`, its detail names the new
+// activation id and `polar_license_result_activation_id` is that id. Status and out-pointer
+// as for `polar_license_client_validate`.
 polar_license_status polar_license_client_activate(const polar_license_client *client,
                                                    const polar_license_request *request,
                                                    polar_license_result **out_result);

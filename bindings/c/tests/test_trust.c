@@ -178,6 +178,47 @@ static void a_cache_that_cannot_be_written_is_reported(void) {
   remove_tree(dir);
 }
 
+/* Polar activates but the cache cannot be written: cache_error, the detail naming the new
+ * activation, and the result carrying its id and the license, so the app can keep or free the
+ * slot (nothing lost). */
+static void an_activation_the_cache_cannot_remember_keeps_its_id(void) {
+  char dir[64], key[64], id[64], path[384], want[128];
+  polar_license_client *client;
+  polar_license_request *request;
+  polar_license_result *r = NULL;
+  DIR *d;
+  struct dirent *entry;
+  temp_dir(dir);
+  client = new_client(dir, 0, HOUR, WEEK);
+  emu_new_key("\"limit_activations\":3", key);
+  activate_ok(client, key, id);
+  d = opendir(dir);
+  CHECK(d != NULL);
+  while (d != NULL && (entry = readdir(d)) != NULL) {
+    size_t n = strlen(entry->d_name);
+    if (n > 6 && strcmp(entry->d_name + n - 6, ".wlock") == 0) {
+      snprintf(path, sizeof path, "%s/%s", dir, entry->d_name);
+      CHECK_INT(unlink(path), 0);
+      CHECK_INT(mkdir(path, 0700), 0);
+    }
+  }
+  if (d != NULL) closedir(d);
+  request = new_request(key);
+  must(polar_license_request_set_label(request, "second"));
+  must(polar_license_client_activate(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
+  CHECK(strlen(polar_license_result_activation_id(r)) == 36);
+  CHECK(strcmp(polar_license_result_activation_id(r), id) != 0);
+  snprintf(want, sizeof want, "activated as %s, but the cache could not remember it",
+           polar_license_result_activation_id(r));
+  CHECK(strstr(polar_license_result_detail(r), want) != NULL);
+  CHECK(strstr(polar_license_result_license_json(r), "\"status\":\"granted\"") != NULL);
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
 struct checker {
   polar_license_client *client;
   const char *key;
@@ -637,6 +678,7 @@ int main(void) {
   RUN(validate_binds_the_machine_and_updates_the_record);
   RUN(a_200_that_says_revoked_is_no_grant);
   RUN(a_cache_that_cannot_be_written_is_reported);
+  RUN(an_activation_the_cache_cannot_remember_keeps_its_id);
   RUN(threads_do_not_queue_behind_a_hung_polar);
   RUN(a_login_page_or_a_bare_404_falls_back_to_a_stale_cache);
   RUN(activate_then_polar_down_is_licensed_from_the_cache);

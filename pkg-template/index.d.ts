@@ -64,6 +64,8 @@ export declare class LicenseError extends Error {
    * the storage (the answer stands; a later check may not see it). Absent otherwise.
    */
   readonly cacheRefreshed?: false;
+  /** From `checkInBackground`: `true` when Polar is being asked and `onFresh` will be called. */
+  readonly pending?: boolean;
   /**
    * For a denial: `true` when this install had a good verdict for the key before. A key the
    * merchant or the customer rotated answers `not_found` exactly like an unknown one, and a
@@ -365,6 +367,8 @@ export interface CheckResult extends ValidateResult {
    * Polar instead).
    */
   cacheRefreshed: boolean;
+  /** From `checkInBackground`: `true` when Polar is being asked and `onFresh` will be called. */
+  pending?: boolean;
 }
 
 export interface ActivateResult {
@@ -431,6 +435,17 @@ export declare class LicenseClient {
    * remembered key's (none: `invalid_input`, field `key`, and no request).
    */
   check(key?: string): Promise<CheckResult>;
+  /**
+   * A check that never waits for Polar: settles at once as `check` would from what is stored
+   * (licensed from the cache within the grace, the cached denial, or a `not_yet_verified`
+   * rejection), with `pending: true` when Polar is being asked meanwhile; then
+   * `onFresh(error, result)` is called once with the fresh answer. Without `key`, the
+   * remembered key's.
+   */
+  checkInBackground(
+    key: string | undefined,
+    onFresh: (error: LicenseError | null, result: CheckResult | undefined) => void,
+  ): Promise<CheckResult>;
   /**
    * Checks `key` (as `check`) and answers for feature `name`. Resolves for every verdict: a
    * denied or unverified license is `{ granted: false, why: 'license_not_valid', licenseReason }`.

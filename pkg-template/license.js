@@ -993,7 +993,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
      * is asked (unless another check of the key is asking already and the cache can answer at
      * once); under the lock again, the answer is folded into the record as it is now.
      */
-    async #check(key, feature) {
+    async #check(key, feature, background) {
       const engine = await this.#open();
       const slot = engine.slot(key);
       let refreshed = true;
@@ -1034,6 +1034,20 @@ export function bind(load, crypto, entry = 'web', files = null) {
         const end = JSON.parse(engine.checkEnd(key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))));
         return checked(end.answer, false, feature);
       }
+      const asked = this.#asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed);
+      if (!background) return asked;
+      // In the background: Polar is asked meanwhile, its answer goes to onFresh; the answer now
+      // is the cache's within the grace, the cached denial, or not_yet_verified, as natively.
+      background.pending = true;
+      asked.then(
+        (fresh) => background.deliver(null, withFeatures(fresh)),
+        (e) => background.deliver(e, undefined),
+      );
+      return checked(JSON.parse(engine.checkPending(key, secret, record, ledger, now)).answer, refreshed, feature);
+    }
+
+    /** Phases 2 and 3 of a check that asks Polar (see #check). */
+    async #asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed) {
       const mine = !asking.has(slot);
       if (mine) {
         asking.add(slot);
@@ -1081,6 +1095,39 @@ export function bind(load, crypto, entry = 'web', files = null) {
     async check(key) {
       key = await this.#keyOrRemembered(key);
       return withFeatures(await this.#check(key));
+    }
+
+    /**
+     * A check that never waits for Polar: settles at once as `check` would from what is stored
+     * (licensed from the cache within the grace; the cached denial; else rejects with
+     * `not_yet_verified`), with `pending: true` when Polar is being asked meanwhile; then
+     * `onFresh(error, result)` is called once with the fresh answer (as `check` would settle).
+     * With a fresh cache nothing is asked: `pending: false`, and onFresh is never called.
+     */
+    async checkInBackground(key, onFresh) {
+      if (typeof onFresh !== 'function') throw invalid('onFresh', 'must be a function (error, result) => …');
+      key = await this.#keyOrRemembered(key);
+      const background = {
+        pending: false,
+        // An exception of the app's callback is the app's: reported as uncaught, not swallowed.
+        deliver: (error, result) => {
+          try {
+            onFresh(error, result);
+          } catch (e) {
+            queueMicrotask(() => {
+              throw e;
+            });
+          }
+        },
+      };
+      try {
+        const result = withFeatures(await this.#check(key, undefined, background));
+        result.pending = background.pending;
+        return result;
+      } catch (e) {
+        if (e instanceof LicenseError) e.pending = background.pending;
+        throw e;
+      }
     }
 
     /**

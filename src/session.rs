@@ -534,9 +534,7 @@ pub(crate) fn while_asked(
 }
 
 /// The best answer before a background revalidation ends: the cache's within the grace, the
-/// tombstone's denial, else "not verified yet" (reason `not_yet_verified`).
-// Only the native face checks in the background (JS hosts have no threads).
-#[cfg_attr(target_arch = "wasm32", allow(dead_code))]
+/// tombstone's denial, else "not verified yet" (reason `not_yet_verified`). Every face.
 pub(crate) fn pending(opened: &Opened, asking: &Asking, policy: &GracePolicy) -> CheckOutcome {
     if let Some(denial) = opened.record.as_ref().and_then(Record::denial) {
         return CheckOutcome::Denied(denial);

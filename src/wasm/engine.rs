@@ -665,6 +665,30 @@ impl Engine {
         }
     }
 
+    /// The answer to give at once while a background check asks Polar, after
+    /// [`Engine::check_begin`] answered `{"ask"}` for the same `record`, `ledger` and `now`:
+    /// the cache's within the grace, the cached denial, else `not_yet_verified`, as natively
+    /// (`Licensing::check_in_background`). `{"answer"}`.
+    #[wasm_bindgen(js_name = checkPending)]
+    pub fn check_pending(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+    ) -> String {
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let now = now as i64;
+        let outcome = match self.asking(&key, &opened, now) {
+            Ok(asking) => session::pending(&opened, &asking, &self.policy),
+            Err(outcome) => outcome,
+        };
+        StepOut::answer(self.outcome_json(&outcome, None, None)).done()
+    }
+
     /// Phase 2 of a check, when another check of the key is asking Polar right now: the
     /// check began as [`Engine::check_begin`] was called (`record`, `ledger`, `now`), and the
     /// storage holds `current_record` and `current_ledger` (read again under the lock).

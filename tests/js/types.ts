@@ -105,6 +105,13 @@ export async function usage(key: string): Promise<void> {
   const remembered: string | null = await client.rememberedKey();
   const again: CheckResult = await client.check();
   await client.forgetKey();
+  const now: CheckResult = await client.checkInBackground(key, (error, fresh) => {
+    const code: ReasonCode | undefined = error?.code;
+    const later: boolean | undefined = fresh?.license.status === 'granted';
+    void code;
+    void later;
+  });
+  const pending: boolean | undefined = now.pending;
   const remembering = new LicenseClient({ organizationId: 'org', rememberKeys: true });
   // @ts-expect-error rememberedKey takes no argument
   await remembering.rememberedKey(key);

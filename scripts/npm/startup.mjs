@@ -1,0 +1,151 @@
+// Startup of the npm package: the time from `import` to the first cached `check` answer, in
+// node (a fresh process per run) and in headless Chromium (a fresh page per run), each entry.
+//
+//   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
+//   PKG=some/other/pkg node scripts/npm/startup.mjs                    (another build of it)
+//
+// Needs target/npm/pkg (scripts/build-npm.sh), target/debug/polar-license (cargo build
+// --features cli: the emulator the first check asks, once, to fill the cache) and
+// scripts/npm/node_modules (playwright-core; Debian's /usr/bin/chromium). Prints a markdown
+// table of medians (and min-max). A benchmark, not a test: nothing here fails on a number.
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PKG = process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg');
+const CLI = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'polar-license');
+const RUNS = Number(process.argv[2] ?? 15);
+const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+const KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
+const require = createRequire(join(ROOT, 'scripts', 'npm', 'package.json'));
+const run = promisify(execFile);
+
+/** The emulator on a free port: `{ url, stop }`. */
+async function emulator() {
+  const child = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((ok, fail) => {
+    let out = '';
+    child.on('error', fail);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/^listening on (\S+)/m);
+      if (m) ok(m[1]);
+    });
+  });
+  return { url, stop: () => child.kill() };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (x) => x.toFixed(1);
+const row = (what, xs) => `| ${what} | ${ms(median(xs))} | ${ms(Math.min(...xs))}–${ms(Math.max(...xs))} |`;
+
+// ---- node: one process per run, the cache in a file directory the first run filled --------
+
+const NODE_RUN = `
+const t0 = performance.now();
+const { LicenseClient } = await import(process.env.ENTRY);
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: process.env.API, cacheDir: process.env.DIR });
+const verdict = await client.check(${JSON.stringify(KEY)});
+const t1 = performance.now();
+console.log(JSON.stringify({ ms: t1 - t0, source: verdict.source }));
+`;
+
+async function nodeRuns(entry, api) {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));
+  const env = { ...process.env, ENTRY: pathToFileURL(join(PKG, entry)).href, API: api, DIR: dir };
+  const once = async () => JSON.parse((await run(process.execPath, ['--input-type=module', '-e', NODE_RUN], { env })).stdout);
+  const first = await once();
+  if (first.source !== 'online') throw new Error(`node ${entry}: the first check answered ${first.source}`);
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await once();
+    if (r.source !== 'cache') throw new Error(`node ${entry}: a later check answered ${r.source}`);
+    times.push(r.ms);
+  }
+  await rm(dir, { recursive: true, force: true });
+  return times;
+}
+
+// ---- Chromium: one page load per run, the cache in the origin's localStorage ---------------
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+
+function page(entry, api) {
+  return `<!doctype html><meta charset="utf-8"><script type="module">
+const t0 = performance.now();
+const { LicenseClient } = await import('./${entry}');
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(api)} });
+const verdict = await client.check(${JSON.stringify(KEY)});
+window.result = { ms: performance.now() - t0, source: verdict.source };
+</script>`;
+}
+
+async function browserRuns(browser, entry, api) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(page(entry, api));
+      return;
+    }
+    try {
+      const body = await readFile(join(PKG, path));
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const url = `http://127.0.0.1:${server.address().port}/`;
+  const context = await browser.newContext();
+  const once = async () => {
+    const tab = await context.newPage();
+    await tab.goto(url);
+    await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
+    const r = await tab.evaluate(() => window.result);
+    await tab.close();
+    return r;
+  };
+  const first = await once();
+  if (first.source !== 'online') throw new Error(`chromium ${entry}: the first check answered ${first.source}`);
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    const r = await once();
+    if (r.source !== 'cache') throw new Error(`chromium ${entry}: a later check answered ${r.source}`);
+    times.push(r.ms);
+  }
+  await context.close();
+  server.close();
+  return times;
+}
+
+const emu = await emulator();
+try {
+  const rows = [];
+  rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously)', await nodeRuns('node.js', emu.url)));
+  rows.push(row('node, `polar-license/inline` (base64 decoded, compiled)', await nodeRuns('inline-node.js', emu.url)));
+  const { chromium } = require('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    rows.push(row('headless Chromium, `polar-license` (browser entry: the .wasm fetched, streaming compile)', await browserRuns(browser, 'browser.js', emu.url)));
+    rows.push(row('headless Chromium, `polar-license/inline`', await browserRuns(browser, 'inline.js', emu.url)));
+  } finally {
+    await browser.close();
+  }
+  console.log(`| import → first cached check (median of ${RUNS}) | ms | min–max |`);
+  console.log('|---|---:|---:|');
+  for (const r of rows) console.log(r);
+} finally {
+  emu.stop();
+}

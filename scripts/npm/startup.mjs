@@ -2,7 +2,10 @@
 // node (a fresh process per run) and in headless Chromium (a fresh page per run), each entry.
 //
 //   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
-//   PKG=some/other/pkg node scripts/npm/startup.mjs                    (another build of it)
+//   PKG=before/pkg,target/npm/pkg node scripts/npm/startup.mjs           (builds side by side)
+//
+// With several package directories (PKG, comma-separated) their runs are interleaved, one of
+// each in turn, so that the load of a shared machine falls on all of them alike.
 //
 // Needs target/npm/pkg (scripts/build-npm.sh), target/debug/polar-license (cargo build
 // --features cli: the emulator the first check asks, once, to fill the cache) and
@@ -18,7 +21,7 @@ import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const PKG = process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg');
+const PKGS = (process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg')).split(',');
 const CLI = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'polar-license');
 const RUNS = Number(process.argv[2] ?? 15);
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -34,7 +37,7 @@ async function emulator() {
     child.on('error', fail);
     child.stdout.on('data', (d) => {
       out += d;
-      const m = out.match(/^listening on (\S+)/m);
+      const m = out.match(/^listening on (\S+)\r?\n/m);
       if (m) ok(m[1]);
     });
   });
@@ -46,7 +49,8 @@ const median = (xs) => {
   return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
 };
 const ms = (x) => x.toFixed(1);
-const row = (what, xs) => `| ${what} | ${ms(median(xs))} | ${ms(Math.min(...xs))}–${ms(Math.max(...xs))} |`;
+const cell = (xs) => `${ms(median(xs))} (${ms(Math.min(...xs))}–${ms(Math.max(...xs))})`;
+const row = (what, runs) => `| ${what} | ${runs.map(cell).join(' | ')} |`;
 
 // ---- node: one process per run, the cache in a file directory the first run filled --------
 
@@ -60,19 +64,24 @@ console.log(JSON.stringify({ ms: t1 - t0, source: verdict.source }));
 `;
 
 async function nodeRuns(entry, api) {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));
-  const env = { ...process.env, ENTRY: pathToFileURL(join(PKG, entry)).href, API: api, DIR: dir };
-  const once = async () => JSON.parse((await run(process.execPath, ['--input-type=module', '-e', NODE_RUN], { env })).stdout);
-  const first = await once();
-  if (first.source !== 'online') throw new Error(`node ${entry}: the first check answered ${first.source}`);
-  const times = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await once();
-    if (r.source !== 'cache') throw new Error(`node ${entry}: a later check answered ${r.source}`);
-    times.push(r.ms);
+  const once = async (env) => JSON.parse((await run(process.execPath, ['--input-type=module', '-e', NODE_RUN], { env })).stdout);
+  const setups = [];
+  for (const pkg of PKGS) {
+    const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));
+    const env = { ...process.env, ENTRY: pathToFileURL(join(pkg, entry)).href, API: api, DIR: dir };
+    const first = await once(env);
+    if (first.source !== 'online') throw new Error(`node ${pkg} ${entry}: the first check answered ${first.source}`);
+    setups.push({ dir, env, times: [] });
   }
-  await rm(dir, { recursive: true, force: true });
-  return times;
+  for (let i = 0; i < RUNS; i++) {
+    for (const s of setups) {
+      const r = await once(s.env);
+      if (r.source !== 'cache') throw new Error(`node ${entry}: a later check answered ${r.source}`);
+      s.times.push(r.ms);
+    }
+  }
+  for (const s of setups) await rm(s.dir, { recursive: true, force: true });
+  return setups.map((s) => s.times);
 }
 
 // ---- Chromium: one page load per run, the cache in the origin's localStorage ---------------
@@ -89,7 +98,8 @@ window.result = { ms: performance.now() - t0, source: verdict.source };
 </script>`;
 }
 
-async function browserRuns(browser, entry, api) {
+/** A static server for the package in `pkg`, its page importing `entry`. */
+async function site(pkg, entry, api) {
   const server = createServer(async (req, res) => {
     const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
     if (path === '/') {
@@ -97,16 +107,18 @@ async function browserRuns(browser, entry, api) {
       return;
     }
     try {
-      const body = await readFile(join(PKG, path));
+      const body = await readFile(join(pkg, path));
       res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
     } catch {
       res.writeHead(404).end();
     }
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const url = `http://127.0.0.1:${server.address().port}/`;
-  const context = await browser.newContext();
-  const once = async () => {
+  return { server, url: `http://127.0.0.1:${server.address().port}/` };
+}
+
+async function browserRuns(browser, entry, api) {
+  const once = async (context, url) => {
     const tab = await context.newPage();
     await tab.goto(url);
     await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
@@ -114,24 +126,33 @@ async function browserRuns(browser, entry, api) {
     await tab.close();
     return r;
   };
-  const first = await once();
-  if (first.source !== 'online') throw new Error(`chromium ${entry}: the first check answered ${first.source}`);
-  const times = [];
-  for (let i = 0; i < RUNS; i++) {
-    const r = await once();
-    if (r.source !== 'cache') throw new Error(`chromium ${entry}: a later check answered ${r.source}`);
-    times.push(r.ms);
+  const setups = [];
+  for (const pkg of PKGS) {
+    const { server, url } = await site(pkg, entry, api);
+    const context = await browser.newContext();
+    const first = await once(context, url);
+    if (first.source !== 'online') throw new Error(`chromium ${pkg} ${entry}: the first check answered ${first.source}`);
+    setups.push({ server, url, context, times: [] });
   }
-  await context.close();
-  server.close();
-  return times;
+  for (let i = 0; i < RUNS; i++) {
+    for (const s of setups) {
+      const r = await once(s.context, s.url);
+      if (r.source !== 'cache') throw new Error(`chromium ${entry}: a later check answered ${r.source}`);
+      s.times.push(r.ms);
+    }
+  }
+  for (const s of setups) {
+    await s.context.close();
+    s.server.close();
+  }
+  return setups.map((s) => s.times);
 }
 
 const emu = await emulator();
 try {
   const rows = [];
   rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously)', await nodeRuns('node.js', emu.url)));
-  rows.push(row('node, `polar-license/inline` (base64 decoded, compiled)', await nodeRuns('inline-node.js', emu.url)));
+  rows.push(row('node, `polar-license/inline` (decoded, compiled)', await nodeRuns('inline-node.js', emu.url)));
   const { chromium } = require('playwright-core');
   const browser = await chromium.launch({
     executablePath: '/usr/bin/chromium',
@@ -143,8 +164,8 @@ try {
   } finally {
     await browser.close();
   }
-  console.log(`| import → first cached check (median of ${RUNS}) | ms | min–max |`);
-  console.log('|---|---:|---:|');
+  console.log(`| import → first cached check, ms: median (min–max) of ${RUNS} | ${PKGS.join(' | ')} |`);
+  console.log(`|---|${PKGS.map(() => '---:').join('|')}|`);
   for (const r of rows) console.log(r);
 } finally {
   emu.stop();

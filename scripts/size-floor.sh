@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
-# The floor under the npm package's wasm size: two probe cdylibs built exactly like the package
+# The floor under the npm package's wasm size: probe cdylibs built exactly like the package
 # (release, opt-level z, LTO, talc, wasm-bindgen --target web, wasm-opt -Oz, gzip -9), each doing
-# only a sliver of the client's job:
+# only a sliver of the client's job, one per candidate design of issue #17:
 #
-#   value: serde_json::Value parse of a validate answer, write it back, HMAC-SHA256 the bytes
-#   typed: the same with the core's own typed model (src/model.rs and the modules it needs,
-#          compiled from this tree): what the cache record and the protocol checks rely on
+#   value:  serde_json::Value parse of a validate answer, write it back, HMAC-SHA256 the bytes
+#   typed:  the same with the core's own typed model (src/model.rs and the modules it needs,
+#           compiled from this tree): what the cache record and the protocol checks rely on
+#   swb:    host JSON: JSON.parse in JS, the typed model read from the JS object through
+#           serde-wasm-bindgen and written back to one (JSON.stringify in JS), HMAC-SHA256
+#   fields: no serde in the wasm: the answer's fields handed across as strings and numbers,
+#           timestamps as epoch numbers, one rule (status and expiry) decided, HMAC-SHA256
+#   nomac:  `fields` without the HMAC (the MAC by WebCrypto's HMAC in JS instead)
+#   time:   `fields` plus the `time` crate parsing and writing one RFC 3339 timestamp
+#   fmt:    `fields` plus core::fmt (an error message built with format!, numbers written)
 #
-#   bash scripts/size-floor.sh     (needs scripts/setup-wasm.sh; ~2 min on 2 cores)
+#   bash scripts/size-floor.sh           (needs scripts/setup-wasm.sh; ~3 min on 2 cores)
+#   bash scripts/size-floor.sh --parts   (the package with one use of serde stubbed at a time)
 #
-# Neither probe builds a request, decides a reason, runs the grace policy or parses options: the
+# No probe builds a request, decides a reason, runs the grace policy or parses options: the
 # real client is everything here plus those. Manual tool, not part of the test command.
 set -euo pipefail
 
@@ -44,8 +52,15 @@ $(dep time)
 $(dep uuid)
 $(dep hmac)
 $(dep sha2)
+$(dep js-sys)
+$(dep serde-wasm-bindgen)
 wasm-bindgen = "$bindgen"
 $(grep -E '^talc *=' Cargo.toml | head -n 1 | sed 's/, *optional = true//')
+
+# The package's build has feature npm (src/model.rs reads Polar's objects as maps only there).
+[features]
+default = ["npm"]
+npm = []
 
 [profile.release]
 opt-level = "z"
@@ -57,8 +72,9 @@ panic = "abort"
 EOF
     # The versions this tree locks (cargo drops what the probe does not use).
     cp Cargo.lock "$dir/Cargo.lock"
-    (cd "$dir" && cargo build --quiet --release --target wasm32-unknown-unknown)
-    wasm-bindgen "$dir/target/wasm32-unknown-unknown/release/probe_$name.wasm" --out-dir "$dir/out" \
+    # One target directory for every probe: the dependencies compile once.
+    (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo build --quiet --release --target wasm32-unknown-unknown)
+    wasm-bindgen "$WORK/target/wasm32-unknown-unknown/release/probe_$name.wasm" --out-dir "$dir/out" \
         --out-name probe --target web --no-typescript --omit-default-module-path
     "$WASM_OPT" -Oz --strip-debug --strip-producers \
         --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
@@ -66,6 +82,103 @@ EOF
         "$dir/out/probe_bg.wasm" -o "$dir/out/opt.wasm"
     echo "$(gzip -9c "$dir/out/opt.wasm" | wc -c) $(gzip -9c "$dir/out/probe.js" | wc -c)"
 }
+
+# ---- --parts: what each use of serde costs inside the package itself ----------------------
+#
+# The package's own crate (a copy of src/ under target/size-floor/parts/NAME, the package's
+# build: feature npm, opt-level z, LTO, wasm-bindgen, wasm-opt -Oz) with one use of serde_json
+# replaced by a stub, and the wasm's gzip -9 size compared with the unchanged copy's. A stub
+# only makes the code unreachable: the numbers say what a design without that use would save at
+# most (the same work done another way costs something too). An anchor that no longer matches
+# the source fails the run.
+parts() {
+    local names=(package record answers options license all)
+    echo "| the package's wasm with (wasm-opt -Oz, gzip -9) | wasm KB | saved KB |"
+    echo "|---|---:|---:|"
+    local base=""
+    for name in "${names[@]}"; do
+        local dir="$WORK/parts/$name"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        cp -r Cargo.toml Cargo.lock src benches examples "$dir/"
+        node - "$dir/src" "$name" <<'EOF'
+const fs = require('fs');
+const [dir, name] = process.argv.slice(2);
+// [file, anchor, replacement] per part.
+const STUBS = {
+  // the cache record's body as JSON (cache::encode / cache::decode), the MAC kept
+  record: [
+    ['cache.rs', 'out.extend(serde_json::to_vec(record).unwrap_or_default());', 'let _ = record;'],
+    ['cache.rs', 'serde_json::from_slice(&rest[..body_len]).map_err(|_| Untrusted::Malformed)', 'let _ = body_len;\n    Err(Untrusted::Malformed)'],
+  ],
+  // Polar's 200 answers read into the typed model (proto::parse_json)
+  answers: [
+    ['proto.rs', `serde_json::from_slice(&resp.body)
+        .map(Verdict::Accepted)
+        .map_err(|e| {
+            Error::protocol(
+                Some(200),
+                format!("malformed {} response: {e}", op.as_str()),
+            )
+        })`, 'Err(Error::protocol(Some(200), op.as_str().to_string()))'],
+  ],
+  // LicenseClient's and each call's options as JSON (wasm/bindings.rs, Engine::new)
+  options: [
+    ['wasm/bindings.rs', 'serde_json::from_slice(json.as_bytes()).map_err(|e| Error::invalid(field, e.to_string()))', 'let _ = (field, json);\n    Ok(T::default())'],
+    ['wasm/engine.rs', `let o: ClientOptions = serde_json::from_slice(options.as_bytes())
+        .map_err(|e| Error::invalid("options", e.to_string()))?;`, `let o = ClientOptions { organization_id: options.to_string(), server: None, base_url: None, timeout: None, grace_policy: None, app_secret: None, machine_id: None, require_activation: false, seal_machine_id: None };`],
+  ],
+  // the license and activation written to JS as JSON in the engine's answers
+  license: [
+    ['wasm/engine.rs', `match serde_json::to_string(value) {
+            Ok(text) => self.raw(&text),
+            // Plain data (strings, numbers, string-keyed maps) always serializes.
+            Err(_) => self.raw("null"),
+        }`, 'let _ = value;\n        self.raw("null")'],
+  ],
+};
+STUBS.all = [...STUBS.record, ...STUBS.answers, ...STUBS.options, ...STUBS.license];
+for (const [file, anchor, replacement] of STUBS[name] ?? []) {
+  const path = `${dir}/${file}`;
+  const text = fs.readFileSync(path, 'utf8');
+  if (!text.includes(anchor)) {
+    console.error(`size-floor --parts: ${name}: the anchor in src/${file} moved:\n${anchor}`);
+    process.exit(1);
+  }
+  fs.writeFileSync(path, text.replace(anchor, () => replacement));
+}
+EOF
+        (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
+            cargo rustc --quiet --lib --release --target wasm32-unknown-unknown --crate-type cdylib \
+            --features npm 2>/dev/null) ||
+            { echo "size-floor --parts: $name does not build" >&2; return 1; }
+        wasm-bindgen "$WORK/target/wasm32-unknown-unknown/release/polar_license.wasm" --out-dir "$dir/out" \
+            --out-name polar_license --target web --no-typescript --omit-default-module-path
+        "$WASM_OPT" -Oz --strip-debug --strip-producers \
+            --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+            --enable-mutable-globals --enable-multivalue --enable-reference-types \
+            "$dir/out/polar_license_bg.wasm" -o "$dir/out/opt.wasm"
+        local gz
+        gz="$(gzip -9c "$dir/out/opt.wasm" | wc -c)"
+        [[ -n "$base" ]] || base="$gz"
+        local what
+        case "$name" in
+            package) what="nothing stubbed (the package as built, from a copy of src/)" ;;
+            record) what="no JSON for the cache record's body (the MAC kept)" ;;
+            answers) what="no JSON read of Polar's 200 answers into the typed model" ;;
+            options) what="no JSON read of the options (LicenseClient's and each call's)" ;;
+            license) what="no JSON written of the license and activation for JS" ;;
+            all) what="none of those four" ;;
+        esac
+        echo "| $what | $(kb "$gz") | $(kb $((base - gz))) |"
+    done
+}
+
+kb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
+if [[ "${1:-}" == "--parts" ]]; then
+    parts
+    exit 0
+fi
 
 COMMON='use hmac::{Hmac, Mac};
 use wasm_bindgen::prelude::*;
@@ -100,8 +213,12 @@ pub fn probe(text: &str, key: &[u8]) -> String {
 EOF
 )
 
+# The package's map-only serde impls of the model (feature npm), from src/lib.rs.
+MAP_ONLY="$(sed -n '/^macro_rules! map_only {/,/^}/p' src/lib.rs)"
+
 read -r typed_wasm typed_js < <(probe typed <<EOF
 #![allow(dead_code)]
+$MAP_ONLY
 #[path = "$ROOT/src/reason.rs"]
 mod reason;
 #[path = "$ROOT/src/error.rs"]
@@ -128,8 +245,108 @@ pub fn probe(text: &str, key: &[u8]) -> String {
 EOF
 )
 
-kb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
+MODEL="#![allow(dead_code)]
+$MAP_ONLY
+#[path = \"$ROOT/src/reason.rs\"]
+mod reason;
+#[path = \"$ROOT/src/error.rs\"]
+mod error;
+#[path = \"$ROOT/src/key.rs\"]
+mod key;
+#[path = \"$ROOT/src/metadata.rs\"]
+mod metadata;
+#[path = \"$ROOT/src/model.rs\"]
+mod model;"
+
+read -r swb_wasm swb_js < <(probe swb <<EOF
+$MODEL
+$COMMON
+
+#[wasm_bindgen]
+pub fn probe(answer: JsValue, record: &str, key: &[u8]) -> Result<JsValue, JsValue> {
+    let v: model::ValidatedLicenseKey = serde_wasm_bindgen::from_value(answer)?;
+    let out = serde_wasm_bindgen::to_value(&v)?;
+    let _ = mac(record.as_bytes(), key);
+    Ok(out)
+}
+EOF
+)
+
+# The fields probes: one rule over fields handed across (no JSON read or written in the wasm).
+FIELDS='/// 0 granted, 1 denied (status), 2 expired.
+fn decide(status: &str, expires_at: f64, now: f64) -> u32 {
+    if status != "granted" {
+        1
+    } else if expires_at.is_finite() && expires_at <= now {
+        2
+    } else {
+        0
+    }
+}'
+
+read -r fields_wasm fields_js < <(probe fields <<EOF
+$COMMON
+$FIELDS
+
+#[wasm_bindgen]
+pub fn probe(status: &str, expires_at: f64, now: f64, record: &str, key: &[u8]) -> u32 {
+    decide(status, expires_at, now) | (u32::from(mac(record.as_bytes(), key)) << 8)
+}
+EOF
+)
+
+read -r nomac_wasm nomac_js < <(probe nomac <<EOF
+use wasm_bindgen::prelude::*;
+
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+$FIELDS
+
+#[wasm_bindgen]
+pub fn probe(status: &str, expires_at: f64, now: f64, record: &str) -> u32 {
+    decide(status, expires_at, now) | ((record.len() as u32) << 8)
+}
+EOF
+)
+
+read -r time_wasm time_js < <(probe time <<EOF
+$COMMON
+$FIELDS
+
+#[wasm_bindgen]
+pub fn probe(status: &str, expires_at: &str, now: f64, record: &str, key: &[u8]) -> String {
+    use time::format_description::well_known::Rfc3339;
+    let at = match time::OffsetDateTime::parse(expires_at, &Rfc3339) {
+        Ok(at) => at,
+        Err(_) => return String::new(),
+    };
+    let mut out = at.format(&Rfc3339).unwrap_or_default();
+    let d = decide(status, at.unix_timestamp() as f64, now);
+    out.push(char::from(mac(record.as_bytes(), key).wrapping_add(d as u8)));
+    out
+}
+EOF
+)
+
+read -r fmt_wasm fmt_js < <(probe fmt <<EOF
+$COMMON
+$FIELDS
+
+#[wasm_bindgen]
+pub fn probe(status: &str, expires_at: f64, now: f64, record: &str, key: &[u8]) -> String {
+    let d = decide(status, expires_at, now);
+    format!("{status:?} is not granted ({d}, {}): {}", expires_at as i64, mac(record.as_bytes(), key))
+}
+EOF
+)
+
+row() { echo "| $1 | $(kb "$2") | $(kb "$3") | $(kb $(($2 + $3))) |"; }
 echo "| probe (wasm-opt -Oz, gzip -9) | wasm KB | glue KB | total KB |"
 echo "|---|---:|---:|---:|"
-echo "| value: serde_json::Value parse + write + HMAC-SHA256 | $(kb "$value_wasm") | $(kb "$value_js") | $(kb $((value_wasm + value_js))) |"
-echo "| typed: the core's license model parse + write + HMAC-SHA256 | $(kb "$typed_wasm") | $(kb "$typed_js") | $(kb $((typed_wasm + typed_js))) |"
+row "value: serde_json::Value parse + write + HMAC-SHA256" "$value_wasm" "$value_js"
+row "typed: the core's license model parse + write + HMAC-SHA256" "$typed_wasm" "$typed_js"
+row "swb: host JSON (JSON.parse), the typed model through serde-wasm-bindgen + HMAC-SHA256" "$swb_wasm" "$swb_js"
+row "fields: no serde, fields and epoch numbers across, one rule + HMAC-SHA256" "$fields_wasm" "$fields_js"
+row "nomac: fields and one rule, no MAC in the wasm (WebCrypto's HMAC in JS instead)" "$nomac_wasm" "$nomac_js"
+row "time: fields + the time crate (one RFC 3339 parse and format)" "$time_wasm" "$time_js"
+row "fmt: fields + core::fmt (format! of a message and numbers)" "$fmt_wasm" "$fmt_js"

@@ -7,14 +7,18 @@
 # Every JS row is an esbuild bundle (--bundle --minify --format=esm --platform=browser) of a
 # one-line entry, gzipped with `gzip -9`; the wasm is gzipped as shipped (after wasm-opt -Oz).
 # Ours twice: the default entry (the JS plus the .wasm it fetches) and `polar-license/inline`
-# (one JS file with the wasm inside as base64).
-# Prints a markdown table; exits 1 when the whole client is over the 40 KB target.
+# (one JS file with the wasm inside, gzipped, as base64).
+# Prints a markdown table; exits 1 when a target of issue #17 is missed: the default entry (wasm
+# + JS) at most 50 KB gzipped, the inline entry at most 65 KB (40 KB for the default entry is the
+# compass beyond, printed, not enforced).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TARGET_KB=40
+SPLIT_KB=50
+INLINE_KB=65
+COMPASS_KB=40
 PKG="$ROOT/target/npm/pkg"
 TOOLS="$ROOT/scripts/npm"
 WORK="$ROOT/target/npm/size"
@@ -53,7 +57,7 @@ read -r js_raw js_gz <<<"$(bundle ours 'export { LicenseClient, LicenseError } f
 glue_gz="$(gz "$PKG/polar_license.js")"
 total_raw=$((wasm_raw + js_raw))
 total_gz=$((wasm_gz + js_gz))
-# The inline entry: one JS file, the wasm inside it as base64 (nothing fetched beside it).
+# The inline entry: one JS file, the wasm inside it gzipped, as base64 (nothing fetched beside it).
 read -r inline_raw inline_gz <<<"$(bundle inline 'export { LicenseClient, LicenseError } from "./inline.js";' "$PKG")"
 
 SDK_VERSION="$(node -p 'require("./scripts/npm/node_modules/@polar-sh/sdk/package.json").version')"
@@ -70,7 +74,7 @@ echo "|---|---:|---:|"
 row "polar-license: \`polar_license_bg.wasm\` (wasm-opt -Oz)" "$wasm_raw" "$wasm_gz"
 row "polar-license: JS (browser entry + API + wasm-bindgen glue, esbuild minified)" "$js_raw" "$js_gz"
 row "**polar-license: whole client** (validate, activate, deactivate, grace-aware check, cache, status)" "$total_raw" "$total_gz"
-row "**polar-license/inline: whole client in one JS** (the wasm as base64 inside it, esbuild minified)" "$inline_raw" "$inline_gz"
+row "**polar-license/inline: whole client in one JS** (the wasm gzipped, as base64, inside it; esbuild minified)" "$inline_raw" "$inline_gz"
 row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\` + \`PolarCore\`" "$fn_raw" "$fn_gz"
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
@@ -138,9 +142,18 @@ for (const [g, s] of Object.entries(groups).sort((a, c) => c[1] - a[1]).slice(0,
 console.log(`| all code (${bodies.length} functions) | ${(total / 1024).toFixed(1)} | 100% |`);
 EOF
 fi
-target=$((TARGET_KB * 1024))
-if ((total_gz > target)); then
-    echo "target: whole client <= ${TARGET_KB} KB gzipped: MISSED by $(kb $((total_gz - target))) KB ($(kb "$total_gz") KB)"
-    exit 1
-fi
-echo "target: whole client <= ${TARGET_KB} KB gzipped: met ($(kb "$total_gz") KB)"
+missed=0
+# target NAME LIMIT_KB SIZE_BYTES [compass]
+target() {
+    local limit=$(($2 * 1024))
+    if (($3 > limit)); then
+        echo "target: $1 <= $2 KB gzipped: MISSED by $(kb $(($3 - limit))) KB ($(kb "$3") KB)"
+        [[ "${4:-}" == compass ]] || missed=1
+    else
+        echo "target: $1 <= $2 KB gzipped: met ($(kb "$3") KB)"
+    fi
+}
+target "whole client, default entry (wasm + JS)" "$SPLIT_KB" "$total_gz"
+target "whole client, polar-license/inline" "$INLINE_KB" "$inline_gz"
+target "compass: whole client, default entry" "$COMPASS_KB" "$total_gz" compass
+((missed == 0))

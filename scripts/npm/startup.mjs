@@ -1,0 +1,172 @@
+// Startup of the npm package: the time from `import` to the first cached `check` answer, in
+// node (a fresh process per run) and in headless Chromium (a fresh page per run), each entry.
+//
+//   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
+//   PKG=before/pkg,target/npm/pkg node scripts/npm/startup.mjs           (builds side by side)
+//
+// With several package directories (PKG, comma-separated) their runs are interleaved, one of
+// each in turn, so that the load of a shared machine falls on all of them alike.
+//
+// Needs target/npm/pkg (scripts/build-npm.sh), target/debug/polar-license (cargo build
+// --features cli: the emulator the first check asks, once, to fill the cache) and
+// scripts/npm/node_modules (playwright-core; Debian's /usr/bin/chromium). Prints a markdown
+// table of medians (and min-max). A benchmark, not a test: nothing here fails on a number.
+import { spawn, execFile } from 'node:child_process';
+import { createServer } from 'node:http';
+import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { tmpdir } from 'node:os';
+import { dirname, extname, join, normalize } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { promisify } from 'node:util';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const PKGS = (process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg')).split(',');
+const CLI = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'polar-license');
+const RUNS = Number(process.argv[2] ?? 15);
+const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+const KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
+const require = createRequire(join(ROOT, 'scripts', 'npm', 'package.json'));
+const run = promisify(execFile);
+
+/** The emulator on a free port: `{ url, stop }`. */
+async function emulator() {
+  const child = spawn(CLI, ['emulator', '--port', '0'], { stdio: ['ignore', 'pipe', 'inherit'] });
+  const url = await new Promise((ok, fail) => {
+    let out = '';
+    child.on('error', fail);
+    child.stdout.on('data', (d) => {
+      out += d;
+      const m = out.match(/^listening on (\S+)\r?\n/m);
+      if (m) ok(m[1]);
+    });
+  });
+  return { url, stop: () => child.kill() };
+}
+
+const median = (xs) => {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length % 2 ? s[(s.length - 1) / 2] : (s[s.length / 2 - 1] + s[s.length / 2]) / 2;
+};
+const ms = (x) => x.toFixed(1);
+const cell = (xs) => `${ms(median(xs))} (${ms(Math.min(...xs))}–${ms(Math.max(...xs))})`;
+const row = (what, runs) => `| ${what} | ${runs.map(cell).join(' | ')} |`;
+
+// ---- node: one process per run, the cache in a file directory the first run filled --------
+
+const NODE_RUN = `
+const t0 = performance.now();
+const { LicenseClient } = await import(process.env.ENTRY);
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: process.env.API, cacheDir: process.env.DIR });
+const verdict = await client.check(${JSON.stringify(KEY)});
+const t1 = performance.now();
+console.log(JSON.stringify({ ms: t1 - t0, source: verdict.source }));
+`;
+
+async function nodeRuns(entry, api) {
+  const once = async (env) => JSON.parse((await run(process.execPath, ['--input-type=module', '-e', NODE_RUN], { env })).stdout);
+  const setups = [];
+  for (const pkg of PKGS) {
+    const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));
+    const env = { ...process.env, ENTRY: pathToFileURL(join(pkg, entry)).href, API: api, DIR: dir };
+    const first = await once(env);
+    if (first.source !== 'online') throw new Error(`node ${pkg} ${entry}: the first check answered ${first.source}`);
+    setups.push({ dir, env, times: [] });
+  }
+  for (let i = 0; i < RUNS; i++) {
+    for (const s of setups) {
+      const r = await once(s.env);
+      if (r.source !== 'cache') throw new Error(`node ${entry}: a later check answered ${r.source}`);
+      s.times.push(r.ms);
+    }
+  }
+  for (const s of setups) await rm(s.dir, { recursive: true, force: true });
+  return setups.map((s) => s.times);
+}
+
+// ---- Chromium: one page load per run, the cache in the origin's localStorage ---------------
+
+const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
+
+function page(entry, api) {
+  return `<!doctype html><meta charset="utf-8"><script type="module">
+const t0 = performance.now();
+const { LicenseClient } = await import('./${entry}');
+const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(api)} });
+const verdict = await client.check(${JSON.stringify(KEY)});
+window.result = { ms: performance.now() - t0, source: verdict.source };
+</script>`;
+}
+
+/** A static server for the package in `pkg`, its page importing `entry`. */
+async function site(pkg, entry, api) {
+  const server = createServer(async (req, res) => {
+    const path = normalize(decodeURIComponent(new URL(req.url, 'http://x').pathname));
+    if (path === '/') {
+      res.writeHead(200, { 'content-type': 'text/html' }).end(page(entry, api));
+      return;
+    }
+    try {
+      const body = await readFile(join(pkg, path));
+      res.writeHead(200, { 'content-type': TYPES[extname(path)] ?? 'application/octet-stream' }).end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  return { server, url: `http://127.0.0.1:${server.address().port}/` };
+}
+
+async function browserRuns(browser, entry, api) {
+  const once = async (context, url) => {
+    const tab = await context.newPage();
+    await tab.goto(url);
+    await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
+    const r = await tab.evaluate(() => window.result);
+    await tab.close();
+    return r;
+  };
+  const setups = [];
+  for (const pkg of PKGS) {
+    const { server, url } = await site(pkg, entry, api);
+    const context = await browser.newContext();
+    const first = await once(context, url);
+    if (first.source !== 'online') throw new Error(`chromium ${pkg} ${entry}: the first check answered ${first.source}`);
+    setups.push({ server, url, context, times: [] });
+  }
+  for (let i = 0; i < RUNS; i++) {
+    for (const s of setups) {
+      const r = await once(s.context, s.url);
+      if (r.source !== 'cache') throw new Error(`chromium ${entry}: a later check answered ${r.source}`);
+      s.times.push(r.ms);
+    }
+  }
+  for (const s of setups) {
+    await s.context.close();
+    s.server.close();
+  }
+  return setups.map((s) => s.times);
+}
+
+const emu = await emulator();
+try {
+  const rows = [];
+  rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously)', await nodeRuns('node.js', emu.url)));
+  rows.push(row('node, `polar-license/inline` (decoded, compiled)', await nodeRuns('inline-node.js', emu.url)));
+  const { chromium } = require('playwright-core');
+  const browser = await chromium.launch({
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
+  });
+  try {
+    rows.push(row('headless Chromium, `polar-license` (browser entry: the .wasm fetched, streaming compile)', await browserRuns(browser, 'browser.js', emu.url)));
+    rows.push(row('headless Chromium, `polar-license/inline`', await browserRuns(browser, 'inline.js', emu.url)));
+  } finally {
+    await browser.close();
+  }
+  console.log(`| import → first cached check, ms: median (min–max) of ${RUNS} | ${PKGS.join(' | ')} |`);
+  console.log(`|---|${PKGS.map(() => '---:').join('|')}|`);
+  for (const r of rows) console.log(r);
+} finally {
+  emu.stop();
+}

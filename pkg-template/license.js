@@ -390,6 +390,9 @@ function loadError(e, entry) {
   let hint;
   if (typeof WebAssembly !== 'object' || WebAssembly === null) {
     hint = 'this JavaScript host has no WebAssembly (a JIT-less mode such as node --jitless or a locked-down browser): polar-license cannot run in it';
+  } else if (entry === 'inline' && typeof DecompressionStream !== 'function') {
+    hint =
+      "polar-license/inline inflates its embedded WebAssembly with DecompressionStream, which this host lacks (Chrome and Edge 80+, Firefox 113+, Safari 16.4+ have it): import from 'polar-license' instead (the .wasm file beside the JS)";
   } else if (/wasm-unsafe-eval|unsafe-eval|Content.Security.Policy|\bCSP\b/i.test(text)) {
     hint = "a Content Security Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src (e.g. script-src 'self' 'wasm-unsafe-eval'; it allows WebAssembly only, not eval)";
   } else if (/PermissionDenied|NotCapable|Requires read access|ERR_ACCESS_DENIED/.test(text)) {

@@ -77,6 +77,21 @@ test('the inline entry checks a key against the emulator with no .wasm file at a
   }
 });
 
+test('the browser inline entry in a host without DecompressionStream: a load_error naming it and the default entry', async () => {
+  const url = pathToFileURL(join(PACKAGE_DIR, 'inline.js')).href;
+  const { stdout } = await run(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `delete globalThis.DecompressionStream;
+     const { LicenseClient } = await import(${JSON.stringify(url)});
+     const c = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(DEAD)}, storage: 'memory' });
+     try { await c.check('K-1'); console.log('resolved'); } catch (e) { console.log(JSON.stringify({ code: e.code, detail: e.detail })); }`,
+  ]);
+  const e = JSON.parse(stdout);
+  assert.equal(e.code, 'load_error', stdout);
+  assert.match(e.detail, /DecompressionStream, which this host lacks.*Safari 16\.4\+.*import from 'polar-license' instead/);
+});
+
 const PERMISSIONS = Number(process.versions.node.split('.')[0]) >= 20 ? false : 'node < 20 has no permission model';
 
 test('a wasm the host may not read is a load_error naming the permission and the inline entry', { skip: PERMISSIONS }, async () => {

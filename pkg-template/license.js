@@ -918,7 +918,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         if (end.write) await save(this.#store, end.write);
         const done = value(end.answer);
         // The slot is freed whatever happens here: a failure now would read as a failed
-        // deactivation. A key left behind checks as not_found, and can be forgotten.
+        // deactivation. A key left behind is only remembered (forgetKey removes it).
         if (this.#host.rememberKeys) await attempt(() => this.#forgetRemembered(engine, secret, key));
         return done;
       });

@@ -1039,7 +1039,7 @@ impl Licensing {
         }
         if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
             // The slot is freed whatever happens here: an error now would read as a failed
-            // deactivation. A key left behind checks as `not_found`, and can be forgotten.
+            // deactivation. A key left behind is only remembered (forget_key removes it).
             let _ = self.forget_remembered(&key);
         }
         Ok(verdict)

@@ -147,7 +147,7 @@ if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; 
 # namespaces and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror
 # -pedantic, statically: no MinGW DLL to ship) and run against the Windows emulator answering
 # as API version 2027-01, like scripts/test-c.sh does.
-C_SUITES=(inputs reasons grace features versions background threads faults)
+C_SUITES=(inputs reasons grace features versions background threads faults remember)
 c_suites() {
     local lib="target/$TARGET/c-release/libpolar_license.a" native t out p f
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |

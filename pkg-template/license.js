@@ -558,11 +558,16 @@ let database = null;
 /**
  * IndexedDB where the host has it (browsers, their workers and service workers): database
  * `polar-license`, object store `kv`, one entry per storage name; it outlives the worker, so the
- * grace survives a restart as localStorage's does. `null` where there is none (node).
+ * grace survives a restart as localStorage's does. `null` where there is none (node). As the
+ * default (`orMemory`), a database that cannot be opened (storage blocked, a sandboxed frame)
+ * turns it into the memory store, and `kind` says `memory` from then on; chosen by name, its
+ * failures are the calls' `cache_error`s.
  */
-function indexedDb() {
+function indexedDb(orMemory = false) {
   const factory = globalThis.indexedDB;
   if (!factory || typeof factory.open !== 'function') return null;
+  let instead = null;
+  let self = null;
   const open = () =>
     (database ??= new Promise((ok, ko) => {
       const request = factory.open('polar-license', 1);
@@ -574,8 +579,20 @@ function indexedDb() {
       database = null;
       throw e;
     }));
-  const run = async (mode, op) => {
-    const db = await open();
+  const ready = async () => {
+    if (instead) return null;
+    try {
+      return await open();
+    } catch (e) {
+      if (!orMemory) throw e;
+      instead = memory();
+      self.kind = 'memory';
+      return null;
+    }
+  };
+  const run = async (method, args, mode, op) => {
+    const db = await ready();
+    if (db === null) return instead[method](...args);
     return new Promise((ok, ko) => {
       const tx = db.transaction('kv', mode);
       const request = op(tx.objectStore('kv'));
@@ -583,14 +600,15 @@ function indexedDb() {
       tx.onerror = tx.onabort = () => ko(tx.error ?? request.error);
     });
   };
-  return store(
+  self = store(
     {
-      get: (name) => run('readonly', (kv) => kv.get(name)),
-      set: (name, text) => run('readwrite', (kv) => kv.put(text, name)),
-      remove: (name) => run('readwrite', (kv) => kv.delete(name)),
+      get: (name) => run('get', [name], 'readonly', (kv) => kv.get(name)),
+      set: (name, text) => run('set', [name, text], 'readwrite', (kv) => kv.put(text, name)),
+      remove: (name) => run('remove', [name], 'readwrite', (kv) => kv.delete(name)),
     },
     ADAPTER,
   );
+  return self;
 }
 
 /** `globalThis.localStorage` when the host has a usable one (not node, not sandboxed frames). */
@@ -624,7 +642,7 @@ function storage({ storage: s, cacheDir, appId }, files) {
     }
     const l = local();
     if (l) return kind(l, 'localStorage');
-    const i = indexedDb();
+    const i = indexedDb(true);
     return i ? kind(i, 'indexedDB') : kind(memory(), 'memory');
   }
   if (s === 'file') {

@@ -95,6 +95,30 @@ test('memory storage is one store per realm: a second client sees what the first
   assert.equal((await other.status(key)).state, 'empty');
 });
 
+test('a default IndexedDB store that cannot be opened (storage blocked) becomes the memory store, and says so', async () => {
+  // The browser build (its inline entry: node's fetch reads no file: URL) in node with a
+  // stand-in indexedDB whose open() fails, as in a sandboxed frame: the client still checks,
+  // activates and caches, in memory, and status() says so.
+  const key = await newKey({ limit_activations: 2 });
+  const url = pathToFileURL(join(PACKAGE_DIR, 'inline.js')).href;
+  const { stdout } = await run(process.execPath, [
+    '--input-type=module',
+    '-e',
+    `globalThis.indexedDB = { open() { const r = {}; queueMicrotask(() => { r.error = new Error('denied'); r.onerror(); }); return r; } };
+     const { LicenseClient } = await import(${JSON.stringify(url)});
+     const c = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)} });
+     const a = await c.activate(${JSON.stringify(key)}, { label: 'x' });
+     const v = await c.check(${JSON.stringify(key)});
+     const s = await c.status(${JSON.stringify(key)});
+     const chosen = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, storage: 'indexedDB' });
+     let named;
+     try { await chosen.activate(${JSON.stringify(key)}, { label: 'y' }); named = 'resolved'; } catch (e) { named = e.code; }
+     console.log(JSON.stringify({ activated: !!a.activation.id, source: v.source, storage: s.storage, state: s.state, named }));`,
+  ]);
+  // Chosen by name, the failure is the call's cache_error (no activation slot taken).
+  assert.deepEqual(JSON.parse(stdout), { activated: true, source: 'cache', storage: 'memory', state: 'present', named: 'cache_error' });
+});
+
 test('cacheDir and appId: checked, and only for the file store', async () => {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-dir-'));
   try {

@@ -1127,11 +1127,19 @@ impl Licensing {
         self.store.remove(&seal.slot)
     }
 
+    /// Forgets the remembered key if it is `key` (one seal, one read).
     fn forget_remembered(&self, key: &Key) -> Result<(), Error> {
-        match self.remembered_key()? {
-            Some(remembered) if &remembered == key => self.forget_key(),
+        let seal = self.key_seal()?;
+        match self.store.load(&seal.slot)? {
+            Some(bytes) if seal.open(&bytes).as_ref() == Ok(key) => self.store.remove(&seal.slot),
             _ => Ok(()),
         }
+    }
+
+    /// The remembered key, or the error a check of it answers: none remembered is
+    /// `invalid_input` (field `key`).
+    pub(crate) fn remembered_or_error(&self) -> Result<Key, Error> {
+        self.remembered_key()?.ok_or_else(no_remembered_key)
     }
 
     /// [`Licensing::check`] of the remembered key. With none remembered, `unverified` with
@@ -1142,9 +1150,8 @@ impl Licensing {
 
     /// [`Licensing::check_report`] of the remembered key (see [`Licensing::check_remembered`]).
     pub fn check_remembered_report(&self) -> CheckReport {
-        match self.remembered_key() {
-            Ok(Some(key)) => self.check_report(key),
-            Ok(None) => CheckReport::of(CheckOutcome::Unverified(no_remembered_key())),
+        match self.remembered_or_error() {
+            Ok(key) => self.check_report(key),
             Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
         }
     }
@@ -1160,7 +1167,7 @@ impl Licensing {
 }
 
 /// The error of a check of the remembered key when there is none.
-pub(crate) fn no_remembered_key() -> Error {
+fn no_remembered_key() -> Error {
     Error::invalid(
         "key",
         "no license key is remembered here: ask the user for one, then activate or remember it",

@@ -378,15 +378,10 @@ pub struct DeactivateArgs {
 /// `status`
 #[derive(Debug, Args)]
 pub struct StatusArgs {
-    /// The license key whose cache record to show (records are sealed per key; without it,
-    /// the remembered key's, else only the cache directory is listed)
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub key: Option<String>,
+    /// Without a key (none given, none remembered), only the cache directory is listed:
+    /// records are sealed per key
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
 }
 
 /// `emulator`

@@ -388,7 +388,7 @@ pub fn status(g: &Global, a: &StatusArgs) -> Report {
         Err(e) => return error_report(Some(Op::Status), None, &e),
     };
     let built = licensing(g);
-    let key = match (a.key.as_deref(), &built) {
+    let key = match (a.key.key.as_deref(), &built) {
         (Some(key), _) => Key::new(key),
         (None, Ok(licensing)) => match licensing.remembered_key() {
             Ok(Some(key)) => key,

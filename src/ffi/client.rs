@@ -8,7 +8,7 @@ use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, Source};
+use crate::grace::{CheckOutcome, CheckReport, Source};
 use crate::key::Key;
 use crate::licensing::{system_clock, Licensing, MachineBinding};
 use crate::metadata::check_key;
@@ -704,14 +704,21 @@ pub extern "C" fn polar_license_client_check_remembered(
         client.begin();
         arg_out!(client, out_result);
         let licensing = &client.licensing;
-        let key = licensing.remembered_key();
-        let mut result = polar_license_result::check(
-            &licensing.check_remembered_report(),
-            licensing.policy(),
-        );
-        if let (Ok(Some(key)), false) = (key, result.has_activation_id()) {
-            result.default_activation_id(remembered(licensing, key.expose()).as_deref());
-        }
+        // The key is read once: the check and the activation id are of the same key.
+        let result = match licensing.remembered_or_error() {
+            Ok(key) => {
+                let mut r =
+                    polar_license_result::check(&licensing.check_report(key.clone()), licensing.policy());
+                if !r.has_activation_id() {
+                    r.default_activation_id(remembered(licensing, key.expose()).as_deref());
+                }
+                r
+            }
+            Err(e) => polar_license_result::check(
+                &CheckReport::of(CheckOutcome::Unverified(e)),
+                licensing.policy(),
+            ),
+        };
         client.deliver(out_result, result)
     }
 }

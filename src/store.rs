@@ -402,7 +402,7 @@ impl FileStore {
             file.write_all(bytes)?;
             file.sync_all()?;
             drop(file);
-            fs::rename(&tmp, target)
+            rename_over(&tmp, target)
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
@@ -535,6 +535,26 @@ fn private_options() -> OpenOptions {
     options
 }
 
+/// Renames `from` over `to`. On Windows, replacing a file that another process has open at
+/// that instant (a concurrent check reading the record, an antivirus scan) fails with "access
+/// denied" although nothing is wrong: the rename is tried again for up to about 250 ms.
+#[cfg(windows)]
+fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    let mut wait = std::time::Duration::from_millis(1);
+    for _ in 0..8 {
+        match fs::rename(from, to) {
+            Err(e) if e.kind() == io::ErrorKind::PermissionDenied => std::thread::sleep(wait),
+            done => return done,
+        }
+        wait = wait.saturating_mul(2);
+    }
+    fs::rename(from, to)
+}
+
+#[cfg(not(windows))]
+fn rename_over(from: &Path, to: &Path) -> io::Result<()> {
+    fs::rename(from, to)
+}
 #[cfg(unix)]
 fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()

@@ -3,7 +3,9 @@
 #
 #   1. cargo: the library as a cdylib for wasm32-unknown-unknown, release, opt-level "z",
 #      feature `npm` (the talc allocator) (`[lib] crate-type` stays rlib-only;
-#      `cargo rustc --crate-type cdylib` builds it on demand)
+#      `cargo rustc --crate-type cdylib` builds it on demand), with the pinned nightly, std
+#      rebuilt and panics as bare traps (scripts/wasm-toolchain.sh says why), in its own
+#      target directory (target/npm-wasm: the stable wasm builds of the tests keep theirs)
 #   2. wasm-bindgen (the CLI pinned to the crate's exact version), `--target web`
 #   3. wasm-opt -Oz from scripts/npm (npm `binaryen`; never Debian's, which breaks in Chrome)
 #   4. polar_license_inline.js: the same wasm gzipped, as base64 text (`polar-license/inline`)
@@ -16,7 +18,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
-TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}"
+# shellcheck source=scripts/wasm-toolchain.sh
+source "$ROOT/scripts/wasm-toolchain.sh"
+TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/npm-wasm"
 OUT="$ROOT/target/npm"
 PKG="$OUT/pkg"
 WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
@@ -28,16 +32,21 @@ if [[ "$have_bindgen" != "$want_bindgen" ]]; then
     echo "build-npm: wasm-bindgen $want_bindgen needed, found '${have_bindgen:-none}': run scripts/setup-wasm.sh" >&2
     exit 1
 fi
+if ! rustup run "$WASM_TOOLCHAIN" rustc --print sysroot >/dev/null 2>&1 ||
+    [[ ! -d "$(rustup run "$WASM_TOOLCHAIN" rustc --print sysroot)/lib/rustlib/src/rust/library" ]]; then
+    echo "build-npm: the $WASM_TOOLCHAIN toolchain with rust-src is needed: run scripts/setup-wasm.sh" >&2
+    exit 1
+fi
 if [[ ! -x "$WASM_OPT" ]]; then
     echo "build-npm: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2
     exit 1
 fi
 
-echo "==> cargo (wasm32-unknown-unknown, release, opt-level z)"
-# opt-level z only for this build (the native release profile keeps opt-level 3);
-# panic is already abort on wasm32-unknown-unknown.
-CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
-    cargo rustc --lib --release --target wasm32-unknown-unknown --crate-type cdylib --features npm
+echo "==> cargo +$WASM_TOOLCHAIN (wasm32-unknown-unknown, release, opt-level z, std rebuilt, panic immediate-abort)"
+# opt-level z only for this build (the native release profile keeps opt-level 3).
+CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+    cargo "+$WASM_TOOLCHAIN" rustc "${WASM_BUILD_STD[@]}" --lib --release \
+    --target wasm32-unknown-unknown --crate-type cdylib --features npm
 RAW="$TARGET_DIR/wasm32-unknown-unknown/release/polar_license.wasm"
 
 echo "==> wasm-bindgen $have_bindgen (--target web)"

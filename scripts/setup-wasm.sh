@@ -3,6 +3,7 @@
 # first and skips when its work is done). Called by scripts/setup.sh; safe to run by hand.
 #
 #   rustup target wasm32-unknown-unknown
+#   the pinned nightly + rust-src the npm package's wasm is built with (scripts/wasm-toolchain.sh)
 #   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
 #   chromium + chromium-driver (apt, as root) for the headless browser tests
 #   scripts/npm devDependencies (binaryen's wasm-opt, esbuild, typescript, vite, playwright-core,
@@ -29,6 +30,20 @@ step_target() {
         return 0
     fi
     rustup target add wasm32-unknown-unknown
+}
+
+# The pinned nightly and its std sources that the npm package's wasm is built with
+# (scripts/wasm-toolchain.sh).
+step_toolchain() {
+    # shellcheck source=scripts/wasm-toolchain.sh
+    source "$ROOT/scripts/wasm-toolchain.sh"
+    local sysroot
+    sysroot="$(rustup run "$WASM_TOOLCHAIN" rustc --print sysroot 2>/dev/null)"
+    if [[ -n "$sysroot" && -d "$sysroot/lib/rustlib/src/rust/library" ]]; then
+        echo "$WASM_TOOLCHAIN with rust-src already installed"
+        return 0
+    fi
+    rustup toolchain install "$WASM_TOOLCHAIN" --profile minimal --component rust-src
 }
 
 step_wasm_bindgen() {
@@ -77,7 +92,7 @@ step_npm() {
     echo "$want" >"$stamp"
 }
 
-STEPS=(target wasm_bindgen chromium npm)
+STEPS=(target toolchain wasm_bindgen chromium npm)
 
 now() { date +%s.%N; }
 

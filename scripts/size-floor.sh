@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The floor under the npm package's wasm size: probe cdylibs built exactly like the package
-# (release, opt-level z, LTO, talc, wasm-bindgen --target web, wasm-opt -Oz, gzip -9), each doing
+# (release, opt-level z, LTO, talc, the pinned nightly with std rebuilt and panics as traps
+# (scripts/wasm-toolchain.sh), wasm-bindgen --target web, wasm-opt -Oz, gzip -9), each doing
 # only a sliver of the client's job, one per candidate design of issue #17:
 #
 #   value:  serde_json::Value parse of a validate answer, write it back, HMAC-SHA256 the bytes
@@ -24,6 +25,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
+# shellcheck source=scripts/wasm-toolchain.sh
+source "$ROOT/scripts/wasm-toolchain.sh"
 WORK="$ROOT/target/size-floor"
 WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
 [[ -x "$WASM_OPT" ]] || { echo "size-floor: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2; exit 1; }
@@ -66,14 +69,14 @@ npm = []
 opt-level = "z"
 lto = true
 codegen-units = 1
-panic = "abort"
 
 [workspace]
 EOF
     # The versions this tree locks (cargo drops what the probe does not use).
     cp Cargo.lock "$dir/Cargo.lock"
     # One target directory for every probe: the dependencies compile once.
-    (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" cargo build --quiet --release --target wasm32-unknown-unknown)
+    (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" RUSTFLAGS="$WASM_RUSTFLAGS" \
+        cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" --quiet --release --target wasm32-unknown-unknown)
     wasm-bindgen "$WORK/target/wasm32-unknown-unknown/release/probe_$name.wasm" --out-dir "$dir/out" \
         --out-name probe --target web --no-typescript --omit-default-module-path
     "$WASM_OPT" -Oz --strip-debug --strip-producers \
@@ -148,9 +151,9 @@ for (const [file, anchor, replacement] of STUBS[name] ?? []) {
   fs.writeFileSync(path, text.replace(anchor, () => replacement));
 }
 EOF
-        (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=z \
-            cargo rustc --quiet --lib --release --target wasm32-unknown-unknown --crate-type cdylib \
-            --features npm 2>/dev/null) ||
+        (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+            cargo "+$WASM_TOOLCHAIN" rustc "${WASM_BUILD_STD[@]}" --quiet --lib --release \
+            --target wasm32-unknown-unknown --crate-type cdylib --features npm 2>/dev/null) ||
             { echo "size-floor --parts: $name does not build" >&2; return 1; }
         wasm-bindgen "$WORK/target/wasm32-unknown-unknown/release/polar_license.wasm" --out-dir "$dir/out" \
             --out-name polar_license --target web --no-typescript --omit-default-module-path

@@ -232,7 +232,7 @@ function span(s) {
 
 /**
  * Checks `new LicenseClient(options)` as the JS developer wrote it; resolves
- * `[json for the engine, { storage, clock, features }, given server]` or returns the
+ * `[options for the engine, { storage, clock, features, … }, given server]` or returns the
  * LicenseError the first call rejects with.
  */
 function clientOptions(o) {
@@ -311,13 +311,9 @@ function clientOptions(o) {
       return invalidOption(field, `gracePolicy.${name}`, `must not be longer than gracePolicy.gracePeriod (${grace} seconds, ${span(grace)}): ${v} is ${span(v)}${ms}`);
     }
   }
-  let json;
-  try {
-    json = JSON.stringify(rest);
-  } catch (e) {
-    return invalid('options', `cannot be read: ${describe(e)}`);
-  }
-  return [json, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true }, rest.baseUrl === undefined && rest.server !== undefined];
+  // Copies (the checked values, not the app's objects, which it may change later).
+  if (policy !== undefined) rest.gracePolicy = { ...policy };
+  return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true }, rest.baseUrl === undefined && rest.server !== undefined];
 }
 
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
@@ -791,15 +787,16 @@ export function bind(load, crypto, entry = 'web', files = null) {
       if (!this.#engine) {
         const s = storage(this.#host, files);
         if (s instanceof LicenseError) throw s;
-        let options = this.#options;
-        if (s.kind === 'file') {
-          // Sealed with this machine's identity, as the native library seals its records.
-          const id = files.osMachineId();
-          if (id !== undefined) options = JSON.stringify({ ...JSON.parse(options), sealMachineId: id });
-        }
+        const o = this.#options;
+        // Sealed with this machine's identity in the file store, as the native library seals
+        // its records.
+        const sealMachineId = s.kind === 'file' ? files.osMachineId() : undefined;
+        const p = o.gracePolicy ?? {};
         let engine;
         try {
-          engine = new Engine(options, this.#host.features);
+          // One argument per option (their types checked by clientOptions, their values by the engine).
+          engine = new Engine(o.organizationId, o.server, o.baseUrl, o.timeout, p.revalidateAfter, p.gracePeriod,
+            p.clockTolerance, o.appSecret, o.machineId, o.requireActivation === true, sealMachineId, this.#host.features);
         } catch (e) {
           throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
         }

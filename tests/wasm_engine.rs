@@ -60,12 +60,32 @@ fn license(activation: bool) -> Value {
     })
 }
 
+/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options, one argument each.
+fn engine_from(o: &Value) -> Result<Engine, JsValue> {
+    let text = |name: &str| o[name].as_str().map(String::from);
+    let policy = |name: &str| o["gracePolicy"][name].as_f64();
+    Engine::new(
+        text("organizationId").unwrap_or_default(),
+        text("server"),
+        text("baseUrl"),
+        o["timeout"].as_f64(),
+        policy("revalidateAfter"),
+        policy("gracePeriod"),
+        policy("clockTolerance"),
+        text("appSecret"),
+        text("machineId"),
+        o["requireActivation"].as_bool().unwrap_or(false),
+        text("sealMachineId"),
+        JsValue::UNDEFINED,
+    )
+}
+
 fn engine(extra: Value) -> Engine {
     let mut options = json!({ "organizationId": ORG, "appSecret": "app" });
     if let (Some(o), Some(e)) = (options.as_object_mut(), extra.as_object()) {
         o.extend(e.clone());
     }
-    Engine::new(&options.to_string(), JsValue::UNDEFINED).unwrap()
+    engine_from(&options).unwrap()
 }
 
 fn parsed(text: &str) -> Value {
@@ -403,7 +423,7 @@ fn engine_answers_carry_codes_and_extras() {
     ));
     assert_eq!(feature["answer"]["error"]["field"], "key");
 
-    let bad = Engine::new(r#"{"organizationId":"nope"}"#, JsValue::UNDEFINED)
+    let bad = engine_from(&json!({ "organizationId": "nope" }))
         .err()
         .unwrap();
     let bad = parsed(&bad.as_string().unwrap());

@@ -14,39 +14,31 @@ use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 /// The grace policy in seconds, as JS passes it.
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+#[derive(Debug, Default)]
 pub(crate) struct PolicyOptions {
-    revalidate_after: Option<f64>,
-    grace_period: Option<f64>,
-    clock_tolerance: Option<f64>,
+    pub(crate) revalidate_after: Option<f64>,
+    pub(crate) grace_period: Option<f64>,
+    pub(crate) clock_tolerance: Option<f64>,
 }
 
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
-/// JS values).
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+/// JS values). Handed to [`Engine::new`](crate::wasm::engine::Engine::new) as plain arguments,
+/// one per option (no JSON and no serde on this path: 4 KB of wasm, issue #17); `license.js`
+/// has checked their types and names, the engine checks their values.
+#[derive(Debug)]
 pub(crate) struct ClientOptions {
     pub(crate) organization_id: String,
-    #[serde(default)]
     pub(crate) server: Option<String>,
-    #[serde(default)]
     pub(crate) base_url: Option<String>,
-    #[serde(default)]
     pub(crate) timeout: Option<f64>,
-    #[serde(default)]
-    pub(crate) grace_policy: Option<PolicyOptions>,
-    #[serde(default)]
+    pub(crate) grace_policy: PolicyOptions,
     pub(crate) app_secret: Option<String>,
-    #[serde(default)]
     pub(crate) machine_id: Option<String>,
-    #[serde(default)]
     pub(crate) require_activation: bool,
     /// Not a public option: the OS machine id the node file store passes, so a record in the
     /// native directory is sealed with this machine's identity as natively (where the seal
     /// always carries it, whatever the activation binding). `machineId`, when given, is the
     /// seal instead, as natively.
-    #[serde(default)]
     pub(crate) seal_machine_id: Option<String>,
 }
 
@@ -80,13 +72,7 @@ pub(crate) struct DeactivateOptions {
 
 // Options are JSON objects (`JSON.stringify` of an options object never gives derive's array
 // form, which is not compiled into the wasm).
-map_only!(
-    PolicyOptions,
-    ClientOptions,
-    ValidateOptions,
-    ActivateOptions,
-    DeactivateOptions
-);
+map_only!(ValidateOptions, ActivateOptions, DeactivateOptions);
 
 pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(
     field: &str,
@@ -107,8 +93,7 @@ fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duratio
     }
 }
 
-pub(crate) fn policy(options: Option<PolicyOptions>) -> Result<GracePolicy, Error> {
-    let o = options.unwrap_or_default();
+pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
     let d = GracePolicy::default();
     Ok(GracePolicy {
         revalidate_after: seconds(

@@ -41,7 +41,8 @@ use crate::reason::{Reason, ReasonClass};
 use crate::session::{self, Asking, Begin, CacheState, Opened, Slot};
 use crate::transport::{TransportError, TransportErrorKind};
 use crate::wasm::bindings::{
-    entitlements, parse, policy, ActivateOptions, ClientOptions, DeactivateOptions, ValidateOptions,
+    entitlements, parse, policy, ActivateOptions, ClientOptions, DeactivateOptions, PolicyOptions,
+    ValidateOptions,
 };
 use crate::wasm::{unhex, STORAGE_PREFIX};
 use serde::Serialize;
@@ -305,10 +306,7 @@ pub struct Engine {
     require_activation: bool,
 }
 
-fn build(options: &str, features: &JsValue) -> Result<Engine, Error> {
-    // from_slice, as everywhere on this path: one copy of serde_json's parser in the wasm.
-    let o: ClientOptions = serde_json::from_slice(options.as_bytes())
-        .map_err(|e| Error::invalid("options", e.to_string()))?;
+fn build(o: ClientOptions, features: &JsValue) -> Result<Engine, Error> {
     let policy = policy(o.grace_policy)?;
     let server = match (o.base_url, o.server) {
         (Some(url), _) => Server::Custom(url),
@@ -580,11 +578,40 @@ impl Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// `options`: the JSON of `LicenseClient`'s options without `storage`, `clock` and
-    /// `features` (the map comes as the JS object). Throws the error JSON text for a bad
-    /// option (`invalid_input`).
+    /// `LicenseClient`'s options, one argument each, in seconds where they are durations
+    /// (`sealMachineId`: the OS machine id from the node file store), and `features` (the map
+    /// as the JS object). Throws the error JSON text for a bad option (`invalid_input`).
     #[wasm_bindgen(constructor)]
-    pub fn new(options: &str, features: JsValue) -> Result<Engine, JsValue> {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        organization_id: String,
+        server: Option<String>,
+        base_url: Option<String>,
+        timeout: Option<f64>,
+        revalidate_after: Option<f64>,
+        grace_period: Option<f64>,
+        clock_tolerance: Option<f64>,
+        app_secret: Option<String>,
+        machine_id: Option<String>,
+        require_activation: bool,
+        seal_machine_id: Option<String>,
+        features: JsValue,
+    ) -> Result<Engine, JsValue> {
+        let options = ClientOptions {
+            organization_id,
+            server,
+            base_url,
+            timeout,
+            grace_policy: PolicyOptions {
+                revalidate_after,
+                grace_period,
+                clock_tolerance,
+            },
+            app_secret,
+            machine_id,
+            require_activation,
+            seal_machine_id,
+        };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }
 

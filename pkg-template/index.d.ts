@@ -165,6 +165,19 @@ export interface FeatureDenied {
 /** The answer to "may this copy use feature X?". Test `granted`; the rest says why. */
 export type FeatureAccess = FeatureGranted | FeatureDenied;
 
+/** What the `fetch` option is called with: a subset of the global `fetch`'s `RequestInit`. */
+export interface FetchInit {
+  method: 'POST';
+  headers: [string, string][];
+  /** The JSON request body. */
+  body: string;
+  /** Redirects are never followed (a redirect is not Polar's answer). */
+  redirect: 'manual';
+  /** An `AbortSignal`: aborted when the timeout passes. */
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  signal: any;
+}
+
 export interface LicenseClientOptions {
   /** Your Polar organization id (a UUID v4). */
   organizationId: string;
@@ -213,6 +226,13 @@ export interface LicenseClientOptions {
   rememberKeys?: boolean;
   /** The clock in milliseconds since 1970 (default `Date.now`). For tests. */
   clock?: () => number;
+  /**
+   * The `fetch` that sends the requests to Polar (default: the global `fetch`), called like it:
+   * Electron's `net.fetch` (the system proxy and certificate store), or undici's `fetch` with a
+   * `ProxyAgent` dispatcher in node behind a proxy. A throw, a rejection or anything that is not
+   * a readable `Response` is a failure to reach Polar (the grace cache answers), never a denial.
+   */
+  fetch?: (url: string, init: FetchInit) => Promise<unknown>;
   /** The entitlement map `hasFeature` answers from: feature name → benefit ids. */
   features?: FeatureMap;
 }

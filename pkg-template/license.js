@@ -207,6 +207,7 @@ const CLIENT_OPTIONS = [
   'cacheDir',
   'appId',
   'rememberKeys',
+  'fetch',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -232,7 +233,7 @@ function span(s) {
 
 /**
  * Checks `new LicenseClient(options)` as the JS developer wrote it; resolves
- * `[options for the engine, { storage, clock, features, … }, given server]` or returns the
+ * `[options for the engine, { storage, clock, features, …, fetch }, given server]` or returns the
  * LicenseError the first call rejects with.
  */
 function clientOptions(o) {
@@ -241,7 +242,7 @@ function clientOptions(o) {
   }
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
-  const { storage, clock, features, cacheDir, appId, rememberKeys, ...rest } = o;
+  const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, ...rest } = o;
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -264,6 +265,9 @@ function clientOptions(o) {
   }
   if (rememberKeys !== undefined && typeof rememberKeys !== 'boolean') {
     return invalid('options', `rememberKeys must be true or false, got ${typeName(rememberKeys)}`);
+  }
+  if (fetchFn !== undefined && typeof fetchFn !== 'function') {
+    return invalid('options', `fetch must be a function called like the global fetch (e.g. Electron's net.fetch), got ${typeName(fetchFn)}`);
   }
   if (clock !== undefined && typeof clock !== 'function') {
     return invalid('options', `clock must be a function returning milliseconds since 1970, got ${typeName(clock)}`);
@@ -313,7 +317,7 @@ function clientOptions(o) {
   }
   // Copies (the checked values, not the app's objects, which it may change later).
   if (policy !== undefined) rest.gracePolicy = { ...policy };
-  return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true }, rest.baseUrl === undefined && rest.server !== undefined];
+  return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true, fetch: fetchFn }, rest.baseUrl === undefined && rest.server !== undefined];
 }
 
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
@@ -426,8 +430,11 @@ const NO_BODY = new Uint8Array(0);
  * reply arguments: `[status, body, date, retryAfter, fail, detail]`, `fail` 0, or 1 (could
  * not connect), 2 (timed out), 3 (truncated or too large); `date` is the `Date` header in
  * unix seconds (informational: kept in the cache record, never used by a decision).
+ * `fetchFn`: the `fetch` option (Electron's `net.fetch`, an undici fetch through a proxy), else
+ * the global one; whatever it throws or returns that is not a readable Response is a failure
+ * to connect (the grace cache answers), never a verdict.
  */
-async function send(ask, timeout) {
+async function send(ask, timeout, fetchFn = fetch) {
   const controller = new AbortController();
   const timer = setTimeout(() => controller.abort(), timeout);
   const failed = (kind, detail) => [0, NO_BODY, undefined, undefined, kind, detail];
@@ -438,7 +445,7 @@ async function send(ask, timeout) {
   };
   let reading = false;
   try {
-    const resp = await fetch(ask.url, {
+    const resp = await fetchFn(ask.url, {
       method: 'POST',
       headers: ask.headers,
       body: ask.body,
@@ -836,7 +843,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
     }
 
     #send(ask) {
-      return send(ask, this.#engine.timeout);
+      return send(ask, this.#engine.timeout, this.#host.fetch);
     }
 
     /** The stored record and ledger of `key` (`undefined` for none). */

@@ -44,6 +44,11 @@ const client = new LicenseClient({
   clock: () => Date.now(),
 });
 new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
+// The global fetch (Electron's net.fetch has its type) and a wrapper of it are both a `fetch`.
+new LicenseClient({ organizationId: 'x', fetch: globalThis.fetch });
+new LicenseClient({ organizationId: 'x', fetch: (url, init) => fetch(url, init) });
+// @ts-expect-error fetch is a function
+new LicenseClient({ organizationId: 'x', fetch: 'https://proxy.example' });
 new LicenseClient({ organizationId: 'x', storage: 'memory', baseUrl: 'http://127.0.0.1:8080' });
 
 const features: FeatureMap = {

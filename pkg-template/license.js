@@ -420,6 +420,37 @@ export function base64Bytes(text) {
 
 // ---- IO: fetch ----------------------------------------------------------------------------
 
+/**
+ * Origins the page's (or worker's) Content-Security-Policy refused to connect to, from its
+ * `securitypolicyviolation` events: a fetch blocked by `connect-src` fails exactly as an
+ * unreachable server does, and only this event tells the two apart. Browsers only (node, Bun
+ * and Deno never fire it).
+ */
+const CSP_BLOCKED = new Set();
+try {
+  globalThis.addEventListener?.('securitypolicyviolation', (e) => {
+    if (!/^(connect-src|default-src)/.test(e.effectiveDirective ?? e.violatedDirective ?? '')) return;
+    try {
+      CSP_BLOCKED.add(new URL(e.blockedURI).origin);
+    } catch {
+      // Not a URL (`inline`, `eval`): not a fetch.
+    }
+  });
+} catch {
+  // A host whose addEventListener refuses the event name: no hint, the rest works.
+}
+
+/**
+ * The `offline` detail of a fetch of `url` that failed with `e`: the CSP named when it blocked
+ * the request (its violation event is queued as a task of its own, so one task is awaited for it).
+ */
+async function unreachable(url, e) {
+  if (globalThis.addEventListener) await new Promise((ok) => setTimeout(ok, 0));
+  const origin = new URL(url).origin;
+  if (!CSP_BLOCKED.has(origin)) return describe(e);
+  return `${describe(e)}: this page's Content-Security-Policy blocks requests to ${origin} (connect-src): add ${origin} to connect-src`;
+}
+
 /** Cap on a response body. Polar's answers are a few KB. */
 const MAX_BODY = 1024 * 1024;
 const NO_BODY = new Uint8Array(0);
@@ -467,7 +498,7 @@ async function send(ask, timeout, fetchFn = fetch) {
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);
-    return failed(1, describe(e));
+    return failed(1, await unreachable(ask.url, e));
   } finally {
     clearTimeout(timer);
   }

@@ -31,6 +31,7 @@ const WORK = join(CONSUMER, 'matrix');
 const CSP = {
   'csp-wasm': "script-src 'self' 'wasm-unsafe-eval'",
   'csp-strict': "script-src 'self'",
+  'csp-connect': "script-src 'self' 'wasm-unsafe-eval'; connect-src 'self'",
 };
 
 /** CONSUMER on 127.0.0.1 (another origin than the emulator), with CSP[folder] headers. */
@@ -141,21 +142,21 @@ const page = (script, { module = true } = {}) =>
  * Runs a row: `build()` returns what to open (a URL) or run (a node script path); the outcome
  * must be `OK`, or (`fails`) a load_error whose detail matches `fails`.
  */
-async function row({ name, entry, host, fails }, build) {
+async function row({ name, entry, host, fails, code = 'load_error' }, build) {
   const start = performance.now();
-  const r = { name, entry, host, expected: fails ? '`load_error`, the fix named' : 'licensed; `not_found`', result: 'FAILED' };
+  const r = { name, entry, host, expected: fails ? `\`${code}\`, the fix named` : 'licensed; `not_found`', result: 'FAILED' };
   rows.push(r);
   const target = await build();
   const out = target.startsWith('node:')
     ? JSON.parse((await run(process.execPath, [target.slice(5)], { cwd: tmpdir(), timeout: 60_000 })).stdout)
     : await inBrowser(target);
   if (fails) {
-    assert.equal(out.error?.code, 'load_error', JSON.stringify(out));
+    assert.equal(out.error?.code, code, JSON.stringify(out));
     assert.match(out.error.detail, fails);
   } else {
     assert.deepEqual(out, OK);
   }
-  r.result = `${fails ? 'load_error' : 'ok'} (${((performance.now() - start) / 1000).toFixed(1)} s)`;
+  r.result = `${fails ? code : 'ok'} (${((performance.now() - start) / 1000).toFixed(1)} s)`;
 }
 
 /** esbuild from scripts/npm, run in `dir`. */
@@ -336,6 +337,19 @@ test("a page under CSP script-src 'self' (no 'wasm-unsafe-eval'): load_error nam
     const dir = await folder('csp-strict', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
     return `${site.url}/matrix/csp-strict/index.html`;
+  });
+});
+
+test("a page whose CSP connect-src leaves Polar out: offline, the detail naming the CSP and the origin to add", async () => {
+  // Blocked by the page's own policy, the fetch fails as an unreachable server does: still
+  // offline (no verdict, the grace cache would answer), but the detail says what to fix.
+  const origin = new URL(EMULATOR).origin.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const fails = new RegExp(`Content-Security-Policy blocks requests to ${origin} \\(connect-src\\): add ${origin} to connect-src`);
+  await row({ name: "CSP connect-src 'self' (Polar left out)", entry: 'polar-license/inline', host: 'Chromium', code: 'offline', fails }, async () => {
+    const key = await newKey();
+    const dir = await folder('csp-connect', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
+    await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
+    return `${site.url}/matrix/csp-connect/index.html`;
   });
 });
 

@@ -5,8 +5,9 @@
 # target, wasm32 included; the tests' wasm builds and clippy use stable): std rebuilt with the
 # package (`-Zbuild-std`, at the package's opt-level "z", with std's `optimize_for_size`
 # choices) and panics compiled to a bare trap (`-Cpanic=immediate-abort`), so no panic message
-# machinery is linked. Panics on wasm32-unknown-unknown already abort (a trap, no unwinding),
-# and the library has no panic paths by design: behaviour is unchanged, the wasm 7.5 KB smaller
+# machinery is linked. Panics on wasm32-unknown-unknown already aborted (a trap, no unwinding,
+# and no panic hook is installed, so the message went nowhere; library code has no
+# unwrap/expect/panic): behaviour is unchanged, the wasm 7.5 KB smaller
 # gzipped (121.1 -> 113.6 KB, measured with this nightly on 2026-11-23). A pinned date, so a
 # newer nightly never changes the shipped bytes or the flags' spelling under us.
 WASM_TOOLCHAIN="nightly-2026-05-19"

@@ -140,7 +140,7 @@ const page = (script, { module = true } = {}) =>
 
 /**
  * Runs a row: `build()` returns what to open (a URL) or run (a node script path); the outcome
- * must be `OK`, or (`fails`) a load_error whose detail matches `fails`.
+ * must be `OK`, or (`fails`) an error of `code` (default `load_error`) whose detail matches `fails`.
  */
 async function row({ name, entry, host, fails, code = 'load_error' }, build) {
   const start = performance.now();

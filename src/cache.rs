@@ -24,7 +24,9 @@
 //! This is tamper *evidence*: someone holding the license key and the install secret (both
 //! on the machine) can forge a record; an app secret compiled into the app raises the bar.
 
-use crate::grace::Record;
+use crate::grace::{DenialMark, GoodVerdict, LicenseData, Record, StoredActivation};
+use crate::json::{read_metadata, JsonIn, JsonOut};
+use crate::reason::Reason;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -179,10 +181,14 @@ pub(crate) fn unhex(text: &[u8]) -> Option<Vec<u8>> {
 
 /// Seals a record into the cache format.
 pub fn encode(record: &Record, key: &MacKey) -> Vec<u8> {
+    encode_as(record, key)
+}
+
+/// Seals a record of any license type ([`LicenseData`]) into the cache format: the same bytes
+/// whichever face writes them.
+pub fn encode_as<L: LicenseData>(record: &Record<L>, key: &MacKey) -> Vec<u8> {
     let mut out = header().into_bytes();
-    // Serializing plain data (strings, numbers, maps with string keys) cannot fail; an empty
-    // body would only make the record unreadable (no cache), never wrong.
-    out.extend(serde_json::to_vec(record).unwrap_or_default());
+    out.extend(record_body(record).into_bytes());
     out.push(b'\n');
     let mac = tag(key, &out).finalize().into_bytes();
     out.extend(hex(&mac).into_bytes());
@@ -192,6 +198,21 @@ pub fn encode(record: &Record, key: &MacKey) -> Vec<u8> {
 
 /// Opens stored bytes: the record, or why it is not trusted.
 pub fn decode(bytes: &[u8], key: &MacKey) -> Result<Record, Untrusted> {
+    decode_as(bytes, key)
+}
+
+/// Opens stored bytes into a record of any license type ([`LicenseData`]).
+pub fn decode_as<L: LicenseData>(bytes: &[u8], key: &MacKey) -> Result<Record<L>, Untrusted> {
+    let body = opened_body(bytes, key)?;
+    let text = std::str::from_utf8(body).map_err(|_| Untrusted::Malformed)?;
+    L::parse(text)
+        .as_ref()
+        .and_then(read_record)
+        .ok_or(Untrusted::Malformed)
+}
+
+/// The body line of sealed record bytes, once the header and the MAC are checked.
+fn opened_body<'a>(bytes: &'a [u8], key: &MacKey) -> Result<&'a [u8], Untrusted> {
     if bytes.len() > MAX_RECORD_BYTES {
         return Err(Untrusted::Malformed);
     }
@@ -223,7 +244,141 @@ pub fn decode(bytes: &[u8], key: &MacKey) -> Result<Record, Untrusted> {
     tag(key, signed)
         .verify_slice(&mac)
         .map_err(|_| Untrusted::BadMac)?;
-    serde_json::from_slice(&rest[..body_len]).map_err(|_| Untrusted::Malformed)
+    Ok(&rest[..body_len])
+}
+
+/// A record's body: one line of compact JSON, its members in this order (the order the format
+/// has always had). `Option`s are written `null`, metadata with its keys sorted.
+fn record_body<L: LicenseData>(r: &Record<L>) -> String {
+    let mut j = JsonOut::new();
+    j.raw("{");
+    j.key("origin").str(&r.origin);
+    j.key("organization_id").str(&r.organization_id);
+    j.key("display_key").str(&r.display_key);
+    j.key("good");
+    match &r.good {
+        Some(g) => {
+            j.raw("{");
+            j.key("license");
+            g.license.write(&mut j);
+            j.key("activation_id").opt_str(g.activation_id.as_deref());
+            j.key("benefit_id").opt_str(g.benefit_id.as_deref());
+            j.key("customer_id").opt_str(g.customer_id.as_deref());
+            j.key("conditions").meta(&g.conditions);
+            j.key("verified_at").int(g.verified_at);
+            j.key("server_date").opt_int(g.server_date);
+            j.raw("}");
+        }
+        None => {
+            j.null();
+        }
+    }
+    j.key("latest_seen").int(r.latest_seen);
+    j.key("stalled").uint(u64::from(r.stalled));
+    j.key("seq").uint(r.seq);
+    j.key("denied");
+    match &r.denied {
+        Some(d) => {
+            j.raw("{");
+            j.key("reason").str(d.reason.code());
+            j.key("detail").str(&d.detail);
+            j.key("status").uint(u64::from(d.status));
+            j.key("remaining_usages").opt_int(d.remaining_usages);
+            j.key("at").int(d.at);
+            j.raw("}");
+        }
+        None => {
+            j.null();
+        }
+    }
+    j.key("blocked_until").opt_int(r.blocked_until);
+    j.key("activation");
+    match &r.activation {
+        Some(a) => write_activation(&mut j, a),
+        None => {
+            j.null();
+        }
+    }
+    j.raw("}");
+    j.done()
+}
+
+fn write_activation(j: &mut JsonOut, a: &StoredActivation) {
+    j.raw("{");
+    j.key("id").str(&a.id);
+    j.key("label").str(&a.label);
+    j.key("conditions").meta(&a.conditions);
+    j.key("created_at").int(a.created_at);
+    j.raw("}");
+}
+
+/// A required string member.
+fn text<J: JsonIn>(v: &J, name: &str) -> Option<String> {
+    v.member(name)?.string()
+}
+
+/// A required integer member.
+fn int<J: JsonIn>(v: &J, name: &str) -> Option<i64> {
+    v.member(name)?.int()
+}
+
+/// A member that may be absent (then `default`), else read by `read`.
+fn or_default<J: JsonIn, T>(v: &J, name: &str, default: T, read: impl FnOnce(&J) -> Option<T>) -> Option<T> {
+    match v.member(name) {
+        None => Some(default),
+        Some(m) => read(&m),
+    }
+}
+
+/// A record's body as [`record_body`] writes it (and as every version of the format wrote it):
+/// `None` when it is not one. Unknown members are ignored.
+fn read_record<L: LicenseData>(v: &L::Json) -> Option<Record<L>> {
+    Some(Record {
+        origin: or_default(v, "origin", String::new(), JsonIn::string)?,
+        organization_id: text(v, "organization_id")?,
+        display_key: text(v, "display_key")?,
+        good: v.optional("good", read_good::<L>).ok()?,
+        latest_seen: int(v, "latest_seen")?,
+        stalled: or_default(v, "stalled", 0, |m| u32::try_from(m.int()?).ok())?,
+        seq: or_default(v, "seq", 0, |m| u64::try_from(m.int()?).ok())?,
+        denied: v.optional("denied", read_denial).ok()?,
+        blocked_until: v.optional("blocked_until", JsonIn::int).ok()?,
+        activation: v.optional("activation", read_activation).ok()?,
+    })
+}
+
+fn read_good<L: LicenseData>(v: &L::Json) -> Option<GoodVerdict<L>> {
+    if !v.is_object() {
+        return None;
+    }
+    Some(GoodVerdict {
+        license: L::read(&v.member("license")?)?,
+        activation_id: v.optional("activation_id", JsonIn::string).ok()?,
+        benefit_id: v.optional("benefit_id", JsonIn::string).ok()?,
+        customer_id: v.optional("customer_id", JsonIn::string).ok()?,
+        conditions: read_metadata(&v.member("conditions")?)?,
+        verified_at: int(v, "verified_at")?,
+        server_date: v.optional("server_date", JsonIn::int).ok()?,
+    })
+}
+
+fn read_denial<J: JsonIn>(v: &J) -> Option<DenialMark> {
+    Some(DenialMark {
+        reason: Reason::from_code(&text(v, "reason")?)?,
+        detail: text(v, "detail")?,
+        status: u16::try_from(int(v, "status")?).ok()?,
+        remaining_usages: v.optional("remaining_usages", JsonIn::int).ok()?,
+        at: int(v, "at")?,
+    })
+}
+
+fn read_activation<J: JsonIn>(v: &J) -> Option<StoredActivation> {
+    Some(StoredActivation {
+        id: text(v, "id")?,
+        label: text(v, "label")?,
+        conditions: read_metadata(&v.member("conditions")?)?,
+        created_at: int(v, "created_at")?,
+    })
 }
 
 /// The store slot for a server origin, an organization and a key: `v2-` and 32 hex digits of
@@ -292,19 +447,19 @@ pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
 /// key and this machine's conditions. So a record that can no longer be trusted (this
 /// machine's id could not be read, the install secret was lost) still tells which activation
 /// to validate, instead of taking a new activation slot. Never used for a cached answer.
-pub fn peek_activation(bytes: &[u8]) -> Option<crate::grace::StoredActivation> {
-    #[derive(serde::Deserialize)]
-    struct Peek {
-        #[serde(default)]
-        activation: Option<crate::grace::StoredActivation>,
-    }
+pub fn peek_activation(bytes: &[u8]) -> Option<StoredActivation> {
+    peek_activation_as::<crate::ValidatedLicenseKey>(bytes)
+}
+
+/// [`peek_activation`], the body parsed as `L`'s records are.
+pub fn peek_activation_as<L: LicenseData>(bytes: &[u8]) -> Option<StoredActivation> {
     if bytes.len() > MAX_RECORD_BYTES {
         return None;
     }
     let mut lines = bytes.split(|&b| b == b'\n');
     lines.next()?.strip_prefix(MAGIC.as_bytes())?;
-    let body = lines.next()?;
-    serde_json::from_slice::<Peek>(body).ok()?.activation
+    let body = L::parse(std::str::from_utf8(lines.next()?).ok()?)?;
+    body.optional("activation", read_activation).ok()?
 }
 
 #[cfg(test)]
@@ -349,6 +504,136 @@ mod tests {
         let mut longer = bytes.clone();
         longer.push(b'x');
         assert_eq!(decode_ledger(&longer, &key), Err(Untrusted::Malformed));
+    }
+
+    /// A record with every member set, license and metadata of every value kind included.
+    fn rich_record() -> Record {
+        let license: crate::ValidatedLicenseKey = serde_json::from_str(
+            r#"{"id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","created_at":"2025-01-01T00:00:00.120000Z",
+            "modified_at":null,"organization_id":"o","customer_id":"c","customer":{"id":"c",
+            "created_at":"2025-01-01T00:00:00Z","organization_id":"o","metadata":{"tier":"pro","n":2,"x":1.5}},
+            "benefit_id":"b","key":"****-6ED415","display_key":"****-6ED415","status":"granted",
+            "limit_activations":3,"usage":1,"limit_usage":10,"validations":4,"last_validated_at":null,
+            "expires_at":"2030-01-01T00:00:00Z","member_id":"m","member":{"id":"m","email":"a@b.c"},
+            "activation":{"id":"a","license_key_id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","label":"l\u00e9\n",
+            "meta":{"v":true},"created_at":"2025-01-01T00:00:00Z","modified_at":null}}"#,
+        )
+        .unwrap();
+        let mut conditions = crate::Metadata::new();
+        conditions.insert("machine_fingerprint".into(), "f\"p".into());
+        conditions.insert("f".into(), crate::MetaValue::Float(0.1));
+        conditions.insert("i".into(), crate::MetaValue::Int(-7));
+        conditions.insert("b".into(), crate::MetaValue::Bool(false));
+        Record {
+            origin: "https://api.polar.sh".into(),
+            organization_id: "o".into(),
+            display_key: "****-6ED415".into(),
+            good: Some(GoodVerdict {
+                license,
+                activation_id: Some("a".into()),
+                benefit_id: None,
+                customer_id: Some("c".into()),
+                conditions: conditions.clone(),
+                verified_at: 1_790_000_000,
+                server_date: Some(1_789_999_990),
+            }),
+            latest_seen: 1_790_000_100,
+            stalled: 3,
+            seq: 42,
+            denied: Some(DenialMark {
+                reason: Reason::UsageExhausted,
+                detail: "License key only has 0 more usages.".into(),
+                status: 400,
+                remaining_usages: Some(0),
+                at: 1_790_000_050,
+            }),
+            blocked_until: Some(1_790_000_160),
+            activation: Some(StoredActivation {
+                id: "a".into(),
+                label: "laptop".into(),
+                conditions,
+                created_at: 1_789_000_000,
+            }),
+        }
+    }
+
+    /// The record body is written and read by this module's own code (no serde derive, so the
+    /// npm package's wasm needs none): the bytes are exactly what serde's derive wrote before,
+    /// and what it wrote reads back the same, for a full record and an empty one.
+    #[test]
+    fn the_record_codec_is_the_serde_format_byte_for_byte() {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let empty = Record::new("o", &crate::Key::new("KEY-6ED415-ABCDEF"), 5);
+        for record in [rich_record(), empty] {
+            let derived = serde_json::to_string(&record).unwrap();
+            assert_eq!(record_body(&record), derived);
+            let mut old = header().into_bytes();
+            old.extend(derived.into_bytes());
+            old.push(b'\n');
+            let mac = tag(&key, &old).finalize().into_bytes();
+            old.extend(hex(&mac).into_bytes());
+            old.push(b'\n');
+            assert_eq!(encode(&record, &key), old);
+            assert_eq!(decode(&old, &key), Ok(record.clone()));
+            assert_eq!(peek_activation(&old), record.activation);
+        }
+    }
+
+    /// What serde's derive refused, this reader refuses; members it defaulted, it defaults.
+    #[test]
+    fn the_record_reader_refuses_what_serde_refused() {
+        let full: serde_json::Value = serde_json::to_value(rich_record()).unwrap();
+        let mut paths = Vec::new();
+        fn walk(v: &serde_json::Value, at: Vec<String>, out: &mut Vec<Vec<String>>) {
+            if let Some(map) = v.as_object() {
+                for (k, x) in map {
+                    let mut p = at.clone();
+                    p.push(k.clone());
+                    // The license's own members are the schema module's (tests/schema_agreement.rs).
+                    if k != "license" {
+                        walk(x, p.clone(), out);
+                    }
+                    out.push(p);
+                }
+            }
+        }
+        walk(&full, Vec::new(), &mut paths);
+        let replacements = [
+            None,
+            Some(serde_json::Value::Null),
+            Some(serde_json::json!("x")),
+            Some(serde_json::json!(1)),
+            Some(serde_json::json!(-1)),
+            Some(serde_json::json!(1.5)),
+            Some(serde_json::json!(true)),
+            Some(serde_json::json!({})),
+            Some(serde_json::json!([])),
+        ];
+        let mut cases = 0;
+        for path in &paths {
+            for replacement in &replacements {
+                let mut v = full.clone();
+                let (last, parents) = path.split_last().unwrap();
+                let mut target = &mut v;
+                for p in parents {
+                    target = target.get_mut(p).unwrap();
+                }
+                let map = target.as_object_mut().unwrap();
+                match replacement {
+                    None => {
+                        map.remove(last);
+                    }
+                    Some(r) => {
+                        map.insert(last.clone(), r.clone());
+                    }
+                }
+                let derived = serde_json::from_value::<Record>(v.clone()).ok();
+                let ours = read_record::<crate::ValidatedLicenseKey>(&v);
+                assert_eq!(ours, derived, "{path:?} -> {replacement:?}");
+                cases += 1;
+            }
+        }
+        assert!(cases > 300, "{cases}");
     }
 
     #[test]

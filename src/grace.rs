@@ -108,15 +108,118 @@
 use crate::error::{Denial, Error};
 use crate::key::Key;
 use crate::metadata::Metadata;
+use crate::json::{JsonIn, JsonOut};
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::ValidateRequest;
 use crate::reason::Reason;
 use crate::Verdict;
-use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// The block assumed after a 429 whose `retry-after` was unreadable, in seconds.
 pub const DEFAULT_RETRY_AFTER: u64 = 60;
+
+/// A license as the core's decisions read it (the grace rules, the cache record, feature
+/// gating), whatever holds it: natively the typed model ([`ValidatedLicenseKey`], read and
+/// written by serde); in the npm package the host's parsed JSON, checked against the same
+/// model ([`crate::schema`]), so the package's WebAssembly carries no serde code. Every rule
+/// is written once, over this trait.
+pub trait LicenseData: Clone + std::fmt::Debug + PartialEq {
+    /// The parsed JSON a record's license is read from.
+    type Json: JsonIn;
+    /// Parses JSON text (`None` when it is not JSON).
+    fn parse(text: &str) -> Option<Self::Json>;
+    /// Reads the license a record keeps (a `ValidatedLicenseKey`'s JSON): `None` when it is
+    /// not one.
+    fn read(v: &Self::Json) -> Option<Self>;
+    /// Writes it as a record keeps it (a `ValidatedLicenseKey`'s JSON, as serde writes it).
+    fn write(&self, out: &mut JsonOut);
+    /// `expires_at`, in unix seconds.
+    fn expires_at(&self) -> Option<i64>;
+    /// Polar's `display_key` (`****-6ED415`).
+    fn display_key(&self) -> &str;
+    /// The license-key benefit (the tier).
+    fn benefit_id(&self) -> &str;
+    /// Usages left before `limit_usage` (`None` when unlimited).
+    fn remaining_usage(&self) -> Option<i64>;
+    /// The same license with `key` as its key (a record keeps the display key; an answer
+    /// carries the caller's).
+    fn with_key(&self, key: &str) -> Self;
+}
+
+/// An accepted activation as the core's decisions read it: its id and label, and the license
+/// it belongs to, with it.
+pub trait ActivationData {
+    /// The license type.
+    type License: LicenseData;
+    /// The activation id.
+    fn activation_id(&self) -> &str;
+    /// The label it was made with.
+    fn label(&self) -> &str;
+    /// The license, with this activation (as a validate of it answers).
+    fn validated(&self) -> Self::License;
+}
+
+impl LicenseData for ValidatedLicenseKey {
+    type Json = serde_json::Value;
+
+    fn parse(text: &str) -> Option<serde_json::Value> {
+        serde_json::from_str(text).ok()
+    }
+
+    fn read(v: &serde_json::Value) -> Option<Self> {
+        serde::Deserialize::deserialize(v).ok()
+    }
+
+    fn write(&self, out: &mut JsonOut) {
+        // Plain data (strings, numbers, maps with string keys) always serializes; `null` would
+        // only make the record unreadable (no cache), never wrong.
+        match serde_json::to_string(self) {
+            Ok(text) => out.raw(&text),
+            Err(_) => out.null(),
+        };
+    }
+
+    fn expires_at(&self) -> Option<i64> {
+        self.license_key.expires_at.map(|t| t.unix_timestamp())
+    }
+
+    fn display_key(&self) -> &str {
+        &self.license_key.display_key
+    }
+
+    fn benefit_id(&self) -> &str {
+        &self.license_key.benefit_id
+    }
+
+    fn remaining_usage(&self) -> Option<i64> {
+        self.license_key.remaining_usage()
+    }
+
+    fn with_key(&self, key: &str) -> Self {
+        let mut copy = self.clone();
+        copy.license_key.key = Key::new(key);
+        copy
+    }
+}
+
+impl ActivationData for LicenseKeyActivationRead {
+    type License = ValidatedLicenseKey;
+
+    fn activation_id(&self) -> &str {
+        &self.activation.id
+    }
+
+    fn label(&self) -> &str {
+        &self.activation.label
+    }
+
+    fn validated(&self) -> ValidatedLicenseKey {
+        ValidatedLicenseKey {
+            license_key: self.license_key.clone(),
+            activation: Some(self.activation.clone()),
+        }
+    }
+}
 
 /// When to ask the server and how long a cached verdict stays good (contract §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -275,26 +378,26 @@ impl Query {
 
 /// The cached state of one organization and key. Serialized as JSON inside the MACed cache
 /// format of [`crate::cache`]; times are unix seconds of the local clock unless noted.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
-pub struct Record {
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
+pub struct Record<L = ValidatedLicenseKey> {
     /// The server the record's answers came from (`https://api.polar.sh`, a sandbox, an
     /// emulator): a record answers only a client configured for the same server.
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub origin: String,
     /// The seller organization.
     pub organization_id: String,
     /// The key's redacted form (`****-6ED415`); the full key is never stored.
     pub display_key: String,
     /// The last good online verdict, if there was one.
-    pub good: Option<GoodVerdict>,
+    pub good: Option<GoodVerdict<L>>,
     /// The latest `now` this record has seen (for clock-rollback detection).
     pub latest_seen: i64,
     /// Cached answers given since the clock last moved past `latest_seen` (a held clock).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub stalled: u32,
     /// This record's sequence number in its slot (see [`crate::cache::encode_ledger`]).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub seq: u64,
     /// Set by an online denial: while present the record never grants.
     pub denied: Option<DenialMark>,
@@ -302,13 +405,13 @@ pub struct Record {
     pub blocked_until: Option<i64>,
     /// The activation made on this machine, remembered so later checks validate it with the
     /// same conditions (kept across verdicts; cleared by a deactivate).
-    #[serde(default)]
+    #[cfg_attr(test, serde(default))]
     pub activation: Option<StoredActivation>,
 }
 
 /// An activation remembered by the cache: what later checks send with the key.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct StoredActivation {
     /// The activation id Polar returned.
     pub id: String,
@@ -321,11 +424,11 @@ pub struct StoredActivation {
 }
 
 /// The last good online verdict and what it was asked with.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
-pub struct GoodVerdict {
+#[derive(Debug, Clone, PartialEq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
+pub struct GoodVerdict<L = ValidatedLicenseKey> {
     /// The license as Polar returned it, with `key` replaced by the `display_key`.
-    pub license: ValidatedLicenseKey,
+    pub license: L,
     /// The activation id sent.
     pub activation_id: Option<String>,
     /// The benefit id sent.
@@ -342,11 +445,11 @@ pub struct GoodVerdict {
 }
 
 /// An online denial remembered by the record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(test, derive(serde::Serialize, serde::Deserialize))]
 pub struct DenialMark {
     /// The denial's reason code.
-    #[serde(with = "reason_code")]
+    #[cfg_attr(test, serde(with = "reason_code"))]
     pub reason: Reason,
     /// Polar's `detail` text.
     pub detail: String,
@@ -372,6 +475,7 @@ impl DenialMark {
     }
 }
 
+#[cfg(test)]
 mod reason_code {
     use crate::reason::Reason;
     use serde::{Deserialize, Deserializer, Serializer};
@@ -387,19 +491,14 @@ mod reason_code {
     }
 }
 
-// In the npm package the cache types read JSON objects only: records are only ever written as
-// objects (by any face), and derive's array form of them costs the wasm ~4 KB.
-#[cfg(feature = "npm")]
-map_only!(serialize: Record, StoredActivation, GoodVerdict, DenialMark);
-
-impl Record {
+impl<L: LicenseData> Record<L> {
     /// An empty record for `query` (no verdict yet).
-    fn empty(query: &Query, now: i64) -> Record {
+    fn empty(query: &Query, now: i64) -> Record<L> {
         Record::new(&query.organization_id, &query.key, now)
     }
 
     /// An empty record of `organization_id` and `key` at `now`.
-    pub fn new(organization_id: &str, key: &Key, now: i64) -> Record {
+    pub fn new(organization_id: &str, key: &Key, now: i64) -> Record<L> {
         Record {
             origin: String::new(),
             organization_id: organization_id.to_string(),
@@ -420,7 +519,7 @@ impl Record {
         key: &Key,
         activation: StoredActivation,
         now: i64,
-    ) -> Record {
+    ) -> Record<L> {
         Record {
             activation: Some(activation),
             ..Record::new(organization_id, key, now)
@@ -452,17 +551,13 @@ impl Record {
 
     /// The good verdict usable for `query` at `now`, ignoring its age: present, same binding,
     /// no denial, not expired.
-    fn usable(&self, query: &Query, now: i64) -> Option<&GoodVerdict> {
+    fn usable(&self, query: &Query, now: i64) -> Option<&GoodVerdict<L>> {
         if self.denied.is_some() || !self.belongs_to(query) {
             return None;
         }
         let good = self.good.as_ref()?;
         let same = Record::binds(good, query);
-        let expired = good
-            .license
-            .license_key
-            .expires_at
-            .is_some_and(|at| at.unix_timestamp() <= now);
+        let expired = good.license.expires_at().is_some_and(|at| at <= now);
         (same && !expired).then_some(good)
     }
 
@@ -474,12 +569,7 @@ impl Record {
             return None;
         }
         let good = self.good.as_ref()?;
-        if good
-            .license
-            .license_key
-            .expires_at
-            .is_some_and(|at| at.unix_timestamp() <= now)
-        {
+        if good.license.expires_at().is_some_and(|at| at <= now) {
             return None;
         }
         remaining(good, self.seen(now), policy)
@@ -516,7 +606,7 @@ impl Record {
     }
 
     /// The binding a good verdict must have to answer `query`.
-    fn binds(good: &GoodVerdict, query: &Query) -> bool {
+    fn binds(good: &GoodVerdict<L>, query: &Query) -> bool {
         good.activation_id == query.activation_id
             && good.benefit_id == query.benefit_id
             && good.customer_id == query.customer_id
@@ -527,13 +617,13 @@ impl Record {
 /// Whether this install had a good verdict for the record's key (a denial's
 /// [`Denial::previously_valid`]: a rotated or refunded key reads differently from a typo). A
 /// tombstone keeps the last good verdict, so a key stays "valid here before" after it.
-pub fn was_valid(record: Option<&Record>) -> bool {
+pub fn was_valid<L>(record: Option<&Record<L>>) -> bool {
     record.is_some_and(|r| r.good.is_some())
 }
 
 /// Seconds of grace left at `now`, `None` when the grace is over. Capped at the grace period
 /// (a clock slightly behind `verified_at`, within the tolerance, gains nothing).
-fn remaining(good: &GoodVerdict, now: i64, policy: &GracePolicy) -> Option<Duration> {
+fn remaining<L>(good: &GoodVerdict<L>, now: i64, policy: &GracePolicy) -> Option<Duration> {
     let grace = policy.grace_secs();
     let age = now.saturating_sub(good.verified_at);
     if age > grace {
@@ -565,13 +655,13 @@ impl Source {
 /// The answer to a check.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
-pub enum CheckOutcome {
+pub enum CheckOutcome<L = ValidatedLicenseKey> {
     /// The license is good.
     Licensed {
         /// Online, or from the cache.
         source: Source,
         /// The license (with the caller's full key).
-        license: Box<ValidatedLicenseKey>,
+        license: Box<L>,
         /// For a cache answer: how long the grace still lasts. `None` for an online answer.
         grace_remaining: Option<Duration>,
         /// When the verdict was obtained online (unix seconds, local clock).
@@ -585,7 +675,7 @@ pub enum CheckOutcome {
     Unverified(Error),
 }
 
-impl CheckOutcome {
+impl<L> CheckOutcome<L> {
     /// `true` when licensed.
     pub fn is_licensed(&self) -> bool {
         matches!(self, CheckOutcome::Licensed { .. })
@@ -626,9 +716,9 @@ impl CheckOutcome {
 /// not see it).
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
-pub struct CheckReport {
+pub struct CheckReport<L = ValidatedLicenseKey> {
     /// The answer.
-    pub outcome: CheckOutcome,
+    pub outcome: CheckOutcome<L>,
     /// For a licensed answer from the cache after Polar was asked: what happened online
     /// (`offline`, `rate_limited`, `server_error` or `protocol_error`, contract §4).
     pub fallback: Option<Error>,
@@ -636,9 +726,9 @@ pub struct CheckReport {
     pub cache_error: Option<Error>,
 }
 
-impl CheckReport {
+impl<L> CheckReport<L> {
     /// A report of `outcome` alone.
-    pub fn of(outcome: CheckOutcome) -> CheckReport {
+    pub fn of(outcome: CheckOutcome<L>) -> CheckReport<L> {
         CheckReport {
             outcome,
             fallback: None,
@@ -655,37 +745,35 @@ impl CheckReport {
 /// What to do before (or instead of) a request.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
-pub enum Plan {
+pub enum Plan<L = ValidatedLicenseKey> {
     /// Send a validate, then call [`settle`].
     Ask,
     /// Licensed from the cache; send nothing.
-    Cached(CheckOutcome),
+    Cached(CheckOutcome<L>),
     /// Not licensed, and nothing may be sent (a 429 block is running).
-    Refuse(CheckOutcome),
+    Refuse(CheckOutcome<L>),
 }
 
 /// What the store should do after [`settle`].
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
-pub enum StoreAction {
+pub enum StoreAction<L = ValidatedLicenseKey> {
     /// Leave the stored record as it is.
     Keep,
     /// Replace the stored record with this one.
-    Write(Box<Record>),
+    Write(Box<Record<L>>),
 }
 
-fn licensed_from_cache(
-    good: &GoodVerdict,
+fn licensed_from_cache<L: LicenseData>(
+    good: &GoodVerdict<L>,
     query: &Query,
     seen: i64,
     p: &GracePolicy,
-) -> Option<CheckOutcome> {
+) -> Option<CheckOutcome<L>> {
     let left = remaining(good, seen, p)?;
-    let mut license = good.license.clone();
-    license.license_key.key = query.key.clone();
     Some(CheckOutcome::Licensed {
         source: Source::Cache,
-        license: Box::new(license),
+        license: Box::new(good.license.with_key(query.key.expose())),
         grace_remaining: Some(left),
         verified_at: good.verified_at,
     })
@@ -694,13 +782,13 @@ fn licensed_from_cache(
 /// What an error that falls back ([`Error::falls_back`]) becomes given the record: a cache
 /// grant within the grace, `clock_rollback` (a clock moved back, or held), `grace_expired`,
 /// or the error itself when no record can grant.
-pub fn fall_back(
-    record: Option<&Record>,
+pub fn fall_back<L: LicenseData>(
+    record: Option<&Record<L>>,
     query: &Query,
     now: i64,
     p: &GracePolicy,
     err: Error,
-) -> CheckOutcome {
+) -> CheckOutcome<L> {
     let Some((record, good)) = record.and_then(|r| r.usable(query, now).map(|g| (r, g))) else {
         return CheckOutcome::Unverified(err);
     };
@@ -727,7 +815,12 @@ pub fn fall_back(
 /// missing, tampered or unknown-version record is `None`). A [`Plan::Cached`] answer is
 /// given from the record: record it with [`Record::note_answer`] before answering (a held
 /// clock must not repeat it without end).
-pub fn plan(record: Option<&Record>, query: &Query, now: i64, policy: &GracePolicy) -> Plan {
+pub fn plan<L: LicenseData>(
+    record: Option<&Record<L>>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+) -> Plan<L> {
     let Some(r) = record.filter(|r| r.belongs_to(query)) else {
         return Plan::Ask;
     };
@@ -770,17 +863,16 @@ fn anchor(now: i64, server_date: Option<i64>, policy: &GracePolicy) -> i64 {
 
 /// The record after a good online verdict on `query`: a fresh good verdict (the activation
 /// made on this machine stays remembered; a denial and a block are cleared).
-fn verified(
-    record: Option<Record>,
+fn verified<L: LicenseData>(
+    record: Option<Record<L>>,
     query: &Query,
     now: i64,
     policy: &GracePolicy,
-    license: &ValidatedLicenseKey,
+    license: &L,
     server_date: Option<i64>,
-) -> Record {
+) -> Record<L> {
     let at = anchor(now, server_date, policy);
-    let mut stored = license.clone();
-    stored.license_key.key = Key::new(stored.license_key.display_key.clone());
+    let stored = license.with_key(license.display_key());
     Record {
         good: Some(GoodVerdict {
             license: stored,
@@ -801,7 +893,12 @@ fn verified(
 
 /// The record after an online denial: a tombstone (the record never grants until Polar says
 /// yes again).
-fn tombstoned(record: Option<Record>, query: &Query, now: i64, denial: &Denial) -> Record {
+fn tombstoned<L: LicenseData>(
+    record: Option<Record<L>>,
+    query: &Query,
+    now: i64,
+    denial: &Denial,
+) -> Record<L> {
     let mut r = record.unwrap_or_else(|| Record::empty(query, now));
     r.touch(now);
     r.blocked_until = None;
@@ -816,7 +913,12 @@ fn tombstoned(record: Option<Record>, query: &Query, now: i64, denial: &Denial) 
 }
 
 /// The record after a 429: nothing is sent before `retry-after` (60 s when unreadable).
-fn blocked(record: Option<Record>, query: &Query, now: i64, retry_after: Option<u64>) -> Record {
+fn blocked<L: LicenseData>(
+    record: Option<Record<L>>,
+    query: &Query,
+    now: i64,
+    retry_after: Option<u64>,
+) -> Record<L> {
     let mut r = record.unwrap_or_else(|| Record::empty(query, now));
     r.touch(now);
     let wait = retry_after.unwrap_or(DEFAULT_RETRY_AFTER);
@@ -830,14 +932,14 @@ fn blocked(record: Option<Record>, query: &Query, now: i64, retry_after: Option<
 /// `server_date` is the response's `Date` header in unix seconds, when there was one (see
 /// [`http_date`]). `record` is what the store holds now (it may have changed since [`plan`]:
 /// another process's answer is folded in, not overwritten).
-pub fn settle(
-    record: Option<Record>,
+pub fn settle<L: LicenseData>(
+    record: Option<Record<L>>,
     query: &Query,
     now: i64,
     policy: &GracePolicy,
-    online: Result<Verdict<ValidatedLicenseKey>, Error>,
+    online: Result<Verdict<L>, Error>,
     server_date: Option<i64>,
-) -> (StoreAction, CheckOutcome) {
+) -> (StoreAction<L>, CheckOutcome<L>) {
     let record = record.filter(|r| r.belongs_to(query));
     match online {
         Ok(Verdict::Accepted(license)) => {
@@ -886,7 +988,7 @@ pub fn settle(
 
 /// Whether a denial speaks about the key itself (whatever was asked with it), or only about
 /// what a particular request asked (a condition, a benefit, a usage increment, a slot).
-fn key_level(denial: &Denial, query: &Query, record: Option<&Record>) -> bool {
+fn key_level<L>(denial: &Denial, query: &Query, record: Option<&Record<L>>) -> bool {
     match denial.reason {
         Reason::Inactive | Reason::Expired => true,
         // "Not found" names an unknown activation too: it is about the key only when no
@@ -909,14 +1011,14 @@ fn key_level(denial: &Denial, query: &Query, record: Option<&Record>) -> bool {
 /// denial about the key (`inactive`, `expired`, `not_found`) is a tombstone whatever was
 /// asked; a denial of what this request asked is one only when it is the check's own
 /// question. A 429 blocks checks too.
-pub fn observe_validate(
-    record: Option<Record>,
+pub fn observe_validate<L: LicenseData>(
+    record: Option<Record<L>>,
     query: &Query,
     check_query: Option<&Query>,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
-) -> Option<Record> {
+    online: &Result<(Verdict<L>, Option<i64>), Error>,
+) -> Option<Record<L>> {
     let record = record.filter(|r| r.belongs_to(query));
     let same_question = check_query.is_some_and(|c| {
         c.activation_id == query.activation_id
@@ -962,21 +1064,18 @@ pub fn observe_validate(
 /// `query` (the new activation id and the conditions it was made with). A denial about the
 /// key is a tombstone; `activation_limit` and `activations_not_supported` say nothing about
 /// the key's validity and leave the verdict as it was.
-pub fn observe_activate(
-    record: Option<Record>,
+pub fn observe_activate<A: ActivationData>(
+    record: Option<Record<A::License>>,
     query: &Query,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+    online: &Result<(Verdict<A>, Option<i64>), Error>,
     remember: Option<StoredActivation>,
-) -> Option<Record> {
+) -> Option<Record<A::License>> {
     let record = record.filter(|r| r.belongs_to(query));
     match online {
         Ok((Verdict::Accepted(read), date)) => {
-            let license = ValidatedLicenseKey {
-                license_key: read.license_key.clone(),
-                activation: Some(read.activation.clone()),
-            };
+            let license = read.validated();
             let mut r = verified(record, query, now, policy, &license, *date);
             r.activation = remember;
             Some(r)

@@ -155,6 +155,7 @@ macro_rules! map_only {
 pub mod cache;
 pub mod error;
 pub mod grace;
+pub mod json;
 pub mod key;
 pub mod keyseal;
 pub mod metadata;

@@ -9,7 +9,7 @@
 //! as an online one, and a verdict that does not license never grants anything.
 
 use crate::error::Error;
-use crate::grace::{CheckOutcome, Source};
+use crate::grace::{CheckOutcome, LicenseData, Source};
 use crate::metadata::{check_no_nul, check_uuid_v4};
 use crate::model::LicenseKeyRead;
 use crate::reason::Reason;
@@ -131,14 +131,19 @@ impl Entitlements {
 
     /// Whether `feature` is granted by a license Polar accepted.
     pub fn check_license(&self, feature: &str, license: &LicenseKeyRead) -> FeatureAccess {
+        self.check_benefit(feature, &license.benefit_id, license.remaining_usage())
+    }
+
+    /// Whether `feature` is granted to a key of `benefit_id` with `remaining` usages left
+    /// (`None`: no limit). The one rule behind every face's answer.
+    fn check_benefit(&self, feature: &str, benefit_id: &str, remaining: Option<i64>) -> FeatureAccess {
         let Some(rule) = self.features.get(feature) else {
             return FeatureAccess::no(feature, FeatureWhy::UnknownFeature, None);
         };
-        let benefit = license.benefit_id.to_ascii_lowercase();
+        let benefit = benefit_id.to_ascii_lowercase();
         if !rule.benefits.contains(&benefit) {
             return FeatureAccess::no(feature, FeatureWhy::NotGrantedByBenefit, None);
         }
-        let remaining = license.remaining_usage();
         if rule.metered && remaining.is_some_and(|left| left <= 0) {
             return FeatureAccess {
                 remaining_usage: remaining,
@@ -157,13 +162,13 @@ impl Entitlements {
 
     /// Whether `feature` is granted by a check's verdict: a licensed verdict (online, or from
     /// the cache within the grace period) is looked at; anything else grants nothing.
-    pub fn check(&self, feature: &str, verdict: &CheckOutcome) -> FeatureAccess {
+    pub fn check<L: LicenseData>(&self, feature: &str, verdict: &CheckOutcome<L>) -> FeatureAccess {
         match verdict {
             CheckOutcome::Licensed {
                 license, source, ..
             } => FeatureAccess {
                 source: Some(*source),
-                ..self.check_license(feature, &license.license_key)
+                ..self.check_benefit(feature, license.benefit_id(), license.remaining_usage())
             },
             CheckOutcome::Denied(d) => {
                 FeatureAccess::no(feature, FeatureWhy::LicenseNotValid, Some(d.reason))

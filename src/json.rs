@@ -247,7 +247,6 @@ pub fn read_meta_value<J: JsonIn>(v: &J) -> Option<MetaValue> {
     }
 }
 
-#[cfg(not(target_arch = "wasm32"))]
 impl JsonIn for serde_json::Value {
     fn member(&self, name: &str) -> Option<Self> {
         self.as_object()?.get(name).cloned()

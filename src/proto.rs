@@ -4,7 +4,8 @@
 //! and hands back an [`HttpResponse`]; the `parse_*` functions classify it.
 
 use crate::error::{Denial, Error, Verdict};
-use crate::key::{AccessToken, Key};
+use crate::json::{JsonIn, JsonOut, Num};
+use crate::key::{redact, AccessToken, Key};
 use crate::metadata::{
     check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
 };
@@ -13,7 +14,6 @@ use crate::model::{
 };
 use crate::reason::Reason;
 use serde::de::DeserializeOwned;
-use serde::Serialize;
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// Polar's production API.
@@ -328,38 +328,41 @@ impl DeactivateRequest {
     }
 }
 
-#[derive(Serialize)]
+/// A validate request's body, checked: `key`, `organization_id`, then what is set (an absent
+/// id, a zero increment and empty conditions are left out).
 struct ValidateBody<'a> {
     key: &'a str,
     organization_id: &'a str,
-    #[serde(skip_serializing_if = "Option::is_none")]
     activation_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     benefit_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     customer_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
     increment_usage: Option<i64>,
-    #[serde(skip_serializing_if = "Metadata::is_empty")]
     conditions: &'a Metadata,
 }
 
-#[derive(Serialize)]
-struct ActivateBody<'a> {
-    key: &'a str,
-    organization_id: &'a str,
-    label: &'a str,
-    #[serde(skip_serializing_if = "Metadata::is_empty")]
-    conditions: &'a Metadata,
-    #[serde(skip_serializing_if = "Metadata::is_empty")]
-    meta: &'a Metadata,
-}
-
-#[derive(Serialize)]
-struct DeactivateBody<'a> {
-    key: &'a str,
-    organization_id: &'a str,
-    activation_id: String,
+impl ValidateBody<'_> {
+    fn write(&self) -> String {
+        let mut j = JsonOut::new();
+        j.raw("{");
+        j.key("key").str(self.key);
+        j.key("organization_id").str(self.organization_id);
+        for (name, value) in [
+            ("activation_id", &self.activation_id),
+            ("benefit_id", &self.benefit_id),
+            ("customer_id", &self.customer_id),
+        ] {
+            if let Some(v) = value {
+                j.key(name).str(v);
+            }
+        }
+        if let Some(n) = self.increment_usage {
+            j.key("increment_usage").int(n);
+        }
+        if !self.conditions.is_empty() {
+            j.key("conditions").meta(self.conditions);
+        }
+        j.raw("}").done()
+    }
 }
 
 /// Everything needed to build requests: base URL, organization, optional access token.
@@ -425,9 +428,8 @@ impl Api {
         format!("{}{prefix}{}", self.base_url, op.as_str())
     }
 
-    fn request(&self, op: Operation, body: &impl Serialize) -> Result<HttpRequest, Error> {
-        let body = serde_json::to_vec(body)
-            .map_err(|e| Error::invalid("body", format!("cannot be encoded: {e}")))?;
+    fn request(&self, op: Operation, body: String) -> Result<HttpRequest, Error> {
+        let body = body.into_bytes();
         let mut headers = vec![
             ("content-type", "application/json".to_string()),
             ("accept", "application/json".to_string()),
@@ -448,7 +450,7 @@ impl Api {
 
     /// Checks a validate request locally and builds it.
     pub fn validate_request(&self, req: &ValidateRequest) -> Result<HttpRequest, Error> {
-        self.request(Operation::Validate, &self.validate_body(req)?)
+        self.request(Operation::Validate, self.validate_body(req)?.write())
     }
 
     /// The local checks of [`validate_request`](Api::validate_request) alone (what it
@@ -483,29 +485,29 @@ impl Api {
         check_no_nul("label", &req.label)?;
         check_metadata("conditions", &req.conditions)?;
         check_metadata("meta", &req.meta)?;
-        self.request(
-            Operation::Activate,
-            &ActivateBody {
-                key,
-                organization_id: &self.organization_id,
-                label: &req.label,
-                conditions: &req.conditions,
-                meta: &req.meta,
-            },
-        )
+        let mut j = JsonOut::new();
+        j.raw("{");
+        j.key("key").str(key);
+        j.key("organization_id").str(&self.organization_id);
+        j.key("label").str(&req.label);
+        for (name, map) in [("conditions", &req.conditions), ("meta", &req.meta)] {
+            if !map.is_empty() {
+                j.key(name).meta(map);
+            }
+        }
+        self.request(Operation::Activate, j.raw("}").done())
     }
 
     /// Checks a deactivate request locally and builds it.
     pub fn deactivate_request(&self, req: &DeactivateRequest) -> Result<HttpRequest, Error> {
         let key = checked_key(&req.key)?;
-        self.request(
-            Operation::Deactivate,
-            &DeactivateBody {
-                key,
-                organization_id: &self.organization_id,
-                activation_id: check_uuid_v4("activation_id", &req.activation_id)?,
-            },
-        )
+        let activation_id = check_uuid_v4("activation_id", &req.activation_id)?;
+        let mut j = JsonOut::new();
+        j.raw("{");
+        j.key("key").str(key);
+        j.key("organization_id").str(&self.organization_id);
+        j.key("activation_id").str(&activation_id);
+        self.request(Operation::Deactivate, j.raw("}").done())
     }
 }
 
@@ -530,6 +532,41 @@ pub fn parse_activate(resp: &HttpResponse) -> Result<Verdict<LicenseKeyActivatio
     parse_json(Operation::Activate, resp)
 }
 
+/// What the checks on a 200 read of the license it carries: the fields that make it Polar's
+/// verdict on the request asked (every face reads them from its own parse of the answer).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LicenseFacts<'a> {
+    /// The license key record's id.
+    pub id: &'a str,
+    /// The full key.
+    pub key: &'a str,
+    /// The seller organization.
+    pub organization_id: &'a str,
+    /// The benefit.
+    pub benefit_id: &'a str,
+    /// The customer.
+    pub customer_id: &'a str,
+    /// `granted`, `revoked` or `disabled`.
+    pub status: &'a str,
+    /// `expires_at`, in unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl<'a> LicenseFacts<'a> {
+    /// The facts of a typed license.
+    pub fn of(license: &'a LicenseKeyRead) -> LicenseFacts<'a> {
+        LicenseFacts {
+            id: &license.id,
+            key: license.key.expose(),
+            organization_id: &license.organization_id,
+            benefit_id: &license.benefit_id,
+            customer_id: &license.customer_id,
+            status: license.status.as_str(),
+            expires_at: license.expires_at.map(|t| t.unix_timestamp()),
+        }
+    }
+}
+
 /// What a request asked about, to hold a 200 answer to it: Polar's answer must be about this
 /// key and organization (and activation, benefit, customer, when asked) and must say the
 /// license is valid. An answer that contradicts the request is not Polar's verdict on it (a
@@ -549,6 +586,14 @@ pub struct Expect<'a> {
     /// The local clock (unix seconds): an `expires_at` at or before it (or before the
     /// response's `Date`, when it has one) is an expired license.
     pub now: i64,
+}
+
+/// The `protocol_error` of a 200 that is no valid license for the request.
+fn no_valid_license(what: &str) -> Error {
+    Error::protocol(
+        Some(200),
+        format!("a 200 answer that is no valid license for this request: {what}"),
+    )
 }
 
 impl<'a> Expect<'a> {
@@ -587,92 +632,106 @@ impl<'a> Expect<'a> {
     /// Holds a license from a 200 answer to the request: `Err(protocol_error)` when it is for
     /// another key, organization, benefit or customer, or is not granted, or has expired.
     pub fn license(&self, license: &LicenseKeyRead, resp: &HttpResponse) -> Result<(), Error> {
-        let bad = |what: String| {
-            Err(Error::protocol(
-                Some(resp.status),
-                format!("a 200 answer that is no valid license for this request: {what}"),
-            ))
-        };
+        let date = resp.header("date").and_then(crate::grace::http_date);
+        self.holds(&LicenseFacts::of(license), date)
+    }
+
+    /// [`Expect::license`] over a license's facts, with the response's `Date` (unix seconds)
+    /// when it had one: the one rule every face holds a 200 to.
+    pub fn holds(&self, license: &LicenseFacts<'_>, date: Option<i64>) -> Result<(), Error> {
         let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
-        if license.key.expose() != self.key {
-            return bad(format!(
+        if license.key != self.key {
+            return Err(no_valid_license(&format!(
                 "it is about another key ({})",
-                license.key.redacted()
-            ));
+                redact(license.key)
+            )));
         }
-        if !same(&license.organization_id, self.organization_id) {
-            return bad("it is about another organization".to_string());
+        if !same(license.organization_id, self.organization_id) {
+            return Err(no_valid_license("it is about another organization"));
         }
-        if self
-            .benefit_id
-            .is_some_and(|b| !same(b, &license.benefit_id))
-        {
-            return bad("it is about another benefit".to_string());
+        if self.benefit_id.is_some_and(|b| !same(b, license.benefit_id)) {
+            return Err(no_valid_license("it is about another benefit"));
         }
         if self
             .customer_id
-            .is_some_and(|c| !same(c, &license.customer_id))
+            .is_some_and(|c| !same(c, license.customer_id))
         {
-            return bad("it is about another customer".to_string());
+            return Err(no_valid_license("it is about another customer"));
         }
-        if license.status != LicenseKeyStatus::Granted {
-            return bad(format!("its status is {}", license.status.as_str()));
+        if license.status != LicenseKeyStatus::Granted.as_str() {
+            return Err(no_valid_license(&format!(
+                "its status is {}",
+                license.status
+            )));
         }
-        let date = resp.header("date").and_then(crate::grace::http_date);
         let reference = date.map_or(self.now, |d| d.min(self.now));
-        if let Some(at) = license.expires_at {
-            if at.unix_timestamp() <= reference {
-                return bad("it expired already".to_string());
+        if license.expires_at.is_some_and(|at| at <= reference) {
+            return Err(no_valid_license("it expired already"));
+        }
+        Ok(())
+    }
+
+    /// Holds a validate's 200 to the request: the license ([`Expect::holds`]), and the
+    /// activation answered (`answered`, its id) must be the one asked about, if one was.
+    pub fn validated(
+        &self,
+        license: &LicenseFacts<'_>,
+        answered: Option<&str>,
+        date: Option<i64>,
+    ) -> Result<(), Error> {
+        self.holds(license, date)?;
+        if let Some(id) = self.activation_id {
+            if !answered.is_some_and(|a| a.eq_ignore_ascii_case(id)) {
+                return Err(no_valid_license("it is not about the activation asked"));
             }
+        }
+        Ok(())
+    }
+
+    /// Holds an activate's 200 to the request: the license ([`Expect::holds`]), and the
+    /// activation must belong to it (its `license_key_id` is the license's id).
+    pub fn activated(
+        &self,
+        license: &LicenseFacts<'_>,
+        license_key_id: &str,
+        date: Option<i64>,
+    ) -> Result<(), Error> {
+        self.holds(license, date)?;
+        if !license_key_id.eq_ignore_ascii_case(license.id) {
+            return Err(Error::protocol(
+                Some(200),
+                "a 200 answer that is no valid activation: it belongs to another license"
+                    .to_string(),
+            ));
         }
         Ok(())
     }
 }
 
-/// Classifies a validate response and holds a 200 to the request ([`Expect::license`]; the
-/// activation asked about must be the one answered).
+/// Classifies a validate response and holds a 200 to the request ([`Expect::validated`]).
 pub fn parse_validate_for(
     resp: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<ValidatedLicenseKey>, Error> {
     let verdict = parse_validate(resp)?;
     if let Verdict::Accepted(v) = &verdict {
-        expect.license(&v.license_key, resp)?;
-        if let Some(id) = expect.activation_id {
-            let answered = v.activation.as_ref().map(|a| a.id.as_str());
-            if !answered.is_some_and(|a| a.eq_ignore_ascii_case(id)) {
-                return Err(Error::protocol(
-                    Some(resp.status),
-                    "a 200 answer that is no valid license for this request: it is not about \
-                     the activation asked"
-                        .to_string(),
-                ));
-            }
-        }
+        let date = resp.header("date").and_then(crate::grace::http_date);
+        let answered = v.activation.as_ref().map(|a| a.id.as_str());
+        expect.validated(&LicenseFacts::of(&v.license_key), answered, date)?;
     }
     Ok(verdict)
 }
 
-/// Classifies an activate response and holds a 200 to the request ([`Expect::license`]; the
-/// activation must belong to the license answered).
+/// Classifies an activate response and holds a 200 to the request ([`Expect::activated`]).
 pub fn parse_activate_for(
     resp: &HttpResponse,
     expect: &Expect<'_>,
 ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
     let verdict = parse_activate(resp)?;
     if let Verdict::Accepted(read) = &verdict {
-        expect.license(&read.license_key, resp)?;
-        if !read
-            .activation
-            .license_key_id
-            .eq_ignore_ascii_case(&read.license_key.id)
-        {
-            return Err(Error::protocol(
-                Some(resp.status),
-                "a 200 answer that is no valid activation: it belongs to another license"
-                    .to_string(),
-            ));
-        }
+        let date = resp.header("date").and_then(crate::grace::http_date);
+        let facts = LicenseFacts::of(&read.license_key);
+        expect.activated(&facts, &read.activation.license_key_id, date)?;
     }
     Ok(verdict)
 }
@@ -694,27 +753,82 @@ fn parse_json<T: DeserializeOwned>(
     }
     serde_json::from_slice(&resp.body)
         .map(Verdict::Accepted)
-        .map_err(|e| {
-            Error::protocol(
-                Some(200),
-                format!("malformed {} response: {e}", op.as_str()),
-            )
-        })
+        .map_err(|e| malformed(op, &e))
 }
 
-/// Polar's error body: `{"error": "...", "detail": "..."}` (detail is a list for 422).
-#[derive(serde::Deserialize)]
-struct ErrorBody {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    detail: Option<serde_json::Value>,
-    #[serde(default)]
-    error_description: Option<String>,
+/// The `protocol_error` of a 200 whose body is not the answer `op` gives.
+pub fn malformed(op: Operation, why: &dyn std::fmt::Display) -> Error {
+    Error::protocol(
+        Some(200),
+        format!("malformed {} response: {why}", op.as_str()),
+    )
+}
+
+/// Polar's error body as the classification reads it: `{"error": "...", "detail": "..."}`
+/// (`detail` is a list for a 422), or an OAuth error's `error_description`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ErrorBody {
+    /// `error`, when a string.
+    pub error: Option<String>,
+    /// `detail`, when a string.
+    pub detail: Option<String>,
+    /// For a 422 (`detail` a list): its first entry's field (`loc` after `body`, joined with
+    /// `.`; `None` when empty) and `msg`; `None` when `detail` is no non-empty list.
+    pub invalid: Option<(Option<String>, Option<String>)>,
+    /// `error_description`, when a string.
+    pub error_description: Option<String>,
+}
+
+impl ErrorBody {
+    /// Reads an error body from parsed JSON: `None` when it is no object, or when `error` or
+    /// `error_description` is there and is no string.
+    pub fn read<J: JsonIn>(v: &J) -> Option<ErrorBody> {
+        if !v.is_object() {
+            return None;
+        }
+        let detail = v.member("detail");
+        let invalid = detail
+            .as_ref()
+            .and_then(JsonIn::items)
+            .and_then(|items| items.into_iter().next())
+            .map(|first| {
+                let field = first
+                    .member("loc")
+                    .and_then(|l| l.items())
+                    .map(|parts| {
+                        parts
+                            .iter()
+                            .skip(1) // "body"
+                            .map(loc_part)
+                            .collect::<Vec<_>>()
+                            .join(".")
+                    })
+                    .filter(|s| !s.is_empty());
+                (field, first.member("msg").and_then(|m| m.string()))
+            });
+        Some(ErrorBody {
+            error: v.optional("error", JsonIn::string).ok()?,
+            detail: detail.and_then(|d| d.string()),
+            invalid,
+            error_description: v.optional("error_description", JsonIn::string).ok()?,
+        })
+    }
+}
+
+/// A part of a 422's `loc`: a field name, or an index.
+fn loc_part<J: JsonIn>(v: &J) -> String {
+    if let Some(s) = v.string() {
+        return s;
+    }
+    match v.number() {
+        Some(Num::Int(n)) => JsonOut::new().int(n).done(),
+        Some(Num::Float(x)) => JsonOut::new().float(x).done(),
+        None => "?".to_string(),
+    }
 }
 
 fn error_body(resp: &HttpResponse) -> Option<ErrorBody> {
-    serde_json::from_slice(&resp.body).ok()
+    ErrorBody::read(&serde_json::from_slice::<serde_json::Value>(&resp.body).ok()?)
 }
 
 /// The error names Polar sends its denials under (`PolarError` subclasses).
@@ -724,16 +838,13 @@ const ENVELOPE_ERRORS: [&str; 3] = ["ResourceNotFound", "NotPermitted", "BadRequ
 /// "BadRequest", "detail": "…"}`, or `None` when the body is anything else: a bare
 /// `{"detail":"Not Found"}` (a wrong base path, a removed `Polar-Version`), a proxy's or a
 /// captive portal's page. Only an answer in this envelope is a verdict (contract §1).
-fn envelope_detail(resp: &HttpResponse) -> Option<String> {
-    let body = error_body(resp)?;
+fn envelope_detail(body: Option<&ErrorBody>) -> Option<String> {
+    let body = body?;
     let polar = body
         .error
         .as_deref()
         .is_some_and(|e| ENVELOPE_ERRORS.contains(&e));
-    match body.detail? {
-        serde_json::Value::String(s) if polar => Some(s),
-        _ => None,
-    }
+    body.detail.clone().filter(|_| polar)
 }
 
 /// A short, printable start of a body for diagnostics.
@@ -764,20 +875,24 @@ pub const MAX_RETRY_AFTER: u64 = 3600;
 /// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those), capped at
 /// [`MAX_RETRY_AFTER`].
 pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
-    let secs = resp.header("retry-after")?.trim().parse::<u64>().ok()?;
+    retry_after_value(resp.header("retry-after")?)
+}
+
+/// [`retry_after`] of a header's value.
+pub fn retry_after_value(value: &str) -> Option<u64> {
+    let secs = value.trim().parse::<u64>().ok()?;
     Some(secs.min(MAX_RETRY_AFTER))
 }
 
 /// The protocol error for a status whose body is not Polar's error envelope.
-fn not_polar(op: Operation, resp: &HttpResponse) -> Error {
-    let status = resp.status;
+fn not_polar(op: Operation, status: u16, body: &[u8]) -> Error {
     Error::protocol(
         Some(status),
         format!(
             "{status} for {} without Polar's error envelope (a wrong base URL, a removed \
              Polar-Version, or a proxy's or login page): {}",
             op.as_str(),
-            snippet(&resp.body)
+            snippet(body)
         ),
     )
 }
@@ -785,10 +900,35 @@ fn not_polar(op: Operation, resp: &HttpResponse) -> Error {
 /// Maps a non-success response to a denial (`Ok`) or an error (`Err`). Only Polar's own
 /// error envelope is ever a denial.
 fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error> {
-    let status = resp.status;
+    failure(
+        op,
+        resp.status,
+        &resp.body,
+        error_body(resp).as_ref(),
+        resp.header("retry-after"),
+    )
+}
+
+/// The classification of a non-success answer, once parsed: its status, its raw body (for
+/// diagnostics), its error body when it is a JSON object ([`ErrorBody::read`]) and its
+/// `retry-after` header. A denial (`Ok`) or an error (`Err`); only Polar's own error envelope
+/// is ever a denial. The one table every face classifies Polar's answers by.
+pub fn failure(
+    op: Operation,
+    status: u16,
+    body: &[u8],
+    parsed: Option<&ErrorBody>,
+    retry_after: Option<&str>,
+) -> Result<Denial, Error> {
+    // 401's and 403's description when the body is not Polar's envelope.
+    let description = || {
+        parsed
+            .and_then(|b| b.error_description.clone().or_else(|| b.error.clone()))
+            .unwrap_or_else(|| snippet(body))
+    };
     match status {
         404 => {
-            let detail = envelope_detail(resp).ok_or_else(|| not_polar(op, resp))?;
+            let detail = envelope_detail(parsed).ok_or_else(|| not_polar(op, status, body))?;
             let reason = match detail.as_str() {
                 "License key is no longer active." => Reason::Inactive,
                 "License key has expired." => Reason::Expired,
@@ -801,13 +941,10 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
             Ok(denial(reason, detail, status))
         }
         403 => {
-            let Some(detail) = envelope_detail(resp) else {
-                let desc = error_body(resp)
-                    .and_then(|b| b.error_description.or(b.error))
-                    .unwrap_or_else(|| snippet(&resp.body));
+            let Some(detail) = envelope_detail(parsed) else {
                 return Err(Error::protocol(
                     Some(403),
-                    format!("403 without Polar's error envelope: {desc}"),
+                    format!("403 without Polar's error envelope: {}", description()),
                 ));
             };
             let reason = if detail.starts_with("This license key does not support activations") {
@@ -827,7 +964,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
             Ok(denial(reason, detail, status))
         }
         400 if op == Operation::Validate => {
-            let detail = envelope_detail(resp).unwrap_or_default();
+            let detail = envelope_detail(parsed).unwrap_or_default();
             let remaining = detail
                 .strip_prefix("License key only has ")
                 .and_then(|rest| rest.strip_suffix(" more usages."))
@@ -842,37 +979,26 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
                 }),
                 None => Err(Error::protocol(
                     Some(400),
-                    format!("unexpected 400: {}", snippet(&resp.body)),
+                    format!("unexpected 400: {}", snippet(body)),
                 )),
             }
         }
-        422 => Err(validation_error(resp)),
+        422 => Err(validation_error(parsed, body)),
         429 => Err(Error::RateLimited {
-            retry_after: retry_after(resp),
+            retry_after: retry_after.and_then(retry_after_value),
         }),
         500..=599 => Err(Error::ServerError {
             status,
-            detail: snippet(&resp.body),
+            detail: snippet(body),
         }),
-        401 => {
-            let desc = error_body(resp)
-                .and_then(|b| b.error_description.or(b.error))
-                .unwrap_or_else(|| snippet(&resp.body));
-            Err(Error::protocol(
-                Some(401),
-                format!("401 unauthorized: {desc}"),
-            ))
-        }
+        401 => Err(Error::protocol(
+            Some(401),
+            format!("401 unauthorized: {}", description()),
+        )),
         _ => {
-            let what = error_body(resp)
-                .and_then(|b| {
-                    let detail = match b.detail {
-                        Some(serde_json::Value::String(s)) => Some(s),
-                        _ => None,
-                    };
-                    detail.or(b.error)
-                })
-                .unwrap_or_else(|| snippet(&resp.body));
+            let what = parsed
+                .and_then(|b| b.detail.clone().or_else(|| b.error.clone()))
+                .unwrap_or_else(|| snippet(body));
             Err(Error::protocol(
                 Some(status),
                 format!("unexpected status {status} for {}: {what}", op.as_str()),
@@ -882,37 +1008,15 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
 }
 
 /// A 422 means the server found the input invalid: `invalid_input`, naming the first field.
-fn validation_error(resp: &HttpResponse) -> Error {
-    let first = error_body(resp).and_then(|b| match b.detail {
-        Some(serde_json::Value::Array(items)) => items.into_iter().next(),
-        _ => None,
-    });
-    let Some(first) = first else {
-        return Error::protocol(Some(422), format!("422: {}", snippet(&resp.body)));
+fn validation_error(parsed: Option<&ErrorBody>, body: &[u8]) -> Error {
+    let Some((field, msg)) = parsed.and_then(|b| b.invalid.clone()) else {
+        return Error::protocol(Some(422), format!("422: {}", snippet(body)));
     };
-    let field = first
-        .get("loc")
-        .and_then(|l| l.as_array())
-        .map(|parts| {
-            parts
-                .iter()
-                .skip(1) // "body"
-                .map(|p| match p {
-                    serde_json::Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-                .collect::<Vec<_>>()
-                .join(".")
-        })
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "body".to_string());
-    let msg = first
-        .get("msg")
-        .and_then(|m| m.as_str())
-        .unwrap_or("rejected by the server")
-        .to_string();
     Error::InvalidInput {
-        field,
-        message: format!("{msg} (server)"),
+        field: field.unwrap_or_else(|| "body".to_string()),
+        message: format!(
+            "{} (server)",
+            msg.as_deref().unwrap_or("rejected by the server")
+        ),
     }
 }

@@ -18,18 +18,19 @@ use crate::cache::{self, MacKey, Untrusted};
 use crate::error::{Error, Verdict};
 use crate::fingerprint::MACHINE_CONDITION;
 use crate::grace::{
-    self, CheckOutcome, GracePolicy, Plan, Query, Record, Source, StoreAction, StoredActivation,
+    self, ActivationData, CheckOutcome, GracePolicy, LicenseData, Plan, Query, Record, Source,
+    StoreAction, StoredActivation,
 };
 use crate::key::Key;
 use crate::metadata::MetaValue;
-use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::model::ValidatedLicenseKey;
 use crate::proto::{ActivateRequest, Api, Expect, HttpRequest, ValidateRequest};
 use crate::reason::Reason;
 use std::time::Duration;
 
 /// What the cache holds for a key, read without any request.
 #[derive(Debug, Clone, PartialEq)]
-pub enum CacheState {
+pub enum CacheState<L = ValidatedLicenseKey> {
     /// Nothing stored.
     Empty,
     /// Something is stored but cannot be trusted (edited, copied from another install or
@@ -37,14 +38,14 @@ pub enum CacheState {
     /// cache.
     Untrusted(Untrusted),
     /// A trusted record.
-    Present(Box<Record>),
+    Present(Box<Record<L>>),
 }
 
 /// What the cache says about a key: the answer to `status`.
 #[derive(Debug, Clone, PartialEq)]
-pub struct CacheStatus {
+pub struct CacheStatus<L = ValidatedLicenseKey> {
     /// What is stored.
-    pub state: CacheState,
+    pub state: CacheState<L>,
     /// The clock reading used.
     pub now: i64,
     /// How long the cache could still license if Polar were unreachable now.
@@ -106,11 +107,11 @@ impl Slot {
 }
 
 /// A key's stored state, opened: the trusted record (if any) and what the next write needs.
-#[derive(Debug, Clone, PartialEq, Default)]
-pub(crate) struct Opened {
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Opened<L = ValidatedLicenseKey> {
     /// The trusted record, bound to this origin, organization and key, not older than its
     /// ledger.
-    pub record: Option<Record>,
+    pub record: Option<Record<L>>,
     /// Why the stored record (present) is not used.
     pub untrusted: Option<Untrusted>,
     /// The activation the next check validates (see [`CacheStatus::activation`]).
@@ -121,14 +122,26 @@ pub(crate) struct Opened {
     ledger: bool,
 }
 
+impl<L> Default for Opened<L> {
+    fn default() -> Self {
+        Opened {
+            record: None,
+            untrusted: None,
+            remembered: None,
+            seq: 0,
+            ledger: false,
+        }
+    }
+}
+
 /// Opens a key's stored record and ledger.
-pub(crate) fn open(
+pub(crate) fn open<L: LicenseData>(
     record: Option<&[u8]>,
     ledger: Option<&[u8]>,
     slot: &Slot,
     organization_id: &str,
     key: &Key,
-) -> Opened {
+) -> Opened<L> {
     let ledger_seq = ledger.and_then(|b| cache::decode_ledger(b, &slot.mac).ok());
     let mut opened = Opened {
         seq: ledger_seq.unwrap_or(0),
@@ -138,7 +151,7 @@ pub(crate) fn open(
     let Some(bytes) = record else {
         return opened;
     };
-    match cache::decode(bytes, &slot.mac) {
+    match cache::decode_as::<L>(bytes, &slot.mac) {
         Ok(r) if !(r.is_for(organization_id, key) && r.origin == slot.origin) => {
             opened.untrusted = Some(Untrusted::BadMac);
         }
@@ -154,7 +167,7 @@ pub(crate) fn open(
         Err(why) => opened.untrusted = Some(why),
     }
     if opened.record.is_none() {
-        opened.remembered = cache::peek_activation(bytes);
+        opened.remembered = cache::peek_activation_as::<L>(bytes);
     }
     opened
 }
@@ -162,14 +175,18 @@ pub(crate) fn open(
 /// The writes that store `record` in the slot, in order: the record and then its ledger, or
 /// the ledger first when there is none yet (so a crash between the two never leaves a record
 /// without a ledger, nor a ledger behind an older record that was trusted).
-pub(crate) fn seal(opened: &Opened, mut record: Record, slot: &Slot) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn seal<L: LicenseData>(
+    opened: &Opened<L>,
+    mut record: Record<L>,
+    slot: &Slot,
+) -> Vec<(String, Vec<u8>)> {
     record.origin.clone_from(&slot.origin);
     record.seq = opened.seq.saturating_add(1);
     let ledger = (
         slot.ledger.clone(),
         cache::encode_ledger(record.seq, &slot.mac),
     );
-    let record = (slot.name.clone(), cache::encode(&record, &slot.mac));
+    let record = (slot.name.clone(), cache::encode_as(&record, &slot.mac));
     if opened.ledger {
         vec![record, ledger]
     } else {
@@ -178,7 +195,12 @@ pub(crate) fn seal(opened: &Opened, mut record: Record, slot: &Slot) -> Vec<(Str
 }
 
 /// What `status` reports for an opened slot at `now`.
-pub(crate) fn status(opened: Opened, stored: bool, now: i64, policy: &GracePolicy) -> CacheStatus {
+pub(crate) fn status<L: LicenseData>(
+    opened: Opened<L>,
+    stored: bool,
+    now: i64,
+    policy: &GracePolicy,
+) -> CacheStatus<L> {
     let state = match (opened.record, opened.untrusted) {
         (Some(record), _) => CacheState::Present(Box::new(record)),
         (None, Some(why)) => CacheState::Untrusted(why),
@@ -229,10 +251,10 @@ pub(crate) fn remembered_request(
 /// The request of a check: the explicit one, or a plain check's ([`remembered_request`]);
 /// when the client requires an activation and none is remembered, the `invalid_input` error
 /// naming `activation_id`. One rule for `check` and `check_in_background`.
-pub(crate) fn check_request(
+pub(crate) fn check_request<L>(
     key: &Key,
     explicit: Option<&ValidateRequest>,
-    opened: &Opened,
+    opened: &Opened<L>,
     machine: Option<&str>,
     require_activation: bool,
 ) -> Result<ValidateRequest, Error> {
@@ -283,18 +305,18 @@ pub(crate) fn bound_activation(
 
 /// The error when Polar activated but the cache could not remember it: it names the new
 /// activation id, so nothing is lost.
-pub(crate) fn unremembered(read: &LicenseKeyActivationRead, e: &Error) -> Error {
+pub(crate) fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
     Error::Cache {
         detail: format!(
             "activated as {}, but the cache could not remember it: {e}",
-            read.activation.id
+            read.activation_id()
         ),
     }
 }
 
 /// Says on a denial whether this install had a good verdict for the key before
 /// ([`crate::Denial::previously_valid`]).
-fn mark_known<T>(opened: &Opened, online: &mut Result<(Verdict<T>, Option<i64>), Error>) {
+fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Option<i64>), Error>) {
     if let Ok((Verdict::Denied(denial), _)) = online {
         denial.previously_valid = grace::was_valid(opened.record.as_ref());
     }
@@ -303,24 +325,24 @@ fn mark_known<T>(opened: &Opened, online: &mut Result<(Verdict<T>, Option<i64>),
 /// The record to write after an online activate answer, if any (one truth per key: a good
 /// activation is a verdict and starts the grace; a denial about the key is a tombstone). A
 /// denial is marked with whether the key was valid here before.
-pub(crate) fn activated(
-    opened: &Opened,
+pub(crate) fn activated<A: ActivationData>(
+    opened: &Opened<A::License>,
     organization_id: &str,
     req: &ActivateRequest,
     key: &Key,
     now: i64,
     policy: &GracePolicy,
-    online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-) -> Option<Record> {
+    online: &mut Result<(Verdict<A>, Option<i64>), Error>,
+) -> Option<Record<A::License>> {
     mark_known(opened, online);
     let mut query = Query::new(organization_id, key.clone());
     let remember = match online {
         Ok((Verdict::Accepted(read), _)) => {
-            query.activation_id = Some(read.activation.id.clone());
+            query.activation_id = Some(read.activation_id().to_string());
             query.conditions = req.conditions.clone();
             Some(StoredActivation {
-                id: read.activation.id.clone(),
-                label: read.activation.label.clone(),
+                id: read.activation_id().to_string(),
+                label: read.label().to_string(),
                 conditions: req.conditions.clone(),
                 created_at: now,
             })
@@ -333,15 +355,15 @@ pub(crate) fn activated(
 /// The record to write after an online validate answer that was no check (a face's plain
 /// `validate`), if any: see [`grace::observe_validate`]. A denial is marked with whether the
 /// key was valid here before.
-pub(crate) fn validated(
-    opened: &Opened,
+pub(crate) fn validated<L: LicenseData>(
+    opened: &Opened<L>,
     organization_id: &str,
     req: &ValidateRequest,
     machine: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-    online: &mut Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
-) -> Option<Record> {
+    online: &mut Result<(Verdict<L>, Option<i64>), Error>,
+) -> Option<Record<L>> {
     mark_known(opened, online);
     let query = Query::from_request(organization_id, req).ok()?;
     let key = req.key.as_ref()?;
@@ -359,7 +381,10 @@ pub(crate) fn validated(
 }
 
 /// The activation a deactivate frees: the one given, else the remembered one.
-pub(crate) fn deactivation_target(given: Option<&str>, opened: &Opened) -> Result<String, Error> {
+pub(crate) fn deactivation_target<L>(
+    given: Option<&str>,
+    opened: &Opened<L>,
+) -> Result<String, Error> {
     match (given, opened.remembered.as_ref()) {
         (Some(id), _) => Ok(id.to_string()),
         (None, Some(a)) => Ok(a.id.clone()),
@@ -380,7 +405,7 @@ fn gone(verdict: &Verdict<()>) -> bool {
 }
 
 /// The trusted record with activation `id` (and a verdict bound to it) forgotten.
-fn forget_activation(opened: &Opened, id: &str) -> Option<Record> {
+fn forget_activation<L: LicenseData>(opened: &Opened<L>, id: &str) -> Option<Record<L>> {
     let mut record = opened.record.clone()?;
     let same = |other: &str| other.eq_ignore_ascii_case(id);
     if record.activation.as_ref().is_some_and(|a| same(&a.id)) {
@@ -400,14 +425,14 @@ fn forget_activation(opened: &Opened, id: &str) -> Option<Record> {
 /// activation is gone on the server, it (and a verdict bound to it) is forgotten; when only an
 /// untrusted record named it, a new empty record takes that one's place (so no later check
 /// validates an activation that is gone).
-pub(crate) fn deactivated(
-    opened: &Opened,
+pub(crate) fn deactivated<L: LicenseData>(
+    opened: &Opened<L>,
     organization_id: &str,
     key: &Key,
     now: i64,
     id: &str,
     verdict: &Verdict<()>,
-) -> Option<Record> {
+) -> Option<Record<L>> {
     if !gone(verdict) {
         return None;
     }
@@ -443,18 +468,18 @@ impl Asking {
 }
 
 /// Phase 1 of a check, once the slot is opened (under its lock).
-pub(crate) enum Begin {
+pub(crate) enum Begin<L = ValidatedLicenseKey> {
     /// Answered without a request and without writing: bad input, or a running 429 block
     /// that the cache cannot answer.
-    Done(CheckOutcome),
+    Done(CheckOutcome<L>),
     /// Licensed from the cache. Store `write` (the answer recorded) before answering; when
     /// that fails, the answer cannot be counted, so ask Polar instead (`or_ask`), unless a
     /// 429 block forbids any request (`or_ask` is `None`).
     Cached {
         /// The answer.
-        outcome: CheckOutcome,
+        outcome: CheckOutcome<L>,
         /// The record with the answer noted.
-        write: Box<Record>,
+        write: Box<Record<L>>,
         /// The request to send when the write fails.
         or_ask: Option<Box<Asking>>,
     },
@@ -463,13 +488,13 @@ pub(crate) enum Begin {
 }
 
 /// Checks the request and asks the grace policy whether to send it.
-pub(crate) fn begin(
+pub(crate) fn begin<L: LicenseData>(
     api: &Api,
-    opened: &Opened,
+    opened: &Opened<L>,
     req: &ValidateRequest,
     now: i64,
     policy: &GracePolicy,
-) -> Begin {
+) -> Begin<L> {
     // Bad input is refused before the cache is consulted; the body is encoded only when
     // the plan sends it (a warm check answered from the cache never needs it).
     if let Err(e) = api.check_validate_request(req) {
@@ -514,11 +539,11 @@ pub(crate) fn begin(
 /// Phase 2, when another check of the key is asking Polar right now: the cache's answer
 /// within the grace, at once, with the record that notes it (`None` when the cache cannot
 /// license: then ask as well, rather than wait a whole timeout in turn).
-pub(crate) fn while_asked(
-    opened: &Opened,
+pub(crate) fn while_asked<L: LicenseData>(
+    opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
-) -> Option<(CheckOutcome, Record)> {
+) -> Option<(CheckOutcome<L>, Record<L>)> {
     let busy = Error::Offline {
         timeout: false,
         detail: "another check of this key is asking Polar right now".to_string(),
@@ -535,7 +560,11 @@ pub(crate) fn while_asked(
 
 /// The best answer before a background revalidation ends: the cache's within the grace, the
 /// tombstone's denial, else "not verified yet" (reason `not_yet_verified`). Every face.
-pub(crate) fn pending(opened: &Opened, asking: &Asking, policy: &GracePolicy) -> CheckOutcome {
+pub(crate) fn pending<L: LicenseData>(
+    opened: &Opened<L>,
+    asking: &Asking,
+    policy: &GracePolicy,
+) -> CheckOutcome<L> {
     if let Some(denial) = opened.record.as_ref().and_then(Record::denial) {
         return CheckOutcome::Denied(denial);
     }
@@ -551,24 +580,24 @@ pub(crate) fn pending(opened: &Opened, asking: &Asking, policy: &GracePolicy) ->
 
 /// The end of a check: the answer, why it came from the cache, and what to store.
 #[derive(Debug, Clone)]
-pub(crate) struct Finished {
+pub(crate) struct Finished<L = ValidatedLicenseKey> {
     /// The answer.
-    pub outcome: CheckOutcome,
+    pub outcome: CheckOutcome<L>,
     /// For a cached answer after Polar could not be asked: what happened online.
     pub fallback: Option<Error>,
     /// The record to store, if any. When it carries a denial and cannot be stored, remove
     /// the stored record: a tombstone that cannot be written must not leave an old grant.
-    pub write: Option<Record>,
+    pub write: Option<Record<L>>,
 }
 
 /// Phase 3 of a check: folds the online answer into the record as it is now (`opened`, read
 /// again under the lock: another check's answer is folded in, never overwritten).
-pub(crate) fn finish(
-    opened: &Opened,
+pub(crate) fn finish<L: LicenseData>(
+    opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
-    online: Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error>,
-) -> Finished {
+    online: Result<(Verdict<L>, Option<i64>), Error>,
+) -> Finished<L> {
     let (online, date) = match online {
         Ok((verdict, date)) => (Ok(verdict), date),
         Err(e) => (Err(e), None),
@@ -602,7 +631,7 @@ pub(crate) fn finish(
 
 /// A record written after an answer about the remembered activation keeps remembering it,
 /// also when it was recovered from an untrusted record.
-fn keep_remembered(mut record: Record, opened: &Opened, query: &Query) -> Record {
+fn keep_remembered<L>(mut record: Record<L>, opened: &Opened<L>, query: &Query) -> Record<L> {
     if record.activation.is_none() {
         record.activation = opened.remembered.clone().filter(|a| {
             query
@@ -615,11 +644,11 @@ fn keep_remembered(mut record: Record, opened: &Opened, query: &Query) -> Record
 }
 
 /// The answer of a check that could not use the cache at all, from an online answer.
-pub(crate) fn online_only(
-    online: Result<Verdict<ValidatedLicenseKey>, Error>,
+pub(crate) fn online_only<L>(
+    online: Result<Verdict<L>, Error>,
     cache_error: &Error,
     now: i64,
-) -> CheckOutcome {
+) -> CheckOutcome<L> {
     match online {
         Ok(Verdict::Accepted(license)) => CheckOutcome::Licensed {
             source: Source::Online,

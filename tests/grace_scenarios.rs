@@ -598,7 +598,7 @@ fn online_denial_writes_a_tombstone_that_status_can_read() {
         remaining_usages: None,
         previously_valid: false,
     };
-    let (action, outcome) = grace::settle(
+    let (action, outcome) = grace::settle::<ValidatedLicenseKey>(
         None,
         &q(),
         T0,

@@ -211,6 +211,13 @@ pub fn decode_as<L: LicenseData>(bytes: &[u8], key: &MacKey) -> Result<Record<L>
         .ok_or(Untrusted::Malformed)
 }
 
+/// A record's body line read alone, with no seal checked: for benchmarks and tools that
+/// inspect a record's JSON. Never trust what it returns (see [`decode`]).
+pub fn read_body(body: &[u8]) -> Option<Record> {
+    let text = std::str::from_utf8(body).ok()?;
+    read_record(&<crate::ValidatedLicenseKey as LicenseData>::parse(text)?)
+}
+
 /// The body line of sealed record bytes, once the header and the MAC are checked.
 fn opened_body<'a>(bytes: &'a [u8], key: &MacKey) -> Result<&'a [u8], Untrusted> {
     if bytes.len() > MAX_RECORD_BYTES {
@@ -303,7 +310,8 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
     j.done()
 }
 
-fn write_activation(j: &mut JsonOut, a: &StoredActivation) {
+/// A remembered activation as records keep it (and the npm package's `status` shows it).
+pub(crate) fn write_activation(j: &mut JsonOut, a: &StoredActivation) {
     j.raw("{");
     j.key("id").str(&a.id);
     j.key("label").str(&a.label);
@@ -323,7 +331,12 @@ fn int<J: JsonIn>(v: &J, name: &str) -> Option<i64> {
 }
 
 /// A member that may be absent (then `default`), else read by `read`.
-fn or_default<J: JsonIn, T>(v: &J, name: &str, default: T, read: impl FnOnce(&J) -> Option<T>) -> Option<T> {
+fn or_default<J: JsonIn, T>(
+    v: &J,
+    name: &str,
+    default: T,
+    read: impl FnOnce(&J) -> Option<T>,
+) -> Option<T> {
     match v.member(name) {
         None => Some(default),
         Some(m) => read(&m),
@@ -337,13 +350,13 @@ fn read_record<L: LicenseData>(v: &L::Json) -> Option<Record<L>> {
         origin: or_default(v, "origin", String::new(), JsonIn::string)?,
         organization_id: text(v, "organization_id")?,
         display_key: text(v, "display_key")?,
-        good: v.optional("good", read_good::<L>).ok()?,
+        good: v.optional("good", read_good::<L>)?,
         latest_seen: int(v, "latest_seen")?,
         stalled: or_default(v, "stalled", 0, |m| u32::try_from(m.int()?).ok())?,
         seq: or_default(v, "seq", 0, |m| u64::try_from(m.int()?).ok())?,
-        denied: v.optional("denied", read_denial).ok()?,
-        blocked_until: v.optional("blocked_until", JsonIn::int).ok()?,
-        activation: v.optional("activation", read_activation).ok()?,
+        denied: v.optional("denied", read_denial)?,
+        blocked_until: v.optional("blocked_until", JsonIn::int)?,
+        activation: v.optional("activation", read_activation)?,
     })
 }
 
@@ -353,12 +366,12 @@ fn read_good<L: LicenseData>(v: &L::Json) -> Option<GoodVerdict<L>> {
     }
     Some(GoodVerdict {
         license: L::read(&v.member("license")?)?,
-        activation_id: v.optional("activation_id", JsonIn::string).ok()?,
-        benefit_id: v.optional("benefit_id", JsonIn::string).ok()?,
-        customer_id: v.optional("customer_id", JsonIn::string).ok()?,
+        activation_id: v.optional("activation_id", JsonIn::string)?,
+        benefit_id: v.optional("benefit_id", JsonIn::string)?,
+        customer_id: v.optional("customer_id", JsonIn::string)?,
         conditions: read_metadata(&v.member("conditions")?)?,
         verified_at: int(v, "verified_at")?,
-        server_date: v.optional("server_date", JsonIn::int).ok()?,
+        server_date: v.optional("server_date", JsonIn::int)?,
     })
 }
 
@@ -367,7 +380,7 @@ fn read_denial<J: JsonIn>(v: &J) -> Option<DenialMark> {
         reason: Reason::from_code(&text(v, "reason")?)?,
         detail: text(v, "detail")?,
         status: u16::try_from(int(v, "status")?).ok()?,
-        remaining_usages: v.optional("remaining_usages", JsonIn::int).ok()?,
+        remaining_usages: v.optional("remaining_usages", JsonIn::int)?,
         at: int(v, "at")?,
     })
 }
@@ -459,10 +472,11 @@ pub fn peek_activation_as<L: LicenseData>(bytes: &[u8]) -> Option<StoredActivati
     let mut lines = bytes.split(|&b| b == b'\n');
     lines.next()?.strip_prefix(MAGIC.as_bytes())?;
     let body = L::parse(std::str::from_utf8(lines.next()?).ok()?)?;
-    body.optional("activation", read_activation).ok()?
+    body.optional("activation", read_activation)?
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 

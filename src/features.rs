@@ -136,7 +136,12 @@ impl Entitlements {
 
     /// Whether `feature` is granted to a key of `benefit_id` with `remaining` usages left
     /// (`None`: no limit). The one rule behind every face's answer.
-    fn check_benefit(&self, feature: &str, benefit_id: &str, remaining: Option<i64>) -> FeatureAccess {
+    fn check_benefit(
+        &self,
+        feature: &str,
+        benefit_id: &str,
+        remaining: Option<i64>,
+    ) -> FeatureAccess {
         let Some(rule) = self.features.get(feature) else {
             return FeatureAccess::no(feature, FeatureWhy::UnknownFeature, None);
         };

@@ -106,9 +106,9 @@
 //! ```
 
 use crate::error::{Denial, Error};
+use crate::json::{JsonIn, JsonOut};
 use crate::key::Key;
 use crate::metadata::Metadata;
-use crate::json::{JsonIn, JsonOut};
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::ValidateRequest;
 use crate::reason::Reason;

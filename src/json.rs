@@ -211,13 +211,13 @@ pub trait JsonIn: Sized {
         }
     }
 
-    /// A member that may be absent or `null` (`Ok(None)`), else read by `read` (`Err(())`
+    /// A member that may be absent or `null` (`Some(None)`), else read by `read` (`None`
     /// when it cannot be).
-    fn optional<T>(&self, name: &str, read: impl FnOnce(&Self) -> Option<T>) -> Result<Option<T>, ()> {
+    fn optional<T>(&self, name: &str, read: impl FnOnce(&Self) -> Option<T>) -> Option<Option<T>> {
         match self.member(name) {
-            None => Ok(None),
-            Some(v) if v.is_null() => Ok(None),
-            Some(v) => read(&v).map(Some).ok_or(()),
+            None => Some(None),
+            Some(v) if v.is_null() => Some(None),
+            Some(v) => read(&v).map(Some),
         }
     }
 }
@@ -297,7 +297,13 @@ mod tests {
 
     #[test]
     fn strings_are_escaped_as_serde_json_escapes_them() {
-        for s in ["plain", "q\"b\\s", "\n\r\t\u{8}\u{c}\u{1}\u{1f}", "é✓ \u{7f}", ""] {
+        for s in [
+            "plain",
+            "q\"b\\s",
+            "\n\r\t\u{8}\u{c}\u{1}\u{1f}",
+            "é✓ \u{7f}",
+            "",
+        ] {
             let mut j = JsonOut::new();
             j.str(s);
             assert_eq!(j.done(), serde_json::to_string(s).unwrap(), "{s:?}");
@@ -311,7 +317,10 @@ mod tests {
         }
         assert_eq!(JsonOut::new().uint(u64::MAX).done(), u64::MAX.to_string());
         for x in [1.0, 0.1, -2.5e-7, 1e21, f64::MAX] {
-            assert_eq!(JsonOut::new().float(x).done(), serde_json::to_string(&x).unwrap());
+            assert_eq!(
+                JsonOut::new().float(x).done(),
+                serde_json::to_string(&x).unwrap()
+            );
         }
         assert_eq!(JsonOut::new().float(f64::NAN).done(), "null");
         let mut meta = Metadata::new();

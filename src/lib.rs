@@ -117,11 +117,9 @@
 
 /// Serde impls that read a struct from a JSON object only, for structs derived with
 /// `#[serde(remote = "Self")]` (which makes derive's impls inherent functions): derive's
-/// sequence form (a struct as a JSON array, which nothing here ever writes) is then never
-/// compiled, which keeps the npm package's wasm small. `map_only!(serialize: …)` also
-/// forwards `Serialize` to derive's. Used by the wasm option structs and, with feature `npm`,
-/// the model and cache structs.
-#[cfg(any(feature = "npm", target_arch = "wasm32"))]
+/// sequence form (a struct as a JSON array, which Polar never sends and nothing here writes) is
+/// refused, as the core's schema table ([`schema`]) refuses it. `map_only!(serialize: …)` also
+/// forwards `Serialize` to derive's. Used by the model's structs.
 macro_rules! map_only {
     ($($t:ident),*) => {$(
         impl<'de> serde::Deserialize<'de> for $t {
@@ -162,6 +160,7 @@ pub mod metadata;
 pub mod model;
 pub mod proto;
 pub mod reason;
+pub mod schema;
 pub mod session;
 pub mod transport;
 

@@ -46,7 +46,7 @@ pub enum CustomerType {
 
 /// A billing address.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 pub struct Address {
     /// Street line 1.
     #[serde(default)]
@@ -69,7 +69,7 @@ pub struct Address {
 
 /// The customer who owns a key (`LicenseKeyCustomer`, §4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 pub struct LicenseKeyCustomer {
     /// Customer id.
     pub id: String,
@@ -125,9 +125,8 @@ pub struct LicenseKeyCustomer {
     pub avatar_url: Option<String>,
 }
 
-// In the npm package Polar's nested objects are read as JSON objects only (what Polar sends and
-// the cache holds); derive's array form of them costs the wasm ~9 KB.
-#[cfg(feature = "npm")]
+// Polar's nested objects are read as JSON objects only (what Polar sends and the cache holds),
+// never in derive's array form: the same rule as the core's schema table (`crate::schema`).
 map_only!(
     serialize: Address,
     LicenseKeyCustomer,
@@ -144,7 +143,7 @@ fn individual() -> CustomerType {
 
 /// The seat holder a key is assigned to (`member`, API version 2027-01 and later).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct LicenseKeyMember {
     /// Member id.
@@ -161,7 +160,7 @@ pub struct LicenseKeyMember {
 /// later). Its period end says when the customer's paid time ends; the grace policy never
 /// extends past what it says (it does not read it at all: only Polar's verdicts grant).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct LicenseKeySubscription {
     /// Subscription id.
@@ -184,7 +183,7 @@ pub struct LicenseKeySubscription {
 
 /// The order a key was granted through (`order`, API version 2027-01 and later).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 #[non_exhaustive]
 pub struct LicenseKeyOrder {
     /// Order id.
@@ -201,7 +200,7 @@ pub struct LicenseKeyOrder {
 
 /// A license key as Polar returns it (`LicenseKeyRead`, §4.1). Its `Debug` redacts `key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 pub struct LicenseKeyRead {
     /// License key record id.
     pub id: String,
@@ -269,7 +268,7 @@ impl LicenseKeyRead {
 
 /// An activation (`LicenseKeyActivationBase`, §4.3). Polar never returns its `conditions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[cfg_attr(feature = "npm", serde(remote = "Self"))]
+#[serde(remote = "Self")]
 pub struct LicenseKeyActivation {
     /// Activation id: store it and send it with every validate.
     pub id: String,

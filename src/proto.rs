@@ -649,7 +649,10 @@ impl<'a> Expect<'a> {
         if !same(license.organization_id, self.organization_id) {
             return Err(no_valid_license("it is about another organization"));
         }
-        if self.benefit_id.is_some_and(|b| !same(b, license.benefit_id)) {
+        if self
+            .benefit_id
+            .is_some_and(|b| !same(b, license.benefit_id))
+        {
             return Err(no_valid_license("it is about another benefit"));
         }
         if self
@@ -807,10 +810,10 @@ impl ErrorBody {
                 (field, first.member("msg").and_then(|m| m.string()))
             });
         Some(ErrorBody {
-            error: v.optional("error", JsonIn::string).ok()?,
+            error: v.optional("error", JsonIn::string)?,
             detail: detail.and_then(|d| d.string()),
             invalid,
-            error_description: v.optional("error_description", JsonIn::string).ok()?,
+            error_description: v.optional("error_description", JsonIn::string)?,
         })
     }
 }

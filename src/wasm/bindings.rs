@@ -7,9 +7,10 @@
 use crate::error::Error;
 use crate::features::Entitlements;
 use crate::grace::GracePolicy;
+use crate::json::{read_metadata, JsonIn};
 use crate::metadata::Metadata;
 use crate::reason::Reason;
-use serde::Deserialize;
+use crate::wasm::host;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
@@ -42,47 +43,108 @@ pub(crate) struct ClientOptions {
     pub(crate) seal_machine_id: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+/// A `validate()` call's options.
+#[derive(Debug, Default)]
 pub(crate) struct ValidateOptions {
     pub(crate) activation_id: Option<String>,
     pub(crate) benefit_id: Option<String>,
     pub(crate) customer_id: Option<String>,
     pub(crate) increment_usage: Option<i64>,
-    #[serde(default)]
     pub(crate) conditions: Metadata,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+/// An `activate()` call's options.
+#[derive(Debug, Default)]
 pub(crate) struct ActivateOptions {
-    #[serde(default)]
     pub(crate) label: String,
-    #[serde(default)]
     pub(crate) conditions: Metadata,
-    #[serde(default)]
     pub(crate) meta: Metadata,
 }
 
-#[derive(Debug, Default, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields, remote = "Self")]
+/// A `deactivate()` call's options.
+#[derive(Debug, Default)]
 pub(crate) struct DeactivateOptions {
     pub(crate) activation_id: Option<String>,
 }
 
-// Options are JSON objects (`JSON.stringify` of an options object never gives derive's array
-// form, which is not compiled into the wasm).
-map_only!(ValidateOptions, ActivateOptions, DeactivateOptions);
-
-pub(crate) fn parse<'a, T: Deserialize<'a> + Default>(
-    field: &str,
-    json: &'a str,
-) -> Result<T, Error> {
-    if json.trim().is_empty() {
-        return Ok(T::default());
+/// A call's options as `license.js` hands them over (JSON text, empty for none), read with the
+/// host's `JSON.parse`: `None` for none, else the object, its members all among `known`.
+/// `license.js` has checked names and types already; these checks keep the engine safe alone.
+fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
     }
-    // from_slice, as for Polar's answers and the cache: one copy of serde_json's parser.
-    serde_json::from_slice(json.as_bytes()).map_err(|e| Error::invalid(field, e.to_string()))
+    let bad = |why: String| Error::invalid("options", why);
+    let v = host::parse(text)
+        .filter(JsonIn::is_object)
+        .ok_or_else(|| bad("must be a JSON object".to_string()))?;
+    for (name, _) in v.members().unwrap_or_default() {
+        if !known.contains(&name.as_str()) {
+            return Err(bad(format!("unknown option `{name}`")));
+        }
+    }
+    Ok(Some(v))
+}
+
+/// A member read by `read`, absent or `null` when `None`; `what` says what it must be.
+fn member<T>(
+    v: &JsValue,
+    name: &str,
+    what: &str,
+    read: impl FnOnce(&JsValue) -> Option<T>,
+) -> Result<Option<T>, Error> {
+    v.optional(name, read)
+        .ok_or_else(|| Error::invalid("options", format!("{name} must be {what}")))
+}
+
+const A_STRING: &str = "a string";
+const A_MAP: &str = "an object of strings, numbers and booleans";
+
+fn metadata(v: &JsValue, name: &str) -> Result<Metadata, Error> {
+    Ok(member(v, name, A_MAP, read_metadata)?.unwrap_or_default())
+}
+
+/// `validate()`'s options.
+pub(crate) fn validate_options(text: &str) -> Result<ValidateOptions, Error> {
+    let known = [
+        "activationId",
+        "benefitId",
+        "customerId",
+        "incrementUsage",
+        "conditions",
+    ];
+    let Some(v) = options_object(text, &known)? else {
+        return Ok(ValidateOptions::default());
+    };
+    Ok(ValidateOptions {
+        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
+        benefit_id: member(&v, "benefitId", A_STRING, JsonIn::string)?,
+        customer_id: member(&v, "customerId", A_STRING, JsonIn::string)?,
+        increment_usage: member(&v, "incrementUsage", "a whole number", JsonIn::int)?,
+        conditions: metadata(&v, "conditions")?,
+    })
+}
+
+/// `activate()`'s options.
+pub(crate) fn activate_options(text: &str) -> Result<ActivateOptions, Error> {
+    let Some(v) = options_object(text, &["label", "conditions", "meta"])? else {
+        return Ok(ActivateOptions::default());
+    };
+    Ok(ActivateOptions {
+        label: member(&v, "label", A_STRING, JsonIn::string)?.unwrap_or_default(),
+        conditions: metadata(&v, "conditions")?,
+        meta: metadata(&v, "meta")?,
+    })
+}
+
+/// `deactivate()`'s options.
+pub(crate) fn deactivate_options(text: &str) -> Result<DeactivateOptions, Error> {
+    let Some(v) = options_object(text, &["activationId"])? else {
+        return Ok(DeactivateOptions::default());
+    };
+    Ok(DeactivateOptions {
+        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
+    })
 }
 
 fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {

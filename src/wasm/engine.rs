@@ -31,122 +31,30 @@
 use crate::error::{Denial, Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
-use crate::grace::{CheckOutcome, GracePolicy, Record, Source};
+use crate::grace::{GracePolicy, Source};
+use crate::json::JsonOut as Json;
 use crate::key::Key;
 use crate::proto::{
-    parse_activate_for, parse_deactivate, parse_validate_for, ActivateRequest, Api,
-    DeactivateRequest, Expect, HttpRequest, HttpResponse, Server, ValidateRequest,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
+    ValidateRequest,
 };
 use crate::reason::{Reason, ReasonClass};
-use crate::session::{self, Asking, Begin, CacheState, Opened, Slot};
+use crate::session::{self, Asking, CacheState, Slot};
 use crate::transport::{TransportError, TransportErrorKind};
 use crate::wasm::bindings::{
-    entitlements, parse, policy, ActivateOptions, ClientOptions, DeactivateOptions, PolicyOptions,
-    ValidateOptions,
+    activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
+    PolicyOptions,
 };
+use crate::wasm::host::{self, HostLicense};
 use crate::wasm::{unhex, STORAGE_PREFIX};
-use serde::Serialize;
 use std::time::Duration;
+
+/// The grace types over the host's license.
+type CheckOutcome = crate::grace::CheckOutcome<HostLicense>;
+type Record = crate::grace::Record<HostLicense>;
+type Opened = session::Opened<HostLicense>;
+type Begin = session::Begin<HostLicense>;
 use wasm_bindgen::prelude::*;
-
-// ---- JSON text out ---------------------------------------------------------------------------
-
-/// A JSON text being written (no `serde_json::Value` on this path).
-struct Json(String);
-
-impl Json {
-    fn new() -> Json {
-        Json(String::with_capacity(256))
-    }
-
-    fn raw(&mut self, text: &str) -> &mut Json {
-        self.0.push_str(text);
-        self
-    }
-
-    fn str(&mut self, text: &str) -> &mut Json {
-        self.0.push('"');
-        for c in text.chars() {
-            match c {
-                '"' => self.0.push_str("\\\""),
-                '\\' => self.0.push_str("\\\\"),
-                '\n' => self.0.push_str("\\n"),
-                '\r' => self.0.push_str("\\r"),
-                '\t' => self.0.push_str("\\t"),
-                c if u32::from(c) < 0x20 => {
-                    const HEX: &[u8; 16] = b"0123456789abcdef";
-                    let n = u32::from(c) as usize;
-                    self.0.push_str("\\u00");
-                    self.0.push(char::from(HEX[n >> 4]));
-                    self.0.push(char::from(HEX[n & 15]));
-                }
-                c => self.0.push(c),
-            }
-        }
-        self.0.push('"');
-        self
-    }
-
-    fn int(&mut self, n: i64) -> &mut Json {
-        if n < 0 {
-            self.0.push('-');
-        }
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut m = n.unsigned_abs();
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
-            self.0.push(char::from(d));
-        }
-        self
-    }
-
-    fn bool(&mut self, b: bool) -> &mut Json {
-        self.raw(if b { "true" } else { "false" })
-    }
-
-    /// `,"name":` (or `"name":` right after an opening brace).
-    fn key(&mut self, name: &str) -> &mut Json {
-        if !self.0.ends_with('{') {
-            self.0.push(',');
-        }
-        self.str(name).raw(":")
-    }
-
-    fn opt_str(&mut self, value: Option<&str>) -> &mut Json {
-        match value {
-            Some(s) => self.str(s),
-            None => self.raw("null"),
-        }
-    }
-
-    fn opt_int(&mut self, value: Option<i64>) -> &mut Json {
-        match value {
-            Some(n) => self.int(n),
-            None => self.raw("null"),
-        }
-    }
-
-    /// A serde-serialized value (a license, an activation).
-    fn value(&mut self, value: &impl Serialize) -> &mut Json {
-        match serde_json::to_string(value) {
-            Ok(text) => self.raw(&text),
-            // Plain data (strings, numbers, string-keyed maps) always serializes.
-            Err(_) => self.raw("null"),
-        }
-    }
-
-    fn done(&mut self) -> String {
-        std::mem::take(&mut self.0)
-    }
-}
 
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -275,12 +183,9 @@ fn reply(
     Err(Error::from(TransportError::new(kind, detail)))
 }
 
-/// The response's `Date` (unix seconds, `NaN` when it had none), and the clock reading a
-/// 200's `expires_at` is held to: the local clock, or the server's when it is behind (what
-/// [`Expect::license`] does with a `Date` header, which the response given here never has).
-fn dated(now: i64, date: Option<f64>) -> (Option<i64>, i64) {
-    let date = date.filter(|d| d.is_finite()).map(|d| d as i64);
-    (date, date.map_or(now, |d| d.min(now)))
+/// The response's `Date` in unix seconds (`NaN` from `license.js` when it had none).
+fn dated(date: Option<f64>) -> Option<i64> {
+    date.filter(|d| d.is_finite()).map(|d| d as i64)
 }
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
@@ -533,8 +438,10 @@ impl Engine {
                 verified_at,
             } => {
                 j.raw("{\"ok\":{");
-                j.key("license").value(&license.license_key);
-                j.key("activation").value(&license.activation);
+                j.key("license");
+                license.write_license(&mut j);
+                j.key("activation");
+                license.write_activation(&mut j);
                 j.key("source").str(source.as_str());
                 j.key("graceRemaining").opt_int(secs(*grace_remaining));
                 j.key("verifiedAt").int(*verified_at);
@@ -551,7 +458,7 @@ impl Engine {
     }
 
     fn validate_request(&self, key: String, options: &str) -> Result<ValidateRequest, Error> {
-        let o: ValidateOptions = parse("options", options)?;
+        let o = validate_options(options)?;
         let req = ValidateRequest {
             key: Some(key.into()),
             activation_id: o.activation_id,
@@ -568,7 +475,7 @@ impl Engine {
         key: String,
         options: &str,
     ) -> Result<(ActivateRequest, Key), Error> {
-        let o: ActivateOptions = parse("options", options)?;
+        let o = activate_options(options)?;
         let mut req = ActivateRequest::new(key, o.label);
         req.conditions = o.conditions;
         req.meta = o.meta;
@@ -791,7 +698,7 @@ impl Engine {
         let key = Key::new(key);
         let now = now as i64;
         let feature = feature.as_deref();
-        let (date, reference) = dated(now, date);
+        let date = dated(date);
         let response = reply(status, body, retry_after, fail, detail);
         if let Some(cache) = cache {
             let req = match self.uncached_request(&key, cache.clone()) {
@@ -801,8 +708,8 @@ impl Engine {
                     return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
                 }
             };
-            let online = match Expect::validate(self.org(), &req, reference) {
-                Some(expect) => response.and_then(|r| parse_validate_for(&r, &expect)),
+            let online = match Expect::validate(self.org(), &req, now) {
+                Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
                 None => Err(Error::invalid("key", "is required")),
             };
             let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
@@ -817,10 +724,7 @@ impl Engine {
             }
         };
         let online = match asking.expect(self.org()) {
-            Some(mut expect) => {
-                expect.now = reference;
-                response.and_then(|r| parse_validate_for(&r, &expect))
-            }
+            Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
             None => Err(Error::invalid("key", "is required")),
         };
         let current = self.open(
@@ -886,10 +790,10 @@ impl Engine {
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let (date, reference) = dated(now, date);
-        let mut online = match Expect::validate(self.org(), &req, reference) {
+        let date = dated(date);
+        let mut online = match Expect::validate(self.org(), &req, now) {
             Some(expect) => reply(status, body, retry_after, fail, detail)
-                .and_then(|r| parse_validate_for(&r, &expect))
+                .and_then(|r| host::validate_answer(&r, &expect, date))
                 .map(|verdict| (verdict, date)),
             None => Err(Error::invalid("key", "is required")),
         };
@@ -920,8 +824,10 @@ impl Engine {
         let mut j = Json::new();
         j.raw("{\"ok\":{");
         if let CheckOutcome::Licensed { license, .. } = &verdict {
-            j.key("license").value(&license.license_key);
-            j.key("activation").value(&license.activation);
+            j.key("license");
+            license.write_license(&mut j);
+            j.key("activation");
+            license.write_activation(&mut j);
         }
         j.key("features");
         self.features_json(&mut j, &verdict);
@@ -971,10 +877,10 @@ impl Engine {
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let (date, reference) = dated(now, date);
-        let mut online = match Expect::activate(self.org(), &req, reference) {
+        let date = dated(date);
+        let mut online = match Expect::activate(self.org(), &req, now) {
             Some(expect) => reply(status, body, retry_after, fail, detail)
-                .and_then(|r| parse_activate_for(&r, &expect))
+                .and_then(|r| host::activate_answer(&r, &expect, date))
                 .map(|verdict| (verdict, date)),
             None => Err(Error::invalid("key", "is required")),
         };
@@ -994,8 +900,10 @@ impl Engine {
             Ok((Verdict::Accepted(read), _)) => {
                 let mut j = Json::new();
                 j.raw("{\"ok\":{");
-                j.key("activation").value(&read.activation);
-                j.key("license").value(&read.license_key);
+                j.key("activation");
+                read.license().write_activation(&mut j);
+                j.key("license");
+                read.license().write_license(&mut j);
                 j.raw("}}").done()
             }
             Ok((Verdict::Denied(d), _)) => denial_json(&d),
@@ -1016,7 +924,7 @@ impl Engine {
         record: Option<String>,
         ledger: Option<String>,
     ) -> String {
-        let o: DeactivateOptions = match parse("options", options) {
+        let o = match deactivate_options(options) {
             Ok(o) => o,
             Err(e) => return error_json(&e),
         };
@@ -1058,7 +966,7 @@ impl Engine {
         detail: String,
     ) -> String {
         let verdict = match reply(status, body, retry_after, fail, detail)
-            .and_then(|r| parse_deactivate(&r))
+            .and_then(|r| host::deactivate_answer(&r))
         {
             Ok(verdict) => verdict,
             Err(e) => return StepOut::answer(error_json(&e)).done(),
@@ -1150,12 +1058,18 @@ impl Engine {
         j.key("verifiedAt").opt_int(good.map(|g| g.verified_at));
         j.key("license");
         match good {
-            Some(g) => j.value(&g.license.license_key),
+            Some(g) => {
+                g.license.write_license(&mut j);
+                &mut j
+            }
             None => j.raw("null"),
         };
         j.key("activation");
         match &status.activation {
-            Some(a) => j.value(a),
+            Some(a) => {
+                crate::cache::write_activation(&mut j, a);
+                &mut j
+            }
             None => j.raw("null"),
         };
         j.key("denied");

@@ -47,6 +47,7 @@
 pub mod bindings;
 mod client;
 pub mod engine;
+pub(crate) mod host;
 mod licensing;
 mod store;
 mod transport;

@@ -25,7 +25,7 @@
 //! on the machine) can forge a record; an app secret compiled into the app raises the bar.
 
 use crate::grace::{DenialMark, GoodVerdict, LicenseData, Record, StoredActivation};
-use crate::json::{read_metadata, JsonIn, JsonOut};
+use crate::json::{digits, read_metadata, JsonIn, JsonOut};
 use crate::reason::Reason;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -143,7 +143,7 @@ impl fmt::Display for Untrusted {
 impl std::error::Error for Untrusted {}
 
 fn header() -> String {
-    format!("{MAGIC}{FORMAT_VERSION}\n")
+    [MAGIC, &digits(u64::from(FORMAT_VERSION)), "\n"].concat()
 }
 
 fn tag(key: &MacKey, signed: &[u8]) -> HmacSha256 {
@@ -231,7 +231,7 @@ fn opened_body<'a>(bytes: &'a [u8], key: &MacKey) -> Result<&'a [u8], Untrusted>
     let version = first
         .strip_prefix(MAGIC.as_bytes())
         .ok_or(Untrusted::Malformed)?;
-    if version != FORMAT_VERSION.to_string().as_bytes() {
+    if version != digits(u64::from(FORMAT_VERSION)).as_bytes() {
         return Err(Untrusted::UnknownVersion);
     }
     // The body is one line of compact JSON (no raw newline can occur in it); the MAC line
@@ -410,17 +410,17 @@ pub fn slot_name(origin: &str, organization_id: &str, license_key: &str) -> Stri
         h.update(part);
     }
     let digest = h.finalize();
-    format!("v2-{}", hex(&digest[..16]))
+    ["v2-", &hex(&digest[..16])].concat()
 }
 
 /// The slot of a record's ledger.
 pub fn ledger_name(slot: &str) -> String {
-    format!("{slot}-seq")
+    [slot, "-seq"].concat()
 }
 
 /// Seals a ledger: the highest record sequence number written to a slot.
 pub fn encode_ledger(seq: u64, key: &MacKey) -> Vec<u8> {
-    let mut out = format!("{LEDGER_HEADER}{seq}\n").into_bytes();
+    let mut out = [LEDGER_HEADER, &digits(seq), "\n"].concat().into_bytes();
     let mac = tag(key, &out).finalize().into_bytes();
     out.extend(hex(&mac).into_bytes());
     out.push(b'\n');

@@ -4,6 +4,7 @@
 //! [`Verdict::Denied`]. `Err(Error)` means the library could not get a trustworthy answer
 //! or could not even ask.
 
+use crate::json::digits;
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 
@@ -219,9 +220,12 @@ impl Error {
             Error::InvalidInput { field, .. } if field == "activation_id" => {
                 "This license key is not activated on this computer yet.".to_string()
             }
-            Error::InvalidInput { field, .. } => {
-                format!("The app's license settings are wrong ({field}): contact its vendor.")
-            }
+            Error::InvalidInput { field, .. } => [
+                "The app's license settings are wrong (",
+                field,
+                "): contact its vendor.",
+            ]
+            .concat(),
             Error::Offline { timeout: true, .. } => {
                 "Polar, the license server, did not answer in time: check your internet \
                  connection."
@@ -234,7 +238,12 @@ impl Error {
             }
             Error::RateLimited {
                 retry_after: Some(s),
-            } => format!("Too many license checks at once: try again in {s} seconds."),
+            } => [
+                "Too many license checks at once: try again in ",
+                &digits(*s),
+                " seconds.",
+            ]
+            .concat(),
             Error::RateLimited { retry_after: None } => {
                 "Too many license checks at once: try again in a minute.".to_string()
             }
@@ -267,27 +276,38 @@ impl Error {
     /// The detail text (ours or the server's).
     pub fn detail(&self) -> String {
         match self {
-            Error::InvalidInput { field, message } => format!("{field}: {message}"),
+            Error::InvalidInput { field, message } => [field, ": ", message].concat(),
             Error::Offline { detail, .. } => detail.clone(),
             Error::RateLimited {
                 retry_after: Some(s),
-            } => format!("retry after {s} s"),
+            } => ["retry after ", &digits(*s), " s"].concat(),
             Error::RateLimited { retry_after: None } => "retry after unknown".to_string(),
-            Error::ServerError { status, detail } => format!("status {status}: {detail}"),
+            Error::ServerError { status, detail } => {
+                ["status ", &digits(u64::from(*status)), ": ", detail].concat()
+            }
             Error::Protocol { detail, .. } => detail.clone(),
             Error::GraceExpired {
                 verified_seconds_ago,
                 cause,
-            } => format!(
-                "last verified {verified_seconds_ago} s ago, past the grace period; {cause}"
-            ),
-            Error::ClockRollback { by_seconds } => {
-                format!("the clock moved back {by_seconds} s since the last verdict")
-            }
-            Error::ClockStalled { answers } => format!(
-                "the clock has not moved forward across {answers} answers from the cache: \
-                 Polar must answer first"
-            ),
+            } => [
+                "last verified ",
+                &digits(*verified_seconds_ago),
+                " s ago, past the grace period; ",
+                cause,
+            ]
+            .concat(),
+            Error::ClockRollback { by_seconds } => [
+                "the clock moved back ",
+                &digits(*by_seconds),
+                " s since the last verdict",
+            ]
+            .concat(),
+            Error::ClockStalled { answers } => [
+                "the clock has not moved forward across ",
+                &digits(u64::from(*answers)),
+                " answers from the cache: Polar must answer first",
+            ]
+            .concat(),
             Error::Cache { detail } => detail.clone(),
             Error::NotYetVerified => {
                 "not verified yet: Polar is being asked in the background".to_string()
@@ -331,30 +351,29 @@ impl Error {
     }
 }
 
+impl Error {
+    /// What `Display` prints, `category: detail` (`invalid input: key: must not be empty`),
+    /// built without `core::fmt`.
+    pub fn text(&self) -> String {
+        let category = match self {
+            Error::InvalidInput { .. } => "invalid input: ",
+            Error::Offline { .. } => "offline: ",
+            Error::RateLimited { retry_after: None } => return "rate limited".to_string(),
+            Error::RateLimited { .. } => "rate limited: ",
+            Error::ServerError { .. } => "server error: ",
+            Error::Protocol { .. } => "protocol error: ",
+            Error::GraceExpired { .. } => "grace expired: ",
+            Error::ClockRollback { .. } | Error::ClockStalled { .. } => "clock rollback: ",
+            Error::Cache { .. } => "cache error: ",
+            Error::NotYetVerified => "not yet verified: ",
+        };
+        [category, &self.detail()].concat()
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Error::InvalidInput { field, message } => {
-                write!(f, "invalid input: {field}: {message}")
-            }
-            Error::Offline { detail, .. } => write!(f, "offline: {detail}"),
-            Error::RateLimited {
-                retry_after: Some(s),
-            } => {
-                write!(f, "rate limited: retry after {s} s")
-            }
-            Error::RateLimited { retry_after: None } => write!(f, "rate limited"),
-            Error::ServerError { status, detail } => {
-                write!(f, "server error: status {status}: {detail}")
-            }
-            Error::Protocol { detail, .. } => write!(f, "protocol error: {detail}"),
-            Error::GraceExpired { .. } => write!(f, "grace expired: {}", self.detail()),
-            Error::ClockRollback { .. } | Error::ClockStalled { .. } => {
-                write!(f, "clock rollback: {}", self.detail())
-            }
-            Error::Cache { detail } => write!(f, "cache error: {detail}"),
-            Error::NotYetVerified => write!(f, "not yet verified: {}", self.detail()),
-        }
+        f.write_str(&self.text())
     }
 }
 

@@ -14,21 +14,28 @@ use crate::metadata::{check_no_nul, check_uuid_v4};
 use crate::model::LicenseKeyRead;
 use crate::reason::Reason;
 use serde::Deserialize;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// Longest feature name, in characters.
 pub const MAX_FEATURE_NAME_CHARS: usize = 64;
 
+// The message spells the limit out (no `core::fmt`): keep them in step.
+const _: () = assert!(MAX_FEATURE_NAME_CHARS == 64);
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Feature {
-    benefits: BTreeSet<String>,
+    name: String,
+    /// Canonical (lowercase) benefit ids, sorted, no duplicates.
+    benefits: Vec<String>,
     metered: bool,
 }
 
 /// Which benefits grant which features. Every entry is checked when it is added.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct Entitlements {
-    features: BTreeMap<String, Feature>,
+    /// Sorted by name (a few entries: a sorted `Vec` is all the map this needs, and keeps the
+    /// npm package's wasm free of a second `BTreeMap`).
+    features: Vec<Feature>,
 }
 
 /// The JSON form of one entry: a list of benefit ids, or `{"benefits": [...], "metered": true}`.
@@ -73,12 +80,12 @@ impl Entitlements {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let field = format!("entitlements.{feature}");
+        let field = ["entitlements.", feature].concat();
         let chars = feature.chars().count();
         if chars == 0 || chars > MAX_FEATURE_NAME_CHARS {
             return Err(Error::invalid(
                 field,
-                format!("feature names must have 1-{MAX_FEATURE_NAME_CHARS} characters"),
+                "feature names must have 1-64 characters",
             ));
         }
         if feature.trim() != feature {
@@ -88,23 +95,42 @@ impl Entitlements {
             ));
         }
         check_no_nul(&field, feature)?;
-        if self.features.contains_key(feature) {
-            return Err(Error::invalid(field, "feature listed twice"));
-        }
-        let mut benefits = BTreeSet::new();
+        let at = match self.position(feature) {
+            Ok(_) => return Err(Error::invalid(field, "feature listed twice")),
+            Err(at) => at,
+        };
+        let mut benefits = Vec::new();
         for id in benefit_ids {
             let id = id.as_ref();
             let canonical = check_uuid_v4(&field, id).map_err(|_| {
-                Error::invalid(field.clone(), format!("benefit id `{id}` is not a UUID v4"))
+                Error::invalid(
+                    field.clone(),
+                    ["benefit id `", id, "` is not a UUID v4"].concat(),
+                )
             })?;
-            benefits.insert(canonical);
+            if let Err(i) = benefits.binary_search(&canonical) {
+                benefits.insert(i, canonical);
+            }
         }
         if benefits.is_empty() {
             return Err(Error::invalid(field, "needs at least one benefit id"));
         }
-        self.features
-            .insert(feature.to_string(), Feature { benefits, metered });
+        let name = feature.to_string();
+        self.features.insert(
+            at,
+            Feature {
+                name,
+                benefits,
+                metered,
+            },
+        );
         Ok(self)
+    }
+
+    /// Where `feature` is in the sorted list (`Err`: where it would go).
+    fn position(&self, feature: &str) -> Result<usize, usize> {
+        self.features
+            .binary_search_by(|f| f.name.as_str().cmp(feature))
     }
 
     /// Reads a map from JSON: `{"pro_export": ["<benefit uuid>", ...],
@@ -126,7 +152,7 @@ impl Entitlements {
 
     /// The feature names, sorted.
     pub fn features(&self) -> impl Iterator<Item = &str> {
-        self.features.keys().map(String::as_str)
+        self.features.iter().map(|f| f.name.as_str())
     }
 
     /// Whether `feature` is granted by a license Polar accepted.
@@ -142,11 +168,15 @@ impl Entitlements {
         benefit_id: &str,
         remaining: Option<i64>,
     ) -> FeatureAccess {
-        let Some(rule) = self.features.get(feature) else {
+        let Some(rule) = self
+            .position(feature)
+            .ok()
+            .and_then(|i| self.features.get(i))
+        else {
             return FeatureAccess::no(feature, FeatureWhy::UnknownFeature, None);
         };
         let benefit = benefit_id.to_ascii_lowercase();
-        if !rule.benefits.contains(&benefit) {
+        if rule.benefits.binary_search(&benefit).is_err() {
             return FeatureAccess::no(feature, FeatureWhy::NotGrantedByBenefit, None);
         }
         if rule.metered && remaining.is_some_and(|left| left <= 0) {

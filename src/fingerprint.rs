@@ -16,10 +16,7 @@ pub fn fingerprint_from(machine_id: &str, organization_id: &str) -> String {
     hash.update(organization_id.as_bytes());
     hash.update(b"\0");
     hash.update(machine_id.trim().as_bytes());
-    hash.finalize()[..16]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    crate::cache::hex(&hash.finalize()[..16])
 }
 
 /// This machine's fingerprint for `organization_id`: `Ok(None)` when the OS has no machine id

@@ -804,7 +804,7 @@ pub fn fall_back<L: LicenseData>(
     licensed_from_cache(good, query, seen, p).unwrap_or_else(|| {
         CheckOutcome::Unverified(Error::GraceExpired {
             verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),
-            cause: err.to_string(),
+            cause: err.text(),
         })
     })
 }

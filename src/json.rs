@@ -174,6 +174,17 @@ impl JsonOut {
     }
 }
 
+/// An integer's decimal digits: the core's messages are built without `core::fmt`, so the npm
+/// package's wasm carries none of its machinery.
+pub fn digits(n: u64) -> String {
+    JsonOut::new().uint(n).done()
+}
+
+/// A signed integer's decimal digits (see [`digits`]).
+pub fn signed(n: i64) -> String {
+    JsonOut::new().int(n).done()
+}
+
 /// A JSON number as the core reads it: an integer that fits `i64`, or another number.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Num {

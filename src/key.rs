@@ -36,7 +36,7 @@ pub fn redact(secret: &str) -> String {
         return "****".to_string();
     }
     let tail: String = secret.chars().skip(count - 6).collect();
-    format!("****-{tail}")
+    ["****-", &tail].concat()
 }
 
 impl fmt::Debug for Key {

@@ -116,7 +116,7 @@ impl KeySeal {
             m.finalize().into_bytes().into()
         };
         KeySeal {
-            slot: format!("key-{}", hex(&slot.finalize()[..16])),
+            slot: ["key-", &hex(&slot.finalize()[..16])].concat(),
             mac: sub(b"iv"),
             enc: sub(b"enc"),
         }

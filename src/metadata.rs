@@ -1,6 +1,7 @@
 //! Polar's metadata objects (`conditions`, `meta`) and the local checks on every input.
 
 use crate::error::Error;
+use crate::json::digits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;
@@ -153,12 +154,17 @@ pub const MAX_METADATA_KEY_CHARS: usize = 40;
 /// Longest metadata string value, in characters.
 pub const MAX_METADATA_STRING_CHARS: usize = 500;
 
+// The messages below spell the limits out (no `core::fmt`): keep them in step.
+const _: () = assert!(
+    MAX_METADATA_KEYS == 50 && MAX_METADATA_KEY_CHARS == 40 && MAX_METADATA_STRING_CHARS == 500
+);
+
 /// Checks a metadata object against Polar's limits; `field` is `conditions` or `meta`.
 pub fn check_metadata(field: &str, metadata: &Metadata) -> Result<(), Error> {
     if metadata.len() > MAX_METADATA_KEYS {
         return Err(Error::invalid(
             field,
-            format!("at most {MAX_METADATA_KEYS} keys, not {}", metadata.len()),
+            ["at most 50 keys, not ", &digits(metadata.len() as u64)].concat(),
         ));
     }
     for (key, value) in metadata {
@@ -166,20 +172,26 @@ pub fn check_metadata(field: &str, metadata: &Metadata) -> Result<(), Error> {
         if chars == 0 || chars > MAX_METADATA_KEY_CHARS {
             return Err(Error::invalid(
                 field,
-                format!("keys must have 1-{MAX_METADATA_KEY_CHARS} characters, found {chars}"),
+                [
+                    "keys must have 1-40 characters, found ",
+                    &digits(chars as u64),
+                ]
+                .concat(),
             ));
         }
         check_no_nul(field, key)?;
-        let at = format!("{field}.{key}");
+        let at = [field, ".", key].concat();
         match value {
             MetaValue::Str(s) => {
                 let n = s.chars().count();
                 if n == 0 || n > MAX_METADATA_STRING_CHARS {
                     return Err(Error::invalid(
                         at,
-                        format!(
-                            "string values must have 1-{MAX_METADATA_STRING_CHARS} characters, found {n}"
-                        ),
+                        [
+                            "string values must have 1-500 characters, found ",
+                            &digits(n as u64),
+                        ]
+                        .concat(),
                     ));
                 }
                 check_no_nul(&at, s)?;
@@ -209,10 +221,11 @@ pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
     if parsed.get_version_num() != 4 {
         return Err(Error::invalid(
             field,
-            format!(
-                "must be a version 4 UUID, found version {}",
-                parsed.get_version_num()
-            ),
+            [
+                "must be a version 4 UUID, found version ",
+                &digits(parsed.get_version_num() as u64),
+            ]
+            .concat(),
         ));
     }
     // Polar's validator (pydantic-core) also requires the RFC 4122 / 9562 variant.
@@ -222,7 +235,10 @@ pub fn check_uuid_v4(field: &str, value: &str) -> Result<String, Error> {
             "must be a version 4 UUID of the RFC 4122 variant (4th group starting with 8, 9, a or b)",
         ));
     }
-    Ok(parsed.hyphenated().to_string())
+    Ok(parsed
+        .hyphenated()
+        .encode_lower(&mut uuid::Uuid::encode_buffer())
+        .to_string())
 }
 
 /// Checks a license key: non-empty, no whitespace at either end (a key pasted with a space or a
@@ -251,7 +267,7 @@ pub fn check_increment_usage(n: i64) -> Result<(), Error> {
     if n > MAX_INCREMENT_USAGE {
         return Err(Error::invalid(
             "increment_usage",
-            format!("must be <= {MAX_INCREMENT_USAGE}"),
+            ["must be <= ", &digits(MAX_INCREMENT_USAGE as u64)].concat(),
         ));
     }
     Ok(())

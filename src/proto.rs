@@ -4,7 +4,7 @@
 //! and hands back an [`HttpResponse`]; the `parse_*` functions classify it.
 
 use crate::error::{Denial, Error, Verdict};
-use crate::json::{JsonIn, JsonOut, Num};
+use crate::json::{digits, JsonIn, JsonOut, Num};
 use crate::key::{redact, AccessToken, Key};
 use crate::metadata::{
     check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
@@ -89,7 +89,7 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
             "plain http:// is only allowed for loopback hosts; use https://",
         ));
     }
-    Ok(format!("{scheme}://{}", rest.trim_end_matches('/')))
+    Ok([scheme.as_str(), "://", rest.trim_end_matches('/')].concat())
 }
 
 /// The origin of a checked base URL: its scheme, host and port, without the path
@@ -97,11 +97,12 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
 pub fn origin(base_url: &str) -> String {
     let (scheme, rest) = base_url.split_once("://").unwrap_or(("", base_url));
     let authority = rest.split('/').next().unwrap_or_default();
-    format!(
-        "{}://{}",
+    [
         scheme.to_ascii_lowercase(),
-        authority.to_ascii_lowercase()
-    )
+        "://".to_string(),
+        authority.to_ascii_lowercase(),
+    ]
+    .concat()
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -425,7 +426,7 @@ impl Api {
         } else {
             "/v1/customer-portal/license-keys/"
         };
-        format!("{}{prefix}{}", self.base_url, op.as_str())
+        [self.base_url.as_str(), prefix, op.as_str()].concat()
     }
 
     fn request(&self, op: Operation, body: String) -> Result<HttpRequest, Error> {
@@ -438,7 +439,7 @@ impl Api {
             headers.push(("user-agent", ua.clone()));
         }
         if let Some(token) = &self.access_token {
-            headers.push(("authorization", format!("Bearer {}", token.expose())));
+            headers.push(("authorization", ["Bearer ", token.expose()].concat()));
         }
         Ok(HttpRequest {
             operation: op,
@@ -592,7 +593,11 @@ pub struct Expect<'a> {
 fn no_valid_license(what: &str) -> Error {
     Error::protocol(
         Some(200),
-        format!("a 200 answer that is no valid license for this request: {what}"),
+        [
+            "a 200 answer that is no valid license for this request: ",
+            what,
+        ]
+        .concat(),
     )
 }
 
@@ -641,10 +646,8 @@ impl<'a> Expect<'a> {
     pub fn holds(&self, license: &LicenseFacts<'_>, date: Option<i64>) -> Result<(), Error> {
         let same = |a: &str, b: &str| a.eq_ignore_ascii_case(b);
         if license.key != self.key {
-            return Err(no_valid_license(&format!(
-                "it is about another key ({})",
-                redact(license.key)
-            )));
+            let other = ["it is about another key (", &redact(license.key), ")"].concat();
+            return Err(no_valid_license(&other));
         }
         if !same(license.organization_id, self.organization_id) {
             return Err(no_valid_license("it is about another organization"));
@@ -662,10 +665,9 @@ impl<'a> Expect<'a> {
             return Err(no_valid_license("it is about another customer"));
         }
         if license.status != LicenseKeyStatus::Granted.as_str() {
-            return Err(no_valid_license(&format!(
-                "its status is {}",
-                license.status
-            )));
+            return Err(no_valid_license(
+                &["its status is ", license.status].concat(),
+            ));
         }
         let reference = date.map_or(self.now, |d| d.min(self.now));
         if license.expires_at.is_some_and(|at| at <= reference) {
@@ -756,14 +758,14 @@ fn parse_json<T: DeserializeOwned>(
     }
     serde_json::from_slice(&resp.body)
         .map(Verdict::Accepted)
-        .map_err(|e| malformed(op, &e))
+        .map_err(|e| malformed(op, &e.to_string()))
 }
 
 /// The `protocol_error` of a 200 whose body is not the answer `op` gives.
-pub fn malformed(op: Operation, why: &dyn std::fmt::Display) -> Error {
+pub fn malformed(op: Operation, why: &str) -> Error {
     Error::protocol(
         Some(200),
-        format!("malformed {} response: {why}", op.as_str()),
+        ["malformed ", op.as_str(), " response: ", why].concat(),
     )
 }
 
@@ -891,12 +893,15 @@ pub fn retry_after_value(value: &str) -> Option<u64> {
 fn not_polar(op: Operation, status: u16, body: &[u8]) -> Error {
     Error::protocol(
         Some(status),
-        format!(
-            "{status} for {} without Polar's error envelope (a wrong base URL, a removed \
-             Polar-Version, or a proxy's or login page): {}",
+        [
+            &digits(u64::from(status)),
+            " for ",
             op.as_str(),
-            snippet(body)
-        ),
+            " without Polar's error envelope (a wrong base URL, a removed Polar-Version, or a \
+             proxy's or login page): ",
+            &snippet(body),
+        ]
+        .concat(),
     )
 }
 
@@ -947,7 +952,7 @@ pub fn failure(
             let Some(detail) = envelope_detail(parsed) else {
                 return Err(Error::protocol(
                     Some(403),
-                    format!("403 without Polar's error envelope: {}", description()),
+                    ["403 without Polar's error envelope: ", &description()].concat(),
                 ));
             };
             let reason = if detail.starts_with("This license key does not support activations") {
@@ -961,7 +966,7 @@ pub fn failure(
             } else {
                 return Err(Error::protocol(
                     Some(403),
-                    format!("unexpected 403: {detail}"),
+                    ["unexpected 403: ", &detail].concat(),
                 ));
             };
             Ok(denial(reason, detail, status))
@@ -982,7 +987,7 @@ pub fn failure(
                 }),
                 None => Err(Error::protocol(
                     Some(400),
-                    format!("unexpected 400: {}", snippet(body)),
+                    ["unexpected 400: ", &snippet(body)].concat(),
                 )),
             }
         }
@@ -996,7 +1001,7 @@ pub fn failure(
         }),
         401 => Err(Error::protocol(
             Some(401),
-            format!("401 unauthorized: {}", description()),
+            ["401 unauthorized: ", &description()].concat(),
         )),
         _ => {
             let what = parsed
@@ -1004,7 +1009,15 @@ pub fn failure(
                 .unwrap_or_else(|| snippet(body));
             Err(Error::protocol(
                 Some(status),
-                format!("unexpected status {status} for {}: {what}", op.as_str()),
+                [
+                    "unexpected status ",
+                    &digits(u64::from(status)),
+                    " for ",
+                    op.as_str(),
+                    ": ",
+                    &what,
+                ]
+                .concat(),
             ))
         }
     }
@@ -1013,13 +1026,14 @@ pub fn failure(
 /// A 422 means the server found the input invalid: `invalid_input`, naming the first field.
 fn validation_error(parsed: Option<&ErrorBody>, body: &[u8]) -> Error {
     let Some((field, msg)) = parsed.and_then(|b| b.invalid.clone()) else {
-        return Error::protocol(Some(422), format!("422: {}", snippet(body)));
+        return Error::protocol(Some(422), ["422: ", &snippet(body)].concat());
     };
     Error::InvalidInput {
         field: field.unwrap_or_else(|| "body".to_string()),
-        message: format!(
-            "{} (server)",
-            msg.as_deref().unwrap_or("rejected by the server")
-        ),
+        message: [
+            msg.as_deref().unwrap_or("rejected by the server"),
+            " (server)",
+        ]
+        .concat(),
     }
 }

@@ -98,7 +98,7 @@ impl Slot {
         let name = cache::slot_name(&origin, organization_id, key.expose());
         Slot {
             ledger: cache::ledger_name(&name),
-            ask: format!("{name}-ask"),
+            ask: [name.as_str(), "-ask"].concat(),
             mac: MacKey::derive(key.expose(), organization_id, install_secret, Some(&extra)),
             origin: origin.to_string(),
             name,
@@ -231,18 +231,16 @@ pub(crate) fn remembered_request(
     let mut req = ValidateRequest::new(key.clone());
     if let Some(a) = remembered {
         req.activation_id = Some(a.id.clone());
-        req.conditions = a.conditions.clone();
-        if req.conditions.contains_key(MACHINE_CONDITION) {
-            match machine {
-                Some(fp) => {
-                    req.conditions
-                        .insert(MACHINE_CONDITION.to_string(), MetaValue::from(fp));
-                }
-                // Binding turned off since: the server will answer conditions_mismatch.
-                None => {
-                    req.conditions.remove(MACHINE_CONDITION);
-                }
-            }
+        // The stored conditions, the fingerprint this machine's; when binding was turned off
+        // since, without it (the server will answer conditions_mismatch). Built by inserting
+        // only (no map removal: the npm package's wasm carries no B-tree removal code).
+        for (name, value) in &a.conditions {
+            let value = match (name.as_str(), machine) {
+                (MACHINE_CONDITION, Some(fp)) => MetaValue::from(fp),
+                (MACHINE_CONDITION, None) => continue,
+                _ => value.clone(),
+            };
+            req.conditions.insert(name.clone(), value);
         }
     }
     req
@@ -307,10 +305,13 @@ pub(crate) fn bound_activation(
 /// activation id, so nothing is lost.
 pub(crate) fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
     Error::Cache {
-        detail: format!(
-            "activated as {}, but the cache could not remember it: {e}",
-            read.activation_id()
-        ),
+        detail: [
+            "activated as ",
+            read.activation_id(),
+            ", but the cache could not remember it: ",
+            &e.text(),
+        ]
+        .concat(),
     }
 }
 
@@ -658,7 +659,12 @@ pub(crate) fn online_only<L>(
         },
         Ok(Verdict::Denied(denial)) => CheckOutcome::Denied(denial),
         Err(e) if e.falls_back() => CheckOutcome::Unverified(Error::Cache {
-            detail: format!("{cache_error}; and Polar could not be asked: {e}"),
+            detail: [
+                cache_error.text(),
+                "; and Polar could not be asked: ".to_string(),
+                e.text(),
+            ]
+            .concat(),
         }),
         Err(e) => CheckOutcome::Unverified(e),
     }

@@ -80,7 +80,7 @@ fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> 
         .ok_or_else(|| bad("must be a JSON object".to_string()))?;
     for (name, _) in v.members().unwrap_or_default() {
         if !known.contains(&name.as_str()) {
-            return Err(bad(format!("unknown option `{name}`")));
+            return Err(bad(["unknown option `", &name, "`"].concat()));
         }
     }
     Ok(Some(v))
@@ -94,7 +94,7 @@ fn member<T>(
     read: impl FnOnce(&JsValue) -> Option<T>,
 ) -> Result<Option<T>, Error> {
     v.optional(name, read)
-        .ok_or_else(|| Error::invalid("options", format!("{name} must be {what}")))
+        .ok_or_else(|| Error::invalid("options", [name, " must be ", what].concat()))
 }
 
 const A_STRING: &str = "a string";
@@ -191,7 +191,7 @@ pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
     for name in js_sys::Object::keys(features.unchecked_ref::<js_sys::Object>()).iter() {
         let name = name.as_string().unwrap_or_default();
         let entry = get(features, &name);
-        let field = format!("entitlements.{name}");
+        let field = ["entitlements.", &name].concat();
         let (ids, metered) = if js_sys::Array::is_array(&entry) {
             (entry, false)
         } else if entry.is_object() {
@@ -200,7 +200,7 @@ pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
                 if key != "benefits" && key != "metered" {
                     return Err(Error::invalid(
                         field,
-                        format!("unknown key `{key}` (expected benefits, metered)"),
+                        ["unknown key `", &key, "` (expected benefits, metered)"].concat(),
                     ));
                 }
             }

@@ -297,7 +297,7 @@ impl<'a> StepOut<'a> {
                 }
                 // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
                 j.raw("[")
-                    .str(&format!("{STORAGE_PREFIX}{name}"))
+                    .str(&[STORAGE_PREFIX, name].concat())
                     .raw(",")
                     .str(&String::from_utf8_lossy(bytes))
                     .raw("]");
@@ -533,14 +533,14 @@ impl Engine {
     pub fn slot(&self, key: &str) -> String {
         let name =
             crate::cache::slot_name(&crate::proto::origin(self.api.base_url()), self.org(), key);
-        format!("{STORAGE_PREFIX}{name}")
+        [STORAGE_PREFIX, &name].concat()
     }
 
     /// The storage name of `key`'s ledger: the record's, and `-seq`.
     pub fn ledger(&self, key: &str) -> String {
         let name =
             crate::cache::slot_name(&crate::proto::origin(self.api.base_url()), self.org(), key);
-        format!("{STORAGE_PREFIX}{}", crate::cache::ledger_name(&name))
+        [STORAGE_PREFIX, &crate::cache::ledger_name(&name)].concat()
     }
 
     /// Phase 1 of a grace-aware check of `key` (under the slot's lock), with the install
@@ -996,7 +996,7 @@ impl Engine {
     /// server's origin and the organization, as natively).
     #[wasm_bindgen(js_name = keySlot)]
     pub fn key_slot(&self) -> String {
-        format!("{STORAGE_PREFIX}{}", self.key_seal("").slot)
+        [STORAGE_PREFIX, &self.key_seal("").slot].concat()
     }
 
     /// `key` sealed to be remembered (`crate::keyseal`, the native format, with the install

@@ -91,12 +91,8 @@ pub struct HostLicense {
     activation: Option<JsValue>,
     /// The key it carries (the caller's in an answer, the display key in a record).
     key: String,
-    id: String,
-    organization_id: String,
-    customer_id: String,
     benefit_id: String,
     display_key: String,
-    status: String,
     expires_at: Option<i64>,
     usage: i64,
     limit_usage: Option<i64>,
@@ -125,12 +121,8 @@ impl HostLicense {
         };
         Ok(HostLicense {
             key: text("key"),
-            id: text("id"),
-            organization_id: text("organization_id"),
-            customer_id: text("customer_id"),
             benefit_id: text("benefit_id"),
             display_key: text("display_key"),
-            status: text("status"),
             expires_at: license
                 .member("expires_at")
                 .and_then(|v| v.string())
@@ -149,16 +141,38 @@ impl HostLicense {
         HostLicense::new(v, activation)
     }
 
-    /// What the checks on a 200 read of it.
-    fn facts(&self) -> LicenseFacts<'_> {
-        LicenseFacts {
-            id: &self.id,
+    /// Holds it to the request ([`Expect::validated`], or [`Expect::activated`] when
+    /// `activated`): the checks read its facts.
+    fn held(&self, expect: &Expect<'_>, activated: bool, date: Option<i64>) -> Result<(), Error> {
+        let text = |name: &str| {
+            self.license
+                .member(name)
+                .and_then(|v| v.string())
+                .unwrap_or_default()
+        };
+        let (id, organization_id, customer_id, status) = (
+            text("id"),
+            text("organization_id"),
+            text("customer_id"),
+            text("status"),
+        );
+        let facts = LicenseFacts {
+            id: &id,
             key: &self.key,
-            organization_id: &self.organization_id,
+            organization_id: &organization_id,
             benefit_id: &self.benefit_id,
-            customer_id: &self.customer_id,
-            status: &self.status,
+            customer_id: &customer_id,
+            status: &status,
             expires_at: self.expires_at,
+        };
+        let (answered, license_key_id) = match &self.activation_ids {
+            Some((a, l)) => (Some(a.as_str()), l.as_str()),
+            None => (None, ""),
+        };
+        if activated {
+            expect.activated(&facts, license_key_id, date)
+        } else {
+            expect.validated(&facts, answered, date)
         }
     }
 
@@ -270,8 +284,8 @@ fn refused<T>(op: Operation, a: &HttpResponse) -> Result<Verdict<T>, Error> {
 
 /// The 200's body as JSON, else the `protocol_error` of a malformed answer.
 fn json_200(op: Operation, body: &[u8]) -> Result<JsValue, Error> {
-    let text = std::str::from_utf8(body).map_err(|_| proto::malformed(op, &"not UTF-8"))?;
-    parse(text).ok_or_else(|| proto::malformed(op, &"not JSON"))
+    let text = std::str::from_utf8(body).map_err(|_| proto::malformed(op, "not UTF-8"))?;
+    parse(text).ok_or_else(|| proto::malformed(op, "not JSON"))
 }
 
 /// A validate's answer, classified and held to the request (the host's twin of
@@ -285,10 +299,9 @@ pub(crate) fn validate_answer(
     if a.status != 200 {
         return refused(op, a);
     }
-    let license =
-        HostLicense::validated(json_200(op, &a.body)?).map_err(|bad| proto::malformed(op, &bad))?;
-    let answered = license.activation_ids.as_ref().map(|(id, _)| id.as_str());
-    expect.validated(&license.facts(), answered, date)?;
+    let license = HostLicense::validated(json_200(op, &a.body)?)
+        .map_err(|bad| proto::malformed(op, &bad.0))?;
+    license.held(expect, false, date)?;
     Ok(Verdict::Accepted(license))
 }
 
@@ -306,11 +319,15 @@ pub(crate) fn activate_answer(
     let read = json_200(op, &a.body)?;
     let license = read
         .member("license_key")
-        .ok_or_else(|| proto::malformed(op, &"license_key: missing"))?;
-    let license =
-        HostLicense::new(license, Some(read.clone())).map_err(|bad| proto::malformed(op, &bad))?;
-    let (id, license_key_id) = license.activation_ids.clone().unwrap_or_default();
-    expect.activated(&license.facts(), &license_key_id, date)?;
+        .ok_or_else(|| proto::malformed(op, "license_key: missing"))?;
+    let license = HostLicense::new(license, Some(read.clone()))
+        .map_err(|bad| proto::malformed(op, &bad.0))?;
+    license.held(expect, true, date)?;
+    let id = license
+        .activation_ids
+        .as_ref()
+        .map(|(id, _)| id.clone())
+        .unwrap_or_default();
     let label = read
         .member("label")
         .and_then(|l| l.string())

@@ -55,7 +55,7 @@ export class LicenseError extends Error {
   }
 }
 
-const fail = (e) => new LicenseError(e.code, e.code === 'invalid_input' ? plain(e.detail) : e.detail, e);
+const fail = (e) => new LicenseError(e.code, e.detail, e);
 const invalid = (field, message) => new LicenseError('invalid_input', `${field}: ${message}`, { field });
 /** An option's mistake: `field` the stable name (as natively), the detail in the JS name. */
 const invalidOption = (field, name, message) => new LicenseError('invalid_input', `${name}: ${message}`, { field });
@@ -71,18 +71,6 @@ const JS_NAMES = {
   machine_id: 'machineId',
 };
 
-/**
- * An invalid_input detail from the engine without serde's internals: no `at line 1 column 36`,
- * no `untagged enum MetaValue`.
- */
-function plain(detail) {
-  return String(detail)
-    .replace(/ at line \d+ column \d+$/, '')
-    .replace(/data did not match any variant of untagged enum MetaValue/g, 'a value must be a string, a number or a boolean')
-    .replace(/expected f64/g, 'expected a number')
-    .replace(/expected [iu](8|16|32|64)/g, 'expected a whole number')
-    .replace(/invalid type: /g, '');
-}
 const cacheError = (detail) => new LicenseError('cache_error', detail);
 
 /** The value of an engine answer, or its LicenseError thrown. */
@@ -323,7 +311,7 @@ function clientOptions(o) {
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
 function optionError(e, viaServer) {
   const base = e.field === 'base_url' && viaServer;
-  let detail = plain(e.detail);
+  let detail = e.detail;
   if (base) detail = detail.replace(/^base_url\b/, 'server');
   detail = detail.replace(/\b(organization_id|base_url|grace_period|revalidate_after|clock_tolerance|app_secret|machine_id)\b/g, (n) => JS_NAMES[n]);
   return new LicenseError(e.code, detail, { ...e, field: base ? 'server' : e.field });
@@ -879,8 +867,8 @@ export function bind(load, crypto, entry = 'web', files = null) {
 
     /** The stored record and ledger of `key` (`undefined` for none). */
     async #load(engine, key) {
-      const record = (await this.#store.get(engine.slot(key))) ?? undefined;
-      const ledger = (await this.#store.get(engine.ledger(key))) ?? undefined;
+      const record = (await this.#store.get(engine.call('slot', [key]))) ?? undefined;
+      const ledger = (await this.#store.get(engine.call('ledger', [key]))) ?? undefined;
       return [record, ledger];
     }
 
@@ -904,16 +892,16 @@ export function bind(load, crypto, entry = 'web', files = null) {
       checkKey(key);
       const text = options(o, 'validate');
       const engine = await this.#open();
-      const step = JSON.parse(engine.validateBegin(key, text));
+      const step = JSON.parse(engine.call('validateBegin', [key, text]));
       if (!step.ask) value(step);
       const now = this.#now();
       const reply = await this.#send(step.ask);
       const secret = await attempt(() => this.#secret());
-      const slot = engine.slot(key);
+      const slot = engine.call('slot', [key]);
       const end = await locked(slot, async () => {
         const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
-        if (stored instanceof LicenseError) return JSON.parse(engine.validateEnd(key, text, undefined, undefined, undefined, now, ...reply));
-        const end = JSON.parse(engine.validateEnd(key, text, secret, ...stored, now, ...reply));
+        if (stored instanceof LicenseError) return JSON.parse(engine.call('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
+        const end = JSON.parse(engine.call('validateEnd', [key, text, secret, ...stored, now, ...reply]));
         // The answer stands whatever the storage does.
         if (end.write) await this.#save(slot, end);
         return end;
@@ -929,21 +917,21 @@ export function bind(load, crypto, entry = 'web', files = null) {
       checkKey(key);
       const text = options(o, 'activate');
       const engine = await this.#open();
-      const step = JSON.parse(engine.activateBegin(key, text));
+      const step = JSON.parse(engine.call('activateBegin', [key, text]));
       if (!step.ask) value(step);
       // The storage first: when it cannot be used, no activation slot is taken.
       const secret = await this.#secret();
       const now = this.#now();
       const reply = await this.#send(step.ask);
-      const slot = engine.slot(key);
+      const slot = engine.call('slot', [key]);
       let failed;
       const end = await locked(slot, async () => {
         const stored = await attempt(() => this.#load(engine, key));
         if (stored instanceof LicenseError) {
           failed = stored;
-          return JSON.parse(engine.activateEnd(key, text, undefined, undefined, undefined, now, ...reply));
+          return JSON.parse(engine.call('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
         }
-        const end = JSON.parse(engine.activateEnd(key, text, secret, ...stored, now, ...reply));
+        const end = JSON.parse(engine.call('activateEnd', [key, text, secret, ...stored, now, ...reply]));
         if (end.write) failed = await this.#save(slot, end);
         return end;
       });
@@ -961,13 +949,13 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const text = options(o, 'deactivate');
       const engine = await this.#open();
       const secret = await this.#secret();
-      const slot = engine.slot(key);
+      const slot = engine.call('slot', [key]);
       return locked(slot, async () => {
         const [record, ledger] = await this.#load(engine, key);
-        const step = JSON.parse(engine.deactivateBegin(key, text, secret, record, ledger));
+        const step = JSON.parse(engine.call('deactivateBegin', [key, text, secret, record, ledger]));
         if (!step.ask) value(step);
         const reply = await this.#send(step.ask);
-        const end = JSON.parse(engine.deactivateEnd(key, secret, record, ledger, this.#now(), step.id, ...reply));
+        const end = JSON.parse(engine.call('deactivateEnd', [key, secret, record, ledger, this.#now(), step.id, ...reply]));
         if (end.write) await save(this.#store, end.write);
         const done = value(end.answer);
         // The slot is freed whatever happens here: a failure now would read as a failed
@@ -979,12 +967,12 @@ export function bind(load, crypto, entry = 'web', files = null) {
 
     /** The remembered key, if this install, machine and app sealed it (else `null`). */
     async #remembered(engine, secret) {
-      const text = await this.#store.get(engine.keySlot());
-      return typeof text === 'string' ? (engine.openKey(text, secret) ?? null) : null;
+      const text = await this.#store.get(engine.call('keySlot', []));
+      return typeof text === 'string' ? (engine.call('openKey', [text, secret]) ?? null) : null;
     }
 
     async #forgetRemembered(engine, secret, key) {
-      if ((await this.#remembered(engine, secret)) === key) await this.#store.remove(engine.keySlot());
+      if ((await this.#remembered(engine, secret)) === key) await this.#store.remove(engine.call('keySlot', []));
     }
 
     /**
@@ -996,7 +984,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       checkKey(key);
       const engine = await this.#open();
       const secret = await this.#secret();
-      const step = JSON.parse(engine.sealKey(key, secret));
+      const step = JSON.parse(engine.call('sealKey', [key, secret]));
       if (step.answer) value(step.answer);
       await save(this.#store, step.write);
     }
@@ -1011,7 +999,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
     async forgetKey() {
       const engine = await this.#open();
       await this.#secret();
-      await this.#store.remove(engine.keySlot());
+      await this.#store.remove(engine.call('keySlot', []));
     }
 
     /** `key`, or the remembered key when it is `undefined` (none: `invalid_input`, field `key`). */
@@ -1051,7 +1039,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
      */
     async #check(key, feature, background) {
       const engine = await this.#open();
-      const slot = engine.slot(key);
+      const slot = engine.call('slot', [key]);
       let refreshed = true;
       let cache;
       const secret = await attempt(() => this.#secret());
@@ -1067,7 +1055,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
           else [record, ledger] = stored;
         }
         now = this.#now();
-        step = JSON.parse(engine.checkBegin(key, cache === undefined ? secret : '', record, ledger, now, cache, feature));
+        step = JSON.parse(engine.call('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature]));
         if (step.write) {
           if (this.#answeredAgain(slot, now, record)) return checked(step.answer, true, feature);
           const failed = await attempt(() => save(this.#store, step.write));
@@ -1087,7 +1075,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       }
       if (cache !== undefined) {
         // Without the storage: one online validate, the cache not refreshed.
-        const end = JSON.parse(engine.checkEnd(key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))));
+        const end = JSON.parse(engine.call('checkEnd', [key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))]));
         return checked(end.answer, false, feature);
       }
       const asked = this.#asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed);
@@ -1099,7 +1087,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         (fresh) => background.deliver(null, withFeatures(fresh)),
         (e) => background.deliver(e, undefined),
       );
-      return checked(JSON.parse(engine.checkPending(key, secret, record, ledger, now)).answer, refreshed, feature);
+      return checked(JSON.parse(engine.call('checkPending', [key, secret, record, ledger, now])).answer, refreshed, feature);
     }
 
     /** Phases 2 and 3 of a check that asks Polar (see #check). */
@@ -1117,7 +1105,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
           const current = await attempt(() => this.#load(engine, key));
           const readable = !(current instanceof LicenseError);
           const [r, l] = readable ? current : [record, ledger];
-          const end = JSON.parse(engine.checkEnd(key, secret, record, ledger, now, undefined, feature, r, l, ...reply));
+          const end = JSON.parse(engine.call('checkEnd', [key, secret, record, ledger, now, undefined, feature, r, l, ...reply]));
           // The answer stands; when the storage cannot be read or written, the cache has not
           // learned it.
           if (!readable || (end.write && (await this.#save(slot, end)))) refreshed = false;
@@ -1136,7 +1124,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return locked(slot, async () => {
         const current = await attempt(() => this.#load(engine, key));
         if (current instanceof LicenseError) return null;
-        const step = JSON.parse(engine.whileAsked(key, secret, record, ledger, now, ...current, feature));
+        const step = JSON.parse(engine.call('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
         if (!step.write) return null;
         // An answer that cannot be counted is not given: ask as well.
         if (await attempt(() => save(this.#store, step.write))) return null;
@@ -1204,7 +1192,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const engine = await this.#open();
       const secret = await this.#secret();
       const [record, ledger] = await this.#load(engine, key);
-      const status = camelParts(value(engine.status(key, secret, record, ledger, this.#now())));
+      const status = camelParts(value(engine.call('status', [key, secret, record, ledger, this.#now()])));
       status.storage = this.#store.kind;
       if (this.#store.dir !== undefined) status.cacheDir = this.#store.dir;
       return status;
@@ -1215,7 +1203,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       checkKey(key);
       const engine = await this.#open();
       const secret = await this.#secret();
-      const slot = engine.slot(key);
+      const slot = engine.call('slot', [key]);
       await locked(slot, () => this.#store.remove(slot));
       await this.#forgetRemembered(engine, secret, key);
     }

@@ -853,13 +853,23 @@ fn envelope_detail(body: Option<&ErrorBody>) -> Option<String> {
 }
 
 /// A short, printable start of a body for diagnostics.
+///
+/// Up to 200 bytes, cut at the last whole UTF-8 character (bytes that are not UTF-8 end it).
 fn snippet(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    let head = &body[..body.len().min(200)];
+    let (text, whole) = match std::str::from_utf8(head) {
+        Ok(text) => (text, true),
+        Err(e) => (
+            std::str::from_utf8(&head[..e.valid_up_to()]).unwrap_or_default(),
+            // A character cut at byte 200 is no flaw of the body.
+            head.len() == 200 && e.error_len().is_none(),
+        ),
+    };
     let text: String = text.chars().filter(|c| !c.is_control()).collect();
-    if text.is_empty() {
-        "empty body".to_string()
-    } else {
-        text
+    match (text.is_empty(), whole) {
+        (true, true) => "empty body".to_string(),
+        (true, false) => "a body that is not UTF-8 text".to_string(),
+        (false, _) => text,
     }
 }
 

@@ -147,11 +147,18 @@ pub(crate) fn deactivate_options(text: &str) -> Result<DeactivateOptions, Error>
     })
 }
 
+/// A number of seconds as a `Duration`, to the microsecond: `None` unless finite, at least 0
+/// and at most 10¹² (`license.js` allows far less: 366 days, a 600 s timeout).
+pub(crate) fn duration(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && (0.0..=1e12).contains(&seconds))
+        .then(|| Duration::from_micros((seconds * 1e6) as u64))
+}
+
 fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {
     match value {
         None => Ok(default),
-        Some(s) => Duration::try_from_secs_f64(s)
-            .map_err(|_| Error::invalid(field, "must be a finite number of seconds >= 0")),
+        Some(s) => duration(s)
+            .ok_or_else(|| Error::invalid(field, "must be a finite number of seconds >= 0")),
     }
 }
 

@@ -220,8 +220,8 @@ fn build(o: ClientOptions, features: &JsValue) -> Result<Engine, Error> {
     };
     let timeout = match o.timeout {
         None => crate::wasm::DEFAULT_TIMEOUT,
-        Some(t) => Duration::try_from_secs_f64(t)
-            .map_err(|_| Error::invalid("timeout", "must be a finite number of seconds > 0"))?,
+        Some(t) => crate::wasm::bindings::duration(t)
+            .ok_or_else(|| Error::invalid("timeout", "must be a finite number of seconds > 0"))?,
     };
     let entitlements = entitlements(features)?;
     if timeout.is_zero() {
@@ -299,7 +299,7 @@ impl<'a> StepOut<'a> {
                 j.raw("[")
                     .str(&[STORAGE_PREFIX, name].concat())
                     .raw(",")
-                    .str(&String::from_utf8_lossy(bytes))
+                    .str(std::str::from_utf8(bytes).unwrap_or_default())
                     .raw("]");
             }
             j.raw("]");
@@ -528,6 +528,133 @@ impl Engine {
         self.timeout.as_secs_f64() * 1000.0
     }
 
+    /// Every step of `license.js`, by name, with its arguments in an array (one export, so
+    /// the glue on both sides of the boundary is one function, not one per step):
+    /// `call('checkBegin', [key, secret, record, ledger, now, cache, feature])`. The names and
+    /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
+    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`). An unknown name
+    /// answers `undefined`.
+    pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
+        let a = Args(args);
+        Some(match op {
+            "slot" => self.slot(&a.s(0)),
+            "ledger" => self.ledger(&a.s(0)),
+            "keySlot" => self.key_slot(),
+            "checkBegin" => {
+                self.check_begin(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4), a.o(5), a.o(6))
+            }
+            "checkPending" => self.check_pending(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
+            "whileAsked" => self.while_asked(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.o(5),
+                a.o(6),
+                a.o(7),
+            ),
+            "checkEnd" => self.check_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.o(5),
+                a.o(6),
+                a.o(7),
+                a.o(8),
+                a.n(9) as u16,
+                a.bytes(10),
+                a.f(11),
+                a.o(12),
+                a.n(13) as u8,
+                a.s(14),
+            ),
+            "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
+            "validateEnd" => self.validate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.o(4),
+                a.n(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "activateBegin" => self.activate_begin(a.s(0), &a.s(1)),
+            "activateEnd" => self.activate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.o(4),
+                a.n(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "deactivateBegin" => self.deactivate_begin(a.s(0), &a.s(1), &a.s(2), a.o(3), a.o(4)),
+            "deactivateEnd" => self.deactivate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.s(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "sealKey" => self.seal_key(a.s(0), &a.s(1)),
+            "openKey" => return self.open_key(&a.s(0), &a.s(1)),
+            "status" => self.status(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
+            _ => return None,
+        })
+    }
+}
+
+/// The arguments of [`Engine::call`].
+struct Args(js_sys::Array);
+
+impl Args {
+    /// A string (`""` when it is none).
+    fn s(&self, i: u32) -> String {
+        self.0.get(i).as_string().unwrap_or_default()
+    }
+
+    /// A string, or `None` (`undefined`, `null`).
+    fn o(&self, i: u32) -> Option<String> {
+        self.0.get(i).as_string()
+    }
+
+    /// A number (`NaN` when it is none).
+    fn n(&self, i: u32) -> f64 {
+        self.0.get(i).as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// A number, or `None`.
+    fn f(&self, i: u32) -> Option<f64> {
+        self.0.get(i).as_f64()
+    }
+
+    /// Bytes (a `Uint8Array`).
+    fn bytes(&self, i: u32) -> Vec<u8> {
+        js_sys::Uint8Array::new(&self.0.get(i)).to_vec()
+    }
+}
+
+impl Engine {
     /// The storage name of `key`'s record, `polar-license.v2-<32 hex>` (bound to the server's
     /// origin, the organization and the key); its lock's name too.
     pub fn slot(&self, key: &str) -> String {
@@ -551,7 +678,6 @@ impl Engine {
     /// store `write` before answering; when that fails, send `ask` instead, or with no `ask`
     /// answer all the same, the cache not refreshed) or `{"ask"}` (send it, then call
     /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`.
-    #[wasm_bindgen(js_name = checkBegin)]
     #[allow(clippy::too_many_arguments)]
     pub fn check_begin(
         &self,
@@ -603,7 +729,6 @@ impl Engine {
     /// [`Engine::check_begin`] answered `{"ask"}` for the same `record`, `ledger` and `now`:
     /// the cache's within the grace, the cached denial, else `not_yet_verified`, as natively
     /// (`Licensing::check_in_background`). `{"answer"}`.
-    #[wasm_bindgen(js_name = checkPending)]
     pub fn check_pending(
         &self,
         key: String,
@@ -628,7 +753,6 @@ impl Engine {
     /// storage holds `current_record` and `current_ledger` (read again under the lock).
     /// Answers `{"answer", "write"}`: the cache's answer at once, to give once `write` is
     /// stored (when that fails, ask as well); or `{}`: the cache cannot license, ask as well.
-    #[wasm_bindgen(js_name = whileAsked)]
     #[allow(clippy::too_many_arguments)]
     pub fn while_asked(
         &self,
@@ -675,7 +799,6 @@ impl Engine {
     ///
     /// The answer is `{"ok": result}` for a licensed verdict, else the denial or error; with
     /// `feature`, `{"ok": the feature's answer}` for every verdict but an error-class one.
-    #[wasm_bindgen(js_name = checkEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn check_end(
         &self,
@@ -752,7 +875,6 @@ impl Engine {
     /// One online validation, no cache answer: `{"ask": request}` (with this machine's
     /// fingerprint among the conditions when it names an activation and activations are
     /// bound, as `activate` stored them) or the `invalid_input` error.
-    #[wasm_bindgen(js_name = validateBegin)]
     pub fn validate_begin(&self, key: String, options: &str) -> String {
         match self
             .validate_request(key, options)
@@ -768,7 +890,6 @@ impl Engine {
     /// features}}` (the feature answers of an online verdict) or the denial or error. The
     /// answer updates the key's record (one truth per key) when the storage could be read
     /// (`secret`, `record`, `ledger`; no `secret`: nothing to write).
-    #[wasm_bindgen(js_name = validateEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn validate_end(
         &self,
@@ -837,7 +958,6 @@ impl Engine {
 
     /// An activation: `{"ask": request}` (with the machine fingerprint in the conditions,
     /// when bound) or the `invalid_input` error.
-    #[wasm_bindgen(js_name = activateBegin)]
     pub fn activate_begin(&self, key: String, options: &str) -> String {
         match self
             .activate_request(key, options)
@@ -855,7 +975,6 @@ impl Engine {
     /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
     /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
     /// naming the activation.
-    #[wasm_bindgen(js_name = activateEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn activate_end(
         &self,
@@ -915,7 +1034,6 @@ impl Engine {
     /// A deactivation of `options.activationId`, else of the remembered activation (from the
     /// stored `record`, trusted or not): `{"ask": request, "id": activation id}` or the
     /// `invalid_input` error.
-    #[wasm_bindgen(js_name = deactivateBegin)]
     pub fn deactivate_begin(
         &self,
         key: String,
@@ -948,7 +1066,6 @@ impl Engine {
     /// same `record` and `ledger`, read under the lock held since): `{"answer": {"ok":
     /// {"activationId"}} or the denial or error, "write"}` (the activation is forgotten once
     /// it is gone on the server).
-    #[wasm_bindgen(js_name = deactivateEnd)]
     #[allow(clippy::too_many_arguments)]
     pub fn deactivate_end(
         &self,
@@ -994,7 +1111,6 @@ impl Engine {
 
     /// The storage name of the remembered key, `polar-license.key-<32 hex>` (bound to the
     /// server's origin and the organization, as natively).
-    #[wasm_bindgen(js_name = keySlot)]
     pub fn key_slot(&self) -> String {
         [STORAGE_PREFIX, &self.key_seal("").slot].concat()
     }
@@ -1002,7 +1118,6 @@ impl Engine {
     /// `key` sealed to be remembered (`crate::keyseal`, the native format, with the install
     /// `secret`): `{"write": [[name, text]]}`, or `{"answer": {"error"}}` for a key every
     /// request would refuse.
-    #[wasm_bindgen(js_name = sealKey)]
     pub fn seal_key(&self, key: String, secret: &str) -> String {
         let seal = self.key_seal(secret);
         match seal.seal(&Key::new(key)) {
@@ -1016,7 +1131,6 @@ impl Engine {
     }
 
     /// The key the stored `text` holds, if this install, machine and app sealed it unedited.
-    #[wasm_bindgen(js_name = openKey)]
     pub fn open_key(&self, text: &str, secret: &str) -> Option<String> {
         self.key_seal(secret)
             .open(text.as_bytes())

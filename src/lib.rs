@@ -160,6 +160,7 @@ pub mod metadata;
 pub mod model;
 pub mod proto;
 pub mod reason;
+pub mod rfc3339;
 pub mod schema;
 pub mod session;
 pub mod transport;

@@ -34,8 +34,7 @@
 //! an integer there (serde refuses it for an `i64`), and an integer beyond 2⁵³ arrives rounded.
 
 use crate::json::{read_metadata, JsonIn, JsonOut, Num};
-use time::format_description::well_known::Rfc3339;
-use time::OffsetDateTime;
+use crate::rfc3339::DateTime;
 
 /// Why a value is not Polar's model: the path of the field at fault and what is wrong, e.g.
 /// `customer.created_at: not an RFC 3339 date-time`.
@@ -291,9 +290,7 @@ pub fn write_activation<J: JsonIn>(v: &J, out: &mut JsonOut) -> Result<(), Bad> 
 
 /// Parses an RFC 3339 date-time as the typed model does, to unix seconds.
 pub fn rfc3339(text: &str) -> Option<i64> {
-    OffsetDateTime::parse(text, &Rfc3339)
-        .ok()
-        .map(OffsetDateTime::unix_timestamp)
+    DateTime::parse(text).map(|t| t.unix_timestamp())
 }
 
 /// Runs `write` into a new text and appends it to `out` only when it succeeds.
@@ -383,17 +380,13 @@ fn value<J: JsonIn>(v: &J, kind: Kind, key: Option<&str>, out: &mut JsonOut) -> 
             }
             None => "not a boolean",
         },
-        Time => match v
-            .string()
-            .and_then(|s| OffsetDateTime::parse(&s, &Rfc3339).ok())
-        {
-            Some(t) => match t.format(&Rfc3339) {
-                Ok(text) => {
-                    out.str(&text);
-                    return Ok(());
-                }
-                Err(_) => "a date-time that RFC 3339 cannot write",
-            },
+        Time => match v.string().and_then(|s| DateTime::parse(&s)) {
+            Some(t) => {
+                let mut text = String::with_capacity(32);
+                t.write(&mut text);
+                out.str(&text);
+                return Ok(());
+            }
             None => "not an RFC 3339 date-time",
         },
         Meta => match read_metadata(v) {

@@ -698,13 +698,35 @@ fn rfc3339_agrees_with_time() {
             }
         }
     }
+    // Leap seconds at every month end and offset, and dates across the whole range.
+    for (y, m, d) in [
+        (1972, 6, 30),
+        (2016, 12, 31),
+        (2024, 2, 29),
+        (2023, 2, 28),
+        (2100, 2, 28),
+    ] {
+        for off in ["Z", "+00:00", "-00:00", "+05:30", "-11:45", "+23:59"] {
+            inputs.push(format!("{y:04}-{m:02}-{d:02}T23:59:60{off}"));
+            inputs.push(format!("{y:04}-{m:02}-{d:02}T23:59:60.000000001{off}"));
+        }
+    }
+    for year in (0..=9999).step_by(37) {
+        inputs.push(format!("{year:04}-02-29T12:34:56.7{}Z", year % 10));
+    }
     let mut parsed = 0;
     for s in &inputs {
-        let want = OffsetDateTime::parse(s, &Rfc3339)
-            .ok()
-            .map(OffsetDateTime::unix_timestamp);
+        let theirs = OffsetDateTime::parse(s, &Rfc3339).ok();
+        let want = theirs.map(OffsetDateTime::unix_timestamp);
         parsed += usize::from(want.is_some());
         assert_eq!(schema::rfc3339(s), want, "{s:?}");
+        // And written back as `time` writes it (what the schema puts in a record).
+        let ours = polar_license::rfc3339::DateTime::parse(s).map(|t| {
+            let mut text = String::new();
+            t.write(&mut text);
+            text
+        });
+        assert_eq!(ours, theirs.map(|t| t.format(&Rfc3339).unwrap()), "{s:?}");
     }
     assert_eq!(schema::rfc3339("1970-01-01T00:00:00Z"), Some(0));
     assert_eq!(

@@ -817,12 +817,10 @@ export function bind(load, crypto, entry = 'web', files = null) {
         // Sealed with this machine's identity in the file store, as the native library seals
         // its records.
         const sealMachineId = s.kind === 'file' ? files.osMachineId() : undefined;
-        const p = o.gracePolicy ?? {};
         let engine;
         try {
-          // One argument per option (their types checked by clientOptions, their values by the engine).
-          engine = new Engine(o.organizationId, o.server, o.baseUrl, o.timeout, p.revalidateAfter, p.gracePeriod,
-            p.clockTolerance, o.appSecret, o.machineId, o.requireActivation === true, sealMachineId, this.#host.features);
+          // The options object (its types checked by clientOptions, its values by the engine).
+          engine = new Engine({ ...o, sealMachineId }, this.#host.features);
         } catch (e) {
           throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
         }

@@ -60,7 +60,8 @@ impl Server {
 pub fn check_base_url(url: &str) -> Result<String, Error> {
     let bad = |why: &str| Error::invalid("base_url", why.to_string());
     let (scheme, rest) = url
-        .split_once("://")
+        .split_once(':')
+        .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
         .ok_or_else(|| bad("must start with https:// or http://"))?;
     let scheme = scheme.to_ascii_lowercase();
     if scheme != "https" && scheme != "http" {
@@ -72,7 +73,7 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
     if rest.chars().any(|c| c.is_whitespace() || c.is_control()) {
         return Err(bad("must not contain spaces or control characters"));
     }
-    let authority = rest.split('/').next().unwrap_or_default();
+    let authority = before_slash(rest);
     if authority.contains('@') {
         return Err(bad("must not contain user info"));
     }
@@ -95,14 +96,22 @@ pub fn check_base_url(url: &str) -> Result<String, Error> {
 /// The origin of a checked base URL: its scheme, host and port, without the path
 /// (`https://api.polar.sh/v1` → `https://api.polar.sh`); scheme and host lowercased.
 pub fn origin(base_url: &str) -> String {
-    let (scheme, rest) = base_url.split_once("://").unwrap_or(("", base_url));
-    let authority = rest.split('/').next().unwrap_or_default();
+    let (scheme, rest) = base_url
+        .split_once(':')
+        .and_then(|(scheme, rest)| Some((scheme, rest.strip_prefix("//")?)))
+        .unwrap_or(("", base_url));
+    let authority = before_slash(rest);
     [
         scheme.to_ascii_lowercase(),
         "://".to_string(),
         authority.to_ascii_lowercase(),
     ]
     .concat()
+}
+
+/// `text` up to its first `/`.
+fn before_slash(text: &str) -> &str {
+    text.find('/').map_or(text, |i| &text[..i])
 }
 
 fn is_loopback_host(host: &str) -> bool {
@@ -801,12 +810,15 @@ impl ErrorBody {
                     .member("loc")
                     .and_then(|l| l.items())
                     .map(|parts| {
-                        parts
-                            .iter()
-                            .skip(1) // "body"
-                            .map(loc_part)
-                            .collect::<Vec<_>>()
-                            .join(".")
+                        let mut field = String::new();
+                        for part in parts.iter().skip(1) {
+                            // "body" skipped
+                            if !field.is_empty() {
+                                field.push('.');
+                            }
+                            field.push_str(&loc_part(part));
+                        }
+                        field
                     })
                     .filter(|s| !s.is_empty());
                 (field, first.member("msg").and_then(|m| m.string()))
@@ -971,7 +983,11 @@ pub fn failure(
                 Reason::ActivationLimit
             } else if detail == "License key has expired." {
                 Reason::Expired
-            } else if detail.contains("no longer active") {
+            } else if detail
+                .as_bytes()
+                .windows(16)
+                .any(|w| w == b"no longer active")
+            {
                 Reason::Inactive
             } else {
                 return Err(Error::protocol(

@@ -60,24 +60,10 @@ fn license(activation: bool) -> Value {
     })
 }
 
-/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options, one argument each.
+/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options as the JS object.
 fn engine_from(o: &Value) -> Result<Engine, JsValue> {
-    let text = |name: &str| o[name].as_str().map(String::from);
-    let policy = |name: &str| o["gracePolicy"][name].as_f64();
-    Engine::new(
-        text("organizationId").unwrap_or_default(),
-        text("server"),
-        text("baseUrl"),
-        o["timeout"].as_f64(),
-        policy("revalidateAfter"),
-        policy("gracePeriod"),
-        policy("clockTolerance"),
-        text("appSecret"),
-        text("machineId"),
-        o["requireActivation"].as_bool().unwrap_or(false),
-        text("sealMachineId"),
-        JsValue::UNDEFINED,
-    )
+    let options = js_sys::JSON::parse(&o.to_string()).unwrap();
+    Engine::new(options, JsValue::UNDEFINED)
 }
 
 fn engine(extra: Value) -> Engine {

@@ -23,9 +23,9 @@ pub(crate) struct PolicyOptions {
 }
 
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
-/// JS values). Handed to [`Engine::new`](crate::wasm::engine::Engine::new) as plain arguments,
-/// one per option (no JSON and no serde on this path: 1.5 KB of the wasm gzipped, issue #17);
-/// `license.js` has checked their types and names, the engine checks their values.
+/// JS values), as [`Engine::new`](crate::wasm::engine::Engine::new) reads them from the JS
+/// object (no serde on this path); `license.js` has checked their types and names, the engine
+/// checks their values.
 #[derive(Debug)]
 pub(crate) struct ClientOptions {
     pub(crate) organization_id: String,

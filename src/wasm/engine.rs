@@ -32,7 +32,7 @@ use crate::error::{Denial, Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::grace::{GracePolicy, Source};
-use crate::json::JsonOut as Json;
+use crate::json::{JsonIn, JsonOut as Json};
 use crate::key::Key;
 use crate::proto::{
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
@@ -485,39 +485,33 @@ impl Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// `LicenseClient`'s options, one argument each, in seconds where they are durations
-    /// (`sealMachineId`: the OS machine id from the node file store), and `features` (the map
-    /// as the JS object). Throws the error JSON text for a bad option (`invalid_input`).
+    /// `LicenseClient`'s options as the JS object (`organizationId`, `server`, `baseUrl`,
+    /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, in seconds
+    /// where they are durations; `sealMachineId`: the OS machine id from the node file store),
+    /// read through the host, and `features` (the map as the JS object). Throws the error JSON
+    /// text for a bad option (`invalid_input`).
     #[wasm_bindgen(constructor)]
-    #[allow(clippy::too_many_arguments)]
-    pub fn new(
-        organization_id: String,
-        server: Option<String>,
-        base_url: Option<String>,
-        timeout: Option<f64>,
-        revalidate_after: Option<f64>,
-        grace_period: Option<f64>,
-        clock_tolerance: Option<f64>,
-        app_secret: Option<String>,
-        machine_id: Option<String>,
-        require_activation: bool,
-        seal_machine_id: Option<String>,
-        features: JsValue,
-    ) -> Result<Engine, JsValue> {
+    pub fn new(options: JsValue, features: JsValue) -> Result<Engine, JsValue> {
+        let text = |name: &str| options.member(name).and_then(|v| v.string());
+        let number = |o: &JsValue, name: &str| o.member(name).and_then(|v| v.as_f64());
+        let policy = options.member("gracePolicy").unwrap_or(JsValue::UNDEFINED);
         let options = ClientOptions {
-            organization_id,
-            server,
-            base_url,
-            timeout,
+            organization_id: text("organizationId").unwrap_or_default(),
+            server: text("server"),
+            base_url: text("baseUrl"),
+            timeout: number(&options, "timeout"),
             grace_policy: PolicyOptions {
-                revalidate_after,
-                grace_period,
-                clock_tolerance,
+                revalidate_after: number(&policy, "revalidateAfter"),
+                grace_period: number(&policy, "gracePeriod"),
+                clock_tolerance: number(&policy, "clockTolerance"),
             },
-            app_secret,
-            machine_id,
-            require_activation,
-            seal_machine_id,
+            app_secret: text("appSecret"),
+            machine_id: text("machineId"),
+            require_activation: options
+                .member("requireActivation")
+                .and_then(|v| v.boolean())
+                .unwrap_or(false),
+            seal_machine_id: text("sealMachineId"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }

@@ -61,15 +61,13 @@ pub use transport::{AsyncTransport, FetchTransport};
 /// Bytes of the per-install secret (the native length too; stored as 64 hex digits).
 pub(crate) const INSTALL_SECRET_LEN: usize = 32;
 
-/// The install secret stored as hex, or `None` when it is not exactly 64 hex digits.
+/// The install secret stored as hex, or `None` when it is not exactly 64 hex digits (either
+/// case, as natively).
 pub(crate) fn unhex(text: &str) -> Option<Vec<u8>> {
     if text.len() != INSTALL_SECRET_LEN * 2 {
         return None;
     }
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(text.get(i..i + 2)?, 16).ok())
-        .collect()
+    crate::cache::unhex(text.to_ascii_lowercase().as_bytes())
 }
 
 /// The local clock in unix seconds, from `Date.now()`.

@@ -10,7 +10,7 @@
 // send), or a step `{ answer, write, ask, strict }` (`write`: `[name, text]` pairs to store in
 // that order).
 
-import { Engine, secretOk } from './polar_license.js';
+import { Engine } from './polar_license.js';
 
 /** Every reason code (contract §1) and its kind: `denied`, `unverified` or `error`. */
 export const REASONS = Object.freeze({
@@ -845,7 +845,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
     async #secret() {
       const read = async () => {
         const text = await this.#store.get(SECRET);
-        return text !== null && secretOk(text) ? text : null;
+        return text !== null && this.#engine.call('secretOk', [text]) !== undefined ? text : null;
       };
       return (
         (await read()) ??

@@ -185,51 +185,47 @@ pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
 /// `metered` is not silently dropped), and every error names its entry (field
 /// `entitlements.<name>`).
 pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
-    if features.is_undefined() || features.is_null() {
+    if JsonIn::is_null(features) {
         return Ok(Entitlements::new());
     }
-    if !features.is_object() || js_sys::Array::is_array(features) {
+    let Some(entries) = features.members() else {
         return Err(Error::invalid(
             "entitlements",
             "features must be an object: { feature: [benefit ids] }",
         ));
-    }
+    };
     let mut map = Entitlements::new();
-    for name in js_sys::Object::keys(features.unchecked_ref::<js_sys::Object>()).iter() {
-        let name = name.as_string().unwrap_or_default();
-        let entry = get(features, &name);
+    for (name, entry) in entries {
         let field = ["entitlements.", &name].concat();
-        let (ids, metered) = if js_sys::Array::is_array(&entry) {
-            (entry, false)
-        } else if entry.is_object() {
-            for key in js_sys::Object::keys(entry.unchecked_ref::<js_sys::Object>()).iter() {
-                let key = key.as_string().unwrap_or_default();
-                if key != "benefits" && key != "metered" {
-                    return Err(Error::invalid(
-                        field,
-                        ["unknown key `", &key, "` (expected benefits, metered)"].concat(),
-                    ));
+        let (ids, metered) = match entry.members() {
+            Some(keys) => {
+                for (key, _) in keys {
+                    if key != "benefits" && key != "metered" {
+                        return Err(Error::invalid(
+                            field,
+                            ["unknown key `", &key, "` (expected benefits, metered)"].concat(),
+                        ));
+                    }
                 }
+                let metered = entry.optional("metered", JsonIn::boolean).ok_or_else(|| {
+                    Error::invalid(field.clone(), "metered must be true or false")
+                })?;
+                (
+                    entry.member("benefits").and_then(|b| b.items()),
+                    metered == Some(true),
+                )
             }
-            let metered = get(&entry, "metered");
-            let metered = match metered.as_bool() {
-                Some(b) => b,
-                None if metered.is_undefined() => false,
-                None => return Err(Error::invalid(field, "metered must be true or false")),
-            };
-            (get(&entry, "benefits"), metered)
-        } else {
-            (JsValue::UNDEFINED, false)
+            None => (entry.items(), false),
         };
-        if !js_sys::Array::is_array(&ids) {
+        let Some(ids) = ids else {
             return Err(Error::invalid(
                 field,
                 "expected a list of benefit ids or { benefits: [...], metered: true }",
             ));
-        }
-        let ids = js_sys::Array::from(&ids)
+        };
+        let ids = ids
             .iter()
-            .map(|id| id.as_string())
+            .map(JsonIn::string)
             .collect::<Option<Vec<_>>>()
             .ok_or_else(|| Error::invalid(field.clone(), "benefit ids must be strings"))?;
         map = if metered {
@@ -241,13 +237,8 @@ pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
     Ok(map)
 }
 
-fn get(target: &JsValue, name: &str) -> JsValue {
-    js_sys::Reflect::get(target, &JsValue::from_str(name)).unwrap_or_default()
-}
-
 /// The reason table (contract §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
 /// package's `REASONS` can be tested against the Rust enum.
-#[wasm_bindgen(js_name = reasonTable)]
 pub fn reason_table() -> String {
     let mut out = String::from("[");
     for (i, r) in Reason::ALL.iter().enumerate() {

@@ -190,7 +190,6 @@ fn dated(date: Option<f64>) -> Option<i64> {
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
 /// which only invalidates the cache (as on native).
-#[wasm_bindgen(js_name = secretOk)]
 pub fn secret_ok(text: &str) -> bool {
     unhex(text).is_some()
 }
@@ -526,8 +525,9 @@ impl Engine {
     /// the glue on both sides of the boundary is one function, not one per step):
     /// `call('checkBegin', [key, secret, record, ledger, now, cache, feature])`. The names and
     /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
-    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`). An unknown name
-    /// answers `undefined`.
+    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`, `secretOk` `""`
+    /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
+    /// name answers `undefined`.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let a = Args(args);
         Some(match op {
@@ -613,6 +613,8 @@ impl Engine {
             "sealKey" => self.seal_key(a.s(0), &a.s(1)),
             "openKey" => return self.open_key(&a.s(0), &a.s(1)),
             "status" => self.status(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
+            "secretOk" => return secret_ok(&a.s(0)).then(String::new),
+            "reasonTable" => crate::wasm::bindings::reason_table(),
             _ => return None,
         })
     }

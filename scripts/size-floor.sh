@@ -16,10 +16,12 @@
 #   fmt:    `fields` plus core::fmt (an error message built with format!, numbers written)
 #
 #   bash scripts/size-floor.sh           (needs scripts/setup-wasm.sh; ~3 min on 2 cores)
-#   bash scripts/size-floor.sh --parts   (the package with one use of serde stubbed at a time)
 #
 # No probe builds a request, decides a reason, runs the grace policy or parses options: the
-# real client is everything here plus those. Manual tool, not part of the test command.
+# real client is everything here plus those. Manual tool, not part of the test command. The
+# package now ships the `fields` design (host JSON, no serde in the wasm); where its bytes go is
+# the "code by origin" table of scripts/size.sh. (The `--parts` mode, which stubbed the serde
+# uses of the earlier design one at a time, went with them.)
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -86,102 +88,7 @@ EOF
     echo "$(gzip -9c "$dir/out/opt.wasm" | wc -c) $(gzip -9c "$dir/out/probe.js" | wc -c)"
 }
 
-# ---- --parts: what each use of serde costs inside the package itself ----------------------
-#
-# The package's own crate (a copy of src/ under target/size-floor/parts/NAME, the package's
-# build: feature npm, opt-level z, LTO, wasm-bindgen, wasm-opt -Oz) with one use of serde_json
-# replaced by a stub, and the wasm's gzip -9 size compared with the unchanged copy's. A stub
-# only makes the code unreachable: the numbers say what a design without that use would save at
-# most (the same work done another way costs something too). An anchor that no longer matches
-# the source fails the run.
-parts() {
-    local names=(package record answers options license all)
-    echo "| the package's wasm with (wasm-opt -Oz, gzip -9) | wasm KB | saved KB |"
-    echo "|---|---:|---:|"
-    local base=""
-    for name in "${names[@]}"; do
-        local dir="$WORK/parts/$name"
-        rm -rf "$dir"
-        mkdir -p "$dir"
-        cp -r Cargo.toml Cargo.lock src benches examples "$dir/"
-        node - "$dir/src" "$name" <<'EOF'
-const fs = require('fs');
-const [dir, name] = process.argv.slice(2);
-// [file, anchor, replacement] per part.
-const STUBS = {
-  // the cache record's body as JSON (cache::encode / cache::decode), the MAC kept
-  record: [
-    ['cache.rs', 'out.extend(serde_json::to_vec(record).unwrap_or_default());', 'let _ = record;'],
-    ['cache.rs', 'serde_json::from_slice(&rest[..body_len]).map_err(|_| Untrusted::Malformed)', 'let _ = body_len;\n    Err(Untrusted::Malformed)'],
-  ],
-  // Polar's 200 answers read into the typed model (proto::parse_json)
-  answers: [
-    ['proto.rs', `serde_json::from_slice(&resp.body)
-        .map(Verdict::Accepted)
-        .map_err(|e| {
-            Error::protocol(
-                Some(200),
-                format!("malformed {} response: {e}", op.as_str()),
-            )
-        })`, 'Err(Error::protocol(Some(200), op.as_str().to_string()))'],
-  ],
-  // each call's options as JSON (wasm/bindings.rs; LicenseClient's options come as plain
-  // arguments since issue #17)
-  options: [
-    ['wasm/bindings.rs', 'serde_json::from_slice(json.as_bytes()).map_err(|e| Error::invalid(field, e.to_string()))', 'let _ = (field, json);\n    Ok(T::default())'],
-  ],
-  // the license and activation written to JS as JSON in the engine's answers
-  license: [
-    ['wasm/engine.rs', `match serde_json::to_string(value) {
-            Ok(text) => self.raw(&text),
-            // Plain data (strings, numbers, string-keyed maps) always serializes.
-            Err(_) => self.raw("null"),
-        }`, 'let _ = value;\n        self.raw("null")'],
-  ],
-};
-STUBS.all = [...STUBS.record, ...STUBS.answers, ...STUBS.options, ...STUBS.license];
-for (const [file, anchor, replacement] of STUBS[name] ?? []) {
-  const path = `${dir}/${file}`;
-  const text = fs.readFileSync(path, 'utf8');
-  if (!text.includes(anchor)) {
-    console.error(`size-floor --parts: ${name}: the anchor in src/${file} moved:\n${anchor}`);
-    process.exit(1);
-  }
-  fs.writeFileSync(path, text.replace(anchor, () => replacement));
-}
-EOF
-        (cd "$dir" && CARGO_TARGET_DIR="$WORK/target" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-            cargo "+$WASM_TOOLCHAIN" rustc "${WASM_BUILD_STD[@]}" --quiet --lib --release \
-            --target wasm32-unknown-unknown --crate-type cdylib --features npm 2>/dev/null) ||
-            { echo "size-floor --parts: $name does not build" >&2; return 1; }
-        wasm-bindgen "$WORK/target/wasm32-unknown-unknown/release/polar_license.wasm" --out-dir "$dir/out" \
-            --out-name polar_license --target web --no-typescript --omit-default-module-path
-        "$WASM_OPT" -Oz --strip-debug --strip-producers \
-            --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-            --enable-mutable-globals --enable-multivalue --enable-reference-types \
-            "$dir/out/polar_license_bg.wasm" -o "$dir/out/opt.wasm"
-        local gz
-        gz="$(gzip -9c "$dir/out/opt.wasm" | wc -c)"
-        [[ -n "$base" ]] || base="$gz"
-        local what
-        case "$name" in
-            package) what="nothing stubbed (the package as built, from a copy of src/)" ;;
-            record) what="no JSON for the cache record's body (the MAC kept)" ;;
-            answers) what="no JSON read of Polar's 200 answers into the typed model" ;;
-            options) what="no JSON read of each call's options (validate, activate, deactivate)" ;;
-            license) what="no JSON written of the license and activation for JS" ;;
-            all) what="none of those four" ;;
-        esac
-        echo "| $what | $(kb "$gz") | $(kb $((base - gz))) |"
-    done
-}
-
 kb() { awk -v b="$1" 'BEGIN { printf "%.1f", b / 1024 }'; }
-if [[ "${1:-}" == "--parts" ]]; then
-    parts
-    exit 0
-fi
-
 COMMON='use hmac::{Hmac, Mac};
 use wasm_bindgen::prelude::*;
 

@@ -5,10 +5,10 @@
 // and its ledger, the feature answers), the same core the native library runs. This layer only
 // does the IO between its synchronous steps: fetch (with a timeout), the storage, the clock,
 // random bytes for the install secret, one lock per storage slot (never held across a fetch),
-// the set of keys being asked, and the awaits. The engine keeps nothing between calls and
-// answers JSON text: `{ ok }` or `{ error }` (a LicenseError's fields), `{ ask }` (a request to
-// send), or a step `{ answer, write, ask, strict }` (`write`: `[name, text]` pairs to store in
-// that order).
+// the set of keys being asked, and the awaits. Every step is `engine.call(name, [arguments])`;
+// the engine keeps nothing between calls and answers JSON text: `{ ok }` or `{ error }` (a
+// LicenseError's fields), `{ ask }` (a request to send), or a step `{ answer, write, ask, strict }`
+// (`write`: `[name, text]` pairs to store in that order).
 
 import { Engine } from './polar_license.js';
 

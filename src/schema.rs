@@ -17,19 +17,18 @@
 //!   an error (`metadata`/`meta` `{}`, `email_verified`, `cancel_at_period_end`, `paid` `false`,
 //!   the customer's `type` `"individual"`);
 //! * an `i64` is an integer that fits (not `1.5`, not `1.0`, not 2⁶³);
-//! * a timestamp is parsed by `time`'s RFC 3339 parser and written back in `time`'s RFC 3339
-//!   form (so `.120000Z` is written `.12Z`);
+//! * a timestamp is read and written back by `time`'s RFC 3339 rules ([`crate::rfc3339`], held
+//!   to `time` by the tests), so `.120000Z` is written `.12Z`;
 //! * an enum is its name as a string, or serde_json's other enum form, an object with that name
 //!   as its only member whose value is `null`; `status` knows only `granted`, `revoked`,
 //!   `disabled`, the customer's `type` reads any other name as `other`;
 //! * `tax_id` is an array of exactly two strings.
 //!
-//! One form is refused where a native build without feature `npm` accepts it: a nested struct
-//! (`customer`, `billing_address`, `member`, …) written as a JSON array of its fields in order,
-//! which serde derive's sequence form reads. The model with feature `npm` (`map_only!`, what the
-//! npm package's build uses) reads nested structs from objects only, as these tables do.
+//! * a nested struct (`customer`, `billing_address`, `member`, …) is an object, never serde
+//!   derive's sequence form (an array of its fields), which the model refuses too
+//!   (`map_only!`).
 //!
-//! Natively (`serde_json::Value` as the [`JsonIn`]) there is no other difference. Through the
+//! Natively (`serde_json::Value` as the [`JsonIn`]) there is no difference. Through the
 //! JS host's `JSON.parse` the numbers are the host's: an integral float (`1.0`, `1e2`) reads as
 //! an integer there (serde refuses it for an `i64`), and an integer beyond 2⁵³ arrives rounded.
 

@@ -12,8 +12,13 @@
 //! was given (the record and ledger text a check began with, to rebuild its request), and
 //! what the storage holds now (to fold the answer into).
 //!
-//! No async code, no `fetch` bindings and no JS objects built here, which keeps the wasm small:
-//! arguments are strings and numbers, and every answer is JSON text that `license.js` parses:
+//! No async code, no `fetch` bindings, no serde and no JS objects built here, which keeps the
+//! wasm small (issue #17): every step goes through one export, [`Engine::call`] (its name and
+//! its arguments, strings and numbers, in an array); JSON (Polar's answers, the options, the
+//! records' bodies) is parsed by the host's `JSON.parse` and read through the core's
+//! [`crate::json::JsonIn`] (`src/wasm/host.rs`), licenses are checked and written by
+//! the core's table of Polar's model ([`crate::schema`]), and every answer is JSON text that
+//! `license.js` parses:
 //!
 //! * an answer: `{"ok": value}` or `{"error": {"code", "detail", …extras}}` (a denial is an
 //!   error with its `status`);

@@ -222,6 +222,12 @@ pub trait JsonIn: Sized {
         }
     }
 
+    /// The unsigned integer, if this is a number that is one and fits `u64` (natively past
+    /// `i64` too; through the JS host exact up to 2⁵³, as every number there).
+    fn unsigned(&self) -> Option<u64> {
+        self.int().and_then(|n| u64::try_from(n).ok())
+    }
+
     /// A member that may be absent or `null` (`Some(None)`), else read by `read` (`None`
     /// when it cannot be).
     fn optional<T>(&self, name: &str, read: impl FnOnce(&Self) -> Option<T>) -> Option<Option<T>> {
@@ -285,6 +291,10 @@ impl JsonIn for serde_json::Value {
 
     fn boolean(&self) -> Option<bool> {
         self.as_bool()
+    }
+
+    fn unsigned(&self) -> Option<u64> {
+        self.as_u64()
     }
 
     fn members(&self) -> Option<Vec<(String, Self)>> {

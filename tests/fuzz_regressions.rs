@@ -1,5 +1,5 @@
 //! Regression tests for what the fuzz targets (`fuzz/`, `scripts/fuzz.sh`) found; each names
-//! the target that found it. Both bugs were fixed in a47706d.
+//! the target that found it. The first two were fixed in a47706d.
 
 use polar_license::cache::{self, MacKey};
 use polar_license::grace::{Record, StoredActivation};
@@ -94,4 +94,19 @@ fn short_decimal_floats_survive_the_cache() {
         cache::decode(&cache::encode(&record, &key), &key).expect("decodes"),
         record
     );
+}
+
+/// Found by `cache_roundtrip` (issue #17's record codec): a record whose sequence number is past
+/// `i64::MAX` (a `u64`, as the format has always allowed) did not decode: the core's reader
+/// read it as a signed integer. Our own encoding must always decode, to the same record.
+#[test]
+fn a_sequence_number_past_i64_survives_the_cache() {
+    let key = MacKey::derive("K", ORG, &[7; 32], None);
+    for seq in [u64::MAX, 1 << 63, 14_159_252_357_262_871_170] {
+        let mut record = Record::new(ORG, &Key::new("MYAPP-50B22C51-07BD"), -134_217_783);
+        record.seq = seq;
+        record.stalled = u32::MAX;
+        let bytes = cache::encode(&record, &key);
+        assert_eq!(cache::decode(&bytes, &key), Ok(record), "seq {seq}");
+    }
 }

@@ -54,6 +54,12 @@ impl JsonIn for JsValue {
         self.as_bool()
     }
 
+    fn unsigned(&self) -> Option<u64> {
+        // 2^64: every integral f64 at or above 0 and below it is a u64 exactly.
+        let x = self.as_f64()?;
+        (x.fract() == 0.0 && (0.0..18_446_744_073_709_551_616.0).contains(&x)).then_some(x as u64)
+    }
+
     fn members(&self) -> Option<Vec<(String, JsValue)>> {
         if !JsonIn::is_object(self) {
             return None;

@@ -10,7 +10,7 @@
 use crate::metadata::{MetaValue, Metadata};
 
 /// A JSON text being written. Objects are written with [`JsonOut::key`], which puts the comma
-/// in; arrays with [`JsonOut::item`].
+/// in.
 #[derive(Debug, Default)]
 pub struct JsonOut(String);
 
@@ -120,14 +120,6 @@ impl JsonOut {
         self.str(name).raw(":")
     }
 
-    /// `,` before an array item (nothing right after an opening bracket).
-    pub fn item(&mut self) -> &mut JsonOut {
-        if !self.0.ends_with('[') {
-            self.0.push(',');
-        }
-        self
-    }
-
     /// A string or `null`.
     pub fn opt_str(&mut self, value: Option<&str>) -> &mut JsonOut {
         match value {
@@ -178,11 +170,6 @@ impl JsonOut {
 /// package's wasm carries none of its machinery.
 pub fn digits(n: u64) -> String {
     JsonOut::new().uint(n).done()
-}
-
-/// A signed integer's decimal digits (see [`digits`]).
-pub fn signed(n: i64) -> String {
-    JsonOut::new().int(n).done()
 }
 
 /// A JSON number as the core reads it: an integer that fits `i64`, or another number.

@@ -54,12 +54,13 @@ use crate::wasm::host::{self, HostLicense};
 use crate::wasm::{unhex, STORAGE_PREFIX};
 use std::time::Duration;
 
+use wasm_bindgen::prelude::*;
+
 /// The grace types over the host's license.
 type CheckOutcome = crate::grace::CheckOutcome<HostLicense>;
 type Record = crate::grace::Record<HostLicense>;
 type Opened = session::Opened<HostLicense>;
 type Begin = session::Begin<HostLicense>;
-use wasm_bindgen::prelude::*;
 
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))

@@ -15,9 +15,9 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use polar_license::cache::{self, MacKey};
-use polar_license::emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Source};
 use polar_license::{system_clock, ActivateRequest, Licensing, MachineBinding};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;

@@ -26,8 +26,8 @@
 //! Run: `cargo bench --features emulator --bench validate` (or `scripts/bench.sh`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
-use polar_license::emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license::{ActivateRequest, BlockingClient, ValidateRequest, Verdict};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 

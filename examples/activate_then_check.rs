@@ -6,8 +6,8 @@
 //! an app leaves out `base_url` (production) and the emulator. Run it twice in one process's
 //! lifetime and the second launch does not activate again: the cache remembers the activation.
 
-use polar_license::emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license::{ActivateRequest, Licensing, Verdict};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let polar = Emulator::start(Seed::demo(), Options::default())?;

@@ -6,8 +6,8 @@
 //! on a thread of their own behind a future any executor can await: the library depends on no
 //! runtime. Here a tokio current-thread runtime keeps ticking while Polar takes 300 ms.
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use polar_license::Licensing;
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

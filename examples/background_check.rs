@@ -7,8 +7,8 @@
 //! its own and calls back with the answer. Here Polar answers slowly (a 500 ms delay the
 //! emulator injects): the app starts at once, in a limited mode, and upgrades on the callback.
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use polar_license::Licensing;
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 

@@ -5,9 +5,9 @@
 //! On Polar a tier is a license-key benefit: map features to the benefits that grant them and
 //! ask the verdict, online or from the cache, "may this copy use feature X?".
 
-use polar_license::emulator::{Emulator, Options, Seed, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_USAGE};
 use polar_license::features::Entitlements;
 use polar_license::Licensing;
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_USAGE};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let polar = Emulator::start(Seed::demo(), Options::default())?;

@@ -3,7 +3,7 @@
 #
 #   scripts/bench.sh [--quick] [--no-criterion] [--no-process] [--no-node] [--runs N]
 #
-# 1. criterion (`cargo bench --features emulator --bench check --bench validate`): the cached
+# 1. criterion (`cargo bench -p polar-license --bench check --bench validate`): the cached
 #    `check` through the file store (target: median <= 20 µs) and an online validate over
 #    loopback against a bare ureq POST + serde_json::Value parse of the same bytes (target:
 #    client overhead <= 5 %), medians read from target/criterion/**/new/estimates.json, plus
@@ -105,7 +105,7 @@ say ""
 
 # ---- 1. criterion -----------------------------------------------------------------------
 if [[ $CRITERION -eq 1 ]]; then
-    cmd=(cargo bench --features emulator --bench check --bench validate)
+    cmd=(cargo bench -p polar-license --bench check --bench validate)
     [[ ${#CRIT_ARGS[@]} -gt 0 ]] && cmd+=(-- "${CRIT_ARGS[@]}")
     echo "==> ${cmd[*]}"
     t0="$(now)"
@@ -198,7 +198,7 @@ start_emulator() {
 
 if [[ $PROCESS -eq 1 ]]; then
     process() {
-        local build=(cargo build --release --features cli)
+        local build=(cargo build --release -p polar-license-cli)
         echo "==> ${build[*]}"
         "${build[@]}" >"$LOG_DIR/build-cli.log" 2>&1 || {
             tail -n 20 "$LOG_DIR/build-cli.log"
@@ -295,7 +295,7 @@ if [[ $NODE -eq 1 ]]; then
             echo "scripts/npm/node_modules/@polar-sh/sdk missing: run scripts/setup.sh" >&2
             return 1
         }
-        local build=(cargo build --release --features cli)
+        local build=(cargo build --release -p polar-license-cli)
         "${build[@]}" >"$LOG_DIR/build-cli.log" 2>&1 || return 1
         # An emulator of its own: the process benchmark's has counted other requests.
         start_emulator "$LOG_DIR/node-bench-emulator.out" || return 1

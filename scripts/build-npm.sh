@@ -1,9 +1,8 @@
 #!/usr/bin/env bash
 # Builds the npm package `polar-license` into target/npm/pkg/ and packs it into target/npm/:
 #
-#   1. cargo: the library as a cdylib for wasm32-unknown-unknown, release, opt-level "z",
-#      feature `npm` (the talc allocator) (`[lib] crate-type` stays rlib-only;
-#      `cargo rustc --crate-type cdylib` builds it on demand), with the pinned nightly, std
+#   1. cargo: the npm engine (the crate polar-license-wasm, bindings/wasm: a cdylib with its
+#      own allocator) for wasm32-unknown-unknown, release, opt-level "z", with the pinned nightly, std
 #      rebuilt and panics as bare traps (scripts/wasm-toolchain.sh says why), in its own
 #      target directory (target/npm-wasm: the stable wasm builds of the tests keep theirs)
 #   2. wasm-bindgen (the CLI pinned to the crate's exact version), `--target web`
@@ -49,9 +48,9 @@ fi
 echo "==> cargo +$WASM_TOOLCHAIN (wasm32-unknown-unknown, release, opt-level z, std rebuilt, panic immediate-abort)"
 # opt-level z only for this build (the native release profile keeps opt-level 3).
 CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-    cargo "+$WASM_TOOLCHAIN" rustc "${WASM_BUILD_STD[@]}" --lib --release \
-    --target wasm32-unknown-unknown --crate-type cdylib --features npm
-RAW="$TARGET_DIR/wasm32-unknown-unknown/release/polar_license.wasm"
+    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-wasm --lib --release \
+    --target wasm32-unknown-unknown
+RAW="$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_wasm.wasm"
 
 echo "==> wasm-bindgen $have_bindgen (--target web)"
 rm -rf "$PKG"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # What would be published, checked: bash scripts/package-check.sh
 #
-#   1. the crate: `cargo package --list` printed and asserted (the library, the command line,
-#      the benches and examples the manifest names, the README and the licences; no tests,
-#      scripts, CI, C or npm faces), then `cargo publish --dry-run`, which builds the packaged
-#      crate on its own;
+#   1. the crates: `cargo package --list` of each publishable one printed and asserted (the
+#      library's holds the core and its two shells, the benches and examples, the README and
+#      the licences, and no test, script, CI, C, npm, command-line or emulator source; the
+#      emulator's, the command line's and the C ABI's hold their own), then
+#      `cargo publish --dry-run --workspace`, which builds each packaged crate on its own against
+#      the others as packaged; `cargo install --path crates/cli` with no flags;
 #   2. the npm package (target/npm/pkg, built by scripts/build-npm.sh when missing):
 #      `npm publish --dry-run` printed and its file list asserted.
 # The last line is `package: N passed, N failed`.
@@ -38,37 +40,59 @@ assert_list() {
 OUT="target/package-check"
 mkdir -p "$OUT"
 
-echo "==> cargo package --list"
-if cargo package --list --allow-dirty 2>"$OUT/crate-list.err" | tee "$OUT/crate.list"; then
-    echo "($(wc -l <"$OUT/crate.list") files)"
-    assert_list crate "$OUT/crate.list" '^src/lib\.rs$' '^src/cli/main\.rs$' '^README\.md$' \
-        '^LICENSE-MIT$' '^LICENSE-APACHE$' '^Cargo\.toml$' \
-        -- '^tests/' '^scripts/' '^\.ci/' '^bindings/' '^pkg-template/' '^fuzz/' 'package-lock' \
-        'node_modules' '\.mjs$' '\.c$'
-else
-    cat "$OUT/crate-list.err"
-    bad "cargo package --list"
+# list CRATE: `cargo package --list` of one crate into $OUT/CRATE.list (printed).
+list() {
+    echo "==> cargo package --list -p $1"
+    if cargo package --list --allow-dirty -p "$1" 2>"$OUT/$1.err" | tee "$OUT/$1.list"; then
+        echo "($(wc -l <"$OUT/$1.list") files)"
+    else
+        cat "$OUT/$1.err"
+        bad "cargo package --list -p $1"
+        return 1
+    fi
+}
+
+# Every face but the library's own is another crate: none of its source is in this one.
+if list polar-license; then
+    assert_list polar-license "$OUT/polar-license.list" '^src/lib\.rs$' '^src/native/client\.rs$' \
+        '^src/wasm/client\.rs$' '^README\.md$' '^LICENSE-MIT$' '^LICENSE-APACHE$' '^Cargo\.toml$' \
+        -- '^tests/' '^scripts/' '^\.ci/' '^bindings/' '^crates/' '^pkg-template/' '^fuzz/' \
+        '^src/(ffi|cli|emulator)/' '^src/wasm/(engine|host|bindings)\.rs$' 'package-lock' \
+        'node_modules' '\.mjs$' '\.c$' '\.h$'
+fi
+if list polar-license-emulator; then
+    assert_list polar-license-emulator "$OUT/polar-license-emulator.list" '^src/lib\.rs$' \
+        '^src/http\.rs$' '^README\.md$' -- '^tests/'
+fi
+if list polar-license-cli; then
+    assert_list polar-license-cli "$OUT/polar-license-cli.list" '^src/main\.rs$' '^README\.md$' \
+        -- '^tests/'
+fi
+if list polar-license-c; then
+    assert_list polar-license-c "$OUT/polar-license-c.list" '^src/lib\.rs$' \
+        '^include/polar_license\.h$' '^cbindgen\.toml$' '^install\.sh$' '^README\.md$' \
+        -- '^tests/' '^examples/'
 fi
 
-echo "==> cargo publish --dry-run"
-if cargo publish --dry-run --allow-dirty 2>&1 | tee "$OUT/publish.log" | tail -n 6 &&
-    grep -q "aborting upload due to dry run" "$OUT/publish.log"; then
-    ok "cargo publish --dry-run: $(grep -o 'Packaged [^)]*)' "$OUT/publish.log")"
+echo "==> cargo publish --dry-run --workspace"
+if cargo publish --dry-run --workspace --allow-dirty 2>&1 | tee "$OUT/publish.log" | tail -n 12 &&
+    [[ "$(grep -c "aborting upload due to dry run" "$OUT/publish.log")" -eq 4 ]]; then
+    ok "cargo publish --dry-run --workspace: $(grep -o 'Uploading [^ ]*' "$OUT/publish.log" | cut -d' ' -f2 | tr '\n' ' ')"
 else
-    bad "cargo publish --dry-run"
+    bad "cargo publish --dry-run --workspace (4 crates)"
 fi
 
-# The README's install command for the command line, as written (debug and this build's
-# target dir only to reuse what the tests built; the features are what matters).
-echo "==> cargo install --path . --features cli"
+# The README's install command for the command line, as written: no feature flag (debug and
+# this build's target dir only to reuse what the tests built).
+echo "==> cargo install --path crates/cli"
 rm -rf "$OUT/install"
-if cargo install --path . --features cli --locked --debug --root "$OUT/install" \
+if cargo install --path crates/cli --locked --debug --root "$OUT/install" \
     --target-dir "${CARGO_TARGET_DIR:-target}" >"$OUT/install.log" 2>&1 &&
     "$OUT/install/bin/polar-license" --version | tee "$OUT/version.txt" | grep -q '^polar-license '; then
-    ok "cargo install --path . --features cli: $(cat "$OUT/version.txt")"
+    ok "cargo install --path crates/cli: $(cat "$OUT/version.txt")"
 else
     tail -n 20 "$OUT/install.log"
-    bad "cargo install --path . --features cli"
+    bad "cargo install --path crates/cli"
 fi
 
 PKG="target/npm/pkg"

@@ -33,6 +33,7 @@ WORK="$ROOT/target/size-floor"
 WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
 [[ -x "$WASM_OPT" ]] || { echo "size-floor: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2; exit 1; }
 bindgen="$(sed -n 's/^wasm-bindgen *= *"\(=[0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)"
+# The workspace's pinned versions ([workspace.dependencies] in Cargo.toml).
 dep() { grep -E "^$1 *=" Cargo.toml | head -n 1; }
 
 # probe NAME: writes the crate (lib.rs from stdin) and prints "wasm_gz glue_gz".
@@ -58,7 +59,7 @@ $(dep uuid)
 $(dep hmac)
 $(dep sha2)
 $(dep js-sys)
-$(dep serde-wasm-bindgen)
+serde-wasm-bindgen = "0.6.5"
 wasm-bindgen = "$bindgen"
 $(grep -E '^talc *=' Cargo.toml | head -n 1 | sed 's/, *optional = true//')
 

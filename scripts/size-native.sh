@@ -2,7 +2,7 @@
 # Sizes of the native artifacts (issue #6), as a markdown table with the commands run:
 #
 # * the release `polar-license` binary (as built, and stripped);
-# * the static library (`cargo rustc --lib --profile c-release --features ffi --crate-type staticlib`);
+# * the static library (`cargo rustc -p polar-license-c --lib --profile c-release`);
 # * when bindings/c/examples/validate.c exists: that example linked against the static
 #   library, stripped (target <= 2 MB).
 #
@@ -34,7 +34,7 @@ run() { # LOG CMD...: runs, logs, prints the tail on failure
 row() { ROWS+=("| $1 | $2 | $3 | $4 | \`$5\` |"); }
 
 # The CLI binary.
-build_cli=(cargo build --release --features cli)
+build_cli=(cargo build --release -p polar-license-cli)
 if run size-cli.log "${build_cli[@]}"; then
     bin="$TARGET_DIR/release/polar-license"
     cp "$bin" "$OUT/polar-license.stripped"
@@ -46,10 +46,10 @@ else
 fi
 
 # The static library.
-build_lib=(cargo rustc --lib --profile c-release --features ffi --crate-type staticlib -- --print native-static-libs)
+build_lib=(cargo rustc -p polar-license-c --lib --profile c-release -- --print native-static-libs)
 if run size-staticlib.log "${build_lib[@]}"; then
-    lib="$TARGET_DIR/c-release/libpolar_license.a"
-    row "\`libpolar_license.a\` (ffi, staticlib)" "$(human "$(size_of "$lib")")" "$(size_of "$lib")" "" "${build_lib[*]}"
+    lib="$TARGET_DIR/c-release/libpolar_license_c.a"
+    row "\`libpolar_license_c.a\` (polar-license-c, staticlib)" "$(human "$(size_of "$lib")")" "$(size_of "$lib")" "" "${build_lib[*]}"
     native_libs="$(sed -n 's/.*native-static-libs: //p' "$LOG_DIR/size-staticlib.log" | tail -n 1)"
 
     example="bindings/c/examples/validate.c"

@@ -90,7 +90,7 @@ echo "(the unminified wasm-bindgen glue alone: $(kb "$glue_gz") KB gzipped)"
 # Where the wasm's code goes: the cargo output through wasm-bindgen (names kept, before
 # wasm-opt), code bytes per crate (polar_license per module; serde impls generated for the
 # crate's own types counted as `serde derives (polar_license types)`).
-RAW_WASM="${CARGO_TARGET_DIR:-$ROOT/target}/npm-wasm/wasm32-unknown-unknown/release/polar_license.wasm"
+RAW_WASM="${CARGO_TARGET_DIR:-$ROOT/target}/npm-wasm/wasm32-unknown-unknown/release/polar_license_wasm.wasm"
 if [[ -f "$RAW_WASM" ]]; then
     wasm-bindgen "$RAW_WASM" --out-dir "$WORK/named" --target web --no-typescript
     echo

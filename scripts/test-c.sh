@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds and tests the C ABI (bindings/c): bash scripts/test-c.sh [--regen]
 #
-#   1. builds the static and shared libraries (profile `c-release`, feature `ffi`, on demand with
-#      `cargo rustc --crate-type ...`) and the polar-license binary (for the emulator);
+#   1. builds the static and shared libraries (the crate polar-license-c, bindings/c, profile
+#      `c-release`) and the polar-license binary (crates/cli, for the emulator);
 #   2. checks the committed header against a fresh run of the pinned cbindgen (drift fails;
 #      `--regen` rewrites the header instead and exits);
 #   3. starts the emulator (stopped on exit, failures included);
@@ -26,6 +26,10 @@ CARGO_OUT="${CARGO_TARGET_DIR:-target}"
 [[ "$CARGO_OUT" == /* ]] || CARGO_OUT="$ROOT/$CARGO_OUT"
 LIBDIR="$CARGO_OUT/c-release"
 HEADER="bindings/c/include/polar_license.h"
+# The build tree's names (the crate's lib name is polar_license_c, so it cannot clash with the
+# Rust crate's); bindings/c/install.sh installs them as libpolar_license.{a,so}.
+LIB_A="$LIBDIR/libpolar_license_c.a"
+LIB_SO="$LIBDIR/libpolar_license_c.so"
 CBINDGEN_VERSION="0.29.4"
 DEMO_ORG="2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"
 DEMO_KEY="DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A"
@@ -38,7 +42,7 @@ VALGRIND=(valgrind -q --error-exitcode=1 --leak-check=full --errors-for-leak-kin
 mkdir -p "$OUT"
 
 regen_header() {
-    cbindgen --config cbindgen.toml --output "$1" src/ffi/mod.rs
+    cbindgen --config bindings/c/cbindgen.toml --output "$1" bindings/c/src/lib.rs
 }
 
 if [[ "${1:-}" == "--regen" ]]; then
@@ -90,17 +94,18 @@ finish() {
 # ---- 1. libraries and the polar-license binary ---------------------------------------------
 
 build_libs() {
-    cargo rustc --lib --profile c-release --features ffi --crate-type staticlib \
+    # The crate declares staticlib and cdylib: one build makes both (and prints what a C
+    # program links besides the archive).
+    cargo rustc -p polar-license-c --lib --profile c-release \
         -- --print native-static-libs 2>&1 | tee "$OUT/staticlib-build.log" || return 1
-    cargo rustc --lib --profile c-release --features ffi --crate-type cdylib || return 1
     sed -n 's/.*native-static-libs: //p' "$OUT/staticlib-build.log" | tail -n 1 \
         >"$OUT/native-static-libs.txt"
     echo "native-static-libs: $(cat "$OUT/native-static-libs.txt")"
-    [[ -f "$LIBDIR/libpolar_license.a" && -f "$LIBDIR/libpolar_license.so" ]]
+    [[ -f "$LIB_A" && -f "$LIB_SO" ]]
 }
 
 if ! step build-libs build_libs; then finish; fi
-if ! step build-cli cargo build --features cli; then finish; fi
+if ! step build-cli cargo build -p polar-license-cli; then finish; fi
 CLI="$CARGO_OUT/debug/polar-license"
 
 # ---- 2. header drift -----------------------------------------------------------------------
@@ -179,14 +184,14 @@ run_example() {
     EXAMPLE_FAILED=$failed
 }
 
-if gcc "${CFLAGS[@]}" bindings/c/examples/validate.c "$LIBDIR/libpolar_license.a" \
+if gcc "${CFLAGS[@]}" bindings/c/examples/validate.c "$LIB_A" \
     -o "$OUT/validate"; then
     run_example "$OUT/validate"
     record example "$EXAMPLE_PASSED" "$EXAMPLE_FAILED"
     strip -o "$OUT/validate.stripped" "$OUT/validate"
     echo "sizes: example stripped $(stat -c %s "$OUT/validate.stripped") bytes," \
-        "libpolar_license.a $(stat -c %s "$LIBDIR/libpolar_license.a") bytes," \
-        "libpolar_license.so $(stat -c %s "$LIBDIR/libpolar_license.so") bytes"
+        "libpolar_license_c.a $(stat -c %s "$LIB_A") bytes," \
+        "libpolar_license_c.so $(stat -c %s "$LIB_SO") bytes"
 else
     record example 0 1
 fi
@@ -267,7 +272,7 @@ readme_examples() {
     for src in "$OUT"/readme_example_*.c; do
         [[ -s "$src" ]] || return 1
         echo "  ${src##*/}"
-        gcc "${CFLAGS[@]}" "$src" "$LIBDIR/libpolar_license.a" -o "${src%.c}" || return 1
+        gcc "${CFLAGS[@]}" "$src" "$LIB_A" -o "${src%.c}" || return 1
         data="$XDG_DATA_HOME/${src##*/}"
         first="$(run_readme "${src%.c}" "$data")" || { echo "$first"; return 1; }
         second="$(run_readme "${src%.c}" "$data")" || { echo "$second"; return 1; }
@@ -284,7 +289,7 @@ step readme readme_examples
 
 cpp_smoke() {
     g++ -std=c++17 -Wall -Wextra -Werror -pedantic -Ibindings/c/include \
-        bindings/c/tests/smoke.cpp "$LIBDIR/libpolar_license.a" -o "$OUT/smoke_cpp" || return 1
+        bindings/c/tests/smoke.cpp "$LIB_A" -o "$OUT/smoke_cpp" || return 1
     "$OUT/smoke_cpp"
 }
 step cpp-smoke cpp_smoke
@@ -311,7 +316,7 @@ run_suite() {
         log="$OUT/$t-$suite.log"
         if [[ ! -x "$bin" || "$suite" != c-valgrind ]]; then  # valgrind reuses the plain build
             if ! gcc "${flags[@]}" "bindings/c/tests/$t.c" bindings/c/tests/harness.c \
-                "$LIBDIR/libpolar_license.a" -o "$bin"; then
+                "$LIB_A" -o "$bin"; then
                 echo "  $t: does not build" >&2
                 failed=$((failed + 1))
                 continue

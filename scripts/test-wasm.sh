@@ -7,8 +7,10 @@
 # its faults and counts its requests) and one started and stopped at once (a dead URL). The
 # same binary is the native command line the trust tests share records with. Then:
 #
-#   wasm-clippy   cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
-#   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs) in node
+#   wasm-clippy   cargo clippy --target wasm32-unknown-unknown (the library and the npm engine,
+#                 bindings/wasm: their code and tests) -D warnings
+#   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs: the Rust-on-wasm client;
+#                 bindings/wasm/tests/wasm_*.rs: the npm engine) in node
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
 #   wasm-imports  the packaged wasm imports nothing from `env`
@@ -125,8 +127,8 @@ suite() {
 
 # ---- emulators ---------------------------------------------------------------------------
 
-echo "==> building the emulator (cargo build --features cli)"
-if ! cargo build --features cli --bin polar-license 2>&1 | tail -n 3; then
+echo "==> building the emulator (cargo build -p polar-license-cli)"
+if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then
     echo "test-wasm: cannot build the emulator" >&2
     exit 1
 fi
@@ -147,15 +149,20 @@ echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $P
 
 # ---- Rust, wasm32 --------------------------------------------------------------------------
 
+# The two crates that build for wasm32: the library (its wasm32 shell) and the npm engine.
+WASM_CRATES=(-p polar-license -p polar-license-wasm)
 WASM_TESTS=()
-for f in tests/wasm_*.rs; do
+for f in tests/wasm_*.rs bindings/wasm/tests/wasm_*.rs; do
     WASM_TESTS+=(--test "$(basename "$f" .rs)")
 done
 
-suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown --all-targets -- -D warnings
-suite wasm-node libtest cargo test --no-fail-fast --target wasm32-unknown-unknown "${WASM_TESTS[@]}"
+# Code and tests (the examples and benches are native programs).
+suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown "${WASM_CRATES[@]}" \
+    --lib --tests -- -D warnings
+suite wasm-node libtest cargo test --no-fail-fast --target wasm32-unknown-unknown \
+    "${WASM_CRATES[@]}" "${WASM_TESTS[@]}"
 suite wasm-browser libtest env WASM_BINDGEN_USE_BROWSER=1 \
-    cargo test --no-fail-fast --target wasm32-unknown-unknown "${WASM_TESTS[@]}"
+    cargo test --no-fail-fast --target wasm32-unknown-unknown "${WASM_CRATES[@]}" "${WASM_TESTS[@]}"
 
 # ---- the npm package -----------------------------------------------------------------------
 

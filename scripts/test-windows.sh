@@ -59,8 +59,8 @@ export WINEPATH
 echo "wine $(wine --version 2>/dev/null), prefix $WINEPREFIX, shim on WINEPATH=$WINEPATH"
 
 # ---- 1. the demo --------------------------------------------------------------------------
-echo "==> cargo build --target $TARGET --features cli"
-if cargo build --target "$TARGET" --features cli; then
+echo "==> cargo build --target $TARGET -p polar-license-cli"
+if cargo build --target "$TARGET" -p polar-license-cli; then
     EXE="target/$TARGET/debug/polar-license.exe"
     if timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
         grep -q "all 13 steps gave the expected answer" "$OUT/demo.log"; then
@@ -74,20 +74,26 @@ else
 fi
 
 # Lints for the Windows code paths too (the registry read, the Windows-only tests).
-if cargo clippy --target "$TARGET" --features cli,ffi --all-targets -- -D warnings; then
+if cargo clippy --target "$TARGET" --workspace --all-features --all-targets -- -D warnings; then
     record clippy 1 0
 else
     record clippy 0 1
 fi
 
 # ---- 2. the Rust suites -------------------------------------------------------------------
+# The integration suites by name, from whichever crate holds them (the library's, the
+# emulator's, the command line's, the C ABI's), and the unit tests of the crates with a library.
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
-    cli cli_grace cli_trust cli_versions cli_features features cache_crash fault_matrix
-    ffi_calls ffi_features windows_machine_id async_api network remembered_key cli_remember)
+    cli cli_grace cli_trust cli_versions cli_features cli_network features cache_crash
+    fault_matrix ffi_calls ffi_features windows_machine_id async_api network remembered_key
+    cli_remember)
+LIBS=(polar-license polar-license-emulator polar-license-c)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done
-echo "==> cargo test --target $TARGET --features cli,ffi --lib ${args[*]}"
-timeout 1800 cargo test --target "$TARGET" --features cli,ffi --no-fail-fast --lib "${args[@]}" \
+packages=(-p polar-license-cli)
+for l in "${LIBS[@]}"; do packages+=(-p "$l"); done
+echo "==> cargo test --target $TARGET ${packages[*]} --lib ${args[*]}"
+timeout 1800 cargo test --target "$TARGET" "${packages[@]}" --no-fail-fast --lib "${args[@]}" \
     2>&1 | tee "$OUT/rust.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
 read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test result: ' | awk '
     { for (i = 1; i <= NF; i++) { v = $(i - 1) + 0
@@ -95,23 +101,23 @@ read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test resul
     END { print p + 0, f + 0 }')
 suites_run=$(grep -c '^test result: ' "$OUT/rust.log")
 # A suite that did not build or run counts as failed.
-missing=$(( ${#SUITES[@]} + 1 - suites_run ))
+missing=$(( ${#SUITES[@]} + ${#LIBS[@]} - suites_run ))
 [[ $missing -gt 0 ]] && f=$((f + missing))
 record rust "$p" "$f"
 
 # ---- 3. the C quick start -----------------------------------------------------------------
 c_quick_start() {
-    cargo rustc --lib --target "$TARGET" --profile c-release --features ffi \
-        --crate-type staticlib -- --print native-static-libs 2>&1 | tee "$OUT/staticlib.log" |
+    cargo rustc -p polar-license-c --lib --target "$TARGET" --profile c-release \
+        -- --print native-static-libs 2>&1 | tee "$OUT/staticlib.log" |
         tail -n 2 || return 1
-    local native lib="target/$TARGET/c-release/libpolar_license.a"
+    local native lib="target/$TARGET/c-release/libpolar_license_c.a"
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1)"
     echo "native-static-libs: $native"
     # `-lwindows.0.52.0` names the windows-targets crate's import library, which is not on a C
     # project's path; MinGW-w64's own import libraries of the same system DLLs (the rest of
     # the list) resolve every symbol, so the documented link line leaves it out.
     native="$(tr ' ' '\n' <<<"$native" | grep -v '^-lwindows\.' | tr '\n' ' ')"
-    echo "link line: x86_64-w64-mingw32-gcc app.c libpolar_license.a $native"
+    echo "link line: x86_64-w64-mingw32-gcc app.c libpolar_license_c.a $native"
     # shellcheck disable=SC2086 # the list is words
     x86_64-w64-mingw32-gcc -std=c11 -Wall -Wextra -Werror -pedantic -Ibindings/c/include \
         bindings/c/examples/validate.c "$lib" $native -o "$OUT/validate.exe" || return 1
@@ -149,7 +155,7 @@ if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; 
 # as API version 2027-01, like scripts/test-c.sh does.
 C_SUITES=(inputs reasons grace features versions background threads faults remember)
 c_suites() {
-    local lib="target/$TARGET/c-release/libpolar_license.a" native t out p f
+    local lib="target/$TARGET/c-release/libpolar_license_c.a" native t out p f
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |
         tr ' ' '\n' | grep -v '^-lwindows\.' | tr '\n' ' ')"
     mkdir -p "$OUT/c"

@@ -109,21 +109,24 @@ TOTAL_START="$(now)"
 
 run_stage setup check bash scripts/setup.sh
 run_stage fmt check cargo fmt --all --check
-run_stage clippy check cargo clippy --all-features --all-targets -- -D warnings
-# The default features too: code used only under a feature must not warn without it.
-run_stage clippy-default check cargo clippy --lib -- -D warnings
-run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --all-features --no-deps
+run_stage clippy check cargo clippy --workspace --all-features --all-targets -- -D warnings
+# The library with its default features too: code used only under a feature must not warn
+# without it.
+run_stage clippy-default check cargo clippy -p polar-license --lib -- -D warnings
+run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --all-features --no-deps
+# The wasm32 shell and the npm engine (the other crates are native: the emulator, the CLI and
+# the C ABI do not build for wasm32).
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
-    --target wasm32-unknown-unknown
+    -p polar-license -p polar-license-wasm --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
-    run_stage tests nextest cargo nextest run --all-features --no-fail-fast \
+    run_stage tests nextest cargo nextest run --workspace --all-features --no-fail-fast \
         --tool-config-file "polar-license-scripts:$ROOT/scripts/nextest.toml"
 else
     echo "cargo-nextest not found: falling back to cargo test"
-    run_stage tests libtest cargo test --all-features --no-fail-fast --lib --bins --tests
+    run_stage tests libtest cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
 fi
-run_stage doctests libtest cargo test --doc --all-features
+run_stage doctests libtest cargo test --doc --workspace --all-features
 # The C ABI: header drift, the example, C tests plain, under ASan/UBSan and under valgrind.
 run_stage c summary bash scripts/test-c.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.

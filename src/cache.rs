@@ -152,7 +152,9 @@ fn tag(key: &MacKey, signed: &[u8]) -> HmacSha256 {
     mac
 }
 
-pub(crate) fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex: the one hex writer of every face (MACs, slot names, the install secret as
+/// Web Storage keeps it).
+pub fn hex(bytes: &[u8]) -> String {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     let mut out = String::with_capacity(bytes.len() * 2);
     for b in bytes {
@@ -163,7 +165,7 @@ pub(crate) fn hex(bytes: &[u8]) -> String {
 }
 
 /// Strict lowercase hex (an uppercase digit is malformed, so no two encodings of one MAC).
-pub(crate) fn unhex(text: &[u8]) -> Option<Vec<u8>> {
+pub fn unhex(text: &[u8]) -> Option<Vec<u8>> {
     fn nibble(c: u8) -> Option<u8> {
         match c {
             b'0'..=b'9' => Some(c - b'0'),
@@ -177,6 +179,19 @@ pub(crate) fn unhex(text: &[u8]) -> Option<Vec<u8>> {
     text.chunks(2)
         .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
         .collect()
+}
+
+/// Bytes of the per-install secret, on every face (stored raw in a file natively, as 64 hex
+/// digits in Web Storage and the npm package's stores).
+pub const INSTALL_SECRET_LEN: usize = 32;
+
+/// The install secret stored as hex, or `None` when it is not exactly 64 hex digits (either
+/// case: what a store holds was written by some face, and a bad one is replaced).
+pub fn install_secret_from_hex(text: &str) -> Option<Vec<u8>> {
+    if text.len() != INSTALL_SECRET_LEN * 2 {
+        return None;
+    }
+    unhex(text.to_ascii_lowercase().as_bytes())
 }
 
 /// Seals a record into the cache format.
@@ -311,7 +326,7 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
 }
 
 /// A remembered activation as records keep it (and the npm package's `status` shows it).
-pub(crate) fn write_activation(j: &mut JsonOut, a: &StoredActivation) {
+pub fn write_activation(j: &mut JsonOut, a: &StoredActivation) {
     j.raw("{");
     j.key("id").str(&a.id);
     j.key("label").str(&a.label);

@@ -150,8 +150,13 @@ macro_rules! map_only {
     };
 }
 
+// The sans-IO core: requests as data, answers classified, the grace rules, the sealed record
+// and remembered-key formats, the flows every face shares. No IO, no clock (`now` is an
+// argument), the same code on every target.
 pub mod cache;
 pub mod error;
+pub mod features;
+pub mod fingerprint;
 pub mod grace;
 pub mod json;
 pub mod key;
@@ -165,37 +170,20 @@ pub mod schema;
 pub mod session;
 pub mod transport;
 
-#[cfg(not(target_arch = "wasm32"))]
-mod blocking_future;
-#[cfg(not(target_arch = "wasm32"))]
-mod events;
-pub mod features;
-pub mod fingerprint;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod licensing;
+// The two shells around it: the native one (ureq, files, threads) and the wasm32 one (fetch,
+// Web Storage, promises), file for file alike.
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
-#[cfg(not(target_arch = "wasm32"))]
-pub mod store;
-
-#[cfg(feature = "emulator")]
-#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
-pub mod emulator;
-
-#[cfg(feature = "ffi")]
-#[cfg_attr(docsrs, doc(cfg(feature = "ffi")))]
-pub mod ffi;
 #[cfg(target_arch = "wasm32")]
+#[cfg_attr(docsrs, doc(cfg(target_arch = "wasm32")))]
 pub mod wasm;
 
-/// The npm package's allocator (feature `npm`, set by scripts/build-npm.sh only).
-#[cfg(all(
-    feature = "npm",
-    target_arch = "wasm32",
-    not(target_feature = "atomics")
-))]
-#[global_allocator]
-static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+/// The local Polar emulator (feature `emulator`): the crate `polar-license-emulator`, also
+/// re-exported here so `polar_license::emulator` keeps working. Tests take that crate as a
+/// dev-dependency instead.
+#[cfg(feature = "emulator")]
+#[cfg_attr(docsrs, doc(cfg(feature = "emulator")))]
+pub use polar_license_emulator as emulator;
 
 pub use cache::{MacKey, Untrusted};
 pub use error::{Denial, Error, Verdict};
@@ -215,21 +203,18 @@ pub use session::{CacheState, CacheStatus};
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
 #[cfg(not(target_arch = "wasm32"))]
-pub use blocking_future::Blocking;
-#[cfg(not(target_arch = "wasm32"))]
-pub use licensing::{system_clock, Clock, Licensing, LicensingBuilder, MachineBinding};
+pub use native::{licensing, store};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::{
-    BlockingClient, ClientBuilder, ProxySetting, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
+    system_clock, Blocking, BlockingClient, ClientBuilder, Clock, FileStore, Licensing,
+    LicensingBuilder, MachineBinding, MemoryStore, ProxySetting, SlotLock, Store, TlsRoots,
+    UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT,
 };
-#[cfg(not(target_arch = "wasm32"))]
-pub use store::{FileStore, MemoryStore, SlotLock, Store};
 #[cfg(target_arch = "wasm32")]
 pub use wasm::{AsyncClient, AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport};
 
 /// The README's Rust examples, compiled and run as doctests.
-#[cfg(all(doctest, feature = "emulator"))]
+#[cfg(doctest)]
 #[doc = include_str!("../README.md")]
 pub struct ReadmeDoctests;
 

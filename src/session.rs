@@ -60,7 +60,7 @@ pub struct CacheStatus<L = ValidatedLicenseKey> {
 
 /// One key's entries in a store, and the key that seals them.
 #[derive(Clone, PartialEq, Eq)]
-pub(crate) struct Slot {
+pub struct Slot {
     /// The record's slot.
     pub name: String,
     /// The ledger's slot (the highest sequence number written).
@@ -108,7 +108,7 @@ impl Slot {
 
 /// A key's stored state, opened: the trusted record (if any) and what the next write needs.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Opened<L = ValidatedLicenseKey> {
+pub struct Opened<L = ValidatedLicenseKey> {
     /// The trusted record, bound to this origin, organization and key, not older than its
     /// ledger.
     pub record: Option<Record<L>>,
@@ -135,7 +135,7 @@ impl<L> Default for Opened<L> {
 }
 
 /// Opens a key's stored record and ledger.
-pub(crate) fn open<L: LicenseData>(
+pub fn open<L: LicenseData>(
     record: Option<&[u8]>,
     ledger: Option<&[u8]>,
     slot: &Slot,
@@ -175,7 +175,7 @@ pub(crate) fn open<L: LicenseData>(
 /// The writes that store `record` in the slot, in order: the record and then its ledger, or
 /// the ledger first when there is none yet (so a crash between the two never leaves a record
 /// without a ledger, nor a ledger behind an older record that was trusted).
-pub(crate) fn seal<L: LicenseData>(
+pub fn seal<L: LicenseData>(
     opened: &Opened<L>,
     mut record: Record<L>,
     slot: &Slot,
@@ -195,7 +195,7 @@ pub(crate) fn seal<L: LicenseData>(
 }
 
 /// What `status` reports for an opened slot at `now`.
-pub(crate) fn status<L: LicenseData>(
+pub fn status<L: LicenseData>(
     opened: Opened<L>,
     stored: bool,
     now: i64,
@@ -223,7 +223,7 @@ pub(crate) fn status<L: LicenseData>(
 /// The validate request a plain `check` sends: the remembered activation with its conditions,
 /// the machine fingerprint replaced by this machine's current one (so an activation carried to
 /// another machine fails with `conditions_mismatch`).
-pub(crate) fn remembered_request(
+pub fn remembered_request(
     key: &Key,
     remembered: Option<&StoredActivation>,
     machine: Option<&str>,
@@ -249,7 +249,7 @@ pub(crate) fn remembered_request(
 /// The request of a check: the explicit one, or a plain check's ([`remembered_request`]);
 /// when the client requires an activation and none is remembered, the `invalid_input` error
 /// naming `activation_id`. One rule for `check` and `check_in_background`.
-pub(crate) fn check_request<L>(
+pub fn check_request<L>(
     key: &Key,
     explicit: Option<&ValidateRequest>,
     opened: &Opened<L>,
@@ -272,7 +272,7 @@ pub(crate) fn check_request<L>(
 /// A validate request with this machine's fingerprint among its conditions when it names an
 /// activation and activations are machine-bound (a condition the app set itself is kept):
 /// every command of one install sends the same conditions as `activate` stored.
-pub(crate) fn bound_validate(req: &ValidateRequest, machine: Option<&str>) -> ValidateRequest {
+pub fn bound_validate(req: &ValidateRequest, machine: Option<&str>) -> ValidateRequest {
     let mut req = req.clone();
     if let (Some(fp), Some(_)) = (machine, &req.activation_id) {
         req.conditions
@@ -284,7 +284,7 @@ pub(crate) fn bound_validate(req: &ValidateRequest, machine: Option<&str>) -> Va
 
 /// The activate request with the machine fingerprint added to its conditions (when bound),
 /// and its key.
-pub(crate) fn bound_activation(
+pub fn bound_activation(
     req: &ActivateRequest,
     machine: Option<&str>,
 ) -> Result<(ActivateRequest, Key), Error> {
@@ -303,7 +303,7 @@ pub(crate) fn bound_activation(
 
 /// The error when Polar activated but the cache could not remember it: it names the new
 /// activation id, so nothing is lost.
-pub(crate) fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
+pub fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
     Error::Cache {
         detail: [
             "activated as ",
@@ -326,7 +326,7 @@ fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Option<
 /// The record to write after an online activate answer, if any (one truth per key: a good
 /// activation is a verdict and starts the grace; a denial about the key is a tombstone). A
 /// denial is marked with whether the key was valid here before.
-pub(crate) fn activated<A: ActivationData>(
+pub fn activated<A: ActivationData>(
     opened: &Opened<A::License>,
     organization_id: &str,
     req: &ActivateRequest,
@@ -356,7 +356,7 @@ pub(crate) fn activated<A: ActivationData>(
 /// The record to write after an online validate answer that was no check (a face's plain
 /// `validate`), if any: see [`grace::observe_validate`]. A denial is marked with whether the
 /// key was valid here before.
-pub(crate) fn validated<L: LicenseData>(
+pub fn validated<L: LicenseData>(
     opened: &Opened<L>,
     organization_id: &str,
     req: &ValidateRequest,
@@ -382,10 +382,7 @@ pub(crate) fn validated<L: LicenseData>(
 }
 
 /// The activation a deactivate frees: the one given, else the remembered one.
-pub(crate) fn deactivation_target<L>(
-    given: Option<&str>,
-    opened: &Opened<L>,
-) -> Result<String, Error> {
+pub fn deactivation_target<L>(given: Option<&str>, opened: &Opened<L>) -> Result<String, Error> {
     match (given, opened.remembered.as_ref()) {
         (Some(id), _) => Ok(id.to_string()),
         (None, Some(a)) => Ok(a.id.clone()),
@@ -426,7 +423,7 @@ fn forget_activation<L: LicenseData>(opened: &Opened<L>, id: &str) -> Option<Rec
 /// activation is gone on the server, it (and a verdict bound to it) is forgotten; when only an
 /// untrusted record named it, a new empty record takes that one's place (so no later check
 /// validates an activation that is gone).
-pub(crate) fn deactivated<L: LicenseData>(
+pub fn deactivated<L: LicenseData>(
     opened: &Opened<L>,
     organization_id: &str,
     key: &Key,
@@ -450,7 +447,7 @@ pub(crate) fn deactivated<L: LicenseData>(
 
 /// A check that sends a request: what it asks, and when.
 #[derive(Debug, Clone)]
-pub(crate) struct Asking {
+pub struct Asking {
     /// What the check is about.
     pub query: Query,
     /// The validate request to send.
@@ -469,7 +466,7 @@ impl Asking {
 }
 
 /// Phase 1 of a check, once the slot is opened (under its lock).
-pub(crate) enum Begin<L = ValidatedLicenseKey> {
+pub enum Begin<L = ValidatedLicenseKey> {
     /// Answered without a request and without writing: bad input, or a running 429 block
     /// that the cache cannot answer.
     Done(CheckOutcome<L>),
@@ -489,7 +486,7 @@ pub(crate) enum Begin<L = ValidatedLicenseKey> {
 }
 
 /// Checks the request and asks the grace policy whether to send it.
-pub(crate) fn begin<L: LicenseData>(
+pub fn begin<L: LicenseData>(
     api: &Api,
     opened: &Opened<L>,
     req: &ValidateRequest,
@@ -540,7 +537,7 @@ pub(crate) fn begin<L: LicenseData>(
 /// Phase 2, when another check of the key is asking Polar right now: the cache's answer
 /// within the grace, at once, with the record that notes it (`None` when the cache cannot
 /// license: then ask as well, rather than wait a whole timeout in turn).
-pub(crate) fn while_asked<L: LicenseData>(
+pub fn while_asked<L: LicenseData>(
     opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
@@ -561,7 +558,7 @@ pub(crate) fn while_asked<L: LicenseData>(
 
 /// The best answer before a background revalidation ends: the cache's within the grace, the
 /// tombstone's denial, else "not verified yet" (reason `not_yet_verified`). Every face.
-pub(crate) fn pending<L: LicenseData>(
+pub fn pending<L: LicenseData>(
     opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
@@ -581,7 +578,7 @@ pub(crate) fn pending<L: LicenseData>(
 
 /// The end of a check: the answer, why it came from the cache, and what to store.
 #[derive(Debug, Clone)]
-pub(crate) struct Finished<L = ValidatedLicenseKey> {
+pub struct Finished<L = ValidatedLicenseKey> {
     /// The answer.
     pub outcome: CheckOutcome<L>,
     /// For a cached answer after Polar could not be asked: what happened online.
@@ -593,7 +590,7 @@ pub(crate) struct Finished<L = ValidatedLicenseKey> {
 
 /// Phase 3 of a check: folds the online answer into the record as it is now (`opened`, read
 /// again under the lock: another check's answer is folded in, never overwritten).
-pub(crate) fn finish<L: LicenseData>(
+pub fn finish<L: LicenseData>(
     opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
@@ -645,7 +642,7 @@ fn keep_remembered<L>(mut record: Record<L>, opened: &Opened<L>, query: &Query) 
 }
 
 /// The answer of a check that could not use the cache at all, from an online answer.
-pub(crate) fn online_only<L>(
+pub fn online_only<L>(
     online: Result<Verdict<L>, Error>,
     cache_error: &Error,
     now: i64,

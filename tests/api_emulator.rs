@@ -1,11 +1,11 @@
 //! The Rust API over real HTTP (loopback) against the embedded emulator: every row of
 //! polar-license-api.md §6.4, the success shapes of §6.1–6.3, and the transport faults.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed};
 use polar_license::{
     ActivateRequest, BlockingClient, DeactivateRequest, Error, Reason, ValidateRequest, Verdict,
 };
+use polar_license_emulator::{Emulator, Fault, Options, Seed};
 use serde_json::json;
 use std::time::Duration;
 

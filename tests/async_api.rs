@@ -2,13 +2,13 @@
 //! awaited by two executors the library does not depend on (tokio and pollster, dev
 //! dependencies only), and a tokio current-thread runtime keeps running its other tasks while
 //! Polar answers slowly (it would not with the blocking `check` called from a task).
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::{
     ActivateRequest, GracePolicy, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
 };
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;

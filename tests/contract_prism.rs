@@ -14,17 +14,17 @@
 //! body; and at the end Prism's log must hold exactly the violations this test expects.
 //!
 //! Prism is installed by `bash scripts/setup.sh` into `scripts/npm/node_modules`.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use polar_license::emulator::{
-    Emulator, Fault, Options, Seed, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED,
-    DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
-    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-};
 use polar_license::{
     ActivateRequest, BlockingClient, DeactivateRequest, Error, HttpRequest, HttpResponse,
     Operation, Reason, Transport, TransportError, UreqTransport, ValidateRequest, Verdict,
+};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, DEMO_BENEFIT_ID, DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED,
+    DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
+    DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
 use std::fs::File;
 use std::io::Read;

@@ -18,14 +18,14 @@
 //! Each row runs on its own emulator (so request counts are exact), all rows at once. The rows
 //! are written to target/fault-matrix/rust.tsv for scripts/fault-table.sh; the test fails when
 //! any check of any row fails.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{
-    Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID,
-};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{
     CacheState, CacheStatus, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
+};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID,
 };
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};

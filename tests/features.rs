@@ -1,10 +1,10 @@
 //! Feature gating through `Licensing` against the emulator: the cases one by one.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed};
 use polar_license::features::{Entitlements, FeatureWhy};
 use polar_license::grace::Source;
 use polar_license::{Licensing, MachineBinding, Reason};
+use polar_license_emulator::{Emulator, Fault, Options, Seed};
 use serde_json::json;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

@@ -1,12 +1,12 @@
 //! `Licensing` (the grace-aware native face) end to end: the emulator over loopback, a real
 //! file store in a temp dir, and a fake clock the test moves.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{
     ActivateRequest, CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest,
 };
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

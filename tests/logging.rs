@@ -1,9 +1,9 @@
 //! Issue #15 item 4: the library's events through the `log` facade: one line per request and
 //! one per grace decision, the key only ever redacted, nothing when no logger is installed.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use polar_license::{ActivateRequest, GracePolicy, Licensing, MachineBinding, ValidateRequest};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
 use std::sync::Mutex;
 use std::time::Duration;
 

@@ -4,9 +4,8 @@
 //! TLS-inspecting proxy (a TLS server on loopback whose certificate a company CA signed) is
 //! trusted through the system's trust store (`TlsRoots::System`, the default) once the CA is
 //! installed there, and refused with `TlsRoots::Bundled`.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license::grace::{CheckOutcome, Source};
 #[cfg(target_os = "linux")]
 use polar_license::TlsRoots;
@@ -14,92 +13,16 @@ use polar_license::{
     BlockingClient, Error, Licensing, MachineBinding, ProxySetting, Reason, ValidateRequest,
     Verdict,
 };
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{Shutdown, TcpListener, TcpStream};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
+use polar_license_testkit::ConnectProxy;
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A CONNECT proxy on loopback: each tunnel is counted and spliced to its target.
-struct ConnectProxy {
-    url: String,
-    tunnels: Arc<AtomicUsize>,
-}
-
-fn splice(mut from: TcpStream, mut to: TcpStream) {
-    let mut buf = [0u8; 8192];
-    loop {
-        match from.read(&mut buf) {
-            Ok(0) | Err(_) => break,
-            Ok(n) => {
-                if to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-            }
-        }
-    }
-    let _ = to.shutdown(Shutdown::Write);
-}
-
-impl ConnectProxy {
-    fn start(credentials: Option<&str>) -> ConnectProxy {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
-        let port = listener.local_addr().expect("addr").port();
-        let tunnels = Arc::new(AtomicUsize::new(0));
-        let counter = Arc::clone(&tunnels);
-        thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let counter = Arc::clone(&counter);
-                thread::spawn(move || {
-                    let mut reader = BufReader::new(client.try_clone().expect("clone"));
-                    let mut first = String::new();
-                    if reader.read_line(&mut first).is_err() {
-                        return;
-                    }
-                    loop {
-                        let mut line = String::new();
-                        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
-                            break;
-                        }
-                    }
-                    let mut parts = first.split_whitespace();
-                    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
-                        let mut c = client;
-                        let _ = c.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
-                        return;
-                    };
-                    let Ok(upstream) = TcpStream::connect(target) else {
-                        let mut c = client;
-                        let _ = c.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
-                        return;
-                    };
-                    counter.fetch_add(1, Ordering::SeqCst);
-                    let mut c = client;
-                    if c.write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
-                        .is_err()
-                    {
-                        return;
-                    }
-                    let (c2, u2) = (
-                        c.try_clone().expect("clone"),
-                        upstream.try_clone().expect("clone"),
-                    );
-                    let t = thread::spawn(move || splice(c2, u2));
-                    splice(upstream, c);
-                    let _ = t.join();
-                });
-            }
-        });
-        let auth = credentials.map(|c| format!("{c}@")).unwrap_or_default();
-        ConnectProxy {
-            url: format!("http://{auth}127.0.0.1:{port}"),
-            tunnels,
-        }
-    }
-}
 
 fn dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!(
@@ -325,55 +248,5 @@ fn a_company_ca_in_the_system_store_is_trusted_and_the_bundled_roots_refuse_it()
         Err(e) => assert_eq!(e.reason(), Reason::Offline, "{e}"),
         other => panic!("an unknown CA is refused: {other:?}"),
     }
-    let _ = std::fs::remove_dir_all(&dir);
-}
-
-/// The command line: `--proxy` carries its requests; a bad one is a usage error that never
-/// shows the password.
-#[cfg(feature = "cli")]
-#[test]
-fn the_command_line_takes_a_proxy() {
-    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let proxy = ConnectProxy::start(Some("user:s3cret"));
-    let dir = dir();
-    let run = |proxy_arg: &str| {
-        std::process::Command::new(env!("CARGO_BIN_EXE_polar-license"))
-            .env_remove("POLAR_LICENSE_PROXY")
-            .env_remove("POLAR_LICENSE_TLS_ROOTS")
-            .args([
-                "--json",
-                "--org",
-                &polar.organization_id(),
-                "--base-url",
-                &polar.url(),
-            ])
-            .args([
-                "--cache-dir",
-                dir.to_str().expect("utf-8"),
-                "--proxy",
-                proxy_arg,
-            ])
-            .args(["validate", "--key", DEMO_KEY])
-            .output()
-            .expect("runs")
-    };
-    let out = run(&proxy.url);
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(proxy.tunnels.load(Ordering::SeqCst), 1);
-    let out = run("direct");
-    assert_eq!(out.status.code(), Some(0), "{out:?}");
-    assert_eq!(
-        proxy.tunnels.load(Ordering::SeqCst),
-        1,
-        "direct: not through the proxy"
-    );
-    let out = run("ftp://user:s3cret@proxy.corp");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
     let _ = std::fs::remove_dir_all(&dir);
 }

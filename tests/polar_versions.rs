@@ -3,15 +3,15 @@
 //! `order` (polar-license-api.md §13); keys can be rotated, and a rotated key answers 404
 //! "Not found" like an unknown one. The client must read every served version's answers,
 //! never pin a version, and say when a key that was valid here is refused.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{
-    Emulator, Fault, Options, Seed, SeedMember, SeedOrder, SeedSubscription, API_VERSIONS,
-    DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
-};
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::{
     ActivateRequest, BlockingClient, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
+};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, SeedMember, SeedOrder, SeedSubscription, API_VERSIONS,
+    DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
 };
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -262,7 +262,7 @@ fn a_refunded_key_that_was_valid_here_reads_as_such() {
     assert!(lic.check(DEMO_KEY_NO_ACTIVATIONS).is_licensed());
     polar.update_key(
         DEMO_KEY_NO_ACTIVATIONS,
-        polar_license::emulator::KeyUpdate {
+        polar_license_emulator::KeyUpdate {
             status: Some("revoked".into()),
             ..Default::default()
         },

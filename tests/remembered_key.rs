@@ -2,11 +2,11 @@
 //! records, never in plain text, useless when copied to another install, machine or app, and
 //! `check_remembered` needs no argument. The emulator over loopback, a real file store in a
 //! temp dir, a fake clock.
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::{ActivateRequest, Error, Licensing, MachineBinding, Reason};
+use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;

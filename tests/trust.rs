@@ -2,16 +2,16 @@
 //! each test plays an attacker or an unlucky user and tries to break one promise of the
 //! grace cache, with the emulator over loopback, real files in a temp dir and a fake clock.
 //! (The same attacks through the real binary are in `tests/cli_trust.rs`.)
-#![cfg(feature = "emulator")]
+#![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::cache;
-use polar_license::emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
 use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, Source};
 use polar_license::proto::PRODUCTION_URL;
 use polar_license::{
     ActivateRequest, CacheState, Error, HttpRequest, HttpResponse, Licensing, MachineBinding,
     Reason, TransportError, TransportErrorKind, Untrusted, ValidateRequest, Verdict,
 };
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;

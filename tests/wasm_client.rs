@@ -105,7 +105,7 @@ async fn requests(base: &str) -> u64 {
         .send()
         .await
         .unwrap();
-    let body: serde_json::Value = resp.json().await.unwrap();
+    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
     body["count"].as_u64().unwrap()
 }
 

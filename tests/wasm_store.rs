@@ -9,7 +9,6 @@ use polar_license::cache::{self, MacKey};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::proto::PRODUCTION_URL;
 use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::wasm::bindings::reason_table;
 use polar_license::wasm::{AsyncLicensing, CacheState, JsStore, WebStorage, SECRET_NAME};
 use polar_license::{ActivateRequest, HttpRequest, HttpResponse, Reason, Untrusted};
 use std::time::Duration;
@@ -369,18 +368,5 @@ mod web_sys_storage {
         pub fn get_item(this: &Storage, key: &str) -> String;
         #[wasm_bindgen(method, js_name = removeItem)]
         pub fn remove_item(this: &Storage, key: &str);
-    }
-}
-
-// ---- The `reasonTable` export --------------------------------------------------------------
-
-#[wasm_bindgen_test]
-fn the_js_reason_table_is_the_rust_one() {
-    let rows: Vec<serde_json::Value> = serde_json::from_str(&reason_table()).unwrap();
-    assert_eq!(rows.len(), Reason::ALL.len());
-    for (row, reason) in rows.iter().zip(Reason::ALL) {
-        assert_eq!(row["code"], reason.code());
-        assert_eq!(row["kind"], reason.class().as_str());
-        assert_eq!(row["number"], reason.number());
     }
 }

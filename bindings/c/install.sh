@@ -44,25 +44,39 @@ libdir="$target_dir/${TARGET:+$TARGET/}$PROFILE"
 
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
-cargo rustc --lib --profile "$PROFILE" --features ffi "${target_args[@]}" --crate-type staticlib \
+# The crate (bindings/c, lib name polar_license_c) declares staticlib and cdylib: one build.
+cargo rustc -p polar-license-c --lib --profile "$PROFILE" "${target_args[@]}" \
     -- --print native-static-libs 2>&1 | tee "$log" >&2
 native="$(sed -n 's/.*native-static-libs: //p' "$log" | tail -n 1)"
 # A Windows GNU build names the windows-targets crate's import library, which is on no C
 # project's path; MinGW's import libraries of the same DLLs (the rest of the list) suffice.
 native="$(tr ' ' '\n' <<<"$native" | grep -v '^-lwindows\.' | tr '\n' ' ' | sed 's/ *$//')"
-cargo rustc --lib --profile "$PROFILE" --features ffi "${target_args[@]}" --crate-type cdylib >&2
 
 version="$(sed -n 's/^#define POLAR_LICENSE_VERSION "\(.*\)"/\1/p' bindings/c/include/polar_license.h)"
 mkdir -p "$PREFIX/include" "$PREFIX/lib/pkgconfig" "$PREFIX/lib/cmake/polar_license"
 cp bindings/c/include/polar_license.h "$PREFIX/include/"
-cp "$libdir/libpolar_license.a" "$PREFIX/lib/"
+# Installed under the C name, polar_license: `-lpolar_license`, whatever the crate is called.
+cp "$libdir/libpolar_license_c.a" "$PREFIX/lib/libpolar_license.a"
 shared=""
-for name in libpolar_license.so libpolar_license.dylib polar_license.dll libpolar_license.dll.a; do
-    if [[ -f "$libdir/$name" ]]; then
-        cp "$libdir/$name" "$PREFIX/lib/"
-        shared="$shared $name"
-    fi
-done
+if [[ -f "$libdir/libpolar_license_c.so" ]]; then
+    # No SONAME is recorded in it, so a program links the name it was given: this one.
+    cp "$libdir/libpolar_license_c.so" "$PREFIX/lib/libpolar_license.so"
+    shared=" libpolar_license.so"
+fi
+if [[ -f "$libdir/libpolar_license_c.dylib" ]]; then
+    cp "$libdir/libpolar_license_c.dylib" "$PREFIX/lib/libpolar_license.dylib"
+    # Its install name must follow the new file name, or programs look for the old one.
+    install_name_tool -id @rpath/libpolar_license.dylib "$PREFIX/lib/libpolar_license.dylib"
+    shared=" libpolar_license.dylib"
+fi
+if [[ -f "$libdir/polar_license_c.dll" ]]; then
+    # A DLL keeps its built name (its import library names it); the import library is
+    # installed as libpolar_license.dll.a, so `-lpolar_license` finds it.
+    cp "$libdir/polar_license_c.dll" "$PREFIX/lib/"
+    [[ -f "$libdir/libpolar_license_c.dll.a" ]] &&
+        cp "$libdir/libpolar_license_c.dll.a" "$PREFIX/lib/libpolar_license.dll.a"
+    shared=" polar_license_c.dll, libpolar_license.dll.a"
+fi
 fill() { # TEMPLATE OUT
     sed -e "s|@VERSION@|$version|" -e "s|@NATIVE_STATIC_LIBS@|$native|" "$1" >"$2"
 }

@@ -8,7 +8,7 @@
 // each in turn, so that the load of a shared machine falls on all of them alike.
 //
 // Needs target/npm/pkg (scripts/build-npm.sh), target/debug/polar-license (cargo build
-// --features cli: the emulator the first check asks, once, to fill the cache) and
+// -p polar-license-cli: the emulator the first check asks, once, to fill the cache) and
 // scripts/npm/node_modules (playwright-core; Debian's /usr/bin/chromium). Prints a markdown
 // table of medians (and min-max). A benchmark, not a test: nothing here fails on a number.
 import { spawn, execFile } from 'node:child_process';

@@ -1,5 +1,6 @@
 //! The async client over `fetch` (the wasm twin of the native `BlockingClient`).
 
+use super::transport::{AsyncTransport, FetchTransport};
 use crate::error::{Error, Verdict};
 use crate::key::AccessToken;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
@@ -7,7 +8,6 @@ use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Server, ValidateRequest,
 };
-use crate::wasm::transport::{AsyncTransport, FetchTransport};
 use std::rc::Rc;
 use std::time::Duration;
 
@@ -140,7 +140,7 @@ impl AsyncClient {
         &self,
         req: &ValidateRequest,
     ) -> Result<Dated<ValidatedLicenseKey>, Error> {
-        self.validate_at(req, crate::wasm::date_now()).await
+        self.validate_at(req, super::js::date_now()).await
     }
 
     /// [`AsyncClient::validate_dated`] with the local clock reading `now` (for expiry).
@@ -176,7 +176,7 @@ impl AsyncClient {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        self.activate_dated(req, crate::wasm::date_now())
+        self.activate_dated(req, super::js::date_now())
             .await
             .map(|(verdict, _)| verdict)
     }

@@ -12,6 +12,11 @@
 //! (`polar-license.v2-<32 hex>`) and its ledger (the same name and `-seq`), the highest
 //! sequence number written, so that a saved copy of an older record put back is not trusted.
 
+use super::client::{AsyncClient, AsyncClientBuilder};
+use super::js::describe;
+use super::store::{lock, try_lock, AsyncStore, MemoryStore, WebStorage};
+use super::transport::AsyncTransport;
+use crate::cache::{hex, install_secret_from_hex, INSTALL_SECRET_LEN};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
@@ -20,10 +25,6 @@ use crate::key::Key;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
 use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
-use crate::wasm::client::{AsyncClient, AsyncClientBuilder};
-use crate::wasm::store::{lock, try_lock, AsyncStore, MemoryStore, WebStorage};
-use crate::wasm::transport::{describe, AsyncTransport};
-use crate::wasm::{unhex, INSTALL_SECRET_LEN};
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::time::Duration;
@@ -234,10 +235,6 @@ struct Step {
     cache_error: Option<Error>,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 /// The storage name of a slot (a record's, or a ledger's).
 fn storage_name(slot: &str) -> String {
     format!("{STORAGE_PREFIX}{slot}")
@@ -254,7 +251,7 @@ impl AsyncLicensing {
             machine_id: None,
             require_activation: false,
             entitlements: Entitlements::new(),
-            clock: Rc::new(crate::wasm::date_now),
+            clock: Rc::new(super::js::date_now),
             crypto: None,
         }
     }
@@ -312,11 +309,21 @@ impl AsyncLicensing {
     /// The per-install secret, created on first use. A malformed one is replaced, which only
     /// invalidates the cache (as on native).
     async fn install_secret(&self) -> Result<Vec<u8>, Error> {
-        if let Some(secret) = self.store.get(SECRET_NAME).await?.and_then(|t| unhex(&t)) {
+        if let Some(secret) = self
+            .store
+            .get(SECRET_NAME)
+            .await?
+            .and_then(|t| install_secret_from_hex(&t))
+        {
             return Ok(secret);
         }
         let _lock = lock(SECRET_NAME).await;
-        if let Some(secret) = self.store.get(SECRET_NAME).await?.and_then(|t| unhex(&t)) {
+        if let Some(secret) = self
+            .store
+            .get(SECRET_NAME)
+            .await?
+            .and_then(|t| install_secret_from_hex(&t))
+        {
             return Ok(secret);
         }
         let secret = self.random_secret()?;

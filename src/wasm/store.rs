@@ -4,8 +4,8 @@
 //! Values are strings: a record is the native cache text ([`crate::cache::encode`], UTF-8),
 //! the install secret is 64 hex digits. Every failure is [`Error::Cache`]; nothing panics.
 
+use super::js::{describe, LocalFuture};
 use crate::error::Error;
-use crate::wasm::transport::describe;
 use std::cell::RefCell;
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
@@ -14,9 +14,6 @@ use std::rc::Rc;
 use std::task::{Context, Poll, Waker};
 use wasm_bindgen::{JsCast, JsValue};
 use wasm_bindgen_futures::JsFuture;
-
-/// A boxed, single-threaded future (the JS event loop has one thread).
-pub type LocalFuture<'a, T> = Pin<Box<dyn Future<Output = T> + 'a>>;
 
 /// Storage for cache records: named strings. Object safe, so JS adapters plug in.
 pub trait AsyncStore {

@@ -1,8 +1,8 @@
 //! The async transport seam and its `fetch` implementation.
 
+use super::js::{describe, LocalFuture};
 use crate::proto::{HttpRequest, HttpResponse};
 use crate::transport::{TransportError, TransportErrorKind};
-use crate::wasm::store::LocalFuture;
 use std::future::Future;
 use std::time::Duration;
 use wasm_bindgen::prelude::*;
@@ -77,25 +77,6 @@ impl Drop for Timer {
     fn drop(&mut self) {
         clear_timeout(&self.id);
     }
-}
-
-/// A short description of a JS failure, e.g. `TypeError: fetch failed (ECONNREFUSED)`.
-pub(crate) fn describe(value: &JsValue) -> String {
-    if let Some(e) = value.dyn_ref::<js_sys::Error>() {
-        let mut text = format!("{}: {}", String::from(e.name()), String::from(e.message()));
-        // node's undici puts the socket error in `cause` (`ECONNREFUSED`, `ENOTFOUND`, …).
-        let cause = js_sys::Reflect::get(e, &JsValue::from_str("cause")).unwrap_or_default();
-        let code = js_sys::Reflect::get(&cause, &JsValue::from_str("code"))
-            .ok()
-            .and_then(|c| c.as_string());
-        if let Some(code) = code {
-            text.push_str(&format!(" ({code})"));
-        }
-        return text;
-    }
-    value
-        .as_string()
-        .unwrap_or_else(|| "unknown JavaScript error".to_string())
 }
 
 fn kind_of(value: &JsValue) -> TransportErrorKind {

@@ -1,0 +1,531 @@
+//! `polar_license_config`: the settings a client is built from.
+
+use super::enums::{polar_license_server, polar_license_status, polar_license_tls_roots};
+use super::strings::to_cstring;
+use polar_license::error::Error;
+use polar_license::features::Entitlements;
+use polar_license::grace::GracePolicy;
+use polar_license::metadata::check_uuid_v4;
+use polar_license::proto::{check_base_url, Server};
+use std::ffi::{c_char, CString};
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// The settings a client is built from (opaque). Made by `polar_license_config_new`, changed
+/// by the `polar_license_config_set_*` functions, read (never consumed) by
+/// `polar_license_client_new`, freed by `polar_license_config_free`.
+pub struct polar_license_config {
+    pub(crate) organization_id: Option<String>,
+    pub(crate) server: Server,
+    pub(crate) timeout: Option<Duration>,
+    pub(crate) connect_timeout: Option<Duration>,
+    pub(crate) cache_dir: Option<PathBuf>,
+    pub(crate) policy: GracePolicy,
+    pub(crate) app_secret: Option<Vec<u8>>,
+    pub(crate) machine_binding: bool,
+    pub(crate) require_activation: bool,
+    pub(crate) remember_keys: bool,
+    pub(crate) clock_offset: i64,
+    pub(crate) proxy: polar_license::ProxySetting,
+    pub(crate) tls_roots: polar_license::TlsRoots,
+    /// The entitlement map from `polar_license_config_set_entitlements_json`, as written.
+    entitlements_json: Option<String>,
+    /// The features from `polar_license_config_add_feature`, in the order first named.
+    features: Vec<(String, FeatureEntry)>,
+    last_error: Mutex<CString>,
+}
+
+/// One feature as the `polar_license_config_*_feature*` calls wrote it: entries are kept even
+/// when refused, so that `polar_license_client_new` refuses the map too (a map is never
+/// silently smaller than the one written).
+#[derive(Debug, Clone, Default)]
+struct FeatureEntry {
+    benefits: Vec<String>,
+    metered: bool,
+}
+
+impl polar_license_config {
+    fn new() -> Self {
+        polar_license_config {
+            organization_id: None,
+            server: Server::Production,
+            timeout: None,
+            connect_timeout: None,
+            cache_dir: None,
+            policy: GracePolicy::default(),
+            app_secret: None,
+            machine_binding: true,
+            require_activation: false,
+            remember_keys: false,
+            clock_offset: 0,
+            proxy: polar_license::ProxySetting::default(),
+            tls_roots: polar_license::TlsRoots::default(),
+            entitlements_json: None,
+            features: Vec::new(),
+            last_error: Mutex::new(CString::default()),
+        }
+    }
+
+    fn error_slot(&self) -> MutexGuard<'_, CString> {
+        self.last_error
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Records `error` as the last error and returns `status`.
+    pub(crate) fn fail(&self, status: polar_license_status, error: &str) -> polar_license_status {
+        *self.error_slot() = to_cstring(error);
+        status
+    }
+
+    /// Clears the last error and returns `POLAR_LICENSE_STATUS_OK`.
+    pub(crate) fn ok(&self) -> polar_license_status {
+        *self.error_slot() = CString::default();
+        polar_license_status::Ok
+    }
+
+    /// The entitlement map, checked: the JSON map's features, then the added ones (a feature
+    /// named in both is refused as listed twice). The error names the entry at fault.
+    pub(crate) fn entitlements(&self) -> Result<Entitlements, Error> {
+        let mut map = match &self.entitlements_json {
+            Some(json) => Entitlements::from_json(json)?,
+            None => Entitlements::new(),
+        };
+        for (name, entry) in &self.features {
+            map = if entry.metered {
+                map.grant_metered(name, &entry.benefits)?
+            } else {
+                map.grant(name, &entry.benefits)?
+            };
+        }
+        Ok(map)
+    }
+
+    /// The added feature `name`, made empty when first named.
+    fn feature_entry(&mut self, name: &str) -> &mut FeatureEntry {
+        let at = match self.features.iter().position(|(n, _)| n == name) {
+            Some(at) => at,
+            None => {
+                self.features
+                    .push((name.to_string(), FeatureEntry::default()));
+                self.features.len() - 1
+            }
+        };
+        &mut self.features[at].1
+    }
+
+    /// `OK` for `Ok`, else the error's status with its message recorded.
+    fn settle(&self, result: Result<(), Error>) -> polar_license_status {
+        match result {
+            Ok(()) => self.ok(),
+            Err(e) => self.fail(status_of(&e), &e.to_string()),
+        }
+    }
+}
+
+/// The call status for a library error met while building or configuring.
+pub(crate) fn status_of(e: &Error) -> polar_license_status {
+    match e {
+        Error::Cache { .. } => polar_license_status::CacheError,
+        _ => polar_license_status::InvalidInput,
+    }
+}
+
+/// Makes a config with every setting at its default (production server, 10 s timeout, 5 s
+/// connect timeout, the platform's cache directory, contract §4's grace policy, machine
+/// binding on) and writes it to `*out_config`. The organization must still be set.
+#[no_mangle]
+pub extern "C" fn polar_license_config_new(
+    out_config: *mut *mut polar_license_config,
+) -> polar_license_status {
+    ffi_boundary! {
+        check_out!(out_config);
+        let config = Box::into_raw(Box::new(polar_license_config::new()));
+        // SAFETY: `out_config` is not NULL and points to writable storage for a pointer.
+        unsafe { out_config.write(config) };
+        polar_license_status::Ok
+    }
+}
+
+/// Frees a config. NULL is a no-op. Clients already built from it are not affected.
+#[no_mangle]
+pub extern "C" fn polar_license_config_free(config: *mut polar_license_config) {
+    ffi_boundary! {
+        if !config.is_null() {
+            // SAFETY: a non-NULL config was made by polar_license_config_new (Box::into_raw)
+            // and, per the documented contract, is freed once.
+            drop(unsafe { Box::from_raw(config) });
+        }
+    }
+}
+
+/// The message of the last failed call on this config (`""` after a successful one). Valid
+/// until the next call with this config, or its free. Never NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_config_last_error(
+    config: *const polar_license_config,
+) -> *const c_char {
+    ffi_boundary! {
+        let config = try_ref!(config);
+        // The CString's buffer stays put until the slot is replaced by a later call.
+        config.error_slot().as_ptr()
+    }
+}
+
+/// Sets the seller organization's id (a UUID v4). Required.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_organization(
+    config: *mut polar_license_config,
+    organization_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let org = try_str!(organization_id);
+        let checked = check_uuid_v4("organization_id", org);
+        if checked.is_ok() {
+            config.organization_id = Some(org.to_string());
+        }
+        config.settle(checked.map(|_| ()))
+    }
+}
+
+/// Talks to Polar's production or sandbox server (`POLAR_LICENSE_SERVER_*`), replacing any
+/// base URL. An unknown number is `POLAR_LICENSE_STATUS_INVALID_INPUT`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_server(
+    config: *mut polar_license_config,
+    server: u32,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if server == polar_license_server::Production as u32 {
+            config.server = Server::Production;
+        } else if server == polar_license_server::Sandbox as u32 {
+            config.server = Server::Sandbox;
+        } else {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                &format!("invalid input: server: unknown server number {server}"),
+            );
+        }
+        config.ok()
+    }
+}
+
+/// How requests reach Polar: through the HTTP(S) proxy `proxy` (`http://host:port` or
+/// `https://host:port`, with `user:password@` when needed, percent-encoded), directly with
+/// `""` (whatever the environment says), or, with NULL, as the environment says (the default:
+/// `ALL_PROXY`, `HTTPS_PROXY`, `HTTP_PROXY` with `NO_PROXY`, and on Windows the system's proxy
+/// setting). A URL that is not a proxy's is `POLAR_LICENSE_STATUS_INVALID_INPUT`; the error
+/// never shows its password.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_proxy(
+    config: *mut polar_license_config,
+    proxy: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let setting = if proxy.is_null() {
+            polar_license::ProxySetting::Environment
+        } else {
+            match try_str!(proxy) {
+                "" => polar_license::ProxySetting::Direct,
+                url => polar_license::ProxySetting::Url(url.to_string()),
+            }
+        };
+        let checked = setting.check();
+        if checked.is_ok() {
+            config.proxy = setting;
+        }
+        config.settle(checked)
+    }
+}
+
+/// Which certificates Polar's TLS certificate is checked against
+/// (`POLAR_LICENSE_TLS_ROOTS_SYSTEM`, the default, or `_BUNDLED`). An unknown number is
+/// `POLAR_LICENSE_STATUS_INVALID_INPUT`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_tls_roots(
+    config: *mut polar_license_config,
+    roots: u32,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let roots = if roots == polar_license_tls_roots::System as u32 {
+            polar_license::TlsRoots::System
+        } else if roots == polar_license_tls_roots::Bundled as u32 {
+            polar_license::TlsRoots::Bundled
+        } else {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                &format!("invalid input: tls_roots: unknown number {roots}"),
+            );
+        };
+        config.tls_roots = roots;
+        config.ok()
+    }
+}
+
+/// Talks to this base URL instead (`https://…`, or `http://` for a loopback host such as the
+/// emulator), replacing the server choice.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_base_url(
+    config: *mut polar_license_config,
+    base_url: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let url = try_str!(base_url);
+        let checked = check_base_url(url);
+        if checked.is_ok() {
+            config.server = Server::Custom(url.to_string());
+        }
+        config.settle(checked.map(|_| ()))
+    }
+}
+
+fn millis(
+    config: &polar_license_config,
+    ms: u64,
+    field: &str,
+) -> Result<Duration, polar_license_status> {
+    if ms == 0 {
+        return Err(config.fail(
+            polar_license_status::InvalidInput,
+            &format!("invalid input: {field}: must be greater than zero"),
+        ));
+    }
+    Ok(Duration::from_millis(ms))
+}
+
+/// Sets the whole-request timeout in milliseconds (default 10000; 0 is refused).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_timeout_ms(
+    config: *mut polar_license_config,
+    timeout_ms: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        match millis(config, timeout_ms, "timeout") {
+            Ok(d) => {
+                config.timeout = Some(d);
+                config.ok()
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// Sets the connect timeout (TCP and TLS handshake) in milliseconds (default 5000; 0 is
+/// refused).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_connect_timeout_ms(
+    config: *mut polar_license_config,
+    timeout_ms: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        match millis(config, timeout_ms, "connect_timeout") {
+            Ok(d) => {
+                config.connect_timeout = Some(d);
+                config.ok()
+            }
+            Err(status) => status,
+        }
+    }
+}
+
+/// Keeps the offline cache in this directory (UTF-8 path; created when first written).
+/// Default: the platform's local data directory plus `polar-license` (the command line's).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_cache_dir(
+    config: *mut polar_license_config,
+    cache_dir: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let dir = try_str!(cache_dir);
+        if dir.is_empty() {
+            return config.fail(
+                polar_license_status::InvalidInput,
+                "invalid input: cache_dir: must not be empty",
+            );
+        }
+        config.cache_dir = Some(PathBuf::from(dir));
+        config.ok()
+    }
+}
+
+/// Sets the grace policy, in seconds (contract §4 defaults: 3600, 604800, 600).
+/// `grace_period_seconds` must be above zero, and the other two must not exceed it.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_grace_policy(
+    config: *mut polar_license_config,
+    revalidate_after_seconds: u64,
+    grace_period_seconds: u64,
+    clock_tolerance_seconds: u64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let policy = GracePolicy {
+            revalidate_after: Duration::from_secs(revalidate_after_seconds),
+            grace_period: Duration::from_secs(grace_period_seconds),
+            clock_tolerance: Duration::from_secs(clock_tolerance_seconds),
+        };
+        let checked = policy.validate();
+        if checked.is_ok() {
+            config.policy = policy;
+        }
+        config.settle(checked)
+    }
+}
+
+/// Mixes a secret of the app's into the cache's seal (`secret_len` bytes are copied; any
+/// bytes). Every program that reads the same cache must use the same secret (the command
+/// line's `--app-secret` gives the bytes of its text).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_app_secret(
+    config: *mut polar_license_config,
+    secret: *const u8,
+    secret_len: usize,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if secret.is_null() {
+            return config.fail(polar_license_status::NullArgument, "secret is NULL");
+        }
+        // SAFETY: `secret` is not NULL and, per the contract, points to `secret_len`
+        // readable bytes for the duration of the call; they are copied.
+        let bytes = unsafe { std::slice::from_raw_parts(secret, secret_len) };
+        config.app_secret = Some(bytes.to_vec());
+        config.ok()
+    }
+}
+
+/// Turns machine binding on (the default: activations carry a hash of the OS machine id as
+/// the `machine_fingerprint` condition, so a copied cache or activation fails elsewhere) or
+/// off.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_machine_binding(
+    config: *mut polar_license_config,
+    enabled: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.machine_binding = enabled;
+        config.ok()
+    }
+}
+
+/// Makes `polar_license_client_check` refuse, with `POLAR_LICENSE_REASON_INVALID_INPUT`
+/// (field `activation_id`) and no request, when the cache remembers no activation for the key
+/// (never activated here, deactivated, or the cache was deleted). Off by default: Polar
+/// validates a bare key even when it has activation slots, so an app that licenses one
+/// activation per machine turns this on and activates when the check names `activation_id`.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_require_activation(
+    config: *mut polar_license_config,
+    required: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.require_activation = required;
+        config.ok()
+    }
+}
+
+/// Remembers the key of every good `polar_license_client_activate` on this machine, sealed
+/// beside the cache records (never in plain text; bytes copied to another install or machine
+/// open to nothing), so `polar_license_client_check_remembered` needs no key; a good
+/// `polar_license_client_deactivate` of that key forgets it. Off by default
+/// (`polar_license_client_remember_key` remembers a key the app chooses either way).
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_remember_keys(
+    config: *mut polar_license_config,
+    enabled: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.remember_keys = enabled;
+        config.ok()
+    }
+}
+
+/// FOR TESTS ONLY: adds `offset_seconds` (may be negative) to the system clock for every
+/// cache decision, to age a cache or simulate a clock set back without waiting. The same hook
+/// as the command line's `POLAR_LICENSE_CLOCK_OFFSET`; it weakens nothing (anyone can move the
+/// real clock, and moving it back past the tolerance is `clock_rollback`). Default 0.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_clock_offset_for_testing(
+    config: *mut polar_license_config,
+    offset_seconds: i64,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        config.clock_offset = offset_seconds;
+        config.ok()
+    }
+}
+
+/// Adds `benefit_id` (a UUID v4) to the benefits that grant `feature` (1-64 characters, no
+/// spaces at either end) in the client's entitlement map: call it once per benefit, since a
+/// feature can come from several tiers and a tier can grant several features. The entry is
+/// checked at once (`INVALID_INPUT`, the last error naming it as `entitlements.<feature>`), and
+/// kept even when refused, so that `polar_license_client_new` refuses the config as well.
+/// `polar_license_client_has_feature` answers from the map.
+#[no_mangle]
+pub extern "C" fn polar_license_config_add_feature(
+    config: *mut polar_license_config,
+    feature: *const c_char,
+    benefit_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let name = try_str!(feature);
+        let id = try_str!(benefit_id);
+        let entry = config.feature_entry(name);
+        entry.benefits.push(id.to_string());
+        let checked = Entitlements::new().grant(name, &entry.benefits).map(|_| ());
+        config.settle(checked)
+    }
+}
+
+/// Marks `feature` (one added with `polar_license_config_add_feature`, before or after this
+/// call) as metered, or not (the default): a metered feature is granted only while the key's
+/// `usage` is below its `limit_usage` (always, when the key has no limit), and its access
+/// carries the usages left. Naming a feature that never gets a benefit makes
+/// `polar_license_client_new` refuse the config.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_feature_metered(
+    config: *mut polar_license_config,
+    feature: *const c_char,
+    metered: bool,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let name = try_str!(feature);
+        config.feature_entry(name).metered = metered;
+        config.ok()
+    }
+}
+
+/// Sets the entitlement map from JSON, replacing any earlier JSON map (features added with
+/// `polar_license_config_add_feature` are kept, and may not repeat a feature of the JSON map):
+/// `{"pro_export": ["<benefit uuid>", ...], "api_calls": {"benefits": ["<benefit uuid>"],
+/// "metered": true}}` (the Rust API's and the command line's format). Checked at once
+/// (`INVALID_INPUT`, the last error naming the entry as `entitlements.<feature>`), and kept even
+/// when refused, so that `polar_license_client_new` refuses the config as well.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_entitlements_json(
+    config: *mut polar_license_config,
+    json: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let json = try_str!(json);
+        config.entitlements_json = Some(json.to_string());
+        let checked = Entitlements::from_json(json).map(|_| ());
+        config.settle(checked)
+    }
+}

@@ -1,0 +1,223 @@
+//! The panic boundary and the NULL checks every `extern "C"` function starts with.
+//!
+//! A Rust panic must never unwind into C (that is undefined behaviour). [`ffi_boundary!`]
+//! runs a function body under [`std::panic::catch_unwind`] and turns a panic into the
+//! function's [`Boundary::on_panic`] value; [`try_ref!`], [`try_mut!`] and [`try_str!`] turn
+//! a NULL pointer or a non-UTF-8 string into an early return of [`Boundary::on_null`] /
+//! [`Boundary::on_bad_utf8`].
+
+use super::enums::{
+    polar_license_cache_state, polar_license_feature_why, polar_license_outcome,
+    polar_license_reason, polar_license_source, polar_license_status,
+};
+use std::ffi::c_char;
+
+/// What an `extern "C"` function returns when it cannot do its work.
+pub(crate) trait Boundary: Sized {
+    /// The value returned after a caught panic.
+    fn on_panic() -> Self;
+    /// The value returned when a required pointer is NULL.
+    fn on_null() -> Self;
+    /// The value returned when a string argument is not UTF-8.
+    fn on_bad_utf8() -> Self {
+        Self::on_null()
+    }
+}
+
+impl Boundary for polar_license_status {
+    fn on_panic() -> Self {
+        polar_license_status::Panic
+    }
+    fn on_null() -> Self {
+        polar_license_status::NullArgument
+    }
+    fn on_bad_utf8() -> Self {
+        polar_license_status::InvalidUtf8
+    }
+}
+
+/// String accessors never return NULL: an empty static string instead.
+impl Boundary for *const c_char {
+    fn on_panic() -> Self {
+        c"".as_ptr()
+    }
+    fn on_null() -> Self {
+        c"".as_ptr()
+    }
+}
+
+/// Numeric accessors: `-1` means "not known".
+impl Boundary for i64 {
+    fn on_panic() -> Self {
+        -1
+    }
+    fn on_null() -> Self {
+        -1
+    }
+}
+
+impl Boundary for u32 {
+    fn on_panic() -> Self {
+        0
+    }
+    fn on_null() -> Self {
+        0
+    }
+}
+
+impl Boundary for bool {
+    fn on_panic() -> Self {
+        false
+    }
+    fn on_null() -> Self {
+        false
+    }
+}
+
+impl Boundary for () {
+    fn on_panic() -> Self {}
+    fn on_null() -> Self {}
+}
+
+/// An outcome that cannot be read is never "licensed".
+impl Boundary for polar_license_outcome {
+    fn on_panic() -> Self {
+        polar_license_outcome::Error
+    }
+    fn on_null() -> Self {
+        polar_license_outcome::Error
+    }
+}
+
+impl Boundary for polar_license_reason {
+    fn on_panic() -> Self {
+        polar_license_reason::None
+    }
+    fn on_null() -> Self {
+        polar_license_reason::None
+    }
+}
+
+impl Boundary for polar_license_source {
+    fn on_panic() -> Self {
+        polar_license_source::None
+    }
+    fn on_null() -> Self {
+        polar_license_source::None
+    }
+}
+
+/// An access that cannot be read is never "granted".
+impl Boundary for polar_license_feature_why {
+    fn on_panic() -> Self {
+        polar_license_feature_why::None
+    }
+    fn on_null() -> Self {
+        polar_license_feature_why::None
+    }
+}
+
+impl Boundary for polar_license_cache_state {
+    fn on_panic() -> Self {
+        polar_license_cache_state::None
+    }
+    fn on_null() -> Self {
+        polar_license_cache_state::None
+    }
+}
+
+/// Runs an `extern "C"` body, turning a panic into the return type's [`Boundary::on_panic`].
+macro_rules! ffi_boundary {
+    ($($body:tt)*) => {{
+        match ::std::panic::catch_unwind(::std::panic::AssertUnwindSafe(|| { $($body)* })) {
+            Ok(value) => value,
+            Err(_) => $crate::panic::Boundary::on_panic(),
+        }
+    }};
+}
+
+/// `&T` from a `*const T`, or an early return of [`Boundary::on_null`] when it is NULL.
+///
+/// The caller promises (in the C documentation) that a non-NULL pointer points to a live
+/// object of the right type made by this library.
+macro_rules! try_ref {
+    ($ptr:expr) => {{
+        let ptr = $ptr;
+        // SAFETY: NULL is checked by `as_ref`; a non-NULL pointer is, by the documented
+        // contract of every function, a live object made by this library and not yet freed.
+        match unsafe { ptr.as_ref() } {
+            Some(r) => r,
+            None => return $crate::panic::Boundary::on_null(),
+        }
+    }};
+}
+
+/// `&mut T` from a `*mut T`, or an early return of [`Boundary::on_null`] when it is NULL.
+macro_rules! try_mut {
+    ($ptr:expr) => {{
+        let ptr = $ptr;
+        // SAFETY: NULL is checked by `as_mut`; a non-NULL pointer is a live object made by
+        // this library, and the documented rules forbid using it from two threads at once.
+        match unsafe { ptr.as_mut() } {
+            Some(r) => r,
+            None => return $crate::panic::Boundary::on_null(),
+        }
+    }};
+}
+
+/// `&str` from a `*const c_char`, or an early return of [`Boundary::on_null`] (NULL) or
+/// [`Boundary::on_bad_utf8`] (not UTF-8).
+macro_rules! try_str {
+    ($ptr:expr) => {{
+        match $crate::strings::str_arg($ptr) {
+            Ok(s) => s,
+            Err($crate::strings::StrError::Null) => return $crate::panic::Boundary::on_null(),
+            Err($crate::strings::StrError::Utf8) => return $crate::panic::Boundary::on_bad_utf8(),
+        }
+    }};
+}
+
+/// Checks that an out-pointer is not NULL (early return of [`Boundary::on_null`]).
+macro_rules! check_out {
+    ($ptr:expr) => {{
+        if $ptr.is_null() {
+            return $crate::panic::Boundary::on_null();
+        }
+    }};
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn panics(n: u32) -> polar_license_status {
+        ffi_boundary! {
+            if n > 0 {
+                #[allow(clippy::panic)]
+                {
+                    panic!("boom");
+                }
+            }
+            polar_license_status::Ok
+        }
+    }
+
+    fn reads(p: *const u32) -> i64 {
+        ffi_boundary! {
+            let v: &u32 = try_ref!(p);
+            i64::from(*v)
+        }
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status() {
+        assert_eq!(panics(0), polar_license_status::Ok);
+        assert_eq!(panics(1), polar_license_status::Panic);
+    }
+
+    #[test]
+    fn null_becomes_the_neutral_value() {
+        assert_eq!(reads(std::ptr::null()), -1);
+        assert_eq!(reads(&7), 7);
+    }
+}

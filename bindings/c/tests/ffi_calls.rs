@@ -1,0 +1,186 @@
+//! The C ABI called from Rust against the in-process emulator: the same calls a C program
+//! makes (the C programs in bindings/c/tests cover every reason; this keeps the ABI under
+//! `cargo test` too).
+#![allow(unsafe_code)] // calling the extern "C" functions
+
+use polar_license_c::*;
+use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
+use std::ffi::{c_char, CStr, CString};
+use std::ptr;
+
+fn c(s: &str) -> CString {
+    CString::new(s).unwrap_or_default()
+}
+
+/// Reads a string an accessor returned.
+fn text(p: *const c_char) -> String {
+    assert!(!p.is_null(), "string accessors never return NULL");
+    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
+    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
+}
+
+struct Client(*mut polar_license_client);
+
+// SAFETY: polar_license_client is documented (and checked at compile time) to be thread-safe.
+unsafe impl Send for Client {}
+// SAFETY: as above.
+unsafe impl Sync for Client {}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        polar_license_client_free(self.0);
+    }
+}
+
+fn client(url: &str, dir: &std::path::Path, offset: i64, revalidate: u64) -> Client {
+    let mut config = ptr::null_mut();
+    assert_eq!(
+        polar_license_config_new(&mut config),
+        polar_license_status::Ok
+    );
+    let dir = c(&dir.to_string_lossy());
+    for status in [
+        polar_license_config_set_organization(config, c(DEMO_ORGANIZATION_ID).as_ptr()),
+        polar_license_config_set_base_url(config, c(url).as_ptr()),
+        polar_license_config_set_cache_dir(config, dir.as_ptr()),
+        polar_license_config_set_grace_policy(config, revalidate, 7 * 86_400, 600),
+        polar_license_config_set_clock_offset_for_testing(config, offset),
+    ] {
+        assert_eq!(status, polar_license_status::Ok);
+    }
+    let mut client = ptr::null_mut();
+    assert_eq!(
+        polar_license_client_new(config, &mut client),
+        polar_license_status::Ok,
+        "{}",
+        text(polar_license_config_last_error(config))
+    );
+    polar_license_config_free(config);
+    Client(client)
+}
+
+struct Answer {
+    outcome: polar_license_outcome,
+    reason: polar_license_reason,
+    source: polar_license_source,
+    activation_id: String,
+}
+
+fn answer(status: polar_license_status, result: *mut polar_license_result) -> Answer {
+    assert_eq!(status, polar_license_status::Ok);
+    let a = Answer {
+        outcome: polar_license_result_outcome(result),
+        reason: polar_license_result_reason(result),
+        source: polar_license_result_source(result),
+        activation_id: text(polar_license_result_activation_id(result)),
+    };
+    polar_license_result_free(result);
+    a
+}
+
+fn check(client: &Client, key: &str) -> Answer {
+    let mut result = ptr::null_mut();
+    let status = polar_license_client_check(client.0, c(key).as_ptr(), &mut result);
+    answer(status, result)
+}
+
+fn activate(client: &Client, key: &str) -> Answer {
+    let mut request = ptr::null_mut();
+    assert_eq!(
+        polar_license_request_new(c(key).as_ptr(), &mut request),
+        polar_license_status::Ok
+    );
+    polar_license_request_set_label(request, c("rust").as_ptr());
+    let mut result = ptr::null_mut();
+    let status = polar_license_client_activate(client.0, request, &mut result);
+    polar_license_request_free(request);
+    answer(status, result)
+}
+
+fn temp_dir(name: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("polar-license-ffi-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    dir
+}
+
+fn emulator() -> (Emulator, String) {
+    let mut seed = Seed::demo();
+    seed.license_keys.push(SeedKey {
+        limit_activations: Some(3),
+        ..SeedKey::new("FFI-RUST-KEY")
+    });
+    let emu = Emulator::start(seed, Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let url = emu.url();
+    (emu, url)
+}
+
+#[test]
+fn activate_check_then_offline_grace_expiry_and_rollback() {
+    let (emu, url) = emulator();
+    let dir = temp_dir("grace");
+    let now = client(&url, &dir, 0, 0);
+    let activated = activate(&now, "FFI-RUST-KEY");
+    assert_eq!(activated.outcome, polar_license_outcome::Done);
+    assert_eq!(activated.activation_id.len(), 36);
+
+    let online = check(&now, "FFI-RUST-KEY");
+    assert_eq!(online.outcome, polar_license_outcome::Licensed);
+    assert_eq!(online.source, polar_license_source::Online);
+    assert_eq!(online.activation_id, activated.activation_id);
+
+    emu.set_fault(Some(Fault::CloseImmediately));
+    let cached = check(&now, "FFI-RUST-KEY");
+    assert_eq!(cached.outcome, polar_license_outcome::Licensed);
+    assert_eq!(cached.source, polar_license_source::Cache);
+
+    let later = check(&client(&url, &dir, 8 * 86_400, 0), "FFI-RUST-KEY");
+    assert_eq!(
+        (later.outcome, later.reason),
+        (
+            polar_license_outcome::Unverified,
+            polar_license_reason::GraceExpired
+        )
+    );
+    let earlier = check(&client(&url, &dir, -86_400, 0), "FFI-RUST-KEY");
+    assert_eq!(
+        (earlier.outcome, earlier.reason),
+        (
+            polar_license_outcome::Unverified,
+            polar_license_reason::ClockRollback
+        )
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn one_client_from_many_threads() {
+    let (_emu, url) = emulator();
+    let dir = temp_dir("threads");
+    let shared = client(&url, &dir, 0, 0);
+    assert_eq!(
+        activate(&shared, "FFI-RUST-KEY").outcome,
+        polar_license_outcome::Done
+    );
+    std::thread::scope(|s| {
+        for i in 0..6 {
+            let shared = &shared;
+            s.spawn(move || {
+                for _ in 0..5 {
+                    let a = check(shared, "FFI-RUST-KEY");
+                    assert_eq!(a.outcome, polar_license_outcome::Licensed);
+                    if i % 2 == 1 {
+                        let mut result = ptr::null_mut();
+                        let bad = [0xffu8 as c_char, 0];
+                        let status =
+                            polar_license_client_status(shared.0, bad.as_ptr(), &mut result);
+                        assert_eq!(status, polar_license_status::InvalidUtf8);
+                        assert!(text(polar_license_client_last_error(shared.0)).contains("UTF-8"));
+                    } else {
+                        assert_eq!(text(polar_license_client_last_error(shared.0)), "");
+                    }
+                }
+            });
+        }
+    });
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -1,0 +1,263 @@
+//! What the npm package's [`Engine`](crate::engine::Engine) reads from JS: the option
+//! objects (`LicenseClient`'s options and each call's), the grace policy, the entitlement map
+//! (checked when the engine is built: a bad entry is `invalid_input` with field
+//! `entitlements.<name>`), and the `reasonTable` export the package's `REASONS` is tested
+//! against.
+
+use crate::host;
+use polar_license::error::Error;
+use polar_license::features::Entitlements;
+use polar_license::grace::GracePolicy;
+use polar_license::json::{read_metadata, JsonIn};
+use polar_license::metadata::Metadata;
+use polar_license::reason::Reason;
+use std::time::Duration;
+use wasm_bindgen::prelude::*;
+
+/// The grace policy in seconds, as JS passes it.
+#[derive(Debug, Default)]
+pub(crate) struct PolicyOptions {
+    pub(crate) revalidate_after: Option<f64>,
+    pub(crate) grace_period: Option<f64>,
+    pub(crate) clock_tolerance: Option<f64>,
+}
+
+/// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
+/// JS values), as [`Engine::new`](crate::engine::Engine::new) reads them from the JS
+/// object (no serde on this path); `license.js` has checked their types and names, the engine
+/// checks their values.
+#[derive(Debug)]
+pub(crate) struct ClientOptions {
+    pub(crate) organization_id: String,
+    pub(crate) server: Option<String>,
+    pub(crate) base_url: Option<String>,
+    pub(crate) timeout: Option<f64>,
+    pub(crate) grace_policy: PolicyOptions,
+    pub(crate) app_secret: Option<String>,
+    pub(crate) machine_id: Option<String>,
+    pub(crate) require_activation: bool,
+    /// Not a public option: the OS machine id the node file store passes, so a record in the
+    /// native directory is sealed with this machine's identity as natively (where the seal
+    /// always carries it, whatever the activation binding). `machineId`, when given, is the
+    /// seal instead, as natively.
+    pub(crate) seal_machine_id: Option<String>,
+}
+
+/// A `validate()` call's options.
+#[derive(Debug, Default)]
+pub(crate) struct ValidateOptions {
+    pub(crate) activation_id: Option<String>,
+    pub(crate) benefit_id: Option<String>,
+    pub(crate) customer_id: Option<String>,
+    pub(crate) increment_usage: Option<i64>,
+    pub(crate) conditions: Metadata,
+}
+
+/// An `activate()` call's options.
+#[derive(Debug, Default)]
+pub(crate) struct ActivateOptions {
+    pub(crate) label: String,
+    pub(crate) conditions: Metadata,
+    pub(crate) meta: Metadata,
+}
+
+/// A `deactivate()` call's options.
+#[derive(Debug, Default)]
+pub(crate) struct DeactivateOptions {
+    pub(crate) activation_id: Option<String>,
+}
+
+/// A call's options as `license.js` hands them over (JSON text, empty for none), read with the
+/// host's `JSON.parse`: `None` for none, else the object, its members all among `known`.
+/// `license.js` has checked names and types already; these checks keep the engine safe alone.
+fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> {
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let bad = |why: String| Error::invalid("options", why);
+    let v = host::parse(text)
+        .filter(JsonIn::is_object)
+        .ok_or_else(|| bad("must be a JSON object".to_string()))?;
+    for (name, _) in v.members().unwrap_or_default() {
+        if !known.contains(&name.as_str()) {
+            return Err(bad(["unknown option `", &name, "`"].concat()));
+        }
+    }
+    Ok(Some(v))
+}
+
+/// A member read by `read`, absent or `null` when `None`; `what` says what it must be.
+fn member<T>(
+    v: &JsValue,
+    name: &str,
+    what: &str,
+    read: impl FnOnce(&JsValue) -> Option<T>,
+) -> Result<Option<T>, Error> {
+    v.optional(name, read)
+        .ok_or_else(|| Error::invalid("options", [name, " must be ", what].concat()))
+}
+
+const A_STRING: &str = "a string";
+const A_MAP: &str = "an object of strings, numbers and booleans";
+
+fn metadata(v: &JsValue, name: &str) -> Result<Metadata, Error> {
+    Ok(member(v, name, A_MAP, read_metadata)?.unwrap_or_default())
+}
+
+/// `validate()`'s options.
+pub(crate) fn validate_options(text: &str) -> Result<ValidateOptions, Error> {
+    let known = [
+        "activationId",
+        "benefitId",
+        "customerId",
+        "incrementUsage",
+        "conditions",
+    ];
+    let Some(v) = options_object(text, &known)? else {
+        return Ok(ValidateOptions::default());
+    };
+    Ok(ValidateOptions {
+        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
+        benefit_id: member(&v, "benefitId", A_STRING, JsonIn::string)?,
+        customer_id: member(&v, "customerId", A_STRING, JsonIn::string)?,
+        increment_usage: member(&v, "incrementUsage", "a whole number", JsonIn::int)?,
+        conditions: metadata(&v, "conditions")?,
+    })
+}
+
+/// `activate()`'s options.
+pub(crate) fn activate_options(text: &str) -> Result<ActivateOptions, Error> {
+    let Some(v) = options_object(text, &["label", "conditions", "meta"])? else {
+        return Ok(ActivateOptions::default());
+    };
+    Ok(ActivateOptions {
+        label: member(&v, "label", A_STRING, JsonIn::string)?.unwrap_or_default(),
+        conditions: metadata(&v, "conditions")?,
+        meta: metadata(&v, "meta")?,
+    })
+}
+
+/// `deactivate()`'s options.
+pub(crate) fn deactivate_options(text: &str) -> Result<DeactivateOptions, Error> {
+    let Some(v) = options_object(text, &["activationId"])? else {
+        return Ok(DeactivateOptions::default());
+    };
+    Ok(DeactivateOptions {
+        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
+    })
+}
+
+/// A number of seconds as a `Duration`, to the microsecond: `None` unless finite, at least 0
+/// and at most 10¹² (`license.js` allows far less: 366 days, a 600 s timeout).
+pub(crate) fn duration(seconds: f64) -> Option<Duration> {
+    (seconds.is_finite() && (0.0..=1e12).contains(&seconds))
+        .then(|| Duration::from_micros((seconds * 1e6) as u64))
+}
+
+fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {
+    match value {
+        None => Ok(default),
+        Some(s) => duration(s)
+            .ok_or_else(|| Error::invalid(field, "must be a finite number of seconds >= 0")),
+    }
+}
+
+pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
+    let d = GracePolicy::default();
+    Ok(GracePolicy {
+        revalidate_after: seconds(
+            "gracePolicy.revalidateAfter",
+            o.revalidate_after,
+            d.revalidate_after,
+        )?,
+        grace_period: seconds("gracePolicy.gracePeriod", o.grace_period, d.grace_period)?,
+        clock_tolerance: seconds(
+            "gracePolicy.clockTolerance",
+            o.clock_tolerance,
+            d.clock_tolerance,
+        )?,
+    })
+}
+
+/// The `features` option, read from the JS object itself (no JSON round trip):
+/// `{ <name>: [<benefit id>, ...] }` or `{ <name>: { benefits: [...], metered: true } }`.
+/// Stricter than [`Entitlements::from_json`] about the shape (no unknown keys, so a misspelt
+/// `metered` is not silently dropped), and every error names its entry (field
+/// `entitlements.<name>`).
+pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
+    if JsonIn::is_null(features) {
+        return Ok(Entitlements::new());
+    }
+    let Some(entries) = features.members() else {
+        return Err(Error::invalid(
+            "entitlements",
+            "features must be an object: { feature: [benefit ids] }",
+        ));
+    };
+    let mut map = Entitlements::new();
+    for (name, entry) in entries {
+        let field = ["entitlements.", &name].concat();
+        let (ids, metered) = match entry.members() {
+            Some(keys) => {
+                for (key, _) in keys {
+                    if key != "benefits" && key != "metered" {
+                        return Err(Error::invalid(
+                            field,
+                            ["unknown key `", &key, "` (expected benefits, metered)"].concat(),
+                        ));
+                    }
+                }
+                let metered = entry.optional("metered", JsonIn::boolean).ok_or_else(|| {
+                    Error::invalid(field.clone(), "metered must be true or false")
+                })?;
+                (
+                    entry.member("benefits").and_then(|b| b.items()),
+                    metered == Some(true),
+                )
+            }
+            None => (entry.items(), false),
+        };
+        let Some(ids) = ids else {
+            return Err(Error::invalid(
+                field,
+                "expected a list of benefit ids or { benefits: [...], metered: true }",
+            ));
+        };
+        let ids = ids
+            .iter()
+            .map(JsonIn::string)
+            .collect::<Option<Vec<_>>>()
+            .ok_or_else(|| Error::invalid(field.clone(), "benefit ids must be strings"))?;
+        map = if metered {
+            map.grant_metered(&name, ids)?
+        } else {
+            map.grant(&name, ids)?
+        };
+    }
+    Ok(map)
+}
+
+/// The reason table (contract §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
+/// package's `REASONS` can be tested against the Rust enum.
+pub fn reason_table() -> String {
+    let mut out = String::from("[");
+    for (i, r) in Reason::ALL.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        // Codes and kinds are plain snake_case ASCII: no escaping needed.
+        out.push_str("{\"code\":\"");
+        out.push_str(r.code());
+        out.push_str("\",\"kind\":\"");
+        out.push_str(r.class().as_str());
+        out.push_str("\",\"number\":");
+        let n = r.number();
+        if n >= 10 {
+            out.push(char::from(b'0' + (n / 10) as u8));
+        }
+        out.push(char::from(b'0' + (n % 10) as u8));
+        out.push('}');
+    }
+    out.push(']');
+    out
+}

@@ -1,0 +1,1214 @@
+//! The npm package's engine: the sans-IO core behind synchronous exports.
+//!
+//! The package's `license.js` does the IO (fetch with an `AbortController` timeout, the
+//! storage adapters, the clock, `crypto.getRandomValues`, the per-slot locks, the set of keys
+//! being asked and the awaits) and calls [`Engine`] between the steps, exactly where
+//! [`AsyncLicensing`] and the native `Licensing` call `polar_license::session`: every decision (the
+//! checks on input, the request, the classification of the answer, the grace plan and
+//! settlement, the cache record, its seal and ledger, the feature answers) is this crate's, the
+//! same code the native and `AsyncLicensing` faces run. The JS layer only moves bytes.
+//!
+//! The engine keeps nothing between calls: a later step is given again what an earlier one
+//! was given (the record and ledger text a check began with, to rebuild its request), and
+//! what the storage holds now (to fold the answer into).
+//!
+//! No async code, no `fetch` bindings, no serde and no JS objects built here, which keeps the
+//! wasm small (issue #17): every step goes through one export, [`Engine::call`] (its name and
+//! its arguments, strings and numbers, in an array); JSON (Polar's answers, the options, the
+//! records' bodies) is parsed by the host's `JSON.parse` and read through the core's
+//! [`polar_license::json::JsonIn`] (`src/wasm/host.rs`), licenses are checked and written by
+//! the core's table of Polar's model ([`polar_license::schema`]), and every answer is JSON text that
+//! `license.js` parses:
+//!
+//! * an answer: `{"ok": value}` or `{"error": {"code", "detail", …extras}}` (a denial is an
+//!   error with its `status`);
+//! * a step: `{"answer": answer, "write": writes, "ask": request, "strict": bool}`, each part
+//!   present when it applies. `writes` is `[[storage name, text]…]`, to store IN ORDER (a
+//!   record and its ledger); `request` is `{"url", "headers": [[name, value]…], "body"}`, to
+//!   send with `fetch`; `strict` says a failed write must remove the key's record (a denial
+//!   that cannot be written must not leave an old grant behind).
+//!
+//! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
+//! them to camelCase (except inside `metadata`, `meta` and `conditions`).
+//!
+//! [`AsyncLicensing`]: polar_license::wasm::AsyncLicensing
+
+use crate::bindings::{
+    activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
+    PolicyOptions,
+};
+use crate::host::{self, HostLicense};
+use polar_license::cache::install_secret_from_hex as unhex;
+use polar_license::error::{Denial, Error, Verdict};
+use polar_license::features::{Entitlements, FeatureAccess};
+use polar_license::fingerprint::fingerprint_from;
+use polar_license::grace::{GracePolicy, Source};
+use polar_license::json::{JsonIn, JsonOut as Json};
+use polar_license::key::Key;
+use polar_license::proto::{
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
+    ValidateRequest,
+};
+use polar_license::reason::{Reason, ReasonClass};
+use polar_license::session::{self, Asking, CacheState, Slot};
+use polar_license::transport::{TransportError, TransportErrorKind};
+use polar_license::wasm::STORAGE_PREFIX;
+use std::time::Duration;
+
+use wasm_bindgen::prelude::*;
+
+/// The grace types over the host's license.
+type CheckOutcome = polar_license::grace::CheckOutcome<HostLicense>;
+type Record = polar_license::grace::Record<HostLicense>;
+type Opened = session::Opened<HostLicense>;
+type Begin = session::Begin<HostLicense>;
+
+fn secs(d: Option<Duration>) -> Option<i64> {
+    d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}
+
+/// `{"error":{…}}` for an [`Error`]: `code`, `detail` and the extras of its variant.
+fn error_json(err: &Error) -> String {
+    let mut j = Json::new();
+    j.raw("{\"error\":{");
+    j.key("code").str(err.reason().code());
+    j.key("detail").str(&err.detail());
+    j.key("userMessage").str(&err.user_message());
+    match err {
+        Error::InvalidInput { field, .. } => {
+            j.key("field").str(field);
+        }
+        Error::Offline { timeout, .. } => {
+            j.key("timeout").bool(*timeout);
+        }
+        Error::RateLimited {
+            retry_after: Some(s),
+        } => {
+            j.key("retryAfter")
+                .int(i64::try_from(*s).unwrap_or(i64::MAX));
+        }
+        Error::ServerError { status, .. }
+        | Error::Protocol {
+            status: Some(status),
+            ..
+        } => {
+            j.key("status").int(i64::from(*status));
+        }
+        _ => {}
+    }
+    j.raw("}}").done()
+}
+
+/// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
+fn denial_json(denial: &Denial) -> String {
+    let mut j = Json::new();
+    j.raw("{\"error\":{");
+    j.key("code").str(denial.reason.code());
+    j.key("detail").str(&denial.detail);
+    j.key("userMessage").str(&denial.user_message());
+    j.key("status").int(i64::from(denial.status));
+    if let Some(n) = denial.remaining_usages {
+        j.key("remainingUsages").int(n);
+    }
+    if denial.previously_valid {
+        j.key("previouslyValid").bool(true);
+        if let Some(hint) = denial.hint() {
+            j.key("hint").str(hint);
+        }
+    }
+    j.raw("}}").done()
+}
+
+/// `{"url","headers","body"}`: a request `license.js` sends with `fetch`.
+fn request_json(j: &mut Json, http: &HttpRequest) {
+    j.raw("{");
+    j.key("url").str(&http.url);
+    j.key("headers").raw("[");
+    for (i, (name, value)) in http.headers.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw("[").str(name).raw(",").str(value).raw("]");
+    }
+    j.raw("]");
+    // The body is JSON that serde_json wrote: UTF-8.
+    j.key("body")
+        .str(std::str::from_utf8(&http.body).unwrap_or_default());
+    j.raw("}");
+}
+
+/// `{"ask": request}`, with `"id"` for a deactivation.
+fn ask_json(http: &HttpRequest, id: Option<&str>) -> String {
+    let mut j = Json::new();
+    j.raw("{\"ask\":");
+    request_json(&mut j, http);
+    if let Some(id) = id {
+        j.key("id").str(id);
+    }
+    j.raw("}").done()
+}
+
+fn access_json(j: &mut Json, a: &FeatureAccess) {
+    j.raw("{");
+    j.key("feature").str(&a.feature);
+    j.key("granted").bool(a.granted);
+    j.key("why").str(a.why.code());
+    j.key("licenseReason")
+        .opt_str(a.license_reason.map(Reason::code));
+    j.key("remainingUsage").opt_int(a.remaining_usage);
+    j.key("source").opt_str(a.source.map(Source::as_str));
+    j.raw("}");
+}
+
+/// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
+/// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
+///
+/// The `Date` header comes apart, as unix seconds (`Date.parse` in JS): see [`dated`].
+fn reply(
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<String>,
+    fail: u8,
+    detail: String,
+) -> Result<HttpResponse, Error> {
+    let kind = match fail {
+        0 => {
+            let mut headers = Vec::new();
+            if let Some(retry) = retry_after {
+                headers.push(("retry-after".to_string(), retry));
+            }
+            return Ok(HttpResponse {
+                status,
+                headers,
+                body,
+            });
+        }
+        2 => TransportErrorKind::Timeout,
+        3 => TransportErrorKind::TooLarge,
+        _ => TransportErrorKind::Connect,
+    };
+    Err(Error::from(TransportError::new(kind, detail)))
+}
+
+/// The response's `Date` in unix seconds (`NaN` from `license.js` when it had none).
+fn dated(date: Option<f64>) -> Option<i64> {
+    date.filter(|d| d.is_finite()).map(|d| d as i64)
+}
+
+/// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
+/// which only invalidates the cache (as on native).
+pub fn secret_ok(text: &str) -> bool {
+    unhex(text).is_some()
+}
+
+/// The engine under the npm package's `LicenseClient`: one organization's checked options,
+/// grace policy and feature map. Every method is synchronous and returns JSON text.
+#[wasm_bindgen]
+pub struct Engine {
+    api: Api,
+    policy: GracePolicy,
+    timeout: Duration,
+    entitlements: Entitlements,
+    machine: Option<String>,
+    /// The identity the cache is sealed with: `machine`, else the OS machine id's fingerprint
+    /// when the host gave one (the node file store), as natively.
+    seal: Option<String>,
+    app_secret: Option<Vec<u8>>,
+    require_activation: bool,
+}
+
+fn build(o: ClientOptions, features: &JsValue) -> Result<Engine, Error> {
+    let policy = policy(o.grace_policy)?;
+    let server = match (o.base_url, o.server) {
+        (Some(url), _) => Server::Custom(url),
+        (None, Some(server)) => Server::parse(&server),
+        (None, None) => Server::Production,
+    };
+    let timeout = match o.timeout {
+        None => polar_license::wasm::DEFAULT_TIMEOUT,
+        Some(t) => crate::bindings::duration(t)
+            .ok_or_else(|| Error::invalid("timeout", "must be a finite number of seconds > 0"))?,
+    };
+    let entitlements = entitlements(features)?;
+    if timeout.is_zero() {
+        return Err(Error::invalid("timeout", "must be greater than zero"));
+    }
+    // No User-Agent: browsers forbid setting it.
+    let api = Api::new(&o.organization_id, &server)?;
+    policy.validate()?;
+    let machine = o
+        .machine_id
+        .map(|id| fingerprint_from(&id, api.organization_id()));
+    let seal = machine.clone().or_else(|| {
+        o.seal_machine_id
+            .map(|id| fingerprint_from(&id, api.organization_id()))
+    });
+    Ok(Engine {
+        api,
+        policy,
+        timeout,
+        entitlements,
+        machine,
+        seal,
+        app_secret: o.app_secret.map(String::into_bytes),
+        require_activation: o.require_activation,
+    })
+}
+
+/// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
+struct StepOut<'a> {
+    answer: Option<String>,
+    write: Option<Vec<(String, Vec<u8>)>>,
+    ask: Option<&'a HttpRequest>,
+    strict: bool,
+}
+
+impl<'a> StepOut<'a> {
+    fn empty() -> StepOut<'a> {
+        StepOut {
+            answer: None,
+            write: None,
+            ask: None,
+            strict: false,
+        }
+    }
+
+    fn answer(answer: String) -> StepOut<'a> {
+        StepOut::empty().with(answer)
+    }
+
+    fn asking(http: &'a HttpRequest) -> StepOut<'a> {
+        StepOut {
+            ask: Some(http),
+            ..StepOut::empty()
+        }
+    }
+
+    fn with(mut self, answer: String) -> StepOut<'a> {
+        self.answer = Some(answer);
+        self
+    }
+
+    fn done(self) -> String {
+        let mut j = Json::new();
+        j.raw("{");
+        if let Some(answer) = &self.answer {
+            j.key("answer").raw(answer);
+        }
+        if let Some(writes) = &self.write {
+            j.key("write").raw("[");
+            for (i, (name, bytes)) in writes.iter().enumerate() {
+                if i > 0 {
+                    j.raw(",");
+                }
+                // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+                j.raw("[")
+                    .str(&[STORAGE_PREFIX, name].concat())
+                    .raw(",")
+                    .str(std::str::from_utf8(bytes).unwrap_or_default())
+                    .raw("]");
+            }
+            j.raw("]");
+            j.key("strict").bool(self.strict);
+        }
+        if let Some(http) = self.ask {
+            j.key("ask");
+            request_json(&mut j, http);
+        }
+        j.raw("}").done()
+    }
+}
+
+impl Engine {
+    fn org(&self) -> &str {
+        self.api.organization_id()
+    }
+
+    /// The slot of `key` sealed with the install secret (hex), as on native.
+    fn sealed(&self, key: &Key, secret: &str) -> Slot {
+        Slot::new(
+            self.api.base_url(),
+            self.org(),
+            key,
+            &unhex(secret).unwrap_or_default(),
+            self.seal.as_deref(),
+            self.app_secret.as_deref(),
+        )
+    }
+
+    /// The remembered key's seal with the install secret (hex), as on native.
+    fn key_seal(&self, secret: &str) -> polar_license::keyseal::KeySeal {
+        polar_license::keyseal::KeySeal::new(
+            self.api.base_url(),
+            self.org(),
+            &unhex(secret).unwrap_or_default(),
+            self.seal.as_deref(),
+            self.app_secret.as_deref(),
+        )
+    }
+
+    /// A key's stored record and ledger text, opened.
+    fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
+        session::open(
+            record.map(str::as_bytes),
+            ledger.map(str::as_bytes),
+            slot,
+            self.org(),
+            key,
+        )
+    }
+
+    /// The writes that store `record`, in order.
+    fn seal(&self, opened: &Opened, record: Record, slot: &Slot) -> Vec<(String, Vec<u8>)> {
+        session::seal(opened, record, slot)
+    }
+
+    /// Phase 1 of a check, as native: the request from the opened slot, then the plan.
+    fn begin(&self, key: &Key, opened: &Opened, now: i64) -> Result<Begin, CheckOutcome> {
+        let req = session::check_request(
+            key,
+            None,
+            opened,
+            self.machine.as_deref(),
+            self.require_activation,
+        )
+        .map_err(CheckOutcome::Unverified)?;
+        Ok(session::begin(&self.api, opened, &req, now, &self.policy))
+    }
+
+    /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
+    /// the engine keeps nothing between calls).
+    fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
+        match self.begin(key, opened, now)? {
+            Begin::Ask(asking)
+            | Begin::Cached {
+                or_ask: Some(asking),
+                ..
+            } => Ok(asking),
+            Begin::Cached { outcome, .. } | Begin::Done(outcome) => Err(outcome),
+        }
+    }
+
+    /// The bare-key request of a check that cannot use the storage.
+    fn uncached_request(&self, key: &Key, cache: String) -> Result<ValidateRequest, Error> {
+        if self.require_activation {
+            // Without the storage the remembered activation is unknown.
+            return Err(Error::Cache { detail: cache });
+        }
+        Ok(ValidateRequest::new(key.clone()))
+    }
+
+    /// `{"listed":{name: answer…},"unlisted": answer}` for a licensed verdict.
+    fn features_json(&self, j: &mut Json, verdict: &CheckOutcome) {
+        j.raw("{\"listed\":{");
+        for (i, name) in self.entitlements.features().enumerate() {
+            if i > 0 {
+                j.raw(",");
+            }
+            j.str(name).raw(":");
+            access_json(j, &self.entitlements.check(name, verdict));
+        }
+        j.raw("}");
+        j.key("unlisted");
+        access_json(j, &self.entitlements.check("", verdict));
+        j.raw("}");
+    }
+
+    /// The answer to a check: the licensed result (with `reason`, the code of what happened
+    /// online when the cache answered after Polar was asked), or the denial or error it is;
+    /// with `feature`, the feature's answer whatever the verdict (only error-class reasons
+    /// fail).
+    fn outcome_json(
+        &self,
+        outcome: &CheckOutcome,
+        feature: Option<&str>,
+        fallback: Option<&Error>,
+    ) -> String {
+        if let Some(feature) = feature {
+            if let CheckOutcome::Unverified(e) = outcome {
+                if e.reason().class() == ReasonClass::Error {
+                    return error_json(e);
+                }
+            }
+            let mut j = Json::new();
+            j.raw("{\"ok\":");
+            access_json(&mut j, &self.entitlements.check(feature, outcome));
+            return j.raw("}").done();
+        }
+        let mut j = Json::new();
+        match outcome {
+            CheckOutcome::Licensed {
+                source,
+                license,
+                grace_remaining,
+                verified_at,
+            } => {
+                j.raw("{\"ok\":{");
+                j.key("license");
+                license.write_license(&mut j);
+                j.key("activation");
+                license.write_activation(&mut j);
+                j.key("source").str(source.as_str());
+                j.key("graceRemaining").opt_int(secs(*grace_remaining));
+                j.key("verifiedAt").int(*verified_at);
+                j.key("graceEndsAt")
+                    .int(self.policy.grace_end(*verified_at));
+                j.key("reason").opt_str(fallback.map(|e| e.reason().code()));
+                j.key("features");
+                self.features_json(&mut j, outcome);
+                j.raw("}}").done()
+            }
+            CheckOutcome::Denied(denial) => denial_json(denial),
+            CheckOutcome::Unverified(err) => error_json(err),
+        }
+    }
+
+    fn validate_request(&self, key: String, options: &str) -> Result<ValidateRequest, Error> {
+        let o = validate_options(options)?;
+        let req = ValidateRequest {
+            key: Some(key.into()),
+            activation_id: o.activation_id,
+            benefit_id: o.benefit_id,
+            customer_id: o.customer_id,
+            increment_usage: o.increment_usage,
+            conditions: o.conditions,
+        };
+        Ok(session::bound_validate(&req, self.machine.as_deref()))
+    }
+
+    fn activate_request(
+        &self,
+        key: String,
+        options: &str,
+    ) -> Result<(ActivateRequest, Key), Error> {
+        let o = activate_options(options)?;
+        let mut req = ActivateRequest::new(key, o.label);
+        req.conditions = o.conditions;
+        req.meta = o.meta;
+        session::bound_activation(&req, self.machine.as_deref())
+    }
+}
+
+#[wasm_bindgen]
+impl Engine {
+    /// `LicenseClient`'s options as the JS object (`organizationId`, `server`, `baseUrl`,
+    /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, in seconds
+    /// where they are durations; `sealMachineId`: the OS machine id from the node file store),
+    /// read through the host, and `features` (the map as the JS object). Throws the error JSON
+    /// text for a bad option (`invalid_input`).
+    #[wasm_bindgen(constructor)]
+    pub fn new(options: JsValue, features: JsValue) -> Result<Engine, JsValue> {
+        let text = |name: &str| options.member(name).and_then(|v| v.string());
+        let number = |o: &JsValue, name: &str| o.member(name).and_then(|v| v.as_f64());
+        let policy = options.member("gracePolicy").unwrap_or(JsValue::UNDEFINED);
+        let options = ClientOptions {
+            organization_id: text("organizationId").unwrap_or_default(),
+            server: text("server"),
+            base_url: text("baseUrl"),
+            timeout: number(&options, "timeout"),
+            grace_policy: PolicyOptions {
+                revalidate_after: number(&policy, "revalidateAfter"),
+                grace_period: number(&policy, "gracePeriod"),
+                clock_tolerance: number(&policy, "clockTolerance"),
+            },
+            app_secret: text("appSecret"),
+            machine_id: text("machineId"),
+            require_activation: options
+                .member("requireActivation")
+                .and_then(|v| v.boolean())
+                .unwrap_or(false),
+            seal_machine_id: text("sealMachineId"),
+        };
+        build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
+    }
+
+    /// The whole-request timeout in milliseconds.
+    #[wasm_bindgen(getter)]
+    pub fn timeout(&self) -> f64 {
+        self.timeout.as_secs_f64() * 1000.0
+    }
+
+    /// Every step of `license.js`, by name, with its arguments in an array (one export, so
+    /// the glue on both sides of the boundary is one function, not one per step):
+    /// `call('checkBegin', [key, secret, record, ledger, now, cache, feature])`. The names and
+    /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
+    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`, `secretOk` `""`
+    /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
+    /// name answers `undefined`.
+    pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
+        let a = Args(args);
+        Some(match op {
+            "slot" => self.slot(&a.s(0)),
+            "ledger" => self.ledger(&a.s(0)),
+            "keySlot" => self.key_slot(),
+            "checkBegin" => {
+                self.check_begin(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4), a.o(5), a.o(6))
+            }
+            "checkPending" => self.check_pending(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
+            "whileAsked" => self.while_asked(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.o(5),
+                a.o(6),
+                a.o(7),
+            ),
+            "checkEnd" => self.check_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.o(5),
+                a.o(6),
+                a.o(7),
+                a.o(8),
+                a.n(9) as u16,
+                a.bytes(10),
+                a.f(11),
+                a.o(12),
+                a.n(13) as u8,
+                a.s(14),
+            ),
+            "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
+            "validateEnd" => self.validate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.o(4),
+                a.n(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "activateBegin" => self.activate_begin(a.s(0), &a.s(1)),
+            "activateEnd" => self.activate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.o(4),
+                a.n(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "deactivateBegin" => self.deactivate_begin(a.s(0), &a.s(1), &a.s(2), a.o(3), a.o(4)),
+            "deactivateEnd" => self.deactivate_end(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.s(5),
+                a.n(6) as u16,
+                a.bytes(7),
+                a.f(8),
+                a.o(9),
+                a.n(10) as u8,
+                a.s(11),
+            ),
+            "sealKey" => self.seal_key(a.s(0), &a.s(1)),
+            "openKey" => return self.open_key(&a.s(0), &a.s(1)),
+            "status" => self.status(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
+            "secretOk" => return secret_ok(&a.s(0)).then(String::new),
+            "reasonTable" => crate::bindings::reason_table(),
+            _ => return None,
+        })
+    }
+}
+
+/// The arguments of [`Engine::call`].
+struct Args(js_sys::Array);
+
+impl Args {
+    /// A string (`""` when it is none).
+    fn s(&self, i: u32) -> String {
+        self.0.get(i).as_string().unwrap_or_default()
+    }
+
+    /// A string, or `None` (`undefined`, `null`).
+    fn o(&self, i: u32) -> Option<String> {
+        self.0.get(i).as_string()
+    }
+
+    /// A number (`NaN` when it is none).
+    fn n(&self, i: u32) -> f64 {
+        self.0.get(i).as_f64().unwrap_or(f64::NAN)
+    }
+
+    /// A number, or `None`.
+    fn f(&self, i: u32) -> Option<f64> {
+        self.0.get(i).as_f64()
+    }
+
+    /// Bytes (a `Uint8Array`).
+    fn bytes(&self, i: u32) -> Vec<u8> {
+        js_sys::Uint8Array::new(&self.0.get(i)).to_vec()
+    }
+}
+
+impl Engine {
+    /// The storage name of `key`'s record, `polar-license.v2-<32 hex>` (bound to the server's
+    /// origin, the organization and the key); its lock's name too.
+    pub fn slot(&self, key: &str) -> String {
+        let name = polar_license::cache::slot_name(
+            &polar_license::proto::origin(self.api.base_url()),
+            self.org(),
+            key,
+        );
+        [STORAGE_PREFIX, &name].concat()
+    }
+
+    /// The storage name of `key`'s ledger: the record's, and `-seq`.
+    pub fn ledger(&self, key: &str) -> String {
+        let name = polar_license::cache::slot_name(
+            &polar_license::proto::origin(self.api.base_url()),
+            self.org(),
+            key,
+        );
+        [STORAGE_PREFIX, &polar_license::cache::ledger_name(&name)].concat()
+    }
+
+    /// Phase 1 of a grace-aware check of `key` (under the slot's lock), with the install
+    /// secret and the stored `record` and `ledger` read at `now` (unix seconds). With `cache`
+    /// (the storage failed: its detail) the check is online only.
+    ///
+    /// Answers `{"answer"}` (done), `{"answer", "write", "ask"}` (licensed from the cache:
+    /// store `write` before answering; when that fails, send `ask` instead, or with no `ask`
+    /// answer all the same, the cache not refreshed) or `{"ask"}` (send it, then call
+    /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_begin(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        cache: Option<String>,
+        feature: Option<String>,
+    ) -> String {
+        let key = Key::new(key);
+        let now = now as i64;
+        let feature = feature.as_deref();
+        if let Some(cache) = cache {
+            let http = self
+                .uncached_request(&key, cache)
+                .and_then(|req| self.api.validate_request(&req));
+            return match http {
+                Ok(http) => StepOut::asking(&http).done(),
+                Err(e) => {
+                    StepOut::answer(self.outcome_json(&CheckOutcome::Unverified(e), feature, None))
+                        .done()
+                }
+            };
+        }
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        match self.begin(&key, &opened, now) {
+            Err(outcome) | Ok(Begin::Done(outcome)) => {
+                StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
+            }
+            Ok(Begin::Cached {
+                outcome,
+                write,
+                or_ask,
+            }) => StepOut {
+                answer: Some(self.outcome_json(&outcome, feature, None)),
+                write: Some(self.seal(&opened, *write, &slot)),
+                ask: or_ask.as_ref().map(|a| &a.http),
+                strict: false,
+            }
+            .done(),
+            Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
+        }
+    }
+
+    /// The answer to give at once while a background check asks Polar, after
+    /// [`Engine::check_begin`] answered `{"ask"}` for the same `record`, `ledger` and `now`:
+    /// the cache's within the grace, the cached denial, else `not_yet_verified`, as natively
+    /// (`Licensing::check_in_background`). `{"answer"}`.
+    pub fn check_pending(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+    ) -> String {
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let now = now as i64;
+        let outcome = match self.asking(&key, &opened, now) {
+            Ok(asking) => session::pending(&opened, &asking, &self.policy),
+            Err(outcome) => outcome,
+        };
+        StepOut::answer(self.outcome_json(&outcome, None, None)).done()
+    }
+
+    /// Phase 2 of a check, when another check of the key is asking Polar right now: the
+    /// check began as [`Engine::check_begin`] was called (`record`, `ledger`, `now`), and the
+    /// storage holds `current_record` and `current_ledger` (read again under the lock).
+    /// Answers `{"answer", "write"}`: the cache's answer at once, to give once `write` is
+    /// stored (when that fails, ask as well); or `{}`: the cache cannot license, ask as well.
+    #[allow(clippy::too_many_arguments)]
+    pub fn while_asked(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        current_record: Option<String>,
+        current_ledger: Option<String>,
+        feature: Option<String>,
+    ) -> String {
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let Ok(asking) = self.asking(&key, &opened, now as i64) else {
+            return "{}".to_string();
+        };
+        let current = self.open(
+            &key,
+            &slot,
+            current_record.as_deref(),
+            current_ledger.as_deref(),
+        );
+        match session::while_asked(&current, &asking, &self.policy) {
+            Some((outcome, record)) => StepOut {
+                answer: Some(self.outcome_json(&outcome, feature.as_deref(), None)),
+                write: Some(self.seal(&current, record, &slot)),
+                ask: None,
+                strict: false,
+            }
+            .done(),
+            None => "{}".to_string(),
+        }
+    }
+
+    /// Phase 3 of a check, after the request of [`Engine::check_begin`] (called with the same
+    /// `key`, `secret`, `record`, `ledger`, `now`, `cache` and `feature`) was answered
+    /// (`status`, `body`, `date`, `retry_after`) or failed (`fail`, `detail`), with the
+    /// storage's `current_record` and `current_ledger` read again under the lock (another
+    /// check's answer is folded in, never overwritten). Answers `{"answer", "write",
+    /// "strict"}`: store `write` in order; when that fails and `strict` is set, remove the
+    /// record (a denial that cannot be written must not leave an old grant behind).
+    ///
+    /// The answer is `{"ok": result}` for a licensed verdict, else the denial or error; with
+    /// `feature`, `{"ok": the feature's answer}` for every verdict but an error-class one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_end(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        cache: Option<String>,
+        feature: Option<String>,
+        current_record: Option<String>,
+        current_ledger: Option<String>,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<f64>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        let key = Key::new(key);
+        let now = now as i64;
+        let feature = feature.as_deref();
+        let date = dated(date);
+        let response = reply(status, body, retry_after, fail, detail);
+        if let Some(cache) = cache {
+            let req = match self.uncached_request(&key, cache.clone()) {
+                Ok(req) => req,
+                Err(e) => {
+                    let outcome = CheckOutcome::Unverified(e);
+                    return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
+                }
+            };
+            let online = match Expect::validate(self.org(), &req, now) {
+                Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
+                None => Err(Error::invalid("key", "is required")),
+            };
+            let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
+            return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
+        }
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let asking = match self.asking(&key, &opened, now) {
+            Ok(asking) => asking,
+            Err(outcome) => {
+                return StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
+            }
+        };
+        let online = match asking.expect(self.org()) {
+            Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let current = self.open(
+            &key,
+            &slot,
+            current_record.as_deref(),
+            current_ledger.as_deref(),
+        );
+        let f = session::finish(
+            &current,
+            &asking,
+            &self.policy,
+            online.map(|verdict| (verdict, date)),
+        );
+        let strict = f.write.as_ref().is_some_and(|r| r.denied.is_some());
+        StepOut {
+            answer: Some(self.outcome_json(&f.outcome, feature, f.fallback.as_ref())),
+            write: f.write.map(|r| self.seal(&current, r, &slot)),
+            ask: None,
+            strict,
+        }
+        .done()
+    }
+
+    /// One online validation, no cache answer: `{"ask": request}` (with this machine's
+    /// fingerprint among the conditions when it names an activation and activations are
+    /// bound, as `activate` stored them) or the `invalid_input` error.
+    pub fn validate_begin(&self, key: String, options: &str) -> String {
+        match self
+            .validate_request(key, options)
+            .and_then(|req| self.api.validate_request(&req))
+        {
+            Ok(http) => ask_json(&http, None),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// The answer to [`Engine::validate_begin`]'s request (same `key` and `options`), asked at
+    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {license, activation,
+    /// features}}` (the feature answers of an online verdict) or the denial or error. The
+    /// answer updates the key's record (one truth per key) when the storage could be read
+    /// (`secret`, `record`, `ledger`; no `secret`: nothing to write).
+    #[allow(clippy::too_many_arguments)]
+    pub fn validate_end(
+        &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<f64>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        let req = match self.validate_request(key, options) {
+            Ok(req) => req,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let now = now as i64;
+        let date = dated(date);
+        let mut online = match Expect::validate(self.org(), &req, now) {
+            Some(expect) => reply(status, body, retry_after, fail, detail)
+                .and_then(|r| host::validate_answer(&r, &expect, date))
+                .map(|verdict| (verdict, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let mut out = StepOut::empty();
+        if let (Some(secret), Some(key)) = (secret, req.key.as_ref()) {
+            let slot = self.sealed(key, &secret);
+            let opened = self.open(key, &slot, record.as_deref(), ledger.as_deref());
+            let machine = self.machine.as_deref();
+            let org = self.org();
+            if let Some(r) =
+                session::validated(&opened, org, &req, machine, now, &self.policy, &mut online)
+            {
+                out.strict = r.denied.is_some();
+                out.write = Some(self.seal(&opened, r, &slot));
+            }
+        }
+        let license = match online {
+            Ok((Verdict::Accepted(v), _)) => v,
+            Ok((Verdict::Denied(d), _)) => return out.with(denial_json(&d)).done(),
+            Err(e) => return out.with(error_json(&e)).done(),
+        };
+        let verdict = CheckOutcome::Licensed {
+            source: Source::Online,
+            license: Box::new(license),
+            grace_remaining: None,
+            verified_at: now,
+        };
+        let mut j = Json::new();
+        j.raw("{\"ok\":{");
+        if let CheckOutcome::Licensed { license, .. } = &verdict {
+            j.key("license");
+            license.write_license(&mut j);
+            j.key("activation");
+            license.write_activation(&mut j);
+        }
+        j.key("features");
+        self.features_json(&mut j, &verdict);
+        j.raw("}}");
+        out.with(j.done()).done()
+    }
+
+    /// An activation: `{"ask": request}` (with the machine fingerprint in the conditions,
+    /// when bound) or the `invalid_input` error.
+    pub fn activate_begin(&self, key: String, options: &str) -> String {
+        match self
+            .activate_request(key, options)
+            .and_then(|(req, _)| self.api.activate_request(&req))
+        {
+            Ok(http) => ask_json(&http, None),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// The answer to [`Engine::activate_begin`]'s request (same `key` and `options`), sent at
+    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {activation, license}}` or
+    /// the denial or error. An activation is a verdict: `write` remembers the activation and
+    /// a good verdict bound to it, or the denial about the key (`secret`, `record` and
+    /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
+    /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
+    /// naming the activation.
+    #[allow(clippy::too_many_arguments)]
+    pub fn activate_end(
+        &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<f64>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        let (req, key) = match self.activate_request(key, options) {
+            Ok(bound) => bound,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let now = now as i64;
+        let date = dated(date);
+        let mut online = match Expect::activate(self.org(), &req, now) {
+            Some(expect) => reply(status, body, retry_after, fail, detail)
+                .and_then(|r| host::activate_answer(&r, &expect, date))
+                .map(|verdict| (verdict, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let mut out = StepOut::empty();
+        if let Some(secret) = secret {
+            let slot = self.sealed(&key, &secret);
+            let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+            let org = self.org();
+            if let Some(r) =
+                session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
+            {
+                out.strict = r.denied.is_some();
+                out.write = Some(self.seal(&opened, r, &slot));
+            }
+        }
+        let answer = match online {
+            Ok((Verdict::Accepted(read), _)) => {
+                let mut j = Json::new();
+                j.raw("{\"ok\":{");
+                j.key("activation");
+                read.license().write_activation(&mut j);
+                j.key("license");
+                read.license().write_license(&mut j);
+                j.raw("}}").done()
+            }
+            Ok((Verdict::Denied(d), _)) => denial_json(&d),
+            Err(e) => error_json(&e),
+        };
+        out.with(answer).done()
+    }
+
+    /// A deactivation of `options.activationId`, else of the remembered activation (from the
+    /// stored `record`, trusted or not): `{"ask": request, "id": activation id}` or the
+    /// `invalid_input` error.
+    pub fn deactivate_begin(
+        &self,
+        key: String,
+        options: &str,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+    ) -> String {
+        let o = match deactivate_options(options) {
+            Ok(o) => o,
+            Err(e) => return error_json(&e),
+        };
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let id = match session::deactivation_target(o.activation_id.as_deref(), &opened) {
+            Ok(id) => id,
+            Err(e) => return error_json(&e),
+        };
+        match self
+            .api
+            .deactivate_request(&DeactivateRequest::new(key, id.as_str()))
+        {
+            Ok(http) => ask_json(&http, Some(&id)),
+            Err(e) => error_json(&e),
+        }
+    }
+
+    /// The answer at `now` to [`Engine::deactivate_begin`]'s request for activation `id` (the
+    /// same `record` and `ledger`, read under the lock held since): `{"answer": {"ok":
+    /// {"activationId"}} or the denial or error, "write"}` (the activation is forgotten once
+    /// it is gone on the server).
+    #[allow(clippy::too_many_arguments)]
+    pub fn deactivate_end(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        id: String,
+        status: u16,
+        body: Vec<u8>,
+        _date: Option<f64>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        let verdict = match reply(status, body, retry_after, fail, detail)
+            .and_then(|r| host::deactivate_answer(&r))
+        {
+            Ok(verdict) => verdict,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let org = self.org();
+        let write = session::deactivated(&opened, org, &key, now as i64, &id, &verdict)
+            .map(|r| self.seal(&opened, r, &slot));
+        let answer = match &verdict {
+            Verdict::Accepted(()) => {
+                let mut j = Json::new();
+                j.raw("{\"ok\":{\"activationId\":").str(&id).raw("}}");
+                j.done()
+            }
+            Verdict::Denied(d) => denial_json(d),
+        };
+        StepOut {
+            write,
+            ..StepOut::answer(answer)
+        }
+        .done()
+    }
+
+    /// The storage name of the remembered key, `polar-license.key-<32 hex>` (bound to the
+    /// server's origin and the organization, as natively).
+    pub fn key_slot(&self) -> String {
+        [STORAGE_PREFIX, &self.key_seal("").slot].concat()
+    }
+
+    /// `key` sealed to be remembered (`polar_license::keyseal`, the native format, with the install
+    /// `secret`): `{"write": [[name, text]]}`, or `{"answer": {"error"}}` for a key every
+    /// request would refuse.
+    pub fn seal_key(&self, key: String, secret: &str) -> String {
+        let seal = self.key_seal(secret);
+        match seal.seal(&Key::new(key)) {
+            Ok(bytes) => StepOut {
+                write: Some(vec![(seal.slot, bytes)]),
+                ..StepOut::empty()
+            }
+            .done(),
+            Err(e) => StepOut::answer(error_json(&e)).done(),
+        }
+    }
+
+    /// The key the stored `text` holds, if this install, machine and app sealed it unedited.
+    pub fn open_key(&self, text: &str, secret: &str) -> Option<String> {
+        self.key_seal(secret)
+            .open(text.as_bytes())
+            .ok()
+            .map(|k| k.expose().to_string())
+    }
+
+    /// What the stored `record` and `ledger` say about `key` at `now`: `{"ok": status}`.
+    pub fn status(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+    ) -> String {
+        let key = Key::new(key);
+        let slot = self.sealed(&key, secret);
+        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let status = session::status(opened, record.is_some(), now as i64, &self.policy);
+        let (state, untrusted, record) = match &status.state {
+            CacheState::Empty => ("empty", None, None),
+            CacheState::Untrusted(why) => ("untrusted", Some(why.as_str()), None),
+            CacheState::Present(r) => ("present", None, Some(r)),
+        };
+        let good = record.and_then(|r| r.good.as_ref());
+        let mut j = Json::new();
+        j.raw("{\"ok\":{");
+        j.key("state").str(state);
+        j.key("untrusted").opt_str(untrusted);
+        j.key("now").int(status.now);
+        j.key("graceRemaining")
+            .opt_int(secs(status.grace_remaining));
+        j.key("clockRollback").opt_int(
+            status
+                .clock_rollback
+                .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
+        );
+        j.key("verifiedAt").opt_int(good.map(|g| g.verified_at));
+        j.key("license");
+        match good {
+            Some(g) => {
+                g.license.write_license(&mut j);
+                &mut j
+            }
+            None => j.raw("null"),
+        };
+        j.key("activation");
+        match &status.activation {
+            Some(a) => {
+                polar_license::cache::write_activation(&mut j, a);
+                &mut j
+            }
+            None => j.raw("null"),
+        };
+        j.key("denied");
+        match record.and_then(|r| r.denied.as_ref()) {
+            Some(d) => {
+                j.raw("{");
+                j.key("code").str(d.reason.code());
+                j.key("detail").str(&d.detail);
+                j.key("status").int(i64::from(d.status));
+                j.key("at").int(d.at);
+                j.raw("}")
+            }
+            None => j.raw("null"),
+        };
+        j.key("blockedUntil")
+            .opt_int(record.and_then(|r| r.blocked_until));
+        j.raw("}}").done()
+    }
+}

@@ -1,0 +1,710 @@
+//! The npm package's sans-IO engine (`polar_license::wasm::engine::Engine`), step by step with
+//! no server and no JS storage, in node and in headless Chromium: its records and ledgers are
+//! the native cache format under the native seal (both ways), bound to the server's origin; its
+//! answers carry the reason codes and extras `LicenseError` needs; and its steps hold the
+//! trust rules (writes in order, every cached answer recorded, answers that are not Polar's
+//! falling back, a 200 held to the request, an activation and a plain validate updating the
+//! record). (The package's IO layer around it is tested by tests/js.)
+#![cfg(target_arch = "wasm32")]
+
+use polar_license::cache::{self, MacKey};
+use polar_license::proto::PRODUCTION_URL;
+use polar_license_wasm::engine::{secret_ok, Engine};
+use serde_json::{json, Value};
+use std::collections::HashMap;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_test::wasm_bindgen_test;
+
+const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+const KEY: &str = "ENGINE-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const ACTIVATION: &str = "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c";
+const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+const NOW: f64 = 1_790_000_000.0;
+const EMULATOR: &str = "http://127.0.0.1:8787";
+
+fn license(activation: bool) -> Value {
+    json!({
+        "id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+        "created_at": "2025-01-01T00:00:00Z",
+        "modified_at": null,
+        "organization_id": ORG,
+        "customer_id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+        "customer": {
+            "id": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+            "created_at": "2025-01-01T00:00:00Z",
+            "organization_id": ORG,
+            "metadata": { "plan_tier": "pro" }
+        },
+        "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+        "key": KEY,
+        "display_key": "****-6ED415",
+        "status": "granted",
+        "limit_activations": 3,
+        "usage": 0,
+        "limit_usage": null,
+        "validations": 1,
+        "last_validated_at": null,
+        "expires_at": null,
+        "activation": if activation {
+            json!({
+                "id": ACTIVATION,
+                "license_key_id": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+                "label": "laptop",
+                "meta": {},
+                "created_at": "2025-01-01T00:00:00Z",
+                "modified_at": null
+            })
+        } else {
+            Value::Null
+        }
+    })
+}
+
+/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options as the JS object.
+fn engine_from(o: &Value) -> Result<Engine, JsValue> {
+    let options = js_sys::JSON::parse(&o.to_string()).unwrap();
+    Engine::new(options, JsValue::UNDEFINED)
+}
+
+fn engine(extra: Value) -> Engine {
+    let mut options = json!({ "organizationId": ORG, "appSecret": "app" });
+    if let (Some(o), Some(e)) = (options.as_object_mut(), extra.as_object()) {
+        o.extend(e.clone());
+    }
+    engine_from(&options).unwrap()
+}
+
+fn parsed(text: &str) -> Value {
+    serde_json::from_str(text).unwrap()
+}
+
+fn secret_bytes() -> Vec<u8> {
+    (0..32)
+        .map(|i| u8::from_str_radix(&SECRET[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// The native seal of `KEY`'s record for `origin`: key, org, install secret and the framed
+/// (origin, machine, app secret) triple, as the native `Licensing` derives it.
+fn native_mac(origin: &str) -> MacKey {
+    let mut extra = Vec::new();
+    for part in [origin.as_bytes(), &b""[..], &b"app"[..]] {
+        extra.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        extra.extend_from_slice(part);
+    }
+    MacKey::derive(KEY, ORG, &secret_bytes(), Some(&extra))
+}
+
+/// A storage, as `license.js` keeps one: named strings, written in the order given.
+#[derive(Default, Clone)]
+struct Storage {
+    map: HashMap<String, String>,
+    names: Vec<String>,
+}
+
+impl Storage {
+    /// Stores a step's `write` list in order; the names written, in order.
+    fn apply(&mut self, step: &Value) -> Vec<String> {
+        let mut names = Vec::new();
+        for pair in step["write"].as_array().into_iter().flatten() {
+            let (name, text) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
+            self.map.insert(name.to_string(), text.to_string());
+            names.push(name.to_string());
+        }
+        self.names.extend(names.clone());
+        names
+    }
+
+    fn record(&self, e: &Engine) -> Option<String> {
+        self.map.get(&e.slot(KEY)).cloned()
+    }
+
+    fn ledger(&self, e: &Engine) -> Option<String> {
+        self.map.get(&e.ledger(KEY)).cloned()
+    }
+}
+
+/// A Polar answer to the request of a check (or `fail` 1..3 with `detail`).
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+    retry_after: Option<String>,
+    fail: u8,
+    detail: String,
+}
+
+fn ok(status: u16, body: &Value) -> Reply {
+    Reply {
+        status,
+        body: body.to_string().into_bytes(),
+        retry_after: None,
+        fail: 0,
+        detail: String::new(),
+    }
+}
+
+fn raw(status: u16, body: &str) -> Reply {
+    Reply {
+        status,
+        body: body.as_bytes().to_vec(),
+        retry_after: None,
+        fail: 0,
+        detail: String::new(),
+    }
+}
+
+fn failed(fail: u8, detail: &str) -> Reply {
+    Reply {
+        status: 0,
+        body: Vec::new(),
+        retry_after: None,
+        fail,
+        detail: detail.to_string(),
+    }
+}
+
+/// One check as `license.js` runs it: phase 1 on the storage; when it asks, phase 3 with
+/// `reply` and the storage read again; the writes applied in order. The step's JSON with
+/// `asked`.
+fn check(e: &Engine, s: &mut Storage, now: f64, reply: Reply) -> Value {
+    let (record, ledger) = (s.record(e), s.ledger(e));
+    let begin = parsed(&e.check_begin(
+        KEY.into(),
+        SECRET,
+        record.clone(),
+        ledger.clone(),
+        now,
+        None,
+        None,
+    ));
+    if begin.get("write").is_some() {
+        s.apply(&begin);
+        return json!({ "answer": begin["answer"], "asked": false });
+    }
+    if begin.get("ask").is_none() {
+        return json!({ "answer": begin["answer"], "asked": false });
+    }
+    let mut end = parsed(&e.check_end(
+        KEY.into(),
+        SECRET,
+        record,
+        ledger,
+        now,
+        None,
+        None,
+        s.record(e),
+        s.ledger(e),
+        reply.status,
+        reply.body,
+        None,
+        reply.retry_after,
+        reply.fail,
+        reply.detail,
+    ));
+    s.apply(&end);
+    end["asked"] = json!(true);
+    end
+}
+
+#[wasm_bindgen_test]
+fn engine_records_are_the_native_format_both_ways() {
+    let e = engine(json!({}));
+    let slot = cache::slot_name(PRODUCTION_URL, ORG, KEY);
+    assert_eq!(e.slot(KEY), format!("polar-license.{slot}"));
+    assert_eq!(e.ledger(KEY), format!("polar-license.{slot}-seq"));
+    assert!(slot.starts_with("v2-"));
+
+    let mut s = Storage::default();
+    let first = check(&e, &mut s, NOW, ok(200, &license(false)));
+    assert_eq!(first["asked"], true);
+    assert_eq!(first["answer"]["ok"]["source"], "online");
+    assert_eq!(first["answer"]["ok"]["reason"], Value::Null);
+    assert_eq!(first["answer"]["ok"]["license"]["key"], KEY);
+    // No ledger yet: the ledger first, then the record (a crash between the two never
+    // leaves a record without its ledger).
+    assert_eq!(s.names, vec![e.ledger(KEY), e.slot(KEY)]);
+    let text = s.record(&e).unwrap();
+    assert!(text.starts_with("polar-license-cache v2\n"), "{text}");
+    assert!(!text.contains(KEY));
+
+    // Natively decoded with the native seal; the ledger holds the record's number.
+    let mac = native_mac(PRODUCTION_URL);
+    let mut record = cache::decode(text.as_bytes(), &mac).unwrap();
+    assert_eq!(record.display_key, "****-6ED415");
+    assert_eq!(record.origin, PRODUCTION_URL);
+    assert_eq!(
+        record.good.as_ref().map(|g| g.verified_at),
+        Some(NOW as i64)
+    );
+    let seq = cache::decode_ledger(s.ledger(&e).unwrap().as_bytes(), &mac).unwrap();
+    assert_eq!((record.seq, seq), (1, 1));
+
+    // A record and ledger the native face wrote are trusted here: fresh, so no request, and
+    // the answer is recorded (record, then ledger: a ledger exists now).
+    record.seq = 7;
+    let mut native = Storage::default();
+    native.map.insert(
+        e.slot(KEY),
+        String::from_utf8(cache::encode(&record, &mac)).unwrap(),
+    );
+    native.map.insert(
+        e.ledger(KEY),
+        String::from_utf8(cache::encode_ledger(7, &mac)).unwrap(),
+    );
+    let again = check(&e, &mut native, NOW + 60.0, failed(1, "unused"));
+    assert_eq!(again["asked"], false);
+    assert_eq!(again["answer"]["ok"]["source"], "cache");
+    assert_eq!(again["answer"]["ok"]["license"]["key"], KEY);
+    assert_eq!(native.names, vec![e.slot(KEY), e.ledger(KEY)]);
+    let noted = cache::decode(native.record(&e).unwrap().as_bytes(), &mac).unwrap();
+    assert_eq!((noted.seq, noted.latest_seen), (8, NOW as i64 + 60));
+    let status = parsed(&e.status(
+        KEY.into(),
+        SECRET,
+        native.record(&e),
+        native.ledger(&e),
+        NOW + 60.0,
+    ));
+    assert_eq!(status["ok"]["state"], "present");
+    assert_eq!(status["ok"]["verifiedAt"], NOW as i64);
+
+    // The older record put back under the newer ledger: replayed, no cache.
+    let status = parsed(&e.status(
+        KEY.into(),
+        SECRET,
+        Some(text.clone()),
+        native.ledger(&e),
+        NOW,
+    ));
+    assert_eq!(status["ok"]["untrusted"], "replayed");
+    // A record without its ledger is not trusted either.
+    let status = parsed(&e.status(KEY.into(), SECRET, Some(text.clone()), None, NOW));
+    assert_eq!(status["ok"]["untrusted"], "replayed");
+
+    // Another app secret cannot read it, nor can an edited copy.
+    let stranger = engine(json!({ "appSecret": "other" }));
+    let status =
+        parsed(&stranger.status(KEY.into(), SECRET, Some(text.clone()), s.ledger(&e), NOW));
+    assert_eq!(status["ok"]["untrusted"], "bad_mac");
+    let edited = text.replace("\"granted\"", "\"grantex\"");
+    let status = parsed(&e.status(KEY.into(), SECRET, Some(edited), s.ledger(&e), NOW));
+    assert_eq!(status["ok"]["untrusted"], "bad_mac");
+
+    // Bound to its server: a client of another origin has another slot, and the production
+    // record under it is sealed with other keys.
+    let local = engine(json!({ "baseUrl": EMULATOR }));
+    assert_ne!(local.slot(KEY), e.slot(KEY));
+    let status = parsed(&local.status(KEY.into(), SECRET, Some(text), s.ledger(&e), NOW));
+    assert_eq!(status["ok"]["untrusted"], "bad_mac");
+
+    assert!(secret_ok(SECRET));
+    assert!(!secret_ok("not hex"));
+}
+
+#[wasm_bindgen_test]
+fn engine_answers_carry_codes_and_extras() {
+    let e = engine(json!({}));
+    let end = |reply: Reply| check(&e, &mut Storage::default(), NOW, reply);
+    let offline = end(failed(1, "TypeError: fetch failed (ECONNREFUSED)"));
+    assert_eq!(
+        offline["answer"]["error"],
+        json!({
+            "code": "offline",
+            "detail": "TypeError: fetch failed (ECONNREFUSED)",
+            "userMessage": "Polar, the license server, could not be reached: check your internet connection.",
+            "timeout": false
+        })
+    );
+    assert_eq!(
+        offline.get("write"),
+        None,
+        "nothing to write without a record"
+    );
+    assert_eq!(
+        end(failed(2, "no complete answer within 10000 ms"))["answer"]["error"]["timeout"],
+        true
+    );
+    assert_eq!(
+        end(failed(3, "truncated"))["answer"]["error"]["code"],
+        "protocol_error"
+    );
+
+    let mut s = Storage::default();
+    let limited = check(
+        &e,
+        &mut s,
+        NOW,
+        Reply {
+            retry_after: Some("30".into()),
+            ..raw(429, "")
+        },
+    );
+    assert_eq!(limited["answer"]["error"]["code"], "rate_limited");
+    assert_eq!(limited["answer"]["error"]["retryAfter"], 30);
+    // The block is remembered: the next check within it sends nothing.
+    let blocked = check(&e, &mut s, NOW + 10.0, failed(1, "unused"));
+    assert_eq!(blocked["asked"], false);
+    assert_eq!(blocked["answer"]["error"]["code"], "rate_limited");
+    // A retry-after of ten years blocks for an hour at most.
+    let mut s = Storage::default();
+    let years = check(
+        &e,
+        &mut s,
+        NOW,
+        Reply {
+            retry_after: Some("315360000".into()),
+            ..raw(429, "")
+        },
+    );
+    assert_eq!(years["answer"]["error"]["retryAfter"], 3600);
+    let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW));
+    assert_eq!(status["ok"]["blockedUntil"], NOW as i64 + 3600);
+
+    let denied = end(ok(
+        404,
+        &json!({ "error": "ResourceNotFound", "detail": "License key is no longer active." }),
+    ));
+    assert_eq!(
+        denied["answer"]["error"],
+        json!({
+            "code": "inactive",
+            "detail": "License key is no longer active.",
+            "userMessage": "This license key is no longer active.",
+            "status": 404
+        })
+    );
+    assert_eq!(
+        denied["strict"], true,
+        "a tombstone that must not leave a grant behind"
+    );
+
+    // A bare 404 (a wrong base path, a removed Polar-Version) is no denial and no tombstone.
+    let bare = end(raw(404, r#"{"detail":"Not Found"}"#));
+    assert_eq!(bare["answer"]["error"]["code"], "protocol_error");
+    assert_eq!(bare["answer"]["error"]["status"], 404);
+    assert_eq!(bare.get("write"), None);
+
+    // A 200 that is not a valid license for the request: protocol_error.
+    let mut other = license(false);
+    other["key"] = json!("OTHER-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+    let mut revoked = license(false);
+    revoked["status"] = json!("revoked");
+    let mut expired = license(false);
+    expired["expires_at"] = json!("2020-01-01T00:00:00Z");
+    for lie in [other, revoked, expired] {
+        let answer = end(ok(200, &lie));
+        assert_eq!(answer["answer"]["error"]["code"], "protocol_error", "{lie}");
+        assert_eq!(answer.get("write"), None);
+    }
+
+    // With `feature`: a denial answers (not granted), an error-class reason fails.
+    let feature = parsed(&e.check_begin(
+        String::new(),
+        SECRET,
+        None,
+        None,
+        NOW,
+        None,
+        Some("pro".into()),
+    ));
+    assert_eq!(feature["answer"]["error"]["field"], "key");
+
+    let bad = engine_from(&json!({ "organizationId": "nope" }))
+        .err()
+        .unwrap();
+    let bad = parsed(&bad.as_string().unwrap());
+    assert_eq!(bad["error"]["code"], "invalid_input");
+    assert_eq!(bad["error"]["field"], "organization_id");
+}
+
+#[wasm_bindgen_test]
+fn answers_that_are_not_polars_fall_back_with_their_reason() {
+    let e = engine(json!({ "gracePolicy": { "revalidateAfter": 0 } }));
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let cases = [
+        (raw(200, "<html>login</html>"), "protocol_error"),
+        (raw(404, r#"{"detail":"Not Found"}"#), "protocol_error"),
+        (raw(302, ""), "protocol_error"),
+        (raw(503, "{}"), "server_error"),
+        (failed(1, "refused"), "offline"),
+    ];
+    for (i, (reply, reason)) in cases.into_iter().enumerate() {
+        let now = NOW + 60.0 * (i as f64 + 1.0);
+        let answer = check(&e, &mut s, now, reply);
+        assert_eq!(answer["answer"]["ok"]["source"], "cache", "{reason}");
+        assert_eq!(answer["answer"]["ok"]["reason"], reason);
+        assert_eq!(answer["strict"], false);
+    }
+    let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW + 600.0));
+    assert_eq!(status["ok"]["denied"], Value::Null);
+    assert_eq!(status["ok"]["verifiedAt"], NOW as i64);
+}
+
+#[wasm_bindgen_test]
+fn a_held_clock_stops_the_cache_after_32_answers() {
+    let e = engine(json!({}));
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let held = NOW + 1800.0;
+    for i in 0..=32 {
+        let answer = check(&e, &mut s, held, failed(1, "unused"));
+        assert_eq!(answer["asked"], false, "answer {i}");
+        assert_eq!(answer["answer"]["ok"]["source"], "cache");
+    }
+    let stalled = check(&e, &mut s, held, failed(1, "refused"));
+    assert_eq!(stalled["asked"], true);
+    assert_eq!(stalled["answer"]["error"]["code"], "clock_rollback");
+    let moved = check(&e, &mut s, held + 1.0, failed(1, "unused"));
+    assert_eq!(moved["answer"]["ok"]["source"], "cache");
+}
+
+#[wasm_bindgen_test]
+fn a_check_asked_elsewhere_answers_from_the_cache_and_finishes_on_the_record_as_it_is() {
+    let e = engine(json!({ "gracePolicy": { "revalidateAfter": 0 } }));
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let (record, ledger) = (s.record(&e), s.ledger(&e));
+    let begin = parsed(&e.check_begin(
+        KEY.into(),
+        SECRET,
+        record.clone(),
+        ledger.clone(),
+        NOW + 5.0,
+        None,
+        None,
+    ));
+    assert!(begin.get("ask").is_some() && begin.get("answer").is_none());
+    // Another check of the key is asking: the cache answers at once, recorded.
+    let asked = parsed(&e.while_asked(
+        KEY.into(),
+        SECRET,
+        record.clone(),
+        ledger.clone(),
+        NOW + 5.0,
+        record.clone(),
+        ledger.clone(),
+        None,
+    ));
+    assert_eq!(asked["answer"]["ok"]["source"], "cache");
+    s.apply(&asked);
+    // With no cache to answer from, ask as well.
+    let none = parsed(&e.while_asked(KEY.into(), SECRET, None, None, NOW + 5.0, None, None, None));
+    assert_eq!(none, json!({}));
+    // Phase 3 folds the answer into the record as it is now (written since): the next
+    // number, so the ledger moves on.
+    let end = parsed(&e.check_end(
+        KEY.into(),
+        SECRET,
+        record,
+        ledger,
+        NOW + 5.0,
+        None,
+        None,
+        s.record(&e),
+        s.ledger(&e),
+        200,
+        license(false).to_string().into_bytes(),
+        None,
+        None,
+        0,
+        String::new(),
+    ));
+    s.apply(&end);
+    let mac = native_mac(PRODUCTION_URL);
+    let seq = cache::decode_ledger(s.ledger(&e).unwrap().as_bytes(), &mac).unwrap();
+    assert_eq!(seq, 3);
+    let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW + 5.0));
+    assert_eq!(status["ok"]["state"], "present");
+}
+
+#[wasm_bindgen_test]
+fn an_activation_is_a_verdict_and_later_checks_validate_it() {
+    let e = engine(json!({ "machineId": "electron-machine" }));
+    let options = r#"{"label":"laptop","conditions":{"seat":1}}"#;
+    let ask = parsed(&e.activate_begin(KEY.into(), options));
+    let body = ask["ask"]["body"].as_str().unwrap();
+    assert!(body.contains("\"machine_fingerprint\""), "{body}");
+    assert!(ask["ask"]["url"].as_str().unwrap().ends_with("/activate"));
+
+    let mut read = license(true)["activation"].clone();
+    let mut key = license(false);
+    key.as_object_mut().unwrap().remove("activation");
+    read["license_key"] = key;
+    let activate = |status: u16, s: &Storage| {
+        parsed(&e.activate_end(
+            KEY.into(),
+            options,
+            Some(SECRET.into()),
+            s.record(&e),
+            s.ledger(&e),
+            NOW,
+            status,
+            read.to_string().into_bytes(),
+            None,
+            None,
+            0,
+            String::new(),
+        ))
+    };
+    let mut s = Storage::default();
+    let answer = activate(201, &s);
+    assert_eq!(
+        answer["answer"]["error"]["code"], "protocol_error",
+        "activate answers 200, not 201"
+    );
+    assert_eq!(answer.get("write"), None);
+    let answer = activate(200, &s);
+    assert_eq!(answer["answer"]["ok"]["activation"]["id"], ACTIVATION);
+    s.apply(&answer);
+
+    // Right after it, a check answers from the cache (no request), with the activation.
+    let begin = parsed(&e.check_begin(
+        KEY.into(),
+        SECRET,
+        s.record(&e),
+        s.ledger(&e),
+        NOW + 1.0,
+        None,
+        None,
+    ));
+    assert_eq!(begin["answer"]["ok"]["source"], "cache");
+    assert_eq!(begin["answer"]["ok"]["activation"]["id"], ACTIVATION);
+    // The request it would send when its answer cannot be recorded validates the activation
+    // with the conditions it was made with.
+    let body = begin["ask"]["body"].as_str().unwrap();
+    assert!(body.contains(ACTIVATION), "{body}");
+    assert!(body.contains("\"seat\":1"), "{body}");
+    let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW));
+    assert_eq!(status["ok"]["activation"]["id"], ACTIVATION);
+
+    let gone = parsed(&e.deactivate_begin(KEY.into(), "", SECRET, s.record(&e), s.ledger(&e)));
+    assert_eq!(gone["id"], ACTIVATION);
+    let end = parsed(&e.deactivate_end(
+        KEY.into(),
+        SECRET,
+        s.record(&e),
+        s.ledger(&e),
+        NOW,
+        ACTIVATION.into(),
+        204,
+        Vec::new(),
+        None,
+        None,
+        0,
+        String::new(),
+    ));
+    assert_eq!(end["answer"]["ok"]["activationId"], ACTIVATION);
+    s.apply(&end);
+    let none = parsed(&e.deactivate_begin(KEY.into(), "", SECRET, s.record(&e), s.ledger(&e)));
+    assert_eq!(none["error"]["field"], "activation_id");
+}
+
+#[wasm_bindgen_test]
+fn a_plain_validate_binds_this_machine_and_updates_the_record() {
+    let e = engine(json!({ "machineId": "electron-machine" }));
+    let options = format!(r#"{{"activationId":"{ACTIVATION}","conditions":{{"machine":"abc"}}}}"#);
+    let ask = parsed(&e.validate_begin(KEY.into(), &options));
+    let body = ask["ask"]["body"].as_str().unwrap();
+    assert!(body.contains("\"machine_fingerprint\""), "{body}");
+    assert!(body.contains("\"machine\":\"abc\""), "{body}");
+
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    // A revocation seen by validate is a tombstone: the next check asks, never the cache.
+    let end = parsed(&e.validate_end(
+        KEY.into(),
+        "",
+        Some(SECRET.into()),
+        s.record(&e),
+        s.ledger(&e),
+        NOW + 10.0,
+        404,
+        br#"{"error":"ResourceNotFound","detail":"License key is no longer active."}"#.to_vec(),
+        None,
+        None,
+        0,
+        String::new(),
+    ));
+    assert_eq!(end["answer"]["error"]["code"], "inactive");
+    assert_eq!(end["strict"], true);
+    s.apply(&end);
+    let next = check(&e, &mut s, NOW + 20.0, failed(1, "refused"));
+    assert_eq!(next["asked"], true);
+    assert_eq!(next["answer"]["error"]["code"], "offline");
+    // Without the storage (no secret), the answer alone.
+    let alone = parsed(&e.validate_end(
+        KEY.into(),
+        "",
+        None,
+        None,
+        None,
+        NOW,
+        200,
+        license(false).to_string().into_bytes(),
+        None,
+        None,
+        0,
+        String::new(),
+    ));
+    assert_eq!(alone["answer"]["ok"]["license"]["key"], KEY);
+    assert_eq!(alone.get("write"), None);
+}
+
+#[wasm_bindgen_test]
+fn require_activation_refuses_with_no_request() {
+    let e = engine(json!({ "requireActivation": true }));
+    let mut s = Storage::default();
+    // Even over a bare-key verdict the storage holds.
+    let bare = engine(json!({}));
+    check(&bare, &mut s, NOW, ok(200, &license(false)));
+    let begin = parsed(&e.check_begin(
+        KEY.into(),
+        SECRET,
+        s.record(&e),
+        s.ledger(&e),
+        NOW,
+        None,
+        None,
+    ));
+    assert_eq!(begin.get("ask"), None);
+    assert_eq!(begin["answer"]["error"]["field"], "activation_id");
+    // Without the storage: the storage's failure, still no request.
+    let begin = parsed(&e.check_begin(
+        KEY.into(),
+        "",
+        None,
+        None,
+        NOW,
+        Some("disk gone".into()),
+        None,
+    ));
+    assert_eq!(begin.get("ask"), None);
+    assert_eq!(begin["answer"]["error"]["code"], "cache_error");
+}
+
+#[wasm_bindgen_test]
+fn stored_names_hold_no_key() {
+    let mut s = Storage::default();
+    let e = engine(json!({}));
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let names: HashMap<_, _> = s.map.iter().collect();
+    assert_eq!(names.len(), 2);
+    for (name, text) in names {
+        assert!(!name.contains(KEY) && !text.contains(KEY), "{name}");
+    }
+}
+
+// ---- The `reasonTable` export --------------------------------------------------------------
+
+#[wasm_bindgen_test]
+fn the_js_reason_table_is_the_rust_one() {
+    let rows: Vec<serde_json::Value> =
+        serde_json::from_str(&polar_license_wasm::bindings::reason_table()).unwrap();
+    assert_eq!(rows.len(), polar_license::Reason::ALL.len());
+    for (row, reason) in rows.iter().zip(polar_license::Reason::ALL) {
+        assert_eq!(row["code"], reason.code());
+        assert_eq!(row["kind"], reason.class().as_str());
+        assert_eq!(row["number"], reason.number());
+    }
+}

@@ -1,0 +1,480 @@
+//! The command-line surface (shared/contract.md §2), parsed with clap.
+//!
+//! Every global option can also come from its environment variable. The global options are
+//! accepted before or after the command name.
+
+use clap::builder::FalseyValueParser;
+use clap::{ArgAction, Args, Parser, Subcommand, ValueEnum};
+use polar_license::MetaValue;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Gate features on a Polar (polar.sh) license key from scripts, CI and installers.
+#[derive(Debug, Parser)]
+#[command(
+    name = "polar-license",
+    version,
+    about = "Validate, activate and deactivate Polar (polar.sh) license keys",
+    long_about = "Validate, activate and deactivate Polar (polar.sh) license keys, \
+        or run a local Polar emulator to try it all out.\n\n\
+        Talks to Polar's public license-key routes (the license key is the credential), or to \
+        the token-authenticated ones when --access-token is given.\n\n\
+        `activate` remembers the activation in the offline cache; `check` is the grace-aware \
+        verdict: a good verdict younger than --revalidate-after (default 1 hour) answers with \
+        no request; an older one is re-validated online, and when Polar gives no verdict \
+        (offline, rate limited, 5xx, or an answer that is not Polar's: a login page, a proxy, \
+        a bare 404) the cache still licenses until --grace-period (default 7 days) after the \
+        last good online verdict, and says why. An online denial (also one `validate` sees) \
+        is never overridden by the cache; a clock set back more than --clock-tolerance \
+        (default 10 minutes), or held still across many answers, is `clock_rollback`.",
+    after_help = "Exit codes: 0 licensed or done, 1 denied, 2 invalid input or usage, \
+        3 unverified or error (offline, rate limited, server error, protocol error, grace \
+        expired, clock rollback, cache error).\n\
+        With --json, stdout holds exactly one JSON object with at least: outcome, reason, \
+        detail, source, activation_id, grace_remaining_seconds, license.\n\n\
+        Try it offline: polar-license demo"
+)]
+pub struct Cli {
+    /// Options shared by every command.
+    #[command(flatten)]
+    pub global: Global,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Options shared by every command; each also read from the environment.
+#[derive(Debug, Args)]
+pub struct Global {
+    /// The seller organization's id (a UUID v4)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_ORGANIZATION_ID",
+        value_name = "UUID"
+    )]
+    pub org: Option<String>,
+
+    /// Which Polar to talk to
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_SERVER",
+        value_enum,
+        default_value_t = ServerChoice::Production,
+        value_name = "SERVER"
+    )]
+    pub server: ServerChoice,
+
+    /// Talk to this base URL instead (overrides --server); plain http:// only for loopback hosts
+    #[arg(long, global = true, env = "POLAR_API_URL", value_name = "URL")]
+    pub base_url: Option<String>,
+
+    /// Where the offline cache lives (default: this command's own directory, the platform's
+    /// local data dir plus `polar-license/polar-license`, e.g.
+    /// ~/.local/share/polar-license/polar-license; an app built on the library has its own)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_CACHE_DIR",
+        value_name = "DIR"
+    )]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Use the default cache directory of the app with this id (what the app set with
+    /// `.app_id(…)`, or its executable's name), e.g. to inspect or repair an app's records
+    /// with `status`, `check` or `deactivate`; --cache-dir wins over it
+    #[arg(long, global = true, env = "POLAR_LICENSE_APP_ID", value_name = "ID")]
+    pub app_id: Option<String>,
+
+    /// Whole-request timeout in seconds, fractions allowed (default 10)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_TIMEOUT",
+        value_name = "SECONDS",
+        value_parser = parse_timeout
+    )]
+    pub timeout: Option<Duration>,
+
+    /// The HTTP(S) proxy to reach Polar through (`http://host:port`, with `user:password@` when
+    /// needed), or `direct`; default: as the environment says (ALL_PROXY, HTTPS_PROXY,
+    /// HTTP_PROXY with NO_PROXY; on Windows the system's proxy setting)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_PROXY",
+        hide_env_values = true,
+        value_name = "URL|direct"
+    )]
+    pub proxy: Option<String>,
+
+    /// Which certificates Polar's TLS certificate is checked against: `system`, the OS trust
+    /// store (a company's TLS-inspecting proxy CA works), or `bundled`, only the roots built in
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_TLS_ROOTS",
+        value_name = "ROOTS",
+        default_value = "system"
+    )]
+    pub tls_roots: RootsChoice,
+
+    /// Use the token-authenticated /v1/license-keys/… routes with this organization access
+    /// token (for backends and CI; never ship a token inside an app)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_ACCESS_TOKEN",
+        hide_env_values = true,
+        value_name = "TOKEN"
+    )]
+    pub access_token: Option<String>,
+
+    /// Grace policy: a good verdict younger than this answers `check` with no request
+    /// (seconds; default 3600 = 1 hour)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_REVALIDATE_AFTER",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub revalidate_after: Option<Duration>,
+
+    /// Grace policy: how long after the last good online verdict an unreachable server still
+    /// licenses (seconds; default 604800 = 7 days)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_GRACE_PERIOD",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub grace_period: Option<Duration>,
+
+    /// Grace policy: how far the clock may move back before `clock_rollback` (seconds;
+    /// default 600 = 10 minutes)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_CLOCK_TOLERANCE",
+        value_name = "SECONDS",
+        value_parser = parse_seconds
+    )]
+    pub clock_tolerance: Option<Duration>,
+
+    /// A secret of the app's, mixed into the cache's seal (the same secret must be given to
+    /// every command that reads the cache)
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_APP_SECRET",
+        hide_env_values = true,
+        value_name = "SECRET"
+    )]
+    pub app_secret: Option<String>,
+
+    /// The feature map for `check --feature`: JSON such as
+    /// `{"pro_export": ["<benefit uuid>"], "api_calls": {"benefits": ["<uuid>"], "metered": true}}`,
+    /// or `@FILE` to read it from a file
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_ENTITLEMENTS",
+        value_name = "JSON|@FILE"
+    )]
+    pub entitlements: Option<String>,
+
+    /// Do not bind activations to this machine (by default `activate` adds the condition
+    /// `machine_fingerprint`, a hash of the OS machine id). It is also part of the cache's
+    /// seal: use it for every command on that cache
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_NO_MACHINE_BINDING",
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub no_machine_binding: bool,
+
+    /// Make `check` refuse (invalid input, `activation_id`, no request) a key that has no
+    /// activation remembered in the cache: never activated on this machine, or deactivated.
+    /// Without it, a bare key that Polar validates is licensed even when it has activation slots
+    #[arg(
+        long,
+        global = true,
+        env = "POLAR_LICENSE_REQUIRE_ACTIVATION",
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub require_activation: bool,
+
+    /// Print exactly one JSON object on stdout (and nothing else)
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+/// `--tls-roots` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RootsChoice {
+    /// The operating system's trust store
+    System,
+    /// Only the roots built into the program
+    Bundled,
+}
+
+/// `--server` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ServerChoice {
+    /// https://api.polar.sh
+    Production,
+    /// https://sandbox-api.polar.sh (separate data)
+    Sandbox,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Activate the key on this machine (takes one activation slot per call) and remember
+    /// the activation in the offline cache
+    Activate(ActivateArgs),
+    /// Validate the key online (no cache answer; the answer updates the key's cache record)
+    Validate(ValidateArgs),
+    /// The grace-aware verdict: validates the remembered activation, answering from the
+    /// offline cache as the grace policy allows
+    Check(CheckArgs),
+    /// Deactivate an activation (default: the remembered one), freeing its slot, and forget
+    /// it in the cache
+    Deactivate(DeactivateArgs),
+    /// Show what the offline cache holds (no network); without --key, the remembered key's
+    /// record, else list the cache dir
+    Status(StatusArgs),
+    /// Remember the key on this machine (sealed beside the cache; off unless asked), so
+    /// check, deactivate and status need no --key
+    Remember(RememberArgs),
+    /// Forget the remembered key (its cache record and activation stay)
+    ForgetKey,
+    /// Run the local Polar emulator until killed; the first stdout line is
+    /// `listening on http://127.0.0.1:PORT`, then the organization, keys and tokens
+    /// (--json only changes how startup errors are printed)
+    Emulator(EmulatorArgs),
+    /// A self-contained walkthrough on the embedded emulator (also a smoke test)
+    Demo,
+}
+
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`.
+#[derive(Debug, Args)]
+pub struct KeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list)
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: String,
+}
+
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else the remembered one.
+#[derive(Debug, Args)]
+pub struct OptionalKeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list);
+    /// default: the key remembered by `activate --remember` or `remember`
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+}
+
+/// `remember`
+#[derive(Debug, Args)]
+pub struct RememberArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+}
+
+/// `activate`
+#[derive(Debug, Args)]
+pub struct ActivateArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// Also remember the key on this machine (sealed beside the cache), so check,
+    /// deactivate and status need no --key
+    #[arg(long)]
+    pub remember: bool,
+
+    /// A label for the activation, e.g. the machine's name (may be empty)
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+
+    /// A condition stored on the activation and required on every validate naming it
+    /// (repeatable; the value is an integer, a float, true/false, or else a string)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
+
+    /// A meta entry stored on the activation and returned with it (repeatable, typed as
+    /// for --condition)
+    #[arg(long = "meta", value_name = "K=V", value_parser = parse_kv)]
+    pub meta: Vec<(String, MetaValue)>,
+}
+
+/// `validate`
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// The activation to check (its stored conditions must then equal the --condition ones)
+    #[arg(long, value_name = "ID")]
+    pub activation_id: Option<String>,
+
+    /// Require the key to belong to this benefit
+    #[arg(long, value_name = "ID")]
+    pub benefit_id: Option<String>,
+
+    /// Require the key to belong to this customer
+    #[arg(long, value_name = "ID")]
+    pub customer_id: Option<String>,
+
+    /// Add N to the key's usage (refused with usage_exhausted past its limit)
+    #[arg(long, value_name = "N", allow_negative_numbers = true)]
+    pub increment_usage: Option<i64>,
+
+    /// A condition to compare with the activation's (repeatable; typed as for activate)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
+}
+
+/// `check`
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+
+    /// Answer "may this copy use FEATURE?" from the verdict and --entitlements: exit 0 when
+    /// granted, 1 when not (the license is denied, its benefit does not grant it, or the
+    /// feature is unknown), 3 when the license could not be verified
+    #[arg(long, value_name = "NAME")]
+    pub feature: Option<String>,
+}
+
+/// `deactivate`
+#[derive(Debug, Args)]
+pub struct DeactivateArgs {
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+
+    /// The activation to free (default: the one `activate` remembered for this key)
+    #[arg(long, value_name = "ID")]
+    pub activation_id: Option<String>,
+}
+
+/// `status`
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// Without a key (none given, none remembered), only the cache directory is listed:
+    /// records are sealed per key
+    #[command(flatten)]
+    pub key: OptionalKeyArg,
+}
+
+/// `emulator`
+#[derive(Debug, Args)]
+pub struct EmulatorArgs {
+    /// A seed file (JSON: organization_id and license_keys); default: the demo seed
+    #[arg(long, value_name = "FILE")]
+    pub seed: Option<PathBuf>,
+
+    /// The port on 127.0.0.1; 0 picks a free one (read it from the first line)
+    #[arg(long, value_name = "P", default_value_t = 8787)]
+    pub port: u16,
+
+    /// Enforce Polar's public rate limit: 3 requests per second, then a 60 s block
+    #[arg(long)]
+    pub rate_limit: bool,
+
+    /// Behave like Polar's sandbox (adds the `X-Polar-Sandbox: 1` header)
+    #[arg(long)]
+    pub sandbox: bool,
+
+    /// The Polar-Version answered when a request sends none (Polar's current one)
+    #[arg(long, value_name = "YYYY-MM", default_value = polar_license_emulator::CURRENT_API_VERSION)]
+    pub api_version: String,
+
+    /// The Polar-Versions served, comma-separated; any other (a removed one) answers a bare
+    /// 404 {"detail":"Not Found"} [default: 2026-04,2026-10,2027-01]
+    #[arg(long, value_name = "LIST", value_delimiter = ',')]
+    pub api_versions: Vec<String>,
+}
+
+/// Parses `--timeout`: a positive, finite number of seconds.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds > 0.0) {
+        return Err("must be a positive number of seconds".to_string());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// Parses a grace-policy duration: a non-negative, finite number of seconds.
+fn parse_seconds(text: &str) -> Result<Duration, String> {
+    let seconds: f64 = text
+        .trim()
+        .parse()
+        .map_err(|_| format!("`{text}` is not a number of seconds"))?;
+    if !(seconds.is_finite() && seconds >= 0.0) {
+        return Err("must be a number of seconds, zero or more".to_string());
+    }
+    Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
+}
+
+/// Parses `k=v` (split at the first `=`), typing the value as contract §2 says.
+fn parse_kv(text: &str) -> Result<(String, MetaValue), String> {
+    let (k, v) = text
+        .split_once('=')
+        .ok_or_else(|| format!("expected K=V, found `{text}` (no `=`)"))?;
+    Ok((k.to_string(), MetaValue::parse_scalar(v)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn clap_definition_is_valid() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn kv_and_timeout() {
+        assert_eq!(
+            parse_kv("machine=A=B"),
+            Ok(("machine".to_string(), MetaValue::Str("A=B".to_string())))
+        );
+        assert_eq!(
+            parse_kv("major=2"),
+            Ok(("major".to_string(), MetaValue::Int(2)))
+        );
+        assert!(parse_kv("machine").is_err());
+        assert_eq!(parse_timeout("0.5"), Ok(Duration::from_millis(500)));
+        assert!(parse_timeout("0").is_err());
+        assert!(parse_timeout("-1").is_err());
+        assert!(parse_timeout("NaN").is_err());
+        assert!(parse_timeout("soon").is_err());
+        assert_eq!(parse_seconds("0"), Ok(Duration::ZERO));
+        assert_eq!(parse_seconds("3600"), Ok(Duration::from_secs(3600)));
+        assert!(parse_seconds("-1").is_err());
+        assert!(parse_seconds("inf").is_err());
+        assert!(parse_seconds("a week").is_err());
+    }
+}

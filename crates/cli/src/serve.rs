@@ -1,0 +1,126 @@
+//! `emulator`: runs the local Polar emulator until killed.
+
+use crate::args::{EmulatorArgs, Global};
+use crate::output::{print_out, usage_report, Report};
+use polar_license_emulator::{Emulator, Options, Seed};
+use serde_json::{json, Value};
+
+/// Starts the emulator, prints `listening on http://127.0.0.1:PORT` first, then the
+/// organization and the seeded keys, and serves until the process is killed.
+pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
+    let seed = match load_seed(a) {
+        Ok(seed) => seed,
+        Err(report) => return report.print(g.json),
+    };
+    let banner = seed_banner(&seed);
+    let first_key = seed.license_keys.first().map(|k| k.key.clone());
+    let options = Options {
+        port: a.port,
+        rate_limit: a.rate_limit,
+        sandbox: a.sandbox,
+        api_version: a.api_version.clone(),
+        ..Options::default()
+    };
+    let options = Options {
+        api_versions: if a.api_versions.is_empty() {
+            options.api_versions
+        } else {
+            a.api_versions.clone()
+        },
+        ..options
+    };
+    if !options.api_versions.contains(&options.api_version) {
+        let served = options.api_versions.join(",");
+        let why = format!(
+            "{} is not among the served versions ({served})",
+            options.api_version
+        );
+        return usage_report(Some("emulator"), Some("api-version"), &why).print(g.json);
+    }
+    let emulator = match Emulator::start(seed, options) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
+            return usage_report(Some("emulator"), Some("seed"), &format!("bad seed: {e}"))
+                .print(g.json);
+        }
+        Err(e) => {
+            let mut report = usage_report(
+                Some("emulator"),
+                Some("port"),
+                &format!("cannot listen on 127.0.0.1:{}: {e}", a.port),
+            );
+            // Not the user's input: an environment problem (port taken, no permission).
+            report.json.insert("outcome".into(), json!("error"));
+            report.json.insert("reason".into(), Value::Null);
+            report.lines = vec![format!("error: cannot listen on 127.0.0.1:{}: {e}", a.port)];
+            report.exit = 3;
+            return report.print(g.json);
+        }
+    };
+    let url = emulator.url();
+    let org = emulator.organization_id();
+    let mut text = format!("listening on {url}\n");
+    text.push_str(&format!("organization {org}\n"));
+    text.push_str(&banner);
+    text.push_str(&format!(
+        "try: polar-license --base-url {url} --org {org} validate --key {}\n",
+        first_key.as_deref().unwrap_or("KEY")
+    ));
+    if a.rate_limit {
+        text.push_str("rate limit on: 3 requests per second, then a 60 s block\n");
+    }
+    text.push_str("serving until killed (Ctrl-C)\n");
+    print_out(&text);
+    loop {
+        std::thread::park();
+    }
+}
+
+fn load_seed(a: &EmulatorArgs) -> Result<Seed, Report> {
+    let Some(path) = &a.seed else {
+        return Ok(Seed::demo());
+    };
+    let bad = |why: String| usage_report(Some("emulator"), Some("seed"), &why);
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| bad(format!("cannot read seed file {}: {e}", path.display())))?;
+    Seed::from_json(&text).map_err(|e| bad(format!("bad seed file {}: {e}", path.display())))
+}
+
+/// One line per seeded key and access token (the user's own test data: printed in full).
+fn seed_banner(seed: &Seed) -> String {
+    let mut text = String::new();
+    for k in &seed.license_keys {
+        let mut parts = vec![k.status.clone().unwrap_or_else(|| "granted".to_string())];
+        match k.limit_activations {
+            Some(n) if n > 0 => parts.push(format!("{n} activations")),
+            _ => parts.push("no activations".to_string()),
+        }
+        if let Some(limit) = k.limit_usage {
+            parts.push(format!("usage {}/{limit}", k.usage));
+        }
+        if let Some(t) = &k.expires_at {
+            parts.push(format!("expires {t}"));
+        }
+        if let Some(org) = k
+            .organization_id
+            .as_deref()
+            .filter(|o| *o != seed.organization_id)
+        {
+            parts.push(format!("organization {org}"));
+        }
+        text.push_str(&format!("key {} ({})\n", k.key, parts.join(", ")));
+    }
+    for t in &seed.access_tokens {
+        let write = t.scopes.iter().any(|s| s == "license_keys:write");
+        text.push_str(&format!(
+            "access token {} ({})\n",
+            t.token,
+            if write {
+                "license_keys:write"
+            } else {
+                "without license_keys:write"
+            }
+        ));
+    }
+    text
+}

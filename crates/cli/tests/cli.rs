@@ -1,0 +1,1304 @@
+//! The `polar-license` binary against the embedded emulator on loopback: exit codes, the
+//! `--json` object, and every row of polar-license-api.md §6.4 reachable from the command line.
+
+use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use serde_json::{json, Value};
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+const OTHER_ORG: &str = "5e4f3a2b-1c0d-4e9f-8a7b-6c5d4e3f2a1b";
+const V7_ORG: &str = "0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c";
+const BENEFIT: &str = "45f87221-45ae-4f65-8dbd-073318bc6372";
+const OTHER_BENEFIT: &str = "9b1d7c2e-3f4a-4b5c-8d6e-7f8091a2b3c4";
+const CUSTOMER: &str = "854fa59b-860f-4262-a6ac-ae0388a7f579";
+const OTHER_CUSTOMER: &str = "1a2b3c4d-5e6f-4a7b-8c9d-0e1f2a3b4c5d";
+const UNKNOWN_ACTIVATION: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const KEY_SHOWN: &str = "****-6ED415";
+const REVOKED: &str = "REVOKED-KEY-0001";
+const DISABLED: &str = "DISABLED-KEY-0001";
+const EXPIRED: &str = "EXPIRED-KEY-0001";
+const NO_ACTIVATIONS: &str = "NO-ACTIVATIONS-0001";
+const TOKEN: &str = "polar_oat_test_token_0123456789";
+
+const NOT_FOUND: &str = "Not found";
+const INACTIVE: &str = "License key is no longer active.";
+const INACTIVE_ACTIVATE: &str =
+    "License key is no longer active. This license key can not be activated.";
+const EXPIRED_DETAIL: &str = "License key has expired.";
+const MISMATCH: &str = "License key does not match required conditions";
+const NO_SUPPORT: &str = "This license key does not support activations. Use the /validate endpoint instead to check license validity.";
+const LIMIT: &str = "License key activation limit already reached";
+
+/// Environment variables the binary reads; cleared so the host's settings cannot leak in.
+const ENV_VARS: [&str; 19] = [
+    "POLAR_LICENSE_APP_ID",
+    "POLAR_LICENSE_PROXY",
+    "POLAR_LICENSE_TLS_ROOTS",
+    "POLAR_LICENSE_ENTITLEMENTS",
+    "POLAR_ORGANIZATION_ID",
+    "POLAR_SERVER",
+    "POLAR_API_URL",
+    "POLAR_LICENSE_CACHE_DIR",
+    "POLAR_TIMEOUT",
+    "POLAR_ACCESS_TOKEN",
+    "POLAR_LICENSE_KEY",
+    "POLAR_REVALIDATE_AFTER",
+    "POLAR_GRACE_PERIOD",
+    "POLAR_CLOCK_TOLERANCE",
+    "POLAR_LICENSE_APP_SECRET",
+    "POLAR_LICENSE_NO_MACHINE_BINDING",
+    "POLAR_LICENSE_REQUIRE_ACTIVATION",
+    "POLAR_LICENSE_CLOCK_OFFSET",
+    "POLAR_LICENSE_CLOCK_AT",
+];
+
+/// A cache directory removed when dropped.
+struct CacheDir(PathBuf);
+
+impl Drop for CacheDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+thread_local! {
+    /// Each test runs on its own thread, so each gets its own offline cache (`activate`
+    /// remembers activations there): never the user's data dir, never another test's records.
+    static CACHE_DIR: CacheDir = CacheDir(std::env::temp_dir().join(format!(
+        "polar-license-cli-{}-{}",
+        std::process::id(),
+        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+    )));
+}
+
+fn seed() -> Seed {
+    Seed::from_json(
+        &json!({
+            "organization_id": ORG,
+            "license_keys": [
+                {"key": KEY, "limit_activations": 2, "limit_usage": 100, "usage": 99,
+                 "benefit_id": BENEFIT, "customer_id": CUSTOMER},
+                {"key": REVOKED, "status": "revoked", "limit_activations": 2},
+                {"key": DISABLED, "status": "disabled", "limit_activations": 2},
+                {"key": EXPIRED, "expires_at": "2020-01-01T00:00:00Z", "limit_activations": 2},
+                {"key": NO_ACTIVATIONS},
+            ],
+            "access_tokens": [{"token": TOKEN}]
+        })
+        .to_string(),
+    )
+    .expect("seed parses")
+}
+
+fn up() -> Emulator {
+    up_with(Options::default())
+}
+
+fn up_with(options: Options) -> Emulator {
+    Emulator::start(seed(), options).expect("emulator starts")
+}
+
+/// One run of the binary.
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    /// stdout parsed whole: exactly one JSON object and nothing else.
+    fn json(&self) -> Value {
+        let v: Value = serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not one JSON value ({e}): {:?}", self.stdout));
+        assert!(v.is_object(), "not an object: {v}");
+        assert_eq!(
+            self.stdout.trim_end().lines().count(),
+            1,
+            "{:?}",
+            self.stdout
+        );
+        v
+    }
+}
+
+fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let mut cmd = Command::new(BIN);
+    for var in ENV_VARS {
+        cmd.env_remove(var);
+    }
+    CACHE_DIR.with(|dir| cmd.env("POLAR_LICENSE_CACHE_DIR", &dir.0));
+    cmd.args(args).envs(env.iter().copied());
+    let out = cmd.output().expect("binary runs");
+    Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    }
+}
+
+fn run(args: &[&str]) -> Run {
+    run_env(args, &[])
+}
+
+/// `polar-license --base-url URL --org ORG --timeout 5 --json ARGS…`, the JSON object parsed.
+fn call(polar: &Emulator, args: &[&str]) -> (i32, Value) {
+    call_org(polar, ORG, args)
+}
+
+fn call_org(polar: &Emulator, org: &str, args: &[&str]) -> (i32, Value) {
+    let url = polar.url();
+    let mut all = vec![
+        "--base-url",
+        url.as_str(),
+        "--org",
+        org,
+        "--timeout",
+        "5",
+        "--json",
+    ];
+    all.extend_from_slice(args);
+    let r = run(&all);
+    let v = r.json();
+    (r.code, v)
+}
+
+#[track_caller]
+fn expect(
+    got: &(i32, Value),
+    code: i32,
+    outcome: &str,
+    reason: Option<&str>,
+    detail: Option<&str>,
+) {
+    let (c, v) = got;
+    assert_eq!(
+        (
+            *c,
+            v["outcome"].as_str(),
+            v["reason"].as_str(),
+            v["detail"].as_str()
+        ),
+        (code, Some(outcome), reason, detail),
+        "{v}"
+    );
+    for field in [
+        "outcome",
+        "reason",
+        "detail",
+        "source",
+        "activation_id",
+        "grace_remaining_seconds",
+        "license",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+    assert!(v["grace_remaining_seconds"].is_null(), "{v}");
+}
+
+#[track_caller]
+fn denied(got: &(i32, Value), reason: &str, detail: &str) {
+    expect(got, 1, "denied", Some(reason), Some(detail));
+}
+
+#[track_caller]
+fn invalid(got: &(i32, Value), field: &str, detail: &str) {
+    expect(got, 2, "error", Some("invalid_input"), Some(detail));
+    assert_eq!(got.1["field"], field, "{}", got.1);
+}
+
+/// The activation id of a successful `activate`.
+fn activate(polar: &Emulator, key: &str, machine: &str) -> String {
+    let cond = format!("machine={machine}");
+    let got = call(
+        polar,
+        &[
+            "activate",
+            "--key",
+            key,
+            "--label",
+            machine,
+            "--condition",
+            &cond,
+        ],
+    );
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str()),
+        (0, Some("done")),
+        "{}",
+        got.1
+    );
+    got.1["activation_id"]
+        .as_str()
+        .expect("activation id")
+        .to_string()
+}
+
+#[test]
+fn validate_licensed_prints_the_license_object() {
+    let polar = up();
+    let got = call(&polar, &["validate", "--key", KEY]);
+    let v = &got.1;
+    assert_eq!(got.0, 0, "{v}");
+    assert_eq!(v["outcome"], "licensed");
+    assert!(v["reason"].is_null() && v["detail"].is_null(), "{v}");
+    assert_eq!(v["source"], "online");
+    assert!(v["activation_id"].is_null(), "{v}");
+    assert_eq!(v["license"]["key"], KEY);
+    assert_eq!(v["license"]["display_key"], KEY_SHOWN);
+    assert_eq!(v["license"]["status"], "granted");
+    assert_eq!(v["license"]["organization_id"], ORG);
+    assert_eq!(v["license"]["benefit_id"], BENEFIT);
+    assert_eq!(v["license"]["limit_activations"], 2);
+    assert_eq!(v["license"]["validations"], 1);
+    assert_eq!(v["status"], 200);
+    assert_eq!(v["remaining_usages"], 1);
+}
+
+#[test]
+fn unknown_key_and_wrong_org_are_not_found() {
+    let polar = up();
+    denied(
+        &call(&polar, &["validate", "--key", "NOPE-0000-0000-0000"]),
+        "not_found",
+        NOT_FOUND,
+    );
+    denied(
+        &call_org(&polar, OTHER_ORG, &["validate", "--key", KEY]),
+        "not_found",
+        NOT_FOUND,
+    );
+    denied(
+        &call_org(
+            &polar,
+            OTHER_ORG,
+            &["activate", "--key", KEY, "--label", "a"],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+    denied(
+        &call_org(
+            &polar,
+            OTHER_ORG,
+            &[
+                "deactivate",
+                "--key",
+                KEY,
+                "--activation-id",
+                UNKNOWN_ACTIVATION,
+            ],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+}
+
+#[test]
+fn revoked_disabled_and_expired_keys() {
+    let polar = up();
+    for key in [REVOKED, DISABLED] {
+        denied(
+            &call(&polar, &["validate", "--key", key]),
+            "inactive",
+            INACTIVE,
+        );
+        let got = call(&polar, &["activate", "--key", key, "--label", "a"]);
+        denied(&got, "inactive", INACTIVE_ACTIVATE);
+        assert_eq!(got.1["status"], 403);
+    }
+    let got = call(&polar, &["validate", "--key", EXPIRED]);
+    denied(&got, "expired", EXPIRED_DETAIL);
+    assert_eq!(got.1["status"], 404);
+    let got = call(&polar, &["activate", "--key", EXPIRED, "--label", "a"]);
+    denied(&got, "expired", EXPIRED_DETAIL);
+    assert_eq!(got.1["status"], 403);
+}
+
+#[test]
+fn activation_lifecycle() {
+    let polar = up();
+    let got = call(
+        &polar,
+        &[
+            // Bound to this machine (machine_fingerprint is added): `validate` below sends this
+            // machine's fingerprint too, so the same --condition values are licensed.
+            "activate",
+            "--key",
+            KEY,
+            "--label",
+            "machine A",
+            "--condition",
+            "machine=A",
+            "--condition",
+            "major=2",
+            "--meta",
+            "os=linux",
+            "--meta",
+            "cores=8",
+        ],
+    );
+    expect(&got, 0, "done", None, None);
+    let v = &got.1;
+    let id = v["activation_id"]
+        .as_str()
+        .expect("activation id")
+        .to_string();
+    assert_eq!(v["activation"]["id"], id.as_str());
+    assert_eq!(v["activation"]["label"], "machine A");
+    assert_eq!(v["activation"]["meta"], json!({"os": "linux", "cores": 8}));
+    assert_eq!(v["license"]["key"], KEY);
+    assert!(v["source"].is_null(), "{v}");
+
+    // Same conditions (typed: major=2 is an integer): licensed, with the activation.
+    let ok = call(
+        &polar,
+        &[
+            "validate",
+            "--key",
+            KEY,
+            "--activation-id",
+            &id,
+            "--condition",
+            "machine=A",
+            "--condition",
+            "major=2",
+        ],
+    );
+    assert_eq!(
+        (ok.0, ok.1["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{}",
+        ok.1
+    );
+    assert_eq!(ok.1["activation_id"], id.as_str());
+    assert_eq!(ok.1["activation"]["label"], "machine A");
+
+    // Another machine, and "2" as a string is not 2: conditions_mismatch.
+    let other = call(
+        &polar,
+        &[
+            "validate",
+            "--key",
+            KEY,
+            "--activation-id",
+            &id,
+            "--condition",
+            "machine=B",
+            "--condition",
+            "major=2",
+        ],
+    );
+    denied(&other, "conditions_mismatch", MISMATCH);
+    assert_eq!(other.1["activation_id"], id.as_str());
+    denied(
+        &call(
+            &polar,
+            &[
+                "validate",
+                "--key",
+                KEY,
+                "--activation-id",
+                &id,
+                "--condition",
+                "machine=A",
+            ],
+        ),
+        "conditions_mismatch",
+        MISMATCH,
+    );
+
+    // Unknown activation.
+    denied(
+        &call(
+            &polar,
+            &[
+                "validate",
+                "--key",
+                KEY,
+                "--activation-id",
+                UNKNOWN_ACTIVATION,
+            ],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+    denied(
+        &call(
+            &polar,
+            &[
+                "deactivate",
+                "--key",
+                KEY,
+                "--activation-id",
+                UNKNOWN_ACTIVATION,
+            ],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+
+    // Deactivate, then the activation is gone; a second deactivate is not_found.
+    let done = call(
+        &polar,
+        &["deactivate", "--key", KEY, "--activation-id", &id],
+    );
+    assert_eq!(
+        (done.0, done.1["outcome"].as_str()),
+        (0, Some("done")),
+        "{}",
+        done.1
+    );
+    assert!(
+        done.1["reason"].is_null() && done.1["license"].is_null(),
+        "{}",
+        done.1
+    );
+    assert_eq!(done.1["activation_id"], id.as_str());
+    assert_eq!(done.1["status"], 204);
+    denied(
+        &call(
+            &polar,
+            &[
+                "validate",
+                "--key",
+                KEY,
+                "--activation-id",
+                &id,
+                "--condition",
+                "machine=A",
+                "--condition",
+                "major=2",
+            ],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+    denied(
+        &call(
+            &polar,
+            &["deactivate", "--key", KEY, "--activation-id", &id],
+        ),
+        "not_found",
+        NOT_FOUND,
+    );
+}
+
+#[test]
+fn activation_limit_and_keys_without_activations() {
+    let polar = up();
+    activate(&polar, KEY, "A");
+    activate(&polar, KEY, "B");
+    let got = call(&polar, &["activate", "--key", KEY, "--label", "C"]);
+    denied(&got, "activation_limit", LIMIT);
+    assert_eq!(got.1["status"], 403);
+    denied(
+        &call(
+            &polar,
+            &["activate", "--key", NO_ACTIVATIONS, "--label", "A"],
+        ),
+        "activations_not_supported",
+        NO_SUPPORT,
+    );
+}
+
+#[test]
+fn benefit_customer_and_usage() {
+    let polar = up();
+    let ok = call(
+        &polar,
+        &[
+            "validate",
+            "--key",
+            KEY,
+            "--benefit-id",
+            BENEFIT,
+            "--customer-id",
+            CUSTOMER,
+        ],
+    );
+    assert_eq!(ok.0, 0, "{}", ok.1);
+    denied(
+        &call(
+            &polar,
+            &["validate", "--key", KEY, "--benefit-id", OTHER_BENEFIT],
+        ),
+        "benefit_mismatch",
+        "License key does not match given benefit.",
+    );
+    denied(
+        &call(
+            &polar,
+            &["validate", "--key", KEY, "--customer-id", OTHER_CUSTOMER],
+        ),
+        "customer_mismatch",
+        "License key does not match given user.",
+    );
+
+    // usage 99 of 100: 5 more is refused with the count left; 1 more is fine; then 0 left.
+    let got = call(
+        &polar,
+        &["validate", "--key", KEY, "--increment-usage", "5"],
+    );
+    denied(
+        &got,
+        "usage_exhausted",
+        "License key only has 1 more usages.",
+    );
+    assert_eq!(got.1["remaining_usages"], 1);
+    assert_eq!(got.1["status"], 400);
+    let got = call(
+        &polar,
+        &["validate", "--key", KEY, "--increment-usage", "1"],
+    );
+    assert_eq!(got.0, 0, "{}", got.1);
+    assert_eq!(got.1["license"]["usage"], 100);
+    let got = call(
+        &polar,
+        &["validate", "--key", KEY, "--increment-usage", "1"],
+    );
+    denied(
+        &got,
+        "usage_exhausted",
+        "License key only has 0 more usages.",
+    );
+    assert_eq!(got.1["remaining_usages"], 0);
+}
+
+#[test]
+fn bad_input_is_caught_locally_with_no_request() {
+    let polar = up();
+    let url = polar.url();
+    // Missing --org.
+    let r = run(&["--base-url", &url, "--json", "validate", "--key", KEY]);
+    invalid(
+        &(r.code, r.json()),
+        "organization_id",
+        "organization_id: is required: pass --org or set POLAR_ORGANIZATION_ID",
+    );
+    invalid(
+        &call_org(&polar, "not-a-uuid", &["validate", "--key", KEY]),
+        "organization_id",
+        "organization_id: must be a UUID (version 4)",
+    );
+    invalid(
+        &call_org(&polar, V7_ORG, &["activate", "--key", KEY, "--label", "a"]),
+        "organization_id",
+        "organization_id: must be a version 4 UUID, found version 7",
+    );
+    invalid(
+        &call(
+            &polar,
+            &["validate", "--key", KEY, "--increment-usage", "-1"],
+        ),
+        "increment_usage",
+        "increment_usage: must be >= 0",
+    );
+    let long = format!("{}=1", "k".repeat(41));
+    invalid(
+        &call(&polar, &["validate", "--key", KEY, "--condition", &long]),
+        "conditions",
+        "conditions: keys must have 1-40 characters, found 41",
+    );
+    invalid(
+        &call(
+            &polar,
+            &[
+                "activate",
+                "--key",
+                KEY,
+                "--label",
+                "a",
+                "--condition",
+                &long,
+            ],
+        ),
+        "conditions",
+        "conditions: keys must have 1-40 characters, found 41",
+    );
+    invalid(
+        &call(
+            &polar,
+            &[
+                "activate",
+                "--key",
+                KEY,
+                "--label",
+                "a",
+                "--condition",
+                "k=",
+            ],
+        ),
+        "conditions.k",
+        "conditions.k: string values must have 1-500 characters, found 0",
+    );
+    invalid(
+        &call(
+            &polar,
+            &["activate", "--key", KEY, "--label", "a", "--meta", "k="],
+        ),
+        "meta.k",
+        "meta.k: string values must have 1-500 characters, found 0",
+    );
+    invalid(
+        &call(&polar, &["activate", "--key", KEY]),
+        "label",
+        "the following required arguments were not provided: --label <LABEL>",
+    );
+    invalid(
+        &call(
+            &polar,
+            &["validate", "--key", KEY, "--activation-id", "nope"],
+        ),
+        "activation_id",
+        "activation_id: must be a UUID (version 4)",
+    );
+    invalid(
+        &call(&polar, &["validate", "--key", ""]),
+        "key",
+        "key: must not be empty",
+    );
+    invalid(
+        &call(&polar, &["deactivate", "--key", KEY]),
+        "activation_id",
+        "activation_id: none given and no activation remembered for this key",
+    );
+    // A missing `=` is a usage error.
+    let (code, v) = call(
+        &polar,
+        &["validate", "--key", KEY, "--condition", "machine"],
+    );
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (2, Some("invalid_input")),
+        "{v}"
+    );
+    assert_eq!(v["field"], "condition");
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("expected K=V")),
+        "{v}"
+    );
+    // An http:// URL that is not loopback.
+    let r = run(&[
+        "--base-url",
+        "http://example.com",
+        "--org",
+        ORG,
+        "--json",
+        "validate",
+        "--key",
+        KEY,
+    ]);
+    invalid(
+        &(r.code, r.json()),
+        "base_url",
+        "base_url: plain http:// is only allowed for loopback hosts; use https://",
+    );
+
+    assert_eq!(polar.request_count(), 0);
+}
+
+#[test]
+fn junk_access_token_is_a_protocol_error() {
+    let polar = up();
+    let got = call(&polar, &["--access-token", "xyz", "validate", "--key", KEY]);
+    let v = &got.1;
+    assert_eq!(
+        (got.0, v["outcome"].as_str(), v["reason"].as_str()),
+        (3, Some("error"), Some("protocol_error")),
+        "{v}"
+    );
+    assert_eq!(v["status"], 401);
+    assert!(
+        v["detail"].as_str().is_some_and(|d| d.contains("401")),
+        "{v}"
+    );
+    // The same from the environment.
+    let url = polar.url();
+    let r = run_env(
+        &["--json", "activate", "--label", "a"],
+        &[
+            ("POLAR_API_URL", url.as_str()),
+            ("POLAR_ORGANIZATION_ID", ORG),
+            ("POLAR_LICENSE_KEY", KEY),
+            ("POLAR_ACCESS_TOKEN", "xyz"),
+        ],
+    );
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["reason"].as_str(), v["status"].as_i64()),
+        (3, Some("protocol_error"), Some(401)),
+        "{v}"
+    );
+}
+
+#[test]
+fn a_good_access_token_uses_the_authenticated_twins() {
+    let polar = up();
+    let got = call(&polar, &["--access-token", TOKEN, "validate", "--key", KEY]);
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{}",
+        got.1
+    );
+    let id = {
+        let got = call(
+            &polar,
+            &[
+                "--access-token",
+                TOKEN,
+                "activate",
+                "--key",
+                KEY,
+                "--label",
+                "ci",
+            ],
+        );
+        assert_eq!(got.0, 0, "{}", got.1);
+        got.1["activation_id"].as_str().expect("id").to_string()
+    };
+    let got = call(
+        &polar,
+        &[
+            "--access-token",
+            TOKEN,
+            "deactivate",
+            "--key",
+            KEY,
+            "--activation-id",
+            &id,
+        ],
+    );
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str()),
+        (0, Some("done")),
+        "{}",
+        got.1
+    );
+    denied(
+        &call(
+            &polar,
+            &["--access-token", TOKEN, "validate", "--key", REVOKED],
+        ),
+        "inactive",
+        INACTIVE,
+    );
+}
+
+#[test]
+fn rate_limit_is_unverified_with_retry_after() {
+    let polar = up_with(Options {
+        rate_limit: true,
+        rate_limit_block: Duration::from_secs(2),
+        ..Options::default()
+    });
+    let answers: Vec<(i32, Value)> = (0..6)
+        .map(|_| call(&polar, &["validate", "--key", KEY]))
+        .collect();
+    let first_refusal = answers
+        .iter()
+        .find(|(code, _)| *code != 0)
+        .unwrap_or_else(|| panic!("never rate limited: {answers:?}"));
+    expect(
+        first_refusal,
+        3,
+        "unverified",
+        Some("rate_limited"),
+        Some("retry after 2 s"),
+    );
+    assert_eq!(first_refusal.1["retry_after"], 2);
+    assert_eq!(first_refusal.1["status"], 429);
+    assert!(
+        answers.iter().take(3).all(|(code, _)| *code == 0),
+        "{answers:?}"
+    );
+}
+
+#[test]
+fn faults_map_to_exit_codes() {
+    let polar = up();
+    let validate = |polar: &Emulator| call(polar, &["validate", "--key", KEY]);
+    let check = |fault: Fault, code: i32, outcome: &str, reason: &str| -> Value {
+        polar.set_fault(Some(fault.clone()));
+        let (c, v) = validate(&polar);
+        assert_eq!(
+            (c, v["outcome"].as_str(), v["reason"].as_str()),
+            (code, Some(outcome), Some(reason)),
+            "{fault:?}: {v}"
+        );
+        v
+    };
+    for status in [500, 502, 503] {
+        let v = check(
+            Fault::Status {
+                status,
+                body: "Internal Server Error".into(),
+            },
+            3,
+            "unverified",
+            "server_error",
+        );
+        assert_eq!(v["status"], status);
+        assert_eq!(
+            v["detail"],
+            format!("status {status}: Internal Server Error")
+        );
+    }
+    let v = check(
+        Fault::Status {
+            status: 411,
+            body: r#"{"error":"LengthRequired","detail":"A Content-Length header is required."}"#
+                .into(),
+        },
+        3,
+        "error",
+        "protocol_error",
+    );
+    assert_eq!(v["status"], 411);
+    assert!(
+        v["detail"]
+            .as_str()
+            .is_some_and(|d| d.contains("A Content-Length header is required.")),
+        "{v}"
+    );
+    let v = check(
+        Fault::Status {
+            status: 413,
+            body: r#"{"error":"RequestBodyTooLarge","detail":"Request body exceeded the maximum allowed size of 10485760 bytes."}"#.into(),
+        },
+        3,
+        "error",
+        "protocol_error",
+    );
+    assert_eq!(v["status"], 413);
+    let v = check(
+        Fault::RateLimited {
+            retry_after: Some(60),
+        },
+        3,
+        "unverified",
+        "rate_limited",
+    );
+    assert_eq!(v["retry_after"], 60);
+    let v = check(
+        Fault::RateLimited { retry_after: None },
+        3,
+        "unverified",
+        "rate_limited",
+    );
+    assert!(v["retry_after"].is_null(), "{v}");
+    check(Fault::Malformed, 3, "error", "protocol_error");
+    check(Fault::Truncated, 3, "error", "protocol_error");
+    check(
+        Fault::Huge {
+            bytes: 50 * 1024 * 1024,
+        },
+        3,
+        "error",
+        "protocol_error",
+    );
+    check(Fault::CloseImmediately, 3, "unverified", "offline");
+
+    // A bad Polar-Version answer (or a wrong base path) is a bare 404 without Polar's error
+    // envelope: no verdict on the key, protocol_error (exit 3), never a denial.
+    polar.set_fault(Some(Fault::Status {
+        status: 404,
+        body: r#"{"detail":"Not Found"}"#.into(),
+    }));
+    let got = validate(&polar);
+    assert_eq!(
+        (got.0, got.1["outcome"].as_str(), got.1["reason"].as_str()),
+        (3, Some("error"), Some("protocol_error")),
+        "{}",
+        got.1
+    );
+
+    // A server that never answers: offline after --timeout.
+    polar.set_fault(Some(Fault::Hang));
+    let url = polar.url();
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        ORG,
+        "--timeout",
+        "0.5",
+        "--json",
+        "validate",
+        "--key",
+        KEY,
+    ]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["outcome"].as_str(), v["reason"].as_str()),
+        (3, Some("unverified"), Some("offline")),
+        "{v}"
+    );
+    assert_eq!(v["timeout"], true);
+
+    polar.set_fault(None);
+    assert_eq!(validate(&polar).0, 0);
+
+    // Down: connection refused.
+    polar.stop();
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        ORG,
+        "--json",
+        "validate",
+        "--key",
+        KEY,
+    ]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["outcome"].as_str(), v["reason"].as_str()),
+        (3, Some("unverified"), Some("offline")),
+        "{v}"
+    );
+    assert_eq!(v["source"], "online");
+}
+
+#[test]
+fn environment_variables_replace_flags() {
+    let polar = up();
+    let url = polar.url();
+    let env = [
+        ("POLAR_API_URL", url.as_str()),
+        ("POLAR_ORGANIZATION_ID", ORG),
+        ("POLAR_TIMEOUT", "2.5"),
+        ("POLAR_LICENSE_KEY", KEY),
+        ("POLAR_SERVER", "sandbox"), // --base-url wins over --server
+        ("POLAR_LICENSE_CACHE_DIR", "/nonexistent/cache"),
+    ];
+    let r = run_env(&["validate", "--json"], &env);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{v}"
+    );
+    // A flag beats its variable.
+    let r = run_env(&["validate", "--json", "--org", OTHER_ORG], &env);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["reason"].as_str()),
+        (1, Some("not_found")),
+        "{v}"
+    );
+    // A bad variable is a usage error.
+    let r = run_env(&["validate", "--json"], &[("POLAR_TIMEOUT", "soon")]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["reason"].as_str(), v["field"].as_str()),
+        (2, Some("invalid_input"), Some("timeout")),
+        "{v}"
+    );
+}
+
+#[test]
+fn json_mode_prints_one_object_even_for_usage_errors() {
+    for args in [
+        vec!["--json"],
+        vec!["--json", "frobnicate"],
+        vec!["validate", "--json"],
+        vec!["validate", "--json", "--key", KEY, "--bogus"],
+        vec!["--json", "validate", "--key", KEY, "--timeout", "0"],
+        vec![
+            "--json",
+            "validate",
+            "--key",
+            KEY,
+            "--increment-usage",
+            "lots",
+        ],
+        vec!["--json", "validate", "--key", KEY, "--server", "staging"],
+        vec!["--json", "emulator", "--port", "99999"],
+    ] {
+        let r = run(&args);
+        let v = r.json();
+        assert_eq!(
+            (r.code, v["outcome"].as_str(), v["reason"].as_str()),
+            (2, Some("error"), Some("invalid_input")),
+            "{args:?}: {v}"
+        );
+        assert!(v["detail"].as_str().is_some_and(|d| !d.is_empty()), "{v}");
+    }
+    // Without --json a usage error is clap's text on stderr, exit 2.
+    let r = run(&["validate"]);
+    assert_eq!(r.code, 2);
+    assert!(
+        r.stdout.is_empty() && r.stderr.contains("--key"),
+        "{}",
+        r.stderr
+    );
+    // Help is not an error.
+    assert_eq!(run(&["--help"]).code, 0);
+    assert_eq!(run(&["validate", "--help"]).code, 0);
+}
+
+#[test]
+fn human_output_is_short_and_never_shows_the_key() {
+    let polar = up();
+    let url = polar.url();
+    let base = ["--base-url", url.as_str(), "--org", ORG];
+    let human = |args: &[&str]| {
+        let mut all = base.to_vec();
+        all.extend_from_slice(args);
+        let r = run(&all);
+        assert!(
+            !r.stdout.contains(KEY) && !r.stderr.contains(KEY),
+            "{}{}",
+            r.stdout,
+            r.stderr
+        );
+        r
+    };
+    let r = human(&[
+        "activate",
+        "--key",
+        KEY,
+        "--label",
+        "machine A",
+        "--condition",
+        "machine=A",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some(format!("activated {KEY_SHOWN}").as_str())
+    );
+    let id = r
+        .stdout
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("activation"))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("activation line")
+        .to_string();
+    assert!(r.stdout.contains("limit 2"), "{}", r.stdout);
+
+    let r = human(&[
+        "validate",
+        "--key",
+        KEY,
+        "--activation-id",
+        &id,
+        "--condition",
+        "machine=A",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some(format!("licensed {KEY_SHOWN}").as_str())
+    );
+    for fact in [
+        "status",
+        "usage",
+        "activations",
+        "validations",
+        "expires",
+        "machine A",
+    ] {
+        assert!(r.stdout.contains(fact), "{fact}: {}", r.stdout);
+    }
+    assert!(r.stdout.lines().count() <= 10, "{}", r.stdout);
+
+    let r = human(&[
+        "validate",
+        "--key",
+        KEY,
+        "--activation-id",
+        &id,
+        "--condition",
+        "machine=B",
+    ]);
+    assert_eq!(r.code, 1);
+    assert_eq!(
+        r.stdout.lines().next(),
+        Some("denied: conditions_mismatch — License key does not match required conditions")
+    );
+
+    // Errors go to stderr, nothing on stdout.
+    let r = human(&["validate", "--key", KEY, "--increment-usage", "-1"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stdout.is_empty(), "{}", r.stdout);
+    assert_eq!(
+        r.stderr.trim(),
+        "error: invalid_input — increment_usage: must be >= 0"
+    );
+    polar.stop();
+    let r = human(&["validate", "--key", KEY]);
+    assert_eq!(r.code, 3);
+    assert!(
+        r.stdout.is_empty() && r.stderr.starts_with("unverified: offline — "),
+        "{}",
+        r.stderr
+    );
+}
+
+#[test]
+fn demo_walks_through_and_exits_zero() {
+    let r = run(&["demo"]);
+    assert_eq!(r.code, 0, "{}{}", r.stdout, r.stderr);
+    assert!(r.stdout.lines().count() <= 50, "{}", r.stdout);
+    for text in [
+        "conditions_mismatch",
+        "not_found",
+        "inactive",
+        "invalid_input",
+        "requests that reached the emulator: 0",
+        "licensed ****-4C5B6A (online)",
+        "(from cache, grace ",
+        "(from cache after protocol_error, grace ",
+        "(from cache after offline, grace ",
+        "grace_expired",
+        "all 13 steps gave the expected answer",
+    ] {
+        assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+    let r = run(&["demo", "--json"]);
+    assert_eq!(r.code, 0);
+    let v = r.json();
+    assert_eq!(v["outcome"], "done");
+    let steps = v["steps"].as_array().expect("steps");
+    assert_eq!(steps.len(), 13);
+    assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
+}
+
+/// Kills the child when dropped, so a failing test leaves no server behind.
+struct Reaper(Child);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn spawn_emulator(args: &[&str]) -> (Reaper, String, Vec<String>) {
+    let mut cmd = Command::new(BIN);
+    for var in ENV_VARS {
+        cmd.env_remove(var);
+    }
+    let mut child = Reaper(
+        cmd.arg("emulator")
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("emulator spawns"),
+    );
+    let stdout = child.0.stdout.take().expect("stdout");
+    let mut lines = BufReader::new(stdout).lines();
+    let first = lines.next().expect("a first line").expect("readable");
+    let url = first
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {first:?}"))
+        .to_string();
+    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+    let port: u16 = url["http://127.0.0.1:".len()..].parse().expect("a port");
+    assert_ne!(port, 0);
+    // The rest of the banner, up to the "serving" line.
+    let mut rest = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("readable");
+        let done = line.starts_with("serving");
+        rest.push(line);
+        if done {
+            break;
+        }
+    }
+    (child, url, rest)
+}
+
+#[test]
+fn emulator_command_listens_and_answers() {
+    let (_child, url, banner) = spawn_emulator(&["--port", "0"]);
+    let demo_org = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+    let demo_key = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
+    assert!(banner.iter().any(|l| l.contains(demo_org)), "{banner:?}");
+    assert!(banner.iter().any(|l| l.contains(demo_key)), "{banner:?}");
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        demo_org,
+        "--json",
+        "validate",
+        "--key",
+        demo_key,
+    ]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{v}"
+    );
+}
+
+#[test]
+fn emulator_command_takes_a_seed_file() {
+    let dir = std::env::temp_dir().join(format!("polar-license-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("seed.json");
+    std::fs::write(
+        &path,
+        json!({"organization_id": ORG, "license_keys": [{"key": KEY, "limit_activations": 1}]})
+            .to_string(),
+    )
+    .expect("seed written");
+    let path_text = path.to_string_lossy().into_owned();
+    let (_child, url, banner) = spawn_emulator(&["--port", "0", "--seed", &path_text]);
+    assert!(banner.iter().any(|l| l.contains(KEY)), "{banner:?}");
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        ORG,
+        "--json",
+        "activate",
+        "--key",
+        KEY,
+        "--label",
+        "a",
+    ]);
+    assert_eq!(r.code, 0, "{}", r.stdout);
+    let r = run(&[
+        "--base-url",
+        &url,
+        "--org",
+        ORG,
+        "--json",
+        "activate",
+        "--key",
+        KEY,
+        "--label",
+        "b",
+    ]);
+    assert_eq!(
+        (r.code, r.json()["reason"].as_str()),
+        (1, Some("activation_limit"))
+    );
+
+    // A bad seed file is a usage error.
+    std::fs::write(&path, "{not json").expect("seed written");
+    let r = run(&["--json", "emulator", "--port", "0", "--seed", &path_text]);
+    let v = r.json();
+    assert_eq!(
+        (r.code, v["reason"].as_str(), v["field"].as_str()),
+        (2, Some("invalid_input"), Some("seed")),
+        "{v}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}

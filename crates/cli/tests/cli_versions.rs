@@ -1,0 +1,267 @@
+//! Issue #16 through the real `polar-license` binary: the emulator command serving Polar's
+//! three API versions (and one rotated out), the 2027-01 fields in `--json` and in the human
+//! text, and a rotated key that was valid here read as such by `validate`, `check` and `status`.
+
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::PathBuf;
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+
+static NEXT: AtomicUsize = AtomicUsize::new(0);
+
+/// A directory removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(what: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!(
+            "polar-license-cli-versions-{what}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("temp dir");
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The binary with none of the host's settings, against `url`, caching in `dir`.
+fn cli(url: &str, dir: &TempDir) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (name, _) in std::env::vars() {
+        if name.starts_with("POLAR_") || name == "XDG_DATA_HOME" {
+            cmd.env_remove(name);
+        }
+    }
+    cmd.env("POLAR_API_URL", url)
+        .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
+        .env("POLAR_LICENSE_CACHE_DIR", &dir.0)
+        .env("POLAR_TIMEOUT", "5");
+    cmd
+}
+
+fn json(out: &Output) -> (i32, Value) {
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v = serde_json::from_str(&text).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {text:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    (out.status.code().unwrap_or(-1), v)
+}
+
+/// `polar-license emulator` as a process, killed when dropped.
+struct Served(Child, String);
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn serve(args: &[&str]) -> Served {
+    let mut child = Command::new(BIN)
+        .args(["emulator", "--port", "0"])
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("emulator runs");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut line = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("first line");
+    let url = line
+        .trim()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line: {line:?}"))
+        .to_string();
+    Served(child, url)
+}
+
+const SEED: &str = r#"{
+  "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+  "license_keys": [
+    {
+      "key": "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A",
+      "limit_activations": 3,
+      "member": {"email": "seat@acme.io", "external_id": "seat-7"},
+      "subscription": {"status": "active", "current_period_end": "2027-02-01T00:00:00Z",
+                       "cancel_at_period_end": true},
+      "order": {"status": "paid"}
+    }
+  ]
+}"#;
+
+#[test]
+fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
+    let dir = TempDir::new("2027");
+    let seed = dir.0.join("seed.json");
+    std::fs::write(&seed, SEED).expect("seed");
+    let seed = seed.to_string_lossy().to_string();
+    let served = serve(&["--seed", &seed, "--api-version", "2027-01"]);
+    let cache = TempDir::new("cache");
+
+    let out = cli(&served.1, &cache)
+        .args(["--json", "validate", "--key", DEMO_KEY])
+        .output()
+        .expect("runs");
+    let (code, v) = json(&out);
+    assert_eq!(code, 0, "{v}");
+    let license = &v["license"];
+    assert_eq!(license["member"]["email"], "seat@acme.io");
+    assert_eq!(license["member"]["external_id"], "seat-7");
+    assert_eq!(license["member_id"], license["member"]["id"]);
+    assert_eq!(license["subscription"]["cancel_at_period_end"], true);
+    assert_eq!(
+        license["subscription"]["current_period_end"],
+        "2027-02-01T00:00:00Z"
+    );
+    assert_eq!(license["order"]["paid"], true);
+
+    // check answers from the record validate wrote: the fields came through the cache.
+    let out = cli(&served.1, &cache)
+        .args(["--json", "check", "--key", DEMO_KEY])
+        .output()
+        .expect("runs");
+    let (code, v) = json(&out);
+    assert_eq!((code, v["source"].as_str()), (0, Some("cache")), "{v}");
+    assert_eq!(v["license"]["subscription"]["status"], "active");
+    // The grace end as a timestamp: a week after the verdict (issue #15).
+    let at = |field: &str| {
+        time::OffsetDateTime::parse(
+            v[field].as_str().unwrap_or_default(),
+            &time::format_description::well_known::Rfc3339,
+        )
+        .map(|t| t.unix_timestamp())
+        .unwrap_or_else(|e| panic!("{field}: {e}: {v}"))
+    };
+    assert_eq!(at("grace_ends_at") - at("verified_at"), 7 * 24 * 3600);
+
+    let out = cli(&served.1, &cache)
+        .args(["validate", "--key", DEMO_KEY])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("seat@acme.io"), "{text}");
+    assert!(
+        text.contains("subscription") && text.contains("ends 2027-02-01"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_emulator_command_rotates_a_version_out() {
+    let served = serve(&[
+        "--api-versions",
+        "2026-10,2027-01",
+        "--api-version",
+        "2026-10",
+    ]);
+    // A client pinned to the removed 2026-04 gets the bare 404 (raw request, as curl would).
+    let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+    let url = format!("{}/v1/customer-portal/license-keys/validate", served.1);
+    let pinned = ureq::post(&url)
+        .header("Polar-Version", "2026-04")
+        .header("content-type", "application/json")
+        .config()
+        .http_status_as_error(false)
+        .build()
+        .send(body.as_bytes())
+        .expect("answered");
+    assert_eq!(pinned.status().as_u16(), 404);
+    let text = pinned.into_body().read_to_string().expect("body");
+    assert_eq!(text, r#"{"detail":"Not Found"}"#);
+    // Our client sends no version: it follows the current one and keeps working.
+    let cache = TempDir::new("cache");
+    let out = cli(&served.1, &cache)
+        .args(["--json", "validate", "--key", DEMO_KEY])
+        .output()
+        .expect("runs");
+    assert_eq!(json(&out).0, 0);
+
+    // A default that is not served is a usage error naming the option.
+    let out = Command::new(BIN)
+        .args([
+            "--json",
+            "emulator",
+            "--port",
+            "0",
+            "--api-versions",
+            "2026-10",
+            "--api-version",
+            "2027-01",
+        ])
+        .output()
+        .expect("runs");
+    let (code, v) = json(&out);
+    assert_eq!(code, 2, "{v}");
+    assert!(v.to_string().contains("api-version"), "{v}");
+}
+
+#[test]
+fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let cache = TempDir::new("rotated");
+    let run = |args: &[&str]| {
+        let out = cli(&polar.url(), &cache)
+            .arg("--json")
+            .args(args)
+            .output()
+            .expect("runs");
+        json(&out)
+    };
+    let (code, v) = run(&["check", "--key", DEMO_KEY]);
+    assert_eq!(code, 0, "{v}");
+    polar.rotate_key(DEMO_KEY).expect("rotated");
+
+    let (code, v) = run(&["validate", "--key", DEMO_KEY]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("not_found")), "{v}");
+    assert_eq!(v["detail"], "Not found");
+    assert_eq!(v["previously_valid"], true);
+    let hint = v["hint"].as_str().expect("hint");
+    assert!(
+        hint.contains("replaced") && hint.contains("customer portal"),
+        "{hint}"
+    );
+    let message = v["user_message"].as_str().expect("user_message");
+    assert!(
+        message.starts_with("This key was valid here before"),
+        "{message}"
+    );
+
+    let (code, v) = run(&["check", "--key", DEMO_KEY]);
+    assert_eq!(
+        (code, v["previously_valid"].as_bool()),
+        (1, Some(true)),
+        "{v}"
+    );
+    let (_, v) = run(&["status", "--key", DEMO_KEY]);
+    assert_eq!(v["cache"]["denied"]["previously_valid"], true, "{v}");
+
+    let out = cli(&polar.url(), &cache)
+        .args(["check", "--key", DEMO_KEY])
+        .output()
+        .expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("valid here before"), "{text}");
+
+    // A typo was never valid here: a plain not_found.
+    let (code, v) = run(&["check", "--key", "DEMO-TYPO-4F0C2A9E"]);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("not_found")), "{v}");
+    assert_eq!(v["previously_valid"], false);
+    assert_eq!(v["hint"], Value::Null);
+}

@@ -1,0 +1,401 @@
+//! A faithful local emulator of Polar's license-key HTTP API (feature `emulator`).
+//!
+//! It answers the three public routes
+//! `POST /v1/customer-portal/license-keys/{validate,activate,deactivate}`, their
+//! token-authenticated twins `POST /v1/license-keys/{…}` and the legacy
+//! `/api/v1/…` alias exactly as `shared/polar-license-api.md` describes Polar's
+//! server: the same status codes, bodies (field order included), error strings,
+//! check order, pydantic-style 422s, CORS, `Polar-Version` handling and,
+//! optionally, the 3-requests-per-second rate limit with its block.
+//!
+//! ```no_run
+//! use polar_license_emulator::{Emulator, Options, Seed};
+//!
+//! let emulator = Emulator::start(Seed::demo(), Options::default())?;
+//! println!("listening on {}", emulator.url());
+//! # Ok::<(), std::io::Error>(())
+//! ```
+//!
+//! It is a plain `std` server: one thread per connection and responses written
+//! by hand, so tests can inject faults ([`Fault`]) such as hangs, truncated
+//! bodies or 5xx answers. Dropping the [`Emulator`] (or calling
+//! [`Emulator::stop`]) closes the listener, so later connections are refused.
+//!
+//! Besides Polar's routes it serves admin routes under `/__emulator/` for
+//! tests that run it as a separate process (never counted, never rate-limited,
+//! CORS `*`): `POST /__emulator/fault` (a [`Fault`] as JSON, or `null`),
+//! `GET /__emulator/requests`, `POST /__emulator/requests/reset`,
+//! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
+//! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),
+//! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys/{key}/rotate`
+//! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys` (a
+//! [`SeedKey`]) and `GET /__emulator/health`.
+
+mod http;
+mod json;
+mod ratelimit;
+mod seed;
+mod state;
+mod util;
+mod validate;
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer, Serialize};
+
+pub use seed::{
+    Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID,
+    DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
+    DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
+};
+
+use ratelimit::RateLimiter;
+use state::Store;
+use util::lock;
+
+/// How an [`Emulator`] runs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Options {
+    /// The port to bind on 127.0.0.1; 0 picks a free one.
+    pub port: u16,
+    /// Turns on Polar's public rate limit: 3 calls per second per client IP
+    /// (the socket peer, or the `True-Client-IP` header) shared by the three
+    /// public routes, then a block of [`Options::rate_limit_block`].
+    pub rate_limit: bool,
+    /// How long a client stays blocked after exceeding the limit (Polar: 60 s).
+    pub rate_limit_block: Duration,
+    /// Answers like `sandbox-api.polar.sh`: adds `X-Polar-Sandbox: 1`.
+    pub sandbox: bool,
+    /// The `Polar-Version`s served (default [`API_VERSIONS`]): any other, a removed one
+    /// included, answers a bare `404 {"detail":"Not Found"}` (polar-license-api.md §13).
+    pub api_versions: Vec<String>,
+    /// The version of a request that sends no `Polar-Version` (Polar's "current" one, which
+    /// changes every quarter; default [`CURRENT_API_VERSION`]). It must be served.
+    pub api_version: String,
+}
+
+/// The API versions Polar serves at this snapshot (§13: deprecated, current, next). Only
+/// `2027-01` changes the license answers (`member`, `subscription`, `order`).
+pub const API_VERSIONS: &[&str] = &["2026-04", "2026-10", "2027-01"];
+
+/// The version Polar answers a request without `Polar-Version` with: the current one of
+/// [`API_VERSIONS`] (the middle of deprecated, current, next).
+pub const CURRENT_API_VERSION: &str = "2026-10";
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            port: 0,
+            rate_limit: false,
+            rate_limit_block: Duration::from_secs(60),
+            sandbox: false,
+            api_versions: API_VERSIONS.iter().map(|v| v.to_string()).collect(),
+            api_version: CURRENT_API_VERSION.to_string(),
+        }
+    }
+}
+
+fn double_option<'de, T, D>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    T: Deserialize<'de>,
+    D: Deserializer<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// A merchant-side change to a key, like Polar's `PATCH /v1/license-keys/{id}`.
+///
+/// `None` leaves a field unchanged; for the nullable fields `Some(None)` (JSON
+/// `null`) clears it. Values must fit in an int32, `status` must be
+/// `granted`, `revoked` or `disabled` and `expires_at` RFC 3339.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+pub struct KeyUpdate {
+    /// New status.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<String>,
+    /// New usage counter.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<i64>,
+    /// New activation limit (`Some(None)`: activations not supported).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit_activations: Option<Option<i64>>,
+    /// New usage limit (`Some(None)`: unlimited).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub limit_usage: Option<Option<i64>>,
+    /// New expiry, RFC 3339 (`Some(None)`: never expires).
+    #[serde(
+        default,
+        deserialize_with = "double_option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub expires_at: Option<Option<String>>,
+}
+
+/// A failure to inject on the six license routes (public and token twins,
+/// `/api/v1` alias included), for every request until cleared.
+///
+/// As JSON (admin route): `{"kind":"status","status":500,"body":"Internal Server Error"}`,
+/// `{"kind":"hang"}`, `{"kind":"delay","ms":1500}`, …
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Fault {
+    /// Read the request, never answer; the socket stays open until the
+    /// emulator stops or 60 s pass.
+    Hang,
+    /// Answer normally after a delay.
+    Delay {
+        /// The delay in milliseconds.
+        ms: u64,
+    },
+    /// Send the (normal) headers at once, then the body one byte at a time.
+    SlowBody {
+        /// Pause before each body byte, in milliseconds.
+        ms_per_byte: u64,
+    },
+    /// Answer with this status and body (`application/json` when the body is
+    /// JSON, else `text/plain; charset=utf-8`, like Starlette's 500).
+    Status {
+        /// The status code.
+        status: u16,
+        /// The body.
+        body: String,
+    },
+    /// 429 with an empty body and, when given, `retry-after`.
+    RateLimited {
+        /// The `retry-after` seconds.
+        retry_after: Option<u64>,
+    },
+    /// 200 with `content-type: application/json` and a body that is not JSON.
+    Malformed,
+    /// 200 whose `content-length` is larger than the bytes sent, then close.
+    Truncated,
+    /// 200 with a valid JSON body of exactly this many bytes, streamed.
+    Huge {
+        /// The body size in bytes.
+        bytes: u64,
+    },
+    /// Read the request, then close the connection without answering.
+    CloseImmediately,
+    /// Answer exactly this, as something between the app and Polar would (a captive portal's
+    /// login page, a proxy's 407, a redirect, a CDN's 404): this status, these headers and
+    /// this body, with none of Polar's headers.
+    Respond {
+        /// The status code.
+        status: u16,
+        /// The headers, as sent (`content-length` is added).
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        /// The body.
+        #[serde(default)]
+        body: String,
+    },
+}
+
+/// State shared by the accept loop and the connection threads.
+pub(crate) struct Shared {
+    pub(crate) store: Mutex<Store>,
+    pub(crate) fault: Mutex<Option<Fault>>,
+    pub(crate) requests: AtomicU64,
+    pub(crate) open_streams: AtomicU64,
+    /// Seconds added to the emulator's clock (see [`Emulator::set_clock_offset`]).
+    pub(crate) clock_offset: AtomicI64,
+    pub(crate) stop: AtomicBool,
+    pub(crate) options: Options,
+    pub(crate) limiter: Mutex<RateLimiter>,
+    pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
+    pub(crate) next_conn: AtomicU64,
+}
+
+impl Shared {
+    /// The emulator's clock: real time plus the offset tests set.
+    pub(crate) fn now(&self) -> time::OffsetDateTime {
+        let offset = self.clock_offset.load(Ordering::SeqCst);
+        util::now()
+            .checked_add(time::Duration::seconds(offset))
+            .unwrap_or_else(util::now)
+    }
+}
+
+/// A running emulator on 127.0.0.1. Dropping it stops the server.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    organization_id: String,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("organization_id", &self.organization_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Binds `127.0.0.1:options.port` and starts serving `seed`.
+    ///
+    /// Fails with `InvalidInput` when the seed is inconsistent (bad UUIDs,
+    /// unknown status, duplicate keys…), or with the bind error.
+    pub fn start(seed: Seed, options: Options) -> io::Result<Emulator> {
+        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
+        if !options.api_versions.contains(&options.api_version) {
+            return Err(invalid(format!(
+                "the default API version {} is not among the served ones ({})",
+                options.api_version,
+                options.api_versions.join(", ")
+            )));
+        }
+        let store = Store::from_seed(&seed).map_err(invalid)?;
+        let organization_id = util::parse_uuid4(&seed.organization_id, "organization_id")
+            .map_err(invalid)?
+            .to_string();
+        let listener = TcpListener::bind(("127.0.0.1", options.port))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            store: Mutex::new(store),
+            fault: Mutex::new(None),
+            requests: AtomicU64::new(0),
+            open_streams: AtomicU64::new(0),
+            clock_offset: AtomicI64::new(0),
+            stop: AtomicBool::new(false),
+            options,
+            limiter: Mutex::new(RateLimiter::default()),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+        });
+        let worker = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name("polar-emulator-accept".to_string())
+            .spawn(move || http::accept_loop(listener, worker))?;
+        Ok(Emulator {
+            shared,
+            addr,
+            organization_id,
+            accept: Some(accept),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The seed's top-level organization ID.
+    pub fn organization_id(&self) -> String {
+        self.organization_id.clone()
+    }
+
+    /// Injects a fault on every following request to the license routes
+    /// (`None` clears it).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        *lock(&self.shared.fault) = fault;
+    }
+
+    /// Requests received on the six license routes (any answer, faults and
+    /// 4xx/429 included; CORS preflights and admin routes excluded).
+    pub fn request_count(&self) -> u64 {
+        self.shared.requests.load(Ordering::SeqCst)
+    }
+
+    /// Fault bodies ([`Fault::SlowBody`], [`Fault::Huge`]) still being written. A client that
+    /// gives up on one (a timeout, a size cap) must close its connection: the emulator's next
+    /// write then fails and the count drops, where an abandoned but open connection keeps
+    /// the server streaming into it (until its 30 s write stall limit).
+    pub fn open_streams(&self) -> u64 {
+        self.shared.open_streams.load(Ordering::SeqCst)
+    }
+
+    /// Sets [`Emulator::request_count`] back to 0.
+    pub fn reset_request_count(&self) {
+        self.shared.requests.store(0, Ordering::SeqCst);
+    }
+
+    /// Moves the emulator's clock by `seconds` from real time (its `Date` header, expiry
+    /// checks, `last_validated_at`): for tests that move the client's clock to simulate time
+    /// passing, so that server and client agree on it (the client anchors a verdict at the
+    /// server's `Date` when its own clock runs ahead of it).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        self.shared.clock_offset.store(seconds, Ordering::SeqCst);
+    }
+
+    /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
+    pub fn key(&self, key: &str) -> Option<serde_json::Value> {
+        lock(&self.shared.store).key_json(key).map(|j| j.to_value())
+    }
+
+    /// The live (not deactivated) activations of a key, each
+    /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
+    pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {
+        lock(&self.shared.store)
+            .activations_json(key)
+            .iter()
+            .map(|j| j.to_value())
+            .collect()
+    }
+
+    /// Changes a key like Polar's `PATCH /v1/license-keys/{id}`. Returns
+    /// `false` when the key is unknown or a value is invalid (nothing changes then).
+    pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
+        matches!(
+            lock(&self.shared.store).update_key(key, &update),
+            Ok(Some(_))
+        )
+    }
+
+    /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate` (or a customer in the
+    /// portal): returns its new string; the old one answers 404 "Not found" from now on.
+    /// `None` when the key is unknown.
+    pub fn rotate_key(&self, key: &str) -> Option<String> {
+        lock(&self.shared.store).rotate_key(key)
+    }
+
+    /// Adds a key (in the seed's organization unless it names another).
+    pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
+        lock(&self.shared.store).add_key(&key)
+    }
+
+    /// Stops the server: the listener closes (new connections are refused)
+    /// and open connections are shut down.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+        for (_, stream) in lock(&self.shared.conns).drain() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

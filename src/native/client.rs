@@ -1,0 +1,258 @@
+//! The native blocking client over ureq (rustls): one online call each, no cache.
+
+use super::transport::{ProxySetting, TlsRoots, UreqTransport};
+use super::transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
+use crate::error::{Error, Verdict};
+use crate::key::{AccessToken, Key};
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::proto::{
+    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Server, ValidateRequest,
+    USER_AGENT,
+};
+use crate::transport::Transport;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Builds a [`BlockingClient`].
+#[derive(Debug, Clone)]
+pub struct ClientBuilder {
+    organization_id: String,
+    server: Server,
+    connect_timeout: Duration,
+    timeout: Duration,
+    max_response_bytes: u64,
+    access_token: Option<AccessToken>,
+    tls_roots: TlsRoots,
+    proxy: ProxySetting,
+}
+
+impl ClientBuilder {
+    /// Which certificates Polar's is checked against (default [`TlsRoots::System`], the
+    /// operating system's trust store).
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
+        self.tls_roots = roots;
+        self
+    }
+
+    /// How requests reach Polar (default [`ProxySetting::Environment`]). A URL that is not an
+    /// HTTP(S) proxy's fails `build` with `invalid_input` (field `proxy`).
+    pub fn proxy(mut self, proxy: ProxySetting) -> Self {
+        self.proxy = proxy;
+        self
+    }
+
+    /// Talk to `server` (default: production).
+    pub fn server(mut self, server: Server) -> Self {
+        self.server = server;
+        self
+    }
+
+    /// Talk to this base URL (`https://`, or `http://` on loopback only).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.server = Server::Custom(url.into());
+        self
+    }
+
+    /// Whole-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// Cap on a response body (default 1 MiB); a larger answer is `protocol_error`.
+    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+        self.max_response_bytes = bytes;
+        self
+    }
+
+    /// Use the token-authenticated `/v1/license-keys/…` routes with this access token
+    /// (for backends and CI tools; never ship a token inside a client app).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.access_token = Some(AccessToken::new(token));
+        self
+    }
+
+    fn api(&self) -> Result<Api, Error> {
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid("timeout", "must be greater than zero"));
+        }
+        let api = Api::new(&self.organization_id, &self.server)?.with_user_agent(USER_AGENT);
+        match &self.access_token {
+            Some(token) => api.with_access_token(token.clone()),
+            None => Ok(api),
+        }
+    }
+
+    /// Checks the configuration and builds the client over ureq.
+    pub fn build(self) -> Result<BlockingClient, Error> {
+        let proxy = self.proxy.resolve()?;
+        let transport = UreqTransport::with_network(
+            self.connect_timeout,
+            self.timeout,
+            self.max_response_bytes,
+            self.tls_roots,
+            proxy,
+        );
+        self.build_with_transport(transport)
+    }
+
+    /// Builds the client over another transport (tests, proxies, custom TLS).
+    pub fn build_with_transport(
+        self,
+        transport: impl Transport + 'static,
+    ) -> Result<BlockingClient, Error> {
+        Ok(BlockingClient {
+            api: self.api()?,
+            transport: Arc::new(transport),
+        })
+    }
+}
+
+/// A blocking Polar license-key client. Cheap to clone; `Send + Sync`.
+///
+/// ```no_run
+/// use polar_license::{BlockingClient, ValidateRequest, Verdict};
+///
+/// let client = BlockingClient::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10").build()?;
+/// match client.validate(&ValidateRequest::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415"))? {
+///     Verdict::Accepted(license) => println!("licensed, usage {}", license.license_key.usage),
+///     Verdict::Denied(denial) => println!("denied: {} ({})", denial.reason, denial.detail),
+/// }
+/// # Ok::<(), polar_license::Error>(())
+/// ```
+#[derive(Clone)]
+pub struct BlockingClient {
+    api: Api,
+    transport: Arc<dyn Transport>,
+}
+
+impl std::fmt::Debug for BlockingClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BlockingClient")
+            .field("api", &self.api)
+            .finish()
+    }
+}
+
+impl BlockingClient {
+    /// Starts building a client for the seller organization `organization_id` (a UUID v4).
+    pub fn builder(organization_id: impl Into<String>) -> ClientBuilder {
+        ClientBuilder {
+            organization_id: organization_id.into(),
+            server: Server::Production,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            timeout: DEFAULT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            access_token: None,
+            tls_roots: TlsRoots::default(),
+            proxy: ProxySetting::default(),
+        }
+    }
+
+    /// The request builder this client uses.
+    pub fn api(&self) -> &Api {
+        &self.api
+    }
+
+    /// Validates a key online. Inputs are checked first; a bad one sends nothing. A 200 that
+    /// contradicts the request (another key, organization, benefit, customer or activation)
+    /// or says the license is not valid (not granted, expired) is `protocol_error`.
+    pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        self.validate_dated(req).map(|(verdict, _)| verdict)
+    }
+
+    /// Like [`BlockingClient::validate`], also returning the response's `Date` header in unix
+    /// seconds when it had one (the grace cache records it).
+    pub fn validate_dated(
+        &self,
+        req: &ValidateRequest,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        self.validate_at(req, super::clock::system_clock())
+    }
+
+    /// [`BlockingClient::validate_dated`] with the local clock reading `now` (for expiry).
+    pub(crate) fn validate_at(
+        &self,
+        req: &ValidateRequest,
+        now: i64,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        let request = self.api.validate_request(req)?;
+        let expect = Expect::validate(self.api.organization_id(), req, now);
+        self.send_validate(&request, expect.as_ref(), req.key.as_ref())
+    }
+
+    /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
+    /// a 200 to `expect`.
+    pub(crate) fn send_validate(
+        &self,
+        request: &HttpRequest,
+        expect: Option<&Expect<'_>>,
+        key: Option<&Key>,
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        let started = Instant::now();
+        let result = (|| {
+            let response = self.transport.send(request)?;
+            let date = response.header("date").and_then(crate::grace::http_date);
+            let verdict = match expect {
+                Some(expect) => parse_validate_for(&response, expect)?,
+                None => parse_validate(&response)?,
+            };
+            Ok((verdict, date))
+        })();
+        super::events::request("validate", key, started, &result);
+        result
+    }
+
+    /// Activates a key (takes one activation slot per call, even with the same label). A 200
+    /// that is not a valid activation of this key is `protocol_error`.
+    pub fn activate(
+        &self,
+        req: &ActivateRequest,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        self.activate_dated(req, super::clock::system_clock())
+            .map(|(verdict, _)| verdict)
+    }
+
+    /// [`BlockingClient::activate`] at the local clock reading `now`, with the response's
+    /// `Date` in unix seconds.
+    pub(crate) fn activate_dated(
+        &self,
+        req: &ActivateRequest,
+        now: i64,
+    ) -> Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error> {
+        let request = self.api.activate_request(req)?;
+        let started = Instant::now();
+        let result = (|| {
+            let response = self.transport.send(&request)?;
+            let date = response.header("date").and_then(crate::grace::http_date);
+            let verdict = match Expect::activate(self.api.organization_id(), req, now) {
+                Some(expect) => parse_activate_for(&response, &expect)?,
+                None => parse_activate(&response)?,
+            };
+            Ok((verdict, date))
+        })();
+        super::events::request("activate", req.key.as_ref(), started, &result);
+        result
+    }
+
+    /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
+    pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
+        let request = self.api.deactivate_request(req)?;
+        let started = Instant::now();
+        let result = self
+            .transport
+            .send(&request)
+            .map_err(Error::from)
+            .and_then(|response| parse_deactivate(&response))
+            .map(|verdict| (verdict, None));
+        super::events::request("deactivate", req.key.as_ref(), started, &result);
+        result.map(|(verdict, _)| verdict)
+    }
+}

@@ -1,0 +1,1191 @@
+//! Grace-aware licensing for native apps: the blocking client, a cache store, the grace policy
+//! and the clock, put together.
+//!
+//! [`Licensing::check`] is the call an app makes at launch: it answers from the cache while the
+//! last good verdict is fresh, asks Polar when it is stale, and falls back to the cache within
+//! the grace period only when Polar gave no verdict (unreachable, rate limited, a 5xx, an
+//! answer that is not Polar's; see [`crate::grace`] for the rules).
+//! [`Licensing::activate`] remembers the activation (and the conditions it was made with) so
+//! later checks validate it, and its answer is a verdict; [`Licensing::deactivate`] forgets it.
+//!
+//! Every call reads the store and takes its lock only around reading and writing: a check
+//! never holds the lock while Polar is asked, so the other threads and processes checking the
+//! key answer from the cache meanwhile (see [`crate::session`] for the phases).
+
+use super::blocking::Blocking;
+use super::client::{BlockingClient, ClientBuilder};
+use super::store::{FileStore, MemoryStore, SlotLock, Store};
+// Re-exported here too: `polar_license::licensing::{system_clock, Clock}` is where they were.
+pub use super::clock::{system_clock, Clock};
+use crate::error::{Error, Verdict};
+use crate::features::{Entitlements, FeatureAccess};
+use crate::fingerprint::fingerprint_from;
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
+use crate::key::Key;
+use crate::keyseal::KeySeal;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
+use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
+use crate::transport::Transport;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How activations are bound to this machine.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum MachineBinding {
+    /// The OS machine id, hashed with the organization (the default). When the OS has none,
+    /// activations are not bound; when it has one that cannot be read, the calls that need it
+    /// fail with `cache_error` (never a silently different fingerprint).
+    #[default]
+    Os,
+    /// This id instead of the OS's (hashed the same way): for tests and for apps with their own.
+    Id(String),
+    /// No binding.
+    Off,
+    /// For tests: an OS whose machine id cannot be read, for this reason.
+    #[doc(hidden)]
+    Unreadable(String),
+}
+
+/// This machine's identity for an organization: the fingerprint sent as a condition (when
+/// activations are bound) and the one the cache is sealed with (always, when there is one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Identity {
+    machine: Option<String>,
+    seal: Option<String>,
+}
+
+impl Identity {
+    fn of(binding: &MachineBinding, org: &str) -> Result<Identity, Error> {
+        let os = || crate::fingerprint::machine_fingerprint(org);
+        Ok(match binding {
+            MachineBinding::Os => {
+                let fp = os()?;
+                Identity {
+                    machine: fp.clone(),
+                    seal: fp,
+                }
+            }
+            MachineBinding::Id(id) => {
+                let fp = Some(fingerprint_from(id, org));
+                Identity {
+                    machine: fp.clone(),
+                    seal: fp,
+                }
+            }
+            // The seal always carries this machine's identity, whatever the binding: turning
+            // the binding on or off does not invalidate the cache, and a copied cache stays
+            // untrusted.
+            MachineBinding::Off => Identity {
+                machine: None,
+                seal: os()?,
+            },
+            MachineBinding::Unreadable(why) => {
+                return Err(Error::Cache {
+                    detail: format!(
+                        "this machine's id could not be read ({why}); activations and the \
+                         cache are bound to it"
+                    ),
+                })
+            }
+        })
+    }
+}
+
+/// Builds a [`Licensing`]: the organization, then what differs from the defaults (the
+/// production server, a file cache in the app's own directory, the machine binding, the
+/// default grace policy of contract §4, the OS trust store and the environment's proxy).
+///
+/// ```no_run
+/// use polar_license::{GracePolicy, Licensing};
+/// use std::time::Duration;
+///
+/// fn main() -> Result<(), polar_license::Error> {
+///     let _licensing = Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+///         .app_id("com.example.editor") // its cache directory: <data dir>/polar-license/com.example.editor
+///         .require_activation(true)     // a bare key licenses no machine it was not activated on
+///         .policy(GracePolicy {
+///             grace_period: Duration::from_secs(3 * 24 * 3600),
+///             ..GracePolicy::default()
+///         })
+///         .build()?;
+///     Ok(())
+/// }
+/// ```
+pub struct LicensingBuilder {
+    client: ClientBuilder,
+    store: Option<Arc<dyn Store>>,
+    cache_dir: Option<PathBuf>,
+    app_id: Option<String>,
+    policy: GracePolicy,
+    app_secret: Option<Vec<u8>>,
+    machine: MachineBinding,
+    require_activation: bool,
+    entitlements: Entitlements,
+    clock: Clock,
+    remember_keys: bool,
+}
+
+impl std::fmt::Debug for LicensingBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LicensingBuilder")
+            .field("client", &self.client)
+            .field("cache_dir", &self.cache_dir)
+            .field("policy", &self.policy)
+            .field("machine", &self.machine)
+            .finish_non_exhaustive()
+    }
+}
+
+impl LicensingBuilder {
+    /// Talk to `server` (default: production).
+    pub fn server(mut self, server: Server) -> Self {
+        self.client = self.client.server(server);
+        self
+    }
+
+    /// Talk to this base URL (`https://`, or `http://` on loopback only).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.client = self.client.base_url(url);
+        self
+    }
+
+    /// Whole-request timeout (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.timeout(timeout);
+        self
+    }
+
+    /// Connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.client = self.client.connect_timeout(timeout);
+        self
+    }
+
+    /// Which certificates Polar's is checked against (default: the operating system's trust
+    /// store; see [`TlsRoots`](crate::TlsRoots)).
+    pub fn tls_roots(mut self, roots: crate::TlsRoots) -> Self {
+        self.client = self.client.tls_roots(roots);
+        self
+    }
+
+    /// How requests reach Polar (default: the environment's proxy; see [`ProxySetting`](crate::ProxySetting)).
+    pub fn proxy(mut self, proxy: crate::ProxySetting) -> Self {
+        self.client = self.client.proxy(proxy);
+        self
+    }
+
+    /// Use the token-authenticated routes (backends only).
+    pub fn access_token(mut self, token: impl Into<String>) -> Self {
+        self.client = self.client.access_token(token);
+        self
+    }
+
+    /// The grace policy (default: contract §4).
+    pub fn policy(mut self, policy: GracePolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Keep the cache in this directory (default: the application's own directory under
+    /// the platform's data directory, see [`LicensingBuilder::app_id`]).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Names the application for its default cache directory,
+    /// `<platform data dir>/polar-license/<app_id>` (default: the executable's file name).
+    /// Each application has its own records: one vendor's app, or the `polar-license`
+    /// command, never shares them with another by accident. 1 to 64 ASCII letters, digits,
+    /// `.`, `-` or `_` (a reverse-DNS id such as `com.example.editor` is a good choice).
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = Some(app_id.into());
+        self
+    }
+
+    /// Keep the cache in this store instead of files.
+    pub fn store(mut self, store: impl Store + 'static) -> Self {
+        self.store = Some(Arc::new(store));
+        self
+    }
+
+    /// A secret of the app's, mixed into the cache MAC key (optional; makes the cache
+    /// unreadable to anything without the app binary).
+    pub fn app_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+        self.app_secret = Some(secret.into());
+        self
+    }
+
+    /// How activations are bound to the machine (default: the OS machine id).
+    pub fn machine_binding(mut self, binding: MachineBinding) -> Self {
+        self.machine = binding;
+        self
+    }
+
+    /// Makes [`Licensing::check`] refuse, with `invalid_input` (field `activation_id`) and no
+    /// request, when no activation is remembered for the key. Polar validates a bare key even
+    /// when it has activation slots, so an app that licenses per machine turns this on: a
+    /// deleted or tampered cache then means "activate again", not a key-only check.
+    pub fn require_activation(mut self, required: bool) -> Self {
+        self.require_activation = required;
+        self
+    }
+
+    /// The feature map [`Licensing::has_feature`] answers from (checked when it is made:
+    /// see [`Entitlements::grant`] and [`Entitlements::from_json`]).
+    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
+        self.entitlements = entitlements;
+        self
+    }
+
+    /// Remember the key of every good activation (default: off), sealed beside the records, so
+    /// [`Licensing::check_remembered`] needs no argument; a good deactivation of that key
+    /// forgets it. [`Licensing::remember_key`] does the same for a key the app chooses.
+    pub fn remember_keys(mut self, on: bool) -> Self {
+        self.remember_keys = on;
+        self
+    }
+
+    /// The clock (default: the system clock). For tests.
+    pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
+        self.clock = Arc::new(clock);
+        self
+    }
+
+    fn finish(self, client: BlockingClient) -> Result<Licensing, Error> {
+        self.policy.validate()?;
+        let org = client.api().organization_id().to_string();
+        let store: Arc<dyn Store> = match (self.store, self.cache_dir, self.app_id) {
+            (Some(store), _, _) => store,
+            (None, Some(dir), _) => Arc::new(FileStore::new(dir)),
+            (None, None, Some(app)) => Arc::new(FileStore::new(FileStore::dir_for_app(&app)?)),
+            (None, None, None) => Arc::new(FileStore::open_default()?),
+        };
+        // Read once here; a machine id that cannot be read now is read again by each call
+        // that needs it (and fails it with its own message until it can be).
+        let identity = std::sync::OnceLock::new();
+        if let Ok(id) = Identity::of(&self.machine, &org) {
+            let _ = identity.set(id);
+        }
+        Ok(Licensing {
+            client,
+            store,
+            policy: self.policy,
+            app_secret: self.app_secret.map(Arc::from),
+            binding: self.machine,
+            identity: Arc::new(identity),
+            require_activation: self.require_activation,
+            entitlements: Arc::new(self.entitlements),
+            clock: self.clock,
+            memo: Arc::default(),
+            remember_keys: self.remember_keys,
+        })
+    }
+
+    /// Checks everything and builds over ureq.
+    pub fn build(self) -> Result<Licensing, Error> {
+        let client = self.client.clone().build()?;
+        self.finish(client)
+    }
+
+    /// Builds over another transport (tests, proxies).
+    pub fn build_with_transport(
+        self,
+        transport: impl Transport + 'static,
+    ) -> Result<Licensing, Error> {
+        let client = self.client.clone().build_with_transport(transport)?;
+        self.finish(client)
+    }
+
+    /// Uses an in-memory store (nothing survives the process).
+    pub fn memory_store(self) -> Result<Self, Error> {
+        Ok(self.store(MemoryStore::new()?))
+    }
+}
+
+/// Grace-aware licensing for one organization. Cheap to clone; `Send + Sync`.
+///
+/// Activate once per machine, check at every launch:
+///
+/// ```no_run
+/// use polar_license::{ActivateRequest, Licensing, Verdict};
+///
+/// fn main() -> Result<(), Box<dyn std::error::Error>> {
+///     let licensing = Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+///         .app_id("com.example.editor")
+///         .build()?;
+///     let key = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415"; // what the customer pasted
+///
+///     // Once per machine: each activate takes one of the key's slots.
+///     if licensing.status(key)?.activation.is_none() {
+///         if let Verdict::Denied(denial) =
+///             licensing.activate(&ActivateRequest::new(key, "my laptop"))?
+///         {
+///             eprintln!("{}", denial.hint().unwrap_or(&denial.detail));
+///             return Ok(());
+///         }
+///     }
+///     // At every launch: online when stale, from the cache within the grace period.
+///     let verdict = licensing.check(key);
+///     if verdict.is_licensed() {
+///         println!("licensed");
+///     } else {
+///         println!("not licensed: {:?}", verdict.reason());
+///     }
+///     Ok(())
+/// }
+/// ```
+#[derive(Clone)]
+pub struct Licensing {
+    client: BlockingClient,
+    store: Arc<dyn Store>,
+    policy: GracePolicy,
+    app_secret: Option<Arc<[u8]>>,
+    binding: MachineBinding,
+    identity: Arc<std::sync::OnceLock<Identity>>,
+    require_activation: bool,
+    entitlements: Arc<Entitlements>,
+    clock: Clock,
+    memo: Arc<Memo>,
+    remember_keys: bool,
+}
+
+impl std::fmt::Debug for Licensing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Licensing")
+            .field("client", &self.client)
+            .field("policy", &self.policy)
+            .field("machine_bound", &self.machine_fingerprint().is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the last checks of this `Licensing` (and its clones) worked out, so that a warm
+/// check repeats none of the costly pure steps (issue #6 measured HMAC-SHA256 and the JSON
+/// parse at about three quarters of a cached check).
+///
+/// Every entry is exact, never a guess: the slot is reused only for the same license key and
+/// the same install secret bytes (its seal is a pure function of those and of fields fixed at
+/// build time), and an opened record only for byte-for-byte the same stored record and
+/// ledger under the same slot (opening is a pure function of those). The store is still read
+/// on every check, so a record another process replaced, removed or tampered with is seen at
+/// once.
+#[derive(Default)]
+struct Memo {
+    slot: Mutex<Option<(String, Vec<u8>, Slot)>>,
+    opened: Mutex<Option<(String, Stored, Opened)>>,
+    answered: Mutex<Option<Answered>>,
+}
+
+/// The stored bytes of one key: its record and its ledger.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+struct Stored {
+    record: Option<Vec<u8>>,
+    ledger: Option<Vec<u8>>,
+}
+
+/// The last cached answer this process recorded: a check of the same slot, at the same clock
+/// second, on the very record it wrote, within a second of it by the monotonic clock, is the
+/// same answer again and is not recorded twice (a tight loop of checks stays a memory read).
+/// A held clock still counts: a later process, or the same one a second later, records it.
+struct Answered {
+    slot: String,
+    now: i64,
+    at: Instant,
+    record: Vec<u8>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Memo {
+    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Slot> {
+        let memo = lock(&self.slot);
+        let (k, s, slot) = memo.as_ref()?;
+        (k == key.expose() && s == secret).then(|| slot.clone())
+    }
+
+    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Slot) {
+        *lock(&self.slot) = Some((key.expose().to_string(), secret, slot.clone()));
+    }
+
+    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Opened> {
+        let memo = lock(&self.opened);
+        let (name, bytes, opened) = memo.as_ref()?;
+        (name == &slot.name && bytes == stored).then(|| opened.clone())
+    }
+
+    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Opened) {
+        *lock(&self.opened) = Some((slot.name.clone(), stored, opened.clone()));
+    }
+
+    fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
+        lock(&self.answered).as_ref().is_some_and(|a| {
+            a.slot == slot.name
+                && a.now == now
+                && a.at.elapsed() < Duration::from_secs(1)
+                && stored.record.as_deref() == Some(a.record.as_slice())
+        })
+    }
+
+    fn remember_answer(&self, slot: &Slot, now: i64, record: Vec<u8>) {
+        *lock(&self.answered) = Some(Answered {
+            slot: slot.name.clone(),
+            now,
+            at: Instant::now(),
+            record,
+        });
+    }
+}
+
+impl Licensing {
+    /// Starts building for the seller organization `organization_id` (a UUID v4).
+    pub fn builder(organization_id: impl Into<String>) -> LicensingBuilder {
+        LicensingBuilder {
+            client: BlockingClient::builder(organization_id),
+            store: None,
+            cache_dir: None,
+            app_id: None,
+            policy: GracePolicy::default(),
+            app_secret: None,
+            machine: MachineBinding::default(),
+            require_activation: false,
+            entitlements: Entitlements::new(),
+            clock: Arc::new(system_clock),
+            remember_keys: false,
+        }
+    }
+
+    /// The online client underneath (no cache).
+    pub fn client(&self) -> &BlockingClient {
+        &self.client
+    }
+
+    /// The grace policy.
+    pub fn policy(&self) -> &GracePolicy {
+        &self.policy
+    }
+
+    /// The feature map.
+    pub fn entitlements(&self) -> &Entitlements {
+        &self.entitlements
+    }
+
+    /// May this copy use `feature`, given a verdict from [`Licensing::check`]? A cached
+    /// verdict within the grace answers as an online one; a verdict that does not license
+    /// grants nothing.
+    pub fn has_feature(&self, verdict: &CheckOutcome, feature: &str) -> FeatureAccess {
+        self.entitlements.check(feature, verdict)
+    }
+
+    /// This machine's fingerprint for the organization, when activations are machine-bound
+    /// (and the machine id can be read).
+    pub fn machine_fingerprint(&self) -> Option<&str> {
+        self.identity().ok().and_then(|i| i.machine.as_deref())
+    }
+
+    fn identity(&self) -> Result<&Identity, Error> {
+        if let Some(identity) = self.identity.get() {
+            return Ok(identity);
+        }
+        let identity = Identity::of(&self.binding, self.org())?;
+        Ok(self.identity.get_or_init(|| identity))
+    }
+
+    fn org(&self) -> &str {
+        self.client.api().organization_id()
+    }
+
+    fn slot(&self, key: &Key) -> Result<Slot, Error> {
+        let identity = self.identity()?;
+        let secret = self.store.install_secret()?;
+        if let Some(slot) = self.memo.slot(key, &secret) {
+            return Ok(slot);
+        }
+        let slot = Slot::new(
+            self.client.api().base_url(),
+            self.org(),
+            key,
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        );
+        self.memo.remember_slot(key, secret, &slot);
+        Ok(slot)
+    }
+
+    fn read(&self, slot: &Slot) -> Result<Stored, Error> {
+        Ok(Stored {
+            record: self.store.load(&slot.name)?,
+            ledger: self.store.load(&slot.ledger)?,
+        })
+    }
+
+    /// The slot's stored bytes, opened (untrusted bytes count as no record).
+    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
+        let stored = self.read(slot)?;
+        if let Some(opened) = self.memo.opened(slot, &stored) {
+            return Ok((stored, opened));
+        }
+        let opened = session::open(
+            stored.record.as_deref(),
+            stored.ledger.as_deref(),
+            slot,
+            self.org(),
+            key,
+        );
+        self.memo.remember_opened(slot, stored.clone(), &opened);
+        Ok((stored, opened))
+    }
+
+    /// Stores `record` (and its ledger), in order; the record's bytes.
+    fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<Vec<u8>, Error> {
+        let mut written = Vec::new();
+        for (name, bytes) in session::seal(opened, record, slot) {
+            self.store.save(&name, &bytes)?;
+            if name == slot.name {
+                written = bytes;
+            }
+        }
+        Ok(written)
+    }
+
+    /// Stores an answer's record; when that fails and the record carries a denial, removes
+    /// the stored record (a tombstone that cannot be written must not leave an old grant).
+    fn save_or_forget(
+        &self,
+        slot: &Slot,
+        opened: &Opened,
+        record: Record,
+    ) -> Result<Vec<u8>, Error> {
+        let must_not_grant = record.denied.is_some();
+        self.save(slot, opened, record).inspect_err(|_| {
+            if must_not_grant {
+                // If even this fails, the store is broken and the next read fails too.
+                let _ = self.store.remove(&slot.name);
+            }
+        })
+    }
+
+    /// Activates `req.key` on this machine and remembers the activation, so later
+    /// [`check`](Licensing::check)s validate it. The machine fingerprint is added to the
+    /// conditions (as `machine_fingerprint`) unless binding is off.
+    ///
+    /// A good activation is a verdict: it starts the grace period like a good validate, so
+    /// a check right after it answers from the cache, online or not. A denial about the key
+    /// (`not_found`, `inactive`, `expired`) removes the cache's power to grant.
+    ///
+    /// The cache is opened first: when it cannot be, the error is `cache_error` and no slot
+    /// is taken. If Polar activated but the cache cannot remember it, the error is
+    /// `cache_error` and its detail names the new activation id, so nothing is lost
+    /// ([`Licensing::activate_report`] gives the activation itself, with that error apart).
+    pub fn activate(
+        &self,
+        req: &ActivateRequest,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        match self.activate_report(req) {
+            (Ok(Verdict::Accepted(read)), Some(e)) => Err(session::unremembered(&read, &e)),
+            (answer, _) => answer,
+        }
+    }
+
+    /// [`Licensing::activate`], with the `cache_error` apart when Polar activated but the
+    /// cache (or the remembered key) could not be written: the activation stands, and is the
+    /// answer; a later check does not know it, so keep its id (or deactivate it).
+    pub fn activate_report(
+        &self,
+        req: &ActivateRequest,
+    ) -> (
+        Result<Verdict<LicenseKeyActivationRead>, Error>,
+        Option<Error>,
+    ) {
+        let prepared = self.identity().and_then(|identity| {
+            let (req, key) = session::bound_activation(req, identity.machine.as_deref())?;
+            self.client.api().activate_request(&req)?;
+            let slot = self.slot(&key)?;
+            Ok((req, key, slot))
+        });
+        let (req, key, slot) = match prepared {
+            Ok(prepared) => prepared,
+            Err(e) => return (Err(e), None),
+        };
+        let now = (self.clock)();
+        let mut online = self.client.activate_dated(&req, now);
+        let written = self.store.lock(&slot.name).and_then(|_lock| {
+            let (_, opened) = self.open(&slot, &key)?;
+            let record = session::activated(
+                &opened,
+                self.org(),
+                &req,
+                &key,
+                now,
+                &self.policy,
+                &mut online,
+            );
+            match record {
+                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
+                None => Ok(()),
+            }
+        });
+        let verdict = match online {
+            Ok((verdict, _)) => verdict,
+            Err(e) => return (Err(e), None),
+        };
+        let written = match &verdict {
+            Verdict::Accepted(_) if self.remember_keys => {
+                written.and_then(|()| self.remember_key(key.clone()))
+            }
+            _ => written,
+        };
+        match (&verdict, written) {
+            (Verdict::Accepted(_), Err(e)) => (Ok(verdict), Some(e)),
+            _ => (Ok(verdict), None),
+        }
+    }
+
+    /// Validates online once, with no cache answer (Polar's `validate`): the request as given,
+    /// with this machine's fingerprint among the conditions when it names an activation and
+    /// activations are machine-bound (the conditions `activate` stored). The answer updates
+    /// the key's record (one truth per key): a denial about the key removes the cache's power
+    /// to grant, and a good answer to the question `check` asks refreshes it.
+    pub fn validate(&self, req: &ValidateRequest) -> Result<Verdict<ValidatedLicenseKey>, Error> {
+        self.validate_report(req).0
+    }
+
+    /// [`Licensing::validate`], with the `cache_error` when the key's record could not be
+    /// opened or updated with the answer (the answer stands; a later check does not know it).
+    /// Input refused before any request touches no cache.
+    pub fn validate_report(
+        &self,
+        req: &ValidateRequest,
+    ) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<Error>) {
+        let Some(key) = req.key.clone() else {
+            return (Err(Error::invalid("key", "is required")), None);
+        };
+        let machine = match self.identity() {
+            Ok(identity) => identity.machine.clone(),
+            Err(e) if req.activation_id.is_some() => return (Err(e), None),
+            Err(_) => None,
+        };
+        let req = session::bound_validate(req, machine.as_deref());
+        let now = (self.clock)();
+        let mut online = self.client.validate_at(&req, now);
+        if matches!(online, Err(Error::InvalidInput { .. })) {
+            return (online.map(|(verdict, _)| verdict), None);
+        }
+        // The answer stands whatever the cache does; a denial that cannot be written removes
+        // the record (save_or_forget).
+        let written = self.slot(&key).and_then(|slot| {
+            let _lock = self.store.lock(&slot.name)?;
+            let (_, opened) = self.open(&slot, &key)?;
+            let record = session::validated(
+                &opened,
+                self.org(),
+                &req,
+                machine.as_deref(),
+                now,
+                &self.policy,
+                &mut online,
+            );
+            match record {
+                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
+                None => Ok(()),
+            }
+        });
+        (online.map(|(verdict, _)| verdict), written.err())
+    }
+
+    /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
+    /// the conditions it was made with, answering from the cache as the policy allows.
+    pub fn check(&self, key: impl Into<Key>) -> CheckOutcome {
+        self.check_report(key).outcome
+    }
+
+    /// [`Licensing::check`], with why a cached answer came from the cache although Polar was
+    /// asked, and whether the cache could be updated ([`CheckReport`]).
+    pub fn check_report(&self, key: impl Into<Key>) -> CheckReport {
+        self.run_check(&key.into(), None)
+    }
+
+    /// The grace-aware verdict for an explicit validate request (the cache is used only for
+    /// an identical request).
+    pub fn check_request(&self, req: &ValidateRequest) -> CheckOutcome {
+        self.check_request_report(req).outcome
+    }
+
+    /// [`Licensing::check_request`] with its [`CheckReport`].
+    pub fn check_request_report(&self, req: &ValidateRequest) -> CheckReport {
+        let Some(key) = req.key.clone() else {
+            return CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                "key",
+                "is required",
+            )));
+        };
+        self.run_check(&key, Some(req))
+    }
+
+    /// Phase 1 of a check, under the slot's lock: answered (recorded when it came from the
+    /// cache), or the request to send with the slot as it was read.
+    fn begin(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Begun {
+        let slot = match self.slot(key) {
+            Ok(slot) => slot,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let _lock = match self.store.lock(&slot.name) {
+            Ok(lock) => lock,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let (stored, opened) = match self.open(&slot, key) {
+            Ok(opened) => opened,
+            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
+        };
+        let req = match session::check_request(
+            key,
+            explicit,
+            &opened,
+            self.machine_fingerprint(),
+            self.require_activation,
+        ) {
+            Ok(req) => req,
+            Err(e) => return Begun::Answered(CheckReport::of(CheckOutcome::Unverified(e))),
+        };
+        let now = (self.clock)();
+        match session::begin(self.client.api(), &opened, &req, now, &self.policy) {
+            Begin::Done(outcome) => Begun::Answered(CheckReport::of(outcome)),
+            Begin::Cached {
+                outcome,
+                write,
+                or_ask,
+            } => {
+                if self.memo.answered_again(&slot, now, &stored) {
+                    return Begun::Answered(CheckReport::of(outcome));
+                }
+                match self.save(&slot, &opened, *write) {
+                    Ok(bytes) => {
+                        self.memo.remember_answer(&slot, now, bytes);
+                        Begun::Answered(CheckReport::of(outcome))
+                    }
+                    // An answer that cannot be counted is not given as fresh: Polar is asked,
+                    // and the cache still answers within the grace if it cannot be.
+                    Err(e) => match or_ask {
+                        Some(asking) => Begun::Asking(Box::new(Step {
+                            slot,
+                            opened,
+                            asking,
+                            cache_error: Some(e),
+                        })),
+                        None => Begun::Answered(CheckReport {
+                            cache_error: Some(e),
+                            ..CheckReport::of(outcome)
+                        }),
+                    },
+                }
+            }
+            Begin::Ask(asking) => Begun::Asking(Box::new(Step {
+                slot,
+                opened,
+                asking,
+                cache_error: None,
+            })),
+        }
+    }
+
+    fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
+        let report = match self.begin(key, explicit) {
+            Begun::Asking(step) => self.ask(key, step),
+            Begun::Answered(report) => report,
+        };
+        super::events::decision(key, &report);
+        report
+    }
+
+    /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
+    /// asking already and the cache can answer at once), then folds the answer into the
+    /// record as it is now.
+    fn ask(&self, key: &Key, step: Box<Step>) -> CheckReport {
+        let Step {
+            slot,
+            opened,
+            asking,
+            mut cache_error,
+        } = *step;
+        // An error taking the marker only means the others cannot see this check asking.
+        let marker = self
+            .store
+            .try_lock(&slot.ask)
+            .unwrap_or(Some(SlotLock::none()));
+        if marker.is_none() {
+            if let Some(report) = self.while_asked(key, &slot, &asking) {
+                return report;
+            }
+        }
+        let expect = asking.expect(self.org());
+        let online =
+            self.client
+                .send_validate(&asking.http, expect.as_ref(), Some(&asking.query.key));
+        let finished = self
+            .store
+            .lock(&slot.name)
+            .and_then(|lock| Ok((lock, self.open(&slot, key)?.1)));
+        let (_lock, current) = match finished {
+            Ok(opened) => opened,
+            Err(e) => {
+                // The answer stands; the cache could not learn it.
+                let f = session::finish(&opened, &asking, &self.policy, online);
+                return CheckReport {
+                    outcome: f.outcome,
+                    fallback: f.fallback,
+                    cache_error: Some(e),
+                };
+            }
+        };
+        let f = session::finish(&current, &asking, &self.policy, online);
+        if let Some(record) = f.write {
+            if let Err(e) = self.save_or_forget(&slot, &current, record) {
+                cache_error = Some(e);
+            }
+        }
+        CheckReport {
+            outcome: f.outcome,
+            fallback: f.fallback,
+            cache_error,
+        }
+    }
+
+    /// Another check of this key is asking Polar: the cache's answer at once, recorded, when
+    /// it can license (`None`: ask as well).
+    fn while_asked(&self, key: &Key, slot: &Slot, asking: &Asking) -> Option<CheckReport> {
+        let _lock = self.store.lock(&slot.name).ok()?;
+        let (_, opened) = self.open(slot, key).ok()?;
+        let (outcome, record) = session::while_asked(&opened, asking, &self.policy)?;
+        let cache_error = self.save(slot, &opened, record).err();
+        // An answer that cannot be counted is not given: ask as well.
+        cache_error.is_none().then(|| CheckReport::of(outcome))
+    }
+
+    /// A check when the cache cannot be used at all: this machine's id cannot be read (its
+    /// error, as it is: a bare-key check would skip the binding), a cache that cannot be
+    /// opened while an activation is required (the remembered activation is unknown), else
+    /// one online validate.
+    fn without_cache(
+        &self,
+        key: &Key,
+        explicit: Option<&ValidateRequest>,
+        cache_error: Error,
+    ) -> CheckReport {
+        let unbound = explicit.is_none() && self.require_activation;
+        if unbound || self.identity().is_err() {
+            return CheckReport::of(CheckOutcome::Unverified(cache_error));
+        }
+        let req = explicit
+            .cloned()
+            .unwrap_or_else(|| ValidateRequest::new(key.clone()));
+        let now = (self.clock)();
+        let online = self.client.validate_at(&req, now).map(|(v, _)| v);
+        CheckReport {
+            outcome: session::online_only(online, &cache_error, now),
+            fallback: None,
+            cache_error: Some(cache_error),
+        }
+    }
+
+    /// Answers at once from the cache and, when the policy wants a fresh verdict, revalidates
+    /// on a background thread, calling `on_fresh` with the result. Returns the immediate
+    /// answer and the thread's handle (`None` when no request was needed).
+    ///
+    /// The immediate answer is decided exactly as [`Licensing::check`] decides before it
+    /// asks Polar (so `require_activation` and bad input refuse here too): licensed from the
+    /// cache within the grace period, or the cached denial, or `offline` ("not verified yet")
+    /// when there is nothing usable: an app can start in a limited mode and upgrade when
+    /// `on_fresh` arrives.
+    pub fn check_in_background(
+        &self,
+        key: impl Into<Key>,
+        on_fresh: impl FnOnce(CheckOutcome) + Send + 'static,
+    ) -> (CheckOutcome, Option<std::thread::JoinHandle<()>>) {
+        let (now, handle) =
+            self.check_report_in_background(key, move |fresh| on_fresh(fresh.outcome));
+        (now.outcome, handle)
+    }
+
+    /// [`Licensing::check_in_background`] with [`CheckReport`]s: the fresh answer says why it
+    /// came from the cache although Polar was asked (`fallback`), and whether the cache could
+    /// be written.
+    pub fn check_report_in_background(
+        &self,
+        key: impl Into<Key>,
+        on_fresh: impl FnOnce(CheckReport) + Send + 'static,
+    ) -> (CheckReport, Option<std::thread::JoinHandle<()>>) {
+        let key = key.into();
+        let step = match self.begin(&key, None) {
+            Begun::Asking(step) => step,
+            Begun::Answered(report) => return (report, None),
+        };
+        let immediate = session::pending(&step.opened, &step.asking, &self.policy);
+        let me = self.clone();
+        let handle = std::thread::Builder::new()
+            .name("polar-license-revalidate".into())
+            .spawn(move || {
+                let fresh = me.ask(&key, step);
+                super::events::decision(&key, &fresh);
+                on_fresh(fresh)
+            });
+        match handle {
+            Ok(handle) => (CheckReport::of(immediate), Some(handle)),
+            Err(e) => (
+                CheckReport::of(CheckOutcome::Unverified(Error::Offline {
+                    timeout: false,
+                    detail: format!("could not start the background check: {e}"),
+                })),
+                None,
+            ),
+        }
+    }
+
+    /// [`Licensing::check`] as a future any executor can await (tokio, async-std, smol, a GUI
+    /// toolkit's, `pollster::block_on`): the work runs on a thread of its own, so no executor
+    /// thread waits while Polar answers. The library depends on no runtime. Dropping the
+    /// future does not cancel the request: it ends within the client's timeouts and updates
+    /// the cache as [`Licensing::check`] would.
+    ///
+    /// ```no_run
+    /// # async fn command() -> Result<bool, polar_license::Error> {
+    /// // In a Tauri command or an axum handler:
+    /// let licensing = polar_license::Licensing::builder("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10")
+    ///     .app_id("com.example.editor")
+    ///     .build()?;
+    /// let verdict = licensing.check_async("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415").await;
+    /// Ok(verdict.is_licensed())
+    /// # }
+    /// ```
+    pub fn check_async(&self, key: impl Into<Key>) -> Blocking<CheckOutcome> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.check(key),
+            |e| CheckOutcome::Unverified(unstarted(e)),
+        )
+    }
+
+    /// [`Licensing::check_report`] as a future (see [`Licensing::check_async`]).
+    pub fn check_report_async(&self, key: impl Into<Key>) -> Blocking<CheckReport> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.check_report(key),
+            |e| CheckReport::of(CheckOutcome::Unverified(unstarted(e))),
+        )
+    }
+
+    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]).
+    pub fn activate_async(
+        &self,
+        req: ActivateRequest,
+    ) -> Blocking<Result<Verdict<LicenseKeyActivationRead>, Error>> {
+        let me = self.clone();
+        Blocking::spawn(move || me.activate(&req), |e| Err(unstarted(e)))
+    }
+
+    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]).
+    pub fn validate_async(
+        &self,
+        req: ValidateRequest,
+    ) -> Blocking<Result<Verdict<ValidatedLicenseKey>, Error>> {
+        let me = self.clone();
+        Blocking::spawn(move || me.validate(&req), |e| Err(unstarted(e)))
+    }
+
+    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]).
+    pub fn deactivate_async(
+        &self,
+        key: impl Into<Key>,
+        activation_id: Option<String>,
+    ) -> Blocking<Result<Verdict<()>, Error>> {
+        let (me, key) = (self.clone(), key.into());
+        Blocking::spawn(
+            move || me.deactivate(key, activation_id.as_deref()),
+            |e| Err(unstarted(e)),
+        )
+    }
+
+    /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
+    /// With neither, `invalid_input` (field `activation_id`).
+    pub fn deactivate(
+        &self,
+        key: impl Into<Key>,
+        activation_id: Option<&str>,
+    ) -> Result<Verdict<()>, Error> {
+        let key = key.into();
+        let slot = self.slot(&key)?;
+        let _lock = self.store.lock(&slot.name)?;
+        let (_, opened) = self.open(&slot, &key)?;
+        let id = session::deactivation_target(activation_id, &opened)?;
+        let verdict = self
+            .client
+            .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))?;
+        let now = (self.clock)();
+        if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
+            self.save(&slot, &opened, record)?;
+        }
+        if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
+            // The slot is freed whatever happens here: an error now would read as a failed
+            // deactivation. A key left behind is only remembered (forget_key removes it).
+            let _ = self.forget_remembered(&key);
+        }
+        Ok(verdict)
+    }
+
+    /// Recovers from fingerprint drift (new hardware, reinstalled OS): deactivates the
+    /// remembered activation (a `not_found` is fine: it is gone already) and activates again
+    /// with the current fingerprint.
+    pub fn reactivate(
+        &self,
+        req: &ActivateRequest,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        match self.deactivate(key, None) {
+            Ok(_) => {}
+            Err(Error::InvalidInput { ref field, .. }) if field == "activation_id" => {}
+            Err(e) => return Err(e),
+        }
+        self.activate(req)
+    }
+
+    /// What the cache holds for `key`, with no request.
+    pub fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
+        let key = key.into();
+        let slot = self.slot(&key)?;
+        let (stored, opened) = self.open(&slot, &key)?;
+        Ok(session::status(
+            opened,
+            stored.record.is_some(),
+            (self.clock)(),
+            &self.policy,
+        ))
+    }
+
+    /// Forgets everything cached for `key` (the server is not told), the remembered key too
+    /// when it is this one.
+    pub fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
+        let key = key.into();
+        let slot = self.slot(&key)?;
+        {
+            let _lock = self.store.lock(&slot.name)?;
+            self.store.remove(&slot.name)?;
+        }
+        self.forget_remembered(&key)
+    }
+
+    fn key_seal(&self) -> Result<KeySeal, Error> {
+        let identity = self.identity()?;
+        let secret = self.store.install_secret()?;
+        Ok(KeySeal::new(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        ))
+    }
+
+    /// Remembers `key` for this organization and server, sealed beside the records
+    /// ([`crate::keyseal`]: not in plain text, and useless on another install or machine), in
+    /// place of any key remembered before. The key is checked as a request checks it
+    /// (`invalid_input`); a store that cannot be written is `cache_error`.
+    pub fn remember_key(&self, key: impl Into<Key>) -> Result<(), Error> {
+        let seal = self.key_seal()?;
+        let bytes = seal.seal(&key.into())?;
+        self.store.save(&seal.slot, &bytes)
+    }
+
+    /// The remembered key, if there is one that this install and machine sealed (bytes that
+    /// were edited or copied from elsewhere count as none). Its `Debug` is redacted.
+    pub fn remembered_key(&self) -> Result<Option<Key>, Error> {
+        let seal = self.key_seal()?;
+        Ok(self
+            .store
+            .load(&seal.slot)?
+            .and_then(|bytes| seal.open(&bytes).ok()))
+    }
+
+    /// Forgets the remembered key (its record and activation stay: see [`Licensing::forget`]).
+    pub fn forget_key(&self) -> Result<(), Error> {
+        let seal = self.key_seal()?;
+        self.store.remove(&seal.slot)
+    }
+
+    /// Forgets the remembered key if it is `key` (one seal, one read).
+    fn forget_remembered(&self, key: &Key) -> Result<(), Error> {
+        let seal = self.key_seal()?;
+        match self.store.load(&seal.slot)? {
+            Some(bytes) if seal.open(&bytes).as_ref() == Ok(key) => self.store.remove(&seal.slot),
+            _ => Ok(()),
+        }
+    }
+
+    /// The remembered key, or the error a check of it answers: none remembered is
+    /// `invalid_input` (field `key`).
+    pub fn remembered_or_error(&self) -> Result<Key, Error> {
+        self.remembered_key()?.ok_or_else(no_remembered_key)
+    }
+
+    /// [`Licensing::check`] of the remembered key. With none remembered, `unverified` with
+    /// `invalid_input` (field `key`): the app asks the user for a key.
+    pub fn check_remembered(&self) -> CheckOutcome {
+        self.check_remembered_report().outcome
+    }
+
+    /// [`Licensing::check_report`] of the remembered key (see [`Licensing::check_remembered`]).
+    pub fn check_remembered_report(&self) -> CheckReport {
+        match self.remembered_or_error() {
+            Ok(key) => self.check_report(key),
+            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        }
+    }
+
+    /// [`Licensing::check_remembered`] as a future (see [`Licensing::check_async`]).
+    pub fn check_remembered_async(&self) -> Blocking<CheckOutcome> {
+        let me = self.clone();
+        Blocking::spawn(
+            move || me.check_remembered(),
+            |e| CheckOutcome::Unverified(unstarted(e)),
+        )
+    }
+}
+
+/// The error of a check of the remembered key when there is none.
+fn no_remembered_key() -> Error {
+    Error::invalid(
+        "key",
+        "no license key is remembered here: ask the user for one, then activate or remember it",
+    )
+}
+
+/// What phase 1 of a check came to.
+enum Begun {
+    /// The answer, with no request (or the cache cannot be used at all).
+    Answered(CheckReport),
+    /// A request to send.
+    Asking(Box<Step>),
+}
+
+/// A check between its phases: the slot as phase 1 read it and what to ask.
+struct Step {
+    slot: Slot,
+    opened: Opened,
+    asking: Box<Asking>,
+    /// The cached answer could not be recorded.
+    cache_error: Option<Error>,
+}
+
+/// The error of an async call whose thread could not be started.
+fn unstarted(e: std::io::Error) -> Error {
+    Error::Offline {
+        timeout: false,
+        detail: format!("could not start a thread for the request: {e}"),
+    }
+}

@@ -1,0 +1,32 @@
+//! The native shell (every target but `wasm32`): the IO around the sans-IO core, file for file
+//! the twin of [`crate::wasm`]'s.
+//!
+//! | file | what |
+//! |---|---|
+//! | `transport.rs` | [`UreqTransport`]: ureq over rustls, the OS trust store or bundled roots, proxies |
+//! | `client.rs` | [`BlockingClient`]: validate, activate, deactivate, one call each, no cache |
+//! | `licensing.rs` | [`Licensing`]: the grace-aware `check`, activations, the remembered key, `status` |
+//! | `store.rs` | [`FileStore`] and [`MemoryStore`]: where records live, atomic writes, locks |
+//! | `blocking.rs` | [`Blocking`]: the async calls, a blocking call on a thread of its own |
+//! | `events.rs` | what the native faces tell the `log` facade |
+//! | `clock.rs` | [`system_clock`]: the one place the clock is read |
+//!
+//! The clock is read in `clock.rs` only; every decision takes it as an argument.
+
+mod blocking;
+mod client;
+mod clock;
+mod events;
+pub mod licensing;
+pub mod store;
+mod transport;
+
+pub use blocking::Blocking;
+pub use client::{BlockingClient, ClientBuilder};
+pub use clock::{system_clock, Clock};
+pub use licensing::{Licensing, LicensingBuilder, MachineBinding};
+pub use store::{FileStore, MemoryStore, SlotLock, Store};
+pub use transport::{
+    ProxySetting, TlsRoots, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES,
+    DEFAULT_TIMEOUT,
+};

@@ -24,8 +24,9 @@
 //! This is tamper *evidence*: someone holding the license key and the install secret (both
 //! on the machine) can forge a record; an app secret compiled into the app raises the bar.
 
+use crate::decimal::digits;
 use crate::grace::{DenialMark, GoodVerdict, LicenseData, Record, StoredActivation};
-use crate::json::{digits, read_metadata, JsonIn, JsonOut};
+use crate::json::{read_metadata, JsonIn, JsonOut};
 use crate::reason::Reason;
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
@@ -230,7 +231,9 @@ pub fn decode_as<L: LicenseData>(bytes: &[u8], key: &MacKey) -> Result<Record<L>
 /// inspect a record's JSON. Never trust what it returns (see [`decode`]).
 pub fn read_body(body: &[u8]) -> Option<Record> {
     let text = std::str::from_utf8(body).ok()?;
-    read_record(&<crate::ValidatedLicenseKey as LicenseData>::parse(text)?)
+    read_record(&<crate::model::ValidatedLicenseKey as LicenseData>::parse(
+        text,
+    )?)
 }
 
 /// The body line of sealed record bytes, once the header and the MAC are checked.
@@ -476,7 +479,7 @@ pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
 /// machine's id could not be read, the install secret was lost) still tells which activation
 /// to validate, instead of taking a new activation slot. Never used for a cached answer.
 pub fn peek_activation(bytes: &[u8]) -> Option<StoredActivation> {
-    peek_activation_as::<crate::ValidatedLicenseKey>(bytes)
+    peek_activation_as::<crate::model::ValidatedLicenseKey>(bytes)
 }
 
 /// [`peek_activation`], the body parsed as `L`'s records are.
@@ -537,7 +540,7 @@ mod tests {
 
     /// A record with every member set, license and metadata of every value kind included.
     fn rich_record() -> Record {
-        let license: crate::ValidatedLicenseKey = serde_json::from_str(
+        let license: crate::model::ValidatedLicenseKey = serde_json::from_str(
             r#"{"id":"0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e","created_at":"2025-01-01T00:00:00.120000Z",
             "modified_at":null,"organization_id":"o","customer_id":"c","customer":{"id":"c",
             "created_at":"2025-01-01T00:00:00Z","organization_id":"o","metadata":{"tier":"pro","n":2,"x":1.5}},
@@ -548,11 +551,11 @@ mod tests {
             "meta":{"v":true},"created_at":"2025-01-01T00:00:00Z","modified_at":null}}"#,
         )
         .unwrap();
-        let mut conditions = crate::Metadata::new();
+        let mut conditions = crate::metadata::Metadata::new();
         conditions.insert("machine_fingerprint".into(), "f\"p".into());
-        conditions.insert("f".into(), crate::MetaValue::Float(0.1));
-        conditions.insert("i".into(), crate::MetaValue::Int(-7));
-        conditions.insert("b".into(), crate::MetaValue::Bool(false));
+        conditions.insert("f".into(), crate::metadata::MetaValue::Float(0.1));
+        conditions.insert("i".into(), crate::metadata::MetaValue::Int(-7));
+        conditions.insert("b".into(), crate::metadata::MetaValue::Bool(false));
         Record {
             origin: "https://api.polar.sh".into(),
             organization_id: "o".into(),
@@ -592,7 +595,7 @@ mod tests {
     #[test]
     fn the_record_codec_is_the_serde_format_byte_for_byte() {
         let key = MacKey::derive("k", "o", b"s", None);
-        let empty = Record::new("o", &crate::Key::new("KEY-6ED415-ABCDEF"), 5);
+        let empty = Record::new("o", &crate::key::Key::new("KEY-6ED415-ABCDEF"), 5);
         for record in [rich_record(), empty] {
             let derived = serde_json::to_string(&record).unwrap();
             assert_eq!(record_body(&record), derived);
@@ -659,7 +662,7 @@ mod tests {
                     }
                 }
                 let derived = serde_json::from_value::<Record>(v.clone()).ok();
-                let ours = read_record::<crate::ValidatedLicenseKey>(&v);
+                let ours = read_record::<crate::model::ValidatedLicenseKey>(&v);
                 assert_eq!(ours, derived, "{path:?} -> {replacement:?}");
                 cases += 1;
             }

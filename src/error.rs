@@ -4,7 +4,7 @@
 //! [`Verdict::Denied`]. `Err(Error)` means the library could not get a trustworthy answer
 //! or could not even ask.
 
-use crate::json::digits;
+use crate::decimal::digits;
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 

@@ -24,10 +24,10 @@ pub fn fingerprint_from(machine_id: &str, organization_id: &str) -> String {
 /// message) when it has one that could not be read this time: a fingerprint that silently
 /// changes would make the cache untrusted and take a new activation slot.
 #[cfg(not(target_arch = "wasm32"))]
-pub fn machine_fingerprint(organization_id: &str) -> Result<Option<String>, crate::Error> {
+pub fn machine_fingerprint(organization_id: &str) -> Result<Option<String>, crate::error::Error> {
     os_machine_id()
         .map(|id| id.map(|id| fingerprint_from(&id, organization_id)))
-        .map_err(|why| crate::Error::Cache {
+        .map_err(|why| crate::error::Error::Cache {
             detail: format!(
                 "this machine's id could not be read ({why}); activations and the cache are \
                  bound to it"

@@ -105,6 +105,7 @@
 //! # Ok::<(), Error>(())
 //! ```
 
+use crate::error::Verdict;
 use crate::error::{Denial, Error};
 use crate::json::{JsonIn, JsonOut};
 use crate::key::Key;
@@ -112,7 +113,6 @@ use crate::metadata::Metadata;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::ValidateRequest;
 use crate::reason::Reason;
-use crate::Verdict;
 use std::time::Duration;
 
 /// The block assumed after a 429 whose `retry-after` was unreadable, in seconds.
@@ -369,7 +369,7 @@ impl Query {
     pub fn condition(
         mut self,
         name: impl Into<String>,
-        value: impl Into<crate::MetaValue>,
+        value: impl Into<crate::metadata::MetaValue>,
     ) -> Self {
         self.conditions.insert(name.into(), value.into());
         self
@@ -1093,12 +1093,8 @@ pub fn observe_activate<A: ActivationData>(
     }
 }
 
-/// Parses an HTTP `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`) into unix seconds.
-pub fn http_date(value: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
-        .ok()
-        .map(|t| t.unix_timestamp())
-}
+// Where `http_date` was: `polar_license::grace::http_date` keeps working.
+pub use crate::proto::http_date;
 
 #[cfg(test)]
 mod tests {

@@ -7,6 +7,8 @@
 //! `JSON.parse` (`crate::wasm::host`), so the package's WebAssembly carries no JSON parser and
 //! no serde code at all (issue #17: half its size was serde's monomorphized visitors).
 
+// Where `digits` was: `polar_license::json::digits` keeps working.
+pub use crate::decimal::digits;
 use crate::metadata::{MetaValue, Metadata};
 
 /// A JSON text being written. Objects are written with [`JsonOut::key`], which puts the comma
@@ -63,20 +65,7 @@ impl JsonOut {
 
     /// An unsigned integer.
     pub fn uint(&mut self, n: u64) -> &mut JsonOut {
-        let mut digits = [0u8; 20];
-        let mut i = digits.len();
-        let mut m = n;
-        loop {
-            i -= 1;
-            digits[i] = b'0' + (m % 10) as u8;
-            m /= 10;
-            if m == 0 {
-                break;
-            }
-        }
-        for &d in &digits[i..] {
-            self.0.push(char::from(d));
-        }
+        crate::decimal::push_digits(&mut self.0, n);
         self
     }
 
@@ -164,12 +153,6 @@ impl JsonOut {
     pub fn as_str(&self) -> &str {
         &self.0
     }
-}
-
-/// An integer's decimal digits: the core's messages are built without `core::fmt`, so the npm
-/// package's wasm carries none of its machinery.
-pub fn digits(n: u64) -> String {
-    JsonOut::new().uint(n).done()
 }
 
 /// A JSON number as the core reads it: an integer that fits `i64`, or another number.

@@ -140,11 +140,11 @@ impl KeySeal {
 
     /// The stored bytes of `key` (checked as every request checks it, and at most
     /// [`MAX_KEY_BYTES`]). The same key under the same seal gives the same bytes.
-    pub fn seal(&self, key: &Key) -> Result<Vec<u8>, crate::Error> {
+    pub fn seal(&self, key: &Key) -> Result<Vec<u8>, crate::error::Error> {
         let plain = key.expose();
         crate::metadata::check_key(plain)?;
         if plain.len() > MAX_KEY_BYTES {
-            return Err(crate::Error::invalid(
+            return Err(crate::error::Error::invalid(
                 "key",
                 "is longer than 1024 bytes: not a license key",
             ));
@@ -153,7 +153,7 @@ impl KeySeal {
         let iv = &iv[..IV_BYTES];
         let sealed = self
             .xor(iv, plain.as_bytes())
-            .ok_or_else(|| crate::Error::invalid("key", "is too long to remember"))?;
+            .ok_or_else(|| crate::error::Error::invalid("key", "is too long to remember"))?;
         let mut out = String::with_capacity(HEADER.len() + 2 * (IV_BYTES + sealed.len()) + 2);
         out.push_str(HEADER);
         out.push_str(&hex(iv));

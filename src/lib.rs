@@ -115,45 +115,11 @@
 #![deny(unsafe_code)] // unsafe belongs only to the C layer
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-/// Serde impls that read a struct from a JSON object only, for structs derived with
-/// `#[serde(remote = "Self")]` (which makes derive's impls inherent functions): derive's
-/// sequence form (a struct as a JSON array, which Polar never sends and nothing here writes) is
-/// refused, as the core's schema table ([`schema`]) refuses it. `map_only!(serialize: …)` also
-/// forwards `Serialize` to derive's. Used by the model's structs.
-macro_rules! map_only {
-    ($($t:ident),*) => {$(
-        impl<'de> serde::Deserialize<'de> for $t {
-            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                struct V;
-                impl<'de> serde::de::Visitor<'de> for V {
-                    type Value = $t;
-                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                        f.write_str(concat!("struct ", stringify!($t)))
-                    }
-                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
-                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
-                    }
-                }
-                d.deserialize_map(V)
-            }
-        }
-    )*};
-    (serialize: $($t:ident),*) => {
-        map_only!($($t),*);
-        $(
-            impl serde::Serialize for $t {
-                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-                    $t::serialize(self, s)
-                }
-            }
-        )*
-    };
-}
-
 // The sans-IO core: requests as data, answers classified, the grace rules, the sealed record
 // and remembered-key formats, the flows every face shares. No IO, no clock (`now` is an
 // argument), the same code on every target.
 pub mod cache;
+pub mod decimal;
 pub mod error;
 pub mod features;
 pub mod fingerprint;
@@ -163,6 +129,7 @@ pub mod key;
 pub mod keyseal;
 pub mod metadata;
 pub mod model;
+pub mod options;
 pub mod proto;
 pub mod reason;
 pub mod rfc3339;

@@ -1,7 +1,7 @@
 //! Polar's metadata objects (`conditions`, `meta`) and the local checks on every input.
 
+use crate::decimal::digits;
 use crate::error::Error;
-use crate::json::digits;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::fmt;

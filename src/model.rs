@@ -8,6 +8,41 @@ use crate::metadata::Metadata;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
+/// Serde impls that read a struct from a JSON object only, for structs derived with
+/// `#[serde(remote = "Self")]` (which makes derive's impls inherent functions): derive's
+/// sequence form (a struct as a JSON array, which Polar never sends and nothing here writes) is
+/// refused, as the core's schema table ([`crate::schema`]) refuses it. `map_only!(serialize: …)` also
+/// forwards `Serialize` to derive's.
+macro_rules! map_only {
+    ($($t:ident),*) => {$(
+        impl<'de> serde::Deserialize<'de> for $t {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct V;
+                impl<'de> serde::de::Visitor<'de> for V {
+                    type Value = $t;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("struct ", stringify!($t)))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$t, A::Error> {
+                        $t::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(V)
+            }
+        }
+    )*};
+    (serialize: $($t:ident),*) => {
+        map_only!($($t),*);
+        $(
+            impl serde::Serialize for $t {
+                fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                    $t::serialize(self, s)
+                }
+            }
+        )*
+    };
+}
+
 /// `granted`, `revoked` or `disabled`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

@@ -3,8 +3,9 @@
 //! Nothing here touches a socket, a file or a clock. A transport sends the [`HttpRequest`]
 //! and hands back an [`HttpResponse`]; the `parse_*` functions classify it.
 
+use crate::decimal::digits;
 use crate::error::{Denial, Error, Verdict};
-use crate::json::{digits, JsonIn, JsonOut, Num};
+use crate::json::{JsonIn, JsonOut, Num};
 use crate::key::{redact, AccessToken, Key};
 use crate::metadata::{
     check_increment_usage, check_key, check_metadata, check_no_nul, check_uuid_v4, Metadata,
@@ -216,6 +217,19 @@ impl HttpResponse {
             .find(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str())
     }
+
+    /// The `Date` header in unix seconds, when there is one that reads (see [`http_date`]):
+    /// what the grace rules anchor a verdict at when the local clock is off.
+    pub fn date(&self) -> Option<i64> {
+        self.header("date").and_then(http_date)
+    }
+}
+
+/// Parses an HTTP `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`) into unix seconds.
+pub fn http_date(value: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
+        .ok()
+        .map(|t| t.unix_timestamp())
 }
 
 /// A validate request (`LicenseKeyValidate`). Ids are checked as UUID v4 before sending.
@@ -272,7 +286,7 @@ impl ValidateRequest {
     pub fn condition(
         mut self,
         name: impl Into<String>,
-        value: impl Into<crate::MetaValue>,
+        value: impl Into<crate::metadata::MetaValue>,
     ) -> Self {
         self.conditions.insert(name.into(), value.into());
         self
@@ -306,14 +320,18 @@ impl ActivateRequest {
     pub fn condition(
         mut self,
         name: impl Into<String>,
-        value: impl Into<crate::MetaValue>,
+        value: impl Into<crate::metadata::MetaValue>,
     ) -> Self {
         self.conditions.insert(name.into(), value.into());
         self
     }
 
     /// Adds a meta entry.
-    pub fn meta(mut self, name: impl Into<String>, value: impl Into<crate::MetaValue>) -> Self {
+    pub fn meta(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<crate::metadata::MetaValue>,
+    ) -> Self {
         self.meta.insert(name.into(), value.into());
         self
     }
@@ -646,7 +664,7 @@ impl<'a> Expect<'a> {
     /// Holds a license from a 200 answer to the request: `Err(protocol_error)` when it is for
     /// another key, organization, benefit or customer, or is not granted, or has expired.
     pub fn license(&self, license: &LicenseKeyRead, resp: &HttpResponse) -> Result<(), Error> {
-        let date = resp.header("date").and_then(crate::grace::http_date);
+        let date = resp.date();
         self.holds(&LicenseFacts::of(license), date)
     }
 
@@ -729,7 +747,7 @@ pub fn parse_validate_for(
 ) -> Result<Verdict<ValidatedLicenseKey>, Error> {
     let verdict = parse_validate(resp)?;
     if let Verdict::Accepted(v) = &verdict {
-        let date = resp.header("date").and_then(crate::grace::http_date);
+        let date = resp.date();
         let answered = v.activation.as_ref().map(|a| a.id.as_str());
         expect.validated(&LicenseFacts::of(&v.license_key), answered, date)?;
     }
@@ -743,7 +761,7 @@ pub fn parse_activate_for(
 ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
     let verdict = parse_activate(resp)?;
     if let Verdict::Accepted(read) = &verdict {
-        let date = resp.header("date").and_then(crate::grace::http_date);
+        let date = resp.date();
         let facts = LicenseFacts::of(&read.license_key);
         expect.activated(&facts, &read.activation.license_key_id, date)?;
     }

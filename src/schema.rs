@@ -61,7 +61,7 @@ enum Kind {
     Bool,
     /// An RFC 3339 date-time string.
     Time,
-    /// A metadata object (`crate::Metadata`).
+    /// A metadata object (`crate::metadata::Metadata`).
     Meta,
     /// A unit-only enum.
     Enum(&'static Names),

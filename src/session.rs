@@ -316,7 +316,7 @@ pub fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
 }
 
 /// Says on a denial whether this install had a good verdict for the key before
-/// ([`crate::Denial::previously_valid`]).
+/// ([`crate::error::Denial::previously_valid`]).
 fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Option<i64>), Error>) {
     if let Ok((Verdict::Denied(denial), _)) = online {
         denial.previously_valid = grace::was_valid(opened.record.as_ref());

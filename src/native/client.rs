@@ -1,14 +1,13 @@
 //! The native blocking client over ureq (rustls): one online call each, no cache.
 
 use super::transport::{ProxySetting, TlsRoots, UreqTransport};
-use super::transport::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 use crate::error::{Error, Verdict};
-use crate::key::{AccessToken, Key};
+use crate::key::Key;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::options::{client_setters, ClientOptions};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Server, ValidateRequest,
-    USER_AGENT,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, ValidateRequest, USER_AGENT,
 };
 use crate::transport::Transport;
 use std::sync::Arc;
@@ -17,17 +16,21 @@ use std::time::{Duration, Instant};
 /// Builds a [`BlockingClient`].
 #[derive(Debug, Clone)]
 pub struct ClientBuilder {
-    organization_id: String,
-    server: Server,
-    connect_timeout: Duration,
-    timeout: Duration,
-    max_response_bytes: u64,
-    access_token: Option<AccessToken>,
+    // The grace-aware `LicensingBuilder` sets these too.
+    pub(super) options: ClientOptions,
     tls_roots: TlsRoots,
     proxy: ProxySetting,
 }
 
 impl ClientBuilder {
+    client_setters!(options);
+
+    /// Connect timeout (default 5 s).
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.options.connect_timeout = timeout;
+        self
+    }
+
     /// Which certificates Polar's is checked against (default [`TlsRoots::System`], the
     /// operating system's trust store).
     pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
@@ -42,61 +45,13 @@ impl ClientBuilder {
         self
     }
 
-    /// Talk to `server` (default: production).
-    pub fn server(mut self, server: Server) -> Self {
-        self.server = server;
-        self
-    }
-
-    /// Talk to this base URL (`https://`, or `http://` on loopback only).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.server = Server::Custom(url.into());
-        self
-    }
-
-    /// Whole-request timeout (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Connect timeout (default 5 s).
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// Cap on a response body (default 1 MiB); a larger answer is `protocol_error`.
-    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Use the token-authenticated `/v1/license-keys/…` routes with this access token
-    /// (for backends and CI tools; never ship a token inside a client app).
-    pub fn access_token(mut self, token: impl Into<String>) -> Self {
-        self.access_token = Some(AccessToken::new(token));
-        self
-    }
-
-    fn api(&self) -> Result<Api, Error> {
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
-            return Err(Error::invalid("timeout", "must be greater than zero"));
-        }
-        let api = Api::new(&self.organization_id, &self.server)?.with_user_agent(USER_AGENT);
-        match &self.access_token {
-            Some(token) => api.with_access_token(token.clone()),
-            None => Ok(api),
-        }
-    }
-
     /// Checks the configuration and builds the client over ureq.
     pub fn build(self) -> Result<BlockingClient, Error> {
         let proxy = self.proxy.resolve()?;
         let transport = UreqTransport::with_network(
-            self.connect_timeout,
-            self.timeout,
-            self.max_response_bytes,
+            self.options.connect_timeout,
+            self.options.timeout,
+            self.options.max_response_bytes,
             self.tls_roots,
             proxy,
         );
@@ -109,7 +64,7 @@ impl ClientBuilder {
         transport: impl Transport + 'static,
     ) -> Result<BlockingClient, Error> {
         Ok(BlockingClient {
-            api: self.api()?,
+            api: self.options.api(Some(USER_AGENT))?,
             transport: Arc::new(transport),
         })
     }
@@ -145,12 +100,7 @@ impl BlockingClient {
     /// Starts building a client for the seller organization `organization_id` (a UUID v4).
     pub fn builder(organization_id: impl Into<String>) -> ClientBuilder {
         ClientBuilder {
-            organization_id: organization_id.into(),
-            server: Server::Production,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            access_token: None,
+            options: ClientOptions::new(organization_id),
             tls_roots: TlsRoots::default(),
             proxy: ProxySetting::default(),
         }
@@ -199,7 +149,7 @@ impl BlockingClient {
         let started = Instant::now();
         let result = (|| {
             let response = self.transport.send(request)?;
-            let date = response.header("date").and_then(crate::grace::http_date);
+            let date = response.date();
             let verdict = match expect {
                 Some(expect) => parse_validate_for(&response, expect)?,
                 None => parse_validate(&response)?,
@@ -231,7 +181,7 @@ impl BlockingClient {
         let started = Instant::now();
         let result = (|| {
             let response = self.transport.send(&request)?;
-            let date = response.header("date").and_then(crate::grace::http_date);
+            let date = response.date();
             let verdict = match Expect::activate(self.api.organization_id(), req, now) {
                 Some(expect) => parse_activate_for(&response, &expect)?,
                 None => parse_activate(&response)?,

@@ -15,6 +15,7 @@
 use super::blocking::Blocking;
 use super::client::{BlockingClient, ClientBuilder};
 use super::store::{FileStore, MemoryStore, SlotLock, Store};
+use super::transport::{ProxySetting, TlsRoots};
 // Re-exported here too: `polar_license::licensing::{system_clock, Clock}` is where they were.
 pub use super::clock::{system_clock, Clock};
 use crate::error::{Error, Verdict};
@@ -24,7 +25,8 @@ use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
-use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
+use crate::options::{client_setters, licensing_setters, LicensingOptions};
+use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
 use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
@@ -115,14 +117,11 @@ impl Identity {
 /// ```
 pub struct LicensingBuilder {
     client: ClientBuilder,
+    options: LicensingOptions,
     store: Option<Arc<dyn Store>>,
     cache_dir: Option<PathBuf>,
     app_id: Option<String>,
-    policy: GracePolicy,
-    app_secret: Option<Vec<u8>>,
     machine: MachineBinding,
-    require_activation: bool,
-    entitlements: Entitlements,
     clock: Clock,
     remember_keys: bool,
 }
@@ -132,30 +131,15 @@ impl std::fmt::Debug for LicensingBuilder {
         f.debug_struct("LicensingBuilder")
             .field("client", &self.client)
             .field("cache_dir", &self.cache_dir)
-            .field("policy", &self.policy)
+            .field("policy", &self.options.policy)
             .field("machine", &self.machine)
             .finish_non_exhaustive()
     }
 }
 
 impl LicensingBuilder {
-    /// Talk to `server` (default: production).
-    pub fn server(mut self, server: Server) -> Self {
-        self.client = self.client.server(server);
-        self
-    }
-
-    /// Talk to this base URL (`https://`, or `http://` on loopback only).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.client = self.client.base_url(url);
-        self
-    }
-
-    /// Whole-request timeout (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.timeout(timeout);
-        self
-    }
+    client_setters!(client.options);
+    licensing_setters!(options);
 
     /// Connect timeout (default 5 s).
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
@@ -164,27 +148,15 @@ impl LicensingBuilder {
     }
 
     /// Which certificates Polar's is checked against (default: the operating system's trust
-    /// store; see [`TlsRoots`](crate::TlsRoots)).
-    pub fn tls_roots(mut self, roots: crate::TlsRoots) -> Self {
+    /// store; see [`TlsRoots`]).
+    pub fn tls_roots(mut self, roots: TlsRoots) -> Self {
         self.client = self.client.tls_roots(roots);
         self
     }
 
-    /// How requests reach Polar (default: the environment's proxy; see [`ProxySetting`](crate::ProxySetting)).
-    pub fn proxy(mut self, proxy: crate::ProxySetting) -> Self {
+    /// How requests reach Polar (default: the environment's proxy; see [`ProxySetting`]).
+    pub fn proxy(mut self, proxy: ProxySetting) -> Self {
         self.client = self.client.proxy(proxy);
-        self
-    }
-
-    /// Use the token-authenticated routes (backends only).
-    pub fn access_token(mut self, token: impl Into<String>) -> Self {
-        self.client = self.client.access_token(token);
-        self
-    }
-
-    /// The grace policy (default: contract §4).
-    pub fn policy(mut self, policy: GracePolicy) -> Self {
-        self.policy = policy;
         self
     }
 
@@ -211,32 +183,9 @@ impl LicensingBuilder {
         self
     }
 
-    /// A secret of the app's, mixed into the cache MAC key (optional; makes the cache
-    /// unreadable to anything without the app binary).
-    pub fn app_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.app_secret = Some(secret.into());
-        self
-    }
-
     /// How activations are bound to the machine (default: the OS machine id).
     pub fn machine_binding(mut self, binding: MachineBinding) -> Self {
         self.machine = binding;
-        self
-    }
-
-    /// Makes [`Licensing::check`] refuse, with `invalid_input` (field `activation_id`) and no
-    /// request, when no activation is remembered for the key. Polar validates a bare key even
-    /// when it has activation slots, so an app that licenses per machine turns this on: a
-    /// deleted or tampered cache then means "activate again", not a key-only check.
-    pub fn require_activation(mut self, required: bool) -> Self {
-        self.require_activation = required;
-        self
-    }
-
-    /// The feature map [`Licensing::has_feature`] answers from (checked when it is made:
-    /// see [`Entitlements::grant`] and [`Entitlements::from_json`]).
-    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
-        self.entitlements = entitlements;
         self
     }
 
@@ -255,7 +204,7 @@ impl LicensingBuilder {
     }
 
     fn finish(self, client: BlockingClient) -> Result<Licensing, Error> {
-        self.policy.validate()?;
+        self.options.policy.validate()?;
         let org = client.api().organization_id().to_string();
         let store: Arc<dyn Store> = match (self.store, self.cache_dir, self.app_id) {
             (Some(store), _, _) => store,
@@ -272,12 +221,12 @@ impl LicensingBuilder {
         Ok(Licensing {
             client,
             store,
-            policy: self.policy,
-            app_secret: self.app_secret.map(Arc::from),
+            policy: self.options.policy,
+            app_secret: self.options.app_secret.map(Arc::from),
             binding: self.machine,
             identity: Arc::new(identity),
-            require_activation: self.require_activation,
-            entitlements: Arc::new(self.entitlements),
+            require_activation: self.options.require_activation,
+            entitlements: Arc::new(self.options.entitlements),
             clock: self.clock,
             memo: Arc::default(),
             remember_keys: self.remember_keys,
@@ -446,14 +395,11 @@ impl Licensing {
     pub fn builder(organization_id: impl Into<String>) -> LicensingBuilder {
         LicensingBuilder {
             client: BlockingClient::builder(organization_id),
+            options: LicensingOptions::default(),
             store: None,
             cache_dir: None,
             app_id: None,
-            policy: GracePolicy::default(),
-            app_secret: None,
             machine: MachineBinding::default(),
-            require_activation: false,
-            entitlements: Entitlements::new(),
             clock: Arc::new(system_clock),
             remember_keys: false,
         }

@@ -7,12 +7,7 @@ use crate::transport::{Transport, TransportError, TransportErrorKind};
 use std::io::ErrorKind;
 use std::time::Duration;
 
-/// Default connect timeout (TCP and TLS handshake).
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Default whole-request timeout.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default cap on a response body. Polar's answers are a few KB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+pub use crate::options::{DEFAULT_CONNECT_TIMEOUT, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 /// Which certificates Polar's TLS certificate is checked against.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

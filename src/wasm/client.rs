@@ -2,19 +2,15 @@
 
 use super::transport::{AsyncTransport, FetchTransport};
 use crate::error::{Error, Verdict};
-use crate::key::AccessToken;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::options::{client_setters, ClientOptions};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Server, ValidateRequest,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, ValidateRequest,
 };
 use std::rc::Rc;
-use std::time::Duration;
 
-/// Default whole-request timeout (the native default too).
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default cap on a response body. Polar's answers are a few KB.
-pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+pub use crate::options::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 /// A verdict and the response's `Date` header (unix seconds), when readable.
 type Dated<T> = (Verdict<T>, Option<i64>);
@@ -22,60 +18,17 @@ type Dated<T> = (Verdict<T>, Option<i64>);
 /// Builds an [`AsyncClient`].
 #[derive(Debug, Clone)]
 pub struct AsyncClientBuilder {
-    organization_id: String,
-    server: Server,
-    timeout: Duration,
-    max_response_bytes: u64,
-    access_token: Option<AccessToken>,
+    // The grace-aware `AsyncLicensingBuilder` sets these too.
+    pub(super) options: ClientOptions,
 }
 
 impl AsyncClientBuilder {
-    /// Talk to `server` (default: production).
-    pub fn server(mut self, server: Server) -> Self {
-        self.server = server;
-        self
-    }
+    client_setters!(options);
 
-    /// Talk to this base URL (`https://`, or `http://` on loopback only).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.server = Server::Custom(url.into());
-        self
-    }
-
-    /// Whole-request timeout (default 10 s), enforced with an `AbortController`.
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// Cap on a response body (default 1 MiB); a larger answer is `protocol_error`.
-    pub fn max_response_bytes(mut self, bytes: u64) -> Self {
-        self.max_response_bytes = bytes;
-        self
-    }
-
-    /// Use the token-authenticated `/v1/license-keys/…` routes with this access token
-    /// (for backends, e.g. a node server; never ship a token to a browser).
-    pub fn access_token(mut self, token: impl Into<String>) -> Self {
-        self.access_token = Some(AccessToken::new(token));
-        self
-    }
-
-    fn api(&self) -> Result<Api, Error> {
-        if self.timeout.is_zero() {
-            return Err(Error::invalid("timeout", "must be greater than zero"));
-        }
-        // No User-Agent: browsers forbid setting it.
-        let api = Api::new(&self.organization_id, &self.server)?;
-        match &self.access_token {
-            Some(token) => api.with_access_token(token.clone()),
-            None => Ok(api),
-        }
-    }
-
-    /// Checks the configuration and builds the client over `fetch`.
+    /// Checks the configuration and builds the client over `fetch` (the timeout enforced with
+    /// an `AbortController`).
     pub fn build(self) -> Result<AsyncClient, Error> {
-        let transport = FetchTransport::new(self.timeout, self.max_response_bytes);
+        let transport = FetchTransport::new(self.options.timeout, self.options.max_response_bytes);
         self.build_with_transport(transport)
     }
 
@@ -85,7 +38,8 @@ impl AsyncClientBuilder {
         transport: impl AsyncTransport + 'static,
     ) -> Result<AsyncClient, Error> {
         Ok(AsyncClient {
-            api: self.api()?,
+            // No User-Agent: browsers forbid setting it.
+            api: self.options.api(None)?,
             transport: Rc::new(transport),
         })
     }
@@ -111,11 +65,7 @@ impl AsyncClient {
     /// Starts building a client for the seller organization `organization_id` (a UUID v4).
     pub fn builder(organization_id: impl Into<String>) -> AsyncClientBuilder {
         AsyncClientBuilder {
-            organization_id: organization_id.into(),
-            server: Server::Production,
-            timeout: DEFAULT_TIMEOUT,
-            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
-            access_token: None,
+            options: ClientOptions::new(organization_id),
         }
     }
 
@@ -162,7 +112,7 @@ impl AsyncClient {
         expect: Option<&Expect<'_>>,
     ) -> Result<Dated<ValidatedLicenseKey>, Error> {
         let response = self.transport.send(request).await?;
-        let date = response.header("date").and_then(crate::grace::http_date);
+        let date = response.date();
         let verdict = match expect {
             Some(expect) => parse_validate_for(&response, expect)?,
             None => parse_validate(&response)?,
@@ -190,7 +140,7 @@ impl AsyncClient {
     ) -> Result<Dated<LicenseKeyActivationRead>, Error> {
         let request = self.api.activate_request(req)?;
         let response = self.transport.send(&request).await?;
-        let date = response.header("date").and_then(crate::grace::http_date);
+        let date = response.date();
         let verdict = match Expect::activate(self.api.organization_id(), req, now) {
             Some(expect) => parse_activate_for(&response, &expect)?,
             None => parse_activate(&response)?,

@@ -23,11 +23,11 @@ use crate::fingerprint::fingerprint_from;
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
-use crate::proto::{ActivateRequest, DeactivateRequest, Server, ValidateRequest};
+use crate::options::{client_setters, licensing_setters, LicensingOptions};
+use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
 use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
 use std::cell::RefCell;
 use std::rc::Rc;
-use std::time::Duration;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// A clock: unix seconds. Tests pass a fake one.
@@ -43,12 +43,9 @@ pub const SECRET_NAME: &str = "polar-license.install-secret";
 /// Builds an [`AsyncLicensing`].
 pub struct AsyncLicensingBuilder {
     client: AsyncClientBuilder,
+    options: LicensingOptions,
     store: Option<Rc<dyn AsyncStore>>,
-    policy: GracePolicy,
-    app_secret: Option<Vec<u8>>,
     machine_id: Option<String>,
-    require_activation: bool,
-    entitlements: Entitlements,
     clock: Clock,
     crypto: Option<JsValue>,
 }
@@ -57,35 +54,14 @@ impl std::fmt::Debug for AsyncLicensingBuilder {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("AsyncLicensingBuilder")
             .field("client", &self.client)
-            .field("policy", &self.policy)
+            .field("policy", &self.options.policy)
             .finish_non_exhaustive()
     }
 }
 
 impl AsyncLicensingBuilder {
-    /// Talk to `server` (default: production).
-    pub fn server(mut self, server: Server) -> Self {
-        self.client = self.client.server(server);
-        self
-    }
-
-    /// Talk to this base URL (`https://`, or `http://` on loopback only).
-    pub fn base_url(mut self, url: impl Into<String>) -> Self {
-        self.client = self.client.base_url(url);
-        self
-    }
-
-    /// Whole-request timeout (default 10 s).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.client = self.client.timeout(timeout);
-        self
-    }
-
-    /// The grace policy (default: contract §4).
-    pub fn policy(mut self, policy: GracePolicy) -> Self {
-        self.policy = policy;
-        self
-    }
+    client_setters!(client.options);
+    licensing_setters!(options);
 
     /// Keep the cache in this store (default: `localStorage` when the host has one, else
     /// memory).
@@ -99,33 +75,11 @@ impl AsyncLicensingBuilder {
         self.store(MemoryStore::new())
     }
 
-    /// A secret of the app's, mixed into the cache MAC key (as on native).
-    pub fn app_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
-        self.app_secret = Some(secret.into());
-        self
-    }
-
     /// Binds activations to this machine id (hashed with the organization, as on native;
     /// sent as the `machine_fingerprint` condition). JS hosts have no OS machine id, so by
     /// default activations are not bound; an Electron app can pass one.
     pub fn machine_id(mut self, id: impl Into<String>) -> Self {
         self.machine_id = Some(id.into());
-        self
-    }
-
-    /// Makes [`AsyncLicensing::check`] refuse, with `invalid_input` (field `activation_id`)
-    /// and no request, when no activation is remembered for the key (as the native
-    /// `LicensingBuilder::require_activation`).
-    pub fn require_activation(mut self, required: bool) -> Self {
-        self.require_activation = required;
-        self
-    }
-
-    /// The feature map [`AsyncLicensing::has_feature`] answers from (checked when it is made:
-    /// see [`Entitlements::grant`] and [`Entitlements::from_json`]), as the native
-    /// `LicensingBuilder::entitlements`.
-    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
-        self.entitlements = entitlements;
         self
     }
 
@@ -143,7 +97,7 @@ impl AsyncLicensingBuilder {
     }
 
     fn finish(self, client: AsyncClient) -> Result<AsyncLicensing, Error> {
-        self.policy.validate()?;
+        self.options.policy.validate()?;
         let org = client.api().organization_id().to_string();
         let store: Rc<dyn AsyncStore> = match self.store {
             Some(store) => store,
@@ -155,13 +109,13 @@ impl AsyncLicensingBuilder {
         Ok(AsyncLicensing {
             client,
             store,
-            policy: self.policy,
-            app_secret: self.app_secret.map(Rc::from),
+            policy: self.options.policy,
+            app_secret: self.options.app_secret.map(Rc::from),
             machine: self.machine_id.map(|id| fingerprint_from(&id, &org)),
             clock: self.clock,
             crypto: self.crypto,
-            require_activation: self.require_activation,
-            entitlements: Rc::new(self.entitlements),
+            require_activation: self.options.require_activation,
+            entitlements: Rc::new(self.options.entitlements),
             memo: Rc::default(),
         })
     }
@@ -245,12 +199,9 @@ impl AsyncLicensing {
     pub fn builder(organization_id: impl Into<String>) -> AsyncLicensingBuilder {
         AsyncLicensingBuilder {
             client: AsyncClient::builder(organization_id),
+            options: LicensingOptions::default(),
             store: None,
-            policy: GracePolicy::default(),
-            app_secret: None,
             machine_id: None,
-            require_activation: false,
-            entitlements: Entitlements::new(),
             clock: Rc::new(super::js::date_now),
             crypto: None,
         }

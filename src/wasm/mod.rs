@@ -13,7 +13,7 @@
 //! The clock is `Date.now()` (never `SystemTime::now()`, which panics on this target), the
 //! timeout is an `AbortController` armed with `setTimeout`, and randomness for the per-install
 //! secret comes from `crypto.getRandomValues`. Nothing here panics: every JS failure becomes an
-//! [`Error`](crate::Error) with a stable [`Reason`](crate::Reason).
+//! [`Error`](crate::error::Error) with a stable [`Reason`](crate::reason::Reason).
 //!
 //! The record written to storage is byte for byte the native one ([`crate::cache::encode`],
 //! sealed over the same inputs, the server's origin among them), stored as text under

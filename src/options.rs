@@ -1,0 +1,183 @@
+//! What every builder takes, held once: [`ClientOptions`] (which Polar, how long to wait, how
+//! much to read, which routes) and [`LicensingOptions`] (the grace policy and the rules of the
+//! cache). The native `ClientBuilder` and `LicensingBuilder` and the wasm32 `AsyncClientBuilder`
+//! and `AsyncLicensingBuilder` each hold these and get their common setters from one
+//! definition ([`client_setters!`] and [`licensing_setters!`], crate-internal), so a setting
+//! reads, defaults and is checked the same way on every face.
+
+use crate::error::Error;
+use crate::features::Entitlements;
+use crate::grace::GracePolicy;
+use crate::key::AccessToken;
+use crate::proto::{Api, Server};
+use std::time::Duration;
+
+/// Default whole-request timeout.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default connect timeout (TCP and TLS handshake; natively only: `fetch` has no such step).
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Default cap on a response body. Polar's answers are a few KB.
+pub const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1024 * 1024;
+
+/// The online client's settings, on every face.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientOptions {
+    /// The seller organization (a UUID v4).
+    pub organization_id: String,
+    /// Which Polar (default: production).
+    pub server: Server,
+    /// Whole-request timeout (default [`DEFAULT_TIMEOUT`]).
+    pub timeout: Duration,
+    /// Connect timeout (default [`DEFAULT_CONNECT_TIMEOUT`]; read by the native transport).
+    pub connect_timeout: Duration,
+    /// Cap on a response body (default [`DEFAULT_MAX_RESPONSE_BYTES`]); a larger answer is
+    /// `protocol_error`.
+    pub max_response_bytes: u64,
+    /// An organization access token: the token-authenticated `/v1/license-keys/…` routes
+    /// instead of the public ones (backends only).
+    pub access_token: Option<AccessToken>,
+}
+
+impl ClientOptions {
+    /// The defaults for `organization_id`.
+    pub fn new(organization_id: impl Into<String>) -> ClientOptions {
+        ClientOptions {
+            organization_id: organization_id.into(),
+            server: Server::Production,
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            max_response_bytes: DEFAULT_MAX_RESPONSE_BYTES,
+            access_token: None,
+        }
+    }
+
+    /// Checks the settings (timeouts above zero, the organization a UUID v4, the base URL
+    /// `https://` or loopback `http://`) and makes the request builder, with this
+    /// `User-Agent` when the host lets one be set (browsers do not).
+    pub fn api(&self, user_agent: Option<&str>) -> Result<Api, Error> {
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(Error::invalid("timeout", "must be greater than zero"));
+        }
+        let mut api = Api::new(&self.organization_id, &self.server)?;
+        if let Some(agent) = user_agent {
+            api = api.with_user_agent(agent);
+        }
+        match &self.access_token {
+            Some(token) => api.with_access_token(token.clone()),
+            None => Ok(api),
+        }
+    }
+}
+
+/// The grace-aware licensing's settings, on every face.
+#[derive(Debug, Clone, Default)]
+pub struct LicensingOptions {
+    /// The grace policy (default: [`GracePolicy::default`]).
+    pub policy: GracePolicy,
+    /// A secret of the app's, mixed into the cache's seal.
+    pub app_secret: Option<Vec<u8>>,
+    /// `check` refuses a key with no remembered activation (`invalid_input`, no request).
+    pub require_activation: bool,
+    /// The feature map `has_feature` answers from.
+    pub entitlements: Entitlements,
+}
+
+/// The setters of [`ClientOptions`] for a builder whose options live at `self.<path>`.
+macro_rules! client_setters {
+    ($($path:ident).+) => {
+        /// Talk to `server` (default: production).
+        pub fn server(mut self, server: $crate::proto::Server) -> Self {
+            self.$($path).+.server = server;
+            self
+        }
+
+        /// Talk to this base URL (`https://`, or `http://` on loopback only).
+        pub fn base_url(mut self, url: impl Into<String>) -> Self {
+            self.$($path).+.server = $crate::proto::Server::Custom(url.into());
+            self
+        }
+
+        /// Whole-request timeout (default 10 s).
+        pub fn timeout(mut self, timeout: std::time::Duration) -> Self {
+            self.$($path).+.timeout = timeout;
+            self
+        }
+
+        /// Cap on a response body (default 1 MiB); a larger answer is `protocol_error`.
+        pub fn max_response_bytes(mut self, bytes: u64) -> Self {
+            self.$($path).+.max_response_bytes = bytes;
+            self
+        }
+
+        /// Use the token-authenticated `/v1/license-keys/…` routes with this access token
+        /// (for backends and CI tools; never ship a token inside a client app).
+        pub fn access_token(mut self, token: impl Into<String>) -> Self {
+            self.$($path).+.access_token = Some($crate::key::AccessToken::new(token));
+            self
+        }
+    };
+}
+pub(crate) use client_setters;
+
+/// The setters of [`LicensingOptions`] for a builder whose options live at `self.<path>`.
+macro_rules! licensing_setters {
+    ($($path:ident).+) => {
+        /// The grace policy (default: 1 hour fresh, 7 days of grace, 10 minutes of clock
+        /// tolerance).
+        pub fn policy(mut self, policy: $crate::grace::GracePolicy) -> Self {
+            self.$($path).+.policy = policy;
+            self
+        }
+
+        /// A secret of the app's, mixed into the cache's seal (optional; records and the
+        /// remembered key then open only for this app).
+        pub fn app_secret(mut self, secret: impl Into<Vec<u8>>) -> Self {
+            self.$($path).+.app_secret = Some(secret.into());
+            self
+        }
+
+        /// Makes `check` refuse, with `invalid_input` (field `activation_id`) and no request,
+        /// when no activation is remembered for the key. Polar validates a bare key even when
+        /// it has activation slots, so an app that licenses per machine turns this on: a
+        /// deleted or tampered cache then means "activate again", not a key-only check.
+        pub fn require_activation(mut self, required: bool) -> Self {
+            self.$($path).+.require_activation = required;
+            self
+        }
+
+        /// The feature map `has_feature` answers from (checked when it is made: see
+        /// [`Entitlements::grant`](crate::features::Entitlements::grant) and
+        /// [`Entitlements::from_json`](crate::features::Entitlements::from_json)).
+        pub fn entitlements(mut self, entitlements: $crate::features::Entitlements) -> Self {
+            self.$($path).+.entitlements = entitlements;
+            self
+        }
+    };
+}
+pub(crate) use licensing_setters;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::reason::Reason;
+
+    #[test]
+    fn defaults_and_checks() {
+        let o = ClientOptions::new("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10");
+        assert_eq!(o.timeout, DEFAULT_TIMEOUT);
+        assert!(o.api(Some("ua")).is_ok());
+        let zero = ClientOptions {
+            timeout: Duration::ZERO,
+            ..o.clone()
+        };
+        assert_eq!(
+            zero.api(None).map(drop).map_err(|e| e.reason()),
+            Err(Reason::InvalidInput)
+        );
+        let bad_org = ClientOptions::new("not-a-uuid");
+        assert_eq!(
+            bad_org.api(None).map(drop).map_err(|e| e.reason()),
+            Err(Reason::InvalidInput)
+        );
+    }
+}

@@ -11,7 +11,7 @@
 //! for the record and its ledger). For context, the pure pieces of that path are benched
 //! too: the record file read, `cache::decode` (HMAC-SHA256 + the JSON parse) and `grace::plan`.
 //!
-//! Run: `cargo bench --features emulator --bench check` (or `scripts/bench.sh`).
+//! Run: `cargo bench -p polar-license --bench check` (or `scripts/bench.sh`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use polar_license::cache::{self, MacKey};

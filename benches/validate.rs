@@ -23,7 +23,7 @@
 //! of each, order alternating) gives the same ratios robust to drift on a busy machine; it
 //! is written to `target/criterion/validate-interleaved.json`.
 //!
-//! Run: `cargo bench --features emulator --bench validate` (or `scripts/bench.sh`).
+//! Run: `cargo bench -p polar-license --bench validate` (or `scripts/bench.sh`).
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use polar_license::{ActivateRequest, BlockingClient, ValidateRequest, Verdict};

@@ -1,8 +1,8 @@
 //! Activate once per machine, then check at every launch.
 //!
-//!     cargo run --example activate_then_check --features emulator
+//!     cargo run --example activate_then_check
 //!
-//! Runs against a local Polar (the `emulator` feature) so it needs no network and no account;
+//! Runs against a local Polar (the crate polar-license-emulator) so it needs no network and no account;
 //! an app leaves out `base_url` (production) and the emulator. Run it twice in one process's
 //! lifetime and the second launch does not activate again: the cache remembers the activation.
 

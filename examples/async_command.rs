@@ -1,6 +1,6 @@
 //! A Tauri- or axum-style async command that checks the license without blocking the runtime.
 //!
-//!     cargo run --example async_command --features emulator
+//!     cargo run --example async_command
 //!
 //! `check_async` (and `activate_async`, `validate_async`, `deactivate_async`) run the request
 //! on a thread of their own behind a future any executor can await: the library depends on no

@@ -1,6 +1,6 @@
 //! Answer at once at launch and revalidate in the background.
 //!
-//!     cargo run --example background_check --features emulator
+//!     cargo run --example background_check
 //!
 //! `check_in_background` answers from the cache immediately (or "not yet verified" when there
 //! is nothing usable) and, when the policy wants a fresh verdict, asks Polar on a thread of

@@ -1,6 +1,6 @@
 //! Gate features on the tier (benefit) the customer bought.
 //!
-//!     cargo run --example feature_gating --features emulator
+//!     cargo run --example feature_gating
 //!
 //! On Polar a tier is a license-key benefit: map features to the benefits that grant them and
 //! ask the verdict, online or from the cache, "may this copy use feature X?".

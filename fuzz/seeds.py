@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the hand-made seeds fuzz/seeds/<target>/ from fuzz/seeds/bodies/ (idempotent).
 
-* parse_response: the response bodies of polar-license-api.md §6 (doc_*.json, doc_errors.json)
+* parse_response: the response bodies of docs/polar-api.md §6 (doc_*.json, doc_errors.json)
   and real emulator answers (emu_*.json), each with its status and operation, in the
   ResponseInput byte layout of fuzz/src/lib.rs:
   [op % 3][status u16 big-endian][header count % 4]([name index][len][value])*[body...]
@@ -36,7 +36,8 @@ def write(target, name, data):
 def main():
     date = (DATE, "Sun, 22 Nov 2026 00:48:16 GMT")
     doc_act = json.loads((SEEDS / "doc_activate_200.json").read_text())
-    # A complete §6.2 validate: the §6.1 license key, after one more validation, with the activation.
+    # A complete docs/polar-api.md §6.2 validate: the §6.1 license key, after one more validation,
+    # with the activation.
     val = dict(doc_act["license_key"], usage=8, validations=42,
                last_validated_at="2026-08-22T09:30:12.551023Z")
     val["activation"] = {k: v for k, v in doc_act.items() if k != "license_key"}

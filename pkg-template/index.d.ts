@@ -31,7 +31,7 @@ export type FallbackCode = 'offline' | 'rate_limited' | 'server_error' | 'protoc
 /** A wrong request, a wrong answer or a broken storage; retrying will not help. */
 export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error' | 'load_error';
 
-/** Every stable reason code (contract §1). */
+/** Every stable reason code (docs/interfaces.md §1). */
 export type ReasonCode = DenialCode | UnverifiedCode | ErrorCode;
 
 /** The class of a reason code. */
@@ -102,7 +102,7 @@ export interface WebStorageLike {
   removeItem(name: string): void;
 }
 
-/** Grace policy in seconds (contract §4). */
+/** Grace policy in seconds (docs/interfaces.md §4a). */
 export interface GracePolicy {
   /** A good verdict younger than this answers `check` with no request. Default 3600. */
   revalidateAfter?: number;

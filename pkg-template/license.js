@@ -12,7 +12,7 @@
 
 import { Engine } from './polar_license.js';
 
-/** Every reason code (contract §1) and its kind: `denied`, `unverified` or `error`. */
+/** Every reason code (docs/interfaces.md §1) and its kind: `denied`, `unverified` or `error`. */
 export const REASONS = Object.freeze({
   not_found: 'denied',
   inactive: 'denied',

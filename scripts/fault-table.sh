@@ -53,7 +53,7 @@ row_ok() {
             found = 1
             ok = $10 == "pass" && $4 == $3 && $5 == $3 && $7 == "yes" && $8 == $9
             # With a valid cache: licensed from it for every code that is no verdict
-            # of Polar: the unverified ones and protocol_error (contract 4).
+            # of Polar: the unverified ones and protocol_error (docs/interfaces.md §4).
             fallback = $3 == "offline" || $3 == "rate_limited" || $3 == "server_error" ||
                 $3 == "protocol_error"
             ok = ok && (fallback ? $6 == "licensed/cache" : $6 == $3)

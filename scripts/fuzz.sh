@@ -13,7 +13,7 @@
 # TARGET...  only these targets (default: all of them).
 #
 # libFuzzer starts from fuzz/corpus/<target>/ and the hand-made seeds fuzz/seeds/<target>/
-# (written by fuzz/seeds.py from the §6 bodies of polar-license-api.md and real emulator
+# (written by fuzz/seeds.py from the §6 bodies of docs/polar-api.md and real emulator
 # answers). Crashes go to fuzz/artifacts/<target>/ (ignored by git) and make the script exit
 # 1, with the command that reproduces each. Needs nightly and cargo-fuzz:
 # scripts/setup-fuzz.sh.

@@ -59,7 +59,7 @@ step_wasm_bindgen() {
         echo "wasm-bindgen $want already on PATH"
         return 0
     fi
-    # No --locked: the registry mirror lacks one of its locked dependencies (toolchain.md).
+    # No --locked: the registry mirror lacks one of its locked dependencies.
     cargo install wasm-bindgen-cli --version "$want" --force
 }
 

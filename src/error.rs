@@ -328,9 +328,9 @@ impl Error {
     }
 
     /// `true` when a grace-aware check may answer from a trusted cached verdict after this
-    /// error (contract §4): every answer that is not Polar's verdict, that is the unverified
-    /// ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage, an
-    /// answer contradicting the request). Never `invalid_input` or `cache_error`.
+    /// error (docs/interfaces.md §4): every answer that is not Polar's verdict, that is the
+    /// unverified ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage,
+    /// an answer contradicting the request). Never `invalid_input` or `cache_error`.
     pub fn falls_back(&self) -> bool {
         self.is_unverified() || matches!(self, Error::Protocol { .. })
     }

@@ -221,7 +221,7 @@ impl ActivationData for LicenseKeyActivationRead {
     }
 }
 
-/// When to ask the server and how long a cached verdict stays good (contract §4).
+/// When to ask the server and how long a cached verdict stays good (docs/interfaces.md §4).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct GracePolicy {
     /// A good verdict younger than this answers `check` with no request. Default 1 hour.
@@ -700,7 +700,7 @@ impl<L> CheckOutcome<L> {
         }
     }
 
-    /// The contract's `outcome` word: `licensed`, `denied`, `unverified` or `error`.
+    /// The `outcome` word of docs/interfaces.md §2: `licensed`, `denied`, `unverified` or `error`.
     pub fn kind(&self) -> &'static str {
         match self {
             CheckOutcome::Licensed { .. } => "licensed",
@@ -720,7 +720,7 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// The answer.
     pub outcome: CheckOutcome<L>,
     /// For a licensed answer from the cache after Polar was asked: what happened online
-    /// (`offline`, `rate_limited`, `server_error` or `protocol_error`, contract §4).
+    /// (`offline`, `rate_limited`, `server_error` or `protocol_error`, docs/interfaces.md §4).
     pub fallback: Option<Error>,
     /// The cache could not be written (or read): a `cache_error`.
     pub cache_error: Option<Error>,
@@ -1003,8 +1003,8 @@ fn key_level<L>(denial: &Denial, query: &Query, record: Option<&Record<L>>) -> b
     }
 }
 
-/// One truth per key (contract §4): the record after an online `validate` answer to `query`
-/// that was not a grace-aware check (a face's plain validate), or `None` to leave it.
+/// One truth per key (docs/interfaces.md §4): the record after an online `validate` answer to
+/// `query` that was not a grace-aware check (a face's plain validate), or `None` to leave it.
 ///
 /// A good answer refreshes the record when it was asked with the binding a check would use
 /// (`check_query`); any other good answer only lifts a denial that spoke about the key. A
@@ -1059,7 +1059,7 @@ pub fn observe_validate<L: LicenseData>(
 }
 
 /// One truth per key: the record after an online `activate` answer (`Ok` only; an error
-/// changes nothing but a 429 block). A good activation is a verdict (contract §4): it
+/// changes nothing but a 429 block). A good activation is a verdict (docs/interfaces.md §4): it
 /// remembers the activation and starts the grace like a good validate of it, bound to
 /// `query` (the new activation id and the conditions it was made with). A denial about the
 /// key is a tombstone; `activation_limit` and `activations_not_supported` say nothing about

@@ -23,7 +23,7 @@ pub enum MetaValue {
 }
 
 impl MetaValue {
-    /// Parses a command-line value the way contract.md §2 says: an integer, a float,
+    /// Parses a command-line value the way docs/interfaces.md §2 says: an integer, a float,
     /// `true`/`false`, or else a string.
     pub fn parse_scalar(text: &str) -> MetaValue {
         if let Ok(i) = text.parse::<i64>() {

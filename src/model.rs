@@ -1,4 +1,4 @@
-//! Typed models of Polar's license-key responses (polar-license-api.md §4).
+//! Typed models of Polar's license-key responses (docs/polar-api.md §4).
 //!
 //! Unknown fields, and the deprecated `user_id` / `user` fields, are accepted and ignored.
 //! Timestamps accept RFC 3339 with or without fractional seconds.
@@ -102,7 +102,7 @@ pub struct Address {
     pub country: String,
 }
 
-/// The customer who owns a key (`LicenseKeyCustomer`, §4.2).
+/// The customer who owns a key (`LicenseKeyCustomer`, docs/polar-api.md §4.2).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub struct LicenseKeyCustomer {
@@ -233,7 +233,8 @@ pub struct LicenseKeyOrder {
     pub paid: bool,
 }
 
-/// A license key as Polar returns it (`LicenseKeyRead`, §4.1). Its `Debug` redacts `key`.
+/// A license key as Polar returns it (`LicenseKeyRead`, docs/polar-api.md §4.1). Its `Debug`
+/// redacts `key`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub struct LicenseKeyRead {
@@ -301,7 +302,8 @@ impl LicenseKeyRead {
     }
 }
 
-/// An activation (`LicenseKeyActivationBase`, §4.3). Polar never returns its `conditions`.
+/// An activation (`LicenseKeyActivationBase`, docs/polar-api.md §4.3). Polar never returns its
+/// `conditions`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(remote = "Self")]
 pub struct LicenseKeyActivation {
@@ -322,7 +324,7 @@ pub struct LicenseKeyActivation {
     pub modified_at: Option<OffsetDateTime>,
 }
 
-/// The answer to a successful validate (`ValidatedLicenseKey`, §4.4).
+/// The answer to a successful validate (`ValidatedLicenseKey`, docs/polar-api.md §4.4).
 ///
 /// On the wire the key's fields and `activation` are one flat object; it is read and written
 /// through a flat wire struct (no `#[serde(flatten)]`, whose buffering costs the WebAssembly
@@ -335,9 +337,9 @@ pub struct ValidatedLicenseKey {
     pub activation: Option<LicenseKeyActivation>,
 }
 
-/// The answer to a successful activate (`LicenseKeyActivationRead`, §4.5): the activation's
-/// fields and `license_key`, one flat object on the wire (read and written through a flat wire
-/// struct).
+/// The answer to a successful activate (`LicenseKeyActivationRead`, docs/polar-api.md §4.5): the
+/// activation's fields and `license_key`, one flat object on the wire (read and written through a
+/// flat wire struct).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LicenseKeyActivationRead {
     /// The new activation.

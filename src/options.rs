@@ -2,7 +2,7 @@
 //! much to read, which routes) and [`LicensingOptions`] (the grace policy and the rules of the
 //! cache). The native `ClientBuilder` and `LicensingBuilder` and the wasm32 `AsyncClientBuilder`
 //! and `AsyncLicensingBuilder` each hold these and get their common setters from one
-//! definition ([`client_setters!`] and [`licensing_setters!`], crate-internal), so a setting
+//! definition (`client_setters!` and `licensing_setters!`, crate-internal), so a setting
 //! reads, defaults and is checked the same way on every face.
 
 use crate::error::Error;

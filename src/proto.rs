@@ -598,7 +598,7 @@ impl<'a> LicenseFacts<'a> {
 /// What a request asked about, to hold a 200 answer to it: Polar's answer must be about this
 /// key and organization (and activation, benefit, customer, when asked) and must say the
 /// license is valid. An answer that contradicts the request is not Polar's verdict on it (a
-/// misrouted or forged answer): `protocol_error` (contract §1), never a grant.
+/// misrouted or forged answer): `protocol_error` (docs/interfaces.md §1), never a grant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Expect<'a> {
     /// The license key sent.
@@ -872,7 +872,7 @@ const ENVELOPE_ERRORS: [&str; 3] = ["ResourceNotFound", "NotPermitted", "BadRequ
 /// The `detail` of Polar's own error envelope, `{"error": "ResourceNotFound" | "NotPermitted" |
 /// "BadRequest", "detail": "…"}`, or `None` when the body is anything else: a bare
 /// `{"detail":"Not Found"}` (a wrong base path, a removed `Polar-Version`), a proxy's or a
-/// captive portal's page. Only an answer in this envelope is a verdict (contract §1).
+/// captive portal's page. Only an answer in this envelope is a verdict (docs/interfaces.md §1).
 fn envelope_detail(body: Option<&ErrorBody>) -> Option<String> {
     let body = body?;
     let polar = body
@@ -913,7 +913,7 @@ fn denial(reason: Reason, detail: String, status: u16) -> Denial {
     }
 }
 
-/// The longest `retry-after` honoured, in seconds (contract §4): a longer value, from a
+/// The longest `retry-after` honoured, in seconds (docs/interfaces.md §4): a longer value, from a
 /// misconfigured proxy or a hostile one, must not stop every request for years.
 pub const MAX_RETRY_AFTER: u64 = 3600;
 
@@ -983,7 +983,8 @@ pub fn failure(
                 "License key does not match required conditions" => Reason::ConditionsMismatch,
                 "License key does not match given benefit." => Reason::BenefitMismatch,
                 "License key does not match given user." => Reason::CustomerMismatch,
-                // "Not found", and any 404 detail this version does not know (contract §1).
+                // "Not found", and any 404 detail this version does not know
+                // (docs/interfaces.md §1).
                 _ => Reason::NotFound,
             };
             Ok(denial(reason, detail, status))

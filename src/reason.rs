@@ -1,4 +1,4 @@
-//! The one reason table (shared/contract.md §1), shared by Rust, C and JS.
+//! The one reason table (docs/interfaces.md §1), shared by Rust, C and JS.
 //!
 //! [`Reason`] is the source: the C enum is generated from it by cbindgen and the JS `code`
 //! strings come from [`Reason::code`]. The numbers are stable and never reused.
@@ -28,7 +28,7 @@ impl ReasonClass {
     }
 }
 
-/// Why an answer is not plain success. Stable codes from shared/contract.md §1.
+/// Why an answer is not plain success. Stable codes from docs/interfaces.md §1.
 ///
 /// The discriminants are the numbers the C ABI uses; `0` is reserved for "no reason".
 #[repr(u32)]
@@ -73,7 +73,7 @@ pub enum Reason {
     LoadError = 18,
     /// A background check's immediate answer when the cache has nothing usable: Polar is
     /// being asked right now, and the fresh answer follows (`check_in_background`). An
-    /// addition to contract §1 (class unverified), never a denial.
+    /// addition to docs/interfaces.md §1 (class unverified), never a denial.
     NotYetVerified = 19,
 }
 
@@ -161,8 +161,8 @@ impl Reason {
         Reason::ALL.into_iter().find(|r| r.code() == code)
     }
 
-    /// The command-line exit code for this reason (contract §2): 1 denied, 2 invalid input,
-    /// 3 unverified or error.
+    /// The command-line exit code for this reason (docs/interfaces.md §2): 1 denied, 2 invalid
+    /// input, 3 unverified or error.
     pub const fn exit_code(self) -> i32 {
         match (self, self.class()) {
             (_, ReasonClass::Denied) => 1,

@@ -1,7 +1,7 @@
 //! `proto::parse_validate`, `parse_activate` and `parse_deactivate` on an arbitrary status,
-//! headers and body: never a panic, and every answer is classified the way the contract's
-//! reason table says (a denial only for 400/403/404, 429 is rate_limited with the header's
-//! retry-after, 5xx is server_error, success only for 200, or 204 for deactivate). An
+//! headers and body: never a panic, and every answer is classified the way the reason
+//! table of docs/interfaces.md §1 says (a denial only for 400/403/404, 429 is rate_limited with the
+//! header's retry-after, 5xx is server_error, success only for 200, or 204 for deactivate). An
 //! accepted body must also survive the JSON round trip the offline cache puts it through.
 #![no_main]
 

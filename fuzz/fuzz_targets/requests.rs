@@ -1,7 +1,7 @@
 //! The input validators: `Api::validate_request`, `activate_request` and `deactivate_request`
 //! (and `proto::check_base_url`) with arbitrary keys, ids, usage increments, labels, tokens
 //! and metadata. They must never panic; what they accept must be what Polar accepts
-//! (polar-license-api.md §3, checked here independently) and must serialize to JSON that
+//! (docs/polar-api.md §3, checked here independently) and must serialize to JSON that
 //! round-trips: the body parses, carries exactly the fields given, in canonical form.
 #![no_main]
 
@@ -97,7 +97,7 @@ fn metadata(entries: &[(String, Value4)], padding: u8) -> Metadata {
     m
 }
 
-// ---- the spec (polar-license-api.md §2.5, §3), written independently of src/metadata.rs ----
+// ---- the spec (docs/polar-api.md §2.5, §3), written independently of src/metadata.rs ----
 
 /// What pydantic-core's UUID4 accepts: `uuid::Uuid::parse_str`, version 4 and the RFC 4122
 /// variant (its RFC 9562 check). Returns the canonical form the client must send.

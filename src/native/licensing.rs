@@ -97,7 +97,7 @@ impl Identity {
 
 /// Builds a [`Licensing`]: the organization, then what differs from the defaults (the
 /// production server, a file cache in the app's own directory, the machine binding, the
-/// default grace policy of contract §4, the OS trust store and the environment's proxy).
+/// default grace policy of docs/interfaces.md §4a, the OS trust store and the environment's proxy).
 ///
 /// ```no_run
 /// use polar_license::{GracePolicy, Licensing};

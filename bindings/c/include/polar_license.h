@@ -86,7 +86,7 @@ typedef uint32_t polar_license_feature_why;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
-// Why an answer is not plain success: the numbers of contract §1 and of Rust's
+// Why an answer is not plain success: the numbers of docs/interfaces.md §1 and of Rust's
 // `polar_license::Reason`, with `0` for "no reason".
 enum polar_license_reason
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -352,14 +352,14 @@ polar_license_status polar_license_client_validate(const polar_license_client *c
 // id, benefit id, customer id or usage increment on the request is `invalid_input`.
 //
 // On success the outcome is `POLAR_LICENSE_OUTCOME_DONE` and the result carries the new
-// activation id. A good activation is a verdict (contract §4): it starts the grace period, so
-// a check right after it answers from the cache (with no request while it is fresh), online
-// or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
-// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
-// be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
-// but the cache could not remember it, the answer is `cache_error`, its detail names the new
-// activation id and `polar_license_result_activation_id` is that id. Status and out-pointer
-// as for `polar_license_client_validate`.
+// activation id. A good activation is a verdict (docs/interfaces.md §4): it starts the grace
+// period, so a check right after it answers from the cache (with no request while it is fresh),
+// online or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
+// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot be
+// read), the answer is `cache_error` and no activation slot is taken; when Polar activated but the
+// cache could not remember it, the answer is `cache_error`, its detail names the new activation id
+// and `polar_license_result_activation_id` is that id. Status and out-pointer as for
+// `polar_license_client_validate`.
 polar_license_status polar_license_client_activate(const polar_license_client *client,
                                                    const polar_license_request *request,
                                                    polar_license_result **out_result);
@@ -473,8 +473,8 @@ polar_license_status polar_license_client_has_feature(const polar_license_client
                                                       polar_license_feature_access **out_access);
 
 // Makes a config with every setting at its default (production server, 10 s timeout, 5 s
-// connect timeout, the platform's cache directory, contract §4's grace policy, machine
-// binding on) and writes it to `*out_config`. The organization must still be set.
+// connect timeout, the platform's cache directory, the grace policy of docs/interfaces.md §4a,
+// machine binding on) and writes it to `*out_config`. The organization must still be set.
 polar_license_status polar_license_config_new(polar_license_config **out_config);
 
 // Frees a config. NULL is a no-op. Clients already built from it are not affected.
@@ -526,7 +526,7 @@ polar_license_status polar_license_config_set_connect_timeout_ms(polar_license_c
 polar_license_status polar_license_config_set_cache_dir(polar_license_config *config,
                                                         const char *cache_dir);
 
-// Sets the grace policy, in seconds (contract §4 defaults: 3600, 604800, 600).
+// Sets the grace policy, in seconds (docs/interfaces.md §4a defaults: 3600, 604800, 600).
 // `grace_period_seconds` must be above zero, and the other two must not exceed it.
 polar_license_status polar_license_config_set_grace_policy(polar_license_config *config,
                                                            uint64_t revalidate_after_seconds,
@@ -732,14 +732,13 @@ bool polar_license_result_is_licensed(const polar_license_result *result);
 // Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`.
 //
 // For a licensed answer from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`,
-// the fallback of contract §4: "it reports the reason that happened (source is cache)"):
-// what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR` or
-// `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
-// 200 that does not license the key asked), with its detail in
-// `polar_license_result_detail`. `POLAR_LICENSE_REASON_NONE` for a fresh answer from the
-// cache (nothing was asked) and for an online one. For a status result: the denial the cache
-// remembers, or `CLOCK_ROLLBACK`, else NONE. Test `polar_license_result_is_licensed` first:
-// a reason never means "not licensed" by itself.
+// the fallback of docs/interfaces.md §4, which reports the reason that happened with `source`
+// `cache`): what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR`
+// or `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
+// 200 that does not license the key asked), with its detail in `polar_license_result_detail`.
+// `POLAR_LICENSE_REASON_NONE` for a fresh answer from the cache (nothing was asked) and for an
+// online one. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else NONE.
+// Test `polar_license_result_is_licensed` first: a reason never means "not licensed" by itself.
 polar_license_reason polar_license_result_reason(const polar_license_result *result);
 
 // Where the answer came from: online, the offline cache, or none (errors, activate,

@@ -356,14 +356,14 @@ pub extern "C" fn polar_license_client_validate(
 /// id, benefit id, customer id or usage increment on the request is `invalid_input`.
 ///
 /// On success the outcome is `POLAR_LICENSE_OUTCOME_DONE` and the result carries the new
-/// activation id. A good activation is a verdict (contract §4): it starts the grace period, so
-/// a check right after it answers from the cache (with no request while it is fresh), online
-/// or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
-/// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot
-/// be read), the answer is `cache_error` and no activation slot is taken; when Polar activated
-/// but the cache could not remember it, the answer is `cache_error`, its detail names the new
-/// activation id and `polar_license_result_activation_id` is that id. Status and out-pointer
-/// as for `polar_license_client_validate`.
+/// activation id. A good activation is a verdict (docs/interfaces.md §4): it starts the grace
+/// period, so a check right after it answers from the cache (with no request while it is fresh),
+/// online or not. A denial about the key (`not_found`, `inactive`, `expired`) removes the cache's
+/// power to grant. The cache is opened first: when it cannot be (or this machine's id cannot be
+/// read), the answer is `cache_error` and no activation slot is taken; when Polar activated but the
+/// cache could not remember it, the answer is `cache_error`, its detail names the new activation id
+/// and `polar_license_result_activation_id` is that id. Status and out-pointer as for
+/// `polar_license_client_validate`.
 #[no_mangle]
 pub extern "C" fn polar_license_client_activate(
     client: *const polar_license_client,

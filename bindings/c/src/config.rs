@@ -133,8 +133,8 @@ pub(crate) fn status_of(e: &Error) -> polar_license_status {
 }
 
 /// Makes a config with every setting at its default (production server, 10 s timeout, 5 s
-/// connect timeout, the platform's cache directory, contract §4's grace policy, machine
-/// binding on) and writes it to `*out_config`. The organization must still be set.
+/// connect timeout, the platform's cache directory, the grace policy of docs/interfaces.md §4a,
+/// machine binding on) and writes it to `*out_config`. The organization must still be set.
 #[no_mangle]
 pub extern "C" fn polar_license_config_new(
     out_config: *mut *mut polar_license_config,
@@ -357,7 +357,7 @@ pub extern "C" fn polar_license_config_set_cache_dir(
     }
 }
 
-/// Sets the grace policy, in seconds (contract §4 defaults: 3600, 604800, 600).
+/// Sets the grace policy, in seconds (docs/interfaces.md §4a defaults: 3600, 604800, 600).
 /// `grace_period_seconds` must be above zero, and the other two must not exceed it.
 #[no_mangle]
 pub extern "C" fn polar_license_config_set_grace_policy(

@@ -28,7 +28,7 @@ pub enum polar_license_status {
     CacheError = 5,
 }
 
-/// Why an answer is not plain success: the numbers of contract §1 and of Rust's
+/// Why an answer is not plain success: the numbers of docs/interfaces.md §1 and of Rust's
 /// `polar_license::Reason`, with `0` for "no reason".
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -315,7 +315,7 @@ mod tests {
     use super::*;
     use std::ffi::CStr;
 
-    /// The C enum and Rust's `Reason` agree on every number and code (contract §1).
+    /// The C enum and Rust's `Reason` agree on every number and code (docs/interfaces.md §1).
     #[test]
     fn c_reasons_match_the_rust_table() {
         assert_eq!(polar_license_reason::None as u32, 0);

@@ -383,14 +383,13 @@ pub extern "C" fn polar_license_result_is_licensed(result: *const polar_license_
 /// Why the answer is not plain success, or `POLAR_LICENSE_REASON_NONE`.
 ///
 /// For a licensed answer from the cache after Polar was asked (`POLAR_LICENSE_SOURCE_CACHE`,
-/// the fallback of contract §4: "it reports the reason that happened (source is cache)"):
-/// what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR` or
-/// `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
-/// 200 that does not license the key asked), with its detail in
-/// `polar_license_result_detail`. `POLAR_LICENSE_REASON_NONE` for a fresh answer from the
-/// cache (nothing was asked) and for an online one. For a status result: the denial the cache
-/// remembers, or `CLOCK_ROLLBACK`, else NONE. Test `polar_license_result_is_licensed` first:
-/// a reason never means "not licensed" by itself.
+/// the fallback of docs/interfaces.md §4, which reports the reason that happened with `source`
+/// `cache`): what happened online, `POLAR_LICENSE_REASON_OFFLINE`, `_RATE_LIMITED`, `_SERVER_ERROR`
+/// or `_PROTOCOL_ERROR` (an answer that is not Polar's: a login page, a proxy's page, garbage, a
+/// 200 that does not license the key asked), with its detail in `polar_license_result_detail`.
+/// `POLAR_LICENSE_REASON_NONE` for a fresh answer from the cache (nothing was asked) and for an
+/// online one. For a status result: the denial the cache remembers, or `CLOCK_ROLLBACK`, else NONE.
+/// Test `polar_license_result_is_licensed` first: a reason never means "not licensed" by itself.
 #[no_mangle]
 pub extern "C" fn polar_license_result_reason(
     result: *const polar_license_result,

@@ -3,12 +3,13 @@
  * as tests/fault_matrix.rs (Rust) and tests/js/faults.test.mjs (the npm package). For each
  * server fault, against the emulator:
  *
- *   1. an online validate gives the contract's reason code, with exactly one request;
+ *   1. an online validate gives the reason code of docs/interfaces.md §1, with exactly one
+ *      request;
  *   2. with no cache, check does not grant (same code, one request);
  *   3. with a valid cached verdict, check answers as the grace policy says: licensed from the
  *      cache for every one of them (offline, rate_limited, server_error, and protocol_error:
- *      an answer that is not Polar's verdict falls back too, contract §4), with the fault's
- *      reason as what happened online, and one request;
+ *      an answer that is not Polar's verdict falls back too, docs/interfaces.md §4), with the
+ *      fault's reason as what happened online, and one request;
  *   4. the cached verdict survives: status still holds the same good verdict, and once the
  *      fault is cleared a check is licensed again;
  *   5. after a 429 the block holds: the next checks send nothing until it ends;
@@ -211,7 +212,7 @@ static void run_row(void) {
   faulty = client_at(url, cached_dir, 0, row->timeout_ms);
   bare = client_at(url, empty_dir, 0, row->timeout_ms);
 
-  /* 1. validate online: the contract's code, one request. */
+  /* 1. validate online: the docs/interfaces.md §1 code, one request. */
   request = new_request(other);
   must(polar_license_client_validate(faulty, request, &r));
   code_of(r, got);

@@ -1,6 +1,6 @@
 /*
- * test_reasons.c: every reason code of contract §1 through the C API, against the emulator.
- * (grace_expired and clock_rollback are in test_grace.c.)
+ * test_reasons.c: every reason code of docs/interfaces.md §1 through the C API, against the
+ * emulator. (grace_expired and clock_rollback are in test_grace.c.)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,7 +25,7 @@ static polar_license_result *validate_key(const char *key) {
   return result;
 }
 
-/* The reason table: every C number has the code contract §1 gives it. */
+/* The reason table: every C number has the code docs/interfaces.md §1 gives it. */
 static void reason_table_matches_the_contract(void) {
   static const char *const codes[] = {"",
                                       "not_found",

@@ -237,7 +237,7 @@ pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
     Ok(map)
 }
 
-/// The reason table (contract §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
+/// The reason table (docs/interfaces.md §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
 /// package's `REASONS` can be tested against the Rust enum.
 pub fn reason_table() -> String {
     let mut out = String::from("[");

@@ -1,12 +1,12 @@
 //! The npm package's WebAssembly engine (`wasm32-unknown-unknown` only; natively this crate is
 //! empty).
 //!
-//! [`engine::Engine`] is the sans-IO core of `polar-license` behind one synchronous export,
+//! `engine::Engine` is the sans-IO core of `polar-license` behind one synchronous export,
 //! `call(step, args)`: the package's `license.js` (in `pkg-template/`) does the IO (fetch,
 //! storage, the clock, random bytes, locks) and asks the engine between the steps, exactly
 //! where the native `Licensing` and the Rust `AsyncLicensing` call the core's session flows.
-//! Every decision is the core's; this crate only reads the host's values ([`host`], [`bindings`])
-//! and writes JSON answers ([`engine`]).
+//! Every decision is the core's; this crate only reads the host's values (`host`, `bindings`)
+//! and writes JSON answers (`engine`).
 //!
 //! It owns the package's global allocator (talc, smaller than the default), so no Rust app
 //! that depends on `polar-license` for wasm32 gets it. `scripts/build-npm.sh` builds it with

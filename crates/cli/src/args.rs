@@ -1,4 +1,4 @@
-//! The command-line surface (shared/contract.md §2), parsed with clap.
+//! The command-line surface (docs/interfaces.md §2), parsed with clap.
 //!
 //! Every global option can also come from its environment variable. The global options are
 //! accepted before or after the command name.
@@ -226,6 +226,8 @@ pub enum RootsChoice {
 }
 
 /// `--server` values.
+// The variants' doc comments are clap's help text for each value: bare URLs on purpose.
+#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServerChoice {
     /// https://api.polar.sh
@@ -437,7 +439,7 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
 }
 
-/// Parses `k=v` (split at the first `=`), typing the value as contract §2 says.
+/// Parses `k=v` (split at the first `=`), typing the value as docs/interfaces.md §2 says.
 fn parse_kv(text: &str) -> Result<(String, MetaValue), String> {
     let (k, v) = text
         .split_once('=')

@@ -1,6 +1,6 @@
 //! `polar-license`: validate, activate and deactivate Polar license keys from the command
 //! line, check them with the offline grace cache, or run the local Polar emulator
-//! (shared/contract.md §2).
+//! (docs/interfaces.md §2).
 
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]

@@ -1,5 +1,5 @@
 //! The one place that turns an answer into the `--json` object, the human text and the exit
-//! code (shared/contract.md §2).
+//! code (docs/interfaces.md §2).
 //!
 //! The full license key is never printed here except inside `license.key` of the JSON object
 //! (the user's own key, in the object Polar returned); everything else uses the redacted form.
@@ -168,7 +168,7 @@ pub fn print_err(text: &str) {
     let _ = err.flush();
 }
 
-/// The JSON object with every contract key present (null when not applicable).
+/// The JSON object with every key of docs/interfaces.md §2 present (null when not applicable).
 fn base_object(command: Option<&str>, outcome: &str) -> Map<String, Value> {
     let mut m = Map::new();
     m.insert("outcome".into(), json!(outcome));
@@ -400,13 +400,13 @@ pub fn span(d: Duration) -> String {
 
 /// Renders a `check` answer. `remembered` is the activation the cache remembers for the key.
 ///
-/// `--json` adds to the contract's keys: `verified_at` (RFC 3339, when the verdict was
-/// obtained online; null unless licensed), `cache_refreshed` (false when the cache could not
-/// be written: the answer stands but the record was not refreshed) and `cache_error` (its
-/// detail, or null), and, like `validate`, `activation`, `status` (of an online answer) and
-/// `remaining_usages`. `grace_remaining_seconds` is set for a cache answer only. A licensed
-/// answer from the cache after Polar was asked carries what happened online in `reason` and
-/// `detail` (contract §4: `offline`, `rate_limited`, `server_error` or `protocol_error`).
+/// `--json` adds to the keys of docs/interfaces.md §2: `verified_at` (RFC 3339, when the verdict
+/// was obtained online; null unless licensed), `cache_refreshed` (false when the cache could not be
+/// written: the answer stands but the record was not refreshed) and `cache_error` (its detail, or
+/// null), and, like `validate`, `activation`, `status` (of an online answer) and
+/// `remaining_usages`. `grace_remaining_seconds` is set for a cache answer only. A licensed answer
+/// from the cache after Polar was asked carries what happened online in `reason` and `detail`
+/// (docs/interfaces.md §4: `offline`, `rate_limited`, `server_error` or `protocol_error`).
 pub fn check_report(
     key: &Key,
     checked: &CheckReport,
@@ -519,10 +519,10 @@ pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
 /// Renders `status --key`: what the cache holds for the key, read with no request.
 ///
 /// `outcome` is `done` (exit 0) whatever the cache holds; `reason` stays null, also for an
-/// untrusted record, which is no error (§1: it is treated as no cache): `cache.state` says
-/// `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed`, `unknown_version`
-/// or `replayed`) or `present`. Only a cache that cannot be read at all is an error
-/// (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation (also
+/// untrusted record, which is no error (docs/interfaces.md §1: it is treated as no cache):
+/// `cache.state` says `empty`, `untrusted` (with `cache.untrusted`: `bad_mac`, `malformed`,
+/// `unknown_version` or `replayed`) or `present`. Only a cache that cannot be read at all is an
+/// error (`cache_error`, exit 3). The top-level `activation_id` is the remembered activation (also
 /// one an untrusted record still names: the next check validates it online) and
 /// `grace_remaining_seconds` how long the cache could license if Polar were unreachable now.
 /// `cache.stalled_answers` counts the cached answers given at a clock that did not move.

@@ -80,7 +80,7 @@ pub fn client(g: &Global) -> Result<BlockingClient, Error> {
     connect!(BlockingClient::builder(org(g)?), g).build()
 }
 
-/// The grace policy: contract §4's defaults, overridden by the global options.
+/// The grace policy: the defaults of docs/interfaces.md §4a, overridden by the global options.
 fn policy(g: &Global) -> GracePolicy {
     let mut policy = GracePolicy::default();
     if let Some(d) = g.revalidate_after {
@@ -197,7 +197,7 @@ fn activation_of(status: &CacheStatus) -> Option<String> {
     status.activation.as_ref().map(|a| a.id.clone())
 }
 
-/// `validate`: one online call, no cache answer (contract §2). It sends this machine's
+/// `validate`: one online call, no cache answer (docs/interfaces.md §2). It sends this machine's
 /// fingerprint among the conditions when it names an activation (the conditions `activate`
 /// stored), and its answer updates the key's record (a revocation it sees is the next
 /// check's too). When the cache cannot be used it validates online all the same, and says

@@ -1204,7 +1204,7 @@ fn strip_absolute_form(target: &str) -> &str {
 }
 
 /// The resolved API version, or `None` when the header is invalid or not served (unknown,
-/// or removed: §13).
+/// or removed: docs/polar-api.md §13).
 fn api_version(head: &Head, options: &super::Options) -> Option<String> {
     let raw = match head.get("polar-version") {
         None | Some("") => return Some(options.api_version.clone()),

@@ -3,7 +3,7 @@
 //! It answers the three public routes
 //! `POST /v1/customer-portal/license-keys/{validate,activate,deactivate}`, their
 //! token-authenticated twins `POST /v1/license-keys/{…}` and the legacy
-//! `/api/v1/…` alias exactly as `shared/polar-license-api.md` describes Polar's
+//! `/api/v1/…` alias exactly as `docs/polar-api.md` describes Polar's
 //! server: the same status codes, bodies (field order included), error strings,
 //! check order, pydantic-style 422s, CORS, `Polar-Version` handling and,
 //! optionally, the 3-requests-per-second rate limit with its block.
@@ -73,15 +73,15 @@ pub struct Options {
     /// Answers like `sandbox-api.polar.sh`: adds `X-Polar-Sandbox: 1`.
     pub sandbox: bool,
     /// The `Polar-Version`s served (default [`API_VERSIONS`]): any other, a removed one
-    /// included, answers a bare `404 {"detail":"Not Found"}` (polar-license-api.md §13).
+    /// included, answers a bare `404 {"detail":"Not Found"}` (docs/polar-api.md §13).
     pub api_versions: Vec<String>,
     /// The version of a request that sends no `Polar-Version` (Polar's "current" one, which
     /// changes every quarter; default [`CURRENT_API_VERSION`]). It must be served.
     pub api_version: String,
 }
 
-/// The API versions Polar serves at this snapshot (§13: deprecated, current, next). Only
-/// `2027-01` changes the license answers (`member`, `subscription`, `order`).
+/// The API versions Polar serves at this snapshot (docs/polar-api.md §13: deprecated, current,
+/// next). Only `2027-01` changes the license answers (`member`, `subscription`, `order`).
 pub const API_VERSIONS: &[&str] = &["2026-04", "2026-10", "2027-01"];
 
 /// The version Polar answers a request without `Polar-Version` with: the current one of

@@ -1,4 +1,4 @@
-//! Polar's public license-key rate limit (`polar-license-api.md` §8):
+//! Polar's public license-key rate limit (`docs/polar-api.md` §8):
 //! asgi-ratelimit's fixed window of 3 requests per second per identity,
 //! shared by the three public routes, then a block (60 s in production).
 

@@ -1,4 +1,4 @@
-//! The emulator's seed file (`shared/contract.md` §3) plus the optional
+//! The emulator's seed file (`docs/interfaces.md` §3) plus the optional
 //! `access_tokens` array for the token-authenticated twins.
 
 use serde::{Deserialize, Serialize};
@@ -7,7 +7,7 @@ use super::util::{parse_ts, parse_uuid4};
 
 /// The organization of [`Seed::demo`].
 pub const DEMO_ORGANIZATION_ID: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-/// The contract's demo key: granted, `limit_activations` 3.
+/// The demo key of the seed example in docs/interfaces.md §3: granted, `limit_activations` 3.
 pub const DEMO_KEY: &str = "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A";
 /// A demo key without activations (`limit_activations` null).
 pub const DEMO_KEY_NO_ACTIVATIONS: &str = "DEMO-NOACT-2B8E6F1A-3C4D-4E5F-8A9B-0C1D2E3F4A5B";
@@ -58,7 +58,7 @@ pub struct Seed {
     #[serde(default)]
     pub license_keys: Vec<SeedKey>,
     /// Access tokens accepted by the token-authenticated `/v1/license-keys/*` twins
-    /// (an emulator addition, not in the contract's seed format).
+    /// (an emulator addition to the seed format of docs/interfaces.md §3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_tokens: Vec<SeedToken>,
 }
@@ -95,7 +95,8 @@ pub struct SeedKey {
     /// The customer's email (shown in the `customer` and `user` objects).
     #[serde(default)]
     pub customer_email: Option<String>,
-    /// The seat holder (answered from API version 2027-01 on; an addition to contract §3).
+    /// The seat holder (answered from API version 2027-01 on; an addition to the seed format of
+    /// docs/interfaces.md §3).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub member: Option<SeedMember>,
     /// The subscription the key was granted through (2027-01 on).
@@ -187,7 +188,7 @@ impl Default for SeedToken {
     }
 }
 
-/// The contract's example documents optional fields with values such as
+/// The seed example in docs/interfaces.md §3 documents optional fields with values such as
 /// `"optional UUID v4"`; such placeholders count as absent.
 fn placeholder(value: &Option<String>) -> bool {
     value
@@ -295,10 +296,10 @@ impl SeedKey {
 }
 
 impl Seed {
-    /// Parses and checks a seed file (JSON, `shared/contract.md` §3).
+    /// Parses and checks a seed file (JSON, `docs/interfaces.md` §3).
     ///
-    /// Optional fields whose value starts with `optional` (the contract's
-    /// example uses such descriptions) are treated as absent.
+    /// Optional fields whose value starts with `optional` (the seed
+    /// example of docs/interfaces.md §3 uses such descriptions) are treated as absent.
     pub fn from_json(text: &str) -> Result<Seed, String> {
         let seed: Seed =
             serde_json::from_str(text).map_err(|e| format!("invalid seed file: {e}"))?;

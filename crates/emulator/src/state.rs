@@ -1,5 +1,5 @@
 //! The emulator's data (keys, activations, tokens), the license-key service
-//! logic of `polar-license-api.md` §5, and the response bodies of §4.
+//! logic of `docs/polar-api.md` §5, and the response bodies of its §4.
 
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -65,7 +65,7 @@ pub(crate) struct KeyRec {
     order: Option<(String, J)>,
 }
 
-/// Whether an answer carries the fields API version 2027-01 added (§13).
+/// Whether an answer carries the fields API version 2027-01 added (docs/polar-api.md §13).
 pub(crate) fn extended(version: &str) -> bool {
     version >= "2027-01"
 }
@@ -227,7 +227,8 @@ impl Store {
         })
     }
 
-    /// `POST …/validate` (§5.1). `scope` limits the lookup to a token's organization.
+    /// `POST …/validate` (docs/polar-api.md §5.1). `scope` limits the lookup to a token's
+    /// organization.
     pub(crate) fn validate(
         &mut self,
         req: &ValidateReq,
@@ -306,7 +307,7 @@ impl Store {
         Ok(SvcOk::Json(J::Obj(body)))
     }
 
-    /// `POST …/activate` (§5.2).
+    /// `POST …/activate` (docs/polar-api.md §5.2).
     pub(crate) fn activate(
         &mut self,
         req: &ActivateReq,
@@ -375,7 +376,7 @@ impl Store {
         Ok(SvcOk::Json(J::Obj(body)))
     }
 
-    /// `POST …/deactivate` (§5.3): no status or expiry check.
+    /// `POST …/deactivate` (docs/polar-api.md §5.3): no status or expiry check.
     pub(crate) fn deactivate(
         &mut self,
         req: &DeactivateReq,
@@ -656,9 +657,9 @@ fn pair(v: &Option<(String, J)>) -> (J, J) {
     }
 }
 
-/// The fields of `LicenseKeyRead` (§4.1); with `extended` (API version 2027-01 and later),
-/// those of `ValidatedLicenseKey` / `GrantedLicenseKey` besides: `member_id`/`member` after
-/// `customer`, `subscription_id`/`subscription`/`order_id`/`order` after `expires_at` (the
+/// The fields of `LicenseKeyRead` (docs/polar-api.md §4.1); with `extended` (API version 2027-01
+/// and later), those of `ValidatedLicenseKey` / `GrantedLicenseKey` besides: `member_id`/`member`
+/// after `customer`, `subscription_id`/`subscription`/`order_id`/`order` after `expires_at` (the
 /// order of the 2027-01 OpenAPI's properties; the server's own order is not in the snapshot).
 fn render_key_fields(
     k: &KeyRec,

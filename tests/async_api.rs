@@ -9,23 +9,14 @@ use polar_license::{
     ActivateRequest, GracePolicy, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
 };
 use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, ScratchDir};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn licensing(polar: &Emulator) -> (Licensing, std::path::PathBuf) {
-    let dir = std::env::temp_dir().join(format!(
-        "polar-license-async-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    let l = Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
-        .cache_dir(&dir)
-        .machine_binding(MachineBinding::Id("machine-A".into()))
+fn licensing(polar: &Emulator) -> (Licensing, ScratchDir) {
+    let dir = ScratchDir::new("async");
+    let l = licensing_builder(polar, &dir, MachineBinding::Id("machine-A".into()))
         .policy(GracePolicy {
             revalidate_after: Duration::ZERO,
             ..GracePolicy::default()
@@ -42,17 +33,16 @@ fn licensing_stays_send_sync_clone_and_its_futures_are_send() {
     fn send<T: Send + 'static>(_: &T) {}
     send_sync_clone::<Licensing>();
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let (l, dir) = licensing(&polar);
+    let (l, _dir) = licensing(&polar);
     let future = l.check_async(DEMO_KEY);
     send(&future);
     assert!(pollster::block_on(future).is_licensed());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn pollster_awaits_activate_validate_check_and_deactivate() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let (l, dir) = licensing(&polar);
+    let (l, _dir) = licensing(&polar);
     let read = match pollster::block_on(l.activate_async(ActivateRequest::new(DEMO_KEY, "laptop")))
     {
         Ok(Verdict::Accepted(read)) => read,
@@ -79,7 +69,6 @@ fn pollster_awaits_activate_validate_check_and_deactivate() {
     // Bad input comes back as the error, through the future too.
     let bad = pollster::block_on(l.validate_async(ValidateRequest::new(" padded ")));
     assert_eq!(bad.err().map(|e| e.reason()), Some(Reason::InvalidInput));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A 10 ms ticker on a tokio current-thread runtime while Polar takes 600 ms to
@@ -88,7 +77,7 @@ fn pollster_awaits_activate_validate_check_and_deactivate() {
 #[test]
 fn a_current_thread_tokio_runtime_keeps_running_while_polar_is_slow() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let (l, dir) = licensing(&polar);
+    let (l, _dir) = licensing(&polar);
     polar.set_fault(Some(Fault::Delay { ms: 600 }));
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_time()
@@ -126,18 +115,16 @@ fn a_current_thread_tokio_runtime_keeps_running_while_polar_is_slow() {
         during, 0,
         "the blocking call stalls the runtime (the reason for *_async)"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tokio_spawns_the_futures_on_a_multi_thread_runtime() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let (l, dir) = licensing(&polar);
+    let (l, _dir) = licensing(&polar);
     let tasks: Vec<_> = (0..4)
         .map(|_| tokio::spawn(l.check_async(DEMO_KEY)))
         .collect();
     for task in tasks {
         assert!(task.await.expect("joined").is_licensed());
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

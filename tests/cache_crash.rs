@@ -9,6 +9,7 @@ use polar_license::cache::{self, MacKey};
 use polar_license::grace::{DenialMark, Record};
 use polar_license::store::{FileStore, MemoryStore, Store};
 use polar_license::Reason;
+use polar_license_testkit::ScratchDir;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -24,19 +25,6 @@ const READY: &str = "CHILD-READY";
 /// A child that outlives this (its parent died or hung) stops on its own.
 const CHILD_LIFETIME: Duration = Duration::from_secs(20);
 const INCREMENTS: usize = 200;
-
-fn temp_dir(name: &str) -> PathBuf {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    let dir = env::temp_dir().join(format!(
-        "polar-license-{name}-{}-{nanos}",
-        std::process::id()
-    ));
-    fs::create_dir_all(&dir).unwrap();
-    dir
-}
 
 /// Two clearly different records, big enough (~100 KB) that a kill often lands mid-write.
 fn record(which: u8) -> Record {
@@ -178,7 +166,7 @@ fn temp_files(dir: &Path) -> Vec<String> {
 #[test]
 fn a_killed_writer_leaves_the_old_or_the_new_record() {
     let started = Instant::now();
-    let dir = temp_dir("crash");
+    let dir = ScratchDir::new("crash");
     let store = FileStore::new(&dir);
     let mac = mac(&store);
     let slot = slot();
@@ -217,12 +205,12 @@ fn a_killed_writer_leaves_the_old_or_the_new_record() {
         "{KILLS} kills in {:?}: old/new {saw_a}/{saw_b}, {leftovers} killed mid-write",
         started.elapsed()
     );
-    fs::remove_dir_all(&dir).unwrap();
+    dir.remove().unwrap();
 }
 
 #[test]
 fn the_slot_lock_excludes_other_processes() {
-    let dir = temp_dir("lock-procs");
+    let dir = ScratchDir::new("lock-procs");
     let mut children: Vec<Child> = (0..2).map(|_| spawn_child("counter", &dir)).collect();
     let outputs: Vec<_> = children.iter_mut().map(wait_ready).collect();
     for (mut child, rest) in children.into_iter().zip(outputs) {
@@ -231,7 +219,7 @@ fn the_slot_lock_excludes_other_processes() {
     }
     let total = fs::read_to_string(dir.join("counter")).unwrap();
     assert_eq!(total, (2 * INCREMENTS).to_string());
-    fs::remove_dir_all(&dir).unwrap();
+    dir.remove().unwrap();
 }
 
 fn count_with_threads(make: impl Fn() -> Box<dyn Store>, counter: &Path) -> String {
@@ -251,26 +239,26 @@ fn count_with_threads(make: impl Fn() -> Box<dyn Store>, counter: &Path) -> Stri
 
 #[test]
 fn the_slot_lock_excludes_other_threads() {
-    let dir = temp_dir("lock-threads");
+    let dir = ScratchDir::new("lock-threads");
     // Two FileStore values on one directory, as two parts of an app would have.
     let files = count_with_threads(|| Box::new(FileStore::new(&dir)), &dir.join("c1"));
     assert_eq!(files, (2 * INCREMENTS).to_string());
     let memory = MemoryStore::new().unwrap();
     let mem = count_with_threads(|| Box::new(memory.clone()), &dir.join("c2"));
     assert_eq!(mem, (2 * INCREMENTS).to_string());
-    fs::remove_dir_all(&dir).unwrap();
+    dir.remove().unwrap();
 }
 
 #[test]
 fn the_install_secret_survives_and_is_shared() {
-    let dir = temp_dir("secret");
+    let dir = ScratchDir::new("secret");
     let first = FileStore::new(&dir).install_secret().unwrap();
     let second = FileStore::new(&dir).install_secret().unwrap();
     assert_eq!(first, second);
     assert_eq!(first.len(), 32);
     // Another directory, another install.
-    let other = temp_dir("secret-other");
+    let other = ScratchDir::new("secret-other");
     assert_ne!(FileStore::new(&other).install_secret().unwrap(), first);
-    fs::remove_dir_all(&dir).unwrap();
-    fs::remove_dir_all(&other).unwrap();
+    dir.remove().unwrap();
+    other.remove().unwrap();
 }

@@ -7,6 +7,7 @@ use polar_license::{
     ActivateRequest, BlockingClient, DeactivateRequest, Error, HttpRequest, HttpResponse, Reason,
     Server, TransportError, TransportErrorKind, ValidateRequest, Verdict,
 };
+use polar_license_testkit::LICENSE_6_2;
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex};
 
@@ -42,55 +43,6 @@ fn polar_error(status: u16, error: &str, detail: &str) -> HttpResponse {
 fn body(req: &HttpRequest) -> Value {
     serde_json::from_slice(&req.body).unwrap()
 }
-
-const LICENSE_6_2: &str = r#"{
-  "id": "f7d9ba8a-dd63-4db8-bb8b-015006335825",
-  "created_at": "2026-08-01T10:15:30.412907Z",
-  "modified_at": "2026-08-20T07:02:11Z",
-  "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d",
-  "user_id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
-  "customer_id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
-  "user": {"id": "854fa59b-860f-4262-a6ac-ae0388a7f579", "email": "jane.doe@gmail.com", "public_name": "J", "avatar_url": null},
-  "customer": {
-    "id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
-    "created_at": "2026-08-01T10:14:58.120004Z",
-    "modified_at": "2026-08-01T10:15:29.977121Z",
-    "metadata": {},
-    "external_id": null,
-    "email": "jane.doe@gmail.com",
-    "email_verified": true,
-    "type": "individual",
-    "name": "Jane Doe",
-    "billing_name": "Jane Doe",
-    "billing_address": {"line1": null, "line2": null, "postal_code": null, "city": null, "state": null, "country": "FR"},
-    "tax_id": ["FR61954506077", "eu_vat"],
-    "locale": null,
-    "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d",
-    "default_payment_method_id": null,
-    "deleted_at": null,
-    "first_user_event_at": null,
-    "avatar_url": null,
-    "some_future_field": [1, 2, 3]
-  },
-  "benefit_id": "45f87221-45ae-4f65-8dbd-073318bc6372",
-  "key": "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415",
-  "display_key": "****-6ED415",
-  "status": "granted",
-  "limit_activations": 3,
-  "usage": 8,
-  "limit_usage": 100,
-  "validations": 42,
-  "last_validated_at": "2026-08-22T09:30:12.551023Z",
-  "expires_at": null,
-  "activation": {
-    "id": "21bf892b-2e46-4f50-8060-8fdaf02aa482",
-    "license_key_id": "f7d9ba8a-dd63-4db8-bb8b-015006335825",
-    "label": "Jane's MacBook Pro",
-    "meta": {"hostname": "janes-mbp", "os": "macOS 15.5", "cores": 10, "ratio": 1.5, "pro": true},
-    "created_at": "2026-08-22T09:20:03.771298Z",
-    "modified_at": null
-  }
-}"#;
 
 #[test]
 fn validate_success_parses_every_field_and_tolerates_extras() {

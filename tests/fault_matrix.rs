@@ -27,10 +27,9 @@ use polar_license::{
 use polar_license_emulator::{
     Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID,
 };
+use polar_license_testkit::{take_requests, FakeClock, ScratchDir, START};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// The whole-request timeout of the hang and slow-body rows, where it is the fault's
@@ -45,7 +44,6 @@ const HUGE: u64 = 50 * 1024 * 1024;
 const RETRY_AFTER: u64 = 600;
 /// Polar's block when `retry-after` is missing (grace::DEFAULT_RETRY_AFTER).
 const DEFAULT_BLOCK: i64 = 60;
-const START: i64 = 1_790_000_000;
 const WEEK: u64 = 7 * 24 * 3600;
 
 /// One row: its id (shared with the other faces and scripts/fault-table.sh), the fault
@@ -203,23 +201,19 @@ struct World {
     polar: Option<Emulator>,
     url: String,
     port: u16,
-    clock: Arc<AtomicI64>,
-    dir: PathBuf,
+    clock: FakeClock,
+    dir: ScratchDir,
 }
 
 impl World {
     fn new(id: &str) -> World {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-fault-matrix-{id}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
+        let dir = ScratchDir::new(&format!("fault-matrix-{id}"));
         let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
         World {
             url: polar.url(),
             port: polar.port(),
             polar: Some(polar),
-            clock: Arc::new(AtomicI64::new(START)),
+            clock: FakeClock::new(START),
             dir,
         }
     }
@@ -248,7 +242,6 @@ impl World {
     /// A client with its cache in `cache` (under the world's directory), every check asking
     /// Polar (revalidate_after 0).
     fn licensing(&self, cache: &str, timeout: Duration) -> Licensing {
-        let clock = Arc::clone(&self.clock);
         Licensing::builder(DEMO_ORGANIZATION_ID)
             .base_url(&self.url)
             .timeout(timeout)
@@ -258,29 +251,18 @@ impl World {
                 revalidate_after: Duration::ZERO,
                 ..GracePolicy::default()
             })
-            .clock(move || clock.load(Ordering::SeqCst))
+            .clock(self.clock.reader())
             .build()
             .expect("licensing builds")
     }
 
     fn advance(&self, seconds: i64) {
-        self.clock.fetch_add(seconds, Ordering::SeqCst);
+        self.clock.advance(seconds);
     }
 
     /// Requests the emulator received since the last call (none while it is down).
     fn requests(&self) -> u64 {
-        let Some(polar) = &self.polar else {
-            return 0;
-        };
-        let n = polar.request_count();
-        polar.reset_request_count();
-        n
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
+        self.polar.as_ref().map_or(0, take_requests)
     }
 }
 
@@ -317,7 +299,7 @@ fn run_row(row: &Row) -> Found {
     }) {
         return f;
     }
-    let verified_at = w.clock.load(Ordering::SeqCst);
+    let verified_at = w.clock.now();
     w.requests();
     w.advance(10);
 
@@ -416,7 +398,7 @@ fn run_row(row: &Row) -> Found {
             } = &cached
             {
                 let left = grace_remaining.map(|d| d.as_secs());
-                let age = (w.clock.load(Ordering::SeqCst) - verified_at) as u64;
+                let age = (w.clock.now() - verified_at) as u64;
                 f.check(left == Some(WEEK - age) && *at == verified_at, || {
                     format!("grace left {left:?} at age {age} s, verified at {at}")
                 });

@@ -4,83 +4,37 @@
 use polar_license::features::{Entitlements, FeatureWhy};
 use polar_license::grace::Source;
 use polar_license::{Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, Fault, Options, Seed};
-use serde_json::json;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
-
-const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const PRO: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
-const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
-const BASIC: &str = "2d3e4f50-6172-4c8d-ae9f-1a2b3c4d5e6f";
-const PRO_KEY: &str = "PRO-KEY-0000-0000-0001";
-const TEAM_KEY: &str = "TEAM-KEY-0000-0000-0001";
-const BASIC_KEY: &str = "BASIC-KEY-0000-0000-0001";
-const METERED_KEY: &str = "METERED-KEY-0000-0001";
-const SPENT_KEY: &str = "SPENT-KEY-0000-0001";
-const REVOKED_KEY: &str = "REVOKED-KEY-0000-0001";
-
-fn seed() -> Seed {
-    Seed::from_json(
-        &json!({
-            "organization_id": ORG,
-            "license_keys": [
-                {"key": PRO_KEY, "benefit_id": PRO},
-                {"key": TEAM_KEY, "benefit_id": TEAM},
-                {"key": BASIC_KEY, "benefit_id": BASIC},
-                {"key": METERED_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 7},
-                {"key": SPENT_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 10},
-                {"key": REVOKED_KEY, "benefit_id": PRO, "status": "revoked"}
-            ]
-        })
-        .to_string(),
-    )
-    .unwrap()
-}
+use polar_license_emulator::{Emulator, Fault, Options};
+use polar_license_testkit::features::{
+    self, map_json, BASIC_KEY, METERED_KEY, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM_KEY,
+};
+use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir};
 
 fn map() -> Entitlements {
-    Entitlements::from_json(
-        &json!({
-            "pro_export": [PRO, TEAM],
-            "team_sync": [TEAM],
-            "api_calls": {"benefits": [PRO], "metered": true}
-        })
-        .to_string(),
-    )
-    .unwrap()
+    Entitlements::from_json(&map_json()).unwrap()
 }
 
 struct World {
     polar: Emulator,
     licensing: Licensing,
-    clock: Arc<AtomicI64>,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    clock: FakeClock,
+    _dir: ScratchDir,
 }
 
 fn world(name: &str) -> World {
-    let polar = Emulator::start(seed(), Options::default()).unwrap();
-    let clock = Arc::new(AtomicI64::new(1_790_000_000));
-    let dir = std::env::temp_dir().join(format!("polar-features-{name}-{}", std::process::id()));
-    let c = Arc::clone(&clock);
-    let licensing = Licensing::builder(ORG)
-        .base_url(polar.url())
-        .cache_dir(&dir)
-        .machine_binding(MachineBinding::Off)
+    let polar = Emulator::start(features::seed(), Options::default()).unwrap();
+    let clock = FakeClock::default();
+    let dir = ScratchDir::new(&format!("features-{name}"));
+    let licensing = licensing_builder(&polar, &dir, MachineBinding::Off)
         .entitlements(map())
-        .clock(move || c.load(Ordering::SeqCst))
+        .clock(clock.reader())
         .build()
         .unwrap();
     World {
         polar,
         licensing,
         clock,
-        dir,
+        _dir: dir,
     }
 }
 
@@ -129,7 +83,7 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     assert_eq!((a.granted, a.source), (true, Some(Source::Online)));
 
     w.polar.set_fault(Some(Fault::CloseImmediately));
-    w.clock.fetch_add(3 * 24 * 3600, Ordering::SeqCst);
+    w.clock.advance(3 * 24 * 3600);
     let cached = w.licensing.check(PRO_KEY);
     let a = w.licensing.has_feature(&cached, "pro_export");
     assert_eq!((a.granted, a.source), (true, Some(Source::Cache)));
@@ -137,7 +91,7 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     assert!(!a.granted);
 
     // Past the grace the verdict does not license, so nothing is granted.
-    w.clock.fetch_add(5 * 24 * 3600, Ordering::SeqCst);
+    w.clock.advance(5 * 24 * 3600);
     let expired = w.licensing.check(PRO_KEY);
     let a = w.licensing.has_feature(&expired, "pro_export");
     assert_eq!(

@@ -7,9 +7,8 @@ use polar_license::{
     ActivateRequest, CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest,
 };
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 const HOUR: i64 = 3600;
@@ -17,45 +16,38 @@ const DAY: i64 = 24 * HOUR;
 
 struct World {
     polar: Emulator,
-    dir: PathBuf,
-    clock: Arc<AtomicI64>,
+    dir: ScratchDir,
+    clock: FakeClock,
 }
 
 impl World {
     fn new(name: &str) -> World {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-licensing-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         World {
             polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir,
-            clock: Arc::new(AtomicI64::new(1_790_000_000)),
+            dir: ScratchDir::new(&format!("licensing-{name}")),
+            clock: FakeClock::default(),
         }
     }
 
     fn licensing(&self, machine: &str) -> Licensing {
-        let clock = Arc::clone(&self.clock);
-        Licensing::builder(self.polar.organization_id())
-            .base_url(self.polar.url())
-            .timeout(Duration::from_secs(2))
-            .cache_dir(&self.dir)
-            .machine_binding(MachineBinding::Id(machine.to_string()))
-            .clock(move || clock.load(Ordering::SeqCst))
-            .build()
-            .expect("licensing builds")
+        licensing_builder(
+            &self.polar,
+            &self.dir,
+            MachineBinding::Id(machine.to_string()),
+        )
+        .timeout(Duration::from_secs(2))
+        .clock(self.clock.reader())
+        .build()
+        .expect("licensing builds")
     }
 
     fn advance(&self, seconds: i64) {
-        self.clock.fetch_add(seconds, Ordering::SeqCst);
+        self.clock.advance(seconds);
     }
 
     /// Requests the emulator received since the last call.
     fn requests(&self) -> u64 {
-        let n = self.polar.request_count();
-        self.polar.reset_request_count();
-        n
+        take_requests(&self.polar)
     }
 
     fn cache_file(&self) -> PathBuf {
@@ -67,12 +59,6 @@ impl World {
                     && !p.to_string_lossy().ends_with("-seq.cache")
             })
             .expect("a cache file")
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -193,8 +179,8 @@ fn rate_limit_blocks_requests_until_retry_after() {
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
     licensed(&l.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
-    let verified_at = w.clock.load(Ordering::SeqCst);
-    let grace_left = || (7 * DAY - (w.clock.load(Ordering::SeqCst) - verified_at)) as u64;
+    let verified_at = w.clock.now();
+    let grace_left = || (7 * DAY - (w.clock.now() - verified_at)) as u64;
     w.requests();
 
     w.polar.set_fault(Some(Fault::RateLimited {
@@ -503,15 +489,10 @@ fn policy_is_checked_when_building() {
 #[test]
 fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_seal() {
     let w = World::new("require");
-    let clock = Arc::clone(&w.clock);
     let build = |binding: MachineBinding, require: bool| {
-        let clock = Arc::clone(&clock);
-        Licensing::builder(w.polar.organization_id())
-            .base_url(w.polar.url())
-            .cache_dir(&w.dir)
-            .machine_binding(binding)
+        licensing_builder(&w.polar, &w.dir, binding)
             .require_activation(require)
-            .clock(move || clock.load(Ordering::SeqCst))
+            .clock(w.clock.reader())
             .build()
             .unwrap()
     };

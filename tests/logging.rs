@@ -2,8 +2,9 @@
 //! one per grace decision, the key only ever redacted, nothing when no logger is installed.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::{ActivateRequest, GracePolicy, Licensing, MachineBinding, ValidateRequest};
+use polar_license::{ActivateRequest, GracePolicy, MachineBinding, ValidateRequest};
 use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, ScratchDir};
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -31,12 +32,8 @@ impl log::Log for Capture {
 #[test]
 fn one_line_per_request_and_per_decision_and_keys_redacted() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let dir = std::env::temp_dir().join(format!("polar-license-log-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    let l = Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
-        .cache_dir(&dir)
-        .machine_binding(MachineBinding::Id("machine-A".into()))
+    let dir = ScratchDir::new("log");
+    let l = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
         .policy(GracePolicy {
             revalidate_after: Duration::ZERO,
             ..GracePolicy::default()
@@ -107,5 +104,4 @@ fn one_line_per_request_and_per_decision_and_keys_redacted() {
             assert!(!line.contains(&key[..key.len() - 6]), "{line}");
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

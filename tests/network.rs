@@ -14,25 +14,18 @@ use polar_license::{
     Verdict,
 };
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
-use polar_license_testkit::ConnectProxy;
-use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
-use std::thread;
+use polar_license_testkit::{licensing_builder, ConnectProxy, ScratchDir};
+use std::net::TcpListener;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-fn dir() -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "polar-license-network-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
+// The TLS-inspecting proxy (Linux only: it needs the system trust store's CA bundle).
+#[cfg(target_os = "linux")]
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    sync::Arc,
+    thread,
+};
 
 #[test]
 fn an_explicit_proxy_carries_every_request() {
@@ -90,12 +83,9 @@ fn a_bad_proxy_url_is_invalid_input_and_never_shows_its_password() {
 #[test]
 fn a_dead_proxy_is_offline_and_the_grace_cache_answers() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let dir = dir();
+    let dir = ScratchDir::new("network");
     let build = |proxy: ProxySetting| {
-        Licensing::builder(polar.organization_id())
-            .base_url(polar.url())
-            .cache_dir(&dir)
-            .machine_binding(MachineBinding::Id("machine-A".into()))
+        licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
             .policy(polar_license::GracePolicy {
                 revalidate_after: Duration::ZERO,
                 ..polar_license::GracePolicy::default()
@@ -124,7 +114,6 @@ fn a_dead_proxy_is_offline_and_the_grace_cache_answers() {
         report.fallback.as_ref().map(|e| e.reason()),
         Some(Reason::Offline)
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A company's TLS-inspecting proxy as the client sees it: a TLS server for `localhost` whose
@@ -217,8 +206,7 @@ fn inspecting_server(polar: &Emulator) -> (u16, String) {
 fn a_company_ca_in_the_system_store_is_trusted_and_the_bundled_roots_refuse_it() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
     let (port, ca_pem) = inspecting_server(&polar);
-    let dir = dir();
-    std::fs::create_dir_all(&dir).expect("dir");
+    let dir = ScratchDir::new("network");
     let bundle = dir.join("company-ca.pem");
     std::fs::write(&bundle, &ca_pem).expect("bundle");
     std::env::set_var("SSL_CERT_FILE", &bundle);
@@ -248,5 +236,4 @@ fn a_company_ca_in_the_system_store_is_trusted_and_the_bundled_roots_refuse_it()
         Err(e) => assert_eq!(e.reason(), Reason::Offline, "{e}"),
         other => panic!("an unknown CA is refused: {other:?}"),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -13,11 +13,9 @@ use polar_license_emulator::{
     Emulator, Fault, Options, Seed, SeedMember, SeedOrder, SeedSubscription, API_VERSIONS,
     DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
 };
-use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use polar_license_testkit::{licensing_builder, ScratchDir};
+use std::path::Path;
 use std::time::Duration;
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
 
@@ -52,22 +50,9 @@ fn polar(version: &str) -> Emulator {
     Emulator::start(seed(), options).expect("emulator")
 }
 
-fn dir() -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "polar-license-versions-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-fn licensing(polar: &Emulator, dir: &PathBuf) -> Licensing {
-    Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
+fn licensing(polar: &Emulator, dir: &Path) -> Licensing {
+    licensing_builder(polar, dir, MachineBinding::Id("machine-A".into()))
         .timeout(Duration::from_secs(5))
-        .cache_dir(dir)
-        .machine_binding(MachineBinding::Id("machine-A".into()))
         .build()
         .expect("licensing builds")
 }
@@ -76,7 +61,7 @@ fn licensing(polar: &Emulator, dir: &PathBuf) -> Licensing {
 fn every_served_version_is_read_and_only_2027_01_carries_member_subscription_order() {
     for version in API_VERSIONS {
         let polar = polar(version);
-        let dir = dir();
+        let dir = ScratchDir::new("versions");
         let lic = licensing(&polar, &dir);
         let read = match lic.activate(&ActivateRequest::new(DEMO_KEY, "laptop")) {
             Ok(Verdict::Accepted(read)) => read,
@@ -121,21 +106,17 @@ fn every_served_version_is_read_and_only_2027_01_carries_member_subscription_ord
                 assert_eq!(l.order_id.as_deref(), Some(order.id.as_str()));
             }
         }
-        let _ = std::fs::remove_dir_all(&dir);
     }
 }
 
 #[test]
 fn the_2027_fields_survive_the_cache_and_answer_offline() {
     let polar = polar("2027-01");
-    let dir = dir();
+    let dir = ScratchDir::new("versions");
     let lic = licensing(&polar, &dir);
     assert!(lic.check(DEMO_KEY).is_licensed());
     polar.set_fault(Some(Fault::CloseImmediately));
-    let lic = Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
-        .cache_dir(&dir)
-        .machine_binding(MachineBinding::Id("machine-A".into()))
+    let lic = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
         .policy(polar_license::GracePolicy {
             revalidate_after: Duration::ZERO,
             ..polar_license::GracePolicy::default()
@@ -161,7 +142,6 @@ fn the_2027_fields_survive_the_cache_and_answer_offline() {
         .as_ref()
         .is_some_and(|s| s.cancel_at_period_end));
     assert!(l.order.as_ref().is_some_and(|o| o.paid));
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
@@ -185,19 +165,18 @@ fn the_client_sends_no_polar_version_and_follows_the_current_one() {
     );
     // The same client code against a Polar whose current version moved to 2027-01.
     let polar = polar("2027-01");
-    let dir = dir();
+    let dir = ScratchDir::new("versions");
     let lic = licensing(&polar, &dir);
     match lic.validate(&ValidateRequest::new(DEMO_KEY)) {
         Ok(Verdict::Accepted(v)) => assert!(v.license_key.member.is_some()),
         other => panic!("{other:?}"),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_rotated_key_that_was_valid_here_says_so_on_check_validate_and_activate() {
     let polar = polar("2026-10");
-    let dir = dir();
+    let dir = ScratchDir::new("versions");
     let lic = licensing(&polar, &dir);
     assert!(lic.check(DEMO_KEY).is_licensed());
     let successor = polar.rotate_key(DEMO_KEY).expect("rotated");
@@ -229,13 +208,12 @@ fn a_rotated_key_that_was_valid_here_says_so_on_check_validate_and_activate() {
     }
     // The successor licenses, and is a key of its own here (never valid before).
     assert!(lic.check(successor.as_str()).is_licensed());
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_key_never_valid_here_is_a_plain_not_found() {
     let polar = polar("2026-10");
-    let dir = dir();
+    let dir = ScratchDir::new("versions");
     let lic = licensing(&polar, &dir);
     for key in ["TYPO-50B22C51-07BD-4160-A61E-19B6CC6ED415", DEMO_KEY_USAGE] {
         // DEMO_KEY_USAGE: known to Polar, never checked here, then rotated.
@@ -251,13 +229,12 @@ fn a_key_never_valid_here_is_a_plain_not_found() {
             other => panic!("{key}: {other:?}"),
         }
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn a_refunded_key_that_was_valid_here_reads_as_such() {
     let polar = polar("2026-10");
-    let dir = dir();
+    let dir = ScratchDir::new("versions");
     let lic = licensing(&polar, &dir);
     assert!(lic.check(DEMO_KEY_NO_ACTIVATIONS).is_licensed());
     polar.update_key(
@@ -275,5 +252,4 @@ fn a_refunded_key_that_was_valid_here_reads_as_such() {
         }
         other => panic!("{other:?}"),
     }
-    let _ = std::fs::remove_dir_all(&dir);
 }

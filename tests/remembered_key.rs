@@ -7,39 +7,29 @@
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::{ActivateRequest, Error, Licensing, MachineBinding, Reason};
 use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::Arc;
 use std::time::Duration;
 
 struct World {
     polar: Emulator,
-    dir: PathBuf,
-    clock: Arc<AtomicI64>,
+    dir: ScratchDir,
+    clock: FakeClock,
 }
 
 impl World {
     fn new(name: &str) -> World {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-remembered-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         World {
             polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir,
-            clock: Arc::new(AtomicI64::new(1_790_000_000)),
+            dir: ScratchDir::new(&format!("remembered-{name}")),
+            clock: FakeClock::default(),
         }
     }
 
     fn builder(&self, dir: &Path, machine: &str) -> polar_license::LicensingBuilder {
-        let clock = Arc::clone(&self.clock);
-        Licensing::builder(self.polar.organization_id())
-            .base_url(self.polar.url())
+        licensing_builder(&self.polar, dir, MachineBinding::Id(machine.to_string()))
             .timeout(Duration::from_secs(2))
-            .cache_dir(dir)
-            .machine_binding(MachineBinding::Id(machine.to_string()))
-            .clock(move || clock.load(Ordering::SeqCst))
+            .clock(self.clock.reader())
     }
 
     /// A licensing that remembers the keys it activates.
@@ -51,9 +41,7 @@ impl World {
     }
 
     fn requests(&self) -> u64 {
-        let n = self.polar.request_count();
-        self.polar.reset_request_count();
-        n
+        take_requests(&self.polar)
     }
 
     fn key_files(&self, dir: &Path) -> Vec<PathBuf> {
@@ -65,12 +53,6 @@ impl World {
                     .collect()
             })
             .unwrap_or_default()
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -210,9 +192,7 @@ fn a_copied_edited_or_foreign_key_file_opens_to_nothing() {
     let file = w.key_files(&w.dir).remove(0);
 
     // The whole directory on another machine, install secret and all.
-    let elsewhere = w.dir.with_extension("elsewhere");
-    let _ = std::fs::remove_dir_all(&elsewhere);
-    std::fs::create_dir_all(&elsewhere).unwrap();
+    let elsewhere = ScratchDir::new("remembered-elsewhere");
     for entry in std::fs::read_dir(&w.dir).unwrap() {
         let path = entry.unwrap().path();
         std::fs::copy(&path, elsewhere.join(path.file_name().unwrap())).unwrap();
@@ -258,7 +238,6 @@ fn a_copied_edited_or_foreign_key_file_opens_to_nothing() {
     assert_eq!(l.remembered_key().unwrap(), None);
     no_key_remembered(&l.check_remembered());
     assert_eq!(w.requests(), 0);
-    let _ = std::fs::remove_dir_all(&elsewhere);
 }
 
 #[test]
@@ -273,7 +252,7 @@ fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
             ..KeyUpdate::default()
         },
     );
-    w.clock.fetch_add(2 * 3600, Ordering::SeqCst);
+    w.clock.advance(2 * 3600);
     let denied = l.check_remembered();
     assert_eq!(denied.reason(), Some(Reason::Inactive), "{denied:?}");
     // Still remembered: the app can say which key was revoked and ask for another.

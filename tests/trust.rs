@@ -12,8 +12,9 @@ use polar_license::{
     Reason, TransportError, TransportErrorKind, Untrusted, ValidateRequest, Verdict,
 };
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir, START};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -21,39 +22,30 @@ const MIN: i64 = 60;
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 const WEEK: u64 = 7 * DAY as u64;
-const START: i64 = 1_790_000_000;
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 struct World {
     polar: Emulator,
-    dir: PathBuf,
-    clock: Arc<AtomicI64>,
+    dir: ScratchDir,
+    clock: FakeClock,
 }
 
 impl World {
     fn new() -> World {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-trust-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         World {
             polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir,
-            clock: Arc::new(AtomicI64::new(START)),
+            dir: ScratchDir::new("trust"),
+            clock: FakeClock::new(START),
         }
     }
 
     fn builder(&self) -> polar_license::LicensingBuilder {
-        let clock = Arc::clone(&self.clock);
-        Licensing::builder(self.polar.organization_id())
-            .base_url(self.polar.url())
-            .timeout(Duration::from_secs(5))
-            .cache_dir(&self.dir)
-            .machine_binding(MachineBinding::Id("machine-A".into()))
-            .clock(move || clock.load(Ordering::SeqCst))
+        licensing_builder(
+            &self.polar,
+            &self.dir,
+            MachineBinding::Id("machine-A".into()),
+        )
+        .timeout(Duration::from_secs(5))
+        .clock(self.clock.reader())
     }
 
     fn licensing(&self) -> Licensing {
@@ -61,17 +53,15 @@ impl World {
     }
 
     fn set_clock(&self, at: i64) {
-        self.clock.store(at, Ordering::SeqCst);
+        self.clock.set(at);
     }
 
     fn advance(&self, seconds: i64) {
-        self.clock.fetch_add(seconds, Ordering::SeqCst);
+        self.clock.advance(seconds);
     }
 
     fn requests(&self) -> u64 {
-        let n = self.polar.request_count();
-        self.polar.reset_request_count();
-        n
+        take_requests(&self.polar)
     }
 
     fn revoke(&self) {
@@ -107,12 +97,6 @@ impl World {
         let id = v.accepted().expect("activated").activation.id.clone();
         self.requests();
         id
-    }
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -181,12 +165,11 @@ fn a_record_made_against_another_server_never_answers_production() {
 
     // The app: production (the default), same directory, same machine.
     let app = |require: bool, sent: &Arc<AtomicUsize>| {
-        let clock = Arc::clone(&w.clock);
         Licensing::builder(w.polar.organization_id())
             .cache_dir(&w.dir)
             .machine_binding(MachineBinding::Id("machine-A".into()))
             .require_activation(require)
-            .clock(move || clock.load(Ordering::SeqCst))
+            .clock(w.clock.reader())
             .build_with_transport(unreachable_production(Arc::clone(sent)))
             .unwrap()
     };
@@ -236,12 +219,8 @@ fn a_record_made_against_one_emulator_is_not_read_by_a_client_of_another() {
     w.activated(&l);
     // A second local server with the same organization and key: another origin.
     let other = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let clock = Arc::clone(&w.clock);
-    let there = Licensing::builder(other.organization_id())
-        .base_url(other.url())
-        .cache_dir(&w.dir)
-        .machine_binding(MachineBinding::Id("machine-A".into()))
-        .clock(move || clock.load(Ordering::SeqCst))
+    let there = licensing_builder(&other, &w.dir, MachineBinding::Id("machine-A".into()))
+        .clock(w.clock.reader())
         .build()
         .unwrap();
     assert_eq!(there.status(DEMO_KEY).unwrap().state, CacheState::Empty);
@@ -576,7 +555,6 @@ fn pages_that_are_not_polars_answers_fall_back_and_never_tombstone() {
 #[test]
 fn a_base_url_with_a_wrong_path_never_denies_and_answers_from_the_cache() {
     let w = World::new();
-    let clock = Arc::clone(&w.clock);
     let l = w.licensing();
     w.activated(&l);
     // An app update ships a base URL ending in /v1: every route is a bare 404. The record of
@@ -585,7 +563,7 @@ fn a_base_url_with_a_wrong_path_never_denies_and_answers_from_the_cache() {
         .base_url(format!("{}/v1", w.polar.url()))
         .cache_dir(&w.dir)
         .machine_binding(MachineBinding::Id("machine-A".into()))
-        .clock(move || clock.load(Ordering::SeqCst))
+        .clock(w.clock.reader())
         .build()
         .unwrap();
     let e = wrong.validate(&ValidateRequest::new(DEMO_KEY)).unwrap_err();

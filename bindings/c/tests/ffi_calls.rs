@@ -5,6 +5,7 @@
 
 use polar_license_c::*;
 use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
+use polar_license_testkit::ScratchDir;
 use std::ffi::{c_char, CStr, CString};
 use std::ptr;
 
@@ -97,12 +98,6 @@ fn activate(client: &Client, key: &str) -> Answer {
     answer(status, result)
 }
 
-fn temp_dir(name: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!("polar-license-ffi-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
 fn emulator() -> (Emulator, String) {
     let mut seed = Seed::demo();
     seed.license_keys.push(SeedKey {
@@ -117,7 +112,7 @@ fn emulator() -> (Emulator, String) {
 #[test]
 fn activate_check_then_offline_grace_expiry_and_rollback() {
     let (emu, url) = emulator();
-    let dir = temp_dir("grace");
+    let dir = ScratchDir::new("ffi-grace");
     let now = client(&url, &dir, 0, 0);
     let activated = activate(&now, "FFI-RUST-KEY");
     assert_eq!(activated.outcome, polar_license_outcome::Done);
@@ -149,13 +144,12 @@ fn activate_check_then_offline_grace_expiry_and_rollback() {
             polar_license_reason::ClockRollback
         )
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 #[test]
 fn one_client_from_many_threads() {
     let (_emu, url) = emulator();
-    let dir = temp_dir("threads");
+    let dir = ScratchDir::new("ffi-threads");
     let shared = client(&url, &dir, 0, 0);
     assert_eq!(
         activate(&shared, "FFI-RUST-KEY").outcome,
@@ -182,5 +176,4 @@ fn one_client_from_many_threads() {
             });
         }
     });
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -5,22 +5,16 @@
 #![allow(unsafe_code)] // calling the extern "C" functions
 
 use polar_license_c::*;
-use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_emulator::{Emulator, Fault, Options};
+use polar_license_testkit::features::{
+    self, map_json, BASIC_KEY, METERED_KEY, ORG, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM,
+    TEAM_KEY,
+};
+use polar_license_testkit::ScratchDir;
 use serde_json::json;
 use std::ffi::{c_char, CStr, CString};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::ptr;
-
-const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const PRO: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
-const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
-const BASIC: &str = "2d3e4f50-6172-4c8d-ae9f-1a2b3c4d5e6f";
-const PRO_KEY: &str = "PRO-KEY-0000-0000-0001";
-const TEAM_KEY: &str = "TEAM-KEY-0000-0000-0001";
-const BASIC_KEY: &str = "BASIC-KEY-0000-0000-0001";
-const METERED_KEY: &str = "METERED-KEY-0000-0001";
-const SPENT_KEY: &str = "SPENT-KEY-0000-0001";
-const REVOKED_KEY: &str = "REVOKED-KEY-0000-0001";
 
 fn c(s: &str) -> CString {
     CString::new(s).unwrap_or_default()
@@ -33,43 +27,10 @@ fn text(p: *const c_char) -> String {
 }
 
 fn emulator() -> (Emulator, String) {
-    let seed = Seed::from_json(
-        &json!({
-            "organization_id": ORG,
-            "license_keys": [
-                {"key": PRO_KEY, "benefit_id": PRO},
-                {"key": TEAM_KEY, "benefit_id": TEAM},
-                {"key": BASIC_KEY, "benefit_id": BASIC},
-                {"key": METERED_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 7},
-                {"key": SPENT_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 10},
-                {"key": REVOKED_KEY, "benefit_id": PRO, "status": "revoked"}
-            ]
-        })
-        .to_string(),
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let emu = Emulator::start(seed, Options::default()).unwrap_or_else(|e| panic!("{e}"));
+    let emu =
+        Emulator::start(features::seed(), Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let url = emu.url();
     (emu, url)
-}
-
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-ffi-features-{name}-{}",
-            std::process::id()
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        Dir(dir)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 struct Config(*mut polar_license_config);
@@ -241,8 +202,8 @@ use polar_license_source as S;
 #[test]
 fn tiers_unknown_features_and_denied_licenses() {
     let (_emu, url) = emulator();
-    let dir = Dir::new("tiers");
-    let client = Config::new(&url, &dir.0, 0).with_map().build().unwrap();
+    let dir = ScratchDir::new("ffi-features-tiers");
+    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
     let pro = client.check(PRO_KEY);
     let team = client.check(TEAM_KEY);
     let basic = client.check(BASIC_KEY);
@@ -274,14 +235,14 @@ fn tiers_unknown_features_and_denied_licenses() {
 #[test]
 fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     let (emu, url) = emulator();
-    let dir = Dir::new("grace");
-    let now = Config::new(&url, &dir.0, 0).with_map().build().unwrap();
+    let dir = ScratchDir::new("ffi-features-grace");
+    let now = Config::new(&url, &dir, 0).with_map().build().unwrap();
     let online = now.check(METERED_KEY);
     assert_eq!(now.ask(&online, "pro_export"), yes(S::Online, None));
     assert_eq!(now.ask(&online, "api_calls"), yes(S::Online, Some(3)));
 
     emu.set_fault(Some(Fault::CloseImmediately));
-    let later = Config::new(&url, &dir.0, 3 * 86_400)
+    let later = Config::new(&url, &dir, 3 * 86_400)
         .with_map()
         .build()
         .unwrap();
@@ -294,7 +255,7 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
         no("not_granted_by_benefit", R::None, S::Cache)
     );
 
-    let past = Config::new(&url, &dir.0, 8 * 86_400)
+    let past = Config::new(&url, &dir, 8 * 86_400)
         .with_map()
         .build()
         .unwrap();
@@ -308,8 +269,8 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
 #[test]
 fn metered_features_with_uses_left_and_with_none() {
     let (_emu, url) = emulator();
-    let dir = Dir::new("metered");
-    let client = Config::new(&url, &dir.0, 0).with_map().build().unwrap();
+    let dir = ScratchDir::new("ffi-features-metered");
+    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
     let exhausted = |remaining| Access {
         remaining: Some(remaining),
         ..no("usage_exhausted", R::None, S::Online)
@@ -330,14 +291,9 @@ fn metered_features_with_uses_left_and_with_none() {
 #[test]
 fn the_json_map_answers_as_the_added_one() {
     let (_emu, url) = emulator();
-    let dir = Dir::new("json");
-    let config = Config::new(&url, &dir.0, 0);
-    let map = json!({
-        "pro_export": [PRO, TEAM],
-        "team_sync": [TEAM],
-        "api_calls": {"benefits": [PRO], "metered": true}
-    })
-    .to_string();
+    let dir = ScratchDir::new("ffi-features-json");
+    let config = Config::new(&url, &dir, 0);
+    let map = map_json();
     assert_eq!(
         polar_license_config_set_entitlements_json(config.0, c(&map).as_ptr()),
         polar_license_status::Ok
@@ -355,17 +311,17 @@ fn the_json_map_answers_as_the_added_one() {
 
 #[test]
 fn an_invalid_map_is_refused_when_the_client_is_built_naming_the_entry() {
-    let dir = Dir::new("invalid");
+    let dir = ScratchDir::new("ffi-features-invalid");
     let url = "http://127.0.0.1:9";
     let bad = polar_license_status::InvalidInput;
 
-    let config = Config::new(url, &dir.0, 0).with_map();
+    let config = Config::new(url, &dir, 0).with_map();
     assert_eq!(config.add("broken", "x"), bad);
     let message = "invalid input: entitlements.broken: benefit id `x` is not a UUID v4";
     assert_eq!(config.last_error(), message);
     assert_eq!(config.build().err(), Some((bad, message.to_string())));
 
-    let config = Config::new(url, &dir.0, 0).with_map();
+    let config = Config::new(url, &dir, 0).with_map();
     assert_eq!(
         polar_license_config_set_feature_metered(config.0, c("ghost").as_ptr(), true),
         polar_license_status::Ok
@@ -374,7 +330,7 @@ fn an_invalid_map_is_refused_when_the_client_is_built_naming_the_entry() {
     assert_eq!(status, bad);
     assert!(message.contains("entitlements.ghost: needs at least one benefit id"));
 
-    let config = Config::new(url, &dir.0, 0);
+    let config = Config::new(url, &dir, 0);
     let json = json!({"pro_export": [PRO], "broken": ["x"]}).to_string();
     assert_eq!(
         polar_license_config_set_entitlements_json(config.0, c(&json).as_ptr()),
@@ -385,14 +341,14 @@ fn an_invalid_map_is_refused_when_the_client_is_built_naming_the_entry() {
     assert!(message.contains("entitlements.broken: benefit id `x` is not a UUID v4"));
 
     // A good map builds.
-    assert!(Config::new(url, &dir.0, 0).with_map().build().is_ok());
+    assert!(Config::new(url, &dir, 0).with_map().build().is_ok());
 }
 
 #[test]
 fn results_that_are_not_verdicts_are_refused() {
     let (_emu, url) = emulator();
-    let dir = Dir::new("not-verdicts");
-    let client = Config::new(&url, &dir.0, 0).with_map().build().unwrap();
+    let dir = ScratchDir::new("ffi-features-not-verdicts");
+    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
     let mut status = ptr::null_mut();
     assert_eq!(
         polar_license_client_status(client.0, c(PRO_KEY).as_ptr(), &mut status),

@@ -2,11 +2,8 @@
 //! `--json` object, and every row of polar-license-api.md §6.4 reachable from the command line.
 
 use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_testkit::{clean_command, ScratchDir, Served};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -35,48 +32,10 @@ const MISMATCH: &str = "License key does not match required conditions";
 const NO_SUPPORT: &str = "This license key does not support activations. Use the /validate endpoint instead to check license validity.";
 const LIMIT: &str = "License key activation limit already reached";
 
-/// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 19] = [
-    "POLAR_LICENSE_APP_ID",
-    "POLAR_LICENSE_PROXY",
-    "POLAR_LICENSE_TLS_ROOTS",
-    "POLAR_LICENSE_ENTITLEMENTS",
-    "POLAR_ORGANIZATION_ID",
-    "POLAR_SERVER",
-    "POLAR_API_URL",
-    "POLAR_LICENSE_CACHE_DIR",
-    "POLAR_TIMEOUT",
-    "POLAR_ACCESS_TOKEN",
-    "POLAR_LICENSE_KEY",
-    "POLAR_REVALIDATE_AFTER",
-    "POLAR_GRACE_PERIOD",
-    "POLAR_CLOCK_TOLERANCE",
-    "POLAR_LICENSE_APP_SECRET",
-    "POLAR_LICENSE_NO_MACHINE_BINDING",
-    "POLAR_LICENSE_REQUIRE_ACTIVATION",
-    "POLAR_LICENSE_CLOCK_OFFSET",
-    "POLAR_LICENSE_CLOCK_AT",
-];
-
-/// A cache directory removed when dropped.
-struct CacheDir(PathBuf);
-
-impl Drop for CacheDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
-
 thread_local! {
     /// Each test runs on its own thread, so each gets its own offline cache (`activate`
     /// remembers activations there): never the user's data dir, never another test's records.
-    static CACHE_DIR: CacheDir = CacheDir(std::env::temp_dir().join(format!(
-        "polar-license-cli-{}-{}",
-        std::process::id(),
-        NEXT_DIR.fetch_add(1, Ordering::SeqCst)
-    )));
+    static CACHE_DIR: ScratchDir = ScratchDir::new("cli");
 }
 
 fn seed() -> Seed {
@@ -130,11 +89,8 @@ impl Run {
 }
 
 fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
-    let mut cmd = Command::new(BIN);
-    for var in ENV_VARS {
-        cmd.env_remove(var);
-    }
-    CACHE_DIR.with(|dir| cmd.env("POLAR_LICENSE_CACHE_DIR", &dir.0));
+    let mut cmd = clean_command(BIN);
+    CACHE_DIR.with(|dir| cmd.env("POLAR_LICENSE_CACHE_DIR", dir.path()));
     cmd.args(args).envs(env.iter().copied());
     let out = cmd.output().expect("binary runs");
     Run {
@@ -1176,49 +1132,14 @@ fn demo_walks_through_and_exits_zero() {
     assert!(steps.iter().all(|s| s["ok"] == true), "{v}");
 }
 
-/// Kills the child when dropped, so a failing test leaves no server behind.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn spawn_emulator(args: &[&str]) -> (Reaper, String, Vec<String>) {
-    let mut cmd = Command::new(BIN);
-    for var in ENV_VARS {
-        cmd.env_remove(var);
-    }
-    let mut child = Reaper(
-        cmd.arg("emulator")
-            .args(args)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator spawns"),
-    );
-    let stdout = child.0.stdout.take().expect("stdout");
-    let mut lines = BufReader::new(stdout).lines();
-    let first = lines.next().expect("a first line").expect("readable");
-    let url = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {first:?}"))
-        .to_string();
-    assert!(url.starts_with("http://127.0.0.1:"), "{first}");
+fn spawn_emulator(args: &[&str]) -> (Served, String, Vec<String>) {
+    // The rest of the banner, up to the "serving" line.
+    let (child, rest) =
+        Served::start_with_banner(clean_command(BIN).arg("emulator").args(args), "serving");
+    let url = child.url.clone();
+    assert!(url.starts_with("http://127.0.0.1:"), "{url}");
     let port: u16 = url["http://127.0.0.1:".len()..].parse().expect("a port");
     assert_ne!(port, 0);
-    // The rest of the banner, up to the "serving" line.
-    let mut rest = Vec::new();
-    for line in lines.by_ref() {
-        let line = line.expect("readable");
-        let done = line.starts_with("serving");
-        rest.push(line);
-        if done {
-            break;
-        }
-    }
     (child, url, rest)
 }
 
@@ -1249,8 +1170,7 @@ fn emulator_command_listens_and_answers() {
 
 #[test]
 fn emulator_command_takes_a_seed_file() {
-    let dir = std::env::temp_dir().join(format!("polar-license-cli-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
+    let dir = ScratchDir::new("cli-seed");
     let path = dir.join("seed.json");
     std::fs::write(
         &path,
@@ -1300,5 +1220,4 @@ fn emulator_command_takes_a_seed_file() {
         (2, Some("invalid_input"), Some("seed")),
         "{v}"
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -2,64 +2,29 @@
 //! one of several benefits, not by another, unknown feature, denied license, a cached verdict
 //! within grace, metered with uses left and with none, and an invalid map.
 
-use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_emulator::{Emulator, Fault, Options};
+use polar_license_testkit::features::{self, map_json as map, ORG, PRO};
+use polar_license_testkit::{clean_command, ScratchDir};
 use serde_json::{json, Value};
-use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
-const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const PRO: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
-const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
-
-fn seed() -> Seed {
-    Seed::from_json(
-        &json!({
-            "organization_id": ORG,
-            "license_keys": [
-                {"key": "PRO-KEY-0000-0000-0001", "benefit_id": PRO},
-                {"key": "TEAM-KEY-0000-0000-0001", "benefit_id": TEAM},
-                {"key": "METERED-KEY-0000-0001", "benefit_id": PRO, "limit_usage": 10, "usage": 7},
-                {"key": "SPENT-KEY-0000-0001", "benefit_id": PRO, "limit_usage": 10, "usage": 10},
-                {"key": "REVOKED-KEY-0000-0001", "benefit_id": PRO, "status": "revoked"}
-            ]
-        })
-        .to_string(),
-    )
-    .unwrap()
-}
-
-fn map() -> String {
-    json!({
-        "pro_export": [PRO, TEAM],
-        "team_sync": [TEAM],
-        "api_calls": {"benefits": [PRO], "metered": true}
-    })
-    .to_string()
-}
 
 struct World {
     polar: Emulator,
-    dir: std::path::PathBuf,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: ScratchDir,
 }
 
 fn world(name: &str) -> World {
     World {
-        polar: Emulator::start(seed(), Options::default()).unwrap(),
-        dir: std::env::temp_dir().join(format!("polar-cli-features-{name}-{}", std::process::id())),
+        polar: Emulator::start(features::seed(), Options::default()).unwrap(),
+        dir: ScratchDir::new(&format!("cli-features-{name}")),
     }
 }
 
 impl World {
     /// `check --feature` with `--json`: (exit code, the JSON object).
     fn feature(&self, key: &str, feature: &str, entitlements: &str, offset: i64) -> (i32, Value) {
-        let out = Command::new(BIN)
-            .env_remove("POLAR_LICENSE_ENTITLEMENTS")
+        let out = clean_command(BIN)
             .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
             .args([
                 "--json",

@@ -8,10 +8,10 @@
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
 };
+use polar_license_testkit::{cli_against, take_requests, ScratchDir};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const SHOWN: &str = "****-4C5B6A";
@@ -19,42 +19,11 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
-/// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 19] = [
-    "POLAR_LICENSE_APP_ID",
-    "POLAR_LICENSE_PROXY",
-    "POLAR_LICENSE_TLS_ROOTS",
-    "POLAR_LICENSE_ENTITLEMENTS",
-    "POLAR_ORGANIZATION_ID",
-    "POLAR_SERVER",
-    "POLAR_API_URL",
-    "POLAR_LICENSE_CACHE_DIR",
-    "POLAR_TIMEOUT",
-    "POLAR_ACCESS_TOKEN",
-    "POLAR_LICENSE_KEY",
-    "POLAR_REVALIDATE_AFTER",
-    "POLAR_GRACE_PERIOD",
-    "POLAR_CLOCK_TOLERANCE",
-    "POLAR_LICENSE_APP_SECRET",
-    "POLAR_LICENSE_NO_MACHINE_BINDING",
-    "POLAR_LICENSE_REQUIRE_ACTIVATION",
-    "POLAR_LICENSE_CLOCK_OFFSET",
-    "POLAR_LICENSE_CLOCK_AT",
-];
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
 /// One test's world: the emulator (None once stopped), its URL and a private cache dir.
 struct World {
     polar: Option<Emulator>,
     url: String,
-    dir: PathBuf,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
+    dir: ScratchDir,
 }
 
 /// One run of the binary, `--json` parsed.
@@ -67,16 +36,10 @@ struct Answer {
 impl World {
     fn new() -> World {
         let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-cli-grace-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
         World {
             url: polar.url(),
             polar: Some(polar),
-            dir,
+            dir: ScratchDir::new("cli-grace"),
         }
     }
 
@@ -86,9 +49,7 @@ impl World {
 
     /// Requests that reached the emulator since the last call.
     fn sent(&self) -> u64 {
-        let n = self.polar().request_count();
-        self.polar().reset_request_count();
-        n
+        take_requests(self.polar())
     }
 
     fn stop(&mut self) {
@@ -107,15 +68,8 @@ impl World {
         if let Some(polar) = &self.polar {
             polar.set_clock_offset(offset);
         }
-        let mut cmd = Command::new(BIN);
-        for var in ENV_VARS {
-            cmd.env_remove(var);
-        }
-        cmd.env("POLAR_API_URL", &self.url)
-            .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
-            .env("POLAR_LICENSE_CACHE_DIR", &self.dir)
-            .env("POLAR_TIMEOUT", "5")
-            .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
+        let mut cmd = cli_against(BIN, &self.url, DEMO_ORGANIZATION_ID, &self.dir);
+        cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
             .args(args);
         cmd
     }

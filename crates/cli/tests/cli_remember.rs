@@ -5,43 +5,14 @@
 
 use polar_license::{Licensing, MachineBinding};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license_testkit::{clean_command, ScratchDir};
 use serde_json::Value;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
-/// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 6] = [
-    "POLAR_LICENSE_KEY",
-    "POLAR_LICENSE_APP_SECRET",
-    "POLAR_LICENSE_NO_MACHINE_BINDING",
-    "POLAR_LICENSE_CLOCK_OFFSET",
-    "POLAR_LICENSE_CLOCK_AT",
-    "POLAR_LICENSE_APP_ID",
-];
-
-struct Dir(PathBuf);
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn dir(name: &str) -> Dir {
-    let d = std::env::temp_dir().join(format!(
-        "polar-license-cli-remember-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    Dir(d)
-}
 
 fn cli(polar: &Emulator, dir: &Path, args: &[&str]) -> (i32, Value, String) {
-    let mut cmd = Command::new(BIN);
-    for var in ENV_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = clean_command(BIN);
     let (url, org) = (polar.url(), polar.organization_id());
     let out = cmd
         .args([
@@ -84,34 +55,30 @@ fn tail(key: &str) -> &str {
 #[test]
 fn activate_remember_then_check_deactivate_and_status_need_no_key() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
-    let d = dir("flow");
+    let d = ScratchDir::new("cli-remember-flow");
     // Nothing remembered: check and deactivate say how to remember one, with no request.
-    no_key(&cli(&polar, &d.0, &["check"]));
-    no_key(&cli(&polar, &d.0, &["deactivate"]));
+    no_key(&cli(&polar, &d, &["check"]));
+    no_key(&cli(&polar, &d, &["deactivate"]));
     assert_eq!(polar.request_count(), 0);
 
     // Activated without --remember: still nothing remembered.
-    let plain = cli(
-        &polar,
-        &d.0,
-        &["activate", "--key", DEMO_KEY, "--label", "a"],
-    );
+    let plain = cli(&polar, &d, &["activate", "--key", DEMO_KEY, "--label", "a"]);
     assert_eq!(
         (plain.0, &plain.1["key_remembered"]),
         (0, &Value::Bool(false))
     );
-    no_key(&cli(&polar, &d.0, &["check"]));
+    no_key(&cli(&polar, &d, &["check"]));
 
     let act = cli(
         &polar,
-        &d.0,
+        &d,
         &["activate", "--key", DEMO_KEY, "--label", "b", "--remember"],
     );
     assert_eq!(act.0, 0, "{}", act.1);
     assert_eq!(act.1["key_remembered"], true, "{}", act.1);
     let activation = act.1["activation_id"].as_str().unwrap().to_string();
 
-    let check = cli(&polar, &d.0, &["check"]);
+    let check = cli(&polar, &d, &["check"]);
     assert_eq!(
         (check.0, check.1["outcome"].as_str()),
         (0, Some("licensed")),
@@ -119,7 +86,7 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
         check.1
     );
     assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
-    let status = cli(&polar, &d.0, &["status"]);
+    let status = cli(&polar, &d, &["status"]);
     assert_eq!(status.0, 0, "{}", status.1);
     assert_eq!(
         status.1["activation_id"],
@@ -128,7 +95,7 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
         status.1
     );
     // --key still wins over the remembered key.
-    let other = cli(&polar, &d.0, &["check", "--key", DEMO_KEY_REVOKED]);
+    let other = cli(&polar, &d, &["check", "--key", DEMO_KEY_REVOKED]);
     assert_eq!(
         (other.0, other.1["reason"].as_str()),
         (1, Some("inactive")),
@@ -137,12 +104,12 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
     );
 
     // Deactivating the remembered key frees its slot and forgets it.
-    let deact = cli(&polar, &d.0, &["deactivate"]);
+    let deact = cli(&polar, &d, &["deactivate"]);
     assert_eq!(deact.0, 0, "{}", deact.1);
     assert_eq!(deact.1["activation_id"], activation.as_str(), "{}", deact.1);
-    no_key(&cli(&polar, &d.0, &["check"]));
+    no_key(&cli(&polar, &d, &["check"]));
     // And status without a key lists the directory: two records (the revoked key's too).
-    let listing = cli(&polar, &d.0, &["status"]);
+    let listing = cli(&polar, &d, &["status"]);
     assert_eq!(listing.0, 0, "{}", listing.1);
     assert_eq!(listing.1["cache"]["records"], 2, "{}", listing.1);
 }
@@ -150,18 +117,18 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
 #[test]
 fn remember_and_forget_key_commands() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
-    let d = dir("commands");
-    let bad = cli(&polar, &d.0, &["remember", "--key", " KEY"]);
+    let d = ScratchDir::new("cli-remember-commands");
+    let bad = cli(&polar, &d, &["remember", "--key", " KEY"]);
     assert_eq!(
         (bad.0, bad.1["field"].as_str()),
         (2, Some("key")),
         "{}",
         bad.1
     );
-    let none = cli(&polar, &d.0, &["forget-key"]);
+    let none = cli(&polar, &d, &["forget-key"]);
     assert_eq!((none.0, &none.1["key"]), (0, &Value::Null), "{}", none.1);
 
-    let remembered = cli(&polar, &d.0, &["remember", "--key", DEMO_KEY]);
+    let remembered = cli(&polar, &d, &["remember", "--key", DEMO_KEY]);
     assert_eq!(remembered.0, 0, "{}", remembered.1);
     assert_eq!(remembered.1["command"], "remember");
     assert_eq!(remembered.1["key"], format!("****-{}", tail(DEMO_KEY)));
@@ -173,10 +140,10 @@ fn remember_and_forget_key_commands() {
     assert_eq!(polar.request_count(), 0, "remembering asks nothing");
     // A key this app cannot open leaves status to list the directory: the key file is no
     // record.
-    let listing = cli(&polar, &d.0, &["--app-secret", "another app", "status"]);
+    let listing = cli(&polar, &d, &["--app-secret", "another app", "status"]);
     assert_eq!(listing.1["cache"]["records"], 0, "{}", listing.1);
     assert_eq!(listing.1["cache"]["exists"], true, "{}", listing.1);
-    let check = cli(&polar, &d.0, &["check"]);
+    let check = cli(&polar, &d, &["check"]);
     assert_eq!(
         (check.0, check.1["source"].as_str()),
         (0, Some("online")),
@@ -184,12 +151,12 @@ fn remember_and_forget_key_commands() {
         check.1
     );
 
-    let forgot = cli(&polar, &d.0, &["forget-key"]);
+    let forgot = cli(&polar, &d, &["forget-key"]);
     assert_eq!(forgot.0, 0, "{}", forgot.1);
     assert_eq!(forgot.1["key"], format!("****-{}", tail(DEMO_KEY)));
-    no_key(&cli(&polar, &d.0, &["check"]));
+    no_key(&cli(&polar, &d, &["check"]));
     // The record stays: the key checks from the cache with --key.
-    let cached = cli(&polar, &d.0, &["check", "--key", DEMO_KEY]);
+    let cached = cli(&polar, &d, &["check", "--key", DEMO_KEY]);
     assert_eq!(
         (cached.0, cached.1["source"].as_str()),
         (0, Some("cache")),
@@ -201,22 +168,22 @@ fn remember_and_forget_key_commands() {
 #[test]
 fn the_library_and_the_cli_share_the_remembered_key() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
-    let d = dir("shared");
+    let d = ScratchDir::new("cli-remember-shared");
     // The CLI binds to the OS machine id; the library does too by default.
     let lib = Licensing::builder(polar.organization_id())
         .base_url(polar.url())
-        .cache_dir(&d.0)
+        .cache_dir(&d)
         .machine_binding(MachineBinding::Os)
         .build()
         .unwrap();
     lib.remember_key(DEMO_KEY).unwrap();
-    let check = cli(&polar, &d.0, &["check"]);
+    let check = cli(&polar, &d, &["check"]);
     assert_eq!(check.0, 0, "{}", check.1);
 
     lib.forget_key().unwrap();
     let act = cli(
         &polar,
-        &d.0,
+        &d,
         &["activate", "--key", DEMO_KEY, "--label", "x", "--remember"],
     );
     assert_eq!(act.0, 0, "{}", act.1);
@@ -224,14 +191,11 @@ fn the_library_and_the_cli_share_the_remembered_key() {
     assert!(lib.check_remembered().is_licensed());
 
     // Another app secret is another app: the CLI with one sees no key.
-    let mut cmd = Command::new(BIN);
-    for var in ENV_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = clean_command(BIN);
     let (url, org) = (polar.url(), polar.organization_id());
     let out = cmd
         .args(["--base-url", url.as_str(), "--org", org.as_str()])
-        .args(["--cache-dir", d.0.to_str().unwrap(), "--json"])
+        .args(["--cache-dir", d.to_str().unwrap(), "--json"])
         .args(["--app-secret", "another app", "check"])
         .output()
         .unwrap();

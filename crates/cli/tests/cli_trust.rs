@@ -11,59 +11,20 @@
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
 };
+use polar_license_testkit::{clean_command, cli_against, take_requests, ScratchDir, Served};
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const HOUR: i64 = 3600;
 
-/// Environment variables the binary reads; cleared so the host's settings cannot leak in.
-const ENV_VARS: [&str; 20] = [
-    "POLAR_LICENSE_APP_ID",
-    "POLAR_LICENSE_PROXY",
-    "POLAR_LICENSE_TLS_ROOTS",
-    "POLAR_LICENSE_ENTITLEMENTS",
-    "POLAR_ORGANIZATION_ID",
-    "POLAR_SERVER",
-    "POLAR_API_URL",
-    "POLAR_LICENSE_CACHE_DIR",
-    "POLAR_TIMEOUT",
-    "POLAR_ACCESS_TOKEN",
-    "POLAR_LICENSE_KEY",
-    "POLAR_REVALIDATE_AFTER",
-    "POLAR_GRACE_PERIOD",
-    "POLAR_CLOCK_TOLERANCE",
-    "POLAR_LICENSE_APP_SECRET",
-    "POLAR_LICENSE_NO_MACHINE_BINDING",
-    "POLAR_LICENSE_REQUIRE_ACTIVATION",
-    "POLAR_LICENSE_CLOCK_OFFSET",
-    "POLAR_LICENSE_CLOCK_AT",
-    "XDG_DATA_HOME",
-];
-
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A fresh, unique temporary directory path (not created).
-fn temp_path(what: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "polar-license-cli-trust-{what}-{}-{}",
-        std::process::id(),
-        NEXT.fetch_add(1, Ordering::SeqCst)
-    ));
-    let _ = std::fs::remove_dir_all(&dir);
-    dir
-}
-
-/// `program` with none of the host's settings.
+/// `program` with none of the host's settings: no `POLAR_*` variable, no `XDG_DATA_HOME` (the
+/// default directory is where a test says).
 fn bare_at(program: &Path) -> Command {
-    let mut cmd = Command::new(program);
-    for var in ENV_VARS {
-        cmd.env_remove(var);
-    }
+    let mut cmd = clean_command(program);
+    cmd.env_remove("XDG_DATA_HOME");
     cmd
 }
 
@@ -90,15 +51,6 @@ fn bare() -> Command {
     bare_at(Path::new(BIN))
 }
 
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 fn unix_now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -110,15 +62,9 @@ fn unix_now() -> i64 {
 struct World {
     polar: Option<Emulator>,
     url: String,
-    dir: PathBuf,
+    dir: ScratchDir,
     /// Set on every run.
     env: Vec<(&'static str, &'static str)>,
-}
-
-impl Drop for World {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
 }
 
 /// One run of the binary, `--json` parsed.
@@ -167,7 +113,7 @@ impl World {
         World {
             url: polar.url(),
             polar: Some(polar),
-            dir: temp_path("cache"),
+            dir: ScratchDir::new("cli-trust-cache"),
             env: Vec::new(),
         }
     }
@@ -192,11 +138,8 @@ impl World {
         if let Some(polar) = &self.polar {
             polar.set_clock_offset(offset);
         }
-        let mut cmd = bare();
-        cmd.env("POLAR_API_URL", &self.url)
-            .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
-            .env("POLAR_LICENSE_CACHE_DIR", &self.dir)
-            .env("POLAR_TIMEOUT", "5")
+        let mut cmd = cli_against(BIN, &self.url, DEMO_ORGANIZATION_ID, &self.dir);
+        cmd.env_remove("XDG_DATA_HOME")
             .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
             .envs(self.env.iter().copied());
         cmd
@@ -233,9 +176,7 @@ impl World {
 
     /// Requests that reached the emulator since the last call.
     fn sent(&self) -> u64 {
-        let n = self.polar().request_count();
-        self.polar().reset_request_count();
-        n
+        take_requests(self.polar())
     }
 
     /// Activates at offset 0 (remembered) and checks there (licensed: from the cache, the
@@ -294,16 +235,6 @@ fn no_denial(s: &Answer) {
     assert!(s.v["grace_remaining_seconds"].as_u64().is_some(), "{s:?}");
 }
 
-/// Kills a child process when dropped.
-struct Reaper(Child);
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// Item 1: a record forged with our own tools (a seed with the app's organization and a
 /// made-up key, `polar-license emulator --seed`, then `activate` and `check`) never answers a
 /// client configured for production or sandbox, with or without `--require-activation`: the
@@ -312,9 +243,7 @@ impl Drop for Reaper {
 #[test]
 fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
     const FORGED: &str = "FORGED-0BADC0DE-1111-4222-8333-444455556666";
-    let dir = temp_path("forged");
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    let _cleanup = TempDir(dir.clone());
+    let dir = ScratchDir::new("cli-trust-forged");
     let seed = dir.join("seed.json");
     std::fs::write(
         &seed,
@@ -323,24 +252,12 @@ fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
         .to_string(),
     )
     .expect("seed");
-    let mut child = Reaper(
+    let served = Served::start(
         bare()
             .args(["emulator", "--port", "0", "--seed"])
-            .arg(&seed)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("emulator spawns"),
+            .arg(&seed),
     );
-    let first = BufReader::new(child.0.stdout.take().expect("stdout"))
-        .lines()
-        .next()
-        .expect("a first line")
-        .expect("readable");
-    let url = first
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("{first}"))
-        .to_string();
+    let url = served.url.clone();
 
     let cache = dir.join("cache");
     let run = |args: &[&str], extra_env: &[(&str, &Path)]| {
@@ -1034,7 +951,7 @@ fn a_fifo_or_an_unwritable_record_is_no_hang_and_is_said() {
         .success());
     let mut child = w
         .command(60, &["check", "--key", DEMO_KEY])
-        .stdout(Stdio::piped())
+        .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("spawns");
     // A bound on a hang, not a timing assertion: a blocked open never returns.
@@ -1083,7 +1000,7 @@ fn a_fifo_or_an_unwritable_record_is_no_hang_and_is_said() {
 #[test]
 fn the_command_reaches_an_apps_directory_with_app_id() {
     let w = World::new();
-    let data = temp_path("xdg-app");
+    let data = ScratchDir::new("cli-trust-xdg-app");
     // The app (this process, as the library): its records under its own id.
     std::env::set_var("XDG_DATA_HOME", &data);
     let app = polar_license::Licensing::builder(DEMO_ORGANIZATION_ID)
@@ -1122,5 +1039,4 @@ fn the_command_reaches_an_apps_directory_with_app_id() {
         "{s:?}"
     );
     assert!(s.v.to_string().contains("app_id"), "{s:?}");
-    let _ = std::fs::remove_dir_all(&data);
 }

@@ -3,50 +3,18 @@
 //! text, and a rotated key that was valid here read as such by `validate`, `check` and `status`.
 
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_testkit::{cli_against, ScratchDir, Served};
 use serde_json::Value;
-use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::path::Path;
+use std::process::{Command, Output};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
-static NEXT: AtomicUsize = AtomicUsize::new(0);
-
-/// A directory removed when dropped.
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(what: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!(
-            "polar-license-cli-versions-{what}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        ));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The binary with none of the host's settings, against `url`, caching in `dir`.
-fn cli(url: &str, dir: &TempDir) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (name, _) in std::env::vars() {
-        if name.starts_with("POLAR_") || name == "XDG_DATA_HOME" {
-            cmd.env_remove(name);
-        }
-    }
-    cmd.env("POLAR_API_URL", url)
-        .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
-        .env("POLAR_LICENSE_CACHE_DIR", &dir.0)
-        .env("POLAR_TIMEOUT", "5");
+/// The binary with none of the host's settings (nor `XDG_DATA_HOME`), against `url`, caching
+/// in `dir`.
+fn cli(url: &str, dir: &Path) -> Command {
+    let mut cmd = cli_against(BIN, url, DEMO_ORGANIZATION_ID, dir);
+    cmd.env_remove("XDG_DATA_HOME");
     cmd
 }
 
@@ -62,34 +30,12 @@ fn json(out: &Output) -> (i32, Value) {
 }
 
 /// `polar-license emulator` as a process, killed when dropped.
-struct Served(Child, String);
-
-impl Drop for Served {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn serve(args: &[&str]) -> Served {
-    let mut child = Command::new(BIN)
-        .args(["emulator", "--port", "0"])
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("emulator runs");
-    let stdout = child.stdout.take().expect("stdout");
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("first line");
-    let url = line
-        .trim()
-        .strip_prefix("listening on ")
-        .unwrap_or_else(|| panic!("first line: {line:?}"))
-        .to_string();
-    Served(child, url)
+    Served::start(
+        Command::new(BIN)
+            .args(["emulator", "--port", "0"])
+            .args(args),
+    )
 }
 
 const SEED: &str = r#"{
@@ -108,14 +54,14 @@ const SEED: &str = r#"{
 
 #[test]
 fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
-    let dir = TempDir::new("2027");
-    let seed = dir.0.join("seed.json");
+    let dir = ScratchDir::new("cli-versions-2027");
+    let seed = dir.join("seed.json");
     std::fs::write(&seed, SEED).expect("seed");
     let seed = seed.to_string_lossy().to_string();
     let served = serve(&["--seed", &seed, "--api-version", "2027-01"]);
-    let cache = TempDir::new("cache");
+    let cache = ScratchDir::new("cli-versions-cache");
 
-    let out = cli(&served.1, &cache)
+    let out = cli(&served.url, &cache)
         .args(["--json", "validate", "--key", DEMO_KEY])
         .output()
         .expect("runs");
@@ -133,7 +79,7 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
     assert_eq!(license["order"]["paid"], true);
 
     // check answers from the record validate wrote: the fields came through the cache.
-    let out = cli(&served.1, &cache)
+    let out = cli(&served.url, &cache)
         .args(["--json", "check", "--key", DEMO_KEY])
         .output()
         .expect("runs");
@@ -151,7 +97,7 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
     };
     assert_eq!(at("grace_ends_at") - at("verified_at"), 7 * 24 * 3600);
 
-    let out = cli(&served.1, &cache)
+    let out = cli(&served.url, &cache)
         .args(["validate", "--key", DEMO_KEY])
         .output()
         .expect("runs");
@@ -173,7 +119,7 @@ fn the_emulator_command_rotates_a_version_out() {
     ]);
     // A client pinned to the removed 2026-04 gets the bare 404 (raw request, as curl would).
     let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
-    let url = format!("{}/v1/customer-portal/license-keys/validate", served.1);
+    let url = format!("{}/v1/customer-portal/license-keys/validate", served.url);
     let pinned = ureq::post(&url)
         .header("Polar-Version", "2026-04")
         .header("content-type", "application/json")
@@ -186,8 +132,8 @@ fn the_emulator_command_rotates_a_version_out() {
     let text = pinned.into_body().read_to_string().expect("body");
     assert_eq!(text, r#"{"detail":"Not Found"}"#);
     // Our client sends no version: it follows the current one and keeps working.
-    let cache = TempDir::new("cache");
-    let out = cli(&served.1, &cache)
+    let cache = ScratchDir::new("cli-versions-cache");
+    let out = cli(&served.url, &cache)
         .args(["--json", "validate", "--key", DEMO_KEY])
         .output()
         .expect("runs");
@@ -215,7 +161,7 @@ fn the_emulator_command_rotates_a_version_out() {
 #[test]
 fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
-    let cache = TempDir::new("rotated");
+    let cache = ScratchDir::new("cli-versions-rotated");
     let run = |args: &[&str]| {
         let out = cli(&polar.url(), &cache)
             .arg("--json")

@@ -1,14 +1,18 @@
 //! What the workspace's test suites share (a dev-dependency of the root crate, the command
-//! line and the C crate; never published): scratch directories, the `polar-license` binary
-//! with the host's settings cleared, and a CONNECT proxy on loopback.
+//! line and the C crate; never published): scratch directories, a fake clock, a `Licensing`
+//! builder against the emulator, the feature-gating seed and map, docs/polar-api.md §6.2's
+//! validate answer, the `polar-license` binary with the host's settings cleared (and its
+//! `emulator` command as a process), and a CONNECT proxy on loopback.
 
 #![cfg(not(target_arch = "wasm32"))]
 
+use polar_license::{Licensing, LicensingBuilder, MachineBinding};
+use polar_license_emulator::Emulator;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
 
@@ -39,6 +43,12 @@ impl ScratchDir {
         &self.0
     }
 
+    /// Removes it now and says whether that worked, for a test that checks it can (dropping
+    /// it removes it too, silently).
+    pub fn remove(self) -> std::io::Result<()> {
+        std::fs::remove_dir_all(&self.0)
+    }
+
     /// Its path as UTF-8 (for command-line arguments).
     pub fn arg(&self) -> &str {
         match self.0.to_str() {
@@ -52,6 +62,20 @@ impl std::ops::Deref for ScratchDir {
     type Target = Path;
     fn deref(&self) -> &Path {
         &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Also makes `&ScratchDir` a `PathBuf` (`impl Into<PathBuf>` arguments) and an environment
+/// variable's value.
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
     }
 }
 
@@ -73,6 +97,266 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     }
     cmd
 }
+
+/// [`clean_command`] pointed by its environment at a Polar at `url` (`POLAR_API_URL`), for the
+/// organization `organization_id`, caching in `cache_dir`, with a 5 s timeout: how the command
+/// line tests run the binary against the emulator.
+pub fn cli_against(
+    program: impl AsRef<std::ffi::OsStr>,
+    url: &str,
+    organization_id: &str,
+    cache_dir: &Path,
+) -> Command {
+    let mut cmd = clean_command(program);
+    cmd.env("POLAR_API_URL", url)
+        .env("POLAR_ORGANIZATION_ID", organization_id)
+        .env("POLAR_LICENSE_CACHE_DIR", cache_dir)
+        .env("POLAR_TIMEOUT", "5");
+    cmd
+}
+
+/// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a
+/// failing test leaves no server behind.
+#[derive(Debug)]
+pub struct Served {
+    /// The process.
+    pub child: Child,
+    /// Where it listens: the URL of its banner's first line, `listening on URL`.
+    pub url: String,
+}
+
+impl Served {
+    /// Spawns `cmd` (an `emulator` command line) with its stdout piped and its stderr
+    /// discarded, and reads its banner's first line.
+    pub fn start(cmd: &mut Command) -> Served {
+        Served::start_reading(cmd, None).0
+    }
+
+    /// [`Served::start`], then reads the banner's next lines up to and including the first
+    /// that starts with `last`; returns them.
+    pub fn start_with_banner(cmd: &mut Command, last: &str) -> (Served, Vec<String>) {
+        Served::start_reading(cmd, Some(last))
+    }
+
+    fn start_reading(cmd: &mut Command, last: Option<&str>) -> (Served, Vec<String>) {
+        let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("the emulator does not spawn ({cmd:?}): {e}"),
+        };
+        let mut served = Served {
+            child,
+            url: String::new(),
+        };
+        let Some(stdout) = served.child.stdout.take() else {
+            panic!("no stdout")
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            other => panic!("no first line: {other:?}"),
+        };
+        served.url = match first.trim().strip_prefix("listening on ") {
+            Some(url) => url.to_string(),
+            None => panic!("first line: {first:?}"),
+        };
+        let mut rest = Vec::new();
+        if let Some(last) = last {
+            for line in lines.by_ref() {
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => panic!("the banner is not readable: {e}"),
+                };
+                let done = line.starts_with(last);
+                rest.push(line);
+                if done {
+                    break;
+                }
+            }
+        }
+        (served, rest)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Where a [`FakeClock`] starts unless told otherwise (2026-09-21T14:13:20Z, in unix seconds).
+pub const START: i64 = 1_790_000_000;
+
+/// A clock the test moves by hand (unix seconds), shared with the clients it is given to:
+/// time passes with [`FakeClock::advance`], never with sleeps.
+#[derive(Debug, Clone)]
+pub struct FakeClock(Arc<AtomicI64>);
+
+impl FakeClock {
+    /// A clock that reads `at` until moved.
+    pub fn new(at: i64) -> FakeClock {
+        FakeClock(Arc::new(AtomicI64::new(at)))
+    }
+
+    /// What it reads now.
+    pub fn now(&self) -> i64 {
+        self.0.load(Ordering::SeqCst)
+    }
+
+    /// Sets it to `at` (forward or back).
+    pub fn set(&self, at: i64) {
+        self.0.store(at, Ordering::SeqCst);
+    }
+
+    /// Moves it by `seconds` (negative: back).
+    pub fn advance(&self, seconds: i64) {
+        self.0.fetch_add(seconds, Ordering::SeqCst);
+    }
+
+    /// A reader of this clock, for `LicensingBuilder::clock`.
+    pub fn reader(&self) -> impl Fn() -> i64 + Send + Sync + 'static {
+        let clock = Arc::clone(&self.0);
+        move || clock.load(Ordering::SeqCst)
+    }
+}
+
+impl Default for FakeClock {
+    /// A clock at [`START`].
+    fn default() -> FakeClock {
+        FakeClock::new(START)
+    }
+}
+
+/// `Licensing::builder` for the emulator `polar`: its organization and URL, the cache in
+/// `dir`, the machine binding `machine`. Timeouts, clocks and policies are the caller's.
+pub fn licensing_builder(
+    polar: &Emulator,
+    dir: impl Into<PathBuf>,
+    machine: MachineBinding,
+) -> LicensingBuilder {
+    Licensing::builder(polar.organization_id())
+        .base_url(polar.url())
+        .cache_dir(dir)
+        .machine_binding(machine)
+}
+
+/// Requests that reached the emulator since the last call (the count is reset).
+pub fn take_requests(polar: &Emulator) -> u64 {
+    let n = polar.request_count();
+    polar.reset_request_count();
+    n
+}
+
+/// The feature-gating cases (tests/features.rs, the C ABI's and the command line's twins): one
+/// organization, three benefits, keys granted by each, metered and spent ones, a revoked one,
+/// and the map of features to benefits they are checked against.
+pub mod features {
+    use polar_license_emulator::Seed;
+    use serde_json::json;
+
+    /// The organization.
+    pub const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+    /// The pro benefit.
+    pub const PRO: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+    /// The team benefit.
+    pub const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
+    /// The basic benefit (in no feature of the map).
+    pub const BASIC: &str = "2d3e4f50-6172-4c8d-ae9f-1a2b3c4d5e6f";
+    /// A key of the pro benefit, no usage limit.
+    pub const PRO_KEY: &str = "PRO-KEY-0000-0000-0001";
+    /// A key of the team benefit.
+    pub const TEAM_KEY: &str = "TEAM-KEY-0000-0000-0001";
+    /// A key of the basic benefit.
+    pub const BASIC_KEY: &str = "BASIC-KEY-0000-0000-0001";
+    /// A pro key with 3 uses left of 10.
+    pub const METERED_KEY: &str = "METERED-KEY-0000-0001";
+    /// A pro key with no use left.
+    pub const SPENT_KEY: &str = "SPENT-KEY-0000-0001";
+    /// A revoked pro key.
+    pub const REVOKED_KEY: &str = "REVOKED-KEY-0000-0001";
+
+    /// The emulator's seed: every key above.
+    pub fn seed() -> Seed {
+        let json = json!({
+            "organization_id": ORG,
+            "license_keys": [
+                {"key": PRO_KEY, "benefit_id": PRO},
+                {"key": TEAM_KEY, "benefit_id": TEAM},
+                {"key": BASIC_KEY, "benefit_id": BASIC},
+                {"key": METERED_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 7},
+                {"key": SPENT_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 10},
+                {"key": REVOKED_KEY, "benefit_id": PRO, "status": "revoked"}
+            ]
+        });
+        match Seed::from_json(&json.to_string()) {
+            Ok(seed) => seed,
+            Err(e) => panic!("the features seed: {e}"),
+        }
+    }
+
+    /// The map as JSON: `pro_export` granted by pro and team, `team_sync` by team,
+    /// `api_calls` by pro and metered.
+    pub fn map_json() -> String {
+        json!({
+            "pro_export": [PRO, TEAM],
+            "team_sync": [TEAM],
+            "api_calls": {"benefits": [PRO], "metered": true}
+        })
+        .to_string()
+    }
+}
+
+/// polar-license-api.md §6.2's validate answer (tests/core_protocol.rs and
+/// tests/schema_agreement.rs): a full customer with `tax_id`, the deprecated `user`, an unknown
+/// field, an activation with its `meta`.
+pub const LICENSE_6_2: &str = r#"{
+  "id": "f7d9ba8a-dd63-4db8-bb8b-015006335825",
+  "created_at": "2026-08-01T10:15:30.412907Z",
+  "modified_at": "2026-08-20T07:02:11Z",
+  "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d",
+  "user_id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
+  "customer_id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
+  "user": {"id": "854fa59b-860f-4262-a6ac-ae0388a7f579", "email": "jane.doe@gmail.com", "public_name": "J", "avatar_url": null},
+  "customer": {
+    "id": "854fa59b-860f-4262-a6ac-ae0388a7f579",
+    "created_at": "2026-08-01T10:14:58.120004Z",
+    "modified_at": "2026-08-01T10:15:29.977121Z",
+    "metadata": {},
+    "external_id": null,
+    "email": "jane.doe@gmail.com",
+    "email_verified": true,
+    "type": "individual",
+    "name": "Jane Doe",
+    "billing_name": "Jane Doe",
+    "billing_address": {"line1": null, "line2": null, "postal_code": null, "city": null, "state": null, "country": "FR"},
+    "tax_id": ["FR61954506077", "eu_vat"],
+    "locale": null,
+    "organization_id": "d2fcbff8-108b-411e-bf2b-6383e0a8802d",
+    "default_payment_method_id": null,
+    "deleted_at": null,
+    "first_user_event_at": null,
+    "avatar_url": null,
+    "some_future_field": [1, 2, 3]
+  },
+  "benefit_id": "45f87221-45ae-4f65-8dbd-073318bc6372",
+  "key": "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415",
+  "display_key": "****-6ED415",
+  "status": "granted",
+  "limit_activations": 3,
+  "usage": 8,
+  "limit_usage": 100,
+  "validations": 42,
+  "last_validated_at": "2026-08-22T09:30:12.551023Z",
+  "expires_at": null,
+  "activation": {
+    "id": "21bf892b-2e46-4f50-8060-8fdaf02aa482",
+    "license_key_id": "f7d9ba8a-dd63-4db8-bb8b-015006335825",
+    "label": "Jane's MacBook Pro",
+    "meta": {"hostname": "janes-mbp", "os": "macOS 15.5", "cores": 10, "ratio": 1.5, "pro": true},
+    "created_at": "2026-08-22T09:20:03.771298Z",
+    "modified_at": null
+  }
+}"#;
 
 /// A CONNECT proxy on loopback: each tunnel is counted and spliced to its target.
 #[derive(Debug)]

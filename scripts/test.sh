@@ -131,7 +131,7 @@ run_stage doctests libtest cargo test --doc --workspace --all-features
 run_stage c summary bash scripts/test-c.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
-# Every example in examples/, run as a user runs it (cargo run --example … --features emulator).
+# Every example in examples/, run as a user runs it (cargo run --example …).
 run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).

@@ -38,8 +38,8 @@
 //! ## Example
 //!
 //! ```
-//! # #[cfg(feature = "emulator")] {
-//! use polar_license::emulator::{Emulator, Options, Seed};
+//! // A dev-dependency on polar-license-emulator (or this crate's `emulator` feature).
+//! use polar_license_emulator::{Emulator, Options, Seed};
 //! use polar_license::{ActivateRequest, BlockingClient, Reason, ValidateRequest, Verdict};
 //!
 //! // A local Polar with the demo seed (use `.server(Server::Production)` in real life).
@@ -72,7 +72,6 @@
 //! // Bad input never leaves the machine.
 //! let err = client.validate(&ValidateRequest::new("")).unwrap_err();
 //! assert_eq!(err.reason(), Reason::InvalidInput);
-//! # }
 //! # Ok::<(), polar_license::Error>(())
 //! ```
 //!
@@ -92,10 +91,15 @@
 //! ## Layout
 //!
 //! A sans-IO core ([`proto`]: request builders and response classifiers; [`grace`] and
-//! [`cache`]: the grace state machine and the sealed record format; no IO, no clock), a
-//! [`Transport`] seam (any closure is one), the native `BlockingClient` over ureq with rustls,
-//! and the wasm32 `AsyncClient` over `fetch`. The `emulator` feature adds a faithful local Polar
-//! (`emulator`), the `cli` feature the `polar-license` command, the `ffi` feature the C ABI.
+//! [`cache`]: the grace state machine and the sealed record format; [`session`]: the flows
+//! every face shares; no IO, no clock), a [`Transport`] seam (any closure is one), and two
+//! shells around it: the native one (`src/native/`: `BlockingClient` over ureq with rustls,
+//! `Licensing`, the file store) and the wasm32 one (`src/wasm/`: `AsyncClient` over `fetch`,
+//! `AsyncLicensing`, Web Storage). The other faces are crates of the same workspace, built on
+//! this one: the local Polar emulator (`polar-license-emulator`, re-exported here as
+//! `emulator` with the feature of that name), the `polar-license` command line
+//! (`polar-license-cli`), the C ABI (`polar-license-c`) and the npm package's engine
+//! (`polar-license-wasm`).
 //!
 //! ## Logging
 //!

@@ -1,5 +1,5 @@
 //! The Rust API over real HTTP (loopback) against the embedded emulator: every row of
-//! polar-license-api.md §6.4, the success shapes of §6.1–6.3, and the transport faults.
+//! docs/polar-api.md §6.4, the success shapes of §6.1–6.3, and the transport faults.
 #![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::{
@@ -404,7 +404,7 @@ fn faults_map_to_reasons() {
     check(Fault::CloseImmediately, Reason::Offline);
 
     // A bad Polar-Version answer (or a wrong base path) is a bare 404 without Polar's error
-    // envelope: no verdict on the key, a protocol_error (contract §1).
+    // envelope: no verdict on the key, a protocol_error (docs/interfaces.md §1).
     polar.set_fault(Some(Fault::Status {
         status: 404,
         body: r#"{"detail":"Not Found"}"#.into(),

@@ -1,6 +1,7 @@
 //! Contract test: the client's real requests go through Prism, in validating-proxy mode
 //! (`prism proxy --errors`), to the embedded emulator, checked against Polar's official OpenAPI
-//! (`../shared/openapi/polar-license-keys.2026-04.openapi.json`).
+//! for these operations (`spec_path` below: Polar's own file, which CI provides beside the
+//! repository; the project's account of the same API is docs/polar-api.md).
 //!
 //! What Prism 5.x does here (verified by experiment, see also the canaries below):
 //! * a request that violates the spec is not forwarded: Prism answers 422
@@ -525,7 +526,7 @@ fn client_and_emulator_follow_the_openapi_through_prism() {
     h.denied("validate customer mismatch", 404, r, Expect::Clean, || {
         client.validate(&ValidateRequest::new(KEY).customer_id(OTHER_CUSTOMER))
     });
-    // The 400 usage-limit answer is real Polar behaviour (polar-license-api.md §5.1) but the
+    // The 400 usage-limit answer is real Polar behaviour (docs/polar-api.md §5.1) but the
     // 2026-04 spec lists only 200/404/422 for validate: Prism warns, and passes it through.
     let d = h.denied(
         "validate usage limit",

@@ -1,5 +1,5 @@
 //! The sans-IO core through the blocking client over a scripted transport: every answer of
-//! polar-license-api.md §6 classified, every local check sending nothing, and the exact
+//! docs/polar-api.md §6 classified, every local check sending nothing, and the exact
 //! requests built. No network: the transport is a closure that records what it gets.
 #![cfg(not(target_arch = "wasm32"))]
 
@@ -168,7 +168,7 @@ fn activate_and_deactivate_success() {
     );
 }
 
-/// One row per denial of polar-license-api.md §6.4: (operation, status, body detail, reason).
+/// One row per denial of docs/polar-api.md §6.4: (operation, status, body detail, reason).
 #[test]
 fn every_denial_row_maps_to_its_reason_and_keeps_the_detail() {
     let rows: &[(&str, u16, &str, &str, Reason)] = &[
@@ -271,7 +271,7 @@ fn unverified_and_error_answers() {
             Reason::ProtocolError,
         ),
         // A bad Polar-Version gets `{"detail":"Not Found"}`: a 404 whose detail is not in the
-        // table maps to not_found (contract §1); tested as a denial above. Here: 404 without JSON.
+        // table maps to not_found (docs/interfaces.md §1); tested as a denial above. Here: 404 without JSON.
         (
             Ok(HttpResponse::new(404, "<html>nginx</html>")),
             Reason::ProtocolError,

@@ -2,11 +2,11 @@
 //! the in-process emulator, each checked the same way on every face (the C ABI in
 //! bindings/c/tests/test_faults.c, the npm package in tests/js/faults.test.mjs):
 //!
-//! 1. an online `validate` gives the contract's reason code (§1), with exactly one request;
+//! 1. an online `validate` gives the reason code of docs/interfaces.md §1, with exactly one request;
 //! 2. with no cache, `check` does not grant (same code, one request);
 //! 3. with a valid cached verdict, `check` answers as the grace policy says: licensed from the
 //!    cache for every one of them (`offline`, `rate_limited`, `server_error`, and
-//!    `protocol_error`: an answer that is not Polar's verdict falls back too, contract §4),
+//!    `protocol_error`: an answer that is not Polar's verdict falls back too, docs/interfaces.md §4),
 //!    with one request;
 //! 4. the cached verdict survives: `status` still holds the same good verdict, and once the
 //!    fault is cleared a check is licensed again;
@@ -314,7 +314,7 @@ fn run_row(row: &Row) -> Found {
     let faulty = w.licensing("cached", timeout);
     let bare = w.licensing("empty", timeout);
 
-    // 1. validate online: the contract's code, one request.
+    // 1. validate online: docs/interfaces.md §1's code, one request.
     let answer = faulty
         .client()
         .validate(&ValidateRequest::new(DEMO_KEY_USAGE));
@@ -384,7 +384,7 @@ fn run_row(row: &Row) -> Found {
         )
     });
 
-    // 3. A valid cache: licensed from it (every fault here falls back, contract §4).
+    // 3. A valid cache: licensed from it (every fault here falls back, docs/interfaces.md §4).
     let cached = faulty.check(DEMO_KEY);
     f.cached = outcome_code(&cached);
     if falls_back {

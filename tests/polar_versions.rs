@@ -1,6 +1,6 @@
 //! Issue #16 on the native face (`Licensing`, which the C ABI and the command line share):
 //! Polar rotates API versions every quarter and 2027-01 adds `member`, `subscription` and
-//! `order` (polar-license-api.md §13); keys can be rotated, and a rotated key answers 404
+//! `order` (docs/polar-api.md §13); keys can be rotated, and a rotated key answers 404
 //! "Not found" like an unknown one. The client must read every served version's answers,
 //! never pin a version, and say when a key that was valid here is refused.
 #![cfg(not(target_arch = "wasm32"))]

@@ -1,7 +1,7 @@
 //! Issue #12 on the native face (`Licensing`, which the C ABI and the command line share):
 //! each test plays an attacker or an unlucky user and tries to break one promise of the
 //! grace cache, with the emulator over loopback, real files in a temp dir and a fake clock.
-//! (The same attacks through the real binary are in `tests/cli_trust.rs`.)
+//! (The same attacks through the real binary are in `crates/cli/tests/cli_trust.rs`.)
 #![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::cache;

@@ -2,11 +2,11 @@
 // as tests/fault_matrix.rs (Rust) and bindings/c/tests/test_faults.c (C). For each server
 // fault, against the matrix's own emulator (so request counts are exact):
 //
-//   1. an online validate() rejects with the contract's reason code, with exactly one request;
+//   1. an online validate() rejects with the reason code of docs/interfaces.md §1, with exactly one request;
 //   2. with no cache, check() does not grant (same code, one request);
 //   3. with a valid cached verdict, check() is licensed from the cache for every row, with one
 //      request: no fault here is a verdict of Polar's (offline, rate_limited, server_error and
-//      protocol_error alike, contract §4), and the result's `reason` says what happened;
+//      protocol_error alike, docs/interfaces.md §4), and the result's `reason` says what happened;
 //   4. the cached verdict survives: status() still holds the same good verdict, and once the
 //      fault is cleared a check is licensed again;
 //   5. after a 429 the block holds: the next checks send nothing until it ends;
@@ -147,7 +147,7 @@ async function runRow([id, fault, expected], f, gate) {
   if (down) await gate.stop();
   else await setFault(fault, MATRIX);
   try {
-    // 1. validate online: the contract's code, one request.
+    // 1. validate online: docs/interfaces.md §1's code, one request.
     const validated = await settle(faulty.validate(other));
     f.got = validated.code;
     assert.equal(validated.code, expected, `validate: ${validated.error?.message}`);

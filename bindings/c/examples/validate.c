@@ -9,9 +9,9 @@
  * command line's codes: 0 licensed, 1 denied, 2 invalid input, 3 unverified or error.
  *
  * Build (Linux):
- *   cargo rustc --lib --profile c-release --features ffi --crate-type staticlib
+ *   cargo build -p polar-license-c --profile c-release
  *   cc -std=c11 -Ibindings/c/include bindings/c/examples/validate.c \
- *      target/c-release/libpolar_license.a -o validate
+ *      target/c-release/libpolar_license_c.a -o validate
  * or, installed (bash bindings/c/install.sh --prefix DIR, PKG_CONFIG_PATH=DIR/lib/pkgconfig):
  *   cc validate.c $(pkg-config --cflags --libs polar_license-static) -o validate
  */

@@ -1,5 +1,5 @@
 //! The committed C header agrees with the Rust side: the reason enum with `Reason::ALL`
-//! (numbers and codes, contract §1), the version macros with Cargo.toml, and every exported
+//! (numbers and codes, docs/interfaces.md §1), the version macros with Cargo.toml, and every exported
 //! function of `src/ffi` is declared. (The byte-for-byte drift check against a fresh cbindgen
 //! run is in scripts/test-c.sh, which has the pinned cbindgen.)
 

@@ -16,7 +16,7 @@
 //! wasm small (issue #17): every step goes through one export, [`Engine::call`] (its name and
 //! its arguments, strings and numbers, in an array); JSON (Polar's answers, the options, the
 //! records' bodies) is parsed by the host's `JSON.parse` and read through the core's
-//! [`polar_license::json::JsonIn`] (`src/wasm/host.rs`), licenses are checked and written by
+//! [`polar_license::json::JsonIn`] (`host.rs`), licenses are checked and written by
 //! the core's table of Polar's model ([`polar_license::schema`]), and every answer is JSON text that
 //! `license.js` parses:
 //!

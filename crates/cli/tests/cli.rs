@@ -1,5 +1,5 @@
 //! The `polar-license` binary against the embedded emulator on loopback: exit codes, the
-//! `--json` object, and every row of polar-license-api.md §6.4 reachable from the command line.
+//! `--json` object, and every row of docs/polar-api.md §6.4 reachable from the command line.
 
 use polar_license_emulator::{Emulator, Fault, Options, Seed};
 use polar_license_testkit::{clean_command, ScratchDir, Served};

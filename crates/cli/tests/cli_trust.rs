@@ -619,8 +619,9 @@ fn login_pages_and_proxies_fall_back_and_never_deny() {
 
 /// Item 5, a base URL on the wrong path (ending in `/v1`, or another path: Polar's routes
 /// answer a bare 404 there): `protocol_error` (exit 3), never a denial, no tombstone; and, as
-/// for any answer that is not Polar's, a stale good cache of that server answers (contract
-/// §4: a vendor's update with a wrong base path must not lock every customer out at once).
+/// for any answer that is not Polar's, a stale good cache of that server answers
+/// (docs/interfaces.md §4: a vendor's update with a wrong base path must not lock every
+/// customer out at once).
 ///
 /// The last part FAILS with today's core: the record is bound to the whole base URL
 /// (`session::Slot::new` gets `Api::base_url()`, path included), so the good record made

@@ -1,4 +1,5 @@
-//! A faithful local emulator of Polar's license-key HTTP API (feature `emulator`).
+//! A faithful local emulator of Polar's license-key HTTP API: the crate every test suite of
+//! polar-license runs against (a dev-dependency), and what `polar-license emulator` serves.
 //!
 //! It answers the three public routes
 //! `POST /v1/customer-portal/license-keys/{validate,activate,deactivate}`, their
@@ -399,3 +400,8 @@ impl Drop for Emulator {
         self.shutdown();
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+pub struct ReadmeDoctests;

@@ -1,4 +1,4 @@
-//! Raw HTTP/1.1 tests of the Polar emulator, against `shared/polar-license-api.md`.
+//! Raw HTTP/1.1 tests of the Polar emulator, against `docs/polar-api.md`.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -262,7 +262,7 @@ fn seed_from_json_accepts_the_contract_example() {
         }
       ]
     }"#;
-    let seed = Seed::from_json(example).expect("the contract's example parses");
+    let seed = Seed::from_json(example).expect("the seed example of docs/interfaces.md §3 parses");
     assert_eq!(seed.organization_id, ORG);
     assert_eq!(seed.license_keys.len(), 1);
     let key = &seed.license_keys[0];
@@ -303,7 +303,7 @@ fn uuid_version(id: &str) -> Option<char> {
     (id.len() == 36).then(|| id.as_bytes()[14] as char)
 }
 
-// ---- §6.1–6.3 success paths ----------------------------------------------------------------
+// ---- docs/polar-api.md §6.1–6.3 success paths ----------------------------------------------------------------
 
 #[test]
 fn minimal_validate_returns_the_full_shape_with_null_activation() {
@@ -469,7 +469,7 @@ fn deactivate_is_204_empty_then_404() {
     );
 }
 
-// ---- §6.4 error table ------------------------------------------------------------------------
+// ---- docs/polar-api.md §6.4 error table ------------------------------------------------------------------------
 
 #[test]
 fn unknown_key_or_wrong_org_is_not_found_on_all_three() {
@@ -1777,7 +1777,7 @@ fn admin_routes() {
     assert!(em.key("NEW-KEY-2").is_some());
 }
 
-// ---- §13: version rotation, 2027-01, key rotation ------------------------------------------
+// ---- docs/polar-api.md §13: version rotation, 2027-01, key rotation ------------------------------------------
 
 /// A demo seed whose main key has 2027-01's member, subscription and order.
 fn seed_2027() -> Seed {

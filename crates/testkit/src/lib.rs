@@ -306,7 +306,7 @@ pub mod features {
     }
 }
 
-/// polar-license-api.md §6.2's validate answer (tests/core_protocol.rs and
+/// docs/polar-api.md §6.2's validate answer (tests/core_protocol.rs and
 /// tests/schema_agreement.rs): a full customer with `tax_id`, the deprecated `user`, an unknown
 /// field, an activation with its `meta`.
 pub const LICENSE_6_2: &str = r#"{

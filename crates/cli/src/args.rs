@@ -226,8 +226,6 @@ pub enum RootsChoice {
 }
 
 /// `--server` values.
-// The variants' doc comments are clap's help text for each value: bare URLs on purpose.
-#[allow(rustdoc::bare_urls)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ServerChoice {
     /// https://api.polar.sh

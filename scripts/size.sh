@@ -88,11 +88,12 @@ echo
 echo "(the unminified wasm-bindgen glue alone: $(kb "$glue_gz") KB gzipped)"
 
 # Where the wasm's code goes: the cargo output through wasm-bindgen (names kept, before
-# wasm-opt), code bytes per crate (polar_license per module; serde impls generated for the
+# wasm-opt), code bytes per crate (polar_license per module, the engine crate apart; serde impls generated for the
 # crate's own types counted as `serde derives (polar_license types)`).
 RAW_WASM="${CARGO_TARGET_DIR:-$ROOT/target}/npm-wasm/wasm32-unknown-unknown/release/polar_license_wasm.wasm"
 if [[ -f "$RAW_WASM" ]]; then
-    wasm-bindgen "$RAW_WASM" --out-dir "$WORK/named" --target web --no-typescript
+    wasm-bindgen "$RAW_WASM" --out-dir "$WORK/named" --out-name polar_license --target web \
+        --no-typescript
     echo
     echo "| code by origin (before wasm-opt) | KB | share |"
     echo "|---|---:|---:|"
@@ -132,7 +133,7 @@ bodies.forEach((size, i) => {
   const name = (names[i + imported] || '?').replace(/\[[0-9a-f]+\]/g, '');
   let g;
   if (/(Deserialize|Serialize|Visitor|DeserializeSeed).*polar_license|polar_license.*(Deserialize|Serialize|__FieldVisitor)/.test(name)) g = 'serde derives (polar_license types)';
-  else if (/^<?polar_license::wasm::/.test(name) || /^js_sys::futures::future_to_promise/.test(name) || /^engine_|^secretOk|^reasonTable/.test(name)) g = 'polar_license::wasm (the engine and its exports)';
+  else if (/^<?polar_license_wasm::/.test(name) || /^js_sys::futures::future_to_promise/.test(name) || /^engine_|^secretOk|^reasonTable/.test(name)) g = 'polar_license_wasm (the engine and its exports)';
   else { const m = name.match(/^<?(?:&(?:mut )?)?([a-z_0-9]+)(?:::([a-z_0-9]+))?/); g = m ? (m[1] === 'polar_license' ? `polar_license::${m[2]}` : m[1]) : 'other'; }
   groups[g] = (groups[g] || 0) + size; total += size;
 });

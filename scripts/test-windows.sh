@@ -82,11 +82,11 @@ fi
 
 # ---- 2. the Rust suites -------------------------------------------------------------------
 # The integration suites by name, from whichever crate holds them (the library's, the
-# emulator's, the command line's, the C ABI's), and the unit tests of the crates with a library.
+# emulator's, the command line's), and the unit tests of the crates with a library (the C ABI's
+# Rust tests are among its unit tests: bindings/c/src/tests/).
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
     cli cli_grace cli_trust cli_versions cli_features cli_network features cache_crash
-    fault_matrix ffi_calls ffi_features windows_machine_id async_api network remembered_key
-    cli_remember)
+    fault_matrix windows_machine_id async_api network remembered_key cli_remember)
 LIBS=(polar-license polar-license-emulator polar-license-c)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done

@@ -3,7 +3,7 @@
 //! `cargo test` too).
 #![allow(unsafe_code)] // calling the extern "C" functions
 
-use polar_license_c::*;
+use crate::*;
 use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
 use polar_license_testkit::ScratchDir;
 use std::ffi::{c_char, CStr, CString};

@@ -4,15 +4,14 @@
 //! run) and by the npm engine (the host's `JSON.parse` and the core's schema table), and the
 //! engine writes records byte for byte as the native code encodes them. Both run here, in one
 //! wasm process, in node and in headless Chromium (scripts/test-wasm.sh).
-#![cfg(target_arch = "wasm32")]
 
+use crate::engine::Engine;
 use polar_license::cache::{self, MacKey};
 use polar_license::proto::{
     self, ActivateRequest, Expect, HttpResponse, ValidateRequest, PRODUCTION_URL,
 };
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::{Error, Verdict};
-use polar_license_wasm::engine::Engine;
 use serde_json::{json, Value};
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;

@@ -5,11 +5,10 @@
 //! trust rules (writes in order, every cached answer recorded, answers that are not Polar's
 //! falling back, a 200 held to the request, an activation and a plain validate updating the
 //! record). (The package's IO layer around it is tested by tests/js.)
-#![cfg(target_arch = "wasm32")]
 
+use crate::engine::{secret_ok, Engine};
 use polar_license::cache::{self, MacKey};
 use polar_license::proto::PRODUCTION_URL;
-use polar_license_wasm::engine::{secret_ok, Engine};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
@@ -700,7 +699,7 @@ fn stored_names_hold_no_key() {
 #[wasm_bindgen_test]
 fn the_js_reason_table_is_the_rust_one() {
     let rows: Vec<serde_json::Value> =
-        serde_json::from_str(&polar_license_wasm::bindings::reason_table()).unwrap();
+        serde_json::from_str(&crate::bindings::reason_table()).unwrap();
     assert_eq!(rows.len(), polar_license::Reason::ALL.len());
     for (row, reason) in rows.iter().zip(polar_license::Reason::ALL) {
         assert_eq!(row["code"], reason.code());

@@ -4,7 +4,7 @@
 //! JSON, and an invalid map refused with the entry named.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
-use polar_license_c::*;
+use crate::*;
 use polar_license_emulator::{Emulator, Fault, Options};
 use polar_license_testkit::features::{
     self, map_json, BASIC_KEY, METERED_KEY, ORG, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM,

@@ -447,8 +447,9 @@ const NO_BODY = new Uint8Array(0);
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
  * reply arguments: `[status, body, date, retryAfter, fail, detail]`, `fail` 0, or 1 (could
- * not connect), 2 (timed out), 3 (truncated or too large); `date` is the `Date` header in
- * unix seconds (informational: kept in the cache record, never used by a decision).
+ * not connect), 2 (timed out), 3 (truncated or too large); `date` and `retryAfter` are the
+ * headers as `fetch` gives them, read by the engine with the core's own readers, as natively
+ * (the `Date` anchors the expiry check and the cache's clock: one reading on every face).
  * `fetchFn`: the `fetch` option (Electron's `net.fetch`, an undici fetch through a proxy), else
  * the global one; whatever it throws or returns that is not a readable Response is a failure
  * to connect (the grace cache answers), never a verdict.
@@ -472,13 +473,21 @@ async function send(ask, timeout, fetchFn = fetch) {
       signal: controller.signal,
     });
     const header = (name) => resp.headers.get(name) ?? undefined;
-    const date = Math.floor(Date.parse(header('date')) / 1000); // NaN without one
+    const date = header('date');
     const retryAfter = header('retry-after');
     if (resp.type === 'opaqueredirect') {
       // A redirect was not followed (as natively): the 3xx it was, a protocol_error.
       return [302, new TextEncoder().encode('redirect not followed'), date, retryAfter, 0, ''];
     }
-    if (Number(header('content-length')?.trim()) > MAX_BODY) return tooLarge();
+    // What is no HTTP answer is a failure to connect, as natively (the core's rule; node's
+    // fetch rejects these itself, a browser may hand them over): a status outside 100-599, a
+    // content-length sent more than once (the browser joins them with ", ").
+    const length = header('content-length');
+    if (resp.status < 100 || resp.status > 599 || length?.includes(',')) {
+      controller.abort();
+      return failed(1, `no HTTP answer from ${new URL(ask.url).origin} (status ${resp.status}${length?.includes(',') ? ', content-length sent twice' : ''})`);
+    }
+    if (Number(length?.trim()) > MAX_BODY) return tooLarge();
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();

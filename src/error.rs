@@ -195,6 +195,18 @@ pub enum Error {
 }
 
 impl Error {
+    /// The HTTP status of the answer this error is about, when there was one: a 5xx, a 429,
+    /// an answer that is not Polar's (a 407, a login page's 200). The same on every face
+    /// (CLI `status`, C `polar_license_result_http_status`, JS `LicenseError.status`).
+    pub fn status(&self) -> Option<u16> {
+        match self {
+            Error::Protocol { status, .. } => *status,
+            Error::ServerError { status, .. } => Some(*status),
+            Error::RateLimited { .. } => Some(429),
+            _ => None,
+        }
+    }
+
     /// The stable reason code of this error.
     pub fn reason(&self) -> Reason {
         match self {

@@ -122,6 +122,7 @@
 // The sans-IO core: requests as data, answers classified, the grace rules, the sealed record
 // and remembered-key formats, the flows every face shares. No IO, no clock (`now` is an
 // argument), the same code on every target.
+pub mod answers;
 pub mod cache;
 pub mod decimal;
 pub mod error;
@@ -139,6 +140,7 @@ pub mod reason;
 pub mod rfc3339;
 pub mod schema;
 pub mod session;
+pub mod strict;
 pub mod transport;
 
 // The two shells around it: the native one (ureq, files, threads) and the wasm32 one (fetch,

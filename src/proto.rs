@@ -218,18 +218,80 @@ impl HttpResponse {
             .map(|(_, v)| v.as_str())
     }
 
+    /// Every value of the header `name`, joined with `", "` as `fetch` joins them (`None`
+    /// when there is none): a header sent twice reads the same on every face.
+    pub fn combined(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+        let mut values = self
+            .headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str());
+        let first = values.next()?;
+        Some(match values.next() {
+            None => std::borrow::Cow::Borrowed(first),
+            Some(second) => {
+                let mut all = [first, second].join(", ");
+                for more in values {
+                    all.push_str(", ");
+                    all.push_str(more);
+                }
+                std::borrow::Cow::Owned(all)
+            }
+        })
+    }
+
     /// The `Date` header in unix seconds, when there is one that reads (see [`http_date`]):
-    /// what the grace rules anchor a verdict at when the local clock is off.
+    /// what the expiry check and the grace rules anchor a verdict at when the local clock is
+    /// off. Two `Date` headers read as none (`fetch` joins them into one that does not parse).
     pub fn date(&self) -> Option<i64> {
-        self.header("date").and_then(http_date)
+        self.combined("date").and_then(|d| http_date(&d))
     }
 }
 
-/// Parses an HTTP `Date` header (`Sun, 06 Nov 1994 08:49:37 GMT`) into unix seconds.
+/// Parses an HTTP `Date` header into unix seconds: the IMF-fixdate every HTTP/1.1 server sends
+/// (`Sun, 06 Nov 1994 08:49:37 GMT`; RFC 9110 §5.6.7), exactly, the weekday agreeing with the
+/// date. Anything else (the obsolete RFC 850 and asctime forms, another zone, a second 60, a
+/// list of dates) is no date: the local clock is used instead, as when there is no header. The
+/// one reading on every face (the npm package hands the engine the header as `fetch` gives it).
 pub fn http_date(value: &str) -> Option<i64> {
-    time::OffsetDateTime::parse(value.trim(), &time::format_description::well_known::Rfc2822)
-        .ok()
-        .map(|t| t.unix_timestamp())
+    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+    const MONTHS: [&str; 12] = [
+        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    ];
+    let b = value.trim().as_bytes();
+    // "Sun, 06 Nov 1994 08:49:37 GMT": 29 bytes, every one in its place.
+    if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
+        return None;
+    }
+    let text = |from: usize, to: usize| std::str::from_utf8(&b[from..to]).ok();
+    let num = |from: usize, to: usize| -> Option<u32> {
+        let t = text(from, to)?;
+        if t.bytes().all(|c| c.is_ascii_digit()) {
+            t.parse().ok()
+        } else {
+            None
+        }
+    };
+    let sep = |at: usize, c: u8| b[at] == c;
+    if !(sep(7, b' ') && sep(11, b' ') && sep(16, b' ') && sep(19, b':') && sep(22, b':')) {
+        return None;
+    }
+    let weekday = DAYS.iter().position(|d| Some(*d) == text(0, 3))?;
+    let month = MONTHS.iter().position(|m| Some(*m) == text(8, 11))?;
+    let month = time::Month::try_from(u8::try_from(month + 1).ok()?).ok()?;
+    let year = i32::try_from(num(12, 16)?).ok()?;
+    let day = u8::try_from(num(5, 7)?).ok()?;
+    let date = time::Date::from_calendar_date(year, month, day).ok()?;
+    if usize::from(date.weekday().number_days_from_monday()) != weekday {
+        return None;
+    }
+    let hms = |from: usize| num(from, from + 2).and_then(|n| u8::try_from(n).ok());
+    let clock = time::Time::from_hms(hms(17)?, hms(20)?, hms(23)?).ok()?;
+    Some(
+        time::PrimitiveDateTime::new(date, clock)
+            .assume_utc()
+            .unix_timestamp(),
+    )
 }
 
 /// A validate request (`LicenseKeyValidate`). Ids are checked as UUID v4 before sending.
@@ -783,9 +845,19 @@ fn parse_json<T: DeserializeOwned>(
     if resp.status != 200 {
         return classify_failure(op, resp).map(Verdict::Denied);
     }
+    // What the strict reading refuses is not Polar's answer, whatever serde would let through
+    // (an ignored string that is not UTF-8, a lone surrogate, a member twice): every face
+    // reads the body through it first.
+    strict_body(op, resp)?;
     serde_json::from_slice(&resp.body)
         .map(Verdict::Accepted)
         .map_err(|e| malformed(op, &e.to_string()))
+}
+
+/// The body of a 200 as Polar's JSON ([`crate::strict`]), else the `protocol_error` of a
+/// malformed answer: the first reading of every success, on every face.
+pub fn strict_body(op: Operation, resp: &HttpResponse) -> Result<crate::strict::Value, Error> {
+    crate::strict::parse(&resp.body).map_err(|e| malformed(op, &e.text()))
 }
 
 /// The `protocol_error` of a 200 whose body is not the answer `op` gives.
@@ -862,8 +934,10 @@ fn loc_part<J: JsonIn>(v: &J) -> String {
     }
 }
 
-fn error_body(resp: &HttpResponse) -> Option<ErrorBody> {
-    ErrorBody::read(&serde_json::from_slice::<serde_json::Value>(&resp.body).ok()?)
+/// The error body of an answer that is not a success, as the strict reading sees it (`None`
+/// when it is not Polar's JSON: then no answer of that status is a denial).
+pub fn error_body(resp: &HttpResponse) -> Option<ErrorBody> {
+    ErrorBody::read(&crate::strict::parse(&resp.body).ok()?)
 }
 
 /// The error names Polar sends its denials under (`PolarError` subclasses).
@@ -920,7 +994,7 @@ pub const MAX_RETRY_AFTER: u64 = 3600;
 /// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those), capped at
 /// [`MAX_RETRY_AFTER`].
 pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
-    retry_after_value(resp.header("retry-after")?)
+    retry_after_value(&resp.combined("retry-after")?)
 }
 
 /// [`retry_after`] of a header's value.
@@ -953,7 +1027,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
         resp.status,
         &resp.body,
         error_body(resp).as_ref(),
-        resp.header("retry-after"),
+        resp.combined("retry-after").as_deref(),
     )
 }
 
@@ -1048,6 +1122,24 @@ pub fn failure(
             Some(401),
             ["401 unauthorized: ", &description()].concat(),
         )),
+        // A proxy on the way asks for credentials: `fetch` cannot even see this status (the
+        // Fetch standard makes it a network error), so on every face it is what it is for
+        // the browser, no answer from Polar (docs/interfaces.md §1: offline).
+        407 => Err(Error::Offline {
+            timeout: false,
+            detail: "407: a proxy between here and Polar asks for credentials".to_string(),
+        }),
+        // No final answer: an informational status that reached us as if final (`fetch` never
+        // hands one over), or no HTTP status at all.
+        0..=199 | 600.. => Err(Error::Offline {
+            timeout: false,
+            detail: [
+                "no final HTTP answer (status ",
+                &digits(u64::from(status)),
+                ")",
+            ]
+            .concat(),
+        }),
         _ => {
             let what = parsed
                 .and_then(|b| b.detail.clone().or_else(|| b.error.clone()))

@@ -24,7 +24,7 @@ pub enum TransportErrorKind {
     Truncated,
     /// The response body exceeded the size cap.
     TooLarge,
-    /// The response was not valid HTTP.
+    /// The response was not valid HTTP (`offline`: see the conversion to [`Error`]).
     Malformed,
     /// Anything else.
     Other,
@@ -61,7 +61,8 @@ impl From<TransportError> for Error {
     fn from(e: TransportError) -> Error {
         use TransportErrorKind::*;
         match e.kind {
-            Truncated | TooLarge | Malformed => Error::Protocol {
+            // The body was not what its headers announced: an answer, but not Polar's.
+            Truncated | TooLarge => Error::Protocol {
                 status: None,
                 detail: e.detail,
             },
@@ -69,7 +70,10 @@ impl From<TransportError> for Error {
                 timeout: true,
                 detail: e.detail,
             },
-            Connect | Dns | Tls | Reset | Other => Error::Offline {
+            // Bytes that are no HTTP answer (a bad status line or header, conflicting lengths)
+            // are offline, as `fetch` reports them: it rejects before any status is known, and
+            // a browser cannot tell them from a connection reset.
+            Connect | Dns | Tls | Reset | Malformed | Other => Error::Offline {
                 timeout: false,
                 detail: e.detail,
             },

@@ -246,22 +246,43 @@ impl Transport for UreqTransport {
         for (name, value) in &request.headers {
             builder = builder.header(*name, value);
         }
+        // No compression: without this header a server may pick any coding (RFC 9110 §12.5.3),
+        // and this transport decodes none; a body compressed all the same is not Polar's JSON
+        // (protocol_error). (`fetch` asks for and decodes the codings its host knows.)
+        builder = builder.header("accept-encoding", "identity");
         // A byte slice has a known length, so ureq sends Content-Length (never chunked).
         let mut response = builder
             .send(&request.body[..])
             .map_err(|e| map_ureq_error(e, false))?;
+        // A length sent twice (even twice the same) is no answer, as `fetch` reads it (ureq
+        // refuses two that differ itself).
+        let lengths = response.headers().get_all("content-length");
+        if lengths.iter().count() > 1 || lengths.iter().any(|v| v.as_bytes().contains(&b',')) {
+            return Err(TransportError::new(
+                TransportErrorKind::Malformed,
+                "a content-length sent more than once",
+            ));
+        }
         let status = response.status().as_u16();
         let headers = response
             .headers()
             .iter()
             .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
             .collect();
+        // The cap is inclusive (a body of exactly the cap is read, as `fetch` reads it): ureq's
+        // limit refuses a body that reaches it.
         let body = response
             .body_mut()
             .with_config()
-            .limit(self.max_response_bytes)
+            .limit(self.max_response_bytes.saturating_add(1))
             .read_to_vec()
             .map_err(|e| map_ureq_error(e, true))?;
+        if body.len() as u64 > self.max_response_bytes {
+            return Err(TransportError::new(
+                TransportErrorKind::TooLarge,
+                "response body larger than the cap",
+            ));
+        }
         Ok(HttpResponse {
             status,
             headers,

@@ -175,17 +175,10 @@ impl polar_license_result {
         r.set_reason(reason);
         r.detail = to_cstring(&e.detail());
         r.user_message = to_cstring(&e.user_message());
+        r.http_status = e.status().map_or(0, u32::from);
         match e {
             Error::InvalidInput { field, .. } => r.field = to_cstring(field),
-            Error::RateLimited { retry_after } => {
-                r.http_status = 429;
-                r.retry_after = retry_after.map_or(-1, secs);
-            }
-            Error::ServerError { status, .. } => r.http_status = u32::from(*status),
-            Error::Protocol {
-                status: Some(status),
-                ..
-            } => r.http_status = u32::from(*status),
+            Error::RateLimited { retry_after } => r.retry_after = retry_after.map_or(-1, secs),
             _ => {}
         }
         r

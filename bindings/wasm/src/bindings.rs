@@ -4,7 +4,6 @@
 //! `entitlements.<name>`), and the `reasonTable` export the package's `REASONS` is tested
 //! against.
 
-use crate::host;
 use polar_license::error::Error;
 use polar_license::features::Entitlements;
 use polar_license::grace::GracePolicy;
@@ -75,7 +74,8 @@ fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> 
         return Ok(None);
     }
     let bad = |why: String| Error::invalid("options", why);
-    let v = host::parse(text)
+    let v = js_sys::JSON::parse(text)
+        .ok()
         .filter(JsonIn::is_object)
         .ok_or_else(|| bad("must be a JSON object".to_string()))?;
     for (name, _) in v.members().unwrap_or_default() {

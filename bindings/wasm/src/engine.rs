@@ -14,11 +14,11 @@
 //!
 //! No async code, no `fetch` bindings, no serde and no JS objects built here, which keeps the
 //! wasm small (issue #17): every step goes through one export, [`Engine::call`] (its name and
-//! its arguments, strings and numbers, in an array); JSON (Polar's answers, the options, the
-//! records' bodies) is parsed by the host's `JSON.parse` and read through the core's
-//! [`polar_license::json::JsonIn`] (`host.rs`), licenses are checked and written by
-//! the core's table of Polar's model ([`polar_license::schema`]), and every answer is JSON text that
-//! `license.js` parses:
+//! its arguments, strings and numbers, in an array); Polar's answers and the records' bodies
+//! are read by the core's strict JSON reader ([`polar_license::strict`], the same first reading
+//! the native faces give every answer), licenses are checked and written by the core's table
+//! of Polar's model ([`polar_license::schema`], through [`polar_license::answers`]), the options
+//! are read from the JS objects, and every answer is JSON text that `license.js` parses:
 //!
 //! * an answer: `{"ok": value}` or `{"error": {"code", "detail", …extras}}` (a denial is an
 //!   error with its `status`);
@@ -37,7 +37,7 @@ use crate::bindings::{
     activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
     PolicyOptions,
 };
-use crate::host::{self, HostLicense};
+use polar_license::answers::{self, SchemaLicense};
 use polar_license::cache::install_secret_from_hex as unhex;
 use polar_license::error::{Denial, Error, Verdict};
 use polar_license::features::{Entitlements, FeatureAccess};
@@ -57,11 +57,11 @@ use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
 
-/// The grace types over the host's license.
-type CheckOutcome = polar_license::grace::CheckOutcome<HostLicense>;
-type Record = polar_license::grace::Record<HostLicense>;
-type Opened = session::Opened<HostLicense>;
-type Begin = session::Begin<HostLicense>;
+/// The grace types over the license as the schema path reads it.
+type CheckOutcome = polar_license::grace::CheckOutcome<SchemaLicense>;
+type Record = polar_license::grace::Record<SchemaLicense>;
+type Opened = session::Opened<SchemaLicense>;
+type Begin = session::Begin<SchemaLicense>;
 
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -87,14 +87,10 @@ fn error_json(err: &Error) -> String {
             j.key("retryAfter")
                 .int(i64::try_from(*s).unwrap_or(i64::MAX));
         }
-        Error::ServerError { status, .. }
-        | Error::Protocol {
-            status: Some(status),
-            ..
-        } => {
-            j.key("status").int(i64::from(*status));
-        }
         _ => {}
+    }
+    if let Some(status) = err.status() {
+        j.key("status").int(i64::from(status));
     }
     j.raw("}}").done()
 }
@@ -162,11 +158,14 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
 
 /// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
 /// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
+/// The `Date` and `Retry-After` headers come as `fetch` gives them (repeated ones joined with
+/// ", "), read by the core as natively ([`HttpResponse::date`], [`proto::retry_after`]).
 ///
-/// The `Date` header comes apart, as unix seconds (`Date.parse` in JS): see [`dated`].
+/// [`proto::retry_after`]: polar_license::proto::retry_after
 fn reply(
     status: u16,
     body: Vec<u8>,
+    date: Option<String>,
     retry_after: Option<String>,
     fail: u8,
     detail: String,
@@ -174,6 +173,9 @@ fn reply(
     let kind = match fail {
         0 => {
             let mut headers = Vec::new();
+            if let Some(date) = date {
+                headers.push(("date".to_string(), date));
+            }
             if let Some(retry) = retry_after {
                 headers.push(("retry-after".to_string(), retry));
             }
@@ -188,11 +190,6 @@ fn reply(
         _ => TransportErrorKind::Connect,
     };
     Err(Error::from(TransportError::new(kind, detail)))
-}
-
-/// The response's `Date` in unix seconds (`NaN` from `license.js` when it had none).
-fn dated(date: Option<f64>) -> Option<i64> {
-    date.filter(|d| d.is_finite()).map(|d| d as i64)
 }
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
@@ -567,7 +564,7 @@ impl Engine {
                 a.o(8),
                 a.n(9) as u16,
                 a.bytes(10),
-                a.f(11),
+                a.o(11),
                 a.o(12),
                 a.n(13) as u8,
                 a.s(14),
@@ -582,7 +579,7 @@ impl Engine {
                 a.n(5),
                 a.n(6) as u16,
                 a.bytes(7),
-                a.f(8),
+                a.o(8),
                 a.o(9),
                 a.n(10) as u8,
                 a.s(11),
@@ -597,7 +594,7 @@ impl Engine {
                 a.n(5),
                 a.n(6) as u16,
                 a.bytes(7),
-                a.f(8),
+                a.o(8),
                 a.o(9),
                 a.n(10) as u8,
                 a.s(11),
@@ -612,7 +609,7 @@ impl Engine {
                 a.s(5),
                 a.n(6) as u16,
                 a.bytes(7),
-                a.f(8),
+                a.o(8),
                 a.o(9),
                 a.n(10) as u8,
                 a.s(11),
@@ -644,11 +641,6 @@ impl Args {
     /// A number (`NaN` when it is none).
     fn n(&self, i: u32) -> f64 {
         self.0.get(i).as_f64().unwrap_or(f64::NAN)
-    }
-
-    /// A number, or `None`.
-    fn f(&self, i: u32) -> Option<f64> {
-        self.0.get(i).as_f64()
     }
 
     /// Bytes (a `Uint8Array`).
@@ -822,7 +814,7 @@ impl Engine {
         current_ledger: Option<String>,
         status: u16,
         body: Vec<u8>,
-        date: Option<f64>,
+        date: Option<String>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
@@ -830,8 +822,8 @@ impl Engine {
         let key = Key::new(key);
         let now = now as i64;
         let feature = feature.as_deref();
-        let date = dated(date);
-        let response = reply(status, body, retry_after, fail, detail);
+        let response = reply(status, body, date, retry_after, fail, detail);
+        let date = response.as_ref().ok().and_then(HttpResponse::date);
         if let Some(cache) = cache {
             let req = match self.uncached_request(&key, cache.clone()) {
                 Ok(req) => req,
@@ -841,7 +833,7 @@ impl Engine {
                 }
             };
             let online = match Expect::validate(self.org(), &req, now) {
-                Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
+                Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
                 None => Err(Error::invalid("key", "is required")),
             };
             let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
@@ -856,7 +848,7 @@ impl Engine {
             }
         };
         let online = match asking.expect(self.org()) {
-            Some(expect) => response.and_then(|r| host::validate_answer(&r, &expect, date)),
+            Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
             None => Err(Error::invalid("key", "is required")),
         };
         let current = self.open(
@@ -910,7 +902,7 @@ impl Engine {
         now: f64,
         status: u16,
         body: Vec<u8>,
-        date: Option<f64>,
+        date: Option<String>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
@@ -920,10 +912,11 @@ impl Engine {
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let date = dated(date);
+        let response = reply(status, body, date, retry_after, fail, detail);
+        let date = response.as_ref().ok().and_then(HttpResponse::date);
         let mut online = match Expect::validate(self.org(), &req, now) {
-            Some(expect) => reply(status, body, retry_after, fail, detail)
-                .and_then(|r| host::validate_answer(&r, &expect, date))
+            Some(expect) => response
+                .and_then(|r| answers::validate_answer(&r, &expect))
                 .map(|verdict| (verdict, date)),
             None => Err(Error::invalid("key", "is required")),
         };
@@ -995,7 +988,7 @@ impl Engine {
         now: f64,
         status: u16,
         body: Vec<u8>,
-        date: Option<f64>,
+        date: Option<String>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
@@ -1005,10 +998,11 @@ impl Engine {
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let date = dated(date);
+        let response = reply(status, body, date, retry_after, fail, detail);
+        let date = response.as_ref().ok().and_then(HttpResponse::date);
         let mut online = match Expect::activate(self.org(), &req, now) {
-            Some(expect) => reply(status, body, retry_after, fail, detail)
-                .and_then(|r| host::activate_answer(&r, &expect, date))
+            Some(expect) => response
+                .and_then(|r| answers::activate_answer(&r, &expect))
                 .map(|verdict| (verdict, date)),
             None => Err(Error::invalid("key", "is required")),
         };
@@ -1086,13 +1080,13 @@ impl Engine {
         id: String,
         status: u16,
         body: Vec<u8>,
-        _date: Option<f64>,
+        date: Option<String>,
         retry_after: Option<String>,
         fail: u8,
         detail: String,
     ) -> String {
-        let verdict = match reply(status, body, retry_after, fail, detail)
-            .and_then(|r| host::deactivate_answer(&r))
+        let verdict = match reply(status, body, date, retry_after, fail, detail)
+            .and_then(|r| answers::deactivate_answer(&r))
         {
             Ok(verdict) => verdict,
             Err(e) => return StepOut::answer(error_json(&e)).done(),

@@ -5,8 +5,9 @@
 //! `call(step, args)`: the package's `license.js` (in `pkg-template/`) does the IO (fetch,
 //! storage, the clock, random bytes, locks) and asks the engine between the steps, exactly
 //! where the native `Licensing` and the Rust `AsyncLicensing` call the core's session flows.
-//! Every decision is the core's; this crate only reads the host's values (`host`, `bindings`)
-//! and writes JSON answers (`engine`).
+//! Every decision is the core's (Polar's answers read by `polar_license::answers`, the same
+//! classification as the native faces'); this crate only reads the options the host passes
+//! (`bindings`) and writes JSON answers (`engine`).
 //!
 //! It owns the package's global allocator (talc, smaller than the default), so no Rust app
 //! that depends on `polar-license` for wasm32 gets it. `scripts/build-npm.sh` builds it with
@@ -21,7 +22,6 @@ pub mod engine;
 // The engine's wasm-bindgen tests (node and headless Chromium), as unit tests: the crate is a
 // cdylib only (an rlib among its types would turn off LTO: 60.7 KB of wasm gzipped instead
 // of 52.2).
-pub mod host;
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)] // tests: a panic is the report
 mod tests;

@@ -298,13 +298,7 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         m.insert("source".into(), json!("online"));
     }
     m.insert("activation_id".into(), json!(requested_activation));
-    let status = match error {
-        Error::Protocol { status, .. } => *status,
-        Error::ServerError { status, .. } => Some(*status),
-        Error::RateLimited { .. } => Some(429),
-        _ => None,
-    };
-    m.insert("status".into(), json!(status));
+    m.insert("status".into(), json!(error.status()));
     match error {
         Error::InvalidInput { field, .. } => {
             m.insert("field".into(), json!(field));

@@ -201,15 +201,13 @@ fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) -> Value) -
         }
         Err(err) => {
             let mut e = json!({ "code": err.reason().code(), "detail": err.detail() });
+            if let Some(status) = err.status() {
+                e["status"] = json!(status);
+            }
             match &err {
                 Error::RateLimited {
                     retry_after: Some(s),
                 } => e["retryAfter"] = json!(s),
-                Error::ServerError { status, .. }
-                | Error::Protocol {
-                    status: Some(status),
-                    ..
-                } => e["status"] = json!(status),
                 Error::InvalidInput { field, .. } => e["field"] = json!(field),
                 Error::Offline { timeout, .. } => e["timeout"] = json!(timeout),
                 _ => {}
@@ -536,7 +534,7 @@ fn every_validate_answer_is_classified_as_natively() {
                 NOW as f64,
                 a.status,
                 a.body.clone(),
-                a.date.map(|d| d as f64),
+                a.date.map(http_date),
                 a.retry_after.map(String::from),
                 a.fail,
                 "the transport failed".into(),
@@ -602,7 +600,7 @@ fn every_activate_answer_is_classified_as_natively() {
             NOW as f64,
             a.status,
             a.body.clone(),
-            a.date.map(|d| d as f64),
+            a.date.map(http_date),
             a.retry_after.map(String::from),
             a.fail,
             "the transport failed".into(),
@@ -633,7 +631,7 @@ fn every_deactivate_answer_is_classified_as_natively() {
             ACTIVATION.into(),
             a.status,
             a.body.clone(),
-            a.date.map(|d| d as f64),
+            a.date.map(http_date),
             a.retry_after.map(String::from),
             a.fail,
             "the transport failed".into(),

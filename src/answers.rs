@@ -1,36 +1,27 @@
-//! The npm engine's JSON: the JS host's own `JSON.parse`, read through [`JsonIn`], and the
-//! license as the engine holds it ([`HostLicense`]): the parsed object Polar sent, checked
-//! against Polar's model by the core's table ([`polar_license::schema`]) and written back from it, with
-//! the fields the rules read taken out. No serde code is compiled into the package's wasm.
+//! Polar's answers read through the core's schema table ([`crate::schema`]) instead of serde's
+//! typed model: the license as the JSON Polar sent, checked against Polar's model, with the
+//! fields the rules read taken out ([`SchemaLicense`]), and the answers classified and held to
+//! the request exactly as [`proto::parse_validate_for`] and [`proto::parse_activate_for`] do.
 //!
-//! Every decision stays the core's: the grace rules, the record format and its seal
-//! ([`polar_license::cache::encode_as`], [`polar_license::cache::decode_as`]), the classification of Polar's
-//! answers ([`polar_license::proto::failure`], [`polar_license::proto::Expect`]), feature gating.
+//! The npm package's engine reads every answer this way (it carries no serde code), so this is
+//! where "the same answer, the same verdict on every face" is decided for it; the native faces
+//! read with serde. Both read the body through [`crate::strict`] first, and
+//! `tests/one_answer.rs` holds the two paths to one verdict on generated answers.
 
-use polar_license::error::{Error, Verdict};
-use polar_license::grace::{ActivationData, LicenseData};
-use polar_license::json::{JsonIn, JsonOut};
-use polar_license::proto::{self, ErrorBody, Expect, HttpResponse, LicenseFacts, Operation};
-use polar_license::schema;
-use wasm_bindgen::JsValue;
+use crate::error::{Error, Verdict};
+use crate::grace::{ActivationData, LicenseData};
+use crate::json::{JsonIn, JsonOut};
+use crate::proto::{self, Expect, HttpResponse, LicenseFacts, Operation};
+use crate::schema;
+use crate::strict::{self, Value};
 
-/// Parses JSON text with the host's `JSON.parse` (`None` when it is not JSON).
-pub(crate) fn parse(text: &str) -> Option<JsValue> {
-    js_sys::JSON::parse(text).ok()
-}
-
-/// Parses a body: UTF-8, then JSON (`None` when it is either not).
-fn parse_body(body: &[u8]) -> Option<JsValue> {
-    parse(std::str::from_utf8(body).ok()?)
-}
-
-/// A license as the npm engine holds it: the objects Polar sent (the license, and the
+/// A license as the schema path holds it: the objects Polar sent (the license, and the
 /// activation answered with it, if any), checked against Polar's model, and the fields the
 /// core's rules read.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostLicense {
-    license: JsValue,
-    activation: Option<JsValue>,
+pub struct SchemaLicense {
+    license: Value,
+    activation: Option<Value>,
     /// The key it carries (the caller's in an answer, the display key in a record).
     key: String,
     benefit_id: String,
@@ -42,10 +33,10 @@ pub struct HostLicense {
     activation_ids: Option<(String, String)>,
 }
 
-impl HostLicense {
+impl SchemaLicense {
     /// The license `license` with `activation`, checked against Polar's model
     /// (`ValidatedLicenseKey`): why not, as the schema says.
-    fn new(license: JsValue, activation: Option<JsValue>) -> Result<HostLicense, schema::Bad> {
+    fn new(license: Value, activation: Option<Value>) -> Result<SchemaLicense, schema::Bad> {
         let mut check = JsonOut::new();
         schema::write_validated(&license, activation.as_ref(), None, &mut check)?;
         let text = |name: &str| {
@@ -61,7 +52,7 @@ impl HostLicense {
             }
             None => None,
         };
-        Ok(HostLicense {
+        Ok(SchemaLicense {
             key: text("key"),
             benefit_id: text("benefit_id"),
             display_key: text("display_key"),
@@ -78,9 +69,9 @@ impl HostLicense {
     }
 
     /// A validate's answer, or a record's license: the flat object, `activation` in it.
-    fn validated(v: JsValue) -> Result<HostLicense, schema::Bad> {
+    fn validated(v: Value) -> Result<SchemaLicense, schema::Bad> {
         let activation = v.member("activation").filter(|a| !JsonIn::is_null(a));
-        HostLicense::new(v, activation)
+        SchemaLicense::new(v, activation)
     }
 
     /// Holds it to the request ([`Expect::validated`], or [`Expect::activated`] when
@@ -119,14 +110,14 @@ impl HostLicense {
     }
 
     /// The license as Polar's model writes it (its `activation` apart), with its key.
-    pub(crate) fn write_license(&self, out: &mut JsonOut) {
+    pub fn write_license(&self, out: &mut JsonOut) {
         if schema::write_license(&self.license, Some(&self.key), out).is_err() {
             out.null();
         }
     }
 
     /// The activation answered with it, as Polar's model writes it, or `null`.
-    pub(crate) fn write_activation(&self, out: &mut JsonOut) {
+    pub fn write_activation(&self, out: &mut JsonOut) {
         match &self.activation {
             Some(a) if schema::write_activation(a, out).is_ok() => {}
             _ => {
@@ -136,15 +127,15 @@ impl HostLicense {
     }
 }
 
-impl LicenseData for HostLicense {
-    type Json = JsValue;
+impl LicenseData for SchemaLicense {
+    type Json = Value;
 
-    fn parse(text: &str) -> Option<JsValue> {
-        parse(text)
+    fn parse(text: &str) -> Option<Value> {
+        strict::parse(text.as_bytes()).ok()
     }
 
-    fn read(v: &JsValue) -> Option<HostLicense> {
-        HostLicense::validated(v.clone()).ok()
+    fn read(v: &Value) -> Option<SchemaLicense> {
+        SchemaLicense::validated(v.clone()).ok()
     }
 
     fn write(&self, out: &mut JsonOut) {
@@ -178,31 +169,31 @@ impl LicenseData for HostLicense {
             .map(|limit| limit.saturating_sub(self.usage))
     }
 
-    fn with_key(&self, key: &str) -> HostLicense {
-        HostLicense {
+    fn with_key(&self, key: &str) -> SchemaLicense {
+        SchemaLicense {
             key: key.to_string(),
             ..self.clone()
         }
     }
 }
 
-/// An activate's answer as the npm engine holds it: the activation and its license.
+/// An activate's answer as the schema path holds it: the activation and its license.
 #[derive(Debug, Clone, PartialEq)]
-pub struct HostActivation {
+pub struct SchemaActivation {
     id: String,
     label: String,
-    license: HostLicense,
+    license: SchemaLicense,
 }
 
-impl HostActivation {
+impl SchemaActivation {
     /// The license, with this activation.
-    pub(crate) fn license(&self) -> &HostLicense {
+    pub fn license(&self) -> &SchemaLicense {
         &self.license
     }
 }
 
-impl ActivationData for HostActivation {
-    type License = HostLicense;
+impl ActivationData for SchemaActivation {
+    type License = SchemaLicense;
 
     fn activation_id(&self) -> &str {
         &self.id
@@ -212,59 +203,63 @@ impl ActivationData for HostActivation {
         &self.label
     }
 
-    fn validated(&self) -> HostLicense {
+    fn validated(&self) -> SchemaLicense {
         self.license.clone()
     }
 }
 
-/// A denial (`Ok(Denied)`) or error, for an answer that is not a success.
+/// A denial (`Ok(Denied)`) or error, for an answer that is not a success: the one table,
+/// [`proto::failure`], over the error body as the strict reading sees it.
 fn refused<T>(op: Operation, a: &HttpResponse) -> Result<Verdict<T>, Error> {
-    let parsed = parse_body(&a.body).and_then(|v| ErrorBody::read(&v));
-    let retry_after = a.header("retry-after");
-    proto::failure(op, a.status, &a.body, parsed.as_ref(), retry_after).map(Verdict::Denied)
+    proto::failure(
+        op,
+        a.status,
+        &a.body,
+        proto::error_body(a).as_ref(),
+        a.combined("retry-after").as_deref(),
+    )
+    .map(Verdict::Denied)
 }
 
-/// The 200's body as JSON, else the `protocol_error` of a malformed answer.
-fn json_200(op: Operation, body: &[u8]) -> Result<JsValue, Error> {
-    let text = std::str::from_utf8(body).map_err(|_| proto::malformed(op, "not UTF-8"))?;
-    parse(text).ok_or_else(|| proto::malformed(op, "not JSON"))
+/// The 200's body as Polar's JSON, else the `protocol_error` of a malformed answer (the same
+/// words as the typed path's: [`proto::strict_body`]).
+fn json_200(op: Operation, a: &HttpResponse) -> Result<Value, Error> {
+    proto::strict_body(op, a)
 }
 
-/// A validate's answer, classified and held to the request (the host's twin of
-/// [`proto::parse_validate_for`]; `date`: the response's `Date`, unix seconds).
-pub(crate) fn validate_answer(
+/// A validate's answer, classified and held to the request: the schema path's twin of
+/// [`proto::parse_validate_for`], which reads the same answer with serde's typed model.
+pub fn validate_answer(
     a: &HttpResponse,
     expect: &Expect<'_>,
-    date: Option<i64>,
-) -> Result<Verdict<HostLicense>, Error> {
+) -> Result<Verdict<SchemaLicense>, Error> {
     let op = Operation::Validate;
     if a.status != 200 {
         return refused(op, a);
     }
-    let license = HostLicense::validated(json_200(op, &a.body)?)
-        .map_err(|bad| proto::malformed(op, &bad.0))?;
-    license.held(expect, false, date)?;
+    let license =
+        SchemaLicense::validated(json_200(op, a)?).map_err(|bad| proto::malformed(op, &bad.0))?;
+    license.held(expect, false, a.date())?;
     Ok(Verdict::Accepted(license))
 }
 
-/// An activate's answer, classified and held to the request (the host's twin of
-/// [`proto::parse_activate_for`]).
-pub(crate) fn activate_answer(
+/// An activate's answer, classified and held to the request: the schema path's twin of
+/// [`proto::parse_activate_for`].
+pub fn activate_answer(
     a: &HttpResponse,
     expect: &Expect<'_>,
-    date: Option<i64>,
-) -> Result<Verdict<HostActivation>, Error> {
+) -> Result<Verdict<SchemaActivation>, Error> {
     let op = Operation::Activate;
     if a.status != 200 {
         return refused(op, a);
     }
-    let read = json_200(op, &a.body)?;
+    let read = json_200(op, a)?;
     let license = read
         .member("license_key")
         .ok_or_else(|| proto::malformed(op, "license_key: missing"))?;
-    let license = HostLicense::new(license, Some(read.clone()))
+    let license = SchemaLicense::new(license, Some(read.clone()))
         .map_err(|bad| proto::malformed(op, &bad.0))?;
-    license.held(expect, true, date)?;
+    license.held(expect, true, a.date())?;
     let id = license
         .activation_ids
         .as_ref()
@@ -274,11 +269,11 @@ pub(crate) fn activate_answer(
         .member("label")
         .and_then(|l| l.string())
         .unwrap_or_default();
-    Ok(Verdict::Accepted(HostActivation { id, label, license }))
+    Ok(Verdict::Accepted(SchemaActivation { id, label, license }))
 }
 
 /// A deactivate's answer (204 on success), classified.
-pub(crate) fn deactivate_answer(a: &HttpResponse) -> Result<Verdict<()>, Error> {
+pub fn deactivate_answer(a: &HttpResponse) -> Result<Verdict<()>, Error> {
     match a.status {
         204 => Ok(Verdict::Accepted(())),
         _ => refused(Operation::Deactivate, a),

@@ -5,6 +5,11 @@
   and real emulator answers (emu_*.json), each with its status and operation, in the
   ResponseInput byte layout of fuzz/src/lib.rs:
   [op % 3][status u16 big-endian][header count % 4]([name index][len][value])*[body...]
+* one_answer: the same answers, about polar_license_testkit::answers' key, organization and
+  ids (the documentation's and the emulator's replaced, so that a 200 can be a grant), in the
+  answer_case layout of fuzz/src/lib.rs:
+  [op % 3][flags: 1 = the activation asked][status u16 big-endian]
+  [date length + 1, or 0][date][retry-after length + 1, or 0][retry-after][body...]
 * cache_decode: real cache record lines (record_*.json, from a Licensing over the emulator),
   which the target seals with the right MAC.
 
@@ -24,6 +29,32 @@ def response(op, status, body, headers=()):
     for index, value in headers:
         v = value.encode()[:255]
         out += bytes([index, len(v)]) + v
+    return out + body
+
+
+# crates/testkit/src/answers.rs: KEY, ORG, LICENSE_ID, ACTIVATION, BENEFIT, CUSTOMER.
+TESTKIT = {
+    "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415": "FACES-50B22C51-07BD-4160-A61E-19B6CC6ED415",
+    "DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A": "FACES-50B22C51-07BD-4160-A61E-19B6CC6ED415",
+    "d2fcbff8-108b-411e-bf2b-6383e0a8802d": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+    "f7d9ba8a-dd63-4db8-bb8b-015006335825": "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e",
+    "21bf892b-2e46-4f50-8060-8fdaf02aa482": "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c",
+    "45f87221-45ae-4f65-8dbd-073318bc6372": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+    "854fa59b-860f-4262-a6ac-ae0388a7f579": "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d",
+}
+
+
+def answer(op, asked, status, body, headers=()):
+    for old, new in TESTKIT.items():
+        body = body.replace(old.encode(), new.encode())
+    out = bytes([op, int(asked)]) + status.to_bytes(2, "big")
+    values = dict(headers)
+    for index in (DATE, RETRY_AFTER):
+        if index in values:
+            v = values[index].encode()[:254]
+            out += bytes([len(v) + 1]) + v
+        else:
+            out += bytes([0])
     return out + body
 
 
@@ -58,6 +89,9 @@ def main():
         bodies.append((list(OPS)[op], status, f"doc_error_{i:02}_{status}", body.encode(), []))
     for op, status, name, body, headers in bodies:
         write("parse_response", name, response(OPS[op], status, body, headers))
+        write("one_answer", name, answer(OPS[op], False, status, body, headers))
+        if name == "doc_validate_200":
+            write("one_answer", name + "_asked", answer(OPS[op], True, status, body, headers))
     for path in sorted(SEEDS.glob("record_*.json")):
         write("cache_decode", path.stem, path.read_bytes().strip())
     print("seeds written to", CORPUS)

@@ -62,38 +62,43 @@ export function defaultDir(app) {
 /**
  * The OS machine id, read as the native library reads it (Linux `/etc/machine-id`, macOS
  * `IOPlatformUUID`, Windows `MachineGuid`): the native seal always carries this machine's
- * identity, so records in the native directory are sealed with it here too. `undefined` when
- * the OS has none or it cannot be read (the records then open only in this package).
+ * identity, and so does every store of the node entries, so a copy of the storage opens to
+ * nothing on another machine. `undefined` when the OS has none; throws when it has one that
+ * cannot be read (the calls then fail with `cache_error`, as natively: never a seal that
+ * silently changes).
  */
 export function osMachineId() {
   const usable = (s) => (typeof s === 'string' && s.trim() ? s.trim() : undefined);
-  try {
-    const platform = globalThis.process?.platform;
-    if (platform === 'linux' || platform === 'freebsd') {
-      for (const path of ['/etc/machine-id', '/var/lib/dbus/machine-id', '/etc/hostid']) {
-        try {
-          const id = usable(readFileSync(path, 'utf8'));
-          if (id) return id;
-        } catch (e) {
-          if (e?.code !== 'ENOENT') return undefined;
-        }
+  const platform = globalThis.process?.platform;
+  if (platform === 'linux' || platform === 'freebsd') {
+    for (const path of ['/etc/machine-id', '/var/lib/dbus/machine-id', '/etc/hostid']) {
+      try {
+        const id = usable(readFileSync(path, 'utf8'));
+        if (id) return id;
+      } catch (e) {
+        if (e?.code !== 'ENOENT') throw new Error(`${path}: ${e?.code ?? e}`);
       }
-      return undefined;
     }
-    // Programs at their absolute paths (never found through PATH), no console window.
-    const quiet = { encoding: 'utf8', timeout: 5000, windowsHide: true, stdio: ['ignore', 'pipe', 'ignore'] };
-    if (platform === 'darwin') {
-      const out = execFileSync('/usr/sbin/ioreg', ['-rd1', '-c', 'IOPlatformExpertDevice'], quiet);
-      return usable(out.split('\n').find((l) => l.includes('IOPlatformUUID'))?.split('"')[3]);
+    return undefined;
+  }
+  // Programs at their absolute paths (never found through PATH), no console window.
+  const quiet = { encoding: 'utf8', timeout: 5000, windowsHide: true, stdio: ['ignore', 'pipe', 'ignore'] };
+  const run = (program, args) => {
+    try {
+      return execFileSync(program, args, quiet);
+    } catch (e) {
+      throw new Error(`${program}: ${e?.code ?? e?.message ?? e}`);
     }
-    if (platform === 'win32') {
-      // The 64-bit registry view (/reg:64), as the native library reads it from any process.
-      const reg = join(globalThis.process.env.SystemRoot || 'C:\\Windows', 'System32', 'reg.exe');
-      const out = execFileSync(reg, ['query', 'HKLM\\SOFTWARE\\Microsoft\\Cryptography', '/v', 'MachineGuid', '/reg:64'], quiet);
-      return usable(out.split('\n').find((l) => l.includes('MachineGuid'))?.trim().split(/\s+/).pop());
-    }
-  } catch {
-    // unreadable: no seal identity
+  };
+  if (platform === 'darwin') {
+    const out = run('/usr/sbin/ioreg', ['-rd1', '-c', 'IOPlatformExpertDevice']);
+    return usable(out.split('\n').find((l) => l.includes('IOPlatformUUID'))?.split('"')[3]);
+  }
+  if (platform === 'win32') {
+    // The 64-bit registry view (/reg:64), as the native library reads it from any process.
+    const reg = join(globalThis.process.env.SystemRoot || 'C:\\Windows', 'System32', 'reg.exe');
+    const out = run(reg, ['query', 'HKLM\\SOFTWARE\\Microsoft\\Cryptography', '/v', 'MachineGuid', '/reg:64']);
+    return usable(out.split('\n').find((l) => l.includes('MachineGuid'))?.trim().split(/\s+/).pop());
   }
   return undefined;
 }

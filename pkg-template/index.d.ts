@@ -414,8 +414,26 @@ export interface CacheStatus {
   graceRemaining: number | null;
   /** Seconds the clock moved back past the tolerance, if it did. */
   clockRollback: number | null;
+  /**
+   * What the cache says of the key now, the same word on every face: `licensed` (a check
+   * would license from the cache now), `denied` (Polar's last answer about the key, whichever
+   * call saw it, was a denial: see `denied`), `lapsed` (a good verdict that can no longer
+   * license from the cache) or `none`.
+   */
+  standing: 'none' | 'denied' | 'licensed' | 'lapsed';
+  /**
+   * Whether the records and the remembered key are sealed with a machine's identity, so that a
+   * copy of the storage opens to nothing on another machine: the OS machine id in node, Bun,
+   * Deno and Electron's main process (every store), the `machineId` option anywhere. A browser
+   * has no machine id: there it is `false` unless the app passes `machineId`.
+   */
+  sealedToMachine: boolean;
+  /** When the last good verdict was had (history, also after a denial). */
   verifiedAt: number | null;
-  /** The last good license (with `key` redacted to its display form). */
+  /**
+   * The last good license (with `key` redacted to its display form); `null` since a denial
+   * (it is not the key's status any more) and when there was none.
+   */
   license: License | null;
   /**
    * The activation the next check validates: the trusted record's, or the one an untrusted

@@ -823,13 +823,24 @@ export function bind(load, crypto, entry = 'web', files = null) {
         const s = storage(this.#host, files);
         if (s instanceof LicenseError) throw s;
         const o = this.#options;
-        // Sealed with this machine's identity in the file store, as the native library seals
-        // its records.
-        const sealMachineId = s.kind === 'file' ? files.osMachineId() : undefined;
+        // Every store of the node entries is sealed with this machine's identity, as the
+        // native library seals its records (a browser has none: then `machineId`, if given).
+        // One that exists but cannot be read fails the call, read again by the next one.
+        let sealMachineId;
+        try {
+          sealMachineId = files?.osMachineId();
+        } catch (e) {
+          throw new LicenseError(
+            'cache_error',
+            `this machine's id could not be read (${e.message}); activations and the cache are bound to it`,
+            { userMessage: 'The license could not be saved on this computer: check the disk space and the folder\'s permissions.' },
+          );
+        }
         let engine;
         try {
-          // The options object (its types checked by clientOptions, its values by the engine).
-          engine = new Engine({ ...o, sealMachineId }, this.#host.features);
+          // The options as JSON text (their types checked by clientOptions, their values by
+          // the engine, which reads every JSON through the core's one reader).
+          engine = new Engine(JSON.stringify({ ...o, sealMachineId }), JSON.stringify(this.#host.features ?? null));
         } catch (e) {
           throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
         }

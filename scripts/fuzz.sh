@@ -39,7 +39,7 @@ for arg in "$@"; do
     esac
 done
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-    TARGETS=(parse_response cache_decode cache_roundtrip requests)
+    TARGETS=(parse_response cache_decode cache_roundtrip requests one_answer)
 fi
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then
@@ -79,7 +79,10 @@ for t in "${TARGETS[@]}"; do
     seeds=()
     [[ -d "fuzz/seeds/$t" ]] && seeds=("fuzz/seeds/$t")
     dict=()
-    case "$t" in parse_response | cache_decode) dict=(-dict=fuzz/polar.dict) ;; esac
+    case "$t" in
+    parse_response | cache_decode) dict=(-dict=fuzz/polar.dict) ;;
+    one_answer) dict=(-dict=fuzz/one_answer.dict) ;;
+    esac
     cmd=(cargo +nightly fuzz run "$t" "$corpus" "${seeds[@]}" -- "-max_total_time=$SECONDS_EACH"
         -timeout=10 -print_final_stats=1 "${dict[@]}")
     echo "==> ${cmd[*]}"

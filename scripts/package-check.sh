@@ -75,6 +75,13 @@ if list polar-license-c; then
 fi
 
 echo "==> cargo publish --dry-run --workspace"
+# The crates are verified against each other as packaged, through a local registry under
+# target/package that cargo unpacks into its home (a directory named `-<hash>`): an earlier
+# run's copy of the same version would be reused as it was, so both go first.
+# And cargo takes a registry's crates as never changing: the build of an earlier packaged copy
+# would be reused too, so this workspace's fingerprints go as well (they rebuild in seconds).
+rm -rf "${CARGO_TARGET_DIR:-target}/package" "${CARGO_HOME:-$HOME/.cargo}"/registry/src/-*/polar-license-* \
+    "${CARGO_TARGET_DIR:-target}"/debug/.fingerprint/polar-license-*
 if cargo publish --dry-run --workspace --allow-dirty 2>&1 | tee "$OUT/publish.log" | tail -n 12 &&
     [[ "$(grep -c "aborting upload due to dry run" "$OUT/publish.log")" -eq 4 ]]; then
     ok "cargo publish --dry-run --workspace: $(grep -o 'Uploading [^ ]*' "$OUT/publish.log" | cut -d' ' -f2 | tr '\n' ' ')"

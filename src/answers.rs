@@ -83,12 +83,15 @@ impl SchemaLicense {
                 .and_then(|v| v.string())
                 .unwrap_or_default()
         };
-        let (id, organization_id, customer_id, status) = (
-            text("id"),
-            text("organization_id"),
-            text("customer_id"),
-            text("status"),
-        );
+        let (id, organization_id, customer_id) =
+            (text("id"), text("organization_id"), text("customer_id"));
+        // The status as the typed model reads it: its name, also in serde's other form of an
+        // enum (`{"granted": null}`), which the schema accepts as serde does.
+        let status = self
+            .license
+            .member("status")
+            .and_then(|s| schema::enum_name(&s))
+            .unwrap_or_default();
         let facts = LicenseFacts {
             id: &id,
             key: &self.key,
@@ -216,7 +219,7 @@ fn refused<T>(op: Operation, a: &HttpResponse) -> Result<Verdict<T>, Error> {
         a.status,
         &a.body,
         proto::error_body(a).as_ref(),
-        a.combined("retry-after").as_deref(),
+        a.single("retry-after"),
     )
     .map(Verdict::Denied)
 }

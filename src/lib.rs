@@ -172,7 +172,7 @@ pub use proto::{
     ValidateRequest,
 };
 pub use reason::{Reason, ReasonClass};
-pub use session::{CacheState, CacheStatus};
+pub use session::{CacheState, CacheStatus, Standing};
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -298,7 +298,8 @@ impl LicenseKeyRead {
     /// Usages left before `limit_usage` (`None` when unlimited). Polar's validate answers 200
     /// even when usage is at or over the limit, so check this for metered features.
     pub fn remaining_usage(&self) -> Option<i64> {
-        self.limit_usage.map(|limit| limit - self.usage)
+        self.limit_usage
+            .map(|limit| limit.saturating_sub(self.usage))
     }
 }
 

@@ -218,33 +218,23 @@ impl HttpResponse {
             .map(|(_, v)| v.as_str())
     }
 
-    /// Every value of the header `name`, joined with `", "` as `fetch` joins them (`None`
-    /// when there is none): a header sent twice reads the same on every face.
-    pub fn combined(&self, name: &str) -> Option<std::borrow::Cow<'_, str>> {
+    /// The value of the header `name` when it came exactly once: a header sent twice reads as
+    /// none on every face (`fetch` joins the two with ", ", which no reader here takes).
+    pub fn single(&self, name: &str) -> Option<&str> {
         let mut values = self
             .headers
             .iter()
             .filter(|(k, _)| k.eq_ignore_ascii_case(name))
             .map(|(_, v)| v.as_str());
         let first = values.next()?;
-        Some(match values.next() {
-            None => std::borrow::Cow::Borrowed(first),
-            Some(second) => {
-                let mut all = [first, second].join(", ");
-                for more in values {
-                    all.push_str(", ");
-                    all.push_str(more);
-                }
-                std::borrow::Cow::Owned(all)
-            }
-        })
+        values.next().is_none().then_some(first)
     }
 
     /// The `Date` header in unix seconds, when there is one that reads (see [`http_date`]):
     /// what the expiry check and the grace rules anchor a verdict at when the local clock is
     /// off. Two `Date` headers read as none (`fetch` joins them into one that does not parse).
     pub fn date(&self) -> Option<i64> {
-        self.combined("date").and_then(|d| http_date(&d))
+        self.single("date").and_then(http_date)
     }
 }
 
@@ -254,44 +244,40 @@ impl HttpResponse {
 /// list of dates) is no date: the local clock is used instead, as when there is no header. The
 /// one reading on every face (the npm package hands the engine the header as `fetch` gives it).
 pub fn http_date(value: &str) -> Option<i64> {
-    const DAYS: [&str; 7] = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
-    const MONTHS: [&str; 12] = [
-        "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+    use crate::rfc3339::{days_from_civil, days_in_month};
+    const DAYS: [&[u8]; 7] = [b"Thu", b"Fri", b"Sat", b"Sun", b"Mon", b"Tue", b"Wed"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
     ];
     let b = value.trim().as_bytes();
     // "Sun, 06 Nov 1994 08:49:37 GMT": 29 bytes, every one in its place.
     if b.len() != 29 || &b[3..5] != b", " || &b[25..] != b" GMT" {
         return None;
     }
-    let text = |from: usize, to: usize| std::str::from_utf8(&b[from..to]).ok();
-    let num = |from: usize, to: usize| -> Option<u32> {
-        let t = text(from, to)?;
-        if t.bytes().all(|c| c.is_ascii_digit()) {
-            t.parse().ok()
-        } else {
-            None
-        }
+    let num = |from: usize, to: usize| -> Option<i64> {
+        b[from..to].iter().try_fold(0i64, |n, &c| {
+            c.is_ascii_digit().then(|| n * 10 + i64::from(c - b'0'))
+        })
     };
-    let sep = |at: usize, c: u8| b[at] == c;
-    if !(sep(7, b' ') && sep(11, b' ') && sep(16, b' ') && sep(19, b':') && sep(22, b':')) {
+    if [(7, b' '), (11, b' '), (16, b' '), (19, b':'), (22, b':')]
+        .iter()
+        .any(|&(at, c)| b[at] != c)
+    {
         return None;
     }
-    let weekday = DAYS.iter().position(|d| Some(*d) == text(0, 3))?;
-    let month = MONTHS.iter().position(|m| Some(*m) == text(8, 11))?;
-    let month = time::Month::try_from(u8::try_from(month + 1).ok()?).ok()?;
-    let year = i32::try_from(num(12, 16)?).ok()?;
-    let day = u8::try_from(num(5, 7)?).ok()?;
-    let date = time::Date::from_calendar_date(year, month, day).ok()?;
-    if usize::from(date.weekday().number_days_from_monday()) != weekday {
+    let month = MONTHS.iter().position(|m| *m == &b[8..11])? as i64 + 1;
+    let (year, day) = (num(12, 16)?, num(5, 7)?);
+    let (hour, minute, second) = (num(17, 19)?, num(20, 22)?, num(23, 25)?);
+    if !(1..=days_in_month(year, month)).contains(&day) || hour > 23 || minute > 59 || second > 59 {
         return None;
     }
-    let hms = |from: usize| num(from, from + 2).and_then(|n| u8::try_from(n).ok());
-    let clock = time::Time::from_hms(hms(17)?, hms(20)?, hms(23)?).ok()?;
-    Some(
-        time::PrimitiveDateTime::new(date, clock)
-            .assume_utc()
-            .unix_timestamp(),
-    )
+    let days = days_from_civil(year, month, day);
+    // 1970-01-01 was a Thursday: the weekday named must be the date's.
+    if DAYS[days.rem_euclid(7) as usize] != &b[0..3] {
+        return None;
+    }
+    Some(days * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
 /// A validate request (`LicenseKeyValidate`). Ids are checked as UUID v4 before sending.
@@ -994,7 +980,7 @@ pub const MAX_RETRY_AFTER: u64 = 3600;
 /// Parses the `retry-after` header: whole seconds (asgi-ratelimit sends those), capped at
 /// [`MAX_RETRY_AFTER`].
 pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
-    retry_after_value(&resp.combined("retry-after")?)
+    retry_after_value(resp.single("retry-after")?)
 }
 
 /// [`retry_after`] of a header's value.
@@ -1027,7 +1013,7 @@ fn classify_failure(op: Operation, resp: &HttpResponse) -> Result<Denial, Error>
         resp.status,
         &resp.body,
         error_body(resp).as_ref(),
-        resp.combined("retry-after").as_deref(),
+        resp.single("retry-after"),
     )
 }
 
@@ -1172,5 +1158,61 @@ fn validation_error(parsed: Option<&ErrorBody>, body: &[u8]) -> Error {
             " (server)",
         ]
         .concat(),
+    }
+}
+
+#[cfg(all(test, not(target_arch = "wasm32")))]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod http_date_tests {
+    use super::{http_date, HttpResponse};
+    use time::format_description::well_known::Rfc2822;
+    use time::OffsetDateTime;
+
+    /// Every IMF-fixdate reads as `time` reads it, over four centuries, a day and a few
+    /// seconds apart each time (leap years, month ends and weekdays all passed).
+    #[test]
+    fn imf_fixdates_read_as_time_reads_them() {
+        let mut t = -2_208_988_800i64; // 1900-01-01
+        while t < 10_413_792_000 {
+            let date = OffsetDateTime::from_unix_timestamp(t).unwrap();
+            let text = date.format(&Rfc2822).unwrap().replace("+0000", "GMT");
+            assert_eq!(http_date(&text), Some(t), "{text}");
+            t += 86_400 * 3 + 3_607;
+        }
+    }
+
+    #[test]
+    fn anything_but_an_imf_fixdate_is_no_date() {
+        for text in [
+            "Sunday, 06-Nov-94 08:49:37 GMT",
+            "Sun Nov  6 08:49:37 1994",
+            "1994-11-06T08:49:37Z",
+            "Sun, 06 Nov 1994 08:49:37 UTC",
+            "Sun, 06 Nov 1994 08:49:37 +0000",
+            "Sun, 06 Nov 1994 08:49:37 A",
+            "Sun, 06 November 1994 08:49:37 GMT",
+            "Sun, 06 nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:60 GMT",
+            "Mon, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 6 Nov 1994 08:49:37 GMT",
+            "Sun, 31 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994 24:49:37 GMT",
+            "Sun, 06 Nov 1994 08:49:37 GMT, Sun, 06 Nov 1994 08:49:37 GMT",
+            "Sun, 06 Nov 1994",
+            "",
+        ] {
+            assert_eq!(http_date(text), None, "{text:?}");
+        }
+        assert_eq!(
+            http_date("  Sun, 06 Nov 1994 08:49:37 GMT "),
+            Some(784_111_777)
+        );
+        // Two Date headers read as none, as fetch joins them.
+        let twice = HttpResponse::new(200, "")
+            .with_header("date", "Sun, 06 Nov 1994 08:49:37 GMT")
+            .with_header("date", "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(twice.date(), None);
+        let once = HttpResponse::new(200, "").with_header("Date", "Sun, 06 Nov 1994 08:49:37 GMT");
+        assert_eq!(once.date(), Some(784_111_777));
     }
 }

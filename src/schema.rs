@@ -428,7 +428,7 @@ fn value<J: JsonIn>(v: &J, kind: Kind, key: Option<&str>, out: &mut JsonOut) -> 
 
 /// An enum's name: a string, or (serde_json's externally tagged form of a unit variant) an
 /// object whose only member is that name with the value `null`.
-fn enum_name<J: JsonIn>(v: &J) -> Option<String> {
+pub(crate) fn enum_name<J: JsonIn>(v: &J) -> Option<String> {
     if let Some(s) = v.string() {
         return Some(s);
     }

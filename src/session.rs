@@ -56,6 +56,36 @@ pub struct CacheStatus<L = ValidatedLicenseKey> {
     /// record still names (an activation id is no secret: Polar checks it with the key and
     /// this machine's conditions, so it is recovered instead of taking a new slot).
     pub activation: Option<StoredActivation>,
+    /// What the cache says of the key now, in one word, the same on every face.
+    pub standing: Standing,
+}
+
+/// What a key's cache says of it now: what `check` would start from. A denial any command saw
+/// is the standing from that moment, whatever good verdict came before it (which the status
+/// still shows as history: when it was verified, and the grace it no longer gives).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Standing {
+    /// Nothing stored that can be trusted: `check` asks Polar.
+    None,
+    /// Polar's last answer about the key was a denial: no cached grant, `check` asks Polar.
+    Denied,
+    /// A check would license from the cache now (a fresh verdict, or one within the grace).
+    Licensed,
+    /// A good verdict is stored but can no longer license from the cache (the grace is over,
+    /// the license expired, the clock moved back or stands still): `check` must ask Polar.
+    Lapsed,
+}
+
+impl Standing {
+    /// `none`, `denied`, `licensed` or `lapsed`: the code every face prints.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Standing::None => "none",
+            Standing::Denied => "denied",
+            Standing::Licensed => "licensed",
+            Standing::Lapsed => "lapsed",
+        }
+    }
 }
 
 /// One key's entries in a store, and the key that seals them.
@@ -211,12 +241,19 @@ pub fn status<L: LicenseData>(
         CacheState::Present(r) => (r.grace_remaining(now, policy), r.rollback(now, policy)),
         _ => (None, None),
     };
+    let standing = match &state {
+        CacheState::Present(r) if r.denied.is_some() => Standing::Denied,
+        CacheState::Present(_) if grace_remaining.is_some() => Standing::Licensed,
+        CacheState::Present(r) if r.good.is_some() => Standing::Lapsed,
+        _ => Standing::None,
+    };
     CacheStatus {
         state,
         now,
         grace_remaining,
         clock_rollback,
         activation: opened.remembered,
+        standing,
     }
 }
 

@@ -15,7 +15,7 @@
 //! * numbers follow the grammar (no `+`, no leading zero, no `NaN`); one that no `f64` can
 //!   hold (`1e400`) is refused; integers keep their exact value as serde_json keeps it (a
 //!   `u64`, a negative `i64`, else the nearest `f64`), so `1.0` is a float and `1` an integer;
-//! * no object has two members of one name;
+//! * no object has two members of one name, nor more than [`MAX_MEMBERS`];
 //! * objects and arrays nest at most [`MAX_DEPTH`] deep (serde_json stops at 128: this one
 //!   refuses first, so its limit never decides).
 //!
@@ -25,6 +25,9 @@ use crate::json::{JsonIn, Num};
 
 /// How deep objects and arrays may nest (Polar's answers nest four deep).
 pub const MAX_DEPTH: usize = 64;
+
+/// How many members one object may have (Polar's have a few dozen; metadata at most 50).
+pub const MAX_MEMBERS: usize = 1024;
 
 /// A JSON value that passed the strict reading.
 #[derive(Debug, Clone, PartialEq)]
@@ -43,7 +46,8 @@ pub enum Value {
     Str(String),
     /// An array.
     Array(Vec<Value>),
-    /// An object's members, in the order sent (no name twice).
+    /// An object's members, in name order (no name twice), as a `serde_json::Value`'s map
+    /// keeps them.
     Object(Vec<(String, Value)>),
 }
 
@@ -152,6 +156,7 @@ impl Reader<'_> {
             if self.peek() != Some(b'"') {
                 return Err(self.fail("expected a member name"));
             }
+            let at = self.at;
             let name = self.string()?;
             self.space();
             if !self.eat(b':') {
@@ -159,24 +164,32 @@ impl Reader<'_> {
             }
             self.space();
             let value = self.value(depth)?;
-            members.push((name, value));
+            // Kept in name order. Two members of one name: JSON.parse keeps the last, serde's
+            // typed reading refuses a known field twice; neither is Polar's answer.
+            match members.binary_search_by(|(n, _)| n.as_str().cmp(&name)) {
+                Ok(_) => {
+                    return Err(NotJson {
+                        why: "a member name twice",
+                        at,
+                    })
+                }
+                Err(_) if members.len() == MAX_MEMBERS => {
+                    return Err(NotJson {
+                        why: "too many members",
+                        at,
+                    })
+                }
+                Err(place) => members.insert(place, (name, value)),
+            }
             self.space();
             if self.eat(b',') {
                 continue;
             }
             if self.eat(b'}') {
-                break;
+                return Ok(Value::Object(members));
             }
-            return Err(self.fail("expected ',' or '}'"));
+            return Err(self.fail("expected ','"));
         }
-        // Two members of one name: JSON.parse keeps the last, serde's typed reading refuses a
-        // known field twice; neither is Polar's answer.
-        let mut names: Vec<&str> = members.iter().map(|(n, _)| n.as_str()).collect();
-        names.sort_unstable();
-        if names.windows(2).any(|w| w[0] == w[1]) {
-            return Err(self.fail("a member name twice"));
-        }
-        Ok(Value::Object(members))
     }
 
     fn array(&mut self, depth: usize) -> Result<Value, NotJson> {
@@ -199,7 +212,7 @@ impl Reader<'_> {
             if self.eat(b']') {
                 return Ok(Value::Array(items));
             }
-            return Err(self.fail("expected ',' or ']'"));
+            return Err(self.fail("expected ','"));
         }
     }
 
@@ -210,7 +223,7 @@ impl Reader<'_> {
                 Some(c @ b'0'..=b'9') => c - b'0',
                 Some(c @ b'a'..=b'f') => c - b'a' + 10,
                 Some(c @ b'A'..=b'F') => c - b'A' + 10,
-                _ => return Err(self.fail("bad \\u escape")),
+                _ => return Err(self.fail("bad escape")),
             };
             n = n * 16 + u32::from(d);
             self.at += 1;
@@ -275,7 +288,7 @@ impl Reader<'_> {
                                 n => n,
                             };
                             out.push(char::from_u32(code).ok_or(NotJson {
-                                why: "bad \\u escape",
+                                why: "bad escape",
                                 at,
                             })?);
                             continue;
@@ -285,8 +298,8 @@ impl Reader<'_> {
                     self.at += 1;
                     out.push(c);
                 }
-                Some(_) => return Err(self.fail("control character in a string")),
-                None => return Err(self.fail("unterminated string")),
+                Some(_) => return Err(self.fail("control character")),
+                None => return Err(self.fail("unexpected end")),
             }
         }
     }
@@ -307,7 +320,7 @@ impl Reader<'_> {
             Some(b'0') => {
                 self.at += 1;
                 if matches!(self.peek(), Some(b'0'..=b'9')) {
-                    return Err(self.fail("leading zero"));
+                    return Err(self.fail("bad number"));
                 }
             }
             Some(b'1'..=b'9') => {
@@ -347,8 +360,8 @@ impl Reader<'_> {
                 _ => {}
             }
         }
-        match text.parse::<f64>() {
-            Ok(x) if x.is_finite() => Ok(Value::Float(x)),
+        match float(text) {
+            Some(x) if x.is_finite() => Ok(Value::Float(x)),
             _ => Err(NotJson {
                 why: "number out of range",
                 at: start,
@@ -357,12 +370,30 @@ impl Reader<'_> {
     }
 }
 
+/// The nearest `f64` to a JSON number's text, by a parser every face already carries: natively
+/// serde_json's (with `float_roundtrip`, correctly rounded), in a JS host the host's own (also
+/// correctly rounded), so no third float parser is linked into either (std's costs a C
+/// program 15 KB). Infinite when it overflows.
+fn float(text: &str) -> Option<f64> {
+    #[cfg(target_arch = "wasm32")]
+    {
+        Some(js_sys::Number::parse_float(text))
+    }
+    #[cfg(not(target_arch = "wasm32"))]
+    {
+        serde_json::from_str::<f64>(text)
+            .ok()
+            .or(Some(f64::INFINITY))
+    }
+}
+
 impl JsonIn for Value {
     fn member(&self, name: &str) -> Option<Value> {
         match self {
             Value::Object(members) => members
-                .iter()
-                .find(|(n, _)| n == name)
+                .binary_search_by(|(n, _)| n.as_str().cmp(name))
+                .ok()
+                .and_then(|i| members.get(i))
                 .map(|(_, v)| v.clone()),
             _ => None,
         }
@@ -412,11 +443,7 @@ impl JsonIn for Value {
     /// In name order, as a `serde_json::Value`'s map gives them.
     fn members(&self) -> Option<Vec<(String, Value)>> {
         match self {
-            Value::Object(members) => {
-                let mut sorted = members.clone();
-                sorted.sort_unstable_by(|a, b| a.0.cmp(&b.0));
-                Some(sorted)
-            }
+            Value::Object(members) => Some(members.clone()),
             _ => None,
         }
     }
@@ -556,6 +583,15 @@ mod tests {
             );
         }
         assert_eq!(parse(b"\"\xff\"").map_err(|e| e.why), Err("not UTF-8"));
+        let object = |n: usize| {
+            let members: Vec<String> = (0..n).map(|i| format!("\"m{i}\":{i}")).collect();
+            format!("{{{}}}", members.join(","))
+        };
+        assert!(parse(object(MAX_MEMBERS).as_bytes()).is_ok());
+        assert_eq!(
+            parse(object(MAX_MEMBERS + 1).as_bytes()).map_err(|e| e.why),
+            Err("too many members")
+        );
         let deep = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
         assert!(parse(deep(MAX_DEPTH).as_bytes()).is_ok());
         assert_eq!(

@@ -172,6 +172,67 @@ fn a_revoked_key_never_rides_the_grace_window() {
     }
 }
 
+/// The status reports a revocation the moment any call has seen it, whichever call it was
+/// (docs/interfaces.md §4, "one truth per key"): `standing` is `denied` at once, though the
+/// last good verdict is still young and would otherwise answer from the cache for an hour.
+#[test]
+fn status_reports_a_revocation_the_moment_any_call_saw_it() {
+    use polar_license::Standing;
+    let revoke = |w: &World, status: &str| {
+        w.polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                status: Some(status.into()),
+                ..KeyUpdate::default()
+            },
+        );
+    };
+    for call in ["validate", "activate", "check"] {
+        let w = World::new(&format!("status-after-{call}"));
+        let l = w.licensing("machine-A");
+        activate(&l);
+        let fresh = l.status(DEMO_KEY).unwrap();
+        assert_eq!(fresh.standing, Standing::Licensed, "{call}: {fresh:?}");
+        revoke(&w, "revoked");
+        // A minute later: the good verdict is fresh, and `check` would not ask Polar yet.
+        w.advance(60);
+        match call {
+            "validate" => {
+                let v = l
+                    .validate(&ValidateRequest::new(DEMO_KEY))
+                    .expect("answers");
+                assert_eq!(v.denial().map(|d| d.reason), Some(Reason::Inactive));
+            }
+            "activate" => {
+                let v = l
+                    .activate(&ActivateRequest::new(DEMO_KEY, "desktop"))
+                    .expect("answers");
+                assert_eq!(v.denial().map(|d| d.reason), Some(Reason::Inactive));
+            }
+            _ => {
+                // The fresh cache answers without asking: then an online check sees the denial.
+                w.advance(2 * HOUR);
+                assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Inactive));
+            }
+        }
+        let status = l.status(DEMO_KEY).unwrap();
+        assert_eq!(status.standing, Standing::Denied, "{call}: {status:?}");
+        assert_eq!(status.grace_remaining, None, "{call}");
+        // A check agrees with the status: it asks Polar (no cached grant) and is denied.
+        w.requests();
+        assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Inactive), "{call}");
+        assert_eq!(w.requests(), 1, "{call}: the check asked Polar");
+        // Polar says yes again: the standing follows.
+        revoke(&w, "granted");
+        assert!(l.check(DEMO_KEY).is_licensed(), "{call}");
+        assert_eq!(
+            l.status(DEMO_KEY).unwrap().standing,
+            Standing::Licensed,
+            "{call}"
+        );
+    }
+}
+
 #[test]
 fn rate_limit_blocks_requests_until_retry_after() {
     let w = World::new("ratelimit");

@@ -2,7 +2,9 @@
 //! `tests/fuzz_regressions.rs`.
 
 use arbitrary::{Arbitrary, Unstructured};
+use polar_license::proto::Operation;
 use polar_license::HttpResponse;
+use polar_license_testkit::answers::Case;
 
 /// Header names the parsers look at, and a few they do not.
 pub const HEADER_NAMES: [&str; 6] = [
@@ -87,6 +89,72 @@ impl<'a> Arbitrary<'a> for ResponseInput {
     fn arbitrary_take_rest(mut u: Unstructured<'a>) -> arbitrary::Result<Self> {
         Self::arbitrary(&mut u)
     }
+}
+
+/// The `one_answer` target's input: an answer to one of the requests of
+/// `polar_license_testkit::answers` (its key, organization and ids), as a [`Case`]. The byte
+/// layout (`fuzz/seeds.py` writes seeds in it):
+///
+/// ```text
+/// [op % 3] [flags: bit 0, a validate that asks about the activation]
+/// [status: u16 big-endian]
+/// [date length + 1, 0 for none] [date bytes]
+/// [retry-after length + 1, 0 for none] [retry-after bytes]
+/// [body: the rest]
+/// ```
+///
+/// Header values are read as UTF-8, lossily (a transport hands the core text).
+pub fn answer_case(data: &[u8]) -> Option<Case> {
+    let mut u = Unstructured::new(data);
+    let op = match u.arbitrary::<u8>().ok()? % 3 {
+        0 => Operation::Validate,
+        1 => Operation::Activate,
+        _ => Operation::Deactivate,
+    };
+    let flags = u.arbitrary::<u8>().ok()?;
+    let asked = op == Operation::Validate && flags & 1 == 1;
+    let status = u16::from_be_bytes([u.arbitrary().ok()?, u.arbitrary().ok()?]);
+    let mut headers = Vec::new();
+    for name in ["date", "retry-after"] {
+        let len = usize::from(u.arbitrary::<u8>().ok()?);
+        if len > 0 {
+            let value = u.bytes((len - 1).min(u.len())).ok()?;
+            headers.push((name.to_string(), lossy(value)));
+        }
+    }
+    Some(Case {
+        op,
+        status,
+        headers,
+        body: u.take_rest().to_vec(),
+        activation_asked: asked,
+        what: "libFuzzer's input".to_string(),
+    })
+}
+
+/// Writes an [`answer_case`] input (for seeds and regression tests).
+pub fn answer_bytes(
+    op: u8,
+    asked: bool,
+    status: u16,
+    date: Option<&str>,
+    retry_after: Option<&str>,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut out = vec![op, u8::from(asked)];
+    out.extend(status.to_be_bytes());
+    for value in [date, retry_after] {
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                let v = &v.as_bytes()[..v.len().min(254)];
+                out.push(u8::try_from(v.len() + 1).unwrap_or(u8::MAX));
+                out.extend_from_slice(v);
+            }
+        }
+    }
+    out.extend_from_slice(body);
+    out
 }
 
 /// Writes a [`ResponseInput`] in its byte layout (for seeds and regression tests).

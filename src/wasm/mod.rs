@@ -41,7 +41,6 @@
 
 mod client;
 mod js;
-mod json;
 mod licensing;
 mod store;
 mod transport;

@@ -83,7 +83,7 @@ test('LicenseError is a real Error subclass with a stable code', async () => {
 test('REASONS is the Rust reason table', async () => {
   const glue = await import(pathToFileURL(join(PACKAGE_DIR, 'polar_license.js')).href);
   await init();
-  const rows = JSON.parse(new glue.Engine({ organizationId: ORG }, undefined).call('reasonTable', []));
+  const rows = JSON.parse(new glue.Engine(JSON.stringify({ organizationId: ORG }), 'null').call('reasonTable', []));
   assert.deepEqual(
     Object.fromEntries(rows.map((r) => [r.code, r.kind])),
     { ...REASONS },

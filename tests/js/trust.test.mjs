@@ -254,8 +254,14 @@ test('validate() binds this machine and a revocation it sees makes the next chec
   assert.equal(same.activation.id, activation.id);
   assert.equal((await c.check(k)).source, 'cache');
 
+  assert.equal((await c.status(k)).standing, 'licensed');
   await patchKey(k, { status: 'revoked' });
   assert.equal((await rejection(c.validate(k))).code, 'inactive');
+  // The status says so at once: no license shown as the key's status since the denial.
+  const status = await c.status(k);
+  assert.deepEqual([status.standing, status.license, status.graceRemaining, status.denied.code],
+    ['denied', null, null, 'inactive']);
+  assert.equal(typeof status.verifiedAt, 'number');
   // The cache was fresh: without one truth per key it would still say licensed (cache).
   assert.equal((await rejection(c.check(k))).code, 'inactive');
   await fault({ kind: 'close_immediately' });

@@ -449,7 +449,10 @@ polar_license_status polar_license_client_check_remembered(const polar_license_c
 // What the offline cache holds for `key`, with no request: outcome
 // `POLAR_LICENSE_OUTCOME_DONE`, the cache state, the remembered activation id, the last good
 // license, its verification time and the grace left (or `cache_error` when the cache cannot
-// be read). Status and out-pointer as for `polar_license_client_validate`.
+// be read). When Polar's last answer about the key (from any call) was a denial, the result
+// carries that denial's reason and detail, and no license: the last good one is not the key's
+// status any more (its verification time stays). Status and out-pointer as for
+// `polar_license_client_validate`.
 polar_license_status polar_license_client_status(const polar_license_client *client,
                                                  const char *key,
                                                  polar_license_result **out_result);

@@ -9,7 +9,7 @@ use polar_license::error::{Denial, Error};
 use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy};
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
 use polar_license::reason::Reason;
-use polar_license::session::{CacheState, CacheStatus};
+use polar_license::session::{CacheState, CacheStatus, Standing};
 use std::ffi::{c_char, CString};
 use std::time::Duration;
 
@@ -275,7 +275,11 @@ impl polar_license_result {
                     r.activation_id = to_cstring(&a.id);
                 }
                 if let Some(good) = &record.good {
-                    r.set_license(&good.license.license_key);
+                    // Since a denial, the last good license is history, not the key's status:
+                    // only when it was verified is kept.
+                    if status.standing != Standing::Denied {
+                        r.set_license(&good.license.license_key);
+                    }
                     r.verified_at = good.verified_at;
                 }
                 if let Some(denied) = record.denial() {

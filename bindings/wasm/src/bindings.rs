@@ -1,5 +1,6 @@
-//! What the npm package's [`Engine`](crate::engine::Engine) reads from JS: the option
-//! objects (`LicenseClient`'s options and each call's), the grace policy, the entitlement map
+//! What the npm package's [`Engine`](crate::engine::Engine) reads from JS, as JSON text read
+//! by the core's strict reader (the one JSON reader of the engine): the options
+//! (`LicenseClient`'s and each call's), the grace policy, the entitlement map
 //! (checked when the engine is built: a bad entry is `invalid_input` with field
 //! `entitlements.<name>`), and the `reasonTable` export the package's `REASONS` is tested
 //! against.
@@ -10,8 +11,8 @@ use polar_license::grace::GracePolicy;
 use polar_license::json::{read_metadata, JsonIn};
 use polar_license::metadata::Metadata;
 use polar_license::reason::Reason;
+use polar_license::strict::{self, Value};
 use std::time::Duration;
-use wasm_bindgen::prelude::*;
 
 /// The grace policy in seconds, as JS passes it.
 #[derive(Debug, Default)]
@@ -69,12 +70,12 @@ pub(crate) struct DeactivateOptions {
 /// A call's options as `license.js` hands them over (JSON text, empty for none), read with the
 /// host's `JSON.parse`: `None` for none, else the object, its members all among `known`.
 /// `license.js` has checked names and types already; these checks keep the engine safe alone.
-fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> {
+fn options_object(text: &str, known: &[&str]) -> Result<Option<Value>, Error> {
     if text.trim().is_empty() {
         return Ok(None);
     }
     let bad = |why: String| Error::invalid("options", why);
-    let v = js_sys::JSON::parse(text)
+    let v = strict::parse(text.as_bytes())
         .ok()
         .filter(JsonIn::is_object)
         .ok_or_else(|| bad("must be a JSON object".to_string()))?;
@@ -88,10 +89,10 @@ fn options_object(text: &str, known: &[&str]) -> Result<Option<JsValue>, Error> 
 
 /// A member read by `read`, absent or `null` when `None`; `what` says what it must be.
 fn member<T>(
-    v: &JsValue,
+    v: &Value,
     name: &str,
     what: &str,
-    read: impl FnOnce(&JsValue) -> Option<T>,
+    read: impl FnOnce(&Value) -> Option<T>,
 ) -> Result<Option<T>, Error> {
     v.optional(name, read)
         .ok_or_else(|| Error::invalid("options", [name, " must be ", what].concat()))
@@ -100,7 +101,7 @@ fn member<T>(
 const A_STRING: &str = "a string";
 const A_MAP: &str = "an object of strings, numbers and booleans";
 
-fn metadata(v: &JsValue, name: &str) -> Result<Metadata, Error> {
+fn metadata(v: &Value, name: &str) -> Result<Metadata, Error> {
     Ok(member(v, name, A_MAP, read_metadata)?.unwrap_or_default())
 }
 
@@ -179,12 +180,12 @@ pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
     })
 }
 
-/// The `features` option, read from the JS object itself (no JSON round trip):
+/// The `features` option, as `license.js` hands it over (`JSON.stringify` of the JS object):
 /// `{ <name>: [<benefit id>, ...] }` or `{ <name>: { benefits: [...], metered: true } }`.
 /// Stricter than [`Entitlements::from_json`] about the shape (no unknown keys, so a misspelt
 /// `metered` is not silently dropped), and every error names its entry (field
 /// `entitlements.<name>`).
-pub(crate) fn entitlements(features: &JsValue) -> Result<Entitlements, Error> {
+pub(crate) fn entitlements(features: &Value) -> Result<Entitlements, Error> {
     if JsonIn::is_null(features) {
         return Ok(Entitlements::new());
     }

@@ -43,14 +43,15 @@ use polar_license::error::{Denial, Error, Verdict};
 use polar_license::features::{Entitlements, FeatureAccess};
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::{GracePolicy, Source};
-use polar_license::json::{JsonIn, JsonOut as Json};
+use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::proto::{
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, Asking, CacheState, Slot};
+use polar_license::session::{self, Asking, CacheState, Slot, Standing};
+use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
 use std::time::Duration;
@@ -214,7 +215,7 @@ pub struct Engine {
     require_activation: bool,
 }
 
-fn build(o: ClientOptions, features: &JsValue) -> Result<Engine, Error> {
+fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
     let policy = policy(o.grace_policy)?;
     let server = match (o.base_url, o.server) {
         (Some(url), _) => Server::Custom(url),
@@ -488,16 +489,28 @@ impl Engine {
 
 #[wasm_bindgen]
 impl Engine {
-    /// `LicenseClient`'s options as the JS object (`organizationId`, `server`, `baseUrl`,
+    /// `LicenseClient`'s options as JSON text (`organizationId`, `server`, `baseUrl`,
     /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, in seconds
-    /// where they are durations; `sealMachineId`: the OS machine id from the node file store),
-    /// read through the host, and `features` (the map as the JS object). Throws the error JSON
-    /// text for a bad option (`invalid_input`).
+    /// where they are durations; `sealMachineId`: this machine's OS id, from the node entries),
+    /// and `features` (the map, as JSON text, `null` for none), both `JSON.stringify` of the JS
+    /// values and read by the core's strict reader. Throws the error JSON text for a bad option
+    /// (`invalid_input`).
     #[wasm_bindgen(constructor)]
-    pub fn new(options: JsValue, features: JsValue) -> Result<Engine, JsValue> {
+    pub fn new(options: &str, features: &str) -> Result<Engine, JsValue> {
+        let bad = |what: &str| {
+            let e = Error::invalid("options", [what, " must be a JSON object"].concat());
+            JsValue::from_str(&error_json(&e))
+        };
+        let options = strict::parse(options.as_bytes()).map_err(|_| bad("options"))?;
+        let features = strict::parse(features.as_bytes()).map_err(|_| bad("features"))?;
         let text = |name: &str| options.member(name).and_then(|v| v.string());
-        let number = |o: &JsValue, name: &str| o.member(name).and_then(|v| v.as_f64());
-        let policy = options.member("gracePolicy").unwrap_or(JsValue::UNDEFINED);
+        let number = |o: &Value, name: &str| {
+            o.member(name).and_then(|v| match v.number()? {
+                Num::Int(n) => Some(n as f64),
+                Num::Float(x) => Some(x),
+            })
+        };
+        let policy = options.member("gracePolicy").unwrap_or(Value::Null);
         let options = ClientOptions {
             organization_id: text("organizationId").unwrap_or_default(),
             server: text("server"),
@@ -1172,9 +1185,14 @@ impl Engine {
                 .clock_rollback
                 .map(|s| i64::try_from(s).unwrap_or(i64::MAX)),
         );
+        j.key("standing").str(status.standing.as_str());
+        // Whether the records and the remembered key are bound to a machine (its OS id in the
+        // node entries, or `machineId`): a browser has none to bind to.
+        j.key("sealedToMachine").bool(self.seal.is_some());
         j.key("verifiedAt").opt_int(good.map(|g| g.verified_at));
+        // Since a denial, the last good license is history, not the key's status.
         j.key("license");
-        match good {
+        match good.filter(|_| status.standing != Standing::Denied) {
             Some(g) => {
                 g.license.write_license(&mut j);
                 &mut j

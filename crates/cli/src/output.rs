@@ -8,7 +8,7 @@ use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
-    ValidatedLicenseKey, Verdict,
+    Standing, ValidatedLicenseKey, Verdict,
 };
 use serde_json::{json, Map, Value};
 use std::io::Write;
@@ -520,10 +520,16 @@ pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
 /// one an untrusted record still names: the next check validates it online) and
 /// `grace_remaining_seconds` how long the cache could license if Polar were unreachable now.
 /// `cache.stalled_answers` counts the cached answers given at a clock that did not move.
+/// `standing` (top level and in `cache`) says it in one word: `licensed` (a check would
+/// license from the cache now), `denied` (Polar's last answer about the key, from any command,
+/// was a denial: then `license_status` is null and `revalidate_in_seconds` 0, the good verdict
+/// before it only history), `lapsed` or `none`.
 pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolicy) -> Report {
     let shown = key.redacted();
     let mut m = base_object(Some(Op::Status.name()), "done");
+    m.insert("standing".into(), json!(s.standing.as_str()));
     let mut c = Map::new();
+    c.insert("standing".into(), json!(s.standing.as_str()));
     for field in [
         "state",
         "untrusted",
@@ -579,19 +585,30 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
         }
         CacheState::Present(record) => {
             c.insert("state".into(), json!("present"));
-            lines.push(format!("cache for {shown}: present"));
+            lines.push(format!(
+                "cache for {shown}: present, {}",
+                s.standing.as_str()
+            ));
             match &record.good {
                 Some(good) => {
                     let age = s.now.saturating_sub(good.verified_at);
                     c.insert("verified_at".into(), json!(unix_when(good.verified_at)));
                     c.insert("verified_seconds_ago".into(), json!(age));
-                    let revalidate = i64::try_from(policy.revalidate_after.as_secs())
-                        .unwrap_or(i64::MAX)
-                        .saturating_sub(age)
-                        .max(0);
+                    let denied = s.standing == Standing::Denied;
+                    let revalidate = if denied {
+                        0 // the next check asks Polar
+                    } else {
+                        i64::try_from(policy.revalidate_after.as_secs())
+                            .unwrap_or(i64::MAX)
+                            .saturating_sub(age)
+                            .max(0)
+                    };
                     c.insert("revalidate_in_seconds".into(), json!(revalidate));
                     let l = &good.license.license_key;
-                    c.insert("license_status".into(), json!(l.status.as_str()));
+                    // What the license said when it was last good: not its status since a
+                    // denial was seen.
+                    let status = (!denied).then(|| l.status.as_str());
+                    c.insert("license_status".into(), json!(status));
                     c.insert("expires_at".into(), json!(l.expires_at.as_ref().map(when)));
                     let ago = Duration::from_secs(u64::try_from(age).unwrap_or(0));
                     lines.push(fact(
@@ -745,7 +762,11 @@ pub fn license_facts(l: &LicenseKeyRead) -> Vec<String> {
     lines.push(fact(
         "usage",
         &match l.limit_usage {
-            Some(limit) => format!("{} of {limit} ({} left)", l.usage, limit - l.usage),
+            Some(limit) => format!(
+                "{} of {limit} ({} left)",
+                l.usage,
+                limit.saturating_sub(l.usage)
+            ),
             None => format!("{} (no limit)", l.usage),
         },
     ));

@@ -233,6 +233,7 @@ fn no_denial(s: &Answer) {
     assert_eq!(s.v["cache"]["state"], "present", "{s:?}");
     assert!(s.v["cache"]["denied"].is_null(), "{s:?}");
     assert!(s.v["grace_remaining_seconds"].as_u64().is_some(), "{s:?}");
+    assert_eq!(s.v["standing"], "licensed", "{s:?}");
 }
 
 /// Item 1: a record forged with our own tools (a seed with the app's organization and a
@@ -927,7 +928,16 @@ fn activate_validate_and_check_agree() {
     w.revoke();
     let v = validate(60);
     assert_eq!(v.verdict(), (1, Some("denied"), Some("inactive")), "{v:?}");
-    assert_eq!(w.status(60).v["cache"]["denied"]["reason"], "inactive");
+    // The status says so at once, in every field that would read as a grant: the good
+    // verdict before it is history (its time stays), not the key's status.
+    let st = w.status(60);
+    assert_eq!(st.v["cache"]["denied"]["reason"], "inactive", "{st:?}");
+    assert_eq!(st.v["standing"], "denied", "{st:?}");
+    assert_eq!(st.v["cache"]["standing"], "denied", "{st:?}");
+    assert!(st.v["cache"]["license_status"].is_null(), "{st:?}");
+    assert_eq!(st.v["cache"]["revalidate_in_seconds"], 0, "{st:?}");
+    assert!(st.v["grace_remaining_seconds"].is_null(), "{st:?}");
+    assert!(st.v["cache"]["verified_at"].is_string(), "{st:?}");
     // Fresh by age, but validate saw the revocation: no grant from the cache, offline or not.
     w.fault(Some(Fault::CloseImmediately));
     let c = w.check(120);

@@ -146,6 +146,65 @@ fn activate_check_then_offline_grace_expiry_and_rollback() {
     );
 }
 
+/// A revocation that `validate` saw is the status at once: the denial's reason, no license
+/// (the last good one is not the key's status any more), its verification time kept.
+#[test]
+fn status_reports_a_revocation_validate_saw() {
+    let (emu, url) = emulator();
+    let dir = ScratchDir::new("ffi-status");
+    let client = client(&url, &dir, 0, 3600);
+    assert_eq!(
+        activate(&client, "FFI-RUST-KEY").outcome,
+        polar_license_outcome::Done
+    );
+    let status = |client: &Client| {
+        let mut result = ptr::null_mut();
+        let status = polar_license_client_status(client.0, c("FFI-RUST-KEY").as_ptr(), &mut result);
+        assert_eq!(status, polar_license_status::Ok);
+        let seen = (
+            polar_license_result_reason(result),
+            text(polar_license_result_license_json(result)),
+            polar_license_result_verified_at(result),
+            polar_license_result_grace_remaining_seconds(result),
+        );
+        polar_license_result_free(result);
+        seen
+    };
+    let (reason, license, verified_at, grace) = status(&client);
+    assert_eq!(reason, polar_license_reason::None);
+    assert!(license.contains("\"status\":\"granted\""), "{license}");
+    assert!(verified_at > 0 && grace > 0);
+
+    assert!(emu.update_key(
+        "FFI-RUST-KEY",
+        polar_license_emulator::KeyUpdate {
+            status: Some("revoked".into()),
+            ..Default::default()
+        }
+    ));
+    let mut request = ptr::null_mut();
+    assert_eq!(
+        polar_license_request_new(c("FFI-RUST-KEY").as_ptr(), &mut request),
+        polar_license_status::Ok
+    );
+    let mut result = ptr::null_mut();
+    let validated = polar_license_client_validate(client.0, request, &mut result);
+    polar_license_request_free(request);
+    assert_eq!(
+        answer(validated, result).reason,
+        polar_license_reason::Inactive
+    );
+
+    let (reason, license, after, grace) = status(&client);
+    assert_eq!(reason, polar_license_reason::Inactive);
+    assert_eq!(
+        license, "",
+        "no license shown as the key's status since the denial"
+    );
+    assert_eq!(after, verified_at, "the last good verdict's time is kept");
+    assert_eq!(grace, -1, "no grace: the cache cannot license");
+}
+
 #[test]
 fn one_client_from_many_threads() {
     let (_emu, url) = emulator();

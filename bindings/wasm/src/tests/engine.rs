@@ -59,10 +59,9 @@ fn license(activation: bool) -> Value {
     })
 }
 
-/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options as the JS object.
+/// `new Engine(...)` as `license.js` calls it: `LicenseClient`'s options as JSON text.
 fn engine_from(o: &Value) -> Result<Engine, JsValue> {
-    let options = js_sys::JSON::parse(&o.to_string()).unwrap();
-    Engine::new(options, JsValue::UNDEFINED)
+    Engine::new(&o.to_string(), "null")
 }
 
 fn engine(extra: Value) -> Engine {

@@ -13,21 +13,19 @@ use polar_license::proto::{
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::{Error, Verdict};
 use serde_json::{json, Value};
-use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const KEY: &str = "FACES-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+pub(super) const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+pub(super) const KEY: &str = "FACES-50B22C51-07BD-4160-A61E-19B6CC6ED415";
 const LICENSE_ID: &str = "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
 const ACTIVATION: &str = "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c";
 const BENEFIT: &str = "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d";
 const CUSTOMER: &str = "8a7b6c5d-4e3f-4a1b-9c8d-7e6f5a4b3c2d";
-const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
-const NOW: i64 = 1_790_000_000;
+pub(super) const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
+pub(super) const NOW: i64 = 1_790_000_000;
 
-fn engine() -> Engine {
-    let options = js_sys::JSON::parse(&json!({ "organizationId": ORG }).to_string()).unwrap();
-    Engine::new(options, JsValue::UNDEFINED).unwrap()
+pub(super) fn engine() -> Engine {
+    Engine::new(&json!({ "organizationId": ORG }).to_string(), "null").unwrap()
 }
 
 /// The activation object of an answer.
@@ -189,7 +187,7 @@ impl Answer {
 
 /// A native outcome in the engine's answer shape: `{"ok": {license, activation}}` or the
 /// error with its code, detail and extras.
-fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) -> Value) -> Value {
+pub(super) fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) -> Value) -> Value {
     match online {
         Ok(Verdict::Accepted(v)) => json!({ "ok": ok(&v) }),
         Ok(Verdict::Denied(d)) => {
@@ -218,7 +216,7 @@ fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) -> Value) -
 }
 
 /// The engine's answer reduced to what the native one has (no user message, no features).
-fn engine_json(text: &str) -> Value {
+pub(super) fn engine_json(text: &str) -> Value {
     let step: Value = serde_json::from_str(text).unwrap();
     let mut a = step["answer"].clone();
     if let Some(e) = a.get_mut("error").and_then(Value::as_object_mut) {

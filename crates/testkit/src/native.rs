@@ -1,0 +1,355 @@
+//! What needs the host (not built for wasm32): scratch directories, the `Licensing` builder
+//! and request counts against the emulator, the feature-gating seed, the `polar-license`
+//! binary with the host's settings cleared (and its `emulator` command as a process), and a
+//! CONNECT proxy on loopback. The crate root re-exports all of it.
+
+use polar_license::{Licensing, LicensingBuilder, MachineBinding};
+use polar_license_emulator::Emulator;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Shutdown, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::thread;
+
+static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// A fresh directory under the system's temp dir, unique to this process and call, removed
+/// (with everything in it) when dropped: never the user's data dir, never another test's.
+#[derive(Debug)]
+pub struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// A new, empty directory named `polar-license-<label>-<pid>-<n>`.
+    pub fn new(label: &str) -> ScratchDir {
+        let dir = std::env::temp_dir().join(format!(
+            "polar-license-{label}-{}-{}",
+            std::process::id(),
+            NEXT_DIR.fetch_add(1, Ordering::SeqCst)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            panic!("scratch dir {}: {e}", dir.display());
+        }
+        ScratchDir(dir)
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        &self.0
+    }
+
+    /// Removes it now and says whether that worked, for a test that checks it can (dropping
+    /// it removes it too, silently).
+    pub fn remove(self) -> std::io::Result<()> {
+        std::fs::remove_dir_all(&self.0)
+    }
+
+    /// Its path as UTF-8 (for command-line arguments).
+    pub fn arg(&self) -> &str {
+        match self.0.to_str() {
+            Some(s) => s,
+            None => panic!("the temp dir is not UTF-8: {}", self.0.display()),
+        }
+    }
+}
+
+impl std::ops::Deref for ScratchDir {
+    type Target = Path;
+    fn deref(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl AsRef<Path> for ScratchDir {
+    fn as_ref(&self) -> &Path {
+        &self.0
+    }
+}
+
+/// Also makes `&ScratchDir` a `PathBuf` (`impl Into<PathBuf>` arguments) and an environment
+/// variable's value.
+impl AsRef<std::ffi::OsStr> for ScratchDir {
+    fn as_ref(&self) -> &std::ffi::OsStr {
+        self.0.as_os_str()
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `program` with every `POLAR_*` variable of the host removed, so the environment the tests
+/// run in (a developer's own settings, CI's) can never change what the command line does:
+/// each test sets what it means to. One rule instead of a list that drifts from the options.
+pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
+    let mut cmd = Command::new(program);
+    for (name, _) in std::env::vars_os() {
+        if name.to_string_lossy().starts_with("POLAR_") {
+            cmd.env_remove(name);
+        }
+    }
+    cmd
+}
+
+/// [`clean_command`] pointed by its environment at a Polar at `url` (`POLAR_API_URL`), for the
+/// organization `organization_id`, caching in `cache_dir`, with a 5 s timeout: how the command
+/// line tests run the binary against the emulator.
+pub fn cli_against(
+    program: impl AsRef<std::ffi::OsStr>,
+    url: &str,
+    organization_id: &str,
+    cache_dir: &Path,
+) -> Command {
+    let mut cmd = clean_command(program);
+    cmd.env("POLAR_API_URL", url)
+        .env("POLAR_ORGANIZATION_ID", organization_id)
+        .env("POLAR_LICENSE_CACHE_DIR", cache_dir)
+        .env("POLAR_TIMEOUT", "5");
+    cmd
+}
+
+/// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a
+/// failing test leaves no server behind.
+#[derive(Debug)]
+pub struct Served {
+    /// The process.
+    pub child: Child,
+    /// Where it listens: the URL of its banner's first line, `listening on URL`.
+    pub url: String,
+}
+
+impl Served {
+    /// Spawns `cmd` (an `emulator` command line) with its stdout piped and its stderr
+    /// discarded, and reads its banner's first line.
+    pub fn start(cmd: &mut Command) -> Served {
+        Served::start_reading(cmd, None).0
+    }
+
+    /// [`Served::start`], then reads the banner's next lines up to and including the first
+    /// that starts with `last`; returns them.
+    pub fn start_with_banner(cmd: &mut Command, last: &str) -> (Served, Vec<String>) {
+        Served::start_reading(cmd, Some(last))
+    }
+
+    fn start_reading(cmd: &mut Command, last: Option<&str>) -> (Served, Vec<String>) {
+        let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
+            Ok(child) => child,
+            Err(e) => panic!("the emulator does not spawn ({cmd:?}): {e}"),
+        };
+        let mut served = Served {
+            child,
+            url: String::new(),
+        };
+        let Some(stdout) = served.child.stdout.take() else {
+            panic!("no stdout")
+        };
+        let mut lines = BufReader::new(stdout).lines();
+        let first = match lines.next() {
+            Some(Ok(line)) => line,
+            other => panic!("no first line: {other:?}"),
+        };
+        served.url = match first.trim().strip_prefix("listening on ") {
+            Some(url) => url.to_string(),
+            None => panic!("first line: {first:?}"),
+        };
+        let mut rest = Vec::new();
+        if let Some(last) = last {
+            for line in lines.by_ref() {
+                let line = match line {
+                    Ok(line) => line,
+                    Err(e) => panic!("the banner is not readable: {e}"),
+                };
+                let done = line.starts_with(last);
+                rest.push(line);
+                if done {
+                    break;
+                }
+            }
+        }
+        (served, rest)
+    }
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `Licensing::builder` for the emulator `polar`: its organization and URL, the cache in
+/// `dir`, the machine binding `machine`. Timeouts, clocks and policies are the caller's.
+pub fn licensing_builder(
+    polar: &Emulator,
+    dir: impl Into<PathBuf>,
+    machine: MachineBinding,
+) -> LicensingBuilder {
+    Licensing::builder(polar.organization_id())
+        .base_url(polar.url())
+        .cache_dir(dir)
+        .machine_binding(machine)
+}
+
+/// Requests that reached the emulator since the last call (the count is reset).
+pub fn take_requests(polar: &Emulator) -> u64 {
+    let n = polar.request_count();
+    polar.reset_request_count();
+    n
+}
+
+/// The feature-gating cases (tests/features.rs, the C ABI's and the command line's twins): one
+/// organization, three benefits, keys granted by each, metered and spent ones, a revoked one,
+/// and the map of features to benefits they are checked against.
+pub mod features {
+    use polar_license_emulator::Seed;
+    use serde_json::json;
+
+    /// The organization.
+    pub const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+    /// The pro benefit.
+    pub const PRO: &str = "0b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d";
+    /// The team benefit.
+    pub const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
+    /// The basic benefit (in no feature of the map).
+    pub const BASIC: &str = "2d3e4f50-6172-4c8d-ae9f-1a2b3c4d5e6f";
+    /// A key of the pro benefit, no usage limit.
+    pub const PRO_KEY: &str = "PRO-KEY-0000-0000-0001";
+    /// A key of the team benefit.
+    pub const TEAM_KEY: &str = "TEAM-KEY-0000-0000-0001";
+    /// A key of the basic benefit.
+    pub const BASIC_KEY: &str = "BASIC-KEY-0000-0000-0001";
+    /// A pro key with 3 uses left of 10.
+    pub const METERED_KEY: &str = "METERED-KEY-0000-0001";
+    /// A pro key with no use left.
+    pub const SPENT_KEY: &str = "SPENT-KEY-0000-0001";
+    /// A revoked pro key.
+    pub const REVOKED_KEY: &str = "REVOKED-KEY-0000-0001";
+
+    /// The emulator's seed: every key above.
+    pub fn seed() -> Seed {
+        let json = json!({
+            "organization_id": ORG,
+            "license_keys": [
+                {"key": PRO_KEY, "benefit_id": PRO},
+                {"key": TEAM_KEY, "benefit_id": TEAM},
+                {"key": BASIC_KEY, "benefit_id": BASIC},
+                {"key": METERED_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 7},
+                {"key": SPENT_KEY, "benefit_id": PRO, "limit_usage": 10, "usage": 10},
+                {"key": REVOKED_KEY, "benefit_id": PRO, "status": "revoked"}
+            ]
+        });
+        match Seed::from_json(&json.to_string()) {
+            Ok(seed) => seed,
+            Err(e) => panic!("the features seed: {e}"),
+        }
+    }
+
+    /// The map as JSON: `pro_export` granted by pro and team, `team_sync` by team,
+    /// `api_calls` by pro and metered.
+    pub fn map_json() -> String {
+        json!({
+            "pro_export": [PRO, TEAM],
+            "team_sync": [TEAM],
+            "api_calls": {"benefits": [PRO], "metered": true}
+        })
+        .to_string()
+    }
+}
+
+/// A CONNECT proxy on loopback: each tunnel is counted and spliced to its target.
+#[derive(Debug)]
+pub struct ConnectProxy {
+    /// `http://[user:password@]127.0.0.1:PORT`.
+    pub url: String,
+    /// How many tunnels it has opened.
+    pub tunnels: Arc<AtomicUsize>,
+}
+
+fn splice(mut from: TcpStream, mut to: TcpStream) {
+    let mut buf = [0u8; 8192];
+    loop {
+        match from.read(&mut buf) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                if to.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        }
+    }
+    let _ = to.shutdown(Shutdown::Write);
+}
+
+fn tunnel(client: TcpStream, counter: &AtomicUsize) {
+    let Ok(read_half) = client.try_clone() else {
+        return;
+    };
+    let mut reader = BufReader::new(read_half);
+    let mut first = String::new();
+    if reader.read_line(&mut first).is_err() {
+        return;
+    }
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line).is_err() || line.trim().is_empty() {
+            break;
+        }
+    }
+    let mut parts = first.split_whitespace();
+    let mut client = client;
+    let (Some("CONNECT"), Some(target)) = (parts.next(), parts.next()) else {
+        let _ = client.write_all(b"HTTP/1.1 405 Method Not Allowed\r\n\r\n");
+        return;
+    };
+    let Ok(upstream) = TcpStream::connect(target) else {
+        let _ = client.write_all(b"HTTP/1.1 502 Bad Gateway\r\n\r\n");
+        return;
+    };
+    counter.fetch_add(1, Ordering::SeqCst);
+    if client
+        .write_all(b"HTTP/1.1 200 Connection established\r\n\r\n")
+        .is_err()
+    {
+        return;
+    }
+    let (Ok(c2), Ok(u2)) = (client.try_clone(), upstream.try_clone()) else {
+        return;
+    };
+    let t = thread::spawn(move || splice(c2, u2));
+    splice(upstream, client);
+    let _ = t.join();
+}
+
+impl ConnectProxy {
+    /// Starts one, asking for `user:password` credentials in its URL when given (it does not
+    /// check them: what matters is that they never show in an error).
+    pub fn start(credentials: Option<&str>) -> ConnectProxy {
+        let listener = match TcpListener::bind("127.0.0.1:0") {
+            Ok(l) => l,
+            Err(e) => panic!("bind a loopback port: {e}"),
+        };
+        let port = listener.local_addr().map(|a| a.port()).unwrap_or(0);
+        let tunnels = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&tunnels);
+        thread::spawn(move || {
+            for client in listener.incoming().flatten() {
+                let counter = Arc::clone(&counter);
+                thread::spawn(move || tunnel(client, &counter));
+            }
+        });
+        let auth = credentials.map(|c| format!("{c}@")).unwrap_or_default();
+        ConnectProxy {
+            url: format!("http://{auth}127.0.0.1:{port}"),
+            tunnels,
+        }
+    }
+
+    /// Tunnels opened so far.
+    pub fn tunnels(&self) -> usize {
+        self.tunnels.load(Ordering::SeqCst)
+    }
+}

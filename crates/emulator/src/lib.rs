@@ -32,33 +32,33 @@
 //! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys` (a
 //! [`SeedKey`]) and `GET /__emulator/health`.
 
+#[cfg(not(target_arch = "wasm32"))]
 mod http;
+mod ids;
 mod json;
 mod ratelimit;
 mod seed;
+mod service;
 mod state;
 mod util;
 mod validate;
 
-use std::collections::HashMap;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
-use std::thread::{self, JoinHandle};
+#[cfg(not(target_arch = "wasm32"))]
+mod native;
+
 use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
+
+pub use crate::service::{huge_body_parts, Core, Delivery, Request, Response, Time};
+#[cfg(not(target_arch = "wasm32"))]
+pub use native::Emulator;
 
 pub use seed::{
     Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID,
     DEMO_CUSTOMER_ID, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS,
     DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
-
-use ratelimit::RateLimiter;
-use state::Store;
-use util::lock;
 
 /// How an [`Emulator`] runs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -204,201 +204,6 @@ pub enum Fault {
         #[serde(default)]
         body: String,
     },
-}
-
-/// State shared by the accept loop and the connection threads.
-pub(crate) struct Shared {
-    pub(crate) store: Mutex<Store>,
-    pub(crate) fault: Mutex<Option<Fault>>,
-    pub(crate) requests: AtomicU64,
-    pub(crate) open_streams: AtomicU64,
-    /// Seconds added to the emulator's clock (see [`Emulator::set_clock_offset`]).
-    pub(crate) clock_offset: AtomicI64,
-    pub(crate) stop: AtomicBool,
-    pub(crate) options: Options,
-    pub(crate) limiter: Mutex<RateLimiter>,
-    pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
-    pub(crate) next_conn: AtomicU64,
-}
-
-impl Shared {
-    /// The emulator's clock: real time plus the offset tests set.
-    pub(crate) fn now(&self) -> time::OffsetDateTime {
-        let offset = self.clock_offset.load(Ordering::SeqCst);
-        util::now()
-            .checked_add(time::Duration::seconds(offset))
-            .unwrap_or_else(util::now)
-    }
-}
-
-/// A running emulator on 127.0.0.1. Dropping it stops the server.
-pub struct Emulator {
-    shared: Arc<Shared>,
-    addr: SocketAddr,
-    organization_id: String,
-    accept: Option<JoinHandle<()>>,
-}
-
-impl std::fmt::Debug for Emulator {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Emulator")
-            .field("addr", &self.addr)
-            .field("organization_id", &self.organization_id)
-            .finish_non_exhaustive()
-    }
-}
-
-impl Emulator {
-    /// Binds `127.0.0.1:options.port` and starts serving `seed`.
-    ///
-    /// Fails with `InvalidInput` when the seed is inconsistent (bad UUIDs,
-    /// unknown status, duplicate keys…), or with the bind error.
-    pub fn start(seed: Seed, options: Options) -> io::Result<Emulator> {
-        let invalid = |e: String| io::Error::new(io::ErrorKind::InvalidInput, e);
-        if !options.api_versions.contains(&options.api_version) {
-            return Err(invalid(format!(
-                "the default API version {} is not among the served ones ({})",
-                options.api_version,
-                options.api_versions.join(", ")
-            )));
-        }
-        let store = Store::from_seed(&seed).map_err(invalid)?;
-        let organization_id = util::parse_uuid4(&seed.organization_id, "organization_id")
-            .map_err(invalid)?
-            .to_string();
-        let listener = TcpListener::bind(("127.0.0.1", options.port))?;
-        let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            store: Mutex::new(store),
-            fault: Mutex::new(None),
-            requests: AtomicU64::new(0),
-            open_streams: AtomicU64::new(0),
-            clock_offset: AtomicI64::new(0),
-            stop: AtomicBool::new(false),
-            options,
-            limiter: Mutex::new(RateLimiter::default()),
-            conns: Mutex::new(HashMap::new()),
-            next_conn: AtomicU64::new(0),
-        });
-        let worker = Arc::clone(&shared);
-        let accept = thread::Builder::new()
-            .name("polar-emulator-accept".to_string())
-            .spawn(move || http::accept_loop(listener, worker))?;
-        Ok(Emulator {
-            shared,
-            addr,
-            organization_id,
-            accept: Some(accept),
-        })
-    }
-
-    /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
-    pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
-    }
-
-    /// The bound port.
-    pub fn port(&self) -> u16 {
-        self.addr.port()
-    }
-
-    /// The seed's top-level organization ID.
-    pub fn organization_id(&self) -> String {
-        self.organization_id.clone()
-    }
-
-    /// Injects a fault on every following request to the license routes
-    /// (`None` clears it).
-    pub fn set_fault(&self, fault: Option<Fault>) {
-        *lock(&self.shared.fault) = fault;
-    }
-
-    /// Requests received on the six license routes (any answer, faults and
-    /// 4xx/429 included; CORS preflights and admin routes excluded).
-    pub fn request_count(&self) -> u64 {
-        self.shared.requests.load(Ordering::SeqCst)
-    }
-
-    /// Fault bodies ([`Fault::SlowBody`], [`Fault::Huge`]) still being written. A client that
-    /// gives up on one (a timeout, a size cap) must close its connection: the emulator's next
-    /// write then fails and the count drops, where an abandoned but open connection keeps
-    /// the server streaming into it (until its 30 s write stall limit).
-    pub fn open_streams(&self) -> u64 {
-        self.shared.open_streams.load(Ordering::SeqCst)
-    }
-
-    /// Sets [`Emulator::request_count`] back to 0.
-    pub fn reset_request_count(&self) {
-        self.shared.requests.store(0, Ordering::SeqCst);
-    }
-
-    /// Moves the emulator's clock by `seconds` from real time (its `Date` header, expiry
-    /// checks, `last_validated_at`): for tests that move the client's clock to simulate time
-    /// passing, so that server and client agree on it (the client anchors a verdict at the
-    /// server's `Date` when its own clock runs ahead of it).
-    pub fn set_clock_offset(&self, seconds: i64) {
-        self.shared.clock_offset.store(seconds, Ordering::SeqCst);
-    }
-
-    /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
-    pub fn key(&self, key: &str) -> Option<serde_json::Value> {
-        lock(&self.shared.store).key_json(key).map(|j| j.to_value())
-    }
-
-    /// The live (not deactivated) activations of a key, each
-    /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
-    pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {
-        lock(&self.shared.store)
-            .activations_json(key)
-            .iter()
-            .map(|j| j.to_value())
-            .collect()
-    }
-
-    /// Changes a key like Polar's `PATCH /v1/license-keys/{id}`. Returns
-    /// `false` when the key is unknown or a value is invalid (nothing changes then).
-    pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
-        matches!(
-            lock(&self.shared.store).update_key(key, &update),
-            Ok(Some(_))
-        )
-    }
-
-    /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate` (or a customer in the
-    /// portal): returns its new string; the old one answers 404 "Not found" from now on.
-    /// `None` when the key is unknown.
-    pub fn rotate_key(&self, key: &str) -> Option<String> {
-        lock(&self.shared.store).rotate_key(key)
-    }
-
-    /// Adds a key (in the seed's organization unless it names another).
-    pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
-        lock(&self.shared.store).add_key(&key)
-    }
-
-    /// Stops the server: the listener closes (new connections are refused)
-    /// and open connections are shut down.
-    pub fn stop(self) {
-        drop(self);
-    }
-
-    fn shutdown(&mut self) {
-        self.shared.stop.store(true, Ordering::SeqCst);
-        // Wake the blocking accept.
-        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
-        if let Some(handle) = self.accept.take() {
-            let _ = handle.join();
-        }
-        for (_, stream) in lock(&self.shared.conns).drain() {
-            let _ = stream.shutdown(std::net::Shutdown::Both);
-        }
-    }
-}
-
-impl Drop for Emulator {
-    fn drop(&mut self) {
-        self.shutdown();
-    }
 }
 
 /// The README's example, compiled and run as a doctest.

@@ -3,7 +3,7 @@
 //! shared by the three public routes, then a block (60 s in production).
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// The path prefix regex `^/v1/customer-portal/license-keys/(validate|activate|deactivate)`.
 pub(crate) fn in_public_zone(path: &str) -> bool {
@@ -16,12 +16,14 @@ pub(crate) fn in_public_zone(path: &str) -> bool {
 const WINDOW: Duration = Duration::from_secs(1);
 const LIMIT: u32 = 3;
 
+/// The limiter's clock is a monotonic reading: the time since any fixed origin (the host's
+/// `Instant` natively, `performance.now()` in JS), never the wall clock.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
     /// identity -> (window end, calls left)
-    windows: HashMap<String, (Instant, u32)>,
+    windows: HashMap<String, (Duration, u32)>,
     /// identity -> block end
-    blocks: HashMap<String, Instant>,
+    blocks: HashMap<String, Duration>,
 }
 
 /// Whole seconds as Redis' `TTL` reports them (rounded), at least 1.
@@ -38,12 +40,12 @@ impl RateLimiter {
         identity: &str,
         zone: bool,
         block: Duration,
-        now: Instant,
+        now: Duration,
     ) -> Option<u64> {
         self.windows.retain(|_, (end, _)| *end > now);
         self.blocks.retain(|_, end| *end > now);
         if let Some(end) = self.blocks.get(identity) {
-            return Some(ttl_secs(end.saturating_duration_since(now)));
+            return Some(ttl_secs(end.saturating_sub(now)));
         }
         if !zone {
             return None;
@@ -51,9 +53,10 @@ impl RateLimiter {
         let entry = self
             .windows
             .entry(identity.to_string())
-            .or_insert((now + WINDOW, LIMIT));
+            .or_insert((now.saturating_add(WINDOW), LIMIT));
         if entry.1 < 1 {
-            self.blocks.insert(identity.to_string(), now + block);
+            self.blocks
+                .insert(identity.to_string(), now.saturating_add(block));
             let secs = block.as_secs() + u64::from(block.subsec_nanos() > 0);
             return Some(secs.max(1));
         }
@@ -69,7 +72,7 @@ mod tests {
     #[test]
     fn fourth_call_blocks() {
         let mut rl = RateLimiter::default();
-        let t = Instant::now();
+        let t = Duration::from_secs(1_000);
         let block = Duration::from_secs(60);
         assert_eq!(rl.check("ip", true, block, t), None);
         assert_eq!(rl.check("ip", true, block, t), None);

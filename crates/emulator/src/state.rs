@@ -4,9 +4,10 @@
 use time::OffsetDateTime;
 use uuid::Uuid;
 
+use super::ids::Ids;
 use super::json::{obj, opt_i, opt_s, py_dict_eq, s, J};
 use super::seed::{Seed, SeedKey};
-use super::util::{fmt_ts, new_id, parse_ts, parse_uuid4, sha256_hex};
+use super::util::{fmt_ts, parse_ts, parse_uuid4, sha256_hex};
 use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
@@ -90,12 +91,14 @@ pub(crate) struct Token {
 }
 
 /// Everything the emulator stores.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Store {
     default_org: Option<Uuid>,
     keys: Vec<KeyRec>,
     activations: Vec<Activation>,
     pub tokens: Vec<Token>,
+    /// Where new ids come from.
+    ids: Ids,
 }
 
 /// A service failure, rendered as Polar's `{"error","detail"}` bodies.
@@ -118,15 +121,19 @@ pub(crate) enum SvcOk {
 const NOT_FOUND: &str = "Not found";
 
 impl Store {
-    pub(crate) fn from_seed(seed: &Seed) -> Result<Store, String> {
+    /// The store of a seed, its keys created at `now` (UTC, microseconds), its ids from `ids`.
+    pub(crate) fn from_seed(seed: &Seed, ids: Ids, now: OffsetDateTime) -> Result<Store, String> {
         let seed = seed.normalized()?;
         let org = parse_uuid4(&seed.organization_id, "organization_id")?;
         let mut store = Store {
             default_org: Some(org),
-            ..Store::default()
+            keys: Vec::new(),
+            activations: Vec::new(),
+            tokens: Vec::new(),
+            ids,
         };
         for key in &seed.license_keys {
-            store.add_key(key)?;
+            store.add_key(key, now)?;
         }
         for token in &seed.access_tokens {
             let organization_id = match &token.organization_id {
@@ -142,7 +149,8 @@ impl Store {
         Ok(store)
     }
 
-    pub(crate) fn add_key(&mut self, key: &SeedKey) -> Result<(), String> {
+    /// Adds a key, created at `now`.
+    pub(crate) fn add_key(&mut self, key: &SeedKey, now: OffsetDateTime) -> Result<(), String> {
         let key = key.normalized()?;
         let organization_id = match &key.organization_id {
             Some(o) => parse_uuid4(o, "organization_id")?,
@@ -167,14 +175,13 @@ impl Store {
         let expires_at = key.expires_at.as_deref().map(parse_ts).transpose()?;
         let benefit_id = match &key.benefit_id {
             Some(b) => parse_uuid4(b, "benefit_id")?,
-            None => new_id(),
+            None => self.ids.next_id(),
         };
         let customer_id = match &key.customer_id {
             Some(c) => parse_uuid4(c, "customer_id")?,
-            None => new_id(),
+            None => self.ids.next_id(),
         };
-        let now = super::util::now();
-        let (member, subscription, order) = extras(&key, now)?;
+        let (member, subscription, order) = extras(&key, now, &mut self.ids)?;
         // A customer shared by several keys keeps one creation time.
         let customer_created = self
             .keys
@@ -182,8 +189,9 @@ impl Store {
             .find(|k| k.customer.id == customer_id)
             .map(|k| k.customer.created_at)
             .unwrap_or(now);
+        let id = self.ids.next_id();
         self.keys.push(KeyRec {
-            id: new_id(),
+            id,
             organization_id,
             key: key.key.clone(),
             status,
@@ -356,7 +364,7 @@ impl Store {
             return Err(SvcError::Internal);
         }
         let activation = Activation {
-            id: new_id(),
+            id: self.ids.next_id(),
             license_key_id: k.id,
             label: req.label.clone(),
             conditions: req.conditions.clone(),
@@ -427,10 +435,11 @@ impl Store {
     /// A key rotated (`POST /v1/license-keys/{id}/rotate`, or the customer portal): the key
     /// gets a new string (its prefix kept) and the old one answers "Not found" at once, like
     /// an unknown key. Everything else (activations, usage, status) stays. `None`: unknown.
-    pub(crate) fn rotate_key(&mut self, key: &str) -> Option<String> {
+    /// `now`: the key's new `modified_at`.
+    pub(crate) fn rotate_key(&mut self, key: &str, now: OffsetDateTime) -> Option<String> {
         let ki = self.find_any(key)?;
+        let fresh = self.ids.next_id().to_string().to_ascii_uppercase();
         let k = &mut self.keys[ki];
-        let fresh = new_id().to_string().to_ascii_uppercase();
         let rotated = match k.key.split_once('-') {
             Some((prefix, _)) if !prefix.is_empty() && prefix.len() < 20 => {
                 format!("{prefix}-{fresh}")
@@ -438,15 +447,17 @@ impl Store {
             _ => fresh,
         };
         k.key.clone_from(&rotated);
-        k.modified_at = Some(super::util::now());
+        k.modified_at = Some(now);
         Some(rotated)
     }
 
-    /// `PATCH /v1/license-keys/{id}`-like update. `Ok(None)`: unknown key.
+    /// `PATCH /v1/license-keys/{id}`-like update, the key's `modified_at` set to `now`.
+    /// `Ok(None)`: unknown key.
     pub(crate) fn update_key(
         &mut self,
         key: &str,
         update: &KeyUpdate,
+        now: OffsetDateTime,
     ) -> Result<Option<J>, String> {
         let Some(ki) = self.find_any(key) else {
             return Ok(None);
@@ -493,7 +504,7 @@ impl Store {
         if let Some(e) = expires_at {
             k.expires_at = e;
         }
-        k.modified_at = Some(super::util::now());
+        k.modified_at = Some(now);
         Ok(Some(render_key(k)))
     }
 }
@@ -594,8 +605,9 @@ type Extras = (
     Option<(String, J)>,
 );
 
-fn extras(key: &SeedKey, now: OffsetDateTime) -> Result<Extras, String> {
-    let id = |given: &Option<String>| given.clone().unwrap_or_else(|| new_id().to_string());
+fn extras(key: &SeedKey, now: OffsetDateTime, ids: &mut Ids) -> Result<Extras, String> {
+    let mut id =
+        |given: &Option<String>| given.clone().unwrap_or_else(|| ids.next_id().to_string());
     let ts = |t: &Option<String>, or: OffsetDateTime| -> Result<OffsetDateTime, String> {
         t.as_deref()
             .map(parse_ts)

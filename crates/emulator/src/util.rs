@@ -1,20 +1,19 @@
 //! Small helpers: timestamps in pydantic's format, HTTP dates, UUIDs as
 //! pydantic reports them, SHA-256 (for Gravatar URLs), lock recovery.
 
-use std::sync::{Mutex, MutexGuard};
-
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use uuid::Uuid;
 
 /// Locks a mutex, recovering the data if another thread panicked while holding it.
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+#[cfg(not(target_arch = "wasm32"))]
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-/// The current UTC time truncated to microseconds (Python's `datetime` precision).
-pub(crate) fn now() -> OffsetDateTime {
-    let t = OffsetDateTime::now_utc();
+/// A time in UTC truncated to microseconds (Python's `datetime` precision).
+pub(crate) fn micros(t: OffsetDateTime) -> OffsetDateTime {
+    let t = t.to_offset(UtcOffset::UTC);
     let micros = t.nanosecond() / 1000;
     t.replace_nanosecond(micros * 1000).unwrap_or(t)
 }
@@ -72,11 +71,6 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
         t.minute(),
         t.second()
     )
-}
-
-/// A fresh random (version 4) UUID.
-pub(crate) fn new_id() -> Uuid {
-    Uuid::new_v4()
 }
 
 /// Why a string is not a UUID, worded as pydantic-core reports it: the `uuid`

@@ -1,0 +1,172 @@
+//! [`Emulator`]: the core ([`Core`]) behind the std HTTP server of `http.rs`, on 127.0.0.1.
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{self, JoinHandle};
+use std::time::Duration;
+
+use crate::http;
+use crate::service::{Core, Time};
+use crate::util::lock;
+use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
+
+/// State shared by the accept loop and the connection threads.
+pub(crate) struct Shared {
+    /// Everything Polar's answers depend on; locked only while it computes.
+    pub(crate) core: Mutex<Core>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
+    pub(crate) next_conn: AtomicU64,
+}
+
+/// A running emulator on 127.0.0.1. Dropping it stops the server.
+pub struct Emulator {
+    shared: Arc<Shared>,
+    addr: SocketAddr,
+    organization_id: String,
+    accept: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Emulator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Emulator")
+            .field("addr", &self.addr)
+            .field("organization_id", &self.organization_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Emulator {
+    /// Binds `127.0.0.1:options.port` and starts serving `seed`.
+    ///
+    /// Fails with `InvalidInput` when the seed is inconsistent (bad UUIDs,
+    /// unknown status, duplicate keys…), or with the bind error.
+    pub fn start(seed: Seed, options: Options) -> io::Result<Emulator> {
+        let port = options.port;
+        let core = Core::new(seed, options, Time::now())
+            .map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
+        let organization_id = core.organization_id().to_string();
+        let listener = TcpListener::bind(("127.0.0.1", port))?;
+        let addr = listener.local_addr()?;
+        let shared = Arc::new(Shared {
+            core: Mutex::new(core),
+            stop: AtomicBool::new(false),
+            conns: Mutex::new(HashMap::new()),
+            next_conn: AtomicU64::new(0),
+        });
+        let worker = Arc::clone(&shared);
+        let accept = thread::Builder::new()
+            .name("polar-emulator-accept".to_string())
+            .spawn(move || http::accept_loop(listener, worker))?;
+        Ok(Emulator {
+            shared,
+            addr,
+            organization_id,
+            accept: Some(accept),
+        })
+    }
+
+    /// The base URL, `http://127.0.0.1:PORT` (no trailing slash).
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The bound port.
+    pub fn port(&self) -> u16 {
+        self.addr.port()
+    }
+
+    /// The seed's top-level organization ID.
+    pub fn organization_id(&self) -> String {
+        self.organization_id.clone()
+    }
+
+    /// Injects a fault on every following request to the license routes
+    /// (`None` clears it).
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        lock(&self.shared.core).set_fault(fault);
+    }
+
+    /// Requests received on the six license routes (any answer, faults and
+    /// 4xx/429 included; CORS preflights and admin routes excluded).
+    pub fn request_count(&self) -> u64 {
+        lock(&self.shared.core).request_count()
+    }
+
+    /// Fault bodies ([`Fault::SlowBody`], [`Fault::Huge`]) still being written. A client that
+    /// gives up on one (a timeout, a size cap) must close its connection: the emulator's next
+    /// write then fails and the count drops, where an abandoned but open connection keeps
+    /// the server streaming into it (until its 30 s write stall limit).
+    pub fn open_streams(&self) -> u64 {
+        lock(&self.shared.core).open_streams()
+    }
+
+    /// Sets [`Emulator::request_count`] back to 0.
+    pub fn reset_request_count(&self) {
+        lock(&self.shared.core).reset_request_count();
+    }
+
+    /// Moves the emulator's clock by `seconds` from real time (its `Date` header, expiry
+    /// checks, `last_validated_at`): for tests that move the client's clock to simulate time
+    /// passing, so that server and client agree on it (the client anchors a verdict at the
+    /// server's `Date` when its own clock runs ahead of it).
+    pub fn set_clock_offset(&self, seconds: i64) {
+        lock(&self.shared.core).set_clock_offset(seconds);
+    }
+
+    /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
+    pub fn key(&self, key: &str) -> Option<serde_json::Value> {
+        lock(&self.shared.core).key(key)
+    }
+
+    /// The live (not deactivated) activations of a key, each
+    /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
+    pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {
+        lock(&self.shared.core).activations(key)
+    }
+
+    /// Changes a key like Polar's `PATCH /v1/license-keys/{id}`. Returns
+    /// `false` when the key is unknown or a value is invalid (nothing changes then).
+    pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
+        lock(&self.shared.core).update_key(key, &update, Time::now())
+    }
+
+    /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate` (or a customer in the
+    /// portal): returns its new string; the old one answers 404 "Not found" from now on.
+    /// `None` when the key is unknown.
+    pub fn rotate_key(&self, key: &str) -> Option<String> {
+        lock(&self.shared.core).rotate_key(key, Time::now())
+    }
+
+    /// Adds a key (in the seed's organization unless it names another).
+    pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
+        lock(&self.shared.core).add_key(&key, Time::now())
+    }
+
+    /// Stops the server: the listener closes (new connections are refused)
+    /// and open connections are shut down.
+    pub fn stop(self) {
+        drop(self);
+    }
+
+    fn shutdown(&mut self) {
+        self.shared.stop.store(true, Ordering::SeqCst);
+        // Wake the blocking accept.
+        let _ = TcpStream::connect_timeout(&self.addr, Duration::from_secs(1));
+        if let Some(handle) = self.accept.take() {
+            let _ = handle.join();
+        }
+        for (_, stream) in lock(&self.shared.conns).drain() {
+            let _ = stream.shutdown(std::net::Shutdown::Both);
+        }
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}

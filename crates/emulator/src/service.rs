@@ -1,0 +1,1549 @@
+//! The emulator's sans-IO core: a request in, a response out. Routing, Polar's middleware
+//! stack, the JSON bodies, validation, the store, the rate limiter, the faults and the admin
+//! routes live here; no socket, thread or clock does. Time comes in with every call
+//! ([`Time`]), ids from the source the core was made with.
+//!
+//! Polar's middleware stack in its real order, outermost first, as `server/polar/app.py`
+//! builds it (the last middleware added is the outermost): Starlette's ServerErrorMiddleware
+//! (bare 500) · APIVersionMiddleware (404 for a bad `Polar-Version`, else adds
+//! `polar-version`) · CORS · MaxBodySize (411/413) · PathRewrite (`/api/v1`) · rate limit
+//! (429) · AuthSubject (401 `invalid_token`) · CacheControl · Sandbox · the router and
+//! endpoints.
+//!
+//! A layer either answers or passes the request inward, and adds its headers to the answer
+//! on the way out. The body is read only by an endpoint (or an admin route) that needs it:
+//! the pipeline stops there ([`Step::Body`]) so that the native server reads it with no lock
+//! held and only when it must (a `100 Continue` is sent only then), and [`Core::finish`]
+//! runs the endpoint and the layers' outward steps.
+
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use crate::ids::Ids;
+use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
+use crate::ratelimit::{in_public_zone, RateLimiter};
+use crate::state::{Store, SvcError, SvcOk};
+use crate::util::{http_date, micros, parse_uuid4, percent_decode};
+use crate::validate::{self, error_body, json_invalid, path_uuid_error};
+use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
+
+/// `API_MAX_REQUEST_BODY_SIZE`.
+pub(crate) const MAX_BODY: u64 = 10 * 1024 * 1024;
+
+const DEPRECATION_NOTICE: &str =
+    "The API root has moved from /api/v1 to /v1. Please update your integration.";
+const INVALID_TOKEN_DESCRIPTION: &str =
+    "The access token provided is expired, revoked, malformed, or invalid for other reasons.";
+const INSUFFICIENT_SCOPE_DESCRIPTION: &str =
+    "The request requires higher privileges than provided by the access token.";
+const ALLOW_METHODS: &str = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT";
+const ALL_METHODS: [&str; 7] = ["DELETE", "GET", "HEAD", "OPTIONS", "PATCH", "POST", "PUT"];
+const ALLOW_HEADERS: &str =
+    "Accept, Accept-Language, Authorization, Content-Language, Content-Type, Polar-Version";
+/// What the ASGI server answers a request it cannot parse.
+pub(crate) const BAD_REQUEST: &str = "Invalid HTTP request received.";
+/// The body of [`Fault::Truncated`], of which the first half is sent.
+const TRUNCATED_BODY: &str = "{\"id\":\"f7d9ba8a-dd63-4db8-bb8b-015006335825\",\"created_at\":\"2026-08-01T10:15:30.412907Z\",\"modified_at\":null,\"organization_id\":\"2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10\"}";
+
+// ---- The public surface: time, request, response ---------------------------------------
+
+/// A moment, as the core is told it (it never reads a clock).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Time {
+    /// Wall-clock time: Polar's timestamps, expiry checks and the `date` header (the core adds
+    /// its clock offset, [`Core::set_clock_offset`], and keeps microseconds, Python's precision).
+    pub wall: OffsetDateTime,
+    /// A monotonic reading, the time since any fixed origin (the rate limiter's clock: its
+    /// one-second windows and its block).
+    pub monotonic: Duration,
+}
+
+impl Time {
+    /// A moment from milliseconds: `unix_ms` since the Unix epoch (`Date.now()`) and
+    /// `monotonic_ms` since any fixed origin (`performance.now()`). `None` when either is not
+    /// finite, negative (`monotonic_ms`) or out of range.
+    pub fn from_millis(unix_ms: f64, monotonic_ms: f64) -> Option<Time> {
+        if !unix_ms.is_finite() || !monotonic_ms.is_finite() || monotonic_ms < 0.0 {
+            return None;
+        }
+        // Whole microseconds: within ±2^53 µs (285 years of the epoch) f64 is exact.
+        let micros = (unix_ms * 1000.0).round();
+        if micros.abs() > 9_007_199_254_740_992.0 {
+            return None;
+        }
+        let wall =
+            OffsetDateTime::from_unix_timestamp_nanos(i128::from(micros as i64) * 1000).ok()?;
+        let monotonic = Duration::try_from_secs_f64(monotonic_ms / 1000.0).ok()?;
+        Some(Time { wall, monotonic })
+    }
+
+    /// Now, from the system clocks (`OffsetDateTime::now_utc()` and a process-wide
+    /// `Instant`). Native only: on wasm32 the host passes the time.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn now() -> Time {
+        use std::sync::OnceLock;
+        use std::time::Instant;
+        static ORIGIN: OnceLock<Instant> = OnceLock::new();
+        let origin = *ORIGIN.get_or_init(Instant::now);
+        Time {
+            wall: OffsetDateTime::now_utc(),
+            monotonic: origin.elapsed(),
+        }
+    }
+}
+
+/// A request as received: the head as sent and the whole body.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Request {
+    /// The method, as sent (`POST`).
+    pub method: String,
+    /// The request target: path and query, as sent (percent-escapes included); an
+    /// absolute-form target (`http://host/path`) is accepted too.
+    pub target: String,
+    /// Every header line in order, repeated ones repeated (names in any case; values as
+    /// Latin-1 text). `content-length` or `transfer-encoding` must be among them for a body:
+    /// the body's framing is read from them, as Polar's server does (`POST` without
+    /// `content-length` answers 411).
+    pub headers: Vec<(String, String)>,
+    /// The body (empty when there is none).
+    pub body: Vec<u8>,
+    /// The client's address (`127.0.0.1`): the rate limiter's identity when no
+    /// `True-Client-IP` or token is sent.
+    pub peer: String,
+}
+
+impl std::fmt::Debug for Request {
+    /// The head's names only and the body's length: a body and headers can carry keys and
+    /// tokens.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(k, _)| k.as_str()).collect();
+        f.debug_struct("Request")
+            .field("method", &self.method)
+            .field("header_names", &names)
+            .field("body_len", &self.body.len())
+            .field("peer", &self.peer)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How a [`Response`] goes out: the faults that are about the transport.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Delivery {
+    /// Send the response as it is.
+    Whole,
+    /// [`Fault::Delay`]: no response yet. Wait `ms`, then send what [`Core::resume`] answers
+    /// for the same request (it is computed then, as Polar would).
+    Delay {
+        /// The delay in milliseconds.
+        ms: u64,
+    },
+    /// [`Fault::SlowBody`]: send the head at once, then the body one byte at a time, pausing
+    /// before each.
+    SlowBody {
+        /// The pause before each body byte, in milliseconds.
+        ms_per_byte: u64,
+    },
+    /// [`Fault::Truncated`]: send the head with this `content-length`, then the body (shorter
+    /// than that), then close the connection.
+    Truncated {
+        /// The `content-length` to declare.
+        content_length: u64,
+    },
+    /// [`Fault::Huge`]: declare `content-length: bytes` and stream a JSON body of exactly that
+    /// many bytes: `{"p":"xxx…x"}` (8 bytes and more; below 8, that many `x`). The response's
+    /// own body is empty.
+    Huge {
+        /// The body size in bytes.
+        bytes: u64,
+    },
+    /// [`Fault::Hang`]: never answer; keep the connection open (the native server: until it
+    /// stops or 60 s pass).
+    Hang,
+    /// [`Fault::CloseImmediately`]: close the connection without answering.
+    Close,
+}
+
+/// The core's answer to a [`Request`].
+#[derive(Clone, PartialEq, Eq)]
+pub struct Response {
+    /// The status code (0 when [`Response::delivery`] is `Delay`, `Hang` or `Close`: nothing
+    /// to send yet, or ever).
+    pub status: u16,
+    /// The headers in order, `date` first (the emulator's clock). Never `content-length` nor
+    /// `connection`: the transport adds `content-length` (the body's length, or the one
+    /// [`Delivery`] names) to every status but 1xx, 204 and 304, as Polar's server does.
+    pub headers: Vec<(String, String)>,
+    /// The body (not sent for a `HEAD` request; its length is still the `content-length`).
+    pub body: Vec<u8>,
+    /// The connection must close after this response.
+    pub close: bool,
+    /// How to send it.
+    pub delivery: Delivery,
+}
+
+impl std::fmt::Debug for Response {
+    /// The body's length only: a body can carry a key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Response")
+            .field("status", &self.status)
+            .field("headers", &self.headers)
+            .field("body_len", &self.body.len())
+            .field("close", &self.close)
+            .field("delivery", &self.delivery)
+            .finish()
+    }
+}
+
+impl Response {
+    fn nothing(delivery: Delivery) -> Response {
+        Response {
+            status: 0,
+            headers: Vec::new(),
+            body: Vec::new(),
+            close: true,
+            delivery,
+        }
+    }
+
+    /// The value of a header (first match, any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The body of [`Delivery::Huge`] in three parts: a prefix, then `x` repeated, then a suffix,
+/// `bytes` in all.
+pub fn huge_body_parts(bytes: u64) -> (&'static [u8], u64, &'static [u8]) {
+    if bytes >= 8 {
+        (b"{\"p\":\"", bytes - 8, b"\"}")
+    } else {
+        (b"", bytes, b"")
+    }
+}
+
+// ---- Internals shared with the native server ------------------------------------------
+
+/// The three operations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Op {
+    Validate,
+    Activate,
+    Deactivate,
+}
+
+/// Which license route a (rewritten) path is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Route {
+    Public(Op),
+    Token(Op),
+}
+
+fn route_of(path: &str) -> Option<Route> {
+    let op = |name: &str| match name {
+        "validate" => Some(Op::Validate),
+        "activate" => Some(Op::Activate),
+        "deactivate" => Some(Op::Deactivate),
+        _ => None,
+    };
+    if let Some(rest) = path.strip_prefix("/v1/customer-portal/license-keys/") {
+        return op(rest).map(Route::Public);
+    }
+    if let Some(rest) = path.strip_prefix("/v1/license-keys/") {
+        return op(rest).map(Route::Token);
+    }
+    None
+}
+
+/// A response being built.
+#[derive(Debug, Clone)]
+pub(crate) struct Resp {
+    pub(crate) status: u16,
+    pub(crate) headers: Vec<(String, String)>,
+    pub(crate) body: Vec<u8>,
+    /// Produced outside every middleware (bad `Polar-Version`, 500): no headers get added.
+    pub(crate) bare: bool,
+    /// The connection must close after this response.
+    pub(crate) close: bool,
+}
+
+impl Resp {
+    pub(crate) fn new(status: u16) -> Resp {
+        Resp {
+            status,
+            headers: Vec::new(),
+            body: Vec::new(),
+            bare: false,
+            close: false,
+        }
+    }
+
+    fn json(status: u16, value: &J) -> Resp {
+        match value.to_json() {
+            Ok(text) => Resp::json_text(status, &text),
+            Err(_) => Resp::internal_error(),
+        }
+    }
+
+    fn json_text(status: u16, text: &str) -> Resp {
+        let mut r = Resp::new(status);
+        r.set("content-type", "application/json");
+        r.body = text.as_bytes().to_vec();
+        r
+    }
+
+    pub(crate) fn text(status: u16, text: &str) -> Resp {
+        let mut r = Resp::new(status);
+        r.set("content-type", "text/plain; charset=utf-8");
+        r.body = text.as_bytes().to_vec();
+        r
+    }
+
+    /// What the ASGI server answers an unparseable request: 400, then close.
+    pub(crate) fn bad_request() -> Resp {
+        let mut r = Resp::text(400, BAD_REQUEST);
+        r.close = true;
+        r
+    }
+
+    /// Starlette's ServerErrorMiddleware answer.
+    pub(crate) fn internal_error() -> Resp {
+        let mut r = Resp::text(500, "Internal Server Error");
+        r.bare = true;
+        r
+    }
+
+    fn error(status: u16, error: &str, detail: &str) -> Resp {
+        Resp::json(
+            status,
+            &obj(vec![("error", s(error)), ("detail", s(detail))]),
+        )
+    }
+
+    fn detail(status: u16, detail: &str) -> Resp {
+        Resp::json(status, &obj(vec![("detail", s(detail))]))
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.headers
+            .iter()
+            .any(|(k, _)| k.eq_ignore_ascii_case(name))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        if let Some(slot) = self
+            .headers
+            .iter_mut()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        {
+            slot.1 = value.to_string();
+        } else {
+            self.headers.push((name.to_string(), value.to_string()));
+        }
+    }
+}
+
+/// A request head. Header names are lower-case; values are Latin-1 decoded.
+#[derive(Debug, Clone)]
+pub(crate) struct Head {
+    pub(crate) method: String,
+    pub(crate) target: String,
+    pub(crate) headers: Vec<(String, String)>,
+}
+
+impl Head {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn has(&self, name: &str) -> bool {
+        self.get(name).is_some()
+    }
+
+    /// Whether a comma-separated header (every line of it) holds `token`, any case.
+    pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == name)
+            .flat_map(|(_, v)| v.split(','))
+            .any(|t| t.trim().eq_ignore_ascii_case(token))
+    }
+}
+
+/// How the request body is delimited.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Framing {
+    /// Neither `Content-Length` nor `Transfer-Encoding`.
+    Empty,
+    Length(u64),
+    /// `Transfer-Encoding` without `Content-Length`: never read (411 for POST).
+    Chunked,
+}
+
+/// Body framing from the headers; `None` for a malformed or contradictory head.
+pub(crate) fn framing(head: &Head) -> Option<Framing> {
+    let lengths: Vec<&str> = head
+        .headers
+        .iter()
+        .filter(|(k, _)| k == "content-length")
+        .map(|(_, v)| v.trim())
+        .collect();
+    let chunked = head.has("transfer-encoding");
+    let length = match lengths.first() {
+        None => None,
+        Some(first) => {
+            if lengths.iter().any(|l| l != first)
+                || first.is_empty()
+                || !first.bytes().all(|b| b.is_ascii_digit())
+            {
+                return None;
+            }
+            Some(first.parse::<u64>().ok()?)
+        }
+    };
+    match (length, chunked) {
+        (Some(_), true) => None,
+        (Some(n), false) => Some(Framing::Length(n)),
+        (None, true) => Some(Framing::Chunked),
+        (None, false) => Some(Framing::Empty),
+    }
+}
+
+fn strip_absolute_form(target: &str) -> &str {
+    for scheme in ["http://", "https://"] {
+        if let Some(rest) = target.strip_prefix(scheme) {
+            return rest.find('/').map(|i| &rest[i..]).unwrap_or("/");
+        }
+    }
+    target
+}
+
+/// One request in flight, as the core sees it.
+pub(crate) struct Exchange {
+    pub(crate) head: Head,
+    /// The percent-decoded path, before the `/api/v1` rewrite.
+    decoded: String,
+    /// Percent-decoded path after the `/api/v1` → `/v1` rewrite.
+    path: String,
+    /// Whether the `/api/v1` alias was used.
+    deprecated: bool,
+    /// The resolved `Polar-Version` (set by the outermost middleware).
+    version: String,
+    peer: String,
+    pub(crate) framing: Framing,
+}
+
+impl Exchange {
+    pub(crate) fn new(head: Head, peer: String, framing: Framing) -> Exchange {
+        let raw_path = head.target.split(['?', '#']).next().unwrap_or("");
+        let raw_path = strip_absolute_form(raw_path);
+        let decoded = percent_decode(raw_path);
+        let (path, deprecated) = match decoded.strip_prefix("/api/v1") {
+            Some(rest) => (format!("/v1{rest}"), true),
+            None => (decoded.clone(), false),
+        };
+        Exchange {
+            head,
+            decoded,
+            path,
+            deprecated,
+            version: String::new(),
+            peer,
+            framing,
+        }
+    }
+
+    fn method(&self) -> &str {
+        &self.head.method
+    }
+
+    fn is_preflight(&self) -> bool {
+        self.method() == "OPTIONS"
+            && self.head.has("origin")
+            && self.head.has("access-control-request-method")
+    }
+}
+
+/// Who is calling, as the auth middleware resolved it.
+#[derive(Debug, Clone)]
+pub(crate) enum Auth {
+    Anonymous,
+    Token {
+        organization_id: uuid::Uuid,
+        scopes: Vec<String>,
+    },
+}
+
+/// What waits for the body.
+#[derive(Debug, Clone)]
+pub(crate) enum Pending {
+    /// A license endpoint (`auth`: the token routes' caller; `None` on the public ones).
+    Endpoint { op: Op, auth: Option<Auth> },
+    /// `POST /__emulator/fault`.
+    SetFault,
+    /// `POST /__emulator/keys`.
+    AddKey,
+    /// `PATCH /__emulator/keys/{key}`.
+    UpdateKey(String),
+}
+
+/// Where the pipeline stopped.
+#[derive(Debug)]
+pub(crate) enum Step {
+    /// The answer.
+    Done(Resp),
+    /// The body is needed: read it, then [`Core::finish`].
+    Body(Pending),
+    /// A fault is set and this is a license route: the transport applies it.
+    Fault(Fault),
+}
+
+impl Step {
+    /// A layer's outward step, applied to an answer (a pending endpoint gets it in `finish`).
+    fn map(self, f: impl FnOnce(Resp) -> Resp) -> Step {
+        match self {
+            Step::Done(r) => Step::Done(f(r)),
+            other => other,
+        }
+    }
+}
+
+// ---- The core ------------------------------------------------------------------------
+
+/// The emulator without a server: Polar's answers to requests handed to it, with every time
+/// passed in. [`crate::Emulator`] is this core behind a std HTTP server; the npm package's
+/// `polar-license/emulator` is this core compiled to WebAssembly behind `node:http`.
+///
+/// ```
+/// use polar_license_emulator::{Core, Options, Request, Seed, Time, DEMO_KEY, DEMO_ORGANIZATION_ID};
+///
+/// let now = Time::from_millis(1_790_000_000_000.0, 0.0).ok_or("time")?;
+/// let mut polar = Core::with_entropy(Seed::demo(), Options::default(), now, [7; 32])?;
+/// let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+/// let answer = polar.handle(
+///     &Request {
+///         method: "POST".into(),
+///         target: "/v1/customer-portal/license-keys/validate".into(),
+///         headers: vec![
+///             ("content-type".into(), "application/json".into()),
+///             ("content-length".into(), body.len().to_string()),
+///         ],
+///         body: body.into_bytes(),
+///         peer: "127.0.0.1".into(),
+///     },
+///     now,
+/// );
+/// assert_eq!(answer.status, 200);
+/// # Ok::<(), String>(())
+/// ```
+pub struct Core {
+    store: Store,
+    fault: Option<Fault>,
+    requests: u64,
+    open_streams: u64,
+    /// Seconds added to the wall clock (see [`Core::set_clock_offset`]).
+    clock_offset: i64,
+    options: Options,
+    limiter: RateLimiter,
+    organization_id: String,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core")
+            .field("organization_id", &self.organization_id)
+            .field("requests", &self.requests)
+            .field("fault", &self.fault)
+            .field("clock_offset", &self.clock_offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Core {
+    /// A core serving `seed`, its keys created at `now`, its ids (activations, keys, customers
+    /// the seed leaves out) random from the operating system. Native only; see
+    /// [`Core::with_entropy`].
+    ///
+    /// Fails when the options or the seed are inconsistent (the default API version not
+    /// served, bad UUIDs, an unknown status, duplicate keys…).
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(seed: Seed, options: Options, now: Time) -> Result<Core, String> {
+        Core::build(seed, options, now, Ids::System)
+    }
+
+    /// The same, with every generated id derived from `entropy` (SHA-256 in counter mode):
+    /// give it 32 random bytes (`crypto.getRandomValues` on wasm32), or fixed ones for the
+    /// same ids on every run.
+    pub fn with_entropy(
+        seed: Seed,
+        options: Options,
+        now: Time,
+        entropy: [u8; 32],
+    ) -> Result<Core, String> {
+        let ids = Ids::Seeded {
+            key: entropy,
+            counter: 0,
+        };
+        Core::build(seed, options, now, ids)
+    }
+
+    fn build(seed: Seed, options: Options, now: Time, ids: Ids) -> Result<Core, String> {
+        if !options.api_versions.contains(&options.api_version) {
+            return Err(format!(
+                "the default API version {} is not among the served ones ({})",
+                options.api_version,
+                options.api_versions.join(", ")
+            ));
+        }
+        let store = Store::from_seed(&seed, ids, micros(now.wall))?;
+        let organization_id = parse_uuid4(&seed.organization_id, "organization_id")?.to_string();
+        Ok(Core {
+            store,
+            fault: None,
+            requests: 0,
+            open_streams: 0,
+            clock_offset: 0,
+            options,
+            limiter: RateLimiter::default(),
+            organization_id,
+        })
+    }
+
+    /// The seed's top-level organization ID.
+    pub fn organization_id(&self) -> &str {
+        &self.organization_id
+    }
+
+    /// The options it was made with.
+    pub fn options(&self) -> &Options {
+        &self.options
+    }
+
+    /// Answers one request. A [`Response`] whose [`Delivery`] is not `Whole` carries a fault
+    /// that the transport applies; for `Delay`, it answers [`Core::resume`] after the wait.
+    pub fn handle(&mut self, req: &Request, now: Time) -> Response {
+        let Some(mut ex) = exchange(req) else {
+            return self.respond(Resp::bad_request(), Delivery::Whole, now);
+        };
+        match self.begin(&mut ex, now) {
+            Step::Done(r) => self.respond(r, Delivery::Whole, now),
+            Step::Body(pending) => {
+                let body = body_of(req, ex.framing);
+                let r = self.finish(&mut ex, pending, Some(body), now);
+                self.respond(r, Delivery::Whole, now)
+            }
+            Step::Fault(fault) => self.apply_fault(fault, &mut ex, req, now),
+        }
+    }
+
+    /// The answer to a request whose [`Delivery::Delay`] has passed: Polar's answer as of
+    /// `now`, neither counted again nor faulted.
+    pub fn resume(&mut self, req: &Request, now: Time) -> Response {
+        let Some(mut ex) = exchange(req) else {
+            return self.respond(Resp::bad_request(), Delivery::Whole, now);
+        };
+        let r = self.answer(&mut ex, req, now);
+        self.respond(r, Delivery::Whole, now)
+    }
+
+    /// The pipeline to the end, the body taken from `req`.
+    fn answer(&mut self, ex: &mut Exchange, req: &Request, now: Time) -> Resp {
+        match self.pipeline(ex, now) {
+            Step::Done(r) => r,
+            Step::Body(pending) => {
+                let body = body_of(req, ex.framing);
+                self.finish(ex, pending, Some(body), now)
+            }
+            // The pipeline never faults.
+            Step::Fault(_) => Resp::internal_error(),
+        }
+    }
+
+    fn apply_fault(
+        &mut self,
+        fault: Fault,
+        ex: &mut Exchange,
+        req: &Request,
+        now: Time,
+    ) -> Response {
+        match fault {
+            Fault::Hang => Response::nothing(Delivery::Hang),
+            Fault::CloseImmediately => Response::nothing(Delivery::Close),
+            Fault::Delay { ms } => Response::nothing(Delivery::Delay { ms }),
+            Fault::SlowBody { ms_per_byte } => {
+                let r = self.answer(ex, req, now);
+                self.respond(r, Delivery::SlowBody { ms_per_byte }, now)
+            }
+            other => match self.fault_response(&other, ex) {
+                Some((r, delivery)) => self.respond(r, delivery, now),
+                None => Response::nothing(Delivery::Close),
+            },
+        }
+    }
+
+    /// The response to send: the `date` header first, then the core's.
+    fn respond(&self, r: Resp, delivery: Delivery, now: Time) -> Response {
+        let mut headers = Vec::with_capacity(r.headers.len() + 1);
+        headers.push(("date".to_string(), self.date(now)));
+        headers.extend(r.headers);
+        Response {
+            status: r.status,
+            headers,
+            body: r.body,
+            close: r.close,
+            delivery,
+        }
+    }
+
+    /// The `date` header's value at `now`: the emulator's clock, IMF-fixdate.
+    pub fn date(&self, now: Time) -> String {
+        http_date(self.clock(now))
+    }
+
+    /// The emulator's clock at `now`: the wall clock, to the microsecond, plus the offset.
+    pub fn clock(&self, now: Time) -> OffsetDateTime {
+        let wall = micros(now.wall);
+        wall.checked_add(time::Duration::seconds(self.clock_offset))
+            .unwrap_or(wall)
+    }
+
+    /// Injects a fault on every following request to the license routes (`None` clears it).
+    pub fn set_fault(&mut self, fault: Option<Fault>) {
+        self.fault = fault;
+    }
+
+    /// The fault set, if any.
+    pub fn fault(&self) -> Option<&Fault> {
+        self.fault.as_ref()
+    }
+
+    /// Requests received on the six license routes (any answer, faults and 4xx/429 included;
+    /// CORS preflights and admin routes excluded).
+    pub fn request_count(&self) -> u64 {
+        self.requests
+    }
+
+    /// Sets [`Core::request_count`] back to 0.
+    pub fn reset_request_count(&mut self) {
+        self.requests = 0;
+    }
+
+    /// Fault bodies being written ([`Delivery::SlowBody`], [`Delivery::Huge`]), as the
+    /// transport reports them with [`Core::stream_started`] and [`Core::stream_ended`]
+    /// (`GET /__emulator/streams` answers it).
+    pub fn open_streams(&self) -> u64 {
+        self.open_streams
+    }
+
+    /// The transport started writing a fault body.
+    pub fn stream_started(&mut self) {
+        self.open_streams = self.open_streams.saturating_add(1);
+    }
+
+    /// The transport stopped writing a fault body (done, or the client went away).
+    pub fn stream_ended(&mut self) {
+        self.open_streams = self.open_streams.saturating_sub(1);
+    }
+
+    /// Moves the emulator's clock by `seconds` from the wall clock it is given (its `date`
+    /// header, expiry checks, `last_validated_at`).
+    pub fn set_clock_offset(&mut self, seconds: i64) {
+        self.clock_offset = seconds;
+    }
+
+    /// The clock offset, in seconds.
+    pub fn clock_offset(&self) -> i64 {
+        self.clock_offset
+    }
+
+    /// The current `LicenseKeyRead` JSON of a key (first match in any organization).
+    pub fn key(&self, key: &str) -> Option<serde_json::Value> {
+        self.store.key_json(key).map(|j| j.to_value())
+    }
+
+    /// The live (not deactivated) activations of a key, each
+    /// `{id, license_key_id, label, meta, conditions, created_at, modified_at}`.
+    pub fn activations(&self, key: &str) -> Vec<serde_json::Value> {
+        self.store
+            .activations_json(key)
+            .iter()
+            .map(|j| j.to_value())
+            .collect()
+    }
+
+    /// Changes a key like Polar's `PATCH /v1/license-keys/{id}` (`modified_at` set to `now`'s
+    /// wall clock). Returns `false` when the key is unknown or a value is invalid (nothing
+    /// changes then).
+    pub fn update_key(&mut self, key: &str, update: &KeyUpdate, now: Time) -> bool {
+        matches!(
+            self.store.update_key(key, update, micros(now.wall)),
+            Ok(Some(_))
+        )
+    }
+
+    /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate`: returns its new
+    /// string; the old one answers 404 "Not found" from now on. `None` when the key is unknown.
+    pub fn rotate_key(&mut self, key: &str, now: Time) -> Option<String> {
+        self.store.rotate_key(key, micros(now.wall))
+    }
+
+    /// Adds a key (in the seed's organization unless it names another), created at `now`.
+    pub fn add_key(&mut self, key: &SeedKey, now: Time) -> Result<(), String> {
+        self.store.add_key(key, micros(now.wall))
+    }
+
+    // ---- The steps the native server drives -------------------------------------------
+
+    /// A request's first step: the admin routes, else the count and the fault of a license
+    /// route, else Polar's pipeline.
+    pub(crate) fn begin(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        if ex.decoded == "/__emulator" || ex.decoded.starts_with("/__emulator/") {
+            return self.admin(ex, now);
+        }
+        if route_of(&ex.path).is_some() && !ex.is_preflight() {
+            self.requests = self.requests.saturating_add(1);
+            if let Some(fault) = self.fault.clone() {
+                return Step::Fault(fault);
+            }
+        }
+        self.pipeline(ex, now)
+    }
+
+    /// Runs what waited for the body (`None`: it could not be read) and the layers' outward
+    /// steps.
+    pub(crate) fn finish(
+        &mut self,
+        ex: &mut Exchange,
+        pending: Pending,
+        body: Option<&[u8]>,
+        now: Time,
+    ) -> Resp {
+        match pending {
+            Pending::Endpoint { op, auth } => {
+                let r = self.endpoint(ex, op, auth.as_ref(), body, now);
+                let r = self.post_auth(r);
+                let r = post_max_body(ex, r);
+                let r = post_cors(ex, r);
+                post_version(ex, r)
+            }
+            admin => {
+                let r = match body {
+                    Some(raw) => self.admin_with_body(admin, raw, now),
+                    None => Resp::bad_request(),
+                };
+                post_admin(ex, r)
+            }
+        }
+    }
+
+    // ---- Polar's middleware stack, outermost first -------------------------------------
+
+    pub(crate) fn pipeline(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        let version = match api_version(&ex.head, &self.options) {
+            Some(v) => v,
+            None => {
+                let mut r = Resp::detail(404, "Not Found");
+                r.bare = true;
+                return Step::Done(r);
+            }
+        };
+        ex.version = version;
+        let step = self.cors_layer(ex, now);
+        step.map(|r| post_version(ex, r))
+    }
+
+    fn cors_layer(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        if !ex.head.has("origin") {
+            return self.max_body_layer(ex, now);
+        }
+        if ex.is_preflight() {
+            return Step::Done(preflight(&ex.head));
+        }
+        let step = self.max_body_layer(ex, now);
+        step.map(|r| post_cors(ex, r))
+    }
+
+    fn max_body_layer(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        let needs_length = matches!(ex.method(), "POST" | "PUT" | "PATCH");
+        match ex.framing {
+            Framing::Length(n) if n > MAX_BODY => {
+                return Step::Done(Resp::error(
+                    413,
+                    "RequestBodyTooLarge",
+                    "Request body exceeded the maximum allowed size of 10485760 bytes.",
+                ));
+            }
+            Framing::Empty | Framing::Chunked if needs_length => {
+                return Step::Done(Resp::error(
+                    411,
+                    "LengthRequired",
+                    "A Content-Length header is required.",
+                ));
+            }
+            _ => {}
+        }
+        let step = self.rate_limit_layer(ex, now);
+        step.map(|r| post_max_body(ex, r))
+    }
+
+    fn rate_limit_layer(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        if self.options.rate_limit && ex.path.starts_with("/v1") {
+            let identity = self.rate_limit_identity(ex);
+            let retry_after = self.limiter.check(
+                &identity,
+                in_public_zone(&ex.path),
+                self.options.rate_limit_block,
+                now.monotonic,
+            );
+            if let Some(secs) = retry_after {
+                let mut r = Resp::new(429);
+                r.set("retry-after", &secs.to_string());
+                return Step::Done(r);
+            }
+        }
+        self.auth_layer(ex)
+    }
+
+    fn rate_limit_identity(&self, ex: &Exchange) -> String {
+        match bearer_token(&ex.head) {
+            Some(token) => match self.store.tokens.iter().find(|t| t.token == token) {
+                Some(t) => format!("organization:{}", t.organization_id),
+                None => format!("token:{token}"),
+            },
+            None => match ex.head.get("true-client-ip") {
+                Some(ip) => ip.to_string(),
+                None => ex.peer.clone(),
+            },
+        }
+    }
+
+    fn auth_layer(&mut self, ex: &mut Exchange) -> Step {
+        let auth = match bearer_token(&ex.head) {
+            None => Auth::Anonymous,
+            Some(token) => match self.store.tokens.iter().find(|t| t.token == token) {
+                Some(t) => Auth::Token {
+                    organization_id: t.organization_id,
+                    scopes: t.scopes.clone(),
+                },
+                None => {
+                    return Step::Done(oauth2_error(
+                        401,
+                        "invalid_token",
+                        INVALID_TOKEN_DESCRIPTION,
+                        None,
+                    ))
+                }
+            },
+        };
+        let step = self.router(ex, auth);
+        step.map(|r| self.post_auth(r))
+    }
+
+    /// CacheControl and Sandbox, on the way out.
+    fn post_auth(&self, mut r: Resp) -> Resp {
+        if !r.bare {
+            if !r.has("cache-control") {
+                r.set("cache-control", "private, no-store");
+            }
+            if self.options.sandbox {
+                r.set("x-polar-sandbox", "1");
+            }
+        }
+        r
+    }
+
+    // ---- The router and the endpoints ---------------------------------------------------
+
+    fn router(&mut self, ex: &mut Exchange, auth: Auth) -> Step {
+        match route_of(&ex.path) {
+            Some(Route::Public(op)) => match ex.method() {
+                "POST" => Step::Body(Pending::Endpoint { op, auth: None }),
+                // GET /v1/customer-portal/license-keys/{id} needs a customer session.
+                "GET" | "HEAD" => Step::Done(unauthorized()),
+                _ => Step::Done(method_not_allowed()),
+            },
+            Some(Route::Token(op)) => match ex.method() {
+                "POST" => Step::Body(Pending::Endpoint {
+                    op,
+                    auth: Some(auth),
+                }),
+                // GET and PATCH /v1/license-keys/{id}.
+                m @ ("GET" | "HEAD" | "PATCH") => {
+                    let needed: &[&str] = if m == "PATCH" {
+                        &["license_keys:write"]
+                    } else {
+                        &["license_keys:read", "license_keys:write"]
+                    };
+                    Step::Done(match auth {
+                        Auth::Anonymous => unauthorized(),
+                        Auth::Token { scopes, .. }
+                            if !needed.iter().any(|n| scopes.iter().any(|s| s == n)) =>
+                        {
+                            insufficient_scope(&needed.join(" "))
+                        }
+                        Auth::Token { .. } => {
+                            let id = ex.path.rsplit('/').next().unwrap_or("");
+                            match path_uuid_error("id", id) {
+                                Some(e) => Resp::json(422, &error_body(&[e])),
+                                None => Resp::error(404, "ResourceNotFound", "Not found"),
+                            }
+                        }
+                    })
+                }
+                _ => Step::Done(method_not_allowed()),
+            },
+            None => {
+                // Starlette's redirect_slashes.
+                let alternative = match ex.path.strip_suffix('/') {
+                    Some(trimmed) => trimmed.to_string(),
+                    None => format!("{}/", ex.path),
+                };
+                Step::Done(if route_of(&alternative).is_some() {
+                    let mut r = Resp::new(307);
+                    let host = ex.head.get("host").unwrap_or("127.0.0.1");
+                    let query = ex
+                        .head
+                        .target
+                        .split_once('?')
+                        .map(|(_, q)| format!("?{q}"))
+                        .unwrap_or_default();
+                    r.set("location", &format!("http://{host}{alternative}{query}"));
+                    r
+                } else {
+                    Resp::detail(404, "Not Found")
+                })
+            }
+        }
+    }
+
+    fn endpoint(
+        &mut self,
+        ex: &Exchange,
+        op: Op,
+        token_auth: Option<&Auth>,
+        raw: Option<&[u8]>,
+        now: Time,
+    ) -> Resp {
+        let Some(raw) = raw else {
+            let mut r = Resp::bad_request();
+            r.bare = true;
+            return r;
+        };
+        // FastAPI: an empty body is `None`; JSON is parsed only for a JSON content type.
+        let body = if raw.is_empty() {
+            J::Null
+        } else if is_json_content_type(ex.head.get("content-type")) {
+            match loads_bytes(raw) {
+                Ok(v) => v,
+                Err(LoadError::Decode { msg, pos }) => {
+                    return Resp::json(422, &error_body(&[json_invalid(msg, pos)]));
+                }
+                Err(LoadError::Other) => {
+                    return Resp::detail(400, "There was an error parsing the body");
+                }
+            }
+        } else {
+            J::Str(String::from_utf8_lossy(raw).into_owned())
+        };
+        let scope = match token_auth {
+            None => None,
+            Some(Auth::Anonymous) => return unauthorized(),
+            Some(Auth::Token { scopes, .. })
+                if !scopes.iter().any(|s| s == "license_keys:write") =>
+            {
+                return insufficient_scope("license_keys:write");
+            }
+            Some(Auth::Token {
+                organization_id, ..
+            }) => Some(*organization_id),
+        };
+        let now = self.clock(now);
+        let result = match op {
+            Op::Validate => match validate::validate_req(&body) {
+                Ok(req) => self.store.validate(&req, scope, now, &ex.version),
+                Err(errors) => return Resp::json(422, &error_body(&errors)),
+            },
+            Op::Activate => match validate::activate_req(&body) {
+                Ok(req) => self.store.activate(&req, scope, now, &ex.version),
+                Err(errors) => return Resp::json(422, &error_body(&errors)),
+            },
+            Op::Deactivate => match validate::deactivate_req(&body) {
+                Ok(req) => self.store.deactivate(&req, scope, now),
+                Err(errors) => return Resp::json(422, &error_body(&errors)),
+            },
+        };
+        match result {
+            Ok(SvcOk::Json(value)) => Resp::json(200, &value),
+            Ok(SvcOk::NoContent) => Resp::new(204),
+            Err(SvcError::NotFound(d)) => Resp::error(404, "ResourceNotFound", &d),
+            Err(SvcError::NotPermitted(d)) => Resp::error(403, "NotPermitted", &d),
+            Err(SvcError::BadRequest(d)) => Resp::error(400, "BadRequest", &d),
+            Err(SvcError::Internal) => Resp::internal_error(),
+        }
+    }
+
+    // ---- Faults ------------------------------------------------------------------------
+
+    /// The answer of a fault that is a response (`Status`, `Respond`, `RateLimited`,
+    /// `Malformed`, `Truncated`, `Huge`), and how to send it; `None` for the others (`Hang`,
+    /// `CloseImmediately`, `Delay`, `SlowBody`: the transport's own).
+    pub(crate) fn fault_response(&self, fault: &Fault, ex: &Exchange) -> Option<(Resp, Delivery)> {
+        let decorate = |r: &mut Resp, version: bool| {
+            if let Some(origin) = ex.head.get("origin") {
+                add_simple_cors(r, &ex.head, origin);
+            }
+            if version {
+                let version = api_version(&ex.head, &self.options);
+                r.set(
+                    "polar-version",
+                    version.as_deref().unwrap_or(&self.options.api_version),
+                );
+            }
+        };
+        let answer = match fault {
+            Fault::Hang
+            | Fault::CloseImmediately
+            | Fault::Delay { .. }
+            | Fault::SlowBody { .. } => return None,
+            Fault::Status { status, body } => {
+                let mut r = if serde_json::from_str::<serde_json::Value>(body).is_ok() {
+                    Resp::json_text(*status, body)
+                } else {
+                    Resp::text(*status, body)
+                };
+                decorate(&mut r, false);
+                (r, Delivery::Whole)
+            }
+            Fault::Respond {
+                status,
+                headers,
+                body,
+            } => {
+                let mut r = Resp::new(*status);
+                r.bare = true;
+                for (name, value) in headers {
+                    r.set(name, value);
+                }
+                r.body = body.as_bytes().to_vec();
+                (r, Delivery::Whole)
+            }
+            Fault::RateLimited { retry_after } => {
+                let mut r = Resp::new(429);
+                if let Some(secs) = retry_after {
+                    r.set("retry-after", &secs.to_string());
+                }
+                decorate(&mut r, true);
+                (r, Delivery::Whole)
+            }
+            Fault::Malformed => {
+                let mut r = Resp::json_text(200, "{\"id\": this is not JSON <html>");
+                decorate(&mut r, true);
+                r.set("cache-control", "private, no-store");
+                (r, Delivery::Whole)
+            }
+            Fault::Truncated => {
+                let full = TRUNCATED_BODY.as_bytes();
+                let mut r = Resp::json_text(200, "");
+                decorate(&mut r, true);
+                r.set("cache-control", "private, no-store");
+                r.body = full.get(..full.len() / 2).unwrap_or(full).to_vec();
+                r.close = true;
+                let content_length = full.len() as u64;
+                (r, Delivery::Truncated { content_length })
+            }
+            Fault::Huge { bytes } => {
+                let mut r = Resp::json_text(200, "");
+                decorate(&mut r, true);
+                r.set("cache-control", "private, no-store");
+                (r, Delivery::Huge { bytes: *bytes })
+            }
+        };
+        Some(answer)
+    }
+
+    // ---- Admin routes (`/__emulator/…`) -------------------------------------------------
+
+    fn admin(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        if ex.is_preflight() {
+            let mut r = Resp::text(200, "OK");
+            r.set("access-control-allow-origin", "*");
+            r.set("access-control-allow-methods", ALLOW_METHODS);
+            let requested = ex
+                .head
+                .get("access-control-request-headers")
+                .unwrap_or("*")
+                .to_string();
+            r.set("access-control-allow-headers", &requested);
+            r.set("access-control-max-age", "600");
+            return Step::Done(r);
+        }
+        let step = self.admin_route(ex, now);
+        step.map(|r| post_admin(ex, r))
+    }
+
+    /// An admin route that reads a body: its framing checked first.
+    fn admin_body(ex: &Exchange, pending: Pending) -> Step {
+        match ex.framing {
+            Framing::Chunked => Step::Done(Resp::error(
+                411,
+                "LengthRequired",
+                "A Content-Length header is required.",
+            )),
+            Framing::Length(n) if n > MAX_BODY => Step::Done(Resp::error(
+                413,
+                "RequestBodyTooLarge",
+                "Request body exceeded the maximum allowed size of 10485760 bytes.",
+            )),
+            _ => Step::Body(pending),
+        }
+    }
+
+    fn admin_with_body(&mut self, pending: Pending, raw: &[u8], now: Time) -> Resp {
+        match pending {
+            Pending::SetFault => {
+                let text = String::from_utf8_lossy(raw);
+                let parsed = if text.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Option<Fault>>(&text)
+                };
+                match parsed {
+                    Ok(fault) => {
+                        self.fault = fault;
+                        Resp::new(204)
+                    }
+                    Err(e) => Resp::detail(400, &format!("invalid fault: {e}")),
+                }
+            }
+            Pending::AddKey => {
+                let key: SeedKey = match serde_json::from_slice(raw) {
+                    Ok(key) => key,
+                    Err(e) => return Resp::detail(400, &format!("invalid key: {e}")),
+                };
+                match self.store.add_key(&key, micros(now.wall)) {
+                    Ok(()) => match self.store.key_json(&key.key) {
+                        Some(j) => Resp::json(201, &j),
+                        None => Resp::internal_error(),
+                    },
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
+            Pending::UpdateKey(key) => {
+                let update: KeyUpdate = match serde_json::from_slice(raw) {
+                    Ok(u) => u,
+                    Err(e) => return Resp::detail(400, &format!("invalid update: {e}")),
+                };
+                match self.store.update_key(&key, &update, micros(now.wall)) {
+                    Ok(Some(j)) => Resp::json(200, &j),
+                    Ok(None) => Resp::detail(404, "Not Found"),
+                    Err(e) => Resp::detail(400, &e),
+                }
+            }
+            // Never pending here.
+            Pending::Endpoint { .. } => Resp::internal_error(),
+        }
+    }
+
+    fn admin_route(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        let sub = ex
+            .decoded
+            .strip_prefix("/__emulator")
+            .unwrap_or("")
+            .to_string();
+        let method = ex.method().to_string();
+        let get = method == "GET" || method == "HEAD";
+        let r = match sub.as_str() {
+            "/health" if get => Resp::json_text(200, "{\"ok\":true}"),
+            "/requests" if get => Resp::json_text(200, &format!("{{\"count\":{}}}", self.requests)),
+            "/streams" if get => {
+                Resp::json_text(200, &format!("{{\"open\":{}}}", self.open_streams))
+            }
+            "/requests/reset" if method == "POST" => {
+                self.requests = 0;
+                Resp::new(204)
+            }
+            "/fault" if get => match serde_json::to_string(&self.fault) {
+                Ok(text) => Resp::json_text(200, &text),
+                Err(_) => Resp::internal_error(),
+            },
+            "/fault" if method == "POST" => return Core::admin_body(ex, Pending::SetFault),
+            "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
+            _ => {
+                let Some(rest) = sub.strip_prefix("/keys/") else {
+                    return Step::Done(
+                        if matches!(
+                            sub.as_str(),
+                            "/health"
+                                | "/requests"
+                                | "/requests/reset"
+                                | "/streams"
+                                | "/fault"
+                                | "/keys"
+                        ) {
+                            Resp::detail(405, "Method Not Allowed")
+                        } else {
+                            Resp::detail(404, "Not Found")
+                        },
+                    );
+                };
+                if let Some(key) = rest.strip_suffix("/rotate") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Step::Done(match self.store.rotate_key(key, micros(now.wall)) {
+                        Some(new) => {
+                            Resp::json(200, &J::Obj(vec![("key".to_string(), J::Str(new))]))
+                        }
+                        None => Resp::detail(404, "Not Found"),
+                    });
+                }
+                if let Some(key) = rest.strip_suffix("/activations") {
+                    if !get {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    if self.store.key_json(key).is_none() {
+                        return Step::Done(Resp::detail(404, "Not Found"));
+                    }
+                    return Step::Done(Resp::json(200, &J::Arr(self.store.activations_json(key))));
+                }
+                match method.as_str() {
+                    "GET" | "HEAD" => match self.store.key_json(rest) {
+                        Some(j) => Resp::json(200, &j),
+                        None => Resp::detail(404, "Not Found"),
+                    },
+                    "PATCH" => return Core::admin_body(ex, Pending::UpdateKey(rest.to_string())),
+                    _ => Resp::detail(405, "Method Not Allowed"),
+                }
+            }
+        };
+        Step::Done(r)
+    }
+}
+
+/// The exchange of a request handed over whole; `None` when its framing headers are
+/// malformed or contradictory.
+fn exchange(req: &Request) -> Option<Exchange> {
+    let head = Head {
+        method: req.method.clone(),
+        target: req.target.clone(),
+        headers: req
+            .headers
+            .iter()
+            .map(|(k, v)| (k.to_ascii_lowercase(), v.clone()))
+            .collect(),
+    };
+    let framing = framing(&head)?;
+    Some(Exchange::new(head, req.peer.clone(), framing))
+}
+
+/// The body a request handed over whole carries, as its framing delimits it.
+fn body_of(req: &Request, framing: Framing) -> &[u8] {
+    match framing {
+        Framing::Length(_) => &req.body,
+        Framing::Empty | Framing::Chunked => &[],
+    }
+}
+
+// ---- The layers' outward steps ---------------------------------------------------------
+
+/// APIVersionMiddleware: the resolved version on every answer it wraps.
+fn post_version(ex: &Exchange, mut r: Resp) -> Resp {
+    if !r.bare {
+        r.set("polar-version", &ex.version);
+    }
+    r
+}
+
+/// CORS on an actual (non-preflight) cross-origin response.
+fn post_cors(ex: &Exchange, mut r: Resp) -> Resp {
+    if let Some(origin) = ex.head.get("origin") {
+        if !r.bare {
+            add_simple_cors(&mut r, &ex.head, origin);
+        }
+    }
+    r
+}
+
+/// PathRewrite's deprecation notice for `/api/v1`.
+fn post_max_body(ex: &Exchange, mut r: Resp) -> Resp {
+    if ex.deprecated && !r.bare {
+        r.set("x-polar-deprecation-notice", DEPRECATION_NOTICE);
+    }
+    r
+}
+
+/// The admin routes' headers: CORS `*` when asked, never cached.
+fn post_admin(ex: &Exchange, mut r: Resp) -> Resp {
+    if ex.head.has("origin") {
+        r.set("access-control-allow-origin", "*");
+    }
+    r.set("cache-control", "no-store");
+    r
+}
+
+/// The resolved API version, or `None` when the header is invalid or not served (unknown,
+/// or removed: docs/polar-api.md §13).
+fn api_version(head: &Head, options: &Options) -> Option<String> {
+    let raw = match head.get("polar-version") {
+        None | Some("") => return Some(options.api_version.clone()),
+        Some(v) => v,
+    };
+    let bytes = raw.as_bytes();
+    let well_formed = bytes.len() == 7
+        && bytes[4] == b'-'
+        && bytes
+            .iter()
+            .enumerate()
+            .all(|(i, b)| i == 4 || b.is_ascii_digit());
+    if !well_formed {
+        return None;
+    }
+    options
+        .api_versions
+        .iter()
+        .any(|v| v == raw)
+        .then(|| raw.to_string())
+}
+
+/// `get_bearer_token`: a non-empty ASCII value after `Bearer ` (scheme case-insensitive).
+fn bearer_token(head: &Head) -> Option<String> {
+    let value = head.get("authorization")?;
+    let (scheme, param) = value.split_once(' ').unwrap_or((value, ""));
+    if scheme.is_empty() || param.is_empty() || !scheme.eq_ignore_ascii_case("bearer") {
+        return None;
+    }
+    if !param.is_ascii() {
+        return None;
+    }
+    Some(param.to_string())
+}
+
+/// Starlette `CORSMiddleware.preflight_response` for Polar's catch-all config.
+fn preflight(head: &Head) -> Resp {
+    let mut failures = Vec::new();
+    let method = head.get("access-control-request-method").unwrap_or("");
+    if !ALL_METHODS.contains(&method) {
+        failures.push("method");
+    }
+    if let Some(requested) = head.get("access-control-request-headers") {
+        let allowed: Vec<String> = ALLOW_HEADERS
+            .split(", ")
+            .map(|h| h.to_ascii_lowercase())
+            .collect();
+        if requested
+            .to_ascii_lowercase()
+            .split(',')
+            .any(|h| !allowed.iter().any(|a| a == h.trim()))
+        {
+            failures.push("headers");
+        }
+    }
+    let mut r = if failures.is_empty() {
+        Resp::text(200, "OK")
+    } else {
+        Resp::text(400, &format!("Disallowed CORS {}", failures.join(", ")))
+    };
+    r.set("access-control-allow-origin", "*");
+    r.set("access-control-allow-methods", ALLOW_METHODS);
+    r.set("access-control-max-age", "600");
+    r.set("access-control-allow-headers", ALLOW_HEADERS);
+    // Starlette adds `Vary: Origin` to preflights only when it echoes the origin
+    // (explicit origins or credentials); Polar's external config allows `*` without them.
+    r
+}
+
+/// Starlette's headers on an actual (non-preflight) cross-origin response.
+fn add_simple_cors(r: &mut Resp, head: &Head, origin: &str) {
+    r.set("access-control-allow-origin", "*");
+    r.set("access-control-expose-headers", "Polar-Version");
+    if head.has("cookie") {
+        r.set("access-control-allow-origin", origin);
+        let vary = match r.get("vary") {
+            Some(v) => format!("{v}, Origin"),
+            None => "Origin".to_string(),
+        };
+        r.set("vary", &vary);
+    }
+}
+
+/// FastAPI parses the body as JSON when the content type is absent, `application/json`
+/// or `application/*+json` (parsed like `email.message.Message`).
+fn is_json_content_type(value: Option<&str>) -> bool {
+    let Some(value) = value else {
+        return true;
+    };
+    let main = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if main.matches('/').count() != 1 {
+        return false;
+    }
+    match main.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
+}
+
+/// authlib's OAuth2 error response (`invalid_token`, `insufficient_scope`), serialized
+/// with `json.dumps` defaults (spaces after separators).
+fn oauth2_error(status: u16, error: &str, description: &str, scope: Option<&str>) -> Resp {
+    let mut body = String::from("{");
+    write_str(&mut body, "error");
+    body.push_str(": ");
+    write_str(&mut body, error);
+    body.push_str(", ");
+    write_str(&mut body, "error_description");
+    body.push_str(": ");
+    write_str(&mut body, description);
+    body.push('}');
+    let mut r = Resp::json_text(status, &body);
+    r.set("cache-control", "no-store");
+    r.set("pragma", "no-cache");
+    let scope = scope
+        .map(|s| format!("scope=\"{s}\", "))
+        .unwrap_or_default();
+    r.set(
+        "www-authenticate",
+        &format!(
+            "Bearer realm=\"polar\", {scope}error=\"{error}\", error_description=\"{description}\""
+        ),
+    );
+    r
+}
+
+fn insufficient_scope(scope: &str) -> Resp {
+    oauth2_error(
+        403,
+        "insufficient_scope",
+        INSUFFICIENT_SCOPE_DESCRIPTION,
+        Some(scope),
+    )
+}
+
+fn unauthorized() -> Resp {
+    let mut r = Resp::error(401, "Unauthorized", "Unauthorized");
+    r.set("www-authenticate", "Bearer realm=\"polar\"");
+    r
+}
+
+fn method_not_allowed() -> Resp {
+    let mut r = Resp::detail(405, "Method Not Allowed");
+    r.set("allow", "POST");
+    r
+}

@@ -924,31 +924,35 @@ impl Licensing {
         )
     }
 
-    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]). Takes the
+    /// request as `activate` does (`&req`), or by value.
     pub fn activate_async(
         &self,
-        req: ActivateRequest,
+        req: impl Into<ActivateRequest>,
     ) -> Blocking<Result<Verdict<LicenseKeyActivationRead>, Error>> {
-        let me = self.clone();
+        let (me, req) = (self.clone(), req.into());
         Blocking::spawn(move || me.activate(&req), |e| Err(unstarted(e)))
     }
 
-    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]). Takes the
+    /// request as `validate` does (`&req`), or by value.
     pub fn validate_async(
         &self,
-        req: ValidateRequest,
+        req: impl Into<ValidateRequest>,
     ) -> Blocking<Result<Verdict<ValidatedLicenseKey>, Error>> {
-        let me = self.clone();
+        let (me, req) = (self.clone(), req.into());
         Blocking::spawn(move || me.validate(&req), |e| Err(unstarted(e)))
     }
 
-    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]): the same
+    /// arguments.
     pub fn deactivate_async(
         &self,
         key: impl Into<Key>,
-        activation_id: Option<String>,
+        activation_id: Option<&str>,
     ) -> Blocking<Result<Verdict<()>, Error>> {
         let (me, key) = (self.clone(), key.into());
+        let activation_id = activation_id.map(str::to_owned);
         Blocking::spawn(
             move || me.deactivate(key, activation_id.as_deref()),
             |e| Err(unstarted(e)),

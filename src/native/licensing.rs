@@ -978,7 +978,7 @@ impl Licensing {
         if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
             self.save(&slot, &opened, record)?;
         }
-        if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
+        if self.remember_keys && session::ends_remembered_key(&opened, &id, &verdict) {
             // The slot is freed whatever happens here: an error now would read as a failed
             // deactivation. A key left behind is only remembered (forget_key removes it).
             let _ = self.forget_remembered(&key);

@@ -738,7 +738,7 @@ impl Engine {
                 answer: Some(self.outcome_json(&outcome, feature, None)),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
-                strict: false,
+                ..StepOut::empty()
             }
             .done(),
             Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
@@ -801,8 +801,7 @@ impl Engine {
             Some((outcome, record)) => StepOut {
                 answer: Some(self.outcome_json(&outcome, feature.as_deref(), None)),
                 write: Some(self.seal(&current, record, &slot)),
-                ask: None,
-                strict: false,
+                ..StepOut::empty()
             }
             .done(),
             None => "{}".to_string(),
@@ -886,8 +885,8 @@ impl Engine {
         StepOut {
             answer: Some(self.outcome_json(&f.outcome, feature, f.fallback.as_ref())),
             write: f.write.map(|r| self.seal(&current, r, &slot)),
-            ask: None,
             strict,
+            ..StepOut::empty()
         }
         .done()
     }

@@ -1,0 +1,302 @@
+// Runs every code block of the project's Markdown as pasted: `node tests/docs/run.mjs
+// [--only TEXT] [--list] [FILE.md ...]` (default: every tracked .md file). The markers are
+// described in tests/docs/blocks.mjs. Each scenario of each file is one test: its files are
+// written into a fresh directory <work>/<file>/<scenario>/, its shell blocks run there
+// in order, and each output block must be what the run before it printed.
+//
+// What a scenario finds, as a new user would after installing from this checkout (the
+// environment, never the blocks, is what differs from a user's machine):
+// The scenario directories are under $TMPDIR/polar-license-docs (DOCS_WORK_DIR), the logs in
+// target/docs/<file>/<scenario>.log.
+//   - `polar-license/` beside it: this checkout (a symbolic link), for the build-from-source
+//     steps (`cd polar-license && bash bindings/c/install.sh --prefix ~/.local`);
+//   - HOME is the scenario's own `home/`, with `~/.cargo/bin` and `~/.local/bin` on PATH
+//     (`cargo install` lands there: CARGO_INSTALL_ROOT);
+//   - `npm install polar-license` resolves to the packed tarball (target/npm/*.tgz) through a
+//     local registry (tests/docs/registry.mjs); other packages come from npm's registry;
+//   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` resolve to the
+//     crates as `cargo package` packs them (a `[patch.crates-io]` in the scenario directory's
+//     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
+// Last line: `docs: N passed, N failed` (scenarios; a file with an unmarked or badly marked
+// block counts as one failed).
+import { spawn, execFileSync } from 'node:child_process';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { tmpdir } from 'node:os';
+import { blocks, outputMatches } from './blocks.mjs';
+import { startRegistry } from './registry.mjs';
+
+const ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
+const OUT = join(ROOT, 'target', 'docs');
+// Outside the checkout: under it, `cargo new` would make the user's project a member of this
+// workspace.
+const WORK = process.env.DOCS_WORK_DIR ?? join(tmpdir(), 'polar-license-docs');
+const BLOCK_TIMEOUT_MS = Number(process.env.DOCS_BLOCK_TIMEOUT ?? 900) * 1000;
+
+const args = process.argv.slice(2);
+const only = args.includes('--only') ? args[args.indexOf('--only') + 1] : null;
+const listOnly = args.includes('--list');
+const files = args.filter((a, i) => a.endsWith('.md') && args[i - 1] !== '--only');
+
+function markdownFiles() {
+  const out = execFileSync('git', ['ls-files', '-co', '--exclude-standard', '*.md'], {
+    cwd: ROOT,
+    encoding: 'utf8',
+  });
+  return out.split('\n').filter((f) => f && !f.includes('node_modules/') && existsSync(join(ROOT, f)));
+}
+
+/** The scenarios of one file, in order: `[name, [block, ...]]`. */
+function scenarios(file) {
+  const all = blocks(join(ROOT, file));
+  const errors = all.filter((b) => b.error).map((b) => b.error);
+  const byName = new Map();
+  const skipped = [];
+  for (const b of all) {
+    if (!b.marker) continue;
+    if (b.marker.kind === 'not-run') {
+      skipped.push(`${file}:${b.line}: ${b.marker.reason}`);
+      continue;
+    }
+    if (!byName.has(b.marker.scenario)) byName.set(b.marker.scenario, []);
+    byName.get(b.marker.scenario).push(b);
+  }
+  for (const [name, list] of byName) {
+    if (!list.some((b) => b.marker.kind === 'run')) {
+      errors.push(`${file}: scenario ${name} writes files but runs nothing`);
+    }
+    const firstRun = list.findIndex((b) => b.marker.kind === 'run');
+    const outputFirst = list.findIndex((b) => b.marker.kind === 'output');
+    if (outputFirst !== -1 && outputFirst < firstRun) {
+      errors.push(`${file}:${list[outputFirst].line}: an output block before any run of ${name}`);
+    }
+  }
+  return { errors, skipped, list: [...byName] };
+}
+
+function slug(file) {
+  return file.replace(/\.md$/, '').replace(/[^\w-]+/g, '_');
+}
+
+/** Packs the Rust crates a user's Cargo.toml names; returns their unpacked directories. */
+function packCrates() {
+  const dir = join(OUT, 'crates');
+  rmSync(dir, { recursive: true, force: true });
+  mkdirSync(dir, { recursive: true });
+  const crates = ['polar-license', 'polar-license-emulator'];
+  execFileSync(
+    'cargo',
+    ['package', '--no-verify', '--allow-dirty', ...crates.flatMap((c) => ['-p', c])],
+    { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
+  );
+  const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT, encoding: 'utf8' }));
+  const pkgDir = join(meta.target_directory, 'package');
+  const found = {};
+  for (const c of crates) {
+    const version = meta.packages.find((p) => p.name === c).version;
+    execFileSync('tar', ['-xzf', join(pkgDir, `${c}-${version}.crate`), '-C', dir]);
+    found[c] = join(dir, `${c}-${version}`);
+  }
+  return { found, targetDir: meta.target_directory };
+}
+
+function npmTarballs() {
+  const dir = join(ROOT, 'target', 'npm');
+  if (!existsSync(dir)) return [];
+  return readdirSync(dir).filter((f) => f.endsWith('.tgz')).map((f) => join(dir, f));
+}
+
+/** One block as typed into the scenario's terminal: it starts where the last one left off
+ * (`state`: its directory and exported variables, saved when it exits), or in `cwd`. */
+function runShell(code, cwd, env, log, background, state) {
+  const q = (p) => `'${p.replaceAll("'", "'\\''")}'`;
+  const script =
+    `if [ -f ${q(state)}.env ]; then . ${q(state)}.env; cd "$(cat ${q(state)}.cwd)"; fi\n` +
+    (cwd ? `cd ${q(cwd)}\n` : '') +
+    `trap 'export -p > ${q(state)}.env; pwd > ${q(state)}.cwd' EXIT\n` +
+    code;
+  return new Promise((resolvePromise) => {
+    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], {
+      cwd: dirname(state),
+      env,
+      detached: true,
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    let done = false;
+    const finish = (result) => {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      resolvePromise({ ...result, stdout, stderr, pid: child.pid });
+    };
+    child.stdout.on('data', (d) => {
+      stdout += d;
+      appendFileSync(log, d);
+      if (background && stdout.includes('\n')) finish({ code: 0, started: true });
+    });
+    child.stderr.on('data', (d) => {
+      stderr += d;
+      appendFileSync(log, d);
+    });
+    // Resolved when bash exits: a process it left in the background may hold the pipes open.
+    child.on('exit', (code, signal) => setTimeout(() => finish({ code: code ?? 128, signal }), 50));
+    child.on('error', (e) => finish({ code: 127, error: String(e) }));
+    const timer = setTimeout(() => {
+      try {
+        process.kill(-child.pid, 'SIGKILL');
+      } catch {}
+      finish({ code: 124, timedOut: true });
+    }, background ? 120_000 : BLOCK_TIMEOUT_MS);
+  });
+}
+
+function killGroup(pid) {
+  try {
+    process.kill(-pid, 'SIGTERM');
+  } catch {}
+}
+
+async function runScenario(file, name, list, env0, crates) {
+  const dir = join(WORK, slug(file), name);
+  rmSync(dir, { recursive: true, force: true });
+  const home = join(dir, 'home');
+  mkdirSync(join(home, '.local', 'bin'), { recursive: true });
+  mkdirSync(join(dir, '.cargo'), { recursive: true });
+  symlinkSync(ROOT, join(dir, 'polar-license'));
+  writeFileSync(
+    join(dir, '.cargo', 'config.toml'),
+    '# Written by tests/docs/run.mjs: the crates as `cargo package` packs them.\n[patch.crates-io]\n' +
+      Object.entries(crates.found)
+        .map(([c, path]) => `${c} = { path = ${JSON.stringify(path)} }\n`)
+        .join(''),
+  );
+  const log = join(OUT, slug(file), `${name}.log`);
+  mkdirSync(dirname(log), { recursive: true });
+  writeFileSync(log, '');
+  const env = {
+    ...env0,
+    HOME: home,
+    CARGO_INSTALL_ROOT: join(home, '.cargo'),
+    CARGO_TARGET_DIR: crates.targetDir,
+    PATH: `${join(home, '.cargo', 'bin')}:${join(home, '.local', 'bin')}:${env0.PATH}`,
+  };
+  const background = [];
+  let last = null;
+  let failure = null;
+  for (const b of list) {
+    const m = b.marker;
+    const where = `${file}:${b.line}`;
+    if (m.kind === 'file') {
+      const path = join(dir, m.path);
+      mkdirSync(dirname(path), { recursive: true });
+      (m.append ? appendFileSync : writeFileSync)(path, b.code);
+      continue;
+    }
+    if (m.kind === 'run') {
+      appendFileSync(log, `\n$ # ${where}\n${b.code}`);
+      const start = m.checkout ? join(dir, 'polar-license') : null;
+      // A background command gets the terminal's state but leaves it as it was.
+      const state = m.background ? join(dir, '.terminal-bg') : join(dir, '.terminal');
+      if (m.background) {
+        for (const ext of ['.env', '.cwd']) {
+          if (existsSync(join(dir, `.terminal${ext}`))) copyFileSync(join(dir, `.terminal${ext}`), `${state}${ext}`);
+        }
+      }
+      const r = await runShell(b.code, start, env, log, m.background, state);
+      // Whatever a block left running (`cmd &`, or the background command) ends with the scenario.
+      background.push(r.pid);
+      if (m.background) {
+        if (!r.started) {
+          failure = `${where}: the background command printed nothing (exit ${r.code})\n${r.stderr}`;
+          break;
+        }
+        continue;
+      }
+      last = r;
+      if (r.code !== 0) {
+        failure = `${where}: exit ${r.code}${r.timedOut ? ' (timed out)' : ''}\n--- stdout\n${tail(r.stdout)}--- stderr\n${tail(r.stderr)}`;
+        break;
+      }
+      continue;
+    }
+    if (m.kind === 'output') {
+      if (!outputMatches(b.code, last.stdout)) {
+        failure = `${where}: the output differs\n--- the block\n${b.code}--- printed\n${last.stdout}`;
+        break;
+      }
+    }
+  }
+  for (const pid of background) killGroup(pid);
+  return failure;
+}
+
+function tail(text, lines = 40) {
+  const all = text.split('\n');
+  return all.slice(-lines).join('\n') + (text.endsWith('\n') ? '' : '\n');
+}
+
+async function main() {
+  const targets = files.length ? files : markdownFiles();
+  const plan = targets.map((f) => ({ file: f, ...scenarios(f) }));
+  let passed = 0;
+  let failed = 0;
+  const failures = [];
+  for (const p of plan) {
+    for (const e of p.errors) {
+      failures.push(e);
+    }
+    if (p.errors.length) failed += 1;
+  }
+  if (listOnly) {
+    for (const p of plan) {
+      for (const [name, list] of p.list) console.log(`${p.file}: ${name} (${list.length} blocks)`);
+      for (const s of p.skipped) console.log(`not run: ${s}`);
+    }
+    for (const f of failures) console.log(`error: ${f}`);
+    return failures.length ? 1 : 0;
+  }
+  mkdirSync(OUT, { recursive: true });
+  const crates = packCrates();
+  const registry = await startRegistry(npmTarballs());
+  const env0 = {
+    ...process.env,
+    npm_config_registry: registry.url,
+    npm_config_cache: join(OUT, 'npm-cache'),
+    npm_config_update_notifier: 'false',
+    npm_config_fund: 'false',
+    npm_config_audit: 'false',
+    CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
+    RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
+  };
+  for (const p of plan) {
+    for (const [name, list] of p.list) {
+      const id = `${p.file}: ${name}`;
+      if (only && !id.includes(only)) continue;
+      const started = Date.now();
+      const failure = await runScenario(p.file, name, list, env0, crates);
+      const secs = ((Date.now() - started) / 1000).toFixed(1);
+      if (failure) {
+        failed += 1;
+        failures.push(failure);
+        console.log(`not ok - ${id} (${secs} s)`);
+      } else {
+        passed += 1;
+        console.log(`ok - ${id} (${secs} s)`);
+      }
+    }
+  }
+  await registry.close();
+  const skipped = plan.flatMap((p) => p.skipped);
+  if (skipped.length) {
+    console.log(`\n${skipped.length} blocks shown, not run:`);
+    for (const s of skipped) console.log(`  ${s}`);
+  }
+  for (const f of failures) console.log(`\n${f}`);
+  console.log(`\ndocs: ${passed} passed, ${failed} failed`);
+  return failed ? 1 : 0;
+}
+
+process.exitCode = await main();

@@ -87,48 +87,12 @@ fn load_seed(a: &EmulatorArgs) -> Result<Seed, Report> {
     Seed::from_json(&text).map_err(|e| bad(format!("bad seed file {}: {e}", path.display())))
 }
 
-/// One line per seeded key and access token (the user's own test data: printed in full), with
-/// each key's benefit id (what `--entitlements` maps features to).
+/// One line per seeded key and access token, with each key's benefit id (what
+/// `--entitlements` maps features to): [`Seed::banner`], the npm package's emulator's too.
 fn seed_banner(seed: &Seed, emulator: &Emulator) -> String {
-    let mut text = String::new();
-    for k in &seed.license_keys {
-        let mut parts = vec![k.status.clone().unwrap_or_else(|| "granted".to_string())];
-        let benefit = emulator
-            .key(&k.key)
-            .and_then(|v| v["benefit_id"].as_str().map(str::to_string));
-        if let Some(benefit) = benefit {
-            parts.push(format!("benefit {benefit}"));
-        }
-        match k.limit_activations {
-            Some(n) if n > 0 => parts.push(format!("{n} activations")),
-            _ => parts.push("no activations".to_string()),
-        }
-        if let Some(limit) = k.limit_usage {
-            parts.push(format!("usage {}/{limit}", k.usage));
-        }
-        if let Some(t) = &k.expires_at {
-            parts.push(format!("expires {t}"));
-        }
-        if let Some(org) = k
-            .organization_id
-            .as_deref()
-            .filter(|o| *o != seed.organization_id)
-        {
-            parts.push(format!("organization {org}"));
-        }
-        text.push_str(&format!("key {} ({})\n", k.key, parts.join(", ")));
-    }
-    for t in &seed.access_tokens {
-        let write = t.scopes.iter().any(|s| s == "license_keys:write");
-        text.push_str(&format!(
-            "access token {} ({})\n",
-            t.token,
-            if write {
-                "license_keys:write"
-            } else {
-                "without license_keys:write"
-            }
-        ));
-    }
-    text
+    seed.banner(|key| {
+        emulator
+            .key(key)
+            .and_then(|v| v["benefit_id"].as_str().map(str::to_string))
+    })
 }

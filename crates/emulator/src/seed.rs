@@ -352,6 +352,51 @@ impl Seed {
         })
     }
 
+    /// The start-up banner's lines about the seed, as `polar-license emulator` and the npm
+    /// package's `polar-license-emulator` print them: one line per key (its status, its
+    /// benefit id as `benefit_of` reports it, its limits, expiry and organization when not the
+    /// seed's) and one per access token. The user's own test data: printed in full.
+    pub fn banner(&self, benefit_of: impl Fn(&str) -> Option<String>) -> String {
+        let mut text = String::new();
+        for k in &self.license_keys {
+            let mut parts = vec![k.status.clone().unwrap_or_else(|| "granted".to_string())];
+            if let Some(benefit) = benefit_of(&k.key) {
+                parts.push(format!("benefit {benefit}"));
+            }
+            match k.limit_activations {
+                Some(n) if n > 0 => parts.push(format!("{n} activations")),
+                _ => parts.push("no activations".to_string()),
+            }
+            if let Some(limit) = k.limit_usage {
+                parts.push(format!("usage {}/{limit}", k.usage));
+            }
+            if let Some(t) = &k.expires_at {
+                parts.push(format!("expires {t}"));
+            }
+            if let Some(org) = k
+                .organization_id
+                .as_deref()
+                .filter(|o| *o != self.organization_id)
+            {
+                parts.push(format!("organization {org}"));
+            }
+            text.push_str(&format!("key {} ({})\n", k.key, parts.join(", ")));
+        }
+        for t in &self.access_tokens {
+            let write = t.scopes.iter().any(|s| s == "license_keys:write");
+            text.push_str(&format!(
+                "access token {} ({})\n",
+                t.token,
+                if write {
+                    "license_keys:write"
+                } else {
+                    "without license_keys:write"
+                }
+            ));
+        }
+        text
+    }
+
     /// A ready-made seed: organization [`DEMO_ORGANIZATION_ID`] with
     /// [`DEMO_KEY`] (3 activation slots), a key without activations, a revoked,
     /// a disabled and an expired key, a key with `limit_usage` 10, and two

@@ -373,7 +373,9 @@ impl Head {
         self.get(name).is_some()
     }
 
-    /// Whether a comma-separated header (every line of it) holds `token`, any case.
+    /// Whether a comma-separated header (every line of it) holds `token`, any case (the native
+    /// server's keep-alive and `Expect` handling).
+    #[cfg(not(target_arch = "wasm32"))]
     pub(crate) fn has_token(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()

@@ -8,8 +8,11 @@
 #   2. wasm-bindgen (the CLI pinned to the crate's exact version), `--target web`
 #   3. wasm-opt -Oz from scripts/npm (npm `binaryen`; never Debian's, which breaks in Chrome)
 #   4. polar_license_inline.js: the same wasm gzipped (zopfli), as base64 text (`polar-license/inline`)
-#   5. pkg-template/ copied beside it, the version filled in from Cargo.toml
-#   6. npm pack -> target/npm/polar-license-<version>.tgz
+#   5. the local Polar of `polar-license/emulator` (the crate polar-license-emulator-wasm,
+#      bindings/emulator-wasm): steps 1 to 3 again into polar_license_emulator{.js,_bg.wasm}, a
+#      wasm of its own that only emulator.js loads (the default entry's does not change)
+#   6. pkg-template/ copied beside it, the version filled in from Cargo.toml
+#   7. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-wasm.sh first.
 set -euo pipefail
@@ -86,11 +89,27 @@ node -e '
     });
 ' "$PKG/polar_license_bg.wasm" "$PKG/polar_license_inline.js" "$ROOT/scripts/npm/node_modules/@gfx/zopfli"
 
+echo "==> the emulator's wasm (polar-license-emulator-wasm: cargo, wasm-bindgen, wasm-opt -Oz)"
+# Its own cargo run: built together with the engine, the two would share (unified) dependency
+# features and the default entry's wasm could change.
+CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-emulator-wasm --lib \
+    --release --target wasm32-unknown-unknown
+wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_emulator_wasm.wasm" \
+    --out-dir "$PKG" --out-name polar_license_emulator --target web \
+    --no-typescript --omit-default-module-path
+"$WASM_OPT" -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-multivalue --enable-reference-types \
+    "$PKG/polar_license_emulator_bg.wasm" -o "$PKG/polar_license_emulator_bg.wasm.opt"
+mv "$PKG/polar_license_emulator_bg.wasm.opt" "$PKG/polar_license_emulator_bg.wasm"
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"
 done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
+chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
 
 echo "==> npm pack"

@@ -1,0 +1,80 @@
+#!/usr/bin/env node
+// `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit]`: the local
+// Polar of `polar-license/emulator`, serving until killed. It prints the banner of
+// `polar-license emulator` (the Rust command line): `listening on URL` first, then the
+// organization, each key with its benefit id, each access token.
+import { readFileSync } from 'node:fs';
+import { startEmulator } from './emulator.js';
+
+const USAGE = `usage: polar-license-emulator [--port N] [--host ADDRESS] [--seed FILE] [--rate-limit]
+  --port N        the port on 127.0.0.1 (default 8787; 0 picks a free one)
+  --host ADDRESS  the address to listen on (default 127.0.0.1)
+  --seed FILE     a seed file (JSON: organization, keys, tokens); default the demo seed
+  --rate-limit    Polar's rate limit: 3 requests per second, then a 60 s block`;
+
+function fail(why) {
+  process.stderr.write(`error: ${why}\n${USAGE}\n`);
+  process.exit(2);
+}
+
+const options = { port: 8787 };
+const args = process.argv.slice(2);
+for (let i = 0; i < args.length; i++) {
+  let [name, value] = args[i].split(/=(.*)/s);
+  const takes = ['--port', '--host', '--seed'].includes(name);
+  if (takes && value === undefined) {
+    value = args[++i];
+    if (value === undefined) fail(`${name} needs a value`);
+  }
+  switch (name) {
+    case '--port': {
+      const port = Number(value);
+      if (!/^\d+$/.test(value) || port > 65535) fail(`--port: not a port: ${value}`);
+      options.port = port;
+      break;
+    }
+    case '--host':
+      options.host = value;
+      break;
+    case '--seed':
+      try {
+        options.seed = readFileSync(value, 'utf8');
+      } catch (e) {
+        fail(`cannot read seed file ${value}: ${e.message}`);
+      }
+      break;
+    case '--rate-limit':
+      options.rateLimit = true;
+      break;
+    case '-h':
+    case '--help':
+      process.stdout.write(`${USAGE}\n`);
+      process.exit(0);
+      break;
+    default:
+      fail(`unknown argument ${args[i]}`);
+  }
+}
+
+let polar;
+try {
+  polar = await startEmulator(options);
+} catch (e) {
+  if (e && e.code) {
+    process.stderr.write(`error: cannot listen on ${options.host ?? '127.0.0.1'}:${options.port}: ${e.message}\n`);
+    process.exit(3);
+  }
+  fail(`bad seed: ${e && e.message ? e.message : e}`);
+}
+const first = polar.keys[0] ?? 'KEY';
+let text = `listening on ${polar.url}\norganization ${polar.organizationId}\n${polar.banner}`;
+text += `try: new LicenseClient({ organizationId: '${polar.organizationId}', baseUrl: '${polar.url}' }).validate('${first}')\n`;
+if (options.rateLimit) text += 'rate limit on: 3 requests per second, then a 60 s block\n';
+text += 'serving until killed (Ctrl-C)\n';
+process.stdout.write(text);
+
+for (const signal of ['SIGINT', 'SIGTERM']) {
+  process.on(signal, () => {
+    polar.close().then(() => process.exit(0));
+  });
+}

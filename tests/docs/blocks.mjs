@@ -11,7 +11,9 @@
 //                                        directory, each next one where the last left off,
 //                                        with the variables it exported
 //   <!-- run: SCENARIO checkout -->      the same, started in the checkout of this repository
-//                                        (what a block "from a checkout" means)
+//                                        (what a block "from a checkout" means), as in
+//                                        another terminal: the next block is where the
+//                                        last plain one left off
 //   <!-- run: SCENARIO background -->    a command a user starts "in another terminal" (the
 //                                        emulator): started, its first line awaited, stopped
 //                                        when the scenario ends

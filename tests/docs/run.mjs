@@ -201,9 +201,11 @@ async function runScenario(file, name, list, env0, crates) {
     if (m.kind === 'run') {
       appendFileSync(log, `\n$ # ${where}\n${b.code}`);
       const start = m.checkout ? join(dir, 'polar-license') : null;
-      // A background command gets the terminal's state but leaves it as it was.
-      const state = m.background ? join(dir, '.terminal-bg') : join(dir, '.terminal');
-      if (m.background) {
+      // A background command, or one run in the checkout (another terminal), gets the
+      // terminal's state but leaves it as it was.
+      const aside = m.background || m.checkout;
+      const state = aside ? join(dir, '.terminal-aside') : join(dir, '.terminal');
+      if (aside) {
         for (const ext of ['.env', '.cwd']) {
           if (existsSync(join(dir, `.terminal${ext}`))) copyFileSync(join(dir, `.terminal${ext}`), `${state}${ext}`);
         }

@@ -7,13 +7,14 @@
 # its faults and counts its requests) and one started and stopped at once (a dead URL). The
 # same binary is the native command line the trust tests share records with. Then:
 #
-#   wasm-clippy   cargo clippy --target wasm32-unknown-unknown (the library and the npm engine,
-#                 bindings/wasm: their code and tests) -D warnings
+#   wasm-clippy   cargo clippy --target wasm32-unknown-unknown (the library, the npm engine,
+#                 bindings/wasm, and the npm emulator, bindings/emulator-wasm: their code and
+#                 tests) -D warnings
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs: the Rust-on-wasm client;
 #                 bindings/wasm/src/tests/: the npm engine) in node
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
-#   wasm-imports  the packaged wasm imports nothing from `env`
+#   wasm-imports  the packaged wasms (the engine's, the emulator's) import nothing from `env`
 #   npm-types     tsc --noEmit over tests/js/types.ts and the README's TS example, against the
 #                 installed tarball
 #   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
@@ -160,12 +161,15 @@ wasm_tests() {
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license "${WASM_TESTS[@]}" ||
         rc=1
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-wasm --lib || rc=1
+    # The emulator's wasm face (bindings/emulator-wasm: unit tests, the crate being a cdylib).
+    cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-emulator-wasm --lib ||
+        rc=1
     return $rc
 }
 
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
-    -p polar-license-wasm --lib --tests -- -D warnings
+    -p polar-license-wasm -p polar-license-emulator-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -192,9 +196,14 @@ check_imports() {
             process.exit(1);
         }
         console.log("test result: ok. 1 passed; 0 failed");
-    ' "$NPM_OUT/pkg/polar_license_bg.wasm"
+    ' "$1"
 }
-suite wasm-imports libtest check_imports
+check_all_imports() {
+    # The engine's and the emulator's (polar-license/emulator) wasm.
+    check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm"
+}
+suite wasm-imports libtest check_all_imports
 
 install_consumer() {
     rm -rf "$CONSUMER"

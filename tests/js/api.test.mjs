@@ -47,6 +47,11 @@ test('the tarball ships exactly the allowlist', async () => {
     'LICENSE-MIT',
     'README.md',
     'browser.js',
+    'emulator-cli.js',
+    'emulator.cjs',
+    'emulator.d.cts',
+    'emulator.d.ts',
+    'emulator.js',
     'files.js',
     'index.cjs',
     'index.d.cts',
@@ -61,6 +66,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'package.json',
     'polar_license.js',
     'polar_license_bg.wasm',
+    'polar_license_emulator.js',
+    'polar_license_emulator_bg.wasm',
     'polar_license_inline.js',
   ]);
 });

@@ -8,11 +8,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
+import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CLI, CONSUMER, ORG, README_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
+import { CLI, CONSUMER, ORG, PACKAGE_DIR, README_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 // Imported through the package's exports map, as an app does.
@@ -283,5 +285,23 @@ test('the CommonJS entry', async () => {
     assert.equal((await client(polar).validate(README_KEY)).license.key, README_KEY);
   } finally {
     await polar.close();
+  }
+});
+
+test('the default entry never loads the emulator: a copy without its files still checks keys', async () => {
+  const polar = await startEmulator();
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-no-emulator-'));
+  try {
+    await cp(PACKAGE_DIR, dir, { recursive: true });
+    for (const f of ['polar_license_emulator_bg.wasm', 'polar_license_emulator.js', 'emulator.js']) {
+      await rm(join(dir, f));
+    }
+    assert.ok(!(await readdir(dir)).some((f) => f.includes('emulator_bg')));
+    const m = await import(pathToFileURL(join(dir, 'node.js')).href);
+    const c = new m.LicenseClient({ organizationId: ORG, baseUrl: polar.url, storage: mapStorage() });
+    assert.equal((await c.validate(README_KEY)).license.key, README_KEY);
+  } finally {
+    await polar.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });

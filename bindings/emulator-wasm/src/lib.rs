@@ -77,7 +77,7 @@ pub(crate) fn read_options(text: &str) -> Result<Options, String> {
 
 /// Header lines from `[name, value, name, value, …]` (node's `req.rawHeaders`).
 pub(crate) fn header_pairs(flat: Vec<String>) -> Result<Vec<(String, String)>, String> {
-    if flat.len() % 2 != 0 {
+    if !flat.len().is_multiple_of(2) {
         return Err("headers must be name, value pairs".to_string());
     }
     let mut pairs = Vec::with_capacity(flat.len() / 2);

@@ -220,11 +220,11 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 5 passed; 0 failed"
+        echo "test result: ok. 7 passed; 0 failed"
 }
 suite npm-types libtest types
 

@@ -1,7 +1,8 @@
 // Every runnable example of the package README, one test each, run as its own node process in
 // the throwaway consumer project (so `import 'polar-license'` goes through the tarball's exports
-// map). The only edits: `baseUrl` of the emulator is added to `new LicenseClient({`, and the
-// README's demo key is replaced by a fresh key. The TypeScript example is compiled by
+// map). An example that starts its own local Polar (`polar-license/emulator`) runs as pasted;
+// in the others `baseUrl` of the emulator is added to `new LicenseClient({` and the README's
+// demo key is replaced by a fresh key. The TypeScript example is compiled by
 // scripts/test-wasm.sh (npm-types) and the HTML one runs in tests/browser.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -16,13 +17,20 @@ import { CONSUMER, EMULATOR, PACKAGE_DIR, README_KEY, newKey } from './emulator.
 const run = promisify(execFile);
 const blocks = readmeBlocks(join(PACKAGE_DIR, 'README.md'));
 
+/** An example that starts its own local Polar (`polar-license/emulator`) runs as pasted. */
+const LOCAL = /(from |require\()'polar-license\/emulator'/;
+const asPasted = (name) => LOCAL.test(blocks.find((b) => b.name === name)?.code ?? '');
+
 async function runExample(name, ext = 'mjs', keyFields = {}) {
   const block = blocks.find((b) => b.name === name);
   assert.ok(block, `README has no example ${name}`);
-  const key = await newKey(keyFields);
-  const code = block.code
-    .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
-    .replaceAll(README_KEY, key);
+  const local = asPasted(name);
+  const key = local ? README_KEY : await newKey(keyFields);
+  const code = local
+    ? block.code
+    : block.code
+        .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
+        .replaceAll(README_KEY, key);
   const file = join(CONSUMER, `readme-${name}.${ext}`);
   await writeFile(file, code);
   const started = Date.now();
@@ -47,6 +55,17 @@ test('the README has every example the tests expect', () => {
       'script-module:html',
     ],
   );
+});
+
+test('the examples that talk to Polar in node start their own local Polar and run as pasted', () => {
+  assert.deepEqual(
+    blocks.filter((b) => asPasted(b.name)).map((b) => b.name),
+    ['quick-start', 'activation', 'errors', 'inline', 'remember', 'commonjs'],
+  );
+  for (const b of blocks.filter((b) => asPasted(b.name))) {
+    assert.match(b.code, /baseUrl: polar\.url, \/\/ try it locally/, b.name);
+    assert.match(b.code, /await polar\.close\(\); \/\/ try it locally/, b.name);
+  }
 });
 
 test('example: quick-start', async () => {

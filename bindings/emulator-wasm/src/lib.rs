@@ -1,13 +1,12 @@
 //! The npm package's local Polar (`polar-license/emulator`; `wasm32-unknown-unknown` only:
 //! natively this crate is empty).
 //!
-//! [`Emulator`] is the emulator's socket- and clock-free core
-//! ([`polar_license_emulator::Core`], the one `polar-license emulator` serves) behind
-//! wasm-bindgen: the package's `emulator.js` runs a `node:http` server, hands each request over
-//! whole with the time ([`Emulator::handle`]) and sends the [`Answer`] as its [`Answer::delivery`]
-//! says (a fault's delay, slow body, truncation, hang or close). Every answer is the core's, so
-//! it is the Rust emulator's, byte for byte but the ids it generates (random here too: 32 bytes
-//! of entropy from `crypto.getRandomValues`).
+//! `Emulator` is the emulator's socket- and clock-free core (`polar_license_emulator::Core`,
+//! the one `polar-license emulator` serves) behind wasm-bindgen: the package's `emulator.js`
+//! runs a `node:http` server, hands each request over whole with the time (`Emulator::handle`)
+//! and sends the `Answer` as its `delivery` says (a fault's delay, slow body, truncation, hang
+//! or close). Every answer is the core's, so it is the Rust emulator's, byte for byte but the
+//! ids it generates (random here too: 32 bytes of entropy from the host).
 //!
 //! `scripts/build-npm.sh` builds it into `polar_license_emulator_bg.wasm`, a file of its own
 //! that only `polar-license/emulator` loads.

@@ -978,7 +978,8 @@ export function bind(load, crypto, entry = 'web', files = null) {
         const done = value(end.answer);
         // The slot is freed whatever happens here: a failure now would read as a failed
         // deactivation. A key left behind is only remembered (forgetKey removes it).
-        if (this.#host.rememberKeys) await attempt(() => this.#forgetRemembered(engine, secret, key));
+        // Only when it freed the remembered activation (not one a later activate replaced).
+        if (this.#host.rememberKeys && end.forgetKey) await attempt(() => this.#forgetRemembered(engine, secret, key));
         return done;
       });
     }

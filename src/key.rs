@@ -57,6 +57,20 @@ impl From<String> for Key {
     }
 }
 
+/// `check(&key)` with the key a `String` someone typed or read from a file.
+impl From<&String> for Key {
+    fn from(s: &String) -> Key {
+        Key(s.clone())
+    }
+}
+
+/// `check(&key)` with a [`Key`] kept for later calls.
+impl From<&Key> for Key {
+    fn from(k: &Key) -> Key {
+        k.clone()
+    }
+}
+
 /// An access token for the token-authenticated `/v1/license-keys/…` routes. Redacted in `Debug`.
 #[derive(Clone, PartialEq, Eq)]
 pub struct AccessToken(String);

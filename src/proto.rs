@@ -341,6 +341,13 @@ impl ValidateRequest {
     }
 }
 
+/// `validate_async(&req)`, as `validate(&req)` takes it.
+impl From<&ValidateRequest> for ValidateRequest {
+    fn from(req: &ValidateRequest) -> ValidateRequest {
+        req.clone()
+    }
+}
+
 /// An activate request (`LicenseKeyActivate`).
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct ActivateRequest {
@@ -382,6 +389,13 @@ impl ActivateRequest {
     ) -> Self {
         self.meta.insert(name.into(), value.into());
         self
+    }
+}
+
+/// `activate_async(&req)`, as `activate(&req)` takes it.
+impl From<&ActivateRequest> for ActivateRequest {
+    fn from(req: &ActivateRequest) -> ActivateRequest {
+        req.clone()
     }
 }
 

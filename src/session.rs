@@ -482,6 +482,18 @@ pub fn deactivated<L: LicenseData>(
     }
 }
 
+/// Whether a deactivation of `id` that Polar answered with `verdict` ends the remembered key
+/// (with remembering on): only when it freed the activation the cache remembers. Freeing
+/// another one (the activation a later activate replaced, still taking a slot) leaves the
+/// key remembered, and the current activation checked at the next launch.
+pub fn ends_remembered_key<L>(opened: &Opened<L>, id: &str, verdict: &Verdict<()>) -> bool {
+    matches!(verdict, Verdict::Accepted(()))
+        && opened
+            .remembered
+            .as_ref()
+            .is_some_and(|a| a.id.eq_ignore_ascii_case(id))
+}
+
 /// A check that sends a request: what it asks, and when.
 #[derive(Debug, Clone)]
 pub struct Asking {

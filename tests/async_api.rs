@@ -71,6 +71,34 @@ fn pollster_awaits_activate_validate_check_and_deactivate() {
     assert_eq!(bad.err().map(|e| e.reason()), Some(Reason::InvalidInput));
 }
 
+/// Each async call takes what its blocking twin takes: the key as `&String` or `&Key` (a key
+/// typed by the user, kept for later calls), the request by reference, the activation id as
+/// `Option<&str>` (issue #27: `check_async(&key)` with a `String` did not compile, and
+/// `activate` took `&req` where `activate_async` took the value).
+#[test]
+fn async_calls_take_the_arguments_of_their_blocking_twins() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let (l, _dir) = licensing(&polar);
+    let typed: String = format!("  {DEMO_KEY}\n").trim().to_string();
+    let req = ActivateRequest::new(&typed, "laptop");
+    let id = match pollster::block_on(l.activate_async(&req)) {
+        Ok(Verdict::Accepted(read)) => read.activation.id,
+        other => panic!("{other:?}"),
+    };
+    assert!(l.check(&typed).is_licensed());
+    assert!(pollster::block_on(l.check_async(&typed)).is_licensed());
+    let key = polar_license::Key::from(&typed);
+    assert!(pollster::block_on(l.check_report_async(&key))
+        .outcome
+        .is_licensed());
+    let v = ValidateRequest::new(&key).activation_id(&id);
+    assert!(l.validate(&v).is_ok_and(|v| v.is_accepted()));
+    assert!(pollster::block_on(l.validate_async(&v)).is_ok_and(|v| v.is_accepted()));
+    let gone = pollster::block_on(l.deactivate_async(&key, Some(id.as_str())));
+    assert!(gone.is_ok_and(|v| v.is_accepted()));
+    assert!(polar.activations(DEMO_KEY).is_empty());
+}
+
 /// A 10 ms ticker on a tokio current-thread runtime while Polar takes 600 ms to
 /// answer: awaiting `check_async` leaves the runtime free (the ticker ticks on); calling the
 /// blocking `check` from a task stalls it (the ticker does not tick meanwhile).

@@ -278,6 +278,42 @@ fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
     assert_eq!(l.remembered_key().unwrap(), None);
 }
 
+/// Freeing an activation that a later activate replaced leaves the remembered key and the
+/// current activation alone; freeing the current one forgets the key (issue #27).
+#[test]
+fn deactivating_a_replaced_activation_keeps_the_remembered_key() {
+    let w = World::new("replaced");
+    let l = w.remembering();
+    let id = |v: Result<polar_license::Verdict<_>, Error>| match v {
+        Ok(polar_license::Verdict::Accepted(polar_license::LicenseKeyActivationRead {
+            activation,
+            ..
+        })) => activation.id,
+        other => panic!("{other:?}"),
+    };
+    let old = id(l.activate(&ActivateRequest::new(DEMO_KEY, "laptop")));
+    let current = id(l.activate(&ActivateRequest::new(DEMO_KEY, "laptop")));
+    assert_ne!(old, current);
+    let freed = l.deactivate(DEMO_KEY, Some(&old)).expect("deactivates");
+    assert!(freed.accepted().is_some(), "{freed:?}");
+    assert_eq!(
+        l.remembered_key().unwrap().map(|k| k.redacted()),
+        Some(polar_license::Key::from(DEMO_KEY).redacted())
+    );
+    assert_eq!(
+        l.status(DEMO_KEY).unwrap().activation.map(|a| a.id),
+        Some(current.clone())
+    );
+    w.clock.advance(2 * 3600);
+    let verdict = l.check_remembered();
+    assert!(verdict.is_licensed(), "{verdict:?}");
+
+    let freed = l.deactivate(DEMO_KEY, None).expect("deactivates");
+    assert!(freed.accepted().is_some(), "{freed:?}");
+    assert_eq!(l.remembered_key().unwrap(), None);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+}
+
 #[test]
 fn a_denied_activation_remembers_nothing() {
     let w = World::new("denied");

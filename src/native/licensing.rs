@@ -924,31 +924,35 @@ impl Licensing {
         )
     }
 
-    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::activate`] as a future (see [`Licensing::check_async`]). Takes the
+    /// request as `activate` does (`&req`), or by value.
     pub fn activate_async(
         &self,
-        req: ActivateRequest,
+        req: impl Into<ActivateRequest>,
     ) -> Blocking<Result<Verdict<LicenseKeyActivationRead>, Error>> {
-        let me = self.clone();
+        let (me, req) = (self.clone(), req.into());
         Blocking::spawn(move || me.activate(&req), |e| Err(unstarted(e)))
     }
 
-    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::validate`] as a future (see [`Licensing::check_async`]). Takes the
+    /// request as `validate` does (`&req`), or by value.
     pub fn validate_async(
         &self,
-        req: ValidateRequest,
+        req: impl Into<ValidateRequest>,
     ) -> Blocking<Result<Verdict<ValidatedLicenseKey>, Error>> {
-        let me = self.clone();
+        let (me, req) = (self.clone(), req.into());
         Blocking::spawn(move || me.validate(&req), |e| Err(unstarted(e)))
     }
 
-    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]).
+    /// [`Licensing::deactivate`] as a future (see [`Licensing::check_async`]): the same
+    /// arguments.
     pub fn deactivate_async(
         &self,
         key: impl Into<Key>,
-        activation_id: Option<String>,
+        activation_id: Option<&str>,
     ) -> Blocking<Result<Verdict<()>, Error>> {
         let (me, key) = (self.clone(), key.into());
+        let activation_id = activation_id.map(str::to_owned);
         Blocking::spawn(
             move || me.deactivate(key, activation_id.as_deref()),
             |e| Err(unstarted(e)),
@@ -974,7 +978,7 @@ impl Licensing {
         if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
             self.save(&slot, &opened, record)?;
         }
-        if self.remember_keys && matches!(verdict, Verdict::Accepted(())) {
+        if self.remember_keys && session::ends_remembered_key(&opened, &id, &verdict) {
             // The slot is freed whatever happens here: an error now would read as a failed
             // deactivation. A key left behind is only remembered (forget_key removes it).
             let _ = self.forget_remembered(&key);

@@ -6,8 +6,12 @@
 //   <!-- file: SCENARIO PATH -->         the block is the file PATH of scenario SCENARIO
 //   <!-- file: SCENARIO PATH append -->  the block is appended to PATH (a Cargo.toml's
 //                                        [dependencies], pasted under `cargo new`'s)
-//   <!-- run: SCENARIO -->               a shell block: its commands run in the scenario's
-//                                        directory, in document order, with bash -e
+//   <!-- run: SCENARIO -->               a shell block, run with bash -e as if typed into one
+//                                        terminal: the first starts in the scenario's
+//                                        directory, each next one where the last left off,
+//                                        with the variables it exported
+//   <!-- run: SCENARIO checkout -->      the same, started in the checkout of this repository
+//                                        (what a block "from a checkout" means)
 //   <!-- run: SCENARIO background -->    a command a user starts "in another terminal" (the
 //                                        emulator): started, its first line awaited, stopped
 //                                        when the scenario ends
@@ -69,10 +73,10 @@ function parseMarker(kind, args) {
     }
     case 'run': {
       const [scenario, mode, ...rest] = words;
-      if (!scenario || rest.length || (mode && mode !== 'background')) {
-        return 'run: wants SCENARIO [background]';
+      if (!scenario || rest.length || (mode && mode !== 'background' && mode !== 'checkout')) {
+        return 'run: wants SCENARIO [background|checkout]';
       }
-      return { kind, scenario, background: mode === 'background' };
+      return { kind, scenario, background: mode === 'background', checkout: mode === 'checkout' };
     }
     case 'output': {
       if (words.length !== 1) return 'output: wants SCENARIO';

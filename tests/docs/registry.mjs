@@ -11,7 +11,7 @@ import { basename } from 'node:path';
 
 /** Starts the registry; resolves to `{ url, close() }`. `tarballs`: paths of .tgz files. */
 export async function startRegistry(tarballs) {
-  const upstream = execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8' })
+  const upstream = execFileSync('npm', ['config', 'get', 'registry'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] })
     .trim()
     .replace(/\/$/, '');
   const local = new Map();

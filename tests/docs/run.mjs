@@ -20,7 +20,7 @@
 // Last line: `docs: N passed, N failed` (scenarios; a file with an unmarked or badly marked
 // block counts as one failed).
 import { spawn, execFileSync } from 'node:child_process';
-import { existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync, appendFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { tmpdir } from 'node:os';
@@ -107,10 +107,18 @@ function npmTarballs() {
   return readdirSync(dir).filter((f) => f.endsWith('.tgz')).map((f) => join(dir, f));
 }
 
-function runShell(code, cwd, env, log, background) {
+/** One block as typed into the scenario's terminal: it starts where the last one left off
+ * (`state`: its directory and exported variables, saved when it exits), or in `cwd`. */
+function runShell(code, cwd, env, log, background, state) {
+  const q = (p) => `'${p.replaceAll("'", "'\\''")}'`;
+  const script =
+    `if [ -f ${q(state)}.env ]; then . ${q(state)}.env; cd "$(cat ${q(state)}.cwd)"; fi\n` +
+    (cwd ? `cd ${q(cwd)}\n` : '') +
+    `trap 'export -p > ${q(state)}.env; pwd > ${q(state)}.cwd' EXIT\n` +
+    code;
   return new Promise((resolvePromise) => {
-    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', code], {
-      cwd,
+    const child = spawn('bash', ['-e', '-o', 'pipefail', '-c', script], {
+      cwd: dirname(state),
       env,
       detached: true,
       stdio: ['ignore', 'pipe', 'pipe'],
@@ -189,9 +197,18 @@ async function runScenario(file, name, list, env0, crates) {
     }
     if (m.kind === 'run') {
       appendFileSync(log, `\n$ # ${where}\n${b.code}`);
-      const r = await runShell(b.code, dir, env, log, m.background);
+      const start = m.checkout ? join(dir, 'polar-license') : null;
+      // A background command gets the terminal's state but leaves it as it was.
+      const state = m.background ? join(dir, '.terminal-bg') : join(dir, '.terminal');
       if (m.background) {
-        background.push(r.pid);
+        for (const ext of ['.env', '.cwd']) {
+          if (existsSync(join(dir, `.terminal${ext}`))) copyFileSync(join(dir, `.terminal${ext}`), `${state}${ext}`);
+        }
+      }
+      const r = await runShell(b.code, start, env, log, m.background, state);
+      // Whatever a block left running (`cmd &`, or the background command) ends with the scenario.
+      background.push(r.pid);
+      if (m.background) {
         if (!r.started) {
           failure = `${where}: the background command printed nothing (exit ${r.code})\n${r.stderr}`;
           break;

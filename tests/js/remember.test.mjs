@@ -54,6 +54,24 @@ test('off by default; rememberKeys remembers a good activation, check() needs no
   noKey(await rejection(later.check()));
 });
 
+// Issue #27: freeing the activation a later activate replaced forgot the remembered key while
+// the current activation stayed, so the next check() failed with invalid_input.
+test('deactivating a replaced activation keeps the remembered key; the current one forgets it', async () => {
+  const storage = mapStorage();
+  const key = await newKey({ limit_activations: 3 });
+  const client = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage, rememberKeys: true });
+  const old = (await client.activate(key, { label: 'a' })).activation.id;
+  const current = (await client.activate(key, { label: 'a' })).activation.id;
+  assert.notEqual(old, current);
+  assert.deepEqual(await client.deactivate(key, { activationId: old }), { activationId: old });
+  assert.equal(await client.rememberedKey(), key);
+  // A fulfilled check() is licensed (a refusal rejects): the current activation, no key passed.
+  const verdict = await client.check();
+  assert.equal(verdict.activation.id, current);
+  await client.deactivate(key);
+  assert.equal(await client.rememberedKey(), null);
+});
+
 test('rememberKey, forgetKey and forget; bad keys refused before anything is stored', async () => {
   const storage = mapStorage();
   const key = await newKey();

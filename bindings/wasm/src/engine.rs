@@ -259,6 +259,8 @@ struct StepOut<'a> {
     write: Option<Vec<(String, Vec<u8>)>>,
     ask: Option<&'a HttpRequest>,
     strict: bool,
+    /// A deactivation freed the remembered activation: the remembered key goes too.
+    forget_key: bool,
 }
 
 impl<'a> StepOut<'a> {
@@ -268,6 +270,7 @@ impl<'a> StepOut<'a> {
             write: None,
             ask: None,
             strict: false,
+            forget_key: false,
         }
     }
 
@@ -312,6 +315,9 @@ impl<'a> StepOut<'a> {
         if let Some(http) = self.ask {
             j.key("ask");
             request_json(&mut j, http);
+        }
+        if self.forget_key {
+            j.key("forgetKey").bool(true);
         }
         j.raw("}").done()
     }
@@ -732,7 +738,7 @@ impl Engine {
                 answer: Some(self.outcome_json(&outcome, feature, None)),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
-                strict: false,
+                ..StepOut::empty()
             }
             .done(),
             Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
@@ -795,8 +801,7 @@ impl Engine {
             Some((outcome, record)) => StepOut {
                 answer: Some(self.outcome_json(&outcome, feature.as_deref(), None)),
                 write: Some(self.seal(&current, record, &slot)),
-                ask: None,
-                strict: false,
+                ..StepOut::empty()
             }
             .done(),
             None => "{}".to_string(),
@@ -880,8 +885,8 @@ impl Engine {
         StepOut {
             answer: Some(self.outcome_json(&f.outcome, feature, f.fallback.as_ref())),
             write: f.write.map(|r| self.seal(&current, r, &slot)),
-            ask: None,
             strict,
+            ..StepOut::empty()
         }
         .done()
     }
@@ -1080,8 +1085,8 @@ impl Engine {
 
     /// The answer at `now` to [`Engine::deactivate_begin`]'s request for activation `id` (the
     /// same `record` and `ledger`, read under the lock held since): `{"answer": {"ok":
-    /// {"activationId"}} or the denial or error, "write"}` (the activation is forgotten once
-    /// it is gone on the server).
+    /// {"activationId"}} or the denial or error, "write", "forgetKey"}` (the activation is
+    /// forgotten once it is gone on the server; `forgetKey` when it was the remembered one).
     #[allow(clippy::too_many_arguments)]
     pub fn deactivate_end(
         &self,
@@ -1120,6 +1125,7 @@ impl Engine {
         };
         StepOut {
             write,
+            forget_key: session::ends_remembered_key(&opened, &id, &verdict),
             ..StepOut::answer(answer)
         }
         .done()

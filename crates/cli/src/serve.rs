@@ -12,7 +12,6 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
         Ok(seed) => seed,
         Err(report) => return report.print(g.json),
     };
-    let banner = seed_banner(&seed);
     let first_key = seed.license_keys.first().map(|k| k.key.clone());
     let options = Options {
         port: a.port,
@@ -37,7 +36,7 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
         );
         return usage_report(Some("emulator"), Some("api-version"), &why).print(g.json);
     }
-    let emulator = match Emulator::start(seed, options) {
+    let emulator = match Emulator::start(seed.clone(), options) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::InvalidInput => {
             return usage_report(Some("emulator"), Some("seed"), &format!("bad seed: {e}"))
@@ -59,6 +58,8 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
     };
     let url = emulator.url();
     let org = emulator.organization_id();
+    // After the start: a key's benefit id is generated then when the seed names none.
+    let banner = seed_banner(&seed, &emulator);
     let mut text = format!("listening on {url}\n");
     text.push_str(&format!("organization {org}\n"));
     text.push_str(&banner);
@@ -86,11 +87,18 @@ fn load_seed(a: &EmulatorArgs) -> Result<Seed, Report> {
     Seed::from_json(&text).map_err(|e| bad(format!("bad seed file {}: {e}", path.display())))
 }
 
-/// One line per seeded key and access token (the user's own test data: printed in full).
-fn seed_banner(seed: &Seed) -> String {
+/// One line per seeded key and access token (the user's own test data: printed in full), with
+/// each key's benefit id (what `--entitlements` maps features to).
+fn seed_banner(seed: &Seed, emulator: &Emulator) -> String {
     let mut text = String::new();
     for k in &seed.license_keys {
         let mut parts = vec![k.status.clone().unwrap_or_else(|| "granted".to_string())];
+        let benefit = emulator
+            .key(&k.key)
+            .and_then(|v| v["benefit_id"].as_str().map(str::to_string));
+        if let Some(benefit) = benefit {
+            parts.push(format!("benefit {benefit}"));
+        }
         match k.limit_activations {
             Some(n) if n > 0 => parts.push(format!("{n} activations")),
             _ => parts.push("no activations".to_string()),

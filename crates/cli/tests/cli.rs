@@ -1166,6 +1166,13 @@ fn emulator_command_listens_and_answers() {
         (0, Some("licensed")),
         "{v}"
     );
+    // Each key's line names its benefit (what --entitlements maps features to; issue #27).
+    let benefit = v["license"]["benefit_id"].as_str().expect("a benefit id");
+    let line = banner
+        .iter()
+        .find(|l| l.contains(demo_key))
+        .expect("the key's line");
+    assert!(line.contains(&format!("benefit {benefit}")), "{line}");
 }
 
 #[test]
@@ -1180,7 +1187,17 @@ fn emulator_command_takes_a_seed_file() {
     .expect("seed written");
     let path_text = path.to_string_lossy().into_owned();
     let (_child, url, banner) = spawn_emulator(&["--port", "0", "--seed", &path_text]);
-    assert!(banner.iter().any(|l| l.contains(KEY)), "{banner:?}");
+    let line = banner
+        .iter()
+        .find(|l| l.contains(KEY))
+        .expect("the key's line");
+    // The seed names no benefit: the one generated at the start is printed.
+    let benefit = line
+        .split("benefit ")
+        .nth(1)
+        .and_then(|rest| rest.split([',', ')']).next())
+        .expect("a benefit id");
+    assert!(uuid_v4_shape(benefit), "{line}");
     let r = run(&[
         "--base-url",
         &url,
@@ -1220,4 +1237,13 @@ fn emulator_command_takes_a_seed_file() {
         (2, Some("invalid_input"), Some("seed")),
         "{v}"
     );
+}
+
+/// 8-4-4-4-12 lowercase hex with the version nibble 4.
+fn uuid_v4_shape(s: &str) -> bool {
+    let parts: Vec<&str> = s.split('-').collect();
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && s.chars()
+            .all(|c| c == '-' || c.is_ascii_digit() || ('a'..='f').contains(&c))
+        && parts[2].starts_with('4')
 }

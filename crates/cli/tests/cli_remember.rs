@@ -114,6 +114,51 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
     assert_eq!(listing.1["cache"]["records"], 2, "{}", listing.1);
 }
 
+/// Issue #27: after `activate --remember` replaced an activation, the suggested
+/// `deactivate --activation-id <old>` freed the old slot but also forgot the remembered key
+/// while the current activation stayed: the next `check` failed with `invalid_input`.
+#[test]
+fn deactivating_a_replaced_activation_keeps_the_remembered_key() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let d = ScratchDir::new("cli-remember-replaced");
+    let args = ["activate", "--key", DEMO_KEY, "--label", "a", "--remember"];
+    let first = cli(&polar, &d, &args);
+    assert_eq!(first.0, 0, "{}", first.1);
+    let old = first.1["activation_id"].as_str().unwrap().to_string();
+    let second = cli(&polar, &d, &args);
+    assert_eq!(second.0, 0, "{}", second.1);
+    assert_eq!(
+        second.1["replaced_activation_id"],
+        old.as_str(),
+        "{}",
+        second.1
+    );
+    let current = second.1["activation_id"].as_str().unwrap().to_string();
+    let freed = cli(&polar, &d, &["deactivate", "--activation-id", &old]);
+    assert_eq!(freed.0, 0, "{}", freed.1);
+    let left: Vec<String> = polar
+        .activations(DEMO_KEY)
+        .iter()
+        .map(|a| a["id"].as_str().unwrap().to_string())
+        .collect();
+    assert_eq!(left, vec![current.clone()]);
+
+    // The key is still remembered, and the check validates the current activation.
+    let check = cli(&polar, &d, &["check"]);
+    assert_eq!(
+        (check.0, check.1["outcome"].as_str()),
+        (0, Some("licensed")),
+        "{}",
+        check.1
+    );
+    assert_eq!(check.1["activation_id"], current.as_str(), "{}", check.1);
+
+    // Deactivating the current one forgets the key, as before.
+    let last = cli(&polar, &d, &["deactivate"]);
+    assert_eq!(last.0, 0, "{}", last.1);
+    no_key(&cli(&polar, &d, &["check"]));
+}
+
 #[test]
 fn remember_and_forget_key_commands() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();

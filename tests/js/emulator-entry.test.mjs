@@ -305,3 +305,61 @@ test('the default entry never loads the emulator: a copy without its files still
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+/** What a fetch of the demo key's validation gets: status and body, or the failure's stage. */
+async function outcome(base) {
+  let resp;
+  try {
+    resp = await fetch(`${base}${ROUTE}/validate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ key: README_KEY, organization_id: ORG }),
+      signal: AbortSignal.timeout(1_500),
+    });
+  } catch (e) {
+    return { failed: 'before the head', timeout: e.name === 'TimeoutError' };
+  }
+  const length = resp.headers.get('content-length');
+  try {
+    const body = normal(await resp.text());
+    return { status: resp.status, length: body.length === Number(length) ? 'as declared' : length, body: body.slice(0, 40) };
+  } catch (e) {
+    return { status: resp.status, failed: 'in the body', timeout: e.name === 'TimeoutError' };
+  }
+}
+
+test('transport faults are delivered as the Rust emulator delivers them', { skip: noCli }, async () => {
+  const polar = await startEmulator();
+  const rust = await started(CLI, ['emulator', '--port', '0'], 1);
+  const rustUrl = rust.lines[0].replace('listening on ', '');
+  try {
+    for (const fault of [
+      { kind: 'truncated' },
+      { kind: 'huge', bytes: 100_000 },
+      { kind: 'slow_body', ms_per_byte: 1 },
+      { kind: 'delay', ms: 50 },
+      { kind: 'close_immediately' },
+      { kind: 'hang' },
+      { kind: 'malformed' },
+      { kind: 'rate_limited', retry_after: 7 },
+      { kind: 'respond', status: 302, headers: [['location', 'https://login.example/']], body: 'go' },
+    ]) {
+      const got = [];
+      for (const base of [polar.url, rustUrl]) {
+        const resp = await fetch(`${base}/__emulator/fault`, { method: 'POST', body: JSON.stringify(fault) });
+        assert.equal(resp.status, 204);
+        got.push(await outcome(base));
+        await fetch(`${base}/__emulator/fault`, { method: 'POST', body: 'null' });
+      }
+      assert.deepEqual(got[0], got[1], JSON.stringify(fault));
+      if (fault.kind === 'hang') assert.deepEqual(got[0], { failed: 'before the head', timeout: true });
+      if (fault.kind === 'huge') assert.deepEqual([got[0].status, got[0].length], [200, 'as declared']);
+    }
+    // Every fault body stream has ended.
+    const streams = await fetch(`${polar.url}/__emulator/streams`).then((r) => r.json());
+    assert.deepEqual(streams, { open: 0 });
+  } finally {
+    await stop(rust.child);
+    await polar.close();
+  }
+});

@@ -14,6 +14,11 @@
 //     (`cargo install` lands there: CARGO_INSTALL_ROOT);
 //   - `npm install polar-license` resolves to the packed tarball (target/npm/*.tgz) through a
 //     local registry (tests/docs/registry.mjs); other packages come from npm's registry;
+//   - `npm install electron` resolves to a stand-in (tests/docs/electron-standin: its index.js
+//     says what it stands in): `npx electron .` runs the app's main process, preload and page
+//     scripts in one node process over a minimal DOM, prints what the page shows, and plays the
+//     user: it types $ELECTRON_STANDIN_TYPE (here the emulator's demo key) into a form the page
+//     shows;
 //   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` resolve to the
 //     crates as `cargo package` packs them (a `[patch.crates-io]` in the scenario directory's
 //     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
@@ -99,6 +104,14 @@ function packCrates() {
     found[c] = join(dir, `${c}-${version}`);
   }
   return { found, targetDir: meta.target_directory };
+}
+
+/** The `electron` stand-in, packed into target/docs/; returns the tarball's path. */
+function packStandIn() {
+  const name = execFileSync('npm', ['pack', '--silent', '--pack-destination', OUT, join(ROOT, 'tests', 'docs', 'electron-standin')], {
+    encoding: 'utf8',
+  });
+  return join(OUT, name.trim().split('\n').pop());
 }
 
 function npmTarballs() {
@@ -260,7 +273,7 @@ async function main() {
   }
   mkdirSync(OUT, { recursive: true });
   const crates = packCrates();
-  const registry = await startRegistry(npmTarballs());
+  const registry = await startRegistry([...npmTarballs(), packStandIn()]);
   const env0 = {
     ...process.env,
     npm_config_registry: registry.url,
@@ -268,6 +281,7 @@ async function main() {
     npm_config_update_notifier: 'false',
     npm_config_fund: 'false',
     npm_config_audit: 'false',
+    ELECTRON_STANDIN_TYPE: 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A',
     CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
     RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
   };

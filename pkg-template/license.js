@@ -1040,11 +1040,10 @@ export function bind(load, crypto, entry = 'web', files = null) {
     /** `key`, or the remembered key when it is `undefined` (none: `invalid_input`, field `key`). */
     async #keyOrRemembered(key) {
       if (key !== undefined) return checkKey(key);
-      const remembered = await this.rememberedKey();
-      if (remembered === null) {
-        throw invalid('key', 'no license key is remembered here: ask the user for one, then activate or remember it');
-      }
-      return remembered;
+      const engine = await this.#open();
+      const remembered = await this.#remembered(engine, await this.#secret());
+      // None: the core's invalid_input (field `key`), with its user message.
+      return remembered ?? value(JSON.parse(engine.call('noRememberedKey', [])).answer);
     }
 
     /**

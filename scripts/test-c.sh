@@ -6,7 +6,11 @@
 #   2. checks the committed header against a fresh run of the pinned cbindgen (drift fails;
 #      `--regen` rewrites the header instead and exits);
 #   3. starts the emulator (stopped on exit, failures included);
-#   4. builds and runs the quick start (static, then through pkg-config and CMake), the C
+#   4. builds and runs the quick start (static, then through pkg-config and CMake) and
+#      asserts what the launch example (bindings/c/examples/launch.c) prints; checks the
+#      installed shared library's SONAME and links; builds a C++ app with CMake against the
+#      installed package, shared and static, installs it with the library beside it, removes
+#      the package and runs the copy (bindings/c/tests/cmake-app); then the C
 #      blocks of bindings/c/README.md, the C++ smoke test, and the C tests (every
 #      bindings/c/tests/test_*.c, test_features.c included) plain, under ASan+UBSan and under
 #      valgrind. test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
@@ -75,6 +79,29 @@ step() {
     fi
     record "$name" 0 1
     return 1
+}
+
+# expect NAME CMD...: one assertion of a suite; prints `ok - NAME` or `not ok - NAME` and
+# counts it in EXPECT_PASSED / EXPECT_FAILED (a suite's `record` adds them up).
+EXPECT_PASSED=0
+EXPECT_FAILED=0
+expect() {
+    local name="$1"
+    shift
+    if "$@"; then
+        echo "ok - $name"
+        EXPECT_PASSED=$((EXPECT_PASSED + 1))
+        return 0
+    fi
+    echo "not ok - $name"
+    EXPECT_FAILED=$((EXPECT_FAILED + 1))
+    return 1
+}
+# record_expected SUITE: records the suite's assertions and starts the next suite's count.
+record_expected() {
+    record "$1" "$EXPECT_PASSED" "$EXPECT_FAILED"
+    EXPECT_PASSED=0
+    EXPECT_FAILED=0
 }
 
 finish() {
@@ -196,6 +223,76 @@ else
     record example 0 1
 fi
 
+# The launch example (bindings/c/examples/launch.c, the README's quick start), run as a user
+# would on one machine: the first launch activates and is licensed, the second only checks,
+# a revoked key is denied with its reason and Polar's words. Every line reads well: no empty
+# parenthesis or field, no trailing space.
+launch_run() { # DATA_HOME KEY
+    XDG_DATA_HOME="$1" POLAR_ORGANIZATION_ID="$DEMO_ORG" POLAR_API_URL="$EMU_URL" \
+        LICENSE_KEY="$2" "$OUT/launch"
+}
+# lines_match OUTPUT REGEX...: OUTPUT is exactly one line per (extended, whole-line) REGEX.
+lines_match() {
+    local out="$1" i=0 re
+    shift
+    local -a got
+    mapfile -t got <<<"$out"
+    if [[ ${#got[@]} -eq $# ]]; then
+        for re in "$@"; do
+            [[ "${got[$i]}" =~ ^$re$ ]] || break
+            i=$((i + 1))
+        done
+        [[ $i -eq $# ]] && return 0
+    fi
+    echo "  printed:"
+    sed 's/^/    /' <<<"$out"
+    return 1
+}
+exits_printing() { # RC WANT_RC OUTPUT REGEX...: the exit status, then lines_match
+    local rc="$1" want="$2"
+    shift 2
+    [[ $rc -eq $want ]] || echo "  exit $rc, expected $want"
+    lines_match "$@" && [[ $rc -eq $want ]]
+}
+reads_well() { # OUTPUT
+    if grep -nE '\(\)|[[:space:]]$|: *:|:$|, *,|,$' <<<"$1"; then return 1; fi
+}
+# readme_is_launch: the README's quick-start block (its first C block) is launch.c's code.
+readme_is_launch() {
+    awk '/^```c$/ { n++; on = (n == 1); next } /^```$/ { on = 0 } on' bindings/c/README.md \
+        >"$OUT/readme-quick-start.c"
+    diff -u <(sed -n '/^#include <stdio.h>/,$p' bindings/c/examples/launch.c) "$OUT/readme-quick-start.c"
+}
+launch_example() {
+    local data="$ROOT/$OUT/launch-data" first second revoked rc1 rc2 rc3
+    rm -rf "$data"
+    expect "launch: bindings/c/README.md's quick start is examples/launch.c" readme_is_launch
+    expect "launch.c builds" gcc "${CFLAGS[@]}" bindings/c/examples/launch.c "$LIB_A" \
+        -o "$OUT/launch" || return
+    first="$(launch_run "$data" "$DEMO_KEY")"
+    rc1=$?
+    second="$(launch_run "$data" "$DEMO_KEY")"
+    rc2=$?
+    revoked="$(launch_run "$data" "$REVOKED_KEY")"
+    rc3=$?
+    printf '  first launch:  %s\n  second launch: %s\n  revoked key:   %s\n' \
+        "${first//$'\n'/ | }" "${second//$'\n'/ | }" "${revoked//$'\n'/ | }"
+    expect "launch: the first launch activates, then is licensed from the cache (exit 0)" \
+        exits_printing "$rc1" 0 "$first" \
+        'activate: done, activation [0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}' \
+        'check: licensed \(from the cache\)'
+    expect "launch: the second launch only checks (exit 0)" \
+        exits_printing "$rc2" 0 "$second" 'check: licensed \(from the cache\)'
+    expect "launch: a revoked key is denied online with its reason and Polar's detail (exit 1)" \
+        exits_printing "$rc3" 1 "$revoked" \
+        'activate: denied \(online\): inactive: License key is no longer active\..*' \
+        'check: error: invalid_input: activation_id: no activation remembered on this machine: activate first'
+    expect "launch: no empty parenthesis, field or trailing space" \
+        reads_well "$first"$'\n'"$second"$'\n'"$revoked"
+}
+launch_example
+record_expected quick-start
+
 # Installs into target/c/prefix with the user's own command (bindings/c/install.sh): header,
 # libraries, the shared and the static .pc (relocatable), the CMake config.
 install_prefix() {
@@ -219,7 +316,7 @@ pkg_config_example() {
     # (ldd's output is captured first: `ldd | grep -q` can fail under pipefail on SIGPIPE.)
     linked="$(env -u LD_LIBRARY_PATH ldd "$OUT/validate-pc-shared")"
     local so
-    so="$(sed -n 's/.*libpolar_license.so => \([^ ]*\) .*/\1/p' <<<"$linked")"
+    so="$(sed -n 's/.*libpolar_license\.so[.0-9]* => \([^ ]*\) .*/\1/p' <<<"$linked")"
     [[ -n "$so" && "$(realpath "$so")" == "$(realpath "$prefix/lib/libpolar_license.so")" ]] ||
         { echo "$linked"; return 1; }
     linked="$(ldd "$OUT/validate-pc-static")"
@@ -256,6 +353,114 @@ if step install install_prefix; then
     fi
 fi
 
+# The installed shared library: its SONAME is cargo-c's (libpolar_license.so.0.Y for 0.Y.Z),
+# the build tree's has the same, and the links are libpolar_license.so -> .so.<sover> ->
+# .so.X.Y.Z (a file).
+VERSION="$(sed -n 's/^#define POLAR_LICENSE_VERSION "\(.*\)"/\1/p' "$HEADER")"
+IFS=. read -r V_MAJOR V_MINOR V_PATCH <<<"$VERSION"
+if [[ "$V_MAJOR" == 0 && "$V_MINOR" == 0 ]]; then SOVER="0.0.$V_PATCH"
+elif [[ "$V_MAJOR" == 0 ]]; then SOVER="0.$V_MINOR"
+else SOVER="$V_MAJOR"; fi
+SONAME="libpolar_license.so.$SOVER"
+soname_of() { readelf -d "$1" | sed -n 's/.*(SONAME).*\[\(.*\)\]/\1/p'; }
+has_soname() { # FILE: its SONAME is $SONAME
+    local got
+    got="$(soname_of "$1")"
+    echo "  $1: SONAME ${got:-(none)}"
+    [[ "$got" == "$SONAME" ]]
+}
+link_chain() { # LIBDIR
+    local l="$1"
+    echo "  $(cd "$l" && ls -l libpolar_license.so* | awk '{ $1 = $2 = $3 = $4 = $5 = $6 = $7 = $8 = ""; print }')"
+    [[ -L "$l/libpolar_license.so" && "$(readlink "$l/libpolar_license.so")" == "$SONAME" &&
+        -L "$l/$SONAME" && "$(readlink "$l/$SONAME")" == "libpolar_license.so.$VERSION" &&
+        -f "$l/libpolar_license.so.$VERSION" && ! -L "$l/libpolar_license.so.$VERSION" ]]
+}
+soname_checks() {
+    local lib="$ROOT/$OUT/prefix/lib"
+    expect "soname: the build tree's libpolar_license_c.so is $SONAME" has_soname "$LIB_SO"
+    expect "soname: the installed libpolar_license.so.$VERSION is $SONAME" \
+        has_soname "$lib/libpolar_license.so.$VERSION"
+    expect "soname: libpolar_license.so -> $SONAME -> libpolar_license.so.$VERSION" link_chain "$lib"
+}
+
+# A C++ app built with CMake against the installed package (bindings/c/tests/cmake-app,
+# polar_license::polar_license), installed with `cmake --install` into a directory of its
+# own (the shared variant with the library and its SONAME link beside it, rpath `$ORIGIN`),
+# copied elsewhere; then the package it was built against and its build are removed, and the
+# copy must run (it validates the demo key on the emulator).
+ship_build() { # VARIANT PACKAGE BUILD DIST
+    local opt=OFF
+    [[ "$1" == shared ]] && opt=ON
+    { cmake -S bindings/c/tests/cmake-app -B "$3" -DCMAKE_PREFIX_PATH="$2" \
+        -DPOLAR_LICENSE_USE_SHARED="$opt" && cmake --build "$3" && cmake --install "$3" --prefix "$4"
+    } >"$OUT/ship-$1.log" 2>&1 || { tail -n 30 "$OUT/ship-$1.log"; return 1; }
+}
+dynamic_of() { readelf -d "$1" | grep -E '\((NEEDED|RPATH|RUNPATH)\)'; }
+shared_names() { # APP: needs the SONAME, finds it through $ORIGIN alone, names no path
+    local dyn
+    dyn="$(dynamic_of "$1")"
+    sed 's/^ */  /' <<<"$dyn"
+    grep -q "(NEEDED).*\[$SONAME\]" <<<"$dyn" &&
+        grep -q '(RUNPATH).*\[\$ORIGIN\]$' <<<"$dyn" &&
+        ! grep -q '/' <<<"$dyn"
+}
+static_names() { # APP: no libpolar_license in its dynamic section
+    local dyn
+    dyn="$(dynamic_of "$1")"
+    sed 's/^ */  /' <<<"$dyn"
+    ! grep -q 'libpolar_license' <<<"$dyn"
+}
+resolves_beside() { # APP: the dynamic loader finds the library in the app's directory
+    local linked so
+    linked="$(env -u LD_LIBRARY_PATH ldd "$1")"
+    so="$(sed -n "s/.*$SONAME => \([^ ]*\) .*/\1/p" <<<"$linked")"
+    echo "  $SONAME => ${so:-not found}"
+    [[ -n "$so" && "$(dirname "$so")" == "$(dirname "$1")" ]]
+}
+library_beside() { # DIR: the library and its SONAME link
+    ls -l "$1" | sed -n 's/^.* \(libpolar_license.*\)/  \1/p'
+    [[ -L "$1/$SONAME" && "$(readlink "$1/$SONAME")" == "libpolar_license.so.$VERSION" &&
+        -f "$1/libpolar_license.so.$VERSION" ]]
+}
+runs() { # APP
+    local out
+    out="$(env -u LD_LIBRARY_PATH "$1" 2>&1)" || { echo "$out"; return 1; }
+    echo "  $out"
+}
+cmake_ship() { # VARIANT
+    local v="$1" pkg="$ROOT/$OUT/ship-package" build="$ROOT/$OUT/ship-$1-build"
+    local dist="$ROOT/$OUT/ship-$1-dist" copy="$ROOT/$OUT/shipped-$1/app-dir"
+    rm -rf "$pkg" "$build" "$dist" "${copy%/*}"
+    cp -a "$ROOT/$OUT/prefix" "$pkg"
+    expect "cmake $v: a C++ app builds against the installed package and installs" \
+        ship_build "$v" "$pkg" "$build" "$dist" || return
+    if [[ "$v" == shared ]]; then
+        expect "cmake shared: the app needs $SONAME through RUNPATH \$ORIGIN, no absolute path" \
+            shared_names "$dist/app"
+        expect "cmake shared: installed beside the app: $SONAME -> libpolar_license.so.$VERSION" \
+            library_beside "$dist"
+    else
+        expect "cmake static: the app needs no libpolar_license" static_names "$dist/app"
+    fi
+    mkdir -p "${copy%/*}"
+    cp -a "$dist" "$copy"
+    rm -rf "$pkg" "$build" "$dist"
+    [[ "$v" == shared ]] && expect "cmake shared: the copy loads the library beside it" \
+        resolves_beside "$copy/app"
+    expect "cmake $v: the copy runs with the package and the build removed" runs "$copy/app"
+}
+
+if [[ -d "$ROOT/$OUT/prefix/lib" ]]; then
+    soname_checks
+    record_expected soname
+    if command -v cmake >/dev/null 2>&1; then
+        cmake_ship shared
+        cmake_ship static
+        record_expected cmake-ship
+    fi
+fi
+
 # The C blocks of bindings/c/README.md (the quick start, feature gating), each compiled and
 # run as written with the demo key, twice on one cache (the platform default, under its own
 # XDG_DATA_HOME): both runs must exit 0, and the quick start (block 1) must activate on the
@@ -277,8 +482,10 @@ readme_examples() {
         first="$(run_readme "${src%.c}" "$data")" || { echo "$first"; return 1; }
         second="$(run_readme "${src%.c}" "$data")" || { echo "$second"; return 1; }
         printf '    first run:  %s\n    second run: %s\n' "${first//$'\n'/ | }" "${second//$'\n'/ | }"
+        reads_well "$first"$'\n'"$second" ||
+            { echo "    an empty parenthesis, field or a trailing space"; return 1; }
         if [[ "${src##*/}" == readme_example_1.c ]]; then
-            grep -q '^activate: done ' <<<"$first" || { echo "    the first run did not activate"; return 1; }
+            grep -q '^activate: done' <<<"$first" || { echo "    the first run did not activate"; return 1; }
             ! grep -q '^activate:' <<<"$second" || { echo "    the second run activated again"; return 1; }
         fi
         n=$((n + 1))

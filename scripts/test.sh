@@ -2,7 +2,8 @@
 # The project's one test command (README, CI): bash scripts/test.sh
 #
 # Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests,
-# the C and wasm suites, fuzzing, and prints the fault matrix (scripts/fault-table.sh).
+# the C and wasm suites, the docs' examples as pasted, fuzzing, and prints the fault matrix
+# (scripts/fault-table.sh).
 # Every stage runs even when an earlier one failed; each stage's output is shown and saved
 # to target/test-logs/<stage>.log. The last line is the summary `N passed, N failed, N skipped`
 # (individual tests; a failed setup/format/lint/doc/faults stage counts as 1 failed), and the exit
@@ -139,6 +140,9 @@ run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
 run_stage package summary bash scripts/package-check.sh
+# Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
+# fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
+run_stage docs summary node tests/docs/run.mjs
 # Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
 run_stage windows summary bash scripts/test-windows.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).

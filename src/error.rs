@@ -8,6 +8,10 @@ use crate::decimal::digits;
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 
+/// The detail of [`Error::no_remembered_key`].
+const NO_KEY: &str =
+    "no license key is remembered here: ask the user for one, then activate or remember it";
+
 /// The server's answer to a request that reached it and was understood.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
@@ -226,6 +230,9 @@ impl Error {
     /// with no internals (the reason code and [`Error::detail`] are for logs and support).
     pub fn user_message(&self) -> String {
         match self {
+            Error::InvalidInput { field, message } if field == "key" && message == NO_KEY => {
+                "Enter your license key.".to_string()
+            }
             Error::InvalidInput { field, .. } if field == "key" => {
                 "This license key is not valid: check it for typos.".to_string()
             }
@@ -345,6 +352,12 @@ impl Error {
     /// an answer contradicting the request). Never `invalid_input` or `cache_error`.
     pub fn falls_back(&self) -> bool {
         self.is_unverified() || matches!(self, Error::Protocol { .. })
+    }
+
+    /// The `invalid_input` (field `key`) of a check of the remembered key when none is
+    /// remembered: the app's cue to ask the user for a key.
+    pub fn no_remembered_key() -> Error {
+        Error::invalid("key", NO_KEY)
     }
 
     /// Shorthand for an [`Error::InvalidInput`].

@@ -76,6 +76,8 @@ fn no_key_remembered(outcome: &CheckOutcome) {
         other => panic!("expected invalid_input (no key remembered), got {other:?}"),
     }
     assert_eq!(outcome.reason(), Some(Reason::InvalidInput));
+    // What the app shows: a first run, not a key with a typo.
+    assert_eq!(outcome.user_message().as_deref(), Some("Enter your license key."));
 }
 
 #[test]

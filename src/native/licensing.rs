@@ -1080,7 +1080,7 @@ impl Licensing {
     /// The remembered key, or the error a check of it answers: none remembered is
     /// `invalid_input` (field `key`).
     pub fn remembered_or_error(&self) -> Result<Key, Error> {
-        self.remembered_key()?.ok_or_else(no_remembered_key)
+        self.remembered_key()?.ok_or_else(Error::no_remembered_key)
     }
 
     /// [`Licensing::check`] of the remembered key. With none remembered, `unverified` with
@@ -1105,14 +1105,6 @@ impl Licensing {
             |e| CheckOutcome::Unverified(unstarted(e)),
         )
     }
-}
-
-/// The error of a check of the remembered key when there is none.
-fn no_remembered_key() -> Error {
-    Error::invalid(
-        "key",
-        "no license key is remembered here: ask the user for one, then activate or remember it",
-    )
 }
 
 /// What phase 1 of a check came to.

@@ -11,7 +11,9 @@
 //                                        directory, each next one where the last left off,
 //                                        with the variables it exported
 //   <!-- run: SCENARIO checkout -->      the same, started in the checkout of this repository
-//                                        (what a block "from a checkout" means)
+//                                        (what a block "from a checkout" means), as in
+//                                        another terminal: the next block is where the
+//                                        last plain one left off
 //   <!-- run: SCENARIO background -->    a command a user starts "in another terminal" (the
 //                                        emulator): started, its first line awaited, stopped
 //                                        when the scenario ends
@@ -20,7 +22,8 @@
 //                                        would (tests/docs/run.mjs): what the page shows is
 //                                        the run's output
 //   <!-- output: SCENARIO -->            what the scenario's last run printed on stdout, line
-//                                        for line; `…` in a line stands for any text
+//                                        for line; `…` in a line stands for any text,
+//                                        a line that is only `…` for any number of lines
 //   <!-- not-run: REASON -->             shown, not run (the reason is printed by the runner)
 //
 // A block with no marker is an error: tests/docs/run.mjs fails the file. Scenarios are scoped
@@ -98,13 +101,23 @@ function parseMarker(kind, args) {
 
 /** Whether `actual` (a program's stdout) is what `expected` (an output block) shows. */
 export function outputMatches(expected, actual) {
-  const want = expected.replace(/\n+$/, '').split('\n');
-  const got = actual.replace(/\n+$/, '').split('\n');
-  if (want.length !== got.length) return false;
-  return want.every((w, i) => {
-    const re = new RegExp(`^${w.replace(/\s+$/, '').split('…').map(escape).join('.*')}$`);
-    return re.test(got[i].replace(/\s+$/, ''));
-  });
+  const want = expected.replace(/\n+$/, '').split('\n').map((w) => w.replace(/\s+$/, ''));
+  const got = actual.replace(/\n+$/, '').split('\n').map((g) => g.replace(/\s+$/, ''));
+  const line = (w, g) => new RegExp(`^${w.split('…').map(escape).join('.*')}$`).test(g);
+  // match(i, j): want[i..] matches got[j..]; a line that is only `…` stands for any number of
+  // lines (none included).
+  const seen = new Map();
+  const match = (i, j) => {
+    const k = i * (got.length + 1) + j;
+    if (seen.has(k)) return seen.get(k);
+    let ok;
+    if (i === want.length) ok = j === got.length;
+    else if (want[i].trim() === '…') ok = match(i + 1, j) || (j < got.length && match(i, j + 1));
+    else ok = j < got.length && line(want[i], got[j]) && match(i + 1, j + 1);
+    seen.set(k, ok);
+    return ok;
+  };
+  return match(0, 0);
 }
 
 function escape(s) {

@@ -32,7 +32,7 @@
 //     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
 // Last line: `docs: N passed, N failed` (scenarios; a file with an unmarked or badly marked
 // block counts as one failed).
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -101,11 +101,14 @@ function packCrates() {
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
   const crates = ['polar-license', 'polar-license-emulator'];
-  execFileSync(
+  // Its warnings (tests left out of the package, …) go to a log, shown only if it fails.
+  const packed = spawnSync(
     'cargo',
     ['package', '--no-verify', '--allow-dirty', ...crates.flatMap((c) => ['-p', c])],
-    { cwd: ROOT, stdio: ['ignore', 'ignore', 'inherit'] },
+    { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'ignore', 'pipe'] },
   );
+  writeFileSync(join(OUT, 'cargo-package.log'), packed.stderr ?? '');
+  if (packed.status !== 0) throw new Error(`cargo package failed:\n${packed.stderr}`);
   const meta = JSON.parse(execFileSync('cargo', ['metadata', '--format-version', '1', '--no-deps'], { cwd: ROOT, encoding: 'utf8' }));
   const pkgDir = join(meta.target_directory, 'package');
   const found = {};
@@ -272,9 +275,11 @@ async function runScenario(file, name, list, env0, crates) {
     if (m.kind === 'run') {
       appendFileSync(log, `\n$ # ${where}\n${b.code}`);
       const start = m.checkout ? join(dir, 'polar-license') : null;
-      // A background command gets the terminal's state but leaves it as it was.
-      const state = m.background ? join(dir, '.terminal-bg') : join(dir, '.terminal');
-      if (m.background) {
+      // A background command, or one run in the checkout (another terminal), gets the
+      // terminal's state but leaves it as it was.
+      const aside = m.background || m.checkout;
+      const state = aside ? join(dir, '.terminal-aside') : join(dir, '.terminal');
+      if (aside) {
         for (const ext of ['.env', '.cwd']) {
           if (existsSync(join(dir, `.terminal${ext}`))) copyFileSync(join(dir, `.terminal${ext}`), `${state}${ext}`);
         }

@@ -19,6 +19,8 @@ function noKey(e) {
   assert.equal(e.code, 'invalid_input', e.message);
   assert.equal(e.field, 'key');
   assert.match(e.detail, /no license key is remembered here/);
+  // The core's user message, as natively: a first run, not a key with a typo.
+  assert.equal(e.userMessage, 'Enter your license key.');
 }
 
 test('off by default; rememberKeys remembers a good activation, check() needs no key, deactivate forgets it', async () => {

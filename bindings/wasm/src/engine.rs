@@ -557,6 +557,8 @@ impl Engine {
             "slot" => self.slot(&a.s(0)),
             "ledger" => self.ledger(&a.s(0)),
             "keySlot" => self.key_slot(),
+            // A check of the remembered key when none is: the core's error, as natively.
+            "noRememberedKey" => StepOut::answer(error_json(&Error::no_remembered_key())).done(),
             "checkBegin" => {
                 self.check_begin(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4), a.o(5), a.o(6))
             }

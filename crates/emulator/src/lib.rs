@@ -401,7 +401,5 @@ impl Drop for Emulator {
     }
 }
 
-/// The README's example, compiled and run as a doctest.
-#[cfg(doctest)]
-#[doc = include_str!("../README.md")]
-pub struct ReadmeDoctests;
+// The README's example is a whole program that also uses the client crate (which this one
+// does not depend on): tests/docs/run.mjs runs it as pasted, in a new project.

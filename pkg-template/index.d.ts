@@ -81,7 +81,15 @@ export declare class LicenseError extends Error {
    */
   readonly userMessage?: string;
   constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
+  /**
+   * Plain data, safe for JSON and structured clone (Electron's IPC keeps only an Error's
+   * `message`): `name`, `code`, `kind`, `message`, `detail` and the optional fields it has.
+   */
+  toJSON(): LicenseErrorData;
 }
+
+/** A {@link LicenseError} as plain data (`err.toJSON()`). */
+export type LicenseErrorData = Omit<LicenseError, 'toJSON' | 'stack' | 'cause'>;
 
 /** A metadata value Polar accepts (`conditions`, `meta`). */
 export type MetaValue = string | number | boolean;
@@ -361,7 +369,17 @@ export interface ValidateResult {
    * `JSON.stringify` or a structured clone of the result.
    */
   hasFeature(name: string): FeatureAccess;
+  /** Plain data, safe for JSON and structured clone (e.g. across Electron's IPC). */
+  toJSON(): ValidateResultData;
 }
+
+/**
+ * A verdict as plain data (`result.toJSON()`): its fields, and `features`, the answer of
+ * `hasFeature` for every feature of the client's `features` map.
+ */
+export type ValidateResultData = Omit<ValidateResult, 'hasFeature' | 'toJSON'> & {
+  features: Record<string, FeatureAccess>;
+};
 
 export interface CheckResult extends ValidateResult {
   /** `online`: Polar answered just now; `cache`: the offline cache answered. */
@@ -389,7 +407,14 @@ export interface CheckResult extends ValidateResult {
   cacheRefreshed: boolean;
   /** From `checkInBackground`: `true` when Polar is being asked and `onFresh` will be called. */
   pending?: boolean;
+  /** Plain data, safe for JSON and structured clone (e.g. across Electron's IPC). */
+  toJSON(): CheckResultData;
 }
+
+/** A check's verdict as plain data (`result.toJSON()`): see {@link ValidateResultData}. */
+export type CheckResultData = Omit<CheckResult, 'hasFeature' | 'toJSON'> & {
+  features: Record<string, FeatureAccess>;
+};
 
 export interface ActivateResult {
   activation: Activation;

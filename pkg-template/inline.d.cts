@@ -1,6 +1,2 @@
-// Types of the CommonJS entry of `polar-license/inline`:
-// `const { LicenseClient } = await require('polar-license/inline').load()`.
-declare const api: {
-  load(): Promise<typeof import('./index.js')>;
-};
-export = api;
+// Types of the CommonJS entry of `polar-license/inline` (inline.cjs): as index.d.cts.
+export * from './index.cjs';

@@ -53,6 +53,14 @@ export class LicenseError extends Error {
       if (extras[name] !== undefined) this[name] = extras[name];
     }
   }
+
+  /**
+   * Plain data (JSON and structured-clone safe, e.g. across Electron's IPC, which keeps only an
+   * Error's message): `name`, `code`, `kind`, `message`, `detail` and the extras it has.
+   */
+  toJSON() {
+    return { ...this, message: this.message };
+  }
 }
 
 const fail = (e) => new LicenseError(e.code, e.detail, e);
@@ -337,8 +345,8 @@ function camelParts(result) {
 }
 
 /**
- * Gives a licensed verdict its non-enumerable `hasFeature(name)` (so the verdict stays plain
- * data for JSON.stringify, deepEqual and structured clone) from the answers Rust computed.
+ * Gives a licensed verdict its non-enumerable `hasFeature(name)` and `toJSON()` (so the verdict
+ * stays plain data for deepEqual and structured clone) from the answers Rust computed.
  */
 function withFeatures(result) {
   const { listed, unlisted } = result.features;
@@ -348,6 +356,14 @@ function withFeatures(result) {
     value: function hasFeature(name) {
       checkFeature(name);
       return Object.hasOwn(listed, name) ? { ...listed[name] } : { ...unlisted, feature: name };
+    },
+  });
+  // Plain data: the verdict's fields and `features`, every feature of the map answered.
+  Object.defineProperty(result, 'toJSON', {
+    value: function toJSON() {
+      const features = {};
+      for (const name of Object.keys(listed)) features[name] = { ...listed[name] };
+      return { ...this, features };
     },
   });
   return result;

@@ -15,8 +15,9 @@
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
 #   wasm-imports  the packaged wasms (the engine's, the emulator's) import nothing from `env`
-#   npm-types     tsc --noEmit over tests/js/types.ts and the README's TS example, against the
-#                 installed tarball
+#   npm-types     tsc --noEmit over tests/js/types*.ts (polar-license/emulator's too) and the
+#                 README's TS example (also as a .cts: a CommonJS TypeScript project's named
+#                 import), against the installed tarball
 #   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
 #                 target/npm/consumer/, the README's examples one by one, the fault matrix
 #                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh)
@@ -223,8 +224,9 @@ types() {
         tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
+        cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 7 passed; 0 failed"
+        echo "test result: ok. 8 passed; 0 failed"
 }
 suite npm-types libtest types
 

@@ -17,6 +17,10 @@
 //   <!-- run: SCENARIO background -->    a command a user starts "in another terminal" (the
 //                                        emulator): started, its first line awaited, stopped
 //                                        when the scenario ends
+//   <!-- run: SCENARIO browse URL -->    a command that serves a page (started as a background
+//                                        one), then URL opened in headless Chromium as a user
+//                                        would (tests/docs/run.mjs): what the page shows is
+//                                        the run's output
 //   <!-- output: SCENARIO -->            what the scenario's last run printed on stdout, line
 //                                        for line; `…` in a line stands for any text,
 //                                        a line that is only `…` for any number of lines
@@ -76,8 +80,12 @@ function parseMarker(kind, args) {
     }
     case 'run': {
       const [scenario, mode, ...rest] = words;
+      if (mode === 'browse') {
+        if (!scenario || rest.length !== 1) return 'run: SCENARIO browse wants a URL';
+        return { kind, scenario, background: true, checkout: false, browse: rest[0] };
+      }
       if (!scenario || rest.length || (mode && mode !== 'background' && mode !== 'checkout')) {
-        return 'run: wants SCENARIO [background|checkout]';
+        return 'run: wants SCENARIO [background|checkout|browse URL]';
       }
       return { kind, scenario, background: mode === 'background', checkout: mode === 'checkout' };
     }

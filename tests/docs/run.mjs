@@ -14,6 +14,19 @@
 //     (`cargo install` lands there: CARGO_INSTALL_ROOT);
 //   - `npm install polar-license` resolves to the packed tarball (target/npm/*.tgz) through a
 //     local registry (tests/docs/registry.mjs); other packages come from npm's registry;
+//   - `npm install electron` resolves to a stand-in (tests/docs/electron-standin: its index.js
+//     says what it stands in): `npx electron .` runs the app's main process, preload and page
+//     scripts in one node process over a minimal DOM, prints what the page shows, and plays the
+//     user: it types $ELECTRON_STANDIN_TYPE (here USER_TYPES, the emulator's demo key) into a
+//     form the page shows;
+//   - a `browse URL` block's page opens in headless Chromium (/usr/bin/chromium through
+//     scripts/npm's playwright-core; one profile per scenario, so localStorage stays between
+//     visits), which plays the user too: while the page shows a <form>, it types the next of
+//     USER_TYPES into its first <input> and presses Enter; then it reloads the page once (a
+//     second visit). The run's output is the page's visible text (its non-blank lines,
+//     trimmed) each time it settles, with a `(typed) VALUE` and a `(reloaded)` line; an
+//     uncaught error in the page fails the block. PYTHONUNBUFFERED=1, so that
+//     `python3 -m http.server` prints its first line at once;
 //   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` resolve to the
 //     crates as `cargo package` packs them (a `[patch.crates-io]` in the scenario directory's
 //     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
@@ -23,6 +36,7 @@ import { spawn, spawnSync, execFileSync } from 'node:child_process';
 import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { blocks, outputMatches } from './blocks.mjs';
 import { startRegistry } from './registry.mjs';
@@ -32,6 +46,8 @@ const OUT = join(ROOT, 'target', 'docs');
 // Outside the checkout: under it, `cargo new` would make the user's project a member of this
 // workspace.
 const WORK = process.env.DOCS_WORK_DIR ?? join(tmpdir(), 'polar-license-docs');
+/** What the stand-in user types into a page's form, in order: the emulator's demo key. */
+const USER_TYPES = ['DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A'];
 const BLOCK_TIMEOUT_MS = Number(process.env.DOCS_BLOCK_TIMEOUT ?? 900) * 1000;
 
 const args = process.argv.slice(2);
@@ -104,6 +120,14 @@ function packCrates() {
   return { found, targetDir: meta.target_directory };
 }
 
+/** The `electron` stand-in, packed into target/docs/; returns the tarball's path. */
+function packStandIn() {
+  const name = execFileSync('npm', ['pack', '--silent', '--pack-destination', OUT, join(ROOT, 'tests', 'docs', 'electron-standin')], {
+    encoding: 'utf8',
+  });
+  return join(OUT, name.trim().split('\n').pop());
+}
+
 function npmTarballs() {
   const dir = join(ROOT, 'target', 'npm');
   if (!existsSync(dir)) return [];
@@ -154,6 +178,56 @@ function runShell(code, cwd, env, log, background, state) {
       finish({ code: 124, timedOut: true });
     }, background ? 120_000 : BLOCK_TIMEOUT_MS);
   });
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** Opens `url` in headless Chromium with the profile `profile` and plays the user (see above). */
+async function browse(url, profile) {
+  const { chromium } = createRequire(join(ROOT, 'scripts', 'npm', 'package.json'))('playwright-core');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath: '/usr/bin/chromium',
+    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--no-first-run'],
+  });
+  const errors = [];
+  const lines = [];
+  try {
+    const page = context.pages()[0] ?? (await context.newPage());
+    let inflight = 0;
+    page.on('request', () => (inflight += 1));
+    page.on('requestfinished', () => (inflight -= 1));
+    page.on('requestfailed', () => (inflight -= 1));
+    page.on('pageerror', (e) => errors.push(String(e)));
+    // The page's text once it and the network are quiet for a while.
+    const settle = async () => {
+      let text = null;
+      for (let quiet = 0; quiet < 4; ) {
+        await sleep(100);
+        const now = await page.evaluate(() => document.body.innerText);
+        quiet = now === text && inflight === 0 ? quiet + 1 : 0;
+        text = now;
+      }
+      lines.push(...text.split('\n').map((l) => l.trim()).filter(Boolean));
+    };
+    await page.goto(url);
+    await settle();
+    for (const value of USER_TYPES) {
+      const input = page.locator('form:visible input').first();
+      if ((await input.count()) === 0) break;
+      await input.fill(value);
+      lines.push(`(typed) ${value}`);
+      await input.press('Enter');
+      await settle();
+    }
+    await page.reload();
+    lines.push('(reloaded)');
+    await settle();
+  } catch (e) {
+    errors.push(String(e));
+  } finally {
+    await context.close();
+  }
+  return { code: errors.length ? 1 : 0, stdout: lines.join('\n') + '\n', stderr: errors.join('\n') };
 }
 
 function killGroup(pid) {
@@ -218,6 +292,15 @@ async function runScenario(file, name, list, env0, crates) {
           failure = `${where}: the background command printed nothing (exit ${r.code})\n${r.stderr}`;
           break;
         }
+        if (!m.browse) continue;
+        const page = await browse(m.browse, join(home, '.chromium'));
+        appendFileSync(log, `\n# ${m.browse} in Chromium\n${page.stdout}${page.stderr}`);
+        for (const pid of background.splice(background.indexOf(r.pid), 1)) killGroup(pid);
+        last = page;
+        if (page.code !== 0) {
+          failure = `${where}: the page failed\n--- shown\n${page.stdout}--- errors\n${page.stderr}`;
+          break;
+        }
         continue;
       }
       last = r;
@@ -265,7 +348,7 @@ async function main() {
   }
   mkdirSync(OUT, { recursive: true });
   const crates = packCrates();
-  const registry = await startRegistry(npmTarballs());
+  const registry = await startRegistry([...npmTarballs(), packStandIn()]);
   const env0 = {
     ...process.env,
     npm_config_registry: registry.url,
@@ -273,6 +356,8 @@ async function main() {
     npm_config_update_notifier: 'false',
     npm_config_fund: 'false',
     npm_config_audit: 'false',
+    ELECTRON_STANDIN_TYPE: USER_TYPES.join('|'),
+    PYTHONUNBUFFERED: '1',
     CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
     RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
   };

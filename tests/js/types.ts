@@ -8,6 +8,8 @@ import {
   type ActivateResult,
   type CacheStatus,
   type CheckResult,
+  type CheckResultData,
+  type LicenseErrorData,
   type DenialCode,
   type FallbackCode,
   type FeatureAccess,
@@ -158,4 +160,24 @@ export function handle(err: unknown): ReasonKind | undefined {
     return kind;
   }
   return undefined;
+}
+
+// Plain data for IPC (toJSON): what a renderer receives.
+export async function plain(client: LicenseClient, key: string): Promise<CheckResultData | LicenseErrorData> {
+  try {
+    const data: CheckResultData = (await client.check(key)).toJSON();
+    const access: FeatureAccess | undefined = data.features['export_pdf'];
+    const graceEnd: number = data.graceEndsAt;
+    // @ts-expect-error: plain data has no methods
+    data.hasFeature('export_pdf');
+    return access?.granted && graceEnd > 0 ? data : { ...data, features: {} };
+  } catch (err) {
+    if (!(err instanceof LicenseError)) throw err;
+    const data: LicenseErrorData = err.toJSON();
+    const code: ReasonCode = data.code;
+    const hint: string | undefined = data.hint;
+    // @ts-expect-error: plain data has no methods
+    data.toJSON();
+    return hint === undefined ? { ...data, code } : data;
+  }
 }

@@ -25,12 +25,14 @@
 //                                        for line; `…` in a line stands for any text,
 //                                        a line that is only `…` for any number of lines
 //   <!-- not-run: REASON -->             shown, not run (the reason is printed by the runner)
+//   <!-- example: NAME -->               the npm package README's examples, run by
+//                                        tests/js/readme.test.mjs (listed as not run here)
 //
 // A block with no marker is an error: tests/docs/run.mjs fails the file. Scenarios are scoped
 // to their file; each starts in a fresh directory.
 import { readFileSync } from 'node:fs';
 
-const MARKER = /^<!--\s*(file|run|output|not-run):\s*(.*?)\s*-->\s*$/;
+const MARKER = /^<!--\s*(file|run|output|not-run|example):\s*(.*?)\s*-->\s*$/;
 const FENCE = /^(\s*)(`{3,}|~{3,})\s*([\w+-]*)\s*$/;
 
 /** Every fenced block of `path`: `{ line, lang, code, marker, error }`. */
@@ -92,6 +94,13 @@ function parseMarker(kind, args) {
     case 'output': {
       if (words.length !== 1) return 'output: wants SCENARIO';
       return { kind, scenario: words[0] };
+    }
+    case 'example': {
+      // The npm package README's examples: run by tests/js/readme.test.mjs in the wasm stage
+      // (in node from the packed tarball; the TypeScript one compiled, the HTML one in
+      // Chromium), which finds them by this marker.
+      if (words.length !== 1) return 'example: wants NAME';
+      return { kind: 'not-run', reason: `example ${words[0]}: run by the wasm stage (tests/js/readme.test.mjs; the TypeScript one compiled by npm-types, the HTML one in tests/browser)` };
     }
     default:
       if (!args) return 'not-run: wants a reason';

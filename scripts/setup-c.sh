@@ -24,8 +24,9 @@ step_cbindgen() {
     cargo install cbindgen --version "=$CBINDGEN_VERSION" --locked --force
 }
 
-# tool:package pairs installed from apt when the tool is missing.
-APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils)
+# tool:package pairs installed from apt when the tool is missing (curl: the first-run guide's
+# blocks ask the emulator for a fault with it).
+APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils curl:curl)
 
 step_apt() {
     local missing=() pair
@@ -33,7 +34,7 @@ step_apt() {
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     if [[ ${#missing[@]} -eq 0 ]]; then
-        echo "gcc, g++, valgrind, cmake, pkg-config, strip present, skipping apt"
+        echo "gcc, g++, valgrind, cmake, pkg-config, strip, curl present, skipping apt"
         return 0
     fi
     local sudo=""

@@ -1,7 +1,7 @@
 // The npm package's twin of tests/framing.rs: the same HTTP answers that are not plain ones,
 // served byte for byte by a raw server (node:net), read through the installed package in node,
 // held to the same table, tests/framing/cases.json (a case whose faces differ says so there,
-// and README.md's "One answer on every face" says why it can change no verdict of Polar's).
+// and docs/answers.md's "One answer on every face" says why it can change no verdict of Polar's).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFileSync } from 'node:fs';

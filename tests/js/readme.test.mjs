@@ -60,7 +60,7 @@ test('the README has every example the tests expect', () => {
 test('the examples that talk to Polar in node start their own local Polar and run as pasted', () => {
   assert.deepEqual(
     blocks.filter((b) => asPasted(b.name)).map((b) => b.name),
-    ['quick-start', 'activation', 'errors', 'inline', 'remember', 'commonjs'],
+    ['quick-start', 'activation', 'errors', 'features', 'offline', 'inline', 'remember', 'commonjs'],
   );
   for (const b of blocks.filter((b) => asPasted(b.name))) {
     assert.match(b.code, /baseUrl: polar\.url, \/\/ try it locally/, b.name);
@@ -100,20 +100,19 @@ test('example: errors', async () => {
 });
 
 test('example: features', async () => {
-  // The README's key is on the demo benefit (its PRO); here it has used 7 of 10 uses.
-  const fields = { benefit_id: '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d', limit_usage: 10, usage: 7 };
-  const { lines } = await runExample('features', 'mjs', fields);
+  // The emulator's DEMO-USAGE key: the demo benefit (the example's PRO), 0 of 10 uses.
+  const { lines } = await runExample('features');
   assert.deepEqual(lines, [
     'export_pdf: yes (granted)',
     'team_sync: no (not_granted_by_benefit)',
-    'ai_credits: yes (granted, 3 left)',
+    'ai_credits: yes (granted, 10 left)',
     'revoked key, export_pdf: false (license_not_valid: inactive)',
   ]);
 });
 
 test('example: offline', async () => {
   const { lines } = await runExample('offline');
-  assert.deepEqual(lines, ['cache present, 14 days of grace']);
+  assert.deepEqual(lines, ['cache present, 14 days of grace', 'licensed from the cache after offline']);
 });
 
 test('example: electron-storage', async () => {

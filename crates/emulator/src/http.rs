@@ -4,16 +4,16 @@
 //! core is locked only while it computes: a body is read, and a fault's pause taken, with no
 //! lock held.
 
+use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use super::native::Shared;
 use super::service::{
-    framing, huge_body_parts, Delivery, Exchange, Framing, Head, Resp, Step, Time, MAX_BODY,
+    framing, huge_body_parts, Core, Delivery, Exchange, Framing, Head, Resp, Step, Time, MAX_BODY,
 };
 use super::util::{http_date, lock};
 use super::Fault;
@@ -55,6 +55,15 @@ struct Body {
     expects_continue: bool,
     read: Option<Vec<u8>>,
     continue_sent: bool,
+}
+
+/// State shared by the accept loop and the connection threads.
+pub(crate) struct Shared {
+    /// Everything Polar's answers depend on; locked only while it computes.
+    pub(crate) core: Mutex<Core>,
+    pub(crate) stop: AtomicBool,
+    pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
+    pub(crate) next_conn: AtomicU64,
 }
 
 /// The accept loop; returns when the emulator stops.

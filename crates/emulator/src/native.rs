@@ -8,19 +8,10 @@ use std::sync::{Arc, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use crate::http;
+use crate::http::{self, Shared};
 use crate::service::{Core, Time};
 use crate::util::lock;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
-
-/// State shared by the accept loop and the connection threads.
-pub(crate) struct Shared {
-    /// Everything Polar's answers depend on; locked only while it computes.
-    pub(crate) core: Mutex<Core>,
-    pub(crate) stop: AtomicBool,
-    pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
-    pub(crate) next_conn: AtomicU64,
-}
 
 /// A running emulator on 127.0.0.1. Dropping it stops the server.
 pub struct Emulator {

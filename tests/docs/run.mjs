@@ -30,10 +30,10 @@
 //   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` resolve to the
 //     crates as `cargo package` packs them (a `[patch.crates-io]` in the scenario directory's
 //     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
-// Last line: `docs: N passed, N failed` (scenarios; a file with an unmarked or badly marked
-// block counts as one failed).
+// Last line: `docs: N passed, N failed` (scenarios; a file with a broken relative link, or an
+// unmarked or badly marked block, counts as one failed).
 import { spawn, spawnSync, execFileSync } from 'node:child_process';
-import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
+import { appendFileSync, copyFileSync, existsSync, mkdirSync, readdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createRequire } from 'node:module';
@@ -63,10 +63,24 @@ function markdownFiles() {
   return out.split('\n').filter((f) => f && !f.includes('node_modules/') && existsSync(join(ROOT, f)));
 }
 
+/** Relative links of `file` (`[text](path)`, outside code blocks) to a file or directory that
+ * does not exist in the checkout: one error each. */
+function brokenLinks(file) {
+  const text = readFileSync(join(ROOT, file), 'utf8').replace(/^(```|~~~)[^]*?^\1/gm, '');
+  const out = [];
+  for (const [, target] of text.matchAll(/\]\(([^)\s]+)\)/g)) {
+    const path = target.split('#')[0];
+    if (!path || /^[a-z]+:/i.test(path)) continue;
+    if (!existsSync(resolve(ROOT, dirname(file), path))) out.push(`${file}: a link to ${target}, which does not exist`);
+  }
+  return out;
+}
+
 /** The scenarios of one file, in order: `[name, [block, ...]]`. */
 function scenarios(file) {
   const all = blocks(join(ROOT, file));
   const errors = all.filter((b) => b.error).map((b) => b.error);
+  errors.push(...brokenLinks(file));
   const byName = new Map();
   const skipped = [];
   for (const b of all) {

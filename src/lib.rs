@@ -132,6 +132,7 @@ pub mod grace;
 pub mod json;
 pub mod key;
 pub mod keyseal;
+pub mod lease;
 pub mod metadata;
 pub mod model;
 pub mod options;

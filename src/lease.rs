@@ -1,0 +1,639 @@
+//! Signed leases (issue #25): what a seller's relay signs on every grant, and what a client in
+//! *signed mode* needs before it licenses from its cache.
+//!
+//! Polar signs none of its answers, so an ordinary record is sealed only with secrets that
+//! live on the user's machine ([`crate::cache`]): whoever reads them can re-seal a forged one.
+//! A relay run by the seller (`polar-license relay serve`) holds the seller's Polar token and an
+//! Ed25519 signing key; on every granted validate or activate it adds a **lease**: a
+//! [PASETO `v4.public`](https://github.com/paseto-standard/paseto-spec) token saying "this key of
+//! this organization, with this activation, on this machine, was granted by Polar at `iat`, good
+//! offline until `exp`". The client holds only public keys ([`RelayKeys`]), so forging a lease
+//! takes the relay's private key, which never leaves the seller.
+//!
+//! The token, as the relay sends it in the [`LEASE_HEADER`] response header:
+//!
+//! ```text
+//! v4.public.<base64url(claims JSON ‖ Ed25519 signature)>.<base64url({"kid":"…"})>
+//! ```
+//!
+//! * The footer names the signing key (`kid`), so two keys can be trusted at once (rotation).
+//! * The **implicit assertion** (signed, never sent) is the machine fingerprint the activation
+//!   is bound to ([`crate::fingerprint`]): a lease copied to another machine does not verify.
+//! * The claims ([`LeaseClaims`]): PASETO's registered `iss`, `sub` (the SHA-256 of the license
+//!   key, never the key), `iat`, `nbf`, `exp` and `jti`, and Polar's facts: organization,
+//!   activation, status, the license's `expires_at`, benefit, usage and limits. `exp` is never
+//!   past the license's own expiry.
+//!
+//! Why PASETO `v4.public` rather than a JWS with `EdDSA`: one algorithm per version (no `alg`
+//! header to downgrade or confuse), the implicit assertion binds the machine without sending
+//! it, PASERK gives the public key one text form (`k4.public.…`) every face takes, and a
+//! well-kept implementation (`pasetors`) passes the official test vectors
+//! (`tests/lease_vectors.rs`).
+//!
+//! Verification ([`verify`]) never fails loudly: a lease that does not verify for any reason
+//! (size, format, unknown `kid`, signature, claims, organization, key, activation, benefit,
+//! machine, time) is [`NoLease`], which the caller treats as *no lease*: never a grant, never an
+//! error that stops a check.
+
+use crate::error::Error;
+use crate::key::Key;
+use ct_codecs::Decoder;
+use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
+use pasetors::paserk::{FormatAsPaserk, Id};
+use pasetors::token::UntrustedToken;
+use pasetors::version4::{PublicToken, V4};
+use pasetors::Public;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use std::fmt;
+
+/// The response header a relay puts the lease in (its answers' bodies are Polar's own).
+pub const LEASE_HEADER: &str = "polar-license-lease";
+
+/// A lease longer than this is never parsed (a real one is about 700 bytes).
+pub const MAX_LEASE_BYTES: usize = 4096;
+
+/// At most this many relay keys are trusted at once (two is the rotation case).
+pub const MAX_RELAY_KEYS: usize = 8;
+
+/// The `iss` of every lease.
+pub const ISSUER: &str = "polar-license-relay";
+
+/// The longest `kid` accepted (printable ASCII, no `=` or `,`).
+const MAX_KID_LEN: usize = 100;
+
+/// One trusted relay key: its `kid` and its Ed25519 public key.
+#[derive(Clone)]
+struct RelayKey {
+    kid: String,
+    key: AsymmetricPublicKey<V4>,
+}
+
+/// The relay public keys a client in signed mode trusts (`{kid: public key}`, at most
+/// [`MAX_RELAY_KEYS`]). Each key is given as `KID=k4.public.…` (PASERK), the form
+/// `polar-license relay keygen` prints.
+#[derive(Clone, Default)]
+pub struct RelayKeys(Vec<RelayKey>);
+
+impl fmt::Debug for RelayKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.0.iter().map(|k| k.kid.as_str()))
+            .finish()
+    }
+}
+
+impl PartialEq for RelayKeys {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.len() == other.0.len()
+            && self
+                .0
+                .iter()
+                .zip(&other.0)
+                .all(|(a, b)| a.kid == b.kid && a.key.as_bytes() == b.key.as_bytes())
+    }
+}
+
+fn check_kid(kid: &str) -> Result<(), Error> {
+    let printable = kid
+        .bytes()
+        .all(|b| b.is_ascii_graphic() && b != b'=' && b != b',');
+    if kid.is_empty() || kid.len() > MAX_KID_LEN || !printable {
+        return Err(Error::invalid(
+            "relay_keys",
+            "a kid is 1 to 100 printable ASCII characters without '=' or ','",
+        ));
+    }
+    Ok(())
+}
+
+impl RelayKeys {
+    /// No keys (signed mode off).
+    pub fn new() -> RelayKeys {
+        RelayKeys(Vec::new())
+    }
+
+    /// Parses a comma-separated list of `KID=k4.public.…` (the `POLAR_LICENSE_RELAY_KEYS`
+    /// form); spaces around entries are ignored, empty entries are skipped.
+    pub fn parse(list: &str) -> Result<RelayKeys, Error> {
+        let mut keys = RelayKeys::new();
+        for entry in list.split(',').map(str::trim).filter(|e| !e.is_empty()) {
+            keys.add_pair(entry)?;
+        }
+        Ok(keys)
+    }
+
+    /// Adds one `KID=k4.public.…` entry.
+    pub fn add_pair(&mut self, pair: &str) -> Result<(), Error> {
+        let (kid, public) = pair.split_once('=').ok_or_else(|| {
+            Error::invalid(
+                "relay_keys",
+                "each relay key is KID=k4.public.… (no '=' found)",
+            )
+        })?;
+        self.add(kid.trim(), public.trim())
+    }
+
+    /// Adds the key `public` (PASERK `k4.public.…`) under `kid`.
+    pub fn add(&mut self, kid: &str, public: &str) -> Result<(), Error> {
+        check_kid(kid)?;
+        let key = AsymmetricPublicKey::<V4>::try_from(public).map_err(|_| {
+            Error::invalid(
+                "relay_keys",
+                "a relay public key is PASERK text: k4.public. and 43 base64url characters",
+            )
+        })?;
+        if self.0.iter().any(|k| k.kid == kid) {
+            return Err(Error::invalid("relay_keys", "a kid is given twice"));
+        }
+        if self.0.len() >= MAX_RELAY_KEYS {
+            return Err(Error::invalid(
+                "relay_keys",
+                "at most 8 relay keys are trusted at once",
+            ));
+        }
+        self.0.push(RelayKey {
+            kid: kid.to_string(),
+            key,
+        });
+        Ok(())
+    }
+
+    /// `true` when no key is held (signed mode off).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The trusted `kid`s, in the order given.
+    pub fn kids(&self) -> Vec<&str> {
+        self.0.iter().map(|k| k.kid.as_str()).collect()
+    }
+
+    fn find(&self, kid: &str) -> Option<&AsymmetricPublicKey<V4>> {
+        self.0.iter().find(|k| k.kid == kid).map(|k| &k.key)
+    }
+}
+
+/// What a lease says. Times are unix seconds here and RFC 3339 in the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseClaims {
+    /// The seller organization.
+    pub organization_id: String,
+    /// SHA-256 of the license key, 64 lowercase hex digits ([`key_hash`]).
+    pub key_sha256: String,
+    /// The activation the grant was for (`None`: a validate without one).
+    pub activation_id: Option<String>,
+    /// Polar's status of the key (always `granted`: nothing else is signed).
+    pub status: String,
+    /// Polar's `expires_at` of the license.
+    pub license_expires_at: Option<i64>,
+    /// The license-key benefit.
+    pub benefit_id: String,
+    /// Polar's `usage`.
+    pub usage: i64,
+    /// Polar's `limit_usage`.
+    pub limit_usage: Option<i64>,
+    /// Polar's `limit_activations`.
+    pub limit_activations: Option<i64>,
+    /// When the relay signed it.
+    pub issued_at: i64,
+    /// Not valid before.
+    pub not_before: i64,
+    /// Not valid from this time on (never past `license_expires_at`).
+    pub expires_at: i64,
+    /// A unique id (a UUID v4).
+    pub id: String,
+}
+
+/// The claims as they are written in the token (PASETO's registered names where one exists).
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Wire {
+    iss: String,
+    sub: String,
+    iat: String,
+    nbf: String,
+    exp: String,
+    jti: String,
+    org: String,
+    act: Option<String>,
+    status: String,
+    license_expires_at: Option<String>,
+    benefit: String,
+    usage: i64,
+    limit_usage: Option<i64>,
+    limit_activations: Option<i64>,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Footer {
+    kid: String,
+}
+
+fn rfc3339(unix: i64) -> Result<String, Error> {
+    use time::format_description::well_known::Rfc3339;
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .ok()
+        .and_then(|t| t.format(&Rfc3339).ok())
+        .ok_or_else(|| Error::invalid("lease", "a time out of range"))
+}
+
+fn unix(text: &str) -> Option<i64> {
+    crate::rfc3339::DateTime::parse(text).map(|t| t.unix_timestamp())
+}
+
+/// SHA-256 of a license key as a lease names it: 64 lowercase hex digits.
+pub fn key_hash(key: &Key) -> String {
+    crate::cache::hex(&Sha256::digest(key.expose().as_bytes()))
+}
+
+impl LeaseClaims {
+    fn to_wire(&self) -> Result<Wire, Error> {
+        Ok(Wire {
+            iss: ISSUER.to_string(),
+            sub: self.key_sha256.clone(),
+            iat: rfc3339(self.issued_at)?,
+            nbf: rfc3339(self.not_before)?,
+            exp: rfc3339(self.expires_at)?,
+            jti: self.id.clone(),
+            org: self.organization_id.clone(),
+            act: self.activation_id.clone(),
+            status: self.status.clone(),
+            license_expires_at: self.license_expires_at.map(rfc3339).transpose()?,
+            benefit: self.benefit_id.clone(),
+            usage: self.usage,
+            limit_usage: self.limit_usage,
+            limit_activations: self.limit_activations,
+        })
+    }
+
+    fn from_wire(w: Wire) -> Option<LeaseClaims> {
+        if w.iss != ISSUER {
+            return None;
+        }
+        Some(LeaseClaims {
+            organization_id: w.org,
+            key_sha256: w.sub,
+            activation_id: w.act,
+            status: w.status,
+            license_expires_at: match w.license_expires_at {
+                Some(t) => Some(unix(&t)?),
+                None => None,
+            },
+            benefit_id: w.benefit,
+            usage: w.usage,
+            limit_usage: w.limit_usage,
+            limit_activations: w.limit_activations,
+            issued_at: unix(&w.iat)?,
+            not_before: unix(&w.nbf)?,
+            expires_at: unix(&w.exp)?,
+            id: w.jti,
+        })
+    }
+}
+
+/// A relay's signing key: its `kid` and its Ed25519 key pair. `Debug` shows only the `kid`.
+pub struct SigningKey {
+    kid: String,
+    pair: AsymmetricKeyPair<V4>,
+}
+
+impl fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SigningKey")
+            .field("kid", &self.kid)
+            .finish_non_exhaustive()
+    }
+}
+
+fn paserk<K: FormatAsPaserk>(key: &K) -> String {
+    let mut out = String::new();
+    // Writing into a String cannot fail.
+    let _ = key.fmt(&mut out);
+    out
+}
+
+impl SigningKey {
+    /// A new random key pair. `kid` defaults to the public key's PASERK id (`k4.pid.…`).
+    pub fn generate(kid: Option<&str>) -> Result<SigningKey, Error> {
+        let pair = AsymmetricKeyPair::<V4>::generate()
+            .map_err(|_| Error::invalid("signing_key", "the system's random source failed"))?;
+        let kid = match kid {
+            Some(kid) => kid.to_string(),
+            None => paserk(&Id::from(&pair.public)),
+        };
+        check_kid(&kid)?;
+        Ok(SigningKey { kid, pair })
+    }
+
+    /// Reads a key file's text: one line `KID=k4.secret.…` (what [`SigningKey::to_file_text`]
+    /// writes).
+    pub fn from_file_text(text: &str) -> Result<SigningKey, Error> {
+        let bad = || {
+            Error::invalid(
+                "signing_key",
+                "a signing key file holds one line KID=k4.secret.… (polar-license relay keygen)",
+            )
+        };
+        let (kid, secret) = text.trim().split_once('=').ok_or_else(bad)?;
+        check_kid(kid)?;
+        // pasetors panics on an all-zero seed (ed25519-compact's `from_seed`); such a key is
+        // refused here, before it sees it.
+        let raw = secret.strip_prefix("k4.secret.").ok_or_else(bad)?;
+        let mut bytes = [0u8; 64];
+        let decoded =
+            ct_codecs::Base64UrlSafeNoPadding::decode(&mut bytes, raw, None).map_err(|_| bad())?;
+        if decoded.len() != 64 || decoded[..32].iter().all(|&b| b == 0) {
+            return Err(bad());
+        }
+        let secret = AsymmetricSecretKey::<V4>::try_from(secret).map_err(|_| bad())?;
+        let public = AsymmetricPublicKey::<V4>::try_from(&secret).map_err(|_| bad())?;
+        Ok(SigningKey {
+            kid: kid.to_string(),
+            pair: AsymmetricKeyPair { public, secret },
+        })
+    }
+
+    /// The key file's text: `KID=k4.secret.…` and a newline. It is the secret: keep the file
+    /// readable by its owner only.
+    pub fn to_file_text(&self) -> String {
+        format!("{}={}\n", self.kid, paserk(&self.pair.secret))
+    }
+
+    /// The `kid`.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The public key as PASERK text (`k4.public.…`).
+    pub fn public_paserk(&self) -> String {
+        paserk(&self.pair.public)
+    }
+
+    /// `KID=k4.public.…`: what a client's `relay_keys` takes.
+    pub fn public_pair(&self) -> String {
+        format!("{}={}", self.kid, self.public_paserk())
+    }
+
+    /// The trusted-key set of this key alone (for tests and the relay's own checks).
+    pub fn relay_keys(&self) -> RelayKeys {
+        RelayKeys(vec![RelayKey {
+            kid: self.kid.clone(),
+            key: self.pair.public.clone(),
+        }])
+    }
+
+    /// Signs `claims` as a `v4.public` token bound to `machine` (the implicit assertion;
+    /// `None`: an activation not bound to a machine).
+    pub fn sign(&self, claims: &LeaseClaims, machine: Option<&str>) -> Result<String, Error> {
+        let message = serde_json::to_vec(&claims.to_wire()?)
+            .map_err(|_| Error::invalid("lease", "the claims could not be written"))?;
+        let footer = serde_json::to_vec(&Footer {
+            kid: self.kid.clone(),
+        })
+        .map_err(|_| Error::invalid("lease", "the footer could not be written"))?;
+        PublicToken::sign(
+            &self.pair.secret,
+            &message,
+            Some(&footer),
+            Some(machine.unwrap_or("").as_bytes()),
+        )
+        .map_err(|_| Error::invalid("lease", "the lease could not be signed"))
+    }
+}
+
+/// What a lease must match to license this check.
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseExpect<'a> {
+    /// The configured organization.
+    pub organization_id: &'a str,
+    /// The license key.
+    pub key: &'a Key,
+    /// The activation the check validates (`None`: none).
+    pub activation_id: Option<&'a str>,
+    /// The benefit the check requires, if any.
+    pub benefit_id: Option<&'a str>,
+    /// This machine's fingerprint (`None` when the OS has none: activations are not bound).
+    pub machine: Option<&'a str>,
+}
+
+/// A lease that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The key that signed it.
+    pub kid: String,
+    /// What it says.
+    pub claims: LeaseClaims,
+}
+
+/// Why a lease is no lease. Every one is treated the same way (no lease, never a grant); the
+/// variants are for diagnostics and tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum NoLease {
+    /// None was stored or sent.
+    Missing,
+    /// Longer than [`MAX_LEASE_BYTES`].
+    TooLarge,
+    /// Not a `v4.public` token with a `{"kid":…}` footer.
+    Format,
+    /// Its `kid` is not among the trusted keys.
+    UnknownKid,
+    /// The signature does not verify (an edit, another key, another machine).
+    Signature,
+    /// The claims are not a lease's.
+    Claims,
+    /// Another organization, key, activation or benefit, or a status other than `granted`.
+    Mismatch,
+    /// Its `nbf` or `iat` is ahead of the clock by more than the tolerance.
+    NotYetValid,
+    /// Expired at the clock reading (or its `exp` is past the license's expiry).
+    Expired,
+}
+
+impl NoLease {
+    /// A short code: `missing`, `too_large`, `format`, `unknown_kid`, `signature`, `claims`,
+    /// `mismatch`, `not_yet_valid` or `expired`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            NoLease::Missing => "missing",
+            NoLease::TooLarge => "too_large",
+            NoLease::Format => "format",
+            NoLease::UnknownKid => "unknown_kid",
+            NoLease::Signature => "signature",
+            NoLease::Claims => "claims",
+            NoLease::Mismatch => "mismatch",
+            NoLease::NotYetValid => "not_yet_valid",
+            NoLease::Expired => "expired",
+        }
+    }
+}
+
+impl fmt::Display for NoLease {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `kid` a token's footer names, without verifying anything (for diagnostics).
+pub fn footer_kid(token: &str) -> Option<String> {
+    if token.len() > MAX_LEASE_BYTES {
+        return None;
+    }
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).ok()?;
+    serde_json::from_slice::<Footer>(untrusted.untrusted_footer())
+        .ok()
+        .map(|f| f.kid)
+}
+
+/// Verifies `token` against the trusted `keys` for `expect`, at the clock reading `now`
+/// (`seen`, the latest time the record has seen, for expiry: a clock held back gains
+/// nothing) with `tolerance` seconds for a relay clock slightly ahead of this one.
+pub fn verify(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &LeaseExpect<'_>,
+    seen: i64,
+    tolerance: i64,
+) -> Result<Lease, NoLease> {
+    if token.len() > MAX_LEASE_BYTES {
+        return Err(NoLease::TooLarge);
+    }
+    let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| NoLease::Format)?;
+    let footer: Footer =
+        serde_json::from_slice(untrusted.untrusted_footer()).map_err(|_| NoLease::Format)?;
+    let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
+    let machine = expect.machine.unwrap_or("");
+    let trusted = PublicToken::verify(key, &untrusted, None, Some(machine.as_bytes()))
+        .map_err(|_| NoLease::Signature)?;
+    let wire: Wire = serde_json::from_str(trusted.payload()).map_err(|_| NoLease::Claims)?;
+    let claims = LeaseClaims::from_wire(wire).ok_or(NoLease::Claims)?;
+    let same = claims.organization_id == expect.organization_id
+        && claims.key_sha256 == key_hash(expect.key)
+        && claims.activation_id.as_deref() == expect.activation_id
+        && expect.benefit_id.is_none_or(|b| b == claims.benefit_id)
+        && claims.status == "granted";
+    if !same {
+        return Err(NoLease::Mismatch);
+    }
+    let ahead = seen.saturating_add(tolerance);
+    if claims.not_before > ahead || claims.issued_at > ahead {
+        return Err(NoLease::NotYetValid);
+    }
+    let past_license = claims
+        .license_expires_at
+        .is_some_and(|at| claims.expires_at > at);
+    if seen >= claims.expires_at || past_license {
+        return Err(NoLease::Expired);
+    }
+    Ok(Lease {
+        kid: footer.kid,
+        claims,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+    const ACT: &str = "b6724bc8-7ad0-4ad5-a5d1-2b1a6b0a4a4a";
+
+    fn claims(key: &Key, now: i64) -> LeaseClaims {
+        LeaseClaims {
+            organization_id: ORG.into(),
+            key_sha256: key_hash(key),
+            activation_id: Some(ACT.into()),
+            status: "granted".into(),
+            license_expires_at: None,
+            benefit_id: "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11".into(),
+            usage: 0,
+            limit_usage: None,
+            limit_activations: Some(3),
+            issued_at: now,
+            not_before: now,
+            expires_at: now + 7 * 86_400,
+            id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+        }
+    }
+
+    fn expect<'a>(key: &'a Key, machine: Option<&'a str>) -> LeaseExpect<'a> {
+        LeaseExpect {
+            organization_id: ORG,
+            key,
+            activation_id: Some(ACT),
+            benefit_id: None,
+            machine,
+        }
+    }
+
+    #[test]
+    fn a_signed_lease_verifies_only_where_it_was_signed_for() -> Result<(), Error> {
+        let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+        let signer = SigningKey::generate(Some("k1"))?;
+        let now = 1_790_000_000;
+        let token = signer.sign(&claims(&key, now), Some("machine-a"))?;
+        let keys = signer.relay_keys();
+        let lease = verify(&token, &keys, &expect(&key, Some("machine-a")), now, 600);
+        assert_eq!(lease.map(|l| l.kid), Ok("k1".to_string()));
+        // Another machine, another key, past expiry, an unknown kid, an edit.
+        assert_eq!(
+            verify(&token, &keys, &expect(&key, Some("machine-b")), now, 600),
+            Err(NoLease::Signature)
+        );
+        let other = Key::new("MYAPP-OTHER");
+        assert_eq!(
+            verify(&token, &keys, &expect(&other, Some("machine-a")), now, 600),
+            Err(NoLease::Mismatch)
+        );
+        assert_eq!(
+            verify(
+                &token,
+                &keys,
+                &expect(&key, Some("machine-a")),
+                now + 7 * 86_400,
+                600
+            ),
+            Err(NoLease::Expired)
+        );
+        let stranger = SigningKey::generate(Some("k2"))?.relay_keys();
+        assert_eq!(
+            verify(
+                &token,
+                &stranger,
+                &expect(&key, Some("machine-a")),
+                now,
+                600
+            ),
+            Err(NoLease::UnknownKid)
+        );
+        assert_eq!(
+            verify(
+                &token,
+                &keys,
+                &expect(&key, Some("machine-a")),
+                now - 3600,
+                600
+            ),
+            Err(NoLease::NotYetValid)
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn key_files_and_relay_key_lists_round_trip() -> Result<(), Error> {
+        let signer = SigningKey::generate(None)?;
+        assert!(signer.kid().starts_with("k4.pid."), "{}", signer.kid());
+        let again = SigningKey::from_file_text(&signer.to_file_text())?;
+        assert_eq!(again.public_pair(), signer.public_pair());
+        let keys = RelayKeys::parse(&format!(" {} ,", signer.public_pair()))?;
+        assert_eq!(keys, signer.relay_keys());
+        assert!(RelayKeys::parse("k1=k4.public.AAAA").is_err());
+        assert!(RelayKeys::parse("k4.public.AAAA").is_err());
+        let twice = format!("{0},{0}", signer.public_pair());
+        assert!(RelayKeys::parse(&twice).is_err());
+        assert!(SigningKey::from_file_text(&signer.public_pair()).is_err());
+        assert!(!format!("{signer:?}").contains("k4.secret"));
+        Ok(())
+    }
+}

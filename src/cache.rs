@@ -292,6 +292,10 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
             j.key("conditions").meta(&g.conditions);
             j.key("verified_at").int(g.verified_at);
             j.key("server_date").opt_int(g.server_date);
+            // Written only when there is one: a record without a lease keeps its bytes.
+            if let Some(lease) = &g.lease {
+                j.key("lease").str(lease);
+            }
             j.raw("}");
         }
         None => {
@@ -375,6 +379,7 @@ fn read_record<L: LicenseData>(v: &L::Json) -> Option<Record<L>> {
         denied: v.optional("denied", read_denial)?,
         blocked_until: v.optional("blocked_until", JsonIn::int)?,
         activation: v.optional("activation", read_activation)?,
+        lease_gate: crate::grace::LeaseGate::Unsigned,
     })
 }
 
@@ -390,6 +395,7 @@ fn read_good<L: LicenseData>(v: &L::Json) -> Option<GoodVerdict<L>> {
         conditions: read_metadata(&v.member("conditions")?)?,
         verified_at: int(v, "verified_at")?,
         server_date: v.optional("server_date", JsonIn::int)?,
+        lease: v.optional("lease", JsonIn::string)?,
     })
 }
 
@@ -568,6 +574,7 @@ mod tests {
                 conditions: conditions.clone(),
                 verified_at: 1_790_000_000,
                 server_date: Some(1_789_999_990),
+                lease: Some("v4.public.eyJ9.eyJraWQiOiJrMSJ9".into()),
             }),
             latest_seen: 1_790_000_100,
             stalled: 3,
@@ -586,6 +593,7 @@ mod tests {
                 conditions,
                 created_at: 1_789_000_000,
             }),
+            lease_gate: crate::grace::LeaseGate::Unsigned,
         }
     }
 

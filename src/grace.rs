@@ -407,6 +407,56 @@ pub struct Record<L = ValidatedLicenseKey> {
     /// same conditions (kept across verdicts; cleared by a deactivate).
     #[cfg_attr(test, serde(default))]
     pub activation: Option<StoredActivation>,
+    /// What the good verdict's lease allows, as the face found it on reading the record (never
+    /// stored: a record's own bytes can be re-sealed by whoever holds the install secret).
+    #[cfg_attr(test, serde(skip))]
+    pub lease_gate: LeaseGate,
+}
+
+/// Whether, and until when, a record's good verdict may license from the cache, as its lease
+/// says ([`crate::lease`]). Set by the face after reading the record
+/// ([`crate::session::gate_lease`]), never stored.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum LeaseGate {
+    /// No relay keys configured: the grace rules alone decide (the default).
+    #[default]
+    Unsigned,
+    /// Signed mode: the cache licenses only within the lease's window; `None` when there is no
+    /// lease that verifies (then the cache never licenses).
+    Signed(Option<LeaseWindow>),
+}
+
+/// The window of a lease that verified.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseWindow {
+    /// The key that signed it.
+    pub kid: String,
+    /// Not valid before (unix seconds, the relay's clock).
+    pub not_before: i64,
+    /// Not valid from this time on (unix seconds).
+    pub expires_at: i64,
+}
+
+impl LeaseGate {
+    /// The latest time the cache may license until at `seen` (`Ok(None)`: no limit, unsigned
+    /// mode), or `Err(())` when it may not license at all (no lease, or one dated ahead of the
+    /// clock by more than `tolerance` seconds).
+    fn limit(&self, seen: i64, tolerance: i64) -> Result<Option<i64>, ()> {
+        match self {
+            LeaseGate::Unsigned => Ok(None),
+            LeaseGate::Signed(None) => Err(()),
+            LeaseGate::Signed(Some(w)) if w.not_before > seen.saturating_add(tolerance) => Err(()),
+            LeaseGate::Signed(Some(w)) => Ok(Some(w.expires_at)),
+        }
+    }
+
+    /// The window of a lease that verified, if any.
+    pub fn window(&self) -> Option<&LeaseWindow> {
+        match self {
+            LeaseGate::Signed(Some(w)) => Some(w),
+            _ => None,
+        }
+    }
 }
 
 /// An activation remembered by the cache: what later checks send with the key.
@@ -442,6 +492,10 @@ pub struct GoodVerdict<L = ValidatedLicenseKey> {
     /// The server's `Date` header, when present (informational: it is never used to move
     /// `latest_seen`, so a local clock that is merely skewed does not look rolled back).
     pub server_date: Option<i64>,
+    /// The relay's signed lease that came with this verdict ([`crate::lease`]), as received.
+    /// Only a client in signed mode reads it; it is stored whenever there is one.
+    #[cfg_attr(test, serde(default, skip_serializing_if = "Option::is_none"))]
+    pub lease: Option<String>,
 }
 
 /// An online denial remembered by the record.
@@ -510,6 +564,7 @@ impl<L: LicenseData> Record<L> {
             denied: None,
             blocked_until: None,
             activation: None,
+            lease_gate: LeaseGate::Unsigned,
         }
     }
 
@@ -551,8 +606,15 @@ impl<L: LicenseData> Record<L> {
 
     /// The good verdict usable for `query` at `now`, ignoring its age: present, same binding,
     /// no denial, not expired.
-    fn usable(&self, query: &Query, now: i64) -> Option<&GoodVerdict<L>> {
+    fn usable(&self, query: &Query, now: i64, policy: &GracePolicy) -> Option<&GoodVerdict<L>> {
         if self.denied.is_some() || !self.belongs_to(query) {
+            return None;
+        }
+        if self
+            .lease_gate
+            .limit(self.seen(now), policy.tolerance_secs())
+            .is_err()
+        {
             return None;
         }
         let good = self.good.as_ref()?;
@@ -572,7 +634,9 @@ impl<L: LicenseData> Record<L> {
         if good.license.expires_at().is_some_and(|at| at <= now) {
             return None;
         }
-        remaining(good, self.seen(now), policy)
+        let seen = self.seen(now);
+        let limit = self.lease_gate.limit(seen, policy.tolerance_secs()).ok()?;
+        remaining(good, seen, limit, policy)
     }
 
     /// The time ages are measured at: `now`, or the latest time seen when the clock is behind
@@ -623,13 +687,25 @@ pub fn was_valid<L>(record: Option<&Record<L>>) -> bool {
 
 /// Seconds of grace left at `now`, `None` when the grace is over. Capped at the grace period
 /// (a clock slightly behind `verified_at`, within the tolerance, gains nothing).
-fn remaining<L>(good: &GoodVerdict<L>, now: i64, policy: &GracePolicy) -> Option<Duration> {
+/// In signed mode the lease's expiry (`lease_until`) ends it too: at that time nothing is left.
+fn remaining<L>(
+    good: &GoodVerdict<L>,
+    now: i64,
+    lease_until: Option<i64>,
+    policy: &GracePolicy,
+) -> Option<Duration> {
     let grace = policy.grace_secs();
     let age = now.saturating_sub(good.verified_at);
     if age > grace {
         return None;
     }
-    let left = grace.saturating_sub(age).min(grace);
+    let mut left = grace.saturating_sub(age).min(grace);
+    if let Some(until) = lease_until {
+        if now >= until {
+            return None;
+        }
+        left = left.min(until.saturating_sub(now));
+    }
     Some(Duration::from_secs(unsigned(left)))
 }
 
@@ -765,12 +841,14 @@ pub enum StoreAction<L = ValidatedLicenseKey> {
 }
 
 fn licensed_from_cache<L: LicenseData>(
+    record: &Record<L>,
     good: &GoodVerdict<L>,
     query: &Query,
     seen: i64,
     p: &GracePolicy,
 ) -> Option<CheckOutcome<L>> {
-    let left = remaining(good, seen, p)?;
+    let limit = record.lease_gate.limit(seen, p.tolerance_secs()).ok()?;
+    let left = remaining(good, seen, limit, p)?;
     Some(CheckOutcome::Licensed {
         source: Source::Cache,
         license: Box::new(good.license.with_key(query.key.expose())),
@@ -789,7 +867,7 @@ pub fn fall_back<L: LicenseData>(
     p: &GracePolicy,
     err: Error,
 ) -> CheckOutcome<L> {
-    let Some((record, good)) = record.and_then(|r| r.usable(query, now).map(|g| (r, g))) else {
+    let Some((record, good)) = record.and_then(|r| r.usable(query, now, p).map(|g| (r, g))) else {
         return CheckOutcome::Unverified(err);
     };
     if let Some(by_seconds) = record.rollback(now, p) {
@@ -801,7 +879,7 @@ pub fn fall_back<L: LicenseData>(
         });
     }
     let seen = record.seen(now);
-    licensed_from_cache(good, query, seen, p).unwrap_or_else(|| {
+    licensed_from_cache(record, good, query, seen, p).unwrap_or_else(|| {
         CheckOutcome::Unverified(Error::GraceExpired {
             verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),
             cause: err.text(),
@@ -842,9 +920,9 @@ pub fn plan<L: LicenseData>(
         return Plan::Ask;
     }
     let seen = r.seen(now);
-    match r.usable(query, now) {
+    match r.usable(query, now, policy) {
         Some(good) if seen.saturating_sub(good.verified_at) < policy.revalidate_secs() => {
-            licensed_from_cache(good, query, seen, policy).map_or(Plan::Ask, Plan::Cached)
+            licensed_from_cache(r, good, query, seen, policy).map_or(Plan::Ask, Plan::Cached)
         }
         _ => Plan::Ask,
     }
@@ -882,6 +960,7 @@ fn verified<L: LicenseData>(
             conditions: query.conditions.clone(),
             verified_at: at,
             server_date,
+            lease: None,
         }),
         // An online success re-anchors the clock: verified_at and latest_seen move
         // together, so a clock set ahead earlier cannot stretch the grace.

@@ -486,15 +486,35 @@ pub fn footer_kid(token: &str) -> Option<String> {
         .map(|f| f.kid)
 }
 
-/// Verifies `token` against the trusted `keys` for `expect`, at the clock reading `now`
-/// (`seen`, the latest time the record has seen, for expiry: a clock held back gains
-/// nothing) with `tolerance` seconds for a relay clock slightly ahead of this one.
+/// Verifies `token` against the trusted `keys` for `expect`, at the clock reading `seen` (the
+/// latest time the record has seen, for expiry: a clock held back gains nothing), with
+/// `tolerance` seconds for a relay clock slightly ahead of this one.
 pub fn verify(
     token: &str,
     keys: &RelayKeys,
     expect: &LeaseExpect<'_>,
     seen: i64,
     tolerance: i64,
+) -> Result<Lease, NoLease> {
+    let lease = verify_signed(token, keys, expect)?;
+    let claims = &lease.claims;
+    let ahead = seen.saturating_add(tolerance);
+    if claims.not_before > ahead || claims.issued_at > ahead {
+        return Err(NoLease::NotYetValid);
+    }
+    if seen >= claims.expires_at {
+        return Err(NoLease::Expired);
+    }
+    Ok(lease)
+}
+
+/// [`verify`] without the clock: the signature, the `kid`, the claims and what they must
+/// match, and an `exp` never past the license's own expiry. The grace rules apply the lease's
+/// window themselves ([`crate::grace::LeaseGate`]).
+pub fn verify_signed(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &LeaseExpect<'_>,
 ) -> Result<Lease, NoLease> {
     if token.len() > MAX_LEASE_BYTES {
         return Err(NoLease::TooLarge);
@@ -516,14 +536,10 @@ pub fn verify(
     if !same {
         return Err(NoLease::Mismatch);
     }
-    let ahead = seen.saturating_add(tolerance);
-    if claims.not_before > ahead || claims.issued_at > ahead {
-        return Err(NoLease::NotYetValid);
-    }
-    let past_license = claims
+    if claims
         .license_expires_at
-        .is_some_and(|at| claims.expires_at > at);
-    if seen >= claims.expires_at || past_license {
+        .is_some_and(|at| claims.expires_at > at)
+    {
         return Err(NoLease::Expired);
     }
     Ok(Lease {

@@ -9,6 +9,7 @@ use crate::error::Error;
 use crate::features::Entitlements;
 use crate::grace::GracePolicy;
 use crate::key::AccessToken;
+use crate::lease::RelayKeys;
 use crate::proto::{Api, Server};
 use std::time::Duration;
 
@@ -80,6 +81,9 @@ pub struct LicensingOptions {
     pub require_activation: bool,
     /// The feature map `has_feature` answers from.
     pub entitlements: Entitlements,
+    /// Signed mode ([`crate::lease`]) when not empty: the relay keys a lease must verify with
+    /// before the cache licenses, and that every online grant must carry a lease of.
+    pub relay_keys: RelayKeys,
 }
 
 /// The setters of [`ClientOptions`] for a builder whose options live at `self.<path>`.
@@ -150,6 +154,17 @@ macro_rules! licensing_setters {
         /// [`Entitlements::from_json`](crate::features::Entitlements::from_json)).
         pub fn entitlements(mut self, entitlements: $crate::features::Entitlements) -> Self {
             self.$($path).+.entitlements = entitlements;
+            self
+        }
+
+        /// Signed mode: trust leases signed by these relay keys (`KID=k4.public.…` each, as
+        /// `polar-license relay keygen` prints them; two at once while rotating), and point
+        /// the base URL at the seller's relay. Then the cache licenses only with a lease that
+        /// verifies for this organization, key, activation, benefit and machine and has not
+        /// expired; a record without one never licenses offline, and an online grant without
+        /// one is `protocol_error`. An empty set turns signed mode off.
+        pub fn relay_keys(mut self, keys: $crate::lease::RelayKeys) -> Self {
+            self.$($path).+.relay_keys = keys;
             self
         }
     };

@@ -21,8 +21,10 @@ use crate::grace::{
     self, ActivationData, CheckOutcome, GracePolicy, LicenseData, Plan, Query, Record, Source,
     StoreAction, StoredActivation,
 };
+use crate::grace::{GoodVerdict, LeaseGate, LeaseWindow};
 use crate::key::Key;
-use crate::metadata::MetaValue;
+use crate::lease::{self, LeaseExpect, RelayKeys};
+use crate::metadata::{MetaValue, Metadata};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{ActivateRequest, Api, Expect, HttpRequest, ValidateRequest};
 use crate::reason::Reason;
@@ -222,6 +224,118 @@ pub fn seal<L: LicenseData>(
     } else {
         vec![ledger, record]
     }
+}
+
+/// Signed mode (`keys` not empty): what the opened record's lease allows, set on the record
+/// ([`LeaseGate`]). A lease that does not verify for the record's own verdict (organization,
+/// key, activation, benefit, the machine the activation is bound to) is no lease: the record
+/// keeps its history but never licenses from the cache. Unsigned mode changes nothing.
+pub fn gate_lease<L: LicenseData>(
+    opened: &mut Opened<L>,
+    keys: &RelayKeys,
+    organization_id: &str,
+    key: &Key,
+) {
+    if keys.is_empty() {
+        return;
+    }
+    if let Some(record) = opened.record.as_mut() {
+        let window = record
+            .good
+            .as_ref()
+            .and_then(|good| lease_window(good, keys, organization_id, key));
+        record.lease_gate = LeaseGate::Signed(window);
+    }
+}
+
+/// The machine a verdict was asked for: the `machine_fingerprint` condition it was sent with
+/// (what the relay binds the lease to), if any.
+fn machine_of(conditions: &Metadata) -> Option<&str> {
+    match conditions.get(MACHINE_CONDITION) {
+        Some(MetaValue::Str(fp)) => Some(fp),
+        _ => None,
+    }
+}
+
+fn lease_window<L: LicenseData>(
+    good: &GoodVerdict<L>,
+    keys: &RelayKeys,
+    organization_id: &str,
+    key: &Key,
+) -> Option<LeaseWindow> {
+    let expect = LeaseExpect {
+        organization_id,
+        key,
+        activation_id: good.activation_id.as_deref(),
+        benefit_id: Some(good.license.benefit_id()),
+        machine: machine_of(&good.conditions),
+    };
+    let lease = lease::verify_signed(good.lease.as_deref()?, keys, &expect).ok()?;
+    Some(LeaseWindow {
+        not_before: lease.claims.not_before.max(lease.claims.issued_at),
+        expires_at: lease.claims.expires_at,
+        kid: lease.kid,
+    })
+}
+
+/// What an online grant needs in signed mode: the request it answered.
+#[derive(Debug, Clone, Copy)]
+pub struct Granted<'a> {
+    /// The configured organization.
+    pub organization_id: &'a str,
+    /// The key.
+    pub key: &'a Key,
+    /// The activation the grant is about (the one validated, or the one just made).
+    pub activation_id: Option<&'a str>,
+    /// The conditions sent (the machine the lease must be bound to is among them).
+    pub conditions: &'a Metadata,
+}
+
+/// Signed mode: an online grant counts only with a lease from the relay that verifies for it
+/// at `now`. Gives the lease to store with the verdict (`Ok(None)` in unsigned mode, where the
+/// lease, if any, is not read); a grant without one is `protocol_error` (not a verdict: the
+/// cache's own lease may still answer).
+pub fn hold_lease<L: LicenseData>(
+    keys: &RelayKeys,
+    granted: &Granted<'_>,
+    license: &L,
+    token: Option<&str>,
+    now: i64,
+    policy: &GracePolicy,
+) -> Result<Option<String>, Error> {
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let expect = LeaseExpect {
+        organization_id: granted.organization_id,
+        key: granted.key,
+        activation_id: granted.activation_id,
+        benefit_id: Some(license.benefit_id()),
+        machine: machine_of(granted.conditions),
+    };
+    let tolerance = i64::try_from(policy.clock_tolerance.as_secs()).unwrap_or(i64::MAX);
+    let why = match token {
+        None => lease::NoLease::Missing,
+        Some(token) => match lease::verify(token, keys, &expect, now, tolerance) {
+            Ok(_) => return Ok(Some(token.to_string())),
+            Err(why) => why,
+        },
+    };
+    Err(Error::Protocol {
+        status: Some(200),
+        detail: format!(
+            "signed mode: the grant came without a lease that verifies ({why}); is the base \
+             URL the seller's relay, and are its keys among the relay keys?"
+        ),
+    })
+}
+
+/// Puts an online grant's lease into the record written after it.
+pub fn with_lease<L>(mut record: Record<L>, lease: Option<String>) -> Record<L> {
+    if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
+        good.lease = Some(lease);
+    }
+    record
 }
 
 /// What `status` reports for an opened slot at `now`.

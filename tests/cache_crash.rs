@@ -47,6 +47,7 @@ fn record(which: u8) -> Record {
         }),
         blocked_until: None,
         activation: None,
+        lease_gate: Default::default(),
     }
 }
 

@@ -46,6 +46,7 @@ struct Good {
     conditions: Vec<(String, Meta)>,
     verified_at: i64,
     server_date: Option<i64>,
+    lease: Option<String>,
     activation_meta: Vec<(String, Meta)>,
     usage: i64,
     limit_usage: Option<i64>,
@@ -111,6 +112,7 @@ fuzz_target!(|input: Input| {
                 conditions: metadata(g.conditions),
                 verified_at: g.verified_at,
                 server_date: g.server_date,
+                lease: g.lease,
             }
         }),
         latest_seen: input.latest_seen,
@@ -130,6 +132,7 @@ fuzz_target!(|input: Input| {
             conditions: metadata(a.conditions),
             created_at: a.created_at,
         }),
+        lease_gate: Default::default(),
     };
     let key = mac_key();
     let bytes = cache::encode(&record, key);

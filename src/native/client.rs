@@ -3,15 +3,25 @@
 use super::transport::{ProxySetting, TlsRoots, UreqTransport};
 use crate::error::{Error, Verdict};
 use crate::key::Key;
+use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, ValidateRequest, USER_AGENT,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, ValidateRequest,
+    USER_AGENT,
 };
 use crate::transport::Transport;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// An answer, its `Date` in unix seconds, and the relay's lease header when there was one.
+pub(crate) type Leased<T> = ((Verdict<T>, Option<i64>), Option<String>);
+
+/// The lease a relay sent with an answer: the header's single value (two read as none).
+fn lease_header(response: &HttpResponse) -> Option<String> {
+    response.single(LEASE_HEADER).map(str::to_string)
+}
 
 /// Builds a [`BlockingClient`].
 #[derive(Debug, Clone)]
@@ -133,19 +143,28 @@ impl BlockingClient {
         req: &ValidateRequest,
         now: i64,
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        self.validate_leased(req, now).map(|(answer, _)| answer)
+    }
+
+    /// [`BlockingClient::validate_at`], with the relay's lease header (signed mode).
+    pub(crate) fn validate_leased(
+        &self,
+        req: &ValidateRequest,
+        now: i64,
+    ) -> Result<Leased<ValidatedLicenseKey>, Error> {
         let request = self.api.validate_request(req)?;
         let expect = Expect::validate(self.api.organization_id(), req, now);
         self.send_validate(&request, expect.as_ref(), req.key.as_ref())
     }
 
     /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
-    /// a 200 to `expect`.
+    /// a 200 to `expect`; with the relay's lease header, if any.
     pub(crate) fn send_validate(
         &self,
         request: &HttpRequest,
         expect: Option<&Expect<'_>>,
         key: Option<&Key>,
-    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+    ) -> Result<Leased<ValidatedLicenseKey>, Error> {
         let started = Instant::now();
         let result = (|| {
             let response = self.transport.send(request)?;
@@ -154,9 +173,9 @@ impl BlockingClient {
                 Some(expect) => parse_validate_for(&response, expect)?,
                 None => parse_validate(&response)?,
             };
-            Ok((verdict, date))
+            Ok(((verdict, date), lease_header(&response)))
         })();
-        super::events::request("validate", key, started, &result);
+        super::events::request("validate", key, started, result.as_ref().map(|a| &a.0 .0));
         result
     }
 
@@ -177,6 +196,15 @@ impl BlockingClient {
         req: &ActivateRequest,
         now: i64,
     ) -> Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error> {
+        self.activate_leased(req, now).map(|(answer, _)| answer)
+    }
+
+    /// [`BlockingClient::activate_dated`], with the relay's lease header (signed mode).
+    pub(crate) fn activate_leased(
+        &self,
+        req: &ActivateRequest,
+        now: i64,
+    ) -> Result<Leased<LicenseKeyActivationRead>, Error> {
         let request = self.api.activate_request(req)?;
         let started = Instant::now();
         let result = (|| {
@@ -186,9 +214,10 @@ impl BlockingClient {
                 Some(expect) => parse_activate_for(&response, &expect)?,
                 None => parse_activate(&response)?,
             };
-            Ok((verdict, date))
+            Ok(((verdict, date), lease_header(&response)))
         })();
-        super::events::request("activate", req.key.as_ref(), started, &result);
+        let verdict = result.as_ref().map(|a| &a.0 .0);
+        super::events::request("activate", req.key.as_ref(), started, verdict);
         result
     }
 
@@ -200,9 +229,8 @@ impl BlockingClient {
             .transport
             .send(&request)
             .map_err(Error::from)
-            .and_then(|response| parse_deactivate(&response))
-            .map(|verdict| (verdict, None));
-        super::events::request("deactivate", req.key.as_ref(), started, &result);
-        result.map(|(verdict, _)| verdict)
+            .and_then(|response| parse_deactivate(&response));
+        super::events::request("deactivate", req.key.as_ref(), started, result.as_ref());
+        result
     }
 }

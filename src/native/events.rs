@@ -20,7 +20,7 @@ pub(crate) fn request<T>(
     operation: &str,
     key: Option<&Key>,
     started: Instant,
-    result: &Result<(Verdict<T>, Option<i64>), Error>,
+    result: Result<&Verdict<T>, &Error>,
 ) {
     if !log::log_enabled!(target: TARGET, log::Level::Debug) {
         return;
@@ -28,10 +28,10 @@ pub(crate) fn request<T>(
     let key = key.map_or_else(|| "(no key)".to_string(), Key::redacted);
     let ms = started.elapsed().as_millis();
     match result {
-        Ok((Verdict::Accepted(_), _)) => {
+        Ok(Verdict::Accepted(_)) => {
             log::debug!(target: TARGET, "{operation} {key}: accepted in {ms} ms");
         }
-        Ok((Verdict::Denied(d), _)) => log::debug!(
+        Ok(Verdict::Denied(d)) => log::debug!(
             target: TARGET,
             "{operation} {key}: denied {} ({} {:?}) in {ms} ms",
             d.reason,

@@ -13,7 +13,7 @@
 //! key answer from the cache meanwhile (see [`crate::session`] for the phases).
 
 use super::blocking::Blocking;
-use super::client::{BlockingClient, ClientBuilder};
+use super::client::{BlockingClient, ClientBuilder, Leased};
 use super::store::{FileStore, MemoryStore, SlotLock, Store};
 use super::transport::{ProxySetting, TlsRoots};
 // Re-exported here too: `polar_license::licensing::{system_clock, Clock}` is where they were.
@@ -24,10 +24,11 @@ use crate::fingerprint::fingerprint_from;
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
+use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
+use crate::session::{self, Asking, Begin, CacheStatus, Granted, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -230,6 +231,7 @@ impl LicensingBuilder {
             clock: self.clock,
             memo: Arc::default(),
             remember_keys: self.remember_keys,
+            relay_keys: Arc::new(self.options.relay_keys),
         })
     }
 
@@ -299,6 +301,7 @@ pub struct Licensing {
     clock: Clock,
     memo: Arc<Memo>,
     remember_keys: bool,
+    relay_keys: Arc<RelayKeys>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -441,6 +444,74 @@ impl Licensing {
         Ok(self.identity.get_or_init(|| identity))
     }
 
+    /// Signed mode: an online grant stands only with a lease that verifies for it (else it is
+    /// `protocol_error`, see [`session::hold_lease`]); the lease to store with it.
+    #[allow(clippy::type_complexity)]
+    fn held<L: crate::grace::LicenseData>(
+        &self,
+        online: Result<Leased<L>, Error>,
+        granted: &Granted<'_>,
+        now: i64,
+    ) -> (Result<(Verdict<L>, Option<i64>), Error>, Option<String>) {
+        match online {
+            Ok(((Verdict::Accepted(license), date), token)) => {
+                let held = session::hold_lease(
+                    &self.relay_keys,
+                    granted,
+                    &license,
+                    token.as_deref(),
+                    now,
+                    &self.policy,
+                );
+                match held {
+                    Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            Ok((answer, _)) => (Ok(answer), None),
+            Err(e) => (Err(e), None),
+        }
+    }
+
+    /// [`Licensing::held`] for an activation: the lease is for the activation just made.
+    #[allow(clippy::type_complexity)]
+    fn held_activation(
+        &self,
+        online: Result<Leased<LicenseKeyActivationRead>, Error>,
+        req: &ActivateRequest,
+        key: &Key,
+        now: i64,
+    ) -> (
+        Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+        Option<String>,
+    ) {
+        use crate::grace::ActivationData;
+        match online {
+            Ok(((Verdict::Accepted(read), date), token)) => {
+                let granted = Granted {
+                    organization_id: self.org(),
+                    key,
+                    activation_id: Some(read.activation_id()),
+                    conditions: &req.conditions,
+                };
+                let held = session::hold_lease(
+                    &self.relay_keys,
+                    &granted,
+                    &read.validated(),
+                    token.as_deref(),
+                    now,
+                    &self.policy,
+                );
+                match held {
+                    Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            Ok((answer, _)) => (Ok(answer), None),
+            Err(e) => (Err(e), None),
+        }
+    }
+
     fn org(&self) -> &str {
         self.client.api().organization_id()
     }
@@ -476,13 +547,14 @@ impl Licensing {
         if let Some(opened) = self.memo.opened(slot, &stored) {
             return Ok((stored, opened));
         }
-        let opened = session::open(
+        let mut opened = session::open(
             stored.record.as_deref(),
             stored.ledger.as_deref(),
             slot,
             self.org(),
             key,
         );
+        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
         self.memo.remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }
@@ -559,7 +631,8 @@ impl Licensing {
             Err(e) => return (Err(e), None),
         };
         let now = (self.clock)();
-        let mut online = self.client.activate_dated(&req, now);
+        let (mut online, lease) =
+            self.held_activation(self.client.activate_leased(&req, now), &req, &key, now);
         let written = self.store.lock(&slot.name).and_then(|_lock| {
             let (_, opened) = self.open(&slot, &key)?;
             let record = session::activated(
@@ -571,7 +644,7 @@ impl Licensing {
                 &self.policy,
                 &mut online,
             );
-            match record {
+            match record.map(|r| session::with_lease(r, lease)) {
                 Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
                 None => Ok(()),
             }
@@ -618,7 +691,13 @@ impl Licensing {
         };
         let req = session::bound_validate(req, machine.as_deref());
         let now = (self.clock)();
-        let mut online = self.client.validate_at(&req, now);
+        let granted = Granted {
+            organization_id: self.org(),
+            key: &key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+        };
+        let (mut online, lease) = self.held(self.client.validate_leased(&req, now), &granted, now);
         if matches!(online, Err(Error::InvalidInput { .. })) {
             return (online.map(|(verdict, _)| verdict), None);
         }
@@ -636,7 +715,7 @@ impl Licensing {
                 &self.policy,
                 &mut online,
             );
-            match record {
+            match record.map(|r| session::with_lease(r, lease)) {
                 Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
                 None => Ok(()),
             }
@@ -772,6 +851,13 @@ impl Licensing {
         let online =
             self.client
                 .send_validate(&asking.http, expect.as_ref(), Some(&asking.query.key));
+        let granted = Granted {
+            organization_id: self.org(),
+            key: &asking.query.key,
+            activation_id: asking.query.activation_id.as_deref(),
+            conditions: &asking.query.conditions,
+        };
+        let (online, lease) = self.held(online, &granted, asking.now);
         let finished = self
             .store
             .lock(&slot.name)
@@ -789,7 +875,7 @@ impl Licensing {
             }
         };
         let f = session::finish(&current, &asking, &self.policy, online);
-        if let Some(record) = f.write {
+        if let Some(record) = f.write.map(|r| session::with_lease(r, lease)) {
             if let Err(e) = self.save_or_forget(&slot, &current, record) {
                 cache_error = Some(e);
             }
@@ -830,7 +916,16 @@ impl Licensing {
             .cloned()
             .unwrap_or_else(|| ValidateRequest::new(key.clone()));
         let now = (self.clock)();
-        let online = self.client.validate_at(&req, now).map(|(v, _)| v);
+        let granted = Granted {
+            organization_id: self.org(),
+            key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+        };
+        let online = self
+            .held(self.client.validate_leased(&req, now), &granted, now)
+            .0
+            .map(|(v, _)| v);
         CheckReport {
             outcome: session::online_only(online, &cache_error, now),
             fallback: None,

@@ -132,6 +132,19 @@ pub struct Global {
     )]
     pub access_token: Option<String>,
 
+    /// Signed mode: trust leases signed by this relay key, `KID=k4.public.…` as `relay keygen`
+    /// prints it (repeatable, or comma-separated in the variable; two while rotating). Point
+    /// --base-url at the seller's relay: the cache then licenses only with a lease that
+    /// verifies, and an online grant without one is protocol_error
+    #[arg(
+        long = "relay-key",
+        global = true,
+        env = "POLAR_LICENSE_RELAY_KEYS",
+        value_delimiter = ',',
+        value_name = "KID=PUBLIC"
+    )]
+    pub relay_keys: Vec<String>,
+
     /// Grace policy: a good verdict younger than this answers `check` with no request
     /// (seconds; default 3600 = 1 hour)
     #[arg(

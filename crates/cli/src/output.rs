@@ -5,6 +5,7 @@
 //! (the user's own key, in the object Polar returned); everything else uses the redacted form.
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
+use polar_license::grace::LeaseWindow;
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
@@ -462,6 +463,23 @@ pub fn check_report(
     r.json.entry("verified_at").or_insert(Value::Null);
     cache_write(&mut r, checked.cache_error.as_ref());
     r
+}
+
+/// Adds `lease` to a report (`{"kid":…,"expires_at":…}` or null, contract §5) and, when there
+/// is one, a human line with its key and end.
+pub fn lease_field(r: &mut Report, lease: Option<&LeaseWindow>) {
+    let value = lease.map(|w| json!({"kid": w.kid, "expires_at": unix_when(w.expires_at)}));
+    r.json.insert("lease".into(), value.unwrap_or(Value::Null));
+    if let Some(w) = lease {
+        r.lines.push(fact(
+            "lease",
+            &format!(
+                "signed by {}, good offline until {}",
+                w.kid,
+                unix_when(w.expires_at)
+            ),
+        ));
+    }
 }
 
 /// Adds `cache_refreshed` and `cache_error` to a report, and a warning line when the cache

@@ -6,14 +6,15 @@ use crate::args::{
     ValidateArgs,
 };
 use crate::output::{
-    cache_write, check_report, dir_report, error_report, feature_report, key_report, report,
-    status_report, Op, Report,
+    cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
+    report, status_report, Op, Report,
 };
 use polar_license::features::Entitlements;
+use polar_license::lease::RelayKeys;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheStatus, Clock, DeactivateRequest, Error,
-    FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
-    ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
+    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock,
+    DeactivateRequest, Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue,
+    Metadata, Reason, Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -166,7 +167,25 @@ fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     if let Some(map) = entitlements(g)? {
         builder = builder.entitlements(map);
     }
+    let keys = g.relay_keys.iter().map(String::as_str).collect::<Vec<_>>();
+    if !keys.is_empty() {
+        builder = builder.relay_keys(RelayKeys::parse(&keys.join(","))?);
+    }
     builder.build()
+}
+
+/// Adds `lease` to a report: the stored lease of `key` that verifies with the relay keys
+/// (`{"kid":…,"expires_at":…}`), or null (none, or not in signed mode).
+fn with_lease(mut r: Report, licensing: &Licensing, key: &Key) -> Report {
+    let window = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| match s.state {
+            CacheState::Present(record) => record.lease_gate.window().cloned(),
+            _ => None,
+        });
+    lease_field(&mut r, window.as_ref());
+    r
 }
 
 /// The `--entitlements` map: inline JSON or `@FILE`.
@@ -226,7 +245,13 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
     };
     let mut r = report(Op::Validate, &key, requested, &result);
     cache_write(&mut r, cache_error.as_ref());
-    r
+    match licensing(g) {
+        Ok(licensing) => with_lease(r, &licensing, &key),
+        Err(_) => {
+            lease_field(&mut r, None);
+            r
+        }
+    }
 }
 
 /// `activate`: activates and remembers the activation (and the conditions it was made with,
@@ -287,7 +312,7 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         "replaced_activation_id".into(),
         previous.filter(|_| r.exit == 0).into(),
     );
-    r
+    with_lease(r, &licensing, &key)
 }
 
 /// The key a command names (`--key`), else the remembered one; with neither,
@@ -337,6 +362,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         remembered(&licensing, &key).as_deref(),
         licensing.policy(),
     );
+    let report = with_lease(report, &licensing, &key);
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,
@@ -403,7 +429,15 @@ pub fn status(g: &Global, a: &StatusArgs) -> Report {
         Err(e) => return error_report(Some(Op::Status), None, &e),
     };
     match licensing.status(key.clone()) {
-        Ok(status) => status_report(&key, &dir, &status, licensing.policy()),
+        Ok(status) => {
+            let window = match &status.state {
+                CacheState::Present(record) => record.lease_gate.window().cloned(),
+                _ => None,
+            };
+            let mut r = status_report(&key, &dir, &status, licensing.policy());
+            lease_field(&mut r, window.as_ref());
+            r
+        }
         Err(e) => error_report(Some(Op::Status), None, &e),
     }
 }

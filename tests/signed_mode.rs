@@ -1,0 +1,514 @@
+//! Issue #25 on the native face (`Licensing`; the CLI and the C ABI share it): signed mode.
+//!
+//! A client holding relay keys licenses from its cache only with a lease that verifies, and
+//! takes an online grant only with one. The relay here is a stand-in transport in front of the
+//! emulator that signs leases as the relay does, or signs them wrong on purpose (another key,
+//! another machine, expired, dated ahead, garbage, too long, sent twice): every wrong one must
+//! be "no lease", never a grant, never a panic. The attack the threat model states (read the
+//! install secret and the app secret, re-seal a forged record with this crate's own code) is
+//! played against an unsigned app (it grants: today's ceiling) and a signed one (it refuses).
+#![cfg(not(target_arch = "wasm32"))]
+
+use polar_license::cache;
+use polar_license::fingerprint::fingerprint_from;
+use polar_license::grace::{CheckOutcome, Source};
+use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
+use polar_license::session::{self, Slot};
+use polar_license::store::Store;
+use polar_license::{
+    ActivateRequest, CacheState, FileStore, HttpRequest, HttpResponse, Key, Licensing,
+    MachineBinding, Reason, Transport, TransportError, UreqTransport,
+};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir, START};
+use serde_json::Value;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const DAY: i64 = 86_400;
+const APP_SECRET: &[u8] = b"the app's own secret";
+const MACHINE: &str = "machine-A";
+
+/// What the stand-in relay puts in the lease header of a grant.
+#[derive(Clone)]
+enum Lease {
+    /// A lease as the relay signs it, for `days`.
+    Honest { days: i64 },
+    /// No header.
+    Missing,
+    /// This text.
+    Text(String),
+    /// Signed by this other key (under its own kid, or passing as the trusted one).
+    OtherKey(Arc<SigningKey>),
+    /// Bound to another machine.
+    OtherMachine,
+    /// For another license key.
+    OtherKey2,
+    /// Expired an hour ago.
+    Expired,
+    /// Valid from a day ahead.
+    Future,
+    /// Two headers, each a good lease.
+    Twice,
+}
+
+struct Facts {
+    org: String,
+    key: Key,
+    machine: Option<String>,
+    license: Value,
+    activation_id: Option<String>,
+}
+
+/// The facts of a granted validate or activate, from the request and Polar's answer.
+fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
+    if response.status != 200 || request.url.ends_with("/deactivate") {
+        return None;
+    }
+    let req: Value = serde_json::from_slice(&request.body).ok()?;
+    let resp: Value = serde_json::from_slice(&response.body).ok()?;
+    let activate = request.url.ends_with("/activate");
+    let license = if activate {
+        resp["license_key"].clone()
+    } else {
+        resp.clone()
+    };
+    let activation_id = if activate {
+        resp["id"].as_str().map(str::to_string)
+    } else {
+        resp["activation"]["id"].as_str().map(str::to_string)
+    };
+    Some(Facts {
+        org: req["organization_id"].as_str()?.to_string(),
+        key: Key::new(req["key"].as_str()?),
+        machine: req["conditions"]["machine_fingerprint"]
+            .as_str()
+            .map(str::to_string),
+        license,
+        activation_id,
+    })
+}
+
+fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
+    let license_expires_at = f.license["expires_at"]
+        .as_str()
+        .and_then(polar_license::rfc3339::DateTime::parse)
+        .map(|t| t.unix_timestamp());
+    let exp = now + days * DAY;
+    LeaseClaims {
+        organization_id: f.org.clone(),
+        key_sha256: key_hash(&f.key),
+        activation_id: f.activation_id.clone(),
+        status: f.license["status"].as_str().unwrap_or_default().to_string(),
+        license_expires_at,
+        benefit_id: f.license["benefit_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        usage: f.license["usage"].as_i64().unwrap_or_default(),
+        limit_usage: f.license["limit_usage"].as_i64(),
+        limit_activations: f.license["limit_activations"].as_i64(),
+        issued_at: now,
+        not_before: now,
+        expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
+        id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
+    }
+}
+
+/// The emulator behind a stand-in relay that adds a lease (as `mode` says) to every grant.
+struct StandIn {
+    inner: UreqTransport,
+    signer: Arc<SigningKey>,
+    clock: FakeClock,
+    mode: Arc<Mutex<Lease>>,
+}
+
+impl Transport for StandIn {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let response = self.inner.send(request)?;
+        let Some(f) = facts(request, &response) else {
+            return Ok(response);
+        };
+        let now = self.clock.now();
+        let mode = self.mode.lock().unwrap().clone();
+        let machine = f.machine.as_deref();
+        let sign = |c: &LeaseClaims, m: Option<&str>| self.signer.sign(c, m).unwrap();
+        let lease = match mode {
+            Lease::Honest { days } => Some(sign(&claims(&f, now, days), machine)),
+            Lease::Missing => None,
+            Lease::Text(text) => Some(text),
+            Lease::OtherKey(other) => Some(other.sign(&claims(&f, now, 7), machine).unwrap()),
+            Lease::OtherMachine => Some(sign(&claims(&f, now, 7), Some("another machine"))),
+            Lease::OtherKey2 => {
+                let mut c = claims(&f, now, 7);
+                c.key_sha256 = key_hash(&Key::new("MYAPP-ANOTHER-KEY"));
+                Some(sign(&c, machine))
+            }
+            Lease::Expired => {
+                let mut c = claims(&f, now - 8 * DAY, 7);
+                c.expires_at = now - 3600;
+                Some(sign(&c, machine))
+            }
+            Lease::Future => Some(sign(&claims(&f, now + DAY, 7), machine)),
+            Lease::Twice => {
+                let good = sign(&claims(&f, now, 7), machine);
+                return Ok(response
+                    .with_header(LEASE_HEADER, &good)
+                    .with_header(LEASE_HEADER, &good));
+            }
+        };
+        Ok(match lease {
+            Some(lease) => response.with_header(LEASE_HEADER, &lease),
+            None => response,
+        })
+    }
+}
+
+struct World {
+    polar: Emulator,
+    dir: ScratchDir,
+    clock: FakeClock,
+    signer: Arc<SigningKey>,
+    mode: Arc<Mutex<Lease>>,
+}
+
+impl World {
+    fn new() -> World {
+        World {
+            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
+            dir: ScratchDir::new("signed"),
+            clock: FakeClock::new(START),
+            signer: Arc::new(SigningKey::generate(Some("relay-2026")).unwrap()),
+            mode: Arc::new(Mutex::new(Lease::Honest { days: 3 })),
+        }
+    }
+
+    fn keys(&self) -> RelayKeys {
+        RelayKeys::parse(&self.signer.public_pair()).unwrap()
+    }
+
+    /// The app: through the stand-in relay, in signed mode when `keys` is not empty.
+    fn app(&self, keys: RelayKeys) -> Licensing {
+        licensing_builder(&self.polar, &self.dir, MachineBinding::Id(MACHINE.into()))
+            .timeout(Duration::from_secs(5))
+            .clock(self.clock.reader())
+            .app_secret(APP_SECRET.to_vec())
+            .relay_keys(keys)
+            .build_with_transport(StandIn {
+                inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
+                signer: Arc::clone(&self.signer),
+                clock: self.clock.clone(),
+                mode: Arc::clone(&self.mode),
+            })
+            .unwrap()
+    }
+
+    fn set_lease(&self, lease: Lease) {
+        *self.mode.lock().unwrap() = lease;
+    }
+
+    fn activate(&self, app: &Licensing) -> String {
+        let v = app
+            .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+            .expect("activate answers");
+        v.accepted().expect("activated").activation.id.clone()
+    }
+
+    fn offline(&self) {
+        self.polar.set_fault(Some(Fault::CloseImmediately));
+    }
+
+    fn online(&self) {
+        self.polar.set_fault(None);
+    }
+
+    fn revoke(&self) {
+        self.polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                status: Some("revoked".into()),
+                ..KeyUpdate::default()
+            },
+        );
+    }
+
+    /// What the threat model says an attacker can do: read the install secret beside the
+    /// cache and the app secret out of the app, and re-seal the record with this crate's own
+    /// code, after `edit`. Returns whether there was a record to forge.
+    fn forge(&self, edit: impl FnOnce(&mut polar_license::Record)) {
+        let org = self.polar.organization_id();
+        let key = Key::new(DEMO_KEY);
+        let secret = FileStore::new(self.dir.path()).install_secret().unwrap();
+        let seal = fingerprint_from(MACHINE, &org);
+        let slot = Slot::new(
+            &self.polar.url(),
+            &org,
+            &key,
+            &secret,
+            Some(&seal),
+            Some(APP_SECRET),
+        );
+        let read = |name: &str| std::fs::read(self.dir.path().join(format!("{name}.cache"))).ok();
+        let (record, ledger) = (read(&slot.name), read(&slot.ledger));
+        let opened: session::Opened =
+            session::open(record.as_deref(), ledger.as_deref(), &slot, &org, &key);
+        let mut record = opened
+            .record
+            .clone()
+            .expect("a trusted record to start from");
+        edit(&mut record);
+        for (name, bytes) in session::seal(&opened, record, &slot) {
+            std::fs::write(self.dir.path().join(format!("{name}.cache")), bytes).unwrap();
+        }
+    }
+}
+
+fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
+    match outcome {
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            grace_remaining,
+            ..
+        } => *grace_remaining,
+        _ => None,
+    }
+}
+
+#[test]
+fn a_lease_licenses_offline_until_it_ends_even_inside_the_grace() {
+    let w = World::new();
+    let app = w.app(w.keys());
+    w.activate(&app);
+    let status = app.status(DEMO_KEY).unwrap();
+    let CacheState::Present(record) = &status.state else {
+        panic!("{status:?}")
+    };
+    let window = record
+        .lease_gate
+        .window()
+        .expect("the activation's lease verified");
+    assert_eq!(window.kid, "relay-2026");
+    assert_eq!(window.expires_at, START + 3 * DAY);
+
+    // Offline two days later: licensed from the cache, the grace capped by the lease.
+    w.offline();
+    w.clock.advance(2 * DAY);
+    let left = from_cache(&app.check(DEMO_KEY)).expect("licensed from the cache");
+    assert_eq!(left, Duration::from_secs(DAY as u64));
+
+    // Past the lease (day 3), well inside the 7-day grace: not licensed.
+    w.clock.advance(DAY + 1);
+    let outcome = app.check(DEMO_KEY);
+    assert_eq!(outcome.reason(), Some(Reason::GraceExpired), "{outcome:?}");
+
+    // The same record read by an app without relay keys still has its 7-day grace.
+    let unsigned = w.app(RelayKeys::new());
+    assert!(from_cache(&unsigned.check(DEMO_KEY)).is_some());
+
+    // Back online, a fresh lease: licensed online, then from the cache again.
+    w.online();
+    assert!(app.check(DEMO_KEY).is_licensed());
+    w.offline();
+    w.clock.advance(DAY);
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}
+
+#[test]
+fn the_forged_record_attack_grants_unsigned_and_is_refused_in_signed_mode() {
+    let w = World::new();
+    let signed = w.app(w.keys());
+    w.activate(&signed);
+    assert!(signed.check(DEMO_KEY).is_licensed());
+
+    // The key is revoked; the attacker keeps Polar unreachable and, a month on, re-seals the
+    // record as freshly verified with the secrets on the machine and our own code.
+    w.revoke();
+    w.offline();
+    w.clock.advance(30 * DAY);
+    let now = w.clock.now();
+    w.forge(|r| {
+        let good = r.good.as_mut().unwrap();
+        good.verified_at = now;
+        r.latest_seen = now;
+        r.denied = None;
+    });
+
+    // Without relay keys the app believes it (the ceiling of every client-side scheme).
+    let unsigned = w.app(RelayKeys::new());
+    assert!(
+        from_cache(&unsigned.check(DEMO_KEY)).is_some(),
+        "the forged record licenses an unsigned app"
+    );
+
+    // In signed mode the lease ended on day 3: not licensed, whatever the record says.
+    let outcome = signed.check(DEMO_KEY);
+    assert!(!outcome.is_licensed(), "{outcome:?}");
+    assert_eq!(outcome.reason(), Some(Reason::GraceExpired));
+
+    // A lease forged with the attacker's own key under the relay's kid does not verify.
+    let fake = SigningKey::generate(Some("relay-2026")).unwrap();
+    let org = w.polar.organization_id();
+    let key = Key::new(DEMO_KEY);
+    let activation = {
+        let s = signed.status(DEMO_KEY).unwrap();
+        s.activation.unwrap().id
+    };
+    w.forge(|r| {
+        let good = r.good.as_mut().unwrap();
+        let claims = LeaseClaims {
+            organization_id: org.clone(),
+            key_sha256: key_hash(&key),
+            activation_id: Some(activation.clone()),
+            status: "granted".into(),
+            license_expires_at: None,
+            benefit_id: polar_license::grace::LicenseData::benefit_id(&good.license).to_string(),
+            usage: 0,
+            limit_usage: None,
+            limit_activations: None,
+            issued_at: now,
+            not_before: now,
+            expires_at: now + 365 * DAY,
+            id: "7f1e2d3c-4b5a-4968-8776-655443322110".into(),
+        };
+        good.lease = Some(
+            fake.sign(&claims, Some(&fingerprint_from(MACHINE, &org)))
+                .unwrap(),
+        );
+    });
+    let outcome = signed.check(DEMO_KEY);
+    assert!(!outcome.is_licensed(), "{outcome:?}");
+    assert_eq!(outcome.reason(), Some(Reason::Offline));
+    // …while the same forged record still fools the unsigned app.
+    assert!(from_cache(&unsigned.check(DEMO_KEY)).is_some());
+}
+
+#[test]
+fn an_unsigned_record_never_licenses_offline_in_signed_mode() {
+    let w = World::new();
+    w.set_lease(Lease::Missing);
+    let unsigned = w.app(RelayKeys::new());
+    w.activate(&unsigned);
+    w.offline();
+    w.clock.advance(DAY);
+    assert!(from_cache(&unsigned.check(DEMO_KEY)).is_some());
+    let signed = w.app(w.keys());
+    let outcome = signed.check(DEMO_KEY);
+    assert_eq!(outcome.reason(), Some(Reason::Offline), "{outcome:?}");
+    let status = signed.status(DEMO_KEY).unwrap();
+    let CacheState::Present(record) = &status.state else {
+        panic!("{status:?}")
+    };
+    assert_eq!(record.lease_gate.window(), None);
+    assert_eq!(status.grace_remaining, None);
+}
+
+#[test]
+fn a_grant_without_a_lease_that_verifies_is_no_verdict_and_no_lease() {
+    let w = World::new();
+    let app = w.app(w.keys());
+    w.activate(&app); // an honest 3-day lease
+    let good_until = START + 3 * DAY;
+    let other = Arc::new(SigningKey::generate(Some("stranger")).unwrap());
+    let impostor = Arc::new(SigningKey::generate(Some("relay-2026")).unwrap());
+    let long = "A".repeat(5000);
+    let hostile = [
+        ("missing", Lease::Missing),
+        ("empty", Lease::Text(String::new())),
+        ("garbage", Lease::Text("v4.public.not-a-token".into())),
+        ("v4.local", Lease::Text("v4.local.AAAA".into())),
+        ("oversized", Lease::Text(format!("v4.public.{long}"))),
+        ("unknown kid", Lease::OtherKey(other)),
+        ("impostor key, trusted kid", Lease::OtherKey(impostor)),
+        ("other machine", Lease::OtherMachine),
+        ("other license key", Lease::OtherKey2),
+        ("expired", Lease::Expired),
+        ("dated a day ahead", Lease::Future),
+        ("sent twice", Lease::Twice),
+    ];
+    for (i, (name, lease)) in hostile.into_iter().enumerate() {
+        w.clock.advance(2 * 3600); // past the fresh window: every check asks
+        take_requests(&w.polar);
+        w.set_lease(lease);
+        let outcome = app.check(DEMO_KEY);
+        assert_eq!(take_requests(&w.polar), 1, "{name}: one request");
+        // Polar said yes, the relay's lease does not verify: the grant is no verdict, and
+        // the cache's own honest lease answers instead.
+        let left = from_cache(&outcome).unwrap_or_else(|| panic!("{name}: {outcome:?}"));
+        let now = START + 2 * 3600 * (i as i64 + 1);
+        assert_eq!(left.as_secs() as i64, good_until - now, "{name}");
+        // Nothing was stored from it: the window is still the honest lease's.
+        let status = app.status(DEMO_KEY).unwrap();
+        let CacheState::Present(record) = &status.state else {
+            panic!("{name}: {status:?}")
+        };
+        let window = record.lease_gate.window().cloned();
+        assert_eq!(window.map(|w| w.expires_at), Some(good_until), "{name}");
+    }
+    // An honest relay again: a fresh lease and an online grant.
+    w.set_lease(Lease::Honest { days: 3 });
+    w.clock.advance(2 * 3600);
+    let outcome = app.check(DEMO_KEY);
+    assert!(
+        matches!(
+            outcome,
+            CheckOutcome::Licensed {
+                source: Source::Online,
+                ..
+            }
+        ),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
+    let w = World::new();
+    w.set_lease(Lease::Missing);
+    let app = w.app(w.keys());
+    let answer = app.activate(&ActivateRequest::new(DEMO_KEY, "laptop"));
+    let err = answer.expect_err("an activation without a lease is no verdict");
+    assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
+    assert!(err.to_string().contains("lease"), "{err}");
+    assert!(!err.to_string().contains(DEMO_KEY), "{err}");
+}
+
+#[test]
+fn two_relay_keys_at_once_for_rotation() {
+    let w = World::new();
+    let old = SigningKey::generate(Some("relay-2025")).unwrap();
+    let keys =
+        RelayKeys::parse(&format!("{},{}", old.public_pair(), w.signer.public_pair())).unwrap();
+    assert_eq!(keys.kids(), vec!["relay-2025", "relay-2026"]);
+    let app = w.app(keys);
+    w.activate(&app);
+    w.offline();
+    w.clock.advance(DAY);
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+    // Only the old key: the new key's lease is an unknown kid, so no cache.
+    let old_only = w.app(RelayKeys::parse(&old.public_pair()).unwrap());
+    assert_eq!(old_only.check(DEMO_KEY).reason(), Some(Reason::Offline));
+}
+
+#[test]
+fn the_record_keeps_the_lease_as_received_and_its_seal_covers_it() {
+    let w = World::new();
+    let app = w.app(w.keys());
+    w.activate(&app);
+    let org = w.polar.organization_id();
+    let key = Key::new(DEMO_KEY);
+    let secret = FileStore::new(w.dir.path()).install_secret().unwrap();
+    let seal = fingerprint_from(MACHINE, &org);
+    let slot = Slot::new(
+        &w.polar.url(),
+        &org,
+        &key,
+        &secret,
+        Some(&seal),
+        Some(APP_SECRET),
+    );
+    let bytes = std::fs::read(w.dir.path().join(format!("{}.cache", slot.name))).unwrap();
+    let record = cache::decode(&bytes, &slot.mac).expect("sealed");
+    let lease = record.good.and_then(|g| g.lease).expect("stored");
+    assert!(lease.starts_with("v4.public."), "{lease}");
+    assert!(!String::from_utf8_lossy(&bytes).contains(DEMO_KEY));
+}

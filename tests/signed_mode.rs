@@ -512,3 +512,48 @@ fn the_record_keeps_the_lease_as_received_and_its_seal_covers_it() {
     assert!(lease.starts_with("v4.public."), "{lease}");
     assert!(!String::from_utf8_lossy(&bytes).contains(DEMO_KEY));
 }
+
+/// tests/vectors/lease-relay.json: the token the relay's signer writes for these claims, which
+/// the npm package's tests sign again with their own PASETO code (tests/js/signed.test.mjs).
+#[test]
+fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/vectors/lease-relay.json"
+    );
+    let doc: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let signer = SigningKey::from_file_text(doc["signing_key"].as_str().unwrap()).unwrap();
+    assert_eq!(signer.public_pair(), doc["public_pair"].as_str().unwrap());
+    let c = &doc["claims"];
+    let text = |name: &str| c[name].as_str().unwrap().to_string();
+    let claims = LeaseClaims {
+        organization_id: text("organization_id"),
+        key_sha256: key_hash(&Key::new(text("key"))),
+        activation_id: Some(text("activation_id")),
+        status: text("status"),
+        license_expires_at: c["license_expires_at"].as_i64(),
+        benefit_id: text("benefit_id"),
+        usage: c["usage"].as_i64().unwrap(),
+        limit_usage: c["limit_usage"].as_i64(),
+        limit_activations: c["limit_activations"].as_i64(),
+        issued_at: c["issued_at"].as_i64().unwrap(),
+        not_before: c["not_before"].as_i64().unwrap(),
+        expires_at: c["expires_at"].as_i64().unwrap(),
+        id: text("id"),
+    };
+    let machine = doc["machine"].as_str().unwrap();
+    let token = signer.sign(&claims, Some(machine)).unwrap();
+    assert_eq!(token, doc["token"].as_str().unwrap());
+    // …and it verifies for what it says.
+    let keys = RelayKeys::parse(doc["public_pair"].as_str().unwrap()).unwrap();
+    let key = Key::new(text("key"));
+    let expect = polar_license::lease::LeaseExpect {
+        organization_id: &claims.organization_id,
+        key: &key,
+        activation_id: claims.activation_id.as_deref(),
+        benefit_id: Some(&claims.benefit_id),
+        machine: Some(machine),
+    };
+    let lease = polar_license::lease::verify(&token, &keys, &expect, claims.issued_at, 600);
+    assert_eq!(lease.map(|l| l.claims), Ok(claims));
+}

@@ -243,6 +243,26 @@ export interface LicenseClientOptions {
   fetch?: (url: string, init: FetchInit) => Promise<unknown>;
   /** The entitlement map `hasFeature` answers from: feature name → benefit ids. */
   features?: FeatureMap;
+  /**
+   * Signed mode: the public keys of your relay (`polar-license relay keygen` prints one), each
+   * `'KID=k4.public.…'`, as an array or one comma-separated string (two keys while you rotate;
+   * at most 8). Point `baseUrl` at the relay. The cache then licenses offline only within a
+   * lease the relay signed that verifies with one of these keys, and an online grant without
+   * one is `protocol_error`. A bad entry rejects every call with `invalid_input` (field
+   * `relay_keys`) before any request. An empty list is unsigned mode.
+   */
+  relayKeys?: string | readonly string[];
+}
+
+/**
+ * The relay's signed lease stored with the key's last good verdict, when it verifies with the
+ * client's `relayKeys` (signed mode): the cache licenses offline until `expiresAt` at most.
+ */
+export interface Lease {
+  /** The relay key that signed it. */
+  kid: string;
+  /** When it ends, unix seconds. */
+  expiresAt: number;
 }
 
 export interface Address {
@@ -363,6 +383,8 @@ export interface DeactivateOptions {
 export interface ValidateResult {
   license: License;
   activation: Activation | null;
+  /** The stored lease that verifies (signed mode); `null` without one and in unsigned mode. */
+  lease: Lease | null;
   /**
    * May this copy use feature `name`, by this verdict and the client's `features` map? Computed
    * when the verdict was obtained (a metered count is the verdict's). Non-enumerable: not in
@@ -419,6 +441,8 @@ export type CheckResultData = Omit<CheckResult, 'hasFeature' | 'toJSON'> & {
 export interface ActivateResult {
   activation: Activation;
   license: License;
+  /** The stored lease that verifies (signed mode); `null` without one and in unsigned mode. */
+  lease: Lease | null;
 }
 
 export interface DeactivateResult {
@@ -468,6 +492,11 @@ export interface CacheStatus {
   activation: { id: string; label: string; conditions: Metadata; createdAt: number } | null;
   denied: { code: DenialCode; detail: string; status: number; at: number } | null;
   blockedUntil: number | null;
+  /**
+   * The stored lease that verifies with `relayKeys` (signed mode): the cache licenses offline
+   * until `lease.expiresAt` at most. `null` without one, and always in unsigned mode.
+   */
+  lease: Lease | null;
   /** Where this client's cache lives: see `LicenseClientOptions.storage`. */
   storage: 'file' | 'localStorage' | 'indexedDB' | 'memory' | 'custom';
   /** The directory of the `file` storage. */

@@ -77,6 +77,7 @@ const JS_NAMES = {
   clock_tolerance: 'gracePolicy.clockTolerance',
   app_secret: 'appSecret',
   machine_id: 'machineId',
+  relay_keys: 'relayKeys',
 };
 
 const cacheError = (detail) => new LicenseError('cache_error', detail);
@@ -204,6 +205,7 @@ const CLIENT_OPTIONS = [
   'appId',
   'rememberKeys',
   'fetch',
+  'relayKeys',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -311,6 +313,16 @@ function clientOptions(o) {
       return invalidOption(field, `gracePolicy.${name}`, `must not be longer than gracePolicy.gracePeriod (${grace} seconds, ${span(grace)}): ${v} is ${span(v)}${ms}`);
     }
   }
+  // Signed mode (issue #25): the relay's public keys, `KID=k4.public.…` each, as an array or
+  // one comma-separated string; the engine reads them with the core's parser (RelayKeys).
+  const relayKeys = rest.relayKeys;
+  if (relayKeys !== undefined) {
+    const list = typeof relayKeys === 'string' ? [relayKeys] : relayKeys;
+    if (!Array.isArray(list) || list.some((k) => typeof k !== 'string')) {
+      return invalidOption('relay_keys', 'relayKeys', `must be an array of 'KID=k4.public.…' strings or one comma-separated string, got ${typeName(relayKeys)}`);
+    }
+    rest.relayKeys = list.join(',');
+  }
   // Copies (the checked values, not the app's objects, which it may change later).
   if (policy !== undefined) rest.gracePolicy = { ...policy };
   return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true, fetch: fetchFn }, rest.baseUrl === undefined && rest.server !== undefined];
@@ -321,7 +333,7 @@ function optionError(e, viaServer) {
   const base = e.field === 'base_url' && viaServer;
   let detail = e.detail;
   if (base) detail = detail.replace(/^base_url\b/, 'server');
-  detail = detail.replace(/\b(organization_id|base_url|grace_period|revalidate_after|clock_tolerance|app_secret|machine_id)\b/g, (n) => JS_NAMES[n]);
+  detail = detail.replace(/\b(organization_id|base_url|grace_period|revalidate_after|clock_tolerance|app_secret|machine_id|relay_keys)\b/g, (n) => JS_NAMES[n]);
   return new LicenseError(e.code, detail, { ...e, field: base ? 'server' : e.field });
 }
 
@@ -462,10 +474,12 @@ const NO_BODY = new Uint8Array(0);
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail]`, `fail` 0, or 1 (could
- * not connect), 2 (timed out), 3 (truncated or too large); `date` and `retryAfter` are the
- * headers as `fetch` gives them, read by the engine with the core's own readers, as natively
- * (the `Date` anchors the expiry check and the cache's clock: one reading on every face).
+ * reply arguments: `[status, body, date, retryAfter, fail, detail, lease]`, `fail` 0, or 1
+ * (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter` and
+ * `lease` (a relay's `polar-license-lease`, signed mode) are the headers as `fetch` gives them,
+ * read by the engine with the core's own readers, as natively (the `Date` anchors the expiry
+ * check and the cache's clock: one reading on every face; two lease headers, joined by fetch,
+ * are one value that never verifies: no lease).
  * `fetchFn`: the `fetch` option (Electron's `net.fetch`, an undici fetch through a proxy), else
  * the global one; whatever it throws or returns that is not a readable Response is a failure
  * to connect (the grace cache answers), never a verdict.
@@ -507,7 +521,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, ''];
+    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease')];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);

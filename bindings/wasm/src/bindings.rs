@@ -41,6 +41,9 @@ pub(crate) struct ClientOptions {
     /// always carries it, whatever the activation binding). `machineId`, when given, is the
     /// seal instead, as natively.
     pub(crate) seal_machine_id: Option<String>,
+    /// `relayKeys` (issue #25, signed mode): `KID=k4.public.…` entries, comma-separated
+    /// (`license.js` joins an array), read by the core's `RelayKeys::parse`.
+    pub(crate) relay_keys: Option<String>,
 }
 
 /// A `validate()` call's options.

@@ -37,20 +37,21 @@ use crate::bindings::{
     activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
     PolicyOptions,
 };
-use polar_license::answers::{self, SchemaLicense};
+use polar_license::answers::{self, SchemaActivation, SchemaLicense};
 use polar_license::cache::install_secret_from_hex as unhex;
 use polar_license::error::{Denial, Error, Verdict};
 use polar_license::features::{Entitlements, FeatureAccess};
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::grace::{GracePolicy, Source};
+use polar_license::grace::{GracePolicy, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
+use polar_license::lease::{RelayKeys, LEASE_HEADER};
 use polar_license::proto::{
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, Asking, CacheState, Slot, Standing};
+use polar_license::session::{self, Asking, CacheState, Granted, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
@@ -160,7 +161,9 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
 /// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
 /// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
 /// The `Date` and `Retry-After` headers come as `fetch` gives them (repeated ones joined with
-/// ", "), read by the core as natively ([`HttpResponse::date`], [`proto::retry_after`]).
+/// ", "), read by the core as natively ([`HttpResponse::date`], [`proto::retry_after`]); so
+/// does the relay's lease header ([`LEASE_HEADER`], signed mode): two joined by `fetch` are one
+/// value that never verifies, so no lease, as natively where two read as none.
 ///
 /// [`proto::retry_after`]: polar_license::proto::retry_after
 fn reply(
@@ -170,6 +173,7 @@ fn reply(
     retry_after: Option<String>,
     fail: u8,
     detail: String,
+    lease: Option<String>,
 ) -> Result<HttpResponse, Error> {
     let kind = match fail {
         0 => {
@@ -179,6 +183,9 @@ fn reply(
             }
             if let Some(retry) = retry_after {
                 headers.push(("retry-after".to_string(), retry));
+            }
+            if let Some(lease) = lease {
+                headers.push((LEASE_HEADER.to_string(), lease));
             }
             return Ok(HttpResponse {
                 status,
@@ -213,6 +220,9 @@ pub struct Engine {
     seal: Option<String>,
     app_secret: Option<Vec<u8>>,
     require_activation: bool,
+    /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
+    /// these relay keys, and an online grant counts only with one.
+    relay_keys: RelayKeys,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -228,6 +238,10 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
             .ok_or_else(|| Error::invalid("timeout", "must be a finite number of seconds > 0"))?,
     };
     let entitlements = entitlements(features)?;
+    let relay_keys = match o.relay_keys.as_deref() {
+        Some(list) => RelayKeys::parse(list)?,
+        None => RelayKeys::new(),
+    };
     if timeout.is_zero() {
         return Err(Error::invalid("timeout", "must be greater than zero"));
     }
@@ -250,8 +264,55 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         seal,
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
+        relay_keys,
     })
 }
+
+/// `"lease":{"kid","expiresAt"}` (unix seconds, as the package's other times) or `null`: the
+/// stored lease that verifies with the relay keys (always `null` in unsigned mode).
+fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
+    j.key("lease");
+    match lease {
+        Some(w) => {
+            j.raw("{");
+            j.key("kid").str(&w.kid);
+            j.key("expiresAt").int(w.expires_at);
+            j.raw("}");
+        }
+        None => {
+            j.raw("null");
+        }
+    }
+}
+
+/// `answer` with the `lease` among the fields of its `ok` object, when it is one (a licensed
+/// result; errors and denials are left as they are).
+fn leased(answer: String, lease: Option<&LeaseWindow>) -> String {
+    let Some(rest) = answer.strip_prefix("{\"ok\":{") else {
+        return answer;
+    };
+    let mut j = Json::new();
+    j.raw("{\"ok\":{");
+    lease_json(&mut j, lease);
+    if !rest.starts_with('}') {
+        j.raw(",");
+    }
+    j.raw(rest).done()
+}
+
+/// The relay's lease header of an answer (its single value; `fetch` joins two into one).
+fn lease_token(response: &Result<HttpResponse, Error>) -> Option<String> {
+    response
+        .as_ref()
+        .ok()
+        .and_then(|r| r.single(LEASE_HEADER))
+        .map(str::to_string)
+}
+
+/// An online answer and the lease to store with it: in signed mode a grant stands only with a
+/// lease that verifies for it (else it is `protocol_error`, see [`session::hold_lease`]), as
+/// natively (`Licensing::held`).
+type Held<L> = (Result<(Verdict<L>, Option<i64>), Error>, Option<String>);
 
 /// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
 struct StepOut<'a> {
@@ -351,15 +412,91 @@ impl Engine {
         )
     }
 
-    /// A key's stored record and ledger text, opened.
+    /// A key's stored record and ledger text, opened; in signed mode with what its lease
+    /// allows (`session::gate_lease` after every open, as natively).
     fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
-        session::open(
+        let mut opened = session::open(
             record.map(str::as_bytes),
             ledger.map(str::as_bytes),
             slot,
             self.org(),
             key,
-        )
+        );
+        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        opened
+    }
+
+    /// The window of `record`'s lease that verifies with the relay keys (`None` in unsigned
+    /// mode, or with no such lease): what a result reports as `lease` for the record as this
+    /// step leaves it.
+    fn window(&self, key: &Key, record: Option<&Record>) -> Option<LeaseWindow> {
+        if self.relay_keys.is_empty() {
+            return None;
+        }
+        let mut opened = Opened::default();
+        opened.record = record.cloned();
+        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        opened.record?.lease_gate.window().cloned()
+    }
+
+    /// [`Held`] for a validate's answer (`granted`: what it was asked).
+    fn held(
+        &self,
+        online: Result<(Verdict<SchemaLicense>, Option<i64>), Error>,
+        granted: &Granted<'_>,
+        token: Option<&str>,
+        now: i64,
+    ) -> Held<SchemaLicense> {
+        match online {
+            Ok((Verdict::Accepted(license), date)) => {
+                match session::hold_lease(
+                    &self.relay_keys,
+                    granted,
+                    &license,
+                    token,
+                    now,
+                    &self.policy,
+                ) {
+                    Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            other => (other, None),
+        }
+    }
+
+    /// [`Held`] for an activation's answer: the lease is for the activation just made.
+    fn held_activation(
+        &self,
+        online: Result<(Verdict<SchemaActivation>, Option<i64>), Error>,
+        req: &ActivateRequest,
+        key: &Key,
+        token: Option<&str>,
+        now: i64,
+    ) -> Held<SchemaActivation> {
+        use polar_license::grace::ActivationData;
+        match online {
+            Ok((Verdict::Accepted(read), date)) => {
+                let granted = Granted {
+                    organization_id: self.org(),
+                    key,
+                    activation_id: Some(read.activation_id()),
+                    conditions: &req.conditions,
+                };
+                match session::hold_lease(
+                    &self.relay_keys,
+                    &granted,
+                    &read.validated(),
+                    token,
+                    now,
+                    &self.policy,
+                ) {
+                    Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
+                    Err(e) => (Err(e), None),
+                }
+            }
+            other => (other, None),
+        }
     }
 
     /// The writes that store `record`, in order.
@@ -496,7 +633,8 @@ impl Engine {
 #[wasm_bindgen]
 impl Engine {
     /// `LicenseClient`'s options as JSON text (`organizationId`, `server`, `baseUrl`,
-    /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, in seconds
+    /// `timeout`, `gracePolicy`, `appSecret`, `machineId`, `requireActivation`, `relayKeys`
+    /// (comma-separated `KID=k4.public.…`: signed mode), in seconds
     /// where they are durations; `sealMachineId`: this machine's OS id, from the node entries),
     /// and `features` (the map, as JSON text, `null` for none), both `JSON.stringify` of the JS
     /// values and read by the core's strict reader. Throws the error JSON text for a bad option
@@ -534,6 +672,7 @@ impl Engine {
                 .and_then(|v| v.boolean())
                 .unwrap_or(false),
             seal_machine_id: text("sealMachineId"),
+            relay_keys: text("relayKeys"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }
@@ -550,7 +689,8 @@ impl Engine {
     /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
     /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`, `secretOk` `""`
     /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
-    /// name answers `undefined`.
+    /// name answers `undefined`. `checkEnd`, `validateEnd` and `activateEnd` are the `_leased`
+    /// methods: the reply's last argument is the relay's lease header (signed mode).
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let a = Args(args);
         Some(match op {
@@ -573,7 +713,7 @@ impl Engine {
                 a.o(6),
                 a.o(7),
             ),
-            "checkEnd" => self.check_end(
+            "checkEnd" => self.check_end_leased(
                 a.s(0),
                 &a.s(1),
                 a.o(2),
@@ -589,9 +729,10 @@ impl Engine {
                 a.o(12),
                 a.n(13) as u8,
                 a.s(14),
+                a.o(15),
             ),
             "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
-            "validateEnd" => self.validate_end(
+            "validateEnd" => self.validate_end_leased(
                 a.s(0),
                 &a.s(1),
                 a.o(2),
@@ -604,9 +745,10 @@ impl Engine {
                 a.o(9),
                 a.n(10) as u8,
                 a.s(11),
+                a.o(12),
             ),
             "activateBegin" => self.activate_begin(a.s(0), &a.s(1)),
-            "activateEnd" => self.activate_end(
+            "activateEnd" => self.activate_end_leased(
                 a.s(0),
                 &a.s(1),
                 a.o(2),
@@ -619,6 +761,7 @@ impl Engine {
                 a.o(9),
                 a.n(10) as u8,
                 a.s(11),
+                a.o(12),
             ),
             "deactivateBegin" => self.deactivate_begin(a.s(0), &a.s(1), &a.s(2), a.o(3), a.o(4)),
             "deactivateEnd" => self.deactivate_end(
@@ -728,16 +871,23 @@ impl Engine {
         }
         let slot = self.sealed(&key, secret);
         let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        // The lease of the record as this step leaves it (not for a feature's answer).
+        let lease = |r: Option<&Record>| feature.is_none().then(|| self.window(&key, r)).flatten();
         match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok(Begin::Done(outcome)) => {
-                StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
-            }
+            Err(outcome) | Ok(Begin::Done(outcome)) => StepOut::answer(leased(
+                self.outcome_json(&outcome, feature, None),
+                lease(opened.record.as_ref()).as_ref(),
+            ))
+            .done(),
             Ok(Begin::Cached {
                 outcome,
                 write,
                 or_ask,
             }) => StepOut {
-                answer: Some(self.outcome_json(&outcome, feature, None)),
+                answer: Some(leased(
+                    self.outcome_json(&outcome, feature, None),
+                    lease(Some(&write)).as_ref(),
+                )),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
                 ..StepOut::empty()
@@ -767,7 +917,12 @@ impl Engine {
             Ok(asking) => session::pending(&opened, &asking, &self.policy),
             Err(outcome) => outcome,
         };
-        StepOut::answer(self.outcome_json(&outcome, None, None)).done()
+        let lease = self.window(&key, opened.record.as_ref());
+        StepOut::answer(leased(
+            self.outcome_json(&outcome, None, None),
+            lease.as_ref(),
+        ))
+        .done()
     }
 
     /// Phase 2 of a check, when another check of the key is asking Polar right now: the
@@ -801,7 +956,14 @@ impl Engine {
         );
         match session::while_asked(&current, &asking, &self.policy) {
             Some((outcome, record)) => StepOut {
-                answer: Some(self.outcome_json(&outcome, feature.as_deref(), None)),
+                answer: Some(leased(
+                    self.outcome_json(&outcome, feature.as_deref(), None),
+                    feature
+                        .is_none()
+                        .then(|| self.window(&key, Some(&record)))
+                        .flatten()
+                        .as_ref(),
+                )),
                 write: Some(self.seal(&current, record, &slot)),
                 ..StepOut::empty()
             }
@@ -820,8 +982,12 @@ impl Engine {
     ///
     /// The answer is `{"ok": result}` for a licensed verdict, else the denial or error; with
     /// `feature`, `{"ok": the feature's answer}` for every verdict but an error-class one.
+    ///
+    /// `lease` is the relay's lease header (signed mode): a grant counts only with one that
+    /// verifies, and is stored with it (`session::hold_lease`, `session::with_lease`); the
+    /// result's `lease` is the record's as this step leaves it.
     #[allow(clippy::too_many_arguments)]
-    pub fn check_end(
+    pub fn check_end_leased(
         &self,
         key: String,
         secret: &str,
@@ -838,12 +1004,14 @@ impl Engine {
         retry_after: Option<String>,
         fail: u8,
         detail: String,
+        lease: Option<String>,
     ) -> String {
         let key = Key::new(key);
         let now = now as i64;
         let feature = feature.as_deref();
-        let response = reply(status, body, date, retry_after, fail, detail);
+        let response = reply(status, body, date, retry_after, fail, detail, lease);
         let date = response.as_ref().ok().and_then(HttpResponse::date);
+        let token = lease_token(&response);
         if let Some(cache) = cache {
             let req = match self.uncached_request(&key, cache.clone()) {
                 Ok(req) => req,
@@ -856,6 +1024,17 @@ impl Engine {
                 Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
                 None => Err(Error::invalid("key", "is required")),
             };
+            // Nothing is stored without the storage, but a grant still needs its lease.
+            let granted = Granted {
+                organization_id: self.org(),
+                key: &key,
+                activation_id: req.activation_id.as_deref(),
+                conditions: &req.conditions,
+            };
+            let online = self
+                .held(online.map(|v| (v, None)), &granted, token.as_deref(), now)
+                .0
+                .map(|(v, _)| v);
             let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
             return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
         }
@@ -871,22 +1050,37 @@ impl Engine {
             Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
             None => Err(Error::invalid("key", "is required")),
         };
+        let granted = Granted {
+            organization_id: self.org(),
+            key: &asking.query.key,
+            activation_id: asking.query.activation_id.as_deref(),
+            conditions: &asking.query.conditions,
+        };
+        let (online, lease) = self.held(
+            online.map(|verdict| (verdict, date)),
+            &granted,
+            token.as_deref(),
+            asking.now,
+        );
         let current = self.open(
             &key,
             &slot,
             current_record.as_deref(),
             current_ledger.as_deref(),
         );
-        let f = session::finish(
-            &current,
-            &asking,
-            &self.policy,
-            online.map(|verdict| (verdict, date)),
-        );
-        let strict = f.write.as_ref().is_some_and(|r| r.denied.is_some());
+        let f = session::finish(&current, &asking, &self.policy, online);
+        let write = f.write.map(|r| session::with_lease(r, lease));
+        let strict = write.as_ref().is_some_and(|r| r.denied.is_some());
+        let window = feature
+            .is_none()
+            .then(|| self.window(&key, write.as_ref().or(current.record.as_ref())))
+            .flatten();
         StepOut {
-            answer: Some(self.outcome_json(&f.outcome, feature, f.fallback.as_ref())),
-            write: f.write.map(|r| self.seal(&current, r, &slot)),
+            answer: Some(leased(
+                self.outcome_json(&f.outcome, feature, f.fallback.as_ref()),
+                window.as_ref(),
+            )),
+            write: write.map(|r| self.seal(&current, r, &slot)),
             strict,
             ..StepOut::empty()
         }
@@ -910,9 +1104,10 @@ impl Engine {
     /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {license, activation,
     /// features}}` (the feature answers of an online verdict) or the denial or error. The
     /// answer updates the key's record (one truth per key) when the storage could be read
-    /// (`secret`, `record`, `ledger`; no `secret`: nothing to write).
+    /// (`secret`, `record`, `ledger`; no `secret`: nothing to write). `lease`: the relay's
+    /// lease header, as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
     #[allow(clippy::too_many_arguments)]
-    pub fn validate_end(
+    pub fn validate_end_leased(
         &self,
         key: String,
         options: &str,
@@ -926,29 +1121,46 @@ impl Engine {
         retry_after: Option<String>,
         fail: u8,
         detail: String,
+        lease: Option<String>,
     ) -> String {
         let req = match self.validate_request(key, options) {
             Ok(req) => req,
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail);
+        let response = reply(status, body, date, retry_after, fail, detail, lease);
         let date = response.as_ref().ok().and_then(HttpResponse::date);
-        let mut online = match Expect::validate(self.org(), &req, now) {
+        let token = lease_token(&response);
+        let online = match Expect::validate(self.org(), &req, now) {
             Some(expect) => response
                 .and_then(|r| answers::validate_answer(&r, &expect))
                 .map(|verdict| (verdict, date)),
             None => Err(Error::invalid("key", "is required")),
         };
+        let (mut online, lease) = match req.key.as_ref() {
+            Some(key) => {
+                let granted = Granted {
+                    organization_id: self.org(),
+                    key,
+                    activation_id: req.activation_id.as_deref(),
+                    conditions: &req.conditions,
+                };
+                self.held(online, &granted, token.as_deref(), now)
+            }
+            None => (online, None),
+        };
         let mut out = StepOut::empty();
+        let mut window = None;
         if let (Some(secret), Some(key)) = (secret, req.key.as_ref()) {
             let slot = self.sealed(key, &secret);
             let opened = self.open(key, &slot, record.as_deref(), ledger.as_deref());
             let machine = self.machine.as_deref();
             let org = self.org();
-            if let Some(r) =
+            let written =
                 session::validated(&opened, org, &req, machine, now, &self.policy, &mut online)
-            {
+                    .map(|r| session::with_lease(r, lease));
+            window = self.window(key, written.as_ref().or(opened.record.as_ref()));
+            if let Some(r) = written {
                 out.strict = r.denied.is_some();
                 out.write = Some(self.seal(&opened, r, &slot));
             }
@@ -966,6 +1178,7 @@ impl Engine {
         };
         let mut j = Json::new();
         j.raw("{\"ok\":{");
+        lease_json(&mut j, window.as_ref());
         if let CheckOutcome::Licensed { license, .. } = &verdict {
             j.key("license");
             license.write_license(&mut j);
@@ -996,7 +1209,147 @@ impl Engine {
     /// a good verdict bound to it, or the denial about the key (`secret`, `record` and
     /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
     /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
-    /// naming the activation.
+    /// naming the activation. `lease`: the relay's lease header, for the activation just made,
+    /// as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn activate_end_leased(
+        &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<String>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+        lease: Option<String>,
+    ) -> String {
+        let (req, key) = match self.activate_request(key, options) {
+            Ok(bound) => bound,
+            Err(e) => return StepOut::answer(error_json(&e)).done(),
+        };
+        let now = now as i64;
+        let response = reply(status, body, date, retry_after, fail, detail, lease);
+        let date = response.as_ref().ok().and_then(HttpResponse::date);
+        let token = lease_token(&response);
+        let online = match Expect::activate(self.org(), &req, now) {
+            Some(expect) => response
+                .and_then(|r| answers::activate_answer(&r, &expect))
+                .map(|verdict| (verdict, date)),
+            None => Err(Error::invalid("key", "is required")),
+        };
+        let (mut online, lease) = self.held_activation(online, &req, &key, token.as_deref(), now);
+        let mut out = StepOut::empty();
+        let mut window = None;
+        if let Some(secret) = secret {
+            let slot = self.sealed(&key, &secret);
+            let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+            let org = self.org();
+            let written =
+                session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
+                    .map(|r| session::with_lease(r, lease));
+            window = self.window(&key, written.as_ref().or(opened.record.as_ref()));
+            if let Some(r) = written {
+                out.strict = r.denied.is_some();
+                out.write = Some(self.seal(&opened, r, &slot));
+            }
+        }
+        let answer = match online {
+            Ok((Verdict::Accepted(read), _)) => {
+                let mut j = Json::new();
+                j.raw("{\"ok\":{");
+                lease_json(&mut j, window.as_ref());
+                j.key("activation");
+                read.license().write_activation(&mut j);
+                j.key("license");
+                read.license().write_license(&mut j);
+                j.raw("}}").done()
+            }
+            Ok((Verdict::Denied(d), _)) => denial_json(&d),
+            Err(e) => error_json(&e),
+        };
+        out.with(answer).done()
+    }
+
+    /// [`Engine::check_end_leased`] with no lease header (unsigned answers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_end(
+        &self,
+        key: String,
+        secret: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        cache: Option<String>,
+        feature: Option<String>,
+        current_record: Option<String>,
+        current_ledger: Option<String>,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<String>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        self.check_end_leased(
+            key,
+            secret,
+            record,
+            ledger,
+            now,
+            cache,
+            feature,
+            current_record,
+            current_ledger,
+            status,
+            body,
+            date,
+            retry_after,
+            fail,
+            detail,
+            None,
+        )
+    }
+
+    /// [`Engine::validate_end_leased`] with no lease header (unsigned answers).
+    #[allow(clippy::too_many_arguments)]
+    pub fn validate_end(
+        &self,
+        key: String,
+        options: &str,
+        secret: Option<String>,
+        record: Option<String>,
+        ledger: Option<String>,
+        now: f64,
+        status: u16,
+        body: Vec<u8>,
+        date: Option<String>,
+        retry_after: Option<String>,
+        fail: u8,
+        detail: String,
+    ) -> String {
+        self.validate_end_leased(
+            key,
+            options,
+            secret,
+            record,
+            ledger,
+            now,
+            status,
+            body,
+            date,
+            retry_after,
+            fail,
+            detail,
+            None,
+        )
+    }
+
+    /// [`Engine::activate_end_leased`] with no lease header (unsigned answers).
     #[allow(clippy::too_many_arguments)]
     pub fn activate_end(
         &self,
@@ -1013,45 +1366,21 @@ impl Engine {
         fail: u8,
         detail: String,
     ) -> String {
-        let (req, key) = match self.activate_request(key, options) {
-            Ok(bound) => bound,
-            Err(e) => return StepOut::answer(error_json(&e)).done(),
-        };
-        let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail);
-        let date = response.as_ref().ok().and_then(HttpResponse::date);
-        let mut online = match Expect::activate(self.org(), &req, now) {
-            Some(expect) => response
-                .and_then(|r| answers::activate_answer(&r, &expect))
-                .map(|verdict| (verdict, date)),
-            None => Err(Error::invalid("key", "is required")),
-        };
-        let mut out = StepOut::empty();
-        if let Some(secret) = secret {
-            let slot = self.sealed(&key, &secret);
-            let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-            let org = self.org();
-            if let Some(r) =
-                session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
-            {
-                out.strict = r.denied.is_some();
-                out.write = Some(self.seal(&opened, r, &slot));
-            }
-        }
-        let answer = match online {
-            Ok((Verdict::Accepted(read), _)) => {
-                let mut j = Json::new();
-                j.raw("{\"ok\":{");
-                j.key("activation");
-                read.license().write_activation(&mut j);
-                j.key("license");
-                read.license().write_license(&mut j);
-                j.raw("}}").done()
-            }
-            Ok((Verdict::Denied(d), _)) => denial_json(&d),
-            Err(e) => error_json(&e),
-        };
-        out.with(answer).done()
+        self.activate_end_leased(
+            key,
+            options,
+            secret,
+            record,
+            ledger,
+            now,
+            status,
+            body,
+            date,
+            retry_after,
+            fail,
+            detail,
+            None,
+        )
     }
 
     /// A deactivation of `options.activationId`, else of the remembered activation (from the
@@ -1105,7 +1434,7 @@ impl Engine {
         fail: u8,
         detail: String,
     ) -> String {
-        let verdict = match reply(status, body, date, retry_after, fail, detail)
+        let verdict = match reply(status, body, date, retry_after, fail, detail, None)
             .and_then(|r| answers::deactivate_answer(&r))
         {
             Ok(verdict) => verdict,
@@ -1184,6 +1513,7 @@ impl Engine {
         let mut j = Json::new();
         j.raw("{\"ok\":{");
         j.key("state").str(state);
+        lease_json(&mut j, record.and_then(|r| r.lease_gate.window()));
         j.key("untrusted").opt_str(untrusted);
         j.key("now").int(status.now);
         j.key("graceRemaining")

@@ -135,6 +135,13 @@ if ! cargo build -p polar-license-cli --bin polar-license 2>&1 | tail -n 3; then
     exit 1
 fi
 EMULATOR_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license"
+# The forged-record attack of tests/js/signed.test.mjs re-seals a node record with the crate's
+# own code (crates/testkit/src/bin/polar-license-forge.rs).
+if ! cargo build -p polar-license-testkit --bin polar-license-forge 2>&1 | tail -n 3; then
+    echo "test-wasm: cannot build polar-license-forge" >&2
+    exit 1
+fi
+FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
 
 start_emulator main || exit 1
 export POLAR_WASM_EMULATOR_URL="$LAST_URL"
@@ -239,7 +246,7 @@ node_tests() {
     env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
-        POLAR_CLI="$EMULATOR_BIN" CONSUMER="$CONSUMER" "$@" \
+        POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" CONSUMER="$CONSUMER" "$@" \
         "$node" --test --test-reporter=tap tests/js/*.test.mjs
 }
 suite npm-node node node_tests node

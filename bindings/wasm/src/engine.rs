@@ -287,7 +287,7 @@ fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
 
 /// `answer` with the `lease` among the fields of its `ok` object, when it is one (a licensed
 /// result; errors and denials are left as they are).
-fn leased(answer: String, lease: Option<&LeaseWindow>) -> String {
+fn insert_lease(answer: String, lease: Option<&LeaseWindow>) -> String {
     let Some(rest) = answer.strip_prefix("{\"ok\":{") else {
         return answer;
     };
@@ -437,6 +437,21 @@ impl Engine {
         opened.record = record.cloned();
         session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
         opened.record?.lease_gate.window().cloned()
+    }
+
+    /// A check's `answer` with the `lease` of `record` (the record as the step leaves it), when
+    /// it is a licensed result; a feature's answer (`feature`) is left as it is.
+    fn leased(
+        &self,
+        answer: String,
+        key: &Key,
+        feature: Option<&str>,
+        record: Option<&Record>,
+    ) -> String {
+        if feature.is_some() {
+            return answer;
+        }
+        insert_lease(answer, self.window(key, record).as_ref())
     }
 
     /// [`Held`] for a validate's answer (`granted`: what it was asked).
@@ -871,12 +886,12 @@ impl Engine {
         }
         let slot = self.sealed(&key, secret);
         let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        // The lease of the record as this step leaves it (not for a feature's answer).
-        let lease = |r: Option<&Record>| feature.is_none().then(|| self.window(&key, r)).flatten();
         match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok(Begin::Done(outcome)) => StepOut::answer(leased(
+            Err(outcome) | Ok(Begin::Done(outcome)) => StepOut::answer(self.leased(
                 self.outcome_json(&outcome, feature, None),
-                lease(opened.record.as_ref()).as_ref(),
+                &key,
+                feature,
+                opened.record.as_ref(),
             ))
             .done(),
             Ok(Begin::Cached {
@@ -884,9 +899,11 @@ impl Engine {
                 write,
                 or_ask,
             }) => StepOut {
-                answer: Some(leased(
+                answer: Some(self.leased(
                     self.outcome_json(&outcome, feature, None),
-                    lease(Some(&write)).as_ref(),
+                    &key,
+                    feature,
+                    Some(&write),
                 )),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
@@ -917,12 +934,8 @@ impl Engine {
             Ok(asking) => session::pending(&opened, &asking, &self.policy),
             Err(outcome) => outcome,
         };
-        let lease = self.window(&key, opened.record.as_ref());
-        StepOut::answer(leased(
-            self.outcome_json(&outcome, None, None),
-            lease.as_ref(),
-        ))
-        .done()
+        let answer = self.outcome_json(&outcome, None, None);
+        StepOut::answer(self.leased(answer, &key, None, opened.record.as_ref())).done()
     }
 
     /// Phase 2 of a check, when another check of the key is asking Polar right now: the
@@ -956,13 +969,11 @@ impl Engine {
         );
         match session::while_asked(&current, &asking, &self.policy) {
             Some((outcome, record)) => StepOut {
-                answer: Some(leased(
+                answer: Some(self.leased(
                     self.outcome_json(&outcome, feature.as_deref(), None),
-                    feature
-                        .is_none()
-                        .then(|| self.window(&key, Some(&record)))
-                        .flatten()
-                        .as_ref(),
+                    &key,
+                    feature.as_deref(),
+                    Some(&record),
                 )),
                 write: Some(self.seal(&current, record, &slot)),
                 ..StepOut::empty()
@@ -1071,14 +1082,12 @@ impl Engine {
         let f = session::finish(&current, &asking, &self.policy, online);
         let write = f.write.map(|r| session::with_lease(r, lease));
         let strict = write.as_ref().is_some_and(|r| r.denied.is_some());
-        let window = feature
-            .is_none()
-            .then(|| self.window(&key, write.as_ref().or(current.record.as_ref())))
-            .flatten();
         StepOut {
-            answer: Some(leased(
+            answer: Some(self.leased(
                 self.outcome_json(&f.outcome, feature, f.fallback.as_ref()),
-                window.as_ref(),
+                &key,
+                feature,
+                write.as_ref().or(current.record.as_ref()),
             )),
             write: write.map(|r| self.seal(&current, r, &slot)),
             strict,

@@ -47,6 +47,7 @@ test('the README has every example the tests expect', () => {
       'errors:js',
       'features:js',
       'offline:js',
+      'signed-mode:js',
       'electron-storage:js',
       'inline:js',
       'remember:js',
@@ -60,7 +61,7 @@ test('the README has every example the tests expect', () => {
 test('the examples that talk to Polar in node start their own local Polar and run as pasted', () => {
   assert.deepEqual(
     blocks.filter((b) => asPasted(b.name)).map((b) => b.name),
-    ['quick-start', 'activation', 'errors', 'features', 'offline', 'inline', 'remember', 'commonjs'],
+    ['quick-start', 'activation', 'errors', 'features', 'offline', 'signed-mode', 'inline', 'remember', 'commonjs'],
   );
   for (const b of blocks.filter((b) => asPasted(b.name))) {
     assert.match(b.code, /baseUrl: polar\.url, \/\/ try it locally/, b.name);
@@ -113,6 +114,15 @@ test('example: features', async () => {
 test('example: offline', async () => {
   const { lines } = await runExample('offline');
   assert.deepEqual(lines, ['cache present, 14 days of grace', 'licensed from the cache after offline']);
+});
+
+test('example: signed-mode', async () => {
+  const { lines } = await runExample('signed-mode');
+  assert.deepEqual(lines, [
+    'protocol_error: signed mode: the grant came without a lease that verifies (missing)',
+    'lease: null',
+    'invalid_input (relay_keys): relayKeys: each relay key is KID=k4.public.… (no \'=\' found)',
+  ]);
 });
 
 test('example: electron-storage', async () => {

@@ -9,6 +9,7 @@ import {
   type CacheStatus,
   type CheckResult,
   type CheckResultData,
+  type Lease,
   type LicenseErrorData,
   type DenialCode,
   type FallbackCode,
@@ -133,6 +134,15 @@ export async function usage(key: string): Promise<void> {
   const state: 'empty' | 'untrusted' | 'present' = s.state;
   const replayed: CacheStatus['untrusted'] = 'replayed';
   const denied: DenialCode | undefined = s.denied?.code;
+  // Signed mode (issue #25): relayKeys as an array or one string; the verified stored lease.
+  const signed = new LicenseClient({ organizationId: 'org', relayKeys: ['relay-2026=k4.public.x'] });
+  new LicenseClient({ organizationId: 'org', relayKeys: 'a=k4.public.x,b=k4.public.y' });
+  // @ts-expect-error relay keys are strings
+  new LicenseClient({ organizationId: 'org', relayKeys: [42] });
+  const leaseEnd: number | undefined = s.lease?.expiresAt;
+  const leaseKid: string | undefined = (await signed.check(key)).lease?.kid;
+  const activatedLease: Lease | null = (await signed.activate(key)).lease;
+  const validatedLease: Lease | null = (await signed.validate(key)).lease;
   const d = await client.deactivate(key, { activationId: id });
   const freed: string = d.activationId;
   await client.forget(key);

@@ -428,15 +428,20 @@ impl Engine {
 
     /// The window of `record`'s lease that verifies with the relay keys (`None` in unsigned
     /// mode, or with no such lease): what a result reports as `lease` for the record as this
-    /// step leaves it.
-    fn window(&self, key: &Key, record: Option<&Record>) -> Option<LeaseWindow> {
+    /// step leaves it. When its good verdict is the one `opened` holds (a cached answer, a
+    /// fallback), the window `open` found is the same: the lease is not verified twice.
+    fn window(&self, key: &Key, opened: &Opened, record: Option<&Record>) -> Option<LeaseWindow> {
         if self.relay_keys.is_empty() {
             return None;
         }
-        let mut opened = Opened::default();
-        opened.record = record.cloned();
-        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
-        opened.record?.lease_gate.window().cloned()
+        let record = record?;
+        if let Some(before) = opened.record.as_ref().filter(|b| b.good == record.good) {
+            return before.lease_gate.window().cloned();
+        }
+        let mut gated = Opened::default();
+        gated.record = Some(record.clone());
+        session::gate_lease(&mut gated, &self.relay_keys, self.org(), key);
+        gated.record?.lease_gate.window().cloned()
     }
 
     /// A check's `answer` with the `lease` of `record` (the record as the step leaves it), when
@@ -446,12 +451,13 @@ impl Engine {
         answer: String,
         key: &Key,
         feature: Option<&str>,
+        opened: &Opened,
         record: Option<&Record>,
     ) -> String {
         if feature.is_some() {
             return answer;
         }
-        insert_lease(answer, self.window(key, record).as_ref())
+        insert_lease(answer, self.window(key, opened, record).as_ref())
     }
 
     /// [`Held`] for a validate's answer (`granted`: what it was asked).
@@ -891,6 +897,7 @@ impl Engine {
                 self.outcome_json(&outcome, feature, None),
                 &key,
                 feature,
+                &opened,
                 opened.record.as_ref(),
             ))
             .done(),
@@ -903,6 +910,7 @@ impl Engine {
                     self.outcome_json(&outcome, feature, None),
                     &key,
                     feature,
+                    &opened,
                     Some(&write),
                 )),
                 write: Some(self.seal(&opened, *write, &slot)),
@@ -935,7 +943,7 @@ impl Engine {
             Err(outcome) => outcome,
         };
         let answer = self.outcome_json(&outcome, None, None);
-        StepOut::answer(self.leased(answer, &key, None, opened.record.as_ref())).done()
+        StepOut::answer(self.leased(answer, &key, None, &opened, opened.record.as_ref())).done()
     }
 
     /// Phase 2 of a check, when another check of the key is asking Polar right now: the
@@ -973,6 +981,7 @@ impl Engine {
                     self.outcome_json(&outcome, feature.as_deref(), None),
                     &key,
                     feature.as_deref(),
+                    &current,
                     Some(&record),
                 )),
                 write: Some(self.seal(&current, record, &slot)),
@@ -1087,6 +1096,7 @@ impl Engine {
                 self.outcome_json(&f.outcome, feature, f.fallback.as_ref()),
                 &key,
                 feature,
+                &current,
                 write.as_ref().or(current.record.as_ref()),
             )),
             write: write.map(|r| self.seal(&current, r, &slot)),
@@ -1168,7 +1178,7 @@ impl Engine {
             let written =
                 session::validated(&opened, org, &req, machine, now, &self.policy, &mut online)
                     .map(|r| session::with_lease(r, lease));
-            window = self.window(key, written.as_ref().or(opened.record.as_ref()));
+            window = self.window(key, &opened, written.as_ref().or(opened.record.as_ref()));
             if let Some(r) = written {
                 out.strict = r.denied.is_some();
                 out.write = Some(self.seal(&opened, r, &slot));
@@ -1261,7 +1271,7 @@ impl Engine {
             let written =
                 session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
                     .map(|r| session::with_lease(r, lease));
-            window = self.window(&key, written.as_ref().or(opened.record.as_ref()));
+            window = self.window(&key, &opened, written.as_ref().or(opened.record.as_ref()));
             if let Some(r) = written {
                 out.strict = r.denied.is_some();
                 out.write = Some(self.seal(&opened, r, &slot));

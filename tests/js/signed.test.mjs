@@ -8,84 +8,22 @@
 // by a signed one.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHash, createPrivateKey, createPublicKey, generateKeyPairSync, randomUUID, sign } from 'node:crypto';
+import { randomUUID } from 'node:crypto';
 import { execFile } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { EMULATOR, ORG, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { DAY, claims, fromPaserk, honest as honestWith, signLease, signingKey, standIn } from './lease-relay.mjs';
 
 const { LicenseClient } = await pkg();
 const run = promisify(execFile);
 
-const DAY = 86_400;
 const MACHINE = 'machine-A';
 const APP_SECRET = "the app's own secret";
 const FIXTURE = JSON.parse(readFileSync(new URL('../vectors/lease-relay.json', import.meta.url), 'utf8'));
-
-// ---- PASETO v4.public, as the relay signs it (src/lease.rs) -------------------------------
-
-/** PASETO's pre-authentication encoding: le64(n), then each piece as le64(length) ‖ bytes. */
-function pae(pieces) {
-  const le64 = (n) => {
-    const b = Buffer.alloc(8);
-    b.writeBigUInt64LE(BigInt(n) & 0x7fffffffffffffffn);
-    return b;
-  };
-  return Buffer.concat([le64(pieces.length), ...pieces.flatMap((p) => [le64(p.length), p])]);
-}
-
-/** RFC 3339 as the `time` crate writes whole seconds: `2026-01-01T00:00:00Z`. */
-const rfc3339 = (unix) => new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
-
-/** A relay signing key: `kid`, the node private key and `pair` (`KID=k4.public.…`). */
-function signingKey(kid, seed) {
-  const privateKey = seed
-    ? createPrivateKey({ key: Buffer.concat([Buffer.from('302e020100300506032b657004220420', 'hex'), seed]), format: 'der', type: 'pkcs8' })
-    : generateKeyPairSync('ed25519').privateKey;
-  const { x } = createPublicKey(privateKey).export({ format: 'jwk' });
-  return { kid, privateKey, pair: `${kid}=k4.public.${x}` };
-}
-
-/** The key of a k4.secret PASERK (seed ‖ public key). */
-function fromPaserk(text) {
-  const [kid, secret] = text.split('=');
-  const bytes = Buffer.from(secret.slice('k4.secret.'.length), 'base64url');
-  return signingKey(kid, bytes.subarray(0, 32));
-}
-
-/** Claims in the relay's wire form (src/lease.rs `Wire`, its field order). */
-function wire(c) {
-  return {
-    iss: 'polar-license-relay',
-    sub: createHash('sha256').update(c.key).digest('hex'),
-    iat: rfc3339(c.issued_at),
-    nbf: rfc3339(c.not_before),
-    exp: rfc3339(c.expires_at),
-    jti: c.id,
-    org: c.organization_id,
-    act: c.activation_id ?? null,
-    status: c.status,
-    license_expires_at: c.license_expires_at == null ? null : rfc3339(c.license_expires_at),
-    benefit: c.benefit_id,
-    usage: c.usage,
-    limit_usage: c.limit_usage ?? null,
-    limit_activations: c.limit_activations ?? null,
-  };
-}
-
-/** A v4.public token of `claims`, its implicit assertion the machine (or empty). */
-function signLease(key, claims, machine) {
-  const h = Buffer.from('v4.public.');
-  const m = Buffer.from(JSON.stringify(wire(claims)));
-  const f = Buffer.from(JSON.stringify({ kid: key.kid }));
-  const i = Buffer.from(machine ?? '');
-  const sig = sign(null, pae([h, m, f, i]), key.privateKey);
-  return `v4.public.${Buffer.concat([m, sig]).toString('base64url')}.${f.toString('base64url')}`;
-}
 
 test('the stand-in relay signs exactly what the Rust relay signs (tests/vectors/lease-relay.json)', () => {
   const key = fromPaserk(FIXTURE.signing_key);
@@ -93,77 +31,10 @@ test('the stand-in relay signs exactly what the Rust relay signs (tests/vectors/
   assert.equal(signLease(key, FIXTURE.claims, FIXTURE.machine), FIXTURE.token);
 });
 
-// ---- the stand-in relay ----------------------------------------------------------------------
-
-/** The facts of a granted validate or activate: from the request and the emulator's answer. */
-function facts(path, request, answer) {
-  const activate = path.endsWith('/activate');
-  const license = activate ? answer.license_key : answer;
-  return {
-    organization_id: request.organization_id,
-    key: request.key,
-    machine: request.conditions?.machine_fingerprint,
-    activation_id: activate ? answer.id : (answer.activation?.id ?? null),
-    license,
-  };
-}
-
-function claims(f, now, days) {
-  const licenseEnd = f.license.expires_at ? Math.floor(Date.parse(f.license.expires_at) / 1000) : null;
-  const exp = now + days * DAY;
-  return {
-    organization_id: f.organization_id,
-    key: f.key,
-    activation_id: f.activation_id,
-    status: f.license.status,
-    license_expires_at: licenseEnd,
-    benefit_id: f.license.benefit_id,
-    usage: f.license.usage ?? 0,
-    limit_usage: f.license.limit_usage ?? null,
-    limit_activations: f.license.limit_activations ?? null,
-    issued_at: now,
-    not_before: now,
-    expires_at: licenseEnd === null ? exp : Math.min(exp, licenseEnd),
-    id: randomUUID(),
-  };
-}
-
-/**
- * A relay on loopback in front of the emulator: forwards every request, and adds to each grant
- * the lease(s) `lease(facts, now)` returns (`undefined`: none; an array: that many headers).
- * `down` closes every connection (Polar unreachable). `requests` counts what it received.
- */
-async function standIn(world) {
-  const server = createServer(async (req, res) => {
-    const chunks = [];
-    for await (const chunk of req) chunks.push(chunk);
-    world.requests += 1;
-    if (world.down) return void req.socket.destroy();
-    const body = Buffer.concat(chunks);
-    const resp = await fetch(`${EMULATOR}${req.url}`, { method: req.method, headers: { 'content-type': 'application/json' }, body });
-    const answer = Buffer.from(await resp.arrayBuffer());
-    const headers = { 'content-type': 'application/json' };
-    const date = resp.headers.get('date');
-    if (date) headers.date = date;
-    if (resp.status === 200 && !req.url.endsWith('/deactivate')) {
-      const lease = world.lease(facts(req.url, JSON.parse(body), JSON.parse(answer)), world.now());
-      if (lease !== undefined) headers['polar-license-lease'] = lease;
-    }
-    res.writeHead(resp.status, headers);
-    res.end(answer);
-  });
-  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  world.url = `http://127.0.0.1:${server.address().port}`;
-  world.close = () => new Promise((ok) => server.close(ok));
-}
-
 const SIGNER = signingKey('relay-2026');
 
-/** An honest relay's lease for `days`. */
-const honest =
-  (days = 3, key = SIGNER) =>
-  (f, now) =>
-    signLease(key, claims(f, now, days), f.machine);
+/** An honest relay's lease for `days` (signed by the relay's key unless `key`). */
+const honest = (days = 3, key = SIGNER) => honestWith(key, days);
 
 /**
  * One scenario's world: a fresh key on the emulator, the stand-in relay, a fake clock (unix
@@ -181,7 +52,7 @@ async function world(options = {}) {
   };
   w.now = () => w.t;
   w.advance = (s) => void (w.t += s);
-  await standIn(w);
+  await standIn(w, EMULATOR);
   /** The app, through the relay, in signed mode with `relayKeys` (none: unsigned). */
   w.app = (relayKeys, more = {}) =>
     new LicenseClient({

@@ -1,0 +1,93 @@
+// Signed mode (issue #25) in headless Chromium: the installed tarball's browser entry on a
+// page, through a stand-in relay on another origin (tests/js/lease-relay.mjs) that signs
+// leases. With the lease header exposed to the page (CORS `Access-Control-Expose-Headers`)
+// the activation stores a lease that verifies; a relay that does not expose it is, to the
+// page, a grant without a lease: `protocol_error`, nothing stored (what the README says).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+import { writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { launch, newKey as newEmulatorKey, serve } from './support.mjs';
+import { honest, signingKey, standIn } from '../js/lease-relay.mjs';
+
+const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
+const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
+
+const require = createRequire(join(TOOLS, '..', 'package.json'));
+const { chromium } = require('playwright-core');
+
+const SIGNER = signingKey('relay-2026');
+const PAGE = `<!doctype html>
+<meta charset="utf-8">
+<p id="status">checking…</p>
+<script type="module">
+  import { LicenseClient } from './node_modules/polar-license/browser.js';
+
+  const q = new URLSearchParams(location.search);
+  const client = new LicenseClient({
+    organizationId: q.get('org'),
+    baseUrl: q.get('api'),
+    storage: 'memory',
+    machineId: 'browser-machine',
+    relayKeys: [q.get('relayKey')],
+  });
+  const key = q.get('key');
+  const status = document.querySelector('#status');
+  try {
+    const a = await client.activate(key, { label: 'browser' });
+    const c = await client.check(key);
+    const s = await client.status(key);
+    status.textContent = \`activated \${a.lease.kid} \${a.lease.expiresAt}; check \${c.source} \${c.lease.expiresAt}; status \${s.lease.expiresAt}\`;
+  } catch (err) {
+    status.textContent = \`\${err.code}: \${err.detail.split(';')[0]}; stored \${(await client.status(key)).state}\`;
+  }
+</script>
+`;
+
+let browser;
+let site;
+const relay = { requests: 0, down: false, lease: honest(SIGNER), now: () => Math.floor(Date.now() / 1000) };
+const problems = [];
+
+before(async () => {
+  await writeFile(join(CONSUMER, 'signed-mode.html'), PAGE);
+  site = await serve(CONSUMER);
+  await standIn(relay, EMULATOR);
+  browser = await launch(chromium);
+});
+
+after(async () => {
+  await browser?.close();
+  site?.server.close();
+  await relay.close?.();
+});
+
+async function show(key) {
+  const page = await browser.newPage();
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair });
+  await page.goto(`${site.url}/signed-mode.html?${query}`);
+  const status = page.locator('#status');
+  await status.filter({ hasNotText: 'checking…' }).waitFor({ timeout: 30_000 });
+  const text = await status.textContent();
+  await page.close();
+  return text;
+}
+
+test('a page in signed mode stores the lease the relay exposes to it', async () => {
+  relay.hideLease = false;
+  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+)$/.exec(text);
+  assert.ok(m, `${text}\n${problems.join('\n')}`);
+  assert.equal(m[2], m[1]);
+  assert.equal(m[3], m[1]);
+  assert.ok(Math.abs(Number(m[1]) - (relay.now() + 3 * 86400)) < 120, text);
+});
+
+test('a relay that does not expose the lease header to the page gives it no grant', async () => {
+  relay.hideLease = true;
+  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+  assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty', problems.join('\n'));
+});

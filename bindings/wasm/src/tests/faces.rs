@@ -215,7 +215,8 @@ pub(super) fn native_json<T>(online: Result<Verdict<T>, Error>, ok: impl Fn(&T) 
     }
 }
 
-/// The engine's answer reduced to what the native one has (no user message, no features).
+/// The engine's answer reduced to what the native one has (no user message, no features, no
+/// `lease`: always `null` here, where no engine holds relay keys).
 pub(super) fn engine_json(text: &str) -> Value {
     let step: Value = serde_json::from_str(text).unwrap();
     let mut a = step["answer"].clone();
@@ -224,6 +225,13 @@ pub(super) fn engine_json(text: &str) -> Value {
     }
     if let Some(o) = a.get_mut("ok").and_then(Value::as_object_mut) {
         o.remove("features");
+        if let Some(lease) = o.remove("lease") {
+            assert_eq!(
+                lease,
+                Value::Null,
+                "an engine without relay keys reports no lease"
+            );
+        }
     }
     a
 }

@@ -676,7 +676,11 @@ mod tests {
             let serde = serde_json::from_str::<Wire>(text).ok();
             let strict = read_wire(text.as_bytes());
             let write = |w: &Wire| serde_json::to_string(w).unwrap_or_default();
-            assert_eq!(strict.as_ref().map(write), serde.as_ref().map(write), "{text}");
+            assert_eq!(
+                strict.as_ref().map(write),
+                serde.as_ref().map(write),
+                "{text}"
+            );
         }
         for text in [
             r#"{"kid":"k1"}"#,

@@ -125,6 +125,17 @@ test('a lease licenses offline until it ends, even inside the grace', async () =
     assert.equal(cached.reason, 'offline');
     assert.equal(cached.graceRemaining, DAY);
     assert.deepEqual(cached.lease, { kid: 'relay-2026', expiresAt: start + 3 * DAY });
+    // checkInBackground: the same lease at once, and in the fresh answer (Polar unreachable).
+    let deliver;
+    const fresh = new Promise((ok) => (deliver = ok));
+    const early = await app.checkInBackground(w.key, (e, r) => deliver([e, r]));
+    assert.equal(early.pending, true);
+    assert.equal(early.source, 'cache');
+    assert.deepEqual(early.lease, { kid: 'relay-2026', expiresAt: start + 3 * DAY });
+    const [error, late] = await fresh;
+    assert.equal(error, null);
+    assert.equal(late.reason, 'offline');
+    assert.deepEqual(late.lease, { kid: 'relay-2026', expiresAt: start + 3 * DAY });
 
     // Past the lease (day 3), well inside the 7-day grace: not licensed.
     w.advance(DAY + 1);

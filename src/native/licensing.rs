@@ -631,24 +631,9 @@ impl Licensing {
             Err(e) => return (Err(e), None),
         };
         let now = (self.clock)();
-        let (mut online, lease) =
-            self.held_activation(self.client.activate_leased(&req, now), &req, &key, now);
-        let written = self.store.lock(&slot.name).and_then(|_lock| {
-            let (_, opened) = self.open(&slot, &key)?;
-            let record = session::activated(
-                &opened,
-                self.org(),
-                &req,
-                &key,
-                now,
-                &self.policy,
-                &mut online,
-            );
-            match record.map(|r| session::with_lease(r, lease)) {
-                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
-                None => Ok(()),
-            }
-        });
+        let online = self.client.activate_leased(&req, now);
+        let (mut online, lease) = self.held_activation(online, &req, &key, now);
+        let written = self.store_activation(&slot, &req, &key, now, &mut online, lease);
         let verdict = match online {
             Ok((verdict, _)) => verdict,
             Err(e) => return (Err(e), None),
@@ -663,6 +648,88 @@ impl Licensing {
             (Verdict::Accepted(_), Err(e)) => (Ok(verdict), Some(e)),
             _ => (Ok(verdict), None),
         }
+    }
+
+    /// Folds an activate answer into the key's record (see [`session::activated`]), with
+    /// the lease that came with it.
+    fn store_activation(
+        &self,
+        slot: &Slot,
+        req: &ActivateRequest,
+        key: &Key,
+        now: i64,
+        online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+        lease: Option<String>,
+    ) -> Result<(), Error> {
+        let _lock = self.store.lock(&slot.name)?;
+        let (_, opened) = self.open(slot, key)?;
+        let record = session::activated(&opened, self.org(), req, key, now, &self.policy, online);
+        match record.map(|r| session::with_lease(r, lease)) {
+            Some(record) => self.save_or_forget(slot, &opened, record).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Air-gapped activation, step 1, on the machine with no network: the request line of
+    /// `req` (bound to this machine as [`Licensing::activate`] binds it, and checked as it
+    /// checks it). Nothing is sent. Carry the line to an online machine, which sends it to the
+    /// seller's relay ([`BlockingClient::lease_fetch`]), and bring the response line back to
+    /// [`Licensing::lease_install`]. The line holds the license key.
+    pub fn lease_request(&self, req: &ActivateRequest) -> Result<String, Error> {
+        let identity = self.identity()?;
+        let (req, _) = session::bound_activation(req, identity.machine.as_deref())?;
+        crate::airgap::request_line(self.client.api(), &req)
+    }
+
+    /// Air-gapped activation, step 3, back on the machine with no network: installs a
+    /// response line. The answer in it is held to the request as an online activate is (this
+    /// organization, a valid license), its lease must verify with the relay keys for this
+    /// machine (signed mode is required: without a lease, a line is only a claim), and the
+    /// activation is stored with its lease: checks license from the cache until the lease
+    /// ends, with no network. A damaged line, another machine's, or one without a lease that
+    /// verifies stores nothing.
+    pub fn lease_install(&self, line: &str) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        if self.relay_keys.is_empty() {
+            return Err(Error::invalid(
+                "relay_keys",
+                "installing an activation response needs the relay's public keys (signed mode)",
+            ));
+        }
+        let response = crate::airgap::read_response(line)?;
+        let identity = self.identity()?;
+        let this_machine = identity
+            .machine
+            .as_deref()
+            .map(crate::metadata::MetaValue::from);
+        let made_for = response
+            .conditions
+            .get(crate::fingerprint::MACHINE_CONDITION);
+        if made_for != this_machine.as_ref() {
+            return Err(Error::invalid(
+                "response",
+                "was made for another machine's request",
+            ));
+        }
+        let key = match crate::proto::parse_activate(&response.answer)? {
+            Verdict::Accepted(read) => read.license_key.key.clone(),
+            Verdict::Denied(denial) => return Ok(Verdict::Denied(denial)),
+        };
+        let req = ActivateRequest {
+            key: Some(key.clone()),
+            label: response.label.clone(),
+            conditions: response.conditions.clone(),
+            meta: crate::metadata::Metadata::new(),
+        };
+        let now = (self.clock)();
+        let answer = match crate::proto::Expect::activate(self.org(), &req, now) {
+            Some(expect) => crate::proto::parse_activate_for(&response.answer, &expect)?,
+            None => return Err(Error::invalid("response", "is not for this organization")),
+        };
+        let online = Ok(((answer, None), Some(response.lease)));
+        let (mut online, lease) = self.held_activation(online, &req, &key, now);
+        let slot = self.slot(&key)?;
+        self.store_activation(&slot, &req, &key, now, &mut online, lease)?;
+        online.map(|(verdict, _)| verdict)
     }
 
     /// Validates online once, with no cache answer (Polar's `validate`): the request as given,

@@ -275,6 +275,40 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// A self-contained walkthrough on the embedded emulator (also a smoke test)
     Demo,
+    /// Air-gapped activation in signed mode: `request` on the machine with no network,
+    /// `fetch` on any online machine (through the seller's relay at --base-url), `install`
+    /// back on the first machine
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+}
+
+/// `lease …`
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// On the machine with no network: prints an activation request (one line of text; it
+    /// holds the license key, so carry it as you would the key)
+    Request(LeaseRequestArgs),
+    /// On any online machine: reads a request on stdin, asks the relay at --base-url, and
+    /// prints the response (one line)
+    Fetch,
+    /// On the first machine: reads the response on stdin, verifies it with the --relay-key
+    /// keys for this machine, and stores the activation and its lease
+    Install,
+}
+
+/// `lease request`
+#[derive(Debug, Args)]
+pub struct LeaseRequestArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// A label for the activation, e.g. the machine's name (may be empty)
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+
+    /// A condition stored on the activation (repeatable; typed as for activate)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
 }
 
 /// The license key, from `--key` or `POLAR_LICENSE_KEY`.

@@ -36,6 +36,7 @@ fn main() -> ExitCode {
         Command::ForgetKey => run::forget_key(g).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
+        Command::Lease(c) => run::lease(g, c).print(g.json),
     };
     ExitCode::from(code)
 }

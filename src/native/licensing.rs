@@ -232,6 +232,7 @@ impl LicensingBuilder {
             memo: Arc::default(),
             remember_keys: self.remember_keys,
             relay_keys: Arc::new(self.options.relay_keys),
+            lease_memo: Arc::default(),
         })
     }
 
@@ -302,6 +303,7 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
+    lease_memo: Arc<session::LeaseMemo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -554,7 +556,13 @@ impl Licensing {
             self.org(),
             key,
         );
-        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        session::gate_lease(
+            &mut opened,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+        );
         self.memo.remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }

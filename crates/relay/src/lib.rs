@@ -198,17 +198,17 @@ impl RelayResponse {
         r
     }
 
-    /// Polar's `{"error":…,"detail":…}`.
+    /// Polar's `{"error":…,"detail":…}`, in Polar's member order.
     fn error(status: u16, error: &str, detail: &str) -> RelayResponse {
         RelayResponse::json(
             status,
-            serde_json::json!({ "error": error, "detail": detail }).to_string(),
+            object(&[("error", string(error)), ("detail", string(detail))]),
         )
     }
 
-    /// A relay-made `{"detail":…}`.
+    /// `{"detail":…}` (Starlette's 404 and 405, and the relay's own 502s).
     fn detail(status: u16, detail: &str) -> RelayResponse {
-        RelayResponse::json(status, serde_json::json!({ "detail": detail }).to_string())
+        RelayResponse::json(status, object(&[("detail", string(detail))]))
     }
 
     /// Polar's 429: an empty body and `retry-after`.
@@ -682,19 +682,37 @@ fn invalid(op: Operation, key: &Key, e: &Error) -> RelayResponse {
         op.as_str(),
         key.redacted()
     );
-    let mut loc = vec![serde_json::json!("body")];
-    loc.extend(field.split('.').map(|p| serde_json::json!(p)));
-    let body = serde_json::json!({
-        "error": "RequestValidationError",
-        "detail": [{
-            "type": "value_error",
-            "loc": loc,
-            "msg": format!("Value error, {message}"),
-            "input": serde_json::Value::Null,
-            "ctx": {"error": {}},
-        }],
-    });
-    RelayResponse::json(422, body.to_string())
+    let loc: Vec<String> = std::iter::once("body")
+        .chain(field.split('.'))
+        .map(string)
+        .collect();
+    let entry = object(&[
+        ("type", string("value_error")),
+        ("loc", ["[", &loc.join(","), "]"].concat()),
+        ("msg", string(&["Value error, ", &message].concat())),
+        ("input", "null".to_string()),
+        ("ctx", r#"{"error":{}}"#.to_string()),
+    ]);
+    let body = object(&[
+        ("error", string("RequestValidationError")),
+        ("detail", ["[", &entry, "]"].concat()),
+    ]);
+    RelayResponse::json(422, body)
+}
+
+/// A JSON string.
+fn string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A JSON object of already-written members, in this order (Polar's; serde_json's map
+/// would sort them).
+fn object(members: &[(&str, String)]) -> String {
+    let inner: Vec<String> = members
+        .iter()
+        .map(|(name, value)| [string(name).as_str(), ":", value].concat())
+        .collect();
+    ["{", &inner.join(","), "}"].concat()
 }
 
 /// `cache-control: private, no-store`, as Polar adds to its answers.

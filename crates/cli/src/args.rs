@@ -323,6 +323,11 @@ pub struct RelayServeArgs {
     /// Per license key: requests per second, and the burst (RATE or RATE/BURST; 0 turns it off)
     #[arg(long, value_name = "RATE[/BURST]", default_value = "3/6", value_parser = parse_rate)]
     pub per_key: (u32, u32),
+
+    /// Behind a reverse proxy: the header it writes the client's address in (its last entry
+    /// is the per-IP limit's identity); never set it when clients connect directly
+    #[arg(long, value_name = "NAME")]
+    pub client_ip_header: Option<String>,
 }
 
 /// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).

@@ -123,6 +123,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let mut config = RelayConfig::new(server, AccessToken::new(token), signing_key);
     config.organization_id = g.org.clone().filter(|s| !s.is_empty());
     config.lease_days = a.lease_days;
+    config.client_ip_header = a.client_ip_header.clone();
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),

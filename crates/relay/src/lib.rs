@@ -112,6 +112,12 @@ pub struct RelayConfig {
     pub lease_days: u32,
     /// Rate limits and the body cap.
     pub limits: Limits,
+    /// Behind a reverse proxy (TLS in front of the relay), the header that proxy writes the
+    /// client's address in (`x-real-ip`, `x-forwarded-for`, `cf-connecting-ip`, …): its last
+    /// comma-separated entry, the one the proxy itself added, is the per-IP limit's identity
+    /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
+    /// a client could then send the header to pick its own bucket.
+    pub client_ip_header: Option<String>,
 }
 
 impl RelayConfig {
@@ -124,6 +130,7 @@ impl RelayConfig {
             signing_key,
             lease_days: DEFAULT_LEASE_DAYS,
             limits: Limits::default(),
+            client_ip_header: None,
         }
     }
 }
@@ -259,6 +266,7 @@ pub struct Relay {
     signing_key: SigningKey,
     lease_seconds: i64,
     limits: Limits,
+    client_ip_header: Option<String>,
     per_ip: Mutex<Buckets>,
     per_key: Mutex<Buckets>,
     transport: Box<dyn Transport>,
@@ -317,6 +325,7 @@ impl Relay {
             signing_key: config.signing_key,
             lease_seconds: i64::from(config.lease_days) * 86_400,
             limits: config.limits,
+            client_ip_header: config.client_ip_header,
             per_ip: Mutex::new(Buckets::new(config.limits.per_ip)),
             per_key: Mutex::new(Buckets::new(config.limits.per_key)),
             transport,
@@ -371,12 +380,9 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             );
         }
-        if let Some(secs) = take(&self.per_ip, &req.client_ip, now) {
-            log::info!(
-                "relay: {} 429 (client {} over its rate)",
-                op.as_str(),
-                req.client_ip
-            );
+        let client = self.client_of(req);
+        if let Some(secs) = take(&self.per_ip, client, now) {
+            log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
             return RelayResponse::rate_limited(secs);
         }
         let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
@@ -428,6 +434,17 @@ impl Relay {
         }
         let request = with_version(request, req.header("polar-version"));
         self.ask(op, &key, &checked, &call, &request, now)
+    }
+
+    /// The per-IP limit's identity: the configured proxy header's last entry, else the peer.
+    fn client_of<'r>(&self, req: &'r RelayRequest) -> &'r str {
+        self.client_ip_header
+            .as_deref()
+            .and_then(|name| req.header(name))
+            .and_then(|value| value.rsplit(',').next())
+            .map(str::trim)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or(&req.client_ip)
     }
 
     /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks

@@ -648,3 +648,43 @@ fn cors_preflights_and_headers_and_unknown_routes() {
     assert_eq!(r.header("access-control-allow-origin"), Some("*"));
     assert_eq!(rig.polar.request_count(), 1);
 }
+
+#[test]
+fn behind_a_proxy_the_configured_header_names_the_client() {
+    capture_logs();
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+    let signing = SigningKey::generate(Some("k1")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signing,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(1, 1),
+        ..generous()
+    };
+    config.client_ip_header = Some("x-forwarded-for".into());
+    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(transport)).expect("relay config");
+    let running = serve(Arc::new(relay), "127.0.0.1:0").expect("relay listens");
+    let url = format!("{}{PUBLIC}validate", running.url());
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG}).to_string();
+    let from = |chain: &str| {
+        send(
+            "POST",
+            &url,
+            &[
+                ("content-type", "application/json"),
+                ("x-forwarded-for", chain),
+            ],
+            body.as_bytes(),
+        )
+        .status
+    };
+    // The proxy's entry (the last) is the identity, whatever the client put before it.
+    assert_eq!(from("6.6.6.6, 10.0.0.1"), 200);
+    assert_eq!(from("7.7.7.7, 10.0.0.1"), 429);
+    assert_eq!(from("10.0.0.2"), 200);
+    assert_eq!(polar.request_count(), 2);
+    running.stop();
+}

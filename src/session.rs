@@ -343,6 +343,14 @@ pub struct Granted<'a> {
     pub conditions: &'a Metadata,
 }
 
+/// A lease that verified for an online grant, with the question it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldLease {
+    token: String,
+    activation_id: Option<String>,
+    conditions: Metadata,
+}
+
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it
 /// at `now`. Gives the lease to store with the verdict (`Ok(None)` in unsigned mode, where the
 /// lease, if any, is not read); a grant without one is `protocol_error` (not a verdict: the
@@ -354,7 +362,7 @@ pub fn hold_lease<L: LicenseData>(
     token: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<HeldLease>, Error> {
     if keys.is_empty() {
         return Ok(None);
     }
@@ -369,7 +377,13 @@ pub fn hold_lease<L: LicenseData>(
     let why = match token {
         None => lease::NoLease::Missing,
         Some(token) => match lease::verify(token, keys, &expect, now, tolerance) {
-            Ok(_) => return Ok(Some(token.to_string())),
+            Ok(_) => {
+                return Ok(Some(HeldLease {
+                    token: token.to_string(),
+                    activation_id: granted.activation_id.map(str::to_string),
+                    conditions: granted.conditions.clone(),
+                }))
+            }
             Err(why) => why,
         },
     };
@@ -382,10 +396,14 @@ pub fn hold_lease<L: LicenseData>(
     })
 }
 
-/// Puts an online grant's lease into the record written after it.
-pub fn with_lease<L>(mut record: Record<L>, lease: Option<String>) -> Record<L> {
+/// Puts an online grant's lease into the record written after it, when the record's good
+/// verdict is that grant's (a validate of another question leaves the record's verdict, and
+/// its lease, as they were).
+pub fn with_lease<L>(mut record: Record<L>, lease: Option<HeldLease>) -> Record<L> {
     if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
-        good.lease = Some(lease);
+        if good.activation_id == lease.activation_id && good.conditions == lease.conditions {
+            good.lease = Some(lease.token);
+        }
     }
     record
 }

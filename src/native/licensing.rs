@@ -454,7 +454,10 @@ impl Licensing {
         online: Result<Leased<L>, Error>,
         granted: &Granted<'_>,
         now: i64,
-    ) -> (Result<(Verdict<L>, Option<i64>), Error>, Option<String>) {
+    ) -> (
+        Result<(Verdict<L>, Option<i64>), Error>,
+        Option<session::HeldLease>,
+    ) {
         match online {
             Ok(((Verdict::Accepted(license), date), token)) => {
                 let held = session::hold_lease(
@@ -485,7 +488,7 @@ impl Licensing {
         now: i64,
     ) -> (
         Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-        Option<String>,
+        Option<session::HeldLease>,
     ) {
         use crate::grace::ActivationData;
         match online {
@@ -667,7 +670,7 @@ impl Licensing {
         key: &Key,
         now: i64,
         online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-        lease: Option<String>,
+        lease: Option<session::HeldLease>,
     ) -> Result<(), Error> {
         let _lock = self.store.lock(&slot.name)?;
         let (_, opened) = self.open(slot, key)?;

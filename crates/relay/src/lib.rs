@@ -11,7 +11,7 @@
 //!   `cache-control` back unchanged: denials, 429s and 5xx alike.
 //! * **A lease on grants only.** A 200 of validate or activate gets a lease in the
 //!   [`LEASE_HEADER`] header only when the core ([`polar_license::proto::parse_validate_for`],
-//!   [`parse_activate_for`](polar_license::proto::parse_activate_for)) classifies it as a grant
+//!   [`parse_activate_for`]) classifies it as a grant
 //!   for the request asked (same key and organization, status `granted`, not expired at `now`).
 //!   Anything else (a denial, a login page's 200, a 200 saying "revoked") passes through with
 //!   none.

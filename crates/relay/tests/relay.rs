@@ -221,8 +221,33 @@ fn time_now() -> i64 {
 /// Sends `body` to the emulator's public route and through the relay: the same status and
 /// body (counters, clocks and new ids masked), and a lease exactly when `leased`.
 fn replay(rig: &Rig, op: &str, body: Value, status: u16, leased: bool) -> (Answer, Answer) {
-    let direct = post(&rig.polar.url(), op, &body);
-    let relayed = post(&rig.url, op, &body);
+    replay_with(rig, op, body, &[], status, leased)
+}
+
+/// [`replay`] with these request headers besides `content-type`.
+fn replay_with(
+    rig: &Rig,
+    op: &str,
+    body: Value,
+    extra: &[(&str, &str)],
+    status: u16,
+    leased: bool,
+) -> (Answer, Answer) {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    let text = body.to_string();
+    let direct = send(
+        "POST",
+        &format!("{}{PUBLIC}{op}", rig.polar.url()),
+        &headers,
+        text.as_bytes(),
+    );
+    let relayed = send(
+        "POST",
+        &format!("{}{PUBLIC}{op}", rig.url),
+        &headers,
+        text.as_bytes(),
+    );
     assert_eq!(direct.status, status, "{op} {body}: {}", direct.text());
     assert_eq!(relayed.status, status, "{op} {body}: {}", relayed.text());
     if status == 200 {
@@ -687,4 +712,134 @@ fn behind_a_proxy_the_configured_header_names_the_client() {
     assert_eq!(from("10.0.0.2"), 200);
     assert_eq!(polar.request_count(), 2);
     running.stop();
+}
+
+#[test]
+fn more_of_polars_rows_and_its_versions_replayed() {
+    let rig = rig();
+    let other = "9b1d7c2e-3f4a-4b5c-8d6e-7f8091a2b3c4";
+    let base = || json!({"key": DEMO_KEY, "organization_id": ORG});
+    let with = |name: &str, value: Value| {
+        let mut b = base();
+        b[name] = value;
+        b
+    };
+    let (d, _) = replay(
+        &rig,
+        "validate",
+        with("benefit_id", json!(other)),
+        404,
+        false,
+    );
+    assert_eq!(
+        d.json()["detail"],
+        "License key does not match given benefit."
+    );
+    let (d, _) = replay(
+        &rig,
+        "validate",
+        with("customer_id", json!(other)),
+        404,
+        false,
+    );
+    assert_eq!(d.json()["detail"], "License key does not match given user.");
+    let long_key = "k".repeat(41);
+    replay(
+        &rig,
+        "validate",
+        with("conditions", json!({ long_key: 1 })),
+        422,
+        false,
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("c{i}"), json!(i))).collect();
+    replay(
+        &rig,
+        "activate",
+        {
+            let mut b = with("conditions", Value::Object(many));
+            b["label"] = json!("x");
+            b
+        },
+        422,
+        false,
+    );
+    replay(
+        &rig,
+        "validate",
+        json!({"key": "A\u{0}B", "organization_id": ORG}),
+        422,
+        false,
+    );
+    replay(
+        &rig,
+        "validate",
+        with("increment_usage", json!(1.5)),
+        422,
+        false,
+    );
+    // Polar-Version: a removed one is Polar's bare 404; the newest one's answer (member,
+    // subscription, order) is a grant the core reads, leased.
+    replay_with(
+        &rig,
+        "validate",
+        base(),
+        &[("polar-version", "2025-01")],
+        404,
+        false,
+    );
+    let (_, r) = replay_with(
+        &rig,
+        "validate",
+        base(),
+        &[("polar-version", "2027-01")],
+        200,
+        true,
+    );
+    assert_eq!(r.header("polar-version"), Some("2027-01"));
+    assert!(verifies(&rig, &r, DEMO_KEY, None, None));
+}
+
+#[test]
+fn a_lease_ends_with_the_license_when_that_comes_first() {
+    let rig = rig();
+    let now = time_now();
+    let in_two_days = time::OffsetDateTime::from_unix_timestamp(now + 2 * 86_400)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    rig.polar
+        .add_key(SeedKey {
+            key: "SHORT-LIVED-KEY".into(),
+            expires_at: Some(in_two_days),
+            ..SeedKey::default()
+        })
+        .expect("a key added");
+    let expect_for = |key: &'static str| {
+        let r = post(
+            &rig.url,
+            "validate",
+            &json!({"key": key, "organization_id": ORG}),
+        );
+        let token = r.header(LEASE_HEADER).expect("a lease").to_string();
+        let k = Key::new(key);
+        let expect = LeaseExpect {
+            organization_id: ORG,
+            key: &k,
+            activation_id: None,
+            benefit_id: None,
+            machine: None,
+        };
+        lease::verify(&token, &rig.keys, &expect, time_now(), 600).expect("verifies")
+    };
+    let short = expect_for("SHORT-LIVED-KEY");
+    assert_eq!(
+        Some(short.claims.expires_at),
+        short.claims.license_expires_at
+    );
+    assert!((short.claims.expires_at - now - 2 * 86_400).abs() <= 1);
+    let long = expect_for(DEMO_KEY);
+    assert_eq!(long.claims.expires_at - long.claims.issued_at, 7 * 86_400);
+    assert_eq!(long.claims.license_expires_at, None);
+    assert_ne!(short.claims.id, long.claims.id);
 }

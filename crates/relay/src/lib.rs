@@ -758,6 +758,7 @@ fn add_cors(r: &mut RelayResponse) {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
     use polar_license::TransportError;

@@ -851,6 +851,152 @@ mod tests {
         assert!(!all.contains("polar_oat_secret"), "{all}");
     }
 
+    /// A relay whose upstream grants nothing (404) and counts its calls.
+    fn counting(limits: Limits, ip_header: Option<&str>) -> (Relay, Arc<Mutex<u32>>) {
+        let calls = Arc::new(Mutex::new(0u32));
+        let count = Arc::clone(&calls);
+        let transport = move |_: &HttpRequest| {
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            Ok(HttpResponse::new(
+                404,
+                r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
+            ))
+        };
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("t"),
+            key,
+        );
+        config.limits = limits;
+        config.client_ip_header = ip_header.map(str::to_string);
+        let relay =
+            Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).expect("a relay");
+        (relay, calls)
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn statuses(relay: &Relay, reqs: &[(RelayRequest, u64)]) -> Vec<(u16, Option<String>)> {
+        reqs.iter()
+            .map(|(req, ms)| {
+                let r = relay.handle(req, at(*ms));
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+            .collect()
+    }
+
+    fn for_key(key: &str, ip: &str) -> RelayRequest {
+        let mut req = validate(&format!(r#"{{"key":"{key}","organization_id":"{ORG}"}}"#));
+        req.client_ip = ip.into();
+        req
+    }
+
+    #[test]
+    fn the_per_ip_bucket_at_a_fixed_clock() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 2),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let a = |key: &str| for_key(key, "192.0.2.1");
+        let got = statuses(
+            &relay,
+            &[
+                (a("K1"), 0),
+                (a("K2"), 0),
+                (a("K3"), 0),
+                (for_key("K3", "192.0.2.2"), 0),
+                (a("K3"), 999),
+                (a("K3"), 1000),
+            ],
+        );
+        let none = |s: u16| (s, None);
+        assert_eq!(
+            got,
+            vec![
+                none(404),
+                none(404),
+                (429, Some("1".into())),
+                none(404),
+                (429, Some("1".into())),
+                none(404)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 4);
+    }
+
+    #[test]
+    fn the_per_key_bucket_at_a_fixed_clock() {
+        let limits = Limits {
+            per_ip: Rate::new(0, 0),
+            per_key: Rate::new(2, 1),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let got = statuses(
+            &relay,
+            &[
+                (for_key("K1", "192.0.2.1"), 0),
+                (for_key("K1", "192.0.2.2"), 100),
+                (for_key("K2", "192.0.2.2"), 100),
+                (for_key("K1", "192.0.2.3"), 500),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (404, None),
+                (429, Some("1".into())),
+                (404, None),
+                (404, None)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
+    #[test]
+    fn behind_a_proxy_its_own_entry_names_the_client() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 1),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, Some("x-forwarded-for"));
+        let via = |chain: &str| {
+            let mut req = for_key("K1", "10.0.0.254");
+            req.headers.push(("X-Forwarded-For".into(), chain.into()));
+            req
+        };
+        let got = statuses(
+            &relay,
+            &[
+                (via("6.6.6.6, 198.51.100.7"), 0),
+                // The client's own entries change nothing: the proxy's (the last) is the same.
+                (via("7.7.7.7, 198.51.100.7"), 0),
+                (via("198.51.100.8"), 0),
+                // No header: the socket peer (the proxy itself).
+                (for_key("K1", "10.0.0.254"), 0),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (404, None),
+                (429, Some("1".into())),
+                (404, None),
+                (404, None)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
     #[test]
     fn a_bad_configuration_is_refused() {
         let key = || SigningKey::generate(Some("k1")).expect("a key");

@@ -5,11 +5,12 @@
 //! revocation, a login page), the background check and its event, feature gating, and errors
 //! crossing as typed data.
 //!
-//! Every answer is also written to `<target>/tmp/polar-license-tauri/answers.json`: the guest
-//! package's tests (crates/tauri/guest-js/test/) replay these real answers through Tauri's IPC
-//! mocks and check them against its TypeScript types.
+//! Every invocation and its answer is also written to
+//! `<target>/tmp/polar-license-tauri/answers-<scenario>.json`, and every reason code to
+//! `reasons.json` there: the guest package's tests (crates/tauri/guest-js/test/) replay these
+//! real answers through Tauri's IPC mocks and check them against its TypeScript types.
 
-use polar_license::MachineBinding;
+use polar_license::{MachineBinding, Reason};
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options as PolarOptions, Seed, DEMO_BENEFIT_ID, DEMO_KEY,
     DEMO_KEY_REVOKED,
@@ -35,15 +36,15 @@ const DAY: i64 = 24 * HOUR;
 /// A benefit no demo key has.
 const TEAM_BENEFIT: &str = "9b3f1c2e-4d5a-4b6c-8d7e-0f1a2b3c4d5e";
 
-/// Every invocation of every test, for the guest package's tests.
-static RECORDED: Mutex<Vec<Value>> = Mutex::new(Vec::new());
-
 struct World {
     polar: Emulator,
     clock: FakeClock,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
     _dir: ScratchDir,
+    name: String,
+    /// This scenario's invocations and answers, for the guest package's tests.
+    recorded: Mutex<Vec<Value>>,
 }
 
 impl World {
@@ -88,6 +89,8 @@ impl World {
             app,
             webview,
             _dir: dir,
+            name: name.to_string(),
+            recorded: Mutex::new(Vec::new()),
         }
     }
 
@@ -113,13 +116,21 @@ impl World {
                 "{command} answered the whole key: {text}"
             );
         }
-        let mut recorded = RECORDED.lock().unwrap_or_else(|e| e.into_inner());
-        recorded.push(match &answer {
+        self.record(match &answer {
             Ok(value) => json!({ "command": command, "args": args, "ok": value }),
             Err(value) => json!({ "command": command, "args": args, "err": value }),
         });
-        write_recorded(&recorded);
         answer
+    }
+
+    /// Adds `entry` to this scenario's file of answers.
+    fn record(&self, entry: Value) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        recorded.push(entry);
+        write_fixture(
+            &format!("answers-{}.json", self.name),
+            &Value::Array(recorded.clone()),
+        );
     }
 
     /// An answer that must resolve, as its type.
@@ -150,16 +161,23 @@ impl World {
     }
 }
 
-fn write_recorded(recorded: &[Value]) {
+/// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.
+fn write_fixture(name: &str, value: &Value) {
     let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
-    let text = serde_json::to_string_pretty(recorded).expect("json");
-    // Tests run in parallel: each writes the whole list so far (the last one wins).
-    if std::fs::create_dir_all(&dir).is_ok() {
-        let tmp = dir.join(format!("answers.json.{:?}", std::thread::current().id()));
-        if std::fs::write(&tmp, text).is_ok() {
-            let _ = std::fs::rename(tmp, dir.join("answers.json"));
-        }
-    }
+    std::fs::create_dir_all(&dir).expect("the fixture directory");
+    let text = serde_json::to_string_pretty(value).expect("json");
+    std::fs::write(dir.join(name), text).expect("the fixture");
+}
+
+#[test]
+fn every_reason_code_and_command_for_the_guest_package() {
+    let reasons: Vec<Value> = Reason::ALL
+        .iter()
+        .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
+        .collect();
+    assert_eq!(reasons.len(), 19);
+    write_fixture("reasons.json", &Value::Array(reasons));
+    write_fixture("commands.json", &json!(COMMANDS));
 }
 
 #[test]
@@ -335,12 +353,9 @@ fn the_background_check_answers_at_once_and_its_event_brings_polars_answer() {
     });
     let fresh = |rx: &mpsc::Receiver<String>| -> LicenseState {
         let payload = rx.recv_timeout(Duration::from_secs(20)).expect("the event");
-        let state: LicenseState = serde_json::from_str(&payload).expect("a LicenseState");
-        RECORDED
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .push(json!({ "event": CHECKED_EVENT, "payload": state }));
-        state
+        let value: Value = serde_json::from_str(&payload).expect("JSON");
+        w.record(json!({ "event": CHECKED_EVENT, "payload": value }));
+        serde_json::from_value(value).expect("a LicenseState")
     };
 
     // A key and no cache: nothing to answer yet, Polar is asked.

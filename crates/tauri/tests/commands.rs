@@ -16,8 +16,8 @@ use polar_license_emulator::{
     DEMO_KEY_REVOKED,
 };
 use polar_license_tauri::{
-    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, RememberedKey,
-    StatusState, Validated, CHECKED_EVENT, COMMANDS,
+    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
+    RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{take_requests, FakeClock, ScratchDir};
 use serde::de::DeserializeOwned;
@@ -214,6 +214,10 @@ fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
     );
     let remembered: RememberedKey = w.ok("remembered_key", json!({}));
     assert_eq!(remembered.display_key.as_deref(), Some("****-4C5B6A"));
+    // The app's Rust side holds the same Licensing (and its remembered key).
+    let licensing = w.app.polar_license().expect("the plugin's state");
+    let key = licensing.remembered_key().expect("the store reads");
+    assert_eq!(key.map(|k| k.redacted()).as_deref(), Some("****-4C5B6A"));
 
     // The next launch: no key needed, answered by the cache (an activation is a verdict).
     take_requests(&w.polar);
@@ -479,4 +483,20 @@ fn deactivation_frees_the_slot_and_forgets_the_key() {
         json!({ "key": DEMO_KEY, "activationId": activated.activation_id }),
     );
     assert_eq!(again.code, "not_found");
+}
+
+#[test]
+fn an_organization_id_the_library_refuses_fails_the_apps_start_with_its_error() {
+    let dir = ScratchDir::new("tauri-bad-org");
+    let built = mock_builder()
+        .plugin(polar_license_tauri::init(
+            "not-a-uuid",
+            Options::default().cache_dir(dir.path()),
+        ))
+        .build(mock_context(noop_assets()));
+    let error = match built {
+        Ok(_) => panic!("the app must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("organization_id"), "{error}");
 }

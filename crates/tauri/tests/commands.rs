@@ -1,9 +1,10 @@
 //! The plugin's commands through Tauri's IPC on the mock runtime (no window, no webview):
 //! `plugin:polar-license|<command>` invoked as the guest package invokes it, against the
-//! emulator over loopback, with a file cache in a scratch directory and a fake clock. The
+//! emulator over loopback, with a file cache in a scratch directory and a fake clock, and the
+//! window's capability resolved by Tauri's ACL from the permission files the crate ships. The
 //! scenarios of the command line's suites (activate, a cached check, offline grace, a
-//! revocation, a login page), the background check and its event, feature gating, and errors
-//! crossing as typed data.
+//! revocation, a login page), the background check and its event, feature gating, errors
+//! crossing as typed data, and a capability that grants only some commands.
 //!
 //! Every invocation and its answer is also written to
 //! `<target>/tmp/polar-license-tauri/answers-<scenario>.json`, and every reason code to
@@ -22,12 +23,17 @@ use polar_license_tauri::{
 use polar_license_testkit::{take_requests, FakeClock, ScratchDir};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
-use tauri::utils::acl::ExecutionContext;
+use tauri::utils::acl::capability::Capability;
+use tauri::utils::acl::manifest::{Manifest, PermissionFile};
+use tauri::utils::acl::resolved::Resolved;
+use tauri::utils::platform::Target;
 use tauri::webview::InvokeRequest;
 use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
 
@@ -49,6 +55,11 @@ struct World {
 
 impl World {
     fn new(name: &str) -> World {
+        World::allowing(name, &["polar-license:default"])
+    }
+
+    /// The app with a capability granting `permissions` to its main window.
+    fn allowing(name: &str, permissions: &[&str]) -> World {
         let polar = Emulator::start(Seed::demo(), PolarOptions::default()).expect("emulator");
         let dir = ScratchDir::new(&format!("tauri-{name}"));
         let clock = FakeClock::default();
@@ -67,15 +78,9 @@ impl World {
                     .timeout(Duration::from_secs(2))
                     .clock(reader)
             });
-        // The capability an app grants with `polar-license:default`: every command, from the
-        // app's own (local) pages. (tests/permissions.rs checks the default set lists them.)
-        let mut context = mock_context(noop_assets());
-        for command in COMMANDS {
-            context.runtime_authority_mut().__allow_command(
-                format!("plugin:polar-license|{command}"),
-                ExecutionContext::Local,
-            );
-        }
+        // The capability resolved through Tauri's ACL from the permission files this crate
+        // ships, as an app's build resolves it.
+        let context = context_allowing(permissions);
         let app = mock_builder()
             .plugin(polar_license_tauri::init(polar.organization_id(), options))
             .build(context)
@@ -159,6 +164,51 @@ impl World {
             json!({ "key": DEMO_KEY, "label": "Jane's laptop" }),
         )
     }
+}
+
+/// The plugin's permission files (permissions/**/*.toml), as Tauri's build reads them.
+fn plugin_manifest() -> Manifest {
+    fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("permissions/") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                toml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    toml_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("permissions"),
+        &mut files,
+    );
+    let files = files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("a permission file");
+            toml::from_str::<PermissionFile>(&text).expect("a permission file Tauri reads")
+        })
+        .collect();
+    Manifest::new(files, None)
+}
+
+/// A mock context whose main window has a capability granting `permissions`, resolved by
+/// Tauri's ACL against the plugin's permission files (as an app's build resolves them).
+fn context_allowing(permissions: &[&str]) -> tauri::Context<MockRuntime> {
+    let acl = BTreeMap::from([("polar-license".to_string(), plugin_manifest())]);
+    let capability: Capability = serde_json::from_value(json!({
+        "identifier": "main",
+        "windows": ["main"],
+        "permissions": permissions,
+    }))
+    .expect("a capability");
+    let capabilities = BTreeMap::from([("main".to_string(), capability)]);
+    let resolved =
+        Resolved::resolve(&acl, capabilities, Target::current()).expect("the capability resolves");
+    let mut context = mock_context(noop_assets());
+    *context.runtime_authority_mut() = tauri::runtime_authority!(acl, resolved);
+    context
 }
 
 /// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.
@@ -499,4 +549,24 @@ fn an_organization_id_the_library_refuses_fails_the_apps_start_with_its_error() 
         Err(e) => e.to_string(),
     };
     assert!(error.contains("organization_id"), "{error}");
+}
+
+#[test]
+fn a_capability_grants_only_the_commands_it_names() {
+    let w = World::allowing(
+        "read-only",
+        &["polar-license:allow-check", "polar-license:allow-status"],
+    );
+    let state = w.check();
+    assert!(state.needs_key, "{state:?}");
+    // Not granted: Tauri refuses before the plugin runs, with its own message (a plain error
+    // in the guest package, not a LicenseError), and Polar is never asked.
+    let refused = w.invoke("activate", json!({ "key": DEMO_KEY }));
+    let message = refused.expect_err("activate is not granted");
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("activate")),
+        "{message}"
+    );
+    assert_eq!(take_requests(&w.polar), 0);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
 }

@@ -32,7 +32,10 @@ fn guide_files() -> BTreeMap<String, String> {
             content.push_str(line);
             content.push('\n');
         }
-        assert!(files.insert(path.to_string(), content).is_none(), "{path} twice");
+        assert!(
+            files.insert(path.to_string(), content).is_none(),
+            "{path} twice"
+        );
     }
     files
 }
@@ -75,6 +78,9 @@ fn the_guide_shows_the_sample_app_file_for_file() {
     assert_eq!(shown.keys().cloned().collect::<Vec<_>>(), files);
     for (path, content) in &shown {
         let file = std::fs::read_to_string(dir.join(path)).expect("a sample file");
-        assert_eq!(&file, content, "examples/tauri-app/{path} differs from the guide's block");
+        assert_eq!(
+            &file, content,
+            "examples/tauri-app/{path} differs from the guide's block"
+        );
     }
 }

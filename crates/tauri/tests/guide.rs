@@ -1,7 +1,7 @@
 //! The guide shows the sample app: every `<!-- file: app tauri-app/PATH -->` block of
 //! docs/guides/tauri.md is examples/tauri-app/PATH byte for byte, and every file of the sample
 //! is in the guide (but its `.cargo/config.toml`, which builds it against this checkout, its
-//! icon, and what its build makes).
+//! icon, its README, and what its build makes).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -52,6 +52,7 @@ fn sample_files(dir: &Path, prefix: &str, out: &mut Vec<String>) {
         ".gitignore",
         ".cargo",
         "icons",
+        "README.md",
     ];
     for entry in std::fs::read_dir(dir).expect("the sample") {
         let entry = entry.expect("an entry");

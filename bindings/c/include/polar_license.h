@@ -959,9 +959,10 @@ int64_t polar_license_result_order_paid(const polar_license_result *result);
 const char *polar_license_result_user_message(const polar_license_result *result);
 
 // For a licensed answer of check, check_request or check_in_background: when its grace ends,
-// in unix seconds (the good verdict's time plus the grace period: past it, an unreachable
-// Polar no longer licenses; an online answer before then moves it). -1 otherwise and for
-// NULL.
+// in unix seconds (the good verdict's time plus the grace period, and in signed mode never
+// past the stored lease's end, `polar_license_result_lease_expires_at`: past it, an
+// unreachable Polar no longer licenses; an online answer before then moves it). -1 otherwise
+// and for NULL.
 int64_t polar_license_result_grace_ends_at(const polar_license_result *result);
 
 // Signed mode: the `kid` of the relay key that signed the key's stored lease, when that lease

@@ -158,12 +158,16 @@ impl polar_license_result {
         self.source = source;
     }
 
-    /// Records the key's stored lease (signed mode), or none.
+    /// Records the key's stored lease (signed mode), or none. In signed mode the cache licenses
+    /// only until the lease ends, so a licensed answer's grace ends then at the latest.
     pub(crate) fn set_lease(&mut self, window: Option<&LeaseWindow>) {
         match window {
             Some(w) => {
                 self.lease_kid = to_cstring(&w.kid);
                 self.lease_expires_at = w.expires_at;
+                if self.grace_ends_at >= 0 {
+                    self.grace_ends_at = self.grace_ends_at.min(w.expires_at);
+                }
             }
             None => {
                 self.lease_kid = CString::default();
@@ -721,9 +725,10 @@ pub extern "C" fn polar_license_result_user_message(
 }
 
 /// For a licensed answer of check, check_request or check_in_background: when its grace ends,
-/// in unix seconds (the good verdict's time plus the grace period: past it, an unreachable
-/// Polar no longer licenses; an online answer before then moves it). -1 otherwise and for
-/// NULL.
+/// in unix seconds (the good verdict's time plus the grace period, and in signed mode never
+/// past the stored lease's end, `polar_license_result_lease_expires_at`: past it, an
+/// unreachable Polar no longer licenses; an online answer before then moves it). -1 otherwise
+/// and for NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_result_grace_ends_at(result: *const polar_license_result) -> i64 {
     ffi_boundary! { read(result, |r| r.grace_ends_at) }

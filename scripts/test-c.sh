@@ -485,7 +485,8 @@ if [[ -d "$ROOT/$OUT/prefix/lib" ]]; then
     fi
 fi
 
-# The C blocks of bindings/c/README.md (the quick start, feature gating), each compiled and
+# The C programs of bindings/c/README.md (the quick start, feature gating, the background
+# check; not the fragments), each compiled and
 # run as written with the demo key, twice on one cache (the platform default, under its own
 # XDG_DATA_HOME): both runs must exit 0, and the quick start (block 1) must activate on the
 # first run only.
@@ -496,8 +497,10 @@ run_readme() { # BINARY DATA_HOME
 readme_examples() {
     local src n=0 data first second
     rm -f "$OUT"/readme_example_*.c
-    awk -v out="$OUT/readme_example_" '/^```c$/ { on = 1; n++; next } /^```$/ { on = 0; next }
-        on { print > (out n ".c") }' bindings/c/README.md
+    # (A block marked `<!-- not-run: a fragment … -->` is calls in context, not a program.)
+    awk -v out="$OUT/readme_example_" '/^```c$/ { if (mark ~ /not-run: a fragment/) { skip = 1; next }
+        on = 1; n++; next } /^```$/ { on = 0; skip = 0; next } skip { next }
+        on { print > (out n ".c"); next } NF { mark = $0 }' bindings/c/README.md
     for src in "$OUT"/readme_example_*.c; do
         [[ -s "$src" ]] || return 1
         echo "  ${src##*/}"

@@ -86,7 +86,10 @@ fn forge(a: &Args) -> Result<PathBuf, String> {
     let base_url = a.base_url.as_deref().ok_or_else(|| missing("--base-url"))?;
     let org = a.org.as_deref().ok_or_else(|| missing("--org"))?;
     let key = Key::new(a.key.as_deref().ok_or_else(|| missing("--key"))?);
-    let app_secret = a.app_secret.as_deref().ok_or_else(|| missing("--app-secret"))?;
+    let app_secret = a
+        .app_secret
+        .as_deref()
+        .ok_or_else(|| missing("--app-secret"))?;
 
     // What an attacker on the machine reads: the install secret beside the cache, the
     // machine's id, the app's secret.

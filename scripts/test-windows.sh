@@ -4,7 +4,7 @@
 # Cross-builds the library, the command line, the Rust test suites and the C quick start for
 # x86_64-pc-windows-gnu (MinGW-w64) and runs them under Debian's wine 8 (64-bit), in a
 # throwaway wine prefix under target/windows:
-#   1. the CLI demo on the embedded emulator (all 13 steps);
+#   1. the CLI demo on the embedded emulator (all 17 steps);
 #   2. the Rust test suites (the emulator, the grace scenarios, Licensing with a file store,
 #      the trust attacks, the real binary's commands, crash safety of the cache, the fault
 #      matrix, the C ABI called from Rust, the machine id with a planted reg.exe), run by
@@ -63,7 +63,7 @@ echo "==> cargo build --target $TARGET -p polar-license-cli"
 if cargo build --target "$TARGET" -p polar-license-cli; then
     EXE="target/$TARGET/debug/polar-license.exe"
     if timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
-        grep -q "all 13 steps gave the expected answer" "$OUT/demo.log"; then
+        grep -q "all 17 steps gave the expected answer" "$OUT/demo.log"; then
         record demo 1 0
     else
         record demo 0 1

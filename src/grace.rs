@@ -880,9 +880,18 @@ pub fn fall_back<L: LicenseData>(
     }
     let seen = record.seen(now);
     licensed_from_cache(record, good, query, seen, p).unwrap_or_else(|| {
+        // In signed mode the lease's end can come first: say so.
+        let lease_ended = record
+            .lease_gate
+            .window()
+            .filter(|w| seen >= w.expires_at)
+            .map(|w| {
+                let ago = crate::decimal::digits(unsigned(seen.saturating_sub(w.expires_at)));
+                ["the relay's lease ended ", &ago, " s ago (signed mode); "].concat()
+            });
         CheckOutcome::Unverified(Error::GraceExpired {
             verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),
-            cause: err.text(),
+            cause: [lease_ended.unwrap_or_default(), err.text()].concat(),
         })
     })
 }

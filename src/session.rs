@@ -230,11 +230,16 @@ pub fn seal<L: LicenseData>(
 /// ([`LeaseGate`]). A lease that does not verify for the record's own verdict (organization,
 /// key, activation, benefit, the machine the activation is bound to) is no lease: the record
 /// keeps its history but never licenses from the cache. Unsigned mode changes nothing.
+///
+/// `memo` keeps the last verification (the lease and everything it was checked against): a
+/// cached answer rewrites the record but not its lease, and an Ed25519 verification costs
+/// more than the rest of a cached check.
 pub fn gate_lease<L: LicenseData>(
     opened: &mut Opened<L>,
     keys: &RelayKeys,
     organization_id: &str,
     key: &Key,
+    memo: &LeaseMemo,
 ) {
     if keys.is_empty() {
         return;
@@ -243,8 +248,34 @@ pub fn gate_lease<L: LicenseData>(
         let window = record
             .good
             .as_ref()
-            .and_then(|good| lease_window(good, keys, organization_id, key));
+            .and_then(|good| lease_window(good, keys, organization_id, key, memo));
         record.lease_gate = LeaseGate::Signed(window);
+    }
+}
+
+/// The last lease verified by one client, with what it was checked against (see
+/// [`gate_lease`]). The relay keys are a client's own, fixed when it is built.
+#[derive(Debug, Default)]
+pub struct LeaseMemo(std::sync::Mutex<Option<(String, Option<LeaseWindow>)>>);
+
+impl LeaseMemo {
+    fn get_or(
+        &self,
+        id: String,
+        verify: impl FnOnce() -> Option<LeaseWindow>,
+    ) -> Option<LeaseWindow> {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((known, window)) = memo.as_ref() {
+            if *known == id {
+                return window.clone();
+            }
+        }
+        let window = verify();
+        *memo = Some((id, window.clone()));
+        window
     }
 }
 
@@ -262,19 +293,40 @@ fn lease_window<L: LicenseData>(
     keys: &RelayKeys,
     organization_id: &str,
     key: &Key,
+    memo: &LeaseMemo,
 ) -> Option<LeaseWindow> {
-    let expect = LeaseExpect {
+    let token = good.lease.as_deref()?;
+    let benefit_id = good.license.benefit_id();
+    let machine = machine_of(&good.conditions);
+    let activation_id = good.activation_id.as_deref();
+    // Everything the verification depends on, each part length-prefixed.
+    let mut id = String::new();
+    for part in [
+        token,
         organization_id,
-        key,
-        activation_id: good.activation_id.as_deref(),
-        benefit_id: Some(good.license.benefit_id()),
-        machine: machine_of(&good.conditions),
-    };
-    let lease = lease::verify_signed(good.lease.as_deref()?, keys, &expect).ok()?;
-    Some(LeaseWindow {
-        not_before: lease.claims.not_before.max(lease.claims.issued_at),
-        expires_at: lease.claims.expires_at,
-        kid: lease.kid,
+        key.expose(),
+        activation_id.unwrap_or("\u{0}none"),
+        benefit_id,
+        machine.unwrap_or("\u{0}none"),
+    ] {
+        id.push_str(&part.len().to_string());
+        id.push(':');
+        id.push_str(part);
+    }
+    memo.get_or(id, || {
+        let expect = LeaseExpect {
+            organization_id,
+            key,
+            activation_id,
+            benefit_id: Some(benefit_id),
+            machine,
+        };
+        let lease = lease::verify_signed(token, keys, &expect).ok()?;
+        Some(LeaseWindow {
+            not_before: lease.claims.not_before.max(lease.claims.issued_at),
+            expires_at: lease.claims.expires_at,
+            kid: lease.kid,
+        })
     })
 }
 
@@ -291,6 +343,14 @@ pub struct Granted<'a> {
     pub conditions: &'a Metadata,
 }
 
+/// A lease that verified for an online grant, with the question it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldLease {
+    token: String,
+    activation_id: Option<String>,
+    conditions: Metadata,
+}
+
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it
 /// at `now`. Gives the lease to store with the verdict (`Ok(None)` in unsigned mode, where the
 /// lease, if any, is not read); a grant without one is `protocol_error` (not a verdict: the
@@ -302,7 +362,7 @@ pub fn hold_lease<L: LicenseData>(
     token: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<HeldLease>, Error> {
     if keys.is_empty() {
         return Ok(None);
     }
@@ -317,7 +377,13 @@ pub fn hold_lease<L: LicenseData>(
     let why = match token {
         None => lease::NoLease::Missing,
         Some(token) => match lease::verify(token, keys, &expect, now, tolerance) {
-            Ok(_) => return Ok(Some(token.to_string())),
+            Ok(_) => {
+                return Ok(Some(HeldLease {
+                    token: token.to_string(),
+                    activation_id: granted.activation_id.map(str::to_string),
+                    conditions: granted.conditions.clone(),
+                }))
+            }
             Err(why) => why,
         },
     };
@@ -330,10 +396,14 @@ pub fn hold_lease<L: LicenseData>(
     })
 }
 
-/// Puts an online grant's lease into the record written after it.
-pub fn with_lease<L>(mut record: Record<L>, lease: Option<String>) -> Record<L> {
+/// Puts an online grant's lease into the record written after it, when the record's good
+/// verdict is that grant's (a validate of another question leaves the record's verdict, and
+/// its lease, as they were).
+pub fn with_lease<L>(mut record: Record<L>, lease: Option<HeldLease>) -> Record<L> {
     if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
-        good.lease = Some(lease);
+        if good.activation_id == lease.activation_id && good.conditions == lease.conditions {
+            good.lease = Some(lease.token);
+        }
     }
     record
 }

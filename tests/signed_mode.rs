@@ -634,3 +634,25 @@ fn an_air_gapped_response_needs_a_relay_lease() {
     );
     assert_eq!(take_requests(&w.polar), 0);
 }
+
+#[test]
+fn a_validate_of_another_question_keeps_the_records_lease() {
+    // Found by the CLI suite: a plain validate (no activation) got a lease for its own
+    // question, which must not replace the activation's lease in the record.
+    let w = World::new();
+    let app = w.app(w.keys());
+    w.activate(&app);
+    let before = app.status(DEMO_KEY).unwrap();
+    let window = |s: &polar_license::CacheStatus| match &s.state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        _ => None,
+    };
+    assert!(window(&before).is_some());
+    w.clock.advance(60);
+    let answer = app.validate(&polar_license::ValidateRequest::new(DEMO_KEY));
+    assert!(answer.unwrap().is_accepted());
+    assert_eq!(window(&app.status(DEMO_KEY).unwrap()), window(&before));
+    w.offline();
+    w.clock.advance(DAY);
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}

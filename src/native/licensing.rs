@@ -232,6 +232,7 @@ impl LicensingBuilder {
             memo: Arc::default(),
             remember_keys: self.remember_keys,
             relay_keys: Arc::new(self.options.relay_keys),
+            lease_memo: Arc::default(),
         })
     }
 
@@ -302,6 +303,7 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
+    lease_memo: Arc<session::LeaseMemo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -452,7 +454,10 @@ impl Licensing {
         online: Result<Leased<L>, Error>,
         granted: &Granted<'_>,
         now: i64,
-    ) -> (Result<(Verdict<L>, Option<i64>), Error>, Option<String>) {
+    ) -> (
+        Result<(Verdict<L>, Option<i64>), Error>,
+        Option<session::HeldLease>,
+    ) {
         match online {
             Ok(((Verdict::Accepted(license), date), token)) => {
                 let held = session::hold_lease(
@@ -483,7 +488,7 @@ impl Licensing {
         now: i64,
     ) -> (
         Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-        Option<String>,
+        Option<session::HeldLease>,
     ) {
         use crate::grace::ActivationData;
         match online {
@@ -554,7 +559,13 @@ impl Licensing {
             self.org(),
             key,
         );
-        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        session::gate_lease(
+            &mut opened,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+        );
         self.memo.remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }
@@ -659,7 +670,7 @@ impl Licensing {
         key: &Key,
         now: i64,
         online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-        lease: Option<String>,
+        lease: Option<session::HeldLease>,
     ) -> Result<(), Error> {
         let _lock = self.store.lock(&slot.name)?;
         let (_, opened) = self.open(slot, key)?;

@@ -54,9 +54,34 @@ impl Running {
     }
 }
 
+/// A listener whose accepted connections have Nagle's algorithm off (Linux copies
+/// `TCP_NODELAY` from the listening socket to the connections it accepts). tiny_http writes an answer's head, its
+/// `Content-Length` and its body in three writes: with Nagle on, a client reusing its
+/// connection waits out its delayed ACK before the body (measured: 90 requests/s on
+/// loopback, against thousands with it off; `cargo run --release -p polar-license-relay
+/// --example load`).
+fn nodelay_listener(addr: &str) -> io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = addr
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| io::Error::other("no address to listen on"))?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    socket.set_reuse_address(true)?;
+    socket.set_tcp_nodelay(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(128)?;
+    Ok(socket.into())
+}
+
 /// Listens on `addr` (e.g. `127.0.0.1:0`) and answers with `relay` on worker threads.
 pub fn serve(relay: Arc<Relay>, addr: &str) -> io::Result<Running> {
-    let server = tiny_http::Server::http(addr).map_err(io::Error::other)?;
+    let server = tiny_http::Server::from_listener(nodelay_listener(addr)?, None)
+        .map_err(io::Error::other)?;
     let addr = server
         .server_addr()
         .to_ip()

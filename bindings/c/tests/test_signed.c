@@ -36,6 +36,7 @@
 static char key_dir[64];             /* the relay's signing key lives here */
 static char key_file[128];           /* ... in this file */
 static char relay_pair[256];         /* KID=k4.public.... as `relay keygen` printed it */
+static char old_pair[256];           /* another key's pair (a key the relay does not use) */
 
 static void fatal(const char *what) {
   fprintf(stderr, "fatal: %s\n", what);
@@ -133,7 +134,8 @@ static void relay_stop(relay *r) {
 /* ---- clients --------------------------------------------------------------------------- */
 
 /* A client of the demo organization at `base_url` with its cache in `dir`, the app secret,
- * the clock moved by `offset`, and `relay_key` (NULL: not in signed mode). */
+ * the clock moved by `offset`, and `relay_key` (NULL: not in signed mode; with a comma, a list
+ * for polar_license_config_set_relay_keys). */
 static polar_license_client *app(const char *dir, const char *base_url, const char *relay_key,
                                  int64_t offset) {
   polar_license_config *config = NULL;
@@ -147,8 +149,10 @@ static polar_license_client *app(const char *dir, const char *base_url, const ch
                                           strlen(APP_SECRET)) != POLAR_LICENSE_STATUS_OK ||
       polar_license_config_set_clock_offset_for_testing(config, offset) !=
           POLAR_LICENSE_STATUS_OK ||
-      (relay_key != NULL &&
+      (relay_key != NULL && strchr(relay_key, ',') == NULL &&
        polar_license_config_add_relay_key(config, relay_key) != POLAR_LICENSE_STATUS_OK) ||
+      (relay_key != NULL && strchr(relay_key, ',') != NULL &&
+       polar_license_config_set_relay_keys(config, relay_key) != POLAR_LICENSE_STATUS_OK) ||
       polar_license_client_new(config, &client) != POLAR_LICENSE_STATUS_OK) {
     fprintf(stderr, "client setup failed: %s\n", polar_license_config_last_error(config));
     fatal("app");
@@ -372,12 +376,16 @@ static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
   remove_tree(dir);
 }
 
-/* Through the real relay: activate, then with the relay gone the cache licenses within the
- * lease (its grace capped by it) and not after it, while the 7-day grace alone would. */
+/* Through the real relay: activate and validate carry the lease; then with the relay gone the
+ * cache licenses within the lease (its grace capped by it), with two keys at once (rotation)
+ * too, not with only a key the relay does not use, and not after the lease, while the 7-day
+ * grace alone would. */
 static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   char dir[64], key[64], id[64];
   relay rl;
+  char both[600];
   polar_license_client *client;
+  polar_license_request *request;
   polar_license_result *r;
   polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
   long long ends, before = now_seconds();
@@ -387,6 +395,16 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
 
   client = app(dir, rl.url, relay_pair, 0);
   activate_ok(client, key, id);
+  /* A validate of the activation (this machine's fingerprint sent) carries the lease too. */
+  request = new_request(key);
+  must(polar_license_request_set_activation_id(request, id));
+  must(polar_license_client_validate(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  CHECK(polar_license_result_lease_expires_at(r) >= before + LEASE_DAYS * DAY);
+  polar_license_result_free(r);
+  polar_license_request_free(request);
   r = status(client, key);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   ends = polar_license_result_lease_expires_at(r);
@@ -413,6 +431,14 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   polar_license_result_free(r);
   polar_license_client_free(client);
+
+  /* Rotation: two keys at once license as the relay's alone; only a key the relay does not
+   * sign with is no lease at all. */
+  snprintf(both, sizeof both, "%s,%s", old_pair, relay_pair);
+  CHECK(licensed_from_cache(dir, rl.url, both, 2 * DAY, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
+  CHECK(!licensed_from_cache(dir, rl.url, old_pair, 2 * DAY, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
 
   /* A minute past the lease, well inside the 7-day grace: not licensed in signed mode... */
   client = app(dir, rl.url, relay_pair, LEASE_DAYS * DAY + 60);
@@ -634,6 +660,10 @@ int main(void) {
     fprintf(stderr, "relay keygen printed: %s\n", relay_pair);
     fatal("polar-license relay keygen");
   }
+  snprintf(command, sizeof command, "'%s' relay keygen --out '%s/old.key' --kid old 2>/dev/null",
+           cli, key_dir);
+  if (run_line(command, old_pair, sizeof old_pair) != 0 || strncmp(old_pair, "old=", 4) != 0)
+    fatal("polar-license relay keygen (a second key)");
 
   RUN(bad_relay_keys_and_nulls_are_clear_errors);
   RUN(air_gapped_calls_refuse_bad_arguments);

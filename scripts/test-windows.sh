@@ -149,8 +149,8 @@ c_quick_start() {
 if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; fi
 
 # ---- 4. the C suites ------------------------------------------------------------------------
-# Every suite that is not Linux-specific (test_interop and test_trust use fork, mount
-# namespaces and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror
+# Every suite that is not Linux-specific (test_interop, test_trust and test_signed use fork,
+# mount namespaces and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror
 # -pedantic, statically: no MinGW DLL to ship) and run against the Windows emulator answering
 # as API version 2027-01, like scripts/test-c.sh does.
 C_SUITES=(inputs reasons grace features versions background threads faults remember)

@@ -275,6 +275,28 @@ impl GracePolicy {
         }
     }
 
+    /// [`GracePolicy::grace_ends_at`] in signed mode, given the lease the key's record holds
+    /// after the answer ([`GracePolicy::grace_end_leased`]).
+    pub fn grace_ends_at_leased(
+        &self,
+        outcome: &CheckOutcome,
+        lease: Option<&LeaseWindow>,
+    ) -> Option<i64> {
+        match outcome {
+            CheckOutcome::Licensed { verified_at, .. } => {
+                Some(self.grace_end_leased(*verified_at, lease))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`GracePolicy::grace_end`] in signed mode: never past the end of the lease the record
+    /// holds, since the cache stops licensing then (with no lease, the grace end itself).
+    pub fn grace_end_leased(&self, verified_at: i64, lease: Option<&LeaseWindow>) -> i64 {
+        let end = self.grace_end(verified_at);
+        lease.map_or(end, |w| w.cap(end))
+    }
+
     /// The end of the grace of a good verdict obtained at `verified_at` (unix seconds).
     pub fn grace_end(&self, verified_at: i64) -> i64 {
         verified_at.saturating_add(self.grace_secs())
@@ -435,6 +457,14 @@ pub struct LeaseWindow {
     pub not_before: i64,
     /// Not valid from this time on (unix seconds).
     pub expires_at: i64,
+}
+
+impl LeaseWindow {
+    /// A grace end (unix seconds) as this lease allows it: never past the lease's end, since
+    /// the cache stops licensing then.
+    pub fn cap(&self, grace_end: i64) -> i64 {
+        grace_end.min(self.expires_at)
+    }
 }
 
 impl LeaseGate {

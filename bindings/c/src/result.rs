@@ -166,7 +166,7 @@ impl polar_license_result {
                 self.lease_kid = to_cstring(&w.kid);
                 self.lease_expires_at = w.expires_at;
                 if self.grace_ends_at >= 0 {
-                    self.grace_ends_at = self.grace_ends_at.min(w.expires_at);
+                    self.grace_ends_at = w.cap(self.grace_ends_at);
                 }
             }
             None => {

@@ -387,7 +387,7 @@ fn when(t: &OffsetDateTime) -> String {
 }
 
 /// Unix seconds as RFC 3339 (UTC).
-fn unix_when(t: i64) -> String {
+pub fn unix_when(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).map_or_else(|_| t.to_string(), |t| when(&t))
 }
 
@@ -733,7 +733,7 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
         c.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
         if let CacheState::Present(record) = &s.state {
             if let Some(good) = &record.good {
-                let ends = policy.grace_end(good.verified_at);
+                let ends = policy.grace_end_leased(good.verified_at, record.lease_gate.window());
                 c.insert("grace_ends_at".into(), json!(unix_when(ends)));
             }
         }

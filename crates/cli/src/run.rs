@@ -7,12 +7,12 @@ use crate::args::{
 };
 use crate::output::{
     cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
-    line_report, report, status_report, Op, Report,
+    line_report, report, status_report, unix_when, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock,
+    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
     DeactivateRequest, Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue,
     Metadata, Reason, Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
@@ -185,6 +185,29 @@ fn with_lease(mut r: Report, licensing: &Licensing, key: &Key) -> Report {
             _ => None,
         });
     lease_field(&mut r, window.as_ref());
+    r
+}
+
+/// `check`'s report with its lease, and `grace_ends_at` as the lease allows it (signed mode:
+/// never past the lease's end).
+fn check_with_lease(r: Report, licensing: &Licensing, key: &Key, checked: &CheckReport) -> Report {
+    let mut r = with_lease(r, licensing, key);
+    let lease = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| match s.state {
+            CacheState::Present(record) => record.lease_gate.window().cloned(),
+            _ => None,
+        });
+    if lease.is_some() {
+        let end = licensing
+            .policy()
+            .grace_ends_at_leased(&checked.outcome, lease.as_ref());
+        r.json.insert(
+            "grace_ends_at".into(),
+            serde_json::json!(end.map(unix_when)),
+        );
+    }
     r
 }
 
@@ -362,7 +385,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         remembered(&licensing, &key).as_deref(),
         licensing.policy(),
     );
-    let report = with_lease(report, &licensing, &key);
+    let report = check_with_lease(report, &licensing, &key, &checked);
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,

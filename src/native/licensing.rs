@@ -712,7 +712,7 @@ impl Licensing {
             Begin::Cached {
                 outcome,
                 write,
-                or_ask,
+                may_ask,
             } => {
                 if self.memo.answered_again(&slot, now, &stored) {
                     return Begun::Answered(CheckReport::of(outcome));
@@ -724,7 +724,10 @@ impl Licensing {
                     }
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match or_ask {
+                    Err(e) => match may_ask
+                        .then(|| session::asking(self.client.api(), &req, now))
+                        .flatten()
+                    {
                         Some(asking) => Begun::Asking(Box::new(Step {
                             slot,
                             opened,

@@ -386,8 +386,14 @@ impl Engine {
         session::seal(opened, record, slot)
     }
 
-    /// Phase 1 of a check, as native: the request from the opened slot, then the plan.
-    fn begin(&self, key: &Key, opened: &Opened, now: i64) -> Result<Begin, CheckOutcome> {
+    /// Phase 1 of a check, as native: the request from the opened slot, then the plan; with
+    /// a cached answer, the request to send when its write fails (the step hands it to the JS).
+    fn begin(
+        &self,
+        key: &Key,
+        opened: &Opened,
+        now: i64,
+    ) -> Result<(Begin, Option<Box<Asking>>), CheckOutcome> {
         let req = session::check_request(
             key,
             None,
@@ -396,19 +402,20 @@ impl Engine {
             self.require_activation,
         )
         .map_err(CheckOutcome::Unverified)?;
-        Ok(session::begin(&self.api, opened, &req, now, &self.policy))
+        let begin = session::begin(&self.api, opened, &req, now, &self.policy);
+        let or_ask = match begin {
+            Begin::Cached { may_ask: true, .. } => session::asking(&self.api, &req, now),
+            _ => None,
+        };
+        Ok((begin, or_ask))
     }
 
     /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
     /// the engine keeps nothing between calls).
     fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
         match self.begin(key, opened, now)? {
-            Begin::Ask(asking)
-            | Begin::Cached {
-                or_ask: Some(asking),
-                ..
-            } => Ok(asking),
-            Begin::Cached { outcome, .. } | Begin::Done(outcome) => Err(outcome),
+            (Begin::Ask(asking), _) | (Begin::Cached { .. }, Some(asking)) => Ok(asking),
+            (Begin::Cached { outcome, .. } | Begin::Done(outcome), _) => Err(outcome),
         }
     }
 
@@ -770,21 +777,17 @@ impl Engine {
         let slot = self.sealed(&key, &args.secret);
         let opened = self.open(&key, &slot, args.record.as_deref(), args.ledger.as_deref());
         match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok(Begin::Done(outcome)) => {
+            Err(outcome) | Ok((Begin::Done(outcome), _)) => {
                 StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
             }
-            Ok(Begin::Cached {
-                outcome,
-                write,
-                or_ask,
-            }) => StepOut {
+            Ok((Begin::Cached { outcome, write, .. }, or_ask)) => StepOut {
                 answer: Some(self.outcome_json(&outcome, feature, None)),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
                 ..StepOut::empty()
             }
             .done(),
-            Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
+            Ok((Begin::Ask(asking), _)) => StepOut::asking(&asking.http).done(),
         }
     }
 

@@ -704,15 +704,16 @@ pub enum Begin<L = ValidatedLicenseKey> {
     /// that the cache cannot answer.
     Done(CheckOutcome<L>),
     /// Licensed from the cache. Store `write` (the answer recorded) before answering; when
-    /// that fails, the answer cannot be counted, so ask Polar instead (`or_ask`), unless a
-    /// 429 block forbids any request (`or_ask` is `None`).
+    /// that fails, the answer cannot be counted, so ask Polar instead ([`asking`], built only
+    /// then: a cached answer never encodes a request), unless a 429 block forbids any
+    /// request (`may_ask` is false).
     Cached {
         /// The answer.
         outcome: CheckOutcome<L>,
         /// The record with the answer noted.
         write: Box<Record<L>>,
-        /// The request to send when the write fails.
-        or_ask: Option<Box<Asking>>,
+        /// Whether Polar may be asked when the write fails.
+        may_ask: bool,
     },
     /// Send the request.
     Ask(Box<Asking>),
@@ -735,15 +736,6 @@ pub fn begin<L: LicenseData>(
         Ok(q) => q,
         Err(e) => return Begin::Done(CheckOutcome::Unverified(e)),
     };
-    let asking = |query: Query| match api.validate_request(req) {
-        Ok(http) => Ok(Box::new(Asking {
-            query,
-            http,
-            request: req.clone(),
-            now,
-        })),
-        Err(e) => Err(CheckOutcome::Unverified(e)),
-    };
     let record = opened.record.as_ref();
     match grace::plan(record, &query, now, policy) {
         Plan::Refuse(outcome) => Begin::Done(outcome),
@@ -753,17 +745,41 @@ pub fn begin<L: LicenseData>(
             };
             write.note_answer(now);
             let blocked = write.blocked_until.is_some_and(|until| now < until);
-            let or_ask = if blocked { None } else { asking(query).ok() };
             Begin::Cached {
                 outcome,
                 write: Box::new(write),
-                or_ask,
+                may_ask: !blocked,
             }
         }
-        Plan::Ask => match asking(query) {
+        Plan::Ask => match asking_for(api, req, query, now) {
             Ok(asking) => Begin::Ask(asking),
             Err(outcome) => Begin::Done(outcome),
         },
+    }
+}
+
+/// The request of a check of `req` that began at `now` (what [`begin`] checked): for a
+/// [`Begin::Cached`] whose write failed, when `may_ask`. `None` when it cannot be made (the
+/// cached answer is then given, the cache not refreshed).
+pub fn asking(api: &Api, req: &ValidateRequest, now: i64) -> Option<Box<Asking>> {
+    let query = Query::from_request(api.organization_id(), req).ok()?;
+    asking_for::<()>(api, req, query, now).ok()
+}
+
+fn asking_for<L>(
+    api: &Api,
+    req: &ValidateRequest,
+    query: Query,
+    now: i64,
+) -> Result<Box<Asking>, CheckOutcome<L>> {
+    match api.validate_request(req) {
+        Ok(http) => Ok(Box::new(Asking {
+            query,
+            http,
+            request: req.clone(),
+            now,
+        })),
+        Err(e) => Err(CheckOutcome::Unverified(e)),
     }
 }
 

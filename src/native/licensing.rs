@@ -328,10 +328,16 @@ impl std::fmt::Debug for Licensing {
 /// once.
 #[derive(Default)]
 struct Memo {
-    slot: Mutex<Option<(String, Vec<u8>, Slot)>>,
-    opened: Mutex<Option<(String, Stored, Opened)>>,
+    slot: Mutex<Option<SlotMemo>>,
+    opened: Mutex<Option<OpenedMemo>>,
     answered: Mutex<Option<Answered>>,
 }
+
+/// A license key, the install secret and the slot they seal.
+type SlotMemo = (String, Vec<u8>, Arc<Slot>);
+
+/// A slot's name, the bytes it held and what they opened to.
+type OpenedMemo = (String, Stored, Arc<Opened>);
 
 /// The stored bytes of one key: its record and its ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -356,24 +362,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Memo {
-    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Slot> {
+    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Arc<Slot>> {
         let memo = lock(&self.slot);
         let (k, s, slot) = memo.as_ref()?;
-        (k == key.expose() && s == secret).then(|| slot.clone())
+        (k == key.expose() && s == secret).then(|| Arc::clone(slot))
     }
 
-    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Slot) {
-        *lock(&self.slot) = Some((key.expose().to_string(), secret, slot.clone()));
+    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Arc<Slot>) {
+        *lock(&self.slot) = Some((key.expose().to_string(), secret, Arc::clone(slot)));
     }
 
-    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Opened> {
+    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened>> {
         let memo = lock(&self.opened);
         let (name, bytes, opened) = memo.as_ref()?;
-        (name == &slot.name && bytes == stored).then(|| opened.clone())
+        (name == &slot.name && bytes == stored).then(|| Arc::clone(opened))
     }
 
-    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Opened) {
-        *lock(&self.opened) = Some((slot.name.clone(), stored, opened.clone()));
+    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened>) {
+        *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
     }
 
     fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
@@ -521,20 +527,20 @@ impl Licensing {
         self.client.api().organization_id()
     }
 
-    fn slot(&self, key: &Key) -> Result<Slot, Error> {
+    fn slot(&self, key: &Key) -> Result<Arc<Slot>, Error> {
         let identity = self.identity()?;
         let secret = self.store.install_secret()?;
         if let Some(slot) = self.memo.slot(key, &secret) {
             return Ok(slot);
         }
-        let slot = Slot::new(
+        let slot = Arc::new(Slot::new(
             self.client.api().base_url(),
             self.org(),
             key,
             &secret,
             identity.seal.as_deref(),
             self.app_secret.as_deref(),
-        );
+        ));
         self.memo.remember_slot(key, secret, &slot);
         Ok(slot)
     }
@@ -547,7 +553,9 @@ impl Licensing {
     }
 
     /// The slot's stored bytes, opened (untrusted bytes count as no record).
-    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
+    /// Shared, not copied: a warm check reuses the memo's (a deep copy of the record cost a
+    /// cached check dozens of allocations).
+    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
         let stored = self.read(slot)?;
         if let Some(opened) = self.memo.opened(slot, &stored) {
             return Ok((stored, opened));
@@ -566,6 +574,7 @@ impl Licensing {
             key,
             &self.lease_memo,
         );
+        let opened = Arc::new(opened);
         self.memo.remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }
@@ -861,7 +870,7 @@ impl Licensing {
             Begin::Cached {
                 outcome,
                 write,
-                or_ask,
+                may_ask,
             } => {
                 if self.memo.answered_again(&slot, now, &stored) {
                     return Begun::Answered(CheckReport::of(outcome));
@@ -873,7 +882,10 @@ impl Licensing {
                     }
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match or_ask {
+                    Err(e) => match may_ask
+                        .then(|| session::asking(self.client.api(), &req, now))
+                        .flatten()
+                    {
                         Some(asking) => Begun::Asking(Box::new(Step {
                             slot,
                             opened,
@@ -898,7 +910,7 @@ impl Licensing {
 
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
         let report = match self.begin(key, explicit) {
-            Begun::Asking(step) => self.ask(key, step),
+            Begun::Asking(step) => self.ask(key, *step),
             Begun::Answered(report) => report,
         };
         super::events::decision(key, &report);
@@ -908,13 +920,13 @@ impl Licensing {
     /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
     /// asking already and the cache can answer at once), then folds the answer into the
     /// record as it is now.
-    fn ask(&self, key: &Key, step: Box<Step>) -> CheckReport {
+    fn ask(&self, key: &Key, step: Step) -> CheckReport {
         let Step {
             slot,
             opened,
             asking,
             mut cache_error,
-        } = *step;
+        } = step;
         // An error taking the marker only means the others cannot see this check asking.
         let marker = self
             .store
@@ -1048,7 +1060,7 @@ impl Licensing {
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
             .spawn(move || {
-                let fresh = me.ask(&key, step);
+                let fresh = me.ask(&key, *step);
                 super::events::decision(&key, &fresh);
                 on_fresh(fresh)
             });
@@ -1184,7 +1196,7 @@ impl Licensing {
         let slot = self.slot(&key)?;
         let (stored, opened) = self.open(&slot, &key)?;
         Ok(session::status(
-            opened,
+            Arc::unwrap_or_clone(opened),
             stored.record.is_some(),
             (self.clock)(),
             &self.policy,
@@ -1290,8 +1302,8 @@ enum Begun {
 
 /// A check between its phases: the slot as phase 1 read it and what to ask.
 struct Step {
-    slot: Slot,
-    opened: Opened,
+    slot: Arc<Slot>,
+    opened: Arc<Opened>,
     asking: Box<Asking>,
     /// The cached answer could not be recorded.
     cache_error: Option<Error>,

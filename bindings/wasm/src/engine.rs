@@ -54,6 +54,7 @@ use polar_license::session::{self, Asking, CacheState, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
+use std::cell::RefCell;
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
@@ -213,6 +214,23 @@ pub struct Engine {
     seal: Option<String>,
     app_secret: Option<Vec<u8>>,
     require_activation: bool,
+    /// The last `checkBegin` answered from storage: its arguments and its answer. A check
+    /// repeated with byte-for-byte the same key, secret, record, ledger, clock second and
+    /// feature is the same pure function of the same inputs (this engine's options are fixed),
+    /// so its answer is given again without opening the record (HMAC-SHA256, the JSON read),
+    /// planning and sealing anew: a warm check in a loop costs a string comparison here.
+    checked: RefCell<Option<(CheckArgs, String)>>,
+}
+
+/// The arguments of a `checkBegin` that used the storage.
+#[derive(PartialEq)]
+struct CheckArgs {
+    key: String,
+    secret: String,
+    record: Option<String>,
+    ledger: Option<String>,
+    now: i64,
+    feature: Option<String>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -250,6 +268,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         seal,
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
+        checked: RefCell::default(),
     })
 }
 
@@ -367,8 +386,14 @@ impl Engine {
         session::seal(opened, record, slot)
     }
 
-    /// Phase 1 of a check, as native: the request from the opened slot, then the plan.
-    fn begin(&self, key: &Key, opened: &Opened, now: i64) -> Result<Begin, CheckOutcome> {
+    /// Phase 1 of a check, as native: the request from the opened slot, then the plan; with
+    /// a cached answer, the request to send when its write fails (the step hands it to the JS).
+    fn begin(
+        &self,
+        key: &Key,
+        opened: &Opened,
+        now: i64,
+    ) -> Result<(Begin, Option<Box<Asking>>), CheckOutcome> {
         let req = session::check_request(
             key,
             None,
@@ -377,19 +402,20 @@ impl Engine {
             self.require_activation,
         )
         .map_err(CheckOutcome::Unverified)?;
-        Ok(session::begin(&self.api, opened, &req, now, &self.policy))
+        let begin = session::begin(&self.api, opened, &req, now, &self.policy);
+        let or_ask = match begin {
+            Begin::Cached { may_ask: true, .. } => session::asking(&self.api, &req, now),
+            _ => None,
+        };
+        Ok((begin, or_ask))
     }
 
     /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
     /// the engine keeps nothing between calls).
     fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
         match self.begin(key, opened, now)? {
-            Begin::Ask(asking)
-            | Begin::Cached {
-                or_ask: Some(asking),
-                ..
-            } => Ok(asking),
-            Begin::Cached { outcome, .. } | Begin::Done(outcome) => Err(outcome),
+            (Begin::Ask(asking), _) | (Begin::Cached { .. }, Some(asking)) => Ok(asking),
+            (Begin::Cached { outcome, .. } | Begin::Done(outcome), _) => Err(outcome),
         }
     }
 
@@ -711,10 +737,10 @@ impl Engine {
         cache: Option<String>,
         feature: Option<String>,
     ) -> String {
-        let key = Key::new(key);
         let now = now as i64;
-        let feature = feature.as_deref();
         if let Some(cache) = cache {
+            let key = Key::new(key);
+            let feature = feature.as_deref();
             let http = self
                 .uncached_request(&key, cache)
                 .and_then(|req| self.api.validate_request(&req));
@@ -726,24 +752,42 @@ impl Engine {
                 }
             };
         }
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let args = CheckArgs {
+            key,
+            secret: secret.to_string(),
+            record,
+            ledger,
+            now,
+            feature,
+        };
+        if let Some((last, answer)) = self.checked.borrow().as_ref() {
+            if *last == args {
+                return answer.clone();
+            }
+        }
+        let answer = self.check_begin_stored(&args);
+        *self.checked.borrow_mut() = Some((args, answer.clone()));
+        answer
+    }
+
+    /// [`Engine::check_begin`] with the storage readable.
+    fn check_begin_stored(&self, args: &CheckArgs) -> String {
+        let key = Key::new(args.key.clone());
+        let (now, feature) = (args.now, args.feature.as_deref());
+        let slot = self.sealed(&key, &args.secret);
+        let opened = self.open(&key, &slot, args.record.as_deref(), args.ledger.as_deref());
         match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok(Begin::Done(outcome)) => {
+            Err(outcome) | Ok((Begin::Done(outcome), _)) => {
                 StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
             }
-            Ok(Begin::Cached {
-                outcome,
-                write,
-                or_ask,
-            }) => StepOut {
+            Ok((Begin::Cached { outcome, write, .. }, or_ask)) => StepOut {
                 answer: Some(self.outcome_json(&outcome, feature, None)),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
                 ..StepOut::empty()
             }
             .done(),
-            Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
+            Ok((Begin::Ask(asking), _)) => StepOut::asking(&asking.http).done(),
         }
     }
 

@@ -14,8 +14,7 @@
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
 // across processes.
 import { execFileSync } from 'node:child_process';
-import { readFileSync } from 'node:fs';
-import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, extname, isAbsolute, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
@@ -111,41 +110,90 @@ function file(dir, name) {
   return join(dir, `${slot}.cache`);
 }
 
-/** A `{ get, set, remove }` storage over the directory `dir`, in the native format. */
+/** What identifies a file's content without reading it: device, inode, size, mtime and ctime (ns). */
+const stampOf = (info) => `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:${info.ctimeNs}`;
+
+/**
+ * The bytes of the regular file at `path` (at most MAX_FILE + 1 of them), `''` for anything
+ * else there (a FIFO, a directory, a device: opened without blocking, never read), with the
+ * stamp of what was read. Synchronous: a record is a few KB on a local disk, and four
+ * round trips through libuv's thread pool per file cost a cached check most of its time.
+ */
+function readRegular(path) {
+  const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
+  try {
+    const info = fstatSync(fd, { bigint: true });
+    if (!info.isFile() || info.size > BigInt(MAX_FILE)) return [null, ''];
+    const buffer = Buffer.allocUnsafe(Number(info.size) + 1);
+    let size = 0;
+    for (;;) {
+      const n = readSync(fd, buffer, size, buffer.length - size, null);
+      if (n === 0) break;
+      size += n;
+      if (size === buffer.length) return [null, ''];
+    }
+    return [stampOf(info), buffer.subarray(0, size)];
+  } finally {
+    closeSync(fd);
+  }
+}
+
+/**
+ * A `{ get, set, remove }` storage over the directory `dir`, in the native format. A file read
+ * again whose identity and times have not changed (device, inode, size, modification and
+ * change times: a write or a rename changes the change time, which no one can set back) is
+ * answered from memory after one `stat`, as the native file store does: a warm check reads
+ * three such files. Any change is read anew at once.
+ */
 export function fileStore(dir) {
-  const ensure = () => mkdir(dir, { recursive: true, mode: 0o700 });
+  /** path -> [stamp, text] of the files read lately (a handful: a record, its ledger, the secret). */
+  const seen = new Map();
   return {
     dir,
     async get(name) {
       const path = file(dir, name);
-      let bytes;
       try {
-        const info = await stat(path);
+        const info = statSync(path, { bigint: true, throwIfNoEntry: false });
+        if (info === undefined) return null;
         // Anything but a regular file (a FIFO, a directory) is no cache, read without blocking.
-        if (!info.isFile()) return '';
-        if (info.size > MAX_FILE) return '';
-        bytes = await readFile(path);
+        if (!info.isFile() || info.size > BigInt(MAX_FILE)) return '';
+        const known = seen.get(path);
+        if (known && known[0] === stampOf(info)) return known[1];
+        const [stamp, bytes] = readRegular(path);
+        const text = typeof bytes === 'string' ? bytes : name === SECRET ? bytes.toString('hex') : bytes.toString('utf8');
+        // Unix only, as natively (elsewhere the inode and change time are not what they are here).
+        if (stamp !== null && globalThis.process?.platform !== 'win32') {
+          if (seen.size >= 16) seen.clear();
+          seen.set(path, [stamp, text]);
+        }
+        return text;
       } catch (e) {
         if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR') return null;
         throw e;
       }
-      return name === SECRET ? bytes.toString('hex') : bytes.toString('utf8');
     },
+    // Synchronous too (the functions stay async: a failure is a rejection, as before): a
+    // record of a few KB written and renamed in place costs far less than the thread pool's
+    // round trips of mkdir, open, write, close and rename, twice per recorded answer.
     async set(name, text) {
       const path = file(dir, name);
       const bytes = name === SECRET ? Buffer.from(text, 'hex') : Buffer.from(text, 'utf8');
-      await ensure();
+      mkdirSync(dir, { recursive: true, mode: 0o700 });
       const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
       try {
-        await writeFile(tmp, bytes, { mode: 0o600, flag: 'wx' });
-        await rename(tmp, path);
+        writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
+        renameSync(tmp, path);
       } catch (e) {
-        await rm(tmp, { force: true }).catch(() => {});
+        try {
+          rmSync(tmp, { force: true });
+        } catch {
+          // Nothing more to undo.
+        }
         throw e;
       }
     },
     async remove(name) {
-      await rm(file(dir, name), { force: true });
+      rmSync(file(dir, name), { force: true });
     },
   };
 }

@@ -891,11 +891,17 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return Math.floor(ms / 1000);
     }
 
+    /** The last install secret the engine found usable (the same text is again). */
+    #secretSeen = null;
+
     /** The per-install secret, created on first use (a malformed one is replaced). */
     async #secret() {
       const read = async () => {
         const text = await this.#store.get(SECRET);
-        return text !== null && this.#engine.call('secretOk', [text]) !== undefined ? text : null;
+        if (text !== null && text === this.#secretSeen) return text;
+        const ok = text !== null && this.#engine.call('secretOk', [text]) !== undefined;
+        if (ok) this.#secretSeen = text;
+        return ok ? text : null;
       };
       return (
         (await read()) ??
@@ -913,10 +919,20 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return send(ask, this.#engine.timeout, this.#host.fetch);
     }
 
+    /** The last key's storage names `[key, slot, ledger]` (the engine's, for fixed options). */
+    #names = null;
+
+    /** `key`'s storage names, `[slot, ledger]`, from the engine (the last key's remembered). */
+    #slots(engine, key) {
+      if (this.#names?.[0] !== key) this.#names = [key, engine.call('slot', [key]), engine.call('ledger', [key])];
+      return this.#names.slice(1);
+    }
+
     /** The stored record and ledger of `key` (`undefined` for none). */
     async #load(engine, key) {
-      const record = (await this.#store.get(engine.call('slot', [key]))) ?? undefined;
-      const ledger = (await this.#store.get(engine.call('ledger', [key]))) ?? undefined;
+      const [slot, ledgerName] = this.#slots(engine, key);
+      const record = (await this.#store.get(slot)) ?? undefined;
+      const ledger = (await this.#store.get(ledgerName)) ?? undefined;
       return [record, ledger];
     }
 
@@ -945,7 +961,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const now = this.#now();
       const reply = await this.#send(step.ask);
       const secret = await attempt(() => this.#secret());
-      const slot = engine.call('slot', [key]);
+      const [slot] = this.#slots(engine, key);
       const end = await locked(slot, async () => {
         const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
         if (stored instanceof LicenseError) return JSON.parse(engine.call('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
@@ -971,7 +987,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const secret = await this.#secret();
       const now = this.#now();
       const reply = await this.#send(step.ask);
-      const slot = engine.call('slot', [key]);
+      const [slot] = this.#slots(engine, key);
       let failed;
       const end = await locked(slot, async () => {
         const stored = await attempt(() => this.#load(engine, key));
@@ -997,7 +1013,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const text = options(o, 'deactivate');
       const engine = await this.#open();
       const secret = await this.#secret();
-      const slot = engine.call('slot', [key]);
+      const [slot] = this.#slots(engine, key);
       return locked(slot, async () => {
         const [record, ledger] = await this.#load(engine, key);
         const step = JSON.parse(engine.call('deactivateBegin', [key, text, secret, record, ledger]));
@@ -1087,7 +1103,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
      */
     async #check(key, feature, background) {
       const engine = await this.#open();
-      const slot = engine.call('slot', [key]);
+      const [slot] = this.#slots(engine, key);
       let refreshed = true;
       let cache;
       const secret = await attempt(() => this.#secret());
@@ -1251,7 +1267,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       checkKey(key);
       const engine = await this.#open();
       const secret = await this.#secret();
-      const slot = engine.call('slot', [key]);
+      const [slot] = this.#slots(engine, key);
       await locked(slot, () => this.#store.remove(slot));
       await this.#forgetRemembered(engine, secret, key);
     }

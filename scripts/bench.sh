@@ -3,8 +3,13 @@
 #
 #   scripts/bench.sh [--quick] [--no-criterion] [--no-process] [--no-node] [--runs N]
 #
+# Issue #26's rows are here with their targets (the native cached check <= 10 µs, the CLI's
+# cached `check` <= 1.5x `/bin/true` in one hyperfine run, node validate ours / SDK <= 1.0);
+# the npm package's start-up rows are `node scripts/npm/startup.mjs` (import -> first cached
+# check, a later cached check, Chromium).
+#
 # 1. criterion (`cargo bench -p polar-license --bench check --bench validate`): the cached
-#    `check` through the file store (target: median <= 20 µs) and an online validate over
+#    `check` through the file store (target: median <= 10 µs, issue #26; 20 µs before) and an online validate over
 #    loopback against a bare ureq POST + serde_json::Value parse of the same bytes (target:
 #    client overhead <= 5 %), medians read from target/criterion/**/new/estimates.json, plus
 #    the interleaved A/B ratio the validate bench writes.
@@ -128,7 +133,7 @@ if [[ $CRITERION -eq 1 ]]; then
                 continue
             fi
             if [[ $b == check/cached_file_store ]]; then
-                say "| \`$b\` | $(fmt_ns "$m") | <= 20 µs | $(verdict "$m" 20000) |"
+                say "| \`$b\` | $(fmt_ns "$m") | <= 10 µs | $(verdict "$m" 10000) |"
             else
                 say "| \`$b\` | $(fmt_ns "$m") | | context |"
             fi
@@ -224,10 +229,11 @@ if [[ $PROCESS -eq 1 ]]; then
         requests_before="$(curl -s "$url/__emulator/requests" 2>/dev/null || echo "?")"
 
         local check_cmd="$bin check"
-        local tool median_ms
+        local tool median_ms true_ms=""
         if command -v hyperfine >/dev/null 2>&1; then
-            tool="hyperfine -N --warmup 10 --runs $RUNS --export-json $WORK/hf.json '$check_cmd'"
-            hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$WORK/hf.json" "$check_cmd" >"$LOG_DIR/hyperfine.log" 2>&1 || return 1
+            tool="hyperfine -N --warmup 10 --runs $RUNS --export-json $WORK/hf.json '$check_cmd' /bin/true"
+            hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$WORK/hf.json" "$check_cmd" /bin/true >"$LOG_DIR/hyperfine.log" 2>&1 || return 1
+            true_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[1].median')" 'BEGIN { printf "%.2f", s * 1000 }')"
             median_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[0].median')" 'BEGIN { printf "%.2f", s * 1000 }')"
             local mean_ms min_ms
             mean_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[0].mean')" 'BEGIN { printf "%.2f", s * 1000 }')"
@@ -263,6 +269,11 @@ if [[ $PROCESS -eq 1 ]]; then
         say "| measure | value | target | result | command |"
         say "|---|---|---|---|---|"
         say "| median wall time per process | $median_ms ms (mean $mean_ms, min $min_ms) | <= 5 ms | $(verdict "$median_ms" 5) | \`$tool\` |"
+        if [[ -n "${true_ms:-}" ]]; then
+            local times
+            times="$(awk -v a="$median_ms" -v b="$true_ms" 'BEGIN { printf "%.2f", a / b }')"
+            say "| **ratio** \`check\` / \`/bin/true\` (medians, the same hyperfine run; issue #26) | $times× (/bin/true $true_ms ms) | <= 1.5× | $(verdict "$times" 1.5) | the same |"
+        fi
         if [[ $peak_kb -gt 0 ]]; then
             local mb
             mb="$(awk -v k="$peak_kb" 'BEGIN { printf "%.1f", k / 1024 }')"

@@ -1,5 +1,9 @@
 #!/usr/bin/env bash
-# Builds and tests the C ABI (bindings/c): bash scripts/test-c.sh [--regen]
+# Builds and tests the C ABI (bindings/c): bash scripts/test-c.sh [--regen | --only TEST...]
+#
+#   --only TEST...  builds, checks the header, and runs only these C test programs (e.g.
+#                   `--only test_signed`), plain, under ASan+UBSan and under valgrind: no quick
+#                   start, install, CMake or README steps (for working on one suite).
 #
 #   1. builds the static and shared libraries (the crate polar-license-c, bindings/c, profile
 #      `c-release`) and the polar-license binary (crates/cli, for the emulator);
@@ -13,7 +17,8 @@
 #      the package and runs the copy (bindings/c/tests/cmake-app); then the C
 #      blocks of bindings/c/README.md, the C++ smoke test, and the C tests (every
 #      bindings/c/tests/test_*.c, test_features.c included) plain, under ASan+UBSan and under
-#      valgrind. test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
+#      valgrind (test_signed.c drives `polar-license relay serve` and bindings/c/forge's
+#      polar-license-forge-c, built in step 1). test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
 #      (c-asan.tsv, c-valgrind.tsv for the other two runs) for scripts/fault-table.sh.
 #
 # Everything is built under target/c (the libraries and the binary under $CARGO_TARGET_DIR, by
@@ -52,6 +57,19 @@ regen_header() {
 if [[ "${1:-}" == "--regen" ]]; then
     regen_header "$HEADER" && echo "wrote $HEADER"
     exit $?
+fi
+
+ONLY=()
+if [[ "${1:-}" == "--only" ]]; then
+    shift
+    ONLY=("$@")
+    if [[ ${#ONLY[@]} -eq 0 ]]; then
+        echo "--only needs test names (e.g. test_signed)" >&2
+        exit 2
+    fi
+    for t in "${ONLY[@]}"; do
+        [[ -f "bindings/c/tests/$t.c" ]] || { echo "no bindings/c/tests/$t.c" >&2; exit 2; }
+    done
 fi
 
 SUITES=()
@@ -134,6 +152,9 @@ build_libs() {
 if ! step build-libs build_libs; then finish; fi
 if ! step build-cli cargo build -p polar-license-cli; then finish; fi
 CLI="$CARGO_OUT/debug/polar-license"
+# The forged-record attack of issue #25 for test_signed.c (bindings/c/forge, test-only).
+if ! step build-forge cargo build -p polar-license-forge-c; then finish; fi
+FORGE="$CARGO_OUT/debug/polar-license-forge-c"
 
 # ---- 2. header drift -----------------------------------------------------------------------
 
@@ -185,11 +206,14 @@ fi
 echo "emulator at $EMU_URL (pid $EMU_PID)"
 export POLAR_EMULATOR_URL="$EMU_URL"
 export POLAR_LICENSE_CLI="$CLI"
+export POLAR_LICENSE_FORGE_C="$FORGE"
 # The tests never touch the user's own cache: the default location is under target/c.
 export XDG_DATA_HOME="$ROOT/$OUT/xdg-data"
 rm -rf "$XDG_DATA_HOME"
 
-# ---- 4. the quick start, pkg-config, CMake, C++ --------------------------------------------
+# ---- 4. the quick start, pkg-config, CMake, C++ (not with --only) --------------------------
+
+if [[ ${#ONLY[@]} -eq 0 ]]; then
 
 # run_example BINARY: licensed (exit 0), denied (exit 1), invalid input (exit 2).
 run_example() {
@@ -461,7 +485,8 @@ if [[ -d "$ROOT/$OUT/prefix/lib" ]]; then
     fi
 fi
 
-# The C blocks of bindings/c/README.md (the quick start, feature gating), each compiled and
+# The C programs of bindings/c/README.md (the quick start, feature gating, the background
+# check; not the fragments), each compiled and
 # run as written with the demo key, twice on one cache (the platform default, under its own
 # XDG_DATA_HOME): both runs must exit 0, and the quick start (block 1) must activate on the
 # first run only.
@@ -472,8 +497,10 @@ run_readme() { # BINARY DATA_HOME
 readme_examples() {
     local src n=0 data first second
     rm -f "$OUT"/readme_example_*.c
-    awk -v out="$OUT/readme_example_" '/^```c$/ { on = 1; n++; next } /^```$/ { on = 0; next }
-        on { print > (out n ".c") }' bindings/c/README.md
+    # (A block marked `<!-- not-run: a fragment … -->` is calls in context, not a program.)
+    awk -v out="$OUT/readme_example_" '/^```c$/ { if (mark ~ /not-run: a fragment/) { skip = 1; next }
+        on = 1; n++; next } /^```$/ { on = 0; skip = 0; next } skip { next }
+        on { print > (out n ".c"); next } NF { mark = $0 }' bindings/c/README.md
     for src in "$OUT"/readme_example_*.c; do
         [[ -s "$src" ]] || return 1
         echo "  ${src##*/}"
@@ -500,6 +527,7 @@ cpp_smoke() {
     "$OUT/smoke_cpp"
 }
 step cpp-smoke cpp_smoke
+fi
 
 # ---- 5. the C tests: plain, ASan+UBSan, valgrind -------------------------------------------
 
@@ -507,6 +535,7 @@ TESTS=()
 for src in bindings/c/tests/test_*.c; do
     TESTS+=("$(basename "$src" .c)")
 done
+[[ ${#ONLY[@]} -eq 0 ]] || TESTS=("${ONLY[@]}")
 
 # run_suite NAME VARIANT: builds every test program for VARIANT (plain, asan) and runs it
 # (under valgrind for the valgrind suite); sums the programs' `N passed, N failed` lines.

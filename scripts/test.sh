@@ -110,11 +110,12 @@ TOTAL_START="$(now)"
 
 run_stage setup check bash scripts/setup.sh
 run_stage fmt check cargo fmt --all --check
-run_stage clippy check cargo clippy --workspace --all-features --all-targets -- -D warnings
+# The Tauri plugin is its own stage (tauri, below): Tauri stays out of these build graphs.
+run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings
 # The library with its default features too: code used only under a feature must not warn
 # without it.
 run_stage clippy-default check cargo clippy -p polar-license --lib -- -D warnings
-run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --all-features --no-deps
+run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude tauri-plugin-polar-license --all-features --no-deps
 # The wasm32 shell, the npm engine and the npm emulator (the other crates are native: the
 # emulator's core builds for wasm32 as the npm emulator's dependency, its docs are native; the
 # CLI and the C ABI do not build for wasm32).
@@ -123,13 +124,14 @@ run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
     --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
-    run_stage tests nextest cargo nextest run --workspace --all-features --no-fail-fast \
+    run_stage tests nextest cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \
+        --no-fail-fast \
         --tool-config-file "polar-license-scripts:$ROOT/scripts/nextest.toml"
 else
     echo "cargo-nextest not found: falling back to cargo test"
-    run_stage tests libtest cargo test --workspace --all-features --no-fail-fast --lib --bins --tests
+    run_stage tests libtest cargo test --workspace --exclude tauri-plugin-polar-license --all-features --no-fail-fast --lib --bins --tests
 fi
-run_stage doctests libtest cargo test --doc --workspace --all-features
+run_stage doctests libtest cargo test --doc --workspace --exclude tauri-plugin-polar-license --all-features
 # Issue #28's harness once more, its tally shown (nextest hides a passing test's output):
 # generated answers read by serde's typed path and by the npm engine's schema path.
 run_stage one-answer check cargo test -q -p polar-license --test one_answer -- --nocapture
@@ -145,6 +147,9 @@ run_stage package summary bash scripts/package-check.sh
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs
+# The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
+# through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
+run_stage tauri summary bash scripts/test-tauri.sh
 # Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
 run_stage windows summary bash scripts/test-windows.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).

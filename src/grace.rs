@@ -275,6 +275,28 @@ impl GracePolicy {
         }
     }
 
+    /// [`GracePolicy::grace_ends_at`] in signed mode, given the lease the key's record holds
+    /// after the answer ([`GracePolicy::grace_end_leased`]).
+    pub fn grace_ends_at_leased(
+        &self,
+        outcome: &CheckOutcome,
+        lease: Option<&LeaseWindow>,
+    ) -> Option<i64> {
+        match outcome {
+            CheckOutcome::Licensed { verified_at, .. } => {
+                Some(self.grace_end_leased(*verified_at, lease))
+            }
+            _ => None,
+        }
+    }
+
+    /// [`GracePolicy::grace_end`] in signed mode: never past the end of the lease the record
+    /// holds, since the cache stops licensing then (with no lease, the grace end itself).
+    pub fn grace_end_leased(&self, verified_at: i64, lease: Option<&LeaseWindow>) -> i64 {
+        let end = self.grace_end(verified_at);
+        lease.map_or(end, |w| w.cap(end))
+    }
+
     /// The end of the grace of a good verdict obtained at `verified_at` (unix seconds).
     pub fn grace_end(&self, verified_at: i64) -> i64 {
         verified_at.saturating_add(self.grace_secs())
@@ -435,6 +457,14 @@ pub struct LeaseWindow {
     pub not_before: i64,
     /// Not valid from this time on (unix seconds).
     pub expires_at: i64,
+}
+
+impl LeaseWindow {
+    /// A grace end (unix seconds) as this lease allows it: never past the lease's end, since
+    /// the cache stops licensing then.
+    pub fn cap(&self, grace_end: i64) -> i64 {
+        grace_end.min(self.expires_at)
+    }
 }
 
 impl LeaseGate {
@@ -880,9 +910,18 @@ pub fn fall_back<L: LicenseData>(
     }
     let seen = record.seen(now);
     licensed_from_cache(record, good, query, seen, p).unwrap_or_else(|| {
+        // In signed mode the lease's end can come first: say so.
+        let lease_ended = record
+            .lease_gate
+            .window()
+            .filter(|w| seen >= w.expires_at)
+            .map(|w| {
+                let ago = crate::decimal::digits(unsigned(seen.saturating_sub(w.expires_at)));
+                ["the relay's lease ended ", &ago, " s ago (signed mode); "].concat()
+            });
         CheckOutcome::Unverified(Error::GraceExpired {
             verified_seconds_ago: unsigned(seen.saturating_sub(good.verified_at)),
-            cause: err.text(),
+            cause: [lease_ended.unwrap_or_default(), err.text()].concat(),
         })
     })
 }

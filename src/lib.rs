@@ -122,6 +122,7 @@
 // The sans-IO core: requests as data, answers classified, the grace rules, the sealed record
 // and remembered-key formats, the flows every face shares. No IO, no clock (`now` is an
 // argument), the same code on every target.
+pub mod airgap;
 pub mod answers;
 pub mod cache;
 pub mod decimal;

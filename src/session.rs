@@ -230,11 +230,16 @@ pub fn seal<L: LicenseData>(
 /// ([`LeaseGate`]). A lease that does not verify for the record's own verdict (organization,
 /// key, activation, benefit, the machine the activation is bound to) is no lease: the record
 /// keeps its history but never licenses from the cache. Unsigned mode changes nothing.
+///
+/// `memo` keeps the last verification (the lease and everything it was checked against): a
+/// cached answer rewrites the record but not its lease, and an Ed25519 verification costs
+/// more than the rest of a cached check.
 pub fn gate_lease<L: LicenseData>(
     opened: &mut Opened<L>,
     keys: &RelayKeys,
     organization_id: &str,
     key: &Key,
+    memo: &LeaseMemo,
 ) {
     if keys.is_empty() {
         return;
@@ -243,8 +248,34 @@ pub fn gate_lease<L: LicenseData>(
         let window = record
             .good
             .as_ref()
-            .and_then(|good| lease_window(good, keys, organization_id, key));
+            .and_then(|good| lease_window(good, keys, organization_id, key, memo));
         record.lease_gate = LeaseGate::Signed(window);
+    }
+}
+
+/// The last lease verified by one client, with what it was checked against (see
+/// [`gate_lease`]). The relay keys are a client's own, fixed when it is built.
+#[derive(Debug, Default)]
+pub struct LeaseMemo(std::sync::Mutex<Option<(String, Option<LeaseWindow>)>>);
+
+impl LeaseMemo {
+    fn get_or(
+        &self,
+        id: String,
+        verify: impl FnOnce() -> Option<LeaseWindow>,
+    ) -> Option<LeaseWindow> {
+        let mut memo = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((known, window)) = memo.as_ref() {
+            if *known == id {
+                return window.clone();
+            }
+        }
+        let window = verify();
+        *memo = Some((id, window.clone()));
+        window
     }
 }
 
@@ -262,19 +293,40 @@ fn lease_window<L: LicenseData>(
     keys: &RelayKeys,
     organization_id: &str,
     key: &Key,
+    memo: &LeaseMemo,
 ) -> Option<LeaseWindow> {
-    let expect = LeaseExpect {
+    let token = good.lease.as_deref()?;
+    let benefit_id = good.license.benefit_id();
+    let machine = machine_of(&good.conditions);
+    let activation_id = good.activation_id.as_deref();
+    // Everything the verification depends on, each part length-prefixed.
+    let mut id = String::new();
+    for part in [
+        token,
         organization_id,
-        key,
-        activation_id: good.activation_id.as_deref(),
-        benefit_id: Some(good.license.benefit_id()),
-        machine: machine_of(&good.conditions),
-    };
-    let lease = lease::verify_signed(good.lease.as_deref()?, keys, &expect).ok()?;
-    Some(LeaseWindow {
-        not_before: lease.claims.not_before.max(lease.claims.issued_at),
-        expires_at: lease.claims.expires_at,
-        kid: lease.kid,
+        key.expose(),
+        activation_id.unwrap_or("\u{0}none"),
+        benefit_id,
+        machine.unwrap_or("\u{0}none"),
+    ] {
+        id.push_str(&part.len().to_string());
+        id.push(':');
+        id.push_str(part);
+    }
+    memo.get_or(id, || {
+        let expect = LeaseExpect {
+            organization_id,
+            key,
+            activation_id,
+            benefit_id: Some(benefit_id),
+            machine,
+        };
+        let lease = lease::verify_signed(token, keys, &expect).ok()?;
+        Some(LeaseWindow {
+            not_before: lease.claims.not_before.max(lease.claims.issued_at),
+            expires_at: lease.claims.expires_at,
+            kid: lease.kid,
+        })
     })
 }
 
@@ -291,6 +343,14 @@ pub struct Granted<'a> {
     pub conditions: &'a Metadata,
 }
 
+/// A lease that verified for an online grant, with the question it answered.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HeldLease {
+    token: String,
+    activation_id: Option<String>,
+    conditions: Metadata,
+}
+
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it
 /// at `now`. Gives the lease to store with the verdict (`Ok(None)` in unsigned mode, where the
 /// lease, if any, is not read); a grant without one is `protocol_error` (not a verdict: the
@@ -302,7 +362,7 @@ pub fn hold_lease<L: LicenseData>(
     token: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-) -> Result<Option<String>, Error> {
+) -> Result<Option<HeldLease>, Error> {
     if keys.is_empty() {
         return Ok(None);
     }
@@ -317,7 +377,13 @@ pub fn hold_lease<L: LicenseData>(
     let why = match token {
         None => lease::NoLease::Missing,
         Some(token) => match lease::verify(token, keys, &expect, now, tolerance) {
-            Ok(_) => return Ok(Some(token.to_string())),
+            Ok(_) => {
+                return Ok(Some(HeldLease {
+                    token: token.to_string(),
+                    activation_id: granted.activation_id.map(str::to_string),
+                    conditions: granted.conditions.clone(),
+                }))
+            }
             Err(why) => why,
         },
     };
@@ -330,10 +396,14 @@ pub fn hold_lease<L: LicenseData>(
     })
 }
 
-/// Puts an online grant's lease into the record written after it.
-pub fn with_lease<L>(mut record: Record<L>, lease: Option<String>) -> Record<L> {
+/// Puts an online grant's lease into the record written after it, when the record's good
+/// verdict is that grant's (a validate of another question leaves the record's verdict, and
+/// its lease, as they were).
+pub fn with_lease<L>(mut record: Record<L>, lease: Option<HeldLease>) -> Record<L> {
     if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
-        good.lease = Some(lease);
+        if good.activation_id == lease.activation_id && good.conditions == lease.conditions {
+            good.lease = Some(lease.token);
+        }
     }
     record
 }
@@ -634,15 +704,16 @@ pub enum Begin<L = ValidatedLicenseKey> {
     /// that the cache cannot answer.
     Done(CheckOutcome<L>),
     /// Licensed from the cache. Store `write` (the answer recorded) before answering; when
-    /// that fails, the answer cannot be counted, so ask Polar instead (`or_ask`), unless a
-    /// 429 block forbids any request (`or_ask` is `None`).
+    /// that fails, the answer cannot be counted, so ask Polar instead ([`asking`], built only
+    /// then: a cached answer never encodes a request), unless a 429 block forbids any
+    /// request (`may_ask` is false).
     Cached {
         /// The answer.
         outcome: CheckOutcome<L>,
         /// The record with the answer noted.
         write: Box<Record<L>>,
-        /// The request to send when the write fails.
-        or_ask: Option<Box<Asking>>,
+        /// Whether Polar may be asked when the write fails.
+        may_ask: bool,
     },
     /// Send the request.
     Ask(Box<Asking>),
@@ -665,15 +736,6 @@ pub fn begin<L: LicenseData>(
         Ok(q) => q,
         Err(e) => return Begin::Done(CheckOutcome::Unverified(e)),
     };
-    let asking = |query: Query| match api.validate_request(req) {
-        Ok(http) => Ok(Box::new(Asking {
-            query,
-            http,
-            request: req.clone(),
-            now,
-        })),
-        Err(e) => Err(CheckOutcome::Unverified(e)),
-    };
     let record = opened.record.as_ref();
     match grace::plan(record, &query, now, policy) {
         Plan::Refuse(outcome) => Begin::Done(outcome),
@@ -683,17 +745,41 @@ pub fn begin<L: LicenseData>(
             };
             write.note_answer(now);
             let blocked = write.blocked_until.is_some_and(|until| now < until);
-            let or_ask = if blocked { None } else { asking(query).ok() };
             Begin::Cached {
                 outcome,
                 write: Box::new(write),
-                or_ask,
+                may_ask: !blocked,
             }
         }
-        Plan::Ask => match asking(query) {
+        Plan::Ask => match asking_for(api, req, query, now) {
             Ok(asking) => Begin::Ask(asking),
             Err(outcome) => Begin::Done(outcome),
         },
+    }
+}
+
+/// The request of a check of `req` that began at `now` (what [`begin`] checked): for a
+/// [`Begin::Cached`] whose write failed, when `may_ask`. `None` when it cannot be made (the
+/// cached answer is then given, the cache not refreshed).
+pub fn asking(api: &Api, req: &ValidateRequest, now: i64) -> Option<Box<Asking>> {
+    let query = Query::from_request(api.organization_id(), req).ok()?;
+    asking_for::<()>(api, req, query, now).ok()
+}
+
+fn asking_for<L>(
+    api: &Api,
+    req: &ValidateRequest,
+    query: Query,
+    now: i64,
+) -> Result<Box<Asking>, CheckOutcome<L>> {
+    match api.validate_request(req) {
+        Ok(http) => Ok(Box::new(Asking {
+            query,
+            http,
+            request: req.clone(),
+            now,
+        })),
+        Err(e) => Err(CheckOutcome::Unverified(e)),
     }
 }
 

@@ -557,3 +557,147 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
     let lease = polar_license::lease::verify(&token, &keys, &expect, claims.issued_at, 600);
     assert_eq!(lease.map(|l| l.claims), Ok(claims));
 }
+
+impl World {
+    /// A plain client through the stand-in relay (the online machine of an air-gapped
+    /// activation).
+    fn online_client(&self) -> polar_license::BlockingClient {
+        polar_license::BlockingClient::builder(self.polar.organization_id())
+            .base_url(self.polar.url())
+            .build_with_transport(StandIn {
+                inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
+                signer: Arc::clone(&self.signer),
+                clock: self.clock.clone(),
+                mode: Arc::clone(&self.mode),
+            })
+            .unwrap()
+    }
+
+    /// The offline machine's app: `machine`, a cache of its own, no network at all.
+    fn offline_app(&self, machine: &str, dir: &ScratchDir, keys: RelayKeys) -> Licensing {
+        let unreachable = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
+            Err(TransportError::new(
+                polar_license::TransportErrorKind::Connect,
+                "no network on this machine",
+            ))
+        };
+        licensing_builder(&self.polar, dir, MachineBinding::Id(machine.into()))
+            .clock(self.clock.reader())
+            .relay_keys(keys)
+            .build_with_transport(unreachable)
+            .unwrap()
+    }
+}
+
+#[test]
+fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
+    let w = World::new();
+    let dir = ScratchDir::new("airgap");
+    let app = w.offline_app(MACHINE, &dir, w.keys());
+    let line = app
+        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab machine"))
+        .unwrap();
+    assert!(line.starts_with(polar_license::airgap::REQUEST_PREFIX));
+    assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::Offline));
+
+    // On the online machine: one activate, through the relay.
+    take_requests(&w.polar);
+    let response = w.online_client().lease_fetch(&line).unwrap();
+    let response = response.accepted().cloned().expect("granted");
+    assert_eq!(take_requests(&w.polar), 1);
+
+    // Damaged in transit, installed without keys, or on another machine: nothing stored.
+    let cut = &response[..response.len() - 10];
+    assert_eq!(
+        app.lease_install(cut).unwrap_err().reason(),
+        Reason::InvalidInput
+    );
+    let keyless = w.offline_app(MACHINE, &dir, RelayKeys::new());
+    assert_eq!(
+        keyless.lease_install(&response).unwrap_err().reason(),
+        Reason::InvalidInput
+    );
+    let other_dir = ScratchDir::new("airgap-other");
+    let other = w.offline_app("machine-B", &other_dir, w.keys());
+    assert_eq!(
+        other.lease_install(&response).unwrap_err().reason(),
+        Reason::InvalidInput
+    );
+    assert_eq!(other.check(DEMO_KEY).reason(), Some(Reason::Offline));
+    assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::Offline));
+
+    // Installed on the machine it was made for: licensed with no network, until the lease ends.
+    let installed = app.lease_install(&response).unwrap();
+    let activation = installed
+        .accepted()
+        .expect("installed")
+        .activation
+        .id
+        .clone();
+    assert_eq!(
+        app.status(DEMO_KEY).unwrap().activation.map(|a| a.id),
+        Some(activation)
+    );
+    w.clock.advance(2 * DAY);
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+    w.clock.advance(DAY);
+    assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::GraceExpired));
+}
+
+#[test]
+fn an_air_gapped_response_needs_a_relay_lease() {
+    let w = World::new();
+    let dir = ScratchDir::new("airgap-nolease");
+    let app = w.offline_app(MACHINE, &dir, w.keys());
+    let line = app
+        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab"))
+        .unwrap();
+    // Fetched from Polar itself (no relay): no lease, so no response line.
+    w.set_lease(Lease::Missing);
+    let err = w.online_client().lease_fetch(&line).unwrap_err();
+    assert_eq!(err.reason(), Reason::ProtocolError);
+    // A relay whose lease is signed by an impostor under the trusted kid: the line is made,
+    // but it does not install.
+    let impostor = Arc::new(SigningKey::generate(Some("relay-2026")).unwrap());
+    w.set_lease(Lease::OtherKey(impostor));
+    let response = w.online_client().lease_fetch(&line).unwrap();
+    let response = response.accepted().cloned().unwrap();
+    assert_eq!(
+        app.lease_install(&response).unwrap_err().reason(),
+        Reason::ProtocolError
+    );
+    assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::Offline));
+    // A request for another organization is refused before anything is sent.
+    let other_org = polar_license::BlockingClient::builder("5e0c8a9b-3f1d-4e2a-8b7c-1d2e3f4a5b6c")
+        .base_url(w.polar.url())
+        .build()
+        .unwrap();
+    take_requests(&w.polar);
+    assert_eq!(
+        other_org.lease_fetch(&line).unwrap_err().reason(),
+        Reason::InvalidInput
+    );
+    assert_eq!(take_requests(&w.polar), 0);
+}
+
+#[test]
+fn a_validate_of_another_question_keeps_the_records_lease() {
+    // Found by the CLI suite: a plain validate (no activation) got a lease for its own
+    // question, which must not replace the activation's lease in the record.
+    let w = World::new();
+    let app = w.app(w.keys());
+    w.activate(&app);
+    let before = app.status(DEMO_KEY).unwrap();
+    let window = |s: &polar_license::CacheStatus| match &s.state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        _ => None,
+    };
+    assert!(window(&before).is_some());
+    w.clock.advance(60);
+    let answer = app.validate(&polar_license::ValidateRequest::new(DEMO_KEY));
+    assert!(answer.unwrap().is_accepted());
+    assert_eq!(window(&app.status(DEMO_KEY).unwrap()), window(&before));
+    w.offline();
+    w.clock.advance(DAY);
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}

@@ -221,6 +221,35 @@ impl BlockingClient {
         result
     }
 
+    /// Air-gapped activation, step 2, on any online machine: sends the request line of
+    /// [`crate::Licensing::lease_request`] to the seller's relay (this client's base URL) as
+    /// an activate, and gives the response line to carry back
+    /// ([`crate::Licensing::lease_install`]); a denial as it is. The request must be for this
+    /// client's organization. A grant without a lease is `protocol_error` (the base URL is
+    /// not a relay): a response without one could never be installed.
+    pub fn lease_fetch(&self, line: &str) -> Result<Verdict<String>, Error> {
+        let (org, req) = crate::airgap::read_request(line)?;
+        if !org.eq_ignore_ascii_case(self.api.organization_id()) {
+            return Err(Error::invalid(
+                "organization_id",
+                format!("the request is for organization {org}, not this client's"),
+            ));
+        }
+        let ((verdict, _), lease) = self.activate_leased(&req, super::clock::system_clock())?;
+        let read = match verdict {
+            Verdict::Accepted(read) => read,
+            Verdict::Denied(denial) => return Ok(Verdict::Denied(denial)),
+        };
+        let lease = lease.ok_or_else(|| Error::Protocol {
+            status: Some(200),
+            detail: "the activation came without a lease: is the base URL the seller's relay?"
+                .to_string(),
+        })?;
+        let activation = serde_json::to_value(&read)
+            .map_err(|_| Error::invalid("response", "could not be written"))?;
+        crate::airgap::response_line(&activation, &lease, &req).map(Verdict::Accepted)
+    }
+
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.
     pub fn deactivate(&self, req: &DeactivateRequest) -> Result<Verdict<()>, Error> {
         let request = self.api.deactivate_request(req)?;

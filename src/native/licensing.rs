@@ -232,6 +232,7 @@ impl LicensingBuilder {
             memo: Arc::default(),
             remember_keys: self.remember_keys,
             relay_keys: Arc::new(self.options.relay_keys),
+            lease_memo: Arc::default(),
         })
     }
 
@@ -302,6 +303,7 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
+    lease_memo: Arc<session::LeaseMemo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -326,10 +328,16 @@ impl std::fmt::Debug for Licensing {
 /// once.
 #[derive(Default)]
 struct Memo {
-    slot: Mutex<Option<(String, Vec<u8>, Slot)>>,
-    opened: Mutex<Option<(String, Stored, Opened)>>,
+    slot: Mutex<Option<SlotMemo>>,
+    opened: Mutex<Option<OpenedMemo>>,
     answered: Mutex<Option<Answered>>,
 }
+
+/// A license key, the install secret and the slot they seal.
+type SlotMemo = (String, Vec<u8>, Arc<Slot>);
+
+/// A slot's name, the bytes it held and what they opened to.
+type OpenedMemo = (String, Stored, Arc<Opened>);
 
 /// The stored bytes of one key: its record and its ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -354,24 +362,24 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl Memo {
-    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Slot> {
+    fn slot(&self, key: &Key, secret: &[u8]) -> Option<Arc<Slot>> {
         let memo = lock(&self.slot);
         let (k, s, slot) = memo.as_ref()?;
-        (k == key.expose() && s == secret).then(|| slot.clone())
+        (k == key.expose() && s == secret).then(|| Arc::clone(slot))
     }
 
-    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Slot) {
-        *lock(&self.slot) = Some((key.expose().to_string(), secret, slot.clone()));
+    fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Arc<Slot>) {
+        *lock(&self.slot) = Some((key.expose().to_string(), secret, Arc::clone(slot)));
     }
 
-    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Opened> {
+    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened>> {
         let memo = lock(&self.opened);
         let (name, bytes, opened) = memo.as_ref()?;
-        (name == &slot.name && bytes == stored).then(|| opened.clone())
+        (name == &slot.name && bytes == stored).then(|| Arc::clone(opened))
     }
 
-    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Opened) {
-        *lock(&self.opened) = Some((slot.name.clone(), stored, opened.clone()));
+    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened>) {
+        *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
     }
 
     fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
@@ -452,7 +460,10 @@ impl Licensing {
         online: Result<Leased<L>, Error>,
         granted: &Granted<'_>,
         now: i64,
-    ) -> (Result<(Verdict<L>, Option<i64>), Error>, Option<String>) {
+    ) -> (
+        Result<(Verdict<L>, Option<i64>), Error>,
+        Option<session::HeldLease>,
+    ) {
         match online {
             Ok(((Verdict::Accepted(license), date), token)) => {
                 let held = session::hold_lease(
@@ -483,7 +494,7 @@ impl Licensing {
         now: i64,
     ) -> (
         Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
-        Option<String>,
+        Option<session::HeldLease>,
     ) {
         use crate::grace::ActivationData;
         match online {
@@ -516,20 +527,20 @@ impl Licensing {
         self.client.api().organization_id()
     }
 
-    fn slot(&self, key: &Key) -> Result<Slot, Error> {
+    fn slot(&self, key: &Key) -> Result<Arc<Slot>, Error> {
         let identity = self.identity()?;
         let secret = self.store.install_secret()?;
         if let Some(slot) = self.memo.slot(key, &secret) {
             return Ok(slot);
         }
-        let slot = Slot::new(
+        let slot = Arc::new(Slot::new(
             self.client.api().base_url(),
             self.org(),
             key,
             &secret,
             identity.seal.as_deref(),
             self.app_secret.as_deref(),
-        );
+        ));
         self.memo.remember_slot(key, secret, &slot);
         Ok(slot)
     }
@@ -542,7 +553,9 @@ impl Licensing {
     }
 
     /// The slot's stored bytes, opened (untrusted bytes count as no record).
-    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
+    /// Shared, not copied: a warm check reuses the memo's (a deep copy of the record cost a
+    /// cached check dozens of allocations).
+    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
         let stored = self.read(slot)?;
         if let Some(opened) = self.memo.opened(slot, &stored) {
             return Ok((stored, opened));
@@ -554,7 +567,14 @@ impl Licensing {
             self.org(),
             key,
         );
-        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        session::gate_lease(
+            &mut opened,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+        );
+        let opened = Arc::new(opened);
         self.memo.remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }
@@ -631,24 +651,9 @@ impl Licensing {
             Err(e) => return (Err(e), None),
         };
         let now = (self.clock)();
-        let (mut online, lease) =
-            self.held_activation(self.client.activate_leased(&req, now), &req, &key, now);
-        let written = self.store.lock(&slot.name).and_then(|_lock| {
-            let (_, opened) = self.open(&slot, &key)?;
-            let record = session::activated(
-                &opened,
-                self.org(),
-                &req,
-                &key,
-                now,
-                &self.policy,
-                &mut online,
-            );
-            match record.map(|r| session::with_lease(r, lease)) {
-                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
-                None => Ok(()),
-            }
-        });
+        let online = self.client.activate_leased(&req, now);
+        let (mut online, lease) = self.held_activation(online, &req, &key, now);
+        let written = self.store_activation(&slot, &req, &key, now, &mut online, lease);
         let verdict = match online {
             Ok((verdict, _)) => verdict,
             Err(e) => return (Err(e), None),
@@ -663,6 +668,88 @@ impl Licensing {
             (Verdict::Accepted(_), Err(e)) => (Ok(verdict), Some(e)),
             _ => (Ok(verdict), None),
         }
+    }
+
+    /// Folds an activate answer into the key's record (see [`session::activated`]), with
+    /// the lease that came with it.
+    fn store_activation(
+        &self,
+        slot: &Slot,
+        req: &ActivateRequest,
+        key: &Key,
+        now: i64,
+        online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+        lease: Option<session::HeldLease>,
+    ) -> Result<(), Error> {
+        let _lock = self.store.lock(&slot.name)?;
+        let (_, opened) = self.open(slot, key)?;
+        let record = session::activated(&opened, self.org(), req, key, now, &self.policy, online);
+        match record.map(|r| session::with_lease(r, lease)) {
+            Some(record) => self.save_or_forget(slot, &opened, record).map(drop),
+            None => Ok(()),
+        }
+    }
+
+    /// Air-gapped activation, step 1, on the machine with no network: the request line of
+    /// `req` (bound to this machine as [`Licensing::activate`] binds it, and checked as it
+    /// checks it). Nothing is sent. Carry the line to an online machine, which sends it to the
+    /// seller's relay ([`BlockingClient::lease_fetch`]), and bring the response line back to
+    /// [`Licensing::lease_install`]. The line holds the license key.
+    pub fn lease_request(&self, req: &ActivateRequest) -> Result<String, Error> {
+        let identity = self.identity()?;
+        let (req, _) = session::bound_activation(req, identity.machine.as_deref())?;
+        crate::airgap::request_line(self.client.api(), &req)
+    }
+
+    /// Air-gapped activation, step 3, back on the machine with no network: installs a
+    /// response line. The answer in it is held to the request as an online activate is (this
+    /// organization, a valid license), its lease must verify with the relay keys for this
+    /// machine (signed mode is required: without a lease, a line is only a claim), and the
+    /// activation is stored with its lease: checks license from the cache until the lease
+    /// ends, with no network. A damaged line, another machine's, or one without a lease that
+    /// verifies stores nothing.
+    pub fn lease_install(&self, line: &str) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        if self.relay_keys.is_empty() {
+            return Err(Error::invalid(
+                "relay_keys",
+                "installing an activation response needs the relay's public keys (signed mode)",
+            ));
+        }
+        let response = crate::airgap::read_response(line)?;
+        let identity = self.identity()?;
+        let this_machine = identity
+            .machine
+            .as_deref()
+            .map(crate::metadata::MetaValue::from);
+        let made_for = response
+            .conditions
+            .get(crate::fingerprint::MACHINE_CONDITION);
+        if made_for != this_machine.as_ref() {
+            return Err(Error::invalid(
+                "response",
+                "was made for another machine's request",
+            ));
+        }
+        let key = match crate::proto::parse_activate(&response.answer)? {
+            Verdict::Accepted(read) => read.license_key.key.clone(),
+            Verdict::Denied(denial) => return Ok(Verdict::Denied(denial)),
+        };
+        let req = ActivateRequest {
+            key: Some(key.clone()),
+            label: response.label.clone(),
+            conditions: response.conditions.clone(),
+            meta: crate::metadata::Metadata::new(),
+        };
+        let now = (self.clock)();
+        let answer = match crate::proto::Expect::activate(self.org(), &req, now) {
+            Some(expect) => crate::proto::parse_activate_for(&response.answer, &expect)?,
+            None => return Err(Error::invalid("response", "is not for this organization")),
+        };
+        let online = Ok(((answer, None), Some(response.lease)));
+        let (mut online, lease) = self.held_activation(online, &req, &key, now);
+        let slot = self.slot(&key)?;
+        self.store_activation(&slot, &req, &key, now, &mut online, lease)?;
+        online.map(|(verdict, _)| verdict)
     }
 
     /// Validates online once, with no cache answer (Polar's `validate`): the request as given,
@@ -783,7 +870,7 @@ impl Licensing {
             Begin::Cached {
                 outcome,
                 write,
-                or_ask,
+                may_ask,
             } => {
                 if self.memo.answered_again(&slot, now, &stored) {
                     return Begun::Answered(CheckReport::of(outcome));
@@ -795,7 +882,10 @@ impl Licensing {
                     }
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match or_ask {
+                    Err(e) => match may_ask
+                        .then(|| session::asking(self.client.api(), &req, now))
+                        .flatten()
+                    {
                         Some(asking) => Begun::Asking(Box::new(Step {
                             slot,
                             opened,
@@ -820,7 +910,7 @@ impl Licensing {
 
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
         let report = match self.begin(key, explicit) {
-            Begun::Asking(step) => self.ask(key, step),
+            Begun::Asking(step) => self.ask(key, *step),
             Begun::Answered(report) => report,
         };
         super::events::decision(key, &report);
@@ -830,13 +920,13 @@ impl Licensing {
     /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
     /// asking already and the cache can answer at once), then folds the answer into the
     /// record as it is now.
-    fn ask(&self, key: &Key, step: Box<Step>) -> CheckReport {
+    fn ask(&self, key: &Key, step: Step) -> CheckReport {
         let Step {
             slot,
             opened,
             asking,
             mut cache_error,
-        } = *step;
+        } = step;
         // An error taking the marker only means the others cannot see this check asking.
         let marker = self
             .store
@@ -970,7 +1060,7 @@ impl Licensing {
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
             .spawn(move || {
-                let fresh = me.ask(&key, step);
+                let fresh = me.ask(&key, *step);
                 super::events::decision(&key, &fresh);
                 on_fresh(fresh)
             });
@@ -1106,7 +1196,7 @@ impl Licensing {
         let slot = self.slot(&key)?;
         let (stored, opened) = self.open(&slot, &key)?;
         Ok(session::status(
-            opened,
+            Arc::unwrap_or_clone(opened),
             stored.record.is_some(),
             (self.clock)(),
             &self.policy,
@@ -1212,8 +1302,8 @@ enum Begun {
 
 /// A check between its phases: the slot as phase 1 read it and what to ask.
 struct Step {
-    slot: Slot,
-    opened: Opened,
+    slot: Arc<Slot>,
+    opened: Arc<Opened>,
     asking: Box<Asking>,
     /// The cached answer could not be recorded.
     cache_error: Option<Error>,

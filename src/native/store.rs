@@ -330,7 +330,23 @@ impl FileStore {
 
     /// The path of `slot`'s record.
     pub fn record_path(&self, slot: &str) -> PathBuf {
-        self.dir.join(format!("{slot}.cache"))
+        self.path_of(&[slot, ".cache"])
+    }
+
+    /// `dir/<parts joined>`, allocated once at its full length (a warm check builds four
+    /// such paths; `Path::join` of a `format!` reallocated each of them).
+    fn path_of(&self, parts: &[&str]) -> PathBuf {
+        let len = self.dir.as_os_str().len() + 1 + parts.iter().map(|p| p.len()).sum::<usize>();
+        let mut path = PathBuf::with_capacity(len);
+        path.push(&self.dir);
+        let mut rest = parts.iter();
+        if let Some(first) = rest.next() {
+            path.push(first);
+        }
+        for part in rest {
+            path.as_mut_os_string().push(part);
+        }
+        path
     }
 
     fn ensure_dir(&self) -> Result<(), Error> {
@@ -349,7 +365,7 @@ impl FileStore {
     /// Opens the lock file `name` to lock it: `None` when the directory is read-only and
     /// has no such file (no one can write its records either: the lock is a no-op).
     fn open_lock_file(&self, name: &str) -> Result<Option<File>, Error> {
-        let path = self.dir.join(name);
+        let path = self.path_of(&[name]);
         let open = || {
             private_options()
                 .read(true)
@@ -639,7 +655,7 @@ impl Store for FileStore {
     }
 
     fn install_secret(&self) -> Result<Vec<u8>, Error> {
-        let path = self.dir.join(INSTALL_SECRET_FILE);
+        let path = self.path_of(&[INSTALL_SECRET_FILE]);
         if let Some(secret) = self.read_secret(&path)? {
             return Ok(secret);
         }
@@ -656,7 +672,7 @@ impl Store for FileStore {
 
     fn lock(&self, slot: &str) -> Result<SlotLock, Error> {
         check_slot(slot)?;
-        self.lock_file(&format!("{slot}.lock"))
+        self.lock_file(&[slot, ".lock"].concat())
     }
 
     fn try_lock(&self, slot: &str) -> Result<Option<SlotLock>, Error> {

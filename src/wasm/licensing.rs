@@ -524,7 +524,7 @@ impl AsyncLicensing {
             Begin::Cached {
                 outcome,
                 write,
-                or_ask,
+                may_ask,
             } => {
                 if self.answered_again(&slot, now, &stored) {
                     return Err(CheckReport::of(outcome));
@@ -536,7 +536,10 @@ impl AsyncLicensing {
                     }
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match or_ask {
+                    Err(e) => match may_ask
+                        .then(|| session::asking(self.client.api(), &req, now))
+                        .flatten()
+                    {
                         Some(asking) => Ok(Step {
                             slot,
                             opened,

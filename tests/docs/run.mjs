@@ -13,7 +13,9 @@
 //   - HOME is the scenario's own `home/`, with `~/.cargo/bin` and `~/.local/bin` on PATH
 //     (`cargo install` lands there: CARGO_INSTALL_ROOT);
 //   - `npm install polar-license` resolves to the packed tarball (target/npm/*.tgz) through a
-//     local registry (tests/docs/registry.mjs); other packages come from npm's registry;
+//     local registry (tests/docs/registry.mjs), and `@polar-license/tauri` to the Tauri
+//     plugin's guest package (crates/tauri/guest-js) packed; other packages come from npm's
+//     registry;
 //   - `npm install electron` resolves to a stand-in (tests/docs/electron-standin: its index.js
 //     says what it stands in): `npx electron .` runs the app's main process, preload and page
 //     scripts in one node process over a minimal DOM, prints what the page shows, and plays the
@@ -137,6 +139,15 @@ function packCrates() {
 /** The `electron` stand-in, packed into target/docs/; returns the tarball's path. */
 function packStandIn() {
   const name = execFileSync('npm', ['pack', '--silent', '--pack-destination', OUT, join(ROOT, 'tests', 'docs', 'electron-standin')], {
+    encoding: 'utf8',
+  });
+  return join(OUT, name.trim().split('\n').pop());
+}
+
+/** The Tauri plugin's guest package (`@polar-license/tauri`, not published yet), packed into
+ * target/docs/; returns the tarball's path. */
+function packTauriGuest() {
+  const name = execFileSync('npm', ['pack', '--silent', '--pack-destination', OUT, join(ROOT, 'crates', 'tauri', 'guest-js')], {
     encoding: 'utf8',
   });
   return join(OUT, name.trim().split('\n').pop());
@@ -362,7 +373,7 @@ async function main() {
   }
   mkdirSync(OUT, { recursive: true });
   const crates = packCrates();
-  const registry = await startRegistry([...npmTarballs(), packStandIn()]);
+  const registry = await startRegistry([...npmTarballs(), packStandIn(), packTauriGuest()]);
   const env0 = {
     ...process.env,
     npm_config_registry: registry.url,

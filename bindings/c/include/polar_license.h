@@ -475,6 +475,55 @@ polar_license_status polar_license_client_has_feature(const polar_license_client
                                                       const char *feature,
                                                       polar_license_feature_access **out_access);
 
+// Air-gapped activation, step 1, on the machine with no network: the request line of an
+// activation of the request's key with its label, conditions and meta (bound to this machine
+// as `polar_license_client_activate` binds it, and checked as it checks it); nothing is sent.
+// Carry the line (`polar_license_result_line`) to any online machine, which sends it to the
+// seller's relay with `polar_license_client_lease_fetch`, and bring the response line back to
+// `polar_license_client_lease_install`. The line holds the license key: treat it as the key.
+//
+// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the line, or an error: `invalid_input` (with its
+// field) for a request activate would refuse (an activation id, benefit id, customer id or
+// usage increment on it included), `cache_error` when this machine's id cannot be read.
+// Status and out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_lease_request(const polar_license_client *client,
+                                                        const polar_license_request *request,
+                                                        polar_license_result **out_result);
+
+// Air-gapped activation, step 2, on any online machine: sends the request line `line` (from
+// `polar_license_client_lease_request` on the other machine) to the seller's relay, which is
+// this client's base URL, as an activation, and gives the response line to carry back
+// (`polar_license_result_line`). This machine's own cache, fingerprint and relay keys play no
+// part; the request must be for this client's organization (else `invalid_input`, field
+// `organization_id`, and nothing is sent).
+//
+// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the line; a denial as Polar gave it (the key
+// revoked, its activation limit reached, …); `invalid_input` (field `request`) for a line that
+// is not a whole request line; `protocol_error` for a grant that came without a lease (the
+// base URL is Polar itself, not a relay: such a response could never be installed); the
+// network's reasons as for any call. Status and out-pointer as for
+// `polar_license_client_validate`.
+polar_license_status polar_license_client_lease_fetch(const polar_license_client *client,
+                                                      const char *line,
+                                                      polar_license_result **out_result);
+
+// Air-gapped activation, step 3, back on the machine with no network: installs the response
+// line `line` (from `polar_license_client_lease_fetch`). Needs signed mode: the answer in the
+// line is held to this organization and machine as an online activate is, and its lease must
+// verify with the client's relay keys for this machine; then the activation is stored with
+// its lease, and checks license from the cache, with no network, until the lease ends
+// (`polar_license_result_lease_expires_at`).
+//
+// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the activation id, the license and the lease; a
+// denial the line carries, as Polar gave it; or an error, and then nothing is stored:
+// `invalid_input` for a client without relay keys (field `relay_keys`), a damaged or cut line
+// (field `response`) or one made for another machine's request; `protocol_error` for an answer
+// that does not license this key here or a lease that does not verify; `cache_error` when the
+// cache cannot be written. Status and out-pointer as for `polar_license_client_validate`.
+polar_license_status polar_license_client_lease_install(const polar_license_client *client,
+                                                        const char *line,
+                                                        polar_license_result **out_result);
+
 // Makes a config with every setting at its default (production server, 10 s timeout, 5 s
 // connect timeout, the platform's cache directory, the grace policy of docs/interfaces.md §4a,
 // machine binding on) and writes it to `*out_config`. The organization must still be set.
@@ -599,6 +648,29 @@ polar_license_status polar_license_config_set_feature_metered(polar_license_conf
 // when refused, so that `polar_license_client_new` refuses the config as well.
 polar_license_status polar_license_config_set_entitlements_json(polar_license_config *config,
                                                                 const char *json);
+
+// Signed mode (docs/interfaces.md §5): trusts the relay public key `kid_equals_public`, one
+// `KID=k4.public.…` pair as `polar-license relay keygen` prints it (spaces around either part
+// are ignored). Call it once per key: two at once is the rotation case, at most 8. With at
+// least one key the client licenses from its cache only within a lease that one of them
+// verifies, and takes an online grant only with one (point the base URL at the seller's
+// relay); a record without a lease never licenses offline.
+//
+// Checked at once: a pair that is not `KID=PUBLIC`, a kid that is not 1 to 100 printable
+// ASCII characters without `=` or `,`, a key that is not PASERK `k4.public.` text, a kid
+// given twice or a ninth key is `POLAR_LICENSE_STATUS_INVALID_INPUT`, the last error naming
+// `relay_keys`. A refused pair is kept, so `polar_license_client_new` refuses the config too:
+// an app that ignores the status never runs unsigned by mistake.
+polar_license_status polar_license_config_add_relay_key(polar_license_config *config,
+                                                        const char *kid_equals_public);
+
+// Signed mode from a list: replaces the relay keys with the comma-separated
+// `KID=k4.public.…` pairs of `list` (the command line's `POLAR_LICENSE_RELAY_KEYS` form;
+// empty entries are skipped). `""` removes every key: signed mode off. Checked as
+// `polar_license_config_add_relay_key` checks each pair, and kept even when refused, so that
+// `polar_license_client_new` refuses the config as well.
+polar_license_status polar_license_config_set_relay_keys(polar_license_config *config,
+                                                         const char *list);
 
 // The stable snake_case code of a feature why (`"granted"`, `"license_not_valid"`,
 // `"not_granted_by_benefit"`, `"unknown_feature"`, `"usage_exhausted"`: the codes of the Rust
@@ -887,10 +959,35 @@ int64_t polar_license_result_order_paid(const polar_license_result *result);
 const char *polar_license_result_user_message(const polar_license_result *result);
 
 // For a licensed answer of check, check_request or check_in_background: when its grace ends,
-// in unix seconds (the good verdict's time plus the grace period: past it, an unreachable
-// Polar no longer licenses; an online answer before then moves it). -1 otherwise and for
-// NULL.
+// in unix seconds (the good verdict's time plus the grace period, and in signed mode never
+// past the stored lease's end, `polar_license_result_lease_expires_at`: past it, an
+// unreachable Polar no longer licenses; an online answer before then moves it). -1 otherwise
+// and for NULL.
 int64_t polar_license_result_grace_ends_at(const polar_license_result *result);
+
+// Signed mode: the `kid` of the relay key that signed the key's stored lease, when that lease
+// verifies with the client's relay keys (`polar_license_config_add_relay_key`), or `""`: no
+// lease that verifies, a client not in signed mode, a NULL result. Set on the results of
+// activate, validate, check (every variant), status and lease install, from the key's record
+// as it is after the call, whatever the outcome (the command line's `lease` field).
+//
+// Never NULL; owned by the result, valid until `polar_license_result_free`.
+const char *polar_license_result_lease_kid(const polar_license_result *result);
+
+// Signed mode: when the key's stored lease ends, in unix seconds (the cache licenses until
+// then at most, whatever the grace period says), or -1 when `polar_license_result_lease_kid`
+// is `""`. Set on the same results.
+int64_t polar_license_result_lease_expires_at(const polar_license_result *result);
+
+// Air-gapped activation: the line `polar_license_client_lease_request` made (to carry to an
+// online machine) or `polar_license_client_lease_fetch` brought back (to carry to the machine
+// that asked), when the outcome is `POLAR_LICENSE_OUTCOME_DONE`; `""` otherwise. One line of
+// printable ASCII without a newline. A request line holds the license key: treat it as the
+// key itself.
+//
+// Never NULL (`""` for a NULL result); owned by the result, valid until
+// `polar_license_result_free`.
+const char *polar_license_result_line(const polar_license_result *result);
 
 #ifdef __cplusplus
 }  // extern "C"

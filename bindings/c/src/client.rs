@@ -8,12 +8,12 @@ use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
 use polar_license::error::{Error, Verdict};
-use polar_license::grace::{CheckOutcome, CheckReport, Source};
+use polar_license::grace::{CheckOutcome, CheckReport, LeaseWindow, Source};
 use polar_license::key::Key;
 use polar_license::licensing::{system_clock, Licensing, MachineBinding};
 use polar_license::metadata::check_key;
 use polar_license::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use polar_license::session;
+use polar_license::session::{self, CacheState};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
@@ -27,6 +27,8 @@ use std::sync::{Mutex, MutexGuard};
 /// kept per thread (each thread reads its own).
 pub struct polar_license_client {
     licensing: Licensing,
+    /// Signed mode: the client holds relay keys (then results carry the stored lease).
+    signed: bool,
     fingerprint: CString,
     errors: Mutex<HashMap<u64, CString>>,
 }
@@ -69,6 +71,13 @@ impl polar_license_client {
     fn fail(&self, status: polar_license_status, message: &str) -> polar_license_status {
         self.errors().insert(thread_key(), to_cstring(message));
         status
+    }
+
+    /// The key's stored lease that verifies, for the result of a call about `key` (read
+    /// after the call; none when not in signed mode, for a key every request refuses, or when
+    /// the cache cannot be read).
+    fn stored_lease(&self, key: &str) -> Option<LeaseWindow> {
+        stored_lease(&self.licensing, self.signed, key)
     }
 
     /// Writes `result` to `*out` (checked not NULL by the caller) and returns OK.
@@ -160,6 +169,11 @@ pub extern "C" fn polar_license_client_new(
             Ok(map) => map,
             Err(e) => return config.fail(status_of(&e), &e.to_string()),
         };
+        let relay_keys = match config.relay_keys() {
+            Ok(keys) => keys,
+            Err(e) => return config.fail(status_of(&e), &e.to_string()),
+        };
+        let signed = !relay_keys.is_empty();
         let mut builder = Licensing::builder(org)
             .server(config.server.clone())
             .proxy(config.proxy.clone())
@@ -167,7 +181,8 @@ pub extern "C" fn polar_license_client_new(
             .policy(config.policy)
             .require_activation(config.require_activation)
             .remember_keys(config.remember_keys)
-            .entitlements(entitlements);
+            .entitlements(entitlements)
+            .relay_keys(relay_keys);
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
         }
@@ -192,6 +207,7 @@ pub extern "C" fn polar_license_client_new(
                 let fingerprint = to_cstring(licensing.machine_fingerprint().unwrap_or_default());
                 let client = Box::into_raw(Box::new(polar_license_client {
                     licensing,
+                    signed,
                     fingerprint,
                     errors: Mutex::new(HashMap::new()),
                 }));
@@ -346,6 +362,7 @@ pub extern "C" fn polar_license_client_validate(
         result.set_verdict(verdict);
         result.set_cache_error(cache_error.as_ref());
         result.default_activation_id(requested);
+        result.set_lease(client.stored_lease(&req.key).as_ref());
         client.deliver(out_result, result)
     }
 }
@@ -375,13 +392,7 @@ pub extern "C" fn polar_license_client_activate(
         client.begin();
         let req = arg_ref!(client, request, "request");
         arg_out!(client, out_result);
-        let key = Key::new(req.key.as_str());
-        let activate = ActivateRequest {
-            key: Some(key.clone()),
-            label: req.label.clone().unwrap_or_default(),
-            conditions: req.conditions.clone(),
-            meta: req.meta.clone(),
-        };
+        let activate = activate_request(req);
         let licensing = &client.licensing;
         // Fields activate ignores first; Licensing::activate then checks the request and opens
         // the cache before it takes a slot (none is taken that the cache would then forget),
@@ -390,7 +401,7 @@ pub extern "C" fn polar_license_client_activate(
             Ok(()) => licensing.activate_report(&activate),
             Err(e) => (Err(e), None),
         };
-        let result = match (answer, unremembered) {
+        let mut result = match (answer, unremembered) {
             (Ok(Verdict::Accepted(read)), cache_error) => {
                 // Activated but not remembered: cache_error, with the activation (its id and
                 // the license) on the result, so nothing is lost.
@@ -409,7 +420,30 @@ pub extern "C" fn polar_license_client_activate(
             (Ok(Verdict::Denied(d)), _) => polar_license_result::denied(&d),
             (Err(e), _) => polar_license_result::error(&e),
         };
+        result.set_lease(client.stored_lease(&req.key).as_ref());
         client.deliver(out_result, result)
+    }
+}
+
+/// The activate request a request object describes.
+fn activate_request(req: &polar_license_request) -> ActivateRequest {
+    ActivateRequest {
+        key: Some(Key::new(req.key.as_str())),
+        label: req.label.clone().unwrap_or_default(),
+        conditions: req.conditions.clone(),
+        meta: req.meta.clone(),
+    }
+}
+
+/// The stored lease of `key` that verifies with the relay keys (signed mode only: otherwise
+/// there is none to find, and the cache is not read again).
+fn stored_lease(licensing: &Licensing, signed: bool, key: &str) -> Option<LeaseWindow> {
+    if !signed || check_key(key).is_err() {
+        return None;
+    }
+    match licensing.status(key).ok()?.state {
+        CacheState::Present(record) => record.lease_gate.window().cloned(),
+        _ => None,
     }
 }
 
@@ -498,6 +532,7 @@ pub extern "C" fn polar_license_client_check(
                 if !r.has_activation_id() {
                     r.default_activation_id(remembered(licensing, key).as_deref());
                 }
+                r.set_lease(client.stored_lease(key).as_ref());
                 r
             }
             Err(e) => polar_license_result::refused(&e),
@@ -556,9 +591,15 @@ pub extern "C" fn polar_license_client_check_in_background(
                 Ok(_) => {
                     let data = UserData(user_data);
                     let policy = *licensing.policy();
+                    // The fresh answer carries the lease as stored after it (signed mode: a
+                    // handle on the same cache, which outlives a freed client).
+                    let leases = client.signed.then(|| (licensing.clone(), key.to_string()));
                     let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
                         let data = data;
-                        let result = polar_license_result::check(&fresh, &policy);
+                        let mut result = polar_license_result::check(&fresh, &policy);
+                        if let Some((licensing, key)) = &leases {
+                            result.set_lease(stored_lease(licensing, true, key).as_ref());
+                        }
                         let result = Box::into_raw(Box::new(result));
                         // SAFETY: `callback` is the app's function of the documented type,
                         // called once with its own user_data and a result it now owns.
@@ -568,6 +609,7 @@ pub extern "C" fn polar_license_client_check_in_background(
                     if !r.has_activation_id() {
                         r.default_activation_id(remembered(licensing, key).as_deref());
                     }
+                    r.set_lease(client.stored_lease(key).as_ref());
                     (r, thread.is_some())
                 }
                 Err(e) => (polar_license_result::refused(&e), false),
@@ -607,6 +649,7 @@ pub extern "C" fn polar_license_client_check_request(
             Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());
+        result.set_lease(client.stored_lease(&req.key).as_ref());
         client.deliver(out_result, result)
     }
 }
@@ -712,6 +755,7 @@ pub extern "C" fn polar_license_client_check_remembered(
                 if !r.has_activation_id() {
                     r.default_activation_id(remembered(licensing, key.expose()).as_deref());
                 }
+                r.set_lease(client.stored_lease(key.expose()).as_ref());
                 r
             }
             Err(e) => polar_license_result::check(
@@ -789,5 +833,118 @@ pub extern "C" fn polar_license_client_has_feature(
         // SAFETY: `out_access` is not NULL and points to writable storage for a pointer.
         unsafe { out_access.write(access) };
         polar_license_status::Ok
+    }
+}
+
+/// Air-gapped activation, step 1, on the machine with no network: the request line of an
+/// activation of the request's key with its label, conditions and meta (bound to this machine
+/// as `polar_license_client_activate` binds it, and checked as it checks it); nothing is sent.
+/// Carry the line (`polar_license_result_line`) to any online machine, which sends it to the
+/// seller's relay with `polar_license_client_lease_fetch`, and bring the response line back to
+/// `polar_license_client_lease_install`. The line holds the license key: treat it as the key.
+///
+/// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the line, or an error: `invalid_input` (with its
+/// field) for a request activate would refuse (an activation id, benefit id, customer id or
+/// usage increment on it included), `cache_error` when this machine's id cannot be read.
+/// Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_lease_request(
+    client: *const polar_license_client,
+    request: *const polar_license_request,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let req = arg_ref!(client, request, "request");
+        arg_out!(client, out_result);
+        let made = unused_fields(req, true)
+            .and_then(|()| client.licensing.lease_request(&activate_request(req)));
+        let result = match made {
+            Ok(line) => polar_license_result::line(&line),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// Air-gapped activation, step 2, on any online machine: sends the request line `line` (from
+/// `polar_license_client_lease_request` on the other machine) to the seller's relay, which is
+/// this client's base URL, as an activation, and gives the response line to carry back
+/// (`polar_license_result_line`). This machine's own cache, fingerprint and relay keys play no
+/// part; the request must be for this client's organization (else `invalid_input`, field
+/// `organization_id`, and nothing is sent).
+///
+/// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the line; a denial as Polar gave it (the key
+/// revoked, its activation limit reached, …); `invalid_input` (field `request`) for a line that
+/// is not a whole request line; `protocol_error` for a grant that came without a lease (the
+/// base URL is Polar itself, not a relay: such a response could never be installed); the
+/// network's reasons as for any call. Status and out-pointer as for
+/// `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_lease_fetch(
+    client: *const polar_license_client,
+    line: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let line = arg_str!(client, line, "line");
+        arg_out!(client, out_result);
+        let result = match client.licensing.client().lease_fetch(line) {
+            Ok(Verdict::Accepted(response)) => polar_license_result::line(&response),
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
+    }
+}
+
+/// Air-gapped activation, step 3, back on the machine with no network: installs the response
+/// line `line` (from `polar_license_client_lease_fetch`). Needs signed mode: the answer in the
+/// line is held to this organization and machine as an online activate is, and its lease must
+/// verify with the client's relay keys for this machine; then the activation is stored with
+/// its lease, and checks license from the cache, with no network, until the lease ends
+/// (`polar_license_result_lease_expires_at`).
+///
+/// Outcome `POLAR_LICENSE_OUTCOME_DONE` with the activation id, the license and the lease; a
+/// denial the line carries, as Polar gave it; or an error, and then nothing is stored:
+/// `invalid_input` for a client without relay keys (field `relay_keys`), a damaged or cut line
+/// (field `response`) or one made for another machine's request; `protocol_error` for an answer
+/// that does not license this key here or a lease that does not verify; `cache_error` when the
+/// cache cannot be written. Status and out-pointer as for `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_lease_install(
+    client: *const polar_license_client,
+    line: *const c_char,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    ffi_boundary! {
+        let client = try_ref!(client);
+        client.begin();
+        let line = arg_str!(client, line, "line");
+        arg_out!(client, out_result);
+        let result = match client.licensing.lease_install(line) {
+            Ok(Verdict::Accepted(read)) => {
+                let mut r = polar_license_result::success(
+                    polar_license_outcome::Done,
+                    0,
+                    polar_license_source::None,
+                );
+                r.set_license(&read.license_key);
+                r.set_activation(Some(&read.activation));
+                r.set_lease(client.stored_lease(read.license_key.key.expose()).as_ref());
+                r
+            }
+            Ok(Verdict::Denied(d)) => {
+                let mut r = polar_license_result::denied(&d);
+                // Polar's answer, carried in the line: not one this call had online.
+                r.set_source(polar_license_source::None);
+                r
+            }
+            Err(e) => polar_license_result::error(&e),
+        };
+        client.deliver(out_result, result)
     }
 }

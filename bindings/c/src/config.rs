@@ -5,6 +5,7 @@ use super::strings::to_cstring;
 use polar_license::error::Error;
 use polar_license::features::Entitlements;
 use polar_license::grace::GracePolicy;
+use polar_license::lease::RelayKeys;
 use polar_license::metadata::check_uuid_v4;
 use polar_license::proto::{check_base_url, Server};
 use std::ffi::{c_char, CString};
@@ -33,6 +34,10 @@ pub struct polar_license_config {
     entitlements_json: Option<String>,
     /// The features from `polar_license_config_add_feature`, in the order first named.
     features: Vec<(String, FeatureEntry)>,
+    /// The relay keys (`KID=k4.public.…`) as written by `polar_license_config_add_relay_key`
+    /// and `_set_relay_keys`, refused ones included (so `polar_license_client_new` refuses the
+    /// config: signed mode is never silently off).
+    relay_keys: Vec<String>,
     last_error: Mutex<CString>,
 }
 
@@ -63,6 +68,7 @@ impl polar_license_config {
             tls_roots: polar_license::TlsRoots::default(),
             entitlements_json: None,
             features: Vec::new(),
+            relay_keys: Vec::new(),
             last_error: Mutex::new(CString::default()),
         }
     }
@@ -100,6 +106,16 @@ impl polar_license_config {
             };
         }
         Ok(map)
+    }
+
+    /// The relay public keys, checked: empty (signed mode off) when none was given. The
+    /// error names `relay_keys`.
+    pub(crate) fn relay_keys(&self) -> Result<RelayKeys, Error> {
+        let mut keys = RelayKeys::new();
+        for pair in &self.relay_keys {
+            keys.add_pair(pair)?;
+        }
+        Ok(keys)
     }
 
     /// The added feature `name`, made empty when first named.
@@ -526,6 +542,56 @@ pub extern "C" fn polar_license_config_set_entitlements_json(
         let json = try_str!(json);
         config.entitlements_json = Some(json.to_string());
         let checked = Entitlements::from_json(json).map(|_| ());
+        config.settle(checked)
+    }
+}
+
+/// Signed mode (docs/interfaces.md §5): trusts the relay public key `kid_equals_public`, one
+/// `KID=k4.public.…` pair as `polar-license relay keygen` prints it (spaces around either part
+/// are ignored). Call it once per key: two at once is the rotation case, at most 8. With at
+/// least one key the client licenses from its cache only within a lease that one of them
+/// verifies, and takes an online grant only with one (point the base URL at the seller's
+/// relay); a record without a lease never licenses offline.
+///
+/// Checked at once: a pair that is not `KID=PUBLIC`, a kid that is not 1 to 100 printable
+/// ASCII characters without `=` or `,`, a key that is not PASERK `k4.public.` text, a kid
+/// given twice or a ninth key is `POLAR_LICENSE_STATUS_INVALID_INPUT`, the last error naming
+/// `relay_keys`. A refused pair is kept, so `polar_license_client_new` refuses the config too:
+/// an app that ignores the status never runs unsigned by mistake.
+#[no_mangle]
+pub extern "C" fn polar_license_config_add_relay_key(
+    config: *mut polar_license_config,
+    kid_equals_public: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let pair = try_str!(kid_equals_public);
+        config.relay_keys.push(pair.to_string());
+        let checked = config.relay_keys().map(drop);
+        config.settle(checked)
+    }
+}
+
+/// Signed mode from a list: replaces the relay keys with the comma-separated
+/// `KID=k4.public.…` pairs of `list` (the command line's `POLAR_LICENSE_RELAY_KEYS` form;
+/// empty entries are skipped). `""` removes every key: signed mode off. Checked as
+/// `polar_license_config_add_relay_key` checks each pair, and kept even when refused, so that
+/// `polar_license_client_new` refuses the config as well.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_relay_keys(
+    config: *mut polar_license_config,
+    list: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let list = try_str!(list);
+        config.relay_keys = list
+            .split(',')
+            .map(str::trim)
+            .filter(|entry| !entry.is_empty())
+            .map(str::to_string)
+            .collect();
+        let checked = config.relay_keys().map(drop);
         config.settle(checked)
     }
 }

@@ -6,7 +6,7 @@ use super::enums::{
 use super::panic::Boundary;
 use super::strings::to_cstring;
 use polar_license::error::{Denial, Error};
-use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy};
+use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, LeaseWindow};
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
 use polar_license::reason::Reason;
 use polar_license::session::{CacheState, CacheStatus, Standing};
@@ -51,6 +51,12 @@ pub struct polar_license_result {
     /// The verdict itself, for `polar_license_client_has_feature`: set on the results of
     /// validate, check and check_request (whatever their outcome), `None` on the others.
     verdict: Option<CheckOutcome>,
+    /// Signed mode: the `kid` of the key's stored lease that verifies (empty: none).
+    lease_kid: CString,
+    /// Signed mode: when that lease ends (unix seconds), else -1.
+    lease_expires_at: i64,
+    /// Air-gapped activation: the request or response line to carry across (empty: none).
+    line: CString,
 }
 
 /// What 2027-01's license answers add (`member`, `subscription`, `order`), for the accessors:
@@ -134,6 +140,39 @@ impl polar_license_result {
             user_message: CString::default(),
             grace_ends_at: -1,
             verdict: None,
+            lease_kid: CString::default(),
+            lease_expires_at: -1,
+            line: CString::default(),
+        }
+    }
+
+    /// A done result carrying a line to carry across (air-gapped activation).
+    pub(crate) fn line(line: &str) -> Self {
+        let mut r = polar_license_result::new(polar_license_outcome::Done);
+        r.line = to_cstring(line);
+        r
+    }
+
+    /// Overrides where the answer came from.
+    pub(crate) fn set_source(&mut self, source: polar_license_source) {
+        self.source = source;
+    }
+
+    /// Records the key's stored lease (signed mode), or none. In signed mode the cache licenses
+    /// only until the lease ends, so a licensed answer's grace ends then at the latest.
+    pub(crate) fn set_lease(&mut self, window: Option<&LeaseWindow>) {
+        match window {
+            Some(w) => {
+                self.lease_kid = to_cstring(&w.kid);
+                self.lease_expires_at = w.expires_at;
+                if self.grace_ends_at >= 0 {
+                    self.grace_ends_at = w.cap(self.grace_ends_at);
+                }
+            }
+            None => {
+                self.lease_kid = CString::default();
+                self.lease_expires_at = -1;
+            }
         }
     }
 
@@ -271,6 +310,7 @@ impl polar_license_result {
             }
             CacheState::Present(record) => {
                 r.cache_state = polar_license_cache_state::Present;
+                r.set_lease(record.lease_gate.window());
                 if let Some(a) = &record.activation {
                     r.activation_id = to_cstring(&a.id);
                 }
@@ -685,10 +725,48 @@ pub extern "C" fn polar_license_result_user_message(
 }
 
 /// For a licensed answer of check, check_request or check_in_background: when its grace ends,
-/// in unix seconds (the good verdict's time plus the grace period: past it, an unreachable
-/// Polar no longer licenses; an online answer before then moves it). -1 otherwise and for
-/// NULL.
+/// in unix seconds (the good verdict's time plus the grace period, and in signed mode never
+/// past the stored lease's end, `polar_license_result_lease_expires_at`: past it, an
+/// unreachable Polar no longer licenses; an online answer before then moves it). -1 otherwise
+/// and for NULL.
 #[no_mangle]
 pub extern "C" fn polar_license_result_grace_ends_at(result: *const polar_license_result) -> i64 {
     ffi_boundary! { read(result, |r| r.grace_ends_at) }
+}
+
+/// Signed mode: the `kid` of the relay key that signed the key's stored lease, when that lease
+/// verifies with the client's relay keys (`polar_license_config_add_relay_key`), or `""`: no
+/// lease that verifies, a client not in signed mode, a NULL result. Set on the results of
+/// activate, validate, check (every variant), status and lease install, from the key's record
+/// as it is after the call, whatever the outcome (the command line's `lease` field).
+///
+/// Never NULL; owned by the result, valid until `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_lease_kid(
+    result: *const polar_license_result,
+) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.lease_kid.as_ptr()) }
+}
+
+/// Signed mode: when the key's stored lease ends, in unix seconds (the cache licenses until
+/// then at most, whatever the grace period says), or -1 when `polar_license_result_lease_kid`
+/// is `""`. Set on the same results.
+#[no_mangle]
+pub extern "C" fn polar_license_result_lease_expires_at(
+    result: *const polar_license_result,
+) -> i64 {
+    ffi_boundary! { read(result, |r| r.lease_expires_at) }
+}
+
+/// Air-gapped activation: the line `polar_license_client_lease_request` made (to carry to an
+/// online machine) or `polar_license_client_lease_fetch` brought back (to carry to the machine
+/// that asked), when the outcome is `POLAR_LICENSE_OUTCOME_DONE`; `""` otherwise. One line of
+/// printable ASCII without a newline. A request line holds the license key: treat it as the
+/// key itself.
+///
+/// Never NULL (`""` for a NULL result); owned by the result, valid until
+/// `polar_license_result_free`.
+#[no_mangle]
+pub extern "C" fn polar_license_result_line(result: *const polar_license_result) -> *const c_char {
+    ffi_boundary! { read(result, |r| r.line.as_ptr()) }
 }

@@ -51,10 +51,11 @@ use polar_license::proto::{
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, Asking, CacheState, Granted, Slot, Standing};
+use polar_license::session::{self, Asking, CacheState, Granted, HeldLease, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
+use std::cell::RefCell;
 use std::time::Duration;
 
 use wasm_bindgen::prelude::*;
@@ -223,6 +224,26 @@ pub struct Engine {
     /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
     /// these relay keys, and an online grant counts only with one.
     relay_keys: RelayKeys,
+    /// The last lease verified (`session::gate_lease`): one Ed25519 verification per lease,
+    /// not per cached check, as natively.
+    lease_memo: session::LeaseMemo,
+    /// The last `checkBegin` answered from storage: its arguments and its answer. A check
+    /// repeated with byte-for-byte the same key, secret, record, ledger, clock second and
+    /// feature is the same pure function of the same inputs (this engine's options are fixed),
+    /// so its answer is given again without opening the record (HMAC-SHA256, the JSON read),
+    /// planning and sealing anew: a warm check in a loop costs a string comparison here.
+    checked: RefCell<Option<(CheckArgs, String)>>,
+}
+
+/// The arguments of a `checkBegin` that used the storage.
+#[derive(PartialEq)]
+struct CheckArgs {
+    key: String,
+    secret: String,
+    record: Option<String>,
+    ledger: Option<String>,
+    now: i64,
+    feature: Option<String>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -265,6 +286,8 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
         relay_keys,
+        lease_memo: session::LeaseMemo::default(),
+        checked: RefCell::default(),
     })
 }
 
@@ -285,21 +308,6 @@ fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
     }
 }
 
-/// `answer` with the `lease` among the fields of its `ok` object, when it is one (a licensed
-/// result; errors and denials are left as they are).
-fn insert_lease(answer: String, lease: Option<&LeaseWindow>) -> String {
-    let Some(rest) = answer.strip_prefix("{\"ok\":{") else {
-        return answer;
-    };
-    let mut j = Json::new();
-    j.raw("{\"ok\":{");
-    lease_json(&mut j, lease);
-    if !rest.starts_with('}') {
-        j.raw(",");
-    }
-    j.raw(rest).done()
-}
-
 /// The relay's lease header of an answer (its single value; `fetch` joins two into one).
 fn lease_token(response: &Result<HttpResponse, Error>) -> Option<String> {
     response
@@ -312,7 +320,7 @@ fn lease_token(response: &Result<HttpResponse, Error>) -> Option<String> {
 /// An online answer and the lease to store with it: in signed mode a grant stands only with a
 /// lease that verifies for it (else it is `protocol_error`, see [`session::hold_lease`]), as
 /// natively (`Licensing::held`).
-type Held<L> = (Result<(Verdict<L>, Option<i64>), Error>, Option<String>);
+type Held<L> = (Result<(Verdict<L>, Option<i64>), Error>, Option<HeldLease>);
 
 /// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
 struct StepOut<'a> {
@@ -422,7 +430,13 @@ impl Engine {
             self.org(),
             key,
         );
-        session::gate_lease(&mut opened, &self.relay_keys, self.org(), key);
+        session::gate_lease(
+            &mut opened,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+        );
         opened
     }
 
@@ -440,24 +454,33 @@ impl Engine {
         }
         let mut gated = Opened::default();
         gated.record = Some(record.clone());
-        session::gate_lease(&mut gated, &self.relay_keys, self.org(), key);
+        session::gate_lease(
+            &mut gated,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+        );
         gated.record?.lease_gate.window().cloned()
     }
 
-    /// A check's `answer` with the `lease` of `record` (the record as the step leaves it), when
-    /// it is a licensed result; a feature's answer (`feature`) is left as it is.
-    fn leased(
+    /// [`Engine::outcome_json`] for a check that leaves `record` (from `opened`) stored: a
+    /// licensed result carries its lease and a grace end the lease caps (signed mode, the
+    /// core's `grace_end_leased`); a feature's answer has neither.
+    fn outcome_leased(
         &self,
-        answer: String,
-        key: &Key,
+        outcome: &CheckOutcome,
         feature: Option<&str>,
+        fallback: Option<&Error>,
+        key: &Key,
         opened: &Opened,
         record: Option<&Record>,
     ) -> String {
-        if feature.is_some() {
-            return answer;
-        }
-        insert_lease(answer, self.window(key, opened, record).as_ref())
+        let window = match feature {
+            Some(_) => None,
+            None => self.window(key, opened, record),
+        };
+        self.outcome_json_leased(outcome, feature, fallback, window.as_ref())
     }
 
     /// [`Held`] for a validate's answer (`granted`: what it was asked).
@@ -525,8 +548,14 @@ impl Engine {
         session::seal(opened, record, slot)
     }
 
-    /// Phase 1 of a check, as native: the request from the opened slot, then the plan.
-    fn begin(&self, key: &Key, opened: &Opened, now: i64) -> Result<Begin, CheckOutcome> {
+    /// Phase 1 of a check, as native: the request from the opened slot, then the plan; with
+    /// a cached answer, the request to send when its write fails (the step hands it to the JS).
+    fn begin(
+        &self,
+        key: &Key,
+        opened: &Opened,
+        now: i64,
+    ) -> Result<(Begin, Option<Box<Asking>>), CheckOutcome> {
         let req = session::check_request(
             key,
             None,
@@ -535,19 +564,20 @@ impl Engine {
             self.require_activation,
         )
         .map_err(CheckOutcome::Unverified)?;
-        Ok(session::begin(&self.api, opened, &req, now, &self.policy))
+        let begin = session::begin(&self.api, opened, &req, now, &self.policy);
+        let or_ask = match begin {
+            Begin::Cached { may_ask: true, .. } => session::asking(&self.api, &req, now),
+            _ => None,
+        };
+        Ok((begin, or_ask))
     }
 
     /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
     /// the engine keeps nothing between calls).
     fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
         match self.begin(key, opened, now)? {
-            Begin::Ask(asking)
-            | Begin::Cached {
-                or_ask: Some(asking),
-                ..
-            } => Ok(asking),
-            Begin::Cached { outcome, .. } | Begin::Done(outcome) => Err(outcome),
+            (Begin::Ask(asking), _) | (Begin::Cached { .. }, Some(asking)) => Ok(asking),
+            (Begin::Cached { outcome, .. } | Begin::Done(outcome), _) => Err(outcome),
         }
     }
 
@@ -586,6 +616,18 @@ impl Engine {
         feature: Option<&str>,
         fallback: Option<&Error>,
     ) -> String {
+        self.outcome_json_leased(outcome, feature, fallback, None)
+    }
+
+    /// [`Engine::outcome_json`], a licensed result with `lease` (the stored lease that
+    /// verifies, `null` for none) and its grace end capped by it.
+    fn outcome_json_leased(
+        &self,
+        outcome: &CheckOutcome,
+        feature: Option<&str>,
+        fallback: Option<&Error>,
+        lease: Option<&LeaseWindow>,
+    ) -> String {
         if let Some(feature) = feature {
             if let CheckOutcome::Unverified(e) = outcome {
                 if e.reason().class() == ReasonClass::Error {
@@ -614,7 +656,8 @@ impl Engine {
                 j.key("graceRemaining").opt_int(secs(*grace_remaining));
                 j.key("verifiedAt").int(*verified_at);
                 j.key("graceEndsAt")
-                    .int(self.policy.grace_end(*verified_at));
+                    .int(self.policy.grace_end_leased(*verified_at, lease));
+                lease_json(&mut j, lease);
                 j.key("reason").opt_str(fallback.map(|e| e.reason().code()));
                 j.key("features");
                 self.features_json(&mut j, outcome);
@@ -875,10 +918,10 @@ impl Engine {
         cache: Option<String>,
         feature: Option<String>,
     ) -> String {
-        let key = Key::new(key);
         let now = now as i64;
-        let feature = feature.as_deref();
         if let Some(cache) = cache {
+            let key = Key::new(key);
+            let feature = feature.as_deref();
             let http = self
                 .uncached_request(&key, cache)
                 .and_then(|req| self.api.validate_request(&req));
@@ -890,26 +933,46 @@ impl Engine {
                 }
             };
         }
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
+        let args = CheckArgs {
+            key,
+            secret: secret.to_string(),
+            record,
+            ledger,
+            now,
+            feature,
+        };
+        if let Some((last, answer)) = self.checked.borrow().as_ref() {
+            if *last == args {
+                return answer.clone();
+            }
+        }
+        let answer = self.check_begin_stored(&args);
+        *self.checked.borrow_mut() = Some((args, answer.clone()));
+        answer
+    }
+
+    /// [`Engine::check_begin`] with the storage readable.
+    fn check_begin_stored(&self, args: &CheckArgs) -> String {
+        let key = Key::new(args.key.clone());
+        let (now, feature) = (args.now, args.feature.as_deref());
+        let slot = self.sealed(&key, &args.secret);
+        let opened = self.open(&key, &slot, args.record.as_deref(), args.ledger.as_deref());
         match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok(Begin::Done(outcome)) => StepOut::answer(self.leased(
-                self.outcome_json(&outcome, feature, None),
-                &key,
+            Err(outcome) | Ok((Begin::Done(outcome), _)) => StepOut::answer(self.outcome_leased(
+                &outcome,
                 feature,
+                None,
+                &key,
                 &opened,
                 opened.record.as_ref(),
             ))
             .done(),
-            Ok(Begin::Cached {
-                outcome,
-                write,
-                or_ask,
-            }) => StepOut {
-                answer: Some(self.leased(
-                    self.outcome_json(&outcome, feature, None),
-                    &key,
+            Ok((Begin::Cached { outcome, write, .. }, or_ask)) => StepOut {
+                answer: Some(self.outcome_leased(
+                    &outcome,
                     feature,
+                    None,
+                    &key,
                     &opened,
                     Some(&write),
                 )),
@@ -918,7 +981,7 @@ impl Engine {
                 ..StepOut::empty()
             }
             .done(),
-            Ok(Begin::Ask(asking)) => StepOut::asking(&asking.http).done(),
+            Ok((Begin::Ask(asking), _)) => StepOut::asking(&asking.http).done(),
         }
     }
 
@@ -942,8 +1005,9 @@ impl Engine {
             Ok(asking) => session::pending(&opened, &asking, &self.policy),
             Err(outcome) => outcome,
         };
-        let answer = self.outcome_json(&outcome, None, None);
-        StepOut::answer(self.leased(answer, &key, None, &opened, opened.record.as_ref())).done()
+        let answer =
+            self.outcome_leased(&outcome, None, None, &key, &opened, opened.record.as_ref());
+        StepOut::answer(answer).done()
     }
 
     /// Phase 2 of a check, when another check of the key is asking Polar right now: the
@@ -977,10 +1041,11 @@ impl Engine {
         );
         match session::while_asked(&current, &asking, &self.policy) {
             Some((outcome, record)) => StepOut {
-                answer: Some(self.leased(
-                    self.outcome_json(&outcome, feature.as_deref(), None),
-                    &key,
+                answer: Some(self.outcome_leased(
+                    &outcome,
                     feature.as_deref(),
+                    None,
+                    &key,
                     &current,
                     Some(&record),
                 )),
@@ -1092,10 +1157,11 @@ impl Engine {
         let write = f.write.map(|r| session::with_lease(r, lease));
         let strict = write.as_ref().is_some_and(|r| r.denied.is_some());
         StepOut {
-            answer: Some(self.leased(
-                self.outcome_json(&f.outcome, feature, f.fallback.as_ref()),
-                &key,
+            answer: Some(self.outcome_leased(
+                &f.outcome,
                 feature,
+                f.fallback.as_ref(),
+                &key,
                 &current,
                 write.as_ref().or(current.record.as_ref()),
             )),

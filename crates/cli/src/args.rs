@@ -275,6 +275,119 @@ pub enum Command {
     Emulator(EmulatorArgs),
     /// A self-contained walkthrough on the embedded emulator (also a smoke test)
     Demo,
+    /// Air-gapped activation in signed mode: `request` on the machine with no network,
+    /// `fetch` on any online machine (through the seller's relay at --base-url), `install`
+    /// back on the first machine
+    #[command(subcommand)]
+    Lease(LeaseCommand),
+    /// The seller's relay (signed offline leases): `keygen` writes a signing key, `serve`
+    /// runs the relay in front of the Polar chosen by --server/--base-url
+    #[command(subcommand)]
+    Relay(RelayCommand),
+}
+
+/// `lease …`
+#[derive(Debug, Subcommand)]
+pub enum LeaseCommand {
+    /// On the machine with no network: prints an activation request (one line of text; it
+    /// holds the license key, so carry it as you would the key)
+    Request(LeaseRequestArgs),
+    /// On any online machine: reads a request on stdin, asks the relay at --base-url, and
+    /// prints the response (one line)
+    Fetch,
+    /// On the first machine: reads the response on stdin, verifies it with the --relay-key
+    /// keys for this machine, and stores the activation and its lease
+    Install,
+}
+
+/// `lease request`
+#[derive(Debug, Args)]
+pub struct LeaseRequestArgs {
+    #[command(flatten)]
+    pub key: KeyArg,
+
+    /// A label for the activation, e.g. the machine's name (may be empty)
+    #[arg(long, value_name = "LABEL")]
+    pub label: String,
+
+    /// A condition stored on the activation (repeatable; typed as for activate)
+    #[arg(long = "condition", value_name = "K=V", value_parser = parse_kv)]
+    pub conditions: Vec<(String, MetaValue)>,
+}
+
+/// `relay …`
+#[derive(Debug, Subcommand)]
+pub enum RelayCommand {
+    /// Write a new lease signing key (owner-only file) and print `KID=k4.public.…` on stdout,
+    /// the form clients take (--relay-key, POLAR_LICENSE_RELAY_KEYS)
+    Keygen(RelayKeygenArgs),
+    /// Run the relay until killed; the first stdout line is `listening on
+    /// http://127.0.0.1:PORT`; log lines (keys redacted, never the token) go to stderr
+    Serve(RelayServeArgs),
+}
+
+/// `relay keygen`
+#[derive(Debug, Args)]
+pub struct RelayKeygenArgs {
+    /// The key file to write (refused when it exists, unless --force)
+    #[arg(long, value_name = "FILE")]
+    pub out: PathBuf,
+
+    /// The key's id (default: its PASERK id, `k4.pid.…`); 1 to 100 printable ASCII
+    /// characters without `=` or `,`
+    #[arg(long, value_name = "ID")]
+    pub kid: Option<String>,
+
+    /// Replace an existing file
+    #[arg(long)]
+    pub force: bool,
+}
+
+/// `relay serve`
+#[derive(Debug, Args)]
+pub struct RelayServeArgs {
+    /// The signing key file `relay keygen` wrote
+    #[arg(long, value_name = "FILE", env = "POLAR_LICENSE_RELAY_SIGNING_KEY")]
+    pub signing_key: PathBuf,
+
+    /// The port on 127.0.0.1; 0 picks a free one (read it from the first line)
+    #[arg(long, value_name = "P", default_value_t = 8788)]
+    pub port: u16,
+
+    /// The address to listen on (put a TLS-terminating proxy in front of anything but
+    /// loopback: clients take plain http:// only for loopback hosts)
+    #[arg(long, value_name = "IP", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// How long a lease lasts, in days (never past the license's own expiry)
+    #[arg(long, value_name = "N", default_value_t = 7)]
+    pub lease_days: u32,
+
+    /// Per client IP: requests per second, and the burst (RATE or RATE/BURST; 0 turns it off)
+    #[arg(long, value_name = "RATE[/BURST]", default_value = "5/10", value_parser = parse_rate)]
+    pub per_ip: (u32, u32),
+
+    /// Per license key: requests per second, and the burst (RATE or RATE/BURST; 0 turns it off)
+    #[arg(long, value_name = "RATE[/BURST]", default_value = "3/6", value_parser = parse_rate)]
+    pub per_key: (u32, u32),
+
+    /// Behind a reverse proxy: the header it writes the client's address in (its last entry
+    /// is the per-IP limit's identity); never set it when clients connect directly
+    #[arg(long, value_name = "NAME")]
+    pub client_ip_header: Option<String>,
+}
+
+/// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).
+fn parse_rate(text: &str) -> Result<(u32, u32), String> {
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .map_err(|_| format!("`{text}` is not RATE or RATE/BURST (whole numbers)"))
+    };
+    match text.split_once('/') {
+        Some((rate, burst)) => Ok((number(rate)?, number(burst)?)),
+        None => number(text).map(|rate| (rate, rate.saturating_mul(2))),
+    }
 }
 
 /// The license key, from `--key` or `POLAR_LICENSE_KEY`.

@@ -5,13 +5,18 @@
 
 use crate::args::Global;
 use crate::output::{check_report, error_report, print_out, report, Op, Report};
+use polar_license::fingerprint::machine_fingerprint;
+use polar_license::lease::{RelayKeys, SigningKey};
+use polar_license::session::{self, Slot};
+use polar_license::store::Store;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, DeactivateRequest, Error, Key, Licensing,
-    ValidateRequest, Verdict,
+    system_clock, AccessToken, ActivateRequest, BlockingClient, DeactivateRequest, Error,
+    FileStore, Key, Licensing, Server, UreqTransport, ValidateRequest, Verdict,
 };
-use polar_license_emulator::{Emulator, Fault, Options, Seed};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_TOKEN};
+use polar_license_relay::{Relay, RelayConfig};
 use serde_json::{json, Map, Value};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -352,6 +357,11 @@ pub fn run(g: &Global) -> u8 {
     emulator.set_fault(None);
     drop(cache);
 
+    // 13-16. Signed mode: the relay in front of the emulator, and a forged record.
+    if let Err(why) = signed_mode(&emulator, &key, &mut walk) {
+        return fail(g, &why);
+    }
+
     let total = walk.steps.len();
     let summary = if walk.failures == 0 {
         format!("all {total} steps gave the expected answer")
@@ -384,6 +394,129 @@ pub fn run(g: &Global) -> u8 {
         print_out(&format!("{}\n", walk.lines.join("\n")));
     }
     code
+}
+
+/// Steps 13-16: a relay (in this process) in front of the emulator signs leases; a lease
+/// survives an offline week; a record re-sealed with the secrets on this machine fools an app
+/// without relay keys and not one in signed mode.
+fn signed_mode(emulator: &Emulator, key: &Key, walk: &mut Walk) -> Result<(), String> {
+    let signer = SigningKey::generate(Some("demo-relay")).map_err(|e| e.text())?;
+    let keys = signer.relay_keys();
+    let config = RelayConfig::new(
+        Server::Custom(emulator.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).map_err(|e| e.text())?;
+    let relay = polar_license_relay::serve(Arc::new(relay), "127.0.0.1:0")
+        .map_err(|e| format!("cannot start the relay: {e}"))?;
+    let cache = TempCache::new();
+    let offset = Arc::new(AtomicI64::new(0));
+    let build = |keys: RelayKeys| {
+        let clock = Arc::clone(&offset);
+        Licensing::builder(emulator.organization_id())
+            .base_url(relay.url())
+            .timeout(Duration::from_secs(5))
+            .cache_dir(&cache.0)
+            .relay_keys(keys)
+            .clock(move || system_clock().saturating_add(clock.load(Ordering::SeqCst)))
+            .build()
+            .map_err(|e| format!("cannot build the licensing: {e}"))
+    };
+    let signed = build(keys)?;
+    let unsigned = build(RelayKeys::new())?;
+    walk.lines.push(String::new());
+    walk.lines.push(format!(
+        "Signed mode (a relay at {} signs 7-day leases; the demo forges a record):",
+        relay.url()
+    ));
+    walk.step(
+        "Activate through the relay, with its key: the answer carries a signed lease",
+        "--base-url $RELAY --relay-key $RELAY_KEY activate --key $KEY --label laptop",
+        &report(
+            Op::Activate,
+            key,
+            None,
+            &signed.activate(&ActivateRequest::new(key.clone(), "laptop")),
+        ),
+        ("done", None),
+    );
+    emulator.set_fault(Some(Fault::CloseImmediately));
+    offset.store(6 * DAY, Ordering::SeqCst);
+    let got = check_report(
+        key,
+        &signed.check_report(key.clone()),
+        None,
+        signed.policy(),
+    );
+    walk.step(
+        "Six days later, Polar unreachable (the relay answers 502): licensed within the lease",
+        "--relay-key $RELAY_KEY check --key $KEY",
+        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        ("licensed", Some("server_error")),
+    );
+    // The attack the threat model states: the install secret (beside the cache) and the
+    // library's own code re-seal the record as verified just now, three weeks on.
+    offset.store(21 * DAY, Ordering::SeqCst);
+    let now = system_clock().saturating_add(21 * DAY);
+    forge(emulator, &relay.url(), &cache.0, key, now)?;
+    let got = check_report(
+        key,
+        &unsigned.check_report(key.clone()),
+        None,
+        unsigned.policy(),
+    );
+    walk.step(
+        "Three weeks on, the record re-sealed as fresh with this machine's secrets: an app \
+         without relay keys believes it",
+        "check --key $KEY",
+        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        ("licensed", None),
+    );
+    walk.step(
+        "The same forged record in signed mode: refused, its lease ended on day 7",
+        "--relay-key $RELAY_KEY check --key $KEY",
+        &check_report(
+            key,
+            &signed.check_report(key.clone()),
+            None,
+            signed.policy(),
+        ),
+        ("unverified", Some("grace_expired")),
+    );
+    emulator.set_fault(None);
+    relay.stop();
+    Ok(())
+}
+
+/// Re-seals `key`'s record in `dir` as verified at `now`, as anyone holding this machine's
+/// install secret can with this library (no app secret here).
+fn forge(
+    emulator: &Emulator,
+    base_url: &str,
+    dir: &Path,
+    key: &Key,
+    now: i64,
+) -> Result<(), String> {
+    let org = emulator.organization_id();
+    let secret = FileStore::new(dir).install_secret().map_err(|e| e.text())?;
+    let seal = machine_fingerprint(&org).map_err(|e| e.text())?;
+    let slot = Slot::new(base_url, &org, key, &secret, seal.as_deref(), None);
+    let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
+    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
+    let opened: session::Opened =
+        session::open(record.as_deref(), ledger.as_deref(), &slot, &org, key);
+    let mut forged = opened.record.clone().ok_or("no record to forge")?;
+    if let Some(good) = forged.good.as_mut() {
+        good.verified_at = now;
+    }
+    forged.latest_seen = now;
+    for (name, bytes) in session::seal(&opened, forged, &slot) {
+        std::fs::write(dir.join(format!("{name}.cache")), bytes)
+            .map_err(|e| format!("cannot write the forged record: {e}"))?;
+    }
+    Ok(())
 }
 
 fn fail(g: &Global, why: &str) -> u8 {

@@ -8,6 +8,7 @@
 mod args;
 mod demo;
 mod output;
+mod relay;
 mod run;
 mod serve;
 
@@ -36,6 +37,8 @@ fn main() -> ExitCode {
         Command::ForgetKey => run::forget_key(g).print(g.json),
         Command::Emulator(a) => serve::run(g, a),
         Command::Demo => demo::run(g),
+        Command::Lease(c) => run::lease(g, c).print(g.json),
+        Command::Relay(c) => relay::run(g, c),
     };
     ExitCode::from(code)
 }
@@ -89,6 +92,7 @@ fn usage_error(e: &clap::Error, wants_json: bool) -> u8 {
             "status",
             "emulator",
             "demo",
+            "relay",
         ]
         .contains(&a.as_str())
     });

@@ -28,6 +28,9 @@ pub enum Op {
     Status,
     Remember,
     ForgetKey,
+    LeaseRequest,
+    LeaseFetch,
+    LeaseInstall,
 }
 
 impl Op {
@@ -40,6 +43,9 @@ impl Op {
             Op::Status => "status",
             Op::Remember => "remember",
             Op::ForgetKey => "forget-key",
+            Op::LeaseRequest => "lease request",
+            Op::LeaseFetch => "lease fetch",
+            Op::LeaseInstall => "lease install",
         }
     }
 
@@ -48,17 +54,22 @@ impl Op {
     fn success_outcome(self) -> &'static str {
         match self {
             Op::Validate | Op::Check => "licensed",
-            Op::Activate | Op::Deactivate | Op::Status | Op::Remember | Op::ForgetKey => "done",
+            Op::Activate
+            | Op::Deactivate
+            | Op::Status
+            | Op::Remember
+            | Op::ForgetKey
+            | Op::LeaseRequest
+            | Op::LeaseFetch
+            | Op::LeaseInstall => "done",
         }
     }
 
     /// The HTTP status of an accepted answer.
     fn success_status(self) -> u16 {
         match self {
-            Op::Validate | Op::Activate | Op::Check | Op::Status | Op::Remember | Op::ForgetKey => {
-                200
-            }
             Op::Deactivate => 204,
+            _ => 200,
         }
     }
 
@@ -261,6 +272,8 @@ fn accepted<T: Answer>(op: Op, shown: &str, requested: Option<&str>, answer: &T)
         Op::Status => format!("cache for {shown}"),
         Op::Remember => format!("remembered {shown}"),
         Op::ForgetKey => format!("forgot {shown}"),
+        Op::LeaseRequest | Op::LeaseFetch => format!("activation of {shown}"),
+        Op::LeaseInstall => format!("installed the activation of {shown}"),
     }];
     if let Some(a) = activation {
         lines.push(fact("activation", &format!("{} ({:?})", a.id, a.label)));
@@ -374,7 +387,7 @@ fn when(t: &OffsetDateTime) -> String {
 }
 
 /// Unix seconds as RFC 3339 (UTC).
-fn unix_when(t: i64) -> String {
+pub fn unix_when(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t).map_or_else(|_| t.to_string(), |t| when(&t))
 }
 
@@ -463,6 +476,19 @@ pub fn check_report(
     r.json.entry("verified_at").or_insert(Value::Null);
     cache_write(&mut r, checked.cache_error.as_ref());
     r
+}
+
+/// The report of `lease request` and `lease fetch`: the one line to carry across, alone on
+/// stdout (so it can be piped or redirected), and as `line` in the JSON.
+pub fn line_report(op: Op, line: &str) -> Report {
+    let mut m = base_object(Some(op.name()), "done");
+    m.insert("line".into(), json!(line));
+    Report {
+        json: m,
+        lines: vec![line.to_string()],
+        to_stderr: false,
+        exit: 0,
+    }
 }
 
 /// Adds `lease` to a report (`{"kid":…,"expires_at":…}` or null, contract §5) and, when there
@@ -707,7 +733,7 @@ pub fn status_report(key: &Key, dir: &Path, s: &CacheStatus, policy: &GracePolic
         c.insert("grace_remaining_seconds".into(), json!(left.as_secs()));
         if let CacheState::Present(record) = &s.state {
             if let Some(good) = &record.good {
-                let ends = policy.grace_end(good.verified_at);
+                let ends = policy.grace_end_leased(good.verified_at, record.lease_gate.window());
                 c.insert("grace_ends_at".into(), json!(unix_when(ends)));
             }
         }

@@ -2,17 +2,17 @@
 //! [`Licensing`]), send, render.
 
 use crate::args::{
-    ActivateArgs, CheckArgs, DeactivateArgs, Global, RememberArgs, ServerChoice, StatusArgs,
-    ValidateArgs,
+    ActivateArgs, CheckArgs, DeactivateArgs, Global, LeaseCommand, LeaseRequestArgs, RememberArgs,
+    ServerChoice, StatusArgs, ValidateArgs,
 };
 use crate::output::{
     cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
-    report, status_report, Op, Report,
+    line_report, report, status_report, unix_when, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock,
+    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
     DeactivateRequest, Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue,
     Metadata, Reason, Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
@@ -185,6 +185,29 @@ fn with_lease(mut r: Report, licensing: &Licensing, key: &Key) -> Report {
             _ => None,
         });
     lease_field(&mut r, window.as_ref());
+    r
+}
+
+/// `check`'s report with its lease, and `grace_ends_at` as the lease allows it (signed mode:
+/// never past the lease's end).
+fn check_with_lease(r: Report, licensing: &Licensing, key: &Key, checked: &CheckReport) -> Report {
+    let mut r = with_lease(r, licensing, key);
+    let lease = licensing
+        .status(key.clone())
+        .ok()
+        .and_then(|s| match s.state {
+            CacheState::Present(record) => record.lease_gate.window().cloned(),
+            _ => None,
+        });
+    if lease.is_some() {
+        let end = licensing
+            .policy()
+            .grace_ends_at_leased(&checked.outcome, lease.as_ref());
+        r.json.insert(
+            "grace_ends_at".into(),
+            serde_json::json!(end.map(unix_when)),
+        );
+    }
     r
 }
 
@@ -362,7 +385,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         remembered(&licensing, &key).as_deref(),
         licensing.policy(),
     );
-    let report = with_lease(report, &licensing, &key);
+    let report = check_with_lease(report, &licensing, &key, &checked);
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,
@@ -466,5 +489,89 @@ pub fn forget_key(g: &Global) -> Report {
     match done {
         Ok((dir, key)) => key_report(Op::ForgetKey, key.as_ref(), &dir),
         Err(e) => error_report(Some(Op::ForgetKey), None, &e),
+    }
+}
+
+/// `lease request|fetch|install`: air-gapped activation (contract §5).
+pub fn lease(g: &Global, command: &LeaseCommand) -> Report {
+    match command {
+        LeaseCommand::Request(a) => lease_request(g, a),
+        LeaseCommand::Fetch => lease_fetch(g),
+        LeaseCommand::Install => lease_install(g),
+    }
+}
+
+/// One line from stdin, at most what a line may hold (a longer input is refused unread).
+fn stdin_line(field: &str) -> Result<String, Error> {
+    use std::io::Read;
+    let limit = polar_license::airgap::MAX_LINE_BYTES as u64 + 2;
+    let mut text = String::new();
+    std::io::stdin()
+        .take(limit)
+        .read_to_string(&mut text)
+        .map_err(|e| Error::invalid(field, format!("could not be read from stdin: {e}")))?;
+    let line = text.trim();
+    if line.is_empty() {
+        return Err(Error::invalid(
+            field,
+            "expected one line on stdin, found none",
+        ));
+    }
+    Ok(line.to_string())
+}
+
+fn lease_request(g: &Global, a: &LeaseRequestArgs) -> Report {
+    let req = ActivateRequest {
+        key: Some(Key::new(a.key.key.as_str())),
+        label: a.label.clone(),
+        conditions: metadata(&a.conditions),
+        meta: Metadata::new(),
+    };
+    match licensing(g).and_then(|l| l.lease_request(&req)) {
+        Ok(line) => line_report(Op::LeaseRequest, &line),
+        Err(e) => error_report(Some(Op::LeaseRequest), None, &e),
+    }
+}
+
+fn lease_fetch(g: &Global) -> Report {
+    let fetched = stdin_line("request").and_then(|line| {
+        let (org, req) = polar_license::airgap::read_request(&line)?;
+        // The request names its organization: --org is needed only to insist on one.
+        let org = g.org.clone().filter(|o| !o.is_empty()).unwrap_or(org);
+        let client = connect!(BlockingClient::builder(org), g).build()?;
+        let key = req.key.unwrap_or_else(|| Key::new(""));
+        Ok((key, client.lease_fetch(&line)?))
+    });
+    match fetched {
+        Ok((_, Verdict::Accepted(line))) => line_report(Op::LeaseFetch, &line),
+        Ok((key, Verdict::Denied(d))) => report::<polar_license::LicenseKeyActivationRead>(
+            Op::LeaseFetch,
+            &key,
+            None,
+            &Ok(Verdict::Denied(d)),
+        ),
+        Err(e) => error_report(Some(Op::LeaseFetch), None, &e),
+    }
+}
+
+fn lease_install(g: &Global) -> Report {
+    let installed = stdin_line("response").and_then(|line| {
+        let licensing = licensing(g)?;
+        let result = licensing.lease_install(&line);
+        Ok((licensing, result))
+    });
+    let (licensing, result) = match installed {
+        Ok(done) => done,
+        Err(e) => return error_report(Some(Op::LeaseInstall), None, &e),
+    };
+    let key = match &result {
+        Ok(Verdict::Accepted(read)) => read.license_key.key.clone(),
+        _ => Key::new(""),
+    };
+    let r = report(Op::LeaseInstall, &key, None, &result);
+    if r.exit == 0 {
+        with_lease(r, &licensing, &key)
+    } else {
+        r
     }
 }

@@ -32,6 +32,7 @@
 //! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys` (a
 //! [`SeedKey`]) and `GET /__emulator/health`.
 
+mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod ids;
@@ -50,6 +51,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
+pub use crate::check::{check_body, CheckedBody, Refusal};
 pub use crate::service::{huge_body_parts, Core, Delivery, Request, Response, Time};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::Emulator;

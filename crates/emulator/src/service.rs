@@ -1483,7 +1483,7 @@ fn add_simple_cors(r: &mut Resp, head: &Head, origin: &str) {
 
 /// FastAPI parses the body as JSON when the content type is absent, `application/json`
 /// or `application/*+json` (parsed like `email.message.Message`).
-fn is_json_content_type(value: Option<&str>) -> bool {
+pub(crate) fn is_json_content_type(value: Option<&str>) -> bool {
     let Some(value) = value else {
         return true;
     };

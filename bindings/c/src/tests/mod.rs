@@ -4,3 +4,4 @@
 mod calls;
 mod features;
 mod header;
+mod signed;

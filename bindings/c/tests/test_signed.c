@@ -1,0 +1,676 @@
+/*
+ * test_signed.c: signed mode and air-gapped activation (issue #25) through the C API.
+ *
+ * Bad relay keys and NULLs are clear errors; a record without a lease never licenses offline
+ * in signed mode; through the real relay (`polar-license relay serve`, a process in front of
+ * the emulator): activate, then with the relay gone the cache licenses within the lease and
+ * not after it (the test-only clock offset); the forged-record attack (a re-sealed record,
+ * made by polar-license-forge-c with the secrets on this machine and the crate's own code)
+ * licenses an app without relay keys and not one with them; air-gapped request -> fetch ->
+ * install, a damaged or misplaced response line storing nothing.
+ *
+ * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`) and
+ * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge).
+ */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "harness.h"
+
+#define HOUR 3600
+#define DAY (24 * HOUR)
+#define WEEK (7 * DAY)
+#define LEASE_DAYS 3
+#define KID "c-relay"
+/* The emulator's seed token with every scope (crates/emulator/src/seed.rs, DEMO_TOKEN). */
+#define EMU_TOKEN "polar_oat_emulator_demo_0123456789abcdef"
+#define APP_SECRET "the C app secret"
+/* A PASERK public key from the PASERK test vectors (k4.public), and its sibling. */
+#define SOME_PUBLIC "k4.public.cHFyc3R1dnd4eXp7fH1-f4CBgoOEhYaHiImKi4yNjo8"
+
+static char key_dir[64];             /* the relay's signing key lives here */
+static char key_file[128];           /* ... in this file */
+static char relay_pair[256];         /* KID=k4.public.... as `relay keygen` printed it */
+static char old_pair[256];           /* another key's pair (a key the relay does not use) */
+
+static void fatal(const char *what) {
+  fprintf(stderr, "fatal: %s\n", what);
+  exit(2);
+}
+
+static const char *env_or_die(const char *name) {
+  const char *value = getenv(name);
+  if (value == NULL || value[0] == '\0') {
+    fprintf(stderr, "set %s\n", name);
+    exit(2);
+  }
+  return value;
+}
+
+/* Runs a shell command, copies its first stdout line (without the newline) into `out` and
+ * returns its exit code (-1 when it could not run). */
+static int run_line(const char *command, char *out, size_t out_len) {
+  FILE *pipe = popen(command, "r");
+  int status;
+  if (out_len > 0) out[0] = '\0';
+  if (pipe == NULL) return -1;
+  if (out_len > 0 && fgets(out, (int)out_len, pipe) != NULL) out[strcspn(out, "\r\n")] = '\0';
+  while (fgetc(pipe) != EOF) {
+  }
+  status = pclose(pipe);
+  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
+
+static void pause_ms(int ms) {
+  struct timespec step;
+  step.tv_sec = ms / 1000;
+  step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
+  nanosleep(&step, NULL);
+}
+
+/* ---- the relay ------------------------------------------------------------------------- */
+
+typedef struct {
+  pid_t pid;
+  char url[64];
+  char log[128];
+} relay;
+
+/* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
+ * signing key; returns once it printed `listening on URL` (at most 10 s). */
+static void relay_start(relay *r) {
+  const char *cli = env_or_die("POLAR_LICENSE_CLI");
+  char days[16];
+  FILE *log;
+  int i;
+  snprintf(r->log, sizeof r->log, "%s/relay-%d.log", key_dir, rand());
+  snprintf(days, sizeof days, "%d", LEASE_DAYS);
+  r->url[0] = '\0';
+  r->pid = fork();
+  if (r->pid < 0) fatal("fork");
+  if (r->pid == 0) {
+    if (freopen(r->log, "w", stdout) == NULL) _exit(126);
+    if (freopen("/dev/null", "w", stderr) == NULL) _exit(126);
+    /* The token through the environment: it stays out of the process list. */
+    if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
+    execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", key_file,
+          "--port", "0", "--lease-days", days, (char *)NULL);
+    _exit(127);
+  }
+  for (i = 0; i < 500 && r->url[0] == '\0'; i++) {
+    char line[128] = "";
+    log = fopen(r->log, "r");
+    if (log != NULL) {
+      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
+          strchr(line, '\n') != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(r->url, sizeof r->url, "%s", line + 13);
+      }
+      fclose(log);
+    }
+    if (r->url[0] == '\0') pause_ms(20);
+  }
+  if (r->url[0] == '\0') {
+    kill(r->pid, SIGKILL);
+    waitpid(r->pid, NULL, 0);
+    fatal("the relay did not start (polar-license relay serve)");
+  }
+}
+
+/* Stops the relay: from now on its address refuses connections (Polar "offline"). */
+static void relay_stop(relay *r) {
+  if (r->pid <= 0) return;
+  kill(r->pid, SIGTERM);
+  waitpid(r->pid, NULL, 0);
+  r->pid = 0;
+  remove(r->log);
+}
+
+/* ---- clients --------------------------------------------------------------------------- */
+
+/* A client of the demo organization at `base_url` with its cache in `dir`, the app secret,
+ * the clock moved by `offset`, and `relay_key` (NULL: not in signed mode; with a comma, a list
+ * for polar_license_config_set_relay_keys). */
+static polar_license_client *app(const char *dir, const char *base_url, const char *relay_key,
+                                 int64_t offset) {
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL;
+  must(polar_license_config_new(&config));
+  if (polar_license_config_set_organization(config, DEMO_ORG) != POLAR_LICENSE_STATUS_OK ||
+      polar_license_config_set_base_url(config, base_url) != POLAR_LICENSE_STATUS_OK ||
+      polar_license_config_set_cache_dir(config, dir) != POLAR_LICENSE_STATUS_OK ||
+      polar_license_config_set_timeout_ms(config, 5000) != POLAR_LICENSE_STATUS_OK ||
+      polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
+                                          strlen(APP_SECRET)) != POLAR_LICENSE_STATUS_OK ||
+      polar_license_config_set_clock_offset_for_testing(config, offset) !=
+          POLAR_LICENSE_STATUS_OK ||
+      (relay_key != NULL && strchr(relay_key, ',') == NULL &&
+       polar_license_config_add_relay_key(config, relay_key) != POLAR_LICENSE_STATUS_OK) ||
+      (relay_key != NULL && strchr(relay_key, ',') != NULL &&
+       polar_license_config_set_relay_keys(config, relay_key) != POLAR_LICENSE_STATUS_OK) ||
+      polar_license_client_new(config, &client) != POLAR_LICENSE_STATUS_OK) {
+    fprintf(stderr, "client setup failed: %s\n", polar_license_config_last_error(config));
+    fatal("app");
+  }
+  polar_license_config_free(config);
+  return client;
+}
+
+static polar_license_result *check(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_check(client, key, &r));
+  return r;
+}
+
+static polar_license_result *status(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_status(client, key, &r));
+  return r;
+}
+
+/* Checks `key` at `offset` with a fresh client and returns whether it was licensed from the
+ * cache (the offline answer); `reason` gets the answer's reason. */
+static int licensed_from_cache(const char *dir, const char *base_url, const char *relay_key,
+                               int64_t offset, const char *key, polar_license_reason *reason) {
+  polar_license_client *client = app(dir, base_url, relay_key, offset);
+  polar_license_result *r = check(client, key);
+  int yes = polar_license_result_is_licensed(r) &&
+            polar_license_result_source(r) == POLAR_LICENSE_SOURCE_CACHE;
+  if (reason != NULL) *reason = polar_license_result_reason(r);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  return yes;
+}
+
+static long long now_seconds(void) { return (long long)time(NULL); }
+
+/* ---- the tests ------------------------------------------------------------------------- */
+
+/* Bad relay keys are refused at once, naming relay_keys, and kept: the client is refused too,
+ * so an app that ignores the status never runs unsigned by mistake. NULLs, bad UTF-8. */
+static void bad_relay_keys_and_nulls_are_clear_errors(void) {
+  static const char *bad[] = {
+      "",                                    /* nothing */
+      "no-equals-sign",                      /* not KID=PUBLIC */
+      "=" SOME_PUBLIC,                       /* an empty kid */
+      "kid with space=" SOME_PUBLIC,         /* a kid that is not printable ASCII w/o space */
+      "k=k4.public.short",                   /* not a PASERK key */
+      "k=k4.secret.cHFyc3R1dnd4eXp7fH1-f4CBgoOEhYaHiImKi4yNjo8", /* not a public key */
+      "k=k3.public.cHFyc3R1dnd4eXp7fH1-f4CBgoOEhYaHiImKi4yNjo8", /* another version */
+      "a=" SOME_PUBLIC ",b=" SOME_PUBLIC,    /* a list is not one pair */
+  };
+  const char bad_utf8[] = {'k', '=', (char)0xff, 0};
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL;
+  size_t i;
+
+  CHECK_INT(polar_license_config_add_relay_key(NULL, relay_pair),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_config_set_relay_keys(NULL, relay_pair),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    must(polar_license_config_new(&config));
+    must(polar_license_config_set_organization(config, DEMO_ORG));
+    must(polar_license_config_set_base_url(config, emu_url()));
+    CHECK_INT(polar_license_config_add_relay_key(config, bad[i]),
+              POLAR_LICENSE_STATUS_INVALID_INPUT);
+    if (strstr(polar_license_config_last_error(config), "relay_keys") == NULL) {
+      fprintf(stderr, "  entry %u: last error: %s\n", (unsigned)i,
+              polar_license_config_last_error(config));
+      CHECK(!"the last error names relay_keys");
+    }
+    /* Kept: the client is refused with the same reason, and nothing is written. */
+    CHECK_INT(polar_license_client_new(config, &client), POLAR_LICENSE_STATUS_INVALID_INPUT);
+    CHECK(client == NULL);
+    CHECK(strstr(polar_license_config_last_error(config), "relay_keys") != NULL);
+    polar_license_config_free(config);
+  }
+
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, emu_url()));
+  CHECK_INT(polar_license_config_add_relay_key(config, NULL), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_config_set_relay_keys(config, NULL), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_config_add_relay_key(config, bad_utf8), POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_config_set_relay_keys(config, bad_utf8),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  /* Good keys: one pair (spaces around its parts are fine), the same kid twice is refused. */
+  CHECK_INT(polar_license_config_add_relay_key(config, relay_pair), POLAR_LICENSE_STATUS_OK);
+  CHECK_STR(polar_license_config_last_error(config), "");
+  CHECK_INT(polar_license_config_add_relay_key(config, " old = " SOME_PUBLIC " "),
+            POLAR_LICENSE_STATUS_OK);
+  CHECK_INT(polar_license_config_add_relay_key(config, "old=" SOME_PUBLIC),
+            POLAR_LICENSE_STATUS_INVALID_INPUT);
+  CHECK(strstr(polar_license_config_last_error(config), "twice") != NULL);
+  CHECK_INT(polar_license_client_new(config, &client), POLAR_LICENSE_STATUS_INVALID_INPUT);
+  /* A list replaces everything, refused entries included; "" turns signed mode off. */
+  CHECK_INT(polar_license_config_set_relay_keys(config, "k1=" SOME_PUBLIC ", ,bad"),
+            POLAR_LICENSE_STATUS_INVALID_INPUT);
+  CHECK_INT(polar_license_client_new(config, &client), POLAR_LICENSE_STATUS_INVALID_INPUT);
+  CHECK_INT(polar_license_config_set_relay_keys(config, "k1=" SOME_PUBLIC ",k2=" SOME_PUBLIC),
+            POLAR_LICENSE_STATUS_OK);
+  CHECK_INT(polar_license_client_new(config, &client), POLAR_LICENSE_STATUS_OK);
+  polar_license_client_free(client);
+  client = NULL;
+  CHECK_INT(polar_license_config_set_relay_keys(config, ""), POLAR_LICENSE_STATUS_OK);
+  CHECK_INT(polar_license_client_new(config, &client), POLAR_LICENSE_STATUS_OK);
+  polar_license_client_free(client);
+  polar_license_config_free(config);
+
+  /* The new accessors on NULL: their "unknown" values. */
+  CHECK_STR(polar_license_result_lease_kid(NULL), "");
+  CHECK_INT(polar_license_result_lease_expires_at(NULL), -1);
+  CHECK_STR(polar_license_result_line(NULL), "");
+}
+
+/* The air-gapped calls refuse NULLs and bad UTF-8 with a status and the client's last error;
+ * installing needs signed mode. */
+static void air_gapped_calls_refuse_bad_arguments(void) {
+  char dir[64];
+  const char bad_utf8[] = {'p', (char)0xc3, 0};
+  polar_license_client *client, *signed_client;
+  polar_license_request *request = new_request(DEMO_KEY);
+  polar_license_result *r = NULL;
+  temp_dir(dir);
+  client = app(dir, emu_url(), NULL, 0);
+  signed_client = app(dir, emu_url(), relay_pair, 0);
+
+  CHECK_INT(polar_license_client_lease_request(NULL, request, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_request(client, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "request is NULL");
+  CHECK_INT(polar_license_client_lease_request(client, request, NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_fetch(NULL, "x", &r), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_fetch(client, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_STR(polar_license_client_last_error(client), "line is NULL");
+  CHECK_INT(polar_license_client_lease_fetch(client, bad_utf8, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_INT(polar_license_client_lease_fetch(client, "x", NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_install(NULL, "x", &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_install(signed_client, NULL, &r),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK_INT(polar_license_client_lease_install(signed_client, bad_utf8, &r),
+            POLAR_LICENSE_STATUS_INVALID_UTF8);
+  CHECK_STR(polar_license_client_last_error(signed_client), "line is not valid UTF-8");
+  CHECK_INT(polar_license_client_lease_install(signed_client, "x", NULL),
+            POLAR_LICENSE_STATUS_NULL_ARGUMENT);
+  CHECK(r == NULL);
+
+  /* A request activate would refuse is refused here, naming its field; nothing is made. */
+  must(polar_license_request_set_activation_id(request, OTHER_UUID));
+  must(polar_license_client_lease_request(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "activation_id");
+  CHECK_STR(polar_license_result_line(r), "");
+  polar_license_result_free(r);
+  r = NULL;
+
+  /* Not a line, and a line installed without relay keys: invalid_input, nothing stored. */
+  must(polar_license_client_lease_fetch(client, "hello", &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "request");
+  polar_license_result_free(r);
+  must(polar_license_client_lease_install(signed_client, "hello", &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "response");
+  polar_license_result_free(r);
+  must(polar_license_client_lease_install(client, "polar-license-activation-response.v1.e30", &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "relay_keys");
+  polar_license_result_free(r);
+
+  polar_license_request_free(request);
+  polar_license_client_free(signed_client);
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+/* A record made without a relay (no lease) licenses an unsigned app offline, never a signed
+ * one; its status names no lease. */
+static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
+  char dir[64], key[64], id[64];
+  polar_license_client *unsigned_app, *signed_app;
+  polar_license_result *r;
+  polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":3", key);
+  unsigned_app = app(dir, emu_url(), NULL, 0);
+  activate_ok(unsigned_app, key, id);
+  r = status(unsigned_app, key);
+  CHECK_STR(polar_license_result_lease_kid(r), ""); /* not in signed mode: never a lease */
+  polar_license_result_free(r);
+  polar_license_client_free(unsigned_app);
+
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  CHECK(licensed_from_cache(dir, emu_url(), NULL, DAY, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
+  signed_app = app(dir, emu_url(), relay_pair, DAY);
+  r = check(signed_app, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  CHECK_STR(polar_license_result_lease_kid(r), "");
+  CHECK_INT(polar_license_result_lease_expires_at(r), -1);
+  polar_license_result_free(r);
+  r = status(signed_app, key);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
+  CHECK_STR(polar_license_result_lease_kid(r), "");
+  CHECK_INT(polar_license_result_lease_expires_at(r), -1);
+  CHECK_INT(polar_license_result_grace_remaining_seconds(r), -1);
+  polar_license_result_free(r);
+  emu_fault(NULL);
+
+  /* Online, Polar's grant without a lease is no verdict in signed mode (protocol_error). */
+  r = check(signed_app, key);
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+  polar_license_client_free(signed_app);
+  remove_tree(dir);
+}
+
+/* Through the real relay: activate and validate carry the lease; then with the relay gone the
+ * cache licenses within the lease (its grace capped by it), with two keys at once (rotation)
+ * too, not with only a key the relay does not use, and not after the lease, while the 7-day
+ * grace alone would. */
+static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
+  char dir[64], key[64], id[64];
+  relay rl;
+  char both[600];
+  polar_license_client *client;
+  polar_license_request *request;
+  polar_license_result *r;
+  polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
+  long long ends, before = now_seconds();
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":3", key);
+  relay_start(&rl);
+
+  client = app(dir, rl.url, relay_pair, 0);
+  activate_ok(client, key, id);
+  /* A validate of the activation (this machine's fingerprint sent) carries the lease too. */
+  request = new_request(key);
+  must(polar_license_request_set_activation_id(request, id));
+  must(polar_license_client_validate(client, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  CHECK(polar_license_result_lease_expires_at(r) >= before + LEASE_DAYS * DAY);
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  r = status(client, key);
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  ends = polar_license_result_lease_expires_at(r);
+  CHECK(ends >= before + LEASE_DAYS * DAY && ends <= now_seconds() + LEASE_DAYS * DAY);
+  polar_license_result_free(r);
+  /* The activate and check results carry the lease too. */
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  CHECK_INT(polar_license_result_lease_expires_at(r), ends);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  relay_stop(&rl); /* Polar unreachable from here on */
+
+  /* Two days on: licensed from the cache, the grace ending with the lease. */
+  client = app(dir, rl.url, relay_pair, 2 * DAY);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_INT(polar_license_result_grace_ends_at(r), ends);
+  CHECK(polar_license_result_grace_remaining_seconds(r) <= ends - (before + 2 * DAY));
+  CHECK(polar_license_result_grace_remaining_seconds(r) > ends - (now_seconds() + 2 * DAY) - 5);
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  /* Rotation: two keys at once license as the relay's alone; only a key the relay does not
+   * sign with is no lease at all. */
+  snprintf(both, sizeof both, "%s,%s", old_pair, relay_pair);
+  CHECK(licensed_from_cache(dir, rl.url, both, 2 * DAY, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
+  CHECK(!licensed_from_cache(dir, rl.url, old_pair, 2 * DAY, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
+
+  /* A minute past the lease, well inside the 7-day grace: not licensed in signed mode... */
+  client = app(dir, rl.url, relay_pair, LEASE_DAYS * DAY + 60);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  /* ...while the same record read without relay keys still has its grace. */
+  CHECK(licensed_from_cache(dir, rl.url, NULL, LEASE_DAYS * DAY + 60, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
+  remove_tree(dir);
+}
+
+/* Runs polar-license-forge-c on the record of `key` (sealed for `base_url`) in `dir`, as of
+ * `offset`; `impostor` adds a year-long lease signed by the forger's own key under the relay's
+ * kid. Returns the exit code. */
+static int forge(const char *dir, const char *base_url, const char *key, int64_t offset,
+                 int impostor) {
+  char command[1024], out[256];
+  int rc;
+  snprintf(command, sizeof command,
+           "'%s' --dir '%s' --base-url '%s' --org " DEMO_ORG " --key '%s' --app-secret '%s'"
+           " --clock-offset %lld%s",
+           env_or_die("POLAR_LICENSE_FORGE_C"), dir, base_url, key, APP_SECRET,
+           (long long)offset, impostor ? " --impostor-kid " KID : "");
+  rc = run_line(command, out, sizeof out);
+  if (rc != 0 || strncmp(out, "forged ", 7) != 0) fprintf(stderr, "  forge: exit %d: %s\n", rc, out);
+  return rc;
+}
+
+/* The issue's "Done when": the key is revoked, the attacker keeps Polar unreachable and, a
+ * month on, re-seals the record as freshly verified with the install secret and the app secret
+ * read from this machine and the crate's own code. Without relay keys the app grants (the
+ * ceiling of every client-side scheme); with them it refuses. A lease forged with the
+ * attacker's own key under the relay's kid does not verify either. */
+static void the_forged_record_attack_is_refused_in_signed_mode(void) {
+  char dir[64], key[64], id[64];
+  relay rl;
+  polar_license_client *client;
+  polar_license_result *r;
+  polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
+  const int64_t month = 30 * DAY;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":3", key);
+  relay_start(&rl);
+  client = app(dir, rl.url, relay_pair, 0);
+  activate_ok(client, key, id);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  emu_patch_key(key, "{\"status\":\"revoked\"}");
+  relay_stop(&rl);
+
+  /* A month on, nothing forged yet: the grace is over for both apps. */
+  CHECK(!licensed_from_cache(dir, rl.url, NULL, month, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+
+  CHECK_INT(forge(dir, rl.url, key, month, 0), 0);
+  /* Without relay keys the forged record licenses, as a fresh verdict: not even a request. */
+  CHECK(licensed_from_cache(dir, rl.url, NULL, month, key, &reason));
+  CHECK_INT(reason, POLAR_LICENSE_REASON_NONE);
+  /* In signed mode the lease ended on day 3: not licensed, whatever the record says. */
+  client = app(dir, rl.url, relay_pair, month);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  CHECK(polar_license_result_lease_expires_at(r) < now_seconds() + LEASE_DAYS * DAY + 60);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  /* A year-long lease signed by the attacker's key under the relay's kid: no lease at all. */
+  CHECK_INT(forge(dir, rl.url, key, month, 1), 0);
+  client = app(dir, rl.url, relay_pair, month);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  polar_license_result_free(r);
+  r = status(client, key);
+  CHECK_STR(polar_license_result_lease_kid(r), "");
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  /* ...while the same forged record still fools the unsigned app. */
+  CHECK(licensed_from_cache(dir, rl.url, NULL, month, key, &reason));
+  remove_tree(dir);
+}
+
+/* Air-gapped: the machine without network makes a request line; an online machine fetches the
+ * response line through the relay; installed on the first machine it licenses from the cache
+ * with no network until the lease ends. A damaged line, one installed on a machine it was not
+ * made for (binding off here), or one fetched from Polar itself stores nothing. */
+static void air_gapped_request_fetch_install(void) {
+  char offline_dir[64], online_dir[64], key[64], offline_url[64], request_line[4096];
+  char response_line[16384], damaged[16384], activation[64];
+  relay rl;
+  polar_license_client *offline, *online, *direct;
+  polar_license_config *config = NULL;
+  polar_license_client *unbound = NULL;
+  polar_license_request *request;
+  polar_license_result *r = NULL;
+  long long ends;
+  temp_dir(offline_dir);
+  temp_dir(online_dir);
+  emu_new_key("\"limit_activations\":3", key);
+  snprintf(offline_url, sizeof offline_url, "http://127.0.0.1:%d", closed_port());
+  offline = app(offline_dir, offline_url, relay_pair, 0);
+
+  /* 1. On the machine without network. */
+  request = new_request(key);
+  must(polar_license_request_set_label(request, "lab machine"));
+  must(polar_license_request_add_condition_string(request, "site", "basement"));
+  must(polar_license_client_lease_request(offline, request, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK(strncmp(polar_license_result_line(r), "polar-license-activation-request.v1.", 36) == 0);
+  CHECK(strchr(polar_license_result_line(r), '\n') == NULL);
+  snprintf(request_line, sizeof request_line, "%s", polar_license_result_line(r));
+  polar_license_result_free(r);
+  r = check(offline, key);
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+
+  /* 2. On an online machine: through Polar itself there is no lease, so no response line... */
+  direct = app(online_dir, emu_url(), NULL, 0);
+  must(polar_license_client_lease_fetch(direct, request_line, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
+  CHECK_STR(polar_license_result_line(r), "");
+  polar_license_result_free(r);
+  polar_license_client_free(direct);
+  /* ...through the relay there is. */
+  relay_start(&rl);
+  online = app(online_dir, rl.url, NULL, 0);
+  must(polar_license_client_lease_fetch(online, request_line, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK(strncmp(polar_license_result_line(r), "polar-license-activation-response.v1.", 37) == 0);
+  CHECK(strlen(polar_license_result_line(r)) < sizeof response_line);
+  snprintf(response_line, sizeof response_line, "%s", polar_license_result_line(r));
+  polar_license_result_free(r);
+  polar_license_client_free(online);
+  relay_stop(&rl);
+
+  /* 3. Back on the first machine. Damaged in transit: nothing stored. */
+  snprintf(damaged, sizeof damaged, "%s", response_line);
+  damaged[strlen(damaged) - 10] = '\0';
+  must(polar_license_client_lease_install(offline, damaged, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  CHECK_STR(polar_license_result_field(r), "response");
+  CHECK_STR(polar_license_result_activation_id(r), "");
+  polar_license_result_free(r);
+  r = status(offline, key);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
+  polar_license_result_free(r);
+  /* A machine it was not made for (here: one whose activations are not bound to it). */
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, offline_url));
+  must(polar_license_config_set_cache_dir(config, offline_dir));
+  must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
+                                           strlen(APP_SECRET)));
+  must(polar_license_config_set_machine_binding(config, false));
+  must(polar_license_config_add_relay_key(config, relay_pair));
+  must(polar_license_client_new(config, &unbound));
+  polar_license_config_free(config);
+  must(polar_license_client_lease_install(unbound, response_line, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
+  polar_license_result_free(r);
+  polar_license_client_free(unbound);
+  r = status(offline, key);
+  CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
+  polar_license_result_free(r);
+
+  /* The line as it came: the activation and its lease are stored. */
+  must(polar_license_client_lease_install(offline, response_line, &r));
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(strlen(polar_license_result_activation_id(r)), 36);
+  snprintf(activation, sizeof activation, "%s", polar_license_result_activation_id(r));
+  CHECK_STR(polar_license_result_lease_kid(r), KID);
+  ends = polar_license_result_lease_expires_at(r);
+  CHECK(ends > now_seconds() + LEASE_DAYS * DAY - HOUR && ends <= now_seconds() + LEASE_DAYS * DAY);
+  CHECK_INT(polar_license_result_limit_activations(r), 3);
+  polar_license_result_free(r);
+  r = status(offline, key);
+  CHECK_STR(polar_license_result_activation_id(r), activation);
+  CHECK_INT(polar_license_result_lease_expires_at(r), ends);
+  polar_license_result_free(r);
+  polar_license_request_free(request);
+  polar_license_client_free(offline);
+
+  /* Licensed with no network at all, until the lease ends. */
+  offline = app(offline_dir, offline_url, relay_pair, 2 * DAY);
+  r = check(offline, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_STR(polar_license_result_activation_id(r), activation);
+  CHECK_INT(polar_license_result_grace_ends_at(r), ends);
+  polar_license_result_free(r);
+  polar_license_client_free(offline);
+  offline = app(offline_dir, offline_url, relay_pair, LEASE_DAYS * DAY + 60);
+  r = check(offline, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  polar_license_result_free(r);
+  polar_license_client_free(offline);
+  remove_tree(offline_dir);
+  remove_tree(online_dir);
+}
+
+int main(void) {
+  const char *cli = env_or_die("POLAR_LICENSE_CLI");
+  char command[512];
+  env_or_die("POLAR_LICENSE_FORGE_C");
+  emu_url();
+  srand((unsigned)time(NULL) ^ (unsigned)getpid());
+
+  /* The seller's key, made once: `relay keygen` prints KID=k4.public.... */
+  temp_dir(key_dir);
+  snprintf(key_file, sizeof key_file, "%s/relay.key", key_dir);
+  snprintf(command, sizeof command, "'%s' relay keygen --out '%s' --kid " KID " 2>/dev/null", cli,
+           key_file);
+  if (run_line(command, relay_pair, sizeof relay_pair) != 0 ||
+      strncmp(relay_pair, KID "=k4.public.", strlen(KID "=k4.public.")) != 0) {
+    fprintf(stderr, "relay keygen printed: %s\n", relay_pair);
+    fatal("polar-license relay keygen");
+  }
+  snprintf(command, sizeof command, "'%s' relay keygen --out '%s/old.key' --kid old 2>/dev/null",
+           cli, key_dir);
+  if (run_line(command, old_pair, sizeof old_pair) != 0 || strncmp(old_pair, "old=", 4) != 0)
+    fatal("polar-license relay keygen (a second key)");
+
+  RUN(bad_relay_keys_and_nulls_are_clear_errors);
+  RUN(air_gapped_calls_refuse_bad_arguments);
+  RUN(an_unsigned_record_never_licenses_offline_in_signed_mode);
+  RUN(through_the_relay_the_cache_licenses_within_the_lease_only);
+  RUN(the_forged_record_attack_is_refused_in_signed_mode);
+  RUN(air_gapped_request_fetch_install);
+  remove_tree(key_dir);
+  return harness_summary("test_signed");
+}

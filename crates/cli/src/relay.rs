@@ -1,0 +1,187 @@
+//! `relay keygen` and `relay serve` (issue #25; docs/interfaces.md §5): a thin shell over
+//! `polar-license-relay`.
+
+use crate::args::{Global, RelayCommand, RelayKeygenArgs, RelayServeArgs, ServerChoice};
+use crate::output::{print_err, print_out, usage_report, Report};
+use polar_license::lease::SigningKey;
+use polar_license::{AccessToken, Server, UreqTransport, DEFAULT_CONNECT_TIMEOUT, DEFAULT_TIMEOUT};
+use polar_license_relay::{Limits, Rate, Relay, RelayConfig};
+use serde_json::{json, Value};
+use std::path::Path;
+use std::sync::Arc;
+
+/// The largest answer read from Polar (a license answer is a few KB).
+const MAX_UPSTREAM_BYTES: u64 = 1024 * 1024;
+
+/// Runs a `relay` subcommand; returns the exit code.
+pub fn run(g: &Global, c: &RelayCommand) -> u8 {
+    match c {
+        RelayCommand::Keygen(a) => keygen(g, a),
+        RelayCommand::Serve(a) => serve(g, a),
+    }
+}
+
+/// An environment problem (a file, a port): `outcome` error, exit 3.
+fn env_error(command: &str, field: &str, message: &str) -> Report {
+    let mut report = usage_report(Some(command), Some(field), message);
+    report.json.insert("outcome".into(), json!("error"));
+    report.json.insert("reason".into(), Value::Null);
+    report.lines = vec![format!("error: {message}")];
+    report.exit = 3;
+    report
+}
+
+fn keygen(g: &Global, a: &RelayKeygenArgs) -> u8 {
+    let key = match SigningKey::generate(a.kid.as_deref()) {
+        Ok(key) => key,
+        Err(e) => return usage_report(Some("relay keygen"), Some("kid"), &e.text()).print(g.json),
+    };
+    if let Err(e) = write_owner_only(&a.out, key.to_file_text().as_bytes(), a.force) {
+        let message = if e.kind() == std::io::ErrorKind::AlreadyExists {
+            format!(
+                "{} exists already (a signing key?): pass --force to replace it",
+                a.out.display()
+            )
+        } else {
+            format!("cannot write {}: {e}", a.out.display())
+        };
+        return env_error("relay keygen", "out", &message).print(g.json);
+    }
+    if g.json {
+        let mut m = serde_json::Map::new();
+        m.insert("outcome".into(), json!("done"));
+        m.insert("reason".into(), Value::Null);
+        m.insert("detail".into(), Value::Null);
+        m.insert("kid".into(), json!(key.kid()));
+        m.insert("public_key".into(), json!(key.public_paserk()));
+        m.insert("file".into(), json!(a.out.display().to_string()));
+        print_out(&format!("{}\n", Value::Object(m)));
+    } else {
+        let pair = key.public_pair();
+        print_out(&format!("{pair}\n"));
+        print_err(&format!(
+            "wrote the signing key to {} (readable by its owner only: it is the secret)\n\
+             give clients the public key above:\n  \
+             command line: --relay-key {pair}\n  \
+             environment:  POLAR_LICENSE_RELAY_KEYS={pair}\n  \
+             Rust:         RelayKeys::parse(\"{pair}\")\n\
+             run the relay: polar-license relay serve --signing-key {} --access-token <TOKEN>\n",
+            a.out.display(),
+            a.out.display()
+        ));
+    }
+    0
+}
+
+/// Writes a new file readable and writable by its owner only (0600 on unix; on Windows the
+/// directory's ACL applies). Refuses an existing one unless `force`.
+fn write_owner_only(path: &Path, bytes: &[u8], force: bool) -> std::io::Result<()> {
+    use std::io::Write;
+    if force && path.exists() {
+        std::fs::remove_file(path)?;
+    }
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    let mut file = options.open(path)?;
+    file.write_all(bytes)?;
+    file.sync_all()
+}
+
+fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
+    const CMD: &str = "relay serve";
+    let text = match std::fs::read_to_string(&a.signing_key) {
+        Ok(text) => text,
+        Err(e) => {
+            let message = format!("cannot read {}: {e}", a.signing_key.display());
+            return env_error(CMD, "signing_key", &message).print(g.json);
+        }
+    };
+    let signing_key = match SigningKey::from_file_text(&text) {
+        Ok(key) => key,
+        Err(e) => return usage_report(Some(CMD), Some("signing_key"), &e.text()).print(g.json),
+    };
+    warn_if_readable_by_others(&a.signing_key);
+    let Some(token) = g.access_token.as_deref().filter(|t| !t.is_empty()) else {
+        let why = "is required: pass --access-token or set POLAR_ACCESS_TOKEN (an organization \
+                   access token with the license_keys:write scope)";
+        return usage_report(Some(CMD), Some("access_token"), why).print(g.json);
+    };
+    let server = match g.base_url.as_deref().filter(|s| !s.is_empty()) {
+        Some(url) => Server::Custom(url.to_string()),
+        None => match g.server {
+            ServerChoice::Production => Server::Production,
+            ServerChoice::Sandbox => Server::Sandbox,
+        },
+    };
+    let kid = signing_key.kid().to_string();
+    let pair = signing_key.public_pair();
+    let mut config = RelayConfig::new(server, AccessToken::new(token), signing_key);
+    config.organization_id = g.org.clone().filter(|s| !s.is_empty());
+    config.lease_days = a.lease_days;
+    config.client_ip_header = a.client_ip_header.clone();
+    config.limits = Limits {
+        per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
+        per_key: Rate::new(a.per_key.0, a.per_key.1),
+        ..Limits::default()
+    };
+    let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let transport = UreqTransport::new(
+        timeout.min(DEFAULT_CONNECT_TIMEOUT),
+        timeout,
+        MAX_UPSTREAM_BYTES,
+    );
+    let relay = match Relay::new(config, Box::new(transport)) {
+        Ok(relay) => relay,
+        Err(e) => {
+            let field = match &e {
+                polar_license::Error::InvalidInput { field, .. } => field.clone(),
+                _ => "relay".to_string(),
+            };
+            return usage_report(Some(CMD), Some(&field), &e.text()).print(g.json);
+        }
+    };
+    let upstream = relay.base_url().to_string();
+    let addr = format!("{}:{}", a.host, a.port);
+    let running = match polar_license_relay::serve(Arc::new(relay), &addr) {
+        Ok(running) => running,
+        Err(e) => {
+            let message = format!("cannot listen on {addr}: {e}");
+            return env_error(CMD, "port", &message).print(g.json);
+        }
+    };
+    polar_license_relay::log_to_stderr(log::LevelFilter::Info);
+    let url = running.url();
+    let org = g.org.as_deref().filter(|s| !s.is_empty()).unwrap_or("any");
+    print_out(&format!(
+        "listening on {url}\n\
+         relay for {upstream} (organization {org}), leases of {} days signed by {kid}\n\
+         clients: --base-url {url} --relay-key {pair}\n\
+         serving until killed (Ctrl-C)\n",
+        a.lease_days
+    ));
+    running.wait();
+    0
+}
+
+/// A key file others can read is a leaked key waiting to happen: say so (unix).
+fn warn_if_readable_by_others(path: &Path) {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if let Ok(meta) = std::fs::metadata(path) {
+            if meta.permissions().mode() & 0o077 != 0 {
+                print_err(&format!(
+                    "warning: {} is readable by others than its owner (chmod 600 it)\n",
+                    path.display()
+                ));
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = path;
+}

@@ -1,0 +1,210 @@
+//! `polar-license relay keygen` and `relay serve` as real processes (issue #25): the key file
+//! and what keygen prints, serve's banner, and a validate end to end through `relay serve` in
+//! front of `polar-license emulator`.
+
+use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey, LEASE_HEADER};
+use polar_license::Key;
+use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_testkit::{clean_command, ScratchDir, Served};
+use serde_json::Value;
+use std::process::Output;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+
+fn run(args: &[&str]) -> Output {
+    clean_command(BIN)
+        .args(args)
+        .output()
+        .expect("the binary runs")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn keygen_writes_an_owner_only_key_and_prints_the_public_key_clients_take() {
+    let dir = ScratchDir::new("relay-keygen");
+    let file = dir.path().join("relay.key");
+    let out = file.to_str().expect("a UTF-8 path");
+    let o = run(&["relay", "keygen", "--out", out, "--kid", "k1"]);
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    let printed = stdout(&o);
+    let line = printed.trim_end();
+    assert_eq!(printed.lines().count(), 1, "{printed:?}");
+    assert!(line.starts_with("k1=k4.public."), "{line}");
+    let keys = RelayKeys::parse(line).expect("clients take what keygen prints");
+    let key = SigningKey::from_file_text(&std::fs::read_to_string(&file).expect("the key file"))
+        .expect("serve takes what keygen writes");
+    assert_eq!((key.public_pair().as_str(), keys), (line, key.relay_keys()));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file)
+            .expect("metadata")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+    }
+
+    // An existing file is refused (exit 3, the file untouched), replaced with --force.
+    let before = std::fs::read(&file).expect("the key file");
+    let o = run(&["--json", "relay", "keygen", "--out", out]);
+    let refused: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(
+        (o.status.code(), refused["field"].as_str()),
+        (Some(3), Some("out"))
+    );
+    assert_eq!(std::fs::read(&file).expect("the key file"), before);
+    let o = run(&["--json", "relay", "keygen", "--out", out, "--force"]);
+    assert_eq!(o.status.code(), Some(0));
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    let kid = v["kid"].as_str().expect("kid");
+    let public = v["public_key"].as_str().expect("public_key");
+    assert!(
+        kid.starts_with("k4.pid.") && public.starts_with("k4.public."),
+        "{v}"
+    );
+    let key = SigningKey::from_file_text(&std::fs::read_to_string(&file).expect("the key file"))
+        .expect("the new key");
+    assert_eq!(key.public_pair(), format!("{kid}={public}"));
+    assert_ne!(std::fs::read(&file).expect("the key file"), before);
+
+    // A bad kid is a usage error.
+    let o = run(&["relay", "keygen", "--out", out, "--force", "--kid", "a=b"]);
+    assert_eq!(o.status.code(), Some(2));
+}
+
+#[test]
+fn serve_needs_a_token_and_a_readable_key() {
+    let dir = ScratchDir::new("relay-serve-args");
+    let file = dir.path().join("relay.key");
+    let out = file.to_str().expect("a UTF-8 path");
+    assert_eq!(
+        run(&["relay", "keygen", "--out", out]).status.code(),
+        Some(0)
+    );
+    let o = run(&[
+        "--json",
+        "relay",
+        "serve",
+        "--signing-key",
+        out,
+        "--port",
+        "0",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(
+        (o.status.code(), v["field"].as_str()),
+        (Some(2), Some("access_token"))
+    );
+    let missing = dir.path().join("none.key");
+    let o = run(&[
+        "--json",
+        "relay",
+        "serve",
+        "--signing-key",
+        missing.to_str().expect("a UTF-8 path"),
+        "--access-token",
+        "polar_oat_x",
+    ]);
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(
+        (o.status.code(), v["field"].as_str()),
+        (Some(3), Some("signing_key"))
+    );
+    assert!(!stdout(&o).contains("polar_oat_x"));
+}
+
+#[test]
+fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
+    let dir = ScratchDir::new("relay-e2e");
+    let file = dir.path().join("relay.key");
+    let out = file.to_str().expect("a UTF-8 path");
+    assert_eq!(
+        run(&["relay", "keygen", "--out", out, "--kid", "k1"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let key = SigningKey::from_file_text(&std::fs::read_to_string(&file).expect("the key"))
+        .expect("the key");
+
+    let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
+    let (relay, banner) = Served::start_with_banner(
+        clean_command(BIN)
+            .args([
+                "--base-url",
+                &polar.url,
+                "relay",
+                "serve",
+                "--signing-key",
+                out,
+            ])
+            .args(["--port", "0"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        "serving until killed",
+    );
+    assert!(relay.url.starts_with("http://127.0.0.1:"), "{}", relay.url);
+    assert!(
+        banner.iter().any(|l| l.contains(&key.public_pair())),
+        "{banner:#?}"
+    );
+
+    // The command line's own validate, pointed at the relay: licensed.
+    let cache = dir.path().join("cache");
+    let o = clean_command(BIN)
+        .args([
+            "--base-url",
+            &relay.url,
+            "--org",
+            DEMO_ORGANIZATION_ID,
+            "--json",
+        ])
+        .args(["--cache-dir", cache.to_str().expect("a UTF-8 path")])
+        .args(["validate", "--key", DEMO_KEY])
+        .output()
+        .expect("validate runs");
+    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
+    assert_eq!(
+        (o.status.code(), v["outcome"].as_str()),
+        (Some(0), Some("licensed")),
+        "{v}"
+    );
+
+    // The raw answer carries a lease that verifies with the key keygen printed.
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+    let resp = agent
+        .post(format!(
+            "{}/v1/customer-portal/license-keys/validate",
+            relay.url
+        ))
+        .header("content-type", "application/json")
+        .send(body.as_str())
+        .expect("an answer");
+    assert_eq!(resp.status().as_u16(), 200);
+    let token = resp
+        .headers()
+        .get(LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .expect("a lease")
+        .to_string();
+    let license_key = Key::new(DEMO_KEY);
+    let expect = LeaseExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key: &license_key,
+        activation_id: None,
+        benefit_id: None,
+        machine: None,
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let lease = lease::verify(&token, &key.relay_keys(), &expect, now, 600).expect("verifies");
+    assert_eq!(lease.kid, "k1");
+    assert_eq!(lease.claims.expires_at - lease.claims.issued_at, 7 * 86_400);
+}

@@ -1,0 +1,329 @@
+//! Signed mode through the real binary (issue #25): `polar-license relay serve` as a process in
+//! front of the emulator, the command line as the app with `--relay-key`. The lease in every
+//! `--json`, the cache licensing offline only until the lease ends, the forged-record attack
+//! (re-sealed with this crate's own code: an unsigned command grants, a signed one refuses), and
+//! the air-gapped `lease request | fetch | install` round trip.
+
+use polar_license::fingerprint::machine_fingerprint;
+use polar_license::session::{self, Slot};
+use polar_license::store::Store;
+use polar_license::{FileStore, Key};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
+use polar_license_testkit::{clean_command, ScratchDir, Served};
+use serde_json::Value;
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+const DAY: i64 = 86_400;
+const APP_SECRET: &str = "the app's own secret";
+
+struct World {
+    polar: Emulator,
+    relay: Served,
+    /// `KID=k4.public.…`, as keygen printed it.
+    pair: String,
+    dir: ScratchDir,
+}
+
+struct Answer {
+    code: i32,
+    v: Value,
+    stdout: String,
+}
+
+impl World {
+    fn new(lease_days: &str) -> World {
+        let dir = ScratchDir::new("cli-signed");
+        let key_file = dir.path().join("relay.key");
+        let key_path = key_file.to_str().expect("a UTF-8 path").to_string();
+        let out = clean_command(BIN)
+            .args(["relay", "keygen", "--out", &key_path, "--kid", "relay-1"])
+            .output()
+            .expect("keygen runs");
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let pair = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+        let relay = Served::start(
+            clean_command(BIN)
+                .args(["--base-url", &polar.url(), "relay", "serve"])
+                .args(["--signing-key", &key_path, "--port", "0"])
+                .args(["--lease-days", lease_days])
+                .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        );
+        World {
+            polar,
+            relay,
+            pair,
+            dir,
+        }
+    }
+
+    fn cache(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// The binary as the app: through the relay, the cache `cache`, the clock moved by
+    /// `offset` seconds (the emulator's too), in signed mode when `signed`.
+    fn app(&self, cache: &str, offset: i64, signed: bool) -> Command {
+        self.polar.set_clock_offset(offset);
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--json", "--org", &self.polar.organization_id()])
+            .args(["--base-url", &self.relay.url])
+            .args(["--cache-dir", self.cache(cache).to_str().expect("UTF-8")])
+            .args(["--app-secret", APP_SECRET])
+            .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string());
+        if signed {
+            cmd.args(["--relay-key", &self.pair]);
+        }
+        cmd
+    }
+
+    fn run(cmd: &mut Command, stdin: Option<&str>) -> Answer {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary runs");
+        let mut input = child.stdin.take().expect("stdin");
+        input
+            .write_all(stdin.unwrap_or("").as_bytes())
+            .expect("stdin written");
+        drop(input);
+        let out = child.wait_with_output().expect("the binary ends");
+        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+        let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+            panic!(
+                "not one JSON object ({e}): {stdout}\nstderr: {}",
+                String::from_utf8_lossy(&out.stderr)
+            )
+        });
+        Answer {
+            code: out.status.code().unwrap_or(-1),
+            v,
+            stdout,
+        }
+    }
+
+    fn cmd(&self, cache: &str, offset: i64, signed: bool, args: &[&str]) -> Answer {
+        World::run(self.app(cache, offset, signed).args(args), None)
+    }
+
+    /// Re-seals the record in `cache` after `edit`, with the install secret read from disk,
+    /// the app secret and this crate's own code: what the threat model says anyone can do.
+    fn forge(&self, cache: &str, edit: impl FnOnce(&mut polar_license::Record)) {
+        let org = self.polar.organization_id();
+        let key = Key::new(DEMO_KEY);
+        let dir = self.cache(cache);
+        let secret = FileStore::new(&dir)
+            .install_secret()
+            .expect("the install secret");
+        let seal = machine_fingerprint(&org).expect("this machine's id");
+        let slot = Slot::new(
+            &self.relay.url,
+            &org,
+            &key,
+            &secret,
+            seal.as_deref(),
+            Some(APP_SECRET.as_bytes()),
+        );
+        let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
+        let (record, ledger) = (read(&slot.name), read(&slot.ledger));
+        let opened: session::Opened =
+            session::open(record.as_deref(), ledger.as_deref(), &slot, &org, &key);
+        let mut record = opened
+            .record
+            .clone()
+            .expect("a trusted record to forge from");
+        edit(&mut record);
+        for (name, bytes) in session::seal(&opened, record, &slot) {
+            std::fs::write(dir.join(format!("{name}.cache")), bytes).expect("written");
+        }
+    }
+}
+
+fn lease_kid(a: &Answer) -> Option<&str> {
+    a.v["lease"]["kid"].as_str()
+}
+
+#[test]
+fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
+    let w = World::new("2");
+    let a = w.cmd(
+        "app",
+        0,
+        true,
+        &["activate", "--key", DEMO_KEY, "--label", "laptop"],
+    );
+    assert_eq!((a.code, lease_kid(&a)), (0, Some("relay-1")), "{}", a.v);
+    let ends = a.v["lease"]["expires_at"]
+        .as_str()
+        .expect("expires_at")
+        .to_string();
+    for args in [
+        &["check", "--key", DEMO_KEY][..],
+        &["status", "--key", DEMO_KEY][..],
+        &["validate", "--key", DEMO_KEY][..],
+    ] {
+        let a = w.cmd("app", 0, true, args);
+        assert_eq!(lease_kid(&a), Some("relay-1"), "{args:?}: {}", a.v);
+    }
+    // Without --relay-key: the same record, no lease read (null).
+    let a = w.cmd("app", 0, false, &["status", "--key", DEMO_KEY]);
+    assert!(a.v["lease"].is_null(), "{}", a.v);
+
+    // Polar unreachable (the relay answers 502): licensed from the cache a day later…
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let a = w.cmd("app", DAY, true, &["check", "--key", DEMO_KEY]);
+    assert_eq!(
+        (a.code, a.v["outcome"].as_str(), a.v["source"].as_str()),
+        (0, Some("licensed"), Some("cache")),
+        "{}",
+        a.v
+    );
+    // …not once the lease has ended (day 2), though the grace (7 days) has not.
+    let a = w.cmd("app", 2 * DAY + 60, true, &["check", "--key", DEMO_KEY]);
+    assert_eq!(a.v["reason"].as_str(), Some("grace_expired"), "{}", a.v);
+    let a = w.cmd("app", 2 * DAY + 60, false, &["check", "--key", DEMO_KEY]);
+    assert_eq!(a.v["source"].as_str(), Some("cache"), "unsigned: {}", a.v);
+    assert!(!ends.is_empty());
+}
+
+#[test]
+fn the_forged_record_attack_fools_an_unsigned_command_and_not_a_signed_one() {
+    let w = World::new("7");
+    let a = w.cmd(
+        "app",
+        0,
+        true,
+        &["activate", "--key", DEMO_KEY, "--label", "laptop"],
+    );
+    assert_eq!(a.code, 0, "{}", a.v);
+    // Revoked on Polar, which the attacker then keeps unreachable; a month later the record is
+    // re-sealed as freshly verified.
+    w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        },
+    );
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let month = 30 * DAY;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+        + month;
+    w.forge("app", |r| {
+        let good = r.good.as_mut().expect("a good verdict");
+        good.verified_at = now;
+        r.latest_seen = now;
+        r.denied = None;
+    });
+    let unsigned = w.cmd("app", month, false, &["check", "--key", DEMO_KEY]);
+    assert_eq!(
+        (unsigned.code, unsigned.v["source"].as_str()),
+        (0, Some("cache")),
+        "today's ceiling: {}",
+        unsigned.v
+    );
+    let signed = w.cmd("app", month, true, &["check", "--key", DEMO_KEY]);
+    assert_ne!(signed.code, 0, "{}", signed.v);
+    assert_eq!(
+        signed.v["reason"].as_str(),
+        Some("grace_expired"),
+        "{}",
+        signed.v
+    );
+    assert!(
+        signed.v["lease"].is_object(),
+        "the lease is shown, ended: {}",
+        signed.v
+    );
+}
+
+#[test]
+fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
+    let w = World::new("7");
+    // The offline machine: only the organization and the relay's key (its base URL is never
+    // reached: nothing listens there).
+    let offline = |args: &[&str], stdin: Option<&str>| {
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--json", "--org", &w.polar.organization_id()])
+            .args(["--base-url", "http://127.0.0.1:9"])
+            .args(["--cache-dir", w.cache("offline").to_str().expect("UTF-8")])
+            .args(["--relay-key", &w.pair])
+            .args(args);
+        World::run(&mut cmd, stdin)
+    };
+    let request = offline(
+        &["lease", "request", "--key", DEMO_KEY, "--label", "lab"],
+        None,
+    );
+    assert_eq!(request.code, 0, "{}", request.v);
+    let line = request.v["line"].as_str().expect("line").to_string();
+    assert!(
+        line.starts_with("polar-license-activation-request.v1."),
+        "{line}"
+    );
+
+    // Any online machine: the relay at --base-url; the organization comes from the request.
+    let mut fetch = clean_command(BIN);
+    fetch
+        .args(["--json", "--base-url", &w.relay.url])
+        .args(["lease", "fetch"]);
+    let fetched = World::run(&mut fetch, Some(&line));
+    assert_eq!(fetched.code, 0, "{}", fetched.v);
+    let response = fetched.v["line"].as_str().expect("line").to_string();
+
+    // A damaged response installs nothing; the real one does, and the machine is licensed
+    // with no network at all.
+    let cut = &response[..response.len() - 8];
+    let bad = offline(&["lease", "install"], Some(cut));
+    assert_eq!(bad.v["reason"].as_str(), Some("invalid_input"), "{}", bad.v);
+    let installed = offline(&["lease", "install"], Some(&response));
+    assert_eq!(
+        (installed.code, lease_kid(&installed)),
+        (0, Some("relay-1")),
+        "{}",
+        installed.v
+    );
+    let check = offline(&["check", "--key", DEMO_KEY], None);
+    assert_eq!(
+        (check.code, check.v["source"].as_str()),
+        (0, Some("cache")),
+        "{}",
+        check.v
+    );
+    // Without --json the request is the only line on stdout (to pipe or redirect).
+    let mut plain = clean_command(BIN);
+    plain
+        .args(["--org", &w.polar.organization_id()])
+        .args(["--cache-dir", w.cache("offline").to_str().expect("UTF-8")])
+        .args(["lease", "request", "--key", DEMO_KEY, "--label", "lab"]);
+    let out = plain.output().expect("runs");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(text.lines().count(), 1, "{text}");
+    assert!(text.starts_with("polar-license-activation-request.v1."));
+    assert!(!request.stdout.is_empty());
+}
+
+#[test]
+fn a_relay_key_that_does_not_parse_is_invalid_input_before_any_request() {
+    let w = World::new("7");
+    w.polar.reset_request_count();
+    for bad in ["relay-1", "relay-1=k4.public.AAAA", "=k4.public.x", "a=b=c"] {
+        let mut cmd = w.app("bad", 0, false);
+        cmd.args(["--relay-key", bad, "check", "--key", DEMO_KEY]);
+        let a = World::run(&mut cmd, None);
+        assert_eq!(
+            (a.v["reason"].as_str(), a.v["field"].as_str()),
+            (Some("invalid_input"), Some("relay_keys")),
+            "{bad}: {}",
+            a.v
+        );
+    }
+    assert_eq!(w.polar.request_count(), 0);
+}

@@ -1,0 +1,91 @@
+//! Relay throughput on loopback (issue #25's benchmark): requests per second through
+//! `polar-license relay serve`'s server in front of the embedded emulator, against the same
+//! requests sent to the emulator directly, with the same client threads. Validates of the demo
+//! key, each a grant, so every relayed answer is classified and signed (a lease per answer).
+//! The rate limits are off: this measures the relay, not its buckets.
+//!
+//! Run: `cargo run --release -p polar-license-relay --example load [SECONDS] [THREADS]`
+//! (defaults 5 and 4).
+
+use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::{AccessToken, Server, UreqTransport};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_relay::{Limits, Rate, Relay, RelayConfig};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Sends validates to `base` from `threads` threads for `secs`; returns (answers, leases).
+fn hammer(base: &str, threads: usize, secs: u64) -> (u64, u64) {
+    let url = format!("{base}/v1/customer-portal/license-keys/validate");
+    let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+    let stop = Instant::now() + Duration::from_secs(secs);
+    let workers: Vec<_> = (0..threads)
+        .map(|_| {
+            let (url, body) = (url.clone(), body.clone());
+            std::thread::spawn(move || {
+                let agent = ureq::Agent::config_builder()
+                    .http_status_as_error(false)
+                    .build()
+                    .new_agent();
+                let (mut answers, mut leases) = (0u64, 0u64);
+                while Instant::now() < stop {
+                    let resp = agent
+                        .post(&url)
+                        .header("content-type", "application/json")
+                        .send(body.as_str());
+                    if let Ok(mut resp) = resp {
+                        let _ = resp.body_mut().read_to_vec();
+                        if resp.status().as_u16() == 200 {
+                            answers += 1;
+                            leases += u64::from(resp.headers().contains_key(LEASE_HEADER));
+                        }
+                    }
+                }
+                (answers, leases)
+            })
+        })
+        .collect();
+    workers
+        .into_iter()
+        .map(|w| w.join().unwrap_or((0, 0)))
+        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
+    let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    // Polar's public 3/s per IP is off by default in the emulator (Options::rate_limit).
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("the emulator starts");
+    let signer = SigningKey::generate(Some("load")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    let relay = polar_license_relay::serve(Arc::new(relay), "127.0.0.1:0").expect("it listens");
+
+    let (direct, _) = hammer(&polar.url(), threads, secs);
+    let (relayed, leases) = hammer(&relay.url(), threads, secs);
+    let rate = |n: u64| n as f64 / secs as f64;
+    println!("{threads} client threads, {secs} s each, validates of one key (each a grant):");
+    println!(
+        "  emulator directly:          {:8.0} requests/s",
+        rate(direct)
+    );
+    println!(
+        "  through the relay:          {:8.0} requests/s ({} of {} with a lease)",
+        rate(relayed),
+        leases,
+        relayed
+    );
+    relay.stop();
+    polar.stop();
+}

@@ -1,0 +1,1024 @@
+//! A seller-run relay in front of Polar's license-key API (issue #25): clients talk to it as
+//! they would to Polar, it asks Polar with the seller's organization token, and every grant
+//! comes back with a signed **lease** ([`polar_license::lease`]) that lets a client in signed
+//! mode license offline.
+//!
+//! * **Polar's routes, Polar's answers.** `POST /v1/customer-portal/license-keys/{validate,
+//!   activate,deactivate}` with Polar's bodies, so a client switches by base URL. The relay
+//!   calls the token-authenticated twins (`/v1/license-keys/…`: the public routes allow 3
+//!   requests per second per IP, which a relay serving every customer would hit) and passes
+//!   Polar's status, body and `content-type`, `retry-after`, `date`, `polar-version`,
+//!   `cache-control` back unchanged: denials, 429s and 5xx alike.
+//! * **A lease on grants only.** A 200 of validate or activate gets a lease in the
+//!   [`LEASE_HEADER`] header only when the core ([`polar_license::proto::parse_validate_for`],
+//!   [`parse_activate_for`]) classifies it as a grant
+//!   for the request asked (same key and organization, status `granted`, not expired at `now`).
+//!   Anything else (a denial, a login page's 200, a 200 saying "revoked") passes through with
+//!   none.
+//! * **The seller's token is protected.** Bodies are capped ([`Limits::max_body_bytes`], 413);
+//!   Polar's own input checks ([`polar_license_emulator::check_body`]: the same 422 bytes
+//!   Polar sends) and the core's stricter ones run before any call; a body naming another
+//!   organization than the configured one is Polar's 404 "Not found" without a call; each
+//!   client IP and each license key has a token bucket ([`Limits`]; 429 with `Retry-After`,
+//!   no call). The token is never logged nor sent to a client; keys are logged redacted
+//!   (`****-6ED415`).
+//! * **Errors that are the seller's, not the customer's.** Polar unreachable: 502
+//!   `{"detail": …}` (a client falls back to its cache, as for any 5xx). Polar refusing the
+//!   seller's token (401, or a 403 that is not a license denial): an error log line and 502,
+//!   never passed on, because a customer must not read the seller's credential problem as a
+//!   denial of their license.
+//! * **CORS** on every answer (`Access-Control-Allow-Origin: *`, the lease, `retry-after` and
+//!   `date` exposed), preflights answered without a call.
+//!
+//! The core ([`Relay::handle`]) is sans-IO: a request as data, `now` as an argument, the
+//! upstream [`Transport`] injected; the native server ([`serve`], feature `server`) wraps it
+//! with `tiny_http` and [`polar_license::UreqTransport`].
+
+#![deny(unsafe_code)]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod limit;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+mod server;
+
+pub use limit::Rate;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+pub use server::{log_to_stderr, serve, Running};
+
+use limit::Buckets;
+use polar_license::lease::{key_hash, LeaseClaims, SigningKey, LEASE_HEADER};
+use polar_license::metadata::{MetaValue, Metadata};
+use polar_license::proto::{
+    error_body, parse_activate_for, parse_validate_for, ActivateRequest, Api, DeactivateRequest,
+    Expect, HttpRequest, HttpResponse, Operation, Server, ValidateRequest,
+};
+use polar_license::{AccessToken, Error, Key, Transport, Verdict};
+use polar_license_emulator::{check_body, CheckedBody};
+use std::sync::Mutex;
+
+/// The routes a relay answers (Polar's customer-portal ones).
+pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
+
+/// The `User-Agent` of the relay's calls to Polar.
+pub const USER_AGENT: &str = concat!("polar-license-relay/", env!("CARGO_PKG_VERSION"));
+
+/// Polar's response headers passed back to the client unchanged.
+const PASSED_HEADERS: [&str; 6] = [
+    "content-type",
+    "retry-after",
+    "date",
+    "polar-version",
+    "cache-control",
+    "x-polar-sandbox",
+];
+
+/// The relay's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per client IP, every request on the three routes (default 5 per second, bursts of 10).
+    pub per_ip: Rate,
+    /// Per license key, every request that passed the input checks (default 3 per second,
+    /// bursts of 6).
+    pub per_key: Rate,
+    /// The largest request body read (default 64 KiB; Polar's own limit is 10 MiB, but no
+    /// valid license request comes near 64 KiB: 50 conditions and 50 meta entries of 500
+    /// characters are about 55 KB).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_ip: Rate::new(5, 10),
+            per_key: Rate::new(3, 6),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How a relay runs.
+#[derive(Debug)]
+pub struct RelayConfig {
+    /// The Polar it asks (production, sandbox, or a base URL such as an emulator's).
+    pub server: Server,
+    /// When set, a request for any other organization is Polar's 404 "Not found", without a
+    /// call (the token would only see its own organization's keys anyway).
+    pub organization_id: Option<String>,
+    /// The seller's organization access token (scope `license_keys:write`).
+    pub access_token: AccessToken,
+    /// The lease signing key.
+    pub signing_key: SigningKey,
+    /// How long a lease lasts (default 7 days; never past the license's `expires_at`).
+    pub lease_days: u32,
+    /// Rate limits and the body cap.
+    pub limits: Limits,
+    /// Behind a reverse proxy (TLS in front of the relay), the header that proxy writes the
+    /// client's address in (`x-real-ip`, `x-forwarded-for`, `cf-connecting-ip`, …): its last
+    /// comma-separated entry, the one the proxy itself added, is the per-IP limit's identity
+    /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
+    /// a client could then send the header to pick its own bucket.
+    pub client_ip_header: Option<String>,
+}
+
+impl RelayConfig {
+    /// A configuration with the default lease (7 days) and limits, for any organization.
+    pub fn new(server: Server, access_token: AccessToken, signing_key: SigningKey) -> Self {
+        RelayConfig {
+            server,
+            organization_id: None,
+            access_token,
+            signing_key,
+            lease_days: DEFAULT_LEASE_DAYS,
+            limits: Limits::default(),
+            client_ip_header: None,
+        }
+    }
+}
+
+/// A well-formed organization id, to check the server and token with before any request.
+const DUMMY_ORG: &str = "00000000-0000-4000-8000-000000000000";
+
+/// The default lease length, in days.
+pub const DEFAULT_LEASE_DAYS: u32 = 7;
+/// The longest lease, in days.
+pub const MAX_LEASE_DAYS: u32 = 366;
+
+/// A request as the server received it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayRequest {
+    /// `POST`, `OPTIONS`, …
+    pub method: String,
+    /// The request target's path (a query is ignored).
+    pub path: String,
+    /// The headers (any case).
+    pub headers: Vec<(String, String)>,
+    /// The body: the server reads at most [`Limits::max_body_bytes`] + 1 bytes of it.
+    pub body: Vec<u8>,
+    /// The client's IP (the socket peer), the per-IP limit's identity.
+    pub client_ip: String,
+}
+
+impl std::fmt::Debug for RelayRequest {
+    /// The body's length only: it holds a license key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body_len", &self.body.len())
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayRequest {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The relay's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl RelayResponse {
+    fn new(status: u16) -> RelayResponse {
+        RelayResponse {
+            status,
+            ..RelayResponse::default()
+        }
+    }
+
+    fn json(status: u16, body: impl Into<Vec<u8>>) -> RelayResponse {
+        let mut r = RelayResponse::new(status);
+        r.set("content-type", "application/json");
+        r.body = body.into();
+        r
+    }
+
+    /// Polar's `{"error":…,"detail":…}`, in Polar's member order.
+    fn error(status: u16, error: &str, detail: &str) -> RelayResponse {
+        RelayResponse::json(
+            status,
+            object(&[("error", string(error)), ("detail", string(detail))]),
+        )
+    }
+
+    /// `{"detail":…}` (Starlette's 404 and 405, and the relay's own 502s).
+    fn detail(status: u16, detail: &str) -> RelayResponse {
+        RelayResponse::json(status, object(&[("detail", string(detail))]))
+    }
+
+    /// Polar's 429: an empty body and `retry-after`.
+    fn rate_limited(retry_after: u64) -> RelayResponse {
+        let mut r = RelayResponse::new(429);
+        r.set("retry-after", &retry_after.to_string());
+        r
+    }
+
+    fn set(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The lease, when this answer carries one.
+    pub fn lease(&self) -> Option<&str> {
+        self.header(LEASE_HEADER)
+    }
+}
+
+/// A clock reading, given to [`Relay::handle`]: the core reads no clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Now {
+    /// Wall-clock unix seconds (the lease's `iat`, `nbf`, `exp`, the expiry check).
+    pub unix_seconds: i64,
+    /// A monotonic reading in milliseconds (the rate limit's buckets).
+    pub monotonic_ms: u64,
+}
+
+/// Where a lease's `jti` comes from: 16 random bytes.
+pub type Entropy = Box<dyn Fn() -> Option<[u8; 16]> + Send + Sync>;
+
+/// The relay: configuration, rate-limit state and the upstream transport. Share it between
+/// threads behind an `Arc`; [`Relay::handle`] takes `&self`.
+pub struct Relay {
+    token: AccessToken,
+    base_url: String,
+    organization_id: Option<String>,
+    signing_key: SigningKey,
+    lease_seconds: i64,
+    limits: Limits,
+    client_ip_header: Option<String>,
+    per_ip: Mutex<Buckets>,
+    per_key: Mutex<Buckets>,
+    transport: Box<dyn Transport>,
+    entropy: Entropy,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("base_url", &self.base_url)
+            .field("organization_id", &self.organization_id)
+            .field("kid", &self.signing_key.kid())
+            .field("lease_seconds", &self.lease_seconds)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The operating system's randomness (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn os_entropy() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+impl Relay {
+    /// Checks the configuration (the base URL, the token, the organization id, a lease of 1
+    /// to [`MAX_LEASE_DAYS`] days) and builds a relay that asks Polar through `transport`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(config: RelayConfig, transport: Box<dyn Transport>) -> Result<Relay, Error> {
+        Relay::with_entropy(config, transport, Box::new(os_entropy))
+    }
+
+    /// [`Relay::new`] with the lease ids' randomness given (a host without an OS source).
+    pub fn with_entropy(
+        config: RelayConfig,
+        transport: Box<dyn Transport>,
+        entropy: Entropy,
+    ) -> Result<Relay, Error> {
+        if !(1..=MAX_LEASE_DAYS).contains(&config.lease_days) {
+            return Err(Error::invalid("lease_days", "must be 1 to 366 days"));
+        }
+        let organization_id = config
+            .organization_id
+            .as_deref()
+            .map(|org| polar_license::metadata::check_uuid_v4("organization_id", org))
+            .transpose()?;
+        let base_url = config.server.base_url()?;
+        // Checks the token (non-empty printable ASCII) once, here.
+        Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
+        Ok(Relay {
+            token: config.access_token,
+            base_url,
+            organization_id,
+            signing_key: config.signing_key,
+            lease_seconds: i64::from(config.lease_days) * 86_400,
+            limits: config.limits,
+            client_ip_header: config.client_ip_header,
+            per_ip: Mutex::new(Buckets::new(config.limits.per_ip)),
+            per_key: Mutex::new(Buckets::new(config.limits.per_key)),
+            transport,
+            entropy,
+        })
+    }
+
+    /// The Polar base URL asked.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The signing key's `kid`.
+    pub fn kid(&self) -> &str {
+        self.signing_key.kid()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Answers one request (see the crate docs for what it does, in order).
+    pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        let mut r = self.route(req, now);
+        add_cors(&mut r);
+        r
+    }
+
+    fn route(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        if req.method.eq_ignore_ascii_case("OPTIONS") {
+            return preflight();
+        }
+        let path = req.path.split('?').next().unwrap_or_default();
+        let op = match path.strip_prefix(ROUTE_PREFIX) {
+            Some("validate") => Operation::Validate,
+            Some("activate") => Operation::Activate,
+            Some("deactivate") => Operation::Deactivate,
+            _ => return RelayResponse::detail(404, "Not Found"),
+        };
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return r;
+        }
+        let max = self.limits.max_body_bytes;
+        if req.body.len() > max {
+            log::info!("relay: {} 413 (body over {max} bytes)", op.as_str());
+            return RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
+            );
+        }
+        let client = self.client_of(req);
+        if let Some(secs) = take(&self.per_ip, client, now) {
+            log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
+            return RelayResponse::rate_limited(secs);
+        }
+        let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
+            Some(Ok(checked)) => checked,
+            Some(Err(refusal)) => {
+                log::info!(
+                    "relay: {} {} (Polar's input checks)",
+                    op.as_str(),
+                    refusal.status
+                );
+                let mut r = RelayResponse::json(refusal.status, refusal.body);
+                r.set("content-type", refusal.content_type);
+                return private(r);
+            }
+            None => return RelayResponse::detail(404, "Not Found"),
+        };
+        let key = Key::new(checked.key.clone());
+        if self
+            .organization_id
+            .as_deref()
+            .is_some_and(|org| org != checked.organization_id)
+        {
+            log::info!(
+                "relay: {} {} 404 (another organization)",
+                op.as_str(),
+                key.redacted()
+            );
+            return private(RelayResponse::error(404, "ResourceNotFound", "Not found"));
+        }
+        let call = match Call::of(op, &checked) {
+            Ok(call) => call,
+            Err(e) => return private(invalid(op, &key, &e)),
+        };
+        let request = match self
+            .api_for(&checked.organization_id)
+            .and_then(|api| call.request(&api))
+        {
+            Ok(request) => request,
+            Err(e) => return private(invalid(op, &key, &e)),
+        };
+        let key_id = [checked.organization_id.as_str(), ":", &key_hash(&key)].concat();
+        if let Some(secs) = take(&self.per_key, &key_id, now) {
+            log::info!(
+                "relay: {} {} 429 (key over its rate)",
+                op.as_str(),
+                key.redacted()
+            );
+            return RelayResponse::rate_limited(secs);
+        }
+        let request = with_version(request, req.header("polar-version"));
+        self.ask(op, &key, &checked, &call, &request, now)
+    }
+
+    /// The per-IP limit's identity: the configured proxy header's last entry, else the peer.
+    fn client_of<'r>(&self, req: &'r RelayRequest) -> &'r str {
+        self.client_ip_header
+            .as_deref()
+            .and_then(|name| req.header(name))
+            .and_then(|value| value.rsplit(',').next())
+            .map(str::trim)
+            .filter(|ip| !ip.is_empty())
+            .unwrap_or(&req.client_ip)
+    }
+
+    /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks
+    /// already), on the token twins.
+    fn api_for(&self, organization_id: &str) -> Result<Api, Error> {
+        Ok(
+            Api::new(organization_id, &Server::Custom(self.base_url.clone()))?
+                .with_access_token(self.token.clone())?
+                .with_user_agent(USER_AGENT),
+        )
+    }
+
+    fn ask(
+        &self,
+        op: Operation,
+        key: &Key,
+        checked: &CheckedBody,
+        call: &Call,
+        request: &HttpRequest,
+        now: Now,
+    ) -> RelayResponse {
+        let upstream = match self.transport.send(request) {
+            Ok(resp) => resp,
+            Err(e) => {
+                log::warn!(
+                    "relay: {} {} 502 (Polar unreachable: {:?})",
+                    op.as_str(),
+                    key.redacted(),
+                    e.kind
+                );
+                return RelayResponse::detail(502, "the relay could not reach Polar");
+            }
+        };
+        if refuses_token(op, &upstream) {
+            log::error!(
+                "relay: Polar refused the relay's access token ({}): check --access-token and \
+                 its license_keys:write scope; answering 502",
+                upstream.status
+            );
+            return RelayResponse::detail(502, "the relay could not ask Polar");
+        }
+        let mut r = RelayResponse::new(upstream.status);
+        for name in PASSED_HEADERS {
+            if let Some(value) = upstream.header(name) {
+                r.set(name, value);
+            }
+        }
+        r.body = upstream.body.clone();
+        let lease = match self.grant(op, checked, call, &upstream, now) {
+            Ok(grant) => grant,
+            Err(why) => {
+                log::info!(
+                    "relay: {} {} {} (no lease: {why})",
+                    op.as_str(),
+                    key.redacted(),
+                    upstream.status
+                );
+                return r;
+            }
+        };
+        let machine = machine_of(checked);
+        match self.signing_key.sign(&lease, machine.as_deref()) {
+            Ok(token) => {
+                r.set(LEASE_HEADER, &token);
+                log::info!(
+                    "relay: {} {} 200 (lease {} until {})",
+                    op.as_str(),
+                    key.redacted(),
+                    lease.id,
+                    lease.expires_at
+                );
+            }
+            Err(e) => log::error!(
+                "relay: {} {} 200 without a lease: {}",
+                op.as_str(),
+                key.redacted(),
+                e.text()
+            ),
+        }
+        r
+    }
+
+    /// The lease's claims when `upstream` is a grant the core accepts for the request, else
+    /// why not.
+    fn grant(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        call: &Call,
+        upstream: &HttpResponse,
+        now: Now,
+    ) -> Result<LeaseClaims, String> {
+        if upstream.status != 200 {
+            return Err("not a grant".into());
+        }
+        let org = checked.organization_id.as_str();
+        let at = now.unix_seconds;
+        let (license, activation_id) = match call {
+            Call::Validate(req) => {
+                let expect = Expect::validate(org, req, at).ok_or("no key")?;
+                match parse_validate_for(upstream, &expect).map_err(|e| e.text())? {
+                    Verdict::Accepted(v) => (v.license_key, v.activation.map(|a| a.id)),
+                    Verdict::Denied(d) => return Err(d.detail),
+                }
+            }
+            Call::Activate(req) => {
+                let expect = Expect::activate(org, req, at).ok_or("no key")?;
+                match parse_activate_for(upstream, &expect).map_err(|e| e.text())? {
+                    Verdict::Accepted(a) => (a.license_key, Some(a.activation.id)),
+                    Verdict::Denied(d) => return Err(d.detail),
+                }
+            }
+            Call::Deactivate(_) => return Err(format!("{} is never leased", op.as_str())),
+        };
+        let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
+        let expires_at = license_expires_at.map_or(at.saturating_add(self.lease_seconds), |l| {
+            l.min(at.saturating_add(self.lease_seconds))
+        });
+        let id = (self.entropy)()
+            .map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
+            .ok_or("no randomness for the lease id")?;
+        Ok(LeaseClaims {
+            organization_id: license.organization_id,
+            key_sha256: key_hash(&license.key),
+            activation_id,
+            status: license.status.as_str().to_string(),
+            license_expires_at,
+            benefit_id: license.benefit_id,
+            usage: license.usage,
+            limit_usage: license.limit_usage,
+            limit_activations: license.limit_activations,
+            issued_at: at,
+            not_before: at,
+            expires_at,
+            id: id.hyphenated().to_string(),
+        })
+    }
+}
+
+fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
+    // A poisoned lock (a panic elsewhere) still holds usable counts.
+    let mut guard = buckets.lock().unwrap_or_else(|e| e.into_inner());
+    guard.take(id, now.monotonic_ms)
+}
+
+/// The core's request, from a body Polar's checks accepted.
+enum Call {
+    Validate(ValidateRequest),
+    Activate(ActivateRequest),
+    Deactivate(DeactivateRequest),
+}
+
+impl Call {
+    fn of(op: Operation, b: &CheckedBody) -> Result<Call, Error> {
+        Ok(match op {
+            Operation::Validate => {
+                let mut req = ValidateRequest::new(b.key.as_str());
+                req.activation_id = b.activation_id.clone();
+                req.benefit_id = b.benefit_id.clone();
+                req.customer_id = b.customer_id.clone();
+                req.increment_usage = b
+                    .increment_usage
+                    .map(|n| {
+                        i64::try_from(n)
+                            .map_err(|_| Error::invalid("increment_usage", "must be <= 2147483647"))
+                    })
+                    .transpose()?;
+                req.conditions = metadata("conditions", &b.conditions)?;
+                Call::Validate(req)
+            }
+            Operation::Activate => {
+                let mut req =
+                    ActivateRequest::new(b.key.as_str(), b.label.clone().unwrap_or_default());
+                req.conditions = metadata("conditions", &b.conditions)?;
+                req.meta = metadata("meta", &b.meta)?;
+                Call::Activate(req)
+            }
+            Operation::Deactivate => Call::Deactivate(DeactivateRequest::new(
+                b.key.as_str(),
+                b.activation_id.clone().unwrap_or_default(),
+            )),
+        })
+    }
+
+    /// The core's local checks, and the request to Polar's token twin.
+    fn request(&self, api: &Api) -> Result<HttpRequest, Error> {
+        match self {
+            Call::Validate(req) => api.validate_request(req),
+            Call::Activate(req) => api.activate_request(req),
+            Call::Deactivate(req) => api.deactivate_request(req),
+        }
+    }
+}
+
+fn metadata(field: &str, pairs: &[(String, serde_json::Value)]) -> Result<Metadata, Error> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            serde_json::from_value::<MetaValue>(v.clone())
+                .map(|v| (k.clone(), v))
+                .map_err(|_| Error::invalid(field, "values are strings, numbers or booleans"))
+        })
+        .collect()
+}
+
+/// The machine a lease is bound to: the request's `conditions.machine_fingerprint`, when it
+/// is a string ([`polar_license::fingerprint::MACHINE_CONDITION`]).
+fn machine_of(b: &CheckedBody) -> Option<String> {
+    b.conditions
+        .iter()
+        .rev()
+        .find(|(k, _)| k == polar_license::fingerprint::MACHINE_CONDITION)
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
+/// The client's `Polar-Version`, passed on when it has the `YYYY-MM` form (Polar answers
+/// anything else with a bare 404, which the relay then passes back).
+fn with_version(mut request: HttpRequest, version: Option<&str>) -> HttpRequest {
+    if let Some(v) = version {
+        let v = v.trim();
+        if v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()) {
+            request.headers.push(("polar-version", v.to_string()));
+        }
+    }
+    request
+}
+
+/// Polar refusing the seller's token: a 401, or a 403 that is not a license denial
+/// (`NotPermitted`: activate's limits and statuses).
+fn refuses_token(op: Operation, upstream: &HttpResponse) -> bool {
+    match upstream.status {
+        401 => true,
+        403 => {
+            let denial = op == Operation::Activate
+                && error_body(upstream).and_then(|b| b.error).as_deref() == Some("NotPermitted");
+            !denial
+        }
+        _ => false,
+    }
+}
+
+/// The core refusing what Polar's checks let through (an empty key, one with spaces at its
+/// ends, an `increment_usage` past 32 bits): a 422 in Polar's shape, `value_error` on the
+/// field, with the core's message.
+fn invalid(op: Operation, key: &Key, e: &Error) -> RelayResponse {
+    let (field, message) = match e {
+        Error::InvalidInput { field, message } => (field.clone(), message.clone()),
+        other => ("body".to_string(), other.text()),
+    };
+    log::info!(
+        "relay: {} {} 422 (local check: {field})",
+        op.as_str(),
+        key.redacted()
+    );
+    let loc: Vec<String> = std::iter::once("body")
+        .chain(field.split('.'))
+        .map(string)
+        .collect();
+    let entry = object(&[
+        ("type", string("value_error")),
+        ("loc", ["[", &loc.join(","), "]"].concat()),
+        ("msg", string(&["Value error, ", &message].concat())),
+        ("input", "null".to_string()),
+        ("ctx", r#"{"error":{}}"#.to_string()),
+    ]);
+    let body = object(&[
+        ("error", string("RequestValidationError")),
+        ("detail", ["[", &entry, "]"].concat()),
+    ]);
+    RelayResponse::json(422, body)
+}
+
+/// A JSON string.
+fn string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A JSON object of already-written members, in this order (Polar's; serde_json's map
+/// would sort them).
+fn object(members: &[(&str, String)]) -> String {
+    let inner: Vec<String> = members
+        .iter()
+        .map(|(name, value)| [string(name).as_str(), ":", value].concat())
+        .collect();
+    ["{", &inner.join(","), "}"].concat()
+}
+
+/// `cache-control: private, no-store`, as Polar adds to its answers.
+fn private(mut r: RelayResponse) -> RelayResponse {
+    r.set("cache-control", "private, no-store");
+    r
+}
+
+fn preflight() -> RelayResponse {
+    let mut r = RelayResponse::new(204);
+    r.set("access-control-allow-methods", "POST, OPTIONS");
+    r.set(
+        "access-control-allow-headers",
+        "content-type, polar-version, accept",
+    );
+    r.set("access-control-max-age", "600");
+    r
+}
+
+fn add_cors(r: &mut RelayResponse) {
+    r.set("access-control-allow-origin", "*");
+    r.set(
+        "access-control-expose-headers",
+        "polar-license-lease, retry-after, date, polar-version",
+    );
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use polar_license::TransportError;
+    use std::sync::Arc;
+
+    const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+
+    fn relay_over(
+        transport: impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + Send + Sync + 'static,
+    ) -> Relay {
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
+            .expect("a relay")
+    }
+
+    fn validate(body: &str) -> RelayRequest {
+        RelayRequest {
+            method: "POST".into(),
+            path: "/v1/customer-portal/license-keys/validate?x=1".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Polar-Version".into(), "2026-10".into()),
+            ],
+            body: body.as_bytes().to_vec(),
+            client_ip: "192.0.2.1".into(),
+        }
+    }
+
+    const NOW: Now = Now {
+        unix_seconds: 1_790_000_000,
+        monotonic_ms: 0,
+    };
+
+    #[test]
+    fn it_asks_the_token_twin_with_the_token_and_the_checked_body() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let relay = relay_over(move |req: &HttpRequest| {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req.clone());
+            Ok(
+                HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#)
+                    .with_header("content-type", "application/json"),
+            )
+        });
+        let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}","increment_usage":"2"}}"#);
+        let r = relay.handle(&validate(&body), NOW);
+        assert_eq!((r.status, r.lease()), (404, None));
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let req = seen.first().expect("one call");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(req.url, "http://127.0.0.1:9/v1/license-keys/validate");
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("authorization"), Some("Bearer polar_oat_secret"));
+        assert_eq!(header("polar-version"), Some("2026-10"));
+        assert_eq!(header("user-agent"), Some(USER_AGENT));
+        // Polar's lax "2" sent as the integer it means.
+        let sent: serde_json::Value = serde_json::from_slice(&req.body).expect("JSON");
+        assert_eq!(
+            sent,
+            serde_json::json!({"key": "K-1", "organization_id": ORG, "increment_usage": 2})
+        );
+        assert!(!format!("{relay:?}").contains("polar_oat_secret"));
+    }
+
+    #[test]
+    fn transport_errors_are_502_and_the_token_is_nowhere_in_the_answer() {
+        let relay = relay_over(|_: &HttpRequest| {
+            Err(TransportError::new(
+                polar_license::TransportErrorKind::Connect,
+                "connection refused",
+            ))
+        });
+        let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}"}}"#);
+        let r = relay.handle(&validate(&body), NOW);
+        assert_eq!(r.status, 502);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        let all = format!("{r:?}{}", String::from_utf8_lossy(&r.body));
+        assert!(!all.contains("polar_oat_secret"), "{all}");
+    }
+
+    /// A relay whose upstream grants nothing (404) and counts its calls.
+    fn counting(limits: Limits, ip_header: Option<&str>) -> (Relay, Arc<Mutex<u32>>) {
+        let calls = Arc::new(Mutex::new(0u32));
+        let count = Arc::clone(&calls);
+        let transport = move |_: &HttpRequest| {
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            Ok(HttpResponse::new(
+                404,
+                r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
+            ))
+        };
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("t"),
+            key,
+        );
+        config.limits = limits;
+        config.client_ip_header = ip_header.map(str::to_string);
+        let relay =
+            Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).expect("a relay");
+        (relay, calls)
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn statuses(relay: &Relay, reqs: &[(RelayRequest, u64)]) -> Vec<(u16, Option<String>)> {
+        reqs.iter()
+            .map(|(req, ms)| {
+                let r = relay.handle(req, at(*ms));
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+            .collect()
+    }
+
+    fn for_key(key: &str, ip: &str) -> RelayRequest {
+        let mut req = validate(&format!(r#"{{"key":"{key}","organization_id":"{ORG}"}}"#));
+        req.client_ip = ip.into();
+        req
+    }
+
+    #[test]
+    fn the_per_ip_bucket_at_a_fixed_clock() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 2),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let a = |key: &str| for_key(key, "192.0.2.1");
+        let got = statuses(
+            &relay,
+            &[
+                (a("K1"), 0),
+                (a("K2"), 0),
+                (a("K3"), 0),
+                (for_key("K3", "192.0.2.2"), 0),
+                (a("K3"), 999),
+                (a("K3"), 1000),
+            ],
+        );
+        let none = |s: u16| (s, None);
+        assert_eq!(
+            got,
+            vec![
+                none(404),
+                none(404),
+                (429, Some("1".into())),
+                none(404),
+                (429, Some("1".into())),
+                none(404)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 4);
+    }
+
+    #[test]
+    fn the_per_key_bucket_at_a_fixed_clock() {
+        let limits = Limits {
+            per_ip: Rate::new(0, 0),
+            per_key: Rate::new(2, 1),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let got = statuses(
+            &relay,
+            &[
+                (for_key("K1", "192.0.2.1"), 0),
+                (for_key("K1", "192.0.2.2"), 100),
+                (for_key("K2", "192.0.2.2"), 100),
+                (for_key("K1", "192.0.2.3"), 500),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (404, None),
+                (429, Some("1".into())),
+                (404, None),
+                (404, None)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
+    #[test]
+    fn behind_a_proxy_its_own_entry_names_the_client() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 1),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, Some("x-forwarded-for"));
+        let via = |chain: &str| {
+            let mut req = for_key("K1", "10.0.0.254");
+            req.headers.push(("X-Forwarded-For".into(), chain.into()));
+            req
+        };
+        let got = statuses(
+            &relay,
+            &[
+                (via("6.6.6.6, 198.51.100.7"), 0),
+                // The client's own entries change nothing: the proxy's (the last) is the same.
+                (via("7.7.7.7, 198.51.100.7"), 0),
+                (via("198.51.100.8"), 0),
+                // No header: the socket peer (the proxy itself).
+                (for_key("K1", "10.0.0.254"), 0),
+            ],
+        );
+        assert_eq!(
+            got,
+            vec![
+                (404, None),
+                (429, Some("1".into())),
+                (404, None),
+                (404, None)
+            ]
+        );
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused() {
+        let key = || SigningKey::generate(Some("k1")).expect("a key");
+        let bad = [
+            RelayConfig {
+                lease_days: 0,
+                ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
+            },
+            RelayConfig::new(Server::Production, AccessToken::new("has space"), key()),
+            RelayConfig::new(
+                Server::Custom("http://polar.example".into()),
+                AccessToken::new("t"),
+                key(),
+            ),
+            RelayConfig {
+                organization_id: Some("not-a-uuid".into()),
+                ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
+            },
+        ];
+        for config in bad {
+            let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
+            assert!(Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).is_err());
+        }
+    }
+}

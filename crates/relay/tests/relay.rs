@@ -1,0 +1,810 @@
+//! The relay over loopback HTTP, in front of the emulator (issue #25): Polar's routes replayed
+//! through it (same status and body as the emulator's public route, plus a lease on grants
+//! that verifies for the right machine only), faults passed through, the rate limits and the
+//! bad-input answers without a call upstream, CORS, and the token kept out of logs and bodies.
+
+use polar_license::lease::{self, LeaseExpect, SigningKey, LEASE_HEADER};
+use polar_license::{AccessToken, Key, Server, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, SeedKey, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
+    DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    DEMO_TOKEN_READ_ONLY,
+};
+use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running};
+use serde_json::{json, Value};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+const ORG: &str = DEMO_ORGANIZATION_ID;
+const OTHER_ORG: &str = "5e4f3a2b-1c0d-4e9f-8a7b-6c5d4e3f2a1b";
+const PUBLIC: &str = "/v1/customer-portal/license-keys/";
+
+// ---- Captured log lines (one logger per test process) -----------------------------------
+
+static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
+
+struct Capture;
+
+impl log::Log for Capture {
+    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+        true
+    }
+    fn log(&self, record: &log::Record<'_>) {
+        let line = format!("{} {}", record.level(), record.args());
+        LINES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
+    }
+    fn flush(&self) {}
+}
+
+fn capture_logs() {
+    static ONCE: OnceLock<()> = OnceLock::new();
+    ONCE.get_or_init(|| {
+        log::set_logger(&Capture).expect("the only logger");
+        log::set_max_level(log::LevelFilter::Trace);
+    });
+}
+
+fn log_lines() -> Vec<String> {
+    LINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+// ---- Set-up -------------------------------------------------------------------------------
+
+struct Rig {
+    polar: Emulator,
+    relay: Option<Running>,
+    url: String,
+    keys: lease::RelayKeys,
+}
+
+impl Drop for Rig {
+    fn drop(&mut self) {
+        if let Some(relay) = self.relay.take() {
+            relay.stop();
+        }
+    }
+}
+
+fn generous() -> Limits {
+    Limits {
+        per_ip: Rate::new(1000, 1000),
+        per_key: Rate::new(1000, 1000),
+        ..Limits::default()
+    }
+}
+
+fn rig_with(seed: Seed, token: &str, limits: Limits, org: Option<&str>, base: Option<&str>) -> Rig {
+    capture_logs();
+    let polar = Emulator::start(seed, Options::default()).expect("emulator starts");
+    let signing = SigningKey::generate(Some("k1")).expect("a key");
+    let keys = signing.relay_keys();
+    let upstream = base.map_or_else(|| polar.url(), str::to_string);
+    let mut config = RelayConfig::new(Server::Custom(upstream), AccessToken::new(token), signing);
+    config.limits = limits;
+    config.organization_id = org.map(str::to_string);
+    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
+    let relay = Relay::new(config, Box::new(transport)).expect("relay config");
+    let running = serve(Arc::new(relay), "127.0.0.1:0").expect("relay listens");
+    Rig {
+        url: running.url(),
+        relay: Some(running),
+        polar,
+        keys,
+    }
+}
+
+fn rig() -> Rig {
+    rig_with(Seed::demo(), DEMO_TOKEN, generous(), None, None)
+}
+
+#[derive(Debug)]
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .max_redirects(0)
+        .timeout_global(Some(Duration::from_secs(10)))
+        .build()
+        .new_agent()
+}
+
+fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answer {
+    let mut req = ureq::http::Request::builder().method(method).uri(url);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(body.to_vec()).expect("a request");
+    let mut resp = agent().run(req).expect("an answer");
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_vec().unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn post(base: &str, op: &str, body: &Value) -> Answer {
+    send(
+        "POST",
+        &format!("{base}{PUBLIC}{op}"),
+        &[("content-type", "application/json")],
+        body.to_string().as_bytes(),
+    )
+}
+
+/// What changes between two answers about the same key: counters, clocks and new ids.
+fn masked(mut v: Value) -> Value {
+    fn mask(v: &mut Value) {
+        if let Value::Object(m) = v {
+            for name in [
+                "validations",
+                "last_validated_at",
+                "modified_at",
+                "created_at",
+                "usage",
+            ] {
+                if m.contains_key(name) {
+                    m.insert(name.into(), json!("*"));
+                }
+            }
+            for (_, inner) in m.iter_mut() {
+                mask(inner);
+            }
+        }
+    }
+    if let Some(a) = v.get_mut("activation").filter(|a| a.is_object()) {
+        a["id"] = json!("*");
+    }
+    if v.get("license_key_id").is_some() {
+        v["id"] = json!("*");
+    }
+    mask(&mut v);
+    v
+}
+
+fn verifies(
+    rig: &Rig,
+    answer: &Answer,
+    key: &str,
+    act: Option<&str>,
+    machine: Option<&str>,
+) -> bool {
+    let Some(token) = answer.header(LEASE_HEADER) else {
+        return false;
+    };
+    let key = Key::new(key);
+    let expect = LeaseExpect {
+        organization_id: ORG,
+        key: &key,
+        activation_id: act,
+        benefit_id: None,
+        machine,
+    };
+    let now = time_now();
+    lease::verify(token, &rig.keys, &expect, now, 600).is_ok()
+}
+
+fn time_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+// ---- Replay ---------------------------------------------------------------------------------
+
+/// Sends `body` to the emulator's public route and through the relay: the same status and
+/// body (counters, clocks and new ids masked), and a lease exactly when `leased`.
+fn replay(rig: &Rig, op: &str, body: Value, status: u16, leased: bool) -> (Answer, Answer) {
+    replay_with(rig, op, body, &[], status, leased)
+}
+
+/// [`replay`] with these request headers besides `content-type`.
+fn replay_with(
+    rig: &Rig,
+    op: &str,
+    body: Value,
+    extra: &[(&str, &str)],
+    status: u16,
+    leased: bool,
+) -> (Answer, Answer) {
+    let mut headers = vec![("content-type", "application/json")];
+    headers.extend_from_slice(extra);
+    let text = body.to_string();
+    let direct = send(
+        "POST",
+        &format!("{}{PUBLIC}{op}", rig.polar.url()),
+        &headers,
+        text.as_bytes(),
+    );
+    let relayed = send(
+        "POST",
+        &format!("{}{PUBLIC}{op}", rig.url),
+        &headers,
+        text.as_bytes(),
+    );
+    assert_eq!(direct.status, status, "{op} {body}: {}", direct.text());
+    assert_eq!(relayed.status, status, "{op} {body}: {}", relayed.text());
+    if status == 200 {
+        assert_eq!(masked(relayed.json()), masked(direct.json()), "{op} {body}");
+    } else {
+        assert_eq!(relayed.text(), direct.text(), "{op} {body}");
+    }
+    assert_eq!(
+        relayed.header("content-type"),
+        direct.header("content-type"),
+        "{op} {body}"
+    );
+    assert_eq!(
+        relayed.header(LEASE_HEADER).is_some(),
+        leased,
+        "{op} {body}: lease header"
+    );
+    (direct, relayed)
+}
+
+#[test]
+fn the_routes_replayed_through_the_relay_answer_as_polar_does_with_a_lease_on_grants() {
+    let rig = rig();
+    let v = |key: &str| json!({"key": key, "organization_id": ORG});
+
+    // Granted, no activation: a lease for no machine and no activation.
+    let (_, r) = replay(&rig, "validate", v(DEMO_KEY), 200, true);
+    assert!(verifies(&rig, &r, DEMO_KEY, None, None));
+    assert!(!verifies(&rig, &r, DEMO_KEY, None, Some("machine-b")));
+    assert!(!verifies(&rig, &r, DEMO_KEY_USAGE, None, None));
+
+    // Activate bound to a machine: the lease verifies for it, with the new activation only.
+    let activate = json!({"key": DEMO_KEY, "organization_id": ORG, "label": "laptop",
+        "conditions": {"machine_fingerprint": "machine-a"}, "meta": {"os": "linux"}});
+    let (_, r) = replay(&rig, "activate", activate, 200, true);
+    let act = r.json()["id"]
+        .as_str()
+        .expect("an activation id")
+        .to_string();
+    assert!(verifies(&rig, &r, DEMO_KEY, Some(&act), Some("machine-a")));
+    assert!(!verifies(&rig, &r, DEMO_KEY, Some(&act), Some("machine-b")));
+    assert!(!verifies(&rig, &r, DEMO_KEY, None, Some("machine-a")));
+
+    // Validate with that activation and its conditions.
+    let with_act = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,
+        "conditions": {"machine_fingerprint": "machine-a"}});
+    let (_, r) = replay(&rig, "validate", with_act, 200, true);
+    assert!(verifies(&rig, &r, DEMO_KEY, Some(&act), Some("machine-a")));
+    assert!(!verifies(&rig, &r, DEMO_KEY, Some(&act), Some("machine-b")));
+    // Another machine's conditions: Polar's 404, no lease.
+    let other = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,
+        "conditions": {"machine_fingerprint": "machine-b"}});
+    replay(&rig, "validate", other, 404, false);
+
+    // Denials: revoked, disabled, expired, unknown, wrong organization, usage limit.
+    for key in [
+        DEMO_KEY_REVOKED,
+        DEMO_KEY_DISABLED,
+        DEMO_KEY_EXPIRED,
+        "NO-SUCH-KEY",
+    ] {
+        replay(&rig, "validate", v(key), 404, false);
+    }
+    let other_org = json!({"key": DEMO_KEY, "organization_id": OTHER_ORG});
+    replay(&rig, "validate", other_org.clone(), 404, false);
+    let usage = json!({"key": DEMO_KEY_USAGE, "organization_id": ORG, "increment_usage": 11});
+    let (d, _) = replay(&rig, "validate", usage, 400, false);
+    assert_eq!(d.json()["error"], "BadRequest");
+
+    // Activate's denials: revoked, expired, no activations, the activation limit.
+    let a = |key: &str| json!({"key": key, "organization_id": ORG, "label": "x"});
+    for key in [
+        DEMO_KEY_REVOKED,
+        DEMO_KEY_DISABLED,
+        DEMO_KEY_EXPIRED,
+        DEMO_KEY_NO_ACTIVATIONS,
+    ] {
+        replay(&rig, "activate", a(key), 403, false);
+    }
+    replay(&rig, "activate", a("NO-SUCH-KEY"), 404, false);
+    rig.polar
+        .add_key(SeedKey {
+            key: "ONE-SLOT-KEY".into(),
+            limit_activations: Some(2),
+            ..SeedKey::default()
+        })
+        .expect("a key added");
+    replay(&rig, "activate", a("ONE-SLOT-KEY"), 200, true);
+    let (d, _) = replay(&rig, "activate", a("ONE-SLOT-KEY"), 403, false);
+    assert_eq!(
+        d.json()["detail"],
+        "License key activation limit already reached"
+    );
+
+    // Bad input: Polar's 422 bytes, from the relay's own checks.
+    for (op, body) in [
+        ("validate", json!({"key": "K"})),
+        (
+            "validate",
+            json!({"key": "K", "organization_id": "not-a-uuid"}),
+        ),
+        (
+            "validate",
+            json!({"key": "K", "organization_id": "0190f0c2-1b6e-7cc3-9a4b-9d2f1f0a1b2c"}),
+        ),
+        (
+            "validate",
+            json!({"key": "K", "organization_id": ORG, "increment_usage": -1}),
+        ),
+        (
+            "validate",
+            json!({"key": "K", "organization_id": ORG, "conditions": {"a": ""}}),
+        ),
+        ("activate", json!({"key": "K", "organization_id": ORG})),
+        ("deactivate", json!({"key": "K", "organization_id": ORG})),
+        ("validate", json!(["not", "an", "object"])),
+    ] {
+        replay(&rig, op, body, 422, false);
+    }
+
+    // Deactivate: 204 through the relay, then Polar's 404 for the same activation.
+    let deactivate = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act});
+    let r = post(&rig.url, "deactivate", &deactivate);
+    assert_eq!(
+        (r.status, r.body.len(), r.header(LEASE_HEADER)),
+        (204, 0, None)
+    );
+    replay(&rig, "deactivate", deactivate, 404, false);
+}
+
+#[test]
+fn a_relay_for_one_organization_answers_another_with_polars_404_without_a_call() {
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, generous(), Some(ORG), None);
+    let direct = post(
+        &rig.polar.url(),
+        "validate",
+        &json!({"key": DEMO_KEY, "organization_id": OTHER_ORG}),
+    );
+    rig.polar.reset_request_count();
+    let relayed = post(
+        &rig.url,
+        "validate",
+        &json!({"key": DEMO_KEY, "organization_id": OTHER_ORG}),
+    );
+    assert_eq!(
+        (relayed.status, relayed.text()),
+        (direct.status, direct.text())
+    );
+    assert_eq!(rig.polar.request_count(), 0);
+    let granted = post(
+        &rig.url,
+        "validate",
+        &json!({"key": DEMO_KEY, "organization_id": ORG}),
+    );
+    assert_eq!((granted.status, rig.polar.request_count()), (200, 1));
+    assert!(verifies(&rig, &granted, DEMO_KEY, None, None));
+}
+
+// ---- Faults ---------------------------------------------------------------------------------
+
+#[test]
+fn polars_faults_pass_through_and_are_never_leased() {
+    let rig = rig();
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG});
+
+    rig.polar.set_fault(Some(Fault::RateLimited {
+        retry_after: Some(60),
+    }));
+    let r = post(&rig.url, "validate", &body);
+    assert_eq!(
+        (r.status, r.header("retry-after"), r.body.len()),
+        (429, Some("60"), 0)
+    );
+    assert_eq!(r.header(LEASE_HEADER), None);
+
+    rig.polar.set_fault(Some(Fault::Status {
+        status: 500,
+        body: "Internal Server Error".into(),
+    }));
+    let r = post(&rig.url, "validate", &body);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (500, "Internal Server Error")
+    );
+    assert_eq!(r.header(LEASE_HEADER), None);
+
+    // A captive portal's login page, with a 200.
+    rig.polar.set_fault(Some(Fault::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html>please log in</html>".into(),
+    }));
+    let r = post(&rig.url, "validate", &body);
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (200, "<html>please log in</html>")
+    );
+    assert_eq!(r.header("content-type"), Some("text/html"));
+    assert_eq!(r.header(LEASE_HEADER), None);
+
+    // A 200 that says the key is revoked, or that is about another key: no lease.
+    rig.polar.set_fault(None);
+    let real = post(&rig.polar.url(), "validate", &body).json();
+    for (field, value) in [("status", json!("revoked")), ("key", json!("OTHER-KEY"))] {
+        let mut forged = real.clone();
+        forged[field] = value;
+        rig.polar.set_fault(Some(Fault::Respond {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: forged.to_string(),
+        }));
+        let r = post(&rig.url, "validate", &body);
+        assert_eq!((r.status, r.json()), (200, forged));
+        assert_eq!(r.header(LEASE_HEADER), None, "{field}");
+    }
+    // A 200 whose license expired an hour ago: no lease.
+    let mut expired = real.clone();
+    expired["expires_at"] = json!("2020-01-01T00:00:00Z");
+    rig.polar.set_fault(Some(Fault::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: expired.to_string(),
+    }));
+    assert_eq!(post(&rig.url, "validate", &body).header(LEASE_HEADER), None);
+}
+
+#[test]
+fn polar_unreachable_is_502_for_the_client_to_fall_back() {
+    // A port nothing listens on: bind one, then close it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port");
+    let down = format!("http://127.0.0.1:{port}");
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, generous(), None, Some(&down));
+    let r = post(
+        &rig.url,
+        "validate",
+        &json!({"key": DEMO_KEY, "organization_id": ORG}),
+    );
+    assert_eq!(r.status, 502);
+    assert!(r.json()["detail"].is_string(), "{}", r.text());
+    assert_eq!(r.header(LEASE_HEADER), None);
+}
+
+#[test]
+fn a_refused_seller_token_is_502_and_an_error_line_never_showing_the_token() {
+    let bad = "polar_oat_not_a_real_token_777777";
+    for token in [bad, DEMO_TOKEN_READ_ONLY] {
+        let rig = rig_with(Seed::demo(), token, generous(), None, None);
+        let r = post(
+            &rig.url,
+            "validate",
+            &json!({"key": DEMO_KEY, "organization_id": ORG}),
+        );
+        assert_eq!(r.status, 502, "{token}: {}", r.text());
+        assert!(!r.text().contains(token), "{}", r.text());
+        assert!(r.headers.iter().all(|(_, v)| !v.contains(token)));
+        assert_eq!(rig.polar.request_count(), 1);
+    }
+    let lines = log_lines();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("ERROR") && l.contains("refused the relay's access token")),
+        "{lines:#?}"
+    );
+    for secret in [bad, DEMO_TOKEN_READ_ONLY, DEMO_TOKEN, DEMO_KEY] {
+        assert!(
+            lines.iter().all(|l| !l.contains(secret)),
+            "{secret} logged: {lines:#?}"
+        );
+    }
+}
+
+// ---- Limits and bad input: no call upstream ------------------------------------------------
+
+/// Sends `body` until the relay answers 429 (at most 20 times): how many went through first,
+/// and the 429. Real time passes between requests, so the exact count is the core tests'
+/// (src/lib.rs, a fixed clock); here: a 429 comes, with `retry-after`, and Polar saw exactly
+/// the requests that went through.
+fn until_429(url: &str, body: impl Fn(usize) -> Value) -> (u64, Answer) {
+    for i in 0..20 {
+        let r = post(url, "validate", &body(i));
+        if r.status == 429 {
+            return (i as u64, r);
+        }
+        assert_eq!(r.status, 200, "{}", r.text());
+    }
+    panic!("no 429 in 20 requests");
+}
+
+#[test]
+fn the_per_ip_limit_answers_429_with_retry_after_and_no_call() {
+    let limits = Limits {
+        per_ip: Rate::new(1, 2),
+        ..generous()
+    };
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
+    let keys = [DEMO_KEY, DEMO_KEY_USAGE, DEMO_KEY_NO_ACTIVATIONS];
+    let (through, r) = until_429(
+        &rig.url,
+        |i| json!({"key": keys[i % keys.len()], "organization_id": ORG}),
+    );
+    assert!(through >= 2, "{through}");
+    assert_eq!(
+        (r.status, r.header("retry-after"), r.body.len()),
+        (429, Some("1"), 0)
+    );
+    assert_eq!(rig.polar.request_count(), through);
+}
+
+#[test]
+fn the_per_key_limit_holds_one_key_back_and_not_the_others() {
+    let limits = Limits {
+        per_key: Rate::new(1, 1),
+        ..generous()
+    };
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
+    let v = |key: &str| json!({"key": key, "organization_id": ORG});
+    let (through, r) = until_429(&rig.url, |_| v(DEMO_KEY));
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+    assert_eq!(rig.polar.request_count(), through);
+    // Another key right after: its own bucket.
+    assert_eq!(post(&rig.url, "validate", &v(DEMO_KEY_USAGE)).status, 200);
+    assert_eq!(rig.polar.request_count(), through + 1);
+}
+
+#[test]
+fn oversized_and_bad_bodies_are_answered_without_a_call() {
+    let rig = rig();
+    let big = format!(
+        r#"{{"key":"{DEMO_KEY}","organization_id":"{ORG}","label":"{}"}}"#,
+        "x".repeat(70 * 1024)
+    );
+    let url = format!("{}{PUBLIC}activate", rig.url);
+    let r = send(
+        "POST",
+        &url,
+        &[("content-type", "application/json")],
+        big.as_bytes(),
+    );
+    assert_eq!(r.status, 413);
+    assert_eq!(r.json()["error"], "RequestBodyTooLarge");
+
+    // Not JSON, not UTF-8, not an object, an empty body: Polar's answers, compared.
+    let direct_url = format!("{}{PUBLIC}validate", rig.polar.url());
+    let relay_url = format!("{}{PUBLIC}validate", rig.url);
+    let bodies: [&[u8]; 4] = [b"{\"key\": ", b"\xff\xfe\x00", b"42", b""];
+    let mut expected = Vec::new();
+    for body in bodies {
+        let d = send(
+            "POST",
+            &direct_url,
+            &[("content-type", "application/json")],
+            body,
+        );
+        expected.push((d.status, d.text()));
+    }
+    rig.polar.reset_request_count();
+    for (body, want) in bodies.iter().zip(&expected) {
+        let r = send(
+            "POST",
+            &relay_url,
+            &[("content-type", "application/json")],
+            body,
+        );
+        assert_eq!(&(r.status, r.text()), want, "{body:?}");
+    }
+    // The core's stricter checks: an empty key, one with a trailing space.
+    for key in ["", "KEY "] {
+        let r = post(
+            &rig.url,
+            "validate",
+            &json!({"key": key, "organization_id": ORG}),
+        );
+        assert_eq!(
+            (r.status, r.json()["detail"][0]["loc"].clone()),
+            (422, json!(["body", "key"]))
+        );
+    }
+    assert_eq!(rig.polar.request_count(), 0);
+}
+
+#[test]
+fn cors_preflights_and_headers_and_unknown_routes() {
+    let rig = rig();
+    let url = format!("{}{PUBLIC}validate", rig.url);
+    let r = send(
+        "OPTIONS",
+        &url,
+        &[
+            ("origin", "https://app.example"),
+            ("access-control-request-method", "POST"),
+            ("access-control-request-headers", "content-type"),
+        ],
+        b"",
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert!(r
+        .header("access-control-allow-headers")
+        .is_some_and(|h| h.contains("content-type")));
+    assert!(r
+        .header("access-control-allow-methods")
+        .is_some_and(|h| h.contains("POST")));
+    let g = post(
+        &rig.url,
+        "validate",
+        &json!({"key": DEMO_KEY, "organization_id": ORG}),
+    );
+    assert_eq!(g.header("access-control-allow-origin"), Some("*"));
+    let exposed = g
+        .header("access-control-expose-headers")
+        .unwrap_or_default();
+    for name in [LEASE_HEADER, "retry-after", "date"] {
+        assert!(exposed.contains(name), "{exposed}");
+    }
+    let r = send("GET", &url, &[], b"");
+    assert_eq!((r.status, r.header("allow")), (405, Some("POST, OPTIONS")));
+    let r = send(
+        "POST",
+        &format!("{}/v1/license-keys/validate", rig.url),
+        &[],
+        b"{}",
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+    assert_eq!(rig.polar.request_count(), 1);
+}
+
+#[test]
+fn more_of_polars_rows_and_its_versions_replayed() {
+    let rig = rig();
+    let other = "9b1d7c2e-3f4a-4b5c-8d6e-7f8091a2b3c4";
+    let base = || json!({"key": DEMO_KEY, "organization_id": ORG});
+    let with = |name: &str, value: Value| {
+        let mut b = base();
+        b[name] = value;
+        b
+    };
+    let (d, _) = replay(
+        &rig,
+        "validate",
+        with("benefit_id", json!(other)),
+        404,
+        false,
+    );
+    assert_eq!(
+        d.json()["detail"],
+        "License key does not match given benefit."
+    );
+    let (d, _) = replay(
+        &rig,
+        "validate",
+        with("customer_id", json!(other)),
+        404,
+        false,
+    );
+    assert_eq!(d.json()["detail"], "License key does not match given user.");
+    let long_key = "k".repeat(41);
+    replay(
+        &rig,
+        "validate",
+        with("conditions", json!({ long_key: 1 })),
+        422,
+        false,
+    );
+    let many: serde_json::Map<String, Value> =
+        (0..51).map(|i| (format!("c{i}"), json!(i))).collect();
+    replay(
+        &rig,
+        "activate",
+        {
+            let mut b = with("conditions", Value::Object(many));
+            b["label"] = json!("x");
+            b
+        },
+        422,
+        false,
+    );
+    replay(
+        &rig,
+        "validate",
+        json!({"key": "A\u{0}B", "organization_id": ORG}),
+        422,
+        false,
+    );
+    replay(
+        &rig,
+        "validate",
+        with("increment_usage", json!(1.5)),
+        422,
+        false,
+    );
+    // Polar-Version: a removed one is Polar's bare 404; the newest one's answer (member,
+    // subscription, order) is a grant the core reads, leased.
+    replay_with(
+        &rig,
+        "validate",
+        base(),
+        &[("polar-version", "2025-01")],
+        404,
+        false,
+    );
+    let (_, r) = replay_with(
+        &rig,
+        "validate",
+        base(),
+        &[("polar-version", "2027-01")],
+        200,
+        true,
+    );
+    assert_eq!(r.header("polar-version"), Some("2027-01"));
+    assert!(verifies(&rig, &r, DEMO_KEY, None, None));
+}
+
+#[test]
+fn a_lease_ends_with_the_license_when_that_comes_first() {
+    let rig = rig();
+    let now = time_now();
+    let in_two_days = time::OffsetDateTime::from_unix_timestamp(now + 2 * 86_400)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339");
+    rig.polar
+        .add_key(SeedKey {
+            key: "SHORT-LIVED-KEY".into(),
+            expires_at: Some(in_two_days),
+            ..SeedKey::default()
+        })
+        .expect("a key added");
+    let expect_for = |key: &'static str| {
+        let r = post(
+            &rig.url,
+            "validate",
+            &json!({"key": key, "organization_id": ORG}),
+        );
+        let token = r.header(LEASE_HEADER).expect("a lease").to_string();
+        let k = Key::new(key);
+        let expect = LeaseExpect {
+            organization_id: ORG,
+            key: &k,
+            activation_id: None,
+            benefit_id: None,
+            machine: None,
+        };
+        lease::verify(&token, &rig.keys, &expect, time_now(), 600).expect("verifies")
+    };
+    let short = expect_for("SHORT-LIVED-KEY");
+    assert_eq!(
+        Some(short.claims.expires_at),
+        short.claims.license_expires_at
+    );
+    assert!((short.claims.expires_at - now - 2 * 86_400).abs() <= 1);
+    let long = expect_for(DEMO_KEY);
+    assert_eq!(long.claims.expires_at - long.claims.issued_at, 7 * 86_400);
+    assert_eq!(long.claims.license_expires_at, None);
+    assert_ne!(short.claims.id, long.claims.id);
+}

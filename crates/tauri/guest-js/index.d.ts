@@ -1,0 +1,202 @@
+// Types of @polar-license/tauri: the answers of tauri-plugin-polar-license's commands, field
+// for field as the Rust side serializes them (crates/tauri/src/answers.rs; the tests check
+// every answer the Rust tests produced against these types).
+import type { UnlistenFn } from '@tauri-apps/api/event';
+
+/** Polar said no (never falls back to the cache). */
+export type DenialCode =
+  | 'not_found'
+  | 'inactive'
+  | 'expired'
+  | 'conditions_mismatch'
+  | 'benefit_mismatch'
+  | 'customer_mismatch'
+  | 'usage_exhausted'
+  | 'activation_limit'
+  | 'activations_not_supported';
+
+/** No trustworthy answer (network, rate limit, server fault, grace rules). */
+export type UnverifiedCode =
+  | 'offline'
+  | 'rate_limited'
+  | 'server_error'
+  | 'grace_expired'
+  | 'clock_rollback'
+  | 'not_yet_verified';
+
+/** The request or the answer is wrong in a way retrying will not fix (`load_error`: never
+ * from this plugin, the npm package's own). */
+export type ErrorCode = 'protocol_error' | 'invalid_input' | 'cache_error' | 'load_error';
+
+/** Every stable reason code (docs/interfaces.md §1). */
+export type ReasonCode = DenialCode | UnverifiedCode | ErrorCode;
+
+/** The class of a reason code. */
+export type ReasonClass = 'denied' | 'unverified' | 'error';
+
+/** Why a cached answer licensed although Polar was asked. */
+export type FallbackCode = 'offline' | 'rate_limited' | 'server_error' | 'protocol_error';
+
+/** Why a feature is, or is not, granted. */
+export type FeatureWhy =
+  | 'granted'
+  | 'license_not_valid'
+  | 'not_granted_by_benefit'
+  | 'unknown_feature'
+  | 'usage_exhausted';
+
+/** What the UI may show of a license: never the whole key. */
+export interface LicenseSummary {
+  /** Polar's redacted key, e.g. `****-4C5B6A`. */
+  displayKey: string;
+  status: 'granted' | 'revoked' | 'disabled';
+  benefitId: string;
+  customerEmail: string | null;
+  /** Unix seconds; `null` for never. */
+  expiresAt: number | null;
+  usage: number;
+  limitUsage: number | null;
+  limitActivations: number | null;
+  /** The activation this machine validates, when known. */
+  activationId: string | null;
+}
+
+/** May this copy use a feature? */
+export interface FeatureState {
+  feature: string;
+  granted: boolean;
+  why: FeatureWhy;
+  /** When the license itself is not valid: its reason code. */
+  licenseReason: ReasonCode | null;
+  /** For a metered feature: usages left. */
+  remainingUsage: number | null;
+  source: 'online' | 'cache' | null;
+}
+
+/** A check's answer: what the UI shows. A license that is not good is a state, not an error. */
+export interface LicenseState {
+  licensed: boolean;
+  outcome: 'licensed' | ReasonClass;
+  source: 'online' | 'cache' | null;
+  /** The reason code when not licensed. */
+  code: ReasonCode | null;
+  class: ReasonClass | null;
+  /** A sentence for the person using the app when not licensed. */
+  userMessage: string | null;
+  /** For a key that was valid here before and is refused now: what probably happened. */
+  hint: string | null;
+  /** Polar's text or ours, for logs and support. */
+  detail: string | null;
+  /** For `invalid_input`: the field at fault. */
+  field: string | null;
+  /** Ask the user for a key (none remembered, or not a key). */
+  needsKey: boolean;
+  /** `checkInBackground`'s immediate answer while Polar is asked: `onChecked` follows. */
+  pending: boolean;
+  /** Unix seconds. */
+  verifiedAt: number | null;
+  /** When licensed: when the grace ends (unix seconds) if Polar stays unreachable. */
+  graceEndsAt: number | null;
+  /** For a licensed answer from the cache: seconds of grace left. */
+  graceRemaining: number | null;
+  fallback: FallbackCode | null;
+  /** `false` when the cache could not be written (the answer stands). */
+  cacheRefreshed: boolean;
+  license: LicenseSummary | null;
+  /** Every feature of the app's entitlement map, by name. */
+  features: Record<string, FeatureState>;
+}
+
+/** `activate`'s answer. */
+export interface Activated {
+  activationId: string;
+  label: string;
+  license: LicenseSummary;
+}
+
+/** `validate`'s answer. */
+export interface Validated {
+  license: LicenseSummary;
+}
+
+/** `status`'s answer: what the cache holds, with no request. */
+export interface StatusState {
+  standing: 'none' | 'denied' | 'licensed' | 'lapsed';
+  stored: 'empty' | 'untrusted' | 'present';
+  activationId: string | null;
+  verifiedAt: number | null;
+  graceEndsAt: number | null;
+  graceRemaining: number | null;
+  /** The denial that is the standing. */
+  denied: DenialCode | null;
+  displayKey: string | null;
+}
+
+/** `rememberedKey`'s answer. */
+export interface RememberedKey {
+  remembered: boolean;
+  displayKey: string | null;
+}
+
+/** The plugin's error as it crosses the IPC. */
+export interface LicenseErrorData {
+  code: ReasonCode;
+  class: ReasonClass;
+  /** A sentence for the person using the app. */
+  userMessage: string;
+  /** Polar's text or ours, for logs and support. */
+  detail: string;
+  hint: string | null;
+  /** For `invalid_input`: the field at fault. */
+  field: string | null;
+  /** The HTTP status, when there was one. */
+  status: number | null;
+  /** For `rate_limited`: seconds to wait. */
+  retryAfter: number | null;
+  /** For `usage_exhausted`: the usages left. */
+  remainingUsages: number | null;
+}
+
+/** Why a command failed: every rejection of these functions that comes from the plugin. */
+export declare class LicenseError extends Error implements LicenseErrorData {
+  readonly name: 'LicenseError';
+  readonly code: ReasonCode;
+  readonly class: ReasonClass;
+  readonly userMessage: string;
+  readonly detail: string;
+  readonly hint: string | null;
+  readonly field: string | null;
+  readonly status: number | null;
+  readonly retryAfter: number | null;
+  readonly remainingUsages: number | null;
+  constructor(data: LicenseErrorData);
+  toJSON(): LicenseErrorData;
+}
+
+/** The event `checkInBackground` is followed by when `pending`. */
+export declare const CHECKED_EVENT: 'polar-license://checked';
+
+/** The grace-aware verdict for `key` (default: the remembered key). */
+export declare function check(key?: string): Promise<LicenseState>;
+/** Answers at once from the cache; when `pending`, `onChecked` gets Polar's answer. */
+export declare function checkInBackground(key?: string): Promise<LicenseState>;
+/** Calls `handler` with each fresh state; resolves to the function that stops listening. */
+export declare function onChecked(handler: (state: LicenseState) => void): Promise<UnlistenFn>;
+/** Activates `key` on this machine and remembers it. */
+export declare function activate(key: string, options?: { label?: string }): Promise<Activated>;
+/** Deactivates the remembered activation (or `activationId`) of the remembered key (or `key`). */
+export declare function deactivate(options?: { key?: string; activationId?: string }): Promise<void>;
+/** One online validation, no cache answer. */
+export declare function validate(options?: {
+  key?: string;
+  activationId?: string;
+  benefitId?: string;
+}): Promise<Validated>;
+/** What the cache holds for `key` (default: the remembered key). */
+export declare function status(key?: string): Promise<StatusState>;
+/** Whether a key is remembered here, and its redacted form. */
+export declare function rememberedKey(): Promise<RememberedKey>;
+/** Forgets the remembered key. */
+export declare function forgetKey(): Promise<void>;
+/** May this copy use `feature`? */
+export declare function hasFeature(feature: string, key?: string): Promise<FeatureState>;

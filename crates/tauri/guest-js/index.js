@@ -1,0 +1,114 @@
+// @polar-license/tauri: the webview side of tauri-plugin-polar-license.
+//
+// Each function invokes one of the plugin's commands (`plugin:polar-license|<name>`) and
+// resolves to its typed answer (index.d.ts). A refusal or an error rejects with a
+// LicenseError carrying the plugin's fields (code, class, userMessage, detail, hint, …); a
+// rejection that is not the plugin's (Tauri's own: a command the app's capabilities do not
+// allow, a missing argument) stays a plain Error with Tauri's message.
+import { invoke } from '@tauri-apps/api/core';
+import { listen } from '@tauri-apps/api/event';
+
+/** The event the plugin emits with the fresh state after `checkInBackground`. */
+export const CHECKED_EVENT = 'polar-license://checked';
+
+/** Why a command of the plugin failed: the plugin's error, as an Error. */
+export class LicenseError extends Error {
+  constructor(data) {
+    super(data.userMessage);
+    this.name = 'LicenseError';
+    this.code = data.code;
+    this.class = data.class;
+    this.userMessage = data.userMessage;
+    this.detail = data.detail;
+    this.hint = data.hint;
+    this.field = data.field;
+    this.status = data.status;
+    this.retryAfter = data.retryAfter;
+    this.remainingUsages = data.remainingUsages;
+  }
+
+  /** The plugin's fields as plain data. */
+  toJSON() {
+    const { code, userMessage, detail, hint, field, status, retryAfter, remainingUsages } = this;
+    return { code, class: this.class, userMessage, detail, hint, field, status, retryAfter, remainingUsages };
+  }
+}
+
+function isPluginError(value) {
+  return (
+    value !== null &&
+    typeof value === 'object' &&
+    typeof value.code === 'string' &&
+    typeof value.class === 'string' &&
+    typeof value.userMessage === 'string'
+  );
+}
+
+/** Arguments without the ones left out (a Rust `Option` is `None` when absent). */
+function args(entries) {
+  return Object.fromEntries(Object.entries(entries).filter(([, v]) => v !== undefined));
+}
+
+async function call(command, entries = {}) {
+  try {
+    return await invoke(`plugin:polar-license|${command}`, args(entries));
+  } catch (e) {
+    throw isPluginError(e) ? new LicenseError(e) : e instanceof Error ? e : new Error(String(e));
+  }
+}
+
+/** The grace-aware verdict for `key` (default: the remembered key). Never rejects for a
+ * license that is not good: that is a state with `licensed: false` and its `code`. */
+export function check(key) {
+  return call('check', { key });
+}
+
+/** Answers at once from the cache; when `pending`, `onChecked` gets Polar's answer later. */
+export function checkInBackground(key) {
+  return call('check_in_background', { key });
+}
+
+/** Calls `handler` with every fresh state a background check brings; resolves to the
+ * function that stops listening. */
+export function onChecked(handler) {
+  return listen(CHECKED_EVENT, (event) => handler(event.payload));
+}
+
+/** Activates `key` on this machine and remembers it (the label: the app's name unless given). */
+export function activate(key, options = {}) {
+  return call('activate', { key, label: options.label });
+}
+
+/** Deactivates the remembered activation (or `activationId`) of the remembered key (or `key`). */
+export async function deactivate(options = {}) {
+  await call('deactivate', { key: options.key, activationId: options.activationId });
+}
+
+/** One online validation, no cache answer. */
+export function validate(options = {}) {
+  return call('validate', {
+    key: options.key,
+    activationId: options.activationId,
+    benefitId: options.benefitId,
+  });
+}
+
+/** What the cache holds for `key` (default: the remembered key), with no request. */
+export function status(key) {
+  return call('status', { key });
+}
+
+/** Whether a key is remembered on this machine, and its redacted form. */
+export function rememberedKey() {
+  return call('remembered_key');
+}
+
+/** Forgets the remembered key (its activation stays: `deactivate` frees it). */
+export async function forgetKey() {
+  await call('forget_key');
+}
+
+/** May this copy use `feature` (the app's entitlement map)? */
+export function hasFeature(feature, key) {
+  return call('has_feature', { feature, key });
+}

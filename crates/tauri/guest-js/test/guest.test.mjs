@@ -1,0 +1,116 @@
+// @polar-license/tauri in node against Tauri's IPC mocks (@tauri-apps/api/mocks), tied to the
+// Rust side: crates/tauri/tests/commands.rs writes every invocation it made through Tauri's
+// IPC and the plugin's real answer (<target>/tmp/polar-license-tauri/answers-*.json). Here each
+// one is made again through this package's functions: the command name and arguments they
+// send must be exactly the recorded ones, and what they resolve or reject with must be the
+// recorded answer (a LicenseError for the plugin's errors). Then every answer is checked
+// against index.d.ts with tsc (test/types.test.mjs).
+//
+// Run after `cargo test -p tauri-plugin-polar-license` (scripts/test-tauri.sh does both);
+// POLAR_TAURI_FIXTURES names another directory.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { fixturesDir } from './fixtures.mjs';
+
+globalThis.window = globalThis; // what mockIPC patches: window.__TAURI_INTERNALS__
+const { mockIPC, clearMocks } = await import('@tauri-apps/api/mocks');
+const { emit } = await import('@tauri-apps/api/event');
+const guest = await import('../index.js');
+
+const dir = fixturesDir();
+const scenarios = readdirSync(dir)
+  .filter((f) => /^answers-.*\.json$/.test(f))
+  .map((f) => ({ name: f.slice('answers-'.length, -'.json'.length), entries: JSON.parse(readFileSync(join(dir, f), 'utf8')) }));
+
+/** This package's call for a recorded invocation. */
+function callFor({ command, args }) {
+  switch (command) {
+    case 'check':
+      return () => guest.check(args.key);
+    case 'check_in_background':
+      return () => guest.checkInBackground(args.key);
+    case 'activate':
+      return () => guest.activate(args.key, { label: args.label });
+    case 'deactivate':
+      return () => guest.deactivate({ key: args.key, activationId: args.activationId });
+    case 'validate':
+      return () =>
+        guest.validate({ key: args.key, activationId: args.activationId, benefitId: args.benefitId });
+    case 'status':
+      return () => guest.status(args.key);
+    case 'remembered_key':
+      return () => guest.rememberedKey();
+    case 'forget_key':
+      return () => guest.forgetKey();
+    case 'has_feature':
+      return () => guest.hasFeature(args.feature, args.key);
+    default:
+      throw new Error(`no function of the package invokes ${command}`);
+  }
+}
+
+const VOID = new Set(['deactivate', 'forget_key']);
+
+test('the Rust tests recorded every command of the plugin', () => {
+  assert.ok(scenarios.length >= 9, `scenarios in ${dir}: ${scenarios.map((s) => s.name)}`);
+  const invoked = new Set(scenarios.flatMap((s) => s.entries.filter((e) => e.command).map((e) => e.command)));
+  const commands = JSON.parse(readFileSync(join(dir, 'commands.json'), 'utf8'));
+  assert.deepEqual([...invoked].sort(), [...commands].sort());
+  assert.ok(scenarios.some((s) => s.entries.some((e) => e.event)), 'an event was recorded');
+});
+
+for (const { name, entries } of scenarios) {
+  test(`scenario ${name}: each call sends the recorded command and arguments and decodes the answer`, async () => {
+    let seen = [];
+    mockIPC(
+      (cmd, args) => {
+        seen.push({ cmd, args });
+        const entry = entries[current];
+        if ('err' in entry) throw entry.err;
+        return entry.ok;
+      },
+      { shouldMockEvents: true },
+    );
+    const events = [];
+    const unlisten = await guest.onChecked((state) => events.push(state));
+    let current = 0;
+    try {
+      for (; current < entries.length; current++) {
+        const entry = entries[current];
+        if (entry.event) {
+          await emit(entry.event, entry.payload);
+          assert.deepEqual(events.at(-1), entry.payload, 'onChecked got the event as sent');
+          continue;
+        }
+        seen = [];
+        const call = callFor(entry);
+        if ('ok' in entry) {
+          const answer = await call();
+          assert.deepEqual(answer, VOID.has(entry.command) ? undefined : entry.ok);
+        } else {
+          const error = await call().then(
+            (v) => assert.fail(`resolved ${JSON.stringify(v)}`),
+            (e) => e,
+          );
+          if (typeof entry.err === 'object') {
+            assert.ok(error instanceof guest.LicenseError, `${entry.command}: ${error}`);
+            assert.equal(error.name, 'LicenseError');
+            assert.equal(error.message, entry.err.userMessage);
+            assert.deepEqual(error.toJSON(), entry.err);
+          } else {
+            // Tauri's own refusal (a missing argument): a plain Error with its message.
+            assert.ok(error instanceof Error && !(error instanceof guest.LicenseError));
+            assert.equal(error.message, entry.err);
+          }
+        }
+        assert.deepEqual(seen, [{ cmd: `plugin:polar-license|${entry.command}`, args: entry.args }]);
+      }
+    } finally {
+      unlisten();
+      clearMocks();
+    }
+    assert.equal(events.length, entries.filter((e) => e.event).length);
+  });
+}

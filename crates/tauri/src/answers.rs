@@ -1,0 +1,372 @@
+//! What the commands answer, as the webview receives it: plain, serializable data with
+//! camelCase fields (the guest package's `index.d.ts` declares the same shapes, and the tests
+//! tie the two together). Keys never cross whole: only Polar's `displayKey` (`****-4C5B6A`).
+
+use polar_license::features::FeatureAccess;
+use polar_license::grace::{CheckOutcome, CheckReport};
+use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
+use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing, Reason};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// A check's answer: what the UI shows and which features it unlocks. `check` and
+/// `checkInBackground` resolve to one, and the `polar-license://checked` event carries one;
+/// an answer that does not license is a state too (not licensed, with its reason), never a
+/// rejected promise.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseState {
+    /// `true` only when the license is good (online, or from the cache within the grace).
+    pub licensed: bool,
+    /// `licensed`, `denied`, `unverified` or `error` (the class of the reason when not
+    /// licensed).
+    pub outcome: String,
+    /// `online` or `cache` when licensed.
+    pub source: Option<String>,
+    /// The reason code when not licensed (docs/interfaces.md §1), e.g. `inactive`, `offline`.
+    pub code: Option<String>,
+    /// The reason's class when not licensed: `denied`, `unverified` or `error`.
+    pub class: Option<String>,
+    /// A sentence for the person using the app when not licensed.
+    pub user_message: Option<String>,
+    /// When a key that was valid here is refused now: what probably happened, where to look.
+    pub hint: Option<String>,
+    /// Polar's `detail` for a denial, else ours: for logs and support, not for the user.
+    pub detail: Option<String>,
+    /// For `invalid_input`: the field at fault (`key` when no key is remembered yet).
+    pub field: Option<String>,
+    /// `true` when the app should ask the user for a key (none remembered, or not a key).
+    pub needs_key: bool,
+    /// `true` for `checkInBackground`'s immediate answer while Polar is asked: a
+    /// `polar-license://checked` event follows with the fresh state.
+    pub pending: bool,
+    /// When the licensed verdict was obtained online (unix seconds).
+    pub verified_at: Option<i64>,
+    /// When licensed: when the grace ends (unix seconds) if Polar stays unreachable.
+    pub grace_ends_at: Option<i64>,
+    /// For a licensed answer from the cache: seconds of grace left.
+    pub grace_remaining: Option<u64>,
+    /// For a licensed answer from the cache although Polar was asked: why Polar gave no
+    /// verdict (`offline`, `rate_limited`, `server_error` or `protocol_error`).
+    pub fallback: Option<String>,
+    /// `false` when the cache could not be written (the answer stands).
+    pub cache_refreshed: bool,
+    /// The license, when licensed.
+    pub license: Option<LicenseSummary>,
+    /// Every feature of the app's entitlement map, granted or not, by name.
+    pub features: BTreeMap<String, FeatureState>,
+}
+
+/// What the UI may show of a license: never the whole key.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseSummary {
+    /// Polar's redacted form of the key, e.g. `****-4C5B6A`.
+    pub display_key: String,
+    /// `granted`, `revoked` or `disabled`.
+    pub status: String,
+    /// The benefit (product or tier) the key belongs to.
+    pub benefit_id: String,
+    /// The customer's email, when Polar sent it.
+    pub customer_email: Option<String>,
+    /// When the key expires (unix seconds), `None` for never.
+    pub expires_at: Option<i64>,
+    /// Usages counted so far.
+    pub usage: i64,
+    /// The usage limit, if any.
+    pub limit_usage: Option<i64>,
+    /// The activation limit, if any.
+    pub limit_activations: Option<i64>,
+    /// The activation this machine validates, when known.
+    pub activation_id: Option<String>,
+}
+
+/// May this copy use a feature (the app's entitlement map, `Options::entitlements`)?
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct FeatureState {
+    /// The feature asked about.
+    pub feature: String,
+    /// `true` only when granted.
+    pub granted: bool,
+    /// `granted`, `license_not_valid`, `not_granted_by_benefit`, `unknown_feature` or
+    /// `usage_exhausted`.
+    pub why: String,
+    /// When the license itself is not valid: its reason code.
+    pub license_reason: Option<String>,
+    /// For a metered feature: usages left.
+    pub remaining_usage: Option<i64>,
+    /// Where the licensed verdict came from (`online` or `cache`), when there was one.
+    pub source: Option<String>,
+}
+
+/// Why a command failed: the promise of `activate`, `deactivate`, `validate`, `status`,
+/// `rememberedKey` and `forgetKey` rejects with this (Polar's denials too: `not_found`,
+/// `activation_limit`, …), never with a bare string.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LicenseError {
+    /// The stable reason code (docs/interfaces.md §1).
+    pub code: String,
+    /// `denied`, `unverified` or `error`.
+    pub class: String,
+    /// A sentence for the person using the app.
+    pub user_message: String,
+    /// Polar's `detail` for a denial, else ours: for logs and support.
+    pub detail: String,
+    /// For a denial of a key that was valid here before: what probably happened.
+    pub hint: Option<String>,
+    /// For `invalid_input`: the field at fault.
+    pub field: Option<String>,
+    /// The HTTP status, when there was one.
+    pub status: Option<u16>,
+    /// For `rate_limited`: seconds to wait, when Polar said.
+    pub retry_after: Option<u64>,
+    /// For `usage_exhausted`: the usages left.
+    pub remaining_usages: Option<i64>,
+}
+
+/// `activate`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Activated {
+    /// The new activation's id (remembered in the cache; `check` validates it).
+    pub activation_id: String,
+    /// Its label, as Polar shows it in the customer portal.
+    pub label: String,
+    /// The license.
+    pub license: LicenseSummary,
+}
+
+/// `validate`'s answer (one online validation, no cache answer).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Validated {
+    /// The license.
+    pub license: LicenseSummary,
+}
+
+/// `status`'s answer: what the cache holds for the key, with no request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StatusState {
+    /// `none`, `denied`, `licensed` or `lapsed`: what a check would start from.
+    pub standing: String,
+    /// `empty`, `untrusted` or `present`.
+    pub stored: String,
+    /// The remembered activation, when there is one.
+    pub activation_id: Option<String>,
+    /// When the last good verdict was obtained (unix seconds).
+    pub verified_at: Option<i64>,
+    /// When its grace ends (unix seconds).
+    pub grace_ends_at: Option<i64>,
+    /// Seconds of grace left now, if Polar were unreachable.
+    pub grace_remaining: Option<u64>,
+    /// The denial Polar gave last, if it is the standing.
+    pub denied: Option<String>,
+    /// The redacted key the record is for.
+    pub display_key: Option<String>,
+}
+
+/// `rememberedKey`'s answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RememberedKey {
+    /// `true` when a key is remembered on this machine.
+    pub remembered: bool,
+    /// Its redacted form (`****-4C5B6A`).
+    pub display_key: Option<String>,
+}
+
+impl LicenseError {
+    /// From an error of the library.
+    pub fn of(error: &Error) -> LicenseError {
+        let reason = error.reason();
+        LicenseError {
+            code: reason.code().to_string(),
+            class: reason.class().as_str().to_string(),
+            user_message: error.user_message(),
+            detail: error.detail(),
+            hint: None,
+            field: field_of(error),
+            status: error.status(),
+            retry_after: match error {
+                Error::RateLimited { retry_after } => *retry_after,
+                _ => None,
+            },
+            remaining_usages: None,
+        }
+    }
+
+    /// From Polar's denial.
+    pub fn denied(denial: &Denial) -> LicenseError {
+        LicenseError {
+            code: denial.reason.code().to_string(),
+            class: denial.reason.class().as_str().to_string(),
+            user_message: denial.user_message(),
+            detail: denial.detail.clone(),
+            hint: denial.hint().map(str::to_string),
+            field: None,
+            status: Some(denial.status),
+            retry_after: None,
+            remaining_usages: denial.remaining_usages,
+        }
+    }
+}
+
+impl From<Error> for LicenseError {
+    fn from(error: Error) -> LicenseError {
+        LicenseError::of(&error)
+    }
+}
+
+impl std::fmt::Display for LicenseError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.detail)
+    }
+}
+
+impl std::error::Error for LicenseError {}
+
+fn field_of(error: &Error) -> Option<String> {
+    match error {
+        Error::InvalidInput { field, .. } => Some(field.clone()),
+        _ => None,
+    }
+}
+
+impl LicenseSummary {
+    /// From a license Polar returned.
+    pub fn of(license: &LicenseKeyRead, activation_id: Option<&str>) -> LicenseSummary {
+        LicenseSummary {
+            display_key: license.display_key.clone(),
+            status: license.status.as_str().to_string(),
+            benefit_id: license.benefit_id.clone(),
+            customer_email: license.customer.email.clone(),
+            expires_at: license.expires_at.map(|t| t.unix_timestamp()),
+            usage: license.usage,
+            limit_usage: license.limit_usage,
+            limit_activations: license.limit_activations,
+            activation_id: activation_id.map(str::to_string),
+        }
+    }
+}
+
+impl FeatureState {
+    /// From the library's answer.
+    pub fn of(access: &FeatureAccess) -> FeatureState {
+        FeatureState {
+            feature: access.feature.clone(),
+            granted: access.granted,
+            why: access.why.code().to_string(),
+            license_reason: access.license_reason.map(|r| r.code().to_string()),
+            remaining_usage: access.remaining_usage,
+            source: access.source.map(|s| s.as_str().to_string()),
+        }
+    }
+}
+
+impl LicenseState {
+    /// A check's report as the UI sees it; `pending` for a background check's immediate
+    /// answer while Polar is asked.
+    pub fn of(licensing: &Licensing, report: &CheckReport, pending: bool) -> LicenseState {
+        let outcome = &report.outcome;
+        let features = licensing
+            .entitlements()
+            .features()
+            .map(|name| {
+                let access = licensing.has_feature(outcome, name);
+                (name.to_string(), FeatureState::of(&access))
+            })
+            .collect();
+        let mut state = LicenseState {
+            licensed: outcome.is_licensed(),
+            outcome: outcome.kind().to_string(),
+            source: None,
+            code: outcome.reason().map(|r| r.code().to_string()),
+            class: outcome.reason().map(|r| r.class().as_str().to_string()),
+            user_message: outcome.user_message(),
+            hint: None,
+            detail: None,
+            field: None,
+            needs_key: false,
+            pending,
+            verified_at: None,
+            grace_ends_at: licensing.policy().grace_ends_at(outcome),
+            grace_remaining: None,
+            fallback: report
+                .fallback
+                .as_ref()
+                .map(|e| e.reason().code().to_string()),
+            cache_refreshed: report.cache_refreshed(),
+            license: None,
+            features,
+        };
+        match outcome {
+            CheckOutcome::Licensed {
+                source,
+                license,
+                grace_remaining,
+                verified_at,
+            } => {
+                state.source = Some(source.as_str().to_string());
+                state.verified_at = Some(*verified_at);
+                state.grace_remaining = grace_remaining.map(|d| d.as_secs());
+                let activation = license.activation.as_ref().map(|a| a.id.as_str());
+                state.license = Some(LicenseSummary::of(&license.license_key, activation));
+            }
+            CheckOutcome::Denied(denial) => {
+                state.hint = denial.hint().map(str::to_string);
+                state.detail = Some(denial.detail.clone());
+            }
+            CheckOutcome::Unverified(error) => {
+                state.detail = Some(error.detail());
+                state.field = field_of(error);
+                state.needs_key =
+                    error.reason() == Reason::InvalidInput && state.field.as_deref() == Some("key");
+            }
+        }
+        state
+    }
+}
+
+impl Activated {
+    /// From Polar's answer to an activation.
+    pub fn of(read: &LicenseKeyActivationRead) -> Activated {
+        Activated {
+            activation_id: read.activation.id.clone(),
+            label: read.activation.label.clone(),
+            license: LicenseSummary::of(&read.license_key, Some(&read.activation.id)),
+        }
+    }
+}
+
+impl StatusState {
+    /// From what the cache holds.
+    pub fn of(licensing: &Licensing, status: &CacheStatus) -> StatusState {
+        let mut state = StatusState {
+            standing: status.standing.as_str().to_string(),
+            stored: "empty".to_string(),
+            activation_id: status.activation.as_ref().map(|a| a.id.clone()),
+            verified_at: None,
+            grace_ends_at: None,
+            grace_remaining: status.grace_remaining.map(|d| d.as_secs()),
+            denied: None,
+            display_key: None,
+        };
+        match &status.state {
+            CacheState::Empty => {}
+            CacheState::Untrusted(_) => state.stored = "untrusted".to_string(),
+            CacheState::Present(record) => {
+                state.stored = "present".to_string();
+                state.display_key = Some(record.display_key.clone());
+                state.denied = record.denied.as_ref().map(|d| d.reason.code().to_string());
+                if let Some(good) = &record.good {
+                    state.verified_at = Some(good.verified_at);
+                    state.grace_ends_at = Some(licensing.policy().grace_end(good.verified_at));
+                }
+            }
+        }
+        state
+    }
+}

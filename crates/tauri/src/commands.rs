@@ -1,0 +1,191 @@
+//! The commands the webview invokes (`plugin:polar-license|<name>`). None blocks Tauri's
+//! runtime: the requests run through the library's async API (each on a thread of its own),
+//! and the cache reads in between on the runtime's blocking pool.
+
+use crate::answers::{
+    Activated, FeatureState, LicenseError, LicenseState, RememberedKey, StatusState, Validated,
+};
+use crate::{PolarLicense, CHECKED_EVENT};
+use polar_license::grace::{CheckOutcome, CheckReport};
+use polar_license::{ActivateRequest, Error, Key, Licensing, ValidateRequest, Verdict};
+use tauri::{AppHandle, Emitter, Runtime, State};
+
+type Answer<T> = Result<T, LicenseError>;
+
+/// Runs `work` on the runtime's blocking pool (file reads and locks of the cache).
+async fn blocking<T: Send + 'static>(
+    licensing: &Licensing,
+    work: impl FnOnce(Licensing) -> T + Send + 'static,
+) -> Result<T, Error> {
+    let licensing = licensing.clone();
+    tauri::async_runtime::spawn_blocking(move || work(licensing))
+        .await
+        .map_err(|e| Error::Cache {
+            detail: format!("the license task stopped: {e}"),
+        })
+}
+
+/// The key given, or the remembered one (none remembered: `invalid_input`, field `key`).
+async fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, Error> {
+    match key {
+        Some(key) => Ok(Key::new(key)),
+        None => blocking(licensing, |l| l.remembered_or_error()).await?,
+    }
+}
+
+/// The grace-aware verdict for `key` (default: the remembered key): the cache within its
+/// rules, else Polar. Never rejects: an answer that does not license is a state.
+#[tauri::command]
+pub(crate) async fn check(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+) -> Answer<LicenseState> {
+    let licensing = state.licensing();
+    let report = match key_or_remembered(licensing, key).await {
+        Ok(key) => licensing.check_report_async(key).await,
+        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+    };
+    Ok(LicenseState::of(licensing, &report, false))
+}
+
+/// Answers at once from the cache (`pending` when Polar is being asked) and emits
+/// `polar-license://checked` with the fresh state when Polar's answer is in.
+#[tauri::command]
+pub(crate) async fn check_in_background<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+) -> Answer<LicenseState> {
+    let licensing = state.licensing();
+    let key = match key_or_remembered(licensing, key).await {
+        Ok(key) => key,
+        Err(e) => {
+            let report = CheckReport::of(CheckOutcome::Unverified(e));
+            return Ok(LicenseState::of(licensing, &report, false));
+        }
+    };
+    let answer = blocking(licensing, move |l| {
+        let fresh_for = l.clone();
+        let (now, thread) = l.check_report_in_background(key, move |fresh| {
+            let state = LicenseState::of(&fresh_for, &fresh, false);
+            if let Err(e) = app.emit(CHECKED_EVENT, state) {
+                log::warn!(target: "polar_license", "could not emit {CHECKED_EVENT}: {e}");
+            }
+        });
+        LicenseState::of(&l, &now, thread.is_some())
+    })
+    .await;
+    answer.map_err(LicenseError::from)
+}
+
+/// Activates `key` on this machine (label: `label`, default the app's name) and remembers the
+/// activation (and the key, unless `Options::remember_keys(false)`).
+#[tauri::command]
+pub(crate) async fn activate<R: Runtime>(
+    app: AppHandle<R>,
+    state: State<'_, PolarLicense>,
+    key: String,
+    label: Option<String>,
+) -> Answer<Activated> {
+    let label = label.unwrap_or_else(|| app.package_info().name.clone());
+    let request = ActivateRequest::new(key, label);
+    match state.licensing().activate_async(request).await {
+        Ok(Verdict::Accepted(read)) => Ok(Activated::of(&read)),
+        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Deactivates the activation (default: the remembered one) of `key` (default: the
+/// remembered key), freeing its slot, and forgets it.
+#[tauri::command]
+pub(crate) async fn deactivate(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+    activation_id: Option<String>,
+) -> Answer<()> {
+    let licensing = state.licensing();
+    let key = key_or_remembered(licensing, key).await?;
+    match licensing
+        .deactivate_async(key, activation_id.as_deref())
+        .await
+    {
+        Ok(Verdict::Accepted(())) => Ok(()),
+        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// One online validation with no cache answer (its answer still updates the cache).
+#[tauri::command]
+pub(crate) async fn validate(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+    activation_id: Option<String>,
+    benefit_id: Option<String>,
+) -> Answer<Validated> {
+    let licensing = state.licensing();
+    let mut request = ValidateRequest::new(key_or_remembered(licensing, key).await?);
+    if let Some(id) = activation_id {
+        request = request.activation_id(id);
+    }
+    if let Some(id) = benefit_id {
+        request = request.benefit_id(id);
+    }
+    match licensing.validate_async(request).await {
+        Ok(Verdict::Accepted(validated)) => {
+            let activation = validated.activation.as_ref().map(|a| a.id.as_str());
+            Ok(Validated {
+                license: crate::answers::LicenseSummary::of(&validated.license_key, activation),
+            })
+        }
+        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// What the cache holds for `key` (default: the remembered key), with no request.
+#[tauri::command]
+pub(crate) async fn status(
+    state: State<'_, PolarLicense>,
+    key: Option<String>,
+) -> Answer<StatusState> {
+    let licensing = state.licensing();
+    let key = key_or_remembered(licensing, key).await?;
+    let status = blocking(licensing, move |l| {
+        l.status(key).map(|s| StatusState::of(&l, &s))
+    });
+    Ok(status.await??)
+}
+
+/// Whether a key is remembered on this machine, and its redacted form.
+#[tauri::command]
+pub(crate) async fn remembered_key(state: State<'_, PolarLicense>) -> Answer<RememberedKey> {
+    let key = blocking(state.licensing(), |l| l.remembered_key()).await??;
+    Ok(RememberedKey {
+        remembered: key.is_some(),
+        display_key: key.map(|k| k.redacted()),
+    })
+}
+
+/// Forgets the remembered key (its activation stays: `deactivate` frees it).
+#[tauri::command]
+pub(crate) async fn forget_key(state: State<'_, PolarLicense>) -> Answer<()> {
+    Ok(blocking(state.licensing(), |l| l.forget_key()).await??)
+}
+
+/// May this copy use `feature`? A check of `key` (default: the remembered key), then the
+/// app's entitlement map.
+#[tauri::command]
+pub(crate) async fn has_feature(
+    state: State<'_, PolarLicense>,
+    feature: String,
+    key: Option<String>,
+) -> Answer<FeatureState> {
+    let licensing = state.licensing();
+    let outcome = match key_or_remembered(licensing, key).await {
+        Ok(key) => licensing.check_async(key).await,
+        Err(e) => CheckOutcome::Unverified(e),
+    };
+    Ok(FeatureState::of(&licensing.has_feature(&outcome, &feature)))
+}

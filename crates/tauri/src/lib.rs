@@ -1,0 +1,225 @@
+//! A Tauri 2 plugin that gates an app's features on a [Polar](https://polar.sh) license key,
+//! over the `polar-license` crate's [`Licensing`]: one call at start-up,
+//!
+//! ```no_run
+//! // In the app's `main`: `tauri::Builder::default().plugin(…)`, here for any runtime.
+//! fn with_licensing<R: tauri::Runtime>(app: tauri::Builder<R>) -> tauri::Builder<R> {
+//!     app.plugin(polar_license_tauri::init(
+//!         "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10", // your Polar organization id
+//!         polar_license_tauri::Options::default(),
+//!     ))
+//! }
+//! ```
+//!
+//! and the webview gets the commands `check`, `checkInBackground` (with its later
+//! `polar-license://checked` event), `activate`, `deactivate`, `validate`, `status`,
+//! `rememberedKey`, `forgetKey` and `hasFeature` through the guest package
+//! `@polar-license/tauri` (the capability `polar-license:default` allows them all). Every
+//! answer and error crosses as typed data ([`answers`]): a reason code and its class, a
+//! sentence for the user, a hint, the grace's end, the features it unlocks; never a bare
+//! string, never the whole key.
+//!
+//! The offline cache lives in the app's own directory, named by its Tauri identifier
+//! (`<data dir>/polar-license/<identifier>`, where `polar-license status --app-id
+//! <identifier>` reads it too). No command blocks Tauri's runtime. The app's Rust side reaches
+//! the same [`Licensing`] through [`PolarLicenseExt`]. The guide: docs/guides/tauri.md.
+
+pub mod answers;
+mod commands;
+
+pub use answers::{
+    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, RememberedKey,
+    StatusState, Validated,
+};
+pub use polar_license::features::Entitlements;
+pub use polar_license::{Licensing, LicensingBuilder};
+
+use std::path::PathBuf;
+use tauri::plugin::{Builder, TauriPlugin};
+use tauri::{Manager, Runtime};
+
+/// The plugin's name: commands are `plugin:polar-license|<command>`, permissions
+/// `polar-license:<permission>`.
+pub const PLUGIN_NAME: &str = "polar-license";
+
+/// The event `check_in_background` emits with the fresh [`LicenseState`] once Polar answered.
+pub const CHECKED_EVENT: &str = "polar-license://checked";
+
+/// Every command, as the webview invokes it (build.rs generates a permission for each).
+pub const COMMANDS: &[&str] = &[
+    "check",
+    "check_in_background",
+    "activate",
+    "deactivate",
+    "validate",
+    "status",
+    "remembered_key",
+    "forget_key",
+    "has_feature",
+];
+
+type Configure = Box<dyn FnOnce(LicensingBuilder) -> LicensingBuilder + Send>;
+
+/// What differs from the defaults: Polar itself (production), the cache in the app's own
+/// directory, keys remembered on activation, no feature map.
+pub struct Options {
+    app_id: Option<String>,
+    cache_dir: Option<PathBuf>,
+    base_url: Option<String>,
+    entitlements: Option<Entitlements>,
+    remember_keys: bool,
+    configure: Option<Configure>,
+}
+
+impl Default for Options {
+    fn default() -> Options {
+        Options {
+            app_id: None,
+            cache_dir: None,
+            base_url: None,
+            entitlements: None,
+            remember_keys: true,
+            configure: None,
+        }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("app_id", &self.app_id)
+            .field("cache_dir", &self.cache_dir)
+            .field("base_url", &self.base_url)
+            .field("entitlements", &self.entitlements)
+            .field("remember_keys", &self.remember_keys)
+            .field("configure", &self.configure.is_some())
+            .finish()
+    }
+}
+
+impl Options {
+    /// The same as `Options::default()`.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Names the cache directory `<data dir>/polar-license/<app_id>` (default: the app's
+    /// Tauri identifier).
+    pub fn app_id(mut self, app_id: impl Into<String>) -> Self {
+        self.app_id = Some(app_id.into());
+        self
+    }
+
+    /// Keeps the cache in this directory instead (wins over `app_id`).
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    /// Talks to this server instead of Polar (a local emulator while developing).
+    pub fn base_url(mut self, url: impl Into<String>) -> Self {
+        self.base_url = Some(url.into());
+        self
+    }
+
+    /// The app's features and the Polar benefits that grant them: every [`LicenseState`]
+    /// lists them, and `hasFeature` answers for them.
+    pub fn entitlements(mut self, entitlements: Entitlements) -> Self {
+        self.entitlements = Some(entitlements);
+        self
+    }
+
+    /// Remember the key of a good activation, sealed on this machine, so `check` needs no
+    /// key (default: on).
+    pub fn remember_keys(mut self, on: bool) -> Self {
+        self.remember_keys = on;
+        self
+    }
+
+    /// Anything else of the [`LicensingBuilder`] (grace policy, timeouts, proxy, machine
+    /// binding, `require_activation`), applied last.
+    pub fn configure(
+        mut self,
+        configure: impl FnOnce(LicensingBuilder) -> LicensingBuilder + Send + 'static,
+    ) -> Self {
+        self.configure = Some(Box::new(configure));
+        self
+    }
+
+    fn build(
+        self,
+        organization_id: String,
+        identifier: &str,
+    ) -> Result<Licensing, polar_license::Error> {
+        let mut builder = Licensing::builder(organization_id).remember_keys(self.remember_keys);
+        builder = match (self.cache_dir, self.app_id) {
+            (Some(dir), _) => builder.cache_dir(dir),
+            (None, Some(app_id)) => builder.app_id(app_id),
+            (None, None) => builder.app_id(identifier),
+        };
+        if let Some(url) = self.base_url {
+            builder = builder.base_url(url);
+        }
+        if let Some(entitlements) = self.entitlements {
+            builder = builder.entitlements(entitlements);
+        }
+        if let Some(configure) = self.configure {
+            builder = configure(builder);
+        }
+        builder.build()
+    }
+}
+
+/// The plugin's state: the app's one [`Licensing`].
+#[derive(Debug, Clone)]
+pub struct PolarLicense {
+    licensing: Licensing,
+}
+
+impl PolarLicense {
+    /// The app's [`Licensing`].
+    pub fn licensing(&self) -> &Licensing {
+        &self.licensing
+    }
+}
+
+/// The app's [`Licensing`] from its Rust side (`app.polar_license()`), for gating in its own
+/// commands. `None` before the plugin's set-up ran.
+pub trait PolarLicenseExt<R: Runtime> {
+    /// The plugin's [`Licensing`].
+    fn polar_license(&self) -> Option<&Licensing>;
+}
+
+impl<R: Runtime, T: Manager<R>> PolarLicenseExt<R> for T {
+    fn polar_license(&self) -> Option<&Licensing> {
+        self.try_state::<PolarLicense>()
+            .map(|state| state.inner().licensing())
+    }
+}
+
+/// The plugin for `tauri::Builder::plugin`: licenses of the Polar organization
+/// `organization_id`. Its set-up builds the [`Licensing`]; an organization id or option the
+/// library refuses fails the app's start with that error (a mistake of the app, not of the
+/// user's license).
+pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) -> TauriPlugin<R> {
+    let organization_id = organization_id.into();
+    Builder::new(PLUGIN_NAME)
+        .invoke_handler(tauri::generate_handler![
+            commands::check,
+            commands::check_in_background,
+            commands::activate,
+            commands::deactivate,
+            commands::validate,
+            commands::status,
+            commands::remembered_key,
+            commands::forget_key,
+            commands::has_feature,
+        ])
+        .setup(move |app, _api| {
+            let identifier = app.config().identifier.clone();
+            let licensing = options.build(organization_id, &identifier)?;
+            app.manage(PolarLicense { licensing });
+            Ok(())
+        })
+        .build()
+}

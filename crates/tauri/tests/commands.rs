@@ -1,0 +1,572 @@
+//! The plugin's commands through Tauri's IPC on the mock runtime (no window, no webview):
+//! `plugin:polar-license|<command>` invoked as the guest package invokes it, against the
+//! emulator over loopback, with a file cache in a scratch directory and a fake clock, and the
+//! window's capability resolved by Tauri's ACL from the permission files the crate ships. The
+//! scenarios of the command line's suites (activate, a cached check, offline grace, a
+//! revocation, a login page), the background check and its event, feature gating, errors
+//! crossing as typed data, and a capability that grants only some commands.
+//!
+//! Every invocation and its answer is also written to
+//! `<target>/tmp/polar-license-tauri/answers-<scenario>.json`, and every reason code to
+//! `reasons.json` there: the guest package's tests (crates/tauri/guest-js/test/) replay these
+//! real answers through Tauri's IPC mocks and check them against its TypeScript types.
+
+use polar_license::{MachineBinding, Reason};
+use polar_license_emulator::{
+    Emulator, Fault, KeyUpdate, Options as PolarOptions, Seed, DEMO_BENEFIT_ID, DEMO_KEY,
+    DEMO_KEY_REVOKED,
+};
+use polar_license_tauri::{
+    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
+    RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
+};
+use polar_license_testkit::{take_requests, FakeClock, ScratchDir};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::sync::Mutex;
+use std::time::Duration;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
+use tauri::utils::acl::capability::Capability;
+use tauri::utils::acl::manifest::{Manifest, PermissionFile};
+use tauri::utils::acl::resolved::Resolved;
+use tauri::utils::platform::Target;
+use tauri::webview::InvokeRequest;
+use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+
+const HOUR: i64 = 3600;
+const DAY: i64 = 24 * HOUR;
+/// A benefit no demo key has.
+const TEAM_BENEFIT: &str = "9b3f1c2e-4d5a-4b6c-8d7e-0f1a2b3c4d5e";
+
+struct World {
+    polar: Emulator,
+    clock: FakeClock,
+    app: App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    _dir: ScratchDir,
+    name: String,
+    /// This scenario's invocations and answers, for the guest package's tests.
+    recorded: Mutex<Vec<Value>>,
+}
+
+impl World {
+    fn new(name: &str) -> World {
+        World::allowing(name, &["polar-license:default"])
+    }
+
+    /// The app with a capability granting `permissions` to its main window.
+    fn allowing(name: &str, permissions: &[&str]) -> World {
+        let polar = Emulator::start(Seed::demo(), PolarOptions::default()).expect("emulator");
+        let dir = ScratchDir::new(&format!("tauri-{name}"));
+        let clock = FakeClock::default();
+        let reader = clock.reader();
+        let entitlements = Entitlements::new()
+            .grant("export", [DEMO_BENEFIT_ID])
+            .and_then(|e| e.grant("team", [TEAM_BENEFIT]))
+            .expect("entitlements");
+        let options = Options::default()
+            .base_url(polar.url())
+            .cache_dir(dir.path())
+            .entitlements(entitlements)
+            .configure(move |builder| {
+                builder
+                    .machine_binding(MachineBinding::Id("machine-A".into()))
+                    .timeout(Duration::from_secs(2))
+                    .clock(reader)
+            });
+        // The capability resolved through Tauri's ACL from the permission files this crate
+        // ships, as an app's build resolves it.
+        let context = context_allowing(permissions);
+        let app = mock_builder()
+            .plugin(polar_license_tauri::init(polar.organization_id(), options))
+            .build(context)
+            .expect("the app builds");
+        let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+            .build()
+            .expect("a webview");
+        World {
+            polar,
+            clock,
+            app,
+            webview,
+            _dir: dir,
+            name: name.to_string(),
+            recorded: Mutex::new(Vec::new()),
+        }
+    }
+
+    /// Invokes `plugin:polar-license|<command>` with these arguments, as `invoke()` in the
+    /// webview does; the raw JSON answer (`Err`: the rejection).
+    fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
+        let request = InvokeRequest {
+            cmd: format!("plugin:polar-license|{command}"),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().expect("url"),
+            body: InvokeBody::Json(args.clone()),
+            headers: Default::default(),
+            invoke_key: tauri::test::INVOKE_KEY.to_string(),
+        };
+        let answer = get_ipc_response(&self.webview, request)
+            .map(|body| body.deserialize::<Value>().expect("a JSON answer"));
+        // A key crosses the IPC into the plugin, never back out.
+        let text = format!("{answer:?}");
+        for key in [DEMO_KEY, DEMO_KEY_REVOKED, "DEMO-NOT-A-KEY"] {
+            assert!(
+                !text.contains(key),
+                "{command} answered the whole key: {text}"
+            );
+        }
+        self.record(match &answer {
+            Ok(value) => json!({ "command": command, "args": args, "ok": value }),
+            Err(value) => json!({ "command": command, "args": args, "err": value }),
+        });
+        answer
+    }
+
+    /// Adds `entry` to this scenario's file of answers.
+    fn record(&self, entry: Value) {
+        let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
+        recorded.push(entry);
+        write_fixture(
+            &format!("answers-{}.json", self.name),
+            &Value::Array(recorded.clone()),
+        );
+    }
+
+    /// An answer that must resolve, as its type.
+    fn ok<T: DeserializeOwned>(&self, command: &str, args: Value) -> T {
+        match self.invoke(command, args) {
+            Ok(value) => serde_json::from_value(value).expect("the declared answer type"),
+            Err(e) => panic!("{command} rejected: {e}"),
+        }
+    }
+
+    /// An answer that must reject, as the typed error.
+    fn err(&self, command: &str, args: Value) -> LicenseError {
+        match self.invoke(command, args) {
+            Ok(value) => panic!("{command} resolved: {value}"),
+            Err(e) => serde_json::from_value(e).expect("a LicenseError, not a bare string"),
+        }
+    }
+
+    fn check(&self) -> LicenseState {
+        self.ok("check", json!({}))
+    }
+
+    fn activate(&self) -> Activated {
+        self.ok(
+            "activate",
+            json!({ "key": DEMO_KEY, "label": "Jane's laptop" }),
+        )
+    }
+}
+
+/// The plugin's permission files (permissions/**/*.toml), as Tauri's build reads them.
+fn plugin_manifest() -> Manifest {
+    fn toml_files(dir: &Path, out: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).expect("permissions/") {
+            let path = entry.expect("an entry").path();
+            if path.is_dir() {
+                toml_files(&path, out);
+            } else if path.extension().is_some_and(|e| e == "toml") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    toml_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("permissions"),
+        &mut files,
+    );
+    let files = files
+        .iter()
+        .map(|path| {
+            let text = std::fs::read_to_string(path).expect("a permission file");
+            toml::from_str::<PermissionFile>(&text).expect("a permission file Tauri reads")
+        })
+        .collect();
+    Manifest::new(files, None)
+}
+
+/// A mock context whose main window has a capability granting `permissions`, resolved by
+/// Tauri's ACL against the plugin's permission files (as an app's build resolves them).
+fn context_allowing(permissions: &[&str]) -> tauri::Context<MockRuntime> {
+    let acl = BTreeMap::from([("polar-license".to_string(), plugin_manifest())]);
+    let capability: Capability = serde_json::from_value(json!({
+        "identifier": "main",
+        "windows": ["main"],
+        "permissions": permissions,
+    }))
+    .expect("a capability");
+    let capabilities = BTreeMap::from([("main".to_string(), capability)]);
+    let resolved =
+        Resolved::resolve(&acl, capabilities, Target::current()).expect("the capability resolves");
+    let mut context = mock_context(noop_assets());
+    *context.runtime_authority_mut() = tauri::runtime_authority!(acl, resolved);
+    context
+}
+
+/// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.
+fn write_fixture(name: &str, value: &Value) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
+    std::fs::create_dir_all(&dir).expect("the fixture directory");
+    let text = serde_json::to_string_pretty(value).expect("json");
+    std::fs::write(dir.join(name), text).expect("the fixture");
+}
+
+#[test]
+fn every_reason_code_and_command_for_the_guest_package() {
+    let reasons: Vec<Value> = Reason::ALL
+        .iter()
+        .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
+        .collect();
+    assert_eq!(reasons.len(), 19);
+    write_fixture("reasons.json", &Value::Array(reasons));
+    write_fixture("commands.json", &json!(COMMANDS));
+}
+
+#[test]
+fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
+    let w = World::new("first-run");
+    let first = w.check();
+    assert!(!first.licensed);
+    assert_eq!(first.code.as_deref(), Some("invalid_input"));
+    assert_eq!(first.class.as_deref(), Some("error"));
+    assert_eq!(first.field.as_deref(), Some("key"));
+    assert!(first.needs_key, "{first:?}");
+    assert_eq!(
+        first.user_message.as_deref(),
+        Some("Enter your license key.")
+    );
+    assert_eq!(take_requests(&w.polar), 0, "no key, no request");
+    let none: RememberedKey = w.ok("remembered_key", json!({}));
+    assert_eq!(
+        none,
+        RememberedKey {
+            remembered: false,
+            display_key: None
+        }
+    );
+
+    let activated = w.activate();
+    assert_eq!(activated.label, "Jane's laptop");
+    assert_eq!(activated.license.display_key, "****-4C5B6A");
+    assert_eq!(activated.license.status, "granted");
+    assert_eq!(activated.license.benefit_id, DEMO_BENEFIT_ID);
+    assert_eq!(
+        activated.license.activation_id.as_deref(),
+        Some(activated.activation_id.as_str())
+    );
+    let remembered: RememberedKey = w.ok("remembered_key", json!({}));
+    assert_eq!(remembered.display_key.as_deref(), Some("****-4C5B6A"));
+    // The app's Rust side holds the same Licensing (and its remembered key).
+    let licensing = w.app.polar_license().expect("the plugin's state");
+    let key = licensing.remembered_key().expect("the store reads");
+    assert_eq!(key.map(|k| k.redacted()).as_deref(), Some("****-4C5B6A"));
+
+    // The next launch: no key needed, answered by the cache (an activation is a verdict).
+    take_requests(&w.polar);
+    let state = w.check();
+    assert!(state.licensed, "{state:?}");
+    assert_eq!(state.outcome, "licensed");
+    assert_eq!(state.source.as_deref(), Some("cache"));
+    assert_eq!(take_requests(&w.polar), 0, "a fresh cache asks nobody");
+    assert_eq!(
+        (state.code, state.user_message, state.needs_key),
+        (None, None, false)
+    );
+    let verified = state.verified_at.expect("verified_at");
+    assert_eq!(state.grace_ends_at, Some(verified + 7 * DAY));
+    assert_eq!(state.grace_remaining, Some((7 * DAY) as u64));
+    assert_eq!(
+        state.license.and_then(|l| l.activation_id),
+        Some(activated.activation_id)
+    );
+}
+
+#[test]
+fn a_check_past_the_revalidation_interval_asks_polar_and_answers_online() {
+    let w = World::new("online");
+    w.activate();
+    w.clock.advance(2 * HOUR);
+    take_requests(&w.polar);
+    let state: LicenseState = w.ok("check", json!({ "key": DEMO_KEY }));
+    assert!(state.licensed);
+    assert_eq!(state.source.as_deref(), Some("online"));
+    assert_eq!(state.grace_remaining, None);
+    assert_eq!(take_requests(&w.polar), 1);
+    let status: StatusState = w.ok("status", json!({}));
+    assert_eq!(status.standing, "licensed");
+    assert_eq!(status.stored, "present");
+    assert_eq!(status.display_key.as_deref(), Some("****-4C5B6A"));
+    assert_eq!(status.verified_at, state.verified_at);
+}
+
+#[test]
+fn offline_the_cache_licenses_within_the_grace_then_not() {
+    let w = World::new("offline");
+    w.activate();
+    let verified = w.check().verified_at.expect("verified");
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(3 * DAY);
+    let state = w.check();
+    assert!(state.licensed, "{state:?}");
+    assert_eq!(state.source.as_deref(), Some("cache"));
+    assert_eq!(state.fallback.as_deref(), Some("offline"));
+    assert_eq!(state.grace_ends_at, Some(verified + 7 * DAY));
+    assert_eq!(state.grace_remaining, Some((4 * DAY) as u64));
+    assert!(state.features["export"].granted, "{:?}", state.features);
+
+    w.clock.advance(5 * DAY);
+    let lapsed = w.check();
+    assert!(!lapsed.licensed);
+    assert_eq!(lapsed.code.as_deref(), Some("grace_expired"));
+    assert_eq!(lapsed.class.as_deref(), Some("unverified"));
+    assert_eq!(lapsed.outcome, "unverified");
+    assert!(lapsed
+        .user_message
+        .as_deref()
+        .is_some_and(|m| m.contains("connect to the internet")));
+    assert!(!lapsed.features["export"].granted);
+    assert_eq!(lapsed.features["export"].why, "license_not_valid");
+    assert_eq!(
+        lapsed.features["export"].license_reason.as_deref(),
+        Some("grace_expired")
+    );
+}
+
+#[test]
+fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
+    let w = World::new("revoked");
+    w.activate();
+    w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        },
+    );
+    w.clock.advance(2 * HOUR);
+    let denied = w.check();
+    assert!(!denied.licensed);
+    assert_eq!(denied.outcome, "denied");
+    assert_eq!(denied.code.as_deref(), Some("inactive"));
+    assert_eq!(denied.class.as_deref(), Some("denied"));
+    assert!(denied.hint.is_some(), "a key valid here before: {denied:?}");
+    assert_eq!(denied.user_message, denied.hint);
+    assert_eq!(denied.grace_ends_at, None);
+
+    // Offline within the old grace window: still not licensed.
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(HOUR);
+    let after = w.check();
+    assert!(!after.licensed);
+    assert_eq!(after.code.as_deref(), Some("offline"));
+    let status: StatusState = w.ok("status", json!({}));
+    assert_eq!(status.standing, "denied");
+    assert_eq!(status.denied.as_deref(), Some("inactive"));
+}
+
+#[test]
+fn a_login_page_is_not_polar_the_cache_answers_and_validate_says_why() {
+    let w = World::new("login-page");
+    w.activate();
+    w.clock.advance(2 * HOUR);
+    w.polar.set_fault(Some(Fault::Respond {
+        status: 200,
+        headers: vec![("content-type".into(), "text/html".into())],
+        body: "<html><body><form>Hotel WiFi login</form></body></html>".into(),
+    }));
+    let state = w.check();
+    assert!(state.licensed, "{state:?}");
+    assert_eq!(state.source.as_deref(), Some("cache"));
+    assert_eq!(state.fallback.as_deref(), Some("protocol_error"));
+
+    let error = w.err("validate", json!({}));
+    assert_eq!(error.code, "protocol_error");
+    assert_eq!(error.class, "error");
+    assert_eq!(error.status, Some(200));
+    assert!(error.user_message.contains("login page"), "{error:?}");
+}
+
+#[test]
+fn the_background_check_answers_at_once_and_its_event_brings_polars_answer() {
+    let w = World::new("background");
+    let (tx, rx) = mpsc::channel::<String>();
+    let tx = Mutex::new(tx);
+    w.app.listen_any(CHECKED_EVENT, move |event| {
+        let _ = tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .send(event.payload().to_string());
+    });
+    let fresh = |rx: &mpsc::Receiver<String>| -> LicenseState {
+        let payload = rx.recv_timeout(Duration::from_secs(20)).expect("the event");
+        let value: Value = serde_json::from_str(&payload).expect("JSON");
+        w.record(json!({ "event": CHECKED_EVENT, "payload": value }));
+        serde_json::from_value(value).expect("a LicenseState")
+    };
+
+    // A key and no cache: nothing to answer yet, Polar is asked.
+    let now: LicenseState = w.ok("check_in_background", json!({ "key": DEMO_KEY }));
+    assert!(!now.licensed);
+    assert!(now.pending);
+    assert_eq!(now.code.as_deref(), Some("not_yet_verified"));
+    assert_eq!(now.class.as_deref(), Some("unverified"));
+    let later = fresh(&rx);
+    assert!(later.licensed, "{later:?}");
+    assert!(!later.pending);
+    assert_eq!(later.source.as_deref(), Some("online"));
+
+    // Activated, and the cache stale: licensed at once from the cache, and Polar asked.
+    w.activate();
+    w.clock.advance(2 * HOUR);
+    let now: LicenseState = w.ok("check_in_background", json!({}));
+    assert!(now.licensed && now.pending, "{now:?}");
+    assert_eq!(now.source.as_deref(), Some("cache"));
+    let later = fresh(&rx);
+    assert!(later.licensed);
+    assert_eq!(later.source.as_deref(), Some("online"));
+
+    // Fresh: the cache answers, nothing pending, no event.
+    let now: LicenseState = w.ok("check_in_background", json!({}));
+    assert!(now.licensed && !now.pending, "{now:?}");
+    assert!(rx.recv_timeout(Duration::from_millis(300)).is_err());
+
+    // No key at all: the first-run answer, nothing pending.
+    let _: () = w.ok("forget_key", json!({}));
+    let now: LicenseState = w.ok("check_in_background", json!({}));
+    assert!(now.needs_key && !now.pending, "{now:?}");
+}
+
+#[test]
+fn features_follow_the_entitlement_map_and_the_license() {
+    let w = World::new("features");
+    let none: FeatureState = w.ok("has_feature", json!({ "feature": "export" }));
+    assert!(!none.granted);
+    assert_eq!(none.why, "license_not_valid");
+    assert_eq!(none.license_reason.as_deref(), Some("invalid_input"));
+
+    w.activate();
+    let export: FeatureState = w.ok("has_feature", json!({ "feature": "export" }));
+    assert!(export.granted, "{export:?}");
+    assert_eq!(export.why, "granted");
+    assert_eq!(export.source.as_deref(), Some("cache"));
+    let team: FeatureState = w.ok("has_feature", json!({ "feature": "team" }));
+    assert!(!team.granted);
+    assert_eq!(team.why, "not_granted_by_benefit");
+    let unknown: FeatureState = w.ok("has_feature", json!({ "feature": "teleport" }));
+    assert_eq!(unknown.why, "unknown_feature");
+
+    let state = w.check();
+    let names: Vec<&str> = state.features.keys().map(String::as_str).collect();
+    assert_eq!(names, ["export", "team"]);
+    assert!(state.features["export"].granted && !state.features["team"].granted);
+}
+
+#[test]
+fn refusals_and_errors_cross_as_typed_data_never_as_strings() {
+    let w = World::new("errors");
+    let typo = w.err("activate", json!({ "key": "DEMO-NOT-A-KEY" }));
+    assert_eq!(typo.code, "not_found");
+    assert_eq!(typo.class, "denied");
+    assert_eq!(typo.status, Some(404));
+    assert_eq!(
+        typo.user_message,
+        "This license key was not found: check it for typos."
+    );
+    assert!(!typo.detail.is_empty());
+
+    let revoked = w.err("activate", json!({ "key": DEMO_KEY_REVOKED }));
+    assert_eq!(
+        (revoked.code.as_str(), revoked.class.as_str()),
+        ("inactive", "denied")
+    );
+
+    let empty = w.err("activate", json!({ "key": "" }));
+    assert_eq!(empty.code, "invalid_input");
+    assert_eq!(empty.field.as_deref(), Some("key"));
+
+    let nothing = w.err("deactivate", json!({}));
+    assert_eq!(nothing.code, "invalid_input");
+    assert_eq!(nothing.field.as_deref(), Some("key"));
+
+    w.polar.set_fault(Some(Fault::RateLimited {
+        retry_after: Some(30),
+    }));
+    let limited = w.err("validate", json!({ "key": DEMO_KEY }));
+    assert_eq!(limited.code, "rate_limited");
+    assert_eq!(limited.class, "unverified");
+    assert_eq!(limited.retry_after, Some(30));
+    assert_eq!(limited.status, Some(429));
+    w.polar.set_fault(None);
+
+    // A missing argument is Tauri's own refusal (before the plugin): still not a license error.
+    assert!(w.invoke("activate", json!({})).is_err());
+}
+
+#[test]
+fn deactivation_frees_the_slot_and_forgets_the_key() {
+    let w = World::new("deactivate");
+    let activated = w.activate();
+    let validated: Validated = w.ok(
+        "validate",
+        json!({ "activationId": activated.activation_id }),
+    );
+    assert_eq!(
+        validated.license.activation_id.as_deref(),
+        Some(activated.activation_id.as_str())
+    );
+    let _: () = w.ok("deactivate", json!({}));
+    assert!(w.polar.activations(DEMO_KEY).is_empty(), "the slot is free");
+    let remembered: RememberedKey = w.ok("remembered_key", json!({}));
+    assert!(!remembered.remembered);
+    assert!(w.check().needs_key);
+    // Deactivating again: the activation is gone.
+    let again = w.err(
+        "deactivate",
+        json!({ "key": DEMO_KEY, "activationId": activated.activation_id }),
+    );
+    assert_eq!(again.code, "not_found");
+}
+
+#[test]
+fn an_organization_id_the_library_refuses_fails_the_apps_start_with_its_error() {
+    let dir = ScratchDir::new("tauri-bad-org");
+    let built = mock_builder()
+        .plugin(polar_license_tauri::init(
+            "not-a-uuid",
+            Options::default().cache_dir(dir.path()),
+        ))
+        .build(mock_context(noop_assets()));
+    let error = match built {
+        Ok(_) => panic!("the app must not start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(error.contains("organization_id"), "{error}");
+}
+
+#[test]
+fn a_capability_grants_only_the_commands_it_names() {
+    let w = World::allowing(
+        "read-only",
+        &["polar-license:allow-check", "polar-license:allow-status"],
+    );
+    let state = w.check();
+    assert!(state.needs_key, "{state:?}");
+    // Not granted: Tauri refuses before the plugin runs, with its own message (a plain error
+    // in the guest package, not a LicenseError), and Polar is never asked.
+    let refused = w.invoke("activate", json!({ "key": DEMO_KEY }));
+    let message = refused.expect_err("activate is not granted");
+    assert!(
+        message.as_str().is_some_and(|m| m.contains("activate")),
+        "{message}"
+    );
+    assert_eq!(take_requests(&w.polar), 0);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+}

@@ -1,0 +1,74 @@
+//! The lease parser and verifier (issue #25) on arbitrary text: never a panic, and never a
+//! lease that verifies unless it is the one the fuzzer was given as a seed, unchanged (a
+//! forged signature would be a break of Ed25519; a change anywhere must be refused). Also the
+//! relay key list parser, the key file parser and the air-gapped lines.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use polar_license::airgap;
+use polar_license::key::Key;
+use polar_license::lease::{self, key_hash, LeaseClaims, LeaseExpect, RelayKeys, SigningKey};
+use std::sync::OnceLock;
+
+const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
+const ACT: &str = "b6724bc8-7ad0-4ad5-a5d1-2b1a6b0a4a4a";
+const MACHINE: &str = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
+const NOW: i64 = 1_790_000_000;
+
+/// A relay key made once per run and the one lease it signed.
+fn fixture() -> &'static (RelayKeys, String) {
+    static FIXTURE: OnceLock<(RelayKeys, String)> = OnceLock::new();
+    FIXTURE.get_or_init(|| {
+        let signer = SigningKey::generate(Some("fuzz")).unwrap_or_else(|e| panic!("{e}"));
+        let claims = LeaseClaims {
+            organization_id: ORG.into(),
+            key_sha256: key_hash(&Key::new(KEY)),
+            activation_id: Some(ACT.into()),
+            status: "granted".into(),
+            license_expires_at: None,
+            benefit_id: "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11".into(),
+            usage: 0,
+            limit_usage: None,
+            limit_activations: None,
+            issued_at: NOW,
+            not_before: NOW,
+            expires_at: NOW + 86_400,
+            id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+        };
+        let token = signer
+            .sign(&claims, Some(MACHINE))
+            .unwrap_or_else(|e| panic!("{e}"));
+        (signer.relay_keys(), token)
+    })
+}
+
+fuzz_target!(|data: &[u8]| {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let (keys, good) = fixture();
+    let key = Key::new(KEY);
+    let expect = LeaseExpect {
+        organization_id: ORG,
+        key: &key,
+        activation_id: Some(ACT),
+        benefit_id: None,
+        machine: Some(MACHINE),
+    };
+    // The input alone, and the input spliced into the good token (a change of it).
+    let cut = data.first().map_or(0, |&b| usize::from(b)) % good.len();
+    let spliced = format!("{}{}{}", &good[..cut], text, &good[cut..]);
+    for candidate in [text.to_string(), spliced] {
+        let verified = lease::verify(&candidate, keys, &expect, NOW, 600).is_ok();
+        assert!(
+            !verified || candidate == *good,
+            "a changed lease verified: {candidate:?}"
+        );
+        let _ = lease::footer_kid(&candidate);
+    }
+    let _ = RelayKeys::parse(text);
+    let _ = SigningKey::from_file_text(text);
+    let _ = airgap::read_request(text);
+    let _ = airgap::read_response(text);
+});

@@ -124,6 +124,8 @@ test('a lease licenses offline until it ends, even inside the grace', async () =
     assert.equal(cached.source, 'cache');
     assert.equal(cached.reason, 'offline');
     assert.equal(cached.graceRemaining, DAY);
+    // The grace ends with the lease (day 3), not 7 days after the verdict (the core's rule).
+    assert.equal(cached.graceEndsAt, start + 3 * DAY);
     assert.deepEqual(cached.lease, { kid: 'relay-2026', expiresAt: start + 3 * DAY });
     // checkInBackground: the same lease at once, and in the fresh answer (Polar unreachable).
     let deliver;
@@ -145,6 +147,7 @@ test('a lease licenses offline until it ends, even inside the grace', async () =
     const unsigned = w.app();
     const plain = await unsigned.check(w.key);
     assert.equal(plain.source, 'cache');
+    assert.equal(plain.graceEndsAt, start + 7 * DAY);
     assert.equal(plain.lease, null, 'an unsigned app reports no lease');
 
     // Back online, a fresh lease: licensed online, then from the cache again.

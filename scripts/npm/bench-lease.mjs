@@ -6,11 +6,14 @@
 // PACKAGE_DIR the built package (target/npm/pkg, from scripts/build-npm.sh). A stand-in relay in
 // this process signs a PASETO v4.public lease (node:crypto Ed25519, as tests/js/signed.test.mjs)
 // on the grant of one activation of the demo key made through the package; then the stored
-// record, its ledger and the install secret are read back, and the engine's `status` step
-// (open the record: MAC, ledger, and in signed mode `session::gate_lease`, which verifies the
-// lease once) is called N times by an engine with the relay key and N times by one without,
-// alternating in ROUNDS rounds. The difference per call is the lease verification (PASETO
-// parse, Ed25519 verify, claims JSON, the checks against the record). Prints one JSON object.
+// record, its ledger and the install secret are read back; a validate of the activation a
+// second later stores a second lease (another record). The engine's `status` step (open the
+// record: MAC, ledger, and in signed mode `session::gate_lease`) is then called N times by an
+// engine with the relay key and N times by one without, alternating in ROUNDS rounds, on the
+// two records in turn (the core remembers the last lease it verified, so each call verifies
+// one: `lease_verify_us`, PASETO parse, Ed25519, the claims, the checks) and on one record
+// (every call after the first a remembered lease: `lease_memo_us`). The differences per call
+// are the cost of signed mode. Prints one JSON object.
 import { createServer } from 'node:http';
 import { createHash, generateKeyPairSync, createPublicKey, randomUUID, sign } from 'node:crypto';
 import { join, resolve } from 'node:path';
@@ -36,8 +39,8 @@ const le64 = (v) => {
 };
 const pae = (pieces) => Buffer.concat([le64(pieces.length), ...pieces.flatMap((p) => [le64(p.length), p])]);
 const rfc3339 = (unix) => new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
-function lease(req, answer, now) {
-  const license = answer.license_key;
+function lease(req, answer, now, activate) {
+  const license = activate ? answer.license_key : answer;
   const claims = {
     iss: 'polar-license-relay',
     sub: createHash('sha256').update(req.key).digest('hex'),
@@ -46,7 +49,7 @@ function lease(req, answer, now) {
     exp: rfc3339(now + 7 * 86400),
     jti: randomUUID(),
     org: req.organization_id,
-    act: answer.id,
+    act: activate ? answer.id : (answer.activation?.id ?? null),
     status: license.status,
     license_expires_at: license.expires_at ? rfc3339(Math.floor(Date.parse(license.expires_at) / 1000)) : null,
     benefit: license.benefit_id,
@@ -67,8 +70,8 @@ const relay = createServer(async (req, res) => {
   const resp = await fetch(`${url}${req.url}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
   const answer = Buffer.from(await resp.arrayBuffer());
   const headers = { 'content-type': 'application/json' };
-  if (resp.status === 200 && req.url.endsWith('/activate')) {
-    headers['polar-license-lease'] = lease(JSON.parse(body), JSON.parse(answer), Math.floor(Date.now() / 1000));
+  if (resp.status === 200 && !req.url.endsWith('/deactivate')) {
+    headers['polar-license-lease'] = lease(JSON.parse(body), JSON.parse(answer), clock.now, req.url.endsWith('/activate'));
   }
   res.writeHead(resp.status, headers);
   res.end(answer);
@@ -80,44 +83,56 @@ const relayUrl = `http://127.0.0.1:${relay.address().port}`;
 const pkg = resolve(pkgDir);
 const { LicenseClient } = await import(pathToFileURL(join(pkg, 'node.js')).href);
 const { Engine } = await import(pathToFileURL(join(pkg, 'polar_license.js')).href);
+const clock = { now: Math.floor(Date.now() / 1000) };
 const map = new Map();
 const storage = { get: (k) => map.get(k) ?? null, set: (k, v) => void map.set(k, v), remove: (k) => void map.delete(k) };
 const options = { organizationId: org, baseUrl: relayUrl, machineId: 'bench-machine', appSecret: 'bench' };
-const client = new LicenseClient({ ...options, storage, relayKeys: [pair] });
+const client = new LicenseClient({ ...options, storage, relayKeys: [pair], clock: () => clock.now * 1000 });
 const activated = await client.activate(DEMO_KEY, { label: `bench-${Date.now()}` });
 if (!activated.lease) throw new Error('the activation stored no lease that verifies');
 const signed = new Engine(JSON.stringify({ ...options, relayKeys: pair }), 'null');
 const unsigned = new Engine(JSON.stringify(options), 'null');
 const slot = signed.call('slot', [DEMO_KEY]);
 const ledgerName = signed.call('ledger', [DEMO_KEY]);
-// The stored record as the activation left it (read before the deactivation below).
-const args = [DEMO_KEY, map.get('polar-license.install-secret'), map.get(slot), map.get(ledgerName), Math.floor(Date.now() / 1000)];
-const token = /v4\.public\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/.exec(args[2])?.[0] ?? '';
+// The stored record as the activation left it, then as a validate a second later left it (a
+// new lease), both read before the deactivation below.
+const secret = map.get('polar-license.install-secret');
+const args = [DEMO_KEY, secret, map.get(slot), map.get(ledgerName), clock.now + 2];
+clock.now += 1;
+await client.validate(DEMO_KEY, { activationId: activated.activation.id });
+const other = [DEMO_KEY, secret, map.get(slot), map.get(ledgerName), clock.now + 1];
+const tokenOf = (record) => /v4\.public\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+/.exec(record)?.[0] ?? '';
+const token = tokenOf(args[2]);
+if (tokenOf(other[2]) === token || !token) throw new Error('the validate stored no second lease');
 await client.deactivate(DEMO_KEY); // the demo key's activation slot back
 relay.close();
-const check = JSON.parse(signed.call('status', args)).ok;
-if (check.state !== 'present' || !check.lease) throw new Error(`no verified lease to bench: ${JSON.stringify(check)}`);
-
-function time(engine) {
-  const t0 = performance.now();
-  for (let i = 0; i < n; i++) engine.call('status', args);
-  return (performance.now() - t0) * 1000; // µs
+for (const a of [args, other]) {
+  const s = JSON.parse(signed.call('status', a)).ok;
+  if (s.state !== 'present' || !s.lease) throw new Error(`no verified lease to bench: ${JSON.stringify(s)}`);
 }
-time(signed);
-time(unsigned); // warm up both
-const totals = { signed: 0, unsigned: 0 };
+
+/** µs for n status calls, on the two records in turn (`alternate`) or on one. */
+function time(engine, alternate) {
+  const t0 = performance.now();
+  for (let i = 0; i < n; i++) engine.call('status', alternate && i % 2 ? other : args);
+  return (performance.now() - t0) * 1000;
+}
+const runs = { signed: [signed, true], unsigned: [unsigned, true], signedOne: [signed, false], unsignedOne: [unsigned, false] };
+for (const [engine, alternate] of Object.values(runs)) time(engine, alternate); // warm up
+const totals = Object.fromEntries(Object.keys(runs).map((name) => [name, 0]));
 for (let r = 0; r < rounds; r++) {
-  const order = r % 2 === 0 ? ['signed', 'unsigned'] : ['unsigned', 'signed'];
-  for (const name of order) totals[name] += time(name === 'signed' ? signed : unsigned);
+  const names = Object.keys(runs);
+  for (const name of r % 2 === 0 ? names : names.reverse()) totals[name] += time(...runs[name]);
 }
 const calls = n * rounds;
 const per = (name) => totals[name] / calls;
 console.log(
   JSON.stringify({
     calls_each: calls,
-    status_signed_us: +per('signed').toFixed(1),
     status_unsigned_us: +per('unsigned').toFixed(1),
+    status_signed_us: +per('signed').toFixed(1),
     lease_verify_us: +(per('signed') - per('unsigned')).toFixed(1),
+    lease_memo_us: +(per('signedOne') - per('unsignedOne')).toFixed(1),
     lease_bytes: token.length,
     node: process.version,
   }),

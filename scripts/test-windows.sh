@@ -99,6 +99,8 @@ read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test resul
     { for (i = 1; i <= NF; i++) { v = $(i - 1) + 0
           if ($i ~ /^passed/) p += v; else if ($i ~ /^failed/) f += v } }
     END { print p + 0, f + 0 }')
+# A failing test's own output (its panic message), so the CI log says why, not only which.
+tr -d '\r' <"$OUT/rust.log" | sed -n '/^---- .* stdout ----$/,/^failures:$/p' | head -n 200
 suites_run=$(grep -c '^test result: ' "$OUT/rust.log")
 # A suite that did not build or run counts as failed.
 missing=$(( ${#SUITES[@]} + ${#LIBS[@]} - suites_run ))

@@ -2,7 +2,7 @@
 //! `--json` object, and every row of docs/polar-api.md §6.4 reachable from the command line.
 
 use polar_license_emulator::{Emulator, Fault, Options, Seed};
-use polar_license_testkit::{clean_command, ScratchDir, Served};
+use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -92,7 +92,7 @@ fn run_env(args: &[&str], env: &[(&str, &str)]) -> Run {
     let mut cmd = clean_command(BIN);
     CACHE_DIR.with(|dir| cmd.env("POLAR_LICENSE_CACHE_DIR", dir.path()));
     cmd.args(args).envs(env.iter().copied());
-    let out = cmd.output().expect("binary runs");
+    let out = cmd.launch();
     Run {
         code: out.status.code().unwrap_or(-1),
         stdout: String::from_utf8_lossy(&out.stdout).into_owned(),

@@ -4,7 +4,7 @@
 
 use polar_license_emulator::{Emulator, Fault, Options};
 use polar_license_testkit::features::{self, map_json as map, ORG, PRO};
-use polar_license_testkit::{clean_command, ScratchDir};
+use polar_license_testkit::{clean_command, Launch, ScratchDir};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -37,8 +37,7 @@ impl World {
             .arg(&self.dir)
             .args(["--no-machine-binding", "--entitlements", entitlements])
             .args(["check", "--key", key, "--feature", feature])
-            .output()
-            .unwrap();
+            .launch();
         let v: Value = serde_json::from_slice(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&out.stdout)));
         (out.status.code().unwrap(), v)

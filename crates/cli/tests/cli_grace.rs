@@ -8,7 +8,7 @@
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
 };
-use polar_license_testkit::{cli_against, take_requests, ScratchDir};
+use polar_license_testkit::{cli_against, take_requests, Launch, ScratchDir};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -78,7 +78,7 @@ impl World {
     fn at(&self, offset: i64, args: &[&str]) -> Answer {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
-        parse(&self.command(offset, &all).output().expect("binary runs"))
+        parse(&self.command(offset, &all).launch())
     }
 
     /// `check --key DEMO_KEY` at clock offset `offset`, with extra global options.
@@ -199,10 +199,7 @@ fn a_fresh_cache_sends_no_request() {
     }
     // The human line (the clock kept where the last check saw it: every cached answer
     // records the time it was given, so an hour back would be a rollback).
-    let out = w
-        .command(HOUR - 60, &["check", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+    let out = w.command(HOUR - 60, &["check", "--key", DEMO_KEY]).launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(0));
     assert!(
@@ -226,11 +223,7 @@ fn a_stale_cache_with_polar_up_revalidates() {
     online(&w.check(HOUR + 12, &["--revalidate-after", "0"]));
     assert_eq!(w.sent(), 1);
     let mut cmd = w.command(HOUR + 13, &["--json", "check", "--key", DEMO_KEY]);
-    online(&parse(
-        &cmd.env("POLAR_REVALIDATE_AFTER", "0")
-            .output()
-            .expect("runs"),
-    ));
+    online(&parse(&cmd.env("POLAR_REVALIDATE_AFTER", "0").launch()));
     assert_eq!(w.sent(), 1);
 }
 
@@ -249,11 +242,7 @@ fn polar_down_licenses_within_the_grace_then_expires() {
         "grace_expired",
     );
     let mut cmd = w.command(3 * DAY + 2, &["--json", "check", "--key", DEMO_KEY]);
-    let a = parse(
-        &cmd.env("POLAR_GRACE_PERIOD", "86400")
-            .output()
-            .expect("runs"),
-    );
+    let a = parse(&cmd.env("POLAR_GRACE_PERIOD", "86400").launch());
     refused(&a, 3, "unverified", "grace_expired");
     // status reads the cache with no network: the grace left.
     let s = w.status(6 * DAY);
@@ -438,10 +427,7 @@ fn a_tampered_cache_is_untrusted() {
     // still names it (no secret: the next check validates it online).
     let named = s.v["activation_id"].as_str();
     assert!(named.is_none() || named == Some(id.as_str()), "{s:?}");
-    let out = w
-        .command(0, &["status", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+    let out = w.command(0, &["status", "--key", DEMO_KEY]).launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         text.contains("present but not trusted: treated as no cache"),
@@ -499,8 +485,7 @@ fn activating_again_names_the_activation_it_replaced() {
     assert_eq!(w.polar().activations(DEMO_KEY).len(), 2);
     let human = w
         .command(0, &["activate", "--key", DEMO_KEY, "--label", "c"])
-        .output()
-        .expect("binary runs");
+        .launch();
     let text = String::from_utf8_lossy(&human.stdout);
     let newest = second.str("activation_id").expect("id");
     assert!(
@@ -534,8 +519,7 @@ fn require_activation_refuses_a_key_not_activated_here() {
     let out = w
         .command(0, &["--json", "check", "--key", DEMO_KEY])
         .env("POLAR_LICENSE_REQUIRE_ACTIVATION", "1")
-        .output()
-        .expect("binary runs");
+        .launch();
     let again = parse(&out);
     refused(&again, 2, "error", "invalid_input");
     assert_eq!(again.v["field"], "activation_id", "{again:?}");
@@ -641,21 +625,13 @@ fn options_are_checked_and_status_needs_no_network() {
     assert!(a.v["field"].is_null(), "{a:?}");
     let mut cmd = w.command(0, &["--json", "check", "--key", DEMO_KEY]);
     invalid(
-        &parse(
-            &cmd.env("POLAR_LICENSE_CLOCK_OFFSET", "soon")
-                .output()
-                .expect("runs"),
-        ),
+        &parse(&cmd.env("POLAR_LICENSE_CLOCK_OFFSET", "soon").launch()),
         "clock_offset",
     );
     // The hidden clock hooks: an offset or a held clock, not both.
     let mut cmd = w.command(0, &["--json", "check", "--key", DEMO_KEY]);
     invalid(
-        &parse(
-            &cmd.env("POLAR_LICENSE_CLOCK_AT", "1790000000")
-                .output()
-                .expect("runs"),
-        ),
+        &parse(&cmd.env("POLAR_LICENSE_CLOCK_AT", "1790000000").launch()),
         "clock_offset",
     );
     invalid(&w.at(0, &["check", "--key", ""]), "key");
@@ -674,11 +650,7 @@ fn options_are_checked_and_status_needs_no_network() {
     assert_eq!(other.v["cache"]["state"], "untrusted", "{other:?}");
     w.stop();
     let mut cmd = w.command(0, &["--json", "status"]);
-    let s = parse(
-        &cmd.env_remove("POLAR_ORGANIZATION_ID")
-            .output()
-            .expect("runs"),
-    );
+    let s = parse(&cmd.env_remove("POLAR_ORGANIZATION_ID").launch());
     assert_eq!(
         (s.code, s.v["cache"]["records"].as_i64()),
         (0, Some(1)),

@@ -3,7 +3,7 @@
 //! shows the password. (The library's side of it is tests/network.rs at the repository root.)
 
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{clean_command, ConnectProxy, ScratchDir};
+use polar_license_testkit::{clean_command, ConnectProxy, Launch, ScratchDir};
 use std::sync::atomic::Ordering;
 
 /// The command line: `--proxy` carries its requests; a bad one is a usage error that never
@@ -24,8 +24,7 @@ fn the_command_line_takes_a_proxy() {
             ])
             .args(["--cache-dir", dir.arg(), "--proxy", proxy_arg])
             .args(["validate", "--key", DEMO_KEY])
-            .output()
-            .expect("runs")
+            .launch()
     };
     let out = run(&proxy.url);
     assert_eq!(out.status.code(), Some(0), "{out:?}");

@@ -5,17 +5,14 @@
 use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::Key;
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_testkit::{clean_command, ScratchDir, Served};
+use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::Output;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
 fn run(args: &[&str]) -> Output {
-    clean_command(BIN)
-        .args(args)
-        .output()
-        .expect("the binary runs")
+    clean_command(BIN).args(args).launch()
 }
 
 fn stdout(o: &Output) -> String {
@@ -163,8 +160,7 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
         ])
         .args(["--cache-dir", cache.to_str().expect("a UTF-8 path")])
         .args(["validate", "--key", DEMO_KEY])
-        .output()
-        .expect("validate runs");
+        .launch();
     let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
     assert_eq!(
         (o.status.code(), v["outcome"].as_str()),

@@ -5,7 +5,7 @@
 
 use polar_license::{Licensing, MachineBinding};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
-use polar_license_testkit::{clean_command, ScratchDir};
+use polar_license_testkit::{clean_command, Launch, ScratchDir};
 use serde_json::Value;
 use std::path::Path;
 
@@ -25,8 +25,7 @@ fn cli(polar: &Emulator, dir: &Path, args: &[&str]) -> (i32, Value, String) {
             "--json",
         ])
         .args(args)
-        .output()
-        .expect("binary runs");
+        .launch();
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let v: Value = serde_json::from_str(&stdout)
         .unwrap_or_else(|e| panic!("{args:?}: not one JSON object ({e}): {stdout}"));
@@ -242,8 +241,7 @@ fn the_library_and_the_cli_share_the_remembered_key() {
         .args(["--base-url", url.as_str(), "--org", org.as_str()])
         .args(["--cache-dir", d.to_str().unwrap(), "--json"])
         .args(["--app-secret", "another app", "check"])
-        .output()
-        .unwrap();
+        .launch();
     assert_eq!(
         out.status.code(),
         Some(2),

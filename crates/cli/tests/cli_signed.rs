@@ -9,7 +9,7 @@ use polar_license::session::{self, Slot};
 use polar_license::store::Store;
 use polar_license::{FileStore, Key};
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
-use polar_license_testkit::{clean_command, ScratchDir, Served};
+use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::io::Write;
 use std::path::PathBuf;
@@ -40,8 +40,7 @@ impl World {
         let key_path = key_file.to_str().expect("a UTF-8 path").to_string();
         let out = clean_command(BIN)
             .args(["relay", "keygen", "--out", &key_path, "--kid", "relay-1"])
-            .output()
-            .expect("keygen runs");
+            .launch();
         assert_eq!(out.status.code(), Some(0), "{out:?}");
         let pair = String::from_utf8_lossy(&out.stdout).trim().to_string();
         let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
@@ -303,7 +302,7 @@ fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
         .args(["--org", &w.polar.organization_id()])
         .args(["--cache-dir", w.cache("offline").to_str().expect("UTF-8")])
         .args(["lease", "request", "--key", DEMO_KEY, "--label", "lab"]);
-    let out = plain.output().expect("runs");
+    let out = plain.launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(text.lines().count(), 1, "{text}");
     assert!(text.starts_with("polar-license-activation-request.v1."));

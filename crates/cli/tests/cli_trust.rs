@@ -11,7 +11,9 @@
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
 };
-use polar_license_testkit::{clean_command, cli_against, take_requests, ScratchDir, Served};
+use polar_license_testkit::{
+    clean_command, cli_against, take_requests, Launch, ScratchDir, Served,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -26,24 +28,6 @@ fn bare_at(program: &Path) -> Command {
     let mut cmd = clean_command(program);
     cmd.env_remove("XDG_DATA_HOME");
     cmd
-}
-
-/// Runs `cmd` to its end. A process that could not be *started* is tried again (twice):
-/// wine, which runs this suite for Windows (scripts/test-windows.sh), now and then fails to
-/// spawn one of many quick launches ("Internal error", 1359); what a run answers is never
-/// retried.
-fn output(cmd: &mut Command) -> Output {
-    let mut tries = 0;
-    loop {
-        match cmd.output() {
-            Ok(out) => return out,
-            Err(e) if tries < 2 => {
-                eprintln!("could not start {cmd:?} ({e}): trying again");
-                tries += 1;
-            }
-            Err(e) => panic!("could not start {cmd:?}: {e}"),
-        }
-    }
 }
 
 /// The binary with none of the host's settings.
@@ -153,7 +137,7 @@ impl World {
     }
 
     fn at(&self, offset: i64, args: &[&str]) -> Answer {
-        parse(&output(&mut self.command(offset, args)))
+        parse(&self.command(offset, args).launch())
     }
 
     fn check(&self, offset: i64) -> Answer {
@@ -166,7 +150,7 @@ impl World {
 
     /// The human text (stdout and stderr) of a run without `--json`.
     fn human(&self, offset: i64, args: &[&str]) -> String {
-        let out = output(self.base(offset).args(args));
+        let out = self.base(offset).args(args).launch();
         format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
@@ -267,7 +251,7 @@ fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
         for (k, v) in extra_env {
             cmd.env(k, v);
         }
-        parse(&output(cmd.args(args)))
+        parse(&cmd.args(args).launch())
     };
     let forge = |extra: &[&str], env: &[(&str, &Path)]| {
         let mut args = vec!["--base-url", url.as_str()];
@@ -335,8 +319,7 @@ fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
     let out = bare_at(&renamed)
         .envs(home.iter().copied())
         .args(["--json", "status"])
-        .output()
-        .expect("runs");
+        .launch();
     let s = parse(&out);
     assert_eq!(
         s.v["cache"]["dir"].as_str().map(PathBuf::from),
@@ -414,7 +397,7 @@ fn a_held_clock_sees_the_revocation_within_a_bounded_number_of_launches() {
             let mut cmd = w.command(0, &["check", "--key", DEMO_KEY]);
             cmd.env_remove("POLAR_LICENSE_CLOCK_OFFSET")
                 .env("POLAR_LICENSE_CLOCK_AT", held.to_string());
-            parse(&output(&mut cmd))
+            parse(&cmd.launch())
         };
         let mut cached = 0;
         let last = loop {
@@ -722,7 +705,7 @@ fn a_read_only_cache_directory_still_licenses() {
             wrapped.env("HOME", "/nonexistent");
             cmd = wrapped;
         }
-        parse(&output(&mut cmd))
+        parse(&cmd.launch())
     };
     let s = run(60, &["status", "--key", DEMO_KEY]);
     no_denial(&s);
@@ -812,7 +795,7 @@ fn twenty_checks_while_polar_hangs_do_not_queue() {
         .map(|mut cmd| {
             std::thread::spawn(move || {
                 let t = Instant::now();
-                let out = output(&mut cmd);
+                let out = cmd.launch();
                 (t.elapsed(), out)
             })
         })
@@ -1035,7 +1018,7 @@ fn the_command_reaches_an_apps_directory_with_app_id() {
             .args(["--json"])
             .args(extra)
             .args(["status", "--key", DEMO_KEY]);
-        parse(&output(&mut cmd))
+        parse(&cmd.launch())
     };
     let s = status(&["--app-id", "com.vendor.editor"]);
     assert_eq!(s.code, 0, "{s:?}");

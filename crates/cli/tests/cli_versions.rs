@@ -3,7 +3,7 @@
 //! text, and a rotated key that was valid here read as such by `validate`, `check` and `status`.
 
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{cli_against, ScratchDir, Served};
+use polar_license_testkit::{cli_against, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -63,8 +63,7 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
 
     let out = cli(&served.url, &cache)
         .args(["--json", "validate", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+        .launch();
     let (code, v) = json(&out);
     assert_eq!(code, 0, "{v}");
     let license = &v["license"];
@@ -81,8 +80,7 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
     // check answers from the record validate wrote: the fields came through the cache.
     let out = cli(&served.url, &cache)
         .args(["--json", "check", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+        .launch();
     let (code, v) = json(&out);
     assert_eq!((code, v["source"].as_str()), (0, Some("cache")), "{v}");
     assert_eq!(v["license"]["subscription"]["status"], "active");
@@ -99,8 +97,7 @@ fn the_emulator_command_serves_2027_01_and_the_cli_shows_its_fields() {
 
     let out = cli(&served.url, &cache)
         .args(["validate", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+        .launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("seat@acme.io"), "{text}");
     assert!(
@@ -135,8 +132,7 @@ fn the_emulator_command_rotates_a_version_out() {
     let cache = ScratchDir::new("cli-versions-cache");
     let out = cli(&served.url, &cache)
         .args(["--json", "validate", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+        .launch();
     assert_eq!(json(&out).0, 0);
 
     // A default that is not served is a usage error naming the option.
@@ -151,8 +147,7 @@ fn the_emulator_command_rotates_a_version_out() {
             "--api-version",
             "2027-01",
         ])
-        .output()
-        .expect("runs");
+        .launch();
     let (code, v) = json(&out);
     assert_eq!(code, 2, "{v}");
     assert!(v.to_string().contains("api-version"), "{v}");
@@ -163,11 +158,7 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
     let cache = ScratchDir::new("cli-versions-rotated");
     let run = |args: &[&str]| {
-        let out = cli(&polar.url(), &cache)
-            .arg("--json")
-            .args(args)
-            .output()
-            .expect("runs");
+        let out = cli(&polar.url(), &cache).arg("--json").args(args).launch();
         json(&out)
     };
     let (code, v) = run(&["check", "--key", DEMO_KEY]);
@@ -200,8 +191,7 @@ fn a_rotated_key_that_was_valid_here_says_so_in_validate_check_and_status() {
 
     let out = cli(&polar.url(), &cache)
         .args(["check", "--key", DEMO_KEY])
-        .output()
-        .expect("runs");
+        .launch();
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.contains("valid here before"), "{text}");
 

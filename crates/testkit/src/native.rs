@@ -8,7 +8,7 @@ use polar_license_emulator::Emulator;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
@@ -93,6 +93,31 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
         }
     }
     cmd
+}
+
+/// Runs a command to its end, trying again (twice) only when the process could not be
+/// *started*: wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails
+/// to spawn one of many quick launches ("Internal error", 1359), and one such failure made a
+/// whole CI run red. What a started process answers is never retried.
+pub trait Launch {
+    /// [`Command::output`], with a spawn failure tried again; panics after the third.
+    fn launch(&mut self) -> Output;
+}
+
+impl Launch for Command {
+    fn launch(&mut self) -> Output {
+        let mut tries = 0;
+        loop {
+            match self.output() {
+                Ok(out) => return out,
+                Err(e) if tries < 2 => {
+                    eprintln!("could not start {self:?} ({e}): trying again");
+                    tries += 1;
+                }
+                Err(e) => panic!("could not start {self:?}: {e}"),
+            }
+        }
+    }
 }
 
 /// [`clean_command`] pointed by its environment at a Polar at `url` (`POLAR_API_URL`), for the

@@ -37,7 +37,7 @@
 
 use crate::error::Error;
 use crate::key::Key;
-use ct_codecs::Decoder;
+use ct_codecs::{Decoder, Encoder};
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::{FormatAsPaserk, Id};
 use pasetors::token::UntrustedToken;
@@ -451,12 +451,7 @@ impl SigningKey {
     /// Signs `claims` as a `v4.public` token bound to `machine` (the implicit assertion;
     /// `None`: an activation not bound to a machine).
     pub fn sign(&self, claims: &LeaseClaims, machine: Option<&str>) -> Result<String, Error> {
-        let message = serde_json::to_vec(&claims.to_wire()?)
-            .map_err(|_| Error::invalid("lease", "the claims could not be written"))?;
-        let footer = serde_json::to_vec(&Footer {
-            kid: self.kid.clone(),
-        })
-        .map_err(|_| Error::invalid("lease", "the footer could not be written"))?;
+        let (message, footer) = message_and_footer(claims, &self.kid)?;
         PublicToken::sign(
             &self.pair.secret,
             &message,
@@ -464,6 +459,104 @@ impl SigningKey {
             Some(machine.unwrap_or("").as_bytes()),
         )
         .map_err(|_| Error::invalid("lease", "the lease could not be signed"))
+    }
+}
+
+/// The token's message (the claims' JSON) and footer (`{"kid":…}`), as [`SigningKey::sign`]
+/// and [`prepare`] write them.
+fn message_and_footer(claims: &LeaseClaims, kid: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    check_kid(kid)?;
+    let message = serde_json::to_vec(&claims.to_wire()?)
+        .map_err(|_| Error::invalid("lease", "the claims could not be written"))?;
+    let footer = serde_json::to_vec(&Footer {
+        kid: kid.to_string(),
+    })
+    .map_err(|_| Error::invalid("lease", "the footer could not be written"))?;
+    Ok((message, footer))
+}
+
+const V4_PUBLIC_HEADER: &str = "v4.public.";
+
+/// PASETO's pre-authentication encoding: the piece count, then each piece's length (both
+/// little-endian u64 with the top bit clear) and bytes.
+fn pae(pieces: &[&[u8]]) -> Vec<u8> {
+    let le64 = |n: usize| ((n as u64) & (u64::MAX >> 1)).to_le_bytes();
+    let mut out = Vec::with_capacity(8 + pieces.iter().map(|p| 8 + p.len()).sum::<usize>());
+    out.extend_from_slice(&le64(pieces.len()));
+    for piece in pieces {
+        out.extend_from_slice(&le64(piece.len()));
+        out.extend_from_slice(piece);
+    }
+    out
+}
+
+/// A lease ready to be signed by a key held elsewhere (WebCrypto's non-extractable key in the
+/// npm package's relay): sign [`UnsignedLease::pre_auth`] with Ed25519, then
+/// [`UnsignedLease::assemble`] the token. The result is the token [`SigningKey::sign`] makes
+/// with the same key (Ed25519 signatures are deterministic).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UnsignedLease {
+    message: Vec<u8>,
+    footer: Vec<u8>,
+    pre_auth: Vec<u8>,
+}
+
+/// The `v4.public` lease for `claims` under `kid`, bound to `machine`, before its signature.
+pub fn prepare(
+    claims: &LeaseClaims,
+    kid: &str,
+    machine: Option<&str>,
+) -> Result<UnsignedLease, Error> {
+    let (message, footer) = message_and_footer(claims, kid)?;
+    let implicit = machine.unwrap_or("").as_bytes();
+    let pre_auth = pae(&[V4_PUBLIC_HEADER.as_bytes(), &message, &footer, implicit]);
+    Ok(UnsignedLease {
+        message,
+        footer,
+        pre_auth,
+    })
+}
+
+/// Whether `token`'s signature verifies under the key its footer names in `keys`, for the
+/// implicit assertion `machine`: the signature alone (no claim, time or binding checked). A
+/// relay that signs elsewhere checks its own tokens with it before sending one.
+pub fn signature_verifies(token: &str, keys: &RelayKeys, machine: Option<&str>) -> bool {
+    let Ok(untrusted) = UntrustedToken::<Public, V4>::try_from(token) else {
+        return false;
+    };
+    let Some(key) = read_footer(untrusted.untrusted_footer()).and_then(|f| keys.find(&f.kid))
+    else {
+        return false;
+    };
+    let machine = machine.unwrap_or("");
+    PublicToken::verify(key, &untrusted, None, Some(machine.as_bytes())).is_ok()
+}
+
+impl UnsignedLease {
+    /// The bytes the Ed25519 signature is made over (PASETO v4.public's PAE of the header,
+    /// the message, the footer and the implicit assertion).
+    pub fn pre_auth(&self) -> &[u8] {
+        &self.pre_auth
+    }
+
+    /// The token, from a 64-byte Ed25519 signature over [`UnsignedLease::pre_auth`]. Nothing
+    /// here checks the signature: verify the token ([`verify_signed`]) before trusting it.
+    pub fn assemble(&self, signature: &[u8]) -> Result<String, Error> {
+        if signature.len() != 64 {
+            return Err(Error::invalid("lease", "an Ed25519 signature is 64 bytes"));
+        }
+        let mut signed = Vec::with_capacity(self.message.len() + 64);
+        signed.extend_from_slice(&self.message);
+        signed.extend_from_slice(signature);
+        let b64 = |bytes: &[u8]| {
+            ct_codecs::Base64UrlSafeNoPadding::encode_to_string(bytes)
+                .map_err(|_| Error::invalid("lease", "the token could not be encoded"))
+        };
+        Ok(format!(
+            "{V4_PUBLIC_HEADER}{}.{}",
+            b64(&signed)?,
+            b64(&self.footer)?
+        ))
     }
 }
 
@@ -694,6 +787,59 @@ mod tests {
             let strict = read_footer(text.as_bytes()).map(|f| f.kid);
             assert_eq!(strict, serde, "{text}");
         }
+    }
+
+    /// PAE as the PASETO specification's examples give it.
+    #[test]
+    fn pae_matches_the_specification() {
+        assert_eq!(pae(&[]), [0u8; 8]);
+        assert_eq!(pae(&[b""]), [[1u8, 0, 0, 0, 0, 0, 0, 0], [0; 8]].concat());
+        assert_eq!(
+            pae(&[b"test"]),
+            [
+                &[1u8, 0, 0, 0, 0, 0, 0, 0][..],
+                &[4, 0, 0, 0, 0, 0, 0, 0],
+                b"test"
+            ]
+            .concat()
+        );
+    }
+
+    /// A lease prepared here and signed elsewhere is the token the key signs itself: the same
+    /// message and footer, the signature over the same PAE (Ed25519 is deterministic, so the
+    /// key's own signature assembles into its own token, which verifies).
+    #[test]
+    fn a_prepared_lease_assembles_into_the_keys_own_token() -> Result<(), Error> {
+        let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+        let signer = SigningKey::generate(Some("k1"))?;
+        let c = claims(&key, 1_800_000_000);
+        for machine in [Some("machine-A"), None] {
+            let token = signer.sign(&c, machine)?;
+            let unsigned = prepare(&c, "k1", machine)?;
+            let body = token
+                .strip_prefix(V4_PUBLIC_HEADER)
+                .and_then(|t| t.split('.').next())
+                .unwrap_or_default();
+            let raw = ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(body, None)
+                .map_err(|_| Error::invalid("lease", "base64"))?;
+            let signature = &raw[raw.len() - 64..];
+            assert_eq!(unsigned.assemble(signature)?, token);
+            assert!(signature_verifies(&token, &signer.relay_keys(), machine));
+            assert!(!signature_verifies(
+                &token,
+                &signer.relay_keys(),
+                Some("machine-B")
+            ));
+            let other = SigningKey::generate(Some("k1"))?;
+            assert!(!signature_verifies(&token, &other.relay_keys(), machine));
+            let mut flipped = signature.to_vec();
+            flipped[0] ^= 1;
+            let forged = unsigned.assemble(&flipped)?;
+            assert!(!signature_verifies(&forged, &signer.relay_keys(), machine));
+            assert!(unsigned.assemble(&signature[..63]).is_err());
+        }
+        assert!(prepare(&c, "bad kid", None).is_err());
+        Ok(())
     }
 
     #[test]

@@ -46,13 +46,16 @@ pub use limit::Rate;
 pub use server::{log_to_stderr, serve, Running};
 
 use limit::Buckets;
-use polar_license::lease::{key_hash, LeaseClaims, SigningKey, LEASE_HEADER};
+use polar_license::lease::{
+    key_hash, prepare, signature_verifies, LeaseClaims, RelayKeys, SigningKey, UnsignedLease,
+    LEASE_HEADER,
+};
 use polar_license::metadata::{MetaValue, Metadata};
 use polar_license::proto::{
     error_body, parse_activate_for, parse_validate_for, ActivateRequest, Api, DeactivateRequest,
     Expect, HttpRequest, HttpResponse, Operation, Server, ValidateRequest,
 };
-use polar_license::{AccessToken, Error, Key, Transport, Verdict};
+use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
 use polar_license_emulator::{check_body, CheckedBody};
 use std::sync::Mutex;
 
@@ -106,8 +109,8 @@ pub struct RelayConfig {
     pub organization_id: Option<String>,
     /// The seller's organization access token (scope `license_keys:write`).
     pub access_token: AccessToken,
-    /// The lease signing key.
-    pub signing_key: SigningKey,
+    /// Who signs the leases.
+    pub signer: Signer,
     /// How long a lease lasts (default 7 days; never past the license's `expires_at`).
     pub lease_days: u32,
     /// Rate limits and the body cap.
@@ -121,17 +124,124 @@ pub struct RelayConfig {
 }
 
 impl RelayConfig {
-    /// A configuration with the default lease (7 days) and limits, for any organization.
+    /// A configuration with the default lease (7 days) and limits, for any organization,
+    /// signing with `signing_key` here.
     pub fn new(server: Server, access_token: AccessToken, signing_key: SigningKey) -> Self {
+        RelayConfig::with_signer(server, access_token, Signer::Key(signing_key))
+    }
+
+    /// [`RelayConfig::new`] with any [`Signer`].
+    pub fn with_signer(server: Server, access_token: AccessToken, signer: Signer) -> Self {
         RelayConfig {
             server,
             organization_id: None,
             access_token,
-            signing_key,
+            signer,
             lease_days: DEFAULT_LEASE_DAYS,
             limits: Limits::default(),
             client_ip_header: None,
         }
+    }
+}
+
+/// Who signs a relay's leases.
+#[derive(Debug)]
+pub enum Signer {
+    /// This key, here: [`Relay::finish`] answers with the lease signed.
+    Key(SigningKey),
+    /// A key held elsewhere (WebCrypto's non-extractable key in the npm package's relay):
+    /// [`Relay::finish`] hands back the lease to sign ([`Finished::pre_auth`]), and
+    /// [`Relay::assemble`] adds it once its signature verifies with `public_key`.
+    External {
+        /// The key's id, in the lease's footer.
+        kid: String,
+        /// Its public key, PASERK `k4.public.…`.
+        public_key: String,
+    },
+}
+
+/// What a signer verifies with (and, for a key held here, signs with).
+enum SignWith {
+    Key(SigningKey),
+    External { kid: String, keys: RelayKeys },
+}
+
+impl SignWith {
+    fn of(signer: Signer) -> Result<SignWith, Error> {
+        Ok(match signer {
+            Signer::Key(key) => SignWith::Key(key),
+            Signer::External { kid, public_key } => {
+                let mut keys = RelayKeys::new();
+                keys.add(&kid, &public_key)?;
+                SignWith::External { kid, keys }
+            }
+        })
+    }
+
+    fn kid(&self) -> &str {
+        match self {
+            SignWith::Key(key) => key.kid(),
+            SignWith::External { kid, .. } => kid,
+        }
+    }
+}
+
+/// [`Relay::begin`]'s outcome.
+#[derive(Debug)]
+pub enum Step {
+    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
+    Answer(RelayResponse),
+    /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`].
+    Ask(Pending),
+}
+
+/// A request that passed every local check, waiting for Polar's answer.
+pub struct Pending {
+    op: Operation,
+    key: Key,
+    checked: CheckedBody,
+    call: Call,
+    request: HttpRequest,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("operation", &self.op.as_str())
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// The call to Polar's token-authenticated route (it holds the seller's token and the
+    /// license key: never log it).
+    pub fn request(&self) -> &HttpRequest {
+        &self.request
+    }
+}
+
+/// [`Relay::finish`]'s outcome: the answer, and with an external signer the lease to sign.
+#[derive(Debug)]
+pub struct Finished {
+    response: RelayResponse,
+    unsigned: Option<(UnsignedLease, Option<String>)>,
+}
+
+impl Finished {
+    /// The answer as it stands (without the lease while one waits for its signature).
+    pub fn response(&self) -> &RelayResponse {
+        &self.response
+    }
+
+    /// The bytes to sign with Ed25519, when a lease waits for an external signature.
+    pub fn pre_auth(&self) -> Option<&[u8]> {
+        self.unsigned.as_ref().map(|(u, _)| u.pre_auth())
+    }
+
+    /// The answer, without any lease still unsigned.
+    pub fn into_response(self) -> RelayResponse {
+        self.response
     }
 }
 
@@ -263,7 +373,7 @@ pub struct Relay {
     token: AccessToken,
     base_url: String,
     organization_id: Option<String>,
-    signing_key: SigningKey,
+    signer: SignWith,
     lease_seconds: i64,
     limits: Limits,
     client_ip_header: Option<String>,
@@ -278,7 +388,7 @@ impl std::fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("base_url", &self.base_url)
             .field("organization_id", &self.organization_id)
-            .field("kid", &self.signing_key.kid())
+            .field("kid", &self.signer.kid())
             .field("lease_seconds", &self.lease_seconds)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
@@ -322,7 +432,7 @@ impl Relay {
             token: config.access_token,
             base_url,
             organization_id,
-            signing_key: config.signing_key,
+            signer: SignWith::of(config.signer)?,
             lease_seconds: i64::from(config.lease_days) * 86_400,
             limits: config.limits,
             client_ip_header: config.client_ip_header,
@@ -340,7 +450,7 @@ impl Relay {
 
     /// The signing key's `kid`.
     pub fn kid(&self) -> &str {
-        self.signing_key.kid()
+        self.signer.kid()
     }
 
     /// The limits in force.
@@ -348,42 +458,66 @@ impl Relay {
         self.limits
     }
 
-    /// Answers one request (see the crate docs for what it does, in order).
+    /// Answers one request (see the crate docs for what it does, in order): [`Relay::begin`],
+    /// the call through the relay's transport, [`Relay::finish`].
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        let mut r = self.route(req, now);
-        add_cors(&mut r);
-        r
+        match self.begin(req, now) {
+            Step::Answer(r) => r,
+            Step::Ask(pending) => {
+                let upstream = self.transport.send(pending.request());
+                self.finish(pending, upstream, now).into_response()
+            }
+        }
     }
 
-    fn route(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+    /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
+    /// every local check, and either the answer or the call to make.
+    pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
+        match self.route(req, now) {
+            Step::Answer(mut r) => {
+                add_cors(&mut r);
+                Step::Answer(r)
+            }
+            ask => ask,
+        }
+    }
+
+    fn route(&self, req: &RelayRequest, now: Now) -> Step {
+        match self.route_checked(req, now) {
+            Ok(pending) => Step::Ask(pending),
+            Err(answer) => Step::Answer(answer),
+        }
+    }
+
+    fn route_checked(&self, req: &RelayRequest, now: Now) -> Result<Pending, RelayResponse> {
         if req.method.eq_ignore_ascii_case("OPTIONS") {
-            return preflight();
+            return Err(preflight());
         }
         let path = req.path.split('?').next().unwrap_or_default();
         let op = match path.strip_prefix(ROUTE_PREFIX) {
             Some("validate") => Operation::Validate,
             Some("activate") => Operation::Activate,
             Some("deactivate") => Operation::Deactivate,
-            _ => return RelayResponse::detail(404, "Not Found"),
+            _ => return Err(RelayResponse::detail(404, "Not Found")),
         };
         if req.method != "POST" {
             let mut r = RelayResponse::detail(405, "Method Not Allowed");
             r.set("allow", "POST, OPTIONS");
-            return r;
+            return Err(r);
         }
         let max = self.limits.max_body_bytes;
         if req.body.len() > max {
             log::info!("relay: {} 413 (body over {max} bytes)", op.as_str());
-            return RelayResponse::error(
+            return Err(RelayResponse::error(
                 413,
                 "RequestBodyTooLarge",
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
-            );
+            ));
         }
         let client = self.client_of(req);
         if let Some(secs) = take(&self.per_ip, client, now) {
             log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
-            return RelayResponse::rate_limited(secs);
+            return Err(RelayResponse::rate_limited(secs));
         }
         let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
             Some(Ok(checked)) => checked,
@@ -395,9 +529,9 @@ impl Relay {
                 );
                 let mut r = RelayResponse::json(refusal.status, refusal.body);
                 r.set("content-type", refusal.content_type);
-                return private(r);
+                return Err(private(r));
             }
-            None => return RelayResponse::detail(404, "Not Found"),
+            None => return Err(RelayResponse::detail(404, "Not Found")),
         };
         let key = Key::new(checked.key.clone());
         if self
@@ -410,18 +544,22 @@ impl Relay {
                 op.as_str(),
                 key.redacted()
             );
-            return private(RelayResponse::error(404, "ResourceNotFound", "Not found"));
+            return Err(private(RelayResponse::error(
+                404,
+                "ResourceNotFound",
+                "Not found",
+            )));
         }
         let call = match Call::of(op, &checked) {
             Ok(call) => call,
-            Err(e) => return private(invalid(op, &key, &e)),
+            Err(e) => return Err(private(invalid(op, &key, &e))),
         };
         let request = match self
             .api_for(&checked.organization_id)
             .and_then(|api| call.request(&api))
         {
             Ok(request) => request,
-            Err(e) => return private(invalid(op, &key, &e)),
+            Err(e) => return Err(private(invalid(op, &key, &e))),
         };
         let key_id = [checked.organization_id.as_str(), ":", &key_hash(&key)].concat();
         if let Some(secs) = take(&self.per_key, &key_id, now) {
@@ -430,10 +568,16 @@ impl Relay {
                 op.as_str(),
                 key.redacted()
             );
-            return RelayResponse::rate_limited(secs);
+            return Err(RelayResponse::rate_limited(secs));
         }
         let request = with_version(request, req.header("polar-version"));
-        self.ask(op, &key, &checked, &call, &request, now)
+        Ok(Pending {
+            op,
+            key,
+            checked,
+            call,
+            request,
+        })
     }
 
     /// The per-IP limit's identity: the configured proxy header's last entry, else the peer.
@@ -457,16 +601,81 @@ impl Relay {
         )
     }
 
-    fn ask(
+    /// The second half of [`Relay::handle`]: Polar's answer (or why there is none) to the
+    /// call [`Relay::begin`] asked for, passed back with a lease on a grant. The lease id's
+    /// randomness comes from the relay's entropy source.
+    pub fn finish(
         &self,
-        op: Operation,
-        key: &Key,
-        checked: &CheckedBody,
-        call: &Call,
-        request: &HttpRequest,
+        pending: Pending,
+        upstream: Result<HttpResponse, TransportError>,
         now: Now,
-    ) -> RelayResponse {
-        let upstream = match self.transport.send(request) {
+    ) -> Finished {
+        let entropy = (self.entropy)();
+        self.finish_with_entropy(pending, upstream, now, entropy)
+    }
+
+    /// [`Relay::finish`] with the lease id's 16 random bytes given (a host whose randomness
+    /// is its own, such as WebCrypto's `getRandomValues`); `None`: no lease can be made.
+    pub fn finish_with_entropy(
+        &self,
+        pending: Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Finished {
+        let (mut response, unsigned) = self.answer(&pending, upstream, now, entropy);
+        add_cors(&mut response);
+        Finished { response, unsigned }
+    }
+
+    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
+    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
+    /// goes without one, and an error is logged.
+    pub fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
+        let Finished {
+            mut response,
+            unsigned,
+        } = finished;
+        let Some((unsigned, machine)) = unsigned else {
+            return (response, false);
+        };
+        let keys = match &self.signer {
+            SignWith::External { keys, .. } => keys.clone(),
+            SignWith::Key(key) => key.relay_keys(),
+        };
+        match unsigned.assemble(signature) {
+            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
+                response.set(LEASE_HEADER, &token);
+                (response, true)
+            }
+            _ => {
+                log::error!(
+                    "relay: a lease's signature does not verify with the public key of {}: \
+                     answered without a lease (is the signing key the configured one?)",
+                    self.signer.kid()
+                );
+                (response, false)
+            }
+        }
+    }
+
+    /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere.
+    fn answer(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> (RelayResponse, Option<(UnsignedLease, Option<String>)>) {
+        let Pending {
+            op,
+            key,
+            checked,
+            call,
+            ..
+        } = pending;
+        let op = *op;
+        let upstream = match upstream {
             Ok(resp) => resp,
             Err(e) => {
                 log::warn!(
@@ -475,7 +684,10 @@ impl Relay {
                     key.redacted(),
                     e.kind
                 );
-                return RelayResponse::detail(502, "the relay could not reach Polar");
+                return (
+                    RelayResponse::detail(502, "the relay could not reach Polar"),
+                    None,
+                );
             }
         };
         if refuses_token(op, &upstream) {
@@ -484,7 +696,10 @@ impl Relay {
                  its license_keys:write scope; answering 502",
                 upstream.status
             );
-            return RelayResponse::detail(502, "the relay could not ask Polar");
+            return (
+                RelayResponse::detail(502, "the relay could not ask Polar"),
+                None,
+            );
         }
         let mut r = RelayResponse::new(upstream.status);
         for name in PASSED_HEADERS {
@@ -493,7 +708,7 @@ impl Relay {
             }
         }
         r.body = upstream.body.clone();
-        let lease = match self.grant(op, checked, call, &upstream, now) {
+        let lease = match self.grant(op, checked, call, &upstream, now, entropy) {
             Ok(grant) => grant,
             Err(why) => {
                 log::info!(
@@ -502,29 +717,55 @@ impl Relay {
                     key.redacted(),
                     upstream.status
                 );
-                return r;
+                return (r, None);
             }
         };
         let machine = machine_of(checked);
-        match self.signing_key.sign(&lease, machine.as_deref()) {
-            Ok(token) => {
-                r.set(LEASE_HEADER, &token);
-                log::info!(
-                    "relay: {} {} 200 (lease {} until {})",
-                    op.as_str(),
-                    key.redacted(),
-                    lease.id,
-                    lease.expires_at
-                );
-            }
-            Err(e) => log::error!(
-                "relay: {} {} 200 without a lease: {}",
-                op.as_str(),
-                key.redacted(),
-                e.text()
-            ),
+        match &self.signer {
+            SignWith::Key(signing_key) => match signing_key.sign(&lease, machine.as_deref()) {
+                Ok(token) => {
+                    r.set(LEASE_HEADER, &token);
+                    log::info!(
+                        "relay: {} {} 200 (lease {} until {})",
+                        op.as_str(),
+                        key.redacted(),
+                        lease.id,
+                        lease.expires_at
+                    );
+                    (r, None)
+                }
+                Err(e) => {
+                    log::error!(
+                        "relay: {} {} 200 without a lease: {}",
+                        op.as_str(),
+                        key.redacted(),
+                        e.text()
+                    );
+                    (r, None)
+                }
+            },
+            SignWith::External { kid, .. } => match prepare(&lease, kid, machine.as_deref()) {
+                Ok(unsigned) => {
+                    log::info!(
+                        "relay: {} {} 200 (lease {} until {}, to sign)",
+                        op.as_str(),
+                        key.redacted(),
+                        lease.id,
+                        lease.expires_at
+                    );
+                    (r, Some((unsigned, machine)))
+                }
+                Err(e) => {
+                    log::error!(
+                        "relay: {} {} 200 without a lease: {}",
+                        op.as_str(),
+                        key.redacted(),
+                        e.text()
+                    );
+                    (r, None)
+                }
+            },
         }
-        r
     }
 
     /// The lease's claims when `upstream` is a grant the core accepts for the request, else
@@ -536,6 +777,7 @@ impl Relay {
         call: &Call,
         upstream: &HttpResponse,
         now: Now,
+        entropy: Option<[u8; 16]>,
     ) -> Result<LeaseClaims, String> {
         if upstream.status != 200 {
             return Err("not a grant".into());
@@ -563,7 +805,7 @@ impl Relay {
         let expires_at = license_expires_at.map_or(at.saturating_add(self.lease_seconds), |l| {
             l.min(at.saturating_add(self.lease_seconds))
         });
-        let id = (self.entropy)()
+        let id = entropy
             .map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
             .ok_or("no randomness for the lease id")?;
         Ok(LeaseClaims {

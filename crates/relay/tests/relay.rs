@@ -808,3 +808,191 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
     assert_eq!(long.claims.license_expires_at, None);
     assert_ne!(short.claims.id, long.claims.id);
 }
+
+// ---- The two halves, with a signer held elsewhere (the npm package's relay) -----------------
+
+/// A relay whose leases are signed outside it (`Signer::External`), driven as a JS host drives
+/// it: `begin`, the call (here through ureq), `finish`, an Ed25519 signature of `pre_auth` made
+/// with the key's secret by ed25519-compact (WebCrypto's stand-in), `assemble`. Its answers
+/// are the emulator's, with a lease on grants that verifies for the machine asked; a signature
+/// by another key, or none, gives the grant without a lease.
+#[test]
+fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
+    use polar_license::Transport;
+    use polar_license_relay::{Now, RelayRequest, Signer, Step};
+    capture_logs();
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+    let signing = SigningKey::generate(Some("ext")).expect("a key");
+    let keys = signing.relay_keys();
+    let secret_text = signing.to_file_text();
+    let raw = secret_text
+        .trim()
+        .split_once("=k4.secret.")
+        .map(|(_, b64)| {
+            use base64_stand_in::decode;
+            decode(b64)
+        })
+        .expect("a key line");
+    let secret = ed25519_compact::SecretKey::from_slice(&raw).expect("64 bytes");
+    let other = ed25519_compact::KeyPair::from_seed(ed25519_compact::Seed::new([9; 32]));
+    let mut config = RelayConfig::with_signer(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        Signer::External {
+            kid: "ext".into(),
+            public_key: signing.public_paserk(),
+        },
+    );
+    config.limits = generous();
+    let relay = Relay::with_entropy(
+        config,
+        Box::new(|_: &polar_license::HttpRequest| {
+            Err(polar_license::TransportError::new(
+                polar_license::TransportErrorKind::Connect,
+                "unused",
+            ))
+        }),
+        Box::new(|| None),
+    )
+    .expect("relay config");
+    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
+    let now = || Now {
+        unix_seconds: time_now(),
+        monotonic_ms: 0,
+    };
+    let request = |op: &str, body: &Value| RelayRequest {
+        method: "POST".into(),
+        path: format!("{PUBLIC}{op}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: body.to_string().into_bytes(),
+        client_ip: "192.0.2.7".into(),
+    };
+    let run = |req: RelayRequest, sign: &dyn Fn(&[u8]) -> Vec<u8>| -> (Answer, bool) {
+        let pending = match relay.begin(&req, now()) {
+            Step::Answer(r) => {
+                return (
+                    Answer {
+                        status: r.status,
+                        headers: r.headers,
+                        body: r.body,
+                    },
+                    false,
+                )
+            }
+            Step::Ask(p) => p,
+        };
+        let upstream = transport.send(pending.request());
+        let finished = relay.finish_with_entropy(pending, upstream, now(), Some([3; 16]));
+        let (r, leased) = match finished.pre_auth().map(|b| sign(b)) {
+            Some(signature) => relay.assemble(finished, &signature),
+            None => (finished.into_response(), false),
+        };
+        (
+            Answer {
+                status: r.status,
+                headers: r.headers,
+                body: r.body,
+            },
+            leased,
+        )
+    };
+    let honest = |b: &[u8]| secret.sign(b, None).to_vec();
+    let impostor = |b: &[u8]| other.sk.sign(b, None).to_vec();
+
+    // A grant bound to a machine: the lease verifies for it alone.
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG, "label": "ext",
+        "conditions": {"machine_fingerprint": "machine-X"}});
+    let (activated, leased) = run(request("activate", &body), &honest);
+    assert_eq!(activated.status, 200, "{}", activated.text());
+    assert!(leased);
+    let act = activated.json()["id"].as_str().map(str::to_string);
+    let token = activated.header(LEASE_HEADER).expect("a lease").to_string();
+    let key = Key::new(DEMO_KEY);
+    let expect = |machine| LeaseExpect {
+        organization_id: ORG,
+        key: &key,
+        activation_id: act.as_deref(),
+        benefit_id: None,
+        machine,
+    };
+    lease::verify(&token, &keys, &expect(Some("machine-X")), time_now(), 600).expect("verifies");
+    assert!(lease::verify(&token, &keys, &expect(Some("machine-Y")), time_now(), 600).is_err());
+    assert_eq!(activated.header("access-control-allow-origin"), Some("*"));
+
+    // Another key's signature: the grant, without a lease.
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,
+        "conditions": {"machine_fingerprint": "machine-X"}});
+    let (validated, leased) = run(request("validate", &body), &impostor);
+    assert_eq!(validated.status, 200);
+    assert!(!leased);
+    assert_eq!(validated.header(LEASE_HEADER), None);
+    assert!(log_lines().iter().any(|l| l.contains("does not verify")));
+
+    // The same answers as the emulator's public routes for a denial and a 422; no lease.
+    for (op, body) in [
+        (
+            "validate",
+            json!({"key": DEMO_KEY_REVOKED, "organization_id": ORG}),
+        ),
+        ("validate", json!({"organization_id": ORG})),
+        (
+            "deactivate",
+            json!({"key": DEMO_KEY, "organization_id": ORG,
+            "activation_id": "6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b"}),
+        ),
+    ] {
+        let (relayed, leased) = run(request(op, &body), &honest);
+        let direct = post(&polar.url(), op, &body);
+        assert_eq!(
+            (relayed.status, relayed.text()),
+            (direct.status, direct.text()),
+            "{op} {body}"
+        );
+        assert!(!leased);
+        assert_eq!(relayed.header(LEASE_HEADER), None);
+    }
+
+    // Answered by `begin` alone: a preflight and an unknown route.
+    let mut preflight = request("validate", &json!({}));
+    preflight.method = "OPTIONS".into();
+    assert!(matches!(relay.begin(&preflight, now()), Step::Answer(r) if r.status == 204));
+    let mut unknown = request("other", &json!({}));
+    unknown.path = "/v1/other".into();
+    assert!(matches!(relay.begin(&unknown, now()), Step::Answer(r) if r.status == 404));
+
+    // No randomness: no lease id, so no lease (and nothing to sign).
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG, "activation_id": act,
+        "conditions": {"machine_fingerprint": "machine-X"}});
+    let Step::Ask(pending) = relay.begin(&request("validate", &body), now()) else {
+        panic!("a call");
+    };
+    let upstream = transport.send(pending.request());
+    let finished = relay.finish_with_entropy(pending, upstream, now(), None);
+    assert_eq!(finished.response().status, 200);
+    assert!(finished.pre_auth().is_none());
+}
+
+/// base64url without padding, for reading the key file in the test above.
+mod base64_stand_in {
+    pub fn decode(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'-' => 62,
+            _ => 63,
+        };
+        let mut out = Vec::new();
+        let mut acc = 0u32;
+        let mut bits = 0;
+        for c in text.bytes() {
+            acc = (acc << 6) | u32::from(value(c));
+            bits += 6;
+            if bits >= 8 {
+                bits -= 8;
+                out.push((acc >> bits) as u8);
+            }
+        }
+        out
+    }
+}

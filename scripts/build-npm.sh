@@ -11,8 +11,11 @@
 #   5. the local Polar of `polar-license/emulator` (the crate polar-license-emulator-wasm,
 #      bindings/emulator-wasm): steps 1 to 3 again into polar_license_emulator{.js,_bg.wasm}, a
 #      wasm of its own that only emulator.js loads (the default entry's does not change)
-#   6. pkg-template/ copied beside it, the version filled in from Cargo.toml
-#   7. npm pack -> target/npm/polar-license-<version>.tgz
+#   6. the seller's relay of `polar-license/relay` (the crate polar-license-relay-wasm,
+#      bindings/relay-wasm): steps 1 to 3 into polar_license_relay{.js,_bg.wasm}, loaded only
+#      by the relay entries
+#   7. pkg-template/ copied beside it, the version filled in from Cargo.toml
+#   8. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-wasm.sh first.
 set -euo pipefail
@@ -103,6 +106,21 @@ wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_emulator_
     --enable-mutable-globals --enable-multivalue --enable-reference-types \
     "$PKG/polar_license_emulator_bg.wasm" -o "$PKG/polar_license_emulator_bg.wasm.opt"
 mv "$PKG/polar_license_emulator_bg.wasm.opt" "$PKG/polar_license_emulator_bg.wasm"
+
+echo "==> the relay's wasm (polar-license-relay-wasm, for polar-license/relay: cargo, wasm-bindgen, wasm-opt -Oz)"
+# Its own cargo run too: the client's wasm never carries the relay (its signing, Polar's input
+# checks), and the relay's is loaded only by polar-license/relay.
+CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-relay-wasm --lib \
+    --release --target wasm32-unknown-unknown
+wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_relay_wasm.wasm" \
+    --out-dir "$PKG" --out-name polar_license_relay --target web \
+    --no-typescript --omit-default-module-path
+"$WASM_OPT" -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-multivalue --enable-reference-types \
+    "$PKG/polar_license_relay_bg.wasm" -o "$PKG/polar_license_relay_bg.wasm.opt"
+mv "$PKG/polar_license_relay_bg.wasm.opt" "$PKG/polar_license_relay_bg.wasm"
 
 echo "==> package template"
 for f in pkg-template/*; do

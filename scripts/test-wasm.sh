@@ -14,7 +14,8 @@
 #                 bindings/wasm/src/tests/: the npm engine) in node
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
-#   wasm-imports  the packaged wasms (the engine's, the emulator's) import nothing from `env`
+#   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
+#                 from `env`
 #   npm-types     tsc --noEmit over tests/js/types*.ts (polar-license/emulator's too) and the
 #                 README's TS example (also as a .cts: a CommonJS TypeScript project's named
 #                 import), against the installed tarball
@@ -207,9 +208,10 @@ check_imports() {
     ' "$1"
 }
 check_all_imports() {
-    # The engine's and the emulator's (polar-license/emulator) wasm.
+    # The engine's, the emulator's (polar-license/emulator) and the relay's (polar-license/relay).
     check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
-        check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm"
+        check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm"
 }
 suite wasm-imports libtest check_all_imports
 

@@ -69,6 +69,13 @@ test('the tarball ships exactly the allowlist', async () => {
     'polar_license_emulator.js',
     'polar_license_emulator_bg.wasm',
     'polar_license_inline.js',
+    'polar_license_relay.js',
+    'polar_license_relay_bg.wasm',
+    'relay-handler.js',
+    'relay-node.js',
+    'relay-workerd.js',
+    'relay.d.ts',
+    'relay.js',
   ]);
 });
 

@@ -48,6 +48,7 @@ test('the README has every example the tests expect', () => {
       'features:js',
       'offline:js',
       'signed-mode:js',
+      'relay:js',
       'electron-storage:js',
       'inline:js',
       'remember:js',
@@ -61,7 +62,7 @@ test('the README has every example the tests expect', () => {
 test('the examples that talk to Polar in node start their own local Polar and run as pasted', () => {
   assert.deepEqual(
     blocks.filter((b) => asPasted(b.name)).map((b) => b.name),
-    ['quick-start', 'activation', 'errors', 'features', 'offline', 'signed-mode', 'inline', 'remember', 'commonjs'],
+    ['quick-start', 'activation', 'errors', 'features', 'offline', 'signed-mode', 'relay', 'inline', 'remember', 'commonjs'],
   );
   for (const b of blocks.filter((b) => asPasted(b.name))) {
     assert.match(b.code, /baseUrl: polar\.url, \/\/ try it locally/, b.name);
@@ -122,6 +123,14 @@ test('example: signed-mode', async () => {
     'protocol_error: signed mode: the grant came without a lease that verifies (missing)',
     'lease: null',
     'invalid_input (relay_keys): relayKeys: each relay key is KID=k4.public.… (no \'=\' found)',
+  ]);
+});
+
+test('example: relay', async () => {
+  const { lines } = await runExample('relay');
+  assert.deepEqual(lines, [
+    "clients use relayKeys: ['relay-2026=k4.public.ebVWLo_mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ']",
+    'activated with a lease from relay-2026, good offline for 7 days',
   ]);
 });
 

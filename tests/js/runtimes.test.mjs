@@ -81,3 +81,41 @@ test('Deno runs the package with its permissions; without --allow-read a load_er
     await rm(data, { recursive: true, force: true });
   }
 });
+
+/** The relay (polar-license/relay) served by the runtime's own server: a grant gets a lease. */
+function relayScript(key, serve) {
+  return `import { createRelay } from 'polar-license/relay';
+import { generateKeyPairSync } from 'node:crypto';
+const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
+const relay = createRelay({ accessToken: 'polar_oat_emulator_demo_0123456789abcdef', signingKey: 'rt=k4.secret.' + secret, baseUrl: ${JSON.stringify(EMULATOR)} });
+${serve}
+const answer = await fetch(url + '/v1/customer-portal/license-keys/activate', {
+  method: 'POST',
+  headers: { 'content-type': 'application/json' },
+  body: JSON.stringify({ key: ${JSON.stringify(key)}, organization_id: ${JSON.stringify(ORG)}, label: 'runtime' }),
+});
+const lease = answer.headers.get('polar-license-lease') ?? '';
+console.log(JSON.stringify({ status: answer.status, lease: lease.startsWith('v4.public.') && lease.endsWith(Buffer.from(JSON.stringify({ kid: 'rt' })).toString('base64url')) }));
+await server.stop?.();
+await server.shutdown?.();
+`;
+}
+
+test('Bun serves polar-license/relay (Bun.serve): an activation through it carries a lease', { skip: bun }, async () => {
+  const file = join(CONSUMER, 'bun-relay.mjs');
+  const serve = 'const server = Bun.serve({ port: 0, hostname: "127.0.0.1", fetch: relay.fetch });\nconst url = `http://127.0.0.1:${server.port}`;';
+  await writeFile(file, relayScript(await newKey(), serve));
+  const { stdout } = await run(BUN, [file], { cwd: CONSUMER, timeout: 60_000 });
+  assert.deepEqual(JSON.parse(stdout), { status: 200, lease: true });
+});
+
+test('Deno serves polar-license/relay (Deno.serve): an activation through it carries a lease', { skip: deno }, async () => {
+  const file = join(CONSUMER, 'deno-relay.mjs');
+  const serve =
+    'let port;\nconst server = Deno.serve({ port: 0, hostname: "127.0.0.1", onListen: (a) => { port = a.port; } }, relay.fetch);\nawait new Promise((r) => setTimeout(r, 50));\nconst url = `http://127.0.0.1:${port}`;';
+  await writeFile(file, relayScript(await newKey(), serve));
+  const env = { ...process.env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
+  const { stdout } = await run(DENO, ['run', '--allow-read', '--allow-net', '--allow-env', file], { cwd: CONSUMER, env, timeout: 60_000 });
+  assert.deepEqual(JSON.parse(stdout), { status: 200, lease: true });
+});

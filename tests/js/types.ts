@@ -23,6 +23,7 @@ import {
   type UnverifiedCode,
   type ValidateResult,
 } from 'polar-license';
+import { createNodeListener, createRelay, importSigningKey, type RelayOptions, type RelaySigner } from 'polar-license/relay';
 
 const map = new Map<string, string>();
 const storage: StorageAdapter = {
@@ -190,4 +191,20 @@ export async function plain(client: LicenseClient, key: string): Promise<CheckRe
     data.toJSON();
     return hint === undefined ? { ...data, code } : data;
   }
+}
+
+// polar-license/relay: the handler's options and shapes.
+export async function relayTypes(text: string, request: Request): Promise<Response> {
+  const options: RelayOptions = { accessToken: 'polar_oat_x', signingKey: text, perKey: '3/6', leaseDays: 7 };
+  // @ts-expect-error: the token is required
+  createRelay({ signingKey: text });
+  // @ts-expect-error: server is production or sandbox
+  createRelay({ ...options, server: 'staging' });
+  const signer: RelaySigner = await importSigningKey(text);
+  const relay = createRelay({ ...options, signingKey: signer, clientIp: (r) => r.headers.get('x-real-ip') });
+  const ready: { kid: string; publicKey: string } = await relay.ready();
+  const listener: (req: unknown, res: unknown) => void = createNodeListener(relay);
+  void ready;
+  void listener;
+  return relay.fetch(request);
 }

@@ -379,15 +379,7 @@ pub struct RelayServeArgs {
 
 /// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).
 fn parse_rate(text: &str) -> Result<(u32, u32), String> {
-    let number = |s: &str| {
-        s.trim()
-            .parse::<u32>()
-            .map_err(|_| format!("`{text}` is not RATE or RATE/BURST (whole numbers)"))
-    };
-    match text.split_once('/') {
-        Some((rate, burst)) => Ok((number(rate)?, number(burst)?)),
-        None => number(text).map(|rate| (rate, rate.saturating_mul(2))),
-    }
+    polar_license_relay::Rate::parse(text).map(|r| (r.per_second, r.burst))
 }
 
 /// The license key, from `--key` or `POLAR_LICENSE_KEY`.

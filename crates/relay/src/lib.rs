@@ -192,7 +192,7 @@ pub enum Step {
     /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
     Answer(RelayResponse),
     /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`].
-    Ask(Pending),
+    Ask(Box<Pending>),
 }
 
 /// A request that passed every local check, waiting for Polar's answer.
@@ -484,7 +484,7 @@ impl Relay {
 
     fn route(&self, req: &RelayRequest, now: Now) -> Step {
         match self.route_checked(req, now) {
-            Ok(pending) => Step::Ask(pending),
+            Ok(pending) => Step::Ask(Box::new(pending)),
             Err(answer) => Step::Answer(answer),
         }
     }
@@ -606,7 +606,7 @@ impl Relay {
     /// randomness comes from the relay's entropy source.
     pub fn finish(
         &self,
-        pending: Pending,
+        pending: Box<Pending>,
         upstream: Result<HttpResponse, TransportError>,
         now: Now,
     ) -> Finished {
@@ -618,7 +618,7 @@ impl Relay {
     /// is its own, such as WebCrypto's `getRandomValues`); `None`: no lease can be made.
     pub fn finish_with_entropy(
         &self,
-        pending: Pending,
+        pending: Box<Pending>,
         upstream: Result<HttpResponse, TransportError>,
         now: Now,
         entropy: Option<[u8; 16]>,

@@ -17,6 +17,20 @@ impl Rate {
     pub const fn new(per_second: u32, burst: u32) -> Rate {
         Rate { per_second, burst }
     }
+
+    /// `RATE/BURST`, or `RATE` alone (bursts of twice the rate): the form of the command
+    /// line's `--per-ip` / `--per-key` and the npm relay's `perIp` / `perKey`.
+    pub fn parse(text: &str) -> Result<Rate, String> {
+        let number = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("`{text}` is not RATE or RATE/BURST (whole numbers)"))
+        };
+        match text.split_once('/') {
+            Some((rate, burst)) => Ok(Rate::new(number(rate)?, number(burst)?)),
+            None => number(text).map(|rate| Rate::new(rate, rate.saturating_mul(2))),
+        }
+    }
 }
 
 /// Above this many buckets the full ones (idle long enough to have refilled) are dropped.

@@ -1,0 +1,364 @@
+//! The npm package's relay (`polar-license/relay`; `wasm32-unknown-unknown` only: natively
+//! this crate is empty, the native relay being crates/relay itself).
+//!
+//! `RelayCore` is the relay's sans-IO core (`polar_license_relay::Relay`, the one
+//! `polar-license relay serve` runs) in its two halves, for a host whose call to Polar is an
+//! async `fetch` and whose signing key is a non-extractable WebCrypto key:
+//!
+//! 1. `begin(request, body, nowMs, monotonicMs)`: every local check; either `{answer}` or
+//!    `{ask, pending}` (the call to Polar's token route to make);
+//! 2. `finish(pending, upstream, nowMs, entropy)`: Polar's answer (or `{error}`) passed back,
+//!    with `sign: {id, preAuth}` when it is a grant whose lease waits for a signature;
+//! 3. `assemble(id, signature)`: the answer with the lease, added only when the signature
+//!    verifies with the configured public key (`leased`).
+//!
+//! Every decision is the relay core's; the JS (pkg-template/relay-handler.js) moves bytes.
+//! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
+
+#![cfg(target_arch = "wasm32")]
+#![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::cell::RefCell;
+use std::collections::VecDeque;
+
+use js_sys::{Array, Object, Reflect, Uint8Array};
+use polar_license::{
+    AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
+};
+use polar_license_relay::{
+    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
+};
+use wasm_bindgen::prelude::*;
+
+/// The relay's allocator (single-threaded wasm: no atomics), as the engine's.
+#[cfg(not(target_feature = "atomics"))]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
+/// At most this many requests wait for Polar, and as many leases for their signature.
+const MAX_WAITING: usize = 1024;
+
+/// The relay core, configured once (see the crate docs).
+#[wasm_bindgen]
+pub struct RelayCore {
+    relay: Relay,
+    kid: String,
+    waiting: RefCell<Table<Box<Pending>>>,
+    signing: RefCell<Table<Finished>>,
+}
+
+/// A bounded table of waiting entries by id; the oldest is dropped when full.
+struct Table<T> {
+    next: u32,
+    entries: VecDeque<(u32, T)>,
+}
+
+impl<T> Table<T> {
+    fn new() -> Self {
+        Table {
+            next: 1,
+            entries: VecDeque::new(),
+        }
+    }
+
+    fn put(&mut self, value: T) -> u32 {
+        if self.entries.len() >= MAX_WAITING {
+            self.entries.pop_front();
+        }
+        let id = self.next;
+        self.next = self.next.wrapping_add(1).max(1);
+        self.entries.push_back((id, value));
+        id
+    }
+
+    fn take(&mut self, id: u32) -> Option<T> {
+        let at = self.entries.iter().position(|(k, _)| *k == id)?;
+        self.entries.remove(at).map(|(_, v)| v)
+    }
+}
+
+fn get(obj: &JsValue, name: &str) -> JsValue {
+    Reflect::get(obj, &JsValue::from_str(name)).unwrap_or(JsValue::UNDEFINED)
+}
+
+fn set(obj: &Object, name: &str, value: &JsValue) {
+    // Setting a property on a plain object cannot fail.
+    let _ = Reflect::set(obj, &JsValue::from_str(name), value);
+}
+
+fn bad(field: &str, what: &str) -> JsError {
+    JsError::new(&format!("{field}: {what}"))
+}
+
+/// An optional string member.
+fn text(config: &JsValue, name: &str) -> Result<Option<String>, JsError> {
+    let v = get(config, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    v.as_string()
+        .map(Some)
+        .ok_or_else(|| bad(name, "must be a string"))
+}
+
+/// An optional whole number member.
+fn whole(config: &JsValue, name: &str, max: f64) -> Result<Option<f64>, JsError> {
+    let v = get(config, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    match v.as_f64() {
+        Some(n) if n.fract() == 0.0 && (0.0..=max).contains(&n) => Ok(Some(n)),
+        _ => Err(bad(
+            name,
+            &format!("must be a whole number from 0 to {max}"),
+        )),
+    }
+}
+
+fn headers_of(value: &JsValue) -> Vec<(String, String)> {
+    let Some(list) = value.dyn_ref::<Array>() else {
+        return Vec::new();
+    };
+    list.iter()
+        .filter_map(|pair| {
+            let pair = pair.dyn_into::<Array>().ok()?;
+            Some((pair.get(0).as_string()?, pair.get(1).as_string()?))
+        })
+        .collect()
+}
+
+fn headers_js<'a>(headers: impl Iterator<Item = (&'a str, &'a str)>) -> Array {
+    headers
+        .map(|(k, v)| {
+            let pair = Array::new();
+            pair.push(&JsValue::from_str(&k.to_ascii_lowercase()));
+            pair.push(&JsValue::from_str(v));
+            JsValue::from(pair)
+        })
+        .collect()
+}
+
+fn response_js(r: &RelayResponse) -> JsValue {
+    let out = Object::new();
+    set(&out, "status", &JsValue::from(r.status));
+    set(
+        &out,
+        "headers",
+        &headers_js(r.headers.iter().map(|(k, v)| (k.as_str(), v.as_str()))).into(),
+    );
+    set(&out, "body", &Uint8Array::from(r.body.as_slice()).into());
+    out.into()
+}
+
+fn ask_js(request: &HttpRequest) -> JsValue {
+    let out = Object::new();
+    set(&out, "method", &JsValue::from_str("POST"));
+    set(&out, "url", &JsValue::from_str(&request.url));
+    set(
+        &out,
+        "headers",
+        &headers_js(request.headers.iter().map(|(k, v)| (*k, v.as_str()))).into(),
+    );
+    set(
+        &out,
+        "body",
+        &Uint8Array::from(request.body.as_slice()).into(),
+    );
+    out.into()
+}
+
+fn now(unix_ms: f64, monotonic_ms: f64) -> Now {
+    let finite = |x: f64| if x.is_finite() { x.max(0.0) } else { 0.0 };
+    Now {
+        unix_seconds: (finite(unix_ms) / 1000.0).floor() as i64,
+        monotonic_ms: finite(monotonic_ms) as u64,
+    }
+}
+
+/// The answer to a request this relay no longer holds (an unknown id, or one dropped from a
+/// full table): a 502, as for Polar out of reach.
+fn lost() -> JsValue {
+    response_js(&RelayResponse {
+        status: 502,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("access-control-allow-origin".into(), "*".into()),
+        ],
+        body: br#"{"detail":"the relay lost this request"}"#.to_vec(),
+    })
+}
+
+/// `{response}` (and `leased`) as the JS side reads it.
+fn wrapped(name: &str, value: &JsValue) -> Object {
+    let out = Object::new();
+    set(&out, name, value);
+    out
+}
+
+#[wasm_bindgen]
+impl RelayCore {
+    /// A relay from its options (`baseUrl`, `accessToken`, `kid`, `publicKey`, `leaseDays`,
+    /// `organizationId`, `perIp`, `perKey`, `clientIpHeader`, `maxBodyBytes`). Throws an
+    /// `Error` naming the bad option; never one holding the token.
+    #[wasm_bindgen(constructor)]
+    pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
+        if !config.is_object() {
+            return Err(bad("options", "must be an object"));
+        }
+        let token = text(&config, "accessToken")?
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| bad("accessToken", "is required (your Polar organization token)"))?;
+        let kid = text(&config, "kid")?.ok_or_else(|| bad("kid", "is required"))?;
+        let public_key =
+            text(&config, "publicKey")?.ok_or_else(|| bad("publicKey", "is required"))?;
+        let server = match text(&config, "baseUrl")? {
+            Some(url) => Server::Custom(url),
+            None => Server::Production,
+        };
+        let mut relay_config = RelayConfig::with_signer(
+            server,
+            AccessToken::new(token),
+            Signer::External {
+                kid: kid.clone(),
+                public_key,
+            },
+        );
+        if let Some(days) = whole(&config, "leaseDays", 366.0)? {
+            relay_config.lease_days = days as u32;
+        }
+        relay_config.organization_id = text(&config, "organizationId")?;
+        relay_config.client_ip_header = text(&config, "clientIpHeader")?;
+        if let Some(rate) = text(&config, "perIp")? {
+            relay_config.limits.per_ip = Rate::parse(&rate).map_err(|e| bad("perIp", &e))?;
+        }
+        if let Some(rate) = text(&config, "perKey")? {
+            relay_config.limits.per_key = Rate::parse(&rate).map_err(|e| bad("perKey", &e))?;
+        }
+        if let Some(max) = whole(&config, "maxBodyBytes", 16_777_216.0)? {
+            relay_config.limits.max_body_bytes = max as usize;
+        }
+        // The core never calls a transport here: the host's fetch is the call, between begin
+        // and finish. The lease id's randomness comes with each finish.
+        let unused = |_: &HttpRequest| {
+            Err(TransportError::new(
+                TransportErrorKind::Other,
+                "the npm relay calls Polar with the host's fetch",
+            ))
+        };
+        let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
+            .map_err(|e| JsError::new(&e.text()))?;
+        Ok(RelayCore {
+            relay,
+            kid,
+            waiting: RefCell::new(Table::new()),
+            signing: RefCell::new(Table::new()),
+        })
+    }
+
+    /// The signing key's id.
+    #[wasm_bindgen(getter)]
+    pub fn kid(&self) -> String {
+        self.kid.clone()
+    }
+
+    /// The largest request body the relay takes (the host reads one byte more, so the core
+    /// can answer 413).
+    #[wasm_bindgen(getter, js_name = maxBodyBytes)]
+    pub fn max_body_bytes(&self) -> f64 {
+        self.relay.limits().max_body_bytes as f64
+    }
+
+    /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
+    /// and its body): `{answer}`, or `{ask: {method, url, headers, body}, pending}`.
+    pub fn begin(
+        &self,
+        request: JsValue,
+        body: &[u8],
+        now_ms: f64,
+        monotonic_ms: f64,
+    ) -> Result<JsValue, JsError> {
+        let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
+        let req = RelayRequest {
+            method: string("method"),
+            path: string("path"),
+            headers: headers_of(&get(&request, "headers")),
+            body: body.to_vec(),
+            client_ip: string("clientIp"),
+        };
+        let out = match self.relay.begin(&req, now(now_ms, monotonic_ms)) {
+            Step::Answer(r) => wrapped("answer", &response_js(&r)),
+            Step::Ask(pending) => {
+                let ask = ask_js(pending.request());
+                let id = self.waiting.borrow_mut().put(pending);
+                let out = wrapped("ask", &ask);
+                set(&out, "pending", &JsValue::from(id));
+                out
+            }
+        };
+        Ok(out.into())
+    }
+
+    /// Polar's answer (`{status, headers, body}`, or `{error}` when it could not be reached)
+    /// to a pending call: `{response}`, with `sign: {id, preAuth}` when a lease waits for its
+    /// Ed25519 signature. An unknown `pending` is a 502.
+    pub fn finish(
+        &self,
+        pending: u32,
+        upstream: JsValue,
+        now_ms: f64,
+        entropy: &[u8],
+    ) -> Result<JsValue, JsError> {
+        let Some(waiting) = self.waiting.borrow_mut().take(pending) else {
+            return Ok(wrapped("response", &lost()).into());
+        };
+        let error = get(&upstream, "error");
+        let answer = if !error.is_undefined() && !error.is_null() {
+            let kind = match error.as_string().as_deref() {
+                Some("timeout") => TransportErrorKind::Timeout,
+                Some("connect") => TransportErrorKind::Connect,
+                _ => TransportErrorKind::Other,
+            };
+            Err(TransportError::new(kind, "the host's fetch failed"))
+        } else {
+            let status = get(&upstream, "status").as_f64().unwrap_or(0.0);
+            let body = get(&upstream, "body")
+                .dyn_into::<Uint8Array>()
+                .map(|b| b.to_vec())
+                .unwrap_or_default();
+            let mut resp = HttpResponse::new(status.clamp(0.0, 999.0) as u16, body);
+            resp.headers = headers_of(&get(&upstream, "headers"))
+                .into_iter()
+                .map(|(k, v)| (k.to_ascii_lowercase(), v))
+                .collect();
+            Ok(resp)
+        };
+        let entropy = <[u8; 16]>::try_from(entropy).ok();
+        let finished =
+            self.relay
+                .finish_with_entropy(waiting, answer, now(now_ms, now_ms), entropy);
+        let out = wrapped("response", &response_js(finished.response()));
+        if let Some(pre_auth) = finished.pre_auth().map(Uint8Array::from) {
+            let id = self.signing.borrow_mut().put(finished);
+            let sign = Object::new();
+            set(&sign, "id", &JsValue::from(id));
+            set(&sign, "preAuth", &pre_auth.into());
+            set(&out, "sign", &sign.into());
+        }
+        Ok(out.into())
+    }
+
+    /// The answer with its lease once `signature` (64 bytes, Ed25519 over `preAuth`) verifies
+    /// with the configured public key: `{response, leased}`. An unknown `id` is a 502.
+    pub fn assemble(&self, id: u32, signature: &[u8]) -> Result<JsValue, JsError> {
+        let Some(finished) = self.signing.borrow_mut().take(id) else {
+            let out = wrapped("response", &lost());
+            set(&out, "leased", &JsValue::FALSE);
+            return Ok(out.into());
+        };
+        let (response, leased) = self.relay.assemble(finished, signature);
+        let out = wrapped("response", &response_js(&response));
+        set(&out, "leased", &JsValue::from(leased));
+        Ok(out.into())
+    }
+}

@@ -1,0 +1,222 @@
+// polar-license/relay: the seller-run relay as a Web-standard `fetch(request)` handler
+// (Cloudflare Workers, Deno, Bun, node). Every decision is the Rust relay's (RelayCore, the
+// same core `polar-license relay serve` runs): routes, body cap, Polar's input checks, the
+// organization check, the rate limits, what counts as a grant and the lease's claims. This file
+// only moves bytes: the request in, Polar's answer (an async fetch) in, the answer out, and the
+// lease's Ed25519 signature made by WebCrypto from a non-extractable key (the private key never
+// enters the WebAssembly).
+
+const SECRET_PREFIX = 'k4.secret.';
+/** Polar's answers are small; a bigger one is not Polar's (and is cut here). */
+const MAX_UPSTREAM_BYTES = 1 << 20;
+const DEFAULT_TIMEOUT_MS = 10_000;
+
+function b64urlDecode(text) {
+  if (!/^[A-Za-z0-9_-]*$/.test(text)) return null;
+  const b64 = text.replace(/-/g, '+').replace(/_/g, '/') + '='.repeat((4 - (text.length % 4)) % 4);
+  try {
+    return Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+  } catch {
+    return null;
+  }
+}
+
+function b64url(bytes) {
+  let s = '';
+  for (const b of bytes) s += String.fromCharCode(b);
+  return btoa(s).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+}
+
+const bad = (what) =>
+  new TypeError(`signingKey: ${what}: expected the one line KID=k4.secret.… that \`polar-license relay keygen\` writes`);
+
+/**
+ * Reads a signing key file's text (`KID=k4.secret.…`, as `polar-license relay keygen` writes
+ * it) into a non-extractable WebCrypto Ed25519 key. Checks that the secret and the public half
+ * belong together (a probe signature) so a damaged key fails here, not as leases nobody can
+ * verify. Errors never contain the secret.
+ */
+export async function importSigningKey(text, subtle = globalThis.crypto?.subtle) {
+  if (!subtle) throw new TypeError('signingKey: this runtime has no WebCrypto (crypto.subtle)');
+  const line = typeof text === 'string' ? text.trim() : '';
+  const eq = line.indexOf('=');
+  if (eq <= 0) throw bad('no KID= before the key');
+  const kid = line.slice(0, eq);
+  const secret = line.slice(eq + 1);
+  if (!secret.startsWith(SECRET_PREFIX)) throw bad('not a k4.secret key');
+  const raw = b64urlDecode(secret.slice(SECRET_PREFIX.length));
+  if (!raw || raw.length !== 64) throw bad('the key is not 64 bytes of base64url');
+  const x = b64url(raw.subarray(32));
+  let key;
+  let verifier;
+  try {
+    key = await subtle.importKey('jwk', { kty: 'OKP', crv: 'Ed25519', d: b64url(raw.subarray(0, 32)), x }, { name: 'Ed25519' }, false, ['sign']);
+    verifier = await subtle.importKey('raw', raw.subarray(32), { name: 'Ed25519' }, false, ['verify']);
+  } catch (e) {
+    throw new TypeError(`signingKey: WebCrypto refused the Ed25519 key (${e?.name ?? 'Error'})`);
+  }
+  const probe = new TextEncoder().encode('polar-license relay key check');
+  const signature = await subtle.sign({ name: 'Ed25519' }, key, probe);
+  if (!(await subtle.verify({ name: 'Ed25519' }, verifier, signature, probe))) {
+    throw bad('its public half does not match its secret');
+  }
+  return { kid, key, publicKey: `k4.public.${x}` };
+}
+
+/** Reads at most `limit` bytes of a body stream (the rest is cancelled). */
+async function readCapped(body, limit) {
+  if (!body) return new Uint8Array(0);
+  const reader = body.getReader();
+  const chunks = [];
+  let size = 0;
+  try {
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      const room = limit - size;
+      chunks.push(value.length > room ? value.subarray(0, room) : value);
+      size += Math.min(value.length, room);
+      if (size >= limit) {
+        await reader.cancel().catch(() => {});
+        break;
+      }
+    }
+  } finally {
+    reader.releaseLock?.();
+  }
+  const out = new Uint8Array(size);
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.length;
+  }
+  return out;
+}
+
+function toResponse(r) {
+  const empty = r.status === 101 || r.status === 204 || r.status === 205 || r.status === 304;
+  return new Response(empty || r.body.length === 0 ? null : r.body, { status: r.status, headers: r.headers });
+}
+
+const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Workers';
+
+/**
+ * The relay's options, checked once: the core (RelayCore) checks the rest and names the field.
+ * @returns the RelayCore config without the signing key
+ */
+function coreConfig(options, signer) {
+  const config = {
+    accessToken: options.accessToken,
+    kid: signer.kid,
+    publicKey: signer.publicKey,
+  };
+  for (const name of ['baseUrl', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes']) {
+    if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
+  }
+  if (config.baseUrl === undefined && options.server === 'sandbox') config.baseUrl = 'https://sandbox-api.polar.sh';
+  return config;
+}
+
+/**
+ * Binds the handler to a way of loading the WebAssembly (each entry has its own: a module
+ * import on Workers, a file read on node).
+ * @param {() => Promise<Function> | Function} load returns the RelayCore class, once loaded
+ * @param {Crypto} webCrypto WebCrypto (node 18 has it only as node:crypto's `webcrypto`)
+ */
+export function bindRelay(load, webCrypto = globalThis.crypto) {
+  return function createRelay(options = {}) {
+    if (typeof options !== 'object' || options === null) throw new TypeError('createRelay: options must be an object');
+    if (typeof options.accessToken !== 'string' || options.accessToken === '') {
+      throw new TypeError('createRelay: accessToken (your Polar organization token) is required');
+    }
+    if (!options.signingKey) {
+      throw new TypeError('createRelay: signingKey (the KID=k4.secret.… text of `polar-license relay keygen`, or importSigningKey()\'s result) is required');
+    }
+    const upstreamFetch = options.fetch ?? globalThis.fetch.bind(globalThis);
+    const timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    // The per-IP limit's identity, from what each host hands the handler: Deno.serve's
+    // `info.remoteAddr`, Bun.serve's `server.requestIP()`, createNodeListener's socket address,
+    // Cloudflare's `cf-connecting-ip` on Workers; else one identity for all ('unknown').
+    const clientIp =
+      options.clientIp ??
+      ((request, second, third) =>
+        third?.clientIp ??
+        second?.remoteAddr?.hostname ??
+        (typeof second?.requestIP === 'function' ? second.requestIP(request)?.address : null) ??
+        (ONLY_WORKERS() ? request.headers.get('cf-connecting-ip') : null) ??
+        'unknown');
+    let ready = null;
+    const start = async () => {
+      const RelayCore = await load();
+      const signer =
+        typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
+      const core = new RelayCore(coreConfig(options, signer));
+      return { core, signer };
+    };
+
+    async function handle(request, env, ctx) {
+      ready ??= start();
+      const { core, signer } = await ready;
+      const url = new URL(request.url);
+      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
+      const cap = core.maxBodyBytes + 1;
+      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
+      const head = {
+        method: request.method,
+        path: url.pathname,
+        headers: [...request.headers],
+        clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
+      };
+      const step = core.begin(head, body, Date.now(), performance.now());
+      if (step.answer) return toResponse(step.answer);
+      let upstream;
+      try {
+        const r = await upstreamFetch(step.ask.url, {
+          method: step.ask.method,
+          headers: step.ask.headers,
+          body: step.ask.body,
+          redirect: 'manual',
+          signal: AbortSignal.timeout(timeoutMs),
+        });
+        upstream = { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_UPSTREAM_BYTES) };
+      } catch (e) {
+        upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
+      }
+      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+      if (!done.sign) return toResponse(done.response);
+      let signature;
+      try {
+        signature = new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, done.sign.preAuth));
+      } catch (e) {
+        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
+        signature = new Uint8Array(0);
+      }
+      const out = core.assemble(done.sign.id, signature);
+      if (!out.leased) console.error('polar-license relay: the lease did not verify with the signing key\'s public key: answered without one');
+      return toResponse(out.response);
+    }
+
+    return {
+      /** The Web-standard handler: `export default { fetch: relay.fetch }` on Workers. */
+      async fetch(request, env, ctx) {
+        try {
+          return await handle(request, env, ctx);
+        } catch (e) {
+          // A configuration error (a bad option, a bad key) or a fault of the host: never the
+          // token or the key in the answer or the log.
+          console.error(`polar-license relay: ${e instanceof TypeError || e instanceof Error ? e.message : 'error'}`);
+          return new Response(JSON.stringify({ detail: 'the relay is not configured correctly' }), {
+            status: 500,
+            headers: { 'content-type': 'application/json', 'access-control-allow-origin': '*' },
+          });
+        }
+      },
+      /** Loads the WebAssembly and checks the options and the key now (else on the first request). */
+      async ready() {
+        ready ??= start();
+        const { signer } = await ready;
+        return { kid: signer.kid, publicKey: signer.publicKey };
+      },
+    };
+  };
+}

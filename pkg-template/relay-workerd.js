@@ -1,0 +1,16 @@
+// polar-license/relay on Cloudflare Workers (the `workerd` export condition, which wrangler
+// and workerd use): the wasm comes in as a compiled module import (Workers compile no wasm
+// from bytes at run time). The client's address is Cloudflare's `cf-connecting-ip`.
+import { initSync, RelayCore } from './polar_license_relay.js';
+import wasmModule from './polar_license_relay_bg.wasm';
+import { bindRelay } from './relay-handler.js';
+
+let loaded = false;
+export const createRelay = bindRelay(() => {
+  if (!loaded) {
+    initSync({ module: wasmModule });
+    loaded = true;
+  }
+  return RelayCore;
+});
+export { importSigningKey } from './relay-handler.js';

@@ -1,0 +1,60 @@
+// polar-license/relay: the seller-run relay as a Web-standard fetch handler.
+
+/** A signing key ready for WebCrypto: `importSigningKey()`'s result. */
+export interface RelaySigner {
+  /** The key's id, in every lease's footer. */
+  kid: string;
+  /** The private key: Ed25519, non-extractable, usage `sign`. */
+  key: CryptoKey;
+  /** `k4.public.…`: what clients put in `relayKeys` after `KID=`. */
+  publicKey: string;
+}
+
+export interface RelayOptions {
+  /** Your Polar organization access token (scope `license_keys:write`). Never logged. */
+  accessToken: string;
+  /** The `KID=k4.secret.…` text `polar-license relay keygen` writes, or `importSigningKey()`'s result. */
+  signingKey: string | RelaySigner;
+  /** Polar's base URL (default production, https://api.polar.sh). */
+  baseUrl?: string;
+  /** `'sandbox'` for https://sandbox-api.polar.sh when `baseUrl` is not given. */
+  server?: 'production' | 'sandbox';
+  /** Days a lease lasts offline (1 to 366, default 7), never past the license's `expires_at`. */
+  leaseDays?: number;
+  /** Answer only this organization's keys (others get Polar's 404 without a call). */
+  organizationId?: string;
+  /** Per client IP token bucket, `'RATE/BURST'` per second (default `'5/10'`). */
+  perIp?: string;
+  /** Per license key token bucket (default `'3/6'`). */
+  perKey?: string;
+  /** Behind a proxy: the header naming the client (its last entry). */
+  clientIpHeader?: string;
+  /** The largest request body (default 65536 bytes; larger: 413). */
+  maxBodyBytes?: number;
+  /** The upstream call's timeout in milliseconds (default 10000; then 502). */
+  timeoutMs?: number;
+  /** The fetch that asks Polar (default `globalThis.fetch`). */
+  fetch?: (input: string, init: RequestInit) => Promise<Response>;
+  /** The per-IP limit's identity for a request (defaults: see the README). */
+  clientIp?: (request: Request, env?: unknown, ctx?: unknown) => string | null | undefined | Promise<string | null | undefined>;
+}
+
+export interface Relay {
+  /** The handler: `export default { fetch: relay.fetch }`, `Deno.serve(relay.fetch)`, `Bun.serve({ fetch: relay.fetch })`. */
+  fetch(request: Request, env?: unknown, ctx?: unknown): Promise<Response>;
+  /** Loads the wasm and checks the options and the key now (rejects with what is wrong). */
+  ready(): Promise<{ kid: string; publicKey: string }>;
+}
+
+/** A relay around the Rust relay's core; nothing is loaded or checked until the first request or `ready()`. */
+export function createRelay(options: RelayOptions): Relay;
+
+/** Reads `KID=k4.secret.…` into a non-extractable WebCrypto Ed25519 key, checking its halves match. */
+export function importSigningKey(text: string, subtle?: SubtleCrypto): Promise<RelaySigner>;
+
+/**
+ * node only (`polar-license/relay` under node): a `node:http` request listener around the
+ * handler, `http.createServer(createNodeListener(relay))` (typed loosely, so that these
+ * declarations need no @types/node).
+ */
+export function createNodeListener(relay: Relay): (req: unknown, res: unknown) => void;

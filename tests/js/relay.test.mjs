@@ -1,0 +1,284 @@
+// Issue #25: the npm package's `polar-license/relay` handler, from the installed tarball, run
+// for real in node (node:http through createNodeListener) and in Cloudflare's Workers runtime
+// (the `workerd` npm package, offline: its outbound service is the emulator). Each host plays
+// the same scenarios: the package's own client in signed mode activates and validates through
+// the relay and licenses offline from the lease it got; Polar's answers (denials, 422s, 404s)
+// pass through byte for byte with no lease; preflights, oversized bodies and a key over its rate
+// are answered without asking Polar. In node also: a signing key whose halves disagree is
+// refused at start, and a CryptoKey that is not the configured key's gives grants without a
+// lease (never one nobody can verify).
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync, webcrypto } from 'node:crypto';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WORKERD = join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', 'workerd');
+const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
+const ROUTES = '/v1/customer-portal/license-keys';
+const { LicenseClient } = await pkg();
+
+// `polar-license/relay` resolved as an app resolves it (the exports map's `node` condition).
+await writeFile(join(CONSUMER, 'relay-import.mjs'), "export * from 'polar-license/relay';\n");
+const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-import.mjs')).href);
+const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+
+/** A signing key as `polar-license relay keygen` writes it: `KID=k4.secret.<seed ‖ public>`. */
+function keyText(kid) {
+  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
+  return { text: `${kid}=k4.secret.${secret}`, pair: `${kid}=k4.public.${x}` };
+}
+
+const SIGNER = keyText('relay-js');
+
+async function freePort() {
+  const server = createNetServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+/** The relay in node: createRelay + createNodeListener on loopback. */
+async function nodeHost(options = {}) {
+  // Every request here comes from 127.0.0.1: a per-IP limit high enough for the suite.
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR, perIp: '1000/1000', ...options });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `http://127.0.0.1:${server.address().port}`,
+    close: () => new Promise((resolve) => server.close(resolve)),
+  };
+}
+
+/** workerd's config: the package's workerd entry and its wasm as modules, the emulator as the outbound. */
+function capnp({ port, polar, files }) {
+  const esm = (name) => `(name = "polar-license/${name}", esModule = embed "${name}")`;
+  return `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .relay),
+    (name = "polar", external = (address = "${polar}", http = ())),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const relay :Workerd.Worker = (
+  modules = [
+    (name = "worker.js", esModule = embed "worker.js"),
+    ${files.filter((f) => f.endsWith('.js')).map(esm).join(',\n    ')},
+    (name = "polar-license/polar_license_relay_bg.wasm", wasm = embed "polar_license_relay_bg.wasm"),
+  ],
+  compatibilityDate = "2026-11-01",
+  bindings = [
+    (name = "POLAR_ACCESS_TOKEN", text = "${TOKEN}"),
+    (name = "RELAY_SIGNING_KEY", text = "${SIGNER.text}"),
+  ],
+  globalOutbound = "polar",
+);
+`;
+}
+
+// The worker an app would write: one relay, and (under /limited/) one whose key limit is 1/1.
+const WORKER = `import { createRelay } from './polar-license/ENTRY';
+let relay;
+let limited;
+export default {
+  async fetch(request, env, ctx) {
+    const options = { accessToken: env.POLAR_ACCESS_TOKEN, signingKey: env.RELAY_SIGNING_KEY, baseUrl: 'POLAR_URL', perIp: '1000/1000' };
+    const url = new URL(request.url);
+    if (url.pathname.startsWith('/limited/')) {
+      limited ??= createRelay({ ...options, perKey: '1/1' });
+      url.pathname = url.pathname.slice('/limited'.length);
+      return limited.fetch(new Request(url, request), env, ctx);
+    }
+    relay ??= createRelay(options);
+    return relay.fetch(request, env, ctx);
+  },
+};
+`;
+
+/** The relay under workerd: the files of the installed package the `workerd` condition names. */
+async function workerdHost() {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-'));
+  const entry = manifest.exports['./relay'].workerd.replace('./', '');
+  const files = [entry, 'relay-handler.js', 'polar_license_relay.js', 'polar_license_relay_bg.wasm'];
+  for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
+  // The emulator's URL: its outbound service sends every fetch there anyway.
+  await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', EMULATOR));
+  const port = await freePort();
+  await writeFile(join(dir, 'config.capnp'), capnp({ port, polar: new URL(EMULATOR).host, files }));
+  const child = spawn(WORKERD, ['serve', 'config.capnp', '--verbose'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`workerd exited (${child.exitCode}): ${output}`);
+    const up = await fetch(`${url}${ROUTES}/validate`, { method: 'OPTIONS' }).then(
+      (r) => r.status < 500,
+      () => false,
+    );
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`workerd did not answer within 60 s: ${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    output: () => output,
+    close: async () => {
+      child.kill();
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const post = (base, route, body, headers = {}) =>
+  fetch(`${base}${route.startsWith('/') ? route : `${ROUTES}/${route}`}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...headers },
+    body: typeof body === 'string' ? body : JSON.stringify(body),
+  });
+
+const HOSTS = { node: nodeHost, workerd: workerdHost };
+const running = {};
+before(async () => {
+  for (const [name, start] of Object.entries(HOSTS)) running[name] = await start();
+});
+after(async () => {
+  for (const host of Object.values(running)) await host.close();
+});
+
+test('the exports map: workerd, node and the default entry for polar-license/relay', () => {
+  const entry = manifest.exports['./relay'];
+  assert.deepEqual(Object.keys(entry), ['types', 'workerd', 'node', 'default']);
+  for (const file of Object.values(entry)) assert.ok(manifest.files.includes(file.replace('./', '')), file);
+  assert.equal(typeof relayPkg.createRelay, 'function');
+  assert.equal(typeof relayPkg.createNodeListener, 'function');
+});
+
+for (const name of Object.keys(HOSTS)) {
+  const host = () => running[name];
+
+  test(`${name}: a signed client activates and validates through the relay, then licenses offline from the lease`, async () => {
+    const key = await newKey();
+    const storage = mapStorage();
+    const app = (more = {}) =>
+      new LicenseClient({ organizationId: ORG, baseUrl: host().url, machineId: `machine-${name}`, storage, relayKeys: [SIGNER.pair], ...more });
+    const activated = await app().activate(key, { label: name });
+    assert.equal(activated.lease?.kid, 'relay-js', JSON.stringify(activated));
+    const days = (activated.lease.expiresAt * 1000 - Date.now()) / 86_400_000;
+    assert.ok(days > 6.9 && days <= 7, `a 7-day lease: ${activated.lease.expiresAt}`);
+    const validated = await app().validate(key);
+    assert.equal(validated.lease?.kid, 'relay-js');
+    // The relay out of reach: the lease licenses.
+    const offline = await app({ fetch: () => Promise.reject(new TypeError('fetch failed')) }).check(key);
+    assert.equal(offline.source, 'cache', JSON.stringify(offline));
+    assert.equal(offline.lease?.kid, 'relay-js');
+  });
+
+  test(`${name}: Polar's answers pass through byte for byte, without a lease`, async () => {
+    const key = await newKey();
+    const cases = [
+      ['validate', '{"key": "unterminated'],
+      ['validate', { organization_id: ORG }],
+      ['validate', { key: 'NO-SUCH-KEY-7F3A', organization_id: ORG }],
+      ['activate', { key, organization_id: ORG }],
+      ['deactivate', { key, organization_id: ORG, activation_id: '6f1c2a3b-4d5e-4f60-8a7b-9c0d1e2f3a4b' }],
+      ['validate', { key, organization_id: ORG, activation_id: 'not-a-uuid' }],
+    ];
+    for (const [route, body] of cases) {
+      const direct = await post(EMULATOR, route, body);
+      const relayed = await post(host().url, route, body);
+      const what = `${route} ${JSON.stringify(body)}`;
+      assert.equal(relayed.status, direct.status, what);
+      assert.equal(await relayed.text(), await direct.text(), what);
+      assert.equal(relayed.headers.get('polar-license-lease'), null, what);
+      assert.equal(relayed.headers.get('access-control-allow-origin'), '*', what);
+    }
+    // A revoked key: Polar's answer, no lease.
+    const revoked = await newKey({ status: 'revoked' });
+    const body = { key: revoked, organization_id: ORG };
+    const answer = await post(host().url, 'validate', body);
+    assert.equal(answer.status, (await post(EMULATOR, 'validate', body)).status);
+    assert.equal(answer.headers.get('polar-license-lease'), null);
+  });
+
+  test(`${name}: preflights, unknown routes and oversized bodies are answered without Polar`, async () => {
+    const pre = await fetch(`${host().url}${ROUTES}/activate`, {
+      method: 'OPTIONS',
+      headers: { origin: 'https://app.example', 'access-control-request-method': 'POST' },
+    });
+    assert.ok(pre.status === 204 || pre.status === 200, String(pre.status));
+    assert.equal(pre.headers.get('access-control-allow-origin'), '*');
+    assert.match(pre.headers.get('access-control-expose-headers') ?? '', /polar-license-lease/i);
+    assert.equal((await fetch(`${host().url}/v1/other`, { method: 'POST' })).status, 404);
+    const huge = await post(host().url, 'validate', JSON.stringify({ key: 'K'.repeat(64 * 1024), organization_id: ORG }));
+    assert.equal(huge.status, 413);
+    const text = await huge.text();
+    assert.ok(!text.includes(TOKEN));
+  });
+}
+
+test('workerd: a key over its rate gets 429 with Retry-After and no call', async () => {
+  const key = await newKey();
+  const url = `${running.workerd.url}/limited`;
+  const first = await post(url, `${ROUTES}/validate`, { key, organization_id: ORG });
+  assert.equal(first.status, 200, await first.text());
+  const second = await post(url, `${ROUTES}/validate`, { key, organization_id: ORG });
+  assert.equal(second.status, 429);
+  assert.ok(Number(second.headers.get('retry-after')) >= 1);
+  assert.ok(!running.workerd.output().includes(TOKEN), 'the token is never logged');
+});
+
+test('node: Polar unreachable is a 502 that names no token; a bad key file is refused at start', async () => {
+  const down = await nodeHost({ baseUrl: DEAD, timeoutMs: 3000 });
+  try {
+    const answer = await post(down.url, 'validate', { key: 'ANY-KEY-1', organization_id: ORG });
+    assert.equal(answer.status, 502);
+    assert.ok(!(await answer.text()).includes(TOKEN));
+  } finally {
+    await down.close();
+  }
+  const other = keyText('relay-js');
+  // Another key's public half after this key's secret: the halves disagree.
+  const mixed = `${SIGNER.text.slice(0, SIGNER.text.indexOf('.') + 'secret.'.length)}${Buffer.concat([
+    Buffer.from(SIGNER.text.split('k4.secret.')[1], 'base64url').subarray(0, 32),
+    Buffer.from(other.pair.split('k4.public.')[1], 'base64url'),
+  ]).toString('base64url')}`;
+  for (const signingKey of [mixed, 'relay-js=k4.secret.short', 'no-equals-sign', `relay-js=k4.public.${'A'.repeat(43)}`]) {
+    const e = await rejection(relayPkg.createRelay({ accessToken: TOKEN, signingKey, baseUrl: EMULATOR }).ready());
+    assert.match(e.message, /^signingKey: /, signingKey);
+    const secret = signingKey.split('k4.secret.')[1];
+    if (secret) assert.ok(!e.message.includes(secret), 'the secret is never in an error');
+  }
+  const e = await rejection(relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR, leaseDays: 0 }).ready());
+  assert.match(e.message, /lease/i);
+  assert.ok(!e.message.includes(TOKEN));
+});
+
+test('node: a CryptoKey that is not the configured key signs nothing a client would trust: grants come without a lease', async () => {
+  const real = await relayPkg.importSigningKey(SIGNER.text);
+  const impostor = await webcrypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+  const host = await nodeHost({ signingKey: { ...real, key: impostor.privateKey } });
+  try {
+    const key = await newKey();
+    const answer = await post(host.url, 'activate', { key, organization_id: ORG, label: 'impostor' });
+    assert.equal(answer.status, 200);
+    assert.equal(answer.headers.get('polar-license-lease'), null);
+    const honest = await post(running.node.url, 'activate', { key, organization_id: ORG, label: 'honest' });
+    assert.equal(honest.status, 200);
+    assert.match(honest.headers.get('polar-license-lease') ?? '', /^v4\.public\./);
+  } finally {
+    await host.close();
+  }
+});

@@ -178,7 +178,8 @@ wasm_tests() {
 
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
-    -p polar-license-wasm -p polar-license-emulator-wasm --lib --tests -- -D warnings
+    -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm --lib --tests \
+    -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {

@@ -116,11 +116,11 @@ run_stage clippy check cargo clippy --workspace --exclude tauri-plugin-polar-lic
 # without it.
 run_stage clippy-default check cargo clippy -p polar-license --lib -- -D warnings
 run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude tauri-plugin-polar-license --all-features --no-deps
-# The wasm32 shell, the npm engine and the npm emulator (the other crates are native: the
-# emulator's core builds for wasm32 as the npm emulator's dependency, its docs are native; the
-# CLI and the C ABI do not build for wasm32).
+# The wasm32 shell, the npm engine, the npm emulator and the npm relay (the other crates are
+# native: the emulator's and the relay's cores build for wasm32 as dependencies, their docs are
+# native; the CLI and the C ABI do not build for wasm32).
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
-    -p polar-license -p polar-license-wasm -p polar-license-emulator-wasm \
+    -p polar-license -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
     --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).

@@ -883,7 +883,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
         };
         let upstream = transport.send(pending.request());
         let finished = relay.finish_with_entropy(pending, upstream, now(), Some([3; 16]));
-        let (r, leased) = match finished.pre_auth().map(|b| sign(b)) {
+        let (r, leased) = match finished.pre_auth().map(sign) {
             Some(signature) => relay.assemble(finished, &signature),
             None => (finished.into_response(), false),
         };

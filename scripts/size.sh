@@ -79,6 +79,12 @@ row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+# The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
+# in no client's bundle; in the tarball.
+if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
+    row "polar-license/relay (server side, not in a client bundle): \`polar_license_relay_bg.wasm\`" \
+        "$(raw "$PKG/polar_license_relay_bg.wasm")" "$(gz "$PKG/polar_license_relay_bg.wasm")"
+fi
 tarball="$(ls "$ROOT"/target/npm/polar-license-*.tgz 2>/dev/null | head -n 1)"
 if [[ -n "$tarball" ]]; then
     # The .tgz is gzip already: its size is what npm downloads (README, types and all).

@@ -116,6 +116,26 @@ impl UreqTransport {
         )
     }
 
+    /// A transport with these timeouts and body cap, trust roots and proxy (what
+    /// `ClientBuilder::tls_roots` / `proxy` give a client; `polar-license relay serve` asks
+    /// Polar through one). A proxy URL that is not an HTTP(S) proxy's is `invalid_input`
+    /// (field `proxy`).
+    pub fn configured(
+        connect_timeout: Duration,
+        timeout: Duration,
+        max_response_bytes: u64,
+        roots: TlsRoots,
+        proxy: &ProxySetting,
+    ) -> Result<Self, Error> {
+        Ok(UreqTransport::with_network(
+            connect_timeout,
+            timeout,
+            max_response_bytes,
+            roots,
+            proxy.resolve()?,
+        ))
+    }
+
     pub(super) fn with_network(
         connect_timeout: Duration,
         timeout: Duration,

@@ -130,11 +130,26 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         ..Limits::default()
     };
     let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
-    let transport = UreqTransport::new(
+    // --proxy and --tls-roots reach the relay's calls to Polar as they reach a client's.
+    let proxy = match g.proxy.as_deref().map(str::trim) {
+        None | Some("") => polar_license::ProxySetting::Environment,
+        Some(p) if p.eq_ignore_ascii_case("direct") => polar_license::ProxySetting::Direct,
+        Some(url) => polar_license::ProxySetting::Url(url.to_string()),
+    };
+    let roots = match g.tls_roots {
+        crate::args::RootsChoice::System => polar_license::TlsRoots::System,
+        crate::args::RootsChoice::Bundled => polar_license::TlsRoots::Bundled,
+    };
+    let transport = match UreqTransport::configured(
         timeout.min(DEFAULT_CONNECT_TIMEOUT),
         timeout,
         MAX_UPSTREAM_BYTES,
-    );
+        roots,
+        &proxy,
+    ) {
+        Ok(transport) => transport,
+        Err(e) => return usage_report(Some(CMD), Some("proxy"), &e.text()).print(g.json),
+    };
     let relay = match Relay::new(config, Box::new(transport)) {
         Ok(relay) => relay,
         Err(e) => {

@@ -45,3 +45,57 @@ fn the_command_line_takes_a_proxy() {
     );
     assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
 }
+
+/// `relay serve --proxy`: the relay's calls to Polar go through the proxy (each counted as a
+/// tunnel); a bad one is a usage error at start that never shows the password. Not in the
+/// Windows stage: `relay serve` as a process is tested on Linux only, like cli_relay.rs.
+#[cfg(not(windows))]
+#[test]
+fn relay_serve_asks_polar_through_the_proxy() {
+    use polar_license_emulator::{DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+    use polar_license_testkit::Served;
+    const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let proxy = ConnectProxy::start(Some("user:s3cret"));
+    let dir = ScratchDir::new("cli-network-relay");
+    let key = dir.path().join("relay.key");
+    let key_arg = key.to_str().expect("a UTF-8 path");
+    let made = clean_command(BIN)
+        .args(["relay", "keygen", "--out", key_arg, "--kid", "k1"])
+        .launch();
+    assert_eq!(made.status.code(), Some(0), "{made:?}");
+    let serve = |proxy_arg: &str| {
+        let mut cmd = clean_command(BIN);
+        cmd.args(["--base-url", &polar.url(), "--proxy", proxy_arg])
+            .args(["relay", "serve", "--signing-key", key_arg, "--port", "0"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+        cmd
+    };
+    let relay = Served::start(&mut serve(&proxy.url));
+    let out = clean_command(BIN)
+        .args([
+            "--json",
+            "--org",
+            DEMO_ORGANIZATION_ID,
+            "--base-url",
+            &relay.url,
+        ])
+        .args(["--cache-dir", dir.arg(), "--proxy", "direct"])
+        .args(["validate", "--key", DEMO_KEY])
+        .launch();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    assert_eq!(
+        proxy.tunnels.load(Ordering::SeqCst),
+        1,
+        "the relay's call to Polar went through the proxy"
+    );
+    drop(relay);
+    let bad = serve("ftp://user:s3cret@proxy.corp").launch();
+    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&bad.stdout),
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
+}

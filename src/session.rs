@@ -396,6 +396,36 @@ pub fn hold_lease<L: LicenseData>(
     })
 }
 
+/// [`hold_lease`] for an activation Polar just made: the same answer, except that a grant
+/// without a lease that verifies names the activation. It took one of the license's slots on
+/// Polar, and the client remembers nothing of it (an unsigned grant is no verdict in signed
+/// mode), so the error is the only place its id survives: deactivate it to free the slot.
+pub fn hold_activation_lease<L: LicenseData>(
+    keys: &RelayKeys,
+    granted: &Granted<'_>,
+    license: &L,
+    token: Option<&str>,
+    now: i64,
+    policy: &GracePolicy,
+) -> Result<Option<HeldLease>, Error> {
+    hold_lease(keys, granted, license, token, now, policy).map_err(|e| {
+        match (e, granted.activation_id) {
+            (Error::Protocol { status, detail }, Some(id)) => Error::Protocol {
+                status,
+                detail: [
+                    &detail,
+                    "; Polar activated this key as ",
+                    id,
+                    ", which takes one of its activation slots: free it by deactivating ",
+                    id,
+                ]
+                .concat(),
+            },
+            (e, _) => e,
+        }
+    })
+}
+
 /// Puts an online grant's lease into the record written after it, when the record's good
 /// verdict is that grant's (a validate of another question leaves the record's verdict, and
 /// its lease, as they were).

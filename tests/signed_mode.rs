@@ -470,6 +470,22 @@ fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
     assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
     assert!(err.to_string().contains("lease"), "{err}");
     assert!(!err.to_string().contains(DEMO_KEY), "{err}");
+    // Polar took a slot: the error names the activation, which frees it when deactivated.
+    let made: Vec<String> = w
+        .polar
+        .activations(DEMO_KEY)
+        .iter()
+        .filter_map(|a| a["id"].as_str().map(str::to_string))
+        .collect();
+    let id = made.last().expect("Polar made an activation");
+    assert!(
+        err.to_string()
+            .contains(&format!("Polar activated this key as {id}")),
+        "{err}"
+    );
+    let freed = app.deactivate(DEMO_KEY, Some(id.as_str()));
+    assert!(freed.is_ok(), "{freed:?}");
+    assert!(w.polar.activations(DEMO_KEY).iter().all(|a| a["id"] != id.as_str()));
 }
 
 #[test]

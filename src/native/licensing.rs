@@ -505,7 +505,7 @@ impl Licensing {
                     activation_id: Some(read.activation_id()),
                     conditions: &req.conditions,
                 };
-                let held = session::hold_lease(
+                let held = session::hold_activation_lease(
                     &self.relay_keys,
                     &granted,
                     &read.validated(),

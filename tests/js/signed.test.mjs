@@ -255,6 +255,10 @@ test('a grant without a lease is protocol_error when the cache cannot answer', a
     assert.equal(e.code, 'protocol_error');
     assert.match(e.detail, /signed mode: the grant came without a lease that verifies \(missing\)/);
     assert.ok(!e.detail.includes(w.key), e.detail);
+    // Polar took a slot: the error names the activation, the only place its id survives.
+    const id = /Polar activated this key as ([0-9a-f-]{36}), which takes one of its activation slots/.exec(e.detail)?.[1];
+    assert.ok(id, e.detail);
+    await app.deactivate(w.key, { activationId: id });
     const v = await rejection(app.validate(w.key));
     assert.equal(v.code, 'protocol_error');
     assert.equal((await app.status(w.key)).state, 'empty', 'nothing was stored');

@@ -527,7 +527,7 @@ impl Engine {
                     activation_id: Some(read.activation_id()),
                     conditions: &req.conditions,
                 };
-                match session::hold_lease(
+                match session::hold_activation_lease(
                     &self.relay_keys,
                     &granted,
                     &read.validated(),

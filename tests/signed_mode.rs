@@ -485,7 +485,11 @@ fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
     );
     let freed = app.deactivate(DEMO_KEY, Some(id.as_str()));
     assert!(freed.is_ok(), "{freed:?}");
-    assert!(w.polar.activations(DEMO_KEY).iter().all(|a| a["id"] != id.as_str()));
+    assert!(w
+        .polar
+        .activations(DEMO_KEY)
+        .iter()
+        .all(|a| a["id"] != id.as_str()));
 }
 
 #[test]

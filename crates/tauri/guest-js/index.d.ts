@@ -95,8 +95,10 @@ export interface LicenseState {
   pending: boolean;
   /** Unix seconds. */
   verifiedAt: number | null;
-  /** When licensed: when the grace ends (unix seconds) if Polar stays unreachable. */
+  /** When licensed: when the grace ends (unix seconds) if Polar stays unreachable; in signed mode never past the lease's end. */
   graceEndsAt: number | null;
+  /** Signed mode: the stored lease that verifies (`null` for none, or without relay keys). */
+  lease: Lease | null;
   /** For a licensed answer from the cache: seconds of grace left. */
   graceRemaining: number | null;
   fallback: FallbackCode | null;
@@ -107,16 +109,27 @@ export interface LicenseState {
   features: Record<string, FeatureState>;
 }
 
+/** Signed mode (the relay's offline lease): which relay key signed it and when it ends. */
+export interface Lease {
+  kid: string;
+  /** Unix seconds: offline licensing stops then, whatever the grace says. */
+  expiresAt: number;
+}
+
 /** `activate`'s answer. */
 export interface Activated {
   activationId: string;
   label: string;
   license: LicenseSummary;
+  /** Signed mode: the lease stored with it. */
+  lease: Lease | null;
 }
 
 /** `validate`'s answer. */
 export interface Validated {
   license: LicenseSummary;
+  /** Signed mode: the stored lease that verifies. */
+  lease: Lease | null;
 }
 
 /** `status`'s answer: what the cache holds, with no request. */
@@ -126,6 +139,8 @@ export interface StatusState {
   activationId: string | null;
   verifiedAt: number | null;
   graceEndsAt: number | null;
+  /** Signed mode: the stored lease that verifies. */
+  lease: Lease | null;
   graceRemaining: number | null;
   /** The denial that is the standing. */
   denied: DenialCode | null;

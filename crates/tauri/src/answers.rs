@@ -3,9 +3,9 @@
 //! tie the two together). Keys never cross whole: only Polar's `displayKey` (`****-4C5B6A`).
 
 use polar_license::features::FeatureAccess;
-use polar_license::grace::{CheckOutcome, CheckReport};
+use polar_license::grace::{CheckOutcome, CheckReport, LeaseWindow};
 use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
-use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing, Reason};
+use polar_license::{CacheState, CacheStatus, Denial, Error, Key, Licensing, Reason};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -42,8 +42,11 @@ pub struct LicenseState {
     pub pending: bool,
     /// When the licensed verdict was obtained online (unix seconds).
     pub verified_at: Option<i64>,
-    /// When licensed: when the grace ends (unix seconds) if Polar stays unreachable.
+    /// When licensed: when the grace ends (unix seconds) if Polar stays unreachable; in
+    /// signed mode never past the lease's end.
     pub grace_ends_at: Option<i64>,
+    /// Signed mode: the stored lease that verifies (`null` for none, or without relay keys).
+    pub lease: Option<LeaseInfo>,
     /// For a licensed answer from the cache: seconds of grace left.
     pub grace_remaining: Option<u64>,
     /// For a licensed answer from the cache although Polar was asked: why Polar gave no
@@ -55,6 +58,35 @@ pub struct LicenseState {
     pub license: Option<LicenseSummary>,
     /// Every feature of the app's entitlement map, granted or not, by name.
     pub features: BTreeMap<String, FeatureState>,
+}
+
+/// Signed mode (docs/signed-mode.md): the relay's lease the cache holds and that verifies,
+/// as the command line's `lease` and the npm package's `lease`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseInfo {
+    /// The relay key that signed it.
+    pub kid: String,
+    /// When it ends (unix seconds): offline licensing stops then, whatever the grace says.
+    pub expires_at: i64,
+}
+
+impl LeaseInfo {
+    /// From the lease's window.
+    pub fn of(window: &LeaseWindow) -> LeaseInfo {
+        LeaseInfo {
+            kid: window.kid.clone(),
+            expires_at: window.expires_at,
+        }
+    }
+}
+
+/// The stored lease of `key` that verifies (signed mode), read from the cache.
+pub fn lease_of(licensing: &Licensing, key: &Key) -> Option<LeaseWindow> {
+    match licensing.status(key.clone()).ok()?.state {
+        CacheState::Present(record) => record.lease_gate.window().cloned(),
+        _ => None,
+    }
 }
 
 /// What the UI may show of a license: never the whole key.
@@ -136,6 +168,8 @@ pub struct Activated {
     pub label: String,
     /// The license.
     pub license: LicenseSummary,
+    /// Signed mode: the lease stored with it (`null` without relay keys).
+    pub lease: Option<LeaseInfo>,
 }
 
 /// `validate`'s answer (one online validation, no cache answer).
@@ -144,6 +178,8 @@ pub struct Activated {
 pub struct Validated {
     /// The license.
     pub license: LicenseSummary,
+    /// Signed mode: the stored lease that verifies (`null` for none, or without relay keys).
+    pub lease: Option<LeaseInfo>,
 }
 
 /// `status`'s answer: what the cache holds for the key, with no request.
@@ -158,8 +194,10 @@ pub struct StatusState {
     pub activation_id: Option<String>,
     /// When the last good verdict was obtained (unix seconds).
     pub verified_at: Option<i64>,
-    /// When its grace ends (unix seconds).
+    /// When its grace ends (unix seconds); in signed mode never past the lease's end.
     pub grace_ends_at: Option<i64>,
+    /// Signed mode: the stored lease that verifies (`null` for none, or without relay keys).
+    pub lease: Option<LeaseInfo>,
     /// Seconds of grace left now, if Polar were unreachable.
     pub grace_remaining: Option<u64>,
     /// The denial Polar gave last, if it is the standing.
@@ -269,7 +307,13 @@ impl FeatureState {
 impl LicenseState {
     /// A check's report as the UI sees it; `pending` for a background check's immediate
     /// answer while Polar is asked.
-    pub fn of(licensing: &Licensing, report: &CheckReport, pending: bool) -> LicenseState {
+    /// `lease`: the key's stored lease that verifies ([`lease_of`]), signed mode only.
+    pub fn of(
+        licensing: &Licensing,
+        report: &CheckReport,
+        pending: bool,
+        lease: Option<&LeaseWindow>,
+    ) -> LicenseState {
         let outcome = &report.outcome;
         let features = licensing
             .entitlements()
@@ -292,7 +336,8 @@ impl LicenseState {
             needs_key: false,
             pending,
             verified_at: None,
-            grace_ends_at: licensing.policy().grace_ends_at(outcome),
+            grace_ends_at: licensing.policy().grace_ends_at_leased(outcome, lease),
+            lease: lease.map(LeaseInfo::of),
             grace_remaining: None,
             fallback: report
                 .fallback
@@ -332,11 +377,12 @@ impl LicenseState {
 
 impl Activated {
     /// From Polar's answer to an activation.
-    pub fn of(read: &LicenseKeyActivationRead) -> Activated {
+    pub fn of(read: &LicenseKeyActivationRead, lease: Option<&LeaseWindow>) -> Activated {
         Activated {
             activation_id: read.activation.id.clone(),
             label: read.activation.label.clone(),
             license: LicenseSummary::of(&read.license_key, Some(&read.activation.id)),
+            lease: lease.map(LeaseInfo::of),
         }
     }
 }
@@ -350,6 +396,7 @@ impl StatusState {
             activation_id: status.activation.as_ref().map(|a| a.id.clone()),
             verified_at: None,
             grace_ends_at: None,
+            lease: None,
             grace_remaining: status.grace_remaining.map(|d| d.as_secs()),
             denied: None,
             display_key: None,
@@ -361,9 +408,12 @@ impl StatusState {
                 state.stored = "present".to_string();
                 state.display_key = Some(record.display_key.clone());
                 state.denied = record.denied.as_ref().map(|d| d.reason.code().to_string());
+                let lease = record.lease_gate.window();
+                state.lease = lease.map(LeaseInfo::of);
                 if let Some(good) = &record.good {
                     state.verified_at = Some(good.verified_at);
-                    state.grace_ends_at = Some(licensing.policy().grace_end(good.verified_at));
+                    state.grace_ends_at =
+                        Some(licensing.policy().grace_end_leased(good.verified_at, lease));
                 }
             }
         }

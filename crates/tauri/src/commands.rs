@@ -3,9 +3,11 @@
 //! and the cache reads in between on the runtime's blocking pool.
 
 use crate::answers::{
-    Activated, FeatureState, LicenseError, LicenseState, RememberedKey, StatusState, Validated,
+    lease_of, Activated, FeatureState, LeaseInfo, LicenseError, LicenseState, RememberedKey,
+    StatusState, Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
+use polar_license::grace::LeaseWindow;
 use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::{ActivateRequest, Error, Key, Licensing, ValidateRequest, Verdict};
 use tauri::{AppHandle, Emitter, Runtime, State};
@@ -25,6 +27,14 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
+/// Signed mode: `key`'s stored lease that verifies (a cache read, on the blocking pool).
+async fn lease(licensing: &Licensing, key: Key) -> Option<LeaseWindow> {
+    blocking(licensing, move |l| lease_of(&l, &key))
+        .await
+        .ok()
+        .flatten()
+}
+
 /// The key given, or the remembered one (none remembered: `invalid_input`, field `key`).
 async fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, Error> {
     match key {
@@ -41,11 +51,14 @@ pub(crate) async fn check(
     key: Option<String>,
 ) -> Answer<LicenseState> {
     let licensing = state.licensing();
-    let report = match key_or_remembered(licensing, key).await {
-        Ok(key) => licensing.check_report_async(key).await,
-        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+    let (report, lease) = match key_or_remembered(licensing, key).await {
+        Ok(key) => {
+            let report = licensing.check_report_async(key.clone()).await;
+            (report, lease(licensing, key).await)
+        }
+        Err(e) => (CheckReport::of(CheckOutcome::Unverified(e)), None),
     };
-    Ok(LicenseState::of(licensing, &report, false))
+    Ok(LicenseState::of(licensing, &report, false, lease.as_ref()))
 }
 
 /// Answers at once from the cache (`pending` when Polar is being asked) and emits
@@ -61,18 +74,22 @@ pub(crate) async fn check_in_background<R: Runtime>(
         Ok(key) => key,
         Err(e) => {
             let report = CheckReport::of(CheckOutcome::Unverified(e));
-            return Ok(LicenseState::of(licensing, &report, false));
+            return Ok(LicenseState::of(licensing, &report, false, None));
         }
     };
     let answer = blocking(licensing, move |l| {
         let fresh_for = l.clone();
+        let fresh_key = key.clone();
+        let now_key = key.clone();
         let (now, thread) = l.check_report_in_background(key, move |fresh| {
-            let state = LicenseState::of(&fresh_for, &fresh, false);
+            let lease = lease_of(&fresh_for, &fresh_key);
+            let state = LicenseState::of(&fresh_for, &fresh, false, lease.as_ref());
             if let Err(e) = app.emit(CHECKED_EVENT, state) {
                 log::warn!(target: "polar_license", "could not emit {CHECKED_EVENT}: {e}");
             }
         });
-        LicenseState::of(&l, &now, thread.is_some())
+        let lease = lease_of(&l, &now_key);
+        LicenseState::of(&l, &now, thread.is_some(), lease.as_ref())
     })
     .await;
     answer.map_err(LicenseError::from)
@@ -88,9 +105,13 @@ pub(crate) async fn activate<R: Runtime>(
     label: Option<String>,
 ) -> Answer<Activated> {
     let label = label.unwrap_or_else(|| app.package_info().name.clone());
-    let request = ActivateRequest::new(key, label);
-    match state.licensing().activate_async(request).await {
-        Ok(Verdict::Accepted(read)) => Ok(Activated::of(&read)),
+    let licensing = state.licensing();
+    let request = ActivateRequest::new(key.clone(), label);
+    match licensing.activate_async(request).await {
+        Ok(Verdict::Accepted(read)) => {
+            let lease = lease(licensing, Key::new(key)).await;
+            Ok(Activated::of(&read, lease.as_ref()))
+        }
         Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
         Err(e) => Err(e.into()),
     }
@@ -125,7 +146,8 @@ pub(crate) async fn validate(
     benefit_id: Option<String>,
 ) -> Answer<Validated> {
     let licensing = state.licensing();
-    let mut request = ValidateRequest::new(key_or_remembered(licensing, key).await?);
+    let key = key_or_remembered(licensing, key).await?;
+    let mut request = ValidateRequest::new(key.clone());
     if let Some(id) = activation_id {
         request = request.activation_id(id);
     }
@@ -135,8 +157,10 @@ pub(crate) async fn validate(
     match licensing.validate_async(request).await {
         Ok(Verdict::Accepted(validated)) => {
             let activation = validated.activation.as_ref().map(|a| a.id.as_str());
+            let lease = lease(licensing, key).await;
             Ok(Validated {
                 license: crate::answers::LicenseSummary::of(&validated.license_key, activation),
+                lease: lease.as_ref().map(LeaseInfo::of),
             })
         }
         Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),

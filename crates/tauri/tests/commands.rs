@@ -11,11 +11,13 @@
 //! `reasons.json` there: the guest package's tests (crates/tauri/guest-js/test/) replay these
 //! real answers through Tauri's IPC mocks and check them against its TypeScript types.
 
-use polar_license::{MachineBinding, Reason};
+use polar_license::lease::SigningKey;
+use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options as PolarOptions, Seed, DEMO_BENEFIT_ID, DEMO_KEY,
     DEMO_KEY_REVOKED,
 };
+use polar_license_relay::{serve, Relay, RelayConfig, Running};
 use polar_license_tauri::{
     Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
     RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
@@ -26,6 +28,7 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
+use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
@@ -44,6 +47,7 @@ const TEAM_BENEFIT: &str = "9b3f1c2e-4d5a-4b6c-8d7e-0f1a2b3c4d5e";
 
 struct World {
     polar: Emulator,
+    _relay: Option<Running>,
     clock: FakeClock,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
@@ -60,7 +64,36 @@ impl World {
 
     /// The app with a capability granting `permissions` to its main window.
     fn allowing(name: &str, permissions: &[&str]) -> World {
+        World::build(name, permissions, None)
+    }
+
+    /// Signed mode: the app talks to the seller's relay (crates/relay, on loopback in front of
+    /// the emulator, leases of `lease_days`) and holds its public key.
+    fn signed(name: &str, lease_days: u32) -> World {
+        World::build(name, &["polar-license:default"], Some(lease_days))
+    }
+
+    fn build(name: &str, permissions: &[&str], signed: Option<u32>) -> World {
         let polar = Emulator::start(Seed::demo(), PolarOptions::default()).expect("emulator");
+        let relay = signed.map(|days| {
+            let key = SigningKey::generate(Some("tauri-relay")).expect("a key");
+            let keys = key.relay_keys();
+            let mut config = RelayConfig::new(
+                Server::Custom(polar.url()),
+                AccessToken::new(polar_license_emulator::DEMO_TOKEN),
+                key,
+            );
+            config.lease_days = days;
+            let transport =
+                UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
+            let relay = Relay::new(config, Box::new(transport)).expect("the relay");
+            let running = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
+            (running, keys)
+        });
+        let base_url = relay
+            .as_ref()
+            .map_or_else(|| polar.url(), |(running, _)| running.url());
+        let relay_keys = relay.as_ref().map(|(_, keys)| keys.clone());
         let dir = ScratchDir::new(&format!("tauri-{name}"));
         let clock = FakeClock::default();
         let reader = clock.reader();
@@ -69,14 +102,18 @@ impl World {
             .and_then(|e| e.grant("team", [TEAM_BENEFIT]))
             .expect("entitlements");
         let options = Options::default()
-            .base_url(polar.url())
+            .base_url(base_url)
             .cache_dir(dir.path())
             .entitlements(entitlements)
             .configure(move |builder| {
-                builder
+                let builder = builder
                     .machine_binding(MachineBinding::Id("machine-A".into()))
                     .timeout(Duration::from_secs(2))
-                    .clock(reader)
+                    .clock(reader);
+                match relay_keys {
+                    Some(keys) => builder.relay_keys(keys),
+                    None => builder,
+                }
             });
         // The capability resolved through Tauri's ACL from the permission files this crate
         // ships, as an app's build resolves it.
@@ -90,6 +127,7 @@ impl World {
             .expect("a webview");
         World {
             polar,
+            _relay: relay.map(|(running, _)| running),
             clock,
             app,
             webview,
@@ -569,4 +607,47 @@ fn a_capability_grants_only_the_commands_it_names() {
     );
     assert_eq!(take_requests(&w.polar), 0);
     assert!(w.polar.activations(DEMO_KEY).is_empty());
+}
+
+#[test]
+fn signed_mode_answers_carry_the_lease_and_the_grace_ends_with_it() {
+    let w = World::signed("signed", 1);
+    // The relay signs with the real clock: the app's starts there too.
+    let real = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    w.clock.set(real);
+    let activated = w.activate();
+    let lease = activated.lease.expect("activate stores the relay's lease");
+    assert_eq!(lease.kid, "tauri-relay");
+    let now = w.clock.now();
+    assert!((lease.expires_at - (now + DAY)).abs() < 120, "{lease:?}");
+
+    let online = w.check();
+    assert!(online.licensed, "{online:?}");
+    assert_eq!(online.lease.as_ref(), Some(&lease));
+    // The grace (14 days by default) ends with the one-day lease.
+    assert_eq!(online.grace_ends_at, Some(lease.expires_at), "{online:?}");
+
+    let status: StatusState = w.ok("status", json!({}));
+    assert_eq!(status.lease.as_ref(), Some(&lease));
+    assert_eq!(status.grace_ends_at, Some(lease.expires_at), "{status:?}");
+
+    let validated: Validated = w.ok("validate", json!({}));
+    assert_eq!(
+        validated.lease.as_ref().map(|l| l.kid.as_str()),
+        Some("tauri-relay")
+    );
+
+    // Offline past the lease, inside the grace: no longer licensed (`grace_expired`).
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(DAY + HOUR);
+    let lapsed = w.check();
+    assert!(!lapsed.licensed, "{lapsed:?}");
+    assert_eq!(lapsed.code.as_deref(), Some("grace_expired"), "{lapsed:?}");
+
+    // Without relay keys, nothing is leased.
+    let plain = World::new("unsigned-lease");
+    assert_eq!(plain.activate().lease, None);
+    assert_eq!(plain.check().lease, None);
 }

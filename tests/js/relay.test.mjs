@@ -264,6 +264,16 @@ test('node: Polar unreachable is a 502 that names no token; a bad key file is re
   const e = await rejection(relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNER.text, baseUrl: EMULATOR, leaseDays: 0 }).ready());
   assert.match(e.message, /lease/i);
   assert.ok(!e.message.includes(TOKEN));
+  // A token the core refuses: the error names the option, never the token.
+  const badToken = 'polar_oat secret-7Q2Z';
+  const t = await rejection(relayPkg.createRelay({ accessToken: badToken, signingKey: SIGNER.text, baseUrl: EMULATOR }).ready());
+  assert.match(t.message, /access_token/);
+  assert.ok(!t.message.includes('secret-7Q2Z'), t.message);
+  const answer = await relayPkg.createRelay({ accessToken: badToken, signingKey: SIGNER.text, baseUrl: EMULATOR }).fetch(
+    new Request(`http://relay.test${ROUTES}/validate`, { method: 'POST', body: '{}' }),
+  );
+  assert.equal(answer.status, 500);
+  assert.ok(!(await answer.text()).includes('secret-7Q2Z'));
 });
 
 test('node: a CryptoKey that is not the configured key signs nothing a client would trust: grants come without a lease', async () => {

@@ -226,6 +226,19 @@ pub fn seal<L: LicenseData>(
     }
 }
 
+/// Whether a cached answer's write (a [`Begin::Cached`] record sealed by [`seal`]) may store
+/// its ledger, the last write, so that a power cut can bring the ledger's previous version
+/// back: when the slot already has a trusted ledger, which [`seal`] then writes after the
+/// record. The record itself is stored durably first, so the ledger coming back is the one
+/// just below it, which still trusts it ([`open`] takes a record at or above its ledger), and
+/// the record put back in its place is the same verdict one answer earlier: at most one
+/// counted answer is lost, which a power cut before the write would have lost too. Verdicts
+/// (online answers, denials, activations) keep both writes durable: a ledger that came back
+/// below a denial would trust the grant before it.
+pub fn cached_ledger_may_revert<L>(opened: &Opened<L>) -> bool {
+    opened.ledger
+}
+
 /// Signed mode (`keys` not empty): what the opened record's lease allows, set on the record
 /// ([`LeaseGate`]). A lease that does not verify for the record's own verdict (organization,
 /// key, activation, benefit, the machine the activation is bound to) is no lease: the record

@@ -52,6 +52,15 @@ pub trait Store: Send + Sync {
     /// Replaces the bytes in `slot`, atomically: a reader (or a crash) sees the old bytes or
     /// the new ones, never a mix.
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error>;
+    /// Replaces the bytes in `slot` as [`Store::save`] does (atomically, the new bytes whole
+    /// before they replace the old ones), except that the replacement need not survive a
+    /// power cut: afterwards the slot may hold the bytes it had before. The core uses it for
+    /// one write only, the ledger of a cached answer's record (already stored durably), where
+    /// the ledger coming back one number lower still trusts that record. The default is
+    /// [`Store::save`].
+    fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.save(slot, bytes)
+    }
     /// Removes `slot`; removing a missing slot is not an error.
     fn remove(&self, slot: &str) -> Result<(), Error>;
     /// The per-install random secret, created on first use and the same ever after.
@@ -224,6 +233,7 @@ pub const INSTALL_SECRET_FILE: &str = "install-secret";
 /// * [`Store::save`] writes `.<slot>.<pid>.<random>.tmp`, fsyncs it, renames it over
 ///   `<slot>.cache` and fsyncs the directory, under a short internal write lock
 ///   (`.<slot>.wlock`); temp files left by a crashed writer are removed by the next save.
+///   [`Store::save_revertible`] leaves out the directory's fsync.
 /// * [`Store::lock`] is an OS file lock ([`File::lock`]) on `<slot>.lock`, held across
 ///   processes and threads (each call opens its own handle) and released by the OS if the
 ///   process dies. Lock files are never deleted (deleting them would let two holders in).
@@ -409,6 +419,18 @@ impl FileStore {
 
     /// Writes `bytes` to a new temp file and renames it to `target`, durably.
     fn replace(&self, prefix: &str, target: &Path, bytes: &[u8]) -> Result<(), Error> {
+        self.replace_with(prefix, target, bytes, true)
+    }
+
+    /// Writes `bytes` to a new temp file, fsyncs it and renames it to `target`; with
+    /// `durable`, fsyncs the directory too, so that the rename itself survives a power cut.
+    fn replace_with(
+        &self,
+        prefix: &str,
+        target: &Path,
+        bytes: &[u8],
+        durable: bool,
+    ) -> Result<(), Error> {
         let suffix = hex(&random_bytes(8)?);
         let tmp = self
             .dir
@@ -424,7 +446,18 @@ impl FileStore {
             let _ = fs::remove_file(&tmp);
             return Err(io_err("write", target, e));
         }
+        if !durable {
+            return Ok(());
+        }
         sync_dir(&self.dir).map_err(|e| io_err("sync directory", &self.dir, e))
+    }
+
+    /// [`Store::save`] and [`Store::save_revertible`].
+    fn save_with(&self, slot: &str, bytes: &[u8], durable: bool) -> Result<(), Error> {
+        check_slot(slot)?;
+        let _write_lock = self.lock_file(&format!(".{slot}.wlock"))?;
+        self.sweep(slot);
+        self.replace_with(slot, &self.record_path(slot), bytes, durable)
     }
 
     /// Removes temp files a crashed writer of `slot` left behind (the caller holds the
@@ -637,10 +670,13 @@ impl Store for FileStore {
     }
 
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        check_slot(slot)?;
-        let _write_lock = self.lock_file(&format!(".{slot}.wlock"))?;
-        self.sweep(slot);
-        self.replace(slot, &self.record_path(slot), bytes)
+        self.save_with(slot, bytes, true)
+    }
+
+    /// The temp file is still fsynced before the rename (the slot never holds a torn or empty
+    /// file after a power cut); only the directory's fsync after it is left out.
+    fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.save_with(slot, bytes, false)
     }
 
     fn remove(&self, slot: &str) -> Result<(), Error> {
@@ -734,6 +770,33 @@ mod tests {
         store.remove("s")?;
         store.remove("s")?;
         assert_eq!(store.load("s")?, None);
+        let _ = fs::remove_dir_all(&dir);
+        Ok(())
+    }
+
+    #[test]
+    fn a_revertible_save_replaces_as_a_save_does() -> Result<(), Error> {
+        let dir = temp_dir("revertible");
+        let store = FileStore::new(&dir);
+        store.save_revertible("s", b"one")?;
+        store.save("s", b"two")?;
+        store.save_revertible("s", b"three")?;
+        assert_eq!(store.load("s")?, Some(b"three".to_vec()));
+        assert_eq!(FileStore::new(&dir).load("s")?, Some(b"three".to_vec()));
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = fs::metadata(store.record_path("s")).map(|m| m.permissions().mode() & 0o777);
+            assert_eq!(mode.ok(), Some(0o600));
+        }
+        // No temp file left behind, and a bad slot name is refused as by save.
+        let names: Vec<String> = fs::read_dir(&dir)
+            .map_err(|e| cache_err("r", e))?
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(!names.iter().any(|n| n.ends_with(".tmp")), "{names:?}");
+        assert!(store.save_revertible("../x", b"no").is_err());
         let _ = fs::remove_dir_all(&dir);
         Ok(())
     }

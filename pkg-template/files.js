@@ -13,11 +13,24 @@
 // over the target (a reader sees the old or the new file, never half of one). Within a process
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
 // across processes.
-import { execFileSync } from 'node:child_process';
-import { closeSync, constants, fstatSync, mkdirSync, openSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+//
+// What an import costs at start-up (issue #26): only node:os and node:path are imported up front.
+// node:fs is taken on first use from the runtime (process.getBuiltinModule, node >= 20.16: no
+// cost) or imported then (its ESM namespace loads node's streams too, about 1 ms);
+// node:child_process (about 2 ms) is loaded by osMachineId on macOS and Windows alone; and a
+// temp file's name needs no node:crypto (about 2.5 ms): it is created exclusively ('wx'), so its
+// random part only keeps writers apart, never secret.
 import { homedir } from 'node:os';
 import { basename, extname, isAbsolute, join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+
+/** node:fs once loaded (`null` before the first call of `nodeFs`). */
+let fs = null;
+
+/** node:fs, loaded on first use. */
+async function nodeFs() {
+  fs ??= globalThis.process?.getBuiltinModule?.('node:fs') ?? (await import('node:fs'));
+  return fs;
+}
 
 const PREFIX = 'polar-license.';
 const SECRET = 'polar-license.install-secret';
@@ -62,14 +75,15 @@ export function defaultDir(app) {
  * The OS machine id, read as the native library reads it (Linux `/etc/machine-id`, macOS
  * `IOPlatformUUID`, Windows `MachineGuid`): the native seal always carries this machine's
  * identity, and so does every store of the node entries, so a copy of the storage opens to
- * nothing on another machine. `undefined` when the OS has none; throws when it has one that
- * cannot be read (the calls then fail with `cache_error`, as natively: never a seal that
- * silently changes).
+ * nothing on another machine. Resolves to `undefined` when the OS has none; rejects when it
+ * has one that cannot be read (the calls then fail with `cache_error`, as natively: never a
+ * seal that silently changes).
  */
-export function osMachineId() {
+export async function osMachineId() {
   const usable = (s) => (typeof s === 'string' && s.trim() ? s.trim() : undefined);
   const platform = globalThis.process?.platform;
   if (platform === 'linux' || platform === 'freebsd') {
+    const { readFileSync } = fs ?? (await nodeFs());
     for (const path of ['/etc/machine-id', '/var/lib/dbus/machine-id', '/etc/hostid']) {
       try {
         const id = usable(readFileSync(path, 'utf8'));
@@ -80,6 +94,8 @@ export function osMachineId() {
     }
     return undefined;
   }
+  if (platform !== 'darwin' && platform !== 'win32') return undefined;
+  const { execFileSync } = await import('node:child_process');
   // Programs at their absolute paths (never found through PATH), no console window.
   const quiet = { encoding: 'utf8', timeout: 5000, windowsHide: true, stdio: ['ignore', 'pipe', 'ignore'] };
   const run = (program, args) => {
@@ -102,6 +118,10 @@ export function osMachineId() {
   return undefined;
 }
 
+let tempCount = 0;
+/** A temp file's name part: unique within the process (a count), apart from a crashed one's leftovers (random). */
+const tempSuffix = () => `${(tempCount++).toString(36)}${Math.random().toString(16).slice(2, 10)}`;
+
 /** The file of a storage name: `polar-license.<slot>` is `<slot>.cache`. */
 function file(dir, name) {
   if (name === SECRET) return join(dir, SECRET_FILE);
@@ -120,6 +140,7 @@ const stampOf = (info) => `${info.dev}:${info.ino}:${info.size}:${info.mtimeNs}:
  * round trips through libuv's thread pool per file cost a cached check most of its time.
  */
 function readRegular(path) {
+  const { closeSync, constants, fstatSync, openSync, readSync } = fs;
   const fd = openSync(path, constants.O_RDONLY | (constants.O_NONBLOCK ?? 0));
   try {
     const info = fstatSync(fd, { bigint: true });
@@ -152,6 +173,7 @@ export function fileStore(dir) {
     dir,
     async get(name) {
       const path = file(dir, name);
+      const { statSync } = fs ?? (await nodeFs());
       try {
         const info = statSync(path, { bigint: true, throwIfNoEntry: false });
         if (info === undefined) return null;
@@ -178,8 +200,9 @@ export function fileStore(dir) {
     async set(name, text) {
       const path = file(dir, name);
       const bytes = name === SECRET ? Buffer.from(text, 'hex') : Buffer.from(text, 'utf8');
+      const { mkdirSync, renameSync, rmSync, writeFileSync } = fs ?? (await nodeFs());
       mkdirSync(dir, { recursive: true, mode: 0o700 });
-      const tmp = join(dir, `.${basename(path)}.${process.pid}.${randomBytes(8).toString('hex')}.tmp`);
+      const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`);
       try {
         writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
         renameSync(tmp, path);
@@ -193,6 +216,7 @@ export function fileStore(dir) {
       }
     },
     async remove(name) {
+      const { rmSync } = fs ?? (await nodeFs());
       rmSync(file(dir, name), { force: true });
     },
   };

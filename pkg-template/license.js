@@ -858,7 +858,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         // One that exists but cannot be read fails the call, read again by the next one.
         let sealMachineId;
         try {
-          sealMachineId = files?.osMachineId();
+          sealMachineId = await files?.osMachineId();
         } catch (e) {
           throw new LicenseError(
             'cache_error',

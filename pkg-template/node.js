@@ -1,14 +1,29 @@
 // The node entry (node >= 18, Electron's main process, Bun): reads the wasm with fs and
 // compiles it synchronously on first use. No top-level await.
-import { readFileSync } from 'node:fs';
-import { webcrypto } from 'node:crypto';
+//
+// Nothing but the package's own modules is imported up front (issue #26: the first cached check
+// after a cold start): node:fs is taken from the runtime when it has process.getBuiltinModule
+// (node >= 20.16), else imported when the wasm is loaded; globalThis.crypto, whose first read
+// loads node's WebCrypto (about 1 ms), is read only to make an install secret, and node 18, which
+// has none, gets node:crypto's, imported when the wasm is loaded.
 import { initSync } from './polar_license.js';
 import { bind } from './license.js';
 import { defaultDir, fileStore, osMachineId } from './files.js';
 
-const api = bind(() => {
-  initSync({ module: readFileSync(new URL('./polar_license_bg.wasm', import.meta.url)) });
-}, globalThis.crypto ?? webcrypto, 'node', { defaultDir, fileStore, osMachineId });
+/** node 18's WebCrypto (node:crypto's), set when the wasm is loaded. */
+let webcrypto;
+
+const api = bind(
+  async () => {
+    const { readFileSync } = globalThis.process?.getBuiltinModule?.('node:fs') ?? (await import('node:fs'));
+    // `in`: reading globalThis.crypto would load it.
+    if (!('crypto' in globalThis)) webcrypto = (await import('node:crypto')).webcrypto;
+    initSync({ module: readFileSync(new URL('./polar_license_bg.wasm', import.meta.url)) });
+  },
+  { getRandomValues: (bytes) => (globalThis.crypto ?? webcrypto).getRandomValues(bytes) },
+  'node',
+  { defaultDir, fileStore, osMachineId },
+);
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;

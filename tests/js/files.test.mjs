@@ -206,3 +206,38 @@ console.log((await client.status(${JSON.stringify(key)})).cacheDir);
     await rm(data, { recursive: true, force: true });
   }
 });
+
+// Issue #26: what a cold start loads. The node entry imports none of node's heavier modules, and
+// a cached check loads none either: node:crypto (WebCrypto, about 2.5 ms to load: read only to
+// make an install secret), node:child_process (the machine id on macOS and Windows alone) and
+// node's streams (which an ESM import of node:fs brings in). A fresh process, as an app starts.
+test('a cold start loads neither node:crypto, node:child_process nor streams, up to a cached check', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-cold-'));
+  try {
+    const key = await newKey();
+    // The cache, filled online in this process.
+    const filled = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, cacheDir: dir }).check(key);
+    assert.equal(filled.source, 'online');
+    const script = `
+      const loaded = () => new Set(process.moduleLoadList);
+      const at = loaded();
+      const { LicenseClient } = await import('polar-license');
+      const imported = [...loaded()].filter((m) => !at.has(m));
+      const verdict = await new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, cacheDir: ${JSON.stringify(dir)} }).check(${JSON.stringify(key)});
+      const checked = [...loaded()].filter((m) => !at.has(m));
+      await import('node:child_process');
+      const probe = [...loaded()].filter((m) => !at.has(m));
+      console.log(JSON.stringify({ source: verdict.source, imported, checked, probe }));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: CONSUMER, timeout: 30_000 });
+    const { source, imported, checked, probe } = JSON.parse(stdout);
+    assert.equal(source, 'cache');
+    // The list is node's own record of the built-in modules it loaded: importing one shows in it.
+    assert.ok(probe.includes('NativeModule child_process'), probe.join(' '));
+    assert.ok(checked.every((m) => probe.includes(m)) && imported.every((m) => checked.includes(m)));
+    for (const heavy of ['NativeModule internal/crypto/webcrypto', 'NativeModule crypto', 'NativeModule child_process', 'NativeModule internal/streams/readable']) {
+      assert.ok(!checked.includes(heavy), `${heavy} was loaded: ${checked.join(' ')}`);
+    }
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

@@ -229,11 +229,12 @@ if [[ $PROCESS -eq 1 ]]; then
         requests_before="$(curl -s "$url/__emulator/requests" 2>/dev/null || echo "?")"
 
         local check_cmd="$bin check"
-        local tool median_ms true_ms=""
+        local tool median_ms true_ms="" version_ms=""
         if command -v hyperfine >/dev/null 2>&1; then
-            tool="hyperfine -N --warmup 10 --runs $RUNS --export-json $WORK/hf.json '$check_cmd' /bin/true"
-            hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$WORK/hf.json" "$check_cmd" /bin/true >"$LOG_DIR/hyperfine.log" 2>&1 || return 1
+            tool="hyperfine -N --warmup 10 --runs $RUNS --export-json $WORK/hf.json '$check_cmd' /bin/true '$bin --version'"
+            hyperfine -N --warmup 10 --runs "$RUNS" --export-json "$WORK/hf.json" "$check_cmd" /bin/true "$bin --version" >"$LOG_DIR/hyperfine.log" 2>&1 || return 1
             true_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[1].median')" 'BEGIN { printf "%.2f", s * 1000 }')"
+            version_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[2].median')" 'BEGIN { printf "%.2f", s * 1000 }')"
             median_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[0].median')" 'BEGIN { printf "%.2f", s * 1000 }')"
             local mean_ms min_ms
             mean_ms="$(awk -v s="$(json_get "$WORK/hf.json" '.results[0].mean')" 'BEGIN { printf "%.2f", s * 1000 }')"
@@ -273,6 +274,9 @@ if [[ $PROCESS -eq 1 ]]; then
             local times
             times="$(awk -v a="$median_ms" -v b="$true_ms" 'BEGIN { printf "%.2f", a / b }')"
             say "| **ratio** \`check\` / \`/bin/true\` (medians, the same hyperfine run; issue #26) | $times× (/bin/true $true_ms ms) | <= 1.5× | $(verdict "$times" 1.5) | the same |"
+            if [[ -n "${version_ms:-}" ]]; then
+                say "| the floor: \`polar-license --version\` / \`/bin/true\` (the same binary starting and exiting, no cache read; the same run) | $(awk -v a="$version_ms" -v b="$true_ms" 'BEGIN { printf "%.2f", a / b }')× ($version_ms ms) | | context | the same |"
+            fi
         fi
         if [[ $peak_kb -gt 0 ]]; then
             local mb

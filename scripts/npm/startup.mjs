@@ -64,7 +64,11 @@ const row = (what, target, runs) => {
 
 const NODE_RUN = `
 const t0 = performance.now();
-const { LicenseClient } = await import(process.env.ENTRY);
+const { LicenseClient, init } = await import(process.env.ENTRY);
+const imported = performance.now();
+// What a check does first anyway (wasm read, compiled and instantiated), timed apart.
+await init();
+const loaded = performance.now();
 const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: process.env.API, cacheDir: process.env.DIR });
 const verdict = await client.check(${JSON.stringify(KEY)});
 const t1 = performance.now();
@@ -76,7 +80,7 @@ for (let i = 0; i < ${Number(process.env.LATER ?? 50)}; i++) {
   if (again.source !== 'cache') throw new Error('a later check answered ' + again.source);
 }
 later.sort((a, b) => a - b);
-console.log(JSON.stringify({ ms: t1 - t0, source: verdict.source, later: later[later.length >> 1] }));
+console.log(JSON.stringify({ ms: t1 - t0, parts: [imported - t0, loaded - imported, t1 - loaded], source: verdict.source, later: later[later.length >> 1] }));
 `;
 
 async function nodeRuns(entry, api) {
@@ -87,7 +91,7 @@ async function nodeRuns(entry, api) {
     const env = { ...process.env, ENTRY: pathToFileURL(join(pkg, entry)).href, API: api, DIR: dir };
     const first = await once(env);
     if (first.source !== 'online') throw new Error(`node ${pkg} ${entry}: the first check answered ${first.source}`);
-    setups.push({ dir, env, times: [], later: [] });
+    setups.push({ dir, env, times: [], later: [], parts: [[], [], []] });
   }
   for (let i = 0; i < RUNS; i++) {
     for (const s of setups) {
@@ -95,10 +99,11 @@ async function nodeRuns(entry, api) {
       if (r.source !== 'cache') throw new Error(`node ${entry}: a later check answered ${r.source}`);
       s.times.push(r.ms);
       s.later.push(r.later);
+      r.parts.forEach((ms, k) => s.parts[k].push(ms));
     }
   }
   for (const s of setups) await rm(s.dir, { recursive: true, force: true });
-  return [setups.map((s) => s.times), setups.map((s) => s.later)];
+  return [setups.map((s) => s.times), setups.map((s) => s.later), [0, 1, 2].map((k) => setups.map((s) => s.parts[k]))];
 }
 
 // ---- Chromium: one page load per run, the cache in the origin's localStorage ---------------
@@ -168,8 +173,11 @@ async function browserRuns(browser, entry, api) {
 const emu = await emulator();
 try {
   const rows = [];
-  const [nodeFirst, nodeLater] = await nodeRuns('node.js', emu.url);
+  const [nodeFirst, nodeLater, nodeParts] = await nodeRuns('node.js', emu.url);
   rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously): import → first cached check', 10, nodeFirst));
+  rows.push(row('… of which the `import` (node\'s module loader: the entry, its three modules, node:os and node:path)', '', nodeParts[0]));
+  rows.push(row('… of which `init()`: the wasm read, compiled and instantiated', '', nodeParts[1]));
+  rows.push(row('… of which the first check itself: the engine\'s first calls (cold wasm), three files read, two written', '', nodeParts[2]));
   rows.push(row('node, `polar-license`: a later cached check, same client (median of each process\'s later checks)', 0.1, nodeLater));
   const [inlineFirst, inlineLater] = await nodeRuns('inline-node.js', emu.url);
   rows.push(row('node, `polar-license/inline` (decoded, compiled): import → first cached check', '', inlineFirst));

@@ -3,6 +3,7 @@
 //
 //   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
 //   PKG=before/pkg,target/npm/pkg node scripts/npm/startup.mjs           (builds side by side)
+//   NODE_FLAGS=--no-wasm-lazy-compilation node scripts/npm/startup.mjs   (flags for the timed node)
 //
 // With several package directories (PKG, comma-separated) their runs are interleaved, one of
 // each in turn, so that the load of a shared machine falls on all of them alike.
@@ -27,6 +28,9 @@ const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PKGS = (process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg')).split(',');
 const CLI = join(process.env.CARGO_TARGET_DIR ?? join(ROOT, 'target'), 'debug', 'polar-license');
 const RUNS = Number(process.argv[2] ?? 15);
+// Flags for the node processes timed (NODE_FLAGS='--no-wasm-lazy-compilation': V8 compiles the
+// whole wasm in init() instead of each function on its first call).
+const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 const KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
 const require = createRequire(join(ROOT, 'scripts', 'npm', 'package.json'));
@@ -84,7 +88,7 @@ console.log(JSON.stringify({ ms: t1 - t0, parts: [imported - t0, loaded - import
 `;
 
 async function nodeRuns(entry, api) {
-  const once = async (env) => JSON.parse((await run(process.execPath, ['--input-type=module', '-e', NODE_RUN], { env })).stdout);
+  const once = async (env) => JSON.parse((await run(process.execPath, [...NODE_FLAGS, '--input-type=module', '-e', NODE_RUN], { env })).stdout);
   const setups = [];
   for (const pkg of PKGS) {
     const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));

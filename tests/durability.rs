@@ -116,6 +116,17 @@ impl World {
         .expect("licensing builds")
     }
 
+    /// Polar revokes the demo key.
+    fn revoke(&self) {
+        self.polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                status: Some("revoked".into()),
+                ..KeyUpdate::default()
+            },
+        );
+    }
+
     fn noting(&self) -> Noting {
         Noting {
             files: FileStore::new(PathBuf::from(&*self.dir)),
@@ -198,13 +209,7 @@ fn only_a_cached_answers_ledger_is_written_revertibly() {
     );
 
     // A denial: both durable.
-    w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        },
-    );
+    w.revoke();
     w.clock.advance(2 * HOUR);
     assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Inactive));
     assert_eq!(
@@ -290,13 +295,7 @@ fn a_record_put_back_after_a_denial_is_still_refused() {
     let (record, _) = w.files();
     let good = read(&record);
 
-    w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        },
-    );
+    w.revoke();
     w.clock.advance(2 * HOUR);
     assert_eq!(l.check(DEMO_KEY).reason(), Some(Reason::Inactive));
     std::fs::write(&record, &good).unwrap();

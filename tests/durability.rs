@@ -9,12 +9,11 @@
 
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::store::{FileStore, SlotLock, Store};
-use polar_license::{ActivateRequest, Error, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir};
+use polar_license::{ActivateRequest, Error, Licensing, Reason};
+use polar_license_emulator::{Fault, DEMO_KEY};
+use polar_license_testkit::World;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 const HOUR: i64 = 3600;
 
@@ -85,46 +84,28 @@ impl Store for Noting {
     }
 }
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    clock: FakeClock,
+/// This suite's world: the testkit's, its directory named for the test.
+fn world(name: &str) -> World {
+    World::new(&format!("durability-{name}"))
 }
 
-impl World {
-    fn new(name: &str) -> World {
-        World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir: ScratchDir::new(&format!("durability-{name}")),
-            clock: FakeClock::default(),
-        }
-    }
+/// This suite's helpers on the testkit's world.
+trait Here {
+    fn licensing(&self, store: Option<Noting>) -> Licensing;
+    fn noting(&self) -> Noting;
+    fn files(&self) -> (PathBuf, PathBuf);
+}
 
+impl Here for World {
+    /// A client on machine-A, over the file store of the world's directory or `store`.
     fn licensing(&self, store: Option<Noting>) -> Licensing {
-        let builder = licensing_builder(
-            &self.polar,
-            PathBuf::from(&*self.dir),
-            MachineBinding::Id("machine-A".into()),
-        )
-        .timeout(Duration::from_secs(2))
-        .clock(self.clock.reader());
+        let builder = self.builder(&self.dir, "machine-A");
         match store {
             Some(store) => builder.store(store),
             None => builder,
         }
         .build()
         .expect("licensing builds")
-    }
-
-    /// Polar revokes the demo key.
-    fn revoke(&self) {
-        self.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        );
     }
 
     fn noting(&self) -> Noting {
@@ -172,7 +153,7 @@ fn read(path: &Path) -> Vec<u8> {
 
 #[test]
 fn only_a_cached_answers_ledger_is_written_revertibly() {
-    let w = World::new("which");
+    let w = world("which");
     let store = w.noting();
     let l = w.licensing(Some(store.clone()));
 
@@ -223,7 +204,7 @@ fn only_a_cached_answers_ledger_is_written_revertibly() {
 /// cache with the grace, and the held clock goes on being counted from there.
 #[test]
 fn a_ledger_come_back_after_a_cached_answer_still_trusts_the_record() {
-    let w = World::new("ledger-back");
+    let w = world("ledger-back");
     let l = w.licensing(None);
     activate(&l);
     w.clock.advance(60);
@@ -255,7 +236,7 @@ fn a_ledger_come_back_after_a_cached_answer_still_trusts_the_record() {
 /// cache stops answering: how many it licensed. With `put_back`, the ledger is put back as it
 /// was before every launch's write (what a power cut may do each time).
 fn held_clock_answers(name: &str, put_back: bool) -> usize {
-    let w = World::new(name);
+    let w = world(name);
     activate(&w.licensing(None));
     let (_, ledger) = w.files();
     w.polar.set_fault(Some(Fault::CloseImmediately));
@@ -287,7 +268,7 @@ fn a_ledger_come_back_does_not_reset_the_held_clock() {
 /// A denial's writes stay durable, and a record put back after one is still refused.
 #[test]
 fn a_record_put_back_after_a_denial_is_still_refused() {
-    let w = World::new("denial");
+    let w = world("denial");
     let l = w.licensing(None);
     activate(&l);
     w.clock.advance(60);

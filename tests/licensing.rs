@@ -6,48 +6,30 @@ use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{
     ActivateRequest, CacheState, Error, Licensing, MachineBinding, Reason, ValidateRequest,
 };
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir};
+use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, World};
 use std::path::PathBuf;
 use std::time::Duration;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    clock: FakeClock,
+/// This suite's world: the testkit's, its directory named for the test.
+fn world(name: &str) -> World {
+    World::new(&format!("licensing-{name}"))
 }
 
-impl World {
-    fn new(name: &str) -> World {
-        World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir: ScratchDir::new(&format!("licensing-{name}")),
-            clock: FakeClock::default(),
-        }
-    }
+/// This suite's helpers on the testkit's world.
+trait Here {
+    fn licensing(&self, machine: &str) -> Licensing;
+    fn cache_file(&self) -> PathBuf;
+}
 
+impl Here for World {
     fn licensing(&self, machine: &str) -> Licensing {
-        licensing_builder(
-            &self.polar,
-            &self.dir,
-            MachineBinding::Id(machine.to_string()),
-        )
-        .timeout(Duration::from_secs(2))
-        .clock(self.clock.reader())
-        .build()
-        .expect("licensing builds")
-    }
-
-    fn advance(&self, seconds: i64) {
-        self.clock.advance(seconds);
-    }
-
-    /// Requests the emulator received since the last call.
-    fn requests(&self) -> u64 {
-        take_requests(&self.polar)
+        self.builder(&self.dir, machine)
+            .build()
+            .expect("licensing builds")
     }
 
     fn cache_file(&self) -> PathBuf {
@@ -88,7 +70,7 @@ fn licensed(outcome: &CheckOutcome, source: Source, grace: Option<u64>) {
 
 #[test]
 fn the_grace_story() {
-    let w = World::new("story");
+    let w = world("story");
     let l = w.licensing("machine-A");
     let id = activate(&l);
     assert_eq!(w.requests(), 1);
@@ -142,7 +124,7 @@ fn the_grace_story() {
 
 #[test]
 fn a_revoked_key_never_rides_the_grace_window() {
-    let w = World::new("revoked");
+    let w = world("revoked");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -188,7 +170,7 @@ fn status_reports_a_revocation_the_moment_any_call_saw_it() {
         );
     };
     for call in ["validate", "activate", "check"] {
-        let w = World::new(&format!("status-after-{call}"));
+        let w = world(&format!("status-after-{call}"));
         let l = w.licensing("machine-A");
         activate(&l);
         let fresh = l.status(DEMO_KEY).unwrap();
@@ -235,7 +217,7 @@ fn status_reports_a_revocation_the_moment_any_call_saw_it() {
 
 #[test]
 fn rate_limit_blocks_requests_until_retry_after() {
-    let w = World::new("ratelimit");
+    let w = world("ratelimit");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -265,7 +247,7 @@ fn rate_limit_blocks_requests_until_retry_after() {
 
 #[test]
 fn rate_limited_without_a_cache_refuses_without_sending() {
-    let w = World::new("ratelimit-nocache");
+    let w = world("ratelimit-nocache");
     let l = w.licensing("machine-A");
     w.polar.set_fault(Some(Fault::RateLimited {
         retry_after: Some(30),
@@ -293,7 +275,7 @@ fn rate_limited_without_a_cache_refuses_without_sending() {
 
 #[test]
 fn clock_rollback_is_caught() {
-    let w = World::new("rollback");
+    let w = world("rollback");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -319,7 +301,7 @@ fn clock_rollback_is_caught() {
 /// an edit, a removal or another process's newer record is seen on the next check.
 #[test]
 fn a_warm_check_sees_every_change_to_the_stored_record() {
-    let w = World::new("warm");
+    let w = world("warm");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -378,7 +360,7 @@ fn a_warm_check_sees_every_change_to_the_stored_record() {
 
 #[test]
 fn a_copied_or_edited_cache_is_not_trusted() {
-    let w = World::new("tamper");
+    let w = world("tamper");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -416,7 +398,7 @@ fn a_copied_or_edited_cache_is_not_trusted() {
 
 #[test]
 fn machine_binding_and_drift_recovery() {
-    let w = World::new("binding");
+    let w = world("binding");
     let a = w.licensing("machine-A");
     let id = activate(&a);
     licensed(&a.check(DEMO_KEY), Source::Cache, Some((7 * DAY) as u64));
@@ -455,7 +437,7 @@ fn machine_binding_and_drift_recovery() {
 
 #[test]
 fn deactivate_forgets_the_remembered_activation() {
-    let w = World::new("deactivate");
+    let w = world("deactivate");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -475,7 +457,7 @@ fn deactivate_forgets_the_remembered_activation() {
 
 #[test]
 fn background_check_answers_at_once_then_delivers() {
-    let w = World::new("background");
+    let w = world("background");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -497,7 +479,7 @@ fn background_check_answers_at_once_then_delivers() {
     licensed(&rx.recv().unwrap(), Source::Online, None);
 
     // Nothing cached yet for a new install: "not verified yet", then the real answer.
-    let fresh_install = World::new("background-new");
+    let fresh_install = world("background-new");
     let l2 = fresh_install.licensing("machine-A");
     let (now, handle) = l2.check_in_background(DEMO_KEY, |_| {});
     // Its own reason (issue #15): nothing failed, Polar is being asked.
@@ -509,7 +491,7 @@ fn background_check_answers_at_once_then_delivers() {
 
 #[test]
 fn threads_checking_at_once_send_one_request() {
-    let w = World::new("threads");
+    let w = world("threads");
     let l = w.licensing("machine-A");
     activate(&l);
     // An activation is a verdict: it starts the grace, so the first check needs no request.
@@ -549,7 +531,7 @@ fn policy_is_checked_when_building() {
 
 #[test]
 fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_seal() {
-    let w = World::new("require");
+    let w = world("require");
     let build = |binding: MachineBinding, require: bool| {
         licensing_builder(&w.polar, &w.dir, binding)
             .require_activation(require)
@@ -591,7 +573,7 @@ fn require_activation_refuses_a_bare_key_check_and_binding_does_not_change_the_s
 #[cfg(unix)]
 #[test]
 fn an_activation_the_cache_cannot_remember_is_reported_with_its_id() {
-    let w = World::new("unremembered");
+    let w = world("unremembered");
     let l = w.licensing("machine-A");
     activate(&l);
     for entry in std::fs::read_dir(&w.dir).unwrap() {

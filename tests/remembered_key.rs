@@ -6,42 +6,28 @@
 
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::{ActivateRequest, Error, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_KEY_REVOKED};
-use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir};
+use polar_license_emulator::{KeyUpdate, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license_testkit::{ScratchDir, World};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    clock: FakeClock,
+/// This suite's world: the testkit's, its directory named for the test.
+fn world(name: &str) -> World {
+    World::new(&format!("remembered-{name}"))
 }
 
-impl World {
-    fn new(name: &str) -> World {
-        World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir: ScratchDir::new(&format!("remembered-{name}")),
-            clock: FakeClock::default(),
-        }
-    }
+/// This suite's helpers on the testkit's world.
+trait Here {
+    fn remembering(&self) -> Licensing;
+    fn key_files(&self, dir: &Path) -> Vec<PathBuf>;
+}
 
-    fn builder(&self, dir: &Path, machine: &str) -> polar_license::LicensingBuilder {
-        licensing_builder(&self.polar, dir, MachineBinding::Id(machine.to_string()))
-            .timeout(Duration::from_secs(2))
-            .clock(self.clock.reader())
-    }
-
+impl Here for World {
     /// A licensing that remembers the keys it activates.
     fn remembering(&self) -> Licensing {
         self.builder(&self.dir, "machine-A")
             .remember_keys(true)
             .build()
             .expect("builds")
-    }
-
-    fn requests(&self) -> u64 {
-        take_requests(&self.polar)
     }
 
     fn key_files(&self, dir: &Path) -> Vec<PathBuf> {
@@ -85,7 +71,7 @@ fn no_key_remembered(outcome: &CheckOutcome) {
 
 #[test]
 fn an_activated_key_is_remembered_across_restarts_and_checked_with_no_argument() {
-    let w = World::new("restart");
+    let w = world("restart");
     activate(&w.remembering(), DEMO_KEY);
     assert_eq!(w.requests(), 1);
 
@@ -135,7 +121,7 @@ fn an_activated_key_is_remembered_across_restarts_and_checked_with_no_argument()
 
 #[test]
 fn off_by_default_and_a_missing_key_asks_nothing() {
-    let w = World::new("default");
+    let w = world("default");
     let plain = w.builder(&w.dir, "machine-A").build().unwrap();
     activate(&plain, DEMO_KEY);
     w.requests();
@@ -170,7 +156,7 @@ fn off_by_default_and_a_missing_key_asks_nothing() {
 
 #[test]
 fn bad_keys_are_refused_before_anything_is_written() {
-    let w = World::new("bad");
+    let w = world("bad");
     let l = w.remembering();
     for bad in ["", " MYKEY", "MYKEY\n", "MY\0KEY"] {
         match l.remember_key(bad) {
@@ -191,7 +177,7 @@ fn bad_keys_are_refused_before_anything_is_written() {
 
 #[test]
 fn a_copied_edited_or_foreign_key_file_opens_to_nothing() {
-    let w = World::new("copied");
+    let w = world("copied");
     activate(&w.remembering(), DEMO_KEY);
     w.requests();
     let file = w.key_files(&w.dir).remove(0);
@@ -247,7 +233,7 @@ fn a_copied_edited_or_foreign_key_file_opens_to_nothing() {
 
 #[test]
 fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
-    let w = World::new("revoked");
+    let w = world("revoked");
     let l = w.remembering();
     activate(&l, DEMO_KEY);
     w.polar.update_key(
@@ -287,7 +273,7 @@ fn a_revoked_key_stays_remembered_and_is_denied_and_deactivation_forgets_it() {
 /// current activation alone; freeing the current one forgets the key (issue #27).
 #[test]
 fn deactivating_a_replaced_activation_keeps_the_remembered_key() {
-    let w = World::new("replaced");
+    let w = world("replaced");
     let l = w.remembering();
     let id = |v: Result<polar_license::Verdict<_>, Error>| match v {
         Ok(polar_license::Verdict::Accepted(polar_license::LicenseKeyActivationRead {
@@ -321,7 +307,7 @@ fn deactivating_a_replaced_activation_keeps_the_remembered_key() {
 
 #[test]
 fn a_denied_activation_remembers_nothing() {
-    let w = World::new("denied");
+    let w = world("denied");
     let l = w.remembering();
     let v = l
         .activate(&ActivateRequest::new(DEMO_KEY_REVOKED, "laptop"))

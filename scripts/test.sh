@@ -106,6 +106,11 @@ run_stage() {
     echo "==> $name: $result (${secs}s, exit $rc, log $log)"
 }
 
+# Free space on this disk, in GB (the build trees of a run from a clean clone take several).
+free_gb() { df -Pk . 2>/dev/null | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
+DISK_FREE_START="$(free_gb)"
+echo "disk: ${DISK_FREE_START:-?} GB free at the start"
+
 TOTAL_START="$(now)"
 
 run_stage setup check bash scripts/setup.sh
@@ -167,6 +172,10 @@ for i in "${!STAGE_NAMES[@]}"; do
 done
 printf '%-14s  %-6s  %6ss\n' total "" "$(elapsed "$TOTAL_START")"
 echo
+# What this run left on disk: a stage that failed to build or link for lack of space ("No space
+# left on device", "signal 7 [Bus error]") shows here as a free space near zero.
+echo "disk: ${DISK_FREE_START:-?} GB free at the start, $(free_gb) GB at the end; build trees:" \
+    "$(du -shc target fuzz/target scripts/npm/node_modules 2>/dev/null | tail -n 1 | cut -f 1)"
 printf '%d passed, %d failed, %d skipped\n' "$TOTAL_PASSED" "$TOTAL_FAILED" "$TOTAL_SKIPPED"
 
 [[ $TOTAL_FAILED -eq 0 ]] || exit 1

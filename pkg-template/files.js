@@ -9,8 +9,9 @@
 //     <slot>-seq.cache                   its ledger
 //     install-secret                     the per-install secret, 32 raw bytes
 //
-// The directory is made 0700 and files 0600 (as natively); a write goes to a temp file renamed
-// over the target (a reader sees the old or the new file, never half of one). Within a process
+// The directory is made 0700 and files 0600 (as natively); a write goes to a temp file, fsynced
+// and renamed over the target (a reader sees the old or the new file, never half of one), then
+// the directory is fsynced unless the engine said the write may revert. Within a process
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
 // across processes.
 //
@@ -25,6 +26,11 @@ import { basename, extname, isAbsolute, join } from 'node:path';
 
 /** node:fs once loaded (`null` before the first call of `nodeFs`). */
 let fs = null;
+
+/** Flushes `fd` to the disk, on the thread pool. */
+function fsync(f, fd) {
+  return new Promise((resolve, reject) => f.fsync(fd, (e) => (e ? reject(e) : resolve())));
+}
 
 /** node:fs, loaded on first use. */
 async function nodeFs() {
@@ -194,25 +200,42 @@ export function fileStore(dir) {
         throw e;
       }
     },
-    // Synchronous too (the functions stay async: a failure is a rejection, as before): a
-    // record of a few KB written and renamed in place costs far less than the thread pool's
-    // round trips of mkdir, open, write, close and rename, twice per recorded answer.
-    async set(name, text) {
+    // As natively: the temp file is written, fsynced and renamed over the file; `durable`
+    // (every write but a cached answer's ledger) fsyncs the directory too, so that the rename
+    // survives a power cut (Windows opens no directory; NTFS journals the rename). The small
+    // steps are synchronous (a record of a few KB costs far less than the thread pool's round
+    // trips of mkdir, open, write, close and rename); the fsyncs, which wait for the disk,
+    // run on the thread pool so that the event loop goes on meanwhile.
+    async set(name, text, durable = true) {
       const path = file(dir, name);
       const bytes = name === SECRET ? Buffer.from(text, 'hex') : Buffer.from(text, 'utf8');
-      const { mkdirSync, renameSync, rmSync, writeFileSync } = fs ?? (await nodeFs());
-      mkdirSync(dir, { recursive: true, mode: 0o700 });
+      const f = fs ?? (await nodeFs());
+      f.mkdirSync(dir, { recursive: true, mode: 0o700 });
       const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`);
       try {
-        writeFileSync(tmp, bytes, { mode: 0o600, flag: 'wx' });
-        renameSync(tmp, path);
+        const fd = f.openSync(tmp, 'wx', 0o600);
+        try {
+          f.writeFileSync(fd, bytes);
+          await fsync(f, fd);
+        } finally {
+          f.closeSync(fd);
+        }
+        f.renameSync(tmp, path);
       } catch (e) {
         try {
-          rmSync(tmp, { force: true });
+          f.rmSync(tmp, { force: true });
         } catch {
           // Nothing more to undo.
         }
         throw e;
+      }
+      if (durable && globalThis.process?.platform !== 'win32') {
+        const fd = f.openSync(dir, 'r');
+        try {
+          await fsync(f, fd);
+        } finally {
+          f.closeSync(fd);
+        }
       }
     },
     async remove(name) {

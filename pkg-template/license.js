@@ -605,8 +605,11 @@ const hasAll = (target, names) => names.every((n) => typeof target[n] === 'funct
 const WEB = ['getItem', 'setItem', 'removeItem'];
 const ADAPTER = ['get', 'set', 'remove'];
 
-/** `{ get, set, remove }` over a Web Storage object or an app's adapter. */
-function store(target, [get, set, remove]) {
+/**
+ * `{ get, set, remove }` over a Web Storage object, an app's adapter or the file store; only
+ * the file store is told whether a write must be durable (`set`'s third argument).
+ */
+function store(target, [get, set, remove], durability = false) {
   return {
     async get(name) {
       const v = await call(target, get, [name]);
@@ -614,7 +617,7 @@ function store(target, [get, set, remove]) {
       if (typeof v !== 'string') throw cacheError(`storage returned a non-string value for ${JSON.stringify(name)}`);
       return v;
     },
-    set: (name, text) => call(target, set, [name, text]),
+    set: (name, text, durable) => call(target, set, durability ? [name, text, durable] : [name, text]),
     remove: (name) => call(target, remove, [name]),
   };
 }
@@ -711,7 +714,7 @@ const kind = (s, name, dir) => Object.assign(s, { kind: name, dir });
 function storage({ storage: s, cacheDir, appId }, files) {
   const onDisk = () => {
     const dir = cacheDir ?? files.defaultDir(appId);
-    return dir ? kind(store(files.fileStore(dir), ADAPTER), 'file', dir) : null;
+    return dir ? kind(store(files.fileStore(dir), ADAPTER, true), 'file', dir) : null;
   };
   if (s === undefined || s === null) {
     if (files) {
@@ -781,8 +784,13 @@ async function locked(name, body) {
 }
 
 /** Stores an engine step's writes (`[name, text]` pairs: a record and its ledger) in order. */
-async function save(s, writes) {
-  for (const [name, text] of writes) await s.set(name, text);
+/**
+ * Stores `writes` in order, each durable before the next; with `revertible` (a cached answer's
+ * step), the last one (its ledger) need not wait for its rename to be durable, as natively
+ * (the engine decides). Only the file store tells the two apart.
+ */
+async function save(s, writes, revertible = false) {
+  for (let i = 0; i < writes.length; i++) await s.set(writes[i][0], writes[i][1], !(revertible && i === writes.length - 1));
 }
 
 /** Runs `body`; a LicenseError it throws (the storage failed) is returned instead. */
@@ -1139,7 +1147,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         step = JSON.parse(engine.call('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature]));
         if (step.write) {
           if (this.#answeredAgain(slot, now, record)) return checked(step.answer, true, feature);
-          const failed = await attempt(() => save(this.#store, step.write));
+          const failed = await attempt(() => save(this.#store, step.write, step.revertible));
           if (!failed) {
             this.#rememberAnswer(slot, now, step.write);
             return checked(step.answer, true, feature);

@@ -246,3 +246,55 @@ test('a cold start loads neither node:crypto, node:child_process nor streams, up
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+// What the file store waits for, as natively (src/native/store.rs): every write's temp file is
+// fsynced before its rename, and the directory after it, so that a verdict survives a power cut;
+// a cached answer's ledger alone (the engine's `revertible`, session::cached_ledger_may_revert)
+// skips the directory's fsync. A preloaded script records the path of every fd node fsyncs
+// (Linux: /proc/self/fd), in a fresh node.
+test('a verdict is fsynced, file and directory; a cached answer skips only its ledger rename', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fsync-'));
+  try {
+    const key = await newKey();
+    const preload = join(dir, 'preload.cjs');
+    await writeFile(
+      preload,
+      `const fs = require('node:fs');
+const fsync = fs.fsync;
+globalThis.__fsyncs = [];
+fs.fsync = (fd, cb) => { globalThis.__fsyncs.push(fs.readlinkSync('/proc/self/fd/' + fd)); return fsync(fd, cb); };
+require('node:module').syncBuiltinESMExports();`,
+    );
+    const cache = join(dir, 'cache');
+    const script = `
+      const { LicenseClient } = await import('polar-license');
+      const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, cacheDir: ${JSON.stringify(cache)} });
+      const sources = [];
+      const phases = [];
+      for (let i = 0; i < 2; i++) {
+        sources.push((await client.check(${JSON.stringify(key)})).source);
+        phases.push(globalThis.__fsyncs.splice(0));
+      }
+      console.log(JSON.stringify({ sources, phases }));`;
+    const { stdout } = await run(process.execPath, ['--require', preload, '--input-type=module', '-e', script], { cwd: CONSUMER, timeout: 30_000 });
+    const { sources, phases } = JSON.parse(stdout);
+    assert.deepEqual(sources, ['online', 'cache']);
+    // Each fsynced path as what it is: the directory, or the temp file of a record, a ledger, the secret.
+    const kind = (path) => {
+      if (path === cache) return 'dir';
+      const name = path.slice(cache.length + 1);
+      assert.match(name, /^\..+\.\d+\.[^.]+\.tmp$/, `fsynced ${path}, not a temp file of ${cache}`);
+      const target = name.slice(1).replace(/\.\d+\.[^.]+\.tmp$/, '');
+      if (target === 'install-secret') return 'secret';
+      return target.endsWith('-seq.cache') ? 'ledger' : 'record';
+    };
+    const [online, cached] = phases.map((p) => p.map(kind));
+    // The online verdict: the secret, the record and its ledger, each followed by the directory.
+    assert.deepEqual([...online].filter((k) => k !== 'dir').sort(), ['ledger', 'record', 'secret'], online.join(' '));
+    online.forEach((k, i) => k === 'dir' || assert.equal(online[i + 1], 'dir', `${k} without its directory fsync: ${online.join(' ')}`));
+    // The cached answer: the record durable first, then its ledger, whose rename is not waited for.
+    assert.deepEqual(cached, ['record', 'dir', 'ledger']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});

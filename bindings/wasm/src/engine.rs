@@ -26,7 +26,9 @@
 //!   present when it applies. `writes` is `[[storage name, text]…]`, to store IN ORDER (a
 //!   record and its ledger); `request` is `{"url", "headers": [[name, value]…], "body"}`, to
 //!   send with `fetch`; `strict` says a failed write must remove the key's record (a denial
-//!   that cannot be written must not leave an old grant behind).
+//!   that cannot be written must not leave an old grant behind); `revertible` says the last
+//!   write (a cached answer's ledger) need not wait for its rename to be durable. Every other
+//!   write is durable before the next is made.
 //!
 //! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
 //! them to camelCase (except inside `metadata`, `meta` and `conditions`).
@@ -328,6 +330,10 @@ struct StepOut<'a> {
     write: Option<Vec<(String, Vec<u8>)>>,
     ask: Option<&'a HttpRequest>,
     strict: bool,
+    /// The last write (a cached answer's ledger) may be stored revertibly: its temp file made
+    /// durable, its rename not waited for ([`session::cached_ledger_may_revert`], as natively
+    /// `Store::save_revertible`). Every other write is durable.
+    revertible: bool,
     /// A deactivation freed the remembered activation: the remembered key goes too.
     forget_key: bool,
 }
@@ -339,6 +345,7 @@ impl<'a> StepOut<'a> {
             write: None,
             ask: None,
             strict: false,
+            revertible: false,
             forget_key: false,
         }
     }
@@ -380,6 +387,9 @@ impl<'a> StepOut<'a> {
             }
             j.raw("]");
             j.key("strict").bool(self.strict);
+            if self.revertible {
+                j.key("revertible").bool(true);
+            }
         }
         if let Some(http) = self.ask {
             j.key("ask");
@@ -978,6 +988,7 @@ impl Engine {
                 )),
                 write: Some(self.seal(&opened, *write, &slot)),
                 ask: or_ask.as_ref().map(|a| &a.http),
+                revertible: session::cached_ledger_may_revert(&opened),
                 ..StepOut::empty()
             }
             .done(),

@@ -177,7 +177,7 @@ fn check(e: &Engine, s: &mut Storage, now: f64, reply: Reply) -> Value {
     ));
     if begin.get("write").is_some() {
         s.apply(&begin);
-        return json!({ "answer": begin["answer"], "asked": false });
+        return json!({ "answer": begin["answer"], "asked": false, "revertible": begin["revertible"] });
     }
     if begin.get("ask").is_none() {
         return json!({ "answer": begin["answer"], "asked": false });
@@ -437,6 +437,25 @@ fn answers_that_are_not_polars_fall_back_with_their_reason() {
     let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW + 600.0));
     assert_eq!(status["ok"]["denied"], Value::Null);
     assert_eq!(status["ok"]["verifiedAt"], NOW as i64);
+}
+
+/// Which write the file store may leave revertible, as natively
+/// (`session::cached_ledger_may_revert`): a cached answer's ledger, its last write, once the
+/// slot has a trusted ledger; never a verdict's.
+#[wasm_bindgen_test]
+fn only_a_cached_answers_ledger_may_revert() {
+    let e = engine(json!({}));
+    let mut s = Storage::default();
+    let online = check(&e, &mut s, NOW, ok(200, &license(false)));
+    assert_eq!(online["asked"], true);
+    assert_eq!(online["answer"]["ok"]["source"], "online");
+    assert_eq!(online.get("revertible"), None, "a verdict is durable");
+    s.names.clear();
+    let cached = check(&e, &mut s, NOW + 60.0, failed(1, "unused"));
+    assert_eq!(cached["asked"], false);
+    assert_eq!(cached["answer"]["ok"]["source"], "cache");
+    assert_eq!(cached["revertible"], true);
+    assert_eq!(s.names, vec![e.slot(KEY), e.ledger(KEY)], "the ledger last");
 }
 
 #[wasm_bindgen_test]

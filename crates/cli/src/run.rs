@@ -10,6 +10,7 @@ use crate::output::{
     line_report, report, status_report, unix_when, Op, Report,
 };
 use polar_license::features::Entitlements;
+use polar_license::grace::LeaseWindow;
 use polar_license::lease::RelayKeys;
 use polar_license::{
     system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
@@ -177,28 +178,29 @@ fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
 /// Adds `lease` to a report: the stored lease of `key` that verifies with the relay keys
 /// (`{"kid":…,"expires_at":…}`), or null (none, or not in signed mode).
 fn with_lease(mut r: Report, licensing: &Licensing, key: &Key) -> Report {
-    let window = licensing
-        .status(key.clone())
-        .ok()
-        .and_then(|s| match s.state {
-            CacheState::Present(record) => record.lease_gate.window().cloned(),
-            _ => None,
-        });
+    let window = lease_window(licensing.status(key.clone()).ok().as_ref());
     lease_field(&mut r, window.as_ref());
     r
 }
 
+/// The stored lease a cache status holds that verifies with the relay keys.
+fn lease_window(status: Option<&CacheStatus>) -> Option<LeaseWindow> {
+    match &status?.state {
+        CacheState::Present(record) => record.lease_gate.window().cloned(),
+        _ => None,
+    }
+}
+
 /// `check`'s report with its lease, and `grace_ends_at` as the lease allows it (signed mode:
-/// never past the lease's end).
-fn check_with_lease(r: Report, licensing: &Licensing, key: &Key, checked: &CheckReport) -> Report {
-    let mut r = with_lease(r, licensing, key);
-    let lease = licensing
-        .status(key.clone())
-        .ok()
-        .and_then(|s| match s.state {
-            CacheState::Present(record) => record.lease_gate.window().cloned(),
-            _ => None,
-        });
+/// never past the lease's end); `status` is the cache's status after the check.
+fn check_with_lease(
+    mut r: Report,
+    licensing: &Licensing,
+    status: Option<&CacheStatus>,
+    checked: &CheckReport,
+) -> Report {
+    let lease = lease_window(status);
+    lease_field(&mut r, lease.as_ref());
     if lease.is_some() {
         let end = licensing
             .policy()
@@ -379,13 +381,15 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         return error_report(Some(Op::Check), None, &e);
     }
     let checked = licensing.check_report(key.clone());
+    // The cache as the check left it, read once for the report (its activation, its lease).
+    let status = licensing.status(key.clone()).ok();
     let report = check_report(
         &key,
         &checked,
-        remembered(&licensing, &key).as_deref(),
+        status.as_ref().and_then(activation_of).as_deref(),
         licensing.policy(),
     );
-    let report = check_with_lease(report, &licensing, &key, &checked);
+    let report = check_with_lease(report, &licensing, status.as_ref(), &checked);
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,

@@ -32,7 +32,8 @@
 //!
 //! The core ([`Relay::handle`]) is sans-IO: a request as data, `now` as an argument, the
 //! upstream [`Transport`] injected; the native server ([`serve`], feature `server`) wraps it
-//! with `tiny_http` and [`polar_license::UreqTransport`].
+//! with hyper's HTTP/1.1 server (a limit on every wait on a client and on the connections
+//! open: [`ServeOptions`]) and [`polar_license::UreqTransport`].
 
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
@@ -43,7 +44,7 @@ mod server;
 
 pub use limit::Rate;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-pub use server::{log_to_stderr, serve, Running};
+pub use server::{log_to_stderr, serve, serve_with, Running, ServeOptions};
 
 use limit::Buckets;
 use polar_license::lease::{

@@ -1,22 +1,82 @@
-//! The native server: `tiny_http` (a small, well-kept threaded HTTP/1.1 server; no async
-//! runtime to carry for a handful of requests per second) around [`Relay::handle`], with
+//! The native server: hyper's HTTP/1.1 server on a tokio runtime of its own (one thread for
+//! the connections, a few for the calls to Polar), around [`Relay::handle`], with
 //! [`polar_license::UreqTransport`] to Polar and the system clock.
+//!
+//! Every wait on a client is bounded ([`ServeOptions`]): its headers, its body, its reading of
+//! the answer. The connections open at once are capped, and the calls to [`Relay::handle`]
+//! (each blocks a thread while Polar answers) run only for requests whose body is in, a few at
+//! a time. So a slow or silent client holds a connection until its timeout, never the server.
 
 use crate::{Now, Relay, RelayRequest, RelayResponse};
-use std::io::{self, Read};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Body, Bytes, Incoming};
+use hyper::header::{self, HeaderName, HeaderValue};
+use hyper::{Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
+use std::future::{poll_fn, Future};
+use std::io;
 use std::net::SocketAddr;
+use std::pin::{pin, Pin};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::thread::JoinHandle;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
 
-/// Worker threads answering requests (each blocks on its call to Polar).
-const WORKERS: usize = 8;
+/// How long the accept loop waits after an error that is not the client's (out of file
+/// descriptors, of memory) before it tries again.
+const ACCEPT_RETRY: Duration = Duration::from_millis(100);
+
+/// The most of a body past the cap read (and dropped) after its 413 has been sent, so that a
+/// client still sending it reads the answer rather than a reset; past it the connection is
+/// closed.
+const DRAIN_MAX: u64 = 1 << 20;
+
+/// How [`serve_with`] treats its clients: every wait on one is bounded, and so are the
+/// connections held open and the requests answered at once. Start from
+/// [`ServeOptions::default`] and set the fields to change.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ServeOptions {
+    /// How long a client has to send a request's headers, counted from when its connection
+    /// opens or from the previous answer on it: the read timeout and the keep-alive idle
+    /// timeout at once (default 10 s). Past it the connection is closed, without an answer.
+    pub header_timeout: Duration,
+    /// How long a client has to send a request's whole body once its headers are in (default
+    /// 10 s). Past it the answer is 408 Request Timeout and the connection is closed.
+    pub body_timeout: Duration,
+    /// How long an answer may wait for a client that does not read it: a write that makes no
+    /// progress for this long closes the connection (default 10 s).
+    pub write_timeout: Duration,
+    /// Connections open at once (default 256; at least 1). One more is closed as soon as it is
+    /// accepted, without a byte, and the others carry on.
+    pub max_connections: usize,
+    /// Requests answered at once (default 8; at least 1): each holds a thread while
+    /// [`Relay::handle`] waits for Polar. A request past them waits, its body read, for one to
+    /// end.
+    pub concurrent_requests: usize,
+}
+
+impl Default for ServeOptions {
+    fn default() -> Self {
+        ServeOptions {
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(10),
+            max_connections: 256,
+            concurrent_requests: 8,
+        }
+    }
+}
 
 /// A running relay server.
 pub struct Running {
-    server: Arc<tiny_http::Server>,
     addr: SocketAddr,
-    workers: Vec<JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    thread: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -38,74 +98,313 @@ impl Running {
         self.addr.port()
     }
 
-    /// Blocks until the server stops (it does not on its own: serve until killed).
+    /// Blocks until the server stops (it does not on its own: serve until killed). Dropping a
+    /// `Running` without calling this or [`Running::stop`] leaves the server serving.
     pub fn wait(self) {
-        for worker in self.workers {
-            let _ = worker.join();
-        }
+        let Running { stop, thread, .. } = self;
+        let _ = thread.join();
+        drop(stop);
     }
 
-    /// Stops accepting and answering, and waits for the workers.
+    /// Stops accepting and returns once the requests under way are answered: a connection
+    /// waiting for a request is closed at once, one whose body is arriving gets until its
+    /// deadline, and each call to Polar under way ends (the transport's own timeouts).
     pub fn stop(self) {
-        for _ in &self.workers {
-            self.server.unblock();
-        }
-        self.wait();
+        self.stop.send_replace(true);
+        let _ = self.thread.join();
     }
 }
 
-/// A listener whose accepted connections have Nagle's algorithm off (Linux copies
-/// `TCP_NODELAY` from the listening socket to the connections it accepts). tiny_http writes an answer's head, its
-/// `Content-Length` and its body in three writes: with Nagle on, a client reusing its
-/// connection waits out its delayed ACK before the body (measured: 90 requests/s on
-/// loopback, against thousands with it off; `cargo run --release -p polar-license-relay
-/// --example load`).
-fn nodelay_listener(addr: &str) -> io::Result<std::net::TcpListener> {
-    use std::net::ToSocketAddrs;
-    let addr = addr
-        .to_socket_addrs()?
-        .next()
-        .ok_or_else(|| io::Error::other("no address to listen on"))?;
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        Some(socket2::Protocol::TCP),
-    )?;
-    socket.set_reuse_address(true)?;
-    socket.set_tcp_nodelay(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(128)?;
-    Ok(socket.into())
+/// Listens on `addr` (e.g. `127.0.0.1:0`) and answers with `relay`, with the default
+/// [`ServeOptions`].
+pub fn serve(relay: Arc<Relay>, addr: &str) -> io::Result<Running> {
+    serve_with(relay, addr, ServeOptions::default())
 }
 
-/// Listens on `addr` (e.g. `127.0.0.1:0`) and answers with `relay` on worker threads.
-pub fn serve(relay: Arc<Relay>, addr: &str) -> io::Result<Running> {
-    let server = tiny_http::Server::from_listener(nodelay_listener(addr)?, None)
-        .map_err(io::Error::other)?;
-    let addr = server
-        .server_addr()
-        .to_ip()
-        .ok_or_else(|| io::Error::other("not an IP listener"))?;
-    let server = Arc::new(server);
-    let started = Instant::now();
-    let workers = (0..WORKERS)
-        .map(|i| {
-            let server = Arc::clone(&server);
-            let relay = Arc::clone(&relay);
-            std::thread::Builder::new()
-                .name(format!("relay-{i}"))
-                .spawn(move || {
-                    for request in server.incoming_requests() {
-                        answer(&relay, request, started);
-                    }
-                })
+/// Listens on `addr` (e.g. `127.0.0.1:0`) and answers with `relay` on a thread of its own (a
+/// tokio runtime: one thread for the connections, [`ServeOptions::concurrent_requests`] for
+/// the calls to [`Relay::handle`]).
+pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::Result<Running> {
+    let listener = std::net::TcpListener::bind(addr)?;
+    listener.set_nonblocking(true)?;
+    let addr = listener.local_addr()?;
+    let server = Server::new(relay, options);
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .enable_time()
+        .max_blocking_threads(server.options.concurrent_requests)
+        .thread_name("relay-handle")
+        .build()?;
+    let listener = {
+        let _entered = runtime.enter();
+        TcpListener::from_std(listener)?
+    };
+    let (stop, stopped) = watch::channel(false);
+    let thread = std::thread::Builder::new()
+        .name("relay".to_string())
+        .spawn(move || {
+            runtime.block_on(server.run(listener, stopped));
+            // Dropping the runtime waits for the calls to `Relay::handle` still running.
+        })?;
+    Ok(Running { addr, stop, thread })
+}
+
+struct Server {
+    relay: Arc<Relay>,
+    options: ServeOptions,
+    /// One permit per call to `Relay::handle` running.
+    requests: Arc<Semaphore>,
+    started: Instant,
+}
+
+impl Server {
+    fn new(relay: Arc<Relay>, mut options: ServeOptions) -> Arc<Server> {
+        // Semaphore sizes: at least 1, at most what a semaphore holds and `acquire_many` asks.
+        let most = Semaphore::MAX_PERMITS.min(usize::try_from(u32::MAX).unwrap_or(usize::MAX));
+        options.max_connections = options.max_connections.clamp(1, most);
+        options.concurrent_requests = options.concurrent_requests.clamp(1, most);
+        Arc::new(Server {
+            relay,
+            requests: Arc::new(Semaphore::new(options.concurrent_requests)),
+            options,
+            started: Instant::now(),
         })
-        .collect::<io::Result<Vec<_>>>()?;
-    Ok(Running {
-        server,
-        addr,
-        workers,
-    })
+    }
+
+    /// Accepts until told to stop, then waits for the connections to end.
+    async fn run(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
+        let max = self.options.max_connections;
+        let connections = Arc::new(Semaphore::new(max));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout)
+            // A client that shuts down its sending side after its request still gets the answer.
+            .half_close(true);
+        let mut stop = pin!(stop_requested(stopped.clone()));
+        let mut refusing = false;
+        let mut last_error: Option<Instant> = None;
+        loop {
+            let Some(accepted) = unless(stop.as_mut(), listener.accept()).await else {
+                break;
+            };
+            let (stream, peer) = match accepted {
+                Ok(accepted) => accepted,
+                // The client gave up before the accept: nothing to do.
+                Err(e) if is_the_clients(&e) => continue,
+                // Out of file descriptors and the like: never a reason to stop serving.
+                Err(e) => {
+                    if last_error.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
+                        log::warn!("relay: cannot accept a connection ({e}); trying again");
+                        last_error = Some(Instant::now());
+                    }
+                    let pause = tokio::time::sleep(ACCEPT_RETRY);
+                    if unless(stop.as_mut(), pause).await.is_none() {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                drop(stream);
+                if !refusing {
+                    log::warn!("relay: {max} connections open; closing new ones until one ends");
+                    refusing = true;
+                }
+                continue;
+            };
+            refusing = false;
+            // Nagle's algorithm off: when an answer leaves in more than one write, a client
+            // reusing its connection would otherwise wait out its delayed ACK before the rest
+            // (tiny_http, the server before this one, wrote head and body apart: 90 requests/s
+            // on loopback against thousands; `cargo run --release -p polar-license-relay
+            // --example load`). hyper writes both in one vectored write when it can, so on
+            // that benchmark it makes no difference now; it still does when a write is split.
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("relay: TCP_NODELAY on a connection from {peer}: {e}");
+            }
+            let io = TokioIo::new(WriteTimeout::new(stream, self.options.write_timeout));
+            let server = Arc::clone(&self);
+            let service =
+                hyper::service::service_fn(move |req| Arc::clone(&server).answer(req, peer));
+            let conn = http.serve_connection(io, service);
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut conn = pin!(conn);
+                let mut stop = pin!(stop_requested(stopped));
+                let mut closing = false;
+                let ended = poll_fn(|cx| {
+                    if !closing && stop.as_mut().poll(cx).is_ready() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    conn.as_mut().poll(cx)
+                })
+                .await;
+                if let Err(e) = ended {
+                    log::debug!("relay: connection from {peer}: {e}");
+                }
+            });
+        }
+        drop(listener);
+        // Every permit back: every connection ended.
+        let all = u32::try_from(max).unwrap_or(u32::MAX);
+        let _ = connections.acquire_many(all).await;
+    }
+
+    /// One request: its body read under its deadline, then [`Relay::handle`] on a blocking
+    /// thread once one of [`ServeOptions::concurrent_requests`] is free.
+    async fn answer(
+        self: Arc<Self>,
+        request: Request<Incoming>,
+        peer: SocketAddr,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        let max = self.relay.limits().max_body_bytes;
+        let (parts, mut body) = request.into_parts();
+        let headers: Vec<(String, String)> = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_string(), value)
+            })
+            .collect();
+        let expects_continue = parts
+            .headers
+            .get(header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        // Never read more than the cap (+1, so that the core sees the body is too large); a
+        // declared length past it is not read at all.
+        let cap = u64::try_from(max).unwrap_or(u64::MAX);
+        let body = if body.size_hint().exact().is_some_and(|n| n > cap) {
+            if !expects_continue {
+                self.drain(body);
+            }
+            vec![0; max.saturating_add(1)]
+        } else {
+            let limit = max.saturating_add(1);
+            let read =
+                tokio::time::timeout(self.options.body_timeout, read_at_most(&mut body, limit));
+            match read.await {
+                Ok(Ok(bytes)) => {
+                    if bytes.len() > max {
+                        self.drain(body);
+                    }
+                    bytes
+                }
+                Ok(Err(_)) => return Ok(closing(StatusCode::BAD_REQUEST)),
+                Err(_) => {
+                    log::info!(
+                        "relay: 408 (a body not in within {:?})",
+                        self.options.body_timeout
+                    );
+                    return Ok(closing(StatusCode::REQUEST_TIMEOUT));
+                }
+            }
+        };
+        let request = RelayRequest {
+            method: parts.method.as_str().to_string(),
+            // The request target as sent (origin form: the path and query).
+            path: parts.uri.to_string(),
+            headers,
+            body,
+            client_ip: peer.ip().to_string(),
+        };
+        let Ok(permit) = Arc::clone(&self.requests).acquire_owned().await else {
+            return Ok(closing(StatusCode::SERVICE_UNAVAILABLE));
+        };
+        let relay = Arc::clone(&self.relay);
+        let started = self.started;
+        let handled = tokio::task::spawn_blocking(move || {
+            // Held until the call ends, even when the client has gone.
+            let _permit = permit;
+            relay.handle(&request, now(started))
+        });
+        Ok(match handled.await {
+            Ok(answer) => to_response(answer),
+            Err(e) => {
+                log::error!("relay: answering a request failed: {e}");
+                closing(StatusCode::INTERNAL_SERVER_ERROR)
+            }
+        })
+    }
+
+    /// Reads and drops what is left of a body (at most [`DRAIN_MAX`] bytes, within the body
+    /// deadline) while its answer goes out, as a client that sends a body before it reads
+    /// the answer otherwise meets a reset instead of its 413. What is left past that closes
+    /// the connection.
+    fn drain(&self, mut body: Incoming) {
+        let deadline = self.options.body_timeout;
+        tokio::spawn(tokio::time::timeout(deadline, async move {
+            let mut read = 0u64;
+            while read <= DRAIN_MAX {
+                match body.frame().await {
+                    Some(Ok(frame)) => {
+                        let n = frame.data_ref().map_or(0, Bytes::len);
+                        read = read.saturating_add(u64::try_from(n).unwrap_or(u64::MAX));
+                    }
+                    Some(Err(_)) | None => break,
+                }
+            }
+        }));
+    }
+}
+
+/// At most `limit` bytes of `body`.
+async fn read_at_most(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, hyper::Error> {
+    let mut bytes = Vec::new();
+    while bytes.len() < limit {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        if let Ok(data) = frame?.into_data() {
+            let take = data.len().min(limit - bytes.len());
+            bytes.extend_from_slice(&data[..take]);
+        }
+    }
+    Ok(bytes)
+}
+
+/// An empty answer that closes the connection.
+fn closing(status: StatusCode) -> Response<Full<Bytes>> {
+    let mut out = Response::new(Full::default());
+    *out.status_mut() = status;
+    out.headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    out
+}
+
+fn to_response(resp: RelayResponse) -> Response<Full<Bytes>> {
+    let mut out = Response::new(Full::new(Bytes::from(resp.body)));
+    *out.status_mut() =
+        StatusCode::from_u16(resp.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let headers = out.headers_mut();
+    for (name, value) in &resp.headers {
+        let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(value),
+        ) else {
+            continue;
+        };
+        // The message's framing is the server's.
+        if [
+            header::CONNECTION,
+            header::CONTENT_LENGTH,
+            header::TRAILER,
+            header::TRANSFER_ENCODING,
+            header::UPGRADE,
+        ]
+        .contains(&name)
+        {
+            continue;
+        }
+        if name == header::CONTENT_TYPE {
+            headers.insert(name, value);
+        } else {
+            headers.append(name, value);
+        }
+    }
+    out
 }
 
 fn now(started: Instant) -> Now {
@@ -119,57 +418,127 @@ fn now(started: Instant) -> Now {
     }
 }
 
-fn answer(relay: &Relay, mut request: tiny_http::Request, started: Instant) {
-    let max = relay.limits().max_body_bytes;
-    let headers: Vec<(String, String)> = request
-        .headers()
-        .iter()
-        .map(|h| {
-            (
-                h.field.as_str().as_str().to_string(),
-                h.value.as_str().to_string(),
-            )
-        })
-        .collect();
-    // Never read more than the cap (+1, so that the core sees the body is too large); a
-    // declared length past it is not read at all.
-    let mut body = Vec::new();
-    let declared_too_large = request.body_length().is_some_and(|n| n > max);
-    if declared_too_large {
-        body.resize(max.saturating_add(1), 0);
-    } else {
-        let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-        if request
-            .as_reader()
-            .take(limit)
-            .read_to_end(&mut body)
-            .is_err()
-        {
-            let _ = request.respond(tiny_http::Response::empty(400));
-            return;
-        }
-    }
-    let req = RelayRequest {
-        method: request.method().as_str().to_string(),
-        path: request.url().to_string(),
-        headers,
-        body,
-        client_ip: request
-            .remote_addr()
-            .map_or_else(|| "unknown".to_string(), |a| a.ip().to_string()),
-    };
-    let resp = relay.handle(&req, now(started));
-    let _ = request.respond(to_tiny(resp));
+/// An accept error that is one client's (it left before it was accepted), not the server's.
+fn is_the_clients(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::Interrupted
+    )
 }
 
-fn to_tiny(resp: RelayResponse) -> tiny_http::Response<io::Cursor<Vec<u8>>> {
-    let mut out = tiny_http::Response::from_data(resp.body).with_status_code(resp.status);
-    for (name, value) in &resp.headers {
-        if let Ok(h) = tiny_http::Header::from_bytes(name.as_bytes(), value.as_bytes()) {
-            out.add_header(h);
+/// Resolves when [`Running::stop`] is called; never when the `Running` was dropped instead.
+async fn stop_requested(mut stopped: watch::Receiver<bool>) {
+    if stopped.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// `work`'s output, or `None` when `stop` resolves first (`stop` must not have resolved yet).
+async fn unless<S, W>(mut stop: Pin<&mut S>, work: W) -> Option<W::Output>
+where
+    S: Future<Output = ()>,
+    W: Future,
+{
+    let mut work = pin!(work);
+    poll_fn(|cx| {
+        if stop.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(None);
+        }
+        work.as_mut().poll(cx).map(Some)
+    })
+    .await
+}
+
+/// A connection whose writes fail after [`ServeOptions::write_timeout`] without progress:
+/// hyper has no write timeout, and an answer a client never reads would hold its connection
+/// for good.
+struct WriteTimeout {
+    stream: TcpStream,
+    limit: Duration,
+    /// Started when a write could not go on; dropped when one does.
+    stalled: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl WriteTimeout {
+    fn new(stream: TcpStream, limit: Duration) -> WriteTimeout {
+        WriteTimeout {
+            stream,
+            limit,
+            stalled: None,
         }
     }
-    out
+
+    fn progress<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<io::Result<T>>,
+    ) -> Poll<io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled = None;
+            return poll;
+        }
+        let limit = self.limit;
+        let stalled = self
+            .stalled
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+        match stalled.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "the client read nothing of its answer within the write timeout",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl AsyncRead for WriteTimeout {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().stream).poll_read(cx, buf)
+    }
+}
+
+impl AsyncWrite for WriteTimeout {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write(cx, buf);
+        this.progress(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_write_vectored(cx, bufs);
+        this.progress(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.stream.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_flush(cx);
+        this.progress(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.stream).poll_shutdown(cx);
+        this.progress(cx, poll)
+    }
 }
 
 /// A logger writing `LEVEL message` lines to stderr (the relay's events; keys redacted, the

@@ -1,7 +1,8 @@
 //! The relay over loopback HTTP, in front of the emulator (issue #25): Polar's routes replayed
 //! through it (same status and body as the emulator's public route, plus a lease on grants
 //! that verifies for the right machine only), faults passed through, the rate limits and the
-//! bad-input answers without a call upstream, CORS, and the token kept out of logs and bodies.
+//! bad-input answers without a call upstream, CORS, and the token kept out of logs and bodies;
+//! and the server's limits on slow, silent and too many clients, and on accept errors.
 
 use polar_license::lease::{self, LeaseExpect, SigningKey, LEASE_HEADER};
 use polar_license::{AccessToken, Key, Server, UreqTransport};
@@ -10,7 +11,9 @@ use polar_license_emulator::{
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_relay::{serve, Limits, Rate, Relay, RelayConfig, Running};
+use polar_license_relay::{
+    serve, serve_with, Limits, Rate, Relay, RelayConfig, Running, ServeOptions,
+};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
@@ -74,6 +77,18 @@ fn generous() -> Limits {
 }
 
 fn rig_with(seed: Seed, token: &str, limits: Limits, org: Option<&str>, base: Option<&str>) -> Rig {
+    rig_serving(seed, token, limits, org, base, None)
+}
+
+/// [`rig_with`], served by `serve_with(options)` when there are options, by `serve` otherwise.
+fn rig_serving(
+    seed: Seed,
+    token: &str,
+    limits: Limits,
+    org: Option<&str>,
+    base: Option<&str>,
+    options: Option<ServeOptions>,
+) -> Rig {
     capture_logs();
     let polar = Emulator::start(seed, Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("k1")).expect("a key");
@@ -83,8 +98,12 @@ fn rig_with(seed: Seed, token: &str, limits: Limits, org: Option<&str>, base: Op
     config.limits = limits;
     config.organization_id = org.map(str::to_string);
     let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
-    let relay = Relay::new(config, Box::new(transport)).expect("relay config");
-    let running = serve(Arc::new(relay), "127.0.0.1:0").expect("relay listens");
+    let relay = Arc::new(Relay::new(config, Box::new(transport)).expect("relay config"));
+    let running = match options {
+        Some(options) => serve_with(relay, "127.0.0.1:0", options),
+        None => serve(relay, "127.0.0.1:0"),
+    }
+    .expect("relay listens");
     Rig {
         url: running.url(),
         relay: Some(running),
@@ -995,4 +1014,288 @@ mod base64_stand_in {
         }
         out
     }
+}
+
+// ---- The server's own defences: slow, silent and too many clients -------------------------
+//
+// Raw sockets, for what an HTTP client library never does: send a head and stall, send
+// nothing, hold connections open. The bounds asserted are liveness bounds, generous for a
+// loaded machine: they tell "closed after its timeout" from "never closed".
+
+/// A request head promising a 2000-byte body that never comes (under the 64 KiB cap; over the
+/// 1 KiB that tiny_http, the server before this one, read on its connection thread before
+/// handing a request to a worker, so such a body held a worker).
+const STALLED_HEAD: &str = "POST /v1/customer-portal/license-keys/validate HTTP/1.1\r\n\
+    Host: relay\r\nContent-Type: application/json\r\nContent-Length: 2000\r\n\r\n";
+
+/// A CORS preflight: answered (204) without a call to Polar.
+const PREFLIGHT: &str = "OPTIONS /v1/customer-portal/license-keys/validate HTTP/1.1\r\n\
+    Host: relay\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n";
+
+fn rig_with_options(options: ServeOptions) -> Rig {
+    rig_serving(
+        Seed::demo(),
+        DEMO_TOKEN,
+        generous(),
+        None,
+        None,
+        Some(options),
+    )
+}
+
+fn connect(base: &str) -> std::net::TcpStream {
+    let addr = base.trim_start_matches("http://");
+    std::net::TcpStream::connect(addr).expect("the relay accepts the connection")
+}
+
+/// What a connection reads until the server closes it or `limit` passes: the bytes, and
+/// whether it was closed (end of stream or a reset; `false`: still open at `limit`).
+fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    use std::io::{ErrorKind, Read};
+    let deadline = std::time::Instant::now() + limit;
+    let mut bytes = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() {
+            return (bytes, false);
+        }
+        stream.set_read_timeout(Some(left)).expect("a read timeout");
+        match stream.read(&mut chunk) {
+            Ok(0) => return (bytes, true),
+            Ok(n) => bytes.extend_from_slice(&chunk[..n]),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                return (bytes, false)
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            // A reset or an abort: the server closed it.
+            Err(_) => return (bytes, true),
+        }
+    }
+}
+
+/// A validate of the demo key through `base` by a client that waits up to `patience`.
+fn validate_patiently(base: &str, patience: Duration) -> Result<u16, ureq::Error> {
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(patience))
+        .build()
+        .new_agent();
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG}).to_string();
+    let mut resp = agent
+        .post(&format!("{base}{PUBLIC}validate"))
+        .header("content-type", "application/json")
+        .send(body.as_str())?;
+    let _ = resp.body_mut().read_to_vec();
+    Ok(resp.status().as_u16())
+}
+
+#[test]
+fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
+    let mut options = ServeOptions::default();
+    options.header_timeout = Duration::from_secs(1);
+    options.body_timeout = Duration::from_secs(1);
+    options.concurrent_requests = 2;
+    let rig = rig_with_options(options);
+    let started = std::time::Instant::now();
+    // More stalled requests than requests handled at once (and than the 8 workers the
+    // tiny_http server had), a little apart as a patient client sends them (tiny_http's
+    // connection threads picked up a burst only as later connections came).
+    let mut stalled: Vec<_> = (0..10)
+        .map(|_| {
+            let mut s = connect(&rig.url);
+            std::io::Write::write_all(&mut s, STALLED_HEAD.as_bytes()).expect("the head");
+            std::thread::sleep(Duration::from_millis(50));
+            s
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+
+    // A normal request on a fresh connection is answered (well before the client's 15 s).
+    let asked = std::time::Instant::now();
+    let status = validate_patiently(&rig.url, Duration::from_secs(15));
+    assert!(
+        matches!(status, Ok(200)),
+        "not answered behind the stalled bodies: {status:?} after {:?}",
+        asked.elapsed()
+    );
+
+    // Each stalled one: a 408, or closed, within a few seconds of its 1 s deadline.
+    for (i, s) in stalled.iter_mut().enumerate() {
+        let (bytes, closed) = read_until_closed(s, Duration::from_secs(10));
+        let text = String::from_utf8_lossy(&bytes);
+        assert!(closed, "stalled connection {i} still open: {text:?}");
+        assert!(
+            bytes.is_empty() || text.starts_with("HTTP/1.1 408"),
+            "stalled connection {i}: {text:?}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(9),
+            "stalled connection {i} closed after {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+#[test]
+fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_timeout() {
+    let mut options = ServeOptions::default();
+    options.header_timeout = Duration::from_secs(1);
+    let rig = rig_with_options(options);
+
+    // Connects and sends nothing.
+    let mut silent = connect(&rig.url);
+    let (bytes, closed) = read_until_closed(&mut silent, Duration::from_secs(10));
+    assert!(
+        closed,
+        "a silent connection still open after 10 s: {bytes:?}"
+    );
+
+    // One request answered, then nothing: the answer, then the close.
+    let mut idle = connect(&rig.url);
+    std::io::Write::write_all(&mut idle, PREFLIGHT.as_bytes()).expect("the request");
+    let (bytes, closed) = read_until_closed(&mut idle, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 204"), "{text:?}");
+    assert!(
+        closed,
+        "an idle kept-alive connection still open after 10 s: {text:?}"
+    );
+}
+
+#[test]
+fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
+    let mut options = ServeOptions::default();
+    options.max_connections = 4;
+    // Long enough that the idle connections below stay for the whole test.
+    options.header_timeout = Duration::from_secs(60);
+    let rig = rig_with_options(options);
+    let idle: Vec<_> = (0..4).map(|_| connect(&rig.url)).collect();
+
+    // The fifth is closed at once (long before the idle ones' 60 s), and so is a client's
+    // request: not answered.
+    let mut fifth = connect(&rig.url);
+    let (bytes, closed) = read_until_closed(&mut fifth, Duration::from_secs(10));
+    assert!(closed, "a connection past the cap still open: {bytes:?}");
+    assert!(bytes.is_empty(), "{bytes:?}");
+    assert!(validate_patiently(&rig.url, Duration::from_secs(10)).is_err());
+
+    // Once the idle ones are gone, the server answers again.
+    drop(idle);
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let mut last = validate_patiently(&rig.url, Duration::from_secs(5));
+    while !matches!(last, Ok(200)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(100));
+        last = validate_patiently(&rig.url, Duration::from_secs(5));
+    }
+    assert!(matches!(last, Ok(200)), "not answered again: {last:?}");
+}
+
+#[test]
+fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
+    let mut options = ServeOptions::default();
+    options.write_timeout = Duration::from_secs(1);
+    let rig = rig_with_options(options);
+    // Requests sent back to back and no answer read: once the socket buffers between the two
+    // are full, the server's writes stall, and then it closes the connection (the client's
+    // next write fails). Without a write timeout, the writes here would block for good (15 s).
+    let mut client = connect(&rig.url);
+    client
+        .set_write_timeout(Some(Duration::from_secs(15)))
+        .expect("a write timeout");
+    let batch = PREFLIGHT.repeat(100);
+    let started = std::time::Instant::now();
+    let mut sent = 0usize;
+    let error = loop {
+        match std::io::Write::write_all(&mut client, batch.as_bytes()) {
+            Ok(()) => sent += 100,
+            Err(e) => break e,
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "still writing after {sent} requests"
+        );
+    };
+    assert!(
+        !matches!(
+            error.kind(),
+            std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+        ),
+        "the connection was still open after {sent} requests: {error}"
+    );
+}
+
+/// Set in the child process of the test below.
+#[cfg(unix)]
+const EMFILE_CHILD: &str = "POLAR_LICENSE_RELAY_TEST_EMFILE_CHILD";
+
+/// Runs out of file descriptors while a connection waits to be accepted: the server's
+/// `accept` fails with EMFILE (logged), and once descriptors are free again it accepts and
+/// answers. In a child process with `ulimit -n 256`, as the descriptors are the process's.
+#[cfg(unix)]
+#[test]
+fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
+    const NAME: &str = "an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server";
+    if std::env::var_os(EMFILE_CHILD).is_none() {
+        let exe = std::env::current_exe().expect("the test binary");
+        let out = std::process::Command::new("sh")
+            .args(["-c", r#"ulimit -n 256 && exec "$0" "$@""#])
+            .arg(exe)
+            .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+            .env(EMFILE_CHILD, "1")
+            .output()
+            .expect("the child runs");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "child failed:\n{stdout}\n{stderr}");
+        assert!(stdout.contains("1 passed"), "child ran no test:\n{stdout}");
+        return;
+    }
+
+    let rig = rig_with_options(ServeOptions::default());
+    let request = PREFLIGHT.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
+    // Every free descriptor taken, then one given back for a client's socket and any other
+    // spare one taken again: the server has none left to accept with. (A descriptor another
+    // thread let go of in between lets the server accept that client: then again.)
+    let mut files = Vec::new();
+    let fill = |files: &mut Vec<std::fs::File>| loop {
+        match std::fs::File::open("/dev/null") {
+            Ok(f) => files.push(f),
+            Err(e) if e.raw_os_error() == Some(24) => break,
+            Err(e) => panic!("opening /dev/null: {e}"),
+        }
+    };
+    fill(&mut files);
+    let mut clients = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        files.pop();
+        let mut client = connect(&rig.url);
+        std::io::Write::write_all(&mut client, request.as_bytes()).expect("the request");
+        fill(&mut files);
+        clients.push(client);
+        let round = std::time::Instant::now() + Duration::from_secs(1);
+        while std::time::Instant::now() < round
+            && !log_lines().iter().any(|l| l.contains("(os error 24)"))
+        {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        if log_lines().iter().any(|l| l.contains("(os error 24)")) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the server's accept never failed: {:?}",
+            log_lines()
+        );
+    }
+    drop(files);
+
+    // The last client, refused by a failed accept, is accepted and answered now.
+    let last = clients.last_mut().expect("a client");
+    let (bytes, _) = read_until_closed(last, Duration::from_secs(10));
+    let text = String::from_utf8_lossy(&bytes);
+    assert!(text.starts_with("HTTP/1.1 204"), "not answered: {text:?}");
+    let status = validate_patiently(&rig.url, Duration::from_secs(10));
+    assert!(matches!(status, Ok(200)), "{status:?}");
 }

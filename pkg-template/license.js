@@ -783,11 +783,11 @@ async function locked(name, body) {
   }
 }
 
-/** Stores an engine step's writes (`[name, text]` pairs: a record and its ledger) in order. */
 /**
- * Stores `writes` in order, each durable before the next; with `revertible` (a cached answer's
- * step), the last one (its ledger) need not wait for its rename to be durable, as natively
- * (the engine decides). Only the file store tells the two apart.
+ * Stores an engine step's writes (`[name, text]` pairs: a record and its ledger) in order,
+ * each durable before the next; with `revertible` (a cached answer's step), the last one (its
+ * ledger) need not wait for its rename to be durable, as natively (the engine decides). Only
+ * the file store tells the two apart.
  */
 async function save(s, writes, revertible = false) {
   for (let i = 0; i < writes.length; i++) await s.set(writes[i][0], writes[i][1], !(revertible && i === writes.length - 1));

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::io::{self, Read, Write};
 use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread;
 use std::time::{Duration, Instant};
 
@@ -64,6 +64,9 @@ pub(crate) struct Shared {
     pub(crate) stop: AtomicBool,
     pub(crate) conns: Mutex<HashMap<u64, TcpStream>>,
     pub(crate) next_conn: AtomicU64,
+    /// Wakes the webhook dispatcher (`native.rs`) after anything that may have emitted an
+    /// event or finished an attempt.
+    pub(crate) wake: Condvar,
 }
 
 /// The accept loop; returns when the emulator stops.
@@ -359,6 +362,8 @@ impl Conn<'_> {
             return self.apply_fault(fault, &mut ex, &mut body, keep_alive, head_only);
         }
         let mut r = self.complete(&mut ex, &mut body, step);
+        // A change (an admin route, an endpoint created or enabled) may have queued webhooks.
+        self.shared.wake.notify_all();
         let settled = self.settle_body(&mut body);
         r.close |= !keep_alive || !settled;
         self.write_response(&r, head_only).is_ok() && !r.close

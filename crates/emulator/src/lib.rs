@@ -43,6 +43,7 @@ mod service;
 mod state;
 mod util;
 mod validate;
+mod webhooks;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;
@@ -53,6 +54,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 pub use crate::check::{check_body, CheckedBody, Refusal};
 pub use crate::service::{huge_body_parts, Core, Delivery, Request, Response, Time};
+pub use crate::webhooks::{WebhookFault, WebhookOutcome, WebhookRequest};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::Emulator;
 
@@ -63,7 +65,7 @@ pub use seed::{
 };
 
 /// How an [`Emulator`] runs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Options {
     /// The port to bind on 127.0.0.1; 0 picks a free one.
     pub port: u16,
@@ -81,7 +83,42 @@ pub struct Options {
     /// The version of a request that sends no `Polar-Version` (Polar's "current" one, which
     /// changes every quarter; default [`CURRENT_API_VERSION`]). It must be served.
     pub api_version: String,
+    /// The organization token's budget (docs/polar-api.md §8, §14): calls per window for all the
+    /// tokens of one organization together, on every authenticated `/v1` route but the public
+    /// license-key zone (the token twins `/v1/license-keys/*`, the webhook routes). A fixed
+    /// window, no block: the call past it gets a 429 with an empty body and `retry-after`, the
+    /// window's remaining seconds. `None`: the seed's `token_budget`, else Polar's (500 in
+    /// production, 100 with [`Options::sandbox`]); `Some(0)` turns it off.
+    pub token_budget: Option<u32>,
+    /// The budget's window (`None`: the seed's `token_window_seconds`, else Polar's 60 s).
+    pub token_window: Option<Duration>,
+    /// How Polar's webhooks go out ([`WebhookOptions`]).
+    pub webhooks: WebhookOptions,
 }
+
+/// How the emulator delivers webhooks (docs/polar-api.md §14).
+#[derive(Debug, Clone, PartialEq)]
+pub struct WebhookOptions {
+    /// Multiplies Polar's retry schedule (at once, 30 s, 1 min, 5 min, 15 min, 30 min, 1 h, 2 h,
+    /// 4 h, 8 h: ten attempts): `0.001` turns 30 s into 30 ms for a test. Default 1.
+    pub schedule_scale: f64,
+    /// How long one attempt may take before it counts as failed (default 10 s).
+    pub timeout: Duration,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        WebhookOptions {
+            schedule_scale: 1.0,
+            timeout: Duration::from_secs(10),
+        }
+    }
+}
+
+/// Polar's token budget in production: 500 calls a minute per organization (docs/polar-api.md §8).
+pub const TOKEN_BUDGET: u32 = 500;
+/// Polar's token budget in the sandbox: 100 calls a minute per organization.
+pub const SANDBOX_TOKEN_BUDGET: u32 = 100;
 
 /// The API versions Polar serves at this snapshot (docs/polar-api.md §13: deprecated, current,
 /// next). Only `2027-01` changes the license answers (`member`, `subscription`, `order`).
@@ -100,6 +137,9 @@ impl Default for Options {
             sandbox: false,
             api_versions: API_VERSIONS.iter().map(|v| v.to_string()).collect(),
             api_version: CURRENT_API_VERSION.to_string(),
+            token_budget: None,
+            token_window: None,
+            webhooks: WebhookOptions::default(),
         }
     }
 }

@@ -4,14 +4,16 @@ use std::collections::HashMap;
 use std::io;
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
 use crate::http::{self, Shared};
 use crate::service::{Core, Time};
 use crate::util::lock;
-use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
+use crate::{
+    Fault, KeyUpdate, Options, Seed, SeedKey, WebhookFault, WebhookOutcome, WebhookRequest,
+};
 
 /// A running emulator on 127.0.0.1. Dropping it stops the server.
 pub struct Emulator {
@@ -19,6 +21,7 @@ pub struct Emulator {
     addr: SocketAddr,
     organization_id: String,
     accept: Option<JoinHandle<()>>,
+    dispatcher: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Emulator {
@@ -47,16 +50,22 @@ impl Emulator {
             stop: AtomicBool::new(false),
             conns: Mutex::new(HashMap::new()),
             next_conn: AtomicU64::new(0),
+            wake: Condvar::new(),
         });
         let worker = Arc::clone(&shared);
         let accept = thread::Builder::new()
             .name("polar-emulator-accept".to_string())
             .spawn(move || http::accept_loop(listener, worker))?;
+        let worker = Arc::clone(&shared);
+        let dispatcher = thread::Builder::new()
+            .name("polar-emulator-webhooks".to_string())
+            .spawn(move || dispatch_loop(worker))?;
         Ok(Emulator {
             shared,
             addr,
             organization_id,
             accept: Some(accept),
+            dispatcher: Some(dispatcher),
         })
     }
 
@@ -122,19 +131,39 @@ impl Emulator {
     /// Changes a key like Polar's `PATCH /v1/license-keys/{id}`. Returns
     /// `false` when the key is unknown or a value is invalid (nothing changes then).
     pub fn update_key(&self, key: &str, update: KeyUpdate) -> bool {
-        lock(&self.shared.core).update_key(key, &update, Time::now())
+        let changed = lock(&self.shared.core).update_key(key, &update, Time::now());
+        self.shared.wake.notify_all();
+        changed
+    }
+
+    /// A new billing period for a key: its usage back to 0, and `benefit_grant.cycled` sent to
+    /// the webhook endpoints. `false` when the key is unknown.
+    pub fn cycle_key(&self, key: &str) -> bool {
+        let cycled = lock(&self.shared.core).cycle_key(key, Time::now());
+        self.shared.wake.notify_all();
+        cycled
+    }
+
+    /// Sets the failure to inject into the webhook deliveries of the next change (`None`
+    /// clears it): see [`WebhookFault`].
+    pub fn set_webhook_fault(&self, fault: Option<WebhookFault>) {
+        lock(&self.shared.core).set_webhook_fault(fault);
     }
 
     /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate` (or a customer in the
     /// portal): returns its new string; the old one answers 404 "Not found" from now on.
     /// `None` when the key is unknown.
     pub fn rotate_key(&self, key: &str) -> Option<String> {
-        lock(&self.shared.core).rotate_key(key, Time::now())
+        let rotated = lock(&self.shared.core).rotate_key(key, Time::now());
+        self.shared.wake.notify_all();
+        rotated
     }
 
     /// Adds a key (in the seed's organization unless it names another).
     pub fn add_key(&self, key: SeedKey) -> Result<(), String> {
-        lock(&self.shared.core).add_key(&key, Time::now())
+        let added = lock(&self.shared.core).add_key(&key, Time::now());
+        self.shared.wake.notify_all();
+        added
     }
 
     /// Stops the server: the listener closes (new connections are refused)
@@ -150,9 +179,91 @@ impl Emulator {
         if let Some(handle) = self.accept.take() {
             let _ = handle.join();
         }
+        self.shared.wake.notify_all();
+        if let Some(handle) = self.dispatcher.take() {
+            let _ = handle.join();
+        }
         for (_, stream) in lock(&self.shared.conns).drain() {
             let _ = stream.shutdown(std::net::Shutdown::Both);
         }
+    }
+}
+
+/// How long the dispatcher sleeps when nothing is scheduled (a change wakes it sooner).
+const IDLE: Duration = Duration::from_secs(1);
+
+/// Sends what the core's webhooks have due, each attempt on a thread of its own (at most one
+/// per endpoint: the core keeps each endpoint's events in order), until the emulator stops.
+fn dispatch_loop(shared: Arc<Shared>) {
+    let mut core = lock(&shared.core);
+    loop {
+        if shared.stop.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Time::now();
+        let due = core.webhooks_due(now);
+        if !due.is_empty() {
+            drop(core);
+            for request in due {
+                let id = request.id;
+                let worker = Arc::clone(&shared);
+                let spawned = thread::Builder::new()
+                    .name("polar-emulator-webhook".to_string())
+                    .spawn(move || {
+                        let outcome = send(request);
+                        lock(&worker.core).webhook_finished(id, outcome, Time::now());
+                        worker.wake.notify_all();
+                    });
+                if let Err(e) = spawned {
+                    // No thread: the attempt fails (and is retried on the schedule).
+                    let outcome = WebhookOutcome::Failed {
+                        error: format!("the emulator could not start a thread: {e}"),
+                    };
+                    lock(&shared.core).webhook_finished(id, outcome, Time::now());
+                }
+            }
+            core = lock(&shared.core);
+            continue;
+        }
+        let wait = core
+            .webhooks_next_at()
+            .map(|at| at.saturating_sub(now.monotonic))
+            .unwrap_or(IDLE)
+            .min(IDLE);
+        core = match shared.wake.wait_timeout(core, wait) {
+            Ok((guard, _)) => guard,
+            Err(poisoned) => poisoned.into_inner().0,
+        };
+    }
+}
+
+/// One attempt: a `POST` to the endpoint's URL, the whole exchange within its timeout.
+fn send(request: WebhookRequest) -> WebhookOutcome {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_global(Some(request.timeout))
+        .proxy(None)
+        .max_redirects(0)
+        .build()
+        .into();
+    let mut builder = agent.post(&request.url);
+    for (name, value) in &request.headers {
+        builder = builder.header(name, value);
+    }
+    match builder.send(&request.body[..]) {
+        Ok(mut response) => {
+            let status = response.status().as_u16();
+            let body = response
+                .body_mut()
+                .with_config()
+                .limit(64 * 1024)
+                .read_to_string()
+                .unwrap_or_default();
+            WebhookOutcome::Answered { status, body }
+        }
+        Err(e) => WebhookOutcome::Failed {
+            error: e.to_string(),
+        },
     }
 }
 

@@ -65,9 +65,61 @@ impl RateLimiter {
     }
 }
 
+/// The organization token's budget (`docs/polar-api.md` §8, §14): the zone `api` for the
+/// identity `organization:<id>`, a fixed window with no block. Every token of one organization
+/// shares one counter.
+#[derive(Debug, Default)]
+pub(crate) struct TokenBudget {
+    /// organization -> (window end, calls made in it)
+    windows: HashMap<String, (Duration, u32)>,
+}
+
+impl TokenBudget {
+    /// Counts one call of `organization`'s tokens; `Some(retry-after seconds)` when it is past
+    /// `limit` calls in the window (the window's remaining time, as Redis' `TTL` reports it).
+    pub(crate) fn check(
+        &mut self,
+        organization: &str,
+        limit: u32,
+        window: Duration,
+        now: Duration,
+    ) -> Option<u64> {
+        self.windows.retain(|_, (end, _)| *end > now);
+        let entry = self
+            .windows
+            .entry(organization.to_string())
+            .or_insert((now.saturating_add(window), 0));
+        if entry.1 >= limit {
+            return Some(ttl_secs(entry.0.saturating_sub(now)));
+        }
+        entry.1 += 1;
+        None
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_budget_is_a_fixed_window_without_block() {
+        let mut budget = TokenBudget::default();
+        let t = Duration::from_secs(1_000);
+        let window = Duration::from_secs(60);
+        for _ in 0..500 {
+            assert_eq!(budget.check("org-a", 500, window, t), None);
+        }
+        assert_eq!(budget.check("org-a", 500, window, t), Some(60));
+        // Another organization has its own budget.
+        assert_eq!(budget.check("org-b", 500, window, t), None);
+        // The refusals do not extend the window: 20.4 s in, 40 s remain (rounded).
+        assert_eq!(
+            budget.check("org-a", 500, window, t + Duration::from_millis(19_600)),
+            Some(40)
+        );
+        // The next window passes.
+        assert_eq!(budget.check("org-a", 500, window, t + window), None);
+    }
 
     #[test]
     fn fourth_call_blocks() {

@@ -47,6 +47,8 @@ pub const ALL_SCOPES: &[&str] = &[
     "subscriptions:write",
     "license_keys:read",
     "license_keys:write",
+    "webhooks:read",
+    "webhooks:write",
 ];
 
 /// The data an emulator starts with.
@@ -61,6 +63,14 @@ pub struct Seed {
     /// (an emulator addition to the seed format of docs/interfaces.md §3).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub access_tokens: Vec<SeedToken>,
+    /// The organization token's budget, calls per window per organization (an emulator addition
+    /// to the seed format: [`crate::Options::token_budget`] wins; absent: Polar's 500, or 100
+    /// for a sandbox; 0 turns it off).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_budget: Option<u32>,
+    /// The budget's window in seconds (absent: 60).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token_window_seconds: Option<u64>,
 }
 
 /// One license key of a [`Seed`]. Every field but `key` is optional.
@@ -345,10 +355,15 @@ impl Seed {
             }
             tokens.push(token);
         }
+        if self.token_window_seconds == Some(0) {
+            return Err("token_window_seconds must be at least 1".to_string());
+        }
         Ok(Seed {
             organization_id: self.organization_id.clone(),
             license_keys: keys,
             access_tokens: tokens,
+            token_budget: self.token_budget,
+            token_window_seconds: self.token_window_seconds,
         })
     }
 
@@ -447,6 +462,8 @@ impl Seed {
                     scopes: vec!["license_keys:read".to_string()],
                 },
             ],
+            token_budget: None,
+            token_window_seconds: None,
         }
     }
 }

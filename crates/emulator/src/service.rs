@@ -22,11 +22,18 @@ use time::OffsetDateTime;
 
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
-use crate::ratelimit::{in_public_zone, RateLimiter};
+use crate::ratelimit::{in_public_zone, RateLimiter, TokenBudget};
 use crate::state::{Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
+use crate::webhooks::{
+    grant_event_type, render_endpoint, render_grant, GrantChange, WebhookFault, WebhookOutcome,
+    WebhookRequest, Webhooks,
+};
+
+mod webhook_routes;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
+use webhook_routes::WebhookOp;
 
 /// `API_MAX_REQUEST_BODY_SIZE`.
 pub(crate) const MAX_BODY: u64 = 10 * 1024 * 1024;
@@ -500,6 +507,15 @@ pub(crate) enum Pending {
     AddKey,
     /// `PATCH /__emulator/keys/{key}`.
     UpdateKey(String),
+    /// A webhook route's body (`POST /v1/webhooks/endpoints`, `PATCH …/endpoints/{id}`).
+    Webhook {
+        op: WebhookOp,
+        organization_id: uuid::Uuid,
+    },
+    /// `POST /__emulator/webhooks/fault`.
+    SetWebhookFault,
+    /// `PATCH /__emulator/webhooks/endpoints/{id}`: how the endpoint's deliveries are signed.
+    EndpointSignature(uuid::Uuid),
 }
 
 /// Where the pipeline stopped.
@@ -560,6 +576,10 @@ pub struct Core {
     clock_offset: i64,
     options: Options,
     limiter: RateLimiter,
+    /// The organization tokens' budget: (calls per window or 0, the window), and its counters.
+    budget: (u32, Duration),
+    token_budget: TokenBudget,
+    webhooks: Webhooks,
     organization_id: String,
 }
 
@@ -612,6 +632,21 @@ impl Core {
         }
         let store = Store::from_seed(&seed, ids, micros(now.wall))?;
         let organization_id = parse_uuid4(&seed.organization_id, "organization_id")?.to_string();
+        let limit = options
+            .token_budget
+            .or(seed.token_budget)
+            .unwrap_or(if options.sandbox {
+                crate::SANDBOX_TOKEN_BUDGET
+            } else {
+                crate::TOKEN_BUDGET
+            });
+        let window = options
+            .token_window
+            .or(seed.token_window_seconds.map(Duration::from_secs))
+            .unwrap_or(Duration::from_secs(60));
+        if window.is_zero() {
+            return Err("the token budget's window must be longer than 0".to_string());
+        }
         Ok(Core {
             store,
             fault: None,
@@ -620,6 +655,9 @@ impl Core {
             clock_offset: 0,
             options,
             limiter: RateLimiter::default(),
+            budget: (limit, window),
+            token_budget: TokenBudget::default(),
+            webhooks: Webhooks::default(),
             organization_id,
         })
     }
@@ -790,21 +828,124 @@ impl Core {
     /// wall clock). Returns `false` when the key is unknown or a value is invalid (nothing
     /// changes then).
     pub fn update_key(&mut self, key: &str, update: &KeyUpdate, now: Time) -> bool {
-        matches!(
-            self.store.update_key(key, update, micros(now.wall)),
-            Ok(Some(_))
-        )
+        matches!(self.update_key_json(key, update, now), Ok(Some(_)))
+    }
+
+    /// [`Core::update_key`] with the key's new `LicenseKeyRead` (`Ok(None)`: unknown key), and
+    /// the webhooks it makes: `benefit_grant.revoked` when the key is revoked,
+    /// `benefit_grant.created` when a revoked key is granted again, `benefit_grant.updated`
+    /// for any other change (disabled, enabled, limits, usage, expiry).
+    fn update_key_json(
+        &mut self,
+        key: &str,
+        update: &KeyUpdate,
+        now: Time,
+    ) -> Result<Option<J>, String> {
+        let before = self.store.grant_view(key);
+        let answer = self.store.update_key(key, update, micros(now.wall))?;
+        if let (Some(before), Some(after)) = (before, self.store.grant_view(key)) {
+            let change = match (before.status, after.status) {
+                ("revoked", "revoked") | ("granted" | "disabled", "granted" | "disabled") => {
+                    (before != after).then(|| GrantChange::Updated {
+                        previous_display_key: before.display_key.clone(),
+                    })
+                }
+                (_, "revoked") => Some(GrantChange::Revoked),
+                _ => Some(GrantChange::Created),
+            };
+            if let Some(change) = change {
+                self.emit_grant(key, &change, now);
+            }
+        }
+        Ok(answer)
+    }
+
+    /// Emits the `benefit_grant.*` event of `change` to a key's key organization's endpoints.
+    fn emit_grant(&mut self, key: &str, change: &GrantChange, now: Time) {
+        let Some(view) = self.store.grant_view(key) else {
+            return;
+        };
+        let wall = self.clock(now);
+        let data = render_grant(&view, change, wall);
+        let store = &mut self.store;
+        self.webhooks.emit(
+            view.organization_id,
+            grant_event_type(change),
+            &data,
+            wall,
+            now.monotonic,
+            || store.next_id(),
+        );
+    }
+
+    /// A new billing period for a key, as when Polar cycles a subscription: its usage goes back
+    /// to 0 and `benefit_grant.cycled` is sent. `false`: unknown key.
+    pub fn cycle_key(&mut self, key: &str, now: Time) -> bool {
+        if !self.store.cycle_key(key, micros(now.wall)) {
+            return false;
+        }
+        self.emit_grant(key, &GrantChange::Cycled, now);
+        true
+    }
+
+    /// Sets the failure to inject into the next change's webhook deliveries (`None` clears it).
+    pub fn set_webhook_fault(&mut self, fault: Option<WebhookFault>) {
+        self.webhooks.fault = fault;
+    }
+
+    /// The webhook fault waiting for the next change, if any.
+    pub fn webhook_fault(&self) -> Option<&WebhookFault> {
+        self.webhooks.fault.as_ref()
+    }
+
+    /// The webhook attempts due at `now`, for the host to send (each endpoint's oldest pending
+    /// event, one in flight per endpoint). Report each with [`Core::webhook_finished`].
+    pub fn webhooks_due(&mut self, now: Time) -> Vec<WebhookRequest> {
+        let wall = self.clock(now);
+        let timeout = self.options.webhooks.timeout;
+        self.webhooks.due(wall, now.monotonic, timeout)
+    }
+
+    /// How attempt `id` of [`Core::webhooks_due`] went: a 2xx succeeds; a failure is retried on
+    /// Polar's schedule (ten attempts), and ten consecutive failures disable the endpoint.
+    pub fn webhook_finished(&mut self, id: u64, outcome: WebhookOutcome, now: Time) {
+        let wall = self.clock(now);
+        let scale = self.options.webhooks.schedule_scale;
+        let delivery_id = self.store.next_id();
+        self.webhooks
+            .finished(id, outcome, wall, now.monotonic, scale, delivery_id);
+    }
+
+    /// When the next webhook attempt is due, on the monotonic clock of [`Time`] (`None`:
+    /// nothing is waiting but, perhaps, attempts in flight).
+    pub fn webhooks_next_at(&self) -> Option<Duration> {
+        self.webhooks.next_at()
     }
 
     /// Rotates a key like Polar's `POST /v1/license-keys/{id}/rotate`: returns its new
     /// string; the old one answers 404 "Not found" from now on. `None` when the key is unknown.
     pub fn rotate_key(&mut self, key: &str, now: Time) -> Option<String> {
-        self.store.rotate_key(key, micros(now.wall))
+        let before = self.store.grant_view(key)?;
+        let rotated = self.store.rotate_key(key, micros(now.wall))?;
+        let change = GrantChange::Updated {
+            previous_display_key: before.display_key,
+        };
+        self.emit_grant(&rotated, &change, now);
+        Some(rotated)
     }
 
-    /// Adds a key (in the seed's organization unless it names another), created at `now`.
+    /// Adds a key (in the seed's organization unless it names another), created at `now`: a
+    /// granted or disabled one sends `benefit_grant.created`.
     pub fn add_key(&mut self, key: &SeedKey, now: Time) -> Result<(), String> {
-        self.store.add_key(key, micros(now.wall))
+        self.store.add_key(key, micros(now.wall))?;
+        if self
+            .store
+            .grant_view(&key.key)
+            .is_some_and(|v| v.status != "revoked")
+        {
+            self.emit_grant(&key.key, &GrantChange::Created, now);
+        }
+        Ok(())
     }
 
     // ---- The steps the native server drives -------------------------------------------
@@ -836,6 +977,16 @@ impl Core {
         match pending {
             Pending::Endpoint { op, auth } => {
                 let r = self.endpoint(ex, op, auth.as_ref(), body, now);
+                let r = self.post_auth(r);
+                let r = post_max_body(ex, r);
+                let r = post_cors(ex, r);
+                post_version(ex, r)
+            }
+            Pending::Webhook {
+                op,
+                organization_id,
+            } => {
+                let r = self.webhook_with_body(ex, op, organization_id, body, now);
                 let r = self.post_auth(r);
                 let r = post_max_body(ex, r);
                 let r = post_cors(ex, r);
@@ -902,6 +1053,16 @@ impl Core {
     }
 
     fn rate_limit_layer(&mut self, ex: &mut Exchange, now: Time) -> Step {
+        let (limit, window) = self.budget;
+        if limit > 0 && ex.path.starts_with("/v1") && !in_public_zone(&ex.path) {
+            if let Some(org) = self.token_organization(ex) {
+                if let Some(secs) = self.token_budget.check(&org, limit, window, now.monotonic) {
+                    let mut r = Resp::new(429);
+                    r.set("retry-after", &secs.to_string());
+                    return Step::Done(r);
+                }
+            }
+        }
         if self.options.rate_limit && ex.path.starts_with("/v1") {
             let identity = self.rate_limit_identity(ex);
             let retry_after = self.limiter.check(
@@ -916,7 +1077,23 @@ impl Core {
                 return Step::Done(r);
             }
         }
-        self.auth_layer(ex)
+        self.auth_layer(ex, now)
+    }
+
+    /// The organization of a known bearer token (the identity `organization:<id>` of the
+    /// budget), `None` for anonymous calls and unknown tokens.
+    fn token_organization(&self, ex: &Exchange) -> Option<String> {
+        let token = bearer_token(&ex.head)?;
+        self.store
+            .tokens
+            .iter()
+            .find(|t| t.token == token)
+            .map(|t| t.organization_id.to_string())
+    }
+
+    /// The token budget: calls per window per organization (0: off) and the window.
+    pub fn token_budget(&self) -> (u32, Duration) {
+        self.budget
     }
 
     fn rate_limit_identity(&self, ex: &Exchange) -> String {
@@ -932,7 +1109,7 @@ impl Core {
         }
     }
 
-    fn auth_layer(&mut self, ex: &mut Exchange) -> Step {
+    fn auth_layer(&mut self, ex: &mut Exchange, now: Time) -> Step {
         let auth = match bearer_token(&ex.head) {
             None => Auth::Anonymous,
             Some(token) => match self.store.tokens.iter().find(|t| t.token == token) {
@@ -950,7 +1127,7 @@ impl Core {
                 }
             },
         };
-        let step = self.router(ex, auth);
+        let step = self.router(ex, auth, now);
         step.map(|r| self.post_auth(r))
     }
 
@@ -969,7 +1146,10 @@ impl Core {
 
     // ---- The router and the endpoints ---------------------------------------------------
 
-    fn router(&mut self, ex: &mut Exchange, auth: Auth) -> Step {
+    fn router(&mut self, ex: &mut Exchange, auth: Auth, now: Time) -> Step {
+        if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
+            return self.webhook_route(ex, auth, now);
+        }
         match route_of(&ex.path) {
             Some(Route::Public(op)) => match ex.method() {
                 "POST" => Step::Body(Pending::Endpoint { op, auth: None }),
@@ -1235,7 +1415,7 @@ impl Core {
                     Ok(key) => key,
                     Err(e) => return Resp::detail(400, &format!("invalid key: {e}")),
                 };
-                match self.store.add_key(&key, micros(now.wall)) {
+                match self.add_key(&key, now) {
                     Ok(()) => match self.store.key_json(&key.key) {
                         Some(j) => Resp::json(201, &j),
                         None => Resp::internal_error(),
@@ -1248,14 +1428,46 @@ impl Core {
                     Ok(u) => u,
                     Err(e) => return Resp::detail(400, &format!("invalid update: {e}")),
                 };
-                match self.store.update_key(&key, &update, micros(now.wall)) {
+                match self.update_key_json(&key, &update, now) {
                     Ok(Some(j)) => Resp::json(200, &j),
                     Ok(None) => Resp::detail(404, "Not Found"),
                     Err(e) => Resp::detail(400, &e),
                 }
             }
+            Pending::SetWebhookFault => {
+                let text = String::from_utf8_lossy(raw);
+                let parsed = if text.trim().is_empty() {
+                    Ok(None)
+                } else {
+                    serde_json::from_str::<Option<WebhookFault>>(&text)
+                };
+                match parsed {
+                    Ok(fault) => {
+                        self.webhooks.fault = fault;
+                        Resp::new(204)
+                    }
+                    Err(e) => Resp::detail(400, &format!("invalid webhook fault: {e}")),
+                }
+            }
+            Pending::EndpointSignature(id) => {
+                #[derive(serde::Deserialize)]
+                struct Signature {
+                    uses_standard_webhook_signature: bool,
+                }
+                let change: Signature = match serde_json::from_slice(raw) {
+                    Ok(c) => c,
+                    Err(e) => return Resp::detail(400, &format!("invalid change: {e}")),
+                };
+                match self.webhooks.endpoints.iter_mut().find(|e| e.id == id) {
+                    Some(e) => {
+                        e.standard_signature = change.uses_standard_webhook_signature;
+                        Resp::json(200, &render_endpoint(e))
+                    }
+                    None => Resp::detail(404, "Not Found"),
+                }
+            }
             // Never pending here.
-            Pending::Endpoint { .. } => Resp::internal_error(),
+            Pending::Endpoint { .. } | Pending::Webhook { .. } => Resp::internal_error(),
         }
     }
 
@@ -1282,8 +1494,24 @@ impl Core {
                 Err(_) => Resp::internal_error(),
             },
             "/fault" if method == "POST" => return Core::admin_body(ex, Pending::SetFault),
+            "/webhooks/fault" if get => match serde_json::to_string(&self.webhooks.fault) {
+                Ok(text) => Resp::json_text(200, &text),
+                Err(_) => Resp::internal_error(),
+            },
+            "/webhooks/fault" if method == "POST" => {
+                return Core::admin_body(ex, Pending::SetWebhookFault)
+            }
             "/keys" if method == "POST" => return Core::admin_body(ex, Pending::AddKey),
             _ => {
+                if let Some(id) = sub.strip_prefix("/webhooks/endpoints/") {
+                    if method != "PATCH" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return match uuid::Uuid::parse_str(id) {
+                        Ok(id) => Core::admin_body(ex, Pending::EndpointSignature(id)),
+                        Err(_) => Step::Done(Resp::detail(404, "Not Found")),
+                    };
+                }
                 let Some(rest) = sub.strip_prefix("/keys/") else {
                     return Step::Done(
                         if matches!(
@@ -1294,6 +1522,7 @@ impl Core {
                                 | "/streams"
                                 | "/fault"
                                 | "/keys"
+                                | "/webhooks/fault"
                         ) {
                             Resp::detail(405, "Method Not Allowed")
                         } else {
@@ -1301,11 +1530,24 @@ impl Core {
                         },
                     );
                 };
+                if let Some(key) = rest.strip_suffix("/cycle") {
+                    if method != "POST" {
+                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
+                    }
+                    return Step::Done(if self.cycle_key(key, now) {
+                        match self.store.key_json(key) {
+                            Some(j) => Resp::json(200, &j),
+                            None => Resp::internal_error(),
+                        }
+                    } else {
+                        Resp::detail(404, "Not Found")
+                    });
+                }
                 if let Some(key) = rest.strip_suffix("/rotate") {
                     if method != "POST" {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));
                     }
-                    return Step::Done(match self.store.rotate_key(key, micros(now.wall)) {
+                    return Step::Done(match self.rotate_key(key, now) {
                         Some(new) => {
                             Resp::json(200, &J::Obj(vec![("key".to_string(), J::Str(new))]))
                         }

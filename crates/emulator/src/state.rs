@@ -90,6 +90,30 @@ pub(crate) struct Token {
     pub scopes: Vec<String>,
 }
 
+/// What a key's webhooks say of it (`benefit_grant.*`'s `data`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct GrantView {
+    pub(crate) key_id: Uuid,
+    pub(crate) organization_id: Uuid,
+    pub(crate) benefit_id: Uuid,
+    pub(crate) customer_id: Uuid,
+    pub(crate) customer_email: Option<String>,
+    pub(crate) customer_created_at: OffsetDateTime,
+    pub(crate) avatar_url: Option<String>,
+    pub(crate) key_created_at: OffsetDateTime,
+    pub(crate) status: &'static str,
+    pub(crate) limit_activations: Option<i64>,
+    pub(crate) limit_usage: Option<i64>,
+    pub(crate) usage: i64,
+    pub(crate) expires_at: Option<OffsetDateTime>,
+    pub(crate) display_key: String,
+    pub(crate) prefix: Option<String>,
+    pub(crate) subscription_id: Option<String>,
+    pub(crate) order_id: Option<String>,
+    /// id, email, external id.
+    pub(crate) member: Option<(String, Option<String>, Option<String>)>,
+}
+
 /// Everything the emulator stores.
 #[derive(Debug)]
 pub(crate) struct Store {
@@ -402,6 +426,65 @@ impl Store {
         a.deleted_at = Some(now);
         a.modified_at = Some(now);
         Ok(SvcOk::NoContent)
+    }
+
+    /// A new random id.
+    pub(crate) fn next_id(&mut self) -> Uuid {
+        self.ids.next_id()
+    }
+
+    /// What a key's webhooks say of it (first match in any organization).
+    pub(crate) fn grant_view(&self, key: &str) -> Option<GrantView> {
+        let k = &self.keys[self.find_any(key)?];
+        let member = k.member.as_ref().map(|(id, j)| {
+            let field = |name: &str| match j {
+                J::Obj(items) => items
+                    .iter()
+                    .find(|(n, _)| n == name)
+                    .and_then(|(_, v)| match v {
+                        J::Str(text) => Some(text.clone()),
+                        _ => None,
+                    }),
+                _ => None,
+            };
+            (id.clone(), field("email"), field("external_id"))
+        });
+        Some(GrantView {
+            key_id: k.id,
+            organization_id: k.organization_id,
+            benefit_id: k.benefit_id,
+            customer_id: k.customer.id,
+            customer_email: k.customer.email.clone(),
+            customer_created_at: k.customer.created_at,
+            avatar_url: avatar_url(k.customer.email.as_deref()),
+            key_created_at: k.created_at,
+            status: k.status.as_str(),
+            limit_activations: k.limit_activations,
+            limit_usage: k.limit_usage,
+            usage: k.usage,
+            expires_at: k.expires_at,
+            display_key: display_key(&k.key),
+            prefix: k
+                .key
+                .split_once('-')
+                .map(|(p, _)| p.to_string())
+                .filter(|p| !p.is_empty()),
+            subscription_id: k.subscription.as_ref().map(|(id, _)| id.clone()),
+            order_id: k.order.as_ref().map(|(id, _)| id.clone()),
+            member,
+        })
+    }
+
+    /// A new billing period for a key (Polar's `benefit_grant.cycled`): its usage back to 0.
+    /// `false`: unknown key.
+    pub(crate) fn cycle_key(&mut self, key: &str, now: OffsetDateTime) -> bool {
+        let Some(ki) = self.find_any(key) else {
+            return false;
+        };
+        let k = &mut self.keys[ki];
+        k.usage = 0;
+        k.modified_at = Some(now);
+        true
     }
 
     /// The `LicenseKeyRead` body of a key (first match in any organization).

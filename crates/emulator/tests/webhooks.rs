@@ -1,0 +1,845 @@
+//! The organization token's budget and Polar's webhooks, over loopback HTTP: a real receiver
+//! (a TCP listener here) gets the emulator's deliveries, and checks each signature with the
+//! `hmac` crate per the Standard Webhooks specification, not with the emulator's code.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::{Arc, Mutex};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use ct_codecs::{Base64, Decoder, Encoder};
+use hmac::{Hmac, Mac};
+use polar_license_emulator::{
+    Emulator, KeyUpdate, Options, Seed, SeedKey, SeedToken, WebhookFault, WebhookOptions,
+    API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const OTHER_ORG: &str = "7c1d9e2a-4b3f-4a5e-9d8c-1b2a3c4d5e6f";
+const OTHER_TOKEN: &str = "polar_oat_other_org_0123456789abcdef01";
+const OTHER_KEY: &str = "OTHER-11111111-2222-4333-8444-555555555555";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
+    }
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn call(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Answer {
+    let request = ureq::http::Request::builder()
+        .method(method)
+        .uri(url)
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json");
+    let text = body.map(|b| b.to_string()).unwrap_or_default();
+    let request = request.body(text).expect("request");
+    let mut response = agent.run(request).expect("an answer");
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+        .collect();
+    let body = response.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn seed() -> Seed {
+    let mut seed = Seed::demo();
+    seed.license_keys.push(SeedKey {
+        organization_id: Some(OTHER_ORG.into()),
+        ..SeedKey::new(OTHER_KEY)
+    });
+    seed.access_tokens.push(SeedToken {
+        token: OTHER_TOKEN.into(),
+        organization_id: Some(OTHER_ORG.into()),
+        ..SeedToken::default()
+    });
+    seed
+}
+
+fn token_validate(
+    polar: &Emulator,
+    agent: &ureq::Agent,
+    token: &str,
+    org: &str,
+    key: &str,
+) -> Answer {
+    call(
+        agent,
+        "POST",
+        &format!("{}/v1/license-keys/validate", polar.url()),
+        token,
+        Some(&json!({"key": key, "organization_id": org})),
+    )
+}
+
+// ---- The token's budget --------------------------------------------------------------------
+
+#[test]
+fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_not() {
+    let polar = Emulator::start(seed(), Options::default()).expect("emulator");
+    let agent = agent();
+    let start = Instant::now();
+    for i in 0..500 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200, "call {} of 500: {}", i + 1, r.body);
+    }
+    let refused = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+    // Inside the one window (the 500 calls took far less than a minute).
+    assert!(start.elapsed() < Duration::from_secs(55));
+    assert_eq!(refused.status, 429);
+    assert_eq!(refused.body, "", "Polar's 429 has an empty body");
+    let retry: u64 = refused
+        .header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("seconds");
+    assert!((1..=60).contains(&retry), "retry-after {retry}");
+    assert!(refused.header("x-ratelimit-limit").is_none());
+    // The webhook routes are in the same zone: refused too.
+    let list = call(
+        &agent,
+        "GET",
+        &format!("{}/v1/webhooks/endpoints", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(list.status, 429);
+    // Another organization's token has a budget of its own.
+    let other = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
+    assert_eq!(other.status, 200, "{}", other.body);
+    // The public zone is not the token's budget.
+    let public = call(
+        &agent,
+        "POST",
+        &format!("{}/v1/customer-portal/license-keys/validate", polar.url()),
+        "",
+        Some(&json!({"key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID})),
+    );
+    assert_ne!(public.status, 429);
+}
+
+#[test]
+fn the_next_window_passes_and_a_refusal_does_not_extend_it() {
+    let options = Options {
+        token_budget: Some(3),
+        token_window: Some(Duration::from_secs(2)),
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("emulator");
+    let agent = agent();
+    let start = Instant::now();
+    for _ in 0..3 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200);
+    }
+    // No block: every call in the window is refused, none after it.
+    for _ in 0..5 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 429);
+        let retry: u64 = r
+            .header("retry-after")
+            .expect("retry-after")
+            .parse()
+            .expect("s");
+        assert!((1..=2).contains(&retry), "retry-after {retry}");
+    }
+    let window_end = start + Duration::from_millis(2_100);
+    thread::sleep(window_end.saturating_duration_since(Instant::now()));
+    let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+    assert_eq!(r.status, 200, "the next window passes");
+}
+
+#[test]
+fn a_sandbox_has_100_calls_and_a_budget_of_0_is_off() {
+    let sandbox = Options {
+        sandbox: true,
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), sandbox).expect("emulator");
+    let agent = agent();
+    for _ in 0..100 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200);
+    }
+    let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+    assert_eq!(r.status, 429);
+
+    // The seed can set it; 0 is off (for benchmarks that say so).
+    let mut off = seed();
+    off.token_budget = Some(0);
+    let polar = Emulator::start(off, Options::default()).expect("emulator");
+    for _ in 0..600 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200);
+    }
+}
+
+// ---- A receiver --------------------------------------------------------------------------
+
+#[derive(Debug, Clone)]
+struct Received {
+    headers: Vec<(String, String)>,
+    body: String,
+    at: Instant,
+}
+
+impl Received {
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+            .unwrap_or_else(|| panic!("no {name} header"))
+    }
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.body).expect("a JSON body")
+    }
+    fn id(&self) -> String {
+        self.header("webhook-id").to_string()
+    }
+}
+
+/// A loopback HTTP receiver that records every request and answers `answer(n, request)`.
+struct Receiver {
+    url: String,
+    got: Arc<Mutex<Vec<Received>>>,
+}
+
+impl Receiver {
+    fn start(answer: impl Fn(usize, &Received) -> u16 + Send + 'static) -> Receiver {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        let url = format!(
+            "http://{}/hooks/polar",
+            listener.local_addr().expect("addr")
+        );
+        let got: Arc<Mutex<Vec<Received>>> = Arc::default();
+        let record = Arc::clone(&got);
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                    continue;
+                }
+                let mut headers = Vec::new();
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
+                        break;
+                    }
+                    let h = h.trim_end();
+                    if h.is_empty() {
+                        break;
+                    }
+                    if let Some((k, v)) = h.split_once(':') {
+                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+                    }
+                }
+                let length: usize = headers
+                    .iter()
+                    .find(|(k, _)| k == "content-length")
+                    .and_then(|(_, v)| v.parse().ok())
+                    .unwrap_or(0);
+                let mut body = vec![0; length];
+                if reader.read_exact(&mut body).is_err() {
+                    continue;
+                }
+                let received = Received {
+                    headers,
+                    body: String::from_utf8_lossy(&body).into_owned(),
+                    at: Instant::now(),
+                };
+                let n = {
+                    let mut all = record.lock().expect("lock");
+                    all.push(received.clone());
+                    all.len() - 1
+                };
+                let status = answer(n, &received);
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+                );
+            }
+        });
+        Receiver { url, got }
+    }
+
+    fn received(&self) -> Vec<Received> {
+        self.got.lock().expect("lock").clone()
+    }
+
+    /// Waits (up to 20 s) until `n` requests arrived.
+    fn wait_for(&self, n: usize) -> Vec<Received> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let got = self.received();
+            if got.len() >= n || Instant::now() > deadline {
+                assert!(got.len() >= n, "{} of {n} deliveries arrived", got.len());
+                return got;
+            }
+            thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Verifies a delivery per Standard Webhooks with the `hmac` crate: the signature over
+/// `{id}.{timestamp}.{body}` under the base64 key after `whsec_`, and a timestamp within 300 s.
+fn verify(secret: &str, r: &Received) -> Result<(), String> {
+    let encoded = secret.strip_prefix("whsec_").ok_or("no whsec_ prefix")?;
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).map_err(|_| "secret is not base64")?;
+    let timestamp: i64 = r
+        .header("webhook-timestamp")
+        .parse()
+        .map_err(|_| "timestamp")?;
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    if (now - timestamp).abs() > 300 {
+        return Err(format!("timestamp {timestamp} is {}s off", now - timestamp));
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).map_err(|_| "key")?;
+    mac.update(format!("{}.{timestamp}.{}", r.id(), r.body).as_bytes());
+    let expected = Base64::encode_to_string(mac.finalize().into_bytes()).map_err(|_| "b64")?;
+    let signatures = r.header("webhook-signature");
+    if signatures
+        .split(' ')
+        .any(|s| s.strip_prefix("v1,") == Some(expected.as_str()))
+    {
+        Ok(())
+    } else {
+        Err(format!("no v1 signature matches ({signatures})"))
+    }
+}
+
+fn fast() -> Options {
+    Options {
+        webhooks: WebhookOptions {
+            schedule_scale: 0.0001,
+            timeout: Duration::from_secs(5),
+        },
+        ..Options::default()
+    }
+}
+
+/// Registers an endpoint for `events` through Polar's route; returns (id, secret).
+fn register(
+    polar: &Emulator,
+    url: &str,
+    events: &[&str],
+    version: Option<&str>,
+) -> (String, String) {
+    let mut body = json!({"url": url, "format": "raw", "events": events, "name": "test"});
+    if let Some(v) = version {
+        body["api_version"] = json!(v);
+    }
+    let r = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/webhooks/endpoints", polar.url()),
+        DEMO_TOKEN,
+        Some(&body),
+    );
+    assert_eq!(r.status, 201, "{}", r.body);
+    let e = r.json();
+    assert_eq!(e["enabled"], true);
+    assert_eq!(e["format"], "raw");
+    assert_eq!(e["uses_standard_webhook_signature"], true);
+    assert_eq!(e["organization_id"], DEMO_ORGANIZATION_ID);
+    let secret = e["secret"].as_str().expect("secret").to_string();
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    (e["id"].as_str().expect("id").to_string(), secret)
+}
+
+const GRANT_EVENTS: &[&str] = &[
+    "benefit_grant.created",
+    "benefit_grant.updated",
+    "benefit_grant.revoked",
+    "benefit_grant.cycled",
+];
+
+fn revoke(polar: &Emulator, key: &str) {
+    assert!(polar.update_key(
+        key,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
+// ---- Webhooks ----------------------------------------------------------------------------
+
+#[test]
+fn a_revocation_reaches_each_api_versions_endpoint_signed() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 204);
+    let mut secrets = Vec::new();
+    for version in API_VERSIONS {
+        let (id, secret) = register(&polar, &receiver.url, GRANT_EVENTS, Some(version));
+        secrets.push((id, secret, *version));
+    }
+    revoke(&polar, DEMO_KEY);
+    let got = receiver.wait_for(API_VERSIONS.len());
+    for r in &got {
+        let payload = r.json();
+        let version = payload["api_version"].as_str().expect("api_version");
+        let (_, secret, _) = secrets
+            .iter()
+            .find(|(_, _, v)| *v == version)
+            .expect("an endpoint of that version");
+        verify(secret, r).expect("signature");
+        // Any other endpoint's secret does not verify it.
+        for (_, other, v) in &secrets {
+            if *v != version {
+                assert!(verify(other, r).is_err());
+            }
+        }
+        assert_eq!(payload["type"], "benefit_grant.revoked");
+        let data = &payload["data"];
+        assert_eq!(data["is_revoked"], true);
+        assert_eq!(data["is_granted"], false);
+        assert_eq!(data["benefit"]["type"], "license_keys");
+        assert_eq!(data["properties"]["display_key"], "****-4C5B6A");
+        let key = polar.key(DEMO_KEY).expect("key");
+        assert_eq!(data["properties"]["license_key_id"], key["id"]);
+        assert_eq!(data["customer_id"], key["customer_id"]);
+        assert_eq!(data["benefit_id"], key["benefit_id"]);
+        assert!(data.get("previous_properties").is_none());
+        assert_eq!(r.header("content-type"), "application/json");
+    }
+    // Three endpoints, three events: three different webhook ids.
+    let mut ids: Vec<String> = got.iter().map(Received::id).collect();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), API_VERSIONS.len());
+}
+
+#[test]
+fn every_change_to_a_key_has_its_event() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 200);
+    let (_, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    let update = |u: KeyUpdate| assert!(polar.update_key(DEMO_KEY, u));
+    // Revoke, re-grant, disable, enable, expire, a new activation limit, a usage reset, a new
+    // key, a rotation.
+    update(KeyUpdate {
+        status: Some("revoked".into()),
+        ..KeyUpdate::default()
+    });
+    update(KeyUpdate {
+        status: Some("granted".into()),
+        ..KeyUpdate::default()
+    });
+    update(KeyUpdate {
+        status: Some("disabled".into()),
+        ..KeyUpdate::default()
+    });
+    update(KeyUpdate {
+        status: Some("granted".into()),
+        ..KeyUpdate::default()
+    });
+    update(KeyUpdate {
+        expires_at: Some(Some("2020-01-01T00:00:00Z".into())),
+        ..KeyUpdate::default()
+    });
+    update(KeyUpdate {
+        limit_activations: Some(Some(7)),
+        ..KeyUpdate::default()
+    });
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            usage: Some(4),
+            ..KeyUpdate::default()
+        }
+    ));
+    assert!(polar.cycle_key(DEMO_KEY));
+    assert_eq!(polar.key(DEMO_KEY).expect("key")["usage"], 0);
+    polar
+        .add_key(SeedKey::new("NEW-0A1B2C3D"))
+        .expect("a new key");
+    let rotated = polar.rotate_key("NEW-0A1B2C3D").expect("rotated");
+    // Nothing changes: no event.
+    assert!(polar.update_key(DEMO_KEY, KeyUpdate::default()));
+
+    let got = receiver.wait_for(10);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        receiver.received().len(),
+        10,
+        "one event per change, none for no change"
+    );
+    let kinds: Vec<String> = got
+        .iter()
+        .map(|r| {
+            verify(&secret, r).expect("signature");
+            r.json()["type"].as_str().expect("type").to_string()
+        })
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "benefit_grant.revoked", // revoked
+            "benefit_grant.created", // granted again
+            "benefit_grant.updated", // disabled
+            "benefit_grant.updated", // enabled
+            "benefit_grant.updated", // expired
+            "benefit_grant.updated", // a new activation limit
+            "benefit_grant.updated", // usage set
+            "benefit_grant.cycled",  // a new period: usage reset
+            "benefit_grant.created", // a new key
+            "benefit_grant.updated", // rotated
+        ]
+    );
+    // The limit change shows in the benefit's properties; the rotation's previous display key
+    // is the old string's.
+    let limit = got[5].json();
+    assert_eq!(
+        limit["data"]["benefit"]["properties"]["activations"]["limit"],
+        7
+    );
+    assert_eq!(
+        limit["data"]["previous_properties"]["display_key"],
+        "****-4C5B6A"
+    );
+    let rotation = got[9].json();
+    assert_eq!(
+        rotation["data"]["previous_properties"]["display_key"],
+        "****-1B2C3D"
+    );
+    let new_tail: String = rotated
+        .chars()
+        .rev()
+        .take(6)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .rev()
+        .collect();
+    assert_eq!(
+        rotation["data"]["properties"]["display_key"],
+        format!("****-{new_tail}")
+    );
+}
+
+/// A payload's `timestamp`.
+fn stamp(payload: &Value) -> time::OffsetDateTime {
+    let text = payload["timestamp"].as_str().expect("timestamp");
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
+fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
+    let r = call(
+        &agent(),
+        "GET",
+        &format!(
+            "{}/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=100",
+            polar.url()
+        ),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    let page = r.json();
+    let items = page["items"].as_array().expect("items").clone();
+    assert_eq!(page["pagination"]["total_count"], items.len());
+    items
+}
+
+fn endpoint(polar: &Emulator, id: &str) -> Value {
+    let r = call(
+        &agent(),
+        "GET",
+        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()
+}
+
+#[test]
+fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 500);
+    let (id, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    revoke(&polar, DEMO_KEY);
+    let got = receiver.wait_for(10);
+    // Every attempt is the same event: one webhook-id, each signed.
+    for r in &got {
+        assert_eq!(r.id(), got[0].id());
+        verify(&secret, r).expect("signature");
+    }
+    // Backoff: each wait at least as long as the one before (Polar's schedule, scaled).
+    let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
+    assert!(gaps.last() > gaps.first(), "{gaps:?}");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(
+        endpoint(&polar, &id)["enabled"],
+        false,
+        "disabled after 10 failures"
+    );
+    let list = deliveries(&polar, &id);
+    assert_eq!(list.len(), 10, "every attempt shows");
+    for d in &list {
+        assert_eq!(d["succeeded"], false);
+        assert_eq!(d["http_code"], 500);
+        assert_eq!(
+            d["webhook_event"]["id"].as_str(),
+            Some(got[0].id().as_str())
+        );
+        assert_eq!(d["webhook_event"]["type"], "benefit_grant.revoked");
+    }
+    // A disabled endpoint gets nothing more; enabled again, a redelivery keeps the id.
+    assert!(polar.cycle_key(DEMO_KEY));
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.received().len(), 10);
+    let r = call(
+        &agent(),
+        "PATCH",
+        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
+        DEMO_TOKEN,
+        Some(&json!({"enabled": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["enabled"], true);
+    let event = got[0].id();
+    let r = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/webhooks/events/{event}/redeliver", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let again = receiver.wait_for(11);
+    assert_eq!(again[10].id(), event, "a redelivery keeps its webhook-id");
+    // Unknown ids: Polar's 404; a bad one: its 422.
+    let r = call(
+        &agent(),
+        "POST",
+        &format!(
+            "{}/v1/webhooks/events/{}/redeliver",
+            polar.url(),
+            "6f0e2a8b-1c3d-4e5f-8a9b-0c1d2e3f4a5b"
+        ),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 404);
+    assert_eq!(
+        r.json(),
+        json!({"error": "ResourceNotFound", "detail": "Not found"})
+    );
+    let r = call(
+        &agent(),
+        "GET",
+        &format!("{}/v1/webhooks/endpoints/not-a-uuid", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 422);
+}
+
+#[test]
+fn events_arrive_in_order_one_at_a_time_even_to_a_slow_receiver() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| {
+        thread::sleep(Duration::from_millis(30));
+        200
+    });
+    register(&polar, &receiver.url, GRANT_EVENTS, None);
+    for usage in 1..=5 {
+        assert!(polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                usage: Some(usage),
+                ..KeyUpdate::default()
+            }
+        ));
+    }
+    let got = receiver.wait_for(5);
+    let stamps: Vec<time::OffsetDateTime> = got
+        .iter()
+        .map(|r| {
+            let p = r.json();
+            assert_eq!(p["type"], "benefit_grant.updated");
+            stamp(&p)
+        })
+        .collect();
+    let mut sorted = stamps.clone();
+    sorted.sort();
+    // One at a time: each arrived after the one before was answered (30 ms each).
+    for w in got.windows(2) {
+        assert!(w[1].at - w[0].at >= Duration::from_millis(25));
+    }
+    assert_eq!(stamps, sorted, "in the order they happened");
+}
+
+#[test]
+fn injected_faults_a_receiver_must_survive() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    // The receiver accepts only what verifies (as a real one must), so a faulted attempt fails
+    // and is retried.
+    let secret_cell: Arc<Mutex<String>> = Arc::default();
+    let secret_for = Arc::clone(&secret_cell);
+    let receiver = Receiver::start(move |_, r| {
+        let secret = secret_for.lock().expect("lock").clone();
+        if verify(&secret, r).is_ok() {
+            200
+        } else {
+            400
+        }
+    });
+    let (_, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    *secret_cell.lock().expect("lock") = secret.clone();
+    let bump = |usage: i64| {
+        assert!(polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                usage: Some(usage),
+                ..KeyUpdate::default()
+            }
+        ))
+    };
+
+    // Duplicate: the same webhook-id twice, both valid.
+    polar.set_webhook_fault(Some(WebhookFault::Duplicate));
+    bump(1);
+    let got = receiver.wait_for(2);
+    assert_eq!(got[0].id(), got[1].id());
+    assert_eq!(got[0].body, got[1].body);
+    verify(&secret, &got[1]).expect("both valid");
+
+    // Wrong signature first, then the right one (same id).
+    polar.set_webhook_fault(Some(WebhookFault::BadSignature));
+    bump(2);
+    let got = receiver.wait_for(4);
+    assert!(verify(&secret, &got[2]).is_err());
+    assert_eq!(got[3].id(), got[2].id());
+    verify(&secret, &got[3]).expect("the retry is signed right");
+
+    // A stale timestamp (signed right for it), then a fresh one.
+    polar.set_webhook_fault(Some(WebhookFault::StaleTimestamp { seconds: 600 }));
+    bump(3);
+    let got = receiver.wait_for(6);
+    let stale: i64 = got[4].header("webhook-timestamp").parse().expect("ts");
+    let now = time::OffsetDateTime::now_utc().unix_timestamp();
+    assert!(now - stale >= 599, "{now} - {stale}");
+    assert!(verify(&secret, &got[4]).unwrap_err().contains("off"));
+    assert_eq!(got[5].id(), got[4].id());
+    verify(&secret, &got[5]).expect("fresh");
+
+    // Two events out of order: the second change's event comes first.
+    polar.set_webhook_fault(Some(WebhookFault::Reorder));
+    bump(4);
+    thread::sleep(Duration::from_millis(150));
+    assert_eq!(receiver.received().len(), 6, "held until the next event");
+    bump(5);
+    let got = receiver.wait_for(8);
+    let first = got[6].json();
+    let second = got[7].json();
+    assert!(
+        stamp(&first) > stamp(&second),
+        "the later change's event came first"
+    );
+
+    // Delayed.
+    polar.set_webhook_fault(Some(WebhookFault::Delay { ms: 400 }));
+    let start = Instant::now();
+    bump(6);
+    let got = receiver.wait_for(9);
+    assert!(got[8].at - start >= Duration::from_millis(390));
+}
+
+#[test]
+fn endpoint_routes_need_a_webhooks_scope_and_refuse_bad_bodies() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let a = agent();
+    let url = format!("{}/v1/webhooks/endpoints", polar.url());
+    let r = call(&a, "GET", &url, "polar_oat_unknown", None);
+    assert_eq!(r.status, 401);
+    let r = call(
+        &a,
+        "POST",
+        &url,
+        polar_license_emulator::DEMO_TOKEN_READ_ONLY,
+        Some(&json!({"url": "http://127.0.0.1:9/x", "format": "raw", "events": []})),
+    );
+    assert_eq!(r.status, 403);
+    assert!(r
+        .header("www-authenticate")
+        .unwrap_or("")
+        .contains("webhooks:write"));
+    let r = call(
+        &a,
+        "POST",
+        &url,
+        DEMO_TOKEN,
+        Some(&json!({"url": "nope", "format": "discord", "events": ["benefit_grant.nope"]})),
+    );
+    assert_eq!(r.status, 422, "{}", r.body);
+    let detail = r.json()["detail"].clone();
+    let locs: Vec<Value> = detail
+        .as_array()
+        .expect("detail")
+        .iter()
+        .map(|e| e["loc"].clone())
+        .collect();
+    assert_eq!(
+        locs,
+        vec![
+            json!(["body", "url"]),
+            json!(["body", "format"]),
+            json!(["body", "events", 0])
+        ]
+    );
+    let r = call(&a, "POST", &url, DEMO_TOKEN, Some(&json!({})));
+    assert_eq!(r.status, 422);
+    // Another organization's token sees none of this organization's endpoints.
+    let (id, secret) = register(&polar, "http://127.0.0.1:9/x", GRANT_EVENTS, None);
+    let r = call(&a, "GET", &format!("{url}/{id}"), OTHER_TOKEN, None);
+    assert_eq!(r.status, 404);
+    let r = call(&a, "GET", &url, OTHER_TOKEN, None);
+    assert_eq!(r.json()["pagination"]["total_count"], 0);
+    // A new secret, then the endpoint deleted.
+    let r = call(&a, "PATCH", &format!("{url}/{id}/secret"), DEMO_TOKEN, None);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_ne!(r.json()["secret"].as_str(), Some(secret.as_str()));
+    let r = call(&a, "DELETE", &format!("{url}/{id}"), DEMO_TOKEN, None);
+    assert_eq!(r.status, 204);
+    let r = call(&a, "GET", &format!("{url}/{id}"), DEMO_TOKEN, None);
+    assert_eq!(r.status, 404);
+}

@@ -529,6 +529,33 @@ pub struct EmulatorArgs {
     /// 404 {"detail":"Not Found"} [default: 2026-04,2026-10,2027-01]
     #[arg(long, value_name = "LIST", value_delimiter = ',')]
     pub api_versions: Vec<String>,
+
+    /// The organization token's budget: calls per window for all of one organization's tokens
+    /// (the token twins /v1/license-keys/*, the webhook routes); 0 turns it off
+    /// [default: the seed's token_budget, else 500, or 100 with --sandbox]
+    #[arg(long, value_name = "N")]
+    pub token_budget: Option<u32>,
+
+    /// The token budget's window in seconds [default: the seed's token_window_seconds, else 60]
+    #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
+    pub token_window: Option<u64>,
+
+    /// Scales Polar's webhook retry schedule (at once, 30 s, 1 min, 5 min, … ten attempts):
+    /// 0.01 turns 30 s into 0.3 s, for tests of a receiver
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale)]
+    pub webhook_time_scale: f64,
+
+    /// How long one webhook delivery attempt may take
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout)]
+    pub webhook_timeout: Duration,
+}
+
+/// Parses `--webhook-time-scale`: a finite number above 0.
+fn parse_scale(text: &str) -> Result<f64, String> {
+    match text.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("`{text}` is not a number above 0")),
+    }
 }
 
 /// Parses `--timeout`: a positive, finite number of seconds.

@@ -2,7 +2,7 @@
 
 use crate::args::{EmulatorArgs, Global};
 use crate::output::{print_out, usage_report, Report};
-use polar_license_emulator::{Emulator, Options, Seed};
+use polar_license_emulator::{Emulator, Options, Seed, WebhookOptions};
 use serde_json::{json, Value};
 
 /// Starts the emulator, prints `listening on http://127.0.0.1:PORT` first, then the
@@ -18,6 +18,12 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
         rate_limit: a.rate_limit,
         sandbox: a.sandbox,
         api_version: a.api_version.clone(),
+        token_budget: a.token_budget,
+        token_window: a.token_window.map(std::time::Duration::from_secs),
+        webhooks: WebhookOptions {
+            schedule_scale: a.webhook_time_scale,
+            timeout: a.webhook_timeout,
+        },
         ..Options::default()
     };
     let options = Options {
@@ -69,6 +75,15 @@ pub fn run(g: &Global, a: &EmulatorArgs) -> u8 {
     ));
     if a.rate_limit {
         text.push_str("rate limit on: 3 requests per second, then a 60 s block\n");
+    }
+    let (budget, window) = emulator.token_budget();
+    if budget == 0 {
+        text.push_str("token budget off\n");
+    } else {
+        text.push_str(&format!(
+            "token budget: {budget} calls per {}s per organization (429 past it)\n",
+            window.as_secs_f64()
+        ));
     }
     text.push_str("serving until killed (Ctrl-C)\n");
     print_out(&text);

@@ -166,6 +166,11 @@ impl Emulator {
         added
     }
 
+    /// The organization tokens' budget: calls per window (0: off) and the window.
+    pub fn token_budget(&self) -> (u32, Duration) {
+        lock(&self.shared.core).token_budget()
+    }
+
     /// Stops the server: the listener closes (new connections are refused)
     /// and open connections are shut down.
     pub fn stop(self) {

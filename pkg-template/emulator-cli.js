@@ -1,5 +1,6 @@
 #!/usr/bin/env node
-// `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit]`: the local
+// `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit]
+// [--token-budget N] [--token-window SECONDS]`: the local
 // Polar of `polar-license/emulator`, serving until killed. It prints the banner of
 // `polar-license emulator` (the Rust command line): `listening on URL` first, then the
 // organization, each key with its benefit id, each access token.
@@ -7,10 +8,13 @@ import { readFileSync } from 'node:fs';
 import { startEmulator } from './emulator.js';
 
 const USAGE = `usage: polar-license-emulator [--port N] [--host ADDRESS] [--seed FILE] [--rate-limit]
+                              [--token-budget N] [--token-window SECONDS]
   --port N        the port on 127.0.0.1 (default 8787; 0 picks a free one)
   --host ADDRESS  the address to listen on (default 127.0.0.1)
   --seed FILE     a seed file (JSON: organization, keys, tokens); default the demo seed
-  --rate-limit    Polar's rate limit: 3 requests per second, then a 60 s block`;
+  --rate-limit    Polar's rate limit: 3 requests per second, then a 60 s block
+  --token-budget N          an organization's token calls per window (default 500; 0: off)
+  --token-window SECONDS    the token budget's window (default 60)`;
 
 function fail(why) {
   process.stderr.write(`error: ${why}\n${USAGE}\n`);
@@ -21,7 +25,7 @@ const options = { port: 8787 };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   let [name, value] = args[i].split(/=(.*)/s);
-  const takes = ['--port', '--host', '--seed'].includes(name);
+  const takes = ['--port', '--host', '--seed', '--token-budget', '--token-window'].includes(name);
   if (takes && value === undefined) {
     value = args[++i];
     if (value === undefined) fail(`${name} needs a value`);
@@ -45,6 +49,14 @@ for (let i = 0; i < args.length; i++) {
       break;
     case '--rate-limit':
       options.rateLimit = true;
+      break;
+    case '--token-budget':
+      if (!/^\d+$/.test(value)) fail(`--token-budget: not a count: ${value}`);
+      options.tokenBudget = Number(value);
+      break;
+    case '--token-window':
+      if (!/^[1-9]\d*$/.test(value)) fail(`--token-window: not a number of seconds: ${value}`);
+      options.tokenWindowMs = Number(value) * 1000;
       break;
     case '-h':
     case '--help':
@@ -70,6 +82,11 @@ const first = polar.keys[0] ?? 'KEY';
 let text = `listening on ${polar.url}\norganization ${polar.organizationId}\n${polar.banner}`;
 text += `try: new LicenseClient({ organizationId: '${polar.organizationId}', baseUrl: '${polar.url}' }).validate('${first}')\n`;
 if (options.rateLimit) text += 'rate limit on: 3 requests per second, then a 60 s block\n';
+const budget = polar.tokenBudget();
+text +=
+  budget.calls === 0
+    ? 'token budget off\n'
+    : `token budget: ${budget.calls} calls per ${budget.windowMs / 1000}s per organization (429 past it)\n`;
 text += 'serving until killed (Ctrl-C)\n';
 process.stdout.write(text);
 

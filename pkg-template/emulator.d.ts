@@ -7,6 +7,10 @@ export interface Seed {
   organization_id: string;
   license_keys?: SeedKey[];
   access_tokens?: { token: string; organization_id?: string; scopes?: string[] }[];
+  /** The organization token's budget, calls per window (0: off; default 500, 100 sandbox). */
+  token_budget?: number;
+  /** The budget's window in seconds (default 60). */
+  token_window_seconds?: number;
 }
 
 /** One key of a seed (or of `addKey`): every field but `key` optional. */
@@ -65,7 +69,26 @@ export interface EmulatorOptions {
   apiVersion?: string;
   /** The `Polar-Version`s served (default `2026-04`, `2026-10`, `2027-01`). */
   apiVersions?: string[];
+  /** The organization token's budget: calls per window for all of an organization's tokens on
+   * `/v1/license-keys/*` and `/v1/webhooks/*` (default: the seed's, else 500, or 100 with
+   * `sandbox`); 0 turns it off. Past it: 429 with an empty body and `retry-after`. */
+  tokenBudget?: number;
+  /** The budget's window in ms (default: the seed's, else 60000). */
+  tokenWindowMs?: number;
+  /** Scales Polar's webhook retry schedule (at once, 30 s, 1 min, 5 min, … ten attempts;
+   * default 1). */
+  webhookTimeScale?: number;
+  /** How long one webhook attempt may take, in ms (default 10000). */
+  webhookTimeoutMs?: number;
 }
+
+/** A failure injected into the webhook deliveries of the next change to a key. */
+export type WebhookFault =
+  | { kind: 'duplicate' }
+  | { kind: 'reorder' }
+  | { kind: 'delay'; ms: number }
+  | { kind: 'stale_timestamp'; seconds: number }
+  | { kind: 'bad_signature' };
 
 export interface RunningEmulator {
   /** The base URL, `http://127.0.0.1:PORT`: `baseUrl` of a `LicenseClient`. */
@@ -85,6 +108,12 @@ export interface RunningEmulator {
   updateKey(key: string, update: KeyUpdate): boolean;
   /** Rotates a key: its new string, the old one is unknown from now on (`undefined`: unknown). */
   rotateKey(key: string): string | undefined;
+  /** A new billing period: the key's usage back to 0 and `benefit_grant.cycled` sent. */
+  cycleKey(key: string): boolean;
+  /** Sets (`null` clears) the failure of the next change's webhook deliveries. */
+  setWebhookFault(fault: WebhookFault | null): void;
+  /** The organization token's budget in force. */
+  tokenBudget(): { calls: number; windowMs: number };
   /** A key as Polar's `LicenseKeyRead` JSON (`undefined`: unknown). */
   key(key: string): Record<string, unknown> | undefined;
   /** A key's live activations. */

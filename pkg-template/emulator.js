@@ -24,7 +24,17 @@ function load() {
 
 /** How long a `hang` fault holds a connection at most (as the Rust emulator). */
 const HANG_MS = 60_000;
-const OPTION_NAMES = ['rateLimit', 'rateLimitBlockMs', 'sandbox', 'apiVersion', 'apiVersions'];
+const OPTION_NAMES = [
+  'rateLimit',
+  'rateLimitBlockMs',
+  'sandbox',
+  'apiVersion',
+  'apiVersions',
+  'tokenBudget',
+  'tokenWindowMs',
+  'webhookTimeScale',
+  'webhookTimeoutMs',
+];
 
 const now = () => [Date.now(), performance.now()];
 
@@ -71,6 +81,49 @@ export async function startEmulator(options = {}) {
     timers.add(t);
     return t;
   };
+
+  // Webhooks: the core says which attempts are due; each goes out with fetch, one in flight
+  // per endpoint (the core keeps each endpoint's events in order), and its outcome goes back.
+  let pumpTimer = null;
+  function pump() {
+    if (closed) return;
+    const due = JSON.parse(emulator.webhooksDue(...now()));
+    for (const attempt of due) deliver(attempt);
+    const at = emulator.webhooksNextAt();
+    if (pumpTimer !== null) {
+      clearTimeout(pumpTimer);
+      timers.delete(pumpTimer);
+      pumpTimer = null;
+    }
+    if (at !== undefined) {
+      pumpTimer = later(Math.max(0, at - performance.now()), () => {
+        pumpTimer = null;
+        pump();
+      });
+    }
+  }
+  async function deliver(attempt) {
+    let status = 0;
+    let body = '';
+    let error = '';
+    try {
+      const response = await fetch(attempt.url, {
+        method: 'POST',
+        headers: attempt.headers,
+        body: attempt.body,
+        redirect: 'manual',
+        signal: AbortSignal.timeout(attempt.timeoutMs),
+      });
+      body = await response.text();
+      status = response.status;
+    } catch (e) {
+      status = 0;
+      error = String(e?.message ?? e);
+    }
+    if (closed) return;
+    emulator.webhookFinished(attempt.id, status, body, error, ...now());
+    pump();
+  }
 
   function send(req, res, answer) {
     const head = answer.headers;
@@ -177,6 +230,7 @@ export async function startEmulator(options = {}) {
     req.on('end', () => {
       try {
         answer(req, res, Buffer.concat(chunks));
+        pump();
       } catch (e) {
         // A header node refuses to write, or a bad time: the connection closes unanswered.
         req.socket.destroy();
@@ -210,12 +264,31 @@ export async function startEmulator(options = {}) {
     },
     addKey(key) {
       emulator.addKey(JSON.stringify(typeof key === 'string' ? { key } : key), ...now());
+      pump();
     },
     updateKey(key, update) {
-      return emulator.updateKey(key, JSON.stringify(update), ...now());
+      const changed = emulator.updateKey(key, JSON.stringify(update), ...now());
+      pump();
+      return changed;
     },
     rotateKey(key) {
-      return emulator.rotateKey(key, ...now());
+      const rotated = emulator.rotateKey(key, ...now());
+      pump();
+      return rotated;
+    },
+    cycleKey(key) {
+      const cycled = emulator.cycleKey(key, ...now());
+      pump();
+      return cycled;
+    },
+    setWebhookFault(fault) {
+      emulator.setWebhookFault(
+        fault === undefined || fault === null ? undefined : JSON.stringify(fault),
+      );
+    },
+    tokenBudget() {
+      const [calls, windowMs] = emulator.tokenBudget();
+      return { calls, windowMs };
     },
     key(key) {
       return parse(emulator.key(key));

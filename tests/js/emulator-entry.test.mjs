@@ -206,22 +206,24 @@ test('the same requests get the same answers from the Rust emulator and the JS o
 
 test('the polar-license-emulator bin prints the banner of `polar-license emulator` and answers', async () => {
   const bin = join(CONSUMER, 'node_modules', '.bin', 'polar-license-emulator');
-  const js = await started(bin, ['--port', '0'], 12);
+  const js = await started(bin, ['--port', '0'], 13);
   try {
     const url = js.lines[0].replace('listening on ', '');
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(js.lines[1], `organization ${ORG}`);
     assert.equal(js.lines[2], `key ${README_KEY} (granted, benefit ${BENEFIT}, 3 activations)`);
     assert.match(js.lines[10], /^try: /);
-    assert.equal(js.lines[11], 'serving until killed (Ctrl-C)');
+    assert.equal(js.lines[11], 'token budget: 500 calls per 60s per organization (429 past it)');
+    assert.equal(js.lines[12], 'serving until killed (Ctrl-C)');
     const polar = { url, organizationId: ORG };
     const verdict = await client(polar).check(README_KEY);
     assert.equal(verdict.source, 'online');
     if (CLI) {
       // The seed's lines are the command line's, line for line.
-      const rust = await started(CLI, ['emulator', '--port', '0'], 12);
+      const rust = await started(CLI, ['emulator', '--port', '0'], 13);
       await stop(rust.child);
       assert.deepEqual(js.lines.slice(1, 10), rust.lines.slice(1, 10));
+      assert.equal(js.lines[11], rust.lines[11], 'the same token budget line');
     }
   } finally {
     await stop(js.child);

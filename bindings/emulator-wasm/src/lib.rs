@@ -18,6 +18,7 @@ use std::time::Duration;
 
 use polar_license_emulator::{
     Core, Delivery, Fault, KeyUpdate, Options, Request, Response, Seed, SeedKey, Time,
+    WebhookFault, WebhookOutcome,
 };
 use serde_json::Value;
 use wasm_bindgen::prelude::*;
@@ -61,6 +62,25 @@ pub(crate) fn read_options(text: &str) -> Result<Options, String> {
                 options.rate_limit_block = Duration::from_millis(ms);
             }
             "apiVersion" => options.api_version = v.as_str().ok_or_else(bad)?.to_string(),
+            "tokenBudget" => {
+                let n = v.as_u64().ok_or_else(bad)?;
+                options.token_budget = Some(u32::try_from(n).map_err(|_| bad())?);
+            }
+            "tokenWindowMs" => {
+                let ms = v.as_u64().filter(|ms| *ms > 0).ok_or_else(bad)?;
+                options.token_window = Some(Duration::from_millis(ms));
+            }
+            "webhookTimeScale" => {
+                let f = v
+                    .as_f64()
+                    .filter(|f| f.is_finite() && *f > 0.0)
+                    .ok_or_else(bad)?;
+                options.webhooks.schedule_scale = f;
+            }
+            "webhookTimeoutMs" => {
+                let ms = v.as_u64().filter(|ms| *ms > 0).ok_or_else(bad)?;
+                options.webhooks.timeout = Duration::from_millis(ms);
+            }
             "apiVersions" => {
                 let list = v.as_array().ok_or_else(bad)?;
                 options.api_versions = list
@@ -129,6 +149,88 @@ impl Emulator {
     #[wasm_bindgen(js_name = organizationId)]
     pub fn organization_id(&self) -> String {
         self.core.organization_id().to_string()
+    }
+
+    /// The organization token's budget: `[calls per window (0: off), window in ms]`.
+    #[wasm_bindgen(js_name = tokenBudget)]
+    pub fn token_budget(&self) -> Vec<f64> {
+        let (limit, window) = self.core.token_budget();
+        vec![f64::from(limit), window.as_secs_f64() * 1000.0]
+    }
+
+    /// The webhook attempts due now, as JSON: `[{id, url, headers: [[name, value]…], body,
+    /// timeoutMs}]`. The host sends each and reports it with `webhookFinished`.
+    #[wasm_bindgen(js_name = webhooksDue)]
+    pub fn webhooks_due(&mut self, unix_ms: f64, monotonic_ms: f64) -> Result<String, JsError> {
+        let due = self.core.webhooks_due(moment(unix_ms, monotonic_ms)?);
+        let list: Vec<Value> = due
+            .into_iter()
+            .map(|r| {
+                serde_json::json!({
+                    "id": r.id,
+                    "url": r.url,
+                    "headers": r.headers,
+                    "body": String::from_utf8_lossy(&r.body),
+                    "timeoutMs": r.timeout.as_millis() as u64,
+                })
+            })
+            .collect();
+        serde_json::to_string(&list).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// How attempt `id` went: `status` 0 when there was no answer (`error` says why).
+    #[wasm_bindgen(js_name = webhookFinished)]
+    pub fn webhook_finished(
+        &mut self,
+        id: f64,
+        status: u16,
+        body: String,
+        error: String,
+        unix_ms: f64,
+        monotonic_ms: f64,
+    ) -> Result<(), JsError> {
+        let outcome = if status == 0 {
+            WebhookOutcome::Failed { error }
+        } else {
+            WebhookOutcome::Answered { status, body }
+        };
+        self.core
+            .webhook_finished(id as u64, outcome, moment(unix_ms, monotonic_ms)?);
+        Ok(())
+    }
+
+    /// The monotonic time (ms) of the next webhook attempt, if one waits.
+    #[wasm_bindgen(js_name = webhooksNextAt)]
+    pub fn webhooks_next_at(&self) -> Option<f64> {
+        self.core
+            .webhooks_next_at()
+            .map(|d| d.as_secs_f64() * 1000.0)
+    }
+
+    /// Sets (JSON; `undefined` clears) the fault of the next change's webhook deliveries.
+    #[wasm_bindgen(js_name = setWebhookFault)]
+    pub fn set_webhook_fault(&mut self, fault: Option<String>) -> Result<(), JsError> {
+        let fault = match fault {
+            Some(text) => Some(
+                serde_json::from_str::<WebhookFault>(&text)
+                    .map_err(|e| JsError::new(&format!("invalid webhook fault: {e}")))?,
+            ),
+            None => None,
+        };
+        self.core.set_webhook_fault(fault);
+        Ok(())
+    }
+
+    /// A new billing period for a key (usage back to 0, `benefit_grant.cycled`); `false` when
+    /// the key is unknown.
+    #[wasm_bindgen(js_name = cycleKey)]
+    pub fn cycle_key(
+        &mut self,
+        key: String,
+        unix_ms: f64,
+        monotonic_ms: f64,
+    ) -> Result<bool, JsError> {
+        Ok(self.core.cycle_key(&key, moment(unix_ms, monotonic_ms)?))
     }
 
     /// The seed's keys, in its order.

@@ -2,7 +2,13 @@
 //! `polar-license relay serve`'s server in front of the embedded emulator, against the same
 //! requests sent to the emulator directly, with the same client threads. Validates of the demo
 //! key, each a grant, so every relayed answer is classified and signed (a lease per answer).
-//! The rate limits are off: this measures the relay, not its buckets.
+//! The relay's own rate limits are off: this measures the relay, not its buckets.
+//!
+//! Twice: against Polar's organization-token budget (500 calls a minute for the whole
+//! organization, docs/polar-api.md §14: the emulator's default), which a relay that forwards
+//! one-for-one spends in its first half-second, and with the budget off, a Polar that does not
+//! exist, which measures the relay's own speed. Answers are counted by status: 200 (a grant,
+//! with its lease) and 429 (Polar's budget, passed through).
 //!
 //! Run: `cargo run --release -p polar-license-relay --example load [SECONDS] [THREADS]`
 //! (defaults 5 and 4).
@@ -14,8 +20,8 @@ use polar_license_relay::{Limits, Rate, Relay, RelayConfig};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// Sends validates to `base` from `threads` threads for `secs`; returns (answers, leases).
-fn hammer(base: &str, threads: usize, secs: u64) -> (u64, u64) {
+/// Sends validates to `base` from `threads` threads for `secs`; returns (grants, leases, 429s).
+fn hammer(base: &str, threads: usize, secs: u64) -> (u64, u64, u64) {
     let url = format!("{base}/v1/customer-portal/license-keys/validate");
     let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
     let stop = Instant::now() + Duration::from_secs(secs);
@@ -27,7 +33,7 @@ fn hammer(base: &str, threads: usize, secs: u64) -> (u64, u64) {
                     .http_status_as_error(false)
                     .build()
                     .new_agent();
-                let (mut answers, mut leases) = (0u64, 0u64);
+                let (mut answers, mut leases, mut refused) = (0u64, 0u64, 0u64);
                 while Instant::now() < stop {
                     let resp = agent
                         .post(&url)
@@ -35,28 +41,50 @@ fn hammer(base: &str, threads: usize, secs: u64) -> (u64, u64) {
                         .send(body.as_str());
                     if let Ok(mut resp) = resp {
                         let _ = resp.body_mut().read_to_vec();
-                        if resp.status().as_u16() == 200 {
-                            answers += 1;
-                            leases += u64::from(resp.headers().contains_key(LEASE_HEADER));
+                        match resp.status().as_u16() {
+                            200 => {
+                                answers += 1;
+                                leases += u64::from(resp.headers().contains_key(LEASE_HEADER));
+                            }
+                            429 => refused += 1,
+                            _ => {}
                         }
                     }
                 }
-                (answers, leases)
+                (answers, leases, refused)
             })
         })
         .collect();
     workers
         .into_iter()
-        .map(|w| w.join().unwrap_or((0, 0)))
-        .fold((0, 0), |a, b| (a.0 + b.0, a.1 + b.1))
+        .map(|w| w.join().unwrap_or((0, 0, 0)))
+        .fold((0, 0, 0), |a, b| (a.0 + b.0, a.1 + b.1, a.2 + b.2))
 }
 
 fn main() {
     let mut args = std::env::args().skip(1);
     let secs: u64 = args.next().and_then(|a| a.parse().ok()).unwrap_or(5);
     let threads: usize = args.next().and_then(|a| a.parse().ok()).unwrap_or(4);
+    println!("{threads} client threads, {secs} s each, validates of one key (each a grant):");
+    for (label, budget) in [
+        ("Polar's token budget (500/min per organization)", None),
+        (
+            "no token budget (not Polar: the relay's own speed)",
+            Some(0),
+        ),
+    ] {
+        run(label, budget, threads, secs);
+    }
+}
+
+fn run(label: &str, token_budget: Option<u32>, threads: usize, secs: u64) {
     // Polar's public 3/s per IP is off by default in the emulator (Options::rate_limit).
-    let polar = Emulator::start(Seed::demo(), Options::default()).expect("the emulator starts");
+    let options = Options {
+        token_budget,
+        ..Options::default()
+    };
+    let polar = Emulator::start(Seed::demo(), options).expect("the emulator starts");
+    let (limit, window) = polar.token_budget();
     let signer = SigningKey::generate(Some("load")).expect("a key");
     let mut config = RelayConfig::new(
         Server::Custom(polar.url()),
@@ -72,19 +100,21 @@ fn main() {
     let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
     let relay = polar_license_relay::serve(Arc::new(relay), "127.0.0.1:0").expect("it listens");
 
-    let (direct, _) = hammer(&polar.url(), threads, secs);
-    let (relayed, leases) = hammer(&relay.url(), threads, secs);
+    let (direct, _, _) = hammer(&polar.url(), threads, secs);
+    let (relayed, leases, refused) = hammer(&relay.url(), threads, secs);
     let rate = |n: u64| n as f64 / secs as f64;
-    println!("{threads} client threads, {secs} s each, validates of one key (each a grant):");
+    match limit {
+        0 => println!("{label}:"),
+        _ => println!("{label}: {limit} calls per {}s", window.as_secs()),
+    }
     println!(
-        "  emulator directly:          {:8.0} requests/s",
+        "  emulator directly (public routes): {:8.0} grants/s",
         rate(direct)
     );
     println!(
-        "  through the relay:          {:8.0} requests/s ({} of {} with a lease)",
+        "  through the relay:                 {:8.0} grants/s ({leases} of {relayed} with a lease), {:.0} 429s/s",
         rate(relayed),
-        leases,
-        relayed
+        rate(refused)
     );
     relay.stop();
     polar.stop();

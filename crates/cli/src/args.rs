@@ -323,7 +323,7 @@ pub enum RelayCommand {
     Keygen(RelayKeygenArgs),
     /// Run the relay until killed; the first stdout line is `listening on
     /// http://127.0.0.1:PORT`; log lines (keys redacted, never the token) go to stderr
-    Serve(RelayServeArgs),
+    Serve(Box<RelayServeArgs>),
 }
 
 /// `relay keygen`
@@ -375,6 +375,107 @@ pub struct RelayServeArgs {
     /// is the per-IP limit's identity); never set it when clients connect directly
     #[arg(long, value_name = "NAME")]
     pub client_ip_header: Option<String>,
+
+    /// The verdict store: Polar's answers kept so that validates are answered without a call
+    /// (FILE: a crash-safe file; `memory`: nothing on disk; the option alone: relay-store.redb
+    /// in the data directory). Without it every check is forwarded
+    #[arg(long, value_name = "FILE|memory", env = "POLAR_LICENSE_RELAY_STORE",
+          num_args = 0..=1, default_missing_value = "default")]
+    pub store: Option<String>,
+
+    /// With --store: a stored grant younger than this answers a validate with no call to Polar
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 300,
+        env = "POLAR_LICENSE_RELAY_FRESH_FOR"
+    )]
+    pub fresh_for: u64,
+
+    /// With --store: when Polar cannot be asked (its budget, 429, 5xx, unreachable), a stored
+    /// grant younger than this still answers, marked stale
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 86_400,
+        env = "POLAR_LICENSE_RELAY_STALE_FOR"
+    )]
+    pub stale_for: u64,
+
+    /// With --store: a stored denial younger than this answers with no call
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 60,
+        env = "POLAR_LICENSE_RELAY_DENIAL_FOR"
+    )]
+    pub denial_for: u64,
+
+    /// With --store: the organization token's calls per minute, never exceeded
+    /// [default: 500, or 100 with --server sandbox]
+    #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_BUDGET")]
+    pub budget: Option<u32>,
+
+    /// With --store: of the budget, the calls kept for activate, deactivate and usage
+    /// increments [default: a tenth]
+    #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_BUDGET_RESERVE")]
+    pub budget_reserve: Option<u32>,
+
+    /// With --store: entries kept at most (the oldest answers go first)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 1_000_000,
+        env = "POLAR_LICENSE_RELAY_STORE_MAX_ENTRIES"
+    )]
+    pub store_max_entries: usize,
+
+    /// With --store: the secret of the webhook endpoint registered in Polar (whsec_…); turns
+    /// on POST /v1/webhooks/polar (prefer the environment variable)
+    #[arg(
+        long,
+        value_name = "SECRET",
+        env = "POLAR_WEBHOOK_SECRET",
+        hide_env_values = true
+    )]
+    pub webhook_secret: Option<String>,
+
+    /// The largest request body read, in bytes
+    #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, env = "POLAR_LICENSE_RELAY_MAX_BODY_BYTES")]
+    pub max_body_bytes: usize,
+
+    /// Connections open at once (one more is closed at once)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 256,
+        env = "POLAR_LICENSE_RELAY_MAX_CONNECTIONS"
+    )]
+    pub max_connections: usize,
+
+    /// Requests answered at once (each holds a thread while Polar answers)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 8,
+        env = "POLAR_LICENSE_RELAY_CONCURRENT_REQUESTS"
+    )]
+    pub concurrent_requests: usize,
+
+    /// How long a client has to send a request's headers (and the keep-alive idle time)
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout,
+          env = "POLAR_LICENSE_RELAY_HEADER_TIMEOUT")]
+    pub header_timeout: Duration,
+
+    /// How long a client has to send a request's body
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout,
+          env = "POLAR_LICENSE_RELAY_BODY_TIMEOUT")]
+    pub body_timeout: Duration,
+
+    /// How long an answer may wait for a client that does not read it
+    #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout,
+          env = "POLAR_LICENSE_RELAY_WRITE_TIMEOUT")]
+    pub write_timeout: Duration,
 }
 
 /// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).

@@ -127,7 +127,16 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),
-        ..Limits::default()
+        max_body_bytes: a.max_body_bytes,
+    };
+    let sandbox = matches!(config.server, Server::Sandbox);
+    let store_line = match store_config(a, sandbox) {
+        Ok(None) => None,
+        Ok(Some((store, line))) => {
+            config.store = Some(store);
+            Some(line)
+        }
+        Err(report) => return report.print(g.json),
     };
     let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
     // --proxy and --tls-roots reach the relay's calls to Polar as they reach a client's.
@@ -162,7 +171,13 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     };
     let upstream = relay.base_url().to_string();
     let addr = format!("{}:{}", a.host, a.port);
-    let running = match polar_license_relay::serve(Arc::new(relay), &addr) {
+    let mut options = polar_license_relay::ServeOptions::default();
+    options.max_connections = a.max_connections;
+    options.concurrent_requests = a.concurrent_requests;
+    options.header_timeout = a.header_timeout;
+    options.body_timeout = a.body_timeout;
+    options.write_timeout = a.write_timeout;
+    let running = match polar_license_relay::serve_with(Arc::new(relay), &addr, options) {
         Ok(running) => running,
         Err(e) => {
             let message = format!("cannot listen on {addr}: {e}");
@@ -172,15 +187,106 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     polar_license_relay::log_to_stderr(log::LevelFilter::Info);
     let url = running.url();
     let org = g.org.as_deref().filter(|s| !s.is_empty()).unwrap_or("any");
+    let store_line = match store_line {
+        Some(line) => {
+            let hooks = if a.webhook_secret.is_some() {
+                format!(
+                    "; Polar's webhooks: {url}{}",
+                    polar_license_relay::WEBHOOK_ROUTE
+                )
+            } else {
+                String::new()
+            };
+            format!("{line}{hooks}\n")
+        }
+        None => "no verdict store: every check is forwarded to Polar (see --store)\n".to_string(),
+    };
     print_out(&format!(
         "listening on {url}\n\
          relay for {upstream} (organization {org}), leases of {} days signed by {kid}\n\
          clients: --base-url {url} --relay-key {pair}\n\
+         {store_line}\
          serving until killed (Ctrl-C)\n",
         a.lease_days
     ));
     running.wait();
     0
+}
+
+/// The verdict store of `--store` (and the line the banner says of it), or none.
+fn store_config(
+    a: &RelayServeArgs,
+    sandbox: bool,
+) -> Result<Option<(polar_license_relay::StoreConfig, String)>, Report> {
+    use polar_license_relay::store::{MemoryBackend, StoreOptions};
+    const CMD: &str = "relay serve";
+    let Some(choice) = a.store.as_deref() else {
+        if a.webhook_secret.is_some() {
+            let why = "needs --store: Polar's webhooks narrow what the store holds";
+            return Err(usage_report(Some(CMD), Some("webhook_secret"), why));
+        }
+        return Ok(None);
+    };
+    if a.fresh_for == 0 || a.stale_for < a.fresh_for {
+        let why = "--fresh-for must be at least 1 and --stale-for at least --fresh-for";
+        return Err(usage_report(Some(CMD), Some("fresh_for"), why));
+    }
+    let budget = a.budget.unwrap_or(if sandbox { 100 } else { 500 });
+    let reserve = a.budget_reserve.unwrap_or(budget / 10);
+    if budget == 0 || reserve >= budget {
+        let why = "--budget must be at least 1 and --budget-reserve below it";
+        return Err(usage_report(Some(CMD), Some("budget"), why));
+    }
+    let mut options = StoreOptions::default();
+    options.fresh_for = a.fresh_for;
+    options.stale_for = a.stale_for;
+    options.denial_for = a.denial_for;
+    options.budget = budget;
+    options.reserve = reserve;
+    options.max_entries = a.store_max_entries;
+    let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
+        if choice.eq_ignore_ascii_case("memory") {
+            (
+                Arc::new(MemoryBackend::new(a.store_max_entries)),
+                "memory (nothing on disk)".into(),
+            )
+        } else {
+            let path = if choice == "default" {
+                match dirs::data_local_dir() {
+                    Some(d) => d.join("polar-license").join("relay-store.redb"),
+                    None => {
+                        let why = "no data directory on this platform: give --store FILE";
+                        return Err(usage_report(Some(CMD), Some("store"), why));
+                    }
+                }
+            } else {
+                std::path::PathBuf::from(choice)
+            };
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                if let Err(e) = std::fs::create_dir_all(parent) {
+                    let message = format!("cannot create {}: {e}", parent.display());
+                    return Err(env_error(CMD, "store", &message));
+                }
+            }
+            match polar_license_relay::store::RedbBackend::open(&path, a.store_max_entries) {
+                Ok(b) => (Arc::new(b), path.display().to_string()),
+                Err(e) => return Err(env_error(CMD, "store", &e.to_string())),
+            }
+        };
+    let held = backend.len().unwrap_or(0);
+    let line = format!(
+        "verdict store: {place} ({held} entries), fresh {} s, stale {} s, budget {budget} calls/min \
+         ({reserve} kept for activations)",
+        a.fresh_for, a.stale_for
+    );
+    Ok(Some((
+        polar_license_relay::StoreConfig {
+            backend,
+            options,
+            webhook_secret: a.webhook_secret.clone(),
+        },
+        line,
+    )))
 }
 
 /// A key file others can read is a leaked key waiting to happen: say so (unix).

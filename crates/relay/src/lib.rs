@@ -41,6 +41,7 @@
 mod limit;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
+pub mod store;
 
 pub use limit::Rate;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -58,7 +59,17 @@ use polar_license::proto::{
 };
 use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
 use polar_license_emulator::{check_body, CheckedBody};
-use std::sync::Mutex;
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+use store::{Backend, Budget, Entry, EntryId, Mark, StoreOptions};
+
+/// The header that says where an answer of the three routes comes from: `polar` (Polar's
+/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
+/// `stale` (Polar's earlier answer, kept while Polar cannot be asked).
+pub const SOURCE_HEADER: &str = "polar-license-source";
+
+/// The route Polar's webhooks are delivered to (with a store and a webhook secret).
+pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
 
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
@@ -122,6 +133,32 @@ pub struct RelayConfig {
     /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
     /// a client could then send the header to pick its own bucket.
     pub client_ip_header: Option<String>,
+    /// The verdict store ([`store`]): validates answered from Polar's earlier answers, the
+    /// token's budget kept, Polar's webhooks acted on. `None`: every check is forwarded.
+    pub store: Option<StoreConfig>,
+}
+
+/// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
+/// of Polar's webhooks.
+pub struct StoreConfig {
+    /// Where the entries live ([`store::MemoryBackend`], [`store::RedbBackend`]).
+    pub backend: Arc<dyn Backend>,
+    /// How long answers last, and the budget.
+    pub options: StoreOptions,
+    /// The webhook endpoint's secret (`whsec_…`): turns on `POST /v1/webhooks/polar`.
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("options", &self.options)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "****"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl RelayConfig {
@@ -141,6 +178,7 @@ impl RelayConfig {
             lease_days: DEFAULT_LEASE_DAYS,
             limits: Limits::default(),
             client_ip_header: None,
+            store: None,
         }
     }
 }
@@ -203,6 +241,10 @@ pub struct Pending {
     checked: CheckedBody,
     call: Call,
     request: HttpRequest,
+    /// With a store, a validate's entry: its id, what it held, and whether this call leads
+    /// its single flight.
+    stored: Option<(EntryId, Option<Entry>)>,
+    flight: Option<EntryId>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -382,6 +424,35 @@ pub struct Relay {
     per_key: Mutex<Buckets>,
     transport: Box<dyn Transport>,
     entropy: Entropy,
+    store: Option<Stored>,
+}
+
+/// A relay's store, as it runs.
+struct Stored {
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
+    webhook_secret: Option<String>,
+    budget: Mutex<Budget>,
+    /// The calls to Polar under way per entry: a check of the same entry waits for it.
+    flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
+}
+
+/// One call to Polar that other checks of the same entry wait for.
+struct Flight {
+    done: Mutex<bool>,
+    ended: Condvar,
+    started_ms: u64,
+}
+
+/// How long a check waits for another's call to Polar before it asks on its own.
+const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// What routing decided.
+enum Routed {
+    Answer(RelayResponse),
+    Ask(Box<Pending>),
+    /// Another check of the same entry is asking Polar: wait for it, then route again.
+    Wait(Arc<Flight>),
 }
 
 impl std::fmt::Debug for Relay {
@@ -429,7 +500,21 @@ impl Relay {
         let base_url = config.server.base_url()?;
         // Checks the token (non-empty printable ASCII) once, here.
         Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
+        if config.store.is_some() && !matches!(config.signer, Signer::Key(_)) {
+            return Err(Error::invalid(
+                "store",
+                "the verdict store signs its answers' leases itself: it needs Signer::Key",
+            ));
+        }
+        let store = config.store.map(|s| Stored {
+            budget: Mutex::new(Budget::new(s.options.budget, s.options.reserve)),
+            backend: s.backend,
+            options: s.options,
+            webhook_secret: s.webhook_secret,
+            flights: Mutex::new(HashMap::new()),
+        });
         Ok(Relay {
+            store,
             token: config.access_token,
             base_url,
             organization_id,
@@ -460,33 +545,316 @@ impl Relay {
     }
 
     /// Answers one request (see the crate docs for what it does, in order): [`Relay::begin`],
-    /// the call through the relay's transport, [`Relay::finish`].
+    /// the call through the relay's transport, [`Relay::finish`]. With a store, a check whose
+    /// entry another check is asking Polar for waits for that answer (one call per entry).
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        match self.begin(req, now) {
-            Step::Answer(r) => r,
-            Step::Ask(pending) => {
-                let upstream = self.transport.send(pending.request());
-                self.finish(pending, upstream, now).into_response()
+        for attempt in 0..3 {
+            match self.routed(req, now, attempt < 2) {
+                Routed::Answer(mut r) => {
+                    add_cors(&mut r);
+                    return r;
+                }
+                Routed::Ask(pending) => {
+                    let upstream = self.transport.send(pending.request());
+                    return self.finish(pending, upstream, now).into_response();
+                }
+                Routed::Wait(flight) => flight.wait(),
             }
         }
+        // Never: the last attempt does not wait.
+        let mut r = RelayResponse::detail(502, "the relay could not ask Polar");
+        add_cors(&mut r);
+        r
     }
 
     /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
-    /// every local check, and either the answer or the call to make.
+    /// every local check, and either the answer or the call to make. (Checks of one entry
+    /// arriving together each ask Polar here: only [`Relay::handle`] waits for another's call.)
     pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
-        match self.route(req, now) {
-            Step::Answer(mut r) => {
+        match self.routed(req, now, false) {
+            Routed::Answer(mut r) => {
                 add_cors(&mut r);
                 Step::Answer(r)
             }
-            ask => ask,
+            Routed::Ask(pending) => Step::Ask(pending),
+            // Never without waiting.
+            Routed::Wait(_) => {
+                Step::Answer(RelayResponse::detail(502, "the relay could not ask Polar"))
+            }
         }
     }
 
-    fn route(&self, req: &RelayRequest, now: Now) -> Step {
-        match self.route_checked(req, now) {
-            Ok(pending) => Step::Ask(Box::new(pending)),
-            Err(answer) => Step::Answer(answer),
+    fn routed(&self, req: &RelayRequest, now: Now, may_wait: bool) -> Routed {
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path == WEBHOOK_ROUTE {
+            if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
+                return Routed::Answer(self.webhook(s, req, now));
+            }
+        }
+        let mut pending = match self.route_checked(req, now) {
+            Ok(pending) => pending,
+            Err(answer) => return Routed::Answer(answer),
+        };
+        let Some(s) = &self.store else {
+            if let Some(r) = self.per_key_limit(&pending, now) {
+                return Routed::Answer(r);
+            }
+            return Routed::Ask(Box::new(pending));
+        };
+        let cacheable =
+            pending.op == Operation::Validate && pending.checked.increment_usage.unwrap_or(0) == 0;
+        if !cacheable {
+            // Activations, deactivations and increments are always Polar's: the reserve.
+            if let Some(r) = self.per_key_limit(&pending, now) {
+                return Routed::Answer(r);
+            }
+            if let Err(secs) = s.budget().take(now.monotonic_ms, true) {
+                log::info!(
+                    "relay: {} {} 429 (the token's budget is spent)",
+                    pending.op.as_str(),
+                    pending.key.redacted()
+                );
+                return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+            }
+            return Routed::Ask(Box::new(pending));
+        }
+        let c = &pending.checked;
+        let id = store::entry_id(
+            &c.organization_id,
+            &key_hash(&pending.key),
+            c.activation_id.as_deref(),
+            c.benefit_id.as_deref(),
+            c.customer_id.as_deref(),
+            &c.conditions,
+        );
+        let prior = s.backend.get(&id).unwrap_or_else(|e| {
+            log::error!("relay: {e}; asking Polar");
+            None
+        });
+        if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, false) {
+            return Routed::Answer(r);
+        }
+        // Polar is needed: one call per entry at once.
+        let leads = if may_wait {
+            match s.lead(id, now.monotonic_ms) {
+                Ok(()) => true,
+                Err(flight) => return Routed::Wait(flight),
+            }
+        } else {
+            false
+        };
+        if let Some(r) = self.per_key_limit(&pending, now) {
+            if leads {
+                s.land(&id);
+            }
+            return Routed::Answer(r);
+        }
+        if let Err(secs) = s.budget().take(now.monotonic_ms, false) {
+            if leads {
+                s.land(&id);
+            }
+            if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, true) {
+                return Routed::Answer(r);
+            }
+            log::info!(
+                "relay: validate {} 429 (the token's budget is spent, nothing stored)",
+                pending.key.redacted()
+            );
+            return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+        }
+        pending.stored = Some((id, prior));
+        pending.flight = leads.then_some(id);
+        Routed::Ask(Box::new(pending))
+    }
+
+    /// The per-key bucket (it protects Polar: answers from the store skip it).
+    fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
+        let key_id = [
+            pending.checked.organization_id.as_str(),
+            ":",
+            &key_hash(&pending.key),
+        ]
+        .concat();
+        let secs = take(&self.per_key, &key_id, now)?;
+        log::info!(
+            "relay: {} {} 429 (key over its rate)",
+            pending.op.as_str(),
+            pending.key.redacted()
+        );
+        Some(RelayResponse::rate_limited(secs))
+    }
+
+    /// An answer from a stored entry: fresh (`stale` false: a grant younger than
+    /// `fresh_for`, a denial younger than `denial_for`, a revocation a webhook told of), or,
+    /// when Polar cannot be asked (`stale` true), a grant younger than `stale_for` or a
+    /// revocation. A grant's lease is verified as of when Polar answered.
+    fn stored_answer(
+        &self,
+        s: &Stored,
+        pending: &Pending,
+        entry: Option<&Entry>,
+        now: Now,
+        stale: bool,
+    ) -> Option<RelayResponse> {
+        let e = entry?;
+        let age = now.unix_seconds.saturating_sub(e.answered_at);
+        let o = &s.options;
+        let source = if stale { "stale" } else { "store" };
+        match e.mark {
+            Mark::Revoked => {
+                let since = now
+                    .unix_seconds
+                    .saturating_sub(e.last_event_at.max(e.answered_at));
+                if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
+                    log::info!(
+                        "relay: validate {} 404 ({source}: revoked by a webhook)",
+                        pending.key.redacted()
+                    );
+                    let r = RelayResponse::error(
+                        404,
+                        "ResourceNotFound",
+                        "License key is no longer active.",
+                    );
+                    return Some(sourced(private(r), source));
+                }
+                None
+            }
+            Mark::Stale if !stale => None,
+            _ if !e.grant => {
+                if stale || age >= i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
+                    return None;
+                }
+                let mut r = RelayResponse::new(e.status);
+                r.headers = e.headers.clone();
+                r.body = e.body.clone().into_bytes();
+                log::info!(
+                    "relay: validate {} {} (store: a denial)",
+                    pending.key.redacted(),
+                    e.status
+                );
+                Some(sourced(r, source))
+            }
+            _ => {
+                let window = if stale { o.stale_for } else { o.fresh_for };
+                let window = i64::try_from(window).unwrap_or(i64::MAX);
+                if age >= window {
+                    return None;
+                }
+                // Refresh ahead: in the last fifth of its freshness, an entry is asked again
+                // while the budget has room to spare.
+                if !stale && age >= window - window / 5 && s.budget().room(now.monotonic_ms) > 0.5 {
+                    return None;
+                }
+                let upstream = HttpResponse {
+                    status: e.status,
+                    headers: e.headers.clone(),
+                    body: e.body.clone().into_bytes(),
+                };
+                let claims = self
+                    .grant_at(
+                        pending.op,
+                        &pending.checked,
+                        &pending.call,
+                        &upstream,
+                        now,
+                        e.answered_at,
+                        (self.entropy)(),
+                    )
+                    .ok()?;
+                if claims.expires_at <= now.unix_seconds {
+                    return None;
+                }
+                let SignWith::Key(key) = &self.signer else {
+                    return None;
+                };
+                let machine = machine_of(&pending.checked);
+                let token = key.sign(&claims, machine.as_deref()).ok()?;
+                let mut r = RelayResponse::new(200);
+                r.headers = e.headers.clone();
+                r.body = e.body.clone().into_bytes();
+                r.set(LEASE_HEADER, &token);
+                log::info!(
+                    "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
+                    pending.key.redacted(),
+                    claims.expires_at
+                );
+                Some(sourced(r, source))
+            }
+        }
+    }
+
+    /// `POST /v1/webhooks/polar`: verified before anything is read, a repeated id done, an
+    /// event narrowing only (see [`store::narrowing`]).
+    fn webhook(&self, s: &Stored, req: &RelayRequest, now: Now) -> RelayResponse {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST");
+            return r;
+        }
+        let secret = s.webhook_secret.as_deref().unwrap_or_default();
+        if let Err(why) = store::verify_webhook(
+            secret,
+            req.header("webhook-id"),
+            req.header("webhook-timestamp"),
+            req.header("webhook-signature"),
+            &req.body,
+            now.unix_seconds,
+        ) {
+            log::warn!("relay: a webhook refused ({why:?}): nothing changed");
+            return RelayResponse::detail(401, "the webhook's signature does not verify");
+        }
+        let id = req.header("webhook-id").unwrap_or_default();
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+            return RelayResponse::detail(400, "the webhook's body is not JSON");
+        };
+        let kind = event
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let mut updates = Vec::new();
+        if let Some(n) = store::narrowing(&event) {
+            for tag in &n.tags {
+                let ids = match s.backend.index(tag) {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                        return RelayResponse::detail(500, "the store failed");
+                    }
+                };
+                for entry_id in ids {
+                    if updates.iter().any(|(i, _)| *i == entry_id) {
+                        continue;
+                    }
+                    match s.backend.get(&entry_id) {
+                        Ok(Some(entry)) => {
+                            if let Some(mut e) = store::narrowed(&entry, &n) {
+                                e.marked_at = now.unix_seconds;
+                                updates.push((entry_id, e));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                            return RelayResponse::detail(500, "the store failed");
+                        }
+                    }
+                }
+            }
+        }
+        match s.backend.apply_webhook(id, now.unix_seconds, &updates) {
+            Ok(true) => {
+                log::info!("relay: webhook {kind}: {} entries narrowed", updates.len());
+                RelayResponse::json(200, "{\"ok\":true}")
+            }
+            Ok(false) => {
+                log::info!("relay: webhook {kind}: a repeat, already done");
+                RelayResponse::json(200, "{\"ok\":true}")
+            }
+            Err(e) => {
+                log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                RelayResponse::detail(500, "the store failed")
+            }
         }
     }
 
@@ -562,15 +930,6 @@ impl Relay {
             Ok(request) => request,
             Err(e) => return Err(private(invalid(op, &key, &e))),
         };
-        let key_id = [checked.organization_id.as_str(), ":", &key_hash(&key)].concat();
-        if let Some(secs) = take(&self.per_key, &key_id, now) {
-            log::info!(
-                "relay: {} {} 429 (key over its rate)",
-                op.as_str(),
-                key.redacted()
-            );
-            return Err(RelayResponse::rate_limited(secs));
-        }
         let request = with_version(request, req.header("polar-version"));
         Ok(Pending {
             op,
@@ -578,6 +937,8 @@ impl Relay {
             checked,
             call,
             request,
+            stored: None,
+            flight: None,
         })
     }
 
@@ -624,7 +985,80 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
-        let (mut response, unsigned) = self.answer(&pending, upstream, now, entropy);
+        let seen = upstream.as_ref().ok().map(|u| {
+            let retry = u
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let denial = u.status == 404
+                && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
+            let ids = serde_json::from_slice::<serde_json::Value>(&u.body)
+                .ok()
+                .map(|v| {
+                    let field =
+                        |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
+                    (field("id"), field("customer_id"))
+                })
+                .unwrap_or((None, None));
+            (u.status, retry, denial, ids)
+        });
+        let (mut response, mut unsigned) = self.answer(&pending, upstream, now, entropy);
+        if let Some(s) = &self.store {
+            if let Some((429, retry, ..)) = &seen {
+                s.budget().learn(now.monotonic_ms, *retry);
+            }
+            if let Some((id, prior)) = &pending.stored {
+                let polar_failed = match &seen {
+                    None => true,
+                    Some((status, ..)) => *status == 429 || *status >= 500,
+                };
+                if polar_failed {
+                    if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, true) {
+                        response = r;
+                        unsigned = None;
+                    }
+                } else if let Some((status, _, denial, (license_key_id, customer_id))) = &seen {
+                    let grant = *status == 200 && response.lease().is_some();
+                    if grant || *denial {
+                        let headers = PASSED_HEADERS
+                            .iter()
+                            .filter_map(|n| {
+                                response.header(n).map(|v| (n.to_string(), v.to_string()))
+                            })
+                            .collect();
+                        let mut entry = Entry {
+                            license_key_id: license_key_id.clone(),
+                            customer_id: customer_id.clone(),
+                            answered_at: now.unix_seconds,
+                            status: *status,
+                            body: String::from_utf8_lossy(&response.body).into_owned(),
+                            headers,
+                            grant,
+                            mark: Mark::None,
+                            last_event_at: 0,
+                            marked_at: 0,
+                        };
+                        // The newest event applied stays (an older one, late, changes
+                        // nothing); a webhook applied while Polar was being asked keeps its
+                        // mark (Polar may have answered before the change).
+                        if let Ok(Some(current)) = s.backend.get(id) {
+                            entry.last_event_at = current.last_event_at;
+                            let seen = |e: &Entry| (e.mark, e.last_event_at, e.marked_at);
+                            let changed = prior.as_ref().map(seen) != Some(seen(&current));
+                            if changed && current.mark != Mark::None {
+                                entry.mark = current.mark;
+                                entry.marked_at = current.marked_at;
+                            }
+                        }
+                        if let Err(e) = s.backend.put(id, &entry) {
+                            log::error!("relay: {e}: the answer is passed on, not stored");
+                        }
+                    }
+                }
+            }
+            if let Some(id) = &pending.flight {
+                s.land(id);
+            }
+        }
         add_cors(&mut response);
         Finished { response, unsigned }
     }
@@ -780,6 +1214,23 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Result<LeaseClaims, String> {
+        self.grant_at(op, checked, call, upstream, now, now.unix_seconds, entropy)
+    }
+
+    /// [`Relay::grant`] for an answer Polar gave at `verified_at` (the store's): checked as of
+    /// `now`, its lease issued at `verified_at`, so it never outlives what Polar said by more
+    /// than the lease length.
+    #[allow(clippy::too_many_arguments)]
+    fn grant_at(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        call: &Call,
+        upstream: &HttpResponse,
+        now: Now,
+        verified_at: i64,
+        entropy: Option<[u8; 16]>,
+    ) -> Result<LeaseClaims, String> {
         if upstream.status != 200 {
             return Err("not a grant".into());
         }
@@ -803,6 +1254,7 @@ impl Relay {
             Call::Deactivate(_) => return Err(format!("{} is never leased", op.as_str())),
         };
         let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
+        let at = verified_at.min(at);
         let expires_at = license_expires_at.map_or(at.saturating_add(self.lease_seconds), |l| {
             l.min(at.saturating_add(self.lease_seconds))
         });
@@ -996,8 +1448,67 @@ fn add_cors(r: &mut RelayResponse) {
     r.set("access-control-allow-origin", "*");
     r.set(
         "access-control-expose-headers",
-        "polar-license-lease, retry-after, date, polar-version",
+        "polar-license-lease, retry-after, date, polar-version, polar-license-source",
     );
+    if r.header(SOURCE_HEADER).is_none() {
+        r.set(SOURCE_HEADER, "polar");
+    }
+}
+
+/// An answer marked with where it comes from ([`SOURCE_HEADER`]).
+fn sourced(mut r: RelayResponse, source: &str) -> RelayResponse {
+    r.set(SOURCE_HEADER, source);
+    r
+}
+
+impl Stored {
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
+    /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
+    fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = flights.get(&id) {
+            let age = now_ms.saturating_sub(f.started_ms);
+            if u128::from(age) < FLIGHT_WAIT.as_millis() {
+                return Err(Arc::clone(f));
+            }
+        }
+        flights.insert(
+            id,
+            Arc::new(Flight {
+                done: Mutex::new(false),
+                ended: Condvar::new(),
+                started_ms: now_ms,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Ends the flight of `id`: its waiters route again (and find the entry).
+    fn land(&self, id: &EntryId) {
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(f) = flight {
+            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            f.ended.notify_all();
+        }
+    }
+}
+
+impl Flight {
+    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
+    fn wait(&self) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .ended
+            .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,821 @@
+//! The verdict store (issue #37): Polar's answers kept by organization, SHA-256 of the key and
+//! request shape, so that a relay answers most checks without spending the organization
+//! token's budget (500 calls a minute for all of a seller's customers), answers through
+//! Polar's outages, and learns of revocations from Polar's webhooks.
+//!
+//! The decisions are here, sans-IO: what an entry may answer and for how long
+//! ([`StoreOptions`]), the token budget ([`Budget`]), what a webhook may do (only narrow: a
+//! revocation marks a key's entries denied, any other change marks them stale so the next
+//! check asks Polar; nothing a webhook says can grant). Where entries live is a [`Backend`]:
+//! [`MemoryBackend`], or natively [`RedbBackend`] (feature `durable`), a crash-safe file.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// An entry's id: SHA-256 of the organization, the key's SHA-256 and the request's shape.
+pub type EntryId = [u8; 32];
+
+/// How the store answers. Start from [`StoreOptions::default`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// A grant younger than this answers a validate with no call to Polar (default 300 s).
+    pub fresh_for: u64,
+    /// When Polar cannot be asked (the budget, a 429, a 5xx, unreachable), a grant younger
+    /// than this still answers, marked `stale` (default 86,400 s).
+    pub stale_for: u64,
+    /// A denial younger than this answers with no call (default 60 s): a flood of unknown or
+    /// revoked keys spends no budget.
+    pub denial_for: u64,
+    /// The organization token's calls per minute (default 500, Polar's production budget;
+    /// 100 in the sandbox). The relay never makes more in any 60 s.
+    pub budget: u32,
+    /// Of the budget, the calls kept for activate, deactivate and usage increments (always
+    /// forwarded, never answered from the store): validates that need Polar may use the rest
+    /// (default a tenth).
+    pub reserve: u32,
+    /// Entries kept at most (default 1,000,000); past it the oldest answers go first.
+    pub max_entries: usize,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fresh_for: 300,
+            stale_for: 86_400,
+            denial_for: 60,
+            budget: 500,
+            reserve: 50,
+            max_entries: 1_000_000,
+        }
+    }
+}
+
+/// What a webhook did to an entry: a webhook only narrows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mark {
+    /// Polar's answer, untouched.
+    None,
+    /// A change Polar told of: ask Polar at the next check.
+    Stale,
+    /// The key was revoked: a denial, at once, until Polar says otherwise.
+    Revoked,
+}
+
+/// One stored answer of Polar's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The license key's id in Polar (its `id`): what webhooks name.
+    pub license_key_id: Option<String>,
+    /// The customer's id (purchase webhooks name the customer).
+    pub customer_id: Option<String>,
+    /// When Polar answered (unix seconds): a lease's time of verification.
+    pub answered_at: i64,
+    /// Polar's status and body, and the headers passed back.
+    pub status: u16,
+    /// Polar's body (UTF-8 JSON).
+    pub body: String,
+    /// `content-type`, `polar-version`, `cache-control`, `x-polar-sandbox`.
+    pub headers: Vec<(String, String)>,
+    /// Whether the core read the answer as a grant of the request.
+    pub grant: bool,
+    /// What webhooks said since.
+    pub mark: Mark,
+    /// The newest event applied (its `modified_at` or `timestamp`, unix seconds): an older
+    /// event, delivered late, changes nothing.
+    pub last_event_at: i64,
+    /// When the relay applied the mark (its clock): a call to Polar that began before it does
+    /// not lift it.
+    #[serde(default)]
+    pub marked_at: i64,
+}
+
+/// A store that failed: the relay passes Polar's answers through as without a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where entries and webhook ids live.
+pub trait Backend: Send + Sync {
+    /// An entry.
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
+    /// Stores an entry (indexed by its license key id and customer id), evicting the oldest
+    /// past the cap; durable when this returns.
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError>;
+    /// The entries of a license key id (`l:…`) or a customer id (`c:…`).
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError>;
+    /// In one step: unless `webhook_id` was seen, writes `updates` and remembers the id;
+    /// `false` when it was seen (nothing written).
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError>;
+    /// Entries held.
+    fn len(&self) -> Result<usize, StoreError>;
+    /// Whether it holds nothing.
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+}
+
+/// Webhook ids are remembered this long (Polar retries for about 16 hours).
+pub const WEBHOOK_MEMORY_SECONDS: i64 = 3 * 86_400;
+
+fn tags(entry: &Entry) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(l) = &entry.license_key_id {
+        out.push(format!("l:{l}"));
+    }
+    if let Some(c) = &entry.customer_id {
+        out.push(format!("c:{c}"));
+    }
+    out
+}
+
+/// Entries in memory (lost at exit): `--store memory`, tests, hosts without a disk.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    inner: Mutex<Memory>,
+    max_entries: usize,
+}
+
+#[derive(Debug, Default)]
+struct Memory {
+    entries: HashMap<EntryId, Entry>,
+    index: HashMap<String, Vec<EntryId>>,
+    webhooks: HashMap<String, i64>,
+}
+
+impl MemoryBackend {
+    /// An empty store of at most `max_entries`.
+    pub fn new(max_entries: usize) -> MemoryBackend {
+        MemoryBackend {
+            inner: Mutex::default(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Memory {
+    fn insert(&mut self, id: &EntryId, entry: &Entry) {
+        for tag in tags(entry) {
+            let ids = self.index.entry(tag).or_default();
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        self.entries.insert(*id, entry.clone());
+    }
+
+    fn evict(&mut self, max: usize) {
+        if self.entries.len() <= max {
+            return;
+        }
+        // The oldest sixteenth (at least one) in one pass.
+        let mut ages: Vec<(i64, EntryId)> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (e.answered_at, *id))
+            .collect();
+        ages.sort_unstable();
+        let drop = (self.entries.len() - max)
+            .max(self.entries.len() / 16)
+            .max(1);
+        for (_, id) in ages.into_iter().take(drop) {
+            if let Some(e) = self.entries.remove(&id) {
+                for tag in tags(&e) {
+                    if let Some(ids) = self.index.get_mut(&tag) {
+                        ids.retain(|x| *x != id);
+                        if ids.is_empty() {
+                            self.index.remove(&tag);
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().entries.get(id).cloned())
+    }
+
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        let mut m = self.lock();
+        m.insert(id, entry);
+        m.evict(self.max_entries);
+        Ok(())
+    }
+
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        Ok(self.lock().index.get(tag).cloned().unwrap_or_default())
+    }
+
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        let mut m = self.lock();
+        if m.webhooks.contains_key(webhook_id) {
+            return Ok(false);
+        }
+        for (id, entry) in updates {
+            m.insert(id, entry);
+        }
+        m.webhooks
+            .retain(|_, seen| *seen > at - WEBHOOK_MEMORY_SECONDS);
+        m.webhooks.insert(webhook_id.to_string(), at);
+        Ok(true)
+    }
+
+    fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().entries.len())
+    }
+}
+
+/// The id of a validate's entry: the organization, the key's SHA-256 and every field that
+/// shapes Polar's answer (activation, benefit, customer, conditions as sent, in order).
+pub fn entry_id(
+    organization_id: &str,
+    key_sha256: &str,
+    activation_id: Option<&str>,
+    benefit_id: Option<&str>,
+    customer_id: Option<&str>,
+    conditions: &[(String, serde_json::Value)],
+) -> EntryId {
+    let mut h = Sha256::new();
+    for part in [
+        organization_id,
+        key_sha256,
+        activation_id.unwrap_or(""),
+        benefit_id.unwrap_or(""),
+        customer_id.unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    for (k, v) in conditions {
+        h.update(k.as_bytes());
+        h.update([0u8]);
+        h.update(v.to_string().as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}
+
+// ---- The token's budget ------------------------------------------------------------------
+
+/// The organization token's budget as the relay spends it: a sliding minute, so that no 60 s
+/// (Polar's fixed windows included) holds more than the budget; a 429 of Polar's stops every
+/// call until its `Retry-After` has passed.
+#[derive(Debug)]
+pub struct Budget {
+    limit: u32,
+    reserve: u32,
+    /// Monotonic ms of the calls of the last minute.
+    calls: VecDeque<u64>,
+    /// Polar said 429: no call before this monotonic ms.
+    blocked_until: u64,
+}
+
+/// The budget's window.
+const MINUTE_MS: u64 = 60_000;
+
+impl Budget {
+    /// `limit` calls a minute, `reserve` of them kept for calls that cannot be answered from
+    /// the store.
+    pub fn new(limit: u32, reserve: u32) -> Budget {
+        Budget {
+            limit,
+            reserve: reserve.min(limit),
+            calls: VecDeque::new(),
+            blocked_until: 0,
+        }
+    }
+
+    fn trim(&mut self, now_ms: u64) {
+        while self
+            .calls
+            .front()
+            .is_some_and(|t| now_ms.saturating_sub(*t) >= MINUTE_MS)
+        {
+            self.calls.pop_front();
+        }
+    }
+
+    /// Takes one call: `Err(seconds until one is free)` when there is none. `reserved`: an
+    /// activate, a deactivate or an increment (may use the reserve).
+    pub fn take(&mut self, now_ms: u64, reserved: bool) -> Result<(), u64> {
+        self.trim(now_ms);
+        if now_ms < self.blocked_until {
+            return Err((self.blocked_until - now_ms).div_ceil(1000).max(1));
+        }
+        let cap = if reserved {
+            self.limit
+        } else {
+            self.limit - self.reserve
+        };
+        if (self.calls.len() as u64) < u64::from(cap) {
+            self.calls.push_back(now_ms);
+            return Ok(());
+        }
+        let used = self.calls.len() + 1 - cap as usize;
+        let frees_at = self
+            .calls
+            .get(used.saturating_sub(1))
+            .map_or(now_ms, |t| t + MINUTE_MS);
+        Err(frees_at.saturating_sub(now_ms).div_ceil(1000).max(1))
+    }
+
+    /// The share of the (non-reserved) budget free now, 0 to 1.
+    pub fn room(&mut self, now_ms: u64) -> f64 {
+        self.trim(now_ms);
+        if now_ms < self.blocked_until {
+            return 0.0;
+        }
+        let cap = f64::from(self.limit - self.reserve).max(1.0);
+        ((cap - self.calls.len() as f64) / cap).max(0.0)
+    }
+
+    /// Polar answered 429 with this `Retry-After` (seconds; at most an hour is believed).
+    pub fn learn(&mut self, now_ms: u64, retry_after: Option<u64>) {
+        let secs = retry_after.unwrap_or(60).min(3600);
+        self.blocked_until = self.blocked_until.max(now_ms + secs * 1000);
+    }
+
+    /// Calls made in the last minute.
+    pub fn used(&mut self, now_ms: u64) -> usize {
+        self.trim(now_ms);
+        self.calls.len()
+    }
+}
+
+// ---- Webhooks ---------------------------------------------------------------------------
+
+/// How far a webhook's timestamp may be from the relay's clock (Standard Webhooks: 300 s).
+pub const WEBHOOK_TOLERANCE: i64 = 300;
+
+/// Why a webhook was refused (a 4xx; nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookRefusal {
+    /// A header is missing or malformed.
+    Headers,
+    /// The timestamp is more than 300 s from the relay's clock.
+    Timestamp,
+    /// No signature verifies with the secret.
+    Signature,
+}
+
+/// Verifies a delivery per Standard Webhooks before anything reads its body: a `v1,` signature
+/// of `{id}.{timestamp}.{body}` under the secret in either form Polar's SDK accepts (the base64
+/// after `whsec_`, or the secret's UTF-8 bytes), compared in constant time, and a timestamp
+/// within 300 s of `now`.
+pub fn verify_webhook(
+    secret: &str,
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signatures: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), WebhookRefusal> {
+    use ct_codecs::Decoder;
+    let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
+        return Err(WebhookRefusal::Headers);
+    };
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| WebhookRefusal::Headers)?;
+    if (now - ts).abs() > WEBHOOK_TOLERANCE {
+        return Err(WebhookRefusal::Timestamp);
+    }
+    let mut keys: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec()];
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let mut buf = vec![0u8; encoded.len()];
+    if let Ok(decoded) = ct_codecs::Base64::decode(&mut buf, encoded, None) {
+        if !decoded.is_empty() && decoded != secret.as_bytes() {
+            keys.push(decoded.to_vec());
+        }
+    }
+    for sig in signatures.split(' ') {
+        let Some(b64) = sig.strip_prefix("v1,") else {
+            continue;
+        };
+        let mut raw = vec![0u8; b64.len()];
+        let Ok(tag) = ct_codecs::Base64::decode(&mut raw, b64, None) else {
+            continue;
+        };
+        for key in &keys {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+                continue;
+            };
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.trim().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            if mac.verify_slice(tag).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(WebhookRefusal::Signature)
+}
+
+/// What an event asks of the store: the entries it names, and how to narrow them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowing {
+    /// `l:<license key id>` and `c:<customer id>` tags.
+    pub tags: Vec<String>,
+    /// [`Mark::Revoked`] or [`Mark::Stale`].
+    pub mark: Mark,
+    /// When the change happened (unix seconds).
+    pub at: i64,
+}
+
+/// Reads an event (after its signature verified): `None` for a type that changes nothing a
+/// check answers (answered 2xx, nothing done).
+pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
+    let kind = event.get("type")?.as_str()?;
+    let data = event.get("data")?;
+    let at = ["modified_at", "revoked_at", "created_at"]
+        .iter()
+        .find_map(|f| data.get(*f).and_then(|v| v.as_str()).and_then(unix_of))
+        .or_else(|| {
+            event
+                .get("timestamp")
+                .and_then(|v| v.as_str())
+                .and_then(unix_of)
+        })
+        .unwrap_or(0);
+    let mut tags = Vec::new();
+    let license = |v: Option<&serde_json::Value>| {
+        v.and_then(|p| p.get("license_key_id"))
+            .and_then(|l| l.as_str())
+            .map(|l| format!("l:{l}"))
+    };
+    let mark = match kind {
+        "benefit_grant.revoked" => Mark::Revoked,
+        "benefit_grant.created" | "benefit_grant.updated" | "benefit_grant.cycled" => Mark::Stale,
+        "subscription.canceled"
+        | "subscription.revoked"
+        | "subscription.active"
+        | "subscription.past_due"
+        | "subscription.updated"
+        | "order.refunded"
+        | "customer_seat.assigned"
+        | "customer_seat.claimed"
+        | "customer_seat.revoked" => Mark::Stale,
+        _ => return None,
+    };
+    if kind.starts_with("benefit_grant.") {
+        // Only a license-key grant names a key.
+        tags.extend(license(data.get("properties")));
+        tags.extend(license(data.get("previous_properties")));
+    }
+    if let Some(c) = data.get("customer_id").and_then(|c| c.as_str()) {
+        // A purchase event (or a grant without its key): every entry of the customer.
+        if tags.is_empty() {
+            tags.push(format!("c:{c}"));
+        }
+    }
+    if tags.is_empty() {
+        return None;
+    }
+    Some(Narrowing { tags, mark, at })
+}
+
+fn unix_of(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Applies a narrowing to an entry: `None` when it changes nothing (an older event, or a mark
+/// no narrower). A webhook never clears a mark and never makes a denial a grant.
+pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
+    if n.at < entry.last_event_at {
+        return None;
+    }
+    let mark = match (entry.mark, n.mark) {
+        (Mark::Revoked, _) | (_, Mark::Revoked) => Mark::Revoked,
+        _ => Mark::Stale,
+    };
+    let mut e = entry.clone();
+    e.mark = mark;
+    e.last_event_at = n.at.max(entry.last_event_at);
+    (e != *entry).then_some(e)
+}
+
+#[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
+pub use durable::RedbBackend;
+
+#[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
+mod durable {
+    //! The crash-safe file: redb (a pure-Rust embedded store with copy-on-write B-trees and
+    //! checksummed commits: a commit is durable when it returns, a `kill -9` or a power cut
+    //! leaves the last committed state).
+
+    use super::{tags, Backend, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
+    use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+    use std::path::Path;
+
+    const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
+    const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
+    const WEBHOOKS: TableDefinition<&str, i64> = TableDefinition::new("webhooks");
+    const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
+    /// The file's format, refused when it is not this.
+    const FORMAT: &str = "polar-license-relay-store/1";
+
+    /// Entries in a file: every `put` and webhook is one committed transaction.
+    pub struct RedbBackend {
+        db: Database,
+        max_entries: usize,
+    }
+
+    impl std::fmt::Debug for RedbBackend {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.debug_struct("RedbBackend")
+                .field("max_entries", &self.max_entries)
+                .finish_non_exhaustive()
+        }
+    }
+
+    fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
+        StoreError(format!("the verdict store: {what}: {e}"))
+    }
+
+    impl RedbBackend {
+        /// Opens (or creates) the store at `path`. A damaged file, or one that is not a
+        /// verdict store, is refused with an error that says so: it is never read.
+        pub fn open(path: &Path, max_entries: usize) -> Result<RedbBackend, StoreError> {
+            let db = Database::create(path).map_err(|e| {
+                StoreError(format!(
+                    "the verdict store at {} cannot be opened ({e}): if it is damaged, move it \
+                     away to start with an empty one",
+                    path.display()
+                ))
+            })?;
+            let w = db.begin_write().map_err(|e| err("open", e))?;
+            {
+                let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
+                let format = meta
+                    .get("format")
+                    .map_err(|e| err("open", e))?
+                    .map(|v| v.value().to_string());
+                match format {
+                    None => {
+                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
+                    }
+                    Some(f) if f == FORMAT => {}
+                    Some(f) => {
+                        return Err(StoreError(format!(
+                            "{} is not a verdict store of this relay (format {f})",
+                            path.display()
+                        )))
+                    }
+                }
+                w.open_table(ENTRIES).map_err(|e| err("open", e))?;
+                w.open_table(INDEX).map_err(|e| err("open", e))?;
+                w.open_table(WEBHOOKS).map_err(|e| err("open", e))?;
+            }
+            w.commit().map_err(|e| err("open", e))?;
+            Ok(RedbBackend {
+                db,
+                max_entries: max_entries.max(1),
+            })
+        }
+    }
+
+    fn decode(bytes: &[u8]) -> Result<Entry, StoreError> {
+        serde_json::from_slice(bytes).map_err(|e| err("an entry does not read back", e))
+    }
+
+    fn write_entry(
+        entries: &mut redb::Table<&[u8], &[u8]>,
+        index: &mut redb::Table<&str, &[u8]>,
+        id: &EntryId,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| err("write", e))?;
+        entries
+            .insert(&id[..], &bytes[..])
+            .map_err(|e| err("write", e))?;
+        for tag in tags(entry) {
+            let mut ids = index
+                .get(tag.as_str())
+                .map_err(|e| err("write", e))?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            if !ids.chunks(32).any(|c| c == &id[..]) {
+                ids.extend_from_slice(&id[..]);
+                index
+                    .insert(tag.as_str(), &ids[..])
+                    .map_err(|e| err("write", e))?;
+            }
+        }
+        Ok(())
+    }
+
+    impl Backend for RedbBackend {
+        fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+            let r = self.db.begin_read().map_err(|e| err("read", e))?;
+            let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
+            match t.get(&id[..]).map_err(|e| err("read", e))? {
+                Some(v) => decode(v.value()).map(Some),
+                None => Ok(None),
+            }
+        }
+
+        fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+            let w = self.db.begin_write().map_err(|e| err("write", e))?;
+            {
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                write_entry(&mut entries, &mut index, id, entry)?;
+                let len = entries.len().map_err(|e| err("write", e))? as usize;
+                if len > self.max_entries {
+                    // The oldest sixteenth (at least what is over) in one pass.
+                    let mut ages: Vec<(i64, Vec<u8>)> = Vec::with_capacity(len);
+                    for item in entries.iter().map_err(|e| err("evict", e))? {
+                        let (k, v) = item.map_err(|e| err("evict", e))?;
+                        ages.push((decode(v.value())?.answered_at, k.value().to_vec()));
+                    }
+                    ages.sort_unstable();
+                    let drop = (len - self.max_entries).max(len / 16).max(1);
+                    for (_, k) in ages.into_iter().take(drop) {
+                        entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+                    }
+                    // Index entries may now name evicted ids: readers skip what is gone.
+                }
+            }
+            w.commit().map_err(|e| err("commit", e))
+        }
+
+        fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+            let r = self.db.begin_read().map_err(|e| err("read", e))?;
+            let t = r.open_table(INDEX).map_err(|e| err("read", e))?;
+            let bytes = t
+                .get(tag)
+                .map_err(|e| err("read", e))?
+                .map(|v| v.value().to_vec())
+                .unwrap_or_default();
+            Ok(bytes
+                .chunks_exact(32)
+                .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+                .collect())
+        }
+
+        fn apply_webhook(
+            &self,
+            webhook_id: &str,
+            at: i64,
+            updates: &[(EntryId, Entry)],
+        ) -> Result<bool, StoreError> {
+            let w = self.db.begin_write().map_err(|e| err("write", e))?;
+            {
+                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
+                    return Ok(false);
+                }
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                for (id, entry) in updates {
+                    write_entry(&mut entries, &mut index, id, entry)?;
+                }
+                hooks
+                    .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
+                    .map_err(|e| err("write", e))?;
+                hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
+            }
+            w.commit().map_err(|e| err("commit", e))?;
+            Ok(true)
+        }
+
+        fn len(&self) -> Result<usize, StoreError> {
+            let r = self.db.begin_read().map_err(|e| err("read", e))?;
+            let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
+            Ok(t.len().map_err(|e| err("read", e))? as usize)
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_budget_never_spends_more_than_its_minute_and_keeps_the_reserve() {
+        let mut b = Budget::new(10, 2);
+        for i in 0..8 {
+            assert_eq!(b.take(i, false), Ok(()));
+        }
+        // Validates are out: the reserve is for activations.
+        assert!(b.take(100, false).is_err());
+        assert_eq!(b.take(100, true), Ok(()));
+        assert_eq!(b.take(100, true), Ok(()));
+        assert_eq!(b.take(100, true), Err(60));
+        // Reserved calls count against the whole budget: a minute after the first validates,
+        // only the two reserved calls remain in the window, and validates pass again.
+        assert_eq!(b.take(60_000, false), Err(1));
+        assert_eq!(b.take(60_050, false), Ok(()));
+        // Polar's 429 stops everything for its Retry-After.
+        b.learn(61_000, Some(30));
+        assert!(b.take(200_000, true).is_ok());
+        let mut c = Budget::new(10, 2);
+        c.learn(0, Some(30));
+        assert_eq!(c.take(1_000, true), Err(29));
+        assert_eq!(c.take(30_000, true), Ok(()));
+    }
+
+    #[test]
+    fn a_webhook_only_narrows_and_an_older_one_changes_nothing() {
+        let entry = Entry {
+            license_key_id: Some("L".into()),
+            customer_id: None,
+            answered_at: 100,
+            status: 200,
+            body: "{}".into(),
+            headers: vec![],
+            grant: true,
+            mark: Mark::None,
+            last_event_at: 0,
+            marked_at: 0,
+        };
+        let revoke = Narrowing {
+            tags: vec!["l:L".into()],
+            mark: Mark::Revoked,
+            at: 50,
+        };
+        let revoked = narrowed(&entry, &revoke).expect("narrowed");
+        assert_eq!(revoked.mark, Mark::Revoked);
+        assert!(revoked.grant, "the stored answer is kept; the mark denies");
+        // A later re-grant cannot lift a revocation: only Polar's own answer replaces it.
+        let regrant = Narrowing {
+            tags: vec!["l:L".into()],
+            mark: Mark::Stale,
+            at: 60,
+        };
+        assert_eq!(
+            narrowed(&revoked, &regrant).map(|e| e.mark),
+            Some(Mark::Revoked)
+        );
+        // An event older than the newest applied changes nothing.
+        let old = Narrowing { at: 10, ..regrant };
+        assert_eq!(narrowed(&revoked, &old), None);
+    }
+
+    #[test]
+    fn standard_webhooks_vector_and_both_secret_forms() {
+        // The Standard Webhooks specification's example.
+        let body = br#"{"test": 2432232314}"#;
+        let ok = verify_webhook(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            Some("1614265330"),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            body,
+            1_614_265_330,
+        );
+        assert_eq!(ok, Ok(()));
+        let later = verify_webhook(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            Some("1614265330"),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            body,
+            1_614_265_330 + 301,
+        );
+        assert_eq!(later, Err(WebhookRefusal::Timestamp));
+        let tampered = verify_webhook(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+            Some("1614265330"),
+            Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+            br#"{"test": 2432232315}"#,
+            1_614_265_330,
+        );
+        assert_eq!(tampered, Err(WebhookRefusal::Signature));
+    }
+}

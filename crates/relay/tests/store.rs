@@ -1,0 +1,512 @@
+//! The verdict store (issue #37) over loopback HTTP: the relay's native server in front of the
+//! emulator, the emulator's webhooks delivered to the relay's `POST /v1/webhooks/polar`.
+//! Every "no call to Polar" is the emulator's own request count.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ct_codecs::{Base64, Decoder, Encoder};
+use hmac::{Hmac, Mac};
+use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::proto::Server;
+use polar_license::{AccessToken, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
+    DEMO_TOKEN,
+};
+use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreOptions};
+use polar_license_relay::{
+    serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig, SOURCE_HEADER,
+};
+use polar_license_testkit::ScratchDir;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET_PLACEHOLDER_URL: &str = "http://127.0.0.1:9/placeholder";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+struct Answer {
+    status: u16,
+    source: Option<String>,
+    lease: Option<String>,
+    body: String,
+}
+
+fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
+    let mut req = agent().post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body.to_string()).expect("an answer");
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (source, lease) = (header(SOURCE_HEADER), header(LEASE_HEADER));
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        source,
+        lease,
+        body,
+    }
+}
+
+fn validate(relay: &Running, key: &str) -> Answer {
+    post(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}),
+        &[],
+    )
+}
+
+fn emulator() -> Emulator {
+    let options = Options {
+        webhooks: WebhookOptions {
+            schedule_scale: 0.0001,
+            timeout: Duration::from_secs(5),
+        },
+        ..Options::default()
+    };
+    Emulator::start(Seed::demo(), options).expect("emulator")
+}
+
+fn key(polar: &Emulator, name: &str) -> String {
+    let key = format!("STORE-{name}-4A5B6C");
+    polar
+        .add_key(SeedKey {
+            limit_activations: Some(3),
+            ..SeedKey::new(&key)
+        })
+        .expect("a key");
+    key
+}
+
+fn start_relay(
+    polar: &Emulator,
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
+    secret: Option<String>,
+) -> Running {
+    let signer = SigningKey::generate(Some("store")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend,
+        options,
+        webhook_secret: secret,
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    serve(Arc::new(relay), "127.0.0.1:0").expect("it listens")
+}
+
+fn memory() -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend::new(10_000))
+}
+
+/// The lease's `iat` (PASETO v4.public: the claims are the base64url payload before the
+/// 64-byte signature).
+fn lease_iat(lease: &str) -> i64 {
+    let payload = lease
+        .strip_prefix("v4.public.")
+        .and_then(|rest| rest.split('.').next())
+        .expect("a v4.public token");
+    let mut buf = vec![0u8; payload.len()];
+    let bytes = ct_codecs::Base64UrlSafeNoPadding::decode(&mut buf, payload, None).expect("b64");
+    let claims: Value = serde_json::from_slice(&bytes[..bytes.len() - 64]).expect("claims");
+    let iat = claims["iat"].as_str().expect("iat");
+    time::OffsetDateTime::parse(iat, &time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+        .unix_timestamp()
+}
+
+#[test]
+fn a_stored_grant_answers_with_no_call_and_its_lease_dates_from_polars_answer() {
+    let polar = emulator();
+    let k = key(&polar, "FRESH");
+    let relay = start_relay(&polar, memory(), StoreOptions::default(), None);
+    polar.reset_request_count();
+    let first = validate(&relay, &k);
+    assert_eq!(
+        (first.status, first.source.as_deref()),
+        (200, Some("polar"))
+    );
+    let first_iat = lease_iat(first.lease.as_deref().expect("a lease"));
+    std::thread::sleep(Duration::from_millis(1_100));
+    let second = validate(&relay, &k);
+    assert_eq!(
+        (second.status, second.source.as_deref()),
+        (200, Some("store"))
+    );
+    assert_eq!(second.body, first.body, "Polar's answer, as it was");
+    let lease = second.lease.as_deref().expect("a lease on a stored grant");
+    assert_eq!(
+        lease_iat(lease),
+        first_iat,
+        "verified when Polar answered, not now"
+    );
+    assert_eq!(polar.request_count(), 1, "one call to Polar for two checks");
+}
+
+#[test]
+fn checks_of_one_key_arriving_together_make_one_call() {
+    let polar = emulator();
+    let k = key(&polar, "FLIGHT");
+    // Polar answers slowly: every check arrives while the first call is under way.
+    polar.set_fault(Some(Fault::Delay { ms: 400 }));
+    let relay = Arc::new(start_relay(&polar, memory(), StoreOptions::default(), None));
+    polar.reset_request_count();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (relay, k) = (Arc::clone(&relay), k.clone());
+            std::thread::spawn(move || validate(&relay, &k))
+        })
+        .collect();
+    for t in threads {
+        let a = t.join().expect("a thread");
+        assert_eq!(a.status, 200);
+        assert!(a.lease.is_some());
+    }
+    assert_eq!(polar.request_count(), 1, "single flight");
+}
+
+#[test]
+fn a_revocation_through_polars_webhook_refuses_the_next_check_without_a_call() {
+    let polar = emulator();
+    let k = key(&polar, "REVOKE");
+    // The endpoint registered in Polar (the emulator) as a seller would, its secret given to
+    // the relay, then pointed at the relay.
+    let a = agent();
+    let mut created = a
+        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
+        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(
+            json!({"url": SECRET_PLACEHOLDER_URL, "format": "raw",
+                   "events": ["benefit_grant.revoked", "benefit_grant.updated", "benefit_grant.created"]})
+            .to_string(),
+        )
+        .expect("created");
+    let endpoint: Value =
+        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("JSON");
+    let secret = endpoint["secret"].as_str().expect("secret").to_string();
+    let id = endpoint["id"].as_str().expect("id").to_string();
+    let relay = start_relay(&polar, memory(), StoreOptions::default(), Some(secret));
+    let hook = format!("{}/v1/webhooks/polar", relay.url());
+    let status = a
+        .patch(&format!("{}/v1/webhooks/endpoints/{id}", polar.url()))
+        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(json!({"url": hook}).to_string())
+        .expect("updated")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
+    let granted = validate(&relay, &k);
+    assert_eq!(
+        (granted.status, granted.source.as_deref()),
+        (200, Some("store"))
+    );
+
+    // Revoked in Polar: the webhook reaches the relay.
+    assert!(polar.update_key(
+        &k,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let acknowledged = loop {
+        let mut r = a
+            .get(&format!(
+                "{}/v1/webhooks/deliveries?endpoint_id={id}",
+                polar.url()
+            ))
+            .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+            .call()
+            .expect("deliveries");
+        let list: Value =
+            serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
+        let done = list["items"].as_array().expect("items").iter().any(|d| {
+            d["succeeded"] == true && d["webhook_event"]["type"] == "benefit_grant.revoked"
+        });
+        if done || Instant::now() > deadline {
+            break done;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert!(acknowledged, "the relay acknowledged the revocation");
+    polar.reset_request_count();
+    let refused = validate(&relay, &k);
+    assert_eq!(refused.status, 404, "{}", refused.body);
+    assert_eq!(refused.source.as_deref(), Some("store"));
+    assert!(refused.body.contains("License key is no longer active."));
+    assert!(refused.lease.is_none());
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "refused from the webhook, not by asking Polar"
+    );
+}
+
+/// A delivery signed with `secret` (Standard Webhooks), as the test's own code computes it.
+fn signed(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let encoded = secret.strip_prefix("whsec_").expect("whsec_");
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        ("webhook-signature".into(), format!("v1,{sig}")),
+    ]
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+fn event(kind: &str, license_key_id: &str, modified_at: &str) -> String {
+    json!({
+        "type": kind,
+        "timestamp": modified_at,
+        "api_version": "2026-10",
+        "data": {"modified_at": modified_at, "customer_id": "c",
+                 "properties": {"license_key_id": license_key_id, "display_key": "****-4A5B6C"}}
+    })
+    .to_string()
+}
+
+fn deliver(relay: &Running, headers: &[(String, String)], body: &str) -> u16 {
+    let mut req = agent()
+        .post(&format!("{}/v1/webhooks/polar", relay.url()))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send(body.to_string())
+        .expect("an answer")
+        .status()
+        .as_u16()
+}
+
+#[test]
+fn forged_replayed_stale_and_reordered_webhooks_change_nothing_and_none_grants() {
+    let polar = emulator();
+    let k = key(&polar, "HOSTILE");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    let relay = start_relay(
+        &polar,
+        memory(),
+        StoreOptions::default(),
+        Some(secret.to_string()),
+    );
+    let first = validate(&relay, &k);
+    let license: Value = serde_json::from_str(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    polar.reset_request_count();
+
+    // Forged: a revocation signed with another secret, or unsigned, or tampered.
+    let revoke = event("benefit_grant.revoked", lid, "2026-11-25T10:00:00Z");
+    let forged = signed(
+        "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+        "evt-f",
+        now(),
+        &revoke,
+    );
+    assert_eq!(deliver(&relay, &forged, &revoke), 401);
+    assert_eq!(deliver(&relay, &[], &revoke), 401);
+    let honest = signed(
+        secret,
+        "evt-t",
+        now(),
+        &event("benefit_grant.updated", lid, "2026-11-25T09:00:00Z"),
+    );
+    assert_eq!(
+        deliver(&relay, &honest, &revoke),
+        401,
+        "a body that is not the one signed"
+    );
+    // Stale: signed right, 301 s old.
+    let old = signed(secret, "evt-o", now() - 301, &revoke);
+    assert_eq!(deliver(&relay, &old, &revoke), 401);
+    let still = validate(&relay, &k);
+    assert_eq!(
+        (still.status, still.source.as_deref()),
+        (200, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0);
+
+    // An honest update makes the entry stale: the next check asks Polar.
+    let update = event("benefit_grant.updated", lid, "2026-11-25T10:00:00Z");
+    let headers = signed(secret, "evt-1", now(), &update);
+    assert_eq!(deliver(&relay, &headers, &update), 200);
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
+    assert_eq!(polar.request_count(), 1);
+    // Replayed: the same id is done already, even re-signed now.
+    let replay = signed(secret, "evt-1", now(), &update);
+    assert_eq!(deliver(&relay, &replay, &update), 200);
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("store"));
+    assert_eq!(polar.request_count(), 1, "a replay changed nothing");
+    // Reordered: an event older than the one applied changes nothing.
+    let older = event("benefit_grant.updated", lid, "2026-11-25T09:59:00Z");
+    let h = signed(secret, "evt-0", now(), &older);
+    assert_eq!(deliver(&relay, &h, &older), 200);
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("store"));
+    assert_eq!(polar.request_count(), 1, "an older event changed nothing");
+    // Unknown types: 2xx, nothing.
+    let unknown =
+        json!({"type": "checkout.created", "timestamp": "2026-11-25T10:00:00Z", "data": {}})
+            .to_string();
+    let h = signed(secret, "evt-u", now(), &unknown);
+    assert_eq!(deliver(&relay, &h, &unknown), 200);
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("store"));
+
+    // A revocation denies at once; a later "created" cannot lift it (a webhook never grants),
+    // not even while Polar is down.
+    let revoke = event("benefit_grant.revoked", lid, "2026-11-25T10:01:00Z");
+    let h = signed(secret, "evt-2", now(), &revoke);
+    assert_eq!(deliver(&relay, &h, &revoke), 200);
+    let regrant = event("benefit_grant.created", lid, "2026-11-25T10:02:00Z");
+    let h = signed(secret, "evt-3", now(), &regrant);
+    assert_eq!(deliver(&relay, &h, &regrant), 200);
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let denied = validate(&relay, &k);
+    assert_eq!(
+        (denied.status, denied.lease.is_none()),
+        (404, true),
+        "{}",
+        denied.body
+    );
+    assert_eq!(
+        polar.request_count(),
+        1,
+        "denied from the store, Polar not asked"
+    );
+}
+
+#[test]
+fn past_the_budget_and_through_an_outage_a_known_grant_answers_stale_and_an_unknown_key_gets_429() {
+    let polar = emulator();
+    let keys: Vec<String> = (0..5).map(|i| key(&polar, &format!("BUDGET{i}"))).collect();
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    options.budget = 4;
+    options.reserve = 1;
+    let relay = start_relay(&polar, memory(), options, None);
+    polar.reset_request_count();
+    for k in &keys[..3] {
+        assert_eq!(validate(&relay, k).source.as_deref(), Some("polar"));
+    }
+    // Three validates spent what validates may: a fourth key is refused with no call.
+    let refused = validate(&relay, &keys[3]);
+    assert_eq!(refused.status, 429);
+    assert!(refused.body.is_empty());
+    assert_eq!(polar.request_count(), 3, "the budget is never exceeded");
+    // A known key past its freshness: answered stale, with a lease, no call.
+    std::thread::sleep(Duration::from_millis(1_100));
+    let stale = validate(&relay, &keys[0]);
+    assert_eq!(
+        (stale.status, stale.source.as_deref()),
+        (200, Some("stale"))
+    );
+    assert!(stale.lease.is_some());
+    assert_eq!(polar.request_count(), 3);
+
+    // An outage (Polar answers 503): a known grant answers stale once asked.
+    let polar = emulator();
+    let k = key(&polar, "OUTAGE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    let relay = start_relay(&polar, memory(), options, None);
+    assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
+    std::thread::sleep(Duration::from_millis(1_100));
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let through = validate(&relay, &k);
+    assert_eq!(
+        (through.status, through.source.as_deref()),
+        (200, Some("stale"))
+    );
+    // An unknown key during the outage: Polar's failure passes through.
+    let unknown = validate(&relay, "STORE-NEVER-SEEN-000000");
+    assert_eq!(
+        (unknown.status, unknown.source.as_deref()),
+        (503, Some("polar"))
+    );
+}
+
+#[test]
+fn the_file_store_survives_a_restart_and_a_damaged_file_is_refused() {
+    let dir = ScratchDir::new("relay-store");
+    let path = dir.path().join("store.redb");
+    let polar = emulator();
+    let k = key(&polar, "DURABLE");
+    {
+        let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+        let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+        assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
+        relay.stop();
+    }
+    polar.reset_request_count();
+    let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("reopened"));
+    assert_eq!(backend.len().expect("len"), 1);
+    let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+    let again = validate(&relay, &k);
+    assert_eq!(
+        (again.status, again.source.as_deref()),
+        (200, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0);
+    relay.stop();
+
+    // Damaged: refused, with what to do.
+    let damaged = dir.path().join("damaged.redb");
+    std::fs::write(&damaged, vec![0x5a; 8192]).expect("write");
+    let e = RedbBackend::open(&damaged, 1_000).expect_err("refused");
+    assert!(e.to_string().contains("damaged"), "{e}");
+}
+
+#[test]
+fn the_store_is_bounded() {
+    let polar = emulator();
+    let backend = Arc::new(MemoryBackend::new(4));
+    let relay = start_relay(&polar, backend.clone(), StoreOptions::default(), None);
+    for i in 0..10 {
+        let k = key(&polar, &format!("BOUND{i}"));
+        assert_eq!(validate(&relay, &k).status, 200);
+    }
+    assert!(backend.len().expect("len") <= 4);
+}

@@ -417,7 +417,7 @@ pub struct RelayServeArgs {
     pub budget: Option<u32>,
 
     /// With --store: of the budget, the calls kept for activate, deactivate and usage
-    /// increments [default: a tenth]
+    /// increments [default: a quarter]
     #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_BUDGET_RESERVE")]
     pub budget_reserve: Option<u32>,
 

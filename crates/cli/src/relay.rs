@@ -232,7 +232,7 @@ fn store_config(
         return Err(usage_report(Some(CMD), Some("fresh_for"), why));
     }
     let budget = a.budget.unwrap_or(if sandbox { 100 } else { 500 });
-    let reserve = a.budget_reserve.unwrap_or(budget / 10);
+    let reserve = a.budget_reserve.unwrap_or(budget / 4);
     if budget == 0 || reserve >= budget {
         let why = "--budget must be at least 1 and --budget-reserve below it";
         return Err(usage_report(Some(CMD), Some("budget"), why));

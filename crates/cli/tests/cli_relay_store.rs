@@ -34,7 +34,11 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value, Option<Str
         .map(str::to_string);
     let status = resp.status().as_u16();
     let text = resp.body_mut().read_to_string().unwrap_or_default();
-    (status, serde_json::from_str(&text).unwrap_or(Value::Null), source)
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::Null),
+        source,
+    )
 }
 
 fn requests(polar: &Served) -> u64 {
@@ -54,7 +58,14 @@ fn validate(relay: &Served) -> (u16, Option<String>) {
 fn start_relay(polar: &Served, key: &str, store: &str, secret: &str) -> Served {
     Served::start_with_banner(
         clean_command(BIN)
-            .args(["--base-url", &polar.url, "relay", "serve", "--signing-key", key])
+            .args([
+                "--base-url",
+                &polar.url,
+                "relay",
+                "serve",
+                "--signing-key",
+                key,
+            ])
             .args(["--port", "0", "--store", store])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
             .env("POLAR_WEBHOOK_SECRET", secret),
@@ -75,13 +86,16 @@ fn acknowledged(polar: &Served, endpoint: &str, n: usize) {
             ),
             None,
         );
-        let ok = list["items"]
-            .as_array()
-            .map_or(0, |items| items.iter().filter(|d| d["succeeded"] == true).count());
+        let ok = list["items"].as_array().map_or(0, |items| {
+            items.iter().filter(|d| d["succeeded"] == true).count()
+        });
         if ok >= n {
             return;
         }
-        assert!(Instant::now() < deadline, "{ok} of {n} deliveries acknowledged: {list}");
+        assert!(
+            Instant::now() < deadline,
+            "{ok} of {n} deliveries acknowledged: {list}"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -97,9 +111,13 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     assert_eq!(o.status.code(), Some(0), "{o:?}");
     let store = dir.path().join("verdicts.redb");
     let store = store.to_str().expect("UTF-8");
-    let polar = Served::start(
-        clean_command(BIN).args(["emulator", "--port", "0", "--webhook-time-scale", "0.0001"]),
-    );
+    let polar = Served::start(clean_command(BIN).args([
+        "emulator",
+        "--port",
+        "0",
+        "--webhook-time-scale",
+        "0.0001",
+    ]));
     let (status, endpoint, _) = call(
         "POST",
         &format!("{}/v1/webhooks/endpoints", polar.url),
@@ -144,7 +162,11 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     );
     assert_eq!(status, 200);
     let before = requests(&polar);
-    assert_eq!(validate(&relay), (200, Some("store".into())), "the verdict survived");
+    assert_eq!(
+        validate(&relay),
+        (200, Some("store".into())),
+        "the verdict survived"
+    );
     assert_eq!(requests(&polar), before, "answered with no call");
 
     // Polar redelivers the acknowledged event (the same webhook-id): the relay remembers it
@@ -168,14 +190,25 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
     acknowledged(&polar, id, 2);
     let before = requests(&polar);
     assert_eq!(validate(&relay), (200, Some("store".into())));
-    assert_eq!(requests(&polar), before, "the webhook id was remembered across the kill");
+    assert_eq!(
+        requests(&polar),
+        before,
+        "the webhook id was remembered across the kill"
+    );
     drop(relay);
 
     // A damaged store is refused at start, with what to do.
     let damaged = dir.path().join("damaged.redb");
     std::fs::write(&damaged, vec![0x5a; 8192]).expect("write");
     let o = clean_command(BIN)
-        .args(["--base-url", &polar.url, "relay", "serve", "--signing-key", key])
+        .args([
+            "--base-url",
+            &polar.url,
+            "relay",
+            "serve",
+            "--signing-key",
+            key,
+        ])
         .args(["--port", "0", "--store", damaged.to_str().expect("UTF-8")])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();
@@ -185,7 +218,14 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
 
     // A webhook secret without a store is a usage error.
     let o = clean_command(BIN)
-        .args(["--base-url", &polar.url, "relay", "serve", "--signing-key", key])
+        .args([
+            "--base-url",
+            &polar.url,
+            "relay",
+            "serve",
+            "--signing-key",
+            key,
+        ])
         .args(["--port", "0", "--webhook-secret", secret])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();

@@ -507,7 +507,11 @@ impl Relay {
             ));
         }
         let store = config.store.map(|s| Stored {
-            budget: Mutex::new(Budget::new(s.options.budget, s.options.reserve)),
+            budget: Mutex::new(Budget::with_window(
+                s.options.budget,
+                s.options.reserve,
+                s.options.budget_window_ms,
+            )),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -721,7 +725,10 @@ impl Relay {
             }
             Mark::Stale if !stale => None,
             _ if !e.grant => {
-                if stale || age >= i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
+                // A denial is Polar's answer too: fresh for `denial_for`, and kept (it only
+                // refuses) as long as a grant would be while Polar cannot be asked.
+                let window = if stale { o.stale_for } else { o.denial_for };
+                if age >= i64::try_from(window).unwrap_or(i64::MAX) {
                     return None;
                 }
                 let mut r = RelayResponse::new(e.status);

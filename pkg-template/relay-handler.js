@@ -110,7 +110,7 @@ function coreConfig(options, signer) {
     kid: signer.kid,
     publicKey: signer.publicKey,
   };
-  for (const name of ['baseUrl', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes']) {
+  for (const name of ['baseUrl', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'store']) {
     if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
   }
   if (config.baseUrl === undefined && options.server === 'sandbox') config.baseUrl = 'https://sandbox-api.polar.sh';
@@ -145,18 +145,54 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         (typeof second?.requestIP === 'function' ? second.requestIP(request)?.address : null) ??
         (ONLY_WORKERS() ? request.headers.get('cf-connecting-ip') : null) ??
         'unknown');
+    const storage = options.storage ?? null;
+    if (storage && (typeof storage.load !== 'function' || typeof storage.save !== 'function')) {
+      throw new TypeError('createRelay: storage must have load() and save(items)');
+    }
     let ready = null;
     const start = async () => {
       const RelayCore = await load();
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
       const core = new RelayCore(coreConfig(options, signer));
+      if (core.hasStore && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
+    // The store's changes are saved in order, and every answer waits for the save that holds
+    // its own (a verdict is durable before the client reads it).
+    let persisted = Promise.resolve();
+    const persist = (core) => {
+      if (!core.hasStore || !storage) return persisted;
+      const items = JSON.parse(core.takeJournal());
+      if (items.length > 0) persisted = persisted.then(() => storage.save(items));
+      return persisted;
+    };
+    // Single flight: the calls to Polar under way, by entry; a request of the same entry waits.
+    const flights = new Map();
+
+    async function signed(core, signer, done) {
+      if (!done.sign) return toResponse(done.response);
+      let signature;
+      try {
+        signature = new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, done.sign.preAuth));
+      } catch (e) {
+        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
+        signature = new Uint8Array(0);
+      }
+      const out = core.assemble(done.sign.id, signature);
+      if (!out.leased) console.error('polar-license relay: the lease did not verify with the signing key\'s public key: answered without one');
+      return toResponse(out.response);
+    }
 
     async function handle(request, env, ctx) {
       ready ??= start();
       const { core, signer } = await ready;
+      const response = await answer(core, signer, request, env, ctx);
+      await persist(core);
+      return response;
+    }
+
+    async function answer(core, signer, request, env, ctx) {
       const url = new URL(request.url);
       // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
       const cap = core.maxBodyBytes + 1;
@@ -167,8 +203,32 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         headers: [...request.headers],
         clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
       };
-      const step = core.begin(head, body, Date.now(), performance.now());
+      let step;
+      for (let attempt = 0; ; attempt++) {
+        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+        if (step.wait === undefined || attempt >= 2) break;
+        await flights.get(step.wait);
+      }
       if (step.answer) return toResponse(step.answer);
+      if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
+      if (step.response) return signed(core, signer, step);
+      let landed = null;
+      if (step.flight !== undefined) {
+        let end;
+        flights.set(step.flight, new Promise((resolve) => (end = resolve)));
+        landed = () => {
+          flights.delete(step.flight);
+          end();
+        };
+      }
+      try {
+        return await ask(core, signer, step);
+      } finally {
+        landed?.();
+      }
+    }
+
+    async function ask(core, signer, step) {
       let upstream;
       try {
         const r = await upstreamFetch(step.ask.url, {
@@ -183,17 +243,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
       const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)));
-      if (!done.sign) return toResponse(done.response);
-      let signature;
-      try {
-        signature = new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, done.sign.preAuth));
-      } catch (e) {
-        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
-        signature = new Uint8Array(0);
-      }
-      const out = core.assemble(done.sign.id, signature);
-      if (!out.leased) console.error('polar-license relay: the lease did not verify with the signing key\'s public key: answered without one');
-      return toResponse(out.response);
+      return signed(core, signer, done);
     }
 
     return {
@@ -219,4 +269,83 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       },
     };
   };
+}
+
+/**
+ * A Durable Object's storage as the relay's `storage` option: entries under `e:<id>`, webhook
+ * ids under `w:<id>`, written 128 keys at a time (the storage API's limit per call).
+ */
+export function durableStorage(storage) {
+  return {
+    async load() {
+      const items = [];
+      for (const [key, value] of await storage.list()) {
+        if (key.startsWith('e:')) items.push({ op: 'put', id: key.slice(2), entry: value });
+        else if (key.startsWith('w:')) items.push({ op: 'webhook', id: key.slice(2), at: value });
+      }
+      return items;
+    },
+    async save(items) {
+      const puts = new Map();
+      const deletes = new Set();
+      for (const item of items) {
+        const key = (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id;
+        if (item.op === 'put' || item.op === 'webhook') {
+          puts.set(key, item.op === 'put' ? item.entry : item.at);
+          deletes.delete(key);
+        } else {
+          deletes.add(key);
+          puts.delete(key);
+        }
+      }
+      const entries = [...puts];
+      for (let i = 0; i < entries.length; i += 128) await storage.put(Object.fromEntries(entries.slice(i, i + 128)));
+      const gone = [...deletes];
+      for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));
+    },
+  };
+}
+
+/**
+ * Binds the Durable Object pieces to a `createRelay`: `relayStore(optionsOf)`, the Durable
+ * Object class that holds the verdict store (one object per name: every request of the
+ * seller's relay goes to it, so one store, one budget, and its checks of one key share one
+ * call), and `relayWorker(optionsOf, {binding, name})`, the Worker's handler that sends every
+ * request to that object, or, without the binding, relays as before (every check forwarded)
+ * and says so once. `optionsOf(env)` gives createRelay's options.
+ */
+export function bindDurable(createRelay) {
+  function relayStore(optionsOf) {
+    return class PolarRelayStore {
+      constructor(state, env) {
+        this.state = state;
+        this.env = env;
+        this.relay = null;
+      }
+      async fetch(request) {
+        this.relay ??= createRelay({
+          ...optionsOf(this.env),
+          store: { ...(optionsOf(this.env).store ?? {}) },
+          storage: durableStorage(this.state.storage),
+        });
+        return this.relay.fetch(request, this.env);
+      }
+    };
+  }
+  function relayWorker(optionsOf, { binding = 'POLAR_RELAY_STORE', name = 'relay' } = {}) {
+    let forwarding = null;
+    return {
+      async fetch(request, env, ctx) {
+        const namespace = env?.[binding];
+        if (namespace) return namespace.get(namespace.idFromName(name)).fetch(request);
+        if (!forwarding) {
+          console.warn(`polar-license relay: no Durable Object binding ${binding}: no verdict store, every check is forwarded to Polar`);
+          const { store, storage, ...options } = optionsOf(env);
+          forwarding = createRelay(options);
+        }
+        return forwarding.fetch(request, env, ctx);
+      },
+    };
+  }
+  return { relayStore, relayWorker };
 }

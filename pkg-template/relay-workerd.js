@@ -13,4 +13,9 @@ export const createRelay = bindRelay(() => {
   }
   return RelayCore;
 });
-export { importSigningKey } from './relay-handler.js';
+export { importSigningKey, durableStorage } from './relay-handler.js';
+import { bindDurable } from './relay-handler.js';
+
+/** `relayStore(optionsOf)`: the Durable Object class holding the verdict store;
+ * `relayWorker(optionsOf)`: the Worker's handler in front of it (see the README). */
+export const { relayStore, relayWorker } = bindDurable(createRelay);

@@ -37,6 +37,43 @@ export interface RelayOptions {
   fetch?: (input: string, init: RequestInit) => Promise<Response>;
   /** The per-IP limit's identity for a request (defaults: see the README). */
   clientIp?: (request: Request, env?: unknown, ctx?: unknown) => string | null | undefined | Promise<string | null | undefined>;
+  /** The verdict store (see the README): validates answered from Polar's earlier answers within
+   * the organization token's budget, Polar's webhooks on `POST /v1/webhooks/polar`. */
+  store?: RelayStoreOptions;
+  /** Where the store's changes persist (a Durable Object's: `durableStorage(state.storage)`);
+   * without it the store lives in memory. */
+  storage?: RelayStorage;
+}
+
+export interface RelayStoreOptions {
+  /** A stored grant younger than this (seconds, default 300) answers with no call. */
+  freshFor?: number;
+  /** When Polar cannot be asked, a stored answer younger than this (default 86400) answers. */
+  staleFor?: number;
+  /** A stored denial younger than this (default 60) answers with no call. */
+  denialFor?: number;
+  /** The organization token's calls per minute (default 500), never exceeded. */
+  budget?: number;
+  /** Of the budget, the calls kept for activations (default a quarter). */
+  budgetReserve?: number;
+  /** Entries kept at most (default 1000000). */
+  maxEntries?: number;
+  /** Polar's webhook secret (`whsec_…`): turns on `POST /v1/webhooks/polar`. */
+  webhookSecret?: string;
+}
+
+/** One change of the store, as `RelayStorage.save` receives it. */
+export type RelayStoreItem =
+  | { op: 'put'; id: string; entry: unknown }
+  | { op: 'delete'; id: string }
+  | { op: 'webhook'; id: string; at: number }
+  | { op: 'forget'; id: string };
+
+export interface RelayStorage {
+  /** What was saved (`put` and `webhook` items), at start. */
+  load(): Promise<RelayStoreItem[]>;
+  /** Changes, in order; an answer is sent only once its changes are saved. */
+  save(items: RelayStoreItem[]): Promise<void>;
 }
 
 export interface Relay {
@@ -51,6 +88,20 @@ export function createRelay(options: RelayOptions): Relay;
 
 /** Reads `KID=k4.secret.…` into a non-extractable WebCrypto Ed25519 key, checking its halves match. */
 export function importSigningKey(text: string, subtle?: SubtleCrypto): Promise<RelaySigner>;
+
+/** Workers only: a Durable Object's storage (`state.storage`) as `RelayStorage`. */
+export function durableStorage(storage: unknown): RelayStorage;
+
+/** Workers only: the Durable Object class holding the verdict store; `optionsOf(env)` gives
+ * createRelay's options (its `store` options included). */
+export function relayStore(optionsOf: (env: any) => RelayOptions): new (state: any, env: any) => { fetch(request: Request): Promise<Response> };
+
+/** Workers only: the Worker's handler, every request sent to the Durable Object bound as
+ * `binding` (default `POLAR_RELAY_STORE`); without that binding, a relay without a store. */
+export function relayWorker(
+  optionsOf: (env: any) => RelayOptions,
+  where?: { binding?: string; name?: string },
+): { fetch(request: Request, env: any, ctx?: unknown): Promise<Response> };
 
 /**
  * node only (`polar-license/relay` under node): a `node:http` request listener around the

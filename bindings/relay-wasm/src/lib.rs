@@ -5,8 +5,10 @@
 //! `polar-license relay serve` runs) in its two halves, for a host whose call to Polar is an
 //! async `fetch` and whose signing key is a non-extractable WebCrypto key:
 //!
-//! 1. `begin(request, body, nowMs, monotonicMs)`: every local check; either `{answer}` or
-//!    `{ask, pending}` (the call to Polar's token route to make);
+//! 1. `begin(request, body, nowMs, monotonicMs, entropy)`: every local check; either
+//!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
+//!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
+//!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended);
 //! 2. `finish(pending, upstream, nowMs, entropy)`: Polar's answer (or `{error}`) passed back,
 //!    with `sign: {id, preAuth}` when it is a grant whose lease waits for a signature;
 //! 3. `assemble(id, signature)`: the answer with the lease, added only when the signature
@@ -20,13 +22,16 @@
 
 use std::cell::RefCell;
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use js_sys::{Array, Object, Reflect, Uint8Array};
 use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
+use polar_license_relay::store::{JournalBackend, JournalItem, StoreOptions};
 use polar_license_relay::{
     Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
+    StoreConfig,
 };
 use wasm_bindgen::prelude::*;
 
@@ -43,6 +48,8 @@ const MAX_WAITING: usize = 1024;
 pub struct RelayCore {
     relay: Relay,
     kid: String,
+    /// The verdict store's journal, when there is a store: the host persists it.
+    journal: Option<Arc<JournalBackend>>,
     waiting: RefCell<Table<Box<Pending>>>,
     signing: RefCell<Table<Finished>>,
 }
@@ -238,6 +245,45 @@ impl RelayCore {
         if let Some(max) = whole(&config, "maxBodyBytes", 16_777_216.0)? {
             relay_config.limits.max_body_bytes = max as usize;
         }
+        let store = get(&config, "store");
+        let journal = if store.is_object() {
+            let mut options = StoreOptions::default();
+            let secs = |name: &str| whole(&store, name, 1e9);
+            if let Some(v) = secs("freshFor")? {
+                options.fresh_for = v as u64;
+            }
+            if let Some(v) = secs("staleFor")? {
+                options.stale_for = v as u64;
+            }
+            if let Some(v) = secs("denialFor")? {
+                options.denial_for = v as u64;
+            }
+            if let Some(v) = whole(&store, "budget", 1e9)? {
+                options.budget = v as u32;
+            }
+            options.reserve = match whole(&store, "budgetReserve", 1e9)? {
+                Some(v) => v as u32,
+                None => options.budget / 4,
+            };
+            if options.budget == 0 || options.reserve >= options.budget {
+                return Err(bad(
+                    "store.budget",
+                    "must be at least 1 and above budgetReserve",
+                ));
+            }
+            if let Some(v) = whole(&store, "maxEntries", 1e9)? {
+                options.max_entries = v as usize;
+            }
+            let backend = Arc::new(JournalBackend::new(options.max_entries));
+            relay_config.store = Some(StoreConfig {
+                backend: backend.clone(),
+                options,
+                webhook_secret: text(&store, "webhookSecret")?,
+            });
+            Some(backend)
+        } else {
+            None
+        };
         // The core never calls a transport here: the host's fetch is the call, between begin
         // and finish. The lease id's randomness comes with each finish.
         let unused = |_: &HttpRequest| {
@@ -251,6 +297,7 @@ impl RelayCore {
         Ok(RelayCore {
             relay,
             kid,
+            journal,
             waiting: RefCell::new(Table::new()),
             signing: RefCell::new(Table::new()),
         })
@@ -270,13 +317,16 @@ impl RelayCore {
     }
 
     /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
-    /// and its body): `{answer}`, or `{ask: {method, url, headers, body}, pending}`.
+    /// and its body): `{answer}`; `{ask: {method, url, headers, body}, pending, flight?}`;
+    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`. `entropy`: 16 random
+    /// bytes (a lease made from the store).
     pub fn begin(
         &self,
         request: JsValue,
         body: &[u8],
         now_ms: f64,
         monotonic_ms: f64,
+        entropy: Option<Vec<u8>>,
     ) -> Result<JsValue, JsError> {
         let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
         let req = RelayRequest {
@@ -286,17 +336,72 @@ impl RelayCore {
             body: body.to_vec(),
             client_ip: string("clientIp"),
         };
-        let out = match self.relay.begin(&req, now(now_ms, monotonic_ms)) {
+        let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
+        let out = match self
+            .relay
+            .begin_with(&req, now(now_ms, monotonic_ms), entropy)
+        {
             Step::Answer(r) => wrapped("answer", &response_js(&r)),
             Step::Ask(pending) => {
                 let ask = ask_js(pending.request());
+                let flight = pending.flight();
                 let id = self.waiting.borrow_mut().put(pending);
                 let out = wrapped("ask", &ask);
                 set(&out, "pending", &JsValue::from(id));
+                if let Some(flight) = flight {
+                    set(&out, "flight", &JsValue::from_str(&flight));
+                }
                 out
             }
+            Step::Sign(finished) => self.to_sign(finished),
+            Step::Wait(flight) => wrapped("wait", &JsValue::from_str(&flight)),
         };
         Ok(out.into())
+    }
+
+    /// `{response, sign?}` of an answer whose lease may wait for its signature.
+    fn to_sign(&self, finished: Finished) -> Object {
+        let out = wrapped("response", &response_js(finished.response()));
+        if let Some(pre_auth) = finished.pre_auth().map(Uint8Array::from) {
+            let id = self.signing.borrow_mut().put(finished);
+            let sign = Object::new();
+            set(&sign, "id", &JsValue::from(id));
+            set(&sign, "preAuth", &pre_auth.into());
+            set(&out, "sign", &sign.into());
+        }
+        out
+    }
+
+    /// Whether this relay keeps a verdict store.
+    #[wasm_bindgen(getter, js_name = hasStore)]
+    pub fn has_store(&self) -> bool {
+        self.journal.is_some()
+    }
+
+    /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
+    /// "delete", id} | {op: "webhook", id, at} | {op: "forget", id}]`): the host persists
+    /// them before it answers. `[]` without a store.
+    #[wasm_bindgen(js_name = takeJournal)]
+    pub fn take_journal(&self) -> Result<String, JsError> {
+        let items = self.journal.as_ref().map(|j| j.take()).unwrap_or_default();
+        serde_json::to_string(&items).map_err(|e| JsError::new(&e.to_string()))
+    }
+
+    /// Loads what the host persisted (JSON: `put` and `webhook` items); an item that does not
+    /// read back is skipped. Returns how many items were read.
+    pub fn restore(&self, items: &str) -> Result<u32, JsError> {
+        let Some(journal) = &self.journal else {
+            return Ok(0);
+        };
+        let values: Vec<serde_json::Value> =
+            serde_json::from_str(items).map_err(|e| JsError::new(&e.to_string()))?;
+        let read: Vec<JournalItem> = values
+            .into_iter()
+            .filter_map(|v| serde_json::from_value(v).ok())
+            .collect();
+        let n = read.len() as u32;
+        journal.restore(read);
+        Ok(n)
     }
 
     /// Polar's answer (`{status, headers, body}`, or `{error}` when it could not be reached)
@@ -337,15 +442,7 @@ impl RelayCore {
         let finished =
             self.relay
                 .finish_with_entropy(waiting, answer, now(now_ms, now_ms), entropy);
-        let out = wrapped("response", &response_js(finished.response()));
-        if let Some(pre_auth) = finished.pre_auth().map(Uint8Array::from) {
-            let id = self.signing.borrow_mut().put(finished);
-            let sign = Object::new();
-            set(&sign, "id", &JsValue::from(id));
-            set(&sign, "preAuth", &pre_auth.into());
-            set(&out, "sign", &sign.into());
-        }
-        Ok(out.into())
+        Ok(self.to_sign(finished).into())
     }
 
     /// The answer with its lease once `signature` (64 bytes, Ed25519 over `preAuth`) verifies

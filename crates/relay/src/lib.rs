@@ -228,10 +228,18 @@ impl SignWith {
 /// [`Relay::begin`]'s outcome.
 #[derive(Debug)]
 pub enum Step {
-    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429).
+    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429, or one
+    /// from the store).
     Answer(RelayResponse),
     /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`].
     Ask(Box<Pending>),
+    /// An answer from the store whose lease waits for an external signature
+    /// ([`Finished::pre_auth`], then [`Relay::assemble`]): only with [`Signer::External`].
+    Sign(Finished),
+    /// Only from [`Relay::begin_with`]: another check of the same entry is asking Polar; begin
+    /// again once that call's [`Relay::finish`] has run (the flight is named, so a host can
+    /// wait for it).
+    Wait(String),
 }
 
 /// A request that passed every local check, waiting for Polar's answer.
@@ -261,6 +269,12 @@ impl Pending {
     /// license key: never log it).
     pub fn request(&self) -> &HttpRequest {
         &self.request
+    }
+
+    /// The flight this call leads ([`Relay::begin_with`]): checks that got [`Step::Wait`] with
+    /// this name begin again once its [`Relay::finish`] has run.
+    pub fn flight(&self) -> Option<String> {
+        self.flight.as_ref().map(|id| hex(id))
     }
 }
 
@@ -450,9 +464,11 @@ const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 /// What routing decided.
 enum Routed {
     Answer(RelayResponse),
+    /// From the store, its lease to sign elsewhere (an external signer).
+    Stored(Finished),
     Ask(Box<Pending>),
     /// Another check of the same entry is asking Polar: wait for it, then route again.
-    Wait(Arc<Flight>),
+    Wait(EntryId, Arc<Flight>),
 }
 
 impl std::fmt::Debug for Relay {
@@ -500,12 +516,6 @@ impl Relay {
         let base_url = config.server.base_url()?;
         // Checks the token (non-empty printable ASCII) once, here.
         Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
-        if config.store.is_some() && !matches!(config.signer, Signer::Key(_)) {
-            return Err(Error::invalid(
-                "store",
-                "the verdict store signs its answers' leases itself: it needs Signer::Key",
-            ));
-        }
         let store = config.store.map(|s| Stored {
             budget: Mutex::new(Budget::with_window(
                 s.options.budget,
@@ -553,16 +563,17 @@ impl Relay {
     /// entry another check is asking Polar for waits for that answer (one call per entry).
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         for attempt in 0..3 {
-            match self.routed(req, now, attempt < 2) {
+            match self.routed(req, now, attempt < 2, &*self.entropy) {
                 Routed::Answer(mut r) => {
                     add_cors(&mut r);
                     return r;
                 }
+                Routed::Stored(finished) => return finished.into_response(),
                 Routed::Ask(pending) => {
                     let upstream = self.transport.send(pending.request());
                     return self.finish(pending, upstream, now).into_response();
                 }
-                Routed::Wait(flight) => flight.wait(),
+                Routed::Wait(_, flight) => flight.wait(),
             }
         }
         // Never: the last attempt does not wait.
@@ -573,22 +584,38 @@ impl Relay {
 
     /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
     /// every local check, and either the answer or the call to make. (Checks of one entry
-    /// arriving together each ask Polar here: only [`Relay::handle`] waits for another's call.)
+    /// arriving together each ask Polar here: [`Relay::begin_with`] makes them wait.)
     pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
-        match self.routed(req, now, false) {
+        self.step(self.routed(req, now, false, &*self.entropy))
+    }
+
+    /// [`Relay::begin`] with single flight and the host's randomness (for a lease made from
+    /// the store): [`Step::Wait`] names the call under way for the same entry, and the call
+    /// this step asks for (if any) is the one others wait on until its [`Relay::finish`].
+    pub fn begin_with(&self, req: &RelayRequest, now: Now, entropy: Option<[u8; 16]>) -> Step {
+        self.step(self.routed(req, now, true, &move || entropy))
+    }
+
+    fn step(&self, routed: Routed) -> Step {
+        match routed {
             Routed::Answer(mut r) => {
                 add_cors(&mut r);
                 Step::Answer(r)
             }
+            Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
+            Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            // Never without waiting.
-            Routed::Wait(_) => {
-                Step::Answer(RelayResponse::detail(502, "the relay could not ask Polar"))
-            }
+            Routed::Wait(id, _) => Step::Wait(hex(&id)),
         }
     }
 
-    fn routed(&self, req: &RelayRequest, now: Now, may_wait: bool) -> Routed {
+    fn routed(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
             if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
@@ -635,14 +662,14 @@ impl Relay {
             log::error!("relay: {e}; asking Polar");
             None
         });
-        if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, false) {
-            return Routed::Answer(r);
+        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, false, entropy) {
+            return Routed::Stored(f);
         }
         // Polar is needed: one call per entry at once.
         let leads = if may_wait {
             match s.lead(id, now.monotonic_ms) {
                 Ok(()) => true,
-                Err(flight) => return Routed::Wait(flight),
+                Err(flight) => return Routed::Wait(id, flight),
             }
         } else {
             false
@@ -657,8 +684,8 @@ impl Relay {
             if leads {
                 s.land(&id);
             }
-            if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, true) {
-                return Routed::Answer(r);
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
             }
             log::info!(
                 "relay: validate {} 429 (the token's budget is spent, nothing stored)",
@@ -699,7 +726,15 @@ impl Relay {
         entry: Option<&Entry>,
         now: Now,
         stale: bool,
-    ) -> Option<RelayResponse> {
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Option<Finished> {
+        let answered = |mut response: RelayResponse| {
+            add_cors(&mut response);
+            Finished {
+                response,
+                unsigned: None,
+            }
+        };
         let e = entry?;
         let age = now.unix_seconds.saturating_sub(e.answered_at);
         let o = &s.options;
@@ -719,7 +754,7 @@ impl Relay {
                         "ResourceNotFound",
                         "License key is no longer active.",
                     );
-                    return Some(sourced(private(r), source));
+                    return Some(answered(sourced(private(r), source)));
                 }
                 None
             }
@@ -735,11 +770,11 @@ impl Relay {
                 r.headers = e.headers.clone();
                 r.body = e.body.clone().into_bytes();
                 log::info!(
-                    "relay: validate {} {} (store: a denial)",
+                    "relay: validate {} {} ({source}: a denial)",
                     pending.key.redacted(),
                     e.status
                 );
-                Some(sourced(r, source))
+                Some(answered(sourced(r, source)))
             }
             _ => {
                 let window = if stale { o.stale_for } else { o.fresh_for };
@@ -765,27 +800,40 @@ impl Relay {
                         &upstream,
                         now,
                         e.answered_at,
-                        (self.entropy)(),
+                        entropy(),
                     )
                     .ok()?;
                 if claims.expires_at <= now.unix_seconds {
                     return None;
                 }
-                let SignWith::Key(key) = &self.signer else {
-                    return None;
-                };
                 let machine = machine_of(&pending.checked);
-                let token = key.sign(&claims, machine.as_deref()).ok()?;
                 let mut r = RelayResponse::new(200);
                 r.headers = e.headers.clone();
                 r.body = e.body.clone().into_bytes();
-                r.set(LEASE_HEADER, &token);
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
                     pending.key.redacted(),
                     claims.expires_at
                 );
-                Some(sourced(r, source))
+                let mut r = sourced(r, source);
+                add_cors(&mut r);
+                match &self.signer {
+                    SignWith::Key(key) => {
+                        let token = key.sign(&claims, machine.as_deref()).ok()?;
+                        r.set(LEASE_HEADER, &token);
+                        Some(Finished {
+                            response: r,
+                            unsigned: None,
+                        })
+                    }
+                    SignWith::External { kid, .. } => {
+                        let unsigned = prepare(&claims, kid, machine.as_deref()).ok()?;
+                        Some(Finished {
+                            response: r,
+                            unsigned: Some((unsigned, machine)),
+                        })
+                    }
+                }
             }
         }
     }
@@ -1019,12 +1067,18 @@ impl Relay {
                     Some((status, ..)) => *status == 429 || *status >= 500,
                 };
                 if polar_failed {
-                    if let Some(r) = self.stored_answer(s, &pending, prior.as_ref(), now, true) {
-                        response = r;
-                        unsigned = None;
+                    let stale =
+                        self.stored_answer(s, &pending, prior.as_ref(), now, true, &move || {
+                            entropy
+                        });
+                    if let Some(f) = stale {
+                        response = f.response;
+                        unsigned = f.unsigned;
                     }
                 } else if let Some((status, _, denial, (license_key_id, customer_id))) = &seen {
-                    let grant = *status == 200 && response.lease().is_some();
+                    // A grant: its lease signed here, or waiting for an external signature.
+                    let grant =
+                        *status == 200 && (response.lease().is_some() || unsigned.is_some());
                     if grant || *denial {
                         let headers = PASSED_HEADERS
                             .iter()
@@ -1460,6 +1514,11 @@ fn add_cors(r: &mut RelayResponse) {
     if r.header(SOURCE_HEADER).is_none() {
         r.set(SOURCE_HEADER, "polar");
     }
+}
+
+/// Lowercase hex (a flight's name).
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// An answer marked with where it comes from ([`SOURCE_HEADER`]).

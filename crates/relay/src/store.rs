@@ -190,9 +190,11 @@ impl Memory {
         self.entries.insert(*id, entry.clone());
     }
 
-    fn evict(&mut self, max: usize) {
+    /// Evicts the oldest past `max`; returns the ids removed.
+    fn evict(&mut self, max: usize) -> Vec<EntryId> {
+        let mut removed = Vec::new();
         if self.entries.len() <= max {
-            return;
+            return removed;
         }
         // The oldest sixteenth (at least one) in one pass.
         let mut ages: Vec<(i64, EntryId)> = self
@@ -206,6 +208,7 @@ impl Memory {
             .max(1);
         for (_, id) in ages.into_iter().take(drop) {
             if let Some(e) = self.entries.remove(&id) {
+                removed.push(id);
                 for tag in tags(&e) {
                     if let Some(ids) = self.index.get_mut(&tag) {
                         ids.retain(|x| *x != id);
@@ -216,6 +219,21 @@ impl Memory {
                 }
             }
         }
+        removed
+    }
+
+    /// Forgets webhook ids older than [`WEBHOOK_MEMORY_SECONDS`] before `at`; returns them.
+    fn prune_webhooks(&mut self, at: i64) -> Vec<String> {
+        let old: Vec<String> = self
+            .webhooks
+            .iter()
+            .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &old {
+            self.webhooks.remove(id);
+        }
+        old
     }
 }
 
@@ -227,7 +245,7 @@ impl Backend for MemoryBackend {
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
         let mut m = self.lock();
         m.insert(id, entry);
-        m.evict(self.max_entries);
+        let _ = m.evict(self.max_entries);
         Ok(())
     }
 
@@ -256,6 +274,166 @@ impl Backend for MemoryBackend {
 
     fn len(&self) -> Result<usize, StoreError> {
         Ok(self.lock().entries.len())
+    }
+}
+
+/// One change of a [`JournalBackend`], for its host to persist (keys: `e:<id in hex>` for an
+/// entry, `w:<webhook id>` for a webhook id).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum JournalItem {
+    /// An entry written.
+    Put {
+        /// The entry's id, hex.
+        id: String,
+        /// The entry.
+        entry: Entry,
+    },
+    /// An entry evicted.
+    Delete {
+        /// The entry's id, hex.
+        id: String,
+    },
+    /// A webhook id done, at this time.
+    Webhook {
+        /// The `webhook-id`.
+        id: String,
+        /// When (unix seconds).
+        at: i64,
+    },
+    /// A webhook id forgotten (older than [`WEBHOOK_MEMORY_SECONDS`]).
+    Forget {
+        /// The `webhook-id`.
+        id: String,
+    },
+}
+
+fn hex_id(id: &EntryId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn id_of_hex(text: &str) -> Option<EntryId> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Entries in memory whose every change is also journaled, for a host that persists them
+/// itself (a Durable Object's storage in the npm package's relay): [`JournalBackend::take`]
+/// hands over the changes since the last call, [`JournalBackend::restore`] loads what was
+/// persisted. The host writes the journal before it sends the answer.
+#[derive(Debug, Default)]
+pub struct JournalBackend {
+    memory: MemoryBackend,
+    journal: Mutex<Vec<JournalItem>>,
+}
+
+impl JournalBackend {
+    /// An empty store of at most `max_entries`.
+    pub fn new(max_entries: usize) -> JournalBackend {
+        JournalBackend {
+            memory: MemoryBackend::new(max_entries),
+            journal: Mutex::default(),
+        }
+    }
+
+    fn journal(&self) -> std::sync::MutexGuard<'_, Vec<JournalItem>> {
+        self.journal.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The changes since the last call, in order.
+    pub fn take(&self) -> Vec<JournalItem> {
+        std::mem::take(&mut *self.journal())
+    }
+
+    /// Loads persisted items (`Put` and `Webhook`; the others are ignored). An item that does
+    /// not read back is skipped, never read as a grant.
+    pub fn restore(&self, items: Vec<JournalItem>) {
+        let mut m = self.memory.lock();
+        for item in items {
+            match item {
+                JournalItem::Put { id, entry } => {
+                    if let Some(id) = id_of_hex(&id) {
+                        m.insert(&id, &entry);
+                    }
+                }
+                JournalItem::Webhook { id, at } => {
+                    m.webhooks.insert(id, at);
+                }
+                JournalItem::Delete { .. } | JournalItem::Forget { .. } => {}
+            }
+        }
+    }
+}
+
+impl Backend for JournalBackend {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.memory.get(id)
+    }
+
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        let removed = {
+            let mut m = self.memory.lock();
+            m.insert(id, entry);
+            m.evict(self.memory.max_entries)
+        };
+        let mut j = self.journal();
+        j.push(JournalItem::Put {
+            id: hex_id(id),
+            entry: entry.clone(),
+        });
+        j.extend(
+            removed
+                .iter()
+                .map(|id| JournalItem::Delete { id: hex_id(id) }),
+        );
+        Ok(())
+    }
+
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        self.memory.index(tag)
+    }
+
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        let forgotten = {
+            let mut m = self.memory.lock();
+            if m.webhooks.contains_key(webhook_id) {
+                return Ok(false);
+            }
+            for (id, entry) in updates {
+                m.insert(id, entry);
+            }
+            let forgotten = m.prune_webhooks(at);
+            m.webhooks.insert(webhook_id.to_string(), at);
+            forgotten
+        };
+        let mut j = self.journal();
+        for (id, entry) in updates {
+            j.push(JournalItem::Put {
+                id: hex_id(id),
+                entry: entry.clone(),
+            });
+        }
+        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
+        j.push(JournalItem::Webhook {
+            id: webhook_id.to_string(),
+            at,
+        });
+        Ok(true)
+    }
+
+    fn len(&self) -> Result<usize, StoreError> {
+        self.memory.len()
     }
 }
 
@@ -798,6 +976,37 @@ mod tests {
         // An event older than the newest applied changes nothing.
         let old = Narrowing { at: 10, ..regrant };
         assert_eq!(narrowed(&revoked, &old), None);
+    }
+
+    #[test]
+    fn a_journal_restores_what_it_recorded() {
+        let a = JournalBackend::new(10);
+        let entry = Entry {
+            license_key_id: Some("L".into()),
+            customer_id: Some("C".into()),
+            answered_at: 5,
+            status: 200,
+            body: "{}".into(),
+            headers: vec![],
+            grant: true,
+            mark: Mark::None,
+            last_event_at: 0,
+            marked_at: 0,
+        };
+        a.put(&[7; 32], &entry).expect("put");
+        assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
+        let journal = a.take();
+        assert_eq!(journal.len(), 2);
+        assert!(a.take().is_empty(), "handed over once");
+        let text = serde_json::to_string(&journal).expect("json");
+        let b = JournalBackend::new(10);
+        b.restore(serde_json::from_str(&text).expect("back"));
+        assert_eq!(b.get(&[7; 32]).expect("get"), Some(entry));
+        assert_eq!(b.index("l:L").expect("index"), vec![[7; 32]]);
+        assert!(
+            !b.apply_webhook("evt", 10, &[]).expect("seen"),
+            "the id was restored"
+        );
     }
 
     #[test]

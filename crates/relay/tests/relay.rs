@@ -899,6 +899,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
                 )
             }
             Step::Ask(p) => p,
+            other => panic!("no store here: {other:?}"),
         };
         let upstream = transport.send(pending.request());
         let finished = relay.finish_with_entropy(pending, upstream, now(), Some([3; 16]));

@@ -1,0 +1,305 @@
+// Issue #37 on the npm package's relay: `polar-license/relay` with a verdict store, from the
+// installed tarball, in node (a Map as its storage) and in Cloudflare's Workers runtime (the
+// `workerd` npm package, offline) with a Durable Object holding the store on workerd's local
+// disk. Each host: a validate asks Polar, the next is answered from the store (no call); a key
+// revoked in Polar (the npm emulator, its webhooks delivered to the relay) is refused at the
+// next check, from the store, with no call. Under workerd also: the store survives a restart of
+// the runtime, and without the Durable Object binding the relay forwards every check and says so.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { generateKeyPairSync } from 'node:crypto';
+import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:http';
+import { createServer as createNetServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { CONSUMER, ORG, PACKAGE_DIR } from './emulator.mjs';
+
+const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
+const WORKERD = join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', 'workerd');
+const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
+const VALIDATE = '/v1/customer-portal/license-keys/validate';
+
+await writeFile(join(CONSUMER, 'relay-store-import.mjs'), "export * from 'polar-license/relay';\n");
+const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-store-import.mjs')).href);
+const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
+const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+
+function keyText(kid) {
+  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
+  return `${kid}=k4.secret.${secret}`;
+}
+const SIGNING_KEY = keyText('store-js');
+
+async function freePort() {
+  const server = createNetServer();
+  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address();
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+let polar;
+before(async () => {
+  polar = await startEmulator({ webhookTimeScale: 0.001 });
+});
+after(async () => {
+  await polar?.close();
+});
+
+const api = (path, method, body) =>
+  fetch(`${polar.url}${path}`, {
+    method,
+    headers: { authorization: `Bearer ${TOKEN}`, 'content-type': 'application/json' },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  }).then(async (r) => ({ status: r.status, json: r.status === 204 ? null : await r.json() }));
+
+/** An endpoint in the emulator for the relay at `url`: its secret. */
+async function endpointFor(url) {
+  const r = await api('/v1/webhooks/endpoints', 'POST', {
+    url: `${url}/v1/webhooks/polar`,
+    format: 'raw',
+    events: ['benefit_grant.revoked', 'benefit_grant.updated'],
+  });
+  assert.equal(r.status, 201);
+  return r.json;
+}
+
+async function waitDelivered(endpointId, type) {
+  const end = Date.now() + 15_000;
+  for (;;) {
+    const r = await api(`/v1/webhooks/deliveries?endpoint_id=${endpointId}&limit=100`, 'GET');
+    if (r.json.items.some((d) => d.succeeded && d.webhook_event.type === type)) return;
+    assert.ok(Date.now() < end, `no acknowledged ${type}: ${JSON.stringify(r.json.items.map((d) => [d.http_code, d.response]))}`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+const check = (base, key) =>
+  fetch(`${base}${VALIDATE}`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, organization_id: ORG }),
+  }).then(async (r) => ({ status: r.status, source: r.headers.get('polar-license-source'), lease: r.headers.get('polar-license-lease'), body: await r.text() }));
+
+function newKey() {
+  const key = `RSTORE-${Math.random().toString(16).slice(2, 10).toUpperCase()}-4A5B6C`;
+  polar.addKey({ key, limit_activations: 3 });
+  return key;
+}
+
+/** The scenario every host plays: ask, store, revoke through the webhook, refused with no call. */
+async function revokedThroughTheWebhook(base, endpointId) {
+  const key = newKey();
+  const first = await check(base, key);
+  assert.equal(first.status, 200, first.body);
+  assert.equal(first.source, 'polar');
+  assert.ok(first.lease, 'a lease on a grant');
+  const calls = polar.requestCount();
+  const second = await check(base, key);
+  assert.equal(second.status, 200);
+  assert.equal(second.source, 'store');
+  assert.ok(second.lease, 'a lease on a stored grant (signed by WebCrypto)');
+  assert.equal(polar.requestCount(), calls, 'answered with no call to Polar');
+  polar.updateKey(key, { status: 'revoked' });
+  await waitDelivered(endpointId, 'benefit_grant.revoked');
+  const refused = await check(base, key);
+  assert.equal(refused.status, 404, refused.body);
+  assert.equal(refused.source, 'store');
+  assert.equal(refused.lease, null);
+  assert.match(refused.body, /License key is no longer active\./);
+  assert.equal(polar.requestCount(), calls, 'refused from the webhook, Polar not asked');
+}
+
+test('node: the store answers a known key with no call, and a revocation arrives as a webhook', async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const endpoint = await endpointFor(url);
+  const saved = new Map();
+  const storage = {
+    async load() {
+      return [...saved.values()];
+    },
+    async save(items) {
+      for (const item of items) {
+        const key = `${item.op === 'put' || item.op === 'delete' ? 'e' : 'w'}:${item.id}`;
+        if (item.op === 'put' || item.op === 'webhook') saved.set(key, item);
+        else saved.delete(key);
+      }
+    },
+  };
+  const relay = relayPkg.createRelay({
+    accessToken: TOKEN,
+    signingKey: SIGNING_KEY,
+    baseUrl: polar.url,
+    perIp: '1000/1000',
+    store: { webhookSecret: endpoint.secret },
+    storage,
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  try {
+    await revokedThroughTheWebhook(url, endpoint.id);
+    // What the store wrote is what a new relay reads back: a fresh relay answers from it.
+    assert.ok([...saved.keys()].some((k) => k.startsWith('e:')));
+    assert.ok([...saved.keys()].some((k) => k.startsWith('w:')), 'the webhook id was saved');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test('node: a forged webhook is refused and changes nothing', async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const relay = relayPkg.createRelay({
+    accessToken: TOKEN,
+    signingKey: SIGNING_KEY,
+    baseUrl: polar.url,
+    perIp: '1000/1000',
+    store: { webhookSecret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' },
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  try {
+    const key = newKey();
+    const first = await check(url, key);
+    const id = JSON.parse(first.body).id;
+    const body = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: new Date().toISOString(), data: { modified_at: new Date().toISOString(), properties: { license_key_id: id } } });
+    const r = await fetch(`${url}/v1/webhooks/polar`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', 'webhook-id': 'evt-forged', 'webhook-timestamp': String(Math.floor(Date.now() / 1000)), 'webhook-signature': 'v1,AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=' },
+      body,
+    });
+    assert.equal(r.status, 401);
+    const still = await check(url, key);
+    assert.equal(still.status, 200);
+    assert.equal(still.source, 'store');
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+// ---- workerd, with a Durable Object ---------------------------------------------------------
+
+const WORKER = `import { relayStore, relayWorker } from './polar-license/ENTRY';
+const optionsOf = (env) => ({
+  accessToken: env.POLAR_ACCESS_TOKEN,
+  signingKey: env.RELAY_SIGNING_KEY,
+  baseUrl: 'POLAR_URL',
+  perIp: '1000/1000',
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },
+});
+export const PolarRelayStore = relayStore(optionsOf);
+export default relayWorker(optionsOf);
+`;
+
+function capnp({ port, polarHost, files, secret, storeDir, withStore }) {
+  const esm = (name) => `(name = "polar-license/${name}", esModule = embed "${name}")`;
+  return `using Workerd = import "/workerd/workerd.capnp";
+const config :Workerd.Config = (
+  services = [
+    (name = "main", worker = .relay),
+    (name = "polar", external = (address = "${polarHost}", http = ())),
+    (name = "store-disk", disk = (path = "${storeDir}", writable = true)),
+  ],
+  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
+);
+const relay :Workerd.Worker = (
+  modules = [
+    (name = "worker.js", esModule = embed "worker.js"),
+    ${files.filter((f) => f.endsWith('.js')).map(esm).join(',\n    ')},
+    (name = "polar-license/polar_license_relay_bg.wasm", wasm = embed "polar_license_relay_bg.wasm"),
+  ],
+  compatibilityDate = "2026-11-01",
+  ${withStore ? 'durableObjectNamespaces = [(className = "PolarRelayStore", uniqueKey = "polar-relay-store-test")],\n  durableObjectStorage = (localDisk = "store-disk"),' : ''}
+  bindings = [
+    (name = "POLAR_ACCESS_TOKEN", text = "${TOKEN}"),
+    (name = "RELAY_SIGNING_KEY", text = "${SIGNING_KEY}"),
+    (name = "POLAR_WEBHOOK_SECRET", text = "${secret}"),
+    ${withStore ? '(name = "POLAR_RELAY_STORE", durableObjectNamespace = "PolarRelayStore"),' : ''}
+  ],
+  globalOutbound = "polar",
+);
+`;
+}
+
+async function workerd({ port, secret, storeDir, withStore = true }) {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-store-'));
+  const entry = manifest.exports['./relay'].workerd.replace('./', '');
+  const files = [entry, 'relay-handler.js', 'polar_license_relay.js', 'polar_license_relay_bg.wasm'];
+  for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
+  await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', polar.url));
+  await writeFile(join(dir, 'config.capnp'), capnp({ port, polarHost: new URL(polar.url).host, files, secret, storeDir, withStore }));
+  const child = spawn(WORKERD, ['serve', 'config.capnp', '--verbose'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  child.stdout.on('data', (d) => (output += d));
+  child.stderr.on('data', (d) => (output += d));
+  const url = `http://127.0.0.1:${port}`;
+  const deadline = Date.now() + 60_000;
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`workerd exited (${child.exitCode}): ${output}`);
+    const up = await fetch(`${url}${VALIDATE}`, { method: 'OPTIONS' }).then((r) => r.status < 500, () => false);
+    if (up) break;
+    if (Date.now() > deadline) throw new Error(`workerd did not answer within 60 s: ${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    url,
+    output: () => output,
+    close: async () => {
+      child.kill();
+      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+test('workerd: a Durable Object holds the store; a revocation arrives as a webhook; the store survives a restart', async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  await mkdir(storeDir, { recursive: true });
+  const port = await freePort();
+  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
+  let host = await workerd({ port, secret: endpoint.secret, storeDir });
+  try {
+    await revokedThroughTheWebhook(host.url, endpoint.id);
+    const key = newKey();
+    assert.equal((await check(host.url, key)).source, 'polar');
+    await host.close();
+    // The same disk, a new runtime: answered from the stored verdict, no call.
+    host = await workerd({ port, secret: endpoint.secret, storeDir });
+    const calls = polar.requestCount();
+    const again = await check(host.url, key);
+    assert.equal(again.status, 200, again.body);
+    assert.equal(again.source, 'store');
+    assert.ok(again.lease);
+    assert.equal(polar.requestCount(), calls);
+  } finally {
+    await host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+
+test('workerd: without the Durable Object binding, every check is forwarded and the relay says so', async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  const port = await freePort();
+  const host = await workerd({ port, secret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw', storeDir, withStore: false });
+  try {
+    const key = newKey();
+    assert.equal((await check(host.url, key)).source, 'polar');
+    const second = await check(host.url, key);
+    assert.equal(second.source, 'polar', 'no store: asked again');
+    assert.ok(second.lease);
+    const end = Date.now() + 5_000;
+    while (!host.output().includes('no Durable Object binding POLAR_RELAY_STORE') && Date.now() < end) {
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.match(host.output(), /no Durable Object binding POLAR_RELAY_STORE: no verdict store/);
+  } finally {
+    await host.close();
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});

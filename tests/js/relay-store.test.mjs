@@ -7,18 +7,15 @@
 // the runtime, and without the Durable Object binding the relay forwards every check and says so.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { freePort, runWorkerd } from './workerd.mjs';
 import { CONSUMER, ORG, PACKAGE_DIR } from './emulator.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WORKERD = join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', 'workerd');
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
 
@@ -34,13 +31,6 @@ function keyText(kid) {
 }
 const SIGNING_KEY = keyText('store-js');
 
-async function freePort() {
-  const server = createNetServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 let polar;
 before(async () => {
@@ -233,28 +223,7 @@ async function workerd({ port, secret, storeDir, withStore = true }) {
   for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
   await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', polar.url));
   await writeFile(join(dir, 'config.capnp'), capnp({ port, polarHost: new URL(polar.url).host, files, secret, storeDir, withStore }));
-  const child = spawn(WORKERD, ['serve', 'config.capnp', '--verbose'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`workerd exited (${child.exitCode}): ${output}`);
-    const up = await fetch(`${url}${VALIDATE}`, { method: 'OPTIONS' }).then((r) => r.status < 500, () => false);
-    if (up) break;
-    if (Date.now() > deadline) throw new Error(`workerd did not answer within 60 s: ${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    output: () => output,
-    close: async () => {
-      child.kill();
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return runWorkerd(dir, port, VALIDATE);
 }
 
 test('workerd: a Durable Object holds the store; a revocation arrives as a webhook; the store survives a restart', async () => {

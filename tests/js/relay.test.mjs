@@ -9,18 +9,15 @@
 // lease (never one nobody can verify).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { generateKeyPairSync, webcrypto } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { createServer as createNetServer } from 'node:net';
 import { tmpdir } from 'node:os';
-import { dirname, join } from 'node:path';
-import { fileURLToPath, pathToFileURL } from 'node:url';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { freePort, runWorkerd } from './workerd.mjs';
 import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
 
-const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const WORKERD = join(ROOT, 'scripts', 'npm', 'node_modules', '.bin', 'workerd');
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
 const { LicenseClient } = await pkg();
@@ -39,13 +36,6 @@ function keyText(kid) {
 
 const SIGNER = keyText('relay-js');
 
-async function freePort() {
-  const server = createNetServer();
-  await new Promise((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address();
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** The relay in node: createRelay + createNodeListener on loopback. */
 async function nodeHost(options = {}) {
@@ -115,31 +105,7 @@ async function workerdHost() {
   await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', EMULATOR));
   const port = await freePort();
   await writeFile(join(dir, 'config.capnp'), capnp({ port, polar: new URL(EMULATOR).host, files }));
-  const child = spawn(WORKERD, ['serve', 'config.capnp', '--verbose'], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
-  let output = '';
-  child.stdout.on('data', (d) => (output += d));
-  child.stderr.on('data', (d) => (output += d));
-  const url = `http://127.0.0.1:${port}`;
-  const deadline = Date.now() + 60_000;
-  for (;;) {
-    if (child.exitCode !== null) throw new Error(`workerd exited (${child.exitCode}): ${output}`);
-    const up = await fetch(`${url}${ROUTES}/validate`, { method: 'OPTIONS' }).then(
-      (r) => r.status < 500,
-      () => false,
-    );
-    if (up) break;
-    if (Date.now() > deadline) throw new Error(`workerd did not answer within 60 s: ${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
-  return {
-    url,
-    output: () => output,
-    close: async () => {
-      child.kill();
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
-      await rm(dir, { recursive: true, force: true });
-    },
-  };
+  return runWorkerd(dir, port, `${ROUTES}/validate`);
 }
 
 const post = (base, route, body, headers = {}) =>

@@ -754,30 +754,23 @@ pub(crate) fn page(items: Vec<J>, page: usize, limit: usize) -> J {
 pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateTime) -> J {
     let revoked = g.status == "revoked";
     let customer_id = g.customer_id.to_string();
-    let email = g
-        .customer_email
-        .clone()
-        .unwrap_or_else(|| format!("customer-{}@example.com", &customer_id[..8]));
-    let customer = obj(vec![
-        ("id", s(&customer_id)),
-        ("created_at", s(&fmt_ts(g.customer_created_at))),
-        ("modified_at", J::Null),
-        ("metadata", J::Obj(Vec::new())),
-        ("external_id", J::Null),
-        ("email", s(&email)),
-        ("email_verified", J::Bool(false)),
-        ("type", s("individual")),
-        ("name", J::Null),
-        ("billing_name", J::Null),
-        ("billing_address", J::Null),
-        ("tax_id", J::Null),
-        ("locale", J::Null),
-        ("organization_id", s(&g.organization_id.to_string())),
-        ("default_payment_method_id", J::Null),
-        ("deleted_at", J::Null),
-        ("first_user_event_at", J::Null),
-        ("avatar_url", opt_s(g.avatar_url.as_deref())),
-    ]);
+    // The key's own `customer`; a webhook's `CustomerIndividual.email` is never null (the SDK's
+    // type), so a seed customer without one gets a placeholder here.
+    let customer = match &g.customer {
+        J::Obj(items) => J::Obj(
+            items
+                .iter()
+                .map(|(k, v)| match (k.as_str(), v) {
+                    ("email", J::Null) => (
+                        k.clone(),
+                        s(&format!("customer-{}@example.com", &customer_id[..8])),
+                    ),
+                    _ => (k.clone(), v.clone()),
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    };
     let member = match &g.member {
         Some((id, email, external_id)) => obj(vec![
             ("id", s(id)),

@@ -766,9 +766,7 @@ impl Relay {
                 if age >= i64::try_from(window).unwrap_or(i64::MAX) {
                     return None;
                 }
-                let mut r = RelayResponse::new(e.status);
-                r.headers = e.headers.clone();
-                r.body = e.body.clone().into_bytes();
+                let r = replayed(e);
                 log::info!(
                     "relay: validate {} {} ({source}: a denial)",
                     pending.key.redacted(),
@@ -807,9 +805,7 @@ impl Relay {
                     return None;
                 }
                 let machine = machine_of(&pending.checked);
-                let mut r = RelayResponse::new(200);
-                r.headers = e.headers.clone();
-                r.body = e.body.clone().into_bytes();
+                let r = replayed(e);
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
                     pending.key.redacted(),
@@ -1513,6 +1509,15 @@ fn add_cors(r: &mut RelayResponse) {
     );
     if r.header(SOURCE_HEADER).is_none() {
         r.set(SOURCE_HEADER, "polar");
+    }
+}
+
+/// Polar's stored answer, as it was sent: its status, the headers passed back, its body.
+fn replayed(e: &Entry) -> RelayResponse {
+    RelayResponse {
+        status: e.status,
+        headers: e.headers.clone(),
+        body: e.body.clone().into_bytes(),
     }
 }
 

@@ -77,13 +77,20 @@ fn read_os_machine_id() -> Result<Option<String>, String> {
     if !out.status.success() {
         return Err(format!("{IOREG} failed ({})", out.status));
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .find(|l| l.contains("IOPlatformUUID"))
-        .and_then(|line| line.split('"').nth(3))
-        .and_then(usable)
+    ioreg_platform_uuid(&String::from_utf8_lossy(&out.stdout))
         .map(Some)
         .ok_or_else(|| format!("{IOREG} printed no IOPlatformUUID"))
+}
+
+/// The `IOPlatformUUID` of `ioreg -rd1 -c IOPlatformExpertDevice`'s output: the value of the
+/// line `"IOPlatformUUID" = "…"` (compiled everywhere for its tests: macOS code that Linux can
+/// run).
+#[cfg(any(target_os = "macos", test))]
+fn ioreg_platform_uuid(text: &str) -> Option<String> {
+    text.lines()
+        .find(|l| l.trim_start().starts_with("\"IOPlatformUUID\""))
+        .and_then(|line| line.split('"').nth(3))
+        .and_then(usable)
 }
 
 /// `HKLM\SOFTWARE\Microsoft\Cryptography\MachineGuid` through the registry API, in the
@@ -120,6 +127,64 @@ fn read_os_machine_id() -> Result<Option<String>, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `ioreg -rd1 -c IOPlatformExpertDevice` on a MacBook Pro (Apple silicon, macOS 14),
+    /// serial numbers and the UUID replaced.
+    const IOREG_ARM: &str = r##"+-o J316sAP  <class IOPlatformExpertDevice, id 0x100000227, registered, matched, active, busy 0 (236 ms), retain 38>
+  {
+    "IOPolledInterface" = "AppleARMWatchdogTimerHibernateHandler is not serializable"
+    "#address-cells" = <02000000>
+    "AAPL,phandle" = <01000000>
+    "IOBusyInterest" = "IOCommand is not serializable"
+    "target-type" = <"J316s">
+    "name" = <"device-tree">
+    "manufacturer" = <"Apple Inc.">
+    "compatible" = <"J316sAP","MacBookPro18,1","AppleARM">
+    "IOPlatformSerialNumber" = "C02XX0XXXX00"
+    "model" = <"MacBookPro18,1">
+    "IOPlatformUUID" = "8A1E3C5F-1B2D-4E6F-9A8B-7C6D5E4F3A2B"
+    "IOConsoleSecurityInterest" = "IOCommand is not serializable"
+  }
+"##;
+
+    /// The same on an Intel Mac (macOS 12): other keys around it, the same line.
+    const IOREG_INTEL: &str = r##"+-o MacBookPro16,1  <class IOPlatformExpertDevice, id 0x10000020f, registered, matched, active, busy 0 (130 ms), retain 35>
+    {
+      "IOPlatformSystemSleepPolicy" = <534c505402000a00640000006400000000000000000000000000000000000000>
+      "compatible" = <"MacBookPro16,1">
+      "version" = <"1.0">
+      "board-id" = <"Mac-E1008331FDC96864">
+      "IOInterruptSpecifiers" = (<0900000005000000>)
+      "platform-feature" = <0200000000000000>
+      "IOPlatformUUID" = "1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9"
+      "serial-number" = <00000000000000000000000000000000000000000000000000000000000000000000>
+      "IOPlatformSerialNumber" = "C02XX1XXXX11"
+    }
+"##;
+
+    #[test]
+    fn ioreg_output_gives_the_platform_uuid() {
+        assert_eq!(
+            ioreg_platform_uuid(IOREG_ARM).as_deref(),
+            Some("8A1E3C5F-1B2D-4E6F-9A8B-7C6D5E4F3A2B")
+        );
+        assert_eq!(
+            ioreg_platform_uuid(IOREG_INTEL).as_deref(),
+            Some("1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9")
+        );
+        // No IOPlatformUUID line (a VM, a sandbox that hides it), an empty value, or the key only
+        // inside another value: no id, never another field's value.
+        let without = IOREG_ARM.replace(
+            "\"IOPlatformUUID\" = \"8A1E3C5F-1B2D-4E6F-9A8B-7C6D5E4F3A2B\"\n",
+            "",
+        );
+        assert_eq!(ioreg_platform_uuid(&without), None);
+        let empty = IOREG_ARM.replace("8A1E3C5F-1B2D-4E6F-9A8B-7C6D5E4F3A2B", "");
+        assert_eq!(ioreg_platform_uuid(&empty), None);
+        let inside = "    \"IOPolledInterface\" = \"says IOPlatformUUID here\"\n";
+        assert_eq!(ioreg_platform_uuid(inside), None);
+        assert_eq!(ioreg_platform_uuid(""), None);
+    }
 
     #[test]
     fn fingerprint_is_stable_hashed_and_per_organization() {

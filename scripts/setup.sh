@@ -40,11 +40,15 @@ step_fuzz() { bash scripts/setup-fuzz.sh; }
 # Windows under wine: the windows-gnu target, MinGW-w64 and wine (scripts/setup-windows.sh).
 step_windows() { bash scripts/setup-windows.sh; }
 
+# macOS, compiled and linted: the Apple targets and Zig through cargo-zigbuild, pinned
+# (scripts/setup-macos.sh).
+step_macos() { bash scripts/setup-macos.sh; }
+
 # The Tauri plugin: libwebkit2gtk-4.1-dev (GTK 3, libsoup 3) and the guest package's npm
 # packages (scripts/setup-tauri.sh).
 step_tauri() { bash scripts/setup-tauri.sh; }
 
-STEPS=(npm c wasm fuzz windows tauri)
+STEPS=(npm c wasm fuzz windows tauri macos)
 
 now() { date +%s.%N; }
 

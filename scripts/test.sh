@@ -157,6 +157,10 @@ run_stage docs summary node tests/docs/run.mjs
 run_stage tauri summary bash scripts/test-tauri.sh
 # Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
 run_stage windows summary bash scripts/test-windows.sh
+# macOS (aarch64 and x86_64) compiled and linted with Zig as the C compiler: every crate a macOS
+# user gets through clippy -D warnings, the C static library built and its frameworks checked
+# (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
+run_stage macos summary bash scripts/test-macos.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
 run_stage fuzz check bash scripts/fuzz.sh 20
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a

@@ -128,8 +128,8 @@ fn read_os_machine_id() -> Result<Option<String>, String> {
 mod tests {
     use super::*;
 
-    /// `ioreg -rd1 -c IOPlatformExpertDevice` on a MacBook Pro (Apple silicon, macOS 14),
-    /// serial numbers and the UUID replaced.
+    /// `ioreg -rd1 -c IOPlatformExpertDevice` in the form an Apple-silicon MacBook Pro prints
+    /// it (written from that format, not captured on a Mac here: ids and serials made up).
     const IOREG_ARM: &str = r##"+-o J316sAP  <class IOPlatformExpertDevice, id 0x100000227, registered, matched, active, busy 0 (236 ms), retain 38>
   {
     "IOPolledInterface" = "AppleARMWatchdogTimerHibernateHandler is not serializable"
@@ -147,7 +147,7 @@ mod tests {
   }
 "##;
 
-    /// The same on an Intel Mac (macOS 12): other keys around it, the same line.
+    /// The same in an Intel Mac's form: other keys around it, deeper indentation, the same line.
     const IOREG_INTEL: &str = r##"+-o MacBookPro16,1  <class IOPlatformExpertDevice, id 0x10000020f, registered, matched, active, busy 0 (130 ms), retain 35>
     {
       "IOPlatformSystemSleepPolicy" = <534c505402000a00640000006400000000000000000000000000000000000000>

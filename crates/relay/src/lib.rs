@@ -42,6 +42,7 @@ mod limit;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
+mod verdicts;
 
 pub use limit::Rate;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -60,8 +61,9 @@ use polar_license::proto::{
 use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
 use polar_license_emulator::{check_body, CheckedBody};
 use std::collections::HashMap;
-use std::sync::{Arc, Condvar, Mutex};
-use store::{Backend, Budget, Entry, EntryId, Mark, StoreOptions};
+use std::sync::{Arc, Mutex};
+use store::{Backend, Budget, Entry, EntryId, StoreOptions};
+use verdicts::{Flight, Stored};
 
 /// The header that says where an answer of the three routes comes from: `polar` (Polar's
 /// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
@@ -441,26 +443,6 @@ pub struct Relay {
     store: Option<Stored>,
 }
 
-/// A relay's store, as it runs.
-struct Stored {
-    backend: Arc<dyn Backend>,
-    options: StoreOptions,
-    webhook_secret: Option<String>,
-    budget: Mutex<Budget>,
-    /// The calls to Polar under way per entry: a check of the same entry waits for it.
-    flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
-}
-
-/// One call to Polar that other checks of the same entry wait for.
-struct Flight {
-    done: Mutex<bool>,
-    ended: Condvar,
-    started_ms: u64,
-}
-
-/// How long a check waits for another's call to Polar before it asks on its own.
-const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
 /// What routing decided.
 enum Routed {
     Answer(RelayResponse),
@@ -622,80 +604,17 @@ impl Relay {
                 return Routed::Answer(self.webhook(s, req, now));
             }
         }
-        let mut pending = match self.route_checked(req, now) {
+        let pending = match self.route_checked(req, now) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
         };
-        let Some(s) = &self.store else {
-            if let Some(r) = self.per_key_limit(&pending, now) {
-                return Routed::Answer(r);
-            }
-            return Routed::Ask(Box::new(pending));
-        };
-        let cacheable =
-            pending.op == Operation::Validate && pending.checked.increment_usage.unwrap_or(0) == 0;
-        if !cacheable {
-            // Activations, deactivations and increments are always Polar's: the reserve.
-            if let Some(r) = self.per_key_limit(&pending, now) {
-                return Routed::Answer(r);
-            }
-            if let Err(secs) = s.budget().take(now.monotonic_ms, true) {
-                log::info!(
-                    "relay: {} {} 429 (the token's budget is spent)",
-                    pending.op.as_str(),
-                    pending.key.redacted()
-                );
-                return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
-            }
-            return Routed::Ask(Box::new(pending));
+        match &self.store {
+            Some(s) => self.routed_with_store(s, pending, now, may_wait, entropy),
+            None => match self.per_key_limit(&pending, now) {
+                Some(r) => Routed::Answer(r),
+                None => Routed::Ask(Box::new(pending)),
+            },
         }
-        let c = &pending.checked;
-        let id = store::entry_id(
-            &c.organization_id,
-            &key_hash(&pending.key),
-            c.activation_id.as_deref(),
-            c.benefit_id.as_deref(),
-            c.customer_id.as_deref(),
-            &c.conditions,
-        );
-        let prior = s.backend.get(&id).unwrap_or_else(|e| {
-            log::error!("relay: {e}; asking Polar");
-            None
-        });
-        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, false, entropy) {
-            return Routed::Stored(f);
-        }
-        // Polar is needed: one call per entry at once.
-        let leads = if may_wait {
-            match s.lead(id, now.monotonic_ms) {
-                Ok(()) => true,
-                Err(flight) => return Routed::Wait(id, flight),
-            }
-        } else {
-            false
-        };
-        if let Some(r) = self.per_key_limit(&pending, now) {
-            if leads {
-                s.land(&id);
-            }
-            return Routed::Answer(r);
-        }
-        if let Err(secs) = s.budget().take(now.monotonic_ms, false) {
-            if leads {
-                s.land(&id);
-            }
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
-            }
-            log::info!(
-                "relay: validate {} 429 (the token's budget is spent, nothing stored)",
-                pending.key.redacted()
-            );
-            return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
-        }
-        pending.stored = Some((id, prior));
-        pending.flight = leads.then_some(id);
-        Routed::Ask(Box::new(pending))
     }
 
     /// The per-key bucket (it protects Polar: answers from the store skip it).
@@ -713,200 +632,6 @@ impl Relay {
             pending.key.redacted()
         );
         Some(RelayResponse::rate_limited(secs))
-    }
-
-    /// An answer from a stored entry: fresh (`stale` false: a grant younger than
-    /// `fresh_for`, a denial younger than `denial_for`, a revocation a webhook told of), or,
-    /// when Polar cannot be asked (`stale` true), a grant younger than `stale_for` or a
-    /// revocation. A grant's lease is verified as of when Polar answered.
-    fn stored_answer(
-        &self,
-        s: &Stored,
-        pending: &Pending,
-        entry: Option<&Entry>,
-        now: Now,
-        stale: bool,
-        entropy: &dyn Fn() -> Option<[u8; 16]>,
-    ) -> Option<Finished> {
-        let answered = |mut response: RelayResponse| {
-            add_cors(&mut response);
-            Finished {
-                response,
-                unsigned: None,
-            }
-        };
-        let e = entry?;
-        let age = now.unix_seconds.saturating_sub(e.answered_at);
-        let o = &s.options;
-        let source = if stale { "stale" } else { "store" };
-        match e.mark {
-            Mark::Revoked => {
-                let since = now
-                    .unix_seconds
-                    .saturating_sub(e.last_event_at.max(e.answered_at));
-                if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
-                    log::info!(
-                        "relay: validate {} 404 ({source}: revoked by a webhook)",
-                        pending.key.redacted()
-                    );
-                    let r = RelayResponse::error(
-                        404,
-                        "ResourceNotFound",
-                        "License key is no longer active.",
-                    );
-                    return Some(answered(sourced(private(r), source)));
-                }
-                None
-            }
-            Mark::Stale if !stale => None,
-            _ if !e.grant => {
-                // A denial is Polar's answer too: fresh for `denial_for`, and kept (it only
-                // refuses) as long as a grant would be while Polar cannot be asked.
-                let window = if stale { o.stale_for } else { o.denial_for };
-                if age >= i64::try_from(window).unwrap_or(i64::MAX) {
-                    return None;
-                }
-                let r = replayed(e);
-                log::info!(
-                    "relay: validate {} {} ({source}: a denial)",
-                    pending.key.redacted(),
-                    e.status
-                );
-                Some(answered(sourced(r, source)))
-            }
-            _ => {
-                let window = if stale { o.stale_for } else { o.fresh_for };
-                let window = i64::try_from(window).unwrap_or(i64::MAX);
-                if age >= window {
-                    return None;
-                }
-                // Refresh ahead: in the last fifth of its freshness, an entry is asked again
-                // while the budget has room to spare.
-                if !stale && age >= window - window / 5 && s.budget().room(now.monotonic_ms) > 0.5 {
-                    return None;
-                }
-                let upstream = HttpResponse {
-                    status: e.status,
-                    headers: e.headers.clone(),
-                    body: e.body.clone().into_bytes(),
-                };
-                let claims = self
-                    .grant_at(
-                        pending.op,
-                        &pending.checked,
-                        &pending.call,
-                        &upstream,
-                        now,
-                        e.answered_at,
-                        entropy(),
-                    )
-                    .ok()?;
-                if claims.expires_at <= now.unix_seconds {
-                    return None;
-                }
-                let machine = machine_of(&pending.checked);
-                let r = replayed(e);
-                log::info!(
-                    "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
-                    pending.key.redacted(),
-                    claims.expires_at
-                );
-                let mut r = sourced(r, source);
-                add_cors(&mut r);
-                match &self.signer {
-                    SignWith::Key(key) => {
-                        let token = key.sign(&claims, machine.as_deref()).ok()?;
-                        r.set(LEASE_HEADER, &token);
-                        Some(Finished {
-                            response: r,
-                            unsigned: None,
-                        })
-                    }
-                    SignWith::External { kid, .. } => {
-                        let unsigned = prepare(&claims, kid, machine.as_deref()).ok()?;
-                        Some(Finished {
-                            response: r,
-                            unsigned: Some((unsigned, machine)),
-                        })
-                    }
-                }
-            }
-        }
-    }
-
-    /// `POST /v1/webhooks/polar`: verified before anything is read, a repeated id done, an
-    /// event narrowing only (see [`store::narrowing`]).
-    fn webhook(&self, s: &Stored, req: &RelayRequest, now: Now) -> RelayResponse {
-        if req.method != "POST" {
-            let mut r = RelayResponse::detail(405, "Method Not Allowed");
-            r.set("allow", "POST");
-            return r;
-        }
-        let secret = s.webhook_secret.as_deref().unwrap_or_default();
-        if let Err(why) = store::verify_webhook(
-            secret,
-            req.header("webhook-id"),
-            req.header("webhook-timestamp"),
-            req.header("webhook-signature"),
-            &req.body,
-            now.unix_seconds,
-        ) {
-            log::warn!("relay: a webhook refused ({why:?}): nothing changed");
-            return RelayResponse::detail(401, "the webhook's signature does not verify");
-        }
-        let id = req.header("webhook-id").unwrap_or_default();
-        let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
-            return RelayResponse::detail(400, "the webhook's body is not JSON");
-        };
-        let kind = event
-            .get("type")
-            .and_then(|t| t.as_str())
-            .unwrap_or("?")
-            .to_string();
-        let mut updates = Vec::new();
-        if let Some(n) = store::narrowing(&event) {
-            for tag in &n.tags {
-                let ids = match s.backend.index(tag) {
-                    Ok(ids) => ids,
-                    Err(e) => {
-                        log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                        return RelayResponse::detail(500, "the store failed");
-                    }
-                };
-                for entry_id in ids {
-                    if updates.iter().any(|(i, _)| *i == entry_id) {
-                        continue;
-                    }
-                    match s.backend.get(&entry_id) {
-                        Ok(Some(entry)) => {
-                            if let Some(mut e) = store::narrowed(&entry, &n) {
-                                e.marked_at = now.unix_seconds;
-                                updates.push((entry_id, e));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                            return RelayResponse::detail(500, "the store failed");
-                        }
-                    }
-                }
-            }
-        }
-        match s.backend.apply_webhook(id, now.unix_seconds, &updates) {
-            Ok(true) => {
-                log::info!("relay: webhook {kind}: {} entries narrowed", updates.len());
-                RelayResponse::json(200, "{\"ok\":true}")
-            }
-            Ok(false) => {
-                log::info!("relay: webhook {kind}: a repeat, already done");
-                RelayResponse::json(200, "{\"ok\":true}")
-            }
-            Err(e) => {
-                log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                RelayResponse::detail(500, "the store failed")
-            }
-        }
     }
 
     fn route_checked(&self, req: &RelayRequest, now: Now) -> Result<Pending, RelayResponse> {
@@ -1036,85 +761,18 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
-        let seen = upstream.as_ref().ok().map(|u| {
-            let retry = u
-                .header("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let denial = u.status == 404
-                && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
-            let ids = serde_json::from_slice::<serde_json::Value>(&u.body)
-                .ok()
-                .map(|v| {
-                    let field =
-                        |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
-                    (field("id"), field("customer_id"))
-                })
-                .unwrap_or((None, None));
-            (u.status, retry, denial, ids)
-        });
+        let seen = self.store.as_ref().map(|_| verdicts::Seen::of(&upstream));
         let (mut response, mut unsigned) = self.answer(&pending, upstream, now, entropy);
-        if let Some(s) = &self.store {
-            if let Some((429, retry, ..)) = &seen {
-                s.budget().learn(now.monotonic_ms, *retry);
-            }
-            if let Some((id, prior)) = &pending.stored {
-                let polar_failed = match &seen {
-                    None => true,
-                    Some((status, ..)) => *status == 429 || *status >= 500,
-                };
-                if polar_failed {
-                    let stale =
-                        self.stored_answer(s, &pending, prior.as_ref(), now, true, &move || {
-                            entropy
-                        });
-                    if let Some(f) = stale {
-                        response = f.response;
-                        unsigned = f.unsigned;
-                    }
-                } else if let Some((status, _, denial, (license_key_id, customer_id))) = &seen {
-                    // A grant: its lease signed here, or waiting for an external signature.
-                    let grant =
-                        *status == 200 && (response.lease().is_some() || unsigned.is_some());
-                    if grant || *denial {
-                        let headers = PASSED_HEADERS
-                            .iter()
-                            .filter_map(|n| {
-                                response.header(n).map(|v| (n.to_string(), v.to_string()))
-                            })
-                            .collect();
-                        let mut entry = Entry {
-                            license_key_id: license_key_id.clone(),
-                            customer_id: customer_id.clone(),
-                            answered_at: now.unix_seconds,
-                            status: *status,
-                            body: String::from_utf8_lossy(&response.body).into_owned(),
-                            headers,
-                            grant,
-                            mark: Mark::None,
-                            last_event_at: 0,
-                            marked_at: 0,
-                        };
-                        // The newest event applied stays (an older one, late, changes
-                        // nothing); a webhook applied while Polar was being asked keeps its
-                        // mark (Polar may have answered before the change).
-                        if let Ok(Some(current)) = s.backend.get(id) {
-                            entry.last_event_at = current.last_event_at;
-                            let seen = |e: &Entry| (e.mark, e.last_event_at, e.marked_at);
-                            let changed = prior.as_ref().map(seen) != Some(seen(&current));
-                            if changed && current.mark != Mark::None {
-                                entry.mark = current.mark;
-                                entry.marked_at = current.marked_at;
-                            }
-                        }
-                        if let Err(e) = s.backend.put(id, &entry) {
-                            log::error!("relay: {e}: the answer is passed on, not stored");
-                        }
-                    }
-                }
-            }
-            if let Some(id) = &pending.flight {
-                s.land(id);
-            }
+        if let (Some(s), Some(seen)) = (&self.store, seen) {
+            self.keep(
+                s,
+                &pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
         }
         add_cors(&mut response);
         Finished { response, unsigned }
@@ -1512,15 +1170,6 @@ fn add_cors(r: &mut RelayResponse) {
     }
 }
 
-/// Polar's stored answer, as it was sent: its status, the headers passed back, its body.
-fn replayed(e: &Entry) -> RelayResponse {
-    RelayResponse {
-        status: e.status,
-        headers: e.headers.clone(),
-        body: e.body.clone().into_bytes(),
-    }
-}
-
 /// Lowercase hex (a flight's name).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -1530,56 +1179,6 @@ fn hex(bytes: &[u8]) -> String {
 fn sourced(mut r: RelayResponse, source: &str) -> RelayResponse {
     r.set(SOURCE_HEADER, source);
     r
-}
-
-impl Stored {
-    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
-        self.budget.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
-    /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
-    fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = flights.get(&id) {
-            let age = now_ms.saturating_sub(f.started_ms);
-            if u128::from(age) < FLIGHT_WAIT.as_millis() {
-                return Err(Arc::clone(f));
-            }
-        }
-        flights.insert(
-            id,
-            Arc::new(Flight {
-                done: Mutex::new(false),
-                ended: Condvar::new(),
-                started_ms: now_ms,
-            }),
-        );
-        Ok(())
-    }
-
-    /// Ends the flight of `id`: its waiters route again (and find the entry).
-    fn land(&self, id: &EntryId) {
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        if let Some(f) = flight {
-            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            f.ended.notify_all();
-        }
-    }
-}
-
-impl Flight {
-    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
-    fn wait(&self) {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self
-            .ended
-            .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
-    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,483 @@
+//! The relay's verdict store at work ([`crate::store`] holds its data and its rules): what a
+//! check routed with a store gets (an answer from the store, a wait for another check's call,
+//! or a call within the token's budget), the answers made from an entry, Polar's webhooks, and
+//! what Polar's answer leaves in the store.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Condvar, Mutex};
+
+use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
+use polar_license::proto::{error_body, HttpResponse, Operation};
+use polar_license::TransportError;
+
+use crate::store::{self, Backend, Budget, Entry, EntryId, Mark, StoreOptions};
+use crate::{
+    add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
+    RelayResponse, Routed, SignWith, PASSED_HEADERS,
+};
+
+/// A relay's store, as it runs.
+pub(crate) struct Stored {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) options: StoreOptions,
+    pub(crate) webhook_secret: Option<String>,
+    pub(crate) budget: Mutex<Budget>,
+    /// The calls to Polar under way per entry: a check of the same entry waits for it.
+    pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
+}
+
+/// One call to Polar that other checks of the same entry wait for.
+pub(crate) struct Flight {
+    done: Mutex<bool>,
+    ended: Condvar,
+    started_ms: u64,
+}
+
+/// How long a check waits for another's call to Polar before it asks on its own.
+const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Stored {
+    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
+    /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
+    fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = flights.get(&id) {
+            let age = now_ms.saturating_sub(f.started_ms);
+            if u128::from(age) < FLIGHT_WAIT.as_millis() {
+                return Err(Arc::clone(f));
+            }
+        }
+        flights.insert(
+            id,
+            Arc::new(Flight {
+                done: Mutex::new(false),
+                ended: Condvar::new(),
+                started_ms: now_ms,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Ends the flight of `id`: its waiters route again (and find the entry).
+    fn land(&self, id: &EntryId) {
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(f) = flight {
+            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            f.ended.notify_all();
+        }
+    }
+}
+
+impl Flight {
+    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
+    pub(crate) fn wait(&self) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .ended
+            .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
+    }
+}
+
+/// What the store needs of Polar's answer, read before the answer is passed on: its status,
+/// `retry-after`, whether it is a denial, and the license key's and customer's ids (what
+/// webhooks name); nothing when Polar was not reached.
+pub(crate) struct Seen(Option<Answered>);
+
+/// Polar's answer, as far as the store cares.
+struct Answered {
+    status: u16,
+    retry_after: Option<u64>,
+    denial: bool,
+    license_key_id: Option<String>,
+    customer_id: Option<String>,
+}
+
+impl Seen {
+    pub(crate) fn of(upstream: &Result<HttpResponse, TransportError>) -> Seen {
+        Seen(upstream.as_ref().ok().map(|u| {
+            let retry = u
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let denial = u.status == 404
+                && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
+            let (license_key_id, customer_id) =
+                serde_json::from_slice::<serde_json::Value>(&u.body)
+                    .ok()
+                    .map(|v| {
+                        let field =
+                            |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
+                        (field("id"), field("customer_id"))
+                    })
+                    .unwrap_or((None, None));
+            Answered {
+                status: u.status,
+                retry_after: retry,
+                denial,
+                license_key_id,
+                customer_id,
+            }
+        }))
+    }
+}
+
+impl Relay {
+    /// A check routed with a store: validates without an increment from the store when it
+    /// may, else one call per entry within the budget; the rest always Polar's, from the
+    /// reserve.
+    pub(crate) fn routed_with_store(
+        &self,
+        s: &Stored,
+        mut pending: Pending,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Routed {
+        let cacheable =
+            pending.op == Operation::Validate && pending.checked.increment_usage.unwrap_or(0) == 0;
+        if !cacheable {
+            // Activations, deactivations and increments are always Polar's: the reserve.
+            if let Some(r) = self.per_key_limit(&pending, now) {
+                return Routed::Answer(r);
+            }
+            if let Err(secs) = s.budget().take(now.monotonic_ms, true) {
+                log::info!(
+                    "relay: {} {} 429 (the token's budget is spent)",
+                    pending.op.as_str(),
+                    pending.key.redacted()
+                );
+                return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+            }
+            return Routed::Ask(Box::new(pending));
+        }
+        let c = &pending.checked;
+        let id = store::entry_id(
+            &c.organization_id,
+            &key_hash(&pending.key),
+            c.activation_id.as_deref(),
+            c.benefit_id.as_deref(),
+            c.customer_id.as_deref(),
+            &c.conditions,
+        );
+        let prior = s.backend.get(&id).unwrap_or_else(|e| {
+            log::error!("relay: {e}; asking Polar");
+            None
+        });
+        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, false, entropy) {
+            return Routed::Stored(f);
+        }
+        // Polar is needed: one call per entry at once.
+        let leads = if may_wait {
+            match s.lead(id, now.monotonic_ms) {
+                Ok(()) => true,
+                Err(flight) => return Routed::Wait(id, flight),
+            }
+        } else {
+            false
+        };
+        if let Some(r) = self.per_key_limit(&pending, now) {
+            if leads {
+                s.land(&id);
+            }
+            return Routed::Answer(r);
+        }
+        if let Err(secs) = s.budget().take(now.monotonic_ms, false) {
+            if leads {
+                s.land(&id);
+            }
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
+            }
+            log::info!(
+                "relay: validate {} 429 (the token's budget is spent, nothing stored)",
+                pending.key.redacted()
+            );
+            return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+        }
+        pending.stored = Some((id, prior));
+        pending.flight = leads.then_some(id);
+        Routed::Ask(Box::new(pending))
+    }
+
+    /// An answer from a stored entry: fresh (`stale` false: a grant younger than
+    /// `fresh_for`, a denial younger than `denial_for`, a revocation a webhook told of), or,
+    /// when Polar cannot be asked (`stale` true), a grant younger than `stale_for` or a
+    /// revocation. A grant's lease is verified as of when Polar answered.
+    pub(crate) fn stored_answer(
+        &self,
+        s: &Stored,
+        pending: &Pending,
+        entry: Option<&Entry>,
+        now: Now,
+        stale: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+    ) -> Option<Finished> {
+        let answered = |mut response: RelayResponse| {
+            add_cors(&mut response);
+            Finished {
+                response,
+                unsigned: None,
+            }
+        };
+        let e = entry?;
+        let age = now.unix_seconds.saturating_sub(e.answered_at);
+        let o = &s.options;
+        let source = if stale { "stale" } else { "store" };
+        match e.mark {
+            Mark::Revoked => {
+                let since = now
+                    .unix_seconds
+                    .saturating_sub(e.last_event_at.max(e.answered_at));
+                if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
+                    log::info!(
+                        "relay: validate {} 404 ({source}: revoked by a webhook)",
+                        pending.key.redacted()
+                    );
+                    let r = RelayResponse::error(
+                        404,
+                        "ResourceNotFound",
+                        "License key is no longer active.",
+                    );
+                    return Some(answered(sourced(private(r), source)));
+                }
+                None
+            }
+            Mark::Stale if !stale => None,
+            _ if !e.grant => {
+                // A denial is Polar's answer too: fresh for `denial_for`, and kept (it only
+                // refuses) as long as a grant would be while Polar cannot be asked.
+                let window = if stale { o.stale_for } else { o.denial_for };
+                if age >= i64::try_from(window).unwrap_or(i64::MAX) {
+                    return None;
+                }
+                let r = replayed(e);
+                log::info!(
+                    "relay: validate {} {} ({source}: a denial)",
+                    pending.key.redacted(),
+                    e.status
+                );
+                Some(answered(sourced(r, source)))
+            }
+            _ => {
+                let window = if stale { o.stale_for } else { o.fresh_for };
+                let window = i64::try_from(window).unwrap_or(i64::MAX);
+                if age >= window {
+                    return None;
+                }
+                // Refresh ahead: in the last fifth of its freshness, an entry is asked again
+                // while the budget has room to spare.
+                if !stale && age >= window - window / 5 && s.budget().room(now.monotonic_ms) > 0.5 {
+                    return None;
+                }
+                let upstream = HttpResponse {
+                    status: e.status,
+                    headers: e.headers.clone(),
+                    body: e.body.clone().into_bytes(),
+                };
+                let claims = self
+                    .grant_at(
+                        pending.op,
+                        &pending.checked,
+                        &pending.call,
+                        &upstream,
+                        now,
+                        e.answered_at,
+                        entropy(),
+                    )
+                    .ok()?;
+                if claims.expires_at <= now.unix_seconds {
+                    return None;
+                }
+                let machine = machine_of(&pending.checked);
+                let r = replayed(e);
+                log::info!(
+                    "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
+                    pending.key.redacted(),
+                    claims.expires_at
+                );
+                let mut r = sourced(r, source);
+                add_cors(&mut r);
+                match &self.signer {
+                    SignWith::Key(key) => {
+                        let token = key.sign(&claims, machine.as_deref()).ok()?;
+                        r.set(LEASE_HEADER, &token);
+                        Some(Finished {
+                            response: r,
+                            unsigned: None,
+                        })
+                    }
+                    SignWith::External { kid, .. } => {
+                        let unsigned = prepare(&claims, kid, machine.as_deref()).ok()?;
+                        Some(Finished {
+                            response: r,
+                            unsigned: Some((unsigned, machine)),
+                        })
+                    }
+                }
+            }
+        }
+    }
+
+    /// `POST /v1/webhooks/polar`: verified before anything is read, a repeated id done, an
+    /// event narrowing only (see [`store::narrowing`]).
+    pub(crate) fn webhook(&self, s: &Stored, req: &RelayRequest, now: Now) -> RelayResponse {
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST");
+            return r;
+        }
+        let secret = s.webhook_secret.as_deref().unwrap_or_default();
+        if let Err(why) = store::verify_webhook(
+            secret,
+            req.header("webhook-id"),
+            req.header("webhook-timestamp"),
+            req.header("webhook-signature"),
+            &req.body,
+            now.unix_seconds,
+        ) {
+            log::warn!("relay: a webhook refused ({why:?}): nothing changed");
+            return RelayResponse::detail(401, "the webhook's signature does not verify");
+        }
+        let id = req.header("webhook-id").unwrap_or_default();
+        let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
+            return RelayResponse::detail(400, "the webhook's body is not JSON");
+        };
+        let kind = event
+            .get("type")
+            .and_then(|t| t.as_str())
+            .unwrap_or("?")
+            .to_string();
+        let mut updates = Vec::new();
+        if let Some(n) = store::narrowing(&event) {
+            for tag in &n.tags {
+                let ids = match s.backend.index(tag) {
+                    Ok(ids) => ids,
+                    Err(e) => {
+                        log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                        return RelayResponse::detail(500, "the store failed");
+                    }
+                };
+                for entry_id in ids {
+                    if updates.iter().any(|(i, _)| *i == entry_id) {
+                        continue;
+                    }
+                    match s.backend.get(&entry_id) {
+                        Ok(Some(entry)) => {
+                            if let Some(mut e) = store::narrowed(&entry, &n) {
+                                e.marked_at = now.unix_seconds;
+                                updates.push((entry_id, e));
+                            }
+                        }
+                        Ok(None) => {}
+                        Err(e) => {
+                            log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                            return RelayResponse::detail(500, "the store failed");
+                        }
+                    }
+                }
+            }
+        }
+        match s.backend.apply_webhook(id, now.unix_seconds, &updates) {
+            Ok(true) => {
+                log::info!("relay: webhook {kind}: {} entries narrowed", updates.len());
+                RelayResponse::json(200, "{\"ok\":true}")
+            }
+            Ok(false) => {
+                log::info!("relay: webhook {kind}: a repeat, already done");
+                RelayResponse::json(200, "{\"ok\":true}")
+            }
+            Err(e) => {
+                log::error!("relay: {e}: the webhook is refused, Polar retries it");
+                RelayResponse::detail(500, "the store failed")
+            }
+        }
+    }
+
+    /// What Polar's answer leaves in the store: its 429 learned, a grant or a denial kept, or,
+    /// when Polar could not answer, the stored answer given instead; the entry's flight landed.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn keep(
+        &self,
+        s: &Stored,
+        pending: &Pending,
+        seen: Seen,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        response: &mut RelayResponse,
+        unsigned: &mut Option<(UnsignedLease, Option<String>)>,
+    ) {
+        let seen = seen.0;
+        if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
+            s.budget().learn(now.monotonic_ms, a.retry_after);
+        }
+        if let Some((id, prior)) = &pending.stored {
+            let polar_failed = match &seen {
+                None => true,
+                Some(a) => a.status == 429 || a.status >= 500,
+            };
+            if polar_failed {
+                let stale =
+                    self.stored_answer(s, pending, prior.as_ref(), now, true, &move || entropy);
+                if let Some(f) = stale {
+                    *response = f.response;
+                    *unsigned = f.unsigned;
+                }
+            } else if let Some(a) = &seen {
+                // A grant: its lease signed here, or waiting for an external signature.
+                let grant = a.status == 200 && (response.lease().is_some() || unsigned.is_some());
+                if grant || a.denial {
+                    let headers = PASSED_HEADERS
+                        .iter()
+                        .filter_map(|n| response.header(n).map(|v| (n.to_string(), v.to_string())))
+                        .collect();
+                    let mut entry = Entry {
+                        license_key_id: a.license_key_id.clone(),
+                        customer_id: a.customer_id.clone(),
+                        answered_at: now.unix_seconds,
+                        status: a.status,
+                        body: String::from_utf8_lossy(&response.body).into_owned(),
+                        headers,
+                        grant,
+                        mark: Mark::None,
+                        last_event_at: 0,
+                        marked_at: 0,
+                    };
+                    // The newest event applied stays (an older one, late, changes
+                    // nothing); a webhook applied while Polar was being asked keeps its
+                    // mark (Polar may have answered before the change).
+                    if let Ok(Some(current)) = s.backend.get(id) {
+                        entry.last_event_at = current.last_event_at;
+                        let seen = |e: &Entry| (e.mark, e.last_event_at, e.marked_at);
+                        let changed = prior.as_ref().map(seen) != Some(seen(&current));
+                        if changed && current.mark != Mark::None {
+                            entry.mark = current.mark;
+                            entry.marked_at = current.marked_at;
+                        }
+                    }
+                    if let Err(e) = s.backend.put(id, &entry) {
+                        log::error!("relay: {e}: the answer is passed on, not stored");
+                    }
+                }
+            }
+        }
+        if let Some(id) = &pending.flight {
+            s.land(id);
+        }
+    }
+}
+
+/// Polar's stored answer, as it was sent: its status, the headers passed back, its body.
+fn replayed(e: &Entry) -> RelayResponse {
+    RelayResponse {
+        status: e.status,
+        headers: e.headers.clone(),
+        body: e.body.clone().into_bytes(),
+    }
+}

@@ -85,7 +85,7 @@ fn read_os_machine_id() -> Result<Option<String>, String> {
 /// The `IOPlatformUUID` of `ioreg -rd1 -c IOPlatformExpertDevice`'s output: the value of the
 /// line `"IOPlatformUUID" = "…"` (compiled everywhere for its tests: macOS code that Linux can
 /// run).
-#[cfg(any(target_os = "macos", test))]
+#[cfg(any(target_os = "macos", all(test, not(target_arch = "wasm32"))))]
 fn ioreg_platform_uuid(text: &str) -> Option<String> {
     text.lines()
         .find(|l| l.trim_start().starts_with("\"IOPlatformUUID\""))
@@ -130,6 +130,7 @@ mod tests {
 
     /// `ioreg -rd1 -c IOPlatformExpertDevice` in the form an Apple-silicon MacBook Pro prints
     /// it (written from that format, not captured on a Mac here: ids and serials made up).
+    #[cfg(not(target_arch = "wasm32"))]
     const IOREG_ARM: &str = r##"+-o J316sAP  <class IOPlatformExpertDevice, id 0x100000227, registered, matched, active, busy 0 (236 ms), retain 38>
   {
     "IOPolledInterface" = "AppleARMWatchdogTimerHibernateHandler is not serializable"
@@ -148,6 +149,7 @@ mod tests {
 "##;
 
     /// The same in an Intel Mac's form: other keys around it, deeper indentation, the same line.
+    #[cfg(not(target_arch = "wasm32"))]
     const IOREG_INTEL: &str = r##"+-o MacBookPro16,1  <class IOPlatformExpertDevice, id 0x10000020f, registered, matched, active, busy 0 (130 ms), retain 35>
     {
       "IOPlatformSystemSleepPolicy" = <534c505402000a00640000006400000000000000000000000000000000000000>
@@ -163,6 +165,7 @@ mod tests {
 "##;
 
     #[test]
+    #[cfg(not(target_arch = "wasm32"))]
     fn ioreg_output_gives_the_platform_uuid() {
         assert_eq!(
             ioreg_platform_uuid(IOREG_ARM).as_deref(),

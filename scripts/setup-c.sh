@@ -25,8 +25,9 @@ step_cbindgen() {
 }
 
 # tool:package pairs installed from apt when the tool is missing (curl: the first-run guide's
-# blocks ask the emulator for a fault with it).
-APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils curl:curl)
+# blocks ask the emulator for a fault with it; strace: crates/cli/tests/cli_writes.rs counts a
+# cached launch's fsyncs and renames with it).
+APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils curl:curl strace:strace)
 
 step_apt() {
     local missing=() pair
@@ -34,7 +35,7 @@ step_apt() {
         command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
     done
     if [[ ${#missing[@]} -eq 0 ]]; then
-        echo "gcc, g++, valgrind, cmake, pkg-config, strip, curl present, skipping apt"
+        echo "gcc, g++, valgrind, cmake, pkg-config, strip, curl, strace present, skipping apt"
         return 0
     fi
     local sudo=""

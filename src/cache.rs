@@ -48,6 +48,7 @@ const SLOT_LABEL: &[u8] = b"polar-license/slot/v2";
 
 /// The ledger's header line (it is not a record: a record never passes for a ledger).
 const LEDGER_HEADER: &str = "polar-license-ledger v1\n";
+const CLOCK_HEADER: &str = "polar-license-clock v1\n";
 
 /// The key that seals a record. Its `Debug` never shows the bytes.
 #[derive(Clone, PartialEq, Eq)]
@@ -478,6 +479,67 @@ pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
         .ok_or(Untrusted::Malformed)
 }
 
+/// The clock note's slot name for a record slot.
+pub fn clock_name(slot: &str) -> String {
+    [slot, "-clock"].concat()
+}
+
+/// What a cached answer at a clock close to the record's noted: the record it belongs to (its
+/// sequence number) and the record's `latest_seen` and `stalled` as they are after that answer.
+/// Stored without fsync or rename, so it may be lost or torn: it only ever adds to its record
+/// (a later clock, more answers at a still one), and one that is missing, torn, sealed under
+/// another key or for another record is no note at all.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClockNote {
+    /// The sequence number of the record it adds to.
+    pub seq: u64,
+    /// The latest clock an answer from that record was given at.
+    pub latest_seen: i64,
+    /// Answers given at a clock that had not moved past `latest_seen`.
+    pub stalled: u32,
+}
+
+/// Seals a clock note.
+pub fn encode_clock(note: &ClockNote, key: &MacKey) -> Vec<u8> {
+    let line = format!("{} {} {}\n", note.seq, note.latest_seen, note.stalled);
+    let mut out = [CLOCK_HEADER, &line].concat().into_bytes();
+    let mac = tag(key, &out).finalize().into_bytes();
+    out.extend(hex(&mac).into_bytes());
+    out.push(b'\n');
+    out
+}
+
+/// Opens a clock note, or says why it is not one.
+pub fn decode_clock(bytes: &[u8], key: &MacKey) -> Result<ClockNote, Untrusted> {
+    let rest = bytes
+        .strip_prefix(CLOCK_HEADER.as_bytes())
+        .ok_or(Untrusted::Malformed)?;
+    let end = rest
+        .iter()
+        .position(|&b| b == b'\n')
+        .ok_or(Untrusted::Malformed)?;
+    let mac_hex = rest[end + 1..]
+        .strip_suffix(b"\n")
+        .filter(|m| m.len() == 64)
+        .ok_or(Untrusted::Malformed)?;
+    let mac = unhex(mac_hex).ok_or(Untrusted::Malformed)?;
+    tag(key, &bytes[..CLOCK_HEADER.len() + end + 1])
+        .verify_slice(&mac)
+        .map_err(|_| Untrusted::BadMac)?;
+    let line = std::str::from_utf8(&rest[..end]).map_err(|_| Untrusted::Malformed)?;
+    let mut parts = line.split(' ');
+    let mut next = || parts.next().ok_or(Untrusted::Malformed);
+    let (seq, latest_seen, stalled) = (next()?, next()?, next()?);
+    if parts.next().is_some() {
+        return Err(Untrusted::Malformed);
+    }
+    Ok(ClockNote {
+        seq: seq.parse().map_err(|_| Untrusted::Malformed)?,
+        latest_seen: latest_seen.parse().map_err(|_| Untrusted::Malformed)?,
+        stalled: stalled.parse().map_err(|_| Untrusted::Malformed)?,
+    })
+}
+
 /// The activation an untrusted (or unsealable) record remembers, read without its seal.
 ///
 /// An activation id is no secret and grants nothing by itself: Polar still checks it with the
@@ -522,6 +584,38 @@ mod tests {
         assert_ne!(slot_name("o", "ab", "c"), slot_name("o", "a", "bc"));
         assert!(!a.contains("KEY"));
         assert!(ledger_name(&a).len() <= 64);
+    }
+
+    #[test]
+    fn clock_notes_roundtrip_and_refuse_edits_tears_and_ledgers() {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let note = ClockNote {
+            seq: 7,
+            latest_seen: 1_790_000_123,
+            stalled: 3,
+        };
+        let bytes = encode_clock(&note, &key);
+        assert_eq!(decode_clock(&bytes, &key), Ok(note));
+        assert_eq!(
+            decode_clock(&bytes, &MacKey::derive("k2", "o", b"s", None)),
+            Err(Untrusted::BadMac)
+        );
+        let edited = String::from_utf8_lossy(&bytes).replacen(" 3\n", " 0\n", 1);
+        assert_eq!(
+            decode_clock(edited.as_bytes(), &key),
+            Err(Untrusted::BadMac)
+        );
+        // Torn: any prefix, or the old bytes' tail after a shorter new note, is no note.
+        for cut in 0..bytes.len() {
+            assert!(decode_clock(&bytes[..cut], &key).is_err(), "prefix {cut}");
+        }
+        let mut tail = bytes.clone();
+        tail.extend_from_slice(b"ff\n");
+        assert!(decode_clock(&tail, &key).is_err());
+        // A ledger sealed under the same key is not a note, nor a note a ledger.
+        assert!(decode_clock(&encode_ledger(7, &key), &key).is_err());
+        assert!(decode_ledger(&bytes, &key).is_err());
+        assert!(clock_name(&slot_name("o", "org", "KEY")).len() <= 64);
     }
 
     #[test]

@@ -310,7 +310,7 @@ impl GracePolicy {
         secs(self.grace_period)
     }
 
-    fn tolerance_secs(&self) -> i64 {
+    pub(crate) fn tolerance_secs(&self) -> i64 {
         secs(self.clock_tolerance)
     }
 }

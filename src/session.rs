@@ -99,6 +99,9 @@ pub struct Slot {
     pub ledger: String,
     /// The slot whose lock is held while a check asks Polar.
     pub ask: String,
+    /// The record's clock note ([`cache::ClockNote`]: what cached answers close to the
+    /// record's clock added to it).
+    pub clock: String,
     /// The seal.
     pub mac: MacKey,
     /// The server's origin the record is bound to.
@@ -131,6 +134,7 @@ impl Slot {
         Slot {
             ledger: cache::ledger_name(&name),
             ask: [name.as_str(), "-ask"].concat(),
+            clock: cache::clock_name(&name),
             mac: MacKey::derive(key.expose(), organization_id, install_secret, Some(&extra)),
             origin: origin.to_string(),
             name,
@@ -152,6 +156,13 @@ pub struct Opened<L = ValidatedLicenseKey> {
     seq: u64,
     /// A trusted ledger exists (else a write puts the ledger first).
     ledger: bool,
+    /// The face keeps clock notes ([`open_with_clock`]).
+    notes: bool,
+    /// A clock note of the trusted record was read: the next cached answer may be a note.
+    noted: bool,
+    /// The trusted record's `latest_seen` as stored in the record itself, before its clock
+    /// note added to it: what a note-only answer is measured from.
+    durable_seen: i64,
 }
 
 impl<L> Default for Opened<L> {
@@ -162,6 +173,9 @@ impl<L> Default for Opened<L> {
             remembered: None,
             seq: 0,
             ledger: false,
+            notes: false,
+            noted: false,
+            durable_seen: 0,
         }
     }
 }
@@ -202,6 +216,110 @@ pub fn open<L: LicenseData>(
         opened.remembered = cache::peek_activation_as::<L>(bytes);
     }
     opened
+}
+
+/// [`open`], for a face that keeps clock notes: `clock` is what the store holds in the slot's
+/// [`Slot::clock`]. A note sealed for the trusted record (same key, same sequence number) adds
+/// to it: its later `latest_seen`, its count of answers at a clock that did not move. It can
+/// only make the record stricter (a later clock, more counted answers); a missing, torn or
+/// foreign note changes nothing, and the next cached answer is then written durably.
+pub fn open_with_clock<L: LicenseData>(
+    record: Option<&[u8]>,
+    ledger: Option<&[u8]>,
+    clock: Option<&[u8]>,
+    slot: &Slot,
+    organization_id: &str,
+    key: &Key,
+) -> Opened<L> {
+    let mut opened = open(record, ledger, slot, organization_id, key);
+    opened.notes = true;
+    let Some(r) = opened.record.as_mut() else {
+        return opened;
+    };
+    opened.durable_seen = r.latest_seen;
+    let note = clock.and_then(|bytes| cache::decode_clock(bytes, &slot.mac).ok());
+    if let Some(note) = note.filter(|n| n.seq == r.seq && n.latest_seen >= r.latest_seen) {
+        if note.latest_seen > r.latest_seen {
+            r.latest_seen = note.latest_seen;
+            r.stalled = note.stalled;
+        } else {
+            r.stalled = r.stalled.max(note.stalled);
+        }
+        opened.noted = true;
+    }
+    opened
+}
+
+/// How a write must be kept by the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Keep {
+    /// Atomic and durable: `Store::save`.
+    Durable,
+    /// Atomic; a power cut may bring back the slot's previous bytes: `Store::save_revertible`
+    /// ([`cached_ledger_may_revert`]).
+    Revertible,
+    /// Neither atomic nor durable: `Store::save_volatile`. Only clock notes, which a crash may
+    /// lose or tear (then they are no note, and the next cached answer is written durably).
+    Volatile,
+}
+
+/// How far (seconds) a cached answer's clock may be past its record's own `latest_seen` and
+/// still be written as a clock note only: a tenth of the clock tolerance (a minute by
+/// default; none when the tolerance is zero). A note lost in a crash can therefore set the
+/// record's clock back by less than this, never more.
+pub fn note_span(policy: &GracePolicy) -> i64 {
+    policy.tolerance_secs() / 10
+}
+
+/// The writes that record a cached answer, in order: `write` is the record a
+/// [`Begin::Cached`] carries and `clock_only` what it said.
+///
+/// With `clock_only` (a face that keeps clock notes, whose note of this record was read, and
+/// an answer within [`note_span`] of the record's own clock that does not stop a held clock):
+/// the clock note alone, kept [`Keep::Volatile`]: no fsync, no rename. Otherwise the record
+/// and its ledger as [`seal`] orders them (the ledger [`Keep::Revertible`] when
+/// [`cached_ledger_may_revert`]), then, for a face that keeps notes, a note of the record just
+/// written, so that the next answer can be a note.
+pub fn cached_writes<L: LicenseData>(
+    opened: &Opened<L>,
+    write: Record<L>,
+    clock_only: bool,
+    slot: &Slot,
+) -> Vec<(String, Vec<u8>, Keep)> {
+    let note = |seq: u64, r: &Record<L>| {
+        let note = cache::ClockNote {
+            seq,
+            latest_seen: r.latest_seen,
+            stalled: r.stalled,
+        };
+        (
+            slot.clock.clone(),
+            cache::encode_clock(&note, &slot.mac),
+            Keep::Volatile,
+        )
+    };
+    if clock_only && opened.notes {
+        if let Some(seq) = opened.record.as_ref().map(|r| r.seq) {
+            return vec![note(seq, &write)];
+        }
+    }
+    let clock = opened
+        .notes
+        .then(|| note(opened.seq.saturating_add(1), &write));
+    let revertible = cached_ledger_may_revert(opened);
+    let mut writes: Vec<_> = seal(opened, write, slot)
+        .into_iter()
+        .map(|(name, bytes)| {
+            let keep = if revertible && name == slot.ledger {
+                Keep::Revertible
+            } else {
+                Keep::Durable
+            };
+            (name, bytes, keep)
+        })
+        .collect();
+    writes.extend(clock);
+    writes
 }
 
 /// The writes that store `record` in the slot, in order: the record and then its ledger, or
@@ -757,6 +875,8 @@ pub enum Begin<L = ValidatedLicenseKey> {
         write: Box<Record<L>>,
         /// Whether Polar may be asked when the write fails.
         may_ask: bool,
+        /// The answer may be recorded as a clock note alone ([`cached_writes`]).
+        clock_only: bool,
     },
     /// Send the request.
     Ask(Box<Asking>),
@@ -788,10 +908,17 @@ pub fn begin<L: LicenseData>(
             };
             write.note_answer(now);
             let blocked = write.blocked_until.is_some_and(|until| now < until);
+            // Only the clock moved, by less than a tenth of the tolerance past what the record
+            // itself says, and no held clock is stopped: a note is enough (see `cached_writes`).
+            let clock_only = opened.notes
+                && opened.noted
+                && write.latest_seen.saturating_sub(opened.durable_seen) < note_span(policy)
+                && write.stalled < grace::MAX_STALLED;
             Begin::Cached {
                 outcome,
                 write: Box::new(write),
                 may_ask: !blocked,
+                clock_only,
             }
         }
         Plan::Ask => match asking_for(api, req, query, now) {

@@ -1,10 +1,13 @@
 //! Which writes must survive a power cut (issue #26: a cached launch fsyncs three times, not
-//! four). A cached answer's record is stored durably and its ledger revertibly
-//! ([`Store::save_revertible`]: the directory's fsync left out); every verdict keeps both
-//! durable. A power cut cannot be made in a test, so what it may leave is put there by hand:
-//! the ledger's previous bytes after a cached answer must still trust the record (an offline
-//! user keeps the grace), and the record's previous bytes must still be refused after a
-//! denial (a revoked key never rides the grace window).
+//! four; issue #38: none when only the clock moved, a little). A cached answer's record is
+//! stored durably and its ledger revertibly ([`Store::save_revertible`]: the directory's fsync
+//! left out), then a clock note ([`Store::save_volatile`]: no fsync, no rename); a cached
+//! answer within a tenth of the clock tolerance of the record's own clock writes the note
+//! alone; every verdict keeps both durable. A power cut cannot be made in a test, so what it
+//! may leave is put there by hand: the ledger's previous bytes after a cached answer must still
+//! trust the record (an offline user keeps the grace), a note lost, torn or deleted must not
+//! let a held clock ride, and the record's previous bytes must still be refused after a denial
+//! (a revoked key never rides the grace window).
 #![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::grace::{CheckOutcome, Source};
@@ -22,19 +25,24 @@ const HOUR: i64 = 3600;
 enum How {
     Durable,
     Revertible,
+    Volatile,
 }
 
-/// Which slot: a record or its ledger (`…-seq`), or anything else (the remembered key).
+/// Which slot: a record, its ledger (`…-seq`) or its clock note (`…-clock`), or anything
+/// else (the remembered key).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum What {
     Record,
     Ledger,
+    Clock,
     Other,
 }
 
 fn what(slot: &str) -> What {
     if slot.ends_with("-seq") {
         What::Ledger
+    } else if slot.ends_with("-clock") {
+        What::Clock
     } else if slot.starts_with("v2-") {
         What::Record
     } else {
@@ -70,6 +78,13 @@ impl Store for Noting {
             .push((what(slot), How::Revertible));
         self.files.save_revertible(slot, bytes)
     }
+    fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.writes
+            .lock()
+            .unwrap()
+            .push((what(slot), How::Volatile));
+        self.files.save_volatile(slot, bytes)
+    }
     fn remove(&self, slot: &str) -> Result<(), Error> {
         self.files.remove(slot)
     }
@@ -94,6 +109,7 @@ trait Here {
     fn licensing(&self, store: Option<Noting>) -> Licensing;
     fn noting(&self) -> Noting;
     fn files(&self) -> (PathBuf, PathBuf);
+    fn note(&self) -> PathBuf;
 }
 
 impl Here for World {
@@ -124,11 +140,20 @@ impl Here for World {
             let name = path.file_name().unwrap().to_string_lossy().into_owned();
             if name.starts_with("v2-") && name.ends_with("-seq.cache") {
                 ledger = Some(path);
+            } else if name.ends_with("-clock.cache") {
+                continue;
             } else if name.starts_with("v2-") && name.ends_with(".cache") {
                 record = Some(path);
             }
         }
         (record.expect("a record"), ledger.expect("a ledger"))
+    }
+
+    /// The clock note's path (it may not exist yet).
+    fn note(&self) -> PathBuf {
+        let (record, _) = self.files();
+        let name = record.file_name().unwrap().to_string_lossy().into_owned();
+        record.with_file_name(name.replace(".cache", "-clock.cache"))
     }
 }
 
@@ -167,16 +192,30 @@ fn only_a_cached_answers_ledger_is_written_revertibly() {
     );
     assert!(writes.contains(&(What::Ledger, How::Durable)), "{writes:?}");
 
-    // A cached answer: the record durably, then its ledger revertibly.
+    // A cached answer a minute later: the record durably, then its ledger revertibly, then
+    // the clock note (there was none: the activation wrote the record).
     w.clock.advance(60);
     from_cache(&l.check(DEMO_KEY));
-    assert_eq!(
-        store.take(),
-        [
-            (What::Record, How::Durable),
-            (What::Ledger, How::Revertible)
-        ]
-    );
+    let durable = [
+        (What::Record, How::Durable),
+        (What::Ledger, How::Revertible),
+        (What::Clock, How::Volatile),
+    ];
+    assert_eq!(store.take(), durable);
+
+    // Cached answers within a minute (a tenth of the clock tolerance) past the record's own
+    // clock change only the clock: the note alone, no fsync, no rename. So does an answer at a
+    // clock that did not move (counted in the note).
+    for step in [1, 20, 38, 0] {
+        w.clock.advance(step);
+        // A new process each time: nothing remembered in memory.
+        from_cache(&w.licensing(Some(store.clone())).check(DEMO_KEY));
+        assert_eq!(store.take(), [(What::Clock, How::Volatile)], "+{step}");
+    }
+    // A minute past the record's clock: written durably again, and noted.
+    w.clock.advance(1);
+    from_cache(&w.licensing(Some(store.clone())).check(DEMO_KEY));
+    assert_eq!(store.take(), durable);
 
     // An online success (the record is stale): a verdict, both durable.
     w.clock.advance(2 * HOUR);
@@ -232,14 +271,29 @@ fn a_ledger_come_back_after_a_cached_answer_still_trusts_the_record() {
     assert_ne!(read(&record), after);
 }
 
+/// What happens to the slot's files after every launch of [`held_clock_answers`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Between {
+    Nothing,
+    /// The ledger put back as it was before the launch (what a power cut may do each time).
+    LedgerBack,
+    /// The clock note lost (a crash before the page cache reached the disk, or deleted).
+    NoteLost,
+    /// The clock note torn: half of it written.
+    NoteTorn,
+}
+
 /// Launches (a new client each) at a clock that does not move, Polar out of reach, until the
-/// cache stops answering: how many it licensed. With `put_back`, the ledger is put back as it
-/// was before every launch's write (what a power cut may do each time).
-fn held_clock_answers(name: &str, put_back: bool) -> usize {
+/// cache stops answering: how many it licensed. `held_after` seconds after the activation: a
+/// clock held right at the record's own clock (0), or a little past it (inside the span a
+/// clock note alone records).
+fn held_clock_answers(name: &str, held_after: i64, between: Between) -> usize {
     let w = world(name);
     activate(&w.licensing(None));
     let (_, ledger) = w.files();
+    let note = w.note();
     w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(held_after);
     let mut answers = 0;
     loop {
         let previous = read(&ledger);
@@ -249,20 +303,69 @@ fn held_clock_answers(name: &str, put_back: bool) -> usize {
             return answers;
         }
         answers += 1;
-        assert!(answers <= 100, "a held clock was never stopped");
-        if put_back {
-            std::fs::write(&ledger, &previous).unwrap();
+        assert!(
+            answers <= 100,
+            "a held clock was never stopped ({between:?})"
+        );
+        match between {
+            Between::Nothing => {}
+            Between::LedgerBack => std::fs::write(&ledger, &previous).unwrap(),
+            Between::NoteLost => {
+                let _ = std::fs::remove_file(&note);
+            }
+            Between::NoteTorn => {
+                let bytes = read(&note);
+                std::fs::write(&note, &bytes[..bytes.len() / 2]).unwrap();
+            }
         }
     }
 }
 
-/// A held clock is counted across ledgers that came back: it is stopped after as many
-/// answers as without them.
+/// A held clock is counted across ledgers that came back, and across clock notes lost or
+/// torn: it is stopped after as many answers as without them, held at the record's clock or
+/// a little past it.
 #[test]
-fn a_ledger_come_back_does_not_reset_the_held_clock() {
-    let plain = held_clock_answers("held-plain", false);
+fn a_ledger_come_back_or_a_lost_note_does_not_reset_the_held_clock() {
+    let plain = held_clock_answers("held-plain", 0, Between::Nothing);
     assert!((2..=40).contains(&plain), "{plain}");
-    assert_eq!(held_clock_answers("held-back", true), plain);
+    for (name, after, between) in [
+        ("held-back", 0, Between::LedgerBack),
+        ("held-lost", 0, Between::NoteLost),
+        ("held-torn", 0, Between::NoteTorn),
+        ("held-past", 30, Between::Nothing),
+        ("held-past-lost", 30, Between::NoteLost),
+        ("held-past-torn", 30, Between::NoteTorn),
+        ("held-past-back", 30, Between::LedgerBack),
+    ] {
+        // Held past the record's clock, the first answer moved the clock: one more.
+        let expected = plain + usize::from(after > 0);
+        assert_eq!(
+            held_clock_answers(name, after, between),
+            expected,
+            "{name}: held {after} s past the record's clock, {between:?}"
+        );
+    }
+}
+
+/// The clock a note records counts for the rollback rule as the record's own does: a clock
+/// set back more than the tolerance from the last answer's (noted only) is `clock_rollback`,
+/// though it is within the tolerance of the clock the record itself holds.
+#[test]
+fn a_noted_clock_counts_for_rollback() {
+    let w = world("noted-rollback");
+    let store = w.noting();
+    activate(&w.licensing(Some(store.clone())));
+    w.clock.advance(10);
+    from_cache(&w.licensing(Some(store.clone())).check(DEMO_KEY)); // durable, noted
+    w.clock.advance(50);
+    from_cache(&w.licensing(Some(store.clone())).check(DEMO_KEY));
+    assert_eq!(store.take().last(), Some(&(What::Clock, How::Volatile)));
+    // 601 s before the noted clock, 551 s before the record's own: past the tolerance (600 s)
+    // only as the note tells it.
+    w.clock.advance(-601);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let outcome = w.licensing(Some(store.clone())).check(DEMO_KEY);
+    assert_eq!(outcome.reason(), Some(Reason::ClockRollback), "{outcome:?}");
 }
 
 /// A denial's writes stay durable, and a record put back after one is still refused.

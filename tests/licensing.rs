@@ -39,6 +39,7 @@ impl Here for World {
             .find(|p| {
                 p.extension().is_some_and(|e| e == "cache")
                     && !p.to_string_lossy().ends_with("-seq.cache")
+                    && !p.to_string_lossy().ends_with("-clock.cache")
             })
             .expect("a cache file")
     }

@@ -78,7 +78,10 @@ impl World {
     fn record_file(&self) -> PathBuf {
         cache_files(&self.dir)
             .into_iter()
-            .find(|p| !p.to_string_lossy().ends_with("-seq.cache"))
+            .find(|p| {
+                !p.to_string_lossy().ends_with("-seq.cache")
+                    && !p.to_string_lossy().ends_with("-clock.cache")
+            })
             .expect("a record file")
     }
 

@@ -28,7 +28,7 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use crate::session::{self, Asking, Begin, CacheStatus, Granted, Opened, Slot};
+use crate::session::{self, Asking, Begin, CacheStatus, Granted, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -339,11 +339,12 @@ type SlotMemo = (String, Vec<u8>, Arc<Slot>);
 /// A slot's name, the bytes it held and what they opened to.
 type OpenedMemo = (String, Stored, Arc<Opened>);
 
-/// The stored bytes of one key: its record and its ledger.
+/// The stored bytes of one key: its record, its ledger and its clock note.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 struct Stored {
     record: Option<Vec<u8>>,
     ledger: Option<Vec<u8>>,
+    clock: Option<Vec<u8>>,
 }
 
 /// The last cached answer this process recorded: a check of the same slot, at the same clock
@@ -354,7 +355,8 @@ struct Answered {
     slot: String,
     now: i64,
     at: Instant,
-    record: Vec<u8>,
+    record: Option<Vec<u8>>,
+    clock: Option<Vec<u8>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -387,16 +389,19 @@ impl Memo {
             a.slot == slot.name
                 && a.now == now
                 && a.at.elapsed() < Duration::from_secs(1)
-                && stored.record.as_deref() == Some(a.record.as_slice())
+                && stored.record == a.record
+                && stored.clock == a.clock
         })
     }
 
-    fn remember_answer(&self, slot: &Slot, now: i64, record: Vec<u8>) {
+    /// `written`: the slot's record and clock note as the answer left them.
+    fn remember_answer(&self, slot: &Slot, now: i64, written: Stored) {
         *lock(&self.answered) = Some(Answered {
             slot: slot.name.clone(),
             now,
             at: Instant::now(),
-            record,
+            record: written.record,
+            clock: written.clock,
         });
     }
 }
@@ -549,6 +554,8 @@ impl Licensing {
         Ok(Stored {
             record: self.store.load(&slot.name)?,
             ledger: self.store.load(&slot.ledger)?,
+            // A note that cannot be read is no note: the next cached answer is written durably.
+            clock: self.store.load(&slot.clock).ok().flatten(),
         })
     }
 
@@ -560,9 +567,10 @@ impl Licensing {
         if let Some(opened) = self.memo.opened(slot, &stored) {
             return Ok((stored, opened));
         }
-        let mut opened = session::open(
+        let mut opened = session::open_with_clock(
             stored.record.as_deref(),
             stored.ledger.as_deref(),
+            stored.clock.as_deref(),
             slot,
             self.org(),
             key,
@@ -584,15 +592,37 @@ impl Licensing {
         self.save_with(slot, opened, record, false)
     }
 
-    /// Stores a cached answer's record, its ledger revertibly when the core allows it
-    /// ([`session::cached_ledger_may_revert`]: one directory fsync less per launch).
-    fn save_cached(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<Vec<u8>, Error> {
-        self.save_with(
-            slot,
-            opened,
-            record,
-            session::cached_ledger_may_revert(opened),
-        )
+    /// Records a cached answer as the core says ([`session::cached_writes`]): a clock note
+    /// alone (no fsync, no rename) when only the clock moved, a little; else the record, its
+    /// ledger revertibly when the core allows it, and a note of it. What `stored` holds after.
+    fn save_cached(
+        &self,
+        slot: &Slot,
+        opened: &Opened,
+        record: Record,
+        clock_only: bool,
+        mut stored: Stored,
+    ) -> Result<Stored, Error> {
+        for (name, bytes, keep) in session::cached_writes(opened, record, clock_only, slot) {
+            match keep {
+                Keep::Durable => self.store.save(&name, &bytes)?,
+                Keep::Revertible => self.store.save_revertible(&name, &bytes)?,
+                // A note is the answer's record when it is the only write: its failure is the
+                // write's. After the record, a note that could not be written only means the
+                // next answer is written durably.
+                Keep::Volatile => match self.store.save_volatile(&name, &bytes) {
+                    Err(e) if clock_only => return Err(e),
+                    Err(_) => continue,
+                    Ok(()) => {}
+                },
+            }
+            if name == slot.name {
+                stored.record = Some(bytes);
+            } else if name == slot.clock {
+                stored.clock = Some(bytes);
+            }
+        }
+        Ok(stored)
     }
 
     fn save_with(
@@ -898,13 +928,14 @@ impl Licensing {
                 outcome,
                 write,
                 may_ask,
+                clock_only,
             } => {
                 if self.memo.answered_again(&slot, now, &stored) {
                     return Begun::Answered(CheckReport::of(outcome));
                 }
-                match self.save_cached(&slot, &opened, *write) {
-                    Ok(bytes) => {
-                        self.memo.remember_answer(&slot, now, bytes);
+                match self.save_cached(&slot, &opened, *write, clock_only, stored) {
+                    Ok(written) => {
+                        self.memo.remember_answer(&slot, now, written);
                         Begun::Answered(CheckReport::of(outcome))
                     }
                     // An answer that cannot be counted is not given as fresh: Polar is asked,

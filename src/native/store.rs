@@ -61,6 +61,14 @@ pub trait Store: Send + Sync {
     fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
         self.save(slot, bytes)
     }
+    /// Replaces the bytes in `slot` with no promise at all about a crash or a power cut:
+    /// afterwards the slot may hold the old bytes, the new ones, a mix or nothing. The core
+    /// uses it for clock notes only ([`crate::session::Keep::Volatile`]), which it refuses
+    /// when they are torn; a reader holding the slot's lock sees the new bytes whole. The
+    /// default is [`Store::save`].
+    fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        self.save(slot, bytes)
+    }
     /// Removes `slot`; removing a missing slot is not an error.
     fn remove(&self, slot: &str) -> Result<(), Error>;
     /// The per-install random secret, created on first use and the same ever after.
@@ -653,11 +661,19 @@ fn read_capped(path: &Path, cap: usize) -> io::Result<(Option<Stamp>, Vec<u8>)> 
     if !meta.is_file() {
         return Ok((None, Vec::new()));
     }
+    // A file written less than a second ago is not remembered: a write in place (a clock
+    // note) within the file system's timestamp granularity, at the same size, would leave
+    // the stamp as it was. One written before is remembered: any later write moves its times.
+    let settled = meta
+        .modified()
+        .ok()
+        .and_then(|at| at.elapsed().ok())
+        .is_some_and(|age| age >= std::time::Duration::from_secs(1));
     // Room for a typical record (about 2 KB) in one allocation and one read.
     let mut bytes = Vec::with_capacity(cap.min(8 * 1024));
     file.take(u64::try_from(cap).unwrap_or(u64::MAX))
         .read_to_end(&mut bytes)?;
-    Ok((Stamp::of(&meta), bytes))
+    Ok((Stamp::of(&meta).filter(|_| settled), bytes))
 }
 
 impl Store for FileStore {
@@ -677,6 +693,31 @@ impl Store for FileStore {
     /// file after a power cut); only the directory's fsync after it is left out.
     fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
         self.save_with(slot, bytes, false)
+    }
+
+    /// Overwrites `<slot>.cache` in place (created if missing): one open, write and close;
+    /// no temp file, no rename, no fsync.
+    fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        check_slot(slot)?;
+        let path = self.record_path(slot);
+        let written = (|| {
+            let mut options = private_options();
+            options.write(true).create(true).truncate(false);
+            // A FIFO planted there fails at once (no reader) instead of blocking the check.
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::OpenOptionsExt;
+                options.custom_flags(libc::O_NONBLOCK);
+            }
+            let mut file = options.open(&path)?;
+            if !file.metadata()?.is_file() {
+                return Err(io::Error::other("not a regular file"));
+            }
+            file.write_all(bytes)?;
+            file.set_len(u64::try_from(bytes.len()).unwrap_or(u64::MAX))
+        })();
+        relock(&self.seen.0).remove(&path);
+        written.map_err(|e| io_err("write", &path, e))
     }
 
     fn remove(&self, slot: &str) -> Result<(), Error> {

@@ -525,6 +525,7 @@ impl AsyncLicensing {
                 outcome,
                 write,
                 may_ask,
+                ..
             } => {
                 if self.answered_again(&slot, now, &stored) {
                     return Err(CheckReport::of(outcome));

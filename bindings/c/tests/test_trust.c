@@ -315,7 +315,8 @@ static int record_file(const char *dir, char *path, size_t len) {
   while (d != NULL && (entry = readdir(d)) != NULL) {
     size_t n = strlen(entry->d_name);
     if (strncmp(entry->d_name, "v2-", 3) == 0 && n > 6 &&
-        strcmp(entry->d_name + n - 6, ".cache") == 0 && strstr(entry->d_name, "-seq") == NULL) {
+        strcmp(entry->d_name + n - 6, ".cache") == 0 && strstr(entry->d_name, "-seq") == NULL &&
+        strstr(entry->d_name, "-clock") == NULL) {
       snprintf(path, len, "%s/%s", dir, entry->d_name);
       found++;
     }

@@ -763,6 +763,7 @@ pub fn dir_report(dir: &Path) -> Report {
                         && !name.starts_with('.')
                         && !name.starts_with("key-")
                         && !name.ends_with("-seq.cache")
+                        && !name.ends_with("-clock.cache")
                 })
                 .count(),
         ),

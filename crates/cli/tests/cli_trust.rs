@@ -197,6 +197,7 @@ impl World {
             .find(|p| {
                 p.extension().is_some_and(|x| x == "cache")
                     && !p.to_string_lossy().ends_with("-seq.cache")
+                    && !p.to_string_lossy().ends_with("-clock.cache")
             })
             .expect("a record")
     }

@@ -7,11 +7,14 @@
 //                                          %LOCALAPPDATA% on Windows), or the `cacheDir` option
 //     <slot>.cache                       a record (`polar-license-cache v2`, text)
 //     <slot>-seq.cache                   its ledger
+//     <slot>-clock.cache                 its clock note (cached answers close to its clock)
 //     install-secret                     the per-install secret, 32 raw bytes
 //
 // The directory is made 0700 and files 0600 (as natively); a write goes to a temp file, fsynced
 // and renamed over the target (a reader sees the old or the new file, never half of one), then
-// the directory is fsynced unless the engine said the write may revert. Within a process
+// the directory is fsynced unless the engine said the write may revert; a clock note (the
+// engine says `volatile`) is written in place, with no temp file, rename or fsync: the engine
+// refuses one that is torn, and a lost one only means the next answer is durable. Within a process
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
 // across processes.
 //
@@ -159,7 +162,11 @@ function readRegular(path) {
       size += n;
       if (size === buffer.length) return [null, ''];
     }
-    return [stampOf(info), buffer.subarray(0, size)];
+    // A file written less than a second ago is not remembered (as natively): a write in place
+    // (a clock note) inside the file system's timestamp granularity, at the same size, would
+    // leave its stamp as it was. Any later write moves the times of one written before.
+    const settled = Date.now() - Number(info.mtimeMs) >= 1000;
+    return [settled ? stampOf(info) : null, buffer.subarray(0, size)];
   } finally {
     closeSync(fd);
   }
@@ -211,6 +218,20 @@ export function fileStore(dir) {
       const bytes = name === SECRET ? Buffer.from(text, 'hex') : Buffer.from(text, 'utf8');
       const f = fs ?? (await nodeFs());
       f.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      if (durable === 'volatile' && name !== SECRET) {
+        seen.delete(path);
+        // A FIFO planted there fails at once (no reader) instead of blocking.
+        const { O_WRONLY, O_CREAT, O_NONBLOCK } = f.constants;
+        const fd = f.openSync(path, O_WRONLY | O_CREAT | (O_NONBLOCK ?? 0), 0o600);
+        try {
+          if (!f.fstatSync(fd).isFile()) throw new Error(`not a regular file: ${path}`);
+          f.writeSync(fd, bytes, 0, bytes.length, 0);
+          f.ftruncateSync(fd, bytes.length);
+        } finally {
+          f.closeSync(fd);
+        }
+        return;
+      }
       const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`);
       try {
         const fd = f.openSync(tmp, 'wx', 0o600);

@@ -784,13 +784,25 @@ async function locked(name, body) {
 }
 
 /**
- * Stores an engine step's writes (`[name, text]` pairs: a record and its ledger) in order,
- * each durable before the next; with `revertible` (a cached answer's step), the last one (its
- * ledger) need not wait for its rename to be durable, as natively (the engine decides). Only
- * the file store tells the two apart.
+ * Stores an engine step's writes (`[name, text, keep?]`: a record, its ledger, a clock note)
+ * in order, each durable before the next unless the engine said otherwise, as natively:
+ * `revertible` (a cached answer's ledger: its rename need not be waited for) or `volatile` (a
+ * clock note: written in place, nothing waited for). Only the file store tells them apart
+ * (`set`'s third argument: `true`, `false` or `'volatile'`).
  */
-async function save(s, writes, revertible = false) {
-  for (let i = 0; i < writes.length; i++) await s.set(writes[i][0], writes[i][1], !(revertible && i === writes.length - 1));
+async function save(s, writes) {
+  for (const [name, text, keep] of writes) {
+    if (keep !== 'volatile') await s.set(name, text, keep === undefined);
+    else if (writes.length === 1) await s.set(name, text, 'volatile');
+    else {
+      // After the record, a note that cannot be written only means the next answer is durable.
+      try {
+        await s.set(name, text, 'volatile');
+      } catch {
+        // Nothing to undo.
+      }
+    }
+  }
 }
 
 /** Runs `body`; a LicenseError it throws (the storage failed) is returned instead. */
@@ -944,13 +956,23 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return send(ask, this.#engine.timeout, this.#host.fetch);
     }
 
-    /** The last key's storage names `[key, slot, ledger]` (the engine's, for fixed options). */
+    /** The last key's storage names `[key, slot, ledger, clock]` (the engine's, for fixed options). */
     #names = null;
 
-    /** `key`'s storage names, `[slot, ledger]`, from the engine (the last key's remembered). */
+    /** `key`'s storage names, `[slot, ledger, clock]`, from the engine (the last key's remembered). */
     #slots(engine, key) {
-      if (this.#names?.[0] !== key) this.#names = [key, engine.call('slot', [key]), engine.call('ledger', [key])];
+      if (this.#names?.[0] !== key) this.#names = [key, engine.call('slot', [key]), engine.call('ledger', [key]), engine.call('clock', [key])];
       return this.#names.slice(1);
+    }
+
+    /** The stored clock note of `key` (`undefined` for none, or when it cannot be read: no note). */
+    async #loadClock(engine, key) {
+      const [, , clockName] = this.#slots(engine, key);
+      try {
+        return (await this.#store.get(clockName)) ?? undefined;
+      } catch {
+        return undefined;
+      }
     }
 
     /** The stored record and ledger of `key` (`undefined` for none). */
@@ -1109,15 +1131,20 @@ export function bind(load, crypto, entry = 'web', files = null) {
      */
     #answered = null;
 
-    #answeredAgain(slot, now, record) {
+    #answeredAgain(slot, now, record, clock) {
       const a = this.#answered;
       const elapsed = a && monotonic() - a.at;
-      return a !== null && a.slot === slot && a.now === now && a.record === record && elapsed >= 0 && elapsed < 1000;
+      return a !== null && a.slot === slot && a.now === now && a.record === record && a.clock === clock && elapsed >= 0 && elapsed < 1000;
     }
 
-    #rememberAnswer(slot, now, writes) {
-      const written = writes.find(([name]) => name === slot);
-      this.#answered = written ? { slot, now, at: monotonic(), record: written[1] } : null;
+    /** `writes` made over the stored `record` and `clock`: what the slot holds after them. */
+    #rememberAnswer(slot, now, writes, record, clock) {
+      const [, , clockName] = this.#names?.[1] === slot ? this.#names.slice(1) : [];
+      for (const [name, text] of writes) {
+        if (name === slot) record = text;
+        else if (name === clockName) clock = text;
+      }
+      this.#answered = { slot, now, at: monotonic(), record, clock };
     }
 
     /**
@@ -1133,7 +1160,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       let cache;
       const secret = await attempt(() => this.#secret());
       if (secret instanceof LicenseError) cache = secret.detail;
-      let [record, ledger] = [undefined, undefined];
+      let [record, ledger, clock] = [undefined, undefined, undefined];
       let now;
       let step;
       const release = cache === undefined ? await lock(slot) : null;
@@ -1141,15 +1168,18 @@ export function bind(load, crypto, entry = 'web', files = null) {
         if (release) {
           const stored = await attempt(() => this.#load(engine, key));
           if (stored instanceof LicenseError) cache = stored.detail;
-          else [record, ledger] = stored;
+          else {
+            [record, ledger] = stored;
+            clock = await this.#loadClock(engine, key);
+          }
         }
         now = this.#now();
-        step = JSON.parse(engine.call('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature]));
+        step = JSON.parse(engine.call('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
         if (step.write) {
-          if (this.#answeredAgain(slot, now, record)) return checked(step.answer, true, feature);
-          const failed = await attempt(() => save(this.#store, step.write, step.revertible));
+          if (this.#answeredAgain(slot, now, record, clock)) return checked(step.answer, true, feature);
+          const failed = await attempt(() => save(this.#store, step.write));
           if (!failed) {
-            this.#rememberAnswer(slot, now, step.write);
+            this.#rememberAnswer(slot, now, step.write, record, clock);
             return checked(step.answer, true, feature);
           }
           // An answer that cannot be counted is not given as fresh: Polar is asked, and the

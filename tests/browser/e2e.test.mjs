@@ -67,7 +67,7 @@ test('a Vite-built page activates, validates, checks a key and gates features', 
   const text = await status.textContent();
   assert.match(
     text,
-    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(cache\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 3 entries in localStorage$/,
+    /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(cache\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 4 entries in localStorage$/,
     `${text}\n${problems.join('\n')}`,
   );
   await mkdir(dirname(SCREENSHOT), { recursive: true });

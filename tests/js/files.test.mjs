@@ -252,7 +252,7 @@ test('a cold start loads neither node:crypto, node:child_process nor streams, up
 // a cached answer's ledger alone (the engine's `revertible`, session::cached_ledger_may_revert)
 // skips the directory's fsync. A preloaded script records the path of every fd node fsyncs
 // (Linux: /proc/self/fd), in a fresh node.
-test('a verdict is fsynced, file and directory; a cached answer skips only its ledger rename', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async () => {
+test('a verdict is fsynced, file and directory; a cached answer skips only its ledger rename, or writes only its clock note', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-fsync-'));
   try {
     const key = await newKey();
@@ -261,24 +261,36 @@ test('a verdict is fsynced, file and directory; a cached answer skips only its l
       preload,
       `const fs = require('node:fs');
 const fsync = fs.fsync;
+const renameSync = fs.renameSync;
 globalThis.__fsyncs = [];
+globalThis.__renames = [];
 fs.fsync = (fd, cb) => { globalThis.__fsyncs.push(fs.readlinkSync('/proc/self/fd/' + fd)); return fsync(fd, cb); };
+fs.renameSync = (from, to) => { globalThis.__renames.push(to); return renameSync(from, to); };
 require('node:module').syncBuiltinESMExports();`,
     );
     const cache = join(dir, 'cache');
     const script = `
       const { LicenseClient } = await import('polar-license');
-      const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, cacheDir: ${JSON.stringify(cache)} });
+      const start = Date.now();
+      let now = start;
+      const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, cacheDir: ${JSON.stringify(cache)}, clock: () => now });
       const sources = [];
       const phases = [];
-      for (let i = 0; i < 2; i++) {
+      const renames = [];
+      // The clock (seconds after the online verdict) of each check.
+      for (const at of [0, 0, 30, 59, 60]) {
+        now = start + at * 1000;
         sources.push((await client.check(${JSON.stringify(key)})).source);
         phases.push(globalThis.__fsyncs.splice(0));
+        renames.push(globalThis.__renames.splice(0).length);
       }
-      console.log(JSON.stringify({ sources, phases }));`;
+      const files = (await import('node:fs')).readdirSync(${JSON.stringify(cache)}).filter((n) => !n.startsWith('.')).sort();
+      console.log(JSON.stringify({ sources, phases, renames, files }));`;
     const { stdout } = await run(process.execPath, ['--require', preload, '--input-type=module', '-e', script], { cwd: CONSUMER, timeout: 30_000 });
-    const { sources, phases } = JSON.parse(stdout);
-    assert.deepEqual(sources, ['online', 'cache']);
+    const { sources, phases, renames, files } = JSON.parse(stdout);
+    assert.deepEqual(sources, ['online', 'cache', 'cache', 'cache', 'cache']);
+    // Beside the record and its ledger, the clock note (the native names: the command line reads them).
+    assert.deepEqual(files.filter((n) => n.endsWith('-clock.cache')).length, 1, files.join(' '));
     // Each fsynced path as what it is: the directory, or the temp file of a record, a ledger, the secret.
     const kind = (path) => {
       if (path === cache) return 'dir';
@@ -288,12 +300,18 @@ require('node:module').syncBuiltinESMExports();`,
       if (target === 'install-secret') return 'secret';
       return target.endsWith('-seq.cache') ? 'ledger' : 'record';
     };
-    const [online, cached] = phases.map((p) => p.map(kind));
+    const [online, cached, noted, noted2, again] = phases.map((p) => p.map(kind));
     // The online verdict: the secret, the record and its ledger, each followed by the directory.
     assert.deepEqual([...online].filter((k) => k !== 'dir').sort(), ['ledger', 'record', 'secret'], online.join(' '));
     online.forEach((k, i) => k === 'dir' || assert.equal(online[i + 1], 'dir', `${k} without its directory fsync: ${online.join(' ')}`));
-    // The cached answer: the record durable first, then its ledger, whose rename is not waited for.
+    // The cached answer: the record durable first, then its ledger, whose rename is not waited for
+    // (then its clock note, written in place: no fsync, no rename).
     assert.deepEqual(cached, ['record', 'dir', 'ledger']);
+    assert.equal(renames[1], 2);
+    // Less than a minute past the record's clock (a tenth of the clock tolerance): the clock note
+    // alone, no fsync and no rename; a minute past it, the record again.
+    assert.deepEqual([noted, noted2, renames[2], renames[3]], [[], [], 0, 0]);
+    assert.deepEqual(again, ['record', 'dir', 'ledger']);
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

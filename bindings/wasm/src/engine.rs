@@ -26,9 +26,11 @@
 //!   present when it applies. `writes` is `[[storage name, text]…]`, to store IN ORDER (a
 //!   record and its ledger); `request` is `{"url", "headers": [[name, value]…], "body"}`, to
 //!   send with `fetch`; `strict` says a failed write must remove the key's record (a denial
-//!   that cannot be written must not leave an old grant behind); `revertible` says the last
-//!   write (a cached answer's ledger) need not wait for its rename to be durable. Every other
-//!   write is durable before the next is made.
+//!   that cannot be written must not leave an old grant behind). A write may carry a third
+//!   element, how it is kept: `revertible` (a cached answer's ledger: its rename need not be
+//!   waited for) or `volatile` (a clock note: written in place, nothing waited for; a failure
+//!   after other writes only means the next answer is durable). Every other write is durable
+//!   before the next is made.
 //!
 //! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
 //! them to camelCase (except inside `metadata`, `meta` and `conditions`).
@@ -53,7 +55,7 @@ use polar_license::proto::{
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, Asking, CacheState, Granted, HeldLease, Slot, Standing};
+use polar_license::session::{self, Asking, CacheState, Granted, HeldLease, Keep, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
@@ -244,6 +246,7 @@ struct CheckArgs {
     secret: String,
     record: Option<String>,
     ledger: Option<String>,
+    clock: Option<String>,
     now: i64,
     feature: Option<String>,
 }
@@ -330,10 +333,11 @@ struct StepOut<'a> {
     write: Option<Vec<(String, Vec<u8>)>>,
     ask: Option<&'a HttpRequest>,
     strict: bool,
-    /// The last write (a cached answer's ledger) may be stored revertibly: its temp file made
-    /// durable, its rename not waited for ([`session::cached_ledger_may_revert`], as natively
-    /// `Store::save_revertible`). Every other write is durable.
-    revertible: bool,
+    /// How each write is kept, when not every one is durable (a cached answer's:
+    /// [`session::cached_writes`]): `revertible` (its temp file made durable, its rename not
+    /// waited for, as natively `Store::save_revertible`) or `volatile` (a clock note: written
+    /// in place, nothing waited for, as natively `Store::save_volatile`).
+    keep: Option<Vec<Keep>>,
     /// A deactivation freed the remembered activation: the remembered key goes too.
     forget_key: bool,
 }
@@ -345,7 +349,7 @@ impl<'a> StepOut<'a> {
             write: None,
             ask: None,
             strict: false,
-            revertible: false,
+            keep: None,
             forget_key: false,
         }
     }
@@ -382,14 +386,16 @@ impl<'a> StepOut<'a> {
                 j.raw("[")
                     .str(&[STORAGE_PREFIX, name].concat())
                     .raw(",")
-                    .str(std::str::from_utf8(bytes).unwrap_or_default())
-                    .raw("]");
+                    .str(std::str::from_utf8(bytes).unwrap_or_default());
+                match self.keep.as_ref().and_then(|k| k.get(i)) {
+                    Some(Keep::Revertible) => j.raw(",").str("revertible"),
+                    Some(Keep::Volatile) => j.raw(",").str("volatile"),
+                    Some(Keep::Durable) | None => &mut j,
+                };
+                j.raw("]");
             }
             j.raw("]");
             j.key("strict").bool(self.strict);
-            if self.revertible {
-                j.key("revertible").bool(true);
-            }
         }
         if let Some(http) = self.ask {
             j.key("ask");
@@ -433,13 +439,34 @@ impl Engine {
     /// A key's stored record and ledger text, opened; in signed mode with what its lease
     /// allows (`session::gate_lease` after every open, as natively).
     fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
-        let mut opened = session::open(
-            record.map(str::as_bytes),
-            ledger.map(str::as_bytes),
-            slot,
-            self.org(),
-            key,
-        );
+        self.open_noted(key, slot, record, ledger, None)
+    }
+
+    /// [`Engine::open`] with the slot's clock note (`clock`: `Some` when the storage was read
+    /// for it, even if it held none), as natively: a check's first step, whose cached answer
+    /// may then be written as a note alone ([`session::cached_writes`]). The later steps read
+    /// the record alone, which is at most what a lost note allows (a clock a tenth of the
+    /// tolerance behind).
+    fn open_noted(
+        &self,
+        key: &Key,
+        slot: &Slot,
+        record: Option<&str>,
+        ledger: Option<&str>,
+        clock: Option<Option<&str>>,
+    ) -> Opened {
+        let (record, ledger) = (record.map(str::as_bytes), ledger.map(str::as_bytes));
+        let mut opened = match clock {
+            Some(clock) => session::open_with_clock(
+                record,
+                ledger,
+                clock.map(str::as_bytes),
+                slot,
+                self.org(),
+                key,
+            ),
+            None => session::open(record, ledger, slot, self.org(), key),
+        };
         session::gate_lease(
             &mut opened,
             &self.relay_keys,
@@ -770,12 +797,20 @@ impl Engine {
         Some(match op {
             "slot" => self.slot(&a.s(0)),
             "ledger" => self.ledger(&a.s(0)),
+            "clock" => self.clock(&a.s(0)),
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => StepOut::answer(error_json(&Error::no_remembered_key())).done(),
-            "checkBegin" => {
-                self.check_begin(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4), a.o(5), a.o(6))
-            }
+            "checkBegin" => self.check_begin(
+                a.s(0),
+                &a.s(1),
+                a.o(2),
+                a.o(3),
+                a.n(4),
+                a.o(5),
+                a.o(6),
+                a.o(7),
+            ),
             "checkPending" => self.check_pending(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
             "whileAsked" => self.while_asked(
                 a.s(0),
@@ -899,6 +934,16 @@ impl Engine {
         [STORAGE_PREFIX, &name].concat()
     }
 
+    /// The storage name of `key`'s clock note: the record's, and `-clock`.
+    pub fn clock(&self, key: &str) -> String {
+        let name = polar_license::cache::slot_name(
+            &polar_license::proto::origin(self.api.base_url()),
+            self.org(),
+            key,
+        );
+        [STORAGE_PREFIX, &polar_license::cache::clock_name(&name)].concat()
+    }
+
     /// The storage name of `key`'s ledger: the record's, and `-seq`.
     pub fn ledger(&self, key: &str) -> String {
         let name = polar_license::cache::slot_name(
@@ -916,7 +961,9 @@ impl Engine {
     /// Answers `{"answer"}` (done), `{"answer", "write", "ask"}` (licensed from the cache:
     /// store `write` before answering; when that fails, send `ask` instead, or with no `ask`
     /// answer all the same, the cache not refreshed) or `{"ask"}` (send it, then call
-    /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`.
+    /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`. `clock` is what the
+    /// storage holds under [`Engine::clock`]'s name: a cached answer close to the record's
+    /// clock is then written there alone (a `volatile` write).
     #[allow(clippy::too_many_arguments)]
     pub fn check_begin(
         &self,
@@ -927,6 +974,7 @@ impl Engine {
         now: f64,
         cache: Option<String>,
         feature: Option<String>,
+        clock: Option<String>,
     ) -> String {
         let now = now as i64;
         if let Some(cache) = cache {
@@ -948,6 +996,7 @@ impl Engine {
             secret: secret.to_string(),
             record,
             ledger,
+            clock,
             now,
             feature,
         };
@@ -966,7 +1015,13 @@ impl Engine {
         let key = Key::new(args.key.clone());
         let (now, feature) = (args.now, args.feature.as_deref());
         let slot = self.sealed(&key, &args.secret);
-        let opened = self.open(&key, &slot, args.record.as_deref(), args.ledger.as_deref());
+        let opened = self.open_noted(
+            &key,
+            &slot,
+            args.record.as_deref(),
+            args.ledger.as_deref(),
+            Some(args.clock.as_deref()),
+        );
         match self.begin(&key, &opened, now) {
             Err(outcome) | Ok((Begin::Done(outcome), _)) => StepOut::answer(self.outcome_leased(
                 &outcome,
@@ -977,21 +1032,30 @@ impl Engine {
                 opened.record.as_ref(),
             ))
             .done(),
-            Ok((Begin::Cached { outcome, write, .. }, or_ask)) => StepOut {
-                answer: Some(self.outcome_leased(
-                    &outcome,
-                    feature,
-                    None,
-                    &key,
-                    &opened,
-                    Some(&write),
-                )),
-                write: Some(self.seal(&opened, *write, &slot)),
-                ask: or_ask.as_ref().map(|a| &a.http),
-                revertible: session::cached_ledger_may_revert(&opened),
-                ..StepOut::empty()
+            Ok((
+                Begin::Cached {
+                    outcome,
+                    write,
+                    clock_only,
+                    ..
+                },
+                or_ask,
+            )) => {
+                let answer =
+                    self.outcome_leased(&outcome, feature, None, &key, &opened, Some(&write));
+                let (writes, keep) = session::cached_writes(&opened, *write, clock_only, &slot)
+                    .into_iter()
+                    .map(|(name, bytes, keep)| ((name, bytes), keep))
+                    .unzip();
+                StepOut {
+                    answer: Some(answer),
+                    write: Some(writes),
+                    ask: or_ask.as_ref().map(|a| &a.http),
+                    keep: Some(keep),
+                    ..StepOut::empty()
+                }
+                .done()
             }
-            .done(),
             Ok((Begin::Ask(asking), _)) => StepOut::asking(&asking.http).done(),
         }
     }

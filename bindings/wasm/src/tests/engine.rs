@@ -98,6 +98,8 @@ fn native_mac(origin: &str) -> MacKey {
 struct Storage {
     map: HashMap<String, String>,
     names: Vec<String>,
+    /// How each write of `names` was to be kept (`durable` when the step said nothing).
+    keeps: Vec<String>,
 }
 
 impl Storage {
@@ -108,6 +110,12 @@ impl Storage {
             let (name, text) = (pair[0].as_str().unwrap(), pair[1].as_str().unwrap());
             self.map.insert(name.to_string(), text.to_string());
             names.push(name.to_string());
+            self.keeps.push(
+                pair.get(2)
+                    .and_then(Value::as_str)
+                    .unwrap_or("durable")
+                    .to_string(),
+            );
         }
         self.names.extend(names.clone());
         names
@@ -119,6 +127,10 @@ impl Storage {
 
     fn ledger(&self, e: &Engine) -> Option<String> {
         self.map.get(&e.ledger(KEY)).cloned()
+    }
+
+    fn clock(&self, e: &Engine) -> Option<String> {
+        self.map.get(&e.clock(KEY)).cloned()
     }
 }
 
@@ -174,10 +186,11 @@ fn check(e: &Engine, s: &mut Storage, now: f64, reply: Reply) -> Value {
         now,
         None,
         None,
+        s.clock(e),
     ));
     if begin.get("write").is_some() {
         s.apply(&begin);
-        return json!({ "answer": begin["answer"], "asked": false, "revertible": begin["revertible"] });
+        return json!({ "answer": begin["answer"], "asked": false });
     }
     if begin.get("ask").is_none() {
         return json!({ "answer": begin["answer"], "asked": false });
@@ -253,9 +266,15 @@ fn engine_records_are_the_native_format_both_ways() {
     assert_eq!(again["asked"], false);
     assert_eq!(again["answer"]["ok"]["source"], "cache");
     assert_eq!(again["answer"]["ok"]["license"]["key"], KEY);
-    assert_eq!(native.names, vec![e.slot(KEY), e.ledger(KEY)]);
+    assert_eq!(native.names, vec![e.slot(KEY), e.ledger(KEY), e.clock(KEY)]);
     let noted = cache::decode(native.record(&e).unwrap().as_bytes(), &mac).unwrap();
     assert_eq!((noted.seq, noted.latest_seen), (8, NOW as i64 + 60));
+    // Its clock note, in the native format too.
+    let note = cache::decode_clock(native.clock(&e).unwrap().as_bytes(), &mac).unwrap();
+    assert_eq!(
+        (note.seq, note.latest_seen, note.stalled),
+        (8, NOW as i64 + 60, 0)
+    );
     let status = parsed(&e.status(
         KEY.into(),
         SECRET,
@@ -404,6 +423,7 @@ fn engine_answers_carry_codes_and_extras() {
         NOW,
         None,
         Some("pro".into()),
+        None,
     ));
     assert_eq!(feature["answer"]["error"]["field"], "key");
 
@@ -439,23 +459,40 @@ fn answers_that_are_not_polars_fall_back_with_their_reason() {
     assert_eq!(status["ok"]["verifiedAt"], NOW as i64);
 }
 
-/// Which write the file store may leave revertible, as natively
-/// (`session::cached_ledger_may_revert`): a cached answer's ledger, its last write, once the
-/// slot has a trusted ledger; never a verdict's.
+/// Which write the file store may leave revertible or volatile, as natively
+/// (`session::cached_writes`): a cached answer's ledger once the slot has a trusted ledger,
+/// then its clock note; a cached answer less than a minute past the record's clock writes the
+/// note alone; a verdict's writes are all durable.
 #[wasm_bindgen_test]
-fn only_a_cached_answers_ledger_may_revert() {
+fn only_a_cached_answers_ledger_may_revert_and_its_clock_note_is_volatile() {
     let e = engine(json!({}));
     let mut s = Storage::default();
     let online = check(&e, &mut s, NOW, ok(200, &license(false)));
     assert_eq!(online["asked"], true);
     assert_eq!(online["answer"]["ok"]["source"], "online");
-    assert_eq!(online.get("revertible"), None, "a verdict is durable");
-    s.names.clear();
-    let cached = check(&e, &mut s, NOW + 60.0, failed(1, "unused"));
-    assert_eq!(cached["asked"], false);
-    assert_eq!(cached["answer"]["ok"]["source"], "cache");
-    assert_eq!(cached["revertible"], true);
-    assert_eq!(s.names, vec![e.slot(KEY), e.ledger(KEY)], "the ledger last");
+    assert!(s.keeps.iter().all(|k| k == "durable"), "{:?}", s.keeps);
+    for (at, names, keeps) in [
+        (
+            NOW + 60.0,
+            vec![e.slot(KEY), e.ledger(KEY), e.clock(KEY)],
+            vec!["durable", "revertible", "volatile"],
+        ),
+        (NOW + 61.0, vec![e.clock(KEY)], vec!["volatile"]),
+        (NOW + 119.0, vec![e.clock(KEY)], vec!["volatile"]),
+        (
+            NOW + 120.0,
+            vec![e.slot(KEY), e.ledger(KEY), e.clock(KEY)],
+            vec!["durable", "revertible", "volatile"],
+        ),
+    ] {
+        s.names.clear();
+        s.keeps.clear();
+        let cached = check(&e, &mut s, at, failed(1, "unused"));
+        assert_eq!(cached["asked"], false);
+        assert_eq!(cached["answer"]["ok"]["source"], "cache");
+        assert_eq!(s.names, names, "at +{}", at - NOW);
+        assert_eq!(s.keeps, keeps, "at +{}", at - NOW);
+    }
 }
 
 #[wasm_bindgen_test]
@@ -488,6 +525,7 @@ fn a_check_asked_elsewhere_answers_from_the_cache_and_finishes_on_the_record_as_
         record.clone(),
         ledger.clone(),
         NOW + 5.0,
+        None,
         None,
         None,
     ));
@@ -582,6 +620,7 @@ fn an_activation_is_a_verdict_and_later_checks_validate_it() {
         s.record(&e),
         s.ledger(&e),
         NOW + 1.0,
+        None,
         None,
         None,
     ));
@@ -683,6 +722,7 @@ fn require_activation_refuses_with_no_request() {
         NOW,
         None,
         None,
+        None,
     ));
     assert_eq!(begin.get("ask"), None);
     assert_eq!(begin["answer"]["error"]["field"], "activation_id");
@@ -694,6 +734,7 @@ fn require_activation_refuses_with_no_request() {
         None,
         NOW,
         Some("disk gone".into()),
+        None,
         None,
     ));
     assert_eq!(begin.get("ask"), None);

@@ -443,33 +443,44 @@ pub fn ledger_name(slot: &str) -> String {
     [slot, "-seq"].concat()
 }
 
-/// Seals a ledger: the highest record sequence number written to a slot.
-pub fn encode_ledger(seq: u64, key: &MacKey) -> Vec<u8> {
-    let mut out = [LEDGER_HEADER, &digits(seq), "\n"].concat().into_bytes();
+/// A one-line sealed file (a ledger, a clock note): `header`, `line`, a newline, then the hex
+/// HMAC of all that and a newline.
+fn seal_line(header: &str, line: &str, key: &MacKey) -> Vec<u8> {
+    let mut out = [header, line, "\n"].concat().into_bytes();
     let mac = tag(key, &out).finalize().into_bytes();
     out.extend(hex(&mac).into_bytes());
     out.push(b'\n');
     out
 }
 
-/// Opens a ledger: the sequence number, or why it is not trusted.
-pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
+/// The line of a file [`seal_line`] wrote with `header`, once its seal is checked.
+fn open_line<'a>(bytes: &'a [u8], header: &str, key: &MacKey) -> Result<&'a [u8], Untrusted> {
     let rest = bytes
-        .strip_prefix(LEDGER_HEADER.as_bytes())
+        .strip_prefix(header.as_bytes())
         .ok_or(Untrusted::Malformed)?;
     let end = rest
         .iter()
         .position(|&b| b == b'\n')
         .ok_or(Untrusted::Malformed)?;
-    let digits = &rest[..end];
     let mac_hex = rest[end + 1..]
         .strip_suffix(b"\n")
         .filter(|m| m.len() == 64)
         .ok_or(Untrusted::Malformed)?;
     let mac = unhex(mac_hex).ok_or(Untrusted::Malformed)?;
-    tag(key, &bytes[..LEDGER_HEADER.len() + end + 1])
+    tag(key, &bytes[..header.len() + end + 1])
         .verify_slice(&mac)
         .map_err(|_| Untrusted::BadMac)?;
+    Ok(&rest[..end])
+}
+
+/// Seals a ledger: the highest record sequence number written to a slot.
+pub fn encode_ledger(seq: u64, key: &MacKey) -> Vec<u8> {
+    seal_line(LEDGER_HEADER, &digits(seq), key)
+}
+
+/// Opens a ledger: the sequence number, or why it is not trusted.
+pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
+    let digits = open_line(bytes, LEDGER_HEADER, key)?;
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(Untrusted::Malformed);
     }
@@ -501,32 +512,14 @@ pub struct ClockNote {
 
 /// Seals a clock note.
 pub fn encode_clock(note: &ClockNote, key: &MacKey) -> Vec<u8> {
-    let line = format!("{} {} {}\n", note.seq, note.latest_seen, note.stalled);
-    let mut out = [CLOCK_HEADER, &line].concat().into_bytes();
-    let mac = tag(key, &out).finalize().into_bytes();
-    out.extend(hex(&mac).into_bytes());
-    out.push(b'\n');
-    out
+    let line = format!("{} {} {}", note.seq, note.latest_seen, note.stalled);
+    seal_line(CLOCK_HEADER, &line, key)
 }
 
 /// Opens a clock note, or says why it is not one.
 pub fn decode_clock(bytes: &[u8], key: &MacKey) -> Result<ClockNote, Untrusted> {
-    let rest = bytes
-        .strip_prefix(CLOCK_HEADER.as_bytes())
-        .ok_or(Untrusted::Malformed)?;
-    let end = rest
-        .iter()
-        .position(|&b| b == b'\n')
-        .ok_or(Untrusted::Malformed)?;
-    let mac_hex = rest[end + 1..]
-        .strip_suffix(b"\n")
-        .filter(|m| m.len() == 64)
-        .ok_or(Untrusted::Malformed)?;
-    let mac = unhex(mac_hex).ok_or(Untrusted::Malformed)?;
-    tag(key, &bytes[..CLOCK_HEADER.len() + end + 1])
-        .verify_slice(&mac)
-        .map_err(|_| Untrusted::BadMac)?;
-    let line = std::str::from_utf8(&rest[..end]).map_err(|_| Untrusted::Malformed)?;
+    let line = open_line(bytes, CLOCK_HEADER, key)?;
+    let line = std::str::from_utf8(line).map_err(|_| Untrusted::Malformed)?;
     let mut parts = line.split(' ');
     let mut next = || parts.next().ok_or(Untrusted::Malformed);
     let (seq, latest_seen, stalled) = (next()?, next()?, next()?);

@@ -512,7 +512,17 @@ pub struct ClockNote {
 
 /// Seals a clock note.
 pub fn encode_clock(note: &ClockNote, key: &MacKey) -> Vec<u8> {
-    let line = format!("{} {} {}", note.seq, note.latest_seen, note.stalled);
+    // Built without `core::fmt` (crate::decimal), as every format of the core.
+    let sign = if note.latest_seen < 0 { "-" } else { "" };
+    let line = [
+        &digits(note.seq),
+        " ",
+        sign,
+        &digits(note.latest_seen.unsigned_abs()),
+        " ",
+        &digits(u64::from(note.stalled)),
+    ]
+    .concat();
     seal_line(CLOCK_HEADER, &line, key)
 }
 
@@ -521,15 +531,27 @@ pub fn decode_clock(bytes: &[u8], key: &MacKey) -> Result<ClockNote, Untrusted> 
     let line = open_line(bytes, CLOCK_HEADER, key)?;
     let line = std::str::from_utf8(line).map_err(|_| Untrusted::Malformed)?;
     let mut parts = line.split(' ');
-    let mut next = || parts.next().ok_or(Untrusted::Malformed);
+    let mut next = || {
+        let part = parts.next().ok_or(Untrusted::Malformed)?;
+        let (negative, digits) = match part.strip_prefix('-') {
+            Some(digits) => (true, digits),
+            None => (false, part),
+        };
+        if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(Untrusted::Malformed);
+        }
+        let n: u64 = digits.parse().map_err(|_| Untrusted::Malformed)?;
+        Ok((negative, n))
+    };
     let (seq, latest_seen, stalled) = (next()?, next()?, next()?);
-    if parts.next().is_some() {
+    if parts.next().is_some() || seq.0 || stalled.0 {
         return Err(Untrusted::Malformed);
     }
+    let magnitude = i64::try_from(latest_seen.1).map_err(|_| Untrusted::Malformed)?;
     Ok(ClockNote {
-        seq: seq.parse().map_err(|_| Untrusted::Malformed)?,
-        latest_seen: latest_seen.parse().map_err(|_| Untrusted::Malformed)?,
-        stalled: stalled.parse().map_err(|_| Untrusted::Malformed)?,
+        seq: seq.1,
+        latest_seen: if latest_seen.0 { -magnitude } else { magnitude },
+        stalled: u32::try_from(stalled.1).map_err(|_| Untrusted::Malformed)?,
     })
 }
 
@@ -589,6 +611,17 @@ mod tests {
         };
         let bytes = encode_clock(&note, &key);
         assert_eq!(decode_clock(&bytes, &key), Ok(note));
+        // The text is what Display writes; a clock before 1970 (set back that far) and the
+        // extremes come back as they were.
+        assert!(String::from_utf8_lossy(&bytes).contains("\n7 1790000123 3\n"));
+        for latest_seen in [-1, -1_790_000_123, i64::MIN + 1, i64::MAX, 0] {
+            let n = ClockNote {
+                seq: u64::MAX,
+                latest_seen,
+                stalled: u32::MAX,
+            };
+            assert_eq!(decode_clock(&encode_clock(&n, &key), &key), Ok(n));
+        }
         assert_eq!(
             decode_clock(&bytes, &MacKey::derive("k2", "o", b"s", None)),
             Err(Untrusted::BadMac)

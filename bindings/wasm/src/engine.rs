@@ -442,31 +442,26 @@ impl Engine {
         self.open_noted(key, slot, record, ledger, None)
     }
 
-    /// [`Engine::open`] with the slot's clock note (`clock`: `Some` when the storage was read
-    /// for it, even if it held none), as natively: a check's first step, whose cached answer
-    /// may then be written as a note alone ([`session::cached_writes`]). The later steps read
-    /// the record alone, which is at most what a lost note allows (a clock a tenth of the
-    /// tolerance behind).
+    /// [`Engine::open`] with the slot's clock note, as natively: a check's first step reads it,
+    /// and its cached answer may then be written as a note alone ([`session::cached_writes`]).
+    /// The later steps read the record alone (they never write a note), which is at most what
+    /// a lost note allows (a clock a tenth of the tolerance behind).
     fn open_noted(
         &self,
         key: &Key,
         slot: &Slot,
         record: Option<&str>,
         ledger: Option<&str>,
-        clock: Option<Option<&str>>,
+        clock: Option<&str>,
     ) -> Opened {
-        let (record, ledger) = (record.map(str::as_bytes), ledger.map(str::as_bytes));
-        let mut opened = match clock {
-            Some(clock) => session::open_with_clock(
-                record,
-                ledger,
-                clock.map(str::as_bytes),
-                slot,
-                self.org(),
-                key,
-            ),
-            None => session::open(record, ledger, slot, self.org(), key),
-        };
+        let mut opened = session::open_with_clock(
+            record.map(str::as_bytes),
+            ledger.map(str::as_bytes),
+            clock.map(str::as_bytes),
+            slot,
+            self.org(),
+            key,
+        );
         session::gate_lease(
             &mut opened,
             &self.relay_keys,
@@ -1020,7 +1015,7 @@ impl Engine {
             &slot,
             args.record.as_deref(),
             args.ledger.as_deref(),
-            Some(args.clock.as_deref()),
+            args.clock.as_deref(),
         );
         match self.begin(&key, &opened, now) {
             Err(outcome) | Ok((Begin::Done(outcome), _)) => StepOut::answer(self.outcome_leased(

@@ -14,6 +14,7 @@
 #                 bindings/wasm/src/tests/: the npm engine) in node
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
+#   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
 #   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
 #                 from `env`
 #   npm-types     tsc --noEmit over tests/js/types*.ts (polar-license/emulator's too) and the
@@ -191,6 +192,8 @@ suite wasm-browser libtest wasm_tests_browser
 # ---- the npm package -----------------------------------------------------------------------
 
 suite npm-build check bash scripts/build-npm.sh
+# Each part of the package against its budget (scripts/size-budget.txt): a part over fails.
+suite npm-size check bash scripts/size.sh --no-build
 
 check_imports() {
     node -e '

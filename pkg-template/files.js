@@ -177,10 +177,11 @@ function readRegular(path) {
  * again whose identity and times have not changed (device, inode, size, modification and
  * change times: a write or a rename changes the change time, which no one can set back) is
  * answered from memory after one `stat`, as the native file store does: a warm check reads
- * three such files. Any change is read anew at once.
+ * four such files (a file written less than a second before it was read is not remembered: a
+ * clock note written in place may keep its stamp). Any change is read anew at once.
  */
 export function fileStore(dir) {
-  /** path -> [stamp, text] of the files read lately (a handful: a record, its ledger, the secret). */
+  /** path -> [stamp, text] of the files read lately (a handful: a record, its ledger and clock note, the secret). */
   const seen = new Map();
   return {
     dir,

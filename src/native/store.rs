@@ -241,7 +241,8 @@ pub const INSTALL_SECRET_FILE: &str = "install-secret";
 /// * [`Store::save`] writes `.<slot>.<pid>.<random>.tmp`, fsyncs it, renames it over
 ///   `<slot>.cache` and fsyncs the directory, under a short internal write lock
 ///   (`.<slot>.wlock`); temp files left by a crashed writer are removed by the next save.
-///   [`Store::save_revertible`] leaves out the directory's fsync.
+///   [`Store::save_revertible`] leaves out the directory's fsync; [`Store::save_volatile`]
+///   (clock notes) overwrites `<slot>.cache` in place: no temp file, no rename, no fsync.
 /// * [`Store::lock`] is an OS file lock ([`File::lock`]) on `<slot>.lock`, held across
 ///   processes and threads (each call opens its own handle) and released by the OS if the
 ///   process dies. Lock files are never deleted (deleting them would let two holders in).
@@ -254,7 +255,9 @@ pub const INSTALL_SECRET_FILE: &str = "install-secret";
 /// * On unix, a small file read again whose identity and times have not changed (device,
 ///   inode, size, modification and change times: a write or a rename changes the change
 ///   time, which no one can set back) is answered from memory, one `stat` instead of an
-///   open, a read and a close: a warm check reads three such files.
+///   open, a read and a close: a warm check reads four such files. A file written less than
+///   a second before it was read is not remembered (a write in place at the same size, inside
+///   the timestamp granularity, would keep its stamp).
 #[derive(Debug, Clone)]
 pub struct FileStore {
     dir: PathBuf,

@@ -376,6 +376,17 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "NAME")]
     pub client_ip_header: Option<String>,
 
+    /// The web pages that may read the relay's answers, by origin (https://app.example.com;
+    /// repeatable, or comma-separated): any other page's browser hides the answers from it.
+    /// Without it, any origin (`*`), as Polar's public routes
+    #[arg(
+        long = "cors-origin",
+        value_delimiter = ',',
+        value_name = "ORIGIN",
+        env = "POLAR_LICENSE_RELAY_CORS_ORIGINS"
+    )]
+    pub cors_origins: Vec<String>,
+
     /// The verdict store: Polar's answers kept so that validates are answered without a call
     /// (FILE: a crash-safe file; `memory`: nothing on disk; the option alone: relay-store.redb
     /// in the data directory). Without it every check is forwarded

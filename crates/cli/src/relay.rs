@@ -124,6 +124,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.organization_id = g.org.clone().filter(|s| !s.is_empty());
     config.lease_days = a.lease_days;
     config.client_ip_header = a.client_ip_header.clone();
+    config.cors_origins = (!a.cors_origins.is_empty()).then(|| a.cors_origins.clone());
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),

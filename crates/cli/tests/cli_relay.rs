@@ -204,3 +204,98 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
     assert_eq!(lease.kid, "k1");
     assert_eq!(lease.claims.expires_at - lease.claims.issued_at, 7 * 86_400);
 }
+
+/// `relay serve --cors-origin` (env `POLAR_LICENSE_RELAY_CORS_ORIGINS`) through the real
+/// server: a named page's origin comes back, another page's gets no CORS grant (its browser
+/// hides the answer), a preflight the same; a malformed origin is refused at start.
+#[test]
+fn serve_cors_origins_grant_only_the_pages_named() {
+    let dir = ScratchDir::new("relay-cors");
+    let file = dir.path().join("relay.key");
+    let out = file.to_str().expect("a UTF-8 path");
+    assert_eq!(
+        run(&["relay", "keygen", "--out", out]).status.code(),
+        Some(0)
+    );
+    let bad = clean_command(BIN)
+        .args([
+            "--json",
+            "relay",
+            "serve",
+            "--signing-key",
+            out,
+            "--port",
+            "0",
+        ])
+        .args(["--cors-origin", "https://app.example.com/path"])
+        .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
+        .launch();
+    let v: Value = serde_json::from_slice(&bad.stdout).expect("one JSON object");
+    assert_eq!(
+        (bad.status.code(), v["field"].as_str()),
+        (Some(2), Some("cors_origins")),
+        "{v}"
+    );
+
+    let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
+    let (relay, _) = Served::start_with_banner(
+        clean_command(BIN)
+            .args([
+                "--base-url",
+                &polar.url,
+                "relay",
+                "serve",
+                "--signing-key",
+                out,
+            ])
+            .args(["--port", "0", "--cors-origin", "https://app.example.com"])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
+            .env("POLAR_LICENSE_RELAY_CORS_ORIGINS", "http://localhost:5173"),
+        "serving until killed",
+    );
+    let agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .new_agent();
+    let url = format!("{}/v1/customer-portal/license-keys/validate", relay.url);
+    let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+    let grant = |origin: &str, preflight: bool| {
+        let resp = if preflight {
+            agent
+                .options(&url)
+                .header("origin", origin)
+                .header("access-control-request-method", "POST")
+                .call()
+        } else {
+            agent
+                .post(&url)
+                .header("origin", origin)
+                .header("content-type", "application/json")
+                .send(body.as_str())
+        }
+        .expect("an answer");
+        let header = |name: &str| {
+            resp.headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        (
+            resp.status().as_u16(),
+            header("access-control-allow-origin"),
+            header("vary"),
+        )
+    };
+    // The flag wins over the variable (clap: a flag given replaces the environment's).
+    for preflight in [false, true] {
+        let (status, allow, vary) = grant("https://app.example.com", preflight);
+        assert_eq!(status, if preflight { 204 } else { 200 });
+        assert_eq!(allow.as_deref(), Some("https://app.example.com"));
+        assert_eq!(vary.as_deref(), Some("origin"));
+        for other in ["https://evil.example", "http://localhost:5173"] {
+            let (status, allow, _) = grant(other, preflight);
+            assert_eq!(status, if preflight { 204 } else { 200 }, "{other}");
+            assert_eq!(allow, None, "{other} gets no grant");
+        }
+    }
+}

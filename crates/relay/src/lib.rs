@@ -138,6 +138,13 @@ pub struct RelayConfig {
     /// The verdict store ([`store`]): validates answered from Polar's earlier answers, the
     /// token's budget kept, Polar's webhooks acted on. `None`: every check is forwarded.
     pub store: Option<StoreConfig>,
+    /// The web origins (`https://app.example.com`: scheme, host and port, no path) whose
+    /// pages may read the relay's answers: a request whose `Origin` is one of them gets it
+    /// back in `access-control-allow-origin` (with `vary: origin`); any other origin gets no
+    /// CORS grant, so a browser hides the answer from that page. `None` (the default): any
+    /// origin (`*`), as Polar's public routes. Servers and apps outside a browser send no
+    /// `Origin` and are not affected.
+    pub cors_origins: Option<Vec<String>>,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -181,6 +188,7 @@ impl RelayConfig {
             limits: Limits::default(),
             client_ip_header: None,
             store: None,
+            cors_origins: None,
         }
     }
 }
@@ -441,6 +449,7 @@ pub struct Relay {
     transport: Box<dyn Transport>,
     entropy: Entropy,
     store: Option<Stored>,
+    cors_origins: Option<Vec<String>>,
 }
 
 /// What routing decided.
@@ -496,6 +505,14 @@ impl Relay {
             .map(|org| polar_license::metadata::check_uuid_v4("organization_id", org))
             .transpose()?;
         let base_url = config.server.base_url()?;
+        if let Some(origins) = &config.cors_origins {
+            if origins.is_empty() {
+                return Err(Error::invalid("cors_origins", "names no origin"));
+            }
+            for origin in origins {
+                check_origin(origin)?;
+            }
+        }
         // Checks the token (non-empty printable ASCII) once, here.
         Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
         let store = config.store.map(|s| Stored {
@@ -522,7 +539,30 @@ impl Relay {
             per_key: Mutex::new(Buckets::new(config.limits.per_key)),
             transport,
             entropy,
+            cors_origins: config.cors_origins,
         })
+    }
+
+    /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
+    /// with none configured, nothing changes (`*`). Otherwise the request's `Origin`, when it
+    /// is one of them, replaces `*` (and `vary: origin` is added, so no cache serves one
+    /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
+    /// [`Relay::handle`] applies it; a host that runs [`Relay::begin`] and [`Relay::finish`]
+    /// applies it to the answer it sends.
+    pub fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
+        let Some(origins) = &self.cors_origins else {
+            return;
+        };
+        r.set("vary", "origin");
+        let allowed = req.header("origin").filter(|o| {
+            origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(o))
+        });
+        match allowed {
+            Some(origin) => r.set("access-control-allow-origin", origin),
+            None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
+        }
     }
 
     /// The Polar base URL asked.
@@ -544,6 +584,12 @@ impl Relay {
     /// the call through the relay's transport, [`Relay::finish`]. With a store, a check whose
     /// entry another check is asking Polar for waits for that answer (one call per entry).
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        let mut r = self.handle_any_origin(req, now);
+        self.cors(req, &mut r);
+        r
+    }
+
+    fn handle_any_origin(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         for attempt in 0..3 {
             match self.routed(req, now, attempt < 2, &*self.entropy) {
                 Routed::Answer(mut r) => {
@@ -1170,6 +1216,28 @@ fn add_cors(r: &mut RelayResponse) {
     }
 }
 
+/// A web origin as a browser sends it in `Origin`: `http` or `https`, a host, an optional
+/// port, nothing after (no path, no trailing slash).
+fn check_origin(origin: &str) -> Result<(), Error> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "cors_origins",
+            "each must be an origin such as https://app.example.com (scheme, host and port; no path)",
+        ))
+    }
+}
+
 /// Lowercase hex (a flight's name).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -1419,6 +1487,90 @@ mod tests {
             ]
         );
         assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
+    /// `cors_origins`: an allowed page gets its origin back (and `vary: origin`), any other
+    /// origin, or none, gets no CORS grant; without the option every answer says `*`.
+    #[test]
+    fn cors_origins_narrow_the_grant_to_the_pages_named() {
+        let answer = |relay: &Relay, method: &str, origin: Option<&str>| {
+            let mut req = validate(&format!(r#"{{"key":"K-1","organization_id":"{ORG}"}}"#));
+            req.method = method.into();
+            if let Some(origin) = origin {
+                req.headers.push(("Origin".into(), origin.into()));
+            }
+            relay.handle(&req, NOW)
+        };
+        let polar = |_: &HttpRequest| Ok(HttpResponse::new(404, r#"{"detail":"Not found"}"#));
+        let any = relay_over(polar);
+        for method in ["POST", "OPTIONS"] {
+            let r = answer(&any, method, Some("https://evil.example"));
+            assert_eq!(
+                r.header("access-control-allow-origin"),
+                Some("*"),
+                "{method}"
+            );
+            assert_eq!(r.header("vary"), None);
+        }
+
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        config.cors_origins = Some(vec![
+            "https://app.example.com".into(),
+            "http://localhost:5173".into(),
+        ]);
+        let named = Relay::with_entropy(config, Box::new(polar), Box::new(|| Some([7; 16])))
+            .expect("a relay");
+        for method in ["POST", "OPTIONS"] {
+            for origin in ["https://app.example.com", "http://localhost:5173"] {
+                let r = answer(&named, method, Some(origin));
+                assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+                assert_eq!(r.header("vary"), Some("origin"));
+                let expose = r
+                    .header("access-control-expose-headers")
+                    .unwrap_or_default();
+                assert!(method == "OPTIONS" || expose.contains("polar-license-lease"));
+            }
+            for origin in [
+                Some("https://evil.example"),
+                Some("https://app.example.com.evil"),
+                None,
+            ] {
+                let r = answer(&named, method, origin);
+                assert!(
+                    !r.headers
+                        .iter()
+                        .any(|(k, _)| k.starts_with("access-control-")),
+                    "{method} {origin:?}: {:?}",
+                    r.headers
+                );
+                assert_eq!(r.header("vary"), Some("origin"));
+            }
+        }
+        // The answer itself is unchanged: only the browser's permission to read it.
+        assert_eq!(answer(&named, "POST", None).status, 404);
+
+        for bad in [
+            vec![],
+            vec!["app.example.com".to_string()],
+            vec!["https://app.example.com/".to_string()],
+            vec!["https://app.example.com/path".to_string()],
+            vec!["*".to_string()],
+        ] {
+            let mut config = RelayConfig::new(
+                Server::Custom("http://127.0.0.1:9".into()),
+                AccessToken::new("t"),
+                SigningKey::generate(Some("k1")).expect("a key"),
+            );
+            config.cors_origins = Some(bad.clone());
+            let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
+            let refused = Relay::with_entropy(config, Box::new(transport), Box::new(|| None));
+            assert!(refused.is_err(), "{bad:?}");
+        }
     }
 
     #[test]

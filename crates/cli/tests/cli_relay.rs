@@ -15,6 +15,13 @@ fn run(args: &[&str]) -> Output {
     clean_command(BIN).args(args).launch()
 }
 
+/// `relay serve` in front of the Polar at `polar`, signing with the key file `key`.
+fn serve(polar: &str, key: &str) -> std::process::Command {
+    let mut cmd = clean_command(BIN);
+    cmd.args(["--base-url", polar, "relay", "serve", "--signing-key", key]);
+    cmd
+}
+
 fn stdout(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
@@ -129,15 +136,7 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
 
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (relay, banner) = Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                out,
-            ])
+        serve(&polar.url, out)
             .args(["--port", "0"])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
         "serving until killed",
@@ -239,15 +238,7 @@ fn serve_cors_origins_grant_only_the_pages_named() {
 
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (relay, _) = Served::start_with_banner(
-        clean_command(BIN)
-            .args([
-                "--base-url",
-                &polar.url,
-                "relay",
-                "serve",
-                "--signing-key",
-                out,
-            ])
+        serve(&polar.url, out)
             .args(["--port", "0", "--cors-origin", "https://app.example.com"])
             .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
             .env("POLAR_LICENSE_RELAY_CORS_ORIGINS", "http://localhost:5173"),

@@ -28,7 +28,11 @@
 //! header to downgrade or confuse), the implicit assertion binds the machine without sending
 //! it, PASERK gives the public key one text form (`k4.public.…`) every face takes, and a
 //! well-kept implementation (`pasetors`) passes the official test vectors
-//! (`tests/lease_vectors.rs`).
+//! (`tests/lease_vectors.rs`). `pasetors` makes keys and signs; to verify, the core reads the
+//! token itself (the same few rules, held to pasetors on thousands of edited tokens and to the
+//! standard's vectors) and asks an [`Ed25519`] only whether the signature verifies: natively
+//! its own ([`Builtin`], the `ed25519-compact` pasetors uses), in the npm package the host's
+//! (issue #38: apps without a relay key load no signature verifier).
 //!
 //! Verification ([`verify`]) never fails loudly: a lease that does not verify for any reason
 //! (size, format, unknown `kid`, signature, claims, organization, key, activation, benefit,
@@ -40,9 +44,7 @@ use crate::key::Key;
 use ct_codecs::{Decoder, Encoder};
 use pasetors::keys::{AsymmetricKeyPair, AsymmetricPublicKey, AsymmetricSecretKey, Generate};
 use pasetors::paserk::{FormatAsPaserk, Id};
-use pasetors::token::UntrustedToken;
 use pasetors::version4::{PublicToken, V4};
-use pasetors::Public;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -66,7 +68,7 @@ const MAX_KID_LEN: usize = 100;
 #[derive(Clone)]
 struct RelayKey {
     kid: String,
-    key: AsymmetricPublicKey<V4>,
+    key: [u8; 32],
 }
 
 /// The relay public keys a client in signed mode trusts (`{kid: public key}`, at most
@@ -90,7 +92,7 @@ impl PartialEq for RelayKeys {
                 .0
                 .iter()
                 .zip(&other.0)
-                .all(|(a, b)| a.kid == b.kid && a.key.as_bytes() == b.key.as_bytes())
+                .all(|(a, b)| a.kid == b.kid && a.key == b.key)
     }
 }
 
@@ -137,7 +139,7 @@ impl RelayKeys {
     /// Adds the key `public` (PASERK `k4.public.…`) under `kid`.
     pub fn add(&mut self, kid: &str, public: &str) -> Result<(), Error> {
         check_kid(kid)?;
-        let key = AsymmetricPublicKey::<V4>::try_from(public).map_err(|_| {
+        let key = public_paserk_bytes(public).ok_or_else(|| {
             Error::invalid(
                 "relay_keys",
                 "a relay public key is PASERK text: k4.public. and 43 base64url characters",
@@ -169,9 +171,26 @@ impl RelayKeys {
         self.0.iter().map(|k| k.kid.as_str()).collect()
     }
 
-    fn find(&self, kid: &str) -> Option<&AsymmetricPublicKey<V4>> {
+    fn find(&self, kid: &str) -> Option<&[u8; 32]> {
         self.0.iter().find(|k| k.kid == kid).map(|k| &k.key)
     }
+}
+
+/// The 32 bytes of a PASERK `k4.public.…` key (what pasetors' `AsymmetricPublicKey::try_from`
+/// reads: the prefix, then unpadded base64url of exactly 32 bytes; `tests/lease_vectors.rs`
+/// holds it to the standard's vectors and to pasetors).
+fn public_paserk_bytes(text: &str) -> Option<[u8; 32]> {
+    let encoded = text.strip_prefix("k4.public.")?;
+    let mut key = [0u8; 32];
+    // One byte more room than a key: a longer encoding decodes to more than 32 bytes and
+    // is refused instead of failing for want of room.
+    let mut room = [0u8; 33];
+    let decoded = ct_codecs::Base64UrlSafeNoPadding::decode(&mut room, encoded, None).ok()?;
+    if decoded.len() != 32 {
+        return None;
+    }
+    key.copy_from_slice(decoded);
+    Some(key)
 }
 
 /// What a lease says. Times are unix seconds here and RFC 3339 in the token.
@@ -361,6 +380,8 @@ impl LeaseClaims {
 pub struct SigningKey {
     kid: String,
     pair: AsymmetricKeyPair<V4>,
+    /// The public half's bytes (what [`RelayKeys`] holds).
+    public: [u8; 32],
 }
 
 impl fmt::Debug for SigningKey {
@@ -388,7 +409,16 @@ impl SigningKey {
             None => paserk(&Id::from(&pair.public)),
         };
         check_kid(&kid)?;
-        Ok(SigningKey { kid, pair })
+        SigningKey::of(kid, pair)
+    }
+
+    fn of(kid: String, pair: AsymmetricKeyPair<V4>) -> Result<SigningKey, Error> {
+        let public = pair
+            .public
+            .as_bytes()
+            .try_into()
+            .map_err(|_| Error::invalid("signing_key", "an Ed25519 public key is 32 bytes"))?;
+        Ok(SigningKey { kid, pair, public })
     }
 
     /// Reads a key file's text: one line `KID=k4.secret.…` (what [`SigningKey::to_file_text`]
@@ -413,10 +443,7 @@ impl SigningKey {
         }
         let secret = AsymmetricSecretKey::<V4>::try_from(secret).map_err(|_| bad())?;
         let public = AsymmetricPublicKey::<V4>::try_from(&secret).map_err(|_| bad())?;
-        Ok(SigningKey {
-            kid: kid.to_string(),
-            pair: AsymmetricKeyPair { public, secret },
-        })
+        SigningKey::of(kid.to_string(), AsymmetricKeyPair { public, secret })
     }
 
     /// The key file's text: `KID=k4.secret.…` and a newline. It is the secret: keep the file
@@ -444,7 +471,7 @@ impl SigningKey {
     pub fn relay_keys(&self) -> RelayKeys {
         RelayKeys(vec![RelayKey {
             kid: self.kid.clone(),
-            key: self.pair.public.clone(),
+            key: self.public,
         }])
     }
 
@@ -521,15 +548,109 @@ pub fn prepare(
 /// implicit assertion `machine`: the signature alone (no claim, time or binding checked). A
 /// relay that signs elsewhere checks its own tokens with it before sending one.
 pub fn signature_verifies(token: &str, keys: &RelayKeys, machine: Option<&str>) -> bool {
-    let Ok(untrusted) = UntrustedToken::<Public, V4>::try_from(token) else {
+    let Some(parts) = Parts::split(token) else {
         return false;
     };
-    let Some(key) = read_footer(untrusted.untrusted_footer()).and_then(|f| keys.find(&f.kid))
-    else {
+    let Some(key) = read_footer(&parts.footer).and_then(|f| keys.find(&f.kid)) else {
         return false;
     };
-    let machine = machine.unwrap_or("");
-    PublicToken::verify(key, &untrusted, None, Some(machine.as_bytes())).is_ok()
+    Builtin.verify(key, &parts.pre_auth(machine), &parts.signature) == Checked::Valid
+}
+
+/// What a signature check answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Checked {
+    /// The signature verifies.
+    Valid,
+    /// It does not (or the key or signature is malformed).
+    Invalid,
+    /// Not known yet: the verifier has asked its host, and the caller runs again once it
+    /// answered (the npm engine's verifier; until then the lease is no lease,
+    /// [`NoLease::Pending`]).
+    Pending,
+}
+
+/// Verifies Ed25519 signatures for the lease code: the one step of a lease's verification that
+/// may be done outside the core. Everything else (the token's format, the key its `kid`
+/// names, the bytes signed, the claims and what they must match, the times) is the core's, on
+/// every face.
+///
+/// [`Builtin`] is the core's own (the native library, the CLI, the C library, the relay). The
+/// npm engine's is the host's `crypto.subtle` Ed25519, or a separately loaded wasm verifier
+/// where the host has none, so that apps without a relay key never load a signature verifier
+/// (issue #38). A verifier that lies (answers [`Checked::Valid`] for any signature) makes a
+/// forged lease with the right claims verify (bound to any machine: the machine is only in
+/// the signed bytes): it must be trusted as the process that runs the check is. It cannot
+/// make anything license without a lease, nor with a lease for another organization, key,
+/// activation or benefit, one that is not a grant, nor an expired one.
+pub trait Ed25519 {
+    /// Whether `signature` is `public_key`'s Ed25519 signature of `message`.
+    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Checked;
+}
+
+/// The core's Ed25519 verification: `ed25519-compact`, the implementation pasetors verifies
+/// PASETO `v4.public` with (the same checks: a canonical `S`, no small-order key or `R`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Builtin;
+
+impl Ed25519 for Builtin {
+    fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Checked {
+        let key = ed25519_compact::PublicKey::new(*public_key);
+        let signature = ed25519_compact::Signature::new(*signature);
+        match key.verify(message, &signature) {
+            Ok(()) => Checked::Valid,
+            Err(_) => Checked::Invalid,
+        }
+    }
+}
+
+/// A `v4.public` token's parts, before anything is verified: the message (the claims' JSON),
+/// the signature and the footer, decoded as pasetors' `UntrustedToken` decodes them (the
+/// header, a non-empty payload longer than a signature, at most one footer, unpadded
+/// base64url). The core splits tokens itself so that the signature alone can be checked
+/// elsewhere ([`Ed25519`]); `tests/lease_vectors.rs` holds this to the standard's vectors and
+/// to pasetors.
+struct Parts {
+    message: Vec<u8>,
+    signature: [u8; 64],
+    footer: Vec<u8>,
+}
+
+impl Parts {
+    fn split(token: &str) -> Option<Parts> {
+        let rest = token.strip_prefix(V4_PUBLIC_HEADER)?;
+        let (payload, footer) = match rest.split_once('.') {
+            Some((payload, footer)) => (payload, footer),
+            None => (rest, ""),
+        };
+        if payload.is_empty() || footer.contains('.') {
+            return None;
+        }
+        let b64 = |text: &str| ct_codecs::Base64UrlSafeNoPadding::decode_to_vec(text, None).ok();
+        let mut message = b64(payload)?;
+        if message.len() <= 64 {
+            return None;
+        }
+        let at = message.len() - 64;
+        let signature: [u8; 64] = message[at..].try_into().ok()?;
+        message.truncate(at);
+        Some(Parts {
+            message,
+            signature,
+            footer: b64(footer)?,
+        })
+    }
+
+    /// The bytes the signature is over, for the implicit assertion `machine`.
+    fn pre_auth(&self, machine: Option<&str>) -> Vec<u8> {
+        let implicit = machine.unwrap_or("").as_bytes();
+        pae(&[
+            V4_PUBLIC_HEADER.as_bytes(),
+            &self.message,
+            &self.footer,
+            implicit,
+        ])
+    }
 }
 
 impl UnsignedLease {
@@ -606,11 +727,14 @@ pub enum NoLease {
     NotYetValid,
     /// Expired at the clock reading (or its `exp` is past the license's expiry).
     Expired,
+    /// Its signature is being checked by the host ([`Checked::Pending`]): no lease until the
+    /// answer is in.
+    Pending,
 }
 
 impl NoLease {
     /// A short code: `missing`, `too_large`, `format`, `unknown_kid`, `signature`, `claims`,
-    /// `mismatch`, `not_yet_valid` or `expired`.
+    /// `mismatch`, `not_yet_valid`, `expired` or `pending`.
     pub const fn as_str(self) -> &'static str {
         match self {
             NoLease::Missing => "missing",
@@ -622,6 +746,7 @@ impl NoLease {
             NoLease::Mismatch => "mismatch",
             NoLease::NotYetValid => "not_yet_valid",
             NoLease::Expired => "expired",
+            NoLease::Pending => "pending",
         }
     }
 }
@@ -637,15 +762,13 @@ pub fn footer_kid(token: &str) -> Option<String> {
     if token.len() > MAX_LEASE_BYTES {
         return None;
     }
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token).ok()?;
-    serde_json::from_slice::<Footer>(untrusted.untrusted_footer())
-        .ok()
-        .map(|f| f.kid)
+    read_footer(&Parts::split(token)?.footer).map(|f| f.kid)
 }
 
 /// Verifies `token` against the trusted `keys` for `expect`, at the clock reading `seen` (the
 /// latest time the record has seen, for expiry: a clock held back gains nothing), with
-/// `tolerance` seconds for a relay clock slightly ahead of this one.
+/// `tolerance` seconds for a relay clock slightly ahead of this one. The signature is checked
+/// by the core's own Ed25519 ([`Builtin`]; [`verify_with`] takes another).
 pub fn verify(
     token: &str,
     keys: &RelayKeys,
@@ -653,7 +776,19 @@ pub fn verify(
     seen: i64,
     tolerance: i64,
 ) -> Result<Lease, NoLease> {
-    let lease = verify_signed(token, keys, expect)?;
+    verify_with(token, keys, expect, seen, tolerance, &Builtin)
+}
+
+/// [`verify`] with the signature checked by `ed25519`.
+pub fn verify_with(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &LeaseExpect<'_>,
+    seen: i64,
+    tolerance: i64,
+    ed25519: &dyn Ed25519,
+) -> Result<Lease, NoLease> {
+    let lease = verify_signed_with(token, keys, expect, ed25519)?;
     let claims = &lease.claims;
     let ahead = seen.saturating_add(tolerance);
     if claims.not_before > ahead || claims.issued_at > ahead {
@@ -673,16 +808,31 @@ pub fn verify_signed(
     keys: &RelayKeys,
     expect: &LeaseExpect<'_>,
 ) -> Result<Lease, NoLease> {
+    verify_signed_with(token, keys, expect, &Builtin)
+}
+
+/// [`verify_signed`] with the signature checked by `ed25519`. Only the signature is asked of
+/// it: a lease whose claims do not match `expect` is no lease whatever it answers.
+pub fn verify_signed_with(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &LeaseExpect<'_>,
+    ed25519: &dyn Ed25519,
+) -> Result<Lease, NoLease> {
     if token.len() > MAX_LEASE_BYTES {
         return Err(NoLease::TooLarge);
     }
-    let untrusted = UntrustedToken::<Public, V4>::try_from(token).map_err(|_| NoLease::Format)?;
-    let footer = read_footer(untrusted.untrusted_footer()).ok_or(NoLease::Format)?;
+    let parts = Parts::split(token).ok_or(NoLease::Format)?;
+    let footer = read_footer(&parts.footer).ok_or(NoLease::Format)?;
     let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
-    let machine = expect.machine.unwrap_or("");
-    let trusted = PublicToken::verify(key, &untrusted, None, Some(machine.as_bytes()))
-        .map_err(|_| NoLease::Signature)?;
-    let wire = read_wire(trusted.payload().as_bytes()).ok_or(NoLease::Claims)?;
+    match ed25519.verify(key, &parts.pre_auth(expect.machine), &parts.signature) {
+        Checked::Valid => {}
+        Checked::Invalid => return Err(NoLease::Signature),
+        Checked::Pending => return Err(NoLease::Pending),
+    }
+    // pasetors gives a verified payload only as UTF-8 text; so does this.
+    std::str::from_utf8(&parts.message).map_err(|_| NoLease::Claims)?;
+    let wire = read_wire(&parts.message).ok_or(NoLease::Claims)?;
     let claims = LeaseClaims::from_wire(wire).ok_or(NoLease::Claims)?;
     let same = claims.organization_id == expect.organization_id
         && claims.key_sha256 == key_hash(expect.key)
@@ -839,6 +989,115 @@ mod tests {
             assert!(unsigned.assemble(&signature[..63]).is_err());
         }
         assert!(prepare(&c, "bad kid", None).is_err());
+        Ok(())
+    }
+
+    fn hex_bytes(text: &str) -> Vec<u8> {
+        (0..text.len() / 2)
+            .filter_map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).ok())
+            .collect()
+    }
+
+    /// The official `v4.public` vectors (tests/vectors/paseto/v4.json) through the core's own
+    /// reading of a token and its own Ed25519 ([`Parts`], [`Builtin`]): what the npm engine
+    /// hands its host to verify is exactly what the standard signs.
+    #[test]
+    fn the_cores_token_reading_passes_the_standards_vectors() -> Result<(), serde_json::Error> {
+        let doc: serde_json::Value =
+            serde_json::from_str(include_str!("../tests/vectors/paseto/v4.json"))?;
+        let tests = doc["tests"].as_array().cloned().unwrap_or_default();
+        let mut seen = 0;
+        for t in tests.iter().filter(|t| t["public-key"].is_string()) {
+            let text = |field: &str| t[field].as_str().unwrap_or_default().to_string();
+            let name = text("name");
+            let key: [u8; 32] = hex_bytes(&text("public-key")).try_into().unwrap_or([0; 32]);
+            let implicit = text("implicit-assertion");
+            let verified = Parts::split(&text("token")).filter(|p| {
+                Builtin.verify(&key, &p.pre_auth(Some(&implicit)), &p.signature) == Checked::Valid
+            });
+            if t["expect-fail"].as_bool() == Some(true) {
+                assert!(verified.is_none(), "{name} must fail");
+            } else {
+                let parts = verified.ok_or_else(|| format!("{name} must verify"));
+                assert!(parts.is_ok(), "{parts:?}", parts = parts.err());
+                if let Ok(parts) = parts {
+                    assert_eq!(parts.message, text("payload").as_bytes(), "{name}");
+                    assert_eq!(parts.footer, text("footer").as_bytes(), "{name}");
+                    // Another implicit assertion (another machine): no longer verifies.
+                    let other = parts.pre_auth(Some("another machine"));
+                    assert_eq!(
+                        Builtin.verify(&key, &other, &parts.signature),
+                        Checked::Invalid
+                    );
+                }
+            }
+            seen += 1;
+        }
+        assert_eq!(seen, 4, "4-S-1..3 and 4-F-1");
+        Ok(())
+    }
+
+    /// The core's reading of a token agrees with pasetors' (`UntrustedToken`, then
+    /// `PublicToken::verify`), which the leases used before issue #38, on the relay's own
+    /// tokens edited in every small way (seeded, 4,000 of them): where one reads a token
+    /// the other does, the parts are the same, and one verifies where the other does.
+    #[test]
+    fn the_cores_token_reading_is_pasetors_on_edited_tokens() -> Result<(), Error> {
+        use pasetors::token::UntrustedToken;
+        use pasetors::Public;
+        let key = Key::new("MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415");
+        let signer = SigningKey::generate(Some("k1"))?;
+        let public = AsymmetricPublicKey::<V4>::from(&signer.public)
+            .map_err(|_| Error::invalid("key", "32 bytes"))?;
+        let token = signer.sign(&claims(&key, 1_790_000_000), Some("m"))?;
+        let alphabet: &[u8] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_.=+/ ";
+        let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n.max(1) as u64) as usize
+        };
+        let (mut read, mut valid) = (0, 0);
+        for round in 0..4000 {
+            let mut t = token.clone().into_bytes();
+            for _ in 0..=(round % 3) {
+                let at = next(t.len() + 1);
+                let c = alphabet[next(alphabet.len())];
+                match next(5) {
+                    0 if at < t.len() => t[at] = c,
+                    1 if at < t.len() => {
+                        t.remove(at);
+                    }
+                    2 => t.insert(at.min(t.len()), c),
+                    3 => t.truncate(at),
+                    _ => {}
+                }
+            }
+            let Ok(t) = String::from_utf8(t) else {
+                continue;
+            };
+            let ours = Parts::split(&t);
+            let theirs = UntrustedToken::<Public, V4>::try_from(t.as_str()).ok();
+            assert_eq!(ours.is_some(), theirs.is_some(), "{t}");
+            let (Some(ours), Some(theirs)) = (ours, theirs) else {
+                continue;
+            };
+            read += 1;
+            assert_eq!(ours.message, theirs.untrusted_payload(), "{t}");
+            assert_eq!(ours.footer, theirs.untrusted_footer(), "{t}");
+            let ours_ok =
+                Builtin.verify(&signer.public, &ours.pre_auth(Some("m")), &ours.signature)
+                    == Checked::Valid
+                    && std::str::from_utf8(&ours.message).is_ok();
+            let theirs_ok = PublicToken::verify(&public, &theirs, None, Some(b"m")).is_ok();
+            assert_eq!(ours_ok, theirs_ok, "{t}");
+            valid += usize::from(ours_ok);
+        }
+        // Both branches were taken: tokens read (some still verifying: an edit of nothing,
+        // or a truncation that only cut an empty footer) and tokens refused.
+        assert!(read > 300 && valid > 0, "read {read}, valid {valid}");
         Ok(())
     }
 

@@ -364,13 +364,15 @@ pub fn cached_ledger_may_revert<L>(opened: &Opened<L>) -> bool {
 ///
 /// `memo` keeps the last verification (the lease and everything it was checked against): a
 /// cached answer rewrites the record but not its lease, and an Ed25519 verification costs
-/// more than the rest of a cached check.
+/// more than the rest of a cached check. `ed25519` checks the signature ([`lease::Ed25519`]);
+/// an answer it does not have yet ([`lease::Checked::Pending`]) is no lease, and not kept.
 pub fn gate_lease<L: LicenseData>(
     opened: &mut Opened<L>,
     keys: &RelayKeys,
     organization_id: &str,
     key: &Key,
     memo: &LeaseMemo,
+    ed25519: &dyn lease::Ed25519,
 ) {
     if keys.is_empty() {
         return;
@@ -379,7 +381,7 @@ pub fn gate_lease<L: LicenseData>(
         let window = record
             .good
             .as_ref()
-            .and_then(|good| lease_window(good, keys, organization_id, key, memo));
+            .and_then(|good| lease_window(good, keys, organization_id, key, memo, ed25519));
         record.lease_gate = LeaseGate::Signed(window);
     }
 }
@@ -390,10 +392,11 @@ pub fn gate_lease<L: LicenseData>(
 pub struct LeaseMemo(std::sync::Mutex<Option<(String, Option<LeaseWindow>)>>);
 
 impl LeaseMemo {
+    /// The window kept for `id`, else `verify`'s (kept unless the verification is pending).
     fn get_or(
         &self,
         id: String,
-        verify: impl FnOnce() -> Option<LeaseWindow>,
+        verify: impl FnOnce() -> Result<LeaseWindow, lease::NoLease>,
     ) -> Option<LeaseWindow> {
         let mut memo = self
             .0
@@ -404,7 +407,11 @@ impl LeaseMemo {
                 return window.clone();
             }
         }
-        let window = verify();
+        let window = match verify() {
+            Ok(window) => Some(window),
+            Err(lease::NoLease::Pending) => return None,
+            Err(_) => None,
+        };
         *memo = Some((id, window.clone()));
         window
     }
@@ -425,6 +432,7 @@ fn lease_window<L: LicenseData>(
     organization_id: &str,
     key: &Key,
     memo: &LeaseMemo,
+    ed25519: &dyn lease::Ed25519,
 ) -> Option<LeaseWindow> {
     let token = good.lease.as_deref()?;
     let benefit_id = good.license.benefit_id();
@@ -452,8 +460,8 @@ fn lease_window<L: LicenseData>(
             benefit_id: Some(benefit_id),
             machine,
         };
-        let lease = lease::verify_signed(token, keys, &expect).ok()?;
-        Some(LeaseWindow {
+        let lease = lease::verify_signed_with(token, keys, &expect, ed25519)?;
+        Ok(LeaseWindow {
             not_before: lease.claims.not_before.max(lease.claims.issued_at),
             expires_at: lease.claims.expires_at,
             kid: lease.kid,
@@ -483,9 +491,9 @@ pub struct HeldLease {
 }
 
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it
-/// at `now`. Gives the lease to store with the verdict (`Ok(None)` in unsigned mode, where the
-/// lease, if any, is not read); a grant without one is `protocol_error` (not a verdict: the
-/// cache's own lease may still answer).
+/// at `now` (its signature checked by `ed25519`). Gives the lease to store with the verdict
+/// (`Ok(None)` in unsigned mode, where the lease, if any, is not read); a grant without one is
+/// `protocol_error` (not a verdict: the cache's own lease may still answer).
 pub fn hold_lease<L: LicenseData>(
     keys: &RelayKeys,
     granted: &Granted<'_>,
@@ -493,6 +501,7 @@ pub fn hold_lease<L: LicenseData>(
     token: Option<&str>,
     now: i64,
     policy: &GracePolicy,
+    ed25519: &dyn lease::Ed25519,
 ) -> Result<Option<HeldLease>, Error> {
     if keys.is_empty() {
         return Ok(None);
@@ -507,7 +516,7 @@ pub fn hold_lease<L: LicenseData>(
     let tolerance = i64::try_from(policy.clock_tolerance.as_secs()).unwrap_or(i64::MAX);
     let why = match token {
         None => lease::NoLease::Missing,
-        Some(token) => match lease::verify(token, keys, &expect, now, tolerance) {
+        Some(token) => match lease::verify_with(token, keys, &expect, now, tolerance, ed25519) {
             Ok(_) => {
                 return Ok(Some(HeldLease {
                     token: token.to_string(),
@@ -538,8 +547,9 @@ pub fn hold_activation_lease<L: LicenseData>(
     token: Option<&str>,
     now: i64,
     policy: &GracePolicy,
+    ed25519: &dyn lease::Ed25519,
 ) -> Result<Option<HeldLease>, Error> {
-    hold_lease(keys, granted, license, token, now, policy).map_err(|e| {
+    hold_lease(keys, granted, license, token, now, policy, ed25519).map_err(|e| {
         match (e, granted.activation_id) {
             (Error::Protocol { status, detail }, Some(id)) => Error::Protocol {
                 status,

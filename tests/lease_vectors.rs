@@ -152,3 +152,36 @@ fn a_key_file_with_the_all_zero_seed_vector_is_refused_without_a_panic() {
         assert_eq!(key.public_paserk(), paserk(&public));
     }
 }
+
+/// The relay keys a client trusts are read by the core itself (issue #38: the npm engine
+/// carries no pasetors): every k4.public vector is read, and anything else that is not
+/// exactly `k4.public.` and 32 bytes of unpadded base64url is refused, as pasetors refuses it.
+#[test]
+fn relay_keys_read_every_k4_public_vector_and_refuse_the_rest() {
+    use polar_license::lease::RelayKeys;
+    for t in vectors("k4.public.json") {
+        if t["expect-fail"].as_bool() == Some(true) {
+            continue;
+        }
+        let pair = format!("k={}", text(&t, "paserk"));
+        assert!(RelayKeys::parse(&pair).is_ok(), "{}", text(&t, "name"));
+    }
+    let good = "k4.public.cHFyc3R1dnd4eXp7fH1-f4CBgoOEhYaHiImKi4yNjo8";
+    let encoded = &good["k4.public.".len()..];
+    let bad = [
+        format!("k4.public.{}", &encoded[..42]),
+        format!("k4.public.{encoded}A"),
+        format!("k4.public.{encoded}="),
+        format!("k4.public.{}+{}", &encoded[..20], &encoded[21..]),
+        format!("k3.public.{encoded}"),
+        format!("k4.secret.{encoded}"),
+        format!("k4.public.{encoded}.x"),
+        "k4.public.".to_string(),
+    ];
+    for paserk in bad {
+        let ours = RelayKeys::parse(&format!("k={paserk}")).is_ok();
+        let theirs = AsymmetricPublicKey::<V4>::try_from(paserk.as_str()).is_ok();
+        assert!(!ours, "{paserk} must be refused");
+        assert_eq!(ours, theirs, "{paserk}");
+    }
+}

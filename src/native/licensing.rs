@@ -478,6 +478,7 @@ impl Licensing {
                     token.as_deref(),
                     now,
                     &self.policy,
+                    &crate::lease::Builtin,
                 );
                 match held {
                     Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
@@ -517,6 +518,7 @@ impl Licensing {
                     token.as_deref(),
                     now,
                     &self.policy,
+                    &crate::lease::Builtin,
                 );
                 match held {
                     Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
@@ -581,6 +583,7 @@ impl Licensing {
             self.org(),
             key,
             &self.lease_memo,
+            &crate::lease::Builtin,
         );
         let opened = Arc::new(opened);
         self.memo.remember_opened(slot, stored.clone(), &opened);

@@ -41,6 +41,7 @@ use crate::bindings::{
     activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
     PolicyOptions,
 };
+use crate::verify::{Ask, HostEd25519};
 use polar_license::answers::{self, SchemaActivation, SchemaLicense};
 use polar_license::cache::install_secret_from_hex as unhex;
 use polar_license::error::{Denial, Error, Verdict};
@@ -231,6 +232,8 @@ pub struct Engine {
     /// The last lease verified (`session::gate_lease`): one Ed25519 verification per lease,
     /// not per cached check, as natively.
     lease_memo: session::LeaseMemo,
+    /// Lease signatures, verified by the host ([`crate::verify`]).
+    ed25519: HostEd25519,
     /// The last `checkBegin` answered from storage: its arguments and its answer. A check
     /// repeated with byte-for-byte the same key, secret, record, ledger, clock second and
     /// feature is the same pure function of the same inputs (this engine's options are fixed),
@@ -292,6 +295,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         require_activation: o.require_activation,
         relay_keys,
         lease_memo: session::LeaseMemo::default(),
+        ed25519: HostEd25519::default(),
         checked: RefCell::default(),
     })
 }
@@ -468,6 +472,7 @@ impl Engine {
             self.org(),
             key,
             &self.lease_memo,
+            &self.ed25519,
         );
         opened
     }
@@ -492,6 +497,7 @@ impl Engine {
             self.org(),
             key,
             &self.lease_memo,
+            &self.ed25519,
         );
         gated.record?.lease_gate.window().cloned()
     }
@@ -532,6 +538,7 @@ impl Engine {
                     token,
                     now,
                     &self.policy,
+                    &self.ed25519,
                 ) {
                     Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
                     Err(e) => (Err(e), None),
@@ -566,6 +573,7 @@ impl Engine {
                     token,
                     now,
                     &self.policy,
+                    &self.ed25519,
                 ) {
                     Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
                     Err(e) => (Err(e), None),
@@ -787,7 +795,23 @@ impl Engine {
     /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
     /// name answers `undefined`. `checkEnd`, `validateEnd` and `activateEnd` are the `_leased`
     /// methods: the reply's last argument is the relay's lease header (signed mode).
+    ///
+    /// In signed mode any step may answer `{"verify": [[id, public key, message, signature]…]}`
+    /// (hex) instead: verify each Ed25519 signature, give the answers to `verified`
+    /// (`[id, 1 or 0, id, 1 or 0, …]`) and call the same step again ([`crate::verify`]).
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
+        let out = self.step(op, args);
+        let asked = self.ed25519.take_asked();
+        if asked.is_empty() {
+            return out;
+        }
+        // The step ran without these answers: nothing of it is kept.
+        self.checked.replace(None);
+        Some(verify_json(&asked))
+    }
+
+    /// [`Engine::call`]'s steps.
+    fn step(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let a = Args(args);
         Some(match op {
             "slot" => self.slot(&a.s(0)),
@@ -887,9 +911,32 @@ impl Engine {
             "status" => self.status(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
             "secretOk" => return secret_ok(&a.s(0)).then(String::new),
             "reasonTable" => crate::bindings::reason_table(),
+            "verified" => {
+                for i in (0..a.0.length()).step_by(2) {
+                    self.ed25519.answer(&a.s(i), a.n(i + 1) == 1.0);
+                }
+                String::new()
+            }
             _ => return None,
         })
     }
+}
+
+/// `{"verify":[[id, public key, message, signature]…]}`, in hex: what the host is asked.
+fn verify_json(asked: &[Ask]) -> String {
+    use polar_license::cache::hex;
+    let mut j = Json::new();
+    j.raw("{\"verify\":[");
+    for (i, ask) in asked.iter().enumerate() {
+        if i > 0 {
+            j.raw(",");
+        }
+        j.raw("[").str(&hex(&ask.id)).raw(",");
+        j.str(&hex(&ask.public_key)).raw(",");
+        j.str(&hex(&ask.message)).raw(",");
+        j.str(&hex(&ask.signature)).raw("]");
+    }
+    j.raw("]}").done()
 }
 
 /// The arguments of [`Engine::call`].

@@ -766,3 +766,239 @@ fn the_js_reason_table_is_the_rust_one() {
         assert_eq!(row["number"], reason.number());
     }
 }
+
+// ---- signed mode: the host verifies the signatures (issue #38) -------------------------------
+
+/// `engine.call(op, args)` as `license.js` makes it; `None` args are `undefined`.
+fn call(e: &Engine, op: &str, args: &[Arg]) -> Value {
+    let array = js_sys::Array::new();
+    for a in args {
+        array.push(&match a {
+            Arg::S(s) => JsValue::from_str(s),
+            Arg::N(n) => JsValue::from_f64(*n),
+            Arg::B(b) => js_sys::Uint8Array::from(&b[..]).into(),
+            Arg::U => JsValue::UNDEFINED,
+        });
+    }
+    let text = e.call(op, array).unwrap_or_default();
+    if text.is_empty() {
+        Value::Null
+    } else {
+        parsed(&text)
+    }
+}
+
+enum Arg {
+    S(String),
+    N(f64),
+    B(Vec<u8>),
+    U,
+}
+
+/// A string argument.
+fn t(text: &str) -> Arg {
+    Arg::S(text.to_string())
+}
+
+fn opt(text: Option<String>) -> Arg {
+    text.map_or(Arg::U, Arg::S)
+}
+
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(&text[2 * i..2 * i + 2], 16).unwrap())
+        .collect()
+}
+
+/// What the host answers for each signature `step` asks about: the core's own Ed25519, or
+/// `lie` for every one. The ids and answers, as `license.js` hands them to `verified`.
+fn answers(step: &Value, lie: bool) -> Vec<Arg> {
+    use polar_license::lease::{Builtin, Checked, Ed25519};
+    let mut out = Vec::new();
+    for ask in step["verify"].as_array().unwrap() {
+        let field = |i: usize| unhex(ask[i].as_str().unwrap());
+        let key: [u8; 32] = field(1).try_into().unwrap();
+        let signature: [u8; 64] = field(3).try_into().unwrap();
+        let valid = lie || Builtin.verify(&key, &field(2), &signature) == Checked::Valid;
+        out.push(t(ask[0].as_str().unwrap()));
+        out.push(Arg::N(if valid { 1.0 } else { 0.0 }));
+    }
+    out
+}
+
+const FIXTURE: &str = include_str!("../../../../tests/vectors/lease-relay.json");
+const MACHINE: &str = "electron-machine";
+
+/// The fixture's relay key (`relay-2026`), and a lease of it for `KEY`'s activation at `NOW`
+/// bound to this engine's machine (`key` names the key the claims are about).
+fn signed_lease(signer: &polar_license::lease::SigningKey, key: &str) -> String {
+    use polar_license::lease::{key_hash, LeaseClaims};
+    let claims = LeaseClaims {
+        organization_id: ORG.into(),
+        key_sha256: key_hash(&polar_license::key::Key::new(key.to_string())),
+        activation_id: Some(ACTIVATION.into()),
+        status: "granted".into(),
+        license_expires_at: None,
+        benefit_id: "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d".into(),
+        usage: 0,
+        limit_usage: None,
+        limit_activations: Some(3),
+        issued_at: NOW as i64,
+        not_before: NOW as i64,
+        expires_at: NOW as i64 + 3 * 86_400,
+        id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+    };
+    let machine = polar_license::fingerprint::fingerprint_from(MACHINE, ORG);
+    signer.sign(&claims, Some(&machine)).unwrap()
+}
+
+fn relay_key() -> polar_license::lease::SigningKey {
+    let fixture: Value = serde_json::from_str(FIXTURE).unwrap();
+    polar_license::lease::SigningKey::from_file_text(fixture["signing_key"].as_str().unwrap())
+        .unwrap()
+}
+
+#[wasm_bindgen_test]
+fn signed_mode_asks_the_host_to_verify_then_runs_the_step_again() {
+    let signer = relay_key();
+    let e = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let options = r#"{"label":"laptop"}"#;
+    let mut read = license(true)["activation"].clone();
+    let mut key = license(false);
+    key.as_object_mut().unwrap().remove("activation");
+    read["license_key"] = key;
+    let mut s = Storage::default();
+    let activate_end = |s: &Storage, lease: &str| {
+        call(
+            &e,
+            "activateEnd",
+            &[
+                t(KEY),
+                t(options),
+                t(SECRET),
+                opt(s.record(&e)),
+                opt(s.ledger(&e)),
+                Arg::N(NOW),
+                Arg::N(200.0),
+                Arg::B(read.to_string().into_bytes()),
+                Arg::U,
+                Arg::U,
+                Arg::N(0.0),
+                t(""),
+                t(lease),
+            ],
+        )
+    };
+    let lease = signed_lease(&signer, KEY);
+
+    // The step asks first: one signature, nothing written, no answer.
+    let first = activate_end(&s, &lease);
+    assert_eq!(first["verify"].as_array().unwrap().len(), 1, "{first}");
+    assert_eq!(first.get("write"), None);
+    assert_eq!(first.get("answer"), None);
+    // An answer for an id it never asked is not taken: it asks again.
+    call(&e, "verified", &[t(&"ab".repeat(32)), Arg::N(1.0)]);
+    assert!(activate_end(&s, &lease).get("verify").is_some());
+    // The host's answer, then the same step again: the activation, with its lease.
+    call(&e, "verified", &answers(&first, false));
+    let done = activate_end(&s, &lease);
+    assert_eq!(
+        done["answer"]["ok"]["activation"]["id"], ACTIVATION,
+        "{done}"
+    );
+    assert_eq!(done["answer"]["ok"]["lease"]["kid"], "relay-2026", "{done}");
+    s.apply(&done);
+
+    // A cached check on this engine: the answer is known, nothing is asked.
+    let checked = |e: &Engine, s: &Storage| {
+        call(
+            e,
+            "checkBegin",
+            &[
+                t(KEY),
+                t(SECRET),
+                opt(s.record(e)),
+                opt(s.ledger(e)),
+                Arg::N(NOW + 60.0),
+                Arg::U,
+                Arg::U,
+                Arg::U,
+            ],
+        )
+    };
+    let cached = checked(&e, &s);
+    assert_eq!(cached["answer"]["ok"]["source"], "cache", "{cached}");
+    assert_eq!(cached["answer"]["ok"]["lease"]["kid"], "relay-2026");
+
+    // A new launch (a new engine) asks again for the stored lease. Told it does not verify,
+    // the cache does not license: the check asks Polar.
+    let fresh = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let ask = checked(&fresh, &s);
+    assert_eq!(ask["verify"].as_array().unwrap().len(), 1, "{ask}");
+    let mut no = answers(&ask, false);
+    no[1] = Arg::N(0.0);
+    call(&fresh, "verified", &no);
+    let refused = checked(&fresh, &s);
+    assert!(refused.get("ask").is_some(), "{refused}");
+    assert_eq!(refused.get("write"), None, "{refused}");
+    // Told it verifies (another launch), the cache licenses within the lease.
+    let again = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let ask = checked(&again, &s);
+    call(&again, "verified", &answers(&ask, false));
+    let cached = checked(&again, &s);
+    assert_eq!(cached["answer"]["ok"]["source"], "cache", "{cached}");
+
+    // An engine without relay keys never asks, whatever is stored.
+    let unsigned = engine(json!({ "machineId": MACHINE }));
+    assert!(checked(&unsigned, &s).get("verify").is_none());
+}
+
+#[wasm_bindgen_test]
+fn a_host_that_lies_about_signatures_cannot_make_a_lease_for_another_key_count() {
+    let signer = relay_key();
+    let e = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let mut read = license(true)["activation"].clone();
+    let mut key = license(false);
+    key.as_object_mut().unwrap().remove("activation");
+    read["license_key"] = key;
+    // A lease about another key, its signature garbled: the host says it verifies.
+    let mut lease = signed_lease(&signer, "ANOTHER-KEY");
+    let at = lease.rfind('.').unwrap() - 2;
+    lease.replace_range(
+        at..at + 1,
+        if &lease[at..at + 1] == "A" { "B" } else { "A" },
+    );
+    let end = |lease: &str| {
+        call(
+            &e,
+            "activateEnd",
+            &[
+                t(KEY),
+                t(r#"{"label":"laptop"}"#),
+                t(SECRET),
+                Arg::U,
+                Arg::U,
+                Arg::N(NOW),
+                Arg::N(200.0),
+                Arg::B(read.to_string().into_bytes()),
+                Arg::U,
+                Arg::U,
+                Arg::N(0.0),
+                t(""),
+                t(lease),
+            ],
+        )
+    };
+    let first = end(&lease);
+    assert_eq!(first["verify"].as_array().unwrap().len(), 1, "{first}");
+    call(&e, "verified", &answers(&first, true));
+    let done = end(&lease);
+    assert_eq!(done["answer"]["error"]["code"], "protocol_error", "{done}");
+    assert!(
+        done["answer"]["error"]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("(mismatch)"),
+        "{done}"
+    );
+}

@@ -3,12 +3,23 @@
 // to this file on first use (streaming compilation). Bundlers that do not copy the .wasm
 // (esbuild, Rollup, bun build) and file:// pages: polar-license/inline (inline.js).
 import initWasm from './polar_license.js';
-import { bind } from './license.js';
+import { bind, webCryptoEd25519 } from './license.js';
 
 const api = bind(
   () => initWasm({ module_or_path: new URL('./polar_license_bg.wasm', import.meta.url) }),
   globalThis.crypto,
   'web',
+  null,
+  // Signed mode's Ed25519 (issue #38), loaded on the first lease: the host's WebCrypto, else
+  // the package's wasm verifier fetched from beside this file.
+  [
+    () => webCryptoEd25519(globalThis.crypto?.subtle),
+    async () => {
+      const addon = await import('./polar_license_ed25519.js');
+      await addon.default({ module_or_path: new URL('./polar_license_ed25519_bg.wasm', import.meta.url) });
+      return addon.verify;
+    },
+  ],
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -266,3 +266,23 @@ export function fileStore(dir) {
     },
   };
 }
+
+/**
+ * Signed mode's Ed25519 in node, Bun and Deno: node:crypto's `verify` (node's own Ed25519,
+ * stable since node 12; node 20's WebCrypto Ed25519 prints an ExperimentalWarning on first
+ * use, which an app's users would see). Loaded on the first lease only.
+ */
+export async function nodeEd25519() {
+  const crypto = globalThis.process?.getBuiltinModule?.('node:crypto') ?? (await import('node:crypto'));
+  const keys = new Map();
+  return (key, message, signature) => {
+    const x = btoa(String.fromCharCode(...key)).replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+    let object = keys.get(x);
+    if (!object) {
+      object = crypto.createPublicKey({ key: { kty: 'OKP', crv: 'Ed25519', x }, format: 'jwk' });
+      if (keys.size >= 8) keys.clear();
+      keys.set(x, object);
+    }
+    return crypto.verify(null, message, object, signature);
+  };
+}

@@ -8,8 +8,8 @@
 // require() in a CommonJS bundle.
 import initWasm from './polar_license.js';
 import WASM_GZIP_BASE64 from './polar_license_inline.js';
-import { base64Bytes, bind } from './license.js';
-import { defaultDir, fileStore, osMachineId } from './files.js';
+import { base64Bytes, bind, webCryptoEd25519 } from './license.js';
+import { defaultDir, fileStore, nodeEd25519, osMachineId } from './files.js';
 
 /** node 18's WebCrypto (node:crypto's), set when the wasm is loaded. */
 let webcrypto;
@@ -24,6 +24,9 @@ const api = bind(
   { getRandomValues: (bytes) => (globalThis.crypto ?? webcrypto).getRandomValues(bytes) },
   'inline',
   { defaultDir, fileStore, osMachineId },
+  // Signed mode's Ed25519 (issue #38), on the first lease: node:crypto's, else WebCrypto's
+  // (every runtime this entry serves has one of them).
+  [nodeEd25519, () => webCryptoEd25519((globalThis.crypto ?? webcrypto)?.subtle)],
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -6,23 +6,31 @@
 // README's sizes).
 import initWasm from './polar_license.js';
 import WASM_GZIP_BASE64 from './polar_license_inline.js';
-import { base64Bytes, bind } from './license.js';
+import { base64Bytes, bind, webCryptoEd25519 } from './license.js';
 
 /**
  * The wasm as a Response that inflates as it is read: the glue compiles it with
  * instantiateStreaming (as fast as compiling the plain bytes was; reading the whole inflated
  * body first costs a cold page about 10 ms more). No inflate code is shipped.
  */
-function wasmResponse() {
+function wasmResponse(gzipBase64) {
   const inflate = new DecompressionStream('gzip');
   const writer = inflate.writable.getWriter();
   // A failure shows on the readable side, where the compile reads it.
-  writer.write(base64Bytes(WASM_GZIP_BASE64)).catch(() => {});
+  writer.write(base64Bytes(gzipBase64)).catch(() => {});
   writer.close().catch(() => {});
   return new Response(inflate.readable, { headers: { 'content-type': 'application/wasm' } });
 }
 
-const api = bind(() => initWasm({ module_or_path: wasmResponse() }), globalThis.crypto, 'inline');
+const api = bind(
+  () => initWasm({ module_or_path: wasmResponse(WASM_GZIP_BASE64) }),
+  globalThis.crypto,
+  'inline',
+  null,
+  // Signed mode's Ed25519 (issue #38): the host's WebCrypto only (a wasm verifier here would
+  // be in every app's bundle; polar-license, the default entry, loads one on demand).
+  [() => webCryptoEd25519(globalThis.crypto?.subtle)],
+);
 
 export const LicenseClient = api.LicenseClient;
 export const init = api.init;

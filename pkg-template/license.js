@@ -820,13 +820,101 @@ const monotonic = () => globalThis.performance?.now?.() ?? Date.now();
 
 const hex = (bytes) => Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join('');
 
+/** The bytes of hex text (what the engine hands out). */
+function unhex(text) {
+  const bytes = new Uint8Array(text.length >> 1);
+  for (let i = 0; i < bytes.length; i++) bytes[i] = parseInt(text.substr(2 * i, 2), 16);
+  return bytes;
+}
+
+// ---- signed mode: the host verifies lease signatures ----------------------------------------
+
+/**
+ * RFC 8032's first Ed25519 test vector (the empty message): a verifier is used only if it
+ * accepts this signature and refuses it with one bit changed.
+ */
+const RFC8032_KEY = 'd75a980182b10ab7d54bfed3c964073a0ee172f3daa62325af021a68f707511a';
+const RFC8032_SIG =
+  'e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b';
+
+/** Whether `verify` passes RFC 8032's vector (and refuses it forged). */
+async function passes(verify) {
+  try {
+    const forged = unhex(RFC8032_SIG);
+    forged[0] ^= 1;
+    const empty = new Uint8Array(0);
+    const [good, bad] = await Promise.all([
+      verify(unhex(RFC8032_KEY), empty, unhex(RFC8032_SIG)),
+      verify(unhex(RFC8032_KEY), empty, forged),
+    ]);
+    return good === true && bad === false;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * The host's WebCrypto Ed25519 as `(key, message, signature) => Promise<boolean>`, or `null`
+ * where it has no `crypto.subtle` (an http:// page). Whether it has Ed25519 the vector tells.
+ */
+export function webCryptoEd25519(subtle) {
+  if (!subtle || typeof subtle.importKey !== 'function' || typeof subtle.verify !== 'function') return null;
+  const keys = new Map();
+  return async (key, message, signature) => {
+    const name = hex(key);
+    let imported = keys.get(name);
+    if (!imported) {
+      imported = await subtle.importKey('raw', key, { name: 'Ed25519' }, false, ['verify']);
+      if (keys.size >= 8) keys.clear();
+      keys.set(name, imported);
+    }
+    return subtle.verify({ name: 'Ed25519' }, imported, signature, message);
+  };
+}
+
+/**
+ * Signed mode's signature checks, set up on the first lease a client meets (issue #38): the
+ * first of the entry's `verifiers` (loaders, in its order of preference: node:crypto in the
+ * node entries, the host's WebCrypto, the package's wasm add-on) that loads and passes RFC
+ * 8032's vector. A client without relay keys never gets here: the engine asks for no
+ * signature, and nothing is loaded. Resolves `(key, message, signature) => Promise<boolean>`;
+ * none usable rejects with a `load_error`.
+ */
+function ed25519(verifiers, entry) {
+  let ready = null;
+  return () =>
+    (ready ??= (async () => {
+      let failure = null;
+      for (const load of verifiers) {
+        try {
+          const verify = await load();
+          if (verify && (await passes(verify))) return async (...args) => verify(...args);
+        } catch (e) {
+          failure = e;
+        }
+      }
+      const hint =
+        entry === 'web'
+          ? 'its wasm verifier could not be loaded from beside the JS: copy node_modules/polar-license/polar_license_ed25519_bg.wasm next to your bundle, as polar_license_bg.wasm is'
+          : "this entry carries no wasm verifier: import from 'polar-license' (which loads one on demand) or run in a host with Ed25519 (node >= 18, Deno, Bun, Chrome and Edge 137+, Firefox 129+, Safari 17+)";
+      const why = failure ? ` (${describe(failure)})` : '';
+      throw new LicenseError('load_error', `signed mode: this host's WebCrypto has no Ed25519 to verify the relay's leases, and ${hint}${why}`);
+    })().catch((e) => {
+      ready = null;
+      throw e instanceof LicenseError ? e : loadError(e, entry);
+    }));
+}
+
 /**
  * Binds the API to a way of loading the wasm (fs in node, fetch in browsers) and a
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
- * bundlers keep it even with `sideEffects: false`.
+ * bundlers keep it even with `sideEffects: false`. `verifiers`: signed mode's Ed25519
+ * verifiers, as loaders in order of preference (see `ed25519`); none is loaded until a client
+ * meets a lease.
  */
-export function bind(load, crypto, entry = 'web', files = null) {
+export function bind(load, crypto, entry = 'web', files = null, verifiers = []) {
   let loading = null;
+  const verifier = ed25519(verifiers, entry);
 
   /**
    * Loads and compiles the WebAssembly module. Optional: every method does it on first use;
@@ -956,6 +1044,35 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return send(ask, this.#engine.timeout, this.#host.fetch);
     }
 
+    /**
+     * The engine's step `name`. In signed mode a step may first ask for lease signatures to be
+     * verified (`{ verify: [[id, key, message, signature]…] }`, hex): they are, by the host,
+     * the answers are handed in, and the same step runs again (a pure function of its
+     * arguments and those answers). A second round would be the engine's fault: it is one.
+     */
+    async #step(name, args) {
+      const engine = this.#engine;
+      for (let round = 0; ; round += 1) {
+        const text = engine.call(name, args);
+        if (typeof text !== 'string' || !text.startsWith('{"verify":')) return text;
+        if (round === 2) throw new LicenseError('protocol_error', 'signed mode: the engine asked again for signatures it was given');
+        const asks = JSON.parse(text).verify;
+        const verify = await verifier();
+        const answers = await Promise.all(
+          asks.map(async ([id, key, message, signature]) => {
+            let valid = false;
+            try {
+              valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
+            } catch {
+              // A signature the host cannot check is no signature.
+            }
+            return [id, valid ? 1 : 0];
+          }),
+        );
+        engine.call('verified', answers.flat());
+      }
+    }
+
     /** The last key's storage names `[key, slot, ledger, clock]` (the engine's, for fixed options). */
     #names = null;
 
@@ -1011,8 +1128,8 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const [slot] = this.#slots(engine, key);
       const end = await locked(slot, async () => {
         const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
-        if (stored instanceof LicenseError) return JSON.parse(engine.call('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
-        const end = JSON.parse(engine.call('validateEnd', [key, text, secret, ...stored, now, ...reply]));
+        if (stored instanceof LicenseError) return JSON.parse(await this.#step('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
+        const end = JSON.parse(await this.#step('validateEnd', [key, text, secret, ...stored, now, ...reply]));
         // The answer stands whatever the storage does.
         if (end.write) await this.#save(slot, end);
         return end;
@@ -1040,9 +1157,9 @@ export function bind(load, crypto, entry = 'web', files = null) {
         const stored = await attempt(() => this.#load(engine, key));
         if (stored instanceof LicenseError) {
           failed = stored;
-          return JSON.parse(engine.call('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
+          return JSON.parse(await this.#step('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
         }
-        const end = JSON.parse(engine.call('activateEnd', [key, text, secret, ...stored, now, ...reply]));
+        const end = JSON.parse(await this.#step('activateEnd', [key, text, secret, ...stored, now, ...reply]));
         if (end.write) failed = await this.#save(slot, end);
         return end;
       });
@@ -1063,10 +1180,10 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const [slot] = this.#slots(engine, key);
       return locked(slot, async () => {
         const [record, ledger] = await this.#load(engine, key);
-        const step = JSON.parse(engine.call('deactivateBegin', [key, text, secret, record, ledger]));
+        const step = JSON.parse(await this.#step('deactivateBegin', [key, text, secret, record, ledger]));
         if (!step.ask) value(step);
         const reply = await this.#send(step.ask);
-        const end = JSON.parse(engine.call('deactivateEnd', [key, secret, record, ledger, this.#now(), step.id, ...reply]));
+        const end = JSON.parse(await this.#step('deactivateEnd', [key, secret, record, ledger, this.#now(), step.id, ...reply]));
         if (end.write) await save(this.#store, end.write);
         const done = value(end.answer);
         // The slot is freed whatever happens here: a failure now would read as a failed
@@ -1174,7 +1291,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
           }
         }
         now = this.#now();
-        step = JSON.parse(engine.call('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
+        step = JSON.parse(await this.#step('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
         if (step.write) {
           if (this.#answeredAgain(slot, now, record, clock)) return checked(step.answer, true, feature);
           const failed = await attempt(() => save(this.#store, step.write));
@@ -1194,7 +1311,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       }
       if (cache !== undefined) {
         // Without the storage: one online validate, the cache not refreshed.
-        const end = JSON.parse(engine.call('checkEnd', [key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))]));
+        const end = JSON.parse(await this.#step('checkEnd', [key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))]));
         return checked(end.answer, false, feature);
       }
       const asked = this.#asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed);
@@ -1206,7 +1323,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
         (fresh) => background.deliver(null, withFeatures(fresh)),
         (e) => background.deliver(e, undefined),
       );
-      return checked(JSON.parse(engine.call('checkPending', [key, secret, record, ledger, now])).answer, refreshed, feature);
+      return checked(JSON.parse(await this.#step('checkPending', [key, secret, record, ledger, now])).answer, refreshed, feature);
     }
 
     /** Phases 2 and 3 of a check that asks Polar (see #check). */
@@ -1224,7 +1341,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
           const current = await attempt(() => this.#load(engine, key));
           const readable = !(current instanceof LicenseError);
           const [r, l] = readable ? current : [record, ledger];
-          const end = JSON.parse(engine.call('checkEnd', [key, secret, record, ledger, now, undefined, feature, r, l, ...reply]));
+          const end = JSON.parse(await this.#step('checkEnd', [key, secret, record, ledger, now, undefined, feature, r, l, ...reply]));
           // The answer stands; when the storage cannot be read or written, the cache has not
           // learned it.
           if (!readable || (end.write && (await this.#save(slot, end)))) refreshed = false;
@@ -1243,7 +1360,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       return locked(slot, async () => {
         const current = await attempt(() => this.#load(engine, key));
         if (current instanceof LicenseError) return null;
-        const step = JSON.parse(engine.call('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
+        const step = JSON.parse(await this.#step('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
         if (!step.write) return null;
         // An answer that cannot be counted is not given: ask as well.
         if (await attempt(() => save(this.#store, step.write))) return null;
@@ -1311,7 +1428,7 @@ export function bind(load, crypto, entry = 'web', files = null) {
       const engine = await this.#open();
       const secret = await this.#secret();
       const [record, ledger] = await this.#load(engine, key);
-      const status = camelParts(value(engine.call('status', [key, secret, record, ledger, this.#now()])));
+      const status = camelParts(value(await this.#step('status', [key, secret, record, ledger, this.#now()])));
       status.storage = this.#store.kind;
       if (this.#store.dir !== undefined) status.cacheDir = this.#store.dir;
       return status;

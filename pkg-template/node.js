@@ -7,8 +7,8 @@
 // loads node's WebCrypto (about 1 ms), is read only to make an install secret, and node 18, which
 // has none, gets node:crypto's, imported when the wasm is loaded.
 import { initSync } from './polar_license.js';
-import { bind } from './license.js';
-import { defaultDir, fileStore, osMachineId } from './files.js';
+import { bind, webCryptoEd25519 } from './license.js';
+import { defaultDir, fileStore, nodeEd25519, osMachineId } from './files.js';
 
 /** node 18's WebCrypto (node:crypto's), set when the wasm is loaded. */
 let webcrypto;
@@ -23,6 +23,18 @@ const api = bind(
   { getRandomValues: (bytes) => (globalThis.crypto ?? webcrypto).getRandomValues(bytes) },
   'node',
   { defaultDir, fileStore, osMachineId },
+  // Signed mode's Ed25519 (issue #38), loaded on the first lease: node:crypto's, else the
+  // runtime's WebCrypto, else the package's wasm verifier read from beside this file.
+  [
+    nodeEd25519,
+    () => webCryptoEd25519((globalThis.crypto ?? webcrypto)?.subtle),
+    async () => {
+      const { readFileSync } = globalThis.process?.getBuiltinModule?.('node:fs') ?? (await import('node:fs'));
+      const addon = await import('./polar_license_ed25519.js');
+      addon.initSync({ module: readFileSync(new URL('./polar_license_ed25519_bg.wasm', import.meta.url)) });
+      return addon.verify;
+    },
+  ],
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -14,8 +14,11 @@
 #   6. the seller's relay of `polar-license/relay` (the crate polar-license-relay-wasm,
 #      bindings/relay-wasm): steps 1 to 3 into polar_license_relay{.js,_bg.wasm}, loaded only
 #      by the relay entries
-#   7. pkg-template/ copied beside it, the version filled in from Cargo.toml
-#   8. npm pack -> target/npm/polar-license-<version>.tgz
+#   7. signed mode's add-on (the crate polar-license-ed25519-wasm, bindings/ed25519-wasm: Ed25519
+#      for hosts whose WebCrypto has none): steps 1 to 3 into polar_license_ed25519{.js,_bg.wasm},
+#      loaded by the default entries on a client's first lease only where the host cannot verify
+#   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
+#   9. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-wasm.sh first.
 set -euo pipefail
@@ -121,6 +124,22 @@ wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_relay_was
     --enable-mutable-globals --enable-multivalue --enable-reference-types \
     "$PKG/polar_license_relay_bg.wasm" -o "$PKG/polar_license_relay_bg.wasm.opt"
 mv "$PKG/polar_license_relay_bg.wasm.opt" "$PKG/polar_license_relay_bg.wasm"
+
+echo "==> signed mode's add-on (polar-license-ed25519-wasm: cargo, wasm-bindgen, wasm-opt -Oz)"
+# Its own cargo run and wasm (issue #38): the default entry's wasm verifies no signature, and
+# this one is loaded on a client's first lease only where the host has no Ed25519 (the inline
+# entries carry none: in a one-file bundle it would be in every app's bytes).
+CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-ed25519-wasm --lib \
+    --release --target wasm32-unknown-unknown
+wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_ed25519_wasm.wasm" \
+    --out-dir "$PKG" --out-name polar_license_ed25519 --target web \
+    --no-typescript --omit-default-module-path
+"$WASM_OPT" -Oz --strip-debug --strip-producers \
+    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+    --enable-mutable-globals --enable-multivalue --enable-reference-types \
+    "$PKG/polar_license_ed25519_bg.wasm" -o "$PKG/polar_license_ed25519_bg.wasm.opt"
+mv "$PKG/polar_license_ed25519_bg.wasm.opt" "$PKG/polar_license_ed25519_bg.wasm"
 
 echo "==> package template"
 for f in pkg-template/*; do

@@ -81,6 +81,15 @@ row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+# Signed mode's add-on (issue #38): the wasm verifier and its glue, which the default entry
+# loads on a client's first lease only where the host has no Ed25519 (never without relay keys).
+addon_gz=missing
+if [[ -f "$PKG/polar_license_ed25519_bg.wasm" ]]; then
+    addon_raw=$(($(raw "$PKG/polar_license_ed25519_bg.wasm") + $(raw "$PKG/polar_license_ed25519.js")))
+    addon_gz=$(($(gz "$PKG/polar_license_ed25519_bg.wasm") + $(gz "$PKG/polar_license_ed25519.js")))
+    row "signed mode's add-on (loaded only with relay keys, where the host has no Ed25519): \`polar_license_ed25519_bg.wasm\` + its glue" \
+        "$addon_raw" "$addon_gz"
+fi
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
@@ -149,10 +158,13 @@ for (const [g, s] of Object.entries(groups).sort((a, c) => c[1] - a[1]).slice(0,
   console.log(`| ${g} | ${(s / 1024).toFixed(1)} | ${(100 * s / total).toFixed(0)}% |`);
 }
 console.log(`| all code (${bodies.length} functions) | ${(total / 1024).toFixed(1)} | 100% |`);
-// Signed mode's lease verification is in this module for every app (issue #38: to be loaded
-// only by apps with a relay key; not separate yet): its share of the code.
-const signed = (groups['ed25519_compact'] || 0) + (groups['polar_license::lease'] || 0);
-console.log(`| of which signed mode (ed25519_compact, polar_license::lease), in every app's module: not yet a separate add-on | ${(signed / 1024).toFixed(1)} | ${(100 * signed / total).toFixed(0)}% |`);
+// Signed mode in every app's module (issue #38): no Ed25519 (the host verifies, or the add-on),
+// the lease's reading and checks remain (polar_license::lease).
+const ed = groups['ed25519_compact'] || 0;
+const lease = groups['polar_license::lease'] || 0;
+console.log(`| of which signed mode: Ed25519 (ed25519_compact; 0: the host or the add-on verifies) | ${(ed / 1024).toFixed(1)} | ${(100 * ed / total).toFixed(0)}% |`);
+console.log(`| of which signed mode: the lease's reading and checks (polar_license::lease) | ${(lease / 1024).toFixed(1)} | ${(100 * lease / total).toFixed(0)}% |`);
+if (ed > 0) { console.error('signed mode: Ed25519 is in the default module again (issue #38)'); process.exit(1); }
 EOF
 fi
 # target NAME LIMIT_KB SIZE_BYTES: printed, not enforced.
@@ -174,6 +186,7 @@ target "compass: whole client, default entry" "$COMPASS_KB" "$total_gz"
 declare -A SIZE=(
     [default-entry]="$total_gz"
     [inline-entry]="$inline_gz"
+    [signed-addon]="$addon_gz"
     [relay-wasm]="$( [[ -f "$PKG/polar_license_relay_bg.wasm" ]] && gz "$PKG/polar_license_relay_bg.wasm" || echo missing)"
     [tarball]="$( [[ -n "$tarball" ]] && raw "$tarball" || echo missing)"
 )

@@ -179,8 +179,8 @@ wasm_tests() {
 
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
-    -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm --lib --tests \
-    -- -D warnings
+    -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
+    -p polar-license-ed25519-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -212,10 +212,12 @@ check_imports() {
     ' "$1"
 }
 check_all_imports() {
-    # The engine's, the emulator's (polar-license/emulator) and the relay's (polar-license/relay).
+    # The engine's, the emulator's (polar-license/emulator), the relay's (polar-license/relay)
+    # and signed mode's add-on.
     check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm" &&
-        check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm"
+        check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm"
 }
 suite wasm-imports libtest check_all_imports
 

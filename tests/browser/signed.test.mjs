@@ -3,6 +3,9 @@
 // leases. With the lease header exposed to the page (CORS `Access-Control-Expose-Headers`)
 // the activation stores a lease that verifies; a relay that does not expose it is, to the
 // page, a grant without a lease: `protocol_error`, nothing stored (what the README says).
+// Issue #38: the lease's signature is verified by Chromium's WebCrypto Ed25519; a page without
+// relay keys fetches no verifier, and where WebCrypto has no Ed25519 (taken away here) the
+// package's wasm add-on is fetched on the first lease (the page's resource timing says which).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -26,22 +29,32 @@ const PAGE = `<!doctype html>
   import { LicenseClient } from './node_modules/polar-license/browser.js';
 
   const q = new URLSearchParams(location.search);
+  if (q.get('noEd25519')) {
+    const real = crypto.subtle.importKey.bind(crypto.subtle);
+    crypto.subtle.importKey = (...a) =>
+      a[2]?.name === 'Ed25519' ? Promise.reject(new DOMException('Unrecognized name.', 'NotSupportedError')) : real(...a);
+  }
+  const relayKey = q.get('relayKey');
   const client = new LicenseClient({
     organizationId: q.get('org'),
     baseUrl: q.get('api'),
     storage: 'memory',
     machineId: 'browser-machine',
-    relayKeys: [q.get('relayKey')],
+    ...(relayKey ? { relayKeys: [relayKey] } : {}),
   });
   const key = q.get('key');
   const status = document.querySelector('#status');
+  const addon = () =>
+    performance.getEntriesByType('resource').some((e) => e.name.includes('polar_license_ed25519')) ? 'add-on fetched' : 'no add-on';
   try {
     const a = await client.activate(key, { label: 'browser' });
     const c = await client.check(key);
     const s = await client.status(key);
-    status.textContent = \`activated \${a.lease.kid} \${a.lease.expiresAt}; check \${c.source} \${c.lease.expiresAt}; status \${s.lease.expiresAt}\`;
+    status.textContent = relayKey
+      ? \`activated \${a.lease.kid} \${a.lease.expiresAt}; check \${c.source} \${c.lease.expiresAt}; status \${s.lease.expiresAt}; \${addon()}\`
+      : \`activated, no lease \${a.lease}; check \${c.source}; \${addon()}\`;
   } catch (err) {
-    status.textContent = \`\${err.code}: \${err.detail.split(';')[0]}; stored \${(await client.status(key)).state}\`;
+    status.textContent = \`\${err.code}: \${err.detail.split(';')[0]}; stored \${(await client.status(key)).state}; \${addon()}\`;
   }
 </script>
 `;
@@ -64,10 +77,10 @@ after(async () => {
   await relay.close?.();
 });
 
-async function show(key) {
+async function show(key, more = {}) {
   const page = await browser.newPage();
   page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair });
+  const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
   await page.goto(`${site.url}/signed-mode.html?${query}`);
   const status = page.locator('#status');
   await status.filter({ hasNotText: 'checking…' }).waitFor({ timeout: 30_000 });
@@ -79,7 +92,7 @@ async function show(key) {
 test('a page in signed mode stores the lease the relay exposes to it', async () => {
   relay.hideLease = false;
   const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+)$/.exec(text);
+  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); no add-on$/.exec(text);
   assert.ok(m, `${text}\n${problems.join('\n')}`);
   assert.equal(m[2], m[1]);
   assert.equal(m[3], m[1]);
@@ -89,5 +102,27 @@ test('a page in signed mode stores the lease the relay exposes to it', async () 
 test('a relay that does not expose the lease header to the page gives it no grant', async () => {
   relay.hideLease = true;
   const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-  assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty', problems.join('\n'));
+  assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty; no add-on', problems.join('\n'));
+});
+
+test('a page without relay keys fetches no signature verifier', async () => {
+  relay.hideLease = false;
+  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
+  assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
+});
+
+test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {
+  relay.hideLease = false;
+  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); add-on fetched$/.exec(text);
+  assert.ok(m, `${text}\n${problems.join('\n')}`);
+  assert.equal(m[2], m[1]);
+  // A forger's lease under the trusted kid: refused by the add-on as by WebCrypto.
+  relay.lease = honest(signingKey('relay-2026'));
+  try {
+    const forged = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+    assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
+  } finally {
+    relay.lease = honest(SIGNER);
+  }
 });

@@ -31,6 +31,8 @@
 //!   waited for) or `volatile` (a clock note: written in place, nothing waited for; a failure
 //!   after other writes only means the next answer is durable). Every other write is durable
 //!   before the next is made.
+//! * in signed mode, any step may instead be `{"verify": [[id, key, message, signature]…]}`:
+//!   lease signatures for the host to verify before the step runs again ([`crate::verify`]).
 //!
 //! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
 //! them to camelCase (except inside `metadata`, `meta` and `conditions`).

@@ -18,7 +18,7 @@
 
 pub mod bindings;
 pub mod engine;
-mod verify;
+pub mod verify;
 
 // The engine's wasm-bindgen tests (node and headless Chromium), as unit tests: the crate is a
 // cdylib only (an rlib among its types would turn off LTO: 60.7 KB of wasm gzipped instead

@@ -4,7 +4,7 @@
 //! itself: the package loads no signature verifier unless a relay key is configured. The
 //! core still decides everything else ([`polar_license::lease::verify_signed_with`]: the
 //! token's format, the key its `kid` names, the bytes that are signed, the claims and what
-//! they must match, the times); it asks [`HostEd25519`] only whether a signature verifies.
+//! they must match, the times); it asks `HostEd25519` only whether a signature verifies.
 //!
 //! The host answers asynchronously (`crypto.subtle.verify`, or the separately loaded wasm
 //! verifier), and every step is synchronous, so a step that meets a signature it has no

@@ -423,8 +423,15 @@ impl Relay {
                 Some(a) => a.status == 429 || a.status >= 500,
             };
             if polar_failed {
+                // The entry as it is now, not as it was before the call: a revocation
+                // acknowledged while Polar was being asked is answered, never the grant read
+                // before it.
+                let current = s.backend.get(id).unwrap_or_else(|e| {
+                    log::error!("relay: {e}: Polar's failure is passed on");
+                    None
+                });
                 let stale =
-                    self.stored_answer(s, pending, prior.as_ref(), now, true, &move || entropy);
+                    self.stored_answer(s, pending, current.as_ref(), now, true, &move || entropy);
                 if let Some(f) = stale {
                     *response = f.response;
                     *unsigned = f.unsigned;

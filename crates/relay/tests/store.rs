@@ -16,7 +16,8 @@ use polar_license_emulator::{
 };
 use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreOptions};
 use polar_license_relay::{
-    serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig, SOURCE_HEADER,
+    serve, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, Step, StoreConfig,
+    SOURCE_HEADER,
 };
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
@@ -510,3 +511,165 @@ fn the_store_is_bounded() {
     }
     assert!(backend.len().expect("len") <= 4);
 }
+
+// ---- The audit of the store (issue #37 follow-up) ---------------------------------------------
+
+/// A relay driven as a host drives it (begin, the call, finish) with a clock of the test's.
+fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> Relay {
+    let signer = SigningKey::generate(Some("core")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend: memory(),
+        options,
+        webhook_secret: Some(secret.to_string()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    Relay::new(config, Box::new(upstream)).expect("the relay")
+}
+
+fn request(path: &str, headers: &[(String, String)], body: &str) -> RelayRequest {
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend(headers.iter().cloned());
+    RelayRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: all,
+        body: body.as_bytes().to_vec(),
+        client_ip: "192.0.2.9".into(),
+    }
+}
+
+fn validate_request(key: &str) -> RelayRequest {
+    request(
+        "/v1/customer-portal/license-keys/validate",
+        &[],
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+    )
+}
+
+fn at(unix_seconds: i64) -> Now {
+    Now {
+        unix_seconds,
+        monotonic_ms: u64::try_from(unix_seconds).unwrap_or(0) * 1000,
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A revocation acknowledged while the relay's call to Polar is under way, and Polar then
+/// failing (a 503, a timeout): the answer is the revocation, never the grant read before the
+/// call (which would go out `stale`, with a lease).
+#[test]
+fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
+    let polar = emulator();
+    let k = key(&polar, "RACE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 5;
+    let t0 = now();
+    for failure in [
+        Ok(polar_license::HttpResponse::new(503, "Service Unavailable")),
+        Err(polar_license::TransportError::new(
+            polar_license::TransportErrorKind::Timeout,
+            "timed out",
+        )),
+    ] {
+        let relay = core_relay(&polar, options.clone(), SECRET);
+        let first = relay.handle(&validate_request(&k), at(t0));
+        assert_eq!(first.status, 200);
+        let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+        let lid = license["id"].as_str().expect("id");
+        // Past its freshness: the next check asks Polar.
+        let later = t0 + 10;
+        let pending = match relay.begin(&validate_request(&k), at(later)) {
+            Step::Ask(pending) => pending,
+            other => panic!("expected a call to Polar: {other:?}"),
+        };
+        let revoke = event("benefit_grant.revoked", lid, &rfc3339(later));
+        let hook = request(
+            "/v1/webhooks/polar",
+            &signed(SECRET, "evt-race", later, &revoke),
+            &revoke,
+        );
+        assert_eq!(relay.handle(&hook, at(later)).status, 200);
+        let answer = relay.finish(pending, failure, at(later)).into_response();
+        assert_eq!(
+            (answer.status, answer.lease().is_some()),
+            (404, false),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+}
+
+/// The same race end to end: Polar slower than the relay's timeout (the emulator's delay), the
+/// revocation delivered while the relay waits.
+#[test]
+fn a_revocation_during_a_call_that_times_out_is_refused_end_to_end() {
+    let polar = emulator();
+    let k = key(&polar, "RACE-E2E");
+    let signer = SigningKey::generate(Some("race")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    config.store = Some(StoreConfig {
+        backend: memory(),
+        options,
+        webhook_secret: Some(SECRET.into()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
+    let relay = Arc::new(
+        serve(
+            Arc::new(Relay::new(config, Box::new(upstream)).expect("relay")),
+            "127.0.0.1:0",
+        )
+        .expect("it listens"),
+    );
+    let first = validate(&relay, &k);
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_str(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id").to_string();
+    std::thread::sleep(Duration::from_millis(2_100));
+    polar.set_fault(Some(Fault::Delay { ms: 2_500 }));
+    let in_flight = {
+        let (relay, k) = (Arc::clone(&relay), k.clone());
+        std::thread::spawn(move || validate(&relay, &k))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(now()));
+    let headers = signed(SECRET, "evt-race-e2e", now(), &revoke);
+    assert_eq!(deliver(&relay, &headers, &revoke), 200);
+    let answer = in_flight.join().expect("the check");
+    assert_eq!(
+        (answer.status, answer.lease.is_none()),
+        (404, true),
+        "{:?} {}",
+        answer.source,
+        answer.body
+    );
+}
+

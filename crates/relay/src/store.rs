@@ -438,10 +438,12 @@ impl Backend for JournalBackend {
 }
 
 /// The id of a validate's entry: the organization, the key's SHA-256 and every field that
-/// shapes Polar's answer (activation, benefit, customer, conditions as sent, in order).
+/// shapes Polar's answer (the API version asked, `None` when the client sent none; activation,
+/// benefit, customer, conditions as sent, in order).
 pub fn entry_id(
     organization_id: &str,
     key_sha256: &str,
+    polar_version: Option<&str>,
     activation_id: Option<&str>,
     benefit_id: Option<&str>,
     customer_id: Option<&str>,
@@ -451,6 +453,7 @@ pub fn entry_id(
     for part in [
         organization_id,
         key_sha256,
+        polar_version.unwrap_or(""),
         activation_id.unwrap_or(""),
         benefit_id.unwrap_or(""),
         customer_id.unwrap_or(""),

@@ -158,9 +158,17 @@ impl Relay {
             return Routed::Ask(Box::new(pending));
         }
         let c = &pending.checked;
+        // The API version asked shapes Polar's answer (2027-01's member, subscription, order).
+        let version = pending
+            .request
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "polar-version")
+            .map(|(_, v)| v.as_str());
         let id = store::entry_id(
             &c.organization_id,
             &key_hash(&pending.key),
+            version,
             c.activation_id.as_deref(),
             c.benefit_id.as_deref(),
             c.customer_id.as_deref(),

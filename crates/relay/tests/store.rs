@@ -514,6 +514,43 @@ fn the_store_is_bounded() {
 
 // ---- The audit of the store (issue #37 follow-up) ---------------------------------------------
 
+fn validate_as(relay: &Running, key: &str, version: &str) -> Answer {
+    post(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}),
+        &[("polar-version", version)],
+    )
+}
+
+/// The client's `polar-version` shapes Polar's answer (2027-01's member, subscription and
+/// order): an answer stored for one version never answers another.
+#[test]
+fn an_answer_of_one_api_version_never_answers_another() {
+    let polar = emulator();
+    let k = key(&polar, "VERSIONS");
+    let relay = start_relay(&polar, memory(), StoreOptions::default(), None);
+    polar.reset_request_count();
+    assert_eq!(
+        validate_as(&relay, &k, "2026-04").source.as_deref(),
+        Some("polar")
+    );
+    assert_eq!(
+        validate_as(&relay, &k, "2026-04").source.as_deref(),
+        Some("store")
+    );
+    let newer = validate_as(&relay, &k, "2027-01");
+    assert_eq!(
+        newer.source.as_deref(),
+        Some("polar"),
+        "asked for its own version"
+    );
+    assert_eq!(
+        validate_as(&relay, &k, "2027-01").source.as_deref(),
+        Some("store")
+    );
+    assert_eq!(polar.request_count(), 2);
+}
+
 /// A relay driven as a host drives it (begin, the call, finish) with a clock of the test's.
 fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> Relay {
     let signer = SigningKey::generate(Some("core")).expect("a key");

@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod limit;
+mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;

@@ -83,7 +83,9 @@ pub struct Entry {
     pub answered_at: i64,
     /// Polar's status and body, and the headers passed back.
     pub status: u16,
-    /// Polar's body (UTF-8 JSON).
+    /// Polar's body (UTF-8 JSON) without the license key and without emails (the key's value
+    /// `""`, the emails `null`): the client's key goes back in at [`Entry::key_at`] when the
+    /// answer is replayed.
     pub body: String,
     /// `content-type`, `polar-version`, `cache-control`, `x-polar-sandbox`.
     pub headers: Vec<(String, String)>,
@@ -95,9 +97,13 @@ pub struct Entry {
     /// event, delivered late, changes nothing.
     pub last_event_at: i64,
     /// When the relay applied the mark (its clock): a call to Polar that began before it does
-    /// not lift it.
+    /// not lift it, and a revocation refuses without a call for `denial_for` from then.
     #[serde(default)]
     pub marked_at: i64,
+    /// Where, in `body`, the requesting client's key goes back (a byte offset): a grant
+    /// stored without one (an older store's, holding the key) is never replayed.
+    #[serde(default)]
+    pub key_at: Option<usize>,
 }
 
 /// A store that failed: the relay passes Polar's answers through as without a store.
@@ -739,8 +745,12 @@ mod durable {
     const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
     const WEBHOOKS: TableDefinition<&str, i64> = TableDefinition::new("webhooks");
     const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
-    /// The file's format, refused when it is not this.
-    const FORMAT: &str = "polar-license-relay-store/1";
+    /// The file's format, refused when it is neither this nor [`FORMAT_1`].
+    const FORMAT: &str = "polar-license-relay-store/2";
+    /// The first format, whose entries held Polar's answer as it came (the whole license key
+    /// and the customer's email): opened, its entries are dropped (asked again), its webhook
+    /// ids kept.
+    const FORMAT_1: &str = "polar-license-relay-store/1";
 
     /// Entries in a file: every `put` and webhook is one committed transaction.
     pub struct RedbBackend {
@@ -778,11 +788,22 @@ mod durable {
                     .get("format")
                     .map_err(|e| err("open", e))?
                     .map(|v| v.value().to_string());
-                match format {
+                match format.as_deref() {
                     None => {
                         meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
                     }
-                    Some(f) if f == FORMAT => {}
+                    Some(FORMAT) => {}
+                    Some(FORMAT_1) => {
+                        // Its answers held whole keys: dropped, and asked again.
+                        w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
+                        w.delete_table(INDEX).map_err(|e| err("open", e))?;
+                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
+                        log::warn!(
+                            "relay: the verdict store at {} was written by an older relay \
+                             (its answers held license keys): its entries are dropped",
+                            path.display()
+                        );
+                    }
                     Some(f) => {
                         return Err(StoreError(format!(
                             "{} is not a verdict store of this relay (format {f})",
@@ -957,6 +978,7 @@ mod tests {
             mark: Mark::None,
             last_event_at: 0,
             marked_at: 0,
+            key_at: None,
         };
         let revoke = Narrowing {
             tags: vec!["l:L".into()],
@@ -995,6 +1017,7 @@ mod tests {
             mark: Mark::None,
             last_event_at: 0,
             marked_at: 0,
+            key_at: None,
         };
         a.put(&[7; 32], &entry).expect("put");
         assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));

@@ -522,6 +522,107 @@ fn validate_as(relay: &Running, key: &str, version: &str) -> Answer {
     )
 }
 
+/// Whether `needle` occurs in `haystack`.
+fn occurs(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The store promises the SHA-256 of the key, never the key: after grants (a 2026-10 answer
+/// and a 2027-01 one, with the customer's and the member's email), the redb file holds neither
+/// the key nor an email, and the answer replayed from it still licenses the native client.
+#[test]
+fn the_file_holds_no_key_and_no_email_and_a_replayed_answer_still_licenses() {
+    let dir = ScratchDir::new("relay-store-nokey");
+    let path = dir.path().join("store.redb");
+    let polar = emulator();
+    let k = "STORE-SECRETKEY-9Q8W7E";
+    let email = "jane.doe.customer@example.org";
+    let member_email = "seat.holder.member@example.org";
+    polar
+        .add_key(SeedKey {
+            customer_email: Some(email.into()),
+            member: Some(polar_license_emulator::SeedMember {
+                email: Some(member_email.into()),
+                ..Default::default()
+            }),
+            ..SeedKey::new(k)
+        })
+        .expect("a key");
+    let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+    let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+    let first = validate(&relay, k);
+    assert_eq!(
+        (first.status, first.source.as_deref()),
+        (200, Some("polar"))
+    );
+    assert!(
+        first.body.contains(email),
+        "Polar's own answer is passed on as it is"
+    );
+    let newer = validate_as(&relay, k, "2027-01");
+    assert_eq!(
+        (newer.status, newer.source.as_deref()),
+        (200, Some("polar"))
+    );
+    assert!(newer.body.contains(member_email), "{}", newer.body);
+
+    // From the store: Polar's answer with the client's key put back and no email.
+    let replayed = validate(&relay, k);
+    assert_eq!(
+        (replayed.status, replayed.source.as_deref()),
+        (200, Some("store"))
+    );
+    let mut expected: Value = serde_json::from_str(&first.body).expect("JSON");
+    expected["customer"]["email"] = Value::Null;
+    expected["customer"]["avatar_url"] = Value::Null;
+    expected["user"]["email"] = Value::Null;
+    expected["user"]["avatar_url"] = Value::Null;
+    let got: Value = serde_json::from_str(&replayed.body).expect("JSON");
+    assert_eq!(got, expected);
+    assert_eq!(got["key"], json!(k));
+    let newer_replayed = validate_as(&relay, k, "2027-01");
+    assert_eq!(newer_replayed.source.as_deref(), Some("store"));
+    let v: Value = serde_json::from_str(&newer_replayed.body).expect("JSON");
+    assert_eq!(
+        (v["key"].as_str(), &v["member"]["email"]),
+        (Some(k), &Value::Null)
+    );
+
+    // The native client, through the relay, is licensed by the replayed answer.
+    polar.reset_request_count();
+    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(relay.url())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let verdict = client
+        .validate(&polar_license::ValidateRequest::new(k))
+        .expect("an answer");
+    match verdict {
+        polar_license::Verdict::Accepted(v) => {
+            assert_eq!(v.license_key.key.expose(), k);
+            assert_eq!(v.license_key.customer.email, None);
+        }
+        other => panic!("not licensed: {other:?}"),
+    }
+    assert_eq!(polar.request_count(), 0, "answered from the store");
+    relay.stop();
+
+    let bytes = std::fs::read(&path).expect("the file");
+    assert!(!occurs(&bytes, k), "the whole key is in the file");
+    assert!(
+        !occurs(&bytes, email),
+        "the customer's email is in the file"
+    );
+    assert!(
+        !occurs(&bytes, member_email),
+        "the member's email is in the file"
+    );
+    assert!(occurs(&bytes, "****-9Q8W7E"), "the display key is kept");
+}
+
 /// The client's `polar-version` shapes Polar's answer (2027-01's member, subscription and
 /// order): an answer stored for one version never answers another.
 #[test]

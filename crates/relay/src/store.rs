@@ -587,6 +587,13 @@ pub enum WebhookRefusal {
     Signature,
 }
 
+/// Whether a webhook secret is one a signature can be checked with: an empty one, or `whsec_`
+/// with nothing after it, is a key everyone knows (anyone could sign with it).
+pub fn webhook_secret_usable(secret: &str) -> bool {
+    let secret = secret.trim();
+    !secret.is_empty() && !secret.strip_prefix("whsec_").is_some_and(str::is_empty)
+}
+
 /// Verifies a delivery per Standard Webhooks before anything reads its body: a `v1,` signature
 /// of `{id}.{timestamp}.{body}` under the secret in either form Polar's SDK accepts (the base64
 /// after `whsec_`, or the secret's UTF-8 bytes), compared in constant time, and a timestamp
@@ -603,11 +610,14 @@ pub fn verify_webhook(
     let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
         return Err(WebhookRefusal::Headers);
     };
+    if !webhook_secret_usable(secret) {
+        return Err(WebhookRefusal::Signature);
+    }
     let ts: i64 = timestamp
         .trim()
         .parse()
         .map_err(|_| WebhookRefusal::Headers)?;
-    if (now - ts).abs() > WEBHOOK_TOLERANCE {
+    if now.abs_diff(ts) > WEBHOOK_TOLERANCE.unsigned_abs() {
         return Err(WebhookRefusal::Timestamp);
     }
     let mut keys: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec()];
@@ -1066,5 +1076,36 @@ mod tests {
             1_614_265_330,
         );
         assert_eq!(tampered, Err(WebhookRefusal::Signature));
+    }
+
+    #[test]
+    fn a_timestamp_far_from_now_is_refused_without_overflowing() {
+        let body = br#"{"test": 2432232314}"#;
+        let sig = Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let id = Some("msg_p5jXN8AQM9LWM0D4loKWxJek");
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        for (ts, now) in [
+            ("-9223372036854775808", 1_614_265_330),
+            ("9223372036854775807", -1_614_265_330),
+            ("9223372036854775807", i64::MIN),
+            ("1614265330", 1_614_265_330 - 301),
+        ] {
+            assert_eq!(
+                verify_webhook(secret, id, Some(ts), sig, body, now),
+                Err(WebhookRefusal::Timestamp),
+                "{ts} at {now}"
+            );
+        }
+        assert_eq!(
+            verify_webhook(
+                secret,
+                id,
+                Some("1614265330"),
+                sig,
+                body,
+                1_614_265_330 - 300
+            ),
+            Ok(())
+        );
     }
 }

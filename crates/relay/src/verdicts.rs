@@ -241,9 +241,14 @@ impl Relay {
         let source = if stale { "stale" } else { "store" };
         match e.mark {
             Mark::Revoked => {
-                let since = now
-                    .unix_seconds
-                    .saturating_sub(e.last_event_at.max(e.answered_at));
+                // Counted from when the relay marked it (its clock), not the event's own time:
+                // a late delivery refuses as long as a prompt one.
+                let marked = if e.marked_at > 0 {
+                    e.marked_at
+                } else {
+                    e.last_event_at
+                };
+                let since = now.unix_seconds.saturating_sub(marked.max(e.answered_at));
                 if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
                     log::info!(
                         "relay: validate {} 404 ({source}: revoked by a webhook)",

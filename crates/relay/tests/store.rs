@@ -811,3 +811,89 @@ fn a_revocation_during_a_call_that_times_out_is_refused_end_to_end() {
     );
 }
 
+/// How long a revocation refuses without a call counts from when the relay marked it, not from
+/// the event's own time: a late delivery refuses as long as a prompt one.
+#[test]
+fn a_late_revocation_refuses_for_the_whole_window_from_its_arrival() {
+    let polar = emulator();
+    let k = key(&polar, "LATE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1_000;
+    options.denial_for = 60;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    // Revoked in Polar 50 s before the delivery reaches the relay.
+    let arrival = t0 + 100;
+    let revoke = event("benefit_grant.revoked", lid, &rfc3339(arrival - 50));
+    let hook = request(
+        "/v1/webhooks/polar",
+        &signed(SECRET, "evt-late", arrival, &revoke),
+        &revoke,
+    );
+    assert_eq!(relay.handle(&hook, at(arrival)).status, 200);
+    polar.reset_request_count();
+    let refused = relay.handle(&validate_request(&k), at(arrival + 20));
+    assert_eq!(
+        (refused.status, refused.header(SOURCE_HEADER)),
+        (404, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0, "refused without a call");
+}
+
+/// Standard Webhooks' secret in Polar's original form (the UTF-8 bytes of the whole
+/// `whsec_…` text) verifies as the base64 form does.
+#[test]
+fn both_secret_forms_verify_through_the_relay() {
+    let polar = emulator();
+    let k = key(&polar, "FORMS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    let body = event("benefit_grant.revoked", lid, &rfc3339(t0));
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(format!("evt-utf8.{t0}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let headers = vec![
+        ("webhook-id".to_string(), "evt-utf8".to_string()),
+        ("webhook-timestamp".to_string(), t0.to_string()),
+        ("webhook-signature".to_string(), format!("v1,{sig}")),
+    ];
+    let hook = request("/v1/webhooks/polar", &headers, &body);
+    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 404);
+    // A timestamp 301 s ahead is refused, whichever form signed it.
+    let ahead = signed(SECRET, "evt-ahead", t0 + 301, &body);
+    let hook = request("/v1/webhooks/polar", &ahead, &body);
+    assert_eq!(relay.handle(&hook, at(t0)).status, 401);
+}
+
+/// An empty webhook secret (or `whsec_` alone) would verify signatures anyone can make: the
+/// relay refuses to start with it.
+#[test]
+fn an_empty_webhook_secret_is_refused_at_start() {
+    for secret in ["", "whsec_", "  "] {
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new(DEMO_TOKEN),
+            SigningKey::generate(Some("k")).expect("a key"),
+        );
+        config.store = Some(StoreConfig {
+            backend: memory(),
+            options: StoreOptions::default(),
+            webhook_secret: Some(secret.into()),
+        });
+        let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
+        let e = Relay::new(config, Box::new(upstream)).expect_err("refused");
+        assert!(
+            e.text().contains("webhook_secret"),
+            "{secret:?}: {}",
+            e.text()
+        );
+    }
+}
+

@@ -699,19 +699,38 @@ pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
         | "customer_seat.revoked" => Mark::Stale,
         _ => return None,
     };
-    if kind.starts_with("benefit_grant.") {
-        // Only a license-key grant names a key.
-        tags.extend(license(data.get("properties")));
-        tags.extend(license(data.get("previous_properties")));
+    let customer = data
+        .get("customer_id")
+        .and_then(|c| c.as_str())
+        .map(|c| format!("c:{c}"));
+    if !kind.starts_with("benefit_grant.") {
+        // A purchase event: every entry of the customer, asked again (never denied: what it
+        // did to the customer's license keys is Polar's to say).
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
     }
-    if let Some(c) = data.get("customer_id").and_then(|c| c.as_str()) {
-        // A purchase event (or a grant without its key): every entry of the customer.
-        if tags.is_empty() {
-            tags.push(format!("c:{c}"));
-        }
-    }
-    if tags.is_empty() {
+    // A grant of another benefit (Discord, a repository, downloads…) says nothing of keys.
+    let benefit_type = data
+        .get("benefit")
+        .and_then(|b| b.get("type"))
+        .and_then(|t| t.as_str());
+    if benefit_type.is_some_and(|t| t != "license_keys") {
         return None;
+    }
+    // Only a license-key grant names a key, and only what it names is narrowed as it says.
+    tags.extend(license(data.get("properties")));
+    tags.extend(license(data.get("previous_properties")));
+    if tags.is_empty() {
+        // A license-key grant without its key's id (or of a benefit not named): the
+        // customer's entries are asked again, never denied.
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
     }
     Some(Narrowing { tags, mark, at })
 }
@@ -1107,5 +1126,51 @@ mod tests {
             ),
             Ok(())
         );
+    }
+
+    #[test]
+    fn only_a_license_key_grant_names_keys_and_only_its_revocation_denies() {
+        let event = |kind: &str, data: serde_json::Value| serde_json::json!({"type": kind, "timestamp": "2026-11-25T10:00:00Z", "data": data});
+        // A license key's grant revoked: its key's entries, denied.
+        let n = narrowing(&event(
+            "benefit_grant.revoked",
+            serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                               "properties": {"license_key_id": "L"}}),
+        ))
+        .expect("a narrowing");
+        assert_eq!((n.tags, n.mark), (vec!["l:L".to_string()], Mark::Revoked));
+        // Another benefit's grant revoked (no license key in it): nothing.
+        for benefit in ["discord", "github_repository", "downloadables", "custom"] {
+            let n = narrowing(&event(
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "benefit": {"type": benefit},
+                                   "properties": {}}),
+            ));
+            assert_eq!(n, None, "{benefit}");
+        }
+        // A license-key grant without its key's id, or a purchase event: the customer's
+        // entries, asked again (never denied).
+        for (kind, data) in [
+            (
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                                   "properties": {}}),
+            ),
+            (
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "properties": {}}),
+            ),
+            (
+                "subscription.revoked",
+                serde_json::json!({"customer_id": "C"}),
+            ),
+        ] {
+            let n = narrowing(&event(kind, data)).expect("a narrowing");
+            assert_eq!(
+                (n.tags, n.mark),
+                (vec!["c:C".to_string()], Mark::Stale),
+                "{kind}"
+            );
+        }
     }
 }

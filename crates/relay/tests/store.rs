@@ -811,6 +811,77 @@ fn a_revocation_during_a_call_that_times_out_is_refused_end_to_end() {
     );
 }
 
+/// A webhook narrows only what it is about: a revoked grant of another benefit (no license key
+/// in it) refuses none of the customer's keys; a customer-level event makes them stale (asked
+/// again), never denied, even while Polar cannot be asked.
+#[test]
+fn a_revoked_grant_of_another_benefit_refuses_nothing() {
+    let polar = emulator();
+    let k = key(&polar, "OTHERBENEFIT");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 5;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let customer = license["customer_id"].as_str().expect("customer_id");
+    let deliver_core = |id: &str, body: &str, when: i64| {
+        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        relay.handle(&hook, at(when)).status
+    };
+    let discord = json!({
+        "type": "benefit_grant.revoked",
+        "timestamp": rfc3339(t0 + 1),
+        "data": {"modified_at": rfc3339(t0 + 1), "customer_id": customer, "is_revoked": true,
+                 "benefit": {"type": "discord", "properties": {}},
+                 "properties": {"guild_id": "g"}}
+    })
+    .to_string();
+    assert_eq!(deliver_core("evt-discord", &discord, t0 + 1), 200);
+    polar.reset_request_count();
+    let still = relay.handle(&validate_request(&k), at(t0 + 2));
+    assert_eq!(
+        (still.status, still.header(SOURCE_HEADER)),
+        (200, Some("store")),
+        "{}",
+        String::from_utf8_lossy(&still.body)
+    );
+    assert_eq!(polar.request_count(), 0);
+
+    // A license-key grant revoked without its key's id, and a subscription revoked: the
+    // customer's entries are asked again; with Polar failing, the stored grant answers stale.
+    for (n, body) in [
+        json!({"type": "benefit_grant.revoked", "timestamp": rfc3339(t0 + 3),
+               "data": {"modified_at": rfc3339(t0 + 3), "customer_id": customer,
+                        "benefit": {"type": "license_keys"}, "properties": {}}}),
+        json!({"type": "subscription.revoked", "timestamp": rfc3339(t0 + 4),
+               "data": {"modified_at": rfc3339(t0 + 4), "customer_id": customer,
+                        "status": "canceled"}}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let when = t0 + 3 + n as i64;
+        assert_eq!(
+            deliver_core(&format!("evt-c{n}"), &body.to_string(), when),
+            200
+        );
+        polar.set_fault(Some(Fault::Status {
+            status: 503,
+            body: "Service Unavailable".into(),
+        }));
+        let during = relay.handle(&validate_request(&k), at(when));
+        assert_eq!(
+            (during.status, during.header(SOURCE_HEADER)),
+            (200, Some("stale")),
+            "{n}: {}",
+            String::from_utf8_lossy(&during.body)
+        );
+        polar.set_fault(None);
+    }
+}
+
 /// How long a revocation refuses without a call counts from when the relay marked it, not from
 /// the event's own time: a late delivery refuses as long as a prompt one.
 #[test]

@@ -968,3 +968,45 @@ fn an_empty_webhook_secret_is_refused_at_start() {
     }
 }
 
+/// A redb file closed cleanly (nothing for redb to recover, so nothing it would check) and
+/// then damaged, a bit flipped where an entry is, or truncated: refused at open, and still
+/// refused at the next open, never read.
+#[test]
+fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
+    let dir = ScratchDir::new("relay-store-flip");
+    let path = dir.path().join("store.redb");
+    let polar = emulator();
+    let k = key(&polar, "FLIPPED");
+    let id = {
+        let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+        let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+        let first = validate(&relay, &k);
+        relay.stop();
+        let license: Value = serde_json::from_str(&first.body).expect("JSON");
+        license["id"].as_str().expect("id").to_string()
+    };
+    // Closed cleanly: it opens.
+    drop(RedbBackend::open(&path, 1_000).expect("reopened"));
+    let bytes = std::fs::read(&path).expect("the file");
+    let mut flipped = bytes.clone();
+    let mut n = 0;
+    for at in 0..bytes.len().saturating_sub(id.len()) {
+        if &bytes[at..at + id.len()] == id.as_bytes() {
+            flipped[at + 3] ^= 0x04;
+            n += 1;
+        }
+    }
+    assert!(n > 0);
+    for (name, damaged) in [
+        ("flipped", flipped),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("cut", bytes[..bytes.len() - 1].to_vec()),
+    ] {
+        let path = dir.path().join(format!("{name}.redb"));
+        std::fs::write(&path, damaged).expect("write");
+        for attempt in 0..2 {
+            let e = RedbBackend::open(&path, 1_000).expect_err(name);
+            assert!(e.to_string().contains("damaged"), "{name} {attempt}: {e}");
+        }
+    }
+}

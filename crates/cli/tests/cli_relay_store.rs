@@ -231,3 +231,212 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
         .launch();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+// ---- relay serve's options, each through the real binary ------------------------------------
+
+/// `relay serve` as a process whose stderr is kept (in `stderr`), killed (SIGKILL) on drop.
+struct Relay {
+    child: std::process::Child,
+    url: String,
+    banner: Vec<String>,
+    stderr: std::path::PathBuf,
+}
+
+impl Relay {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_relay(mut cmd: std::process::Command, stderr: &std::path::Path) -> Relay {
+    use std::io::BufRead;
+    let err = std::fs::File::create(stderr).expect("a stderr file");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(err)
+        .spawn()
+        .expect("relay serve spawns");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("the banner");
+        let done = line.starts_with("serving until killed");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let url = banner
+        .first()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no banner: {banner:?} {}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            )
+        })
+        .to_string();
+    Relay {
+        child,
+        url,
+        banner,
+        stderr: stderr.to_path_buf(),
+    }
+}
+
+/// `relay serve` in front of `polar` with `args` after `serve` (the signing key, port 0 and
+/// no rate limits given).
+fn serve_cmd(polar: &Served, key: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = clean_command(BIN);
+    cmd.args([
+        "--base-url",
+        &polar.url,
+        "relay",
+        "serve",
+        "--signing-key",
+        key,
+    ])
+    .args(["--port", "0", "--per-ip", "0", "--per-key", "0"])
+    .args(args)
+    .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+    cmd
+}
+
+/// A relay that does not start: its exit code and stderr (panics if it is still running
+/// after 20 s: it started when it should not have).
+fn refused(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the relay started (it should have been refused)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn emulator_process() -> Served {
+    Served::start(clean_command(BIN).args([
+        "emulator",
+        "--port",
+        "0",
+        "--webhook-time-scale",
+        "0.0001",
+    ]))
+}
+
+fn keygen(dir: &ScratchDir) -> String {
+    let file = dir.path().join("relay.key");
+    let key = file.to_str().expect("UTF-8").to_string();
+    let o = clean_command(BIN)
+        .args(["relay", "keygen", "--out", &key])
+        .launch();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    key
+}
+
+fn validate_key(relay: &str, key: &str) -> (u16, Option<String>) {
+    let (status, _, source) = call(
+        "POST",
+        &format!("{relay}/v1/customer-portal/license-keys/validate"),
+        Some(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID})),
+    );
+    (status, source)
+}
+
+/// §5a: add, never break. `POLAR_WEBHOOK_SECRET` set for another purpose (a webhook receiver
+/// of the seller's own) does not stop a relay started as before, without a store: it runs,
+/// says on stderr that webhooks are off, and forwards every check. Given explicitly without a
+/// store, or empty with one, the secret is a usage error (exit 2).
+#[test]
+fn the_webhook_secret_in_the_environment_never_stops_a_relay_without_a_store() {
+    let dir = ScratchDir::new("relay-env-secret");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let mut cmd = serve_cmd(&polar, &key, &[]);
+    cmd.env(
+        "POLAR_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|l| l.starts_with("no verdict store")),
+        "{:?}",
+        relay.banner
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !relay.log().contains("POLAR_WEBHOOK_SECRET") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = relay.log();
+    assert!(
+        log.contains("warning") && log.contains("POLAR_WEBHOOK_SECRET") && log.contains("--store"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "the secret in the log"
+    );
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    let (status, _, _) = call(
+        "POST",
+        &format!("{}/v1/webhooks/polar", relay.url),
+        Some(json!({})),
+    );
+    assert_eq!(status, 404, "no webhook route without a store");
+    drop(relay);
+
+    // Explicitly, without a store; or empty (or `whsec_` alone) with one: usage errors.
+    let explicit = serve_cmd(
+        &polar,
+        &key,
+        &["--webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    );
+    assert_eq!(refused(explicit).0, Some(2));
+    for secret in ["", "whsec_"] {
+        let (code, err) = refused(serve_cmd(
+            &polar,
+            &key,
+            &["--store", "memory", "--webhook-secret", secret],
+        ));
+        assert_eq!(code, Some(2), "{secret:?}: {err}");
+        assert!(err.contains("webhook") && err.contains("empty"), "{err}");
+        let mut from_env = serve_cmd(&polar, &key, &["--store", "memory"]);
+        from_env.env("POLAR_WEBHOOK_SECRET", secret);
+        let (code, err) = refused(from_env);
+        assert_eq!(code, Some(2), "env {secret:?}: {err}");
+    }
+}
+

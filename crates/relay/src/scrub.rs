@@ -38,8 +38,9 @@ pub(crate) fn scrub(body: &[u8], key: &str) -> Option<Scrubbed> {
         for (name, span) in members(b, start)? {
             match name {
                 b"key" => {
-                    let value: String = serde_json::from_str(text.get(span.clone())?).ok()?;
-                    if value != key {
+                    let value: serde_json::Value =
+                        serde_json::from_str(text.get(span.clone())?).ok()?;
+                    if value.as_str() != Some(key) {
                         return None;
                     }
                     edits.push((span, "\"\"", true));

@@ -7,6 +7,8 @@
 // enters the WebAssembly).
 
 const SECRET_PREFIX = 'k4.secret.';
+/** The route Polar's webhooks are delivered to (the core's WEBHOOK_ROUTE). */
+const WEBHOOK_ROUTE = '/v1/webhooks/polar';
 /** Polar's answers are small; a bigger one is not Polar's (and is cut here). */
 const MAX_UPSTREAM_BYTES = 1 << 20;
 const DEFAULT_TIMEOUT_MS = 10_000;
@@ -63,6 +65,20 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
   return { kid, key, publicKey: `k4.public.${x}` };
 }
 
+/** The store's key of a journal item: `e:<entry id>` or `w:<webhook id>`. */
+const storeKey = (item) => (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id;
+
+/** Journal items with only the last of each key, in the order of those last changes. */
+function latestPerKey(items) {
+  const last = new Map();
+  for (const item of items) {
+    const key = storeKey(item);
+    last.delete(key);
+    last.set(key, item);
+  }
+  return [...last.values()];
+}
+
 /** Reads at most `limit` bytes of a body stream (the rest is cancelled). */
 async function readCapped(body, limit) {
   if (!body) return new Uint8Array(0);
@@ -110,10 +126,9 @@ function coreConfig(options, signer) {
     kid: signer.kid,
     publicKey: signer.publicKey,
   };
-  for (const name of ['baseUrl', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'store']) {
+  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'store']) {
     if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
   }
-  if (config.baseUrl === undefined && options.server === 'sandbox') config.baseUrl = 'https://sandbox-api.polar.sh';
   return config;
 }
 
@@ -158,14 +173,29 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       if (core.hasStore && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
       return { core, signer };
     };
-    // The store's changes are saved in order, and every answer waits for the save that holds
-    // its own (a verdict is durable before the client reads it).
-    let persisted = Promise.resolve();
+    // The store's changes are saved in order, and every answer waits for a save that holds
+    // its own. A save that fails keeps its items for the next one (tried again, in order) and
+    // fails only the answers waiting on it: never a later request.
+    let unsaved = [];
+    let saving = Promise.resolve();
     const persist = (core) => {
-      if (!core.hasStore || !storage) return persisted;
-      const items = JSON.parse(core.takeJournal());
-      if (items.length > 0) persisted = persisted.then(() => storage.save(items));
-      return persisted;
+      if (!core.hasStore || !storage) return Promise.resolve();
+      unsaved.push(...JSON.parse(core.takeJournal()));
+      const run = saving.then(async () => {
+        if (unsaved.length === 0) return;
+        const batch = unsaved;
+        unsaved = [];
+        try {
+          await storage.save(batch);
+        } catch (e) {
+          // Kept to be tried again, the last change of each key only (a storage that keeps
+          // failing holds no more than the store itself).
+          unsaved = latestPerKey(batch.concat(unsaved));
+          throw e;
+        }
+      });
+      saving = run.catch(() => {});
+      return run;
     };
     // Single flight: the calls to Polar under way, by entry; a request of the same entry waits.
     const flights = new Map();
@@ -188,7 +218,23 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       ready ??= start();
       const { core, signer } = await ready;
       const response = await answer(core, signer, request, env, ctx);
-      await persist(core);
+      try {
+        await persist(core);
+      } catch (e) {
+        const why = e instanceof Error ? e.message : 'error';
+        if (new URL(request.url).pathname === WEBHOOK_ROUTE) {
+          // Never a 2xx before the webhook's change is saved: Polar delivers it again, and
+          // that delivery's answer waits for the save tried again.
+          console.error(`polar-license relay: the store could not be saved (${why}): the webhook is refused, Polar retries it`);
+          return new Response(JSON.stringify({ detail: 'the store failed' }), {
+            status: 500,
+            headers: { 'content-type': 'application/json' },
+          });
+        }
+        // A check's answer is Polar's (or the store's) as it stands: passed on, its changes
+        // saved with the next request's, as the native relay passes an answer it could not store.
+        console.error(`polar-license relay: the store could not be saved (${why}): the answer is passed on, its changes are saved with the next`);
+      }
       return response;
     }
 
@@ -289,7 +335,7 @@ export function durableStorage(storage) {
       const puts = new Map();
       const deletes = new Set();
       for (const item of items) {
-        const key = (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id;
+        const key = storeKey(item);
         if (item.op === 'put' || item.op === 'webhook') {
           puts.set(key, item.op === 'put' ? item.entry : item.at);
           deletes.delete(key);

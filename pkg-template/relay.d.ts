@@ -17,7 +17,8 @@ export interface RelayOptions {
   signingKey: string | RelaySigner;
   /** Polar's base URL (default production, https://api.polar.sh). */
   baseUrl?: string;
-  /** `'sandbox'` for https://sandbox-api.polar.sh when `baseUrl` is not given. */
+  /** `'sandbox'` for https://sandbox-api.polar.sh when `baseUrl` is not given (the store's
+   * budget then defaults to the sandbox's 100 calls a minute). */
   server?: 'production' | 'sandbox';
   /** Days a lease lasts offline (1 to 366, default 7), never past the license's `expires_at`. */
   leaseDays?: number;
@@ -29,6 +30,10 @@ export interface RelayOptions {
   perKey?: string;
   /** Behind a proxy: the header naming the client (its last entry). */
   clientIpHeader?: string;
+  /** The web origins (`https://app.example.com`) whose pages may read the answers (the native
+   * `--cors-origin`): a named origin gets itself back in `access-control-allow-origin` (with
+   * `vary: origin`), any other none. Default: any origin (`*`). */
+  corsOrigins?: string[];
   /** The largest request body (default 65536 bytes; larger: 413). */
   maxBodyBytes?: number;
   /** The upstream call's timeout in milliseconds (default 10000; then 502). */
@@ -52,7 +57,8 @@ export interface RelayStoreOptions {
   staleFor?: number;
   /** A stored denial younger than this (default 60) answers with no call. */
   denialFor?: number;
-  /** The organization token's calls per minute (default 500), never exceeded. */
+  /** The organization token's calls per minute (default 500; 100 with `server: 'sandbox'`),
+   * never exceeded. */
   budget?: number;
   /** Of the budget, the calls kept for activations (default a quarter). */
   budgetReserve?: number;

@@ -7,7 +7,7 @@
 // the runtime, and without the Durable Object binding the relay forwards every check and says so.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+import { createHmac, generateKeyPairSync } from 'node:crypto';
 import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
@@ -170,6 +170,135 @@ test('node: a forged webhook is refused and changes nothing', async () => {
   } finally {
     await new Promise((resolve) => server.close(resolve));
   }
+});
+
+const SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+/** A delivery signed as Polar signs it (Standard Webhooks, the base64 secret). */
+function signedHeaders(id, body, ts = Math.floor(Date.now() / 1000)) {
+  const key = Buffer.from(SECRET.slice('whsec_'.length), 'base64');
+  const sig = createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest('base64');
+  return { 'content-type': 'application/json', 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': `v1,${sig}` };
+}
+
+/** A request straight to the handler (no server): `{status, source, headers, body}`. */
+async function direct(relay, path, { method = 'POST', headers = { 'content-type': 'application/json' }, body } = {}) {
+  const r = await relay.fetch(new Request(`http://relay.test${path}`, { method, headers, body }), undefined, { clientIp: '127.0.0.1' });
+  return { status: r.status, source: r.headers.get('polar-license-source'), headers: r.headers, body: await r.text() };
+}
+
+const validateBody = (key) => JSON.stringify({ key, organization_id: ORG });
+
+/** A Map as the storage, whose next `failures` saves reject. */
+function flakyStorage() {
+  const saved = new Map();
+  const storage = {
+    failures: 0,
+    saves: 0,
+    saved,
+    async load() {
+      return [...saved.values()];
+    },
+    async save(items) {
+      storage.saves++;
+      if (storage.failures > 0) {
+        storage.failures--;
+        throw new Error('the disk is full');
+      }
+      for (const item of items) {
+        const key = `${item.op === 'put' || item.op === 'delete' ? 'e' : 'w'}:${item.id}`;
+        if (item.op === 'put' || item.op === 'webhook') saved.set(key, item);
+        else saved.delete(key);
+      }
+    },
+  };
+  return storage;
+}
+
+test('node: a save that fails once poisons nothing, and a webhook is acknowledged only once saved', async () => {
+  const storage = flakyStorage();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: { webhookSecret: SECRET }, storage });
+  const key = newKey();
+  storage.failures = 1;
+  const first = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(first.status, 200, 'the answer is passed on; its save is tried again with the next');
+  assert.equal(first.source, 'polar');
+  const second = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(second.status, 200, second.body);
+  assert.equal(second.source, 'store');
+  assert.ok([...storage.saved.keys()].some((k) => k.startsWith('e:')), 'the first answer was saved after all');
+  const third = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(third.status, 200, 'no later request is poisoned');
+
+  // A revocation whose save fails is not acknowledged (Polar delivers it again); the delivery
+  // again is acknowledged only once its change is saved.
+  const id = JSON.parse(first.body).id;
+  const now = new Date().toISOString();
+  const event = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: now, data: { modified_at: now, customer_id: 'c', benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
+  storage.failures = 1;
+  const failed = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders('evt-save', event), body: event });
+  assert.equal(failed.status, 500, failed.body);
+  assert.ok(!storage.saved.has('w:evt-save'));
+  const again = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders('evt-save', event), body: event });
+  assert.equal(again.status, 200, again.body);
+  assert.ok(storage.saved.has('w:evt-save'), 'the webhook id saved before its 2xx');
+  assert.ok([...storage.saved.values()].some((item) => item.op === 'put' && item.entry.mark === 'Revoked'), 'the revocation saved before its 2xx');
+  const refused = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(refused.status, 404);
+  assert.equal(refused.source, 'store');
+});
+
+test('node: what the store saves holds no license key and no email', async () => {
+  const storage = flakyStorage();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: {}, storage });
+  const key = `RSTORE-${Math.random().toString(16).slice(2, 10).toUpperCase()}-8K2M4P`;
+  const email = 'saved.customer.never@example.org';
+  polar.addKey({ key, customer_email: email });
+  const first = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(first.status, 200, first.body);
+  assert.ok(first.body.includes(email), "Polar's own answer passed on as it is");
+  const second = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(second.source, 'store');
+  assert.equal(JSON.parse(second.body).key, key, "the client's key put back");
+  assert.equal(JSON.parse(second.body).customer.email, null);
+  const text = JSON.stringify([...storage.saved.values()]);
+  assert.ok(text.includes('8K2M4P'), 'the display key is kept');
+  assert.ok(!text.includes(key), 'the whole key was saved');
+  assert.ok(!text.includes(email), 'the email was saved');
+});
+
+test('node: corsOrigins narrows the CORS grant to the pages named, as --cors-origin does', async () => {
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: {}, corsOrigins: ['https://app.example.com'] });
+  const key = newKey();
+  const ask = (origin, method = 'POST') =>
+    direct(relay, VALIDATE, { method, headers: { 'content-type': 'application/json', ...(origin ? { origin } : {}) }, body: method === 'POST' ? validateBody(key) : undefined });
+  for (const [method, source] of [['POST', 'polar'], ['POST', 'store'], ['OPTIONS', 'polar']]) {
+    const named = await ask('https://app.example.com', method);
+    assert.equal(named.source, source, `${method}: ${named.body}`);
+    assert.equal(named.headers.get('access-control-allow-origin'), 'https://app.example.com', method);
+    assert.equal(named.headers.get('vary'), 'origin');
+  }
+  for (const origin of ['https://evil.example', null]) {
+    const other = await ask(origin);
+    assert.equal(other.status, 200);
+    assert.equal(other.headers.get('access-control-allow-origin'), null, `${origin}`);
+  }
+  const bad = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, corsOrigins: ['https://app.example.com/path'] });
+  await assert.rejects(bad.ready(), /cors_origins/);
+});
+
+test("node: server 'sandbox' defaults the store's budget to 100, as natively", async () => {
+  let calls = 0;
+  const fetchStub = async (url) => {
+    calls++;
+    assert.ok(url.startsWith('https://sandbox-api.polar.sh/'), url);
+    return new Response('{"error":"ResourceNotFound","detail":"License key not found"}', { status: 404, headers: { 'content-type': 'application/json' } });
+  };
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, server: 'sandbox', perIp: '1000/1000', perKey: '1000/1000', store: {}, fetch: fetchStub });
+  const statuses = [];
+  for (let i = 0; i < 80; i++) statuses.push((await direct(relay, VALIDATE, { body: validateBody(`SANDBOX-${i}-UNKNOWN`) })).status);
+  assert.equal(calls, 75, 'a budget of 100, a quarter kept for activations');
+  assert.deepEqual(statuses.slice(74, 77), [404, 429, 429]);
 });
 
 // ---- workerd, with a Durable Object ---------------------------------------------------------

@@ -200,6 +200,9 @@ export async function relayTypes(text: string, request: Request): Promise<Respon
   createRelay({ signingKey: text });
   // @ts-expect-error: server is production or sandbox
   createRelay({ ...options, server: 'staging' });
+  createRelay({ ...options, server: 'sandbox', corsOrigins: ['https://app.example.com'], store: { budget: 100 } });
+  // @ts-expect-error: corsOrigins is a list of origins
+  createRelay({ ...options, corsOrigins: 'https://app.example.com' });
   const signer: RelaySigner = await importSigningKey(text);
   const relay = createRelay({ ...options, signingKey: signer, clientIp: (r) => r.headers.get('x-real-ip') });
   const ready: { kid: string; publicKey: string } = await relay.ready();

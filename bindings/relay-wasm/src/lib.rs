@@ -50,8 +50,9 @@ pub struct RelayCore {
     kid: String,
     /// The verdict store's journal, when there is a store: the host persists it.
     journal: Option<Arc<JournalBackend>>,
-    waiting: RefCell<Table<Box<Pending>>>,
-    signing: RefCell<Table<Finished>>,
+    /// Each waiting request with its `Origin`, for the CORS grant of its answer.
+    waiting: RefCell<Table<(Box<Pending>, Option<String>)>>,
+    signing: RefCell<Table<(Finished, Option<String>)>>,
 }
 
 /// A bounded table of waiting entries by id; the oldest is dropped when full.
@@ -196,6 +197,37 @@ fn lost() -> JsValue {
     })
 }
 
+/// A request that is only its `Origin` ([`Relay::cors`] reads nothing else).
+fn origin_only(origin: Option<&str>) -> RelayRequest {
+    RelayRequest {
+        method: String::new(),
+        path: String::new(),
+        headers: origin
+            .map(|o| vec![("origin".to_string(), o.to_string())])
+            .unwrap_or_default(),
+        body: Vec::new(),
+        client_ip: String::new(),
+    }
+}
+
+/// An optional array of strings.
+fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError> {
+    let v = get(config, name);
+    if v.is_undefined() || v.is_null() {
+        return Ok(None);
+    }
+    let list = v
+        .dyn_ref::<Array>()
+        .ok_or_else(|| bad(name, "must be an array of strings"))?;
+    list.iter()
+        .map(|item| {
+            item.as_string()
+                .ok_or_else(|| bad(name, "must be an array of strings"))
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(Some)
+}
+
 /// `{response}` (and `leased`) as the JS side reads it.
 fn wrapped(name: &str, value: &JsValue) -> Object {
     let out = Object::new();
@@ -205,9 +237,10 @@ fn wrapped(name: &str, value: &JsValue) -> Object {
 
 #[wasm_bindgen]
 impl RelayCore {
-    /// A relay from its options (`baseUrl`, `accessToken`, `kid`, `publicKey`, `leaseDays`,
-    /// `organizationId`, `perIp`, `perKey`, `clientIpHeader`, `maxBodyBytes`). Throws an
-    /// `Error` naming the bad option; never one holding the token.
+    /// A relay from its options (`baseUrl`, or `server`: `'production'` or `'sandbox'`;
+    /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
+    /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `store`). Throws an `Error` naming the
+    /// bad option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
         if !config.is_object() {
@@ -219,10 +252,17 @@ impl RelayCore {
         let kid = text(&config, "kid")?.ok_or_else(|| bad("kid", "is required"))?;
         let public_key =
             text(&config, "publicKey")?.ok_or_else(|| bad("publicKey", "is required"))?;
-        let server = match text(&config, "baseUrl")? {
-            Some(url) => Server::Custom(url),
-            None => Server::Production,
+        let server = match (
+            text(&config, "baseUrl")?,
+            text(&config, "server")?.as_deref(),
+        ) {
+            (Some(url), _) => Server::Custom(url),
+            (None, None | Some("production")) => Server::Production,
+            (None, Some("sandbox")) => Server::Sandbox,
+            (None, Some(_)) => return Err(bad("server", "must be 'production' or 'sandbox'")),
         };
+        // As natively (`--server sandbox`): the sandbox's token budget is 100 calls a minute.
+        let sandbox = matches!(server, Server::Sandbox);
         let mut relay_config = RelayConfig::with_signer(
             server,
             AccessToken::new(token),
@@ -245,9 +285,13 @@ impl RelayCore {
         if let Some(max) = whole(&config, "maxBodyBytes", 16_777_216.0)? {
             relay_config.limits.max_body_bytes = max as usize;
         }
+        relay_config.cors_origins = strings(&config, "corsOrigins")?;
         let store = get(&config, "store");
         let journal = if store.is_object() {
             let mut options = StoreOptions::default();
+            if sandbox {
+                options.budget = 100;
+            }
             let secs = |name: &str| whole(&store, name, 1e9);
             if let Some(v) = secs("freshFor")? {
                 options.fresh_for = v as u64;
@@ -337,15 +381,23 @@ impl RelayCore {
             client_ip: string("clientIp"),
         };
         let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
+        let origin = req
+            .headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("origin"))
+            .map(|(_, v)| v.clone());
         let out = match self
             .relay
             .begin_with(&req, now(now_ms, monotonic_ms), entropy)
         {
-            Step::Answer(r) => wrapped("answer", &response_js(&r)),
+            Step::Answer(mut r) => {
+                self.relay.cors(&req, &mut r);
+                wrapped("answer", &response_js(&r))
+            }
             Step::Ask(pending) => {
                 let ask = ask_js(pending.request());
                 let flight = pending.flight();
-                let id = self.waiting.borrow_mut().put(pending);
+                let id = self.waiting.borrow_mut().put((pending, origin));
                 let out = wrapped("ask", &ask);
                 set(&out, "pending", &JsValue::from(id));
                 if let Some(flight) = flight {
@@ -353,17 +405,21 @@ impl RelayCore {
                 }
                 out
             }
-            Step::Sign(finished) => self.to_sign(finished),
+            Step::Sign(finished) => self.to_sign(finished, origin),
             Step::Wait(flight) => wrapped("wait", &JsValue::from_str(&flight)),
         };
         Ok(out.into())
     }
 
-    /// `{response, sign?}` of an answer whose lease may wait for its signature.
-    fn to_sign(&self, finished: Finished) -> Object {
-        let out = wrapped("response", &response_js(finished.response()));
+    /// `{response, sign?}` of an answer whose lease may wait for its signature (its CORS
+    /// grant for `origin`).
+    fn to_sign(&self, finished: Finished, origin: Option<String>) -> Object {
+        let mut response = finished.response().clone();
+        self.relay
+            .cors(&origin_only(origin.as_deref()), &mut response);
+        let out = wrapped("response", &response_js(&response));
         if let Some(pre_auth) = finished.pre_auth().map(Uint8Array::from) {
-            let id = self.signing.borrow_mut().put(finished);
+            let id = self.signing.borrow_mut().put((finished, origin));
             let sign = Object::new();
             set(&sign, "id", &JsValue::from(id));
             set(&sign, "preAuth", &pre_auth.into());
@@ -414,7 +470,7 @@ impl RelayCore {
         now_ms: f64,
         entropy: &[u8],
     ) -> Result<JsValue, JsError> {
-        let Some(waiting) = self.waiting.borrow_mut().take(pending) else {
+        let Some((waiting, origin)) = self.waiting.borrow_mut().take(pending) else {
             return Ok(wrapped("response", &lost()).into());
         };
         let error = get(&upstream, "error");
@@ -442,18 +498,20 @@ impl RelayCore {
         let finished =
             self.relay
                 .finish_with_entropy(waiting, answer, now(now_ms, now_ms), entropy);
-        Ok(self.to_sign(finished).into())
+        Ok(self.to_sign(finished, origin).into())
     }
 
     /// The answer with its lease once `signature` (64 bytes, Ed25519 over `preAuth`) verifies
     /// with the configured public key: `{response, leased}`. An unknown `id` is a 502.
     pub fn assemble(&self, id: u32, signature: &[u8]) -> Result<JsValue, JsError> {
-        let Some(finished) = self.signing.borrow_mut().take(id) else {
+        let Some((finished, origin)) = self.signing.borrow_mut().take(id) else {
             let out = wrapped("response", &lost());
             set(&out, "leased", &JsValue::FALSE);
             return Ok(out.into());
         };
-        let (response, leased) = self.relay.assemble(finished, signature);
+        let (mut response, leased) = self.relay.assemble(finished, signature);
+        self.relay
+            .cors(&origin_only(origin.as_deref()), &mut response);
         let out = wrapped("response", &response_js(&response));
         set(&out, "leased", &JsValue::from(leased));
         Ok(out.into())

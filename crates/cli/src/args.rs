@@ -442,13 +442,9 @@ pub struct RelayServeArgs {
     pub store_max_entries: usize,
 
     /// With --store: the secret of the webhook endpoint registered in Polar (whsec_…); turns
-    /// on POST /v1/webhooks/polar (prefer the environment variable)
-    #[arg(
-        long,
-        value_name = "SECRET",
-        env = "POLAR_WEBHOOK_SECRET",
-        hide_env_values = true
-    )]
+    /// on POST /v1/webhooks/polar. [env: POLAR_WEBHOOK_SECRET] (prefer it to the option; set
+    /// without a store, it is ignored with a warning: the relay runs as before, webhooks off)
+    #[arg(long, value_name = "SECRET")]
     pub webhook_secret: Option<String>,
 
     /// The largest request body read, in bytes

@@ -10,6 +10,9 @@ use serde_json::{json, Value};
 use std::path::Path;
 use std::sync::Arc;
 
+/// Where `--webhook-secret` is read from when the option is not given.
+const WEBHOOK_SECRET_ENV: &str = "POLAR_WEBHOOK_SECRET";
+
 /// The largest answer read from Polar (a license answer is a few KB).
 const MAX_UPSTREAM_BYTES: u64 = 1024 * 1024;
 
@@ -139,6 +142,10 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         }
         Err(report) => return report.print(g.json),
     };
+    let webhooks = config
+        .store
+        .as_ref()
+        .is_some_and(|s| s.webhook_secret.is_some());
     let timeout = g.timeout.unwrap_or(DEFAULT_TIMEOUT);
     // --proxy and --tls-roots reach the relay's calls to Polar as they reach a client's.
     let proxy = match g.proxy.as_deref().map(str::trim) {
@@ -190,7 +197,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let org = g.org.as_deref().filter(|s| !s.is_empty()).unwrap_or("any");
     let store_line = match store_line {
         Some(line) => {
-            let hooks = if a.webhook_secret.is_some() {
+            let hooks = if webhooks {
                 format!(
                     "; Polar's webhooks: {url}{}",
                     polar_license_relay::WEBHOOK_ROUTE
@@ -221,13 +228,44 @@ fn store_config(
 ) -> Result<Option<(polar_license_relay::StoreConfig, String)>, Report> {
     use polar_license_relay::store::{MemoryBackend, StoreOptions};
     const CMD: &str = "relay serve";
+    // The option, else the environment: an environment variable may be set for another
+    // purpose (a webhook receiver of the seller's own), so alone it never stops a relay started
+    // as before (contract §5a: add, never break).
+    let from_env = a.webhook_secret.is_none();
+    let secret = a
+        .webhook_secret
+        .clone()
+        .or_else(|| std::env::var(WEBHOOK_SECRET_ENV).ok());
     let Some(choice) = a.store.as_deref() else {
-        if a.webhook_secret.is_some() {
-            let why = "needs --store: Polar's webhooks narrow what the store holds";
-            return Err(usage_report(Some(CMD), Some("webhook_secret"), why));
+        if secret.is_some() {
+            if !from_env {
+                let why = "needs --store: Polar's webhooks narrow what the store holds";
+                return Err(usage_report(Some(CMD), Some("webhook_secret"), why));
+            }
+            print_err(&format!(
+                "warning: {WEBHOOK_SECRET_ENV} is set but there is no --store: Polar's webhooks \
+                 are off (POST {} answers 404) and every check is forwarded; give --store to \
+                 turn them on\n",
+                polar_license_relay::WEBHOOK_ROUTE
+            ));
         }
         return Ok(None);
     };
+    if secret
+        .as_deref()
+        .is_some_and(|s| !polar_license_relay::store::webhook_secret_usable(s))
+    {
+        let source = if from_env {
+            WEBHOOK_SECRET_ENV
+        } else {
+            "--webhook-secret"
+        };
+        let why = format!(
+            "{source} is empty: give the whsec_… secret of the webhook endpoint in Polar (a \
+             signature made with an empty secret proves nothing)"
+        );
+        return Err(usage_report(Some(CMD), Some("webhook_secret"), &why));
+    }
     if a.fresh_for == 0 || a.stale_for < a.fresh_for {
         let why = "--fresh-for must be at least 1 and --stale-for at least --fresh-for";
         return Err(usage_report(Some(CMD), Some("fresh_for"), why));
@@ -284,7 +322,7 @@ fn store_config(
         polar_license_relay::StoreConfig {
             backend,
             options,
-            webhook_secret: a.webhook_secret.clone(),
+            webhook_secret: secret,
         },
         line,
     )))

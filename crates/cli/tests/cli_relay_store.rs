@@ -231,3 +231,639 @@ fn a_kill_9_loses_no_acknowledged_verdict_and_no_webhook_id() {
         .launch();
     assert_eq!(o.status.code(), Some(2), "{o:?}");
 }
+
+// ---- relay serve's options, each through the real binary ------------------------------------
+
+/// `relay serve` as a process whose stderr is kept (in `stderr`), killed (SIGKILL) on drop.
+struct Relay {
+    child: std::process::Child,
+    url: String,
+    banner: Vec<String>,
+    stderr: std::path::PathBuf,
+}
+
+impl Relay {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.stderr).unwrap_or_default()
+    }
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn spawn_relay(mut cmd: std::process::Command, stderr: &std::path::Path) -> Relay {
+    use std::io::BufRead;
+    let err = std::fs::File::create(stderr).expect("a stderr file");
+    let mut child = cmd
+        .stdout(std::process::Stdio::piped())
+        .stderr(err)
+        .spawn()
+        .expect("relay serve spawns");
+    let out = child.stdout.take().expect("stdout");
+    let mut lines = std::io::BufReader::new(out).lines();
+    let mut banner = Vec::new();
+    for line in lines.by_ref() {
+        let line = line.expect("the banner");
+        let done = line.starts_with("serving until killed");
+        banner.push(line);
+        if done {
+            break;
+        }
+    }
+    let url = banner
+        .first()
+        .and_then(|l| l.strip_prefix("listening on "))
+        .unwrap_or_else(|| {
+            panic!(
+                "no banner: {banner:?} {}",
+                std::fs::read_to_string(stderr).unwrap_or_default()
+            )
+        })
+        .to_string();
+    Relay {
+        child,
+        url,
+        banner,
+        stderr: stderr.to_path_buf(),
+    }
+}
+
+/// `relay serve` in front of `polar` with `args` after `serve` (the signing key, port 0 and
+/// no rate limits given).
+fn serve_cmd(polar: &Served, key: &str, args: &[&str]) -> std::process::Command {
+    let mut cmd = clean_command(BIN);
+    cmd.args([
+        "--base-url",
+        &polar.url,
+        "relay",
+        "serve",
+        "--signing-key",
+        key,
+    ])
+    .args(["--port", "0", "--per-ip", "0", "--per-key", "0"])
+    .args(args)
+    .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+    cmd
+}
+
+/// A relay that does not start: its exit code and stderr (panics if it is still running
+/// after 20 s: it started when it should not have).
+fn refused(mut cmd: std::process::Command) -> (Option<i32>, String) {
+    let mut child = cmd
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawns");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut err = String::new();
+            if let Some(mut e) = child.stderr.take() {
+                use std::io::Read;
+                let _ = e.read_to_string(&mut err);
+            }
+            return (status.code(), err);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("the relay started (it should have been refused)");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn emulator_process() -> Served {
+    Served::start(clean_command(BIN).args([
+        "emulator",
+        "--port",
+        "0",
+        "--webhook-time-scale",
+        "0.0001",
+    ]))
+}
+
+fn keygen(dir: &ScratchDir) -> String {
+    let file = dir.path().join("relay.key");
+    let key = file.to_str().expect("UTF-8").to_string();
+    let o = clean_command(BIN)
+        .args(["relay", "keygen", "--out", &key])
+        .launch();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    key
+}
+
+fn validate_key(relay: &str, key: &str) -> (u16, Option<String>) {
+    let (status, _, source) = call(
+        "POST",
+        &format!("{relay}/v1/customer-portal/license-keys/validate"),
+        Some(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID})),
+    );
+    (status, source)
+}
+
+fn set_fault(polar: &Served, fault: Value) {
+    let (status, body, _) = call(
+        "POST",
+        &format!("{}/__emulator/fault", polar.url),
+        Some(fault),
+    );
+    assert_eq!(status, 204, "{body}");
+}
+
+/// A new key in the emulator; its license key id.
+fn add_key(polar: &Served, key: &str) -> String {
+    let (status, body, _) = call(
+        "POST",
+        &format!("{}/__emulator/keys", polar.url),
+        Some(json!({"key": key, "limit_activations": 3})),
+    );
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().expect("id").to_string()
+}
+
+/// §5a: add, never break. `POLAR_WEBHOOK_SECRET` set for another purpose (a webhook receiver
+/// of the seller's own) does not stop a relay started as before, without a store: it runs,
+/// says on stderr that webhooks are off, and forwards every check. Given explicitly without a
+/// store, or empty with one, the secret is a usage error (exit 2).
+#[test]
+fn the_webhook_secret_in_the_environment_never_stops_a_relay_without_a_store() {
+    let dir = ScratchDir::new("relay-env-secret");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let mut cmd = serve_cmd(&polar, &key, &[]);
+    cmd.env(
+        "POLAR_WEBHOOK_SECRET",
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+    );
+    let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|l| l.starts_with("no verdict store")),
+        "{:?}",
+        relay.banner
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !relay.log().contains("POLAR_WEBHOOK_SECRET") && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = relay.log();
+    assert!(
+        log.contains("warning") && log.contains("POLAR_WEBHOOK_SECRET") && log.contains("--store"),
+        "{log}"
+    );
+    assert!(
+        !log.contains("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"),
+        "the secret in the log"
+    );
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    let (status, _, _) = call(
+        "POST",
+        &format!("{}/v1/webhooks/polar", relay.url),
+        Some(json!({})),
+    );
+    assert_eq!(status, 404, "no webhook route without a store");
+    drop(relay);
+
+    // Explicitly, without a store; or empty (or `whsec_` alone) with one: usage errors.
+    let explicit = serve_cmd(
+        &polar,
+        &key,
+        &["--webhook-secret", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    );
+    assert_eq!(refused(explicit).0, Some(2));
+    for secret in ["", "whsec_"] {
+        let (code, err) = refused(serve_cmd(
+            &polar,
+            &key,
+            &["--store", "memory", "--webhook-secret", secret],
+        ));
+        assert_eq!(code, Some(2), "{secret:?}: {err}");
+        assert!(err.contains("webhook") && err.contains("empty"), "{err}");
+        let mut from_env = serve_cmd(&polar, &key, &["--store", "memory"]);
+        from_env.env("POLAR_WEBHOOK_SECRET", secret);
+        let (code, err) = refused(from_env);
+        assert_eq!(code, Some(2), "env {secret:?}: {err}");
+    }
+}
+
+/// `--fresh-for`, `--stale-for` and `--denial-for` as the emulator's request count and the
+/// `polar-license-source` header show them: a grant and a denial answered with no call while
+/// fresh, asked again after; while Polar fails, answered `stale` until `--stale-for`, then
+/// Polar's failure passes through.
+#[test]
+fn fresh_for_stale_for_and_denial_for_take_effect() {
+    let dir = ScratchDir::new("relay-fresh-stale");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let relay = spawn_relay(
+        serve_cmd(
+            &polar,
+            &key,
+            &[
+                "--store",
+                "memory",
+                "--fresh-for",
+                "2",
+                "--stale-for",
+                "4",
+                "--denial-for",
+                "2",
+            ],
+        ),
+        &dir.path().join("relay.err"),
+    );
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|l| l.contains("fresh 2 s, stale 4 s")),
+        "{:?}",
+        relay.banner
+    );
+    let unknown = "UNKNOWN-0000-NEVER-SOLD";
+    let calls = requests(&polar);
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, unknown),
+        (404, Some("polar".into()))
+    );
+    assert_eq!(requests(&polar), calls + 2);
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("store".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, unknown),
+        (404, Some("store".into()))
+    );
+    assert_eq!(
+        requests(&polar),
+        calls + 2,
+        "a stored grant and denial: no call"
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, unknown),
+        (404, Some("polar".into()))
+    );
+    assert_eq!(
+        requests(&polar),
+        calls + 4,
+        "past --fresh-for and --denial-for: asked"
+    );
+
+    // Polar fails: within --stale-for the stored answers stand in, past it the failure passes.
+    set_fault(
+        &polar,
+        json!({"kind": "status", "status": 503, "body": "Service Unavailable"}),
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("stale".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, unknown),
+        (404, Some("stale".into()))
+    );
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (503, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, unknown),
+        (503, Some("polar".into()))
+    );
+}
+
+/// `--budget N`: never more than N calls a minute (a quarter kept for activations), the next
+/// validate a 429 with no call; `--server sandbox` defaults it to 100.
+#[test]
+fn the_budget_holds_and_the_sandbox_defaults_it_to_100() {
+    let dir = ScratchDir::new("relay-budget");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let relay = spawn_relay(
+        serve_cmd(&polar, &key, &["--store", "memory", "--budget", "4"]),
+        &dir.path().join("relay.err"),
+    );
+    let calls = requests(&polar);
+    for i in 0..3 {
+        assert_eq!(
+            validate_key(&relay.url, &format!("UNKNOWN-BUDGET-{i}")),
+            (404, Some("polar".into()))
+        );
+    }
+    assert_eq!(
+        validate_key(&relay.url, "UNKNOWN-BUDGET-3"),
+        (429, Some("polar".into())),
+        "past the validates' share of --budget 4"
+    );
+    assert_eq!(requests(&polar), calls + 3, "the budget is never exceeded");
+    drop(relay);
+
+    // The sandbox (never asked here: the banner says what the relay will spend).
+    for (args, budget) in [
+        (
+            vec!["--server", "sandbox"],
+            "budget 100 calls/min (25 kept for activations)",
+        ),
+        (vec![], "budget 500 calls/min (125 kept for activations)"),
+    ] {
+        let mut cmd = clean_command(BIN);
+        cmd.args(&args)
+            .args([
+                "relay",
+                "serve",
+                "--signing-key",
+                &key,
+                "--port",
+                "0",
+                "--store",
+                "memory",
+            ])
+            .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+        let relay = spawn_relay(cmd, &dir.path().join("sandbox.err"));
+        assert!(
+            relay.banner.iter().any(|l| l.contains(budget)),
+            "{args:?}: {:?}",
+            relay.banner
+        );
+    }
+}
+
+/// `--store memory` and `POLAR_LICENSE_RELAY_STORE=memory` keep the store in memory (answers
+/// from it, nothing written in the data directory); `--store` alone is a file there.
+#[test]
+fn store_memory_by_option_and_by_environment() {
+    let dir = ScratchDir::new("relay-store-memory");
+    let key = keygen(&dir);
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).expect("data dir");
+    let polar = emulator_process();
+    for by_env in [false, true] {
+        let mut cmd = serve_cmd(
+            &polar,
+            &key,
+            if by_env { &[] } else { &["--store", "memory"] },
+        );
+        cmd.env("XDG_DATA_HOME", &data).env("HOME", dir.path());
+        if by_env {
+            cmd.env("POLAR_LICENSE_RELAY_STORE", "memory");
+        }
+        let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
+        assert!(
+            relay
+                .banner
+                .iter()
+                .any(|l| l.starts_with("verdict store: memory (nothing on disk)")),
+            "{:?}",
+            relay.banner
+        );
+        let calls = requests(&polar);
+        assert_eq!(
+            validate_key(&relay.url, DEMO_KEY),
+            (200, Some("polar".into()))
+        );
+        assert_eq!(
+            validate_key(&relay.url, DEMO_KEY),
+            (200, Some("store".into()))
+        );
+        assert_eq!(requests(&polar), calls + 1);
+        let written: Vec<_> = walk(&data);
+        assert!(written.is_empty(), "written on disk: {written:?}");
+    }
+    let mut cmd = serve_cmd(&polar, &key, &["--store"]);
+    cmd.env("XDG_DATA_HOME", &data).env("HOME", dir.path());
+    let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
+    let file = data.join("polar-license").join("relay-store.redb");
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|l| l.contains(file.to_str().expect("UTF-8"))),
+        "{:?}",
+        relay.banner
+    );
+    assert!(file.exists());
+}
+
+fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+/// What a check or a webhook was answered, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Seen {
+    Granted,
+    Denied,
+}
+
+/// `kill -9` while checks (Polar slowed, so calls are under way) and Polar's revocations are
+/// in flight: after a restart on the same file, every revocation whose delivery got a 2xx is
+/// refused from the store, every grant and denial the relay answered is answered from the
+/// store, with no call to Polar. Then the file, truncated or with bits flipped, is refused at
+/// start (and stays refused), never read.
+#[test]
+fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
+    use std::collections::HashMap;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    let dir = ScratchDir::new("relay-store-load");
+    let key = keygen(&dir);
+    let store = dir.path().join("verdicts.redb");
+    let store_arg = store.to_str().expect("UTF-8").to_string();
+    let polar = emulator_process();
+    let keys: Vec<(String, String)> = (0..16)
+        .map(|i| {
+            let k = format!("LOAD-{i:02}-7H3K9Q");
+            let id = add_key(&polar, &k);
+            (k, id)
+        })
+        .collect();
+    let (status, endpoint, _) = call(
+        "POST",
+        &format!("{}/v1/webhooks/endpoints", polar.url),
+        Some(json!({"url": "http://127.0.0.1:9/later", "format": "raw",
+                    "events": ["benefit_grant.revoked"]})),
+    );
+    assert_eq!(status, 201, "{endpoint}");
+    let secret = endpoint["secret"].as_str().expect("secret").to_string();
+    let endpoint_id = endpoint["id"].as_str().expect("id").to_string();
+    let mut cmd = serve_cmd(&polar, &key, &["--store", &store_arg, "--fresh-for", "1"]);
+    cmd.env("POLAR_WEBHOOK_SECRET", &secret);
+    let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
+    let (status, _, _) = call(
+        "PATCH",
+        &format!("{}/v1/webhooks/endpoints/{endpoint_id}", polar.url),
+        Some(json!({"url": format!("{}/v1/webhooks/polar", relay.url)})),
+    );
+    assert_eq!(status, 200);
+    for (k, _) in &keys {
+        assert_eq!(validate_key(&relay.url, k).0, 200);
+    }
+
+    // Load: checks of every key (Polar answering slowly), revocations of the second half.
+    set_fault(&polar, json!({"kind": "delay", "ms": 40}));
+    let answers: Arc<Mutex<HashMap<String, Seen>>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let checkers: Vec<_> = (0..4)
+        .map(|t| {
+            let (url, keys) = (relay.url.clone(), keys.clone());
+            let (answers, stop) = (Arc::clone(&answers), Arc::clone(&stop));
+            std::thread::spawn(move || {
+                let mut i = t;
+                while !stop.load(Ordering::SeqCst) {
+                    let k = &keys[i % keys.len()].0;
+                    i += 1;
+                    let request = ureq::http::Request::builder()
+                        .method("POST")
+                        .uri(format!("{url}/v1/customer-portal/license-keys/validate"))
+                        .header("content-type", "application/json")
+                        .body(
+                            json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+                        )
+                        .expect("a request");
+                    let seen = match agent().run(request).map(|r| r.status().as_u16()) {
+                        Ok(200) => Seen::Granted,
+                        Ok(404) => Seen::Denied,
+                        _ => continue,
+                    };
+                    answers
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .insert(k.clone(), seen);
+                }
+            })
+        })
+        .collect();
+    let revoked: Vec<&(String, String)> = keys[8..].iter().collect();
+    for (k, _) in &revoked {
+        let (status, _, _) = call(
+            "PATCH",
+            &format!("{}/__emulator/keys/{k}", polar.url),
+            Some(json!({"status": "revoked"})),
+        );
+        assert_eq!(status, 200);
+        std::thread::sleep(Duration::from_millis(40));
+    }
+    drop(relay); // kill -9, checks and deliveries under way
+    stop.store(true, Ordering::SeqCst);
+    for t in checkers {
+        t.join().expect("a checker");
+    }
+    set_fault(&polar, Value::Null);
+    // The revocations the relay acknowledged (the emulator cannot deliver any more: the
+    // endpoint names the dead relay).
+    let (_, list, _) = call(
+        "GET",
+        &format!(
+            "{}/v1/webhooks/deliveries?endpoint_id={endpoint_id}&limit=100",
+            polar.url
+        ),
+        None,
+    );
+    let acked: Vec<String> = list["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter(|d| d["succeeded"] == true)
+        .filter_map(|d| d["webhook_event"]["payload"].as_str())
+        .filter_map(|p| serde_json::from_str::<Value>(p).ok())
+        .filter_map(|e| {
+            e["data"]["properties"]["license_key_id"]
+                .as_str()
+                .map(str::to_string)
+        })
+        .collect();
+    assert!(
+        !acked.is_empty(),
+        "no revocation was acknowledged before the kill: {list}"
+    );
+    let answers = answers.lock().unwrap_or_else(|e| e.into_inner()).clone();
+
+    // The same file: every acknowledged revocation refused, every answer sent answered again,
+    // from the store, with no call.
+    let relay = spawn_relay(
+        serve_cmd(&polar, &key, &["--store", &store_arg]),
+        &dir.path().join("relay2.err"),
+    );
+    let before = requests(&polar);
+    let mut checked = 0;
+    for (k, id) in &keys {
+        let expected = if acked.contains(id) {
+            Some((404, Some("store".to_string())))
+        } else if revoked.iter().any(|(r, _)| r == k) {
+            // Revoked in Polar, its webhook not acknowledged: Polar's own answer, if it
+            // reached the client, was stored.
+            (answers.get(k) == Some(&Seen::Denied)).then(|| (404, Some("store".to_string())))
+        } else {
+            Some((200, Some("store".to_string())))
+        };
+        if let Some(expected) = expected {
+            assert_eq!(validate_key(&relay.url, k), expected, "{k}");
+            checked += 1;
+        }
+    }
+    assert!(checked >= 8 + acked.len());
+    assert_eq!(requests(&polar), before, "all from the store, no call");
+    drop(relay);
+
+    // Damaged copies of the real file: refused at start with what to do, and again after.
+    let bytes = std::fs::read(&store).expect("the store");
+    let id = keys[0].1.as_bytes();
+    let mut flipped = bytes.clone();
+    let mut n = 0;
+    for at in 0..bytes.len().saturating_sub(id.len()) {
+        if &bytes[at..at + id.len()] == id {
+            flipped[at + 3] ^= 0x04;
+            n += 1;
+        }
+    }
+    assert!(n > 0, "the license key id is in the file");
+    let truncated = bytes[..bytes.len() / 2].to_vec();
+    for (name, damaged) in [("flipped", flipped), ("truncated", truncated)] {
+        let path = dir.path().join(format!("{name}.redb"));
+        std::fs::write(&path, &damaged).expect("write");
+        for attempt in 0..2 {
+            let (code, err) = refused(serve_cmd(
+                &polar,
+                &key,
+                &["--store", path.to_str().expect("UTF-8")],
+            ));
+            assert_eq!(code, Some(3), "{name} {attempt}: {err}");
+            assert!(err.contains("damaged"), "{name} {attempt}: {err}");
+        }
+    }
+}

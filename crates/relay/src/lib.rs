@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod limit;
+mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
@@ -515,6 +516,17 @@ impl Relay {
         }
         // Checks the token (non-empty printable ASCII) once, here.
         Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
+        let secret = config
+            .store
+            .as_ref()
+            .and_then(|s| s.webhook_secret.as_deref());
+        if secret.is_some_and(|s| !store::webhook_secret_usable(s)) {
+            return Err(Error::invalid(
+                "webhook_secret",
+                "is empty: give the whsec_… secret of the webhook endpoint in Polar (a signature \
+                 made with an empty secret proves nothing)",
+            ));
+        }
         let store = config.store.map(|s| Stored {
             budget: Mutex::new(Budget::with_window(
                 s.options.budget,

@@ -83,7 +83,9 @@ pub struct Entry {
     pub answered_at: i64,
     /// Polar's status and body, and the headers passed back.
     pub status: u16,
-    /// Polar's body (UTF-8 JSON).
+    /// Polar's body (UTF-8 JSON) without the license key and without emails (the key's value
+    /// `""`, the emails `null`): the client's key goes back in at [`Entry::key_at`] when the
+    /// answer is replayed.
     pub body: String,
     /// `content-type`, `polar-version`, `cache-control`, `x-polar-sandbox`.
     pub headers: Vec<(String, String)>,
@@ -95,9 +97,13 @@ pub struct Entry {
     /// event, delivered late, changes nothing.
     pub last_event_at: i64,
     /// When the relay applied the mark (its clock): a call to Polar that began before it does
-    /// not lift it.
+    /// not lift it, and a revocation refuses without a call for `denial_for` from then.
     #[serde(default)]
     pub marked_at: i64,
+    /// Where, in `body`, the requesting client's key goes back (a byte offset): a grant
+    /// stored without one (an older store's, holding the key) is never replayed.
+    #[serde(default)]
+    pub key_at: Option<usize>,
 }
 
 /// A store that failed: the relay passes Polar's answers through as without a store.
@@ -438,10 +444,12 @@ impl Backend for JournalBackend {
 }
 
 /// The id of a validate's entry: the organization, the key's SHA-256 and every field that
-/// shapes Polar's answer (activation, benefit, customer, conditions as sent, in order).
+/// shapes Polar's answer (the API version asked, `None` when the client sent none; activation,
+/// benefit, customer, conditions as sent, in order).
 pub fn entry_id(
     organization_id: &str,
     key_sha256: &str,
+    polar_version: Option<&str>,
     activation_id: Option<&str>,
     benefit_id: Option<&str>,
     customer_id: Option<&str>,
@@ -451,6 +459,7 @@ pub fn entry_id(
     for part in [
         organization_id,
         key_sha256,
+        polar_version.unwrap_or(""),
         activation_id.unwrap_or(""),
         benefit_id.unwrap_or(""),
         customer_id.unwrap_or(""),
@@ -578,6 +587,13 @@ pub enum WebhookRefusal {
     Signature,
 }
 
+/// Whether a webhook secret is one a signature can be checked with: an empty one, or `whsec_`
+/// with nothing after it, is a key everyone knows (anyone could sign with it).
+pub fn webhook_secret_usable(secret: &str) -> bool {
+    let secret = secret.trim();
+    !secret.is_empty() && !secret.strip_prefix("whsec_").is_some_and(str::is_empty)
+}
+
 /// Verifies a delivery per Standard Webhooks before anything reads its body: a `v1,` signature
 /// of `{id}.{timestamp}.{body}` under the secret in either form Polar's SDK accepts (the base64
 /// after `whsec_`, or the secret's UTF-8 bytes), compared in constant time, and a timestamp
@@ -594,11 +610,14 @@ pub fn verify_webhook(
     let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
         return Err(WebhookRefusal::Headers);
     };
+    if !webhook_secret_usable(secret) {
+        return Err(WebhookRefusal::Signature);
+    }
     let ts: i64 = timestamp
         .trim()
         .parse()
         .map_err(|_| WebhookRefusal::Headers)?;
-    if (now - ts).abs() > WEBHOOK_TOLERANCE {
+    if now.abs_diff(ts) > WEBHOOK_TOLERANCE.unsigned_abs() {
         return Err(WebhookRefusal::Timestamp);
     }
     let mut keys: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec()];
@@ -680,19 +699,38 @@ pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
         | "customer_seat.revoked" => Mark::Stale,
         _ => return None,
     };
-    if kind.starts_with("benefit_grant.") {
-        // Only a license-key grant names a key.
-        tags.extend(license(data.get("properties")));
-        tags.extend(license(data.get("previous_properties")));
+    let customer = data
+        .get("customer_id")
+        .and_then(|c| c.as_str())
+        .map(|c| format!("c:{c}"));
+    if !kind.starts_with("benefit_grant.") {
+        // A purchase event: every entry of the customer, asked again (never denied: what it
+        // did to the customer's license keys is Polar's to say).
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
     }
-    if let Some(c) = data.get("customer_id").and_then(|c| c.as_str()) {
-        // A purchase event (or a grant without its key): every entry of the customer.
-        if tags.is_empty() {
-            tags.push(format!("c:{c}"));
-        }
-    }
-    if tags.is_empty() {
+    // A grant of another benefit (Discord, a repository, downloads…) says nothing of keys.
+    let benefit_type = data
+        .get("benefit")
+        .and_then(|b| b.get("type"))
+        .and_then(|t| t.as_str());
+    if benefit_type.is_some_and(|t| t != "license_keys") {
         return None;
+    }
+    // Only a license-key grant names a key, and only what it names is narrowed as it says.
+    tags.extend(license(data.get("properties")));
+    tags.extend(license(data.get("previous_properties")));
+    if tags.is_empty() {
+        // A license-key grant without its key's id (or of a benefit not named): the
+        // customer's entries are asked again, never denied.
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
     }
     Some(Narrowing { tags, mark, at })
 }
@@ -730,14 +768,19 @@ mod durable {
 
     use super::{tags, Backend, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
     use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
+    use std::panic::AssertUnwindSafe;
     use std::path::Path;
 
     const ENTRIES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("entries");
     const INDEX: TableDefinition<&str, &[u8]> = TableDefinition::new("index");
     const WEBHOOKS: TableDefinition<&str, i64> = TableDefinition::new("webhooks");
     const META: TableDefinition<&str, &str> = TableDefinition::new("meta");
-    /// The file's format, refused when it is not this.
-    const FORMAT: &str = "polar-license-relay-store/1";
+    /// The file's format, refused when it is neither this nor [`FORMAT_1`].
+    const FORMAT: &str = "polar-license-relay-store/2";
+    /// The first format, whose entries held Polar's answer as it came (the whole license key
+    /// and the customer's email): opened, its entries are dropped (asked again), its webhook
+    /// ids kept.
+    const FORMAT_1: &str = "polar-license-relay-store/1";
 
     /// Entries in a file: every `put` and webhook is one committed transaction.
     pub struct RedbBackend {
@@ -758,16 +801,56 @@ mod durable {
     }
 
     impl RedbBackend {
-        /// Opens (or creates) the store at `path`. A damaged file, or one that is not a
-        /// verdict store, is refused with an error that says so: it is never read.
+        /// Opens (or creates) the store at `path`. Every page of the file is checked against
+        /// its checksum first: a damaged file (truncated, a bit flipped), or one that is not a
+        /// verdict store, is refused with an error that says so, and stays refused (it is
+        /// never read, nor repaired into an older state that would have forgotten a
+        /// revocation already acknowledged).
         pub fn open(path: &Path, max_entries: usize) -> Result<RedbBackend, StoreError> {
-            let db = Database::create(path).map_err(|e| {
+            let damaged = |e: &dyn std::fmt::Display| {
                 StoreError(format!(
-                    "the verdict store at {} cannot be opened ({e}): if it is damaged, move it \
-                     away to start with an empty one",
+                    "the verdict store at {} is damaged ({e}): it is not read; move it away to \
+                     start with an empty one",
                     path.display()
                 ))
-            })?;
+            };
+            // redb asserts some of what it reads of a file's header (a truncated file stops
+            // it with a panic): that is damage too, said as such.
+            let unwound = "its header does not describe the file (truncated?)";
+            let opened = std::panic::catch_unwind(AssertUnwindSafe(|| Database::create(path)));
+            let mut db = match opened {
+                Ok(Ok(db)) => db,
+                Ok(Err(e)) => {
+                    return Err(StoreError(format!(
+                        "the verdict store at {} cannot be opened ({e}): it is not read; if it \
+                         is damaged, move it away to start with an empty one",
+                        path.display()
+                    )))
+                }
+                Err(_) => return Err(damaged(&unwound)),
+            };
+            // A file refused before stays refused (the check below may have rewritten it).
+            if let Some(why) = read_meta(&db, "damaged").map_err(|e| damaged(&e))? {
+                return Err(damaged(&why));
+            }
+            match std::panic::catch_unwind(AssertUnwindSafe(|| db.check_integrity())) {
+                Ok(Ok(true)) => {}
+                Ok(Ok(false)) => {
+                    // redb repaired it, possibly back to an older commit: never use it.
+                    let why = "a checksum did not match; redb's repair would roll it back";
+                    let _ = write_meta(&db, "damaged", why);
+                    return Err(damaged(&why));
+                }
+                Ok(Err(e)) => {
+                    // redb's own drop of a file it could not repair asserts too.
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+                    return Err(damaged(&e));
+                }
+                Err(_) => {
+                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+                    return Err(damaged(&unwound));
+                }
+            }
             let w = db.begin_write().map_err(|e| err("open", e))?;
             {
                 let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
@@ -775,11 +858,22 @@ mod durable {
                     .get("format")
                     .map_err(|e| err("open", e))?
                     .map(|v| v.value().to_string());
-                match format {
+                match format.as_deref() {
                     None => {
                         meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
                     }
-                    Some(f) if f == FORMAT => {}
+                    Some(FORMAT) => {}
+                    Some(FORMAT_1) => {
+                        // Its answers held whole keys: dropped, and asked again.
+                        w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
+                        w.delete_table(INDEX).map_err(|e| err("open", e))?;
+                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
+                        log::warn!(
+                            "relay: the verdict store at {} was written by an older relay \
+                             (its answers held license keys): its entries are dropped",
+                            path.display()
+                        );
+                    }
                     Some(f) => {
                         return Err(StoreError(format!(
                             "{} is not a verdict store of this relay (format {f})",
@@ -797,6 +891,36 @@ mod durable {
                 max_entries: max_entries.max(1),
             })
         }
+
+        /// A write transaction committed in two phases: a later commit whose pages do not
+        /// match their checksums is then damage, never a torn write to roll back silently.
+        fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+            let mut w = self.db.begin_write().map_err(|e| err("write", e))?;
+            w.set_two_phase_commit(true);
+            Ok(w)
+        }
+    }
+
+    fn read_meta(db: &Database, name: &str) -> Result<Option<String>, redb::Error> {
+        let r = db.begin_read()?;
+        let meta = match r.open_table(META) {
+            Ok(meta) => meta,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(e.into()),
+        };
+        let value = meta.get(name)?.map(|v| v.value().to_string());
+        Ok(value)
+    }
+
+    fn write_meta(db: &Database, name: &str, value: &str) -> Result<(), redb::Error> {
+        let mut w = db.begin_write()?;
+        w.set_two_phase_commit(true);
+        {
+            let mut meta = w.open_table(META)?;
+            meta.insert(name, value)?;
+        }
+        w.commit()?;
+        Ok(())
     }
 
     fn decode(bytes: &[u8]) -> Result<Entry, StoreError> {
@@ -829,6 +953,33 @@ mod durable {
         Ok(())
     }
 
+    /// Takes the id `k` out of the index row `tag` (the row goes when it names nothing).
+    fn unindex(
+        index: &mut redb::Table<&str, &[u8]>,
+        tag: &str,
+        k: &[u8],
+    ) -> Result<(), StoreError> {
+        let ids = index
+            .get(tag)
+            .map_err(|e| err("evict", e))?
+            .map(|v| v.value().to_vec());
+        let Some(ids) = ids else {
+            return Ok(());
+        };
+        let kept: Vec<u8> = ids
+            .chunks(32)
+            .filter(|c| *c != k)
+            .flatten()
+            .copied()
+            .collect();
+        if kept.is_empty() {
+            index.remove(tag).map_err(|e| err("evict", e))?;
+        } else if kept.len() != ids.len() {
+            index.insert(tag, &kept[..]).map_err(|e| err("evict", e))?;
+        }
+        Ok(())
+    }
+
     impl Backend for RedbBackend {
         fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
             let r = self.db.begin_read().map_err(|e| err("read", e))?;
@@ -840,25 +991,29 @@ mod durable {
         }
 
         fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-            let w = self.db.begin_write().map_err(|e| err("write", e))?;
+            let w = self.write()?;
             {
                 let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
                 let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
                 write_entry(&mut entries, &mut index, id, entry)?;
                 let len = entries.len().map_err(|e| err("write", e))? as usize;
                 if len > self.max_entries {
-                    // The oldest sixteenth (at least what is over) in one pass.
-                    let mut ages: Vec<(i64, Vec<u8>)> = Vec::with_capacity(len);
+                    // The oldest sixteenth (at least what is over) in one pass, each with its
+                    // index rows (else the file would grow without bound).
+                    let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
                     for item in entries.iter().map_err(|e| err("evict", e))? {
                         let (k, v) = item.map_err(|e| err("evict", e))?;
-                        ages.push((decode(v.value())?.answered_at, k.value().to_vec()));
+                        let old = decode(v.value())?;
+                        ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
                     }
                     ages.sort_unstable();
                     let drop = (len - self.max_entries).max(len / 16).max(1);
-                    for (_, k) in ages.into_iter().take(drop) {
+                    for (_, k, tags) in ages.into_iter().take(drop) {
                         entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+                        for tag in tags {
+                            unindex(&mut index, &tag, &k)?;
+                        }
                     }
-                    // Index entries may now name evicted ids: readers skip what is gone.
                 }
             }
             w.commit().map_err(|e| err("commit", e))
@@ -884,7 +1039,7 @@ mod durable {
             at: i64,
             updates: &[(EntryId, Entry)],
         ) -> Result<bool, StoreError> {
-            let w = self.db.begin_write().map_err(|e| err("write", e))?;
+            let w = self.write()?;
             {
                 let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
                 if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
@@ -908,6 +1063,108 @@ mod durable {
             let r = self.db.begin_read().map_err(|e| err("read", e))?;
             let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
             Ok(t.len().map_err(|e| err("read", e))? as usize)
+        }
+    }
+
+    #[cfg(test)]
+    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    mod tests {
+        use super::*;
+        use crate::store::Mark;
+
+        fn entry(i: usize) -> Entry {
+            Entry {
+                license_key_id: Some(format!("L{i}")),
+                customer_id: Some(format!("C{i}")),
+                answered_at: i as i64,
+                status: 200,
+                body: "{}".into(),
+                headers: vec![],
+                grant: true,
+                mark: Mark::None,
+                last_event_at: 0,
+                marked_at: 0,
+                key_at: None,
+            }
+        }
+
+        fn index_rows(b: &RedbBackend) -> u64 {
+            let r = b.db.begin_read().expect("read");
+            r.open_table(INDEX).expect("index").len().expect("len")
+        }
+
+        /// A file of the first format (its answers held whole keys): its entries are dropped
+        /// at open, its webhook ids kept, and it is written as the current format.
+        #[test]
+        fn a_first_format_file_loses_its_entries_and_keeps_its_webhook_ids() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-format-1");
+            let path = dir.path().join("old.redb");
+            {
+                let db = Database::create(&path).expect("create");
+                let w = db.begin_write().expect("write");
+                {
+                    let mut meta = w.open_table(META).expect("meta");
+                    meta.insert("format", FORMAT_1).expect("format");
+                    let mut entries = w.open_table(ENTRIES).expect("entries");
+                    let mut old = entry(1);
+                    old.body = r#"{"key":"OLD-WHOLE-KEY"}"#.into();
+                    let bytes = serde_json::to_vec(&old).expect("json");
+                    entries.insert(&[1u8; 32][..], &bytes[..]).expect("entry");
+                    let mut index = w.open_table(INDEX).expect("index");
+                    index.insert("l:L1", &[1u8; 32][..]).expect("row");
+                    let mut hooks = w.open_table(WEBHOOKS).expect("hooks");
+                    hooks.insert("evt-old", 5).expect("hook");
+                }
+                w.commit().expect("commit");
+            }
+            let b = RedbBackend::open(&path, 8).expect("opened");
+            assert_eq!(b.len().expect("len"), 0);
+            assert!(b.index("l:L1").expect("index").is_empty());
+            assert!(!b.apply_webhook("evt-old", 6, &[]).expect("seen"), "kept");
+            drop(b);
+            let db = Database::create(&path).expect("reopen");
+            assert_eq!(
+                read_meta(&db, "format").expect("meta").as_deref(),
+                Some(FORMAT)
+            );
+        }
+
+        /// Eviction takes an entry's index rows with it: many keys through a small store
+        /// leave as many rows as entries, and a file that stops growing.
+        #[test]
+        fn eviction_removes_index_rows_and_the_file_stays_bounded() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-bound");
+            let path = dir.path().join("bound.redb");
+            let b = RedbBackend::open(&path, 8).expect("open");
+            let mut id = [0u8; 32];
+            let mut put = |i: usize| {
+                id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                b.put(&id, &entry(i)).expect("put");
+            };
+            for i in 0..200 {
+                put(i);
+            }
+            let size = std::fs::metadata(&path).expect("size").len();
+            for i in 200..1_200 {
+                put(i);
+            }
+            assert!(b.len().expect("len") <= 8);
+            assert!(
+                b.index("l:L0").expect("index").is_empty(),
+                "an evicted key's row"
+            );
+            assert!(
+                b.index("c:C10").expect("index").is_empty(),
+                "an evicted customer's row"
+            );
+            assert_eq!(b.index("l:L1199").expect("index").len(), 1);
+            let rows = index_rows(&b);
+            assert!(rows <= 2 * 8, "{rows} index rows for at most 8 entries");
+            let grown = std::fs::metadata(&path).expect("size").len();
+            assert!(
+                grown <= size + size / 2,
+                "the file grew from {size} to {grown} bytes"
+            );
         }
     }
 }
@@ -954,6 +1211,7 @@ mod tests {
             mark: Mark::None,
             last_event_at: 0,
             marked_at: 0,
+            key_at: None,
         };
         let revoke = Narrowing {
             tags: vec!["l:L".into()],
@@ -992,6 +1250,7 @@ mod tests {
             mark: Mark::None,
             last_event_at: 0,
             marked_at: 0,
+            key_at: None,
         };
         a.put(&[7; 32], &entry).expect("put");
         assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
@@ -1040,5 +1299,82 @@ mod tests {
             1_614_265_330,
         );
         assert_eq!(tampered, Err(WebhookRefusal::Signature));
+    }
+
+    #[test]
+    fn a_timestamp_far_from_now_is_refused_without_overflowing() {
+        let body = br#"{"test": 2432232314}"#;
+        let sig = Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+        let id = Some("msg_p5jXN8AQM9LWM0D4loKWxJek");
+        let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+        for (ts, now) in [
+            ("-9223372036854775808", 1_614_265_330),
+            ("9223372036854775807", -1_614_265_330),
+            ("9223372036854775807", i64::MIN),
+            ("1614265330", 1_614_265_330 - 301),
+        ] {
+            assert_eq!(
+                verify_webhook(secret, id, Some(ts), sig, body, now),
+                Err(WebhookRefusal::Timestamp),
+                "{ts} at {now}"
+            );
+        }
+        assert_eq!(
+            verify_webhook(
+                secret,
+                id,
+                Some("1614265330"),
+                sig,
+                body,
+                1_614_265_330 - 300
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn only_a_license_key_grant_names_keys_and_only_its_revocation_denies() {
+        let event = |kind: &str, data: serde_json::Value| serde_json::json!({"type": kind, "timestamp": "2026-11-25T10:00:00Z", "data": data});
+        // A license key's grant revoked: its key's entries, denied.
+        let n = narrowing(&event(
+            "benefit_grant.revoked",
+            serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                               "properties": {"license_key_id": "L"}}),
+        ))
+        .expect("a narrowing");
+        assert_eq!((n.tags, n.mark), (vec!["l:L".to_string()], Mark::Revoked));
+        // Another benefit's grant revoked (no license key in it): nothing.
+        for benefit in ["discord", "github_repository", "downloadables", "custom"] {
+            let n = narrowing(&event(
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "benefit": {"type": benefit},
+                                   "properties": {}}),
+            ));
+            assert_eq!(n, None, "{benefit}");
+        }
+        // A license-key grant without its key's id, or a purchase event: the customer's
+        // entries, asked again (never denied).
+        for (kind, data) in [
+            (
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                                   "properties": {}}),
+            ),
+            (
+                "benefit_grant.revoked",
+                serde_json::json!({"customer_id": "C", "properties": {}}),
+            ),
+            (
+                "subscription.revoked",
+                serde_json::json!({"customer_id": "C"}),
+            ),
+        ] {
+            let n = narrowing(&event(kind, data)).expect("a narrowing");
+            assert_eq!(
+                (n.tags, n.mark),
+                (vec!["c:C".to_string()], Mark::Stale),
+                "{kind}"
+            );
+        }
     }
 }

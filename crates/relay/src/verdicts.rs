@@ -10,6 +10,7 @@ use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
 use polar_license::proto::{error_body, HttpResponse, Operation};
 use polar_license::TransportError;
 
+use crate::scrub::{scrub, unscrub};
 use crate::store::{self, Backend, Budget, Entry, EntryId, Mark, StoreOptions};
 use crate::{
     add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
@@ -158,9 +159,17 @@ impl Relay {
             return Routed::Ask(Box::new(pending));
         }
         let c = &pending.checked;
+        // The API version asked shapes Polar's answer (2027-01's member, subscription, order).
+        let version = pending
+            .request
+            .headers
+            .iter()
+            .find(|(name, _)| *name == "polar-version")
+            .map(|(_, v)| v.as_str());
         let id = store::entry_id(
             &c.organization_id,
             &key_hash(&pending.key),
+            version,
             c.activation_id.as_deref(),
             c.benefit_id.as_deref(),
             c.customer_id.as_deref(),
@@ -232,9 +241,14 @@ impl Relay {
         let source = if stale { "stale" } else { "store" };
         match e.mark {
             Mark::Revoked => {
-                let since = now
-                    .unix_seconds
-                    .saturating_sub(e.last_event_at.max(e.answered_at));
+                // Counted from when the relay marked it (its clock), not the event's own time:
+                // a late delivery refuses as long as a prompt one.
+                let marked = if e.marked_at > 0 {
+                    e.marked_at
+                } else {
+                    e.last_event_at
+                };
+                let since = now.unix_seconds.saturating_sub(marked.max(e.answered_at));
                 if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
                     log::info!(
                         "relay: validate {} 404 ({source}: revoked by a webhook)",
@@ -257,7 +271,7 @@ impl Relay {
                 if age >= i64::try_from(window).unwrap_or(i64::MAX) {
                     return None;
                 }
-                let r = replayed(e);
+                let r = replayed(e, &pending.checked.key)?;
                 log::info!(
                     "relay: validate {} {} ({source}: a denial)",
                     pending.key.redacted(),
@@ -276,10 +290,11 @@ impl Relay {
                 if !stale && age >= window - window / 5 && s.budget().room(now.monotonic_ms) > 0.5 {
                     return None;
                 }
+                let r = replayed(e, &pending.checked.key)?;
                 let upstream = HttpResponse {
-                    status: e.status,
-                    headers: e.headers.clone(),
-                    body: e.body.clone().into_bytes(),
+                    status: r.status,
+                    headers: r.headers.clone(),
+                    body: r.body.clone(),
                 };
                 let claims = self
                     .grant_at(
@@ -296,7 +311,6 @@ impl Relay {
                     return None;
                 }
                 let machine = machine_of(&pending.checked);
-                let r = replayed(e);
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
                     pending.key.redacted(),
@@ -423,8 +437,15 @@ impl Relay {
                 Some(a) => a.status == 429 || a.status >= 500,
             };
             if polar_failed {
+                // The entry as it is now, not as it was before the call: a revocation
+                // acknowledged while Polar was being asked is answered, never the grant read
+                // before it.
+                let current = s.backend.get(id).unwrap_or_else(|e| {
+                    log::error!("relay: {e}: Polar's failure is passed on");
+                    None
+                });
                 let stale =
-                    self.stored_answer(s, pending, prior.as_ref(), now, true, &move || entropy);
+                    self.stored_answer(s, pending, current.as_ref(), now, true, &move || entropy);
                 if let Some(f) = stale {
                     *response = f.response;
                     *unsigned = f.unsigned;
@@ -432,7 +453,21 @@ impl Relay {
             } else if let Some(a) = &seen {
                 // A grant: its lease signed here, or waiting for an external signature.
                 let grant = a.status == 200 && (response.lease().is_some() || unsigned.is_some());
-                if grant || a.denial {
+                // The key and the emails never reach the store (the key goes back in its
+                // place when the answer is replayed).
+                let kept = (grant || a.denial)
+                    .then(|| scrub(&response.body, &pending.checked.key))
+                    .flatten()
+                    .filter(|k| !grant || k.key_at.is_some());
+                if (grant || a.denial) && kept.is_none() {
+                    log::warn!(
+                        "relay: validate {} {}: passed on, not stored (the key is in it beyond \
+                         its key member)",
+                        pending.key.redacted(),
+                        a.status
+                    );
+                }
+                if let Some(kept) = kept {
                     let headers = PASSED_HEADERS
                         .iter()
                         .filter_map(|n| response.header(n).map(|v| (n.to_string(), v.to_string())))
@@ -442,12 +477,13 @@ impl Relay {
                         customer_id: a.customer_id.clone(),
                         answered_at: now.unix_seconds,
                         status: a.status,
-                        body: String::from_utf8_lossy(&response.body).into_owned(),
+                        body: kept.body,
                         headers,
                         grant,
                         mark: Mark::None,
                         last_event_at: 0,
                         marked_at: 0,
+                        key_at: kept.key_at,
                     };
                     // The newest event applied stays (an older one, late, changes
                     // nothing); a webhook applied while Polar was being asked keeps its
@@ -473,11 +509,16 @@ impl Relay {
     }
 }
 
-/// Polar's stored answer, as it was sent: its status, the headers passed back, its body.
-fn replayed(e: &Entry) -> RelayResponse {
-    RelayResponse {
+/// Polar's stored answer, as it was sent to the client asking with `key`: its status, the
+/// headers passed back, its body with the key back in its place. `None` for a grant stored
+/// without the key's place (an older store's, which held the key): it is asked again.
+fn replayed(e: &Entry, key: &str) -> Option<RelayResponse> {
+    if e.grant && e.key_at.is_none() {
+        return None;
+    }
+    Some(RelayResponse {
         status: e.status,
         headers: e.headers.clone(),
-        body: e.body.clone().into_bytes(),
-    }
+        body: unscrub(&e.body, e.key_at, key)?,
+    })
 }

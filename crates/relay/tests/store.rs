@@ -16,7 +16,8 @@ use polar_license_emulator::{
 };
 use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreOptions};
 use polar_license_relay::{
-    serve, Limits, Rate, Relay, RelayConfig, Running, StoreConfig, SOURCE_HEADER,
+    serve, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, Step, StoreConfig,
+    SOURCE_HEADER,
 };
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
@@ -509,4 +510,503 @@ fn the_store_is_bounded() {
         assert_eq!(validate(&relay, &k).status, 200);
     }
     assert!(backend.len().expect("len") <= 4);
+}
+
+// ---- The audit of the store (issue #37 follow-up) ---------------------------------------------
+
+fn validate_as(relay: &Running, key: &str, version: &str) -> Answer {
+    post(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}),
+        &[("polar-version", version)],
+    )
+}
+
+/// Whether `needle` occurs in `haystack`.
+fn occurs(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
+/// The store promises the SHA-256 of the key, never the key: after grants (a 2026-10 answer
+/// and a 2027-01 one, with the customer's and the member's email), the redb file holds neither
+/// the key nor an email, and the answer replayed from it still licenses the native client.
+#[test]
+fn the_file_holds_no_key_and_no_email_and_a_replayed_answer_still_licenses() {
+    let dir = ScratchDir::new("relay-store-nokey");
+    let path = dir.path().join("store.redb");
+    let polar = emulator();
+    let k = "STORE-SECRETKEY-9Q8W7E";
+    let email = "jane.doe.customer@example.org";
+    let member_email = "seat.holder.member@example.org";
+    polar
+        .add_key(SeedKey {
+            customer_email: Some(email.into()),
+            member: Some(polar_license_emulator::SeedMember {
+                email: Some(member_email.into()),
+                ..Default::default()
+            }),
+            ..SeedKey::new(k)
+        })
+        .expect("a key");
+    let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+    let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+    let first = validate(&relay, k);
+    assert_eq!(
+        (first.status, first.source.as_deref()),
+        (200, Some("polar"))
+    );
+    assert!(
+        first.body.contains(email),
+        "Polar's own answer is passed on as it is"
+    );
+    let newer = validate_as(&relay, k, "2027-01");
+    assert_eq!(
+        (newer.status, newer.source.as_deref()),
+        (200, Some("polar"))
+    );
+    assert!(newer.body.contains(member_email), "{}", newer.body);
+
+    // From the store: Polar's answer with the client's key put back and no email.
+    let replayed = validate(&relay, k);
+    assert_eq!(
+        (replayed.status, replayed.source.as_deref()),
+        (200, Some("store"))
+    );
+    let mut expected: Value = serde_json::from_str(&first.body).expect("JSON");
+    expected["customer"]["email"] = Value::Null;
+    expected["customer"]["avatar_url"] = Value::Null;
+    expected["user"]["email"] = Value::Null;
+    expected["user"]["avatar_url"] = Value::Null;
+    let got: Value = serde_json::from_str(&replayed.body).expect("JSON");
+    assert_eq!(got, expected);
+    assert_eq!(got["key"], json!(k));
+    let newer_replayed = validate_as(&relay, k, "2027-01");
+    assert_eq!(newer_replayed.source.as_deref(), Some("store"));
+    let v: Value = serde_json::from_str(&newer_replayed.body).expect("JSON");
+    assert_eq!(
+        (v["key"].as_str(), &v["member"]["email"]),
+        (Some(k), &Value::Null)
+    );
+
+    // The native client, through the relay, is licensed by the replayed answer.
+    polar.reset_request_count();
+    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(relay.url())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    let verdict = client
+        .validate(&polar_license::ValidateRequest::new(k))
+        .expect("an answer");
+    match verdict {
+        polar_license::Verdict::Accepted(v) => {
+            assert_eq!(v.license_key.key.expose(), k);
+            assert_eq!(v.license_key.customer.email, None);
+        }
+        other => panic!("not licensed: {other:?}"),
+    }
+    assert_eq!(polar.request_count(), 0, "answered from the store");
+    relay.stop();
+
+    let bytes = std::fs::read(&path).expect("the file");
+    assert!(!occurs(&bytes, k), "the whole key is in the file");
+    assert!(
+        !occurs(&bytes, email),
+        "the customer's email is in the file"
+    );
+    assert!(
+        !occurs(&bytes, member_email),
+        "the member's email is in the file"
+    );
+    assert!(occurs(&bytes, "****-9Q8W7E"), "the display key is kept");
+}
+
+/// The client's `polar-version` shapes Polar's answer (2027-01's member, subscription and
+/// order): an answer stored for one version never answers another.
+#[test]
+fn an_answer_of_one_api_version_never_answers_another() {
+    let polar = emulator();
+    let k = key(&polar, "VERSIONS");
+    let relay = start_relay(&polar, memory(), StoreOptions::default(), None);
+    polar.reset_request_count();
+    assert_eq!(
+        validate_as(&relay, &k, "2026-04").source.as_deref(),
+        Some("polar")
+    );
+    assert_eq!(
+        validate_as(&relay, &k, "2026-04").source.as_deref(),
+        Some("store")
+    );
+    let newer = validate_as(&relay, &k, "2027-01");
+    assert_eq!(
+        newer.source.as_deref(),
+        Some("polar"),
+        "asked for its own version"
+    );
+    assert_eq!(
+        validate_as(&relay, &k, "2027-01").source.as_deref(),
+        Some("store")
+    );
+    assert_eq!(polar.request_count(), 2);
+}
+
+/// A relay driven as a host drives it (begin, the call, finish) with a clock of the test's.
+fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> Relay {
+    let signer = SigningKey::generate(Some("core")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend: memory(),
+        options,
+        webhook_secret: Some(secret.to_string()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    Relay::new(config, Box::new(upstream)).expect("the relay")
+}
+
+fn request(path: &str, headers: &[(String, String)], body: &str) -> RelayRequest {
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend(headers.iter().cloned());
+    RelayRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: all,
+        body: body.as_bytes().to_vec(),
+        client_ip: "192.0.2.9".into(),
+    }
+}
+
+fn validate_request(key: &str) -> RelayRequest {
+    request(
+        "/v1/customer-portal/license-keys/validate",
+        &[],
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+    )
+}
+
+fn at(unix_seconds: i64) -> Now {
+    Now {
+        unix_seconds,
+        monotonic_ms: u64::try_from(unix_seconds).unwrap_or(0) * 1000,
+    }
+}
+
+fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A revocation acknowledged while the relay's call to Polar is under way, and Polar then
+/// failing (a 503, a timeout): the answer is the revocation, never the grant read before the
+/// call (which would go out `stale`, with a lease).
+#[test]
+fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
+    let polar = emulator();
+    let k = key(&polar, "RACE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 5;
+    let t0 = now();
+    for failure in [
+        Ok(polar_license::HttpResponse::new(503, "Service Unavailable")),
+        Err(polar_license::TransportError::new(
+            polar_license::TransportErrorKind::Timeout,
+            "timed out",
+        )),
+    ] {
+        let relay = core_relay(&polar, options.clone(), SECRET);
+        let first = relay.handle(&validate_request(&k), at(t0));
+        assert_eq!(first.status, 200);
+        let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+        let lid = license["id"].as_str().expect("id");
+        // Past its freshness: the next check asks Polar.
+        let later = t0 + 10;
+        let pending = match relay.begin(&validate_request(&k), at(later)) {
+            Step::Ask(pending) => pending,
+            other => panic!("expected a call to Polar: {other:?}"),
+        };
+        let revoke = event("benefit_grant.revoked", lid, &rfc3339(later));
+        let hook = request(
+            "/v1/webhooks/polar",
+            &signed(SECRET, "evt-race", later, &revoke),
+            &revoke,
+        );
+        assert_eq!(relay.handle(&hook, at(later)).status, 200);
+        let answer = relay.finish(pending, failure, at(later)).into_response();
+        assert_eq!(
+            (answer.status, answer.lease().is_some()),
+            (404, false),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+    }
+}
+
+/// The same race end to end: Polar slower than the relay's timeout (the emulator's delay), the
+/// revocation delivered while the relay waits.
+#[test]
+fn a_revocation_during_a_call_that_times_out_is_refused_end_to_end() {
+    let polar = emulator();
+    let k = key(&polar, "RACE-E2E");
+    let signer = SigningKey::generate(Some("race")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    config.store = Some(StoreConfig {
+        backend: memory(),
+        options,
+        webhook_secret: Some(SECRET.into()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
+    let relay = Arc::new(
+        serve(
+            Arc::new(Relay::new(config, Box::new(upstream)).expect("relay")),
+            "127.0.0.1:0",
+        )
+        .expect("it listens"),
+    );
+    let first = validate(&relay, &k);
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_str(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id").to_string();
+    std::thread::sleep(Duration::from_millis(2_100));
+    polar.set_fault(Some(Fault::Delay { ms: 2_500 }));
+    let in_flight = {
+        let (relay, k) = (Arc::clone(&relay), k.clone());
+        std::thread::spawn(move || validate(&relay, &k))
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(now()));
+    let headers = signed(SECRET, "evt-race-e2e", now(), &revoke);
+    assert_eq!(deliver(&relay, &headers, &revoke), 200);
+    let answer = in_flight.join().expect("the check");
+    assert_eq!(
+        (answer.status, answer.lease.is_none()),
+        (404, true),
+        "{:?} {}",
+        answer.source,
+        answer.body
+    );
+}
+
+/// A webhook narrows only what it is about: a revoked grant of another benefit (no license key
+/// in it) refuses none of the customer's keys; a customer-level event makes them stale (asked
+/// again), never denied, even while Polar cannot be asked.
+#[test]
+fn a_revoked_grant_of_another_benefit_refuses_nothing() {
+    let polar = emulator();
+    let k = key(&polar, "OTHERBENEFIT");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 5;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let customer = license["customer_id"].as_str().expect("customer_id");
+    let deliver_core = |id: &str, body: &str, when: i64| {
+        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        relay.handle(&hook, at(when)).status
+    };
+    let discord = json!({
+        "type": "benefit_grant.revoked",
+        "timestamp": rfc3339(t0 + 1),
+        "data": {"modified_at": rfc3339(t0 + 1), "customer_id": customer, "is_revoked": true,
+                 "benefit": {"type": "discord", "properties": {}},
+                 "properties": {"guild_id": "g"}}
+    })
+    .to_string();
+    assert_eq!(deliver_core("evt-discord", &discord, t0 + 1), 200);
+    polar.reset_request_count();
+    let still = relay.handle(&validate_request(&k), at(t0 + 2));
+    assert_eq!(
+        (still.status, still.header(SOURCE_HEADER)),
+        (200, Some("store")),
+        "{}",
+        String::from_utf8_lossy(&still.body)
+    );
+    assert_eq!(polar.request_count(), 0);
+
+    // A license-key grant revoked without its key's id, and a subscription revoked: the
+    // customer's entries are asked again; with Polar failing, the stored grant answers stale.
+    for (n, body) in [
+        json!({"type": "benefit_grant.revoked", "timestamp": rfc3339(t0 + 3),
+               "data": {"modified_at": rfc3339(t0 + 3), "customer_id": customer,
+                        "benefit": {"type": "license_keys"}, "properties": {}}}),
+        json!({"type": "subscription.revoked", "timestamp": rfc3339(t0 + 4),
+               "data": {"modified_at": rfc3339(t0 + 4), "customer_id": customer,
+                        "status": "canceled"}}),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let when = t0 + 3 + n as i64;
+        assert_eq!(
+            deliver_core(&format!("evt-c{n}"), &body.to_string(), when),
+            200
+        );
+        polar.set_fault(Some(Fault::Status {
+            status: 503,
+            body: "Service Unavailable".into(),
+        }));
+        let during = relay.handle(&validate_request(&k), at(when));
+        assert_eq!(
+            (during.status, during.header(SOURCE_HEADER)),
+            (200, Some("stale")),
+            "{n}: {}",
+            String::from_utf8_lossy(&during.body)
+        );
+        polar.set_fault(None);
+    }
+}
+
+/// How long a revocation refuses without a call counts from when the relay marked it, not from
+/// the event's own time: a late delivery refuses as long as a prompt one.
+#[test]
+fn a_late_revocation_refuses_for_the_whole_window_from_its_arrival() {
+    let polar = emulator();
+    let k = key(&polar, "LATE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1_000;
+    options.denial_for = 60;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    // Revoked in Polar 50 s before the delivery reaches the relay.
+    let arrival = t0 + 100;
+    let revoke = event("benefit_grant.revoked", lid, &rfc3339(arrival - 50));
+    let hook = request(
+        "/v1/webhooks/polar",
+        &signed(SECRET, "evt-late", arrival, &revoke),
+        &revoke,
+    );
+    assert_eq!(relay.handle(&hook, at(arrival)).status, 200);
+    polar.reset_request_count();
+    let refused = relay.handle(&validate_request(&k), at(arrival + 20));
+    assert_eq!(
+        (refused.status, refused.header(SOURCE_HEADER)),
+        (404, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0, "refused without a call");
+}
+
+/// Standard Webhooks' secret in Polar's original form (the UTF-8 bytes of the whole
+/// `whsec_…` text) verifies as the base64 form does.
+#[test]
+fn both_secret_forms_verify_through_the_relay() {
+    let polar = emulator();
+    let k = key(&polar, "FORMS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    let body = event("benefit_grant.revoked", lid, &rfc3339(t0));
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(format!("evt-utf8.{t0}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let headers = vec![
+        ("webhook-id".to_string(), "evt-utf8".to_string()),
+        ("webhook-timestamp".to_string(), t0.to_string()),
+        ("webhook-signature".to_string(), format!("v1,{sig}")),
+    ];
+    let hook = request("/v1/webhooks/polar", &headers, &body);
+    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 404);
+    // A timestamp 301 s ahead is refused, whichever form signed it.
+    let ahead = signed(SECRET, "evt-ahead", t0 + 301, &body);
+    let hook = request("/v1/webhooks/polar", &ahead, &body);
+    assert_eq!(relay.handle(&hook, at(t0)).status, 401);
+}
+
+/// An empty webhook secret (or `whsec_` alone) would verify signatures anyone can make: the
+/// relay refuses to start with it.
+#[test]
+fn an_empty_webhook_secret_is_refused_at_start() {
+    for secret in ["", "whsec_", "  "] {
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new(DEMO_TOKEN),
+            SigningKey::generate(Some("k")).expect("a key"),
+        );
+        config.store = Some(StoreConfig {
+            backend: memory(),
+            options: StoreOptions::default(),
+            webhook_secret: Some(secret.into()),
+        });
+        let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
+        let e = Relay::new(config, Box::new(upstream)).expect_err("refused");
+        assert!(
+            e.text().contains("webhook_secret"),
+            "{secret:?}: {}",
+            e.text()
+        );
+    }
+}
+
+/// A redb file closed cleanly (nothing for redb to recover, so nothing it would check) and
+/// then damaged, a bit flipped where an entry is, or truncated: refused at open, and still
+/// refused at the next open, never read.
+#[test]
+fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
+    let dir = ScratchDir::new("relay-store-flip");
+    let path = dir.path().join("store.redb");
+    let polar = emulator();
+    let k = key(&polar, "FLIPPED");
+    let id = {
+        let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+        let relay = start_relay(&polar, backend, StoreOptions::default(), None);
+        let first = validate(&relay, &k);
+        relay.stop();
+        let license: Value = serde_json::from_str(&first.body).expect("JSON");
+        license["id"].as_str().expect("id").to_string()
+    };
+    // Closed cleanly: it opens.
+    drop(RedbBackend::open(&path, 1_000).expect("reopened"));
+    let bytes = std::fs::read(&path).expect("the file");
+    let mut flipped = bytes.clone();
+    let mut n = 0;
+    for at in 0..bytes.len().saturating_sub(id.len()) {
+        if &bytes[at..at + id.len()] == id.as_bytes() {
+            flipped[at + 3] ^= 0x04;
+            n += 1;
+        }
+    }
+    assert!(n > 0);
+    for (name, damaged) in [
+        ("flipped", flipped),
+        ("truncated", bytes[..bytes.len() / 2].to_vec()),
+        ("cut", bytes[..bytes.len() - 1].to_vec()),
+    ] {
+        let path = dir.path().join(format!("{name}.redb"));
+        std::fs::write(&path, damaged).expect("write");
+        for attempt in 0..2 {
+            let e = RedbBackend::open(&path, 1_000).expect_err(name);
+            assert!(e.to_string().contains("damaged"), "{name} {attempt}: {e}");
+        }
+    }
 }

@@ -12,7 +12,7 @@ use ct_codecs::{Base64, Decoder, Encoder};
 use hmac::{Hmac, Mac};
 use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedKey, SeedToken, WebhookFault, WebhookOptions,
-    API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -201,6 +201,52 @@ fn a_sandbox_has_100_calls_and_a_budget_of_0_is_off() {
         let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
         assert_eq!(r.status, 200);
     }
+}
+
+#[test]
+fn every_token_of_an_organization_spends_the_one_budget() {
+    // Polar's identity is `organization:<id>`, not the token: the demo organization's two
+    // tokens share one counter, a call refused for its scope (403) spends it too, and the
+    // budget comes before the scope check (a 429, not a 403, once it is spent).
+    let options = Options {
+        token_budget: Some(6),
+        token_window: Some(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("emulator");
+    let agent = agent();
+    let read_only = token_validate(
+        &polar,
+        &agent,
+        DEMO_TOKEN_READ_ONLY,
+        DEMO_ORGANIZATION_ID,
+        DEMO_KEY,
+    );
+    assert_eq!(read_only.status, 403, "{}", read_only.body);
+    for i in 0..5 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200, "call {} of 5: {}", i + 2, r.body);
+    }
+    // Six calls of the organization, five of them DEMO_TOKEN's: each token is refused now.
+    for token in [DEMO_TOKEN, DEMO_TOKEN_READ_ONLY] {
+        let r = token_validate(&polar, &agent, token, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 429, "{token}: {}", r.body);
+        assert_eq!(r.body, "");
+        assert!(r.header("retry-after").is_some());
+    }
+    // The other organization's token has its whole budget.
+    for i in 0..6 {
+        let r = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
+        assert_eq!(
+            r.status,
+            200,
+            "the other organization's call {}: {}",
+            i + 1,
+            r.body
+        );
+    }
+    let r = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
+    assert_eq!(r.status, 429, "its own budget is spent now");
 }
 
 // ---- A receiver --------------------------------------------------------------------------

@@ -364,6 +364,17 @@ fn verify(secret: &str, r: &Received) -> Result<(), String> {
     let encoded = secret.strip_prefix("whsec_").ok_or("no whsec_ prefix")?;
     let mut buf = vec![0u8; encoded.len()];
     let key = Base64::decode(&mut buf, encoded, None).map_err(|_| "secret is not base64")?;
+    verify_with(key, r)
+}
+
+/// Verifies a delivery as Polar's original form signs it: the HMAC key is the UTF-8 bytes of
+/// the whole secret, `whsec_` included.
+fn verify_original(secret: &str, r: &Received) -> Result<(), String> {
+    verify_with(secret.as_bytes(), r)
+}
+
+/// The signature of `r` under the HMAC key `key`, and a timestamp within 300 s.
+fn verify_with(key: &[u8], r: &Received) -> Result<(), String> {
     let timestamp: i64 = r
         .header("webhook-timestamp")
         .parse()
@@ -487,6 +498,80 @@ fn a_revocation_reaches_each_api_versions_endpoint_signed() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), API_VERSIONS.len());
+}
+
+/// `PATCH /__emulator/webhooks/endpoints/{id}`: how the endpoint's deliveries are signed.
+fn sign_with_standard(polar: &Emulator, id: &str, standard: bool) -> Answer {
+    call(
+        &agent(),
+        "PATCH",
+        &format!("{}/__emulator/webhooks/endpoints/{id}", polar.url()),
+        "",
+        Some(&json!({"uses_standard_webhook_signature": standard})),
+    )
+}
+
+#[test]
+fn an_endpoint_switched_to_polars_original_form_is_signed_with_the_whole_secret() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let original = Receiver::start(|_, _| 204);
+    let standard = Receiver::start(|_, _| 204);
+    let (original_id, original_secret) =
+        register(&polar, &original.url, &["benefit_grant.updated"], None);
+    let (_, standard_secret) = register(&polar, &standard.url, &["benefit_grant.updated"], None);
+    let r = sign_with_standard(&polar, &original_id, false);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["uses_standard_webhook_signature"], false);
+    assert_eq!(r.json()["secret"], original_secret.as_str());
+    assert_eq!(
+        endpoint(&polar, &original_id)["uses_standard_webhook_signature"],
+        false
+    );
+    let bump = |usage: i64| {
+        assert!(polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                usage: Some(usage),
+                ..KeyUpdate::default()
+            }
+        ))
+    };
+    bump(1);
+    // Polar's original form: the HMAC key is the UTF-8 bytes of `whsec_…`; the Standard
+    // Webhooks key (the base64 after `whsec_`) does not verify it.
+    let got = original.wait_for(1);
+    verify_original(&original_secret, &got[0]).expect("signed with the whole secret");
+    assert!(verify(&original_secret, &got[0]).is_err());
+    // The converse on the endpoint left as it was.
+    let got = standard.wait_for(1);
+    verify(&standard_secret, &got[0]).expect("signed with the base64-decoded secret");
+    assert!(verify_original(&standard_secret, &got[0]).is_err());
+
+    // Switched back, the first endpoint signs the Standard Webhooks way again.
+    let r = sign_with_standard(&polar, &original_id, true);
+    assert_eq!(r.json()["uses_standard_webhook_signature"], true);
+    bump(2);
+    let got = original.wait_for(2);
+    verify(&original_secret, &got[1]).expect("the standard form again");
+    assert!(verify_original(&original_secret, &got[1]).is_err());
+
+    // An unknown endpoint, a bad id, another method, a bad body.
+    let unknown = sign_with_standard(&polar, "6f0e2a8b-1c3d-4e5f-8a9b-0c1d2e3f4a5b", false);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(sign_with_standard(&polar, "not-a-uuid", false).status, 404);
+    let url = format!(
+        "{}/__emulator/webhooks/endpoints/{original_id}",
+        polar.url()
+    );
+    assert_eq!(call(&agent(), "GET", &url, "", None).status, 405);
+    let bad = call(
+        &agent(),
+        "PATCH",
+        &url,
+        "",
+        Some(&json!({"standard": false})),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
 }
 
 #[test]

@@ -1,20 +1,27 @@
 #!/usr/bin/env node
-// `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit]
-// [--token-budget N] [--token-window SECONDS]`: the local
-// Polar of `polar-license/emulator`, serving until killed. It prints the banner of
-// `polar-license emulator` (the Rust command line): `listening on URL` first, then the
-// organization, each key with its benefit id, each access token.
+// `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit] [--sandbox]
+// [--token-budget N] [--token-window SECONDS] [--webhook-time-scale FACTOR]
+// [--webhook-timeout SECONDS]`: the local Polar of `polar-license/emulator`, serving until
+// killed. It prints the banner of `polar-license emulator` (the Rust command line): `listening
+// on URL` first, then the organization, each key with its benefit id, each access token.
 import { readFileSync } from 'node:fs';
 import { startEmulator } from './emulator.js';
 
 const USAGE = `usage: polar-license-emulator [--port N] [--host ADDRESS] [--seed FILE] [--rate-limit]
-                              [--token-budget N] [--token-window SECONDS]
+                              [--sandbox] [--token-budget N] [--token-window SECONDS]
+                              [--webhook-time-scale FACTOR] [--webhook-timeout SECONDS]
   --port N        the port on 127.0.0.1 (default 8787; 0 picks a free one)
   --host ADDRESS  the address to listen on (default 127.0.0.1)
   --seed FILE     a seed file (JSON: organization, keys, tokens); default the demo seed
   --rate-limit    Polar's rate limit: 3 requests per second, then a 60 s block
-  --token-budget N          an organization's token calls per window (default 500; 0: off)
-  --token-window SECONDS    the token budget's window (default 60)`;
+  --sandbox       behave like Polar's sandbox (X-Polar-Sandbox: 1; a token budget of 100)
+  --token-budget N          an organization's token calls per window (default: the seed's
+                            token_budget, else 500, or 100 with --sandbox; 0: off)
+  --token-window SECONDS    the token budget's window (default: the seed's
+                            token_window_seconds, else 60)
+  --webhook-time-scale FACTOR   scales Polar's webhook retry schedule (at once, 30 s, 1 min,
+                                5 min, ... ten attempts; default 1; 0.01 turns 30 s into 0.3 s)
+  --webhook-timeout SECONDS     how long one webhook delivery attempt may take (default 10)`;
 
 function fail(why) {
   process.stderr.write(`error: ${why}\n${USAGE}\n`);
@@ -25,7 +32,16 @@ const options = { port: 8787 };
 const args = process.argv.slice(2);
 for (let i = 0; i < args.length; i++) {
   let [name, value] = args[i].split(/=(.*)/s);
-  const takes = ['--port', '--host', '--seed', '--token-budget', '--token-window'].includes(name);
+  const takes = [
+    '--port',
+    '--host',
+    '--seed',
+    '--token-budget',
+    '--token-window',
+    '--webhook-time-scale',
+    '--webhook-timeout',
+  ].includes(name);
+  if (!takes && value !== undefined) fail(`${name} takes no value`);
   if (takes && value === undefined) {
     value = args[++i];
     if (value === undefined) fail(`${name} needs a value`);
@@ -50,14 +66,36 @@ for (let i = 0; i < args.length; i++) {
     case '--rate-limit':
       options.rateLimit = true;
       break;
+    case '--sandbox':
+      options.sandbox = true;
+      break;
     case '--token-budget':
-      if (!/^\d+$/.test(value)) fail(`--token-budget: not a count: ${value}`);
+      if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
+        fail(`--token-budget: not a count: ${value}`);
+      }
       options.tokenBudget = Number(value);
       break;
     case '--token-window':
       if (!/^[1-9]\d*$/.test(value)) fail(`--token-window: not a number of seconds: ${value}`);
       options.tokenWindowMs = Number(value) * 1000;
       break;
+    case '--webhook-time-scale': {
+      const scale = Number(value);
+      if (!/^\s*\S/.test(value) || !Number.isFinite(scale) || scale <= 0) {
+        fail(`--webhook-time-scale: not a number above 0: ${value}`);
+      }
+      options.webhookTimeScale = scale;
+      break;
+    }
+    case '--webhook-timeout': {
+      const seconds = Number(value);
+      const ms = Math.round(seconds * 1000);
+      if (!/^\s*\S/.test(value) || !Number.isFinite(seconds) || ms < 1) {
+        fail(`--webhook-timeout: not a positive number of seconds: ${value}`);
+      }
+      options.webhookTimeoutMs = ms;
+      break;
+    }
     case '-h':
     case '--help':
       process.stdout.write(`${USAGE}\n`);

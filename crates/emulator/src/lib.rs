@@ -29,8 +29,12 @@
 //! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
 //! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),
 //! `GET /__emulator/keys/{key}/activations`, `POST /__emulator/keys/{key}/rotate`
-//! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys` (a
-//! [`SeedKey`]) and `GET /__emulator/health`.
+//! (`{"key": "<new key>"}`: see [`Emulator::rotate_key`]), `POST /__emulator/keys/{key}/cycle`
+//! (see [`Emulator::cycle_key`]), `POST /__emulator/keys` (a [`SeedKey`]),
+//! `GET|POST /__emulator/webhooks/fault` (a [`WebhookFault`] as JSON, or `null`),
+//! `PATCH /__emulator/webhooks/endpoints/{id}` (`{"uses_standard_webhook_signature": false}`:
+//! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
+//! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
 
 mod check;
 #[cfg(not(target_arch = "wasm32"))]

@@ -12,7 +12,7 @@ use ct_codecs::{Base64, Decoder, Encoder};
 use hmac::{Hmac, Mac};
 use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedKey, SeedToken, WebhookFault, WebhookOptions,
-    API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -203,6 +203,52 @@ fn a_sandbox_has_100_calls_and_a_budget_of_0_is_off() {
     }
 }
 
+#[test]
+fn every_token_of_an_organization_spends_the_one_budget() {
+    // Polar's identity is `organization:<id>`, not the token: the demo organization's two
+    // tokens share one counter, a call refused for its scope (403) spends it too, and the
+    // budget comes before the scope check (a 429, not a 403, once it is spent).
+    let options = Options {
+        token_budget: Some(6),
+        token_window: Some(Duration::from_secs(60)),
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("emulator");
+    let agent = agent();
+    let read_only = token_validate(
+        &polar,
+        &agent,
+        DEMO_TOKEN_READ_ONLY,
+        DEMO_ORGANIZATION_ID,
+        DEMO_KEY,
+    );
+    assert_eq!(read_only.status, 403, "{}", read_only.body);
+    for i in 0..5 {
+        let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 200, "call {} of 5: {}", i + 2, r.body);
+    }
+    // Six calls of the organization, five of them DEMO_TOKEN's: each token is refused now.
+    for token in [DEMO_TOKEN, DEMO_TOKEN_READ_ONLY] {
+        let r = token_validate(&polar, &agent, token, DEMO_ORGANIZATION_ID, DEMO_KEY);
+        assert_eq!(r.status, 429, "{token}: {}", r.body);
+        assert_eq!(r.body, "");
+        assert!(r.header("retry-after").is_some());
+    }
+    // The other organization's token has its whole budget.
+    for i in 0..6 {
+        let r = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
+        assert_eq!(
+            r.status,
+            200,
+            "the other organization's call {}: {}",
+            i + 1,
+            r.body
+        );
+    }
+    let r = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
+    assert_eq!(r.status, 429, "its own budget is spent now");
+}
+
 // ---- A receiver --------------------------------------------------------------------------
 
 #[derive(Debug, Clone)]
@@ -235,7 +281,10 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(answer: impl Fn(usize, &Received) -> u16 + Send + 'static) -> Receiver {
+    /// Each connection is served on a thread of its own, as a real server serves them: one
+    /// slow answer holds up nothing else, so what arrives one at a time does so because the
+    /// emulator sends it so.
+    fn start(answer: impl Fn(usize, &Received) -> u16 + Send + Sync + 'static) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!(
             "http://{}/hooks/polar",
@@ -243,52 +292,13 @@ impl Receiver {
         );
         let got: Arc<Mutex<Vec<Received>>> = Arc::default();
         let record = Arc::clone(&got);
+        let answer = Arc::new(answer);
         thread::spawn(move || {
             for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { continue };
-                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
-                let mut line = String::new();
-                if reader.read_line(&mut line).unwrap_or(0) == 0 {
-                    continue;
-                }
-                let mut headers = Vec::new();
-                loop {
-                    let mut h = String::new();
-                    if reader.read_line(&mut h).unwrap_or(0) == 0 {
-                        break;
-                    }
-                    let h = h.trim_end();
-                    if h.is_empty() {
-                        break;
-                    }
-                    if let Some((k, v)) = h.split_once(':') {
-                        headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-                    }
-                }
-                let length: usize = headers
-                    .iter()
-                    .find(|(k, _)| k == "content-length")
-                    .and_then(|(_, v)| v.parse().ok())
-                    .unwrap_or(0);
-                let mut body = vec![0; length];
-                if reader.read_exact(&mut body).is_err() {
-                    continue;
-                }
-                let received = Received {
-                    headers,
-                    body: String::from_utf8_lossy(&body).into_owned(),
-                    at: Instant::now(),
-                };
-                let n = {
-                    let mut all = record.lock().expect("lock");
-                    all.push(received.clone());
-                    all.len() - 1
-                };
-                let status = answer(n, &received);
-                let _ = write!(
-                    stream,
-                    "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
-                );
+                let Ok(stream) = stream else { continue };
+                let record = Arc::clone(&record);
+                let answer = Arc::clone(&answer);
+                thread::spawn(move || serve_one(stream, &record, &*answer));
             }
         });
         Receiver { url, got }
@@ -312,12 +322,74 @@ impl Receiver {
     }
 }
 
+/// Reads one request from `stream`, records it, writes `answer`'s status.
+fn serve_one(
+    mut stream: std::net::TcpStream,
+    record: &Mutex<Vec<Received>>,
+    answer: &(impl Fn(usize, &Received) -> u16 + ?Sized),
+) {
+    let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+    let mut line = String::new();
+    if reader.read_line(&mut line).unwrap_or(0) == 0 {
+        return;
+    }
+    let mut headers = Vec::new();
+    loop {
+        let mut h = String::new();
+        if reader.read_line(&mut h).unwrap_or(0) == 0 {
+            break;
+        }
+        let h = h.trim_end();
+        if h.is_empty() {
+            break;
+        }
+        if let Some((k, v)) = h.split_once(':') {
+            headers.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
+        }
+    }
+    let length: usize = headers
+        .iter()
+        .find(|(k, _)| k == "content-length")
+        .and_then(|(_, v)| v.parse().ok())
+        .unwrap_or(0);
+    let mut body = vec![0; length];
+    if reader.read_exact(&mut body).is_err() {
+        return;
+    }
+    let received = Received {
+        headers,
+        body: String::from_utf8_lossy(&body).into_owned(),
+        at: Instant::now(),
+    };
+    let n = {
+        let mut all = record.lock().expect("lock");
+        all.push(received.clone());
+        all.len() - 1
+    };
+    let status = answer(n, &received);
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+    );
+}
+
 /// Verifies a delivery per Standard Webhooks with the `hmac` crate: the signature over
 /// `{id}.{timestamp}.{body}` under the base64 key after `whsec_`, and a timestamp within 300 s.
 fn verify(secret: &str, r: &Received) -> Result<(), String> {
     let encoded = secret.strip_prefix("whsec_").ok_or("no whsec_ prefix")?;
     let mut buf = vec![0u8; encoded.len()];
     let key = Base64::decode(&mut buf, encoded, None).map_err(|_| "secret is not base64")?;
+    verify_with(key, r)
+}
+
+/// Verifies a delivery as Polar's original form signs it: the HMAC key is the UTF-8 bytes of
+/// the whole secret, `whsec_` included.
+fn verify_original(secret: &str, r: &Received) -> Result<(), String> {
+    verify_with(secret.as_bytes(), r)
+}
+
+/// The signature of `r` under the HMAC key `key`, and a timestamp within 300 s.
+fn verify_with(key: &[u8], r: &Received) -> Result<(), String> {
     let timestamp: i64 = r
         .header("webhook-timestamp")
         .parse()
@@ -340,10 +412,31 @@ fn verify(secret: &str, r: &Received) -> Result<(), String> {
     }
 }
 
+/// Polar's retry schedule after each failed attempt, in seconds (docs/polar-api.md §14: 30 s,
+/// 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h, 8 h), ten attempts in all.
+const SCHEDULE: [u64; 9] = [30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800];
+/// The tests' schedule scale: 30 s is 3 ms.
+const SCALE: f64 = 0.0001;
+
+/// Each of `gaps` (between attempts) is the schedule's wait, scaled, within a tolerance: never
+/// shorter, and longer by at most what an attempt and a loaded machine add (250 ms and 25 %).
+fn assert_schedule(gaps: &[Duration], scale: f64) {
+    assert_eq!(gaps.len(), SCHEDULE.len(), "{gaps:?}");
+    for (i, (gap, secs)) in gaps.iter().zip(SCHEDULE).enumerate() {
+        let expected = Duration::from_secs_f64(secs as f64 * scale);
+        let most = expected.mul_f64(1.25) + Duration::from_millis(250);
+        assert!(
+            *gap >= expected && *gap <= most,
+            "wait {} is {gap:?}, the schedule's {expected:?} (at most {most:?}); all: {gaps:?}",
+            i + 1
+        );
+    }
+}
+
 fn fast() -> Options {
     Options {
         webhooks: WebhookOptions {
-            schedule_scale: 0.0001,
+            schedule_scale: SCALE,
             timeout: Duration::from_secs(5),
         },
         ..Options::default()
@@ -441,6 +534,80 @@ fn a_revocation_reaches_each_api_versions_endpoint_signed() {
     ids.sort();
     ids.dedup();
     assert_eq!(ids.len(), API_VERSIONS.len());
+}
+
+/// `PATCH /__emulator/webhooks/endpoints/{id}`: how the endpoint's deliveries are signed.
+fn sign_with_standard(polar: &Emulator, id: &str, standard: bool) -> Answer {
+    call(
+        &agent(),
+        "PATCH",
+        &format!("{}/__emulator/webhooks/endpoints/{id}", polar.url()),
+        "",
+        Some(&json!({"uses_standard_webhook_signature": standard})),
+    )
+}
+
+#[test]
+fn an_endpoint_switched_to_polars_original_form_is_signed_with_the_whole_secret() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let original = Receiver::start(|_, _| 204);
+    let standard = Receiver::start(|_, _| 204);
+    let (original_id, original_secret) =
+        register(&polar, &original.url, &["benefit_grant.updated"], None);
+    let (_, standard_secret) = register(&polar, &standard.url, &["benefit_grant.updated"], None);
+    let r = sign_with_standard(&polar, &original_id, false);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["uses_standard_webhook_signature"], false);
+    assert_eq!(r.json()["secret"], original_secret.as_str());
+    assert_eq!(
+        endpoint(&polar, &original_id)["uses_standard_webhook_signature"],
+        false
+    );
+    let bump = |usage: i64| {
+        assert!(polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                usage: Some(usage),
+                ..KeyUpdate::default()
+            }
+        ))
+    };
+    bump(1);
+    // Polar's original form: the HMAC key is the UTF-8 bytes of `whsec_…`; the Standard
+    // Webhooks key (the base64 after `whsec_`) does not verify it.
+    let got = original.wait_for(1);
+    verify_original(&original_secret, &got[0]).expect("signed with the whole secret");
+    assert!(verify(&original_secret, &got[0]).is_err());
+    // The converse on the endpoint left as it was.
+    let got = standard.wait_for(1);
+    verify(&standard_secret, &got[0]).expect("signed with the base64-decoded secret");
+    assert!(verify_original(&standard_secret, &got[0]).is_err());
+
+    // Switched back, the first endpoint signs the Standard Webhooks way again.
+    let r = sign_with_standard(&polar, &original_id, true);
+    assert_eq!(r.json()["uses_standard_webhook_signature"], true);
+    bump(2);
+    let got = original.wait_for(2);
+    verify(&original_secret, &got[1]).expect("the standard form again");
+    assert!(verify_original(&original_secret, &got[1]).is_err());
+
+    // An unknown endpoint, a bad id, another method, a bad body.
+    let unknown = sign_with_standard(&polar, "6f0e2a8b-1c3d-4e5f-8a9b-0c1d2e3f4a5b", false);
+    assert_eq!(unknown.status, 404);
+    assert_eq!(sign_with_standard(&polar, "not-a-uuid", false).status, 404);
+    let url = format!(
+        "{}/__emulator/webhooks/endpoints/{original_id}",
+        polar.url()
+    );
+    assert_eq!(call(&agent(), "GET", &url, "", None).status, 405);
+    let bad = call(
+        &agent(),
+        "PATCH",
+        &url,
+        "",
+        Some(&json!({"standard": false})),
+    );
+    assert_eq!(bad.status, 400, "{}", bad.body);
 }
 
 #[test]
@@ -599,9 +766,10 @@ fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
         assert_eq!(r.id(), got[0].id());
         verify(&secret, r).expect("signature");
     }
-    // Backoff: each wait at least as long as the one before (Polar's schedule, scaled).
+    // Backoff: each wait is Polar's schedule, scaled (30 s, 1 min, 5 min, … 8 h: 3 ms to
+    // 2.88 s here), never shorter, and longer only by the time an attempt takes.
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert!(gaps.last() > gaps.first(), "{gaps:?}");
+    assert_schedule(&gaps, SCALE);
     let deadline = Instant::now() + Duration::from_secs(5);
     while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
         thread::sleep(Duration::from_millis(20));
@@ -671,6 +839,163 @@ fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
         None,
     );
     assert_eq!(r.status, 422);
+}
+
+#[test]
+fn an_answer_after_the_timeout_is_a_failed_attempt_and_is_retried() {
+    let options = Options {
+        webhooks: WebhookOptions {
+            schedule_scale: SCALE,
+            timeout: Duration::from_millis(300),
+        },
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("emulator");
+    // The first attempt is answered 200, but after 2 s; the retry at once.
+    let receiver = Receiver::start(|n, _| {
+        if n == 0 {
+            thread::sleep(Duration::from_secs(2));
+        }
+        200
+    });
+    let (id, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    revoke(&polar, DEMO_KEY);
+    let first = receiver.wait_for(1);
+    // The attempt is given up at the timeout, while the receiver still holds its answer.
+    let deadline = first[0].at + Duration::from_millis(1_500);
+    let mut list = deliveries(&polar, &id);
+    while list.is_empty() && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+        list = deliveries(&polar, &id);
+    }
+    assert!(
+        Instant::now() < first[0].at + Duration::from_secs(2),
+        "the attempt is recorded before the receiver answered"
+    );
+    // Newest first: the first attempt is the last one listed (its retry may follow at once).
+    let oldest = list.last().expect("an attempt recorded");
+    assert_eq!(oldest["succeeded"], false);
+    assert_eq!(
+        oldest["http_code"],
+        Value::Null,
+        "no answer in time: {oldest}"
+    );
+    assert!(
+        oldest["response"].is_string(),
+        "the error is kept: {oldest}"
+    );
+    // Retried: the same event, and this time it succeeds.
+    let got = receiver.wait_for(2);
+    assert_eq!(got[1].id(), got[0].id());
+    verify(&secret, &got[1]).expect("signed");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries(&polar, &id).len() < 2 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let list = deliveries(&polar, &id);
+    let outcomes: Vec<(Value, Value)> = list
+        .iter()
+        .map(|d| (d["succeeded"].clone(), d["http_code"].clone()))
+        .collect();
+    // Newest first.
+    assert_eq!(
+        outcomes,
+        [(json!(true), json!(200)), (json!(false), Value::Null)]
+    );
+    assert_eq!(endpoint(&polar, &id)["enabled"], true);
+}
+
+/// A receiver that fails the first `fails` attempts of each event (by `webhook-id`), then
+/// answers 200.
+fn failing_first(fails: usize) -> Receiver {
+    let attempts: Mutex<std::collections::HashMap<String, usize>> = Mutex::default();
+    Receiver::start(move |_, r| {
+        let mut attempts = attempts.lock().expect("lock");
+        let n = attempts.entry(r.id()).or_insert(0);
+        *n += 1;
+        if *n <= fails {
+            500
+        } else {
+            200
+        }
+    })
+}
+
+fn bump_usage(polar: &Emulator, usage: i64) {
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            usage: Some(usage),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
+#[test]
+fn a_success_resets_the_count_of_consecutive_failures() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    // Seven failures, then a success, for each event: fourteen failures in all, never ten in
+    // a row.
+    let receiver = failing_first(7);
+    let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    bump_usage(&polar, 1);
+    let got = receiver.wait_for(8);
+    assert_eq!(got[7].id(), got[0].id());
+    bump_usage(&polar, 2);
+    let got = receiver.wait_for(16);
+    assert_ne!(got[8].id(), got[0].id(), "the second event");
+    assert_eq!(got[15].id(), got[8].id());
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries(&polar, &id).len() < 16 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let list = deliveries(&polar, &id);
+    assert_eq!(list.len(), 16);
+    assert_eq!(list.iter().filter(|d| d["succeeded"] == false).count(), 14);
+    assert_eq!(endpoint(&polar, &id)["enabled"], true, "never ten in a row");
+}
+
+#[test]
+fn ten_consecutive_failures_across_events_disable_the_endpoint() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    // The first attempt succeeds, every later one fails.
+    let receiver = Receiver::start(|n, _| if n == 0 { 200 } else { 500 });
+    let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    bump_usage(&polar, 1);
+    let first = receiver.wait_for(1)[0].id();
+    // The second event fails eight times (its ninth attempt waits 4 h scaled: 1.44 s).
+    bump_usage(&polar, 2);
+    let got = receiver.wait_for(9);
+    let second = got[8].id();
+    assert_ne!(second, first);
+    assert!(got[1..].iter().all(|r| r.id() == second));
+    // The first event redelivered goes first (its place in the order) and fails twice: ten
+    // failures in a row, of two events, neither out of attempts.
+    let r = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/webhooks/events/{first}/redeliver", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let got = receiver.wait_for(11);
+    assert_eq!((got[9].id(), got[10].id()), (first.clone(), first.clone()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    assert_eq!(endpoint(&polar, &id)["enabled"], false);
+    // Disabled: the second event's next attempt never comes.
+    thread::sleep(Duration::from_millis(1_800));
+    assert_eq!(receiver.received().len(), 11);
+    let list = deliveries(&polar, &id);
+    let failed = |event: &str| {
+        list.iter()
+            .filter(|d| d["webhook_event"]["id"] == event && d["succeeded"] == false)
+            .count()
+    };
+    assert_eq!((failed(&first), failed(&second)), (2, 8));
 }
 
 #[test]

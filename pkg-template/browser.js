@@ -15,7 +15,10 @@ const api = bind(
   [
     () => webCryptoEd25519(globalThis.crypto?.subtle),
     async () => {
-      const addon = await import('./polar_license_ed25519.js');
+      // Not a literal specifier: bundlers leave the add-on out of the app's bundle (esbuild would
+      // inline a literal one); like the .wasm, it is fetched from beside this file.
+      const glue = new URL('./polar_license_ed25519.js', import.meta.url).href;
+      const addon = await import(/* webpackIgnore: true */ /* @vite-ignore */ glue);
       await addon.default({ module_or_path: new URL('./polar_license_ed25519_bg.wasm', import.meta.url) });
       return addon.verify;
     },

@@ -895,7 +895,7 @@ function ed25519(verifiers, entry) {
       }
       const hint =
         entry === 'web'
-          ? 'its wasm verifier could not be loaded from beside the JS: copy node_modules/polar-license/polar_license_ed25519_bg.wasm next to your bundle, as polar_license_bg.wasm is'
+          ? 'its wasm verifier could not be loaded from beside the JS: copy node_modules/polar-license/polar_license_ed25519.js and polar_license_ed25519_bg.wasm next to your bundle, as polar_license_bg.wasm is'
           : "this entry carries no wasm verifier: import from 'polar-license' (which loads one on demand) or run in a host with Ed25519 (node >= 18, Deno, Bun, Chrome and Edge 137+, Firefox 129+, Safari 17+)";
       const why = failure ? ` (${describe(failure)})` : '';
       throw new LicenseError('load_error', `signed mode: this host's WebCrypto has no Ed25519 to verify the relay's leases, and ${hint}${why}`);

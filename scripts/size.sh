@@ -158,6 +158,15 @@ for (const [g, s] of Object.entries(groups).sort((a, c) => c[1] - a[1]).slice(0,
   console.log(`| ${g} | ${(s / 1024).toFixed(1)} | ${(100 * s / total).toFixed(0)}% |`);
 }
 console.log(`| all code (${bodies.length} functions) | ${(total / 1024).toFixed(1)} | 100% |`);
+// The largest functions (what a further cut would have to shrink), printed after the table.
+const largest = bodies
+  .map((size, i) => [size, (names[i + imported] || '?').replace(/\[[0-9a-f]+\]/g, '')])
+  .sort((a, c) => c[0] - a[0])
+  .slice(0, 12);
+process.on('exit', () => {
+  console.log('\n| largest functions (before wasm-opt) | KB |\n|---|---:|');
+  for (const [size, name] of largest) console.log(`| \`${name.length > 110 ? `${name.slice(0, 107)}...` : name}\` | ${(size / 1024).toFixed(1)} |`);
+});
 // Signed mode in every app's module (issue #38): no Ed25519 (the host verifies, or the add-on),
 // the lease's reading and checks remain (polar_license::lease).
 const ed = groups['ed25519_compact'] || 0;

@@ -202,7 +202,7 @@ test('bun build (--target browser): polar-license/inline in Chromium', async () 
   });
 });
 
-test('webpack 5 (production): the split entry, the .wasm emitted as an asset, in Chromium', async () => {
+test('webpack 5 (production): the split entry, the .wasm files emitted as assets, in Chromium', async () => {
   await row({ name: 'webpack 5', entry: 'polar-license', host: 'Chromium' }, async () => {
     const key = await newKey();
     const dir = await folder('webpack', { 'app.js': app('polar-license', key, 'page'), 'index.html': page('./dist/main.js', { module: false }) });
@@ -211,7 +211,11 @@ test('webpack 5 (production): the split entry, the .wasm emitted as an asset, in
       webpack({ mode: 'production', context: dir, entry: './app.js', output: { path: join(dir, 'dist'), publicPath: 'auto' }, target: 'web', performance: { hints: false } }).run((e, s) => (e ? fail(e) : ok(s))),
     );
     assert.ok(!stats.hasErrors(), stats.toString('errors-only'));
-    assert.ok(Object.keys(stats.compilation.assets).some((a) => a.endsWith('.wasm')), 'webpack emitted the .wasm');
+    const assets = Object.keys(stats.compilation.assets);
+    // The engine's .wasm, and signed mode's add-on (its .wasm and glue: issue #38), emitted
+    // beside the bundle to be fetched only by a client with relay keys whose host has no Ed25519.
+    assert.equal(assets.filter((a) => a.endsWith('.wasm')).length, 2, `webpack emitted both .wasm files: ${assets}`);
+    assert.equal(assets.filter((a) => a.endsWith('.js') && a !== 'main.js').length, 1, `webpack emitted the add-on's glue: ${assets}`);
     return `${site.url}/matrix/webpack/index.html`;
   });
 });

@@ -54,26 +54,30 @@ if [[ ! -f "$ROOT/scripts/npm/node_modules/@gfx/zopfli/package.json" ]]; then
     exit 1
 fi
 
-echo "==> cargo +$WASM_TOOLCHAIN (wasm32-unknown-unknown, release, opt-level z, std rebuilt, panic immediate-abort)"
-# opt-level z only for this build (the native release profile keeps opt-level 3).
-CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-wasm --lib --release \
-    --target wasm32-unknown-unknown
-RAW="$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_wasm.wasm"
+# wasm_module CRATE NAME: CRATE built for wasm32 in a cargo run of its own (crates built together
+# share unified dependency features, and one module could change another), then wasm-bindgen
+# (`--target web`) and wasm-opt -Oz into $PKG/NAME.js and $PKG/NAME_bg.wasm.
+wasm_module() {
+    local crate="$1" name="$2"
+    echo "==> cargo +$WASM_TOOLCHAIN -p $crate (wasm32-unknown-unknown, release, opt-level z, std rebuilt, panic immediate-abort)"
+    # opt-level z only for this build (the native release profile keeps opt-level 3).
+    CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
+        cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p "$crate" --lib --release \
+        --target wasm32-unknown-unknown
+    echo "==> wasm-bindgen $have_bindgen (--target web), wasm-opt -Oz ($("$WASM_OPT" --version)): $name"
+    wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/${crate//-/_}.wasm" --out-dir "$PKG" \
+        --out-name "$name" --target web --no-typescript --omit-default-module-path
+    # The features Rust enables by default for wasm32-unknown-unknown (every browser since 2021).
+    "$WASM_OPT" -Oz --strip-debug --strip-producers \
+        --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+        --enable-mutable-globals --enable-multivalue --enable-reference-types \
+        "$PKG/${name}_bg.wasm" -o "$PKG/${name}_bg.wasm.opt"
+    mv "$PKG/${name}_bg.wasm.opt" "$PKG/${name}_bg.wasm"
+}
 
-echo "==> wasm-bindgen $have_bindgen (--target web)"
 rm -rf "$PKG"
 mkdir -p "$PKG"
-wasm-bindgen "$RAW" --out-dir "$PKG" --out-name polar_license --target web \
-    --no-typescript --omit-default-module-path
-
-echo "==> wasm-opt -Oz ($("$WASM_OPT" --version))"
-# The features Rust enables by default for wasm32-unknown-unknown (every browser since 2021).
-"$WASM_OPT" -Oz --strip-debug --strip-producers \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-multivalue --enable-reference-types \
-    "$PKG/polar_license_bg.wasm" -o "$PKG/polar_license_bg.wasm.opt"
-mv "$PKG/polar_license_bg.wasm.opt" "$PKG/polar_license_bg.wasm"
+wasm_module polar-license-wasm polar_license
 
 echo "==> inline wasm (polar_license_inline.js: the wasm gzipped by zopfli, as base64, for polar-license/inline)"
 # Gzipped before base64: base64 hides the wasm's redundancy from the gzip a server or bundle
@@ -95,51 +99,17 @@ node -e '
     });
 ' "$PKG/polar_license_bg.wasm" "$PKG/polar_license_inline.js" "$ROOT/scripts/npm/node_modules/@gfx/zopfli"
 
-echo "==> the emulator's wasm (polar-license-emulator-wasm: cargo, wasm-bindgen, wasm-opt -Oz)"
-# Its own cargo run: built together with the engine, the two would share (unified) dependency
-# features and the default entry's wasm could change.
-CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-emulator-wasm --lib \
-    --release --target wasm32-unknown-unknown
-wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_emulator_wasm.wasm" \
-    --out-dir "$PKG" --out-name polar_license_emulator --target web \
-    --no-typescript --omit-default-module-path
-"$WASM_OPT" -Oz --strip-debug --strip-producers \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-multivalue --enable-reference-types \
-    "$PKG/polar_license_emulator_bg.wasm" -o "$PKG/polar_license_emulator_bg.wasm.opt"
-mv "$PKG/polar_license_emulator_bg.wasm.opt" "$PKG/polar_license_emulator_bg.wasm"
+# The emulator's (`polar-license/emulator`): loaded only by emulator.js.
+wasm_module polar-license-emulator-wasm polar_license_emulator
 
-echo "==> the relay's wasm (polar-license-relay-wasm, for polar-license/relay: cargo, wasm-bindgen, wasm-opt -Oz)"
-# Its own cargo run too: the client's wasm never carries the relay (its signing, Polar's input
-# checks), and the relay's is loaded only by polar-license/relay.
-CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-relay-wasm --lib \
-    --release --target wasm32-unknown-unknown
-wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_relay_wasm.wasm" \
-    --out-dir "$PKG" --out-name polar_license_relay --target web \
-    --no-typescript --omit-default-module-path
-"$WASM_OPT" -Oz --strip-debug --strip-producers \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-multivalue --enable-reference-types \
-    "$PKG/polar_license_relay_bg.wasm" -o "$PKG/polar_license_relay_bg.wasm.opt"
-mv "$PKG/polar_license_relay_bg.wasm.opt" "$PKG/polar_license_relay_bg.wasm"
+# The relay's (`polar-license/relay`): the client's wasm never carries the relay (its signing,
+# Polar's input checks), and the relay's is loaded only by polar-license/relay.
+wasm_module polar-license-relay-wasm polar_license_relay
 
-echo "==> signed mode's add-on (polar-license-ed25519-wasm: cargo, wasm-bindgen, wasm-opt -Oz)"
-# Its own cargo run and wasm (issue #38): the default entry's wasm verifies no signature, and
-# this one is loaded on a client's first lease only where the host has no Ed25519 (the inline
-# entries carry none: in a one-file bundle it would be in every app's bytes).
-CARGO_TARGET_DIR="$TARGET_DIR" CARGO_PROFILE_RELEASE_OPT_LEVEL=z RUSTFLAGS="$WASM_RUSTFLAGS" \
-    cargo "+$WASM_TOOLCHAIN" build "${WASM_BUILD_STD[@]}" -p polar-license-ed25519-wasm --lib \
-    --release --target wasm32-unknown-unknown
-wasm-bindgen "$TARGET_DIR/wasm32-unknown-unknown/release/polar_license_ed25519_wasm.wasm" \
-    --out-dir "$PKG" --out-name polar_license_ed25519 --target web \
-    --no-typescript --omit-default-module-path
-"$WASM_OPT" -Oz --strip-debug --strip-producers \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-multivalue --enable-reference-types \
-    "$PKG/polar_license_ed25519_bg.wasm" -o "$PKG/polar_license_ed25519_bg.wasm.opt"
-mv "$PKG/polar_license_ed25519_bg.wasm.opt" "$PKG/polar_license_ed25519_bg.wasm"
+# Signed mode's add-on (issue #38): the default entry's wasm verifies no signature, and this one
+# is loaded on a client's first lease only where the host has no Ed25519 (the inline entries
+# carry none: in a one-file bundle it would be in every app's bytes).
+wasm_module polar-license-ed25519-wasm polar_license_ed25519
 
 echo "==> package template"
 for f in pkg-template/*; do

@@ -93,9 +93,17 @@ pub struct Entry {
     pub grant: bool,
     /// What webhooks said since.
     pub mark: Mark,
-    /// The newest event applied (its `modified_at` or `timestamp`, unix seconds): an older
-    /// event, delivered late, changes nothing.
-    pub last_event_at: i64,
+    /// The newest customer-level event applied (a purchase event, or a license-key grant
+    /// event naming no key: its `modified_at` or `timestamp`, unix seconds): an older one,
+    /// delivered late, changes nothing. It never hides an event about the key (stored as
+    /// `last_event_at`, which an older relay advanced for every event).
+    #[serde(rename = "last_event_at")]
+    pub customer_event_at: i64,
+    /// The newest event applied that names this entry's key (a grant of it created, updated,
+    /// cycled or revoked): only such an event, newer, makes a late revocation of the key a
+    /// re-check instead of a denial (0 in an older relay's entries: every revocation denies).
+    #[serde(default)]
+    pub key_event_at: i64,
     /// When the relay applied the mark (its clock): a call to Polar that began before it does
     /// not lift it, and a revocation refuses without a call for `denial_for` from then.
     #[serde(default)]
@@ -741,19 +749,39 @@ fn unix_of(text: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-/// Applies a narrowing to an entry: `None` when it changes nothing (an older event, or a mark
-/// no narrower). A webhook never clears a mark and never makes a denial a grant.
+/// Applies a narrowing to an entry: `None` when it changes nothing. A webhook never clears a
+/// mark and never makes a denial a grant.
+///
+/// Polar delivers at least once and in any order (all the more to a relay that was down), so
+/// an event is read against the newest applied about the same thing: an event naming the
+/// entry's key against [`Entry::key_event_at`], any other (the customer's) against
+/// [`Entry::customer_event_at`]. An older one changes nothing, except a revocation: older than
+/// a newer event about its own key (a re-grant, an update), it still makes the entry stale (the
+/// next check asks Polar), and no newer event about anything else (another key, the customer's
+/// purchase) keeps it from denying.
 pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
-    if n.at < entry.last_event_at {
+    let mut e = entry.clone();
+    let names_key = entry
+        .license_key_id
+        .as_deref()
+        .is_some_and(|l| n.tags.iter().any(|t| t.strip_prefix("l:") == Some(l)));
+    let newest = if names_key {
+        &mut e.key_event_at
+    } else {
+        &mut e.customer_event_at
+    };
+    let mark = if n.at >= *newest {
+        *newest = n.at;
+        n.mark
+    } else if n.mark == Mark::Revoked {
+        Mark::Stale
+    } else {
         return None;
-    }
-    let mark = match (entry.mark, n.mark) {
+    };
+    e.mark = match (entry.mark, mark) {
         (Mark::Revoked, _) | (_, Mark::Revoked) => Mark::Revoked,
         _ => Mark::Stale,
     };
-    let mut e = entry.clone();
-    e.mark = mark;
-    e.last_event_at = n.at.max(entry.last_event_at);
     (e != *entry).then_some(e)
 }
 
@@ -1082,7 +1110,8 @@ mod durable {
                 headers: vec![],
                 grant: true,
                 mark: Mark::None,
-                last_event_at: 0,
+                customer_event_at: 0,
+                key_event_at: 0,
                 marked_at: 0,
                 key_at: None,
             }
@@ -1127,6 +1156,43 @@ mod durable {
                 read_meta(&db, "format").expect("meta").as_deref(),
                 Some(FORMAT)
             );
+        }
+
+        /// What each event was about survives a restart: the customer's newer event does not
+        /// hide the key's older revocation after the file is reopened, the key's newer
+        /// re-grant still makes it only a re-check.
+        #[test]
+        fn what_events_were_about_survives_a_restart() {
+            use crate::store::{narrowed, Narrowing};
+            let dir = polar_license_testkit::ScratchDir::new("redb-order");
+            let path = dir.path().join("order.redb");
+            let event = |tag: &str, mark: Mark, at: i64| Narrowing {
+                tags: vec![tag.to_string()],
+                mark,
+                at,
+            };
+            let (t1, t2) = (1_000, 2_000);
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                let purchase = narrowed(&entry(1), &event("c:C1", Mark::Stale, t2)).expect("1");
+                let regrant = narrowed(&entry(2), &event("l:L2", Mark::Stale, t2)).expect("2");
+                // Polar answered since: the marks gone, the events' times kept.
+                let answered = |e: Entry| Entry {
+                    mark: Mark::None,
+                    ..e
+                };
+                let updates = [
+                    ([1u8; 32], answered(purchase)),
+                    ([2u8; 32], answered(regrant)),
+                ];
+                assert!(b.apply_webhook("evt", t2, &updates).expect("applied"));
+            }
+            let b = RedbBackend::open(&path, 8).expect("reopened");
+            let get = |i: u8| b.get(&[i; 32]).expect("read").expect("kept");
+            let revoked = narrowed(&get(1), &event("l:L1", Mark::Revoked, t1));
+            assert_eq!(revoked.map(|e| e.mark), Some(Mark::Revoked));
+            let rechecked = narrowed(&get(2), &event("l:L2", Mark::Revoked, t1));
+            assert_eq!(rechecked.map(|e| e.mark), Some(Mark::Stale));
         }
 
         /// Eviction takes an entry's index rows with it: many keys through a small store
@@ -1209,7 +1275,8 @@ mod tests {
             headers: vec![],
             grant: true,
             mark: Mark::None,
-            last_event_at: 0,
+            customer_event_at: 0,
+            key_event_at: 0,
             marked_at: 0,
             key_at: None,
         };
@@ -1236,6 +1303,128 @@ mod tests {
         assert_eq!(narrowed(&revoked, &old), None);
     }
 
+    /// A key's entry, untouched by webhooks.
+    fn key_entry() -> Entry {
+        Entry {
+            license_key_id: Some("L".into()),
+            customer_id: Some("C".into()),
+            answered_at: 100,
+            status: 200,
+            body: "{}".into(),
+            headers: vec![],
+            grant: true,
+            mark: Mark::None,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: None,
+        }
+    }
+
+    /// Polar's event of `kind` at `at` (unix seconds): about the key `L` when `key` is true,
+    /// else about the customer `C` (a purchase event, or a license-key grant without a key id).
+    fn about(kind: &str, key: bool, at: i64) -> Narrowing {
+        let when = time::OffsetDateTime::from_unix_timestamp(at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .expect("a time");
+        let properties = if key {
+            serde_json::json!({"license_key_id": "L"})
+        } else {
+            serde_json::json!({})
+        };
+        narrowing(&serde_json::json!({"type": kind, "timestamp": when,
+            "data": {"modified_at": when, "customer_id": "C",
+                     "benefit": {"type": "license_keys"}, "properties": properties}}))
+        .expect("a narrowing")
+    }
+
+    /// Applies events in the order delivered (an event that changes nothing leaves it).
+    fn delivered(entry: &Entry, events: &[Narrowing]) -> Entry {
+        events
+            .iter()
+            .fold(entry.clone(), |e, n| narrowed(&e, n).unwrap_or(e))
+    }
+
+    /// Polar's answer stored since: its mark gone, what webhooks were applied kept (as the
+    /// relay stores an answer).
+    fn answered(entry: &Entry) -> Entry {
+        Entry {
+            mark: Mark::None,
+            marked_at: 0,
+            ..entry.clone()
+        }
+    }
+
+    #[test]
+    fn a_revocation_is_ignored_only_for_a_newer_event_about_its_own_key() {
+        let entry = key_entry();
+        let (t1, t2) = (1_000, 2_000);
+        // A customer-level event at t2 delivered first: the key's revocation at t1 denies,
+        // whether or not Polar answered in between.
+        for customer in [
+            about("subscription.canceled", false, t2),
+            about("order.refunded", false, t2),
+            about("benefit_grant.updated", false, t2),
+        ] {
+            let after = delivered(&entry, &[customer]);
+            for e in [after.clone(), answered(&after)] {
+                let revoked = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+                assert_eq!(revoked.mark, Mark::Revoked, "{e:?}");
+            }
+        }
+        // The same key re-granted at t2: its revocation at t1 is not a denial, only a re-check
+        // (also once Polar answered after the re-grant).
+        let regranted = delivered(&entry, &[about("benefit_grant.updated", true, t2)]);
+        for e in [regranted.clone(), answered(&regranted)] {
+            let late = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+            assert_eq!(late.mark, Mark::Stale, "{e:?}");
+        }
+        // Revoked at t2: no older event, about the key or the customer, undoes it.
+        let revoked = delivered(&entry, &[about("benefit_grant.revoked", true, t2)]);
+        for older in [
+            about("benefit_grant.created", true, t1),
+            about("benefit_grant.updated", true, t1),
+            about("benefit_grant.cycled", true, t1),
+            about("subscription.active", false, t1),
+            about("benefit_grant.created", false, t1),
+        ] {
+            assert_eq!(delivered(&revoked, &[older]).mark, Mark::Revoked);
+        }
+        // An older event of the same kind as the newest applied changes nothing (as before):
+        // an older update after a newer one, an older purchase event after a newer one.
+        for (newer, older) in [
+            (
+                about("benefit_grant.updated", true, t2),
+                about("benefit_grant.updated", true, t1),
+            ),
+            (
+                about("subscription.updated", false, t2),
+                about("subscription.updated", false, t1),
+            ),
+        ] {
+            let e = answered(&delivered(&entry, &[newer]));
+            assert_eq!(narrowed(&e, &older), None);
+        }
+    }
+
+    /// An entry an older relay stored (one `last_event_at` for every event) reads back with
+    /// that time as the customer's: no revocation of the key is hidden by it.
+    #[test]
+    fn an_older_relays_entry_hides_no_revocation() {
+        let mut old = serde_json::to_value(key_entry()).expect("json");
+        let fields = old.as_object_mut().expect("an object");
+        fields.remove("key_event_at");
+        fields.insert("last_event_at".into(), 2_000.into());
+        let e: Entry = serde_json::from_value(old).expect("read back");
+        assert_eq!((e.customer_event_at, e.key_event_at), (2_000, 0));
+        let late = delivered(&e, &[about("benefit_grant.revoked", true, 1_000)]);
+        assert_eq!(late.mark, Mark::Revoked);
+    }
+
     #[test]
     fn a_journal_restores_what_it_recorded() {
         let a = JournalBackend::new(10);
@@ -1248,7 +1437,8 @@ mod tests {
             headers: vec![],
             grant: true,
             mark: Mark::None,
-            last_event_at: 0,
+            customer_event_at: 0,
+            key_event_at: 0,
             marked_at: 0,
             key_at: None,
         };

@@ -809,6 +809,12 @@ mod durable {
     /// and the customer's email): opened, its entries are dropped (asked again), its webhook
     /// ids kept.
     const FORMAT_1: &str = "polar-license-relay-store/1";
+    /// The meta row of the file's format.
+    const FORMAT_ROW: &str = "format";
+    /// The meta row of a file refused as damaged (why), refused at every open after.
+    const DAMAGED: &str = "damaged";
+    /// The meta row counting the store's commits, compared across redb's check at open.
+    const COMMITS: &str = "commits";
 
     /// Entries in a file: every `put` and webhook is one committed transaction.
     pub struct RedbBackend {
@@ -833,7 +839,8 @@ mod durable {
         /// its checksum first: a damaged file (truncated, a bit flipped), or one that is not a
         /// verdict store, is refused with an error that says so, and stays refused (it is
         /// never read, nor repaired into an older state that would have forgotten a
-        /// revocation already acknowledged).
+        /// revocation already acknowledged). A file closed cleanly, or left by a `kill -9`,
+        /// opens as it was last committed.
         pub fn open(path: &Path, max_entries: usize) -> Result<RedbBackend, StoreError> {
             let damaged = |e: &dyn std::fmt::Display| {
                 StoreError(format!(
@@ -845,6 +852,7 @@ mod durable {
             // redb asserts some of what it reads of a file's header (a truncated file stops
             // it with a panic): that is damage too, said as such.
             let unwound = "its header does not describe the file (truncated?)";
+            let unreadable = "a page does not read as redb wrote it";
             let opened = std::panic::catch_unwind(AssertUnwindSafe(|| Database::create(path)));
             let mut db = match opened {
                 Ok(Ok(db)) => db,
@@ -857,76 +865,158 @@ mod durable {
                 }
                 Err(_) => return Err(damaged(&unwound)),
             };
+            // redb reads some of what no checksum guards before its check (a tree's length,
+            // a root that says it is empty) and panics on a page that does not read: until the
+            // file is checked and prepared, every use of it is guarded, a panic refusing it.
+            //
             // A file refused before stays refused (the check below may have rewritten it).
-            if let Some(why) = read_meta(&db, "damaged").map_err(|e| damaged(&e))? {
-                return Err(damaged(&why));
-            }
-            match std::panic::catch_unwind(AssertUnwindSafe(|| db.check_integrity())) {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    // redb repaired it, possibly back to an older commit: never use it.
-                    let why = "a checksum did not match; redb's repair would roll it back";
-                    let _ = write_meta(&db, "damaged", why);
-                    return Err(damaged(&why));
-                }
-                Ok(Err(e)) => {
-                    // redb's own drop of a file it could not repair asserts too.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
-                    return Err(damaged(&e));
-                }
-                Err(_) => {
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
-                    return Err(damaged(&unwound));
-                }
-            }
-            let w = db.begin_write().map_err(|e| err("open", e))?;
-            {
-                let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
-                let format = meta
-                    .get("format")
-                    .map_err(|e| err("open", e))?
-                    .map(|v| v.value().to_string());
-                match format.as_deref() {
-                    None => {
-                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
+            // What the file says of itself is read before redb's check (which may rewrite it).
+            let before = unwinding(|| -> Result<_, redb::Error> {
+                Ok((read_meta(&db, DAMAGED)?, stamp(&db)?))
+            });
+            let before = match before {
+                Some(Ok((None, before))) => before,
+                Some(Ok((Some(why), _))) => return Err(refuse(db, damaged(&why))),
+                Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                None => return Err(refuse(db, damaged(&unreadable))),
+            };
+            match unwinding(|| db.check_integrity()) {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => {
+                    // Every page matched its checksum (under a two-phase commit, which every
+                    // commit here is, a mismatch is an error) and redb rebuilt its own map of
+                    // free pages. redb 3.1 does after most clean closes: the map it saves at a
+                    // close predates its trim of the file's free tail. That changes no entry.
+                    // A repair that went back to an older commit, or a header damaged to say
+                    // the file holds nothing, would: the store's stamp (its format and count
+                    // of commits) says which.
+                    let after = match unwinding(|| stamp(&db)) {
+                        Some(Ok(after)) => after,
+                        Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                        None => return Err(refuse(db, damaged(&unreadable))),
+                    };
+                    if before.format.is_none() || after != before {
+                        let why = "redb's repair changed what the file holds";
+                        let _ = unwinding(|| write_meta(&db, DAMAGED, why));
+                        return Err(refuse(db, damaged(&why)));
                     }
-                    Some(FORMAT) => {}
-                    Some(FORMAT_1) => {
-                        // Its answers held whole keys: dropped, and asked again.
-                        w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
-                        w.delete_table(INDEX).map_err(|e| err("open", e))?;
-                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
-                        log::warn!(
-                            "relay: the verdict store at {} was written by an older relay \
-                             (its answers held license keys): its entries are dropped",
-                            path.display()
-                        );
-                    }
-                    Some(f) => {
-                        return Err(StoreError(format!(
-                            "{} is not a verdict store of this relay (format {f})",
-                            path.display()
-                        )))
-                    }
+                    log::debug!(
+                        "relay: redb rebuilt the map of free pages of {} (no entry changed)",
+                        path.display()
+                    );
                 }
-                w.open_table(ENTRIES).map_err(|e| err("open", e))?;
-                w.open_table(INDEX).map_err(|e| err("open", e))?;
-                w.open_table(WEBHOOKS).map_err(|e| err("open", e))?;
+                Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                None => return Err(refuse(db, damaged(&unwound))),
             }
-            w.commit().map_err(|e| err("open", e))?;
-            Ok(RedbBackend {
-                db,
-                max_entries: max_entries.max(1),
-            })
+            match unwinding(|| prepare(&db, path)) {
+                Some(Ok(())) => Ok(RedbBackend {
+                    db,
+                    max_entries: max_entries.max(1),
+                }),
+                Some(Err(e)) => Err(refuse(db, e)),
+                None => Err(refuse(db, damaged(&unreadable))),
+            }
         }
 
-        /// A write transaction committed in two phases: a later commit whose pages do not
-        /// match their checksums is then damage, never a torn write to roll back silently.
+        /// A write transaction (see [`begin`]), counted in the meta table.
         fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
-            let mut w = self.db.begin_write().map_err(|e| err("write", e))?;
-            w.set_two_phase_commit(true);
+            let w = begin(&self.db).map_err(|e| err("write", e))?;
+            {
+                let mut meta = w.open_table(META).map_err(|e| err("write", e))?;
+                count_commit(&mut meta).map_err(|e| err("write", e))?;
+            }
             Ok(w)
         }
+    }
+
+    /// The file's format written (or a first-format file's entries dropped) and its tables
+    /// made, in one commit.
+    fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
+        let w = begin(db).map_err(|e| err("open", e))?;
+        {
+            let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
+            count_commit(&mut meta).map_err(|e| err("open", e))?;
+            let format = meta
+                .get(FORMAT_ROW)
+                .map_err(|e| err("open", e))?
+                .map(|v| v.value().to_string());
+            match format.as_deref() {
+                None => {
+                    meta.insert(FORMAT_ROW, FORMAT)
+                        .map_err(|e| err("open", e))?;
+                }
+                Some(FORMAT) => {}
+                Some(FORMAT_1) => {
+                    // Its answers held whole keys: dropped, and asked again.
+                    w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
+                    w.delete_table(INDEX).map_err(|e| err("open", e))?;
+                    meta.insert(FORMAT_ROW, FORMAT)
+                        .map_err(|e| err("open", e))?;
+                    log::warn!(
+                        "relay: the verdict store at {} was written by an older relay (its \
+                         answers held license keys): its entries are dropped",
+                        path.display()
+                    );
+                }
+                Some(f) => {
+                    return Err(StoreError(format!(
+                        "{} is not a verdict store of this relay (format {f})",
+                        path.display()
+                    )))
+                }
+            }
+            w.open_table(ENTRIES).map_err(|e| err("open", e))?;
+            w.open_table(INDEX).map_err(|e| err("open", e))?;
+            w.open_table(WEBHOOKS).map_err(|e| err("open", e))?;
+        }
+        w.commit().map_err(|e| err("open", e))
+    }
+
+    /// `f`, or `None` when it panicked (redb asserts on some pages that do not read).
+    fn unwinding<T>(f: impl FnOnce() -> T) -> Option<T> {
+        std::panic::catch_unwind(AssertUnwindSafe(f)).ok()
+    }
+
+    /// What a file says of itself, compared across redb's check at open.
+    #[derive(PartialEq, Eq)]
+    struct Stamp {
+        /// Its format (`None`: a file that holds nothing of a store).
+        format: Option<String>,
+        /// The count of the store's commits (`None` in a file written before it was kept).
+        commits: Option<String>,
+    }
+
+    fn stamp(db: &Database) -> Result<Stamp, redb::Error> {
+        Ok(Stamp {
+            format: read_meta(db, FORMAT_ROW)?,
+            commits: read_meta(db, COMMITS)?,
+        })
+    }
+
+    /// The error of a file refused after it was opened: redb's own drop of a file it could not
+    /// check or repair asserts too, so the drop's panic is caught.
+    fn refuse(db: Database, e: StoreError) -> StoreError {
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+        e
+    }
+
+    /// A write transaction committed in two phases: a later commit whose pages do not match
+    /// their checksums is then damage, never a torn write to roll back silently.
+    fn begin(db: &Database) -> Result<redb::WriteTransaction, redb::Error> {
+        let mut w = db.begin_write()?;
+        w.set_two_phase_commit(true);
+        Ok(w)
+    }
+
+    /// Counts one more commit of the store's own (none of redb's): a repair that keeps the
+    /// count kept every entry.
+    fn count_commit(meta: &mut redb::Table<&str, &str>) -> Result<(), redb::Error> {
+        let n = meta
+            .get(COMMITS)?
+            .and_then(|v| v.value().parse::<u64>().ok())
+            .unwrap_or(0);
+        meta.insert(COMMITS, n.wrapping_add(1).to_string().as_str())?;
+        Ok(())
     }
 
     fn read_meta(db: &Database, name: &str) -> Result<Option<String>, redb::Error> {
@@ -941,8 +1031,7 @@ mod durable {
     }
 
     fn write_meta(db: &Database, name: &str, value: &str) -> Result<(), redb::Error> {
-        let mut w = db.begin_write()?;
-        w.set_two_phase_commit(true);
+        let w = begin(db)?;
         {
             let mut meta = w.open_table(META)?;
             meta.insert(name, value)?;
@@ -1095,7 +1184,7 @@ mod durable {
     }
 
     #[cfg(test)]
-    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     mod tests {
         use super::*;
         use crate::store::Mark;
@@ -1153,7 +1242,7 @@ mod durable {
             drop(b);
             let db = Database::create(&path).expect("reopen");
             assert_eq!(
-                read_meta(&db, "format").expect("meta").as_deref(),
+                read_meta(&db, FORMAT_ROW).expect("meta").as_deref(),
                 Some(FORMAT)
             );
         }
@@ -1193,6 +1282,109 @@ mod durable {
             assert_eq!(revoked.map(|e| e.mark), Some(Mark::Revoked));
             let rechecked = narrowed(&get(2), &event("l:L2", Mark::Revoked, t1));
             assert_eq!(rechecked.map(|e| e.mark), Some(Mark::Stale));
+        }
+
+        /// A file closed cleanly (the store dropped) after two writes reopens, and answers
+        /// what it held.
+        #[test]
+        fn a_cleanly_closed_file_reopens_after_two_writes() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-clean-two");
+            let path = dir.path().join("clean.redb");
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                b.put(&[1u8; 32], &entry(1)).expect("put 1");
+                b.put(&[2u8; 32], &entry(2)).expect("put 2");
+            }
+            for attempt in 0..3 {
+                let b = RedbBackend::open(&path, 8)
+                    .unwrap_or_else(|e| panic!("reopened ({attempt}): {e}"));
+                assert_eq!(b.get(&[1u8; 32]).expect("read"), Some(entry(1)));
+                assert_eq!(b.get(&[2u8; 32]).expect("read"), Some(entry(2)));
+                assert_eq!(b.index("l:L2").expect("index"), vec![[2u8; 32]]);
+            }
+        }
+
+        /// The same through many puts, evictions and webhook ids, closed cleanly and reopened
+        /// again and again: every reopen answers what the last close held.
+        #[test]
+        fn a_cleanly_closed_file_reopens_after_evictions_and_webhooks() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-clean-many");
+            let path = dir.path().join("clean.redb");
+            let id = |i: usize| {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                id
+            };
+            let mut next = 0;
+            // As many puts per run as a relay might make (redb's trim at a close depends on
+            // where the free pages fall).
+            for (round, puts) in [40, 1, 3, 100, 5, 2, 8, 9].into_iter().enumerate() {
+                let b = RedbBackend::open(&path, 8)
+                    .unwrap_or_else(|e| panic!("reopened (round {round}): {e}"));
+                if round > 0 {
+                    // What the last round left: its newest entries, its webhook ids.
+                    let last = next - 1;
+                    let marked = b.get(&id(last)).expect("read").expect("kept");
+                    assert_eq!(
+                        (marked.answered_at, marked.mark),
+                        (last as i64, Mark::Stale)
+                    );
+                    assert_eq!(b.index(&format!("l:L{last}")).expect("index"), [id(last)]);
+                    assert!(b.len().expect("len") <= 8);
+                    let seen = format!("evt-{}", round - 1);
+                    assert!(!b.apply_webhook(&seen, 10, &[]).expect("seen"), "{seen}");
+                }
+                for _ in 0..puts {
+                    b.put(&id(next), &entry(next)).expect("put");
+                    next += 1;
+                }
+                let marked = Entry {
+                    mark: Mark::Stale,
+                    ..entry(next - 1)
+                };
+                let hook = format!("evt-{round}");
+                assert!(b
+                    .apply_webhook(&hook, 10, &[(id(next - 1), marked.clone())])
+                    .expect("applied"));
+                assert_eq!(b.get(&id(next - 1)).expect("read"), Some(marked));
+            }
+        }
+
+        /// A cleanly closed file whose header was damaged where redb compares no checksum
+        /// before its check (its header is rewritten at every open): the commit slot's "the
+        /// tables' root is set" flag cleared (the file would read as an empty store), or the
+        /// length of its system tree changed (redb panics on it). Refused as damaged, at
+        /// every open, without a panic.
+        #[test]
+        fn a_damaged_header_is_refused_never_read_as_empty() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-header");
+            let path = dir.path().join("clean.redb");
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                for i in 0..5u8 {
+                    b.put(&[i; 32], &entry(i.into())).expect("put");
+                }
+            }
+            drop(RedbBackend::open(&path, 8).expect("reopened"));
+            let bytes = std::fs::read(&path).expect("the file");
+            // redb 3's header: the god byte's bit 0 names the primary of the two commit slots
+            // (128 bytes each from byte 64); in a slot, byte 1 says the tables' root is set,
+            // bytes 40..72 are the system tree's root (page, checksum, length).
+            let slot = 64 + 128 * usize::from(bytes[9] & 1);
+            let mut emptied = bytes.clone();
+            emptied[slot + 1] = 0;
+            let mut lengthened = bytes.clone();
+            lengthened[slot + 64] ^= 0x80;
+            for (name, damaged) in [("emptied", emptied), ("lengthened", lengthened)] {
+                let path = dir.path().join(format!("{name}.redb"));
+                std::fs::write(&path, damaged).expect("write");
+                for attempt in 0..2 {
+                    let e = std::panic::catch_unwind(|| RedbBackend::open(&path, 8))
+                        .unwrap_or_else(|_| panic!("{name} {attempt}: open panicked"))
+                        .expect_err(name);
+                    assert!(e.to_string().contains("damaged"), "{name} {attempt}: {e}");
+                }
+            }
         }
 
         /// Eviction takes an entry's index rows with it: many keys through a small store

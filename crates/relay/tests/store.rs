@@ -1243,3 +1243,63 @@ fn out_of_order_events_across_a_restart_of_the_file_store() {
     assert_eq!(polar.request_count(), 0, "refused without a call");
     relay.stop();
 }
+
+/// A library user's graceful stop: the native relay stopped ([`Running::stop`]) and its file
+/// closed cleanly (the store dropped with the relay), then started again on it, run after run:
+/// every restart opens the file and answers from what it held (grants without a call, a
+/// revocation acknowledged before the stop still refusing). Files of 1 to 8 keys (whether
+/// redb trims a file at its close depends on where its free pages fall).
+#[test]
+fn a_relay_stopped_cleanly_restarts_on_its_file_run_after_run() {
+    let dir = ScratchDir::new("relay-store-clean-stop");
+    let polar = emulator();
+    for n in 1..=8 {
+        let path = dir.path().join(format!("store-{n}.redb"));
+        let keys: Vec<String> = (0..n)
+            .map(|i| key(&polar, &format!("CLEAN-STOP-{n}-{i}")))
+            .collect();
+        for run in 0..3 {
+            let backend = RedbBackend::open(&path, 1_000).unwrap_or_else(|e| {
+                panic!("{n} keys, run {run}: the file refused after a clean stop: {e}")
+            });
+            let relay = start_relay(
+                &polar,
+                Arc::new(backend),
+                StoreOptions::default(),
+                Some(SECRET.into()),
+            );
+            polar.reset_request_count();
+            for (i, k) in keys.iter().enumerate() {
+                let answer = validate(&relay, k);
+                let got = (
+                    answer.status,
+                    answer.source.as_deref(),
+                    answer.lease.is_some(),
+                );
+                let want = match (run, i) {
+                    (0, _) => (200, Some("polar"), true),
+                    (_, 0) => (404, Some("store"), false),
+                    _ => (200, Some("store"), true),
+                };
+                assert_eq!(got, want, "{n} keys, run {run}: {}", answer.body);
+                if (run, i) == (0, 0) {
+                    // Revoked through Polar's webhook before the stop.
+                    let license: Value = serde_json::from_str(&answer.body).expect("JSON");
+                    let lid = license["id"].as_str().expect("id");
+                    let revoke = event("benefit_grant.revoked", lid, &rfc3339(now()));
+                    let h = signed(SECRET, &format!("evt-clean-stop-{n}"), now(), &revoke);
+                    assert_eq!(deliver(&relay, &h, &revoke), 200);
+                }
+            }
+            if run > 0 {
+                assert_eq!(
+                    polar.request_count(),
+                    0,
+                    "{n} keys, run {run}: from the file"
+                );
+            }
+            // Stopped: the relay, and with it the store, dropped; the file closed cleanly.
+            relay.stop();
+        }
+    }
+}

@@ -248,6 +248,31 @@ test('node: a save that fails once poisons nothing, and a webhook is acknowledge
   assert.equal(refused.source, 'store');
 });
 
+test("node: a key's late revocation refuses after a newer customer event, also once the relay restarts (the core's rule)", async () => {
+  const storage = flakyStorage();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: { webhookSecret: SECRET }, storage };
+  const relay = relayPkg.createRelay(options);
+  const key = newKey();
+  const first = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(first.status, 200, first.body);
+  const { id, customer_id: customer } = JSON.parse(first.body);
+  const at = (secondsAgo) => new Date(Date.now() - secondsAgo * 1000).toISOString();
+  // Delivered out of order: the customer's subscription canceled (newer) first.
+  const purchase = JSON.stringify({ type: 'subscription.canceled', timestamp: at(60), data: { modified_at: at(60), customer_id: customer, status: 'canceled' } });
+  const p = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders('evt-order-purchase', purchase), body: purchase });
+  assert.equal(p.status, 200, p.body);
+  // A restart: a new relay from what was saved, then the key's older revocation.
+  const restarted = relayPkg.createRelay(options);
+  const revoke = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: at(120), data: { modified_at: at(120), customer_id: customer, benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
+  const r = await direct(restarted, '/v1/webhooks/polar', { headers: signedHeaders('evt-order-revoke', revoke), body: revoke });
+  assert.equal(r.status, 200, r.body);
+  const calls = polar.requestCount();
+  const refused = await direct(restarted, VALIDATE, { body: validateBody(key) });
+  assert.equal(refused.status, 404, refused.body);
+  assert.equal(refused.source, 'store');
+  assert.equal(polar.requestCount(), calls, 'refused with no call to Polar');
+});
+
 test('node: what the store saves holds no license key and no email', async () => {
   const storage = flakyStorage();
   const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: {}, storage });

@@ -93,9 +93,17 @@ pub struct Entry {
     pub grant: bool,
     /// What webhooks said since.
     pub mark: Mark,
-    /// The newest event applied (its `modified_at` or `timestamp`, unix seconds): an older
-    /// event, delivered late, changes nothing.
-    pub last_event_at: i64,
+    /// The newest customer-level event applied (a purchase event, or a license-key grant
+    /// event naming no key: its `modified_at` or `timestamp`, unix seconds): an older one,
+    /// delivered late, changes nothing. It never hides an event about the key (stored as
+    /// `last_event_at`, which an older relay advanced for every event).
+    #[serde(rename = "last_event_at")]
+    pub customer_event_at: i64,
+    /// The newest event applied that names this entry's key (a grant of it created, updated,
+    /// cycled or revoked): only such an event, newer, makes a late revocation of the key a
+    /// re-check instead of a denial (0 in an older relay's entries: every revocation denies).
+    #[serde(default)]
+    pub key_event_at: i64,
     /// When the relay applied the mark (its clock): a call to Polar that began before it does
     /// not lift it, and a revocation refuses without a call for `denial_for` from then.
     #[serde(default)]
@@ -741,19 +749,39 @@ fn unix_of(text: &str) -> Option<i64> {
         .map(|t| t.unix_timestamp())
 }
 
-/// Applies a narrowing to an entry: `None` when it changes nothing (an older event, or a mark
-/// no narrower). A webhook never clears a mark and never makes a denial a grant.
+/// Applies a narrowing to an entry: `None` when it changes nothing. A webhook never clears a
+/// mark and never makes a denial a grant.
+///
+/// Polar delivers at least once and in any order (all the more to a relay that was down), so
+/// an event is read against the newest applied about the same thing: an event naming the
+/// entry's key against [`Entry::key_event_at`], any other (the customer's) against
+/// [`Entry::customer_event_at`]. An older one changes nothing, except a revocation: older than
+/// a newer event about its own key (a re-grant, an update), it still makes the entry stale (the
+/// next check asks Polar), and no newer event about anything else (another key, the customer's
+/// purchase) keeps it from denying.
 pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
-    if n.at < entry.last_event_at {
+    let mut e = entry.clone();
+    let names_key = entry
+        .license_key_id
+        .as_deref()
+        .is_some_and(|l| n.tags.iter().any(|t| t.strip_prefix("l:") == Some(l)));
+    let newest = if names_key {
+        &mut e.key_event_at
+    } else {
+        &mut e.customer_event_at
+    };
+    let mark = if n.at >= *newest {
+        *newest = n.at;
+        n.mark
+    } else if n.mark == Mark::Revoked {
+        Mark::Stale
+    } else {
         return None;
-    }
-    let mark = match (entry.mark, n.mark) {
+    };
+    e.mark = match (entry.mark, mark) {
         (Mark::Revoked, _) | (_, Mark::Revoked) => Mark::Revoked,
         _ => Mark::Stale,
     };
-    let mut e = entry.clone();
-    e.mark = mark;
-    e.last_event_at = n.at.max(entry.last_event_at);
     (e != *entry).then_some(e)
 }
 
@@ -781,6 +809,12 @@ mod durable {
     /// and the customer's email): opened, its entries are dropped (asked again), its webhook
     /// ids kept.
     const FORMAT_1: &str = "polar-license-relay-store/1";
+    /// The meta row of the file's format.
+    const FORMAT_ROW: &str = "format";
+    /// The meta row of a file refused as damaged (why), refused at every open after.
+    const DAMAGED: &str = "damaged";
+    /// The meta row counting the store's commits, compared across redb's check at open.
+    const COMMITS: &str = "commits";
 
     /// Entries in a file: every `put` and webhook is one committed transaction.
     pub struct RedbBackend {
@@ -805,7 +839,8 @@ mod durable {
         /// its checksum first: a damaged file (truncated, a bit flipped), or one that is not a
         /// verdict store, is refused with an error that says so, and stays refused (it is
         /// never read, nor repaired into an older state that would have forgotten a
-        /// revocation already acknowledged).
+        /// revocation already acknowledged). A file closed cleanly, or left by a `kill -9`,
+        /// opens as it was last committed.
         pub fn open(path: &Path, max_entries: usize) -> Result<RedbBackend, StoreError> {
             let damaged = |e: &dyn std::fmt::Display| {
                 StoreError(format!(
@@ -817,6 +852,7 @@ mod durable {
             // redb asserts some of what it reads of a file's header (a truncated file stops
             // it with a panic): that is damage too, said as such.
             let unwound = "its header does not describe the file (truncated?)";
+            let unreadable = "a page does not read as redb wrote it";
             let opened = std::panic::catch_unwind(AssertUnwindSafe(|| Database::create(path)));
             let mut db = match opened {
                 Ok(Ok(db)) => db,
@@ -829,76 +865,158 @@ mod durable {
                 }
                 Err(_) => return Err(damaged(&unwound)),
             };
+            // redb reads some of what no checksum guards before its check (a tree's length,
+            // a root that says it is empty) and panics on a page that does not read: until the
+            // file is checked and prepared, every use of it is guarded, a panic refusing it.
+            //
             // A file refused before stays refused (the check below may have rewritten it).
-            if let Some(why) = read_meta(&db, "damaged").map_err(|e| damaged(&e))? {
-                return Err(damaged(&why));
-            }
-            match std::panic::catch_unwind(AssertUnwindSafe(|| db.check_integrity())) {
-                Ok(Ok(true)) => {}
-                Ok(Ok(false)) => {
-                    // redb repaired it, possibly back to an older commit: never use it.
-                    let why = "a checksum did not match; redb's repair would roll it back";
-                    let _ = write_meta(&db, "damaged", why);
-                    return Err(damaged(&why));
-                }
-                Ok(Err(e)) => {
-                    // redb's own drop of a file it could not repair asserts too.
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
-                    return Err(damaged(&e));
-                }
-                Err(_) => {
-                    let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
-                    return Err(damaged(&unwound));
-                }
-            }
-            let w = db.begin_write().map_err(|e| err("open", e))?;
-            {
-                let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
-                let format = meta
-                    .get("format")
-                    .map_err(|e| err("open", e))?
-                    .map(|v| v.value().to_string());
-                match format.as_deref() {
-                    None => {
-                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
+            // What the file says of itself is read before redb's check (which may rewrite it).
+            let before = unwinding(|| -> Result<_, redb::Error> {
+                Ok((read_meta(&db, DAMAGED)?, stamp(&db)?))
+            });
+            let before = match before {
+                Some(Ok((None, before))) => before,
+                Some(Ok((Some(why), _))) => return Err(refuse(db, damaged(&why))),
+                Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                None => return Err(refuse(db, damaged(&unreadable))),
+            };
+            match unwinding(|| db.check_integrity()) {
+                Some(Ok(true)) => {}
+                Some(Ok(false)) => {
+                    // Every page matched its checksum (under a two-phase commit, which every
+                    // commit here is, a mismatch is an error) and redb rebuilt its own map of
+                    // free pages. redb 3.1 does after most clean closes: the map it saves at a
+                    // close predates its trim of the file's free tail. That changes no entry.
+                    // A repair that went back to an older commit, or a header damaged to say
+                    // the file holds nothing, would: the store's stamp (its format and count
+                    // of commits) says which.
+                    let after = match unwinding(|| stamp(&db)) {
+                        Some(Ok(after)) => after,
+                        Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                        None => return Err(refuse(db, damaged(&unreadable))),
+                    };
+                    if before.format.is_none() || after != before {
+                        let why = "redb's repair changed what the file holds";
+                        let _ = unwinding(|| write_meta(&db, DAMAGED, why));
+                        return Err(refuse(db, damaged(&why)));
                     }
-                    Some(FORMAT) => {}
-                    Some(FORMAT_1) => {
-                        // Its answers held whole keys: dropped, and asked again.
-                        w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
-                        w.delete_table(INDEX).map_err(|e| err("open", e))?;
-                        meta.insert("format", FORMAT).map_err(|e| err("open", e))?;
-                        log::warn!(
-                            "relay: the verdict store at {} was written by an older relay \
-                             (its answers held license keys): its entries are dropped",
-                            path.display()
-                        );
-                    }
-                    Some(f) => {
-                        return Err(StoreError(format!(
-                            "{} is not a verdict store of this relay (format {f})",
-                            path.display()
-                        )))
-                    }
+                    log::debug!(
+                        "relay: redb rebuilt the map of free pages of {} (no entry changed)",
+                        path.display()
+                    );
                 }
-                w.open_table(ENTRIES).map_err(|e| err("open", e))?;
-                w.open_table(INDEX).map_err(|e| err("open", e))?;
-                w.open_table(WEBHOOKS).map_err(|e| err("open", e))?;
+                Some(Err(e)) => return Err(refuse(db, damaged(&e))),
+                None => return Err(refuse(db, damaged(&unwound))),
             }
-            w.commit().map_err(|e| err("open", e))?;
-            Ok(RedbBackend {
-                db,
-                max_entries: max_entries.max(1),
-            })
+            match unwinding(|| prepare(&db, path)) {
+                Some(Ok(())) => Ok(RedbBackend {
+                    db,
+                    max_entries: max_entries.max(1),
+                }),
+                Some(Err(e)) => Err(refuse(db, e)),
+                None => Err(refuse(db, damaged(&unreadable))),
+            }
         }
 
-        /// A write transaction committed in two phases: a later commit whose pages do not
-        /// match their checksums is then damage, never a torn write to roll back silently.
+        /// A write transaction (see [`begin`]), counted in the meta table.
         fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
-            let mut w = self.db.begin_write().map_err(|e| err("write", e))?;
-            w.set_two_phase_commit(true);
+            let w = begin(&self.db).map_err(|e| err("write", e))?;
+            {
+                let mut meta = w.open_table(META).map_err(|e| err("write", e))?;
+                count_commit(&mut meta).map_err(|e| err("write", e))?;
+            }
             Ok(w)
         }
+    }
+
+    /// The file's format written (or a first-format file's entries dropped) and its tables
+    /// made, in one commit.
+    fn prepare(db: &Database, path: &Path) -> Result<(), StoreError> {
+        let w = begin(db).map_err(|e| err("open", e))?;
+        {
+            let mut meta = w.open_table(META).map_err(|e| err("open", e))?;
+            count_commit(&mut meta).map_err(|e| err("open", e))?;
+            let format = meta
+                .get(FORMAT_ROW)
+                .map_err(|e| err("open", e))?
+                .map(|v| v.value().to_string());
+            match format.as_deref() {
+                None => {
+                    meta.insert(FORMAT_ROW, FORMAT)
+                        .map_err(|e| err("open", e))?;
+                }
+                Some(FORMAT) => {}
+                Some(FORMAT_1) => {
+                    // Its answers held whole keys: dropped, and asked again.
+                    w.delete_table(ENTRIES).map_err(|e| err("open", e))?;
+                    w.delete_table(INDEX).map_err(|e| err("open", e))?;
+                    meta.insert(FORMAT_ROW, FORMAT)
+                        .map_err(|e| err("open", e))?;
+                    log::warn!(
+                        "relay: the verdict store at {} was written by an older relay (its \
+                         answers held license keys): its entries are dropped",
+                        path.display()
+                    );
+                }
+                Some(f) => {
+                    return Err(StoreError(format!(
+                        "{} is not a verdict store of this relay (format {f})",
+                        path.display()
+                    )))
+                }
+            }
+            w.open_table(ENTRIES).map_err(|e| err("open", e))?;
+            w.open_table(INDEX).map_err(|e| err("open", e))?;
+            w.open_table(WEBHOOKS).map_err(|e| err("open", e))?;
+        }
+        w.commit().map_err(|e| err("open", e))
+    }
+
+    /// `f`, or `None` when it panicked (redb asserts on some pages that do not read).
+    fn unwinding<T>(f: impl FnOnce() -> T) -> Option<T> {
+        std::panic::catch_unwind(AssertUnwindSafe(f)).ok()
+    }
+
+    /// What a file says of itself, compared across redb's check at open.
+    #[derive(PartialEq, Eq)]
+    struct Stamp {
+        /// Its format (`None`: a file that holds nothing of a store).
+        format: Option<String>,
+        /// The count of the store's commits (`None` in a file written before it was kept).
+        commits: Option<String>,
+    }
+
+    fn stamp(db: &Database) -> Result<Stamp, redb::Error> {
+        Ok(Stamp {
+            format: read_meta(db, FORMAT_ROW)?,
+            commits: read_meta(db, COMMITS)?,
+        })
+    }
+
+    /// The error of a file refused after it was opened: redb's own drop of a file it could not
+    /// check or repair asserts too, so the drop's panic is caught.
+    fn refuse(db: Database, e: StoreError) -> StoreError {
+        let _ = std::panic::catch_unwind(AssertUnwindSafe(move || drop(db)));
+        e
+    }
+
+    /// A write transaction committed in two phases: a later commit whose pages do not match
+    /// their checksums is then damage, never a torn write to roll back silently.
+    fn begin(db: &Database) -> Result<redb::WriteTransaction, redb::Error> {
+        let mut w = db.begin_write()?;
+        w.set_two_phase_commit(true);
+        Ok(w)
+    }
+
+    /// Counts one more commit of the store's own (none of redb's): a repair that keeps the
+    /// count kept every entry.
+    fn count_commit(meta: &mut redb::Table<&str, &str>) -> Result<(), redb::Error> {
+        let n = meta
+            .get(COMMITS)?
+            .and_then(|v| v.value().parse::<u64>().ok())
+            .unwrap_or(0);
+        meta.insert(COMMITS, n.wrapping_add(1).to_string().as_str())?;
+        Ok(())
     }
 
     fn read_meta(db: &Database, name: &str) -> Result<Option<String>, redb::Error> {
@@ -913,8 +1031,7 @@ mod durable {
     }
 
     fn write_meta(db: &Database, name: &str, value: &str) -> Result<(), redb::Error> {
-        let mut w = db.begin_write()?;
-        w.set_two_phase_commit(true);
+        let w = begin(db)?;
         {
             let mut meta = w.open_table(META)?;
             meta.insert(name, value)?;
@@ -1067,7 +1184,7 @@ mod durable {
     }
 
     #[cfg(test)]
-    #[allow(clippy::unwrap_used, clippy::expect_used)]
+    #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
     mod tests {
         use super::*;
         use crate::store::Mark;
@@ -1082,7 +1199,8 @@ mod durable {
                 headers: vec![],
                 grant: true,
                 mark: Mark::None,
-                last_event_at: 0,
+                customer_event_at: 0,
+                key_event_at: 0,
                 marked_at: 0,
                 key_at: None,
             }
@@ -1124,9 +1242,149 @@ mod durable {
             drop(b);
             let db = Database::create(&path).expect("reopen");
             assert_eq!(
-                read_meta(&db, "format").expect("meta").as_deref(),
+                read_meta(&db, FORMAT_ROW).expect("meta").as_deref(),
                 Some(FORMAT)
             );
+        }
+
+        /// What each event was about survives a restart: the customer's newer event does not
+        /// hide the key's older revocation after the file is reopened, the key's newer
+        /// re-grant still makes it only a re-check.
+        #[test]
+        fn what_events_were_about_survives_a_restart() {
+            use crate::store::{narrowed, Narrowing};
+            let dir = polar_license_testkit::ScratchDir::new("redb-order");
+            let path = dir.path().join("order.redb");
+            let event = |tag: &str, mark: Mark, at: i64| Narrowing {
+                tags: vec![tag.to_string()],
+                mark,
+                at,
+            };
+            let (t1, t2) = (1_000, 2_000);
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                let purchase = narrowed(&entry(1), &event("c:C1", Mark::Stale, t2)).expect("1");
+                let regrant = narrowed(&entry(2), &event("l:L2", Mark::Stale, t2)).expect("2");
+                // Polar answered since: the marks gone, the events' times kept.
+                let answered = |e: Entry| Entry {
+                    mark: Mark::None,
+                    ..e
+                };
+                let updates = [
+                    ([1u8; 32], answered(purchase)),
+                    ([2u8; 32], answered(regrant)),
+                ];
+                assert!(b.apply_webhook("evt", t2, &updates).expect("applied"));
+            }
+            let b = RedbBackend::open(&path, 8).expect("reopened");
+            let get = |i: u8| b.get(&[i; 32]).expect("read").expect("kept");
+            let revoked = narrowed(&get(1), &event("l:L1", Mark::Revoked, t1));
+            assert_eq!(revoked.map(|e| e.mark), Some(Mark::Revoked));
+            let rechecked = narrowed(&get(2), &event("l:L2", Mark::Revoked, t1));
+            assert_eq!(rechecked.map(|e| e.mark), Some(Mark::Stale));
+        }
+
+        /// A file closed cleanly (the store dropped) after two writes reopens, and answers
+        /// what it held.
+        #[test]
+        fn a_cleanly_closed_file_reopens_after_two_writes() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-clean-two");
+            let path = dir.path().join("clean.redb");
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                b.put(&[1u8; 32], &entry(1)).expect("put 1");
+                b.put(&[2u8; 32], &entry(2)).expect("put 2");
+            }
+            for attempt in 0..3 {
+                let b = RedbBackend::open(&path, 8)
+                    .unwrap_or_else(|e| panic!("reopened ({attempt}): {e}"));
+                assert_eq!(b.get(&[1u8; 32]).expect("read"), Some(entry(1)));
+                assert_eq!(b.get(&[2u8; 32]).expect("read"), Some(entry(2)));
+                assert_eq!(b.index("l:L2").expect("index"), vec![[2u8; 32]]);
+            }
+        }
+
+        /// The same through many puts, evictions and webhook ids, closed cleanly and reopened
+        /// again and again: every reopen answers what the last close held.
+        #[test]
+        fn a_cleanly_closed_file_reopens_after_evictions_and_webhooks() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-clean-many");
+            let path = dir.path().join("clean.redb");
+            let id = |i: usize| {
+                let mut id = [0u8; 32];
+                id[..8].copy_from_slice(&(i as u64).to_le_bytes());
+                id
+            };
+            let mut next = 0;
+            // As many puts per run as a relay might make (redb's trim at a close depends on
+            // where the free pages fall).
+            for (round, puts) in [40, 1, 3, 100, 5, 2, 8, 9].into_iter().enumerate() {
+                let b = RedbBackend::open(&path, 8)
+                    .unwrap_or_else(|e| panic!("reopened (round {round}): {e}"));
+                if round > 0 {
+                    // What the last round left: its newest entries, its webhook ids.
+                    let last = next - 1;
+                    let marked = b.get(&id(last)).expect("read").expect("kept");
+                    assert_eq!(
+                        (marked.answered_at, marked.mark),
+                        (last as i64, Mark::Stale)
+                    );
+                    assert_eq!(b.index(&format!("l:L{last}")).expect("index"), [id(last)]);
+                    assert!(b.len().expect("len") <= 8);
+                    let seen = format!("evt-{}", round - 1);
+                    assert!(!b.apply_webhook(&seen, 10, &[]).expect("seen"), "{seen}");
+                }
+                for _ in 0..puts {
+                    b.put(&id(next), &entry(next)).expect("put");
+                    next += 1;
+                }
+                let marked = Entry {
+                    mark: Mark::Stale,
+                    ..entry(next - 1)
+                };
+                let hook = format!("evt-{round}");
+                assert!(b
+                    .apply_webhook(&hook, 10, &[(id(next - 1), marked.clone())])
+                    .expect("applied"));
+                assert_eq!(b.get(&id(next - 1)).expect("read"), Some(marked));
+            }
+        }
+
+        /// A cleanly closed file whose header was damaged where redb compares no checksum
+        /// before its check (its header is rewritten at every open): the commit slot's "the
+        /// tables' root is set" flag cleared (the file would read as an empty store), or the
+        /// length of its system tree changed (redb panics on it). Refused as damaged, at
+        /// every open, without a panic.
+        #[test]
+        fn a_damaged_header_is_refused_never_read_as_empty() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-header");
+            let path = dir.path().join("clean.redb");
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                for i in 0..5u8 {
+                    b.put(&[i; 32], &entry(i.into())).expect("put");
+                }
+            }
+            drop(RedbBackend::open(&path, 8).expect("reopened"));
+            let bytes = std::fs::read(&path).expect("the file");
+            // redb 3's header: the god byte's bit 0 names the primary of the two commit slots
+            // (128 bytes each from byte 64); in a slot, byte 1 says the tables' root is set,
+            // bytes 40..72 are the system tree's root (page, checksum, length).
+            let slot = 64 + 128 * usize::from(bytes[9] & 1);
+            let mut emptied = bytes.clone();
+            emptied[slot + 1] = 0;
+            let mut lengthened = bytes.clone();
+            lengthened[slot + 64] ^= 0x80;
+            for (name, damaged) in [("emptied", emptied), ("lengthened", lengthened)] {
+                let path = dir.path().join(format!("{name}.redb"));
+                std::fs::write(&path, damaged).expect("write");
+                for attempt in 0..2 {
+                    let e = std::panic::catch_unwind(|| RedbBackend::open(&path, 8))
+                        .unwrap_or_else(|_| panic!("{name} {attempt}: open panicked"))
+                        .expect_err(name);
+                    assert!(e.to_string().contains("damaged"), "{name} {attempt}: {e}");
+                }
+            }
         }
 
         /// Eviction takes an entry's index rows with it: many keys through a small store
@@ -1209,7 +1467,8 @@ mod tests {
             headers: vec![],
             grant: true,
             mark: Mark::None,
-            last_event_at: 0,
+            customer_event_at: 0,
+            key_event_at: 0,
             marked_at: 0,
             key_at: None,
         };
@@ -1236,6 +1495,128 @@ mod tests {
         assert_eq!(narrowed(&revoked, &old), None);
     }
 
+    /// A key's entry, untouched by webhooks.
+    fn key_entry() -> Entry {
+        Entry {
+            license_key_id: Some("L".into()),
+            customer_id: Some("C".into()),
+            answered_at: 100,
+            status: 200,
+            body: "{}".into(),
+            headers: vec![],
+            grant: true,
+            mark: Mark::None,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: None,
+        }
+    }
+
+    /// Polar's event of `kind` at `at` (unix seconds): about the key `L` when `key` is true,
+    /// else about the customer `C` (a purchase event, or a license-key grant without a key id).
+    fn about(kind: &str, key: bool, at: i64) -> Narrowing {
+        let when = time::OffsetDateTime::from_unix_timestamp(at)
+            .ok()
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .expect("a time");
+        let properties = if key {
+            serde_json::json!({"license_key_id": "L"})
+        } else {
+            serde_json::json!({})
+        };
+        narrowing(&serde_json::json!({"type": kind, "timestamp": when,
+            "data": {"modified_at": when, "customer_id": "C",
+                     "benefit": {"type": "license_keys"}, "properties": properties}}))
+        .expect("a narrowing")
+    }
+
+    /// Applies events in the order delivered (an event that changes nothing leaves it).
+    fn delivered(entry: &Entry, events: &[Narrowing]) -> Entry {
+        events
+            .iter()
+            .fold(entry.clone(), |e, n| narrowed(&e, n).unwrap_or(e))
+    }
+
+    /// Polar's answer stored since: its mark gone, what webhooks were applied kept (as the
+    /// relay stores an answer).
+    fn answered(entry: &Entry) -> Entry {
+        Entry {
+            mark: Mark::None,
+            marked_at: 0,
+            ..entry.clone()
+        }
+    }
+
+    #[test]
+    fn a_revocation_is_ignored_only_for_a_newer_event_about_its_own_key() {
+        let entry = key_entry();
+        let (t1, t2) = (1_000, 2_000);
+        // A customer-level event at t2 delivered first: the key's revocation at t1 denies,
+        // whether or not Polar answered in between.
+        for customer in [
+            about("subscription.canceled", false, t2),
+            about("order.refunded", false, t2),
+            about("benefit_grant.updated", false, t2),
+        ] {
+            let after = delivered(&entry, &[customer]);
+            for e in [after.clone(), answered(&after)] {
+                let revoked = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+                assert_eq!(revoked.mark, Mark::Revoked, "{e:?}");
+            }
+        }
+        // The same key re-granted at t2: its revocation at t1 is not a denial, only a re-check
+        // (also once Polar answered after the re-grant).
+        let regranted = delivered(&entry, &[about("benefit_grant.updated", true, t2)]);
+        for e in [regranted.clone(), answered(&regranted)] {
+            let late = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+            assert_eq!(late.mark, Mark::Stale, "{e:?}");
+        }
+        // Revoked at t2: no older event, about the key or the customer, undoes it.
+        let revoked = delivered(&entry, &[about("benefit_grant.revoked", true, t2)]);
+        for older in [
+            about("benefit_grant.created", true, t1),
+            about("benefit_grant.updated", true, t1),
+            about("benefit_grant.cycled", true, t1),
+            about("subscription.active", false, t1),
+            about("benefit_grant.created", false, t1),
+        ] {
+            assert_eq!(delivered(&revoked, &[older]).mark, Mark::Revoked);
+        }
+        // An older event of the same kind as the newest applied changes nothing (as before):
+        // an older update after a newer one, an older purchase event after a newer one.
+        for (newer, older) in [
+            (
+                about("benefit_grant.updated", true, t2),
+                about("benefit_grant.updated", true, t1),
+            ),
+            (
+                about("subscription.updated", false, t2),
+                about("subscription.updated", false, t1),
+            ),
+        ] {
+            let e = answered(&delivered(&entry, &[newer]));
+            assert_eq!(narrowed(&e, &older), None);
+        }
+    }
+
+    /// An entry an older relay stored (one `last_event_at` for every event) reads back with
+    /// that time as the customer's: no revocation of the key is hidden by it.
+    #[test]
+    fn an_older_relays_entry_hides_no_revocation() {
+        let mut old = serde_json::to_value(key_entry()).expect("json");
+        let fields = old.as_object_mut().expect("an object");
+        fields.remove("key_event_at");
+        fields.insert("last_event_at".into(), 2_000.into());
+        let e: Entry = serde_json::from_value(old).expect("read back");
+        assert_eq!((e.customer_event_at, e.key_event_at), (2_000, 0));
+        let late = delivered(&e, &[about("benefit_grant.revoked", true, 1_000)]);
+        assert_eq!(late.mark, Mark::Revoked);
+    }
+
     #[test]
     fn a_journal_restores_what_it_recorded() {
         let a = JournalBackend::new(10);
@@ -1248,7 +1629,8 @@ mod tests {
             headers: vec![],
             grant: true,
             mark: Mark::None,
-            last_event_at: 0,
+            customer_event_at: 0,
+            key_event_at: 0,
             marked_at: 0,
             key_at: None,
         };

@@ -246,7 +246,7 @@ impl Relay {
                 let marked = if e.marked_at > 0 {
                     e.marked_at
                 } else {
-                    e.last_event_at
+                    e.key_event_at.max(e.customer_event_at)
                 };
                 let since = now.unix_seconds.saturating_sub(marked.max(e.answered_at));
                 if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
@@ -481,16 +481,19 @@ impl Relay {
                         headers,
                         grant,
                         mark: Mark::None,
-                        last_event_at: 0,
+                        customer_event_at: 0,
+                        key_event_at: 0,
                         marked_at: 0,
                         key_at: kept.key_at,
                     };
-                    // The newest event applied stays (an older one, late, changes
-                    // nothing); a webhook applied while Polar was being asked keeps its
-                    // mark (Polar may have answered before the change).
+                    // The newest events applied stay (an older one, late, changes
+                    // nothing, or is only a re-check); a webhook applied while Polar was
+                    // being asked keeps its mark (Polar may have answered before the change).
                     if let Ok(Some(current)) = s.backend.get(id) {
-                        entry.last_event_at = current.last_event_at;
-                        let seen = |e: &Entry| (e.mark, e.last_event_at, e.marked_at);
+                        entry.customer_event_at = current.customer_event_at;
+                        entry.key_event_at = current.key_event_at;
+                        let seen =
+                            |e: &Entry| (e.mark, e.customer_event_at, e.key_event_at, e.marked_at);
                         let changed = prior.as_ref().map(seen) != Some(seen(&current));
                         if changed && current.mark != Mark::None {
                             entry.mark = current.mark;

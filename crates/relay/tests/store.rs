@@ -1010,3 +1010,296 @@ fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
         }
     }
 }
+
+// ---- Events out of order (Polar delivers at least once, in any order, to a relay that was
+// down): a revocation yields only to a newer event about its own key ------------------------
+
+/// A license key's body, as the relay passed it on: its `id` and `customer_id`.
+fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
+    let license: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let field = |name: &str| license[name].as_str().expect(name).to_string();
+    (field("id"), field("customer_id"))
+}
+
+/// A customer-level event: a purchase event, or a license-key grant that names no key.
+fn customer_event(kind: &str, customer: &str, modified_at: i64) -> String {
+    let data = if kind.starts_with("benefit_grant.") {
+        json!({"modified_at": rfc3339(modified_at), "customer_id": customer,
+               "benefit": {"type": "license_keys"}, "properties": {}})
+    } else {
+        json!({"modified_at": rfc3339(modified_at), "customer_id": customer,
+               "status": "canceled"})
+    };
+    json!({"type": kind, "timestamp": rfc3339(modified_at), "data": data}).to_string()
+}
+
+/// The key revoked at t1, then the customer's subscription canceled (and a license-key grant
+/// without a key id, and another key of the customer updated) at t2 > t1, those delivered
+/// first: the revocation is about the key and nothing newer is, so the key is refused without
+/// a call, and while Polar cannot be asked too.
+#[test]
+fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
+    let polar = emulator();
+    let k = key(&polar, "ORDER-CUSTOMER");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let (lid, customer) = ids_of(&first);
+    // Another key of the same customer.
+    let other = "STORE-ORDER-OTHER-4A5B6C";
+    polar
+        .add_key(SeedKey {
+            customer_id: Some(customer.clone()),
+            ..SeedKey::new(other)
+        })
+        .expect("a key");
+    let second = relay.handle(&validate_request(other), at(t0));
+    let (other_lid, other_customer) = ids_of(&second);
+    assert_eq!(other_customer, customer);
+    let arrival = t0 + 30;
+    let deliver_core = |id: &str, body: &str| {
+        let hook = request(
+            "/v1/webhooks/polar",
+            &signed(SECRET, id, arrival, body),
+            body,
+        );
+        relay.handle(&hook, at(arrival)).status
+    };
+    for (id, body) in [
+        (
+            "evt-sub",
+            customer_event("subscription.canceled", &customer, t0 + 20),
+        ),
+        (
+            "evt-grant",
+            customer_event("benefit_grant.updated", &customer, t0 + 21),
+        ),
+        (
+            "evt-other",
+            event("benefit_grant.updated", &other_lid, &rfc3339(t0 + 22)),
+        ),
+        (
+            "evt-revoke",
+            event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10)),
+        ),
+    ] {
+        assert_eq!(deliver_core(id, &body), 200, "{id}");
+    }
+    polar.reset_request_count();
+    let refused = relay.handle(&validate_request(&k), at(arrival + 1));
+    assert_eq!(
+        (refused.status, refused.header(SOURCE_HEADER)),
+        (404, Some("store")),
+        "{}",
+        String::from_utf8_lossy(&refused.body)
+    );
+    assert_eq!(polar.request_count(), 0, "refused without a call");
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let during = relay.handle(&validate_request(&k), at(arrival + 2));
+    assert_eq!(
+        (during.status, during.lease().is_some()),
+        (404, false),
+        "no stale grant while Polar cannot be asked"
+    );
+}
+
+/// The key re-granted at t2, asked again (Polar's answer stored), then its revocation of t1 <
+/// t2 delivered: a newer event about the same key says otherwise, so the key is not refused,
+/// but the late revocation still makes its next check ask Polar.
+#[test]
+fn a_revocation_older_than_its_keys_regrant_only_makes_it_asked_again() {
+    let polar = emulator();
+    let k = key(&polar, "ORDER-REGRANT");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let (lid, _) = ids_of(&first);
+    let deliver_core = |id: &str, body: &str, when: i64| {
+        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        relay.handle(&hook, at(when)).status
+    };
+    let regrant = event("benefit_grant.updated", &lid, &rfc3339(t0 + 20));
+    assert_eq!(deliver_core("evt-regrant", &regrant, t0 + 30), 200);
+    let asked = relay.handle(&validate_request(&k), at(t0 + 31));
+    assert_eq!(
+        (asked.status, asked.header(SOURCE_HEADER)),
+        (200, Some("polar"))
+    );
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10));
+    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 32), 200);
+    polar.reset_request_count();
+    let again = relay.handle(&validate_request(&k), at(t0 + 33));
+    assert_eq!(
+        (again.status, again.header(SOURCE_HEADER)),
+        (200, Some("polar")),
+        "not refused (the re-grant is newer), but asked again"
+    );
+    assert_eq!(polar.request_count(), 1);
+}
+
+/// The key revoked at t2, then its grant's older events (a re-grant, an update, the
+/// customer's purchase at t1 < t2) delivered: still refused, with no call, and while Polar
+/// cannot be asked.
+#[test]
+fn an_older_event_never_undoes_a_newer_revocation() {
+    let polar = emulator();
+    let k = key(&polar, "ORDER-OLDER");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    let (lid, customer) = ids_of(&first);
+    let deliver_core = |id: &str, body: &str, when: i64| {
+        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        relay.handle(&hook, at(when)).status
+    };
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 20));
+    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 30), 200);
+    for (id, body) in [
+        (
+            "evt-created",
+            event("benefit_grant.created", &lid, &rfc3339(t0 + 10)),
+        ),
+        (
+            "evt-updated",
+            event("benefit_grant.updated", &lid, &rfc3339(t0 + 11)),
+        ),
+        (
+            "evt-active",
+            customer_event("subscription.active", &customer, t0 + 12),
+        ),
+    ] {
+        assert_eq!(deliver_core(id, &body, t0 + 31), 200, "{id}");
+    }
+    polar.reset_request_count();
+    let refused = relay.handle(&validate_request(&k), at(t0 + 32));
+    assert_eq!(
+        (refused.status, refused.header(SOURCE_HEADER)),
+        (404, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0);
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let during = relay.handle(&validate_request(&k), at(t0 + 33));
+    assert_eq!((during.status, during.lease().is_some()), (404, false));
+}
+
+/// Through the native relay over loopback, with its file: the customer's newer event
+/// delivered, the relay restarted, then the key's older revocation delivered: refused without
+/// a call (what each event was about survives the restart).
+#[test]
+fn out_of_order_events_across_a_restart_of_the_file_store() {
+    let dir = ScratchDir::new("relay-store-order");
+    let path = dir.path().join("store.redb");
+    let restarted = dir.path().join("restarted.redb");
+    let polar = emulator();
+    let k = key(&polar, "ORDER-RESTART");
+    let t = now();
+    let (lid, customer) = {
+        let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+        let relay = start_relay(
+            &polar,
+            backend,
+            StoreOptions::default(),
+            Some(SECRET.into()),
+        );
+        let first = validate(&relay, &k);
+        assert_eq!(first.source.as_deref(), Some("polar"));
+        let license: Value = serde_json::from_str(&first.body).expect("JSON");
+        let field = |name: &str| license[name].as_str().expect(name).to_string();
+        let (lid, customer) = (field("id"), field("customer_id"));
+        let purchase = customer_event("subscription.revoked", &customer, t - 60);
+        let h = signed(SECRET, "evt-purchase", now(), &purchase);
+        assert_eq!(deliver(&relay, &h, &purchase), 200);
+        // The relay killed here (as `relay serve` stops: a kill, no clean close): the file as
+        // it was when the delivery's 200 left.
+        std::fs::copy(&path, &restarted).expect("a copy");
+        relay.stop();
+        (lid, customer)
+    };
+    let backend = Arc::new(RedbBackend::open(&restarted, 1_000).expect("reopened"));
+    let relay = start_relay(
+        &polar,
+        backend,
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t - 120));
+    let h = signed(SECRET, "evt-revoke", now(), &revoke);
+    assert_eq!(deliver(&relay, &h, &revoke), 200);
+    polar.reset_request_count();
+    let refused = validate(&relay, &k);
+    assert_eq!(
+        (refused.status, refused.source.as_deref(), refused.lease),
+        (404, Some("store"), None),
+        "{customer}: {}",
+        refused.body
+    );
+    assert_eq!(polar.request_count(), 0, "refused without a call");
+    relay.stop();
+}
+
+/// A library user's graceful stop: the native relay stopped ([`Running::stop`]) and its file
+/// closed cleanly (the store dropped with the relay), then started again on it, run after run:
+/// every restart opens the file and answers from what it held (grants without a call, a
+/// revocation acknowledged before the stop still refusing). Files of 1 to 8 keys (whether
+/// redb trims a file at its close depends on where its free pages fall).
+#[test]
+fn a_relay_stopped_cleanly_restarts_on_its_file_run_after_run() {
+    let dir = ScratchDir::new("relay-store-clean-stop");
+    let polar = emulator();
+    for n in 1..=8 {
+        let path = dir.path().join(format!("store-{n}.redb"));
+        let keys: Vec<String> = (0..n)
+            .map(|i| key(&polar, &format!("CLEAN-STOP-{n}-{i}")))
+            .collect();
+        for run in 0..3 {
+            let backend = RedbBackend::open(&path, 1_000).unwrap_or_else(|e| {
+                panic!("{n} keys, run {run}: the file refused after a clean stop: {e}")
+            });
+            let relay = start_relay(
+                &polar,
+                Arc::new(backend),
+                StoreOptions::default(),
+                Some(SECRET.into()),
+            );
+            polar.reset_request_count();
+            for (i, k) in keys.iter().enumerate() {
+                let answer = validate(&relay, k);
+                let got = (
+                    answer.status,
+                    answer.source.as_deref(),
+                    answer.lease.is_some(),
+                );
+                let want = match (run, i) {
+                    (0, _) => (200, Some("polar"), true),
+                    (_, 0) => (404, Some("store"), false),
+                    _ => (200, Some("store"), true),
+                };
+                assert_eq!(got, want, "{n} keys, run {run}: {}", answer.body);
+                if (run, i) == (0, 0) {
+                    // Revoked through Polar's webhook before the stop.
+                    let license: Value = serde_json::from_str(&answer.body).expect("JSON");
+                    let lid = license["id"].as_str().expect("id");
+                    let revoke = event("benefit_grant.revoked", lid, &rfc3339(now()));
+                    let h = signed(SECRET, &format!("evt-clean-stop-{n}"), now(), &revoke);
+                    assert_eq!(deliver(&relay, &h, &revoke), 200);
+                }
+            }
+            if run > 0 {
+                assert_eq!(
+                    polar.request_count(),
+                    0,
+                    "{n} keys, run {run}: from the file"
+                );
+            }
+            // Stopped: the relay, and with it the store, dropped; the file closed cleanly.
+            relay.stop();
+        }
+    }
+}

@@ -1048,14 +1048,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * The engine's step `name`. In signed mode a step may first ask for lease signatures to be
      * verified (`{ verify: [[id, key, message, signature]…] }`, hex): they are, by the host,
      * the answers are handed in, and the same step runs again (a pure function of its
-     * arguments and those answers). A second round would be the engine's fault: it is one.
+     * arguments and those answers). A step asks for every signature it meets in one round; an
+     * answer may lead it to another lease, so a few rounds may be needed, and a step still
+     * asking after four is the engine's fault.
      */
     async #step(name, args) {
       const engine = this.#engine;
       for (let round = 0; ; round += 1) {
         const text = engine.call(name, args);
         if (typeof text !== 'string' || !text.startsWith('{"verify":')) return text;
-        if (round === 2) throw new LicenseError('protocol_error', 'signed mode: the engine asked again for signatures it was given');
+        if (round === 4) throw new LicenseError('protocol_error', 'signed mode: the engine kept asking for signatures to be verified');
         const asks = JSON.parse(text).verify;
         const verify = await verifier();
         const answers = await Promise.all(

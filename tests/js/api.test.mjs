@@ -66,6 +66,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'package.json',
     'polar_license.js',
     'polar_license_bg.wasm',
+    'polar_license_ed25519.js',
+    'polar_license_ed25519_bg.wasm',
     'polar_license_emulator.js',
     'polar_license_emulator_bg.wasm',
     'polar_license_inline.js',

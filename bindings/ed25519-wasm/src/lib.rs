@@ -6,7 +6,7 @@
 //! a lease's signature verifies (`bindings/wasm/src/verify.rs`), and `license.js` answers with
 //! `crypto.subtle.verify` where the host has Ed25519, else with this module, loaded on the
 //! first lease. Apps without a relay key never load it. It is the core's own verification
-//! ([`polar_license::lease::Builtin`], as the native library, the CLI and the C library run it).
+//! (`polar_license::lease::Builtin`, as the native library, the CLI and the C library run it).
 
 #![cfg(target_arch = "wasm32")]
 

@@ -549,17 +549,58 @@ const MAX_BLOCK_SECONDS: u64 = 3600;
 /// A [`Budget`]'s state as a store keeps it: the calls of its last minute by how many whole
 /// seconds before `at` they were made (at most one pair a second of the window, so at most 61
 /// pairs for Polar's minute, whatever the budget), and how long Polar's 429 still blocks.
+/// Stored as one short text, `"AT BLOCKED_MS AGO:CALLS AGO:CALLS …"` (unix seconds, ms, pairs
+/// oldest first): `"1764000000 0 12:3 0:1"`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
 pub struct BudgetState {
     /// When the state was taken: wall-clock unix seconds (the relay's monotonic clock does
     /// not survive it).
     pub at: i64,
-    /// `[seconds before at, calls]`, oldest first; seconds rounded down (a call counts as
+    /// `(seconds before at, calls)`, oldest first; seconds rounded down (a call counts as
     /// younger than it is: it holds its place in the window longer, never shorter).
     pub calls: Vec<(u64, u32)>,
     /// Polar's 429 blocks every call for this many ms after `at` (0: no block).
-    #[serde(default)]
     pub blocked_ms: u64,
+}
+
+impl From<BudgetState> for String {
+    fn from(state: BudgetState) -> String {
+        let mut text = format!("{} {}", state.at, state.blocked_ms);
+        for (ago, n) in &state.calls {
+            text.push_str(&format!(" {ago}:{n}"));
+        }
+        text
+    }
+}
+
+impl TryFrom<String> for BudgetState {
+    type Error = StoreError;
+
+    fn try_from(text: String) -> Result<BudgetState, StoreError> {
+        let bad = || {
+            StoreError(format!(
+                "the token budget's state {text:?} does not read back"
+            ))
+        };
+        let mut words = text.split(' ');
+        let at = words.next().and_then(|w| w.parse().ok());
+        let blocked_ms = words.next().and_then(|w| w.parse().ok());
+        let calls = words
+            .map(|w| {
+                let (ago, n) = w.split_once(':')?;
+                Some((ago.parse().ok()?, n.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>();
+        let (Some(at), Some(blocked_ms), Some(calls)) = (at, blocked_ms, calls) else {
+            return Err(bad());
+        };
+        Ok(BudgetState {
+            at,
+            calls,
+            blocked_ms,
+        })
+    }
 }
 
 impl Budget {
@@ -663,39 +704,32 @@ impl Budget {
         }
     }
 
-    /// Takes back a kept state at `now_unix` and `now_ms` (a new process's clocks): its calls
+    /// Takes back a kept state at `now_unix` and `now_ms` (a new process's clocks), in place
+    /// of the calls and block this budget holds (meant for a budget just made): its calls
     /// still in the window and its block still running count as if made here. The time since
     /// `state.at` is counted short by up to a second (both clocks read in whole seconds), so a
     /// call is never forgotten early; a wall clock set back counts no time at all. At most
     /// `limit` calls and an hour's block are taken (a damaged state spends no more than that).
     pub fn restore(&mut self, state: &BudgetState, now_unix: i64, now_ms: u64) {
-        self.trim(now_ms);
         let secs = now_unix.saturating_sub(state.at).saturating_sub(1).max(0);
         let elapsed = u64::try_from(secs).unwrap_or(0).saturating_mul(1000);
         let now = self.shifted(now_ms);
-        let mut calls: Vec<u64> = self.calls.drain(..).collect();
-        let mut room = (self.limit as usize).saturating_sub(calls.len());
-        let mut kept: Vec<(u64, u32)> = state.calls.clone();
-        // The youngest first, so that a cap keeps them.
-        kept.sort_unstable();
-        for (ago, n) in kept {
+        self.calls.clear();
+        let mut room = self.limit;
+        for (ago, n) in &state.calls {
             let age = ago.saturating_mul(1000).saturating_add(elapsed);
-            if age >= self.window_ms {
-                break;
+            if age < self.window_ms {
+                let n = (*n).min(room);
+                self.calls
+                    .extend(std::iter::repeat_n(now - age, n as usize));
+                room -= n;
             }
-            let n = (n as usize).min(room);
-            calls.extend(std::iter::repeat_n(now - age, n));
-            room -= n;
         }
-        calls.sort_unstable();
-        self.calls = calls.into();
         let blocked = state
             .blocked_ms
             .min(MAX_BLOCK_SECONDS * 1000)
             .saturating_sub(elapsed);
-        if blocked > 0 {
-            self.blocked_until = self.blocked_until.max(now_ms.saturating_add(blocked));
-        }
+        self.blocked_until = now_ms.saturating_add(blocked);
     }
 }
 
@@ -1056,8 +1090,8 @@ mod durable {
                 let mut meta = w.open_table(META).map_err(|e| err("write", e))?;
                 count_commit(&mut meta).map_err(|e| err("write", e))?;
                 if let Some(state) = &staged {
-                    let json = serde_json::to_string(state).map_err(|e| err("write", e))?;
-                    meta.insert(BUDGET, json.as_str())
+                    let text = String::from(state.clone());
+                    meta.insert(BUDGET, text.as_str())
                         .map_err(|e| err("write", e))?;
                 }
                 Ok(())
@@ -1378,15 +1412,13 @@ mod durable {
         }
 
         fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-            let Some(json) = read_meta(&self.db, BUDGET).map_err(|e| err("read", e))? else {
+            let Some(text) = read_meta(&self.db, BUDGET).map_err(|e| err("read", e))? else {
                 return Ok(None);
             };
-            match serde_json::from_str(&json) {
+            match BudgetState::try_from(text) {
                 Ok(state) => Ok(Some(state)),
                 Err(e) => {
-                    log::warn!(
-                        "relay: the token budget's state does not read back ({e}): not restored"
-                    );
+                    log::warn!("relay: {e}: the token budget starts empty");
                     Ok(None)
                 }
             }
@@ -1730,6 +1762,7 @@ mod tests {
         assert_eq!(state.calls, vec![(0, 6)]);
         assert_eq!(state.blocked_ms, 0);
         let json = serde_json::to_string(&state).expect("json");
+        assert_eq!(json, r#""1000 0 0:6""#);
         let state: BudgetState = serde_json::from_str(&json).expect("back");
         // A new process 10 s later: its monotonic clock at 0. The validates' share (8) less 6.
         let mut new = Budget::new(10, 2);
@@ -1780,7 +1813,12 @@ mod tests {
         let state = b.state(0, 59_999);
         assert_eq!(state.calls.len(), 60);
         assert_eq!(state.calls.iter().map(|(_, n)| n).sum::<u32>(), 600);
-        assert!(serde_json::to_string(&state).expect("json").len() < 1_000);
+        assert!(serde_json::to_string(&state).expect("json").len() < 500);
+        for bad in [
+            "", "1", "1 x", "1 0 3", "1 0 3:", "1 0 :3", "1 0 3:-1", "1  0",
+        ] {
+            assert!(BudgetState::try_from(bad.to_string()).is_err(), "{bad:?}");
+        }
         // A state claiming more calls than the budget and a block of days: the budget and an
         // hour at most.
         let damaged = BudgetState {
@@ -2008,7 +2046,7 @@ mod tests {
         assert_eq!(budgets, [&JournalItem::Budget { state: state(3) }]);
         let text = serde_json::to_string(&journal).expect("json");
         assert!(
-            text.contains(r#"{"op":"budget","state":{"at":100,"calls":[[0,3]],"blocked_ms":0}}"#),
+            text.contains(r#"{"op":"budget","state":"100 0 0:3"}"#),
             "{text}"
         );
         let b = JournalBackend::new(10);

@@ -288,7 +288,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       } catch (e) {
         upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
-      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)), performance.now());
       return signed(core, signer, done);
     }
 

@@ -65,8 +65,9 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
   return { kid, key, publicKey: `k4.public.${x}` };
 }
 
-/** The store's key of a journal item: `e:<entry id>` or `w:<webhook id>`. */
-const storeKey = (item) => (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id;
+/** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, or `b:budget` (the
+ * token budget's state: each replaces the last). */
+const storeKey = (item) => (item.op === 'budget' ? 'b:budget' : (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id);
 
 /** Journal items with only the last of each key, in the order of those last changes. */
 function latestPerKey(items) {
@@ -288,7 +289,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       } catch (e) {
         upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
-      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)), performance.now());
       return signed(core, signer, done);
     }
 
@@ -319,7 +320,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
 
 /**
  * A Durable Object's storage as the relay's `storage` option: entries under `e:<id>`, webhook
- * ids under `w:<id>`, written 128 keys at a time (the storage API's limit per call).
+ * ids under `w:<id>`, the token budget's state under `b:budget`, written 128 keys at a time (the
+ * storage API's limit per call).
  */
 export function durableStorage(storage) {
   return {
@@ -328,6 +330,7 @@ export function durableStorage(storage) {
       for (const [key, value] of await storage.list()) {
         if (key.startsWith('e:')) items.push({ op: 'put', id: key.slice(2), entry: value });
         else if (key.startsWith('w:')) items.push({ op: 'webhook', id: key.slice(2), at: value });
+        else if (key === 'b:budget') items.push({ op: 'budget', state: value });
       }
       return items;
     },
@@ -336,8 +339,8 @@ export function durableStorage(storage) {
       const deletes = new Set();
       for (const item of items) {
         const key = storeKey(item);
-        if (item.op === 'put' || item.op === 'webhook') {
-          puts.set(key, item.op === 'put' ? item.entry : item.at);
+        if (item.op === 'put' || item.op === 'webhook' || item.op === 'budget') {
+          puts.set(key, item.op === 'put' ? item.entry : item.op === 'budget' ? item.state : item.at);
           deletes.delete(key);
         } else {
           deletes.add(key);

@@ -73,10 +73,13 @@ export type RelayStoreItem =
   | { op: 'put'; id: string; entry: unknown }
   | { op: 'delete'; id: string }
   | { op: 'webhook'; id: string; at: number }
-  | { op: 'forget'; id: string };
+  | { op: 'forget'; id: string }
+  /** The token budget's calls of its last minute and Polar's 429: keep the last one saved, so
+   * that a relay started again does not spend inside Polar's window what was spent. */
+  | { op: 'budget'; state: string };
 
 export interface RelayStorage {
-  /** What was saved (`put` and `webhook` items), at start. */
+  /** What was saved (`put`, `webhook` and the last `budget` items), at start. */
   load(): Promise<RelayStoreItem[]>;
   /** Changes, in order; an answer is sent only once its changes are saved. */
   save(items: RelayStoreItem[]): Promise<void>;

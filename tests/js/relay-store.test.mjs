@@ -206,6 +206,10 @@ function flakyStorage() {
         throw new Error('the disk is full');
       }
       for (const item of items) {
+        if (item.op === 'budget') {
+          saved.set('b:budget', item);
+          continue;
+        }
         const key = `${item.op === 'put' || item.op === 'delete' ? 'e' : 'w'}:${item.id}`;
         if (item.op === 'put' || item.op === 'webhook') saved.set(key, item);
         else saved.delete(key);
@@ -324,6 +328,78 @@ test("node: server 'sandbox' defaults the store's budget to 100, as natively", a
   for (let i = 0; i < 80; i++) statuses.push((await direct(relay, VALIDATE, { body: validateBody(`SANDBOX-${i}-UNKNOWN`) })).status);
   assert.equal(calls, 75, 'a budget of 100, a quarter kept for activations');
   assert.deepEqual(statuses.slice(74, 77), [404, 429, 429]);
+});
+
+test('node: a new relay over the same saved storage remembers the budget spent and Polar\'s 429', async () => {
+  let calls = 0;
+  let answer = () => new Response('{"error":"ResourceNotFound","detail":"License key not found"}', { status: 404, headers: { 'content-type': 'application/json' } });
+  const fetchStub = async () => {
+    calls++;
+    return answer();
+  };
+  const storage = flakyStorage();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { budget: 8, budgetReserve: 2 }, storage, fetch: fetchStub };
+  /** Validates of new keys until one is refused: how many went to Polar. */
+  const validatesUntilRefused = async (relay, tag) => {
+    const before = calls;
+    for (let i = 0; i < 20; i++) {
+      const r = await direct(relay, VALIDATE, { body: validateBody(`BUDGET-${tag}-${i}-UNKNOWN`) });
+      if (r.status === 429) {
+        assert.equal(calls - before, i, 'the refusal made no call');
+        return i;
+      }
+      assert.equal(r.status, 404, r.body);
+    }
+    assert.fail('never refused');
+  };
+  const first = relayPkg.createRelay(options);
+  for (let i = 0; i < 5; i++) assert.equal((await direct(first, VALIDATE, { body: validateBody(`BUDGET-OLD-${i}-UNKNOWN`) })).status, 404);
+  assert.equal(calls, 5);
+  // Saved as `AT BLOCKED_MS AGO:CALLS …`: the 5 calls of this second.
+  const saved = storage.saved.get('b:budget');
+  assert.match(saved?.state ?? '', /^\d+ 0 0:5$/, JSON.stringify(saved));
+  // A restart (a Durable Object evicted and created again): the validates' share (6) less 5.
+  const second = relayPkg.createRelay(options);
+  assert.equal(await validatesUntilRefused(second, 'a'), 1);
+  assert.equal(calls, 6, 'never more than the budget within the minute');
+
+  // Polar's 429 (Retry-After 30) on an activation: learned, and saved for the next relay.
+  answer = () => new Response(null, { status: 429, headers: { 'retry-after': '30' } });
+  const activate = JSON.stringify({ key: 'BUDGET-ACTIVATE-UNKNOWN', organization_id: ORG, label: 'laptop' });
+  const limited = await direct(second, '/v1/customer-portal/license-keys/activate', { body: activate });
+  assert.equal(limited.status, 429);
+  assert.equal(calls, 7);
+  const blocked = await direct(second, '/v1/customer-portal/license-keys/activate', { body: activate });
+  assert.equal(blocked.status, 429);
+  const retry = Number(blocked.headers.get('retry-after'));
+  assert.ok(retry > 20 && retry <= 30, `the relay's own retry-after ${retry}`);
+  const third = relayPkg.createRelay(options);
+  const still = await direct(third, '/v1/customer-portal/license-keys/activate', { body: activate });
+  assert.equal(still.status, 429);
+  const left = Number(still.headers.get('retry-after'));
+  assert.ok(left > 20 && left <= 30, `retry-after ${left} after the restart`);
+  assert.equal(calls, 7, 'Polar not asked during its Retry-After, across the restart');
+});
+
+test('durableStorage keeps the budget under one key and loads it back', async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const kv = new Map();
+  const fake = {
+    async list() {
+      return new Map(kv);
+    },
+    async put(entries) {
+      for (const [k, v] of Object.entries(entries)) kv.set(k, v);
+    },
+    async delete(keys) {
+      for (const k of keys) kv.delete(k);
+    },
+  };
+  const storage = durableStorage(fake);
+  const state = (n) => `1000 0 0:${n}`;
+  await storage.save([{ op: 'budget', state: state(1) }, { op: 'webhook', id: 'evt', at: 5 }, { op: 'budget', state: state(2) }]);
+  assert.deepEqual([...kv.keys()].sort(), ['b:budget', 'w:evt']);
+  assert.deepEqual(await storage.load(), [{ op: 'budget', state: state(2) }, { op: 'webhook', id: 'evt', at: 5 }]);
 });
 
 // ---- workerd, with a Durable Object ---------------------------------------------------------

@@ -9,8 +9,9 @@
 //!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
 //!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
 //!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended);
-//! 2. `finish(pending, upstream, nowMs, entropy)`: Polar's answer (or `{error}`) passed back,
-//!    with `sign: {id, preAuth}` when it is a grant whose lease waits for a signature;
+//! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
+//!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
+//!    signature;
 //! 3. `assemble(id, signature)`: the answer with the lease, added only when the signature
 //!    verifies with the configured public key (`leased`).
 //!
@@ -435,16 +436,17 @@ impl RelayCore {
     }
 
     /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
-    /// "delete", id} | {op: "webhook", id, at} | {op: "forget", id}]`): the host persists
-    /// them before it answers. `[]` without a store.
+    /// "delete", id} | {op: "webhook", id, at} | {op: "forget", id} | {op: "budget", state}]`;
+    /// a `budget` item replaces the last): the host persists them before it answers. `[]`
+    /// without a store.
     #[wasm_bindgen(js_name = takeJournal)]
     pub fn take_journal(&self) -> Result<String, JsError> {
         let items = self.journal.as_ref().map(|j| j.take()).unwrap_or_default();
         serde_json::to_string(&items).map_err(|e| JsError::new(&e.to_string()))
     }
 
-    /// Loads what the host persisted (JSON: `put` and `webhook` items); an item that does not
-    /// read back is skipped. Returns how many items were read.
+    /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items); an item that
+    /// does not read back is skipped. Returns how many items were read.
     pub fn restore(&self, items: &str) -> Result<u32, JsError> {
         let Some(journal) = &self.journal else {
             return Ok(0);
@@ -462,13 +464,16 @@ impl RelayCore {
 
     /// Polar's answer (`{status, headers, body}`, or `{error}` when it could not be reached)
     /// to a pending call: `{response}`, with `sign: {id, preAuth}` when a lease waits for its
-    /// Ed25519 signature. An unknown `pending` is a 502.
+    /// Ed25519 signature. An unknown `pending` is a 502. `monotonicMs`: the clock `begin` was
+    /// given (`performance.now()`), which a 429's `Retry-After` is counted on (without it,
+    /// `nowMs`, as before).
     pub fn finish(
         &self,
         pending: u32,
         upstream: JsValue,
         now_ms: f64,
         entropy: &[u8],
+        monotonic_ms: Option<f64>,
     ) -> Result<JsValue, JsError> {
         let Some((waiting, origin)) = self.waiting.borrow_mut().take(pending) else {
             return Ok(wrapped("response", &lost()).into());
@@ -495,9 +500,12 @@ impl RelayCore {
             Ok(resp)
         };
         let entropy = <[u8; 16]>::try_from(entropy).ok();
-        let finished =
-            self.relay
-                .finish_with_entropy(waiting, answer, now(now_ms, now_ms), entropy);
+        let finished = self.relay.finish_with_entropy(
+            waiting,
+            answer,
+            now(now_ms, monotonic_ms.unwrap_or(now_ms)),
+            entropy,
+        );
         Ok(self.to_sign(finished, origin).into())
     }
 

@@ -533,6 +533,7 @@ impl Relay {
                 s.options.reserve,
                 s.options.budget_window_ms,
             )),
+            budget_restored: std::sync::atomic::AtomicBool::new(false),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,

@@ -149,6 +149,19 @@ pub trait Backend: Send + Sync {
     fn is_empty(&self) -> Result<bool, StoreError> {
         Ok(self.len()? == 0)
     }
+    /// The token budget's state after a call or a 429 (the newest given wins): a store that
+    /// persists writes it with its next write ([`Backend::put`], [`Backend::apply_webhook`],
+    /// [`Backend::flush_budget`]). Nothing by default (a store in memory forgets it at exit
+    /// as it forgets its entries).
+    fn stage_budget(&self, _state: BudgetState) {}
+    /// Writes the budget's state given since the last write, when no write carried it.
+    fn flush_budget(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The budget's state as last written (read once, at the relay's first use of its budget).
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// Webhook ids are remembered this long (Polar retries for about 16 hours).
@@ -320,6 +333,11 @@ pub enum JournalItem {
         /// The `webhook-id`.
         id: String,
     },
+    /// The token budget's state (one key, `b:budget`: each replaces the last).
+    Budget {
+        /// The budget's calls of its last minute and Polar's 429, as of `state.at`.
+        state: BudgetState,
+    },
 }
 
 fn hex_id(id: &EntryId) -> String {
@@ -345,6 +363,8 @@ fn id_of_hex(text: &str) -> Option<EntryId> {
 pub struct JournalBackend {
     memory: MemoryBackend,
     journal: Mutex<Vec<JournalItem>>,
+    /// The budget's state restored.
+    budget: Mutex<Option<BudgetState>>,
 }
 
 impl JournalBackend {
@@ -353,6 +373,7 @@ impl JournalBackend {
         JournalBackend {
             memory: MemoryBackend::new(max_entries),
             journal: Mutex::default(),
+            budget: Mutex::default(),
         }
     }
 
@@ -365,8 +386,8 @@ impl JournalBackend {
         std::mem::take(&mut *self.journal())
     }
 
-    /// Loads persisted items (`Put` and `Webhook`; the others are ignored). An item that does
-    /// not read back is skipped, never read as a grant.
+    /// Loads persisted items (`Put`, `Webhook` and `Budget`; the others are ignored). An item
+    /// that does not read back is skipped, never read as a grant.
     pub fn restore(&self, items: Vec<JournalItem>) {
         let mut m = self.memory.lock();
         for item in items {
@@ -378,6 +399,9 @@ impl JournalBackend {
                 }
                 JournalItem::Webhook { id, at } => {
                     m.webhooks.insert(id, at);
+                }
+                JournalItem::Budget { state } => {
+                    *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
                 }
                 JournalItem::Delete { .. } | JournalItem::Forget { .. } => {}
             }
@@ -449,6 +473,18 @@ impl Backend for JournalBackend {
     fn len(&self) -> Result<usize, StoreError> {
         self.memory.len()
     }
+
+    /// Journaled (the host saves it with the request's other changes); one budget item at
+    /// most waits in the journal.
+    fn stage_budget(&self, state: BudgetState) {
+        let mut j = self.journal();
+        j.retain(|item| !matches!(item, JournalItem::Budget { .. }));
+        j.push(JournalItem::Budget { state });
+    }
+
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(self.budget.lock().unwrap_or_else(|e| e.into_inner()).take())
+    }
 }
 
 /// The id of a validate's entry: the organization, the key's SHA-256 and every field that
@@ -488,12 +524,15 @@ pub fn entry_id(
 
 /// The organization token's budget as the relay spends it: a sliding minute, so that no 60 s
 /// (Polar's fixed windows included) holds more than the budget; a 429 of Polar's stops every
-/// call until its `Retry-After` has passed.
+/// call until its `Retry-After` has passed. Its state ([`Budget::state`]) is what a store that
+/// persists keeps, so that a relay started again ([`Budget::restore`]) does not spend inside
+/// Polar's window what its last run already spent.
 #[derive(Debug)]
 pub struct Budget {
     limit: u32,
     reserve: u32,
-    /// Monotonic ms of the calls of the last minute.
+    /// The calls of the last minute, oldest first: monotonic ms plus `window_ms` (so that a
+    /// call restored from before this process's clock began is still a time).
     calls: VecDeque<u64>,
     /// Polar said 429: no call before this monotonic ms.
     blocked_until: u64,
@@ -503,6 +542,66 @@ pub struct Budget {
 
 /// The budget's window.
 const MINUTE_MS: u64 = 60_000;
+
+/// The longest `Retry-After` believed (and restored), in seconds.
+const MAX_BLOCK_SECONDS: u64 = 3600;
+
+/// A [`Budget`]'s state as a store keeps it: the calls of its last minute by how many whole
+/// seconds before `at` they were made (at most one pair a second of the window, so at most 61
+/// pairs for Polar's minute, whatever the budget), and how long Polar's 429 still blocks.
+/// Stored as one short text, `"AT BLOCKED_MS AGO:CALLS AGO:CALLS …"` (unix seconds, ms, pairs
+/// oldest first): `"1764000000 0 12:3 0:1"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(into = "String", try_from = "String")]
+pub struct BudgetState {
+    /// When the state was taken: wall-clock unix seconds (the relay's monotonic clock does
+    /// not survive it).
+    pub at: i64,
+    /// `(seconds before at, calls)`, oldest first; seconds rounded down (a call counts as
+    /// younger than it is: it holds its place in the window longer, never shorter).
+    pub calls: Vec<(u64, u32)>,
+    /// Polar's 429 blocks every call for this many ms after `at` (0: no block).
+    pub blocked_ms: u64,
+}
+
+impl From<BudgetState> for String {
+    fn from(state: BudgetState) -> String {
+        let mut text = format!("{} {}", state.at, state.blocked_ms);
+        for (ago, n) in &state.calls {
+            text.push_str(&format!(" {ago}:{n}"));
+        }
+        text
+    }
+}
+
+impl TryFrom<String> for BudgetState {
+    type Error = StoreError;
+
+    fn try_from(text: String) -> Result<BudgetState, StoreError> {
+        let bad = || {
+            StoreError(format!(
+                "the token budget's state {text:?} does not read back"
+            ))
+        };
+        let mut words = text.split(' ');
+        let at = words.next().and_then(|w| w.parse().ok());
+        let blocked_ms = words.next().and_then(|w| w.parse().ok());
+        let calls = words
+            .map(|w| {
+                let (ago, n) = w.split_once(':')?;
+                Some((ago.parse().ok()?, n.parse().ok()?))
+            })
+            .collect::<Option<Vec<_>>>();
+        let (Some(at), Some(blocked_ms), Some(calls)) = (at, blocked_ms, calls) else {
+            return Err(bad());
+        };
+        Ok(BudgetState {
+            at,
+            calls,
+            blocked_ms,
+        })
+    }
+}
 
 impl Budget {
     /// `limit` calls a minute, `reserve` of them kept for calls that cannot be answered from
@@ -522,11 +621,17 @@ impl Budget {
         }
     }
 
+    /// `now_ms` as the calls' times count it.
+    fn shifted(&self, now_ms: u64) -> u64 {
+        now_ms.saturating_add(self.window_ms)
+    }
+
     fn trim(&mut self, now_ms: u64) {
+        let now = self.shifted(now_ms);
         while self
             .calls
             .front()
-            .is_some_and(|t| now_ms.saturating_sub(*t) >= self.window_ms)
+            .is_some_and(|t| now.saturating_sub(*t) >= self.window_ms)
         {
             self.calls.pop_front();
         }
@@ -544,16 +649,17 @@ impl Budget {
         } else {
             self.limit - self.reserve
         };
+        let now = self.shifted(now_ms);
         if (self.calls.len() as u64) < u64::from(cap) {
-            self.calls.push_back(now_ms);
+            self.calls.push_back(now);
             return Ok(());
         }
         let used = self.calls.len() + 1 - cap as usize;
         let frees_at = self
             .calls
             .get(used.saturating_sub(1))
-            .map_or(now_ms, |t| t + self.window_ms);
-        Err(frees_at.saturating_sub(now_ms).div_ceil(1000).max(1))
+            .map_or(now, |t| t + self.window_ms);
+        Err(frees_at.saturating_sub(now).div_ceil(1000).max(1))
     }
 
     /// The share of the (non-reserved) budget free now, 0 to 1.
@@ -568,7 +674,7 @@ impl Budget {
 
     /// Polar answered 429 with this `Retry-After` (seconds; at most an hour is believed).
     pub fn learn(&mut self, now_ms: u64, retry_after: Option<u64>) {
-        let secs = retry_after.unwrap_or(60).min(3600);
+        let secs = retry_after.unwrap_or(60).min(MAX_BLOCK_SECONDS);
         self.blocked_until = self.blocked_until.max(now_ms + secs * 1000);
     }
 
@@ -576,6 +682,54 @@ impl Budget {
     pub fn used(&mut self, now_ms: u64) -> usize {
         self.trim(now_ms);
         self.calls.len()
+    }
+
+    /// The state to keep, at `now_unix` (wall clock) and `now_ms` (the monotonic clock of
+    /// [`Budget::take`]).
+    pub fn state(&mut self, now_unix: i64, now_ms: u64) -> BudgetState {
+        self.trim(now_ms);
+        let now = self.shifted(now_ms);
+        let mut calls: Vec<(u64, u32)> = Vec::new();
+        for t in &self.calls {
+            let ago = now.saturating_sub(*t) / 1000;
+            match calls.last_mut() {
+                Some((last, n)) if *last == ago => *n = n.saturating_add(1),
+                _ => calls.push((ago, 1)),
+            }
+        }
+        BudgetState {
+            at: now_unix,
+            calls,
+            blocked_ms: self.blocked_until.saturating_sub(now_ms),
+        }
+    }
+
+    /// Takes back a kept state at `now_unix` and `now_ms` (a new process's clocks), in place
+    /// of the calls and block this budget holds (meant for a budget just made): its calls
+    /// still in the window and its block still running count as if made here. The time since
+    /// `state.at` is counted short by up to a second (both clocks read in whole seconds), so a
+    /// call is never forgotten early; a wall clock set back counts no time at all. At most
+    /// `limit` calls and an hour's block are taken (a damaged state spends no more than that).
+    pub fn restore(&mut self, state: &BudgetState, now_unix: i64, now_ms: u64) {
+        let secs = now_unix.saturating_sub(state.at).saturating_sub(1).max(0);
+        let elapsed = u64::try_from(secs).unwrap_or(0).saturating_mul(1000);
+        let now = self.shifted(now_ms);
+        self.calls.clear();
+        let mut room = self.limit;
+        for (ago, n) in &state.calls {
+            let age = ago.saturating_mul(1000).saturating_add(elapsed);
+            if age < self.window_ms {
+                let n = (*n).min(room);
+                self.calls
+                    .extend(std::iter::repeat_n(now - age, n as usize));
+                room -= n;
+            }
+        }
+        let blocked = state
+            .blocked_ms
+            .min(MAX_BLOCK_SECONDS * 1000)
+            .saturating_sub(elapsed);
+        self.blocked_until = now_ms.saturating_add(blocked);
     }
 }
 
@@ -794,7 +948,7 @@ mod durable {
     //! checksummed commits: a commit is durable when it returns, a `kill -9` or a power cut
     //! leaves the last committed state).
 
-    use super::{tags, Backend, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
+    use super::{tags, Backend, BudgetState, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
     use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
     use std::panic::AssertUnwindSafe;
     use std::path::Path;
@@ -815,11 +969,18 @@ mod durable {
     const DAMAGED: &str = "damaged";
     /// The meta row counting the store's commits, compared across redb's check at open.
     const COMMITS: &str = "commits";
+    /// The meta row of the token budget's state (JSON, a few hundred bytes at most).
+    const BUDGET: &str = "budget";
 
-    /// Entries in a file: every `put` and webhook is one committed transaction.
+    /// Entries in a file: every `put` and webhook is one committed transaction. The token
+    /// budget's state rides on those commits; a call whose answer writes nothing (an
+    /// activation, a 429, a 5xx) is one commit of that row alone ([`Backend::flush_budget`]):
+    /// the budget bounds those commits as it bounds the calls.
     pub struct RedbBackend {
         db: Database,
         max_entries: usize,
+        /// The budget's state not yet written.
+        staged: std::sync::Mutex<Option<BudgetState>>,
     }
 
     impl std::fmt::Debug for RedbBackend {
@@ -912,20 +1073,60 @@ mod durable {
                 Some(Ok(())) => Ok(RedbBackend {
                     db,
                     max_entries: max_entries.max(1),
+                    staged: std::sync::Mutex::default(),
                 }),
                 Some(Err(e)) => Err(refuse(db, e)),
                 None => Err(refuse(db, damaged(&unreadable))),
             }
         }
 
-        /// A write transaction (see [`begin`]), counted in the meta table.
-        fn write(&self) -> Result<redb::WriteTransaction, StoreError> {
+        /// A write transaction (see [`begin`]), counted in the meta table, carrying the
+        /// budget's state staged (given back by [`RedbBackend::commit`] if it is not
+        /// committed).
+        fn write(&self) -> Result<(redb::WriteTransaction, Option<BudgetState>), StoreError> {
             let w = begin(&self.db).map_err(|e| err("write", e))?;
-            {
+            let staged = self.staged().take();
+            let written = (|| {
                 let mut meta = w.open_table(META).map_err(|e| err("write", e))?;
                 count_commit(&mut meta).map_err(|e| err("write", e))?;
+                if let Some(state) = &staged {
+                    let text = String::from(state.clone());
+                    meta.insert(BUDGET, text.as_str())
+                        .map_err(|e| err("write", e))?;
+                }
+                Ok(())
+            })();
+            match written {
+                Ok(()) => Ok((w, staged)),
+                Err(e) => {
+                    self.unstage(staged);
+                    Err(e)
+                }
             }
-            Ok(w)
+        }
+
+        /// Commits `w`; the budget's state it carried is staged again if the commit fails.
+        fn commit(
+            &self,
+            w: redb::WriteTransaction,
+            carried: Option<BudgetState>,
+        ) -> Result<(), StoreError> {
+            w.commit().map_err(|e| {
+                self.unstage(carried);
+                err("commit", e)
+            })
+        }
+
+        fn staged(&self) -> std::sync::MutexGuard<'_, Option<BudgetState>> {
+            self.staged.lock().unwrap_or_else(|e| e.into_inner())
+        }
+
+        /// A state not written goes back, unless a newer one was staged since.
+        fn unstage(&self, state: Option<BudgetState>) {
+            let mut staged = self.staged();
+            if staged.is_none() {
+                *staged = state;
+            }
         }
     }
 
@@ -1108,8 +1309,8 @@ mod durable {
         }
 
         fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-            let w = self.write()?;
-            {
+            let (w, carried) = self.write()?;
+            let written = (|| {
                 let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
                 let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
                 write_entry(&mut entries, &mut index, id, entry)?;
@@ -1132,8 +1333,13 @@ mod durable {
                         }
                     }
                 }
+                Ok(())
+            })();
+            if let Err(e) = written {
+                self.unstage(carried);
+                return Err(e);
             }
-            w.commit().map_err(|e| err("commit", e))
+            self.commit(w, carried)
         }
 
         fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -1156,8 +1362,8 @@ mod durable {
             at: i64,
             updates: &[(EntryId, Entry)],
         ) -> Result<bool, StoreError> {
-            let w = self.write()?;
-            {
+            let (w, carried) = self.write()?;
+            let written = (|| {
                 let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
                 if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
                     return Ok(false);
@@ -1171,15 +1377,51 @@ mod durable {
                     .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
                     .map_err(|e| err("write", e))?;
                 hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
+                Ok(true)
+            })();
+            match written {
+                Ok(true) => self.commit(w, carried).map(|()| true),
+                // A repeat: nothing written (the transaction dropped).
+                other => {
+                    self.unstage(carried);
+                    other
+                }
             }
-            w.commit().map_err(|e| err("commit", e))?;
-            Ok(true)
         }
 
         fn len(&self) -> Result<usize, StoreError> {
             let r = self.db.begin_read().map_err(|e| err("read", e))?;
             let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
             Ok(t.len().map_err(|e| err("read", e))? as usize)
+        }
+
+        fn stage_budget(&self, state: BudgetState) {
+            *self.staged() = Some(state);
+        }
+
+        fn flush_budget(&self) -> Result<(), StoreError> {
+            if self.staged().is_none() {
+                return Ok(());
+            }
+            let (w, carried) = self.write()?;
+            if carried.is_none() {
+                // Another write carried it meanwhile: nothing to commit.
+                return Ok(());
+            }
+            self.commit(w, carried)
+        }
+
+        fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+            let Some(text) = read_meta(&self.db, BUDGET).map_err(|e| err("read", e))? else {
+                return Ok(None);
+            };
+            match BudgetState::try_from(text) {
+                Ok(state) => Ok(Some(state)),
+                Err(e) => {
+                    log::warn!("relay: {e}: the token budget starts empty");
+                    Ok(None)
+                }
+            }
         }
     }
 
@@ -1387,6 +1629,44 @@ mod durable {
             }
         }
 
+        /// The budget's state rides on a put's commit (and a webhook's), is written alone by
+        /// a flush when no write carried it, survives a repeated webhook id (nothing written),
+        /// and is read back after the file is reopened.
+        #[test]
+        fn the_budgets_state_rides_on_commits_and_survives_a_reopen() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-budget");
+            let path = dir.path().join("budget.redb");
+            let state = |n: u32| BudgetState {
+                at: 100,
+                calls: vec![(0, n)],
+                blocked_ms: 5,
+            };
+            let commits = |b: &RedbBackend| read_meta(&b.db, COMMITS).expect("meta");
+            {
+                let b = RedbBackend::open(&path, 8).expect("open");
+                assert_eq!(b.load_budget().expect("load"), None);
+                b.stage_budget(state(1));
+                b.put(&[1u8; 32], &entry(1)).expect("put");
+                assert_eq!(b.load_budget().expect("load"), Some(state(1)));
+                let before = commits(&b);
+                b.flush_budget().expect("nothing to flush");
+                assert_eq!(commits(&b), before, "no commit when a put carried it");
+                assert!(b.apply_webhook("evt", 10, &[]).expect("applied"));
+                b.stage_budget(state(2));
+                assert!(!b.apply_webhook("evt", 10, &[]).expect("a repeat"));
+                assert_eq!(b.load_budget().expect("load"), Some(state(1)));
+                b.flush_budget().expect("flush");
+                assert_eq!(b.load_budget().expect("load"), Some(state(2)));
+                b.stage_budget(state(3));
+                assert!(b.apply_webhook("evt-2", 10, &[]).expect("applied"));
+                b.stage_budget(state(4));
+                b.flush_budget().expect("flush");
+            }
+            let b = RedbBackend::open(&path, 8).expect("reopened");
+            assert_eq!(b.load_budget().expect("load"), Some(state(4)));
+            assert_eq!(b.get(&[1u8; 32]).expect("read"), Some(entry(1)));
+        }
+
         /// Eviction takes an entry's index rows with it: many keys through a small store
         /// leave as many rows as entries, and a file that stops growing.
         #[test]
@@ -1454,6 +1734,102 @@ mod tests {
         c.learn(0, Some(30));
         assert_eq!(c.take(1_000, true), Err(29));
         assert_eq!(c.take(30_000, true), Ok(()));
+    }
+
+    /// Spend `n` calls (validates) from monotonic ms `from`, one a ms.
+    fn spent(limit: u32, reserve: u32, n: u64, from: u64) -> Budget {
+        let mut b = Budget::new(limit, reserve);
+        for i in 0..n {
+            assert_eq!(b.take(from + i, false), Ok(()));
+        }
+        b
+    }
+
+    /// Validates taken until one is refused.
+    fn validates_left(b: &mut Budget, now_ms: u64) -> u32 {
+        let mut n = 0;
+        while b.take(now_ms, false).is_ok() {
+            n += 1;
+        }
+        n
+    }
+
+    #[test]
+    fn a_restored_budget_has_the_room_its_last_run_left() {
+        // 6 calls at wall second 1000 (monotonic 50_000 in that run); the state kept then.
+        let mut old = spent(10, 2, 6, 50_000);
+        let state = old.state(1_000, 50_010);
+        assert_eq!(state.calls, vec![(0, 6)]);
+        assert_eq!(state.blocked_ms, 0);
+        let json = serde_json::to_string(&state).expect("json");
+        assert_eq!(json, r#""1000 0 0:6""#);
+        let state: BudgetState = serde_json::from_str(&json).expect("back");
+        // A new process 10 s later: its monotonic clock at 0. The validates' share (8) less 6.
+        let mut new = Budget::new(10, 2);
+        new.restore(&state, 1_010, 0);
+        assert_eq!(new.used(0), 6);
+        assert_eq!(validates_left(&mut new, 0), 2);
+        // Until the minute of those calls has passed (counted short by a second at most).
+        let mut new = Budget::new(10, 2);
+        new.restore(&state, 1_010, 0);
+        assert_eq!(new.used(49_000), 6, "still within the minute of the calls");
+        assert_eq!(new.used(51_000), 0, "the minute passed");
+        // Restored after the window: nothing.
+        let mut late = Budget::new(10, 2);
+        late.restore(&state, 1_062, 0);
+        assert_eq!(validates_left(&mut late, 0), 8);
+        // A wall clock set back counts no time: the calls as just made.
+        let mut back = Budget::new(10, 2);
+        back.restore(&state, 900, 7);
+        assert_eq!(back.used(59_000), 6);
+        assert_eq!(back.used(60_007), 0);
+    }
+
+    #[test]
+    fn polars_429_is_restored_until_its_retry_after() {
+        let mut b = Budget::new(10, 2);
+        b.learn(5_000, Some(30));
+        let state = b.state(2_000, 5_000);
+        assert_eq!(state.blocked_ms, 30_000);
+        let mut new = Budget::new(10, 2);
+        new.restore(&state, 2_010, 0);
+        // 10 s later by the wall clock (counted as 9): 21 s of the block remain.
+        assert_eq!(new.take(0, true), Err(21));
+        assert_eq!(new.take(20_999, true), Err(1));
+        assert_eq!(new.take(21_000, true), Ok(()));
+        // Past it, nothing blocks.
+        let mut later = Budget::new(10, 2);
+        later.restore(&state, 2_031, 0);
+        assert_eq!(later.take(0, true), Ok(()));
+    }
+
+    #[test]
+    fn a_budgets_state_is_bounded_and_a_damaged_one_spends_no_more_than_the_budget() {
+        // A call every 100 ms for a minute, of a budget of 1,000: at most one pair a second.
+        let mut b = Budget::new(1_000, 0);
+        for i in 0..600 {
+            assert_eq!(b.take(i * 100, true), Ok(()));
+        }
+        let state = b.state(0, 59_999);
+        assert_eq!(state.calls.len(), 60);
+        assert_eq!(state.calls.iter().map(|(_, n)| n).sum::<u32>(), 600);
+        assert!(serde_json::to_string(&state).expect("json").len() < 500);
+        for bad in [
+            "", "1", "1 x", "1 0 3", "1 0 3:", "1 0 :3", "1 0 3:-1", "1  0",
+        ] {
+            assert!(BudgetState::try_from(bad.to_string()).is_err(), "{bad:?}");
+        }
+        // A state claiming more calls than the budget and a block of days: the budget and an
+        // hour at most.
+        let damaged = BudgetState {
+            at: 0,
+            calls: vec![(3, u32::MAX), (1, u32::MAX)],
+            blocked_ms: 86_400_000,
+        };
+        let mut b = Budget::new(10, 2);
+        b.restore(&damaged, 0, 0);
+        assert_eq!(b.used(0), 10);
+        assert_eq!(b.take(0, true), Err(3_600));
     }
 
     #[test]
@@ -1648,6 +2024,40 @@ mod tests {
             !b.apply_webhook("evt", 10, &[]).expect("seen"),
             "the id was restored"
         );
+    }
+
+    #[test]
+    fn a_journal_keeps_the_newest_budget_state_and_restores_it() {
+        let a = JournalBackend::new(10);
+        let state = |n: u32| BudgetState {
+            at: 100,
+            calls: vec![(0, n)],
+            blocked_ms: 0,
+        };
+        a.stage_budget(state(1));
+        a.stage_budget(state(2));
+        assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
+        a.stage_budget(state(3));
+        let journal = a.take();
+        let budgets: Vec<_> = journal
+            .iter()
+            .filter(|i| matches!(i, JournalItem::Budget { .. }))
+            .collect();
+        assert_eq!(budgets, [&JournalItem::Budget { state: state(3) }]);
+        let text = serde_json::to_string(&journal).expect("json");
+        assert!(
+            text.contains(r#"{"op":"budget","state":"100 0 0:3"}"#),
+            "{text}"
+        );
+        let b = JournalBackend::new(10);
+        assert_eq!(b.load_budget().expect("load"), None);
+        b.restore(serde_json::from_str(&text).expect("back"));
+        assert_eq!(b.load_budget().expect("load"), Some(state(3)));
+        // A store in memory keeps nothing of it.
+        let m = MemoryBackend::new(10);
+        m.stage_budget(state(4));
+        m.flush_budget().expect("flush");
+        assert_eq!(m.load_budget().expect("load"), None);
     }
 
     #[test]

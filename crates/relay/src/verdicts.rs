@@ -4,6 +4,7 @@
 //! what Polar's answer leaves in the store.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
@@ -23,6 +24,9 @@ pub(crate) struct Stored {
     pub(crate) options: StoreOptions,
     pub(crate) webhook_secret: Option<String>,
     pub(crate) budget: Mutex<Budget>,
+    /// Whether the budget's state kept by the store was read back (at its first use: the
+    /// core reads no clock, and that state's times need one).
+    pub(crate) budget_restored: AtomicBool,
     /// The calls to Polar under way per entry: a check of the same entry waits for it.
     pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
 }
@@ -38,8 +42,34 @@ pub(crate) struct Flight {
 const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Stored {
-    fn budget(&self) -> std::sync::MutexGuard<'_, Budget> {
-        self.budget.lock().unwrap_or_else(|e| e.into_inner())
+    /// The token's budget, with what the store kept of it (the calls of a last run's minute,
+    /// Polar's 429) taken back at its first use.
+    fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.budget_restored.swap(true, Ordering::Relaxed) {
+            match self.backend.load_budget() {
+                Ok(Some(state)) => {
+                    budget.restore(&state, now.unix_seconds, now.monotonic_ms);
+                    log::info!(
+                        "relay: {} calls to Polar of the last minute restored from the store",
+                        budget.used(now.monotonic_ms)
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => log::error!("relay: {e}: the token budget starts empty"),
+            }
+        }
+        budget
+    }
+
+    /// Takes one call of the budget (see [`Budget::take`]); the budget's state is staged
+    /// for the store's next write (under the budget's lock: the newest state wins).
+    fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
+        let mut budget = self.budget(now);
+        budget.take(now.monotonic_ms, reserved)?;
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        Ok(())
     }
 
     /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
@@ -148,7 +178,7 @@ impl Relay {
             if let Some(r) = self.per_key_limit(&pending, now) {
                 return Routed::Answer(r);
             }
-            if let Err(secs) = s.budget().take(now.monotonic_ms, true) {
+            if let Err(secs) = s.take(now, true) {
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
@@ -197,7 +227,7 @@ impl Relay {
             }
             return Routed::Answer(r);
         }
-        if let Err(secs) = s.budget().take(now.monotonic_ms, false) {
+        if let Err(secs) = s.take(now, false) {
             if leads {
                 s.land(&id);
             }
@@ -287,7 +317,10 @@ impl Relay {
                 }
                 // Refresh ahead: in the last fifth of its freshness, an entry is asked again
                 // while the budget has room to spare.
-                if !stale && age >= window - window / 5 && s.budget().room(now.monotonic_ms) > 0.5 {
+                if !stale
+                    && age >= window - window / 5
+                    && s.budget(now).room(now.monotonic_ms) > 0.5
+                {
                     return None;
                 }
                 let r = replayed(e, &pending.checked.key)?;
@@ -429,7 +462,10 @@ impl Relay {
     ) {
         let seen = seen.0;
         if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
-            s.budget().learn(now.monotonic_ms, a.retry_after);
+            let mut budget = s.budget(now);
+            budget.learn(now.monotonic_ms, a.retry_after);
+            s.backend
+                .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
         }
         if let Some((id, prior)) = &pending.stored {
             let polar_failed = match &seen {
@@ -505,6 +541,11 @@ impl Relay {
                     }
                 }
             }
+        }
+        // The budget's state, when no write above carried it (a call whose answer is not
+        // kept: an activation, a 429, a 5xx): written before the answer leaves.
+        if let Err(e) = s.backend.flush_budget() {
+            log::error!("relay: {e}: the token budget's state is written with the next change");
         }
         if let Some(id) = &pending.flight {
             s.land(id);

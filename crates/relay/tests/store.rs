@@ -1303,3 +1303,212 @@ fn a_relay_stopped_cleanly_restarts_on_its_file_run_after_run() {
         }
     }
 }
+
+// ---- The token's budget across a restart ---------------------------------------------------
+
+/// Polar's denial of an unknown key (what the stub Polar answers every call with).
+fn polar_404() -> Result<polar_license::HttpResponse, polar_license::TransportError> {
+    let mut r = polar_license::HttpResponse::new(
+        404,
+        br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+    );
+    r.headers = vec![("content-type".into(), "application/json".into())];
+    Ok(r)
+}
+
+/// A relay over the file at `path` whose Polar is a stub counting its calls.
+fn relay_on_file(
+    path: &std::path::Path,
+    options: StoreOptions,
+    calls: Arc<std::sync::atomic::AtomicUsize>,
+) -> Relay {
+    let signer = SigningKey::generate(Some("budget")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom("http://127.0.0.1:9".into()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend: Arc::new(RedbBackend::open(path, 1_000).expect("the file")),
+        options,
+        webhook_secret: None,
+    });
+    let polar = move |_: &polar_license::HttpRequest| {
+        calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        polar_404()
+    };
+    Relay::new(config, Box::new(polar)).expect("the relay")
+}
+
+fn activate_request(key: &str) -> RelayRequest {
+    request(
+        "/v1/customer-portal/license-keys/activate",
+        &[],
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "laptop"})
+            .to_string(),
+    )
+}
+
+/// Validates of new keys at `now` until the relay refuses one: how many went to Polar.
+fn validates_until_refused(
+    relay: &Relay,
+    calls: &std::sync::atomic::AtomicUsize,
+    tag: &str,
+    now: Now,
+) -> usize {
+    let before = calls.load(std::sync::atomic::Ordering::SeqCst);
+    for i in 0..100 {
+        let r = relay.handle(&validate_request(&format!("NEW-{tag}-{i}")), now);
+        if r.status == 429 {
+            let after = calls.load(std::sync::atomic::Ordering::SeqCst);
+            assert_eq!(after - before, i, "the refusal made no call");
+            return i;
+        }
+        assert_eq!(r.status, 404, "{tag} {i}");
+    }
+    panic!("never refused");
+}
+
+/// Issue #37's "never exceeds it" across a restart: a relay that spent N calls (validates
+/// and an activation, whose answer the store does not keep) and is started again over the same
+/// file, its monotonic clock at 0 again and 10 s later by the wall clock, has the budget's
+/// room minus N until the minute of those calls has passed, then the whole of it again.
+#[test]
+fn a_relay_restarted_on_its_file_remembers_the_calls_of_its_last_minute() {
+    let dir = ScratchDir::new("relay-budget-restart");
+    let path = dir.path().join("store.redb");
+    let mut options = StoreOptions::default();
+    options.budget = 10;
+    options.reserve = 2;
+    let calls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let t = now();
+    {
+        let relay = relay_on_file(&path, options.clone(), calls.clone());
+        for i in 0..5u64 {
+            let now = Now {
+                unix_seconds: t,
+                monotonic_ms: 1_000 + i,
+            };
+            let r = relay.handle(&validate_request(&format!("OLD-{i}")), now);
+            assert_eq!(r.status, 404);
+        }
+        let now = Now {
+            unix_seconds: t,
+            monotonic_ms: 1_010,
+        };
+        assert_eq!(relay.handle(&activate_request("OLD-A"), now).status, 404);
+        assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 6);
+    }
+    let relay = relay_on_file(&path, options.clone(), calls.clone());
+    let later = Now {
+        unix_seconds: t + 10,
+        monotonic_ms: 0,
+    };
+    // The validates' share (8) less the 6 calls of the last run.
+    assert_eq!(validates_until_refused(&relay, &calls, "a", later), 2);
+    // The reserve (2) is all that is left for activations.
+    for i in 0..2 {
+        assert_eq!(
+            relay
+                .handle(&activate_request(&format!("A{i}")), later)
+                .status,
+            404
+        );
+    }
+    assert_eq!(relay.handle(&activate_request("A2"), later).status, 429);
+    assert_eq!(calls.load(std::sync::atomic::Ordering::SeqCst), 10);
+    drop(relay);
+    // Restarted again once the minute of every call has passed: the whole share again.
+    let relay = relay_on_file(&path, options, calls.clone());
+    let next = Now {
+        unix_seconds: t + 10 + 62,
+        monotonic_ms: 5,
+    };
+    assert_eq!(validates_until_refused(&relay, &calls, "b", next), 8);
+}
+
+fn activate(relay: &Running, key: &str) -> Answer {
+    post(
+        &format!("{}/v1/customer-portal/license-keys/activate", relay.url()),
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "laptop"}),
+        &[],
+    )
+}
+
+/// The same over loopback against the emulator holding Polar's budget (8 calls a minute, a
+/// 429 past it): a relay with `budget` 8 spends 7 of it, its file is taken as a crash leaves
+/// it, and a relay started on that file makes one call more within the minute, never a call
+/// the emulator refuses.
+#[test]
+fn a_restarted_relay_never_makes_polar_answer_429() {
+    let dir = ScratchDir::new("relay-budget-loopback");
+    let path = dir.path().join("store.redb");
+    let crashed = dir.path().join("crashed.redb");
+    let polar = Emulator::start(
+        Seed::demo(),
+        Options {
+            token_budget: Some(8),
+            ..Options::default()
+        },
+    )
+    .expect("emulator");
+    let mut options = StoreOptions::default();
+    options.budget = 8;
+    options.reserve = 2;
+    polar.reset_request_count();
+    // Every answer of the emulator's is its denial, never its 429; the relay's own 429s make
+    // no call.
+    let checked = |answer: Answer, before: u64, what: &str| {
+        let called = polar.request_count() > before;
+        match (answer.status, called) {
+            (404, true) | (429, false) => answer.status,
+            (status, called) => panic!("{what}: {status} (a call to Polar: {called})"),
+        }
+    };
+    {
+        let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+        let relay = start_relay(&polar, backend, options.clone(), None);
+        for i in 0..6 {
+            let before = polar.request_count();
+            let a = validate(&relay, &format!("STORE-GONE-{i}"));
+            assert_eq!(checked(a, before, "a validate"), 404);
+        }
+        let before = polar.request_count();
+        assert_eq!(
+            checked(activate(&relay, "STORE-GONE-A"), before, "activate"),
+            404
+        );
+        // A crash: the file as it is while the relay runs.
+        std::fs::copy(&path, &crashed).expect("a copy");
+        relay.stop();
+    }
+    assert_eq!(polar.request_count(), 7);
+    let backend = Arc::new(RedbBackend::open(&crashed, 1_000).expect("reopened"));
+    let relay = start_relay(&polar, backend, options, None);
+    for i in 0..3 {
+        let before = polar.request_count();
+        let a = validate(&relay, &format!("STORE-AFTER-{i}"));
+        assert_eq!(checked(a, before, "a validate after"), 429);
+    }
+    let before = polar.request_count();
+    assert_eq!(
+        checked(activate(&relay, "STORE-AFTER-A"), before, "activate"),
+        404
+    );
+    let before = polar.request_count();
+    assert_eq!(
+        checked(activate(&relay, "STORE-AFTER-B"), before, "activate"),
+        429
+    );
+    assert_eq!(
+        polar.request_count(),
+        8,
+        "the budget, never more, within the minute"
+    );
+    relay.stop();
+}

@@ -690,6 +690,34 @@ fn parse_seconds(text: &str) -> Result<Duration, String> {
     Duration::try_from_secs_f64(seconds).map_err(|e| e.to_string())
 }
 
+/// A `check` command line read by a parser that holds only the global options and `check`:
+/// clap builds its whole tree (every command's options) before it reads a word, and for a
+/// cached `check` that was most of the process's own time (issue #38). `None` for any other
+/// line, and for anything this smaller parser refuses (help, version, a typo, another
+/// command): the whole parser then reads it, so every answer but a well-formed `check` comes
+/// from there. What it accepts, the whole parser reads the same (`check_line_agrees`).
+pub fn check_line<I, T>(args: I) -> Option<Cli>
+where
+    I: IntoIterator<Item = T>,
+    T: Into<std::ffi::OsString> + Clone,
+{
+    use clap::FromArgMatches;
+    let parser = Global::augment_args(clap::Command::new("polar-license"))
+        .subcommand(CheckArgs::augment_args(clap::Command::new("check")))
+        .subcommand_required(true);
+    let mut matches = parser.try_get_matches_from(args).ok()?;
+    let (name, mut sub) = matches.remove_subcommand()?;
+    if name != "check" {
+        return None;
+    }
+    let global = Global::from_arg_matches_mut(&mut matches).ok()?;
+    let check = CheckArgs::from_arg_matches_mut(&mut sub).ok()?;
+    Some(Cli {
+        global,
+        command: Command::Check(check),
+    })
+}
+
 /// Parses `k=v` (split at the first `=`), typing the value as docs/interfaces.md §2 says.
 fn parse_kv(text: &str) -> Result<(String, MetaValue), String> {
     let (k, v) = text
@@ -706,6 +734,123 @@ mod tests {
     #[test]
     fn clap_definition_is_valid() {
         Cli::command().debug_assert();
+    }
+
+    /// [`check_line`] against the whole parser: every line it takes, the whole parser reads
+    /// the same (the same `Cli`, compared through `Debug`); every line the whole parser reads as
+    /// a `check`, it takes too (else a `check` would pay for the whole tree); every other line
+    /// (help, version, errors, other commands) it leaves to the whole parser. The lines are
+    /// every global option in every position around `check`, with good and bad values, and
+    /// the lines that differ only where a smaller parser could go wrong.
+    #[test]
+    fn check_line_agrees() {
+        const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+        let options: &[&[&str]] = &[
+            &["--org", ORG],
+            &["--org=bad"],
+            &["--server", "sandbox"],
+            &["--server", "moon"],
+            &["--base-url", "http://127.0.0.1:1"],
+            &["--cache-dir", "/tmp/x y"],
+            &["--app-id", "my-app"],
+            &["--timeout", "0.5"],
+            &["--timeout", "0"],
+            &["--proxy", "direct"],
+            &["--tls-roots", "webpki"],
+            &["--tls-roots", "none-such"],
+            &["--access-token", "polar_oat_x"],
+            &["--relay-key", "k4.public.a", "--relay-key", "k4.public.b"],
+            &["--revalidate-after", "0"],
+            &["--grace-period", "-1"],
+            &["--clock-tolerance", "600"],
+            &["--app-secret", "s"],
+            &["--entitlements", "{}"],
+            &["--no-machine-binding"],
+            &["--require-activation"],
+            &["--json"],
+            &["--key", "DEMO-1"],
+            &["--key"],
+            &["--feature", "export"],
+            &["--feature=a", "--feature=b"],
+            &["--activation-id", "x"],
+            &["--label", "x"],
+            &["--help"],
+            &["-h"],
+            &["--version"],
+            &["-V"],
+            &["--bogus"],
+            &["extra"],
+            &["--"],
+            &["--", "check"],
+            &["validate"],
+            &["check"],
+        ];
+        let commands: &[&[&str]] = &[
+            &["check"],
+            &["chec"],
+            &["validate"],
+            &["status"],
+            &["help", "check"],
+            &[],
+        ];
+        let mut lines: Vec<Vec<&str>> = Vec::new();
+        for command in commands {
+            for (i, a) in options.iter().enumerate() {
+                // One option before, one after, and a pair around the command.
+                let b = options[(i * 7 + 3) % options.len()];
+                let name: &[&str] = &["polar-license"];
+                lines.push([name, a, command].concat());
+                lines.push([name, command, a].concat());
+                lines.push([name, a, command, b].concat());
+                lines.push([name, b, a, command].concat());
+            }
+        }
+        // Every pair of options around `check`, and both before it.
+        for a in options {
+            for b in options {
+                lines.push([&["polar-license"], *a, &["check"], *b].concat());
+                lines.push([&["polar-license"], *a, *b, &["check"]].concat());
+            }
+        }
+        let (mut taken, mut checks) = (0, 0);
+        for line in &lines {
+            let fast = check_line(line.iter().copied());
+            let full = Cli::try_parse_from(line.iter().copied());
+            match (&fast, &full) {
+                (Some(fast), Ok(full)) => {
+                    assert_eq!(format!("{fast:?}"), format!("{full:?}"), "{line:?}");
+                    taken += 1;
+                }
+                (Some(fast), Err(e)) => {
+                    panic!("{line:?}: taken as {fast:?}, refused by the whole parser: {e}")
+                }
+                (
+                    None,
+                    Ok(Cli {
+                        command: Command::Check(_),
+                        ..
+                    }),
+                ) => {
+                    panic!("{line:?}: a check the smaller parser did not take")
+                }
+                (None, _) => {}
+            }
+            checks += usize::from(matches!(
+                full,
+                Ok(Cli {
+                    command: Command::Check(_),
+                    ..
+                })
+            ));
+        }
+        // The lines hold many of each kind (not a vacuous pass).
+        assert_eq!(taken, checks);
+        assert!(taken > 500, "{taken} lines taken");
+        assert!(
+            lines.len() - taken > 1000,
+            "{} lines left to the whole parser",
+            lines.len() - taken
+        );
     }
 
     #[test]

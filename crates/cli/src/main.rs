@@ -22,9 +22,14 @@ fn main() -> ExitCode {
         .skip(1)
         .take_while(|a| a != "--")
         .any(|a| a == "--json");
-    let cli = match Cli::try_parse() {
-        Ok(cli) => cli,
-        Err(e) => return ExitCode::from(usage_error(&e, wants_json)),
+    // A `check` (the command run at every launch) is read without building the whole
+    // parser; anything else, help and errors included, by the whole parser.
+    let cli = match args::check_line(std::env::args_os()) {
+        Some(cli) => cli,
+        None => match Cli::try_parse() {
+            Ok(cli) => cli,
+            Err(e) => return ExitCode::from(usage_error(&e, wants_json)),
+        },
     };
     let g = &cli.global;
     let code = match &cli.command {

@@ -973,10 +973,12 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     /** The engine and the store, made on first use (a bad option rejects every call). */
     async #open() {
       if (this.#problem) throw this.#problem;
+      // The storage option is the caller's to fix whether or not the wasm loads (the browser
+      // entry asked for 'file' in node, say): checked before it is loaded.
+      const s = this.#engine ? null : storage(this.#host, files);
+      if (s instanceof LicenseError) throw s;
       await init();
       if (!this.#engine) {
-        const s = storage(this.#host, files);
-        if (s instanceof LicenseError) throw s;
         const o = this.#options;
         // Every store of the node entries is sealed with this machine's identity, as the
         // native library seals its records (a browser has none: then `machineId`, if given).

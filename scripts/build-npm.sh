@@ -18,7 +18,9 @@
 #      for hosts whose WebCrypto has none): steps 1 to 3 into polar_license_ed25519{.js,_bg.wasm},
 #      loaded by the default entries on a client's first lease only where the host cannot verify
 #   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
-#   9. npm pack -> target/npm/polar-license-<version>.tgz
+#   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
+#      modules as they were also in target/npm/parts (tests, benchmarks; never packed)
+#  10. npm pack -> target/npm/polar-license-<version>.tgz
 #
 # Nothing generated is ever written into the source tree. Run scripts/setup-wasm.sh first.
 set -euo pipefail
@@ -118,6 +120,32 @@ done
 sed -i "s/\"version\": \"0.0.0-template\"/\"version\": \"$version\"/" "$PKG/package.json"
 chmod +x "$PKG/emulator-cli.js"
 cp LICENSE-APACHE LICENSE-MIT "$PKG/"
+
+echo "==> default entries bundled: one module each (esbuild, not minified)"
+# Issue #38: every module an entry imports is a step of the module loader before the first
+# answer (node: about 0.35 ms a module; Chromium: license.js and the glue fetched a level below
+# the entry). browser.js and node.js are one module each, with license.js, the wasm-bindgen glue
+# and (node) files.js inside. Left out: node's built-ins, and signed mode's add-on glue
+# (polar_license_ed25519.js), a module of its own that only a client with relay keys imports.
+# The inline entries, slow to start anyway (the wasm decoded first), still import the modules,
+# shipped for them: bundled too, each would carry its own copy of the base64 wasm (+94 KB of
+# tarball). The modules unbundled are also kept in target/npm/parts, for tests and benchmarks
+# that drive the engine's glue directly (never packed).
+ESBUILD="$ROOT/scripts/npm/node_modules/.bin/esbuild"
+PARTS="$OUT/parts"
+rm -rf "$PARTS"
+mkdir -p "$PARTS"
+for f in browser.js node.js inline.js inline-node.js license.js files.js polar_license.js polar_license_inline.js; do
+    cp "$PKG/$f" "$PARTS/"
+done
+cp "$PKG/polar_license_bg.wasm" "$PKG/package.json" "$PARTS/"
+for entry in browser node; do
+    # From inside parts/: each module's marker comment in the bundle is its bare file name.
+    (cd "$PARTS" && "$ESBUILD" "$entry.js" --bundle --format=esm --platform=neutral --log-level=warning \
+        --external:'node:*' --external:./polar_license_ed25519.js --legal-comments=none \
+        --banner:js="// polar-license $version: $entry.js with the modules it imports, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
+        --outfile="$PKG/$entry.js" --allow-overwrite)
+done
 
 echo "==> npm pack"
 rm -f "$OUT"/polar-license-*.tgz

@@ -20,6 +20,7 @@
 // verification, the step again). Prints one JSON object.
 import { createServer } from 'node:http';
 import { createHash, generateKeyPairSync, createPublicKey, randomUUID, sign, verify } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
@@ -86,7 +87,10 @@ const relayUrl = `http://127.0.0.1:${relay.address().port}`;
 // ---- one activation through the package, its record read back ---------------------------------
 const pkg = resolve(pkgDir);
 const { LicenseClient } = await import(pathToFileURL(join(pkg, 'node.js')).href);
-const { Engine } = await import(pathToFileURL(join(pkg, 'polar_license.js')).href);
+// The engine's glue apart from node.js's copy (node.js is one bundled module, issue #38).
+const glue = await import(pathToFileURL(join(pkg, 'polar_license.js')).href);
+glue.initSync({ module: readFileSync(join(pkg, 'polar_license_bg.wasm')) });
+const { Engine } = glue;
 const clock = { now: Math.floor(Date.now() / 1000) };
 const map = new Map();
 const storage = { get: (k) => map.get(k) ?? null, set: (k, v) => void map.set(k, v), remove: (k) => void map.delete(k) };

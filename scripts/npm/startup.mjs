@@ -17,7 +17,8 @@
 // a number.
 import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
-import { mkdtemp, readFile, rm } from 'node:fs/promises';
+import { rmSync } from 'node:fs';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
@@ -87,8 +88,34 @@ later.sort((a, b) => a - b);
 console.log(JSON.stringify({ ms: t1 - t0, parts: [imported - t0, loaded - imported, t1 - loaded], source: verdict.source, later: later[later.length >> 1] }));
 `;
 
+// The timed script is a file, as an app's is: a script given with `-e` pays node's module loader
+// start (about 2.5 ms here) on its first import of a file, inside the time measured. Until
+// 2026-11-25 (issue #38) it was given with `-e`; `EVAL=1` measures that way again.
+const SCRIPT_DIR = await mkdtemp(join(tmpdir(), 'polar-startup-script-'));
+const SCRIPT = join(SCRIPT_DIR, 'app.mjs');
+await writeFile(SCRIPT, NODE_RUN);
+process.on('exit', () => rmSync(SCRIPT_DIR, { recursive: true, force: true }));
+
+/** node's own floor: an empty module imported the same way (import only). */
+async function emptyImports() {
+  const empty = join(SCRIPT_DIR, 'empty.mjs');
+  const app = join(SCRIPT_DIR, 'empty-app.mjs');
+  await writeFile(empty, 'export const nothing = 0;\n');
+  await writeFile(
+    app,
+    `const t0 = performance.now(); await import(${JSON.stringify(pathToFileURL(empty).href)}); console.log(JSON.stringify({ ms: performance.now() - t0 }));\n`,
+  );
+  const times = [];
+  for (let i = 0; i < RUNS; i++) {
+    const args = process.env.EVAL ? ['--input-type=module', '-e', await readFile(app, 'utf8')] : [app];
+    times.push(JSON.parse((await run(process.execPath, [...NODE_FLAGS, ...args])).stdout).ms);
+  }
+  return times;
+}
+
 async function nodeRuns(entry, api) {
-  const once = async (env) => JSON.parse((await run(process.execPath, [...NODE_FLAGS, '--input-type=module', '-e', NODE_RUN], { env })).stdout);
+  const args = process.env.EVAL ? ['--input-type=module', '-e', NODE_RUN] : [SCRIPT];
+  const once = async (env) => JSON.parse((await run(process.execPath, [...NODE_FLAGS, ...args], { env })).stdout);
   const setups = [];
   for (const pkg of PKGS) {
     const dir = await mkdtemp(join(tmpdir(), 'polar-startup-'));
@@ -174,15 +201,48 @@ async function browserRuns(browser, entry, api) {
   return setups.map((s) => s.times);
 }
 
+/** Chromium's own floor: a fresh page that imports an empty module, served the same way. */
+async function browserFloor(browser) {
+  const server = createServer((req, res) => {
+    if (req.url === '/') {
+      const html = `<!doctype html><meta charset="utf-8"><script type="module">
+const t0 = performance.now();
+await import('./empty.js');
+window.result = { ms: performance.now() - t0 };
+</script>`;
+      res.writeHead(200, { 'content-type': 'text/html' }).end(html);
+    } else res.writeHead(200, { 'content-type': 'text/javascript' }).end('export const nothing = 0;\n');
+  });
+  await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
+  const context = await browser.newContext();
+  const times = [];
+  try {
+    for (let i = 0; i <= RUNS; i++) {
+      const tab = await context.newPage();
+      await tab.goto(`http://127.0.0.1:${server.address().port}/`);
+      await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
+      const r = await tab.evaluate(() => window.result);
+      await tab.close();
+      if (i > 0) times.push(r.ms); // the first load fills the cache, as for the package
+    }
+  } finally {
+    await context.close();
+    server.close();
+  }
+  return times;
+}
+
 const emu = await emulator();
 try {
   const rows = [];
   const [nodeFirst, nodeLater, nodeParts] = await nodeRuns('node.js', emu.url);
   rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously): import → first cached check', 10, nodeFirst));
-  rows.push(row('… of which the `import` (node\'s module loader: the entry, its three modules, node:os and node:path)', '', nodeParts[0]));
+  rows.push(row('… of which the `import` (node\'s module loader: the entry, one module since issue #38, with node:os and node:path)', '', nodeParts[0]));
   rows.push(row('… of which `init()`: the wasm read, compiled and instantiated', '', nodeParts[1]));
   rows.push(row('… of which the first check itself: the engine\'s first calls (cold wasm), three files read, two written', '', nodeParts[2]));
   rows.push(row('node, `polar-license`: a later cached check, same client (median of each process\'s later checks)', 0.1, nodeLater));
+  const empty = await emptyImports();
+  rows.push(row('… node\'s own floor: an empty module imported the same way', '', PKGS.map(() => empty)));
   const [inlineFirst, inlineLater] = await nodeRuns('inline-node.js', emu.url);
   rows.push(row('node, `polar-license/inline` (decoded, compiled): import → first cached check', '', inlineFirst));
   rows.push(row('node, `polar-license/inline`: a later cached check, same client', '', inlineLater));
@@ -194,6 +254,8 @@ try {
   try {
     rows.push(row('headless Chromium, `polar-license` (browser entry: the .wasm fetched, streaming compile): import → first cached check', 40, await browserRuns(browser, 'browser.js', emu.url)));
     rows.push(row('headless Chromium, `polar-license/inline`: import → first cached check', '', await browserRuns(browser, 'inline.js', emu.url)));
+    const floor = await browserFloor(browser);
+    rows.push(row('… Chromium\'s own floor: a fresh page importing an empty module', '', PKGS.map(() => floor)));
   } finally {
     await browser.close();
   }

@@ -188,6 +188,7 @@ pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
 /// Stricter than [`Entitlements::from_json`] about the shape (no unknown keys, so a misspelt
 /// `metered` is not silently dropped), and every error names its entry (field
 /// `entitlements.<name>`).
+#[inline(never)] // called only for a feature map: compiled by V8 only then (issue #38)
 pub(crate) fn entitlements(features: &Value) -> Result<Entitlements, Error> {
     if JsonIn::is_null(features) {
         return Ok(Entitlements::new());
@@ -243,6 +244,7 @@ pub(crate) fn entitlements(features: &Value) -> Result<Entitlements, Error> {
 
 /// The reason table (docs/interfaces.md §1) as JSON: `[{ "code", "kind", "number" }, …]`, so the JS
 /// package's `REASONS` can be tested against the Rust enum.
+#[inline(never)] // compiled by V8 only when asked for (issue #38)
 pub fn reason_table() -> String {
     let mut out = String::from("[");
     for (i, r) in Reason::ALL.iter().enumerate() {

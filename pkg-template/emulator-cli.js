@@ -1,20 +1,25 @@
 #!/usr/bin/env node
 // `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit] [--sandbox]
-// [--token-budget N] [--token-window SECONDS] [--webhook-time-scale FACTOR]
-// [--webhook-timeout SECONDS]`: the local Polar of `polar-license/emulator`, serving until
+// [--api-version YYYY-MM] [--api-versions LIST] [--token-budget N] [--token-window SECONDS]
+// [--webhook-time-scale FACTOR] [--webhook-timeout SECONDS]`: the local Polar of `polar-license/emulator`, serving until
 // killed. It prints the banner of `polar-license emulator` (the Rust command line): `listening
 // on URL` first, then the organization, each key with its benefit id, each access token.
 import { readFileSync } from 'node:fs';
 import { startEmulator } from './emulator.js';
 
 const USAGE = `usage: polar-license-emulator [--port N] [--host ADDRESS] [--seed FILE] [--rate-limit]
-                              [--sandbox] [--token-budget N] [--token-window SECONDS]
+                              [--sandbox] [--api-version YYYY-MM] [--api-versions LIST]
+                              [--token-budget N] [--token-window SECONDS]
                               [--webhook-time-scale FACTOR] [--webhook-timeout SECONDS]
   --port N        the port on 127.0.0.1 (default 8787; 0 picks a free one)
   --host ADDRESS  the address to listen on (default 127.0.0.1)
   --seed FILE     a seed file (JSON: organization, keys, tokens); default the demo seed
   --rate-limit    Polar's rate limit: 3 requests per second, then a 60 s block
   --sandbox       behave like Polar's sandbox (X-Polar-Sandbox: 1; a token budget of 100)
+  --api-version YYYY-MM     the Polar-Version answered when a request sends none
+                            (default: Polar's current one)
+  --api-versions LIST       the Polar-Versions served, comma-separated; any other (a removed
+                            one) answers a bare 404 (default: 2026-04,2026-10,2027-01)
   --token-budget N          an organization's token calls per window (default: the seed's
                             token_budget, else 500, or 100 with --sandbox; 0: off)
   --token-window SECONDS    the token budget's window (default: the seed's
@@ -36,6 +41,8 @@ for (let i = 0; i < args.length; i++) {
     '--port',
     '--host',
     '--seed',
+    '--api-version',
+    '--api-versions',
     '--token-budget',
     '--token-window',
     '--webhook-time-scale',
@@ -68,6 +75,14 @@ for (let i = 0; i < args.length; i++) {
       break;
     case '--sandbox':
       options.sandbox = true;
+      break;
+    // Taken as given, as by `polar-license emulator`: the emulator refuses a default it does
+    // not serve.
+    case '--api-version':
+      options.apiVersion = value;
+      break;
+    case '--api-versions':
+      options.apiVersions = value.split(',');
       break;
     case '--token-budget':
       if (!/^\d+$/.test(value) || Number(value) > 0xffffffff) {
@@ -114,7 +129,9 @@ try {
     process.stderr.write(`error: cannot listen on ${options.host ?? '127.0.0.1'}:${options.port}: ${e.message}\n`);
     process.exit(3);
   }
-  fail(`bad seed: ${e && e.message ? e.message : e}`);
+  const why = e && e.message ? e.message : String(e);
+  // The emulator's own words for a default version it does not serve; anything else is the seed.
+  fail(/API version/.test(why) ? why : `bad seed: ${why}`);
 }
 const first = polar.keys[0] ?? 'KEY';
 let text = `listening on ${polar.url}\norganization ${polar.organizationId}\n${polar.banner}`;

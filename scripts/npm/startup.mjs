@@ -4,6 +4,7 @@
 //   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
 //   PKG=before/pkg,target/npm/pkg node scripts/npm/startup.mjs           (builds side by side)
 //   NODE_FLAGS=--no-wasm-lazy-compilation node scripts/npm/startup.mjs   (flags for the timed node)
+//   EVAL=1 node scripts/npm/startup.mjs        (the timed script given with -e, as before 2026-11-25)
 //
 // With several package directories (PKG, comma-separated) their runs are interleaved, one of
 // each in turn, so that the load of a shared machine falls on all of them alike.

@@ -217,8 +217,52 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
          serving until killed (Ctrl-C)\n",
         a.lease_days
     ));
-    running.wait();
+    match until_stopped() {
+        Some(signal) => {
+            log::info!("relay: {signal}: no new connections; answering the requests under way");
+            // Returns once they are answered; the relay and its store are dropped with the
+            // server, so a store file is closed as a clean shutdown leaves it.
+            running.stop();
+            log::info!("relay: stopped");
+        }
+        // No signal can be waited for here: serve until killed, as a `kill -9` ends it.
+        None => running.wait(),
+    }
     0
+}
+
+/// Waits for SIGTERM (what `systemctl stop`, `docker stop` and Kubernetes send) or Ctrl-C
+/// (SIGINT) and names it; `None` when no signal can be waited for.
+fn until_stopped() -> Option<&'static str> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_io()
+        .build()
+        .ok()?;
+    runtime.block_on(async {
+        // A Ctrl-C that cannot be listened for never comes (rather than stopping at once).
+        let interrupt = async {
+            if tokio::signal::ctrl_c().await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        };
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{signal, SignalKind};
+            let Ok(mut terminate) = signal(SignalKind::terminate()) else {
+                interrupt.await;
+                return Some("SIGINT");
+            };
+            tokio::select! {
+                _ = terminate.recv() => Some("SIGTERM"),
+                () = interrupt => Some("SIGINT"),
+            }
+        }
+        #[cfg(not(unix))]
+        {
+            interrupt.await;
+            Some("Ctrl-C")
+        }
+    })
 }
 
 /// The verdict store of `--store` (and the line the banner says of it), or none.

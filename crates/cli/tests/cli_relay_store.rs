@@ -867,3 +867,69 @@ fn a_kill_9_under_load_loses_no_acknowledged_revocation_and_no_answer_sent() {
         }
     }
 }
+
+/// SIGTERM (what `systemctl stop` and `docker stop` send) and Ctrl-C (SIGINT): `relay serve`
+/// stops taking connections, answers the request under way (Polar slowed to 1.5 s, the signal
+/// sent 0.4 s into it), closes its store and exits 0, saying so on stderr. The store opens
+/// again and answers the verdict it kept, without asking Polar.
+#[cfg(unix)]
+#[test]
+fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
+    let dir = ScratchDir::new("relay-signals");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let store = dir.path().join("verdicts.redb");
+    let store = store.to_str().expect("UTF-8");
+    for signal in ["TERM", "INT"] {
+        let log = dir.path().join(format!("relay-{signal}.log"));
+        let mut relay = spawn_relay(serve_cmd(&polar, &key, &["--store", store]), &log);
+        assert_eq!(validate_key(&relay.url, DEMO_KEY).0, 200);
+        // A request under way when the signal comes: a key the store does not know, so the
+        // relay asks Polar, which takes 1.5 s.
+        let fresh = format!("SIG{signal}-1A2B3C4D-5E6F-4A1B-8C2D-3E4F5A6B7C8D");
+        add_key(&polar, &fresh);
+        set_fault(&polar, json!({"kind": "delay", "ms": 1500}));
+        let url = relay.url.clone();
+        let asking = std::thread::spawn(move || validate_key(&url, &fresh));
+        std::thread::sleep(Duration::from_millis(400));
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &relay.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = relay.child.try_wait().expect("wait") {
+                break status;
+            }
+            assert!(Instant::now() < deadline, "still running: {}", relay.log());
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        let (answered, source) = asking.join().expect("the request");
+        assert_eq!(
+            (answered, source.as_deref()),
+            (200, Some("polar")),
+            "{}",
+            relay.log()
+        );
+        set_fault(&polar, Value::Null);
+        assert_eq!(status.code(), Some(0), "SIG{signal}: {}", relay.log());
+        let said = relay.log();
+        assert!(
+            said.contains(&format!("relay: SIG{signal}: no new connections"))
+                && said.contains("relay: stopped"),
+            "{said}"
+        );
+        // Nothing came after the signal: a new connection is refused.
+        assert!(agent().get(&relay.url).call().is_err());
+    }
+    // The store opens again, closed cleanly, and still holds the key's verdict.
+    let log = dir.path().join("relay-again.log");
+    let relay = spawn_relay(serve_cmd(&polar, &key, &["--store", store]), &log);
+    let before = requests(&polar);
+    let (status, source) = validate_key(&relay.url, DEMO_KEY);
+    assert_eq!(status, 200, "{}", relay.log());
+    assert_eq!(source.as_deref(), Some("store"), "{}", relay.log());
+    assert_eq!(requests(&polar), before, "answered from the store");
+    assert!(!relay.log().contains("damaged"), "{}", relay.log());
+}

@@ -1,9 +1,10 @@
 #!/usr/bin/env node
 // `npx polar-license-emulator [--port N] [--host H] [--seed FILE] [--rate-limit] [--sandbox]
 // [--api-version YYYY-MM] [--api-versions LIST] [--token-budget N] [--token-window SECONDS]
-// [--webhook-time-scale FACTOR] [--webhook-timeout SECONDS]`: the local Polar of `polar-license/emulator`, serving until
-// killed. It prints the banner of `polar-license emulator` (the Rust command line): `listening
-// on URL` first, then the organization, each key with its benefit id, each access token.
+// [--webhook-time-scale FACTOR] [--webhook-timeout SECONDS]`: the local Polar of
+// `polar-license/emulator`, serving until killed. It prints the banner of `polar-license
+// emulator` (the Rust command line): `listening on URL` first, then the organization, each key
+// with its benefit id, each access token.
 import { readFileSync } from 'node:fs';
 import { startEmulator } from './emulator.js';
 

@@ -56,9 +56,10 @@ if [[ ! -f "$ROOT/scripts/npm/node_modules/@gfx/zopfli/package.json" ]]; then
     exit 1
 fi
 
-# wasm_module CRATE NAME [WASM_OPT_FLAGS...]: CRATE built for wasm32 in a cargo run of its own (crates built together
-# share unified dependency features, and one module could change another), then wasm-bindgen
-# (`--target web`) and wasm-opt -Oz into $PKG/NAME.js and $PKG/NAME_bg.wasm.
+# wasm_module CRATE NAME [WASM_OPT_FLAGS...]: CRATE built for wasm32 in a cargo run of its own
+# (crates built together share unified dependency features, and one module could change
+# another), then wasm-bindgen (`--target web`) and wasm-opt -Oz (with WASM_OPT_FLAGS) into
+# $PKG/NAME.js and $PKG/NAME_bg.wasm.
 wasm_module() {
     local crate="$1" name="$2"
     shift 2

@@ -428,6 +428,10 @@ function loadError(e, entry) {
       "polar-license/inline inflates its embedded WebAssembly with DecompressionStream, which this host lacks (Chrome and Edge 80+, Firefox 113+, Safari 16.4+ have it): import from 'polar-license' instead (the .wasm file beside the JS)";
   } else if (/wasm-unsafe-eval|unsafe-eval|Content.Security.Policy|\bCSP\b/i.test(text)) {
     hint = "a Content Security Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src (e.g. script-src 'self' 'wasm-unsafe-eval'; it allows WebAssembly only, not eval)";
+  } else if (/code generation disallowed/i.test(text) || (entry !== 'workerd' && globalThis.navigator?.userAgent === 'Cloudflare-Workers')) {
+    hint = "this host compiles no WebAssembly from bytes (Cloudflare Workers): bundle with polar-license's `workerd` export condition (wrangler does), which imports the .wasm as a module";
+  } else if (entry === 'workerd') {
+    hint = "polar-license's workerd entry imports polar_license_bg.wasm as a WebAssembly module: keep that import in the Worker's bundle (wrangler does)";
   } else if (/PermissionDenied|NotCapable|Requires read access|ERR_ACCESS_DENIED/.test(text)) {
     hint = `the runtime may not read the package's polar_license_bg.wasm: allow it (deno run --allow-read, node --allow-fs-read) or ${INLINE}`;
   } else if (entry === 'web' && (page === 'file:' || /\bfile:/.test(text))) {
@@ -894,7 +898,9 @@ function ed25519(verifiers, entry) {
         }
       }
       const hint =
-        entry === 'web'
+        entry === 'workerd'
+          ? 'this Workers runtime has no Ed25519 in its WebCrypto: update wrangler or workerd'
+          : entry === 'web'
           ? 'its wasm verifier could not be loaded from beside the JS: copy node_modules/polar-license/polar_license_ed25519.js and polar_license_ed25519_bg.wasm next to your bundle, as polar_license_bg.wasm is'
           : "this entry carries no wasm verifier: import from 'polar-license' (which loads one on demand) or run in a host with Ed25519 (node >= 18, Deno, Bun, Chrome and Edge 137+, Firefox 129+, Safari 17+)";
       const why = failure ? ` (${describe(failure)})` : '';

@@ -78,6 +78,7 @@ test('the tarball ships exactly the allowlist', async () => {
     'relay-workerd.js',
     'relay.d.ts',
     'relay.js',
+    'workerd.js',
   ]);
 });
 

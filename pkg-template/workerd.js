@@ -1,0 +1,23 @@
+// The client on Cloudflare Workers (the `workerd` export condition of `polar-license` and
+// `polar-license/inline`, which wrangler and workerd use): Workers compile no WebAssembly from
+// bytes at run time, so neither the fetched .wasm (polar-license) nor the embedded one
+// (polar-license/inline) can load there. The .wasm comes in as a compiled module import instead,
+// as `polar-license/relay` does. A Worker keeps no files and has no localStorage or IndexedDB:
+// the default store is memory (one isolate's), and `storage` takes an object with get, set and
+// remove (a KV namespace or a Durable Object's storage behind them) for a cache that outlives it.
+import { initSync } from './polar_license.js';
+import wasmModule from './polar_license_bg.wasm';
+import { bind, webCryptoEd25519 } from './license.js';
+
+const api = bind(
+  () => initSync({ module: wasmModule }),
+  globalThis.crypto,
+  'workerd',
+  null,
+  // Signed mode's Ed25519: the Workers runtime's WebCrypto has it.
+  [() => webCryptoEd25519(globalThis.crypto?.subtle)],
+);
+
+export const LicenseClient = api.LicenseClient;
+export const init = api.init;
+export { LicenseError, REASONS } from './license.js';

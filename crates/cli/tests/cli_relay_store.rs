@@ -933,3 +933,120 @@ fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
     assert_eq!(requests(&polar), before, "answered from the store");
     assert!(!relay.log().contains("damaged"), "{}", relay.log());
 }
+
+/// A relay key pair: `relay keygen`'s file and the `KID=PUBLIC` it prints.
+fn keygen_pair(dir: &ScratchDir) -> (String, String) {
+    let file = dir.path().join("relay-pair.key");
+    let key = file.to_str().expect("UTF-8").to_string();
+    let o = clean_command(BIN)
+        .args(["relay", "keygen", "--out", &key])
+        .launch();
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    (key, String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
+/// docs/threat-model.md's row on a relay's `stale` answers, played with the real binaries: the
+/// relay holds a grant, Polar revokes the key and then fails (no webhook reaches the relay),
+/// and the relay answers from its store, `polar-license-source: stale`. A client without relay
+/// keys cannot tell: it reads the grant as Polar's verdict and its grace restarts from it (the
+/// limit is `--stale-for`). In signed mode the lease it gets is dated from Polar's answer, so
+/// its end does not move and the client licenses offline no longer than Polar's last grant
+/// allowed.
+#[test]
+fn a_stale_grant_restarts_an_unsigned_clients_grace_but_not_a_lease() {
+    let dir = ScratchDir::new("relay-stale-client");
+    let (key_file, pair) = keygen_pair(&dir);
+    let polar = emulator_process();
+    let relay = spawn_relay(
+        serve_cmd(
+            &polar,
+            &key_file,
+            &[
+                "--store",
+                "memory",
+                "--fresh-for",
+                "1",
+                "--stale-for",
+                "3600",
+            ],
+        ),
+        &dir.path().join("relay.err"),
+    );
+    let unsigned_key = "STALE-UNSIGNED-0001";
+    let signed_key = "STALE-SIGNED-0002";
+    add_key(&polar, unsigned_key);
+    add_key(&polar, signed_key);
+    let client = |key: &str, signed: bool, args: &[&str]| -> Value {
+        let mut cmd = clean_command(BIN);
+        let cache = dir.path().join(if signed { "signed" } else { "unsigned" });
+        cmd.args([
+            "--json",
+            "--base-url",
+            &relay.url,
+            "--org",
+            DEMO_ORGANIZATION_ID,
+        ])
+        .args(["--cache-dir", cache.to_str().expect("UTF-8")]);
+        if signed {
+            cmd.args(["--relay-key", &pair]);
+        }
+        let o = cmd.args(args).args(["--key", key]).launch();
+        serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {o:?}"))
+    };
+    let verified_at = |v: &Value| v["cache"]["verified_at"].as_str().map(str::to_string);
+    let lease_end = |v: &Value| v["lease"]["expires_at"].as_str().map(str::to_string);
+
+    for (key, signed) in [(unsigned_key, false), (signed_key, true)] {
+        let v = client(key, signed, &["validate"]);
+        assert_eq!(
+            (v["outcome"].as_str(), v["source"].as_str()),
+            (Some("licensed"), Some("online")),
+            "{v}"
+        );
+    }
+    let before = client(unsigned_key, false, &["status"]);
+    let lease_before = lease_end(&client(signed_key, true, &["status"]));
+    assert!(verified_at(&before).is_some(), "{before}");
+    assert!(lease_before.is_some(), "the signed client holds a lease");
+
+    // Polar revokes both keys, then fails; the relay is told nothing (no webhook secret).
+    for key in [unsigned_key, signed_key] {
+        let (status, body, _) = call(
+            "PATCH",
+            &format!("{}/__emulator/keys/{key}", polar.url),
+            Some(json!({"status": "revoked"})),
+        );
+        assert_eq!(status, 200, "{body}");
+    }
+    set_fault(
+        &polar,
+        json!({"kind": "status", "status": 503, "body": "Service Unavailable"}),
+    );
+    // Whole seconds later (the record's times are seconds), past --fresh-for.
+    std::thread::sleep(Duration::from_millis(2_100));
+    assert_eq!(
+        validate_key(&relay.url, unsigned_key),
+        (200, Some("stale".into())),
+        "the relay answers its stored grant"
+    );
+
+    let unsigned = client(unsigned_key, false, &["validate"]);
+    assert_eq!(
+        (unsigned["outcome"].as_str(), unsigned["source"].as_str()),
+        (Some("licensed"), Some("online")),
+        "an unsigned client takes the stale grant as Polar's verdict: {unsigned}"
+    );
+    let after = client(unsigned_key, false, &["status"]);
+    assert!(
+        verified_at(&after) > verified_at(&before),
+        "its grace restarts from the stale answer: {before} then {after}"
+    );
+
+    let signed = client(signed_key, true, &["validate"]);
+    assert_eq!(signed["outcome"].as_str(), Some("licensed"), "{signed}");
+    assert_eq!(
+        lease_end(&signed),
+        lease_before,
+        "the lease is dated from Polar's answer, not the relay's: {signed}"
+    );
+}

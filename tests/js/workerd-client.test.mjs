@@ -18,8 +18,8 @@ import { honest, signingKey, standIn } from './lease-relay.mjs';
 const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
 
 // The Worker an app would write, plus a way for the test to name the client, its options and
-// the call. `storage: 'custom'` is an asynchronous store over a Map (as a KV namespace or a
-// Durable Object's storage would be), one per client name, its writes counted.
+// the call. `storage: 'custom'` is an asynchronous store over a Map, `null` when absent (as a KV
+// namespace's get is, in the README's example), one per client name, its writes counted.
 const WORKER = `import { LicenseClient } from 'polar-license';
 const clients = new Map();
 const stores = new Map();
@@ -27,7 +27,7 @@ function customStore(name) {
   let s = stores.get(name);
   if (!s) {
     const map = new Map();
-    s = { map, writes: 0, get: async (n) => map.get(n), set: async (n, v) => { s.writes += 1; map.set(n, v); }, remove: async (n) => void map.delete(n) };
+    s = { map, writes: 0, get: async (n) => map.get(n) ?? null, set: async (n, v) => { s.writes += 1; map.set(n, v); }, remove: async (n) => void map.delete(n) };
     stores.set(name, s);
   }
   return s;

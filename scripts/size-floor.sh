@@ -135,6 +135,8 @@ mod reason;
 mod error;
 #[path = "$ROOT/src/key.rs"]
 mod key;
+#[path = "$ROOT/src/decimal.rs"]
+mod decimal;
 #[path = "$ROOT/src/metadata.rs"]
 mod metadata;
 #[path = "$ROOT/src/model.rs"]
@@ -163,6 +165,8 @@ mod reason;
 mod error;
 #[path = \"$ROOT/src/key.rs\"]
 mod key;
+#[path = \"$ROOT/src/decimal.rs\"]
+mod decimal;
 #[path = \"$ROOT/src/metadata.rs\"]
 mod metadata;
 #[path = \"$ROOT/src/model.rs\"]

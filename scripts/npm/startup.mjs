@@ -240,7 +240,7 @@ try {
   rows.push(row('node, `polar-license` (node entry: wasm read and compiled synchronously): import → first cached check', 10, nodeFirst));
   rows.push(row('… of which the `import` (node\'s module loader: the entry, one module since issue #38, with node:os and node:path)', '', nodeParts[0]));
   rows.push(row('… of which `init()`: the wasm read, compiled and instantiated', '', nodeParts[1]));
-  rows.push(row('… of which the first check itself: the engine\'s first calls (cold wasm), three files read, two written', '', nodeParts[2]));
+  rows.push(row('… of which the first check itself: the engine\'s first calls (cold wasm), the machine id and four files read, the clock note written', '', nodeParts[2]));
   rows.push(row('node, `polar-license`: a later cached check, same client (median of each process\'s later checks)', 0.1, nodeLater));
   const empty = await emptyImports();
   rows.push(row('… node\'s own floor: an empty module imported the same way', '', PKGS.map(() => empty)));

@@ -7,8 +7,9 @@
 #   1. the CLI demo on the embedded emulator (all 17 steps);
 #   2. the Rust test suites (the emulator, the grace scenarios, Licensing with a file store,
 #      the trust attacks, the real binary's commands, crash safety of the cache, the fault
-#      matrix, the C ABI called from Rust, the machine id with a planted reg.exe), run by
-#      cargo through wine;
+#      matrix, the C ABI called from Rust, the machine id with a planted reg.exe, signed mode,
+#      the relay and its verdict store with its crash tests, Polar's webhooks and the token
+#      budget), run by cargo through wine;
 #   3. the C quick start (bindings/c/examples/validate.c) built by MinGW-w64 against the
 #      static library and run twice against the Windows emulator;
 #   4. the C suites that are not Linux-specific, built the same way, run against it.
@@ -86,8 +87,9 @@ fi
 # Rust tests are among its unit tests: bindings/c/src/tests/).
 SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust polar_versions
     cli cli_grace cli_trust cli_versions cli_features cli_network features cache_crash
-    fault_matrix windows_machine_id async_api network remembered_key cli_remember)
-LIBS=(polar-license polar-license-emulator polar-license-c)
+    fault_matrix windows_machine_id async_api network remembered_key cli_remember
+    signed_mode cli_signed cli_relay cli_relay_store cli_token_budget relay store webhooks)
+LIBS=(polar-license polar-license-emulator polar-license-c polar-license-relay)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done
 packages=(-p polar-license-cli)

@@ -620,8 +620,20 @@ fn the_budget_holds_and_the_sandbox_defaults_it_to_100() {
 fn store_memory_by_option_and_by_environment() {
     let dir = ScratchDir::new("relay-store-memory");
     let key = keygen(&dir);
-    let data = dir.path().join("data");
+    let data = if cfg!(windows) {
+        // %LOCALAPPDATA% is a known folder no environment variable moves: the user's real
+        // one, so this runs only in a throwaway profile (scripts/test-windows.sh's wine prefix).
+        if std::env::var_os("POLAR_LICENSE_TEST_THROWAWAY_PROFILE").is_none() {
+            eprintln!("skipped on Windows outside a throwaway profile: the default directory");
+            return;
+        }
+        dirs::data_local_dir().expect("a data dir")
+    } else {
+        dir.path().join("data")
+    };
     std::fs::create_dir_all(&data).expect("data dir");
+    let file = data.join("polar-license").join("relay-store.redb");
+    let _ = std::fs::remove_file(&file);
     let polar = emulator_process();
     for by_env in [false, true] {
         let mut cmd = serve_cmd(
@@ -652,13 +664,17 @@ fn store_memory_by_option_and_by_environment() {
             (200, Some("store".into()))
         );
         assert_eq!(requests(&polar), calls + 1);
-        let written: Vec<_> = walk(&data);
-        assert!(written.is_empty(), "written on disk: {written:?}");
+        if cfg!(windows) {
+            // The profile holds other programs' folders: the relay's file is what must not be.
+            assert!(!file.exists(), "written on disk: {file:?}");
+        } else {
+            let written: Vec<_> = walk(&data);
+            assert!(written.is_empty(), "written on disk: {written:?}");
+        }
     }
     let mut cmd = serve_cmd(&polar, &key, &["--store"]);
     cmd.env("XDG_DATA_HOME", &data).env("HOME", dir.path());
     let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
-    let file = data.join("polar-license").join("relay-store.redb");
     assert!(
         relay
             .banner

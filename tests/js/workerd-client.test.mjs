@@ -8,7 +8,7 @@
 // the emulator makes Polar unreachable on demand.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { freePort, runWorkerd } from './workerd.mjs';
@@ -56,8 +56,42 @@ export default {
 };
 `;
 
-/** workerd's config: the Worker, the package's files as an app's bundle would hold them. */
-function capnp(port, files) {
+// The same client inside a Durable Object, its store the object's storage: what outlives an
+// isolate (and here, the runtime: its storage is on a disk directory workerd is restarted on).
+// A new client for every request, as a new launch of an app would make one.
+const DURABLE_WORKER = `import { LicenseClient } from 'polar-license';
+export class LicenseStore {
+  constructor(state) {
+    this.storage = state.storage;
+  }
+  async fetch(request) {
+    const { options, op, args, later } = await request.json();
+    const storage = this.storage;
+    const client = new LicenseClient({
+      organizationId: '${ORG}',
+      ...options,
+      clock: () => Date.now() + (later ?? 0) * 1000,
+      storage: { get: (n) => storage.get(n), set: (n, v) => storage.put(n, v), remove: (n) => storage.delete(n) },
+    });
+    try {
+      const value = await client[op](...(args ?? []));
+      return Response.json({ value, names: [...(await storage.list()).keys()] });
+    } catch (e) {
+      return Response.json({ error: { name: e.name, code: e.code, kind: e.kind, field: e.field, detail: e.detail, message: e.message } });
+    }
+  }
+}
+export default {
+  async fetch(request, env) {
+    if (request.method !== 'POST') return new Response(null, { status: 204 });
+    return env.LICENSES.get(env.LICENSES.idFromName('app')).fetch(request);
+  },
+};
+`;
+
+/** workerd's config: the Worker, the package's files as an app's bundle would hold them;
+ * with `storeDir`, the Durable Object namespace of DURABLE_WORKER on that directory. */
+function capnp(port, files, storeDir) {
   const module = (f) =>
     f.endsWith('.wasm')
       ? `(name = "node_modules/polar-license/${f}", wasm = embed "${f}")`
@@ -67,6 +101,7 @@ const config :Workerd.Config = (
   services = [
     (name = "main", worker = .client),
     (name = "net", network = (allow = ["local", "private", "public"])),
+    ${storeDir ? `(name = "disk", disk = (path = "${storeDir}", writable = true)),` : ''}
   ],
   sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
 );
@@ -77,20 +112,24 @@ const client :Workerd.Worker = (
     ${files.map(module).join(',\n    ')},
   ],
   compatibilityDate = "2026-11-01",
+  ${storeDir ? `durableObjectNamespaces = [(className = "LicenseStore", uniqueKey = "polar-license-client-test")],
+  durableObjectStorage = (localDisk = "disk"),
+  bindings = [(name = "LICENSES", durableObjectNamespace = "LicenseStore")],` : ''}
   globalOutbound = "net",
 );
 `;
 }
 
-/** A Worker importing `entry` of the installed package (with the files it imports). */
-async function worker(entry, files) {
+/** A Worker importing `entry` of the installed package (with the files it imports); with
+ * `storeDir`, DURABLE_WORKER over a Durable Object stored there. */
+async function worker(entry, files, storeDir) {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-client-'));
   for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
   // `polar-license` as a bundler with the workerd condition resolves it: the entry the map names.
   await writeFile(join(dir, 'index.js'), `export * from 'node_modules/polar-license/${entry}';\n`);
-  await writeFile(join(dir, 'worker.js'), WORKER);
+  await writeFile(join(dir, 'worker.js'), storeDir ? DURABLE_WORKER : WORKER);
   const port = await freePort();
-  await writeFile(join(dir, 'config.capnp'), capnp(port, files));
+  await writeFile(join(dir, 'config.capnp'), capnp(port, files, storeDir));
   const host = await runWorkerd(dir, port, '/');
   host.run = async (body) => {
     const resp = await fetch(`${host.url}/run`, { method: 'POST', body: JSON.stringify(body) });
@@ -226,5 +265,33 @@ test("workerd: signed mode verifies a relay's lease with the runtime's WebCrypto
     assert.match(forged.error.detail, /\(signature\)/);
   } finally {
     await world.close();
+  }
+});
+
+test("workerd: a Durable Object's storage keeps the grace across a restart of the runtime", async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-do-'));
+  const entry = manifest.exports['.'].workerd.replace('./', '');
+  const key = await newKey();
+  const options = { baseUrl: polar.url };
+  let w = await worker(entry, WORKERD_FILES, storeDir);
+  try {
+    const online = await w.run({ options, op: 'check', args: [key] });
+    assert.equal(online.value?.source, 'online', JSON.stringify(online));
+    assert.ok(online.names.length >= 2, `the record and the install secret are in the object's storage: ${online.names}`);
+    await w.close();
+
+    // A new runtime on the same disk, Polar unreachable, two hours later: the records it
+    // reads back still verify (the install secret came back with them) and the grace answers.
+    polar.mode = 'down';
+    w = await worker(entry, WORKERD_FILES, storeDir);
+    const offline = await w.run({ options, op: 'check', args: [key], later: 7200 });
+    assert.deepEqual([offline.value?.source, offline.value?.reason], ['cache', 'offline'], JSON.stringify(offline));
+    // A key never checked here has nothing to fall back on.
+    const other = await w.run({ options, op: 'check', args: [README_KEY], later: 7200 });
+    assert.equal(other.error?.code, 'offline', JSON.stringify(other));
+  } finally {
+    polar.mode = 'up';
+    await w.close();
+    await rm(storeDir, { recursive: true, force: true });
   }
 });

@@ -12,7 +12,8 @@
 #      budget), run by cargo through wine;
 #   3. the C quick start (bindings/c/examples/validate.c) built by MinGW-w64 against the
 #      static library and run twice against the Windows emulator;
-#   4. the C suites that are not Linux-specific, built the same way, run against it.
+#   4. the C suites that are not Linux-specific (signed mode through the relay among them),
+#      built the same way, run against it.
 # Rust's std imports bcryptprimitives.dll!ProcessPrng (Windows 10 and later), which wine 8
 # lacks: scripts/windows/process_prng.c is built into a stand-in DLL that only this script
 # puts on wine's PATH (never shipped). The last line is `windows: N passed, N failed`.
@@ -153,16 +154,21 @@ c_quick_start() {
 if c_quick_start; then record c-quick-start 1 0; else record c-quick-start 0 1; fi
 
 # ---- 4. the C suites ------------------------------------------------------------------------
-# Every suite that is not Linux-specific (test_interop, test_trust and test_signed use fork,
-# mount namespaces and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror
-# -pedantic, statically: no MinGW DLL to ship) and run against the Windows emulator answering
-# as API version 2027-01, like scripts/test-c.sh does.
-C_SUITES=(inputs reasons grace features versions background threads faults remember)
+# Every suite that is not Linux-specific (test_interop and test_trust use fork, mount namespaces
+# and POSIX permissions), built with MinGW-w64 as on Linux (-Wall -Wextra -Werror -pedantic,
+# statically: no MinGW DLL to ship) and run against the Windows emulator answering as API
+# version 2027-01, like scripts/test-c.sh does. test_signed spawns the Windows binary's
+# `relay serve` and the Windows build of bindings/c/forge (the forged-record attack).
+C_SUITES=(inputs reasons grace features versions background threads faults remember signed)
 c_suites() {
     local lib="target/$TARGET/c-release/libpolar_license_c.a" native t out p f
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |
         tr ' ' '\n' | grep -v '^-lwindows\.' | tr '\n' ' ')"
     mkdir -p "$OUT/c"
+    local forge=""
+    if cargo build --target "$TARGET" -p polar-license-forge-c; then
+        forge="$(winepath -w "$ROOT/target/$TARGET/debug/polar-license-forge-c.exe" 2>/dev/null)"
+    fi
     wine "$EXE" emulator --port 0 --api-version 2027-01 >"$OUT/c-emulator.log" 2>&1 &
     local pid=$! url="" i
     for i in $(seq 1 200); do
@@ -179,7 +185,7 @@ c_suites() {
             continue
         fi
         out="$(POLAR_EMULATOR_URL="$url" POLAR_LICENSE_CLI="$(winepath -w "$ROOT/$EXE")" \
-            timeout 600 wine "$OUT/c/test_$t.exe" 2>&1 | tr -d '\r')"
+            POLAR_LICENSE_FORGE_C="$forge" timeout 600 wine "$OUT/c/test_$t.exe" 2>&1 | tr -d '\r')"
         grep -E '^(not ok|  bindings/)' <<<"$out" || true
         p=""
         f=""

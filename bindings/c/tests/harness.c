@@ -1,6 +1,7 @@
 /* harness.c: see harness.h. */
 #include "harness.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -283,8 +284,12 @@ void temp_dir(char dir[64]) {
   char base[MAX_PATH];
   DWORD n = GetTempPathA(sizeof base, base);
   if (n == 0 || n >= sizeof base) die("GetTempPath");
-  snprintf(dir, 64, "%spolar-license-ctest-%d-%u", base, (int)getpid(), ++counter);
-  if (_mkdir(dir) != 0) die("mkdir");
+  /* wine reuses small process ids: a directory a crashed run left behind is skipped. */
+  for (;;) {
+    snprintf(dir, 64, "%spolar-license-ctest-%d-%u", base, (int)getpid(), ++counter);
+    if (_mkdir(dir) == 0) return;
+    if (errno != EEXIST || counter >= 10000) die("mkdir");
+  }
 }
 
 void remove_tree(const char *dir) {

@@ -10,15 +10,30 @@
  * install, a damaged or misplaced response line storing nothing.
  *
  * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`) and
- * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge).
+ * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge). On Windows (built
+ * with MinGW-w64, run under wine by scripts/test-windows.sh) the relay is a process spawned with
+ * _spawnl and ended with TerminateProcess, and the commands run through cmd.exe.
  */
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/wait.h>
 #include <time.h>
+#ifdef _WIN32
+#include <fcntl.h>
+#include <io.h>
+#include <process.h>
+#include <sys/stat.h>
+#include <windows.h>
+/* How a command line quotes a path, and where it throws output away. */
+#define Q "\""
+#define DEVNULL "NUL"
+#else
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
+#define Q "'"
+#define DEVNULL "/dev/null"
+#endif
 
 #include "harness.h"
 
@@ -55,31 +70,99 @@ static const char *env_or_die(const char *name) {
 /* Runs a shell command, copies its first stdout line (without the newline) into `out` and
  * returns its exit code (-1 when it could not run). */
 static int run_line(const char *command, char *out, size_t out_len) {
+#ifdef _WIN32
+  /* cmd.exe /c drops the first and last quote of a line that starts with one: a pair around the
+   * whole line keeps the command's own. */
+  char line[1100];
+  FILE *pipe;
+  snprintf(line, sizeof line, "\"%s\"", command);
+  pipe = _popen(line, "r");
+#else
   FILE *pipe = popen(command, "r");
+#endif
   int status;
   if (out_len > 0) out[0] = '\0';
   if (pipe == NULL) return -1;
   if (out_len > 0 && fgets(out, (int)out_len, pipe) != NULL) out[strcspn(out, "\r\n")] = '\0';
   while (fgetc(pipe) != EOF) {
   }
+#ifdef _WIN32
+  status = _pclose(pipe);
+  return status;
+#else
   status = pclose(pipe);
   return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+#endif
 }
 
 static void pause_ms(int ms) {
+#ifdef _WIN32
+  Sleep((DWORD)ms);
+#else
   struct timespec step;
   step.tv_sec = ms / 1000;
   step.tv_nsec = (long)(ms % 1000) * 1000 * 1000;
   nanosleep(&step, NULL);
+#endif
 }
 
 /* ---- the relay ------------------------------------------------------------------------- */
 
 typedef struct {
+#ifdef _WIN32
+  intptr_t pid; /* the process handle _spawnl returned (0: not running) */
+#else
   pid_t pid;
+#endif
   char url[64];
   char log[128];
 } relay;
+
+#ifdef _WIN32
+/* The relay's process: stdout on `log` (through the C runtime's fd 1, whose handle the child
+ * inherits as its standard output), the token in the environment it inherits. */
+static intptr_t spawn_relay(const char *cli_env, const char *log, const char *days) {
+  intptr_t handle;
+  int saved, saved_err, fd, null;
+  char cli[512], url[128];
+  /* Copies first: _putenv may move the environment getenv's pointers point into. */
+  snprintf(cli, sizeof cli, "%s", cli_env);
+  snprintf(url, sizeof url, "%s", emu_url());
+  fflush(stdout);
+  fflush(stderr);
+  saved = _dup(1);
+  saved_err = _dup(2);
+  fd = _open(log, _O_WRONLY | _O_CREAT | _O_TRUNC, _S_IREAD | _S_IWRITE);
+  null = _open(DEVNULL, _O_WRONLY);
+  if (saved < 0 || saved_err < 0 || fd < 0 || null < 0 || _dup2(fd, 1) != 0 ||
+      _dup2(null, 2) != 0) {
+    perror(log);
+    fatal("redirect the relay's output");
+  }
+  _close(fd);
+  _close(null);
+  if (_putenv("POLAR_ACCESS_TOKEN=" EMU_TOKEN) != 0) fatal("putenv");
+  handle = _spawnl(_P_NOWAIT, cli, cli, "--base-url", url, "relay", "serve", "--signing-key",
+                   key_file, "--port", "0", "--lease-days", days, (char *)NULL);
+  _putenv("POLAR_ACCESS_TOKEN=");
+  fflush(stdout);
+  _dup2(saved, 1);
+  _dup2(saved_err, 2);
+  _close(saved);
+  _close(saved_err);
+  if (handle == -1) {
+    perror("_spawnl");
+    fatal("spawn the relay");
+  }
+  return handle;
+}
+
+static void end_relay(intptr_t handle) {
+  TerminateProcess((HANDLE)handle, 1);
+  WaitForSingleObject((HANDLE)handle, INFINITE);
+  CloseHandle((HANDLE)handle);
+}
+#endif
 
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
  * signing key; returns once it printed `listening on URL` (at most 10 s). */
@@ -91,6 +174,9 @@ static void relay_start(relay *r) {
   snprintf(r->log, sizeof r->log, "%s/relay-%d.log", key_dir, rand());
   snprintf(days, sizeof days, "%d", LEASE_DAYS);
   r->url[0] = '\0';
+#ifdef _WIN32
+  r->pid = spawn_relay(cli, r->log, days);
+#else
   r->pid = fork();
   if (r->pid < 0) fatal("fork");
   if (r->pid == 0) {
@@ -102,6 +188,7 @@ static void relay_start(relay *r) {
           "--port", "0", "--lease-days", days, (char *)NULL);
     _exit(127);
   }
+#endif
   for (i = 0; i < 500 && r->url[0] == '\0'; i++) {
     char line[128] = "";
     log = fopen(r->log, "r");
@@ -116,8 +203,12 @@ static void relay_start(relay *r) {
     if (r->url[0] == '\0') pause_ms(20);
   }
   if (r->url[0] == '\0') {
+#ifdef _WIN32
+    end_relay(r->pid);
+#else
     kill(r->pid, SIGKILL);
     waitpid(r->pid, NULL, 0);
+#endif
     fatal("the relay did not start (polar-license relay serve)");
   }
 }
@@ -125,8 +216,12 @@ static void relay_start(relay *r) {
 /* Stops the relay: from now on its address refuses connections (Polar "offline"). */
 static void relay_stop(relay *r) {
   if (r->pid <= 0) return;
+#ifdef _WIN32
+  end_relay(r->pid);
+#else
   kill(r->pid, SIGTERM);
   waitpid(r->pid, NULL, 0);
+#endif
   r->pid = 0;
   remove(r->log);
 }
@@ -460,8 +555,8 @@ static int forge(const char *dir, const char *base_url, const char *key, int64_t
   char command[1024], out[256];
   int rc;
   snprintf(command, sizeof command,
-           "'%s' --dir '%s' --base-url '%s' --org " DEMO_ORG " --key '%s' --app-secret '%s'"
-           " --clock-offset %lld%s",
+           Q "%s" Q " --dir " Q "%s" Q " --base-url " Q "%s" Q " --org " DEMO_ORG " --key " Q "%s" Q
+           " --app-secret " Q "%s" Q " --clock-offset %lld%s",
            env_or_die("POLAR_LICENSE_FORGE_C"), dir, base_url, key, APP_SECRET,
            (long long)offset, impostor ? " --impostor-kid " KID : "");
   rc = run_line(command, out, sizeof out);
@@ -653,15 +748,15 @@ int main(void) {
   /* The seller's key, made once: `relay keygen` prints KID=k4.public.... */
   temp_dir(key_dir);
   snprintf(key_file, sizeof key_file, "%s/relay.key", key_dir);
-  snprintf(command, sizeof command, "'%s' relay keygen --out '%s' --kid " KID " 2>/dev/null", cli,
-           key_file);
+  snprintf(command, sizeof command,
+           Q "%s" Q " relay keygen --out " Q "%s" Q " --kid " KID " 2>" DEVNULL, cli, key_file);
   if (run_line(command, relay_pair, sizeof relay_pair) != 0 ||
       strncmp(relay_pair, KID "=k4.public.", strlen(KID "=k4.public.")) != 0) {
     fprintf(stderr, "relay keygen printed: %s\n", relay_pair);
     fatal("polar-license relay keygen");
   }
-  snprintf(command, sizeof command, "'%s' relay keygen --out '%s/old.key' --kid old 2>/dev/null",
-           cli, key_dir);
+  snprintf(command, sizeof command,
+           Q "%s" Q " relay keygen --out " Q "%s/old.key" Q " --kid old 2>" DEVNULL, cli, key_dir);
   if (run_line(command, old_pair, sizeof old_pair) != 0 || strncmp(old_pair, "old=", 4) != 0)
     fatal("polar-license relay keygen (a second key)");
 

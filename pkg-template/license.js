@@ -414,7 +414,8 @@ const INLINE = "import from 'polar-license/inline' instead (the WebAssembly insi
 
 /**
  * A wasm that cannot be fetched, compiled or read, as a `load_error` whose detail names the
- * cause and the fix. `entry`: `web` (fetched beside the JS), `node` (read with fs) or `inline`.
+ * cause and the fix. `entry`: `web` (fetched beside the JS), `node` (read with fs), `inline` or
+ * `workerd` (imported as a compiled module).
  */
 function loadError(e, entry) {
   const code = e?.code;
@@ -428,10 +429,10 @@ function loadError(e, entry) {
       "polar-license/inline inflates its embedded WebAssembly with DecompressionStream, which this host lacks (Chrome and Edge 80+, Firefox 113+, Safari 16.4+ have it): import from 'polar-license' instead (the .wasm file beside the JS)";
   } else if (/wasm-unsafe-eval|unsafe-eval|Content.Security.Policy|\bCSP\b/i.test(text)) {
     hint = "a Content Security Policy forbids compiling WebAssembly: add 'wasm-unsafe-eval' to script-src (e.g. script-src 'self' 'wasm-unsafe-eval'; it allows WebAssembly only, not eval)";
-  } else if (/code generation disallowed/i.test(text) || (entry !== 'workerd' && globalThis.navigator?.userAgent === 'Cloudflare-Workers')) {
-    hint = "this host compiles no WebAssembly from bytes (Cloudflare Workers): bundle with polar-license's `workerd` export condition (wrangler does), which imports the .wasm as a module";
   } else if (entry === 'workerd') {
-    hint = "polar-license's workerd entry imports polar_license_bg.wasm as a WebAssembly module: keep that import in the Worker's bundle (wrangler does)";
+    hint = "polar-license's workerd entry needs polar_license_bg.wasm imported as a compiled WebAssembly module, as wrangler imports a .wasm (Workers compile none from bytes)";
+  } else if (/code generation disallowed/i.test(text) || globalThis.navigator?.userAgent === 'Cloudflare-Workers') {
+    hint = "this host compiles no WebAssembly from bytes (Cloudflare Workers): bundle with polar-license's `workerd` export condition (wrangler does), which imports the .wasm as a module";
   } else if (/PermissionDenied|NotCapable|Requires read access|ERR_ACCESS_DENIED/.test(text)) {
     hint = `the runtime may not read the package's polar_license_bg.wasm: allow it (deno run --allow-read, node --allow-fs-read) or ${INLINE}`;
   } else if (entry === 'web' && (page === 'file:' || /\bfile:/.test(text))) {

@@ -91,11 +91,13 @@ export default {
 
 /** workerd's config: the Worker, the package's files as an app's bundle would hold them;
  * with `storeDir`, the Durable Object namespace of DURABLE_WORKER on that directory. */
-function capnp(port, files, storeDir) {
+function capnp(port, files, storeDir, wasmAsData = false) {
   const module = (f) =>
-    f.endsWith('.wasm')
+    f.endsWith('.wasm') && !wasmAsData
       ? `(name = "node_modules/polar-license/${f}", wasm = embed "${f}")`
-      : `(name = "node_modules/polar-license/${f}", esModule = embed "${f}")`;
+      : f.endsWith('.wasm')
+        ? `(name = "node_modules/polar-license/${f}", data = embed "${f}")`
+        : `(name = "node_modules/polar-license/${f}", esModule = embed "${f}")`;
   return `using Workerd = import "/workerd/workerd.capnp";
 const config :Workerd.Config = (
   services = [
@@ -121,15 +123,16 @@ const client :Workerd.Worker = (
 }
 
 /** A Worker importing `entry` of the installed package (with the files it imports); with
- * `storeDir`, DURABLE_WORKER over a Durable Object stored there. */
-async function worker(entry, files, storeDir) {
+ * `storeDir`, DURABLE_WORKER over a Durable Object stored there; with `wasmAsData`, the .wasm
+ * given to the Worker as bytes (a bundler that does not import it as a module). */
+async function worker(entry, files, storeDir, wasmAsData = false) {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-client-'));
   for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
   // `polar-license` as a bundler with the workerd condition resolves it: the entry the map names.
   await writeFile(join(dir, 'index.js'), `export * from 'node_modules/polar-license/${entry}';\n`);
   await writeFile(join(dir, 'worker.js'), storeDir ? DURABLE_WORKER : WORKER);
   const port = await freePort();
-  await writeFile(join(dir, 'config.capnp'), capnp(port, files, storeDir));
+  await writeFile(join(dir, 'config.capnp'), capnp(port, files, storeDir, wasmAsData));
   const host = await runWorkerd(dir, port, '/');
   host.run = async (body) => {
     const resp = await fetch(`${host.url}/run`, { method: 'POST', body: JSON.stringify(body) });
@@ -227,7 +230,7 @@ test('workerd: bad input is refused before any request; an unreachable Polar wit
   assert.deepEqual([dead.error?.code, dead.error?.kind], ['offline', 'unverified'], JSON.stringify(dead));
 });
 
-test('workerd: the default and inline entries cannot compile their wasm there, and their error names the workerd condition', async () => {
+test('workerd: the default and inline entries cannot compile their wasm there, and their error names the workerd condition; the workerd entry given bytes says what it needs', async () => {
   const bundled = {
     browser: ['browser.js', 'polar_license_bg.wasm'],
     inline: ['inline.js', 'license.js', 'polar_license.js', 'polar_license_inline.js'],
@@ -239,6 +242,13 @@ test('workerd: the default and inline entries cannot compile their wasm there, a
     assert.equal(r.error?.code, 'load_error', `${entry}: ${JSON.stringify(r)}`);
     assert.match(r.error.detail, /`workerd` export condition/, entry);
   }
+  // The workerd entry given the .wasm as bytes (a bundler that imported it as data): its own
+  // hint, not one sending the app to the entry it already uses.
+  const bytes = await worker('workerd.js', WORKERD_FILES, undefined, true);
+  workers.bytes = bytes;
+  const r = await bytes.run({ client: 'x', options: { baseUrl: polar.url, storage: 'memory' }, op: 'check', args: [README_KEY] });
+  assert.equal(r.error?.code, 'load_error', JSON.stringify(r));
+  assert.match(r.error.detail, /workerd entry needs polar_license_bg\.wasm imported as a compiled WebAssembly module/);
 });
 
 test("workerd: signed mode verifies a relay's lease with the runtime's WebCrypto Ed25519 and refuses a forged one", async () => {

@@ -4,8 +4,10 @@
 // WebAssembly from bytes at run time, so the default entry (a fetched .wasm) and the inline one
 // (an embedded .wasm) cannot load there; the workerd entry imports the .wasm as a compiled
 // module. The Worker drives clients by name (`POST /run`), each kept in the isolate between
-// requests, with the memory store or a custom asynchronous store; a loopback relay in front of
-// the emulator makes Polar unreachable on demand.
+// requests, with the memory store or a custom asynchronous store; another Worker keeps a client's
+// records in a Durable Object across a restart of the runtime; signed mode verifies leases with
+// the runtime's WebCrypto. A loopback relay in front of the emulator makes Polar unreachable on
+// demand.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';

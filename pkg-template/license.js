@@ -496,12 +496,13 @@ const NO_BODY = new Uint8Array(0);
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail, lease]`, `fail` 0, or 1
- * (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter` and
- * `lease` (a relay's `polar-license-lease`, signed mode) are the headers as `fetch` gives them,
- * read by the engine with the core's own readers, as natively (the `Date` anchors the expiry
- * check and the cache's clock: one reading on every face; two lease headers, joined by fetch,
- * are one value that never verifies: no lease).
+ * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age]`, `fail` 0, or
+ * 1 (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter`,
+ * `lease` (a relay's `polar-license-lease`, signed mode) and `age` (a relay's replay of a
+ * stored answer: the grace runs from when Polar gave it) are the headers as `fetch` gives
+ * them, read by the engine with the core's own readers, as natively (the `Date` anchors the
+ * expiry check and the cache's clock: one reading on every face; two lease headers, joined by
+ * fetch, are one value that never verifies: no lease).
  * `fetchFn`: the `fetch` option (Electron's `net.fetch`, an undici fetch through a proxy), else
  * the global one; whatever it throws or returns that is not a readable Response is a failure
  * to connect (the grace cache answers), never a verdict.
@@ -543,7 +544,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease')];
+    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age')];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);

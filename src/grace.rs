@@ -111,7 +111,7 @@ use crate::json::{JsonIn, JsonOut};
 use crate::key::Key;
 use crate::metadata::Metadata;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
-use crate::proto::ValidateRequest;
+use crate::proto::{Stamp, ValidateRequest};
 use crate::reason::Reason;
 use std::time::Duration;
 
@@ -979,16 +979,19 @@ fn anchor(now: i64, server_date: Option<i64>, policy: &GracePolicy) -> i64 {
 }
 
 /// The record after a good online verdict on `query`: a fresh good verdict (the activation
-/// made on this machine stays remembered; a denial and a block are cleared).
+/// made on this machine stays remembered; a denial and a block are cleared), dated from when
+/// Polar gave it: the response's `Age` earlier than it arrived (a relay's replay of a stored
+/// answer; 0 from Polar), so a replay never restarts the grace.
 fn verified<L: LicenseData>(
     record: Option<Record<L>>,
     query: &Query,
     now: i64,
     policy: &GracePolicy,
     license: &L,
-    server_date: Option<i64>,
+    stamp: Stamp,
 ) -> Record<L> {
-    let at = anchor(now, server_date, policy);
+    let at = anchor(now, stamp.date, policy);
+    let given = at.saturating_sub(stamp.age.max(0));
     let stored = license.with_key(license.display_key());
     Record {
         good: Some(GoodVerdict {
@@ -997,12 +1000,12 @@ fn verified<L: LicenseData>(
             benefit_id: query.benefit_id.clone(),
             customer_id: query.customer_id.clone(),
             conditions: query.conditions.clone(),
-            verified_at: at,
-            server_date,
+            verified_at: given,
+            server_date: stamp.date,
             lease: None,
         }),
-        // An online success re-anchors the clock: verified_at and latest_seen move
-        // together, so a clock set ahead earlier cannot stretch the grace.
+        // An online success re-anchors the clock: latest_seen moves with verified_at (to the
+        // answer's arrival, `Age` later), so a clock set ahead earlier cannot stretch the grace.
         latest_seen: at,
         activation: record.and_then(|r| r.activation),
         ..Record::empty(query, at)
@@ -1047,26 +1050,49 @@ fn blocked<L: LicenseData>(
 /// Step 2 of a check: folds the online result of the validate sent after [`Plan::Ask`] into
 /// the record and gives the answer.
 ///
-/// `server_date` is the response's `Date` header in unix seconds, when there was one (see
-/// [`http_date`]). `record` is what the store holds now (it may have changed since [`plan`]:
+/// `stamp` is when the answer was given: the response's `Date` header in unix seconds, when
+/// there was one (see [`http_date`]), and its `Age` ([`Stamp`]; `None` or `Some(date)` for a
+/// `Date` alone). `record` is what the store holds now (it may have changed since [`plan`]:
 /// another process's answer is folded in, not overwritten).
+///
+/// A grant with an `Age` (a relay's replay of Polar's earlier answer) is dated that much
+/// earlier: the grace runs from when Polar gave it, and one older than the grace period is
+/// `grace_expired`, as the cache would answer had it been received then, and changes nothing
+/// stored.
 pub fn settle<L: LicenseData>(
     record: Option<Record<L>>,
     query: &Query,
     now: i64,
     policy: &GracePolicy,
     online: Result<Verdict<L>, Error>,
-    server_date: Option<i64>,
+    stamp: impl Into<Stamp>,
 ) -> (StoreAction<L>, CheckOutcome<L>) {
+    let stamp = stamp.into();
     let record = record.filter(|r| r.belongs_to(query));
     match online {
         Ok(Verdict::Accepted(license)) => {
-            let fresh = verified(record, query, now, policy, &license, server_date);
+            let fresh = verified(record, query, now, policy, &license, stamp);
+            let given = fresh
+                .good
+                .as_ref()
+                .map_or(fresh.latest_seen, |g| g.verified_at);
+            let old = fresh.latest_seen.saturating_sub(given);
+            if old > policy.grace_secs() {
+                let age = crate::decimal::digits(unsigned(stamp.age));
+                let cause = ["the answer is Polar's of ", &age, " s ago (its Age header)"];
+                return (
+                    StoreAction::Keep,
+                    CheckOutcome::Unverified(Error::GraceExpired {
+                        verified_seconds_ago: unsigned(old),
+                        cause: cause.concat(),
+                    }),
+                );
+            }
             let outcome = CheckOutcome::Licensed {
                 source: Source::Online,
                 license: Box::new(license),
                 grace_remaining: None,
-                verified_at: fresh.latest_seen,
+                verified_at: given,
             };
             (StoreAction::Write(Box::new(fresh)), outcome)
         }
@@ -1135,7 +1161,7 @@ pub fn observe_validate<L: LicenseData>(
     check_query: Option<&Query>,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<L>, Option<i64>), Error>,
+    online: &Result<(Verdict<L>, Stamp), Error>,
 ) -> Option<Record<L>> {
     let record = record.filter(|r| r.belongs_to(query));
     let same_question = check_query.is_some_and(|c| {
@@ -1187,7 +1213,7 @@ pub fn observe_activate<A: ActivationData>(
     query: &Query,
     now: i64,
     policy: &GracePolicy,
-    online: &Result<(Verdict<A>, Option<i64>), Error>,
+    online: &Result<(Verdict<A>, Stamp), Error>,
     remember: Option<StoredActivation>,
 ) -> Option<Record<A::License>> {
     let record = record.filter(|r| r.belongs_to(query));

@@ -236,6 +236,48 @@ impl HttpResponse {
     pub fn date(&self) -> Option<i64> {
         self.single("date").and_then(http_date)
     }
+
+    /// The `Age` header in seconds, when there is one that reads: how long ago the answer was
+    /// given by Polar, as a relay answering from its store says (`polar-license-source:
+    /// store` or `stale`). Delta-seconds exactly (RFC 9111 §5.1: digits only); anything else,
+    /// two headers included, is no age. A value past `i64::MAX` reads as `i64::MAX`.
+    pub fn age(&self) -> Option<i64> {
+        let v = self.single("age")?.trim_matches([' ', '\t']);
+        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        Some(v.bytes().fold(0i64, |n, b| {
+            n.saturating_mul(10).saturating_add(i64::from(b - b'0'))
+        }))
+    }
+
+    /// When this answer was given: its `Date` and `Age` headers ([`Stamp`]).
+    pub fn stamp(&self) -> Stamp {
+        Stamp {
+            date: self.date(),
+            age: self.age().unwrap_or(0),
+        }
+    }
+}
+
+/// When an answer was given, as its response says: the `Date` header (unix seconds, when it
+/// read: [`HttpResponse::date`]) and the `Age` header (seconds, 0 without one:
+/// [`HttpResponse::age`]). Polar answers with no `Age`; a relay replaying an answer it stored
+/// says how old it is, so the grace cache dates the verdict from when Polar gave it, not from
+/// when the replay arrived (a replayed grant never restarts the grace: docs/threat-model.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Stamp {
+    /// The `Date` header in unix seconds.
+    pub date: Option<i64>,
+    /// The `Age` header in seconds (never negative).
+    pub age: i64,
+}
+
+impl From<Option<i64>> for Stamp {
+    /// A stamp with this `Date` and no `Age`.
+    fn from(date: Option<i64>) -> Stamp {
+        Stamp { date, age: 0 }
+    }
 }
 
 /// Parses an HTTP `Date` header into unix seconds: the IMF-fixdate every HTTP/1.1 server sends

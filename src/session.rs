@@ -26,7 +26,7 @@ use crate::key::Key;
 use crate::lease::{self, LeaseExpect, RelayKeys};
 use crate::metadata::{MetaValue, Metadata};
 use crate::model::ValidatedLicenseKey;
-use crate::proto::{ActivateRequest, Api, Expect, HttpRequest, ValidateRequest};
+use crate::proto::{ActivateRequest, Api, Expect, HttpRequest, Stamp, ValidateRequest};
 use crate::reason::Reason;
 use std::time::Duration;
 
@@ -709,7 +709,7 @@ pub fn unremembered<A: ActivationData>(read: &A, e: &Error) -> Error {
 
 /// Says on a denial whether this install had a good verdict for the key before
 /// ([`crate::error::Denial::previously_valid`]).
-fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Option<i64>), Error>) {
+fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Stamp), Error>) {
     if let Ok((Verdict::Denied(denial), _)) = online {
         denial.previously_valid = grace::was_valid(opened.record.as_ref());
     }
@@ -725,7 +725,7 @@ pub fn activated<A: ActivationData>(
     key: &Key,
     now: i64,
     policy: &GracePolicy,
-    online: &mut Result<(Verdict<A>, Option<i64>), Error>,
+    online: &mut Result<(Verdict<A>, Stamp), Error>,
 ) -> Option<Record<A::License>> {
     mark_known(opened, online);
     let mut query = Query::new(organization_id, key.clone());
@@ -755,7 +755,7 @@ pub fn validated<L: LicenseData>(
     machine: Option<&str>,
     now: i64,
     policy: &GracePolicy,
-    online: &mut Result<(Verdict<L>, Option<i64>), Error>,
+    online: &mut Result<(Verdict<L>, Stamp), Error>,
 ) -> Option<Record<L>> {
     mark_known(opened, online);
     let query = Query::from_request(organization_id, req).ok()?;
@@ -1023,11 +1023,11 @@ pub fn finish<L: LicenseData>(
     opened: &Opened<L>,
     asking: &Asking,
     policy: &GracePolicy,
-    online: Result<(Verdict<L>, Option<i64>), Error>,
+    online: Result<(Verdict<L>, Stamp), Error>,
 ) -> Finished<L> {
-    let (online, date) = match online {
-        Ok((verdict, date)) => (Ok(verdict), date),
-        Err(e) => (Err(e), None),
+    let (online, stamp) = match online {
+        Ok((verdict, stamp)) => (Ok(verdict), stamp),
+        Err(e) => (Err(e), Stamp::default()),
     };
     let cause = online.as_ref().err().filter(|e| e.falls_back()).cloned();
     let (action, outcome) = grace::settle(
@@ -1036,7 +1036,7 @@ pub fn finish<L: LicenseData>(
         asking.now,
         policy,
         online,
-        date,
+        stamp,
     );
     let fallback = match &outcome {
         CheckOutcome::Licensed {

@@ -9,6 +9,7 @@
 
 use polar_license::cache::{self, MacKey, Untrusted};
 use polar_license::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Source, StoreAction};
+use polar_license::proto::{HttpResponse, Stamp};
 use polar_license::store::{MemoryStore, Store};
 use polar_license::{Denial, Error, Reason, ValidateRequest, ValidatedLicenseKey, Verdict};
 use std::time::Duration;
@@ -637,6 +638,141 @@ fn records_report_rollback_and_grace_for_status() {
     assert_eq!(record.rollback(T0 - 10 * MIN, &policy), None);
     assert_eq!(record.rollback(T0 - 10 * MIN - 1, &policy), Some(601));
     assert_eq!(record.grace_remaining(T0 - H, &policy), None);
+}
+
+/// A relay's replay of a stored answer says its `Age`: the verdict is dated from when Polar
+/// gave it, so a replayed grant never restarts the grace (docs/threat-model.md).
+#[test]
+fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
+    let policy = GracePolicy::default();
+    let stamp = |date, age| Stamp { date, age };
+    // An hour-old replay: licensed, the grace ending an hour sooner than for Polar's own
+    // answer; the clock's high-water mark is now.
+    let (StoreAction::Write(record), outcome) = grace::settle(
+        None,
+        &q(),
+        T0,
+        &policy,
+        Ok(Verdict::Accepted(license(None))),
+        stamp(Some(T0), H),
+    ) else {
+        panic!("expected a write")
+    };
+    let good = record.good.as_ref().unwrap();
+    assert_eq!((good.verified_at, record.latest_seen), (T0 - H, T0));
+    assert!(
+        matches!(outcome, CheckOutcome::Licensed { source: Source::Online, verified_at, .. } if verified_at == T0 - H),
+        "{outcome:?}"
+    );
+    assert_eq!(
+        record.grace_remaining(T0, &policy),
+        Some(Duration::from_secs((GRACE - H) as u64))
+    );
+    assert_eq!(record.grace_remaining(T0 + GRACE - H + 1, &policy), None);
+    // The next check asks again (older than revalidate_after), and offline the cache licenses
+    // only until Polar's answer's grace ends.
+    assert_eq!(grace::plan(Some(&record), &q(), T0 + 1, &policy), Plan::Ask);
+    let offline = || Error::Offline {
+        timeout: false,
+        detail: "refused".into(),
+    };
+    let (_, late) = grace::settle(
+        Some((*record).clone()),
+        &q(),
+        T0 + GRACE - H + 1,
+        &policy,
+        Err(offline()),
+        None,
+    );
+    assert_eq!(late.reason(), Some(Reason::GraceExpired), "{late:?}");
+
+    // The clock ahead of the server: the answer is anchored at the server's Date, then aged.
+    let (StoreAction::Write(ahead), _) = grace::settle(
+        None,
+        &q(),
+        T0 + D,
+        &policy,
+        Ok(Verdict::Accepted(license(None))),
+        stamp(Some(T0), 300),
+    ) else {
+        panic!("expected a write")
+    };
+    assert_eq!(ahead.good.as_ref().unwrap().verified_at, T0 - 300);
+
+    // Older than the grace: `grace_expired`, as the cache would answer, and nothing stored
+    // (a tombstone stays a tombstone).
+    let denial = Denial {
+        reason: Reason::Inactive,
+        detail: "License key is no longer active.".into(),
+        status: 404,
+        remaining_usages: None,
+        previously_valid: true,
+    };
+    let (StoreAction::Write(tomb), _) = grace::settle::<ValidatedLicenseKey>(
+        None,
+        &q(),
+        T0,
+        &policy,
+        Ok(Verdict::Denied(denial)),
+        None,
+    ) else {
+        panic!("expected a write")
+    };
+    for age in [GRACE + 1, i64::MAX] {
+        let (action, outcome) = grace::settle(
+            Some((*tomb).clone()),
+            &q(),
+            T0 + 1,
+            &policy,
+            Ok(Verdict::Accepted(license(None))),
+            stamp(None, age),
+        );
+        assert_eq!(action, StoreAction::Keep, "age {age}");
+        assert_eq!(outcome.reason(), Some(Reason::GraceExpired), "age {age}");
+    }
+    // Exactly the grace: licensed, with nothing left.
+    let (StoreAction::Write(edge), outcome) = grace::settle(
+        None,
+        &q(),
+        T0,
+        &policy,
+        Ok(Verdict::Accepted(license(None))),
+        stamp(None, GRACE),
+    ) else {
+        panic!("expected a write")
+    };
+    assert!(outcome.is_licensed());
+    assert_eq!(edge.grace_remaining(T0, &policy), Some(Duration::ZERO));
+}
+
+#[test]
+fn the_age_header_reads_as_delta_seconds_only() {
+    let age = |values: &[&str]| {
+        values
+            .iter()
+            .fold(HttpResponse::new(200, ""), |r, v| r.with_header("Age", v))
+            .age()
+    };
+    assert_eq!(age(&[]), None);
+    assert_eq!(age(&["0"]), Some(0));
+    assert_eq!(age(&["3600"]), Some(3600));
+    assert_eq!(age(&[" 12\t"]), Some(12));
+    assert_eq!(age(&["99999999999999999999"]), Some(i64::MAX));
+    for bad in ["", "-5", "+5", "1.5", "12s", "0x10", "1 2", "１"] {
+        assert_eq!(age(&[bad]), None, "{bad:?}");
+    }
+    assert_eq!(age(&["5", "5"]), None, "two headers read as none");
+    let stamped = HttpResponse::new(200, "")
+        .with_header("date", "Sun, 06 Nov 1994 08:49:37 GMT")
+        .with_header("age", "7");
+    assert_eq!(
+        stamped.stamp(),
+        Stamp {
+            date: Some(784_111_777),
+            age: 7
+        }
+    );
+    assert_eq!(HttpResponse::new(200, "").stamp(), Stamp::default());
 }
 
 #[test]

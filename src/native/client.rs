@@ -8,15 +8,15 @@ use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, ValidateRequest,
-    USER_AGENT,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
+    ValidateRequest, USER_AGENT,
 };
 use crate::transport::Transport;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// An answer, its `Date` in unix seconds, and the relay's lease header when there was one.
-pub(crate) type Leased<T> = ((Verdict<T>, Option<i64>), Option<String>);
+pub(crate) type Leased<T> = ((Verdict<T>, Stamp), Option<String>);
 
 /// The lease a relay sent with an answer: the header's single value (two read as none).
 fn lease_header(response: &HttpResponse) -> Option<String> {
@@ -135,6 +135,7 @@ impl BlockingClient {
         req: &ValidateRequest,
     ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
         self.validate_at(req, super::clock::system_clock())
+            .map(|(verdict, stamp)| (verdict, stamp.date))
     }
 
     /// [`BlockingClient::validate_dated`] with the local clock reading `now` (for expiry).
@@ -142,7 +143,7 @@ impl BlockingClient {
         &self,
         req: &ValidateRequest,
         now: i64,
-    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Stamp), Error> {
         self.validate_leased(req, now).map(|(answer, _)| answer)
     }
 
@@ -168,12 +169,12 @@ impl BlockingClient {
         let started = Instant::now();
         let result = (|| {
             let response = self.transport.send(request)?;
-            let date = response.date();
+            let stamp = response.stamp();
             let verdict = match expect {
                 Some(expect) => parse_validate_for(&response, expect)?,
                 None => parse_validate(&response)?,
             };
-            Ok(((verdict, date), lease_header(&response)))
+            Ok(((verdict, stamp), lease_header(&response)))
         })();
         super::events::request("validate", key, started, result.as_ref().map(|a| &a.0 .0));
         result
@@ -195,7 +196,7 @@ impl BlockingClient {
         &self,
         req: &ActivateRequest,
         now: i64,
-    ) -> Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error> {
+    ) -> Result<(Verdict<LicenseKeyActivationRead>, Stamp), Error> {
         self.activate_leased(req, now).map(|(answer, _)| answer)
     }
 
@@ -209,12 +210,12 @@ impl BlockingClient {
         let started = Instant::now();
         let result = (|| {
             let response = self.transport.send(&request)?;
-            let date = response.date();
+            let stamp = response.stamp();
             let verdict = match Expect::activate(self.api.organization_id(), req, now) {
                 Some(expect) => parse_activate_for(&response, &expect)?,
                 None => parse_activate(&response)?,
             };
-            Ok(((verdict, date), lease_header(&response)))
+            Ok(((verdict, stamp), lease_header(&response)))
         })();
         let verdict = result.as_ref().map(|a| &a.0 .0);
         super::events::request("activate", req.key.as_ref(), started, verdict);

@@ -27,7 +27,7 @@ use crate::keyseal::KeySeal;
 use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
-use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
+use crate::proto::{ActivateRequest, DeactivateRequest, Stamp, ValidateRequest};
 use crate::session::{self, Asking, Begin, CacheStatus, Granted, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
@@ -466,7 +466,7 @@ impl Licensing {
         granted: &Granted<'_>,
         now: i64,
     ) -> (
-        Result<(Verdict<L>, Option<i64>), Error>,
+        Result<(Verdict<L>, Stamp), Error>,
         Option<session::HeldLease>,
     ) {
         match online {
@@ -499,7 +499,7 @@ impl Licensing {
         key: &Key,
         now: i64,
     ) -> (
-        Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+        Result<(Verdict<LicenseKeyActivationRead>, Stamp), Error>,
         Option<session::HeldLease>,
     ) {
         use crate::grace::ActivationData;
@@ -738,7 +738,7 @@ impl Licensing {
         req: &ActivateRequest,
         key: &Key,
         now: i64,
-        online: &mut Result<(Verdict<LicenseKeyActivationRead>, Option<i64>), Error>,
+        online: &mut Result<(Verdict<LicenseKeyActivationRead>, Stamp), Error>,
         lease: Option<session::HeldLease>,
     ) -> Result<(), Error> {
         let _lock = self.store.lock(&slot.name)?;
@@ -805,7 +805,7 @@ impl Licensing {
             Some(expect) => crate::proto::parse_activate_for(&response.answer, &expect)?,
             None => return Err(Error::invalid("response", "is not for this organization")),
         };
-        let online = Ok(((answer, None), Some(response.lease)));
+        let online = Ok(((answer, Stamp::default()), Some(response.lease)));
         let (mut online, lease) = self.held_activation(online, &req, &key, now);
         let slot = self.slot(&key)?;
         self.store_activation(&slot, &req, &key, now, &mut online, lease)?;

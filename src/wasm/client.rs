@@ -6,14 +6,14 @@ use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, ClientOptions};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, ValidateRequest,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Stamp, ValidateRequest,
 };
 use std::rc::Rc;
 
 pub use crate::options::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 
 /// A verdict and the response's `Date` header (unix seconds), when readable.
-type Dated<T> = (Verdict<T>, Option<i64>);
+type Dated<T> = (Verdict<T>, Stamp);
 
 /// Builds an [`AsyncClient`].
 #[derive(Debug, Clone)]
@@ -89,8 +89,10 @@ impl AsyncClient {
     pub async fn validate_dated(
         &self,
         req: &ValidateRequest,
-    ) -> Result<Dated<ValidatedLicenseKey>, Error> {
-        self.validate_at(req, super::js::date_now()).await
+    ) -> Result<(Verdict<ValidatedLicenseKey>, Option<i64>), Error> {
+        self.validate_at(req, super::js::date_now())
+            .await
+            .map(|(verdict, stamp)| (verdict, stamp.date))
     }
 
     /// [`AsyncClient::validate_dated`] with the local clock reading `now` (for expiry).
@@ -112,12 +114,12 @@ impl AsyncClient {
         expect: Option<&Expect<'_>>,
     ) -> Result<Dated<ValidatedLicenseKey>, Error> {
         let response = self.transport.send(request).await?;
-        let date = response.date();
+        let stamp = response.stamp();
         let verdict = match expect {
             Some(expect) => parse_validate_for(&response, expect)?,
             None => parse_validate(&response)?,
         };
-        Ok((verdict, date))
+        Ok((verdict, stamp))
     }
 
     /// Activates a key (takes one activation slot per call, even with the same label). A 200
@@ -140,12 +142,12 @@ impl AsyncClient {
     ) -> Result<Dated<LicenseKeyActivationRead>, Error> {
         let request = self.api.activate_request(req)?;
         let response = self.transport.send(&request).await?;
-        let date = response.date();
+        let stamp = response.stamp();
         let verdict = match Expect::activate(self.api.organization_id(), req, now) {
             Some(expect) => parse_activate_for(&response, &expect)?,
             None => parse_activate(&response)?,
         };
-        Ok((verdict, date))
+        Ok((verdict, stamp))
     }
 
     /// Deactivates an activation, freeing its slot. A second deactivate is `not_found`.

@@ -54,7 +54,7 @@ use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::lease::{RelayKeys, LEASE_HEADER};
 use polar_license::proto::{
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server,
+    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server, Stamp,
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
@@ -171,9 +171,12 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
 /// The `Date` and `Retry-After` headers come as `fetch` gives them (repeated ones joined with
 /// ", "), read by the core as natively ([`HttpResponse::date`], [`proto::retry_after`]); so
 /// does the relay's lease header ([`LEASE_HEADER`], signed mode): two joined by `fetch` are one
-/// value that never verifies, so no lease, as natively where two read as none.
+/// value that never verifies, so no lease, as natively where two read as none. So does `Age`
+/// (a relay's replay of a stored answer: [`HttpResponse::age`]); two joined by `fetch` do not
+/// read, as natively where two read as none.
 ///
 /// [`proto::retry_after`]: polar_license::proto::retry_after
+#[allow(clippy::too_many_arguments)]
 fn reply(
     status: u16,
     body: Vec<u8>,
@@ -182,6 +185,7 @@ fn reply(
     fail: u8,
     detail: String,
     lease: Option<String>,
+    age: Option<String>,
 ) -> Result<HttpResponse, Error> {
     let kind = match fail {
         0 => {
@@ -194,6 +198,9 @@ fn reply(
             }
             if let Some(lease) = lease {
                 headers.push((LEASE_HEADER.to_string(), lease));
+            }
+            if let Some(age) = age {
+                headers.push(("age".to_string(), age));
             }
             return Ok(HttpResponse {
                 status,
@@ -337,7 +344,7 @@ fn lease_token(response: &Result<HttpResponse, Error>) -> Option<String> {
 /// An online answer and the lease to store with it: in signed mode a grant stands only with a
 /// lease that verifies for it (else it is `protocol_error`, see [`session::hold_lease`]), as
 /// natively (`Licensing::held`).
-type Held<L> = (Result<(Verdict<L>, Option<i64>), Error>, Option<HeldLease>);
+type Held<L> = (Result<(Verdict<L>, Stamp), Error>, Option<HeldLease>);
 
 /// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
 struct StepOut<'a> {
@@ -532,7 +539,7 @@ impl Engine {
     /// [`Held`] for a validate's answer (`granted`: what it was asked).
     fn held(
         &self,
-        online: Result<(Verdict<SchemaLicense>, Option<i64>), Error>,
+        online: Result<(Verdict<SchemaLicense>, Stamp), Error>,
         granted: &Granted<'_>,
         token: Option<&str>,
         now: i64,
@@ -559,7 +566,7 @@ impl Engine {
     /// [`Held`] for an activation's answer: the lease is for the activation just made.
     fn held_activation(
         &self,
-        online: Result<(Verdict<SchemaActivation>, Option<i64>), Error>,
+        online: Result<(Verdict<SchemaActivation>, Stamp), Error>,
         req: &ActivateRequest,
         key: &Key,
         token: Option<&str>,
@@ -866,6 +873,7 @@ impl Engine {
                 a.n(13) as u8,
                 a.s(14),
                 a.o(15),
+                a.o(16),
             ),
             "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
             "validateEnd" => self.validate_end_leased(
@@ -882,6 +890,7 @@ impl Engine {
                 a.n(10) as u8,
                 a.s(11),
                 a.o(12),
+                a.o(13),
             ),
             "activateBegin" => self.activate_begin(a.s(0), &a.s(1)),
             "activateEnd" => self.activate_end_leased(
@@ -898,6 +907,7 @@ impl Engine {
                 a.n(10) as u8,
                 a.s(11),
                 a.o(12),
+                a.o(13),
             ),
             "deactivateBegin" => self.deactivate_begin(a.s(0), &a.s(1), &a.s(2), a.o(3), a.o(4)),
             "deactivateEnd" => self.deactivate_end(
@@ -1233,12 +1243,16 @@ impl Engine {
         fail: u8,
         detail: String,
         lease: Option<String>,
+        age: Option<String>,
     ) -> String {
         let key = Key::new(key);
         let now = now as i64;
         let feature = feature.as_deref();
-        let response = reply(status, body, date, retry_after, fail, detail, lease);
-        let date = response.as_ref().ok().and_then(HttpResponse::date);
+        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
+        let date = response
+            .as_ref()
+            .map(HttpResponse::stamp)
+            .unwrap_or_default();
         let token = lease_token(&response);
         if let Some(cache) = cache {
             let req = match self.uncached_request(&key, cache.clone()) {
@@ -1260,7 +1274,12 @@ impl Engine {
                 conditions: &req.conditions,
             };
             let online = self
-                .held(online.map(|v| (v, None)), &granted, token.as_deref(), now)
+                .held(
+                    online.map(|v| (v, Stamp::default())),
+                    &granted,
+                    token.as_deref(),
+                    now,
+                )
                 .0
                 .map(|(v, _)| v);
             let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
@@ -1352,14 +1371,18 @@ impl Engine {
         fail: u8,
         detail: String,
         lease: Option<String>,
+        age: Option<String>,
     ) -> String {
         let req = match self.validate_request(key, options) {
             Ok(req) => req,
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail, lease);
-        let date = response.as_ref().ok().and_then(HttpResponse::date);
+        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
+        let date = response
+            .as_ref()
+            .map(HttpResponse::stamp)
+            .unwrap_or_default();
         let token = lease_token(&response);
         let online = match Expect::validate(self.org(), &req, now) {
             Some(expect) => response
@@ -1459,14 +1482,18 @@ impl Engine {
         fail: u8,
         detail: String,
         lease: Option<String>,
+        age: Option<String>,
     ) -> String {
         let (req, key) = match self.activate_request(key, options) {
             Ok(bound) => bound,
             Err(e) => return StepOut::answer(error_json(&e)).done(),
         };
         let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail, lease);
-        let date = response.as_ref().ok().and_then(HttpResponse::date);
+        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
+        let date = response
+            .as_ref()
+            .map(HttpResponse::stamp)
+            .unwrap_or_default();
         let token = lease_token(&response);
         let online = match Expect::activate(self.org(), &req, now) {
             Some(expect) => response
@@ -1545,6 +1572,7 @@ impl Engine {
             fail,
             detail,
             None,
+            None,
         )
     }
 
@@ -1580,6 +1608,7 @@ impl Engine {
             fail,
             detail,
             None,
+            None,
         )
     }
 
@@ -1614,6 +1643,7 @@ impl Engine {
             retry_after,
             fail,
             detail,
+            None,
             None,
         )
     }
@@ -1671,7 +1701,7 @@ impl Engine {
         fail: u8,
         detail: String,
     ) -> String {
-        let verdict = match reply(status, body, date, retry_after, fail, detail, None)
+        let verdict = match reply(status, body, date, retry_after, fail, detail, None, None)
             .and_then(|r| answers::deactivate_answer(&r))
         {
             Ok(verdict) => verdict,

@@ -172,7 +172,7 @@ fn not_granted<T>(
 /// The case read by serde's typed model and by the schema table: `(typed, schema)`.
 pub fn read_both(case: &Case) -> (Reading, Reading) {
     let resp = case.response();
-    let date = resp.date();
+    let date = resp.stamp();
     let policy = GracePolicy::default();
     match case.op {
         Operation::Validate => {

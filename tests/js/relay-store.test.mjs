@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, runWorkerd } from './workerd.mjs';
-import { CONSUMER, ORG, PACKAGE_DIR } from './emulator.mjs';
+import { CONSUMER, ORG, PACKAGE_DIR, mapStorage, pkg } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
@@ -137,6 +137,50 @@ test('node: the store answers a known key with no call, and a revocation arrives
     assert.ok([...saved.keys()].some((k) => k.startsWith('e:')));
     assert.ok([...saved.keys()].some((k) => k.startsWith('w:')), 'the webhook id was saved');
   } finally {
+    await new Promise((resolve) => server.close(resolve));
+  }
+});
+
+test("node: a stale grant says its Age, and the npm client's grace runs from Polar's answer, not the replay", async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const relay = relayPkg.createRelay({
+    accessToken: TOKEN,
+    signingKey: SIGNING_KEY,
+    baseUrl: polar.url,
+    perIp: '1000/1000',
+    store: { freshFor: 1, staleFor: 3600 },
+  });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const { LicenseClient } = await pkg();
+  // Unsigned (no relayKeys): it cannot tell the relay from Polar but by the headers.
+  const app = new LicenseClient({ organizationId: ORG, baseUrl: url, storage: mapStorage(), gracePolicy: { revalidateAfter: 1 } });
+  const key = newKey();
+  try {
+    const first = await app.check(key);
+    assert.equal(first.source, 'online', JSON.stringify(first));
+    // Polar revokes the key, then fails; no webhook tells the relay.
+    polar.updateKey(key, { status: 'revoked' });
+    polar.setFault({ kind: 'status', status: 503, body: 'Service Unavailable' });
+    await new Promise((r) => setTimeout(r, 2_100));
+    const raw = await fetch(`${url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json', origin: 'https://app.example' }, body: validateBody(key) });
+    await raw.arrayBuffer();
+    assert.equal(raw.headers.get('polar-license-source'), 'stale');
+    const age = Number(raw.headers.get('age'));
+    assert.ok(age >= 2 && age < 10, `age ${raw.headers.get('age')}`);
+    assert.match(raw.headers.get('access-control-expose-headers'), /(^|, )age(,|$)/, 'a browser may read it');
+    const replayed = await app.check(key);
+    assert.equal(replayed.source, 'online', JSON.stringify(replayed));
+    assert.ok(
+      Math.abs(replayed.verifiedAt - first.verifiedAt) <= 1,
+      `verified at ${replayed.verifiedAt}, Polar answered at ${first.verifiedAt}`,
+    );
+    assert.equal(replayed.graceEndsAt - replayed.verifiedAt, 604_800);
+    const status = await app.status(key);
+    assert.ok(Math.abs(status.verifiedAt - first.verifiedAt) <= 1, JSON.stringify(status));
+  } finally {
+    polar.setFault(null);
     await new Promise((resolve) => server.close(resolve));
   }
 });

@@ -1222,7 +1222,7 @@ fn add_cors(r: &mut RelayResponse) {
     r.set("access-control-allow-origin", "*");
     r.set(
         "access-control-expose-headers",
-        "polar-license-lease, retry-after, date, polar-version, polar-license-source",
+        "polar-license-lease, retry-after, date, age, polar-version, polar-license-source",
     );
     if r.header(SOURCE_HEADER).is_none() {
         r.set(SOURCE_HEADER, "polar");

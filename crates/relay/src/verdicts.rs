@@ -301,7 +301,7 @@ impl Relay {
                 if age >= i64::try_from(window).unwrap_or(i64::MAX) {
                     return None;
                 }
-                let r = replayed(e, &pending.checked.key)?;
+                let r = aged(replayed(e, &pending.checked.key)?, age);
                 log::info!(
                     "relay: validate {} {} ({source}: a denial)",
                     pending.key.redacted(),
@@ -349,7 +349,7 @@ impl Relay {
                     pending.key.redacted(),
                     claims.expires_at
                 );
-                let mut r = sourced(r, source);
+                let mut r = aged(sourced(r, source), age);
                 add_cors(&mut r);
                 match &self.signer {
                     SignWith::Key(key) => {
@@ -565,4 +565,11 @@ fn replayed(e: &Entry, key: &str) -> Option<RelayResponse> {
         headers: e.headers.clone(),
         body: unscrub(&e.body, e.key_at, key)?,
     })
+}
+
+/// A stored answer with its `Age`: how many seconds ago Polar gave it (RFC 9111 §5.1). A
+/// client dates the verdict from then, so a replayed grant never restarts its grace.
+fn aged(mut r: RelayResponse, age: i64) -> RelayResponse {
+    r.set("age", &age.max(0).to_string());
+    r
 }

@@ -1505,6 +1505,11 @@ impl Generator {
         if self.r.chance(10) {
             headers.push(("content-type".to_string(), "application/json".to_string()));
         }
+        if self.r.chance(15) {
+            for v in age_header(&mut self.r) {
+                headers.push(("age".to_string(), v));
+            }
+        }
         Case {
             op,
             status,
@@ -1513,6 +1518,36 @@ impl Generator {
             activation_asked: asked,
             what: what.join("; "),
         }
+    }
+}
+
+/// An `Age` header (a relay's replay of a stored answer): seconds within and past the grace,
+/// and what does not read (a sign, a fraction, words, a number past `i64`, two headers).
+fn age_header(r: &mut Rng) -> Vec<String> {
+    let one = |r: &mut Rng| {
+        r.pick(&[
+            "0",
+            "1",
+            "299",
+            "3600",
+            "86400",
+            "604800",
+            "604801",
+            "9999999999",
+            "99999999999999999999",
+            " 12",
+            "-5",
+            "1.5",
+            "12s",
+            "",
+            "\t7\t",
+        ])
+        .to_string()
+    };
+    if r.chance(10) {
+        vec![one(r), one(r)]
+    } else {
+        vec![one(r)]
     }
 }
 

@@ -2,8 +2,8 @@
 //! `polar_license_testkit::answers` (the seeds and the generator `tests/one_answer.rs` holds the
 //! two paths of the core to natively) classified by the native typed parser
 //! (`proto::parse_*_for`) and by [`Engine::validate_end`], `activate_end` and
-//! `deactivate_end` exactly as `license.js` calls them (the `date` and `retry-after` headers as
-//! `fetch` joins them, a storage secret so that every step also writes its record), in one wasm
+//! `deactivate_end` exactly as `license.js` calls them (the `date`, `retry-after` and `age`
+//! headers as `fetch` joins them, a storage secret so that every step also writes its record), in one wasm
 //! process, in node and in headless Chromium (scripts/test-wasm.sh).
 //!
 //! Compared through faces.rs's helpers: the outcome, its reason code, HTTP status,
@@ -171,6 +171,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
     let resp = case.response();
     let date = case.combined("date");
     let retry = case.combined("retry-after");
+    let age = case.combined("age");
     let (status, body) = (case.status, case.body.clone());
     let policy = GracePolicy::default();
     let (kind, native, step, record) = match case.op {
@@ -183,7 +184,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
             };
             let expect = Expect::validate(ORG, &req, NOW).unwrap();
             let r = proto::parse_validate_for(&resp, &expect);
-            let mut online = r.clone().map(|v| (v, resp.date()));
+            let mut online = r.clone().map(|v| (v, resp.stamp()));
             let record = native_writes(session::validated(
                 &Opened::default(),
                 ORG,
@@ -197,7 +198,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 r.clone(),
                 |v| json!({ "license": v.license_key, "activation": v.activation }),
             );
-            let step = e.validate_end(
+            let step = e.validate_end_leased(
                 KEY.into(),
                 &options.to_string(),
                 Some(SECRET.into()),
@@ -210,6 +211,8 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 retry,
                 0,
                 String::new(),
+                None,
+                age.clone(),
             );
             (kind(&r), native, step, record)
         }
@@ -217,7 +220,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
             let req = case.activate_request();
             let expect = Expect::activate(ORG, &req, NOW).unwrap();
             let r = proto::parse_activate_for(&resp, &expect);
-            let mut online = r.clone().map(|v| (v, resp.date()));
+            let mut online = r.clone().map(|v| (v, resp.stamp()));
             let record = native_writes(session::activated(
                 &Opened::default(),
                 ORG,
@@ -231,7 +234,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 r.clone(),
                 |v| json!({ "activation": v.activation, "license": v.license_key }),
             );
-            let step = e.activate_end(
+            let step = e.activate_end_leased(
                 KEY.into(),
                 &json!({ "label": LABEL }).to_string(),
                 Some(SECRET.into()),
@@ -244,6 +247,8 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 retry,
                 0,
                 String::new(),
+                None,
+                age.clone(),
             );
             (kind(&r), native, step, record)
         }

@@ -6,6 +6,8 @@
 // Issue #38: the lease's signature is verified by Chromium's WebCrypto Ed25519; a page without
 // relay keys fetches no verifier, and where WebCrypto has no Ed25519 (taken away here) the
 // package's wasm add-on is fetched on the first lease (the page's resource timing says which).
+// A relay's replayed answer (`Age`, exposed to the page) is dated from when Polar gave it; not
+// exposed, the page cannot read it and dates it from its arrival.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createRequire } from 'node:module';
@@ -47,12 +49,18 @@ const PAGE = `<!doctype html>
   const addon = () =>
     performance.getEntriesByType('resource').some((e) => e.name.includes('polar_license_ed25519')) ? 'add-on fetched' : 'no add-on';
   try {
-    const a = await client.activate(key, { label: 'browser' });
-    const c = await client.check(key);
-    const s = await client.status(key);
-    status.textContent = relayKey
-      ? \`activated \${a.lease.kid} \${a.lease.expiresAt}; check \${c.source} \${c.lease.expiresAt}; status \${s.lease.expiresAt}; \${addon()}\`
-      : \`activated, no lease \${a.lease}; check \${c.source}; \${addon()}\`;
+    if (q.get('age')) {
+      // A check answered by a relay's replay of an answer given \`age\` seconds ago.
+      const c = await client.check(key);
+      status.textContent = \`check \${c.source}; verified \${Math.round(Date.now() / 1000) - c.verifiedAt} s ago; grace \${c.graceEndsAt - c.verifiedAt}\`;
+    } else {
+      const a = await client.activate(key, { label: 'browser' });
+      const c = await client.check(key);
+      const s = await client.status(key);
+      status.textContent = relayKey
+        ? \`activated \${a.lease.kid} \${a.lease.expiresAt}; check \${c.source} \${c.lease.expiresAt}; status \${s.lease.expiresAt}; \${addon()}\`
+        : \`activated, no lease \${a.lease}; check \${c.source}; \${addon()}\`;
+    }
   } catch (err) {
     status.textContent = \`\${err.code}: \${err.detail.split(';')[0]}; stored \${(await client.status(key)).state}; \${addon()}\`;
   }
@@ -109,6 +117,25 @@ test('a page without relay keys fetches no signature verifier', async () => {
   relay.hideLease = false;
   const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
   assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
+});
+
+test("a page dates a relay's replayed answer by its Age, when the relay exposes it", async () => {
+  relay.hideLease = false;
+  relay.age = 3600;
+  try {
+    const key = await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 });
+    const aged = await show(key, { relayKey: '', age: '1' });
+    const m = /^check online; verified (\d+) s ago; grace 604800$/.exec(aged);
+    assert.ok(m && Math.abs(Number(m[1]) - 3600) <= 2, `${aged}\n${problems.join('\n')}`);
+    // Not exposed, the page cannot read it: the answer is dated from its arrival.
+    relay.hideAge = true;
+    const hidden = await show(await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 }), { relayKey: '', age: '1' });
+    const h = /^check online; verified (\d+) s ago; grace 604800$/.exec(hidden);
+    assert.ok(h && Number(h[1]) <= 2, `${hidden}\n${problems.join('\n')}`);
+  } finally {
+    relay.age = undefined;
+    relay.hideAge = false;
+  }
 });
 
 test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {

@@ -110,7 +110,9 @@ export function claims(f, now, days) {
  * unreachable); `world.requests` counts what it received. For pages on another origin it
  * answers CORS preflights and allows any origin, and lists the lease header in
  * `Access-Control-Expose-Headers` unless `world.hideLease` (as a relay misconfigured for
- * browsers would). Sets `world.url` and `world.close()`.
+ * browsers would). `world.age` (seconds): every answer says it is that old (`Age`, as a relay
+ * replaying a stored answer does), exposed to pages unless `world.hideAge`. Sets `world.url`
+ * and `world.close()`.
  */
 export async function standIn(world, target) {
   const cors = { 'access-control-allow-origin': '*' };
@@ -131,7 +133,13 @@ export async function standIn(world, target) {
     const resp = await fetch(`${target}${req.url}`, { method: req.method, headers: { 'content-type': 'application/json' }, body });
     const answer = Buffer.from(await resp.arrayBuffer());
     const headers = { 'content-type': 'application/json', ...cors };
-    if (!world.hideLease) headers['access-control-expose-headers'] = 'polar-license-lease';
+    const exposed = [];
+    if (!world.hideLease) exposed.push('polar-license-lease');
+    if (world.age !== undefined) {
+      headers.age = String(world.age);
+      if (!world.hideAge) exposed.push('age');
+    }
+    if (exposed.length) headers['access-control-expose-headers'] = exposed.join(', ');
     const date = resp.headers.get('date');
     if (date) headers.date = date;
     if (resp.status === 200 && !req.url.endsWith('/deactivate')) {

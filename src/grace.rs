@@ -1078,15 +1078,7 @@ pub fn settle<L: LicenseData>(
                 .map_or(fresh.latest_seen, |g| g.verified_at);
             let old = fresh.latest_seen.saturating_sub(given);
             if old > policy.grace_secs() {
-                let age = crate::decimal::digits(unsigned(stamp.age));
-                let cause = ["the answer is Polar's of ", &age, " s ago (its Age header)"];
-                return (
-                    StoreAction::Keep,
-                    CheckOutcome::Unverified(Error::GraceExpired {
-                        verified_seconds_ago: unsigned(old),
-                        cause: cause.concat(),
-                    }),
-                );
+                return (StoreAction::Keep, too_old(old, stamp.age));
             }
             let outcome = CheckOutcome::Licensed {
                 source: Source::Online,
@@ -1128,6 +1120,18 @@ pub fn settle<L: LicenseData>(
         }
         Err(err) => (StoreAction::Keep, CheckOutcome::Unverified(err)),
     }
+}
+
+/// The answer to a grant older than the grace (its `Age` says so): `grace_expired`, as the
+/// cache would answer had it been received when Polar gave it. Rare: kept out of line.
+#[cold]
+#[inline(never)]
+fn too_old<L>(old: i64, age: i64) -> CheckOutcome<L> {
+    let age = crate::decimal::digits(unsigned(age));
+    CheckOutcome::Unverified(Error::GraceExpired {
+        verified_seconds_ago: unsigned(old),
+        cause: ["the answer is Polar's of ", &age, " s ago (its Age header)"].concat(),
+    })
 }
 
 /// Whether a denial speaks about the key itself (whatever was asked with it), or only about

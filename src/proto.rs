@@ -242,11 +242,18 @@ impl HttpResponse {
     /// store` or `stale`). Delta-seconds exactly (RFC 9111 §5.1: digits only); anything else,
     /// two headers included, is no age. A value past `i64::MAX` reads as `i64::MAX`.
     pub fn age(&self) -> Option<i64> {
-        let v = self.single("age")?.trim_matches([' ', '\t']);
-        if v.is_empty() || !v.bytes().all(|b| b.is_ascii_digit()) {
+        // Bytes, not a `char` pattern: the reader is in every client's wasm.
+        let mut v = self.single("age")?.as_bytes();
+        while let [b' ' | b'\t', rest @ ..] = v {
+            v = rest;
+        }
+        while let [rest @ .., b' ' | b'\t'] = v {
+            v = rest;
+        }
+        if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
             return None;
         }
-        Some(v.bytes().fold(0i64, |n, b| {
+        Some(v.iter().fold(0i64, |n, b| {
             n.saturating_mul(10).saturating_add(i64::from(b - b'0'))
         }))
     }

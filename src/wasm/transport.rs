@@ -131,7 +131,13 @@ impl FetchTransport {
         let status = response.status();
         let headers = response.headers();
         let mut kept = Vec::new();
-        for name in ["date", "retry-after", "age", "content-type", "content-length"] {
+        for name in [
+            "date",
+            "retry-after",
+            "age",
+            "content-type",
+            "content-length",
+        ] {
             if let Ok(Some(value)) = headers.get(name) {
                 kept.push((name.to_string(), value));
             }

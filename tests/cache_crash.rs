@@ -9,7 +9,7 @@ use polar_license::cache::{self, MacKey};
 use polar_license::grace::{DenialMark, Record};
 use polar_license::store::{FileStore, MemoryStore, Store};
 use polar_license::Reason;
-use polar_license_testkit::ScratchDir;
+use polar_license_testkit::{Launch, ScratchDir};
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -59,33 +59,20 @@ fn slot() -> String {
     cache::slot_name("https://api.polar.sh", ORG, KEY)
 }
 
-/// Starts a child. A process that could not be *started* is tried again (twice): wine, which
-/// runs this suite for Windows (scripts/test-windows.sh), now and then fails one of many quick
-/// spawns ("Internal error", 1359).
+/// Starts a child (a spawn that fails is tried again: [`Launch::start`]).
 fn spawn_child(role: &str, dir: &Path) -> Child {
-    let mut tries = 0;
-    loop {
-        let spawned = Command::new(env::current_exe().unwrap())
-            .args([
-                "child_process",
-                "--exact",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env(ROLE_ENV, role)
-            .env(DIR_ENV, dir)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn();
-        match spawned {
-            Ok(child) => return child,
-            Err(e) if tries < 2 => {
-                eprintln!("could not start a child ({e}): trying again");
-                tries += 1;
-            }
-            Err(e) => panic!("could not start a child: {e}"),
-        }
-    }
+    Command::new(env::current_exe().unwrap())
+        .args([
+            "child_process",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(ROLE_ENV, role)
+        .env(DIR_ENV, dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .start()
 }
 
 /// The child side: a writer that alternates the two records forever, or a counter that

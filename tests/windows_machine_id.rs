@@ -6,6 +6,7 @@
 
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::{Licensing, MachineBinding};
+use polar_license_testkit::Launch;
 use std::path::PathBuf;
 use std::process::Command;
 
@@ -22,8 +23,7 @@ fn real_machine_guid() -> String {
             "/v",
             "MachineGuid",
         ])
-        .output()
-        .expect("the system's reg.exe runs");
+        .launch();
     let text = String::from_utf8_lossy(&out.stdout);
     text.lines()
         .find(|l| l.contains("MachineGuid"))
@@ -38,8 +38,7 @@ fn a_planted_reg_exe_does_not_set_the_machine_id() {
         .map(PathBuf::from)
         .expect("POLAR_LICENSE_TEST_FAKE_REG: run scripts/test-windows.sh");
     // The fake answers an attacker's GUID, as reg.exe would print it.
-    let planted =
-        String::from_utf8_lossy(&Command::new(&fake).output().expect("fake").stdout).into_owned();
+    let planted = String::from_utf8_lossy(&Command::new(&fake).launch().stdout).into_owned();
     assert!(planted.contains("bad0"), "{planted}");
 
     // Planted where a spawned `reg` would be found first: beside this program, in the working

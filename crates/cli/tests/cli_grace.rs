@@ -581,8 +581,7 @@ fn concurrent_checks_send_one_request() {
             w.command(2 * HOUR, &["--json", "check", "--key", DEMO_KEY])
                 .stdout(Stdio::piped())
                 .stderr(Stdio::piped())
-                .spawn()
-                .expect("spawns")
+                .start()
         })
         .collect();
     let answers: Vec<Answer> = children

@@ -258,11 +258,7 @@ impl Drop for Relay {
 fn spawn_relay(mut cmd: std::process::Command, stderr: &std::path::Path) -> Relay {
     use std::io::BufRead;
     let err = std::fs::File::create(stderr).expect("a stderr file");
-    let mut child = cmd
-        .stdout(std::process::Stdio::piped())
-        .stderr(err)
-        .spawn()
-        .expect("relay serve spawns");
+    let mut child = cmd.stdout(std::process::Stdio::piped()).stderr(err).start();
     let out = child.stdout.take().expect("stdout");
     let mut lines = std::io::BufReader::new(out).lines();
     let mut banner = Vec::new();
@@ -316,8 +312,7 @@ fn refused(mut cmd: std::process::Command) -> (Option<i32>, String) {
     let mut child = cmd
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("spawns");
+        .start();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         if let Some(status) = child.try_wait().expect("wait") {

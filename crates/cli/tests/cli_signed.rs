@@ -84,8 +84,7 @@ impl World {
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
-            .spawn()
-            .expect("the binary runs");
+            .start();
         let mut input = child.stdin.take().expect("stdin");
         input
             .write_all(stdin.unwrap_or("").as_bytes())

@@ -95,28 +95,44 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
-/// Runs a command to its end, trying again (twice) only when the process could not be
-/// *started*: wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails
-/// to spawn one of many quick launches ("Internal error", 1359), and one such failure made a
-/// whole CI run red. What a started process answers is never retried.
+/// Runs or starts a command, trying again only when the process could not be *started*:
+/// wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails to spawn
+/// one of many quick launches ("Internal error", 1359), and one such failure made a whole CI
+/// run red (twice: once in [`Command::output`], once in a [`Served`] emulator's spawn). What a
+/// started process answers is never retried.
 pub trait Launch {
-    /// [`Command::output`], with a spawn failure tried again; panics after the third.
+    /// [`Command::output`], with a spawn failure tried again; panics after the last try.
     fn launch(&mut self) -> Output;
+    /// [`Command::spawn`], with a spawn failure tried again; panics after the last try.
+    fn start(&mut self) -> Child;
+}
+
+/// How many times a spawn is tried before a test gives up, and the pause before the next
+/// try, growing (a moment for wine's server before it is asked again).
+const SPAWN_TRIES: u32 = 4;
+
+fn retrying<T>(cmd: &mut Command, run: impl Fn(&mut Command) -> std::io::Result<T>) -> T {
+    let mut tries = 1;
+    loop {
+        match run(cmd) {
+            Ok(done) => return done,
+            Err(e) if tries < SPAWN_TRIES => {
+                eprintln!("could not start {cmd:?} ({e}): trying again");
+                thread::sleep(std::time::Duration::from_millis(100 * u64::from(tries)));
+                tries += 1;
+            }
+            Err(e) => panic!("could not start {cmd:?} ({SPAWN_TRIES} tries): {e}"),
+        }
+    }
 }
 
 impl Launch for Command {
     fn launch(&mut self) -> Output {
-        let mut tries = 0;
-        loop {
-            match self.output() {
-                Ok(out) => return out,
-                Err(e) if tries < 2 => {
-                    eprintln!("could not start {self:?} ({e}): trying again");
-                    tries += 1;
-                }
-                Err(e) => panic!("could not start {self:?}: {e}"),
-            }
-        }
+        retrying(self, Command::output)
+    }
+
+    fn start(&mut self) -> Child {
+        retrying(self, Command::spawn)
     }
 }
 
@@ -161,10 +177,7 @@ impl Served {
     }
 
     fn start_reading(cmd: &mut Command, last: Option<&str>) -> (Served, Vec<String>) {
-        let child = match cmd.stdout(Stdio::piped()).stderr(Stdio::null()).spawn() {
-            Ok(child) => child,
-            Err(e) => panic!("the emulator does not spawn ({cmd:?}): {e}"),
-        };
+        let child = cmd.stdout(Stdio::piped()).stderr(Stdio::null()).start();
         let mut served = Served {
             child,
             url: String::new(),

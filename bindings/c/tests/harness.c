@@ -258,8 +258,14 @@ int emu_start_private(int port) {
   snprintf(command, sizeof command, "\"%s\" emulator --port %d", cli, port);
   memset(&si, 0, sizeof si);
   si.cb = sizeof si;
-  if (!CreateProcessA(NULL, command, NULL, NULL, FALSE, CREATE_NO_WINDOW, NULL, NULL, &si, &pi))
-    die("CreateProcess");
+  /* wine now and then fails to start one of many processes ("Internal error", 1359): a
+   * process that could not be started is tried again; one that started is never. */
+  for (i = 0; !CreateProcessA(NULL, command, NULL, NULL, FALSE, CREATE_NO_WINDOW, NULL, NULL, &si,
+                              &pi);
+       i++) {
+    if (i == 3) die("CreateProcess");
+    pause_ms(100 * (i + 1));
+  }
   CloseHandle(pi.hThread);
   privates[slot] = pi.hProcess;
   for (i = 0; i < 500; i++) {

@@ -122,8 +122,8 @@ typedef struct {
 /* The relay's process: stdout on `log` (through the C runtime's fd 1, whose handle the child
  * inherits as its standard output), the token in the environment it inherits. */
 static intptr_t spawn_relay(const char *cli_env, const char *log, const char *days) {
-  intptr_t handle;
-  int saved, saved_err, fd, null;
+  intptr_t handle = -1;
+  int saved, saved_err, fd, null, tries;
   char cli[512], url[128];
   /* Copies first: _putenv may move the environment getenv's pointers point into. */
   snprintf(cli, sizeof cli, "%s", cli_env);
@@ -142,8 +142,14 @@ static intptr_t spawn_relay(const char *cli_env, const char *log, const char *da
   _close(fd);
   _close(null);
   if (_putenv("POLAR_ACCESS_TOKEN=" EMU_TOKEN) != 0) fatal("putenv");
-  handle = _spawnl(_P_NOWAIT, cli, cli, "--base-url", url, "relay", "serve", "--signing-key",
-                   key_file, "--port", "0", "--lease-days", days, (char *)NULL);
+  /* wine now and then fails to start one of many processes ("Internal error", 1359): a
+   * process that could not be started is tried again; one that started is never. */
+  for (tries = 0; tries < 4; tries++) {
+    handle = _spawnl(_P_NOWAIT, cli, cli, "--base-url", url, "relay", "serve", "--signing-key",
+                     key_file, "--port", "0", "--lease-days", days, (char *)NULL);
+    if (handle != -1) break;
+    Sleep((DWORD)(100 * (tries + 1)));
+  }
   _putenv("POLAR_ACCESS_TOKEN=");
   fflush(stdout);
   _dup2(saved, 1);

@@ -27,6 +27,7 @@ WORK="$ROOT/target/npm/size"
 ESBUILD="$TOOLS/node_modules/.bin/esbuild"
 
 if [[ "${1:-}" != "--no-build" ]]; then
+    mkdir -p "$ROOT/target/npm"
     bash scripts/build-npm.sh >"$ROOT/target/npm/size-build.log" 2>&1 ||
         { cat "$ROOT/target/npm/size-build.log"; exit 1; }
 fi

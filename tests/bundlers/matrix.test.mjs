@@ -1,8 +1,10 @@
 // The bundler and host matrix (issue #14): the installed tarball (target/npm/consumer), built by
-// each bundler from scripts/npm (esbuild, Rollup, `bun build`, webpack 5, Vite) and run in real
-// headless Chromium (playwright-core, /usr/bin/chromium, no flags beyond the sandbox ones) or in
-// node, each against the emulator: one check of a fresh key (must be licensed, online, that
-// key) and one validate of a key the emulator does not know (must reject with `not_found`).
+// each bundler from scripts/npm (esbuild, Rollup, `bun build`, webpack 5, Vite) and run in the
+// three browser engines of tests/browser/engines.mjs (Chromium, Firefox ESR, WebKitGTK: every
+// page in each, the same outcome required of each; the file:// rows, Electron's renderer, in
+// Chromium alone) or in node, each against the emulator: one check of a fresh key (must be
+// licensed, online, that key) and one validate of a key the emulator does not know (must reject
+// with `not_found`).
 // The rows that must fail (the split entry where the .wasm is not emitted, a CSP without
 // 'wasm-unsafe-eval', a file:// page fetching the .wasm) must fail with a `load_error` whose
 // detail names the cause and the fix. The table is written to target/npm/bundler-matrix.md.
@@ -11,7 +13,8 @@ import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { cp, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
-import { launch, newKey as newEmulatorKey, serve as serveFolder } from '../browser/support.mjs';
+import { ENGINES, launchEngine } from '../browser/engines.mjs';
+import { newKey as newEmulatorKey, serve as serveFolder } from '../browser/support.mjs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -23,7 +26,6 @@ const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh');
 
 const require = createRequire(join(TOOLS, '..', 'package.json'));
-const { chromium } = require('playwright-core');
 const BIN = join(TOOLS, '.bin');
 const WORK = join(CONSUMER, 'matrix');
 
@@ -84,18 +86,22 @@ main();
 
 const OK = { check: 'online true', unknown: 'not_found' };
 const rows = [];
-let browser;
+/** The launched engines, by name. */
+const browsers = {};
 let site;
+
+/** The engines' names as the table shows them. */
+const SHOWN = { chromium: 'Chromium', firefox: 'Firefox', webkit: 'WebKit' };
 
 before(async () => {
   await rm(WORK, { recursive: true, force: true });
   await mkdir(WORK, { recursive: true });
   site = await serve(CONSUMER);
-  browser = await launch(chromium);
+  for (const engine of ENGINES) browsers[engine] = await launchEngine(engine, TOOLS);
 });
 
 after(async () => {
-  await browser?.close();
+  await Promise.all(Object.values(browsers).map((b) => b.close()));
   site?.server.close();
   const lines = [
     '| bundler / host | entry | runs in | expected | result |',
@@ -109,20 +115,18 @@ after(async () => {
   }
 });
 
-/** Opens `url` in a fresh page and waits for the app's result. */
-async function inBrowser(url) {
-  const context = await browser.newContext();
-  const page = await context.newPage();
-  const problems = [];
-  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+/** Opens `url` in a fresh page of `engine` and waits for the app's result. */
+async function inBrowser(engine, url) {
+  const browser = browsers[engine];
+  let page;
   try {
-    await page.goto(url);
-    await page.waitForFunction(() => document.body?.dataset.result, null, { timeout: 30_000 });
+    page = await browser.open(url);
+    await page.waitFor(() => document.body?.dataset.result);
     return JSON.parse(await page.evaluate(() => document.body.dataset.result));
   } catch (e) {
-    throw new Error(`${url}: ${e.message}\n${problems.join('\n')}`);
+    throw new Error(`${browser.version}: ${url}: ${e.message}\n${page?.problems.join('\n') ?? ''}`);
   } finally {
-    await context.close();
+    await page?.close();
   }
 }
 
@@ -141,20 +145,29 @@ const page = (script, { module = true } = {}) =>
 /**
  * Runs a row: `build()` returns what to open (a URL) or run (a node script path); the outcome
  * must be `OK`, or (`fails`) an error of `code` (default `load_error`) whose detail matches `fails`.
+ * A URL is opened in every engine (`only`: in those alone), each held to the same outcome;
+ * `host` says what opens it (`page`, `worker`, `file://`).
  */
-async function row({ name, entry, host, fails, code = 'load_error' }, build) {
+async function row({ name, entry, host = 'page', fails, code = 'load_error', only }, build) {
   const start = performance.now();
+  const engines = ENGINES.filter((e) => !only || only.includes(e));
   const r = { name, entry, host, expected: fails ? `\`${code}\`, the fix named` : 'licensed; `not_found`', result: 'FAILED' };
   rows.push(r);
   const target = await build();
-  const out = target.startsWith('node:')
-    ? JSON.parse((await run(process.execPath, [target.slice(5)], { cwd: tmpdir(), timeout: 60_000 })).stdout)
-    : await inBrowser(target);
-  if (fails) {
-    assert.equal(out.error?.code, code, JSON.stringify(out));
-    assert.match(out.error.detail, fails);
+  const check = (out, where) => {
+    if (fails) {
+      assert.equal(out.error?.code, code, `${where}: ${JSON.stringify(out)}`);
+      assert.match(out.error.detail, fails, where);
+    } else {
+      assert.deepEqual(out, OK, where);
+    }
+  };
+  if (target.startsWith('node:')) {
+    check(JSON.parse((await run(process.execPath, [target.slice(5)], { cwd: tmpdir(), timeout: 60_000 })).stdout), 'node');
   } else {
-    assert.deepEqual(out, OK);
+    assert.ok(engines.length > 0, `no engine of ${ENGINES} runs this row`);
+    r.host = `${engines.map((e) => SHOWN[e]).join(', ')}${host === 'page' ? '' : ` (${host})`}`;
+    for (const engine of engines) check(await inBrowser(engine, target), browsers[engine].version);
   }
   r.result = `${fails ? code : 'ok'} (${((performance.now() - start) / 1000).toFixed(1)} s)`;
 }
@@ -162,8 +175,8 @@ async function row({ name, entry, host, fails, code = 'load_error' }, build) {
 /** esbuild from scripts/npm, run in `dir`. */
 const esbuild = (dir, ...args) => run(join(BIN, 'esbuild'), [...args, '--bundle', '--log-level=error'], { cwd: dir });
 
-test('esbuild (browser ESM): polar-license/inline in Chromium', async () => {
-  await row({ name: 'esbuild', entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+test('esbuild (browser ESM): polar-license/inline in every engine', async () => {
+  await row({ name: 'esbuild', entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('esbuild', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--minify', '--outfile=out.js');
@@ -172,7 +185,7 @@ test('esbuild (browser ESM): polar-license/inline in Chromium', async () => {
 });
 
 test('esbuild (browser ESM): the split entry, .wasm not emitted: load_error naming the inline entry', async () => {
-  await row({ name: 'esbuild', entry: 'polar-license', host: 'Chromium', fails: /failed to fetch Wasm: 404.*not beside the JS.*import from 'polar-license\/inline'/ }, async () => {
+  await row({ name: 'esbuild', entry: 'polar-license', fails: /failed to fetch Wasm: 404.*not beside the JS.*import from 'polar-license\/inline'/ }, async () => {
     const key = await newKey();
     const dir = await folder('esbuild-split', { 'app.js': app('polar-license', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
@@ -180,8 +193,8 @@ test('esbuild (browser ESM): the split entry, .wasm not emitted: load_error nami
   });
 });
 
-test('Rollup (node-resolve, browser): polar-license/inline in Chromium', async () => {
-  await row({ name: 'Rollup 4', entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+test('Rollup (node-resolve, browser): polar-license/inline in every engine', async () => {
+  await row({ name: 'Rollup 4', entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('rollup', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     const { rollup } = require('rollup');
@@ -193,8 +206,8 @@ test('Rollup (node-resolve, browser): polar-license/inline in Chromium', async (
   });
 });
 
-test('bun build (--target browser): polar-license/inline in Chromium', async () => {
-  await row({ name: 'bun build', entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+test('bun build (--target browser): polar-license/inline in every engine', async () => {
+  await row({ name: 'bun build', entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('bun', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out/app.js') });
     await run(join(BIN, 'bun'), ['build', './app.js', '--target=browser', '--outdir=out'], { cwd: dir, timeout: 60_000 });
@@ -202,8 +215,8 @@ test('bun build (--target browser): polar-license/inline in Chromium', async () 
   });
 });
 
-test('webpack 5 (production): the split entry, the .wasm files emitted as assets, in Chromium', async () => {
-  await row({ name: 'webpack 5', entry: 'polar-license', host: 'Chromium' }, async () => {
+test('webpack 5 (production): the split entry, the .wasm files emitted as assets, in every engine', async () => {
+  await row({ name: 'webpack 5', entry: 'polar-license' }, async () => {
     const key = await newKey();
     const dir = await folder('webpack', { 'app.js': app('polar-license', key, 'page'), 'index.html': page('./dist/main.js', { module: false }) });
     const webpack = require('webpack');
@@ -220,8 +233,8 @@ test('webpack 5 (production): the split entry, the .wasm files emitted as assets
   });
 });
 
-test('webpack 5 (production): polar-license/inline in Chromium', async () => {
-  await row({ name: 'webpack 5', entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+test('webpack 5 (production): polar-license/inline in every engine', async () => {
+  await row({ name: 'webpack 5', entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('webpack-inline', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./dist/main.js', { module: false }) });
     const webpack = require('webpack');
@@ -233,8 +246,8 @@ test('webpack 5 (production): polar-license/inline in Chromium', async () => {
   });
 });
 
-test('Vite build: polar-license/inline in Chromium', async () => {
-  await row({ name: 'Vite 8 build', entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+test('Vite build: polar-license/inline in every engine', async () => {
+  await row({ name: 'Vite 8 build', entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('vite', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./app.js') });
     await run(join(BIN, 'vite'), ['build', dir, '--outDir', join(dir, 'dist'), '--base', './', '--logLevel', 'warn'], { cwd: dir, timeout: 120_000 });
@@ -265,10 +278,10 @@ const servers = [];
 after(() => Promise.all(servers.map((s) => s.close())));
 
 test("Vite dev server: the split entry with the README's optimizeDeps exclude, the inline entry as it is", async () => {
-  await row({ name: "Vite 8 dev server (`optimizeDeps: { exclude: ['polar-license'] }`)", entry: 'polar-license', host: 'Chromium' }, () =>
+  await row({ name: "Vite 8 dev server (`optimizeDeps: { exclude: ['polar-license'] }`)", entry: 'polar-license' }, () =>
     viteDev('vite-dev', 'polar-license', { optimizeDeps: { exclude: ['polar-license'] } }),
   );
-  await row({ name: 'Vite 8 dev server, no configuration', entry: 'polar-license/inline', host: 'Chromium' }, () =>
+  await row({ name: 'Vite 8 dev server, no configuration', entry: 'polar-license/inline' }, () =>
     viteDev('vite-dev-inline', 'polar-license/inline', {}),
   );
 });
@@ -302,7 +315,7 @@ test('Electron-style main, esbuild ESM bundle of the split entry: load_error (EN
 });
 
 test('a file:// page (the Electron renderer case), no flags: polar-license/inline bundled as a classic script', async () => {
-  await row({ name: 'file:// page (Electron renderer)', entry: 'polar-license/inline', host: 'Chromium, file://' }, async () => {
+  await row({ name: 'file:// page (Electron renderer)', entry: 'polar-license/inline', host: 'file://', only: ['chromium'] }, async () => {
     const key = await newKey();
     const dir = await folder('file', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js', { module: false }) });
     await esbuild(dir, 'app.js', '--format=iife', '--platform=browser', '--outfile=out.js');
@@ -311,7 +324,7 @@ test('a file:// page (the Electron renderer case), no flags: polar-license/inlin
 });
 
 test('a file:// page fetching the split entry\'s .wasm: load_error naming file:// and the inline entry', async () => {
-  await row({ name: 'file:// page (Electron renderer)', entry: 'polar-license', host: 'Chromium, file://', fails: /Failed to fetch.*file:\/\/ page.*import from 'polar-license\/inline'/ }, async () => {
+  await row({ name: 'file:// page (Electron renderer)', entry: 'polar-license', host: 'file://', only: ['chromium'], fails: /Failed to fetch.*file:\/\/ page.*import from 'polar-license\/inline'/ }, async () => {
     const key = await newKey();
     const dir = await folder('file-split', { 'app.js': app('polar-license', key, 'page'), 'index.html': page('./out.js', { module: false }) });
     // The .wasm copied beside the bundle, where the split entry looks for it: only the fetch fails.
@@ -322,13 +335,13 @@ test('a file:// page fetching the split entry\'s .wasm: load_error naming file:/
 });
 
 test("a page under CSP script-src 'self' 'wasm-unsafe-eval': both entries", async () => {
-  await row({ name: "CSP script-src 'self' 'wasm-unsafe-eval'", entry: 'polar-license/inline', host: 'Chromium' }, async () => {
+  await row({ name: "CSP script-src 'self' 'wasm-unsafe-eval'", entry: 'polar-license/inline' }, async () => {
     const key = await newKey();
     const dir = await folder('csp-wasm', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
     return `${site.url}/matrix/csp-wasm/index.html`;
   });
-  await row({ name: "CSP script-src 'self' 'wasm-unsafe-eval'", entry: 'polar-license', host: 'Chromium' }, async () => {
+  await row({ name: "CSP script-src 'self' 'wasm-unsafe-eval'", entry: 'polar-license' }, async () => {
     const key = await newKey();
     await folder('csp-wasm', { 'app.js': app('../../node_modules/polar-license/browser.js', key, 'page'), 'index.html': page('./app.js') });
     return `${site.url}/matrix/csp-wasm/index.html`;
@@ -336,7 +349,7 @@ test("a page under CSP script-src 'self' 'wasm-unsafe-eval': both entries", asyn
 });
 
 test("a page under CSP script-src 'self' (no 'wasm-unsafe-eval'): load_error naming the CSP fix", async () => {
-  await row({ name: "CSP script-src 'self'", entry: 'polar-license/inline', host: 'Chromium', fails: /Content Security Policy.*add 'wasm-unsafe-eval' to script-src/ }, async () => {
+  await row({ name: "CSP script-src 'self'", entry: 'polar-license/inline', fails: /Content Security Policy.*add 'wasm-unsafe-eval' to script-src/ }, async () => {
     const key = await newKey();
     const dir = await folder('csp-strict', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
@@ -349,7 +362,7 @@ test("a page whose CSP connect-src leaves Polar out: offline, the detail naming 
   // offline (no verdict, the grace cache would answer), but the detail says what to fix.
   const origin = new URL(EMULATOR).origin.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const fails = new RegExp(`Content-Security-Policy blocks requests to ${origin} \\(connect-src\\): add ${origin} to connect-src`);
-  await row({ name: "CSP connect-src 'self' (Polar left out)", entry: 'polar-license/inline', host: 'Chromium', code: 'offline', fails }, async () => {
+  await row({ name: "CSP connect-src 'self' (Polar left out)", entry: 'polar-license/inline', code: 'offline', fails }, async () => {
     const key = await newKey();
     const dir = await folder('csp-connect', { 'app.js': app('polar-license/inline', key, 'page'), 'index.html': page('./out.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=out.js');
@@ -362,7 +375,7 @@ test('a module worker: the split entry unbundled, and polar-license/inline bundl
 w.onmessage = (e) => { document.body.dataset.result = JSON.stringify(e.data); };
 w.onerror = (e) => { document.body.dataset.result = JSON.stringify({ error: { notLicenseError: String(e.message) } }); };
 `;
-  await row({ name: 'module worker', entry: 'polar-license', host: 'Chromium worker' }, async () => {
+  await row({ name: 'module worker', entry: 'polar-license', host: 'worker' }, async () => {
     const key = await newKey();
     await folder('worker', {
       'worker.js': app('../../node_modules/polar-license/browser.js', key, 'worker'),
@@ -371,7 +384,7 @@ w.onerror = (e) => { document.body.dataset.result = JSON.stringify({ error: { no
     });
     return `${site.url}/matrix/worker/index.html`;
   });
-  await row({ name: 'module worker (esbuild)', entry: 'polar-license/inline', host: 'Chromium worker' }, async () => {
+  await row({ name: 'module worker (esbuild)', entry: 'polar-license/inline', host: 'worker' }, async () => {
     const key = await newKey();
     const dir = await folder('worker-inline', { 'app.js': app('polar-license/inline', key, 'worker'), 'start.js': starter, 'index.html': page('./start.js') });
     await esbuild(dir, 'app.js', '--format=esm', '--platform=browser', '--outfile=worker.js');

@@ -333,9 +333,12 @@ test('the bin\'s --webhook-time-scale and --webhook-timeout: a slow receiver\'s 
     while (got.length < 2 && performance.now() < end) await new Promise((r) => setTimeout(r, 10));
     assert.equal(got.length, 2, 'a retry');
     assert.equal(got[1].id, got[0].id);
-    // Timed out at 0.3 s, retried 30 ms (30 s scaled) later: well before the slow answer.
+    // Timed out at 0.3 s, retried 30 ms (30 s scaled) later: well before the slow answer. The
+    // attempt began before this receiver saw it (by however long a loaded machine takes to
+    // hand it over: 31 ms once, under Node 18 in CI), so the gap seen is 330 ms less that
+    // delay; 200 ms tells a retry after the timeout from one at once all the same.
     const gap = got[1].at - got[0].at;
-    assert.ok(gap >= 300 && gap < 1500, `${gap} ms`);
+    assert.ok(gap >= 200 && gap < 1500, `${gap} ms`);
   } finally {
     if (bin) await stop(bin.child);
     server.closeAllConnections?.();

@@ -9,6 +9,8 @@
 #   c-asan.tsv, c-valgrind.tsv                        its ASan+UBSan and valgrind runs)
 #   js.tsv          tests/js/faults.test.mjs         (scripts/test-wasm.sh, npm-node; also
 #   js-node18.tsv                                     its Node 18 run, npm-node18)
+#   js-chromium.tsv, js-firefox.tsv, js-webkit.tsv    the same rows in each browser engine
+#                   (tests/browser/faults.test.mjs, scripts/test-wasm.sh npm-browser)
 #
 # Rows are faults, columns the three faces. The suites assert; this is the report, but it also
 # exits 1 when a face's row is missing or failed (a row passes only when its suite said so
@@ -124,9 +126,9 @@ echo "must send none), and what check did with the valid cache: \`cache grants\`
 echo "it, within the grace: no fault here is a verdict of Polar's, protocol_error included) or"
 echo "\`cache kept\` (not licensed, the verdict still there and licensing again once the fault is gone)."
 
-# The C suite's sanitizer runs and the JS suite's Node 18 run: every row must be there and
-# pass, when they ran.
-for variant in c-asan c-valgrind js-node18; do
+# The C suite's sanitizer runs, the JS suite's Node 18 run and its browser engines: every row
+# must be there and pass, when they ran.
+for variant in c-asan c-valgrind js-node18 js-chromium js-firefox js-webkit; do
     file="$DIR/$variant.tsv"
     if [[ ! -f "$file" ]]; then
         echo "$variant: not run"

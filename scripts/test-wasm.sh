@@ -28,7 +28,8 @@
 #                 through playwright-core, Firefox ESR through puppeteer-core, WebKitGTK through
 #                 WebKitWebDriver on Xvfb): a Vite build, the README's <script type="module">
 #                 page, signed mode (WebCrypto Ed25519 and the add-on), module workers on
-#                 IndexedDB; screenshots in target/npm/e2e-<engine>.png
+#                 IndexedDB, the fault matrix (rows in target/fault-matrix/js-<engine>.tsv);
+#                 screenshots in target/npm/e2e-<engine>.png
 #   npm-bundlers  tests/bundlers: the bundler and host matrix (esbuild, Rollup, bun build,
 #                 webpack 5, Vite; Electron-style main bundles in node; file://, CSP and worker
 #                 pages in headless Chromium), its table in target/npm/bundler-matrix.md
@@ -280,7 +281,7 @@ node18() {
 suite npm-node18 node node18
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
-    TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
+    POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
     node --test --test-reporter=tap tests/browser/*.test.mjs
 
 # The bundler and host matrix (tests/bundlers): esbuild, Rollup, bun build, webpack 5, Vite; an

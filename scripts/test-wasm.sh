@@ -282,8 +282,10 @@ suite npm-node18 node node18
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
     POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \
-    node --test --test-reporter=tap tests/browser/*.test.mjs
+    node --test --test-timeout=300000 --test-reporter=tap tests/browser/*.test.mjs
 
+# (Each browser suite's file fails after 5 minutes, hooks included: a browser or its driver that
+# hangs fails its suite instead of holding the run.)
 # The bundler and host matrix (tests/bundlers): esbuild, Rollup, bun build, webpack 5, Vite; an
 # esbuild-bundled Electron-style main process (ESM, CJS) in node; file:// pages, CSP pages and
 # module workers in headless Chromium; each against the emulator. Its table follows the summary.
@@ -291,7 +293,7 @@ MATRIX_TABLE="$NPM_OUT/bundler-matrix.md"
 rm -f "$MATRIX_TABLE"
 suite npm-bundlers node env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
     TOOLS="$TOOLS" MATRIX_TABLE="$MATRIX_TABLE" \
-    node --test --test-reporter=tap tests/bundlers/*.test.mjs
+    node --test --test-timeout=300000 --test-reporter=tap tests/bundlers/*.test.mjs
 
 echo
 if [[ -f "$MATRIX_TABLE" ]]; then

@@ -6,11 +6,11 @@
 //      localStorage then holds the install secret, the key's record and its ledger; screenshot
 //      kept in target/npm/e2e-<engine>.png
 //   2. the README's plain <script type="module"> example, served as it is (baseUrl added)
-import { test, describe, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { cp, mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
-import { ENGINES, launchEngine } from './engines.mjs';
+import { eachEngine } from './engines.mjs';
 import { newKey as newEmulatorKey, serve, statusMatching } from './support.mjs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -42,60 +42,52 @@ before(async () => {
 
 after(() => site?.server.close());
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    before(async () => {
-      browser = await launchEngine(engine, TOOLS);
-    });
-    after(() => browser?.close());
-
-    // The suites below are only worth their names if each engine is the one it says.
-    test('the pages run in the engine named', async (t) => {
-      const page = await browser.open(`${site.url}/e2e/dist/index.html`);
-      const agent = await page.evaluate(() => navigator.userAgent);
-      await page.close();
-      t.diagnostic(`${engine}: ${browser.version}; ${agent}`);
-      const expected = {
-        chromium: /Chrome\/\d+/,
-        firefox: /^(?!.*Chrome).*Gecko\/\d+ Firefox\/\d+/,
-        webkit: /^(?!.*(Chrome|Firefox)).*AppleWebKit\/\d+.*Safari\/\d+/,
-      }[engine];
-      assert.match(agent, expected);
-    });
-
-    test('a Vite-built page activates, validates, checks a key and gates features', async () => {
-      const key = await newKey();
-      const query = new URLSearchParams({ api: EMULATOR, org: ORG, key, benefit: BENEFIT });
-      const page = await browser.open(`${site.url}/e2e/dist/index.html?${query}`);
-      const text = await statusMatching(page, 'licensed|error');
-      assert.match(
-        text,
-        /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(cache\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 4 entries in localStorage$/,
-        `${browser.version}: ${text}\n${page.problems.join('\n')}`,
-      );
-      const shot = SCREENSHOT.replace(/\.png$/, `-${engine}.png`);
-      await mkdir(dirname(shot), { recursive: true });
-      await page.screenshot(shot);
-      const assets = await readdir(join(CONSUMER, 'e2e', 'dist', 'assets'));
-      assert.ok(assets.some((f) => f.endsWith('.wasm')), `Vite emitted the wasm: ${assets}`);
-      await page.close();
-    });
-
-    test("the README's <script type=\"module\"> example runs as it is", async () => {
-      const readme = await readFile(join(CONSUMER, 'node_modules', 'polar-license', 'README.md'), 'utf8');
-      const block = readme.match(/<!-- example: script-module -->\s*\n```html\n([\s\S]*?)\n```/);
-      assert.ok(block, 'README has the script-module example');
-      const key = await newKey();
-      const html = block[1]
-        .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
-        .replaceAll(README_KEY, key);
-      const file = `readme-script-module-${engine}.html`;
-      await writeFile(join(CONSUMER, file), `<!doctype html>\n<meta charset="utf-8">\n${html}\n`);
-      const page = await browser.open(`${site.url}/${file}`);
-      const text = await statusMatching(page, 'licensed');
-      assert.equal(text, 'licensed (online)', `${browser.version}: ${page.problems.join('\n')}`);
-      await page.close();
-    });
+eachEngine(TOOLS, (engine, browser) => {
+  // The suites below are only worth their names if each engine is the one it says.
+  test('the pages run in the engine named', async (t) => {
+    const page = await browser.open(`${site.url}/e2e/dist/index.html`);
+    const agent = await page.evaluate(() => navigator.userAgent);
+    await page.close();
+    t.diagnostic(`${engine}: ${browser.version}; ${agent}`);
+    const expected = {
+      chromium: /Chrome\/\d+/,
+      firefox: /^(?!.*Chrome).*Gecko\/\d+ Firefox\/\d+/,
+      webkit: /^(?!.*(Chrome|Firefox)).*AppleWebKit\/\d+.*Safari\/\d+/,
+    }[engine];
+    assert.match(agent, expected);
   });
-}
+
+  test('a Vite-built page activates, validates, checks a key and gates features', async () => {
+    const key = await newKey();
+    const query = new URLSearchParams({ api: EMULATOR, org: ORG, key, benefit: BENEFIT });
+    const page = await browser.open(`${site.url}/e2e/dist/index.html?${query}`);
+    const text = await statusMatching(page, 'licensed|error');
+    assert.match(
+      text,
+      /^activated [0-9a-f-]{36}; validated \*\*\*\*-[0-9A-F]{6} \(granted\); check: licensed \(cache\); pro: true \(granted\), team: false \(not_granted_by_benefit\); 4 entries in localStorage$/,
+      `${browser.version}: ${text}\n${page.problems.join('\n')}`,
+    );
+    const shot = SCREENSHOT.replace(/\.png$/, `-${engine}.png`);
+    await mkdir(dirname(shot), { recursive: true });
+    await page.screenshot(shot);
+    const assets = await readdir(join(CONSUMER, 'e2e', 'dist', 'assets'));
+    assert.ok(assets.some((f) => f.endsWith('.wasm')), `Vite emitted the wasm: ${assets}`);
+    await page.close();
+  });
+
+  test("the README's <script type=\"module\"> example runs as it is", async () => {
+    const readme = await readFile(join(CONSUMER, 'node_modules', 'polar-license', 'README.md'), 'utf8');
+    const block = readme.match(/<!-- example: script-module -->\s*\n```html\n([\s\S]*?)\n```/);
+    assert.ok(block, 'README has the script-module example');
+    const key = await newKey();
+    const html = block[1]
+      .replaceAll('new LicenseClient({', `new LicenseClient({ baseUrl: ${JSON.stringify(EMULATOR)},`)
+      .replaceAll(README_KEY, key);
+    const file = `readme-script-module-${engine}.html`;
+    await writeFile(join(CONSUMER, file), `<!doctype html>\n<meta charset="utf-8">\n${html}\n`);
+    const page = await browser.open(`${site.url}/${file}`);
+    const text = await statusMatching(page, 'licensed');
+    assert.equal(text, 'licensed (online)', `${browser.version}: ${page.problems.join('\n')}`);
+    await page.close();
+  });
+});

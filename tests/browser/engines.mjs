@@ -7,6 +7,7 @@
 // suites use: goto, waitFor (a function true in the page), evaluate (a function, awaited in the
 // page), screenshot, close; `problems` collects the page's uncaught errors where the driver
 // reports them (chromium, firefox).
+import { describe, before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
 import { createRequire } from 'node:module';
@@ -20,6 +21,23 @@ const FIREFOX = '/usr/bin/firefox-esr';
 const WEBKIT_DRIVER = '/usr/bin/WebKitWebDriver';
 const MINIBROWSER = '/usr/lib/x86_64-linux-gnu/webkit2gtk-4.1/MiniBrowser';
 const TIMEOUT = 30_000;
+
+/**
+ * A `describe` per engine of ENGINES, in which `body(engine, browser)` declares its tests;
+ * `browser` is the engine (`open`, `version`), launched before those tests (and before the
+ * hooks `body` adds) and closed after them (and after those hooks).
+ */
+export function eachEngine(tools, body) {
+  for (const engine of ENGINES) {
+    describe(engine, () => {
+      const browser = {};
+      before(async () => Object.assign(browser, await launchEngine(engine, tools)));
+      body(engine, browser);
+      // After the hooks `body` added (its pages are closed before their browser).
+      after(() => browser.close?.());
+    });
+  }
+}
 
 /** Starts `engine` ('chromium' | 'firefox' | 'webkit'); `tools` is scripts/npm/node_modules. */
 export async function launchEngine(engine, tools) {
@@ -43,6 +61,25 @@ async function waited(what, wait, bodyText) {
   }
 }
 
+/**
+ * A page of playwright or puppeteer (their verbs agree but for waitForFunction's arguments,
+ * which `wait(fn, arg, timeout)` adapts), opened at `url`; `close` ends it.
+ */
+async function driven(page, url, wait, close) {
+  const problems = [];
+  page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
+  page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
+  await page.goto(url);
+  const bodyText = () => page.evaluate(() => document.body?.innerText ?? '');
+  return {
+    problems,
+    waitFor: (fn, arg, timeout = TIMEOUT) => waited('waitFor', () => wait(fn, arg, timeout), bodyText),
+    evaluate: (fn, arg) => page.evaluate(fn, arg),
+    screenshot: (path) => page.screenshot({ path }),
+    close,
+  };
+}
+
 async function chromium(type) {
   const browser = await type.launch({
     executablePath: CHROMIUM,
@@ -52,20 +89,9 @@ async function chromium(type) {
     name: 'chromium',
     version: browser.version(),
     async open(url) {
+      // playwright's newPage is a context of its own: storage not shared.
       const page = await browser.newPage();
-      const problems = [];
-      page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-      page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-      await page.goto(url);
-      const bodyText = () => page.evaluate(() => document.body?.innerText ?? '');
-      return {
-        problems,
-        waitFor: (fn, arg, timeout = TIMEOUT) =>
-          waited('waitFor', () => page.waitForFunction(fn, arg, { timeout }), bodyText),
-        evaluate: (fn, arg) => page.evaluate(fn, arg),
-        screenshot: (path) => page.screenshot({ path }),
-        close: () => page.close(),
-      };
+      return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout }), () => page.close());
     },
     close: () => browser.close(),
   };
@@ -97,19 +123,7 @@ async function firefox(puppeteer) {
       // A context of its own per page, as playwright's newPage gives: storage not shared.
       const context = await browser.createBrowserContext();
       const page = await context.newPage();
-      const problems = [];
-      page.on('pageerror', (e) => problems.push(`pageerror: ${e.message}`));
-      page.on('console', (m) => m.type() === 'error' && problems.push(`console: ${m.text()}`));
-      await page.goto(url);
-      const bodyText = () => page.evaluate(() => document.body?.innerText ?? '');
-      return {
-        problems,
-        waitFor: (fn, arg, timeout = TIMEOUT) =>
-          waited('waitFor', () => page.waitForFunction(fn, { timeout, polling: 50 }, arg), bodyText),
-        evaluate: (fn, arg) => page.evaluate(fn, arg),
-        screenshot: (path) => page.screenshot({ path }),
-        close: () => context.close(),
-      };
+      return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 50 }, arg), () => context.close());
     },
     close: () => browser.close(),
   };
@@ -151,7 +165,11 @@ async function webkit(webdriver) {
   const port = await freePort();
   const driver = spawn(WEBKIT_DRIVER, [`--port=${port}`], { stdio: 'ignore', env: { ...process.env, DISPLAY: display } });
   const base = `http://127.0.0.1:${port}`;
+  // Once the driver is gone a session's quit would wait for it forever: a page closed after
+  // its browser is already closed.
+  let stopped = false;
   const stop = () => {
+    stopped = true;
     driver.kill();
     xserver.kill();
   };
@@ -214,7 +232,9 @@ async function webkit(webdriver) {
         async screenshot(path) {
           await writeFile(path, Buffer.from(await d.takeScreenshot(), 'base64'));
         },
-        close: () => d.quit(),
+        close: async () => {
+          if (!stopped) await d.quit();
+        },
       };
     },
     close: async () => stop(),

@@ -12,13 +12,13 @@
 // Polar's), which a page cannot read at all: `offline`, and the cache grants as for any fault.
 //
 // The rows are written to target/fault-matrix/js-<engine>.tsv for scripts/fault-table.sh.
-import { test, describe, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ENGINES, launchEngine } from './engines.mjs';
+import { eachEngine } from './engines.mjs';
 import { serve } from './support.mjs';
-import { MATRIX, relay } from '../js/emulator.mjs';
-import { ROWS, record, runRow, writeRows } from '../js/fault-rows.mjs';
+import { MATRIX } from '../js/emulator.mjs';
+import { ROWS, runRecorded, writeRows } from '../js/fault-rows.mjs';
 
 const { CONSUMER, TOOLS } = process.env;
 if (!MATRIX || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (POLAR_MATRIX_URL, CONSUMER, TOOLS)');
@@ -92,59 +92,47 @@ before(async () => {
 
 after(() => site?.server.close());
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    let page;
-    const found = [];
-    before(async () => {
-      browser = await launchEngine(engine, TOOLS);
-      page = await browser.open(`${site.url}/fault-matrix.html`);
-      await page.waitFor(() => document.querySelector('#status')?.textContent === 'ready');
-    });
-    after(async () => {
-      await writeRows(found, `js-${engine}`);
-      await page?.close();
-      await browser?.close();
-    });
-
-    const call = async (name, op, key) => {
-      const r = await page.evaluate(([n, o, k]) => window.matrix.call(n, o, k), [name, op, key]);
-      if (r?.bug) throw new Error(`${browser.version}: not a LicenseError: ${r.bug}`);
-      return r;
-    };
-    /** tests/js/fault-rows.mjs's host: the clients are the page's. */
-    const host = {
-      page: true,
-      cutBodyWhole: engine === 'webkit',
-      reset: () => page.evaluate(() => window.matrix.reset()),
-      setNow: (ms) => page.evaluate((t) => window.matrix.setNow(t), ms),
-      async client(name, options) {
-        await page.evaluate(([n, o]) => window.matrix.client(n, o), [name, options]);
-        return {
-          validate: (k) => call(name, 'validate', k),
-          check: (k) => call(name, 'check', k),
-          status: (k) => call(name, 'status', k),
-        };
-      },
-    };
-
-    for (const row of [...ROWS, NO_CORS]) {
-      test(row[0], async () => {
-        const f = record(row);
-        found.push(f);
-        // As in node: the row whose server is down talks to a relay whose port it closes.
-        const gate = row[1] === null ? await relay(MATRIX) : null;
-        try {
-          await runRow(row, f, gate, host);
-        } catch (e) {
-          e.message = `${browser.version}: ${e.message}`;
-          throw e;
-        } finally {
-          await gate?.close();
-        }
-        f.result = 'pass';
-      });
-    }
+eachEngine(TOOLS, (engine, browser) => {
+  let page;
+  const found = [];
+  before(async () => {
+    page = await browser.open(`${site.url}/fault-matrix.html`);
+    await page.waitFor(() => document.querySelector('#status')?.textContent === 'ready');
   });
-}
+  after(async () => {
+    await writeRows(found, `js-${engine}`);
+    await page?.close();
+  });
+
+  const call = async (name, op, key) => {
+    const r = await page.evaluate(([n, o, k]) => window.matrix.call(n, o, k), [name, op, key]);
+    if (r?.bug) throw new Error(`${browser.version}: not a LicenseError: ${r.bug}`);
+    return r;
+  };
+  /** tests/js/fault-rows.mjs's host: the clients are the page's. */
+  const host = {
+    page: true,
+    cutBodyWhole: engine === 'webkit',
+    reset: () => page.evaluate(() => window.matrix.reset()),
+    setNow: (ms) => page.evaluate((t) => window.matrix.setNow(t), ms),
+    async client(name, options) {
+      await page.evaluate(([n, o]) => window.matrix.client(n, o), [name, options]);
+      return {
+        validate: (k) => call(name, 'validate', k),
+        check: (k) => call(name, 'check', k),
+        status: (k) => call(name, 'status', k),
+      };
+    },
+  };
+
+  for (const row of [...ROWS, NO_CORS]) {
+    test(row[0], async () => {
+      try {
+        await runRecorded(row, found, host);
+      } catch (e) {
+        e.message = `${browser.version}: ${e.message}`;
+        throw e;
+      }
+    });
+  }
+});

@@ -8,11 +8,11 @@
 // package's wasm add-on is fetched on the first lease (the page's resource timing says which).
 // A relay's replayed answer (`Age`, exposed to the page) is dated from when Polar gave it; not
 // exposed, the page cannot read it and dates it from its arrival.
-import { test, describe, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ENGINES, launchEngine } from './engines.mjs';
+import { eachEngine } from './engines.mjs';
 import { newKey as newEmulatorKey, serve, statusMatching } from './support.mjs';
 import { honest, signingKey, standIn } from '../js/lease-relay.mjs';
 
@@ -78,79 +78,72 @@ after(async () => {
   await relay.close?.();
 });
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    const problems = [];
-    before(async () => {
-      browser = await launchEngine(engine, TOOLS);
-    });
-    after(() => browser?.close());
+eachEngine(TOOLS, (engine, browser) => {
+  const problems = [];
 
-    async function show(key, more = {}) {
-      const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
-      const page = await browser.open(`${site.url}/signed-mode.html?${query}`);
-      const text = await statusMatching(page, '^(?!checking…)');
-      problems.push(...page.problems);
-      await page.close();
-      return text;
-    }
+  async function show(key, more = {}) {
+    const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
+    const page = await browser.open(`${site.url}/signed-mode.html?${query}`);
+    const text = await statusMatching(page, '^(?!checking…)');
+    problems.push(...page.problems);
+    await page.close();
+    return text;
+  }
 
-    test('a page in signed mode stores the lease the relay exposes to it', async () => {
-      relay.hideLease = false;
-      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-      const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); no add-on$/.exec(text);
-      assert.ok(m, `${text}\n${problems.join('\n')}`);
-      assert.equal(m[2], m[1]);
-      assert.equal(m[3], m[1]);
-      assert.ok(Math.abs(Number(m[1]) - (relay.now() + 3 * 86400)) < 120, text);
-    });
-
-    test('a relay that does not expose the lease header to the page gives it no grant', async () => {
-      relay.hideLease = true;
-      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
-      assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty; no add-on', problems.join('\n'));
-    });
-
-    test('a page without relay keys fetches no signature verifier', async () => {
-      relay.hideLease = false;
-      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
-      assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
-    });
-
-    test("a page dates a relay's replayed answer by its Age, when the relay exposes it", async () => {
-      relay.hideLease = false;
-      relay.age = 3600;
-      try {
-        const key = await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 });
-        const aged = await show(key, { relayKey: '', age: '1' });
-        const m = /^check online; verified (\d+) s ago; grace 604800$/.exec(aged);
-        assert.ok(m && Math.abs(Number(m[1]) - 3600) <= 2, `${aged}\n${problems.join('\n')}`);
-        // Not exposed, the page cannot read it: the answer is dated from its arrival.
-        relay.hideAge = true;
-        const hidden = await show(await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 }), { relayKey: '', age: '1' });
-        const h = /^check online; verified (\d+) s ago; grace 604800$/.exec(hidden);
-        assert.ok(h && Number(h[1]) <= 2, `${hidden}\n${problems.join('\n')}`);
-      } finally {
-        relay.age = undefined;
-        relay.hideAge = false;
-      }
-    });
-
-    test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {
-      relay.hideLease = false;
-      const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
-      const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); add-on fetched$/.exec(text);
-      assert.ok(m, `${text}\n${problems.join('\n')}`);
-      assert.equal(m[2], m[1]);
-      // A forger's lease under the trusted kid: refused by the add-on as by WebCrypto.
-      relay.lease = honest(signingKey('relay-2026'));
-      try {
-        const forged = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
-        assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
-      } finally {
-        relay.lease = honest(SIGNER);
-      }
-    });
+  test('a page in signed mode stores the lease the relay exposes to it', async () => {
+    relay.hideLease = false;
+    const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+    const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); no add-on$/.exec(text);
+    assert.ok(m, `${text}\n${problems.join('\n')}`);
+    assert.equal(m[2], m[1]);
+    assert.equal(m[3], m[1]);
+    assert.ok(Math.abs(Number(m[1]) - (relay.now() + 3 * 86400)) < 120, text);
   });
-}
+
+  test('a relay that does not expose the lease header to the page gives it no grant', async () => {
+    relay.hideLease = true;
+    const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }));
+    assert.equal(text, 'protocol_error: signed mode: the grant came without a lease that verifies (missing); stored empty; no add-on', problems.join('\n'));
+  });
+
+  test('a page without relay keys fetches no signature verifier', async () => {
+    relay.hideLease = false;
+    const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { relayKey: '' });
+    assert.equal(text, 'activated, no lease null; check cache; no add-on', problems.join('\n'));
+  });
+
+  test("a page dates a relay's replayed answer by its Age, when the relay exposes it", async () => {
+    relay.hideLease = false;
+    relay.age = 3600;
+    try {
+      const key = await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 });
+      const aged = await show(key, { relayKey: '', age: '1' });
+      const m = /^check online; verified (\d+) s ago; grace 604800$/.exec(aged);
+      assert.ok(m && Math.abs(Number(m[1]) - 3600) <= 2, `${aged}\n${problems.join('\n')}`);
+      // Not exposed, the page cannot read it: the answer is dated from its arrival.
+      relay.hideAge = true;
+      const hidden = await show(await newEmulatorKey(EMULATOR, 'AGED', { limit_activations: 3 }), { relayKey: '', age: '1' });
+      const h = /^check online; verified (\d+) s ago; grace 604800$/.exec(hidden);
+      assert.ok(h && Number(h[1]) <= 2, `${hidden}\n${problems.join('\n')}`);
+    } finally {
+      relay.age = undefined;
+      relay.hideAge = false;
+    }
+  });
+
+  test("where WebCrypto has no Ed25519 the wasm add-on is fetched on the first lease and verifies it", async () => {
+    relay.hideLease = false;
+    const text = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+    const m = /^activated relay-2026 (\d+); check cache (\d+); status (\d+); add-on fetched$/.exec(text);
+    assert.ok(m, `${text}\n${problems.join('\n')}`);
+    assert.equal(m[2], m[1]);
+    // A forger's lease under the trusted kid: refused by the add-on as by WebCrypto.
+    relay.lease = honest(signingKey('relay-2026'));
+    try {
+      const forged = await show(await newEmulatorKey(EMULATOR, 'SIGNED', { limit_activations: 3 }), { noEd25519: '1' });
+      assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
+    } finally {
+      relay.lease = honest(SIGNER);
+    }
+  });
+});

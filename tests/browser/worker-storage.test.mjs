@@ -3,11 +3,11 @@
 // what the first one cached, with no request. The installed tarball's browser entry, unbundled,
 // in each browser engine (tests/browser/engines.mjs: Chromium, Firefox ESR, WebKitGTK) against
 // the emulator.
-import { test, describe, before, after } from 'node:test';
+import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ENGINES, launchEngine } from './engines.mjs';
+import { eachEngine } from './engines.mjs';
 import { newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
@@ -59,43 +59,35 @@ document.body.dataset.result = JSON.stringify([first, second, memory]);
 
 after(() => site?.server.close());
 
-for (const engine of ENGINES) {
-  describe(engine, () => {
-    let browser;
-    before(async () => {
-      browser = await launchEngine(engine, TOOLS);
-    });
-    after(() => browser?.close());
-
-    test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
-      const key = await newKey(EMULATOR, 'IDB');
-      const query = new URLSearchParams({ key, org: ORG, api: EMULATOR });
-      const page = await browser.open(`${site.url}/idb/index.html?${query}`);
-      await page.waitFor(() => document.body?.dataset.result);
-      const [first, second, memory] = JSON.parse(await page.evaluate(() => document.body.dataset.result));
-      const why = `${browser.version}: ${page.problems.join('\n')}`;
-      assert.deepEqual(first, { source: 'online', storage: 'indexedDB' }, why);
-      // The restart: a new worker, no memory shared, answered from the cache (no request).
-      assert.deepEqual(second, { source: 'cache', storage: 'indexedDB' }, why);
-      // A memory store in a new worker starts empty: asked online again.
-      assert.deepEqual(memory, { source: 'online', storage: 'memory' }, why);
-      // What the page's realm holds: the install secret, the record and its ledger.
-      const names = await page.evaluate(
-        () =>
-          new Promise((ok, ko) => {
-            const r = indexedDB.open('polar-license');
-            r.onsuccess = () => {
-              const all = r.result.transaction('kv').objectStore('kv').getAllKeys();
-              all.onsuccess = () => ok(all.result);
-              all.onerror = () => ko(all.error);
-            };
-            r.onerror = () => ko(r.error);
-          }),
-      );
-      // The record, its ledger and its clock note.
-      assert.equal(names.filter((n) => n.startsWith('polar-license.v2-')).length, 3, `${names}`);
-      assert.ok(names.includes('polar-license.install-secret'), `${names}`);
-      await page.close();
-    });
+eachEngine(TOOLS, (engine, browser) => {
+  test('a restarted module worker answers from the IndexedDB the first one wrote', async () => {
+    const key = await newKey(EMULATOR, 'IDB');
+    const query = new URLSearchParams({ key, org: ORG, api: EMULATOR });
+    const page = await browser.open(`${site.url}/idb/index.html?${query}`);
+    await page.waitFor(() => document.body?.dataset.result);
+    const [first, second, memory] = JSON.parse(await page.evaluate(() => document.body.dataset.result));
+    const why = `${browser.version}: ${page.problems.join('\n')}`;
+    assert.deepEqual(first, { source: 'online', storage: 'indexedDB' }, why);
+    // The restart: a new worker, no memory shared, answered from the cache (no request).
+    assert.deepEqual(second, { source: 'cache', storage: 'indexedDB' }, why);
+    // A memory store in a new worker starts empty: asked online again.
+    assert.deepEqual(memory, { source: 'online', storage: 'memory' }, why);
+    // What the page's realm holds: the install secret, the record and its ledger.
+    const names = await page.evaluate(
+      () =>
+        new Promise((ok, ko) => {
+          const r = indexedDB.open('polar-license');
+          r.onsuccess = () => {
+            const all = r.result.transaction('kv').objectStore('kv').getAllKeys();
+            all.onsuccess = () => ok(all.result);
+            all.onerror = () => ko(all.error);
+          };
+          r.onerror = () => ko(r.error);
+        }),
+    );
+    // The record, its ledger and its clock note.
+    assert.equal(names.filter((n) => n.startsWith('polar-license.v2-')).length, 3, `${names}`);
+    assert.ok(names.includes('polar-license.install-secret'), `${names}`);
+    await page.close();
   });
-}
+});

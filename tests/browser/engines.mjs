@@ -3,10 +3,10 @@
 //   firefox   Debian's Firefox ESR (Gecko), headless, through puppeteer-core over WebDriver BiDi;
 //   webkit    WebKitGTK's MiniBrowser (WebKit, the engine of Safari), through WebKitWebDriver
 //             (W3C WebDriver, selenium-webdriver as its client) on an Xvfb display of its own.
-// `POLAR_BROWSERS=chromium,firefox` runs a subset. Each engine gives pages with the few verbs the
-// suites use: goto, waitFor (a function true in the page), evaluate (a function, awaited in the
-// page), screenshot, close; `problems` collects the page's uncaught errors where the driver
-// reports them (chromium, firefox).
+// `POLAR_BROWSERS=chromium,firefox` runs a subset. An engine opens pages (`open(url)`, each with
+// storage of its own) with the few verbs the suites use: waitFor (a function true in the page),
+// evaluate (a function, awaited in the page), screenshot, close; `problems` collects the page's
+// uncaught errors where the driver reports them (chromium, firefox).
 import { describe, before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -86,7 +86,6 @@ async function chromium(type) {
     args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
   return {
-    name: 'chromium',
     version: browser.version(),
     async open(url) {
       // playwright's newPage is a context of its own: storage not shared.
@@ -117,7 +116,6 @@ async function firefox(puppeteer) {
   });
   const version = await browser.version();
   return {
-    name: 'firefox',
     version,
     async open(url) {
       // A context of its own per page, as playwright's newPage gives: storage not shared.
@@ -194,11 +192,16 @@ async function webkit(webdriver) {
     await d.manage().setTimeouts({ script: TIMEOUT });
     return d;
   };
-  const first = await session();
-  const version = (await first.getCapabilities()).get('browserVersion');
-  await first.quit();
+  let version;
+  try {
+    const first = await session();
+    version = (await first.getCapabilities()).get('browserVersion');
+    await first.quit();
+  } catch (err) {
+    stop();
+    throw err;
+  }
   return {
-    name: 'webkit',
     version: `WebKitGTK ${version}`,
     async open(url) {
       // A session (a MiniBrowser) of its own per page: storage not shared.

@@ -1,17 +1,20 @@
 // Startup of the npm package: the time from `import` to the first cached `check` answer, in
-// node (a fresh process per run) and in headless Chromium (a fresh page per run), each entry.
+// node (a fresh process per run) and in each browser engine of tests/browser/engines.mjs
+// (Chromium, Firefox ESR, WebKitGTK; a fresh page load per run), each entry.
 //
 //   bash scripts/build-npm.sh && node scripts/npm/startup.mjs [runs]    (default 15 runs)
 //   PKG=before/pkg,target/npm/pkg node scripts/npm/startup.mjs           (builds side by side)
 //   NODE_FLAGS=--no-wasm-lazy-compilation node scripts/npm/startup.mjs   (flags for the timed node)
 //   EVAL=1 node scripts/npm/startup.mjs        (the timed script given with -e, as before 2026-11-25)
+//   POLAR_BROWSERS=chromium node scripts/npm/startup.mjs   (the engines timed; default all three)
 //
 // With several package directories (PKG, comma-separated) their runs are interleaved, one of
 // each in turn, so that the load of a shared machine falls on all of them alike.
 //
 // Needs target/npm/pkg (scripts/build-npm.sh), target/debug/polar-license (cargo build
 // -p polar-license-cli: the emulator the first check asks, once, to fill the cache) and
-// scripts/npm/node_modules (playwright-core; Debian's /usr/bin/chromium). Prints a markdown
+// scripts/npm/node_modules (the browsers' drivers; the browsers as scripts/setup-wasm.sh
+// installs them). Prints a markdown
 // table of medians (and min-max), each row with issue #26's target where it has one; the node
 // rows also time the later cached checks of the same client (the median of LATER=50 checks in
 // each process, then the median over the runs). A benchmark, not a test: nothing here fails on
@@ -20,11 +23,11 @@ import { spawn, execFile } from 'node:child_process';
 import { createServer } from 'node:http';
 import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { dirname, extname, join, normalize } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
+import { ENGINES, launchEngine } from '../../tests/browser/engines.mjs';
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), '..', '..');
 const PKGS = (process.env.PKG ?? join(ROOT, 'target', 'npm', 'pkg')).split(',');
@@ -35,7 +38,6 @@ const RUNS = Number(process.argv[2] ?? 15);
 const NODE_FLAGS = (process.env.NODE_FLAGS ?? '').split(' ').filter(Boolean);
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 const KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
-const require = createRequire(join(ROOT, 'scripts', 'npm', 'package.json'));
 const run = promisify(execFile);
 
 /** The emulator on a free port: `{ url, stop }`. */
@@ -138,7 +140,7 @@ async function nodeRuns(entry, api) {
   return [setups.map((s) => s.times), setups.map((s) => s.later), [0, 1, 2].map((k) => setups.map((s) => s.parts[k]))];
 }
 
-// ---- Chromium: one page load per run, the cache in the origin's localStorage ---------------
+// ---- browsers: one page load per run, the cache in the origin's localStorage ---------------
 
 const TYPES = { '.html': 'text/html', '.js': 'text/javascript', '.wasm': 'application/wasm' };
 
@@ -171,27 +173,28 @@ async function site(pkg, entry, api) {
   return { server, url: `http://127.0.0.1:${server.address().port}/` };
 }
 
+/** Each page of `context` loaded from `url` in turn: its `window.result`. */
+async function loaded(context, url) {
+  const page = await context.open(url);
+  await page.waitFor(() => window.result);
+  const r = await page.evaluate(() => window.result);
+  await page.close();
+  return r;
+}
+
 async function browserRuns(browser, entry, api) {
-  const once = async (context, url) => {
-    const tab = await context.newPage();
-    await tab.goto(url);
-    await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
-    const r = await tab.evaluate(() => window.result);
-    await tab.close();
-    return r;
-  };
   const setups = [];
   for (const pkg of PKGS) {
     const { server, url } = await site(pkg, entry, api);
-    const context = await browser.newContext();
-    const first = await once(context, url);
-    if (first.source !== 'online') throw new Error(`chromium ${pkg} ${entry}: the first check answered ${first.source}`);
+    const context = await browser.context();
+    const first = await loaded(context, url);
+    if (first.source !== 'online') throw new Error(`${browser.version} ${pkg} ${entry}: the first check answered ${first.source}`);
     setups.push({ server, url, context, times: [] });
   }
   for (let i = 0; i < RUNS; i++) {
     for (const s of setups) {
-      const r = await once(s.context, s.url);
-      if (r.source !== 'cache') throw new Error(`chromium ${entry}: a later check answered ${r.source}`);
+      const r = await loaded(s.context, s.url);
+      if (r.source !== 'cache') throw new Error(`${browser.version} ${entry}: a later check answered ${r.source}`);
       s.times.push(r.ms);
     }
   }
@@ -202,7 +205,7 @@ async function browserRuns(browser, entry, api) {
   return setups.map((s) => s.times);
 }
 
-/** Chromium's own floor: a fresh page that imports an empty module, served the same way. */
+/** The browser's own floor: a fresh page that imports an empty module, served the same way. */
 async function browserFloor(browser) {
   const server = createServer((req, res) => {
     if (req.url === '/') {
@@ -215,15 +218,11 @@ window.result = { ms: performance.now() - t0 };
     } else res.writeHead(200, { 'content-type': 'text/javascript' }).end('export const nothing = 0;\n');
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
-  const context = await browser.newContext();
+  const context = await browser.context();
   const times = [];
   try {
     for (let i = 0; i <= RUNS; i++) {
-      const tab = await context.newPage();
-      await tab.goto(`http://127.0.0.1:${server.address().port}/`);
-      await tab.waitForFunction(() => window.result, null, { timeout: 30_000 });
-      const r = await tab.evaluate(() => window.result);
-      await tab.close();
+      const r = await loaded(context, `http://127.0.0.1:${server.address().port}/`);
       if (i > 0) times.push(r.ms); // the first load fills the cache, as for the package
     }
   } finally {
@@ -232,6 +231,13 @@ window.result = { ms: performance.now() - t0 };
   }
   return times;
 }
+
+/**
+ * The engines as the table shows them, and their targets (issue #38: Chromium's). Firefox and
+ * WebKit give `performance.now()` in whole milliseconds (reduced timer precision).
+ */
+const SHOWN = { chromium: 'headless Chromium', firefox: 'headless Firefox ESR', webkit: 'MiniBrowser on Xvfb' };
+const TARGET = { chromium: 40 };
 
 const emu = await emulator();
 try {
@@ -247,18 +253,17 @@ try {
   const [inlineFirst, inlineLater] = await nodeRuns('inline-node.js', emu.url);
   rows.push(row('node, `polar-license/inline` (decoded, compiled): import → first cached check', '', inlineFirst));
   rows.push(row('node, `polar-license/inline`: a later cached check, same client', '', inlineLater));
-  const { chromium } = require('playwright-core');
-  const browser = await chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
-  try {
-    rows.push(row('headless Chromium, `polar-license` (browser entry: the .wasm fetched, streaming compile): import → first cached check', 40, await browserRuns(browser, 'browser.js', emu.url)));
-    rows.push(row('headless Chromium, `polar-license/inline`: import → first cached check', '', await browserRuns(browser, 'inline.js', emu.url)));
-    const floor = await browserFloor(browser);
-    rows.push(row('… Chromium\'s own floor: a fresh page importing an empty module', '', PKGS.map(() => floor)));
-  } finally {
-    await browser.close();
+  for (const engine of ENGINES) {
+    const browser = await launchEngine(engine, join(ROOT, 'scripts', 'npm', 'node_modules'));
+    const name = `${SHOWN[engine]} (${browser.version})`;
+    try {
+      rows.push(row(`${name}, \`polar-license\` (browser entry: the .wasm fetched, streaming compile): import → first cached check`, TARGET[engine] ?? '', await browserRuns(browser, 'browser.js', emu.url)));
+      rows.push(row(`${name}, \`polar-license/inline\`: import → first cached check`, '', await browserRuns(browser, 'inline.js', emu.url)));
+      const floor = await browserFloor(browser);
+      rows.push(row(`… its own floor: a fresh page importing an empty module`, '', PKGS.map(() => floor)));
+    } finally {
+      await browser.close();
+    }
   }
   console.log(`| ms: median (min–max) of ${RUNS} runs | target (issue #26) | ${PKGS.join(' | ')} | result (${PKGS[PKGS.length - 1]}) |`);
   console.log(`|---|---:|${PKGS.map(() => '---:').join('|')}|---|`);

@@ -4,9 +4,10 @@
 //   webkit    WebKitGTK's MiniBrowser (WebKit, the engine of Safari), through WebKitWebDriver
 //             (W3C WebDriver, selenium-webdriver as its client) on an Xvfb display of its own.
 // `POLAR_BROWSERS=chromium,firefox` runs a subset. An engine opens pages (`open(url)`, each with
-// storage of its own) with the few verbs the suites use: waitFor (a function true in the page),
-// evaluate (a function, awaited in the page), screenshot, close; `problems` collects the page's
-// uncaught errors where the driver reports them (chromium, firefox).
+// storage of its own; `context()` gives pages that share theirs) with the few verbs the suites
+// use: waitFor (a function true in the page), evaluate (a function, awaited in the page),
+// screenshot, close; `problems` collects the page's uncaught errors where the driver reports them
+// (chromium, firefox). scripts/npm/startup.mjs times its pages with them too.
 import { describe, before, after } from 'node:test';
 import { spawn } from 'node:child_process';
 import { createServer } from 'node:net';
@@ -85,12 +86,21 @@ async function chromium(type) {
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
+  const pageIn = async (context, url) => {
+    const page = await context.newPage();
+    return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout }), () => page.close());
+  };
   return {
     version: browser.version(),
     async open(url) {
-      // playwright's newPage is a context of its own: storage not shared.
-      const page = await browser.newPage();
-      return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout }), () => page.close());
+      // A context of its own per page: storage not shared.
+      const context = await browser.newContext();
+      const page = await pageIn(context, url);
+      return { ...page, close: () => context.close() };
+    },
+    async context() {
+      const context = await browser.newContext();
+      return { open: (url) => pageIn(context, url), close: () => context.close() };
     },
     close: () => browser.close(),
   };
@@ -115,13 +125,21 @@ async function firefox(puppeteer) {
     },
   });
   const version = await browser.version();
+  const pageIn = async (context, url) => {
+    const page = await context.newPage();
+    return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 50 }, arg), () => page.close());
+  };
   return {
     version,
     async open(url) {
-      // A context of its own per page, as playwright's newPage gives: storage not shared.
+      // A context of its own per page: storage not shared.
       const context = await browser.createBrowserContext();
-      const page = await context.newPage();
-      return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 50 }, arg), () => context.close());
+      const page = await pageIn(context, url);
+      return { ...page, close: () => context.close() };
+    },
+    async context() {
+      const context = await browser.createBrowserContext();
+      return { open: (url) => pageIn(context, url), close: () => context.close() };
     },
     close: () => browser.close(),
   };
@@ -201,44 +219,54 @@ async function webkit(webdriver) {
     stop();
     throw err;
   }
+  /** The page `d` shows now, loaded from `url`; `close` ends it. */
+  const pageOf = async (d, url, close) => {
+    await d.get(url);
+    const run = (fn, arg) => d.executeScript(`return (${fn})(arguments[0]);`, arg);
+    const bodyText = () => d.executeScript('return document.body ? document.body.innerText : "";');
+    return {
+      problems: [],
+      waitFor: (fn, arg, timeout = TIMEOUT) =>
+        waited(
+          'waitFor',
+          async () => {
+            const end = Date.now() + timeout;
+            while (!(await run(fn, arg))) {
+              if (Date.now() > end) throw new Error(`not true within ${timeout} ms: ${fn}`);
+              await sleep(50);
+            }
+          },
+          bodyText,
+        ),
+      async evaluate(fn, arg) {
+        const got = await d.executeAsyncScript(
+          `const done = arguments[arguments.length - 1];
+           Promise.resolve().then(() => (${fn})(arguments[0])).then((ok) => done({ ok }), (e) => done({ error: String(e) }));`,
+          arg,
+        );
+        if (got && 'error' in got) throw new Error(`in the page: ${got.error}`);
+        return got?.ok;
+      },
+      async screenshot(path) {
+        await writeFile(path, Buffer.from(await d.takeScreenshot(), 'base64'));
+      },
+      close,
+    };
+  };
+  const quit = async (d) => {
+    if (!stopped) await d.quit();
+  };
   return {
     version: `WebKitGTK ${version}`,
     async open(url) {
       // A session (a MiniBrowser) of its own per page: storage not shared.
       const d = await session();
-      await d.get(url);
-      const run = (fn, arg) => d.executeScript(`return (${fn})(arguments[0]);`, arg);
-      const bodyText = () => d.executeScript('return document.body ? document.body.innerText : "";');
-      return {
-        problems: [],
-        waitFor: (fn, arg, timeout = TIMEOUT) =>
-          waited(
-            'waitFor',
-            async () => {
-              const end = Date.now() + timeout;
-              while (!(await run(fn, arg))) {
-                if (Date.now() > end) throw new Error(`not true within ${timeout} ms: ${fn}`);
-                await sleep(50);
-              }
-            },
-            bodyText,
-          ),
-        async evaluate(fn, arg) {
-          const got = await d.executeAsyncScript(
-            `const done = arguments[arguments.length - 1];
-             Promise.resolve().then(() => (${fn})(arguments[0])).then((ok) => done({ ok }), (e) => done({ error: String(e) }));`,
-            arg,
-          );
-          if (got && 'error' in got) throw new Error(`in the page: ${got.error}`);
-          return got?.ok;
-        },
-        async screenshot(path) {
-          await writeFile(path, Buffer.from(await d.takeScreenshot(), 'base64'));
-        },
-        close: async () => {
-          if (!stopped) await d.quit();
-        },
-      };
+      return pageOf(d, url, () => quit(d));
+    },
+    async context() {
+      // One session: each page a new load in its window, the storage kept.
+      const d = await session();
+      return { open: (url) => pageOf(d, url, async () => {}), close: () => quit(d) };
     },
     close: async () => stop(),
   };

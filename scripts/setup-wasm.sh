@@ -5,6 +5,7 @@
 #   rustup target wasm32-unknown-unknown
 #   the pinned nightly + rust-src the npm package's wasm is built with (scripts/wasm-toolchain.sh)
 #   wasm-bindgen CLI + wasm-bindgen-test-runner, exactly the wasm-bindgen crate's version
+#   geckodriver (crates.io, pinned) for the Rust wasm suites in Firefox ESR
 #   the browsers of the browser tests (apt, as root; tests/browser/engines.mjs): chromium +
 #   chromium-driver, firefox-esr (driven by puppeteer-core over WebDriver BiDi), and WebKitGTK's
 #   MiniBrowser with webkit2gtk-driver (WebKitWebDriver) on an Xvfb display (xvfb)
@@ -66,6 +67,17 @@ step_wasm_bindgen() {
     cargo install wasm-bindgen-cli --version "$want" --force
 }
 
+# geckodriver (Mozilla's, from crates.io), which wasm-bindgen-test-runner drives Firefox ESR
+# with for the Rust wasm suites (scripts/test-wasm.sh, wasm-firefox). Pinned.
+GECKODRIVER_VERSION="0.37.1"
+step_geckodriver() {
+    if [[ "$(geckodriver --version 2>/dev/null | head -n 1)" == "geckodriver $GECKODRIVER_VERSION"* ]]; then
+        echo "geckodriver $GECKODRIVER_VERSION already on PATH"
+        return 0
+    fi
+    cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
+}
+
 # The three engines of tests/browser (engines.mjs): Chromium, Firefox ESR, WebKitGTK.
 BROWSER_PACKAGES=(chromium chromium-driver firefox-esr webkit2gtk-driver xvfb)
 step_browsers() {
@@ -99,7 +111,7 @@ step_npm() {
     echo "$want" >"$stamp"
 }
 
-STEPS=(target toolchain wasm_bindgen browsers npm)
+STEPS=(target toolchain wasm_bindgen browsers geckodriver npm)
 
 now() { date +%s.%N; }
 

@@ -13,6 +13,7 @@
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs: the Rust-on-wasm client;
 #                 bindings/wasm/src/tests/: the npm engine) in node
 #   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
+#   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
 #   wasm-imports  the packaged wasms (the engine's, the emulator's, the relay's) import nothing
@@ -192,6 +193,17 @@ wasm_tests_browser() {
     wasm_tests
 }
 suite wasm-browser libtest wasm_tests_browser
+# The same suites in headless Firefox ESR: wasm-bindgen-test-runner drives it through geckodriver
+# (scripts/setup-wasm.sh) and starts the `firefox` on PATH, which Debian names firefox-esr.
+wasm_tests_firefox() {
+    local bin="$NPM_OUT/firefox-bin"
+    mkdir -p "$bin" && ln -sf "$(command -v firefox-esr)" "$bin/firefox" || return 1
+    export WASM_BINDGEN_USE_BROWSER=1 GECKODRIVER PATH="$bin:$PATH"
+    GECKODRIVER="$(command -v geckodriver)" || return 1
+    unset CHROMEDRIVER
+    wasm_tests
+}
+suite wasm-firefox libtest wasm_tests_firefox
 
 # ---- the npm package -----------------------------------------------------------------------
 

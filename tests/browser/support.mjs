@@ -1,7 +1,6 @@
-// What the browser suites (tests/browser, tests/bundlers) share: a static server for the
-// consumer project on another origin than the emulator, fresh emulator keys, a page's status
-// line, and headless Chromium (Debian's /usr/bin/chromium through playwright-core) for the
-// bundler matrix; tests/browser runs its pages in every engine of ./engines.mjs.
+// What the browser suites (tests/browser, tests/bundlers) share besides the engines
+// (./engines.mjs): a static server for the consumer project on another origin than the
+// emulator, fresh emulator keys, and a page's status line.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import { readFile } from 'node:fs/promises';
@@ -55,12 +54,4 @@ export async function newKey(emulator, prefix, fields = {}) {
 export async function statusMatching(page, pattern) {
   await page.waitFor((re) => new RegExp(re).test(document.querySelector('#status')?.textContent ?? ''), pattern);
   return page.evaluate(() => document.querySelector('#status').textContent);
-}
-
-/** Headless Chromium, quiet. */
-export function launch(chromium) {
-  return chromium.launch({
-    executablePath: '/usr/bin/chromium',
-    args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
-  });
 }

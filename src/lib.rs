@@ -129,6 +129,7 @@ pub mod decimal;
 pub mod error;
 pub mod features;
 pub mod fingerprint;
+pub mod flow;
 pub mod grace;
 pub mod json;
 pub mod key;

@@ -158,6 +158,11 @@ impl BlockingClient {
         self.send_validate(&request, expect.as_ref(), req.key.as_ref())
     }
 
+    /// Sends a request as it is and gives the response (any status): the core reads it.
+    pub(crate) fn send(&self, request: &HttpRequest) -> Result<HttpResponse, Error> {
+        self.transport.send(request).map_err(Error::from)
+    }
+
     /// Sends a validate request built (and so checked) by [`Api::validate_request`], holding
     /// a 200 to `expect`; with the relay's lease header, if any.
     pub(crate) fn send_validate(

@@ -21,6 +21,7 @@ pub use super::clock::{system_clock, Clock};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
+use crate::flow::{self, check::Check, check::Given, check::Want, Stored};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
@@ -28,7 +29,7 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, DeactivateRequest, Stamp, ValidateRequest};
-use crate::session::{self, Asking, Begin, CacheStatus, Granted, Keep, Opened, Slot};
+use crate::session::{self, CacheStatus, Granted, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -329,35 +330,12 @@ impl std::fmt::Debug for Licensing {
 #[derive(Default)]
 struct Memo {
     slot: Mutex<Option<SlotMemo>>,
-    opened: Mutex<Option<OpenedMemo>>,
-    answered: Mutex<Option<Answered>>,
+    /// The last slot opened and the last cached answer recorded (the core's).
+    flow: flow::Memo,
 }
 
 /// A license key, the install secret and the slot they seal.
 type SlotMemo = (String, Vec<u8>, Arc<Slot>);
-
-/// A slot's name, the bytes it held and what they opened to.
-type OpenedMemo = (String, Stored, Arc<Opened>);
-
-/// The stored bytes of one key: its record, its ledger and its clock note.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Stored {
-    record: Option<Vec<u8>>,
-    ledger: Option<Vec<u8>>,
-    clock: Option<Vec<u8>>,
-}
-
-/// The last cached answer this process recorded: a check of the same slot, at the same clock
-/// second, on the very record it wrote, within a second of it by the monotonic clock, is the
-/// same answer again and is not recorded twice (a tight loop of checks stays a memory read).
-/// A held clock still counts: a later process, or the same one a second later, records it.
-struct Answered {
-    slot: String,
-    now: i64,
-    at: Instant,
-    record: Option<Vec<u8>>,
-    clock: Option<Vec<u8>>,
-}
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -373,37 +351,20 @@ impl Memo {
     fn remember_slot(&self, key: &Key, secret: Vec<u8>, slot: &Arc<Slot>) {
         *lock(&self.slot) = Some((key.expose().to_string(), secret, Arc::clone(slot)));
     }
+}
 
-    fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened>> {
-        let memo = lock(&self.opened);
-        let (name, bytes, opened) = memo.as_ref()?;
-        (name == &slot.name && bytes == stored).then(|| Arc::clone(opened))
-    }
+/// Milliseconds on a monotonic clock (the core's memo of the last cached answer).
+fn monotonic_ms() -> u64 {
+    static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    let epoch = EPOCH.get_or_init(Instant::now);
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
 
-    fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened>) {
-        *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
-    }
-
-    fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
-        lock(&self.answered).as_ref().is_some_and(|a| {
-            a.slot == slot.name
-                && a.now == now
-                && a.at.elapsed() < Duration::from_secs(1)
-                && stored.record == a.record
-                && stored.clock == a.clock
-        })
-    }
-
-    /// `written`: the slot's record and clock note as the answer left them.
-    fn remember_answer(&self, slot: &Slot, now: i64, written: Stored) {
-        *lock(&self.answered) = Some(Answered {
-            slot: slot.name.clone(),
-            now,
-            at: Instant::now(),
-            record: written.record,
-            clock: written.clock,
-        });
-    }
+/// The locks a check holds while the core's machine says so.
+#[derive(Default)]
+struct Held {
+    slot: Option<SlotLock>,
+    mark: Option<SlotLock>,
 }
 
 impl Licensing {
@@ -566,7 +527,7 @@ impl Licensing {
     /// cached check dozens of allocations).
     fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
         let stored = self.read(slot)?;
-        if let Some(opened) = self.memo.opened(slot, &stored) {
+        if let Some(opened) = self.memo.flow.opened(slot, &stored) {
             return Ok((stored, opened));
         }
         let mut opened = session::open_with_clock(
@@ -586,46 +547,15 @@ impl Licensing {
             &crate::lease::Builtin,
         );
         let opened = Arc::new(opened);
-        self.memo.remember_opened(slot, stored.clone(), &opened);
+        self.memo
+            .flow
+            .remember_opened(slot, stored.clone(), &opened);
         Ok((stored, opened))
     }
 
     /// Stores `record` (and its ledger), in order, durably; the record's bytes.
     fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<Vec<u8>, Error> {
         self.save_with(slot, opened, record, false)
-    }
-
-    /// Records a cached answer as the core says ([`session::cached_writes`]): a clock note
-    /// alone (no fsync, no rename) when only the clock moved, a little; else the record, its
-    /// ledger revertibly when the core allows it, and a note of it. What `stored` holds after.
-    fn save_cached(
-        &self,
-        slot: &Slot,
-        opened: &Opened,
-        record: Record,
-        clock_only: bool,
-        mut stored: Stored,
-    ) -> Result<Stored, Error> {
-        for (name, bytes, keep) in session::cached_writes(opened, record, clock_only, slot) {
-            match keep {
-                Keep::Durable => self.store.save(&name, &bytes)?,
-                Keep::Revertible => self.store.save_revertible(&name, &bytes)?,
-                // A note is the answer's record when it is the only write: its failure is the
-                // write's. After the record, a note that could not be written only means the
-                // next answer is written durably.
-                Keep::Volatile => match self.store.save_volatile(&name, &bytes) {
-                    Err(e) if clock_only => return Err(e),
-                    Err(_) => continue,
-                    Ok(()) => {}
-                },
-            }
-            if name == slot.name {
-                stored.record = Some(bytes);
-            } else if name == slot.clock {
-                stored.clock = Some(bytes);
-            }
-        }
-        Ok(stored)
     }
 
     fn save_with(
@@ -899,189 +829,90 @@ impl Licensing {
         self.run_check(&key, Some(req))
     }
 
-    /// Phase 1 of a check, under the slot's lock: answered (recorded when it came from the
-    /// cache), or the request to send with the slot as it was read.
-    fn begin(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Begun {
-        let slot = match self.slot(key) {
-            Ok(slot) => slot,
-            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
-        };
-        let _lock = match self.store.lock(&slot.name) {
-            Ok(lock) => lock,
-            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
-        };
-        let (stored, opened) = match self.open(&slot, key) {
-            Ok(opened) => opened,
-            Err(e) => return Begun::Answered(self.without_cache(key, explicit, e)),
-        };
-        let req = match session::check_request(
-            key,
-            explicit,
-            &opened,
-            self.machine_fingerprint(),
-            self.require_activation,
-        ) {
-            Ok(req) => req,
-            Err(e) => return Begun::Answered(CheckReport::of(CheckOutcome::Unverified(e))),
-        };
-        let now = (self.clock)();
-        match session::begin(self.client.api(), &opened, &req, now, &self.policy) {
-            Begin::Done(outcome) => Begun::Answered(CheckReport::of(outcome)),
-            Begin::Cached {
-                outcome,
-                write,
-                may_ask,
-                clock_only,
-            } => {
-                if self.memo.answered_again(&slot, now, &stored) {
-                    return Begun::Answered(CheckReport::of(outcome));
-                }
-                match self.save_cached(&slot, &opened, *write, clock_only, stored) {
-                    Ok(written) => {
-                        self.memo.remember_answer(&slot, now, written);
-                        Begun::Answered(CheckReport::of(outcome))
-                    }
-                    // An answer that cannot be counted is not given as fresh: Polar is asked,
-                    // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match may_ask
-                        .then(|| session::asking(self.client.api(), &req, now))
-                        .flatten()
-                    {
-                        Some(asking) => Begun::Asking(Box::new(Step {
-                            slot,
-                            opened,
-                            asking,
-                            cache_error: Some(e),
-                        })),
-                        None => Begun::Answered(CheckReport {
-                            cache_error: Some(e),
-                            ..CheckReport::of(outcome)
-                        }),
-                    },
-                }
+    /// What every check of this client is given: its options and memos.
+    fn ctx(&self) -> flow::check::Ctx<'_> {
+        flow::check::Ctx {
+            api: self.client.api(),
+            policy: &self.policy,
+            relay_keys: &self.relay_keys,
+            lease_memo: &self.lease_memo,
+            ed25519: &crate::lease::Builtin,
+            memo: &self.memo.flow,
+            machine: self.machine_fingerprint(),
+            bound: self.identity().is_ok(),
+            require_activation: self.require_activation,
+        }
+    }
+
+    /// A check of `key` (of `explicit` as given, else of the remembered activation).
+    fn start_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Check {
+        let slot = self.slot(key);
+        Check::new(
+            &self.ctx(),
+            key.clone(),
+            explicit.cloned(),
+            slot,
+            (self.clock)(),
+            monotonic_ms(),
+        )
+    }
+
+    /// Drives a check: does the IO its machine asks for, until it is done (or, with
+    /// `before_asking`, until it would ask Polar: the slot's lock is then released).
+    fn drive(&self, check: &mut Check, held: &mut Held, before_asking: bool) {
+        let ctx = self.ctx();
+        loop {
+            if before_asking && check.asks_next() {
+                return;
             }
-            Begin::Ask(asking) => Begun::Asking(Box::new(Step {
-                slot,
-                opened,
-                asking,
-                cache_error: None,
-            })),
+            let mut sent = None;
+            let given = match check.want() {
+                Want::Lock(name) => Given::Locked(self.store.lock(name).map(|lock| {
+                    held.slot = Some(lock);
+                })),
+                Want::Unlock => {
+                    held.slot = None;
+                    Given::Unlocked
+                }
+                // An error taking the mark only means the others cannot see this check asking.
+                Want::Mark(name) => Given::Marked(match self.store.try_lock(name) {
+                    Ok(Some(mark)) => {
+                        held.mark = Some(mark);
+                        true
+                    }
+                    Ok(None) => false,
+                    Err(_) => true,
+                }),
+                Want::Read(slot) => Given::Read(self.read(slot)),
+                Want::Write { name, bytes, keep } => Given::Written(match keep {
+                    Keep::Durable => self.store.save(name, bytes),
+                    Keep::Revertible => self.store.save_revertible(name, bytes),
+                    Keep::Volatile => self.store.save_volatile(name, bytes),
+                }),
+                Want::Remove(name) => {
+                    // If even this fails, the store is broken and the next read fails too.
+                    let _ = self.store.remove(name);
+                    Given::Removed
+                }
+                Want::Send(request) => {
+                    sent = Some(Instant::now());
+                    Given::Response(self.client.send(request))
+                }
+                Want::Done => return,
+            };
+            check.give(&ctx, given);
+            if let (Some(started), Some(online)) = (sent, check.online()) {
+                super::events::request("validate", Some(check.key()), started, online);
+            }
         }
     }
 
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        let report = match self.begin(key, explicit) {
-            Begun::Asking(step) => self.ask(key, *step),
-            Begun::Answered(report) => report,
-        };
+        let mut check = self.start_check(key, explicit);
+        self.drive(&mut check, &mut Held::default(), false);
+        let report = check.report();
         super::events::decision(key, &report);
         report
-    }
-
-    /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
-    /// asking already and the cache can answer at once), then folds the answer into the
-    /// record as it is now.
-    fn ask(&self, key: &Key, step: Step) -> CheckReport {
-        let Step {
-            slot,
-            opened,
-            asking,
-            mut cache_error,
-        } = step;
-        // An error taking the marker only means the others cannot see this check asking.
-        let marker = self
-            .store
-            .try_lock(&slot.ask)
-            .unwrap_or(Some(SlotLock::none()));
-        if marker.is_none() {
-            if let Some(report) = self.while_asked(key, &slot, &asking) {
-                return report;
-            }
-        }
-        let expect = asking.expect(self.org());
-        let online =
-            self.client
-                .send_validate(&asking.http, expect.as_ref(), Some(&asking.query.key));
-        let granted = Granted {
-            organization_id: self.org(),
-            key: &asking.query.key,
-            activation_id: asking.query.activation_id.as_deref(),
-            conditions: &asking.query.conditions,
-        };
-        let (online, lease) = self.held(online, &granted, asking.now);
-        let finished = self
-            .store
-            .lock(&slot.name)
-            .and_then(|lock| Ok((lock, self.open(&slot, key)?.1)));
-        let (_lock, current) = match finished {
-            Ok(opened) => opened,
-            Err(e) => {
-                // The answer stands; the cache could not learn it.
-                let f = session::finish(&opened, &asking, &self.policy, online);
-                return CheckReport {
-                    outcome: f.outcome,
-                    fallback: f.fallback,
-                    cache_error: Some(e),
-                };
-            }
-        };
-        let f = session::finish(&current, &asking, &self.policy, online);
-        if let Some(record) = f.write.map(|r| session::with_lease(r, lease)) {
-            if let Err(e) = self.save_or_forget(&slot, &current, record) {
-                cache_error = Some(e);
-            }
-        }
-        CheckReport {
-            outcome: f.outcome,
-            fallback: f.fallback,
-            cache_error,
-        }
-    }
-
-    /// Another check of this key is asking Polar: the cache's answer at once, recorded, when
-    /// it can license (`None`: ask as well).
-    fn while_asked(&self, key: &Key, slot: &Slot, asking: &Asking) -> Option<CheckReport> {
-        let _lock = self.store.lock(&slot.name).ok()?;
-        let (_, opened) = self.open(slot, key).ok()?;
-        let (outcome, record) = session::while_asked(&opened, asking, &self.policy)?;
-        let cache_error = self.save(slot, &opened, record).err();
-        // An answer that cannot be counted is not given: ask as well.
-        cache_error.is_none().then(|| CheckReport::of(outcome))
-    }
-
-    /// A check when the cache cannot be used at all: this machine's id cannot be read (its
-    /// error, as it is: a bare-key check would skip the binding), a cache that cannot be
-    /// opened while an activation is required (the remembered activation is unknown), else
-    /// one online validate.
-    fn without_cache(
-        &self,
-        key: &Key,
-        explicit: Option<&ValidateRequest>,
-        cache_error: Error,
-    ) -> CheckReport {
-        let unbound = explicit.is_none() && self.require_activation;
-        if unbound || self.identity().is_err() {
-            return CheckReport::of(CheckOutcome::Unverified(cache_error));
-        }
-        let req = explicit
-            .cloned()
-            .unwrap_or_else(|| ValidateRequest::new(key.clone()));
-        let now = (self.clock)();
-        let granted = Granted {
-            organization_id: self.org(),
-            key,
-            activation_id: req.activation_id.as_deref(),
-            conditions: &req.conditions,
-        };
-        let online = self
-            .held(self.client.validate_leased(&req, now), &granted, now)
-            .0
-            .map(|(v, _)| v);
-        CheckReport {
-            outcome: session::online_only(online, &cache_error, now),
-            fallback: None,
-            cache_error: Some(cache_error),
-        }
     }
 
     /// Answers at once from the cache and, when the policy wants a fresh verdict, revalidates
@@ -1112,16 +943,17 @@ impl Licensing {
         on_fresh: impl FnOnce(CheckReport) + Send + 'static,
     ) -> (CheckReport, Option<std::thread::JoinHandle<()>>) {
         let key = key.into();
-        let step = match self.begin(&key, None) {
-            Begun::Asking(step) => step,
-            Begun::Answered(report) => return (report, None),
+        let mut check = self.start_check(&key, None);
+        self.drive(&mut check, &mut Held::default(), true);
+        let Some(immediate) = check.pending(&self.ctx()) else {
+            return (check.report(), None);
         };
-        let immediate = session::pending(&step.opened, &step.asking, &self.policy);
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
             .spawn(move || {
-                let fresh = me.ask(&key, *step);
+                me.drive(&mut check, &mut Held::default(), false);
+                let fresh = check.report();
                 super::events::decision(&key, &fresh);
                 on_fresh(fresh)
             });
@@ -1351,23 +1183,6 @@ impl Licensing {
             |e| CheckOutcome::Unverified(unstarted(e)),
         )
     }
-}
-
-/// What phase 1 of a check came to.
-enum Begun {
-    /// The answer, with no request (or the cache cannot be used at all).
-    Answered(CheckReport),
-    /// A request to send.
-    Asking(Box<Step>),
-}
-
-/// A check between its phases: the slot as phase 1 read it and what to ask.
-struct Step {
-    slot: Arc<Slot>,
-    opened: Arc<Opened>,
-    asking: Box<Asking>,
-    /// The cached answer could not be recorded.
-    cache_error: Option<Error>,
 }
 
 /// The error of an async call whose thread could not be started.

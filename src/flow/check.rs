@@ -1,0 +1,806 @@
+//! The check machine: the grace-aware verdict for a key, as one order of steps every shell
+//! drives. A check runs in phases, so that no lock is held while Polar is asked (a hung server
+//! must not queue the other checks behind it):
+//!
+//! 1. under the slot's lock: read and open the slot (signed mode gates the record's lease
+//!    here), then answer from the cache (recorded first: a clock note alone when that is
+//!    enough), refuse, or decide to ask;
+//! 2. without it: mark that this check asks Polar; when another check of the key holds the
+//!    mark, answer from the cache at once when it can license; otherwise send the request and
+//!    read the answer (signed mode: a grant stands only with a lease that verifies);
+//! 3. under the lock again, with the slot read anew: fold the answer into the record as it is
+//!    now, and store it (a denial that cannot be stored removes the record).
+//!
+//! When the slot cannot be used at all (its secret, its lock or its bytes cannot be read), one
+//! online validate answers, never the cache.
+//!
+//! A shell drives it with one loop:
+//!
+//! ```ignore
+//! let mut check = Check::new(&ctx, key, explicit, slot, now, monotonic_ms);
+//! loop {
+//!     let given = match check.want() {
+//!         Want::Lock(name) => Given::Locked(/* take the lock */),
+//!         Want::Unlock => Given::Unlocked,
+//!         Want::Mark(name) => Given::Marked(/* try the mark */),
+//!         Want::Read(slot) => Given::Read(/* record, ledger, clock note */),
+//!         Want::Write { name, bytes, keep } => Given::Written(/* store it */),
+//!         Want::Remove(name) => Given::Removed,
+//!         Want::Send(request) => Given::Response(/* the transport's answer */),
+//!         Want::Done => break check.report(),
+//!     };
+//!     check.give(&ctx, given);
+//! }
+//! ```
+
+use super::{Memo, Stored};
+use crate::error::{Error, Verdict};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
+use crate::key::Key;
+use crate::lease::{self, RelayKeys, LEASE_HEADER};
+use crate::model::ValidatedLicenseKey;
+use crate::proto::{
+    parse_validate, parse_validate_for, Api, Expect, HttpRequest, HttpResponse, Stamp,
+    ValidateRequest,
+};
+use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, LeaseMemo, Opened, Slot};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+type Online = Result<(Verdict<ValidatedLicenseKey>, Stamp), Error>;
+
+/// What a check is given besides its inputs: the client's options and memos, fixed when the
+/// client was built.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Polar's routes for the organization.
+    pub api: &'a Api,
+    /// The grace policy.
+    pub policy: &'a GracePolicy,
+    /// Signed mode: the relay keys (empty: unsigned).
+    pub relay_keys: &'a RelayKeys,
+    /// The last lease verified.
+    pub lease_memo: &'a LeaseMemo,
+    /// The Ed25519 verification leases are checked with.
+    pub ed25519: &'a dyn lease::Ed25519,
+    /// The last slot opened and the last cached answer recorded.
+    pub memo: &'a Memo,
+    /// This machine's fingerprint, when activations are machine-bound.
+    pub machine: Option<&'a str>,
+    /// This machine's identity could be read (else a check without its cache refuses: a
+    /// bare-key check would skip the binding).
+    pub bound: bool,
+    /// A plain check needs a remembered activation.
+    pub require_activation: bool,
+}
+
+/// What the check wants next.
+pub enum Want<'m> {
+    /// Take the slot's lock (wait for it): [`Given::Locked`].
+    Lock(&'m str),
+    /// Release the slot's lock: [`Given::Unlocked`].
+    Unlock,
+    /// Try to take the mark that this check asks Polar, without waiting, and hold it until the
+    /// check is done: [`Given::Marked`].
+    Mark(&'m str),
+    /// Read the slot's record, ledger and clock note: [`Given::Read`].
+    Read(&'m Slot),
+    /// Store one entry as `keep` says: [`Given::Written`].
+    Write {
+        /// The entry's name.
+        name: &'m str,
+        /// Its bytes.
+        bytes: &'m [u8],
+        /// How it must be kept.
+        keep: Keep,
+    },
+    /// Remove an entry (a denial that could not be stored must not leave an old grant):
+    /// [`Given::Removed`].
+    Remove(&'m str),
+    /// Send this validate request: [`Given::Response`].
+    Send(&'m HttpRequest),
+    /// The check is done: [`Check::report`].
+    Done,
+}
+
+/// What happened, in answer to a [`Want`].
+#[derive(Debug)]
+pub enum Given {
+    /// The lock was taken, or could not be.
+    Locked(Result<(), Error>),
+    /// The lock was released.
+    Unlocked,
+    /// The mark was taken (or could not be for an error: the others then cannot see this check
+    /// asking), or another check holds it (`false`).
+    Marked(bool),
+    /// The slot's bytes, or why they could not be read.
+    Read(Result<Stored, Error>),
+    /// The entry was stored, or why not.
+    Written(Result<(), Error>),
+    /// The entry was removed (or could not be: the next read then fails too).
+    Removed,
+    /// Polar's response (any status), or why there was none.
+    Response(Result<HttpResponse, Error>),
+}
+
+/// Where the check goes once the slot's lock is released.
+#[derive(Debug)]
+enum Next {
+    Done,
+    Mark,
+    Send,
+    Unusable(Error),
+}
+
+/// What a run of writes is for.
+#[derive(Debug)]
+enum Purpose {
+    /// A cached answer (phase 1): given once all are stored; on a failure, Polar is asked
+    /// (when `may_ask`) or the answer given with the error.
+    Cached {
+        outcome: CheckOutcome,
+        may_ask: bool,
+        clock_only: bool,
+        written: Stored,
+    },
+    /// The cache's answer while another check asks (phase 2): on a failure, ask as well.
+    WhileAsked(CheckOutcome),
+    /// The online answer folded in (phase 3): on a failure, a denial removes the record.
+    Finished { denied: bool },
+}
+
+#[derive(Debug)]
+enum State {
+    Lock,
+    Read,
+    Write(VecDeque<(String, Vec<u8>, Keep)>, Purpose),
+    Unlock(Next),
+    Mark,
+    WhileLock,
+    WhileRead,
+    Send,
+    FinishLock,
+    FinishRead,
+    Forget,
+    Unusable(Box<HttpRequest>, ValidateRequest),
+    Done,
+}
+
+/// One check of one key.
+pub struct Check {
+    key: Key,
+    explicit: Option<ValidateRequest>,
+    slot: Option<Arc<Slot>>,
+    now: i64,
+    at_ms: u64,
+    opened: Option<Arc<Opened>>,
+    asking: Option<Box<Asking>>,
+    online: Option<Online>,
+    lease: Option<HeldLease>,
+    cache_error: Option<Error>,
+    report: Option<CheckReport>,
+    state: State,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("key", &self.key)
+            .field("state", &self.state.name())
+            .finish_non_exhaustive()
+    }
+}
+
+impl State {
+    fn name(&self) -> &'static str {
+        match self {
+            State::Lock => "lock",
+            State::Read => "read",
+            State::Write(..) => "write",
+            State::Unlock(_) => "unlock",
+            State::Mark => "mark",
+            State::WhileLock => "lock while asked",
+            State::WhileRead => "read while asked",
+            State::Send => "send",
+            State::FinishLock => "lock to finish",
+            State::FinishRead => "read to finish",
+            State::Forget => "remove",
+            State::Unusable(..) => "send without the cache",
+            State::Done => "done",
+        }
+    }
+}
+
+impl Given {
+    fn name(&self) -> &'static str {
+        match self {
+            Given::Locked(_) => "locked",
+            Given::Unlocked => "unlocked",
+            Given::Marked(_) => "marked",
+            Given::Read(_) => "read",
+            Given::Written(_) => "written",
+            Given::Removed => "removed",
+            Given::Response(_) => "response",
+        }
+    }
+}
+
+impl Check {
+    /// A check of `key` (with `explicit`, the validate request as given; else the remembered
+    /// activation's), in `slot` (or why the slot cannot be had), at the clock reading `now`
+    /// (unix seconds) and the shell's monotonic reading `at_ms` (milliseconds).
+    pub fn new(
+        ctx: &Ctx<'_>,
+        key: Key,
+        explicit: Option<ValidateRequest>,
+        slot: Result<Arc<Slot>, Error>,
+        now: i64,
+        at_ms: u64,
+    ) -> Check {
+        let mut check = Check {
+            key,
+            explicit,
+            slot: None,
+            now,
+            at_ms,
+            opened: None,
+            asking: None,
+            online: None,
+            lease: None,
+            cache_error: None,
+            report: None,
+            state: State::Lock,
+        };
+        match slot {
+            Ok(slot) => check.slot = Some(slot),
+            Err(e) => check.unusable(ctx, e),
+        }
+        check
+    }
+
+    /// A check of an explicit validate request (its key, or `invalid_input` when it has none).
+    pub fn of_request(
+        ctx: &Ctx<'_>,
+        req: &ValidateRequest,
+        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
+        now: i64,
+        at_ms: u64,
+    ) -> Check {
+        match req.key.clone() {
+            Some(key) => {
+                let slot = slot(&key);
+                Check::new(ctx, key, Some(req.clone()), slot, now, at_ms)
+            }
+            None => Check::answered(
+                Key::from(String::new()),
+                CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                    "key",
+                    "is required",
+                ))),
+            ),
+        }
+    }
+
+    fn answered(key: Key, report: CheckReport) -> Check {
+        Check {
+            key,
+            explicit: None,
+            slot: None,
+            now: 0,
+            at_ms: 0,
+            opened: None,
+            asking: None,
+            online: None,
+            lease: None,
+            cache_error: None,
+            report: Some(report),
+            state: State::Done,
+        }
+    }
+
+    /// The key checked.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// What the check wants next.
+    pub fn want(&self) -> Want<'_> {
+        let slot = self.slot.as_deref();
+        match (&self.state, slot) {
+            (State::Lock | State::WhileLock | State::FinishLock, Some(slot)) => {
+                Want::Lock(&slot.name)
+            }
+            (State::Read | State::WhileRead | State::FinishRead, Some(slot)) => Want::Read(slot),
+            (State::Write(writes, _), _) => match writes.front() {
+                Some((name, bytes, keep)) => Want::Write {
+                    name,
+                    bytes,
+                    keep: *keep,
+                },
+                None => Want::Done,
+            },
+            (State::Unlock(_), _) => Want::Unlock,
+            (State::Mark, Some(slot)) => Want::Mark(&slot.ask),
+            (State::Send, _) => match &self.asking {
+                Some(asking) => Want::Send(&asking.http),
+                None => Want::Done,
+            },
+            (State::Forget, Some(slot)) => Want::Remove(&slot.name),
+            (State::Unusable(http, _), _) => Want::Send(http),
+            _ => Want::Done,
+        }
+    }
+
+    /// Asking Polar is the next step (phase 1 is over and the slot's lock released): what
+    /// [`Check::pending`] answers before a background check goes on.
+    pub fn asks_next(&self) -> bool {
+        matches!(self.state, State::Mark)
+    }
+
+    /// The best answer before the online step ends: the cache's within the grace, the
+    /// record's denial, else "not verified yet" (`None` when the check is not about to ask).
+    pub fn pending(&self, ctx: &Ctx<'_>) -> Option<CheckOutcome> {
+        let asking = self.asking.as_deref()?;
+        let opened = self.opened.as_deref()?;
+        self.asks_next()
+            .then(|| session::pending(opened, asking, ctx.policy))
+    }
+
+    /// Polar's answer as the check read it, once it came (before the slot is read again).
+    pub fn online(&self) -> Option<Result<&Verdict<ValidatedLicenseKey>, &Error>> {
+        self.online
+            .as_ref()
+            .map(|online| online.as_ref().map(|(verdict, _)| verdict))
+    }
+
+    /// The check's answer (`unverified` if it was asked before [`Want::Done`]).
+    pub fn report(self) -> CheckReport {
+        self.report.unwrap_or_else(|| {
+            CheckReport::of(CheckOutcome::Unverified(Error::Cache {
+                detail: "the check was not driven to its end".to_string(),
+            }))
+        })
+    }
+
+    /// Gives the check what happened in answer to its last [`Want`].
+    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+        let state = std::mem::replace(&mut self.state, State::Done);
+        self.state = match (state, given) {
+            (State::Lock, Given::Locked(Ok(()))) => State::Read,
+            (State::Lock, Given::Locked(Err(e))) => return self.unusable(ctx, e),
+            (State::Read, Given::Read(Ok(stored))) => self.begin(ctx, stored),
+            (State::Read, Given::Read(Err(e))) => State::Unlock(Next::Unusable(e)),
+            (State::Write(writes, purpose), Given::Written(result)) => {
+                self.written(ctx, writes, purpose, result)
+            }
+            (State::Unlock(next), Given::Unlocked) => match next {
+                Next::Done => State::Done,
+                Next::Mark => State::Mark,
+                Next::Send => State::Send,
+                Next::Unusable(e) => return self.unusable(ctx, e),
+            },
+            (State::Mark, Given::Marked(true)) => State::Send,
+            (State::Mark, Given::Marked(false)) => State::WhileLock,
+            (State::WhileLock, Given::Locked(Ok(()))) => State::WhileRead,
+            (State::WhileLock, Given::Locked(Err(_))) => State::Send,
+            (State::WhileRead, Given::Read(Ok(stored))) => self.while_asked(ctx, stored),
+            (State::WhileRead, Given::Read(Err(_))) => State::Unlock(Next::Send),
+            (State::Send, Given::Response(response)) => self.answered_online(ctx, response),
+            (State::FinishLock, Given::Locked(Ok(()))) => State::FinishRead,
+            (State::FinishLock, Given::Locked(Err(e))) => {
+                self.finish_unlearned(ctx, e);
+                State::Done
+            }
+            (State::FinishRead, Given::Read(Ok(stored))) => self.finish(ctx, stored),
+            (State::FinishRead, Given::Read(Err(e))) => {
+                self.finish_unlearned(ctx, e);
+                State::Unlock(Next::Done)
+            }
+            (State::Forget, Given::Removed) => State::Unlock(Next::Done),
+            (State::Unusable(_, req), Given::Response(response)) => {
+                self.answered_unusable(ctx, &req, response);
+                State::Done
+            }
+            // A shell that answers another question than the one asked: the check ends
+            // unverified rather than guess (a bug in the shell, never a grant).
+            (state, given) => {
+                self.report = Some(CheckReport::of(CheckOutcome::Unverified(Error::Cache {
+                    detail: format!(
+                        "the check's shell answered {} in {}",
+                        given.name(),
+                        state.name()
+                    ),
+                })));
+                match state {
+                    State::Read
+                    | State::WhileRead
+                    | State::FinishRead
+                    | State::Write(..)
+                    | State::Forget => State::Unlock(Next::Done),
+                    _ => State::Done,
+                }
+            }
+        };
+    }
+
+    fn slot(&self) -> Option<&Slot> {
+        self.slot.as_deref()
+    }
+
+    /// The slot opened from `stored` (the memo's when the bytes are the same).
+    fn open(&self, ctx: &Ctx<'_>, stored: Stored) -> Option<Arc<Opened>> {
+        let slot = self.slot()?;
+        if let Some(opened) = ctx.memo.opened(slot, &stored) {
+            return Some(opened);
+        }
+        let org = ctx.api.organization_id();
+        let mut opened = session::open_with_clock(
+            stored.record.as_deref(),
+            stored.ledger.as_deref(),
+            stored.clock.as_deref(),
+            slot,
+            org,
+            &self.key,
+        );
+        session::gate_lease(
+            &mut opened,
+            ctx.relay_keys,
+            org,
+            &self.key,
+            ctx.lease_memo,
+            ctx.ed25519,
+        );
+        let opened = Arc::new(opened);
+        ctx.memo.remember_opened(slot, stored, &opened);
+        Some(opened)
+    }
+
+    /// Phase 1, the slot read under its lock.
+    fn begin(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
+        let Some(opened) = self.open(ctx, stored.clone()) else {
+            return State::Unlock(Next::Done);
+        };
+        self.opened = Some(Arc::clone(&opened));
+        let req = match session::check_request(
+            &self.key,
+            self.explicit.as_ref(),
+            &opened,
+            ctx.machine,
+            ctx.require_activation,
+        ) {
+            Ok(req) => req,
+            Err(e) => return self.answer(CheckOutcome::Unverified(e)),
+        };
+        match session::begin(ctx.api, &opened, &req, self.now, ctx.policy) {
+            Begin::Done(outcome) => self.answer(outcome),
+            Begin::Cached {
+                outcome,
+                write,
+                may_ask,
+                clock_only,
+            } => {
+                let Some(slot) = self.slot() else {
+                    return self.answer(outcome);
+                };
+                if ctx.memo.answered_again(slot, self.now, self.at_ms, &stored) {
+                    return self.answer(outcome);
+                }
+                let writes = session::cached_writes(&opened, *write, clock_only, slot);
+                if may_ask {
+                    // Built now, while the request is at hand: asked only if a write fails.
+                    self.asking = session::asking(ctx.api, &req, self.now);
+                }
+                State::Write(
+                    writes.into(),
+                    Purpose::Cached {
+                        outcome,
+                        may_ask,
+                        clock_only,
+                        written: stored,
+                    },
+                )
+            }
+            Begin::Ask(asking) => {
+                self.asking = Some(asking);
+                State::Unlock(Next::Mark)
+            }
+        }
+    }
+
+    fn answer(&mut self, outcome: CheckOutcome) -> State {
+        self.report = Some(CheckReport::of(outcome));
+        State::Unlock(Next::Done)
+    }
+
+    /// One write stored (or not).
+    fn written(
+        &mut self,
+        ctx: &Ctx<'_>,
+        mut writes: VecDeque<(String, Vec<u8>, Keep)>,
+        purpose: Purpose,
+        result: Result<(), Error>,
+    ) -> State {
+        let Some((name, bytes, keep)) = writes.pop_front() else {
+            return State::Unlock(Next::Done);
+        };
+        match (purpose, result) {
+            (
+                Purpose::Cached {
+                    outcome,
+                    may_ask,
+                    clock_only,
+                    mut written,
+                },
+                result,
+            ) => {
+                match result {
+                    Ok(()) => {
+                        if let Some(slot) = self.slot() {
+                            if name == slot.name {
+                                written.record = Some(bytes);
+                            } else if name == slot.clock {
+                                written.clock = Some(bytes);
+                            }
+                        }
+                    }
+                    // A note after the record that could not be written only means the next
+                    // answer is written durably; a note that is the answer's only write is
+                    // the answer's record.
+                    Err(_) if keep == Keep::Volatile && !clock_only => {}
+                    // An answer that cannot be counted is not given as fresh: Polar is asked,
+                    // and the cache still answers within the grace if it cannot be.
+                    Err(e) => {
+                        if may_ask && self.asking.is_some() {
+                            self.cache_error = Some(e);
+                            return State::Unlock(Next::Mark);
+                        }
+                        self.asking = None;
+                        self.report = Some(CheckReport {
+                            cache_error: Some(e),
+                            ..CheckReport::of(outcome)
+                        });
+                        return State::Unlock(Next::Done);
+                    }
+                }
+                if !writes.is_empty() {
+                    return State::Write(
+                        writes,
+                        Purpose::Cached {
+                            outcome,
+                            may_ask,
+                            clock_only,
+                            written,
+                        },
+                    );
+                }
+                if let Some(slot) = self.slot.as_deref() {
+                    ctx.memo
+                        .remember_answer(slot, self.now, self.at_ms, written);
+                }
+                self.answer(outcome)
+            }
+            (Purpose::WhileAsked(outcome), Ok(())) => {
+                if writes.is_empty() {
+                    self.answer(outcome)
+                } else {
+                    State::Write(writes, Purpose::WhileAsked(outcome))
+                }
+            }
+            // An answer that cannot be counted is not given: ask as well.
+            (Purpose::WhileAsked(_), Err(_)) => State::Unlock(Next::Send),
+            (Purpose::Finished { denied }, Ok(())) => {
+                if writes.is_empty() {
+                    State::Unlock(Next::Done)
+                } else {
+                    State::Write(writes, Purpose::Finished { denied })
+                }
+            }
+            (Purpose::Finished { denied }, Err(e)) => {
+                if let Some(report) = self.report.as_mut() {
+                    report.cache_error = Some(e);
+                }
+                // A tombstone that cannot be written must not leave an old grant.
+                if denied {
+                    State::Forget
+                } else {
+                    State::Unlock(Next::Done)
+                }
+            }
+        }
+    }
+
+    /// Phase 2 when another check of the key holds the mark: the slot read under its lock.
+    fn while_asked(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
+        let (Some(opened), Some(asking), Some(slot)) =
+            (self.open(ctx, stored), self.asking.as_deref(), self.slot())
+        else {
+            return State::Unlock(Next::Send);
+        };
+        match session::while_asked(&opened, asking, ctx.policy) {
+            Some((outcome, record)) => {
+                let writes = session::seal(&opened, record, slot)
+                    .into_iter()
+                    .map(|(name, bytes)| (name, bytes, Keep::Durable))
+                    .collect();
+                State::Write(writes, Purpose::WhileAsked(outcome))
+            }
+            None => State::Unlock(Next::Send),
+        }
+    }
+
+    /// Phase 2: Polar's response read (signed mode: a grant stands only with its lease).
+    fn answered_online(&mut self, ctx: &Ctx<'_>, response: Result<HttpResponse, Error>) -> State {
+        let Some(asking) = self.asking.as_deref() else {
+            return State::Done;
+        };
+        let org = ctx.api.organization_id();
+        let expect = asking.expect(org);
+        let (online, token) = read(response, expect.as_ref());
+        let granted = Granted {
+            organization_id: org,
+            key: &asking.query.key,
+            activation_id: asking.query.activation_id.as_deref(),
+            conditions: &asking.query.conditions,
+        };
+        let (online, lease) = hold(ctx, online, token, &granted, asking.now);
+        self.online = Some(online);
+        self.lease = lease;
+        State::FinishLock
+    }
+
+    /// Phase 3: the answer folded into the slot as it is now.
+    fn finish(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
+        let (Some(current), Some(asking), Some(online)) = (
+            self.open(ctx, stored),
+            self.asking.as_deref(),
+            self.online.take(),
+        ) else {
+            return State::Unlock(Next::Done);
+        };
+        let f = session::finish(&current, asking, ctx.policy, online);
+        self.report = Some(CheckReport {
+            outcome: f.outcome,
+            fallback: f.fallback,
+            cache_error: self.cache_error.take(),
+        });
+        let Some(record) = f.write else {
+            return State::Unlock(Next::Done);
+        };
+        let record = session::with_lease(record, self.lease.take());
+        let denied = record.denied.is_some();
+        let Some(slot) = self.slot() else {
+            return State::Unlock(Next::Done);
+        };
+        let writes = session::seal(&current, record, slot)
+            .into_iter()
+            .map(|(name, bytes)| (name, bytes, Keep::Durable))
+            .collect();
+        State::Write(writes, Purpose::Finished { denied })
+    }
+
+    /// Phase 3 when the slot cannot be read again: the answer stands; the cache could not
+    /// learn it.
+    fn finish_unlearned(&mut self, ctx: &Ctx<'_>, e: Error) {
+        let (Some(opened), Some(asking), Some(online)) = (
+            self.opened.as_deref(),
+            self.asking.as_deref(),
+            self.online.take(),
+        ) else {
+            return;
+        };
+        let f = session::finish(opened, asking, ctx.policy, online);
+        self.report = Some(CheckReport {
+            outcome: f.outcome,
+            fallback: f.fallback,
+            cache_error: Some(e),
+        });
+    }
+
+    /// The slot cannot be used at all (its secret, lock or bytes): this machine's identity
+    /// that cannot be read refuses (a bare-key check would skip the binding), and so does a
+    /// plain check that needs a remembered activation; else one online validate.
+    fn unusable(&mut self, ctx: &Ctx<'_>, cache_error: Error) {
+        let unbound = self.explicit.is_none() && ctx.require_activation;
+        if unbound || !ctx.bound {
+            self.report = Some(CheckReport::of(CheckOutcome::Unverified(cache_error)));
+            self.state = State::Done;
+            return;
+        }
+        let req = self
+            .explicit
+            .clone()
+            .unwrap_or_else(|| ValidateRequest::new(self.key.clone()));
+        match ctx.api.validate_request(&req) {
+            Ok(http) => {
+                self.cache_error = Some(cache_error);
+                self.state = State::Unusable(Box::new(http), req);
+            }
+            Err(e) => {
+                self.report = Some(CheckReport {
+                    outcome: session::online_only(Err(e), &cache_error, self.now),
+                    fallback: None,
+                    cache_error: Some(cache_error),
+                });
+                self.state = State::Done;
+            }
+        }
+    }
+
+    fn answered_unusable(
+        &mut self,
+        ctx: &Ctx<'_>,
+        req: &ValidateRequest,
+        response: Result<HttpResponse, Error>,
+    ) {
+        let org = ctx.api.organization_id();
+        let expect = Expect::validate(org, req, self.now);
+        let (online, token) = read(response, expect.as_ref());
+        let granted = Granted {
+            organization_id: org,
+            key: &self.key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+        };
+        let (online, _) = hold(ctx, online, token, &granted, self.now);
+        let cache_error = self.cache_error.take().unwrap_or_else(|| Error::Cache {
+            detail: "the cache could not be used".to_string(),
+        });
+        self.report = Some(CheckReport {
+            outcome: session::online_only(online.map(|(v, _)| v), &cache_error, self.now),
+            fallback: None,
+            cache_error: Some(cache_error),
+        });
+        self.online = None;
+    }
+}
+
+/// A validate response read: the verdict held to `expect`, its stamp, and the relay's lease
+/// header (its single value) when there was one.
+fn read(
+    response: Result<HttpResponse, Error>,
+    expect: Option<&Expect<'_>>,
+) -> (Online, Option<String>) {
+    match response {
+        Err(e) => (Err(e), None),
+        Ok(response) => {
+            let stamp = response.stamp();
+            let verdict = match expect {
+                Some(expect) => parse_validate_for(&response, expect),
+                None => parse_validate(&response),
+            };
+            match verdict {
+                Ok(verdict) => (
+                    Ok((verdict, stamp)),
+                    response.single(LEASE_HEADER).map(str::to_string),
+                ),
+                Err(e) => (Err(e), None),
+            }
+        }
+    }
+}
+
+/// Signed mode: an online grant stands only with a lease that verifies for it (else it is
+/// `protocol_error`, see [`session::hold_lease`]); the lease to store with it.
+fn hold(
+    ctx: &Ctx<'_>,
+    online: Online,
+    token: Option<String>,
+    granted: &Granted<'_>,
+    now: i64,
+) -> (Online, Option<HeldLease>) {
+    match online {
+        Ok((Verdict::Accepted(license), stamp)) => match session::hold_lease(
+            ctx.relay_keys,
+            granted,
+            &license,
+            token.as_deref(),
+            now,
+            ctx.policy,
+            ctx.ed25519,
+        ) {
+            Ok(lease) => (Ok((Verdict::Accepted(license), stamp)), lease),
+            Err(e) => (Err(e), None),
+        },
+        other => (other, None),
+    }
+}

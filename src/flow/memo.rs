@@ -1,0 +1,81 @@
+//! What one client remembers between checks so that a warm check repeats none of the costly
+//! pure steps: the last slot opened and the last cached answer recorded. Every entry is exact,
+//! never a guess: an opened record is reused only for byte-for-byte the same stored record,
+//! ledger and clock note under the same slot (opening is a pure function of those and of what
+//! the client fixed when it was built). The store is still read on every check, so a record
+//! another process or tab replaced, removed or tampered with is seen at once.
+
+use super::Stored;
+use crate::session::{Opened, Slot};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// A slot's name, the bytes it held and what they opened to.
+type OpenedMemo = (String, Stored, Arc<Opened>);
+
+/// The last cached answer recorded: a check of the same slot, at the same clock second, on the
+/// very record it wrote, within a second of it by the shell's monotonic clock, is the same
+/// answer again and is not recorded twice (a tight loop of checks stays a memory read). A held
+/// clock still counts: a later process, or the same one a second later, records it.
+struct Answered {
+    slot: String,
+    now: i64,
+    at_ms: u64,
+    record: Option<Vec<u8>>,
+    clock: Option<Vec<u8>>,
+}
+
+/// One client's memo (shared by its clones).
+#[derive(Default)]
+pub struct Memo {
+    opened: Mutex<Option<OpenedMemo>>,
+    answered: Mutex<Option<Answered>>,
+}
+
+impl std::fmt::Debug for Memo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Memo").finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Memo {
+    pub(crate) fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened>> {
+        let memo = lock(&self.opened);
+        let (name, bytes, opened) = memo.as_ref()?;
+        (name == &slot.name && bytes == stored).then(|| Arc::clone(opened))
+    }
+
+    pub(crate) fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened>) {
+        *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
+    }
+
+    pub(crate) fn answered_again(
+        &self,
+        slot: &Slot,
+        now: i64,
+        at_ms: u64,
+        stored: &Stored,
+    ) -> bool {
+        lock(&self.answered).as_ref().is_some_and(|a| {
+            a.slot == slot.name
+                && a.now == now
+                && at_ms.checked_sub(a.at_ms).is_some_and(|ms| ms < 1000)
+                && stored.record == a.record
+                && stored.clock == a.clock
+        })
+    }
+
+    /// `written`: the slot's record and clock note as the answer left them.
+    pub(crate) fn remember_answer(&self, slot: &Slot, now: i64, at_ms: u64, written: Stored) {
+        *lock(&self.answered) = Some(Answered {
+            slot: slot.name.clone(),
+            now,
+            at_ms,
+            record: written.record,
+            clock: written.clock,
+        });
+    }
+}

@@ -567,6 +567,99 @@ pub fn hold_activation_lease<L: LicenseData>(
     })
 }
 
+/// An online answer, its stamp, and the relay's lease header when there was one.
+pub type Leased<T> = ((Verdict<T>, Stamp), Option<String>);
+
+/// An online answer without its lease header, and the lease held for it.
+pub type Held<T> = (Result<(Verdict<T>, Stamp), Error>, Option<HeldLease>);
+
+/// What signed mode holds an online answer with: the client's relay keys (empty: unsigned),
+/// its policy (the clock tolerance) and its Ed25519 verification.
+#[derive(Clone, Copy)]
+pub struct Signing<'a> {
+    /// The relay keys.
+    pub keys: &'a RelayKeys,
+    /// The grace policy.
+    pub policy: &'a GracePolicy,
+    /// The signature check.
+    pub ed25519: &'a dyn lease::Ed25519,
+}
+
+/// Signed mode: an online grant stands only with a lease that verifies for it (else it is
+/// `protocol_error`, see [`hold_lease`]); the lease to store with it. Every shell's validate.
+pub fn held<L: LicenseData>(
+    signing: Signing<'_>,
+    online: Result<Leased<L>, Error>,
+    granted: &Granted<'_>,
+    now: i64,
+) -> Held<L> {
+    let Signing {
+        keys,
+        policy,
+        ed25519,
+    } = signing;
+    match online {
+        Ok(((Verdict::Accepted(license), stamp), token)) => {
+            match hold_lease(
+                keys,
+                granted,
+                &license,
+                token.as_deref(),
+                now,
+                policy,
+                ed25519,
+            ) {
+                Ok(lease) => (Ok((Verdict::Accepted(license), stamp)), lease),
+                Err(e) => (Err(e), None),
+            }
+        }
+        Ok((answer, _)) => (Ok(answer), None),
+        Err(e) => (Err(e), None),
+    }
+}
+
+/// [`held`] for an activation: the lease is for the activation just made
+/// ([`hold_activation_lease`]). Every shell's activate.
+pub fn held_activation<A: ActivationData>(
+    signing: Signing<'_>,
+    online: Result<Leased<A>, Error>,
+    organization_id: &str,
+    req: &ActivateRequest,
+    key: &Key,
+    now: i64,
+) -> Held<A> {
+    let Signing {
+        keys,
+        policy,
+        ed25519,
+    } = signing;
+    match online {
+        Ok(((Verdict::Accepted(read), stamp), token)) => {
+            let granted = Granted {
+                organization_id,
+                key,
+                activation_id: Some(read.activation_id()),
+                conditions: &req.conditions,
+            };
+            let lease = hold_activation_lease(
+                keys,
+                &granted,
+                &read.validated(),
+                token.as_deref(),
+                now,
+                policy,
+                ed25519,
+            );
+            match lease {
+                Ok(lease) => (Ok((Verdict::Accepted(read), stamp)), lease),
+                Err(e) => (Err(e), None),
+            }
+        }
+        Ok((answer, _)) => (Ok(answer), None),
+        Err(e) => (Err(e), None),
+    }
+}
+
 /// Puts an online grant's lease into the record written after it, when the record's good
 /// verdict is that grant's (a validate of another question leaves the record's verdict, and
 /// its lease, as they were).

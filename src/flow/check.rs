@@ -779,8 +779,8 @@ fn read(
     }
 }
 
-/// Signed mode: an online grant stands only with a lease that verifies for it (else it is
-/// `protocol_error`, see [`session::hold_lease`]); the lease to store with it.
+/// Signed mode: an online grant stands only with a lease that verifies for it
+/// ([`session::held`]); the lease to store with it.
 fn hold(
     ctx: &Ctx<'_>,
     online: Online,
@@ -788,19 +788,11 @@ fn hold(
     granted: &Granted<'_>,
     now: i64,
 ) -> (Online, Option<HeldLease>) {
-    match online {
-        Ok((Verdict::Accepted(license), stamp)) => match session::hold_lease(
-            ctx.relay_keys,
-            granted,
-            &license,
-            token.as_deref(),
-            now,
-            ctx.policy,
-            ctx.ed25519,
-        ) {
-            Ok(lease) => (Ok((Verdict::Accepted(license), stamp)), lease),
-            Err(e) => (Err(e), None),
-        },
-        other => (other, None),
-    }
+    let online = online.map(|answer| (answer, token));
+    let signing = session::Signing {
+        keys: ctx.relay_keys,
+        policy: ctx.policy,
+        ed25519: ctx.ed25519,
+    };
+    session::held(signing, online, granted, now)
 }

@@ -418,76 +418,33 @@ impl Licensing {
         Ok(self.identity.get_or_init(|| identity))
     }
 
-    /// Signed mode: an online grant stands only with a lease that verifies for it (else it is
-    /// `protocol_error`, see [`session::hold_lease`]); the lease to store with it.
-    #[allow(clippy::type_complexity)]
+    /// Signed mode: an online grant stands only with a lease that verifies for it
+    /// ([`session::held`]); the lease to store with it.
     fn held<L: crate::grace::LicenseData>(
         &self,
         online: Result<Leased<L>, Error>,
         granted: &Granted<'_>,
         now: i64,
-    ) -> (
-        Result<(Verdict<L>, Stamp), Error>,
-        Option<session::HeldLease>,
-    ) {
-        match online {
-            Ok(((Verdict::Accepted(license), date), token)) => {
-                let held = session::hold_lease(
-                    &self.relay_keys,
-                    granted,
-                    &license,
-                    token.as_deref(),
-                    now,
-                    &self.policy,
-                    &crate::lease::Builtin,
-                );
-                match held {
-                    Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
-                    Err(e) => (Err(e), None),
-                }
-            }
-            Ok((answer, _)) => (Ok(answer), None),
-            Err(e) => (Err(e), None),
-        }
+    ) -> session::Held<L> {
+        session::held(self.signing(), online, granted, now)
     }
 
     /// [`Licensing::held`] for an activation: the lease is for the activation just made.
-    #[allow(clippy::type_complexity)]
     fn held_activation(
         &self,
         online: Result<Leased<LicenseKeyActivationRead>, Error>,
         req: &ActivateRequest,
         key: &Key,
         now: i64,
-    ) -> (
-        Result<(Verdict<LicenseKeyActivationRead>, Stamp), Error>,
-        Option<session::HeldLease>,
-    ) {
-        use crate::grace::ActivationData;
-        match online {
-            Ok(((Verdict::Accepted(read), date), token)) => {
-                let granted = Granted {
-                    organization_id: self.org(),
-                    key,
-                    activation_id: Some(read.activation_id()),
-                    conditions: &req.conditions,
-                };
-                let held = session::hold_activation_lease(
-                    &self.relay_keys,
-                    &granted,
-                    &read.validated(),
-                    token.as_deref(),
-                    now,
-                    &self.policy,
-                    &crate::lease::Builtin,
-                );
-                match held {
-                    Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
-                    Err(e) => (Err(e), None),
-                }
-            }
-            Ok((answer, _)) => (Ok(answer), None),
-            Err(e) => (Err(e), None),
+    ) -> session::Held<LicenseKeyActivationRead> {
+        session::held_activation(self.signing(), online, self.org(), req, key, now)
+    }
+
+    fn signing(&self) -> session::Signing<'_> {
+        session::Signing {
+            keys: &self.relay_keys,
+            policy: &self.policy,
+            ed25519: &crate::lease::Builtin,
         }
     }
 

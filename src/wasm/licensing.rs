@@ -1,6 +1,7 @@
 //! Grace-aware licensing in JS hosts: the async client, a storage, the grace policy and the
-//! `Date.now()` clock, put together. The behaviour is the native `Licensing`'s, step for step
-//! (the same `crate::session` calls in the same order):
+//! `Date.now()` clock, put together. A check is the core's machine ([`crate::flow::check`]),
+//! the same the native `Licensing` drives, signed mode and clock notes included; this shell
+//! only does the IO it asks for:
 //! [`AsyncLicensing::activate`] remembers the activation (and the conditions it was made with)
 //! with the verdict it is, [`AsyncLicensing::check`] validates it with those conditions,
 //! answering from the cache as [`crate::grace`] says, [`AsyncLicensing::validate`] updates the
@@ -20,13 +21,18 @@ use crate::cache::{hex, install_secret_from_hex, INSTALL_SECRET_LEN};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
+use crate::flow::{
+    self,
+    check::{Check, Given, Want},
+    Stored,
+};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
+use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use crate::session::{self, Asking, Begin, CacheStatus, Opened, Slot};
-use std::cell::RefCell;
+use crate::session::{self, CacheStatus, Opened, Slot};
 use std::rc::Rc;
 use wasm_bindgen::{JsCast, JsValue};
 
@@ -117,6 +123,8 @@ impl AsyncLicensingBuilder {
             require_activation: self.options.require_activation,
             entitlements: Rc::new(self.options.entitlements),
             memo: Rc::default(),
+            relay_keys: Rc::new(self.options.relay_keys),
+            lease_memo: Rc::default(),
         })
     }
 
@@ -148,7 +156,10 @@ pub struct AsyncLicensing {
     crypto: Option<JsValue>,
     require_activation: bool,
     entitlements: Rc<Entitlements>,
-    memo: Rc<RefCell<Option<Answered>>>,
+    memo: Rc<flow::Memo>,
+    /// Signed mode: the relay keys (empty: unsigned).
+    relay_keys: Rc<RelayKeys>,
+    lease_memo: Rc<session::LeaseMemo>,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -161,32 +172,17 @@ impl std::fmt::Debug for AsyncLicensing {
     }
 }
 
-/// The stored text of one key: its record and its ledger.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-struct Stored {
-    record: Option<String>,
-    ledger: Option<String>,
-}
-
-/// The last cached answer this licensing (and its clones) recorded, as the native
-/// `Licensing` keeps it: a check of the same slot, at the same clock second, on the very
-/// record it wrote, within a second of it by `Date.now()`, is the same answer again and is
-/// not recorded twice (a burst of checks, e.g. one per feature of a menu, does not count as
-/// a held clock). A later client, or the same one a second later, records it.
-struct Answered {
-    slot: String,
-    now: i64,
-    at_ms: f64,
-    record: String,
-}
-
-/// A check between its phases: the slot as phase 1 read it and what to ask.
-struct Step {
-    slot: Slot,
-    opened: Opened,
-    asking: Box<Asking>,
-    /// The cached answer could not be recorded.
-    cache_error: Option<Error>,
+/// Milliseconds by `Date.now()` (the core's memo of the last cached answer).
+fn monotonic_ms() -> u64 {
+    let ms = js_sys::Date::now();
+    if ms.is_finite() && ms > 0.0 {
+        // Truncation is the point: whole milliseconds since 1970 fit a u64 for ever.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        let ms = ms as u64;
+        ms
+    } else {
+        0
+    }
 }
 
 /// The storage name of a slot (a record's, or a ledger's).
@@ -297,21 +293,40 @@ impl AsyncLicensing {
     }
 
     async fn read(&self, slot: &Slot) -> Result<Stored, Error> {
+        let bytes = |text: Option<String>| text.map(String::into_bytes);
         Ok(Stored {
-            record: self.store.get(&storage_name(&slot.name)).await?,
-            ledger: self.store.get(&storage_name(&slot.ledger)).await?,
+            record: bytes(self.store.get(&storage_name(&slot.name)).await?),
+            ledger: bytes(self.store.get(&storage_name(&slot.ledger)).await?),
+            // A note that cannot be read is no note: the next cached answer is written durably.
+            clock: bytes(
+                self.store
+                    .get(&storage_name(&slot.clock))
+                    .await
+                    .ok()
+                    .flatten(),
+            ),
         })
     }
 
-    /// The slot's stored text, opened (untrusted text counts as no record).
+    /// The slot's stored text, opened (untrusted text counts as no record; signed mode gates
+    /// the record's lease), as a check opens it.
     async fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
         let stored = self.read(slot).await?;
-        let opened = session::open(
-            stored.record.as_deref().map(str::as_bytes),
-            stored.ledger.as_deref().map(str::as_bytes),
+        let mut opened = session::open_with_clock(
+            stored.record.as_deref(),
+            stored.ledger.as_deref(),
+            stored.clock.as_deref(),
             slot,
             self.org(),
             key,
+        );
+        session::gate_lease(
+            &mut opened,
+            &self.relay_keys,
+            self.org(),
+            key,
+            &self.lease_memo,
+            &crate::lease::Builtin,
         );
         Ok((stored, opened))
     }
@@ -347,25 +362,6 @@ impl AsyncLicensing {
         saved
     }
 
-    fn answered_again(&self, slot: &Slot, now: i64, stored: &Stored) -> bool {
-        self.memo.borrow().as_ref().is_some_and(|a| {
-            let elapsed = js_sys::Date::now() - a.at_ms;
-            a.slot == slot.name
-                && a.now == now
-                && (0.0..1000.0).contains(&elapsed)
-                && stored.record.as_deref() == Some(a.record.as_str())
-        })
-    }
-
-    fn remember_answer(&self, slot: &Slot, now: i64, record: String) {
-        *self.memo.borrow_mut() = Some(Answered {
-            slot: slot.name.clone(),
-            now,
-            at_ms: js_sys::Date::now(),
-            record,
-        });
-    }
-
     /// Activates `req.key` and remembers the activation, so later
     /// [`check`](AsyncLicensing::check)s validate it. With a machine id, its fingerprint is
     /// added to the conditions (as `machine_fingerprint`).
@@ -385,7 +381,9 @@ impl AsyncLicensing {
         self.client.api().activate_request(&req)?;
         let slot = self.slot(&key).await?;
         let now = (self.clock)();
-        let mut online = self.client.activate_dated(&req, now).await;
+        let online = self.client.activate_leased(&req, now).await;
+        let (mut online, lease) =
+            session::held_activation(self.signing(), online, self.org(), &req, &key, now);
         let written = {
             let _lock = lock(&slot.name).await;
             match self.open(&slot, &key).await {
@@ -399,7 +397,7 @@ impl AsyncLicensing {
                         &self.policy,
                         &mut online,
                     );
-                    match record {
+                    match record.map(|r| session::with_lease(r, lease)) {
                         Some(record) => self.save_or_forget(&slot, &opened, record).await.map(drop),
                         None => Ok(()),
                     }
@@ -430,7 +428,14 @@ impl AsyncLicensing {
         let machine = self.machine.as_deref();
         let req = session::bound_validate(req, machine);
         let now = (self.clock)();
-        let mut online = self.client.validate_at(&req, now).await;
+        let granted = session::Granted {
+            organization_id: self.org(),
+            key: &key,
+            activation_id: req.activation_id.as_deref(),
+            conditions: &req.conditions,
+        };
+        let online = self.client.validate_leased(&req, now).await;
+        let (mut online, lease) = session::held(self.signing(), online, &granted, now);
         if let Ok(slot) = self.slot(&key).await {
             // The answer stands whatever the storage does; a denial that cannot be written
             // removes the record (save_or_forget).
@@ -445,7 +450,7 @@ impl AsyncLicensing {
                     &self.policy,
                     &mut online,
                 );
-                if let Some(record) = record {
+                if let Some(record) = record.map(|r| session::with_lease(r, lease)) {
                     let _ = self.save_or_forget(&slot, &opened, record).await;
                 }
             }
@@ -482,166 +487,76 @@ impl AsyncLicensing {
         self.run_check(&key, Some(req)).await
     }
 
+    fn signing(&self) -> session::Signing<'_> {
+        session::Signing {
+            keys: &self.relay_keys,
+            policy: &self.policy,
+            ed25519: &crate::lease::Builtin,
+        }
+    }
+
+    /// What every check of this client is given: its options and memos.
+    fn ctx(&self) -> flow::check::Ctx<'_> {
+        flow::check::Ctx {
+            api: self.client.api(),
+            policy: &self.policy,
+            relay_keys: &self.relay_keys,
+            lease_memo: &self.lease_memo,
+            ed25519: &crate::lease::Builtin,
+            memo: &self.memo,
+            machine: self.machine.as_deref(),
+            bound: true,
+            require_activation: self.require_activation,
+        }
+    }
+
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        match self.begin(key, explicit).await {
-            Ok(step) => self.ask(key, step).await,
-            Err(answered) => answered,
-        }
-    }
-
-    /// Phase 1 of a check, under the slot's lock: answered (recorded when it came from the
-    /// cache), or the request to send with the slot as it was read.
-    async fn begin(
-        &self,
-        key: &Key,
-        explicit: Option<&ValidateRequest>,
-    ) -> Result<Step, CheckReport> {
-        let slot = match self.slot(key).await {
-            Ok(slot) => slot,
-            Err(e) => return Err(self.without_cache(key, explicit, e).await),
-        };
-        let lock = lock(&slot.name).await;
-        let (stored, opened) = match self.open(&slot, key).await {
-            Ok(opened) => opened,
-            Err(e) => {
-                drop(lock);
-                return Err(self.without_cache(key, explicit, e).await);
-            }
-        };
-        let req = match session::check_request(
-            key,
-            explicit,
-            &opened,
-            self.machine.as_deref(),
-            self.require_activation,
-        ) {
-            Ok(req) => req,
-            Err(e) => return Err(CheckReport::of(CheckOutcome::Unverified(e))),
-        };
-        let now = (self.clock)();
-        match session::begin(self.client.api(), &opened, &req, now, &self.policy) {
-            Begin::Done(outcome) => Err(CheckReport::of(outcome)),
-            Begin::Cached {
-                outcome,
-                write,
-                may_ask,
-                ..
-            } => {
-                if self.answered_again(&slot, now, &stored) {
-                    return Err(CheckReport::of(outcome));
-                }
-                match self.save(&slot, &opened, *write).await {
-                    Ok(text) => {
-                        self.remember_answer(&slot, now, text);
-                        Err(CheckReport::of(outcome))
-                    }
-                    // An answer that cannot be counted is not given as fresh: Polar is asked,
-                    // and the cache still answers within the grace if it cannot be.
-                    Err(e) => match may_ask
-                        .then(|| session::asking(self.client.api(), &req, now))
-                        .flatten()
-                    {
-                        Some(asking) => Ok(Step {
-                            slot,
-                            opened,
-                            asking,
-                            cache_error: Some(e),
-                        }),
-                        None => Err(CheckReport {
-                            cache_error: Some(e),
-                            ..CheckReport::of(outcome)
-                        }),
-                    },
-                }
-            }
-            Begin::Ask(asking) => Ok(Step {
-                slot,
-                opened,
-                asking,
-                cache_error: None,
-            }),
-        }
-    }
-
-    /// Phases 2 and 3: asks Polar with no lock held (unless another check of the key is
-    /// asking already and the cache can answer at once), then folds the answer into the
-    /// record as it is now.
-    async fn ask(&self, key: &Key, step: Step) -> CheckReport {
-        let Step {
+        let slot = self.slot(key).await.map(std::sync::Arc::new);
+        let ctx = self.ctx();
+        let mut check = Check::new(
+            &ctx,
+            key.clone(),
+            explicit.cloned(),
             slot,
-            opened,
-            asking,
-            mut cache_error,
-        } = step;
-        let marker = try_lock(&slot.ask);
-        if marker.is_none() {
-            if let Some(report) = self.while_asked(key, &slot, &asking).await {
-                return report;
-            }
+            (self.clock)(),
+            monotonic_ms(),
+        );
+        // The locks the machine holds (released when it says, or when the check ends).
+        let mut held = None;
+        let mut _mark = None;
+        loop {
+            let given = match check.want() {
+                Want::Lock(name) => {
+                    held = Some(lock(name).await);
+                    Given::Locked(Ok(()))
+                }
+                Want::Unlock => {
+                    held = None;
+                    Given::Unlocked
+                }
+                Want::Mark(name) => {
+                    _mark = try_lock(name);
+                    Given::Marked(_mark.is_some())
+                }
+                Want::Read(slot) => Given::Read(self.read(slot).await),
+                // The storage keeps every write as it is given (no durability to choose).
+                Want::Write { name, bytes, .. } => {
+                    // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+                    let text = String::from_utf8_lossy(bytes);
+                    Given::Written(self.store.set(&storage_name(name), &text).await)
+                }
+                Want::Remove(name) => {
+                    // If even this fails, the storage is broken and the next read fails too.
+                    let _ = self.store.remove(&storage_name(name)).await;
+                    Given::Removed
+                }
+                Want::Send(request) => Given::Response(self.client.send(request).await),
+                Want::Done => break,
+            };
+            check.give(&ctx, given);
         }
-        let expect = asking.expect(self.org());
-        let online = self
-            .client
-            .send_validate(&asking.http, expect.as_ref())
-            .await;
-        let _lock = lock(&slot.name).await;
-        let current = match self.open(&slot, key).await {
-            Ok((_, current)) => current,
-            Err(e) => {
-                // The answer stands; the cache could not learn it.
-                let f = session::finish(&opened, &asking, &self.policy, online);
-                return CheckReport {
-                    outcome: f.outcome,
-                    fallback: f.fallback,
-                    cache_error: Some(e),
-                };
-            }
-        };
-        let f = session::finish(&current, &asking, &self.policy, online);
-        if let Some(record) = f.write {
-            if let Err(e) = self.save_or_forget(&slot, &current, record).await {
-                cache_error = Some(e);
-            }
-        }
-        CheckReport {
-            outcome: f.outcome,
-            fallback: f.fallback,
-            cache_error,
-        }
-    }
-
-    /// Another check of this key is asking Polar: the cache's answer at once, recorded, when
-    /// it can license (`None`: ask as well).
-    async fn while_asked(&self, key: &Key, slot: &Slot, asking: &Asking) -> Option<CheckReport> {
-        let _lock = lock(&slot.name).await;
-        let (_, opened) = self.open(slot, key).await.ok()?;
-        let (outcome, record) = session::while_asked(&opened, asking, &self.policy)?;
-        // An answer that cannot be counted is not given: ask as well.
-        let saved = self.save(slot, &opened, record).await;
-        saved.is_ok().then(|| CheckReport::of(outcome))
-    }
-
-    /// A check when the cache cannot be used at all: refused when an activation is required
-    /// (the remembered one is unknown), else one online validate.
-    async fn without_cache(
-        &self,
-        key: &Key,
-        explicit: Option<&ValidateRequest>,
-        cache_error: Error,
-    ) -> CheckReport {
-        if explicit.is_none() && self.require_activation {
-            return CheckReport::of(CheckOutcome::Unverified(cache_error));
-        }
-        let req = explicit
-            .cloned()
-            .unwrap_or_else(|| ValidateRequest::new(key.clone()));
-        let now = (self.clock)();
-        let online = self.client.validate_at(&req, now).await.map(|(v, _)| v);
-        CheckReport {
-            outcome: session::online_only(online, &cache_error, now),
-            fallback: None,
-            cache_error: Some(cache_error),
-        }
+        drop(held);
+        check.report()
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.

@@ -461,7 +461,7 @@ pub struct Relay {
     store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
-    ops: Arc<ops::Ops>,
+    pub(crate) ops: Arc<ops::Ops>,
     webhook_silence: u64,
 }
 

@@ -40,9 +40,26 @@ pub(crate) struct Ops {
     started: AtomicI64,
     /// Unix seconds of the last silence warning (0: none since the last webhook).
     warned: AtomicI64,
+    /// Requests a server has read and not yet answered.
+    in_flight: AtomicI64,
+}
+
+/// One request in flight ([`Ops::in_flight`]) until dropped.
+pub(crate) struct InFlight(Arc<Ops>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 impl Ops {
+    /// A request a server has read: counted in flight until the guard is dropped.
+    pub(crate) fn request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
     /// Counts one call to Polar and how it ended.
     fn called(&self, outcome: &Result<HttpResponse, TransportError>) {
         self.polar_calls.fetch_add(1, Ordering::Relaxed);
@@ -288,6 +305,19 @@ impl Relay {
             "counter",
             "Answers given, by route (validate, activate, deactivate, webhook, other), source (polar, store, stale) and HTTP status.",
             &answers,
+        );
+        family(
+            "requests_in_flight",
+            "gauge",
+            "Requests the server has read and not yet answered (waiting for a slot, or for Polar).",
+            &[(
+                String::new(),
+                self.ops
+                    .in_flight
+                    .load(Ordering::Relaxed)
+                    .max(0)
+                    .to_string(),
+            )],
         );
         family(
             "polar_calls_total",

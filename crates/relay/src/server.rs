@@ -399,6 +399,7 @@ impl Server {
                 Err(_) => closing(StatusCode::SERVICE_UNAVAILABLE),
             });
         }
+        let in_flight = self.relay.ops.request();
         let (parts, mut body) = request.into_parts();
         let headers: Vec<(String, String)> = parts
             .headers
@@ -457,6 +458,7 @@ impl Server {
         let handled = tokio::task::spawn_blocking(move || {
             // Held until the call ends, even when the client has gone.
             let _permit = permit;
+            let _in_flight = in_flight;
             relay.handle(&request, now(started))
         });
         Ok(match handled.await {

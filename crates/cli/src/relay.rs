@@ -191,11 +191,15 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let running = match polar_license_relay::serve_with(Arc::new(relay), &addr, options) {
         Ok(running) => running,
         Err(e) => {
-            let (field, at) = match &options_metrics {
-                Some(m) => ("metrics_addr", format!("{addr} and {m}")),
-                None => ("port", addr.clone()),
+            // The metrics listener's error names its address (`serve_with`).
+            let metrics = options_metrics
+                .as_deref()
+                .is_some_and(|m| e.to_string().contains(&format!("metrics address {m}")));
+            let (field, message) = if metrics {
+                ("metrics_addr", format!("cannot listen for metrics: {e}"))
+            } else {
+                ("port", format!("cannot listen on {addr}: {e}"))
             };
-            let message = format!("cannot listen on {at}: {e}");
             return env_error(CMD, field, &message).print(g.json);
         }
     };

@@ -1177,6 +1177,14 @@ fn json_logs_the_silence_warning_healthz_and_metrics_from_relay_serve() {
     }
     assert!(!relay.log().contains(DEMO_KEY), "{}", relay.log());
     assert!(!relay.log().contains(DEMO_TOKEN), "{}", relay.log());
+    // A metrics address it cannot listen on stops it at start (exit 3), naming the option.
+    let (code, err) = refused(serve_cmd(
+        &polar,
+        &key,
+        &["--metrics-addr", "not-an-address"],
+    ));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot listen for metrics"), "{err}");
 }
 
 /// A validate that reports a failed connection instead of panicking.

@@ -142,8 +142,10 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     let addr = listener.local_addr()?;
     let metrics_listener = match options.metrics_addr.as_deref() {
         Some(at) => {
-            let l = std::net::TcpListener::bind(at)?;
-            l.set_nonblocking(true)?;
+            let named =
+                |e: io::Error| io::Error::new(e.kind(), format!("the metrics address {at}: {e}"));
+            let l = std::net::TcpListener::bind(at).map_err(named)?;
+            l.set_nonblocking(true).map_err(named)?;
             Some(l)
         }
         None => None,

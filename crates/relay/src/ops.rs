@@ -44,9 +44,11 @@ pub(crate) struct Ops {
     in_flight: AtomicI64,
 }
 
-/// One request in flight ([`Ops::in_flight`]) until dropped.
+/// One request in flight ([`Ops::in_flight`]) until dropped (the native server's).
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub(crate) struct InFlight(Arc<Ops>);
 
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 impl Drop for InFlight {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
@@ -55,6 +57,7 @@ impl Drop for InFlight {
 
 impl Ops {
     /// A request a server has read: counted in flight until the guard is dropped.
+    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
     pub(crate) fn request(self: &Arc<Self>) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(Arc::clone(self))

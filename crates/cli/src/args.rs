@@ -447,6 +447,31 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "SECRET")]
     pub webhook_secret: Option<String>,
 
+    /// With webhooks on: after this many seconds without a webhook from Polar, a warning (a
+    /// log line, and /healthz says so); 0 turns it off
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 86_400,
+        env = "POLAR_LICENSE_RELAY_WEBHOOK_SILENCE"
+    )]
+    pub webhook_silence: u64,
+
+    /// Prometheus metrics (GET /metrics, text format) on a listener of its own, HOST:PORT
+    /// (keep it off the public network); off by default
+    #[arg(
+        long,
+        value_name = "HOST:PORT",
+        env = "POLAR_LICENSE_RELAY_METRICS_ADDR"
+    )]
+    pub metrics_addr: Option<String>,
+
+    /// The log lines on stderr: `text` (LEVEL message) or `json` (one object a line: time,
+    /// level, message, and an answer's route, key (redacted), status, source and detail)
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"],
+          env = "POLAR_LICENSE_RELAY_LOG_FORMAT")]
+    pub log_format: String,
+
     /// The largest request body read, in bytes
     #[arg(long, value_name = "BYTES", default_value_t = 64 * 1024, env = "POLAR_LICENSE_RELAY_MAX_BODY_BYTES")]
     pub max_body_bytes: usize,

@@ -128,6 +128,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.lease_days = a.lease_days;
     config.client_ip_header = a.client_ip_header.clone();
     config.cors_origins = (!a.cors_origins.is_empty()).then(|| a.cors_origins.clone());
+    config.webhook_silence = a.webhook_silence;
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),
@@ -185,14 +186,29 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.header_timeout = a.header_timeout;
     options.body_timeout = a.body_timeout;
     options.write_timeout = a.write_timeout;
+    options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
+    let options_metrics = options.metrics_addr.clone();
     let running = match polar_license_relay::serve_with(Arc::new(relay), &addr, options) {
         Ok(running) => running,
         Err(e) => {
-            let message = format!("cannot listen on {addr}: {e}");
-            return env_error(CMD, "port", &message).print(g.json);
+            // The metrics listener's error names its address (`serve_with`).
+            let metrics = options_metrics
+                .as_deref()
+                .is_some_and(|m| e.to_string().contains(&format!("metrics address {m}")));
+            let (field, message) = if metrics {
+                ("metrics_addr", format!("cannot listen for metrics: {e}"))
+            } else {
+                ("port", format!("cannot listen on {addr}: {e}"))
+            };
+            return env_error(CMD, field, &message).print(g.json);
         }
     };
-    polar_license_relay::log_to_stderr(log::LevelFilter::Info);
+    let format = if a.log_format == "json" {
+        polar_license_relay::LogFormat::Json
+    } else {
+        polar_license_relay::LogFormat::Text
+    };
+    polar_license_relay::log_to_stderr_as(log::LevelFilter::Info, format);
     let url = running.url();
     let org = g.org.as_deref().filter(|s| !s.is_empty()).unwrap_or("any");
     let store_line = match store_line {
@@ -209,11 +225,21 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         }
         None => "no verdict store: every check is forwarded to Polar (see --store)\n".to_string(),
     };
+    let metrics_line = running
+        .metrics_url()
+        .map(|m| {
+            format!(
+                "metrics: {m}; health: {url}{}\n",
+                polar_license_relay::HEALTH_ROUTE
+            )
+        })
+        .unwrap_or_default();
     print_out(&format!(
         "listening on {url}\n\
          relay for {upstream} (organization {org}), leases of {} days signed by {kid}\n\
          clients: --base-url {url} --relay-key {pair}\n\
          {store_line}\
+         {metrics_line}\
          serving until killed (Ctrl-C)\n",
         a.lease_days
     ));

@@ -1070,3 +1070,245 @@ fn a_stale_grant_restarts_neither_a_clients_grace_nor_a_lease() {
         "the lease is dated from Polar's answer, not the relay's: {signed}"
     );
 }
+
+// ---- the operator's tools (issue #45, contract §5b) -----------------------------------------
+
+/// The banner's `metrics: URL; health: URL` line.
+fn metrics_and_health(relay: &Relay) -> (String, String) {
+    let line = relay
+        .banner
+        .iter()
+        .find_map(|l| l.strip_prefix("metrics: "))
+        .unwrap_or_else(|| panic!("no metrics line: {:?}", relay.banner));
+    let (metrics, health) = line.split_once("; health: ").expect("both");
+    (metrics.to_string(), health.to_string())
+}
+
+/// One sample of a scrape (no labels), by name.
+fn sample(metrics_url: &str, name: &str) -> Option<f64> {
+    let mut resp = agent().get(metrics_url).call().ok()?;
+    let text = resp.body_mut().read_to_string().ok()?;
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .and_then(|v| v.trim().parse().ok())
+}
+
+/// `--log-format json`, `--webhook-silence` and the metrics listener (by its environment
+/// variable) through the real binary: every stderr line is one JSON object, an answer's has
+/// the text line's parts (route, the key redacted, status, source), the silence warning comes
+/// at warning level and `/healthz` says so, and the metrics route counts the answers.
+#[test]
+fn json_logs_the_silence_warning_healthz_and_metrics_from_relay_serve() {
+    let dir = ScratchDir::new("relay-ops");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let log = dir.path().join("relay.log");
+    let mut cmd = serve_cmd(
+        &polar,
+        &key,
+        &[
+            "--store",
+            "memory",
+            "--log-format",
+            "json",
+            "--webhook-silence",
+            "1",
+        ],
+    );
+    cmd.env(
+        "POLAR_WEBHOOK_SECRET",
+        "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=",
+    )
+    .env("POLAR_LICENSE_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let relay = spawn_relay(cmd, &log);
+    let (metrics, health) = metrics_and_health(&relay);
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY),
+        (200, Some("store".into()))
+    );
+    assert_eq!(
+        sample(&metrics, "polar_license_relay_polar_calls_total"),
+        Some(1.0)
+    );
+    // No webhook for 1 s: the warning (the relay looks every second), and /healthz says so.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let lines = loop {
+        let lines: Vec<Value> = relay
+            .log()
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not JSON: {l}")))
+            .collect();
+        if lines.iter().any(|l| l["level"] == "WARN") {
+            break lines;
+        }
+        assert!(Instant::now() < deadline, "no warning: {}", relay.log());
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let warning = lines
+        .iter()
+        .find(|l| l["level"] == "WARN")
+        .expect("a warning");
+    assert!(
+        warning["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("no webhook from Polar")),
+        "{warning}"
+    );
+    let (status, body, _) = call("GET", &health, None);
+    assert_eq!(
+        (status, &body["status"]),
+        (200, &json!("warning")),
+        "{body}"
+    );
+    assert_eq!(body["webhooks"]["silent"], true);
+    // One object per answer, with the text line's parts; the key only redacted.
+    let answers: Vec<&Value> = lines.iter().filter(|l| l["route"] == "validate").collect();
+    assert_eq!(answers.len(), 2, "{lines:?}");
+    for (answer, source) in answers.iter().zip(["polar", "store"]) {
+        assert_eq!(answer["status"], 200, "{answer}");
+        assert_eq!(answer["source"], source, "{answer}");
+        assert_eq!(answer["level"], "INFO", "{answer}");
+        let redacted = answer["key"].as_str().expect("the key, redacted");
+        assert!(redacted.starts_with("****") && DEMO_KEY.ends_with(&redacted[5..]));
+    }
+    assert!(!relay.log().contains(DEMO_KEY), "{}", relay.log());
+    assert!(!relay.log().contains(DEMO_TOKEN), "{}", relay.log());
+    // A metrics address it cannot listen on stops it at start (exit 3), naming the option.
+    let (code, err) = refused(serve_cmd(
+        &polar,
+        &key,
+        &["--metrics-addr", "not-an-address"],
+    ));
+    assert_eq!(code, Some(3), "{err}");
+    assert!(err.contains("cannot listen for metrics"), "{err}");
+}
+
+/// A validate that reports a failed connection instead of panicking.
+fn try_validate(relay: &str, key: &str) -> Result<(u16, Option<String>), ureq::Error> {
+    let resp = agent()
+        .post(&format!("{relay}/v1/customer-portal/license-keys/validate"))
+        .header("content-type", "application/json")
+        .send(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string())?;
+    let source = resp
+        .headers()
+        .get("polar-license-source")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    Ok((resp.status().as_u16(), source))
+}
+
+/// SIGTERM under load: twelve requests read (the metrics' in-flight gauge says so), four of
+/// them waiting for Polar (1.5 s each) and eight for a request slot, and a client looping
+/// on a stored key: every one of the twelve is answered with Polar's grant, the looping
+/// client gets only whole answers until the listener closes, the process exits 0, and the
+/// store opens again cleanly and answers all twelve keys from what it kept, without a call.
+#[cfg(unix)]
+#[test]
+fn sigterm_under_load_answers_every_request_under_way_and_the_store_reopens_clean() {
+    let dir = ScratchDir::new("relay-sigterm-load");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let store = dir.path().join("verdicts.redb");
+    let store = store.to_str().expect("UTF-8");
+    let log = dir.path().join("relay.log");
+    let args = [
+        "--store",
+        store,
+        "--concurrent-requests",
+        "4",
+        "--metrics-addr",
+        "127.0.0.1:0",
+    ];
+    let mut relay = spawn_relay(serve_cmd(&polar, &key, &args), &log);
+    let (metrics, _) = metrics_and_health(&relay);
+    assert_eq!(validate_key(&relay.url, DEMO_KEY).0, 200);
+    let keys: Vec<String> = (0..12)
+        .map(|i| format!("LOAD{i:02}-1A2B3C4D-5E6F-4A1B-8C2D-3E4F5A6B7C8D"))
+        .collect();
+    for k in &keys {
+        add_key(&polar, k);
+    }
+    set_fault(&polar, json!({"kind": "delay", "ms": 1500}));
+    let asking: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let (url, k) = (relay.url.clone(), k.clone());
+            std::thread::spawn(move || try_validate(&url, &k))
+        })
+        .collect();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let looping = {
+        let (url, stop) = (relay.url.clone(), std::sync::Arc::clone(&stop));
+        std::thread::spawn(move || {
+            let mut answers = Vec::new();
+            while !stop.load(std::sync::atomic::Ordering::SeqCst) {
+                match try_validate(&url, DEMO_KEY) {
+                    Ok(answer) => answers.push(answer),
+                    // The listener closed (the signal): no more answers to expect.
+                    Err(_) => break,
+                }
+            }
+            answers
+        })
+    };
+    // All twelve read by the relay before the signal.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(&metrics, "polar_license_relay_requests_in_flight").unwrap_or(0.0) < 12.0 {
+        assert!(
+            Instant::now() < deadline,
+            "not all in flight: {}",
+            relay.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let sent = std::process::Command::new("kill")
+        .args(["-TERM", &relay.child.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(sent.success());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let status = loop {
+        if let Some(status) = relay.child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(Instant::now() < deadline, "still running: {}", relay.log());
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    for (k, asked) in keys.iter().zip(asking) {
+        let answer = asked.join().expect("the request");
+        assert!(
+            matches!(&answer, Ok((200, Some(s))) if s == "polar"),
+            "{k}: {answer:?} {}",
+            relay.log()
+        );
+    }
+    let looped = looping.join().expect("the loop");
+    assert!(
+        looped.iter().all(|a| a.0 == 200),
+        "{looped:?} {}",
+        relay.log()
+    );
+    set_fault(&polar, Value::Null);
+    assert_eq!(status.code(), Some(0), "{}", relay.log());
+    assert!(relay.log().contains("relay: stopped"), "{}", relay.log());
+
+    // The store opens again, cleanly, and answers every key it kept without asking Polar.
+    let log = dir.path().join("relay-again.log");
+    let relay = spawn_relay(serve_cmd(&polar, &key, &["--store", store]), &log);
+    let before = requests(&polar);
+    for k in &keys {
+        assert_eq!(
+            validate_key(&relay.url, k),
+            (200, Some("store".into())),
+            "{k}: {}",
+            relay.log()
+        );
+    }
+    assert_eq!(requests(&polar), before, "answered from the store");
+    assert!(!relay.log().contains("damaged"), "{}", relay.log());
+}

@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod limit;
+mod ops;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
@@ -46,8 +47,11 @@ pub mod store;
 mod verdicts;
 
 pub use limit::Rate;
+pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-pub use server::{log_to_stderr, serve, serve_with, Running, ServeOptions};
+pub use server::{
+    log_to_stderr, log_to_stderr_as, serve, serve_with, LogFormat, Running, ServeOptions,
+};
 
 use limit::Buckets;
 use polar_license::lease::{
@@ -146,6 +150,10 @@ pub struct RelayConfig {
     /// origin (`*`), as Polar's public routes. Servers and apps outside a browser send no
     /// `Origin` and are not affected.
     pub cors_origins: Option<Vec<String>>,
+    /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`] logs a
+    /// warning and [`Relay::health`] says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
+    /// never).
+    pub webhook_silence: u64,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -190,6 +198,7 @@ impl RelayConfig {
             client_ip_header: None,
             store: None,
             cors_origins: None,
+            webhook_silence: DEFAULT_WEBHOOK_SILENCE,
         }
     }
 }
@@ -451,6 +460,9 @@ pub struct Relay {
     entropy: Entropy,
     store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
+    /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
+    pub(crate) ops: Arc<ops::Ops>,
+    webhook_silence: u64,
 }
 
 /// What routing decided.
@@ -534,13 +546,21 @@ impl Relay {
                 s.options.budget_window_ms,
             )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
+            refused: std::sync::atomic::AtomicU64::new(0),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
             flights: Mutex::new(HashMap::new()),
         });
+        let ops = Arc::new(ops::Ops::default());
+        let transport = Box::new(ops::Counted {
+            inner: transport,
+            ops: Arc::clone(&ops),
+        });
         Ok(Relay {
             store,
+            ops,
+            webhook_silence: config.webhook_silence,
             token: config.access_token,
             base_url,
             organization_id,
@@ -597,8 +617,10 @@ impl Relay {
     /// the call through the relay's transport, [`Relay::finish`]. With a store, a check whose
     /// entry another check is asking Polar for waits for that answer (one call per entry).
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        self.ops.seen(now);
         let mut r = self.handle_any_origin(req, now);
         self.cors(req, &mut r);
+        self.ops.answered(req, &r, now);
         r
     }
 

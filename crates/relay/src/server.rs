@@ -58,6 +58,10 @@ pub struct ServeOptions {
     /// [`Relay::handle`] waits for Polar. A request past them waits, its body read, for one to
     /// end.
     pub concurrent_requests: usize,
+    /// Where to serve [`Relay::metrics`] (`GET /metrics`, Prometheus' text format) on a
+    /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
+    /// the public network: the counters are the seller's.
+    pub metrics_addr: Option<String>,
 }
 
 impl Default for ServeOptions {
@@ -68,6 +72,7 @@ impl Default for ServeOptions {
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
             concurrent_requests: 8,
+            metrics_addr: None,
         }
     }
 }
@@ -75,6 +80,7 @@ impl Default for ServeOptions {
 /// A running relay server.
 pub struct Running {
     addr: SocketAddr,
+    metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     thread: JoinHandle<()>,
 }
@@ -96,6 +102,12 @@ impl Running {
     /// The port listened on.
     pub fn port(&self) -> u16 {
         self.addr.port()
+    }
+
+    /// `http://IP:PORT/metrics`, when [`ServeOptions::metrics_addr`] was given.
+    pub fn metrics_url(&self) -> Option<String> {
+        self.metrics
+            .map(|addr| format!("http://{addr}{}", crate::METRICS_ROUTE))
     }
 
     /// Blocks until the server stops (it does not on its own: serve until killed). Dropping a
@@ -128,25 +140,54 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     let listener = std::net::TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
+    let metrics_listener = match options.metrics_addr.as_deref() {
+        Some(at) => {
+            let named =
+                |e: io::Error| io::Error::new(e.kind(), format!("the metrics address {at}: {e}"));
+            let l = std::net::TcpListener::bind(at).map_err(named)?;
+            l.set_nonblocking(true).map_err(named)?;
+            Some(l)
+        }
+        None => None,
+    };
+    let metrics = match &metrics_listener {
+        Some(l) => Some(l.local_addr()?),
+        None => None,
+    };
     let server = Server::new(relay, options);
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
-        .max_blocking_threads(server.options.concurrent_requests)
+        // The requests' threads, and two more that only `/healthz` and `/metrics` use (the
+        // requests' are capped by their semaphore): those never wait behind a slow Polar.
+        .max_blocking_threads(server.options.concurrent_requests.saturating_add(2))
         .thread_name("relay-handle")
         .build()?;
-    let listener = {
+    let (listener, metrics_listener) = {
         let _entered = runtime.enter();
-        TcpListener::from_std(listener)?
+        let metrics_listener = metrics_listener.map(TcpListener::from_std).transpose()?;
+        (TcpListener::from_std(listener)?, metrics_listener)
     };
     let (stop, stopped) = watch::channel(false);
+    server.relay.check_webhooks(now(server.started));
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
-            runtime.block_on(server.run(listener, stopped));
+            runtime.block_on(async move {
+                if let Some(l) = metrics_listener {
+                    tokio::spawn(Arc::clone(&server).run_metrics(l, stopped.clone()));
+                }
+                tokio::spawn(Arc::clone(&server).watch_webhooks(stopped.clone()));
+                server.run(listener, stopped).await;
+            });
             // Dropping the runtime waits for the calls to `Relay::handle` still running.
         })?;
-    Ok(Running { addr, stop, thread })
+    Ok(Running {
+        addr,
+        metrics,
+        stop,
+        thread,
+    })
 }
 
 struct Server {
@@ -252,6 +293,93 @@ impl Server {
         let _ = connections.acquire_many(all).await;
     }
 
+    /// The metrics listener: `GET /metrics` only, a few connections at once, until told to
+    /// stop.
+    async fn run_metrics(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
+        const MAX: usize = 16;
+        let connections = Arc::new(Semaphore::new(MAX));
+        let mut http = hyper::server::conn::http1::Builder::new();
+        http.timer(TokioTimer::new())
+            .header_read_timeout(self.options.header_timeout);
+        let mut stop = pin!(stop_requested(stopped.clone()));
+        loop {
+            let Some(accepted) = unless(stop.as_mut(), listener.accept()).await else {
+                break;
+            };
+            let Ok((stream, _)) = accepted else {
+                let pause = tokio::time::sleep(ACCEPT_RETRY);
+                if unless(stop.as_mut(), pause).await.is_none() {
+                    break;
+                }
+                continue;
+            };
+            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+                continue;
+            };
+            let io = TokioIo::new(WriteTimeout::new(stream, self.options.write_timeout));
+            let server = Arc::clone(&self);
+            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                let server = Arc::clone(&server);
+                async move {
+                    if req.uri().path() != crate::METRICS_ROUTE {
+                        return Ok::<_, Infallible>(to_response(RelayResponse {
+                            status: 404,
+                            headers: Vec::new(),
+                            body: Vec::new(),
+                        }));
+                    }
+                    let relay = Arc::clone(&server.relay);
+                    let started = server.started;
+                    let text = tokio::task::spawn_blocking(move || relay.metrics(now(started)));
+                    Ok(match text.await {
+                        Ok(text) => to_response(RelayResponse {
+                            status: 200,
+                            headers: vec![(
+                                "content-type".into(),
+                                "text/plain; version=0.0.4; charset=utf-8".into(),
+                            )],
+                            body: text.into_bytes(),
+                        }),
+                        Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
+                    })
+                }
+            });
+            let conn = http.serve_connection(io, service);
+            let stopped = stopped.clone();
+            tokio::spawn(async move {
+                let _permit = permit;
+                let mut conn = pin!(conn);
+                let mut stop = pin!(stop_requested(stopped));
+                let mut closing = false;
+                let _ = poll_fn(|cx| {
+                    if !closing && stop.as_mut().poll(cx).is_ready() {
+                        closing = true;
+                        conn.as_mut().graceful_shutdown();
+                    }
+                    conn.as_mut().poll(cx)
+                })
+                .await;
+            });
+        }
+    }
+
+    /// Asks the relay now and then whether Polar's webhooks went silent (it logs the warning).
+    async fn watch_webhooks(self: Arc<Self>, stopped: watch::Receiver<bool>) {
+        // A tenth of the limit, between 1 s and a minute: a warning within about a tenth of
+        // the limit after it is reached.
+        let every = Duration::from_secs((self.relay.webhook_silence() / 10).clamp(1, 60));
+        let mut stop = pin!(stop_requested(stopped));
+        loop {
+            if unless(stop.as_mut(), tokio::time::sleep(every))
+                .await
+                .is_none()
+            {
+                break;
+            }
+            self.relay.check_webhooks(now(self.started));
+        }
+    }
+
     /// One request: its body read under its deadline, then [`Relay::handle`] on a blocking
     /// thread once one of [`ServeOptions::concurrent_requests`] is free.
     async fn answer(
@@ -260,6 +388,20 @@ impl Server {
         peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
         let max = self.relay.limits().max_body_bytes;
+        if request.uri().path() == crate::HEALTH_ROUTE
+            && matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD)
+        {
+            // Its own thread, never one of the requests' slots: a relay whose slots all wait
+            // for a slow Polar still says how it is.
+            let relay = Arc::clone(&self.relay);
+            let started = self.started;
+            let health = tokio::task::spawn_blocking(move || relay.health(now(started)));
+            return Ok(match health.await {
+                Ok(answer) => to_response(answer),
+                Err(_) => closing(StatusCode::SERVICE_UNAVAILABLE),
+            });
+        }
+        let in_flight = self.relay.ops.request();
         let (parts, mut body) = request.into_parts();
         let headers: Vec<(String, String)> = parts
             .headers
@@ -318,6 +460,7 @@ impl Server {
         let handled = tokio::task::spawn_blocking(move || {
             // Held until the call ends, even when the client has gone.
             let _permit = permit;
+            let _in_flight = in_flight;
             relay.handle(&request, now(started))
         });
         Ok(match handled.await {
@@ -544,15 +687,39 @@ impl AsyncWrite for WriteTimeout {
 /// A logger writing `LEVEL message` lines to stderr (the relay's events; keys redacted, the
 /// token never written), for a command line that has none. `false` when one is set already.
 pub fn log_to_stderr(level: log::LevelFilter) -> bool {
-    static LOGGER: Stderr = Stderr;
-    if log::set_logger(&LOGGER).is_err() {
+    log_to_stderr_as(level, LogFormat::Text)
+}
+
+/// How [`log_to_stderr_as`] writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `LEVEL message` lines.
+    #[default]
+    Text,
+    /// One JSON object a line: `time` (RFC 3339, UTC), `level`, `message` (the text line's),
+    /// and for the line of an answer its parts: `route` (`validate`, `activate`,
+    /// `deactivate`, `webhook`), `key` (redacted, when the line names one), `status`, `source`
+    /// (`store` or `stale` when the answer came from the store, else `polar`, as the
+    /// `polar-license-source` header says) and `detail` (the words in parentheses).
+    Json,
+}
+
+/// [`log_to_stderr`] in the format given.
+pub fn log_to_stderr_as(level: log::LevelFilter, format: LogFormat) -> bool {
+    static TEXT: Stderr = Stderr(LogFormat::Text);
+    static JSON: Stderr = Stderr(LogFormat::Json);
+    let logger = match format {
+        LogFormat::Text => &TEXT,
+        LogFormat::Json => &JSON,
+    };
+    if log::set_logger(logger).is_err() {
         return false;
     }
     log::set_max_level(level);
     true
 }
 
-struct Stderr;
+struct Stderr(LogFormat);
 
 impl log::Log for Stderr {
     fn enabled(&self, _: &log::Metadata<'_>) -> bool {
@@ -560,10 +727,142 @@ impl log::Log for Stderr {
     }
 
     fn log(&self, record: &log::Record<'_>) {
-        if record.target().starts_with("polar_license") {
-            eprintln!("{} {}", record.level(), record.args());
+        if !record.target().starts_with("polar_license") {
+            return;
+        }
+        match self.0 {
+            LogFormat::Text => eprintln!("{} {}", record.level(), record.args()),
+            LogFormat::Json => {
+                eprintln!("{}", json_line(record.level(), &record.args().to_string()))
+            }
         }
     }
 
     fn flush(&self) {}
+}
+
+/// A log line as one JSON object (see [`LogFormat::Json`]).
+fn json_line(level: log::Level, message: &str) -> String {
+    let time = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .unwrap_or_default();
+    let mut line = serde_json::Map::new();
+    line.insert("time".into(), time.into());
+    line.insert("level".into(), level.as_str().into());
+    line.insert("message".into(), message.into());
+    for (name, value) in answer_fields(message) {
+        line.insert(name.into(), value);
+    }
+    serde_json::Value::Object(line).to_string()
+}
+
+/// The parts of an answer's line, `relay: ROUTE [KEY] STATUS [(DETAIL)]` or `relay: webhook
+/// …`; nothing for any other line.
+fn answer_fields(message: &str) -> Vec<(&'static str, serde_json::Value)> {
+    let mut out = Vec::new();
+    let Some(rest) = message.strip_prefix("relay: ") else {
+        return out;
+    };
+    let (head, detail) = match rest.split_once(" (") {
+        Some((head, detail)) => (head, detail.strip_suffix(')').map(str::to_string)),
+        None => (rest, None),
+    };
+    let mut words = head.split(' ');
+    let route = words.next().unwrap_or_default();
+    if route == "webhook" {
+        out.push(("route", "webhook".into()));
+        out.push(("detail", rest.trim_start_matches("webhook").trim().into()));
+        return out;
+    }
+    if !matches!(route, "validate" | "activate" | "deactivate") {
+        return out;
+    }
+    let mut key = None;
+    let mut status = None;
+    for word in words {
+        if word.starts_with("****") {
+            key = Some(word);
+        } else if let Some(code) = word.parse::<u16>().ok().filter(|c| (100..600).contains(c)) {
+            status = Some(code);
+        } else {
+            // Not an answer's line (`relay: validate … restored`): no parts.
+            return Vec::new();
+        }
+    }
+    let Some(status) = status else {
+        return out;
+    };
+    out.push(("route", route.into()));
+    if let Some(key) = key {
+        out.push(("key", key.into()));
+    }
+    out.push(("status", status.into()));
+    if let Some(detail) = detail {
+        let source = ["store", "stale"]
+            .into_iter()
+            .find(|s| detail.starts_with(&format!("{s}:")));
+        out.push(("source", source.unwrap_or("polar").into()));
+        out.push(("detail", detail.into()));
+    } else {
+        out.push(("source", "polar".into()));
+    }
+    out
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    fn fields(message: &str) -> serde_json::Value {
+        let line: serde_json::Value =
+            serde_json::from_str(&json_line(log::Level::Info, message)).expect("JSON");
+        assert_eq!(line["message"], message);
+        assert_eq!(line["level"], "INFO");
+        assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
+        line
+    }
+
+    #[test]
+    fn an_answers_line_as_json_has_its_parts() {
+        let l = fields("relay: validate ****-6ED415 200 (store: Polar's answer of 3 s ago)");
+        assert_eq!(
+            (
+                &l["route"],
+                &l["key"],
+                &l["status"],
+                &l["source"],
+                &l["detail"]
+            ),
+            (
+                &"validate".into(),
+                &"****-6ED415".into(),
+                &200.into(),
+                &"store".into(),
+                &"store: Polar's answer of 3 s ago".into()
+            )
+        );
+        let l = fields("relay: activate 429 (client 127.0.0.1 over its rate)");
+        assert_eq!(
+            (&l["route"], &l["status"], &l["source"]),
+            (&"activate".into(), &429.into(), &"polar".into())
+        );
+        assert!(l.get("key").is_none());
+        let l = fields("relay: validate ****-6ED415 404 (stale: revoked by a webhook)");
+        assert_eq!(l["source"], "stale");
+        let l = fields("relay: webhook order.paid: 0 entries narrowed");
+        assert_eq!(
+            (&l["route"], &l["detail"]),
+            (&"webhook".into(), &"order.paid: 0 entries narrowed".into())
+        );
+        // Any other line: its message only.
+        for other in [
+            "relay: stopped",
+            "relay: 3 calls to Polar of the last minute restored from the store",
+            "relay: validate of nothing",
+        ] {
+            let l = fields(other);
+            assert!(l.get("route").is_none() && l.get("status").is_none(), "{l}");
+        }
+    }
 }

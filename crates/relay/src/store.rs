@@ -162,6 +162,11 @@ pub trait Backend: Send + Sync {
     fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
         Ok(None)
     }
+    /// The bytes the store takes on disk, when it has a file (the operator's metrics);
+    /// `None` by default.
+    fn bytes(&self) -> Option<u64> {
+        None
+    }
 }
 
 /// Webhook ids are remembered this long (Polar retries for about 16 hours).
@@ -981,6 +986,8 @@ mod durable {
         max_entries: usize,
         /// The budget's state not yet written.
         staged: std::sync::Mutex<Option<BudgetState>>,
+        /// The file (its size: [`Backend::bytes`]).
+        path: std::path::PathBuf,
     }
 
     impl std::fmt::Debug for RedbBackend {
@@ -1074,6 +1081,7 @@ mod durable {
                     db,
                     max_entries: max_entries.max(1),
                     staged: std::sync::Mutex::default(),
+                    path: path.to_path_buf(),
                 }),
                 Some(Err(e)) => Err(refuse(db, e)),
                 None => Err(refuse(db, damaged(&unreadable))),
@@ -1393,6 +1401,10 @@ mod durable {
             let r = self.db.begin_read().map_err(|e| err("read", e))?;
             let t = r.open_table(ENTRIES).map_err(|e| err("read", e))?;
             Ok(t.len().map_err(|e| err("read", e))? as usize)
+        }
+
+        fn bytes(&self) -> Option<u64> {
+            std::fs::metadata(&self.path).ok().map(|m| m.len())
         }
 
         fn stage_budget(&self, state: BudgetState) {

@@ -4,7 +4,7 @@
 //! what Polar's answer leaves in the store.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 
 use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
@@ -27,6 +27,8 @@ pub(crate) struct Stored {
     /// Whether the budget's state kept by the store was read back (at its first use: the
     /// core reads no clock, and that state's times need one).
     pub(crate) budget_restored: AtomicBool,
+    /// Calls the budget refused (the operator's metrics).
+    pub(crate) refused: AtomicU64,
     /// The calls to Polar under way per entry: a check of the same entry waits for it.
     pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
 }
@@ -44,7 +46,7 @@ const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 impl Stored {
     /// The token's budget, with what the store kept of it (the calls of a last run's minute,
     /// Polar's 429) taken back at its first use.
-    fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
+    pub(crate) fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
         let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
         if !self.budget_restored.swap(true, Ordering::Relaxed) {
             match self.backend.load_budget() {
@@ -66,7 +68,9 @@ impl Stored {
     /// for the store's next write (under the budget's lock: the newest state wins).
     fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
         let mut budget = self.budget(now);
-        budget.take(now.monotonic_ms, reserved)?;
+        budget.take(now.monotonic_ms, reserved).inspect_err(|_| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        })?;
         self.backend
             .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
         Ok(())

@@ -1,0 +1,434 @@
+//! What an operator reads of a running relay (contract §5b): its health ([`Relay::health`],
+//! `GET /healthz`), its counters in Prometheus' text format ([`Relay::metrics`], `GET /metrics`
+//! on a listener of its own) and the alarm when Polar's webhooks stop arriving
+//! ([`Relay::check_webhooks`]). Nothing here names a key, a customer or the token: every label
+//! is one of a few fixed words or an HTTP status.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use polar_license::proto::{HttpRequest, HttpResponse};
+use polar_license::{Transport, TransportError, TransportErrorKind};
+
+use crate::{Now, Relay, RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
+
+/// The default of [`crate::RelayConfig::webhook_silence`]: a day.
+pub const DEFAULT_WEBHOOK_SILENCE: u64 = 86_400;
+
+/// The health route on the relay's own listener.
+pub const HEALTH_ROUTE: &str = "/healthz";
+
+/// The metrics route on the metrics listener.
+pub const METRICS_ROUTE: &str = "/metrics";
+
+/// The relay's counters (shared with the transport wrapper that counts Polar's calls).
+#[derive(Debug, Default)]
+pub(crate) struct Ops {
+    /// Answers by (route, source, status).
+    answers: Mutex<BTreeMap<(&'static str, &'static str, u16), u64>>,
+    /// Calls to Polar made.
+    polar_calls: AtomicU64,
+    /// Calls to Polar that failed, by kind.
+    polar_errors: Mutex<BTreeMap<&'static str, u64>>,
+    /// Webhook deliveries by outcome.
+    webhooks: Mutex<BTreeMap<&'static str, u64>>,
+    /// Unix seconds of the last webhook that verified (0: none since the start).
+    last_webhook: AtomicI64,
+    /// Unix seconds of the relay's first clock reading (0: none yet).
+    started: AtomicI64,
+    /// Unix seconds of the last silence warning (0: none since the last webhook).
+    warned: AtomicI64,
+    /// Requests a server has read and not yet answered.
+    in_flight: AtomicI64,
+}
+
+/// One request in flight ([`Ops::in_flight`]) until dropped (the native server's).
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+pub(crate) struct InFlight(Arc<Ops>);
+
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Ops {
+    /// A request a server has read: counted in flight until the guard is dropped.
+    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+    pub(crate) fn request(self: &Arc<Self>) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(Arc::clone(self))
+    }
+
+    /// Counts one call to Polar and how it ended.
+    fn called(&self, outcome: &Result<HttpResponse, TransportError>) {
+        self.polar_calls.fetch_add(1, Ordering::Relaxed);
+        let kind = match outcome {
+            Err(e) if e.kind == TransportErrorKind::Timeout => Some("timeout"),
+            Err(_) => Some("unreachable"),
+            Ok(r) if r.status == 429 => Some("rate_limited"),
+            Ok(r) if r.status >= 500 => Some("server_error"),
+            Ok(r) if r.status == 401 => Some("unauthorized"),
+            Ok(_) => None,
+        };
+        if let Some(kind) = kind {
+            *lock(&self.polar_errors).entry(kind).or_default() += 1;
+        }
+    }
+
+    /// Notes the relay's first clock reading (what webhook silence counts from before the
+    /// first webhook).
+    pub(crate) fn seen(&self, now: Now) {
+        let _ = self.started.compare_exchange(
+            0,
+            now.unix_seconds.max(1),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    /// Counts an answer of [`Relay::handle`].
+    pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        let path = req.path.split('?').next().unwrap_or_default();
+        let route = if path == WEBHOOK_ROUTE {
+            "webhook"
+        } else {
+            match path.strip_prefix(ROUTE_PREFIX) {
+                Some("validate") => "validate",
+                Some("activate") => "activate",
+                Some("deactivate") => "deactivate",
+                _ => "other",
+            }
+        };
+        let source = match r.header(SOURCE_HEADER) {
+            Some("polar") => "polar",
+            Some("store") => "store",
+            Some("stale") => "stale",
+            Some(_) => "other",
+            None => "relay",
+        };
+        *lock(&self.answers)
+            .entry((route, source, r.status))
+            .or_default() += 1;
+        if route == "webhook" {
+            let outcome = match r.status {
+                200 => "accepted",
+                400 => "bad_body",
+                401 => "bad_signature",
+                404 => "off",
+                405 => "bad_method",
+                413 => "too_large",
+                500 => "store_failed",
+                _ => "other",
+            };
+            *lock(&self.webhooks).entry(outcome).or_default() += 1;
+            if r.status == 200 {
+                self.last_webhook
+                    .fetch_max(now.unix_seconds, Ordering::Relaxed);
+                self.warned.store(0, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The relay's transport, counting every call to Polar and its failures in [`Ops`].
+pub(crate) struct Counted {
+    pub(crate) inner: Box<dyn Transport>,
+    pub(crate) ops: Arc<Ops>,
+}
+
+impl Transport for Counted {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let outcome = self.inner.send(request);
+        self.ops.called(&outcome);
+        outcome
+    }
+}
+
+/// What [`Relay::health`] finds of the webhooks.
+struct Silence {
+    /// Seconds since the last webhook, when one came since the start.
+    since_last: Option<i64>,
+    /// Seconds counted toward the silence (since the last webhook, else since the start).
+    quiet_for: i64,
+    silent: bool,
+}
+
+impl Relay {
+    /// [`crate::RelayConfig::webhook_silence`], in seconds.
+    pub fn webhook_silence(&self) -> u64 {
+        self.webhook_silence
+    }
+
+    /// Webhook silence, when webhooks are on (a store and a secret) and a limit is set.
+    fn silence(&self, now: Now) -> Option<Silence> {
+        let on = self
+            .store
+            .as_ref()
+            .is_some_and(|s| s.webhook_secret.is_some());
+        if !on {
+            return None;
+        }
+        self.ops.seen(now);
+        let last = self.ops.last_webhook.load(Ordering::Relaxed);
+        let since = if last > 0 {
+            last
+        } else {
+            self.ops.started.load(Ordering::Relaxed)
+        };
+        let quiet_for = now.unix_seconds.saturating_sub(since).max(0);
+        let limit = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
+        Some(Silence {
+            since_last: (last > 0).then(|| now.unix_seconds.saturating_sub(last).max(0)),
+            quiet_for,
+            silent: self.webhook_silence > 0 && quiet_for >= limit,
+        })
+    }
+
+    /// With webhooks on: logs a warning when none arrived for [`crate::RelayConfig::webhook_silence`]
+    /// seconds (again after each such period while the silence lasts), and says whether it is
+    /// silent. A host calls it now and then (the native server: every few seconds).
+    pub fn check_webhooks(&self, now: Now) -> bool {
+        let Some(s) = self.silence(now) else {
+            return false;
+        };
+        if !s.silent {
+            return false;
+        }
+        let warned = self.ops.warned.load(Ordering::Relaxed);
+        let every = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
+        if warned == 0 || now.unix_seconds.saturating_sub(warned) >= every {
+            self.ops.warned.store(now.unix_seconds, Ordering::Relaxed);
+            let last = match s.since_last {
+                Some(_) => "the last one",
+                None => "the relay's start",
+            };
+            log::warn!(
+                "relay: no webhook from Polar for {} s (since {last}; the limit is {every} s): \
+                 is the endpoint disabled in Polar (after 10 events that failed every try), or \
+                 its secret changed? Revocations are not heard until it is fixed",
+                s.quiet_for
+            );
+        }
+        true
+    }
+
+    /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
+    /// cannot (its store does not read). The body says whether the store is open and how many
+    /// entries it holds, the token budget's state, and with webhooks on how long since the
+    /// last one and whether that is past the silence limit (`"status": "warning"`, still
+    /// 200: the relay answers). No key, no token, no customer.
+    pub fn health(&self, now: Now) -> RelayResponse {
+        self.ops.seen(now);
+        let mut failing = false;
+        let (store, budget) = match &self.store {
+            None => (serde_json::Value::Null, serde_json::Value::Null),
+            Some(s) => {
+                let store = match s.backend.len() {
+                    Ok(n) => serde_json::json!({"open": true, "entries": n}),
+                    Err(e) => {
+                        log::error!("relay: /healthz: {e}");
+                        failing = true;
+                        serde_json::json!({"open": false})
+                    }
+                };
+                let mut b = s.budget(now);
+                let used = b.used(now.monotonic_ms);
+                let room = b.room(now.monotonic_ms);
+                drop(b);
+                let budget = serde_json::json!({
+                    "per_minute": s.options.budget,
+                    "reserve": s.options.reserve,
+                    "used": used,
+                    "room": (room * 100.0).round() / 100.0,
+                    "refused": s.refused.load(Ordering::Relaxed),
+                });
+                (store, budget)
+            }
+        };
+        let silence = self.silence(now);
+        let webhooks = match &silence {
+            None => serde_json::Value::Null,
+            Some(s) => serde_json::json!({
+                "seconds_since_last": s.since_last,
+                "silence_seconds": self.webhook_silence,
+                "silent": s.silent,
+            }),
+        };
+        let status = if failing {
+            "unavailable"
+        } else if silence.as_ref().is_some_and(|s| s.silent) {
+            "warning"
+        } else {
+            "ok"
+        };
+        let body = serde_json::json!({
+            "status": status,
+            "store": store,
+            "budget": budget,
+            "webhooks": webhooks,
+        });
+        let mut r = RelayResponse::json(if failing { 503 } else { 200 }, body.to_string());
+        r.set("cache-control", "no-store");
+        r
+    }
+
+    /// The relay's counters and gauges in Prometheus' text format (version 0.0.4), for
+    /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
+    /// the token budget (used, refused); webhooks by outcome and the time since the last;
+    /// the store's entries and bytes. No label names a key or a customer.
+    pub fn metrics(&self, now: Now) -> String {
+        self.ops.seen(now);
+        let mut out = String::new();
+        let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
+            let _ = writeln!(out, "# HELP polar_license_relay_{name} {help}");
+            let _ = writeln!(out, "# TYPE polar_license_relay_{name} {kind}");
+            for (labels, value) in samples {
+                let _ = writeln!(out, "polar_license_relay_{name}{labels} {value}");
+            }
+        };
+        let answers: Vec<(String, String)> = lock(&self.ops.answers)
+            .iter()
+            .map(|((route, source, status), n)| {
+                (
+                    format!("{{route=\"{route}\",source=\"{source}\",status=\"{status}\"}}"),
+                    n.to_string(),
+                )
+            })
+            .collect();
+        family(
+            "answers_total",
+            "counter",
+            "Answers given, by route (validate, activate, deactivate, webhook, other), source (polar, store, stale) and HTTP status.",
+            &answers,
+        );
+        family(
+            "requests_in_flight",
+            "gauge",
+            "Requests the server has read and not yet answered (waiting for a slot, or for Polar).",
+            &[(
+                String::new(),
+                self.ops
+                    .in_flight
+                    .load(Ordering::Relaxed)
+                    .max(0)
+                    .to_string(),
+            )],
+        );
+        family(
+            "polar_calls_total",
+            "counter",
+            "Calls made to Polar.",
+            &[(
+                String::new(),
+                self.ops.polar_calls.load(Ordering::Relaxed).to_string(),
+            )],
+        );
+        let errors: Vec<(String, String)> = [
+            "rate_limited",
+            "server_error",
+            "timeout",
+            "unauthorized",
+            "unreachable",
+        ]
+        .iter()
+        .map(|kind| {
+            let n = lock(&self.ops.polar_errors).get(kind).copied().unwrap_or(0);
+            (format!("{{kind=\"{kind}\"}}"), n.to_string())
+        })
+        .collect();
+        family(
+            "polar_errors_total",
+            "counter",
+            "Calls to Polar that failed, by kind (unreachable, timeout, rate_limited: its 429, server_error: its 5xx, unauthorized: the token refused).",
+            &errors,
+        );
+        if let Some(s) = &self.store {
+            let mut b = s.budget(now);
+            let used = b.used(now.monotonic_ms);
+            drop(b);
+            family(
+                "budget_limit",
+                "gauge",
+                "The organization token's calls per minute the relay may spend.",
+                &[(String::new(), s.options.budget.to_string())],
+            );
+            family(
+                "budget_reserve",
+                "gauge",
+                "Of the budget, the calls kept for activate, deactivate and usage increments.",
+                &[(String::new(), s.options.reserve.to_string())],
+            );
+            family(
+                "budget_used",
+                "gauge",
+                "Calls to Polar in the budget's current window.",
+                &[(String::new(), used.to_string())],
+            );
+            family(
+                "budget_refused_total",
+                "counter",
+                "Calls to Polar the budget refused (answered stale from the store, or 429).",
+                &[(String::new(), s.refused.load(Ordering::Relaxed).to_string())],
+            );
+            let (up, entries) = match s.backend.len() {
+                Ok(n) => (1, Some(n)),
+                Err(_) => (0, None),
+            };
+            family(
+                "store_up",
+                "gauge",
+                "1 while the verdict store reads, else 0.",
+                &[(String::new(), up.to_string())],
+            );
+            if let Some(n) = entries {
+                family(
+                    "store_entries",
+                    "gauge",
+                    "Entries held by the verdict store.",
+                    &[(String::new(), n.to_string())],
+                );
+            }
+            if let Some(bytes) = s.backend.bytes() {
+                family(
+                    "store_bytes",
+                    "gauge",
+                    "Bytes of the verdict store's file.",
+                    &[(String::new(), bytes.to_string())],
+                );
+            }
+        }
+        if let Some(silence) = self.silence(now) {
+            let outcomes: Vec<(String, String)> = lock(&self.ops.webhooks)
+                .iter()
+                .map(|(outcome, n)| (format!("{{outcome=\"{outcome}\"}}"), n.to_string()))
+                .collect();
+            family(
+                "webhooks_total",
+                "counter",
+                "Webhook deliveries, by outcome (accepted, bad_signature, bad_body, store_failed, …).",
+                &outcomes,
+            );
+            family(
+                "webhook_quiet_seconds",
+                "gauge",
+                "Seconds since the last webhook that verified (since the relay's start when none came).",
+                &[(String::new(), silence.quiet_for.to_string())],
+            );
+            family(
+                "webhook_silent",
+                "gauge",
+                "1 when no webhook came for the configured silence limit, else 0.",
+                &[(String::new(), u8::from(silence.silent).to_string())],
+            );
+        }
+        out
+    }
+}

@@ -1,0 +1,472 @@
+//! The operator's tools (issue #45, contract §5b) over loopback HTTP, the relay's native
+//! server in front of the emulator: `GET /healthz`, the Prometheus metrics on their own
+//! listener (read with a Prometheus text-format parser), and the webhook-silence alarm.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ct_codecs::{Base64, Decoder, Encoder};
+use hmac::{Hmac, Mac};
+use polar_license::lease::SigningKey;
+use polar_license::proto::Server;
+use polar_license::{AccessToken, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+};
+use polar_license_relay::store::{
+    Backend, BudgetState, Entry, EntryId, MemoryBackend, RedbBackend, StoreError, StoreOptions,
+};
+use polar_license_relay::{
+    serve_with, Limits, Now, Rate, Relay, RelayConfig, Running, ServeOptions, StoreConfig,
+};
+use polar_license_testkit::ScratchDir;
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(30)))
+        .build()
+        .into()
+}
+
+fn get(url: &str) -> (u16, String) {
+    let mut resp = agent().get(url).call().expect("an answer");
+    let status = resp.status().as_u16();
+    (status, resp.body_mut().read_to_string().unwrap_or_default())
+}
+
+fn validate(relay: &Running, key: &str) -> (u16, Option<String>) {
+    let resp = agent()
+        .post(&format!(
+            "{}/v1/customer-portal/license-keys/validate",
+            relay.url()
+        ))
+        .header("content-type", "application/json")
+        .send(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string())
+        .expect("an answer");
+    let source = resp
+        .headers()
+        .get("polar-license-source")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    (resp.status().as_u16(), source)
+}
+
+fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// A webhook signed as Polar signs it (Standard Webhooks: HMAC-SHA256 of `id.ts.body`).
+fn deliver(relay: &Running, id: &str, secret: &str) -> u16 {
+    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
+                      "data": {"id": "g", "customer_id": "c"}})
+    .to_string();
+    let ts = now();
+    let encoded = secret.strip_prefix("whsec_").expect("whsec_");
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    agent()
+        .post(&format!("{}/v1/webhooks/polar", relay.url()))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", &ts.to_string())
+        .header("webhook-signature", &format!("v1,{sig}"))
+        .send(body)
+        .expect("an answer")
+        .status()
+        .as_u16()
+}
+
+fn emulator() -> Emulator {
+    Emulator::start(Seed::demo(), Options::default()).expect("emulator")
+}
+
+fn key(polar: &Emulator, name: &str) -> String {
+    let key = format!("OPS-{name}-7C8D9E");
+    polar.add_key(SeedKey::new(&key)).expect("a key");
+    key
+}
+
+struct Setup {
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
+    silence: u64,
+    serve: ServeOptions,
+}
+
+fn start(polar: &Emulator, setup: Setup) -> Running {
+    let signer = SigningKey::generate(Some("ops")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.webhook_silence = setup.silence;
+    config.store = Some(StoreConfig {
+        backend: setup.backend,
+        options: setup.options,
+        webhook_secret: Some(SECRET.into()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    serve_with(Arc::new(relay), "127.0.0.1:0", setup.serve).expect("it listens")
+}
+
+/// Every sample of a scrape, parsed by `prometheus-parse` (a Prometheus text-format parser):
+/// `name{label="v",…}` (labels sorted) to its value.
+fn scrape(url: &str) -> HashMap<String, f64> {
+    let resp = agent().get(url).call().expect("a scrape");
+    assert_eq!(resp.status().as_u16(), 200);
+    let kind = resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string();
+    assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
+    let text = resp.into_body().read_to_string().expect("text");
+    let lines = text.lines().map(|l| Ok(l.to_string()));
+    let parsed = prometheus_parse::Scrape::parse(lines).expect("Prometheus' text format");
+    // Every family announced is typed: counters as counters, gauges as gauges.
+    for (name, _) in parsed.docs.iter() {
+        assert!(name.starts_with("polar_license_relay_"), "{name}");
+    }
+    let mut out = HashMap::new();
+    for s in parsed.samples {
+        let value = match s.value {
+            prometheus_parse::Value::Counter(v) => {
+                assert!(s.metric.ends_with("_total"), "{} is a counter", s.metric);
+                v
+            }
+            prometheus_parse::Value::Gauge(v) => {
+                assert!(!s.metric.ends_with("_total"), "{} is a gauge", s.metric);
+                v
+            }
+            other => panic!("{}: {other:?}", s.metric),
+        };
+        let mut labels: Vec<String> = s
+            .labels
+            .iter()
+            .map(|(k, v)| format!("{k}=\"{v}\""))
+            .collect();
+        labels.sort();
+        let name = if labels.is_empty() {
+            s.metric.clone()
+        } else {
+            format!("{}{{{}}}", s.metric, labels.join(","))
+        };
+        out.insert(name, value);
+    }
+    // No label names a key, a customer or anything a client sent.
+    assert!(!text.contains("OPS-"), "{text}");
+    assert!(!text.contains(DEMO_ORGANIZATION_ID), "{text}");
+    out
+}
+
+fn at(m: &HashMap<String, f64>, name: &str) -> f64 {
+    m.get(name).copied().unwrap_or(0.0)
+}
+
+/// The metrics listener, scraped and parsed before and after traffic: answers by route,
+/// source and status, Polar's calls and errors, the budget used and refused, webhooks by
+/// outcome and the store's entries and bytes all move with what was done, and nothing in
+/// them names a key.
+#[test]
+fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
+    let polar = emulator();
+    let dir = ScratchDir::new("relay-ops-metrics");
+    let path = dir.path().join("store.redb");
+    let backend = Arc::new(RedbBackend::open(&path, 10_000).expect("a store"));
+    let mut options = StoreOptions::default();
+    options.budget = 4;
+    options.reserve = 1;
+    let mut serve = ServeOptions::default();
+    serve.metrics_addr = Some("127.0.0.1:0".into());
+    let relay = start(
+        &polar,
+        Setup {
+            backend,
+            options,
+            silence: 86_400,
+            serve,
+        },
+    );
+    let url = relay.metrics_url().expect("a metrics listener");
+    // Its own listener: the relay's port does not serve it, and it serves nothing else.
+    assert_ne!(url, format!("{}/metrics", relay.url()));
+    assert_eq!(get(&format!("{}/metrics", relay.url())).0, 404);
+    assert_eq!(get(&url.replace("/metrics", "/healthz")).0, 404);
+
+    let before = scrape(&url);
+    assert_eq!(at(&before, "polar_license_relay_polar_calls_total"), 0.0);
+    assert_eq!(at(&before, "polar_license_relay_budget_limit"), 4.0);
+    assert_eq!(at(&before, "polar_license_relay_budget_reserve"), 1.0);
+    assert_eq!(at(&before, "polar_license_relay_store_up"), 1.0);
+    assert_eq!(at(&before, "polar_license_relay_store_entries"), 0.0);
+    assert!(at(&before, "polar_license_relay_store_bytes") > 0.0);
+
+    let keys: Vec<String> = (0..4).map(|i| key(&polar, &format!("K{i}"))).collect();
+    assert_eq!(validate(&relay, &keys[0]), (200, Some("polar".into())));
+    assert_eq!(validate(&relay, &keys[0]), (200, Some("store".into())));
+    // Polar failing: a 503 passed on, counted as Polar's error.
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    assert_eq!(validate(&relay, &keys[1]).0, 503);
+    polar.set_fault(None);
+    assert_eq!(validate(&relay, &keys[2]), (200, Some("polar".into())));
+    // Three validates spent what validates may (4 - 1 kept): the next is refused, no call.
+    assert_eq!(validate(&relay, &keys[3]).0, 429);
+    // Webhooks: one signed as Polar signs, one forged.
+    assert_eq!(deliver(&relay, "msg_ops_1", SECRET), 200);
+    assert_eq!(
+        deliver(
+            &relay,
+            "msg_ops_2",
+            "whsec_d3JvbmctdGhlLW90aGVyLXNlY3JldA=="
+        ),
+        401
+    );
+
+    let after = scrape(&url);
+    let v = |route: &str, source: &str, status: &str| {
+        format!(
+            "polar_license_relay_answers_total{{route=\"{route}\",source=\"{source}\",status=\"{status}\"}}"
+        )
+    };
+    assert_eq!(at(&after, &v("validate", "polar", "200")), 2.0);
+    assert_eq!(at(&after, &v("validate", "store", "200")), 1.0);
+    assert_eq!(at(&after, &v("validate", "polar", "503")), 1.0);
+    assert_eq!(at(&after, &v("validate", "polar", "429")), 1.0);
+    assert_eq!(at(&after, "polar_license_relay_polar_calls_total"), 3.0);
+    assert_eq!(
+        at(
+            &after,
+            "polar_license_relay_polar_errors_total{kind=\"server_error\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        at(
+            &after,
+            "polar_license_relay_polar_errors_total{kind=\"unreachable\"}"
+        ),
+        0.0
+    );
+    assert_eq!(at(&after, "polar_license_relay_budget_used"), 3.0);
+    assert_eq!(at(&after, "polar_license_relay_budget_refused_total"), 1.0);
+    assert_eq!(
+        at(
+            &after,
+            "polar_license_relay_webhooks_total{outcome=\"accepted\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        at(
+            &after,
+            "polar_license_relay_webhooks_total{outcome=\"bad_signature\"}"
+        ),
+        1.0
+    );
+    assert_eq!(at(&after, "polar_license_relay_webhook_silent"), 0.0);
+    assert_eq!(at(&after, "polar_license_relay_store_entries"), 2.0);
+    assert_eq!(
+        polar.request_count(),
+        3,
+        "the metrics count Polar's own count"
+    );
+    relay.stop();
+}
+
+/// A store that can be broken on purpose: its reads fail while `broken` is set.
+struct Breakable {
+    inner: MemoryBackend,
+    broken: AtomicBool,
+}
+
+impl Breakable {
+    fn check(&self) -> Result<(), StoreError> {
+        if self.broken.load(Ordering::SeqCst) {
+            return Err(StoreError("the disk is gone".into()));
+        }
+        Ok(())
+    }
+}
+
+impl Backend for Breakable {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.check()?;
+        self.inner.get(id)
+    }
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.put(id, entry)
+    }
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        self.check()?;
+        self.inner.index(tag)
+    }
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.apply_webhook(webhook_id, at, updates)
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.len()
+    }
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// `GET /healthz`: 200 and a small JSON body (the store open and its entries, the budget,
+/// the webhooks' silence) while the relay can answer, `"warning"` once no webhook came for
+/// the silence limit and `"ok"` again when one does, 503 while the store does not read; no
+/// key in it. It is answered while every request slot waits for a slow Polar.
+#[test]
+fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
+    let polar = emulator();
+    let backend = Arc::new(Breakable {
+        inner: MemoryBackend::new(100),
+        broken: AtomicBool::new(false),
+    });
+    let mut serve = ServeOptions::default();
+    serve.concurrent_requests = 1;
+    let relay = start(
+        &polar,
+        Setup {
+            backend: Arc::clone(&backend) as Arc<dyn Backend>,
+            options: StoreOptions::default(),
+            silence: 2,
+            serve,
+        },
+    );
+    let health = format!("{}/healthz", relay.url());
+    let k = key(&polar, "HEALTH");
+    assert_eq!(validate(&relay, &k).0, 200);
+    let (status, body) = get(&health);
+    assert_eq!(status, 200, "{body}");
+    assert!(
+        !body.contains("OPS-") && !body.contains(DEMO_TOKEN),
+        "{body}"
+    );
+    let h: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["store"], json!({"open": true, "entries": 1}));
+    assert_eq!(h["budget"]["per_minute"], 500);
+    assert_eq!(h["budget"]["reserve"], 125);
+    assert_eq!(h["budget"]["used"], 1);
+    assert_eq!(h["budget"]["refused"], 0);
+    assert_eq!(h["webhooks"]["silence_seconds"], 2);
+    assert_eq!(h["webhooks"]["seconds_since_last"], Value::Null);
+    assert_eq!(h["webhooks"]["silent"], false);
+
+    // No webhook for the limit (2 s, counted from the start): a warning, still 200.
+    std::thread::sleep(Duration::from_millis(2_200));
+    let (status, body) = get(&health);
+    let h: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status, &h["status"]), (200, &json!("warning")), "{h}");
+    assert_eq!(h["webhooks"]["silent"], true);
+    // One arrives: ok again.
+    assert_eq!(deliver(&relay, "msg_health_1", SECRET), 200);
+    let h: Value = serde_json::from_str(&get(&health).1).expect("JSON");
+    assert_eq!(h["status"], "ok", "{h}");
+    assert_eq!(h["webhooks"]["seconds_since_last"], 0);
+
+    // Its one request slot held by a call Polar answers after 3 s: health still answers,
+    // before that call ends.
+    polar.set_fault(Some(Fault::Delay { ms: 3_000 }));
+    let other = key(&polar, "SLOW");
+    let url = relay.url();
+    let slow = std::thread::spawn(move || {
+        let resp = agent()
+            .post(&format!("{url}/v1/customer-portal/license-keys/validate"))
+            .header("content-type", "application/json")
+            .send(json!({"key": other, "organization_id": DEMO_ORGANIZATION_ID}).to_string())
+            .expect("an answer");
+        (resp.status().as_u16(), Instant::now())
+    });
+    std::thread::sleep(Duration::from_millis(500));
+    let (status, _) = get(&health);
+    let answered = Instant::now();
+    assert_eq!(status, 200);
+    let (slow_status, slow_done) = slow.join().expect("the slow call");
+    assert_eq!(slow_status, 200);
+    assert!(answered < slow_done, "health waited for the request slot");
+    polar.set_fault(None);
+
+    // The store stops reading: 503, and the body says which part.
+    backend.broken.store(true, Ordering::SeqCst);
+    let (status, body) = get(&health);
+    let h: Value = serde_json::from_str(&body).expect("JSON");
+    assert_eq!((status, &h["status"]), (503, &json!("unavailable")), "{h}");
+    assert_eq!(h["store"]["open"], false);
+    backend.broken.store(false, Ordering::SeqCst);
+    assert_eq!(get(&health).0, 200);
+    relay.stop();
+}
+
+/// The silence alarm's rule, on the core's clock: silent once no webhook came for the limit
+/// (from the first reading when none ever came), not before, and no longer once one came;
+/// never with the limit at 0, nor without webhooks.
+#[test]
+fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
+    let polar = emulator();
+    let t = |s: i64| Now {
+        unix_seconds: 1_800_000_000 + s,
+        monotonic_ms: u64::try_from(s).unwrap_or(0) * 1000,
+    };
+    let relay = |silence: u64, secret: Option<&str>| {
+        let mut config = RelayConfig::new(
+            Server::Custom(polar.url()),
+            AccessToken::new(DEMO_TOKEN),
+            SigningKey::generate(Some("ops")).expect("a key"),
+        );
+        config.webhook_silence = silence;
+        config.store = Some(StoreConfig {
+            backend: Arc::new(MemoryBackend::new(10)),
+            options: StoreOptions::default(),
+            webhook_secret: secret.map(str::to_string),
+        });
+        let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+        Relay::new(config, Box::new(upstream)).expect("the relay")
+    };
+    let r = relay(60, Some(SECRET));
+    assert!(!r.check_webhooks(t(0)));
+    assert!(!r.check_webhooks(t(59)));
+    assert!(r.check_webhooks(t(60)));
+    let h: Value = serde_json::from_slice(&r.health(t(61)).body).expect("JSON");
+    assert_eq!(h["status"], "warning");
+    // Off at 0, and without a secret (no webhooks to miss).
+    assert!(!relay(0, Some(SECRET)).check_webhooks(t(1_000_000)));
+    let quiet = relay(60, None);
+    assert!(!quiet.check_webhooks(t(0)));
+    assert!(!quiet.check_webhooks(t(1_000)));
+    let h: Value = serde_json::from_slice(&quiet.health(t(1_000)).body).expect("JSON");
+    assert_eq!((&h["status"], &h["webhooks"]), (&json!("ok"), &Value::Null));
+}

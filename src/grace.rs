@@ -830,6 +830,10 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     pub fallback: Option<Error>,
     /// The cache could not be written (or read): a `cache_error`.
     pub cache_error: Option<Error>,
+    /// For an answer Polar gave through a relay (the verdict, online): where the relay took
+    /// it from (`polar-license-source`: asked just now, its store, or a stale grant replayed
+    /// while Polar could not be asked). `None` without a relay, and for the cache's answers.
+    pub relayed: Option<crate::proto::Relayed>,
 }
 
 impl<L> CheckReport<L> {
@@ -839,6 +843,7 @@ impl<L> CheckReport<L> {
             outcome,
             fallback: None,
             cache_error: None,
+            relayed: None,
         }
     }
 

@@ -258,11 +258,48 @@ impl HttpResponse {
         }))
     }
 
+    /// Where a relay says its answer came from (its `polar-license-source` header, a single
+    /// value that reads): `None` from Polar itself, or a header that does not read.
+    pub fn relayed(&self) -> Option<Relayed> {
+        match self.single(RELAY_SOURCE_HEADER)?.trim() {
+            "polar" => Some(Relayed::Polar),
+            "store" => Some(Relayed::Store),
+            "stale" => Some(Relayed::Stale),
+            _ => None,
+        }
+    }
+
     /// When this answer was given: its `Date` and `Age` headers ([`Stamp`]).
     pub fn stamp(&self) -> Stamp {
         Stamp {
             date: self.date(),
             age: self.age().unwrap_or(0),
+        }
+    }
+}
+
+/// The header a relay names the source of its answer with (`polar`, `store` or `stale`).
+pub const RELAY_SOURCE_HEADER: &str = "polar-license-source";
+
+/// Where a relay's answer came from, as its [`RELAY_SOURCE_HEADER`] says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Relayed {
+    /// The relay asked Polar just now.
+    Polar,
+    /// The relay replayed Polar's answer from its store, within `--fresh-for`.
+    Store,
+    /// The relay replayed a stored grant because Polar could not be asked (at the budget, a
+    /// 429, a 5xx or unreachable), within `--stale-for`.
+    Stale,
+}
+
+impl Relayed {
+    /// `polar`, `store` or `stale`: the header's value, and the code every face prints.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            Relayed::Polar => "polar",
+            Relayed::Store => "store",
+            Relayed::Stale => "stale",
         }
     }
 }

@@ -35,12 +35,12 @@
 
 use super::{Memo, Stored};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Source};
 use crate::key::Key;
 use crate::lease::{self, RelayKeys, LEASE_HEADER};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{
-    parse_validate, parse_validate_for, Api, Expect, HttpRequest, HttpResponse, Stamp,
+    parse_validate, parse_validate_for, Api, Expect, HttpRequest, HttpResponse, Relayed, Stamp,
     ValidateRequest,
 };
 use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, LeaseMemo, Opened, Slot};
@@ -176,6 +176,8 @@ pub struct Check {
     opened: Option<Arc<Opened>>,
     asking: Option<Box<Asking>>,
     online: Option<Online>,
+    /// Where the relay, if any, took Polar's answer from.
+    relayed: Option<Relayed>,
     lease: Option<HeldLease>,
     cache_error: Option<Error>,
     report: Option<CheckReport>,
@@ -246,6 +248,7 @@ impl Check {
             opened: None,
             asking: None,
             online: None,
+            relayed: None,
             lease: None,
             cache_error: None,
             report: None,
@@ -291,6 +294,7 @@ impl Check {
             opened: None,
             asking: None,
             online: None,
+            relayed: None,
             lease: None,
             cache_error: None,
             report: Some(report),
@@ -635,7 +639,8 @@ impl Check {
         };
         let org = ctx.api.organization_id();
         let expect = asking.expect(org);
-        let (online, token) = read(response, expect.as_ref());
+        let (online, token, relayed) = read(response, expect.as_ref());
+        self.relayed = relayed;
         let granted = Granted {
             organization_id: org,
             key: &asking.query.key,
@@ -657,8 +662,10 @@ impl Check {
         ) else {
             return State::Unlock(Next::Done);
         };
+        let relayed = relayed_verdict(self.relayed, &online);
         let f = session::finish(&current, asking, ctx.policy, online);
         self.report = Some(CheckReport {
+            relayed: relayed.filter(|_| !from_cache(&f.outcome)),
             outcome: f.outcome,
             fallback: f.fallback,
             cache_error: self.cache_error.take(),
@@ -688,8 +695,10 @@ impl Check {
         ) else {
             return;
         };
+        let relayed = relayed_verdict(self.relayed, &online);
         let f = session::finish(opened, asking, ctx.policy, online);
         self.report = Some(CheckReport {
+            relayed: relayed.filter(|_| !from_cache(&f.outcome)),
             outcome: f.outcome,
             fallback: f.fallback,
             cache_error: Some(e),
@@ -720,6 +729,7 @@ impl Check {
                     outcome: session::online_only(Err(e), &cache_error, self.now),
                     fallback: None,
                     cache_error: Some(cache_error),
+                    relayed: None,
                 });
                 self.state = State::Done;
             }
@@ -734,7 +744,7 @@ impl Check {
     ) {
         let org = ctx.api.organization_id();
         let expect = Expect::validate(org, req, self.now);
-        let (online, token) = read(response, expect.as_ref());
+        let (online, token, relayed) = read(response, expect.as_ref());
         let granted = Granted {
             organization_id: org,
             key: &self.key,
@@ -742,6 +752,7 @@ impl Check {
             conditions: &req.conditions,
         };
         let (online, _) = hold(ctx, online, token, &granted, self.now);
+        let relayed = relayed_verdict(relayed, &online);
         let cache_error = self.cache_error.take().unwrap_or_else(|| Error::Cache {
             detail: "the cache could not be used".to_string(),
         });
@@ -749,19 +760,20 @@ impl Check {
             outcome: session::online_only(online.map(|(v, _)| v), &cache_error, self.now),
             fallback: None,
             cache_error: Some(cache_error),
+            relayed,
         });
         self.online = None;
     }
 }
 
-/// A validate response read: the verdict held to `expect`, its stamp, and the relay's lease
-/// header (its single value) when there was one.
+/// A validate response read: the verdict held to `expect`, its stamp, the relay's lease header
+/// (its single value) when there was one, and where the relay says the answer came from.
 fn read(
     response: Result<HttpResponse, Error>,
     expect: Option<&Expect<'_>>,
-) -> (Online, Option<String>) {
+) -> (Online, Option<String>, Option<Relayed>) {
     match response {
-        Err(e) => (Err(e), None),
+        Err(e) => (Err(e), None, None),
         Ok(response) => {
             let stamp = response.stamp();
             let verdict = match expect {
@@ -772,11 +784,28 @@ fn read(
                 Ok(verdict) => (
                     Ok((verdict, stamp)),
                     response.single(LEASE_HEADER).map(str::to_string),
+                    response.relayed(),
                 ),
-                Err(e) => (Err(e), None),
+                Err(e) => (Err(e), None, None),
             }
         }
     }
+}
+
+/// The relay's word on an answer, kept only when the answer is a verdict (signed mode may
+/// have refused the grant since).
+fn relayed_verdict(relayed: Option<Relayed>, online: &Online) -> Option<Relayed> {
+    relayed.filter(|_| online.is_ok())
+}
+
+fn from_cache(outcome: &CheckOutcome) -> bool {
+    matches!(
+        outcome,
+        CheckOutcome::Licensed {
+            source: Source::Cache,
+            ..
+        }
+    )
 }
 
 /// Signed mode: an online grant stands only with a lease that verifies for it

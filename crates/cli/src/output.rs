@@ -6,6 +6,7 @@
 
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
+use polar_license::proto::Relayed;
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
@@ -415,6 +416,8 @@ pub fn span(d: Duration) -> String {
 /// `remaining_usages`. `grace_remaining_seconds` is set for a cache answer only. A licensed answer
 /// from the cache after Polar was asked carries what happened online in `reason` and `detail`
 /// (docs/interfaces.md §4: `offline`, `rate_limited`, `server_error` or `protocol_error`).
+/// `relay_source` says where a relay took an online verdict from (`polar`, `store` or
+/// `stale`; null without a relay or for the cache's answers).
 pub fn check_report(
     key: &Key,
     checked: &CheckReport,
@@ -474,6 +477,19 @@ pub fn check_report(
         CheckOutcome::Unverified(error) => error_report(Some(Op::Check), remembered, error),
     };
     r.json.entry("verified_at").or_insert(Value::Null);
+    // Through a relay: where it took Polar's verdict from (`polar`, `store`, `stale`).
+    let relayed = checked.relayed.map(Relayed::as_str);
+    r.json.insert("relay_source".into(), json!(relayed));
+    match checked.relayed {
+        Some(Relayed::Store) => r
+            .lines
+            .push(fact("relay", "Polar's answer from the relay's store")),
+        Some(Relayed::Stale) => r.lines.push(fact(
+            "relay",
+            "a stale grant from the relay's store (Polar could not be asked)",
+        )),
+        _ => {}
+    }
     cache_write(&mut r, checked.cache_error.as_ref());
     r
 }

@@ -143,6 +143,65 @@ pub trait Backend: Send + Sync {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError>;
+    /// Reads the entry `id` and writes what `f` makes of it in one step: nothing else writes
+    /// the store between that read and that write (a webhook acknowledged meanwhile is either
+    /// in what `f` reads, or applied after its write). `f` gets the entry as stored now and
+    /// returns the entry to write (`None`: nothing written); what was written is returned.
+    ///
+    /// The default reads and writes in two steps (a backend of its own that cannot do better
+    /// may lose a webhook's mark to a racing answer): every backend of this crate overrides it.
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let current = self.get(id)?;
+        match f(current.as_ref()) {
+            Some(entry) => {
+                self.put(id, &entry)?;
+                Ok(Some(entry))
+            }
+            None => Ok(None),
+        }
+    }
+    /// In one step: unless the webhook id of `webhook` (id, unix seconds) was seen, every
+    /// entry indexed under `tags` read as stored now and narrowed by `f` (`None`: unchanged),
+    /// and the id remembered. `None` when the id was seen (nothing written), else how many
+    /// entries changed. Without `webhook`, a narrowing of the relay's own (a deactivation, an
+    /// increment it passed on).
+    ///
+    /// The default reads, then writes through [`Backend::apply_webhook`] (two steps, see
+    /// [`Backend::update`]): every backend of this crate overrides it.
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut updates: Vec<(EntryId, Entry)> = Vec::new();
+        for tag in tags {
+            for id in self.index(tag)? {
+                if updates.iter().any(|(i, _)| *i == id) {
+                    continue;
+                }
+                if let Some(e) = self.get(&id)?.as_ref().and_then(&mut *f) {
+                    updates.push((id, e));
+                }
+            }
+        }
+        let n = updates.len();
+        match webhook {
+            Some((webhook_id, at)) => {
+                Ok(self.apply_webhook(webhook_id, at, &updates)?.then_some(n))
+            }
+            None => {
+                for (id, e) in &updates {
+                    self.put(id, e)?;
+                }
+                Ok(Some(n))
+            }
+        }
+    }
     /// Entries held.
     fn len(&self) -> Result<usize, StoreError>;
     /// Whether it holds nothing.
@@ -185,6 +244,9 @@ pub struct MemoryBackend {
     max_entries: usize,
 }
 
+/// What a narrowing wrote (the entries) and the webhook ids it forgot.
+type Narrowed = (Vec<(EntryId, Entry)>, Vec<String>);
+
 #[derive(Debug, Default)]
 struct Memory {
     entries: HashMap<EntryId, Entry>,
@@ -215,6 +277,57 @@ impl Memory {
             }
         }
         self.entries.insert(*id, entry.clone());
+    }
+
+    /// [`Backend::update`] under the lock: what was written, and the ids evicted.
+    fn update(
+        &mut self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        max: usize,
+    ) -> (Option<Entry>, Vec<EntryId>) {
+        let Some(entry) = f(self.entries.get(id)) else {
+            return (None, Vec::new());
+        };
+        self.insert(id, &entry);
+        let removed = self.evict(max);
+        (Some(entry), removed)
+    }
+
+    /// [`Backend::narrow`] under the lock: `None` for a webhook id seen, else the entries
+    /// written and the webhook ids forgotten.
+    fn narrow(
+        &mut self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Option<Narrowed> {
+        if let Some((webhook_id, _)) = webhook {
+            if self.webhooks.contains_key(webhook_id) {
+                return None;
+            }
+        }
+        let mut written: Vec<(EntryId, Entry)> = Vec::new();
+        let mut seen: Vec<EntryId> = Vec::new();
+        for tag in tags {
+            let ids = self.index.get(tag).cloned().unwrap_or_default();
+            for id in ids {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                if let Some(e) = self.entries.get(&id).and_then(&mut *f) {
+                    self.entries.insert(id, e.clone());
+                    written.push((id, e));
+                }
+            }
+        }
+        let mut forgotten = Vec::new();
+        if let Some((webhook_id, at)) = webhook {
+            forgotten = self.prune_webhooks(at);
+            self.webhooks.insert(webhook_id.to_string(), at);
+        }
+        Some((written, forgotten))
     }
 
     /// Evicts the oldest past `max`; returns the ids removed.
@@ -274,6 +387,26 @@ impl Backend for MemoryBackend {
         m.insert(id, entry);
         let _ = m.evict(self.max_entries);
         Ok(())
+    }
+
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().update(id, f, self.max_entries).0)
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        Ok(self
+            .lock()
+            .narrow(webhook, tags, f)
+            .map(|(written, _)| written.len()))
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -415,22 +548,58 @@ impl Backend for JournalBackend {
     }
 
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        let removed = {
-            let mut m = self.memory.lock();
-            m.insert(id, entry);
-            m.evict(self.memory.max_entries)
-        };
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
+
+    /// Journaled under the entries' lock: the host persists the changes in the order they
+    /// were made (a grant kept and a revocation racing are saved as they were applied).
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut m = self.memory.lock();
+        let (written, removed) = m.update(id, f, self.memory.max_entries);
         let mut j = self.journal();
-        j.push(JournalItem::Put {
-            id: hex_id(id),
-            entry: entry.clone(),
-        });
+        if let Some(entry) = &written {
+            j.push(JournalItem::Put {
+                id: hex_id(id),
+                entry: entry.clone(),
+            });
+        }
         j.extend(
             removed
                 .iter()
                 .map(|id| JournalItem::Delete { id: hex_id(id) }),
         );
-        Ok(())
+        Ok(written)
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut m = self.memory.lock();
+        let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
+            return Ok(None);
+        };
+        let mut j = self.journal();
+        for (id, entry) in &written {
+            j.push(JournalItem::Put {
+                id: hex_id(id),
+                entry: entry.clone(),
+            });
+        }
+        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
+        if let Some((webhook_id, at)) = webhook {
+            j.push(JournalItem::Webhook {
+                id: webhook_id.to_string(),
+                at,
+            });
+        }
+        Ok(Some(written.len()))
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -443,18 +612,15 @@ impl Backend for JournalBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let forgotten = {
-            let mut m = self.memory.lock();
-            if m.webhooks.contains_key(webhook_id) {
-                return Ok(false);
-            }
-            for (id, entry) in updates {
-                m.insert(id, entry);
-            }
-            let forgotten = m.prune_webhooks(at);
-            m.webhooks.insert(webhook_id.to_string(), at);
-            forgotten
-        };
+        let mut m = self.memory.lock();
+        if m.webhooks.contains_key(webhook_id) {
+            return Ok(false);
+        }
+        for (id, entry) in updates {
+            m.insert(id, entry);
+        }
+        let forgotten = m.prune_webhooks(at);
+        m.webhooks.insert(webhook_id.to_string(), at);
         let mut j = self.journal();
         for (id, entry) in updates {
             j.push(JournalItem::Put {
@@ -1271,6 +1437,34 @@ mod durable {
         Ok(())
     }
 
+    /// Past `max` entries, the oldest sixteenth (at least what is over) in one pass, each
+    /// with its index rows (else the file would grow without bound).
+    fn evict(
+        entries: &mut redb::Table<&[u8], &[u8]>,
+        index: &mut redb::Table<&str, &[u8]>,
+        max: usize,
+    ) -> Result<(), StoreError> {
+        let len = entries.len().map_err(|e| err("write", e))? as usize;
+        if len <= max {
+            return Ok(());
+        }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
+        for item in entries.iter().map_err(|e| err("evict", e))? {
+            let (k, v) = item.map_err(|e| err("evict", e))?;
+            let old = decode(v.value())?;
+            ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
+        }
+        ages.sort_unstable();
+        let drop = (len - max).max(len / 16).max(1);
+        for (_, k, tags) in ages.into_iter().take(drop) {
+            entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+            for tag in tags {
+                unindex(index, &tag, &k)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the id `k` out of the index row `tag` (the row goes when it names nothing).
     fn unindex(
         index: &mut redb::Table<&str, &[u8]>,
@@ -1309,37 +1503,103 @@ mod durable {
         }
 
         fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+            self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+        }
+
+        /// One write transaction: the entry read in it (redb has one writer at a time, so
+        /// nothing commits between the read and the write), written, the oldest evicted.
+        fn update(
+            &self,
+            id: &EntryId,
+            f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        ) -> Result<Option<Entry>, StoreError> {
             let (w, carried) = self.write()?;
             let written = (|| {
                 let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
                 let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-                write_entry(&mut entries, &mut index, id, entry)?;
-                let len = entries.len().map_err(|e| err("write", e))? as usize;
-                if len > self.max_entries {
-                    // The oldest sixteenth (at least what is over) in one pass, each with its
-                    // index rows (else the file would grow without bound).
-                    let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
-                    for item in entries.iter().map_err(|e| err("evict", e))? {
-                        let (k, v) = item.map_err(|e| err("evict", e))?;
-                        let old = decode(v.value())?;
-                        ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
+                let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                let Some(entry) = f(current.as_ref()) else {
+                    return Ok(None);
+                };
+                write_entry(&mut entries, &mut index, id, &entry)?;
+                evict(&mut entries, &mut index, self.max_entries)?;
+                Ok(Some(entry))
+            })();
+            match written {
+                Ok(Some(entry)) => self.commit(w, carried).map(|()| Some(entry)),
+                // Nothing to write: the budget's state waits for the next commit.
+                other => {
+                    self.unstage(carried);
+                    other
+                }
+            }
+        }
+
+        /// One write transaction: the webhook id looked up, each entry named read, narrowed
+        /// and written, the id remembered.
+        fn narrow(
+            &self,
+            webhook: Option<(&str, i64)>,
+            tags: &[String],
+            f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+        ) -> Result<Option<usize>, StoreError> {
+            let (w, carried) = self.write()?;
+            let written = (|| {
+                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                if let Some((webhook_id, _)) = webhook {
+                    if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
+                        return Ok(None);
                     }
-                    ages.sort_unstable();
-                    let drop = (len - self.max_entries).max(len / 16).max(1);
-                    for (_, k, tags) in ages.into_iter().take(drop) {
-                        entries.remove(&k[..]).map_err(|e| err("evict", e))?;
-                        for tag in tags {
-                            unindex(&mut index, &tag, &k)?;
+                }
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let mut seen: Vec<Vec<u8>> = Vec::new();
+                let mut n = 0;
+                for tag in tags {
+                    let ids = index
+                        .get(tag.as_str())
+                        .map_err(|e| err("read", e))?
+                        .map(|v| v.value().to_vec())
+                        .unwrap_or_default();
+                    for k in ids.chunks_exact(32) {
+                        if seen.iter().any(|s| s == k) {
+                            continue;
+                        }
+                        seen.push(k.to_vec());
+                        let Ok(id) = <EntryId>::try_from(k) else {
+                            continue;
+                        };
+                        let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                            Some(v) => decode(v.value())?,
+                            None => continue,
+                        };
+                        if let Some(e) = f(&current) {
+                            write_entry(&mut entries, &mut index, &id, &e)?;
+                            n += 1;
                         }
                     }
                 }
-                Ok(())
+                if let Some((webhook_id, at)) = webhook {
+                    hooks
+                        .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
+                        .map_err(|e| err("write", e))?;
+                    hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
+                }
+                Ok(Some(n))
             })();
-            if let Err(e) = written {
-                self.unstage(carried);
-                return Err(e);
+            match written {
+                Ok(Some(n)) if n > 0 || webhook.is_some() => {
+                    self.commit(w, carried).map(|()| Some(n))
+                }
+                // A repeat, or nothing changed: nothing written (the transaction dropped).
+                other => {
+                    self.unstage(carried);
+                    other
+                }
             }
-            self.commit(w, carried)
         }
 
         fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {

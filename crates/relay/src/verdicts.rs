@@ -401,42 +401,25 @@ impl Relay {
             .and_then(|t| t.as_str())
             .unwrap_or("?")
             .to_string();
-        let mut updates = Vec::new();
-        if let Some(n) = store::narrowing(&event) {
-            for tag in &n.tags {
-                let ids = match s.backend.index(tag) {
-                    Ok(ids) => ids,
-                    Err(e) => {
-                        log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                        return RelayResponse::detail(500, "the store failed");
-                    }
-                };
-                for entry_id in ids {
-                    if updates.iter().any(|(i, _)| *i == entry_id) {
-                        continue;
-                    }
-                    match s.backend.get(&entry_id) {
-                        Ok(Some(entry)) => {
-                            if let Some(mut e) = store::narrowed(&entry, &n) {
-                                e.marked_at = now.unix_seconds;
-                                updates.push((entry_id, e));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                            return RelayResponse::detail(500, "the store failed");
-                        }
-                    }
-                }
-            }
-        }
-        match s.backend.apply_webhook(id, now.unix_seconds, &updates) {
-            Ok(true) => {
-                log::info!("relay: webhook {kind}: {} entries narrowed", updates.len());
+        // Read, narrowed and written in one step of the store's: two deliveries at once (a
+        // retry after Polar's timeout and the next event), or an answer kept meanwhile, each
+        // narrow what the other wrote, never a copy read before it.
+        let n = store::narrowing(&event);
+        let tags = n.as_ref().map(|n| n.tags.clone()).unwrap_or_default();
+        let narrowed = s
+            .backend
+            .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
+                let n = n.as_ref()?;
+                let mut e = store::narrowed(entry, n)?;
+                e.marked_at = now.unix_seconds;
+                Some(e)
+            });
+        match narrowed {
+            Ok(Some(count)) => {
+                log::info!("relay: webhook {kind}: {count} entries narrowed");
                 RelayResponse::json(200, "{\"ok\":true}")
             }
-            Ok(false) => {
+            Ok(None) => {
                 log::info!("relay: webhook {kind}: a repeat, already done");
                 RelayResponse::json(200, "{\"ok\":true}")
             }
@@ -508,7 +491,7 @@ impl Relay {
                         .iter()
                         .filter_map(|n| response.header(n).map(|v| (n.to_string(), v.to_string())))
                         .collect();
-                    let mut entry = Entry {
+                    let answer = Entry {
                         license_key_id: a.license_key_id.clone(),
                         customer_id: a.customer_id.clone(),
                         answered_at: now.unix_seconds,
@@ -522,21 +505,28 @@ impl Relay {
                         marked_at: 0,
                         key_at: kept.key_at,
                     };
-                    // The newest events applied stay (an older one, late, changes
-                    // nothing, or is only a re-check); a webhook applied while Polar was
-                    // being asked keeps its mark (Polar may have answered before the change).
-                    if let Ok(Some(current)) = s.backend.get(id) {
-                        entry.customer_event_at = current.customer_event_at;
-                        entry.key_event_at = current.key_event_at;
-                        let seen =
-                            |e: &Entry| (e.mark, e.customer_event_at, e.key_event_at, e.marked_at);
-                        let changed = prior.as_ref().map(seen) != Some(seen(&current));
-                        if changed && current.mark != Mark::None {
-                            entry.mark = current.mark;
-                            entry.marked_at = current.marked_at;
+                    // Read and written in one step of the store's (a webhook acknowledged
+                    // between a read and a write of its own would be overwritten). The newest
+                    // events applied stay (an older one, late, changes nothing, or is only a
+                    // re-check); a webhook applied while Polar was being asked keeps its mark
+                    // (Polar may have answered before the change).
+                    let written = s.backend.update(id, &mut |current| {
+                        let mut entry = answer.clone();
+                        if let Some(current) = current {
+                            entry.customer_event_at = current.customer_event_at;
+                            entry.key_event_at = current.key_event_at;
+                            let seen = |e: &Entry| {
+                                (e.mark, e.customer_event_at, e.key_event_at, e.marked_at)
+                            };
+                            let changed = prior.as_ref().map(seen) != Some(seen(current));
+                            if changed && current.mark != Mark::None {
+                                entry.mark = current.mark;
+                                entry.marked_at = current.marked_at;
+                            }
                         }
-                    }
-                    if let Err(e) = s.backend.put(id, &entry) {
+                        Some(entry)
+                    });
+                    if let Err(e) = written {
                         log::error!("relay: {e}: the answer is passed on, not stored");
                     }
                 }

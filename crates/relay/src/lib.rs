@@ -74,6 +74,12 @@ pub const SOURCE_HEADER: &str = "polar-license-source";
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
 pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
 
+/// The largest webhook body read on [`WEBHOOK_ROUTE`] (1 MiB), a cap of its own: Polar's
+/// order and subscription events carry the customer, the product and its prices, and can be
+/// far larger than any client's request ([`Limits::max_body_bytes`], 64 KiB by default, is
+/// the clients' cap). A larger delivery is answered 413.
+pub const WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
 

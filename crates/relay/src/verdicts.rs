@@ -196,6 +196,14 @@ impl Relay {
             .iter()
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
+        // Polar ignores conditions sent without an activation (they are compared with an
+        // activation's only): they are no part of the entry's id, so random ones make no new
+        // entries.
+        let conditions: &[(String, serde_json::Value)] = if c.activation_id.is_some() {
+            &c.conditions
+        } else {
+            &[]
+        };
         let id = store::entry_id(
             &c.organization_id,
             &key_hash(&pending.key),
@@ -203,7 +211,7 @@ impl Relay {
             c.activation_id.as_deref(),
             c.benefit_id.as_deref(),
             c.customer_id.as_deref(),
-            &c.conditions,
+            conditions,
         );
         let prior = s.backend.get(&id).unwrap_or_else(|e| {
             log::error!("relay: {e}; asking Polar");
@@ -267,6 +275,11 @@ impl Relay {
         };
         let e = entry?;
         let age = now.unix_seconds.saturating_sub(e.answered_at);
+        // An answer dated after now (stored while the clock was ahead) is neither fresh nor
+        // stale: its age is unknown. A revocation still refuses.
+        if age < 0 && e.mark != Mark::Revoked {
+            return None;
+        }
         let o = &s.options;
         let source = if stale { "stale" } else { "store" };
         match e.mark {
@@ -379,6 +392,15 @@ impl Relay {
             let mut r = RelayResponse::detail(405, "Method Not Allowed");
             r.set("allow", "POST");
             return r;
+        }
+        let max = crate::WEBHOOK_MAX_BODY_BYTES.max(self.limits.max_body_bytes);
+        if req.body.len() > max {
+            log::warn!("relay: a webhook refused (body over {max} bytes): nothing changed");
+            return RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
+            );
         }
         let secret = s.webhook_secret.as_deref().unwrap_or_default();
         if let Err(why) = store::verify_webhook(

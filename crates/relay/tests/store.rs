@@ -1512,3 +1512,101 @@ fn a_restarted_relay_never_makes_polar_answer_429() {
     );
     relay.stop();
 }
+
+fn source_of(r: &polar_license_relay::RelayResponse) -> Option<&str> {
+    r.header(SOURCE_HEADER)
+}
+
+/// Conditions sent without an activation are ignored by Polar: they make no entry of their
+/// own (random ones cannot grow the store), while an activation's conditions still do.
+#[test]
+fn conditions_without_an_activation_are_no_part_of_an_entrys_id() {
+    let polar = emulator();
+    let k = key(&polar, "CONDITIONS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let with = |conditions: Value| {
+        request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "conditions": conditions})
+                .to_string(),
+        )
+    };
+    let t0 = now();
+    let first = relay.handle(&with(json!({"machine": "a"})), at(t0));
+    assert_eq!((first.status, source_of(&first)), (200, Some("polar")));
+    let calls = polar.request_count();
+    for (i, machine) in ["b", "c", "d"].into_iter().enumerate() {
+        let r = relay.handle(&with(json!({ "machine": machine })), at(t0 + 1 + i as i64));
+        assert_eq!((r.status, source_of(&r)), (200, Some("store")), "{machine}");
+    }
+    let plain = relay.handle(&validate_request(&k), at(t0 + 5));
+    assert_eq!((plain.status, source_of(&plain)), (200, Some("store")));
+    assert_eq!(polar.request_count(), calls, "no call for any of them");
+}
+
+/// An answer stored while the relay's clock was ahead (its age negative once the clock is set
+/// right) is never fresh: the next check asks Polar.
+#[test]
+fn an_answer_dated_ahead_of_the_clock_is_never_fresh() {
+    let polar = emulator();
+    let k = key(&polar, "AHEAD");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    // The clock an hour ahead when Polar answered.
+    let first = relay.handle(&validate_request(&k), at(t0 + 3_600));
+    assert_eq!(first.status, 200);
+    match relay.begin(&validate_request(&k), at(t0)) {
+        Step::Ask(_) => {}
+        other => panic!("an answer from the future was used: {other:?}"),
+    }
+    // Its own time again: fresh.
+    match relay.begin(&validate_request(&k), at(t0 + 3_601)) {
+        Step::Answer(r) => assert_eq!(source_of(&r), Some("store")),
+        other => panic!("expected the stored answer: {other:?}"),
+    }
+}
+
+/// A webhook's body has its own cap (1 MiB): a large signed event is read whole and acted on,
+/// while the clients' routes keep their 64 KiB; past 1 MiB a webhook is answered 413.
+#[test]
+fn a_webhooks_body_has_its_own_cap() {
+    let polar = emulator();
+    let k = key(&polar, "BIGHOOK");
+    let relay = start_relay(
+        &polar,
+        memory(),
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let first = validate(&relay, &k);
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_str(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    let large = |size: usize| {
+        let mut e: Value =
+            serde_json::from_str(&event("benefit_grant.revoked", lid, &rfc3339(now())))
+                .expect("JSON");
+        e["data"]["padding"] = Value::String("x".repeat(size));
+        e.to_string()
+    };
+    let too_large = large(polar_license_relay::WEBHOOK_MAX_BODY_BYTES);
+    let headers = signed(SECRET, "evt-too-large", now(), &too_large);
+    assert_eq!(deliver(&relay, &headers, &too_large), 413);
+    assert_eq!(validate(&relay, &k).status, 200, "nothing changed");
+    let body = large(300 * 1024);
+    let headers = signed(SECRET, "evt-large", now(), &body);
+    assert_eq!(deliver(&relay, &headers, &body), 200);
+    assert_eq!(
+        validate(&relay, &k).status,
+        404,
+        "the large revocation applied"
+    );
+    // The clients' cap is unchanged.
+    let big = post(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
+        &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "padding": "x".repeat(100 * 1024)}),
+        &[],
+    );
+    assert_eq!(big.status, 413);
+}

@@ -112,6 +112,34 @@ pub struct Entry {
     /// stored without one (an older store's, holding the key) is never replayed.
     #[serde(default)]
     pub key_at: Option<usize>,
+    /// The index tag of its key ([`key_tag`]: a digest of the organization and the key's
+    /// SHA-256, never the key): what the relay's own deactivations and increments narrow, and
+    /// what [`MAX_ENTRIES_PER_KEY`] counts (`None` in an older relay's entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
+}
+
+/// Entries kept per license key at most (64: every API version, activation, benefit and
+/// customer a key is checked with, well past Polar's activation limits); past it the key's
+/// oldest answer goes first. One key checked with endless activation ids (each a denial of
+/// Polar's) cannot grow the store.
+pub const MAX_ENTRIES_PER_KEY: usize = 64;
+
+/// An entry marked stale (a webhook's change, or a deactivation or increment through the
+/// relay) answers while Polar cannot be asked for at most this long after its mark (one hour),
+/// instead of the whole `stale_for`: what changed is Polar's to say.
+pub const MARKED_STALE_SECONDS: i64 = 3_600;
+
+/// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
+/// key's SHA-256.
+pub fn key_tag(organization_id: &str, key_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["key", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    format!("k:{}", hex_id(&digest))
 }
 
 /// A store that failed: the relay passes Polar's answers through as without a store.
@@ -234,6 +262,9 @@ fn tags(entry: &Entry) -> Vec<String> {
     if let Some(c) = &entry.customer_id {
         out.push(format!("c:{c}"));
     }
+    if let Some(k) = &entry.key_tag {
+        out.push(k.clone());
+    }
     out
 }
 
@@ -290,8 +321,51 @@ impl Memory {
             return (None, Vec::new());
         };
         self.insert(id, &entry);
-        let removed = self.evict(max);
+        let mut removed = self.cap_key(id, &entry);
+        removed.extend(self.evict(max));
         (Some(entry), removed)
+    }
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go; returns
+    /// the ids removed.
+    fn cap_key(&mut self, id: &EntryId, entry: &Entry) -> Vec<EntryId> {
+        let Some(tag) = &entry.key_tag else {
+            return Vec::new();
+        };
+        let ids = self.index.get(tag).cloned().unwrap_or_default();
+        if ids.len() <= MAX_ENTRIES_PER_KEY {
+            return Vec::new();
+        }
+        let mut ages: Vec<(i64, EntryId)> = ids
+            .iter()
+            .filter(|k| *k != id)
+            .filter_map(|k| self.entries.get(k).map(|e| (e.answered_at, *k)))
+            .collect();
+        ages.sort_unstable();
+        let over = ids.len() - MAX_ENTRIES_PER_KEY;
+        let mut removed = Vec::new();
+        for (_, k) in ages.into_iter().take(over) {
+            if self.remove(&k) {
+                removed.push(k);
+            }
+        }
+        removed
+    }
+
+    /// Removes an entry with its index rows; whether it was there.
+    fn remove(&mut self, id: &EntryId) -> bool {
+        let Some(e) = self.entries.remove(id) else {
+            return false;
+        };
+        for tag in tags(&e) {
+            if let Some(ids) = self.index.get_mut(&tag) {
+                ids.retain(|x| x != id);
+                if ids.is_empty() {
+                    self.index.remove(&tag);
+                }
+            }
+        }
+        true
     }
 
     /// [`Backend::narrow`] under the lock: `None` for a webhook id seen, else the entries
@@ -347,16 +421,8 @@ impl Memory {
             .max(self.entries.len() / 16)
             .max(1);
         for (_, id) in ages.into_iter().take(drop) {
-            if let Some(e) = self.entries.remove(&id) {
+            if self.remove(&id) {
                 removed.push(id);
-                for tag in tags(&e) {
-                    if let Some(ids) = self.index.get_mut(&tag) {
-                        ids.retain(|x| *x != id);
-                        if ids.is_empty() {
-                            self.index.remove(&tag);
-                        }
-                    }
-                }
             }
         }
         removed
@@ -383,10 +449,7 @@ impl Backend for MemoryBackend {
     }
 
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        let mut m = self.lock();
-        m.insert(id, entry);
-        let _ = m.evict(self.max_entries);
-        Ok(())
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
     }
 
     fn update(
@@ -1114,7 +1177,10 @@ mod durable {
     //! checksummed commits: a commit is durable when it returns, a `kill -9` or a power cut
     //! leaves the last committed state).
 
-    use super::{tags, Backend, BudgetState, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
+    use super::{
+        tags, Backend, BudgetState, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY,
+        WEBHOOK_MEMORY_SECONDS,
+    };
     use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
     use std::panic::AssertUnwindSafe;
     use std::path::Path;
@@ -1465,6 +1531,43 @@ mod durable {
         Ok(())
     }
 
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go (each
+    /// with its index rows): only the key's entries are read.
+    fn cap_key(
+        entries: &mut redb::Table<&[u8], &[u8]>,
+        index: &mut redb::Table<&str, &[u8]>,
+        id: &EntryId,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let Some(tag) = &entry.key_tag else {
+            return Ok(());
+        };
+        let ids = index
+            .get(tag.as_str())
+            .map_err(|e| err("read", e))?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        let count = ids.len() / 32;
+        if count <= MAX_ENTRIES_PER_KEY {
+            return Ok(());
+        }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(count);
+        for k in ids.chunks_exact(32).filter(|k| *k != &id[..]) {
+            if let Some(v) = entries.get(k).map_err(|e| err("read", e))? {
+                let old = decode(v.value())?;
+                ages.push((old.answered_at, k.to_vec(), tags(&old)));
+            }
+        }
+        ages.sort_unstable();
+        for (_, k, tags) in ages.into_iter().take(count - MAX_ENTRIES_PER_KEY) {
+            entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+            for tag in tags {
+                unindex(index, &tag, &k)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the id `k` out of the index row `tag` (the row goes when it names nothing).
     fn unindex(
         index: &mut redb::Table<&str, &[u8]>,
@@ -1525,6 +1628,7 @@ mod durable {
                     return Ok(None);
                 };
                 write_entry(&mut entries, &mut index, id, &entry)?;
+                cap_key(&mut entries, &mut index, id, &entry)?;
                 evict(&mut entries, &mut index, self.max_entries)?;
                 Ok(Some(entry))
             })();
@@ -1705,7 +1809,15 @@ mod durable {
                 key_event_at: 0,
                 marked_at: 0,
                 key_at: None,
+                key_tag: None,
             }
+        }
+
+        #[test]
+        fn a_keys_entries_are_capped_in_the_file() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-per-key");
+            let b = RedbBackend::open(&dir.path().join("cap.redb"), 1_000).expect("opened");
+            crate::store::tests::caps_entries_per_key(&b);
         }
 
         fn index_rows(b: &RedbBackend) -> u64 {
@@ -2107,6 +2219,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         };
         let revoke = Narrowing {
             tags: vec!["l:L".into()],
@@ -2146,6 +2259,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         }
     }
 
@@ -2253,6 +2367,63 @@ mod tests {
         assert_eq!(late.mark, Mark::Revoked);
     }
 
+    /// One key's entries past [`MAX_ENTRIES_PER_KEY`]: its oldest go (with their index
+    /// rows), its newest stay, other keys' entries stay.
+    pub(crate) fn caps_entries_per_key(b: &dyn Backend) {
+        let tag = key_tag("org", "sha");
+        let entry = |i: usize, tag: &str| Entry {
+            answered_at: 1_000 + i as i64,
+            key_tag: Some(tag.to_string()),
+            ..key_entry()
+        };
+        let id = |i: usize, salt: u8| {
+            let mut id = [salt; 32];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            id
+        };
+        let other = key_tag("org", "another");
+        b.put(&id(0, 2), &entry(0, &other)).expect("put");
+        let n = MAX_ENTRIES_PER_KEY + 10;
+        for i in 0..n {
+            b.put(&id(i, 1), &entry(i, &tag)).expect("put");
+        }
+        let kept = b.index(&tag).expect("index");
+        assert_eq!(kept.len(), MAX_ENTRIES_PER_KEY);
+        for i in 0..10 {
+            assert_eq!(b.get(&id(i, 1)).expect("get"), None, "{i}: the oldest go");
+            assert!(!kept.contains(&id(i, 1)));
+        }
+        for i in 10..n {
+            assert!(
+                b.get(&id(i, 1)).expect("get").is_some(),
+                "{i}: the newest stay"
+            );
+        }
+        assert_eq!(b.len().expect("len"), MAX_ENTRIES_PER_KEY + 1);
+        assert!(
+            b.get(&id(0, 2)).expect("get").is_some(),
+            "another key's stays"
+        );
+        // The license key's own index row lost the evicted ids too.
+        assert_eq!(
+            b.index("l:L").expect("index").len(),
+            MAX_ENTRIES_PER_KEY + 1
+        );
+    }
+
+    #[test]
+    fn a_keys_entries_are_capped_in_memory_and_in_the_journal() {
+        caps_entries_per_key(&MemoryBackend::new(1_000));
+        let journal = JournalBackend::new(1_000);
+        caps_entries_per_key(&journal);
+        let deleted = journal
+            .take()
+            .iter()
+            .filter(|i| matches!(i, JournalItem::Delete { .. }))
+            .count();
+        assert_eq!(deleted, 10, "each eviction journaled");
+    }
+
     #[test]
     fn a_journal_restores_what_it_recorded() {
         let a = JournalBackend::new(10);
@@ -2269,6 +2440,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         };
         a.put(&[7; 32], &entry).expect("put");
         assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));

@@ -307,6 +307,13 @@ impl Relay {
                 None
             }
             Mark::Stale if !stale => None,
+            // A marked answer stands in for Polar a shorter while: what changed is Polar's to
+            // say.
+            Mark::Stale
+                if now.unix_seconds.saturating_sub(e.marked_at) >= store::MARKED_STALE_SECONDS =>
+            {
+                None
+            }
             _ if !e.grant => {
                 // A denial is Polar's answer too: fresh for `denial_for`, and kept (it only
                 // refuses) as long as a grant would be while Polar cannot be asked.
@@ -526,6 +533,10 @@ impl Relay {
                         key_event_at: 0,
                         marked_at: 0,
                         key_at: kept.key_at,
+                        key_tag: Some(store::key_tag(
+                            &pending.checked.organization_id,
+                            &key_hash(&pending.key),
+                        )),
                     };
                     // Read and written in one step of the store's (a webhook acknowledged
                     // between a read and a write of its own would be overwritten). The newest
@@ -554,6 +565,11 @@ impl Relay {
                 }
             }
         }
+        if pending.stored.is_none() {
+            if let Some(a) = &seen {
+                self.narrow_own(s, pending, a, now);
+            }
+        }
         // The budget's state, when no write above carried it (a call whose answer is not
         // kept: an activation, a 429, a 5xx): written before the answer leaves.
         if let Err(e) = s.backend.flush_budget() {
@@ -561,6 +577,45 @@ impl Relay {
         }
         if let Some(id) = &pending.flight {
             s.land(id);
+        }
+    }
+}
+
+impl Relay {
+    /// A change made through the relay narrows what it touched, as a webhook would: after a
+    /// deactivation Polar accepted, or a validate that incremented the usage, the key's
+    /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
+    /// asked they answer for at most [`store::MARKED_STALE_SECONDS`]).
+    fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
+        let changed = match pending.op {
+            Operation::Deactivate => (200..300).contains(&a.status),
+            Operation::Validate => {
+                a.status == 200 && pending.checked.increment_usage.unwrap_or(0) > 0
+            }
+            _ => false,
+        };
+        if !changed {
+            return;
+        }
+        let tag = store::key_tag(&pending.checked.organization_id, &key_hash(&pending.key));
+        let marked = s.backend.narrow(None, &[tag], &mut |e| {
+            (e.mark == Mark::None).then(|| Entry {
+                mark: Mark::Stale,
+                marked_at: now.unix_seconds,
+                ..e.clone()
+            })
+        });
+        match marked {
+            Ok(n) => log::info!(
+                "relay: {} {}: {} stored answers of the key marked stale",
+                pending.op.as_str(),
+                pending.key.redacted(),
+                n.unwrap_or(0)
+            ),
+            Err(e) => log::error!(
+                "relay: {e}: the key's stored answers are not marked stale (they are asked \
+                 again when their freshness ends)"
+            ),
         }
     }
 }

@@ -1610,3 +1610,130 @@ fn a_webhooks_body_has_its_own_cap() {
     );
     assert_eq!(big.status, 413);
 }
+
+fn body_of(r: &polar_license_relay::RelayResponse) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+/// A deactivation through the relay narrows the stored validate of that activation: the next
+/// check asks Polar (and is refused), never the grant stored before it.
+#[test]
+fn a_deactivation_through_the_relay_narrows_the_stored_validate() {
+    let polar = emulator();
+    let k = key(&polar, "DEACTIVATE");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let activated = relay.handle(&activate_request(&k), at(t0));
+    assert_eq!(activated.status, 200);
+    let activation = body_of(&activated)["id"]
+        .as_str()
+        .expect("an activation id")
+        .to_string();
+    let validate_activation = || {
+        request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID,
+                    "activation_id": activation})
+            .to_string(),
+        )
+    };
+    let first = relay.handle(&validate_activation(), at(t0 + 1));
+    assert_eq!((first.status, source_of(&first)), (200, Some("polar")));
+    let again = relay.handle(&validate_activation(), at(t0 + 2));
+    assert_eq!((again.status, source_of(&again)), (200, Some("store")));
+    let deactivated = relay.handle(
+        &request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID,
+                    "activation_id": activation})
+            .to_string(),
+        ),
+        at(t0 + 3),
+    );
+    assert_eq!(deactivated.status, 204);
+    let after = relay.handle(&validate_activation(), at(t0 + 4));
+    assert_eq!(
+        (after.status, source_of(&after), after.lease().is_some()),
+        (404, Some("polar"), false),
+        "{}",
+        String::from_utf8_lossy(&after.body)
+    );
+}
+
+/// A usage increment through the relay narrows the key's stored answers (their usage is
+/// behind): the next plain validate asks Polar and shows the new usage.
+#[test]
+fn an_increment_through_the_relay_narrows_the_keys_stored_answers() {
+    let polar = emulator();
+    let k = key(&polar, "INCREMENT");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(
+        (first.status, body_of(&first)["usage"].as_i64()),
+        (200, Some(0))
+    );
+    let stored = relay.handle(&validate_request(&k), at(t0 + 1));
+    assert_eq!(source_of(&stored), Some("store"));
+    let incremented = relay.handle(
+        &request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "increment_usage": 1})
+                .to_string(),
+        ),
+        at(t0 + 2),
+    );
+    assert_eq!(
+        (incremented.status, body_of(&incremented)["usage"].as_i64()),
+        (200, Some(1))
+    );
+    let after = relay.handle(&validate_request(&k), at(t0 + 3));
+    assert_eq!(
+        (
+            after.status,
+            source_of(&after),
+            body_of(&after)["usage"].as_i64()
+        ),
+        (200, Some("polar"), Some(1))
+    );
+}
+
+/// An entry a webhook marked stale stands in for Polar, while Polar cannot be asked, for at
+/// most an hour after its mark (an unmarked grant: `stale_for`, a day).
+#[test]
+fn an_entry_marked_stale_has_a_shorter_stale_window() {
+    let polar = emulator();
+    let k = key(&polar, "MARKEDSTALE");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let (_, customer) = ids_of(&first);
+    let update = customer_event("subscription.updated", &customer, t0);
+    let hook = request(
+        "/v1/webhooks/polar",
+        &signed(SECRET, "evt-marked", t0, &update),
+        &update,
+    );
+    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    let failing = |t: i64| {
+        let pending = match relay.begin(&validate_request(&k), at(t)) {
+            Step::Ask(pending) => pending,
+            other => panic!("a marked entry asks Polar: {other:?}"),
+        };
+        let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
+        relay.finish(pending, down, at(t)).into_response()
+    };
+    let within = failing(t0 + 1_800);
+    assert_eq!((within.status, source_of(&within)), (200, Some("stale")));
+    let past = failing(t0 + 3_700);
+    assert_eq!(
+        (past.status, past.lease().is_some()),
+        (503, false),
+        "{:?}",
+        source_of(&past)
+    );
+}

@@ -106,7 +106,8 @@ pub struct Limits {
     pub per_key: Rate,
     /// The largest request body read (default 64 KiB; Polar's own limit is 10 MiB, but no
     /// valid license request comes near 64 KiB: 50 conditions and 50 meta entries of 500
-    /// characters are about 55 KB).
+    /// characters are about 55 KB). Polar's webhooks have a cap of their own
+    /// ([`WEBHOOK_MAX_BODY_BYTES`], or this if larger).
     pub max_body_bytes: usize,
 }
 

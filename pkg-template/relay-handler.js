@@ -242,7 +242,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     async function answer(core, signer, request, env, ctx) {
       const url = new URL(request.url);
       // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
-      const cap = core.maxBodyBytes + 1;
+      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
+      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
+      const cap = max + 1;
       const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
       const head = {
         method: request.method,

@@ -78,6 +78,12 @@ pub const SOURCE_HEADER: &str = "polar-license-source";
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
 pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
 
+/// The largest webhook body read on [`WEBHOOK_ROUTE`] (1 MiB), a cap of its own: Polar's
+/// order and subscription events carry the customer, the product and its prices, and can be
+/// far larger than any client's request ([`Limits::max_body_bytes`], 64 KiB by default, is
+/// the clients' cap). A larger delivery is answered 413.
+pub const WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
+
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
 
@@ -104,7 +110,8 @@ pub struct Limits {
     pub per_key: Rate,
     /// The largest request body read (default 64 KiB; Polar's own limit is 10 MiB, but no
     /// valid license request comes near 64 KiB: 50 conditions and 50 meta entries of 500
-    /// characters are about 55 KB).
+    /// characters are about 55 KB). Polar's webhooks have a cap of their own
+    /// ([`WEBHOOK_MAX_BODY_BYTES`], or this if larger).
     pub max_body_bytes: usize,
 }
 

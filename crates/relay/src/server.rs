@@ -387,7 +387,6 @@ impl Server {
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        let max = self.relay.limits().max_body_bytes;
         if request.uri().path() == crate::HEALTH_ROUTE
             && matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD)
         {
@@ -403,6 +402,12 @@ impl Server {
         }
         let in_flight = self.relay.ops.request();
         let (parts, mut body) = request.into_parts();
+        // Polar's webhooks have their own cap (their events can be large), the clients theirs.
+        let max = if parts.uri.path() == crate::WEBHOOK_ROUTE {
+            crate::WEBHOOK_MAX_BODY_BYTES.max(self.relay.limits().max_body_bytes)
+        } else {
+            self.relay.limits().max_body_bytes
+        };
         let headers: Vec<(String, String)> = parts
             .headers
             .iter()

@@ -112,6 +112,34 @@ pub struct Entry {
     /// stored without one (an older store's, holding the key) is never replayed.
     #[serde(default)]
     pub key_at: Option<usize>,
+    /// The index tag of its key ([`key_tag`]: a digest of the organization and the key's
+    /// SHA-256, never the key): what the relay's own deactivations and increments narrow, and
+    /// what [`MAX_ENTRIES_PER_KEY`] counts (`None` in an older relay's entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
+}
+
+/// Entries kept per license key at most (64: every API version, activation, benefit and
+/// customer a key is checked with, well past Polar's activation limits); past it the key's
+/// oldest answer goes first. One key checked with endless activation ids (each a denial of
+/// Polar's) cannot grow the store.
+pub const MAX_ENTRIES_PER_KEY: usize = 64;
+
+/// An entry marked stale (a webhook's change, or a deactivation or increment through the
+/// relay) answers while Polar cannot be asked for at most this long after its mark (one hour),
+/// instead of the whole `stale_for`: what changed is Polar's to say.
+pub const MARKED_STALE_SECONDS: i64 = 3_600;
+
+/// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
+/// key's SHA-256.
+pub fn key_tag(organization_id: &str, key_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["key", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    format!("k:{}", hex_id(&digest))
 }
 
 /// A store that failed: the relay passes Polar's answers through as without a store.
@@ -143,6 +171,65 @@ pub trait Backend: Send + Sync {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError>;
+    /// Reads the entry `id` and writes what `f` makes of it in one step: nothing else writes
+    /// the store between that read and that write (a webhook acknowledged meanwhile is either
+    /// in what `f` reads, or applied after its write). `f` gets the entry as stored now and
+    /// returns the entry to write (`None`: nothing written); what was written is returned.
+    ///
+    /// The default reads and writes in two steps (a backend of its own that cannot do better
+    /// may lose a webhook's mark to a racing answer): every backend of this crate overrides it.
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let current = self.get(id)?;
+        match f(current.as_ref()) {
+            Some(entry) => {
+                self.put(id, &entry)?;
+                Ok(Some(entry))
+            }
+            None => Ok(None),
+        }
+    }
+    /// In one step: unless the webhook id of `webhook` (id, unix seconds) was seen, every
+    /// entry indexed under `tags` read as stored now and narrowed by `f` (`None`: unchanged),
+    /// and the id remembered. `None` when the id was seen (nothing written), else how many
+    /// entries changed. Without `webhook`, a narrowing of the relay's own (a deactivation, an
+    /// increment it passed on).
+    ///
+    /// The default reads, then writes through [`Backend::apply_webhook`] (two steps, see
+    /// [`Backend::update`]): every backend of this crate overrides it.
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut updates: Vec<(EntryId, Entry)> = Vec::new();
+        for tag in tags {
+            for id in self.index(tag)? {
+                if updates.iter().any(|(i, _)| *i == id) {
+                    continue;
+                }
+                if let Some(e) = self.get(&id)?.as_ref().and_then(&mut *f) {
+                    updates.push((id, e));
+                }
+            }
+        }
+        let n = updates.len();
+        match webhook {
+            Some((webhook_id, at)) => {
+                Ok(self.apply_webhook(webhook_id, at, &updates)?.then_some(n))
+            }
+            None => {
+                for (id, e) in &updates {
+                    self.put(id, e)?;
+                }
+                Ok(Some(n))
+            }
+        }
+    }
     /// Entries held.
     fn len(&self) -> Result<usize, StoreError>;
     /// Whether it holds nothing.
@@ -180,6 +267,9 @@ fn tags(entry: &Entry) -> Vec<String> {
     if let Some(c) = &entry.customer_id {
         out.push(format!("c:{c}"));
     }
+    if let Some(k) = &entry.key_tag {
+        out.push(k.clone());
+    }
     out
 }
 
@@ -189,6 +279,9 @@ pub struct MemoryBackend {
     inner: Mutex<Memory>,
     max_entries: usize,
 }
+
+/// What a narrowing wrote (the entries) and the webhook ids it forgot.
+type Narrowed = (Vec<(EntryId, Entry)>, Vec<String>);
 
 #[derive(Debug, Default)]
 struct Memory {
@@ -222,6 +315,100 @@ impl Memory {
         self.entries.insert(*id, entry.clone());
     }
 
+    /// [`Backend::update`] under the lock: what was written, and the ids evicted.
+    fn update(
+        &mut self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        max: usize,
+    ) -> (Option<Entry>, Vec<EntryId>) {
+        let Some(entry) = f(self.entries.get(id)) else {
+            return (None, Vec::new());
+        };
+        self.insert(id, &entry);
+        let mut removed = self.cap_key(id, &entry);
+        removed.extend(self.evict(max));
+        (Some(entry), removed)
+    }
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go; returns
+    /// the ids removed.
+    fn cap_key(&mut self, id: &EntryId, entry: &Entry) -> Vec<EntryId> {
+        let Some(tag) = &entry.key_tag else {
+            return Vec::new();
+        };
+        let ids = self.index.get(tag).cloned().unwrap_or_default();
+        if ids.len() <= MAX_ENTRIES_PER_KEY {
+            return Vec::new();
+        }
+        let mut ages: Vec<(i64, EntryId)> = ids
+            .iter()
+            .filter(|k| *k != id)
+            .filter_map(|k| self.entries.get(k).map(|e| (e.answered_at, *k)))
+            .collect();
+        ages.sort_unstable();
+        let over = ids.len() - MAX_ENTRIES_PER_KEY;
+        let mut removed = Vec::new();
+        for (_, k) in ages.into_iter().take(over) {
+            if self.remove(&k) {
+                removed.push(k);
+            }
+        }
+        removed
+    }
+
+    /// Removes an entry with its index rows; whether it was there.
+    fn remove(&mut self, id: &EntryId) -> bool {
+        let Some(e) = self.entries.remove(id) else {
+            return false;
+        };
+        for tag in tags(&e) {
+            if let Some(ids) = self.index.get_mut(&tag) {
+                ids.retain(|x| x != id);
+                if ids.is_empty() {
+                    self.index.remove(&tag);
+                }
+            }
+        }
+        true
+    }
+
+    /// [`Backend::narrow`] under the lock: `None` for a webhook id seen, else the entries
+    /// written and the webhook ids forgotten.
+    fn narrow(
+        &mut self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Option<Narrowed> {
+        if let Some((webhook_id, _)) = webhook {
+            if self.webhooks.contains_key(webhook_id) {
+                return None;
+            }
+        }
+        let mut written: Vec<(EntryId, Entry)> = Vec::new();
+        let mut seen: Vec<EntryId> = Vec::new();
+        for tag in tags {
+            let ids = self.index.get(tag).cloned().unwrap_or_default();
+            for id in ids {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                if let Some(e) = self.entries.get(&id).and_then(&mut *f) {
+                    self.entries.insert(id, e.clone());
+                    written.push((id, e));
+                }
+            }
+        }
+        let mut forgotten = Vec::new();
+        if let Some((webhook_id, at)) = webhook {
+            forgotten = self.prune_webhooks(at);
+            self.webhooks.insert(webhook_id.to_string(), at);
+        }
+        Some((written, forgotten))
+    }
+
     /// Evicts the oldest past `max`; returns the ids removed.
     fn evict(&mut self, max: usize) -> Vec<EntryId> {
         let mut removed = Vec::new();
@@ -239,16 +426,8 @@ impl Memory {
             .max(self.entries.len() / 16)
             .max(1);
         for (_, id) in ages.into_iter().take(drop) {
-            if let Some(e) = self.entries.remove(&id) {
+            if self.remove(&id) {
                 removed.push(id);
-                for tag in tags(&e) {
-                    if let Some(ids) = self.index.get_mut(&tag) {
-                        ids.retain(|x| *x != id);
-                        if ids.is_empty() {
-                            self.index.remove(&tag);
-                        }
-                    }
-                }
             }
         }
         removed
@@ -275,10 +454,27 @@ impl Backend for MemoryBackend {
     }
 
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        let mut m = self.lock();
-        m.insert(id, entry);
-        let _ = m.evict(self.max_entries);
-        Ok(())
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
+
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().update(id, f, self.max_entries).0)
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        Ok(self
+            .lock()
+            .narrow(webhook, tags, f)
+            .map(|(written, _)| written.len()))
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -420,22 +616,58 @@ impl Backend for JournalBackend {
     }
 
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        let removed = {
-            let mut m = self.memory.lock();
-            m.insert(id, entry);
-            m.evict(self.memory.max_entries)
-        };
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
+
+    /// Journaled under the entries' lock: the host persists the changes in the order they
+    /// were made (a grant kept and a revocation racing are saved as they were applied).
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut m = self.memory.lock();
+        let (written, removed) = m.update(id, f, self.memory.max_entries);
         let mut j = self.journal();
-        j.push(JournalItem::Put {
-            id: hex_id(id),
-            entry: entry.clone(),
-        });
+        if let Some(entry) = &written {
+            j.push(JournalItem::Put {
+                id: hex_id(id),
+                entry: entry.clone(),
+            });
+        }
         j.extend(
             removed
                 .iter()
                 .map(|id| JournalItem::Delete { id: hex_id(id) }),
         );
-        Ok(())
+        Ok(written)
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut m = self.memory.lock();
+        let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
+            return Ok(None);
+        };
+        let mut j = self.journal();
+        for (id, entry) in &written {
+            j.push(JournalItem::Put {
+                id: hex_id(id),
+                entry: entry.clone(),
+            });
+        }
+        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
+        if let Some((webhook_id, at)) = webhook {
+            j.push(JournalItem::Webhook {
+                id: webhook_id.to_string(),
+                at,
+            });
+        }
+        Ok(Some(written.len()))
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -448,18 +680,15 @@ impl Backend for JournalBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let forgotten = {
-            let mut m = self.memory.lock();
-            if m.webhooks.contains_key(webhook_id) {
-                return Ok(false);
-            }
-            for (id, entry) in updates {
-                m.insert(id, entry);
-            }
-            let forgotten = m.prune_webhooks(at);
-            m.webhooks.insert(webhook_id.to_string(), at);
-            forgotten
-        };
+        let mut m = self.memory.lock();
+        if m.webhooks.contains_key(webhook_id) {
+            return Ok(false);
+        }
+        for (id, entry) in updates {
+            m.insert(id, entry);
+        }
+        let forgotten = m.prune_webhooks(at);
+        m.webhooks.insert(webhook_id.to_string(), at);
         let mut j = self.journal();
         for (id, entry) in updates {
             j.push(JournalItem::Put {
@@ -953,7 +1182,10 @@ mod durable {
     //! checksummed commits: a commit is durable when it returns, a `kill -9` or a power cut
     //! leaves the last committed state).
 
-    use super::{tags, Backend, BudgetState, Entry, EntryId, StoreError, WEBHOOK_MEMORY_SECONDS};
+    use super::{
+        tags, Backend, BudgetState, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY,
+        WEBHOOK_MEMORY_SECONDS,
+    };
     use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata, TableDefinition};
     use std::panic::AssertUnwindSafe;
     use std::path::Path;
@@ -1279,6 +1511,71 @@ mod durable {
         Ok(())
     }
 
+    /// Past `max` entries, the oldest sixteenth (at least what is over) in one pass, each
+    /// with its index rows (else the file would grow without bound).
+    fn evict(
+        entries: &mut redb::Table<&[u8], &[u8]>,
+        index: &mut redb::Table<&str, &[u8]>,
+        max: usize,
+    ) -> Result<(), StoreError> {
+        let len = entries.len().map_err(|e| err("write", e))? as usize;
+        if len <= max {
+            return Ok(());
+        }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
+        for item in entries.iter().map_err(|e| err("evict", e))? {
+            let (k, v) = item.map_err(|e| err("evict", e))?;
+            let old = decode(v.value())?;
+            ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
+        }
+        ages.sort_unstable();
+        let drop = (len - max).max(len / 16).max(1);
+        for (_, k, tags) in ages.into_iter().take(drop) {
+            entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+            for tag in tags {
+                unindex(index, &tag, &k)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go (each
+    /// with its index rows): only the key's entries are read.
+    fn cap_key(
+        entries: &mut redb::Table<&[u8], &[u8]>,
+        index: &mut redb::Table<&str, &[u8]>,
+        id: &EntryId,
+        entry: &Entry,
+    ) -> Result<(), StoreError> {
+        let Some(tag) = &entry.key_tag else {
+            return Ok(());
+        };
+        let ids = index
+            .get(tag.as_str())
+            .map_err(|e| err("read", e))?
+            .map(|v| v.value().to_vec())
+            .unwrap_or_default();
+        let count = ids.len() / 32;
+        if count <= MAX_ENTRIES_PER_KEY {
+            return Ok(());
+        }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(count);
+        for k in ids.chunks_exact(32).filter(|k| *k != &id[..]) {
+            if let Some(v) = entries.get(k).map_err(|e| err("read", e))? {
+                let old = decode(v.value())?;
+                ages.push((old.answered_at, k.to_vec(), tags(&old)));
+            }
+        }
+        ages.sort_unstable();
+        for (_, k, tags) in ages.into_iter().take(count - MAX_ENTRIES_PER_KEY) {
+            entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+            for tag in tags {
+                unindex(index, &tag, &k)?;
+            }
+        }
+        Ok(())
+    }
+
     /// Takes the id `k` out of the index row `tag` (the row goes when it names nothing).
     fn unindex(
         index: &mut redb::Table<&str, &[u8]>,
@@ -1317,37 +1614,104 @@ mod durable {
         }
 
         fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+            self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+        }
+
+        /// One write transaction: the entry read in it (redb has one writer at a time, so
+        /// nothing commits between the read and the write), written, the oldest evicted.
+        fn update(
+            &self,
+            id: &EntryId,
+            f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        ) -> Result<Option<Entry>, StoreError> {
             let (w, carried) = self.write()?;
             let written = (|| {
                 let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
                 let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-                write_entry(&mut entries, &mut index, id, entry)?;
-                let len = entries.len().map_err(|e| err("write", e))? as usize;
-                if len > self.max_entries {
-                    // The oldest sixteenth (at least what is over) in one pass, each with its
-                    // index rows (else the file would grow without bound).
-                    let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
-                    for item in entries.iter().map_err(|e| err("evict", e))? {
-                        let (k, v) = item.map_err(|e| err("evict", e))?;
-                        let old = decode(v.value())?;
-                        ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
+                let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                let Some(entry) = f(current.as_ref()) else {
+                    return Ok(None);
+                };
+                write_entry(&mut entries, &mut index, id, &entry)?;
+                cap_key(&mut entries, &mut index, id, &entry)?;
+                evict(&mut entries, &mut index, self.max_entries)?;
+                Ok(Some(entry))
+            })();
+            match written {
+                Ok(Some(entry)) => self.commit(w, carried).map(|()| Some(entry)),
+                // Nothing to write: the budget's state waits for the next commit.
+                other => {
+                    self.unstage(carried);
+                    other
+                }
+            }
+        }
+
+        /// One write transaction: the webhook id looked up, each entry named read, narrowed
+        /// and written, the id remembered.
+        fn narrow(
+            &self,
+            webhook: Option<(&str, i64)>,
+            tags: &[String],
+            f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+        ) -> Result<Option<usize>, StoreError> {
+            let (w, carried) = self.write()?;
+            let written = (|| {
+                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                if let Some((webhook_id, _)) = webhook {
+                    if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
+                        return Ok(None);
                     }
-                    ages.sort_unstable();
-                    let drop = (len - self.max_entries).max(len / 16).max(1);
-                    for (_, k, tags) in ages.into_iter().take(drop) {
-                        entries.remove(&k[..]).map_err(|e| err("evict", e))?;
-                        for tag in tags {
-                            unindex(&mut index, &tag, &k)?;
+                }
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let mut seen: Vec<Vec<u8>> = Vec::new();
+                let mut n = 0;
+                for tag in tags {
+                    let ids = index
+                        .get(tag.as_str())
+                        .map_err(|e| err("read", e))?
+                        .map(|v| v.value().to_vec())
+                        .unwrap_or_default();
+                    for k in ids.chunks_exact(32) {
+                        if seen.iter().any(|s| s == k) {
+                            continue;
+                        }
+                        seen.push(k.to_vec());
+                        let Ok(id) = <EntryId>::try_from(k) else {
+                            continue;
+                        };
+                        let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                            Some(v) => decode(v.value())?,
+                            None => continue,
+                        };
+                        if let Some(e) = f(&current) {
+                            write_entry(&mut entries, &mut index, &id, &e)?;
+                            n += 1;
                         }
                     }
                 }
-                Ok(())
+                if let Some((webhook_id, at)) = webhook {
+                    hooks
+                        .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
+                        .map_err(|e| err("write", e))?;
+                    hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
+                }
+                Ok(Some(n))
             })();
-            if let Err(e) = written {
-                self.unstage(carried);
-                return Err(e);
+            match written {
+                Ok(Some(n)) if n > 0 || webhook.is_some() => {
+                    self.commit(w, carried).map(|()| Some(n))
+                }
+                // A repeat, or nothing changed: nothing written (the transaction dropped).
+                other => {
+                    self.unstage(carried);
+                    other
+                }
             }
-            self.commit(w, carried)
         }
 
         fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -1457,7 +1821,15 @@ mod durable {
                 key_event_at: 0,
                 marked_at: 0,
                 key_at: None,
+                key_tag: None,
             }
+        }
+
+        #[test]
+        fn a_keys_entries_are_capped_in_the_file() {
+            let dir = polar_license_testkit::ScratchDir::new("redb-per-key");
+            let b = RedbBackend::open(&dir.path().join("cap.redb"), 1_000).expect("opened");
+            crate::store::tests::caps_entries_per_key(&b);
         }
 
         fn index_rows(b: &RedbBackend) -> u64 {
@@ -1859,6 +2231,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         };
         let revoke = Narrowing {
             tags: vec!["l:L".into()],
@@ -1898,6 +2271,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         }
     }
 
@@ -2005,6 +2379,63 @@ mod tests {
         assert_eq!(late.mark, Mark::Revoked);
     }
 
+    /// One key's entries past [`MAX_ENTRIES_PER_KEY`]: its oldest go (with their index
+    /// rows), its newest stay, other keys' entries stay.
+    pub(crate) fn caps_entries_per_key(b: &dyn Backend) {
+        let tag = key_tag("org", "sha");
+        let entry = |i: usize, tag: &str| Entry {
+            answered_at: 1_000 + i as i64,
+            key_tag: Some(tag.to_string()),
+            ..key_entry()
+        };
+        let id = |i: usize, salt: u8| {
+            let mut id = [salt; 32];
+            id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            id
+        };
+        let other = key_tag("org", "another");
+        b.put(&id(0, 2), &entry(0, &other)).expect("put");
+        let n = MAX_ENTRIES_PER_KEY + 10;
+        for i in 0..n {
+            b.put(&id(i, 1), &entry(i, &tag)).expect("put");
+        }
+        let kept = b.index(&tag).expect("index");
+        assert_eq!(kept.len(), MAX_ENTRIES_PER_KEY);
+        for i in 0..10 {
+            assert_eq!(b.get(&id(i, 1)).expect("get"), None, "{i}: the oldest go");
+            assert!(!kept.contains(&id(i, 1)));
+        }
+        for i in 10..n {
+            assert!(
+                b.get(&id(i, 1)).expect("get").is_some(),
+                "{i}: the newest stay"
+            );
+        }
+        assert_eq!(b.len().expect("len"), MAX_ENTRIES_PER_KEY + 1);
+        assert!(
+            b.get(&id(0, 2)).expect("get").is_some(),
+            "another key's stays"
+        );
+        // The license key's own index row lost the evicted ids too.
+        assert_eq!(
+            b.index("l:L").expect("index").len(),
+            MAX_ENTRIES_PER_KEY + 1
+        );
+    }
+
+    #[test]
+    fn a_keys_entries_are_capped_in_memory_and_in_the_journal() {
+        caps_entries_per_key(&MemoryBackend::new(1_000));
+        let journal = JournalBackend::new(1_000);
+        caps_entries_per_key(&journal);
+        let deleted = journal
+            .take()
+            .iter()
+            .filter(|i| matches!(i, JournalItem::Delete { .. }))
+            .count();
+        assert_eq!(deleted, 10, "each eviction journaled");
+    }
+
     #[test]
     fn a_journal_restores_what_it_recorded() {
         let a = JournalBackend::new(10);
@@ -2021,6 +2452,7 @@ mod tests {
             key_event_at: 0,
             marked_at: 0,
             key_at: None,
+            key_tag: None,
         };
         a.put(&[7; 32], &entry).expect("put");
         assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));

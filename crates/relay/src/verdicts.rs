@@ -200,6 +200,14 @@ impl Relay {
             .iter()
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
+        // Polar ignores conditions sent without an activation (they are compared with an
+        // activation's only): they are no part of the entry's id, so random ones make no new
+        // entries.
+        let conditions: &[(String, serde_json::Value)] = if c.activation_id.is_some() {
+            &c.conditions
+        } else {
+            &[]
+        };
         let id = store::entry_id(
             &c.organization_id,
             &key_hash(&pending.key),
@@ -207,7 +215,7 @@ impl Relay {
             c.activation_id.as_deref(),
             c.benefit_id.as_deref(),
             c.customer_id.as_deref(),
-            &c.conditions,
+            conditions,
         );
         let prior = s.backend.get(&id).unwrap_or_else(|e| {
             log::error!("relay: {e}; asking Polar");
@@ -271,6 +279,11 @@ impl Relay {
         };
         let e = entry?;
         let age = now.unix_seconds.saturating_sub(e.answered_at);
+        // An answer dated after now (stored while the clock was ahead) is neither fresh nor
+        // stale: its age is unknown. A revocation still refuses.
+        if age < 0 && e.mark != Mark::Revoked {
+            return None;
+        }
         let o = &s.options;
         let source = if stale { "stale" } else { "store" };
         match e.mark {
@@ -298,6 +311,13 @@ impl Relay {
                 None
             }
             Mark::Stale if !stale => None,
+            // A marked answer stands in for Polar a shorter while: what changed is Polar's to
+            // say.
+            Mark::Stale
+                if now.unix_seconds.saturating_sub(e.marked_at) >= store::MARKED_STALE_SECONDS =>
+            {
+                None
+            }
             _ if !e.grant => {
                 // A denial is Polar's answer too: fresh for `denial_for`, and kept (it only
                 // refuses) as long as a grant would be while Polar cannot be asked.
@@ -384,6 +404,15 @@ impl Relay {
             r.set("allow", "POST");
             return r;
         }
+        let max = crate::WEBHOOK_MAX_BODY_BYTES.max(self.limits.max_body_bytes);
+        if req.body.len() > max {
+            log::warn!("relay: a webhook refused (body over {max} bytes): nothing changed");
+            return RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
+            );
+        }
         let secret = s.webhook_secret.as_deref().unwrap_or_default();
         if let Err(why) = store::verify_webhook(
             secret,
@@ -405,42 +434,25 @@ impl Relay {
             .and_then(|t| t.as_str())
             .unwrap_or("?")
             .to_string();
-        let mut updates = Vec::new();
-        if let Some(n) = store::narrowing(&event) {
-            for tag in &n.tags {
-                let ids = match s.backend.index(tag) {
-                    Ok(ids) => ids,
-                    Err(e) => {
-                        log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                        return RelayResponse::detail(500, "the store failed");
-                    }
-                };
-                for entry_id in ids {
-                    if updates.iter().any(|(i, _)| *i == entry_id) {
-                        continue;
-                    }
-                    match s.backend.get(&entry_id) {
-                        Ok(Some(entry)) => {
-                            if let Some(mut e) = store::narrowed(&entry, &n) {
-                                e.marked_at = now.unix_seconds;
-                                updates.push((entry_id, e));
-                            }
-                        }
-                        Ok(None) => {}
-                        Err(e) => {
-                            log::error!("relay: {e}: the webhook is refused, Polar retries it");
-                            return RelayResponse::detail(500, "the store failed");
-                        }
-                    }
-                }
-            }
-        }
-        match s.backend.apply_webhook(id, now.unix_seconds, &updates) {
-            Ok(true) => {
-                log::info!("relay: webhook {kind}: {} entries narrowed", updates.len());
+        // Read, narrowed and written in one step of the store's: two deliveries at once (a
+        // retry after Polar's timeout and the next event), or an answer kept meanwhile, each
+        // narrow what the other wrote, never a copy read before it.
+        let n = store::narrowing(&event);
+        let tags = n.as_ref().map(|n| n.tags.clone()).unwrap_or_default();
+        let narrowed = s
+            .backend
+            .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
+                let n = n.as_ref()?;
+                let mut e = store::narrowed(entry, n)?;
+                e.marked_at = now.unix_seconds;
+                Some(e)
+            });
+        match narrowed {
+            Ok(Some(count)) => {
+                log::info!("relay: webhook {kind}: {count} entries narrowed");
                 RelayResponse::json(200, "{\"ok\":true}")
             }
-            Ok(false) => {
+            Ok(None) => {
                 log::info!("relay: webhook {kind}: a repeat, already done");
                 RelayResponse::json(200, "{\"ok\":true}")
             }
@@ -512,7 +524,7 @@ impl Relay {
                         .iter()
                         .filter_map(|n| response.header(n).map(|v| (n.to_string(), v.to_string())))
                         .collect();
-                    let mut entry = Entry {
+                    let answer = Entry {
                         license_key_id: a.license_key_id.clone(),
                         customer_id: a.customer_id.clone(),
                         answered_at: now.unix_seconds,
@@ -525,25 +537,41 @@ impl Relay {
                         key_event_at: 0,
                         marked_at: 0,
                         key_at: kept.key_at,
+                        key_tag: Some(store::key_tag(
+                            &pending.checked.organization_id,
+                            &key_hash(&pending.key),
+                        )),
                     };
-                    // The newest events applied stay (an older one, late, changes
-                    // nothing, or is only a re-check); a webhook applied while Polar was
-                    // being asked keeps its mark (Polar may have answered before the change).
-                    if let Ok(Some(current)) = s.backend.get(id) {
-                        entry.customer_event_at = current.customer_event_at;
-                        entry.key_event_at = current.key_event_at;
-                        let seen =
-                            |e: &Entry| (e.mark, e.customer_event_at, e.key_event_at, e.marked_at);
-                        let changed = prior.as_ref().map(seen) != Some(seen(&current));
-                        if changed && current.mark != Mark::None {
-                            entry.mark = current.mark;
-                            entry.marked_at = current.marked_at;
+                    // Read and written in one step of the store's (a webhook acknowledged
+                    // between a read and a write of its own would be overwritten). The newest
+                    // events applied stay (an older one, late, changes nothing, or is only a
+                    // re-check); a webhook applied while Polar was being asked keeps its mark
+                    // (Polar may have answered before the change).
+                    let written = s.backend.update(id, &mut |current| {
+                        let mut entry = answer.clone();
+                        if let Some(current) = current {
+                            entry.customer_event_at = current.customer_event_at;
+                            entry.key_event_at = current.key_event_at;
+                            let seen = |e: &Entry| {
+                                (e.mark, e.customer_event_at, e.key_event_at, e.marked_at)
+                            };
+                            let changed = prior.as_ref().map(seen) != Some(seen(current));
+                            if changed && current.mark != Mark::None {
+                                entry.mark = current.mark;
+                                entry.marked_at = current.marked_at;
+                            }
                         }
-                    }
-                    if let Err(e) = s.backend.put(id, &entry) {
+                        Some(entry)
+                    });
+                    if let Err(e) = written {
                         log::error!("relay: {e}: the answer is passed on, not stored");
                     }
                 }
+            }
+        }
+        if pending.stored.is_none() {
+            if let Some(a) = &seen {
+                self.narrow_own(s, pending, a, now);
             }
         }
         // The budget's state, when no write above carried it (a call whose answer is not
@@ -553,6 +581,45 @@ impl Relay {
         }
         if let Some(id) = &pending.flight {
             s.land(id);
+        }
+    }
+}
+
+impl Relay {
+    /// A change made through the relay narrows what it touched, as a webhook would: after a
+    /// deactivation Polar accepted, or a validate that incremented the usage, the key's
+    /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
+    /// asked they answer for at most [`store::MARKED_STALE_SECONDS`]).
+    fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
+        let changed = match pending.op {
+            Operation::Deactivate => (200..300).contains(&a.status),
+            Operation::Validate => {
+                a.status == 200 && pending.checked.increment_usage.unwrap_or(0) > 0
+            }
+            _ => false,
+        };
+        if !changed {
+            return;
+        }
+        let tag = store::key_tag(&pending.checked.organization_id, &key_hash(&pending.key));
+        let marked = s.backend.narrow(None, &[tag], &mut |e| {
+            (e.mark == Mark::None).then(|| Entry {
+                mark: Mark::Stale,
+                marked_at: now.unix_seconds,
+                ..e.clone()
+            })
+        });
+        match marked {
+            Ok(n) => log::info!(
+                "relay: {} {}: {} stored answers of the key marked stale",
+                pending.op.as_str(),
+                pending.key.redacted(),
+                n.unwrap_or(0)
+            ),
+            Err(e) => log::error!(
+                "relay: {e}: the key's stored answers are not marked stale (they are asked \
+                 again when their freshness ends)"
+            ),
         }
     }
 }

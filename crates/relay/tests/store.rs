@@ -1512,3 +1512,228 @@ fn a_restarted_relay_never_makes_polar_answer_429() {
     );
     relay.stop();
 }
+
+fn source_of(r: &polar_license_relay::RelayResponse) -> Option<&str> {
+    r.header(SOURCE_HEADER)
+}
+
+/// Conditions sent without an activation are ignored by Polar: they make no entry of their
+/// own (random ones cannot grow the store), while an activation's conditions still do.
+#[test]
+fn conditions_without_an_activation_are_no_part_of_an_entrys_id() {
+    let polar = emulator();
+    let k = key(&polar, "CONDITIONS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let with = |conditions: Value| {
+        request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "conditions": conditions})
+                .to_string(),
+        )
+    };
+    let t0 = now();
+    let first = relay.handle(&with(json!({"machine": "a"})), at(t0));
+    assert_eq!((first.status, source_of(&first)), (200, Some("polar")));
+    let calls = polar.request_count();
+    for (i, machine) in ["b", "c", "d"].into_iter().enumerate() {
+        let r = relay.handle(&with(json!({ "machine": machine })), at(t0 + 1 + i as i64));
+        assert_eq!((r.status, source_of(&r)), (200, Some("store")), "{machine}");
+    }
+    let plain = relay.handle(&validate_request(&k), at(t0 + 5));
+    assert_eq!((plain.status, source_of(&plain)), (200, Some("store")));
+    assert_eq!(polar.request_count(), calls, "no call for any of them");
+}
+
+/// An answer stored while the relay's clock was ahead (its age negative once the clock is set
+/// right) is never fresh: the next check asks Polar.
+#[test]
+fn an_answer_dated_ahead_of_the_clock_is_never_fresh() {
+    let polar = emulator();
+    let k = key(&polar, "AHEAD");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    // The clock an hour ahead when Polar answered.
+    let first = relay.handle(&validate_request(&k), at(t0 + 3_600));
+    assert_eq!(first.status, 200);
+    match relay.begin(&validate_request(&k), at(t0)) {
+        Step::Ask(_) => {}
+        other => panic!("an answer from the future was used: {other:?}"),
+    }
+    // Its own time again: fresh.
+    match relay.begin(&validate_request(&k), at(t0 + 3_601)) {
+        Step::Answer(r) => assert_eq!(source_of(&r), Some("store")),
+        other => panic!("expected the stored answer: {other:?}"),
+    }
+}
+
+/// A webhook's body has its own cap (1 MiB): a large signed event is read whole and acted on,
+/// while the clients' routes keep their 64 KiB; past 1 MiB a webhook is answered 413.
+#[test]
+fn a_webhooks_body_has_its_own_cap() {
+    let polar = emulator();
+    let k = key(&polar, "BIGHOOK");
+    let relay = start_relay(
+        &polar,
+        memory(),
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let first = validate(&relay, &k);
+    assert_eq!(first.status, 200);
+    let license: Value = serde_json::from_str(&first.body).expect("JSON");
+    let lid = license["id"].as_str().expect("id");
+    let large = |size: usize| {
+        let mut e: Value =
+            serde_json::from_str(&event("benefit_grant.revoked", lid, &rfc3339(now())))
+                .expect("JSON");
+        e["data"]["padding"] = Value::String("x".repeat(size));
+        e.to_string()
+    };
+    let too_large = large(polar_license_relay::WEBHOOK_MAX_BODY_BYTES);
+    let headers = signed(SECRET, "evt-too-large", now(), &too_large);
+    assert_eq!(deliver(&relay, &headers, &too_large), 413);
+    assert_eq!(validate(&relay, &k).status, 200, "nothing changed");
+    let body = large(300 * 1024);
+    let headers = signed(SECRET, "evt-large", now(), &body);
+    assert_eq!(deliver(&relay, &headers, &body), 200);
+    assert_eq!(
+        validate(&relay, &k).status,
+        404,
+        "the large revocation applied"
+    );
+    // The clients' cap is unchanged.
+    let big = post(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
+        &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "padding": "x".repeat(100 * 1024)}),
+        &[],
+    );
+    assert_eq!(big.status, 413);
+}
+
+fn body_of(r: &polar_license_relay::RelayResponse) -> Value {
+    serde_json::from_slice(&r.body).expect("JSON")
+}
+
+/// A deactivation through the relay narrows the stored validate of that activation: the next
+/// check asks Polar (and is refused), never the grant stored before it.
+#[test]
+fn a_deactivation_through_the_relay_narrows_the_stored_validate() {
+    let polar = emulator();
+    let k = key(&polar, "DEACTIVATE");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let activated = relay.handle(&activate_request(&k), at(t0));
+    assert_eq!(activated.status, 200);
+    let activation = body_of(&activated)["id"]
+        .as_str()
+        .expect("an activation id")
+        .to_string();
+    let validate_activation = || {
+        request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID,
+                    "activation_id": activation})
+            .to_string(),
+        )
+    };
+    let first = relay.handle(&validate_activation(), at(t0 + 1));
+    assert_eq!((first.status, source_of(&first)), (200, Some("polar")));
+    let again = relay.handle(&validate_activation(), at(t0 + 2));
+    assert_eq!((again.status, source_of(&again)), (200, Some("store")));
+    let deactivated = relay.handle(
+        &request(
+            "/v1/customer-portal/license-keys/deactivate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID,
+                    "activation_id": activation})
+            .to_string(),
+        ),
+        at(t0 + 3),
+    );
+    assert_eq!(deactivated.status, 204);
+    let after = relay.handle(&validate_activation(), at(t0 + 4));
+    assert_eq!(
+        (after.status, source_of(&after), after.lease().is_some()),
+        (404, Some("polar"), false),
+        "{}",
+        String::from_utf8_lossy(&after.body)
+    );
+}
+
+/// A usage increment through the relay narrows the key's stored answers (their usage is
+/// behind): the next plain validate asks Polar and shows the new usage.
+#[test]
+fn an_increment_through_the_relay_narrows_the_keys_stored_answers() {
+    let polar = emulator();
+    let k = key(&polar, "INCREMENT");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(
+        (first.status, body_of(&first)["usage"].as_i64()),
+        (200, Some(0))
+    );
+    let stored = relay.handle(&validate_request(&k), at(t0 + 1));
+    assert_eq!(source_of(&stored), Some("store"));
+    let incremented = relay.handle(
+        &request(
+            "/v1/customer-portal/license-keys/validate",
+            &[],
+            &json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "increment_usage": 1})
+                .to_string(),
+        ),
+        at(t0 + 2),
+    );
+    assert_eq!(
+        (incremented.status, body_of(&incremented)["usage"].as_i64()),
+        (200, Some(1))
+    );
+    let after = relay.handle(&validate_request(&k), at(t0 + 3));
+    assert_eq!(
+        (
+            after.status,
+            source_of(&after),
+            body_of(&after)["usage"].as_i64()
+        ),
+        (200, Some("polar"), Some(1))
+    );
+}
+
+/// An entry a webhook marked stale stands in for Polar, while Polar cannot be asked, for at
+/// most an hour after its mark (an unmarked grant: `stale_for`, a day).
+#[test]
+fn an_entry_marked_stale_has_a_shorter_stale_window() {
+    let polar = emulator();
+    let k = key(&polar, "MARKEDSTALE");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let (_, customer) = ids_of(&first);
+    let update = customer_event("subscription.updated", &customer, t0);
+    let hook = request(
+        "/v1/webhooks/polar",
+        &signed(SECRET, "evt-marked", t0, &update),
+        &update,
+    );
+    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    let failing = |t: i64| {
+        let pending = match relay.begin(&validate_request(&k), at(t)) {
+            Step::Ask(pending) => pending,
+            other => panic!("a marked entry asks Polar: {other:?}"),
+        };
+        let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
+        relay.finish(pending, down, at(t)).into_response()
+    };
+    let within = failing(t0 + 1_800);
+    assert_eq!((within.status, source_of(&within)), (200, Some("stale")));
+    let past = failing(t0 + 3_700);
+    assert_eq!(
+        (past.status, past.lease().is_some()),
+        (503, false),
+        "{:?}",
+        source_of(&past)
+    );
+}

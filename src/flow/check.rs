@@ -33,6 +33,7 @@
 //! }
 //! ```
 
+pub use super::{Given, Want};
 use super::{Memo, Stored};
 use crate::error::{Error, Verdict};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Source};
@@ -72,55 +73,6 @@ pub struct Ctx<'a> {
     pub bound: bool,
     /// A plain check needs a remembered activation.
     pub require_activation: bool,
-}
-
-/// What the check wants next.
-pub enum Want<'m> {
-    /// Take the slot's lock (wait for it): [`Given::Locked`].
-    Lock(&'m str),
-    /// Release the slot's lock: [`Given::Unlocked`].
-    Unlock,
-    /// Try to take the mark that this check asks Polar, without waiting, and hold it until the
-    /// check is done: [`Given::Marked`].
-    Mark(&'m str),
-    /// Read the slot's record, ledger and clock note: [`Given::Read`].
-    Read(&'m Slot),
-    /// Store one entry as `keep` says: [`Given::Written`].
-    Write {
-        /// The entry's name.
-        name: &'m str,
-        /// Its bytes.
-        bytes: &'m [u8],
-        /// How it must be kept.
-        keep: Keep,
-    },
-    /// Remove an entry (a denial that could not be stored must not leave an old grant):
-    /// [`Given::Removed`].
-    Remove(&'m str),
-    /// Send this validate request: [`Given::Response`].
-    Send(&'m HttpRequest),
-    /// The check is done: [`Check::report`].
-    Done,
-}
-
-/// What happened, in answer to a [`Want`].
-#[derive(Debug)]
-pub enum Given {
-    /// The lock was taken, or could not be.
-    Locked(Result<(), Error>),
-    /// The lock was released.
-    Unlocked,
-    /// The mark was taken (or could not be for an error: the others then cannot see this check
-    /// asking), or another check holds it (`false`).
-    Marked(bool),
-    /// The slot's bytes, or why they could not be read.
-    Read(Result<Stored, Error>),
-    /// The entry was stored, or why not.
-    Written(Result<(), Error>),
-    /// The entry was removed (or could not be: the next read then fails too).
-    Removed,
-    /// Polar's response (any status), or why there was none.
-    Response(Result<HttpResponse, Error>),
 }
 
 /// Where the check goes once the slot's lock is released.
@@ -209,20 +161,6 @@ impl State {
             State::Forget => "remove",
             State::Unusable(..) => "send without the cache",
             State::Done => "done",
-        }
-    }
-}
-
-impl Given {
-    fn name(&self) -> &'static str {
-        match self {
-            Given::Locked(_) => "locked",
-            Given::Unlocked => "unlocked",
-            Given::Marked(_) => "marked",
-            Given::Read(_) => "read",
-            Given::Written(_) => "written",
-            Given::Removed => "removed",
-            Given::Response(_) => "response",
         }
     }
 }
@@ -433,30 +371,7 @@ impl Check {
 
     /// The slot opened from `stored` (the memo's when the bytes are the same).
     fn open(&self, ctx: &Ctx<'_>, stored: Stored) -> Option<Arc<Opened>> {
-        let slot = self.slot()?;
-        if let Some(opened) = ctx.memo.opened(slot, &stored) {
-            return Some(opened);
-        }
-        let org = ctx.api.organization_id();
-        let mut opened = session::open_with_clock(
-            stored.record.as_deref(),
-            stored.ledger.as_deref(),
-            stored.clock.as_deref(),
-            slot,
-            org,
-            &self.key,
-        );
-        session::gate_lease(
-            &mut opened,
-            ctx.relay_keys,
-            org,
-            &self.key,
-            ctx.lease_memo,
-            ctx.ed25519,
-        );
-        let opened = Arc::new(opened);
-        ctx.memo.remember_opened(slot, stored, &opened);
-        Some(opened)
+        Some(open_slot(ctx, self.slot()?, &self.key, stored))
     }
 
     /// Phase 1, the slot read under its lock.
@@ -764,6 +679,35 @@ impl Check {
         });
         self.online = None;
     }
+}
+
+/// A slot's bytes opened as every machine opens them: bound to the slot's origin, organization
+/// and key, the clock note added, signed mode's gate on the record's lease (the memo's when the
+/// bytes are the same: opening is a pure function of them and of the client).
+pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: Stored) -> Arc<Opened> {
+    if let Some(opened) = ctx.memo.opened(slot, &stored) {
+        return opened;
+    }
+    let org = ctx.api.organization_id();
+    let mut opened = session::open_with_clock(
+        stored.record.as_deref(),
+        stored.ledger.as_deref(),
+        stored.clock.as_deref(),
+        slot,
+        org,
+        key,
+    );
+    session::gate_lease(
+        &mut opened,
+        ctx.relay_keys,
+        org,
+        key,
+        ctx.lease_memo,
+        ctx.ed25519,
+    );
+    let opened = Arc::new(opened);
+    ctx.memo.remember_opened(slot, stored, &opened);
+    opened
 }
 
 /// A validate response read: the verdict held to `expect`, its stamp, the relay's lease header

@@ -8,7 +8,7 @@
 //! decisions (`check ****-6ED415: licensed from the cache after offline, grace 6d 20h left`),
 //! `warn` when the cache could not be written.
 
-use crate::error::{Error, Verdict};
+use crate::error::{Denial, Error, Verdict};
 use crate::grace::{CheckOutcome, CheckReport, Source};
 use crate::key::Key;
 use std::time::{Duration, Instant};
@@ -22,16 +22,31 @@ pub(crate) fn request<T>(
     started: Instant,
     result: Result<&Verdict<T>, &Error>,
 ) {
+    let heard = result.map(|verdict| match verdict {
+        Verdict::Accepted(_) => None,
+        Verdict::Denied(d) => Some(d),
+    });
+    self::heard(operation, key, started, heard);
+}
+
+/// [`request`], as a machine of the core heard it ([`crate::flow::Heard`]): `None` accepted,
+/// else Polar's denial.
+pub(crate) fn heard(
+    operation: &str,
+    key: Option<&Key>,
+    started: Instant,
+    result: Result<Option<&Denial>, &Error>,
+) {
     if !log::log_enabled!(target: TARGET, log::Level::Debug) {
         return;
     }
     let key = key.map_or_else(|| "(no key)".to_string(), Key::redacted);
     let ms = started.elapsed().as_millis();
     match result {
-        Ok(Verdict::Accepted(_)) => {
+        Ok(None) => {
             log::debug!(target: TARGET, "{operation} {key}: accepted in {ms} ms");
         }
-        Ok(Verdict::Denied(d)) => log::debug!(
+        Ok(Some(d)) => log::debug!(
             target: TARGET,
             "{operation} {key}: denied {} ({} {:?}) in {ms} ms",
             d.reason,

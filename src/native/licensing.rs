@@ -21,15 +21,15 @@ pub use super::clock::{system_clock, Clock};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
-use crate::flow::{self, check::Check, check::Given, check::Want, Stored};
+use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
 use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
-use crate::proto::{ActivateRequest, DeactivateRequest, Stamp, ValidateRequest};
-use crate::session::{self, CacheStatus, Granted, Keep, Opened, Slot};
+use crate::proto::{ActivateRequest, Stamp, ValidateRequest};
+use crate::session::{self, CacheStatus, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -418,18 +418,8 @@ impl Licensing {
         Ok(self.identity.get_or_init(|| identity))
     }
 
-    /// Signed mode: an online grant stands only with a lease that verifies for it
-    /// ([`session::held`]); the lease to store with it.
-    fn held<L: crate::grace::LicenseData>(
-        &self,
-        online: Result<Leased<L>, Error>,
-        granted: &Granted<'_>,
-        now: i64,
-    ) -> session::Held<L> {
-        session::held(self.signing(), online, granted, now)
-    }
-
-    /// [`Licensing::held`] for an activation: the lease is for the activation just made.
+    /// Signed mode: an activation stands only with a lease that verifies for it
+    /// ([`session::held_activation`]); the lease to store with it.
     fn held_activation(
         &self,
         online: Result<Leased<LicenseKeyActivationRead>, Error>,
@@ -589,6 +579,7 @@ impl Licensing {
     ) {
         let prepared = self.identity().and_then(|identity| {
             let (req, key) = session::bound_activation(req, identity.machine.as_deref())?;
+            // Input refused before the cache is opened (a bad input takes no slot either way).
             self.client.api().activate_request(&req)?;
             let slot = self.slot(&key)?;
             Ok((req, key, slot))
@@ -598,13 +589,14 @@ impl Licensing {
             Err(e) => return (Err(e), None),
         };
         let now = (self.clock)();
-        let online = self.client.activate_leased(&req, now);
-        let (mut online, lease) = self.held_activation(online, &req, &key, now);
-        let written = self.store_activation(&slot, &req, &key, now, &mut online, lease);
-        let verdict = match online {
-            Ok((verdict, _)) => verdict,
+        let mut update = Update::activate(&self.ctx(), req, key.clone(), Ok(slot), now);
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let activated = update.activated();
+        let verdict = match activated.online {
+            Ok(verdict) => verdict,
             Err(e) => return (Err(e), None),
         };
+        let written = activated.cache_error.map_or(Ok(()), Err);
         let written = match &verdict {
             Verdict::Accepted(_) if self.remember_keys => {
                 written.and_then(|()| self.remember_key(key.clone()))
@@ -715,9 +707,9 @@ impl Licensing {
         &self,
         req: &ValidateRequest,
     ) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<Error>) {
-        let Some(key) = req.key.clone() else {
+        if req.key.is_none() {
             return (Err(Error::invalid("key", "is required")), None);
-        };
+        }
         let machine = match self.identity() {
             Ok(identity) => identity.machine.clone(),
             Err(e) if req.activation_id.is_some() => return (Err(e), None),
@@ -725,36 +717,10 @@ impl Licensing {
         };
         let req = session::bound_validate(req, machine.as_deref());
         let now = (self.clock)();
-        let granted = Granted {
-            organization_id: self.org(),
-            key: &key,
-            activation_id: req.activation_id.as_deref(),
-            conditions: &req.conditions,
-        };
-        let (mut online, lease) = self.held(self.client.validate_leased(&req, now), &granted, now);
-        if matches!(online, Err(Error::InvalidInput { .. })) {
-            return (online.map(|(verdict, _)| verdict), None);
-        }
-        // The answer stands whatever the cache does; a denial that cannot be written removes
-        // the record (save_or_forget).
-        let written = self.slot(&key).and_then(|slot| {
-            let _lock = self.store.lock(&slot.name)?;
-            let (_, opened) = self.open(&slot, &key)?;
-            let record = session::validated(
-                &opened,
-                self.org(),
-                &req,
-                machine.as_deref(),
-                now,
-                &self.policy,
-                &mut online,
-            );
-            match record.map(|r| session::with_lease(r, lease)) {
-                Some(record) => self.save_or_forget(&slot, &opened, record).map(drop),
-                None => Ok(()),
-            }
-        });
-        (online.map(|(verdict, _)| verdict), written.err())
+        let mut update = Update::validate(&self.ctx(), req, |key| self.slot(key), now);
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let validated = update.validated();
+        (validated.online, validated.cache_error)
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
@@ -817,9 +783,21 @@ impl Licensing {
     /// Drives a check: does the IO its machine asks for, until it is done (or, with
     /// `before_asking`, until it would ask Polar: the slot's lock is then released).
     fn drive(&self, check: &mut Check, held: &mut Held, before_asking: bool) {
+        self.drive_machine(check, held, |check| before_asking && check.asks_next());
+    }
+
+    /// The one drive loop of this shell: does the IO a machine asks for until it is done (or
+    /// `pause` says to stop before its next step).
+    fn drive_machine<M: Machine>(
+        &self,
+        machine: &mut M,
+        held: &mut Held,
+        pause: impl Fn(&M) -> bool,
+    ) {
         let ctx = self.ctx();
+        let check = machine;
         loop {
-            if before_asking && check.asks_next() {
+            if pause(check) {
                 return;
             }
             let mut sent = None;
@@ -858,8 +836,8 @@ impl Licensing {
                 Want::Done => return,
             };
             check.give(&ctx, given);
-            if let (Some(started), Some(online)) = (sent, check.online()) {
-                super::events::request("validate", Some(check.key()), started, online);
+            if let (Some(started), Some((operation, answer))) = (sent, check.heard()) {
+                super::events::heard(operation, Some(check.key()), started, answer);
             }
         }
     }
@@ -1002,18 +980,14 @@ impl Licensing {
         activation_id: Option<&str>,
     ) -> Result<Verdict<()>, Error> {
         let key = key.into();
-        let slot = self.slot(&key)?;
-        let _lock = self.store.lock(&slot.name)?;
-        let (_, opened) = self.open(&slot, &key)?;
-        let id = session::deactivation_target(activation_id, &opened)?;
-        let verdict = self
-            .client
-            .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))?;
+        let slot = self.slot(&key);
         let now = (self.clock)();
-        if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
-            self.save(&slot, &opened, record)?;
-        }
-        if self.remember_keys && session::ends_remembered_key(&opened, &id, &verdict) {
+        let id = activation_id.map(str::to_string);
+        let mut update = Update::deactivate(key.clone(), id, slot, now);
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let deactivated = update.deactivated();
+        let verdict = deactivated.answer?;
+        if self.remember_keys && deactivated.ends_remembered_key {
             // The slot is freed whatever happens here: an error now would read as a failed
             // deactivation. A key left behind is only remembered (forget_key removes it).
             let _ = self.forget_remembered(&key);

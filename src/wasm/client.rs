@@ -8,7 +8,6 @@ use crate::proto::{
     parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
     ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, Stamp, ValidateRequest,
 };
-use crate::session::Leased;
 use std::rc::Rc;
 
 pub use crate::options::{DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
@@ -44,13 +43,6 @@ impl AsyncClientBuilder {
             transport: Rc::new(transport),
         })
     }
-}
-
-/// The lease a relay sent with an answer: the header's single value (two read as none).
-fn lease_header(response: &crate::proto::HttpResponse) -> Option<String> {
-    response
-        .single(crate::lease::LEASE_HEADER)
-        .map(str::to_string)
 }
 
 /// An async Polar license-key client over `fetch`. Cheap to clone; single-threaded (`!Send`),
@@ -112,40 +104,6 @@ impl AsyncClient {
         let request = self.api.validate_request(req)?;
         let expect = Expect::validate(self.api.organization_id(), req, now);
         self.send_validate(&request, expect.as_ref()).await
-    }
-
-    /// [`AsyncClient::validate_dated`] at the clock reading `now`, with the relay's lease
-    /// header (signed mode).
-    pub(crate) async fn validate_leased(
-        &self,
-        req: &ValidateRequest,
-        now: i64,
-    ) -> Result<Leased<ValidatedLicenseKey>, Error> {
-        let request = self.api.validate_request(req)?;
-        let response = self.send(&request).await?;
-        let stamp = response.stamp();
-        let verdict = match Expect::validate(self.api.organization_id(), req, now) {
-            Some(expect) => parse_validate_for(&response, &expect)?,
-            None => parse_validate(&response)?,
-        };
-        Ok(((verdict, stamp), lease_header(&response)))
-    }
-
-    /// [`AsyncClient::activate`] at the clock reading `now`, with the relay's lease header
-    /// (signed mode).
-    pub(crate) async fn activate_leased(
-        &self,
-        req: &ActivateRequest,
-        now: i64,
-    ) -> Result<Leased<LicenseKeyActivationRead>, Error> {
-        let request = self.api.activate_request(req)?;
-        let response = self.send(&request).await?;
-        let stamp = response.stamp();
-        let verdict = match Expect::activate(self.api.organization_id(), req, now) {
-            Some(expect) => parse_activate_for(&response, &expect)?,
-            None => parse_activate(&response)?,
-        };
-        Ok(((verdict, stamp), lease_header(&response)))
     }
 
     /// Sends a request as it is and gives the response (any status): the core reads it.

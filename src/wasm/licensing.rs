@@ -21,19 +21,16 @@ use crate::cache::{hex, install_secret_from_hex, INSTALL_SECRET_LEN};
 use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
-use crate::flow::{
-    self,
-    check::{Check, Given, Want},
-    Stored,
-};
-use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
+use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
 use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
-use crate::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
+use crate::proto::{ActivateRequest, ValidateRequest};
 use crate::session::{self, CacheStatus, Opened, Slot};
 use std::rc::Rc;
+use std::sync::Arc;
 use wasm_bindgen::{JsCast, JsValue};
 
 /// A clock: unix seconds. Tests pass a fake one.
@@ -331,37 +328,6 @@ impl AsyncLicensing {
         Ok((stored, opened))
     }
 
-    /// Stores `record` (and its ledger), in order; the record's text.
-    async fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<String, Error> {
-        let mut written = String::new();
-        for (name, bytes) in session::seal(opened, record, slot) {
-            // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
-            let text = String::from_utf8_lossy(&bytes);
-            self.store.set(&storage_name(&name), &text).await?;
-            if name == slot.name {
-                written = text.into_owned();
-            }
-        }
-        Ok(written)
-    }
-
-    /// Stores an answer's record; when that fails and the record carries a denial, removes
-    /// the stored record (a tombstone that cannot be written must not leave an old grant).
-    async fn save_or_forget(
-        &self,
-        slot: &Slot,
-        opened: &Opened,
-        record: Record,
-    ) -> Result<String, Error> {
-        let must_not_grant = record.denied.is_some();
-        let saved = self.save(slot, opened, record).await;
-        if saved.is_err() && must_not_grant {
-            // If even this fails, the storage is broken and the next read fails too.
-            let _ = self.store.remove(&storage_name(&slot.name)).await;
-        }
-        saved
-    }
-
     /// Activates `req.key` and remembers the activation, so later
     /// [`check`](AsyncLicensing::check)s validate it. With a machine id, its fingerprint is
     /// added to the conditions (as `machine_fingerprint`).
@@ -381,33 +347,12 @@ impl AsyncLicensing {
         self.client.api().activate_request(&req)?;
         let slot = self.slot(&key).await?;
         let now = (self.clock)();
-        let online = self.client.activate_leased(&req, now).await;
-        let (mut online, lease) =
-            session::held_activation(self.signing(), online, self.org(), &req, &key, now);
-        let written = {
-            let _lock = lock(&slot.name).await;
-            match self.open(&slot, &key).await {
-                Ok((_, opened)) => {
-                    let record = session::activated(
-                        &opened,
-                        self.org(),
-                        &req,
-                        &key,
-                        now,
-                        &self.policy,
-                        &mut online,
-                    );
-                    match record.map(|r| session::with_lease(r, lease)) {
-                        Some(record) => self.save_or_forget(&slot, &opened, record).await.map(drop),
-                        None => Ok(()),
-                    }
-                }
-                Err(e) => Err(e),
-            }
-        };
-        let verdict = online?.0;
-        match (&verdict, written) {
-            (Verdict::Accepted(read), Err(e)) => Err(session::unremembered(read, &e)),
+        let mut update = Update::activate(&self.ctx(), req, key, Ok(Arc::new(slot)), now);
+        self.drive(&mut update).await;
+        let activated = update.activated();
+        let verdict = activated.online?;
+        match (&verdict, activated.cache_error) {
+            (Verdict::Accepted(read), Some(e)) => Err(session::unremembered(read, &e)),
             _ => Ok(verdict),
         }
     }
@@ -425,37 +370,13 @@ impl AsyncLicensing {
             .key
             .clone()
             .ok_or_else(|| Error::invalid("key", "is required"))?;
-        let machine = self.machine.as_deref();
-        let req = session::bound_validate(req, machine);
-        let now = (self.clock)();
-        let granted = session::Granted {
-            organization_id: self.org(),
-            key: &key,
-            activation_id: req.activation_id.as_deref(),
-            conditions: &req.conditions,
-        };
-        let online = self.client.validate_leased(&req, now).await;
-        let (mut online, lease) = session::held(self.signing(), online, &granted, now);
-        if let Ok(slot) = self.slot(&key).await {
-            // The answer stands whatever the storage does; a denial that cannot be written
-            // removes the record (save_or_forget).
-            let _lock = lock(&slot.name).await;
-            if let Ok((_, opened)) = self.open(&slot, &key).await {
-                let record = session::validated(
-                    &opened,
-                    self.org(),
-                    &req,
-                    machine,
-                    now,
-                    &self.policy,
-                    &mut online,
-                );
-                if let Some(record) = record.map(|r| session::with_lease(r, lease)) {
-                    let _ = self.save_or_forget(&slot, &opened, record).await;
-                }
-            }
-        }
-        online.map(|(verdict, _)| verdict)
+        let req = session::bound_validate(req, self.machine.as_deref());
+        let slot = self.slot(&key).await.map(Arc::new);
+        // The answer stands whatever the storage does (a denial that cannot be written
+        // removes the record).
+        let mut update = Update::validate(&self.ctx(), req, |_| slot, (self.clock)());
+        self.drive(&mut update).await;
+        update.validated().online
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
@@ -487,14 +408,6 @@ impl AsyncLicensing {
         self.run_check(&key, Some(req)).await
     }
 
-    fn signing(&self) -> session::Signing<'_> {
-        session::Signing {
-            keys: &self.relay_keys,
-            policy: &self.policy,
-            ed25519: &crate::lease::Builtin,
-        }
-    }
-
     /// What every check of this client is given: its options and memos.
     fn ctx(&self) -> flow::check::Ctx<'_> {
         flow::check::Ctx {
@@ -511,21 +424,29 @@ impl AsyncLicensing {
     }
 
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        let slot = self.slot(key).await.map(std::sync::Arc::new);
-        let ctx = self.ctx();
+        let slot = self.slot(key).await.map(Arc::new);
+        let now = (self.clock)();
         let mut check = Check::new(
-            &ctx,
+            &self.ctx(),
             key.clone(),
             explicit.cloned(),
             slot,
-            (self.clock)(),
+            now,
             monotonic_ms(),
         );
-        // The locks the machine holds (released when it says, or when the check ends).
+        self.drive(&mut check).await;
+        check.report()
+    }
+
+    /// The one drive loop of this shell: does the IO a machine of the core asks for (the
+    /// storage, the locks, `fetch`) until it is done.
+    async fn drive<M: Machine>(&self, machine: &mut M) {
+        let ctx = self.ctx();
+        // The locks the machine holds (released when it says, or when it ends).
         let mut held = None;
-        let mut _mark = None;
+        let mut mark = None;
         loop {
-            let given = match check.want() {
+            let given = match machine.want() {
                 Want::Lock(name) => {
                     held = Some(lock(name).await);
                     Given::Locked(Ok(()))
@@ -535,8 +456,8 @@ impl AsyncLicensing {
                     Given::Unlocked
                 }
                 Want::Mark(name) => {
-                    _mark = try_lock(name);
-                    Given::Marked(_mark.is_some())
+                    mark = try_lock(name);
+                    Given::Marked(mark.is_some())
                 }
                 Want::Read(slot) => Given::Read(self.read(slot).await),
                 // The storage keeps every write as it is given (no durability to choose).
@@ -553,10 +474,9 @@ impl AsyncLicensing {
                 Want::Send(request) => Given::Response(self.client.send(request).await),
                 Want::Done => break,
             };
-            check.give(&ctx, given);
+            machine.give(&ctx, given);
         }
-        drop(held);
-        check.report()
+        drop((held, mark));
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
@@ -567,19 +487,11 @@ impl AsyncLicensing {
         activation_id: Option<&str>,
     ) -> Result<Verdict<()>, Error> {
         let key = key.into();
-        let slot = self.slot(&key).await?;
-        let _lock = lock(&slot.name).await;
-        let (_, opened) = self.open(&slot, &key).await?;
-        let id = session::deactivation_target(activation_id, &opened)?;
-        let verdict = self
-            .client
-            .deactivate(&DeactivateRequest::new(key.clone(), id.as_str()))
-            .await?;
-        let now = (self.clock)();
-        if let Some(record) = session::deactivated(&opened, self.org(), &key, now, &id, &verdict) {
-            self.save(&slot, &opened, record).await?;
-        }
-        Ok(verdict)
+        let slot = self.slot(&key).await.map(Arc::new);
+        let id = activation_id.map(str::to_string);
+        let mut update = Update::deactivate(key, id, slot, (self.clock)());
+        self.drive(&mut update).await;
+        update.deactivated().answer
     }
 
     /// What the cache holds for `key`, with no request.

@@ -1,0 +1,511 @@
+//! The machines of the calls that change what Polar knows, or ask it once: `validate`,
+//! `activate` and `deactivate`, each followed by the key's record learning the answer (one
+//! truth per key, contract §4). One machine, [`Update`], in three orders of steps:
+//!
+//! - **validate**: send the request; signed mode holds a grant to its lease; then, under the
+//!   slot's lock, the slot read anew and the answer folded into its record
+//!   ([`session::validated`]), a denial that cannot be stored removing the record. The answer
+//!   stands whatever the cache does; an input refused before sending is the answer alone.
+//! - **activate**: the slot must be usable before a slot on Polar is taken; then the same as
+//!   validate ([`session::activated`]: a good activation is a verdict and starts the grace),
+//!   with the lease for the activation just made.
+//! - **deactivate**: under the slot's lock for the whole call (the activation it names is the
+//!   record's), the target chosen ([`session::deactivation_target`]), the request sent, the
+//!   record told ([`session::deactivated`]), and whether it ends the remembered key.
+//!
+//! A shell drives it with the same loop as a check ([`super::check`]): [`Update::want`],
+//! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
+//! [`Update::deactivated`]).
+
+use super::check::{open_slot, Ctx};
+use super::{Given, Stored, Want};
+use crate::error::{Error, Verdict};
+use crate::grace::Record;
+use crate::key::Key;
+use crate::lease::LEASE_HEADER;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::proto::{
+    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
+    ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp, ValidateRequest,
+};
+use crate::session::{self, Granted, HeldLease, Keep, Opened, Slot};
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+type Answer<T> = Result<(Verdict<T>, Stamp), Error>;
+
+/// What the update is about, and what it learned.
+enum Op {
+    Validate {
+        req: ValidateRequest,
+        online: Option<Answer<ValidatedLicenseKey>>,
+    },
+    Activate {
+        req: ActivateRequest,
+        online: Option<Answer<LicenseKeyActivationRead>>,
+    },
+    Deactivate {
+        given: Option<String>,
+        id: Option<String>,
+        online: Option<Result<Verdict<()>, Error>>,
+        ends_remembered: bool,
+    },
+}
+
+enum Phase {
+    Send,
+    Lock,
+    Read,
+    Write(VecDeque<(String, Vec<u8>)>, bool),
+    Forget,
+    Unlock,
+    Done,
+}
+
+/// One validate, activate or deactivate of one key.
+pub struct Update {
+    op: Op,
+    key: Key,
+    slot: Result<Arc<Slot>, Error>,
+    now: i64,
+    request: Option<HttpRequest>,
+    lease: Option<HeldLease>,
+    /// A deactivate's slot as read under the lock it holds for the whole call.
+    opened: Option<Arc<Opened>>,
+    /// The record could not learn the answer (or, for a deactivate, why it failed).
+    cache_error: Option<Error>,
+    phase: Phase,
+}
+
+impl std::fmt::Debug for Update {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Update")
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a validate came to: Polar's answer (or why there is none), and whether the key's
+/// record could learn it.
+#[derive(Debug)]
+pub struct Validated {
+    /// The answer.
+    pub online: Result<Verdict<ValidatedLicenseKey>, Error>,
+    /// The cache could not learn it.
+    pub cache_error: Option<Error>,
+}
+
+/// What an activate came to: Polar's answer (or why there is none), and whether the key's
+/// record could remember it (when not, the error names the activation).
+#[derive(Debug)]
+pub struct Activated {
+    /// The answer.
+    pub online: Result<Verdict<LicenseKeyActivationRead>, Error>,
+    /// The cache could not remember it.
+    pub cache_error: Option<Error>,
+}
+
+/// What a deactivate came to.
+#[derive(Debug)]
+pub struct Deactivated {
+    /// Polar's answer; an error also when the record could not be told (the slot is freed).
+    pub answer: Result<Verdict<()>, Error>,
+    /// It freed the activation the cache remembers: a remembered key ends with it.
+    pub ends_remembered_key: bool,
+}
+
+impl Update {
+    /// A validate of `req` as given (bound to this machine by the shell:
+    /// [`session::bound_validate`]), at the clock reading `now`.
+    pub fn validate(
+        ctx: &Ctx<'_>,
+        req: ValidateRequest,
+        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
+        now: i64,
+    ) -> Update {
+        let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
+        let mut update = Update::new(key, now, Op::Validate { req, online: None });
+        match &update.op {
+            Op::Validate { req, .. } if req.key.is_none() => {
+                update.fail(Error::invalid("key", "is required"));
+            }
+            Op::Validate { req, .. } => match ctx.api.validate_request(req) {
+                Ok(http) => {
+                    update.slot = slot(&update.key);
+                    update.request = Some(http);
+                }
+                Err(e) => update.fail(e),
+            },
+            _ => {}
+        }
+        update
+    }
+
+    /// An activate of `req` as given (bound to this machine by the shell:
+    /// [`session::bound_activation`]), at `now`. The slot is needed first: when it cannot be
+    /// had, nothing is sent (no slot on Polar is taken for an activation no one remembers).
+    pub fn activate(
+        ctx: &Ctx<'_>,
+        req: ActivateRequest,
+        key: Key,
+        slot: Result<Arc<Slot>, Error>,
+        now: i64,
+    ) -> Update {
+        let request = ctx.api.activate_request(&req);
+        let mut update = Update::new(key, now, Op::Activate { req, online: None });
+        match (request, slot) {
+            (Ok(http), Ok(slot)) => {
+                update.slot = Ok(slot);
+                update.request = Some(http);
+            }
+            (Err(e), _) | (_, Err(e)) => update.fail(e),
+        }
+        update
+    }
+
+    /// A deactivate of `activation_id`, or of the activation the record remembers.
+    pub fn deactivate(
+        key: Key,
+        activation_id: Option<String>,
+        slot: Result<Arc<Slot>, Error>,
+        now: i64,
+    ) -> Update {
+        let op = Op::Deactivate {
+            given: activation_id,
+            id: None,
+            online: None,
+            ends_remembered: false,
+        };
+        let mut update = Update::new(key, now, op);
+        match slot {
+            Ok(slot) => {
+                update.slot = Ok(slot);
+                update.phase = Phase::Lock;
+            }
+            Err(e) => update.fail(e),
+        }
+        update
+    }
+
+    fn new(key: Key, now: i64, op: Op) -> Update {
+        Update {
+            op,
+            key,
+            slot: Err(Error::Cache {
+                detail: "no slot".to_string(),
+            }),
+            now,
+            request: None,
+            lease: None,
+            opened: None,
+            cache_error: None,
+            phase: Phase::Send,
+        }
+    }
+
+    /// Ends at once with `e` as the answer.
+    fn fail(&mut self, e: Error) {
+        match &mut self.op {
+            Op::Validate { online, .. } => *online = Some(Err(e)),
+            Op::Activate { online, .. } => *online = Some(Err(e)),
+            Op::Deactivate { online, .. } => *online = Some(Err(e)),
+        }
+        self.phase = Phase::Done;
+    }
+
+    /// The key.
+    pub fn key(&self) -> &Key {
+        &self.key
+    }
+
+    /// What Polar answered, once it did ([`super::Machine::heard`]).
+    pub fn heard(&self) -> Option<super::Heard<'_>> {
+        match &self.op {
+            Op::Validate { online, .. } => online
+                .as_ref()
+                .map(|a| super::heard("validate", a.as_ref().map(|(v, _)| v))),
+            Op::Activate { online, .. } => online
+                .as_ref()
+                .map(|a| super::heard("activate", a.as_ref().map(|(v, _)| v))),
+            Op::Deactivate { online, .. } => online
+                .as_ref()
+                .map(|a| super::heard("deactivate", a.as_ref())),
+        }
+    }
+
+    /// What the update wants next.
+    pub fn want(&self) -> Want<'_> {
+        let slot = self.slot.as_deref().ok();
+        match (&self.phase, slot) {
+            (Phase::Send, _) => match &self.request {
+                Some(request) => Want::Send(request),
+                None => Want::Done,
+            },
+            (Phase::Lock, Some(slot)) => Want::Lock(&slot.name),
+            (Phase::Read, Some(slot)) => Want::Read(slot),
+            (Phase::Write(writes, _), _) => match writes.front() {
+                Some((name, bytes)) => Want::Write {
+                    name,
+                    bytes,
+                    keep: Keep::Durable,
+                },
+                None => Want::Done,
+            },
+            (Phase::Forget, Some(slot)) => Want::Remove(&slot.name),
+            (Phase::Unlock, _) => Want::Unlock,
+            _ => Want::Done,
+        }
+    }
+
+    /// Gives the update what happened in answer to its last [`Want`].
+    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+        let phase = std::mem::replace(&mut self.phase, Phase::Done);
+        self.phase = match (phase, given) {
+            (Phase::Send, Given::Response(response)) => self.answered(ctx, response),
+            (Phase::Lock, Given::Locked(Ok(()))) => Phase::Read,
+            (Phase::Lock, Given::Locked(Err(e))) => {
+                self.unlearned(e);
+                Phase::Done
+            }
+            (Phase::Read, Given::Read(Ok(stored))) => self.fold(ctx, stored),
+            (Phase::Read, Given::Read(Err(e))) => {
+                self.unlearned(e);
+                Phase::Unlock
+            }
+            (Phase::Write(mut writes, forget), Given::Written(Ok(()))) => {
+                writes.pop_front();
+                if writes.is_empty() {
+                    Phase::Unlock
+                } else {
+                    Phase::Write(writes, forget)
+                }
+            }
+            (Phase::Write(_, forget), Given::Written(Err(e))) => {
+                self.unlearned(e);
+                if forget {
+                    Phase::Forget
+                } else {
+                    Phase::Unlock
+                }
+            }
+            (Phase::Forget, Given::Removed) => Phase::Unlock,
+            (Phase::Unlock, Given::Unlocked) => Phase::Done,
+            (phase, given) => {
+                self.unlearned(Error::Cache {
+                    detail: format!("the update's shell answered {}", given.name()),
+                });
+                match phase {
+                    Phase::Read | Phase::Write(..) | Phase::Forget => Phase::Unlock,
+                    _ => Phase::Done,
+                }
+            }
+        };
+    }
+
+    /// The record could not learn the answer.
+    fn unlearned(&mut self, e: Error) {
+        if self.cache_error.is_none() {
+            self.cache_error = Some(e);
+        }
+    }
+
+    /// Polar's response read.
+    fn answered(&mut self, ctx: &Ctx<'_>, response: Result<HttpResponse, Error>) -> Phase {
+        let org = ctx.api.organization_id();
+        let signing = session::Signing {
+            keys: ctx.relay_keys,
+            policy: ctx.policy,
+            ed25519: ctx.ed25519,
+        };
+        let now = self.now;
+        let token = |r: &HttpResponse| r.single(LEASE_HEADER).map(str::to_string);
+        match &mut self.op {
+            Op::Validate { req, online } => {
+                let expect = Expect::validate(org, req, now);
+                let read = response.and_then(|r| {
+                    let verdict = match &expect {
+                        Some(expect) => parse_validate_for(&r, expect)?,
+                        None => parse_validate(&r)?,
+                    };
+                    Ok(((verdict, r.stamp()), token(&r)))
+                });
+                let granted = Granted {
+                    organization_id: org,
+                    key: &self.key,
+                    activation_id: req.activation_id.as_deref(),
+                    conditions: &req.conditions,
+                };
+                let (answer, lease) = session::held(signing, read, &granted, now);
+                let refused = matches!(answer, Err(Error::InvalidInput { .. }));
+                *online = Some(answer);
+                self.lease = lease;
+                if refused || self.slot.is_err() {
+                    if let Err(e) = &self.slot {
+                        self.cache_error = Some(e.clone());
+                    }
+                    return Phase::Done;
+                }
+                Phase::Lock
+            }
+            Op::Activate { req, online } => {
+                let expect = Expect::activate(org, req, now);
+                let read = response.and_then(|r| {
+                    let verdict = match &expect {
+                        Some(expect) => parse_activate_for(&r, expect)?,
+                        None => parse_activate(&r)?,
+                    };
+                    Ok(((verdict, r.stamp()), token(&r)))
+                });
+                let (answer, lease) =
+                    session::held_activation(signing, read, org, req, &self.key, now);
+                *online = Some(answer);
+                self.lease = lease;
+                Phase::Lock
+            }
+            Op::Deactivate {
+                id: Some(id),
+                online,
+                ends_remembered,
+                ..
+            } => {
+                let answer = response.and_then(|r| parse_deactivate(&r));
+                let (Some(opened), Ok(slot)) = (self.opened.take(), self.slot.as_ref()) else {
+                    *online = Some(answer);
+                    return Phase::Unlock;
+                };
+                let record = match &answer {
+                    Ok(verdict) => {
+                        *ends_remembered = session::ends_remembered_key(&opened, id, verdict);
+                        session::deactivated(&opened, org, &self.key, now, id, verdict)
+                    }
+                    Err(_) => None,
+                };
+                *online = Some(answer);
+                match record {
+                    Some(record) => writes(&opened, record, slot),
+                    None => Phase::Unlock,
+                }
+            }
+            Op::Deactivate { .. } => Phase::Unlock,
+        }
+    }
+
+    /// Under the lock, the slot read: the record to store (validate, activate), or the
+    /// deactivation's target (deactivate).
+    fn fold(&mut self, ctx: &Ctx<'_>, stored: Stored) -> Phase {
+        let Ok(slot) = self.slot.as_ref().map(Arc::clone) else {
+            return Phase::Unlock;
+        };
+        let opened = open_slot(ctx, &slot, &self.key, stored);
+        let org = ctx.api.organization_id();
+        let now = self.now;
+        let record = match &mut self.op {
+            Op::Validate {
+                req,
+                online: Some(online),
+            } => session::validated(&opened, org, req, ctx.machine, now, ctx.policy, online),
+            Op::Activate {
+                req,
+                online: Some(online),
+            } => session::activated(&opened, org, req, &self.key, now, ctx.policy, online),
+            Op::Deactivate {
+                given, id, online, ..
+            } => {
+                return match session::deactivation_target(given.as_deref(), &opened) {
+                    Ok(target) => {
+                        let req = DeactivateRequest::new(self.key.clone(), target.as_str());
+                        *id = Some(target);
+                        self.opened = Some(opened);
+                        match ctx.api.deactivate_request(&req) {
+                            Ok(http) => {
+                                self.request = Some(http);
+                                Phase::Send
+                            }
+                            Err(e) => {
+                                *online = Some(Err(e));
+                                Phase::Unlock
+                            }
+                        }
+                    }
+                    Err(e) => {
+                        *online = Some(Err(e));
+                        Phase::Unlock
+                    }
+                };
+            }
+            _ => None,
+        };
+        let Some(record) = record.map(|r| session::with_lease(r, self.lease.take())) else {
+            return Phase::Unlock;
+        };
+        writes(&opened, record, &slot)
+    }
+
+    /// What a validate came to ([`Update::validate`]).
+    pub fn validated(self) -> Validated {
+        match self.op {
+            Op::Validate { online, .. } => Validated {
+                online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
+                cache_error: self.cache_error,
+            },
+            _ => Validated {
+                online: Err(undriven()),
+                cache_error: None,
+            },
+        }
+    }
+
+    /// What an activate came to ([`Update::activate`]).
+    pub fn activated(self) -> Activated {
+        match self.op {
+            Op::Activate { online, .. } => Activated {
+                online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
+                cache_error: self.cache_error,
+            },
+            _ => Activated {
+                online: Err(undriven()),
+                cache_error: None,
+            },
+        }
+    }
+
+    /// What a deactivate came to ([`Update::deactivate`]): a record that could not be read or
+    /// told is the answer's error (the lock and the record come before and after Polar).
+    pub fn deactivated(self) -> Deactivated {
+        let Op::Deactivate {
+            online,
+            ends_remembered,
+            ..
+        } = self.op
+        else {
+            return Deactivated {
+                answer: Err(undriven()),
+                ends_remembered_key: false,
+            };
+        };
+        match (self.cache_error, online) {
+            (Some(e), _) => Deactivated {
+                answer: Err(e),
+                ends_remembered_key: false,
+            },
+            (None, online) => Deactivated {
+                answer: online.unwrap_or_else(|| Err(undriven())),
+                ends_remembered_key: ends_remembered,
+            },
+        }
+    }
+}
+
+fn undriven() -> Error {
+    Error::Cache {
+        detail: "the update was not driven to its end".to_string(),
+    }
+}
+
+/// The writes that store `record`, in order; a denial that cannot be stored removes the record
+/// (a tombstone that cannot be written must not leave an old grant).
+fn writes(opened: &Opened, record: Record, slot: &Slot) -> Phase {
+    let forget = record.denied.is_some();
+    let writes = session::seal(opened, record, slot).into_iter().collect();
+    Phase::Write(writes, forget)
+}

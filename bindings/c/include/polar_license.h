@@ -191,6 +191,31 @@ typedef uint32_t polar_license_outcome;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Where a relay took Polar's verdict from (its `polar-license-source` header), for a check
+// answered online through the seller's relay.
+enum polar_license_relay_source
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No relay said (no relay, a cached answer, or not a check).
+  POLAR_LICENSE_RELAY_SOURCE_NONE = 0,
+  // The relay asked Polar just now.
+  POLAR_LICENSE_RELAY_SOURCE_POLAR = 1,
+  // The relay replayed Polar's answer from its store (within its `--fresh-for`).
+  POLAR_LICENSE_RELAY_SOURCE_STORE = 2,
+  // The relay replayed a stored grant while Polar could not be asked (within its
+  // `--stale-for`).
+  POLAR_LICENSE_RELAY_SOURCE_STALE = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_relay_source polar_license_relay_source;
+#else
+typedef uint32_t polar_license_relay_source;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // What the offline cache holds for a key (`polar_license_client_status`).
 enum polar_license_cache_state
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -819,6 +844,12 @@ polar_license_reason polar_license_result_reason(const polar_license_result *res
 // Where the answer came from: online, the offline cache, or none (errors, activate,
 // deactivate, status).
 polar_license_source polar_license_result_source(const polar_license_result *result);
+
+// For a check answered online through the seller's relay: where the relay took Polar's verdict
+// from (`POLAR_LICENSE_RELAY_SOURCE_POLAR`: asked just now, `_STORE`: its store, `_STALE`: a
+// stored grant while Polar could not be asked); `POLAR_LICENSE_RELAY_SOURCE_NONE` without a
+// relay, for a cached answer, and for the other results.
+polar_license_relay_source polar_license_result_relay_source(const polar_license_result *result);
 
 // What the cache holds, for a `polar_license_client_status` result
 // (`POLAR_LICENSE_CACHE_STATE_NONE` for other results).

@@ -144,6 +144,22 @@ pub enum polar_license_source {
     Cache = 2,
 }
 
+/// Where a relay took Polar's verdict from (its `polar-license-source` header), for a check
+/// answered online through the seller's relay.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_relay_source {
+    /// No relay said (no relay, a cached answer, or not a check).
+    None = 0,
+    /// The relay asked Polar just now.
+    Polar = 1,
+    /// The relay replayed Polar's answer from its store (within its `--fresh-for`).
+    Store = 2,
+    /// The relay replayed a stored grant while Polar could not be asked (within its
+    /// `--stale-for`).
+    Stale = 3,
+}
+
 /// Which Polar to talk to.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

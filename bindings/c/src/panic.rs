@@ -8,7 +8,7 @@
 
 use super::enums::{
     polar_license_cache_state, polar_license_feature_why, polar_license_outcome,
-    polar_license_reason, polar_license_source, polar_license_status,
+    polar_license_reason, polar_license_relay_source, polar_license_source, polar_license_status,
 };
 use std::ffi::c_char;
 
@@ -104,6 +104,15 @@ impl Boundary for polar_license_source {
     }
     fn on_null() -> Self {
         polar_license_source::None
+    }
+}
+
+impl Boundary for polar_license_relay_source {
+    fn on_panic() -> Self {
+        polar_license_relay_source::None
+    }
+    fn on_null() -> Self {
+        polar_license_relay_source::None
     }
 }
 

@@ -1,13 +1,15 @@
 //! `polar_license_result`: the answer of one call, read through accessors.
 
 use super::enums::{
-    polar_license_cache_state, polar_license_outcome, polar_license_reason, polar_license_source,
+    polar_license_cache_state, polar_license_outcome, polar_license_reason,
+    polar_license_relay_source, polar_license_source,
 };
 use super::panic::Boundary;
 use super::strings::to_cstring;
 use polar_license::error::{Denial, Error};
 use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, LeaseWindow};
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
+use polar_license::proto::Relayed;
 use polar_license::reason::Reason;
 use polar_license::session::{CacheState, CacheStatus, Standing};
 use std::ffi::{c_char, CString};
@@ -33,6 +35,8 @@ pub struct polar_license_result {
     grace_remaining: i64,
     verified_at: i64,
     source: polar_license_source,
+    /// Through a relay: where it took the verdict from.
+    relay_source: polar_license_relay_source,
     http_status: u32,
     retry_after: i64,
     cache_state: polar_license_cache_state,
@@ -130,6 +134,7 @@ impl polar_license_result {
             grace_remaining: -1,
             verified_at: -1,
             source: polar_license_source::None,
+            relay_source: polar_license_relay_source::None,
             http_status: 0,
             retry_after: -1,
             cache_state: polar_license_cache_state::None,
@@ -237,6 +242,12 @@ impl polar_license_result {
             }
         }
         r.set_cache_error(report.cache_error.as_ref());
+        r.relay_source = match report.relayed {
+            None => polar_license_relay_source::None,
+            Some(Relayed::Polar) => polar_license_relay_source::Polar,
+            Some(Relayed::Store) => polar_license_relay_source::Store,
+            Some(Relayed::Stale) => polar_license_relay_source::Stale,
+        };
         r.verdict = Some(report.outcome.clone());
         r
     }
@@ -441,6 +452,17 @@ pub extern "C" fn polar_license_result_source(
     result: *const polar_license_result,
 ) -> polar_license_source {
     ffi_boundary! { read(result, |r| r.source) }
+}
+
+/// For a check answered online through the seller's relay: where the relay took Polar's verdict
+/// from (`POLAR_LICENSE_RELAY_SOURCE_POLAR`: asked just now, `_STORE`: its store, `_STALE`: a
+/// stored grant while Polar could not be asked); `POLAR_LICENSE_RELAY_SOURCE_NONE` without a
+/// relay, for a cached answer, and for the other results.
+#[no_mangle]
+pub extern "C" fn polar_license_result_relay_source(
+    result: *const polar_license_result,
+) -> polar_license_relay_source {
+    ffi_boundary! { read(result, |r| r.relay_source) }
 }
 
 /// What the cache holds, for a `polar_license_client_status` result

@@ -108,6 +108,11 @@ static void pause_ms(int ms) {
 
 /* ---- the relay ------------------------------------------------------------------------- */
 
+/* The relay's verdict store for the next relay_start: NULL, none (every check forwarded to
+ * Polar); "memory", one in memory. With none, the argument list ends at the first NULL. */
+static const char *relay_store = NULL;
+#define STORE_ARGS (relay_store != NULL ? "--store" : (char *)NULL), relay_store
+
 typedef struct {
 #ifdef _WIN32
   intptr_t pid; /* the process handle _spawnl returned (0: not running) */
@@ -146,7 +151,7 @@ static intptr_t spawn_relay(const char *cli_env, const char *log, const char *da
    * process that could not be started is tried again; one that started is never. */
   for (tries = 0; tries < 4; tries++) {
     handle = _spawnl(_P_NOWAIT, cli, cli, "--base-url", url, "relay", "serve", "--signing-key",
-                     key_file, "--port", "0", "--lease-days", days, (char *)NULL);
+                     key_file, "--port", "0", "--lease-days", days, STORE_ARGS, (char *)NULL);
     if (handle != -1) break;
     Sleep((DWORD)(100 * (tries + 1)));
   }
@@ -191,7 +196,7 @@ static void relay_start(relay *r) {
     /* The token through the environment: it stays out of the process list. */
     if (setenv("POLAR_ACCESS_TOKEN", EMU_TOKEN, 1) != 0) _exit(126);
     execl(cli, cli, "--base-url", emu_url(), "relay", "serve", "--signing-key", key_file,
-          "--port", "0", "--lease-days", days, (char *)NULL);
+          "--port", "0", "--lease-days", days, STORE_ARGS, (char *)NULL);
     _exit(127);
   }
 #endif
@@ -575,6 +580,69 @@ static int forge(const char *dir, const char *base_url, const char *key, int64_t
  * read from this machine and the crate's own code. Without relay keys the app grants (the
  * ceiling of every client-side scheme); with them it refuses. A lease forged with the
  * attacker's own key under the relay's kid does not verify either. */
+/* A check answered online through the relay says where the relay took Polar's verdict from
+ * (contract §5a): asked just now (POLAR), then replayed from its store (STORE); a check
+ * straight at Polar, or answered from the cache, names no relay source. */
+static void through_the_relay_a_check_says_where_polars_verdict_came_from(void) {
+  char dir[64], direct_dir[64], key[64], id[64];
+  relay rl;
+  polar_license_config *config = NULL;
+  polar_license_client *client = NULL, *cached;
+  polar_license_result *r;
+  temp_dir(dir);
+  temp_dir(direct_dir);
+  emu_new_key("\"limit_activations\":3", key);
+  relay_store = "memory";
+  relay_start(&rl);
+  relay_store = NULL;
+
+  /* Every check asks (revalidate after 0 s): the relay answers each one. */
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, rl.url));
+  must(polar_license_config_set_cache_dir(config, dir));
+  must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
+                                           strlen(APP_SECRET)));
+  must(polar_license_config_add_relay_key(config, relay_pair));
+  must(polar_license_config_set_grace_policy(config, 0, 7 * DAY, 600));
+  must(polar_license_client_new(config, &client));
+  polar_license_config_free(config);
+  activate_ok(client, key, id);
+
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_POLAR);
+  polar_license_result_free(r);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_STORE);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+
+  /* The default policy answers from the cache: no relay said anything. */
+  cached = app(dir, rl.url, relay_pair, 0);
+  r = check(cached, key);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_NONE);
+  polar_license_result_free(r);
+  polar_license_client_free(cached);
+
+  /* Straight at Polar: online, no relay source. */
+  client = app(direct_dir, emu_url(), NULL, 0);
+  r = check(client, key);
+  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_NONE);
+  polar_license_result_free(r);
+  CHECK_INT(polar_license_result_relay_source(NULL), POLAR_LICENSE_RELAY_SOURCE_NONE);
+  polar_license_client_free(client);
+
+  relay_stop(&rl);
+  remove_tree(dir);
+  remove_tree(direct_dir);
+}
+
 static void the_forged_record_attack_is_refused_in_signed_mode(void) {
   char dir[64], key[64], id[64];
   relay rl;
@@ -770,6 +838,7 @@ int main(void) {
   RUN(air_gapped_calls_refuse_bad_arguments);
   RUN(an_unsigned_record_never_licenses_offline_in_signed_mode);
   RUN(through_the_relay_the_cache_licenses_within_the_lease_only);
+  RUN(through_the_relay_a_check_says_where_polars_verdict_came_from);
   RUN(the_forged_record_attack_is_refused_in_signed_mode);
   RUN(air_gapped_request_fetch_install);
   remove_tree(key_dir);

@@ -33,47 +33,24 @@
 //! }
 //! ```
 
-pub use super::{Given, Want};
-use super::{Memo, Stored};
+use super::ctx::open_slot;
+pub use super::ctx::Ctx;
+pub use super::step::{Given, Want};
+use super::step::{Machine, Stored};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Source};
+use crate::grace::{CheckOutcome, CheckReport, Source};
 use crate::key::Key;
-use crate::lease::{self, RelayKeys, LEASE_HEADER};
+use crate::lease::LEASE_HEADER;
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{
-    parse_validate, parse_validate_for, Api, Expect, HttpRequest, HttpResponse, Relayed, Stamp,
+    parse_validate, parse_validate_for, Expect, HttpRequest, HttpResponse, Relayed, Stamp,
     ValidateRequest,
 };
-use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, LeaseMemo, Opened, Slot};
+use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
 type Online = Result<(Verdict<ValidatedLicenseKey>, Stamp), Error>;
-
-/// What a check is given besides its inputs: the client's options and memos, fixed when the
-/// client was built.
-#[derive(Clone, Copy)]
-pub struct Ctx<'a> {
-    /// Polar's routes for the organization.
-    pub api: &'a Api,
-    /// The grace policy.
-    pub policy: &'a GracePolicy,
-    /// Signed mode: the relay keys (empty: unsigned).
-    pub relay_keys: &'a RelayKeys,
-    /// The last lease verified.
-    pub lease_memo: &'a LeaseMemo,
-    /// The Ed25519 verification leases are checked with.
-    pub ed25519: &'a dyn lease::Ed25519,
-    /// The last slot opened and the last cached answer recorded.
-    pub memo: &'a Memo,
-    /// This machine's fingerprint, when activations are machine-bound.
-    pub machine: Option<&'a str>,
-    /// This machine's identity could be read (else a check without its cache refuses: a
-    /// bare-key check would skip the binding).
-    pub bound: bool,
-    /// A plain check needs a remembered activation.
-    pub require_activation: bool,
-}
 
 /// Where the check goes once the slot's lock is released.
 #[derive(Debug)]
@@ -681,35 +658,6 @@ impl Check {
     }
 }
 
-/// A slot's bytes opened as every machine opens them: bound to the slot's origin, organization
-/// and key, the clock note added, signed mode's gate on the record's lease (the memo's when the
-/// bytes are the same: opening is a pure function of them and of the client).
-pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: Stored) -> Arc<Opened> {
-    if let Some(opened) = ctx.memo.opened(slot, &stored) {
-        return opened;
-    }
-    let org = ctx.api.organization_id();
-    let mut opened = session::open_with_clock(
-        stored.record.as_deref(),
-        stored.ledger.as_deref(),
-        stored.clock.as_deref(),
-        slot,
-        org,
-        key,
-    );
-    session::gate_lease(
-        &mut opened,
-        ctx.relay_keys,
-        org,
-        key,
-        ctx.lease_memo,
-        ctx.ed25519,
-    );
-    let opened = Arc::new(opened);
-    ctx.memo.remember_opened(slot, stored, &opened);
-    opened
-}
-
 /// A validate response read: the verdict held to `expect`, its stamp, the relay's lease header
 /// (its single value) when there was one, and where the relay says the answer came from.
 fn read(
@@ -768,4 +716,20 @@ fn hold(
         ed25519: ctx.ed25519,
     };
     session::held(signing, online, granted, now)
+}
+
+impl Machine for Check {
+    fn want(&self) -> Want<'_> {
+        Check::want(self)
+    }
+    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+        Check::give(self, ctx, given);
+    }
+    fn key(&self) -> &Key {
+        Check::key(self)
+    }
+    fn heard(&self) -> Option<super::Heard<'_>> {
+        self.online()
+            .map(|answer| super::step::heard("validate", answer))
+    }
 }

@@ -5,7 +5,7 @@
 //! the client fixed when it was built). The store is still read on every check, so a record
 //! another process or tab replaced, removed or tampered with is seen at once.
 
-use super::Stored;
+use super::step::Stored;
 use crate::session::{Opened, Slot};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 

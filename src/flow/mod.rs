@@ -3,150 +3,19 @@
 //! the relay drives its answers (`begin` → `Step` → `finish`).
 //!
 //! A machine is given the options and the inputs, and says what it wants next
-//! ([`check::Want`]): take or release the slot's lock, mark that it asks Polar, read the slot,
+//! ([`Want`]): take or release the slot's lock, mark that it asks Polar, read the slot,
 //! write one entry, remove one, send a request, or done. The shell does that IO and gives back
-//! what happened ([`check::Given`]). Every rule (signed mode, the clock note, the recorded
+//! what happened ([`Given`]). Every rule (signed mode, the clock note, the recorded
 //! answer, the fallback to the grace cache) is a step of the machine, so a shell that skips one
 //! cannot finish: the native blocking `Licensing` and the Rust-on-wasm `AsyncLicensing` are the
 //! same loop over different IO.
 
 pub mod check;
+mod ctx;
 mod memo;
+mod step;
 pub mod update;
 
+pub use ctx::Ctx;
 pub use memo::Memo;
-
-use crate::error::{Denial, Error, Verdict};
-use crate::proto::{HttpRequest, HttpResponse};
-use crate::session::{Keep, Slot};
-
-/// The stored bytes of one key: its record, its ledger and its clock note.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stored {
-    /// The sealed record.
-    pub record: Option<Vec<u8>>,
-    /// The ledger: the highest sequence number written.
-    pub ledger: Option<Vec<u8>>,
-    /// The clock note (a note that cannot be read is given as none: the next cached answer is
-    /// then written durably).
-    pub clock: Option<Vec<u8>>,
-}
-
-/// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
-/// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.
-pub trait Machine {
-    /// What the machine wants next.
-    fn want(&self) -> Want<'_>;
-    /// What happened, in answer to the last [`Want`].
-    fn give(&mut self, ctx: &check::Ctx<'_>, given: Given);
-    /// The key it is about (for the shell's log lines: redacted there).
-    fn key(&self) -> &crate::key::Key;
-    /// What Polar answered the request just sent, as the machine read it (for the shell's log
-    /// lines): the operation, and `None` accepted, else the denial; `None` before an answer.
-    fn heard(&self) -> Option<Heard<'_>>;
-}
-
-/// What a machine heard from Polar ([`Machine::heard`]).
-pub type Heard<'a> = (&'static str, Result<Option<&'a Denial>, &'a Error>);
-
-/// How a verdict reads in a log line: `None` accepted, else its denial.
-fn heard<'a, T>(operation: &'static str, answer: Result<&'a Verdict<T>, &'a Error>) -> Heard<'a> {
-    let answer = answer.map(|verdict| match verdict {
-        Verdict::Accepted(_) => None,
-        Verdict::Denied(d) => Some(d),
-    });
-    (operation, answer)
-}
-
-impl Machine for check::Check {
-    fn want(&self) -> Want<'_> {
-        check::Check::want(self)
-    }
-    fn give(&mut self, ctx: &check::Ctx<'_>, given: Given) {
-        check::Check::give(self, ctx, given);
-    }
-    fn key(&self) -> &crate::key::Key {
-        check::Check::key(self)
-    }
-    fn heard(&self) -> Option<Heard<'_>> {
-        self.online().map(|answer| heard("validate", answer))
-    }
-}
-
-impl Machine for update::Update {
-    fn want(&self) -> Want<'_> {
-        update::Update::want(self)
-    }
-    fn give(&mut self, ctx: &check::Ctx<'_>, given: Given) {
-        update::Update::give(self, ctx, given);
-    }
-    fn key(&self) -> &crate::key::Key {
-        update::Update::key(self)
-    }
-    fn heard(&self) -> Option<Heard<'_>> {
-        self.heard()
-    }
-}
-
-/// What a machine wants next.
-pub enum Want<'m> {
-    /// Take the slot's lock (wait for it): [`Given::Locked`].
-    Lock(&'m str),
-    /// Release the slot's lock: [`Given::Unlocked`].
-    Unlock,
-    /// Try to take the mark that this check asks Polar, without waiting, and hold it until the
-    /// check is done: [`Given::Marked`].
-    Mark(&'m str),
-    /// Read the slot's record, ledger and clock note: [`Given::Read`].
-    Read(&'m Slot),
-    /// Store one entry as `keep` says: [`Given::Written`].
-    Write {
-        /// The entry's name.
-        name: &'m str,
-        /// Its bytes.
-        bytes: &'m [u8],
-        /// How it must be kept.
-        keep: Keep,
-    },
-    /// Remove an entry (a denial that could not be stored must not leave an old grant):
-    /// [`Given::Removed`].
-    Remove(&'m str),
-    /// Send this validate request: [`Given::Response`].
-    Send(&'m HttpRequest),
-    /// The machine is done: take its answer.
-    Done,
-}
-
-/// What happened, in answer to a [`Want`].
-#[derive(Debug)]
-pub enum Given {
-    /// The lock was taken, or could not be.
-    Locked(Result<(), Error>),
-    /// The lock was released.
-    Unlocked,
-    /// The mark was taken (or could not be for an error: the others then cannot see this check
-    /// asking), or another check holds it (`false`).
-    Marked(bool),
-    /// The slot's bytes, or why they could not be read.
-    Read(Result<Stored, Error>),
-    /// The entry was stored, or why not.
-    Written(Result<(), Error>),
-    /// The entry was removed (or could not be: the next read then fails too).
-    Removed,
-    /// Polar's response (any status), or why there was none.
-    Response(Result<HttpResponse, Error>),
-}
-
-impl Given {
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Given::Locked(_) => "locked",
-            Given::Unlocked => "unlocked",
-            Given::Marked(_) => "marked",
-            Given::Read(_) => "read",
-            Given::Written(_) => "written",
-            Given::Removed => "removed",
-            Given::Response(_) => "response",
-        }
-    }
-}
+pub use step::{Given, Heard, Machine, Stored, Want};

@@ -17,8 +17,8 @@
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
 //! [`Update::deactivated`]).
 
-use super::check::{open_slot, Ctx};
-use super::{Given, Stored, Want};
+use super::ctx::{open_slot, Ctx};
+use super::step::{Given, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
 use crate::grace::Record;
 use crate::key::Key;
@@ -223,13 +223,13 @@ impl Update {
         match &self.op {
             Op::Validate { online, .. } => online
                 .as_ref()
-                .map(|a| super::heard("validate", a.as_ref().map(|(v, _)| v))),
+                .map(|a| super::step::heard("validate", a.as_ref().map(|(v, _)| v))),
             Op::Activate { online, .. } => online
                 .as_ref()
-                .map(|a| super::heard("activate", a.as_ref().map(|(v, _)| v))),
+                .map(|a| super::step::heard("activate", a.as_ref().map(|(v, _)| v))),
             Op::Deactivate { online, .. } => online
                 .as_ref()
-                .map(|a| super::heard("deactivate", a.as_ref())),
+                .map(|a| super::step::heard("deactivate", a.as_ref())),
         }
     }
 
@@ -508,4 +508,19 @@ fn writes(opened: &Opened, record: Record, slot: &Slot) -> Phase {
     let forget = record.denied.is_some();
     let writes = session::seal(opened, record, slot).into_iter().collect();
     Phase::Write(writes, forget)
+}
+
+impl Machine for Update {
+    fn want(&self) -> Want<'_> {
+        Update::want(self)
+    }
+    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+        Update::give(self, ctx, given);
+    }
+    fn key(&self) -> &Key {
+        Update::key(self)
+    }
+    fn heard(&self) -> Option<super::Heard<'_>> {
+        self.heard()
+    }
 }

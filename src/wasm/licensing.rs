@@ -409,8 +409,8 @@ impl AsyncLicensing {
     }
 
     /// What every check of this client is given: its options and memos.
-    fn ctx(&self) -> flow::check::Ctx<'_> {
-        flow::check::Ctx {
+    fn ctx(&self) -> flow::Ctx<'_> {
+        flow::Ctx {
             api: self.client.api(),
             policy: &self.policy,
             relay_keys: &self.relay_keys,

@@ -1,0 +1,64 @@
+//! What every machine of one client is given besides its inputs, and how it opens a slot.
+
+use super::memo::Memo;
+use super::step::Stored;
+use crate::grace::GracePolicy;
+use crate::key::Key;
+use crate::lease::{self, RelayKeys};
+use crate::proto::Api;
+use crate::session::{self, LeaseMemo, Opened, Slot};
+use std::sync::Arc;
+
+/// What a machine is given besides its inputs: the client's options and memos, fixed when the
+/// client was built.
+#[derive(Clone, Copy)]
+pub struct Ctx<'a> {
+    /// Polar's routes for the organization.
+    pub api: &'a Api,
+    /// The grace policy.
+    pub policy: &'a GracePolicy,
+    /// Signed mode: the relay keys (empty: unsigned).
+    pub relay_keys: &'a RelayKeys,
+    /// The last lease verified.
+    pub lease_memo: &'a LeaseMemo,
+    /// The Ed25519 verification leases are checked with.
+    pub ed25519: &'a dyn lease::Ed25519,
+    /// The last slot opened and the last cached answer recorded.
+    pub memo: &'a Memo,
+    /// This machine's fingerprint, when activations are machine-bound.
+    pub machine: Option<&'a str>,
+    /// This machine's identity could be read (else a check without its cache refuses: a
+    /// bare-key check would skip the binding).
+    pub bound: bool,
+    /// A plain check needs a remembered activation.
+    pub require_activation: bool,
+}
+
+/// A slot's bytes opened as every machine opens them: bound to the slot's origin, organization
+/// and key, the clock note added, signed mode's gate on the record's lease (the memo's when the
+/// bytes are the same: opening is a pure function of them and of the client).
+pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: Stored) -> Arc<Opened> {
+    if let Some(opened) = ctx.memo.opened(slot, &stored) {
+        return opened;
+    }
+    let org = ctx.api.organization_id();
+    let mut opened = session::open_with_clock(
+        stored.record.as_deref(),
+        stored.ledger.as_deref(),
+        stored.clock.as_deref(),
+        slot,
+        org,
+        key,
+    );
+    session::gate_lease(
+        &mut opened,
+        ctx.relay_keys,
+        org,
+        key,
+        ctx.lease_memo,
+        ctx.ed25519,
+    );
+    let opened = Arc::new(opened);
+    ctx.memo.remember_opened(slot, stored, &opened);
+    opened
+}

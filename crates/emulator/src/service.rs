@@ -1285,11 +1285,11 @@ impl Core {
                 },
                 "page" => match validate::query_positive_int("page", &value) {
                     Ok(n) => page = n,
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(*e),
                 },
                 "limit" => match validate::query_positive_int("limit", &value) {
                     Ok(n) => limit = n,
-                    Err(e) => errors.push(e),
+                    Err(e) => errors.push(*e),
                 },
                 _ => {}
             }

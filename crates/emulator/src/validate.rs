@@ -615,7 +615,7 @@ pub(crate) fn query_uuid_error(name: &str, value: &str) -> Option<VErr> {
 
 /// A query parameter typed `int` with `gt=0` (`page`, `limit`) that failed: pydantic's
 /// `int_parsing` or `greater_than`.
-pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, VErr> {
+pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VErr>> {
     let input = J::Str(value.to_string());
     let trimmed = value.trim();
     let parsed = trimmed
@@ -625,20 +625,20 @@ pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, VErr> {
         .ok()
         .filter(|_| !trimmed.is_empty());
     match parsed {
-        None => Err(err(
+        None => Err(Box::new(err(
             "int_parsing",
             loc(&["query", name]),
             "Input should be a valid integer, unable to parse string as an integer",
             &input,
             None,
-        )),
-        Some(n) if n <= 0 => Err(err(
+        ))),
+        Some(n) if n <= 0 => Err(Box::new(err(
             "greater_than",
             loc(&["query", name]),
             "Input should be greater than 0",
             &input,
             Some(obj(vec![("gt", J::Int(0))])),
-        )),
+        ))),
         Some(n) => Ok(u64::try_from(n).unwrap_or(u64::MAX)),
     }
 }

@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod limit;
+mod roster;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
@@ -264,6 +265,8 @@ pub struct Pending {
     /// its single flight.
     stored: Option<(EntryId, Option<Entry>)>,
     flight: Option<EntryId>,
+    /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
+    client: String,
 }
 
 impl std::fmt::Debug for Pending {
@@ -527,7 +530,18 @@ impl Relay {
                  made with an empty secret proves nothing)",
             ));
         }
-        let store = config.store.map(|s| Stored {
+        let store = config.store.map(|s| {
+            (
+                s.options.roster,
+                roster::FirstSeen::new(
+                    s.options.budget,
+                    s.options.first_seen_share,
+                    s.options.budget_window_ms,
+                ),
+                s,
+            )
+        });
+        let store = store.map(|(roster_on, first_seen, s)| Stored {
             budget: Mutex::new(Budget::with_window(
                 s.options.budget,
                 s.options.reserve,
@@ -538,6 +552,8 @@ impl Relay {
             options: s.options,
             webhook_secret: s.webhook_secret,
             flights: Mutex::new(HashMap::new()),
+            roster: roster::Roster::new(roster_on),
+            first_seen: Mutex::new(first_seen),
         });
         Ok(Relay {
             store,
@@ -718,8 +734,8 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             ));
         }
-        let client = self.client_of(req);
-        if let Some(secs) = take(&self.per_ip, client, now) {
+        let client = roster::client_group(self.client_of(req));
+        if let Some(secs) = take(&self.per_ip, &client, now) {
             log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
             return Err(RelayResponse::rate_limited(secs));
         }
@@ -774,6 +790,7 @@ impl Relay {
             request,
             stored: None,
             flight: None,
+            client,
         })
     }
 

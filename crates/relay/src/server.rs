@@ -77,6 +77,8 @@ pub struct Running {
     addr: SocketAddr,
     stop: watch::Sender<bool>,
     thread: JoinHandle<()>,
+    /// The roster's reads of Polar (crate::roster), when the store keeps one.
+    roster: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -101,8 +103,17 @@ impl Running {
     /// Blocks until the server stops (it does not on its own: serve until killed). Dropping a
     /// `Running` without calling this or [`Running::stop`] leaves the server serving.
     pub fn wait(self) {
-        let Running { stop, thread, .. } = self;
+        let Running {
+            stop,
+            thread,
+            roster,
+            ..
+        } = self;
         let _ = thread.join();
+        stop.send_replace(true);
+        if let Some(roster) = roster {
+            let _ = roster.join();
+        }
         drop(stop);
     }
 
@@ -112,6 +123,9 @@ impl Running {
     pub fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.thread.join();
+        if let Some(roster) = self.roster {
+            let _ = roster.join();
+        }
     }
 }
 
@@ -140,13 +154,29 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
         TcpListener::from_std(listener)?
     };
     let (stop, stopped) = watch::channel(false);
+    // The roster's reads (crate::roster): on a thread of their own, start-up never waits.
+    let roster = {
+        let relay = Arc::clone(&server.relay);
+        let started = server.started;
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name("relay-roster".to_string())
+            .spawn(move || {
+                crate::roster::run(&relay, || now(started), || *stopped.borrow());
+            })?
+    };
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
             runtime.block_on(server.run(listener, stopped));
             // Dropping the runtime waits for the calls to `Relay::handle` still running.
         })?;
-    Ok(Running { addr, stop, thread })
+    Ok(Running {
+        addr,
+        stop,
+        thread,
+        roster: Some(roster),
+    })
 }
 
 struct Server {

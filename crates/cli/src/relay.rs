@@ -327,6 +327,8 @@ fn store_config(
     options.budget = budget;
     options.reserve = reserve;
     options.max_entries = a.store_max_entries;
+    options.roster = a.roster;
+    options.first_seen_share = a.first_seen_share;
     let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
         if choice.eq_ignore_ascii_case("memory") {
             (
@@ -362,6 +364,14 @@ fn store_config(
          ({reserve} kept for activations)",
         a.fresh_for, a.stale_for
     );
+    let line = if a.roster {
+        format!(
+            "{line}; roster on (keys it does not know: {} % of the budget)",
+            a.first_seen_share
+        )
+    } else {
+        line
+    };
     Ok(Some((
         polar_license_relay::StoreConfig {
             backend,

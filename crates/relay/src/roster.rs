@@ -15,8 +15,8 @@ use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Mutex;
 
-use polar_license::lease::key_hash;
 use polar_license::Key;
+use sha2::{Digest, Sha256};
 
 use crate::verdicts::Stored;
 use crate::{Now, Relay};
@@ -31,6 +31,15 @@ const REFETCH_TRIES: u32 = 5;
 /// How long to wait after a failed read of Polar's (not a 429: that says its own time).
 pub(crate) const BACKOFF_MS: u64 = 5_000;
 
+/// A current roster is paged in again after this long (with spare budget, the keys it holds
+/// kept meanwhile): a grant whose webhook never came is known within it.
+pub(crate) const RELIST_MS: u64 = 3_600_000;
+
+/// A key's SHA-256 (32 bytes, not hex: a million keys are about 50 MB).
+fn digest(key: &Key) -> [u8; 32] {
+    Sha256::digest(key.expose().as_bytes()).into()
+}
+
 /// The roster's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
@@ -38,8 +47,9 @@ pub(crate) enum Phase {
     Off,
     /// Pages still to read: this one next.
     Loading { page: u32 },
-    /// Every page read; kept current from the webhooks.
-    Current,
+    /// Every page read (the last at this monotonic ms); kept current from the webhooks, and
+    /// paged in again after [`RELIST_MS`].
+    Current { since_ms: u64 },
 }
 
 /// The SHA-256 (hex) of every key of the organization the relay knows of.
@@ -51,7 +61,7 @@ pub(crate) struct Roster {
 #[derive(Debug)]
 struct Inner {
     phase: Phase,
-    hashes: HashSet<String>,
+    hashes: HashSet<[u8; 32]>,
     /// License key ids to refetch (from grant webhooks), with the tries left.
     refetch: VecDeque<(String, u32)>,
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
@@ -103,14 +113,14 @@ impl Roster {
     /// Whether `key` is first-seen: the roster is on and does not hold it.
     pub(crate) fn first_seen(&self, key: &Key) -> bool {
         let inner = self.lock();
-        inner.phase != Phase::Off && !inner.hashes.contains(&key_hash(key))
+        inner.phase != Phase::Off && !inner.hashes.contains(&digest(key))
     }
 
     /// Polar granted `key`: it is the organization's.
     pub(crate) fn learn(&self, key: &Key) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
-            inner.hashes.insert(key_hash(key));
+            inner.hashes.insert(digest(key));
         }
     }
 
@@ -142,6 +152,10 @@ impl Roster {
         }
         match inner.phase {
             Phase::Loading { page } => Job::Page(page),
+            Phase::Current { since_ms } if now_ms.saturating_sub(since_ms) >= RELIST_MS => {
+                inner.phase = Phase::Loading { page: 1 };
+                Job::Page(1)
+            }
             _ => Job::Wait(200),
         }
     }
@@ -160,15 +174,15 @@ impl Roster {
     }
 
     /// A page read: its keys kept; the last page (or an empty one) makes the roster current.
-    pub(crate) fn page_read(&self, page: u32, keys: &[String], max_page: u64) {
+    pub(crate) fn page_read(&self, page: u32, keys: &[String], max_page: u64, now_ms: u64) {
         let mut inner = self.lock();
         for k in keys {
-            let hash = key_hash(&Key::new(k.clone()));
+            let hash = digest(&Key::new(k.clone()));
             inner.hashes.insert(hash);
         }
         if inner.phase == (Phase::Loading { page }) {
             inner.phase = if keys.is_empty() || u64::from(page) >= max_page {
-                Phase::Current
+                Phase::Current { since_ms: now_ms }
             } else {
                 Phase::Loading { page: page + 1 }
             };
@@ -419,8 +433,8 @@ impl Relay {
                     .pointer("/pagination/max_page")
                     .and_then(|m| m.as_u64())
                     .unwrap_or(0);
-                s.roster.page_read(*page, &keys, max_page);
-                if s.roster.phase() == Phase::Current {
+                s.roster.page_read(*page, &keys, max_page, now.monotonic_ms);
+                if matches!(s.roster.phase(), Phase::Current { .. }) {
                     log::info!(
                         "relay: the roster holds the organization's {} license keys",
                         s.roster.len()
@@ -561,17 +575,20 @@ mod tests {
         let k = Key::new("K-1".to_string());
         assert!(r.first_seen(&k));
         assert_eq!(r.next(0), Job::Page(1));
-        r.page_read(1, &["K-1".to_string()], 2);
+        r.page_read(1, &["K-1".to_string()], 2, 0);
         assert!(!r.first_seen(&k));
         assert_eq!(r.next(0), Job::Page(2));
-        r.page_read(2, &["K-2".to_string()], 2);
-        assert_eq!(r.phase(), Phase::Current);
+        r.page_read(2, &["K-2".to_string()], 2, 0);
+        assert_eq!(r.phase(), Phase::Current { since_ms: 0 });
         r.refetch("id-1");
         r.refetch("id-1");
         assert_eq!(r.next(0), Job::Refetch("id-1".into(), REFETCH_TRIES));
         assert_eq!(r.next(0), Job::Wait(200));
         r.hold(0, 1_000);
         assert_eq!(r.next(10), Job::Wait(990));
+        // An hour on, it is paged in again, the keys it holds kept meanwhile.
+        assert_eq!(r.next(RELIST_MS), Job::Page(1));
+        assert!(!r.first_seen(&k));
         let off = Roster::new(false);
         assert!(!off.first_seen(&k));
         assert_eq!(off.next(0), Job::Stop);

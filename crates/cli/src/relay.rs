@@ -281,6 +281,10 @@ fn store_config(
         .clone()
         .or_else(|| std::env::var(WEBHOOK_SECRET_ENV).ok());
     let Some(choice) = a.store.as_deref() else {
+        if a.roster {
+            let why = "needs --store: the roster decides which keys spend the store's budget";
+            return Err(usage_report(Some(CMD), Some("roster"), why));
+        }
         if secret.is_some() {
             if !from_env {
                 let why = "needs --store: Polar's webhooks narrow what the store holds";

@@ -1129,6 +1129,9 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
         &["--store", "memory", "--roster", "--first-seen-share", "101"],
     ));
     assert_eq!(code, Some(2), "{err}");
+    let (code, err) = refused(serve_cmd(&polar, &key, &["--roster"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs --store"), "{err}");
 }
 
 /// A validate's status, its `retry-after` and its source.

@@ -1457,6 +1457,30 @@ mod tests {
     }
 
     #[test]
+    fn an_ipv6_client_is_one_bucket_across_its_64() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 2),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let got = statuses(
+            &relay,
+            &[
+                (for_key("K1", "2001:db8:1:2::1"), 0),
+                (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
+                // A new address of the same /64: the same bucket.
+                (for_key("K3", "2001:db8:1:2:ffff:1:2:3"), 0),
+                // Another /64: its own.
+                (for_key("K4", "2001:db8:1:3::1"), 0),
+            ],
+        );
+        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, vec![404, 404, 429, 404]);
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+    }
+
+    #[test]
     fn the_per_key_bucket_at_a_fixed_clock() {
         let limits = Limits {
             per_ip: Rate::new(0, 0),

@@ -523,6 +523,7 @@ pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> 
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -594,5 +595,104 @@ mod tests {
         assert_eq!(off.next(0), Job::Stop);
         r.turn_off();
         assert!(!r.first_seen(&Key::new("K-9".to_string())));
+    }
+
+    /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its
+    /// transport is never used here.
+    fn relay() -> Relay {
+        use crate::store::{MemoryBackend, StoreOptions};
+        let options = StoreOptions {
+            budget: 4,
+            reserve: 1,
+            roster: true,
+            ..StoreOptions::default()
+        };
+        let mut config = crate::RelayConfig::new(
+            polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
+            polar_license::AccessToken::new("t"),
+            polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
+        );
+        config.store = Some(crate::StoreConfig {
+            backend: std::sync::Arc::new(MemoryBackend::new(100)),
+            options,
+            webhook_secret: None,
+        });
+        let never = |_: &polar_license::proto::HttpRequest| -> Result<
+            polar_license::proto::HttpResponse,
+            polar_license::TransportError,
+        > {
+            panic!("the roster reads through its own worker, not the transport")
+        };
+        Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn page(keys: &[&str], max_page: u64) -> ReadAnswer {
+        let items: Vec<serde_json::Value> =
+            keys.iter().map(|k| serde_json::json!({"key": k})).collect();
+        let body = serde_json::json!({"items": items,
+            "pagination": {"total_count": 9, "max_page": max_page}});
+        Ok((200, None, body.to_string().into_bytes()))
+    }
+
+    #[test]
+    fn pages_spend_only_spare_budget_a_429_holds_and_a_refetch_uses_the_reserve() {
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let first = r.roster_read(at(0)).expect("page 1");
+        assert_eq!(
+            first.url,
+            "http://127.0.0.1:9/v1/license-keys/?limit=100&page=1"
+        );
+        assert!(first
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "authorization" && v == "Bearer t"));
+        r.roster_answered(first, page(&["K-1"], 3), at(10));
+        assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
+        assert!(s.roster.first_seen(&Key::new("K-2".to_string())));
+        // 1 of the 3 shared calls spent: room for page 2, then not for page 3 (half the room
+        // is the customers').
+        let second = r.roster_read(at(20)).expect("page 2");
+        assert!(second.url.ends_with("page=2"));
+        assert_eq!(r.roster_read(at(30)).err(), Some(Some(1_000)));
+        // Polar's 429 on page 2: nothing read before its Retry-After.
+        r.roster_answered(second, Ok((429, Some(5), Vec::new())), at(40));
+        assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
+        // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
+        // Polar's 429 blocks the whole budget, so the refetch waits for it too).
+        on_event(
+            &s.roster,
+            &serde_json::json!({"type": "benefit_grant.created",
+                "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+        );
+        on_event(
+            &s.roster,
+            &serde_json::json!({"type": "order.paid",
+                "data": {"properties": {"license_key_id": "31bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+        );
+        let refetch = r.roster_read(at(5_100)).expect("the refetch");
+        assert_eq!(
+            refetch.url,
+            "http://127.0.0.1:9/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"
+        );
+        let body = serde_json::json!({"key": "K-NEW", "activations": []}).to_string();
+        r.roster_answered(refetch, Ok((200, None, body.into_bytes())), at(5_200));
+        assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
+        // No other event was queued: the next read is page 2 again (the budget now full).
+        assert_eq!(r.roster_read(at(5_300)).err(), Some(Some(1_000)));
+        // A token that cannot read keys: no roster, every key known, the worker ends.
+        let r = relay();
+        let read = r.roster_read(at(0)).expect("page 1");
+        r.roster_answered(read, Ok((403, None, Vec::new())), at(10));
+        let s = r.store.as_ref().expect("a store");
+        assert!(!s.roster.first_seen(&Key::new("ANY".to_string())));
+        assert_eq!(r.roster_read(at(20)).err(), Some(None));
     }
 }

@@ -240,7 +240,7 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
             .expect("bought");
         std::thread::sleep(Duration::from_millis(700));
         let mut last = None;
-        for _ in 0..4 {
+        for _ in 0..8 {
             let a = activate_from(customer, &relay, &key).expect("an answer");
             let done = a.status != 429;
             last = Some((key.clone(), a.status, a.source));

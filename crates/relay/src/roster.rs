@@ -291,11 +291,23 @@ pub(crate) fn client_group(client: &str) -> String {
 }
 
 /// One read of Polar's for the roster: a `GET` of `url` with `headers`.
-#[derive(Debug)]
 pub(crate) struct Read {
     pub(crate) url: String,
+    /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
     job: Job,
+}
+
+impl std::fmt::Debug for Read {
+    /// The URL and the job; the headers by name only (the token is one of them).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Read")
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .field("job", &self.job)
+            .finish()
+    }
 }
 
 /// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
@@ -646,6 +658,7 @@ mod tests {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
         let first = r.roster_read(at(0)).expect("page 1");
+        assert!(!format!("{first:?}").contains("Bearer"), "{first:?}");
         assert_eq!(
             first.url,
             "http://127.0.0.1:9/v1/license-keys/?limit=100&page=1"

@@ -495,7 +495,7 @@ pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> 
     let mut config = ureq::Agent::config_builder()
         .http_status_as_error(false)
         .timeout_connect(Some(std::time::Duration::from_secs(5)))
-        .timeout_global(Some(std::time::Duration::from_secs(20)));
+        .timeout_global(Some(std::time::Duration::from_secs(10)));
     if local {
         config = config.proxy(None);
     }

@@ -119,7 +119,8 @@ impl Running {
 
     /// Stops accepting and returns once the requests under way are answered: a connection
     /// waiting for a request is closed at once, one whose body is arriving gets until its
-    /// deadline, and each call to Polar under way ends (the transport's own timeouts).
+    /// deadline, and each call to Polar under way ends (the transport's own timeouts), the
+    /// roster's read under way too (at most 10 s).
     pub fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.thread.join();

@@ -432,6 +432,28 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_BUDGET_RESERVE")]
     pub budget_reserve: Option<u32>,
 
+    /// With --store: know the organization's license keys (the token needs license_keys:read):
+    /// their SHA-256 paged in from Polar at start with spare budget, kept current from the
+    /// grant webhooks; a key it does not know gets only --first-seen-share of the budget
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_RELAY_ROSTER",
+        action = ArgAction::SetTrue,
+        value_parser = FalseyValueParser::new()
+    )]
+    pub roster: bool,
+
+    /// With --roster: the percent of the budget keys it does not know may spend, shared
+    /// fairly per client address (per /64 for IPv6); past it they are answered 429
+    #[arg(
+        long,
+        value_name = "PERCENT",
+        default_value_t = 10,
+        value_parser = clap::value_parser!(u32).range(0..=100),
+        env = "POLAR_LICENSE_RELAY_FIRST_SEEN_SHARE"
+    )]
+    pub first_seen_share: u32,
+
     /// With --store: entries kept at most (the oldest answers go first)
     #[arg(
         long,

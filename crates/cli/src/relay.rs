@@ -307,6 +307,10 @@ fn store_config(
         .clone()
         .or_else(|| std::env::var(WEBHOOK_SECRET_ENV).ok());
     let Some(choice) = a.store.as_deref() else {
+        if a.roster {
+            let why = "needs --store: the roster decides which keys spend the store's budget";
+            return Err(usage_report(Some(CMD), Some("roster"), why));
+        }
         if secret.is_some() {
             if !from_env {
                 let why = "needs --store: Polar's webhooks narrow what the store holds";
@@ -353,6 +357,8 @@ fn store_config(
     options.budget = budget;
     options.reserve = reserve;
     options.max_entries = a.store_max_entries;
+    options.roster = a.roster;
+    options.first_seen_share = a.first_seen_share;
     let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
         if choice.eq_ignore_ascii_case("memory") {
             (
@@ -388,6 +394,14 @@ fn store_config(
          ({reserve} kept for activations)",
         a.fresh_for, a.stale_for
     );
+    let line = if a.roster {
+        format!(
+            "{line}; roster on (keys it does not know: {} % of the budget)",
+            a.first_seen_share
+        )
+    } else {
+        line
+    };
     Ok(Some((
         polar_license_relay::StoreConfig {
             backend,

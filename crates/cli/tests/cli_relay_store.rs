@@ -2,7 +2,7 @@
 //! `polar-license emulator` (issue #37): Polar's webhooks delivered to it, a `kill -9` in the
 //! middle, and a restart that has lost no verdict and no webhook id it acknowledged.
 
-use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_emulator::{DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -1311,4 +1311,87 @@ fn sigterm_under_load_answers_every_request_under_way_and_the_store_reopens_clea
     }
     assert_eq!(requests(&polar), before, "answered from the store");
     assert!(!relay.log().contains("damaged"), "{}", relay.log());
+}
+
+/// `--roster` (issue #45): the relay pages in the organization's keys, so a known key that was
+/// never checked goes to Polar while keys it does not know spend only `--first-seen-share` of
+/// `--budget` (here 10 % of 40: 4 calls), then get 429 with `Retry-After`, never a denial;
+/// `--first-seen-share` above 100 is a usage error.
+#[test]
+fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
+    let dir = ScratchDir::new("relay-roster");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let relay = spawn_relay(
+        serve_cmd(
+            &polar,
+            &key,
+            &["--store", "memory", "--budget", "40", "--roster"],
+        ),
+        &dir.path().join("relay.err"),
+    );
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|l| l.contains("roster on (keys it does not know: 10 % of the budget)")),
+        "{:?}",
+        relay.banner
+    );
+    // The roster's page is read in the background: its log line says when.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !relay.log().contains("the roster holds the organization's") {
+        assert!(Instant::now() < deadline, "no roster: {}", relay.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let calls = requests(&polar);
+    for i in 0..4 {
+        assert_eq!(
+            validate_key(&relay.url, &format!("UNKNOWN-ROSTER-{i}")),
+            (404, Some("polar".into()))
+        );
+    }
+    let (status, headers, source) = call_with_headers(
+        &format!("{}/v1/customer-portal/license-keys/validate", relay.url),
+        json!({"key": "UNKNOWN-ROSTER-4", "organization_id": DEMO_ORGANIZATION_ID}),
+    );
+    assert_eq!((status, source.as_deref()), (429, Some("polar")));
+    assert!(headers.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
+    // A key of the organization never checked before: Polar's verdict, within the budget.
+    assert_eq!(
+        validate_key(&relay.url, DEMO_KEY_NO_ACTIVATIONS),
+        (200, Some("polar".into()))
+    );
+    assert_eq!(requests(&polar), calls + 5, "4 guesses and the known key");
+    drop(relay);
+
+    let (code, err) = refused(serve_cmd(
+        &polar,
+        &key,
+        &["--store", "memory", "--roster", "--first-seen-share", "101"],
+    ));
+    assert_eq!(code, Some(2), "{err}");
+    let (code, err) = refused(serve_cmd(&polar, &key, &["--roster"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("needs --store"), "{err}");
+}
+
+/// A validate's status, its `retry-after` and its source.
+fn call_with_headers(url: &str, body: Value) -> (u16, Option<String>, Option<String>) {
+    let resp = agent()
+        .post(url)
+        .header("content-type", "application/json")
+        .send(body.to_string())
+        .expect("an answer");
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    (
+        resp.status().as_u16(),
+        header("retry-after"),
+        header("polar-license-source"),
+    )
 }

@@ -7,7 +7,10 @@
 //! `/api/v1/…` alias exactly as `docs/polar-api.md` describes Polar's
 //! server: the same status codes, bodies (field order included), error strings,
 //! check order, pydantic-style 422s, CORS, `Polar-Version` handling and,
-//! optionally, the 3-requests-per-second rate limit with its block.
+//! optionally, the 3-requests-per-second rate limit with its block. An organization token
+//! (scope `license_keys:read` or `:write`) also reads its organization's keys as Polar serves
+//! them: `GET /v1/license-keys/` (pages of up to 100, each key whole) and
+//! `GET /v1/license-keys/{id}` (with its activations), on the token budget.
 //!
 //! ```no_run
 //! use polar_license_emulator::{Emulator, Options, Seed};

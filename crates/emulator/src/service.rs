@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
 use crate::ratelimit::{in_public_zone, RateLimiter, TokenBudget};
-use crate::state::{Store, SvcError, SvcOk};
+use crate::state::{KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
@@ -34,6 +34,12 @@ use crate::webhooks::{
 mod webhook_routes;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
 use webhook_routes::WebhookOp;
+
+/// The list route of the organization's keys (`GET`; FastAPI's path, slash included).
+const LIST_PATH: &str = "/v1/license-keys/";
+
+/// The largest page of `GET /v1/license-keys/`.
+const MAX_PAGE_LIMIT: u64 = 100;
 
 /// `API_MAX_REQUEST_BODY_SIZE`.
 pub(crate) const MAX_BODY: u64 = 10 * 1024 * 1024;
@@ -1150,6 +1156,11 @@ impl Core {
         if ex.path == "/v1/webhooks" || ex.path.starts_with("/v1/webhooks/") {
             return self.webhook_route(ex, auth, now);
         }
+        if matches!(ex.method(), "GET" | "HEAD") {
+            if let Some(r) = self.read_route(ex, &auth) {
+                return Step::Done(r);
+            }
+        }
         match route_of(&ex.path) {
             Some(Route::Public(op)) => match ex.method() {
                 "POST" => Step::Body(Pending::Endpoint { op, auth: None }),
@@ -1193,22 +1204,105 @@ impl Core {
                     Some(trimmed) => trimmed.to_string(),
                     None => format!("{}/", ex.path),
                 };
-                Step::Done(if route_of(&alternative).is_some() {
-                    let mut r = Resp::new(307);
-                    let host = ex.head.get("host").unwrap_or("127.0.0.1");
-                    let query = ex
-                        .head
-                        .target
-                        .split_once('?')
-                        .map(|(_, q)| format!("?{q}"))
-                        .unwrap_or_default();
-                    r.set("location", &format!("http://{host}{alternative}{query}"));
-                    r
-                } else {
-                    Resp::detail(404, "Not Found")
-                })
+                Step::Done(
+                    if route_of(&alternative).is_some() || alternative == LIST_PATH {
+                        let mut r = Resp::new(307);
+                        let host = ex.head.get("host").unwrap_or("127.0.0.1");
+                        let query = ex
+                            .head
+                            .target
+                            .split_once('?')
+                            .map(|(_, q)| format!("?{q}"))
+                            .unwrap_or_default();
+                        r.set("location", &format!("http://{host}{alternative}{query}"));
+                        r
+                    } else {
+                        Resp::detail(404, "Not Found")
+                    },
+                )
             }
         }
+    }
+
+    /// The read routes of an organization token (scope `license_keys:read` or `:write`):
+    /// `GET /v1/license-keys/` (the list, with its filters and pages) and
+    /// `GET /v1/license-keys/{id}` (one key and its activations). `None`: not one of them.
+    fn read_route(&self, ex: &Exchange, auth: &Auth) -> Option<Resp> {
+        let id = match ex.path.strip_prefix("/v1/license-keys/") {
+            Some("") => None,
+            Some(rest) if !rest.contains('/') && route_of(&ex.path).is_none() => Some(rest),
+            _ => return None,
+        };
+        let organization_id = match auth {
+            Auth::Anonymous => return Some(unauthorized()),
+            Auth::Token { scopes, .. }
+                if !scopes
+                    .iter()
+                    .any(|s| s == "license_keys:read" || s == "license_keys:write") =>
+            {
+                return Some(insufficient_scope("license_keys:read license_keys:write"));
+            }
+            Auth::Token {
+                organization_id, ..
+            } => *organization_id,
+        };
+        if let Some(id) = id {
+            if let Some(e) = path_uuid_error("id", id) {
+                return Some(Resp::json(422, &error_body(&[e])));
+            }
+            let found = uuid::Uuid::parse_str(id)
+                .ok()
+                .and_then(|id| self.store.key_by_id(organization_id, id, &ex.version));
+            return Some(match found {
+                Some(key) => Resp::json(200, &key),
+                None => Resp::error(404, "ResourceNotFound", "Not found"),
+            });
+        }
+        let query = ex.head.target.split_once('?').map_or("", |(_, q)| q);
+        let query = query.split('#').next().unwrap_or("");
+        let mut filter = KeyFilter::default();
+        let (mut page, mut limit) = (1u64, 10u64);
+        let mut errors = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let value = percent_decode(&value.replace('+', " "));
+            match percent_decode(name).as_str() {
+                "organization_id" => match validate::query_uuid_error("organization_id", &value) {
+                    Some(e) => errors.push(e),
+                    None => filter
+                        .organization_ids
+                        .extend(uuid::Uuid::parse_str(&value).ok()),
+                },
+                "benefit_id" => match validate::query_uuid_error("benefit_id", &value) {
+                    Some(e) => errors.push(e),
+                    None => filter
+                        .benefit_ids
+                        .extend(uuid::Uuid::parse_str(&value).ok()),
+                },
+                "status" => match validate::query_status_error(&value) {
+                    Some(e) => errors.push(e),
+                    None => filter.statuses.push(value),
+                },
+                "page" => match validate::query_positive_int("page", &value) {
+                    Ok(n) => page = n,
+                    Err(e) => errors.push(*e),
+                },
+                "limit" => match validate::query_positive_int("limit", &value) {
+                    Ok(n) => limit = n,
+                    Err(e) => errors.push(*e),
+                },
+                _ => {}
+            }
+        }
+        if !errors.is_empty() {
+            return Some(Resp::json(422, &error_body(&errors)));
+        }
+        // "Size of a page, defaults to 10. Maximum is 100.": a larger limit gets 100.
+        let limit = limit.min(MAX_PAGE_LIMIT);
+        let list = self
+            .store
+            .list_keys(organization_id, &filter, page, limit, &ex.version);
+        Some(Resp::json(200, &list))
     }
 
     fn endpoint(

@@ -484,6 +484,70 @@ impl Store {
         true
     }
 
+    /// `GET /v1/license-keys/` (docs/polar-api.md §14): `ListResource[LicenseKeyRead]` of the
+    /// keys of `organization_id` (the token's) that match the filters (none given: all), in
+    /// the order they were made, page `page` (from 1) of `limit` items, each with its full key.
+    pub(crate) fn list_keys(
+        &self,
+        organization_id: Uuid,
+        filter: &KeyFilter,
+        page: u64,
+        limit: u64,
+        version: &str,
+    ) -> J {
+        let matching: Vec<&KeyRec> = self
+            .keys
+            .iter()
+            .filter(|k| k.organization_id == organization_id)
+            .filter(|k| {
+                filter.organization_ids.is_empty()
+                    || filter.organization_ids.contains(&k.organization_id)
+            })
+            .filter(|k| filter.benefit_ids.is_empty() || filter.benefit_ids.contains(&k.benefit_id))
+            .filter(|k| {
+                filter.statuses.is_empty() || filter.statuses.iter().any(|s| s == k.status.as_str())
+            })
+            .collect();
+        let total = matching.len() as u64;
+        let skip =
+            usize::try_from(page.saturating_sub(1).saturating_mul(limit)).unwrap_or(usize::MAX);
+        let take = usize::try_from(limit).unwrap_or(usize::MAX);
+        let items = matching
+            .iter()
+            .skip(skip)
+            .take(take)
+            .map(|k| J::Obj(render_read(k, extended(version))))
+            .collect();
+        obj(vec![
+            ("items", J::Arr(items)),
+            (
+                "pagination",
+                obj(vec![
+                    ("total_count", J::Int(i128::from(total))),
+                    ("max_page", J::Int(i128::from(total.div_ceil(limit.max(1))))),
+                ]),
+            ),
+        ])
+    }
+
+    /// `GET /v1/license-keys/{id}`: `LicenseKeyWithActivations` of a key of `organization_id`
+    /// (its live activations), `None` for a key of no such id in that organization.
+    pub(crate) fn key_by_id(&self, organization_id: Uuid, id: Uuid, version: &str) -> Option<J> {
+        let k = self
+            .keys
+            .iter()
+            .find(|k| k.id == id && k.organization_id == organization_id)?;
+        let mut fields = render_read(k, extended(version));
+        let activations = self
+            .activations
+            .iter()
+            .filter(|a| a.license_key_id == k.id && a.deleted_at.is_none())
+            .map(render_activation)
+            .collect();
+        fields.push(("activations".to_string(), J::Arr(activations)));
+        Some(J::Obj(fields))
+    }
+
     /// The `LicenseKeyRead` body of a key (first match in any organization).
     pub(crate) fn key_json(&self, key: &str) -> Option<J> {
         self.find_any(key).map(|i| render_key(&self.keys[i]))
@@ -810,6 +874,30 @@ fn render_key_fields(
         .into_iter()
         .map(|(name, v)| (name.to_string(), v))
         .collect()
+}
+
+/// `LicenseKeyRead` as `GET /v1/license-keys` serves it: 2027-01 adds `member_id` and `member`
+/// only (after `customer`; docs/polar-api.md §13).
+fn render_read(k: &KeyRec, extended: bool) -> Vec<(String, J)> {
+    let mut fields = render_key_fields(k, k.modified_at, false);
+    if extended {
+        let (member_id, member) = pair(&k.member);
+        let at = fields
+            .iter()
+            .position(|(name, _)| name == "customer")
+            .map_or(fields.len(), |i| i + 1);
+        fields.insert(at, ("member".to_string(), member));
+        fields.insert(at, ("member_id".to_string(), member_id));
+    }
+    fields
+}
+
+/// The filters of `GET /v1/license-keys` (each: any of these; empty: no filter).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct KeyFilter {
+    pub(crate) organization_ids: Vec<Uuid>,
+    pub(crate) benefit_ids: Vec<Uuid>,
+    pub(crate) statuses: Vec<String>,
 }
 
 /// `LicenseKeyRead`, as the admin routes show it.

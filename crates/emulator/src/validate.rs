@@ -605,11 +605,65 @@ pub(crate) fn deactivate_req(body: &J) -> Result<DeactivateReq, Vec<VErr>> {
 
 /// A path parameter typed `UUID4` that failed (for `/v1/license-keys/{id}`).
 pub(crate) fn path_uuid_error(name: &str, value: &str) -> Option<VErr> {
+    uuid_error_at("path", name, value)
+}
+
+/// A query parameter typed `UUID4` that failed (`GET /v1/license-keys?organization_id=…`).
+pub(crate) fn query_uuid_error(name: &str, value: &str) -> Option<VErr> {
+    uuid_error_at("query", name, value)
+}
+
+/// A query parameter typed `int` with `gt=0` (`page`, `limit`) that failed: pydantic's
+/// `int_parsing` or `greater_than`.
+pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VErr>> {
+    let input = J::Str(value.to_string());
+    let trimmed = value.trim();
+    let parsed = trimmed
+        .strip_prefix('+')
+        .unwrap_or(trimmed)
+        .parse::<i128>()
+        .ok()
+        .filter(|_| !trimmed.is_empty());
+    match parsed {
+        None => Err(Box::new(err(
+            "int_parsing",
+            loc(&["query", name]),
+            "Input should be a valid integer, unable to parse string as an integer",
+            &input,
+            None,
+        ))),
+        Some(n) if n <= 0 => Err(Box::new(err(
+            "greater_than",
+            loc(&["query", name]),
+            "Input should be greater than 0",
+            &input,
+            Some(obj(vec![("gt", J::Int(0))])),
+        ))),
+        Some(n) => Ok(u64::try_from(n).unwrap_or(u64::MAX)),
+    }
+}
+
+/// A `status` query value that is not a `LicenseKeyStatus`: pydantic's `enum`.
+pub(crate) fn query_status_error(value: &str) -> Option<VErr> {
+    if matches!(value, "granted" | "revoked" | "disabled") {
+        return None;
+    }
+    let expected = "'granted', 'revoked' or 'disabled'";
+    Some(err(
+        "enum",
+        loc(&["query", "status"]),
+        &format!("Input should be {expected}"),
+        &J::Str(value.to_string()),
+        Some(obj(vec![("expected", s(expected))])),
+    ))
+}
+
+fn uuid_error_at(place: &str, name: &str, value: &str) -> Option<VErr> {
     let input = J::Str(value.to_string());
     if let Some(problem) = super::util::uuid_error(value) {
         return Some(err(
             "uuid_parsing",
-            loc(&["path", name]),
+            loc(&[place, name]),
             &format!("Input should be a valid UUID, {problem}"),
             &input,
             Some(obj(vec![("error", J::Str(problem))])),
@@ -619,7 +673,7 @@ pub(crate) fn path_uuid_error(name: &str, value: &str) -> Option<VErr> {
         Ok(id) if id.get_version_num() != 4 || id.get_variant() != uuid::Variant::RFC4122 => {
             Some(err(
                 "uuid_version",
-                loc(&["path", name]),
+                loc(&[place, name]),
                 "UUID version 4 expected",
                 &input,
                 Some(obj(vec![("expected_version", J::Int(4))])),

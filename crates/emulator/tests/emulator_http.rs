@@ -2018,3 +2018,209 @@ fn seed_2027_fields_are_checked() {
         assert!(Seed::from_json(&text).is_err(), "{bad}");
     }
 }
+
+// ---- The read routes: GET /v1/license-keys/ and GET /v1/license-keys/{id} ---------------
+
+fn get_as(em: &Emulator, path: &str, token: &str) -> Resp {
+    let auth = format!("Bearer {token}");
+    request(em, "GET", path, None, &[("Authorization", &auth)])
+}
+
+#[test]
+fn the_organizations_keys_listed_in_pages_with_their_full_keys_and_one_by_id() {
+    const OTHER_ORG: &str = "7c1d9e2a-4b3f-4a5e-9d8c-1b2a3c4d5e6f";
+    const OTHER_TOKEN: &str = "polar_oat_other_org_0123456789abcdef01";
+    const NO_LICENSE_SCOPE: &str = "polar_oat_no_license_scope_0123456789ab";
+    let mut seed = Seed::demo();
+    seed.license_keys.push(SeedKey {
+        organization_id: Some(OTHER_ORG.to_string()),
+        ..SeedKey::new("OTHER-ORG-KEY-000001")
+    });
+    seed.access_tokens.push(SeedToken {
+        token: OTHER_TOKEN.to_string(),
+        organization_id: Some(OTHER_ORG.to_string()),
+        ..SeedToken::default()
+    });
+    seed.access_tokens.push(SeedToken {
+        token: NO_LICENSE_SCOPE.to_string(),
+        organization_id: None,
+        scopes: vec!["orders:read".to_string()],
+    });
+    let options = Options {
+        token_budget: Some(1000),
+        ..Options::default()
+    };
+    let em = Emulator::start(seed, options).expect("emulator starts");
+    // Pages of 4 over the demo organization's 6 keys: 4, then 2, each key whole.
+    let first = get_as(
+        &em,
+        "/v1/license-keys/?limit=4&page=1",
+        DEMO_TOKEN_READ_ONLY,
+    );
+    assert_eq!(first.status, 200, "{}", first.text());
+    let first = first.json();
+    assert_eq!(
+        first["pagination"],
+        json!({"total_count": 6, "max_page": 2})
+    );
+    let second = get_as(&em, "/v1/license-keys/?limit=4&page=2", DEMO_TOKEN).json();
+    let keys: Vec<String> = first["items"]
+        .as_array()
+        .into_iter()
+        .chain(second["items"].as_array())
+        .flatten()
+        .map(|k| k["key"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(
+        keys,
+        [
+            DEMO_KEY,
+            DEMO_KEY_NO_ACTIVATIONS,
+            DEMO_KEY_REVOKED,
+            DEMO_KEY_DISABLED,
+            DEMO_KEY_EXPIRED,
+            DEMO_KEY_USAGE
+        ]
+    );
+    let item = &first["items"][0];
+    for field in [
+        "id",
+        "organization_id",
+        "customer_id",
+        "benefit_id",
+        "key",
+        "display_key",
+        "status",
+        "limit_activations",
+        "usage",
+        "limit_usage",
+        "validations",
+        "expires_at",
+    ] {
+        assert!(item.get(field).is_some(), "{field} in {item}");
+    }
+    assert!(item.get("activations").is_none());
+    // Past the last page: no items, the same pagination.
+    let past = get_as(&em, "/v1/license-keys/?limit=4&page=3", DEMO_TOKEN).json();
+    assert_eq!(past["items"], json!([]));
+    assert_eq!(past["pagination"]["max_page"], 2);
+    // Default 10 a page; a limit over 100 is served as 100; filters narrow.
+    let all = get_as(&em, "/v1/license-keys/?limit=1000", DEMO_TOKEN).json();
+    assert_eq!(all["items"].as_array().map(Vec::len), Some(6));
+    assert_eq!(all["pagination"]["max_page"], 1);
+    let revoked = get_as(&em, "/v1/license-keys/?status=revoked", DEMO_TOKEN).json();
+    assert_eq!(revoked["items"][0]["key"], DEMO_KEY_REVOKED);
+    assert_eq!(revoked["pagination"]["total_count"], 1);
+    let by_benefit = format!("/v1/license-keys/?benefit_id={OTHER_V4}");
+    assert_eq!(
+        get_as(&em, &by_benefit, DEMO_TOKEN).json()["pagination"]["total_count"],
+        0
+    );
+    let by_benefit =
+        format!("/v1/license-keys/?benefit_id={DEMO_BENEFIT_ID}&organization_id={ORG}");
+    assert_eq!(
+        get_as(&em, &by_benefit, DEMO_TOKEN).json()["pagination"]["total_count"],
+        6
+    );
+    // A token sees its own organization only, whatever it asks for.
+    let other = get_as(
+        &em,
+        &format!("/v1/license-keys/?organization_id={ORG}"),
+        OTHER_TOKEN,
+    );
+    assert_eq!(other.json()["pagination"]["total_count"], 0);
+    let other = get_as(&em, "/v1/license-keys/", OTHER_TOKEN).json();
+    assert_eq!(other["items"][0]["key"], "OTHER-ORG-KEY-000001");
+    // Bad queries: pydantic's 422s, all of them at once.
+    let bad = get_as(
+        &em,
+        "/v1/license-keys/?page=0&limit=x&organization_id=nope",
+        DEMO_TOKEN,
+    );
+    assert_eq!(bad.status, 422);
+    let types: Vec<Value> = bad.json()["detail"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|e| json!([e["type"], e["loc"]]))
+        .collect();
+    assert_eq!(
+        types,
+        [
+            json!(["greater_than", ["query", "page"]]),
+            json!(["int_parsing", ["query", "limit"]]),
+            json!(["uuid_parsing", ["query", "organization_id"]]),
+        ]
+    );
+    // Auth: none is 401, a token without a license-key scope 403, the slash-less path a 307.
+    assert_eq!(
+        request(&em, "GET", "/v1/license-keys/", None, &[]).status,
+        401
+    );
+    let r = get_as(&em, "/v1/license-keys/", NO_LICENSE_SCOPE);
+    assert_eq!(r.status, 403);
+    assert_eq!(r.json()["error"], "insufficient_scope");
+    let r = get_as(&em, "/v1/license-keys?limit=2", DEMO_TOKEN);
+    assert_eq!(r.status, 307);
+    assert!(r
+        .header("location")
+        .is_some_and(|l| l.ends_with("/v1/license-keys/?limit=2")));
+
+    // One key by id, with its live activations; another organization's id is not found.
+    let activated = activate(&em, DEMO_KEY, json!({"label": "laptop"}));
+    assert_eq!(activated.status, 200);
+    let id = item["id"].as_str().unwrap_or_default().to_string();
+    let one = get_as(&em, &format!("/v1/license-keys/{id}"), DEMO_TOKEN_READ_ONLY);
+    assert_eq!(one.status, 200, "{}", one.text());
+    let one = one.json();
+    assert_eq!(one["key"], DEMO_KEY);
+    assert_eq!(one["status"], "granted");
+    assert_eq!(one["activations"][0]["label"], "laptop");
+    assert_eq!(one["activations"].as_array().map(Vec::len), Some(1));
+    let r = get_as(&em, &format!("/v1/license-keys/{id}"), OTHER_TOKEN);
+    assert_eq!(
+        (r.status, r.json()),
+        (
+            404,
+            json!({"error": "ResourceNotFound", "detail": "Not found"})
+        )
+    );
+    let r = get_as(&em, &format!("/v1/license-keys/{OTHER_V4}"), DEMO_TOKEN);
+    assert_eq!(r.status, 404);
+    let r = get_as(&em, "/v1/license-keys/not-a-uuid", DEMO_TOKEN);
+    assert_eq!(r.status, 422);
+    assert_eq!(r.json()["detail"][0]["loc"], json!(["path", "id"]));
+    // A key whose status changed is read as it is now.
+    assert!(em.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    let now = get_as(&em, &format!("/v1/license-keys/{id}"), DEMO_TOKEN).json();
+    assert_eq!(now["status"], "revoked");
+}
+
+#[test]
+fn the_read_routes_spend_the_organizations_token_budget() {
+    let options = Options {
+        token_budget: Some(2),
+        token_window: Some(Duration::from_secs(30)),
+        ..Options::default()
+    };
+    let em = Emulator::start(Seed::demo(), options).expect("emulator starts");
+    let list = get_as(&em, "/v1/license-keys/", DEMO_TOKEN);
+    assert_eq!(list.status, 200);
+    let id = list.json()["items"][0]["id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    assert_eq!(
+        get_as(&em, &format!("/v1/license-keys/{id}"), DEMO_TOKEN).status,
+        200
+    );
+    let third = get_as(&em, "/v1/license-keys/", DEMO_TOKEN_READ_ONLY);
+    assert_eq!(third.status, 429);
+    assert!(third.header("retry-after").is_some());
+}

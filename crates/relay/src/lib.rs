@@ -40,6 +40,9 @@
 
 mod limit;
 mod ops;
+// The roster's reads run on the native server only (a host without it keeps it off).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod roster;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
@@ -280,6 +283,8 @@ pub struct Pending {
     /// its single flight.
     stored: Option<(EntryId, Option<Entry>)>,
     flight: Option<EntryId>,
+    /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
+    client: String,
 }
 
 impl std::fmt::Debug for Pending {
@@ -546,7 +551,18 @@ impl Relay {
                  made with an empty secret proves nothing)",
             ));
         }
-        let store = config.store.map(|s| Stored {
+        let store = config.store.map(|s| {
+            (
+                s.options.roster,
+                roster::FirstSeen::new(
+                    s.options.budget,
+                    s.options.first_seen_share,
+                    s.options.budget_window_ms,
+                ),
+                s,
+            )
+        });
+        let store = store.map(|(roster_on, first_seen, s)| Stored {
             budget: Mutex::new(Budget::with_window(
                 s.options.budget,
                 s.options.reserve,
@@ -558,6 +574,8 @@ impl Relay {
             options: s.options,
             webhook_secret: s.webhook_secret,
             flights: Mutex::new(HashMap::new()),
+            roster: roster::Roster::new(roster_on),
+            first_seen: Mutex::new(first_seen),
         });
         let ops = Arc::new(ops::Ops::default());
         let transport = Box::new(ops::Counted {
@@ -747,8 +765,8 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             ));
         }
-        let client = self.client_of(req);
-        if let Some(secs) = take(&self.per_ip, client, now) {
+        let client = roster::client_group(self.client_of(req));
+        if let Some(secs) = take(&self.per_ip, &client, now) {
             log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
             return Err(RelayResponse::rate_limited(secs));
         }
@@ -803,6 +821,7 @@ impl Relay {
             request,
             stored: None,
             flight: None,
+            client,
         })
     }
 
@@ -1464,6 +1483,30 @@ mod tests {
             ]
         );
         assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 4);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_bucket_across_its_64() {
+        let limits = Limits {
+            per_ip: Rate::new(1, 2),
+            per_key: Rate::new(0, 0),
+            ..Limits::default()
+        };
+        let (relay, calls) = counting(limits, None);
+        let got = statuses(
+            &relay,
+            &[
+                (for_key("K1", "2001:db8:1:2::1"), 0),
+                (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
+                // A new address of the same /64: the same bucket.
+                (for_key("K3", "2001:db8:1:2:ffff:1:2:3"), 0),
+                // Another /64: its own.
+                (for_key("K4", "2001:db8:1:3::1"), 0),
+            ],
+        );
+        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, vec![404, 404, 429, 404]);
+        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
     }
 
     #[test]

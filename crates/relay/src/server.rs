@@ -83,6 +83,8 @@ pub struct Running {
     metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     thread: JoinHandle<()>,
+    /// The roster's reads of Polar (crate::roster), when the store keeps one.
+    roster: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -113,17 +115,30 @@ impl Running {
     /// Blocks until the server stops (it does not on its own: serve until killed). Dropping a
     /// `Running` without calling this or [`Running::stop`] leaves the server serving.
     pub fn wait(self) {
-        let Running { stop, thread, .. } = self;
+        let Running {
+            stop,
+            thread,
+            roster,
+            ..
+        } = self;
         let _ = thread.join();
+        stop.send_replace(true);
+        if let Some(roster) = roster {
+            let _ = roster.join();
+        }
         drop(stop);
     }
 
     /// Stops accepting and returns once the requests under way are answered: a connection
     /// waiting for a request is closed at once, one whose body is arriving gets until its
-    /// deadline, and each call to Polar under way ends (the transport's own timeouts).
+    /// deadline, and each call to Polar under way ends (the transport's own timeouts), the
+    /// roster's read under way too (at most 10 s).
     pub fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.thread.join();
+        if let Some(roster) = self.roster {
+            let _ = roster.join();
+        }
     }
 }
 
@@ -170,6 +185,17 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     };
     let (stop, stopped) = watch::channel(false);
     server.relay.check_webhooks(now(server.started));
+    // The roster's reads (crate::roster): on a thread of their own, start-up never waits.
+    let roster = {
+        let relay = Arc::clone(&server.relay);
+        let started = server.started;
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name("relay-roster".to_string())
+            .spawn(move || {
+                crate::roster::run(&relay, || now(started), || *stopped.borrow());
+            })?
+    };
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
@@ -187,6 +213,7 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
         metrics,
         stop,
         thread,
+        roster: Some(roster),
     })
 }
 

@@ -45,6 +45,16 @@ pub struct StoreOptions {
     /// The budget's window in ms (default 60,000: Polar's minute; shorter only for tests and
     /// benchmarks that scale time against an emulator's `--token-window`).
     pub budget_window_ms: u64,
+    /// Know the organization's keys (default off): the SHA-256 of every key, paged in from
+    /// Polar's `GET /v1/license-keys/` at start with spare budget (the token needs
+    /// `license_keys:read`; without it the relay runs as with this off) and kept current from
+    /// the grant webhooks, each key refetched by id. A key neither in it nor granted in the
+    /// store is first-seen: see [`StoreOptions::first_seen_share`].
+    pub roster: bool,
+    /// With [`StoreOptions::roster`]: the percent of the budget first-seen keys may spend
+    /// (default 10), divided fairly between the clients asking (per address, per /64 for
+    /// IPv6), never from the reserve; past it they are answered 429 with `Retry-After`.
+    pub first_seen_share: u32,
 }
 
 impl Default for StoreOptions {
@@ -57,6 +67,8 @@ impl Default for StoreOptions {
             reserve: 125,
             max_entries: 1_000_000,
             budget_window_ms: MINUTE_MS,
+            roster: false,
+            first_seen_share: 10,
         }
     }
 }

@@ -31,6 +31,9 @@ pub(crate) struct Stored {
     pub(crate) refused: AtomicU64,
     /// The calls to Polar under way per entry: a check of the same entry waits for it.
     pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
+    /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
+    pub(crate) roster: crate::roster::Roster,
+    pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
 }
 
 /// One call to Polar that other checks of the same entry wait for.
@@ -66,7 +69,7 @@ impl Stored {
 
     /// Takes one call of the budget (see [`Budget::take`]); the budget's state is staged
     /// for the store's next write (under the budget's lock: the newest state wins).
-    fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
+    pub(crate) fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
         let mut budget = self.budget(now);
         budget.take(now.monotonic_ms, reserved).inspect_err(|_| {
             self.refused.fetch_add(1, Ordering::Relaxed);
@@ -182,7 +185,14 @@ impl Relay {
             if let Some(r) = self.per_key_limit(&pending, now) {
                 return Routed::Answer(r);
             }
-            if let Err(secs) = s.take(now, true) {
+            // A first-seen key: its share, and never the reserve (crate::roster).
+            let first_seen = s.roster.first_seen(&pending.key);
+            if first_seen {
+                if let Err(secs) = s.first_seen_take(&pending.client, now) {
+                    return Routed::Answer(first_seen_refused(&pending, secs));
+                }
+            }
+            if let Err(secs) = s.take(now, !first_seen) {
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
@@ -238,6 +248,23 @@ impl Relay {
                 s.land(&id);
             }
             return Routed::Answer(r);
+        }
+        // A first-seen key (no grant stored, not in the roster): its share (crate::roster).
+        let first_seen =
+            !prior.as_ref().is_some_and(|e| e.grant) && s.roster.first_seen(&pending.key);
+        let refused = if first_seen {
+            s.first_seen_take(&pending.client, now).err()
+        } else {
+            None
+        };
+        if let Some(secs) = refused {
+            if leads {
+                s.land(&id);
+            }
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
+            }
+            return Routed::Answer(first_seen_refused(&pending, secs));
         }
         if let Err(secs) = s.take(now, false) {
             if leads {
@@ -429,6 +456,7 @@ impl Relay {
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
             return RelayResponse::detail(400, "the webhook's body is not JSON");
         };
+        crate::roster::on_event(&s.roster, &event);
         let kind = event
             .get("type")
             .and_then(|t| t.as_str())
@@ -477,6 +505,10 @@ impl Relay {
         unsigned: &mut Option<(UnsignedLease, Option<String>)>,
     ) {
         let seen = seen.0;
+        if seen.as_ref().is_some_and(|a| a.status == 200) {
+            // Polar granted it: the organization's key (crate::roster).
+            s.roster.learn(&pending.key);
+        }
         if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
             let mut budget = s.budget(now);
             budget.learn(now.monotonic_ms, a.retry_after);
@@ -622,6 +654,17 @@ impl Relay {
             ),
         }
     }
+}
+
+/// A first-seen key past its share: 429 with `Retry-After`, never a denial Polar did not give.
+fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
+    log::info!(
+        "relay: {} {} 429 (a first-seen key: client {} used its share)",
+        pending.op.as_str(),
+        pending.key.redacted(),
+        pending.client
+    );
+    sourced(RelayResponse::rate_limited(secs), "polar")
 }
 
 /// Polar's stored answer, as it was sent to the client asking with `key`: its status, the

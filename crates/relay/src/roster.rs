@@ -1,0 +1,711 @@
+//! The seller's keys (the roster) and the first-seen share: with [`StoreOptions::roster`] on,
+//! the relay keeps the SHA-256 of every license key of the organization, paged in from Polar's
+//! `GET /v1/license-keys/` at start (in the background, with spare budget) and kept current
+//! from the grant webhooks (each key refetched by id, `GET /v1/license-keys/{id}`). A key
+//! neither in the roster nor granted in the store is *first-seen*: its calls to Polar come
+//! from a small share of the budget ([`StoreOptions::first_seen_share`]), divided fairly
+//! between the clients asking (per address, per /64 for IPv6), and never from the reserve
+//! that activations, deactivations and increments of known keys keep. Past its share a
+//! first-seen key is answered 429 with `Retry-After`: never a denial Polar did not give.
+//!
+//! [`StoreOptions::roster`]: crate::store::StoreOptions::roster
+//! [`StoreOptions::first_seen_share`]: crate::store::StoreOptions::first_seen_share
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::net::IpAddr;
+use std::sync::Mutex;
+
+use polar_license::Key;
+use sha2::{Digest, Sha256};
+
+use crate::verdicts::Stored;
+use crate::{Now, Relay};
+
+/// Keys per page of `GET /v1/license-keys/` (Polar's most).
+pub(crate) const PAGE_LIMIT: u32 = 100;
+
+/// Tries of one refetch by id before it is dropped (the next grant event of the key, or the
+/// next start, brings it back).
+const REFETCH_TRIES: u32 = 5;
+
+/// How long to wait after a failed read of Polar's (not a 429: that says its own time).
+pub(crate) const BACKOFF_MS: u64 = 5_000;
+
+/// A current roster is paged in again after this long (with spare budget, the keys it holds
+/// kept meanwhile): a grant whose webhook never came is known within it.
+pub(crate) const RELIST_MS: u64 = 3_600_000;
+
+/// A key's SHA-256 (32 bytes, not hex: a million keys are about 50 MB).
+fn digest(key: &Key) -> [u8; 32] {
+    Sha256::digest(key.expose().as_bytes()).into()
+}
+
+/// The roster's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No roster: every key counts as known (the relay as before it had one).
+    Off,
+    /// Pages still to read: this one next.
+    Loading { page: u32 },
+    /// Every page read (the last at this monotonic ms); kept current from the webhooks, and
+    /// paged in again after [`RELIST_MS`].
+    Current { since_ms: u64 },
+}
+
+/// The SHA-256 (hex) of every key of the organization the relay knows of.
+#[derive(Debug)]
+pub(crate) struct Roster {
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    phase: Phase,
+    hashes: HashSet<[u8; 32]>,
+    /// License key ids to refetch (from grant webhooks), with the tries left.
+    refetch: VecDeque<(String, u32)>,
+    /// No read before this monotonic ms (a failure's backoff, Polar's 429).
+    not_before: u64,
+}
+
+/// What the roster's worker does next.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Job {
+    /// The roster is off: the worker ends.
+    Stop,
+    /// Nothing to read before this many ms.
+    Wait(u64),
+    /// Read this page of the list.
+    Page(u32),
+    /// Read this key by id.
+    Refetch(String, u32),
+}
+
+impl Roster {
+    pub(crate) fn new(on: bool) -> Roster {
+        Roster {
+            inner: Mutex::new(Inner {
+                phase: if on {
+                    Phase::Loading { page: 1 }
+                } else {
+                    Phase::Off
+                },
+                hashes: HashSet::new(),
+                refetch: VecDeque::new(),
+                not_before: 0,
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn phase(&self) -> Phase {
+        self.lock().phase
+    }
+
+    /// How many keys it holds.
+    pub(crate) fn len(&self) -> usize {
+        self.lock().hashes.len()
+    }
+
+    /// Whether `key` is first-seen: the roster is on and does not hold it.
+    pub(crate) fn first_seen(&self, key: &Key) -> bool {
+        let inner = self.lock();
+        inner.phase != Phase::Off && !inner.hashes.contains(&digest(key))
+    }
+
+    /// Polar granted `key`: it is the organization's.
+    pub(crate) fn learn(&self, key: &Key) {
+        let mut inner = self.lock();
+        if inner.phase != Phase::Off {
+            inner.hashes.insert(digest(key));
+        }
+    }
+
+    /// A grant webhook named this license key id: refetched by the worker.
+    pub(crate) fn refetch(&self, license_key_id: &str) {
+        let mut inner = self.lock();
+        if inner.phase == Phase::Off
+            || inner.refetch.len() >= 10_000
+            || inner.refetch.iter().any(|(id, _)| id == license_key_id)
+        {
+            return;
+        }
+        inner
+            .refetch
+            .push_back((license_key_id.to_string(), REFETCH_TRIES));
+    }
+
+    /// The next read, at `now_ms` (a refetch first: it is a customer who just bought).
+    pub(crate) fn next(&self, now_ms: u64) -> Job {
+        let mut inner = self.lock();
+        if inner.phase == Phase::Off {
+            return Job::Stop;
+        }
+        if now_ms < inner.not_before {
+            return Job::Wait(inner.not_before - now_ms);
+        }
+        if let Some((id, tries)) = inner.refetch.pop_front() {
+            return Job::Refetch(id, tries);
+        }
+        match inner.phase {
+            Phase::Loading { page } => Job::Page(page),
+            Phase::Current { since_ms } if now_ms.saturating_sub(since_ms) >= RELIST_MS => {
+                inner.phase = Phase::Loading { page: 1 };
+                Job::Page(1)
+            }
+            _ => Job::Wait(200),
+        }
+    }
+
+    /// Nothing before `ms` from now (`now_ms`).
+    pub(crate) fn hold(&self, now_ms: u64, ms: u64) {
+        let mut inner = self.lock();
+        inner.not_before = inner.not_before.max(now_ms.saturating_add(ms));
+    }
+
+    /// A refetch to try again later (the budget, a failure), while tries are left.
+    pub(crate) fn again(&self, id: String, tries: u32) {
+        if tries > 1 {
+            self.lock().refetch.push_back((id, tries - 1));
+        }
+    }
+
+    /// A page read: its keys kept; the last page (or an empty one) makes the roster current.
+    pub(crate) fn page_read(&self, page: u32, keys: &[String], max_page: u64, now_ms: u64) {
+        let mut inner = self.lock();
+        for k in keys {
+            let hash = digest(&Key::new(k.clone()));
+            inner.hashes.insert(hash);
+        }
+        if inner.phase == (Phase::Loading { page }) {
+            inner.phase = if keys.is_empty() || u64::from(page) >= max_page {
+                Phase::Current { since_ms: now_ms }
+            } else {
+                Phase::Loading { page: page + 1 }
+            };
+        }
+    }
+
+    /// The token cannot read the keys (401, 403): no roster, as before.
+    pub(crate) fn turn_off(&self) {
+        let mut inner = self.lock();
+        inner.phase = Phase::Off;
+        inner.hashes.clear();
+        inner.refetch.clear();
+    }
+}
+
+/// The first-seen share's calls of the window, by client.
+#[derive(Debug)]
+pub(crate) struct FirstSeen {
+    cap: u32,
+    window_ms: u64,
+    /// (monotonic ms, client), oldest first.
+    calls: VecDeque<(u64, String)>,
+    per_client: HashMap<String, u32>,
+}
+
+impl FirstSeen {
+    /// `share` percent of `budget` calls per `window_ms` (at least one call when the share is
+    /// above 0).
+    pub(crate) fn new(budget: u32, share: u32, window_ms: u64) -> FirstSeen {
+        let cap = if share == 0 {
+            0
+        } else {
+            (u64::from(budget) * u64::from(share.min(100)))
+                .div_ceil(100)
+                .max(1)
+        };
+        FirstSeen {
+            cap: u32::try_from(cap).unwrap_or(u32::MAX),
+            window_ms: window_ms.max(1),
+            calls: VecDeque::new(),
+            per_client: HashMap::new(),
+        }
+    }
+
+    fn trim(&mut self, now_ms: u64) {
+        while let Some((at, client)) = self.calls.front() {
+            if now_ms.saturating_sub(*at) < self.window_ms {
+                break;
+            }
+            if let Some(n) = self.per_client.get_mut(client) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.per_client.remove(client);
+                }
+            }
+            self.calls.pop_front();
+        }
+    }
+
+    /// One call of the share for `client` at `now_ms`: `Err(seconds)` until one is its. A
+    /// client may hold its fair part of the share (the share divided by the clients that
+    /// used it in the window, itself included; at least one call).
+    pub(crate) fn take(&mut self, client: &str, now_ms: u64) -> Result<(), u64> {
+        self.trim(now_ms);
+        let secs = |at: u64, window: u64| {
+            (at.saturating_add(window).saturating_sub(now_ms))
+                .div_ceil(1000)
+                .max(1)
+        };
+        if self.cap == 0 {
+            return Err(self.window_ms.div_ceil(1000).max(1));
+        }
+        let mine = self.per_client.get(client).copied().unwrap_or(0);
+        let clients = self.per_client.len() + usize::from(mine == 0);
+        let fair = (self.cap as usize / clients.max(1)).max(1);
+        if (self.calls.len() as u64) < u64::from(self.cap) && (mine as usize) < fair {
+            self.calls.push_back((now_ms, client.to_string()));
+            *self.per_client.entry(client.to_string()).or_insert(0) += 1;
+            return Ok(());
+        }
+        // Its own oldest call leaves first when it holds its part; else the window's oldest.
+        let oldest = if (mine as usize) >= fair {
+            self.calls.iter().find(|(_, c)| c == client)
+        } else {
+            self.calls.front()
+        };
+        Err(oldest.map_or(1, |(at, _)| secs(*at, self.window_ms)))
+    }
+}
+
+/// The client a first-seen share and the per-IP limit count for: the address, an IPv6
+/// address by its /64 (one host picks any address of its /64), an IPv4-mapped one as IPv4;
+/// anything else (a proxy header's odd value) as it is.
+pub(crate) fn client_group(client: &str) -> String {
+    match client.trim().parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.to_string(),
+        Ok(IpAddr::V6(v6)) => match v6.to_ipv4_mapped() {
+            Some(v4) => v4.to_string(),
+            None => {
+                let s = v6.segments();
+                format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+            }
+        },
+        Err(_) => client.to_string(),
+    }
+}
+
+/// One read of Polar's for the roster: a `GET` of `url` with `headers`.
+pub(crate) struct Read {
+    pub(crate) url: String,
+    /// They hold the seller's token: never logged.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    job: Job,
+}
+
+impl std::fmt::Debug for Read {
+    /// The URL and the job; the headers by name only (the token is one of them).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Read")
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .field("job", &self.job)
+            .finish()
+    }
+}
+
+/// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
+pub(crate) type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
+
+impl Stored {
+    /// One call of the first-seen share for `client` (see [`FirstSeen::take`]).
+    pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(client, now.monotonic_ms)
+    }
+}
+
+impl Relay {
+    /// The roster's next read at `now` (its call taken from the budget: a refetch from the
+    /// reserve, it is a customer who just bought; a page only while the budget has half its
+    /// room, so the customers' checks come first), `Err(Some(ms))` to wait, `Err(None)` when
+    /// there is no roster.
+    pub(crate) fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
+        let Some(s) = self.store.as_ref() else {
+            return Err(None);
+        };
+        let job = s.roster.next(now.monotonic_ms);
+        let url = match &job {
+            Job::Stop => return Err(None),
+            Job::Wait(ms) => return Err(Some(*ms)),
+            Job::Refetch(id, tries) => {
+                let Ok(id) = polar_license::metadata::check_uuid_v4("license_key_id", id) else {
+                    log::warn!("relay: a grant webhook named a license key id that is no UUID");
+                    return Err(Some(0));
+                };
+                if let Err(secs) = s.take(now, true) {
+                    s.roster.again(id, tries + 1);
+                    s.roster.hold(now.monotonic_ms, secs * 1000);
+                    return Err(Some(secs * 1000));
+                }
+                format!("{}/v1/license-keys/{id}", self.base_url)
+            }
+            Job::Page(page) => {
+                if s.budget(now).room(now.monotonic_ms) <= 0.5 {
+                    s.roster.hold(now.monotonic_ms, 1_000);
+                    return Err(Some(1_000));
+                }
+                if let Err(secs) = s.take(now, false) {
+                    s.roster.hold(now.monotonic_ms, secs * 1000);
+                    return Err(Some(secs * 1000));
+                }
+                let org = self
+                    .organization_id
+                    .as_deref()
+                    .map(|o| format!("&organization_id={o}"))
+                    .unwrap_or_default();
+                format!(
+                    "{}/v1/license-keys/?limit={PAGE_LIMIT}&page={page}{org}",
+                    self.base_url
+                )
+            }
+        };
+        let headers = vec![
+            ("authorization", format!("Bearer {}", self.token.expose())),
+            ("accept", "application/json".to_string()),
+            ("user-agent", crate::USER_AGENT.to_string()),
+        ];
+        Ok(Read { url, headers, job })
+    }
+
+    /// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
+    /// that cannot read keys turning the roster off.
+    pub(crate) fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
+        let Some(s) = self.store.as_ref() else {
+            return;
+        };
+        let retry = |s: &Stored| {
+            if let Job::Refetch(id, tries) = &read.job {
+                s.roster.again(id.clone(), *tries);
+            }
+        };
+        let (status, retry_after, body) = match answer {
+            Ok(a) => a,
+            Err(why) => {
+                log::warn!("relay: the roster's read of Polar failed ({why}); again in 5 s");
+                s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+                retry(s);
+                return;
+            }
+        };
+        match status {
+            200 => {}
+            429 => {
+                let mut budget = s.budget(now);
+                budget.learn(now.monotonic_ms, retry_after);
+                s.backend
+                    .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+                drop(budget);
+                s.roster
+                    .hold(now.monotonic_ms, retry_after.unwrap_or(60).min(3600) * 1000);
+                if let Job::Refetch(id, tries) = &read.job {
+                    s.roster.again(id.clone(), tries + 1);
+                }
+                return;
+            }
+            401 | 403 => {
+                log::warn!(
+                    "relay: the token cannot read the organization's license keys ({status};                      it needs the scope license_keys:read): no roster, every key counts as known"
+                );
+                s.roster.turn_off();
+                return;
+            }
+            404 if matches!(read.job, Job::Refetch(..)) => return,
+            _ => {
+                log::warn!("relay: the roster's read of Polar got {status}; again in 5 s");
+                s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+                retry(s);
+                return;
+            }
+        }
+        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+            log::warn!("relay: the roster's read of Polar is not JSON; again in 5 s");
+            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+            retry(s);
+            return;
+        };
+        let key_of =
+            |v: &serde_json::Value| v.get("key").and_then(|k| k.as_str()).map(String::from);
+        match &read.job {
+            Job::Page(page) => {
+                let keys: Vec<String> = value
+                    .get("items")
+                    .and_then(|i| i.as_array())
+                    .map(|items| items.iter().filter_map(key_of).collect())
+                    .unwrap_or_default();
+                let max_page = value
+                    .pointer("/pagination/max_page")
+                    .and_then(|m| m.as_u64())
+                    .unwrap_or(0);
+                s.roster.page_read(*page, &keys, max_page, now.monotonic_ms);
+                if matches!(s.roster.phase(), Phase::Current { .. }) {
+                    log::info!(
+                        "relay: the roster holds the organization's {} license keys",
+                        s.roster.len()
+                    );
+                }
+            }
+            Job::Refetch(..) => {
+                if let Some(key) = key_of(&value) {
+                    s.roster.learn(&Key::new(key));
+                    log::info!("relay: a new grant's license key joined the roster");
+                }
+            }
+            _ => {}
+        }
+        if let Err(e) = s.backend.flush_budget() {
+            log::error!("relay: {e}: the token budget's state is written with the next change");
+        }
+    }
+}
+
+/// A grant event (`benefit_grant.created`, `.updated`, `.cycled`) names a license key: it is
+/// refetched by id for the roster (a new customer's key, a rotated key's new string).
+pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value) {
+    let kind = event.get("type").and_then(|t| t.as_str()).unwrap_or("");
+    if !matches!(
+        kind,
+        "benefit_grant.created" | "benefit_grant.updated" | "benefit_grant.cycled"
+    ) {
+        return;
+    }
+    if let Some(id) = event
+        .pointer("/data/properties/license_key_id")
+        .and_then(|i| i.as_str())
+    {
+        roster.refetch(id);
+    }
+}
+
+/// The roster's worker (the native server runs it on a thread of its own): reads until the
+/// roster is off or `stopped` says so; `clock` is the server's.
+#[cfg(feature = "server")]
+pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| relay.base_url.starts_with(p));
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(std::time::Duration::from_secs(5)))
+        .timeout_global(Some(std::time::Duration::from_secs(10)));
+    if local {
+        config = config.proxy(None);
+    }
+    let agent: ureq::Agent = config.build().into();
+    while !stopped() {
+        let read = match relay.roster_read(clock()) {
+            Ok(read) => read,
+            Err(None) => return,
+            Err(Some(ms)) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms.clamp(10, 200)));
+                continue;
+            }
+        };
+        let mut req = agent.get(&read.url);
+        for (name, value) in &read.headers {
+            req = req.header(*name, value);
+        }
+        let answer = match req.call() {
+            Ok(mut r) => {
+                let retry_after = r
+                    .headers()
+                    .get("retry-after")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                let status = r.status().as_u16();
+                r.body_mut()
+                    .with_config()
+                    .limit(16 << 20)
+                    .read_to_vec()
+                    .map(|body| (status, retry_after, body))
+                    .map_err(|e| e.to_string())
+            }
+            Err(e) => Err(e.to_string()),
+        };
+        relay.roster_answered(read, answer, clock());
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_clients_count_by_their_64() {
+        assert_eq!(client_group("127.0.0.7"), "127.0.0.7");
+        assert_eq!(
+            client_group("2001:db8:1:2:aaaa::1"),
+            client_group("2001:db8:1:2:bbbb:cccc:dddd:eeee")
+        );
+        assert_ne!(
+            client_group("2001:db8:1:2::1"),
+            client_group("2001:db8:1:3::1")
+        );
+        assert_eq!(client_group("::ffff:10.0.0.1"), "10.0.0.1");
+        assert_eq!(client_group("not an address"), "not an address");
+    }
+
+    #[test]
+    fn the_share_is_capped_and_divided_between_the_clients() {
+        // 10 % of 100 calls a second: 10 first-seen calls.
+        let mut s = FirstSeen::new(100, 10, 1_000);
+        // One client alone may take the whole share.
+        for _ in 0..10 {
+            assert_eq!(s.take("a", 0), Ok(()));
+        }
+        assert_eq!(s.take("a", 0), Err(1));
+        assert_eq!(s.take("b", 0), Err(1), "the share is spent");
+        // The window over: a and b share it; a flood from a leaves b its part.
+        let mut s = FirstSeen::new(100, 10, 1_000);
+        assert_eq!(s.take("b", 0), Ok(()));
+        let a_got = (0..20).filter(|_| s.take("a", 0).is_ok()).count();
+        assert_eq!(a_got, 5, "a holds half the share with b in it");
+        assert_eq!(s.take("b", 0), Ok(()));
+        // Many clients: each at most its part, the share never exceeded.
+        let mut s = FirstSeen::new(100, 10, 1_000);
+        let got = (0..64)
+            .flat_map(|c| (0..10).map(move |_| c))
+            .filter(|c| s.take(&format!("127.0.0.{c}"), 0).is_ok())
+            .count();
+        assert_eq!(got, 10);
+        // No share: every first-seen key waits a window.
+        let mut none = FirstSeen::new(100, 0, 60_000);
+        assert_eq!(none.take("a", 0), Err(60));
+    }
+
+    #[test]
+    fn the_roster_pages_then_is_current_and_learns() {
+        let r = Roster::new(true);
+        let k = Key::new("K-1".to_string());
+        assert!(r.first_seen(&k));
+        assert_eq!(r.next(0), Job::Page(1));
+        r.page_read(1, &["K-1".to_string()], 2, 0);
+        assert!(!r.first_seen(&k));
+        assert_eq!(r.next(0), Job::Page(2));
+        r.page_read(2, &["K-2".to_string()], 2, 0);
+        assert_eq!(r.phase(), Phase::Current { since_ms: 0 });
+        r.refetch("id-1");
+        r.refetch("id-1");
+        assert_eq!(r.next(0), Job::Refetch("id-1".into(), REFETCH_TRIES));
+        assert_eq!(r.next(0), Job::Wait(200));
+        r.hold(0, 1_000);
+        assert_eq!(r.next(10), Job::Wait(990));
+        // An hour on, it is paged in again, the keys it holds kept meanwhile.
+        assert_eq!(r.next(RELIST_MS), Job::Page(1));
+        assert!(!r.first_seen(&k));
+        let off = Roster::new(false);
+        assert!(!off.first_seen(&k));
+        assert_eq!(off.next(0), Job::Stop);
+        r.turn_off();
+        assert!(!r.first_seen(&Key::new("K-9".to_string())));
+    }
+
+    /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its
+    /// transport is never used here.
+    fn relay() -> Relay {
+        use crate::store::{MemoryBackend, StoreOptions};
+        let options = StoreOptions {
+            budget: 4,
+            reserve: 1,
+            roster: true,
+            ..StoreOptions::default()
+        };
+        let mut config = crate::RelayConfig::new(
+            polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
+            polar_license::AccessToken::new("t"),
+            polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
+        );
+        config.store = Some(crate::StoreConfig {
+            backend: std::sync::Arc::new(MemoryBackend::new(100)),
+            options,
+            webhook_secret: None,
+        });
+        let never = |_: &polar_license::proto::HttpRequest| -> Result<
+            polar_license::proto::HttpResponse,
+            polar_license::TransportError,
+        > {
+            panic!("the roster reads through its own worker, not the transport")
+        };
+        Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn page(keys: &[&str], max_page: u64) -> ReadAnswer {
+        let items: Vec<serde_json::Value> =
+            keys.iter().map(|k| serde_json::json!({"key": k})).collect();
+        let body = serde_json::json!({"items": items,
+            "pagination": {"total_count": 9, "max_page": max_page}});
+        Ok((200, None, body.to_string().into_bytes()))
+    }
+
+    #[test]
+    fn pages_spend_only_spare_budget_a_429_holds_and_a_refetch_uses_the_reserve() {
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let first = r.roster_read(at(0)).expect("page 1");
+        assert!(!format!("{first:?}").contains("Bearer"), "{first:?}");
+        assert_eq!(
+            first.url,
+            "http://127.0.0.1:9/v1/license-keys/?limit=100&page=1"
+        );
+        assert!(first
+            .headers
+            .iter()
+            .any(|(n, v)| *n == "authorization" && v == "Bearer t"));
+        r.roster_answered(first, page(&["K-1"], 3), at(10));
+        assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
+        assert!(s.roster.first_seen(&Key::new("K-2".to_string())));
+        // 1 of the 3 shared calls spent: room for page 2, then not for page 3 (half the room
+        // is the customers').
+        let second = r.roster_read(at(20)).expect("page 2");
+        assert!(second.url.ends_with("page=2"));
+        assert_eq!(r.roster_read(at(30)).err(), Some(Some(1_000)));
+        // Polar's 429 on page 2: nothing read before its Retry-After.
+        r.roster_answered(second, Ok((429, Some(5), Vec::new())), at(40));
+        assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
+        // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
+        // Polar's 429 blocks the whole budget, so the refetch waits for it too).
+        on_event(
+            &s.roster,
+            &serde_json::json!({"type": "benefit_grant.created",
+                "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+        );
+        on_event(
+            &s.roster,
+            &serde_json::json!({"type": "order.paid",
+                "data": {"properties": {"license_key_id": "31bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+        );
+        let refetch = r.roster_read(at(5_100)).expect("the refetch");
+        assert_eq!(
+            refetch.url,
+            "http://127.0.0.1:9/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"
+        );
+        let body = serde_json::json!({"key": "K-NEW", "activations": []}).to_string();
+        r.roster_answered(refetch, Ok((200, None, body.into_bytes())), at(5_200));
+        assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
+        // No other event was queued: the next read is page 2 again (the budget now full).
+        assert_eq!(r.roster_read(at(5_300)).err(), Some(Some(1_000)));
+        // A token that cannot read keys: no roster, every key known, the worker ends.
+        let r = relay();
+        let read = r.roster_read(at(0)).expect("page 1");
+        r.roster_answered(read, Ok((403, None, Vec::new())), at(10));
+        let s = r.store.as_ref().expect("a store");
+        assert!(!s.roster.first_seen(&Key::new("ANY".to_string())));
+        assert_eq!(r.roster_read(at(20)).err(), Some(None));
+    }
+}

@@ -25,8 +25,9 @@ const USAGE = `usage: polar-license-emulator [--port N] [--host ADDRESS] [--seed
                             token_budget, else 500, or 100 with --sandbox; 0: off)
   --token-window SECONDS    the token budget's window (default: the seed's
                             token_window_seconds, else 60)
-  --webhook-time-scale FACTOR   scales Polar's webhook retry schedule (at once, 30 s, 1 min,
-                                5 min, ... ten attempts; default 1; 0.01 turns 30 s into 0.3 s)
+  --webhook-time-scale FACTOR   scales Polar's webhook retry schedule (ten tries: at once,
+                                then 2 s doubling with jitter, capped at 20 min; default 1;
+                                0.01 turns 2 s into 20 ms)
   --webhook-timeout SECONDS     how long one webhook delivery attempt may take (default 10)`;
 
 function fail(why) {

@@ -75,8 +75,8 @@ export interface EmulatorOptions {
   tokenBudget?: number;
   /** The budget's window in ms (default: the seed's, else 60000). */
   tokenWindowMs?: number;
-  /** Scales Polar's webhook retry schedule (at once, 30 s, 1 min, 5 min, … ten attempts;
-   * default 1). */
+  /** Scales Polar's webhook retry schedule (ten tries: at once, then 2 s doubling with
+   * 50–100 % jitter, capped at 20 minutes; default 1). */
   webhookTimeScale?: number;
   /** How long one webhook attempt may take, in ms (default 10000). */
   webhookTimeoutMs?: number;
@@ -88,7 +88,8 @@ export type WebhookFault =
   | { kind: 'reorder' }
   | { kind: 'delay'; ms: number }
   | { kind: 'stale_timestamp'; seconds: number }
-  | { kind: 'bad_signature' };
+  | { kind: 'bad_signature' }
+  | { kind: 'large'; bytes: number };
 
 export interface RunningEmulator {
   /** The base URL, `http://127.0.0.1:PORT`: `baseUrl` of a `LicenseClient`. */

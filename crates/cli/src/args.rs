@@ -695,8 +695,8 @@ pub struct EmulatorArgs {
     #[arg(long, value_name = "SECONDS", value_parser = clap::value_parser!(u64).range(1..))]
     pub token_window: Option<u64>,
 
-    /// Scales Polar's webhook retry schedule (at once, 30 s, 1 min, 5 min, … ten attempts):
-    /// 0.01 turns 30 s into 0.3 s, for tests of a receiver
+    /// Scales Polar's webhook retry schedule (ten tries: at once, then 2 s doubling, with
+    /// jitter, capped at 20 min): 0.01 turns 2 s into 20 ms, for tests of a receiver
     #[arg(long, value_name = "FACTOR", default_value_t = 1.0, value_parser = parse_scale)]
     pub webhook_time_scale: f64,
 

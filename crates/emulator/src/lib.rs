@@ -106,10 +106,11 @@ pub struct Options {
 /// How the emulator delivers webhooks (docs/polar-api.md §14).
 #[derive(Debug, Clone, PartialEq)]
 pub struct WebhookOptions {
-    /// Multiplies Polar's retry schedule (at once, 30 s, 1 min, 5 min, 15 min, 30 min, 1 h, 2 h,
-    /// 4 h, 8 h: ten attempts): `0.001` turns 30 s into 30 ms for a test. Default 1.
+    /// Multiplies Polar's retry schedule (ten tries in all: the first at once, then waits of
+    /// 2 s doubling after each failure, 50–100 % jitter, capped at 20 minutes: 1–2 s, 2–4 s, …
+    /// 256–512 s): `0.001` turns 512 s into 512 ms for a test. Default 1 (Polar's).
     pub schedule_scale: f64,
-    /// How long one attempt may take before it counts as failed (default 10 s).
+    /// How long one attempt may take before it counts as failed (default 10 s, Polar's).
     pub timeout: Duration,
 }
 

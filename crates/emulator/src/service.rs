@@ -912,8 +912,9 @@ impl Core {
         self.webhooks.due(wall, now.monotonic, timeout)
     }
 
-    /// How attempt `id` of [`Core::webhooks_due`] went: a 2xx succeeds; a failure is retried on
-    /// Polar's schedule (ten attempts), and ten consecutive failures disable the endpoint.
+    /// How attempt `id` of [`Core::webhooks_due`] went: a 2xx succeeds; a failure (a 3xx
+    /// included) is retried on Polar's schedule (ten tries in all), and an endpoint whose ten
+    /// most recent events each failed every try is disabled.
     pub fn webhook_finished(&mut self, id: u64, outcome: WebhookOutcome, now: Time) {
         let wall = self.clock(now);
         let scale = self.options.webhooks.schedule_scale;

@@ -1,9 +1,10 @@
 //! Polar's webhooks (`docs/polar-api.md` §14), sans-IO: the endpoints an organization
 //! registers (`/v1/webhooks/endpoints`), the events a change to a key emits, and their
 //! delivery as Polar does it: Standard Webhooks signatures, at least once, in order per
-//! endpoint, one attempt in flight per endpoint, a timeout per attempt, ten attempts on Polar's
-//! backoff schedule, the endpoint disabled after ten consecutive failures, every attempt kept
-//! for `GET /v1/webhooks/deliveries`.
+//! endpoint, one attempt in flight per endpoint, a timeout per attempt (10 s), ten tries in all
+//! on Polar's backoff (2 s doubling, 50–100 % jitter, capped at 20 minutes), the endpoint
+//! disabled once its ten most recent events each failed every try, every attempt kept for
+//! `GET /v1/webhooks/deliveries`.
 //!
 //! The core never sends: the host asks for what is due ([`crate::Core::webhooks_due`]), sends
 //! each [`WebhookRequest`] with its own HTTP client, and reports how it went
@@ -67,13 +68,40 @@ pub(crate) const EVENT_TYPES: &[&str] = &[
     "organization.updated",
 ];
 
-/// Polar's retry schedule in seconds: the delay before attempt n+1 (about "at once, 30 s,
-/// 1 min, 5 min, 15 min, …", docs/polar-api.md §14), ten attempts in all.
-const SCHEDULE: [u64; 10] = [0, 30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800];
-/// Attempts of one event before it is given up.
+/// The wait after an event's first failed try (docs/polar-api.md §14): 2 s, doubling after
+/// each further failure.
+const FIRST_RETRY: Duration = Duration::from_secs(2);
+/// The longest wait between two tries: 20 minutes.
+const MAX_RETRY: Duration = Duration::from_secs(20 * 60);
+/// Tries of one event (the first and nine retries) before it is given up.
 pub(crate) const MAX_ATTEMPTS: u32 = 10;
-/// Consecutive failures after which an endpoint is disabled.
+/// An endpoint whose this many most recent events each failed every try is disabled.
 pub(crate) const DISABLE_AFTER: u32 = 10;
+/// The longest value Polar's `metadata` takes (500 characters): the unit a
+/// [`WebhookFault::Large`] event is padded in.
+const METADATA_VALUE_MAX: usize = 500;
+
+/// The wait before the next try of an event that failed `failed` tries (1 ..= 9), unscaled:
+/// 2 s doubled for each failure after the first, capped at 20 minutes, times `jitter`
+/// (Polar's 50–100 %: `jitter` is clamped to 0.5 ..= 1).
+pub(crate) fn retry_delay(failed: u32, jitter: f64) -> Duration {
+    let doublings = failed.saturating_sub(1).min(20);
+    let full = FIRST_RETRY.saturating_mul(1u32 << doublings).min(MAX_RETRY);
+    let jitter = if jitter.is_finite() {
+        jitter.clamp(0.5, 1.0)
+    } else {
+        1.0
+    };
+    full.mul_f64(jitter)
+}
+
+/// A jitter in 0.5 ..= 1 drawn from `random` (a fresh random id: the core's only source of
+/// randomness, the OS's natively, the host's entropy on wasm32).
+fn jitter_of(random: Uuid) -> f64 {
+    let bytes = random.as_bytes();
+    let word = u32::from_le_bytes([bytes[0], bytes[1], bytes[2], bytes[3]]);
+    0.5 + 0.5 * (f64::from(word) / f64::from(u32::MAX))
+}
 /// How much of a receiver's answer a delivery keeps.
 const RESPONSE_KEPT: usize = 2048;
 
@@ -82,7 +110,7 @@ const RESPONSE_KEPT: usize = 2048;
 ///
 /// As JSON (`POST /__emulator/webhooks/fault`): `{"kind":"duplicate"}`, `{"kind":"reorder"}`,
 /// `{"kind":"delay","ms":1500}`, `{"kind":"stale_timestamp","seconds":600}`,
-/// `{"kind":"bad_signature"}`.
+/// `{"kind":"bad_signature"}`, `{"kind":"large","bytes":100000}`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum WebhookFault {
@@ -104,6 +132,17 @@ pub enum WebhookFault {
     },
     /// Sign the first attempt with a wrong key: a receiver must refuse it; the retry is right.
     BadSignature,
+    /// Make each event at least this many bytes long, as Polar's large events are (an order
+    /// or subscription event carries the customer, the product with its description, prices,
+    /// benefits and their metadata, the order's items, custom field data: well over 64 KiB
+    /// can happen). The event stays the same event, correctly signed: its
+    /// `data.customer.metadata` gains `pad_0000`, `pad_0001`, … entries of 500 characters
+    /// (the longest metadata value Polar takes) until the body reaches `bytes`. A receiver
+    /// must read and verify it whole.
+    Large {
+        /// The least size of the body, in bytes.
+        bytes: usize,
+    },
 }
 
 /// An HTTP request the host must send for the core: one attempt at one event.
@@ -168,8 +207,9 @@ pub(crate) struct Endpoint {
     pub(crate) standard_signature: bool,
     pub(crate) created_at: OffsetDateTime,
     pub(crate) modified_at: Option<OffsetDateTime>,
-    /// Consecutive failed attempts (reset by a success or a re-enable).
-    failures: u32,
+    /// Its most recent events that each failed every try, in a row (reset by a success or a
+    /// re-enable): at [`DISABLE_AFTER`] the endpoint is disabled.
+    failed_events: u32,
     /// An attempt of this endpoint is being sent.
     in_flight: bool,
 }
@@ -299,8 +339,39 @@ pub(crate) fn derived_id(label: &str, from: Uuid) -> Uuid {
     uuid::Builder::from_random_bytes(bytes).into_uuid()
 }
 
-fn scaled(secs: u64, scale: f64) -> Duration {
-    Duration::try_from_secs_f64(secs as f64 * scale).unwrap_or(Duration::MAX)
+fn scaled(delay: Duration, scale: f64) -> Duration {
+    Duration::try_from_secs_f64(delay.as_secs_f64() * scale).unwrap_or(Duration::MAX)
+}
+
+/// `data` with its `customer.metadata` padded so that an event of `len` bytes (rendered from
+/// `data`) grows to at least `bytes` ([`WebhookFault::Large`]); `None`: already that long, or
+/// no customer to pad.
+fn padded(data: &J, len: usize, bytes: usize) -> Option<J> {
+    if len >= bytes {
+        return None;
+    }
+    // Each entry adds `"pad_0000":"…",` (14 bytes and the value; one less for the first in an
+    // empty object): this many, and one to spare, reach `bytes`.
+    let per_entry = METADATA_VALUE_MAX + 14;
+    let entries = (bytes - len).div_ceil(per_entry).saturating_add(1);
+    let J::Obj(items) = data else {
+        return None;
+    };
+    let mut items = items.clone();
+    let (_, customer) = items.iter_mut().find(|(k, _)| k == "customer")?;
+    let J::Obj(fields) = customer else {
+        return None;
+    };
+    let value = "x".repeat(METADATA_VALUE_MAX);
+    let pad: Vec<(String, J)> = (0..entries)
+        .map(|i| (format!("pad_{i:04}"), s(&value)))
+        .collect();
+    match fields.iter_mut().find(|(k, _)| k == "metadata") {
+        Some((_, J::Obj(metadata))) => metadata.extend(pad),
+        Some((_, other)) => *other = J::Obj(pad),
+        None => fields.push(("metadata".to_string(), J::Obj(pad))),
+    }
+    Some(J::Obj(items))
 }
 
 impl Webhooks {
@@ -345,7 +416,7 @@ impl Webhooks {
             standard_signature: true,
             created_at: now,
             modified_at: None,
-            failures: 0,
+            failed_events: 0,
             in_flight: false,
         });
         let last = self.endpoints.len() - 1;
@@ -366,10 +437,10 @@ impl Webhooks {
         true
     }
 
-    /// An endpoint enabled again starts over: no failures counted.
+    /// An endpoint enabled again starts over: no failed events counted.
     pub(crate) fn reset_failures(&mut self, id: Uuid) {
         if let Some(e) = self.endpoints.iter_mut().find(|e| e.id == id) {
-            e.failures = 0;
+            e.failed_events = 0;
         }
     }
 
@@ -397,16 +468,31 @@ impl Webhooks {
             })
             .map(|e| (e.id, e.api_version.clone()))
             .collect();
+        let large = match &fault {
+            Some(WebhookFault::Large { bytes }) => Some(*bytes),
+            _ => None,
+        };
         for (endpoint_id, api_version) in targets {
-            let payload = obj(vec![
-                ("type", s(kind)),
-                ("timestamp", s(&fmt_ts(wall))),
-                ("api_version", s(&api_version)),
-                ("data", data.clone()),
-            ]);
-            let Ok(payload) = payload.to_json() else {
+            let render = |data: J| {
+                obj(vec![
+                    ("type", s(kind)),
+                    ("timestamp", s(&fmt_ts(wall))),
+                    ("api_version", s(&api_version)),
+                    ("data", data),
+                ])
+                .to_json()
+            };
+            let Ok(mut payload) = render(data.clone()) else {
                 continue;
             };
+            if let Some(bytes) = large {
+                if let Some(padded) = padded(data, payload.len(), bytes) {
+                    let Ok(big) = render(padded) else {
+                        continue;
+                    };
+                    payload = big;
+                }
+            }
             let mut event = Event {
                 id: next_id(),
                 endpoint_id,
@@ -433,7 +519,7 @@ impl Webhooks {
                 }
                 Some(WebhookFault::StaleTimestamp { seconds }) => event.stale_by = Some(*seconds),
                 Some(WebhookFault::BadSignature) => event.bad_signature = true,
-                None => {}
+                Some(WebhookFault::Large { .. }) | None => {}
             }
             let held_at = reorder_second
                 .then(|| {
@@ -576,46 +662,47 @@ impl Webhooks {
             http_code,
             response,
         });
-        let endpoint = self
+        // The event: retried on the schedule, or given up after its last try.
+        let mut gave_up = false;
+        if let Some(event) = self.events.iter_mut().find(|e| e.id == flight.event_id) {
+            event.attempts = event.attempts.saturating_add(1);
+            event.last_http_code = http_code;
+            event.modified_at = Some(wall);
+            if succeeded {
+                event.succeeded = Some(true);
+                if event.duplicate {
+                    event.duplicate = false;
+                    event.next_at = monotonic;
+                } else {
+                    event.pending = false;
+                }
+            } else if event.attempts >= MAX_ATTEMPTS {
+                event.succeeded = Some(false);
+                event.pending = false;
+                gave_up = true;
+            } else {
+                event.succeeded = Some(false);
+                let delay = retry_delay(event.attempts, jitter_of(delivery_id));
+                event.next_at = monotonic.saturating_add(scaled(delay, scale));
+            }
+        }
+        // The endpoint: a success clears its run of failed events; an event that failed every
+        // try lengthens it, and the tenth in a row disables the endpoint.
+        if let Some(endpoint) = self
             .endpoints
             .iter_mut()
-            .find(|e| e.id == flight.endpoint_id);
-        if let Some(endpoint) = endpoint {
+            .find(|e| e.id == flight.endpoint_id)
+        {
             endpoint.in_flight = false;
             if succeeded {
-                endpoint.failures = 0;
-            } else {
-                endpoint.failures = endpoint.failures.saturating_add(1);
-                if endpoint.failures >= DISABLE_AFTER && endpoint.enabled {
+                endpoint.failed_events = 0;
+            } else if gave_up {
+                endpoint.failed_events = endpoint.failed_events.saturating_add(1);
+                if endpoint.failed_events >= DISABLE_AFTER && endpoint.enabled {
                     endpoint.enabled = false;
                     endpoint.modified_at = Some(wall);
                 }
             }
-        }
-        let Some(event) = self.events.iter_mut().find(|e| e.id == flight.event_id) else {
-            return;
-        };
-        event.attempts = event.attempts.saturating_add(1);
-        event.last_http_code = http_code;
-        event.modified_at = Some(wall);
-        if succeeded {
-            event.succeeded = Some(true);
-            if event.duplicate {
-                event.duplicate = false;
-                event.next_at = monotonic;
-            } else {
-                event.pending = false;
-            }
-        } else if event.attempts >= MAX_ATTEMPTS {
-            event.succeeded = Some(false);
-            event.pending = false;
-        } else {
-            event.succeeded = Some(false);
-            let delay = SCHEDULE
-                .get(event.attempts as usize)
-                .copied()
-                .unwrap_or(SCHEDULE[SCHEDULE.len() - 1]);
-            event.next_at = monotonic.saturating_add(scaled(delay, scale));
         }
     }
 
@@ -894,6 +981,55 @@ mod tests {
             br#"{"test": 2432232314}"#,
         );
         assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn polars_backoff_doubles_from_2_s_with_jitter_and_a_20_minute_cap() {
+        // Without jitter (1): 2 s, 4 s, … 512 s after failures 1 ..= 9 (ten tries in all).
+        let full: Vec<u64> = (1..MAX_ATTEMPTS)
+            .map(|n| retry_delay(n, 1.0).as_secs())
+            .collect();
+        assert_eq!(full, [2, 4, 8, 16, 32, 64, 128, 256, 512]);
+        // The cap: never more than 20 minutes, however many failures.
+        assert_eq!(retry_delay(10, 1.0), Duration::from_secs(1024));
+        assert_eq!(retry_delay(11, 1.0), Duration::from_secs(1200));
+        assert_eq!(retry_delay(40, 1.0), Duration::from_secs(1200));
+        // Jitter: 50 % to 100 % of the wait, never outside.
+        assert_eq!(retry_delay(3, 0.5), Duration::from_secs(4));
+        assert_eq!(retry_delay(3, 0.1), Duration::from_secs(4));
+        assert_eq!(retry_delay(3, 7.0), Duration::from_secs(8));
+        assert_eq!(retry_delay(3, f64::NAN), Duration::from_secs(8));
+        // The jitter drawn from random ids covers the range, not one point of it.
+        let draws: Vec<f64> = (0..200).map(|_| jitter_of(Uuid::new_v4())).collect();
+        assert!(draws.iter().all(|j| (0.5..=1.0).contains(j)), "{draws:?}");
+        assert!(draws.iter().any(|j| *j < 0.6) && draws.iter().any(|j| *j > 0.9));
+    }
+
+    #[test]
+    fn a_large_event_is_padded_past_its_size_in_the_customers_metadata() {
+        let data = obj(vec![
+            ("id", s("g")),
+            (
+                "customer",
+                obj(vec![
+                    ("id", s("c")),
+                    ("metadata", obj(vec![("plan", s("pro"))])),
+                ]),
+            ),
+        ]);
+        let len = data.to_json().map(|t| t.len()).unwrap_or(0);
+        assert!(padded(&data, len, len).is_none(), "already that long");
+        let big = padded(&data, len, 100_000).expect("padded");
+        let text = big.to_json().expect("json");
+        assert!(text.len() >= 100_000, "{}", text.len());
+        assert!(text.len() < 100_000 + 2 * 514, "{}", text.len());
+        let v: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        let metadata = v["customer"]["metadata"].as_object().expect("metadata");
+        assert_eq!(metadata["plan"], "pro", "what was there stays");
+        assert!(metadata
+            .iter()
+            .filter(|(k, _)| k.starts_with("pad_"))
+            .all(|(_, v)| v.as_str().map(str::len) == Some(METADATA_VALUE_MAX)));
     }
 
     #[test]

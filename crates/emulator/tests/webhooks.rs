@@ -285,6 +285,14 @@ impl Receiver {
     /// slow answer holds up nothing else, so what arrives one at a time does so because the
     /// emulator sends it so.
     fn start(answer: impl Fn(usize, &Received) -> u16 + Send + Sync + 'static) -> Receiver {
+        Receiver::start_with(None, answer)
+    }
+
+    /// [`Receiver::start`] whose 3xx answers carry `location` (a redirect a client could follow).
+    fn start_with(
+        location: Option<String>,
+        answer: impl Fn(usize, &Received) -> u16 + Send + Sync + 'static,
+    ) -> Receiver {
         let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
         let url = format!(
             "http://{}/hooks/polar",
@@ -298,7 +306,8 @@ impl Receiver {
                 let Ok(stream) = stream else { continue };
                 let record = Arc::clone(&record);
                 let answer = Arc::clone(&answer);
-                thread::spawn(move || serve_one(stream, &record, &*answer));
+                let location = location.clone();
+                thread::spawn(move || serve_one(stream, &record, &*answer, location.as_deref()));
             }
         });
         Receiver { url, got }
@@ -310,7 +319,12 @@ impl Receiver {
 
     /// Waits (up to 20 s) until `n` requests arrived.
     fn wait_for(&self, n: usize) -> Vec<Received> {
-        let deadline = Instant::now() + Duration::from_secs(20);
+        self.wait_for_within(n, Duration::from_secs(20))
+    }
+
+    /// Waits (up to `patience`) until `n` requests arrived.
+    fn wait_for_within(&self, n: usize, patience: Duration) -> Vec<Received> {
+        let deadline = Instant::now() + patience;
         loop {
             let got = self.received();
             if got.len() >= n || Instant::now() > deadline {
@@ -327,6 +341,7 @@ fn serve_one(
     mut stream: std::net::TcpStream,
     record: &Mutex<Vec<Received>>,
     answer: &(impl Fn(usize, &Received) -> u16 + ?Sized),
+    location: Option<&str>,
 ) {
     let mut reader = BufReader::new(stream.try_clone().expect("clone"));
     let mut line = String::new();
@@ -367,9 +382,13 @@ fn serve_one(
         all.len() - 1
     };
     let status = answer(n, &received);
+    let location = match location {
+        Some(to) if (300..400).contains(&status) => format!("location: {to}\r\n"),
+        _ => String::new(),
+    };
     let _ = write!(
         stream,
-        "HTTP/1.1 {status} X\r\ncontent-length: 2\r\nconnection: close\r\n\r\nok"
+        "HTTP/1.1 {status} X\r\n{location}content-length: 2\r\nconnection: close\r\n\r\nok"
     );
 }
 
@@ -412,22 +431,24 @@ fn verify_with(key: &[u8], r: &Received) -> Result<(), String> {
     }
 }
 
-/// Polar's retry schedule after each failed attempt, in seconds (docs/polar-api.md §14: 30 s,
-/// 1 min, 5 min, 15 min, 30 min, 1 h, 2 h, 4 h, 8 h), ten attempts in all.
-const SCHEDULE: [u64; 9] = [30, 60, 300, 900, 1800, 3600, 7200, 14400, 28800];
-/// The tests' schedule scale: 30 s is 3 ms.
+/// Polar's waits after each failed try, in seconds, before jitter (docs/polar-api.md §14: 2 s,
+/// doubling, capped at 20 minutes): ten tries in all.
+const SCHEDULE: [u64; 9] = [2, 4, 8, 16, 32, 64, 128, 256, 512];
+/// The tests' schedule scale: 512 s is 51 ms, so an event's ten tries take about 0.1 s.
 const SCALE: f64 = 0.0001;
 
-/// Each of `gaps` (between attempts) is the schedule's wait, scaled, within a tolerance: never
-/// shorter, and longer by at most what an attempt and a loaded machine add (250 ms and 25 %).
+/// Each of `gaps` (between tries) is the schedule's wait, scaled, with Polar's jitter: never
+/// shorter than half of it, and longer than all of it by at most what an attempt and a loaded
+/// machine add (250 ms and 25 %).
 fn assert_schedule(gaps: &[Duration], scale: f64) {
     assert_eq!(gaps.len(), SCHEDULE.len(), "{gaps:?}");
     for (i, (gap, secs)) in gaps.iter().zip(SCHEDULE).enumerate() {
-        let expected = Duration::from_secs_f64(secs as f64 * scale);
-        let most = expected.mul_f64(1.25) + Duration::from_millis(250);
+        let full = Duration::from_secs_f64(secs as f64 * scale);
+        let least = full / 2;
+        let most = full.mul_f64(1.25) + Duration::from_millis(250);
         assert!(
-            *gap >= expected && *gap <= most,
-            "wait {} is {gap:?}, the schedule's {expected:?} (at most {most:?}); all: {gaps:?}",
+            *gap >= least && *gap <= most,
+            "wait {} is {gap:?}, the schedule's {least:?} to {full:?} (at most {most:?}); all: {gaps:?}",
             i + 1
         );
     }
@@ -742,6 +763,24 @@ fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
     items
 }
 
+/// How many deliveries (tries) of `endpoint` `GET /v1/webhooks/deliveries` counts.
+fn delivery_count(polar: &Emulator, endpoint: &str) -> u64 {
+    let r = call(
+        &agent(),
+        "GET",
+        &format!(
+            "{}/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=1",
+            polar.url()
+        ),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    r.json()["pagination"]["total_count"]
+        .as_u64()
+        .expect("total_count")
+}
+
 fn endpoint(polar: &Emulator, id: &str) -> Value {
     let r = call(
         &agent(),
@@ -755,32 +794,42 @@ fn endpoint(polar: &Emulator, id: &str) -> Value {
 }
 
 #[test]
-fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
-    let polar = Emulator::start(seed(), fast()).expect("emulator");
+fn polars_own_schedule_and_timeout_are_the_default() {
+    let default = WebhookOptions::default();
+    assert_eq!(default.schedule_scale, 1.0);
+    assert_eq!(default.timeout, Duration::from_secs(10));
+    assert_eq!(Options::default().webhooks, default);
+}
+
+#[test]
+fn a_failing_receiver_gets_ten_tries_on_polars_backoff_and_one_failed_event_disables_nothing() {
+    // 512 s is 512 ms here: the ten tries take about 0.8 s.
+    let scale = 0.001;
+    let options = Options {
+        webhooks: WebhookOptions {
+            schedule_scale: scale,
+            timeout: Duration::from_secs(5),
+        },
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed(), options).expect("emulator");
     let receiver = Receiver::start(|_, _| 500);
     let (id, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
     revoke(&polar, DEMO_KEY);
     let got = receiver.wait_for(10);
-    // Every attempt is the same event: one webhook-id, each signed.
+    // Every try is the same event: one webhook-id, each signed.
     for r in &got {
         assert_eq!(r.id(), got[0].id());
         verify(&secret, r).expect("signature");
     }
-    // Backoff: each wait is Polar's schedule, scaled (30 s, 1 min, 5 min, … 8 h: 3 ms to
-    // 2.88 s here), never shorter, and longer only by the time an attempt takes.
+    // Backoff: each wait is Polar's (2 s, 4 s, … 512 s, scaled), with 50-100 % jitter.
     let gaps: Vec<Duration> = got.windows(2).map(|w| w[1].at - w[0].at).collect();
-    assert_schedule(&gaps, SCALE);
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(20));
-    }
-    assert_eq!(
-        endpoint(&polar, &id)["enabled"],
-        false,
-        "disabled after 10 failures"
-    );
+    assert_schedule(&gaps, scale);
+    // Ten tries in all: no eleventh (it would come within 1.2 s if the schedule went on).
+    thread::sleep(Duration::from_millis(1_200));
+    assert_eq!(receiver.received().len(), 10, "ten tries in all");
     let list = deliveries(&polar, &id);
-    assert_eq!(list.len(), 10, "every attempt shows");
+    assert_eq!(list.len(), 10, "every try shows");
     for d in &list {
         assert_eq!(d["succeeded"], false);
         assert_eq!(d["http_code"], 500);
@@ -790,30 +839,8 @@ fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
         );
         assert_eq!(d["webhook_event"]["type"], "benefit_grant.revoked");
     }
-    // A disabled endpoint gets nothing more; enabled again, a redelivery keeps the id.
-    assert!(polar.cycle_key(DEMO_KEY));
-    thread::sleep(Duration::from_millis(300));
-    assert_eq!(receiver.received().len(), 10);
-    let r = call(
-        &agent(),
-        "PATCH",
-        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
-        DEMO_TOKEN,
-        Some(&json!({"enabled": true})),
-    );
-    assert_eq!(r.status, 200, "{}", r.body);
-    assert_eq!(r.json()["enabled"], true);
-    let event = got[0].id();
-    let r = call(
-        &agent(),
-        "POST",
-        &format!("{}/v1/webhooks/events/{event}/redeliver", polar.url()),
-        DEMO_TOKEN,
-        None,
-    );
-    assert_eq!(r.status, 202, "{}", r.body);
-    let again = receiver.wait_for(11);
-    assert_eq!(again[10].id(), event, "a redelivery keeps its webhook-id");
+    // One event that failed every try is not ten: the endpoint stays enabled.
+    assert_eq!(endpoint(&polar, &id)["enabled"], true);
     // Unknown ids: Polar's 404; a bad one: its 422.
     let r = call(
         &agent(),
@@ -839,6 +866,157 @@ fn a_failing_receiver_gets_ten_attempts_then_the_endpoint_is_disabled() {
         None,
     );
     assert_eq!(r.status, 422);
+}
+
+/// The number of distinct events (by `webhook-id`) among `got`, in the order they came.
+fn events_of(got: &[Received]) -> Vec<String> {
+    let mut ids: Vec<String> = Vec::new();
+    for r in got {
+        if !ids.contains(&r.id()) {
+            ids.push(r.id());
+        }
+    }
+    ids
+}
+
+#[test]
+fn an_endpoint_is_disabled_once_its_ten_most_recent_events_each_failed_every_try() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    // Every try fails but the first try of the tenth event: nine failed events, a success,
+    // then failed events again.
+    let seen: Mutex<Vec<String>> = Mutex::default();
+    let receiver = Receiver::start(move |_, r| {
+        let mut seen = seen.lock().expect("lock");
+        let first_try = !seen.contains(&r.id());
+        if first_try {
+            seen.push(r.id());
+        }
+        if first_try && seen.len() == 10 {
+            200
+        } else {
+            500
+        }
+    });
+    let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    // Twenty events at once: each waits for the one before (in order per endpoint).
+    for usage in 1..=20 {
+        bump_usage(&polar, usage);
+    }
+    // 9 events x 10 tries, 1 success, 9 x 10 more, and the first try of the twentieth: the
+    // nine failed events after the success are not ten, so the endpoint is still enabled (the
+    // 182nd try is sent only once the 181st is done).
+    let got = receiver.wait_for(182);
+    assert_eq!(events_of(&got).len(), 20);
+    assert_eq!(
+        endpoint(&polar, &id)["enabled"],
+        true,
+        "nine failed events since a success disable nothing"
+    );
+    // The twentieth event fails every try too: ten in a row, the endpoint is disabled.
+    let got = receiver.wait_for(191);
+    assert!(got[181..].iter().all(|r| r.id() == got[181].id()));
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let disabled = endpoint(&polar, &id);
+    assert_eq!(disabled["enabled"], false, "{disabled}");
+    assert_eq!(delivery_count(&polar, &id), 191, "every try shows");
+    // Disabled: nothing more is delivered, a new change's event included.
+    bump_usage(&polar, 21);
+    thread::sleep(Duration::from_millis(500));
+    assert_eq!(receiver.received().len(), 191, "nothing sent once disabled");
+    // Enabled again (as Polar lets a member do, `PATCH {"enabled": true}`), a redelivery
+    // goes out with the event's own webhook-id.
+    let r = call(
+        &agent(),
+        "PATCH",
+        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
+        DEMO_TOKEN,
+        Some(&json!({"enabled": true})),
+    );
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["enabled"], true);
+    let event = got[0].id();
+    let r = call(
+        &agent(),
+        "POST",
+        &format!("{}/v1/webhooks/events/{event}/redeliver", polar.url()),
+        DEMO_TOKEN,
+        None,
+    );
+    assert_eq!(r.status, 202, "{}", r.body);
+    let again = receiver.wait_for(192);
+    assert_eq!(again[191].id(), event, "a redelivery keeps its webhook-id");
+    // Enabled again, the count starts over: this one event failing every try (ten tries)
+    // does not disable it.
+    receiver.wait_for(201);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.received().len(), 201);
+    assert_eq!(endpoint(&polar, &id)["enabled"], true);
+}
+
+#[test]
+fn a_redirect_is_a_failed_try_and_is_not_followed() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    // Where the redirect points: a receiver that would accept the event.
+    let elsewhere = Receiver::start(|_, _| 200);
+    let receiver = Receiver::start_with(Some(elsewhere.url.clone()), |_, _| 307);
+    let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    revoke(&polar, DEMO_KEY);
+    let got = receiver.wait_for(10);
+    assert!(
+        got.iter().all(|r| r.id() == got[0].id()),
+        "one event, ten tries"
+    );
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.received().len(), 10);
+    assert!(
+        elsewhere.received().is_empty(),
+        "the redirect is not followed"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while deliveries(&polar, &id).len() < 10 && Instant::now() < deadline {
+        thread::sleep(Duration::from_millis(10));
+    }
+    let list = deliveries(&polar, &id);
+    assert_eq!(list.len(), 10);
+    for d in &list {
+        assert_eq!(
+            (&d["succeeded"], &d["http_code"]),
+            (&json!(false), &json!(307))
+        );
+    }
+}
+
+#[test]
+fn a_large_event_arrives_whole_and_signed() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 200);
+    let (_, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
+    // Past the 64 KiB a receiver's general body cap often is.
+    polar.set_webhook_fault(Some(WebhookFault::Large { bytes: 200_000 }));
+    revoke(&polar, DEMO_KEY);
+    let got = receiver.wait_for(1);
+    let big = &got[0];
+    assert!(big.body.len() >= 200_000, "{} bytes", big.body.len());
+    assert!(big.body.len() < 201_100, "{} bytes", big.body.len());
+    verify(&secret, big).expect("signed over the whole body");
+    let payload = big.json();
+    assert_eq!(payload["type"], "benefit_grant.revoked");
+    assert_eq!(
+        payload["data"]["customer"]["id"],
+        payload["data"]["customer_id"]
+    );
+    let metadata = payload["data"]["customer"]["metadata"]
+        .as_object()
+        .expect("metadata");
+    assert!(metadata.len() > 300, "{}", metadata.len());
+    // The fault was for one change: the next event is its usual size.
+    bump_usage(&polar, 7);
+    let got = receiver.wait_for(2);
+    assert!(got[1].body.len() < 10_000, "{} bytes", got[1].body.len());
+    verify(&secret, &got[1]).expect("signed");
 }
 
 #[test]
@@ -934,8 +1112,8 @@ fn bump_usage(polar: &Emulator, usage: i64) {
 #[test]
 fn a_success_resets_the_count_of_consecutive_failures() {
     let polar = Emulator::start(seed(), fast()).expect("emulator");
-    // Seven failures, then a success, for each event: fourteen failures in all, never ten in
-    // a row.
+    // Seven failures, then a success, for each event: fourteen failed tries in all, no event
+    // that failed every try.
     let receiver = failing_first(7);
     let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
     bump_usage(&polar, 1);
@@ -952,50 +1130,11 @@ fn a_success_resets_the_count_of_consecutive_failures() {
     let list = deliveries(&polar, &id);
     assert_eq!(list.len(), 16);
     assert_eq!(list.iter().filter(|d| d["succeeded"] == false).count(), 14);
-    assert_eq!(endpoint(&polar, &id)["enabled"], true, "never ten in a row");
-}
-
-#[test]
-fn ten_consecutive_failures_across_events_disable_the_endpoint() {
-    let polar = Emulator::start(seed(), fast()).expect("emulator");
-    // The first attempt succeeds, every later one fails.
-    let receiver = Receiver::start(|n, _| if n == 0 { 200 } else { 500 });
-    let (id, _) = register(&polar, &receiver.url, GRANT_EVENTS, None);
-    bump_usage(&polar, 1);
-    let first = receiver.wait_for(1)[0].id();
-    // The second event fails eight times (its ninth attempt waits 4 h scaled: 1.44 s).
-    bump_usage(&polar, 2);
-    let got = receiver.wait_for(9);
-    let second = got[8].id();
-    assert_ne!(second, first);
-    assert!(got[1..].iter().all(|r| r.id() == second));
-    // The first event redelivered goes first (its place in the order) and fails twice: ten
-    // failures in a row, of two events, neither out of attempts.
-    let r = call(
-        &agent(),
-        "POST",
-        &format!("{}/v1/webhooks/events/{first}/redeliver", polar.url()),
-        DEMO_TOKEN,
-        None,
+    assert_eq!(
+        endpoint(&polar, &id)["enabled"],
+        true,
+        "no event failed every try"
     );
-    assert_eq!(r.status, 202, "{}", r.body);
-    let got = receiver.wait_for(11);
-    assert_eq!((got[9].id(), got[10].id()), (first.clone(), first.clone()));
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while endpoint(&polar, &id)["enabled"] == true && Instant::now() < deadline {
-        thread::sleep(Duration::from_millis(10));
-    }
-    assert_eq!(endpoint(&polar, &id)["enabled"], false);
-    // Disabled: the second event's next attempt never comes.
-    thread::sleep(Duration::from_millis(1_800));
-    assert_eq!(receiver.received().len(), 11);
-    let list = deliveries(&polar, &id);
-    let failed = |event: &str| {
-        list.iter()
-            .filter(|d| d["webhook_event"]["id"] == event && d["succeeded"] == false)
-            .count()
-    };
-    assert_eq!((failed(&first), failed(&second)), (2, 8));
 }
 
 #[test]

@@ -1,7 +1,6 @@
 //! What every machine of one client is given besides its inputs, and how it opens a slot.
 
-use super::memo::Memo;
-use super::step::Stored;
+use super::memo::{Memo, Stored};
 use crate::grace::GracePolicy;
 use crate::key::Key;
 use crate::lease::{self, RelayKeys};

@@ -5,9 +5,20 @@
 //! the client fixed when it was built). The store is still read on every check, so a record
 //! another process or tab replaced, removed or tampered with is seen at once.
 
-use super::step::Stored;
 use crate::session::{Opened, Slot};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+/// The stored bytes of one key: its record, its ledger and its clock note.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Stored {
+    /// The sealed record.
+    pub record: Option<Vec<u8>>,
+    /// The ledger: the highest sequence number written.
+    pub ledger: Option<Vec<u8>>,
+    /// The clock note (a note that cannot be read is given as none: the next cached answer is
+    /// then written durably).
+    pub clock: Option<Vec<u8>>,
+}
 
 /// A slot's name, the bytes it held and what they opened to.
 type OpenedMemo = (String, Stored, Arc<Opened>);

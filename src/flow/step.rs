@@ -3,21 +3,10 @@
 //! every machine has ([`Machine`]) so a shell has one drive loop for all of them.
 
 use super::ctx::Ctx;
+pub use super::memo::Stored;
 use crate::error::{Denial, Error, Verdict};
 use crate::proto::{HttpRequest, HttpResponse};
 use crate::session::{Keep, Slot};
-
-/// The stored bytes of one key: its record, its ledger and its clock note.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Stored {
-    /// The sealed record.
-    pub record: Option<Vec<u8>>,
-    /// The ledger: the highest sequence number written.
-    pub ledger: Option<Vec<u8>>,
-    /// The clock note (a note that cannot be read is given as none: the next cached answer is
-    /// then written durably).
-    pub clock: Option<Vec<u8>>,
-}
 
 /// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
 /// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.

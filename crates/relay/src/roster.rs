@@ -18,7 +18,6 @@ use std::sync::Mutex;
 use polar_license::Key;
 use sha2::{Digest, Sha256};
 
-use crate::verdicts::Stored;
 use crate::{Now, Relay};
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
@@ -313,16 +312,6 @@ impl std::fmt::Debug for Read {
 /// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
 pub(crate) type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
 
-impl Stored {
-    /// One call of the first-seen share for `client` (see [`FirstSeen::take`]).
-    pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
-        self.first_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(client, now.monotonic_ms)
-    }
-}
-
 impl Relay {
     /// The roster's next read at `now` (its call taken from the budget: a refetch from the
     /// reserve, it is a customer who just bought; a page only while the budget has half its
@@ -382,7 +371,7 @@ impl Relay {
         let Some(s) = self.store.as_ref() else {
             return;
         };
-        let retry = |s: &Stored| {
+        let retry = || {
             if let Job::Refetch(id, tries) = &read.job {
                 s.roster.again(id.clone(), *tries);
             }
@@ -392,7 +381,7 @@ impl Relay {
             Err(why) => {
                 log::warn!("relay: the roster's read of Polar failed ({why}); again in 5 s");
                 s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                retry(s);
+                retry();
                 return;
             }
         };
@@ -422,14 +411,14 @@ impl Relay {
             _ => {
                 log::warn!("relay: the roster's read of Polar got {status}; again in 5 s");
                 s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                retry(s);
+                retry();
                 return;
             }
         }
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
             log::warn!("relay: the roster's read of Polar is not JSON; again in 5 s");
             s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-            retry(s);
+            retry();
             return;
         };
         let key_of =

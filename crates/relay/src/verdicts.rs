@@ -166,6 +166,16 @@ impl Seen {
     }
 }
 
+impl Stored {
+    /// One call of the first-seen share for `client` (see [`crate::roster::FirstSeen::take`]).
+    pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(client, now.monotonic_ms)
+    }
+}
+
 impl Relay {
     /// A check routed with a store: validates without an increment from the store when it
     /// may, else one call per entry within the budget; the rest always Polar's, from the

@@ -347,13 +347,13 @@ impl Check {
     }
 
     /// The slot opened from `stored` (the memo's when the bytes are the same).
-    fn open(&self, ctx: &Ctx<'_>, stored: Stored) -> Option<Arc<Opened>> {
+    fn open(&self, ctx: &Ctx<'_>, stored: &Stored) -> Option<Arc<Opened>> {
         Some(open_slot(ctx, self.slot()?, &self.key, stored))
     }
 
     /// Phase 1, the slot read under its lock.
     fn begin(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
-        let Some(opened) = self.open(ctx, stored.clone()) else {
+        let Some(opened) = self.open(ctx, &stored) else {
             return State::Unlock(Next::Done);
         };
         self.opened = Some(Arc::clone(&opened));
@@ -508,7 +508,7 @@ impl Check {
     /// Phase 2 when another check of the key holds the mark: the slot read under its lock.
     fn while_asked(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
         let (Some(opened), Some(asking), Some(slot)) =
-            (self.open(ctx, stored), self.asking.as_deref(), self.slot())
+            (self.open(ctx, &stored), self.asking.as_deref(), self.slot())
         else {
             return State::Unlock(Next::Send);
         };
@@ -548,7 +548,7 @@ impl Check {
     /// Phase 3: the answer folded into the slot as it is now.
     fn finish(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
         let (Some(current), Some(asking), Some(online)) = (
-            self.open(ctx, stored),
+            self.open(ctx, &stored),
             self.asking.as_deref(),
             self.online.take(),
         ) else {

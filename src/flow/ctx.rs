@@ -36,8 +36,8 @@ pub struct Ctx<'a> {
 /// A slot's bytes opened as every machine opens them: bound to the slot's origin, organization
 /// and key, the clock note added, signed mode's gate on the record's lease (the memo's when the
 /// bytes are the same: opening is a pure function of them and of the client).
-pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: Stored) -> Arc<Opened> {
-    if let Some(opened) = ctx.memo.opened(slot, &stored) {
+pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: &Stored) -> Arc<Opened> {
+    if let Some(opened) = ctx.memo.opened(slot, stored) {
         return opened;
     }
     let org = ctx.api.organization_id();
@@ -58,6 +58,6 @@ pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: Stored) -
         ctx.ed25519,
     );
     let opened = Arc::new(opened);
-    ctx.memo.remember_opened(slot, stored, &opened);
+    ctx.memo.remember_opened(slot, stored.clone(), &opened);
     opened
 }

@@ -396,7 +396,7 @@ impl Update {
         let Ok(slot) = self.slot.as_ref().map(Arc::clone) else {
             return Phase::Unlock;
         };
-        let opened = open_slot(ctx, &slot, &self.key, stored);
+        let opened = open_slot(ctx, &slot, &self.key, &stored);
         let org = ctx.api.organization_id();
         let now = self.now;
         let record = match &mut self.op {

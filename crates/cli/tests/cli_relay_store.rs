@@ -1047,6 +1047,18 @@ fn a_stale_grant_restarts_neither_a_clients_grace_nor_a_lease() {
         (Some("licensed"), Some("online")),
         "an unsigned client is licensed by the stale grant: {unsigned}"
     );
+    // The client's verdict says where the relay took it from (contract §5a): a check that
+    // asks gets the stale grant and says so; a validate is Polar's answer as it came.
+    let checked = client(unsigned_key, false, &["--revalidate-after", "0", "check"]);
+    assert_eq!(
+        (
+            checked["outcome"].as_str(),
+            checked["source"].as_str(),
+            checked["relay_source"].as_str()
+        ),
+        (Some("licensed"), Some("online"), Some("stale")),
+        "{checked}"
+    );
     let after = client(unsigned_key, false, &["status"]);
     let seconds = |v: &Value| {
         let at = verified_at(v).unwrap_or_else(|| panic!("no verified_at: {v}"));

@@ -1744,3 +1744,98 @@ fn the_store_keeps_no_personal_data_and_the_replayed_answer_still_grants() {
         "answered from the restored journal"
     );
 }
+
+// ---- One behaviour on both hosts (issue #45, item 8) ----------------------------------------
+
+/// A check waits for another's call about the same entry at most `FLIGHT_WAITS` times; then
+/// the core asks Polar for it (no flight named), for the npm relay's host as for
+/// `Relay::handle`: neither answers a 502 of its own.
+#[test]
+fn a_check_that_has_waited_twice_asks_polar_itself() {
+    let polar = emulator();
+    let k = key(&polar, "FLIGHTS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t = at(now());
+    let leader = match relay.begin_with(&validate_request(&k), t, None) {
+        Step::Ask(pending) => pending,
+        other => panic!("expected a call to Polar: {other:?}"),
+    };
+    assert!(leader.flight().is_some(), "the first leads the flight");
+    for waited in 0..polar_license_relay::FLIGHT_WAITS {
+        match relay.begin_after(&validate_request(&k), t, None, waited) {
+            Step::Wait(flight) => assert_eq!(Some(flight), leader.flight()),
+            other => panic!("after {waited} waits, expected to wait: {other:?}"),
+        }
+    }
+    match relay.begin_after(
+        &validate_request(&k),
+        t,
+        None,
+        polar_license_relay::FLIGHT_WAITS,
+    ) {
+        Step::Ask(pending) => assert_eq!(pending.flight(), None, "it leads no flight"),
+        other => panic!("expected a call to Polar of its own: {other:?}"),
+    }
+}
+
+/// The store's options every host refuses (`relay serve`'s flags, the npm relay's `store`):
+/// `Relay::new` refuses them too, naming the option.
+#[test]
+fn store_options_no_host_accepts_are_refused_by_the_core() {
+    let polar = emulator();
+    type Case = (fn(&mut StoreOptions), Option<&'static str>);
+    let cases: [Case; 6] = [
+        (|o| o.fresh_for = 0, Some("fresh_for")),
+        (
+            |o| {
+                o.fresh_for = 20;
+                o.stale_for = 10;
+            },
+            Some("fresh_for"),
+        ),
+        (|o| o.budget = 0, Some("budget")),
+        (
+            |o| {
+                o.budget = 10;
+                o.reserve = 10;
+            },
+            Some("budget"),
+        ),
+        (
+            |o| {
+                o.budget = 1;
+                o.reserve = 0;
+                o.fresh_for = 1;
+                o.stale_for = 1;
+                o.denial_for = 0;
+            },
+            None,
+        ),
+        (|_| {}, None),
+    ];
+    for (change, refused) in cases {
+        let mut options = StoreOptions::default();
+        change(&mut options);
+        assert_eq!(options.problem().map(|(field, _)| field), refused);
+        let signer = SigningKey::generate(Some("opts")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom(polar.url()),
+            AccessToken::new(DEMO_TOKEN),
+            signer,
+        );
+        config.store = Some(StoreConfig {
+            backend: memory(),
+            options: options.clone(),
+            webhook_secret: None,
+        });
+        let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+        match (Relay::new(config, Box::new(upstream)), refused) {
+            (Ok(_), None) => {}
+            (Err(polar_license::Error::InvalidInput { field, .. }), Some(name)) => {
+                assert_eq!(field, name, "{options:?}");
+            }
+            (Err(e), _) => panic!("{options:?}: {e}"),
+            (Ok(_), Some(name)) => panic!("{options:?}: accepted, expected {name} refused"),
+        }
+    }
+}

@@ -1,8 +1,8 @@
 // Issue #45, item 8: one behaviour on both hosts. The same rows against the native relay
 // (`polar-license relay serve`, POLAR_CLI) and the npm package's relay under Cloudflare's
 // Workers runtime (`workerd`, the store in a Durable Object), both in front of one Polar (the
-// emulator of scripts/test-wasm.sh, behind a loopback proxy of this file that counts the calls
-// and can turn into a slow, failing Polar). Each row sends the same requests to both and
+// npm package's emulator, this file's own, behind a loopback proxy that counts the calls and
+// can turn into a slow, failing Polar). Each row sends the same requests to both and
 // compares what a client sees: the status, the headers a client reads (the source, `Age`,
 // `Retry-After`, the lease, CORS, content type) and the body's gist. Then the option checks:
 // the same bad store options (budget, freshness) refused by both, naming the same option
@@ -17,7 +17,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { freePort, runWorkerd } from './workerd.mjs';
-import { CLI, CONSUMER, EMULATOR, ORG, PACKAGE_DIR, newKey } from './emulator.mjs';
+import { CLI, CONSUMER, ORG, PACKAGE_DIR } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
@@ -31,6 +31,7 @@ const RESERVE = 2;
 await writeFile(join(CONSUMER, 'relay-parity-import.mjs'), "export * from 'polar-license/relay';\n");
 const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-parity-import.mjs')).href);
 const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
 
 function keyText(kid) {
   const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
@@ -40,6 +41,8 @@ function keyText(kid) {
 
 // ---- Polar: the emulator behind a proxy that counts, or a slow Polar that fails -----------
 
+// An emulator of this file's own (the npm package's): no other suite spends its token budget.
+let emulator;
 let mode = 'up';
 let calls = 0;
 const polar = createServer(async (req, res) => {
@@ -55,7 +58,7 @@ const polar = createServer(async (req, res) => {
   const headers = { ...req.headers };
   delete headers.host;
   delete headers['content-length'];
-  const r = await fetch(`${EMULATOR}${req.url}`, {
+  const r = await fetch(`${emulator.url}${req.url}`, {
     method: req.method,
     headers,
     body: req.method === 'GET' ? undefined : Buffer.concat(chunks),
@@ -163,6 +166,7 @@ const hosts = {};
 let scratch;
 before(async () => {
   if (skip) return;
+  emulator = await startEmulator();
   await new Promise((r) => polar.listen(0, '127.0.0.1', r));
   polarUrl = `http://127.0.0.1:${polar.address().port}`;
   scratch = await mkdtemp(join(tmpdir(), 'polar-license-parity-'));
@@ -180,7 +184,8 @@ before(async () => {
 after(async () => {
   await hosts.native?.close();
   await hosts.workers?.close();
-  await new Promise((r) => polar.close(r));
+  if (polarUrl) await new Promise((r) => polar.close(r));
+  await emulator?.close();
   if (scratch) await rm(scratch, { recursive: true, force: true });
 });
 
@@ -234,11 +239,16 @@ async function both(row) {
   return native;
 }
 
-const fresh = () => newKey({}, EMULATOR);
+/** A new granted key in the emulator. */
+function fresh() {
+  const key = `PARITY-${randomBytes(8).toString('hex').toUpperCase()}`;
+  emulator.addKey({ key, limit_activations: 3 });
+  return key;
+}
 
 test('both hosts: a grant, then the stored answer with its Age', { skip }, async () => {
   const seen = await both(async (base) => {
-    const key = await fresh();
+    const key = fresh();
     const before = calls;
     const first = await send(base, check(key));
     const second = await send(base, check(key));
@@ -300,12 +310,12 @@ test('both hosts: a check that waits for two flights that fail asks Polar itself
 
 test('both hosts: activations spend the reserve; validates past the budget are answered 429 with Retry-After', { skip }, async () => {
   const seen = await both(async (base) => {
-    const key = await fresh();
+    const key = fresh();
     const granted = await send(base, check(key));
     const activated = await send(base, post(`${ROUTES}/activate`, { key, organization_id: ORG, label: 'parity' }));
     const answers = [];
     for (let i = 0; i < BUDGET + 2; i++) {
-      const a = await send(base, check(await fresh()));
+      const a = await send(base, check(fresh()));
       answers.push(a);
       if (a.status === 429) break;
     }

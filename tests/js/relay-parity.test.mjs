@@ -348,10 +348,10 @@ async function nativeOptions(args) {
 /** The option an error names, in `relay serve`'s spelling (`--lease-days`, `lease_days` or
  * `leaseDays` all name `lease-days`); the first named wins. */
 function named(text) {
-  const m = /(budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|lease[-_]?days)/i.exec(String(text));
+  const m = /(budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|per[-_]?key|lease[-_]?days|max[-_]?entries|max[-_]?body[-_]?bytes)/i.exec(String(text));
   if (!m) return `unnamed: ${text}`;
   const name = m[1].toLowerCase().replace(/[-_]/g, '');
-  return { budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', leasedays: 'lease-days' }[name];
+  return { budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', perkey: 'per-key', leasedays: 'lease-days', maxentries: 'max-entries', maxbodybytes: 'max-body-bytes' }[name];
 }
 
 /** The npm relay's verdict on `store` options: the option it names when it refuses. */
@@ -374,6 +374,10 @@ const OPTION_ROWS = [
   ['stale-for below fresh-for', ['--fresh-for', '20', '--stale-for', '10'], { store: { freshFor: 20, staleFor: 10 } }, 'fresh-for'],
   ['a bad per-IP rate', ['--per-ip', 'lots'], { perIp: 'lots', store: {} }, 'per-ip'],
   ['lease of 0 days', ['--lease-days', '0'], { leaseDays: 0, store: {} }, 'lease-days'],
+  ['lease of 367 days', ['--lease-days', '367'], { leaseDays: 367, store: {} }, 'lease-days'],
+  ['a bad per-key rate', ['--per-key', '1/x'], { perKey: '1/x', store: {} }, 'per-key'],
+  ['no entries', ['--store-max-entries', '0'], { store: { maxEntries: 0 } }, 'accepted'],
+  ['no body', ['--max-body-bytes', '0'], { maxBodyBytes: 0, store: {} }, 'accepted'],
   ['the smallest usable', ['--budget', '1', '--budget-reserve', '0', '--fresh-for', '1', '--stale-for', '1', '--denial-for', '0'], { store: { budget: 1, budgetReserve: 0, freshFor: 1, staleFor: 1, denialFor: 0 } }, 'accepted'],
   ['the defaults', [], { store: {} }, 'accepted'],
 ];

@@ -252,10 +252,12 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         headers: [...request.headers],
         clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
       };
+      // The core decides how often a request waits for another's call to Polar (twice, then it
+      // asks Polar itself, as the native relay does): `waited` tells it how often it has.
       let step;
-      for (let attempt = 0; ; attempt++) {
-        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)));
-        if (step.wait === undefined || attempt >= 2) break;
+      for (let waited = 0; ; waited++) {
+        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited);
+        if (step.wait === undefined || waited >= 8) break;
         await flights.get(step.wait);
       }
       if (step.answer) return toResponse(step.answer);

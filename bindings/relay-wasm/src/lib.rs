@@ -8,7 +8,8 @@
 //! 1. `begin(request, body, nowMs, monotonicMs, entropy)`: every local check; either
 //!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
 //!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
-//!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended);
+//!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended,
+//!    with the count of waits, `waited`: after two the core asks Polar instead);
 //! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
 //!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
 //!    signature;
@@ -310,11 +311,21 @@ impl RelayCore {
                 Some(v) => v as u32,
                 None => options.budget / 4,
             };
-            if options.budget == 0 || options.reserve >= options.budget {
-                return Err(bad(
-                    "store.budget",
-                    "must be at least 1 and above budgetReserve",
-                ));
+            // The core's own check (`relay serve` refuses the same values as its flags).
+            match options.problem() {
+                Some(("fresh_for", _)) => {
+                    return Err(bad(
+                        "store.freshFor",
+                        "must be at least 1, and staleFor at least freshFor",
+                    ))
+                }
+                Some(_) => {
+                    return Err(bad(
+                        "store.budget",
+                        "must be at least 1 and above budgetReserve",
+                    ))
+                }
+                None => {}
             }
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
@@ -364,7 +375,9 @@ impl RelayCore {
     /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
     /// and its body): `{answer}`; `{ask: {method, url, headers, body}, pending, flight?}`;
     /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`. `entropy`: 16 random
-    /// bytes (a lease made from the store).
+    /// bytes (a lease made from the store). `waited`: how many times this request has waited
+    /// for a flight already; after `polar_license_relay::FLIGHT_WAITS` it asks Polar itself
+    /// (never `{wait}`), as the native relay does.
     pub fn begin(
         &self,
         request: JsValue,
@@ -372,6 +385,7 @@ impl RelayCore {
         now_ms: f64,
         monotonic_ms: f64,
         entropy: Option<Vec<u8>>,
+        waited: Option<u32>,
     ) -> Result<JsValue, JsError> {
         let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
         let req = RelayRequest {
@@ -387,10 +401,12 @@ impl RelayCore {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("origin"))
             .map(|(_, v)| v.clone());
-        let out = match self
-            .relay
-            .begin_with(&req, now(now_ms, monotonic_ms), entropy)
-        {
+        let out = match self.relay.begin_after(
+            &req,
+            now(now_ms, monotonic_ms),
+            entropy,
+            waited.unwrap_or(0),
+        ) {
             Step::Answer(mut r) => {
                 self.relay.cors(&req, &mut r);
                 wrapped("answer", &response_js(&r))

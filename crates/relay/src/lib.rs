@@ -87,6 +87,31 @@ pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
 /// the clients' cap). A larger delivery is answered 413.
 pub const WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
 
+impl store::StoreOptions {
+    /// What is wrong with these options, if anything: the field at fault (`fresh_for`,
+    /// `budget`) and why. [`Relay::new`] refuses them; every host (`relay serve`'s flags, the
+    /// npm relay's `store` options) checks them with this, so both refuse the same values.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.fresh_for == 0 || self.stale_for < self.fresh_for {
+            return Some((
+                "fresh_for",
+                "must be at least 1 second, and stale_for at least fresh_for",
+            ));
+        }
+        if self.budget == 0 || self.reserve >= self.budget {
+            return Some((
+                "budget",
+                "must be at least 1 call a minute, and the reserve below it",
+            ));
+        }
+        None
+    }
+}
+
+/// How many times a check waits for another check's call to Polar about the same entry
+/// ([`Step::Wait`]) before it asks Polar itself, on every host.
+pub const FLIGHT_WAITS: u32 = 2;
+
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
 
@@ -551,6 +576,9 @@ impl Relay {
                  made with an empty secret proves nothing)",
             ));
         }
+        if let Some((field, why)) = config.store.as_ref().and_then(|s| s.options.problem()) {
+            return Err(Error::invalid(field, why));
+        }
         let store = config.store.map(|s| {
             (
                 s.options.roster,
@@ -650,8 +678,8 @@ impl Relay {
     }
 
     fn handle_any_origin(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        for attempt in 0..3 {
-            match self.routed(req, now, attempt < 2, &*self.entropy) {
+        for waited in 0..=FLIGHT_WAITS {
+            match self.routed(req, now, waited < FLIGHT_WAITS, &*self.entropy) {
                 Routed::Answer(mut r) => {
                     add_cors(&mut r);
                     return r;
@@ -681,7 +709,21 @@ impl Relay {
     /// the store): [`Step::Wait`] names the call under way for the same entry, and the call
     /// this step asks for (if any) is the one others wait on until its [`Relay::finish`].
     pub fn begin_with(&self, req: &RelayRequest, now: Now, entropy: Option<[u8; 16]>) -> Step {
-        self.step(self.routed(req, now, true, &move || entropy))
+        self.begin_after(req, now, entropy, 0)
+    }
+
+    /// [`Relay::begin_with`] for a request that has already waited `waited` times for another
+    /// check's call ([`Step::Wait`]): after [`FLIGHT_WAITS`] waits it no longer waits and asks
+    /// Polar itself, as [`Relay::handle`] does, so every host answers the same way (never a 502
+    /// of its own).
+    pub fn begin_after(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step {
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy))
     }
 
     fn step(&self, routed: Routed) -> Step {

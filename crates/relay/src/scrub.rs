@@ -1,13 +1,17 @@
 //! What of Polar's answer the verdict store keeps: the answer without the license key and
-//! without emails, and the answer put back together for the client that asks.
+//! without the customer's personal data, and the answer put back together for the client
+//! that asks.
 //!
 //! The store promises the key's SHA-256, never the key; Polar's license object carries the
 //! whole key (`key`) and the customer's email (`customer.email`, `customer.avatar_url` made
 //! from it, the same in the deprecated `user` object, 2027-01's `member.email`). Stored, the
 //! key's value is `""` and its place a byte offset ([`crate::store::Entry::key_at`]); the
 //! emails are `null` (`LicenseKeyCustomer.email` and `LicenseKeyMember.email` are nullable in
-//! Polar's schema, every face's parser reads them as absent, and none reads `user`). Replayed, the requesting client's key (the entry is found by its hash, so
-//! it is the key Polar answered for) goes back at that offset; every other byte is Polar's.
+//! Polar's schema, every face's parser reads them as absent, and none reads `user`), and so
+//! are the customer's name, billing name, billing address, tax id and external id and the
+//! member's external id; the customer's `metadata` is `{}` (its default: `null` would not
+//! parse). Replayed, the requesting client's key (the entry is found by its hash, so it is the
+//! key Polar answered for) goes back at that offset; every other byte is Polar's.
 //!
 //! The body is Polar's JSON, which the core's strict reading accepted for a grant; the scanner
 //! here only finds members and their values' spans, and anything it does not understand means
@@ -17,17 +21,37 @@ use std::ops::Range;
 
 /// Polar's answer as the store keeps it.
 pub(crate) struct Scrubbed {
-    /// The body, the key's value `""`, emails `null`.
+    /// The body, the key's value `""`, the personal data `null` (`metadata` `{}`).
     pub(crate) body: String,
     /// Where the key's `""` is in `body`, when the answer has a `key` member.
     pub(crate) key_at: Option<usize>,
 }
 
-/// The members made `null` in the customer (and `user`) and member objects.
-const CUSTOMER_NULLED: &[&str] = &["email", "avatar_url"];
-const MEMBER_NULLED: &[&str] = &["email"];
+/// The customer's personal data, each member with what it is replaced by: `null` where Polar's
+/// schema makes it nullable (`src/schema.rs`: every face's parser reads it as absent), `{}` for
+/// `metadata` (a default-`{}` member that may not be `null`). Nothing a client decides by
+/// (ids, status, dates, usage, limits, conditions) is among them.
+const CUSTOMER_SCRUBBED: &[(&str, &str)] = &[
+    ("email", "null"),
+    ("avatar_url", "null"),
+    ("name", "null"),
+    ("billing_name", "null"),
+    ("billing_address", "null"),
+    ("tax_id", "null"),
+    ("external_id", "null"),
+    ("metadata", "{}"),
+];
+/// The deprecated `user` object (no face reads it): the customer's, and its `public_name`
+/// (made from the name or the email) an empty string.
+const USER_SCRUBBED: &[(&str, &str)] = &[
+    ("email", "null"),
+    ("avatar_url", "null"),
+    ("public_name", "\"\""),
+];
+/// 2027-01's seat holder.
+const MEMBER_SCRUBBED: &[(&str, &str)] = &[("email", "null"), ("external_id", "null")];
 
-/// Polar's answer without the key `key` and without emails; `None` when it cannot be kept so
+/// Polar's answer without the key `key` and without personal data; `None` when it cannot be kept so
 /// (a `key` member that is not `key`, the key anywhere else in it, a body that does not scan).
 pub(crate) fn scrub(body: &[u8], key: &str) -> Option<Scrubbed> {
     let text = std::str::from_utf8(body).ok()?;
@@ -45,8 +69,9 @@ pub(crate) fn scrub(body: &[u8], key: &str) -> Option<Scrubbed> {
                     }
                     edits.push((span, "\"\"", true));
                 }
-                b"customer" | b"user" => nulled(b, span.start, CUSTOMER_NULLED, &mut edits)?,
-                b"member" => nulled(b, span.start, MEMBER_NULLED, &mut edits)?,
+                b"customer" => nulled(b, span.start, CUSTOMER_SCRUBBED, &mut edits)?,
+                b"user" => nulled(b, span.start, USER_SCRUBBED, &mut edits)?,
+                b"member" => nulled(b, span.start, MEMBER_SCRUBBED, &mut edits)?,
                 _ => {}
             }
         }
@@ -103,19 +128,24 @@ fn holds(text: &str, key: &str) -> bool {
     }
 }
 
-/// The members `names` of the object at `i` made `null` (nothing when it is not an object).
+/// The members `names` of the object at `i` replaced by their values there (nothing when it
+/// is not an object; a member already `null` stays `null`).
 fn nulled(
     b: &[u8],
     i: usize,
-    names: &[&str],
+    names: &[(&str, &'static str)],
     edits: &mut Vec<(Range<usize>, &'static str, bool)>,
 ) -> Option<()> {
     if b.get(i) != Some(&b'{') {
         return Some(());
     }
     for (name, span) in members(b, i)? {
-        if names.iter().any(|n| n.as_bytes() == name) && b.get(span.clone())? != b"null" {
-            edits.push((span, "null", false));
+        let Some((_, with)) = names.iter().find(|(n, _)| n.as_bytes() == name) else {
+            continue;
+        };
+        let now = b.get(span.clone())?;
+        if now != b"null" && now != with.as_bytes() {
+            edits.push((span, with, false));
         }
     }
     Some(())
@@ -231,8 +261,8 @@ mod tests {
         assert_eq!(
             kept.body,
             concat!(
-                r#"{"id":"L","customer":{"id":"C","email":null,"name":"A","#,
-                r#""avatar_url":null,"metadata":{"k":"v}"}},"#,
+                r#"{"id":"L","customer":{"id":"C","email":null,"name":null,"#,
+                r#""avatar_url":null,"metadata":{}},"#,
                 r#""key":"","display_key":"****-1A","member":{"email":null},"#,
                 r#""conditions":[1,{"x":"]"}], "n" : null }"#
             )
@@ -240,7 +270,8 @@ mod tests {
         let back = unscrub(&kept.body, kept.key_at, "K-1A").expect("back");
         let back: serde_json::Value = serde_json::from_slice(&back).expect("JSON");
         assert_eq!(back["key"], "K-1A");
-        assert_eq!(back["customer"]["name"], "A");
+        assert_eq!(back["customer"]["name"], serde_json::Value::Null);
+        assert_eq!(back["customer"]["id"], "C");
         assert_eq!(back["customer"]["email"], serde_json::Value::Null);
         // Another key's answer, or the key elsewhere in it (even escaped), is not kept.
         assert!(scrub(body.as_bytes(), "K-2").is_none());

@@ -14,7 +14,9 @@ use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
     DEMO_TOKEN,
 };
-use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreOptions};
+use polar_license_relay::store::{
+    Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
+};
 use polar_license_relay::{
     serve, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, Step, StoreConfig,
     SOURCE_HEADER,
@@ -159,7 +161,12 @@ fn a_stored_grant_answers_with_no_call_and_its_lease_dates_from_polars_answer() 
         (second.status, second.source.as_deref()),
         (200, Some("store"))
     );
-    assert_eq!(second.body, first.body, "Polar's answer, as it was");
+    // Polar's answer as it was, but for the personal data the store does not keep (the
+    // emulator's customer has none but the deprecated `user`'s `public_name`).
+    let mut expected: Value = serde_json::from_str(&first.body).expect("JSON");
+    expected["user"]["public_name"] = json!("");
+    let got: Value = serde_json::from_str(&second.body).expect("JSON");
+    assert_eq!(got, expected, "Polar's answer, as it was");
     let lease = second.lease.as_deref().expect("a lease on a stored grant");
     assert_eq!(
         lease_iat(lease),
@@ -579,6 +586,7 @@ fn the_file_holds_no_key_and_no_email_and_a_replayed_answer_still_licenses() {
     expected["customer"]["avatar_url"] = Value::Null;
     expected["user"]["email"] = Value::Null;
     expected["user"]["avatar_url"] = Value::Null;
+    expected["user"]["public_name"] = json!("");
     let got: Value = serde_json::from_str(&replayed.body).expect("JSON");
     assert_eq!(got, expected);
     assert_eq!(got["key"], json!(k));
@@ -1736,4 +1744,323 @@ fn an_entry_marked_stale_has_a_shorter_stale_window() {
         "{:?}",
         source_of(&past)
     );
+}
+
+// ---- Only what the answers need on disk (issue #45, item 6) ---------------------------------
+
+/// The customer's personal data as a real Polar answer can carry it (the emulator's customers
+/// have none): every value distinct, so that any of them found in the store's bytes is a leak.
+const PERSONAL: &[&str] = &[
+    "jane.private@example.org",
+    "Jane Quincy Private",
+    "Private Billing Holder",
+    "12 Privacy Lane",
+    "Flat 9 Hidden Court",
+    "PRIV-99321",
+    "Secretville",
+    "Concealed State",
+    "DE999888777",
+    "crm-ext-customer-4242",
+    "private-metadata-value",
+    "seat.private@example.org",
+    "crm-ext-member-5151",
+];
+
+/// Polar's answer with the customer's personal data filled in (name, billing name and address,
+/// tax id, external id, metadata, email; the member's email and external id).
+fn with_personal_data(body: &[u8]) -> Vec<u8> {
+    let Ok(mut v) = serde_json::from_slice::<Value>(body) else {
+        return body.to_vec();
+    };
+    if !v["customer"].is_object() {
+        return body.to_vec();
+    }
+    let c = &mut v["customer"];
+    c["email"] = json!(PERSONAL[0]);
+    c["name"] = json!(PERSONAL[1]);
+    c["billing_name"] = json!(PERSONAL[2]);
+    c["billing_address"] = json!({
+        "line1": PERSONAL[3], "line2": PERSONAL[4], "postal_code": PERSONAL[5],
+        "city": PERSONAL[6], "state": PERSONAL[7], "country": "DE"
+    });
+    c["tax_id"] = json!([PERSONAL[8], "eu_vat"]);
+    c["external_id"] = json!(PERSONAL[9]);
+    c["metadata"] = json!({"crm_note": PERSONAL[10]});
+    v["user"]["email"] = json!(PERSONAL[0]);
+    v["member_id"] = json!("5f0c2a38-2d7e-4c55-9a43-6f4a0d1b2c3e");
+    v["member"] = json!({
+        "id": "5f0c2a38-2d7e-4c55-9a43-6f4a0d1b2c3e",
+        "email": PERSONAL[11],
+        "external_id": PERSONAL[12]
+    });
+    serde_json::to_vec(&v).expect("JSON")
+}
+
+/// The emulator behind a transport that fills in the customer's personal data.
+fn personal_polar() -> Box<dyn polar_license::Transport> {
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    Box::new(
+        move |req: &polar_license::HttpRequest| -> Result<
+            polar_license::HttpResponse,
+            polar_license::TransportError,
+        > {
+            use polar_license::Transport as _;
+            let mut answer = upstream.send(req)?;
+            answer.body = with_personal_data(&answer.body);
+            Ok(answer)
+        },
+    )
+}
+
+fn personal_relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
+    let signer = SigningKey::generate(Some("personal")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend,
+        options: StoreOptions::default(),
+        webhook_secret: None,
+    });
+    Relay::new(config, personal_polar()).expect("the relay")
+}
+
+/// The personal data found in `bytes`.
+fn leaked(bytes: &[u8]) -> Vec<&'static str> {
+    PERSONAL
+        .iter()
+        .copied()
+        .filter(|p| occurs(bytes, p))
+        .collect()
+}
+
+/// What the client's parser reads the replayed answer as: Polar's schema, the grant intact,
+/// no personal data.
+fn parses_without_personal_data(body: &[u8], key: &str) {
+    let v: polar_license::ValidatedLicenseKey =
+        serde_json::from_slice(body).expect("the replayed answer parses as Polar's");
+    assert_eq!(v.license_key.key.expose(), key);
+    assert_eq!(
+        v.license_key.status,
+        polar_license::LicenseKeyStatus::Granted
+    );
+    let c = &v.license_key.customer;
+    assert_eq!(
+        (
+            &c.email,
+            &c.name,
+            &c.billing_name,
+            &c.external_id,
+            c.billing_address.is_none(),
+            c.tax_id.is_none(),
+            c.metadata.is_empty(),
+        ),
+        (&None, &None, &None, &None, true, true, true)
+    );
+    assert!(leaked(body).is_empty(), "{:?}", leaked(body));
+}
+
+/// Item 6: an answer carrying every kind of the customer's personal data is stored without
+/// any of it, on the redb file (the native relay) and in the journal a host persists (the npm
+/// relay's Durable Object); replayed, it still parses as Polar's answer and grants on the
+/// native client.
+#[test]
+fn the_store_keeps_no_personal_data_and_the_replayed_answer_still_grants() {
+    let polar = emulator();
+    let k = key(&polar, "PERSONAL");
+
+    // The redb file, through the native server and the native client.
+    let dir = ScratchDir::new("relay-store-personal");
+    let path = dir.path().join("store.redb");
+    let backend = Arc::new(RedbBackend::open(&path, 1_000).expect("a store"));
+    let relay =
+        serve(Arc::new(personal_relay(&polar, backend)), "127.0.0.1:0").expect("it listens");
+    // Polar's default version (what the native client asks, no `polar-version`) and 2027-01
+    // (the member).
+    let ask = |version: &str| match version {
+        "" => validate(&relay, &k),
+        v => validate_as(&relay, &k, v),
+    };
+    for version in ["", "2027-01"] {
+        let first = ask(version);
+        assert_eq!(
+            (first.status, first.source.as_deref()),
+            (200, Some("polar"))
+        );
+        assert_eq!(
+            leaked(first.body.as_bytes()).len(),
+            PERSONAL.len(),
+            "Polar's own answer is passed on as it is"
+        );
+        let replayed = ask(version);
+        assert_eq!(
+            (replayed.status, replayed.source.as_deref()),
+            (200, Some("store"))
+        );
+        parses_without_personal_data(replayed.body.as_bytes(), &k);
+    }
+    polar.reset_request_count();
+    let client = polar_license::BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(relay.url())
+        .timeout(Duration::from_secs(5))
+        .build()
+        .expect("a client");
+    match client
+        .validate(&polar_license::ValidateRequest::new(&k))
+        .expect("an answer")
+    {
+        polar_license::Verdict::Accepted(v) => {
+            assert_eq!(v.license_key.key.expose(), k);
+            assert_eq!(v.license_key.customer.name, None);
+        }
+        other => panic!("not licensed: {other:?}"),
+    }
+    assert_eq!(polar.request_count(), 0, "answered from the store");
+    relay.stop();
+    let bytes = std::fs::read(&path).expect("the file");
+    assert!(occurs(&bytes, "****-"), "the display key is kept");
+    assert_eq!(
+        leaked(&bytes),
+        Vec::<&str>::new(),
+        "personal data in the redb file"
+    );
+
+    // The journal (what the npm relay's host persists), and the answer replayed from it.
+    let journal = Arc::new(JournalBackend::new(1_000));
+    let relay = personal_relay(&polar, journal.clone());
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!(first.status, 200);
+    let items = journal.take();
+    let persisted = serde_json::to_vec(&items).expect("JSON");
+    assert!(occurs(&persisted, "\"put\""), "an entry was journaled");
+    assert_eq!(
+        leaked(&persisted),
+        Vec::<&str>::new(),
+        "personal data in the journal"
+    );
+    let restored = Arc::new(JournalBackend::new(1_000));
+    restored.restore(serde_json::from_slice(&persisted).expect("items"));
+    polar.reset_request_count();
+    let relay = personal_relay(&polar, restored);
+    let replayed = relay.handle(&validate_request(&k), at(t0 + 1));
+    assert_eq!(
+        (
+            replayed.status,
+            replayed
+                .headers
+                .iter()
+                .find(|(n, _)| n == SOURCE_HEADER)
+                .map(|(_, v)| v.as_str())
+        ),
+        (200, Some("store"))
+    );
+    parses_without_personal_data(&replayed.body, &k);
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "answered from the restored journal"
+    );
+}
+
+// ---- One behaviour on both hosts (issue #45, item 8) ----------------------------------------
+
+/// A check waits for another's call about the same entry at most `FLIGHT_WAITS` times; then
+/// the core asks Polar for it (no flight named), for the npm relay's host as for
+/// `Relay::handle`: neither answers a 502 of its own.
+#[test]
+fn a_check_that_has_waited_twice_asks_polar_itself() {
+    let polar = emulator();
+    let k = key(&polar, "FLIGHTS");
+    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let t = at(now());
+    let leader = match relay.begin_with(&validate_request(&k), t, None) {
+        Step::Ask(pending) => pending,
+        other => panic!("expected a call to Polar: {other:?}"),
+    };
+    assert!(leader.flight().is_some(), "the first leads the flight");
+    for waited in 0..polar_license_relay::FLIGHT_WAITS {
+        match relay.begin_after(&validate_request(&k), t, None, waited) {
+            Step::Wait(flight) => assert_eq!(Some(flight), leader.flight()),
+            other => panic!("after {waited} waits, expected to wait: {other:?}"),
+        }
+    }
+    match relay.begin_after(
+        &validate_request(&k),
+        t,
+        None,
+        polar_license_relay::FLIGHT_WAITS,
+    ) {
+        Step::Ask(pending) => assert_eq!(pending.flight(), None, "it leads no flight"),
+        other => panic!("expected a call to Polar of its own: {other:?}"),
+    }
+}
+
+/// The store's options every host refuses (`relay serve`'s flags, the npm relay's `store`):
+/// `Relay::new` refuses them too, naming the option.
+#[test]
+fn store_options_no_host_accepts_are_refused_by_the_core() {
+    let polar = emulator();
+    type Case = (fn(&mut StoreOptions), Option<&'static str>);
+    let cases: [Case; 6] = [
+        (|o| o.fresh_for = 0, Some("fresh_for")),
+        (
+            |o| {
+                o.fresh_for = 20;
+                o.stale_for = 10;
+            },
+            Some("fresh_for"),
+        ),
+        (|o| o.budget = 0, Some("budget")),
+        (
+            |o| {
+                o.budget = 10;
+                o.reserve = 10;
+            },
+            Some("budget"),
+        ),
+        (
+            |o| {
+                o.budget = 1;
+                o.reserve = 0;
+                o.fresh_for = 1;
+                o.stale_for = 1;
+                o.denial_for = 0;
+            },
+            None,
+        ),
+        (|_| {}, None),
+    ];
+    for (change, refused) in cases {
+        let mut options = StoreOptions::default();
+        change(&mut options);
+        assert_eq!(options.problem().map(|(field, _)| field), refused);
+        let signer = SigningKey::generate(Some("opts")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom(polar.url()),
+            AccessToken::new(DEMO_TOKEN),
+            signer,
+        );
+        config.store = Some(StoreConfig {
+            backend: memory(),
+            options: options.clone(),
+            webhook_secret: None,
+        });
+        let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+        match (Relay::new(config, Box::new(upstream)), refused) {
+            (Ok(_), None) => {}
+            (Err(polar_license::Error::InvalidInput { field, .. }), Some(name)) => {
+                assert_eq!(field, name, "{options:?}");
+            }
+            (Err(e), _) => panic!("{options:?}: {e}"),
+            (Ok(_), Some(name)) => panic!("{options:?}: accepted, expected {name} refused"),
+        }
+    }
 }

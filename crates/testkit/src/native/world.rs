@@ -498,6 +498,43 @@ impl World {
         );
     }
 
+    /// The cache files (`*.cache`) in the world's directory.
+    pub fn cache_files(&self) -> Vec<PathBuf> {
+        std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.path()))
+                    .filter(|p| p.extension().is_some_and(|e| e == "cache"))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// The record file in the world's directory (not its ledger `…-seq.cache` nor its clock
+    /// note `…-clock.cache`).
+    pub fn record_file(&self) -> PathBuf {
+        let found = self.cache_files().into_iter().find(|p| {
+            !p.to_string_lossy().ends_with("-seq.cache")
+                && !p.to_string_lossy().ends_with("-clock.cache")
+        });
+        match found {
+            Some(path) => path,
+            None => panic!("a record file in {}", self.dir.display()),
+        }
+    }
+
+    /// The record's ledger file (`…-seq.cache`) in the world's directory.
+    pub fn ledger_file(&self) -> PathBuf {
+        let found = self
+            .cache_files()
+            .into_iter()
+            .find(|p| p.to_string_lossy().ends_with("-seq.cache"));
+        match found {
+            Some(path) => path,
+            None => panic!("a ledger file in {}", self.dir.display()),
+        }
+    }
+
     /// The path `name` in the world's directory.
     pub fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)

@@ -393,21 +393,62 @@ impl World {
     /// The app: through the relay rig, bound to [`MACHINE`], with [`APP_SECRET`], a 5 s
     /// timeout and the world's clock, in signed mode when `keys` is not empty.
     pub fn app(&self, keys: RelayKeys) -> Licensing {
-        let relay = self.relay();
         let built = licensing_builder(&self.polar, &self.dir, MachineBinding::Id(MACHINE.into()))
             .timeout(Duration::from_secs(5))
             .clock(self.clock.reader())
             .app_secret(APP_SECRET.to_vec())
             .relay_keys(keys)
-            .build_with_transport(StandIn {
-                inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
-                signer: Arc::clone(&relay.signer),
-                clock: self.clock.clone(),
-                mode: Arc::clone(&relay.mode),
-            });
+            .build_with_transport(self.relay_transport());
         match built {
             Ok(app) => app,
             Err(e) => panic!("the app builds: {e:?}"),
+        }
+    }
+
+    /// The relay rig as a transport: the emulator behind a stand-in relay that adds a lease to
+    /// every grant, as [`World::set_lease`] says.
+    pub fn relay_transport(&self) -> impl Transport + 'static {
+        let relay = self.relay();
+        StandIn {
+            inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
+            signer: Arc::clone(&relay.signer),
+            clock: self.clock.clone(),
+            mode: Arc::clone(&relay.mode),
+        }
+    }
+
+    /// The relay rig's signing key.
+    pub fn signer(&self) -> &SigningKey {
+        &self.relay().signer
+    }
+
+    /// A plain client through the relay rig (the online machine of an air-gapped activation).
+    pub fn online_client(&self) -> polar_license::BlockingClient {
+        let built = polar_license::BlockingClient::builder(self.polar.organization_id())
+            .base_url(self.polar.url())
+            .build_with_transport(self.relay_transport());
+        match built {
+            Ok(client) => client,
+            Err(e) => panic!("the client builds: {e:?}"),
+        }
+    }
+
+    /// An offline machine's app: bound to `machine`, its cache in `dir`, the world's clock, no
+    /// network at all.
+    pub fn offline_app(&self, machine: &str, dir: &Path, keys: RelayKeys) -> Licensing {
+        let unreachable = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
+            Err(TransportError::new(
+                polar_license::TransportErrorKind::Connect,
+                "no network on this machine",
+            ))
+        };
+        let built = licensing_builder(&self.polar, dir, MachineBinding::Id(machine.into()))
+            .clock(self.clock.reader())
+            .relay_keys(keys)
+            .build_with_transport(unreachable);
+        match built {
+            Ok(app) => app,
+            Err(e) => panic!("the offline app builds: {e:?}"),
         }
     }
 

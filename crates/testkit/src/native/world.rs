@@ -326,6 +326,8 @@ pub struct World {
     pub clock: crate::FakeClock,
     /// The relay rig, in a [`World::signed`] world.
     pub relay: Option<Relay>,
+    /// Environment variables set on every command [`World::cli`] makes.
+    pub env: Vec<(&'static str, &'static str)>,
 }
 
 impl World {
@@ -341,6 +343,7 @@ impl World {
             dir: ScratchDir::new(label),
             clock: crate::FakeClock::default(),
             relay: None,
+            env: Vec::new(),
         }
     }
 
@@ -528,15 +531,15 @@ impl World {
         self.polar.up();
     }
 
-    /// Polar revokes the demo key.
+    /// Polar revokes the demo key (panics if Polar has no such key).
     pub fn revoke(&self) {
-        self.polar.update_key(
+        assert!(self.polar.update_key(
             DEMO_KEY,
             KeyUpdate {
                 status: Some("revoked".into()),
                 ..KeyUpdate::default()
             },
-        );
+        ));
     }
 
     /// The cache files (`*.cache`) in the world's directory.
@@ -584,7 +587,7 @@ impl World {
     /// The `polar-license` binary `program` against this world's Polar (up or down), its
     /// cache in `cache`, the clock moved by `offset` seconds (Polar's too while it is up, so
     /// that its `Date` agrees with the client's clock): [`cli_against`] with
-    /// `POLAR_LICENSE_CLOCK_OFFSET`.
+    /// `POLAR_LICENSE_CLOCK_OFFSET` and the world's [`World::env`].
     pub fn cli(&self, program: impl AsRef<std::ffi::OsStr>, cache: &Path, offset: i64) -> Command {
         if let Some(polar) = self.polar.running() {
             polar.set_clock_offset(offset);
@@ -595,7 +598,8 @@ impl World {
             &self.polar.organization_id(),
             cache,
         );
-        cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string());
+        cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
+            .envs(self.env.iter().copied());
         cmd
     }
 }

@@ -5,7 +5,7 @@
 //! anyone can). Built with [`World::new`] and options (`.with_seed(..)`, `.signed()`); the
 //! suites add their own helper functions of `&World`, never their own world.
 
-use super::{cli_against, licensing_builder, ScratchDir};
+use super::{clean_command, cli_against, licensing_builder, Launch, ScratchDir, Served};
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
@@ -15,7 +15,7 @@ use polar_license::{
     ActivateRequest, FileStore, HttpRequest, HttpResponse, Key, Licensing, LicensingBuilder,
     MachineBinding, Transport, TransportError, UreqTransport,
 };
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
 use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -328,6 +328,17 @@ pub struct World {
     pub relay: Option<Relay>,
     /// Environment variables set on every command [`World::cli`] makes.
     pub env: Vec<(&'static str, &'static str)>,
+    /// The relay as a process, in a [`World::with_relay_process`] world.
+    pub relay_process: Option<RelayProcess>,
+}
+
+/// `polar-license relay serve` as a process in front of the world's Polar, with a key made by
+/// `polar-license relay keygen` (kid `relay-1`) in the world's directory.
+pub struct RelayProcess {
+    /// The process and its URL.
+    pub served: Served,
+    /// `KID=k4.public.…`, as keygen printed it.
+    pub pair: String,
 }
 
 impl World {
@@ -344,6 +355,7 @@ impl World {
             clock: crate::FakeClock::default(),
             relay: None,
             env: Vec::new(),
+            relay_process: None,
         }
     }
 
@@ -359,6 +371,38 @@ impl World {
             mode: Arc::new(Mutex::new(Lease::Honest { days: 3 })),
         });
         self
+    }
+
+    /// With the relay as a process: `program` (the `polar-license` binary) makes a signing
+    /// key and serves the relay in front of this world's Polar (with `POLAR_ACCESS_TOKEN` the
+    /// emulator's demo token), signing leases for `lease_days`.
+    pub fn with_relay_process(mut self, program: &str, lease_days: &str) -> World {
+        let key_file = self.dir.join("relay.key");
+        let Some(key_path) = key_file.to_str().map(str::to_string) else {
+            panic!("not a UTF-8 path: {}", key_file.display())
+        };
+        let out = clean_command(program)
+            .args(["relay", "keygen", "--out", &key_path, "--kid", "relay-1"])
+            .launch();
+        assert_eq!(out.status.code(), Some(0), "{out:?}");
+        let pair = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        let served = Served::start(
+            clean_command(program)
+                .args(["--base-url", &self.polar.url(), "relay", "serve"])
+                .args(["--signing-key", &key_path, "--port", "0"])
+                .args(["--lease-days", lease_days])
+                .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
+        );
+        self.relay_process = Some(RelayProcess { served, pair });
+        self
+    }
+
+    /// The relay process of a [`World::with_relay_process`] world.
+    pub fn relay_process(&self) -> &RelayProcess {
+        match &self.relay_process {
+            Some(relay) => relay,
+            None => panic!("no relay process (World::with_relay_process)"),
+        }
     }
 
     fn relay(&self) -> &Relay {

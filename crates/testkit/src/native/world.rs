@@ -320,6 +320,9 @@ pub fn forge(at: &Forgery<'_>, edit: impl FnOnce(&mut polar_license::Record)) {
 pub struct World {
     /// The local Polar.
     pub polar: Polar,
+    /// The relay as a process, in a [`World::with_relay_process`] world (declared before the
+    /// directory its key is in, so it ends first).
+    pub relay_process: Option<RelayProcess>,
     /// The cache directory.
     pub dir: ScratchDir,
     /// The clock every client built by [`World::builder`] reads.
@@ -328,8 +331,6 @@ pub struct World {
     pub relay: Option<Relay>,
     /// Environment variables set on every command [`World::cli`] makes.
     pub env: Vec<(&'static str, &'static str)>,
-    /// The relay as a process, in a [`World::with_relay_process`] world.
-    pub relay_process: Option<RelayProcess>,
 }
 
 /// `polar-license relay serve` as a process in front of the world's Polar, with a key made by

@@ -6,7 +6,7 @@
 //! never with sleeps. Every test has its own cache directory.
 
 use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{Launch, World};
+use polar_license_testkit::{json_answer, Launch, World};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -92,14 +92,7 @@ impl Answer {
 }
 
 fn parse(out: &Output) -> Answer {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(v.is_object(), "{v}");
+    let (code, v) = json_answer(out);
     for field in [
         "outcome",
         "reason",
@@ -111,10 +104,7 @@ fn parse(out: &Output) -> Answer {
     ] {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        v,
-    }
+    Answer { code, v }
 }
 
 /// Licensed by a fresh online answer.

@@ -9,7 +9,7 @@
 //! it is tested on the native face (tests/trust.rs).
 
 use polar_license_emulator::{Fault, DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served, World};
+use polar_license_testkit::{clean_command, json_answer, Launch, ScratchDir, Served, World};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -69,18 +69,8 @@ impl Answer {
 }
 
 fn parse(out: &Output) -> Answer {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(v.is_object(), "{v}");
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        v,
-    }
+    let (code, v) = json_answer(out);
+    Answer { code, v }
 }
 
 /// This suite's commands on the testkit's world.

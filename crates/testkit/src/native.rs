@@ -156,6 +156,20 @@ pub fn cli_against(
     cmd
 }
 
+/// A run of the command line with `--json`: its exit code (-1 when killed) and its stdout as
+/// one JSON object; panics (showing stdout and stderr) when it is not one.
+pub fn json_answer(out: &Output) -> (i32, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v.is_object(), "{v}");
+    (out.status.code().unwrap_or(-1), v)
+}
+
 /// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a
 /// failing test leaves no server behind.
 #[derive(Debug)]

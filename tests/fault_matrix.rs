@@ -21,13 +21,9 @@
 #![cfg(not(target_arch = "wasm32"))]
 
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
-use polar_license::{
-    CacheState, CacheStatus, Error, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
-};
-use polar_license_emulator::{
-    Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID,
-};
-use polar_license_testkit::{take_requests, FakeClock, ScratchDir, START};
+use polar_license::{CacheState, CacheStatus, Error, Licensing, Reason, ValidateRequest, Verdict};
+use polar_license_emulator::{Emulator, Fault, DEMO_KEY, DEMO_KEY_USAGE};
+use polar_license_testkit::World;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -196,78 +192,28 @@ fn is_licensed_from(outcome: &CheckOutcome, want: Source) -> bool {
     matches!(outcome, CheckOutcome::Licensed { source, .. } if *source == want)
 }
 
-struct World {
-    /// `None` while Polar is down (its port refuses connections).
-    polar: Option<Emulator>,
-    url: String,
-    port: u16,
-    clock: FakeClock,
-    dir: ScratchDir,
+/// This suite's client on the testkit's world.
+trait Here {
+    fn licensing(&self, cache: &str, timeout: Duration) -> Licensing;
 }
 
-impl World {
-    fn new(id: &str) -> World {
-        let dir = ScratchDir::new(&format!("fault-matrix-{id}"));
-        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-        World {
-            url: polar.url(),
-            port: polar.port(),
-            polar: Some(polar),
-            clock: FakeClock::new(START),
-            dir,
-        }
-    }
-
-    fn polar(&self) -> &Emulator {
-        self.polar.as_ref().expect("Polar is up")
-    }
-
-    /// Polar goes down: its port refuses connections (the same server, so the cache made
-    /// against it is the one a client of it reads).
-    fn down(&mut self) {
-        if let Some(polar) = self.polar.take() {
-            polar.stop();
-        }
-    }
-
-    /// Polar comes back on the same port.
-    fn up(&mut self) {
-        let options = Options {
-            port: self.port,
-            ..Options::default()
-        };
-        self.polar = Some(Emulator::start(Seed::demo(), options).expect("emulator restarts"));
-    }
-
+impl Here for World {
     /// A client with its cache in `cache` (under the world's directory), every check asking
     /// Polar (revalidate_after 0).
     fn licensing(&self, cache: &str, timeout: Duration) -> Licensing {
-        Licensing::builder(DEMO_ORGANIZATION_ID)
-            .base_url(&self.url)
+        self.builder(&self.dir.join(cache), "fault-matrix")
             .timeout(timeout)
-            .cache_dir(self.dir.join(cache))
-            .machine_binding(MachineBinding::Id("fault-matrix".into()))
             .policy(GracePolicy {
                 revalidate_after: Duration::ZERO,
                 ..GracePolicy::default()
             })
-            .clock(self.clock.reader())
             .build()
             .expect("licensing builds")
-    }
-
-    fn advance(&self, seconds: i64) {
-        self.clock.advance(seconds);
-    }
-
-    /// Requests the emulator received since the last call (none while it is down).
-    fn requests(&self) -> u64 {
-        self.polar.as_ref().map_or(0, take_requests)
     }
 }
 
 fn run_row(row: &Row) -> Found {
-    let mut w = World::new(row.id);
+    let mut w = World::new(&format!("fault-matrix-{}", row.id));
     let down = row.fault.is_none();
     let falls_back = row.expected.class() == polar_license::ReasonClass::Unverified
         || row.expected == Reason::ProtocolError;
@@ -304,7 +250,7 @@ fn run_row(row: &Row) -> Found {
     w.advance(10);
 
     match &row.fault {
-        Some(fault) => w.polar().set_fault(Some(fault.clone())),
+        Some(fault) => w.polar.set_fault(Some(fault.clone())),
         None => w.down(),
     }
     let timeout = match row.fault {
@@ -431,7 +377,7 @@ fn run_row(row: &Row) -> Found {
     // 6. Every faulted connection let go: the emulator's writes fail and its streams end.
     // (A bounded wait for that event, not a timing assertion: a kept connection would stay
     // open until the emulator's own 30 s write stall limit.)
-    let streams = || w.polar.as_ref().map_or(0, Emulator::open_streams);
+    let streams = || w.polar.running().map_or(0, Emulator::open_streams);
     let released = wait_for(|| streams() == 0);
     f.check(released, || {
         format!(
@@ -456,7 +402,7 @@ fn run_row(row: &Row) -> Found {
     });
 
     // 5. Fault cleared: licensed again (from the cache while a 429 block lasts, then online).
-    match &w.polar {
+    match w.polar.running() {
         Some(polar) => polar.set_fault(None),
         None => w.up(),
     }

@@ -4,44 +4,31 @@
 use polar_license::features::{Entitlements, FeatureWhy};
 use polar_license::grace::Source;
 use polar_license::{Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, Fault, Options};
+use polar_license_emulator::Fault;
 use polar_license_testkit::features::{
     self, map_json, BASIC_KEY, METERED_KEY, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM_KEY,
 };
-use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir};
+use polar_license_testkit::World;
 
 fn map() -> Entitlements {
     Entitlements::from_json(&map_json()).unwrap()
 }
 
-struct World {
-    polar: Emulator,
-    licensing: Licensing,
-    clock: FakeClock,
-    _dir: ScratchDir,
-}
-
-fn world(name: &str) -> World {
-    let polar = Emulator::start(features::seed(), Options::default()).unwrap();
-    let clock = FakeClock::default();
-    let dir = ScratchDir::new(&format!("features-{name}"));
-    let licensing = licensing_builder(&polar, &dir, MachineBinding::Off)
+/// The features world and its client: no machine binding, the map's entitlements.
+fn world(name: &str) -> (World, Licensing) {
+    let w = World::with_seed(&format!("features-{name}"), features::seed());
+    let licensing = w
+        .licensing_builder(MachineBinding::Off)
         .entitlements(map())
-        .clock(clock.reader())
         .build()
         .unwrap();
-    World {
-        polar,
-        licensing,
-        clock,
-        _dir: dir,
-    }
+    (w, licensing)
 }
 
 #[test]
 fn granted_by_one_of_several_benefits_and_not_by_another() {
-    let w = world("tiers");
-    let l = &w.licensing;
+    let (_w, licensing) = world("tiers");
+    let l = &licensing;
     let pro = l.check(PRO_KEY);
     let team = l.check(TEAM_KEY);
     let basic = l.check(BASIC_KEY);
@@ -67,9 +54,9 @@ fn granted_by_one_of_several_benefits_and_not_by_another() {
 
 #[test]
 fn a_denied_license_grants_nothing() {
-    let w = world("denied");
-    let revoked = w.licensing.check(REVOKED_KEY);
-    let access = w.licensing.has_feature(&revoked, "pro_export");
+    let (_w, licensing) = world("denied");
+    let revoked = licensing.check(REVOKED_KEY);
+    let access = licensing.has_feature(&revoked, "pro_export");
     assert!(!access.granted);
     assert_eq!(access.why, FeatureWhy::LicenseNotValid);
     assert_eq!(access.license_reason, Some(Reason::Inactive));
@@ -77,23 +64,23 @@ fn a_denied_license_grants_nothing() {
 
 #[test]
 fn a_cached_verdict_within_grace_answers_like_an_online_one() {
-    let w = world("grace");
-    let online = w.licensing.check(PRO_KEY);
-    let a = w.licensing.has_feature(&online, "pro_export");
+    let (w, licensing) = world("grace");
+    let online = licensing.check(PRO_KEY);
+    let a = licensing.has_feature(&online, "pro_export");
     assert_eq!((a.granted, a.source), (true, Some(Source::Online)));
 
     w.polar.set_fault(Some(Fault::CloseImmediately));
     w.clock.advance(3 * 24 * 3600);
-    let cached = w.licensing.check(PRO_KEY);
-    let a = w.licensing.has_feature(&cached, "pro_export");
+    let cached = licensing.check(PRO_KEY);
+    let a = licensing.has_feature(&cached, "pro_export");
     assert_eq!((a.granted, a.source), (true, Some(Source::Cache)));
-    let a = w.licensing.has_feature(&cached, "team_sync");
+    let a = licensing.has_feature(&cached, "team_sync");
     assert!(!a.granted);
 
     // Past the grace the verdict does not license, so nothing is granted.
     w.clock.advance(5 * 24 * 3600);
-    let expired = w.licensing.check(PRO_KEY);
-    let a = w.licensing.has_feature(&expired, "pro_export");
+    let expired = licensing.check(PRO_KEY);
+    let a = licensing.has_feature(&expired, "pro_export");
     assert_eq!(
         (a.granted, a.license_reason),
         (false, Some(Reason::GraceExpired))
@@ -102,22 +89,22 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
 
 #[test]
 fn metered_features_carry_the_remaining_count() {
-    let w = world("metered");
-    let v = w.licensing.check(METERED_KEY);
-    let a = w.licensing.has_feature(&v, "api_calls");
+    let (_w, licensing) = world("metered");
+    let v = licensing.check(METERED_KEY);
+    let a = licensing.has_feature(&v, "api_calls");
     assert_eq!((a.granted, a.remaining_usage), (true, Some(3)));
     // Not metered: no count, granted whatever the usage.
-    let spent = w.licensing.check(SPENT_KEY);
-    let a = w.licensing.has_feature(&spent, "pro_export");
+    let spent = licensing.check(SPENT_KEY);
+    let a = licensing.has_feature(&spent, "pro_export");
     assert_eq!((a.granted, a.remaining_usage), (true, None));
-    let a = w.licensing.has_feature(&spent, "api_calls");
+    let a = licensing.has_feature(&spent, "api_calls");
     assert_eq!(
         (a.granted, a.why, a.remaining_usage),
         (false, FeatureWhy::UsageExhausted, Some(0))
     );
     // Unlimited keys are granted metered features with no count.
-    let pro = w.licensing.check(PRO_KEY);
-    let a = w.licensing.has_feature(&pro, "api_calls");
+    let pro = licensing.check(PRO_KEY);
+    let a = licensing.has_feature(&pro, "api_calls");
     assert_eq!((a.granted, a.remaining_usage), (true, None));
 }
 

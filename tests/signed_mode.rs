@@ -12,255 +12,21 @@
 use polar_license::cache;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::{CheckOutcome, Source};
-use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
-use polar_license::session::{self, Slot};
+use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey};
+use polar_license::session::Slot;
 use polar_license::store::Store;
-use polar_license::{
-    ActivateRequest, CacheState, FileStore, HttpRequest, HttpResponse, Key, Licensing,
-    MachineBinding, Reason, Transport, TransportError, UreqTransport,
-};
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir, START};
+use polar_license::{ActivateRequest, CacheState, FileStore, Key, Reason};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::{take_requests, Lease, ScratchDir, World, APP_SECRET, MACHINE, START};
 use serde_json::Value;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 const DAY: i64 = 86_400;
-const APP_SECRET: &[u8] = b"the app's own secret";
-const MACHINE: &str = "machine-A";
 
-/// What the stand-in relay puts in the lease header of a grant.
-#[derive(Clone)]
-enum Lease {
-    /// A lease as the relay signs it, for `days`.
-    Honest { days: i64 },
-    /// No header.
-    Missing,
-    /// This text.
-    Text(String),
-    /// Signed by this other key (under its own kid, or passing as the trusted one).
-    OtherKey(Arc<SigningKey>),
-    /// Bound to another machine.
-    OtherMachine,
-    /// For another license key.
-    OtherKey2,
-    /// Expired an hour ago.
-    Expired,
-    /// Valid from a day ahead.
-    Future,
-    /// Two headers, each a good lease.
-    Twice,
-}
-
-struct Facts {
-    org: String,
-    key: Key,
-    machine: Option<String>,
-    license: Value,
-    activation_id: Option<String>,
-}
-
-/// The facts of a granted validate or activate, from the request and Polar's answer.
-fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
-    if response.status != 200 || request.url.ends_with("/deactivate") {
-        return None;
-    }
-    let req: Value = serde_json::from_slice(&request.body).ok()?;
-    let resp: Value = serde_json::from_slice(&response.body).ok()?;
-    let activate = request.url.ends_with("/activate");
-    let license = if activate {
-        resp["license_key"].clone()
-    } else {
-        resp.clone()
-    };
-    let activation_id = if activate {
-        resp["id"].as_str().map(str::to_string)
-    } else {
-        resp["activation"]["id"].as_str().map(str::to_string)
-    };
-    Some(Facts {
-        org: req["organization_id"].as_str()?.to_string(),
-        key: Key::new(req["key"].as_str()?),
-        machine: req["conditions"]["machine_fingerprint"]
-            .as_str()
-            .map(str::to_string),
-        license,
-        activation_id,
-    })
-}
-
-fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
-    let license_expires_at = f.license["expires_at"]
-        .as_str()
-        .and_then(polar_license::rfc3339::DateTime::parse)
-        .map(|t| t.unix_timestamp());
-    let exp = now + days * DAY;
-    LeaseClaims {
-        organization_id: f.org.clone(),
-        key_sha256: key_hash(&f.key),
-        activation_id: f.activation_id.clone(),
-        status: f.license["status"].as_str().unwrap_or_default().to_string(),
-        license_expires_at,
-        benefit_id: f.license["benefit_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        usage: f.license["usage"].as_i64().unwrap_or_default(),
-        limit_usage: f.license["limit_usage"].as_i64(),
-        limit_activations: f.license["limit_activations"].as_i64(),
-        issued_at: now,
-        not_before: now,
-        expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
-        id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
-    }
-}
-
-/// The emulator behind a stand-in relay that adds a lease (as `mode` says) to every grant.
-struct StandIn {
-    inner: UreqTransport,
-    signer: Arc<SigningKey>,
-    clock: FakeClock,
-    mode: Arc<Mutex<Lease>>,
-}
-
-impl Transport for StandIn {
-    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
-        let response = self.inner.send(request)?;
-        let Some(f) = facts(request, &response) else {
-            return Ok(response);
-        };
-        let now = self.clock.now();
-        let mode = self.mode.lock().unwrap().clone();
-        let machine = f.machine.as_deref();
-        let sign = |c: &LeaseClaims, m: Option<&str>| self.signer.sign(c, m).unwrap();
-        let lease = match mode {
-            Lease::Honest { days } => Some(sign(&claims(&f, now, days), machine)),
-            Lease::Missing => None,
-            Lease::Text(text) => Some(text),
-            Lease::OtherKey(other) => Some(other.sign(&claims(&f, now, 7), machine).unwrap()),
-            Lease::OtherMachine => Some(sign(&claims(&f, now, 7), Some("another machine"))),
-            Lease::OtherKey2 => {
-                let mut c = claims(&f, now, 7);
-                c.key_sha256 = key_hash(&Key::new("MYAPP-ANOTHER-KEY"));
-                Some(sign(&c, machine))
-            }
-            Lease::Expired => {
-                let mut c = claims(&f, now - 8 * DAY, 7);
-                c.expires_at = now - 3600;
-                Some(sign(&c, machine))
-            }
-            Lease::Future => Some(sign(&claims(&f, now + DAY, 7), machine)),
-            Lease::Twice => {
-                let good = sign(&claims(&f, now, 7), machine);
-                return Ok(response
-                    .with_header(LEASE_HEADER, &good)
-                    .with_header(LEASE_HEADER, &good));
-            }
-        };
-        Ok(match lease {
-            Some(lease) => response.with_header(LEASE_HEADER, &lease),
-            None => response,
-        })
-    }
-}
-
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    clock: FakeClock,
-    signer: Arc<SigningKey>,
-    mode: Arc<Mutex<Lease>>,
-}
-
-impl World {
-    fn new() -> World {
-        World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir: ScratchDir::new("signed"),
-            clock: FakeClock::new(START),
-            signer: Arc::new(SigningKey::generate(Some("relay-2026")).unwrap()),
-            mode: Arc::new(Mutex::new(Lease::Honest { days: 3 })),
-        }
-    }
-
-    fn keys(&self) -> RelayKeys {
-        RelayKeys::parse(&self.signer.public_pair()).unwrap()
-    }
-
-    /// The app: through the stand-in relay, in signed mode when `keys` is not empty.
-    fn app(&self, keys: RelayKeys) -> Licensing {
-        licensing_builder(&self.polar, &self.dir, MachineBinding::Id(MACHINE.into()))
-            .timeout(Duration::from_secs(5))
-            .clock(self.clock.reader())
-            .app_secret(APP_SECRET.to_vec())
-            .relay_keys(keys)
-            .build_with_transport(StandIn {
-                inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
-                signer: Arc::clone(&self.signer),
-                clock: self.clock.clone(),
-                mode: Arc::clone(&self.mode),
-            })
-            .unwrap()
-    }
-
-    fn set_lease(&self, lease: Lease) {
-        *self.mode.lock().unwrap() = lease;
-    }
-
-    fn activate(&self, app: &Licensing) -> String {
-        let v = app
-            .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
-            .expect("activate answers");
-        v.accepted().expect("activated").activation.id.clone()
-    }
-
-    fn offline(&self) {
-        self.polar.set_fault(Some(Fault::CloseImmediately));
-    }
-
-    fn online(&self) {
-        self.polar.set_fault(None);
-    }
-
-    fn revoke(&self) {
-        self.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        );
-    }
-
-    /// What the threat model says an attacker can do: read the install secret beside the
-    /// cache and the app secret out of the app, and re-seal the record with this crate's own
-    /// code, after `edit`. Returns whether there was a record to forge.
-    fn forge(&self, edit: impl FnOnce(&mut polar_license::Record)) {
-        let org = self.polar.organization_id();
-        let key = Key::new(DEMO_KEY);
-        let secret = FileStore::new(self.dir.path()).install_secret().unwrap();
-        let seal = fingerprint_from(MACHINE, &org);
-        let slot = Slot::new(
-            &self.polar.url(),
-            &org,
-            &key,
-            &secret,
-            Some(&seal),
-            Some(APP_SECRET),
-        );
-        let read = |name: &str| std::fs::read(self.dir.path().join(format!("{name}.cache"))).ok();
-        let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-        let opened: session::Opened =
-            session::open(record.as_deref(), ledger.as_deref(), &slot, &org, &key);
-        let mut record = opened
-            .record
-            .clone()
-            .expect("a trusted record to start from");
-        edit(&mut record);
-        for (name, bytes) in session::seal(&opened, record, &slot) {
-            std::fs::write(self.dir.path().join(format!("{name}.cache")), bytes).unwrap();
-        }
-    }
+/// This suite's world: the testkit's, with the relay rig.
+fn world() -> World {
+    World::new("signed").signed()
 }
 
 fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
@@ -276,8 +42,8 @@ fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
 
 #[test]
 fn a_lease_licenses_offline_until_it_ends_even_inside_the_grace() {
-    let w = World::new();
-    let app = w.app(w.keys());
+    let w = world();
+    let app = w.app(w.relay_keys());
     w.activate(&app);
     let status = app.status(DEMO_KEY).unwrap();
     let CacheState::Present(record) = &status.state else {
@@ -315,8 +81,8 @@ fn a_lease_licenses_offline_until_it_ends_even_inside_the_grace() {
 
 #[test]
 fn the_forged_record_attack_grants_unsigned_and_is_refused_in_signed_mode() {
-    let w = World::new();
-    let signed = w.app(w.keys());
+    let w = world();
+    let signed = w.app(w.relay_keys());
     w.activate(&signed);
     assert!(signed.check(DEMO_KEY).is_licensed());
 
@@ -384,14 +150,14 @@ fn the_forged_record_attack_grants_unsigned_and_is_refused_in_signed_mode() {
 
 #[test]
 fn an_unsigned_record_never_licenses_offline_in_signed_mode() {
-    let w = World::new();
+    let w = world();
     w.set_lease(Lease::Missing);
     let unsigned = w.app(RelayKeys::new());
     w.activate(&unsigned);
     w.offline();
     w.clock.advance(DAY);
     assert!(from_cache(&unsigned.check(DEMO_KEY)).is_some());
-    let signed = w.app(w.keys());
+    let signed = w.app(w.relay_keys());
     let outcome = signed.check(DEMO_KEY);
     assert_eq!(outcome.reason(), Some(Reason::Offline), "{outcome:?}");
     let status = signed.status(DEMO_KEY).unwrap();
@@ -404,8 +170,8 @@ fn an_unsigned_record_never_licenses_offline_in_signed_mode() {
 
 #[test]
 fn a_grant_without_a_lease_that_verifies_is_no_verdict_and_no_lease() {
-    let w = World::new();
-    let app = w.app(w.keys());
+    let w = world();
+    let app = w.app(w.relay_keys());
     w.activate(&app); // an honest 3-day lease
     let good_until = START + 3 * DAY;
     let other = Arc::new(SigningKey::generate(Some("stranger")).unwrap());
@@ -462,9 +228,9 @@ fn a_grant_without_a_lease_that_verifies_is_no_verdict_and_no_lease() {
 
 #[test]
 fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
-    let w = World::new();
+    let w = world();
     w.set_lease(Lease::Missing);
-    let app = w.app(w.keys());
+    let app = w.app(w.relay_keys());
     let answer = app.activate(&ActivateRequest::new(DEMO_KEY, "laptop"));
     let err = answer.expect_err("an activation without a lease is no verdict");
     assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
@@ -494,10 +260,14 @@ fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
 
 #[test]
 fn two_relay_keys_at_once_for_rotation() {
-    let w = World::new();
+    let w = world();
     let old = SigningKey::generate(Some("relay-2025")).unwrap();
-    let keys =
-        RelayKeys::parse(&format!("{},{}", old.public_pair(), w.signer.public_pair())).unwrap();
+    let keys = RelayKeys::parse(&format!(
+        "{},{}",
+        old.public_pair(),
+        w.signer().public_pair()
+    ))
+    .unwrap();
     assert_eq!(keys.kids(), vec!["relay-2025", "relay-2026"]);
     let app = w.app(keys);
     w.activate(&app);
@@ -511,8 +281,8 @@ fn two_relay_keys_at_once_for_rotation() {
 
 #[test]
 fn the_record_keeps_the_lease_as_received_and_its_seal_covers_it() {
-    let w = World::new();
-    let app = w.app(w.keys());
+    let w = world();
+    let app = w.app(w.relay_keys());
     w.activate(&app);
     let org = w.polar.organization_id();
     let key = Key::new(DEMO_KEY);
@@ -578,42 +348,11 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
     assert_eq!(lease.map(|l| l.claims), Ok(claims));
 }
 
-impl World {
-    /// A plain client through the stand-in relay (the online machine of an air-gapped
-    /// activation).
-    fn online_client(&self) -> polar_license::BlockingClient {
-        polar_license::BlockingClient::builder(self.polar.organization_id())
-            .base_url(self.polar.url())
-            .build_with_transport(StandIn {
-                inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
-                signer: Arc::clone(&self.signer),
-                clock: self.clock.clone(),
-                mode: Arc::clone(&self.mode),
-            })
-            .unwrap()
-    }
-
-    /// The offline machine's app: `machine`, a cache of its own, no network at all.
-    fn offline_app(&self, machine: &str, dir: &ScratchDir, keys: RelayKeys) -> Licensing {
-        let unreachable = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
-            Err(TransportError::new(
-                polar_license::TransportErrorKind::Connect,
-                "no network on this machine",
-            ))
-        };
-        licensing_builder(&self.polar, dir, MachineBinding::Id(machine.into()))
-            .clock(self.clock.reader())
-            .relay_keys(keys)
-            .build_with_transport(unreachable)
-            .unwrap()
-    }
-}
-
 #[test]
 fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
-    let w = World::new();
+    let w = world();
     let dir = ScratchDir::new("airgap");
-    let app = w.offline_app(MACHINE, &dir, w.keys());
+    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
     let line = app
         .lease_request(&ActivateRequest::new(DEMO_KEY, "lab machine"))
         .unwrap();
@@ -638,7 +377,7 @@ fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
         Reason::InvalidInput
     );
     let other_dir = ScratchDir::new("airgap-other");
-    let other = w.offline_app("machine-B", &other_dir, w.keys());
+    let other = w.offline_app("machine-B", &other_dir, w.relay_keys());
     assert_eq!(
         other.lease_install(&response).unwrap_err().reason(),
         Reason::InvalidInput
@@ -666,9 +405,9 @@ fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
 
 #[test]
 fn an_air_gapped_response_needs_a_relay_lease() {
-    let w = World::new();
+    let w = world();
     let dir = ScratchDir::new("airgap-nolease");
-    let app = w.offline_app(MACHINE, &dir, w.keys());
+    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
     let line = app
         .lease_request(&ActivateRequest::new(DEMO_KEY, "lab"))
         .unwrap();
@@ -704,8 +443,8 @@ fn an_air_gapped_response_needs_a_relay_lease() {
 fn a_validate_of_another_question_keeps_the_records_lease() {
     // Found by the CLI suite: a plain validate (no activation) got a lease for its own
     // question, which must not replace the activation's lease in the record.
-    let w = World::new();
-    let app = w.app(w.keys());
+    let w = world();
+    let app = w.app(w.relay_keys());
     w.activate(&app);
     let before = app.status(DEMO_KEY).unwrap();
     let window = |s: &polar_license::CacheStatus| match &s.state {

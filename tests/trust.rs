@@ -11,9 +11,9 @@ use polar_license::{
     ActivateRequest, CacheState, Error, HttpRequest, HttpResponse, Licensing, MachineBinding,
     Reason, TransportError, TransportErrorKind, Untrusted, ValidateRequest, Verdict,
 };
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, take_requests, FakeClock, ScratchDir, START};
-use std::path::{Path, PathBuf};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, World, START};
+use std::path::Path;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -23,73 +23,27 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
 const WEEK: u64 = 7 * DAY as u64;
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    clock: FakeClock,
+/// This suite's world: the testkit's.
+fn world() -> World {
+    World::new("trust")
 }
 
-impl World {
-    fn new() -> World {
-        World {
-            polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-            dir: ScratchDir::new("trust"),
-            clock: FakeClock::new(START),
-        }
-    }
+/// This suite's helpers on the testkit's world.
+trait Here {
+    fn app_builder(&self) -> polar_license::LicensingBuilder;
+    fn licensing(&self) -> Licensing;
+    fn activated(&self, l: &Licensing) -> String;
+}
 
-    fn builder(&self) -> polar_license::LicensingBuilder {
-        licensing_builder(
-            &self.polar,
-            &self.dir,
-            MachineBinding::Id("machine-A".into()),
-        )
-        .timeout(Duration::from_secs(5))
-        .clock(self.clock.reader())
+impl Here for World {
+    /// Bound to `machine-A`, a 5 s timeout.
+    fn app_builder(&self) -> polar_license::LicensingBuilder {
+        self.builder(&self.dir, "machine-A")
+            .timeout(Duration::from_secs(5))
     }
 
     fn licensing(&self) -> Licensing {
-        self.builder().build().expect("licensing builds")
-    }
-
-    fn set_clock(&self, at: i64) {
-        self.clock.set(at);
-    }
-
-    fn advance(&self, seconds: i64) {
-        self.clock.advance(seconds);
-    }
-
-    fn requests(&self) -> u64 {
-        take_requests(&self.polar)
-    }
-
-    fn revoke(&self) {
-        self.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        );
-    }
-
-    /// The record file (not its ledger `…-seq.cache`).
-    fn record_file(&self) -> PathBuf {
-        cache_files(&self.dir)
-            .into_iter()
-            .find(|p| {
-                !p.to_string_lossy().ends_with("-seq.cache")
-                    && !p.to_string_lossy().ends_with("-clock.cache")
-            })
-            .expect("a record file")
-    }
-
-    fn ledger_file(&self) -> PathBuf {
-        cache_files(&self.dir)
-            .into_iter()
-            .find(|p| p.to_string_lossy().ends_with("-seq.cache"))
-            .expect("a ledger file")
+        self.app_builder().build().expect("licensing builds")
     }
 
     /// Activated on this machine, and verified (the activation is the verdict).
@@ -101,17 +55,6 @@ impl World {
         self.requests();
         id
     }
-}
-
-fn cache_files(dir: &Path) -> Vec<PathBuf> {
-    std::fs::read_dir(dir)
-        .map(|entries| {
-            entries
-                .filter_map(|e| e.ok().map(|e| e.path()))
-                .filter(|p| p.extension().is_some_and(|e| e == "cache"))
-                .collect()
-        })
-        .unwrap_or_default()
 }
 
 #[track_caller]
@@ -161,8 +104,8 @@ fn unreachable_production(
 fn a_record_made_against_another_server_never_answers_production() {
     // The attacker's emulator knows the app's organization and a made-up key; they activate
     // and check into the app's cache directory.
-    let w = World::new();
-    let forger = w.builder().require_activation(true).build().unwrap();
+    let w = world();
+    let forger = w.app_builder().require_activation(true).build().unwrap();
     w.activated(&forger);
     assert!(forger.check(DEMO_KEY).is_licensed());
 
@@ -217,7 +160,7 @@ fn a_record_made_against_another_server_never_answers_production() {
 
 #[test]
 fn a_record_made_against_one_emulator_is_not_read_by_a_client_of_another() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     // A second local server with the same organization and key: another origin.
@@ -270,7 +213,7 @@ fn the_default_cache_directory_is_per_application() {
 
 #[test]
 fn a_record_put_back_after_a_revocation_is_not_trusted() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     let verified = START;
@@ -309,7 +252,7 @@ fn a_record_put_back_after_a_revocation_is_not_trusted() {
 
 #[test]
 fn a_held_clock_sends_the_check_online_and_sees_the_revocation() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.revoke();
@@ -334,7 +277,7 @@ fn a_held_clock_sends_the_check_online_and_sees_the_revocation() {
     assert!(answers >= 1);
     // Inside one process, a check repeated within the same second is the same answer (not
     // counted, not written): the hot path stays a read.
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.set_clock(START + 30 * MIN);
@@ -346,7 +289,7 @@ fn a_held_clock_sends_the_check_online_and_sees_the_revocation() {
 
 #[test]
 fn a_held_clock_with_polar_unreachable_stops_licensing() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.polar.set_fault(Some(Fault::CloseImmediately));
@@ -370,8 +313,8 @@ fn a_held_clock_with_polar_unreachable_stops_licensing() {
 
 #[test]
 fn a_background_check_refuses_what_check_refuses() {
-    let w = World::new();
-    let strict = w.builder().require_activation(true).build().unwrap();
+    let w = world();
+    let strict = w.app_builder().require_activation(true).build().unwrap();
     let called = Arc::new(AtomicUsize::new(0));
     let c = Arc::clone(&called);
     let (now, handle) = strict.check_in_background(DEMO_KEY, move |_| {
@@ -415,7 +358,7 @@ fn ureq_post(url: &str, body: &str) -> String {
 
 #[test]
 fn a_200_that_says_not_valid_is_a_protocol_error_and_falls_back() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     let good = real_answer(&w);
@@ -483,7 +426,7 @@ fn respond(status: u16, headers: &[(&str, &str)], body: &str) -> Fault {
 
 #[test]
 fn pages_that_are_not_polars_answers_fall_back_and_never_tombstone() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     let html = [("content-type", "text/html; charset=utf-8")];
@@ -564,7 +507,7 @@ fn pages_that_are_not_polars_answers_fall_back_and_never_tombstone() {
 
 #[test]
 fn a_base_url_with_a_wrong_path_never_denies_and_answers_from_the_cache() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     // An app update ships a base URL ending in /v1: every route is a bare 404. The record of
@@ -597,7 +540,7 @@ fn a_base_url_with_a_wrong_path_never_denies_and_answers_from_the_cache() {
 
 #[test]
 fn an_activation_starts_the_grace() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.polar.set_fault(Some(Fault::CloseImmediately));
@@ -623,7 +566,7 @@ fn an_activation_starts_the_grace() {
 
 #[test]
 fn a_ten_year_retry_after_blocks_one_hour() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.polar.set_fault(Some(Fault::RateLimited {
@@ -653,9 +596,9 @@ fn a_ten_year_retry_after_blocks_one_hour() {
 
 #[test]
 fn while_one_check_waits_on_a_hung_polar_the_others_answer_from_the_cache() {
-    let mut w = World::new();
+    let mut w = world();
     let l = w
-        .builder()
+        .app_builder()
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
@@ -692,11 +635,7 @@ fn while_one_check_waits_on_a_hung_polar_the_others_answer_from_the_cache() {
     );
     assert_eq!(w.polar.request_count(), 1, "the others sent nothing");
     // Polar goes away: the asker's connection closes and it answers from the cache too.
-    let hung = std::mem::replace(
-        &mut w.polar,
-        Emulator::start(Seed::demo(), Options::default()).expect("emulator"),
-    );
-    hung.stop();
+    w.down();
     let report = asker.join().unwrap();
     from_cache(&report);
 }
@@ -705,13 +644,13 @@ fn while_one_check_waits_on_a_hung_polar_the_others_answer_from_the_cache() {
 
 #[test]
 fn a_lost_install_secret_recovers_the_remembered_activation_online() {
-    let w = World::new();
-    let strict = w.builder().require_activation(true).build().unwrap();
+    let w = world();
+    let strict = w.app_builder().require_activation(true).build().unwrap();
     let id = w.activated(&strict);
     // The install secret is lost (a profile restore, a cleanup tool): every record is
     // untrusted, but the activation it names is no secret.
     std::fs::remove_file(w.dir.join("install-secret")).unwrap();
-    let l = w.builder().require_activation(true).build().unwrap();
+    let l = w.app_builder().require_activation(true).build().unwrap();
     let status = l.status(DEMO_KEY).unwrap();
     assert!(
         matches!(status.state, CacheState::Untrusted(_)),
@@ -736,11 +675,11 @@ fn a_lost_install_secret_recovers_the_remembered_activation_online() {
 
 #[test]
 fn deactivating_the_activation_an_untrusted_record_names_frees_it_and_forgets_it() {
-    let w = World::new();
-    let strict = w.builder().require_activation(true).build().unwrap();
+    let w = world();
+    let strict = w.app_builder().require_activation(true).build().unwrap();
     let id = w.activated(&strict);
     std::fs::remove_file(w.dir.join("install-secret")).unwrap();
-    let l = w.builder().require_activation(true).build().unwrap();
+    let l = w.app_builder().require_activation(true).build().unwrap();
     assert!(l.deactivate(DEMO_KEY, None).unwrap().is_accepted());
     assert!(
         w.polar.activations(DEMO_KEY).is_empty(),
@@ -756,11 +695,11 @@ fn deactivating_the_activation_an_untrusted_record_names_frees_it_and_forgets_it
 
 #[test]
 fn a_machine_id_that_cannot_be_read_is_its_own_error() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     let broken = w
-        .builder()
+        .app_builder()
         .machine_binding(MachineBinding::Unreadable("permission denied".into()))
         .build()
         .unwrap();
@@ -788,7 +727,7 @@ fn a_machine_id_that_cannot_be_read_is_its_own_error() {
 
 #[test]
 fn validate_sends_the_activations_conditions_and_its_answer_updates_the_record() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     let id = l
         .activate(&ActivateRequest::new(DEMO_KEY, "laptop").condition("machine", "abc"))
@@ -822,7 +761,7 @@ fn validate_sends_the_activations_conditions_and_its_answer_updates_the_record()
 
 #[test]
 fn a_denial_of_another_question_does_not_tombstone_the_record() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     // Another benefit than the key's: a denial about that question only.
@@ -844,7 +783,7 @@ fn a_denial_of_another_question_does_not_tombstone_the_record() {
 
 #[test]
 fn a_write_that_fails_is_reported_and_the_answer_asks_polar() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     // The record's path becomes a directory: every save fails.
@@ -862,7 +801,7 @@ fn a_write_that_fails_is_reported_and_the_answer_asks_polar() {
 
 #[test]
 fn a_cached_answer_that_cannot_be_recorded_is_not_given_as_fresh() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     // Saves of this key fail (its write lock's path is a directory), reads still work.
@@ -895,7 +834,7 @@ fn a_cached_answer_that_cannot_be_recorded_is_not_given_as_fresh() {
 #[cfg(unix)]
 #[test]
 fn a_fifo_at_the_record_path_does_not_hang_a_check() {
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     let record = w.record_file();
@@ -925,7 +864,7 @@ fn a_fifo_at_the_record_path_does_not_hang_a_check() {
 fn verdicts_of_other_faces_still_hold_with_the_new_record() {
     // A record written by one instance is read by another (the C ABI and the CLI read the
     // same files through Licensing).
-    let w = World::new();
+    let w = world();
     let l = w.licensing();
     w.activated(&l);
     w.advance(MIN);

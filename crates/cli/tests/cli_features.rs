@@ -2,26 +2,24 @@
 //! one of several benefits, not by another, unknown feature, denied license, a cached verdict
 //! within grace, metered with uses left and with none, and an invalid map.
 
-use polar_license_emulator::{Emulator, Fault, Options};
+use polar_license_emulator::Fault;
 use polar_license_testkit::features::{self, map_json as map, ORG, PRO};
-use polar_license_testkit::{clean_command, Launch, ScratchDir};
+use polar_license_testkit::{clean_command, Launch, World};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-}
-
+/// This suite's world: the testkit's, with the features seed.
 fn world(name: &str) -> World {
-    World {
-        polar: Emulator::start(features::seed(), Options::default()).unwrap(),
-        dir: ScratchDir::new(&format!("cli-features-{name}")),
-    }
+    World::with_seed(&format!("cli-features-{name}"), features::seed())
 }
 
-impl World {
+/// This suite's command on the testkit's world.
+trait Here {
+    fn feature(&self, key: &str, feature: &str, entitlements: &str, offset: i64) -> (i32, Value);
+}
+
+impl Here for World {
     /// `check --feature` with `--json`: (exit code, the JSON object).
     fn feature(&self, key: &str, feature: &str, entitlements: &str, offset: i64) -> (i32, Value) {
         let out = clean_command(BIN)

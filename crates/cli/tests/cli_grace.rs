@@ -5,10 +5,8 @@
 //! Time moves with the hidden `POLAR_LICENSE_CLOCK_OFFSET` hook (seconds added to the clock),
 //! never with sleeps. Every test has its own cache directory.
 
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
-};
-use polar_license_testkit::{cli_against, take_requests, Launch, ScratchDir};
+use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
+use polar_license_testkit::{json_answer, Launch, World};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -19,11 +17,9 @@ const HOUR: i64 = 3600;
 const DAY: i64 = 86_400;
 const GRACE: i64 = 7 * DAY;
 
-/// One test's world: the emulator (None once stopped), its URL and a private cache dir.
-struct World {
-    polar: Option<Emulator>,
-    url: String,
-    dir: ScratchDir,
+/// This suite's world: the testkit's.
+fn world() -> World {
+    World::new("cli-grace")
 }
 
 /// One run of the binary, `--json` parsed.
@@ -33,44 +29,21 @@ struct Answer {
     v: Value,
 }
 
-impl World {
-    fn new() -> World {
-        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-        World {
-            url: polar.url(),
-            polar: Some(polar),
-            dir: ScratchDir::new("cli-grace"),
-        }
-    }
+/// This suite's commands on the testkit's world.
+trait Here {
+    fn command(&self, offset: i64, args: &[&str]) -> Command;
+    fn at(&self, offset: i64, args: &[&str]) -> Answer;
+    fn check(&self, offset: i64, extra: &[&str]) -> Answer;
+    fn status(&self, offset: i64) -> Answer;
+    fn activated_and_verified(&self) -> String;
+}
 
-    fn polar(&self) -> &Emulator {
-        self.polar.as_ref().expect("emulator running")
-    }
-
-    /// Requests that reached the emulator since the last call.
-    fn sent(&self) -> u64 {
-        take_requests(self.polar())
-    }
-
-    fn stop(&mut self) {
-        if let Some(polar) = self.polar.take() {
-            polar.stop();
-        }
-    }
-
-    fn fault(&self, fault: Option<Fault>) {
-        self.polar().set_fault(fault);
-    }
-
+impl Here for World {
     /// The command, with the clock moved by `offset` seconds (the emulator's too, so that its
     /// `Date` agrees with the client's clock).
     fn command(&self, offset: i64, args: &[&str]) -> Command {
-        if let Some(polar) = &self.polar {
-            polar.set_clock_offset(offset);
-        }
-        let mut cmd = cli_against(BIN, &self.url, DEMO_ORGANIZATION_ID, &self.dir);
-        cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
-            .args(args);
+        let mut cmd = self.cli(BIN, &self.dir, offset);
+        cmd.args(args);
         cmd
     }
 
@@ -103,7 +76,7 @@ impl World {
         cached(&c, GRACE);
         assert_eq!(c.str("activation_id"), Some(id.as_str()), "{c:?}");
         assert_eq!(c.v["activation"]["id"], id.as_str(), "{c:?}");
-        assert_eq!(self.sent(), 1, "the activate only");
+        assert_eq!(self.requests(), 1, "the activate only");
         id
     }
 }
@@ -119,14 +92,7 @@ impl Answer {
 }
 
 fn parse(out: &Output) -> Answer {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(v.is_object(), "{v}");
+    let (code, v) = json_answer(out);
     for field in [
         "outcome",
         "reason",
@@ -138,10 +104,7 @@ fn parse(out: &Output) -> Answer {
     ] {
         assert!(v.get(field).is_some(), "missing {field}: {v}");
     }
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        v,
-    }
+    Answer { code, v }
 }
 
 /// Licensed by a fresh online answer.
@@ -189,13 +152,13 @@ fn refused(a: &Answer, code: i32, outcome: &str, reason: &str) {
 
 #[test]
 fn a_fresh_cache_sends_no_request() {
-    let w = World::new();
+    let w = world();
     let id = w.activated_and_verified();
     for offset in [0, 60, HOUR - 60] {
         let c = w.check(offset, &[]);
         cached(&c, GRACE - offset);
         assert_eq!(c.str("activation_id"), Some(id.as_str()), "{c:?}");
-        assert_eq!(w.sent(), 0, "at +{offset} s");
+        assert_eq!(w.requests(), 0, "at +{offset} s");
     }
     // The human line (the clock kept where the last check saw it: every cached answer
     // records the time it was given, so an hour back would be a rollback).
@@ -207,31 +170,31 @@ fn a_fresh_cache_sends_no_request() {
         "{text}"
     );
     assert!(!text.contains(DEMO_KEY), "{text}");
-    assert_eq!(w.sent(), 0);
+    assert_eq!(w.requests(), 0);
 }
 
 #[test]
 fn a_stale_cache_with_polar_up_revalidates() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
     online(&w.check(HOUR + 1, &[]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     // Re-anchored: fresh again for an hour from there.
     cached(&w.check(HOUR + 11, &[]), GRACE - 10);
-    assert_eq!(w.sent(), 0);
+    assert_eq!(w.requests(), 0);
     // --revalidate-after 0 and its variable: always ask.
     online(&w.check(HOUR + 12, &["--revalidate-after", "0"]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     let mut cmd = w.command(HOUR + 13, &["--json", "check", "--key", DEMO_KEY]);
     online(&parse(&cmd.env("POLAR_REVALIDATE_AFTER", "0").launch()));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
 }
 
 #[test]
 fn polar_down_licenses_within_the_grace_then_expires() {
-    let mut w = World::new();
+    let mut w = world();
     w.activated_and_verified();
-    w.stop();
+    w.down();
     cached(&w.check(2 * HOUR, &[]), GRACE - 2 * HOUR);
     cached(&w.check(3 * DAY, &[]), GRACE - 3 * DAY);
     // A shorter grace period, from the flag or the variable: over.
@@ -261,19 +224,19 @@ fn polar_down_licenses_within_the_grace_then_expires() {
 
 #[test]
 fn server_errors_and_slow_servers_fall_back_within_the_grace() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
     w.fault(Some(Fault::Status {
         status: 500,
         body: "Internal Server Error".into(),
     }));
     cached(&w.check(2 * HOUR, &[]), GRACE - 2 * HOUR);
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     w.fault(Some(Fault::Delay { ms: 3000 }));
     cached(&w.check(3 * HOUR, &["--timeout", "0.5"]), GRACE - 3 * HOUR);
     w.fault(Some(Fault::Hang));
     cached(&w.check(4 * HOUR, &["--timeout", "0.5"]), GRACE - 4 * HOUR);
-    assert_eq!(w.sent(), 2);
+    assert_eq!(w.requests(), 2);
     // Past the grace, the same faults are grace_expired.
     refused(
         &w.check(GRACE + HOUR, &["--timeout", "0.5"]),
@@ -299,48 +262,48 @@ fn server_errors_and_slow_servers_fall_back_within_the_grace() {
 
 #[test]
 fn rate_limited_answers_from_the_cache_and_waits_for_the_block() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
     w.fault(Some(Fault::RateLimited {
         retry_after: Some(60),
     }));
     let t = 2 * HOUR;
     cached(&w.check(t, &[]), GRACE - t);
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     // During the block: no request at all.
     for dt in [1, 20, 50] {
         cached(&w.check(t + dt, &[]), GRACE - t - dt);
     }
-    assert_eq!(w.sent(), 0, "no request before the block ends");
+    assert_eq!(w.requests(), 0, "no request before the block ends");
     let s = w.status(t + 30);
     assert!(s.v["cache"]["blocked_until"].is_string(), "{s:?}");
     // After it: ask again.
     w.fault(None);
     online(&w.check(t + 61, &[]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     let s = w.status(t + 62);
     assert!(s.v["cache"]["blocked_until"].is_null(), "{s:?}");
 }
 
 #[test]
 fn rate_limited_with_no_cache_sends_nothing_until_the_block_ends() {
-    let w = World::new();
+    let w = world();
     w.fault(Some(Fault::RateLimited {
         retry_after: Some(60),
     }));
     refused(&w.check(0, &[]), 3, "unverified", "rate_limited");
     refused(&w.check(30, &[]), 3, "unverified", "rate_limited");
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     w.fault(None);
     online(&w.check(61, &[]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
 }
 
 #[test]
 fn a_revocation_is_never_overridden_by_the_cache() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
-    assert!(w.polar().update_key(
+    assert!(w.polar.update_key(
         DEMO_KEY,
         KeyUpdate {
             status: Some("revoked".into()),
@@ -368,7 +331,7 @@ fn a_revocation_is_never_overridden_by_the_cache() {
 
 #[test]
 fn a_clock_set_back_is_clock_rollback() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
     online(&w.check(DAY, &[]));
     w.fault(Some(Fault::CloseImmediately));
@@ -401,7 +364,7 @@ fn a_clock_set_back_is_clock_rollback() {
 
 #[test]
 fn a_tampered_cache_is_untrusted() {
-    let w = World::new();
+    let w = world();
     let id = w.activated_and_verified();
     let record = std::fs::read_dir(&w.dir)
         .expect("cache dir")
@@ -440,15 +403,15 @@ fn a_tampered_cache_is_untrusted() {
     refused(&w.check(0, &[]), 3, "unverified", "offline");
     // Reachable: re-validated online.
     w.fault(None);
-    w.sent();
+    w.requests();
     online(&w.check(0, &[]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     assert_eq!(w.status(0).v["cache"]["state"], "present");
 }
 
 #[test]
 fn deactivate_uses_and_forgets_the_remembered_activation() {
-    let w = World::new();
+    let w = world();
     let id = w.activated_and_verified();
     let s = w.status(0);
     assert_eq!(s.str("activation_id"), Some(id.as_str()), "{s:?}");
@@ -458,8 +421,8 @@ fn deactivate_uses_and_forgets_the_remembered_activation() {
     assert_eq!((d.code, d.str("outcome")), (0, Some("done")), "{d:?}");
     assert_eq!(d.str("activation_id"), Some(id.as_str()), "{d:?}");
     assert_eq!(d.v["forgotten"], true, "{d:?}");
-    assert_eq!(w.sent(), 1);
-    assert!(w.polar().activations(DEMO_KEY).is_empty());
+    assert_eq!(w.requests(), 1);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
     let s = w.status(0);
     assert!(
         s.v["activation_id"].is_null() && s.v["cache"]["activation"].is_null(),
@@ -469,12 +432,12 @@ fn deactivate_uses_and_forgets_the_remembered_activation() {
     let again = w.at(0, &["deactivate", "--key", DEMO_KEY]);
     refused(&again, 2, "error", "invalid_input");
     assert_eq!(again.v["field"], "activation_id", "{again:?}");
-    assert_eq!(w.sent(), 0);
+    assert_eq!(w.requests(), 0);
 }
 
 #[test]
 fn activating_again_names_the_activation_it_replaced() {
-    let w = World::new();
+    let w = world();
     let first = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "a"]);
     assert_eq!(first.code, 0, "{first:?}");
     assert!(first.v["replaced_activation_id"].is_null(), "{first:?}");
@@ -483,7 +446,7 @@ fn activating_again_names_the_activation_it_replaced() {
     assert_eq!(second.code, 0, "{second:?}");
     assert_eq!(second.str("replaced_activation_id"), Some(old.as_str()));
     // Polar keeps both: the replaced one still takes a slot until it is deactivated.
-    assert_eq!(w.polar().activations(DEMO_KEY).len(), 2);
+    assert_eq!(w.polar.activations(DEMO_KEY).len(), 2);
     let human = w
         .command(0, &["activate", "--key", DEMO_KEY, "--label", "c"])
         .launch();
@@ -498,15 +461,15 @@ fn activating_again_names_the_activation_it_replaced() {
 
 #[test]
 fn require_activation_refuses_a_key_not_activated_here() {
-    let w = World::new();
+    let w = world();
     // Polar validates the bare key, so without the option a machine that never activated is
     // licensed.
     online(&w.check(0, &[]));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     let required = w.check(0, &["--require-activation"]);
     refused(&required, 2, "error", "invalid_input");
     assert_eq!(required.v["field"], "activation_id", "{required:?}");
-    assert_eq!(w.sent(), 0, "refused before any request");
+    assert_eq!(w.requests(), 0, "refused before any request");
 
     let id = w.activated_and_verified();
     let c = w.check(0, &["--require-activation"]);
@@ -516,7 +479,7 @@ fn require_activation_refuses_a_key_not_activated_here() {
     // Deactivated: refused again, and the environment variable turns it on too.
     let d = w.at(0, &["deactivate", "--key", DEMO_KEY]);
     assert_eq!(d.code, 0, "{d:?}");
-    w.sent();
+    w.requests();
     let out = w
         .command(0, &["--json", "check", "--key", DEMO_KEY])
         .env("POLAR_LICENSE_REQUIRE_ACTIVATION", "1")
@@ -524,12 +487,12 @@ fn require_activation_refuses_a_key_not_activated_here() {
     let again = parse(&out);
     refused(&again, 2, "error", "invalid_input");
     assert_eq!(again.v["field"], "activation_id", "{again:?}");
-    assert_eq!(w.sent(), 0);
+    assert_eq!(w.requests(), 0);
 }
 
 #[test]
 fn machine_binding_is_on_by_default_and_can_be_turned_off() {
-    let w = World::new();
+    let w = world();
     let bound = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "a"]);
     let unbound = w.at(
         0,
@@ -545,7 +508,7 @@ fn machine_binding_is_on_by_default_and_can_be_turned_off() {
     assert_eq!((bound.code, unbound.code), (0, 0), "{bound:?} {unbound:?}");
     assert_eq!(unbound.v["machine_bound"], false, "{unbound:?}");
     let conditions = |id: Option<&str>| {
-        w.polar()
+        w.polar
             .activations(DEMO_KEY)
             .into_iter()
             .find(|a| a["id"].as_str() == id)
@@ -573,7 +536,7 @@ fn machine_binding_is_on_by_default_and_can_be_turned_off() {
 
 #[test]
 fn concurrent_checks_send_one_request() {
-    let w = World::new();
+    let w = world();
     w.activated_and_verified();
     // Stale for everyone: the first to take the lock asks, the others find the fresh record.
     let children: Vec<_> = (0..4)
@@ -599,12 +562,12 @@ fn concurrent_checks_send_one_request() {
         .filter(|a| a.str("source") == Some("online"))
         .count();
     assert_eq!(online_answers, 1, "{answers:?}");
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
 }
 
 #[test]
 fn options_are_checked_and_status_needs_no_network() {
-    let mut w = World::new();
+    let mut w = world();
     let invalid = |a: &Answer, field: &str| {
         refused(a, 2, "error", "invalid_input");
         assert_eq!(a.v["field"], field, "{a:?}");
@@ -635,7 +598,7 @@ fn options_are_checked_and_status_needs_no_network() {
         "clock_offset",
     );
     invalid(&w.at(0, &["check", "--key", ""]), "key");
-    assert_eq!(w.sent(), 0);
+    assert_eq!(w.requests(), 0);
 
     // status without a key: the directory, no org needed.
     let s = w.at(0, &["status"]);
@@ -648,7 +611,7 @@ fn options_are_checked_and_status_needs_no_network() {
     // A different app secret cannot read the record.
     let other = w.at(0, &["--app-secret", "other", "status", "--key", DEMO_KEY]);
     assert_eq!(other.v["cache"]["state"], "untrusted", "{other:?}");
-    w.stop();
+    w.down();
     let mut cmd = w.command(0, &["--json", "status"]);
     let s = parse(&cmd.env_remove("POLAR_ORGANIZATION_ID").launch());
     assert_eq!(
@@ -671,9 +634,9 @@ fn options_are_checked_and_status_needs_no_network() {
 
 #[test]
 fn validate_stays_online_only() {
-    let mut w = World::new();
+    let mut w = world();
     w.activated_and_verified();
-    w.stop();
+    w.down();
     let a = w.at(0, &["validate", "--key", DEMO_KEY]);
     assert_eq!(
         (a.code, a.str("reason"), a.str("source")),
@@ -685,7 +648,7 @@ fn validate_stays_online_only() {
 
 #[test]
 fn the_cache_dir_is_only_used_where_told() {
-    let w = World::new();
+    let w = world();
     let elsewhere: &Path = &w.dir.join("nested");
     let a = w.at(
         0,

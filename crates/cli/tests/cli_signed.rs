@@ -5,26 +5,20 @@
 //! the air-gapped `lease request | fetch | install` round trip.
 
 use polar_license::fingerprint::machine_fingerprint;
-use polar_license::session::{self, Slot};
-use polar_license::store::Store;
-use polar_license::{FileStore, Key};
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
+use polar_license_testkit::{clean_command, forge, Forgery, Launch, World};
 use serde_json::Value;
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const DAY: i64 = 86_400;
 const APP_SECRET: &str = "the app's own secret";
 
-struct World {
-    polar: Emulator,
-    relay: Served,
-    /// `KID=k4.public.…`, as keygen printed it.
-    pair: String,
-    dir: ScratchDir,
+/// This suite's world: the testkit's, with the relay as a process signing leases for
+/// `lease_days`.
+fn world(lease_days: &str) -> World {
+    World::new("cli-signed").with_relay_process(BIN, lease_days)
 }
 
 struct Answer {
@@ -33,112 +27,77 @@ struct Answer {
     stdout: String,
 }
 
-impl World {
-    fn new(lease_days: &str) -> World {
-        let dir = ScratchDir::new("cli-signed");
-        let key_file = dir.path().join("relay.key");
-        let key_path = key_file.to_str().expect("a UTF-8 path").to_string();
-        let out = clean_command(BIN)
-            .args(["relay", "keygen", "--out", &key_path, "--kid", "relay-1"])
-            .launch();
-        assert_eq!(out.status.code(), Some(0), "{out:?}");
-        let pair = String::from_utf8_lossy(&out.stdout).trim().to_string();
-        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-        let relay = Served::start(
-            clean_command(BIN)
-                .args(["--base-url", &polar.url(), "relay", "serve"])
-                .args(["--signing-key", &key_path, "--port", "0"])
-                .args(["--lease-days", lease_days])
-                .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN),
-        );
-        World {
-            polar,
-            relay,
-            pair,
-            dir,
-        }
+/// Runs `cmd` with `stdin` (empty when `None`); its `--json` answer.
+fn run(cmd: &mut Command, stdin: Option<&str>) -> Answer {
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .start();
+    let mut input = child.stdin.take().expect("stdin");
+    input
+        .write_all(stdin.unwrap_or("").as_bytes())
+        .expect("stdin written");
+    drop(input);
+    let out = child.wait_with_output().expect("the binary ends");
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "not one JSON object ({e}): {stdout}\nstderr: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    Answer {
+        code: out.status.code().unwrap_or(-1),
+        v,
+        stdout,
     }
+}
 
-    fn cache(&self, name: &str) -> PathBuf {
-        self.dir.path().join(name)
-    }
+/// This suite's commands on the testkit's world.
+trait Here {
+    fn cli_app(&self, cache: &str, offset: i64, signed: bool) -> Command;
+    fn cmd(&self, cache: &str, offset: i64, signed: bool, args: &[&str]) -> Answer;
+    fn forge_at(&self, cache: &str, edit: impl FnOnce(&mut polar_license::Record));
+}
 
+impl Here for World {
     /// The binary as the app: through the relay, the cache `cache`, the clock moved by
     /// `offset` seconds (the emulator's too), in signed mode when `signed`.
-    fn app(&self, cache: &str, offset: i64, signed: bool) -> Command {
+    fn cli_app(&self, cache: &str, offset: i64, signed: bool) -> Command {
         self.polar.set_clock_offset(offset);
         let mut cmd = clean_command(BIN);
         cmd.args(["--json", "--org", &self.polar.organization_id()])
-            .args(["--base-url", &self.relay.url])
-            .args(["--cache-dir", self.cache(cache).to_str().expect("UTF-8")])
+            .args(["--base-url", &self.relay_process().served.url])
+            .args(["--cache-dir", self.path(cache).to_str().expect("UTF-8")])
             .args(["--app-secret", APP_SECRET])
             .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string());
         if signed {
-            cmd.args(["--relay-key", &self.pair]);
+            cmd.args(["--relay-key", &self.relay_process().pair]);
         }
         cmd
     }
 
-    fn run(cmd: &mut Command, stdin: Option<&str>) -> Answer {
-        let mut child = cmd
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .start();
-        let mut input = child.stdin.take().expect("stdin");
-        input
-            .write_all(stdin.unwrap_or("").as_bytes())
-            .expect("stdin written");
-        drop(input);
-        let out = child.wait_with_output().expect("the binary ends");
-        let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-        let v = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-            panic!(
-                "not one JSON object ({e}): {stdout}\nstderr: {}",
-                String::from_utf8_lossy(&out.stderr)
-            )
-        });
-        Answer {
-            code: out.status.code().unwrap_or(-1),
-            v,
-            stdout,
-        }
-    }
-
     fn cmd(&self, cache: &str, offset: i64, signed: bool, args: &[&str]) -> Answer {
-        World::run(self.app(cache, offset, signed).args(args), None)
+        run(self.cli_app(cache, offset, signed).args(args), None)
     }
 
     /// Re-seals the record in `cache` after `edit`, with the install secret read from disk,
     /// the app secret and this crate's own code: what the threat model says anyone can do.
-    fn forge(&self, cache: &str, edit: impl FnOnce(&mut polar_license::Record)) {
+    fn forge_at(&self, cache: &str, edit: impl FnOnce(&mut polar_license::Record)) {
         let org = self.polar.organization_id();
-        let key = Key::new(DEMO_KEY);
-        let dir = self.cache(cache);
-        let secret = FileStore::new(&dir)
-            .install_secret()
-            .expect("the install secret");
         let seal = machine_fingerprint(&org).expect("this machine's id");
-        let slot = Slot::new(
-            &self.relay.url,
-            &org,
-            &key,
-            &secret,
-            seal.as_deref(),
-            Some(APP_SECRET.as_bytes()),
+        forge(
+            &Forgery {
+                dir: &self.path(cache),
+                base_url: &self.relay_process().served.url,
+                organization_id: &org,
+                key: DEMO_KEY,
+                seal: seal.as_deref(),
+                app_secret: Some(APP_SECRET.as_bytes()),
+            },
+            edit,
         );
-        let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
-        let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-        let opened: session::Opened =
-            session::open(record.as_deref(), ledger.as_deref(), &slot, &org, &key);
-        let mut record = opened
-            .record
-            .clone()
-            .expect("a trusted record to forge from");
-        edit(&mut record);
-        for (name, bytes) in session::seal(&opened, record, &slot) {
-            std::fs::write(dir.join(format!("{name}.cache")), bytes).expect("written");
-        }
     }
 }
 
@@ -148,7 +107,7 @@ fn lease_kid(a: &Answer) -> Option<&str> {
 
 #[test]
 fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
-    let w = World::new("2");
+    let w = world("2");
     let a = w.cmd(
         "app",
         0,
@@ -191,7 +150,7 @@ fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
 
 #[test]
 fn the_forged_record_attack_fools_an_unsigned_command_and_not_a_signed_one() {
-    let w = World::new("7");
+    let w = world("7");
     let a = w.cmd(
         "app",
         0,
@@ -214,7 +173,7 @@ fn the_forged_record_attack_fools_an_unsigned_command_and_not_a_signed_one() {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
         + month;
-    w.forge("app", |r| {
+    w.forge_at("app", |r| {
         let good = r.good.as_mut().expect("a good verdict");
         good.verified_at = now;
         r.latest_seen = now;
@@ -244,17 +203,17 @@ fn the_forged_record_attack_fools_an_unsigned_command_and_not_a_signed_one() {
 
 #[test]
 fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
-    let w = World::new("7");
+    let w = world("7");
     // The offline machine: only the organization and the relay's key (its base URL is never
     // reached: nothing listens there).
     let offline = |args: &[&str], stdin: Option<&str>| {
         let mut cmd = clean_command(BIN);
         cmd.args(["--json", "--org", &w.polar.organization_id()])
             .args(["--base-url", "http://127.0.0.1:9"])
-            .args(["--cache-dir", w.cache("offline").to_str().expect("UTF-8")])
-            .args(["--relay-key", &w.pair])
+            .args(["--cache-dir", w.path("offline").to_str().expect("UTF-8")])
+            .args(["--relay-key", &w.relay_process().pair])
             .args(args);
-        World::run(&mut cmd, stdin)
+        run(&mut cmd, stdin)
     };
     let request = offline(
         &["lease", "request", "--key", DEMO_KEY, "--label", "lab"],
@@ -270,9 +229,9 @@ fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
     // Any online machine: the relay at --base-url; the organization comes from the request.
     let mut fetch = clean_command(BIN);
     fetch
-        .args(["--json", "--base-url", &w.relay.url])
+        .args(["--json", "--base-url", &w.relay_process().served.url])
         .args(["lease", "fetch"]);
-    let fetched = World::run(&mut fetch, Some(&line));
+    let fetched = run(&mut fetch, Some(&line));
     assert_eq!(fetched.code, 0, "{}", fetched.v);
     let response = fetched.v["line"].as_str().expect("line").to_string();
 
@@ -299,7 +258,7 @@ fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
     let mut plain = clean_command(BIN);
     plain
         .args(["--org", &w.polar.organization_id()])
-        .args(["--cache-dir", w.cache("offline").to_str().expect("UTF-8")])
+        .args(["--cache-dir", w.path("offline").to_str().expect("UTF-8")])
         .args(["lease", "request", "--key", DEMO_KEY, "--label", "lab"]);
     let out = plain.launch();
     let text = String::from_utf8_lossy(&out.stdout);
@@ -310,12 +269,12 @@ fn an_air_gapped_activation_through_lease_request_fetch_and_install() {
 
 #[test]
 fn a_relay_key_that_does_not_parse_is_invalid_input_before_any_request() {
-    let w = World::new("7");
+    let w = world("7");
     w.polar.reset_request_count();
     for bad in ["relay-1", "relay-1=k4.public.AAAA", "=k4.public.x", "a=b=c"] {
-        let mut cmd = w.app("bad", 0, false);
+        let mut cmd = w.cli_app("bad", 0, false);
         cmd.args(["--relay-key", bad, "check", "--key", DEMO_KEY]);
-        let a = World::run(&mut cmd, None);
+        let a = run(&mut cmd, None);
         assert_eq!(
             (a.v["reason"].as_str(), a.v["field"].as_str()),
             (Some("invalid_input"), Some("relay_keys")),

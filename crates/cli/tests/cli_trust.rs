@@ -8,12 +8,8 @@
 //! never with sleeps. Item 3 (`check_in_background` and `require_activation`) has no CLI face:
 //! it is tested on the native face (tests/trust.rs).
 
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID,
-};
-use polar_license_testkit::{
-    clean_command, cli_against, take_requests, Launch, ScratchDir, Served,
-};
+use polar_license_emulator::{Fault, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_testkit::{clean_command, json_answer, Launch, ScratchDir, Served, World};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -42,13 +38,9 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// One test's world: the emulator (None once stopped) and a private cache directory.
-struct World {
-    polar: Option<Emulator>,
-    url: String,
-    dir: ScratchDir,
-    /// Set on every run.
-    env: Vec<(&'static str, &'static str)>,
+/// This suite's world: the testkit's.
+fn world() -> World {
+    World::new("cli-trust-cache")
 }
 
 /// One run of the binary, `--json` parsed.
@@ -77,59 +69,32 @@ impl Answer {
 }
 
 fn parse(out: &Output) -> Answer {
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
-        panic!(
-            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
-            String::from_utf8_lossy(&out.stderr)
-        )
-    });
-    assert!(v.is_object(), "{v}");
-    Answer {
-        code: out.status.code().unwrap_or(-1),
-        v,
-    }
+    let (code, v) = json_answer(out);
+    Answer { code, v }
 }
 
-impl World {
-    fn new() -> World {
-        let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
-        World {
-            url: polar.url(),
-            polar: Some(polar),
-            dir: ScratchDir::new("cli-trust-cache"),
-            env: Vec::new(),
-        }
-    }
+/// This suite's commands on the testkit's world.
+trait Here {
+    fn base(&self, offset: i64) -> Command;
+    fn command(&self, offset: i64, args: &[&str]) -> Command;
+    fn at(&self, offset: i64, args: &[&str]) -> Answer;
+    fn check(&self, offset: i64) -> Answer;
+    fn status(&self, offset: i64) -> Answer;
+    fn human(&self, offset: i64, args: &[&str]) -> String;
+    fn activated(&self) -> String;
+}
 
-    fn polar(&self) -> &Emulator {
-        self.polar.as_ref().expect("emulator running")
-    }
-
-    fn stop(&mut self) {
-        if let Some(polar) = self.polar.take() {
-            polar.stop();
-        }
-    }
-
-    fn fault(&self, fault: Option<Fault>) {
-        self.polar().set_fault(fault);
-    }
-
+impl Here for World {
     /// The binary against the emulator with the world's cache, the clock moved by `offset`
-    /// seconds (the emulator's too, so its `Date` agrees with the client's clock).
+    /// seconds (the emulator's too, so its `Date` agrees with the client's clock), and no
+    /// `XDG_DATA_HOME`.
     fn base(&self, offset: i64) -> Command {
-        if let Some(polar) = &self.polar {
-            polar.set_clock_offset(offset);
-        }
-        let mut cmd = cli_against(BIN, &self.url, DEMO_ORGANIZATION_ID, &self.dir);
-        cmd.env_remove("XDG_DATA_HOME")
-            .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
-            .envs(self.env.iter().copied());
+        let mut cmd = self.cli(BIN, &self.dir, offset);
+        cmd.env_remove("XDG_DATA_HOME");
         cmd
     }
 
-    /// [`World::base`] with `--json` and `args`.
+    /// [`Here::base`] with `--json` and `args`.
     fn command(&self, offset: i64, args: &[&str]) -> Command {
         let mut cmd = self.base(offset);
         cmd.arg("--json").args(args);
@@ -158,11 +123,6 @@ impl World {
         )
     }
 
-    /// Requests that reached the emulator since the last call.
-    fn sent(&self) -> u64 {
-        take_requests(self.polar())
-    }
-
     /// Activates at offset 0 (remembered) and checks there (licensed: from the cache, the
     /// activation being a verdict; before issue #12, online); the activation id. The check
     /// makes a good verdict either way, so that each test fails before the fix on the attack
@@ -172,34 +132,10 @@ impl World {
         assert_eq!((a.code, a.str("outcome")), (0, Some("done")), "{a:?}");
         let c = self.check(0);
         assert!(c.licensed_from().is_some(), "{c:?}");
-        self.sent();
+        self.requests();
         a.str("activation_id")
             .expect("an activation id")
             .to_string()
-    }
-
-    fn revoke(&self) {
-        assert!(self.polar().update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        ));
-    }
-
-    /// The record file (`<slot>.cache`), not its ledger (`<slot>-seq.cache`).
-    fn record(&self) -> PathBuf {
-        std::fs::read_dir(&self.dir)
-            .expect("cache dir")
-            .flatten()
-            .map(|e| e.path())
-            .find(|p| {
-                p.extension().is_some_and(|x| x == "cache")
-                    && !p.to_string_lossy().ends_with("-seq.cache")
-                    && !p.to_string_lossy().ends_with("-clock.cache")
-            })
-            .expect("a record")
     }
 }
 
@@ -345,9 +281,9 @@ fn a_record_forged_with_the_cli_and_the_emulator_never_licenses_production() {
 /// 30 minutes after the last good verdict: `replayed`, not licensed, and Polar is asked.
 #[test]
 fn a_record_put_back_after_a_revocation_grants_nothing() {
-    let w = World::new();
+    let w = world();
     w.activated();
-    let record = w.record();
+    let record = w.record_file();
     let saved = std::fs::read(&record).expect("read");
     w.revoke();
     let denied = w.check(2 * HOUR);
@@ -360,11 +296,11 @@ fn a_record_put_back_after_a_revocation_grants_nothing() {
     // What status says of the copy (read with no request, before the check replaces it).
     let s = w.status(30 * 60);
     let text = w.human(30 * 60, &["status", "--key", DEMO_KEY]);
-    w.sent();
+    w.requests();
     let a = w.check(30 * 60);
     assert_eq!(a.licensed_from(), None, "{a:?}");
     assert_eq!(a.verdict(), (1, Some("denied"), Some("inactive")), "{a:?}");
-    assert_eq!(w.sent(), 1, "it asked Polar");
+    assert_eq!(w.requests(), 1, "it asked Polar");
     assert_eq!(
         (
             s.v["cache"]["state"].as_str(),
@@ -386,7 +322,7 @@ fn a_record_put_back_after_a_revocation_grants_nothing() {
 #[test]
 fn a_held_clock_sees_the_revocation_within_a_bounded_number_of_launches() {
     for reachable in [true, false] {
-        let w = World::new();
+        let w = world();
         w.activated();
         w.revoke();
         if !reachable {
@@ -394,7 +330,7 @@ fn a_held_clock_sees_the_revocation_within_a_bounded_number_of_launches() {
         }
         let held = unix_now() + 30 * 60;
         let launch = || {
-            w.polar().set_clock_offset(held - unix_now());
+            w.polar.set_clock_offset(held - unix_now());
             let mut cmd = w.command(0, &["check", "--key", DEMO_KEY]);
             cmd.env_remove("POLAR_LICENSE_CLOCK_OFFSET")
                 .env("POLAR_LICENSE_CLOCK_AT", held.to_string());
@@ -409,7 +345,7 @@ fn a_held_clock_sees_the_revocation_within_a_bounded_number_of_launches() {
             cached += 1;
         };
         assert_eq!(cached, 33, "cached answers at a held clock: {last:?}");
-        assert_eq!(w.sent(), 1, "the 34th launch asked Polar");
+        assert_eq!(w.requests(), 1, "the 34th launch asked Polar");
         if reachable {
             assert_eq!(
                 last.verdict(),
@@ -426,7 +362,7 @@ fn a_held_clock_sees_the_revocation_within_a_bounded_number_of_launches() {
             assert_eq!(s.v["cache"]["stalled_answers"], 32, "{s:?}");
             // Still held, still unreachable: no grant, and Polar is asked each time.
             assert_eq!(launch().licensed_from(), None);
-            assert_eq!(w.sent(), 1);
+            assert_eq!(w.requests(), 1);
             // The clock moves on: the cache answers again (the key was never seen revoked).
             let a = w.check(31 * 60);
             assert_eq!(a.licensed_from(), Some("cache"), "{a:?}");
@@ -453,7 +389,7 @@ fn real_validate_body(w: &World, id: &str) -> Value {
 fn a_200_that_says_not_valid_is_a_protocol_error() {
     // Unbound activations: `validate --activation-id` then sends what `activate` stored, also
     // before issue #12 (item 11), so this plays item 4 alone.
-    let mut w = World::new();
+    let mut w = world();
     w.env.push(("POLAR_LICENSE_NO_MACHINE_BINDING", "1"));
     let id = w.activated();
     let good = real_validate_body(&w, &id);
@@ -525,7 +461,7 @@ fn a_200_that_says_not_valid_is_a_protocol_error() {
 /// is `protocol_error` (exit 3) too, and leaves no denial.
 #[test]
 fn login_pages_and_proxies_fall_back_and_never_deny() {
-    let w = World::new();
+    let w = world();
     w.activated();
     let html = || vec![("content-type".to_string(), "text/html".to_string())];
     let page = |status: u16, body: &str| Fault::Respond {
@@ -619,9 +555,12 @@ fn login_pages_and_proxies_fall_back_and_never_deny() {
 /// and port) would keep item 1 (another host never shares a record) and give this grace.
 #[test]
 fn a_wrong_base_path_is_a_protocol_error_never_a_denial() {
-    let w = World::new();
+    let w = world();
     w.activated();
-    let bases = [format!("{}/v1", w.url), format!("{}/wrong/path", w.url)];
+    let bases = [
+        format!("{}/v1", w.polar.url()),
+        format!("{}/wrong/path", w.polar.url()),
+    ];
     let on = |base: &str, offset: i64, args: &[&str]| {
         let mut all = vec!["--base-url", base];
         all.extend_from_slice(args);
@@ -651,14 +590,14 @@ fn a_wrong_base_path_is_a_protocol_error_never_a_denial() {
 /// the cache (fresh at once, and within the grace once stale).
 #[test]
 fn activate_then_offline_is_licensed_from_the_cache() {
-    let mut w = World::new();
+    let mut w = world();
     let a = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
     assert_eq!((a.code, a.str("outcome")), (0, Some("done")), "{a:?}");
     let id = a
         .str("activation_id")
         .expect("an activation id")
         .to_string();
-    w.stop();
+    w.down();
     let a = w.check(10);
     assert_eq!(a.licensed_from(), Some("cache"), "{a:?}");
     assert_eq!(a.str("activation_id"), Some(id.as_str()), "{a:?}");
@@ -679,7 +618,7 @@ fn activate_then_offline_is_licensed_from_the_cache() {
 #[test]
 fn a_read_only_cache_directory_still_licenses() {
     use std::os::unix::fs::PermissionsExt;
-    let w = World::new();
+    let w = world();
     w.activated();
     let root = running_as_root();
     // Readable by anyone, writable by no one but the owner.
@@ -751,7 +690,7 @@ fn running_as_root() -> bool {
 /// the block, and a check two hours later asks again.
 #[test]
 fn a_ten_year_retry_after_is_one_hour() {
-    let w = World::new();
+    let w = world();
     w.fault(Some(Fault::RateLimited {
         retry_after: Some(315_360_000),
     }));
@@ -761,7 +700,7 @@ fn a_ten_year_retry_after_is_one_hour() {
         (Some("rate_limited"), Some(3600)),
         "{a:?}"
     );
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
     // validate's 429 blocks the checks too (one truth per key), for one hour at most.
     let blocked = w.check(10);
     assert_eq!(
@@ -773,10 +712,10 @@ fn a_ten_year_retry_after_is_one_hour() {
         blocked.v["retry_after"].as_u64().is_some_and(|s| s <= 3600),
         "{blocked:?}"
     );
-    assert_eq!(w.sent(), 0, "no request during the block");
+    assert_eq!(w.requests(), 0, "no request during the block");
     w.fault(None);
     assert_eq!(w.check(2 * HOUR).licensed_from(), Some("online"));
-    assert_eq!(w.sent(), 1);
+    assert_eq!(w.requests(), 1);
 }
 
 /// Item 9: twenty checks started at once while Polar hangs (`--timeout 2`), with a stale good
@@ -784,7 +723,7 @@ fn a_ten_year_retry_after_is_one_hour() {
 /// two timeouts, all licensed from the cache, and the others did not ask Polar meanwhile.
 #[test]
 fn twenty_checks_while_polar_hangs_do_not_queue() {
-    let w = World::new();
+    let w = world();
     w.activated();
     w.fault(Some(Fault::Hang));
     let commands: Vec<Command> = (0..20)
@@ -817,7 +756,7 @@ fn twenty_checks_while_polar_hangs_do_not_queue() {
         );
     }
     assert!(batch < Duration::from_secs(6), "the batch took {batch:?}");
-    let asked = w.sent();
+    let asked = w.requests();
     assert!(asked < 5, "{asked} of 20 checks asked Polar");
 }
 
@@ -827,7 +766,7 @@ fn twenty_checks_while_polar_hangs_do_not_queue() {
 #[test]
 fn a_lost_install_secret_does_not_cost_an_activation_slot() {
     for damage in ["removed", "truncated", "replaced"] {
-        let w = World::new();
+        let w = world();
         let id = w.activated();
         let secret = w.dir.join("install-secret");
         match damage {
@@ -858,9 +797,9 @@ fn a_lost_install_secret_does_not_cost_an_activation_slot() {
         let a = w.at(0, &["--require-activation", "check", "--key", DEMO_KEY]);
         assert_eq!(a.licensed_from(), Some("online"), "{damage}: {a:?}");
         assert_eq!(a.str("activation_id"), Some(id.as_str()), "{damage}: {a:?}");
-        assert_eq!(w.sent(), 1, "{damage}");
+        assert_eq!(w.requests(), 1, "{damage}");
         assert_eq!(
-            w.polar().activations(DEMO_KEY).len(),
+            w.polar.activations(DEMO_KEY).len(),
             1,
             "{damage}: no new slot"
         );
@@ -877,7 +816,7 @@ fn a_lost_install_secret_does_not_cost_an_activation_slot() {
 /// never licensed from the cache).
 #[test]
 fn activate_validate_and_check_agree() {
-    let w = World::new();
+    let w = world();
     let a = w.at(
         0,
         &[
@@ -927,10 +866,10 @@ fn activate_validate_and_check_agree() {
     let c = w.check(120);
     assert_eq!(c.licensed_from(), None, "{c:?}");
     w.fault(None);
-    w.sent();
+    w.requests();
     let c = w.check(130);
     assert_eq!(c.verdict(), (1, Some("denied"), Some("inactive")), "{c:?}");
-    assert_eq!(w.sent(), 1, "the check asked Polar");
+    assert_eq!(w.requests(), 1, "the check asked Polar");
 }
 
 /// Also: a FIFO planted at the record path does not hang `check`; a record that cannot be
@@ -939,9 +878,9 @@ fn activate_validate_and_check_agree() {
 #[cfg(unix)]
 #[test]
 fn a_fifo_or_an_unwritable_record_is_no_hang_and_is_said() {
-    let w = World::new();
+    let w = world();
     w.activated();
-    let record = w.record();
+    let record = w.record_file();
     std::fs::remove_file(&record).expect("remove");
     assert!(Command::new("mkfifo")
         .arg(&record)
@@ -997,12 +936,12 @@ fn a_fifo_or_an_unwritable_record_is_no_hang_and_is_said() {
 #[cfg(unix)]
 #[test]
 fn the_command_reaches_an_apps_directory_with_app_id() {
-    let w = World::new();
+    let w = world();
     let data = ScratchDir::new("cli-trust-xdg-app");
     // The app (this process, as the library): its records under its own id.
     std::env::set_var("XDG_DATA_HOME", &data);
     let app = polar_license::Licensing::builder(DEMO_ORGANIZATION_ID)
-        .base_url(&w.url)
+        .base_url(w.polar.url())
         .app_id("com.vendor.editor")
         .build()
         .expect("builds");
@@ -1013,7 +952,7 @@ fn the_command_reaches_an_apps_directory_with_app_id() {
     let status = |extra: &[&str]| {
         let mut cmd = bare();
         cmd.env("XDG_DATA_HOME", &data)
-            .env("POLAR_API_URL", &w.url)
+            .env("POLAR_API_URL", w.polar.url())
             .env("POLAR_ORGANIZATION_ID", DEMO_ORGANIZATION_ID)
             .args(["--json"])
             .args(extra)

@@ -5,9 +5,10 @@
 //! Every launch is a new process, the emulator is asked nothing, and the answer is the cache's.
 #![cfg(target_os = "linux")]
 
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{cli_against, take_requests, Launch, ScratchDir};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::{take_requests, Launch, ScratchDir, World};
 use serde_json::Value;
+use std::path::Path;
 use std::process::Command;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -15,32 +16,29 @@ const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 /// The system calls that make a write durable or replace a file.
 const DURABLE: &str = "fsync,fdatasync,sync_file_range,syncfs,sync,rename,renameat,renameat2";
 
-struct World {
-    polar: Emulator,
-    dir: ScratchDir,
-    traces: ScratchDir,
-}
-
 /// One launch: the answer, and the durable system calls it made, by name.
 struct Launched {
     answer: Value,
     calls: Vec<String>,
 }
 
-impl World {
+/// This suite's commands on the testkit's world.
+trait Here {
+    fn command(&self, offset: i64, args: &[&str]) -> Command;
+    fn traced_check(&self, traces: &Path, offset: i64, n: usize) -> Launched;
+}
+
+impl Here for World {
     fn command(&self, offset: i64, args: &[&str]) -> Command {
-        self.polar.set_clock_offset(offset);
-        let mut cmd = cli_against(BIN, &self.polar.url(), DEMO_ORGANIZATION_ID, &self.dir);
-        cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
-            .arg("--json")
-            .args(args);
+        let mut cmd = self.cli(BIN, &self.dir, offset);
+        cmd.arg("--json").args(args);
         cmd
     }
 
-    /// `check` at clock offset `offset`, under `strace -f`.
-    fn traced_check(&self, offset: i64, n: usize) -> Launched {
+    /// `check` at clock offset `offset`, under `strace -f`, its trace in `traces`.
+    fn traced_check(&self, traces: &Path, offset: i64, n: usize) -> Launched {
         let inner = self.command(offset, &["check", "--key", DEMO_KEY]);
-        let trace = self.traces.join(format!("check-{n}.trace"));
+        let trace = traces.join(format!("check-{n}.trace"));
         let mut cmd = Command::new("strace");
         cmd.args(["-f", "-qq", "-e"])
             .arg(format!("trace={DURABLE}"))
@@ -89,11 +87,8 @@ fn a_cached_launch_near_the_records_clock_neither_fsyncs_nor_renames() {
         strace_present(),
         "strace is not installed: bash scripts/setup-c.sh installs it"
     );
-    let w = World {
-        polar: Emulator::start(Seed::demo(), Options::default()).expect("emulator starts"),
-        dir: ScratchDir::new("cli-writes"),
-        traces: ScratchDir::new("cli-writes-traces"),
-    };
+    let w = World::new("cli-writes");
+    let traces = ScratchDir::new("cli-writes-traces");
     let activated = w
         .command(0, &["activate", "--key", DEMO_KEY, "--label", "laptop"])
         .launch();
@@ -112,7 +107,7 @@ fn a_cached_launch_near_the_records_clock_neither_fsyncs_nor_renames() {
         (70, true),
     ];
     for (n, (offset, durable)) in steps.into_iter().enumerate() {
-        let l = w.traced_check(offset, n);
+        let l = w.traced_check(&traces, offset, n);
         assert_eq!(l.answer["outcome"], "licensed", "+{offset}: {}", l.answer);
         assert_eq!(l.answer["source"], "cache", "+{offset}: {}", l.answer);
         assert_eq!(l.answer["cache_refreshed"], true, "+{offset}: {}", l.answer);

@@ -13,16 +13,13 @@
 
 use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options as PolarOptions, Seed, DEMO_BENEFIT_ID, DEMO_KEY,
-    DEMO_KEY_REVOKED,
-};
+use polar_license_emulator::{Fault, KeyUpdate, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
 use polar_license_relay::{serve, Relay, RelayConfig, Running};
 use polar_license_tauri::{
     Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
     RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
 };
-use polar_license_testkit::{take_requests, FakeClock, ScratchDir};
+use polar_license_testkit::{take_requests, ScratchDir, World};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -45,36 +42,45 @@ const DAY: i64 = 24 * HOUR;
 /// A benefit no demo key has.
 const TEAM_BENEFIT: &str = "9b3f1c2e-4d5a-4b6c-8d7e-0f1a2b3c4d5e";
 
-struct World {
-    polar: Emulator,
+/// The testkit's world (the emulator, the clock, the cache directory) with what only this
+/// suite has: the app on Tauri's mock runtime, its window, the relay (crates/relay, in
+/// process) in signed mode, and the answers recorded for the guest package's tests.
+struct Plugin {
+    world: World,
     _relay: Option<Running>,
-    clock: FakeClock,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
-    _dir: ScratchDir,
     name: String,
     /// This scenario's invocations and answers, for the guest package's tests.
     recorded: Mutex<Vec<Value>>,
 }
 
-impl World {
-    fn new(name: &str) -> World {
-        World::allowing(name, &["polar-license:default"])
+impl std::ops::Deref for Plugin {
+    type Target = World;
+    fn deref(&self) -> &World {
+        &self.world
+    }
+}
+
+impl Plugin {
+    fn new(name: &str) -> Plugin {
+        Plugin::allowing(name, &["polar-license:default"])
     }
 
     /// The app with a capability granting `permissions` to its main window.
-    fn allowing(name: &str, permissions: &[&str]) -> World {
-        World::build(name, permissions, None)
+    fn allowing(name: &str, permissions: &[&str]) -> Plugin {
+        Plugin::build(name, permissions, None)
     }
 
     /// Signed mode: the app talks to the seller's relay (crates/relay, on loopback in front of
     /// the emulator, leases of `lease_days`) and holds its public key.
-    fn signed(name: &str, lease_days: u32) -> World {
-        World::build(name, &["polar-license:default"], Some(lease_days))
+    fn signed(name: &str, lease_days: u32) -> Plugin {
+        Plugin::build(name, &["polar-license:default"], Some(lease_days))
     }
 
-    fn build(name: &str, permissions: &[&str], signed: Option<u32>) -> World {
-        let polar = Emulator::start(Seed::demo(), PolarOptions::default()).expect("emulator");
+    fn build(name: &str, permissions: &[&str], signed: Option<u32>) -> Plugin {
+        let world = World::new(&format!("tauri-{name}"));
+        let polar = &world.polar;
         let relay = signed.map(|days| {
             let key = SigningKey::generate(Some("tauri-relay")).expect("a key");
             let keys = key.relay_keys();
@@ -94,16 +100,14 @@ impl World {
             .as_ref()
             .map_or_else(|| polar.url(), |(running, _)| running.url());
         let relay_keys = relay.as_ref().map(|(_, keys)| keys.clone());
-        let dir = ScratchDir::new(&format!("tauri-{name}"));
-        let clock = FakeClock::default();
-        let reader = clock.reader();
+        let reader = world.clock.reader();
         let entitlements = Entitlements::new()
             .grant("export", [DEMO_BENEFIT_ID])
             .and_then(|e| e.grant("team", [TEAM_BENEFIT]))
             .expect("entitlements");
         let options = Options::default()
             .base_url(base_url)
-            .cache_dir(dir.path())
+            .cache_dir(world.dir.path())
             .entitlements(entitlements)
             .configure(move |builder| {
                 let builder = builder
@@ -125,13 +129,11 @@ impl World {
         let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
             .build()
             .expect("a webview");
-        World {
-            polar,
+        Plugin {
+            world,
             _relay: relay.map(|(running, _)| running),
-            clock,
             app,
             webview,
-            _dir: dir,
             name: name.to_string(),
             recorded: Mutex::new(Vec::new()),
         }
@@ -270,7 +272,7 @@ fn every_reason_code_and_command_for_the_guest_package() {
 
 #[test]
 fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
-    let w = World::new("first-run");
+    let w = Plugin::new("first-run");
     let first = w.check();
     assert!(!first.licensed);
     assert_eq!(first.code.as_deref(), Some("invalid_input"));
@@ -329,7 +331,7 @@ fn first_run_asks_for_a_key_then_activation_licenses_and_remembers_it() {
 
 #[test]
 fn a_check_past_the_revalidation_interval_asks_polar_and_answers_online() {
-    let w = World::new("online");
+    let w = Plugin::new("online");
     w.activate();
     w.clock.advance(2 * HOUR);
     take_requests(&w.polar);
@@ -347,7 +349,7 @@ fn a_check_past_the_revalidation_interval_asks_polar_and_answers_online() {
 
 #[test]
 fn offline_the_cache_licenses_within_the_grace_then_not() {
-    let w = World::new("offline");
+    let w = Plugin::new("offline");
     w.activate();
     let verified = w.check().verified_at.expect("verified");
     w.polar.set_fault(Some(Fault::CloseImmediately));
@@ -380,7 +382,7 @@ fn offline_the_cache_licenses_within_the_grace_then_not() {
 
 #[test]
 fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
-    let w = World::new("revoked");
+    let w = Plugin::new("revoked");
     w.activate();
     w.polar.update_key(
         DEMO_KEY,
@@ -412,7 +414,7 @@ fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
 
 #[test]
 fn a_login_page_is_not_polar_the_cache_answers_and_validate_says_why() {
-    let w = World::new("login-page");
+    let w = Plugin::new("login-page");
     w.activate();
     w.clock.advance(2 * HOUR);
     w.polar.set_fault(Some(Fault::Respond {
@@ -434,7 +436,7 @@ fn a_login_page_is_not_polar_the_cache_answers_and_validate_says_why() {
 
 #[test]
 fn the_background_check_answers_at_once_and_its_event_brings_polars_answer() {
-    let w = World::new("background");
+    let w = Plugin::new("background");
     let (tx, rx) = mpsc::channel::<String>();
     let tx = Mutex::new(tx);
     w.app.listen_any(CHECKED_EVENT, move |event| {
@@ -484,7 +486,7 @@ fn the_background_check_answers_at_once_and_its_event_brings_polars_answer() {
 
 #[test]
 fn features_follow_the_entitlement_map_and_the_license() {
-    let w = World::new("features");
+    let w = Plugin::new("features");
     let none: FeatureState = w.ok("has_feature", json!({ "feature": "export" }));
     assert!(!none.granted);
     assert_eq!(none.why, "license_not_valid");
@@ -509,7 +511,7 @@ fn features_follow_the_entitlement_map_and_the_license() {
 
 #[test]
 fn refusals_and_errors_cross_as_typed_data_never_as_strings() {
-    let w = World::new("errors");
+    let w = Plugin::new("errors");
     let typo = w.err("activate", json!({ "key": "DEMO-NOT-A-KEY" }));
     assert_eq!(typo.code, "not_found");
     assert_eq!(typo.class, "denied");
@@ -550,7 +552,7 @@ fn refusals_and_errors_cross_as_typed_data_never_as_strings() {
 
 #[test]
 fn deactivation_frees_the_slot_and_forgets_the_key() {
-    let w = World::new("deactivate");
+    let w = Plugin::new("deactivate");
     let activated = w.activate();
     let validated: Validated = w.ok(
         "validate",
@@ -591,7 +593,7 @@ fn an_organization_id_the_library_refuses_fails_the_apps_start_with_its_error() 
 
 #[test]
 fn a_capability_grants_only_the_commands_it_names() {
-    let w = World::allowing(
+    let w = Plugin::allowing(
         "read-only",
         &["polar-license:allow-check", "polar-license:allow-status"],
     );
@@ -611,7 +613,7 @@ fn a_capability_grants_only_the_commands_it_names() {
 
 #[test]
 fn signed_mode_answers_carry_the_lease_and_the_grace_ends_with_it() {
-    let w = World::signed("signed", 1);
+    let w = Plugin::signed("signed", 1);
     // The relay signs with the real clock: the app's starts there too.
     let real = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -647,7 +649,7 @@ fn signed_mode_answers_carry_the_lease_and_the_grace_ends_with_it() {
     assert_eq!(lapsed.code.as_deref(), Some("grace_expired"), "{lapsed:?}");
 
     // Without relay keys, nothing is leased.
-    let plain = World::new("unsigned-lease");
+    let plain = Plugin::new("unsigned-lease");
     assert_eq!(plain.activate().lease, None);
     assert_eq!(plain.check().lease, None);
 }

@@ -1,6 +1,8 @@
 //! What the workspace's test suites share (a dev-dependency of the root crate, the command
-//! line, the C crate and, on wasm32, the npm engine; never published): scratch directories, a
-//! fake clock, a `Licensing` builder against the emulator, the feature-gating seed and map,
+//! line, the C crate and, on wasm32, the npm engine; never published): the one test `World`
+//! (the emulator, a Polar that goes down and comes back, a fake clock, a scratch store, the
+//! relay rig, the forger; native only, no suite defines its own), scratch directories, a fake
+//! clock, a `Licensing` builder against the emulator, the feature-gating seed and map,
 //! docs/polar-api.md §6.2's validate answer, the `polar-license` binary with the host's
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
 //! and a seeded generator of mutated answers ([`answers`]).

@@ -4,6 +4,8 @@
 //! CONNECT proxy on loopback. The crate root re-exports all of it.
 
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
+
+mod world;
 use polar_license_emulator::Emulator;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
@@ -12,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::thread;
+pub use world::*;
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
@@ -153,6 +156,20 @@ pub fn cli_against(
     cmd
 }
 
+/// A run of the command line with `--json`: its exit code (-1 when killed) and its stdout as
+/// one JSON object; panics (showing stdout and stderr) when it is not one.
+pub fn json_answer(out: &Output) -> (i32, serde_json::Value) {
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON value ({e}): {stdout:?} {:?}",
+            String::from_utf8_lossy(&out.stderr)
+        )
+    });
+    assert!(v.is_object(), "{v}");
+    (out.status.code().unwrap_or(-1), v)
+}
+
 /// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a
 /// failing test leaves no server behind.
 #[derive(Debug)]
@@ -230,64 +247,6 @@ pub fn licensing_builder(
         .base_url(polar.url())
         .cache_dir(dir)
         .machine_binding(machine)
-}
-
-/// What a `Licensing` test runs against: the emulator with the demo seed over loopback, a
-/// scratch cache directory and a fake clock the test moves. The suites add their own helpers
-/// (an extension trait, or functions of `&World`).
-pub struct World {
-    /// The local Polar.
-    pub polar: Emulator,
-    /// The cache directory.
-    pub dir: ScratchDir,
-    /// The clock every client built by [`World::builder`] reads.
-    pub clock: crate::FakeClock,
-}
-
-impl World {
-    /// A new world; `label` names its scratch directory.
-    pub fn new(label: &str) -> World {
-        World {
-            polar: match Emulator::start(
-                polar_license_emulator::Seed::demo(),
-                polar_license_emulator::Options::default(),
-            ) {
-                Ok(polar) => polar,
-                Err(e) => panic!("emulator: {e}"),
-            },
-            dir: ScratchDir::new(label),
-            clock: crate::FakeClock::default(),
-        }
-    }
-
-    /// A builder against this world's emulator, its cache in `dir`, bound to `machine`, with a
-    /// 2 s timeout and the world's clock.
-    pub fn builder(&self, dir: &Path, machine: &str) -> LicensingBuilder {
-        licensing_builder(&self.polar, dir, MachineBinding::Id(machine.to_string()))
-            .timeout(std::time::Duration::from_secs(2))
-            .clock(self.clock.reader())
-    }
-
-    /// Moves the clock by `seconds`.
-    pub fn advance(&self, seconds: i64) {
-        self.clock.advance(seconds);
-    }
-
-    /// Requests the emulator received since the last call.
-    pub fn requests(&self) -> u64 {
-        take_requests(&self.polar)
-    }
-
-    /// Polar revokes the demo key.
-    pub fn revoke(&self) {
-        self.polar.update_key(
-            polar_license_emulator::DEMO_KEY,
-            polar_license_emulator::KeyUpdate {
-                status: Some("revoked".into()),
-                ..polar_license_emulator::KeyUpdate::default()
-            },
-        );
-    }
 }
 
 /// Requests that reached the emulator since the last call (the count is reset).

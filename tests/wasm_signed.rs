@@ -15,15 +15,16 @@ use gloo_net::http::Request;
 use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::{CheckOutcome, Source};
-use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
+use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::session::{self, Slot};
 use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
     STORAGE_PREFIX,
 };
 use polar_license::{
-    ActivateRequest, HttpRequest, HttpResponse, Key, Reason, TransportError, TransportErrorKind,
+    ActivateRequest, HttpRequest, Key, Reason, TransportError, TransportErrorKind,
 };
+use polar_license_testkit::leases::{self, DAY};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -31,7 +32,6 @@ use std::time::Duration;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const DAY: i64 = 86_400;
 const MACHINE_ID: &str = "machine-a";
 const APP_SECRET: &[u8] = b"the app's own secret";
 /// The relay's key (the fixture every face's signed-mode tests share).
@@ -71,54 +71,6 @@ async fn new_key() -> String {
 fn relay_key() -> SigningKey {
     let doc: Value = serde_json::from_str(FIXTURE).unwrap();
     SigningKey::from_file_text(doc["signing_key"].as_str().unwrap()).unwrap()
-}
-
-/// The claims of a lease for a granted validate or activate, as the relay signs them.
-fn claims(
-    request: &HttpRequest,
-    response: &HttpResponse,
-    now: i64,
-    days: i64,
-) -> Option<(LeaseClaims, Option<String>)> {
-    if response.status != 200 || request.url.ends_with("/deactivate") {
-        return None;
-    }
-    let req: Value = serde_json::from_slice(&request.body).ok()?;
-    let resp: Value = serde_json::from_slice(&response.body).ok()?;
-    let activate = request.url.ends_with("/activate");
-    let (license, activation_id) = if activate {
-        (
-            resp["license_key"].clone(),
-            resp["id"].as_str().map(str::to_string),
-        )
-    } else {
-        (
-            resp.clone(),
-            resp["activation"]["id"].as_str().map(str::to_string),
-        )
-    };
-    let machine = req["conditions"]["machine_fingerprint"]
-        .as_str()
-        .map(str::to_string);
-    let claims = LeaseClaims {
-        organization_id: req["organization_id"].as_str()?.to_string(),
-        key_sha256: key_hash(&Key::new(req["key"].as_str()?)),
-        activation_id,
-        status: license["status"].as_str().unwrap_or_default().to_string(),
-        license_expires_at: None,
-        benefit_id: license["benefit_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        usage: license["usage"].as_i64().unwrap_or_default(),
-        limit_usage: license["limit_usage"].as_i64(),
-        limit_activations: license["limit_activations"].as_i64(),
-        issued_at: now,
-        not_before: now,
-        expires_at: now + days * DAY,
-        id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
-    };
-    Some((claims, machine))
 }
 
 /// The stand-in relay's state: the clock, whether Polar is reachable, and who signs.
@@ -162,9 +114,10 @@ impl Relay {
                 let fetch = FetchTransport::new(Duration::from_secs(5), 1 << 20);
                 let response = fetch.send(&request).await?;
                 let signer = Rc::clone(&relay.signer.borrow());
-                Ok(match claims(&request, &response, relay.now.get(), 3) {
-                    Some((claims, machine)) => {
-                        let lease = signer.sign(&claims, machine.as_deref()).unwrap();
+                Ok(match leases::facts(&request, &response) {
+                    Some(f) => {
+                        let claims = leases::claims(&f, relay.now.get(), 3);
+                        let lease = signer.sign(&claims, f.machine.as_deref()).unwrap();
                         response.with_header(LEASE_HEADER, &lease)
                     }
                     None => response,

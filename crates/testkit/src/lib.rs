@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 pub mod answers;
+pub mod leases;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
 

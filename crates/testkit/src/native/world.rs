@@ -16,13 +16,12 @@ use polar_license::{
     MachineBinding, Transport, TransportError, UreqTransport,
 };
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
-use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-const DAY: i64 = 86_400;
+use crate::leases::{claims, facts, DAY};
 
 /// The app secret of [`World::app`] and of the forger's default (what an app ships).
 pub const APP_SECRET: &[u8] = b"the app's own secret";
@@ -135,69 +134,6 @@ pub struct Relay {
     /// The key the relay signs leases with (kid `relay-2026`).
     pub signer: Arc<SigningKey>,
     mode: Arc<Mutex<Lease>>,
-}
-
-struct Facts {
-    org: String,
-    key: Key,
-    machine: Option<String>,
-    license: Value,
-    activation_id: Option<String>,
-}
-
-/// The facts of a granted validate or activate, from the request and Polar's answer.
-fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
-    if response.status != 200 || request.url.ends_with("/deactivate") {
-        return None;
-    }
-    let req: Value = serde_json::from_slice(&request.body).ok()?;
-    let resp: Value = serde_json::from_slice(&response.body).ok()?;
-    let activate = request.url.ends_with("/activate");
-    let license = if activate {
-        resp["license_key"].clone()
-    } else {
-        resp.clone()
-    };
-    let activation_id = if activate {
-        resp["id"].as_str().map(str::to_string)
-    } else {
-        resp["activation"]["id"].as_str().map(str::to_string)
-    };
-    Some(Facts {
-        org: req["organization_id"].as_str()?.to_string(),
-        key: Key::new(req["key"].as_str()?),
-        machine: req["conditions"]["machine_fingerprint"]
-            .as_str()
-            .map(str::to_string),
-        license,
-        activation_id,
-    })
-}
-
-fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
-    let license_expires_at = f.license["expires_at"]
-        .as_str()
-        .and_then(polar_license::rfc3339::DateTime::parse)
-        .map(|t| t.unix_timestamp());
-    let exp = now + days * DAY;
-    LeaseClaims {
-        organization_id: f.org.clone(),
-        key_sha256: key_hash(&f.key),
-        activation_id: f.activation_id.clone(),
-        status: f.license["status"].as_str().unwrap_or_default().to_string(),
-        license_expires_at,
-        benefit_id: f.license["benefit_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string(),
-        usage: f.license["usage"].as_i64().unwrap_or_default(),
-        limit_usage: f.license["limit_usage"].as_i64(),
-        limit_activations: f.license["limit_activations"].as_i64(),
-        issued_at: now,
-        not_before: now,
-        expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
-        id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
-    }
 }
 
 /// The emulator behind a stand-in relay that adds a lease (as `mode` says) to every grant.

@@ -1,0 +1,82 @@
+//! What a relay signs a lease for, read from a granted validate or activate (its request and
+//! Polar's answer): the relay rig of the testkit's `World` (native) and the Rust-on-wasm
+//! signed-mode suite (tests/wasm_signed.rs) sign the same claims. Builds for wasm32 too.
+
+use polar_license::lease::{key_hash, LeaseClaims};
+use polar_license::{HttpRequest, HttpResponse, Key};
+use serde_json::Value;
+
+/// A day in seconds.
+pub const DAY: i64 = 86_400;
+
+/// The facts of a granted validate or activate.
+#[derive(Debug, Clone)]
+pub struct Facts {
+    /// The organization asked for.
+    pub org: String,
+    /// The key.
+    pub key: Key,
+    /// The `machine_fingerprint` condition sent, if any (what the lease is bound to).
+    pub machine: Option<String>,
+    /// The license key object of Polar's answer.
+    pub license: Value,
+    /// The activation validated, or the one just made.
+    pub activation_id: Option<String>,
+}
+
+/// The facts of a grant (`None` for anything else: a denial, a deactivate, garbage).
+pub fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
+    if response.status != 200 || request.url.ends_with("/deactivate") {
+        return None;
+    }
+    let req: Value = serde_json::from_slice(&request.body).ok()?;
+    let resp: Value = serde_json::from_slice(&response.body).ok()?;
+    let activate = request.url.ends_with("/activate");
+    let license = if activate {
+        resp["license_key"].clone()
+    } else {
+        resp.clone()
+    };
+    let activation_id = if activate {
+        resp["id"].as_str().map(str::to_string)
+    } else {
+        resp["activation"]["id"].as_str().map(str::to_string)
+    };
+    Some(Facts {
+        org: req["organization_id"].as_str()?.to_string(),
+        key: Key::new(req["key"].as_str()?),
+        machine: req["conditions"]["machine_fingerprint"]
+            .as_str()
+            .map(str::to_string),
+        license,
+        activation_id,
+    })
+}
+
+/// The claims the relay signs for `f` at `now`: `days` long, never past the license's own
+/// expiry.
+pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
+    let license_expires_at = f.license["expires_at"]
+        .as_str()
+        .and_then(polar_license::rfc3339::DateTime::parse)
+        .map(|t| t.unix_timestamp());
+    let exp = now + days * DAY;
+    LeaseClaims {
+        organization_id: f.org.clone(),
+        key_sha256: key_hash(&f.key),
+        activation_id: f.activation_id.clone(),
+        status: f.license["status"].as_str().unwrap_or_default().to_string(),
+        license_expires_at,
+        benefit_id: f.license["benefit_id"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string(),
+        usage: f.license["usage"].as_i64().unwrap_or_default(),
+        limit_usage: f.license["limit_usage"].as_i64(),
+        limit_activations: f.license["limit_activations"].as_i64(),
+        issued_at: now,
+        not_before: now,
+        expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
+        id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
+    }
+}

@@ -763,9 +763,9 @@ function storage({ storage: s, cacheDir, appId }, files) {
  * localStorage and IndexedDB), and waited for at most LOCK_WAIT ms: a frozen tab must not stall
  * the others, and a lock is never stolen from a holder that may still write. A lock not had in
  * time is as a storage that cannot be used: nothing is written, the answer stands
- * (`cacheRefreshed: false`). Elsewhere (node, Bun, Deno, a host without the API, an opaque
- * origin) the lock is this module's, in-process only; writes stay ordered by sequence then
- * (see `save`).
+ * (`cacheRefreshed: false`). Elsewhere (node 20, Bun, Deno, a page over plain http to another
+ * host, an opaque origin) the lock is this module's, in-process only; writes stay ordered by
+ * sequence then (see `save`).
  */
 const locks = new Map();
 
@@ -806,7 +806,8 @@ function webLock(name) {
     webLocks
       .request(name, { signal: abort.signal }, () => {
         clearTimeout(timer);
-        return new Promise((release) => ok(() => release()));
+        // Held until this promise settles: its resolve, handed out, is the release.
+        return new Promise(ok);
       })
       .catch((e) => {
         clearTimeout(timer);
@@ -816,38 +817,18 @@ function webLock(name) {
 }
 
 /**
- * The lock of slot `name`: resolves its release, or rejects with a `cache_error` LicenseError
- * when it was not had within LOCK_WAIT ms (held in another tab that does not let go).
+ * `body()` under slot `name`'s lock; when the lock is not had within LOCK_WAIT ms (held in
+ * another tab that does not let go), `unheld(error)` instead (a `cache_error` LicenseError).
  */
-async function lock(name) {
-  if (webLocks) {
-    const release = await webLock(name);
-    if (release) return release;
-    if (release === null) throw cacheError(`the storage slot is locked by another tab or window of this origin (waited ${LOCK_WAIT} ms)`);
-    // Refused (a SecurityError: an opaque origin, a sandboxed frame): this module's lock from now on.
-    webLocks = null;
-  }
-  return pageLock(name);
-}
-
-async function locked(name, body) {
-  const release = await lock(name);
-  try {
-    return await body();
-  } finally {
-    release();
-  }
-}
-
-/** `body()` under slot `name`'s lock; when the lock is not had in time, `unheld(error)` instead. */
 async function lockedOr(name, body, unheld) {
   let release;
-  try {
-    release = await lock(name);
-  } catch (e) {
-    if (e instanceof LicenseError) return unheld(e);
-    throw e;
+  if (webLocks) {
+    release = await webLock(name);
+    if (release === null) return unheld(cacheError(`this key's storage is held by another tab or window (waited ${LOCK_WAIT} ms)`));
+    // Refused (a SecurityError: an opaque origin, a sandboxed frame): this module's lock from now on.
+    if (!release) webLocks = null;
   }
+  if (!release) release = await pageLock(name);
   try {
     return await body();
   } finally {
@@ -855,18 +836,14 @@ async function lockedOr(name, body, unheld) {
   }
 }
 
-/** A ledger's first line (src/cache.rs): its second is the record's sequence number. */
-const LEDGER = 'polar-license-ledger v1\n';
+/** `body()` under slot `name`'s lock (rejects with `cache_error` when it is not had in time). */
+const locked = (name, body) =>
+  lockedOr(name, body, (e) => {
+    throw e;
+  });
 
-/** The sequence number a ledger's text holds (digits, unchecked), or `null`: no ledger. */
-function ledgerSeq(text) {
-  if (typeof text !== 'string' || !text.startsWith(LEDGER)) return null;
-  const digits = text.slice(LEDGER.length, text.indexOf('\n', LEDGER.length));
-  return /^[0-9]+$/.test(digits) ? digits.replace(/^0+(?=.)/, '') : null;
-}
-
-/** Sequence `a` is below `b` (digits of any length). */
-const below = (a, b) => a.length < b.length || (a.length === b.length && a < b);
+/** The sequence number a ledger's text holds (src/cache.rs; unchecked), or `undefined`: no ledger. */
+const ledgerSeq = (text) => /^polar-license-ledger v1\n(\d+)\n/.exec(text)?.[1];
 
 /**
  * `writes` store a record whose sequence is below the ledger stored now, written since the
@@ -875,12 +852,11 @@ const below = (a, b) => a.length < b.length || (a.length === b.length && a < b);
  * record until the next online check). Rereads the ledger.
  */
 async function superseded(s, writes, seen) {
-  const ledger = writes.find(([, text]) => ledgerSeq(text) !== null);
+  const ledger = writes.find(([, text]) => ledgerSeq(text));
   if (!ledger) return false;
   const stored = (await s.get(ledger[0])) ?? undefined;
-  if (stored === seen) return false;
-  const now = ledgerSeq(stored);
-  return now !== null && below(ledgerSeq(ledger[1]), now);
+  const now = stored !== seen && ledgerSeq(stored);
+  return !!now && BigInt(ledgerSeq(ledger[1])) < BigInt(now);
 }
 
 /**
@@ -895,7 +871,7 @@ async function superseded(s, writes, seen) {
  */
 async function save(s, writes, ...seen) {
   if (seen.length === 1 && (await superseded(s, writes, seen[0]))) {
-    return cacheError('a newer record of this key was stored meanwhile (another tab, window or process): this answer is not');
+    return cacheError('a newer record of this key was stored meanwhile (by another tab or process)');
   }
   for (const [name, text, keep] of writes) {
     if (keep !== 'volatile') await s.set(name, text, keep === undefined);
@@ -1222,12 +1198,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * if any.
      */
     async #save(slot, end, ledger) {
-      let late = false;
-      const failed = await attempt(async () => {
-        const superseded = await save(this.#store, end.write, ledger);
-        late = superseded !== undefined;
-        return superseded;
-      });
+      let late;
+      const failed = await attempt(async () => (late = await save(this.#store, end.write, ledger)));
       if (failed && !late && end.strict) await attempt(() => this.#store.remove(slot));
       return failed;
     }

@@ -803,16 +803,21 @@ function webLock(name) {
   return new Promise((ok) => {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(), LOCK_WAIT);
-    webLocks
-      .request(name, { signal: abort.signal }, () => {
-        clearTimeout(timer);
-        // Held until this promise settles: its resolve, handed out, is the release.
-        return new Promise(ok);
-      })
-      .catch((e) => {
-        clearTimeout(timer);
-        ok(e?.name === 'AbortError' ? null : undefined);
-      });
+    const refused = (e) => {
+      clearTimeout(timer);
+      ok(e?.name === 'AbortError' ? null : undefined);
+    };
+    try {
+      webLocks
+        .request(name, { signal: abort.signal }, () => {
+          clearTimeout(timer);
+          // Held until this promise settles: its resolve, handed out, is the release.
+          return new Promise(ok);
+        })
+        .catch(refused);
+    } catch (e) {
+      refused(e);
+    }
   });
 }
 

@@ -132,6 +132,42 @@ window.tabs = {
 document.body.dataset.ready = '1';
 `;
 
+// A host whose Web Locks refuse (as for an opaque origin: a SecurityError, or a throw): the
+// package falls back to its own lock, and checks as before, online then offline from the cache.
+const REFUSED = `<!doctype html>
+<meta charset="utf-8">
+<body>
+<script type="module">
+  const p = new URLSearchParams(location.search);
+  let calls = 0;
+  const request = () => {
+    calls += 1;
+    if (p.get('how') === 'throw') throw new TypeError('no locks here');
+    return Promise.reject(new DOMException('opaque origin', 'SecurityError'));
+  };
+  Object.defineProperty(navigator, 'locks', { value: { request }, configurable: true });
+  const { LicenseClient } = await import('../node_modules/polar-license/browser.js');
+  let offline = false;
+  const client = new LicenseClient({
+    organizationId: p.get('org'),
+    baseUrl: p.get('api'),
+    gracePolicy: { revalidateAfter: 0 },
+    fetch: (url, init) => (offline ? Promise.reject(new TypeError('Failed to fetch')) : fetch(url, init)),
+  });
+  const out = [];
+  for (const off of [false, true, false, true]) {
+    offline = off;
+    try {
+      const r = await client.check(p.get('key'));
+      out.push([r.source, r.cacheRefreshed]);
+    } catch (e) {
+      out.push([e.code, e.detail]);
+    }
+  }
+  document.body.dataset.result = JSON.stringify({ out, calls });
+</script>
+`;
+
 let site;
 
 before(async () => {
@@ -139,6 +175,7 @@ before(async () => {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true });
   await writeFile(join(dir, 'tabs.js'), PAGE);
+  await writeFile(join(dir, 'refused.html'), REFUSED);
   await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<body>\n<script type="module" src="./tabs.js"></script>\n');
   site = await serve(CONSUMER);
 });
@@ -197,6 +234,25 @@ eachEngine(TOOLS, (engine, browser) => {
         );
       } finally {
         await context.close();
+      }
+    });
+  }
+
+  for (const how of ['reject', 'throw']) {
+    test(`${engine}: where Web Locks refuse (${how}), the page's own lock: online, then the grace`, async () => {
+      const key = await newKey(EMULATOR, 'TABS');
+      const query = new URLSearchParams({ key, org: ORG, api: EMULATOR, how });
+      const page = await browser.open(`${site.url}/tabs/refused.html?${query}`);
+      try {
+        await page.waitFor(() => document.body?.dataset.result);
+        const { out, calls } = JSON.parse(await page.evaluate(() => document.body.dataset.result));
+        const online = ['online', true];
+        const cached = ['cache', true];
+        assert.deepEqual(out, [online, cached, online, cached], `${browser.version}: ${page.problems.join('\n')}`);
+        // Asked once, then never again.
+        assert.equal(calls, 1);
+      } finally {
+        await page.close();
       }
     });
   }

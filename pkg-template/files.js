@@ -16,7 +16,8 @@
 // engine says `volatile`) is written in place, with no temp file, rename or fsync: the engine
 // refuses one that is torn, and a lost one only means the next answer is durable. Within a process
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
-// across processes.
+// across processes (a record older than the ledger another process stored meanwhile is still
+// not written: license.js's `save`).
 //
 // What an import costs at start-up (issue #26): only node:os and node:path are imported up front.
 // node:fs is taken on first use from the runtime (process.getBuiltinModule, node >= 20.16: no

@@ -4,7 +4,8 @@
 // classification of Polar's answer, the grace plan and settlement, the cache record, its seal
 // and its ledger, the feature answers), the same core the native library runs. This layer only
 // does the IO between its synchronous steps: fetch (with a timeout), the storage, the clock,
-// random bytes for the install secret, one lock per storage slot (never held across a fetch),
+// random bytes for the install secret, one lock per storage slot (the origin's Web Lock where
+// there is one, shared by its tabs; held around reads and writes, never while a check asks Polar),
 // the set of keys being asked, and the awaits. Every step is `engine.call(name, [arguments])`;
 // the engine keeps nothing between calls and answers JSON text: `{ ok }` or `{ error }` (a
 // LicenseError's fields), `{ ask }` (a request to send), or a step `{ answer, write, ask, strict }`
@@ -755,11 +756,21 @@ function storage({ storage: s, cacheDir, appId }, files) {
 }
 
 /**
- * Slots held by a step of a check or an activation, shared by every client of this module (so
- * two clients over the same storage never interleave on one key). In-process only; no lock is
- * held while Polar is asked.
+ * Slots held by a step of a check or an activation, so that two clients over the same storage
+ * never interleave on one key; no lock is held while Polar is asked. Where the host has the Web
+ * Locks API (`navigator.locks`: browsers, their workers, Electron's windows) a slot's lock is
+ * the origin's, shared by every tab, window and worker of the origin (the scope of its
+ * localStorage and IndexedDB), and waited for at most LOCK_WAIT ms: a frozen tab must not stall
+ * the others, and a lock is never stolen from a holder that may still write. A lock not had in
+ * time is as a storage that cannot be used: nothing is written, the answer stands
+ * (`cacheRefreshed: false`). Elsewhere (node 20, Bun, Deno, a page over plain http to another
+ * host, an opaque origin) the lock is this module's, in-process only; writes stay ordered by
+ * sequence then (see `save`).
  */
 const locks = new Map();
+
+/** How long (ms) a slot's lock held elsewhere (another tab, window or worker) is waited for. */
+const LOCK_WAIT = 5000;
 
 /**
  * Slots whose check is asking Polar right now: another check of the key answers from the cache
@@ -767,7 +778,11 @@ const locks = new Map();
  */
 const asking = new Set();
 
-async function lock(name) {
+/** The host's Web Locks (`navigator.locks`), or `null`: none, or it refused once (an opaque origin). */
+let webLocks = typeof globalThis.navigator?.locks?.request === 'function' ? globalThis.navigator.locks : null;
+
+/** This module's lock of `name`: resolves its release once every earlier holder released it. */
+async function pageLock(name) {
   const before = locks.get(name) ?? Promise.resolve();
   let release;
   const mine = new Promise((resolve) => (release = resolve));
@@ -780,8 +795,45 @@ async function lock(name) {
   };
 }
 
-async function locked(name, body) {
-  const release = await lock(name);
+/**
+ * The Web Lock `name`, exclusive, waited for at most LOCK_WAIT ms: resolves its release, `null`
+ * when not had in time, or `undefined` when the host refuses Web Locks here.
+ */
+function webLock(name) {
+  return new Promise((ok) => {
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(), LOCK_WAIT);
+    const refused = (e) => {
+      clearTimeout(timer);
+      ok(e?.name === 'AbortError' ? null : undefined);
+    };
+    try {
+      webLocks
+        .request(name, { signal: abort.signal }, () => {
+          clearTimeout(timer);
+          // Held until this promise settles: its resolve, handed out, is the release.
+          return new Promise(ok);
+        })
+        .catch(refused);
+    } catch (e) {
+      refused(e);
+    }
+  });
+}
+
+/**
+ * `body()` under slot `name`'s lock; when the lock is not had within LOCK_WAIT ms (held in
+ * another tab that does not let go), `unheld(error)` instead (a `cache_error` LicenseError).
+ */
+async function lockedOr(name, body, unheld) {
+  let release;
+  if (webLocks) {
+    release = await webLock(name);
+    if (release === null) return unheld(cacheError(`this key's storage is held by another tab or window (waited ${LOCK_WAIT} ms)`));
+    // Refused (a SecurityError: an opaque origin, a sandboxed frame): this module's lock from now on.
+    if (!release) webLocks = null;
+  }
+  if (!release) release = await pageLock(name);
   try {
     return await body();
   } finally {
@@ -789,14 +841,43 @@ async function locked(name, body) {
   }
 }
 
+/** `body()` under slot `name`'s lock (rejects with `cache_error` when it is not had in time). */
+const locked = (name, body) =>
+  lockedOr(name, body, (e) => {
+    throw e;
+  });
+
+/** The sequence number a ledger's text holds (src/cache.rs; unchecked), or `undefined`: no ledger. */
+const ledgerSeq = (text) => /^polar-license-ledger v1\n(\d+)\n/.exec(text)?.[1];
+
+/**
+ * `writes` store a record whose sequence is below the ledger stored now, written since the
+ * step read `seen` (another writer's, in another tab, window or process): a late writer, which
+ * loses rather than leave the newer ledger ahead of an older record (a replayed, untrusted
+ * record until the next online check). Rereads the ledger.
+ */
+async function superseded(s, writes, seen) {
+  const ledger = writes.find(([, text]) => ledgerSeq(text));
+  if (!ledger) return false;
+  const stored = (await s.get(ledger[0])) ?? undefined;
+  const now = stored !== seen && ledgerSeq(stored);
+  return !!now && BigInt(ledgerSeq(ledger[1])) < BigInt(now);
+}
+
 /**
  * Stores an engine step's writes (`[name, text, keep?]`: a record, its ledger, a clock note)
  * in order, each durable before the next unless the engine said otherwise, as natively:
  * `revertible` (a cached answer's ledger: its rename need not be waited for) or `volatile` (a
  * clock note: written in place, nothing waited for). Only the file store tells them apart
- * (`set`'s third argument: `true`, `false` or `'volatile'`).
+ * (`set`'s third argument: `true`, `false` or `'volatile'`). With `seen` (the ledger text the
+ * step was made over; `undefined`: none), writes ordered by sequence: when the ledger stored
+ * now is ahead of the step's, nothing is written and the step's answer is returned as
+ * `superseded` (a `cache_error` LicenseError).
  */
-async function save(s, writes) {
+async function save(s, writes, ...seen) {
+  if (seen.length === 1 && (await superseded(s, writes, seen[0]))) {
+    return cacheError('a newer record of this key was stored meanwhile (by another tab or process)');
+  }
   for (const [name, text, keep] of writes) {
     if (keep !== 'volatile') await s.set(name, text, keep === undefined);
     else if (writes.length === 1) await s.set(name, text, 'volatile');
@@ -809,6 +890,7 @@ async function save(s, writes) {
       }
     }
   }
+  return undefined;
 }
 
 /** Runs `body`; a LicenseError it throws (the storage failed) is returned instead. */
@@ -1107,18 +1189,23 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     /** The stored record and ledger of `key` (`undefined` for none). */
     async #load(engine, key) {
       const [slot, ledgerName] = this.#slots(engine, key);
-      const record = (await this.#store.get(slot)) ?? undefined;
+      // The ledger first: read without the lock, while another tab writes a record and then its
+      // ledger, the pair is never an older record behind a newer ledger.
       const ledger = (await this.#store.get(ledgerName)) ?? undefined;
+      const record = (await this.#store.get(slot)) ?? undefined;
       return [record, ledger];
     }
 
     /**
-     * Stores a step's writes; when that fails and `strict` is set, removes the record (a denial
-     * that cannot be written must not leave an old grant behind). Resolves the failure, if any.
+     * Stores a step's writes, made over the stored `ledger`, in sequence (`save`); when that
+     * fails and `strict` is set, removes the record (a denial that cannot be written must not
+     * leave an old grant behind; a newer record stored meanwhile stays). Resolves the failure,
+     * if any.
      */
-    async #save(slot, end) {
-      const failed = await attempt(() => save(this.#store, end.write));
-      if (failed && end.strict) await attempt(() => this.#store.remove(slot));
+    async #save(slot, end, ledger) {
+      let late;
+      const failed = await attempt(async () => (late = await save(this.#store, end.write, ledger)));
+      if (failed && !late && end.strict) await attempt(() => this.#store.remove(slot));
       return failed;
     }
 
@@ -1138,14 +1225,19 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const reply = await this.#send(step.ask);
       const secret = await attempt(() => this.#secret());
       const [slot] = this.#slots(engine, key);
-      const end = await locked(slot, async () => {
-        const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
-        if (stored instanceof LicenseError) return JSON.parse(await this.#step('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
-        const end = JSON.parse(await this.#step('validateEnd', [key, text, secret, ...stored, now, ...reply]));
-        // The answer stands whatever the storage does.
-        if (end.write) await this.#save(slot, end);
-        return end;
-      });
+      const unstored = async () => JSON.parse(await this.#step('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
+      const end = await lockedOr(
+        slot,
+        async () => {
+          const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
+          if (stored instanceof LicenseError) return unstored();
+          const end = JSON.parse(await this.#step('validateEnd', [key, text, secret, ...stored, now, ...reply]));
+          // The answer stands whatever the storage does.
+          if (end.write) await this.#save(slot, end, stored[1]);
+          return end;
+        },
+        unstored,
+      );
       return withFeatures(value(end.answer));
     }
 
@@ -1165,16 +1257,21 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const reply = await this.#send(step.ask);
       const [slot] = this.#slots(engine, key);
       let failed;
-      const end = await locked(slot, async () => {
-        const stored = await attempt(() => this.#load(engine, key));
-        if (stored instanceof LicenseError) {
-          failed = stored;
-          return JSON.parse(await this.#step('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
-        }
-        const end = JSON.parse(await this.#step('activateEnd', [key, text, secret, ...stored, now, ...reply]));
-        if (end.write) failed = await this.#save(slot, end);
-        return end;
-      });
+      const unstored = async (e) => {
+        failed = e;
+        return JSON.parse(await this.#step('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
+      };
+      const end = await lockedOr(
+        slot,
+        async () => {
+          const stored = await attempt(() => this.#load(engine, key));
+          if (stored instanceof LicenseError) return unstored(stored);
+          const end = JSON.parse(await this.#step('activateEnd', [key, text, secret, ...stored, now, ...reply]));
+          if (end.write) failed = await this.#save(slot, end, stored[1]);
+          return end;
+        },
+        unstored,
+      );
       const { ok } = end.answer;
       if (ok && !failed && this.#host.rememberKeys) failed = await attempt(() => this.rememberKey(key));
       if (ok && failed) {
@@ -1292,34 +1389,63 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       let [record, ledger, clock] = [undefined, undefined, undefined];
       let now;
       let step;
-      const release = cache === undefined ? await lock(slot) : null;
-      try {
-        if (release) {
-          const stored = await attempt(() => this.#load(engine, key));
-          if (stored instanceof LicenseError) cache = stored.detail;
-          else {
-            [record, ledger] = stored;
-            clock = await this.#loadClock(engine, key);
-          }
-        }
-        now = this.#now();
-        step = JSON.parse(await this.#step('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
-        if (step.write) {
-          if (this.#answeredAgain(slot, now, record, clock)) return checked(step.answer, true, feature);
-          const failed = await attempt(() => save(this.#store, step.write));
-          if (!failed) {
-            this.#rememberAnswer(slot, now, step.write, record, clock);
-            return checked(step.answer, true, feature);
-          }
-          // An answer that cannot be counted is not given as fresh: Polar is asked, and the
-          // cache still answers within the grace if it cannot be.
-          refreshed = false;
-          if (!step.ask) return checked(step.answer, false, feature);
-        } else if (!step.ask) {
+      /** Reads the stored record, ledger and clock note; resolves the storage's failure, if any. */
+      const read = async () => {
+        const stored = await attempt(() => this.#load(engine, key));
+        if (stored instanceof LicenseError) return stored;
+        [record, ledger] = stored;
+        clock = await this.#loadClock(engine, key);
+        return undefined;
+      };
+      const begin = async () => JSON.parse(await this.#step('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
+      // The same answer again (this client recorded it a moment ago): nothing to write.
+      const again = () => step.write && this.#answeredAgain(slot, now, record, clock);
+      if (cache === undefined) cache = (await read())?.detail;
+      now = this.#now();
+      step = await begin();
+      // Why the step's writes could not be made (a LicenseError), and whether they were tried.
+      let failed;
+      let tried = false;
+      if (cache === undefined && !again() && step.write?.some(([, , keep]) => keep !== 'volatile')) {
+        // A record to write: under the slot's lock, over the record as it is now (another tab
+        // may have written since it was verified above, without the lock). A clock note alone
+        // needs no lock (one sealed for an older record is no note), nor a request (its answer
+        // is folded in under the lock, into the record as it is then).
+        const seen = [record, ledger, clock];
+        await lockedOr(
+          slot,
+          async () => {
+            const unread = await read();
+            if (unread) {
+              cache = unread.detail;
+              step = await begin();
+              return;
+            }
+            if (record !== seen[0] || ledger !== seen[1] || clock !== seen[2]) step = await begin();
+            if (step.write && !again()) {
+              tried = true;
+              failed = await attempt(() => save(this.#store, step.write));
+            }
+          },
+          (e) => {
+            // Not had in time: as a storage that cannot be written.
+            failed = e;
+          },
+        );
+      }
+      if (step.write) {
+        if (again()) return checked(step.answer, true, feature);
+        if (!tried && !failed) failed = await attempt(() => save(this.#store, step.write));
+        if (!failed) {
+          this.#rememberAnswer(slot, now, step.write, record, clock);
           return checked(step.answer, true, feature);
         }
-      } finally {
-        release?.();
+        // An answer that cannot be counted is not given as fresh: Polar is asked, and the
+        // cache still answers within the grace if it cannot be.
+        refreshed = false;
+        if (!step.ask) return checked(step.answer, false, feature);
+      } else if (!step.ask) {
+        return checked(step.answer, true, feature);
       }
       if (cache !== undefined) {
         // Without the storage: one online validate, the cache not refreshed.
@@ -1349,16 +1475,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       }
       try {
         const reply = await this.#send(step.ask);
-        return await locked(slot, async () => {
-          const current = await attempt(() => this.#load(engine, key));
+        const fold = async (current) => {
           const readable = !(current instanceof LicenseError);
           const [r, l] = readable ? current : [record, ledger];
           const end = JSON.parse(await this.#step('checkEnd', [key, secret, record, ledger, now, undefined, feature, r, l, ...reply]));
-          // The answer stands; when the storage cannot be read or written, the cache has not
-          // learned it.
-          if (!readable || (end.write && (await this.#save(slot, end)))) refreshed = false;
+          // The answer stands; when the storage cannot be read or written (or its lock not had,
+          // or a newer record was stored meanwhile), the cache has not learned it.
+          if (!readable || (end.write && (await this.#save(slot, end, l)))) refreshed = false;
           return checked(end.answer, refreshed, feature);
-        });
+        };
+        return await lockedOr(slot, async () => fold(await attempt(() => this.#load(engine, key))), fold);
       } finally {
         if (mine) asking.delete(slot);
       }
@@ -1369,15 +1495,19 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * can license; `null`: ask as well.
      */
     #whileAsked(engine, key, slot, secret, record, ledger, now, feature) {
-      return locked(slot, async () => {
-        const current = await attempt(() => this.#load(engine, key));
-        if (current instanceof LicenseError) return null;
-        const step = JSON.parse(await this.#step('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
-        if (!step.write) return null;
-        // An answer that cannot be counted is not given: ask as well.
-        if (await attempt(() => save(this.#store, step.write))) return null;
-        return step.answer;
-      });
+      return lockedOr(
+        slot,
+        async () => {
+          const current = await attempt(() => this.#load(engine, key));
+          if (current instanceof LicenseError) return null;
+          const step = JSON.parse(await this.#step('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
+          if (!step.write) return null;
+          // An answer that cannot be counted is not given: ask as well.
+          if (await attempt(() => save(this.#store, step.write, current[1]))) return null;
+          return step.answer;
+        },
+        () => null,
+      );
     }
 
     /**

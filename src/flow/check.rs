@@ -104,7 +104,8 @@ pub struct Check {
     at_ms: u64,
     opened: Option<Arc<Opened>>,
     asking: Option<Box<Asking>>,
-    online: Option<Online>,
+    /// Boxed: Polar's answer is large, and the machine moves at every step.
+    online: Option<Box<Online>>,
     /// Where the relay, if any, took Polar's answer from.
     relayed: Option<Relayed>,
     lease: Option<HeldLease>,
@@ -269,7 +270,7 @@ impl Check {
     pub fn online(&self) -> Option<Result<&Verdict<ValidatedLicenseKey>, &Error>> {
         self.online
             .as_ref()
-            .map(|online| online.as_ref().map(|(verdict, _)| verdict))
+            .map(|online| (**online).as_ref().map(|(verdict, _)| verdict))
     }
 
     /// The check's answer (`unverified` if it was asked before [`Want::Done`]).
@@ -540,7 +541,7 @@ impl Check {
             conditions: &asking.query.conditions,
         };
         let (online, lease) = hold(ctx, online, token, &granted, asking.now);
-        self.online = Some(online);
+        self.online = Some(Box::new(online));
         self.lease = lease;
         State::FinishLock
     }
@@ -550,7 +551,7 @@ impl Check {
         let (Some(current), Some(asking), Some(online)) = (
             self.open(ctx, &stored),
             self.asking.as_deref(),
-            self.online.take(),
+            self.online.take().map(|online| *online),
         ) else {
             return State::Unlock(Next::Done);
         };
@@ -583,7 +584,7 @@ impl Check {
         let (Some(opened), Some(asking), Some(online)) = (
             self.opened.as_deref(),
             self.asking.as_deref(),
-            self.online.take(),
+            self.online.take().map(|online| *online),
         ) else {
             return;
         };

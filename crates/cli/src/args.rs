@@ -507,7 +507,8 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
-    /// Requests answered at once (each holds a thread while Polar answers)
+    /// Calls to Polar under way at once (each holds a thread while Polar answers); answers
+    /// without a call (the store, webhooks) have as many threads of their own
     #[arg(
         long,
         value_name = "N",

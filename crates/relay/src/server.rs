@@ -62,7 +62,7 @@ pub struct ServeOptions {
     /// wait behind a call to Polar.
     pub concurrent_requests: usize,
     /// How long a check with a stored answer (within `--stale-for`) waits for Polar before
-    /// it gets that answer, `stale` (default 1 s); the call goes on and its answer updates
+    /// it gets that answer, `stale` (default 0.8 s); the call goes on and its answer updates
     /// the store (stale-while-revalidate).
     pub stale_after: Duration,
     /// Where to serve [`Relay::metrics`] (`GET /metrics`, Prometheus' text format) on a
@@ -79,7 +79,7 @@ impl Default for ServeOptions {
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
             concurrent_requests: 8,
-            stale_after: Duration::from_secs(1),
+            stale_after: Duration::from_millis(800),
             metrics_addr: None,
         }
     }

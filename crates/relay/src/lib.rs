@@ -496,6 +496,10 @@ enum Routed {
     Ask(Box<Pending>),
     /// Another check of the same entry is asking Polar: wait for it, then route again (the
     /// check, with its entry as read, to route again or answer stale from).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     Wait(EntryId, Arc<Flight>, Box<Pending>),
 }
 

@@ -116,7 +116,10 @@ impl Stored {
 
 impl Flight {
     /// Whether the flight has landed (a host that waits without blocking polls it).
-    #[cfg_attr(not(feature = "server"), allow(dead_code))]
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
     pub(crate) fn landed(&self) -> bool {
         *self.done.lock().unwrap_or_else(|e| e.into_inner())
     }

@@ -110,6 +110,17 @@ fn start(
     breaker: BreakerOptions,
     serve: ServeOptions,
 ) -> Running {
+    start_with_timeout(polar, options, breaker, serve, Duration::from_secs(10))
+}
+
+/// [`start`] with the relay's timeout for each call to Polar.
+fn start_with_timeout(
+    polar: &Emulator,
+    options: StoreOptions,
+    breaker: BreakerOptions,
+    serve: ServeOptions,
+    timeout: Duration,
+) -> Running {
     let signer = SigningKey::generate(Some("slow")).expect("a key");
     let mut config = RelayConfig::new(
         Server::Custom(polar.url()),
@@ -127,7 +138,7 @@ fn start(
         options,
         webhook_secret: Some(SECRET.into()),
     });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
+    let upstream = UreqTransport::new(Duration::from_secs(2), timeout, 1 << 20);
     let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
     serve_with(Arc::new(relay), "127.0.0.1:0", serve).expect("it listens")
 }
@@ -296,5 +307,62 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
     assert_eq!(get(&health)["breaker"]["state"], "closed");
     let a = validate(&url, &unknown);
     assert_eq!((a.status, a.source.as_str()), (200, "polar"));
+    relay.stop();
+}
+
+/// Polar answering after 3 s, the relay's calls timing out after 1 s, two slots for calls and
+/// a breaker of 2 failures: six stored keys past `fresh_for` asked at once are each answered
+/// `stale` at about a second; the first two calls time out and open the breaker, and the four
+/// calls queued behind them are never made; meanwhile a stored key is answered at once.
+#[test]
+fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    let mut serve = ServeOptions::default();
+    serve.concurrent_requests = 2;
+    let breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 60_000,
+    };
+    let relay = start_with_timeout(&polar, options, breaker, serve, Duration::from_secs(1));
+    let url = relay.url();
+    let keys: Vec<String> = (0..6).map(|i| key(&polar, &format!("T{i}"))).collect();
+    for k in &keys {
+        assert_eq!(validate(&url, k).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1_100));
+    let before = polar.request_count();
+    polar.set_fault(Some(Fault::Delay { ms: 3_000 }));
+    let checks: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let (url, k) = (url.clone(), k.clone());
+            std::thread::spawn(move || validate(&url, &k))
+        })
+        .collect();
+    for (i, t) in checks.into_iter().enumerate() {
+        let a = t.join().expect("a check");
+        assert_eq!((a.status, a.source.as_str()), (200, "stale"), "key {i}");
+        assert!(
+            a.took < Duration::from_millis(2_500),
+            "key {i}: {:?}",
+            a.took
+        );
+    }
+    // The two calls made time out (1 s) and open the breaker; the four queued are dropped.
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(get(&format!("{url}/healthz"))["breaker"]["state"], "open");
+    assert_eq!(
+        polar.request_count(),
+        before + 2,
+        "only the first two calls made"
+    );
+    // Open: the stored answer at once, no call.
+    let a = validate(&url, &keys[5]);
+    assert_eq!((a.status, a.source.as_str()), (200, "stale"));
+    assert!(a.took < Duration::from_secs(1), "{:?}", a.took);
+    assert_eq!(polar.request_count(), before + 2);
+    polar.set_fault(None);
     relay.stop();
 }

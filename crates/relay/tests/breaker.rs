@@ -312,8 +312,9 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
 
 /// Polar answering after 3 s, the relay's calls timing out after 1 s, two slots for calls and
 /// a breaker of 2 failures: six stored keys past `fresh_for` asked at once are each answered
-/// `stale` at about a second; the first two calls time out and open the breaker, and the four
-/// calls queued behind them are never made; meanwhile a stored key is answered at once.
+/// `stale` at about a second; the first two calls time out and open the breaker, and the
+/// calls queued behind them are not made (at most one starts between the two failures);
+/// then a stored key is answered at once.
 #[test]
 fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
@@ -350,19 +351,18 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
             a.took
         );
     }
-    // The two calls made time out (1 s) and open the breaker; the four queued are dropped.
+    // The two calls made time out (1 s) and open the breaker; the calls queued are dropped
+    // (one may start between the first failure and the second, when the breaker has counted
+    // only one: at most three calls).
     std::thread::sleep(Duration::from_millis(2_000));
     assert_eq!(get(&format!("{url}/healthz"))["breaker"]["state"], "open");
-    assert_eq!(
-        polar.request_count(),
-        before + 2,
-        "only the first two calls made"
-    );
+    let made = polar.request_count() - before;
+    assert!((2..=3).contains(&made), "{made} calls made, not 2 or 3");
     // Open: the stored answer at once, no call.
     let a = validate(&url, &keys[5]);
     assert_eq!((a.status, a.source.as_str()), (200, "stale"));
     assert!(a.took < Duration::from_secs(1), "{:?}", a.took);
-    assert_eq!(polar.request_count(), before + 2);
+    assert_eq!(polar.request_count() - before, made);
     polar.set_fault(None);
     relay.stop();
 }

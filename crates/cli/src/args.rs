@@ -479,6 +479,26 @@ pub struct RelayServeArgs {
     )]
     pub webhook_silence: u64,
 
+    /// Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before the breaker
+    /// stops calls: stored answers are then given at once, others get 502; 0 turns it off
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 5,
+        env = "POLAR_LICENSE_RELAY_BREAKER_FAILURES"
+    )]
+    pub breaker_failures: u32,
+
+    /// How long the breaker stops calls to Polar once open; then one call probes
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(1..=3600),
+        env = "POLAR_LICENSE_RELAY_BREAKER_OPEN_FOR"
+    )]
+    pub breaker_open_for: u64,
+
     /// Prometheus metrics (GET /metrics, text format) on a listener of its own, HOST:PORT
     /// (keep it off the public network); off by default
     #[arg(
@@ -507,7 +527,8 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
-    /// Requests answered at once (each holds a thread while Polar answers)
+    /// Calls to Polar under way at once (each holds a thread while Polar answers); answers
+    /// without a call (the store, webhooks) have as many threads of their own
     #[arg(
         long,
         value_name = "N",

@@ -129,6 +129,10 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     config.client_ip_header = a.client_ip_header.clone();
     config.cors_origins = (!a.cors_origins.is_empty()).then(|| a.cors_origins.clone());
     config.webhook_silence = a.webhook_silence;
+    config.breaker = polar_license_relay::BreakerOptions {
+        failures: a.breaker_failures,
+        open_for_ms: a.breaker_open_for.saturating_mul(1000),
+    };
     config.limits = Limits {
         per_ip: Rate::new(a.per_ip.0, a.per_ip.1),
         per_key: Rate::new(a.per_key.0, a.per_key.1),

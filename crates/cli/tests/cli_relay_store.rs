@@ -1199,6 +1199,58 @@ fn json_logs_the_silence_warning_healthz_and_metrics_from_relay_serve() {
     assert!(err.contains("cannot listen for metrics"), "{err}");
 }
 
+/// `--breaker-failures` and `--breaker-open-for` through the real binary: two calls in a row
+/// that Polar answers 503 open the breaker, the next check is the relay's 502 with no call
+/// (the metrics count none), `/healthz` and the metrics say `open`; an open time of 0 is
+/// refused at start (exit 2).
+#[test]
+fn the_breaker_options_open_it_after_their_failures() {
+    let dir = ScratchDir::new("relay-breaker");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let log = dir.path().join("relay.log");
+    let mut cmd = serve_cmd(
+        &polar,
+        &key,
+        &[
+            "--store",
+            "memory",
+            "--breaker-failures",
+            "2",
+            "--breaker-open-for",
+            "60",
+        ],
+    );
+    cmd.env("POLAR_LICENSE_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let relay = spawn_relay(cmd, &log);
+    let (metrics, health) = metrics_and_health(&relay);
+    set_fault(
+        &polar,
+        json!({"kind": "status", "status": 503, "body": "unavailable"}),
+    );
+    for _ in 0..2 {
+        assert_eq!(validate_key(&relay.url, DEMO_KEY).0, 503);
+    }
+    assert_eq!(validate_key(&relay.url, DEMO_KEY).0, 502);
+    assert_eq!(
+        sample(&metrics, "polar_license_relay_polar_calls_total"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&metrics, "polar_license_relay_breaker_open"),
+        Some(1.0)
+    );
+    let (status, body, _) = call("GET", &health, None);
+    assert_eq!(
+        (status, &body["breaker"]["state"]),
+        (200, &json!("open")),
+        "{body}"
+    );
+    let (code, err) = refused(serve_cmd(&polar, &key, &["--breaker-open-for", "0"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("breaker-open-for"), "{err}");
+}
+
 /// A validate that reports a failed connection instead of panicking.
 fn try_validate(relay: &str, key: &str) -> Result<(u16, Option<String>), ureq::Error> {
     let resp = agent()

@@ -5,11 +5,18 @@
 //! budget on validate and on activate, and new customers buying (Polar's
 //! `benefit_grant.created` reaches the relay) and activating throughout, once each, from
 //! `127.0.0.2`. The same run twice: the relay without its roster (as before issue #45), and
-//! with `roster` on (a first-seen share of 10 %). Not measured here: a slow Polar, an outage,
-//! a restart (issue #45's other items).
+//! with `roster` on (a first-seen share of 10 %).
+//!
+//! Then a slow Polar (issue #45, item 3), the issue's own try, not scaled: 40 stored keys past
+//! `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
+//! all 40 keys asked at once and a signed webhook half a second later, then checks of the 40
+//! at 80 a second and a webhook every second for `SLOW_SECONDS` (default 60): how the checks
+//! were answered and how fast, and how fast the webhooks. Not measured here: an outage, a
+//! restart.
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [SCALE] [MINUTES]
-//! [BUDGET]` (defaults 0.1, 2 and 100). It prints one markdown table. Linux: every 127/8
+//! [BUDGET] [SLOW_SECONDS]` (defaults 0.1, 2, 100 and 60), or `… relay_attack slow
+//! [SLOW_SECONDS]` for the slow Polar only. It prints markdown tables. Linux: every 127/8
 //! address is on lo.
 
 use std::io::{Read, Write};
@@ -394,8 +401,256 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     ]
 }
 
+/// The slow Polar's webhook secret (the benchmark signs its own deliveries).
+const SLOW_SECRET: &str = "whsec_c2xvdy1wb2xhci1iZW5jaG1hcmstc2VjcmV0";
+
+/// Keys stored before Polar turns slow.
+const SLOW_KEYS: usize = 40;
+
+/// A signed webhook (Standard Webhooks, as Polar signs): its status and how long it took.
+fn slow_webhook(url: &str, id: &str) -> (u16, Duration) {
+    use ct_codecs::{Base64, Decoder, Encoder};
+    use hmac::{Hmac, Mac};
+    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
+                      "data": {"id": "g", "customer_id": "c"}})
+    .to_string();
+    let ts = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let encoded = SLOW_SECRET.strip_prefix("whsec_").expect("whsec_");
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let asked = Instant::now();
+    let status = patient()
+        .post(&format!("{url}/v1/webhooks/polar"))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", &ts.to_string())
+        .header("webhook-signature", &format!("v1,{sig}"))
+        .send(body)
+        .map(|r| r.status().as_u16())
+        .unwrap_or(0);
+    (status, asked.elapsed())
+}
+
+/// A client that gives up after 15 s, as in the issue's try.
+fn patient() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(15)))
+        .build()
+        .into()
+}
+
+/// A check: `None` when the client gave up, else its status, source and time.
+fn slow_check(url: &str, i: usize) -> (Option<(u16, String)>, Duration) {
+    let asked = Instant::now();
+    let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID}).to_string();
+    let answer = patient()
+        .post(&format!("{url}/v1/customer-portal/license-keys/validate"))
+        .header("content-type", "application/json")
+        .send(body)
+        .ok()
+        .map(|r| {
+            let source = r
+                .headers()
+                .get(SOURCE_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or_default()
+                .to_string();
+            (r.status().as_u16(), source)
+        });
+    (answer, asked.elapsed())
+}
+
+fn quantile(sorted: &[Duration], q: f64) -> String {
+    if sorted.is_empty() {
+        return "-".into();
+    }
+    let at = ((sorted.len() as f64 * q).ceil() as usize).clamp(1, sorted.len()) - 1;
+    format!("{} ms", sorted[at].as_millis())
+}
+
+/// The slow Polar's run (see the crate docs); one table row.
+fn slow(seconds: f64) -> Vec<String> {
+    let mut seed = Seed::demo();
+    for i in 0..SLOW_KEYS {
+        seed.license_keys.push(SeedKey::new(known_key(i)));
+    }
+    let polar = Arc::new(Emulator::start(seed, Options::default()).expect("emulator"));
+    let mut store = StoreOptions::default();
+    store.fresh_for = 2;
+    let signer = SigningKey::generate(Some("slow")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = polar_license_relay::Limits {
+        per_ip: polar_license_relay::Rate::new(0, 0),
+        per_key: polar_license_relay::Rate::new(0, 0),
+        ..polar_license_relay::Limits::default()
+    };
+    config.store = Some(StoreConfig {
+        backend: Arc::new(MemoryBackend::new(10_000)),
+        options: store,
+        webhook_secret: Some(SLOW_SECRET.into()),
+    });
+    // The relay's defaults: 10 s for each call, 8 calls at once, the breaker's 5 and 30 s.
+    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    let relay = polar_license_relay::serve_with(
+        Arc::new(relay),
+        "127.0.0.1:0",
+        polar_license_relay::ServeOptions::default(),
+    )
+    .expect("listens");
+    let url = relay.url();
+    for i in 0..SLOW_KEYS {
+        assert_eq!(slow_check(&url, i).0.map(|a| a.0), Some(200), "warm-up");
+    }
+    std::thread::sleep(Duration::from_millis(2_100));
+    let calls_before = polar.request_count();
+    polar.set_fault(Some(polar_license_emulator::Fault::Delay { ms: 20_000 }));
+
+    let checks = Arc::new(Mutex::new(Vec::new()));
+    let webhooks = Arc::new(Mutex::new(Vec::new()));
+    let started = Instant::now();
+    let mut threads = Vec::new();
+    // All 40 at once.
+    for i in 0..SLOW_KEYS {
+        let (url, checks) = (url.clone(), Arc::clone(&checks));
+        threads.push(std::thread::spawn(move || {
+            let c = slow_check(&url, i);
+            checks.lock().expect("checks").push(c);
+        }));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    webhooks
+        .lock()
+        .expect("webhooks")
+        .push(slow_webhook(&url, "msg_slow_first"));
+    // Then 80 checks a second (8 clients) and a webhook a second.
+    let load = Duration::from_secs_f64(seconds);
+    for t in 0..8usize {
+        let (url, checks) = (url.clone(), Arc::clone(&checks));
+        threads.push(std::thread::spawn(move || {
+            let mut pace = Pace {
+                started: Instant::now(),
+                per_second: 10.0,
+                n: 0,
+            };
+            let mut x = 0x2545_F491_4F6C_DD1Du64 ^ (t as u64 + 1);
+            while started.elapsed() < load {
+                pace.wait();
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                let c = slow_check(&url, (x % SLOW_KEYS as u64) as usize);
+                checks.lock().expect("checks").push(c);
+            }
+        }));
+    }
+    let mut n = 0;
+    while started.elapsed() < load {
+        std::thread::sleep(Duration::from_secs(1));
+        n += 1;
+        let w = slow_webhook(&url, &format!("msg_slow_{n}"));
+        webhooks.lock().expect("webhooks").push(w);
+    }
+    for t in threads {
+        let _ = t.join();
+    }
+    let calls = polar.request_count() - calls_before;
+    let health: serde_json::Value = patient()
+        .get(&format!("{url}/healthz"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    polar.set_fault(None);
+    relay.stop();
+
+    let checks = checks.lock().expect("checks").clone();
+    let webhooks = webhooks.lock().expect("webhooks").clone();
+    let stale: Vec<Duration> = checks
+        .iter()
+        .filter(|(a, _)| {
+            a.as_ref()
+                .is_some_and(|(s, src)| *s == 200 && src == "stale")
+        })
+        .map(|(_, t)| *t)
+        .collect();
+    let unanswered = checks.iter().filter(|(a, _)| a.is_none()).count();
+    let mut stale_sorted = stale.clone();
+    stale_sorted.sort();
+    let mut hook_times: Vec<Duration> = webhooks.iter().map(|(_, t)| *t).collect();
+    hook_times.sort();
+    let hooks_ok = webhooks.iter().filter(|(s, _)| *s == 200).count();
+    vec![
+        format!("{:.0} s", started.elapsed().as_secs_f64()),
+        checks.len().to_string(),
+        format!(
+            "{} ({})",
+            stale.len(),
+            pct(stale.len() as u64, checks.len() as u64)
+        ),
+        unanswered.to_string(),
+        format!(
+            "{} / {} / {}",
+            quantile(&stale_sorted, 0.5),
+            quantile(&stale_sorted, 0.99),
+            quantile(&stale_sorted, 1.0)
+        ),
+        format!("{hooks_ok} of {}", webhooks.len()),
+        format!(
+            "{} / {}",
+            quantile(&hook_times, 0.99),
+            quantile(&hook_times, 1.0)
+        ),
+        calls.to_string(),
+        format!(
+            "{} (opened {} times)",
+            health["breaker"]["state"].as_str().unwrap_or("?"),
+            health["breaker"]["opened"]
+        ),
+    ]
+}
+
+fn slow_table(seconds: f64) {
+    let header = [
+        "slow Polar (20 s a call)",
+        "checks sent",
+        "answered `stale` (200)",
+        "no answer within 15 s",
+        "stale answers p50 / p99 / max",
+        "webhooks answered 200",
+        "webhook answer p99 / max",
+        "calls to Polar",
+        "breaker at the end",
+    ];
+    println!();
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+    let mut row = slow(seconds);
+    row.insert(0, "relay (#45 item 3)".into());
+    row.remove(1);
+    println!("| {} |", row.join(" | "));
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("slow") {
+        let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60.0);
+        slow_table(seconds);
+        return;
+    }
     let scale: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.1);
     let minutes: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let budget: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
@@ -416,4 +671,5 @@ fn main() {
         let row = run(roster, scale, minutes, budget);
         println!("| {} |", row.join(" | "));
     }
+    slow_table(args.get(4).and_then(|s| s.parse().ok()).unwrap_or(60.0));
 }

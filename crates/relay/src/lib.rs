@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod breaker;
 mod limit;
 mod ops;
 // The roster's reads run on the native server only (a host without it keeps it off).
@@ -45,10 +46,13 @@ mod ops;
 mod roster;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
+mod served;
+#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
 mod verdicts;
 
+pub use breaker::BreakerOptions;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -189,6 +193,9 @@ pub struct RelayConfig {
     /// warning and [`Relay::health`] says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
     /// never).
     pub webhook_silence: u64,
+    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls
+    /// for 30 s, stored answers given meanwhile).
+    pub breaker: BreakerOptions,
 }
 
 /// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
@@ -234,6 +241,7 @@ impl RelayConfig {
             store: None,
             cors_origins: None,
             webhook_silence: DEFAULT_WEBHOOK_SILENCE,
+            breaker: BreakerOptions::default(),
         }
     }
 }
@@ -308,6 +316,8 @@ pub struct Pending {
     /// its single flight.
     stored: Option<(EntryId, Option<Entry>)>,
     flight: Option<EntryId>,
+    /// What the breaker let through (`None` until it was asked).
+    ticket: Option<breaker::Ticket>,
     /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
     client: String,
 }
@@ -500,6 +510,7 @@ pub struct Relay {
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
     pub(crate) ops: Arc<ops::Ops>,
     webhook_silence: u64,
+    pub(crate) breaker: breaker::Breaker,
 }
 
 /// What routing decided.
@@ -508,8 +519,13 @@ enum Routed {
     /// From the store, its lease to sign elsewhere (an external signer).
     Stored(Finished),
     Ask(Box<Pending>),
-    /// Another check of the same entry is asking Polar: wait for it, then route again.
-    Wait(EntryId, Arc<Flight>),
+    /// Another check of the same entry is asking Polar: wait for it, then route again (the
+    /// check, with its entry as read, to route again or answer stale from).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    Wait(EntryId, Arc<Flight>, Box<Pending>),
 }
 
 impl std::fmt::Debug for Relay {
@@ -614,6 +630,7 @@ impl Relay {
             store,
             ops,
             webhook_silence: config.webhook_silence,
+            breaker: breaker::Breaker::new(config.breaker),
             token: config.access_token,
             base_url,
             organization_id,
@@ -689,7 +706,7 @@ impl Relay {
                     let upstream = self.transport.send(pending.request());
                     return self.finish(pending, upstream, now).into_response();
                 }
-                Routed::Wait(_, flight) => flight.wait(),
+                Routed::Wait(_, flight, _) => flight.wait(),
             }
         }
         // Never: the last attempt does not wait.
@@ -735,7 +752,7 @@ impl Relay {
             Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
             Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, _) => Step::Wait(hex(&id)),
+            Routed::Wait(id, _, _) => Step::Wait(hex(&id)),
         }
     }
 
@@ -758,10 +775,19 @@ impl Relay {
         };
         match &self.store {
             Some(s) => self.routed_with_store(s, pending, now, may_wait, entropy),
-            None => match self.per_key_limit(&pending, now) {
-                Some(r) => Routed::Answer(r),
-                None => Routed::Ask(Box::new(pending)),
-            },
+            None => {
+                if let Some(r) = self.per_key_limit(&pending, now) {
+                    return Routed::Answer(r);
+                }
+                let mut pending = pending;
+                match self.breaker.allow(now) {
+                    Some(ticket) => {
+                        pending.ticket = Some(ticket);
+                        Routed::Ask(Box::new(pending))
+                    }
+                    None => Routed::Answer(breaker_refused(&pending)),
+                }
+            }
         }
     }
 
@@ -863,6 +889,7 @@ impl Relay {
             request,
             stored: None,
             flight: None,
+            ticket: None,
             client,
         })
     }
@@ -910,18 +937,26 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
+        self.finish_made(&pending, upstream, now, entropy, true)
+    }
+
+    /// [`Relay::finish_with_entropy`]; `made`: whether the call was made (its outcome then
+    /// tells the breaker), or skipped because the breaker opened meanwhile.
+    fn finish_made(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        made: bool,
+    ) -> Finished {
+        if made {
+            self.breaker.record(&upstream, pending.ticket, now);
+        }
         let seen = self.store.as_ref().map(|_| verdicts::Seen::of(&upstream));
-        let (mut response, mut unsigned) = self.answer(&pending, upstream, now, entropy);
+        let (mut response, mut unsigned) = self.answer(pending, upstream, now, entropy);
         if let (Some(s), Some(seen)) = (&self.store, seen) {
-            self.keep(
-                s,
-                &pending,
-                seen,
-                now,
-                entropy,
-                &mut response,
-                &mut unsigned,
-            );
+            self.keep(s, pending, seen, now, entropy, &mut response, &mut unsigned);
         }
         add_cors(&mut response);
         Finished { response, unsigned }
@@ -1344,6 +1379,17 @@ fn check_origin(origin: &str) -> Result<(), Error> {
 /// Lowercase hex (a flight's name).
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A call the breaker stops: the 502 of an unreachable Polar (a client falls back to its
+/// cache, as for any 5xx), with no call.
+fn breaker_refused(pending: &Pending) -> RelayResponse {
+    log::info!(
+        "relay: {} {} 502 (the breaker is open: Polar not asked)",
+        pending.op.as_str(),
+        pending.key.redacted()
+    );
+    RelayResponse::detail(502, "the relay could not reach Polar")
 }
 
 /// An answer marked with where it comes from ([`SOURCE_HEADER`]).

@@ -269,11 +269,17 @@ impl Relay {
         } else {
             "ok"
         };
+        let breaker = self.breaker.reading();
         let body = serde_json::json!({
             "status": status,
             "store": store,
             "budget": budget,
             "webhooks": webhooks,
+            "breaker": {
+                "state": breaker.state,
+                "failures": breaker.failures,
+                "opened": breaker.opened,
+            },
         });
         let mut r = RelayResponse::json(if failing { 503 } else { 200 }, body.to_string());
         r.set("cache-control", "no-store");
@@ -349,6 +355,22 @@ impl Relay {
             "counter",
             "Calls to Polar that failed, by kind (unreachable, timeout, rate_limited: its 429, server_error: its 5xx, unauthorized: the token refused).",
             &errors,
+        );
+        let breaker = self.breaker.reading();
+        family(
+            "breaker_open",
+            "gauge",
+            "1 while the breaker in front of Polar stops calls (open or half-open), else 0.",
+            &[(
+                String::new(),
+                u8::from(breaker.state != "closed").to_string(),
+            )],
+        );
+        family(
+            "breaker_opened_total",
+            "counter",
+            "Times the breaker opened (failed calls to Polar in a row, or a failed probe).",
+            &[(String::new(), breaker.opened.to_string())],
         );
         if let Some(s) = &self.store {
             let mut b = s.budget(now);

@@ -321,6 +321,10 @@ impl Relay {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
+        // No read while the breaker in front of Polar stops calls (crate::breaker).
+        if self.breaker.is_open(now) {
+            return Err(Some(1_000));
+        }
         let job = s.roster.next(now.monotonic_ms);
         let url = match &job {
             Job::Stop => return Err(None),

@@ -7,7 +7,9 @@
 //! (each blocks a thread while Polar answers) run only for requests whose body is in, a few at
 //! a time. So a slow or silent client holds a connection until its timeout, never the server.
 
-use crate::{Now, Relay, RelayRequest, RelayResponse};
+use crate::served::Served;
+use crate::verdicts::Flight;
+use crate::{Now, Pending, Relay, RelayRequest, RelayResponse};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -54,10 +56,15 @@ pub struct ServeOptions {
     /// Connections open at once (default 256; at least 1). One more is closed as soon as it is
     /// accepted, without a byte, and the others carry on.
     pub max_connections: usize,
-    /// Requests answered at once (default 8; at least 1): each holds a thread while
-    /// [`Relay::handle`] waits for Polar. A request past them waits, its body read, for one to
-    /// end.
+    /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
+    /// answers, and a call past them waits for one to end. Answers with no call (from the
+    /// store, webhooks, every local refusal) have as many threads of their own and never
+    /// wait behind a call to Polar.
     pub concurrent_requests: usize,
+    /// How long a check with a stored answer (within `--stale-for`) waits for Polar before
+    /// it gets that answer, `stale` (default 0.8 s); the call goes on and its answer updates
+    /// the store (stale-while-revalidate).
+    pub stale_after: Duration,
     /// Where to serve [`Relay::metrics`] (`GET /metrics`, Prometheus' text format) on a
     /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
     /// the public network: the counters are the seller's.
@@ -72,6 +79,7 @@ impl Default for ServeOptions {
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
             concurrent_requests: 8,
+            stale_after: Duration::from_millis(800),
             metrics_addr: None,
         }
     }
@@ -173,9 +181,16 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .enable_time()
-        // The requests' threads, and two more that only `/healthz` and `/metrics` use (the
-        // requests' are capped by their semaphore): those never wait behind a slow Polar.
-        .max_blocking_threads(server.options.concurrent_requests.saturating_add(2))
+        // The calls' threads, as many for the answers without a call, and two more that only
+        // `/healthz` and `/metrics` use (the others are capped by their semaphores): those
+        // never wait behind a slow Polar.
+        .max_blocking_threads(
+            server
+                .options
+                .concurrent_requests
+                .saturating_mul(2)
+                .saturating_add(2),
+        )
         .thread_name("relay-handle")
         .build()?;
     let (listener, metrics_listener) = {
@@ -220,8 +235,10 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
 struct Server {
     relay: Arc<Relay>,
     options: ServeOptions,
-    /// One permit per call to `Relay::handle` running.
+    /// One permit per call to Polar under way.
     requests: Arc<Semaphore>,
+    /// One permit per answer made without a call (routing, the store, webhooks).
+    local: Arc<Semaphore>,
     started: Instant,
 }
 
@@ -234,6 +251,7 @@ impl Server {
         Arc::new(Server {
             relay,
             requests: Arc::new(Semaphore::new(options.concurrent_requests)),
+            local: Arc::new(Semaphore::new(options.concurrent_requests)),
             options,
             started: Instant::now(),
         })
@@ -484,24 +502,121 @@ impl Server {
             body,
             client_ip: peer.ip().to_string(),
         };
-        let Ok(permit) = Arc::clone(&self.requests).acquire_owned().await else {
-            return Ok(closing(StatusCode::SERVICE_UNAVAILABLE));
-        };
+        let request = Arc::new(request);
+        let answer = self.serve(Arc::clone(&request)).await;
+        drop(in_flight);
+        Ok(match answer {
+            Some(answer) => to_response(self.relay.served_answer(
+                &request,
+                answer,
+                now(self.started),
+            )),
+            None => closing(StatusCode::INTERNAL_SERVER_ERROR),
+        })
+    }
+
+    /// `work` on a thread of the answers made without a call (never behind a call to
+    /// Polar); `None` when it failed (logged).
+    async fn local<T, F>(&self, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Relay, Now) -> T + Send + 'static,
+    {
+        let permit = Arc::clone(&self.local).acquire_owned().await.ok()?;
         let relay = Arc::clone(&self.relay);
         let started = self.started;
-        let handled = tokio::task::spawn_blocking(move || {
-            // Held until the call ends, even when the client has gone.
+        let done = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let _in_flight = in_flight;
-            relay.handle(&request, now(started))
+            work(&relay, now(started))
         });
-        Ok(match handled.await {
-            Ok(answer) => to_response(answer),
+        match done.await {
+            Ok(out) => Some(out),
             Err(e) => {
                 log::error!("relay: answering a request failed: {e}");
-                closing(StatusCode::INTERNAL_SERVER_ERROR)
+                None
             }
-        })
+        }
+    }
+
+    /// One request of the three routes or a webhook: routed on the threads of their own;
+    /// a call to Polar on one of [`ServeOptions::concurrent_requests`]; a check with a stored
+    /// answer given it after [`ServeOptions::stale_after`] while its call goes on.
+    async fn serve(self: &Arc<Self>, request: Arc<RelayRequest>) -> Option<RelayResponse> {
+        let req = Arc::clone(&request);
+        let mut served = self
+            .local(move |relay, now| relay.serve_route(&req, now, true))
+            .await?;
+        let mut attempt = 1;
+        loop {
+            match served {
+                Served::Answer(r) => return Some(r),
+                Served::Ask(pending) => return self.ask(pending).await,
+                Served::Wait(flight, pending) => {
+                    // Another check's call for the same entry: its answer, or (a stored one
+                    // kept) that after a second.
+                    let stale = Relay::may_answer_stale(&pending);
+                    let limit = if stale {
+                        self.options.stale_after
+                    } else {
+                        FLIGHT_WAIT
+                    };
+                    let mut pending = pending;
+                    if !landed_within(&flight, limit).await && stale {
+                        let (answer, back) = self
+                            .local(move |relay, now| (relay.serve_stale(&pending, now), pending))
+                            .await?;
+                        if answer.is_some() {
+                            return answer;
+                        }
+                        pending = back;
+                    }
+                    let may_wait = attempt < 2;
+                    attempt += 1;
+                    served = self
+                        .local(move |relay, now| relay.serve_reroute(pending, now, may_wait))
+                        .await?;
+                }
+            }
+        }
+    }
+
+    /// The call to Polar on a slot for calls. With a stored answer, the check gets that
+    /// after [`ServeOptions::stale_after`] and the call goes on: its answer updates the store.
+    async fn ask(self: &Arc<Self>, pending: Arc<Pending>) -> Option<RelayResponse> {
+        let (tx, mut rx) = tokio::sync::oneshot::channel();
+        let call = Arc::clone(&pending);
+        let server = Arc::clone(self);
+        tokio::spawn(async move {
+            let Ok(permit) = Arc::clone(&server.requests).acquire_owned().await else {
+                return;
+            };
+            let relay = Arc::clone(&server.relay);
+            let started = server.started;
+            let answered = tokio::task::spawn_blocking(move || {
+                // Held until the call ends, even when the client has gone.
+                let _permit = permit;
+                relay.serve_call(&call, || now(started))
+            });
+            match answered.await {
+                Ok(answer) => {
+                    let _ = tx.send(answer);
+                }
+                Err(e) => log::error!("relay: a call to Polar failed: {e}"),
+            }
+        });
+        if Relay::may_answer_stale(&pending) {
+            if let Ok(answer) = tokio::time::timeout(self.options.stale_after, &mut rx).await {
+                return answer.ok();
+            }
+            let stale = self
+                .local(move |relay, now| relay.serve_stale(&pending, now))
+                .await
+                .flatten();
+            if stale.is_some() {
+                return stale;
+            }
+        }
+        rx.await.ok()
     }
 
     /// Reads and drops what is left of a body (at most [`DRAIN_MAX`] bytes, within the body
@@ -522,6 +637,23 @@ impl Server {
                 }
             }
         }));
+    }
+}
+
+/// How long a check with no stored answer waits for another's call for the same entry.
+const FLIGHT_WAIT: Duration = Duration::from_secs(30);
+
+/// Whether `flight` lands within `limit` (polled: the core's flights block no thread here).
+async fn landed_within(flight: &Flight, limit: Duration) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        if flight.landed() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 

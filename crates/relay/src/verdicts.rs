@@ -115,6 +115,15 @@ impl Stored {
 }
 
 impl Flight {
+    /// Whether the flight has landed (a host that waits without blocking polls it).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn landed(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
     pub(crate) fn wait(&self) {
         let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
@@ -202,7 +211,12 @@ impl Relay {
                     return Routed::Answer(first_seen_refused(&pending, secs));
                 }
             }
+            // The breaker: no call while it is open.
+            let Some(ticket) = self.breaker.allow(now) else {
+                return Routed::Answer(crate::breaker_refused(&pending));
+            };
             if let Err(secs) = s.take(now, !first_seen) {
+                self.breaker.abandon(Some(ticket), now);
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
@@ -210,6 +224,7 @@ impl Relay {
                 );
                 return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
             }
+            pending.ticket = Some(ticket);
             return Routed::Ask(Box::new(pending));
         }
         let c = &pending.checked;
@@ -244,11 +259,22 @@ impl Relay {
         if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, false, entropy) {
             return Routed::Stored(f);
         }
-        // Polar is needed: one call per entry at once.
+        // Polar is needed, unless the breaker is open: then the stored answer at once (no
+        // wait for a call under way either), or the 502 of an unreachable Polar.
+        if self.breaker.is_open(now) {
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
+            }
+            return Routed::Answer(crate::breaker_refused(&pending));
+        }
+        // One call per entry at once.
         let leads = if may_wait {
             match s.lead(id, now.monotonic_ms) {
                 Ok(()) => true,
-                Err(flight) => return Routed::Wait(id, flight),
+                Err(flight) => {
+                    pending.stored = Some((id, prior));
+                    return Routed::Wait(id, flight, Box::new(pending));
+                }
             }
         } else {
             false
@@ -276,7 +302,17 @@ impl Relay {
             }
             return Routed::Answer(first_seen_refused(&pending, secs));
         }
+        let Some(ticket) = self.breaker.allow(now) else {
+            if leads {
+                s.land(&id);
+            }
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
+            }
+            return Routed::Answer(crate::breaker_refused(&pending));
+        };
         if let Err(secs) = s.take(now, false) {
+            self.breaker.abandon(Some(ticket), now);
             if leads {
                 s.land(&id);
             }
@@ -291,6 +327,7 @@ impl Relay {
         }
         pending.stored = Some((id, prior));
         pending.flight = leads.then_some(id);
+        pending.ticket = Some(ticket);
         Routed::Ask(Box::new(pending))
     }
 

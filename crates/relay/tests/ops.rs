@@ -396,7 +396,9 @@ fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
     assert_eq!(deliver(&relay, "msg_health_1", SECRET), 200);
     let h: Value = serde_json::from_str(&get(&health).1).expect("JSON");
     assert_eq!(h["status"], "ok", "{h}");
-    assert_eq!(h["webhooks"]["seconds_since_last"], 0);
+    // Whole seconds: 0, or 1 when a second turned between the two.
+    let since = h["webhooks"]["seconds_since_last"].as_i64();
+    assert!(matches!(since, Some(0 | 1)), "{h}");
 
     // Its one request slot held by a call Polar answers after 3 s: health still answers,
     // before that call ends.

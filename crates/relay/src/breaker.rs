@@ -1,0 +1,293 @@
+//! A breaker in front of Polar (issue #45): after [`BreakerOptions::failures`] calls in a row
+//! that failed (unreachable, timed out, a 5xx), the relay stops calling for
+//! [`BreakerOptions::open_for_ms`]; stored answers within their stale window are given at once
+//! and a request with none gets the 502 of an unreachable Polar (a client falls back to its
+//! cache, as for any 5xx), with no call. Then one call is let through (half-open): Polar's
+//! answer closes the breaker, a failure opens it again for as long.
+//!
+//! Sans-IO as the rest of the core: the time is the caller's [`Now`].
+
+use std::sync::Mutex;
+
+use polar_license::proto::HttpResponse;
+use polar_license::TransportError;
+
+use crate::Now;
+
+/// When the breaker opens, and for how long.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BreakerOptions {
+    /// Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before calls stop
+    /// (default 5; 0 turns the breaker off). A 429 is not a failure: the budget keeps its
+    /// `Retry-After`.
+    pub failures: u32,
+    /// How long calls stop once it opens, in ms (default 30,000); then one call is let through.
+    pub open_for_ms: u64,
+}
+
+impl Default for BreakerOptions {
+    fn default() -> Self {
+        BreakerOptions {
+            failures: 5,
+            open_for_ms: 30_000,
+        }
+    }
+}
+
+/// Where the breaker stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    /// Calls go on; the failures in a row so far.
+    Closed(u32),
+    /// No call until this monotonic ms.
+    Open(u64),
+    /// One call (the probe) let through at this monotonic ms; no other until it ends.
+    HalfOpen(u64),
+}
+
+/// The breaker's state as the operator reads it ([`crate::Relay::health`], the metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Reading {
+    /// `closed`, `open` or `half_open`.
+    pub(crate) state: &'static str,
+    /// Failures in a row while closed.
+    pub(crate) failures: u32,
+    /// Times it opened since the start.
+    pub(crate) opened: u64,
+}
+
+/// What [`Breaker::allow`] lets through.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ticket {
+    /// A call while closed.
+    Call,
+    /// The one call of a half-open breaker: its outcome closes or opens it.
+    Probe,
+}
+
+pub(crate) struct Breaker {
+    options: BreakerOptions,
+    state: Mutex<(State, u64)>,
+}
+
+impl Breaker {
+    pub(crate) fn new(options: BreakerOptions) -> Breaker {
+        Breaker {
+            options,
+            state: Mutex::new((State::Closed(0), 0)),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (State, u64)> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether a call to Polar may be made now: `None` while open (or while the half-open
+    /// probe is under way). An open breaker past its time lets one call through.
+    pub(crate) fn allow(&self, now: Now) -> Option<Ticket> {
+        if self.options.failures == 0 {
+            return Some(Ticket::Call);
+        }
+        let ms = now.monotonic_ms;
+        let mut guard = self.lock();
+        match guard.0 {
+            State::Closed(_) => Some(Ticket::Call),
+            State::Open(until) if ms < until => None,
+            // A probe that never reported (its host gave up) is replaced after as long.
+            State::HalfOpen(since) if ms.saturating_sub(since) < self.options.open_for_ms => None,
+            State::Open(_) | State::HalfOpen(_) => {
+                guard.0 = State::HalfOpen(ms);
+                log::info!("relay: the breaker lets one call to Polar through (half-open)");
+                Some(Ticket::Probe)
+            }
+        }
+    }
+
+    /// Whether calls are stopped now (open and not yet due a probe, or a probe under way),
+    /// without letting a probe through.
+    pub(crate) fn is_open(&self, now: Now) -> bool {
+        if self.options.failures == 0 {
+            return false;
+        }
+        let ms = now.monotonic_ms;
+        match self.lock().0 {
+            State::Closed(_) => false,
+            State::Open(until) => ms < until,
+            State::HalfOpen(since) => ms.saturating_sub(since) < self.options.open_for_ms,
+        }
+    }
+
+    /// Whether a call routed earlier with `ticket` may still go (the native server asks
+    /// again when the call gets its slot: calls queued before the breaker opened are not
+    /// made).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn still_allows(&self, ticket: Option<Ticket>) -> bool {
+        match ticket {
+            None | Some(Ticket::Probe) => true,
+            Some(Ticket::Call) => {
+                self.options.failures == 0 || matches!(self.lock().0, State::Closed(_))
+            }
+        }
+    }
+
+    /// A probe that was not made after all (the budget refused it): the next check may probe.
+    pub(crate) fn abandon(&self, ticket: Option<Ticket>, now: Now) {
+        if ticket == Some(Ticket::Probe) {
+            let mut guard = self.lock();
+            if matches!(guard.0, State::HalfOpen(_)) {
+                guard.0 = State::Open(now.monotonic_ms);
+            }
+        }
+    }
+
+    /// The outcome of a call to Polar. Any answer but a 5xx closes it (Polar answers); a
+    /// failure counts toward opening it, or opens a half-open one again.
+    pub(crate) fn record(
+        &self,
+        outcome: &Result<HttpResponse, TransportError>,
+        ticket: Option<Ticket>,
+        now: Now,
+    ) {
+        if self.options.failures == 0 {
+            return;
+        }
+        let failed = match outcome {
+            Err(_) => true,
+            Ok(r) => r.status >= 500,
+        };
+        let mut guard = self.lock();
+        let (state, opened) = &mut *guard;
+        let open_for = self.options.open_for_ms;
+        if !failed {
+            if !matches!(state, State::Closed(_)) {
+                log::info!("relay: the breaker closes: Polar answers again");
+            }
+            *state = State::Closed(0);
+            return;
+        }
+        match *state {
+            State::Closed(n) => {
+                let n = n.saturating_add(1);
+                if n >= self.options.failures {
+                    *state = State::Open(now.monotonic_ms.saturating_add(open_for));
+                    *opened = opened.saturating_add(1);
+                    log::warn!(
+                        "relay: the breaker opens: {n} calls to Polar in a row failed; no call \
+                         for {} s, stored answers given as stale",
+                        open_for / 1000
+                    );
+                } else {
+                    *state = State::Closed(n);
+                }
+            }
+            State::HalfOpen(_) if ticket == Some(Ticket::Probe) => {
+                *state = State::Open(now.monotonic_ms.saturating_add(open_for));
+                *opened = opened.saturating_add(1);
+                log::warn!(
+                    "relay: the breaker opens again: the probe call to Polar failed; no call \
+                     for {} s",
+                    open_for / 1000
+                );
+            }
+            // A call made before it opened, ending late: nothing new.
+            State::Open(_) | State::HalfOpen(_) => {}
+        }
+    }
+
+    pub(crate) fn reading(&self) -> Reading {
+        let (state, opened) = *self.lock();
+        let (state, failures) = match state {
+            State::Closed(n) => ("closed", n),
+            State::Open(_) => ("open", 0),
+            State::HalfOpen(_) => ("half_open", 0),
+        };
+        Reading {
+            state,
+            failures,
+            opened,
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use polar_license::TransportErrorKind;
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn timeout() -> Result<HttpResponse, TransportError> {
+        Err(TransportError::new(TransportErrorKind::Timeout, "slow"))
+    }
+
+    #[test]
+    fn it_opens_after_failures_in_a_row_and_closes_after_a_good_probe() {
+        let b = Breaker::new(BreakerOptions {
+            failures: 3,
+            open_for_ms: 1_000,
+        });
+        for ms in [0, 1] {
+            assert_eq!(b.allow(at(ms)), Some(Ticket::Call));
+            b.record(&timeout(), Some(Ticket::Call), at(ms));
+        }
+        // An answer in between starts the count again.
+        b.record(&Ok(HttpResponse::new(404, "")), Some(Ticket::Call), at(2));
+        for ms in [3, 4] {
+            b.record(&timeout(), Some(Ticket::Call), at(ms));
+        }
+        assert_eq!(b.reading().state, "closed");
+        b.record(&Ok(HttpResponse::new(503, "")), Some(Ticket::Call), at(5));
+        assert_eq!(b.reading().state, "open");
+        assert!(!b.still_allows(Some(Ticket::Call)));
+        assert_eq!(b.allow(at(1_004)), None);
+        // Past its time: one probe, no other call meanwhile.
+        assert_eq!(b.allow(at(1_005)), Some(Ticket::Probe));
+        assert_eq!(b.allow(at(1_006)), None);
+        // The probe fails: open again for as long.
+        b.record(&timeout(), Some(Ticket::Probe), at(1_100));
+        assert_eq!(b.allow(at(2_099)), None);
+        assert_eq!(b.allow(at(2_100)), Some(Ticket::Probe));
+        b.record(
+            &Ok(HttpResponse::new(200, "")),
+            Some(Ticket::Probe),
+            at(2_200),
+        );
+        assert_eq!(b.reading().state, "closed");
+        assert_eq!(b.reading().opened, 2);
+        assert_eq!(b.allow(at(2_201)), Some(Ticket::Call));
+    }
+
+    #[test]
+    fn a_probe_not_made_lets_the_next_check_probe() {
+        let b = Breaker::new(BreakerOptions {
+            failures: 1,
+            open_for_ms: 1_000,
+        });
+        b.record(&timeout(), Some(Ticket::Call), at(0));
+        let probe = b.allow(at(1_000));
+        assert_eq!(probe, Some(Ticket::Probe));
+        b.abandon(probe, at(1_000));
+        assert_eq!(b.allow(at(1_001)), Some(Ticket::Probe));
+    }
+
+    #[test]
+    fn zero_failures_turns_it_off() {
+        let b = Breaker::new(BreakerOptions {
+            failures: 0,
+            open_for_ms: 1_000,
+        });
+        for ms in 0..10 {
+            b.record(&timeout(), Some(Ticket::Call), at(ms));
+        }
+        assert_eq!(b.allow(at(10)), Some(Ticket::Call));
+    }
+}

@@ -1,0 +1,368 @@
+//! A slow or failing Polar (issue #45, item 3), over loopback HTTP: the relay's native server
+//! in front of the emulator with its `delay` and `status` faults. A stored answer never
+//! waits more than about a second for a slow Polar (stale-while-revalidate: the call goes on
+//! and its answer updates the store), webhooks and store hits never wait behind calls to
+//! Polar, and after failed calls in a row the breaker stops calling, answers from the store
+//! at once, and closes after a probe Polar answers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ct_codecs::{Base64, Decoder, Encoder};
+use hmac::{Hmac, Mac};
+use polar_license::lease::SigningKey;
+use polar_license::proto::Server;
+use polar_license::{AccessToken, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+};
+use polar_license_relay::store::{MemoryBackend, StoreOptions};
+use polar_license_relay::{
+    serve_with, BreakerOptions, Limits, Rate, Relay, RelayConfig, Running, ServeOptions,
+    StoreConfig,
+};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
+
+fn agent() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(Duration::from_secs(20)))
+        .build()
+        .into()
+}
+
+/// A validate's status, `polar-license-source`, `Age`, and how long it took.
+struct Answer {
+    status: u16,
+    source: String,
+    age: Option<i64>,
+    took: Duration,
+}
+
+fn validate(url: &str, key: &str) -> Answer {
+    let asked = Instant::now();
+    let resp = agent()
+        .post(&format!("{url}/v1/customer-portal/license-keys/validate"))
+        .header("content-type", "application/json")
+        .send(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string())
+        .expect("an answer");
+    let header = |name: &str| {
+        resp.headers()
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    Answer {
+        status: resp.status().as_u16(),
+        source: header("polar-license-source").unwrap_or_default(),
+        age: header("age").and_then(|a| a.parse().ok()),
+        took: asked.elapsed(),
+    }
+}
+
+fn get(url: &str) -> Value {
+    let mut resp = agent().get(url).call().expect("an answer");
+    serde_json::from_str(&resp.body_mut().read_to_string().expect("a body")).expect("JSON")
+}
+
+/// A webhook signed as Polar signs it (Standard Webhooks), its status and how long it took.
+fn deliver(url: &str, id: &str) -> (u16, Duration) {
+    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
+                      "data": {"id": "g", "customer_id": "c"}})
+    .to_string();
+    let ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("a clock")
+        .as_secs();
+    let encoded = SECRET.strip_prefix("whsec_").expect("whsec_");
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let asked = Instant::now();
+    let status = agent()
+        .post(&format!("{url}/v1/webhooks/polar"))
+        .header("content-type", "application/json")
+        .header("webhook-id", id)
+        .header("webhook-timestamp", &ts.to_string())
+        .header("webhook-signature", &format!("v1,{sig}"))
+        .send(body)
+        .expect("an answer")
+        .status()
+        .as_u16();
+    (status, asked.elapsed())
+}
+
+fn key(polar: &Emulator, name: &str) -> String {
+    let key = format!("SLOW-{name}-7C8D9E");
+    polar.add_key(SeedKey::new(&key)).expect("a key");
+    key
+}
+
+fn start(
+    polar: &Emulator,
+    options: StoreOptions,
+    breaker: BreakerOptions,
+    serve: ServeOptions,
+) -> Running {
+    start_with_timeout(polar, options, breaker, serve, Duration::from_secs(10))
+}
+
+/// [`start`] with the relay's timeout for each call to Polar.
+fn start_with_timeout(
+    polar: &Emulator,
+    options: StoreOptions,
+    breaker: BreakerOptions,
+    serve: ServeOptions,
+    timeout: Duration,
+) -> Running {
+    let signer = SigningKey::generate(Some("slow")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom(polar.url()),
+        AccessToken::new(DEMO_TOKEN),
+        signer,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    };
+    config.breaker = breaker;
+    config.store = Some(StoreConfig {
+        backend: Arc::new(MemoryBackend::new(1_000)),
+        options,
+        webhook_secret: Some(SECRET.into()),
+    });
+    let upstream = UreqTransport::new(Duration::from_secs(2), timeout, 1 << 20);
+    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
+    serve_with(Arc::new(relay), "127.0.0.1:0", serve).expect("it listens")
+}
+
+/// Polar answering every call after 5 s (the issue's 20 s, scaled down), eight stored keys
+/// past `fresh_for` asked at once (every one of the relay's eight slots for calls held), a signed
+/// webhook and a check of a fresh key half a second later: every stored key is answered
+/// `stale` (with its `Age`) at about a second, the webhook and the fresh check at once, and
+/// once the slow calls land the store holds Polar's new answers (asked again, they are
+/// answered from the store with no call). Before issue #45 the checks waited for Polar (5 s),
+/// and the webhook and the fresh check behind them, for a slot.
+#[test]
+fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 4;
+    let serve = ServeOptions::default();
+    let relay = start(&polar, options, BreakerOptions::default(), serve);
+    let url = relay.url();
+    let keys: Vec<String> = (0..8).map(|i| key(&polar, &format!("K{i}"))).collect();
+    for k in &keys {
+        let a = validate(&url, k);
+        assert_eq!((a.status, a.source.as_str()), (200, "polar"));
+    }
+    // Past `fresh_for` (whole seconds: 4.1 s is at least 4 of them).
+    std::thread::sleep(Duration::from_millis(4_100));
+    let fresh = key(&polar, "FRESH");
+    assert_eq!(validate(&url, &fresh).status, 200);
+    let calls_before = polar.request_count();
+
+    polar.set_fault(Some(Fault::Delay { ms: 5_000 }));
+    let slow_from = Instant::now();
+    let checks: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let (url, k) = (url.clone(), k.clone());
+            std::thread::spawn(move || validate(&url, &k))
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    let (webhook, webhook_took) = deliver(&url, "msg_slow_1");
+    let store_hit = validate(&url, &fresh);
+    let answers: Vec<Answer> = checks
+        .into_iter()
+        .map(|t| t.join().expect("a check"))
+        .collect();
+
+    assert_eq!(webhook, 200);
+    assert!(
+        webhook_took < Duration::from_secs(2),
+        "the webhook took {webhook_took:?}"
+    );
+    assert_eq!(
+        (store_hit.status, store_hit.source.as_str()),
+        (200, "store")
+    );
+    assert!(
+        store_hit.took < Duration::from_secs(2),
+        "a store hit took {:?}",
+        store_hit.took
+    );
+    for (i, a) in answers.iter().enumerate() {
+        assert_eq!((a.status, a.source.as_str()), (200, "stale"), "key {i}");
+        assert!(
+            a.age.is_some_and(|age| age >= 4),
+            "key {i}: Age {:?}",
+            a.age
+        );
+        assert!(
+            a.took < Duration::from_millis(2_500),
+            "key {i} answered after {:?}",
+            a.took
+        );
+    }
+    let slowest = answers.iter().map(|a| a.took).max().unwrap_or_default();
+    eprintln!(
+        "slowest stale answer {slowest:?}, webhook {webhook_took:?}, store hit {:?}",
+        store_hit.took
+    );
+
+    // The eight calls went on; once they land (5 s), the store holds Polar's answers of
+    // then: fresh, answered with no call.
+    assert!(
+        slow_from.elapsed() < Duration::from_secs(5),
+        "the calls ended already"
+    );
+    let landed = slow_from + Duration::from_millis(6_500);
+    std::thread::sleep(landed.saturating_duration_since(Instant::now()));
+    polar.set_fault(None);
+    assert_eq!(polar.request_count(), calls_before + 8, "one call per key");
+    for (i, k) in keys.iter().enumerate() {
+        let a = validate(&url, k);
+        assert_eq!((a.status, a.source.as_str()), (200, "store"), "key {i}");
+        assert!(a.age.is_some_and(|age| age < 4), "key {i}: Age {:?}", a.age);
+    }
+    assert_eq!(polar.request_count(), calls_before + 8, "no call: fresh");
+    relay.stop();
+}
+
+/// Polar failing (503) on three calls in a row opens the breaker (3 failures, 1.5 s): a
+/// stored key is then answered `stale` and an unknown one 502 (a client's `server_error`,
+/// which falls back to its cache), at once and with no call; `/healthz` and the metrics say
+/// `open`. Past its time one probe goes to Polar, and Polar's answer closes it.
+#[test]
+fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    let mut serve = ServeOptions::default();
+    serve.metrics_addr = Some("127.0.0.1:0".into());
+    let breaker = BreakerOptions {
+        failures: 3,
+        open_for_ms: 1_500,
+    };
+    let relay = start(&polar, options, breaker, serve);
+    let url = relay.url();
+    let health = format!("{url}/healthz");
+    let metrics = relay.metrics_url().expect("a metrics listener");
+    let stored = key(&polar, "STORED");
+    assert_eq!(validate(&url, &stored).status, 200);
+    std::thread::sleep(Duration::from_millis(1_100));
+    assert_eq!(get(&health)["breaker"]["state"], "closed");
+
+    polar.set_fault(Some(Fault::Status {
+        status: 503,
+        body: "{\"detail\":\"unavailable\"}".into(),
+    }));
+    let before = polar.request_count();
+    for i in 0..3 {
+        // Each asks Polar (503) and is answered from the store.
+        let a = validate(&url, &stored);
+        assert_eq!((a.status, a.source.as_str()), (200, "stale"), "try {i}");
+    }
+    assert_eq!(polar.request_count(), before + 3);
+    let h = get(&health);
+    assert_eq!(h["breaker"]["state"], "open", "{h}");
+    assert_eq!(h["breaker"]["opened"], 1, "{h}");
+    let text = agent()
+        .get(&metrics)
+        .call()
+        .expect("a scrape")
+        .into_body()
+        .read_to_string()
+        .expect("text");
+    assert!(
+        text.lines()
+            .any(|l| l == "polar_license_relay_breaker_open 1"),
+        "{text}"
+    );
+
+    // Open: no call; the stored answer, or 502, at once.
+    let a = validate(&url, &stored);
+    assert_eq!((a.status, a.source.as_str()), (200, "stale"));
+    assert!(a.took < Duration::from_secs(1), "{:?}", a.took);
+    let unknown = key(&polar, "UNKNOWN");
+    let a = validate(&url, &unknown);
+    assert_eq!(a.status, 502);
+    assert_eq!(polar.request_count(), before + 3, "no call while open");
+
+    // Polar is back; past 1.5 s one probe asks, and its answer closes the breaker.
+    polar.set_fault(None);
+    std::thread::sleep(Duration::from_millis(1_600));
+    let a = validate(&url, &stored);
+    assert_eq!((a.status, a.source.as_str()), (200, "polar"));
+    assert_eq!(polar.request_count(), before + 4);
+    assert_eq!(get(&health)["breaker"]["state"], "closed");
+    let a = validate(&url, &unknown);
+    assert_eq!((a.status, a.source.as_str()), (200, "polar"));
+    relay.stop();
+}
+
+/// Polar answering after 3 s, the relay's calls timing out after 1 s, two slots for calls and
+/// a breaker of 2 failures: six stored keys past `fresh_for` asked at once are each answered
+/// `stale` at about a second; the first two calls time out and open the breaker, and the
+/// calls queued behind them are not made (at most one starts between the two failures);
+/// then a stored key is answered at once.
+#[test]
+fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 1;
+    let mut serve = ServeOptions::default();
+    serve.concurrent_requests = 2;
+    let breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 60_000,
+    };
+    let relay = start_with_timeout(&polar, options, breaker, serve, Duration::from_secs(1));
+    let url = relay.url();
+    let keys: Vec<String> = (0..6).map(|i| key(&polar, &format!("T{i}"))).collect();
+    for k in &keys {
+        assert_eq!(validate(&url, k).status, 200);
+    }
+    std::thread::sleep(Duration::from_millis(1_100));
+    let before = polar.request_count();
+    polar.set_fault(Some(Fault::Delay { ms: 3_000 }));
+    let checks: Vec<_> = keys
+        .iter()
+        .map(|k| {
+            let (url, k) = (url.clone(), k.clone());
+            std::thread::spawn(move || validate(&url, &k))
+        })
+        .collect();
+    for (i, t) in checks.into_iter().enumerate() {
+        let a = t.join().expect("a check");
+        assert_eq!((a.status, a.source.as_str()), (200, "stale"), "key {i}");
+        assert!(
+            a.took < Duration::from_millis(2_500),
+            "key {i}: {:?}",
+            a.took
+        );
+    }
+    // The two calls made time out (1 s) and open the breaker; the calls queued are dropped
+    // (one may start between the first failure and the second, when the breaker has counted
+    // only one: at most three calls).
+    std::thread::sleep(Duration::from_millis(2_000));
+    assert_eq!(get(&format!("{url}/healthz"))["breaker"]["state"], "open");
+    let made = polar.request_count() - before;
+    assert!((2..=3).contains(&made), "{made} calls made, not 2 or 3");
+    // Open: the stored answer at once, no call.
+    let a = validate(&url, &keys[5]);
+    assert_eq!((a.status, a.source.as_str()), (200, "stale"));
+    assert!(a.took < Duration::from_secs(1), "{:?}", a.took);
+    assert_eq!(polar.request_count() - before, made);
+    polar.set_fault(None);
+    relay.stop();
+}

@@ -65,10 +65,11 @@ enum Next {
 #[derive(Debug)]
 enum Purpose {
     /// A cached answer (phase 1): given once all are stored; on a failure, Polar is asked
-    /// (when `may_ask`) or the answer given with the error.
+    /// with `ask` (when a 429 block does not forbid it: its request is encoded only then, a
+    /// cached answer never encodes one) or the answer given with the error.
     Cached {
         outcome: CheckOutcome,
-        may_ask: bool,
+        ask: Option<Box<ValidateRequest>>,
         clock_only: bool,
         written: Stored,
     },
@@ -383,15 +384,11 @@ impl Check {
                     return self.answer(outcome);
                 }
                 let writes = session::cached_writes(&opened, *write, clock_only, slot);
-                if may_ask {
-                    // Built now, while the request is at hand: asked only if a write fails.
-                    self.asking = session::asking(ctx.api, &req, self.now);
-                }
                 State::Write(
                     writes.into(),
                     Purpose::Cached {
                         outcome,
-                        may_ask,
+                        ask: may_ask.then(|| Box::new(req)),
                         clock_only,
                         written: stored,
                     },
@@ -424,7 +421,7 @@ impl Check {
             (
                 Purpose::Cached {
                     outcome,
-                    may_ask,
+                    ask,
                     clock_only,
                     mut written,
                 },
@@ -447,11 +444,11 @@ impl Check {
                     // An answer that cannot be counted is not given as fresh: Polar is asked,
                     // and the cache still answers within the grace if it cannot be.
                     Err(e) => {
-                        if may_ask && self.asking.is_some() {
+                        self.asking = ask.and_then(|req| session::asking(ctx.api, &req, self.now));
+                        if self.asking.is_some() {
                             self.cache_error = Some(e);
                             return State::Unlock(Next::Mark);
                         }
-                        self.asking = None;
                         self.report = Some(CheckReport {
                             cache_error: Some(e),
                             ..CheckReport::of(outcome)
@@ -464,7 +461,7 @@ impl Check {
                         writes,
                         Purpose::Cached {
                             outcome,
-                            may_ask,
+                            ask,
                             clock_only,
                             written,
                         },

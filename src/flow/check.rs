@@ -178,47 +178,6 @@ impl Check {
         check
     }
 
-    /// A check of an explicit validate request (its key, or `invalid_input` when it has none).
-    pub fn of_request(
-        ctx: &Ctx<'_>,
-        req: &ValidateRequest,
-        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
-        now: i64,
-        at_ms: u64,
-    ) -> Check {
-        match req.key.clone() {
-            Some(key) => {
-                let slot = slot(&key);
-                Check::new(ctx, key, Some(req.clone()), slot, now, at_ms)
-            }
-            None => Check::answered(
-                Key::from(String::new()),
-                CheckReport::of(CheckOutcome::Unverified(Error::invalid(
-                    "key",
-                    "is required",
-                ))),
-            ),
-        }
-    }
-
-    fn answered(key: Key, report: CheckReport) -> Check {
-        Check {
-            key,
-            explicit: None,
-            slot: None,
-            now: 0,
-            at_ms: 0,
-            opened: None,
-            asking: None,
-            online: None,
-            relayed: None,
-            lease: None,
-            cache_error: None,
-            report: Some(report),
-            state: State::Done,
-        }
-    }
-
     /// The key checked.
     pub fn key(&self) -> &Key {
         &self.key
@@ -643,6 +602,8 @@ impl Check {
         };
         let (online, _) = hold(ctx, online, token, &granted, self.now);
         let relayed = relayed_verdict(relayed, &online);
+        // Kept for the shell's log line ([`Check::online`]): this path is rare.
+        self.online = Some(Box::new(online.clone()));
         let cache_error = self.cache_error.take().unwrap_or_else(|| Error::Cache {
             detail: "the cache could not be used".to_string(),
         });
@@ -652,7 +613,6 @@ impl Check {
             cache_error: Some(cache_error),
             relayed,
         });
-        self.online = None;
     }
 }
 

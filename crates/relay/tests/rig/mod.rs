@@ -7,6 +7,8 @@
 //! Not every suite uses every helper.
 #![allow(dead_code)]
 
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -334,4 +336,48 @@ pub fn wait_until(limit: Duration, every: Duration, mut done: impl FnMut() -> bo
         }
         std::thread::sleep(every);
     }
+}
+
+// ---- Calls from other loopback addresses -----------------------------------------------------
+
+/// One `POST` of `body` to `path` on a connection of its own from `from` (a 127.0.0.N address:
+/// Linux routes all of 127/8 to lo) to `to`, its socket bound on `runtime`: the status and
+/// `polar-license-source`, or `None` where the connection or the answer failed.
+pub fn post_from(
+    runtime: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> Option<(u16, Option<String>)> {
+    let body = body.to_string();
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
+    let stream = runtime.block_on(socket.connect(to)).ok()?;
+    let mut stream = {
+        let _entered = runtime.enter();
+        stream.into_std().ok()?
+    };
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    let source = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case(SOURCE_HEADER)
+            .then(|| value.trim().to_string())
+    });
+    Some((status, source))
 }

@@ -252,6 +252,12 @@ pub fn signed(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, Strin
     let encoded = secret.strip_prefix("whsec_").expect("whsec_");
     let mut buf = vec![0u8; encoded.len()];
     let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    signed_with_key(key, id, ts, body)
+}
+
+/// The headers of a delivery of `body` signed with the HMAC key `key` itself (a secret's
+/// bytes, as Polar's UTF-8 form of a secret is used).
+pub fn signed_with_key(key: &[u8], id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
     mac.update(format!("{id}.{ts}.{body}").as_bytes());
     let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");

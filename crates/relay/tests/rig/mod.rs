@@ -127,11 +127,13 @@ pub fn unlimited() -> Limits {
 /// key named `kid`, with the default limits and no store.
 pub fn config(polar_url: String, kid: &str) -> RelayConfig {
     let signer = SigningKey::generate(Some(kid)).expect("a key");
-    RelayConfig::new(
-        Server::Custom(polar_url),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    )
+    config_with(polar_url, DEMO_TOKEN, signer)
+}
+
+/// The relay's configuration for Polar at `polar_url` with `token`, signing with `signer`,
+/// with the default limits and no store.
+pub fn config_with(polar_url: String, token: &str, signer: SigningKey) -> RelayConfig {
+    RelayConfig::new(Server::Custom(polar_url), AccessToken::new(token), signer)
 }
 
 /// A store over `backend` with `options`, verifying webhooks with `secret`.

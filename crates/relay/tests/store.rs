@@ -565,11 +565,7 @@ fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
             other => panic!("expected a call to Polar: {other:?}"),
         };
         let revoke = event("benefit_grant.revoked", lid, &rfc3339(later));
-        let hook = request(
-            "/v1/webhooks/polar",
-            &signed(SECRET, "evt-race", later, &revoke),
-            &revoke,
-        );
+        let hook = hook("evt-race", later, &revoke);
         assert_eq!(relay.handle(&hook, at(later)).status, 200);
         let answer = relay.finish(pending, failure, at(later)).into_response();
         assert_eq!(
@@ -637,7 +633,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
     let license: Value = serde_json::from_slice(&first.body).expect("JSON");
     let customer = license["customer_id"].as_str().expect("customer_id");
     let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        let hook = hook(id, when, body);
         relay.handle(&hook, at(when)).status
     };
     let discord = json!({
@@ -709,11 +705,7 @@ fn a_late_revocation_refuses_for_the_whole_window_from_its_arrival() {
     // Revoked in Polar 50 s before the delivery reaches the relay.
     let arrival = t0 + 100;
     let revoke = event("benefit_grant.revoked", lid, &rfc3339(arrival - 50));
-    let hook = request(
-        "/v1/webhooks/polar",
-        &signed(SECRET, "evt-late", arrival, &revoke),
-        &revoke,
-    );
+    let hook = hook("evt-late", arrival, &revoke);
     assert_eq!(relay.handle(&hook, at(arrival)).status, 200);
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(arrival + 20));
@@ -809,6 +801,11 @@ fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
 // ---- Events out of order (Polar delivers at least once, in any order, to a relay that was
 // down): a revocation yields only to a newer event about its own key ------------------------
 
+/// A delivery signed with [`SECRET`], as the core receives it.
+fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
+    rig::hook(SECRET, id, ts, body)
+}
+
 /// A customer-level event: a purchase event, or a license-key grant that names no key.
 fn customer_event(kind: &str, customer: &str, modified_at: i64) -> String {
     let data = if kind.starts_with("benefit_grant.") {
@@ -847,11 +844,7 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
     assert_eq!(other_customer, customer);
     let arrival = t0 + 30;
     let deliver_core = |id: &str, body: &str| {
-        let hook = request(
-            "/v1/webhooks/polar",
-            &signed(SECRET, id, arrival, body),
-            body,
-        );
+        let hook = hook(id, arrival, body);
         relay.handle(&hook, at(arrival)).status
     };
     for (id, body) in [
@@ -907,7 +900,7 @@ fn a_revocation_older_than_its_keys_regrant_only_makes_it_asked_again() {
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, _) = ids_of(&first);
     let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        let hook = hook(id, when, body);
         relay.handle(&hook, at(when)).status
     };
     let regrant = event("benefit_grant.updated", &lid, &rfc3339(t0 + 20));
@@ -941,7 +934,7 @@ fn an_older_event_never_undoes_a_newer_revocation() {
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, customer) = ids_of(&first);
     let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
+        let hook = hook(id, when, body);
         relay.handle(&hook, at(when)).status
     };
     let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 20));
@@ -1489,11 +1482,7 @@ fn an_entry_marked_stale_has_a_shorter_stale_window() {
     assert_eq!(first.status, 200);
     let (_, customer) = ids_of(&first);
     let update = customer_event("subscription.updated", &customer, t0);
-    let hook = request(
-        "/v1/webhooks/polar",
-        &signed(SECRET, "evt-marked", t0, &update),
-        &update,
-    );
+    let hook = hook("evt-marked", t0, &update);
     assert_eq!(relay.handle(&hook, at(t0)).status, 200);
     let failing = |t: i64| {
         let pending = match relay.begin(&validate_request(&k), at(t)) {

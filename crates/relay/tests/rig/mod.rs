@@ -301,6 +301,11 @@ pub fn validate_request(key: &str) -> RelayRequest {
     )
 }
 
+/// A delivery of `body` signed with `secret` at `ts` (id `id`), as the core receives it.
+pub fn hook(secret: &str, id: &str, ts: i64, body: &str) -> RelayRequest {
+    request(WEBHOOK, &signed(secret, id, ts, body), body)
+}
+
 /// A license key's body, as the relay passed it on: its `id` and `customer_id`.
 pub fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
     let license: Value = serde_json::from_slice(&answer.body).expect("JSON");

@@ -20,7 +20,7 @@ use polar_license_relay::store::{
 };
 use polar_license_relay::{Relay, RelayRequest, Step};
 use polar_license_testkit::ScratchDir;
-use rig::{at, ids_of, now, request, rfc3339, validate_request, webhook_emulator as emulator};
+use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator};
 use serde_json::json;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -141,7 +141,7 @@ fn relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
 
 /// A signed delivery of `body`, as the relay's core receives it.
 fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
-    request(rig::WEBHOOK, &rig::signed(SECRET, id, ts, body), body)
+    rig::hook(SECRET, id, ts, body)
 }
 
 fn revocation(license_key_id: &str, customer: &str, at: i64) -> String {

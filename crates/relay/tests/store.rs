@@ -632,10 +632,6 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
     assert_eq!(first.status, 200);
     let license: Value = serde_json::from_slice(&first.body).expect("JSON");
     let customer = license["customer_id"].as_str().expect("customer_id");
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = hook(id, when, body);
-        relay.handle(&hook, at(when)).status
-    };
     let discord = json!({
         "type": "benefit_grant.revoked",
         "timestamp": rfc3339(t0 + 1),
@@ -644,7 +640,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
                  "properties": {"guild_id": "g"}}
     })
     .to_string();
-    assert_eq!(deliver_core("evt-discord", &discord, t0 + 1), 200);
+    assert_eq!(deliver_core(&relay, "evt-discord", &discord, t0 + 1), 200);
     polar.reset_request_count();
     let still = relay.handle(&validate_request(&k), at(t0 + 2));
     assert_eq!(
@@ -670,7 +666,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
     {
         let when = t0 + 3 + n as i64;
         assert_eq!(
-            deliver_core(&format!("evt-c{n}"), &body.to_string(), when),
+            deliver_core(&relay, &format!("evt-c{n}"), &body.to_string(), when),
             200
         );
         polar.set_fault(Some(Fault::Status {
@@ -806,6 +802,11 @@ fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
     rig::hook(SECRET, id, ts, body)
 }
 
+/// [`hook`] handled by `relay` at `when`: its status.
+fn deliver_core(relay: &Relay, id: &str, body: &str, when: i64) -> u16 {
+    relay.handle(&hook(id, when, body), at(when)).status
+}
+
 /// A customer-level event: a purchase event, or a license-key grant that names no key.
 fn customer_event(kind: &str, customer: &str, modified_at: i64) -> String {
     let data = if kind.starts_with("benefit_grant.") {
@@ -843,10 +844,6 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
     let (other_lid, other_customer) = ids_of(&second);
     assert_eq!(other_customer, customer);
     let arrival = t0 + 30;
-    let deliver_core = |id: &str, body: &str| {
-        let hook = hook(id, arrival, body);
-        relay.handle(&hook, at(arrival)).status
-    };
     for (id, body) in [
         (
             "evt-sub",
@@ -865,7 +862,7 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
             event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10)),
         ),
     ] {
-        assert_eq!(deliver_core(id, &body), 200, "{id}");
+        assert_eq!(deliver_core(&relay, id, &body, arrival), 200, "{id}");
     }
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(arrival + 1));
@@ -899,19 +896,15 @@ fn a_revocation_older_than_its_keys_regrant_only_makes_it_asked_again() {
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, _) = ids_of(&first);
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = hook(id, when, body);
-        relay.handle(&hook, at(when)).status
-    };
     let regrant = event("benefit_grant.updated", &lid, &rfc3339(t0 + 20));
-    assert_eq!(deliver_core("evt-regrant", &regrant, t0 + 30), 200);
+    assert_eq!(deliver_core(&relay, "evt-regrant", &regrant, t0 + 30), 200);
     let asked = relay.handle(&validate_request(&k), at(t0 + 31));
     assert_eq!(
         (asked.status, asked.header(SOURCE_HEADER)),
         (200, Some("polar"))
     );
     let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10));
-    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 32), 200);
+    assert_eq!(deliver_core(&relay, "evt-revoke", &revoke, t0 + 32), 200);
     polar.reset_request_count();
     let again = relay.handle(&validate_request(&k), at(t0 + 33));
     assert_eq!(
@@ -933,12 +926,8 @@ fn an_older_event_never_undoes_a_newer_revocation() {
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, customer) = ids_of(&first);
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = hook(id, when, body);
-        relay.handle(&hook, at(when)).status
-    };
     let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 20));
-    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 30), 200);
+    assert_eq!(deliver_core(&relay, "evt-revoke", &revoke, t0 + 30), 200);
     for (id, body) in [
         (
             "evt-created",
@@ -953,7 +942,7 @@ fn an_older_event_never_undoes_a_newer_revocation() {
             customer_event("subscription.active", &customer, t0 + 12),
         ),
     ] {
-        assert_eq!(deliver_core(id, &body, t0 + 31), 200, "{id}");
+        assert_eq!(deliver_core(&relay, id, &body, t0 + 31), 200, "{id}");
     }
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(t0 + 32));

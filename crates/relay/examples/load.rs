@@ -13,11 +13,13 @@
 //! Run: `cargo run --release -p polar-license-relay --example load [SECONDS] [THREADS]`
 //! (defaults 5 and 4).
 
-use polar_license::lease::{SigningKey, LEASE_HEADER};
-use polar_license::{AccessToken, Server, UreqTransport};
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_relay::{Limits, Rate, Relay, RelayConfig};
-use std::sync::Arc;
+// The relay's tests' rig: the relay started as they start it.
+#[path = "../tests/rig/mod.rs"]
+mod rig;
+
+use polar_license::lease::LEASE_HEADER;
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_relay::ServeOptions;
 use std::time::{Duration, Instant};
 
 /// Sends validates to `base` from `threads` threads for `secs`; returns (grants, leases, 429s).
@@ -85,20 +87,10 @@ fn run(label: &str, token_budget: Option<u32>, threads: usize, secs: u64) {
     };
     let polar = Emulator::start(Seed::demo(), options).expect("the emulator starts");
     let (limit, window) = polar.token_budget();
-    let signer = SigningKey::generate(Some("load")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    let relay = polar_license_relay::serve(Arc::new(relay), "127.0.0.1:0").expect("it listens");
+    let mut config = rig::config(polar.url(), "load");
+    config.limits = rig::unlimited();
+    let upstream = rig::upstream(Duration::from_secs(5));
+    let relay = rig::listen(rig::relay(config, upstream), ServeOptions::default());
 
     let (direct, _, _) = hammer(&polar.url(), threads, secs);
     let (relayed, leases, refused) = hammer(&relay.url(), threads, secs);

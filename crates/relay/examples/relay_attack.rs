@@ -19,21 +19,24 @@
 //! [SLOW_SECONDS]` for the slow Polar only. It prints markdown tables. Linux: every 127/8
 //! address is on lo.
 
-use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use polar_license::lease::SigningKey;
-use polar_license::proto::{HttpRequest, HttpResponse, Server};
-use polar_license::{AccessToken, Transport, TransportError, UreqTransport};
+use polar_license::proto::{HttpRequest, HttpResponse};
+use polar_license::{Transport, TransportError, UreqTransport};
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
 };
-use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{Relay, RelayConfig, Running, StoreConfig, SOURCE_HEADER};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{ServeOptions, SOURCE_HEADER};
 use serde_json::json;
+
+// The relay's tests' rig: the relay, Polar's webhook endpoint, posts from other loopback
+// addresses and signed webhooks as the tests make them.
+#[path = "../tests/rig/mod.rs"]
+mod rig;
 
 /// Known customers (each checked once before the load, so the store holds them).
 const KNOWN: usize = 120;
@@ -54,7 +57,7 @@ impl Transport for Counting {
     }
 }
 
-/// One `POST` on a connection of its own from `from`: its status and source.
+/// One validate or activate (`op`) on a connection of its own from `from` to `to`.
 fn post_from(
     rt: &tokio::runtime::Runtime,
     from: Ipv4Addr,
@@ -62,36 +65,7 @@ fn post_from(
     op: &str,
     body: &serde_json::Value,
 ) -> Option<(u16, Option<String>)> {
-    let body = body.to_string();
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
-    let stream = rt.block_on(socket.connect(to)).ok()?;
-    let mut stream = {
-        let _entered = rt.enter();
-        stream.into_std().ok()?
-    };
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let request = format!(
-        "POST /v1/customer-portal/license-keys/{op} HTTP/1.1\r\nhost: {to}\r\n\
-         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let head = text.split("\r\n\r\n").next()?;
-    let source = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case(SOURCE_HEADER)
-            .then(|| value.trim().to_string())
-    });
-    Some((status, source))
+    rig::post_from(rt, from, to, &format!("{}{op}", rig::PUBLIC), body)
 }
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -99,15 +73,6 @@ fn runtime() -> tokio::runtime::Runtime {
         .enable_io()
         .build()
         .expect("a runtime")
-}
-
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
 }
 
 fn known_key(i: usize) -> String {
@@ -168,22 +133,14 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
         ..Options::default()
     };
     let polar = Arc::new(Emulator::start(seed, options).expect("emulator"));
-    let a = agent();
-    let mut created = a
-        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(
-            json!({"url": "http://127.0.0.1:9/none", "format": "raw",
-                   "events": ["benefit_grant.created", "benefit_grant.updated",
-                              "benefit_grant.revoked"]})
-            .to_string(),
-        )
-        .expect("an endpoint");
-    let endpoint: serde_json::Value =
-        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("json");
-    let secret = endpoint["secret"].as_str().expect("secret").to_string();
-    let endpoint_id = endpoint["id"].as_str().expect("id").to_string();
+    let (endpoint_id, secret) = rig::endpoint(
+        &polar,
+        &[
+            "benefit_grant.created",
+            "benefit_grant.updated",
+            "benefit_grant.revoked",
+        ],
+    );
 
     let mut store = StoreOptions::default();
     let scaled = |s: u64| ((s as f64 * scale).round() as u64).max(1);
@@ -196,38 +153,17 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     store.roster = roster;
     store.first_seen_share = 10;
     let polar_429 = Arc::new(AtomicU64::new(0));
-    let signer = SigningKey::generate(Some("attack")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
     // The default limits: 5 a second per address (bursts of 10), 3 per key.
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(1_000_000)),
-        options: store,
-        webhook_secret: Some(secret),
-    });
+    let mut config = rig::config(polar.url(), "attack");
+    config.store = rig::store(rig::memory(1_000_000), store, Some(secret));
     let upstream = Counting {
-        inner: UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20),
+        inner: rig::upstream(Duration::from_secs(5)),
         polar_429: Arc::clone(&polar_429),
     };
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    let mut serve = polar_license_relay::ServeOptions::default();
+    let mut serve = ServeOptions::default();
     serve.concurrent_requests = 16;
-    let relay: Running =
-        polar_license_relay::serve_with(Arc::new(relay), "127.0.0.1:0", serve).expect("listens");
-    let status = a
-        .patch(&format!(
-            "{}/v1/webhooks/endpoints/{endpoint_id}",
-            polar.url()
-        ))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(json!({"url": format!("{}/v1/webhooks/polar", relay.url())}).to_string())
-        .expect("pointed")
-        .status();
-    assert_eq!(status.as_u16(), 200);
+    let relay = rig::listen(rig::relay(config, upstream), serve);
+    rig::point_endpoint_at(&polar, &endpoint_id, &relay);
     let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
 
     // Warm-up: every known customer checked once (their grants stored), within the budget.
@@ -409,42 +345,22 @@ const SLOW_KEYS: usize = 40;
 
 /// A signed webhook (Standard Webhooks, as Polar signs): its status and how long it took.
 fn slow_webhook(url: &str, id: &str) -> (u16, Duration) {
-    use ct_codecs::{Base64, Decoder, Encoder};
-    use hmac::{Hmac, Mac};
-    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
-                      "data": {"id": "g", "customer_id": "c"}})
-    .to_string();
-    let ts = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0);
-    let encoded = SLOW_SECRET.strip_prefix("whsec_").expect("whsec_");
-    let mut buf = vec![0u8; encoded.len()];
-    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let body = rig::grant_updated();
+    let headers = rig::signed(SLOW_SECRET, id, rig::now(), &body);
     let asked = Instant::now();
-    let status = patient()
-        .post(&format!("{url}/v1/webhooks/polar"))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header("webhook-signature", &format!("v1,{sig}"))
-        .send(body)
-        .map(|r| r.status().as_u16())
-        .unwrap_or(0);
+    let mut req = patient()
+        .post(&format!("{url}{}", rig::WEBHOOK))
+        .header("content-type", "application/json");
+    for (k, v) in &headers {
+        req = req.header(k, v);
+    }
+    let status = req.send(body).map(|r| r.status().as_u16()).unwrap_or(0);
     (status, asked.elapsed())
 }
 
 /// A client that gives up after 15 s, as in the issue's try.
 fn patient() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(15)))
-        .build()
-        .into()
+    rig::agent(Duration::from_secs(15))
 }
 
 /// A check: `None` when the client gave up, else its status, source and time.
@@ -485,31 +401,12 @@ fn slow(seconds: f64) -> Vec<String> {
     let polar = Arc::new(Emulator::start(seed, Options::default()).expect("emulator"));
     let mut store = StoreOptions::default();
     store.fresh_for = 2;
-    let signer = SigningKey::generate(Some("slow")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = polar_license_relay::Limits {
-        per_ip: polar_license_relay::Rate::new(0, 0),
-        per_key: polar_license_relay::Rate::new(0, 0),
-        ..polar_license_relay::Limits::default()
-    };
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(10_000)),
-        options: store,
-        webhook_secret: Some(SLOW_SECRET.into()),
-    });
+    let mut config = rig::config(polar.url(), "slow");
+    config.limits = rig::unlimited();
+    config.store = rig::store(rig::memory(10_000), store, Some(SLOW_SECRET.into()));
     // The relay's defaults: 10 s for each call, 8 calls at once, the breaker's 5 and 30 s.
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    let relay = polar_license_relay::serve_with(
-        Arc::new(relay),
-        "127.0.0.1:0",
-        polar_license_relay::ServeOptions::default(),
-    )
-    .expect("listens");
+    let upstream = rig::upstream(Duration::from_secs(10));
+    let relay = rig::listen(rig::relay(config, upstream), ServeOptions::default());
     let url = relay.url();
     for i in 0..SLOW_KEYS {
         assert_eq!(slow_check(&url, i).0.map(|a| a.0), Some(200), "warm-up");

@@ -14,15 +14,16 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use polar_license::lease::SigningKey;
-use polar_license::proto::Server;
-use polar_license::{AccessToken, UreqTransport};
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
     DEMO_TOKEN,
 };
 use polar_license_relay::store::{Backend, RedbBackend, StoreOptions};
-use polar_license_relay::{Limits, Rate, Relay, RelayConfig, Running, StoreConfig};
+use polar_license_relay::{Running, ServeOptions};
+
+// The relay's tests' rig: the relay and Polar's webhook endpoint set up as they do it.
+#[path = "../tests/rig/mod.rs"]
+mod rig;
 
 /// Polar's production budget, calls per (scaled) minute.
 const BUDGET: u32 = 500;
@@ -32,12 +33,7 @@ const LOAD: f64 = 24.0;
 const THREADS: usize = 8;
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    rig::agent(Duration::from_secs(10))
 }
 
 /// xorshift64*: the same keys and order in both runs.
@@ -119,27 +115,16 @@ fn start_relay(
     polar: &Emulator,
     store: Option<(Arc<dyn Backend>, StoreOptions, String)>,
 ) -> Running {
-    let signer = SigningKey::generate(Some("bench")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    config.store = store.map(|(backend, options, secret)| StoreConfig {
-        backend,
-        options,
-        webhook_secret: Some(secret),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    let mut options = polar_license_relay::ServeOptions::default();
+    let mut config = rig::config(polar.url(), "bench");
+    config.limits = rig::unlimited();
+    config.store =
+        store.and_then(|(backend, options, secret)| rig::store(backend, options, Some(secret)));
+    let mut options = ServeOptions::default();
     options.concurrent_requests = 16;
-    polar_license_relay::serve_with(Arc::new(relay), "127.0.0.1:0", options).expect("listens")
+    rig::listen(
+        rig::relay(config, rig::upstream(Duration::from_secs(5))),
+        options,
+    )
 }
 
 fn run(mode: &Mode, scale: f64, minutes: f64, keys: usize, dir: &std::path::Path) -> Vec<String> {
@@ -173,21 +158,14 @@ fn run(mode: &Mode, scale: f64, minutes: f64, keys: usize, dir: &std::path::Path
             })
             .expect("a key");
     }
-    let a = agent();
-    let mut created = a
-        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(
-            serde_json::json!({"url": "http://127.0.0.1:9/none", "format": "raw",
-                "events": ["benefit_grant.revoked", "benefit_grant.updated", "benefit_grant.created"]})
-            .to_string(),
-        )
-        .expect("an endpoint");
-    let endpoint: serde_json::Value =
-        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("json");
-    let secret = endpoint["secret"].as_str().expect("secret").to_string();
-    let endpoint_id = endpoint["id"].as_str().expect("id").to_string();
+    let (endpoint_id, secret) = rig::endpoint(
+        &polar,
+        &[
+            "benefit_grant.revoked",
+            "benefit_grant.updated",
+            "benefit_grant.created",
+        ],
+    );
     let path = dir.join(format!("{}.redb", mode.name.replace(' ', "-")));
     let _ = std::fs::remove_file(&path);
     let mut store_options = StoreOptions::default();

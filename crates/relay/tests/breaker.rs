@@ -5,34 +5,19 @@
 //! Polar, and after failed calls in a row the breaker stops calling, answers from the store
 //! at once, and closes after a probe Polar answers.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod rig;
 
-use ct_codecs::{Base64, Decoder, Encoder};
-use hmac::{Hmac, Mac};
-use polar_license::lease::SigningKey;
-use polar_license::proto::Server;
-use polar_license::{AccessToken, UreqTransport};
-use polar_license_emulator::{
-    Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-};
-use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{
-    serve_with, BreakerOptions, Limits, Rate, Relay, RelayConfig, Running, ServeOptions,
-    StoreConfig,
-};
-use serde_json::{json, Value};
-use sha2::Sha256;
+use std::time::{Duration, Instant};
+
+use polar_license_emulator::{Emulator, Fault, SeedKey};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{BreakerOptions, Running, ServeOptions};
+use serde_json::Value;
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+    rig::agent(Duration::from_secs(20))
 }
 
 /// A validate's status, `polar-license-source`, `Age`, and how long it took.
@@ -45,21 +30,11 @@ struct Answer {
 
 fn validate(url: &str, key: &str) -> Answer {
     let asked = Instant::now();
-    let resp = agent()
-        .post(&format!("{url}/v1/customer-portal/license-keys/validate"))
-        .header("content-type", "application/json")
-        .send(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string())
-        .expect("an answer");
-    let header = |name: &str| {
-        resp.headers()
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let answer = rig::validate_at(&agent(), url, key, &[]);
     Answer {
-        status: resp.status().as_u16(),
-        source: header("polar-license-source").unwrap_or_default(),
-        age: header("age").and_then(|a| a.parse().ok()),
+        status: answer.status,
+        source: answer.source.unwrap_or_default(),
+        age: answer.age,
         took: asked.elapsed(),
     }
 }
@@ -71,30 +46,10 @@ fn get(url: &str) -> Value {
 
 /// A webhook signed as Polar signs it (Standard Webhooks), its status and how long it took.
 fn deliver(url: &str, id: &str) -> (u16, Duration) {
-    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
-                      "data": {"id": "g", "customer_id": "c"}})
-    .to_string();
-    let ts = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .expect("a clock")
-        .as_secs();
-    let encoded = SECRET.strip_prefix("whsec_").expect("whsec_");
-    let mut buf = vec![0u8; encoded.len()];
-    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    let body = rig::grant_updated();
+    let headers = rig::signed(SECRET, id, rig::now(), &body);
     let asked = Instant::now();
-    let status = agent()
-        .post(&format!("{url}/v1/webhooks/polar"))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header("webhook-signature", &format!("v1,{sig}"))
-        .send(body)
-        .expect("an answer")
-        .status()
-        .as_u16();
+    let status = rig::deliver_at(&agent(), url, &headers, &body);
     (status, asked.elapsed())
 }
 
@@ -121,26 +76,11 @@ fn start_with_timeout(
     serve: ServeOptions,
     timeout: Duration,
 ) -> Running {
-    let signer = SigningKey::generate(Some("slow")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    let mut config = rig::config(polar.url(), "slow");
+    config.limits = rig::unlimited();
     config.breaker = breaker;
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(1_000)),
-        options,
-        webhook_secret: Some(SECRET.into()),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), timeout, 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    serve_with(Arc::new(relay), "127.0.0.1:0", serve).expect("it listens")
+    config.store = rig::store(rig::memory(1_000), options, Some(SECRET.into()));
+    rig::listen(rig::relay(config, rig::upstream(timeout)), serve)
 }
 
 /// Polar answering every call after 5 s (the 20 s, scaled down), eight stored keys
@@ -152,7 +92,7 @@ fn start_with_timeout(
 /// and the webhook and the fresh check behind them, for a slot.
 #[test]
 fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
-    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let polar = rig::emulator();
     let mut options = StoreOptions::default();
     options.fresh_for = 4;
     let serve = ServeOptions::default();
@@ -244,7 +184,7 @@ fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
 /// `open`. Past its time one probe goes to Polar, and Polar's answer closes it.
 #[test]
 fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
-    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let polar = rig::emulator();
     let mut options = StoreOptions::default();
     options.fresh_for = 1;
     let mut serve = ServeOptions::default();
@@ -317,7 +257,7 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
 /// then a stored key is answered at once.
 #[test]
 fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
-    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let polar = rig::emulator();
     let mut options = StoreOptions::default();
     options.fresh_for = 1;
     let mut serve = ServeOptions::default();

@@ -2,38 +2,25 @@
 //! server in front of the emulator: `GET /healthz`, the Prometheus metrics on their own
 //! listener (read with a Prometheus text-format parser), and the webhook-silence alarm.
 
+mod rig;
+
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
-use ct_codecs::{Base64, Decoder, Encoder};
-use hmac::{Hmac, Mac};
-use polar_license::lease::SigningKey;
-use polar_license::proto::Server;
-use polar_license::{AccessToken, UreqTransport};
-use polar_license_emulator::{
-    Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-};
+use polar_license_emulator::{Emulator, Fault, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, MemoryBackend, RedbBackend, StoreError, StoreOptions,
 };
-use polar_license_relay::{
-    serve_with, Limits, Now, Rate, Relay, RelayConfig, Running, ServeOptions, StoreConfig,
-};
+use polar_license_relay::{Now, Running, ServeOptions};
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
-use sha2::Sha256;
 
 const SECRET: &str = "whsec_b3BzLXRlc3Qtc2VjcmV0LTAxMjM0NTY3ODk=";
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    rig::agent(Duration::from_secs(30))
 }
 
 fn get(url: &str) -> (u16, String) {
@@ -43,55 +30,15 @@ fn get(url: &str) -> (u16, String) {
 }
 
 fn validate(relay: &Running, key: &str) -> (u16, Option<String>) {
-    let resp = agent()
-        .post(&format!(
-            "{}/v1/customer-portal/license-keys/validate",
-            relay.url()
-        ))
-        .header("content-type", "application/json")
-        .send(json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string())
-        .expect("an answer");
-    let source = resp
-        .headers()
-        .get("polar-license-source")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    (resp.status().as_u16(), source)
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    let answer = rig::validate_at(&agent(), &relay.url(), key, &[]);
+    (answer.status, answer.source)
 }
 
 /// A webhook signed as Polar signs it (Standard Webhooks: HMAC-SHA256 of `id.ts.body`).
 fn deliver(relay: &Running, id: &str, secret: &str) -> u16 {
-    let body = json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
-                      "data": {"id": "g", "customer_id": "c"}})
-    .to_string();
-    let ts = now();
-    let encoded = secret.strip_prefix("whsec_").expect("whsec_");
-    let mut buf = vec![0u8; encoded.len()];
-    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
-    agent()
-        .post(&format!("{}/v1/webhooks/polar", relay.url()))
-        .header("content-type", "application/json")
-        .header("webhook-id", id)
-        .header("webhook-timestamp", &ts.to_string())
-        .header("webhook-signature", &format!("v1,{sig}"))
-        .send(body)
-        .expect("an answer")
-        .status()
-        .as_u16()
-}
-
-fn emulator() -> Emulator {
-    Emulator::start(Seed::demo(), Options::default()).expect("emulator")
+    let body = rig::grant_updated();
+    let headers = rig::signed(secret, id, rig::now(), &body);
+    rig::deliver_at(&agent(), &relay.url(), &headers, &body)
 }
 
 fn key(polar: &Emulator, name: &str) -> String {
@@ -108,26 +55,12 @@ struct Setup {
 }
 
 fn start(polar: &Emulator, setup: Setup) -> Running {
-    let signer = SigningKey::generate(Some("ops")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    let mut config = rig::config(polar.url(), "ops");
+    config.limits = rig::unlimited();
     config.webhook_silence = setup.silence;
-    config.store = Some(StoreConfig {
-        backend: setup.backend,
-        options: setup.options,
-        webhook_secret: Some(SECRET.into()),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(10), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    serve_with(Arc::new(relay), "127.0.0.1:0", setup.serve).expect("it listens")
+    config.store = rig::store(setup.backend, setup.options, Some(SECRET.into()));
+    let upstream = rig::upstream(Duration::from_secs(10));
+    rig::listen(rig::relay(config, upstream), setup.serve)
 }
 
 /// Every sample of a scrape, parsed by `prometheus-parse` (a Prometheus text-format parser):
@@ -191,7 +124,7 @@ fn at(m: &HashMap<String, f64>, name: &str) -> f64 {
 /// them names a key.
 #[test]
 fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
-    let polar = emulator();
+    let polar = rig::emulator();
     let dir = ScratchDir::new("relay-ops-metrics");
     let path = dir.path().join("store.redb");
     let backend = Arc::new(RedbBackend::open(&path, 10_000).expect("a store"));
@@ -350,7 +283,7 @@ impl Backend for Breakable {
 /// key in it. It is answered while every request slot waits for a slow Polar.
 #[test]
 fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
-    let polar = emulator();
+    let polar = rig::emulator();
     let backend = Arc::new(Breakable {
         inner: MemoryBackend::new(100),
         broken: AtomicBool::new(false),
@@ -438,25 +371,20 @@ fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
 /// never with the limit at 0, nor without webhooks.
 #[test]
 fn webhook_silence_counts_from_the_last_webhook_or_the_start() {
-    let polar = emulator();
+    let polar = rig::emulator();
     let t = |s: i64| Now {
         unix_seconds: 1_800_000_000 + s,
         monotonic_ms: u64::try_from(s).unwrap_or(0) * 1000,
     };
     let relay = |silence: u64, secret: Option<&str>| {
-        let mut config = RelayConfig::new(
-            Server::Custom(polar.url()),
-            AccessToken::new(DEMO_TOKEN),
-            SigningKey::generate(Some("ops")).expect("a key"),
-        );
+        let mut config = rig::config(polar.url(), "ops");
         config.webhook_silence = silence;
-        config.store = Some(StoreConfig {
-            backend: Arc::new(MemoryBackend::new(10)),
-            options: StoreOptions::default(),
-            webhook_secret: secret.map(str::to_string),
-        });
-        let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-        Relay::new(config, Box::new(upstream)).expect("the relay")
+        config.store = rig::store(
+            rig::memory(10),
+            StoreOptions::default(),
+            secret.map(str::to_string),
+        );
+        rig::relay(config, rig::upstream(Duration::from_secs(5)))
     };
     let r = relay(60, Some(SECRET));
     assert!(!r.check_webhooks(t(0)));

@@ -4,6 +4,8 @@
 //! bad-input answers without a call upstream, CORS, and the token kept out of logs and bodies;
 //! and the server's limits on slow, silent and too many clients, and on accept errors.
 
+mod rig;
+
 use polar_license::lease::{self, LeaseExpect, SigningKey, LEASE_HEADER};
 use polar_license::{AccessToken, Key, Server, UreqTransport};
 use polar_license_emulator::{
@@ -11,11 +13,9 @@ use polar_license_emulator::{
     DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
     DEMO_TOKEN_READ_ONLY,
 };
-use polar_license_relay::{
-    serve, serve_with, Limits, Rate, Relay, RelayConfig, Running, ServeOptions,
-};
+use polar_license_relay::{Limits, Rate, Relay, RelayConfig, Running, ServeOptions};
 use serde_json::{json, Value};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
@@ -94,16 +94,12 @@ fn rig_serving(
     let signing = SigningKey::generate(Some("k1")).expect("a key");
     let keys = signing.relay_keys();
     let upstream = base.map_or_else(|| polar.url(), str::to_string);
-    let mut config = RelayConfig::new(Server::Custom(upstream), AccessToken::new(token), signing);
+    let mut config = rig::config_with(upstream, token, signing);
     config.limits = limits;
     config.organization_id = org.map(str::to_string);
-    let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
-    let relay = Arc::new(Relay::new(config, Box::new(transport)).expect("relay config"));
-    let running = match options {
-        Some(options) => serve_with(relay, "127.0.0.1:0", options),
-        None => serve(relay, "127.0.0.1:0"),
-    }
-    .expect("relay listens");
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    // `serve` is `serve_with` the default options.
+    let running = rig::listen(relay, options.unwrap_or_default());
     Rig {
         url: running.url(),
         relay: Some(running),
@@ -225,14 +221,8 @@ fn verifies(
         benefit_id: None,
         machine,
     };
-    let now = time_now();
+    let now = rig::now();
     lease::verify(token, &rig.keys, &expect, now, 600).is_ok()
-}
-
-fn time_now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64)
 }
 
 // ---- Replay ---------------------------------------------------------------------------------
@@ -787,7 +777,7 @@ fn more_of_polars_rows_and_its_versions_replayed() {
 #[test]
 fn a_lease_ends_with_the_license_when_that_comes_first() {
     let rig = rig();
-    let now = time_now();
+    let now = rig::now();
     let in_two_days = time::OffsetDateTime::from_unix_timestamp(now + 2 * 86_400)
         .expect("a time")
         .format(&time::format_description::well_known::Rfc3339)
@@ -814,7 +804,7 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
             benefit_id: None,
             machine: None,
         };
-        lease::verify(&token, &rig.keys, &expect, time_now(), 600).expect("verifies")
+        lease::verify(&token, &rig.keys, &expect, rig::now(), 600).expect("verifies")
     };
     let short = expect_for("SHORT-LIVED-KEY");
     assert_eq!(
@@ -876,7 +866,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     .expect("relay config");
     let transport = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
     let now = || Now {
-        unix_seconds: time_now(),
+        unix_seconds: rig::now(),
         monotonic_ms: 0,
     };
     let request = |op: &str, body: &Value| RelayRequest {
@@ -935,8 +925,8 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
         benefit_id: None,
         machine,
     };
-    lease::verify(&token, &keys, &expect(Some("machine-X")), time_now(), 600).expect("verifies");
-    assert!(lease::verify(&token, &keys, &expect(Some("machine-Y")), time_now(), 600).is_err());
+    lease::verify(&token, &keys, &expect(Some("machine-X")), rig::now(), 600).expect("verifies");
+    assert!(lease::verify(&token, &keys, &expect(Some("machine-Y")), rig::now(), 600).is_err());
     assert_eq!(activated.header("access-control-allow-origin"), Some("*"));
 
     // Another key's signature: the grant, without a lease.

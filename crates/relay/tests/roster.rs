@@ -5,26 +5,23 @@
 //! `benefit_grant.created` webhook, their key refetched by id). The emulator stands in for
 //! Polar with its organization token budget; counts and times are small and bounded.
 
-use std::io::{Read, Write};
+mod rig;
+
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use polar_license::lease::SigningKey;
-use polar_license::proto::Server;
-use polar_license::{AccessToken, UreqTransport};
 use polar_license_emulator::{
-    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
 };
-use polar_license_relay::store::{MemoryBackend, StoreOptions};
-use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig, SOURCE_HEADER};
+use polar_license_relay::store::StoreOptions;
+use polar_license_relay::{Running, ServeOptions};
 use serde_json::{json, Value};
 
 /// Polar's budget as the emulator enforces it, and the relay's: calls per window.
 const BUDGET: u32 = 20;
 const WINDOW: Duration = Duration::from_secs(3);
-const PLACEHOLDER_URL: &str = "http://127.0.0.1:9/placeholder";
 
 struct Answer {
     status: u16,
@@ -33,39 +30,11 @@ struct Answer {
 
 /// One `POST` on a connection of its own from `from` (a 127.0.0.N address) to `to`.
 fn post_from(from: Ipv4Addr, to: SocketAddr, path: &str, body: &Value) -> Option<Answer> {
-    let body = body.to_string();
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_io()
         .build()
         .ok()?;
-    let stream = runtime.block_on(socket.connect(to)).ok()?;
-    let mut stream = {
-        let _entered = runtime.enter();
-        stream.into_std().ok()?
-    };
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
-    let request = format!(
-        "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).ok()?;
-    let mut raw = Vec::new();
-    stream.read_to_end(&mut raw).ok()?;
-    let text = String::from_utf8_lossy(&raw);
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let head = text.split("\r\n\r\n").next()?;
-    let source = head.lines().find_map(|l| {
-        let (name, value) = l.split_once(':')?;
-        name.trim()
-            .eq_ignore_ascii_case(SOURCE_HEADER)
-            .then(|| value.trim().to_string())
-    });
+    let (status, source) = rig::post_from(&runtime, from, to, path, body)?;
     Some(Answer { status, source })
 }
 
@@ -82,65 +51,25 @@ fn relay_addr(relay: &Running) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], relay.port()))
 }
 
-fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
-}
-
 /// A webhook endpoint registered in Polar (the emulator) for the grant events: its id and
 /// its secret.
 fn endpoint(polar: &Emulator) -> (String, String) {
-    let mut created = agent()
-        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(
-            json!({"url": PLACEHOLDER_URL, "format": "raw",
-                   "events": ["benefit_grant.created", "benefit_grant.updated",
-                              "benefit_grant.revoked"]})
-            .to_string(),
-        )
-        .expect("created");
-    let endpoint: Value =
-        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("JSON");
-    (
-        endpoint["id"].as_str().expect("id").to_string(),
-        endpoint["secret"].as_str().expect("secret").to_string(),
+    rig::endpoint(
+        polar,
+        &[
+            "benefit_grant.created",
+            "benefit_grant.updated",
+            "benefit_grant.revoked",
+        ],
     )
 }
 
-fn point_endpoint_at(polar: &Emulator, id: &str, relay: &Running) {
-    let hook = format!("{}/v1/webhooks/polar", relay.url());
-    let status = agent()
-        .patch(&format!("{}/v1/webhooks/endpoints/{id}", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(json!({"url": hook}).to_string())
-        .expect("updated")
-        .status();
-    assert_eq!(status.as_u16(), 200);
-}
-
 fn start_relay(polar: &Emulator, options: StoreOptions, secret: String) -> Running {
-    let signer = SigningKey::generate(Some("roster")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
     // The default per-IP (5 a second, bursts of 10) and per-key limits.
-    config.store = Some(StoreConfig {
-        backend: Arc::new(MemoryBackend::new(100_000)),
-        options,
-        webhook_secret: Some(secret),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    serve(Arc::new(relay), "127.0.0.1:0").expect("it listens")
+    let mut config = rig::config(polar.url(), "roster");
+    config.store = rig::store(rig::memory(100_000), options, Some(secret));
+    let upstream = rig::upstream(Duration::from_secs(5));
+    rig::listen(rig::relay(config, upstream), ServeOptions::default())
 }
 
 fn customer_key(i: usize) -> String {
@@ -176,7 +105,7 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
     store.roster = true;
     store.first_seen_share = 10;
     let relay = start_relay(&polar, store, secret);
-    point_endpoint_at(&polar, &endpoint_id, &relay);
+    rig::point_endpoint_at(&polar, &endpoint_id, &relay);
     // One window: the roster's page is read, and Polar's window of the set-up calls is over.
     std::thread::sleep(WINDOW + Duration::from_millis(300));
 

@@ -2,98 +2,43 @@
 //! emulator, the emulator's webhooks delivered to the relay's `POST /v1/webhooks/polar`.
 //! Every "no call to Polar" is the emulator's own request count.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+mod rig;
 
-use ct_codecs::{Base64, Decoder, Encoder};
-use hmac::{Hmac, Mac};
-use polar_license::lease::{SigningKey, LEASE_HEADER};
-use polar_license::proto::Server;
-use polar_license::{AccessToken, UreqTransport};
+use std::sync::Arc;
+use std::time::Duration;
+
+use ct_codecs::Decoder;
+use polar_license::UreqTransport;
 use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID,
-    DEMO_TOKEN,
+    Emulator, Fault, KeyUpdate, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID,
 };
 use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
 use polar_license_relay::{
-    serve, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, Step, StoreConfig,
-    SOURCE_HEADER,
+    serve, Now, Relay, RelayRequest, Running, ServeOptions, Step, SOURCE_HEADER,
 };
 use polar_license_testkit::ScratchDir;
+use rig::{
+    at, ids_of, now, request, rfc3339, signed, validate_request, webhook_emulator as emulator,
+    Answer,
+};
 use serde_json::{json, Value};
-use sha2::Sha256;
-
-const SECRET_PLACEHOLDER_URL: &str = "http://127.0.0.1:9/placeholder";
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
-}
-
-struct Answer {
-    status: u16,
-    source: Option<String>,
-    lease: Option<String>,
-    body: String,
+    rig::agent(Duration::from_secs(30))
 }
 
 fn post(url: &str, body: &Value, headers: &[(&str, &str)]) -> Answer {
-    let mut req = agent().post(url).header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(*k, *v);
-    }
-    let mut resp = req.send(body.to_string()).expect("an answer");
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    let (source, lease) = (header(SOURCE_HEADER), header(LEASE_HEADER));
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_string().unwrap_or_default();
-    Answer {
-        status,
-        source,
-        lease,
-        body,
-    }
+    rig::post_with(&agent(), url, &body.to_string(), headers)
 }
 
 fn validate(relay: &Running, key: &str) -> Answer {
-    post(
-        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
-        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}),
-        &[],
-    )
-}
-
-fn emulator() -> Emulator {
-    let options = Options {
-        webhooks: WebhookOptions {
-            schedule_scale: 0.0001,
-            timeout: Duration::from_secs(5),
-        },
-        ..Options::default()
-    };
-    Emulator::start(Seed::demo(), options).expect("emulator")
+    rig::validate_at(&agent(), &relay.url(), key, &[])
 }
 
 fn key(polar: &Emulator, name: &str) -> String {
-    let key = format!("STORE-{name}-4A5B6C");
-    polar
-        .add_key(SeedKey {
-            limit_activations: Some(3),
-            ..SeedKey::new(&key)
-        })
-        .expect("a key");
-    key
+    rig::add_key(polar, format!("STORE-{name}-4A5B6C"), Some(3))
 }
 
 fn start_relay(
@@ -102,29 +47,15 @@ fn start_relay(
     options: StoreOptions,
     secret: Option<String>,
 ) -> Running {
-    let signer = SigningKey::generate(Some("store")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    config.store = Some(StoreConfig {
-        backend,
-        options,
-        webhook_secret: secret,
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    let relay = Relay::new(config, Box::new(upstream)).expect("the relay");
-    serve(Arc::new(relay), "127.0.0.1:0").expect("it listens")
+    let mut config = rig::config(polar.url(), "store");
+    config.limits = rig::unlimited();
+    config.store = rig::store(backend, options, secret);
+    let upstream = rig::upstream(Duration::from_secs(5));
+    rig::listen(rig::relay(config, upstream), ServeOptions::default())
 }
 
 fn memory() -> Arc<dyn Backend> {
-    Arc::new(MemoryBackend::new(10_000))
+    rig::memory(10_000)
 }
 
 /// The lease's `iat` (PASETO v4.public: the claims are the base64url payload before the
@@ -204,31 +135,16 @@ fn a_revocation_through_polars_webhook_refuses_the_next_check_without_a_call() {
     let k = key(&polar, "REVOKE");
     // The endpoint registered in Polar (the emulator) as a seller would, its secret given to
     // the relay, then pointed at the relay.
-    let a = agent();
-    let mut created = a
-        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(
-            json!({"url": SECRET_PLACEHOLDER_URL, "format": "raw",
-                   "events": ["benefit_grant.revoked", "benefit_grant.updated", "benefit_grant.created"]})
-            .to_string(),
-        )
-        .expect("created");
-    let endpoint: Value =
-        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("JSON");
-    let secret = endpoint["secret"].as_str().expect("secret").to_string();
-    let id = endpoint["id"].as_str().expect("id").to_string();
+    let (id, secret) = rig::endpoint(
+        &polar,
+        &[
+            "benefit_grant.revoked",
+            "benefit_grant.updated",
+            "benefit_grant.created",
+        ],
+    );
     let relay = start_relay(&polar, memory(), StoreOptions::default(), Some(secret));
-    let hook = format!("{}/v1/webhooks/polar", relay.url());
-    let status = a
-        .patch(&format!("{}/v1/webhooks/endpoints/{id}", polar.url()))
-        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-        .header("content-type", "application/json")
-        .send(json!({"url": hook}).to_string())
-        .expect("updated")
-        .status();
-    assert_eq!(status.as_u16(), 200);
+    rig::point_endpoint_at(&polar, &id, &relay);
 
     assert_eq!(validate(&relay, &k).source.as_deref(), Some("polar"));
     let granted = validate(&relay, &k);
@@ -245,26 +161,11 @@ fn a_revocation_through_polars_webhook_refuses_the_next_check_without_a_call() {
             ..KeyUpdate::default()
         }
     ));
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let acknowledged = loop {
-        let mut r = a
-            .get(&format!(
-                "{}/v1/webhooks/deliveries?endpoint_id={id}",
-                polar.url()
-            ))
-            .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
-            .call()
-            .expect("deliveries");
-        let list: Value =
-            serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
-        let done = list["items"].as_array().expect("items").iter().any(|d| {
+    let acknowledged = rig::wait_until(Duration::from_secs(10), Duration::from_millis(10), || {
+        rig::deliveries(&polar, &id).iter().any(|d| {
             d["succeeded"] == true && d["webhook_event"]["type"] == "benefit_grant.revoked"
-        });
-        if done || Instant::now() > deadline {
-            break done;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+        })
+    });
     assert!(acknowledged, "the relay acknowledged the revocation");
     polar.reset_request_count();
     let refused = validate(&relay, &k);
@@ -279,28 +180,6 @@ fn a_revocation_through_polars_webhook_refuses_the_next_check_without_a_call() {
     );
 }
 
-/// A delivery signed with `secret` (Standard Webhooks), as the test's own code computes it.
-fn signed(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
-    let encoded = secret.strip_prefix("whsec_").expect("whsec_");
-    let mut buf = vec![0u8; encoded.len()];
-    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
-    vec![
-        ("webhook-id".into(), id.into()),
-        ("webhook-timestamp".into(), ts.to_string()),
-        ("webhook-signature".into(), format!("v1,{sig}")),
-    ]
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
 fn event(kind: &str, license_key_id: &str, modified_at: &str) -> String {
     json!({
         "type": kind,
@@ -313,16 +192,7 @@ fn event(kind: &str, license_key_id: &str, modified_at: &str) -> String {
 }
 
 fn deliver(relay: &Running, headers: &[(String, String)], body: &str) -> u16 {
-    let mut req = agent()
-        .post(&format!("{}/v1/webhooks/polar", relay.url()))
-        .header("content-type", "application/json");
-    for (k, v) in headers {
-        req = req.header(k, v);
-    }
-    req.send(body.to_string())
-        .expect("an answer")
-        .status()
-        .as_u16()
+    rig::deliver_at(&agent(), &relay.url(), headers, body)
 }
 
 #[test]
@@ -522,11 +392,7 @@ fn the_store_is_bounded() {
 // ---- The audit of the store (issue #37 follow-up) ---------------------------------------------
 
 fn validate_as(relay: &Running, key: &str, version: &str) -> Answer {
-    post(
-        &format!("{}/v1/customer-portal/license-keys/validate", relay.url()),
-        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}),
-        &[("polar-version", version)],
-    )
+    rig::validate_at(&agent(), &relay.url(), key, &[("polar-version", version)])
 }
 
 /// Whether `needle` occurs in `haystack`.
@@ -662,58 +528,10 @@ fn an_answer_of_one_api_version_never_answers_another() {
 
 /// A relay driven as a host drives it (begin, the call, finish) with a clock of the test's.
 fn core_relay(polar: &Emulator, options: StoreOptions, secret: &str) -> Relay {
-    let signer = SigningKey::generate(Some("core")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    config.store = Some(StoreConfig {
-        backend: memory(),
-        options,
-        webhook_secret: Some(secret.to_string()),
-    });
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
-    Relay::new(config, Box::new(upstream)).expect("the relay")
-}
-
-fn request(path: &str, headers: &[(String, String)], body: &str) -> RelayRequest {
-    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
-    all.extend(headers.iter().cloned());
-    RelayRequest {
-        method: "POST".into(),
-        path: path.into(),
-        headers: all,
-        body: body.as_bytes().to_vec(),
-        client_ip: "192.0.2.9".into(),
-    }
-}
-
-fn validate_request(key: &str) -> RelayRequest {
-    request(
-        "/v1/customer-portal/license-keys/validate",
-        &[],
-        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
-    )
-}
-
-fn at(unix_seconds: i64) -> Now {
-    Now {
-        unix_seconds,
-        monotonic_ms: u64::try_from(unix_seconds).unwrap_or(0) * 1000,
-    }
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .expect("a time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339")
+    let mut config = rig::config(polar.url(), "core");
+    config.limits = rig::unlimited();
+    config.store = rig::store(memory(), options, Some(secret.to_string()));
+    rig::relay(config, rig::upstream(Duration::from_secs(5)))
 }
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -738,20 +556,15 @@ fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
         let relay = core_relay(&polar, options.clone(), SECRET);
         let first = relay.handle(&validate_request(&k), at(t0));
         assert_eq!(first.status, 200);
-        let license: Value = serde_json::from_slice(&first.body).expect("JSON");
-        let lid = license["id"].as_str().expect("id");
+        let (lid, _) = ids_of(&first);
         // Past its freshness: the next check asks Polar.
         let later = t0 + 10;
         let pending = match relay.begin(&validate_request(&k), at(later)) {
             Step::Ask(pending) => pending,
             other => panic!("expected a call to Polar: {other:?}"),
         };
-        let revoke = event("benefit_grant.revoked", lid, &rfc3339(later));
-        let hook = request(
-            "/v1/webhooks/polar",
-            &signed(SECRET, "evt-race", later, &revoke),
-            &revoke,
-        );
+        let revoke = event("benefit_grant.revoked", &lid, &rfc3339(later));
+        let hook = hook("evt-race", later, &revoke);
         assert_eq!(relay.handle(&hook, at(later)).status, 200);
         let answer = relay.finish(pending, failure, at(later)).into_response();
         assert_eq!(
@@ -769,32 +582,16 @@ fn a_revocation_acknowledged_during_the_call_wins_over_polars_failure() {
 fn a_revocation_during_a_call_that_times_out_is_refused_end_to_end() {
     let polar = emulator();
     let k = key(&polar, "RACE-E2E");
-    let signer = SigningKey::generate(Some("race")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    let mut config = rig::config(polar.url(), "race");
+    config.limits = rig::unlimited();
     let mut options = StoreOptions::default();
     options.fresh_for = 1;
-    config.store = Some(StoreConfig {
-        backend: memory(),
-        options,
-        webhook_secret: Some(SECRET.into()),
-    });
+    config.store = rig::store(memory(), options, Some(SECRET.into()));
     let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
-    let relay = Arc::new(
-        serve(
-            Arc::new(Relay::new(config, Box::new(upstream)).expect("relay")),
-            "127.0.0.1:0",
-        )
-        .expect("it listens"),
-    );
+    let relay = Arc::new(rig::listen(
+        rig::relay(config, upstream),
+        ServeOptions::default(),
+    ));
     let first = validate(&relay, &k);
     assert_eq!(first.status, 200);
     let license: Value = serde_json::from_str(&first.body).expect("JSON");
@@ -832,12 +629,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     assert_eq!(first.status, 200);
-    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
-    let customer = license["customer_id"].as_str().expect("customer_id");
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
-        relay.handle(&hook, at(when)).status
-    };
+    let (_, customer) = ids_of(&first);
     let discord = json!({
         "type": "benefit_grant.revoked",
         "timestamp": rfc3339(t0 + 1),
@@ -846,7 +638,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
                  "properties": {"guild_id": "g"}}
     })
     .to_string();
-    assert_eq!(deliver_core("evt-discord", &discord, t0 + 1), 200);
+    assert_eq!(deliver_core(&relay, "evt-discord", &discord, t0 + 1), 200);
     polar.reset_request_count();
     let still = relay.handle(&validate_request(&k), at(t0 + 2));
     assert_eq!(
@@ -872,7 +664,7 @@ fn a_revoked_grant_of_another_benefit_refuses_nothing() {
     {
         let when = t0 + 3 + n as i64;
         assert_eq!(
-            deliver_core(&format!("evt-c{n}"), &body.to_string(), when),
+            deliver_core(&relay, &format!("evt-c{n}"), &body.to_string(), when),
             200
         );
         polar.set_fault(Some(Fault::Status {
@@ -902,16 +694,11 @@ fn a_late_revocation_refuses_for_the_whole_window_from_its_arrival() {
     let relay = core_relay(&polar, options, SECRET);
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
-    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
-    let lid = license["id"].as_str().expect("id");
+    let (lid, _) = ids_of(&first);
     // Revoked in Polar 50 s before the delivery reaches the relay.
     let arrival = t0 + 100;
-    let revoke = event("benefit_grant.revoked", lid, &rfc3339(arrival - 50));
-    let hook = request(
-        "/v1/webhooks/polar",
-        &signed(SECRET, "evt-late", arrival, &revoke),
-        &revoke,
-    );
+    let revoke = event("benefit_grant.revoked", &lid, &rfc3339(arrival - 50));
+    let hook = hook("evt-late", arrival, &revoke);
     assert_eq!(relay.handle(&hook, at(arrival)).status, 200);
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(arrival + 20));
@@ -931,17 +718,9 @@ fn both_secret_forms_verify_through_the_relay() {
     let relay = core_relay(&polar, StoreOptions::default(), SECRET);
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
-    let license: Value = serde_json::from_slice(&first.body).expect("JSON");
-    let lid = license["id"].as_str().expect("id");
-    let body = event("benefit_grant.revoked", lid, &rfc3339(t0));
-    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
-    mac.update(format!("evt-utf8.{t0}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
-    let headers = vec![
-        ("webhook-id".to_string(), "evt-utf8".to_string()),
-        ("webhook-timestamp".to_string(), t0.to_string()),
-        ("webhook-signature".to_string(), format!("v1,{sig}")),
-    ];
+    let (lid, _) = ids_of(&first);
+    let body = event("benefit_grant.revoked", &lid, &rfc3339(t0));
+    let headers = rig::signed_with_key(SECRET.as_bytes(), "evt-utf8", t0, &body);
     let hook = request("/v1/webhooks/polar", &headers, &body);
     assert_eq!(relay.handle(&hook, at(t0)).status, 200);
     assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 404);
@@ -956,16 +735,8 @@ fn both_secret_forms_verify_through_the_relay() {
 #[test]
 fn an_empty_webhook_secret_is_refused_at_start() {
     for secret in ["", "whsec_", "  "] {
-        let mut config = RelayConfig::new(
-            Server::Custom("http://127.0.0.1:9".into()),
-            AccessToken::new(DEMO_TOKEN),
-            SigningKey::generate(Some("k")).expect("a key"),
-        );
-        config.store = Some(StoreConfig {
-            backend: memory(),
-            options: StoreOptions::default(),
-            webhook_secret: Some(secret.into()),
-        });
+        let mut config = rig::config("http://127.0.0.1:9".into(), "k");
+        config.store = rig::store(memory(), StoreOptions::default(), Some(secret.into()));
         let upstream = UreqTransport::new(Duration::from_secs(1), Duration::from_secs(1), 1 << 20);
         let e = Relay::new(config, Box::new(upstream)).expect_err("refused");
         assert!(
@@ -1022,11 +793,14 @@ fn a_damaged_file_closed_cleanly_is_refused_and_stays_refused() {
 // ---- Events out of order (Polar delivers at least once, in any order, to a relay that was
 // down): a revocation yields only to a newer event about its own key ------------------------
 
-/// A license key's body, as the relay passed it on: its `id` and `customer_id`.
-fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
-    let license: Value = serde_json::from_slice(&answer.body).expect("JSON");
-    let field = |name: &str| license[name].as_str().expect(name).to_string();
-    (field("id"), field("customer_id"))
+/// A delivery signed with [`SECRET`], as the core receives it.
+fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
+    rig::hook(SECRET, id, ts, body)
+}
+
+/// [`hook`] handled by `relay` at `when`: its status.
+fn deliver_core(relay: &Relay, id: &str, body: &str, when: i64) -> u16 {
+    relay.handle(&hook(id, when, body), at(when)).status
 }
 
 /// A customer-level event: a purchase event, or a license-key grant that names no key.
@@ -1066,14 +840,6 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
     let (other_lid, other_customer) = ids_of(&second);
     assert_eq!(other_customer, customer);
     let arrival = t0 + 30;
-    let deliver_core = |id: &str, body: &str| {
-        let hook = request(
-            "/v1/webhooks/polar",
-            &signed(SECRET, id, arrival, body),
-            body,
-        );
-        relay.handle(&hook, at(arrival)).status
-    };
     for (id, body) in [
         (
             "evt-sub",
@@ -1092,7 +858,7 @@ fn a_revocation_delivered_after_a_newer_customer_event_still_refuses() {
             event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10)),
         ),
     ] {
-        assert_eq!(deliver_core(id, &body), 200, "{id}");
+        assert_eq!(deliver_core(&relay, id, &body, arrival), 200, "{id}");
     }
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(arrival + 1));
@@ -1126,19 +892,15 @@ fn a_revocation_older_than_its_keys_regrant_only_makes_it_asked_again() {
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, _) = ids_of(&first);
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
-        relay.handle(&hook, at(when)).status
-    };
     let regrant = event("benefit_grant.updated", &lid, &rfc3339(t0 + 20));
-    assert_eq!(deliver_core("evt-regrant", &regrant, t0 + 30), 200);
+    assert_eq!(deliver_core(&relay, "evt-regrant", &regrant, t0 + 30), 200);
     let asked = relay.handle(&validate_request(&k), at(t0 + 31));
     assert_eq!(
         (asked.status, asked.header(SOURCE_HEADER)),
         (200, Some("polar"))
     );
     let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 10));
-    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 32), 200);
+    assert_eq!(deliver_core(&relay, "evt-revoke", &revoke, t0 + 32), 200);
     polar.reset_request_count();
     let again = relay.handle(&validate_request(&k), at(t0 + 33));
     assert_eq!(
@@ -1160,12 +922,8 @@ fn an_older_event_never_undoes_a_newer_revocation() {
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     let (lid, customer) = ids_of(&first);
-    let deliver_core = |id: &str, body: &str, when: i64| {
-        let hook = request("/v1/webhooks/polar", &signed(SECRET, id, when, body), body);
-        relay.handle(&hook, at(when)).status
-    };
     let revoke = event("benefit_grant.revoked", &lid, &rfc3339(t0 + 20));
-    assert_eq!(deliver_core("evt-revoke", &revoke, t0 + 30), 200);
+    assert_eq!(deliver_core(&relay, "evt-revoke", &revoke, t0 + 30), 200);
     for (id, body) in [
         (
             "evt-created",
@@ -1180,7 +938,7 @@ fn an_older_event_never_undoes_a_newer_revocation() {
             customer_event("subscription.active", &customer, t0 + 12),
         ),
     ] {
-        assert_eq!(deliver_core(id, &body, t0 + 31), 200, "{id}");
+        assert_eq!(deliver_core(&relay, id, &body, t0 + 31), 200, "{id}");
     }
     polar.reset_request_count();
     let refused = relay.handle(&validate_request(&k), at(t0 + 32));
@@ -1330,27 +1088,15 @@ fn relay_on_file(
     options: StoreOptions,
     calls: Arc<std::sync::atomic::AtomicUsize>,
 ) -> Relay {
-    let signer = SigningKey::generate(Some("budget")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom("http://127.0.0.1:9".into()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    config.store = Some(StoreConfig {
-        backend: Arc::new(RedbBackend::open(path, 1_000).expect("the file")),
-        options,
-        webhook_secret: None,
-    });
+    let mut config = rig::config("http://127.0.0.1:9".into(), "budget");
+    config.limits = rig::unlimited();
+    let backend = Arc::new(RedbBackend::open(path, 1_000).expect("the file"));
+    config.store = rig::store(backend, options, None);
     let polar = move |_: &polar_license::HttpRequest| {
         calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         polar_404()
     };
-    Relay::new(config, Box::new(polar)).expect("the relay")
+    rig::relay(config, polar)
 }
 
 fn activate_request(key: &str) -> RelayRequest {
@@ -1442,7 +1188,7 @@ fn a_relay_restarted_on_its_file_remembers_the_calls_of_its_last_minute() {
 
 fn activate(relay: &Running, key: &str) -> Answer {
     post(
-        &format!("{}/v1/customer-portal/license-keys/activate", relay.url()),
+        &format!("{}{}activate", relay.url(), rig::PUBLIC),
         &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "laptop"}),
         &[],
     )
@@ -1721,11 +1467,7 @@ fn an_entry_marked_stale_has_a_shorter_stale_window() {
     assert_eq!(first.status, 200);
     let (_, customer) = ids_of(&first);
     let update = customer_event("subscription.updated", &customer, t0);
-    let hook = request(
-        "/v1/webhooks/polar",
-        &signed(SECRET, "evt-marked", t0, &update),
-        &update,
-    );
+    let hook = hook("evt-marked", t0, &update);
     assert_eq!(relay.handle(&hook, at(t0)).status, 200);
     let failing = |t: i64| {
         let pending = match relay.begin(&validate_request(&k), at(t)) {
@@ -1798,7 +1540,7 @@ fn with_personal_data(body: &[u8]) -> Vec<u8> {
 
 /// The emulator behind a transport that fills in the customer's personal data.
 fn personal_polar() -> Box<dyn polar_license::Transport> {
-    let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+    let upstream = rig::upstream(Duration::from_secs(5));
     Box::new(
         move |req: &polar_license::HttpRequest| -> Result<
             polar_license::HttpResponse,
@@ -1813,22 +1555,9 @@ fn personal_polar() -> Box<dyn polar_license::Transport> {
 }
 
 fn personal_relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
-    let signer = SigningKey::generate(Some("personal")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
-    config.store = Some(StoreConfig {
-        backend,
-        options: StoreOptions::default(),
-        webhook_secret: None,
-    });
+    let mut config = rig::config(polar.url(), "personal");
+    config.limits = rig::unlimited();
+    config.store = rig::store(backend, StoreOptions::default(), None);
     Relay::new(config, personal_polar()).expect("the relay")
 }
 
@@ -2042,18 +1771,9 @@ fn store_options_no_host_accepts_are_refused_by_the_core() {
         let mut options = StoreOptions::default();
         change(&mut options);
         assert_eq!(options.problem().map(|(field, _)| field), refused);
-        let signer = SigningKey::generate(Some("opts")).expect("a key");
-        let mut config = RelayConfig::new(
-            Server::Custom(polar.url()),
-            AccessToken::new(DEMO_TOKEN),
-            signer,
-        );
-        config.store = Some(StoreConfig {
-            backend: memory(),
-            options: options.clone(),
-            webhook_secret: None,
-        });
-        let upstream = UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20);
+        let mut config = rig::config(polar.url(), "opts");
+        config.store = rig::store(memory(), options.clone(), None);
+        let upstream = rig::upstream(Duration::from_secs(5));
         match (Relay::new(config, Box::new(upstream)), refused) {
             (Ok(_), None) => {}
             (Err(polar_license::Error::InvalidInput { field, .. }), Some(name)) => {

@@ -6,26 +6,22 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod rig;
+
 use std::sync::mpsc::{channel, Receiver, Sender};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
-use ct_codecs::{Base64, Decoder, Encoder};
-use hmac::{Hmac, Mac};
-use polar_license::lease::SigningKey;
-use polar_license::proto::Server;
-use polar_license::{AccessToken, Transport, UreqTransport};
-use polar_license_emulator::{
-    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
-};
+use polar_license::{Transport, UreqTransport};
+use polar_license_emulator::Emulator;
 use polar_license_relay::store::{
     Backend, BudgetState, Entry, EntryId, JournalBackend, MemoryBackend, RedbBackend, StoreError,
     StoreOptions,
 };
-use polar_license_relay::{Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Step, StoreConfig};
+use polar_license_relay::{Relay, RelayRequest, Step};
 use polar_license_testkit::ScratchDir;
-use serde_json::{json, Value};
-use sha2::Sha256;
+use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator};
+use serde_json::json;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 
@@ -126,112 +122,26 @@ impl Backend for Gated {
     }
 }
 
-fn emulator() -> Emulator {
-    let options = Options {
-        webhooks: WebhookOptions {
-            schedule_scale: 0.0001,
-            timeout: Duration::from_secs(5),
-        },
-        ..Options::default()
-    };
-    Emulator::start(Seed::demo(), options).expect("emulator")
-}
-
 fn key(polar: &Emulator, name: &str) -> String {
-    let key = format!("RACE-{name}-4A5B6C");
-    polar
-        .add_key(SeedKey {
-            limit_activations: Some(3),
-            ..SeedKey::new(&key)
-        })
-        .expect("a key");
-    key
+    rig::add_key(polar, format!("RACE-{name}-4A5B6C"), Some(3))
 }
 
 fn upstream() -> UreqTransport {
-    UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1 << 20)
+    rig::upstream(Duration::from_secs(5))
 }
 
 fn relay(polar: &Emulator, backend: Arc<dyn Backend>) -> Relay {
-    let signer = SigningKey::generate(Some("race")).expect("a key");
-    let mut config = RelayConfig::new(
-        Server::Custom(polar.url()),
-        AccessToken::new(DEMO_TOKEN),
-        signer,
-    );
-    config.limits = Limits {
-        per_ip: Rate::new(0, 0),
-        per_key: Rate::new(0, 0),
-        ..Limits::default()
-    };
+    let mut config = rig::config(polar.url(), "race");
+    config.limits = rig::unlimited();
     let mut options = StoreOptions::default();
     options.fresh_for = 5;
-    config.store = Some(StoreConfig {
-        backend,
-        options,
-        webhook_secret: Some(SECRET.to_string()),
-    });
-    Relay::new(config, Box::new(upstream())).expect("the relay")
-}
-
-fn request(path: &str, headers: &[(String, String)], body: &str) -> RelayRequest {
-    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
-    all.extend(headers.iter().cloned());
-    RelayRequest {
-        method: "POST".into(),
-        path: path.into(),
-        headers: all,
-        body: body.as_bytes().to_vec(),
-        client_ip: "192.0.2.9".into(),
-    }
-}
-
-fn validate_request(key: &str) -> RelayRequest {
-    request(
-        "/v1/customer-portal/license-keys/validate",
-        &[],
-        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
-    )
-}
-
-fn at(unix_seconds: i64) -> Now {
-    Now {
-        unix_seconds,
-        monotonic_ms: u64::try_from(unix_seconds).unwrap_or(0) * 1000,
-    }
-}
-
-fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-fn rfc3339(unix: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(unix)
-        .expect("a time")
-        .format(&time::format_description::well_known::Rfc3339)
-        .expect("RFC 3339")
-}
-
-fn signed(id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
-    let encoded = SECRET.strip_prefix("whsec_").expect("whsec_");
-    let mut buf = vec![0u8; encoded.len()];
-    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
-    mac.update(format!("{id}.{ts}.{body}").as_bytes());
-    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
-    vec![
-        ("webhook-id".into(), id.into()),
-        ("webhook-timestamp".into(), ts.to_string()),
-        ("webhook-signature".into(), format!("v1,{sig}")),
-    ]
+    config.store = rig::store(backend, options, Some(SECRET.to_string()));
+    rig::relay(config, upstream())
 }
 
 /// A signed delivery of `body`, as the relay's core receives it.
 fn hook(id: &str, ts: i64, body: &str) -> RelayRequest {
-    request("/v1/webhooks/polar", &signed(id, ts, body), body)
+    rig::hook(SECRET, id, ts, body)
 }
 
 fn revocation(license_key_id: &str, customer: &str, at: i64) -> String {
@@ -246,12 +156,6 @@ fn subscription_updated(customer: &str, at: i64) -> String {
     json!({"type": "subscription.updated", "timestamp": rfc3339(at),
            "data": {"modified_at": rfc3339(at), "customer_id": customer, "status": "active"}})
     .to_string()
-}
-
-fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
-    let license: Value = serde_json::from_slice(&answer.body).expect("JSON");
-    let field = |name: &str| license[name].as_str().expect(name).to_string();
-    (field("id"), field("customer_id"))
 }
 
 /// The backends under test, each behind its gate: memory, the journal (the Workers relay's),

@@ -1,0 +1,396 @@
+//! The relay's tests' one rig (issue #44, "one test World", for this crate): what the suites
+//! of `crates/relay/tests` had each written for themselves. The emulator and the relay started
+//! in process over loopback, the HTTP calls to them, Polar's Standard-Webhooks signature of an
+//! event, the core's requests and clocks, and the polling waits. Each suite includes it with
+//! `mod rig;` and keeps its own scenarios, keys and secrets.
+//!
+//! Not every suite uses every helper.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use ct_codecs::{Base64, Decoder, Encoder};
+use hmac::{Hmac, Mac};
+use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::proto::Server;
+use polar_license::{AccessToken, Transport, UreqTransport};
+use polar_license_emulator::{
+    Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
+};
+use polar_license_relay::store::{Backend, MemoryBackend, StoreOptions};
+use polar_license_relay::{
+    serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, ServeOptions,
+    StoreConfig, SOURCE_HEADER,
+};
+use serde_json::{json, Value};
+use sha2::Sha256;
+
+/// The public routes' prefix.
+pub const PUBLIC: &str = "/v1/customer-portal/license-keys/";
+/// The relay's webhook route.
+pub const WEBHOOK: &str = "/v1/webhooks/polar";
+
+// ---- The emulator ----------------------------------------------------------------------------
+
+/// The emulator with the demo seed and its default options.
+pub fn emulator() -> Emulator {
+    Emulator::start(Seed::demo(), Options::default()).expect("emulator")
+}
+
+/// The emulator with the demo seed, its webhooks scheduled at once (their retry schedule
+/// scaled down) and given 5 s each.
+pub fn webhook_emulator() -> Emulator {
+    let options = Options {
+        webhooks: WebhookOptions {
+            schedule_scale: 0.0001,
+            timeout: Duration::from_secs(5),
+        },
+        ..Options::default()
+    };
+    Emulator::start(Seed::demo(), options).expect("emulator")
+}
+
+/// `key` added to `polar`'s seed, with `limit_activations`.
+pub fn add_key(polar: &Emulator, key: String, limit_activations: Option<i64>) -> String {
+    polar
+        .add_key(SeedKey {
+            limit_activations,
+            ..SeedKey::new(&key)
+        })
+        .expect("a key");
+    key
+}
+
+/// A webhook endpoint registered in Polar (the emulator) as a seller would, at a placeholder
+/// URL, for `events`: its id and its secret.
+pub fn endpoint(polar: &Emulator, events: &[&str]) -> (String, String) {
+    let mut created = agent(Duration::from_secs(10))
+        .post(&format!("{}/v1/webhooks/endpoints", polar.url()))
+        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(
+            json!({"url": "http://127.0.0.1:9/placeholder", "format": "raw", "events": events})
+                .to_string(),
+        )
+        .expect("created");
+    let endpoint: Value =
+        serde_json::from_str(&created.body_mut().read_to_string().expect("body")).expect("JSON");
+    (
+        endpoint["id"].as_str().expect("id").to_string(),
+        endpoint["secret"].as_str().expect("secret").to_string(),
+    )
+}
+
+/// Polar's endpoint `id` pointed at `relay`'s webhook route.
+pub fn point_endpoint_at(polar: &Emulator, id: &str, relay: &Running) {
+    let hook = format!("{}{WEBHOOK}", relay.url());
+    let status = agent(Duration::from_secs(10))
+        .patch(&format!("{}/v1/webhooks/endpoints/{id}", polar.url()))
+        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+        .header("content-type", "application/json")
+        .send(json!({"url": hook}).to_string())
+        .expect("updated")
+        .status();
+    assert_eq!(status.as_u16(), 200);
+}
+
+/// The deliveries Polar (the emulator) made to its endpoint `id`.
+pub fn deliveries(polar: &Emulator, id: &str) -> Vec<Value> {
+    let mut r = agent(Duration::from_secs(10))
+        .get(&format!(
+            "{}/v1/webhooks/deliveries?endpoint_id={id}",
+            polar.url()
+        ))
+        .header("authorization", &format!("Bearer {DEMO_TOKEN}"))
+        .call()
+        .expect("deliveries");
+    let list: Value =
+        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
+    list["items"].as_array().expect("items").clone()
+}
+
+// ---- The relay -------------------------------------------------------------------------------
+
+/// No per-IP or per-key limit (the store's budget is the test's limit).
+pub fn unlimited() -> Limits {
+    Limits {
+        per_ip: Rate::new(0, 0),
+        per_key: Rate::new(0, 0),
+        ..Limits::default()
+    }
+}
+
+/// The relay's configuration for Polar at `polar_url` with the demo token, signing with a new
+/// key named `kid`, with the default limits and no store.
+pub fn config(polar_url: String, kid: &str) -> RelayConfig {
+    let signer = SigningKey::generate(Some(kid)).expect("a key");
+    config_with(polar_url, DEMO_TOKEN, signer)
+}
+
+/// The relay's configuration for Polar at `polar_url` with `token`, signing with `signer`,
+/// with the default limits and no store.
+pub fn config_with(polar_url: String, token: &str, signer: SigningKey) -> RelayConfig {
+    RelayConfig::new(Server::Custom(polar_url), AccessToken::new(token), signer)
+}
+
+/// A store over `backend` with `options`, verifying webhooks with `secret`.
+pub fn store(
+    backend: Arc<dyn Backend>,
+    options: StoreOptions,
+    secret: Option<String>,
+) -> Option<StoreConfig> {
+    Some(StoreConfig {
+        backend,
+        options,
+        webhook_secret: secret,
+    })
+}
+
+/// A memory store of `capacity` entries.
+pub fn memory(capacity: usize) -> Arc<dyn Backend> {
+    Arc::new(MemoryBackend::new(capacity))
+}
+
+/// The relay's calls to Polar over HTTP: a 2 s connect, `timeout` for the call, 1 MiB bodies.
+pub fn upstream(timeout: Duration) -> UreqTransport {
+    UreqTransport::new(Duration::from_secs(2), timeout, 1 << 20)
+}
+
+/// The relay of `config` calling Polar through `upstream`.
+pub fn relay(config: RelayConfig, upstream: impl Transport + 'static) -> Relay {
+    Relay::new(config, Box::new(upstream)).expect("the relay")
+}
+
+/// `relay` served on a loopback port of its own with `options`.
+pub fn listen(relay: Relay, options: ServeOptions) -> Running {
+    serve_with(Arc::new(relay), "127.0.0.1:0", options).expect("it listens")
+}
+
+// ---- Calls over HTTP -------------------------------------------------------------------------
+
+/// An agent that reads every status as an answer, uses no proxy and gives up after `timeout`.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// An answer over HTTP: its status, `polar-license-source`, lease, `Age` and body.
+pub struct Answer {
+    pub status: u16,
+    pub source: Option<String>,
+    pub lease: Option<String>,
+    pub age: Option<i64>,
+    pub body: String,
+}
+
+/// `body` posted as JSON to `url` with `headers`, by `agent`.
+pub fn post_with(agent: &ureq::Agent, url: &str, body: &str, headers: &[(&str, &str)]) -> Answer {
+    let mut req = agent.post(url).header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let mut resp = req.send(body.to_string()).expect("an answer");
+    let header = |n: &str| {
+        resp.headers()
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string)
+    };
+    let (source, lease) = (header(SOURCE_HEADER), header(LEASE_HEADER));
+    let age = header("age").and_then(|a| a.parse().ok());
+    let status = resp.status().as_u16();
+    let body = resp.body_mut().read_to_string().unwrap_or_default();
+    Answer {
+        status,
+        source,
+        lease,
+        age,
+        body,
+    }
+}
+
+/// A validate of `key` in the demo organization, posted to the relay at `base` with `headers`.
+pub fn validate_at(agent: &ureq::Agent, base: &str, key: &str, headers: &[(&str, &str)]) -> Answer {
+    post_with(
+        agent,
+        &format!("{base}{PUBLIC}validate"),
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+        headers,
+    )
+}
+
+/// A webhook `body` with `headers` delivered to the relay at `base`: its status.
+pub fn deliver_at(
+    agent: &ureq::Agent,
+    base: &str,
+    headers: &[(String, String)],
+    body: &str,
+) -> u16 {
+    let mut req = agent
+        .post(&format!("{base}{WEBHOOK}"))
+        .header("content-type", "application/json");
+    for (k, v) in headers {
+        req = req.header(k, v);
+    }
+    req.send(body.to_string())
+        .expect("an answer")
+        .status()
+        .as_u16()
+}
+
+// ---- Polar's webhooks ------------------------------------------------------------------------
+
+/// The headers of a delivery of `body` signed with `secret` as Polar signs it (Standard
+/// Webhooks: HMAC-SHA256 of `id.ts.body` under the secret's base64 after `whsec_`), computed
+/// by the tests' own code.
+pub fn signed(secret: &str, id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let encoded = secret.strip_prefix("whsec_").expect("whsec_");
+    let mut buf = vec![0u8; encoded.len()];
+    let key = Base64::decode(&mut buf, encoded, None).expect("b64");
+    signed_with_key(key, id, ts, body)
+}
+
+/// The headers of a delivery of `body` signed with the HMAC key `key` itself (a secret's
+/// bytes, as Polar's UTF-8 form of a secret is used).
+pub fn signed_with_key(key: &[u8], id: &str, ts: i64, body: &str) -> Vec<(String, String)> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("key");
+    mac.update(format!("{id}.{ts}.{body}").as_bytes());
+    let sig = Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+    vec![
+        ("webhook-id".into(), id.into()),
+        ("webhook-timestamp".into(), ts.to_string()),
+        ("webhook-signature".into(), format!("v1,{sig}")),
+    ]
+}
+
+/// A `benefit_grant.updated` event that names no key (it changes no stored answer).
+pub fn grant_updated() -> String {
+    json!({"type": "benefit_grant.updated", "timestamp": "2026-01-01T00:00:00Z",
+           "data": {"id": "g", "customer_id": "c"}})
+    .to_string()
+}
+
+// ---- The core, driven as a host drives it ----------------------------------------------------
+
+/// A JSON `POST` to `path` with `headers` from 192.0.2.9, as the core receives it.
+pub fn request(path: &str, headers: &[(String, String)], body: &str) -> RelayRequest {
+    let mut all = vec![("content-type".to_string(), "application/json".to_string())];
+    all.extend(headers.iter().cloned());
+    RelayRequest {
+        method: "POST".into(),
+        path: path.into(),
+        headers: all,
+        body: body.as_bytes().to_vec(),
+        client_ip: "192.0.2.9".into(),
+    }
+}
+
+/// A validate of `key` in the demo organization, as the core receives it.
+pub fn validate_request(key: &str) -> RelayRequest {
+    request(
+        &format!("{PUBLIC}validate"),
+        &[],
+        &json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID}).to_string(),
+    )
+}
+
+/// A delivery of `body` signed with `secret` at `ts` (id `id`), as the core receives it.
+pub fn hook(secret: &str, id: &str, ts: i64, body: &str) -> RelayRequest {
+    request(WEBHOOK, &signed(secret, id, ts, body), body)
+}
+
+/// A license key's body, as the relay passed it on: its `id` and `customer_id`.
+pub fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
+    let license: Value = serde_json::from_slice(&answer.body).expect("JSON");
+    let field = |name: &str| license[name].as_str().expect(name).to_string();
+    (field("id"), field("customer_id"))
+}
+
+// ---- Clocks and waits ------------------------------------------------------------------------
+
+/// The wall clock's Unix seconds.
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The core's clock at `unix_seconds` (its monotonic clock the same, in milliseconds).
+pub fn at(unix_seconds: i64) -> Now {
+    Now {
+        unix_seconds,
+        monotonic_ms: u64::try_from(unix_seconds).unwrap_or(0) * 1000,
+    }
+}
+
+/// `unix` as RFC 3339.
+pub fn rfc3339(unix: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(unix)
+        .expect("a time")
+        .format(&time::format_description::well_known::Rfc3339)
+        .expect("RFC 3339")
+}
+
+/// Asks `done` every `every` until it says yes or `limit` has passed: whether it said yes.
+pub fn wait_until(limit: Duration, every: Duration, mut done: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + limit;
+    loop {
+        let yes = done();
+        if yes || Instant::now() > deadline {
+            return yes;
+        }
+        std::thread::sleep(every);
+    }
+}
+
+// ---- Calls from other loopback addresses -----------------------------------------------------
+
+/// One `POST` of `body` to `path` on a connection of its own from `from` (a 127.0.0.N address:
+/// Linux routes all of 127/8 to lo) to `to`, its socket bound on `runtime`: the status and
+/// `polar-license-source`, or `None` where the connection or the answer failed.
+pub fn post_from(
+    runtime: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+    path: &str,
+    body: &Value,
+) -> Option<(u16, Option<String>)> {
+    let body = body.to_string();
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
+    let stream = runtime.block_on(socket.connect(to)).ok()?;
+    let mut stream = {
+        let _entered = runtime.enter();
+        stream.into_std().ok()?
+    };
+    stream.set_nonblocking(false).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .ok()?;
+    let request = format!(
+        "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    stream.write_all(request.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw);
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let head = text.split("\r\n\r\n").next()?;
+    let source = head.lines().find_map(|l| {
+        let (name, value) = l.split_once(':')?;
+        name.trim()
+            .eq_ignore_ascii_case(SOURCE_HEADER)
+            .then(|| value.trim().to_string())
+    });
+    Some((status, source))
+}

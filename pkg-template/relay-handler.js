@@ -127,7 +127,7 @@ function coreConfig(options, signer) {
     kid: signer.kid,
     publicKey: signer.publicKey,
   };
-  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'store']) {
+  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'store']) {
     if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
   }
   return config;

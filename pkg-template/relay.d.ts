@@ -36,6 +36,13 @@ export interface RelayOptions {
   corsOrigins?: string[];
   /** The largest request body (default 65536 bytes; larger: 413). */
   maxBodyBytes?: number;
+  /** Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before the breaker
+   * stops calls for `breakerOpenFor` seconds (default 5; 0 turns it off): stored answers are
+   * then given at once, others get 502 (the native `--breaker-failures`). */
+  breakerFailures?: number;
+  /** How long the breaker stops calls once open, 1 to 3600 seconds (default 30); then one call
+   * probes (the native `--breaker-open-for`). */
+  breakerOpenFor?: number;
   /** The upstream call's timeout in milliseconds (default 10000; then 502). */
   timeoutMs?: number;
   /** The fetch that asks Polar (default `globalThis.fetch`). */

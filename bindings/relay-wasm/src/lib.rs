@@ -288,6 +288,17 @@ impl RelayCore {
             relay_config.limits.max_body_bytes = max as usize;
         }
         relay_config.cors_origins = strings(&config, "corsOrigins")?;
+        // The breaker in front of Polar, as `relay serve`'s --breaker-failures (0 turns it off)
+        // and --breaker-open-for (1 to 3600 seconds).
+        if let Some(n) = whole(&config, "breakerFailures", f64::from(u32::MAX))? {
+            relay_config.breaker.failures = n as u32;
+        }
+        if let Some(secs) = whole(&config, "breakerOpenFor", 3600.0)? {
+            if secs < 1.0 {
+                return Err(bad("breakerOpenFor", "must be a whole number from 1 to 3600"));
+            }
+            relay_config.breaker.open_for_ms = secs as u64 * 1000;
+        }
         let store = get(&config, "store");
         let journal = if store.is_object() {
             let mut options = StoreOptions::default();

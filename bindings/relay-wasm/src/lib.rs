@@ -295,7 +295,10 @@ impl RelayCore {
         }
         if let Some(secs) = whole(&config, "breakerOpenFor", 3600.0)? {
             if secs < 1.0 {
-                return Err(bad("breakerOpenFor", "must be a whole number from 1 to 3600"));
+                return Err(bad(
+                    "breakerOpenFor",
+                    "must be a whole number from 1 to 3600",
+                ));
             }
             relay_config.breaker.open_for_ms = secs as u64 * 1000;
         }

@@ -1252,6 +1252,7 @@ fn the_breaker_options_open_it_after_their_failures() {
 }
 
 /// A validate that reports a failed connection instead of panicking.
+#[cfg(unix)]
 fn try_validate(relay: &str, key: &str) -> Result<(u16, Option<String>), ureq::Error> {
     let resp = agent()
         .post(&format!("{relay}/v1/customer-portal/license-keys/validate"))

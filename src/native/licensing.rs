@@ -469,34 +469,12 @@ impl Licensing {
         })
     }
 
-    /// The slot's stored bytes, opened (untrusted bytes count as no record).
-    /// Shared, not copied: a warm check reuses the memo's (a deep copy of the record cost a
-    /// cached check dozens of allocations).
+    /// The slot's stored bytes, opened as every machine of the core opens them
+    /// ([`flow::open_slot`]: untrusted bytes count as no record, signed mode gates the lease,
+    /// the memo's when the bytes are the same).
     fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
         let stored = self.read(slot)?;
-        if let Some(opened) = self.memo.flow.opened(slot, &stored) {
-            return Ok((stored, opened));
-        }
-        let mut opened = session::open_with_clock(
-            stored.record.as_deref(),
-            stored.ledger.as_deref(),
-            stored.clock.as_deref(),
-            slot,
-            self.org(),
-            key,
-        );
-        session::gate_lease(
-            &mut opened,
-            &self.relay_keys,
-            self.org(),
-            key,
-            &self.lease_memo,
-            &crate::lease::Builtin,
-        );
-        let opened = Arc::new(opened);
-        self.memo
-            .flow
-            .remember_opened(slot, stored.clone(), &opened);
+        let opened = flow::open_slot(&self.ctx(), slot, key, &stored);
         Ok((stored, opened))
     }
 

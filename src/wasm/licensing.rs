@@ -305,27 +305,12 @@ impl AsyncLicensing {
         })
     }
 
-    /// The slot's stored text, opened (untrusted text counts as no record; signed mode gates
-    /// the record's lease), as a check opens it.
+    /// The slot's stored text, opened as a check opens it ([`flow::open_slot`]: untrusted text
+    /// counts as no record; signed mode gates the record's lease).
     async fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
         let stored = self.read(slot).await?;
-        let mut opened = session::open_with_clock(
-            stored.record.as_deref(),
-            stored.ledger.as_deref(),
-            stored.clock.as_deref(),
-            slot,
-            self.org(),
-            key,
-        );
-        session::gate_lease(
-            &mut opened,
-            &self.relay_keys,
-            self.org(),
-            key,
-            &self.lease_memo,
-            &crate::lease::Builtin,
-        );
-        Ok((stored, opened))
+        let opened = flow::open_slot(&self.ctx(), slot, key, &stored);
+        Ok((stored, Arc::unwrap_or_clone(opened)))
     }
 
     /// Activates `req.key` and remembers the activation, so later

@@ -283,6 +283,12 @@ impl Relay {
             if leads {
                 s.land(&id);
             }
+            // A key over its rate gets its stored answer, `stale`, as past the budget: it
+            // costs Polar nothing (a 429 here refused known customers while their grants
+            // were being asked again after an outage).
+            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
+                return Routed::Stored(f);
+            }
             return Routed::Answer(r);
         }
         // A first-seen key (no grant stored, not in the roster): its share (crate::roster).

@@ -16,7 +16,7 @@ use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
 use polar_license_relay::{
-    serve, Now, Relay, RelayRequest, Running, ServeOptions, Step, SOURCE_HEADER,
+    serve, Limits, Now, Rate, Relay, RelayRequest, Running, ServeOptions, Step, SOURCE_HEADER,
 };
 use polar_license_testkit::ScratchDir;
 use rig::{
@@ -1486,6 +1486,53 @@ fn an_entry_marked_stale_has_a_shorter_stale_window() {
         "{:?}",
         source_of(&past)
     );
+}
+
+/// A key over its per-key rate, with a grant stored past `--fresh-for`, gets that grant
+/// `stale` (it costs Polar nothing), as past the budget; a key with nothing stored still gets
+/// the 429. (The attack benchmark's known customers got 429s while their grants were asked
+/// again after an outage.)
+#[test]
+fn a_key_over_its_rate_gets_its_stored_grant_stale_not_a_429() {
+    let polar = emulator();
+    let k = key(&polar, "OVERRATE");
+    let mut config = rig::config(polar.url(), "core");
+    config.limits = Limits {
+        per_key: Rate::new(1, 1),
+        ..rig::unlimited()
+    };
+    config.store = rig::store(memory(), StoreOptions::default(), Some(SECRET.into()));
+    let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+    let t0 = now();
+    assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 200);
+    // Past --fresh-for: the first check asks Polar, which fails (the stored grant, stale);
+    // the second, at the same instant, is over the key's rate.
+    let t1 = t0 + 400;
+    let pending = match relay.begin(&validate_request(&k), at(t1)) {
+        Step::Ask(pending) => pending,
+        other => panic!("a grant past --fresh-for asks Polar: {other:?}"),
+    };
+    let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
+    let first = relay.finish(pending, down, at(t1)).into_response();
+    assert_eq!((first.status, source_of(&first)), (200, Some("stale")));
+    let second = relay.handle(&validate_request(&k), at(t1));
+    assert_eq!(
+        (second.status, source_of(&second), second.lease().is_some()),
+        (200, Some("stale"), true)
+    );
+    // A key with nothing stored (Polar failed its first check), over its rate: 429.
+    let unknown = key(&polar, "OVERRATE-NEW");
+    let pending = match relay.begin(&validate_request(&unknown), at(t1)) {
+        Step::Ask(pending) => pending,
+        other => panic!("a key with nothing stored asks Polar: {other:?}"),
+    };
+    let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
+    assert_ne!(
+        relay.finish(pending, down, at(t1)).into_response().status,
+        200
+    );
+    let refused = relay.handle(&validate_request(&unknown), at(t1));
+    assert_eq!(refused.status, 429);
 }
 
 // ---- Only what the answers need on disk (issue #45, item 6) ---------------------------------

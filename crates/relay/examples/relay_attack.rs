@@ -1,23 +1,31 @@
-//! Issue #45's adversarial benchmark, the part about the budget: the emulator behind the relay
-//! (with a store) enforcing the organization token's budget, time scaled (`SCALE`: 0.1 makes
-//! Polar's minute 6 s, the relay's window with it); known customers' validates at 24 times the
-//! budget, random keys from 64 loopback addresses (`127.0.0.64` to `.127`) at 10 times the
-//! budget on validate and on activate, and new customers buying (Polar's
-//! `benefit_grant.created` reaches the relay) and activating throughout, once each, from
-//! `127.0.0.2`. The same run twice: the relay without its roster (as before issue #45), and
-//! with `roster` on (a first-seen share of 10 %).
+//! Issue #45's adversarial benchmark (a script, not a timed test). Three runs:
 //!
-//! Then a slow Polar (issue #45, item 3), the issue's own try, not scaled: 40 stored keys past
-//! `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
-//! all 40 keys asked at once and a signed webhook half a second later, then checks of the 40
-//! at 80 a second and a webhook every second for `SLOW_SECONDS` (default 60): how the checks
-//! were answered and how fast, and how fast the webhooks. Not measured here: an outage, a
-//! restart.
+//! - **The whole run** (the default, [`phases`]): the attack's load throughout against the
+//!   relay with its store in a redb file and the roster on, while Polar is up, then answers
+//!   every call after 20 s, then is gone (its port refuses connections), then the relay is
+//!   restarted on the same file with Polar still gone, then Polar is back, then the relay is
+//!   restarted again: a table per phase and each of the issue's targets, met or missed.
+//!   `relay_attack [scale=0.1] [budget=100] [up=45] [slow=60] [gone=30] [restart=20]
+//!   [back=45]` (phases in seconds; `scale` scales Polar's minute and the store's windows:
+//!   0.1 makes the minute 6 s and `--fresh-for` 30 s). About 5 minutes with the defaults;
+//!   the full length, Polar's real minute: `scale=1 up=600 slow=60 gone=300 restart=60
+//!   back=300`.
+//! - **The budget part alone** (`budget [SCALE] [MINUTES] [BUDGET]`, defaults 0.1, 2, 100):
+//!   the emulator behind the relay (with a store) enforcing the organization token's budget,
+//!   time scaled; known customers' validates at 24 times the budget, random keys from 64
+//!   loopback addresses (`127.0.0.64` to `.127`) at 10 times the budget on validate and on
+//!   activate, and new customers buying (Polar's `benefit_grant.created` reaches the relay)
+//!   and activating throughout, once each, from `127.0.0.2`. The same run twice: the relay
+//!   without its roster (as before issue #45), and with `roster` on (a first-seen share of
+//!   10 %).
+//! - **The issue's own try** (`slow [SECONDS]`, default 60; not scaled): 40 stored keys past
+//!   `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
+//!   all 40 keys asked at once and a signed webhook half a second later, then checks of the
+//!   40 at 80 a second and a webhook every second: how the checks were answered and how
+//!   fast, and how fast the webhooks.
 //!
-//! Run: `cargo run --release -p polar-license-relay --example relay_attack [SCALE] [MINUTES]
-//! [BUDGET] [SLOW_SECONDS]` (defaults 0.1, 2, 100 and 60), or `… relay_attack slow
-//! [SLOW_SECONDS]` for the slow Polar only. It prints markdown tables. Linux: every 127/8
-//! address is on lo.
+//! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
+//! prints markdown tables. Linux: every 127/8 address is on lo.
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -37,6 +45,11 @@ use serde_json::json;
 // addresses and signed webhooks as the tests make them.
 #[path = "../tests/rig/mod.rs"]
 mod rig;
+
+#[path = "relay_attack/phases.rs"]
+mod phases;
+#[path = "relay_attack/proxy.rs"]
+mod proxy;
 
 /// Known customers (each checked once before the load, so the store holds them).
 const KNOWN: usize = 120;
@@ -87,6 +100,14 @@ struct Pace {
 }
 
 impl Pace {
+    fn new(per_second: f64) -> Pace {
+        Pace {
+            started: Instant::now(),
+            per_second,
+            n: 0,
+        }
+    }
+
     fn wait(&mut self) {
         self.n += 1;
         let due = self.started + Duration::from_secs_f64(self.n as f64 / self.per_second);
@@ -107,6 +128,28 @@ struct Tally {
     new_polar: AtomicU64,
 }
 
+/// The relay's breaker at `url`, as `/healthz` tells it.
+fn breaker(url: &str) -> String {
+    let health: serde_json::Value = patient()
+        .get(&format!("{url}/healthz"))
+        .call()
+        .ok()
+        .and_then(|mut r| r.body_mut().read_to_string().ok())
+        .and_then(|b| serde_json::from_str(&b).ok())
+        .unwrap_or_default();
+    format!(
+        "{} (opened {} times)",
+        health["breaker"]["state"].as_str().unwrap_or("?"),
+        health["breaker"]["opened"]
+    )
+}
+
+/// A markdown table's head.
+fn table_head(header: &[&str]) {
+    println!("| {} |", header.join(" | "));
+    println!("|{}", "---|".repeat(header.len()));
+}
+
 fn pct(a: u64, b: u64) -> String {
     if b == 0 {
         return "-".into();
@@ -114,8 +157,14 @@ fn pct(a: u64, b: u64) -> String {
     format!("{:.1} %", 100.0 * a as f64 / b as f64)
 }
 
-fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
-    let window = Duration::from_secs_f64(60.0 * scale);
+/// The attack's Polar: the demo seed and [`KNOWN`] keys, enforcing the token's `budget` per
+/// `window` (Polar's minute scaled by `scale`, its webhook schedule too), webhooks given
+/// `hook_timeout`; with an endpoint for the grant events (its id and secret).
+fn attack_polar(
+    budget: u32,
+    scale: f64,
+    hook_timeout: Duration,
+) -> (Arc<Emulator>, String, String) {
     let mut seed = Seed::demo();
     for i in 0..KNOWN {
         seed.license_keys.push(SeedKey {
@@ -125,10 +174,10 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     }
     let options = Options {
         token_budget: Some(budget),
-        token_window: Some(window),
+        token_window: Some(Duration::from_secs_f64(60.0 * scale)),
         webhooks: WebhookOptions {
             schedule_scale: scale,
-            timeout: Duration::from_secs(5),
+            timeout: hook_timeout,
         },
         ..Options::default()
     };
@@ -141,17 +190,104 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
             "benefit_grant.revoked",
         ],
     );
+    (polar, endpoint_id, secret)
+}
 
-    let mut store = StoreOptions::default();
+/// The store's options for the attack: its windows scaled by `scale`, `budget` a window, a
+/// quarter kept, the roster on or off (a first-seen share of 10 %).
+fn attack_store(scale: f64, budget: u32, roster: bool) -> StoreOptions {
     let scaled = |s: u64| ((s as f64 * scale).round() as u64).max(1);
+    let mut store = StoreOptions::default();
     store.fresh_for = scaled(300);
     store.stale_for = scaled(86_400);
     store.denial_for = scaled(60);
     store.budget = budget;
     store.reserve = budget / 4;
-    store.budget_window_ms = window.as_millis() as u64;
+    store.budget_window_ms = (60_000.0 * scale) as u64;
     store.roster = roster;
     store.first_seen_share = 10;
+    store
+}
+
+/// Every known customer checked once from `127.0.1.x` (their grants stored), within the
+/// budget: each asked again every 200 ms until granted.
+fn warm_up(rt: &tokio::runtime::Runtime, to: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(300);
+    for i in 0..KNOWN {
+        let from = Ipv4Addr::new(127, 0, 1, (i % 250) as u8);
+        let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
+        while post_from(rt, from, to, "validate", &body).is_some_and(|(s, _)| s != 200) {
+            assert!(Instant::now() < deadline, "the warm-up did not end");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+}
+
+/// An answer over a connection of its own: its status and `polar-license-source`.
+type Posted = Option<(u16, Option<String>)>;
+
+/// Known customers' validates at `rate` a second until `stop`, on a thread of their own
+/// (number `t`): a known key and an address (1,000 of them: 127.0.1-4.x) at random;
+/// `each(key index, when sent, answer)`.
+fn known_checks(
+    t: u64,
+    rate: f64,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    mut each: impl FnMut(usize, Instant, Posted) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = runtime();
+        let mut pace = Pace::new(rate);
+        // xorshift64.
+        let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t + 1);
+        while !stop.load(Ordering::Relaxed) {
+            pace.wait();
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            let i = (x % KNOWN as u64) as usize;
+            let from = Ipv4Addr::new(127, 0, 1 + ((x >> 20) % 4) as u8, ((x >> 32) % 250) as u8);
+            let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
+            let sent = Instant::now();
+            each(i, sent, post_from(&rt, from, to, "validate", &body));
+        }
+    })
+}
+
+/// Random keys at `rate` a second until `stop`, on validate and activate in turn, from 16
+/// addresses of their own (thread `t` of 4: `127.0.0.64` to `.127` in all); `each(answer)`.
+fn guesses(
+    t: u8,
+    rate: f64,
+    to: SocketAddr,
+    stop: Arc<AtomicBool>,
+    mut each: impl FnMut(Posted) + Send + 'static,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        let rt = runtime();
+        let mut pace = Pace::new(rate);
+        let mut n = 0u64;
+        while !stop.load(Ordering::Relaxed) {
+            pace.wait();
+            n += 1;
+            let from = Ipv4Addr::new(127, 0, 0, 64 + t * 16 + (n % 16) as u8);
+            let op = if n.is_multiple_of(2) {
+                "validate"
+            } else {
+                "activate"
+            };
+            let body = json!({"key": format!("GUESS-{t}-{n}-000000"),
+                              "organization_id": DEMO_ORGANIZATION_ID, "label": "x"});
+            each(post_from(&rt, from, to, op, &body));
+        }
+    })
+}
+
+fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
+    let window = Duration::from_secs_f64(60.0 * scale);
+    let (polar, endpoint_id, secret) = attack_polar(budget, scale, Duration::from_secs(5));
+    let store = attack_store(scale, budget, roster);
     let polar_429 = Arc::new(AtomicU64::new(0));
     // The default limits: 5 a second per address (bursts of 10), 3 per key.
     let mut config = rig::config(polar.url(), "attack");
@@ -166,17 +302,8 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     rig::point_endpoint_at(&polar, &endpoint_id, &relay);
     let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
 
-    // Warm-up: every known customer checked once (their grants stored), within the budget.
     let rt = runtime();
-    let warm_deadline = Instant::now() + Duration::from_secs(120);
-    for i in 0..KNOWN {
-        let from = Ipv4Addr::new(127, 0, 1, (i % 250) as u8);
-        let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
-        while post_from(&rt, from, to, "validate", &body).is_some_and(|(s, _)| s != 200) {
-            assert!(Instant::now() < warm_deadline, "the warm-up did not end");
-            std::thread::sleep(Duration::from_millis(200));
-        }
-    }
+    warm_up(&rt, to);
     // Polar's window of the warm-up over.
     std::thread::sleep(window);
     polar.reset_request_count();
@@ -187,70 +314,35 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let per_window = |times: f64| times * f64::from(budget) / window.as_secs_f64();
     let started = Instant::now();
     let mut threads = Vec::new();
-    // Known customers: 24 times the budget, from 250 addresses (127.0.1.x), 4 threads.
-    for t in 0..4usize {
-        let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));
-        let rate = per_window(24.0) / 4.0;
-        threads.push(std::thread::spawn(move || {
-            let rt = runtime();
-            let mut pace = Pace {
-                started: Instant::now(),
-                per_second: rate,
-                n: 0,
-            };
-            // xorshift64: keys and addresses (1,000 of them: 127.0.1-4.x) at random.
-            let mut x = 0x9E37_79B9_7F4A_7C15u64 ^ (t as u64 + 1);
-            while !stop.load(Ordering::Relaxed) {
-                pace.wait();
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                let i = (x % KNOWN as u64) as usize;
-                let from =
-                    Ipv4Addr::new(127, 0, 1 + ((x >> 20) % 4) as u8, ((x >> 32) % 250) as u8);
-                let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
-                if let Some((status, source)) = post_from(&rt, from, to, "validate", &body) {
-                    tally.known.fetch_add(1, Ordering::Relaxed);
-                    let verdict =
-                        status == 200 && matches!(source.as_deref(), Some("polar") | Some("store"));
-                    if verdict {
-                        tally.known_verdict.fetch_add(1, Ordering::Relaxed);
-                    }
+    // Known customers: 24 times the budget, 4 threads.
+    for t in 0..4u64 {
+        let tally = Arc::clone(&tally);
+        let each = move |_, _, answer: Posted| {
+            if let Some((status, source)) = answer {
+                tally.known.fetch_add(1, Ordering::Relaxed);
+                let verdict =
+                    status == 200 && matches!(source.as_deref(), Some("polar") | Some("store"));
+                if verdict {
+                    tally.known_verdict.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }));
+        };
+        let rate = per_window(24.0) / 4.0;
+        threads.push(known_checks(t, rate, to, Arc::clone(&stop), each));
     }
     // Guesses: 10 times the budget on validate and on activate, from 64 addresses, 4 threads.
     for t in 0..4u8 {
-        let (tally, stop) = (Arc::clone(&tally), Arc::clone(&stop));
-        let rate = per_window(20.0) / 4.0;
-        threads.push(std::thread::spawn(move || {
-            let rt = runtime();
-            let mut pace = Pace {
-                started: Instant::now(),
-                per_second: rate,
-                n: 0,
-            };
-            let mut n = 0u64;
-            while !stop.load(Ordering::Relaxed) {
-                pace.wait();
-                n += 1;
-                let from = Ipv4Addr::new(127, 0, 0, 64 + t * 16 + (n % 16) as u8);
-                let op = if n.is_multiple_of(2) {
-                    "validate"
-                } else {
-                    "activate"
-                };
-                let body = json!({"key": format!("GUESS-{t}-{n}-000000"),
-                                  "organization_id": DEMO_ORGANIZATION_ID, "label": "x"});
-                if let Some((status, source)) = post_from(&rt, from, to, op, &body) {
-                    tally.guesses.fetch_add(1, Ordering::Relaxed);
-                    if status == 404 && source.as_deref() == Some("polar") {
-                        tally.guesses_polar.fetch_add(1, Ordering::Relaxed);
-                    }
+        let tally = Arc::clone(&tally);
+        let each = move |answer: Posted| {
+            if let Some((status, source)) = answer {
+                tally.guesses.fetch_add(1, Ordering::Relaxed);
+                if status == 404 && source.as_deref() == Some("polar") {
+                    tally.guesses_polar.fetch_add(1, Ordering::Relaxed);
                 }
             }
-        }));
+        };
+        let rate = per_window(20.0) / 4.0;
+        threads.push(guesses(t, rate, to, Arc::clone(&stop), each));
     }
     // Polar's license-route calls, sampled every 50 ms.
     let samples = Arc::new(Mutex::new(Vec::new()));
@@ -343,10 +435,12 @@ const SLOW_SECRET: &str = "whsec_c2xvdy1wb2xhci1iZW5jaG1hcmstc2VjcmV0";
 /// Keys stored before Polar turns slow.
 const SLOW_KEYS: usize = 40;
 
-/// A signed webhook (Standard Webhooks, as Polar signs): its status and how long it took.
-fn slow_webhook(url: &str, id: &str) -> (u16, Duration) {
+/// A signed webhook (Standard Webhooks, as Polar signs; a grant update naming no key, which
+/// changes nothing) to the relay at `url`, signed with `secret`: its status (0: no answer) and
+/// how long it took.
+fn webhook(url: &str, secret: &str, id: &str) -> (u16, Duration) {
     let body = rig::grant_updated();
-    let headers = rig::signed(SLOW_SECRET, id, rig::now(), &body);
+    let headers = rig::signed(secret, id, rig::now(), &body);
     let asked = Instant::now();
     let mut req = patient()
         .post(&format!("{url}{}", rig::WEBHOOK))
@@ -431,17 +525,13 @@ fn slow(seconds: f64) -> Vec<String> {
     webhooks
         .lock()
         .expect("webhooks")
-        .push(slow_webhook(&url, "msg_slow_first"));
+        .push(webhook(&url, SLOW_SECRET, "msg_slow_first"));
     // Then 80 checks a second (8 clients) and a webhook a second.
     let load = Duration::from_secs_f64(seconds);
     for t in 0..8usize {
         let (url, checks) = (url.clone(), Arc::clone(&checks));
         threads.push(std::thread::spawn(move || {
-            let mut pace = Pace {
-                started: Instant::now(),
-                per_second: 10.0,
-                n: 0,
-            };
+            let mut pace = Pace::new(10.0);
             let mut x = 0x2545_F491_4F6C_DD1Du64 ^ (t as u64 + 1);
             while started.elapsed() < load {
                 pace.wait();
@@ -457,20 +547,14 @@ fn slow(seconds: f64) -> Vec<String> {
     while started.elapsed() < load {
         std::thread::sleep(Duration::from_secs(1));
         n += 1;
-        let w = slow_webhook(&url, &format!("msg_slow_{n}"));
+        let w = webhook(&url, SLOW_SECRET, &format!("msg_slow_{n}"));
         webhooks.lock().expect("webhooks").push(w);
     }
     for t in threads {
         let _ = t.join();
     }
     let calls = polar.request_count() - calls_before;
-    let health: serde_json::Value = patient()
-        .get(&format!("{url}/healthz"))
-        .call()
-        .ok()
-        .and_then(|mut r| r.body_mut().read_to_string().ok())
-        .and_then(|b| serde_json::from_str(&b).ok())
-        .unwrap_or_default();
+    let breaker = breaker(&url);
     polar.set_fault(None);
     relay.stop();
 
@@ -512,11 +596,7 @@ fn slow(seconds: f64) -> Vec<String> {
             quantile(&hook_times, 1.0)
         ),
         calls.to_string(),
-        format!(
-            "{} (opened {} times)",
-            health["breaker"]["state"].as_str().unwrap_or("?"),
-            health["breaker"]["opened"]
-        ),
+        breaker,
     ]
 }
 
@@ -533,8 +613,7 @@ fn slow_table(seconds: f64) {
         "breaker at the end",
     ];
     println!();
-    println!("| {} |", header.join(" | "));
-    println!("|{}", "---|".repeat(header.len()));
+    table_head(&header);
     let mut row = slow(seconds);
     row.insert(0, "relay (#45 item 3)".into());
     row.remove(1);
@@ -542,15 +621,29 @@ fn slow_table(seconds: f64) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) == Some("slow") {
-        let seconds = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(60.0);
-        slow_table(seconds);
-        return;
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args.first().map(String::as_str) {
+        Some("slow") => {
+            let seconds = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(60.0);
+            slow_table(seconds);
+        }
+        Some("budget") => budget_table(&args[1..]),
+        _ => match phases::Args::parse(&args) {
+            Ok(a) => phases::run(&a),
+            Err(e) => {
+                eprintln!("relay_attack: {e}");
+                std::process::exit(2);
+            }
+        },
     }
-    let scale: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(0.1);
-    let minutes: f64 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(2.0);
-    let budget: u32 = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(100);
+}
+
+/// The budget part alone, the relay without and with its roster: `budget [SCALE] [MINUTES]
+/// [BUDGET]`.
+fn budget_table(args: &[String]) {
+    let scale: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(0.1);
+    let minutes: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
+    let budget: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
     let header = [
         "relay",
         "load",
@@ -562,11 +655,9 @@ fn main() {
         "most license calls to Polar in a window",
         "Polar's 429s",
     ];
-    println!("| {} |", header.join(" | "));
-    println!("|{}", "---|".repeat(header.len()));
+    table_head(&header);
     for roster in [false, true] {
         let row = run(roster, scale, minutes, budget);
         println!("| {} |", row.join(" | "));
     }
-    slow_table(args.get(4).and_then(|s| s.parse().ok()).unwrap_or(60.0));
 }

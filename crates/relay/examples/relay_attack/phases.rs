@@ -130,8 +130,8 @@ struct Tally {
     new_polar: u64,
     /// The benchmark's signed webhooks: status (0: no connection) and ms.
     hooks: Vec<(u16, u64)>,
-    /// The first answer (any status) and the first of Polar's (`polar`) to a known key's
-    /// check sent after `cutoff`.
+    /// The first answer (any status) and the first of Polar's verdicts (`polar`, 200 or 404)
+    /// to a known key's check sent after `cutoff`.
     first_answer: Option<Instant>,
     first_polar: Option<Instant>,
     polar_429: u64,
@@ -202,7 +202,8 @@ impl Shared {
             if t.cutoff.is_some_and(|c| sent >= c) {
                 let now = Instant::now();
                 t.first_answer.get_or_insert(now);
-                if source.as_deref() == Some("polar") {
+                // Polar's verdict, not a refusal of the relay's own (429, 502).
+                if source.as_deref() == Some("polar") && matches!(status, 200 | 404) {
                     t.first_polar.get_or_insert(now);
                 }
             }

@@ -48,6 +48,9 @@ static void pause_ms(int ms) {
 #endif
 
 static int passed, failed, current_failures;
+static long checks;
+
+void harness_count(void) { checks++; }
 static const char *current_test = "";
 
 void harness_fail(const char *file, int line, const char *what) {
@@ -73,6 +76,7 @@ void harness_check_answer(const char *file, int line, const polar_license_result
                           polar_license_outcome outcome, polar_license_reason reason) {
   polar_license_outcome got_outcome = polar_license_result_outcome(result);
   polar_license_reason got_reason = polar_license_result_reason(result);
+  harness_count();
   if (got_outcome != outcome || got_reason != reason) {
     current_failures++;
     fprintf(stderr, "  %s:%d: %s: answer is %s/%s (%s), expected %s/%s\n", file, line,
@@ -100,6 +104,7 @@ void harness_run(const char *name, void (*fn)(void)) {
 int harness_current_failures(void) { return current_failures; }
 
 int harness_summary(const char *program) {
+  printf("%s: %ld checks\n", program, checks);
   printf("%s: %d passed, %d failed\n", program, passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;
 }

@@ -31,20 +31,26 @@ void harness_fail_int(const char *file, int line, const char *what, long long go
 void harness_fail_str(const char *file, int line, const char *what, const char *got,
                       const char *want);
 
+/* Counts a check made (passed or failed): the summary prints how many ran. */
+void harness_count(void);
+
 #define CHECK(cond)                                                                               \
   do {                                                                                            \
+    harness_count();                                                                              \
     if (!(cond)) harness_fail(__FILE__, __LINE__, #cond);                                         \
   } while (0)
 
 #define CHECK_INT(got, want)                                                                      \
   do {                                                                                            \
     long long got_ = (long long)(got), want_ = (long long)(want);                                 \
+    harness_count();                                                                              \
     if (got_ != want_) harness_fail_int(__FILE__, __LINE__, #got, got_, want_);                   \
   } while (0)
 
 #define CHECK_STR(got, want)                                                                      \
   do {                                                                                            \
     const char *got_ = (got), *want_ = (want);                                                    \
+    harness_count();                                                                              \
     if (got_ == NULL || strcmp(got_, want_) != 0)                                                 \
       harness_fail_str(__FILE__, __LINE__, #got, got_, want_);                                    \
   } while (0)
@@ -62,7 +68,8 @@ void harness_run(const char *name, void (*fn)(void));
 /* How many checks have failed so far in the running test (0: it passes so far). */
 int harness_current_failures(void);
 
-/* Prints `PROGRAM: N passed, N failed` and returns the exit status (0 when all passed). */
+/* Prints `PROGRAM: N checks` (every check made, passed or failed), then
+ * `PROGRAM: N passed, N failed` (tests), and returns the exit status (0 when all passed). */
 int harness_summary(const char *program);
 
 /* ---- The emulator ------------------------------------------------------------------------ */

@@ -113,6 +113,7 @@ static void check_access(const char *file, int line, polar_license_feature_acces
   bool has_count = polar_license_feature_access_remaining_usage(access, &left);
   polar_license_feature_why got_why = polar_license_feature_access_why(access);
   char what[160];
+  harness_count();
   snprintf(what, sizeof what, "%s: %s", polar_license_feature_access_feature(access),
            polar_license_feature_why_code(got_why));
   if (polar_license_feature_access_granted(access) != granted)

@@ -3,47 +3,16 @@
 //! `cargo test` too).
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, demo_config, text, Client};
 use crate::*;
-use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey};
 use polar_license_testkit::ScratchDir;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::ptr;
 
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-/// Reads a string an accessor returned.
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-struct Client(*mut polar_license_client);
-
-// SAFETY: polar_license_client is documented (and checked at compile time) to be thread-safe.
-unsafe impl Send for Client {}
-// SAFETY: as above.
-unsafe impl Sync for Client {}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        polar_license_client_free(self.0);
-    }
-}
-
 fn client(url: &str, dir: &std::path::Path, offset: i64, revalidate: u64) -> Client {
-    let mut config = ptr::null_mut();
-    assert_eq!(
-        polar_license_config_new(&mut config),
-        polar_license_status::Ok
-    );
-    let dir = c(&dir.to_string_lossy());
+    let config = demo_config(url, dir);
     for status in [
-        polar_license_config_set_organization(config, c(DEMO_ORGANIZATION_ID).as_ptr()),
-        polar_license_config_set_base_url(config, c(url).as_ptr()),
-        polar_license_config_set_cache_dir(config, dir.as_ptr()),
         polar_license_config_set_grace_policy(config, revalidate, 7 * 86_400, 600),
         polar_license_config_set_clock_offset_for_testing(config, offset),
     ] {
@@ -235,4 +204,51 @@ fn one_client_from_many_threads() {
             });
         }
     });
+}
+
+/// Every call that answers with a result starts by clearing the thread's last error (the rule
+/// `result_call!` keeps): after a refused call, a call that succeeds leaves `""`.
+#[test]
+fn a_call_that_answers_clears_the_last_error() {
+    let (_emu, url) = emulator();
+    let dir = ScratchDir::new("c-last-error");
+    let client = client(&url, dir.path(), 0, 3600);
+    let key = c("FFI-RUST-KEY");
+    type Call = fn(&Client, &CString, *mut *mut polar_license_result) -> polar_license_status;
+    let calls: [(&str, Call); 4] = [
+        ("check", |cl, key, out| {
+            polar_license_client_check(cl.0, key.as_ptr(), out)
+        }),
+        ("status", |cl, key, out| {
+            polar_license_client_status(cl.0, key.as_ptr(), out)
+        }),
+        ("remember_key", |cl, key, out| {
+            polar_license_client_remember_key(cl.0, key.as_ptr(), out)
+        }),
+        ("forget_key", |cl, _, out| {
+            polar_license_client_forget_key(cl.0, out)
+        }),
+    ];
+    for (name, call) in calls {
+        assert_eq!(
+            call(&client, &key, ptr::null_mut()),
+            polar_license_status::NullArgument
+        );
+        assert_eq!(
+            text(polar_license_client_last_error(client.0)),
+            "out_result is NULL"
+        );
+        let mut result = ptr::null_mut();
+        assert_eq!(
+            call(&client, &key, &mut result),
+            polar_license_status::Ok,
+            "{name}"
+        );
+        polar_license_result_free(result);
+        assert_eq!(
+            text(polar_license_client_last_error(client.0)),
+            "",
+            "{name}"
+        );
+    }
 }

@@ -4,27 +4,16 @@
 //! JSON, and an invalid map refused with the entry named.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, demo_config, text, Client};
 use crate::*;
 use polar_license_emulator::{Emulator, Fault, Options};
 use polar_license_testkit::features::{
-    self, map_json, BASIC_KEY, METERED_KEY, ORG, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM,
-    TEAM_KEY,
+    self, map_json, BASIC_KEY, METERED_KEY, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM, TEAM_KEY,
 };
 use polar_license_testkit::ScratchDir;
 use serde_json::json;
-use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 use std::ptr;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
 
 fn emulator() -> (Emulator, String) {
     let emu =
@@ -43,16 +32,8 @@ impl Drop for Config {
 
 impl Config {
     fn new(url: &str, dir: &Path, offset: i64) -> Config {
-        let mut config = ptr::null_mut();
-        assert_eq!(
-            polar_license_config_new(&mut config),
-            polar_license_status::Ok
-        );
-        let dir = c(&dir.to_string_lossy());
+        let config = demo_config(url, dir);
         for status in [
-            polar_license_config_set_organization(config, c(ORG).as_ptr()),
-            polar_license_config_set_base_url(config, c(url).as_ptr()),
-            polar_license_config_set_cache_dir(config, dir.as_ptr()),
             polar_license_config_set_machine_binding(config, false),
             polar_license_config_set_grace_policy(config, 3600, 7 * 86_400, 600),
             polar_license_config_set_clock_offset_for_testing(config, offset),
@@ -96,14 +77,6 @@ impl Config {
                 Err((status, self.last_error()))
             }
         }
-    }
-}
-
-struct Client(*mut polar_license_client);
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        polar_license_client_free(self.0);
     }
 }
 

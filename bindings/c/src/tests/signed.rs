@@ -3,39 +3,12 @@
 //! (bindings/c/tests/test_signed.c) runs the rest against a real relay process.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, demo_config, text};
 use crate::*;
 use polar_license::lease::SigningKey;
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license_testkit::ScratchDir;
-use std::ffi::{c_char, CStr, CString};
 use std::ptr;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-/// A config for the demo organization at `url`, caching in `dir`.
-fn config(url: &str, dir: &std::path::Path) -> *mut polar_license_config {
-    let mut config = ptr::null_mut();
-    assert_eq!(
-        polar_license_config_new(&mut config),
-        polar_license_status::Ok
-    );
-    for status in [
-        polar_license_config_set_organization(config, c(DEMO_ORGANIZATION_ID).as_ptr()),
-        polar_license_config_set_base_url(config, c(url).as_ptr()),
-        polar_license_config_set_cache_dir(config, c(&dir.to_string_lossy()).as_ptr()),
-    ] {
-        assert_eq!(status, polar_license_status::Ok);
-    }
-    config
-}
 
 fn client_new(config: *mut polar_license_config) -> (polar_license_status, String) {
     let mut client = ptr::null_mut();
@@ -50,7 +23,7 @@ fn a_refused_relay_key_is_kept_so_the_client_is_refused_too() {
     let dir = ScratchDir::new("c-relay-keys");
     let good = SigningKey::generate(Some("relay-a")).unwrap().public_pair();
     let other = SigningKey::generate(Some("relay-b")).unwrap().public_pair();
-    let config = config("http://127.0.0.1:9", dir.path());
+    let config = demo_config("http://127.0.0.1:9", dir.path());
 
     assert_eq!(
         polar_license_config_add_relay_key(config, c(&good).as_ptr()),
@@ -96,7 +69,7 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     let dir = ScratchDir::new("c-airgap");
     let key = SigningKey::generate(Some("relay-a")).unwrap().public_pair();
     // The offline machine: nothing listens at its base URL.
-    let offline_config = config("http://127.0.0.1:9", &dir.path().join("offline"));
+    let offline_config = demo_config("http://127.0.0.1:9", &dir.path().join("offline"));
     assert_eq!(
         polar_license_config_add_relay_key(offline_config, c(&key).as_ptr()),
         polar_license_status::Ok
@@ -132,7 +105,7 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     polar_license_request_free(request);
 
     // Fetched from Polar itself (no relay): the grant has no lease, so there is no line.
-    let online_config = config(&emu.url(), &dir.path().join("online"));
+    let online_config = demo_config(&emu.url(), &dir.path().join("online"));
     let mut online = ptr::null_mut();
     assert_eq!(
         polar_license_client_new(online_config, &mut online),

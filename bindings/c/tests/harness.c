@@ -86,6 +86,28 @@ void harness_check_answer(const char *file, int line, const polar_license_result
   }
 }
 
+void harness_check_from(const char *file, int line, const polar_license_result *result,
+                        polar_license_outcome outcome, polar_license_reason reason,
+                        polar_license_source source) {
+  polar_license_source got = polar_license_result_source(result);
+  harness_check_answer(file, line, result, outcome, reason);
+  harness_count();
+  if (got != source) harness_fail_int(file, line, "polar_license_result_source", got, source);
+}
+
+void harness_expect_check(const char *file, int line, polar_license_client *client,
+                          const char *key, polar_license_outcome outcome,
+                          polar_license_reason reason, int with_source,
+                          polar_license_source source) {
+  polar_license_result *r = check(client, key);
+  if (with_source) {
+    harness_check_from(file, line, r, outcome, reason, source);
+  } else {
+    harness_check_answer(file, line, r, outcome, reason);
+  }
+  polar_license_result_free(r);
+}
+
 void harness_run(const char *name, void (*fn)(void)) {
   current_test = name;
   current_failures = 0;
@@ -122,6 +144,15 @@ const char *emu_url(void) {
   return url;
 }
 
+/* 127.0.0.1:port as a socket address (port 0: any free port). */
+static void loopback(struct sockaddr_in *addr, int port) {
+  net_init();
+  memset(addr, 0, sizeof *addr);
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr->sin_port = htons((uint16_t)port);
+}
+
 int emu_request(const char *method, const char *path, const char *body, char *out,
                 size_t out_len) {
   return emu_request_at(atoi(emu_url() + 17), method, path, body, out, out_len);
@@ -138,11 +169,7 @@ int emu_request_at(int port, const char *method, const char *path, const char *b
   int status = -1;
   char *start;
 
-  net_init();
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  loopback(&addr, port);
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd == BAD_SOCK) return -1;
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
@@ -214,11 +241,8 @@ int closed_port(void) {
   socklen_t len = sizeof addr;
   sock_t fd;
   int port;
-  net_init();
+  loopback(&addr, 0);
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bind(fd, (struct sockaddr *)&addr, sizeof addr);
   getsockname(fd, (struct sockaddr *)&addr, &len);
   port = ntohs(addr.sin_port);
@@ -231,12 +255,8 @@ static int listening(int port) {
   struct sockaddr_in addr;
   sock_t fd;
   int up;
-  net_init();
+  loopback(&addr, port);
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons((uint16_t)port);
   up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
   close_sock(fd);
   return up;
@@ -423,4 +443,51 @@ void activate_ok(polar_license_client *client, const char *key, char id[64]) {
   snprintf(id, 64, "%s", polar_license_result_activation_id(result));
   polar_license_result_free(result);
   polar_license_request_free(request);
+}
+
+void activated_key(polar_license_client *client, const char *fields, char key[64], char id[64]) {
+  emu_new_key(fields, key);
+  activate_ok(client, key, id);
+}
+
+polar_license_client *cached_client(char dir[64], uint64_t revalidate_after,
+                                    uint64_t grace_period) {
+  temp_dir(dir);
+  return new_client(dir, 0, revalidate_after, grace_period);
+}
+
+void client_done(polar_license_client *client, const char *dir) {
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+polar_license_result *check(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_check(client, key, &r));
+  return r;
+}
+
+polar_license_result *status(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_status(client, key, &r));
+  return r;
+}
+
+polar_license_config *demo_config(const char *base_url, const char *cache_dir) {
+  polar_license_config *config = NULL;
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, base_url));
+  if (cache_dir != NULL) must(polar_license_config_set_cache_dir(config, cache_dir));
+  return config;
+}
+
+polar_license_client *client_of(polar_license_config *config) {
+  polar_license_client *client = NULL;
+  if (polar_license_client_new(config, &client) != POLAR_LICENSE_STATUS_OK) {
+    fprintf(stderr, "client: %s\n", polar_license_config_last_error(config));
+    die("client_of");
+  }
+  polar_license_config_free(config);
+  return client;
 }

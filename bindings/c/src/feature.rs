@@ -86,13 +86,7 @@ pub extern "C" fn polar_license_feature_access_remaining_usage(
     ffi_boundary! {
         let a = try_ref!(access);
         check_out!(out_remaining);
-        match a.remaining_usage {
-            Some(n) => {
-                out::write(out_remaining, n);
-                true
-            }
-            None => false,
-        }
+        out::write_some(out_remaining, a.remaining_usage)
     }
 }
 

@@ -10,6 +10,18 @@ pub(crate) fn write<T>(out: *mut T, value: T) {
     }
 }
 
+/// Writes the value to `*out` when there is one, and says whether there was (an accessor's
+/// "known or not").
+pub(crate) fn write_some<T>(out: *mut T, value: Option<T>) -> bool {
+    match value {
+        Some(value) => {
+            write(out, value);
+            true
+        }
+        None => false,
+    }
+}
+
 /// Moves `value` to the heap and writes the pointer to `*out`: an object C owns until it gives
 /// it to the type's `_free` ([`free`]). NULL writes nothing and drops `value`.
 pub(crate) fn give<T>(out: *mut *mut T, value: T) {

@@ -545,13 +545,7 @@ pub extern "C" fn polar_license_result_remaining_usages(
     ffi_boundary! {
         let r = try_ref!(result);
         check_out!(out_remaining);
-        match r.remaining_usages {
-            Some(n) => {
-                out::write(out_remaining, n);
-                true
-            }
-            None => false,
-        }
+        out::write_some(out_remaining, r.remaining_usages)
     }
 }
 

@@ -3,7 +3,7 @@
 //! `cargo test` too).
 #![allow(unsafe_code)] // calling the extern "C" functions
 
-use super::{c, demo_config, text, Client};
+use super::{c, client_of, demo_config, labelled_request, text, Client};
 use crate::*;
 use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey};
 use polar_license_testkit::ScratchDir;
@@ -18,15 +18,7 @@ fn client(url: &str, dir: &std::path::Path, offset: i64, revalidate: u64) -> Cli
     ] {
         assert_eq!(status, polar_license_status::Ok);
     }
-    let mut client = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(config, &mut client),
-        polar_license_status::Ok,
-        "{}",
-        text(polar_license_config_last_error(config))
-    );
-    polar_license_config_free(config);
-    Client(client)
+    client_of(config)
 }
 
 struct Answer {
@@ -55,12 +47,7 @@ fn check(client: &Client, key: &str) -> Answer {
 }
 
 fn activate(client: &Client, key: &str) -> Answer {
-    let mut request = ptr::null_mut();
-    assert_eq!(
-        polar_license_request_new(c(key).as_ptr(), &mut request),
-        polar_license_status::Ok
-    );
-    polar_license_request_set_label(request, c("rust").as_ptr());
+    let request = labelled_request(key, "rust");
     let mut result = ptr::null_mut();
     let status = polar_license_client_activate(client.0, request, &mut result);
     polar_license_request_free(request);

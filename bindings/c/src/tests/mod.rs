@@ -43,6 +43,34 @@ fn demo_config(url: &str, dir: &Path) -> *mut polar_license_config {
     config
 }
 
+/// The client `config` builds (checked OK, with the config's last error on failure); frees
+/// `config`.
+fn client_of(config: *mut polar_license_config) -> Client {
+    let mut client = ptr::null_mut();
+    assert_eq!(
+        polar_license_client_new(config, &mut client),
+        polar_license_status::Ok,
+        "{}",
+        text(polar_license_config_last_error(config))
+    );
+    polar_license_config_free(config);
+    Client(client)
+}
+
+/// A request for `key` with this label (the caller frees it).
+fn labelled_request(key: &str, label: &str) -> *mut polar_license_request {
+    let mut request = ptr::null_mut();
+    assert_eq!(
+        polar_license_request_new(c(key).as_ptr(), &mut request),
+        polar_license_status::Ok
+    );
+    assert_eq!(
+        polar_license_request_set_label(request, c(label).as_ptr()),
+        polar_license_status::Ok
+    );
+    request
+}
+
 /// A client, freed when dropped.
 struct Client(*mut polar_license_client);
 

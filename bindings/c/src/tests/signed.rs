@@ -3,7 +3,7 @@
 //! (bindings/c/tests/test_signed.c) runs the rest against a real relay process.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
-use super::{c, demo_config, text};
+use super::{c, client_of, demo_config, labelled_request, text};
 use crate::*;
 use polar_license::lease::SigningKey;
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
@@ -74,21 +74,11 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
         polar_license_config_add_relay_key(offline_config, c(&key).as_ptr()),
         polar_license_status::Ok
     );
-    let mut offline = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(offline_config, &mut offline),
-        polar_license_status::Ok
-    );
-    polar_license_config_free(offline_config);
-    let mut request = ptr::null_mut();
-    assert_eq!(
-        polar_license_request_new(c(DEMO_KEY).as_ptr(), &mut request),
-        polar_license_status::Ok
-    );
-    polar_license_request_set_label(request, c("lab").as_ptr());
+    let offline = client_of(offline_config);
+    let request = labelled_request(DEMO_KEY, "lab");
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_lease_request(offline, request, &mut result),
+        polar_license_client_lease_request(offline.0, request, &mut result),
         polar_license_status::Ok
     );
     assert_eq!(
@@ -106,15 +96,10 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
 
     // Fetched from Polar itself (no relay): the grant has no lease, so there is no line.
     let online_config = demo_config(&emu.url(), &dir.path().join("online"));
-    let mut online = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(online_config, &mut online),
-        polar_license_status::Ok
-    );
-    polar_license_config_free(online_config);
+    let online = client_of(online_config);
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_lease_fetch(online, c(&line).as_ptr(), &mut result),
+        polar_license_client_lease_fetch(online.0, c(&line).as_ptr(), &mut result),
         polar_license_status::Ok
     );
     assert_eq!(
@@ -127,11 +112,9 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     // Nothing to install: the offline machine is still not licensed, and holds no lease.
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_status(offline, c(DEMO_KEY).as_ptr(), &mut result),
+        polar_license_client_status(offline.0, c(DEMO_KEY).as_ptr(), &mut result),
         polar_license_status::Ok
     );
     assert_eq!(polar_license_result_lease_expires_at(result), -1);
     polar_license_result_free(result);
-    polar_license_client_free(online);
-    polar_license_client_free(offline);
 }

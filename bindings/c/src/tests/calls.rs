@@ -65,6 +65,19 @@ fn emulator() -> (Emulator, String) {
     (emu, url)
 }
 
+/// The emulator, a cache directory named `name`, and a client on it (this revalidate_after) that
+/// activated FFI-RUST-KEY.
+fn activated(name: &str, revalidate: u64) -> (Emulator, ScratchDir, Client) {
+    let (emu, url) = emulator();
+    let dir = ScratchDir::new(name);
+    let client = client(&url, &dir, 0, revalidate);
+    assert_eq!(
+        activate(&client, "FFI-RUST-KEY").outcome,
+        polar_license_outcome::Done
+    );
+    (emu, dir, client)
+}
+
 #[test]
 fn activate_check_then_offline_grace_expiry_and_rollback() {
     let (emu, url) = emulator();
@@ -106,13 +119,7 @@ fn activate_check_then_offline_grace_expiry_and_rollback() {
 /// (the last good one is not the key's status any more), its verification time kept.
 #[test]
 fn status_reports_a_revocation_validate_saw() {
-    let (emu, url) = emulator();
-    let dir = ScratchDir::new("ffi-status");
-    let client = client(&url, &dir, 0, 3600);
-    assert_eq!(
-        activate(&client, "FFI-RUST-KEY").outcome,
-        polar_license_outcome::Done
-    );
+    let (emu, _dir, client) = activated("ffi-status", 3600);
     let status = |client: &Client| {
         let mut result = ptr::null_mut();
         let status = polar_license_client_status(client.0, c("FFI-RUST-KEY").as_ptr(), &mut result);
@@ -163,13 +170,7 @@ fn status_reports_a_revocation_validate_saw() {
 
 #[test]
 fn one_client_from_many_threads() {
-    let (_emu, url) = emulator();
-    let dir = ScratchDir::new("ffi-threads");
-    let shared = client(&url, &dir, 0, 0);
-    assert_eq!(
-        activate(&shared, "FFI-RUST-KEY").outcome,
-        polar_license_outcome::Done
-    );
+    let (_emu, _dir, shared) = activated("ffi-threads", 0);
     std::thread::scope(|s| {
         for i in 0..6 {
             let shared = &shared;

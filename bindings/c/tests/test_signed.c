@@ -175,6 +175,18 @@ static void end_relay(intptr_t handle) {
 }
 #endif
 
+/* Ends the relay's process and waits for it: killed when `hard`, else asked to stop (SIGTERM;
+ * Windows terminates it either way). */
+static void relay_end(relay *r, int hard) {
+#ifdef _WIN32
+  (void)hard;
+  end_relay(r->pid);
+#else
+  kill(r->pid, hard ? SIGKILL : SIGTERM);
+  waitpid(r->pid, NULL, 0);
+#endif
+}
+
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
  * signing key; returns once it printed `listening on URL` (at most 10 s). */
 static void relay_start(relay *r) {
@@ -214,12 +226,7 @@ static void relay_start(relay *r) {
     if (r->url[0] == '\0') pause_ms(20);
   }
   if (r->url[0] == '\0') {
-#ifdef _WIN32
-    end_relay(r->pid);
-#else
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-#endif
+    relay_end(r, 1);
     fatal("the relay did not start (polar-license relay serve)");
   }
 }
@@ -227,12 +234,7 @@ static void relay_start(relay *r) {
 /* Stops the relay: from now on its address refuses connections (Polar "offline"). */
 static void relay_stop(relay *r) {
   if (r->pid <= 0) return;
-#ifdef _WIN32
-  end_relay(r->pid);
-#else
-  kill(r->pid, SIGTERM);
-  waitpid(r->pid, NULL, 0);
-#endif
+  relay_end(r, 0);
   r->pid = 0;
   remove(r->log);
 }

@@ -446,6 +446,98 @@ test('durableStorage keeps the budget under one key and loads it back', async ()
   assert.deepEqual(await storage.load(), [{ op: 'budget', state: state(2) }, { op: 'webhook', id: 'evt', at: 5 }]);
 });
 
+/** A Durable Object's storage API over a Map (keys in order, as Cloudflare lists them), its
+ * reads counted: `keys` read and `lists` made without a prefix (a read of everything). */
+function fakeDurable(kv = new Map()) {
+  const reads = { keys: 0, whole: 0 };
+  const sorted = () => [...kv.keys()].sort();
+  return {
+    kv,
+    reads,
+    async get(keys) {
+      if (!Array.isArray(keys)) {
+        reads.keys++;
+        return kv.get(keys);
+      }
+      const out = new Map(keys.filter((k) => kv.has(k)).map((k) => [k, kv.get(k)]));
+      reads.keys += out.size;
+      return out;
+    },
+    async list({ prefix = '', limit = Infinity, startAfter } = {}) {
+      if (prefix === '') reads.whole++;
+      const out = new Map();
+      for (const k of sorted()) {
+        if (out.size >= limit) break;
+        if (k.startsWith(prefix) && (startAfter === undefined || k > startAfter)) out.set(k, kv.get(k));
+      }
+      reads.keys += out.size;
+      return out;
+    },
+    async put(entries) {
+      assert.ok(Object.keys(entries).length <= 128, 'at most 128 keys a call');
+      for (const [k, v] of Object.entries(entries)) kv.set(k, structuredClone(v));
+    },
+    async delete(keys) {
+      for (const k of keys) kv.delete(k);
+    },
+  };
+}
+
+/** A signed revocation of the key Polar answered `validated` for. */
+async function revoke(relay, validated, webhookId) {
+  const { id, customer_id: customer } = JSON.parse(validated.body);
+  const now = new Date().toISOString();
+  const event = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: now, data: { modified_at: now, customer_id: customer, benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
+  const r = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders(webhookId, event), body: event });
+  assert.equal(r.status, 200, r.body);
+}
+
+test("node: a Durable Object's store is read per key: a revocation refuses entries out of memory, and a restart reads no entry", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET, cacheEntries: 4 } };
+  const relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const keys = Array.from({ length: 12 }, newKey);
+  const first = [];
+  for (const key of keys) {
+    first.push(await direct(relay, VALIDATE, { body: validateBody(key) }));
+    assert.equal(first.at(-1).source, 'polar', first.at(-1).body);
+  }
+  assert.equal(fake.kv.get('n:entries'), 12);
+  // Key 0's entry and row left the cache of 4 long ago: read back from the storage.
+  let calls = polar.requestCount();
+  assert.equal((await direct(relay, VALIDATE, { body: validateBody(keys[0]) })).source, 'store');
+  for (const key of keys.slice(1, 8)) await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(polar.requestCount(), calls, 'all answered from the store');
+  // Key 1's revocation: its entry is out of memory; the webhook reads it through its index row.
+  await revoke(relay, first[1], 'evt-paged-1');
+  const refused = await direct(relay, VALIDATE, { body: validateBody(keys[1]) });
+  assert.equal(refused.status, 404, refused.body);
+  assert.equal(refused.source, 'store');
+  assert.equal(polar.requestCount(), calls, 'refused with no call');
+  assert.ok(fake.reads.whole === 0, 'nothing read the storage whole');
+
+  // A restart: the webhook ids, the budget and the count are read, then each check its entry.
+  fake.reads.keys = 0;
+  const restarted = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const again = await direct(restarted, VALIDATE, { body: validateBody(keys[5]) });
+  assert.equal(again.source, 'store', again.body);
+  assert.ok(fake.reads.keys <= 8, `${fake.reads.keys} keys read at start and for the first check (of ${fake.kv.size})`);
+  assert.equal((await direct(restarted, VALIDATE, { body: validateBody(keys[1]) })).status, 404, 'the revocation kept');
+  assert.equal(fake.reads.whole, 0);
+
+  // A store saved before index links (entries, webhook ids and the budget only) gets them at
+  // its first start: a revocation then finds its entries.
+  const old = fakeDurable(new Map([...fake.kv].filter(([k]) => /^[ewb]:/.test(k))));
+  const upgraded = relayPkg.createRelay({ ...options, storage: durableStorage(old) });
+  assert.equal((await direct(upgraded, VALIDATE, { body: validateBody(keys[3]) })).source, 'store');
+  assert.equal(old.kv.get('n:entries'), 12);
+  await revoke(upgraded, first[3], 'evt-paged-3');
+  const upgradedRefusal = await direct(upgraded, VALIDATE, { body: validateBody(keys[3]) });
+  assert.equal(upgradedRefusal.status, 404, upgradedRefusal.body);
+  assert.equal(polar.requestCount(), calls);
+});
+
 // ---- workerd, with a Durable Object ---------------------------------------------------------
 
 const WORKER = `import { relayStore, relayWorker } from './polar-license/ENTRY';

@@ -443,3 +443,209 @@ impl Backend for PagedBackend {
         Ok(self.lock().budget.take())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::{narrowed, Mark, Narrowing};
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A host's key-value storage: the journal applied as `relay-handler.js` saves it, and
+    /// the reads counted.
+    #[derive(Default)]
+    struct Host {
+        kv: BTreeMap<String, serde_json::Value>,
+        reads: usize,
+    }
+
+    impl Host {
+        fn save(&mut self, b: &PagedBackend) {
+            for item in b.take() {
+                let (key, value) = match item {
+                    JournalItem::Put { id, entry } => {
+                        (format!("e:{id}"), serde_json::to_value(entry).ok())
+                    }
+                    JournalItem::Delete { id } => (format!("e:{id}"), None),
+                    JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
+                    JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
+                    JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
+                    JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
+                    JournalItem::Forget { id } => (format!("w:{id}"), None),
+                    JournalItem::Budget { .. } => continue,
+                };
+                match value {
+                    Some(v) => self.kv.insert(key, v),
+                    None => self.kv.remove(&key),
+                };
+            }
+            b.trim();
+        }
+
+        /// What a restarted host reads at start: the count (no webhooks or budget here).
+        fn start(&self, max_cached: usize) -> PagedBackend {
+            let b = PagedBackend::new(1_000_000, max_cached);
+            let n = self.kv.get("n:entries").and_then(|v| v.as_u64()).unwrap_or(0);
+            b.restore(vec![JournalItem::Count { n }]);
+            b
+        }
+
+        /// Loads what `wants` touches, as the handler's `fill`.
+        fn fill(&mut self, b: &PagedBackend, wants: &Wants) {
+            for _ in 0..8 {
+                let m = b.missing(wants);
+                if m.is_empty() {
+                    return;
+                }
+                let entries = m
+                    .entries
+                    .iter()
+                    .map(|id| {
+                        self.reads += 1;
+                        let e = self.kv.get(&format!("e:{id}"));
+                        (id.clone(), e.and_then(|v| serde_json::from_value(v.clone()).ok()))
+                    })
+                    .collect();
+                let rows = m
+                    .tags
+                    .iter()
+                    .map(|tag| {
+                        let prefix = format!("i:{tag}|");
+                        let ids: Vec<String> = self
+                            .kv
+                            .keys()
+                            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+                            .collect();
+                        self.reads += ids.len();
+                        (tag.clone(), ids)
+                    })
+                    .collect();
+                b.load(entries, rows);
+            }
+            panic!("still missing after 8 rounds: {:?}", b.missing(wants));
+        }
+    }
+
+    fn id(n: usize) -> EntryId {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        id
+    }
+
+    fn entry(key: usize, at: i64) -> Entry {
+        Entry {
+            license_key_id: Some(format!("lk-{key}")),
+            customer_id: Some(format!("cu-{}", key % 10)),
+            answered_at: at,
+            status: 200,
+            body: "{}".into(),
+            headers: Vec::new(),
+            grant: true,
+            mark: Mark::None,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: Some(0),
+            key_tag: Some(format!("k:{key}")),
+        }
+    }
+
+    /// Writes entry `n` of `key` as a validate's answer is kept: its entry and its key's row
+    /// loaded first.
+    fn keep(host: &mut Host, b: &PagedBackend, n: usize, key: usize, at: i64) {
+        let wants = Wants {
+            entries: vec![id(n)],
+            tags: vec![format!("k:{key}")],
+            all: false,
+        };
+        host.fill(b, &wants);
+        b.put(&id(n), &entry(key, at)).unwrap();
+        host.save(b);
+    }
+
+    #[test]
+    fn a_revocation_narrows_what_only_the_storage_holds_and_start_up_reads_no_entry() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(1_000_000, 16);
+        for n in 0..500 {
+            keep(&mut host, &b, n, n, 1_000 + n as i64);
+        }
+        assert!(b.cached() <= 16, "the cache holds {}", b.cached());
+        assert_eq!(b.len().unwrap(), 500);
+        // A restart: nothing read but the count.
+        let b = host.start(16);
+        assert_eq!(b.cached(), 0);
+        assert_eq!(b.len().unwrap(), 500);
+        // A revocation of key 7 (its entry long out of memory), and of customer 3's keys.
+        for (webhook, tag, mark) in [
+            ("evt-1", "l:lk-7", Mark::Revoked),
+            ("evt-2", "c:cu-3", Mark::Stale),
+        ] {
+            let n = Narrowing {
+                tags: vec![tag.into()],
+                mark,
+                at: 5_000,
+            };
+            let wants = Wants {
+                entries: Vec::new(),
+                tags: n.tags.clone(),
+                all: true,
+            };
+            host.reads = 0;
+            host.fill(&b, &wants);
+            assert!(host.reads <= 2 * 50 + 1, "{} reads for {tag}", host.reads);
+            let changed = b
+                .narrow(Some((webhook, 5_000)), &n.tags, &mut |e| narrowed(e, &n))
+                .unwrap();
+            assert_eq!(changed, Some(if tag.starts_with("l:") { 1 } else { 50 }));
+            host.save(&b);
+        }
+        let stored = |n: usize| -> Entry {
+            serde_json::from_value(host.kv[&format!("e:{}", hex_id(&id(n)))].clone()).unwrap()
+        };
+        assert_eq!(stored(7).mark, Mark::Revoked);
+        assert_eq!(stored(13).mark, Mark::Stale);
+        assert_eq!(stored(14).mark, Mark::None);
+        // Another restart reads the revocation back per key.
+        let b = host.start(16);
+        host.fill(
+            &b,
+            &Wants {
+                entries: vec![id(7)],
+                tags: vec!["k:7".into()],
+                all: false,
+            },
+        );
+        assert_eq!(b.get(&id(7)).unwrap().unwrap().mark, Mark::Revoked);
+    }
+
+    #[test]
+    fn a_row_not_loaded_refuses_the_webhook_rather_than_miss_an_entry() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(1_000_000, 16);
+        keep(&mut host, &b, 1, 1, 1_000);
+        let b = host.start(16);
+        let tags = vec!["l:lk-1".to_string()];
+        assert!(b.narrow(Some(("evt", 1)), &tags, &mut |_| None).is_err());
+    }
+
+    #[test]
+    fn a_keys_entries_are_capped_in_the_storage_and_the_store_at_its_maximum() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(100, 16);
+        for n in 0..MAX_ENTRIES_PER_KEY + 6 {
+            keep(&mut host, &b, n, 1, n as i64);
+        }
+        let links = host.kv.keys().filter(|k| k.starts_with("i:k:1|")).count();
+        assert_eq!(links, MAX_ENTRIES_PER_KEY);
+        assert_eq!(b.len().unwrap(), MAX_ENTRIES_PER_KEY);
+        // The oldest went, with all their links.
+        assert!(!host.kv.contains_key(&format!("e:{}", hex_id(&id(0)))));
+        assert!(!host.kv.contains_key(&format!("i:l:lk-1|{}", hex_id(&id(0)))));
+        for n in 1_000..1_100 {
+            keep(&mut host, &b, n, n, 10_000 + n as i64);
+        }
+        let entries = host.kv.keys().filter(|k| k.starts_with("e:")).count();
+        assert!(entries <= 100, "{entries} entries stored past the maximum of 100");
+        assert_eq!(host.kv["n:entries"], serde_json::json!(entries));
+    }
+}

@@ -227,7 +227,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const readEntries = async (ids) => {
       const keys = ids.map((id) => `e:${id}`);
       const stored = await storage.read(keys.filter((k) => !overlay.has(k)));
-      return ids.map((id, i) => [id, (overlay.has(keys[i]) ? overlay.get(keys[i]).value : stored.get(keys[i])) ?? null]);
+      return ids.map((id, i) => {
+        const entry = overlay.has(keys[i]) ? overlay.get(keys[i]).value : stored.get(keys[i]);
+        return entry === undefined ? { op: 'delete', id } : { op: 'put', id, entry };
+      });
     };
     const readRow = async (tag) => {
       const prefix = `i:${tag}|`;
@@ -244,12 +247,12 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     const fill = async (core, head, body) => {
       if (!core.paged) return true;
       for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
-        const need = core.missing(head, body);
+        const need = core.missing(head, body, Date.now());
         if (!need) return true;
         const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
         core.load(JSON.stringify(entries), JSON.stringify(rows));
       }
-      return core.missing(head, body) === null;
+      return core.missing(head, body, Date.now()) === null;
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and

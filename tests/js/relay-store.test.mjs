@@ -483,13 +483,14 @@ function fakeDurable(kv = new Map()) {
   };
 }
 
-/** A signed revocation of the key Polar answered `validated` for. */
-async function revoke(relay, validated, webhookId) {
+/** A signed revocation of the key Polar answered `validated` for (`forged`: a bad signature). */
+async function revoke(relay, validated, webhookId, forged = false) {
   const { id, customer_id: customer } = JSON.parse(validated.body);
   const now = new Date().toISOString();
   const event = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: now, data: { modified_at: now, customer_id: customer, benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
-  const r = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders(webhookId, event), body: event });
-  assert.equal(r.status, 200, r.body);
+  const headers = { ...signedHeaders(webhookId, event), ...(forged ? { 'webhook-signature': `v1,${'A'.repeat(43)}=` } : {}) };
+  const r = await direct(relay, '/v1/webhooks/polar', { headers, body: event });
+  assert.equal(r.status, forged ? 401 : 200, r.body);
 }
 
 test("node: a Durable Object's store is read per key: a revocation refuses entries out of memory, and a restart reads no entry", async () => {
@@ -516,6 +517,11 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
   assert.equal(refused.source, 'store');
   assert.equal(polar.requestCount(), calls, 'refused with no call');
   assert.ok(fake.reads.whole === 0, 'nothing read the storage whole');
+  // A forged webhook reads nothing (key 9's row was never read; its entry left the cache).
+  const read = fake.reads.keys;
+  await revoke(relay, first[9], 'evt-paged-forged', true);
+  assert.equal(fake.reads.keys, read, 'a webhook whose signature does not verify read the storage');
+  assert.equal((await direct(relay, VALIDATE, { body: validateBody(keys[9]) })).status, 200);
 
   // A restart: the webhook ids, the budget and the count are read, then each check its entry.
   fake.reads.keys = 0;

@@ -31,7 +31,7 @@ use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
 use polar_license_relay::store::{
-    Entry, JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
+    JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
     Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
@@ -87,8 +87,8 @@ fn request_of(request: &JsValue, body: &[u8]) -> RelayRequest {
     }
 }
 
-/// Items of JSON, those that do not read skipped (never read as a grant).
-fn items_of<T: serde::de::DeserializeOwned>(json: &str) -> Result<Vec<T>, JsError> {
+/// Journal items of JSON, those that do not read skipped (never read as a grant).
+fn items_of(json: &str) -> Result<Vec<JournalItem>, JsError> {
     let values: Vec<serde_json::Value> =
         serde_json::from_str(json).map_err(|e| JsError::new(&e.to_string()))?;
     Ok(values
@@ -540,15 +540,16 @@ impl RelayCore {
         matches!(self.journal, Some(Kept::Paged(_)))
     }
 
-    /// With a paged store: what the request (as [`RelayCore::begin`] takes it) touches in the
-    /// store and the cache does not hold: `{entries: [hex id], tags: [tag]}` (read `e:<id>`,
+    /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
+    /// a webhook's signature is verified at) touches in the store and the cache does not hold: `{entries: [hex id], tags: [tag]}` (read `e:<id>`,
     /// and every `i:<tag>|<id>` key), else `null`. The host loads them ([`RelayCore::load`])
     /// and asks again (a row names entries) until `null`, then begins (or finishes).
-    pub fn missing(&self, request: JsValue, body: &[u8]) -> JsValue {
+    pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return JsValue::NULL;
         };
-        let Some(wants) = self.relay.store_wants(&request_of(&request, body)) else {
+        let now = now(now_ms, 0.0).unix_seconds;
+        let Some(wants) = self.relay.store_wants(&request_of(&request, body), now) else {
             return JsValue::NULL;
         };
         let missing = paged.missing(&wants);
@@ -567,14 +568,22 @@ impl RelayCore {
         out.into()
     }
 
-    /// With a paged store: loads what the host read (JSON: `[[hex id, entry or null]]` and
-    /// `[[tag, [hex id]]]`); what does not read is skipped.
+    /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
+    /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
+    /// them; and the rows, `[[tag, [hex id]]]`); what does not read is skipped.
     pub fn load(&self, entries: &str, rows: &str) -> Result<(), JsError> {
         if let Some(Kept::Paged(paged)) = &self.journal {
-            paged.load(
-                items_of::<(String, Option<Entry>)>(entries)?,
-                items_of::<(String, Vec<String>)>(rows)?,
-            );
+            let entries = items_of(entries)?
+                .into_iter()
+                .filter_map(|item| match item {
+                    JournalItem::Put { id, entry } => Some((id, Some(entry))),
+                    JournalItem::Delete { id } => Some((id, None)),
+                    _ => None,
+                })
+                .collect();
+            let rows: Vec<(String, Vec<String>)> =
+                serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
+            paged.load(entries, rows);
         }
         Ok(())
     }

@@ -34,13 +34,22 @@ impl Relay {
     /// (with every entry of it after an increment, which narrows them); a deactivation its
     /// key's row and entries; a webhook the rows of the key id or customer it names, and their
     /// entries. `None` without a store, or for a request that touches nothing stored (an
-    /// activation, a request refused before the store). Nothing is checked or spent here: the
-    /// request is answered by [`Relay::begin_after`] as before.
-    pub fn store_wants(&self, req: &RelayRequest) -> Option<Wants> {
+    /// activation, a request refused before the store, a webhook whose signature does not
+    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+    /// answered by [`Relay::begin_after`] as before.
+    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
         let s = self.store.as_ref()?;
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
-            s.webhook_secret.as_ref()?;
+            store::verify_webhook(
+                s.webhook_secret.as_deref()?,
+                req.header("webhook-id"),
+                req.header("webhook-timestamp"),
+                req.header("webhook-signature"),
+                &req.body,
+                now_unix,
+            )
+            .ok()?;
             let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
             let tags = store::narrowing(&event)?.tags;
             return Some(Wants {

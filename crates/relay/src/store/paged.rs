@@ -445,6 +445,7 @@ impl Backend for PagedBackend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::super::{narrowed, Mark, Narrowing};
     use super::*;
@@ -484,7 +485,11 @@ mod tests {
         /// What a restarted host reads at start: the count (no webhooks or budget here).
         fn start(&self, max_cached: usize) -> PagedBackend {
             let b = PagedBackend::new(1_000_000, max_cached);
-            let n = self.kv.get("n:entries").and_then(|v| v.as_u64()).unwrap_or(0);
+            let n = self
+                .kv
+                .get("n:entries")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
             b.restore(vec![JournalItem::Count { n }]);
             b
         }
@@ -502,7 +507,10 @@ mod tests {
                     .map(|id| {
                         self.reads += 1;
                         let e = self.kv.get(&format!("e:{id}"));
-                        (id.clone(), e.and_then(|v| serde_json::from_value(v.clone()).ok()))
+                        (
+                            id.clone(),
+                            e.and_then(|v| serde_json::from_value(v.clone()).ok()),
+                        )
                     })
                     .collect();
                 let rows = m
@@ -640,12 +648,17 @@ mod tests {
         assert_eq!(b.len().unwrap(), MAX_ENTRIES_PER_KEY);
         // The oldest went, with all their links.
         assert!(!host.kv.contains_key(&format!("e:{}", hex_id(&id(0)))));
-        assert!(!host.kv.contains_key(&format!("i:l:lk-1|{}", hex_id(&id(0)))));
+        assert!(!host
+            .kv
+            .contains_key(&format!("i:l:lk-1|{}", hex_id(&id(0)))));
         for n in 1_000..1_100 {
             keep(&mut host, &b, n, n, 10_000 + n as i64);
         }
         let entries = host.kv.keys().filter(|k| k.starts_with("e:")).count();
-        assert!(entries <= 100, "{entries} entries stored past the maximum of 100");
+        assert!(
+            entries <= 100,
+            "{entries} entries stored past the maximum of 100"
+        );
         assert_eq!(host.kv["n:entries"], serde_json::json!(entries));
     }
 }

@@ -84,3 +84,110 @@ impl Relay {
         })
     }
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
+    use crate::{Now, RelayConfig, StoreConfig};
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server};
+    use std::sync::{Arc, Mutex};
+
+    /// A store in memory that records the entries the relay reads.
+    #[derive(Default)]
+    struct Recording {
+        memory: MemoryBackend,
+        read: Mutex<Vec<EntryId>>,
+    }
+
+    impl Backend for Recording {
+        fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+            self.read.lock().unwrap().push(*id);
+            self.memory.get(id)
+        }
+        fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+            self.memory.put(id, entry)
+        }
+        fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+            self.memory.index(tag)
+        }
+        fn apply_webhook(
+            &self,
+            webhook_id: &str,
+            at: i64,
+            updates: &[(EntryId, Entry)],
+        ) -> Result<bool, StoreError> {
+            self.memory.apply_webhook(webhook_id, at, updates)
+        }
+        fn len(&self) -> Result<usize, StoreError> {
+            self.memory.len()
+        }
+    }
+
+    #[test]
+    fn what_a_validate_wants_is_the_entry_the_relay_reads() {
+        let backend = Arc::new(Recording::default());
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            SigningKey::generate(Some("k1")).expect("a key"),
+        );
+        config.store = Some(StoreConfig {
+            backend: backend.clone(),
+            options: StoreOptions::default(),
+            webhook_secret: None,
+        });
+        let relay = Relay::new(
+            config,
+            Box::new(|_: &polar_license::HttpRequest| unreachable!("begin never calls Polar")),
+        )
+        .expect("a relay");
+        let org = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+        let bodies = [
+            format!(r#"{{"key":"K-1","organization_id":"{org}"}}"#),
+            format!(r#"{{"key":"K-1","organization_id":"{org}","conditions":{{"a":1}}}}"#),
+            format!(
+                r#"{{"key":"K-1","organization_id":"{org}","activation_id":"6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b","conditions":{{"a":1}}}}"#
+            ),
+        ];
+        let mut ids = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            for version in [None, Some(" 2026-10 "), Some("not a version, far too long")] {
+                let mut headers = vec![("Content-Type".into(), "application/json".into())];
+                if let Some(v) = version {
+                    headers.push(("Polar-Version".into(), v.to_string()));
+                }
+                let req = RelayRequest {
+                    method: "POST".into(),
+                    path: format!("{ROUTE_PREFIX}validate"),
+                    headers,
+                    body: body.as_bytes().to_vec(),
+                    client_ip: format!("192.0.2.{i}"),
+                };
+                let wants = relay
+                    .store_wants(&req, 0)
+                    .unwrap_or_else(|| panic!("no wants for {body} {version:?}"));
+                backend.read.lock().unwrap().clear();
+                let _ = relay.begin(
+                    &req,
+                    Now {
+                        unix_seconds: 1_790_000_000,
+                        monotonic_ms: 0,
+                    },
+                );
+                assert_eq!(
+                    *backend.read.lock().unwrap(),
+                    wants.entries,
+                    "{body} {version:?}"
+                );
+                ids.push(wants.entries[0]);
+            }
+        }
+        // Conditions without an activation are no part of the id; with one they are.
+        assert_eq!(ids[0], ids[3]);
+        assert_ne!(ids[0], ids[6]);
+        assert_ne!(ids[0], ids[1], "the version asked is part of the id");
+    }
+}

@@ -246,11 +246,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // and their entries) before the core answers it: false when it could not all be read.
     const fill = async (core, head, body) => {
       if (!core.paged) return true;
-      for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
-        const need = core.missing(head, body, Date.now());
-        if (!need) return true;
-        const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
-        core.load(JSON.stringify(entries), JSON.stringify(rows));
+      try {
+        for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
+          const need = core.missing(head, body, Date.now());
+          if (!need) return true;
+          const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
+          core.load(JSON.stringify(entries), JSON.stringify(rows));
+        }
+      } catch (e) {
+        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+        return false;
       }
       return core.missing(head, body, Date.now()) === null;
     };

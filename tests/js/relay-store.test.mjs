@@ -542,6 +542,23 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
   const upgradedRefusal = await direct(upgraded, VALIDATE, { body: validateBody(keys[3]) });
   assert.equal(upgradedRefusal.status, 404, upgradedRefusal.body);
   assert.equal(polar.requestCount(), calls);
+
+  // A storage that cannot be read: a webhook is refused (503, Polar delivers it again), never
+  // acknowledged without the entries it narrows; once it reads, the delivery again is done.
+  const flaky = fakeDurable(new Map(old.kv));
+  const list = flaky.list;
+  flaky.list = async (o) => (o?.prefix?.startsWith('i:') ? Promise.reject(new Error('storage down')) : list(o));
+  const shaky = relayPkg.createRelay({ ...options, storage: durableStorage(flaky) });
+  const { id, customer_id: customer } = JSON.parse(first[4].body);
+  const now = new Date().toISOString();
+  const event = JSON.stringify({ type: 'benefit_grant.revoked', timestamp: now, data: { modified_at: now, customer_id: customer, benefit: { type: 'license_keys' }, properties: { license_key_id: id } } });
+  const down = await direct(shaky, '/v1/webhooks/polar', { headers: signedHeaders('evt-paged-down', event), body: event });
+  assert.equal(down.status, 503, down.body);
+  assert.ok(!flaky.kv.has('w:evt-paged-down'), 'not remembered as done');
+  flaky.list = list;
+  const up = await direct(shaky, '/v1/webhooks/polar', { headers: signedHeaders('evt-paged-down', event), body: event });
+  assert.equal(up.status, 200, up.body);
+  assert.equal((await direct(shaky, VALIDATE, { body: validateBody(keys[4]) })).status, 404);
 });
 
 // ---- workerd, with a Durable Object ---------------------------------------------------------

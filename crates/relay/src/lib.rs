@@ -51,6 +51,7 @@ mod served;
 mod server;
 pub mod store;
 mod verdicts;
+mod wants;
 
 pub use breaker::BreakerOptions;
 pub use limit::Rate;
@@ -1257,13 +1258,17 @@ fn machine_of(b: &CheckedBody) -> Option<String> {
 /// The client's `Polar-Version`, passed on when it has the `YYYY-MM` form (Polar answers
 /// anything else with a bare 404, which the relay then passes back).
 fn with_version(mut request: HttpRequest, version: Option<&str>) -> HttpRequest {
-    if let Some(v) = version {
-        let v = v.trim();
-        if v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()) {
-            request.headers.push(("polar-version", v.to_string()));
-        }
+    if let Some(v) = passed_version(version) {
+        request.headers.push(("polar-version", v.to_string()));
     }
     request
+}
+
+/// The client's `Polar-Version` as the relay passes it on (see [`with_version`]).
+fn passed_version(version: Option<&str>) -> Option<&str> {
+    version
+        .map(str::trim)
+        .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Polar refusing the seller's token: a 401, or a 403 that is not a license denial

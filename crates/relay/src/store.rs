@@ -551,6 +551,26 @@ pub enum JournalItem {
         /// The budget's calls of its last minute and Polar's 429, as of `state.at`.
         state: BudgetState,
     },
+    /// An entry linked to an index row ([`PagedBackend`] only: key `i:<tag>|<id>`).
+    Link {
+        /// The row's tag (`k:`, `l:` or `c:`).
+        tag: String,
+        /// The entry's id, hex.
+        id: String,
+    },
+    /// An entry's link removed ([`PagedBackend`] only).
+    Unlink {
+        /// The row's tag.
+        tag: String,
+        /// The entry's id, hex.
+        id: String,
+    },
+    /// The count of entries stored ([`PagedBackend`] only: key `n:entries`; each replaces the
+    /// last).
+    Count {
+        /// Entries stored.
+        n: u64,
+    },
 }
 
 fn hex_id(id: &EntryId) -> String {
@@ -616,7 +636,7 @@ impl JournalBackend {
                 JournalItem::Budget { state } => {
                     *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
                 }
-                JournalItem::Delete { .. } | JournalItem::Forget { .. } => {}
+                _ => {}
             }
         }
     }
@@ -1184,6 +1204,9 @@ pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
     };
     (e != *entry).then_some(e)
 }
+
+mod paged;
+pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;

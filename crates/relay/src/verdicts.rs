@@ -227,7 +227,6 @@ impl Relay {
             pending.ticket = Some(ticket);
             return Routed::Ask(Box::new(pending));
         }
-        let c = &pending.checked;
         // The API version asked shapes Polar's answer (2027-01's member, subscription, order).
         let version = pending
             .request
@@ -235,23 +234,7 @@ impl Relay {
             .iter()
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
-        // Polar ignores conditions sent without an activation (they are compared with an
-        // activation's only): they are no part of the entry's id, so random ones make no new
-        // entries.
-        let conditions: &[(String, serde_json::Value)] = if c.activation_id.is_some() {
-            &c.conditions
-        } else {
-            &[]
-        };
-        let id = store::entry_id(
-            &c.organization_id,
-            &key_hash(&pending.key),
-            version,
-            c.activation_id.as_deref(),
-            c.benefit_id.as_deref(),
-            c.customer_id.as_deref(),
-            conditions,
-        );
+        let id = crate::wants::entry_of(&pending.checked, &key_hash(&pending.key), version);
         let prior = s.backend.get(&id).unwrap_or_else(|e| {
             log::error!("relay: {e}; asking Polar");
             None

@@ -486,40 +486,23 @@ pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> 
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use crate::store::{MemoryBackend, StoreOptions};
+    use crate::store::StoreOptions;
     use serde_json::json;
 
     const ORG: &str = "11111111-1111-4111-8111-111111111111";
     /// The clock of the reconcile's reads (2027-01).
     const NOW: i64 = 1_800_000_000;
 
-    /// A relay with a memory store (a budget of `budget` calls a minute, none kept) whose
-    /// reconcile asks each key once a minute; its transport is never used here.
+    /// A relay with a memory store (a budget of `budget` calls a minute, none kept, the
+    /// roster on) whose reconcile asks each key once a minute.
     fn relay(budget: u32) -> Relay {
-        let options = StoreOptions {
+        crate::roster::tests::relay_with(StoreOptions {
             budget,
             reserve: 0,
             reconcile_every: 60,
             roster: true,
             ..StoreOptions::default()
-        };
-        let mut config = crate::RelayConfig::new(
-            polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
-            polar_license::AccessToken::new("t"),
-            polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
-        );
-        config.store = Some(crate::StoreConfig {
-            backend: std::sync::Arc::new(MemoryBackend::new(100)),
-            options,
-            webhook_secret: None,
-        });
-        let never = |_: &polar_license::proto::HttpRequest| -> Result<
-            polar_license::proto::HttpResponse,
-            polar_license::TransportError,
-        > {
-            panic!("the reconcile reads through its own worker, not the transport")
-        };
-        Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
+        })
     }
 
     fn at(unix: i64, ms: u64) -> Now {

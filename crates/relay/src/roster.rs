@@ -583,7 +583,7 @@ pub(crate) fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) ->
 
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -659,13 +659,18 @@ mod tests {
     /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its
     /// transport is never used here.
     fn relay() -> Relay {
-        use crate::store::{MemoryBackend, StoreOptions};
-        let options = StoreOptions {
+        relay_with(crate::store::StoreOptions {
             budget: 4,
             reserve: 1,
             roster: true,
-            ..StoreOptions::default()
-        };
+            ..crate::store::StoreOptions::default()
+        })
+    }
+
+    /// A relay with a memory store of `options` whose transport is never used (the roster
+    /// and the reconcile read through their own workers).
+    pub(crate) fn relay_with(options: crate::store::StoreOptions) -> Relay {
+        use crate::store::MemoryBackend;
         let mut config = crate::RelayConfig::new(
             polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
             polar_license::AccessToken::new("t"),
@@ -680,7 +685,7 @@ mod tests {
             polar_license::proto::HttpResponse,
             polar_license::TransportError,
         > {
-            panic!("the roster reads through its own worker, not the transport")
+            panic!("the relay's own reads go through their workers, not the transport")
         };
         Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
     }

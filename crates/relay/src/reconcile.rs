@@ -384,14 +384,9 @@ impl Relay {
             }
             404 => (Outcome::Gone, Mark::Stale, None),
             429 => {
-                let mut budget = s.budget(now);
-                budget.learn(now.monotonic_ms, retry_after);
-                s.backend
-                    .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
-                drop(budget);
+                let ms = s.learn_429(now, retry_after);
                 let mut q = s.reconcile.lock();
-                let secs = retry_after.unwrap_or(60).min(3600);
-                q.not_before = q.not_before.max(now.monotonic_ms + secs * 1000);
+                q.not_before = q.not_before.max(now.monotonic_ms.saturating_add(ms));
                 return Outcome::RateLimited;
             }
             401 | 403 => {
@@ -420,6 +415,19 @@ impl Relay {
             }
         );
         outcome
+    }
+}
+
+impl crate::verdicts::Stored {
+    /// Polar answered a read of the relay's own 429: the budget learns it (every call waits
+    /// for its `Retry-After`, at most an hour believed) and stages its state for the store.
+    /// How many ms the read's worker waits.
+    pub(crate) fn learn_429(&self, now: Now, retry_after: Option<u64>) -> u64 {
+        let mut budget = self.budget(now);
+        budget.learn(now.monotonic_ms, retry_after);
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        retry_after.unwrap_or(60).min(3600) * 1000
     }
 }
 

@@ -409,13 +409,8 @@ impl Relay {
         match status {
             200 => {}
             429 => {
-                let mut budget = s.budget(now);
-                budget.learn(now.monotonic_ms, retry_after);
-                s.backend
-                    .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
-                drop(budget);
-                s.roster
-                    .hold(now.monotonic_ms, retry_after.unwrap_or(60).min(3600) * 1000);
+                let ms = s.learn_429(now, retry_after);
+                s.roster.hold(now.monotonic_ms, ms);
                 if let Job::Refetch(id, tries) = &read.job {
                     s.roster.again(id.clone(), tries + 1);
                 }

@@ -29,9 +29,14 @@ fn key(polar: &Emulator, name: &str, limit_activations: Option<i64>) -> String {
 /// A relay with a memory store of `options` in front of `polar`, webhooks on (a secret) but
 /// none delivered (no endpoint is registered in the emulator), metrics on.
 fn start(polar: &Emulator, options: StoreOptions) -> Running {
+    start_with(polar, options, SECRET)
+}
+
+/// [`start`] verifying webhooks with `secret`.
+fn start_with(polar: &Emulator, options: StoreOptions, secret: &str) -> Running {
     let mut config = rig::config(polar.url(), "reconcile");
     config.limits = rig::unlimited();
-    config.store = rig::store(rig::memory(10_000), options, Some(SECRET.into()));
+    config.store = rig::store(rig::memory(10_000), options, Some(secret.into()));
     let mut serve = ServeOptions::default();
     serve.metrics_addr = Some("127.0.0.1:0".into());
     let upstream = rig::upstream(Duration::from_secs(10));
@@ -276,4 +281,63 @@ fn the_last_webhooks_time_survives_a_restart() {
         let h: Value = serde_json::from_slice(&again.health(t(61)).body).expect("JSON");
         assert_eq!(h["status"], "warning");
     }
+}
+
+/// An activation of `key` through `relay`: its status and source.
+fn activate(relay: &Running, key: &str) -> (u16, Option<String>) {
+    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let url = format!("{}{}activate", relay.url(), rig::PUBLIC);
+    let answer = rig::post_with(&agent(), &url, &body.to_string(), &[]);
+    (answer.status, answer.source)
+}
+
+/// The roster forgets a key Polar revoked: its `benefit_grant.revoked` webhook, delivered by
+/// Polar (the emulator) to the relay, has the key refetched by id, and Polar's answer
+/// (`revoked`) takes its hash out. Known, the key's activation went to Polar (403, no longer
+/// active); forgotten, it is first-seen, and with no first-seen share it gets 429 with no call
+/// to Polar: a revoked key no longer spends the reserve.
+#[test]
+fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
+    let polar = rig::webhook_emulator();
+    let k = key(&polar, "ROSTERED", Some(3));
+    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.revoked"]);
+    let mut options = StoreOptions::default();
+    options.roster = true;
+    options.first_seen_share = 0;
+    // The webhook alone: no reconcile.
+    options.reconcile_every = 0;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    // Until the roster's first page is in, the key is first-seen (429, no share).
+    assert!(rig::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || activate(&relay, &k) == (200, Some("polar".into()))
+    ));
+    let update = KeyUpdate {
+        status: Some("revoked".to_string()),
+        ..KeyUpdate::default()
+    };
+    assert!(polar.update_key(&k, update));
+    let mut last = (0, None);
+    let forgotten = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        last = activate(&relay, &k);
+        assert!(
+            matches!(last.0, 403 | 429),
+            "Polar's refusal, or the relay's first-seen 429: {last:?}"
+        );
+        last.0 == 429
+    });
+    assert!(forgotten, "still known: {last:?}");
+    polar.reset_request_count();
+    assert_eq!(activate(&relay, &k), (429, Some("polar".into())));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "a first-seen key with no share asks nothing"
+    );
+    assert!(rig::deliveries(&polar, &endpoint)
+        .iter()
+        .any(|d| d["succeeded"] == true));
+    relay.stop();
 }

@@ -11,7 +11,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_ORGANIZATION_ID};
-use polar_license_relay::store::{Backend, JournalBackend, RedbBackend, StoreOptions};
+use polar_license_relay::store::{
+    Backend, Entry, JournalBackend, Mark, MemoryBackend, RedbBackend, StoreOptions,
+};
 use polar_license_relay::{Now, Running, ServeOptions};
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
@@ -340,4 +342,55 @@ fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
         .iter()
         .any(|d| d["succeeded"] == true));
     relay.stop();
+}
+
+/// What the reconcile reads at start: the license key ids of the entries held (`l:` index
+/// tags), on every backend, the redb file after a reopen included; an entry without one (a
+/// denial) adds none, and an evicted entry's id goes with it.
+#[test]
+fn every_backend_lists_the_license_key_ids_it_holds() {
+    let entry = |lk: Option<&str>, at: i64| Entry {
+        license_key_id: lk.map(str::to_string),
+        customer_id: Some("c-1".into()),
+        answered_at: at,
+        status: 200,
+        body: "{}".into(),
+        headers: Vec::new(),
+        grant: lk.is_some(),
+        mark: Mark::None,
+        customer_event_at: 0,
+        key_event_at: 0,
+        marked_at: 0,
+        key_at: Some(0),
+        key_tag: None,
+    };
+    let dir = ScratchDir::new("relay-reconcile-tags");
+    let path = dir.path().join("store.redb");
+    let fill = |b: &dyn Backend| {
+        b.put(&[1; 32], &entry(Some("lk-a"), 1)).expect("put");
+        b.put(&[2; 32], &entry(Some("lk-b"), 2)).expect("put");
+        b.put(&[3; 32], &entry(None, 3)).expect("put");
+        // Past the cap of 3: the oldest (lk-a's) goes, and its id with it.
+        b.put(&[4; 32], &entry(Some("lk-c"), 4)).expect("put");
+    };
+    let listed = |b: &dyn Backend| {
+        let mut tags = b.tags_with_prefix("l:").expect("tags");
+        tags.sort();
+        tags
+    };
+    let want = vec!["l:lk-b".to_string(), "l:lk-c".to_string()];
+    {
+        let redb = RedbBackend::open(&path, 3).expect("store");
+        fill(&redb);
+        assert_eq!(listed(&redb), want);
+    }
+    let reopened = RedbBackend::open(&path, 3).expect("reopened");
+    assert_eq!(listed(&reopened), want);
+    for b in [
+        Box::new(MemoryBackend::new(3)) as Box<dyn Backend>,
+        Box::new(JournalBackend::new(3)),
+    ] {
+        fill(b.as_ref());
+        assert_eq!(listed(b.as_ref()), want);
+    }
 }

@@ -286,6 +286,10 @@ impl Relay {
             "status": status,
             "store": store,
             "budget": budget,
+            "reconcile": self
+                .store
+                .as_ref()
+                .map_or(serde_json::Value::Null, |s| s.reconcile.reading(s.options.reconcile_every)),
             "webhooks": webhooks,
             "breaker": {
                 "state": breaker.state,

@@ -174,6 +174,16 @@ impl Reconcile {
         self.lock().checked.len()
     }
 
+    /// What `/healthz` says of it: `null` when off (or turned off by a token that cannot
+    /// read keys), else the interval and how many keys it keeps checking.
+    pub(crate) fn reading(&self, every: u64) -> serde_json::Value {
+        let q = self.lock();
+        if !q.on {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({"every_seconds": every, "keys": q.checked.len()})
+    }
+
     /// The metrics' families: (name, type, help, samples).
     pub(crate) fn families(&self) -> Vec<Family> {
         let q = self.lock();

@@ -132,6 +132,21 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
         (200, Some("store"))
     );
     assert_eq!(polar.request_count(), 0, "a client's check reached Polar");
+    // /healthz: the interval, and the one key still checked (the narrowed ones are dropped).
+    let health = || -> Value {
+        let mut resp = agent()
+            .get(&format!("{}/healthz", relay.url()))
+            .call()
+            .expect("health");
+        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
+    };
+    let want = json!({"every_seconds": 1, "keys": 1});
+    let mut h = Value::Null;
+    let seen = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        h = health();
+        h["reconcile"] == want
+    });
+    assert!(seen, "{h}");
     let m = metrics(&relay);
     assert_eq!(
         m.get("polar_license_relay_reconcile_calls_total{outcome=\"inactive\"}"),

@@ -44,6 +44,9 @@ mod ops;
 // The roster's reads run on the native server only (a host without it keeps it off).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod roster;
+// The reconcile's calls run on the native server only (a host without it never reconciles).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod reconcile;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod served;
@@ -615,6 +618,9 @@ impl Relay {
             )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
             refused: std::sync::atomic::AtomicU64::new(0),
+            reconcile: reconcile::Reconcile::new(
+                cfg!(feature = "server") && s.options.reconcile_every > 0,
+            ),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -623,6 +629,9 @@ impl Relay {
             first_seen: Mutex::new(first_seen),
         });
         let ops = Arc::new(ops::Ops::default());
+        if let Some(s) = &store {
+            ops.restore_last_webhook(s.backend.as_ref());
+        }
         let transport = Box::new(ops::Counted {
             inner: transport,
             ops: Arc::clone(&ops),

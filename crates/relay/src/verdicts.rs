@@ -34,6 +34,8 @@ pub(crate) struct Stored {
     /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
     pub(crate) roster: crate::roster::Roster,
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
+    /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
+    pub(crate) reconcile: crate::reconcile::Reconcile,
 }
 
 /// One call to Polar that other checks of the same entry wait for.
@@ -371,7 +373,8 @@ impl Relay {
             // A marked answer stands in for Polar a shorter while: what changed is Polar's to
             // say.
             Mark::Stale
-                if now.unix_seconds.saturating_sub(e.marked_at) >= store::MARKED_STALE_SECONDS =>
+                if now.unix_seconds.saturating_sub(e.marked_at)
+                    >= i64::try_from(o.marked_stale_for).unwrap_or(i64::MAX) =>
             {
                 None
             }
@@ -625,8 +628,15 @@ impl Relay {
                         }
                         Some(entry)
                     });
-                    if let Err(e) = written {
-                        log::error!("relay: {e}: the answer is passed on, not stored");
+                    match written {
+                        Err(e) => log::error!("relay: {e}: the answer is passed on, not stored"),
+                        // Polar's grant: its key checked now (crate::reconcile).
+                        Ok(_) if grant => {
+                            if let Some(l) = &a.license_key_id {
+                                s.reconcile.saw(l, now.unix_seconds);
+                            }
+                        }
+                        Ok(_) => {}
                     }
                 }
             }
@@ -651,7 +661,7 @@ impl Relay {
     /// A change made through the relay narrows what it touched, as a webhook would: after a
     /// deactivation Polar accepted, or a validate that incremented the usage, the key's
     /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
-    /// asked they answer for at most [`store::MARKED_STALE_SECONDS`]).
+    /// asked they answer for at most [`StoreOptions::marked_stale_for`]).
     fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
         let changed = match pending.op {
             Operation::Deactivate => (200..300).contains(&a.status),

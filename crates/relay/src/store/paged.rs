@@ -442,6 +442,12 @@ impl Backend for PagedBackend {
     fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
         Ok(self.lock().budget.take())
     }
+
+    /// The webhook ids are read at start, so the newest one's time is known (a restart's
+    /// last webhook, as the other backends say).
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().webhooks.values().copied().max())
+    }
 }
 
 #[cfg(test)]

@@ -65,9 +65,52 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
   return { kid, key, publicKey: `k4.public.${x}` };
 }
 
-/** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, or `b:budget` (the
- * token budget's state: each replaces the last). */
-const storeKey = (item) => (item.op === 'budget' ? 'b:budget' : (item.op === 'put' || item.op === 'delete' ? 'e:' : 'w:') + item.id);
+/** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, `b:budget` (the
+ * token budget's state: each replaces the last), and with a store read per key
+ * (durableStorage) `i:<tag>|<entry id>` (an index link) and `n:entries` (the count). */
+function storeKey(item) {
+  switch (item.op) {
+    case 'budget':
+      return 'b:budget';
+    case 'count':
+      return 'n:entries';
+    case 'put':
+    case 'delete':
+      return `e:${item.id}`;
+    case 'link':
+    case 'unlink':
+      return `i:${item.tag}|${item.id}`;
+    default:
+      return `w:${item.id}`;
+  }
+}
+
+/** The value a journal item leaves under its key (`undefined`: the key is deleted). */
+function storeValue(item) {
+  switch (item.op) {
+    case 'put':
+      return item.entry;
+    case 'budget':
+      return item.state;
+    case 'webhook':
+      return item.at;
+    case 'link':
+      return 1;
+    case 'count':
+      return item.n;
+    default:
+      return undefined;
+  }
+}
+
+/** The index tags of a stored entry (the core's own, for a store written before index links). */
+const tagsOf = (entry) =>
+  [entry?.license_key_id && `l:${entry.license_key_id}`, entry?.customer_id && `c:${entry.customer_id}`, entry?.key_tag].filter(
+    (t) => typeof t === 'string' && t !== '',
+  );
+
+/** How often a request reads what the core names before it is answered (a row names entries). */
+const MAX_LOAD_ROUNDS = 8;
 
 /** Journal items with only the last of each key, in the order of those last changes. */
 function latestPerKey(items) {
@@ -165,14 +208,56 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     if (storage && (typeof storage.load !== 'function' || typeof storage.save !== 'function')) {
       throw new TypeError('createRelay: storage must have load() and save(items)');
     }
+    // A storage read per key (durableStorage's): start() reads the small global state, read()
+    // entries and list() index rows as each request needs them; else load() reads it whole.
+    const paged = storage?.paged === true;
     let ready = null;
     const start = async () => {
       const RelayCore = await load();
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
-      const core = new RelayCore(coreConfig(options, signer));
-      if (core.hasStore && storage) core.restore(JSON.stringify((await storage.load()) ?? []));
+      const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged });
+      if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []));
       return { core, signer };
+    };
+    // With a paged store, what was handed to `save` and not saved yet, by storage key: what a
+    // read sees over the storage's own (the core drops what it cached; never a change).
+    const overlay = new Map();
+    let seq = 0;
+    const readEntries = async (ids) => {
+      const keys = ids.map((id) => `e:${id}`);
+      const stored = await storage.read(keys.filter((k) => !overlay.has(k)));
+      return ids.map((id, i) => {
+        const entry = overlay.has(keys[i]) ? overlay.get(keys[i]).value : stored.get(keys[i]);
+        return entry === undefined ? { op: 'delete', id } : { op: 'put', id, entry };
+      });
+    };
+    const readRow = async (tag) => {
+      const prefix = `i:${tag}|`;
+      const ids = new Set((await storage.list(prefix)).map((k) => k.slice(prefix.length)));
+      for (const [k, { value }] of overlay) {
+        if (!k.startsWith(prefix)) continue;
+        if (value === undefined) ids.delete(k.slice(prefix.length));
+        else ids.add(k.slice(prefix.length));
+      }
+      return [tag, [...ids]];
+    };
+    // Loads what the request touches in the store (its entry, its key's row, a webhook's rows
+    // and their entries) before the core answers it: false when it could not all be read.
+    const fill = async (core, head, body) => {
+      if (!core.paged) return true;
+      try {
+        for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
+          const need = core.missing(head, body, Date.now());
+          if (!need) return true;
+          const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
+          core.load(JSON.stringify(entries), JSON.stringify(rows));
+        }
+      } catch (e) {
+        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+        return false;
+      }
+      return core.missing(head, body, Date.now()) === null;
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and
@@ -181,13 +266,25 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     let saving = Promise.resolve();
     const persist = (core) => {
       if (!core.hasStore || !storage) return Promise.resolve();
-      unsaved.push(...JSON.parse(core.takeJournal()));
+      const taken = JSON.parse(core.takeJournal());
+      if (core.paged) {
+        for (const item of taken) {
+          item.seq = ++seq;
+          overlay.set(storeKey(item), { value: storeValue(item), seq: item.seq });
+        }
+        core.trim();
+      }
+      unsaved.push(...taken);
       const run = saving.then(async () => {
         if (unsaved.length === 0) return;
         const batch = unsaved;
         unsaved = [];
         try {
           await storage.save(batch);
+          for (const item of batch) {
+            const key = storeKey(item);
+            if (overlay.get(key)?.seq === item.seq) overlay.delete(key);
+          }
         } catch (e) {
           // Kept to be tried again, the last change of each key only (a storage that keeps
           // failing holds no more than the store itself).
@@ -254,8 +351,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       };
       // The core decides how often a request waits for another's call to Polar (twice, then it
       // asks Polar itself, as the native relay does): `waited` tells it how often it has.
+      // With a paged store: what the request touches, read before each step (the cache may
+      // have dropped it while this request waited).
+      if (!(await fill(core, head, body)) && url.pathname === WEBHOOK_ROUTE) {
+        return toResponse({ status: 503, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the store could not be read"}') });
+      }
       let step;
       for (let waited = 0; ; waited++) {
+        if (waited > 0) await fill(core, head, body);
         step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited);
         if (step.wait === undefined || waited >= 8) break;
         await flights.get(step.wait);
@@ -273,13 +376,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         };
       }
       try {
-        return await ask(core, signer, step);
+        return await ask(core, signer, step, () => fill(core, head, body));
       } finally {
         landed?.();
       }
     }
 
-    async function ask(core, signer, step) {
+    async function ask(core, signer, step, refill) {
       let upstream;
       try {
         const r = await upstreamFetch(step.ask.url, {
@@ -293,6 +396,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       } catch (e) {
         upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
+      await refill();
       const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)), performance.now());
       return signed(core, signer, done);
     }
@@ -322,13 +426,63 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
   };
 }
 
+/** The layout of a Durable Object's store: entries read per key through index links. */
+const LAYOUT = 2;
+
+/** Pages a store written before index links (`e:` keys only) into them, once. */
+async function addLinks(storage) {
+  let count = 0;
+  let after;
+  for (;;) {
+    const page = await storage.list({ prefix: 'e:', limit: 512, ...(after === undefined ? {} : { startAfter: after }) });
+    if (page.size === 0) break;
+    const links = [];
+    for (const [key, entry] of page) {
+      after = key;
+      count++;
+      for (const tag of tagsOf(entry)) links.push([`i:${tag}|${key.slice(2)}`, 1]);
+    }
+    for (let i = 0; i < links.length; i += 128) await storage.put(Object.fromEntries(links.slice(i, i + 128)));
+  }
+  await storage.put({ 'n:entries': count, 'v:layout': LAYOUT });
+}
+
 /**
- * A Durable Object's storage as the relay's `storage` option: entries under `e:<id>`, webhook
- * ids under `w:<id>`, the token budget's state under `b:budget`, written 128 keys at a time (the
- * storage API's limit per call).
+ * A Durable Object's storage as the relay's `storage` option, read per key: entries under
+ * `e:<id>`, one key per index link `i:<tag>|<id>` (the entries of a key, a license key id, a
+ * customer), webhook ids under `w:<id>`, the token budget's state under `b:budget`, the count
+ * of entries under `n:entries`; written 128 keys at a time (the storage API's limit per call).
+ * At start only the webhook ids (three days' worth), the budget and the count are read: each
+ * request reads what it touches (`read`, `list`), so start-up time does not grow with the store.
+ * A store written before index links gets them once, at its first start.
  */
 export function durableStorage(storage) {
+  const getMany = async (keys) => {
+    const out = new Map();
+    for (let i = 0; i < keys.length; i += 128) {
+      for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
+    }
+    return out;
+  };
   return {
+    paged: true,
+    /** The store's small global state: webhook ids, the budget, the count of entries. */
+    async start() {
+      if ((await storage.get('v:layout')) !== LAYOUT) await addLinks(storage);
+      const items = [];
+      for (const [key, at] of await storage.list({ prefix: 'w:' })) items.push({ op: 'webhook', id: key.slice(2), at });
+      const global = await getMany(['b:budget', 'n:entries']);
+      if (global.has('b:budget')) items.push({ op: 'budget', state: global.get('b:budget') });
+      if (global.has('n:entries')) items.push({ op: 'count', n: global.get('n:entries') });
+      return items;
+    },
+    /** The values of `keys` (a Map; a key not stored is absent). */
+    read: getMany,
+    /** The keys under `prefix` (an index row). */
+    async list(prefix) {
+      return [...(await storage.list({ prefix })).keys()];
+    },
+    /** Everything, as journal items (a store read whole). */
     async load() {
       const items = [];
       for (const [key, value] of await storage.list()) {
@@ -343,12 +497,13 @@ export function durableStorage(storage) {
       const deletes = new Set();
       for (const item of items) {
         const key = storeKey(item);
-        if (item.op === 'put' || item.op === 'webhook' || item.op === 'budget') {
-          puts.set(key, item.op === 'put' ? item.entry : item.op === 'budget' ? item.state : item.at);
-          deletes.delete(key);
-        } else {
+        const value = storeValue(item);
+        if (value === undefined) {
           deletes.add(key);
           puts.delete(key);
+        } else {
+          puts.set(key, value);
+          deletes.delete(key);
         }
       }
       const entries = [...puts];

@@ -71,6 +71,10 @@ export interface RelayStoreOptions {
   budgetReserve?: number;
   /** Entries kept at most (default 1000000). */
   maxEntries?: number;
+  /** With a storage read per key (`durableStorage`): the entries and index rows held in memory
+   * at most (default 10000); the others stay in the storage and are read when a request
+   * touches them. */
+  cacheEntries?: number;
   /** Polar's webhook secret (`whsec_…`): turns on `POST /v1/webhooks/polar`. */
   webhookSecret?: string;
 }
@@ -83,13 +87,25 @@ export type RelayStoreItem =
   | { op: 'forget'; id: string }
   /** The token budget's calls of its last minute and Polar's 429: keep the last one saved, so
    * that a relay started again does not spend inside Polar's window what was spent. */
-  | { op: 'budget'; state: string };
+  | { op: 'budget'; state: string }
+  /** With a storage read per key: an entry's index link (`i:<tag>|<id>`) added or removed, and
+   * the count of entries (`n:entries`). */
+  | { op: 'link' | 'unlink'; tag: string; id: string }
+  | { op: 'count'; n: number };
 
 export interface RelayStorage {
   /** What was saved (`put`, `webhook` and the last `budget` items), at start. */
   load(): Promise<RelayStoreItem[]>;
   /** Changes, in order; an answer is sent only once its changes are saved. */
   save(items: RelayStoreItem[]): Promise<void>;
+  /** `true` (durableStorage's): read per key with `start`, `read` and `list` below, never whole. */
+  paged?: true;
+  /** At start: the webhook ids, the last `budget` and the `count` only. */
+  start?(): Promise<RelayStoreItem[]>;
+  /** The values saved under these keys. */
+  read?(keys: string[]): Promise<Map<string, unknown>>;
+  /** The keys saved under a prefix (an index row). */
+  list?(prefix: string): Promise<string[]>;
 }
 
 export interface Relay {
@@ -105,7 +121,7 @@ export function createRelay(options: RelayOptions): Relay;
 /** Reads `KID=k4.secret.…` into a non-extractable WebCrypto Ed25519 key, checking its halves match. */
 export function importSigningKey(text: string, subtle?: SubtleCrypto): Promise<RelaySigner>;
 
-/** Workers only: a Durable Object's storage (`state.storage`) as `RelayStorage`. */
+/** Workers only: a Durable Object's storage (`state.storage`) as `RelayStorage`, read per key. */
 export function durableStorage(storage: unknown): RelayStorage;
 
 /** Workers only: the Durable Object class holding the verdict store; `optionsOf(env)` gives

@@ -16,8 +16,9 @@
 #
 # Exit status: 0 when every step is done, 1 otherwise (every step still runs).
 set -u -o pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 
 NPM_DIR="scripts/npm"
@@ -94,33 +95,7 @@ step_browsers() {
     apt-get update && DEBIAN_FRONTEND=noninteractive apt-get install -y "${BROWSER_PACKAGES[@]}"
 }
 
-step_npm() {
-    if ! command -v npm >/dev/null 2>&1; then
-        echo "npm not found: install node >= 20 and npm" >&2
-        return 1
-    fi
-    # The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
-    local stamp="$NPM_DIR/node_modules/.setup-stamp"
-    local want
-    want="$(cat "$NPM_DIR/package.json" "$NPM_DIR/package-lock.json" | sha256sum | cut -d' ' -f1) node-$(node --version)"
-    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && -x "$NPM_DIR/node_modules/.bin/wasm-opt" ]]; then
-        echo "npm packages up to date (lock unchanged), skipping npm ci"
-        return 0
-    fi
-    bash "$(dirname "${BASH_SOURCE[0]}")/npm-ci.sh" || return 1
-    echo "$want" >"$stamp"
-}
+# The same stamp scripts/setup.sh writes, so whichever runs first does the work once.
+step_npm() { npm_ci_once "$NPM_DIR" npm wasm-opt bash scripts/npm-ci.sh; }
 
-STEPS=(target toolchain wasm_bindgen browsers geckodriver npm)
-
-now() { date +%s.%N; }
-
-failed=0
-for step in "${STEPS[@]}"; do
-    echo "==> setup-wasm: $step"
-    start="$(now)"
-    if "step_$step"; then result=ok; else result=FAILED; failed=1; fi
-    secs="$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
-    echo "==> setup-wasm: $step: $result (${secs}s)"
-done
-exit "$failed"
+run_steps setup-wasm target toolchain wasm_bindgen browsers geckodriver npm

@@ -3,6 +3,8 @@
 # x86_64-pc-windows-gnu target (rustup), Debian's MinGW-w64 cross compiler and Debian's wine
 # (8.0, 64-bit). Run by scripts/setup.sh; safe to run by hand.
 set -u -o pipefail
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 TARGET=x86_64-pc-windows-gnu
 
@@ -17,32 +19,6 @@ step_target() {
 # tool:package pairs installed from apt when the tool is missing.
 APT_TOOLS=(x86_64-w64-mingw32-gcc:gcc-mingw-w64-x86-64 wine:wine wine64:wine64)
 
-step_apt() {
-    local missing=() pair
-    for pair in "${APT_TOOLS[@]}"; do
-        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
-    done
-    if [[ ${#missing[@]} -eq 0 ]]; then
-        echo "MinGW-w64 gcc and wine present, skipping apt"
-        return 0
-    fi
-    local sudo=""
-    [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
-    echo "installing from apt: ${missing[*]}"
-    $sudo apt-get update &&
-        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "${missing[@]}"
-}
+step_apt() { apt_tools "MinGW-w64 gcc and wine" "${APT_TOOLS[@]}"; }
 
-STEPS=(target apt)
-
-now() { date +%s.%N; }
-
-failed=0
-for step in "${STEPS[@]}"; do
-    echo "==> setup-windows: $step"
-    start="$(now)"
-    if "step_$step"; then result=ok; else result=FAILED; failed=1; fi
-    secs="$(awk -v a="$start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
-    echo "==> setup-windows: $step: $result (${secs}s)"
-done
-exit "$failed"
+run_steps setup-windows target apt

@@ -540,7 +540,7 @@ done
 # run_suite NAME VARIANT: builds every test program for VARIANT (plain, asan) and runs it
 # (under valgrind for the valgrind suite); sums the programs' `N passed, N failed` lines.
 run_suite() {
-    local suite="$1" variant="$2" passed=0 failed=0 t bin log rc line p f
+    local suite="$1" variant="$2" passed=0 failed=0 t bin log rc line p f checks
     local flags=("${CFLAGS[@]}")
     [[ "$variant" == asan ]] && flags+=("${SANITIZE[@]}")
     # Where test_faults.c writes the fault-matrix rows of this run.
@@ -569,13 +569,15 @@ run_suite() {
         p="$(sed -E 's/.*: ([0-9]+) passed.*/\1/' <<<"$line")"
         f="$(sed -E 's/.* ([0-9]+) failed$/\1/' <<<"$line")"
         [[ -n "$line" ]] || { p=0; f=0; }
+        # How many checks the program made (the harness's count, passed or failed).
+        checks="$(sed -n "s/^$t: \([0-9]*\) checks$/\1/p" "$log" | tail -n 1)"
         # A crash, a sanitizer report or a valgrind error fails the program as a whole.
         if [[ $rc -ne 0 && $f -eq 0 ]]; then f=1; fi
         if [[ $rc -ne 0 ]]; then
             echo "  $t ($suite): exit $rc; log $log:" >&2
             grep -v '^ok - ' "$log" | tail -n 40 >&2
         fi
-        echo "  $t ($suite): ${p} passed, ${f} failed"
+        echo "  $t ($suite): ${p} passed, ${f} failed (${checks:-no} checks)"
         passed=$((passed + p))
         failed=$((failed + f))
     done

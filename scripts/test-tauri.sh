@@ -17,17 +17,12 @@
 # 8 min 7 s); warm, about 10 s. The last line is `tauri: N passed, N failed`.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 OUT="target/tauri"
 mkdir -p "$OUT"
-PASSED=0
-FAILED=0
-record() { # name passed failed
-    PASSED=$((PASSED + $2))
-    FAILED=$((FAILED + $3))
-    echo "==> tauri $1: $2 passed, $3 failed"
-}
+STAGE=tauri
 check() { # name command...
     local name="$1"
     shift

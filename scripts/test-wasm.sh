@@ -40,7 +40,8 @@
 # is 1 when anything failed.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 LOG_DIR="$ROOT/target/test-logs"
@@ -59,8 +60,6 @@ TOTAL_PASSED=0
 TOTAL_FAILED=0
 PIDS=()
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 cleanup() {
     for pid in "${PIDS[@]}"; do
@@ -91,17 +90,6 @@ start_emulator() {
     return 1
 }
 
-# Counts from wasm-bindgen-test-runner / libtest lines: "test result: ok. 3 passed; 0 failed".
-count_libtest() {
-    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^test result: ' | awk '
-        { for (i = 1; i <= NF; i++) {
-              v = $(i - 1) + 0
-              if ($i ~ /^passed/) p += v
-              else if ($i ~ /^failed/) f += v
-          } }
-        END { print p + 0, f + 0 }'
-}
-
 # Counts from node --test's TAP summary: "# pass 3" / "# fail 0".
 count_node() {
     local p f
@@ -121,7 +109,7 @@ suite() {
     "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     case "$kind" in
-        libtest) read -r p f <<<"$(count_libtest "$log")" ;;
+        libtest) read -r p f _ <<<"$(libtest_counts "$log")" ;;
         node) read -r p f <<<"$(count_node "$log")" ;;
         check) [[ $rc -eq 0 ]] && p=1 ;;
     esac

@@ -19,19 +19,14 @@
 # puts on wine's PATH (never shipped). The last line is `windows: N passed, N failed`.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 TARGET=x86_64-pc-windows-gnu
 OUT="target/windows"
 mkdir -p "$OUT/shim"
-PASSED=0
-FAILED=0
-record() { # name passed failed
-    PASSED=$((PASSED + $2))
-    FAILED=$((FAILED + $3))
-    echo "==> windows $1: $2 passed, $3 failed"
-}
+STAGE=windows
 
 export WINEPREFIX="$ROOT/$OUT/wineprefix" WINEARCH=win64 WINEDEBUG=-all
 # The stand-in first, then wine's own; no Mono or Gecko installers on a closed network.

@@ -10,7 +10,8 @@
 # status is 1 when anything failed.
 set -u -o pipefail
 
-ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+# shellcheck source=scripts/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$ROOT"
 
 LOG_DIR="target/test-logs"
@@ -27,8 +28,6 @@ TOTAL_PASSED=0
 TOTAL_FAILED=0
 TOTAL_SKIPPED=0
 
-now() { date +%s.%N; }
-elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
 
 # Sums the counts in nextest's final line: "Summary [ 1.2s] 42 tests run: 40 passed (1 slow),
 # 1 failed, 1 timed out, 2 skipped". Prints "passed failed skipped", or nothing if absent.
@@ -42,19 +41,6 @@ parse_nextest() {
             return 0
         }
         BEGIN { print n("passed"), n("failed") + n("timed out") + n("exec failed"), n("skipped") }'
-}
-
-# Sums every libtest "test result: ok. 3 passed; 0 failed; 1 ignored; ..." line.
-parse_libtest() {
-    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^test result: ' | awk '
-        { for (i = 1; i <= NF; i++) {
-              v = $(i - 1) + 0
-              if ($i ~ /^passed/) p += v
-              else if ($i ~ /^failed/) f += v
-              else if ($i ~ /^ignored/) s += v
-          }
-          seen = 1 }
-        END { if (seen) print p + 0, f + 0, s + 0 }'
 }
 
 # The last "N passed, N failed" line of a script that sums its own sub-suites (C, wasm).
@@ -81,7 +67,7 @@ run_stage() {
     local p=0 f=0 s=0 counts=""
     case "$kind" in
         nextest) counts="$(parse_nextest "$log")" ;;
-        libtest) counts="$(parse_libtest "$log")" ;;
+        libtest) counts="$(libtest_counts "$log")" ;;
         summary) counts="$(parse_summary "$log")" ;;
     esac
     if [[ -n "$counts" ]]; then

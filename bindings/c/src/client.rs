@@ -4,6 +4,7 @@
 use super::config::{polar_license_config, status_of};
 use super::enums::{polar_license_outcome, polar_license_source, polar_license_status};
 use super::feature::polar_license_feature_access;
+use super::out;
 use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
@@ -86,10 +87,7 @@ impl polar_license_client {
         out: *mut *mut polar_license_result,
         result: polar_license_result,
     ) -> polar_license_status {
-        let result = Box::into_raw(Box::new(result));
-        // SAFETY: every caller has checked that `out` is not NULL; it points to writable
-        // storage for a pointer (the documented contract).
-        unsafe { out.write(result) };
+        out::give(out, result);
         polar_license_status::Ok
     }
 }
@@ -140,6 +138,24 @@ macro_rules! arg_out {
     ($client:expr, $ptr:expr) => {
         if $ptr.is_null() {
             return $client.fail(polar_license_status::NullArgument, "out_result is NULL");
+        }
+    };
+}
+
+/// The body of a call that answers with a result, in the order every such call keeps: the
+/// client (NULL: NULL_ARGUMENT), this thread's last error cleared, the arguments read in turn
+/// (`[…]`: each an early return with the last error set), `out_result` checked, then the
+/// result the block makes is written to `*out_result` (OK). The block may return a status early
+/// (with `client.fail`).
+macro_rules! result_call {
+    ($client:ident, $out:ident, [$($args:tt)*] $body:block) => {
+        ffi_boundary! {
+            let $client = try_ref!($client);
+            $client.begin();
+            $($args)*
+            arg_out!($client, $out);
+            let result: polar_license_result = $body;
+            $client.deliver($out, result)
         }
     };
 }
@@ -205,14 +221,13 @@ pub extern "C" fn polar_license_client_new(
         match builder.build() {
             Ok(licensing) => {
                 let fingerprint = to_cstring(licensing.machine_fingerprint().unwrap_or_default());
-                let client = Box::into_raw(Box::new(polar_license_client {
+                let client = polar_license_client {
                     licensing,
                     signed,
                     fingerprint,
                     errors: Mutex::new(HashMap::new()),
-                }));
-                // SAFETY: `out_client` is not NULL and points to writable storage for a pointer.
-                unsafe { out_client.write(client) };
+                };
+                out::give(out_client, client);
                 config.ok()
             }
             Err(e) => config.fail(status_of(&e), &e.to_string()),
@@ -224,13 +239,7 @@ pub extern "C" fn polar_license_client_new(
 /// stay valid (free them separately).
 #[no_mangle]
 pub extern "C" fn polar_license_client_free(client: *mut polar_license_client) {
-    ffi_boundary! {
-        if !client.is_null() {
-            // SAFETY: a non-NULL client was made by polar_license_client_new (Box::into_raw)
-            // and, per the documented contract, is freed once, when no thread uses it.
-            drop(unsafe { Box::from_raw(client) });
-        }
-    }
+    ffi_boundary! { out::free(client) }
 }
 
 /// The message of the last call on this client from the calling thread that did not return
@@ -326,11 +335,7 @@ pub extern "C" fn polar_license_client_validate(
     request: *const polar_license_request,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let req = arg_ref!(client, request, "request");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let req = arg_ref!(client, request, "request");] {
         let requested = req.activation_id.as_deref();
         // Through the grace-aware face: this machine's fingerprint is sent when an activation
         // is named (the conditions activate stored), and the answer updates the key's record
@@ -363,8 +368,8 @@ pub extern "C" fn polar_license_client_validate(
         result.set_cache_error(cache_error.as_ref());
         result.default_activation_id(requested);
         result.set_lease(client.stored_lease(&req.key).as_ref());
-        client.deliver(out_result, result)
-    }
+        result
+    })
 }
 
 /// Activates the request's key on this machine with its label, conditions and meta, and
@@ -387,11 +392,7 @@ pub extern "C" fn polar_license_client_activate(
     request: *const polar_license_request,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let req = arg_ref!(client, request, "request");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let req = arg_ref!(client, request, "request");] {
         let activate = activate_request(req);
         let licensing = &client.licensing;
         // Fields activate ignores first; Licensing::activate then checks the request and opens
@@ -421,8 +422,8 @@ pub extern "C" fn polar_license_client_activate(
             (Err(e), _) => polar_license_result::error(&e),
         };
         result.set_lease(client.stored_lease(&req.key).as_ref());
-        client.deliver(out_result, result)
-    }
+        result
+    })
 }
 
 /// The activate request a request object describes.
@@ -465,16 +466,14 @@ pub extern "C" fn polar_license_client_deactivate(
     activation_id: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
+    result_call!(client, out_result, [
         let key = arg_str!(client, key, "key");
         let activation_id = if activation_id.is_null() {
             None
         } else {
             Some(arg_str!(client, activation_id, "activation_id"))
         };
-        arg_out!(client, out_result);
+    ] {
         let licensing = &client.licensing;
         let used = match activation_id {
             Some(id) => Some(id.to_string()),
@@ -498,8 +497,8 @@ pub extern "C" fn polar_license_client_deactivate(
             Err(e) => polar_license_result::error(&e),
         };
         result.default_activation_id(used.as_deref());
-        client.deliver(out_result, result)
-    }
+        result
+    })
 }
 
 /// The grace-aware verdict for `key`, the call an app makes at launch: validates the
@@ -518,14 +517,10 @@ pub extern "C" fn polar_license_client_check(
     key: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let key = arg_str!(client, key, "key");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let licensing = &client.licensing;
         // Bad input is caught before the cache is touched.
-        let result = match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
+        match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
             Ok(_) => {
                 let mut r =
                     polar_license_result::check(&licensing.check_report(key), licensing.policy());
@@ -536,9 +531,8 @@ pub extern "C" fn polar_license_client_check(
                 r
             }
             Err(e) => polar_license_result::refused(&e),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }
 
 /// The callback of `polar_license_client_check_in_background`: called once, on a background
@@ -577,11 +571,7 @@ pub extern "C" fn polar_license_client_check_in_background(
     out_pending: *mut bool,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let key = arg_str!(client, key, "key");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let Some(callback) = on_fresh else {
             return client.fail(polar_license_status::NullArgument, "on_fresh is NULL");
         };
@@ -614,13 +604,10 @@ pub extern "C" fn polar_license_client_check_in_background(
                 }
                 Err(e) => (polar_license_result::refused(&e), false),
             };
-        if !out_pending.is_null() {
-            // SAFETY: a non-NULL out_pending points to writable storage for a bool (the
-            // documented contract).
-            unsafe { out_pending.write(pending) };
-        }
-        client.deliver(out_result, result)
-    }
+        // NULL: the caller does not ask.
+        out::write(out_pending, pending);
+        result
+    })
 }
 
 /// The grace-aware verdict for an explicit request (key, activation id, benefit id, customer
@@ -632,11 +619,7 @@ pub extern "C" fn polar_license_client_check_request(
     request: *const polar_license_request,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let req = arg_ref!(client, request, "request");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let req = arg_ref!(client, request, "request");] {
         let validate = validate_request(req);
         let licensing = &client.licensing;
         let checked = unused_fields(req, false)
@@ -650,8 +633,8 @@ pub extern "C" fn polar_license_client_check_request(
         };
         result.default_activation_id(req.activation_id.as_deref());
         result.set_lease(client.stored_lease(&req.key).as_ref());
-        client.deliver(out_result, result)
-    }
+        result
+    })
 }
 
 /// The result of a local call with nothing to report: done, or its error.
@@ -679,14 +662,10 @@ pub extern "C" fn polar_license_client_remember_key(
     key: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let key = arg_str!(client, key, "key");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let done = client.licensing.remember_key(key);
-        client.deliver(out_result, done_or_error(done))
-    }
+        done_or_error(done)
+    })
 }
 
 /// Forgets the remembered key (its cache record and activation stay); no request. Outcome
@@ -697,13 +676,10 @@ pub extern "C" fn polar_license_client_forget_key(
     client: *const polar_license_client,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [] {
         let done = client.licensing.forget_key();
-        client.deliver(out_result, done_or_error(done))
-    }
+        done_or_error(done)
+    })
 }
 
 /// Whether a key is remembered here that this client can open (one sealed by another install,
@@ -723,9 +699,7 @@ pub extern "C" fn polar_license_client_has_remembered_key(
         }
         match client.licensing.remembered_key() {
             Ok(key) => {
-                // SAFETY: checked non-NULL above; it points to a writable bool (the
-                // documented contract).
-                unsafe { out_remembered.write(key.is_some()) };
+                out::write(out_remembered, key.is_some());
                 polar_license_status::Ok
             }
             Err(e) => client.fail(status_of(&e), &e.to_string()),
@@ -742,13 +716,10 @@ pub extern "C" fn polar_license_client_check_remembered(
     client: *const polar_license_client,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [] {
         let licensing = &client.licensing;
         // The key is read once: the check and the activation id are of the same key.
-        let result = match licensing.remembered_or_error() {
+        match licensing.remembered_or_error() {
             Ok(key) => {
                 let mut r =
                     polar_license_result::check(&licensing.check_report(key.clone()), licensing.policy());
@@ -762,9 +733,8 @@ pub extern "C" fn polar_license_client_check_remembered(
                 &CheckReport::of(CheckOutcome::Unverified(e)),
                 licensing.policy(),
             ),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }
 
 /// What the offline cache holds for `key`, with no request: outcome
@@ -780,17 +750,12 @@ pub extern "C" fn polar_license_client_status(
     key: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let key = arg_str!(client, key, "key");
-        arg_out!(client, out_result);
-        let result = match check_key(key).and_then(|()| client.licensing.status(key)) {
+    result_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
+        match check_key(key).and_then(|()| client.licensing.status(key)) {
             Ok(status) => polar_license_result::status(&status),
             Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }
 
 /// May this copy use `feature`? The one question of feature gating, answered from a verdict
@@ -829,9 +794,7 @@ pub extern "C" fn polar_license_client_has_feature(
             );
         };
         let access = client.licensing.has_feature(verdict, feature);
-        let access = Box::into_raw(Box::new(polar_license_feature_access::from(access)));
-        // SAFETY: `out_access` is not NULL and points to writable storage for a pointer.
-        unsafe { out_access.write(access) };
+        out::give(out_access, polar_license_feature_access::from(access));
         polar_license_status::Ok
     }
 }
@@ -853,19 +816,14 @@ pub extern "C" fn polar_license_client_lease_request(
     request: *const polar_license_request,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let req = arg_ref!(client, request, "request");
-        arg_out!(client, out_result);
+    result_call!(client, out_result, [let req = arg_ref!(client, request, "request");] {
         let made = unused_fields(req, true)
             .and_then(|()| client.licensing.lease_request(&activate_request(req)));
-        let result = match made {
+        match made {
             Ok(line) => polar_license_result::line(&line),
             Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }
 
 /// Air-gapped activation, step 2, on any online machine: sends the request line `line` (from
@@ -887,18 +845,13 @@ pub extern "C" fn polar_license_client_lease_fetch(
     line: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let line = arg_str!(client, line, "line");
-        arg_out!(client, out_result);
-        let result = match client.licensing.client().lease_fetch(line) {
+    result_call!(client, out_result, [let line = arg_str!(client, line, "line");] {
+        match client.licensing.client().lease_fetch(line) {
             Ok(Verdict::Accepted(response)) => polar_license_result::line(&response),
             Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
             Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }
 
 /// Air-gapped activation, step 3, back on the machine with no network: installs the response
@@ -920,12 +873,8 @@ pub extern "C" fn polar_license_client_lease_install(
     line: *const c_char,
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
-    ffi_boundary! {
-        let client = try_ref!(client);
-        client.begin();
-        let line = arg_str!(client, line, "line");
-        arg_out!(client, out_result);
-        let result = match client.licensing.lease_install(line) {
+    result_call!(client, out_result, [let line = arg_str!(client, line, "line");] {
+        match client.licensing.lease_install(line) {
             Ok(Verdict::Accepted(read)) => {
                 let mut r = polar_license_result::success(
                     polar_license_outcome::Done,
@@ -944,7 +893,6 @@ pub extern "C" fn polar_license_client_lease_install(
                 r
             }
             Err(e) => polar_license_result::error(&e),
-        };
-        client.deliver(out_result, result)
-    }
+        }
+    })
 }

@@ -1,6 +1,7 @@
 //! `polar_license_config`: the settings a client is built from.
 
 use super::enums::{polar_license_server, polar_license_status, polar_license_tls_roots};
+use super::out;
 use super::strings::to_cstring;
 use polar_license::error::Error;
 use polar_license::features::Entitlements;
@@ -157,9 +158,7 @@ pub extern "C" fn polar_license_config_new(
 ) -> polar_license_status {
     ffi_boundary! {
         check_out!(out_config);
-        let config = Box::into_raw(Box::new(polar_license_config::new()));
-        // SAFETY: `out_config` is not NULL and points to writable storage for a pointer.
-        unsafe { out_config.write(config) };
+        out::give(out_config, polar_license_config::new());
         polar_license_status::Ok
     }
 }
@@ -167,13 +166,7 @@ pub extern "C" fn polar_license_config_new(
 /// Frees a config. NULL is a no-op. Clients already built from it are not affected.
 #[no_mangle]
 pub extern "C" fn polar_license_config_free(config: *mut polar_license_config) {
-    ffi_boundary! {
-        if !config.is_null() {
-            // SAFETY: a non-NULL config was made by polar_license_config_new (Box::into_raw)
-            // and, per the documented contract, is freed once.
-            drop(unsafe { Box::from_raw(config) });
-        }
-    }
+    ffi_boundary! { out::free(config) }
 }
 
 /// The message of the last failed call on this config (`""` after a successful one). Valid

@@ -2,6 +2,7 @@
 //! (`polar_license_client_has_feature`), read through accessors.
 
 use super::enums::{polar_license_feature_why, polar_license_reason, polar_license_source};
+use super::out;
 use super::strings::to_cstring;
 use polar_license::features::FeatureAccess;
 use polar_license::grace::Source;
@@ -43,13 +44,7 @@ impl From<FeatureAccess> for polar_license_feature_access {
 /// Frees an access. NULL is a no-op. Its feature string is invalid afterwards.
 #[no_mangle]
 pub extern "C" fn polar_license_feature_access_free(access: *mut polar_license_feature_access) {
-    ffi_boundary! {
-        if !access.is_null() {
-            // SAFETY: a non-NULL access was made by polar_license_client_has_feature
-            // (Box::into_raw) and, per the documented contract, is freed once.
-            drop(unsafe { Box::from_raw(access) });
-        }
-    }
+    ffi_boundary! { out::free(access) }
 }
 
 /// `true` only when the feature is granted (`false` for NULL): the one test an app needs
@@ -91,14 +86,7 @@ pub extern "C" fn polar_license_feature_access_remaining_usage(
     ffi_boundary! {
         let a = try_ref!(access);
         check_out!(out_remaining);
-        match a.remaining_usage {
-            Some(n) => {
-                // SAFETY: `out_remaining` is not NULL and points to a writable int64_t.
-                unsafe { out_remaining.write(n) };
-                true
-            }
-            None => false,
-        }
+        out::write_some(out_remaining, a.remaining_usage)
     }
 }
 

@@ -37,6 +37,7 @@ mod client;
 mod config;
 mod enums;
 mod feature;
+mod out;
 mod request;
 mod result;
 mod strings;

@@ -36,103 +36,37 @@ impl Boundary for polar_license_status {
     }
 }
 
-/// String accessors never return NULL: an empty static string instead.
-impl Boundary for *const c_char {
-    fn on_panic() -> Self {
-        c"".as_ptr()
-    }
-    fn on_null() -> Self {
-        c"".as_ptr()
-    }
+/// The types whose value after a panic is the same as for a NULL argument: that neutral value.
+macro_rules! neutral {
+    ($($(#[$doc:meta])* $ty:ty => $value:expr;)*) => {$(
+        $(#[$doc])*
+        impl Boundary for $ty {
+            fn on_panic() -> Self {
+                $value
+            }
+            fn on_null() -> Self {
+                $value
+            }
+        }
+    )*};
 }
 
-/// Numeric accessors: `-1` means "not known".
-impl Boundary for i64 {
-    fn on_panic() -> Self {
-        -1
-    }
-    fn on_null() -> Self {
-        -1
-    }
-}
-
-impl Boundary for u32 {
-    fn on_panic() -> Self {
-        0
-    }
-    fn on_null() -> Self {
-        0
-    }
-}
-
-impl Boundary for bool {
-    fn on_panic() -> Self {
-        false
-    }
-    fn on_null() -> Self {
-        false
-    }
-}
-
-impl Boundary for () {
-    fn on_panic() -> Self {}
-    fn on_null() -> Self {}
-}
-
-/// An outcome that cannot be read is never "licensed".
-impl Boundary for polar_license_outcome {
-    fn on_panic() -> Self {
-        polar_license_outcome::Error
-    }
-    fn on_null() -> Self {
-        polar_license_outcome::Error
-    }
-}
-
-impl Boundary for polar_license_reason {
-    fn on_panic() -> Self {
-        polar_license_reason::None
-    }
-    fn on_null() -> Self {
-        polar_license_reason::None
-    }
-}
-
-impl Boundary for polar_license_source {
-    fn on_panic() -> Self {
-        polar_license_source::None
-    }
-    fn on_null() -> Self {
-        polar_license_source::None
-    }
-}
-
-impl Boundary for polar_license_relay_source {
-    fn on_panic() -> Self {
-        polar_license_relay_source::None
-    }
-    fn on_null() -> Self {
-        polar_license_relay_source::None
-    }
-}
-
-/// An access that cannot be read is never "granted".
-impl Boundary for polar_license_feature_why {
-    fn on_panic() -> Self {
-        polar_license_feature_why::None
-    }
-    fn on_null() -> Self {
-        polar_license_feature_why::None
-    }
-}
-
-impl Boundary for polar_license_cache_state {
-    fn on_panic() -> Self {
-        polar_license_cache_state::None
-    }
-    fn on_null() -> Self {
-        polar_license_cache_state::None
-    }
+neutral! {
+    /// String accessors never return NULL: an empty static string instead.
+    *const c_char => c"".as_ptr();
+    /// Numeric accessors: `-1` means "not known".
+    i64 => -1;
+    u32 => 0;
+    bool => false;
+    () => ();
+    /// An outcome that cannot be read is never "licensed".
+    polar_license_outcome => polar_license_outcome::Error;
+    polar_license_reason => polar_license_reason::None;
+    polar_license_source => polar_license_source::None;
+    polar_license_relay_source => polar_license_relay_source::None;
+    /// An access that cannot be read is never "granted".
+    polar_license_feature_why => polar_license_feature_why::None;
+    polar_license_cache_state => polar_license_cache_state::None;
 }
 
 /// Runs an `extern "C"` body, turning a panic into the return type's [`Boundary::on_panic`].

@@ -7,6 +7,7 @@
 //! naming the field, before any request leaves the machine.
 
 use super::enums::polar_license_status;
+use super::out;
 use polar_license::metadata::{MetaValue, Metadata};
 use std::ffi::c_char;
 
@@ -39,9 +40,7 @@ pub extern "C" fn polar_license_request_new(
             key: key.to_string(),
             ..polar_license_request::default()
         };
-        let request = Box::into_raw(Box::new(request));
-        // SAFETY: `out_request` is not NULL and points to writable storage for a pointer.
-        unsafe { out_request.write(request) };
+        out::give(out_request, request);
         polar_license_status::Ok
     }
 }
@@ -49,13 +48,7 @@ pub extern "C" fn polar_license_request_new(
 /// Frees a request. NULL is a no-op.
 #[no_mangle]
 pub extern "C" fn polar_license_request_free(request: *mut polar_license_request) {
-    ffi_boundary! {
-        if !request.is_null() {
-            // SAFETY: a non-NULL request was made by polar_license_request_new
-            // (Box::into_raw) and, per the documented contract, is freed once.
-            drop(unsafe { Box::from_raw(request) });
-        }
-    }
+    ffi_boundary! { out::free(request) }
 }
 
 /// Sets a text field of `request`.

@@ -4,6 +4,7 @@ use super::enums::{
     polar_license_cache_state, polar_license_outcome, polar_license_reason,
     polar_license_relay_source, polar_license_source,
 };
+use super::out;
 use super::panic::Boundary;
 use super::strings::to_cstring;
 use polar_license::error::{Denial, Error};
@@ -394,13 +395,7 @@ fn duration_secs(d: Duration) -> i64 {
 /// Frees a result. NULL is a no-op. Strings read from it are invalid afterwards.
 #[no_mangle]
 pub extern "C" fn polar_license_result_free(result: *mut polar_license_result) {
-    ffi_boundary! {
-        if !result.is_null() {
-            // SAFETY: a non-NULL result was made by a polar_license_client_* call
-            // (Box::into_raw) and, per the documented contract, is freed once.
-            drop(unsafe { Box::from_raw(result) });
-        }
-    }
+    ffi_boundary! { out::free(result) }
 }
 
 /// Reads a result, or returns the type's neutral value for NULL.
@@ -550,14 +545,7 @@ pub extern "C" fn polar_license_result_remaining_usages(
     ffi_boundary! {
         let r = try_ref!(result);
         check_out!(out_remaining);
-        match r.remaining_usages {
-            Some(n) => {
-                // SAFETY: `out_remaining` is not NULL and points to a writable int64_t.
-                unsafe { out_remaining.write(n) };
-                true
-            }
-            None => false,
-        }
+        out::write_some(out_remaining, r.remaining_usages)
     }
 }
 

@@ -48,6 +48,9 @@ static void pause_ms(int ms) {
 #endif
 
 static int passed, failed, current_failures;
+static long checks;
+
+void harness_count(void) { checks++; }
 static const char *current_test = "";
 
 void harness_fail(const char *file, int line, const char *what) {
@@ -73,6 +76,7 @@ void harness_check_answer(const char *file, int line, const polar_license_result
                           polar_license_outcome outcome, polar_license_reason reason) {
   polar_license_outcome got_outcome = polar_license_result_outcome(result);
   polar_license_reason got_reason = polar_license_result_reason(result);
+  harness_count();
   if (got_outcome != outcome || got_reason != reason) {
     current_failures++;
     fprintf(stderr, "  %s:%d: %s: answer is %s/%s (%s), expected %s/%s\n", file, line,
@@ -80,6 +84,28 @@ void harness_check_answer(const char *file, int line, const polar_license_result
             polar_license_reason_code(got_reason), polar_license_result_detail(result),
             polar_license_outcome_name(outcome), polar_license_reason_code(reason));
   }
+}
+
+void harness_check_from(const char *file, int line, const polar_license_result *result,
+                        polar_license_outcome outcome, polar_license_reason reason,
+                        polar_license_source source) {
+  polar_license_source got = polar_license_result_source(result);
+  harness_check_answer(file, line, result, outcome, reason);
+  harness_count();
+  if (got != source) harness_fail_int(file, line, "polar_license_result_source", got, source);
+}
+
+void harness_expect_check(const char *file, int line, polar_license_client *client,
+                          const char *key, polar_license_outcome outcome,
+                          polar_license_reason reason, int with_source,
+                          polar_license_source source) {
+  polar_license_result *r = check(client, key);
+  if (with_source) {
+    harness_check_from(file, line, r, outcome, reason, source);
+  } else {
+    harness_check_answer(file, line, r, outcome, reason);
+  }
+  polar_license_result_free(r);
 }
 
 void harness_run(const char *name, void (*fn)(void)) {
@@ -100,6 +126,7 @@ void harness_run(const char *name, void (*fn)(void)) {
 int harness_current_failures(void) { return current_failures; }
 
 int harness_summary(const char *program) {
+  printf("%s: %ld checks\n", program, checks);
   printf("%s: %d passed, %d failed\n", program, passed, failed);
   return failed == 0 && passed > 0 ? 0 : 1;
 }
@@ -115,6 +142,15 @@ const char *emu_url(void) {
     die("set POLAR_EMULATOR_URL=http://127.0.0.1:PORT (a running polar-license emulator)");
   }
   return url;
+}
+
+/* 127.0.0.1:port as a socket address (port 0: any free port). */
+static void loopback(struct sockaddr_in *addr, int port) {
+  net_init();
+  memset(addr, 0, sizeof *addr);
+  addr->sin_family = AF_INET;
+  addr->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  addr->sin_port = htons((uint16_t)port);
 }
 
 int emu_request(const char *method, const char *path, const char *body, char *out,
@@ -133,11 +169,7 @@ int emu_request_at(int port, const char *method, const char *path, const char *b
   int status = -1;
   char *start;
 
-  net_init();
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons((uint16_t)port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  loopback(&addr, port);
   fd = socket(AF_INET, SOCK_STREAM, 0);
   if (fd == BAD_SOCK) return -1;
   if (connect(fd, (struct sockaddr *)&addr, sizeof addr) != 0) {
@@ -209,11 +241,8 @@ int closed_port(void) {
   socklen_t len = sizeof addr;
   sock_t fd;
   int port;
-  net_init();
+  loopback(&addr, 0);
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   bind(fd, (struct sockaddr *)&addr, sizeof addr);
   getsockname(fd, (struct sockaddr *)&addr, &len);
   port = ntohs(addr.sin_port);
@@ -226,12 +255,8 @@ static int listening(int port) {
   struct sockaddr_in addr;
   sock_t fd;
   int up;
-  net_init();
+  loopback(&addr, port);
   fd = socket(AF_INET, SOCK_STREAM, 0);
-  memset(&addr, 0, sizeof addr);
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  addr.sin_port = htons((uint16_t)port);
   up = connect(fd, (struct sockaddr *)&addr, sizeof addr) == 0;
   close_sock(fd);
   return up;
@@ -418,4 +443,51 @@ void activate_ok(polar_license_client *client, const char *key, char id[64]) {
   snprintf(id, 64, "%s", polar_license_result_activation_id(result));
   polar_license_result_free(result);
   polar_license_request_free(request);
+}
+
+void activated_key(polar_license_client *client, const char *fields, char key[64], char id[64]) {
+  emu_new_key(fields, key);
+  activate_ok(client, key, id);
+}
+
+polar_license_client *cached_client(char dir[64], uint64_t revalidate_after,
+                                    uint64_t grace_period) {
+  temp_dir(dir);
+  return new_client(dir, 0, revalidate_after, grace_period);
+}
+
+void client_done(polar_license_client *client, const char *dir) {
+  polar_license_client_free(client);
+  remove_tree(dir);
+}
+
+polar_license_result *check(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_check(client, key, &r));
+  return r;
+}
+
+polar_license_result *status(polar_license_client *client, const char *key) {
+  polar_license_result *r = NULL;
+  must(polar_license_client_status(client, key, &r));
+  return r;
+}
+
+polar_license_config *demo_config(const char *base_url, const char *cache_dir) {
+  polar_license_config *config = NULL;
+  must(polar_license_config_new(&config));
+  must(polar_license_config_set_organization(config, DEMO_ORG));
+  must(polar_license_config_set_base_url(config, base_url));
+  if (cache_dir != NULL) must(polar_license_config_set_cache_dir(config, cache_dir));
+  return config;
+}
+
+polar_license_client *client_of(polar_license_config *config) {
+  polar_license_client *client = NULL;
+  if (polar_license_client_new(config, &client) != POLAR_LICENSE_STATUS_OK) {
+    fprintf(stderr, "client: %s\n", polar_license_config_last_error(config));
+    die("client_of");
+  }
+  polar_license_config_free(config);
+  return client;
 }

@@ -31,20 +31,26 @@ void harness_fail_int(const char *file, int line, const char *what, long long go
 void harness_fail_str(const char *file, int line, const char *what, const char *got,
                       const char *want);
 
+/* Counts a check made (passed or failed): the summary prints how many ran. */
+void harness_count(void);
+
 #define CHECK(cond)                                                                               \
   do {                                                                                            \
+    harness_count();                                                                              \
     if (!(cond)) harness_fail(__FILE__, __LINE__, #cond);                                         \
   } while (0)
 
 #define CHECK_INT(got, want)                                                                      \
   do {                                                                                            \
     long long got_ = (long long)(got), want_ = (long long)(want);                                 \
+    harness_count();                                                                              \
     if (got_ != want_) harness_fail_int(__FILE__, __LINE__, #got, got_, want_);                   \
   } while (0)
 
 #define CHECK_STR(got, want)                                                                      \
   do {                                                                                            \
     const char *got_ = (got), *want_ = (want);                                                    \
+    harness_count();                                                                              \
     if (got_ == NULL || strcmp(got_, want_) != 0)                                                 \
       harness_fail_str(__FILE__, __LINE__, #got, got_, want_);                                    \
   } while (0)
@@ -55,6 +61,32 @@ void harness_fail_str(const char *file, int line, const char *what, const char *
 void harness_check_answer(const char *file, int line, const polar_license_result *result,
                           polar_license_outcome outcome, polar_license_reason reason);
 
+/* CHECK_ANSWER, and the result's source too (two checks). */
+#define CHECK_FROM(result, outcome, reason, source)                                               \
+  harness_check_from(__FILE__, __LINE__, (result), (outcome), (reason), (source))
+void harness_check_from(const char *file, int line, const polar_license_result *result,
+                        polar_license_outcome outcome, polar_license_reason reason,
+                        polar_license_source source);
+
+/* An invalid_input error naming `field` (CHECK_ANSWER and the field: two checks). */
+#define CHECK_INVALID(result, field)                                                              \
+  do {                                                                                            \
+    const polar_license_result *invalid_ = (result);                                              \
+    CHECK_ANSWER(invalid_, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);      \
+    CHECK_STR(polar_license_result_field(invalid_), field);                                       \
+  } while (0)
+
+/* check() of `key`, then CHECK_ANSWER (EXPECT_CHECK) or CHECK_FROM (EXPECT_CHECK_FROM) of the
+ * result, which is freed. */
+#define EXPECT_CHECK(client, key, outcome, reason)                                                \
+  harness_expect_check(__FILE__, __LINE__, (client), (key), (outcome), (reason), 0, 0)
+#define EXPECT_CHECK_FROM(client, key, outcome, reason, source)                                   \
+  harness_expect_check(__FILE__, __LINE__, (client), (key), (outcome), (reason), 1, (source))
+void harness_expect_check(const char *file, int line, polar_license_client *client,
+                          const char *key, polar_license_outcome outcome,
+                          polar_license_reason reason, int with_source,
+                          polar_license_source source);
+
 /* Runs one test function and prints `ok - name` or `not ok - name`. */
 #define RUN(fn) harness_run(#fn, fn)
 void harness_run(const char *name, void (*fn)(void));
@@ -62,7 +94,8 @@ void harness_run(const char *name, void (*fn)(void));
 /* How many checks have failed so far in the running test (0: it passes so far). */
 int harness_current_failures(void);
 
-/* Prints `PROGRAM: N passed, N failed` and returns the exit status (0 when all passed). */
+/* Prints `PROGRAM: N checks` (every check made, passed or failed), then
+ * `PROGRAM: N passed, N failed` (tests), and returns the exit status (0 when all passed). */
 int harness_summary(const char *program);
 
 /* ---- The emulator ------------------------------------------------------------------------ */
@@ -119,6 +152,26 @@ void remove_tree(const char *dir);
 polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
                                  uint64_t revalidate_after, uint64_t grace_period);
 
+/* A config for the demo organization at `base_url`, with its cache in `cache_dir` (NULL: the
+ * platform default). Stops the program on failure. */
+polar_license_config *demo_config(const char *base_url, const char *cache_dir);
+
+/* The client `config` builds; frees `config`. Stops the program on failure. */
+polar_license_client *client_of(polar_license_config *config);
+
+/* What most tests start with: a fresh temporary directory (written into `dir`, 64 bytes) and a
+ * new_client with its cache there (clock offset 0). End with client_done. */
+polar_license_client *cached_client(char dir[64], uint64_t revalidate_after,
+                                    uint64_t grace_period);
+
+/* Frees `client` and removes the directory `dir` (its cache). */
+void client_done(polar_license_client *client, const char *dir);
+
+/* polar_license_client_check and polar_license_client_status of `key`, each stopping the program
+ * unless the call returns POLAR_LICENSE_STATUS_OK; the result is the caller's to free. */
+polar_license_result *check(polar_license_client *client, const char *key);
+polar_license_result *status(polar_license_client *client, const char *key);
+
 /* One request for `key` (stops the program on failure). */
 polar_license_request *new_request(const char *key);
 
@@ -127,5 +180,8 @@ void must(polar_license_status status);
 
 /* Activates `key` with a label and returns the activation id (copied into `id`, 64 bytes). */
 void activate_ok(polar_license_client *client, const char *key, char id[64]);
+
+/* A fresh key with these seed fields (emu_new_key) activated through `client` (activate_ok). */
+void activated_key(polar_license_client *client, const char *fields, char key[64], char id[64]);
 
 #endif

@@ -67,15 +67,15 @@ static void cli_activation_is_seen_through_c(const char *dir) {
   CHECK(json_string(out, "activation_id", id));
   CHECK_INT(strlen(id), 36);
   client = client_for(dir);
-  must(polar_license_client_status(client, key, &r));
+  r = status(client, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   /* The CLI's activation is a verdict: C's check answers from the cache with it. */
-  must(polar_license_client_check(client, key, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  r = check(client, key);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   /* And the CLI sees the verdict C stored. */
@@ -89,8 +89,7 @@ static void c_activation_is_seen_by_the_cli(const char *dir) {
   static char out[65536];
   char key[64], id[64], args[256], seen[64] = "";
   polar_license_client *client = client_for(dir);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
+  activated_key(client, "\"limit_activations\":2", key, id);
   snprintf(args, sizeof args, "status --key %s", key);
   CHECK_INT(cli(dir, args, out, sizeof out), 0);
   CHECK(strstr(out, "\"state\":\"present\"") != NULL);
@@ -106,7 +105,7 @@ static void c_activation_is_seen_by_the_cli(const char *dir) {
   CHECK_INT(cli(dir, args, out, sizeof out), 0);
   {
     polar_license_result *r = NULL;
-    must(polar_license_client_status(client, key, &r));
+    r = status(client, key);
     CHECK_STR(polar_license_result_activation_id(r), "");
     polar_license_result_free(r);
   }
@@ -138,7 +137,7 @@ static void separate_default_locations(void) {
   snprintf(path, sizeof path, "%s/polar-license/polar-license", home);
   CHECK(stat(path, &st) == 0 && S_ISDIR(st.st_mode)); /* where the CLI documents it */
   client = client_for(NULL);
-  must(polar_license_client_status(client, key, &r));
+  r = status(client, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
   CHECK_STR(polar_license_result_activation_id(r), "");

@@ -15,21 +15,14 @@
 #define WEEK (7 * 24 * HOUR)
 
 static polar_license_client *client_with(const char *dir, int remember, const char *app_secret) {
-  polar_license_config *config = NULL;
-  polar_license_client *client = NULL;
-  must(polar_license_config_new(&config));
-  must(polar_license_config_set_organization(config, DEMO_ORG));
-  must(polar_license_config_set_base_url(config, emu_url()));
-  must(polar_license_config_set_cache_dir(config, dir));
+  polar_license_config *config = demo_config(emu_url(), dir);
   must(polar_license_config_set_timeout_ms(config, 5000));
   must(polar_license_config_set_remember_keys(config, remember));
   if (app_secret != NULL) {
     must(polar_license_config_set_app_secret(config, (const uint8_t *)app_secret,
                                              strlen(app_secret)));
   }
-  must(polar_license_client_new(config, &client));
-  polar_license_config_free(config);
-  return client;
+  return client_of(config);
 }
 
 static int remembered(polar_license_client *client) {
@@ -64,8 +57,7 @@ static int dir_holds(const char *dir, const char *needle) {
 }
 
 static void no_key_remembered(polar_license_result *r) {
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "key");
+  CHECK_INVALID(r, "key");
   CHECK(strstr(polar_license_result_detail(r), "no license key is remembered") != NULL);
 }
 
@@ -104,8 +96,8 @@ static void activate_remember_and_check_with_no_key(void) {
   CHECK_INT(remembered(client), 1);
   before = emu_request_count();
   must(polar_license_client_check_remembered(client, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   CHECK_INT(emu_request_count(), before);
@@ -130,8 +122,7 @@ static void activate_remember_and_check_with_no_key(void) {
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   polar_license_result_free(r);
   CHECK_INT(remembered(client), 0);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 static void remember_and_forget_by_hand(void) {
@@ -147,14 +138,13 @@ static void remember_and_forget_by_hand(void) {
   polar_license_result_free(r);
   CHECK_INT(remembered(client), 1);
   must(polar_license_client_check_remembered(client, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   polar_license_result_free(r);
 
   /* Bad keys are refused and the remembered one stays. */
   must(polar_license_client_remember_key(client, "", &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "key");
+  CHECK_INVALID(r, "key");
   polar_license_result_free(r);
   must(polar_license_client_remember_key(client, " padded ", &r));
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
@@ -186,8 +176,7 @@ static void remember_and_forget_by_hand(void) {
   must(polar_license_client_forget_key(client, &r));
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
   polar_license_result_free(r);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 int main(void) {

@@ -175,6 +175,18 @@ static void end_relay(intptr_t handle) {
 }
 #endif
 
+/* Ends the relay's process and waits for it: killed when `hard`, else asked to stop (SIGTERM;
+ * Windows terminates it either way). */
+static void relay_end(relay *r, int hard) {
+#ifdef _WIN32
+  (void)hard;
+  end_relay(r->pid);
+#else
+  kill(r->pid, hard ? SIGKILL : SIGTERM);
+  waitpid(r->pid, NULL, 0);
+#endif
+}
+
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
  * signing key; returns once it printed `listening on URL` (at most 10 s). */
 static void relay_start(relay *r) {
@@ -214,12 +226,7 @@ static void relay_start(relay *r) {
     if (r->url[0] == '\0') pause_ms(20);
   }
   if (r->url[0] == '\0') {
-#ifdef _WIN32
-    end_relay(r->pid);
-#else
-    kill(r->pid, SIGKILL);
-    waitpid(r->pid, NULL, 0);
-#endif
+    relay_end(r, 1);
     fatal("the relay did not start (polar-license relay serve)");
   }
 }
@@ -227,12 +234,7 @@ static void relay_start(relay *r) {
 /* Stops the relay: from now on its address refuses connections (Polar "offline"). */
 static void relay_stop(relay *r) {
   if (r->pid <= 0) return;
-#ifdef _WIN32
-  end_relay(r->pid);
-#else
-  kill(r->pid, SIGTERM);
-  waitpid(r->pid, NULL, 0);
-#endif
+  relay_end(r, 0);
   r->pid = 0;
   remove(r->log);
 }
@@ -265,18 +267,6 @@ static polar_license_client *app(const char *dir, const char *base_url, const ch
   }
   polar_license_config_free(config);
   return client;
-}
-
-static polar_license_result *check(polar_license_client *client, const char *key) {
-  polar_license_result *r = NULL;
-  must(polar_license_client_check(client, key, &r));
-  return r;
-}
-
-static polar_license_result *status(polar_license_client *client, const char *key) {
-  polar_license_result *r = NULL;
-  must(polar_license_client_status(client, key, &r));
-  return r;
 }
 
 /* Checks `key` at `offset` with a fresh client and returns whether it was licensed from the
@@ -320,9 +310,7 @@ static void bad_relay_keys_and_nulls_are_clear_errors(void) {
   CHECK_INT(polar_license_config_set_relay_keys(NULL, relay_pair),
             POLAR_LICENSE_STATUS_NULL_ARGUMENT);
   for (i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-    must(polar_license_config_new(&config));
-    must(polar_license_config_set_organization(config, DEMO_ORG));
-    must(polar_license_config_set_base_url(config, emu_url()));
+    config = demo_config(emu_url(), NULL);
     CHECK_INT(polar_license_config_add_relay_key(config, bad[i]),
               POLAR_LICENSE_STATUS_INVALID_INPUT);
     if (strstr(polar_license_config_last_error(config), "relay_keys") == NULL) {
@@ -337,9 +325,7 @@ static void bad_relay_keys_and_nulls_are_clear_errors(void) {
     polar_license_config_free(config);
   }
 
-  must(polar_license_config_new(&config));
-  must(polar_license_config_set_organization(config, DEMO_ORG));
-  must(polar_license_config_set_base_url(config, emu_url()));
+  config = demo_config(emu_url(), NULL);
   CHECK_INT(polar_license_config_add_relay_key(config, NULL), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
   CHECK_INT(polar_license_config_set_relay_keys(config, NULL), POLAR_LICENSE_STATUS_NULL_ARGUMENT);
   CHECK_INT(polar_license_config_add_relay_key(config, bad_utf8), POLAR_LICENSE_STATUS_INVALID_UTF8);
@@ -415,30 +401,25 @@ static void air_gapped_calls_refuse_bad_arguments(void) {
   /* A request activate would refuse is refused here, naming its field; nothing is made. */
   must(polar_license_request_set_activation_id(request, OTHER_UUID));
   must(polar_license_client_lease_request(client, request, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "activation_id");
+  CHECK_INVALID(r, "activation_id");
   CHECK_STR(polar_license_result_line(r), "");
   polar_license_result_free(r);
   r = NULL;
 
   /* Not a line, and a line installed without relay keys: invalid_input, nothing stored. */
   must(polar_license_client_lease_fetch(client, "hello", &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "request");
+  CHECK_INVALID(r, "request");
   polar_license_result_free(r);
   must(polar_license_client_lease_install(signed_client, "hello", &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "response");
+  CHECK_INVALID(r, "response");
   polar_license_result_free(r);
   must(polar_license_client_lease_install(client, "polar-license-activation-response.v1.e30", &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "relay_keys");
+  CHECK_INVALID(r, "relay_keys");
   polar_license_result_free(r);
 
   polar_license_request_free(request);
   polar_license_client_free(signed_client);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* A record made without a relay (no lease) licenses an unsigned app offline, never a signed
@@ -478,8 +459,7 @@ static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
   r = check(signed_app, key);
   CHECK(!polar_license_result_is_licensed(r));
   polar_license_result_free(r);
-  polar_license_client_free(signed_app);
-  remove_tree(dir);
+  client_done(signed_app, dir);
 }
 
 /* Through the real relay: activate and validate carry the lease; then with the relay gone the
@@ -505,8 +485,8 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   request = new_request(key);
   must(polar_license_request_set_activation_id(request, id));
   must(polar_license_client_validate(client, request, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   CHECK(polar_license_result_lease_expires_at(r) >= before + LEASE_DAYS * DAY);
   polar_license_result_free(r);
@@ -529,8 +509,8 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   /* Two days on: licensed from the cache, the grace ending with the lease. */
   client = app(dir, rl.url, relay_pair, 2 * DAY);
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_INT(polar_license_result_grace_ends_at(r), ends);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= ends - (before + 2 * DAY));
   CHECK(polar_license_result_grace_remaining_seconds(r) > ends - (now_seconds() + 2 * DAY) - 5);
@@ -548,9 +528,7 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
 
   /* A minute past the lease, well inside the 7-day grace: not licensed in signed mode... */
   client = app(dir, rl.url, relay_pair, LEASE_DAYS * DAY + 60);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
   polar_license_client_free(client);
   /* ...while the same record read without relay keys still has its grace. */
   CHECK(licensed_from_cache(dir, rl.url, NULL, LEASE_DAYS * DAY + 60, key, &reason));
@@ -597,26 +575,22 @@ static void through_the_relay_a_check_says_where_polars_verdict_came_from(void) 
   relay_store = NULL;
 
   /* Every check asks (revalidate after 0 s): the relay answers each one. */
-  must(polar_license_config_new(&config));
-  must(polar_license_config_set_organization(config, DEMO_ORG));
-  must(polar_license_config_set_base_url(config, rl.url));
-  must(polar_license_config_set_cache_dir(config, dir));
+  config = demo_config(rl.url, dir);
   must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
                                            strlen(APP_SECRET)));
   must(polar_license_config_add_relay_key(config, relay_pair));
   must(polar_license_config_set_grace_policy(config, 0, 7 * DAY, 600));
-  must(polar_license_client_new(config, &client));
-  polar_license_config_free(config);
+  client = client_of(config);
   activate_ok(client, key, id);
 
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_POLAR);
   polar_license_result_free(r);
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_STORE);
   polar_license_result_free(r);
   polar_license_client_free(client);
@@ -655,9 +629,7 @@ static void the_forged_record_attack_is_refused_in_signed_mode(void) {
   relay_start(&rl);
   client = app(dir, rl.url, relay_pair, 0);
   activate_ok(client, key, id);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   polar_license_client_free(client);
 
   emu_patch_key(key, "{\"status\":\"revoked\"}");
@@ -682,9 +654,7 @@ static void the_forged_record_attack_is_refused_in_signed_mode(void) {
   /* A year-long lease signed by the attacker's key under the relay's kid: no lease at all. */
   CHECK_INT(forge(dir, rl.url, key, month, 1), 0);
   client = app(dir, rl.url, relay_pair, month);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   r = status(client, key);
   CHECK_STR(polar_license_result_lease_kid(r), "");
   polar_license_result_free(r);
@@ -751,24 +721,19 @@ static void air_gapped_request_fetch_install(void) {
   snprintf(damaged, sizeof damaged, "%s", response_line);
   damaged[strlen(damaged) - 10] = '\0';
   must(polar_license_client_lease_install(offline, damaged, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
-  CHECK_STR(polar_license_result_field(r), "response");
+  CHECK_INVALID(r, "response");
   CHECK_STR(polar_license_result_activation_id(r), "");
   polar_license_result_free(r);
   r = status(offline, key);
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_EMPTY);
   polar_license_result_free(r);
   /* A machine it was not made for (here: one whose activations are not bound to it). */
-  must(polar_license_config_new(&config));
-  must(polar_license_config_set_organization(config, DEMO_ORG));
-  must(polar_license_config_set_base_url(config, offline_url));
-  must(polar_license_config_set_cache_dir(config, offline_dir));
+  config = demo_config(offline_url, offline_dir);
   must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
                                            strlen(APP_SECRET)));
   must(polar_license_config_set_machine_binding(config, false));
   must(polar_license_config_add_relay_key(config, relay_pair));
-  must(polar_license_client_new(config, &unbound));
-  polar_license_config_free(config);
+  unbound = client_of(config);
   must(polar_license_client_lease_install(unbound, response_line, &r));
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_INVALID_INPUT);
   polar_license_result_free(r);
@@ -797,18 +762,15 @@ static void air_gapped_request_fetch_install(void) {
   /* Licensed with no network at all, until the lease ends. */
   offline = app(offline_dir, offline_url, relay_pair, 2 * DAY);
   r = check(offline, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), activation);
   CHECK_INT(polar_license_result_grace_ends_at(r), ends);
   polar_license_result_free(r);
   polar_license_client_free(offline);
   offline = app(offline_dir, offline_url, relay_pair, LEASE_DAYS * DAY + 60);
-  r = check(offline, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
-  polar_license_result_free(r);
-  polar_license_client_free(offline);
-  remove_tree(offline_dir);
+  EXPECT_CHECK(offline, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  client_done(offline, offline_dir);
   remove_tree(online_dir);
 }
 

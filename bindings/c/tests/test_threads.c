@@ -67,10 +67,8 @@ static void one_client_many_threads(void) {
   pthread_t threads[THREADS];
   struct work work[THREADS];
   int i;
-  temp_dir(dir);
-  client = new_client(dir, 0, 0, 604800); /* every check asks the server */
-  emu_new_key("\"limit_activations\":1", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, 0, 604800); /* every check asks the server */
+  activated_key(client, "\"limit_activations\":1", key, id);
   request = new_request(key);
   polar_license_request_set_activation_id(request, id);
   /* The activation is bound to this machine: validate with the same fingerprint. */
@@ -94,8 +92,7 @@ static void one_client_many_threads(void) {
   /* The main thread made no failed call: its last error is empty. */
   CHECK_STR(polar_license_client_last_error(client), "");
   polar_license_request_free(request);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* Results made on one thread are read and freed on another. */
@@ -114,16 +111,14 @@ static void results_move_between_threads(void) {
   polar_license_result *r = NULL;
   pthread_t thread;
   void *ok = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, 3600, 604800);
+  client = cached_client(dir, 3600, 604800);
   emu_new_key("", key);
-  must(polar_license_client_check(client, key, &r));
+  r = check(client, key);
   CHECK_INT(pthread_create(&thread, NULL, read_and_free, r), 0);
   CHECK_INT(pthread_join(thread, &ok), 0);
   CHECK(ok != NULL && *(int *)ok == 1);
   free(ok);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 int main(void) {

@@ -27,12 +27,6 @@
 #define HOUR 3600
 #define WEEK (7 * 24 * HOUR)
 
-static polar_license_result *check(polar_license_client *client, const char *key) {
-  polar_license_result *r = NULL;
-  must(polar_license_client_check(client, key, &r));
-  return r;
-}
-
 /* activate --condition machine=abc, then validate --activation-id ID --condition machine=abc on
  * the same machine: licensed (the fingerprint activate added is sent by validate too). A
  * revocation validate sees is the next check's: no grant from the cache. */
@@ -41,8 +35,7 @@ static void validate_binds_the_machine_and_updates_the_record(void) {
   polar_license_client *client;
   polar_license_request *request;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
+  client = cached_client(dir, HOUR, WEEK);
   emu_new_key("\"limit_activations\":2", key);
   request = new_request(key);
   must(polar_license_request_set_label(request, "laptop"));
@@ -67,19 +60,16 @@ static void validate_binds_the_machine_and_updates_the_record(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
   /* The record remembers the denial. */
-  must(polar_license_client_status(client, key, &r));
+  r = status(client, key);
   CHECK_INT(polar_license_result_cache_state(r), POLAR_LICENSE_CACHE_STATE_PRESENT);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_INACTIVE);
   polar_license_result_free(r);
   /* Fresh by age, but the denial removed the cache's power to grant: asks, and offline says
    * so instead of licensing. */
   emu_fault("{\"kind\":\"close_immediately\"}");
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   emu_fault(NULL);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* JSON text as a JSON string's content (quotes and backslashes escaped). */
@@ -101,12 +91,9 @@ static void a_200_that_says_revoked_is_no_grant(void) {
   polar_license_request *request;
   polar_license_result *r = NULL;
   char *status;
-  temp_dir(dir);
-  client = new_client(dir, 0, 0, WEEK); /* every check asks */
+  client = cached_client(dir, 0, WEEK); /* every check asks */
   emu_new_key("", key);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
 
   /* A real answer for the key, its status edited. */
   snprintf(body, sizeof body, "{\"key\":\"%s\",\"organization_id\":\"%s\"}", key, DEMO_ORG);
@@ -129,13 +116,12 @@ static void a_200_that_says_revoked_is_no_grant(void) {
   polar_license_request_free(request);
 
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK(strstr(polar_license_result_detail(r), "status is revoked") != NULL);
   polar_license_result_free(r);
   emu_fault(NULL);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* A cache that cannot be written: the answer stands (asked online, since it cannot be counted
@@ -162,15 +148,13 @@ static void a_cache_that_cannot_be_written_is_reported(void) {
   polar_license_client *client;
   polar_license_result *r = NULL;
   long before;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":2", key, id);
   block_writes(dir);
   before = emu_request_count();
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   CHECK(emu_request_count() > before);
   CHECK(!polar_license_result_cache_refreshed(r));
   CHECK(polar_license_result_cache_error(r)[0] != '\0');
@@ -178,8 +162,7 @@ static void a_cache_that_cannot_be_written_is_reported(void) {
   /* NULL-safe. */
   CHECK(!polar_license_result_cache_refreshed(NULL));
   CHECK_STR(polar_license_result_cache_error(NULL), "");
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* Polar activates but the cache cannot be written: cache_error, the detail naming the new
@@ -190,10 +173,8 @@ static void an_activation_the_cache_cannot_remember_keeps_its_id(void) {
   polar_license_client *client;
   polar_license_request *request;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":3", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":3", key, id);
   block_writes(dir);
   request = new_request(key);
   must(polar_license_request_set_label(request, "second"));
@@ -207,8 +188,7 @@ static void an_activation_the_cache_cannot_remember_keeps_its_id(void) {
   CHECK(strstr(polar_license_result_license_json(r), "\"status\":\"granted\"") != NULL);
   polar_license_result_free(r);
   polar_license_request_free(request);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 struct checker {
@@ -262,14 +242,10 @@ static void threads_do_not_queue_behind_a_hung_polar(void) {
   activate_ok(client, key, id);
   polar_license_client_free(client);
   /* Two hours later (stale: every check wants to ask), a short timeout, and Polar hangs. */
-  must(polar_license_config_new(&config));
-  must(polar_license_config_set_organization(config, DEMO_ORG));
-  must(polar_license_config_set_base_url(config, emu_url()));
-  must(polar_license_config_set_cache_dir(config, dir));
+  config = demo_config(emu_url(), dir);
   must(polar_license_config_set_timeout_ms(config, TIMEOUT_MS));
   must(polar_license_config_set_clock_offset_for_testing(config, 2 * HOUR));
-  must(polar_license_client_new(config, &client));
-  polar_license_config_free(config);
+  client = client_of(config);
   emu_fault("{\"kind\":\"hang\"}");
   before = emu_request_count();
   CHECK_INT(pthread_barrier_init(&start, NULL, THREADS), 0);
@@ -302,8 +278,7 @@ static void threads_do_not_queue_behind_a_hung_polar(void) {
   CHECK_INT(asked, 1);
   CHECK_INT(emu_request_count() - before, 1); /* one request for eight checks */
   emu_fault(NULL);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* The path of the one key record in `dir` (`v2-….cache`, not its ledger `…-seq.cache`);
@@ -343,12 +318,6 @@ static int write_file(const char *path, const char *buf, size_t len) {
   return fclose(f) == 0 && ok;
 }
 
-static polar_license_result *status(polar_license_client *client, const char *key) {
-  polar_license_result *r = NULL;
-  must(polar_license_client_status(client, key, &r));
-  return r;
-}
-
 /* A hotel's login page (a 200 in HTML, none of Polar's headers) in front of a stale good
  * cache: no verdict of Polar's, so licensed from the cache, the reason protocol_error with
  * its detail; nothing is written as a denial, and once the page is gone Polar licenses
@@ -368,10 +337,8 @@ static void a_login_page_or_a_bare_404_falls_back_to_a_stale_cache(void) {
   polar_license_result *r = NULL;
   size_t i;
   long before;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":2", key, id);
   later = new_client(dir, 2 * HOUR, HOUR, WEEK); /* the verdict is stale: checks ask */
   for (i = 0; i < sizeof pages / sizeof pages[0]; i++) {
     emu_fault(pages[i]);
@@ -384,8 +351,8 @@ static void a_login_page_or_a_bare_404_falls_back_to_a_stale_cache(void) {
     before = emu_request_count();
     r = check(later, key);
     CHECK(emu_request_count() > before); /* it asked */
-    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR);
-    CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+    CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR,
+               POLAR_LICENSE_SOURCE_CACHE);
     CHECK(polar_license_result_detail(r)[0] != '\0');
     CHECK_STR(polar_license_result_activation_id(r), id);
     CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 2 * HOUR - 120);
@@ -398,13 +365,10 @@ static void a_login_page_or_a_bare_404_falls_back_to_a_stale_cache(void) {
     polar_license_result_free(r);
   }
   emu_fault(NULL);
-  r = check(later, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
-  polar_license_result_free(r);
+  EXPECT_CHECK_FROM(later, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                    POLAR_LICENSE_SOURCE_ONLINE);
   polar_license_client_free(later);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* A good activation is a verdict: the check right after it answers from the cache with no
@@ -419,20 +383,16 @@ static void activate_then_polar_down_is_licensed_from_the_cache(void) {
   temp_dir(dir);
   snprintf(url, sizeof url, "http://127.0.0.1:%d", port);
   for (i = 0; i < 2; i++) {
-    must(polar_license_config_new(&config));
-    must(polar_license_config_set_organization(config, DEMO_ORG));
-    must(polar_license_config_set_base_url(config, url));
-    must(polar_license_config_set_cache_dir(config, dir));
+    config = demo_config(url, dir);
     /* `fresh` keeps the default policy; `asking` asks at every check. */
     if (i == 1) must(polar_license_config_set_grace_policy(config, 0, WEEK, 0));
-    must(polar_license_client_new(config, i == 0 ? &fresh : &asking));
-    polar_license_config_free(config);
+    *(i == 0 ? &fresh : &asking) = client_of(config);
   }
   activate_ok(fresh, DEMO_KEY, id);
   CHECK_INT(emu_request_at(port, "POST", "/__emulator/requests/reset", "", NULL, 0), 204);
   r = check(fresh, DEMO_KEY);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   {
@@ -442,18 +402,15 @@ static void activate_then_polar_down_is_licensed_from_the_cache(void) {
   }
   emu_stop_private(pid);
   r = check(asking, DEMO_KEY);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 120);
   polar_license_result_free(r);
-  r = check(fresh, DEMO_KEY);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
-  polar_license_result_free(r);
+  EXPECT_CHECK_FROM(fresh, DEMO_KEY, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                    POLAR_LICENSE_SOURCE_CACHE);
   polar_license_client_free(fresh);
-  polar_license_client_free(asking);
-  remove_tree(dir);
+  client_done(asking, dir);
 }
 
 /* Someone keeps a copy of the record from when the key was good, lets the check see the
@@ -465,22 +422,16 @@ static void a_record_put_back_after_a_revocation_is_not_trusted(void) {
   polar_license_client *client, *later;
   polar_license_result *r;
   long size;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(r);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":2", key, id);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK(record_file(dir, path, sizeof path));
   size = read_file(path, saved, sizeof saved);
   CHECK(size > 0);
   /* Revoked; two hours later a check asks and learns it. */
   emu_patch_key(key, "{\"status\":\"revoked\"}");
   later = new_client(dir, 2 * HOUR, HOUR, WEEK);
-  r = check(later, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(later, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
   /* The good copy put back, and Polar unreachable. */
   CHECK(size > 0 && write_file(path, saved, (size_t)size));
   r = status(client, key);
@@ -497,12 +448,9 @@ static void a_record_put_back_after_a_revocation_is_not_trusted(void) {
   polar_license_result_free(r);
   /* With Polar back, the remembered activation is validated: still revoked. */
   emu_fault(NULL);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
   polar_license_client_free(later);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* A `retry-after` of ten years (a misconfigured or hostile proxy) is read as one hour: the
@@ -514,10 +462,8 @@ static void a_ten_year_retry_after_is_one_hour(void) {
   polar_license_request *request;
   polar_license_result *r = NULL;
   long before;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":2", key, id);
   emu_fault("{\"kind\":\"rate_limited\",\"retry_after\":315360000}");
   request = new_request(key);
   must(polar_license_client_validate(client, request, &r));
@@ -527,8 +473,8 @@ static void a_ten_year_retry_after_is_one_hour(void) {
   polar_license_request_free(request);
   stale = new_client(dir, 2 * HOUR, HOUR, WEEK);
   r = check(stale, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_RATE_LIMITED);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_RATE_LIMITED,
+             POLAR_LICENSE_SOURCE_CACHE);
   CHECK_INT(polar_license_result_retry_after_seconds(r), 3600);
   polar_license_result_free(r);
   emu_fault(NULL);
@@ -544,14 +490,13 @@ static void a_ten_year_retry_after_is_one_hour(void) {
   after = new_client(dir, 3 * HOUR + 60, HOUR, WEEK);
   r = check(after, key);
   CHECK(emu_request_count() > before);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   polar_license_result_free(r);
   polar_license_client_free(after);
   polar_license_client_free(blocked);
   polar_license_client_free(stale);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* The record's path made a directory: it reads as no record (not a hang, not a crash), the
@@ -562,16 +507,14 @@ static void a_record_path_that_is_a_directory_is_reported(void) {
   polar_license_client *client;
   polar_license_request *request;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
-  emu_new_key("\"limit_activations\":2", key);
-  activate_ok(client, key, id);
+  client = cached_client(dir, HOUR, WEEK);
+  activated_key(client, "\"limit_activations\":2", key, id);
   CHECK(record_file(dir, path, sizeof path));
   CHECK_INT(unlink(path), 0);
   CHECK_INT(mkdir(path, 0700), 0);
   r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_ONLINE);
   CHECK(!polar_license_result_cache_refreshed(r));
   CHECK(polar_license_result_cache_error(r)[0] != '\0');
   printf("  check: cache_error: %s\n", polar_license_result_cache_error(r));
@@ -583,8 +526,7 @@ static void a_record_path_that_is_a_directory_is_reported(void) {
   CHECK(polar_license_result_cache_error(r)[0] != '\0');
   polar_license_result_free(r);
   polar_license_request_free(request);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 /* This machine's id exists but cannot be read (here: /etc/machine-id is a directory, in a

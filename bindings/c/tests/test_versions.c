@@ -43,8 +43,7 @@ static void member_subscription_and_order_on_every_answer(void) {
   polar_license_client *client;
   polar_license_request *request;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
+  client = cached_client(dir, HOUR, WEEK);
   emu_new_key(EXTRAS, key);
 
   request = new_request(key);
@@ -66,28 +65,26 @@ static void member_subscription_and_order_on_every_answer(void) {
 
   /* From the cache, Polar down: the fields came through the record. */
   emu_fault("{\"kind\":\"close_immediately\"}");
-  must(polar_license_client_check(client, key, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_CACHE);
+  r = check(client, key);
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_CACHE);
   check_grant(r);
   polar_license_result_free(r);
   emu_fault(NULL);
 
-  must(polar_license_client_status(client, key, &r));
+  r = status(client, key);
   check_grant(r);
   polar_license_result_free(r);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 static void a_key_without_them_reads_empty_and_minus_one(void) {
   char dir[64], key[64];
   polar_license_client *client;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
+  client = cached_client(dir, HOUR, WEEK);
   emu_new_key("", key);
-  must(polar_license_client_check(client, key, &r));
+  r = check(client, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_member_id(r), "");
   CHECK_STR(polar_license_result_member_email(r), "");
@@ -99,8 +96,7 @@ static void a_key_without_them_reads_empty_and_minus_one(void) {
   CHECK(!polar_license_result_previously_valid(r));
   CHECK_STR(polar_license_result_hint(r), "");
   polar_license_result_free(r);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 
   /* NULL reads as nothing known. */
   CHECK_STR(polar_license_result_member_email(NULL), "");
@@ -115,12 +111,9 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
   polar_license_client *client;
   polar_license_request *request;
   polar_license_result *r = NULL;
-  temp_dir(dir);
-  client = new_client(dir, 0, HOUR, WEEK);
+  client = cached_client(dir, HOUR, WEEK);
   emu_new_key("", key);
-  must(polar_license_client_check(client, key, &r));
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
 
   snprintf(path, sizeof path, "/__emulator/keys/%s/rotate", key);
   CHECK_INT(emu_request("POST", path, "", body, sizeof body), 200);
@@ -134,12 +127,12 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
 
-  must(polar_license_client_check(client, key, &r));
+  r = check(client, key);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
   CHECK(polar_license_result_previously_valid(r));
   polar_license_result_free(r);
 
-  must(polar_license_client_status(client, key, &r));
+  r = status(client, key);
   CHECK(polar_license_result_previously_valid(r));
   CHECK(strstr(polar_license_result_hint(r), "customer portal") != NULL);
   polar_license_result_free(r);
@@ -150,8 +143,7 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
   CHECK(!polar_license_result_previously_valid(r));
   CHECK_STR(polar_license_result_hint(r), "");
   polar_license_result_free(r);
-  polar_license_client_free(client);
-  remove_tree(dir);
+  client_done(client, dir);
 }
 
 int main(void) {

@@ -30,7 +30,9 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
-use polar_license_relay::store::{JournalBackend, JournalItem, StoreOptions};
+use polar_license_relay::store::{
+    JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
+};
 use polar_license_relay::{
     Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
     StoreConfig,
@@ -51,10 +53,48 @@ pub struct RelayCore {
     relay: Relay,
     kid: String,
     /// The verdict store's journal, when there is a store: the host persists it.
-    journal: Option<Arc<JournalBackend>>,
+    journal: Option<Kept>,
     /// Each waiting request with its `Origin`, for the CORS grant of its answer.
     waiting: RefCell<Table<(Box<Pending>, Option<String>)>>,
     signing: RefCell<Table<(Finished, Option<String>)>>,
+}
+
+/// Where the store's entries are: all in memory (restored whole at start), or in the host's
+/// storage, read per key into a bounded cache (`pagedStore`: a Durable Object's storage).
+enum Kept {
+    Whole(Arc<JournalBackend>),
+    Paged(Arc<PagedBackend>),
+}
+
+impl Kept {
+    fn take(&self) -> Vec<JournalItem> {
+        match self {
+            Kept::Whole(j) => j.take(),
+            Kept::Paged(p) => p.take(),
+        }
+    }
+}
+
+/// The request as the core reads it (`{method, path, headers, clientIp}` and its body).
+fn request_of(request: &JsValue, body: &[u8]) -> RelayRequest {
+    let string = |name: &str| get(request, name).as_string().unwrap_or_default();
+    RelayRequest {
+        method: string("method"),
+        path: string("path"),
+        headers: headers_of(&get(request, "headers")),
+        body: body.to_vec(),
+        client_ip: string("clientIp"),
+    }
+}
+
+/// Journal items of JSON, those that do not read skipped (never read as a grant).
+fn items_of(json: &str) -> Result<Vec<JournalItem>, JsError> {
+    let values: Vec<serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| JsError::new(&e.to_string()))?;
+    Ok(values
+        .into_iter()
+        .filter_map(|v| serde_json::from_value(v).ok())
+        .collect())
 }
 
 /// A bounded table of waiting entries by id; the oldest is dropped when full.
@@ -344,13 +384,23 @@ impl RelayCore {
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
             }
-            let backend = Arc::new(JournalBackend::new(options.max_entries));
+            let webhook_secret = text(&store, "webhookSecret")?;
+            let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =
+                if get(&config, "pagedStore").is_truthy() {
+                    let cached =
+                        whole(&store, "cacheEntries", 1e9)?.map_or(DEFAULT_CACHED, |v| v as usize);
+                    let paged = Arc::new(PagedBackend::new(options.max_entries, cached));
+                    (Kept::Paged(paged.clone()), paged)
+                } else {
+                    let whole = Arc::new(JournalBackend::new(options.max_entries));
+                    (Kept::Whole(whole.clone()), whole)
+                };
             relay_config.store = Some(StoreConfig {
-                backend: backend.clone(),
+                backend,
                 options,
-                webhook_secret: text(&store, "webhookSecret")?,
+                webhook_secret,
             });
-            Some(backend)
+            Some(kept)
         } else {
             None
         };
@@ -401,14 +451,7 @@ impl RelayCore {
         entropy: Option<Vec<u8>>,
         waited: Option<u32>,
     ) -> Result<JsValue, JsError> {
-        let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
-        let req = RelayRequest {
-            method: string("method"),
-            path: string("path"),
-            headers: headers_of(&get(&request, "headers")),
-            body: body.to_vec(),
-            client_ip: string("clientIp"),
-        };
+        let req = request_of(&request, body);
         let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
         let origin = req
             .headers
@@ -471,25 +514,95 @@ impl RelayCore {
     /// without a store.
     #[wasm_bindgen(js_name = takeJournal)]
     pub fn take_journal(&self) -> Result<String, JsError> {
-        let items = self.journal.as_ref().map(|j| j.take()).unwrap_or_default();
+        let items = self.journal.as_ref().map(Kept::take).unwrap_or_default();
         serde_json::to_string(&items).map_err(|e| JsError::new(&e.to_string()))
     }
 
-    /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items); an item that
-    /// does not read back is skipped. Returns how many items were read.
+    /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items; with a
+    /// paged store only its global state, `webhook`, `budget` and `count`); an item that does
+    /// not read back is skipped. Returns how many items were read.
     pub fn restore(&self, items: &str) -> Result<u32, JsError> {
-        let Some(journal) = &self.journal else {
+        let Some(kept) = &self.journal else {
             return Ok(0);
         };
-        let values: Vec<serde_json::Value> =
-            serde_json::from_str(items).map_err(|e| JsError::new(&e.to_string()))?;
-        let read: Vec<JournalItem> = values
-            .into_iter()
-            .filter_map(|v| serde_json::from_value(v).ok())
-            .collect();
+        let read: Vec<JournalItem> = items_of(items)?;
         let n = read.len() as u32;
-        journal.restore(read);
+        match kept {
+            Kept::Whole(j) => j.restore(read),
+            Kept::Paged(p) => p.restore(read),
+        }
         Ok(n)
+    }
+
+    /// Whether the store is read per key from the host's storage (`pagedStore`).
+    #[wasm_bindgen(getter)]
+    pub fn paged(&self) -> bool {
+        matches!(self.journal, Some(Kept::Paged(_)))
+    }
+
+    /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
+    /// a webhook's signature is verified at) touches in the store and the cache does not hold: `{entries: [hex id], tags: [tag]}` (read `e:<id>`,
+    /// and every `i:<tag>|<id>` key), else `null`. The host loads them ([`RelayCore::load`])
+    /// and asks again (a row names entries) until `null`, then begins (or finishes).
+    pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return JsValue::NULL;
+        };
+        let now = now(now_ms, 0.0).unix_seconds;
+        let Some(wants) = self.relay.store_wants(&request_of(&request, body), now) else {
+            return JsValue::NULL;
+        };
+        let missing = paged.missing(&wants);
+        if missing.is_empty() {
+            return JsValue::NULL;
+        }
+        let list = |items: &[String]| -> JsValue {
+            items
+                .iter()
+                .map(|s| JsValue::from_str(s))
+                .collect::<Array>()
+                .into()
+        };
+        let out = wrapped("entries", &list(&missing.entries));
+        set(&out, "tags", &list(&missing.tags));
+        out.into()
+    }
+
+    /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
+    /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
+    /// them; and the rows, `[[tag, [hex id]]]`); what does not read is skipped.
+    pub fn load(&self, entries: &str, rows: &str) -> Result<(), JsError> {
+        if let Some(Kept::Paged(paged)) = &self.journal {
+            let entries = items_of(entries)?
+                .into_iter()
+                .filter_map(|item| match item {
+                    JournalItem::Put { id, entry } => Some((id, Some(entry))),
+                    JournalItem::Delete { id } => Some((id, None)),
+                    _ => None,
+                })
+                .collect();
+            let rows: Vec<(String, Vec<String>)> =
+                serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
+            paged.load(entries, rows);
+        }
+        Ok(())
+    }
+
+    /// With a paged store: drops what was touched least recently from memory once the cache
+    /// is over its bound (`store.cacheEntries`); called once the journal is taken.
+    pub fn trim(&self) {
+        if let Some(Kept::Paged(paged)) = &self.journal {
+            paged.trim();
+        }
+    }
+
+    /// With a paged store: the entries and index rows held in memory (else 0).
+    #[wasm_bindgen(getter)]
+    pub fn cached(&self) -> u32 {
+        match &self.journal {
+            Some(Kept::Paged(paged)) => paged.cached() as u32,
+            _ => 0,
+        }
     }
 
     /// Polar's answer (`{status, headers, body}`, or `{error}` when it could not be reached)

@@ -454,6 +454,40 @@ pub struct RelayServeArgs {
     )]
     pub first_seen_share: u32,
 
+    /// With --store: an entry marked stale (a webhook's change, a deactivation or usage
+    /// increment through the relay) answers while Polar cannot be asked for at most this long
+    /// after its mark, instead of --stale-for
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 3_600,
+        env = "POLAR_LICENSE_RELAY_MARKED_STALE_FOR"
+    )]
+    pub marked_stale_for: u64,
+
+    /// With --store: a stored grant's key is asked of Polar again by id once its last check is
+    /// this old (with idle budget only; the token needs license_keys:read), and its entries
+    /// narrowed when Polar says it is revoked, disabled, expired, rotated or gone: a missed
+    /// webhook's revocation is heard within about this long; 0 turns it off
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 600,
+        env = "POLAR_LICENSE_RELAY_RECONCILE_EVERY"
+    )]
+    pub reconcile_every: u64,
+
+    /// With --store: how long a check with a stored answer (within --stale-for) waits for a
+    /// slow Polar before it gets that answer, stale (the call goes on and updates the store)
+    #[arg(
+        long,
+        value_name = "MS",
+        default_value_t = 800,
+        value_parser = clap::value_parser!(u64).range(0..=10_000),
+        env = "POLAR_LICENSE_RELAY_STALE_AFTER_MS"
+    )]
+    pub stale_after_ms: u64,
+
     /// With --store: entries kept at most (the oldest answers go first)
     #[arg(
         long,

@@ -191,6 +191,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.body_timeout = a.body_timeout;
     options.write_timeout = a.write_timeout;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
+    options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();
     let running = match polar_license_relay::serve_with(Arc::new(relay), &addr, options) {
         Ok(running) => running,
@@ -363,6 +364,8 @@ fn store_config(
     options.max_entries = a.store_max_entries;
     options.roster = a.roster;
     options.first_seen_share = a.first_seen_share;
+    options.marked_stale_for = a.marked_stale_for;
+    options.reconcile_every = a.reconcile_every;
     let (backend, place): (Arc<dyn polar_license_relay::store::Backend>, String) =
         if choice.eq_ignore_ascii_case("memory") {
             (

@@ -1460,3 +1460,58 @@ fn call_with_headers(url: &str, body: Value) -> (u16, Option<String>, Option<Str
         header("polar-license-source"),
     )
 }
+
+/// `--reconcile-every`, `--stale-after-ms` and `--marked-stale-for` through the real binary:
+/// with `--reconcile-every 1` the stored grant's key is asked of Polar again by id within
+/// seconds (the default, 600 s, would not in this test); with `--stale-after-ms 3000` a check
+/// of a stored grant past `--fresh-for` waits 3 s for a slow Polar before it is answered stale
+/// (the default waits 0.8 s); out-of-range values are refused at start (exit 2).
+#[test]
+fn the_reconcile_and_stale_wait_options_take_effect() {
+    let dir = ScratchDir::new("relay-reconcile-options");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let license = "RECONCILE-OPTIONS-1A2B3C";
+    add_key(&polar, license);
+    let log = dir.path().join("relay.log");
+    let mut cmd = serve_cmd(
+        &polar,
+        &key,
+        &[
+            "--store",
+            "memory",
+            "--fresh-for",
+            "1",
+            "--reconcile-every",
+            "1",
+            "--stale-after-ms",
+            "3000",
+            "--marked-stale-for",
+            "600",
+        ],
+    );
+    cmd.env("POLAR_LICENSE_RELAY_METRICS_ADDR", "127.0.0.1:0");
+    let relay = spawn_relay(cmd, &log);
+    let (metrics, _) = metrics_and_health(&relay);
+    assert_eq!(
+        validate_key(&relay.url, license),
+        (200, Some("polar".into()))
+    );
+    let granted = "polar_license_relay_reconcile_calls_total{outcome=\"granted\"}";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sample(&metrics, granted).unwrap_or(0.0) < 1.0 {
+        assert!(Instant::now() < deadline, "no reconcile call in 30 s");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Past --fresh-for, Polar slow: the stored grant after --stale-after-ms, not before.
+    set_fault(&polar, json!({"kind": "delay", "ms": 8000}));
+    std::thread::sleep(Duration::from_millis(1_200));
+    let began = Instant::now();
+    let answer = validate_key(&relay.url, license);
+    let waited = began.elapsed();
+    assert_eq!(answer, (200, Some("stale".into())));
+    assert!(waited >= Duration::from_millis(2_900), "{waited:?}");
+    let (code, err) = refused(serve_cmd(&polar, &key, &["--stale-after-ms", "10001"]));
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("stale-after-ms"), "{err}");
+}

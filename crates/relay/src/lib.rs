@@ -44,6 +44,9 @@ mod ops;
 // The roster's reads run on the native server only (a host without it keeps it off).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod roster;
+// The reconcile's calls run on the native server only (a host without it never reconciles).
+#[cfg_attr(not(feature = "server"), allow(dead_code))]
+mod reconcile;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod served;
@@ -51,6 +54,7 @@ mod served;
 mod server;
 pub mod store;
 mod verdicts;
+mod wants;
 
 pub use breaker::BreakerOptions;
 pub use limit::Rate;
@@ -614,6 +618,9 @@ impl Relay {
             )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
             refused: std::sync::atomic::AtomicU64::new(0),
+            reconcile: reconcile::Reconcile::new(
+                cfg!(feature = "server") && s.options.reconcile_every > 0,
+            ),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,
@@ -622,6 +629,9 @@ impl Relay {
             first_seen: Mutex::new(first_seen),
         });
         let ops = Arc::new(ops::Ops::default());
+        if let Some(s) = &store {
+            ops.restore_last_webhook(s.backend.as_ref());
+        }
         let transport = Box::new(ops::Counted {
             inner: transport,
             ops: Arc::clone(&ops),
@@ -1257,13 +1267,17 @@ fn machine_of(b: &CheckedBody) -> Option<String> {
 /// The client's `Polar-Version`, passed on when it has the `YYYY-MM` form (Polar answers
 /// anything else with a bare 404, which the relay then passes back).
 fn with_version(mut request: HttpRequest, version: Option<&str>) -> HttpRequest {
-    if let Some(v) = version {
-        let v = v.trim();
-        if v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()) {
-            request.headers.push(("polar-version", v.to_string()));
-        }
+    if let Some(v) = passed_version(version) {
+        request.headers.push(("polar-version", v.to_string()));
     }
     request
+}
+
+/// The client's `Polar-Version` as the relay passes it on (see [`with_version`]).
+fn passed_version(version: Option<&str>) -> Option<&str> {
+    version
+        .map(str::trim)
+        .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()))
 }
 
 /// Polar refusing the seller's token: a 401, or a 403 that is not a license denial

@@ -63,6 +63,18 @@ impl Ops {
         InFlight(Arc::clone(self))
     }
 
+    /// The last webhook's time as the store kept it (the silence counts from it after a
+    /// restart, not from the start).
+    pub(crate) fn restore_last_webhook(&self, backend: &dyn crate::store::Backend) {
+        match backend.last_webhook_at() {
+            Ok(Some(at)) => {
+                self.last_webhook.fetch_max(at, Ordering::Relaxed);
+            }
+            Ok(None) => {}
+            Err(e) => log::error!("relay: {e}: webhook silence counts from the start"),
+        }
+    }
+
     /// Counts one call to Polar and how it ended.
     fn called(&self, outcome: &Result<HttpResponse, TransportError>) {
         self.polar_calls.fetch_add(1, Ordering::Relaxed);
@@ -274,6 +286,10 @@ impl Relay {
             "status": status,
             "store": store,
             "budget": budget,
+            "reconcile": self
+                .store
+                .as_ref()
+                .map_or(serde_json::Value::Null, |s| s.reconcile.reading(s.options.reconcile_every)),
             "webhooks": webhooks,
             "breaker": {
                 "state": breaker.state,
@@ -417,6 +433,9 @@ impl Relay {
                     "Entries held by the verdict store.",
                     &[(String::new(), n.to_string())],
                 );
+            }
+            for (name, kind, help, samples) in s.reconcile.families() {
+                family(name, kind, help, &samples);
             }
             if let Some(bytes) = s.backend.bytes() {
                 family(

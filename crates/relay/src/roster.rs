@@ -123,6 +123,15 @@ impl Roster {
         }
     }
 
+    /// Polar says `key` is revoked, disabled or expired: no longer the organization's key
+    /// that counts as known (a grant of it later, Polar's 200, makes it known again).
+    pub(crate) fn forget(&self, key: &Key) {
+        let mut inner = self.lock();
+        if inner.phase != Phase::Off {
+            inner.hashes.remove(&digest(key));
+        }
+    }
+
     /// A grant webhook named this license key id: refetched by the worker.
     pub(crate) fn refetch(&self, license_key_id: &str) {
         let mut inner = self.lock();
@@ -363,12 +372,20 @@ impl Relay {
                 )
             }
         };
-        let headers = vec![
+        Ok(Read {
+            url,
+            headers: self.read_headers(),
+            job,
+        })
+    }
+
+    /// The headers of a read of Polar's with the seller's token (never logged).
+    pub(crate) fn read_headers(&self) -> Vec<(&'static str, String)> {
+        vec![
             ("authorization", format!("Bearer {}", self.token.expose())),
             ("accept", "application/json".to_string()),
             ("user-agent", crate::USER_AGENT.to_string()),
-        ];
-        Ok(Read { url, headers, job })
+        ]
     }
 
     /// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
@@ -394,13 +411,8 @@ impl Relay {
         match status {
             200 => {}
             429 => {
-                let mut budget = s.budget(now);
-                budget.learn(now.monotonic_ms, retry_after);
-                s.backend
-                    .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
-                drop(budget);
-                s.roster
-                    .hold(now.monotonic_ms, retry_after.unwrap_or(60).min(3600) * 1000);
+                let ms = s.learn_429(now, retry_after);
+                s.roster.hold(now.monotonic_ms, ms);
                 if let Job::Refetch(id, tries) = &read.job {
                     s.roster.again(id.clone(), tries + 1);
                 }
@@ -450,8 +462,15 @@ impl Relay {
             }
             Job::Refetch(..) => {
                 if let Some(key) = key_of(&value) {
-                    s.roster.learn(&Key::new(key));
-                    log::info!("relay: a new grant's license key joined the roster");
+                    let key = Key::new(key);
+                    if usable(&value, now.unix_seconds) {
+                        s.roster.learn(&key);
+                        log::info!("relay: a new grant's license key joined the roster");
+                    } else {
+                        // A revocation's refetch (or a grant disabled since): no longer known.
+                        s.roster.forget(&key);
+                        log::info!("relay: a license key Polar no longer grants left the roster");
+                    }
                 }
             }
             _ => {}
@@ -462,13 +481,30 @@ impl Relay {
     }
 }
 
-/// A grant event (`benefit_grant.created`, `.updated`, `.cycled`) names a license key: it is
-/// refetched by id for the roster (a new customer's key, a rotated key's new string).
+/// Whether a license key as Polar reads it (`GET /v1/license-keys/{id}`) is granted now: its
+/// `status` is `granted` and its `expires_at`, if any, after `now` (unix seconds).
+pub(crate) fn usable(key: &serde_json::Value, now: i64) -> bool {
+    let expired = key
+        .get("expires_at")
+        .and_then(|v| v.as_str())
+        .and_then(|t| {
+            time::OffsetDateTime::parse(t, &time::format_description::well_known::Rfc3339).ok()
+        })
+        .is_some_and(|t| t.unix_timestamp() <= now);
+    key.get("status").and_then(|v| v.as_str()) == Some("granted") && !expired
+}
+
+/// A grant event (`benefit_grant.created`, `.updated`, `.cycled`, `.revoked`) names a license
+/// key: it is refetched by id for the roster (a new customer's key, a rotated key's new
+/// string; a revoked key, forgotten when Polar says it is no longer granted).
 pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value) {
     let kind = event.get("type").and_then(|t| t.as_str()).unwrap_or("");
     if !matches!(
         kind,
-        "benefit_grant.created" | "benefit_grant.updated" | "benefit_grant.cycled"
+        "benefit_grant.created"
+            | "benefit_grant.updated"
+            | "benefit_grant.cycled"
+            | "benefit_grant.revoked"
     ) {
         return;
     }
@@ -484,17 +520,7 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value) {
 /// roster is off or `stopped` says so; `clock` is the server's.
 #[cfg(feature = "server")]
 pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| relay.base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(std::time::Duration::from_secs(5)))
-        .timeout_global(Some(std::time::Duration::from_secs(10)));
-    if local {
-        config = config.proxy(None);
-    }
-    let agent: ureq::Agent = config.build().into();
+    let agent = agent(&relay.base_url);
     while !stopped() {
         let read = match relay.roster_read(clock()) {
             Ok(read) => read,
@@ -504,34 +530,57 @@ pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> 
                 continue;
             }
         };
-        let mut req = agent.get(&read.url);
-        for (name, value) in &read.headers {
-            req = req.header(*name, value);
-        }
-        let answer = match req.call() {
-            Ok(mut r) => {
-                let retry_after = r
-                    .headers()
-                    .get("retry-after")
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                let status = r.status().as_u16();
-                r.body_mut()
-                    .with_config()
-                    .limit(16 << 20)
-                    .read_to_vec()
-                    .map(|body| (status, retry_after, body))
-                    .map_err(|e| e.to_string())
-            }
-            Err(e) => Err(e.to_string()),
-        };
+        let answer = get(&agent, &read.url, &read.headers);
         relay.roster_answered(read, answer, clock());
+    }
+}
+
+/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
+/// connect, 10 s in all, no proxy for a Polar on loopback.
+#[cfg(feature = "server")]
+pub(crate) fn agent(base_url: &str) -> ureq::Agent {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| base_url.starts_with(p));
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(std::time::Duration::from_secs(5)))
+        .timeout_global(Some(std::time::Duration::from_secs(10)));
+    if local {
+        config = config.proxy(None);
+    }
+    config.build().into()
+}
+
+/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
+#[cfg(feature = "server")]
+pub(crate) fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> ReadAnswer {
+    let mut req = agent.get(url);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    match req.call() {
+        Ok(mut r) => {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let status = r.status().as_u16();
+            r.body_mut()
+                .with_config()
+                .limit(16 << 20)
+                .read_to_vec()
+                .map(|body| (status, retry_after, body))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -607,13 +656,18 @@ mod tests {
     /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its
     /// transport is never used here.
     fn relay() -> Relay {
-        use crate::store::{MemoryBackend, StoreOptions};
-        let options = StoreOptions {
+        relay_with(crate::store::StoreOptions {
             budget: 4,
             reserve: 1,
             roster: true,
-            ..StoreOptions::default()
-        };
+            ..crate::store::StoreOptions::default()
+        })
+    }
+
+    /// A relay with a memory store of `options` whose transport is never used (the roster
+    /// and the reconcile read through their own workers).
+    pub(crate) fn relay_with(options: crate::store::StoreOptions) -> Relay {
+        use crate::store::MemoryBackend;
         let mut config = crate::RelayConfig::new(
             polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
             polar_license::AccessToken::new("t"),
@@ -628,7 +682,7 @@ mod tests {
             polar_license::proto::HttpResponse,
             polar_license::TransportError,
         > {
-            panic!("the roster reads through its own worker, not the transport")
+            panic!("the relay's own reads go through their workers, not the transport")
         };
         Relay::with_entropy(config, Box::new(never), Box::new(|| None)).expect("a relay")
     }
@@ -690,7 +744,8 @@ mod tests {
             refetch.url,
             "http://127.0.0.1:9/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"
         );
-        let body = serde_json::json!({"key": "K-NEW", "activations": []}).to_string();
+        let body =
+            serde_json::json!({"key": "K-NEW", "status": "granted", "activations": []}).to_string();
         r.roster_answered(refetch, Ok((200, None, body.into_bytes())), at(5_200));
         assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
         // No other event was queued: the next read is page 2 again (the budget now full).
@@ -706,6 +761,35 @@ mod tests {
         assert!(refetch
             .url
             .ends_with("41bf892b-2e46-4f50-8060-8fdaf02aa482"));
+        // A revocation's webhook: the key refetched, and forgotten as Polar no longer grants
+        // it (a disabled or expired key too); a grant of it later makes it known again.
+        for (status, expires_at) in [
+            ("revoked", None),
+            ("disabled", None),
+            ("granted", Some("2020-01-01T00:00:00Z")),
+        ] {
+            s.roster.learn(&Key::new("K-NEW".to_string()));
+            on_event(
+                &s.roster,
+                &serde_json::json!({"type": "benefit_grant.revoked",
+                    "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+            );
+            let refetch = r.roster_read(at(70_000)).expect("the refetch");
+            assert!(refetch
+                .url
+                .ends_with("/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"));
+            let body =
+                serde_json::json!({"key": "K-NEW", "status": status, "expires_at": expires_at});
+            r.roster_answered(
+                refetch,
+                Ok((200, None, body.to_string().into_bytes())),
+                at(70_001),
+            );
+            assert!(
+                s.roster.first_seen(&Key::new("K-NEW".to_string())),
+                "{status}"
+            );
+        }
         // A token that cannot read keys: no roster, every key known, the worker ends.
         let r = relay();
         let read = r.roster_read(at(0)).expect("page 1");

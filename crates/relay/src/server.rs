@@ -93,6 +93,8 @@ pub struct Running {
     thread: JoinHandle<()>,
     /// The roster's reads of Polar (crate::roster), when the store keeps one.
     roster: Option<JoinHandle<()>>,
+    /// The reconcile's reads of Polar (crate::reconcile).
+    reconcile: Option<JoinHandle<()>>,
 }
 
 impl std::fmt::Debug for Running {
@@ -127,12 +129,13 @@ impl Running {
             stop,
             thread,
             roster,
+            reconcile,
             ..
         } = self;
         let _ = thread.join();
         stop.send_replace(true);
-        if let Some(roster) = roster {
-            let _ = roster.join();
+        for worker in [roster, reconcile].into_iter().flatten() {
+            let _ = worker.join();
         }
         drop(stop);
     }
@@ -144,8 +147,8 @@ impl Running {
     pub fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.thread.join();
-        if let Some(roster) = self.roster {
-            let _ = roster.join();
+        for worker in [self.roster, self.reconcile].into_iter().flatten() {
+            let _ = worker.join();
         }
     }
 }
@@ -211,6 +214,17 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
                 crate::roster::run(&relay, || now(started), || *stopped.borrow());
             })?
     };
+    // The reconcile's reads (crate::reconcile), on a thread of their own too.
+    let reconcile = {
+        let relay = Arc::clone(&server.relay);
+        let started = server.started;
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name("relay-reconcile".to_string())
+            .spawn(move || {
+                crate::reconcile::run(&relay, || now(started), || *stopped.borrow());
+            })?
+    };
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
@@ -229,6 +243,7 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
         stop,
         thread,
         roster: Some(roster),
+        reconcile: Some(reconcile),
     })
 }
 

@@ -55,6 +55,16 @@ pub struct StoreOptions {
     /// (default 10), divided fairly between the clients asking (per address, per /64 for
     /// IPv6), never from the reserve; past it they are answered 429 with `Retry-After`.
     pub first_seen_share: u32,
+    /// An entry marked stale (a webhook's change, a deactivation or an increment through the
+    /// relay) answers while Polar cannot be asked for at most this long after its mark
+    /// (default [`MARKED_STALE_SECONDS`], an hour), instead of [`StoreOptions::stale_for`]:
+    /// what changed is Polar's to say.
+    pub marked_stale_for: u64,
+    /// With the native server: every stored grant's key is asked of Polar again by id
+    /// (`GET /v1/license-keys/{id}`) once its last check is this old, with idle budget only,
+    /// and its entries narrowed when Polar says the key is revoked, disabled, expired, rotated
+    /// or gone (default 600 s; 0 turns it off): see `crate::reconcile`.
+    pub reconcile_every: u64,
 }
 
 impl Default for StoreOptions {
@@ -69,6 +79,8 @@ impl Default for StoreOptions {
             budget_window_ms: MINUTE_MS,
             roster: false,
             first_seen_share: 10,
+            marked_stale_for: 3_600,
+            reconcile_every: 600,
         }
     }
 }
@@ -137,9 +149,9 @@ pub struct Entry {
 /// Polar's) cannot grow the store.
 pub const MAX_ENTRIES_PER_KEY: usize = 64;
 
-/// An entry marked stale (a webhook's change, or a deactivation or increment through the
-/// relay) answers while Polar cannot be asked for at most this long after its mark (one hour),
-/// instead of the whole `stale_for`: what changed is Polar's to say.
+/// The default of [`StoreOptions::marked_stale_for`]: an entry marked stale (a webhook's
+/// change, or a deactivation or increment through the relay) answers while Polar cannot be
+/// asked for at most this long after its mark (one hour), instead of the whole `stale_for`.
 pub const MARKED_STALE_SECONDS: i64 = 3_600;
 
 /// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
@@ -265,6 +277,16 @@ pub trait Backend: Send + Sync {
     /// `None` by default.
     fn bytes(&self) -> Option<u64> {
         None
+    }
+    /// The index tags that start with `prefix` (`l:`: the license key ids of the entries
+    /// held), read once at start by the reconcile; none by default.
+    fn tags_with_prefix(&self, _prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// When the newest webhook id remembered was received (unix seconds): the relay's last
+    /// webhook before a restart; `None` by default.
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
     }
 }
 
@@ -515,6 +537,19 @@ impl Backend for MemoryBackend {
     fn len(&self) -> Result<usize, StoreError> {
         Ok(self.lock().entries.len())
     }
+
+    fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let m = self.lock();
+        Ok(m.index
+            .keys()
+            .filter(|t| t.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().webhooks.values().copied().max())
+    }
 }
 
 /// One change of a [`JournalBackend`], for its host to persist (keys: `e:<id in hex>` for an
@@ -550,6 +585,26 @@ pub enum JournalItem {
     Budget {
         /// The budget's calls of its last minute and Polar's 429, as of `state.at`.
         state: BudgetState,
+    },
+    /// An entry linked to an index row ([`PagedBackend`] only: key `i:<tag>|<id>`).
+    Link {
+        /// The row's tag (`k:`, `l:` or `c:`).
+        tag: String,
+        /// The entry's id, hex.
+        id: String,
+    },
+    /// An entry's link removed ([`PagedBackend`] only).
+    Unlink {
+        /// The row's tag.
+        tag: String,
+        /// The entry's id, hex.
+        id: String,
+    },
+    /// The count of entries stored ([`PagedBackend`] only: key `n:entries`; each replaces the
+    /// last).
+    Count {
+        /// Entries stored.
+        n: u64,
     },
 }
 
@@ -616,7 +671,7 @@ impl JournalBackend {
                 JournalItem::Budget { state } => {
                     *self.budget.lock().unwrap_or_else(|e| e.into_inner()) = Some(state);
                 }
-                JournalItem::Delete { .. } | JournalItem::Forget { .. } => {}
+                _ => {}
             }
         }
     }
@@ -718,6 +773,14 @@ impl Backend for JournalBackend {
 
     fn len(&self) -> Result<usize, StoreError> {
         self.memory.len()
+    }
+
+    fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        self.memory.tags_with_prefix(prefix)
+    }
+
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        self.memory.last_webhook_at()
     }
 
     /// Journaled (the host saves it with the request's other changes); one budget item at
@@ -1184,6 +1247,9 @@ pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
     };
     (e != *entry).then_some(e)
 }
+
+mod paged;
+pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
@@ -1781,6 +1847,31 @@ mod durable {
 
         fn bytes(&self) -> Option<u64> {
             std::fs::metadata(&self.path).ok().map(|m| m.len())
+        }
+
+        fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+            let r = self.db.begin_read().map_err(|e| err("read", e))?;
+            let t = r.open_table(INDEX).map_err(|e| err("read", e))?;
+            let mut tags = Vec::new();
+            for row in t.range(prefix..).map_err(|e| err("read", e))? {
+                let (tag, _) = row.map_err(|e| err("read", e))?;
+                if !tag.value().starts_with(prefix) {
+                    break;
+                }
+                tags.push(tag.value().to_string());
+            }
+            Ok(tags)
+        }
+
+        fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+            let r = self.db.begin_read().map_err(|e| err("read", e))?;
+            let t = r.open_table(WEBHOOKS).map_err(|e| err("read", e))?;
+            let mut last = None;
+            for row in t.iter().map_err(|e| err("read", e))? {
+                let (_, at) = row.map_err(|e| err("read", e))?;
+                last = last.max(Some(at.value()));
+            }
+            Ok(last)
         }
 
         fn stage_budget(&self, state: BudgetState) {

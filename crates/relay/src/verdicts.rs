@@ -34,6 +34,8 @@ pub(crate) struct Stored {
     /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
     pub(crate) roster: crate::roster::Roster,
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
+    /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
+    pub(crate) reconcile: crate::reconcile::Reconcile,
 }
 
 /// One call to Polar that other checks of the same entry wait for.
@@ -227,7 +229,6 @@ impl Relay {
             pending.ticket = Some(ticket);
             return Routed::Ask(Box::new(pending));
         }
-        let c = &pending.checked;
         // The API version asked shapes Polar's answer (2027-01's member, subscription, order).
         let version = pending
             .request
@@ -235,23 +236,7 @@ impl Relay {
             .iter()
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
-        // Polar ignores conditions sent without an activation (they are compared with an
-        // activation's only): they are no part of the entry's id, so random ones make no new
-        // entries.
-        let conditions: &[(String, serde_json::Value)] = if c.activation_id.is_some() {
-            &c.conditions
-        } else {
-            &[]
-        };
-        let id = store::entry_id(
-            &c.organization_id,
-            &key_hash(&pending.key),
-            version,
-            c.activation_id.as_deref(),
-            c.benefit_id.as_deref(),
-            c.customer_id.as_deref(),
-            conditions,
-        );
+        let id = crate::wants::entry_of(&pending.checked, &key_hash(&pending.key), version);
         let prior = s.backend.get(&id).unwrap_or_else(|e| {
             log::error!("relay: {e}; asking Polar");
             None
@@ -394,7 +379,8 @@ impl Relay {
             // A marked answer stands in for Polar a shorter while: what changed is Polar's to
             // say.
             Mark::Stale
-                if now.unix_seconds.saturating_sub(e.marked_at) >= store::MARKED_STALE_SECONDS =>
+                if now.unix_seconds.saturating_sub(e.marked_at)
+                    >= i64::try_from(o.marked_stale_for).unwrap_or(i64::MAX) =>
             {
                 None
             }
@@ -648,8 +634,15 @@ impl Relay {
                         }
                         Some(entry)
                     });
-                    if let Err(e) = written {
-                        log::error!("relay: {e}: the answer is passed on, not stored");
+                    match written {
+                        Err(e) => log::error!("relay: {e}: the answer is passed on, not stored"),
+                        // Polar's grant: its key checked now (crate::reconcile).
+                        Ok(_) if grant => {
+                            if let Some(l) = &a.license_key_id {
+                                s.reconcile.saw(l, now.unix_seconds);
+                            }
+                        }
+                        Ok(_) => {}
                     }
                 }
             }
@@ -674,7 +667,7 @@ impl Relay {
     /// A change made through the relay narrows what it touched, as a webhook would: after a
     /// deactivation Polar accepted, or a validate that incremented the usage, the key's
     /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
-    /// asked they answer for at most [`store::MARKED_STALE_SECONDS`]).
+    /// asked they answer for at most [`StoreOptions::marked_stale_for`]).
     fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
         let changed = match pending.op {
             Operation::Deactivate => (200..300).contains(&a.status),

@@ -1456,12 +1456,21 @@ fn an_increment_through_the_relay_narrows_the_keys_stored_answers() {
 }
 
 /// An entry a webhook marked stale stands in for Polar, while Polar cannot be asked, for at
-/// most an hour after its mark (an unmarked grant: `stale_for`, a day).
+/// most an hour after its mark by default (an unmarked grant: `stale_for`, a day), or for
+/// `marked_stale_for` (10 minutes here).
 #[test]
 fn an_entry_marked_stale_has_a_shorter_stale_window() {
+    marked_stale_window(StoreOptions::default(), 1_800, 3_700);
+    let mut options = StoreOptions::default();
+    options.marked_stale_for = 600;
+    marked_stale_window(options, 500, 700);
+}
+
+/// A marked entry answered stale `within` seconds after its mark, and not `past` seconds.
+fn marked_stale_window(options: StoreOptions, within: i64, past: i64) {
     let polar = emulator();
     let k = key(&polar, "MARKEDSTALE");
-    let relay = core_relay(&polar, StoreOptions::default(), SECRET);
+    let relay = core_relay(&polar, options, SECRET);
     let t0 = now();
     let first = relay.handle(&validate_request(&k), at(t0));
     assert_eq!(first.status, 200);
@@ -1477,9 +1486,9 @@ fn an_entry_marked_stale_has_a_shorter_stale_window() {
         let down = Ok(polar_license::HttpResponse::new(503, "Service Unavailable"));
         relay.finish(pending, down, at(t)).into_response()
     };
-    let within = failing(t0 + 1_800);
+    let within = failing(t0 + within);
     assert_eq!((within.status, source_of(&within)), (200, Some("stale")));
-    let past = failing(t0 + 3_700);
+    let past = failing(t0 + past);
     assert_eq!(
         (past.status, past.lease().is_some()),
         (503, false),

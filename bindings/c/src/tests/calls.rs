@@ -3,61 +3,22 @@
 //! `cargo test` too).
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, client_of, demo_config, labelled_request, text, Client};
 use crate::*;
-use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedKey};
 use polar_license_testkit::ScratchDir;
-use std::ffi::{c_char, CStr, CString};
+use std::ffi::{c_char, CString};
 use std::ptr;
 
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-/// Reads a string an accessor returned.
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-struct Client(*mut polar_license_client);
-
-// SAFETY: polar_license_client is documented (and checked at compile time) to be thread-safe.
-unsafe impl Send for Client {}
-// SAFETY: as above.
-unsafe impl Sync for Client {}
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        polar_license_client_free(self.0);
-    }
-}
-
 fn client(url: &str, dir: &std::path::Path, offset: i64, revalidate: u64) -> Client {
-    let mut config = ptr::null_mut();
-    assert_eq!(
-        polar_license_config_new(&mut config),
-        polar_license_status::Ok
-    );
-    let dir = c(&dir.to_string_lossy());
+    let config = demo_config(url, dir);
     for status in [
-        polar_license_config_set_organization(config, c(DEMO_ORGANIZATION_ID).as_ptr()),
-        polar_license_config_set_base_url(config, c(url).as_ptr()),
-        polar_license_config_set_cache_dir(config, dir.as_ptr()),
         polar_license_config_set_grace_policy(config, revalidate, 7 * 86_400, 600),
         polar_license_config_set_clock_offset_for_testing(config, offset),
     ] {
         assert_eq!(status, polar_license_status::Ok);
     }
-    let mut client = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(config, &mut client),
-        polar_license_status::Ok,
-        "{}",
-        text(polar_license_config_last_error(config))
-    );
-    polar_license_config_free(config);
-    Client(client)
+    client_of(config)
 }
 
 struct Answer {
@@ -86,12 +47,7 @@ fn check(client: &Client, key: &str) -> Answer {
 }
 
 fn activate(client: &Client, key: &str) -> Answer {
-    let mut request = ptr::null_mut();
-    assert_eq!(
-        polar_license_request_new(c(key).as_ptr(), &mut request),
-        polar_license_status::Ok
-    );
-    polar_license_request_set_label(request, c("rust").as_ptr());
+    let request = labelled_request(key, "rust");
     let mut result = ptr::null_mut();
     let status = polar_license_client_activate(client.0, request, &mut result);
     polar_license_request_free(request);
@@ -107,6 +63,19 @@ fn emulator() -> (Emulator, String) {
     let emu = Emulator::start(seed, Options::default()).unwrap_or_else(|e| panic!("{e}"));
     let url = emu.url();
     (emu, url)
+}
+
+/// The emulator, a cache directory named `name`, and a client on it (this revalidate_after) that
+/// activated FFI-RUST-KEY.
+fn activated(name: &str, revalidate: u64) -> (Emulator, ScratchDir, Client) {
+    let (emu, url) = emulator();
+    let dir = ScratchDir::new(name);
+    let client = client(&url, &dir, 0, revalidate);
+    assert_eq!(
+        activate(&client, "FFI-RUST-KEY").outcome,
+        polar_license_outcome::Done
+    );
+    (emu, dir, client)
 }
 
 #[test]
@@ -150,13 +119,7 @@ fn activate_check_then_offline_grace_expiry_and_rollback() {
 /// (the last good one is not the key's status any more), its verification time kept.
 #[test]
 fn status_reports_a_revocation_validate_saw() {
-    let (emu, url) = emulator();
-    let dir = ScratchDir::new("ffi-status");
-    let client = client(&url, &dir, 0, 3600);
-    assert_eq!(
-        activate(&client, "FFI-RUST-KEY").outcome,
-        polar_license_outcome::Done
-    );
+    let (emu, _dir, client) = activated("ffi-status", 3600);
     let status = |client: &Client| {
         let mut result = ptr::null_mut();
         let status = polar_license_client_status(client.0, c("FFI-RUST-KEY").as_ptr(), &mut result);
@@ -207,13 +170,7 @@ fn status_reports_a_revocation_validate_saw() {
 
 #[test]
 fn one_client_from_many_threads() {
-    let (_emu, url) = emulator();
-    let dir = ScratchDir::new("ffi-threads");
-    let shared = client(&url, &dir, 0, 0);
-    assert_eq!(
-        activate(&shared, "FFI-RUST-KEY").outcome,
-        polar_license_outcome::Done
-    );
+    let (_emu, _dir, shared) = activated("ffi-threads", 0);
     std::thread::scope(|s| {
         for i in 0..6 {
             let shared = &shared;
@@ -235,4 +192,51 @@ fn one_client_from_many_threads() {
             });
         }
     });
+}
+
+/// Every call that answers with a result starts by clearing the thread's last error (the rule
+/// `result_call!` keeps): after a refused call, a call that succeeds leaves `""`.
+#[test]
+fn a_call_that_answers_clears_the_last_error() {
+    let (_emu, url) = emulator();
+    let dir = ScratchDir::new("c-last-error");
+    let client = client(&url, dir.path(), 0, 3600);
+    let key = c("FFI-RUST-KEY");
+    type Call = fn(&Client, &CString, *mut *mut polar_license_result) -> polar_license_status;
+    let calls: [(&str, Call); 4] = [
+        ("check", |cl, key, out| {
+            polar_license_client_check(cl.0, key.as_ptr(), out)
+        }),
+        ("status", |cl, key, out| {
+            polar_license_client_status(cl.0, key.as_ptr(), out)
+        }),
+        ("remember_key", |cl, key, out| {
+            polar_license_client_remember_key(cl.0, key.as_ptr(), out)
+        }),
+        ("forget_key", |cl, _, out| {
+            polar_license_client_forget_key(cl.0, out)
+        }),
+    ];
+    for (name, call) in calls {
+        assert_eq!(
+            call(&client, &key, ptr::null_mut()),
+            polar_license_status::NullArgument
+        );
+        assert_eq!(
+            text(polar_license_client_last_error(client.0)),
+            "out_result is NULL"
+        );
+        let mut result = ptr::null_mut();
+        assert_eq!(
+            call(&client, &key, &mut result),
+            polar_license_status::Ok,
+            "{name}"
+        );
+        polar_license_result_free(result);
+        assert_eq!(
+            text(polar_license_client_last_error(client.0)),
+            "",
+            "{name}"
+        );
+    }
 }

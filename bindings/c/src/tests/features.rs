@@ -4,27 +4,16 @@
 //! JSON, and an invalid map refused with the entry named.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, demo_config, text, Client};
 use crate::*;
 use polar_license_emulator::{Emulator, Fault, Options};
 use polar_license_testkit::features::{
-    self, map_json, BASIC_KEY, METERED_KEY, ORG, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM,
-    TEAM_KEY,
+    self, map_json, BASIC_KEY, METERED_KEY, PRO, PRO_KEY, REVOKED_KEY, SPENT_KEY, TEAM, TEAM_KEY,
 };
 use polar_license_testkit::ScratchDir;
 use serde_json::json;
-use std::ffi::{c_char, CStr, CString};
 use std::path::Path;
 use std::ptr;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
 
 fn emulator() -> (Emulator, String) {
     let emu =
@@ -43,16 +32,8 @@ impl Drop for Config {
 
 impl Config {
     fn new(url: &str, dir: &Path, offset: i64) -> Config {
-        let mut config = ptr::null_mut();
-        assert_eq!(
-            polar_license_config_new(&mut config),
-            polar_license_status::Ok
-        );
-        let dir = c(&dir.to_string_lossy());
+        let config = demo_config(url, dir);
         for status in [
-            polar_license_config_set_organization(config, c(ORG).as_ptr()),
-            polar_license_config_set_base_url(config, c(url).as_ptr()),
-            polar_license_config_set_cache_dir(config, dir.as_ptr()),
             polar_license_config_set_machine_binding(config, false),
             polar_license_config_set_grace_policy(config, 3600, 7 * 86_400, 600),
             polar_license_config_set_clock_offset_for_testing(config, offset),
@@ -96,14 +77,6 @@ impl Config {
                 Err((status, self.last_error()))
             }
         }
-    }
-}
-
-struct Client(*mut polar_license_client);
-
-impl Drop for Client {
-    fn drop(&mut self) {
-        polar_license_client_free(self.0);
     }
 }
 
@@ -176,6 +149,11 @@ impl Client {
     }
 }
 
+/// A client with the map added entry by entry, its clock `offset` seconds on.
+fn gated(url: &str, dir: &Path, offset: i64) -> Client {
+    Config::new(url, dir, offset).with_map().build().unwrap()
+}
+
 fn yes(source: polar_license_source, remaining: Option<i64>) -> Access {
     Access {
         granted: true,
@@ -203,7 +181,7 @@ use polar_license_source as S;
 fn tiers_unknown_features_and_denied_licenses() {
     let (_emu, url) = emulator();
     let dir = ScratchDir::new("ffi-features-tiers");
-    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
+    let client = gated(&url, &dir, 0);
     let pro = client.check(PRO_KEY);
     let team = client.check(TEAM_KEY);
     let basic = client.check(BASIC_KEY);
@@ -236,16 +214,13 @@ fn tiers_unknown_features_and_denied_licenses() {
 fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     let (emu, url) = emulator();
     let dir = ScratchDir::new("ffi-features-grace");
-    let now = Config::new(&url, &dir, 0).with_map().build().unwrap();
+    let now = gated(&url, &dir, 0);
     let online = now.check(METERED_KEY);
     assert_eq!(now.ask(&online, "pro_export"), yes(S::Online, None));
     assert_eq!(now.ask(&online, "api_calls"), yes(S::Online, Some(3)));
 
     emu.set_fault(Some(Fault::CloseImmediately));
-    let later = Config::new(&url, &dir, 3 * 86_400)
-        .with_map()
-        .build()
-        .unwrap();
+    let later = gated(&url, &dir, 3 * 86_400);
     let cached = later.check(METERED_KEY);
     assert_eq!(polar_license_result_source(cached.0), S::Cache);
     assert_eq!(later.ask(&cached, "pro_export"), yes(S::Cache, None));
@@ -255,10 +230,7 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
         no("not_granted_by_benefit", R::None, S::Cache)
     );
 
-    let past = Config::new(&url, &dir, 8 * 86_400)
-        .with_map()
-        .build()
-        .unwrap();
+    let past = gated(&url, &dir, 8 * 86_400);
     let expired = past.check(METERED_KEY);
     assert_eq!(
         past.ask(&expired, "pro_export"),
@@ -270,7 +242,7 @@ fn a_cached_verdict_within_grace_answers_like_an_online_one() {
 fn metered_features_with_uses_left_and_with_none() {
     let (_emu, url) = emulator();
     let dir = ScratchDir::new("ffi-features-metered");
-    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
+    let client = gated(&url, &dir, 0);
     let exhausted = |remaining| Access {
         remaining: Some(remaining),
         ..no("usage_exhausted", R::None, S::Online)
@@ -348,7 +320,7 @@ fn an_invalid_map_is_refused_when_the_client_is_built_naming_the_entry() {
 fn results_that_are_not_verdicts_are_refused() {
     let (_emu, url) = emulator();
     let dir = ScratchDir::new("ffi-features-not-verdicts");
-    let client = Config::new(&url, &dir, 0).with_map().build().unwrap();
+    let client = gated(&url, &dir, 0);
     let mut status = ptr::null_mut();
     assert_eq!(
         polar_license_client_status(client.0, c(PRO_KEY).as_ptr(), &mut status),

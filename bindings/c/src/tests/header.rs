@@ -38,36 +38,43 @@ fn the_c_reason_enum_is_the_reason_table() {
     );
 }
 
-#[test]
-fn the_status_numbers_are_stable() {
+/// Each `PREFIX_NAME` of the header has its number.
+fn numbers_are(prefix: &str, numbers: &[(&str, u32)]) {
     let h = header();
-    for (name, n) in [
-        ("OK", 0),
-        ("NULL_ARGUMENT", 1),
-        ("INVALID_UTF8", 2),
-        ("INVALID_INPUT", 3),
-        ("PANIC", 4),
-        ("CACHE_ERROR", 5),
-    ] {
-        let name = format!("POLAR_LICENSE_STATUS_{name}");
-        assert_eq!(enum_value(&h, &name), Some(n), "{name}");
+    for (name, n) in numbers {
+        let name = format!("{prefix}{name}");
+        assert_eq!(enum_value(&h, &name), Some(*n), "{name}");
     }
 }
 
 #[test]
+fn the_status_numbers_are_stable() {
+    numbers_are(
+        "POLAR_LICENSE_STATUS_",
+        &[
+            ("OK", 0),
+            ("NULL_ARGUMENT", 1),
+            ("INVALID_UTF8", 2),
+            ("INVALID_INPUT", 3),
+            ("PANIC", 4),
+            ("CACHE_ERROR", 5),
+        ],
+    );
+}
+
+#[test]
 fn the_feature_why_numbers_are_stable() {
-    let h = header();
-    for (name, n) in [
-        ("NONE", 0),
-        ("GRANTED", 1),
-        ("LICENSE_NOT_VALID", 2),
-        ("NOT_GRANTED_BY_BENEFIT", 3),
-        ("UNKNOWN_FEATURE", 4),
-        ("USAGE_EXHAUSTED", 5),
-    ] {
-        let name = format!("POLAR_LICENSE_FEATURE_WHY_{name}");
-        assert_eq!(enum_value(&h, &name), Some(n), "{name}");
-    }
+    numbers_are(
+        "POLAR_LICENSE_FEATURE_WHY_",
+        &[
+            ("NONE", 0),
+            ("GRANTED", 1),
+            ("LICENSE_NOT_VALID", 2),
+            ("NOT_GRANTED_BY_BENEFIT", 3),
+            ("UNKNOWN_FEATURE", 4),
+            ("USAGE_EXHAUSTED", 5),
+        ],
+    );
 }
 
 #[test]

@@ -3,39 +3,12 @@
 //! (bindings/c/tests/test_signed.c) runs the rest against a real relay process.
 #![allow(unsafe_code)] // calling the extern "C" functions
 
+use super::{c, client_of, demo_config, labelled_request, text};
 use crate::*;
 use polar_license::lease::SigningKey;
-use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license_testkit::ScratchDir;
-use std::ffi::{c_char, CStr, CString};
 use std::ptr;
-
-fn c(s: &str) -> CString {
-    CString::new(s).unwrap_or_default()
-}
-
-fn text(p: *const c_char) -> String {
-    assert!(!p.is_null(), "string accessors never return NULL");
-    // SAFETY: accessors return NUL-terminated strings valid while their owner lives.
-    unsafe { CStr::from_ptr(p) }.to_string_lossy().into_owned()
-}
-
-/// A config for the demo organization at `url`, caching in `dir`.
-fn config(url: &str, dir: &std::path::Path) -> *mut polar_license_config {
-    let mut config = ptr::null_mut();
-    assert_eq!(
-        polar_license_config_new(&mut config),
-        polar_license_status::Ok
-    );
-    for status in [
-        polar_license_config_set_organization(config, c(DEMO_ORGANIZATION_ID).as_ptr()),
-        polar_license_config_set_base_url(config, c(url).as_ptr()),
-        polar_license_config_set_cache_dir(config, c(&dir.to_string_lossy()).as_ptr()),
-    ] {
-        assert_eq!(status, polar_license_status::Ok);
-    }
-    config
-}
 
 fn client_new(config: *mut polar_license_config) -> (polar_license_status, String) {
     let mut client = ptr::null_mut();
@@ -50,7 +23,7 @@ fn a_refused_relay_key_is_kept_so_the_client_is_refused_too() {
     let dir = ScratchDir::new("c-relay-keys");
     let good = SigningKey::generate(Some("relay-a")).unwrap().public_pair();
     let other = SigningKey::generate(Some("relay-b")).unwrap().public_pair();
-    let config = config("http://127.0.0.1:9", dir.path());
+    let config = demo_config("http://127.0.0.1:9", dir.path());
 
     assert_eq!(
         polar_license_config_add_relay_key(config, c(&good).as_ptr()),
@@ -96,26 +69,16 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     let dir = ScratchDir::new("c-airgap");
     let key = SigningKey::generate(Some("relay-a")).unwrap().public_pair();
     // The offline machine: nothing listens at its base URL.
-    let offline_config = config("http://127.0.0.1:9", &dir.path().join("offline"));
+    let offline_config = demo_config("http://127.0.0.1:9", &dir.path().join("offline"));
     assert_eq!(
         polar_license_config_add_relay_key(offline_config, c(&key).as_ptr()),
         polar_license_status::Ok
     );
-    let mut offline = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(offline_config, &mut offline),
-        polar_license_status::Ok
-    );
-    polar_license_config_free(offline_config);
-    let mut request = ptr::null_mut();
-    assert_eq!(
-        polar_license_request_new(c(DEMO_KEY).as_ptr(), &mut request),
-        polar_license_status::Ok
-    );
-    polar_license_request_set_label(request, c("lab").as_ptr());
+    let offline = client_of(offline_config);
+    let request = labelled_request(DEMO_KEY, "lab");
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_lease_request(offline, request, &mut result),
+        polar_license_client_lease_request(offline.0, request, &mut result),
         polar_license_status::Ok
     );
     assert_eq!(
@@ -132,16 +95,11 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     polar_license_request_free(request);
 
     // Fetched from Polar itself (no relay): the grant has no lease, so there is no line.
-    let online_config = config(&emu.url(), &dir.path().join("online"));
-    let mut online = ptr::null_mut();
-    assert_eq!(
-        polar_license_client_new(online_config, &mut online),
-        polar_license_status::Ok
-    );
-    polar_license_config_free(online_config);
+    let online_config = demo_config(&emu.url(), &dir.path().join("online"));
+    let online = client_of(online_config);
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_lease_fetch(online, c(&line).as_ptr(), &mut result),
+        polar_license_client_lease_fetch(online.0, c(&line).as_ptr(), &mut result),
         polar_license_status::Ok
     );
     assert_eq!(
@@ -154,11 +112,9 @@ fn an_air_gapped_request_needs_a_relay_to_be_fetched() {
     // Nothing to install: the offline machine is still not licensed, and holds no lease.
     let mut result = ptr::null_mut();
     assert_eq!(
-        polar_license_client_status(offline, c(DEMO_KEY).as_ptr(), &mut result),
+        polar_license_client_status(offline.0, c(DEMO_KEY).as_ptr(), &mut result),
         polar_license_status::Ok
     );
     assert_eq!(polar_license_result_lease_expires_at(result), -1);
     polar_license_result_free(result);
-    polar_license_client_free(online);
-    polar_license_client_free(offline);
 }

@@ -1,0 +1,685 @@
+//! Reconcile (issue #45, item 5): a webhook can be missed (the relay down past Polar's
+//! retries, an endpoint Polar disabled, a proxy that redirects), and a key revoked then would
+//! keep its stored grant until the entry ages out (`--fresh-for`, and while Polar cannot be
+//! asked `--stale-for`). So, with idle budget only, the relay asks Polar again about the keys
+//! of its stored grants by id (`GET /v1/license-keys/{id}`, the organization token), the key
+//! checked longest ago first, each once its last check (Polar's answer kept, or the last
+//! reconcile) is [`StoreOptions::reconcile_every`] old, and narrows what Polar says changed:
+//!
+//! * `status` `revoked` or `disabled`: the key's stored grants are marked revoked (refused at
+//!   once, without a call, as after a `benefit_grant.revoked` webhook; Polar's validate says
+//!   "License key is no longer active." for both);
+//! * expired (`expires_at` past), gone (404), or rotated (the key's string is another now):
+//!   marked stale, so the next check asks Polar, which gives its own denial (expired, or "Not
+//!   found"), and while Polar cannot be asked they answer for at most
+//!   [`StoreOptions::marked_stale_for`];
+//! * granted: nothing. A reconcile may narrow, never grant (contract §5a): a key granted again
+//!   is not made fresh by it, its marks are not lifted.
+//!
+//! Only entries Polar answered before the reconcile's read began are narrowed (a newer answer
+//! knows more), and the key's hash leaves the roster when Polar no longer grants it.
+//!
+//! The budget: a reconcile takes one call, never from the reserve, and only while more than
+//! [`IDLE_ROOM`] of the budget's shared part is free, so it never takes what the clients'
+//! checks are using: clients keep at least three quarters of the shared part and all of the
+//! reserve at any moment (the roster's pages stop at a half, refreshing ahead at a half too).
+//!
+//! [`StoreOptions::reconcile_every`]: crate::store::StoreOptions::reconcile_every
+//! [`StoreOptions::marked_stale_for`]: crate::store::StoreOptions::marked_stale_for
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use polar_license::lease::key_hash;
+use polar_license::Key;
+
+use crate::roster::{ReadAnswer, BACKOFF_MS};
+use crate::store::{self, Entry, Mark};
+use crate::{Now, Relay};
+
+/// A reconcile takes a call only while more than this share of the budget's shared part
+/// (the budget less its reserve) is free.
+pub(crate) const IDLE_ROOM: f64 = 0.75;
+
+/// How long the worker waits, at most, before it looks again (a new key, a key come due).
+const POLL_MS: u64 = 1_000;
+
+/// What a reconcile found, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    /// Granted: nothing changed.
+    Granted,
+    /// Revoked or disabled: the key's grants marked revoked.
+    Inactive,
+    /// Past its `expires_at`: marked stale.
+    Expired,
+    /// Rotated (another string now): the old string's grants marked stale.
+    Rotated,
+    /// Polar's 404: marked stale.
+    Gone,
+    /// Polar's 429.
+    RateLimited,
+    /// No answer, an error status, or an answer that does not read.
+    Failed,
+}
+
+impl Outcome {
+    fn label(self) -> &'static str {
+        match self {
+            Outcome::Granted => "granted",
+            Outcome::Inactive => "inactive",
+            Outcome::Expired => "expired",
+            Outcome::Rotated => "rotated",
+            Outcome::Gone => "gone",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A metrics family: its name (after `polar_license_relay_`), type, help and samples
+/// (labels, value).
+pub(crate) type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(String, String)>,
+);
+
+/// The keys of the stored grants, by when each was last checked.
+#[derive(Debug)]
+pub(crate) struct Reconcile {
+    inner: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+struct Queue {
+    on: bool,
+    /// Whether the store's keys were read in (the worker's first turn).
+    loaded: bool,
+    /// License key id (a UUID) → when it was last checked (unix seconds).
+    checked: HashMap<u128, i64>,
+    /// The same, oldest first.
+    order: BTreeSet<(i64, u128)>,
+    /// No call before this monotonic ms (a failure's backoff, Polar's 429).
+    not_before: u64,
+    /// Calls by outcome, and entries narrowed (the metrics).
+    calls: BTreeMap<Outcome, u64>,
+    narrowed: u64,
+}
+
+impl Queue {
+    fn set(&mut self, id: u128, at: i64) {
+        if let Some(old) = self.checked.insert(id, at) {
+            self.order.remove(&(old, id));
+        }
+        self.order.insert((at, id));
+    }
+
+    fn drop_key(&mut self, id: u128) {
+        if let Some(old) = self.checked.remove(&id) {
+            self.order.remove(&(old, id));
+        }
+    }
+}
+
+fn uuid_of(text: &str) -> Option<u128> {
+    uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
+}
+
+/// One reconcile call under way: the key's id, when its read began, its last check before.
+pub(crate) struct Check {
+    pub(crate) url: String,
+    /// They hold the seller's token: never logged.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    id: u128,
+    started: i64,
+    before: i64,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("url", &self.url)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconcile {
+    pub(crate) fn new(on: bool) -> Reconcile {
+        Reconcile {
+            inner: Mutex::new(Queue {
+                on,
+                ..Queue::default()
+            }),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polar answered about the key `license_key_id` at `at` (a grant kept): checked then.
+    pub(crate) fn saw(&self, license_key_id: &str, at: i64) {
+        let mut q = self.lock();
+        if let (true, Some(id)) = (q.on, uuid_of(license_key_id)) {
+            q.set(id, at);
+        }
+    }
+
+    /// How many keys it holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().checked.len()
+    }
+
+    /// What `/healthz` says of it: `null` when off (or turned off by a token that cannot
+    /// read keys), else the interval and how many keys it keeps checking.
+    pub(crate) fn reading(&self, every: u64) -> serde_json::Value {
+        let q = self.lock();
+        if !q.on {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({"every_seconds": every, "keys": q.checked.len()})
+    }
+
+    /// The metrics' families: (name, type, help, samples).
+    pub(crate) fn families(&self) -> Vec<Family> {
+        let q = self.lock();
+        if !q.on {
+            return Vec::new();
+        }
+        let all = [
+            Outcome::Granted,
+            Outcome::Inactive,
+            Outcome::Expired,
+            Outcome::Rotated,
+            Outcome::Gone,
+            Outcome::RateLimited,
+            Outcome::Failed,
+        ];
+        let calls = all
+            .iter()
+            .map(|o| {
+                (
+                    format!("{{outcome=\"{}\"}}", o.label()),
+                    q.calls.get(o).copied().unwrap_or(0).to_string(),
+                )
+            })
+            .collect();
+        vec![
+            (
+                "reconcile_calls_total",
+                "counter",
+                "Keys of stored grants asked of Polar again by id, by what Polar said (granted, inactive: revoked or disabled, expired, rotated, gone, rate_limited, failed).",
+                calls,
+            ),
+            (
+                "reconcile_narrowed_total",
+                "counter",
+                "Stored entries the reconcile narrowed (marked revoked or stale).",
+                vec![(String::new(), q.narrowed.to_string())],
+            ),
+            (
+                "reconcile_keys",
+                "gauge",
+                "Keys of stored grants the reconcile keeps checking.",
+                vec![(String::new(), q.checked.len().to_string())],
+            ),
+        ]
+    }
+}
+
+impl Relay {
+    /// The reconcile's next call at `now`, its unit taken from the budget's idle room;
+    /// `Err(Some(ms))` to wait, `Err(None)` when there is no reconcile.
+    pub(crate) fn reconcile_read(&self, now: Now) -> Result<Check, Option<u64>> {
+        let Some(s) = self.store.as_ref() else {
+            return Err(None);
+        };
+        let every = i64::try_from(s.options.reconcile_every).unwrap_or(i64::MAX);
+        if !s.reconcile.lock().on {
+            return Err(None);
+        }
+        if !s.reconcile.lock().loaded {
+            // The keys of the entries held at start, each due one interval from now.
+            let tags = s.backend.tags_with_prefix("l:").unwrap_or_else(|e| {
+                log::error!("relay: {e}: the reconcile starts with the keys answered from now");
+                Vec::new()
+            });
+            let mut q = s.reconcile.lock();
+            for id in tags
+                .iter()
+                .filter_map(|t| t.strip_prefix("l:"))
+                .filter_map(uuid_of)
+            {
+                if !q.checked.contains_key(&id) {
+                    q.set(id, now.unix_seconds);
+                }
+            }
+            q.loaded = true;
+            log::info!(
+                "relay: reconcile on: every {every} s, {} keys of stored grants",
+                q.checked.len()
+            );
+        }
+        if self.breaker.is_open(now) {
+            return Err(Some(POLL_MS));
+        }
+        let (id, before) = {
+            let q = s.reconcile.lock();
+            if now.monotonic_ms < q.not_before {
+                return Err(Some(q.not_before - now.monotonic_ms));
+            }
+            let Some(&(at, id)) = q.order.first() else {
+                return Err(Some(POLL_MS));
+            };
+            let due = at.saturating_add(every);
+            if now.unix_seconds < due {
+                let secs = u64::try_from(due - now.unix_seconds).unwrap_or(1);
+                return Err(Some(secs.saturating_mul(1000).min(POLL_MS)));
+            }
+            (id, at)
+        };
+        let license_key_id = uuid::Uuid::from_u128(id).hyphenated().to_string();
+        // No call for a key whose grants are gone (evicted) or all revoked already.
+        let tag = format!("l:{license_key_id}");
+        let live = s.backend.index(&tag).ok().is_some_and(|ids| {
+            ids.iter().any(|e| {
+                s.backend
+                    .get(e)
+                    .ok()
+                    .flatten()
+                    .is_some_and(|e| e.grant && e.mark != Mark::Revoked)
+            })
+        });
+        if !live {
+            s.reconcile.lock().drop_key(id);
+            return Err(Some(0));
+        }
+        if s.budget(now).room(now.monotonic_ms) <= IDLE_ROOM {
+            return Err(Some(POLL_MS));
+        }
+        if let Err(secs) = s.take(now, false) {
+            return Err(Some(secs.saturating_mul(1000).min(POLL_MS)));
+        }
+        // Checked now: it goes to the back (put back where it was if the call fails).
+        s.reconcile.lock().set(id, now.unix_seconds);
+        Ok(Check {
+            url: format!("{}/v1/license-keys/{license_key_id}", self.base_url),
+            headers: self.read_headers(),
+            id,
+            started: now.unix_seconds,
+            before,
+        })
+    }
+
+    /// What Polar said about a reconciled key, applied: its entries narrowed (never granted),
+    /// its 429 learned, the key dropped or checked again later.
+    pub(crate) fn reconcile_answered(&self, check: Check, answer: ReadAnswer, now: Now) {
+        let Some(s) = self.store.as_ref() else {
+            return;
+        };
+        let outcome = self.reconciled(s, &check, answer, now);
+        {
+            let mut q = s.reconcile.lock();
+            *q.calls.entry(outcome).or_default() += 1;
+            match outcome {
+                // A rotated key's new string keeps being checked.
+                Outcome::Granted | Outcome::Rotated => {}
+                Outcome::RateLimited | Outcome::Failed => {
+                    // Not checked after all: first again once the wait is over.
+                    if q.checked.get(&check.id) == Some(&check.started) {
+                        q.set(check.id, check.before);
+                    }
+                }
+                _ => q.drop_key(check.id),
+            }
+        }
+        if let Err(e) = s.backend.flush_budget() {
+            log::error!("relay: {e}: the token budget's state is written with the next change");
+        }
+    }
+
+    fn reconciled(
+        &self,
+        s: &crate::verdicts::Stored,
+        check: &Check,
+        answer: ReadAnswer,
+        now: Now,
+    ) -> Outcome {
+        let backoff = |why: &str| {
+            log::warn!("relay: the reconcile's read of Polar {why}; again in 5 s");
+            let mut q = s.reconcile.lock();
+            q.not_before = q
+                .not_before
+                .max(now.monotonic_ms.saturating_add(BACKOFF_MS));
+            Outcome::Failed
+        };
+        let (status, retry_after, body) = match answer {
+            Ok(a) => a,
+            Err(why) => return backoff(&format!("failed ({why})")),
+        };
+        let license_key_id = uuid::Uuid::from_u128(check.id).hyphenated().to_string();
+        let (outcome, mark, current_tag) = match status {
+            200 => {
+                let Ok(key) = serde_json::from_slice::<serde_json::Value>(&body) else {
+                    return backoff("is not JSON");
+                };
+                let Some(status) = key.get("status").and_then(|v| v.as_str()) else {
+                    return backoff("has no status");
+                };
+                let string = key.get("key").and_then(|v| v.as_str()).map(Key::new);
+                let org = key.get("organization_id").and_then(|v| v.as_str());
+                if crate::roster::usable(&key, now.unix_seconds) {
+                    // Rotated: the grants of any other string than the key's now are stale.
+                    match (string, org) {
+                        (Some(k), Some(org)) => {
+                            let tag = store::key_tag(org, &key_hash(&k));
+                            (Outcome::Rotated, Mark::Stale, Some(tag))
+                        }
+                        _ => return Outcome::Granted,
+                    }
+                } else {
+                    if let Some(k) = &string {
+                        s.roster.forget(k);
+                    }
+                    if matches!(status, "revoked" | "disabled") {
+                        (Outcome::Inactive, Mark::Revoked, None)
+                    } else {
+                        (Outcome::Expired, Mark::Stale, None)
+                    }
+                }
+            }
+            404 => (Outcome::Gone, Mark::Stale, None),
+            429 => {
+                let ms = s.learn_429(now, retry_after);
+                let mut q = s.reconcile.lock();
+                q.not_before = q.not_before.max(now.monotonic_ms.saturating_add(ms));
+                return Outcome::RateLimited;
+            }
+            401 | 403 => {
+                log::warn!(
+                    "relay: the token cannot read license keys by id ({status}; it needs the \
+                     scope license_keys:read): no reconcile, a missed webhook's revocation is \
+                     heard when the entry ages out"
+                );
+                s.reconcile.lock().on = false;
+                return Outcome::Failed;
+            }
+            other => return backoff(&format!("got {other}")),
+        };
+        let narrowed = narrow_key(s, &license_key_id, check.started, mark, current_tag, now);
+        if outcome == Outcome::Rotated && narrowed == 0 {
+            return Outcome::Granted;
+        }
+        s.reconcile.lock().narrowed += narrowed as u64;
+        log::info!(
+            "relay: reconcile: Polar says a stored grant's key is {}: {narrowed} entries marked {}",
+            outcome.label(),
+            if mark == Mark::Revoked {
+                "revoked"
+            } else {
+                "stale"
+            }
+        );
+        outcome
+    }
+}
+
+impl crate::verdicts::Stored {
+    /// Polar answered a read of the relay's own 429: the budget learns it (every call waits
+    /// for its `Retry-After`, at most an hour believed) and stages its state for the store.
+    /// How many ms the read's worker waits.
+    pub(crate) fn learn_429(&self, now: Now, retry_after: Option<u64>) -> u64 {
+        let mut budget = self.budget(now);
+        budget.learn(now.monotonic_ms, retry_after);
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        retry_after.unwrap_or(60).min(3600) * 1000
+    }
+}
+
+/// Marks the grants of `license_key_id` that Polar answered by `started` (and, with
+/// `keep_tag`, only those of another key string than it): `mark`, never weaker than what they
+/// hold. How many changed.
+fn narrow_key(
+    s: &crate::verdicts::Stored,
+    license_key_id: &str,
+    started: i64,
+    mark: Mark,
+    keep_tag: Option<String>,
+    now: Now,
+) -> usize {
+    let narrowed = s
+        .backend
+        .narrow(None, &[format!("l:{license_key_id}")], &mut |e: &Entry| {
+            if !e.grant || e.answered_at > started || e.mark == Mark::Revoked {
+                return None;
+            }
+            if let Some(tag) = &keep_tag {
+                if e.key_tag.as_ref().is_none_or(|t| t == tag) {
+                    return None;
+                }
+            }
+            if mark == Mark::Stale && e.mark == Mark::Stale {
+                return None;
+            }
+            Some(Entry {
+                mark,
+                marked_at: now.unix_seconds,
+                ..e.clone()
+            })
+        });
+    match narrowed {
+        Ok(n) => n.unwrap_or(0),
+        Err(e) => {
+            log::error!("relay: {e}: the reconcile narrowed nothing (asked again next time)");
+            0
+        }
+    }
+}
+
+/// The reconcile's worker (the native server runs it on a thread of its own): calls until
+/// the reconcile is off or `stopped` says so; `clock` is the server's.
+#[cfg(feature = "server")]
+pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
+    let agent = crate::roster::agent(&relay.base_url);
+    while !stopped() {
+        match relay.reconcile_read(clock()) {
+            Ok(check) => {
+                let answer = crate::roster::get(&agent, &check.url, &check.headers);
+                relay.reconcile_answered(check, answer, clock());
+            }
+            Err(None) => return,
+            Err(Some(ms)) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms.clamp(10, 200)));
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::store::StoreOptions;
+    use serde_json::json;
+
+    const ORG: &str = "11111111-1111-4111-8111-111111111111";
+    /// The clock of the reconcile's reads (2027-01).
+    const NOW: i64 = 1_800_000_000;
+
+    /// A relay with a memory store (a budget of `budget` calls a minute, none kept, the
+    /// roster on) whose reconcile asks each key once a minute.
+    fn relay(budget: u32) -> Relay {
+        crate::roster::tests::relay_with(StoreOptions {
+            budget,
+            reserve: 0,
+            reconcile_every: 60,
+            roster: true,
+            ..StoreOptions::default()
+        })
+    }
+
+    fn at(unix: i64, ms: u64) -> Now {
+        Now {
+            unix_seconds: unix,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn lk(n: u8) -> String {
+        format!("{n:08}-0000-4000-8000-000000000000")
+    }
+
+    fn tag(key: &str) -> String {
+        store::key_tag(ORG, &key_hash(&Key::new(key.to_string())))
+    }
+
+    /// Polar's grant of `key` (license key `n`), kept at `answered_at`, marked `mark`.
+    fn grant(n: u8, key: &str, answered_at: i64, mark: Mark) -> Entry {
+        Entry {
+            license_key_id: Some(lk(n)),
+            customer_id: None,
+            answered_at,
+            status: 200,
+            body: "{}".into(),
+            headers: Vec::new(),
+            grant: true,
+            mark,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: Some(0),
+            key_tag: Some(tag(key)),
+        }
+    }
+
+    fn polar_key(key: &str, status: &str, expires_at: Option<&str>) -> ReadAnswer {
+        let body = json!({"id": "x", "organization_id": ORG, "key": key, "status": status,
+            "expires_at": expires_at});
+        Ok((200, None, body.to_string().into_bytes()))
+    }
+
+    #[test]
+    fn what_polar_says_narrows_and_never_grants() {
+        let r = relay(100);
+        let s = r.store.as_ref().expect("a store");
+        let put = |id: u8, e: Entry| s.backend.put(&[id; 32], &e).expect("put");
+        put(1, grant(1, "K-1", 100, Mark::None));
+        // Answered after the reconcile's read began: newer than what it says.
+        put(11, grant(1, "K-1", NOW + 1, Mark::None));
+        put(2, grant(2, "K-2", 100, Mark::None));
+        put(3, grant(3, "K-3", 100, Mark::None));
+        put(4, grant(4, "K-4", 100, Mark::None));
+        put(5, grant(5, "K-5", 100, Mark::None));
+        put(15, grant(5, "K-5", 100, Mark::Stale));
+        put(6, grant(6, "K-6-OLD", 100, Mark::None));
+        put(16, grant(6, "K-6-NEW", 100, Mark::None));
+        // The roster knows K-1 (Polar granted it once).
+        s.roster.learn(&Key::new("K-1".to_string()));
+        assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
+        let answers: Vec<(u8, ReadAnswer)> = vec![
+            (1, polar_key("K-1", "revoked", None)),
+            (2, polar_key("K-2", "disabled", None)),
+            (3, polar_key("K-3", "granted", Some("2020-01-01T00:00:00Z"))),
+            (
+                4,
+                Ok((
+                    404,
+                    None,
+                    br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+                )),
+            ),
+            (5, polar_key("K-5", "granted", None)),
+            (
+                6,
+                polar_key("K-6-NEW", "granted", Some("2099-01-01T00:00:00Z")),
+            ),
+        ];
+        for (n, answer) in answers {
+            s.reconcile.saw(&lk(n), 100);
+            let check = r.reconcile_read(at(NOW, u64::from(n))).expect("due");
+            assert_eq!(
+                check.url,
+                format!("http://127.0.0.1:9/v1/license-keys/{}", lk(n))
+            );
+            assert!(!format!("{check:?}").contains("Bearer"));
+            r.reconcile_answered(check, answer, at(NOW, u64::from(n)));
+        }
+        let mark = |id: u8| s.backend.get(&[id; 32]).expect("get").expect("held").mark;
+        assert_eq!(mark(1), Mark::Revoked, "revoked");
+        assert_eq!(mark(11), Mark::None, "answered after the read began");
+        assert_eq!(mark(2), Mark::Revoked, "disabled");
+        assert_eq!(mark(3), Mark::Stale, "expired");
+        assert_eq!(mark(4), Mark::Stale, "gone");
+        assert_eq!(mark(5), Mark::None, "granted: left alone");
+        assert_eq!(mark(15), Mark::Stale, "granted: a mark is never lifted");
+        assert_eq!(mark(6), Mark::Stale, "rotated: the old string's grant");
+        assert_eq!(mark(16), Mark::None, "rotated: the new string's grant");
+        let e = s.backend.get(&[1; 32]).expect("get").expect("held");
+        assert_eq!(e.marked_at, NOW);
+        assert!(
+            s.roster.first_seen(&Key::new("K-1".to_string())),
+            "revoked: not known"
+        );
+        // The narrowed keys are dropped; the granted and rotated ones are checked again later.
+        assert_eq!(s.reconcile.len(), 2);
+        let families = s.reconcile.families();
+        let calls = &families[0].3;
+        for outcome in ["inactive", "expired", "gone", "granted", "rotated"] {
+            let n = calls
+                .iter()
+                .find(|(l, _)| l.contains(outcome))
+                .map(|(_, v)| v.as_str());
+            let want = if outcome == "inactive" { "2" } else { "1" };
+            assert_eq!(n, Some(want), "{outcome}");
+        }
+        assert_eq!(families[1].3[0].1, "5", "entries narrowed");
+    }
+
+    #[test]
+    fn oldest_first_only_when_due_and_only_with_idle_budget() {
+        let r = relay(8);
+        let s = r.store.as_ref().expect("a store");
+        for n in [1u8, 2] {
+            s.backend
+                .put(&[n; 32], &grant(n, &format!("K-{n}"), 0, Mark::None))
+                .expect("put");
+        }
+        s.reconcile.saw(&lk(1), 100);
+        s.reconcile.saw(&lk(2), 50);
+        // Not due before a minute after its last check.
+        assert_eq!(r.reconcile_read(at(109, 0)).err(), Some(Some(1_000)));
+        // The oldest checked first.
+        let first = r.reconcile_read(at(200, 0)).expect("due");
+        assert!(first.url.ends_with(&lk(2)), "{}", first.url);
+        // 1 of 8 used; a client's call makes 2: 6 of 8 free is not more than three quarters.
+        s.take(at(200, 1), false).expect("a client's call");
+        assert_eq!(r.reconcile_read(at(200, 2)).err(), Some(Some(1_000)));
+        assert_eq!(s.budget(at(200, 3)).used(3), 2, "no unit taken");
+        // Polar's 429: learned by the budget, nothing read before its Retry-After, the key
+        // first again after it.
+        r.reconcile_answered(first, Ok((429, Some(30), Vec::new())), at(200, 4));
+        assert_eq!(s.budget(at(200, 5)).room(5), 0.0);
+        let later = r.reconcile_read(at(300, 70_000)).expect("due again");
+        assert!(later.url.ends_with(&lk(2)), "{}", later.url);
+        // A key whose grants are gone costs no call: dropped.
+        r.reconcile_answered(later, polar_key("K-2", "granted", None), at(300, 70_001));
+        s.backend
+            .put(&[1; 32], &grant(1, "K-1", 0, Mark::Revoked))
+            .expect("put");
+        assert_eq!(r.reconcile_read(at(300, 70_002)).err(), Some(Some(0)));
+        assert_eq!(s.reconcile.len(), 1);
+        // A token that cannot read keys: no reconcile.
+        s.reconcile.saw(&lk(1), 0);
+        s.backend
+            .put(&[1; 32], &grant(1, "K-1", 0, Mark::None))
+            .expect("put");
+        let check = r.reconcile_read(at(400, 140_000)).expect("due");
+        r.reconcile_answered(check, Ok((403, None, Vec::new())), at(400, 140_001));
+        assert_eq!(r.reconcile_read(at(500, 200_000)).err(), Some(None));
+    }
+}

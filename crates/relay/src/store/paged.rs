@@ -1,0 +1,670 @@
+//! Entries read per key from a host's key-value storage (a Durable Object's, in the npm
+//! package's relay): the store lives in the host's storage, and this backend holds a bounded
+//! cache of it. Before the core answers a request, the host loads what that request touches
+//! ([`PagedBackend::missing`] names it: the request's entry, its key's index row, and for a
+//! webhook the rows of the key id or customer it names with their entries), so start-up reads
+//! no entry and its time does not grow with the store.
+//!
+//! The host's storage holds, besides the journal's `e:<id>`, `w:<webhook id>` and `b:budget`
+//! keys, one key per index link (`i:<tag>|<id>`, [`JournalItem::Link`]) and the count of
+//! entries (`n:entries`, [`JournalItem::Count`]). Entries not touched recently leave the cache
+//! ([`PagedBackend::trim`]), never the storage.
+
+use super::{
+    hex_id, id_of_hex, tags, Backend, BudgetState, Entry, EntryId, JournalItem, StoreError,
+    MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+};
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+/// Entries (and index rows) held in memory by default: about 10,000 answers of ~1 KiB.
+pub const DEFAULT_CACHED: usize = 10_000;
+
+/// What a request touches in the store: entries by id, and index rows by tag (`k:`, `l:`,
+/// `c:`). `all`: every entry of those rows too (a webhook's narrowing, the relay's own
+/// narrowing after a deactivation or an increment); else only when a key's row is full (its
+/// oldest entry may be removed by the next write).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Wants {
+    /// The entries read.
+    pub entries: Vec<EntryId>,
+    /// The index rows read.
+    pub tags: Vec<String>,
+    /// Whether every entry of those rows is read.
+    pub all: bool,
+}
+
+/// What the host loads before the core answers: entries (hex ids) and index rows (tags).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Missing {
+    /// Entries to read (`e:<hex>`); one the storage does not hold is loaded as absent.
+    pub entries: Vec<String>,
+    /// Index rows to read (every `i:<tag>|<hex>` key).
+    pub tags: Vec<String>,
+}
+
+impl Missing {
+    /// Whether nothing is missing.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty() && self.tags.is_empty()
+    }
+}
+
+/// A store in the host's storage with a bounded cache in memory (see the module docs).
+#[derive(Debug)]
+pub struct PagedBackend {
+    inner: Mutex<Paged>,
+    max_entries: usize,
+    max_cached: usize,
+}
+
+/// An entry as read from the storage (`None`: the storage does not hold it).
+#[derive(Debug)]
+struct Slot {
+    entry: Option<Entry>,
+    touched: u64,
+}
+
+/// An index row as read from the storage (complete: every link of its tag).
+#[derive(Debug)]
+struct Row {
+    ids: Vec<EntryId>,
+    touched: u64,
+}
+
+#[derive(Debug, Default)]
+struct Paged {
+    entries: HashMap<EntryId, Slot>,
+    rows: HashMap<String, Row>,
+    webhooks: HashMap<String, i64>,
+    /// Entries in the storage.
+    count: usize,
+    journal: Vec<JournalItem>,
+    budget: Option<BudgetState>,
+    tick: u64,
+}
+
+impl Paged {
+    fn touch(&mut self) -> u64 {
+        self.tick += 1;
+        self.tick
+    }
+
+    fn entry(&mut self, id: &EntryId) -> Option<&Entry> {
+        let tick = self.touch();
+        let slot = self.entries.get_mut(id)?;
+        slot.touched = tick;
+        slot.entry.as_ref()
+    }
+
+    /// Writes an entry, its index links and the count; journaled.
+    fn write(&mut self, id: &EntryId, entry: Entry) {
+        let old = self
+            .entries
+            .get(id)
+            .and_then(|s| s.entry.as_ref())
+            .map(tags);
+        let new = tags(&entry);
+        for tag in new
+            .iter()
+            .filter(|t| !old.as_ref().is_some_and(|o| o.contains(t)))
+        {
+            self.link(tag, id, true);
+        }
+        for tag in old.iter().flatten().filter(|t| !new.contains(t)) {
+            self.link(tag, id, false);
+        }
+        if old.is_none() {
+            self.count += 1;
+            self.journal.push(JournalItem::Count {
+                n: self.count as u64,
+            });
+        }
+        self.journal.push(JournalItem::Put {
+            id: hex_id(id),
+            entry: entry.clone(),
+        });
+        let touched = self.touch();
+        self.entries.insert(
+            *id,
+            Slot {
+                entry: Some(entry),
+                touched,
+            },
+        );
+    }
+
+    fn link(&mut self, tag: &str, id: &EntryId, on: bool) {
+        if let Some(row) = self.rows.get_mut(tag) {
+            row.ids.retain(|x| x != id);
+            if on {
+                row.ids.push(*id);
+            }
+        }
+        let (tag, id) = (tag.to_string(), hex_id(id));
+        self.journal.push(if on {
+            JournalItem::Link { tag, id }
+        } else {
+            JournalItem::Unlink { tag, id }
+        });
+    }
+
+    /// Removes an entry with its links; whether it was there.
+    fn remove(&mut self, id: &EntryId) -> bool {
+        let Some(entry) = self.entries.get_mut(id).and_then(|s| s.entry.take()) else {
+            return false;
+        };
+        for tag in tags(&entry) {
+            self.link(&tag, id, false);
+        }
+        self.count = self.count.saturating_sub(1);
+        self.journal.push(JournalItem::Delete { id: hex_id(id) });
+        self.journal.push(JournalItem::Count {
+            n: self.count as u64,
+        });
+        true
+    }
+
+    /// The oldest of `candidates` (entries held in the cache), `n` of them, removed.
+    fn remove_oldest(&mut self, candidates: Vec<EntryId>, n: usize) {
+        let mut ages: Vec<(i64, EntryId)> = candidates
+            .into_iter()
+            .filter_map(|k| {
+                let e = self.entries.get(&k)?.entry.as_ref()?;
+                Some((e.answered_at, k))
+            })
+            .collect();
+        ages.sort_unstable();
+        for (_, k) in ages.into_iter().take(n) {
+            self.remove(&k);
+        }
+    }
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key (its row loaded), its oldest
+    /// others go; past the store's cap, the oldest entries of the cache go.
+    fn cap(&mut self, id: &EntryId, entry: &Entry, max_entries: usize) {
+        if let Some(row) = entry.key_tag.as_ref().and_then(|t| self.rows.get(t)) {
+            if row.ids.len() > MAX_ENTRIES_PER_KEY {
+                let over = row.ids.len() - MAX_ENTRIES_PER_KEY;
+                let others = row.ids.iter().filter(|k| *k != id).copied().collect();
+                self.remove_oldest(others, over);
+            }
+        }
+        if self.count > max_entries {
+            let over = self.count - max_entries;
+            let others = self
+                .entries
+                .iter()
+                .filter(|(k, s)| *k != id && s.entry.is_some())
+                .map(|(k, _)| *k)
+                .collect();
+            self.remove_oldest(others, over);
+        }
+    }
+
+    fn prune_webhooks(&mut self, at: i64) {
+        let old: Vec<String> = self
+            .webhooks
+            .iter()
+            .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in old {
+            self.webhooks.remove(&id);
+            self.journal.push(JournalItem::Forget { id });
+        }
+    }
+
+    fn remember(&mut self, webhook_id: &str, at: i64) {
+        self.prune_webhooks(at);
+        self.webhooks.insert(webhook_id.to_string(), at);
+        self.journal.push(JournalItem::Webhook {
+            id: webhook_id.to_string(),
+            at,
+        });
+    }
+}
+
+impl PagedBackend {
+    /// An empty store of at most `max_entries`, holding at most `max_cached` entries and index
+    /// rows in memory.
+    pub fn new(max_entries: usize, max_cached: usize) -> PagedBackend {
+        PagedBackend {
+            inner: Mutex::default(),
+            max_entries: max_entries.max(1),
+            max_cached: max_cached.max(1),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Paged> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The changes since the last call, in order (the host persists them before it answers).
+    pub fn take(&self) -> Vec<JournalItem> {
+        std::mem::take(&mut self.lock().journal)
+    }
+
+    /// Loads the store's small global state, read at start: webhook ids (`Webhook`), the
+    /// budget (`Budget`) and the count of entries (`Count`); other items are ignored.
+    pub fn restore(&self, items: Vec<JournalItem>) {
+        let mut p = self.lock();
+        for item in items {
+            match item {
+                JournalItem::Webhook { id, at } => {
+                    p.webhooks.insert(id, at);
+                }
+                JournalItem::Budget { state } => p.budget = Some(state),
+                JournalItem::Count { n } => p.count = usize::try_from(n).unwrap_or(usize::MAX),
+                _ => {}
+            }
+        }
+    }
+
+    /// What of `wants` the cache does not hold (the host reads it, then [`PagedBackend::load`]s
+    /// it; a row read names entries, so the host asks again until nothing is missing).
+    pub fn missing(&self, wants: &Wants) -> Missing {
+        let mut p = self.lock();
+        let tick = p.touch();
+        let mut out = Missing::default();
+        let mut ids: Vec<EntryId> = wants.entries.clone();
+        for tag in &wants.tags {
+            match p.rows.get_mut(tag) {
+                Some(row) => {
+                    row.touched = tick;
+                    if wants.all || row.ids.len() >= MAX_ENTRIES_PER_KEY {
+                        ids.extend(row.ids.iter().copied());
+                    }
+                }
+                None => out.tags.push(tag.clone()),
+            }
+        }
+        for id in ids {
+            match p.entries.get_mut(&id) {
+                Some(slot) => slot.touched = tick,
+                None => {
+                    let hex = hex_id(&id);
+                    if !out.entries.contains(&hex) {
+                        out.entries.push(hex);
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Loads what the host read: entries (hex id, `None` when the storage holds none) and
+    /// index rows (tag, hex ids). What the cache holds already is kept (it is as new as the
+    /// storage, or newer); an id that does not read is skipped.
+    pub fn load(&self, entries: Vec<(String, Option<Entry>)>, rows: Vec<(String, Vec<String>)>) {
+        let mut p = self.lock();
+        let touched = p.touch();
+        for (hex, entry) in entries {
+            if let Some(id) = id_of_hex(&hex) {
+                p.entries.entry(id).or_insert(Slot { entry, touched });
+            }
+        }
+        for (tag, ids) in rows {
+            let ids = ids.iter().filter_map(|h| id_of_hex(h)).collect();
+            p.rows.entry(tag).or_insert(Row { ids, touched });
+        }
+    }
+
+    /// Drops the entries and rows touched least recently once the cache holds more than its
+    /// bound (down to seven eighths of it: one sort per eighth). The storage keeps them; the
+    /// host calls this once the journal is taken (a change not yet saved is the host's to
+    /// read back).
+    pub fn trim(&self) {
+        let mut p = self.lock();
+        let held = p.entries.len() + p.rows.len();
+        if held <= self.max_cached {
+            return;
+        }
+        let keep = self.max_cached - self.max_cached / 8;
+        let mut ages: Vec<u64> = p
+            .entries
+            .values()
+            .map(|s| s.touched)
+            .chain(p.rows.values().map(|r| r.touched))
+            .collect();
+        ages.sort_unstable();
+        let cut = ages[held - keep - 1];
+        p.entries.retain(|_, s| s.touched > cut);
+        p.rows.retain(|_, r| r.touched > cut);
+    }
+
+    /// Entries and index rows held in memory.
+    pub fn cached(&self) -> usize {
+        let p = self.lock();
+        p.entries.len() + p.rows.len()
+    }
+}
+
+impl Backend for PagedBackend {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().entry(id).cloned())
+    }
+
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
+
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut p = self.lock();
+        let Some(entry) = f(p.entry(id)) else {
+            return Ok(None);
+        };
+        p.write(id, entry.clone());
+        p.cap(id, &entry, self.max_entries);
+        Ok(Some(entry))
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut p = self.lock();
+        if let Some((webhook_id, _)) = webhook {
+            if p.webhooks.contains_key(webhook_id) {
+                return Ok(None);
+            }
+        }
+        let mut seen: Vec<EntryId> = Vec::new();
+        let mut written = 0;
+        for tag in tags {
+            let Some(row) = p.rows.get(tag) else {
+                // The host loads every row a request touches before the core answers.
+                return Err(StoreError(format!("the index row {tag} was not loaded")));
+            };
+            for id in row.ids.clone() {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                let Some(slot) = p.entries.get(&id) else {
+                    return Err(StoreError("an entry of an index row was not loaded".into()));
+                };
+                if let Some(e) = slot.entry.as_ref().and_then(&mut *f) {
+                    p.write(&id, e);
+                    written += 1;
+                }
+            }
+        }
+        if let Some((webhook_id, at)) = webhook {
+            p.remember(webhook_id, at);
+        }
+        Ok(Some(written))
+    }
+
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        Ok(self
+            .lock()
+            .rows
+            .get(tag)
+            .map(|r| r.ids.clone())
+            .unwrap_or_default())
+    }
+
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        let mut p = self.lock();
+        if p.webhooks.contains_key(webhook_id) {
+            return Ok(false);
+        }
+        for (id, entry) in updates {
+            p.write(id, entry.clone());
+        }
+        p.remember(webhook_id, at);
+        Ok(true)
+    }
+
+    fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().count)
+    }
+
+    fn stage_budget(&self, state: BudgetState) {
+        let mut p = self.lock();
+        p.journal
+            .retain(|item| !matches!(item, JournalItem::Budget { .. }));
+        p.journal.push(JournalItem::Budget { state });
+    }
+
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(self.lock().budget.take())
+    }
+
+    /// The webhook ids are read at start, so the newest one's time is known (a restart's
+    /// last webhook, as the other backends say).
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().webhooks.values().copied().max())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::super::{narrowed, Mark, Narrowing};
+    use super::*;
+    use std::collections::BTreeMap;
+
+    /// A host's key-value storage: the journal applied as `relay-handler.js` saves it, and
+    /// the reads counted.
+    #[derive(Default)]
+    struct Host {
+        kv: BTreeMap<String, serde_json::Value>,
+        reads: usize,
+    }
+
+    impl Host {
+        fn save(&mut self, b: &PagedBackend) {
+            for item in b.take() {
+                let (key, value) = match item {
+                    JournalItem::Put { id, entry } => {
+                        (format!("e:{id}"), serde_json::to_value(entry).ok())
+                    }
+                    JournalItem::Delete { id } => (format!("e:{id}"), None),
+                    JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
+                    JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
+                    JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
+                    JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
+                    JournalItem::Forget { id } => (format!("w:{id}"), None),
+                    JournalItem::Budget { .. } => continue,
+                };
+                match value {
+                    Some(v) => self.kv.insert(key, v),
+                    None => self.kv.remove(&key),
+                };
+            }
+            b.trim();
+        }
+
+        /// What a restarted host reads at start: the count (no webhooks or budget here).
+        fn start(&self, max_cached: usize) -> PagedBackend {
+            let b = PagedBackend::new(1_000_000, max_cached);
+            let n = self
+                .kv
+                .get("n:entries")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            b.restore(vec![JournalItem::Count { n }]);
+            b
+        }
+
+        /// Loads what `wants` touches, as the handler's `fill`.
+        fn fill(&mut self, b: &PagedBackend, wants: &Wants) {
+            for _ in 0..8 {
+                let m = b.missing(wants);
+                if m.is_empty() {
+                    return;
+                }
+                let entries = m
+                    .entries
+                    .iter()
+                    .map(|id| {
+                        self.reads += 1;
+                        let e = self.kv.get(&format!("e:{id}"));
+                        (
+                            id.clone(),
+                            e.and_then(|v| serde_json::from_value(v.clone()).ok()),
+                        )
+                    })
+                    .collect();
+                let rows = m
+                    .tags
+                    .iter()
+                    .map(|tag| {
+                        let prefix = format!("i:{tag}|");
+                        let ids: Vec<String> = self
+                            .kv
+                            .keys()
+                            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+                            .collect();
+                        self.reads += ids.len();
+                        (tag.clone(), ids)
+                    })
+                    .collect();
+                b.load(entries, rows);
+            }
+            panic!("still missing after 8 rounds: {:?}", b.missing(wants));
+        }
+    }
+
+    fn id(n: usize) -> EntryId {
+        let mut id = [0u8; 32];
+        id[..8].copy_from_slice(&(n as u64).to_be_bytes());
+        id
+    }
+
+    fn entry(key: usize, at: i64) -> Entry {
+        Entry {
+            license_key_id: Some(format!("lk-{key}")),
+            customer_id: Some(format!("cu-{}", key % 10)),
+            answered_at: at,
+            status: 200,
+            body: "{}".into(),
+            headers: Vec::new(),
+            grant: true,
+            mark: Mark::None,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: Some(0),
+            key_tag: Some(format!("k:{key}")),
+        }
+    }
+
+    /// Writes entry `n` of `key` as a validate's answer is kept: its entry and its key's row
+    /// loaded first.
+    fn keep(host: &mut Host, b: &PagedBackend, n: usize, key: usize, at: i64) {
+        let wants = Wants {
+            entries: vec![id(n)],
+            tags: vec![format!("k:{key}")],
+            all: false,
+        };
+        host.fill(b, &wants);
+        b.put(&id(n), &entry(key, at)).unwrap();
+        host.save(b);
+    }
+
+    #[test]
+    fn a_revocation_narrows_what_only_the_storage_holds_and_start_up_reads_no_entry() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(1_000_000, 16);
+        for n in 0..500 {
+            keep(&mut host, &b, n, n, 1_000 + n as i64);
+        }
+        assert!(b.cached() <= 16, "the cache holds {}", b.cached());
+        assert_eq!(b.len().unwrap(), 500);
+        // A restart: nothing read but the count.
+        let b = host.start(16);
+        assert_eq!(b.cached(), 0);
+        assert_eq!(b.len().unwrap(), 500);
+        // A revocation of key 7 (its entry long out of memory), and of customer 3's keys.
+        for (webhook, tag, mark) in [
+            ("evt-1", "l:lk-7", Mark::Revoked),
+            ("evt-2", "c:cu-3", Mark::Stale),
+        ] {
+            let n = Narrowing {
+                tags: vec![tag.into()],
+                mark,
+                at: 5_000,
+            };
+            let wants = Wants {
+                entries: Vec::new(),
+                tags: n.tags.clone(),
+                all: true,
+            };
+            host.reads = 0;
+            host.fill(&b, &wants);
+            assert!(host.reads <= 2 * 50 + 1, "{} reads for {tag}", host.reads);
+            let changed = b
+                .narrow(Some((webhook, 5_000)), &n.tags, &mut |e| narrowed(e, &n))
+                .unwrap();
+            assert_eq!(changed, Some(if tag.starts_with("l:") { 1 } else { 50 }));
+            host.save(&b);
+        }
+        let stored = |n: usize| -> Entry {
+            serde_json::from_value(host.kv[&format!("e:{}", hex_id(&id(n)))].clone()).unwrap()
+        };
+        assert_eq!(stored(7).mark, Mark::Revoked);
+        assert_eq!(stored(13).mark, Mark::Stale);
+        assert_eq!(stored(14).mark, Mark::None);
+        // Another restart reads the revocation back per key.
+        let b = host.start(16);
+        host.fill(
+            &b,
+            &Wants {
+                entries: vec![id(7)],
+                tags: vec!["k:7".into()],
+                all: false,
+            },
+        );
+        assert_eq!(b.get(&id(7)).unwrap().unwrap().mark, Mark::Revoked);
+    }
+
+    #[test]
+    fn a_row_not_loaded_refuses_the_webhook_rather_than_miss_an_entry() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(1_000_000, 16);
+        keep(&mut host, &b, 1, 1, 1_000);
+        let b = host.start(16);
+        let tags = vec!["l:lk-1".to_string()];
+        assert!(b.narrow(Some(("evt", 1)), &tags, &mut |_| None).is_err());
+    }
+
+    #[test]
+    fn a_keys_entries_are_capped_in_the_storage_and_the_store_at_its_maximum() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(100, 16);
+        for n in 0..MAX_ENTRIES_PER_KEY + 6 {
+            keep(&mut host, &b, n, 1, n as i64);
+        }
+        let links = host.kv.keys().filter(|k| k.starts_with("i:k:1|")).count();
+        assert_eq!(links, MAX_ENTRIES_PER_KEY);
+        assert_eq!(b.len().unwrap(), MAX_ENTRIES_PER_KEY);
+        // The oldest went, with all their links.
+        assert!(!host.kv.contains_key(&format!("e:{}", hex_id(&id(0)))));
+        assert!(!host
+            .kv
+            .contains_key(&format!("i:l:lk-1|{}", hex_id(&id(0)))));
+        for n in 1_000..1_100 {
+            keep(&mut host, &b, n, n, 10_000 + n as i64);
+        }
+        let entries = host.kv.keys().filter(|k| k.starts_with("e:")).count();
+        assert!(
+            entries <= 100,
+            "{entries} entries stored past the maximum of 100"
+        );
+        assert_eq!(host.kv["n:entries"], serde_json::json!(entries));
+    }
+}

@@ -1,0 +1,193 @@
+//! What a request touches in the verdict store, computed before it is answered: a host whose
+//! store is read per key ([`store::PagedBackend`], the npm package's relay over a Durable
+//! Object's storage) loads that much, then the core answers.
+
+use polar_license::lease::key_hash;
+use polar_license_emulator::{check_body, CheckedBody};
+
+use crate::store::{self, EntryId, Wants};
+use crate::{Relay, RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
+
+/// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
+/// and every field that shapes Polar's answer. Polar ignores conditions sent without an
+/// activation (they are compared with an activation's only): they are no part of the id, so
+/// random ones make no new entries.
+pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<&str>) -> EntryId {
+    let conditions: &[(String, serde_json::Value)] = if checked.activation_id.is_some() {
+        &checked.conditions
+    } else {
+        &[]
+    };
+    store::entry_id(
+        &checked.organization_id,
+        key_sha256,
+        version,
+        checked.activation_id.as_deref(),
+        checked.benefit_id.as_deref(),
+        checked.customer_id.as_deref(),
+        conditions,
+    )
+}
+
+impl Relay {
+    /// What `req` reads or narrows in the store: a validate its entry and its key's index row
+    /// (with every entry of it after an increment, which narrows them); a deactivation its
+    /// key's row and entries; a webhook the rows of the key id or customer it names, and their
+    /// entries. `None` without a store, or for a request that touches nothing stored (an
+    /// activation, a request refused before the store, a webhook whose signature does not
+    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+    /// answered by [`Relay::begin_after`] as before.
+    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
+        let s = self.store.as_ref()?;
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path == WEBHOOK_ROUTE {
+            store::verify_webhook(
+                s.webhook_secret.as_deref()?,
+                req.header("webhook-id"),
+                req.header("webhook-timestamp"),
+                req.header("webhook-signature"),
+                &req.body,
+                now_unix,
+            )
+            .ok()?;
+            let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
+            let tags = store::narrowing(&event)?.tags;
+            return Some(Wants {
+                entries: Vec::new(),
+                tags,
+                all: true,
+            });
+        }
+        let op = path.strip_prefix(ROUTE_PREFIX)?;
+        if op != "validate" && op != "deactivate" {
+            return None;
+        }
+        let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
+        let key = key_hash(&polar_license::Key::new(checked.key.clone()));
+        let tags = vec![store::key_tag(&checked.organization_id, &key)];
+        if op == "deactivate" {
+            return Some(Wants {
+                entries: Vec::new(),
+                tags,
+                all: true,
+            });
+        }
+        let id = entry_of(
+            &checked,
+            &key,
+            crate::passed_version(req.header("polar-version")),
+        );
+        Some(Wants {
+            entries: vec![id],
+            tags,
+            all: checked.increment_usage.unwrap_or(0) > 0,
+        })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
+    use crate::{Now, RelayConfig, StoreConfig};
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server};
+    use std::sync::{Arc, Mutex};
+
+    /// A store in memory that records the entries the relay reads.
+    #[derive(Default)]
+    struct Recording {
+        memory: MemoryBackend,
+        read: Mutex<Vec<EntryId>>,
+    }
+
+    impl Backend for Recording {
+        fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+            self.read.lock().unwrap().push(*id);
+            self.memory.get(id)
+        }
+        fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+            self.memory.put(id, entry)
+        }
+        fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+            self.memory.index(tag)
+        }
+        fn apply_webhook(
+            &self,
+            webhook_id: &str,
+            at: i64,
+            updates: &[(EntryId, Entry)],
+        ) -> Result<bool, StoreError> {
+            self.memory.apply_webhook(webhook_id, at, updates)
+        }
+        fn len(&self) -> Result<usize, StoreError> {
+            self.memory.len()
+        }
+    }
+
+    #[test]
+    fn what_a_validate_wants_is_the_entry_the_relay_reads() {
+        let backend = Arc::new(Recording::default());
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            SigningKey::generate(Some("k1")).expect("a key"),
+        );
+        config.store = Some(StoreConfig {
+            backend: backend.clone(),
+            options: StoreOptions::default(),
+            webhook_secret: None,
+        });
+        let relay = Relay::new(
+            config,
+            Box::new(|_: &polar_license::HttpRequest| unreachable!("begin never calls Polar")),
+        )
+        .expect("a relay");
+        let org = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+        let bodies = [
+            format!(r#"{{"key":"K-1","organization_id":"{org}"}}"#),
+            format!(r#"{{"key":"K-1","organization_id":"{org}","conditions":{{"a":1}}}}"#),
+            format!(
+                r#"{{"key":"K-1","organization_id":"{org}","activation_id":"6f1c2a8e-3b4d-4e5f-8a9b-0c1d2e3f4a5b","conditions":{{"a":1}}}}"#
+            ),
+        ];
+        let mut ids = Vec::new();
+        for (i, body) in bodies.iter().enumerate() {
+            for version in [None, Some(" 2026-10 "), Some("not a version, far too long")] {
+                let mut headers = vec![("Content-Type".into(), "application/json".into())];
+                if let Some(v) = version {
+                    headers.push(("Polar-Version".into(), v.to_string()));
+                }
+                let req = RelayRequest {
+                    method: "POST".into(),
+                    path: format!("{ROUTE_PREFIX}validate"),
+                    headers,
+                    body: body.as_bytes().to_vec(),
+                    client_ip: format!("192.0.2.{i}"),
+                };
+                let wants = relay
+                    .store_wants(&req, 0)
+                    .unwrap_or_else(|| panic!("no wants for {body} {version:?}"));
+                backend.read.lock().unwrap().clear();
+                let _ = relay.begin(
+                    &req,
+                    Now {
+                        unix_seconds: 1_790_000_000,
+                        monotonic_ms: 0,
+                    },
+                );
+                assert_eq!(
+                    *backend.read.lock().unwrap(),
+                    wants.entries,
+                    "{body} {version:?}"
+                );
+                ids.push(wants.entries[0]);
+            }
+        }
+        // Conditions without an activation are no part of the id; with one they are.
+        assert_eq!(ids[0], ids[3]);
+        assert_ne!(ids[0], ids[6]);
+        assert_ne!(ids[0], ids[1], "the version asked is part of the id");
+    }
+}

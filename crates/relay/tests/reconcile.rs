@@ -1,0 +1,411 @@
+//! The reconcile (issue #45, item 5) over loopback HTTP, the relay's native server in front of
+//! the emulator: a key revoked while no webhook reaches the relay is refused from the store
+//! within the reconcile's interval, with no client check reaching Polar; the reconcile spends
+//! only idle budget (Polar never over its budget, the clients' share and the reserve kept);
+//! and what the store keeps of the webhooks survives a restart (the silence alarm).
+
+mod rig;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_ORGANIZATION_ID};
+use polar_license_relay::store::{
+    Backend, Entry, JournalBackend, Mark, MemoryBackend, RedbBackend, StoreOptions,
+};
+use polar_license_relay::{Now, Running, ServeOptions};
+use polar_license_testkit::ScratchDir;
+use serde_json::{json, Value};
+
+const SECRET: &str = "whsec_cmVjb25jaWxlLXRlc3Qtc2VjcmV0LTk4NzY1NDM=";
+
+fn agent() -> ureq::Agent {
+    rig::agent(Duration::from_secs(30))
+}
+
+fn key(polar: &Emulator, name: &str, limit_activations: Option<i64>) -> String {
+    rig::add_key(polar, format!("RECON-{name}-4F5A6B"), limit_activations)
+}
+
+/// A relay with a memory store of `options` in front of `polar`, webhooks on (a secret) but
+/// none delivered (no endpoint is registered in the emulator), metrics on.
+fn start(polar: &Emulator, options: StoreOptions) -> Running {
+    start_with(polar, options, SECRET)
+}
+
+/// [`start`] verifying webhooks with `secret`.
+fn start_with(polar: &Emulator, options: StoreOptions, secret: &str) -> Running {
+    let mut config = rig::config(polar.url(), "reconcile");
+    config.limits = rig::unlimited();
+    config.store = rig::store(rig::memory(10_000), options, Some(secret.into()));
+    let mut serve = ServeOptions::default();
+    serve.metrics_addr = Some("127.0.0.1:0".into());
+    let upstream = rig::upstream(Duration::from_secs(10));
+    rig::listen(rig::relay(config, upstream), serve)
+}
+
+/// The relay's metrics: each sample line `name{labels} value` to its value.
+fn metrics(relay: &Running) -> HashMap<String, f64> {
+    let url = relay.metrics_url().expect("metrics on");
+    let mut resp = agent().get(&url).call().expect("a scrape");
+    let text = resp.body_mut().read_to_string().expect("text");
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (name, value) = l.rsplit_once(' ')?;
+            Some((name.to_string(), value.parse().ok()?))
+        })
+        .collect()
+}
+
+fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
+    m.iter()
+        .filter(|(k, _)| k.starts_with(prefix))
+        .map(|(_, v)| v)
+        .sum()
+}
+
+/// A key granted and stored, then revoked (and another disabled) in Polar with no webhook
+/// delivered: within the reconcile's interval (1 s here) the relay refuses each from the store,
+/// Polar's "no longer active", and no client check reached Polar meanwhile: the reconcile's
+/// reads by id are not the validate route. With the reconcile off (or its narrowing broken)
+/// the store keeps granting them for `--fresh-for`.
+#[test]
+fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
+    let polar = rig::emulator();
+    let revoked = key(&polar, "REVOKED", None);
+    let disabled = key(&polar, "DISABLED", None);
+    let kept = key(&polar, "KEPT", None);
+    let mut options = StoreOptions::default();
+    options.reconcile_every = 1;
+    let relay = start(&polar, options);
+    let a = agent();
+    for k in [&revoked, &disabled, &kept] {
+        let first = rig::validate_at(&a, &relay.url(), k, &[]);
+        assert_eq!(
+            (first.status, first.source.as_deref()),
+            (200, Some("polar"))
+        );
+        let again = rig::validate_at(&a, &relay.url(), k, &[]);
+        assert_eq!(
+            (again.status, again.source.as_deref()),
+            (200, Some("store"))
+        );
+    }
+    for (k, status) in [(&revoked, "revoked"), (&disabled, "disabled")] {
+        let update = KeyUpdate {
+            status: Some(status.to_string()),
+            ..KeyUpdate::default()
+        };
+        assert!(polar.update_key(k, update));
+    }
+    polar.reset_request_count();
+    for k in [&revoked, &disabled] {
+        let mut last = None;
+        let refused = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+            let answer = rig::validate_at(&a, &relay.url(), k, &[]);
+            let done = answer.status == 404;
+            last = Some(answer);
+            done
+        });
+        let last = last.expect("asked");
+        assert!(refused, "still {} {:?}", last.status, last.source);
+        assert_eq!(last.source.as_deref(), Some("store"));
+        let body: Value = serde_json::from_str(&last.body).expect("JSON");
+        assert_eq!(body["detail"], "License key is no longer active.");
+        assert!(last.lease.is_none());
+    }
+    assert!(rig::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || sum(
+            &metrics(&relay),
+            "polar_license_relay_reconcile_calls_total{outcome=\"granted\""
+        ) >= 1.0
+    ));
+    // The key still granted is still answered from the store: a reconcile never takes away
+    // what Polar grants, nor makes it fresh.
+    let still = rig::validate_at(&a, &relay.url(), &kept, &[]);
+    assert_eq!(
+        (still.status, still.source.as_deref()),
+        (200, Some("store"))
+    );
+    assert_eq!(polar.request_count(), 0, "a client's check reached Polar");
+    // /healthz: the interval, and the one key still checked (the narrowed ones are dropped).
+    let health = || -> Value {
+        let mut resp = agent()
+            .get(&format!("{}/healthz", relay.url()))
+            .call()
+            .expect("health");
+        serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
+    };
+    let want = json!({"every_seconds": 1, "keys": 1});
+    let mut h = Value::Null;
+    let seen = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        h = health();
+        h["reconcile"] == want
+    });
+    assert!(seen, "{h}");
+    let m = metrics(&relay);
+    assert_eq!(
+        m.get("polar_license_relay_reconcile_calls_total{outcome=\"inactive\"}"),
+        Some(&2.0),
+        "{m:?}"
+    );
+    assert!(sum(&m, "polar_license_relay_reconcile_narrowed_total") >= 2.0);
+    relay.stop();
+}
+
+/// A budget of 40 calls a minute, the emulator enforcing the same 40 on the token: 6 keys
+/// stored and reconciled every 2 s. The reconcile takes calls only while three quarters of
+/// the budget's shared part (30) is free, so it makes at most 2 here (6 used by the stores,
+/// then 7 and 8 leave 22 of 30 free); the clients then get Polar's answer for every call the
+/// rest of the shared part holds, every activation still gets the reserve's, and Polar never
+/// answers 429. A reconcile that ignored the budget (6 calls a second) would push Polar over.
+#[test]
+fn the_reconcile_spends_only_idle_budget() {
+    let polar = Emulator::start(
+        Seed::demo(),
+        Options {
+            token_budget: Some(40),
+            ..Options::default()
+        },
+    )
+    .expect("emulator");
+    let mut options = StoreOptions::default();
+    options.budget = 40;
+    options.reserve = 10;
+    options.reconcile_every = 2;
+    let relay = start(&polar, options);
+    let a = agent();
+    for i in 0..6 {
+        let k = key(&polar, &format!("STORED{i}"), None);
+        let first = rig::validate_at(&a, &relay.url(), &k, &[]);
+        assert_eq!(
+            (first.status, first.source.as_deref()),
+            (200, Some("polar"))
+        );
+    }
+    // The reconcile's turns: each key comes due every 2 s, for 6 s. It stops once 8 calls of
+    // the window are used (2, when the 6 stores came first; at most 7 had it begun after the
+    // first): unbounded, it would make 3 a second.
+    assert!(rig::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || sum(
+            &metrics(&relay),
+            "polar_license_relay_reconcile_calls_total"
+        ) >= 1.0
+    ));
+    std::thread::sleep(Duration::from_secs(6));
+    let reconciled = sum(
+        &metrics(&relay),
+        "polar_license_relay_reconcile_calls_total",
+    );
+    assert!(
+        (1.0..=7.0).contains(&reconciled),
+        "{reconciled} reconcile calls"
+    );
+    // New keys' validates until the shared part is spent: every call it holds is Polar's.
+    let mut polar_answers = 0;
+    for i in 0..40 {
+        let k = key(&polar, &format!("NEW{i}"), None);
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        match (answer.status, answer.source.as_deref()) {
+            (200, Some("polar")) => polar_answers += 1,
+            (429, Some("polar")) => {}
+            other => panic!("validate {i}: {other:?}"),
+        }
+    }
+    assert_eq!(
+        f64::from(polar_answers),
+        30.0 - 6.0 - reconciled,
+        "the shared part less the stores and the reconcile"
+    );
+    // The reserve is whole: every activation is Polar's.
+    for i in 0..10 {
+        let k = key(&polar, &format!("BUYER{i}"), Some(3));
+        let body = json!({"key": k, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+        let answer = rig::post_with(
+            &a,
+            &format!("{}{}activate", relay.url(), rig::PUBLIC),
+            &body.to_string(),
+            &[],
+        );
+        assert_eq!(
+            (answer.status, answer.source.as_deref()),
+            (200, Some("polar")),
+            "activation {i}: {}",
+            answer.body
+        );
+    }
+    let m = metrics(&relay);
+    assert_eq!(
+        m.get("polar_license_relay_polar_errors_total{kind=\"rate_limited\"}"),
+        Some(&0.0),
+        "{m:?}"
+    );
+    assert_eq!(
+        m.get("polar_license_relay_reconcile_calls_total{outcome=\"rate_limited\"}"),
+        Some(&0.0)
+    );
+    relay.stop();
+}
+
+/// The last webhook's time is kept in the store: a relay started again over it says how long
+/// since that webhook in `/healthz`, and warns of the silence at once when it is past the
+/// limit (counted from the start, the warning would wait a whole limit more). On the redb
+/// file and through a journal restored.
+#[test]
+fn the_last_webhooks_time_survives_a_restart() {
+    let polar = rig::emulator();
+    let t0 = 1_800_000_000;
+    let t = |s: i64| Now {
+        unix_seconds: t0 + s,
+        monotonic_ms: u64::try_from(s).unwrap_or(0) * 1000,
+    };
+    let relay = |backend: Arc<dyn Backend>| {
+        let mut config = rig::config(polar.url(), "reconcile");
+        config.webhook_silence = 60;
+        config.store = rig::store(backend, StoreOptions::default(), Some(SECRET.into()));
+        rig::relay(config, rig::upstream(Duration::from_secs(5)))
+    };
+    let body = rig::grant_updated();
+    let dir = ScratchDir::new("relay-reconcile-restart");
+    let path = dir.path().join("store.redb");
+    let journal = Arc::new(JournalBackend::new(100));
+    {
+        let backend: Arc<dyn Backend> = Arc::new(RedbBackend::open(&path, 100).expect("store"));
+        for b in [backend, Arc::clone(&journal) as Arc<dyn Backend>] {
+            let first = relay(b);
+            let delivered = first.handle(&rig::hook(SECRET, "evt-restart", t0, &body), t(0));
+            assert_eq!(delivered.status, 200);
+        }
+    }
+    let restored = Arc::new(JournalBackend::new(100));
+    restored.restore(journal.take());
+    let reopened: Arc<dyn Backend> = Arc::new(RedbBackend::open(&path, 100).expect("reopened"));
+    for b in [reopened, restored as Arc<dyn Backend>] {
+        let again = relay(b);
+        let h: Value = serde_json::from_slice(&again.health(t(10)).body).expect("JSON");
+        assert_eq!(h["webhooks"]["seconds_since_last"], 10, "{h}");
+        assert!(!again.check_webhooks(t(59)));
+        assert!(
+            again.check_webhooks(t(60)),
+            "silent 60 s after the last webhook"
+        );
+        let h: Value = serde_json::from_slice(&again.health(t(61)).body).expect("JSON");
+        assert_eq!(h["status"], "warning");
+    }
+}
+
+/// An activation of `key` through `relay`: its status and source.
+fn activate(relay: &Running, key: &str) -> (u16, Option<String>) {
+    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID, "label": "m"});
+    let url = format!("{}{}activate", relay.url(), rig::PUBLIC);
+    let answer = rig::post_with(&agent(), &url, &body.to_string(), &[]);
+    (answer.status, answer.source)
+}
+
+/// The roster forgets a key Polar revoked: its `benefit_grant.revoked` webhook, delivered by
+/// Polar (the emulator) to the relay, has the key refetched by id, and Polar's answer
+/// (`revoked`) takes its hash out. Known, the key's activation went to Polar (403, no longer
+/// active); forgotten, it is first-seen, and with no first-seen share it gets 429 with no call
+/// to Polar: a revoked key no longer spends the reserve.
+#[test]
+fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
+    let polar = rig::webhook_emulator();
+    let k = key(&polar, "ROSTERED", Some(3));
+    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.revoked"]);
+    let mut options = StoreOptions::default();
+    options.roster = true;
+    options.first_seen_share = 0;
+    // The webhook alone: no reconcile.
+    options.reconcile_every = 0;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    // Until the roster's first page is in, the key is first-seen (429, no share).
+    assert!(rig::wait_until(
+        Duration::from_secs(30),
+        Duration::from_millis(100),
+        || activate(&relay, &k) == (200, Some("polar".into()))
+    ));
+    let update = KeyUpdate {
+        status: Some("revoked".to_string()),
+        ..KeyUpdate::default()
+    };
+    assert!(polar.update_key(&k, update));
+    let mut last = (0, None);
+    let forgotten = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        last = activate(&relay, &k);
+        assert!(
+            matches!(last.0, 403 | 429),
+            "Polar's refusal, or the relay's first-seen 429: {last:?}"
+        );
+        last.0 == 429
+    });
+    assert!(forgotten, "still known: {last:?}");
+    polar.reset_request_count();
+    assert_eq!(activate(&relay, &k), (429, Some("polar".into())));
+    assert_eq!(
+        polar.request_count(),
+        0,
+        "a first-seen key with no share asks nothing"
+    );
+    assert!(rig::deliveries(&polar, &endpoint)
+        .iter()
+        .any(|d| d["succeeded"] == true));
+    relay.stop();
+}
+
+/// What the reconcile reads at start: the license key ids of the entries held (`l:` index
+/// tags), on every backend, the redb file after a reopen included; an entry without one (a
+/// denial) adds none, and an evicted entry's id goes with it.
+#[test]
+fn every_backend_lists_the_license_key_ids_it_holds() {
+    let entry = |lk: Option<&str>, at: i64| Entry {
+        license_key_id: lk.map(str::to_string),
+        customer_id: Some("c-1".into()),
+        answered_at: at,
+        status: 200,
+        body: "{}".into(),
+        headers: Vec::new(),
+        grant: lk.is_some(),
+        mark: Mark::None,
+        customer_event_at: 0,
+        key_event_at: 0,
+        marked_at: 0,
+        key_at: Some(0),
+        key_tag: None,
+    };
+    let dir = ScratchDir::new("relay-reconcile-tags");
+    let path = dir.path().join("store.redb");
+    let fill = |b: &dyn Backend| {
+        b.put(&[1; 32], &entry(Some("lk-a"), 1)).expect("put");
+        b.put(&[2; 32], &entry(Some("lk-b"), 2)).expect("put");
+        b.put(&[3; 32], &entry(None, 3)).expect("put");
+        // Past the cap of 3: the oldest (lk-a's) goes, and its id with it.
+        b.put(&[4; 32], &entry(Some("lk-c"), 4)).expect("put");
+    };
+    let listed = |b: &dyn Backend| {
+        let mut tags = b.tags_with_prefix("l:").expect("tags");
+        tags.sort();
+        tags
+    };
+    let want = vec!["l:lk-b".to_string(), "l:lk-c".to_string()];
+    {
+        let redb = RedbBackend::open(&path, 3).expect("store");
+        fill(&redb);
+        assert_eq!(listed(&redb), want);
+    }
+    let reopened = RedbBackend::open(&path, 3).expect("reopened");
+    assert_eq!(listed(&reopened), want);
+    for b in [
+        Box::new(MemoryBackend::new(3)) as Box<dyn Backend>,
+        Box::new(JournalBackend::new(3)),
+    ] {
+        fill(b.as_ref());
+        assert_eq!(listed(b.as_ref()), want);
+    }
+}

@@ -1,0 +1,97 @@
+# Shell functions the scripts share (sourced, never run): the setup scripts' timed steps, their
+# apt and npm installs, and the pass/fail tally of the stages that count their own checks.
+#   source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
+# The repository's root (this file is in its scripts/).
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+
+now() { date +%s.%N; }
+# Seconds since START (a `now`), with one decimal.
+elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
+
+# Runs `step_<name>` for each name after the label, timed, each result printed as
+# `==> label: name: ok (1.2s)`, then exits: 0 when every step passed, 1 otherwise (every step
+# still runs).
+run_steps() {
+    local label="$1" step start result failed=0
+    shift
+    for step in "$@"; do
+        echo "==> $label: $step"
+        start="$(now)"
+        if "step_$step"; then result=ok; else result=FAILED; failed=1; fi
+        echo "==> $label: $step: $result ($(elapsed "$start")s)"
+    done
+    exit "$failed"
+}
+
+# apt-get update, then installs the packages named (as root, or through sudo). `--recommends`
+# first installs the packages' recommended ones too.
+apt_install() {
+    local sudo="" recommends=(--no-install-recommends)
+    if [[ "${1:-}" == --recommends ]]; then
+        recommends=()
+        shift
+    fi
+    [[ "$(id -u)" -eq 0 ]] || sudo="sudo"
+    echo "installing from apt: $*"
+    $sudo apt-get update &&
+        DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y "${recommends[@]}" "$@"
+}
+
+# Installs from apt the package of each `tool:package` pair whose tool is not on PATH; when
+# none is missing, says that what the first argument names is present.
+apt_tools() {
+    local what="$1" missing=() pair
+    shift
+    for pair in "$@"; do
+        command -v "${pair%%:*}" >/dev/null 2>&1 || missing+=("${pair#*:}")
+    done
+    if [[ ${#missing[@]} -eq 0 ]]; then
+        echo "$what present, skipping apt"
+        return 0
+    fi
+    apt_install "${missing[@]}"
+}
+
+# `npm_ci_once DIR LABEL TOOL COMMAND...`: runs COMMAND (an `npm ci` of DIR) unless DIR's stamp
+# says its lock was installed with this node and node_modules/.bin/TOOL is there (TOOL "" : no
+# tool checked); then writes the stamp (the lock's hash and node's version).
+npm_ci_once() {
+    local dir="$1" label="$2" tool="$3" stamp want
+    shift 3
+    if ! command -v npm >/dev/null 2>&1; then
+        echo "npm not found: install node >= 20 and npm" >&2
+        return 1
+    fi
+    stamp="$dir/node_modules/.setup-stamp"
+    want="$(cat "$dir/package.json" "$dir/package-lock.json" | sha256sum | cut -d' ' -f1) node-$(node --version)"
+    if [[ -f "$stamp" && "$(cat "$stamp")" == "$want" && (-z "$tool" || -x "$dir/node_modules/.bin/$tool") ]]; then
+        echo "$label packages up to date (lock unchanged), skipping npm ci"
+        return 0
+    fi
+    "$@" || return 1
+    echo "$want" >"$stamp"
+}
+
+# The tally of a stage that counts its own checks: `record NAME PASSED FAILED` adds to PASSED
+# and FAILED and prints `==> $STAGE NAME: P passed, F failed`.
+PASSED=0
+FAILED=0
+record() {
+    PASSED=$((PASSED + $2))
+    FAILED=$((FAILED + $3))
+    echo "==> $STAGE $1: $2 passed, $3 failed"
+}
+
+# Sums the libtest lines of the log $1 (cargo test, wasm-bindgen-test-runner: "test result:
+# ok. 3 passed; 0 failed; 1 ignored; ..."): prints "passed failed ignored" (0 0 0 for none).
+libtest_counts() {
+    sed 's/\x1b\[[0-9;]*m//g' "$1" | grep -E '^test result: ' | awk '
+        { for (i = 1; i <= NF; i++) {
+              v = $(i - 1) + 0
+              if ($i ~ /^passed/) p += v
+              else if ($i ~ /^failed/) f += v
+              else if ($i ~ /^ignored/) s += v
+          } }
+        END { print p + 0, f + 0, s + 0 }'
+}

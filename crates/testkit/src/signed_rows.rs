@@ -175,3 +175,57 @@ impl Expect {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_row_reads_as_its_columns_say() {
+        let rows = parse("# a comment\n\nname\tother-key\tprotocol_error\toffline +2d +1 forge\tnone\tcache:86400\n");
+        assert_eq!(rows.len(), 1);
+        let row = &rows[0];
+        assert_eq!(row.name, "name");
+        assert_eq!(row.signs, Signs::OtherKey);
+        assert_eq!(row.activate, Expect::Reason("protocol_error".into()));
+        assert_eq!(
+            row.then,
+            vec![
+                Then::Offline,
+                Then::Advance(2 * 86_400),
+                Then::Advance(1),
+                Then::Forge
+            ]
+        );
+        assert!(!row.relay_keys);
+        assert_eq!(row.expect, Expect::Cache(Some(Duration::from_secs(86_400))));
+    }
+
+    #[test]
+    fn a_line_it_cannot_read_is_an_error_not_a_row() {
+        for line in [
+            "five\thonest\tgranted\t-\trelay",
+            "seven\thonest\tgranted\t-\trelay\tcache\textra",
+            "lease\tkindly\tgranted\t-\trelay\tcache",
+            "step\thonest\tgranted\tsoon\trelay\tcache",
+            "keys\thonest\tgranted\t-\tsome\tcache",
+            "seconds\thonest\tgranted\t-\trelay\tcache:soon",
+        ] {
+            assert!(parse_row(line).is_err(), "{line}");
+        }
+    }
+
+    #[test]
+    fn the_table_has_every_kind_of_row() {
+        let rows = rows();
+        for signs in [Signs::Honest, Signs::OtherKey, Signs::OtherMachine] {
+            assert!(rows.iter().any(|r| r.signs == signs), "{signs:?}");
+        }
+        assert!(rows
+            .iter()
+            .any(|r| r.then.contains(&Then::Forge) && r.relay_keys));
+        assert!(rows
+            .iter()
+            .any(|r| r.then.contains(&Then::Forge) && !r.relay_keys));
+    }
+}

@@ -1,14 +1,15 @@
 //! Signed mode on the Rust-on-wasm client (issue #44): `AsyncLicensing` built with relay keys
-//! drives the core's check machine, so it has signed mode exactly as the native `Licensing`
-//! (tests/signed_mode.rs plays the same rows there). A stand-in relay in front of the emulator
-//! (`POLAR_WASM_EMULATOR_URL`) adds a lease to every grant, signed by the relay's key of the
-//! shared fixture (tests/vectors/lease-relay.json) or, on purpose, by another key under the
-//! same kid. The rows:
-//! - a valid lease licenses offline, and only until it ends (inside the 7-day grace);
-//! - a record forged with the secrets on the machine (the install secret, the app secret, this
-//!   crate's own sealing code) licenses an app without relay keys and is refused in signed mode;
-//! - a lease signed by another key is no lease: the online grant is not taken, and nothing
-//!   licenses offline after it.
+//! drives the core's check machine, so it has signed mode exactly as the native `Licensing`.
+//! A stand-in relay in front of the emulator (`POLAR_WASM_EMULATOR_URL`) adds a lease to every
+//! grant, signed by the relay's key of the shared fixture (tests/vectors/lease-relay.json) or,
+//! on purpose, by another key under the same kid, or bound to another machine.
+//!
+//! `the_signed_mode_table` plays every row of tests/signed/rows.tsv, the table the native
+//! suite (tests/signed_mode.rs) and the npm package's (tests/js/signed.test.mjs) play too: a
+//! valid lease licenses offline only until it ends; a record forged with the secrets on the
+//! machine (the install secret, the app secret, this crate's own sealing code) licenses an app
+//! without relay keys and is refused in signed mode; a lease signed by another key, or for
+//! another machine, is no lease. The tests after it hold what the table does not.
 #![cfg(target_arch = "wasm32")]
 
 use gloo_net::http::Request;
@@ -21,10 +22,9 @@ use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
     STORAGE_PREFIX,
 };
-use polar_license::{
-    ActivateRequest, HttpRequest, Key, Reason, TransportError, TransportErrorKind,
-};
+use polar_license::{ActivateRequest, HttpRequest, Key, TransportError, TransportErrorKind};
 use polar_license_testkit::leases::{self, DAY};
+use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use serde_json::Value;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
@@ -36,8 +36,6 @@ const MACHINE_ID: &str = "machine-a";
 const APP_SECRET: &[u8] = b"the app's own secret";
 /// The relay's key (the fixture every face's signed-mode tests share).
 const FIXTURE: &str = include_str!("vectors/lease-relay.json");
-/// Another key under the relay's kid: PASERK's official `k4.secret-2` test vector.
-const OTHER_KEY: &str = "relay-2026=k4.secret.cHFyc3R1dnd4eXp7fH1-f4CBgoOEhYaHiImKi4yNjo8c5WpIyC_5kWKhS8VEYSZ05dYfuTF-ZdQFV4D9vLTcNQ";
 
 fn emulator() -> &'static str {
     match option_env!("POLAR_WASM_EMULATOR_URL") {
@@ -79,6 +77,8 @@ struct Relay {
     now: Rc<Cell<i64>>,
     offline: Rc<Cell<bool>>,
     signer: Rc<RefCell<Rc<SigningKey>>>,
+    /// The machine the leases are bound to, when not the one asked for.
+    machine: Rc<RefCell<Option<String>>>,
 }
 
 impl Relay {
@@ -88,6 +88,7 @@ impl Relay {
             now: Rc::new(Cell::new(start)),
             offline: Rc::new(Cell::new(false)),
             signer: Rc::new(RefCell::new(Rc::new(relay_key()))),
+            machine: Rc::new(RefCell::new(None)),
         }
     }
 
@@ -117,7 +118,9 @@ impl Relay {
                 Ok(match leases::facts(&request, &response) {
                     Some(f) => {
                         let claims = leases::claims(&f, relay.now.get(), 3);
-                        let lease = signer.sign(&claims, f.machine.as_deref()).unwrap();
+                        let other = relay.machine.borrow().clone();
+                        let machine = other.as_deref().or(f.machine.as_deref());
+                        let lease = signer.sign(&claims, machine).unwrap();
                         response.with_header(LEASE_HEADER, &lease)
                     }
                     None => response,
@@ -194,8 +197,56 @@ async fn forge(store: &MemoryStore, key: &str, now: i64) {
     }
 }
 
+/// One row of the table in a fresh world: the relay signs as the row says, the key is
+/// activated in signed mode, the row's steps happen, and the row's app checks.
+async fn play(row: &Row) -> Result<(), String> {
+    let relay = Relay::new();
+    match row.signs {
+        Signs::Honest => {}
+        Signs::OtherKey => {
+            *relay.signer.borrow_mut() = Rc::new(SigningKey::from_file_text(OTHER_KEY).unwrap())
+        }
+        Signs::OtherMachine => *relay.machine.borrow_mut() = Some("another machine".into()),
+    }
+    let key = new_key().await;
+    let store = MemoryStore::new();
+    let signed = relay.app(&store, relay.keys());
+    let activated = signed
+        .activate(&ActivateRequest::new(key.as_str(), "laptop"))
+        .await;
+    row.activate.activated(&activated)?;
+    for step in &row.then {
+        match *step {
+            Then::Offline => relay.offline.set(true),
+            Then::Advance(seconds) => relay.advance(seconds),
+            Then::Forge => forge(&store, &key, relay.now.get()).await,
+        }
+    }
+    let app = match row.relay_keys {
+        true => signed,
+        false => relay.app(&store, RelayKeys::new()),
+    };
+    row.expect.check(&app.check(key.as_str()).await)
+}
+
+/// Every row of tests/signed/rows.tsv; a failure names its row (a panic is preceded by the
+/// row's name on the console).
 #[wasm_bindgen_test]
-async fn a_valid_lease_licenses_offline_until_it_ends() {
+async fn the_signed_mode_table() {
+    let rows = signed_rows::rows();
+    assert!(rows.len() >= 9, "{rows:?}");
+    let mut failed = Vec::new();
+    for row in &rows {
+        wasm_bindgen_test::console_log!("signed-mode row: {}", row.name);
+        if let Err(e) = play(row).await {
+            failed.push(format!("row \"{}\": {e}", row.name));
+        }
+    }
+    assert!(failed.is_empty(), "{}", failed.join("\n"));
+}
+
+#[wasm_bindgen_test]
+async fn a_lease_that_ended_is_renewed_online() {
     let relay = Relay::new();
     let key = new_key().await;
     let store = MemoryStore::new();
@@ -206,20 +257,10 @@ async fn a_valid_lease_licenses_offline_until_it_ends() {
         .accepted()
         .expect("activated");
 
-    // Offline two days later: licensed from the cache, the grace capped by the 3-day lease.
+    // Offline past the lease (the table's rows: licensed until day 3, not after).
     relay.offline.set(true);
-    relay.advance(2 * DAY);
-    let left = from_cache(&app.check(key.as_str()).await).expect("licensed from the lease");
-    assert_eq!(left, Duration::from_secs(DAY as u64));
-
-    // Past the lease, well inside the 7-day grace: not licensed.
-    relay.advance(DAY + 1);
-    let outcome = app.check(key.as_str()).await;
-    assert_eq!(outcome.reason(), Some(Reason::GraceExpired), "{outcome:?}");
-
-    // The same record read without relay keys still has its 7-day grace.
-    let unsigned = relay.app(&store, RelayKeys::new());
-    assert!(from_cache(&unsigned.check(key.as_str()).await).is_some());
+    relay.advance(3 * DAY + 1);
+    assert!(!app.check(key.as_str()).await.is_licensed());
 
     // Back online: a check takes a fresh lease, which licenses offline again.
     relay.offline.set(false);
@@ -230,65 +271,23 @@ async fn a_valid_lease_licenses_offline_until_it_ends() {
 }
 
 #[wasm_bindgen_test]
-async fn a_record_forged_with_the_machines_secrets_is_refused_in_signed_mode() {
-    let relay = Relay::new();
-    let key = new_key().await;
-    let store = MemoryStore::new();
-    let signed = relay.app(&store, relay.keys());
-    signed
-        .activate(&ActivateRequest::new(key.as_str(), "laptop"))
-        .await
-        .unwrap()
-        .accepted()
-        .expect("activated");
-    assert!(signed.check(key.as_str()).await.is_licensed());
-
-    // A month on, Polar unreachable, the record re-sealed as freshly verified.
-    relay.offline.set(true);
-    relay.advance(30 * DAY);
-    forge(&store, &key, relay.now.get()).await;
-
-    // Without relay keys the app believes it (the ceiling of every client-side scheme).
-    let unsigned = relay.app(&store, RelayKeys::new());
-    assert!(
-        from_cache(&unsigned.check(key.as_str()).await).is_some(),
-        "the forged record licenses an app without relay keys"
-    );
-    // In signed mode the lease ended on day 3: not licensed, whatever the record says.
-    let outcome = signed.check(key.as_str()).await;
-    assert!(!outcome.is_licensed(), "{outcome:?}");
-    assert_eq!(outcome.reason(), Some(Reason::GraceExpired));
-}
-
-#[wasm_bindgen_test]
-async fn a_lease_signed_by_another_key_is_no_lease() {
+async fn after_a_lease_signed_by_another_key_the_relays_own_key_licenses_again() {
     let relay = Relay::new();
     let key = new_key().await;
     let store = MemoryStore::new();
     let app = relay.app(&store, relay.keys());
     *relay.signer.borrow_mut() = Rc::new(SigningKey::from_file_text(OTHER_KEY).unwrap());
 
-    // The activation's grant comes with a lease that does not verify: no verdict, and the
+    // The activation's grant comes with a lease that does not verify (the table's row); the
     // error names the activation Polar made (its slot is taken).
     let err = app
         .activate(&ActivateRequest::new(key.as_str(), "laptop"))
         .await
         .expect_err("a grant without a lease that verifies is no verdict");
-    assert_eq!(err.reason(), Reason::ProtocolError, "{err:?}");
     assert!(err.to_string().contains("deactivating"), "{err}");
-
-    // A check's grant with such a lease is not taken either, and nothing is cached to
-    // license offline.
-    let outcome = app.check(key.as_str()).await;
-    assert!(!outcome.is_licensed(), "{outcome:?}");
-    assert_eq!(outcome.reason(), Some(Reason::ProtocolError), "{outcome:?}");
-    relay.offline.set(true);
-    let outcome = app.check(key.as_str()).await;
-    assert!(!outcome.is_licensed(), "{outcome:?}");
 
     // The relay's own key again: licensed online, then offline from its lease.
     *relay.signer.borrow_mut() = Rc::new(relay_key());
-    relay.offline.set(false);
     let outcome = app.check(key.as_str()).await;
     assert!(
         matches!(

@@ -18,6 +18,7 @@ pub mod answers;
 pub mod leases;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
+pub mod signed_rows;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

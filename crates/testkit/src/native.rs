@@ -98,6 +98,22 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// `inner` run under `wrapper` (`strace`, `setpriv`): `wrapper ARGS… PROGRAM ITS-ARGS…`, with
+/// the environment `inner` sets and removes.
+pub fn wrapped(wrapper: &str, args: &[&str], inner: &Command) -> Command {
+    let mut cmd = Command::new(wrapper);
+    cmd.args(args)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
 /// Runs or starts a command, trying again only when the process could not be *started*:
 /// wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails to spawn
 /// one of many quick launches ("Internal error", 1359), and one such failure made a whole CI
@@ -168,6 +184,32 @@ pub fn json_answer(out: &Output) -> (i32, serde_json::Value) {
     });
     assert!(v.is_object(), "{v}");
     (out.status.code().unwrap_or(-1), v)
+}
+
+/// Asserts that an operation's `--json` answer has every key docs/interfaces.md §2 promises
+/// (`null` when it does not apply), showing the object when not.
+#[track_caller]
+pub fn expect_answer_keys(v: &serde_json::Value) {
+    for field in [
+        "outcome",
+        "reason",
+        "detail",
+        "source",
+        "activation_id",
+        "grace_remaining_seconds",
+        "license",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+}
+
+/// Asserts that a run of the command line with `--json` exited `code` with `field` set to
+/// `value` (showing the object when not); returns the object.
+#[track_caller]
+pub fn expect_json_field(out: &Output, code: i32, field: &str, value: &str) -> serde_json::Value {
+    let (got, v) = json_answer(out);
+    assert_eq!((got, v[field].as_str()), (code, Some(value)), "{v}");
+    v
 }
 
 /// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a

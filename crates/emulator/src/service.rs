@@ -1621,27 +1621,25 @@ impl Core {
                         },
                     );
                 };
-                if let Some(key) = rest.strip_suffix("/cycle") {
+                // The two changes of a key, POST only: `/cycle` (a new cycle of its benefit)
+                // and `/rotate` (a new key in its place).
+                let change = rest
+                    .strip_suffix("/cycle")
+                    .map(|key| (key, true))
+                    .or_else(|| rest.strip_suffix("/rotate").map(|key| (key, false)));
+                if let Some((key, cycle)) = change {
                     if method != "POST" {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));
                     }
-                    return Step::Done(if self.cycle_key(key, now) {
-                        match self.store.key_json(key) {
-                            Some(j) => Resp::json(200, &j),
-                            None => Resp::internal_error(),
-                        }
+                    let changed = if cycle {
+                        self.cycle_key(key, now).then(|| self.store.key_json(key))
                     } else {
-                        Resp::detail(404, "Not Found")
-                    });
-                }
-                if let Some(key) = rest.strip_suffix("/rotate") {
-                    if method != "POST" {
-                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
-                    }
-                    return Step::Done(match self.rotate_key(key, now) {
-                        Some(new) => {
-                            Resp::json(200, &J::Obj(vec![("key".to_string(), J::Str(new))]))
-                        }
+                        let new = self.rotate_key(key, now);
+                        new.map(|new| Some(J::Obj(vec![("key".to_string(), J::Str(new))])))
+                    };
+                    return Step::Done(match changed {
+                        Some(Some(j)) => Resp::json(200, &j),
+                        Some(None) => Resp::internal_error(),
                         None => Resp::detail(404, "Not Found"),
                     });
                 }

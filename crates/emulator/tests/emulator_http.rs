@@ -10,6 +10,7 @@ use polar_license_emulator::{
     DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
     DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
+use polar_license_testkit::budgeted_emulator;
 use polar_license_testkit::http::HttpAnswer;
 use serde_json::{json, Value};
 
@@ -2180,12 +2181,7 @@ fn the_organizations_keys_listed_in_pages_with_their_full_keys_and_one_by_id() {
 
 #[test]
 fn the_read_routes_spend_the_organizations_token_budget() {
-    let options = Options {
-        token_budget: Some(2),
-        token_window: Some(Duration::from_secs(30)),
-        ..Options::default()
-    };
-    let em = Emulator::start(Seed::demo(), options).expect("emulator starts");
+    let em = budgeted_emulator(Seed::demo(), 2, Duration::from_secs(30));
     let list = get_as(&em, "/v1/license-keys/", DEMO_TOKEN);
     assert_eq!(list.status, 200);
     let id = list.json()["items"][0]["id"]

@@ -14,6 +14,7 @@ use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedKey, SeedToken, WebhookFault, WebhookOptions,
     API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
+use polar_license_testkit::budgeted_emulator;
 use polar_license_testkit::http::{self, HttpAnswer};
 use serde_json::{json, Value};
 use sha2::Sha256;
@@ -121,12 +122,7 @@ fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_n
 
 #[test]
 fn the_next_window_passes_and_a_refusal_does_not_extend_it() {
-    let options = Options {
-        token_budget: Some(3),
-        token_window: Some(Duration::from_secs(2)),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = budgeted_emulator(seed(), 3, Duration::from_secs(2));
     let agent = agent();
     let start = Instant::now();
     for _ in 0..3 {
@@ -180,12 +176,7 @@ fn every_token_of_an_organization_spends_the_one_budget() {
     // Polar's identity is `organization:<id>`, not the token: the demo organization's two
     // tokens share one counter, a call refused for its scope (403) spends it too, and the
     // budget comes before the scope check (a 429, not a 403, once it is spent).
-    let options = Options {
-        token_budget: Some(6),
-        token_window: Some(Duration::from_secs(60)),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = budgeted_emulator(seed(), 6, Duration::from_secs(60));
     let agent = agent();
     let read_only = token_validate(
         &polar,

@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::Emulator;
+use polar_license_emulator::{Emulator, Options, Seed};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -170,6 +170,17 @@ pub fn cli_against(
         .env("POLAR_LICENSE_CACHE_DIR", cache_dir)
         .env("POLAR_TIMEOUT", "5");
     cmd
+}
+
+/// The emulator serving `seed` with an organization token's budget of `calls` per `window`
+/// (docs/polar-api.md §8).
+pub fn budgeted_emulator(seed: Seed, calls: u32, window: std::time::Duration) -> Emulator {
+    let options = Options {
+        token_budget: Some(calls),
+        token_window: Some(window),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
 }
 
 /// A run of the command line with `--json`: its exit code (-1 when killed) and its stdout as

@@ -211,6 +211,22 @@ impl Error {
         }
     }
 
+    /// For [`Reason::InvalidInput`]: the field at fault (`key`, `activation_id`, …).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            Error::InvalidInput { field, .. } => Some(field),
+            _ => None,
+        }
+    }
+
+    /// For [`Reason::RateLimited`]: the seconds to wait, when the server said.
+    pub fn retry_after(&self) -> Option<u64> {
+        match self {
+            Error::RateLimited { retry_after } => *retry_after,
+            _ => None,
+        }
+    }
+
     /// The stable reason code of this error.
     pub fn reason(&self) -> Reason {
         match self {

@@ -814,6 +814,76 @@ impl<L> CheckOutcome<L> {
             CheckOutcome::Unverified(e) => e.reason().class().as_str(),
         }
     }
+
+    // The fields every face shows of an answer (the Tauri plugin's `LicenseState`, the
+    // command line's and the C result's), read here once instead of by a match in each face.
+
+    /// Where a licensed answer came from; `None` when not licensed.
+    pub fn source(&self) -> Option<Source> {
+        match self {
+            CheckOutcome::Licensed { source, .. } => Some(*source),
+            _ => None,
+        }
+    }
+
+    /// The license, when licensed.
+    pub fn license(&self) -> Option<&L> {
+        match self {
+            CheckOutcome::Licensed { license, .. } => Some(license),
+            _ => None,
+        }
+    }
+
+    /// When the licensed verdict was obtained online (unix seconds); `None` when not licensed.
+    pub fn verified_at(&self) -> Option<i64> {
+        match self {
+            CheckOutcome::Licensed { verified_at, .. } => Some(*verified_at),
+            _ => None,
+        }
+    }
+
+    /// For a licensed answer from the cache: how long the grace still lasts.
+    pub fn grace_remaining(&self) -> Option<Duration> {
+        match self {
+            CheckOutcome::Licensed {
+                grace_remaining, ..
+            } => *grace_remaining,
+            _ => None,
+        }
+    }
+
+    /// For an answer that does not license: Polar's `detail` for a denial, else ours (for logs
+    /// and support, not for the user).
+    pub fn detail(&self) -> Option<String> {
+        match self {
+            CheckOutcome::Licensed { .. } => None,
+            CheckOutcome::Denied(d) => Some(d.detail.clone()),
+            CheckOutcome::Unverified(e) => Some(e.detail()),
+        }
+    }
+
+    /// For a denial of a key that was valid here before: what probably happened
+    /// ([`Denial::hint`]).
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CheckOutcome::Denied(d) => d.hint(),
+            _ => None,
+        }
+    }
+
+    /// For `invalid_input`: the field at fault ([`Error::field`]).
+    pub fn field(&self) -> Option<&str> {
+        match self {
+            CheckOutcome::Unverified(e) => e.field(),
+            _ => None,
+        }
+    }
+
+    /// `true` when the app should ask the user for a key: none is remembered, or the one given
+    /// is not a key (`invalid_input` on the field `key`).
+    pub fn needs_key(&self) -> bool {
+        self.field() == Some("key")
+    }
 }
 
 /// A check's answer, with what happened around it: why a cached answer came from the cache

@@ -11,12 +11,9 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { pathToFileURL } from 'node:url';
-import { CLI, CONSUMER, ORG, README_KEY } from './emulator.mjs';
+import { CLI, CONSUMER, ORG, README_KEY, importAsApp, started, stop } from './emulator.mjs';
 
-const entry = join(CONSUMER, 'emulator-budget-entry.mjs');
-writeFileSync(entry, "export { startEmulator } from 'polar-license/emulator';\n");
-const { startEmulator } = await import(pathToFileURL(entry).href);
+const { startEmulator } = await importAsApp('emulator-budget-entry.mjs', 'polar-license/emulator', '{ startEmulator }');
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const READ_ONLY = 'polar_oat_emulator_readonly_0123456789ab';
@@ -57,6 +54,20 @@ async function spend(url, n) {
     const r = await validate(url);
     assert.equal(r.status, 200, `call ${i + 1} of ${n}: ${r.body}`);
   }
+}
+
+/**
+ * Spends a budget of `budget` calls per `window` seconds: the next call is a 429 whose
+ * `retry-after` is within the window, and once it has passed a call passes again.
+ */
+async function spendTheWindow(url, budget, window) {
+  await spend(url, budget);
+  const r = await validate(url);
+  assert.equal(r.status, 429);
+  const retry = Number(r.headers.get('retry-after'));
+  assert.ok(retry >= 1 && retry <= window, `${retry}`);
+  await sleepUntil(r.answered + retry * 1000 + 700);
+  assert.equal((await validate(url)).status, 200, `the ${window} s window`);
 }
 
 /** Whole seconds as the emulator (and Redis' TTL) reports a remaining time: rounded, >= 1. */
@@ -133,13 +144,7 @@ test('the budget in force: 500 per minute, 100 with sandbox, the seed\'s, the op
   // The seed's budget and window.
   polar = await startEmulator({ seed: seed({ token_budget: 3, token_window_seconds: 2 }) });
   try {
-    await spend(polar.url, 3);
-    const r = await validate(polar.url);
-    assert.equal(r.status, 429);
-    const retry = Number(r.headers.get('retry-after'));
-    assert.ok(retry >= 1 && retry <= 2, `${retry}`);
-    await sleepUntil(r.answered + retry * 1000 + 700);
-    assert.equal((await validate(polar.url)).status, 200);
+    await spendTheWindow(polar.url, 3, 2);
   } finally {
     await polar.close();
   }
@@ -155,41 +160,6 @@ test('the budget in force: 500 per minute, 100 with sandbox, the seed\'s, the op
   }
   await assert.rejects(startEmulator({ seed: seed({ token_window_seconds: 0 }) }), /token_window_seconds/);
 });
-
-/** Runs `cmd args` until its banner's `serving` line; resolves { child, lines }. */
-function started(cmd, args) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: CONSUMER, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`${cmd} printed no banner: ${out} ${err}`));
-    }, 20_000);
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const lines = out.split('\n');
-      if (lines.some((l) => l.startsWith('serving'))) {
-        clearTimeout(timer);
-        resolve({ child, lines, url: lines[0].replace('listening on ', '') });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${cmd} exited ${code}: ${out} ${err}`));
-    });
-  });
-}
-
-function stop(child) {
-  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.on('exit', resolve);
-    child.kill('SIGTERM');
-  });
-}
 
 /** Runs `cmd args` to its end: { code, stdout, stderr }. */
 function run(cmd, args) {
@@ -218,13 +188,7 @@ async function serving(cmd, args, fn) {
 test('the bin\'s --token-budget, --token-window and --sandbox: its banner and its 429s', async () => {
   await serving(BIN, ['--port', '0', '--token-budget', '3', '--token-window', '2'], async (bin) => {
     assert.equal(budgetLine(bin.lines), 'token budget: 3 calls per 2s per organization (429 past it)');
-    await spend(bin.url, 3);
-    const r = await validate(bin.url);
-    assert.equal(r.status, 429);
-    const retry = Number(r.headers.get('retry-after'));
-    assert.ok(retry >= 1 && retry <= 2, `${retry}`);
-    await sleepUntil(r.answered + retry * 1000 + 700);
-    assert.equal((await validate(bin.url)).status, 200, 'the 2 s window');
+    await spendTheWindow(bin.url, 3, 2);
   });
   await serving(BIN, ['--port', '0', '--token-budget', '0'], async (bin) => {
     assert.equal(budgetLine(bin.lines), 'token budget off');

@@ -6,21 +6,17 @@
 // close() frees the port; the CommonJS entry, a custom seed and faults work.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
 import { cp, mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CLI, CONSUMER, ORG, PACKAGE_DIR, README_KEY, mapStorage, pkg, rejection } from './emulator.mjs';
+import { CLI, CONSUMER, ORG, PACKAGE_DIR, README_KEY, importAsApp, mapStorage, pkg, rejection, started, stop } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 // Imported through the package's exports map, as an app does.
-const entry = join(CONSUMER, 'emulator-entry.mjs');
-writeFileSync(entry, "export { startEmulator } from 'polar-license/emulator';\n");
-const { startEmulator } = await import(pathToFileURL(entry).href);
+const { startEmulator } = await importAsApp('emulator-entry.mjs', 'polar-license/emulator', '{ startEmulator }');
 
 const REVOKED = 'DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D';
 const DISABLED = 'DEMO-DISABLED-1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9';
@@ -31,40 +27,6 @@ const noCli = CLI ? false : 'needs the native command line (POLAR_CLI)';
 
 const client = (polar) =>
   new LicenseClient({ organizationId: polar.organizationId, baseUrl: polar.url, storage: mapStorage() });
-
-/** Runs `cmd args` until its stdout has `lines` lines; resolves { child, lines }. */
-function started(cmd, args, count) {
-  return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: CONSUMER, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    const timer = setTimeout(() => {
-      child.kill();
-      reject(new Error(`${cmd} printed no banner: ${out} ${err}`));
-    }, 20_000);
-    child.stderr.on('data', (d) => (err += d));
-    child.stdout.on('data', (d) => {
-      out += d;
-      const lines = out.split('\n');
-      if (lines.length > count) {
-        clearTimeout(timer);
-        resolve({ child, lines: lines.slice(0, count) });
-      }
-    });
-    child.on('exit', (code) => {
-      clearTimeout(timer);
-      reject(new Error(`${cmd} exited ${code}: ${out} ${err}`));
-    });
-  });
-}
-
-function stop(child) {
-  return new Promise((resolve) => {
-    child.removeAllListeners('exit');
-    child.on('exit', resolve);
-    child.kill('SIGTERM');
-  });
-}
 
 /** Whether a port on 127.0.0.1 can be bound. */
 function free(port) {
@@ -158,7 +120,7 @@ async function exchange(base, req) {
 test('the same requests get the same answers from the Rust emulator and the JS one', { skip: noCli }, async () => {
   const polar = await startEmulator();
   const rust = await started(CLI, ['emulator', '--port', '0'], 1);
-  const rustUrl = rust.lines[0].replace('listening on ', '');
+  const rustUrl = rust.url;
   try {
     const body = (key, more = {}) => ({ key, organization_id: ORG, ...more });
     const requests = [
@@ -208,7 +170,7 @@ test('the polar-license-emulator bin prints the banner of `polar-license emulato
   const bin = join(CONSUMER, 'node_modules', '.bin', 'polar-license-emulator');
   const js = await started(bin, ['--port', '0'], 13);
   try {
-    const url = js.lines[0].replace('listening on ', '');
+    const url = js.url;
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(js.lines[1], `organization ${ORG}`);
     assert.equal(js.lines[2], `key ${README_KEY} (granted, benefit ${BENEFIT}, 3 activations)`);
@@ -339,7 +301,7 @@ async function outcome(base, timeoutMs = 1_500) {
 test('transport faults are delivered as the Rust emulator delivers them', { skip: noCli }, async () => {
   const polar = await startEmulator();
   const rust = await started(CLI, ['emulator', '--port', '0'], 1);
-  const rustUrl = rust.lines[0].replace('listening on ', '');
+  const rustUrl = rust.url;
   try {
     for (const fault of [
       { kind: 'truncated' },

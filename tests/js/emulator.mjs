@@ -1,10 +1,14 @@
 // Helpers for the node:test suites: the emulator started by scripts/test-wasm.sh and the
 // tarball installed into target/npm/consumer/.
 import assert from 'node:assert/strict';
+import { execFile, spawn } from 'node:child_process';
+import { createRequire } from 'node:module';
 import { createServer } from 'node:http';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { randomBytes } from 'node:crypto';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { writeFileSync } from 'node:fs';
+import { promisify } from 'node:util';
 
 export const EMULATOR = process.env.POLAR_EMULATOR_URL;
 export const DEAD = process.env.POLAR_DEAD_URL ?? 'http://127.0.0.1:9';
@@ -35,6 +39,89 @@ export async function rejection(promise) {
     return e;
   }
   assert.fail('expected a rejection');
+}
+
+/**
+ * Runs `cmd args` in the consumer's directory until its stdout has `count` lines, or without a
+ * count until a line starts with `serving` (20 s at most; exiting first rejects). Resolves
+ * { child, lines, url }: the first `count` lines (all so far without a count), and the URL of
+ * the first, `listening on URL`. Stop it with `stop(child)`.
+ */
+export function started(cmd, args, count) {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { cwd: CONSUMER, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    const timer = setTimeout(() => {
+      child.kill();
+      reject(new Error(`${cmd} printed no banner: ${out} ${err}`));
+    }, 20_000);
+    child.stderr.on('data', (d) => (err += d));
+    child.stdout.on('data', (d) => {
+      out += d;
+      const lines = out.split('\n');
+      const ready = count === undefined ? lines.some((l) => l.startsWith('serving')) : lines.length > count;
+      if (ready) {
+        clearTimeout(timer);
+        const url = lines[0].replace('listening on ', '');
+        resolve({ child, lines: count === undefined ? lines : lines.slice(0, count), url });
+      }
+    });
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`${cmd} exited ${code}: ${out} ${err}`));
+    });
+  });
+}
+
+/** Stops a process `started` started (SIGTERM), resolving once it has exited. */
+export function stop(child) {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.removeAllListeners('exit');
+    child.on('exit', resolve);
+    child.kill('SIGTERM');
+  });
+}
+
+/**
+ * `polar-license${subpath}` through the exports map, as the consumer resolves it: node's ESM
+ * import gives the package's file `esm`, require its file `cjs`, whose exports are the
+ * package's names. Resolves the CommonJS face.
+ */
+export async function resolvesThroughExports(subpath, esm, cjs) {
+  const name = `polar-license${subpath}`;
+  const { stdout } = await promisify(execFile)(
+    process.execPath,
+    ['--input-type=module', '-e', `console.log(import.meta.resolve('${name}'))`],
+    { cwd: CONSUMER },
+  );
+  assert.ok(stdout.trim().endsWith(`/node_modules/polar-license/${esm}`), stdout);
+  const require = createRequire(join(CONSUMER, 'package.json'));
+  assert.ok(require.resolve(name).endsWith(`/node_modules/polar-license/${cjs}`));
+  const face = require(name);
+  assert.deepEqual(Object.keys(face).sort(), ['LicenseClient', 'LicenseError', 'REASONS', 'init', 'load']);
+  return face;
+}
+
+/**
+ * The package's entry `spec` (`polar-license/relay`…) imported through its exports map as an
+ * app does: from a module `file` of the consumer that re-exports `names` (default: all) of it.
+ */
+export async function importAsApp(file, spec, names = '*') {
+  const entry = join(CONSUMER, file);
+  writeFileSync(entry, `export ${names} from '${spec}';\n`);
+  return import(pathToFileURL(entry).href);
+}
+
+/**
+ * A new relay signing key as `polar-license relay keygen` writes it,
+ * `KID=k4.secret.<seed ‖ public>` (`text`), and the public pair clients take (`pair`).
+ */
+export function relaySigningKey(kid) {
+  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
+  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
+  return { text: `${kid}=k4.secret.${secret}`, pair: `${kid}=k4.public.${x}` };
 }
 
 /** The installed package, imported the way an app does (through its exports map). */

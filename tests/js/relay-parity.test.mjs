@@ -10,14 +10,14 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { freePort, runWorkerd } from './workerd.mjs';
-import { CLI, CONSUMER, ORG, PACKAGE_DIR } from './emulator.mjs';
+import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
+import { CLI, ORG, PACKAGE_DIR, importAsApp, relaySigningKey } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
@@ -28,16 +28,10 @@ const skip = CLI ? false : 'needs the native command line (POLAR_CLI)';
 const BUDGET = 14;
 const RESERVE = 2;
 
-await writeFile(join(CONSUMER, 'relay-parity-import.mjs'), "export * from 'polar-license/relay';\n");
-const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-parity-import.mjs')).href);
-const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
+const relayPkg = await importAsApp('relay-parity-import.mjs', 'polar-license/relay');
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
 
-function keyText(kid) {
-  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
-  return `${kid}=k4.secret.${secret}`;
-}
+const keyText = (kid) => relaySigningKey(kid).text;
 
 // ---- Polar: the emulator behind a proxy that counts, or a slow Polar that fails -----------
 
@@ -108,59 +102,20 @@ function relayServe(args, dir) {
   });
 }
 
-const WORKER = `import { relayStore, relayWorker } from './polar-license/ENTRY';
-const optionsOf = (env) => ({
-  accessToken: env.POLAR_ACCESS_TOKEN,
-  signingKey: env.RELAY_SIGNING_KEY,
-  baseUrl: 'POLAR_URL',
-  perIp: '0',
+const WORKER = storeWorker(`perIp: '0',
   perKey: '0',
   breakerFailures: 0,
-  store: { budget: ${BUDGET}, budgetReserve: ${RESERVE} },
-});
-export const PolarRelayStore = relayStore(optionsOf);
-export default relayWorker(optionsOf);
-`;
-
-function capnp({ port, polarHost, files, storeDir }) {
-  const esm = (name) => `(name = "polar-license/${name}", esModule = embed "${name}")`;
-  return `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .relay),
-    (name = "polar", external = (address = "${polarHost}", http = ())),
-    (name = "store-disk", disk = (path = "${storeDir}", writable = true)),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const relay :Workerd.Worker = (
-  modules = [
-    (name = "worker.js", esModule = embed "worker.js"),
-    ${files.filter((f) => f.endsWith('.js')).map(esm).join(',\n    ')},
-    (name = "polar-license/polar_license_relay_bg.wasm", wasm = embed "polar_license_relay_bg.wasm"),
-  ],
-  compatibilityDate = "2026-11-01",
-  durableObjectNamespaces = [(className = "PolarRelayStore", uniqueKey = "polar-relay-parity-test")],
-  durableObjectStorage = (localDisk = "store-disk"),
-  bindings = [
-    (name = "POLAR_ACCESS_TOKEN", text = "${TOKEN}"),
-    (name = "RELAY_SIGNING_KEY", text = "${keyText('parity-js')}"),
-    (name = "POLAR_RELAY_STORE", durableObjectNamespace = "PolarRelayStore"),
-  ],
-  globalOutbound = "polar",
-);
-`;
-}
+  store: { budget: ${BUDGET}, budgetReserve: ${RESERVE} },`);
 
 async function startWorkerd(storeDir) {
-  const port = await freePort();
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-parity-'));
-  const entry = manifest.exports['./relay'].workerd.replace('./', '');
-  const files = [entry, 'relay-handler.js', 'polar_license_relay.js', 'polar_license_relay_bg.wasm'];
-  for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
-  await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', polarUrl));
-  await writeFile(join(dir, 'config.capnp'), capnp({ port, polarHost: new URL(polarUrl).host, files, storeDir }));
-  return runWorkerd(dir, port, VALIDATE);
+  return relayUnderWorkerd({
+    port: await freePort(),
+    worker: WORKER,
+    polarUrl,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+    store: { dir: storeDir, uniqueKey: 'polar-relay-parity-test' },
+    probe: VALIDATE,
+  });
 }
 
 const hosts = {};

@@ -7,29 +7,22 @@
 // the runtime, and without the Durable Object binding the relay forwards every check and says so.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { createHmac, generateKeyPairSync } from 'node:crypto';
-import { copyFile, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { createHmac } from 'node:crypto';
+import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { freePort, runWorkerd } from './workerd.mjs';
-import { CONSUMER, ORG, PACKAGE_DIR, mapStorage, pkg } from './emulator.mjs';
+import { freePort, relayUnderWorkerd, storeWorker } from './workerd.mjs';
+import { ORG, PACKAGE_DIR, importAsApp, mapStorage, pkg, relaySigningKey } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const VALIDATE = '/v1/customer-portal/license-keys/validate';
 
-await writeFile(join(CONSUMER, 'relay-store-import.mjs'), "export * from 'polar-license/relay';\n");
-const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-store-import.mjs')).href);
+const relayPkg = await importAsApp('relay-store-import.mjs', 'polar-license/relay');
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE_DIR, 'emulator.js')).href);
-const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
 
-function keyText(kid) {
-  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
-  return `${kid}=k4.secret.${secret}`;
-}
-const SIGNING_KEY = keyText('store-js');
+const SIGNING_KEY = relaySigningKey('store-js').text;
 
 
 let polar;
@@ -104,6 +97,17 @@ async function revokedThroughTheWebhook(base, endpointId) {
   assert.equal(polar.requestCount(), calls, 'refused from the webhook, Polar not asked');
 }
 
+/**
+ * The npm relay on node on `port`, in front of this suite's Polar, with `options` (its store,
+ * storage) over the defaults; { url, close }.
+ */
+async function nodeRelay(port, options) {
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', ...options });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
+}
+
 test('node: the store answers a known key with no call, and a revocation arrives as a webhook', async () => {
   const port = await freePort();
   const url = `http://127.0.0.1:${port}`;
@@ -121,38 +125,20 @@ test('node: the store answers a known key with no call, and a revocation arrives
       }
     },
   };
-  const relay = relayPkg.createRelay({
-    accessToken: TOKEN,
-    signingKey: SIGNING_KEY,
-    baseUrl: polar.url,
-    perIp: '1000/1000',
-    store: { webhookSecret: endpoint.secret },
-    storage,
-  });
-  const server = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const server = await nodeRelay(port, { store: { webhookSecret: endpoint.secret }, storage });
   try {
     await revokedThroughTheWebhook(url, endpoint.id);
     // What the store wrote is what a new relay reads back: a fresh relay answers from it.
     assert.ok([...saved.keys()].some((k) => k.startsWith('e:')));
     assert.ok([...saved.keys()].some((k) => k.startsWith('w:')), 'the webhook id was saved');
   } finally {
-    await new Promise((resolve) => server.close(resolve));
+    await server.close();
   }
 });
 
 test("node: a stale grant says its Age, and the npm client's grace runs from Polar's answer, not the replay", async () => {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const relay = relayPkg.createRelay({
-    accessToken: TOKEN,
-    signingKey: SIGNING_KEY,
-    baseUrl: polar.url,
-    perIp: '1000/1000',
-    store: { freshFor: 1, staleFor: 3600 },
-  });
-  const server = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const server = await nodeRelay(await freePort(), { store: { freshFor: 1, staleFor: 3600 } });
+  const { url } = server;
   const { LicenseClient } = await pkg();
   // Unsigned (no relayKeys): it cannot tell the relay from Polar but by the headers.
   const app = new LicenseClient({ organizationId: ORG, baseUrl: url, storage: mapStorage(), gracePolicy: { revalidateAfter: 1 } });
@@ -181,22 +167,13 @@ test("node: a stale grant says its Age, and the npm client's grace runs from Pol
     assert.ok(Math.abs(status.verifiedAt - first.verifiedAt) <= 1, JSON.stringify(status));
   } finally {
     polar.setFault(null);
-    await new Promise((resolve) => server.close(resolve));
+    await server.close();
   }
 });
 
 test('node: a forged webhook is refused and changes nothing', async () => {
-  const port = await freePort();
-  const url = `http://127.0.0.1:${port}`;
-  const relay = relayPkg.createRelay({
-    accessToken: TOKEN,
-    signingKey: SIGNING_KEY,
-    baseUrl: polar.url,
-    perIp: '1000/1000',
-    store: { webhookSecret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' },
-  });
-  const server = createServer(relayPkg.createNodeListener(relay));
-  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const server = await nodeRelay(await freePort(), { store: { webhookSecret: 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw' } });
+  const { url } = server;
   try {
     const key = newKey();
     const first = await check(url, key);
@@ -212,7 +189,7 @@ test('node: a forged webhook is refused and changes nothing', async () => {
     assert.equal(still.status, 200);
     assert.equal(still.source, 'store');
   } finally {
-    await new Promise((resolve) => server.close(resolve));
+    await server.close();
   }
 });
 
@@ -563,56 +540,18 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
 
 // ---- workerd, with a Durable Object ---------------------------------------------------------
 
-const WORKER = `import { relayStore, relayWorker } from './polar-license/ENTRY';
-const optionsOf = (env) => ({
-  accessToken: env.POLAR_ACCESS_TOKEN,
-  signingKey: env.RELAY_SIGNING_KEY,
-  baseUrl: 'POLAR_URL',
-  perIp: '1000/1000',
-  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },
-});
-export const PolarRelayStore = relayStore(optionsOf);
-export default relayWorker(optionsOf);
-`;
-
-function capnp({ port, polarHost, files, secret, storeDir, withStore }) {
-  const esm = (name) => `(name = "polar-license/${name}", esModule = embed "${name}")`;
-  return `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .relay),
-    (name = "polar", external = (address = "${polarHost}", http = ())),
-    (name = "store-disk", disk = (path = "${storeDir}", writable = true)),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const relay :Workerd.Worker = (
-  modules = [
-    (name = "worker.js", esModule = embed "worker.js"),
-    ${files.filter((f) => f.endsWith('.js')).map(esm).join(',\n    ')},
-    (name = "polar-license/polar_license_relay_bg.wasm", wasm = embed "polar_license_relay_bg.wasm"),
-  ],
-  compatibilityDate = "2026-11-01",
-  ${withStore ? 'durableObjectNamespaces = [(className = "PolarRelayStore", uniqueKey = "polar-relay-store-test")],\n  durableObjectStorage = (localDisk = "store-disk"),' : ''}
-  bindings = [
-    (name = "POLAR_ACCESS_TOKEN", text = "${TOKEN}"),
-    (name = "RELAY_SIGNING_KEY", text = "${SIGNING_KEY}"),
-    (name = "POLAR_WEBHOOK_SECRET", text = "${secret}"),
-    ${withStore ? '(name = "POLAR_RELAY_STORE", durableObjectNamespace = "PolarRelayStore"),' : ''}
-  ],
-  globalOutbound = "polar",
-);
-`;
-}
+const WORKER = storeWorker(`perIp: '1000/1000',
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET },`);
 
 async function workerd({ port, secret, storeDir, withStore = true, worker = WORKER, probe = VALIDATE }) {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-store-'));
-  const entry = manifest.exports['./relay'].workerd.replace('./', '');
-  const files = [entry, 'relay-handler.js', 'polar_license_relay.js', 'polar_license_relay_bg.wasm'];
-  for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
-  await writeFile(join(dir, 'worker.js'), worker.replace('ENTRY', entry).replace('POLAR_URL', polar.url));
-  await writeFile(join(dir, 'config.capnp'), capnp({ port, polarHost: new URL(polar.url).host, files, secret, storeDir, withStore }));
-  return runWorkerd(dir, port, probe);
+  return relayUnderWorkerd({
+    port,
+    worker,
+    polarUrl: polar.url,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: SIGNING_KEY, POLAR_WEBHOOK_SECRET: secret },
+    store: withStore ? { dir: storeDir, uniqueKey: 'polar-relay-store-test' } : undefined,
+    probe,
+  });
 }
 
 test('workerd: a Durable Object holds the store; a revocation arrives as a webhook; the store survives a restart', async () => {

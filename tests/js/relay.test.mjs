@@ -9,32 +9,22 @@
 // lease (never one nobody can verify).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, webcrypto } from 'node:crypto';
-import { copyFile, mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { webcrypto } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
 import { createServer } from 'node:http';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { pathToFileURL } from 'node:url';
-import { freePort, runWorkerd } from './workerd.mjs';
-import { CONSUMER, DEAD, EMULATOR, ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { freePort, relayUnderWorkerd } from './workerd.mjs';
+import { DEAD, EMULATOR, ORG, PACKAGE_DIR, importAsApp, mapStorage, newKey, pkg, rejection, relaySigningKey } from './emulator.mjs';
 
 const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
 const { LicenseClient } = await pkg();
 
 // `polar-license/relay` resolved as an app resolves it (the exports map's `node` condition).
-await writeFile(join(CONSUMER, 'relay-import.mjs'), "export * from 'polar-license/relay';\n");
-const relayPkg = await import(pathToFileURL(join(CONSUMER, 'relay-import.mjs')).href);
+const relayPkg = await importAsApp('relay-import.mjs', 'polar-license/relay');
 const manifest = JSON.parse(await readFile(join(PACKAGE_DIR, 'package.json'), 'utf8'));
 
-/** A signing key as `polar-license relay keygen` writes it: `KID=k4.secret.<seed ‖ public>`. */
-function keyText(kid) {
-  const { d, x } = generateKeyPairSync('ed25519').privateKey.export({ format: 'jwk' });
-  const secret = Buffer.concat([Buffer.from(d, 'base64url'), Buffer.from(x, 'base64url')]).toString('base64url');
-  return { text: `${kid}=k4.secret.${secret}`, pair: `${kid}=k4.public.${x}` };
-}
-
-const SIGNER = keyText('relay-js');
+const SIGNER = relaySigningKey('relay-js');
 
 
 /** The relay in node: createRelay + createNodeListener on loopback. */
@@ -47,33 +37,6 @@ async function nodeHost(options = {}) {
     url: `http://127.0.0.1:${server.address().port}`,
     close: () => new Promise((resolve) => server.close(resolve)),
   };
-}
-
-/** workerd's config: the package's workerd entry and its wasm as modules, the emulator as the outbound. */
-function capnp({ port, polar, files }) {
-  const esm = (name) => `(name = "polar-license/${name}", esModule = embed "${name}")`;
-  return `using Workerd = import "/workerd/workerd.capnp";
-const config :Workerd.Config = (
-  services = [
-    (name = "main", worker = .relay),
-    (name = "polar", external = (address = "${polar}", http = ())),
-  ],
-  sockets = [(name = "http", address = "127.0.0.1:${port}", http = (), service = "main")],
-);
-const relay :Workerd.Worker = (
-  modules = [
-    (name = "worker.js", esModule = embed "worker.js"),
-    ${files.filter((f) => f.endsWith('.js')).map(esm).join(',\n    ')},
-    (name = "polar-license/polar_license_relay_bg.wasm", wasm = embed "polar_license_relay_bg.wasm"),
-  ],
-  compatibilityDate = "2026-11-01",
-  bindings = [
-    (name = "POLAR_ACCESS_TOKEN", text = "${TOKEN}"),
-    (name = "RELAY_SIGNING_KEY", text = "${SIGNER.text}"),
-  ],
-  globalOutbound = "polar",
-);
-`;
 }
 
 // The worker an app would write: one relay, and (under /limited/) one whose key limit is 1/1.
@@ -97,15 +60,14 @@ export default {
 
 /** The relay under workerd: the files of the installed package the `workerd` condition names. */
 async function workerdHost() {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-workerd-'));
-  const entry = manifest.exports['./relay'].workerd.replace('./', '');
-  const files = [entry, 'relay-handler.js', 'polar_license_relay.js', 'polar_license_relay_bg.wasm'];
-  for (const f of files) await copyFile(join(PACKAGE_DIR, f), join(dir, f));
   // The emulator's URL: its outbound service sends every fetch there anyway.
-  await writeFile(join(dir, 'worker.js'), WORKER.replace('ENTRY', entry).replace('POLAR_URL', EMULATOR));
-  const port = await freePort();
-  await writeFile(join(dir, 'config.capnp'), capnp({ port, polar: new URL(EMULATOR).host, files }));
-  return runWorkerd(dir, port, `${ROUTES}/validate`);
+  return relayUnderWorkerd({
+    port: await freePort(),
+    worker: WORKER,
+    polarUrl: EMULATOR,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: SIGNER.text },
+    probe: `${ROUTES}/validate`,
+  });
 }
 
 const post = (base, route, body, headers = {}) =>
@@ -215,7 +177,7 @@ test('node: Polar unreachable is a 502 that names no token; a bad key file is re
   } finally {
     await down.close();
   }
-  const other = keyText('relay-js');
+  const other = relaySigningKey('relay-js');
   // Another key's public half after this key's secret: the halves disagree.
   const mixed = `${SIGNER.text.slice(0, SIGNER.text.indexOf('.') + 'secret.'.length)}${Buffer.concat([
     Buffer.from(SIGNER.text.split('k4.secret.')[1], 'base64url').subarray(0, 32),

@@ -47,27 +47,33 @@ console.log(JSON.stringify(out));
 `;
 }
 
-test('Bun runs the package: a check online, then from the file cache after a restart', { skip: bun }, async () => {
-  const data = await mkdtemp(join(tmpdir(), 'polar-license-bun-'));
+/**
+ * Runs `fn(data, file)` with a fresh data directory (removed after) and `<runtime>-check.mjs`,
+ * the check script of `script` for a new key, written in the consumer's directory.
+ */
+async function withCheckScript(runtime, fn) {
+  const data = await mkdtemp(join(tmpdir(), `polar-license-${runtime}-`));
   try {
     const key = await newKey();
-    const file = join(CONSUMER, 'bun-check.mjs');
-    await writeFile(file, script(key, 'bun-check'));
+    const file = join(CONSUMER, `${runtime}-check.mjs`);
+    await writeFile(file, script(key, `${runtime}-check`));
+    await fn(data, file);
+  } finally {
+    await rm(data, { recursive: true, force: true });
+  }
+}
+
+test('Bun runs the package: a check online, then from the file cache after a restart', { skip: bun }, async () => {
+  await withCheckScript('bun', async (data, file) => {
     const env = { ...process.env, XDG_DATA_HOME: data };
     const once = async () => JSON.parse((await run(BUN, [file], { cwd: CONSUMER, env, timeout: 60_000 })).stdout);
     assert.deepEqual(await once(), { source: 'online', storage: 'file', unknown: 'not_found' });
     assert.deepEqual(await once(), { source: 'cache', storage: 'file', unknown: 'not_found' });
-  } finally {
-    await rm(data, { recursive: true, force: true });
-  }
+  });
 });
 
 test('Deno runs the package with its permissions; without --allow-read a load_error names the flag', { skip: deno }, async () => {
-  const data = await mkdtemp(join(tmpdir(), 'polar-license-deno-'));
-  try {
-    const key = await newKey();
-    const file = join(CONSUMER, 'deno-check.mjs');
-    await writeFile(file, script(key, 'deno-check'));
+  await withCheckScript('deno', async (data, file) => {
     const env = { ...process.env, XDG_DATA_HOME: data, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
     const once = async (...allow) =>
       JSON.parse((await run(DENO, ['run', ...allow, file], { cwd: CONSUMER, env, timeout: 60_000 })).stdout);
@@ -77,9 +83,7 @@ test('Deno runs the package with its permissions; without --allow-read a load_er
     const denied = await once('--allow-net', '--allow-env', '--allow-sys');
     assert.equal(denied.error?.code, 'load_error', JSON.stringify(denied));
     assert.match(denied.error.detail, /--allow-read/, JSON.stringify(denied));
-  } finally {
-    await rm(data, { recursive: true, force: true });
-  }
+  });
 });
 
 /** The relay (polar-license/relay) served by the runtime's own server: a grant gets a lease. */

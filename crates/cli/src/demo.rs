@@ -60,6 +60,25 @@ fn source_is(got: &Report, source: &str) -> bool {
     got.json.get("source").and_then(Value::as_str) == Some(source)
 }
 
+/// A check of `key` as `check` renders it.
+fn checked(licensing: &Licensing, key: &Key) -> Report {
+    check_report(
+        key,
+        &licensing.check_report(key.clone()),
+        None,
+        licensing.policy(),
+    )
+}
+
+/// `got`, marked unexpected unless its answer came from `source`.
+fn from_source(got: &Report, source: &str) -> Report {
+    unless(
+        source_is(got, source),
+        got.clone(),
+        &format!("wanted source {source}"),
+    )
+}
+
 struct Walk {
     lines: Vec<String>,
     steps: Vec<Value>,
@@ -276,12 +295,7 @@ pub fn run(g: &Global) -> u8 {
         ("done", None),
     );
     let before = emulator.request_count();
-    let got = check_report(
-        &key,
-        &licensing.check_report(key.clone()),
-        None,
-        licensing.policy(),
-    );
+    let got = checked(&licensing, &key);
     let sent = emulator.request_count().saturating_sub(before);
     walk.step(
         "Check within the hour: from the cache, no request",
@@ -294,20 +308,11 @@ pub fn run(g: &Global) -> u8 {
         ("licensed", None),
     );
     offset.store(2 * HOUR, Ordering::SeqCst);
-    let got = check_report(
-        &key,
-        &licensing.check_report(key.clone()),
-        None,
-        licensing.policy(),
-    );
+    let got = checked(&licensing, &key);
     walk.step(
         "Two hours later: stale, so it asks Polar",
         "check --key $KEY",
-        &unless(
-            source_is(&got, "online"),
-            got.clone(),
-            "wanted source online",
-        ),
+        &from_source(&got, "online"),
         ("licensed", None),
     );
     emulator.set_fault(Some(Fault::Respond {
@@ -316,42 +321,27 @@ pub fn run(g: &Global) -> u8 {
         body: "<html><form>Hotel Wi-Fi: log in</form></html>".into(),
     }));
     offset.store(4 * HOUR, Ordering::SeqCst);
-    let got = check_report(
-        &key,
-        &licensing.check_report(key.clone()),
-        None,
-        licensing.policy(),
-    );
+    let got = checked(&licensing, &key);
     walk.step(
         "A hotel login page answers instead of Polar: licensed from the cache",
         "check --key $KEY",
-        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        &from_source(&got, "cache"),
         ("licensed", Some("protocol_error")),
     );
     emulator.set_fault(Some(Fault::CloseImmediately));
     offset.store(2 * DAY, Ordering::SeqCst);
-    let got = check_report(
-        &key,
-        &licensing.check_report(key.clone()),
-        None,
-        licensing.policy(),
-    );
+    let got = checked(&licensing, &key);
     walk.step(
         "Two days later, Polar unreachable: licensed within the 7-day grace",
         "check --key $KEY",
-        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        &from_source(&got, "cache"),
         ("licensed", Some("offline")),
     );
     offset.store(8 * DAY, Ordering::SeqCst);
     walk.step(
         "Eight days later, still unreachable: the grace is over",
         "check --key $KEY",
-        &check_report(
-            &key,
-            &licensing.check_report(key.clone()),
-            None,
-            licensing.policy(),
-        ),
+        &checked(&licensing, &key),
         ("unverified", Some("grace_expired")),
     );
     emulator.set_fault(None);
@@ -444,16 +434,11 @@ fn signed_mode(emulator: &Emulator, key: &Key, walk: &mut Walk) -> Result<(), St
     );
     emulator.set_fault(Some(Fault::CloseImmediately));
     offset.store(6 * DAY, Ordering::SeqCst);
-    let got = check_report(
-        key,
-        &signed.check_report(key.clone()),
-        None,
-        signed.policy(),
-    );
+    let got = checked(&signed, key);
     walk.step(
         "Six days later, Polar unreachable (the relay answers 502): licensed within the lease",
         "--relay-key $RELAY_KEY check --key $KEY",
-        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        &from_source(&got, "cache"),
         ("licensed", Some("server_error")),
     );
     // The attack the threat model states: the install secret (beside the cache) and the
@@ -461,28 +446,18 @@ fn signed_mode(emulator: &Emulator, key: &Key, walk: &mut Walk) -> Result<(), St
     offset.store(21 * DAY, Ordering::SeqCst);
     let now = system_clock().saturating_add(21 * DAY);
     forge(emulator, &relay.url(), &cache.0, key, now)?;
-    let got = check_report(
-        key,
-        &unsigned.check_report(key.clone()),
-        None,
-        unsigned.policy(),
-    );
+    let got = checked(&unsigned, key);
     walk.step(
         "Three weeks on, the record re-sealed as fresh with this machine's secrets: an app \
          without relay keys believes it",
         "check --key $KEY",
-        &unless(source_is(&got, "cache"), got.clone(), "wanted source cache"),
+        &from_source(&got, "cache"),
         ("licensed", None),
     );
     walk.step(
         "The same forged record in signed mode: refused, its lease ended on day 7",
         "--relay-key $RELAY_KEY check --key $KEY",
-        &check_report(
-            key,
-            &signed.check_report(key.clone()),
-            None,
-            signed.policy(),
-        ),
+        &checked(&signed, key),
         ("unverified", Some("grace_expired")),
     );
     emulator.set_fault(None);

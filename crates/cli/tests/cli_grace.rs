@@ -6,7 +6,7 @@
 //! never with sleeps. Every test has its own cache directory.
 
 use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{json_answer, Launch, World};
+use polar_license_testkit::{expect_answer_keys, json_answer, Launch, World};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
@@ -93,17 +93,7 @@ impl Answer {
 
 fn parse(out: &Output) -> Answer {
     let (code, v) = json_answer(out);
-    for field in [
-        "outcome",
-        "reason",
-        "detail",
-        "source",
-        "activation_id",
-        "grace_remaining_seconds",
-        "license",
-    ] {
-        assert!(v.get(field).is_some(), "missing {field}: {v}");
-    }
+    expect_answer_keys(&v);
     Answer { code, v }
 }
 
@@ -148,6 +138,15 @@ fn refused(a: &Answer, code: i32, outcome: &str, reason: &str) {
     if outcome != "denied" {
         assert!(a.v["source"].is_null(), "{a:?}");
     }
+}
+
+/// No activation to use: `invalid_input` on `activation_id` (exit 2), refused before any
+/// request.
+#[track_caller]
+fn no_activation(w: &World, a: &Answer) {
+    refused(a, 2, "error", "invalid_input");
+    assert_eq!(a.v["field"], "activation_id", "{a:?}");
+    assert_eq!(w.requests(), 0, "refused before any request");
 }
 
 #[test]
@@ -430,9 +429,7 @@ fn deactivate_uses_and_forgets_the_remembered_activation() {
     );
     // Nothing remembered any more: invalid input, no request.
     let again = w.at(0, &["deactivate", "--key", DEMO_KEY]);
-    refused(&again, 2, "error", "invalid_input");
-    assert_eq!(again.v["field"], "activation_id", "{again:?}");
-    assert_eq!(w.requests(), 0);
+    no_activation(&w, &again);
 }
 
 #[test]
@@ -467,9 +464,7 @@ fn require_activation_refuses_a_key_not_activated_here() {
     online(&w.check(0, &[]));
     assert_eq!(w.requests(), 1);
     let required = w.check(0, &["--require-activation"]);
-    refused(&required, 2, "error", "invalid_input");
-    assert_eq!(required.v["field"], "activation_id", "{required:?}");
-    assert_eq!(w.requests(), 0, "refused before any request");
+    no_activation(&w, &required);
 
     let id = w.activated_and_verified();
     let c = w.check(0, &["--require-activation"]);
@@ -485,9 +480,7 @@ fn require_activation_refuses_a_key_not_activated_here() {
         .env("POLAR_LICENSE_REQUIRE_ACTIVATION", "1")
         .launch();
     let again = parse(&out);
-    refused(&again, 2, "error", "invalid_input");
-    assert_eq!(again.v["field"], "activation_id", "{again:?}");
-    assert_eq!(w.requests(), 0);
+    no_activation(&w, &again);
 }
 
 #[test]

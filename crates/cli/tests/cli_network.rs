@@ -4,7 +4,21 @@
 
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
 use polar_license_testkit::{clean_command, ConnectProxy, Launch, ScratchDir};
+use std::process::Output;
 use std::sync::atomic::Ordering;
+
+/// A bad `--proxy` (`ftp://user:s3cret@…`): a usage error (exit 2) that names the proxy and
+/// never shows its password, on stdout or stderr.
+#[track_caller]
+fn refused_without_the_password(out: &Output) {
+    assert_eq!(out.status.code(), Some(2), "{out:?}");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
+}
 
 /// The command line: `--proxy` carries its requests; a bad one is a usage error that never
 /// shows the password.
@@ -37,13 +51,7 @@ fn the_command_line_takes_a_proxy() {
         "direct: not through the proxy"
     );
     let out = run("ftp://user:s3cret@proxy.corp");
-    assert_eq!(out.status.code(), Some(2), "{out:?}");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
+    refused_without_the_password(&out);
 }
 
 /// `relay serve --proxy`: the relay's calls to Polar go through the proxy (each counted as a
@@ -91,11 +99,5 @@ fn relay_serve_asks_polar_through_the_proxy() {
     );
     drop(relay);
     let bad = serve("ftp://user:s3cret@proxy.corp").launch();
-    assert_eq!(bad.status.code(), Some(2), "{bad:?}");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&bad.stdout),
-        String::from_utf8_lossy(&bad.stderr)
-    );
-    assert!(text.contains("proxy") && !text.contains("s3cret"), "{text}");
+    refused_without_the_password(&bad);
 }

@@ -5,9 +5,11 @@
 use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::Key;
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::http::{self, HttpAnswer};
+use polar_license_testkit::{clean_command, expect_json_field, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::Output;
+use std::time::Duration;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
@@ -19,6 +21,32 @@ fn run(args: &[&str]) -> Output {
 fn serve(polar: &str, key: &str) -> std::process::Command {
     let mut cmd = clean_command(BIN);
     cmd.args(["--base-url", polar, "relay", "serve", "--signing-key", key]);
+    cmd
+}
+
+/// `relay keygen --out <a new scratch dir>/relay.key ARGS…`, exit 0: the directory and the
+/// key file.
+fn keygen(label: &str, args: &[&str]) -> (ScratchDir, std::path::PathBuf) {
+    let dir = ScratchDir::new(label);
+    let file = dir.path().join("relay.key");
+    let out = file.to_str().expect("a UTF-8 path");
+    let o = run(&[&["relay", "keygen", "--out", out][..], args].concat());
+    assert_eq!(o.status.code(), Some(0), "{o:?}");
+    (dir, file)
+}
+
+/// `--json relay serve --signing-key KEY --port 0`, to be given the rest.
+fn json_serve(key: &str) -> std::process::Command {
+    let mut cmd = clean_command(BIN);
+    cmd.args([
+        "--json",
+        "relay",
+        "serve",
+        "--signing-key",
+        key,
+        "--port",
+        "0",
+    ]);
     cmd
 }
 
@@ -54,11 +82,7 @@ fn keygen_writes_an_owner_only_key_and_prints_the_public_key_clients_take() {
     // An existing file is refused (exit 3, the file untouched), replaced with --force.
     let before = std::fs::read(&file).expect("the key file");
     let o = run(&["--json", "relay", "keygen", "--out", out]);
-    let refused: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
-    assert_eq!(
-        (o.status.code(), refused["field"].as_str()),
-        (Some(3), Some("out"))
-    );
+    expect_json_field(&o, 3, "field", "out");
     assert_eq!(std::fs::read(&file).expect("the key file"), before);
     let o = run(&["--json", "relay", "keygen", "--out", out, "--force"]);
     assert_eq!(o.status.code(), Some(0));
@@ -81,27 +105,10 @@ fn keygen_writes_an_owner_only_key_and_prints_the_public_key_clients_take() {
 
 #[test]
 fn serve_needs_a_token_and_a_readable_key() {
-    let dir = ScratchDir::new("relay-serve-args");
-    let file = dir.path().join("relay.key");
+    let (dir, file) = keygen("relay-serve-args", &[]);
     let out = file.to_str().expect("a UTF-8 path");
-    assert_eq!(
-        run(&["relay", "keygen", "--out", out]).status.code(),
-        Some(0)
-    );
-    let o = run(&[
-        "--json",
-        "relay",
-        "serve",
-        "--signing-key",
-        out,
-        "--port",
-        "0",
-    ]);
-    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
-    assert_eq!(
-        (o.status.code(), v["field"].as_str()),
-        (Some(2), Some("access_token"))
-    );
+    let o = json_serve(out).launch();
+    expect_json_field(&o, 2, "field", "access_token");
     let missing = dir.path().join("none.key");
     let o = run(&[
         "--json",
@@ -112,25 +119,14 @@ fn serve_needs_a_token_and_a_readable_key() {
         "--access-token",
         "polar_oat_x",
     ]);
-    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
-    assert_eq!(
-        (o.status.code(), v["field"].as_str()),
-        (Some(3), Some("signing_key"))
-    );
+    expect_json_field(&o, 3, "field", "signing_key");
     assert!(!stdout(&o).contains("polar_oat_x"));
 }
 
 #[test]
 fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
-    let dir = ScratchDir::new("relay-e2e");
-    let file = dir.path().join("relay.key");
+    let (dir, file) = keygen("relay-e2e", &["--kid", "k1"]);
     let out = file.to_str().expect("a UTF-8 path");
-    assert_eq!(
-        run(&["relay", "keygen", "--out", out, "--kid", "k1"])
-            .status
-            .code(),
-        Some(0)
-    );
     let key = SigningKey::from_file_text(&std::fs::read_to_string(&file).expect("the key"))
         .expect("the key");
 
@@ -160,18 +156,10 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
         .args(["--cache-dir", cache.to_str().expect("a UTF-8 path")])
         .args(["validate", "--key", DEMO_KEY])
         .launch();
-    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
-    assert_eq!(
-        (o.status.code(), v["outcome"].as_str()),
-        (Some(0), Some("licensed")),
-        "{v}"
-    );
+    expect_json_field(&o, 0, "outcome", "licensed");
 
     // The raw answer carries a lease that verifies with the key keygen printed.
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = http::agent(Duration::from_secs(30));
     let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
     let resp = agent
         .post(format!(
@@ -181,13 +169,9 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
         .header("content-type", "application/json")
         .send(body.as_str())
         .expect("an answer");
-    assert_eq!(resp.status().as_u16(), 200);
-    let token = resp
-        .headers()
-        .get(LEASE_HEADER)
-        .and_then(|v| v.to_str().ok())
-        .expect("a lease")
-        .to_string();
+    let answer = HttpAnswer::read(resp);
+    assert_eq!(answer.status, 200);
+    let token = answer.header(LEASE_HEADER).expect("a lease").to_string();
     let license_key = Key::new(DEMO_KEY);
     let expect = LeaseExpect {
         organization_id: DEMO_ORGANIZATION_ID,
@@ -209,32 +193,13 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
 /// hides the answer), a preflight the same; a malformed origin is refused at start.
 #[test]
 fn serve_cors_origins_grant_only_the_pages_named() {
-    let dir = ScratchDir::new("relay-cors");
-    let file = dir.path().join("relay.key");
+    let (_dir, file) = keygen("relay-cors", &[]);
     let out = file.to_str().expect("a UTF-8 path");
-    assert_eq!(
-        run(&["relay", "keygen", "--out", out]).status.code(),
-        Some(0)
-    );
-    let bad = clean_command(BIN)
-        .args([
-            "--json",
-            "relay",
-            "serve",
-            "--signing-key",
-            out,
-            "--port",
-            "0",
-        ])
+    let bad = json_serve(out)
         .args(["--cors-origin", "https://app.example.com/path"])
         .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN)
         .launch();
-    let v: Value = serde_json::from_slice(&bad.stdout).expect("one JSON object");
-    assert_eq!(
-        (bad.status.code(), v["field"].as_str()),
-        (Some(2), Some("cors_origins")),
-        "{v}"
-    );
+    expect_json_field(&bad, 2, "field", "cors_origins");
 
     let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
     let (relay, _) = Served::start_with_banner(
@@ -244,10 +209,7 @@ fn serve_cors_origins_grant_only_the_pages_named() {
             .env("POLAR_LICENSE_RELAY_CORS_ORIGINS", "http://localhost:5173"),
         "serving until killed",
     );
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .build()
-        .new_agent();
+    let agent = http::agent(Duration::from_secs(30));
     let url = format!("{}/v1/customer-portal/license-keys/validate", relay.url);
     let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
     let grant = |origin: &str, preflight: bool| {
@@ -265,17 +227,7 @@ fn serve_cors_origins_grant_only_the_pages_named() {
                 .send(body.as_str())
         }
         .expect("an answer");
-        let header = |name: &str| {
-            resp.headers()
-                .get(name)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string)
-        };
-        (
-            resp.status().as_u16(),
-            header("access-control-allow-origin"),
-            header("vary"),
-        )
+        HttpAnswer::read(resp).status_and("access-control-allow-origin", "vary")
     };
     // The flag wins over the variable (clap: a flag given replaces the environment's).
     for preflight in [false, true] {

@@ -3,6 +3,7 @@
 //! middle, and a restart that has lost no verdict and no webhook id it acknowledged.
 
 use polar_license_emulator::{DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
+use polar_license_testkit::http::{self, HttpAnswer};
 use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
@@ -10,12 +11,7 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(30)))
-        .build()
-        .into()
+    http::agent(Duration::from_secs(30))
 }
 
 fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value, Option<String>) {
@@ -26,18 +22,11 @@ fn call(method: &str, url: &str, body: Option<Value>) -> (u16, Value, Option<Str
         .header("content-type", "application/json")
         .body(body.map(|b| b.to_string()).unwrap_or_default())
         .expect("a request");
-    let mut resp = agent().run(request).expect("an answer");
-    let source = resp
-        .headers()
-        .get("polar-license-source")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
-    let status = resp.status().as_u16();
-    let text = resp.body_mut().read_to_string().unwrap_or_default();
+    let answer = HttpAnswer::read(agent().run(request).expect("an answer"));
     (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::Null),
-        source,
+        answer.status,
+        serde_json::from_slice(&answer.body).unwrap_or(Value::Null),
+        answer.header("polar-license-source").map(str::to_string),
     )
 }
 
@@ -47,12 +36,7 @@ fn requests(polar: &Served) -> u64 {
 }
 
 fn validate(relay: &Served) -> (u16, Option<String>) {
-    let (status, _, source) = call(
-        "POST",
-        &format!("{}/v1/customer-portal/license-keys/validate", relay.url),
-        Some(json!({"key": DEMO_KEY, "organization_id": DEMO_ORGANIZATION_ID})),
-    );
-    (status, source)
+    validate_key(&relay.url, DEMO_KEY)
 }
 
 fn start_relay(polar: &Served, key: &str, store: &str, secret: &str) -> Served {
@@ -1448,17 +1432,7 @@ fn call_with_headers(url: &str, body: Value) -> (u16, Option<String>, Option<Str
         .header("content-type", "application/json")
         .send(body.to_string())
         .expect("an answer");
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
-    (
-        resp.status().as_u16(),
-        header("retry-after"),
-        header("polar-license-source"),
-    )
+    HttpAnswer::read(resp).status_and("retry-after", "polar-license-source")
 }
 
 /// `--reconcile-every`, `--stale-after-ms` and `--marked-stale-for` through the real binary:

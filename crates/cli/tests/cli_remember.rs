@@ -47,6 +47,17 @@ fn no_key(got: &(i32, Value, String)) {
     );
 }
 
+/// Exit `code`, and `field` set to `value` (showing the answer when not).
+#[track_caller]
+fn answered(got: &(i32, Value, String), code: i32, field: &str, value: &str) {
+    assert_eq!(
+        (got.0, got.1[field].as_str()),
+        (code, Some(value)),
+        "{}",
+        got.1
+    );
+}
+
 fn tail(key: &str) -> &str {
     &key[key.len() - 6..]
 }
@@ -78,12 +89,7 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
     let activation = act.1["activation_id"].as_str().unwrap().to_string();
 
     let check = cli(&polar, &d, &["check"]);
-    assert_eq!(
-        (check.0, check.1["outcome"].as_str()),
-        (0, Some("licensed")),
-        "{}",
-        check.1
-    );
+    answered(&check, 0, "outcome", "licensed");
     assert_eq!(check.1["activation_id"], activation.as_str(), "{}", check.1);
     let status = cli(&polar, &d, &["status"]);
     assert_eq!(status.0, 0, "{}", status.1);
@@ -95,12 +101,7 @@ fn activate_remember_then_check_deactivate_and_status_need_no_key() {
     );
     // --key still wins over the remembered key.
     let other = cli(&polar, &d, &["check", "--key", DEMO_KEY_REVOKED]);
-    assert_eq!(
-        (other.0, other.1["reason"].as_str()),
-        (1, Some("inactive")),
-        "{}",
-        other.1
-    );
+    answered(&other, 1, "reason", "inactive");
 
     // Deactivating the remembered key frees its slot and forgets it.
     let deact = cli(&polar, &d, &["deactivate"]);
@@ -144,12 +145,7 @@ fn deactivating_a_replaced_activation_keeps_the_remembered_key() {
 
     // The key is still remembered, and the check validates the current activation.
     let check = cli(&polar, &d, &["check"]);
-    assert_eq!(
-        (check.0, check.1["outcome"].as_str()),
-        (0, Some("licensed")),
-        "{}",
-        check.1
-    );
+    answered(&check, 0, "outcome", "licensed");
     assert_eq!(check.1["activation_id"], current.as_str(), "{}", check.1);
 
     // Deactivating the current one forgets the key, as before.
@@ -163,12 +159,7 @@ fn remember_and_forget_key_commands() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let d = ScratchDir::new("cli-remember-commands");
     let bad = cli(&polar, &d, &["remember", "--key", " KEY"]);
-    assert_eq!(
-        (bad.0, bad.1["field"].as_str()),
-        (2, Some("key")),
-        "{}",
-        bad.1
-    );
+    answered(&bad, 2, "field", "key");
     let none = cli(&polar, &d, &["forget-key"]);
     assert_eq!((none.0, &none.1["key"]), (0, &Value::Null), "{}", none.1);
 
@@ -188,12 +179,7 @@ fn remember_and_forget_key_commands() {
     assert_eq!(listing.1["cache"]["records"], 0, "{}", listing.1);
     assert_eq!(listing.1["cache"]["exists"], true, "{}", listing.1);
     let check = cli(&polar, &d, &["check"]);
-    assert_eq!(
-        (check.0, check.1["source"].as_str()),
-        (0, Some("online")),
-        "{}",
-        check.1
-    );
+    answered(&check, 0, "source", "online");
 
     let forgot = cli(&polar, &d, &["forget-key"]);
     assert_eq!(forgot.0, 0, "{}", forgot.1);
@@ -201,12 +187,7 @@ fn remember_and_forget_key_commands() {
     no_key(&cli(&polar, &d, &["check"]));
     // The record stays: the key checks from the cache with --key.
     let cached = cli(&polar, &d, &["check", "--key", DEMO_KEY]);
-    assert_eq!(
-        (cached.0, cached.1["source"].as_str()),
-        (0, Some("cache")),
-        "{}",
-        cached.1
-    );
+    answered(&cached, 0, "source", "cache");
 }
 
 #[test]

@@ -58,6 +58,7 @@ fn run(cmd: &mut Command, stdin: Option<&str>) -> Answer {
 trait Here {
     fn cli_app(&self, cache: &str, offset: i64, signed: bool) -> Command;
     fn cmd(&self, cache: &str, offset: i64, signed: bool, args: &[&str]) -> Answer;
+    fn activate_signed(&self) -> Answer;
     fn forge_at(&self, cache: &str, edit: impl FnOnce(&mut polar_license::Record));
 }
 
@@ -80,6 +81,12 @@ impl Here for World {
 
     fn cmd(&self, cache: &str, offset: i64, signed: bool, args: &[&str]) -> Answer {
         run(self.cli_app(cache, offset, signed).args(args), None)
+    }
+
+    /// `activate` in signed mode, in the cache `app`, at the clock's start.
+    fn activate_signed(&self) -> Answer {
+        let args = ["activate", "--key", DEMO_KEY, "--label", "laptop"];
+        self.cmd("app", 0, true, &args)
     }
 
     /// Re-seals the record in `cache` after `edit`, with the install secret read from disk,
@@ -108,12 +115,7 @@ fn lease_kid(a: &Answer) -> Option<&str> {
 #[test]
 fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
     let w = world("2");
-    let a = w.cmd(
-        "app",
-        0,
-        true,
-        &["activate", "--key", DEMO_KEY, "--label", "laptop"],
-    );
+    let a = w.activate_signed();
     assert_eq!((a.code, lease_kid(&a)), (0, Some("relay-1")), "{}", a.v);
     let ends = a.v["lease"]["expires_at"]
         .as_str()
@@ -151,12 +153,7 @@ fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
 #[test]
 fn the_forged_record_attack_fools_an_unsigned_command_and_not_a_signed_one() {
     let w = world("7");
-    let a = w.cmd(
-        "app",
-        0,
-        true,
-        &["activate", "--key", DEMO_KEY, "--label", "laptop"],
-    );
+    let a = w.activate_signed();
     assert_eq!(a.code, 0, "{}", a.v);
     // Revoked on Polar, which the attacker then keeps unreachable; a month later the record is
     // re-sealed as freshly verified.

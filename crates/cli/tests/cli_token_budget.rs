@@ -6,7 +6,8 @@
 use std::time::{Duration, Instant};
 
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_testkit::{clean_command, Launch, ScratchDir, Served};
+use polar_license_testkit::http::{self, HttpAnswer};
+use polar_license_testkit::{clean_command, expect_json_field, Launch, ScratchDir, Served};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -49,31 +50,25 @@ fn emulator(args: &[&str]) -> (Served, String) {
 }
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(10)))
-        .build()
-        .into()
+    http::agent(Duration::from_secs(10))
 }
 
+/// An answer, with when its request was sent and when it was read.
 struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-    /// When the request was sent and when its answer was read.
+    http: HttpAnswer,
     sent: Instant,
     answered: Instant,
 }
 
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
+impl std::ops::Deref for Answer {
+    type Target = HttpAnswer;
 
+    fn deref(&self) -> &HttpAnswer {
+        &self.http
+    }
+}
+
+impl Answer {
     fn retry_after(&self) -> u64 {
         self.header("retry-after")
             .and_then(|v| v.parse().ok())
@@ -84,23 +79,14 @@ impl Answer {
 /// A validate on the token twin with `token`, for `org`'s `key`.
 fn validate(agent: &ureq::Agent, url: &str, token: &str, org: &str, key: &str) -> Answer {
     let sent = Instant::now();
-    let mut response = agent
+    let response = agent
         .post(&format!("{url}/v1/license-keys/validate"))
         .header("authorization", &format!("Bearer {token}"))
         .header("content-type", "application/json")
         .send(json!({"key": key, "organization_id": org}).to_string())
         .expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
     Answer {
-        status,
-        headers,
-        body,
+        http: HttpAnswer::read(response),
         sent,
         answered: Instant::now(),
     }
@@ -124,8 +110,29 @@ fn ttl(d: Duration) -> u64 {
 fn spend(agent: &ureq::Agent, url: &str, n: usize) {
     for i in 0..n {
         let r = demo(agent, url);
-        assert_eq!(r.status, 200, "call {} of {n}: {}", i + 1, r.body);
+        assert_eq!(r.status, 200, "call {} of {n}: {}", i + 1, r.text());
     }
+}
+
+/// `polar-license emulator ARGS…`, whose banner says a budget of `budget` calls per `window`
+/// seconds, with the budget spent: the next call is Polar's 429, its `retry-after` within the
+/// window. The emulator and that 429.
+fn spent(args: &[&str], budget: usize, window: u64) -> (Served, Answer) {
+    let (polar, line) = emulator(args);
+    assert_eq!(
+        line,
+        format!("token budget: {budget} calls per {window}s per organization (429 past it)")
+    );
+    let agent = agent();
+    spend(&agent, &polar.url, budget);
+    let r = demo(&agent, &polar.url);
+    assert_eq!(r.status, 429);
+    assert!(
+        (window - 1..=window).contains(&r.retry_after()),
+        "{}",
+        r.retry_after()
+    );
+    (polar, r)
 }
 
 #[test]
@@ -149,7 +156,7 @@ fn the_call_past_the_budget_is_polars_429_until_the_window_ends_and_only_for_its
     let agent = agent();
     // The window opens at the first call the emulator answers: between these two instants.
     let first = demo(&agent, &polar.url);
-    assert_eq!(first.status, 200, "{}", first.body);
+    assert_eq!(first.status, 200, "{}", first.text());
     spend(&agent, &polar.url, BUDGET - 1);
     // Two seconds into the window, so that what remains (about 3 s) is not the whole window.
     let later = first.answered + Duration::from_secs(2);
@@ -161,8 +168,8 @@ fn the_call_past_the_budget_is_polars_429_until_the_window_ends_and_only_for_its
     );
     // Polar's 429 of the zone `api` (polar-api.md §8): an empty body, `retry-after`, no
     // rate-limit headers, none of a JSON answer's.
-    assert_eq!(refused.status, 429, "{}", refused.body);
-    assert_eq!(refused.body, "");
+    assert_eq!(refused.status, 429, "{}", refused.text());
+    assert_eq!(refused.text(), "");
     let mut names: Vec<String> = refused
         .headers
         .iter()
@@ -188,7 +195,7 @@ fn the_call_past_the_budget_is_polars_429_until_the_window_ends_and_only_for_its
     );
     // The other organization passes in the same window; the first is still refused.
     let passed = other(&agent, &polar.url);
-    assert_eq!(passed.status, 200, "{}", passed.body);
+    assert_eq!(passed.status, 200, "{}", passed.text());
     let again = demo(&agent, &polar.url);
     assert_eq!(again.status, 429);
     assert!(
@@ -200,7 +207,7 @@ fn the_call_past_the_budget_is_polars_429_until_the_window_ends_and_only_for_its
     let end = refused.answered + Duration::from_secs(retry) + Duration::from_millis(700);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
     let next = demo(&agent, &polar.url);
-    assert_eq!(next.status, 200, "the next window: {}", next.body);
+    assert_eq!(next.status, 200, "the next window: {}", next.text());
 }
 
 #[test]
@@ -213,42 +220,18 @@ fn token_budget_0_turns_the_budget_off() {
 
 #[test]
 fn sandbox_has_polars_100_and_the_flag_wins_over_it() {
-    let (polar, line) = emulator(&["--sandbox"]);
-    assert_eq!(
-        line,
-        "token budget: 100 calls per 60s per organization (429 past it)"
-    );
-    let agent = agent();
-    spend(&agent, &polar.url, 100);
-    let r = demo(&agent, &polar.url);
-    assert_eq!(r.status, 429);
-    assert!((59..=60).contains(&r.retry_after()), "{}", r.retry_after());
+    let (polar, r) = spent(&["--sandbox"], 100, 60);
     assert_eq!(r.header("x-polar-sandbox"), None, "a bare 429");
     drop(polar);
-
-    let (polar, line) = emulator(&["--sandbox", "--token-budget", "3"]);
-    assert_eq!(
-        line,
-        "token budget: 3 calls per 60s per organization (429 past it)"
-    );
-    spend(&agent, &polar.url, 3);
-    assert_eq!(demo(&agent, &polar.url).status, 429);
+    spent(&["--sandbox", "--token-budget", "3"], 3, 60);
 }
 
 #[test]
 fn the_seed_files_budget_and_window_and_the_flags_over_them() {
     let dir = ScratchDir::new("cli-token-budget-seed");
     let seed = seed_file(&dir, json!({"token_budget": 4, "token_window_seconds": 2}));
-    let (polar, line) = emulator(&["--seed", &seed]);
-    assert_eq!(
-        line,
-        "token budget: 4 calls per 2s per organization (429 past it)"
-    );
+    let (polar, r) = spent(&["--seed", &seed], 4, 2);
     let agent = agent();
-    spend(&agent, &polar.url, 4);
-    let r = demo(&agent, &polar.url);
-    assert_eq!(r.status, 429);
-    assert!((1..=2).contains(&r.retry_after()), "{}", r.retry_after());
     // The seed's window, not Polar's minute: the next one passes.
     let end = r.answered + Duration::from_secs(r.retry_after()) + Duration::from_millis(700);
     std::thread::sleep(end.saturating_duration_since(Instant::now()));
@@ -256,14 +239,7 @@ fn the_seed_files_budget_and_window_and_the_flags_over_them() {
     drop(polar);
 
     // The flags win over the seed, each on its own.
-    let (polar, line) = emulator(&["--seed", &seed, "--token-budget", "2"]);
-    assert_eq!(
-        line,
-        "token budget: 2 calls per 2s per organization (429 past it)"
-    );
-    spend(&agent, &polar.url, 2);
-    assert_eq!(demo(&agent, &polar.url).status, 429);
-    drop(polar);
+    drop(spent(&["--seed", &seed, "--token-budget", "2"], 2, 2));
     let (_polar, line) = emulator(&["--seed", &seed, "--token-window", "7"]);
     assert_eq!(
         line,
@@ -287,10 +263,5 @@ fn a_window_of_0_is_a_usage_error() {
     let o = clean_command(BIN)
         .args(["--json", "emulator", "--port", "0", "--seed", &seed])
         .launch();
-    let v: Value = serde_json::from_slice(&o.stdout).expect("one JSON object");
-    assert_eq!(
-        (o.status.code(), v["field"].as_str()),
-        (Some(2), Some("seed")),
-        "{v}"
-    );
+    expect_json_field(&o, 2, "field", "seed");
 }

@@ -9,7 +9,9 @@
 //! it is tested on the native face (tests/trust.rs).
 
 use polar_license_emulator::{Fault, DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{clean_command, json_answer, Launch, ScratchDir, Served, World};
+use polar_license_testkit::{
+    clean_command, json_answer, wrapped, Launch, ScratchDir, Served, World,
+};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -631,19 +633,9 @@ fn a_read_only_cache_directory_still_licenses() {
         let mut cmd = w.command(offset, args);
         if root {
             // Root writes anywhere: run as nobody, for whom the directory is read-only.
-            let mut wrapped = Command::new("setpriv");
-            wrapped
-                .args(["--reuid=65534", "--regid=65534", "--clear-groups", "--"])
-                .arg(cmd.get_program())
-                .args(cmd.get_args());
-            for (k, v) in cmd.get_envs() {
-                match v {
-                    Some(v) => wrapped.env(k, v),
-                    None => wrapped.env_remove(k),
-                };
-            }
-            wrapped.env("HOME", "/nonexistent");
-            cmd = wrapped;
+            let setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
+            cmd = wrapped("setpriv", &setpriv, &cmd);
+            cmd.env("HOME", "/nonexistent");
         }
         parse(&cmd.launch())
     };

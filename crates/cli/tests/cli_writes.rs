@@ -6,7 +6,7 @@
 #![cfg(target_os = "linux")]
 
 use polar_license_emulator::DEMO_KEY;
-use polar_license_testkit::{take_requests, Launch, ScratchDir, World};
+use polar_license_testkit::{take_requests, wrapped, Launch, ScratchDir, World};
 use serde_json::Value;
 use std::path::Path;
 use std::process::Command;
@@ -39,20 +39,10 @@ impl Here for World {
     fn traced_check(&self, traces: &Path, offset: i64, n: usize) -> Launched {
         let inner = self.command(offset, &["check", "--key", DEMO_KEY]);
         let trace = traces.join(format!("check-{n}.trace"));
-        let mut cmd = Command::new("strace");
-        cmd.args(["-f", "-qq", "-e"])
-            .arg(format!("trace={DURABLE}"))
-            .arg("-o")
-            .arg(&trace)
-            .arg(inner.get_program())
-            .args(inner.get_args());
-        for (k, v) in inner.get_envs() {
-            match v {
-                Some(v) => cmd.env(k, v),
-                None => cmd.env_remove(k),
-            };
-        }
-        let out = cmd.launch();
+        let filter = format!("trace={DURABLE}");
+        let output = trace.to_string_lossy();
+        let strace = ["-f", "-qq", "-e", &filter, "-o", &output];
+        let out = wrapped("strace", &strace, &inner).launch();
         assert!(
             out.status.success(),
             "strace check: {}",

@@ -600,6 +600,28 @@ impl std::fmt::Debug for Core {
     }
 }
 
+/// `PUT`/`POST` of a fault (`what`): the body's JSON sets `slot`, an empty body or `null`
+/// clears it (204); anything else is a 400 naming `what`.
+fn set_from_body<T: serde::de::DeserializeOwned>(
+    slot: &mut Option<T>,
+    raw: &[u8],
+    what: &str,
+) -> Resp {
+    let text = String::from_utf8_lossy(raw);
+    let parsed = if text.trim().is_empty() {
+        Ok(None)
+    } else {
+        serde_json::from_str::<Option<T>>(&text)
+    };
+    match parsed {
+        Ok(value) => {
+            *slot = value;
+            Resp::new(204)
+        }
+        Err(e) => Resp::detail(400, &format!("invalid {what}: {e}")),
+    }
+}
+
 impl Core {
     /// A core serving `seed`, its keys created at `now`, its ids (activations, keys, customers
     /// the seed leaves out) random from the operating system. Native only; see
@@ -1490,21 +1512,7 @@ impl Core {
 
     fn admin_with_body(&mut self, pending: Pending, raw: &[u8], now: Time) -> Resp {
         match pending {
-            Pending::SetFault => {
-                let text = String::from_utf8_lossy(raw);
-                let parsed = if text.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Option<Fault>>(&text)
-                };
-                match parsed {
-                    Ok(fault) => {
-                        self.fault = fault;
-                        Resp::new(204)
-                    }
-                    Err(e) => Resp::detail(400, &format!("invalid fault: {e}")),
-                }
-            }
+            Pending::SetFault => set_from_body::<Fault>(&mut self.fault, raw, "fault"),
             Pending::AddKey => {
                 let key: SeedKey = match serde_json::from_slice(raw) {
                     Ok(key) => key,
@@ -1530,19 +1538,7 @@ impl Core {
                 }
             }
             Pending::SetWebhookFault => {
-                let text = String::from_utf8_lossy(raw);
-                let parsed = if text.trim().is_empty() {
-                    Ok(None)
-                } else {
-                    serde_json::from_str::<Option<WebhookFault>>(&text)
-                };
-                match parsed {
-                    Ok(fault) => {
-                        self.webhooks.fault = fault;
-                        Resp::new(204)
-                    }
-                    Err(e) => Resp::detail(400, &format!("invalid webhook fault: {e}")),
-                }
+                set_from_body::<WebhookFault>(&mut self.webhooks.fault, raw, "webhook fault")
             }
             Pending::EndpointSignature(id) => {
                 #[derive(serde::Deserialize)]
@@ -1625,27 +1621,25 @@ impl Core {
                         },
                     );
                 };
-                if let Some(key) = rest.strip_suffix("/cycle") {
+                // The two changes of a key, POST only: `/cycle` (a new cycle of its benefit)
+                // and `/rotate` (a new key in its place).
+                let change = rest
+                    .strip_suffix("/cycle")
+                    .map(|key| (key, true))
+                    .or_else(|| rest.strip_suffix("/rotate").map(|key| (key, false)));
+                if let Some((key, cycle)) = change {
                     if method != "POST" {
                         return Step::Done(Resp::detail(405, "Method Not Allowed"));
                     }
-                    return Step::Done(if self.cycle_key(key, now) {
-                        match self.store.key_json(key) {
-                            Some(j) => Resp::json(200, &j),
-                            None => Resp::internal_error(),
-                        }
+                    let changed = if cycle {
+                        self.cycle_key(key, now).then(|| self.store.key_json(key))
                     } else {
-                        Resp::detail(404, "Not Found")
-                    });
-                }
-                if let Some(key) = rest.strip_suffix("/rotate") {
-                    if method != "POST" {
-                        return Step::Done(Resp::detail(405, "Method Not Allowed"));
-                    }
-                    return Step::Done(match self.rotate_key(key, now) {
-                        Some(new) => {
-                            Resp::json(200, &J::Obj(vec![("key".to_string(), J::Str(new))]))
-                        }
+                        let new = self.rotate_key(key, now);
+                        new.map(|new| Some(J::Obj(vec![("key".to_string(), J::Str(new))])))
+                    };
+                    return Step::Done(match changed {
+                        Some(Some(j)) => Resp::json(200, &j),
+                        Some(None) => Resp::internal_error(),
                         None => Resp::detail(404, "Not Found"),
                     });
                 }

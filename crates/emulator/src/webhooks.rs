@@ -715,12 +715,7 @@ impl Webhooks {
         id: Uuid,
         monotonic: Duration,
     ) -> bool {
-        let owned: Vec<Uuid> = self
-            .endpoints
-            .iter()
-            .filter(|e| e.organization_id == organization_id)
-            .map(|e| e.id)
-            .collect();
+        let owned = self.owned_endpoints(organization_id);
         let Some(event) = self
             .events
             .iter_mut()
@@ -735,6 +730,15 @@ impl Webhooks {
         true
     }
 
+    /// The ids of the organization's endpoints.
+    fn owned_endpoints(&self, organization_id: Uuid) -> Vec<Uuid> {
+        self.endpoints
+            .iter()
+            .filter(|e| e.organization_id == organization_id)
+            .map(|e| e.id)
+            .collect()
+    }
+
     /// The deliveries of the organization's endpoints, newest first, filtered.
     pub(crate) fn deliveries(
         &self,
@@ -743,12 +747,7 @@ impl Webhooks {
         succeeded: Option<bool>,
         event_type: Option<&str>,
     ) -> Vec<J> {
-        let owned: Vec<Uuid> = self
-            .endpoints
-            .iter()
-            .filter(|e| e.organization_id == organization_id)
-            .map(|e| e.id)
-            .collect();
+        let owned = self.owned_endpoints(organization_id);
         self.deliveries
             .iter()
             .rev()

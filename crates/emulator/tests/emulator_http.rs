@@ -10,6 +10,8 @@ use polar_license_emulator::{
     DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_REVOKED, DEMO_KEY_USAGE,
     DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
+use polar_license_testkit::budgeted_emulator;
+use polar_license_testkit::http::HttpAnswer;
 use serde_json::{json, Value};
 
 const VALIDATE: &str = "/v1/customer-portal/license-keys/validate";
@@ -18,32 +20,7 @@ const DEACTIVATE: &str = "/v1/customer-portal/license-keys/deactivate";
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const OTHER_V4: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 
-// ---- a tiny raw HTTP client ---------------------------------------------------------------
-
-#[derive(Debug)]
-struct Resp {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Resp {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body)
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
-    }
-
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
+// ---- a tiny raw HTTP client (the answer read into the suites' shared `HttpAnswer`) ------
 
 fn read_head(reader: &mut impl BufRead) -> Option<(u16, Vec<(String, String)>)> {
     let mut line = String::new();
@@ -65,7 +42,7 @@ fn read_head(reader: &mut impl BufRead) -> Option<(u16, Vec<(String, String)>)> 
     Some((status, headers))
 }
 
-fn read_response(reader: &mut impl BufRead, head_request: bool) -> Resp {
+fn read_response(reader: &mut impl BufRead, head_request: bool) -> HttpAnswer {
     let (status, headers) = read_head(reader).expect("a response head");
     let length = headers
         .iter()
@@ -73,7 +50,7 @@ fn read_response(reader: &mut impl BufRead, head_request: bool) -> Resp {
         .map(|(_, v)| v.parse::<usize>().expect("numeric content-length"));
     let mut body = vec![0u8; if head_request { 0 } else { length.unwrap_or(0) }];
     reader.read_exact(&mut body).expect("the whole body");
-    Resp {
+    HttpAnswer {
         status,
         headers,
         body,
@@ -89,7 +66,7 @@ fn connect(em: &Emulator) -> TcpStream {
 }
 
 /// Sends raw bytes on a new connection and reads one response.
-fn raw(em: &Emulator, request: &[u8]) -> Resp {
+fn raw(em: &Emulator, request: &[u8]) -> HttpAnswer {
     let mut stream = connect(em);
     stream.write_all(request).expect("write");
     let mut reader = BufReader::new(stream);
@@ -102,7 +79,7 @@ fn request(
     path: &str,
     body: Option<&str>,
     headers: &[(&str, &str)],
-) -> Resp {
+) -> HttpAnswer {
     let mut text = format!(
         "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n",
         em.port()
@@ -123,11 +100,11 @@ fn request(
     raw(em, text.as_bytes())
 }
 
-fn post(em: &Emulator, path: &str, body: &Value) -> Resp {
+fn post(em: &Emulator, path: &str, body: &Value) -> HttpAnswer {
     request(em, "POST", path, Some(&body.to_string()), &[])
 }
 
-fn post_h(em: &Emulator, path: &str, body: &Value, headers: &[(&str, &str)]) -> Resp {
+fn post_h(em: &Emulator, path: &str, body: &Value, headers: &[(&str, &str)]) -> HttpAnswer {
     request(em, "POST", path, Some(&body.to_string()), headers)
 }
 
@@ -135,7 +112,7 @@ fn demo() -> Emulator {
     Emulator::start(Seed::demo(), Options::default()).expect("emulator starts")
 }
 
-fn validate(em: &Emulator, key: &str, extra: Value) -> Resp {
+fn validate(em: &Emulator, key: &str, extra: Value) -> HttpAnswer {
     let mut body = json!({"key": key, "organization_id": ORG});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -143,7 +120,7 @@ fn validate(em: &Emulator, key: &str, extra: Value) -> Resp {
     post(em, VALIDATE, &body)
 }
 
-fn activate(em: &Emulator, key: &str, extra: Value) -> Resp {
+fn activate(em: &Emulator, key: &str, extra: Value) -> HttpAnswer {
     let mut body = json!({"key": key, "organization_id": ORG, "label": "Jane's MacBook Pro"});
     if let (Some(b), Some(e)) = (body.as_object_mut(), extra.as_object()) {
         b.extend(e.clone());
@@ -151,7 +128,7 @@ fn activate(em: &Emulator, key: &str, extra: Value) -> Resp {
     post(em, ACTIVATE, &body)
 }
 
-fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> Resp {
+fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> HttpAnswer {
     post(
         em,
         DEACTIVATE,
@@ -159,22 +136,22 @@ fn deactivate(em: &Emulator, key: &str, activation_id: &str) -> Resp {
     )
 }
 
-fn activation_id(r: &Resp) -> String {
+fn activation_id(r: &HttpAnswer) -> String {
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["id"].as_str().expect("an id").to_string()
 }
 
-fn assert_error(r: &Resp, status: u16, error: &str, detail: &str) {
+fn assert_error(r: &HttpAnswer, status: u16, error: &str, detail: &str) {
     assert_eq!(r.status, status, "{}", r.text());
     assert_eq!(r.json(), json!({"error": error, "detail": detail}));
     assert_eq!(r.header("content-type"), Some("application/json"));
 }
 
-fn not_found(r: &Resp, detail: &str) {
+fn not_found(r: &HttpAnswer, detail: &str) {
     assert_error(r, 404, "ResourceNotFound", detail);
 }
 
-fn not_permitted(r: &Resp, detail: &str) {
+fn not_permitted(r: &HttpAnswer, detail: &str) {
     assert_error(r, 403, "NotPermitted", detail);
 }
 
@@ -619,7 +596,7 @@ fn deactivate_errors_and_no_status_check() {
     assert_eq!(deactivate(&em, DEMO_KEY, &id).status, 204);
 }
 
-fn assert_422(r: &Resp, detail: Value) {
+fn assert_422(r: &HttpAnswer, detail: Value) {
     assert_eq!(r.status, 422, "{}", r.text());
     assert_eq!(
         r.json(),
@@ -2021,7 +1998,7 @@ fn seed_2027_fields_are_checked() {
 
 // ---- The read routes: GET /v1/license-keys/ and GET /v1/license-keys/{id} ---------------
 
-fn get_as(em: &Emulator, path: &str, token: &str) -> Resp {
+fn get_as(em: &Emulator, path: &str, token: &str) -> HttpAnswer {
     let auth = format!("Bearer {token}");
     request(em, "GET", path, None, &[("Authorization", &auth)])
 }
@@ -2204,12 +2181,7 @@ fn the_organizations_keys_listed_in_pages_with_their_full_keys_and_one_by_id() {
 
 #[test]
 fn the_read_routes_spend_the_organizations_token_budget() {
-    let options = Options {
-        token_budget: Some(2),
-        token_window: Some(Duration::from_secs(30)),
-        ..Options::default()
-    };
-    let em = Emulator::start(Seed::demo(), options).expect("emulator starts");
+    let em = budgeted_emulator(Seed::demo(), 2, Duration::from_secs(30));
     let list = get_as(&em, "/v1/license-keys/", DEMO_TOKEN);
     assert_eq!(list.status, 200);
     let id = list.json()["items"][0]["id"]

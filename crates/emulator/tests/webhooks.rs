@@ -14,6 +14,8 @@ use polar_license_emulator::{
     Emulator, KeyUpdate, Options, Seed, SeedKey, SeedToken, WebhookFault, WebhookOptions,
     API_VERSIONS, DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN, DEMO_TOKEN_READ_ONLY,
 };
+use polar_license_testkit::budgeted_emulator;
+use polar_license_testkit::http::{self, HttpAnswer};
 use serde_json::{json, Value};
 use sha2::Sha256;
 
@@ -22,33 +24,16 @@ const OTHER_TOKEN: &str = "polar_oat_other_org_0123456789abcdef01";
 const OTHER_KEY: &str = "OTHER-11111111-2222-4333-8444-555555555555";
 
 fn agent() -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(Duration::from_secs(20)))
-        .build()
-        .into()
+    http::agent(Duration::from_secs(20))
 }
 
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: String,
-}
-
-impl Answer {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
-    }
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-}
-
-fn call(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<&Value>) -> Answer {
+fn call(
+    agent: &ureq::Agent,
+    method: &str,
+    url: &str,
+    token: &str,
+    body: Option<&Value>,
+) -> HttpAnswer {
     let request = ureq::http::Request::builder()
         .method(method)
         .uri(url)
@@ -56,19 +41,7 @@ fn call(agent: &ureq::Agent, method: &str, url: &str, token: &str, body: Option<
         .header("content-type", "application/json");
     let text = body.map(|b| b.to_string()).unwrap_or_default();
     let request = request.body(text).expect("request");
-    let mut response = agent.run(request).expect("an answer");
-    let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let body = response.body_mut().read_to_string().unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    HttpAnswer::read(agent.run(request).expect("an answer"))
 }
 
 fn seed() -> Seed {
@@ -91,7 +64,7 @@ fn token_validate(
     token: &str,
     org: &str,
     key: &str,
-) -> Answer {
+) -> HttpAnswer {
     call(
         agent,
         "POST",
@@ -110,13 +83,13 @@ fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_n
     let start = Instant::now();
     for i in 0..500 {
         let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
-        assert_eq!(r.status, 200, "call {} of 500: {}", i + 1, r.body);
+        assert_eq!(r.status, 200, "call {} of 500: {}", i + 1, r.text());
     }
     let refused = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
     // Inside the one window (the 500 calls took far less than a minute).
     assert!(start.elapsed() < Duration::from_secs(55));
     assert_eq!(refused.status, 429);
-    assert_eq!(refused.body, "", "Polar's 429 has an empty body");
+    assert_eq!(refused.text(), "", "Polar's 429 has an empty body");
     let retry: u64 = refused
         .header("retry-after")
         .expect("retry-after")
@@ -135,7 +108,7 @@ fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_n
     assert_eq!(list.status, 429);
     // Another organization's token has a budget of its own.
     let other = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
-    assert_eq!(other.status, 200, "{}", other.body);
+    assert_eq!(other.status, 200, "{}", other.text());
     // The public zone is not the token's budget.
     let public = call(
         &agent,
@@ -149,12 +122,7 @@ fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_n
 
 #[test]
 fn the_next_window_passes_and_a_refusal_does_not_extend_it() {
-    let options = Options {
-        token_budget: Some(3),
-        token_window: Some(Duration::from_secs(2)),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = budgeted_emulator(seed(), 3, Duration::from_secs(2));
     let agent = agent();
     let start = Instant::now();
     for _ in 0..3 {
@@ -208,12 +176,7 @@ fn every_token_of_an_organization_spends_the_one_budget() {
     // Polar's identity is `organization:<id>`, not the token: the demo organization's two
     // tokens share one counter, a call refused for its scope (403) spends it too, and the
     // budget comes before the scope check (a 429, not a 403, once it is spent).
-    let options = Options {
-        token_budget: Some(6),
-        token_window: Some(Duration::from_secs(60)),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = budgeted_emulator(seed(), 6, Duration::from_secs(60));
     let agent = agent();
     let read_only = token_validate(
         &polar,
@@ -222,16 +185,16 @@ fn every_token_of_an_organization_spends_the_one_budget() {
         DEMO_ORGANIZATION_ID,
         DEMO_KEY,
     );
-    assert_eq!(read_only.status, 403, "{}", read_only.body);
+    assert_eq!(read_only.status, 403, "{}", read_only.text());
     for i in 0..5 {
         let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
-        assert_eq!(r.status, 200, "call {} of 5: {}", i + 2, r.body);
+        assert_eq!(r.status, 200, "call {} of 5: {}", i + 2, r.text());
     }
     // Six calls of the organization, five of them DEMO_TOKEN's: each token is refused now.
     for token in [DEMO_TOKEN, DEMO_TOKEN_READ_ONLY] {
         let r = token_validate(&polar, &agent, token, DEMO_ORGANIZATION_ID, DEMO_KEY);
-        assert_eq!(r.status, 429, "{token}: {}", r.body);
-        assert_eq!(r.body, "");
+        assert_eq!(r.status, 429, "{token}: {}", r.text());
+        assert_eq!(r.text(), "");
         assert!(r.header("retry-after").is_some());
     }
     // The other organization's token has its whole budget.
@@ -242,7 +205,7 @@ fn every_token_of_an_organization_spends_the_one_budget() {
             200,
             "the other organization's call {}: {}",
             i + 1,
-            r.body
+            r.text()
         );
     }
     let r = token_validate(&polar, &agent, OTHER_TOKEN, OTHER_ORG, OTHER_KEY);
@@ -482,7 +445,7 @@ fn register(
         DEMO_TOKEN,
         Some(&body),
     );
-    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.status, 201, "{}", r.text());
     let e = r.json();
     assert_eq!(e["enabled"], true);
     assert_eq!(e["format"], "raw");
@@ -558,7 +521,7 @@ fn a_revocation_reaches_each_api_versions_endpoint_signed() {
 }
 
 /// `PATCH /__emulator/webhooks/endpoints/{id}`: how the endpoint's deliveries are signed.
-fn sign_with_standard(polar: &Emulator, id: &str, standard: bool) -> Answer {
+fn sign_with_standard(polar: &Emulator, id: &str, standard: bool) -> HttpAnswer {
     call(
         &agent(),
         "PATCH",
@@ -577,7 +540,7 @@ fn an_endpoint_switched_to_polars_original_form_is_signed_with_the_whole_secret(
         register(&polar, &original.url, &["benefit_grant.updated"], None);
     let (_, standard_secret) = register(&polar, &standard.url, &["benefit_grant.updated"], None);
     let r = sign_with_standard(&polar, &original_id, false);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["uses_standard_webhook_signature"], false);
     assert_eq!(r.json()["secret"], original_secret.as_str());
     assert_eq!(
@@ -628,7 +591,7 @@ fn an_endpoint_switched_to_polars_original_form_is_signed_with_the_whole_secret(
         "",
         Some(&json!({"standard": false})),
     );
-    assert_eq!(bad.status, 400, "{}", bad.body);
+    assert_eq!(bad.status, 400, "{}", bad.text());
 }
 
 #[test]
@@ -756,7 +719,7 @@ fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
         DEMO_TOKEN,
         None,
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     let page = r.json();
     let items = page["items"].as_array().expect("items").clone();
     assert_eq!(page["pagination"]["total_count"], items.len());
@@ -775,7 +738,7 @@ fn delivery_count(polar: &Emulator, endpoint: &str) -> u64 {
         DEMO_TOKEN,
         None,
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     r.json()["pagination"]["total_count"]
         .as_u64()
         .expect("total_count")
@@ -789,7 +752,7 @@ fn endpoint(polar: &Emulator, id: &str) -> Value {
         DEMO_TOKEN,
         None,
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     r.json()
 }
 
@@ -935,7 +898,7 @@ fn an_endpoint_is_disabled_once_its_ten_most_recent_events_each_failed_every_try
         DEMO_TOKEN,
         Some(&json!({"enabled": true})),
     );
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["enabled"], true);
     let event = got[0].id();
     let r = call(
@@ -945,7 +908,7 @@ fn an_endpoint_is_disabled_once_its_ten_most_recent_events_each_failed_every_try
         DEMO_TOKEN,
         None,
     );
-    assert_eq!(r.status, 202, "{}", r.body);
+    assert_eq!(r.status, 202, "{}", r.text());
     let again = receiver.wait_for(192);
     assert_eq!(again[191].id(), event, "a redelivery keeps its webhook-id");
     // Enabled again, the count starts over: this one event failing every try (ten tries)
@@ -1274,7 +1237,7 @@ fn endpoint_routes_need_a_webhooks_scope_and_refuse_bad_bodies() {
         DEMO_TOKEN,
         Some(&json!({"url": "nope", "format": "discord", "events": ["benefit_grant.nope"]})),
     );
-    assert_eq!(r.status, 422, "{}", r.body);
+    assert_eq!(r.status, 422, "{}", r.text());
     let detail = r.json()["detail"].clone();
     let locs: Vec<Value> = detail
         .as_array()
@@ -1300,7 +1263,7 @@ fn endpoint_routes_need_a_webhooks_scope_and_refuse_bad_bodies() {
     assert_eq!(r.json()["pagination"]["total_count"], 0);
     // A new secret, then the endpoint deleted.
     let r = call(&a, "PATCH", &format!("{url}/{id}/secret"), DEMO_TOKEN, None);
-    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.status, 200, "{}", r.text());
     assert_ne!(r.json()["secret"].as_str(), Some(secret.as_str()));
     let r = call(&a, "DELETE", &format!("{url}/{id}"), DEMO_TOKEN, None);
     assert_eq!(r.status, 204);

@@ -3,9 +3,9 @@
 //! tie the two together). Keys never cross whole: only Polar's `displayKey` (`****-4C5B6A`).
 
 use polar_license::features::FeatureAccess;
-use polar_license::grace::{CheckOutcome, CheckReport, LeaseWindow};
+use polar_license::grace::{CheckReport, LeaseWindow};
 use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
-use polar_license::{CacheState, CacheStatus, Denial, Error, Key, Licensing, Reason};
+use polar_license::{CacheState, CacheStatus, Denial, Error, Key, Licensing};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -226,12 +226,9 @@ impl LicenseError {
             user_message: error.user_message(),
             detail: error.detail(),
             hint: None,
-            field: field_of(error),
+            field: error.field().map(str::to_string),
             status: error.status(),
-            retry_after: match error {
-                Error::RateLimited { retry_after } => *retry_after,
-                _ => None,
-            },
+            retry_after: error.retry_after(),
             remaining_usages: None,
         }
     }
@@ -265,13 +262,6 @@ impl std::fmt::Display for LicenseError {
 }
 
 impl std::error::Error for LicenseError {}
-
-fn field_of(error: &Error) -> Option<String> {
-    match error {
-        Error::InvalidInput { field, .. } => Some(field.clone()),
-        _ => None,
-    }
-}
 
 impl LicenseSummary {
     /// From a license Polar returned.
@@ -323,55 +313,33 @@ impl LicenseState {
                 (name.to_string(), FeatureState::of(&access))
             })
             .collect();
-        let mut state = LicenseState {
+        LicenseState {
             licensed: outcome.is_licensed(),
             outcome: outcome.kind().to_string(),
-            source: None,
+            source: outcome.source().map(|s| s.as_str().to_string()),
             code: outcome.reason().map(|r| r.code().to_string()),
             class: outcome.reason().map(|r| r.class().as_str().to_string()),
             user_message: outcome.user_message(),
-            hint: None,
-            detail: None,
-            field: None,
-            needs_key: false,
+            hint: outcome.hint().map(str::to_string),
+            detail: outcome.detail(),
+            field: outcome.field().map(str::to_string),
+            needs_key: outcome.needs_key(),
             pending,
-            verified_at: None,
+            verified_at: outcome.verified_at(),
             grace_ends_at: licensing.policy().grace_ends_at_leased(outcome, lease),
             lease: lease.map(LeaseInfo::of),
-            grace_remaining: None,
+            grace_remaining: outcome.grace_remaining().map(|d| d.as_secs()),
             fallback: report
                 .fallback
                 .as_ref()
                 .map(|e| e.reason().code().to_string()),
             cache_refreshed: report.cache_refreshed(),
-            license: None,
-            features,
-        };
-        match outcome {
-            CheckOutcome::Licensed {
-                source,
-                license,
-                grace_remaining,
-                verified_at,
-            } => {
-                state.source = Some(source.as_str().to_string());
-                state.verified_at = Some(*verified_at);
-                state.grace_remaining = grace_remaining.map(|d| d.as_secs());
+            license: outcome.license().map(|license| {
                 let activation = license.activation.as_ref().map(|a| a.id.as_str());
-                state.license = Some(LicenseSummary::of(&license.license_key, activation));
-            }
-            CheckOutcome::Denied(denial) => {
-                state.hint = denial.hint().map(str::to_string);
-                state.detail = Some(denial.detail.clone());
-            }
-            CheckOutcome::Unverified(error) => {
-                state.detail = Some(error.detail());
-                state.field = field_of(error);
-                state.needs_key =
-                    error.reason() == Reason::InvalidInput && state.field.as_deref() == Some("key");
-            }
+                LicenseSummary::of(&license.license_key, activation)
+            }),
+            features,
         }
-        state
     }
 }
 

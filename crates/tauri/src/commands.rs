@@ -10,9 +10,19 @@ use crate::{PolarLicense, CHECKED_EVENT};
 use polar_license::grace::LeaseWindow;
 use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::{ActivateRequest, Error, Key, Licensing, ValidateRequest, Verdict};
+use std::future::Future;
 use tauri::{AppHandle, Emitter, Runtime, State};
 
 type Answer<T> = Result<T, LicenseError>;
+
+/// Polar's accepted answer to `request`, or why not: its denial or the error, as the
+/// promise rejects.
+async fn accepted<T>(request: impl Future<Output = Result<Verdict<T>, Error>>) -> Answer<T> {
+    match request.await? {
+        Verdict::Accepted(value) => Ok(value),
+        Verdict::Denied(denial) => Err(LicenseError::denied(&denial)),
+    }
+}
 
 /// Runs `work` on the runtime's blocking pool (file reads and locks of the cache).
 async fn blocking<T: Send + 'static>(
@@ -107,14 +117,9 @@ pub(crate) async fn activate<R: Runtime>(
     let label = label.unwrap_or_else(|| app.package_info().name.clone());
     let licensing = state.licensing();
     let request = ActivateRequest::new(key.clone(), label);
-    match licensing.activate_async(request).await {
-        Ok(Verdict::Accepted(read)) => {
-            let lease = lease(licensing, Key::new(key)).await;
-            Ok(Activated::of(&read, lease.as_ref()))
-        }
-        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
-        Err(e) => Err(e.into()),
-    }
+    let read = accepted(licensing.activate_async(request)).await?;
+    let lease = lease(licensing, Key::new(key)).await;
+    Ok(Activated::of(&read, lease.as_ref()))
 }
 
 /// Deactivates the activation (default: the remembered one) of `key` (default: the
@@ -127,14 +132,7 @@ pub(crate) async fn deactivate(
 ) -> Answer<()> {
     let licensing = state.licensing();
     let key = key_or_remembered(licensing, key).await?;
-    match licensing
-        .deactivate_async(key, activation_id.as_deref())
-        .await
-    {
-        Ok(Verdict::Accepted(())) => Ok(()),
-        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
-        Err(e) => Err(e.into()),
-    }
+    accepted(licensing.deactivate_async(key, activation_id.as_deref())).await
 }
 
 /// One online validation with no cache answer (its answer still updates the cache).
@@ -154,18 +152,13 @@ pub(crate) async fn validate(
     if let Some(id) = benefit_id {
         request = request.benefit_id(id);
     }
-    match licensing.validate_async(request).await {
-        Ok(Verdict::Accepted(validated)) => {
-            let activation = validated.activation.as_ref().map(|a| a.id.as_str());
-            let lease = lease(licensing, key).await;
-            Ok(Validated {
-                license: crate::answers::LicenseSummary::of(&validated.license_key, activation),
-                lease: lease.as_ref().map(LeaseInfo::of),
-            })
-        }
-        Ok(Verdict::Denied(denial)) => Err(LicenseError::denied(&denial)),
-        Err(e) => Err(e.into()),
-    }
+    let validated = accepted(licensing.validate_async(request)).await?;
+    let activation = validated.activation.as_ref().map(|a| a.id.as_str());
+    let lease = lease(licensing, key).await;
+    Ok(Validated {
+        license: crate::answers::LicenseSummary::of(&validated.license_key, activation),
+        lease: lease.as_ref().map(LeaseInfo::of),
+    })
 }
 
 /// What the cache holds for `key` (default: the remembered key), with no request.

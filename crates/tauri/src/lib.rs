@@ -46,17 +46,7 @@ pub const PLUGIN_NAME: &str = "polar-license";
 pub const CHECKED_EVENT: &str = "polar-license://checked";
 
 /// Every command, as the webview invokes it (build.rs generates a permission for each).
-pub const COMMANDS: &[&str] = &[
-    "check",
-    "check_in_background",
-    "activate",
-    "deactivate",
-    "validate",
-    "status",
-    "remembered_key",
-    "forget_key",
-    "has_feature",
-];
+pub const COMMANDS: &[&str] = include!("command_names.rs");
 
 type Configure = Box<dyn FnOnce(LicensingBuilder) -> LicensingBuilder + Send>;
 

@@ -5,7 +5,8 @@
 //! clock, a `Licensing` builder against the emulator, the feature-gating seed and map,
 //! docs/polar-api.md §6.2's validate answer, the `polar-license` binary with the host's
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
-//! and a seeded generator of mutated answers ([`answers`]).
+//! an HTTP answer read whole with the agent the suites share (`http`), and a seeded generator
+//! of mutated answers ([`answers`]).
 //!
 //! Everything that needs the host (files, processes, sockets, the emulator) is native only
 //! (`native.rs`, re-exported here); the rest also builds for wasm32, where the npm engine's
@@ -15,6 +16,8 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
 
 pub mod answers;
+#[cfg(not(target_arch = "wasm32"))]
+pub mod http;
 pub mod leases;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;

@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::Emulator;
+use polar_license_emulator::{Emulator, Options, Seed};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -98,6 +98,22 @@ pub fn clean_command(program: impl AsRef<std::ffi::OsStr>) -> Command {
     cmd
 }
 
+/// `inner` run under `wrapper` (`strace`, `setpriv`): `wrapper ARGS… PROGRAM ITS-ARGS…`, with
+/// the environment `inner` sets and removes.
+pub fn wrapped(wrapper: &str, args: &[&str], inner: &Command) -> Command {
+    let mut cmd = Command::new(wrapper);
+    cmd.args(args)
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    for (k, v) in inner.get_envs() {
+        match v {
+            Some(v) => cmd.env(k, v),
+            None => cmd.env_remove(k),
+        };
+    }
+    cmd
+}
+
 /// Runs or starts a command, trying again only when the process could not be *started*:
 /// wine, which runs the Windows stage (scripts/test-windows.sh), now and then fails to spawn
 /// one of many quick launches ("Internal error", 1359), and one such failure made a whole CI
@@ -156,6 +172,17 @@ pub fn cli_against(
     cmd
 }
 
+/// The emulator serving `seed` with an organization token's budget of `calls` per `window`
+/// (docs/polar-api.md §8).
+pub fn budgeted_emulator(seed: Seed, calls: u32, window: std::time::Duration) -> Emulator {
+    let options = Options {
+        token_budget: Some(calls),
+        token_window: Some(window),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
+}
+
 /// A run of the command line with `--json`: its exit code (-1 when killed) and its stdout as
 /// one JSON object; panics (showing stdout and stderr) when it is not one.
 pub fn json_answer(out: &Output) -> (i32, serde_json::Value) {
@@ -168,6 +195,32 @@ pub fn json_answer(out: &Output) -> (i32, serde_json::Value) {
     });
     assert!(v.is_object(), "{v}");
     (out.status.code().unwrap_or(-1), v)
+}
+
+/// Asserts that an operation's `--json` answer has every key docs/interfaces.md §2 promises
+/// (`null` when it does not apply), showing the object when not.
+#[track_caller]
+pub fn expect_answer_keys(v: &serde_json::Value) {
+    for field in [
+        "outcome",
+        "reason",
+        "detail",
+        "source",
+        "activation_id",
+        "grace_remaining_seconds",
+        "license",
+    ] {
+        assert!(v.get(field).is_some(), "missing {field}: {v}");
+    }
+}
+
+/// Asserts that a run of the command line with `--json` exited `code` with `field` set to
+/// `value` (showing the object when not); returns the object.
+#[track_caller]
+pub fn expect_json_field(out: &Output, code: i32, field: &str, value: &str) -> serde_json::Value {
+    let (got, v) = json_answer(out);
+    assert_eq!((got, v[field].as_str()), (code, Some(value)), "{v}");
+    v
 }
 
 /// `polar-license emulator` running as a process, killed (and waited for) when dropped, so a

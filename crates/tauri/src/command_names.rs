@@ -1,0 +1,14 @@
+// Every command of the plugin, as the webview invokes it (`plugin:polar-license|<name>`): the
+// one list, included by build.rs (which generates a permission for each) and by src/lib.rs
+// (`COMMANDS`).
+&[
+    "check",
+    "check_in_background",
+    "activate",
+    "deactivate",
+    "validate",
+    "status",
+    "remembered_key",
+    "forget_key",
+    "has_feature",
+]

@@ -1,0 +1,71 @@
+//! An HTTP answer as the suites read it (status, headers, body), over `ureq` against the
+//! emulator, a relay or the command line's servers on loopback, or read off a raw socket; and
+//! the agent they share. Native only.
+
+use serde_json::Value;
+use std::time::Duration;
+
+/// An agent for loopback servers: every status is an answer (never an `Err`), no proxy from
+/// the host's settings, and `timeout` for the whole call.
+pub fn agent(timeout: Duration) -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .proxy(None)
+        .timeout_global(Some(timeout))
+        .build()
+        .into()
+}
+
+/// One HTTP answer, read whole.
+#[derive(Debug, Clone)]
+pub struct HttpAnswer {
+    /// The status code.
+    pub status: u16,
+    /// The headers in the order sent, names in lower case.
+    pub headers: Vec<(String, String)>,
+    /// The body as sent.
+    pub body: Vec<u8>,
+}
+
+impl HttpAnswer {
+    /// Reads `response` whole (an unreadable body reads as empty).
+    pub fn read(mut response: ureq::http::Response<ureq::Body>) -> HttpAnswer {
+        let status = response.status().as_u16();
+        let headers = response
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_str().unwrap_or("").to_string()))
+            .collect();
+        let body = response.body_mut().read_to_vec().unwrap_or_default();
+        HttpAnswer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    /// The first value of the header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The status and the values of the headers `a` and `b`: one row of a table of answers.
+    pub fn status_and(&self, a: &str, b: &str) -> (u16, Option<String>, Option<String>) {
+        let header = |name: &str| self.header(name).map(str::to_string);
+        (self.status, header(a), header(b))
+    }
+
+    /// The body as text (lossy).
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The body as JSON; panics, showing it, when it is not.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+    }
+}

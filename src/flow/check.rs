@@ -292,6 +292,11 @@ impl<L: Validated> Check<L> {
             .then(|| session::pending(opened, asking, ctx.policy))
     }
 
+    /// The answer, once the check has one (the report's outcome: [`Check::report`]).
+    pub fn report_outcome(&self) -> Option<&CheckOutcome<L>> {
+        self.report.as_ref().map(|r| &r.outcome)
+    }
+
     /// Why the cache has not learned what this check found so far (a write that failed, the
     /// storage that could not be used), if it has not.
     pub fn cache_error(&self) -> Option<&Error> {

@@ -1361,16 +1361,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const options = { now: this.#now(), at: monotonic(), feature, background: !!background };
       if (secret instanceof LicenseError) options.cache = secret.detail;
       else options.secret = secret;
-      const id = engine.call('checkStart', [key, JSON.stringify(options)]);
+      const start = JSON.parse(engine.call('checkStart', [key, JSON.stringify(options)]));
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
         return ok;
       };
-      if (!background) return result(await this.#drive(engine, id));
+      if (!background) return result(await this.#drive(engine, start));
       let early;
       const pending = new Promise((resolve) => (early = resolve));
-      const run = this.#drive(engine, id, early);
+      const run = this.#drive(engine, start, early);
       const first = await Promise.race([pending, run]);
       if (first.pending === undefined) return result(first);
       background.pending = true;
@@ -1384,7 +1384,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     }
 
     /**
-     * The one drive loop of a check: does the IO the engine's machine wants (the storage, the
+     * The one drive loop of a check (`start`: its id and first want, from `checkStart`): does
+     * the IO the engine's machine wants (the storage, the
      * slot's lock, the mark that a check asks Polar, fetch, the host's Ed25519) until it is
      * done; resolves `{ done: answer, refreshed, relaySource }`. `onPending(want)`: the check is
      * about to ask Polar, with the answer to give meanwhile (a check in the background).
@@ -1393,7 +1394,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * process, where the lock is not shared: a late writer loses rather than leave a newer
      * ledger ahead of an older record), nor is the record then removed.
      */
-    async #drive(engine, id, onPending) {
+    async #drive(engine, start, onPending) {
+      const { id } = start;
       const s = this.#store;
       let release = null;
       let mark = null;
@@ -1402,10 +1404,11 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       let seen;
       let late = false;
       let rounds = 0;
-      const give = (given, body) => engine.call('give', [id, JSON.stringify(given), body]);
+      let want = start;
+      // Each give answers what the check wants next.
+      const give = (given, body) => (want = JSON.parse(engine.call('give', [id, JSON.stringify(given), body])));
       try {
         for (;;) {
-          const want = JSON.parse(engine.call('want', [id]));
           if (want.done !== undefined) return want;
           if (want.read) {
             const [recordName, ledgerName, clockName] = want.read;

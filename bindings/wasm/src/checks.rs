@@ -1,6 +1,7 @@
 //! The check, as the core's machine ([`Check`], issue #44) kept in a handle table: `license.js`
-//! starts one (`checkStart`), asks what it wants (`want`: JSON), does that IO and gives back
-//! what happened (`give`: JSON, and a response's body as bytes), until it is done. The order of
+//! starts one (`checkStart`: its id and what it wants first), does that IO and gives back what
+//! happened (`give`: JSON, and a response's body as bytes; it answers what the check wants
+//! next, as `want` does), until it is done. A cached check is two calls. The order of
 //! the steps is the machine's, the same as the native and Rust-on-wasm clients'; the JS only
 //! does the IO (storage, the locks, the mark, `fetch`, the host's Ed25519).
 //!
@@ -131,7 +132,8 @@ impl Engine {
         }
     }
 
-    /// `checkStart(key, options)`: a check of `key`, its id. `options` is JSON:
+    /// `checkStart(key, options)`: a check of `key`: its id and what it wants first,
+    /// `{"id", …want}` (see [`Engine::want`]). `options` is JSON:
     /// `{"secret": install secret (hex), "cache": why the storage cannot be used, "now": unix
     /// seconds, "at": a monotonic clock's milliseconds, "feature": name, "background": bool}`.
     #[inline(never)]
@@ -169,7 +171,11 @@ impl Engine {
             runs.live.remove(0);
         }
         runs.live.push((id, run));
-        polar_license::decimal::digits(u64::from(id))
+        drop(runs);
+        let id = polar_license::decimal::digits(u64::from(id));
+        let want = self.want(&id);
+        // `{"id": id, …the first want}`.
+        ["{\"id\":\"", &id, "\",", want.get(1..).unwrap_or_default()].concat()
     }
 
     /// `want(id)`: what the check wants next (see the module's doc).
@@ -242,7 +248,8 @@ impl Engine {
         j.done()
     }
 
-    /// `give(id, given, body)`: what happened (see the module's doc).
+    /// `give(id, given, body)`: what happened (see the module's doc); answers what the check
+    /// wants next, as [`Engine::want`] does.
     #[inline(never)]
     pub fn give(&self, id: &str, given: &str, body: Vec<u8>) -> String {
         let mut runs = self.runs.borrow_mut();
@@ -276,7 +283,8 @@ impl Engine {
         run.follow(&given);
         // What the verifier asked is taken when the check wants it verified (`want`).
         run.check.give(&self.ctx(), given);
-        String::new()
+        drop(runs);
+        self.want(id)
     }
 
     /// The check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.

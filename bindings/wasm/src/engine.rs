@@ -712,16 +712,18 @@ impl Engine {
 
     /// Every step of `license.js`, by name, with its arguments in an array (one export, so
     /// the glue on both sides of the boundary is one function, not one per step):
-    /// `call('checkBegin', [key, secret, record, ledger, now, cache, feature])`. The names and
-    /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
-    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`, `secretOk` `""`
-    /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
-    /// name answers `undefined`. `checkEnd`, `validateEnd` and `activateEnd` are the `_leased`
-    /// methods: the reply's last argument is the relay's lease header (signed mode).
+    /// `call('validateBegin', [key, options])`. The names and the arguments are the methods'
+    /// below (in camelCase); each answers JSON text (`slot`, `ledger` and `keySlot` a storage
+    /// name, `openKey` the key or `undefined`, `secretOk` `""` for a usable install secret or
+    /// `undefined`, `reasonTable` the reason table). An unknown name answers `undefined`.
+    /// `validateEnd` and `activateEnd` are the `_leased` methods: the reply's last argument is
+    /// the relay's lease header (signed mode). The check is the core's machine, driven with
+    /// `checkStart`, `want` and `give` ([`crate::checks`]).
     ///
-    /// In signed mode any step may answer `{"verify": [[id, public key, message, signature]…]}`
-    /// (hex) instead: verify each Ed25519 signature, give the answers to `verified`
-    /// (`[id, 1 or 0, id, 1 or 0, …]`) and call the same step again ([`crate::verify`]).
+    /// In signed mode any other step may answer `{"verify": [[id, public key, message,
+    /// signature]…]}` (hex) instead: verify each Ed25519 signature, give the answers to
+    /// `verified` (`[id, 1 or 0, id, 1 or 0, …]`) and call the same step again
+    /// ([`crate::verify`]); the check wants it verified itself.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let out = self.step(op, args);
         if matches!(op, "checkStart" | "want" | "give") {
@@ -920,7 +922,8 @@ impl Engine {
     /// features}}` (the feature answers of an online verdict) or the denial or error. The
     /// answer updates the key's record (one truth per key) when the storage could be read
     /// (`secret`, `record`, `ledger`; no `secret`: nothing to write). `lease`: the relay's
-    /// lease header, as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
+    /// lease header (a grant counts only with one that verifies); the answer's `lease` is the
+    /// stored one.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub fn validate_end_leased(
@@ -1031,7 +1034,7 @@ impl Engine {
     /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
     /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
     /// naming the activation. `lease`: the relay's lease header, for the activation just made,
-    /// as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
+    /// counted only when it verifies; the answer's `lease` is the stored one.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub fn activate_end_leased(

@@ -17,7 +17,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bindings;
-mod checks;
+pub mod checks;
 pub mod engine;
 pub mod verify;
 

@@ -427,6 +427,13 @@ export interface CheckResult extends ValidateResult {
    * Polar instead).
    */
   cacheRefreshed: boolean;
+  /**
+   * For an online answer through a seller's relay: where the relay took Polar's verdict from,
+   * as its `polar-license-source` header said (`polar`: asked just now; `store`: its store;
+   * `stale`: a stored grant replayed while Polar could not be asked). `null` without a relay,
+   * and for the cache's answers.
+   */
+  relaySource: 'polar' | 'store' | 'stale' | null;
   /** From `checkInBackground`: `true` when Polar is being asked and `onFresh` will be called. */
   pending?: boolean;
   /** Plain data, safe for JSON and structured clone (e.g. across Electron's IPC). */

@@ -497,7 +497,7 @@ const NO_BODY = new Uint8Array(0);
 /**
  * Sends `ask` (`{ url, headers, body }`): a whole-request timeout through an AbortController,
  * no redirects followed, a cap on the body, status codes as data. Resolves the engine's
- * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age]`, `fail` 0, or
+ * reply arguments: `[status, body, date, retryAfter, fail, detail, lease, age, source]`, `fail` 0, or
  * 1 (could not connect), 2 (timed out), 3 (truncated or too large); `date`, `retryAfter`,
  * `lease` (a relay's `polar-license-lease`, signed mode) and `age` (a relay's replay of a
  * stored answer: the grace runs from when Polar gave it) are the headers as `fetch` gives
@@ -545,7 +545,7 @@ async function send(ask, timeout, fetchFn = fetch) {
     reading = true;
     const body = await readCapped(resp);
     if (body === null) return tooLarge();
-    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age')];
+    return [resp.status, body, date, retryAfter, 0, '', header('polar-license-lease'), header('age'), header('polar-license-source')];
   } catch (e) {
     if (controller.signal.aborted) return failed(2, `no complete answer within ${Math.floor(timeout)} ms`);
     if (reading) return failed(3, `truncated response body: ${describe(e)}`);
@@ -822,18 +822,24 @@ function webLock(name) {
 }
 
 /**
- * `body()` under slot `name`'s lock; when the lock is not had within LOCK_WAIT ms (held in
- * another tab that does not let go), `unheld(error)` instead (a `cache_error` LicenseError).
+ * Slot `name`'s lock: resolves its release, or a `cache_error` LicenseError when it is not had
+ * within LOCK_WAIT ms (held in another tab that does not let go).
  */
-async function lockedOr(name, body, unheld) {
-  let release;
+async function lock(name) {
   if (webLocks) {
-    release = await webLock(name);
-    if (release === null) return unheld(cacheError(`this key's storage is held by another tab or window (waited ${LOCK_WAIT} ms)`));
+    const release = await webLock(name);
+    if (release === null) return cacheError(`this key's storage is held by another tab or window (waited ${LOCK_WAIT} ms)`);
+    if (release) return release;
     // Refused (a SecurityError: an opaque origin, a sandboxed frame): this module's lock from now on.
-    if (!release) webLocks = null;
+    webLocks = null;
   }
-  if (!release) release = await pageLock(name);
+  return pageLock(name);
+}
+
+/** `body()` under slot `name`'s lock; when the lock is not had in time, `unheld(error)` instead. */
+async function lockedOr(name, body, unheld) {
+  const release = await lock(name);
+  if (release instanceof LicenseError) return unheld(release);
   try {
     return await body();
   } finally {
@@ -1150,21 +1156,25 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
         const text = engine.call(name, args);
         if (typeof text !== 'string' || !text.startsWith('{"verify":')) return text;
         if (round === 4) throw new LicenseError('protocol_error', 'signed mode: the engine kept asking for signatures to be verified');
-        const asks = JSON.parse(text).verify;
-        const verify = await verifier();
-        const answers = await Promise.all(
-          asks.map(async ([id, key, message, signature]) => {
-            let valid = false;
-            try {
-              valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
-            } catch {
-              // A signature the host cannot check is no signature.
-            }
-            return [id, valid ? 1 : 0];
-          }),
-        );
-        engine.call('verified', answers.flat());
+        await this.#verify(JSON.parse(text).verify);
       }
+    }
+
+    /** Has the host verify the lease signatures `asks` (hex), and hands the answers in. */
+    async #verify(asks) {
+      const verify = await verifier();
+      const answers = await Promise.all(
+        asks.map(async ([id, key, message, signature]) => {
+          let valid = false;
+          try {
+            valid = (await verify(unhex(key), unhex(message), unhex(signature))) === true;
+          } catch {
+            // A signature the host cannot check is no signature.
+          }
+          return [id, valid ? 1 : 0];
+        }),
+      );
+      this.#engine.call('verified', answers.flat());
     }
 
     /** The last key's storage names `[key, slot, ledger, clock]` (the engine's, for fixed options). */
@@ -1174,16 +1184,6 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     #slots(engine, key) {
       if (this.#names?.[0] !== key) this.#names = [key, engine.call('slot', [key]), engine.call('ledger', [key]), engine.call('clock', [key])];
       return this.#names.slice(1);
-    }
-
-    /** The stored clock note of `key` (`undefined` for none, or when it cannot be read: no note). */
-    async #loadClock(engine, key) {
-      const [, , clockName] = this.#slots(engine, key);
-      try {
-        return (await this.#store.get(clockName)) ?? undefined;
-      } catch {
-        return undefined;
-      }
     }
 
     /** The stored record and ledger of `key` (`undefined` for none). */
@@ -1350,164 +1350,130 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     }
 
     /**
-     * The last cached answer this client recorded: a check of the same slot, at the same clock
-     * second, on the very record it wrote, within a second of it, is the same answer again and
-     * is not recorded twice (a burst of checks, e.g. one per feature of a menu, is no held
-     * clock). Another client, or this one a second later, records it.
-     */
-    #answered = null;
-
-    #answeredAgain(slot, now, record, clock) {
-      const a = this.#answered;
-      const elapsed = a && monotonic() - a.at;
-      return a !== null && a.slot === slot && a.now === now && a.record === record && a.clock === clock && elapsed >= 0 && elapsed < 1000;
-    }
-
-    /** `writes` made over the stored `record` and `clock`: what the slot holds after them. */
-    #rememberAnswer(slot, now, writes, record, clock) {
-      const [, , clockName] = this.#names?.[1] === slot ? this.#names.slice(1) : [];
-      for (const [name, text] of writes) {
-        if (name === slot) record = text;
-        else if (name === clockName) clock = text;
-      }
-      this.#answered = { slot, now, at: monotonic(), record, clock };
-    }
-
-    /**
-     * The grace-aware verdict (with `feature`, that feature's answer), in three steps: under the
-     * slot's lock, the cache answers (recorded first) or a request is made; without it, Polar
-     * is asked (unless another check of the key is asking already and the cache can answer at
-     * once); under the lock again, the answer is folded into the record as it is now.
+     * The grace-aware verdict (with `feature`, that feature's answer): the core's check (its
+     * machine, in the engine), driven by `#drive`. With `background`, the answer is given as
+     * soon as the check is about to ask Polar (the cache's within the grace, the cached denial,
+     * else not_yet_verified, as natively), the fresh one to `background.deliver` later.
      */
     async #check(key, feature, background) {
       const engine = await this.#open();
-      const [slot] = this.#slots(engine, key);
-      let refreshed = true;
-      let cache;
       const secret = await attempt(() => this.#secret());
-      if (secret instanceof LicenseError) cache = secret.detail;
-      let [record, ledger, clock] = [undefined, undefined, undefined];
-      let now;
-      let step;
-      /** Reads the stored record, ledger and clock note; resolves the storage's failure, if any. */
-      const read = async () => {
-        const stored = await attempt(() => this.#load(engine, key));
-        if (stored instanceof LicenseError) return stored;
-        [record, ledger] = stored;
-        clock = await this.#loadClock(engine, key);
-        return undefined;
+      const options = { now: this.#now(), at: monotonic(), feature, background: !!background };
+      if (secret instanceof LicenseError) options.cache = secret.detail;
+      else options.secret = secret;
+      const start = JSON.parse(engine.call('checkStart', [key, JSON.stringify(options)]));
+      const result = (end) => {
+        const ok = checked(end.done, end.refreshed, feature);
+        if (feature === undefined) ok.relaySource = end.relaySource ?? null;
+        return ok;
       };
-      const begin = async () => JSON.parse(await this.#step('checkBegin', [key, cache === undefined ? secret : '', record, ledger, now, cache, feature, clock]));
-      // The same answer again (this client recorded it a moment ago): nothing to write.
-      const again = () => step.write && this.#answeredAgain(slot, now, record, clock);
-      if (cache === undefined) cache = (await read())?.detail;
-      now = this.#now();
-      step = await begin();
-      // Why the step's writes could not be made (a LicenseError), and whether they were tried.
-      let failed;
-      let tried = false;
-      if (cache === undefined && !again() && step.write?.some(([, , keep]) => keep !== 'volatile')) {
-        // A record to write: under the slot's lock, over the record as it is now (another tab
-        // may have written since it was verified above, without the lock). A clock note alone
-        // needs no lock (one sealed for an older record is no note), nor a request (its answer
-        // is folded in under the lock, into the record as it is then).
-        const seen = [record, ledger, clock];
-        await lockedOr(
-          slot,
-          async () => {
-            const unread = await read();
-            if (unread) {
-              cache = unread.detail;
-              step = await begin();
-              return;
-            }
-            if (record !== seen[0] || ledger !== seen[1] || clock !== seen[2]) step = await begin();
-            if (step.write && !again()) {
-              tried = true;
-              failed = await attempt(() => save(this.#store, step.write));
-            }
-          },
-          (e) => {
-            // Not had in time: as a storage that cannot be written.
-            failed = e;
-          },
-        );
-      }
-      if (step.write) {
-        if (again()) return checked(step.answer, true, feature);
-        if (!tried && !failed) failed = await attempt(() => save(this.#store, step.write));
-        if (!failed) {
-          this.#rememberAnswer(slot, now, step.write, record, clock);
-          return checked(step.answer, true, feature);
-        }
-        // An answer that cannot be counted is not given as fresh: Polar is asked, and the
-        // cache still answers within the grace if it cannot be.
-        refreshed = false;
-        if (!step.ask) return checked(step.answer, false, feature);
-      } else if (!step.ask) {
-        return checked(step.answer, true, feature);
-      }
-      if (cache !== undefined) {
-        // Without the storage: one online validate, the cache not refreshed.
-        const end = JSON.parse(await this.#step('checkEnd', [key, '', undefined, undefined, now, cache, feature, undefined, undefined, ...(await this.#send(step.ask))]));
-        return checked(end.answer, false, feature);
-      }
-      const asked = this.#asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed);
-      if (!background) return asked;
-      // In the background: Polar is asked meanwhile, its answer goes to onFresh; the answer now
-      // is the cache's within the grace, the cached denial, or not_yet_verified, as natively.
+      if (!background) return result(await this.#drive(engine, start));
+      let early;
+      const pending = new Promise((resolve) => (early = resolve));
+      const run = this.#drive(engine, start, early);
+      const first = await Promise.race([pending, run]);
+      if (first.pending === undefined) return result(first);
       background.pending = true;
-      asked.then(
-        (fresh) => background.deliver(null, withFeatures(fresh)),
-        (e) => background.deliver(e, undefined),
-      );
-      return checked(JSON.parse(await this.#step('checkPending', [key, secret, record, ledger, now])).answer, refreshed, feature);
-    }
-
-    /** Phases 2 and 3 of a check that asks Polar (see #check). */
-    async #asked(engine, key, slot, secret, record, ledger, now, feature, step, refreshed) {
-      const mine = !asking.has(slot);
-      if (mine) {
-        asking.add(slot);
-      } else {
-        const answer = await this.#whileAsked(engine, key, slot, secret, record, ledger, now, feature);
-        if (answer) return checked(answer, refreshed, feature);
-      }
-      try {
-        const reply = await this.#send(step.ask);
-        const fold = async (current) => {
-          const readable = !(current instanceof LicenseError);
-          const [r, l] = readable ? current : [record, ledger];
-          const end = JSON.parse(await this.#step('checkEnd', [key, secret, record, ledger, now, undefined, feature, r, l, ...reply]));
-          // The answer stands; when the storage cannot be read or written (or its lock not had,
-          // or a newer record was stored meanwhile), the cache has not learned it.
-          if (!readable || (end.write && (await this.#save(slot, end, l)))) refreshed = false;
-          return checked(end.answer, refreshed, feature);
-        };
-        return await lockedOr(slot, async () => fold(await attempt(() => this.#load(engine, key))), fold);
-      } finally {
-        if (mine) asking.delete(slot);
-      }
+      run
+        .then((end) => withFeatures(result(end)))
+        .then(
+          (fresh) => background.deliver(null, fresh),
+          (e) => background.deliver(e, undefined),
+        );
+      return result({ done: first.pending, refreshed: first.refreshed });
     }
 
     /**
-     * Another check of the key is asking Polar: the cache's answer at once, recorded, when it
-     * can license; `null`: ask as well.
+     * The one drive loop of a check (`start`: its id and first want, from `checkStart`): does
+     * the IO the engine's machine wants (the storage, the
+     * slot's lock, the mark that a check asks Polar, fetch, the host's Ed25519) until it is
+     * done; resolves `{ done: answer, refreshed, relaySource }`. `onPending(want)`: the check is
+     * about to ask Polar, with the answer to give meanwhile (a check in the background).
+     * Writes stay ordered by sequence: a record or ledger is not written over a ledger that
+     * changed since the machine read the slot (another writer's, in another tab, window or
+     * process, where the lock is not shared: a late writer loses rather than leave a newer
+     * ledger ahead of an older record), nor is the record then removed.
      */
-    #whileAsked(engine, key, slot, secret, record, ledger, now, feature) {
-      return lockedOr(
-        slot,
-        async () => {
-          const current = await attempt(() => this.#load(engine, key));
-          if (current instanceof LicenseError) return null;
-          const step = JSON.parse(await this.#step('whileAsked', [key, secret, record, ledger, now, ...current, feature]));
-          if (!step.write) return null;
-          // An answer that cannot be counted is not given: ask as well.
-          if (await attempt(() => save(this.#store, step.write, current[1]))) return null;
-          return step.answer;
-        },
-        () => null,
-      );
+    async #drive(engine, start, onPending) {
+      const { id } = start;
+      const s = this.#store;
+      let release = null;
+      let mark = null;
+      // The slot's [record, ledger, clock] names, and its ledger as last read or written.
+      let names = [];
+      let seen;
+      let late = false;
+      let rounds = 0;
+      let want = start;
+      // Each give answers what the check wants next.
+      const give = (given, body) => (want = JSON.parse(engine.call('give', [id, JSON.stringify(given), body])));
+      try {
+        for (;;) {
+          if (want.done !== undefined) return want;
+          if (want.read) {
+            const [recordName, ledgerName, clockName] = want.read;
+            // The ledger first: read without the lock, while another tab writes a record and
+            // then its ledger, the pair is never an older record behind a newer ledger.
+            const read = await attempt(async () => [(await s.get(ledgerName)) ?? null, (await s.get(recordName)) ?? null]);
+            if (read instanceof LicenseError) {
+              give({ read: read.detail });
+              continue;
+            }
+            // A clock note that cannot be read is no note (the next answer is written durably).
+            const clock = await s.get(clockName).then((c) => c ?? null, () => null);
+            [names, seen] = [want.read, read[0] ?? undefined];
+            give({ read: [read[1], read[0], clock] });
+          } else if (want.lock) {
+            const held = await lock(want.lock);
+            if (held instanceof LicenseError) {
+              give({ locked: held.detail });
+            } else {
+              release = held;
+              give({ locked: true });
+            }
+          } else if (want.unlock) {
+            release?.();
+            release = null;
+            give({ unlocked: true });
+          } else if (want.mark) {
+            const mine = !asking.has(want.mark);
+            if (mine) asking.add((mark = want.mark));
+            if (want.pending !== undefined) onPending?.(want);
+            give({ marked: mine });
+          } else if (want.write) {
+            const [name, text, keep] = want.write;
+            late = false;
+            const failed = await attempt(async () => {
+              const ordered = name === names[0] || name === names[1];
+              if (ordered && ((await s.get(names[1])) ?? undefined) !== seen) {
+                late = true;
+                throw cacheError('a newer record of this key was stored meanwhile (by another tab or process)');
+              }
+              await s.set(name, text, keep === 'volatile' ? 'volatile' : keep === undefined);
+              if (name === names[1]) seen = text;
+            });
+            give({ written: failed ? failed.detail : true });
+          } else if (want.remove) {
+            // A newer record stored meanwhile stays.
+            if (!late) await attempt(() => s.remove(want.remove));
+            give({ removed: true });
+          } else if (want.send) {
+            const [status, body, date, retryAfter, fail, detail, lease, age, source] = await this.#send(want.send);
+            const headers = Object.entries({ date, 'retry-after': retryAfter, 'polar-license-lease': lease, age, 'polar-license-source': source }).filter(([, v]) => v !== undefined);
+            give({ response: fail ? { fail, detail } : { status, headers } }, body);
+          } else if (want.verify) {
+            rounds += 1;
+            if (rounds > 4) throw new LicenseError('protocol_error', 'signed mode: the engine kept asking for signatures to be verified');
+            await this.#verify(want.verify);
+            give({ verified: true });
+          } else {
+            throw new LicenseError('protocol_error', `the engine wants what this package does not know: ${Object.keys(want)}`);
+          }
+        }
+      } finally {
+        release?.();
+        if (mark) asking.delete(mark);
+      }
     }
 
     /**

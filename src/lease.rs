@@ -587,6 +587,19 @@ pub enum Checked {
 pub trait Ed25519 {
     /// Whether `signature` is `public_key`'s Ed25519 signature of `message`.
     fn verify(&self, public_key: &[u8; 32], message: &[u8], signature: &[u8; 64]) -> Checked;
+
+    /// Whether this verifier may answer [`Checked::Pending`] (it asks a host that answers
+    /// later): a machine of the core then keeps what it was given until the answers are in
+    /// (`flow::Want::Verify`). `false` for a verifier that answers at once, as the core's.
+    fn defers(&self) -> bool {
+        false
+    }
+
+    /// Whether a verification answered [`Checked::Pending`] since the host last took the
+    /// questions (always `false` for a verifier that answers at once).
+    fn pending(&self) -> bool {
+        false
+    }
 }
 
 /// The core's Ed25519 verification: `ed25519-compact`, the implementation pasetors verifies

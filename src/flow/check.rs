@@ -37,8 +37,9 @@ use super::ctx::open_slot;
 pub use super::ctx::Ctx;
 pub use super::step::{Given, Want};
 use super::step::{Machine, Stored};
+use crate::answers::{self, SchemaLicense};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, CheckReport, Source};
+use crate::grace::{CheckOutcome, CheckReport, LicenseData, Source};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::ValidatedLicenseKey;
@@ -50,10 +51,44 @@ use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-type Online = Result<(Verdict<ValidatedLicenseKey>, Stamp), Error>;
+type Online<L> = Result<(Verdict<L>, Stamp), Error>;
+
+/// A license as a check reads it from Polar's validate answer: the Rust clients' typed model
+/// ([`ValidatedLicenseKey`]) or the npm engine's schema reading ([`SchemaLicense`]).
+pub trait Validated: LicenseData {
+    /// The answer classified, a 200 held to `expect` when there is one.
+    fn validate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<Self>, Error>;
+}
+
+impl Validated for ValidatedLicenseKey {
+    fn validate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<Self>, Error> {
+        match expect {
+            Some(expect) => parse_validate_for(response, expect),
+            None => parse_validate(response),
+        }
+    }
+}
+
+impl Validated for SchemaLicense {
+    fn validate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<Self>, Error> {
+        match expect {
+            Some(expect) => answers::validate_answer(response, expect),
+            None => Err(Error::invalid("key", "is required")),
+        }
+    }
+}
 
 /// Where the check goes once the slot's lock is released.
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 enum Next {
     Done,
     Mark,
@@ -62,28 +97,30 @@ enum Next {
 }
 
 /// What a run of writes is for.
-#[derive(Debug)]
-enum Purpose {
+#[derive(Debug, Clone)]
+enum Purpose<L> {
     /// A cached answer (phase 1): given once all are stored; on a failure, Polar is asked
     /// with `ask` (when a 429 block does not forbid it: its request is encoded only then, a
     /// cached answer never encodes one) or the answer given with the error.
     Cached {
-        outcome: CheckOutcome,
+        outcome: CheckOutcome<L>,
         ask: Option<Box<ValidateRequest>>,
         clock_only: bool,
         written: Stored,
     },
     /// The cache's answer while another check asks (phase 2): on a failure, ask as well.
-    WhileAsked(CheckOutcome),
+    WhileAsked(CheckOutcome<L>),
     /// The online answer folded in (phase 3): on a failure, a denial removes the record.
     Finished { denied: bool },
 }
 
-#[derive(Debug)]
-enum State {
+#[derive(Debug, Clone)]
+enum State<L> {
+    /// Phase 1 read without the lock ([`Check::unlocked_read`]).
+    Peek,
     Lock,
     Read,
-    Write(VecDeque<(String, Vec<u8>, Keep)>, Purpose),
+    Write(VecDeque<(String, Vec<u8>, Keep)>, Purpose<L>),
     Unlock(Next),
     Mark,
     WhileLock,
@@ -93,29 +130,39 @@ enum State {
     FinishRead,
     Forget,
     Unusable(Box<HttpRequest>, ValidateRequest),
+    /// The state a [`Given`] was for, and that given, kept until the verifier answered what
+    /// it asked ([`Want::Verify`]).
+    Verify(Box<State<L>>, Box<Given>),
     Done,
 }
 
-/// One check of one key.
-pub struct Check {
+/// One check of one key, over the license representation `L` (the Rust clients' typed model
+/// by default; the npm engine's schema reading).
+#[derive(Clone)]
+pub struct Check<L = ValidatedLicenseKey> {
     key: Key,
     explicit: Option<ValidateRequest>,
     slot: Option<Arc<Slot>>,
     now: i64,
     at_ms: u64,
-    opened: Option<Arc<Opened>>,
+    opened: Option<Arc<Opened<L>>>,
     asking: Option<Box<Asking>>,
     /// Boxed: Polar's answer is large, and the machine moves at every step.
-    online: Option<Box<Online>>,
+    online: Option<Box<Online<L>>>,
     /// Where the relay, if any, took Polar's answer from.
     relayed: Option<Relayed>,
     lease: Option<HeldLease>,
     cache_error: Option<Error>,
-    report: Option<CheckReport>,
-    state: State,
+    report: Option<CheckReport<L>>,
+    state: State<L>,
+    /// The slot's lock is held.
+    locked: bool,
+    /// Phase 1's read without the lock, when its answer writes a record: the lock is taken to
+    /// write it (the slot read anew); when the lock is not had, this plan's write failed.
+    peeked: Option<Stored>,
 }
 
-impl std::fmt::Debug for Check {
+impl<L> std::fmt::Debug for Check<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Check")
             .field("key", &self.key)
@@ -124,9 +171,10 @@ impl std::fmt::Debug for Check {
     }
 }
 
-impl State {
+impl<L> State<L> {
     fn name(&self) -> &'static str {
         match self {
+            State::Peek => "read before the lock",
             State::Lock => "lock",
             State::Read => "read",
             State::Write(..) => "write",
@@ -139,23 +187,24 @@ impl State {
             State::FinishRead => "read to finish",
             State::Forget => "remove",
             State::Unusable(..) => "send without the cache",
+            State::Verify(..) => "verify",
             State::Done => "done",
         }
     }
 }
 
-impl Check {
+impl<L: Validated> Check<L> {
     /// A check of `key` (with `explicit`, the validate request as given; else the remembered
     /// activation's), in `slot` (or why the slot cannot be had), at the clock reading `now`
     /// (unix seconds) and the shell's monotonic reading `at_ms` (milliseconds).
     pub fn new(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         key: Key,
         explicit: Option<ValidateRequest>,
         slot: Result<Arc<Slot>, Error>,
         now: i64,
         at_ms: u64,
-    ) -> Check {
+    ) -> Check<L> {
         let mut check = Check {
             key,
             explicit,
@@ -170,12 +219,27 @@ impl Check {
             cache_error: None,
             report: None,
             state: State::Lock,
+            locked: false,
+            peeked: None,
         };
         match slot {
             Ok(slot) => check.slot = Some(slot),
             Err(e) => check.unusable(ctx, e),
         }
         check
+    }
+
+    /// This check reads the slot first without its lock (the browser shell, whose lock is
+    /// shared by every tab and waited for at most a few seconds: verifying a cached record
+    /// never waits for another tab). The lock is taken only to write a record (the slot read
+    /// anew under it); when it is not had, that write failed (Polar is asked, or the cache's
+    /// answer given, not refreshed). A clock note alone is written without it (one sealed for
+    /// an older record is no note), and so the answers that write nothing.
+    pub fn unlocked_read(mut self) -> Check<L> {
+        if matches!(self.state, State::Lock) {
+            self.state = State::Peek;
+        }
+        self
     }
 
     /// The key checked.
@@ -187,6 +251,8 @@ impl Check {
     pub fn want(&self) -> Want<'_> {
         let slot = self.slot.as_deref();
         match (&self.state, slot) {
+            (State::Verify(..), _) => Want::Verify,
+            (State::Peek, Some(slot)) => Want::Read(slot),
             (State::Lock | State::WhileLock | State::FinishLock, Some(slot)) => {
                 Want::Lock(&slot.name)
             }
@@ -219,22 +285,33 @@ impl Check {
 
     /// The best answer before the online step ends: the cache's within the grace, the
     /// record's denial, else "not verified yet" (`None` when the check is not about to ask).
-    pub fn pending(&self, ctx: &Ctx<'_>) -> Option<CheckOutcome> {
+    pub fn pending(&self, ctx: &Ctx<'_, L>) -> Option<CheckOutcome<L>> {
         let asking = self.asking.as_deref()?;
         let opened = self.opened.as_deref()?;
         self.asks_next()
             .then(|| session::pending(opened, asking, ctx.policy))
     }
 
+    /// The answer, once the check has one (the report's outcome: [`Check::report`]).
+    pub fn report_outcome(&self) -> Option<&CheckOutcome<L>> {
+        self.report.as_ref().map(|r| &r.outcome)
+    }
+
+    /// Why the cache has not learned what this check found so far (a write that failed, the
+    /// storage that could not be used), if it has not.
+    pub fn cache_error(&self) -> Option<&Error> {
+        self.cache_error.as_ref()
+    }
+
     /// Polar's answer as the check read it, once it came (before the slot is read again).
-    pub fn online(&self) -> Option<Result<&Verdict<ValidatedLicenseKey>, &Error>> {
+    pub fn online(&self) -> Option<Result<&Verdict<L>, &Error>> {
         self.online
             .as_ref()
             .map(|online| (**online).as_ref().map(|(verdict, _)| verdict))
     }
 
     /// The check's answer (`unverified` if it was asked before [`Want::Done`]).
-    pub fn report(self) -> CheckReport {
+    pub fn report(self) -> CheckReport<L> {
         self.report.unwrap_or_else(|| {
             CheckReport::of(CheckOutcome::Unverified(Error::Cache {
                 detail: "the check was not driven to its end".to_string(),
@@ -243,30 +320,66 @@ impl Check {
     }
 
     /// Gives the check what happened in answer to its last [`Want`].
-    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    ///
+    /// With a verifier that answers later ([`crate::lease::Ed25519::defers`], signed mode): a
+    /// given that met a signature the verifier has no answer for yet is not taken; the check
+    /// keeps it and wants [`Want::Verify`], then takes it anew once [`Given::Verified`].
+    pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+        if matches!(self.state, State::Verify(..)) && matches!(given, Given::Verified) {
+            if let State::Verify(state, given) = std::mem::replace(&mut self.state, State::Done) {
+                self.state = *state;
+                return self.give(ctx, *given);
+            }
+        }
+        let deferred = ctx.ed25519.defers() && !ctx.relay_keys.is_empty();
+        let before = deferred.then(|| (self.clone(), given.clone()));
+        self.take(ctx, given);
+        if let Some((before, given)) = before {
+            if ctx.ed25519.pending() {
+                *self = before;
+                let state = std::mem::replace(&mut self.state, State::Done);
+                self.state = State::Verify(Box::new(state), Box::new(given));
+            }
+        }
+    }
+
+    /// [`Check::give`]'s step.
+    fn take(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         let state = std::mem::replace(&mut self.state, State::Done);
         self.state = match (state, given) {
-            (State::Lock, Given::Locked(Ok(()))) => State::Read,
-            (State::Lock, Given::Locked(Err(e))) => return self.unusable(ctx, e),
+            (State::Peek, Given::Read(Ok(stored))) => self.peek(ctx, stored),
+            (State::Peek, Given::Read(Err(e))) => return self.unusable(ctx, e),
+            (State::Lock, Given::Locked(Ok(()))) => {
+                self.locked = true;
+                State::Read
+            }
+            (State::Lock, Given::Locked(Err(e))) => match self.peeked.take() {
+                Some(stored) => self.unheld(ctx, stored, e),
+                None => return self.unusable(ctx, e),
+            },
             (State::Read, Given::Read(Ok(stored))) => self.begin(ctx, stored),
             (State::Read, Given::Read(Err(e))) => State::Unlock(Next::Unusable(e)),
             (State::Write(writes, purpose), Given::Written(result)) => {
                 self.written(ctx, writes, purpose, result)
             }
-            (State::Unlock(next), Given::Unlocked) => match next {
-                Next::Done => State::Done,
-                Next::Mark => State::Mark,
-                Next::Send => State::Send,
-                Next::Unusable(e) => return self.unusable(ctx, e),
-            },
+            (State::Unlock(next), Given::Unlocked) => {
+                self.locked = false;
+                self.release(ctx, next)
+            }
             (State::Mark, Given::Marked(true)) => State::Send,
             (State::Mark, Given::Marked(false)) => State::WhileLock,
-            (State::WhileLock, Given::Locked(Ok(()))) => State::WhileRead,
+            (State::WhileLock, Given::Locked(Ok(()))) => {
+                self.locked = true;
+                State::WhileRead
+            }
             (State::WhileLock, Given::Locked(Err(_))) => State::Send,
             (State::WhileRead, Given::Read(Ok(stored))) => self.while_asked(ctx, stored),
             (State::WhileRead, Given::Read(Err(_))) => State::Unlock(Next::Send),
             (State::Send, Given::Response(response)) => self.answered_online(ctx, response),
-            (State::FinishLock, Given::Locked(Ok(()))) => State::FinishRead,
+            (State::FinishLock, Given::Locked(Ok(()))) => {
+                self.locked = true;
+                State::FinishRead
+            }
             (State::FinishLock, Given::Locked(Err(e))) => {
                 self.finish_unlearned(ctx, e);
                 State::Done
@@ -301,6 +414,27 @@ impl Check {
                 }
             }
         };
+        // No lock held (a check that read without it): nothing to release.
+        if !self.locked {
+            let state = std::mem::replace(&mut self.state, State::Done);
+            self.state = match state {
+                State::Unlock(next) => self.release(ctx, next),
+                state => state,
+            };
+        }
+    }
+
+    /// Where the check goes once the lock is released (or when none was held).
+    fn release(&mut self, ctx: &Ctx<'_, L>, next: Next) -> State<L> {
+        match next {
+            Next::Done => State::Done,
+            Next::Mark => State::Mark,
+            Next::Send => State::Send,
+            Next::Unusable(e) => {
+                self.unusable(ctx, e);
+                std::mem::replace(&mut self.state, State::Done)
+            }
+        }
     }
 
     fn slot(&self) -> Option<&Slot> {
@@ -308,14 +442,59 @@ impl Check {
     }
 
     /// The slot opened from `stored` (the memo's when the bytes are the same).
-    fn open(&self, ctx: &Ctx<'_>, stored: &Stored) -> Option<Arc<Opened>> {
+    fn open(&self, ctx: &Ctx<'_, L>, stored: &Stored) -> Option<Arc<Opened<L>>> {
         Some(open_slot(ctx, self.slot()?, &self.key, stored))
     }
 
     /// Phase 1, the slot read under its lock.
-    fn begin(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
-        let Some(opened) = self.open(ctx, &stored) else {
-            return State::Unlock(Next::Done);
+    fn begin(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> State<L> {
+        match self.plan(ctx, &stored) {
+            Ok((opened, begin, req)) => self.act(ctx, stored, &opened, begin, req),
+            Err(state) => *state,
+        }
+    }
+
+    /// Phase 1 read without the lock ([`Check::unlocked_read`]): an answer that writes a
+    /// record takes the lock first; any other goes on at once.
+    fn peek(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> State<L> {
+        let (opened, begin, req) = match self.plan(ctx, &stored) {
+            Ok(plan) => plan,
+            Err(state) => return *state,
+        };
+        let again = |slot| ctx.memo.answered_again(slot, self.now, self.at_ms, &stored);
+        let record = matches!(
+            begin,
+            Begin::Cached {
+                clock_only: false,
+                ..
+            }
+        );
+        if record && !self.slot().is_some_and(again) {
+            self.peeked = Some(stored);
+            return State::Lock;
+        }
+        self.act(ctx, stored, &opened, begin, req)
+    }
+
+    /// Phase 1 when the lock to write the cached answer's record was not had: that write
+    /// failed.
+    fn unheld(&mut self, ctx: &Ctx<'_, L>, stored: Stored, e: Error) -> State<L> {
+        match self.begin(ctx, stored) {
+            State::Write(writes, purpose) => self.written(ctx, writes, purpose, Err(e)),
+            state => state,
+        }
+    }
+
+    /// Phase 1's plan from the slot read: the slot opened, what the cache answers, and the
+    /// request.
+    #[allow(clippy::type_complexity)]
+    fn plan(
+        &mut self,
+        ctx: &Ctx<'_, L>,
+        stored: &Stored,
+    ) -> Result<(Arc<Opened<L>>, Begin<L>, ValidateRequest), Box<State<L>>> {
+        let Some(opened) = self.open(ctx, stored) else {
+            return Err(Box::new(State::Unlock(Next::Done)));
         };
         self.opened = Some(Arc::clone(&opened));
         let req = match session::check_request(
@@ -326,9 +505,22 @@ impl Check {
             ctx.require_activation,
         ) {
             Ok(req) => req,
-            Err(e) => return self.answer(CheckOutcome::Unverified(e)),
+            Err(e) => return Err(Box::new(self.answer(CheckOutcome::Unverified(e)))),
         };
-        match session::begin(ctx.api, &opened, &req, self.now, ctx.policy) {
+        let begin = session::begin(ctx.api, &opened, &req, self.now, ctx.policy);
+        Ok((opened, begin, req))
+    }
+
+    /// Phase 1's plan carried out.
+    fn act(
+        &mut self,
+        ctx: &Ctx<'_, L>,
+        stored: Stored,
+        opened: &Opened<L>,
+        begin: Begin<L>,
+        req: ValidateRequest,
+    ) -> State<L> {
+        match begin {
             Begin::Done(outcome) => self.answer(outcome),
             Begin::Cached {
                 outcome,
@@ -342,7 +534,7 @@ impl Check {
                 if ctx.memo.answered_again(slot, self.now, self.at_ms, &stored) {
                     return self.answer(outcome);
                 }
-                let writes = session::cached_writes(&opened, *write, clock_only, slot);
+                let writes = session::cached_writes(opened, *write, clock_only, slot);
                 State::Write(
                     writes.into(),
                     Purpose::Cached {
@@ -360,7 +552,7 @@ impl Check {
         }
     }
 
-    fn answer(&mut self, outcome: CheckOutcome) -> State {
+    fn answer(&mut self, outcome: CheckOutcome<L>) -> State<L> {
         self.report = Some(CheckReport::of(outcome));
         State::Unlock(Next::Done)
     }
@@ -368,11 +560,11 @@ impl Check {
     /// One write stored (or not).
     fn written(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         mut writes: VecDeque<(String, Vec<u8>, Keep)>,
-        purpose: Purpose,
+        purpose: Purpose<L>,
         result: Result<(), Error>,
-    ) -> State {
+    ) -> State<L> {
         let Some((name, bytes, keep)) = writes.pop_front() else {
             return State::Unlock(Next::Done);
         };
@@ -463,7 +655,7 @@ impl Check {
     }
 
     /// Phase 2 when another check of the key holds the mark: the slot read under its lock.
-    fn while_asked(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
+    fn while_asked(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> State<L> {
         let (Some(opened), Some(asking), Some(slot)) =
             (self.open(ctx, &stored), self.asking.as_deref(), self.slot())
         else {
@@ -482,7 +674,11 @@ impl Check {
     }
 
     /// Phase 2: Polar's response read (signed mode: a grant stands only with its lease).
-    fn answered_online(&mut self, ctx: &Ctx<'_>, response: Result<HttpResponse, Error>) -> State {
+    fn answered_online(
+        &mut self,
+        ctx: &Ctx<'_, L>,
+        response: Result<HttpResponse, Error>,
+    ) -> State<L> {
         let Some(asking) = self.asking.as_deref() else {
             return State::Done;
         };
@@ -503,7 +699,7 @@ impl Check {
     }
 
     /// Phase 3: the answer folded into the slot as it is now.
-    fn finish(&mut self, ctx: &Ctx<'_>, stored: Stored) -> State {
+    fn finish(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> State<L> {
         let (Some(current), Some(asking), Some(online)) = (
             self.open(ctx, &stored),
             self.asking.as_deref(),
@@ -536,7 +732,7 @@ impl Check {
 
     /// Phase 3 when the slot cannot be read again: the answer stands; the cache could not
     /// learn it.
-    fn finish_unlearned(&mut self, ctx: &Ctx<'_>, e: Error) {
+    fn finish_unlearned(&mut self, ctx: &Ctx<'_, L>, e: Error) {
         let (Some(opened), Some(asking), Some(online)) = (
             self.opened.as_deref(),
             self.asking.as_deref(),
@@ -557,7 +753,7 @@ impl Check {
     /// The slot cannot be used at all (its secret, lock or bytes): this machine's identity
     /// that cannot be read refuses (a bare-key check would skip the binding), and so does a
     /// plain check that needs a remembered activation; else one online validate.
-    fn unusable(&mut self, ctx: &Ctx<'_>, cache_error: Error) {
+    fn unusable(&mut self, ctx: &Ctx<'_, L>, cache_error: Error) {
         let unbound = self.explicit.is_none() && ctx.require_activation;
         if unbound || !ctx.bound {
             self.report = Some(CheckReport::of(CheckOutcome::Unverified(cache_error)));
@@ -587,7 +783,7 @@ impl Check {
 
     fn answered_unusable(
         &mut self,
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         req: &ValidateRequest,
         response: Result<HttpResponse, Error>,
     ) {
@@ -618,19 +814,15 @@ impl Check {
 
 /// A validate response read: the verdict held to `expect`, its stamp, the relay's lease header
 /// (its single value) when there was one, and where the relay says the answer came from.
-fn read(
+fn read<L: Validated>(
     response: Result<HttpResponse, Error>,
     expect: Option<&Expect<'_>>,
-) -> (Online, Option<String>, Option<Relayed>) {
+) -> (Online<L>, Option<String>, Option<Relayed>) {
     match response {
         Err(e) => (Err(e), None, None),
         Ok(response) => {
             let stamp = response.stamp();
-            let verdict = match expect {
-                Some(expect) => parse_validate_for(&response, expect),
-                None => parse_validate(&response),
-            };
-            match verdict {
+            match L::validate_answer(&response, expect) {
                 Ok(verdict) => (
                     Ok((verdict, stamp)),
                     response.single(LEASE_HEADER).map(str::to_string),
@@ -644,11 +836,11 @@ fn read(
 
 /// The relay's word on an answer, kept only when the answer is a verdict (signed mode may
 /// have refused the grant since).
-fn relayed_verdict(relayed: Option<Relayed>, online: &Online) -> Option<Relayed> {
+fn relayed_verdict<L>(relayed: Option<Relayed>, online: &Online<L>) -> Option<Relayed> {
     relayed.filter(|_| online.is_ok())
 }
 
-fn from_cache(outcome: &CheckOutcome) -> bool {
+fn from_cache<L>(outcome: &CheckOutcome<L>) -> bool {
     matches!(
         outcome,
         CheckOutcome::Licensed {
@@ -660,13 +852,13 @@ fn from_cache(outcome: &CheckOutcome) -> bool {
 
 /// Signed mode: an online grant stands only with a lease that verifies for it
 /// ([`session::held`]); the lease to store with it.
-fn hold(
-    ctx: &Ctx<'_>,
-    online: Online,
+fn hold<L: LicenseData>(
+    ctx: &Ctx<'_, L>,
+    online: Online<L>,
     token: Option<String>,
     granted: &Granted<'_>,
     now: i64,
-) -> (Online, Option<HeldLease>) {
+) -> (Online<L>, Option<HeldLease>) {
     let online = online.map(|answer| (answer, token));
     let signing = session::Signing {
         keys: ctx.relay_keys,

@@ -1,17 +1,18 @@
 //! What every machine of one client is given besides its inputs, and how it opens a slot.
 
 use super::memo::{Memo, Stored};
-use crate::grace::GracePolicy;
+use crate::grace::{GracePolicy, LicenseData};
 use crate::key::Key;
 use crate::lease::{self, RelayKeys};
+use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
 use crate::session::{self, LeaseMemo, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the
-/// client was built.
-#[derive(Clone, Copy)]
-pub struct Ctx<'a> {
+/// client was built. `L` is how its records hold a license (the Rust clients' typed model,
+/// the npm engine's schema reading).
+pub struct Ctx<'a, L = ValidatedLicenseKey> {
     /// Polar's routes for the organization.
     pub api: &'a Api,
     /// The grace policy.
@@ -23,7 +24,7 @@ pub struct Ctx<'a> {
     /// The Ed25519 verification leases are checked with.
     pub ed25519: &'a dyn lease::Ed25519,
     /// The last slot opened and the last cached answer recorded.
-    pub memo: &'a Memo,
+    pub memo: &'a Memo<L>,
     /// This machine's fingerprint, when activations are machine-bound.
     pub machine: Option<&'a str>,
     /// This machine's identity could be read (else a check without its cache refuses: a
@@ -33,10 +34,26 @@ pub struct Ctx<'a> {
     pub require_activation: bool,
 }
 
+impl<L> Clone for Ctx<'_, L> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<L> Copy for Ctx<'_, L> {}
+
 /// A slot's bytes opened as every machine opens them: bound to the slot's origin, organization
 /// and key, the clock note added, signed mode's gate on the record's lease (the memo's when the
 /// bytes are the same: opening is a pure function of them and of the client).
-pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: &Stored) -> Arc<Opened> {
+///
+/// An opening whose lease signature the verifier has yet to answer ([`lease::Ed25519::pending`])
+/// is not remembered: it is made again once the answer is in.
+pub fn open_slot<L: LicenseData>(
+    ctx: &Ctx<'_, L>,
+    slot: &Slot,
+    key: &Key,
+    stored: &Stored,
+) -> Arc<Opened<L>> {
     if let Some(opened) = ctx.memo.opened(slot, stored) {
         return opened;
     }
@@ -58,6 +75,9 @@ pub(crate) fn open_slot(ctx: &Ctx<'_>, slot: &Slot, key: &Key, stored: &Stored) 
         ctx.ed25519,
     );
     let opened = Arc::new(opened);
+    if ctx.ed25519.pending() {
+        return opened;
+    }
     ctx.memo.remember_opened(slot, stored.clone(), &opened);
     opened
 }

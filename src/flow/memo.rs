@@ -5,6 +5,7 @@
 //! the client fixed when it was built). The store is still read on every check, so a record
 //! another process or tab replaced, removed or tampered with is seen at once.
 
+use crate::model::ValidatedLicenseKey;
 use crate::session::{Opened, Slot};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
@@ -21,7 +22,7 @@ pub struct Stored {
 }
 
 /// A slot's name, the bytes it held and what they opened to.
-type OpenedMemo = (String, Stored, Arc<Opened>);
+type OpenedMemo<L> = (String, Stored, Arc<Opened<L>>);
 
 /// The last cached answer recorded: a check of the same slot, at the same clock second, on the
 /// very record it wrote, within a second of it by the shell's monotonic clock, is the same
@@ -35,14 +36,23 @@ struct Answered {
     clock: Option<Vec<u8>>,
 }
 
-/// One client's memo (shared by its clones).
-#[derive(Default)]
-pub struct Memo {
-    opened: Mutex<Option<OpenedMemo>>,
+/// One client's memo (shared by its clones), over the license representation `L` its records
+/// hold.
+pub struct Memo<L = ValidatedLicenseKey> {
+    opened: Mutex<Option<OpenedMemo<L>>>,
     answered: Mutex<Option<Answered>>,
 }
 
-impl std::fmt::Debug for Memo {
+impl<L> Default for Memo<L> {
+    fn default() -> Self {
+        Memo {
+            opened: Mutex::default(),
+            answered: Mutex::default(),
+        }
+    }
+}
+
+impl<L> std::fmt::Debug for Memo<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Memo").finish_non_exhaustive()
     }
@@ -52,14 +62,14 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Memo {
-    pub(crate) fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened>> {
+impl<L> Memo<L> {
+    pub(crate) fn opened(&self, slot: &Slot, stored: &Stored) -> Option<Arc<Opened<L>>> {
         let memo = lock(&self.opened);
         let (name, bytes, opened) = memo.as_ref()?;
         (name == &slot.name && bytes == stored).then(|| Arc::clone(opened))
     }
 
-    pub(crate) fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened>) {
+    pub(crate) fn remember_opened(&self, slot: &Slot, stored: Stored, opened: &Arc<Opened<L>>) {
         *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
     }
 

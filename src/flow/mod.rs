@@ -16,7 +16,7 @@ mod memo;
 mod step;
 pub mod update;
 
-pub(crate) use ctx::open_slot;
+pub use ctx::open_slot;
 pub use ctx::Ctx;
 pub use memo::Memo;
 pub use step::{Given, Heard, Machine, Stored, Want};

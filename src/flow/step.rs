@@ -62,12 +62,16 @@ pub enum Want<'m> {
     Remove(&'m str),
     /// Send this validate request: [`Given::Response`].
     Send(&'m HttpRequest),
+    /// The lease verifier asked its host to verify signatures ([`crate::lease::Ed25519::defers`],
+    /// the npm engine's): have them verified, then [`Given::Verified`]. Never wanted with the
+    /// core's own verifier, which answers at once.
+    Verify,
     /// The machine is done: take its answer.
     Done,
 }
 
 /// What happened, in answer to a [`Want`].
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub enum Given {
     /// The lock was taken, or could not be.
     Locked(Result<(), Error>),
@@ -84,6 +88,8 @@ pub enum Given {
     Removed,
     /// Polar's response (any status), or why there was none.
     Response(Result<HttpResponse, Error>),
+    /// The verifier has the host's answers to what it asked.
+    Verified,
 }
 
 impl Given {
@@ -96,6 +102,7 @@ impl Given {
             Given::Written(_) => "written",
             Given::Removed => "removed",
             Given::Response(_) => "response",
+            Given::Verified => "verified",
         }
     }
 }

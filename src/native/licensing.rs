@@ -811,6 +811,8 @@ impl Licensing {
                     sent = Some(Instant::now());
                     Given::Response(self.client.send(request))
                 }
+                // The core's verifier answers at once: never wanted here.
+                Want::Verify => Given::Verified,
                 Want::Done => return,
             };
             check.give(&ctx, given);

@@ -54,6 +54,7 @@ test('granted by one of several benefits, not by another, and unknown features',
     'lease',
     'license',
     'reason',
+    'relaySource',
     'source',
     'verifiedAt',
   ]);

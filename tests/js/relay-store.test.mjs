@@ -146,6 +146,7 @@ test("node: a stale grant says its Age, and the npm client's grace runs from Pol
   try {
     const first = await app.check(key);
     assert.equal(first.source, 'online', JSON.stringify(first));
+    assert.equal(first.relaySource, 'polar');
     // Polar revokes the key, then fails; no webhook tells the relay.
     polar.updateKey(key, { status: 'revoked' });
     polar.setFault({ kind: 'status', status: 503, body: 'Service Unavailable' });
@@ -158,6 +159,7 @@ test("node: a stale grant says its Age, and the npm client's grace runs from Pol
     assert.match(raw.headers.get('access-control-expose-headers'), /(^|, )age(,|$)/, 'a browser may read it');
     const replayed = await app.check(key);
     assert.equal(replayed.source, 'online', JSON.stringify(replayed));
+    assert.equal(replayed.relaySource, 'stale', 'the client says the answer is a stale replay');
     assert.ok(
       Math.abs(replayed.verifiedAt - first.verifiedAt) <= 1,
       `verified at ${replayed.verifiedAt}, Polar answered at ${first.verifiedAt}`,
@@ -168,6 +170,35 @@ test("node: a stale grant says its Age, and the npm client's grace runs from Pol
   } finally {
     polar.setFault(null);
     await server.close();
+  }
+});
+
+test("node: a check through a relay with a store says where the relay took Polar's verdict from (relaySource)", async () => {
+  const port = await freePort();
+  const url = `http://127.0.0.1:${port}`;
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: {} });
+  const server = createServer(relayPkg.createNodeListener(relay));
+  await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
+  const { LicenseClient } = await pkg();
+  const storage = mapStorage();
+  // revalidateAfter 0: every check asks (the relay).
+  const app = new LicenseClient({ organizationId: ORG, baseUrl: url, storage, gracePolicy: { revalidateAfter: 0 } });
+  const key = newKey();
+  try {
+    const first = await app.check(key);
+    assert.deepEqual([first.source, first.relaySource], ['online', 'polar'], JSON.stringify(first));
+    const calls = polar.requestCount();
+    const second = await app.check(key);
+    assert.deepEqual([second.source, second.relaySource], ['online', 'store'], JSON.stringify(second));
+    assert.equal(polar.requestCount(), calls, 'the relay answered from its store');
+    // The cache's own answer (a client that need not ask yet, over the same storage): none.
+    const cached = await new LicenseClient({ organizationId: ORG, baseUrl: url, storage }).check(key);
+    assert.deepEqual([cached.source, cached.relaySource], ['cache', null], JSON.stringify(cached));
+    // Polar's own answer, with no relay: none.
+    const direct = await new LicenseClient({ organizationId: ORG, baseUrl: polar.url, storage: mapStorage() }).check(key);
+    assert.deepEqual([direct.source, direct.relaySource], ['online', null], JSON.stringify(direct));
+  } finally {
+    await new Promise((resolve) => server.close(resolve));
   }
 });
 

@@ -58,7 +58,7 @@ use polar_license::proto::{
     ValidateRequest,
 };
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, Asking, CacheState, Granted, HeldLease, Keep, Slot, Standing};
+use polar_license::session::{self, CacheState, Granted, HeldLease, Keep, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
@@ -68,17 +68,16 @@ use std::time::Duration;
 use wasm_bindgen::prelude::*;
 
 /// The grace types over the license as the schema path reads it.
-type CheckOutcome = polar_license::grace::CheckOutcome<SchemaLicense>;
+pub(crate) type CheckOutcome = polar_license::grace::CheckOutcome<SchemaLicense>;
 type Record = polar_license::grace::Record<SchemaLicense>;
 type Opened = session::Opened<SchemaLicense>;
-type Begin = session::Begin<SchemaLicense>;
 
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
 }
 
 /// `{"error":{…}}` for an [`Error`]: `code`, `detail` and the extras of its variant.
-fn error_json(err: &Error) -> String {
+pub(crate) fn error_json(err: &Error) -> String {
     let mut j = Json::new();
     j.raw("{\"error\":{");
     j.key("code").str(err.reason().code());
@@ -126,7 +125,7 @@ fn denial_json(denial: &Denial) -> String {
 }
 
 /// `{"url","headers","body"}`: a request `license.js` sends with `fetch`.
-fn request_json(j: &mut Json, http: &HttpRequest) {
+pub(crate) fn request_json(j: &mut Json, http: &HttpRequest) {
     j.raw("{");
     j.key("url").str(&http.url);
     j.key("headers").raw("[");
@@ -225,42 +224,28 @@ pub fn secret_ok(text: &str) -> bool {
 /// grace policy and feature map. Every method is synchronous and returns JSON text.
 #[wasm_bindgen]
 pub struct Engine {
-    api: Api,
-    policy: GracePolicy,
+    pub(crate) api: Api,
+    pub(crate) policy: GracePolicy,
     timeout: Duration,
     entitlements: Entitlements,
-    machine: Option<String>,
+    pub(crate) machine: Option<String>,
     /// The identity the cache is sealed with: `machine`, else the OS machine id's fingerprint
     /// when the host gave one (the node file store), as natively.
     seal: Option<String>,
     app_secret: Option<Vec<u8>>,
-    require_activation: bool,
+    pub(crate) require_activation: bool,
     /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
     /// these relay keys, and an online grant counts only with one.
-    relay_keys: RelayKeys,
+    pub(crate) relay_keys: RelayKeys,
     /// The last lease verified (`session::gate_lease`): one Ed25519 verification per lease,
     /// not per cached check, as natively.
-    lease_memo: session::LeaseMemo,
+    pub(crate) lease_memo: session::LeaseMemo,
     /// Lease signatures, verified by the host ([`crate::verify`]).
-    ed25519: HostEd25519,
-    /// The last `checkBegin` answered from storage: its arguments and its answer. A check
-    /// repeated with byte-for-byte the same key, secret, record, ledger, clock second and
-    /// feature is the same pure function of the same inputs (this engine's options are fixed),
-    /// so its answer is given again without opening the record (HMAC-SHA256, the JSON read),
-    /// planning and sealing anew: a warm check in a loop costs a string comparison here.
-    checked: RefCell<Option<(CheckArgs, String)>>,
-}
-
-/// The arguments of a `checkBegin` that used the storage.
-#[derive(PartialEq)]
-struct CheckArgs {
-    key: String,
-    secret: String,
-    record: Option<String>,
-    ledger: Option<String>,
-    clock: Option<String>,
-    now: i64,
-    feature: Option<String>,
+    pub(crate) ed25519: HostEd25519,
+    /// The last slot a check opened and the last cached answer it recorded, as natively.
+    pub(crate) memo: polar_license::flow::Memo<SchemaLicense>,
+    /// The checks being driven ([`crate::checks`]).
+    pub(crate) runs: RefCell<crate::checks::Runs>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -311,7 +296,8 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         relay_keys,
         lease_memo: session::LeaseMemo::default(),
         ed25519: HostEd25519::default(),
-        checked: RefCell::default(),
+        memo: polar_license::flow::Memo::default(),
+        runs: RefCell::default(),
     })
 }
 
@@ -377,13 +363,6 @@ impl<'a> StepOut<'a> {
         StepOut::empty().with(answer)
     }
 
-    fn asking(http: &'a HttpRequest) -> StepOut<'a> {
-        StepOut {
-            ask: Some(http),
-            ..StepOut::empty()
-        }
-    }
-
     fn with(mut self, answer: String) -> StepOut<'a> {
         self.answer = Some(answer);
         self
@@ -433,7 +412,7 @@ impl Engine {
     }
 
     /// The slot of `key` sealed with the install secret (hex), as on native.
-    fn sealed(&self, key: &Key, secret: &str) -> Slot {
+    pub(crate) fn sealed(&self, key: &Key, secret: &str) -> Slot {
         Slot::new(
             self.api.base_url(),
             self.org(),
@@ -517,25 +496,6 @@ impl Engine {
         gated.record?.lease_gate.window().cloned()
     }
 
-    /// [`Engine::outcome_json`] for a check that leaves `record` (from `opened`) stored: a
-    /// licensed result carries its lease and a grace end the lease caps (signed mode, the
-    /// core's `grace_end_leased`); a feature's answer has neither.
-    fn outcome_leased(
-        &self,
-        outcome: &CheckOutcome,
-        feature: Option<&str>,
-        fallback: Option<&Error>,
-        key: &Key,
-        opened: &Opened,
-        record: Option<&Record>,
-    ) -> String {
-        let window = match feature {
-            Some(_) => None,
-            None => self.window(key, opened, record),
-        };
-        self.outcome_json_leased(outcome, feature, fallback, window.as_ref())
-    }
-
     /// [`Held`] for a validate's answer (`granted`: what it was asked).
     fn held(
         &self,
@@ -603,48 +563,6 @@ impl Engine {
         session::seal(opened, record, slot)
     }
 
-    /// Phase 1 of a check, as native: the request from the opened slot, then the plan; with
-    /// a cached answer, the request to send when its write fails (the step hands it to the JS).
-    fn begin(
-        &self,
-        key: &Key,
-        opened: &Opened,
-        now: i64,
-    ) -> Result<(Begin, Option<Box<Asking>>), CheckOutcome> {
-        let req = session::check_request(
-            key,
-            None,
-            opened,
-            self.machine.as_deref(),
-            self.require_activation,
-        )
-        .map_err(CheckOutcome::Unverified)?;
-        let begin = session::begin(&self.api, opened, &req, now, &self.policy);
-        let or_ask = match begin {
-            Begin::Cached { may_ask: true, .. } => session::asking(&self.api, &req, now),
-            _ => None,
-        };
-        Ok((begin, or_ask))
-    }
-
-    /// What a check that began on `opened` at `now` asks (phase 1 again, to the same end:
-    /// the engine keeps nothing between calls).
-    fn asking(&self, key: &Key, opened: &Opened, now: i64) -> Result<Box<Asking>, CheckOutcome> {
-        match self.begin(key, opened, now)? {
-            (Begin::Ask(asking), _) | (Begin::Cached { .. }, Some(asking)) => Ok(asking),
-            (Begin::Cached { outcome, .. } | Begin::Done(outcome), _) => Err(outcome),
-        }
-    }
-
-    /// The bare-key request of a check that cannot use the storage.
-    fn uncached_request(&self, key: &Key, cache: String) -> Result<ValidateRequest, Error> {
-        if self.require_activation {
-            // Without the storage the remembered activation is unknown.
-            return Err(Error::Cache { detail: cache });
-        }
-        Ok(ValidateRequest::new(key.clone()))
-    }
-
     /// `{"listed":{name: answer…},"unlisted": answer}` for a licensed verdict.
     fn features_json(&self, j: &mut Json, verdict: &CheckOutcome) {
         j.raw("{\"listed\":{");
@@ -662,21 +580,11 @@ impl Engine {
     }
 
     /// The answer to a check: the licensed result (with `reason`, the code of what happened
-    /// online when the cache answered after Polar was asked), or the denial or error it is;
-    /// with `feature`, the feature's answer whatever the verdict (only error-class reasons
+    /// online when the cache answered after Polar was asked; `lease`, the stored lease that
+    /// verifies, `null` for none, and its grace end capped by it), or the denial or error it
+    /// is; with `feature`, the feature's answer whatever the verdict (only error-class reasons
     /// fail).
-    fn outcome_json(
-        &self,
-        outcome: &CheckOutcome,
-        feature: Option<&str>,
-        fallback: Option<&Error>,
-    ) -> String {
-        self.outcome_json_leased(outcome, feature, fallback, None)
-    }
-
-    /// [`Engine::outcome_json`], a licensed result with `lease` (the stored lease that
-    /// verifies, `null` for none) and its grace end capped by it.
-    fn outcome_json_leased(
+    pub(crate) fn outcome_json_leased(
         &self,
         outcome: &CheckOutcome,
         feature: Option<&str>,
@@ -804,24 +712,28 @@ impl Engine {
 
     /// Every step of `license.js`, by name, with its arguments in an array (one export, so
     /// the glue on both sides of the boundary is one function, not one per step):
-    /// `call('checkBegin', [key, secret, record, ledger, now, cache, feature])`. The names and
-    /// the arguments are the methods' below (in camelCase); each answers JSON text (`slot`,
-    /// `ledger` and `keySlot` a storage name, `openKey` the key or `undefined`, `secretOk` `""`
-    /// for a usable install secret or `undefined`, `reasonTable` the reason table). An unknown
-    /// name answers `undefined`. `checkEnd`, `validateEnd` and `activateEnd` are the `_leased`
-    /// methods: the reply's last argument is the relay's lease header (signed mode).
+    /// `call('validateBegin', [key, options])`. The names and the arguments are the methods'
+    /// below (in camelCase); each answers JSON text (`slot`, `ledger` and `keySlot` a storage
+    /// name, `openKey` the key or `undefined`, `secretOk` `""` for a usable install secret or
+    /// `undefined`, `reasonTable` the reason table). An unknown name answers `undefined`.
+    /// `validateEnd` and `activateEnd` are the `_leased` methods: the reply's last argument is
+    /// the relay's lease header (signed mode). The check is the core's machine, driven with
+    /// `checkStart`, `want` and `give` ([`crate::checks`]).
     ///
-    /// In signed mode any step may answer `{"verify": [[id, public key, message, signature]…]}`
-    /// (hex) instead: verify each Ed25519 signature, give the answers to `verified`
-    /// (`[id, 1 or 0, id, 1 or 0, …]`) and call the same step again ([`crate::verify`]).
+    /// In signed mode any other step may answer `{"verify": [[id, public key, message,
+    /// signature]…]}` (hex) instead: verify each Ed25519 signature, give the answers to
+    /// `verified` (`[id, 1 or 0, id, 1 or 0, …]`) and call the same step again
+    /// ([`crate::verify`]); the check wants it verified itself.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let out = self.step(op, args);
+        if matches!(op, "checkStart" | "want" | "give") {
+            // The check's machine asks for signatures itself (`want`: `verify`).
+            return out;
+        }
         let asked = self.ed25519.take_asked();
         if asked.is_empty() {
             return out;
         }
-        // The step ran without these answers: nothing of it is kept.
-        self.checked.replace(None);
         Some(verify_json(&asked))
     }
 
@@ -835,46 +747,9 @@ impl Engine {
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => StepOut::answer(error_json(&Error::no_remembered_key())).done(),
-            "checkBegin" => self.check_begin(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.n(4),
-                a.o(5),
-                a.o(6),
-                a.o(7),
-            ),
-            "checkPending" => self.check_pending(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
-            "whileAsked" => self.while_asked(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.n(4),
-                a.o(5),
-                a.o(6),
-                a.o(7),
-            ),
-            "checkEnd" => self.check_end_leased(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.n(4),
-                a.o(5),
-                a.o(6),
-                a.o(7),
-                a.o(8),
-                a.n(9) as u16,
-                a.bytes(10),
-                a.o(11),
-                a.o(12),
-                a.n(13) as u8,
-                a.s(14),
-                a.o(15),
-                a.o(16),
-            ),
+            "checkStart" => self.check_start(a.s(0), &a.s(1)),
+            "want" => self.want(&a.s(0)),
+            "give" => self.give(&a.s(0), &a.s(1), a.bytes(2)),
             "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
             "validateEnd" => self.validate_end_leased(
                 a.s(0),
@@ -948,7 +823,7 @@ impl Engine {
 
 /// `{"verify":[[id, public key, message, signature]…]}`, in hex: what the host is asked.
 #[inline(never)] // signed mode only: compiled by V8 only then (issue #38)
-fn verify_json(asked: &[Ask]) -> String {
+pub(crate) fn verify_json(asked: &[Ask]) -> String {
     use polar_license::cache::hex;
     let mut j = Json::new();
     j.raw("{\"verify\":[");
@@ -1028,312 +903,6 @@ impl Engine {
         [STORAGE_PREFIX, &polar_license::cache::ledger_name(&name)].concat()
     }
 
-    /// Phase 1 of a grace-aware check of `key` (under the slot's lock), with the install
-    /// secret and the stored `record` and `ledger` read at `now` (unix seconds). With `cache`
-    /// (the storage failed: its detail) the check is online only.
-    ///
-    /// Answers `{"answer"}` (done), `{"answer", "write", "ask"}` (licensed from the cache:
-    /// store `write` before answering; when that fails, send `ask` instead, or with no `ask`
-    /// answer all the same, the cache not refreshed) or `{"ask"}` (send it, then call
-    /// [`Engine::check_end`]). See [`Engine::check_end`] for `feature`. `clock` is what the
-    /// storage holds under [`Engine::clock`]'s name: a cached answer close to the record's
-    /// clock is then written there alone (a `volatile` write).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn check_begin(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        cache: Option<String>,
-        feature: Option<String>,
-        clock: Option<String>,
-    ) -> String {
-        let now = now as i64;
-        if let Some(cache) = cache {
-            let key = Key::new(key);
-            let feature = feature.as_deref();
-            let http = self
-                .uncached_request(&key, cache)
-                .and_then(|req| self.api.validate_request(&req));
-            return match http {
-                Ok(http) => StepOut::asking(&http).done(),
-                Err(e) => {
-                    StepOut::answer(self.outcome_json(&CheckOutcome::Unverified(e), feature, None))
-                        .done()
-                }
-            };
-        }
-        let args = CheckArgs {
-            key,
-            secret: secret.to_string(),
-            record,
-            ledger,
-            clock,
-            now,
-            feature,
-        };
-        if let Some((last, answer)) = self.checked.borrow().as_ref() {
-            if *last == args {
-                return answer.clone();
-            }
-        }
-        let answer = self.check_begin_stored(&args);
-        *self.checked.borrow_mut() = Some((args, answer.clone()));
-        answer
-    }
-
-    /// [`Engine::check_begin`] with the storage readable.
-    fn check_begin_stored(&self, args: &CheckArgs) -> String {
-        let key = Key::new(args.key.clone());
-        let (now, feature) = (args.now, args.feature.as_deref());
-        let slot = self.sealed(&key, &args.secret);
-        let opened = self.open_noted(
-            &key,
-            &slot,
-            args.record.as_deref(),
-            args.ledger.as_deref(),
-            args.clock.as_deref(),
-        );
-        match self.begin(&key, &opened, now) {
-            Err(outcome) | Ok((Begin::Done(outcome), _)) => StepOut::answer(self.outcome_leased(
-                &outcome,
-                feature,
-                None,
-                &key,
-                &opened,
-                opened.record.as_ref(),
-            ))
-            .done(),
-            Ok((
-                Begin::Cached {
-                    outcome,
-                    write,
-                    clock_only,
-                    ..
-                },
-                or_ask,
-            )) => {
-                let answer =
-                    self.outcome_leased(&outcome, feature, None, &key, &opened, Some(&write));
-                let (writes, keep) = session::cached_writes(&opened, *write, clock_only, &slot)
-                    .into_iter()
-                    .map(|(name, bytes, keep)| ((name, bytes), keep))
-                    .unzip();
-                StepOut {
-                    answer: Some(answer),
-                    write: Some(writes),
-                    ask: or_ask.as_ref().map(|a| &a.http),
-                    keep: Some(keep),
-                    ..StepOut::empty()
-                }
-                .done()
-            }
-            Ok((Begin::Ask(asking), _)) => StepOut::asking(&asking.http).done(),
-        }
-    }
-
-    /// The answer to give at once while a background check asks Polar, after
-    /// [`Engine::check_begin`] answered `{"ask"}` for the same `record`, `ledger` and `now`:
-    /// the cache's within the grace, the cached denial, else `not_yet_verified`, as natively
-    /// (`Licensing::check_in_background`). `{"answer"}`.
-    #[inline(never)]
-    pub fn check_pending(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-    ) -> String {
-        let key = Key::new(key);
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let now = now as i64;
-        let outcome = match self.asking(&key, &opened, now) {
-            Ok(asking) => session::pending(&opened, &asking, &self.policy),
-            Err(outcome) => outcome,
-        };
-        let answer =
-            self.outcome_leased(&outcome, None, None, &key, &opened, opened.record.as_ref());
-        StepOut::answer(answer).done()
-    }
-
-    /// Phase 2 of a check, when another check of the key is asking Polar right now: the
-    /// check began as [`Engine::check_begin`] was called (`record`, `ledger`, `now`), and the
-    /// storage holds `current_record` and `current_ledger` (read again under the lock).
-    /// Answers `{"answer", "write"}`: the cache's answer at once, to give once `write` is
-    /// stored (when that fails, ask as well); or `{}`: the cache cannot license, ask as well.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn while_asked(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        current_record: Option<String>,
-        current_ledger: Option<String>,
-        feature: Option<String>,
-    ) -> String {
-        let key = Key::new(key);
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let Ok(asking) = self.asking(&key, &opened, now as i64) else {
-            return "{}".to_string();
-        };
-        let current = self.open(
-            &key,
-            &slot,
-            current_record.as_deref(),
-            current_ledger.as_deref(),
-        );
-        match session::while_asked(&current, &asking, &self.policy) {
-            Some((outcome, record)) => StepOut {
-                answer: Some(self.outcome_leased(
-                    &outcome,
-                    feature.as_deref(),
-                    None,
-                    &key,
-                    &current,
-                    Some(&record),
-                )),
-                write: Some(self.seal(&current, record, &slot)),
-                ..StepOut::empty()
-            }
-            .done(),
-            None => "{}".to_string(),
-        }
-    }
-
-    /// Phase 3 of a check, after the request of [`Engine::check_begin`] (called with the same
-    /// `key`, `secret`, `record`, `ledger`, `now`, `cache` and `feature`) was answered
-    /// (`status`, `body`, `date`, `retry_after`) or failed (`fail`, `detail`), with the
-    /// storage's `current_record` and `current_ledger` read again under the lock (another
-    /// check's answer is folded in, never overwritten). Answers `{"answer", "write",
-    /// "strict"}`: store `write` in order; when that fails and `strict` is set, remove the
-    /// record (a denial that cannot be written must not leave an old grant behind).
-    ///
-    /// The answer is `{"ok": result}` for a licensed verdict, else the denial or error; with
-    /// `feature`, `{"ok": the feature's answer}` for every verdict but an error-class one.
-    ///
-    /// `lease` is the relay's lease header (signed mode): a grant counts only with one that
-    /// verifies, and is stored with it (`session::hold_lease`, `session::with_lease`); the
-    /// result's `lease` is the record's as this step leaves it.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn check_end_leased(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        cache: Option<String>,
-        feature: Option<String>,
-        current_record: Option<String>,
-        current_ledger: Option<String>,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-        lease: Option<String>,
-        age: Option<String>,
-    ) -> String {
-        let key = Key::new(key);
-        let now = now as i64;
-        let feature = feature.as_deref();
-        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
-        let date = response
-            .as_ref()
-            .map(HttpResponse::stamp)
-            .unwrap_or_default();
-        let token = lease_token(&response);
-        if let Some(cache) = cache {
-            let req = match self.uncached_request(&key, cache.clone()) {
-                Ok(req) => req,
-                Err(e) => {
-                    let outcome = CheckOutcome::Unverified(e);
-                    return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
-                }
-            };
-            let online = match Expect::validate(self.org(), &req, now) {
-                Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
-                None => Err(Error::invalid("key", "is required")),
-            };
-            // Nothing is stored without the storage, but a grant still needs its lease.
-            let granted = Granted {
-                organization_id: self.org(),
-                key: &key,
-                activation_id: req.activation_id.as_deref(),
-                conditions: &req.conditions,
-            };
-            let online = self
-                .held(
-                    online.map(|v| (v, Stamp::default())),
-                    &granted,
-                    token.as_deref(),
-                    now,
-                )
-                .0
-                .map(|(v, _)| v);
-            let outcome = session::online_only(online, &Error::Cache { detail: cache }, now);
-            return StepOut::answer(self.outcome_json(&outcome, feature, None)).done();
-        }
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let asking = match self.asking(&key, &opened, now) {
-            Ok(asking) => asking,
-            Err(outcome) => {
-                return StepOut::answer(self.outcome_json(&outcome, feature, None)).done()
-            }
-        };
-        let online = match asking.expect(self.org()) {
-            Some(expect) => response.and_then(|r| answers::validate_answer(&r, &expect)),
-            None => Err(Error::invalid("key", "is required")),
-        };
-        let granted = Granted {
-            organization_id: self.org(),
-            key: &asking.query.key,
-            activation_id: asking.query.activation_id.as_deref(),
-            conditions: &asking.query.conditions,
-        };
-        let (online, lease) = self.held(
-            online.map(|verdict| (verdict, date)),
-            &granted,
-            token.as_deref(),
-            asking.now,
-        );
-        let current = self.open(
-            &key,
-            &slot,
-            current_record.as_deref(),
-            current_ledger.as_deref(),
-        );
-        let f = session::finish(&current, &asking, &self.policy, online);
-        let write = f.write.map(|r| session::with_lease(r, lease));
-        let strict = write.as_ref().is_some_and(|r| r.denied.is_some());
-        StepOut {
-            answer: Some(self.outcome_leased(
-                &f.outcome,
-                feature,
-                f.fallback.as_ref(),
-                &key,
-                &current,
-                write.as_ref().or(current.record.as_ref()),
-            )),
-            write: write.map(|r| self.seal(&current, r, &slot)),
-            strict,
-            ..StepOut::empty()
-        }
-        .done()
-    }
-
     /// One online validation, no cache answer: `{"ask": request}` (with this machine's
     /// fingerprint among the conditions when it names an activation and activations are
     /// bound, as `activate` stored them) or the `invalid_input` error.
@@ -1353,7 +922,8 @@ impl Engine {
     /// features}}` (the feature answers of an online verdict) or the denial or error. The
     /// answer updates the key's record (one truth per key) when the storage could be read
     /// (`secret`, `record`, `ledger`; no `secret`: nothing to write). `lease`: the relay's
-    /// lease header, as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
+    /// lease header (a grant counts only with one that verifies); the answer's `lease` is the
+    /// stored one.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub fn validate_end_leased(
@@ -1464,7 +1034,7 @@ impl Engine {
     /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
     /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
     /// naming the activation. `lease`: the relay's lease header, for the activation just made,
-    /// as for [`Engine::check_end_leased`]; the answer's `lease` is the stored one.
+    /// counted only when it verifies; the answer's `lease` is the stored one.
     #[allow(clippy::too_many_arguments)]
     #[inline(never)]
     pub fn activate_end_leased(
@@ -1532,48 +1102,6 @@ impl Engine {
             Err(e) => error_json(&e),
         };
         out.with(answer).done()
-    }
-
-    /// [`Engine::check_end_leased`] with no lease header (unsigned answers).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn check_end(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        cache: Option<String>,
-        feature: Option<String>,
-        current_record: Option<String>,
-        current_ledger: Option<String>,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-    ) -> String {
-        self.check_end_leased(
-            key,
-            secret,
-            record,
-            ledger,
-            now,
-            cache,
-            feature,
-            current_record,
-            current_ledger,
-            status,
-            body,
-            date,
-            retry_after,
-            fail,
-            detail,
-            None,
-            None,
-        )
     }
 
     /// [`Engine::validate_end_leased`] with no lease header (unsigned answers).

@@ -17,6 +17,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bindings;
+pub mod checks;
 pub mod engine;
 pub mod verify;
 

@@ -78,6 +78,14 @@ impl Ed25519 for HostEd25519 {
         }
         Checked::Pending
     }
+
+    fn defers(&self) -> bool {
+        true
+    }
+
+    fn pending(&self) -> bool {
+        !self.asked.borrow().is_empty()
+    }
 }
 
 impl HostEd25519 {

@@ -141,6 +141,8 @@ struct Reply {
     retry_after: Option<String>,
     fail: u8,
     detail: String,
+    lease: Option<String>,
+    source: Option<String>,
 }
 
 fn ok(status: u16, body: &Value) -> Reply {
@@ -150,6 +152,8 @@ fn ok(status: u16, body: &Value) -> Reply {
         retry_after: None,
         fail: 0,
         detail: String::new(),
+        lease: None,
+        source: None,
     }
 }
 
@@ -160,6 +164,8 @@ fn raw(status: u16, body: &str) -> Reply {
         retry_after: None,
         fail: 0,
         detail: String::new(),
+        lease: None,
+        source: None,
     }
 }
 
@@ -170,51 +176,132 @@ fn failed(fail: u8, detail: &str) -> Reply {
         retry_after: None,
         fail,
         detail: detail.to_string(),
+        lease: None,
+        source: None,
     }
 }
 
-/// One check as `license.js` runs it: phase 1 on the storage; when it asks, phase 3 with
-/// `reply` and the storage read again; the writes applied in order. The step's JSON with
-/// `asked`.
+/// A host's Ed25519: the answers `license.js` hands to `verified` for a `verify` want.
+type Verifier = Box<dyn Fn(&Value) -> Vec<Arg>>;
+
+/// What a test's host does besides the storage: whether another check holds the mark,
+/// whether writes fail, what the storage becomes while Polar is asked, and how the host's
+/// Ed25519 answers (`None`: the test expects no signature to be asked about).
+#[derive(Default)]
+struct Host {
+    marked_elsewhere: bool,
+    writes_fail: bool,
+    meanwhile: Option<HashMap<String, String>>,
+    verifies: Option<Verifier>,
+}
+
+/// A monotonic clock's milliseconds, a second apart for each check (so none is taken for the
+/// same answer again, unless a test says so).
+fn at() -> u64 {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static AT: AtomicU64 = AtomicU64::new(0);
+    AT.fetch_add(10_000, Ordering::Relaxed)
+}
+
+/// One check as `license.js` drives it: `checkStart`, then `want` and `give` until it is done,
+/// over `s` with `host`, `reply` answering its request. The answer (`answer`, `refreshed`,
+/// `relaySource`), with what happened: `asked` (a request was sent: its body in `sent`),
+/// `write` (the names written, in order; absent for none), `removed`, `pending` (a check in
+/// the background), `verified` (how many times the host was asked).
+fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply) -> Value {
+    let start = e.check_start(
+        options["key"].as_str().unwrap_or(KEY).into(),
+        &options.to_string(),
+    );
+    let mut want = parsed(&start);
+    let id = want["id"].as_str().unwrap().to_string();
+    let (mut asked, mut sent, mut wrote, mut removed) = (false, None, Vec::new(), Vec::new());
+    let (mut pending, mut verified) = (None, 0);
+    for _ in 0..100 {
+        let mut body = Vec::new();
+        let given = if let Some(done) = want.get("done") {
+            let mut out = json!({
+                "answer": done,
+                "refreshed": want["refreshed"],
+                "relaySource": want["relaySource"],
+                "asked": asked,
+                "sent": sent,
+                "removed": removed,
+                "pending": pending,
+                "verified": verified,
+            });
+            if !wrote.is_empty() {
+                out["write"] = json!(wrote);
+            }
+            return out;
+        } else if let Some(names) = want.get("read") {
+            let get = |i: usize| s.map.get(names[i].as_str().unwrap()).cloned();
+            json!({ "read": [get(0), get(1), get(2)] })
+        } else if want.get("lock").is_some() {
+            json!({ "locked": true })
+        } else if want.get("unlock").is_some() {
+            json!({ "unlocked": true })
+        } else if want.get("mark").is_some() {
+            pending = want.get("pending").cloned();
+            json!({ "marked": !host.marked_elsewhere })
+        } else if let Some(write) = want.get("write") {
+            if host.writes_fail {
+                json!({ "written": "the disk is full" })
+            } else {
+                let step = json!({ "write": [write] });
+                wrote.extend(s.apply(&step));
+                json!({ "written": true })
+            }
+        } else if let Some(name) = want.get("remove") {
+            s.map.remove(name.as_str().unwrap());
+            removed.push(name.clone());
+            json!({ "removed": true })
+        } else if let Some(request) = want.get("send") {
+            asked = true;
+            sent = Some(request["body"].clone());
+            if let Some(map) = &host.meanwhile {
+                s.map = map.clone();
+            }
+            body = reply.body.clone();
+            if reply.fail == 0 {
+                let mut headers = Vec::new();
+                if let Some(r) = &reply.retry_after {
+                    headers.push(json!(["retry-after", r]));
+                }
+                if let Some(l) = &reply.lease {
+                    headers.push(json!(["polar-license-lease", l]));
+                }
+                if let Some(source) = &reply.source {
+                    headers.push(json!(["polar-license-source", source]));
+                }
+                json!({ "response": { "status": reply.status, "headers": headers } })
+            } else {
+                json!({ "response": { "fail": reply.fail, "detail": reply.detail } })
+            }
+        } else if want.get("verify").is_some() {
+            verified += 1;
+            let host = host.verifies.as_ref().expect("no signature to verify");
+            call(e, "verified", &host(&want));
+            json!({ "verified": true })
+        } else {
+            panic!("unknown want {want}");
+        };
+        let next = e.give(&id, &given.to_string(), body);
+        // `give` answers what the check wants next, as `want` does (asked once more here, but
+        // for the wants `want` answers only once: done, and the signatures to verify).
+        if !next.starts_with("{\"done\"") && !next.starts_with("{\"verify\"") {
+            assert_eq!(next, e.want(&id));
+        }
+        want = parsed(&next);
+    }
+    panic!("the check never ended");
+}
+
+/// One check of `KEY` at `now`, over `s` (a host whose storage works), `reply` answering its
+/// request.
 fn check(e: &Engine, s: &mut Storage, now: f64, reply: Reply) -> Value {
-    let (record, ledger) = (s.record(e), s.ledger(e));
-    let begin = parsed(&e.check_begin(
-        KEY.into(),
-        SECRET,
-        record.clone(),
-        ledger.clone(),
-        now,
-        None,
-        None,
-        s.clock(e),
-    ));
-    if begin.get("write").is_some() {
-        s.apply(&begin);
-        return json!({ "answer": begin["answer"], "asked": false });
-    }
-    if begin.get("ask").is_none() {
-        return json!({ "answer": begin["answer"], "asked": false });
-    }
-    let mut end = parsed(&e.check_end(
-        KEY.into(),
-        SECRET,
-        record,
-        ledger,
-        now,
-        None,
-        None,
-        s.record(e),
-        s.ledger(e),
-        reply.status,
-        reply.body,
-        None,
-        reply.retry_after,
-        reply.fail,
-        reply.detail,
-    ));
-    s.apply(&end);
-    end["asked"] = json!(true);
-    end
+    let options = json!({ "secret": SECRET, "now": now, "at": at() });
+    drive(e, s, &Host::default(), options, &reply)
 }
 
 #[wasm_bindgen_test]
@@ -390,10 +477,23 @@ fn engine_answers_carry_codes_and_extras() {
             "status": 404
         })
     );
-    assert_eq!(
-        denied["strict"], true,
-        "a tombstone that must not leave a grant behind"
+    // A tombstone that cannot be written must not leave a grant behind: the record goes.
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let full = Host {
+        writes_fail: true,
+        ..Host::default()
+    };
+    let options = json!({ "secret": SECRET, "now": NOW + 60.0, "at": at() });
+    let reply = ok(
+        404,
+        &json!({ "error": "ResourceNotFound", "detail": "License key is no longer active." }),
     );
+    let gone = drive(&e, &mut s, &full, options, &reply);
+    assert_eq!(gone["answer"]["error"]["code"], "inactive", "{gone}");
+    assert_eq!(gone["refreshed"], false);
+    assert_eq!(gone["removed"], json!([e.slot(KEY)]));
+    assert_eq!(s.record(&e), None);
 
     // A bare 404 (a wrong base path, a removed Polar-Version) is no denial and no tombstone.
     let bare = end(raw(404, r#"{"detail":"Not Found"}"#));
@@ -415,17 +515,10 @@ fn engine_answers_carry_codes_and_extras() {
     }
 
     // With `feature`: a denial answers (not granted), an error-class reason fails.
-    let feature = parsed(&e.check_begin(
-        String::new(),
-        SECRET,
-        None,
-        None,
-        NOW,
-        None,
-        Some("pro".into()),
-        None,
-    ));
+    let options = json!({ "key": "", "secret": SECRET, "now": NOW, "feature": "pro" });
+    let feature = drive(&e, &mut s, &Host::default(), options, &failed(1, "unused"));
     assert_eq!(feature["answer"]["error"]["field"], "key");
+    assert_eq!(feature["asked"], false);
 
     let bad = engine_from(&json!({ "organizationId": "nope" }))
         .err()
@@ -452,7 +545,7 @@ fn answers_that_are_not_polars_fall_back_with_their_reason() {
         let answer = check(&e, &mut s, now, reply);
         assert_eq!(answer["answer"]["ok"]["source"], "cache", "{reason}");
         assert_eq!(answer["answer"]["ok"]["reason"], reason);
-        assert_eq!(answer["strict"], false);
+        assert_eq!(answer["refreshed"], true);
     }
     let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW + 600.0));
     assert_eq!(status["ok"]["denied"], Value::Null);
@@ -518,54 +611,44 @@ fn a_check_asked_elsewhere_answers_from_the_cache_and_finishes_on_the_record_as_
     let e = engine(json!({ "gracePolicy": { "revalidateAfter": 0 } }));
     let mut s = Storage::default();
     check(&e, &mut s, NOW, ok(200, &license(false)));
-    let (record, ledger) = (s.record(&e), s.ledger(&e));
-    let begin = parsed(&e.check_begin(
-        KEY.into(),
-        SECRET,
-        record.clone(),
-        ledger.clone(),
-        NOW + 5.0,
-        None,
-        None,
-        None,
-    ));
-    assert!(begin.get("ask").is_some() && begin.get("answer").is_none());
+    let before = s.map.clone();
     // Another check of the key is asking: the cache answers at once, recorded.
-    let asked = parsed(&e.while_asked(
-        KEY.into(),
-        SECRET,
-        record.clone(),
-        ledger.clone(),
-        NOW + 5.0,
-        record.clone(),
-        ledger.clone(),
-        None,
-    ));
-    assert_eq!(asked["answer"]["ok"]["source"], "cache");
-    s.apply(&asked);
+    let elsewhere = Host {
+        marked_elsewhere: true,
+        ..Host::default()
+    };
+    let options = json!({ "secret": SECRET, "now": NOW + 5.0, "at": at() });
+    let asked = drive(
+        &e,
+        &mut s,
+        &elsewhere,
+        options.clone(),
+        &failed(1, "unused"),
+    );
+    assert_eq!(asked["answer"]["ok"]["source"], "cache", "{asked}");
+    assert_eq!(asked["asked"], false);
+    assert_eq!(asked["write"], json!([e.slot(KEY), e.ledger(KEY)]));
     // With no cache to answer from, ask as well.
-    let none = parsed(&e.while_asked(KEY.into(), SECRET, None, None, NOW + 5.0, None, None, None));
-    assert_eq!(none, json!({}));
-    // Phase 3 folds the answer into the record as it is now (written since): the next
-    // number, so the ledger moves on.
-    let end = parsed(&e.check_end(
-        KEY.into(),
-        SECRET,
-        record,
-        ledger,
-        NOW + 5.0,
-        None,
-        None,
-        s.record(&e),
-        s.ledger(&e),
-        200,
-        license(false).to_string().into_bytes(),
-        None,
-        None,
-        0,
-        String::new(),
-    ));
-    s.apply(&end);
+    let mut empty = Storage::default();
+    let none = drive(
+        &e,
+        &mut empty,
+        &elsewhere,
+        options.clone(),
+        &failed(1, "refused"),
+    );
+    assert_eq!(none["asked"], true);
+    assert_eq!(none["answer"]["error"]["code"], "offline");
+    // Phase 3 folds the answer into the record as it is now (written while Polar was asked,
+    // by the check above): the next number, so the ledger moves on.
+    let written = Host {
+        meanwhile: Some(s.map.clone()),
+        ..Host::default()
+    };
+    s.map = before;
+    let end = drive(&e, &mut s, &written, options, &ok(200, &license(false)));
+    assert_eq!(end["asked"], true);
+    assert_eq!(end["answer"]["ok"]["source"], "online");
     let mac = native_mac(PRODUCTION_URL);
     let seq = cache::decode_ledger(s.ledger(&e).unwrap().as_bytes(), &mac).unwrap();
     assert_eq!(seq, 3);
@@ -614,21 +697,26 @@ fn an_activation_is_a_verdict_and_later_checks_validate_it() {
     s.apply(&answer);
 
     // Right after it, a check answers from the cache (no request), with the activation.
-    let begin = parsed(&e.check_begin(
-        KEY.into(),
-        SECRET,
-        s.record(&e),
-        s.ledger(&e),
-        NOW + 1.0,
-        None,
-        None,
-        None,
-    ));
+    let options = json!({ "secret": SECRET, "now": NOW + 1.0, "at": at() });
+    let begin = drive(
+        &e,
+        &mut s.clone(),
+        &Host::default(),
+        options.clone(),
+        &failed(1, "unused"),
+    );
+    assert_eq!(begin["asked"], false);
     assert_eq!(begin["answer"]["ok"]["source"], "cache");
     assert_eq!(begin["answer"]["ok"]["activation"]["id"], ACTIVATION);
-    // The request it would send when its answer cannot be recorded validates the activation
-    // with the conditions it was made with.
-    let body = begin["ask"]["body"].as_str().unwrap();
+    // The request it sends when its answer cannot be recorded validates the activation with
+    // the conditions it was made with.
+    let full = Host {
+        writes_fail: true,
+        ..Host::default()
+    };
+    let begin = drive(&e, &mut s.clone(), &full, options, &failed(1, "refused"));
+    assert_eq!(begin["answer"]["ok"]["reason"], "offline", "{begin}");
+    let body = begin["sent"].as_str().unwrap();
     assert!(body.contains(ACTIVATION), "{body}");
     assert!(body.contains("\"seat\":1"), "{body}");
     let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW));
@@ -714,30 +802,13 @@ fn require_activation_refuses_with_no_request() {
     // Even over a bare-key verdict the storage holds.
     let bare = engine(json!({}));
     check(&bare, &mut s, NOW, ok(200, &license(false)));
-    let begin = parsed(&e.check_begin(
-        KEY.into(),
-        SECRET,
-        s.record(&e),
-        s.ledger(&e),
-        NOW,
-        None,
-        None,
-        None,
-    ));
-    assert_eq!(begin.get("ask"), None);
+    let begin = check(&e, &mut s, NOW, failed(1, "unused"));
+    assert_eq!(begin["asked"], false);
     assert_eq!(begin["answer"]["error"]["field"], "activation_id");
     // Without the storage: the storage's failure, still no request.
-    let begin = parsed(&e.check_begin(
-        KEY.into(),
-        "",
-        None,
-        None,
-        NOW,
-        Some("disk gone".into()),
-        None,
-        None,
-    ));
-    assert_eq!(begin.get("ask"), None);
+    let options = json!({ "cache": "disk gone", "now": NOW });
+    let begin = drive(&e, &mut s, &Host::default(), options, &failed(1, "unused"));
+    assert_eq!(begin["asked"], false);
     assert_eq!(begin["answer"]["error"]["code"], "cache_error");
 }
 
@@ -910,47 +981,44 @@ fn signed_mode_asks_the_host_to_verify_then_runs_the_step_again() {
     s.apply(&done);
 
     // A cached check on this engine: the answer is known, nothing is asked.
-    let checked = |e: &Engine, s: &Storage| {
-        call(
-            e,
-            "checkBegin",
-            &[
-                t(KEY),
-                t(SECRET),
-                opt(s.record(e)),
-                opt(s.ledger(e)),
-                Arg::N(NOW + 60.0),
-                Arg::U,
-                Arg::U,
-                Arg::U,
-            ],
-        )
+    let checked = |e: &Engine, s: &Storage, host: &Host| {
+        let options = json!({ "secret": SECRET, "now": NOW + 60.0, "at": at() });
+        drive(e, &mut s.clone(), host, options, &failed(1, "refused"))
     };
-    let cached = checked(&e, &s);
+    let cached = checked(&e, &s, &Host::default());
+    assert_eq!(cached["answer"]["ok"]["source"], "cache", "{cached}");
+    assert_eq!(cached["answer"]["ok"]["lease"]["kid"], "relay-2026");
+    assert_eq!(cached["verified"], 0);
+
+    // A new launch (a new engine) asks again for the stored lease. Told it does not verify,
+    // the cache does not license: the check asks Polar (offline here: no answer).
+    let fresh = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let refuses = Host {
+        verifies: Some(Box::new(|want: &Value| {
+            let mut no = answers(want, false);
+            no[1] = Arg::N(0.0);
+            no
+        })),
+        ..Host::default()
+    };
+    let refused = checked(&fresh, &s, &refuses);
+    assert_eq!(refused["verified"], 1, "{refused}");
+    assert_eq!(refused["asked"], true, "{refused}");
+    assert_eq!(refused["answer"]["error"]["code"], "offline", "{refused}");
+    // Told it verifies (another launch), the cache licenses within the lease.
+    let again = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
+    let verifies = Host {
+        verifies: Some(Box::new(|want: &Value| answers(want, false))),
+        ..Host::default()
+    };
+    let cached = checked(&again, &s, &verifies);
+    assert_eq!(cached["verified"], 1, "{cached}");
     assert_eq!(cached["answer"]["ok"]["source"], "cache", "{cached}");
     assert_eq!(cached["answer"]["ok"]["lease"]["kid"], "relay-2026");
 
-    // A new launch (a new engine) asks again for the stored lease. Told it does not verify,
-    // the cache does not license: the check asks Polar.
-    let fresh = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
-    let ask = checked(&fresh, &s);
-    assert_eq!(ask["verify"].as_array().unwrap().len(), 1, "{ask}");
-    let mut no = answers(&ask, false);
-    no[1] = Arg::N(0.0);
-    call(&fresh, "verified", &no);
-    let refused = checked(&fresh, &s);
-    assert!(refused.get("ask").is_some(), "{refused}");
-    assert_eq!(refused.get("write"), None, "{refused}");
-    // Told it verifies (another launch), the cache licenses within the lease.
-    let again = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
-    let ask = checked(&again, &s);
-    call(&again, "verified", &answers(&ask, false));
-    let cached = checked(&again, &s);
-    assert_eq!(cached["answer"]["ok"]["source"], "cache", "{cached}");
-
     // An engine without relay keys never asks, whatever is stored.
     let unsigned = engine(json!({ "machineId": MACHINE }));
-    assert!(checked(&unsigned, &s).get("verify").is_none());
+    assert_eq!(checked(&unsigned, &s, &Host::default())["verified"], 0);
 }
 
 #[wasm_bindgen_test]
@@ -1001,4 +1069,65 @@ fn a_host_that_lies_about_signatures_cannot_make_a_lease_for_another_key_count()
             .contains("(mismatch)"),
         "{done}"
     );
+}
+
+// ---- The check as the core's machine (issue #44) -------------------------------------------
+
+#[wasm_bindgen_test]
+fn a_relays_word_on_its_answer_is_the_checks_relay_source() {
+    let e = engine(json!({}));
+    let from = |source: &str| Reply {
+        source: Some(source.into()),
+        ..ok(200, &license(false))
+    };
+    let mut s = Storage::default();
+    let stored = check(&e, &mut s, NOW, from("store"));
+    assert_eq!(stored["answer"]["ok"]["source"], "online", "{stored}");
+    assert_eq!(stored["relaySource"], "store");
+    // The cache's own answer is no relay's.
+    let cached = check(&e, &mut s, NOW + 60.0, failed(1, "unused"));
+    assert_eq!(cached["answer"]["ok"]["source"], "cache");
+    assert_eq!(cached["relaySource"], Value::Null);
+    let stale = check(&e, &mut Storage::default(), NOW, from("stale"));
+    assert_eq!(stale["relaySource"], "stale");
+    // Polar's own answer, with no relay: none.
+    let direct = check(&e, &mut Storage::default(), NOW, ok(200, &license(false)));
+    assert_eq!(direct["relaySource"], Value::Null);
+}
+
+#[wasm_bindgen_test]
+fn a_check_in_the_background_answers_before_it_asks() {
+    let e = engine(json!({ "gracePolicy": { "revalidateAfter": 0 } }));
+    let mut s = Storage::default();
+    check(&e, &mut s, NOW, ok(200, &license(false)));
+    let options = json!({ "secret": SECRET, "now": NOW + 5.0, "at": at(), "background": true });
+    let fresh = drive(
+        &e,
+        &mut s,
+        &Host::default(),
+        options,
+        &ok(200, &license(false)),
+    );
+    assert_eq!(fresh["pending"]["ok"]["source"], "cache", "{fresh}");
+    assert_eq!(fresh["asked"], true);
+    assert_eq!(fresh["answer"]["ok"]["source"], "online");
+    // Not in the background: nothing pending.
+    let options = json!({ "secret": SECRET, "now": NOW + 10.0, "at": at() });
+    let plain = drive(
+        &e,
+        &mut s,
+        &Host::default(),
+        options,
+        &ok(200, &license(false)),
+    );
+    assert_eq!(plain["asked"], true);
+    assert_eq!(plain["pending"], Value::Null);
+}
+
+#[wasm_bindgen_test]
+fn a_check_that_is_not_running_ends_unverified() {
+    let e = engine(json!({}));
+    let gone = parsed(&e.want("7"));
+    assert_eq!(gone["done"]["error"]["code"], "cache_error", "{gone}");
+    assert_eq!(gone["refreshed"], false);
 }

@@ -1,0 +1,366 @@
+//! The check, as the core's machine ([`Check`], issue #44) kept in a handle table: `license.js`
+//! starts one (`checkStart`: its id and what it wants first), does that IO and gives back what
+//! happened (`give`: JSON, and a response's body as bytes; it answers what the check wants
+//! next, as `want` does), until it is done. A cached check is two calls. The order of
+//! the steps is the machine's, the same as the native and Rust-on-wasm clients'; the JS only
+//! does the IO (storage, the locks, the mark, `fetch`, the host's Ed25519).
+//!
+//! `want` answers one of:
+//!
+//! * `{"read": [record, ledger, clock]}`: the storage names to read (the ledger before the
+//!   record; a clock note that cannot be read is none);
+//! * `{"lock": name}`, `{"unlock": true}`: the slot's lock;
+//! * `{"mark": name}`: try to take the mark that this check asks Polar (not waiting); with
+//!   `"pending": answer` for a check in the background (the answer to give at once);
+//! * `{"write": [name, text, keep?]}` (`keep`: `revertible` or `volatile`, else durable), or
+//!   `{"remove": name}`;
+//! * `{"send": {"url", "headers", "body"}}`;
+//! * `{"verify": [[id, public key, message, signature]…]}` (hex): lease signatures for the host
+//!   (signed mode), answered with `verified` and then `{"verified": true}`;
+//! * `{"done": answer, "refreshed": bool}`: the check's answer (see the engine's module doc);
+//!   the check is gone from the table.
+//!
+//! `give` takes `{"locked": true}` or `{"locked": "why not"}`, `{"unlocked": true}`,
+//! `{"marked": bool}`, `{"read": [record, ledger, clock]}` (texts or `null`) or
+//! `{"read": "why not"}`, `{"written": true}` or `{"written": "why not"}`, `{"removed": true}`,
+//! `{"response": {"status", "headers": [[name, value]…]}}` with the body as bytes, or
+//! `{"response": {"fail": 1 (connect), 2 (timeout) or 3 (bad body), "detail"}}`, and
+//! `{"verified": true}`.
+
+use crate::engine::{error_json, request_json, verify_json, Engine};
+use polar_license::answers::SchemaLicense;
+use polar_license::error::Error;
+use polar_license::flow::check::Check;
+use polar_license::flow::{open_slot, Ctx, Given, Stored, Want};
+use polar_license::grace::{CheckOutcome, LeaseWindow};
+use polar_license::json::{JsonIn, JsonOut as Json, Num};
+use polar_license::key::Key;
+use polar_license::proto::HttpResponse;
+use polar_license::session::{Keep, Slot};
+use polar_license::strict::{self, Value};
+use polar_license::transport::{TransportError, TransportErrorKind};
+use polar_license::wasm::STORAGE_PREFIX;
+use std::sync::Arc;
+
+/// The most checks kept at once: a check the JS gave up on (an exception) is dropped, the
+/// oldest first.
+const LIVE: usize = 64;
+
+/// One check being driven.
+pub(crate) struct Run {
+    check: Check<SchemaLicense>,
+    slot: Option<Arc<Slot>>,
+    key: Key,
+    feature: Option<String>,
+    background: bool,
+    /// The slot as this check leaves it: the last read, and the writes since.
+    left: Stored,
+}
+
+/// The checks being driven, by id.
+#[derive(Default)]
+pub(crate) struct Runs {
+    next: u32,
+    live: Vec<(u32, Run)>,
+}
+
+fn name(name: &str) -> String {
+    [STORAGE_PREFIX, name].concat()
+}
+
+/// Text or `null`.
+fn opt_text(v: Option<&Value>) -> Option<Vec<u8>> {
+    v.and_then(JsonIn::string).map(String::into_bytes)
+}
+
+/// `{"x": true}` or `{"x": "why not"}`: the error a storage step failed with.
+fn outcome(v: &Value) -> Result<(), Error> {
+    match v.string() {
+        Some(detail) => Err(Error::Cache { detail }),
+        None => Ok(()),
+    }
+}
+
+/// A response as `license.js` gives it.
+fn response(v: &Value, body: Vec<u8>) -> Result<HttpResponse, Error> {
+    let int = |name: &str| match v.member(name).and_then(|n| n.number()) {
+        Some(Num::Int(n)) => n,
+        _ => 0,
+    };
+    let kind = match int("fail") {
+        0 => {
+            let headers = v
+                .member("headers")
+                .and_then(|h| h.items())
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|pair| {
+                    let pair = pair.items()?;
+                    Some((pair.first()?.string()?, pair.get(1)?.string()?))
+                })
+                .collect();
+            return Ok(HttpResponse {
+                status: u16::try_from(int("status")).unwrap_or(0),
+                headers,
+                body,
+            });
+        }
+        2 => TransportErrorKind::Timeout,
+        3 => TransportErrorKind::TooLarge,
+        _ => TransportErrorKind::Connect,
+    };
+    let detail = v
+        .member("detail")
+        .and_then(|d| d.string())
+        .unwrap_or_default();
+    Err(Error::from(TransportError::new(kind, detail)))
+}
+
+impl Engine {
+    /// What every check of this engine is given.
+    pub(crate) fn ctx(&self) -> Ctx<'_, SchemaLicense> {
+        Ctx {
+            api: &self.api,
+            policy: &self.policy,
+            relay_keys: &self.relay_keys,
+            lease_memo: &self.lease_memo,
+            ed25519: &self.ed25519,
+            memo: &self.memo,
+            machine: self.machine.as_deref(),
+            bound: true,
+            require_activation: self.require_activation,
+        }
+    }
+
+    /// `checkStart(key, options)`: a check of `key`: its id and what it wants first,
+    /// `{"id", …want}` (see [`Engine::want`]). `options` is JSON:
+    /// `{"secret": install secret (hex), "cache": why the storage cannot be used, "now": unix
+    /// seconds, "at": a monotonic clock's milliseconds, "feature": name, "background": bool}`.
+    #[inline(never)]
+    pub fn check_start(&self, key: String, options: &str) -> String {
+        let o = strict::parse(options.as_bytes()).unwrap_or(Value::Null);
+        let text = |name: &str| o.member(name).and_then(|v| v.string());
+        let number = |name: &str| match o.member(name).and_then(|v| v.number()) {
+            Some(Num::Int(n)) => n,
+            Some(Num::Float(x)) => x as i64,
+            None => 0,
+        };
+        let key = Key::new(key);
+        let slot = match text("cache") {
+            Some(detail) => Err(Error::Cache { detail }),
+            None => Ok(Arc::new(
+                self.sealed(&key, &text("secret").unwrap_or_default()),
+            )),
+        };
+        let now = number("now");
+        let at = u64::try_from(number("at")).unwrap_or(0);
+        let ctx = self.ctx();
+        let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at).unlocked_read();
+        let run = Run {
+            check,
+            slot: slot.ok(),
+            key,
+            feature: text("feature"),
+            background: o.member("background").and_then(|b| b.boolean()) == Some(true),
+            left: Stored::default(),
+        };
+        let mut runs = self.runs.borrow_mut();
+        runs.next = runs.next.wrapping_add(1);
+        let id = runs.next;
+        if runs.live.len() >= LIVE {
+            runs.live.remove(0);
+        }
+        runs.live.push((id, run));
+        drop(runs);
+        let id = polar_license::decimal::digits(u64::from(id));
+        let want = self.want(&id);
+        // `{"id": id, …the first want}`.
+        ["{\"id\":\"", &id, "\",", want.get(1..).unwrap_or_default()].concat()
+    }
+
+    /// `want(id)`: what the check wants next (see the module's doc).
+    #[inline(never)]
+    pub fn want(&self, id: &str) -> String {
+        let mut runs = self.runs.borrow_mut();
+        let Some(at) = position(&runs, id) else {
+            return gone();
+        };
+        let ctx = self.ctx();
+        let mut j = Json::new();
+        let run = &runs.live[at].1;
+        match run.check.want() {
+            Want::Read(slot) => {
+                j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
+                j.str(&name(&slot.ledger)).raw(",").str(&name(&slot.clock));
+                j.raw("]}");
+            }
+            Want::Lock(slot) => {
+                j.raw("{\"lock\":").str(&name(slot)).raw("}");
+            }
+            Want::Unlock => {
+                j.raw("{\"unlock\":true}");
+            }
+            Want::Mark(mark) => {
+                j.raw("{\"mark\":").str(&name(mark));
+                if run.background {
+                    if let Some(pending) = run.check.pending(&ctx) {
+                        let licensed = matches!(pending, CheckOutcome::Licensed { .. });
+                        let window = self.lease_window(run, |_| licensed);
+                        let feature = run.feature.as_deref();
+                        let answer =
+                            self.outcome_json_leased(&pending, feature, None, window.as_ref());
+                        j.key("pending").raw(&answer);
+                        j.key("refreshed").bool(run.check.cache_error().is_none());
+                    }
+                }
+                j.raw("}");
+            }
+            Want::Write {
+                name: n,
+                bytes,
+                keep,
+            } => {
+                // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
+                j.raw("{\"write\":[").str(&name(n)).raw(",");
+                j.str(std::str::from_utf8(bytes).unwrap_or_default());
+                match keep {
+                    Keep::Revertible => j.raw(",").str("revertible"),
+                    Keep::Volatile => j.raw(",").str("volatile"),
+                    Keep::Durable => &mut j,
+                };
+                j.raw("]}");
+            }
+            Want::Remove(n) => {
+                j.raw("{\"remove\":").str(&name(n)).raw("}");
+            }
+            Want::Send(http) => {
+                j.raw("{\"send\":");
+                request_json(&mut j, http);
+                j.raw("}");
+            }
+            Want::Verify => return verify_json(&self.ed25519.take_asked()),
+            Want::Done => {
+                let (_, run) = runs.live.remove(at);
+                drop(runs);
+                return self.done(run);
+            }
+        }
+        j.done()
+    }
+
+    /// `give(id, given, body)`: what happened (see the module's doc); answers what the check
+    /// wants next, as [`Engine::want`] does.
+    #[inline(never)]
+    pub fn give(&self, id: &str, given: &str, body: Vec<u8>) -> String {
+        let mut runs = self.runs.borrow_mut();
+        let Some(at) = position(&runs, id) else {
+            return gone();
+        };
+        let run = &mut runs.live[at].1;
+        let v = strict::parse(given.as_bytes()).unwrap_or(Value::Null);
+        let Some((kind, v)) = v.members().and_then(|m| m.into_iter().next()) else {
+            return gone();
+        };
+        let given = match kind.as_str() {
+            "locked" => Given::Locked(outcome(&v)),
+            "unlocked" => Given::Unlocked,
+            "marked" => Given::Marked(v.boolean() == Some(true)),
+            "read" => Given::Read(match v.items() {
+                Some(texts) => Ok(Stored {
+                    record: opt_text(texts.first()),
+                    ledger: opt_text(texts.get(1)),
+                    clock: opt_text(texts.get(2)),
+                }),
+                None => Err(Error::Cache {
+                    detail: v.string().unwrap_or_default(),
+                }),
+            }),
+            "written" => Given::Written(outcome(&v)),
+            "removed" => Given::Removed,
+            "response" => Given::Response(response(&v, body)),
+            _ => Given::Verified,
+        };
+        run.follow(&given);
+        // What the verifier asked is taken when the check wants it verified (`want`).
+        run.check.give(&self.ctx(), given);
+        drop(runs);
+        self.want(id)
+    }
+
+    /// The check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
+    fn done(&self, run: Run) -> String {
+        let window = self.lease_window(&run, |check| {
+            matches!(check.report_outcome(), Some(CheckOutcome::Licensed { .. }))
+        });
+        let report = run.check.report();
+        let feature = run.feature.as_deref();
+        let answer = self.outcome_json_leased(
+            &report.outcome,
+            feature,
+            report.fallback.as_ref(),
+            window.as_ref(),
+        );
+        let mut j = Json::new();
+        j.raw("{\"done\":").raw(&answer);
+        j.key("refreshed").bool(report.cache_refreshed());
+        j.key("relaySource")
+            .opt_str(report.relayed.map(|r| r.as_str()));
+        j.raw("}").done()
+    }
+
+    /// Signed mode: the window of the lease a licensed answer (`licensed`) stands on, in the
+    /// slot as this check leaves it (`None` for a feature's answer, and in unsigned mode).
+    fn lease_window(
+        &self,
+        run: &Run,
+        licensed: impl FnOnce(&Check<SchemaLicense>) -> bool,
+    ) -> Option<LeaseWindow> {
+        let slot = run.slot.as_deref()?;
+        if self.relay_keys.is_empty() || run.feature.is_some() || !licensed(&run.check) {
+            return None;
+        }
+        let opened = open_slot(&self.ctx(), slot, &run.key, &run.left);
+        // An answer the host has not given yet is no lease here.
+        drop(self.ed25519.take_asked());
+        opened
+            .record
+            .as_ref()
+            .and_then(|r| r.lease_gate.window().cloned())
+    }
+}
+
+impl Run {
+    /// Keeps `left` as the slot is after `given`.
+    fn follow(&mut self, given: &Given) {
+        match (given, self.check.want()) {
+            (Given::Read(Ok(stored)), _) => self.left = stored.clone(),
+            (Given::Written(Ok(())), Want::Write { name, bytes, .. }) => {
+                if let Some(slot) = self.slot.as_deref() {
+                    let bytes = Some(bytes.to_vec());
+                    if name == slot.name {
+                        self.left.record = bytes;
+                    } else if name == slot.ledger {
+                        self.left.ledger = bytes;
+                    } else if name == slot.clock {
+                        self.left.clock = bytes;
+                    }
+                }
+            }
+            (Given::Removed, _) => self.left.record = None,
+            _ => {}
+        }
+    }
+}
+
+fn position(runs: &Runs, id: &str) -> Option<usize> {
+    let id = id.parse::<u32>().ok()?;
+    runs.live.iter().position(|(n, _)| *n == id)
+}
+
+/// The answer for a check that is not in the table (never started, or dropped).
+fn gone() -> String {
+    let e = Error::Cache {
+        detail: "this check is not running".to_string(),
+    };
+    ["{\"done\":", &error_json(&e), ",\"refreshed\":false}"].concat()
+}

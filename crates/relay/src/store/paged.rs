@@ -10,9 +10,10 @@
 //! entries (`n:entries`, [`JournalItem::Count`]). Entries not touched recently leave the cache
 //! ([`PagedBackend::trim`]), never the storage.
 
+use super::entry::{hex_id, id_of_hex, tags};
 use super::{
-    hex_id, id_of_hex, tags, Backend, BudgetState, Entry, EntryId, JournalItem, StoreError,
-    MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+    Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY,
+    WEBHOOK_MEMORY_SECONDS,
 };
 use std::collections::HashMap;
 use std::sync::Mutex;

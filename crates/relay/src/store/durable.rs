@@ -187,6 +187,41 @@ impl RedbBackend {
             *staged = state;
         }
     }
+
+    /// One write transaction: `body` run in it, committed when `wrote` says it wrote, else
+    /// dropped (a repeat, nothing changed: the budget's state waits for the next commit).
+    fn transact<T>(
+        &self,
+        body: impl FnOnce(&redb::WriteTransaction) -> Result<T, StoreError>,
+        wrote: impl FnOnce(&T) -> bool,
+    ) -> Result<T, StoreError> {
+        let (w, carried) = self.write()?;
+        match body(&w) {
+            Ok(done) if wrote(&done) => self.commit(w, carried).map(|()| done),
+            other => {
+                self.unstage(carried);
+                other
+            }
+        }
+    }
+}
+
+/// Whether a webhook id was done.
+fn seen(hooks: &redb::Table<&str, i64>, webhook_id: &str) -> Result<bool, StoreError> {
+    Ok(hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some())
+}
+
+/// Remembers a webhook id done at `at`, forgetting those older than [`WEBHOOK_MEMORY_SECONDS`].
+fn remember(
+    hooks: &mut redb::Table<&str, i64>,
+    webhook_id: &str,
+    at: i64,
+) -> Result<(), StoreError> {
+    hooks
+        .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
+        .map_err(|e| err("write", e))?;
+    hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
+    Ok(())
 }
 
 /// The file's format written (or a first-format file's entries dropped) and its tables
@@ -428,10 +463,6 @@ impl Backend for RedbBackend {
         }
     }
 
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
-    }
-
     /// One write transaction: the entry read in it (redb has one writer at a time, so
     /// nothing commits between the read and the write), written, the oldest evicted.
     fn update(
@@ -439,30 +470,24 @@ impl Backend for RedbBackend {
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
-        let (w, carried) = self.write()?;
-        let written = (|| {
-            let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-            let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-            let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
-                Some(v) => Some(decode(v.value())?),
-                None => None,
-            };
-            let Some(entry) = f(current.as_ref()) else {
-                return Ok(None);
-            };
-            write_entry(&mut entries, &mut index, id, &entry)?;
-            cap_key(&mut entries, &mut index, id, &entry)?;
-            evict(&mut entries, &mut index, self.max_entries)?;
-            Ok(Some(entry))
-        })();
-        match written {
-            Ok(Some(entry)) => self.commit(w, carried).map(|()| Some(entry)),
-            // Nothing to write: the budget's state waits for the next commit.
-            other => {
-                self.unstage(carried);
-                other
-            }
-        }
+        self.transact(
+            |w| {
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                    Some(v) => Some(decode(v.value())?),
+                    None => None,
+                };
+                let Some(entry) = f(current.as_ref()) else {
+                    return Ok(None);
+                };
+                write_entry(&mut entries, &mut index, id, &entry)?;
+                cap_key(&mut entries, &mut index, id, &entry)?;
+                evict(&mut entries, &mut index, self.max_entries)?;
+                Ok(Some(entry))
+            },
+            Option::is_some,
+        )
     }
 
     /// One write transaction: the webhook id looked up, each entry named read, narrowed
@@ -473,58 +498,49 @@ impl Backend for RedbBackend {
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        let (w, carried) = self.write()?;
-        let written = (|| {
-            let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
-            if let Some((webhook_id, _)) = webhook {
-                if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
-                    return Ok(None);
-                }
-            }
-            let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-            let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-            let mut seen: Vec<Vec<u8>> = Vec::new();
-            let mut n = 0;
-            for tag in tags {
-                let ids = index
-                    .get(tag.as_str())
-                    .map_err(|e| err("read", e))?
-                    .map(|v| v.value().to_vec())
-                    .unwrap_or_default();
-                for k in ids.chunks_exact(32) {
-                    if seen.iter().any(|s| s == k) {
-                        continue;
-                    }
-                    seen.push(k.to_vec());
-                    let Ok(id) = <EntryId>::try_from(k) else {
-                        continue;
-                    };
-                    let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
-                        Some(v) => decode(v.value())?,
-                        None => continue,
-                    };
-                    if let Some(e) = f(&current) {
-                        write_entry(&mut entries, &mut index, &id, &e)?;
-                        n += 1;
+        self.transact(
+            |w| {
+                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                if let Some((webhook_id, _)) = webhook {
+                    if seen(&hooks, webhook_id)? {
+                        return Ok(None);
                     }
                 }
-            }
-            if let Some((webhook_id, at)) = webhook {
-                hooks
-                    .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
-                    .map_err(|e| err("write", e))?;
-                hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
-            }
-            Ok(Some(n))
-        })();
-        match written {
-            Ok(Some(n)) if n > 0 || webhook.is_some() => self.commit(w, carried).map(|()| Some(n)),
-            // A repeat, or nothing changed: nothing written (the transaction dropped).
-            other => {
-                self.unstage(carried);
-                other
-            }
-        }
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let mut seen: Vec<Vec<u8>> = Vec::new();
+                let mut n = 0;
+                for tag in tags {
+                    let ids = index
+                        .get(tag.as_str())
+                        .map_err(|e| err("read", e))?
+                        .map(|v| v.value().to_vec())
+                        .unwrap_or_default();
+                    for k in ids.chunks_exact(32) {
+                        if seen.iter().any(|s| s == k) {
+                            continue;
+                        }
+                        seen.push(k.to_vec());
+                        let Ok(id) = <EntryId>::try_from(k) else {
+                            continue;
+                        };
+                        let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
+                            Some(v) => decode(v.value())?,
+                            None => continue,
+                        };
+                        if let Some(e) = f(&current) {
+                            write_entry(&mut entries, &mut index, &id, &e)?;
+                            n += 1;
+                        }
+                    }
+                }
+                if let Some((webhook_id, at)) = webhook {
+                    remember(&mut hooks, webhook_id, at)?;
+                }
+                Ok(Some(n))
+            },
+            |n| n.is_some_and(|n| n > 0 || webhook.is_some()),
+        )
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
@@ -547,31 +563,22 @@ impl Backend for RedbBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let (w, carried) = self.write()?;
-        let written = (|| {
-            let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
-            if hooks.get(webhook_id).map_err(|e| err("read", e))?.is_some() {
-                return Ok(false);
-            }
-            let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-            let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-            for (id, entry) in updates {
-                write_entry(&mut entries, &mut index, id, entry)?;
-            }
-            hooks
-                .retain(|_, seen| seen > at - WEBHOOK_MEMORY_SECONDS)
-                .map_err(|e| err("write", e))?;
-            hooks.insert(webhook_id, at).map_err(|e| err("write", e))?;
-            Ok(true)
-        })();
-        match written {
-            Ok(true) => self.commit(w, carried).map(|()| true),
-            // A repeat: nothing written (the transaction dropped).
-            other => {
-                self.unstage(carried);
-                other
-            }
-        }
+        self.transact(
+            |w| {
+                let mut hooks = w.open_table(WEBHOOKS).map_err(|e| err("write", e))?;
+                if seen(&hooks, webhook_id)? {
+                    return Ok(false);
+                }
+                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
+                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                for (id, entry) in updates {
+                    write_entry(&mut entries, &mut index, id, entry)?;
+                }
+                remember(&mut hooks, webhook_id, at)?;
+                Ok(true)
+            },
+            |wrote| *wrote,
+        )
     }
 
     fn len(&self) -> Result<usize, StoreError> {
@@ -646,21 +653,7 @@ mod tests {
     use crate::store::Mark;
 
     fn entry(i: usize) -> Entry {
-        Entry {
-            license_key_id: Some(format!("L{i}")),
-            customer_id: Some(format!("C{i}")),
-            answered_at: i as i64,
-            status: 200,
-            body: "{}".into(),
-            headers: vec![],
-            grant: true,
-            mark: Mark::None,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
-            key_at: None,
-            key_tag: None,
-        }
+        crate::store::tests::granted(&format!("L{i}"), &format!("C{i}"), i as i64)
     }
 
     #[test]

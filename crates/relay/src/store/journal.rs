@@ -94,6 +94,35 @@ impl JournalBackend {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// Journals what one step changed, as it was applied (called under the entries' lock, so
+    /// that the host persists the steps in the order they were made): the entries written,
+    /// those evicted, the webhook ids forgotten, and the webhook id done.
+    fn record(
+        &self,
+        written: &[(EntryId, Entry)],
+        removed: &[EntryId],
+        forgotten: Vec<String>,
+        webhook: Option<(&str, i64)>,
+    ) {
+        let mut j = self.journal();
+        j.extend(written.iter().map(|(id, entry)| JournalItem::Put {
+            id: hex_id(id),
+            entry: entry.clone(),
+        }));
+        j.extend(
+            removed
+                .iter()
+                .map(|id| JournalItem::Delete { id: hex_id(id) }),
+        );
+        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
+        if let Some((webhook_id, at)) = webhook {
+            j.push(JournalItem::Webhook {
+                id: webhook_id.to_string(),
+                at,
+            });
+        }
+    }
+
     /// The changes since the last call, in order.
     pub fn take(&self) -> Vec<JournalItem> {
         std::mem::take(&mut *self.journal())
@@ -127,10 +156,6 @@ impl Backend for JournalBackend {
         self.memory.get(id)
     }
 
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
-    }
-
     /// Journaled under the entries' lock: the host persists the changes in the order they
     /// were made (a grant kept and a revocation racing are saved as they were applied).
     fn update(
@@ -140,18 +165,8 @@ impl Backend for JournalBackend {
     ) -> Result<Option<Entry>, StoreError> {
         let mut m = self.memory.lock();
         let (written, removed) = m.update(id, f, self.memory.max_entries);
-        let mut j = self.journal();
-        if let Some(entry) = &written {
-            j.push(JournalItem::Put {
-                id: hex_id(id),
-                entry: entry.clone(),
-            });
-        }
-        j.extend(
-            removed
-                .iter()
-                .map(|id| JournalItem::Delete { id: hex_id(id) }),
-        );
+        let put: Vec<(EntryId, Entry)> = written.iter().map(|e| (*id, e.clone())).collect();
+        self.record(&put, &removed, Vec::new(), None);
         Ok(written)
     }
 
@@ -165,20 +180,7 @@ impl Backend for JournalBackend {
         let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
             return Ok(None);
         };
-        let mut j = self.journal();
-        for (id, entry) in &written {
-            j.push(JournalItem::Put {
-                id: hex_id(id),
-                entry: entry.clone(),
-            });
-        }
-        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
-        if let Some((webhook_id, at)) = webhook {
-            j.push(JournalItem::Webhook {
-                id: webhook_id.to_string(),
-                at,
-            });
-        }
+        self.record(&written, &[], forgotten, webhook);
         Ok(Some(written.len()))
     }
 
@@ -193,26 +195,10 @@ impl Backend for JournalBackend {
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
         let mut m = self.memory.lock();
-        if m.webhooks.contains_key(webhook_id) {
+        let Some(forgotten) = m.apply_webhook(webhook_id, at, updates) else {
             return Ok(false);
-        }
-        for (id, entry) in updates {
-            m.insert(id, entry);
-        }
-        let forgotten = m.prune_webhooks(at);
-        m.webhooks.insert(webhook_id.to_string(), at);
-        let mut j = self.journal();
-        for (id, entry) in updates {
-            j.push(JournalItem::Put {
-                id: hex_id(id),
-                entry: entry.clone(),
-            });
-        }
-        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
-        j.push(JournalItem::Webhook {
-            id: webhook_id.to_string(),
-            at,
-        });
+        };
+        self.record(updates, &[], forgotten, Some((webhook_id, at)));
         Ok(true)
     }
 

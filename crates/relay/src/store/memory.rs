@@ -142,6 +142,25 @@ impl Memory {
         Some((written, forgotten))
     }
 
+    /// [`Backend::apply_webhook`] under the lock: `None` for a webhook id seen (nothing
+    /// written), else the webhook ids forgotten.
+    pub(super) fn apply_webhook(
+        &mut self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Option<Vec<String>> {
+        if self.webhooks.contains_key(webhook_id) {
+            return None;
+        }
+        for (id, entry) in updates {
+            self.insert(id, entry);
+        }
+        let forgotten = self.prune_webhooks(at);
+        self.webhooks.insert(webhook_id.to_string(), at);
+        Some(forgotten)
+    }
+
     /// Evicts the oldest past `max`; returns the ids removed.
     fn evict(&mut self, max: usize) -> Vec<EntryId> {
         let mut removed = Vec::new();
@@ -186,10 +205,6 @@ impl Backend for MemoryBackend {
         Ok(self.lock().entries.get(id).cloned())
     }
 
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
-    }
-
     fn update(
         &self,
         id: &EntryId,
@@ -220,17 +235,7 @@ impl Backend for MemoryBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        let mut m = self.lock();
-        if m.webhooks.contains_key(webhook_id) {
-            return Ok(false);
-        }
-        for (id, entry) in updates {
-            m.insert(id, entry);
-        }
-        m.webhooks
-            .retain(|_, seen| *seen > at - WEBHOOK_MEMORY_SECONDS);
-        m.webhooks.insert(webhook_id.to_string(), at);
-        Ok(true)
+        Ok(self.lock().apply_webhook(webhook_id, at, updates).is_some())
     }
 
     fn len(&self) -> Result<usize, StoreError> {

@@ -114,12 +114,20 @@ impl std::fmt::Display for StoreError {
 impl std::error::Error for StoreError {}
 
 /// Where entries and webhook ids live.
+///
+/// A backend implements [`Backend::put`] or [`Backend::update`], or both: each is given in
+/// terms of the other (one implementing neither recurses without end). Every backend of this
+/// crate implements `update` (one step) and takes `put` as given.
 pub trait Backend: Send + Sync {
     /// An entry.
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
     /// Stores an entry (indexed by its license key id and customer id), evicting the oldest
     /// past the cap; durable when this returns.
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError>;
+    ///
+    /// The default is an [`Backend::update`] that writes `entry` whatever is stored.
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
     /// The entries of a license key id (`l:…`) or a customer id (`c:…`).
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError>;
     /// In one step: unless `webhook_id` was seen, writes `updates` and remembers the id;
@@ -135,8 +143,9 @@ pub trait Backend: Send + Sync {
     /// in what `f` reads, or applied after its write). `f` gets the entry as stored now and
     /// returns the entry to write (`None`: nothing written); what was written is returned.
     ///
-    /// The default reads and writes in two steps (a backend of its own that cannot do better
-    /// may lose a webhook's mark to a racing answer): every backend of this crate overrides it.
+    /// The default reads and writes in two steps, with [`Backend::put`] (a backend of its own
+    /// that cannot do better may lose a webhook's mark to a racing answer): every backend of
+    /// this crate overrides it.
     fn update(
         &self,
         id: &EntryId,

@@ -346,10 +346,6 @@ impl Backend for PagedBackend {
         Ok(self.lock().entry(id).cloned())
     }
 
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
-    }
-
     fn update(
         &self,
         id: &EntryId,

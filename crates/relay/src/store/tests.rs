@@ -125,19 +125,8 @@ fn a_budgets_state_is_bounded_and_a_damaged_one_spends_no_more_than_the_budget()
 #[test]
 fn a_webhook_only_narrows_and_an_older_one_changes_nothing() {
     let entry = Entry {
-        license_key_id: Some("L".into()),
         customer_id: None,
-        answered_at: 100,
-        status: 200,
-        body: "{}".into(),
-        headers: vec![],
-        grant: true,
-        mark: Mark::None,
-        customer_event_at: 0,
-        key_event_at: 0,
-        marked_at: 0,
-        key_at: None,
-        key_tag: None,
+        ..key_entry()
     };
     let revoke = Narrowing {
         tags: vec!["l:L".into()],
@@ -164,10 +153,16 @@ fn a_webhook_only_narrows_and_an_older_one_changes_nothing() {
 
 /// A key's entry, untouched by webhooks.
 fn key_entry() -> Entry {
+    granted("L", "C", 100)
+}
+
+/// A grant of Polar's for the key id `key` and the customer id `customer`, answered at `at`,
+/// untouched by webhooks.
+pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
     Entry {
-        license_key_id: Some("L".into()),
-        customer_id: Some("C".into()),
-        answered_at: 100,
+        license_key_id: Some(key.into()),
+        customer_id: Some(customer.into()),
+        answered_at: at,
         status: 200,
         body: "{}".into(),
         headers: vec![],
@@ -345,21 +340,7 @@ fn a_keys_entries_are_capped_in_memory_and_in_the_journal() {
 #[test]
 fn a_journal_restores_what_it_recorded() {
     let a = JournalBackend::new(10);
-    let entry = Entry {
-        license_key_id: Some("L".into()),
-        customer_id: Some("C".into()),
-        answered_at: 5,
-        status: 200,
-        body: "{}".into(),
-        headers: vec![],
-        grant: true,
-        mark: Mark::None,
-        customer_event_at: 0,
-        key_event_at: 0,
-        marked_at: 0,
-        key_at: None,
-        key_tag: None,
-    };
+    let entry = granted("L", "C", 5);
     a.put(&[7; 32], &entry).expect("put");
     assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
     let journal = a.take();

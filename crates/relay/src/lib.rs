@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod breaker;
+mod clock;
 mod limit;
 mod ops;
 // The roster's reads run on the native server only (a host without it keeps it off).
@@ -53,10 +54,12 @@ mod served;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
+mod stored;
 mod verdicts;
 mod wants;
 
 pub use breaker::BreakerOptions;
+pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -79,7 +82,7 @@ use polar_license_emulator::{check_body, CheckedBody};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use store::{Backend, Budget, Entry, EntryId, StoreOptions};
-use verdicts::{Flight, Stored};
+use stored::{Flight, Stored};
 
 /// The header that says where an answer of the three routes comes from: `polar` (Polar's
 /// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
@@ -481,15 +484,6 @@ impl RelayResponse {
     pub fn lease(&self) -> Option<&str> {
         self.header(LEASE_HEADER)
     }
-}
-
-/// A clock reading, given to [`Relay::handle`]: the core reads no clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Wall-clock unix seconds (the lease's `iat`, `nbf`, `exp`, the expiry check).
-    pub unix_seconds: i64,
-    /// A monotonic reading in milliseconds (the rate limit's buckets).
-    pub monotonic_ms: u64,
 }
 
 /// Where a lease's `jti` comes from: 16 random bytes.
@@ -963,7 +957,7 @@ impl Relay {
         if made {
             self.breaker.record(&upstream, pending.ticket, now);
         }
-        let seen = self.store.as_ref().map(|_| verdicts::Seen::of(&upstream));
+        let seen = self.store.as_ref().map(|_| stored::Seen::of(&upstream));
         let (mut response, mut unsigned) = self.answer(pending, upstream, now, entropy);
         if let (Some(s), Some(seen)) = (&self.store, seen) {
             self.keep(s, pending, seen, now, entropy, &mut response, &mut unsigned);

@@ -8,7 +8,7 @@
 //! a time. So a slow or silent client holds a connection until its timeout, never the server.
 
 use crate::served::Served;
-use crate::verdicts::Flight;
+use crate::stored::Flight;
 use crate::{Now, Pending, Relay, RelayRequest, RelayResponse};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};

@@ -16,7 +16,7 @@
 //!   Anything else (a denial, a login page's 200, a 200 saying "revoked") passes through with
 //!   none.
 //! * **The seller's token is protected.** Bodies are capped ([`Limits::max_body_bytes`], 413);
-//!   Polar's own input checks ([`polar_license_emulator::check_body`]: the same 422 bytes
+//!   Polar's own input checks ([`polar_license_rules::check_body`]: the same 422 bytes
 //!   Polar sends) and the core's stricter ones run before any call; a body naming another
 //!   organization than the configured one is Polar's 404 "Not found" without a call; each
 //!   client IP and each license key has a token bucket ([`Limits`]; 429 with `Retry-After`,
@@ -78,7 +78,7 @@ use polar_license::proto::{
     Expect, HttpRequest, HttpResponse, Operation, Server, ValidateRequest,
 };
 use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
-use polar_license_emulator::{check_body, CheckedBody};
+use polar_license_rules::{check_body, CheckedBody};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use store::{Backend, Budget, Entry, EntryId, StoreOptions};

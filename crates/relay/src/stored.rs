@@ -130,9 +130,11 @@ impl Flight {
     }
 }
 
-/// What the store needs of Polar's answer, read before the answer is passed on: its status,
-/// `retry-after`, whether it is a denial, and the license key's and customer's ids (what
-/// webhooks name); nothing when Polar was not reached.
+/// What the store needs of Polar's answer: its status, `retry-after` and whether it is a
+/// denial, read before the answer is passed on ([`Seen::of`]), and, for a grant, the license
+/// key's and customer's ids (what webhooks name) as the grant's reading found them
+/// ([`Seen::held_by`]: the body is not read again for them); nothing when Polar was not
+/// reached.
 pub(crate) struct Seen(pub(crate) Option<Answered>);
 
 /// Polar's answer, as far as the store cares.
@@ -144,7 +146,15 @@ pub(crate) struct Answered {
     pub(crate) customer_id: Option<String>,
 }
 
+/// The license key and customer a grant names (read with the grant: `id` and `customer_id`).
+pub(crate) struct Holder {
+    pub(crate) license_key_id: String,
+    pub(crate) customer_id: String,
+}
+
 impl Seen {
+    /// Polar's status and `retry-after`, and for a 404 whether it is Polar's denial (its error
+    /// envelope, as the core reads it).
     pub(crate) fn of(upstream: &Result<HttpResponse, TransportError>) -> Seen {
         Seen(upstream.as_ref().ok().map(|u| {
             let retry = u
@@ -152,23 +162,23 @@ impl Seen {
                 .and_then(|v| v.trim().parse::<u64>().ok());
             let denial = u.status == 404
                 && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
-            let (license_key_id, customer_id) =
-                serde_json::from_slice::<serde_json::Value>(&u.body)
-                    .ok()
-                    .map(|v| {
-                        let field =
-                            |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
-                        (field("id"), field("customer_id"))
-                    })
-                    .unwrap_or((None, None));
             Answered {
                 status: u.status,
                 retry_after: retry,
                 denial,
-                license_key_id,
-                customer_id,
+                license_key_id: None,
+                customer_id: None,
             }
         }))
+    }
+
+    /// With the ids a grant names (`None`: not a grant, nothing named).
+    pub(crate) fn held_by(mut self, holder: Option<Holder>) -> Seen {
+        if let (Some(a), Some(h)) = (self.0.as_mut(), holder) {
+            a.license_key_id = Some(h.license_key_id);
+            a.customer_id = Some(h.customer_id);
+        }
+        self
     }
 }
 

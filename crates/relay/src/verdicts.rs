@@ -246,7 +246,7 @@ impl Relay {
                     headers: r.headers.clone(),
                     body: r.body.clone(),
                 };
-                let claims = self
+                let (claims, _) = self
                     .grant_at(
                         pending.op,
                         &pending.checked,

@@ -187,17 +187,22 @@ impl Memory {
 
     /// Forgets webhook ids older than [`WEBHOOK_MEMORY_SECONDS`] before `at`; returns them.
     pub(super) fn prune_webhooks(&mut self, at: i64) -> Vec<String> {
-        let old: Vec<String> = self
-            .webhooks
-            .iter()
-            .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in &old {
-            self.webhooks.remove(id);
-        }
-        old
+        forget_webhooks(&mut self.webhooks, at)
     }
+}
+
+/// Forgets the webhook ids of `webhooks` older than [`WEBHOOK_MEMORY_SECONDS`] before `at`;
+/// returns them (the memory and paged backends' rule).
+pub(super) fn forget_webhooks(webhooks: &mut HashMap<String, i64>, at: i64) -> Vec<String> {
+    let old: Vec<String> = webhooks
+        .iter()
+        .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &old {
+        webhooks.remove(id);
+    }
+    old
 }
 
 impl Backend for MemoryBackend {

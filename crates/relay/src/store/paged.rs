@@ -11,10 +11,7 @@
 //! ([`PagedBackend::trim`]), never the storage.
 
 use super::entry::{hex_id, id_of_hex, tags};
-use super::{
-    Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY,
-    WEBHOOK_MEMORY_SECONDS,
-};
+use super::{Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -204,14 +201,7 @@ impl Paged {
     }
 
     fn prune_webhooks(&mut self, at: i64) {
-        let old: Vec<String> = self
-            .webhooks
-            .iter()
-            .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in old {
-            self.webhooks.remove(&id);
+        for id in super::memory::forget_webhooks(&mut self.webhooks, at) {
             self.journal.push(JournalItem::Forget { id });
         }
     }

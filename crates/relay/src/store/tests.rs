@@ -500,3 +500,33 @@ fn only_a_license_key_grant_names_keys_and_only_its_revocation_denies() {
         );
     }
 }
+
+/// A webhook id is remembered for [`WEBHOOK_MEMORY_SECONDS`] (a redelivery within it changes
+/// nothing) and forgotten after, with the next webhook (journaled as `Forget` where there is a
+/// journal): on the memory, journal and paged backends, which share the rule.
+#[test]
+fn a_webhook_id_is_forgotten_after_its_memory() {
+    let journal = JournalBackend::new(10);
+    let paged = PagedBackend::new(10, 10);
+    let backends: [&dyn Backend; 3] = [&MemoryBackend::new(10), &journal, &paged];
+    for b in backends {
+        assert!(b.apply_webhook("evt-1", 1_000, &[]).expect("first"));
+        let within = 1_000 + WEBHOOK_MEMORY_SECONDS - 1;
+        assert!(b.apply_webhook("evt-2", within, &[]).expect("second"));
+        assert!(!b.apply_webhook("evt-1", within, &[]).expect("redelivered"));
+        assert!(b
+            .apply_webhook("evt-3", 1_000 + WEBHOOK_MEMORY_SECONDS, &[])
+            .expect("third"));
+        assert!(
+            b.apply_webhook("evt-1", 1_000 + WEBHOOK_MEMORY_SECONDS, &[])
+                .expect("forgotten"),
+            "an id older than the memory is forgotten"
+        );
+    }
+    for items in [journal.take(), paged.take()] {
+        assert!(
+            items.contains(&JournalItem::Forget { id: "evt-1".into() }),
+            "{items:?}"
+        );
+    }
+}

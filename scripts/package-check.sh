@@ -89,10 +89,10 @@ rm -rf "${CARGO_TARGET_DIR:-target}/package" "${CARGO_HOME:-$HOME/.cargo}"/regis
 # The Tauri plugin: its own stage lists its package (scripts/test-tauri.sh); verifying it
 # here would build Tauri once more.
 if cargo publish --dry-run --workspace --exclude tauri-plugin-polar-license --allow-dirty 2>&1 | tee "$OUT/publish.log" | tail -n 12 &&
-    [[ "$(grep -c "aborting upload due to dry run" "$OUT/publish.log")" -eq 5 ]]; then
+    [[ "$(grep -c "aborting upload due to dry run" "$OUT/publish.log")" -eq 6 ]]; then
     ok "cargo publish --dry-run --workspace: $(grep -o 'Uploading [^ ]*' "$OUT/publish.log" | cut -d' ' -f2 | tr '\n' ' ')"
 else
-    bad "cargo publish --dry-run --workspace (5 crates)"
+    bad "cargo publish --dry-run --workspace (6 crates)"
 fi
 
 # The README's install command for the command line, as written: no feature flag (debug and

@@ -85,7 +85,7 @@ SUITES=(api_emulator emulator_http core_protocol grace_scenarios licensing trust
     cli cli_grace cli_trust cli_versions cli_features cli_network features cache_crash
     fault_matrix windows_machine_id async_api network remembered_key cli_remember
     signed_mode cli_signed cli_relay cli_relay_store cli_token_budget relay store webhooks)
-LIBS=(polar-license polar-license-emulator polar-license-c polar-license-relay)
+LIBS=(polar-license polar-license-emulator polar-license-rules polar-license-c polar-license-relay)
 args=()
 for s in "${SUITES[@]}"; do args+=(--test "$s"); done
 packages=(-p polar-license-cli)

@@ -29,7 +29,8 @@
 //     trimmed) each time it settles, with a `(typed) VALUE` and a `(reloaded)` line; an
 //     uncaught error in the page fails the block. PYTHONUNBUFFERED=1, so that
 //     `python3 -m http.server` prints its first line at once;
-//   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` resolve to the
+//   - a Cargo.toml's `polar-license = "0.1"` and `polar-license-emulator = "0.1"` (with the
+//     `polar-license-rules` the emulator depends on) resolve to the
 //     crates as `cargo package` packs them (a `[patch.crates-io]` in the scenario directory's
 //     .cargo/config.toml), built in this checkout's target/ (shared: compiled once).
 // Last line: `docs: N passed, N failed` (scenarios; a file with a broken relative link, or an
@@ -116,7 +117,7 @@ function packCrates() {
   const dir = join(OUT, 'crates');
   rmSync(dir, { recursive: true, force: true });
   mkdirSync(dir, { recursive: true });
-  const crates = ['polar-license', 'polar-license-emulator'];
+  const crates = ['polar-license', 'polar-license-emulator', 'polar-license-rules'];
   // Its warnings (tests left out of the package, …) go to a log, shown only if it fails.
   const packed = spawnSync(
     'cargo',

@@ -39,17 +39,14 @@
 //! that endpoint signed in Polar's original form, the HMAC key the UTF-8 bytes of the whole
 //! `whsec_…` secret) and `GET /__emulator/health` (docs/interfaces.md §3 lists them).
 
-mod check;
 #[cfg(not(target_arch = "wasm32"))]
 mod http;
 mod ids;
-mod json;
 mod ratelimit;
 mod seed;
 mod service;
 mod state;
 mod util;
-mod validate;
 mod webhooks;
 
 #[cfg(not(target_arch = "wasm32"))]
@@ -59,11 +56,14 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize};
 
-pub use crate::check::{check_body, CheckedBody, Refusal};
+pub use polar_license_rules::{check_body, CheckedBody, Refusal};
+// Polar's JSON and body validation live in polar-license-rules (shared with the relay); the
+// emulator's modules name them as they did when they were its own.
 pub use crate::service::{huge_body_parts, Core, Delivery, Request, Response, Time};
 pub use crate::webhooks::{WebhookFault, WebhookOutcome, WebhookRequest};
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::Emulator;
+use polar_license_rules::{json, validate};
 
 pub use seed::{
     Seed, SeedKey, SeedMember, SeedOrder, SeedSubscription, SeedToken, ALL_SCOPES, DEMO_BENEFIT_ID,

@@ -30,6 +30,7 @@ use crate::webhooks::{
     grant_event_type, render_endpoint, render_grant, GrantChange, WebhookFault, WebhookOutcome,
     WebhookRequest, Webhooks,
 };
+use polar_license_rules::is_json_content_type;
 
 mod webhook_routes;
 use crate::{Fault, KeyUpdate, Options, Seed, SeedKey};
@@ -1809,27 +1810,6 @@ fn add_simple_cors(r: &mut Resp, head: &Head, origin: &str) {
             None => "Origin".to_string(),
         };
         r.set("vary", &vary);
-    }
-}
-
-/// FastAPI parses the body as JSON when the content type is absent, `application/json`
-/// or `application/*+json` (parsed like `email.message.Message`).
-pub(crate) fn is_json_content_type(value: Option<&str>) -> bool {
-    let Some(value) = value else {
-        return true;
-    };
-    let main = value
-        .split(';')
-        .next()
-        .unwrap_or("")
-        .trim()
-        .to_ascii_lowercase();
-    if main.matches('/').count() != 1 {
-        return false;
-    }
-    match main.split_once('/') {
-        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
-        _ => false,
     }
 }
 

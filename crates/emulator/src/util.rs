@@ -73,26 +73,6 @@ pub(crate) fn http_date(t: OffsetDateTime) -> String {
     )
 }
 
-/// Why a string is not a UUID, worded as pydantic-core reports it: the `uuid`
-/// crate's message, with the character index counted from 1.
-pub(crate) fn uuid_error(text: &str) -> Option<String> {
-    match Uuid::parse_str(text) {
-        Ok(_) => None,
-        Err(e) => {
-            let msg = e.to_string();
-            const PREFIX: &str = "invalid character: found `";
-            if msg.starts_with(PREFIX) {
-                if let Some((head, index)) = msg.rsplit_once(" at ") {
-                    if let Ok(i) = index.trim().parse::<usize>() {
-                        return Some(format!("{head} at {}", i + 1));
-                    }
-                }
-            }
-            Some(msg)
-        }
-    }
-}
-
 /// Parses a UUID that must be version 4 (for seed files and admin calls).
 pub(crate) fn parse_uuid4(text: &str, what: &str) -> Result<Uuid, String> {
     let id = Uuid::parse_str(text).map_err(|e| format!("{what} `{text}` is not a UUID: {e}"))?;
@@ -153,15 +133,6 @@ mod tests {
         assert_eq!(t.map(fmt_ts), Ok("2026-08-22T09:30:12.551023Z".to_string()));
         let t = parse_ts("2026-01-01T00:00:00Z");
         assert_eq!(t.map(fmt_ts), Ok("2026-01-01T00:00:00Z".to_string()));
-    }
-
-    #[test]
-    fn uuid_errors_like_pydantic() {
-        assert_eq!(
-            uuid_error("not-a-uuid").as_deref(),
-            Some("invalid character: found `n` at 1")
-        );
-        assert_eq!(uuid_error("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"), None);
     }
 
     #[test]

@@ -12,7 +12,7 @@ use std::sync::Mutex;
 use polar_license::proto::HttpResponse;
 use polar_license::TransportError;
 
-use crate::Now;
+use crate::clock::Now;
 
 /// When the breaker opens, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -16,7 +16,7 @@
 //!   Anything else (a denial, a login page's 200, a 200 saying "revoked") passes through with
 //!   none.
 //! * **The seller's token is protected.** Bodies are capped ([`Limits::max_body_bytes`], 413);
-//!   Polar's own input checks ([`polar_license_emulator::check_body`]: the same 422 bytes
+//!   Polar's own input checks ([`polar_license_rules::check_body`]: the same 422 bytes
 //!   Polar sends) and the core's stricter ones run before any call; a body naming another
 //!   organization than the configured one is Polar's 404 "Not found" without a call; each
 //!   client IP and each license key has a token bucket ([`Limits`]; 429 with `Retry-After`,
@@ -39,6 +39,7 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod breaker;
+mod clock;
 mod limit;
 mod ops;
 // The roster's reads run on the native server only (a host without it keeps it off).
@@ -53,10 +54,12 @@ mod served;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
+mod stored;
 mod verdicts;
 mod wants;
 
 pub use breaker::BreakerOptions;
+pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
@@ -75,11 +78,14 @@ use polar_license::proto::{
     Expect, HttpRequest, HttpResponse, Operation, Server, ValidateRequest,
 };
 use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
-use polar_license_emulator::{check_body, CheckedBody};
+use polar_license_rules::{check_body, CheckedBody};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use store::{Backend, Budget, Entry, EntryId, StoreOptions};
-use verdicts::{Flight, Stored};
+
+/// A lease to be signed elsewhere, with the machine it binds (see [`Finished`]).
+type Unsigned = Option<(UnsignedLease, Option<String>)>;
+use stored::{Flight, Holder, Stored};
 
 /// The header that says where an answer of the three routes comes from: `polar` (Polar's
 /// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
@@ -481,15 +487,6 @@ impl RelayResponse {
     pub fn lease(&self) -> Option<&str> {
         self.header(LEASE_HEADER)
     }
-}
-
-/// A clock reading, given to [`Relay::handle`]: the core reads no clock.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Now {
-    /// Wall-clock unix seconds (the lease's `iat`, `nbf`, `exp`, the expiry check).
-    pub unix_seconds: i64,
-    /// A monotonic reading in milliseconds (the rate limit's buckets).
-    pub monotonic_ms: u64,
 }
 
 /// Where a lease's `jti` comes from: 16 random bytes.
@@ -963,9 +960,10 @@ impl Relay {
         if made {
             self.breaker.record(&upstream, pending.ticket, now);
         }
-        let seen = self.store.as_ref().map(|_| verdicts::Seen::of(&upstream));
-        let (mut response, mut unsigned) = self.answer(pending, upstream, now, entropy);
+        let seen = self.store.as_ref().map(|_| stored::Seen::of(&upstream));
+        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
         if let (Some(s), Some(seen)) = (&self.store, seen) {
+            let seen = seen.held_by(holder);
             self.keep(s, pending, seen, now, entropy, &mut response, &mut unsigned);
         }
         add_cors(&mut response);
@@ -1003,14 +1001,15 @@ impl Relay {
         }
     }
 
-    /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere.
+    /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere; and
+    /// for a grant, its license key's and customer's ids as the grant's reading found them.
     fn answer(
         &self,
         pending: &Pending,
         upstream: Result<HttpResponse, TransportError>,
         now: Now,
         entropy: Option<[u8; 16]>,
-    ) -> (RelayResponse, Option<(UnsignedLease, Option<String>)>) {
+    ) -> (RelayResponse, Unsigned, Option<Holder>) {
         let Pending {
             op,
             key,
@@ -1031,6 +1030,7 @@ impl Relay {
                 return (
                     RelayResponse::detail(502, "the relay could not reach Polar"),
                     None,
+                    None,
                 );
             }
         };
@@ -1043,6 +1043,7 @@ impl Relay {
             return (
                 RelayResponse::detail(502, "the relay could not ask Polar"),
                 None,
+                None,
             );
         }
         let mut r = RelayResponse::new(upstream.status);
@@ -1052,7 +1053,7 @@ impl Relay {
             }
         }
         r.body = upstream.body.clone();
-        let lease = match self.grant(op, checked, call, &upstream, now, entropy) {
+        let (lease, holder) = match self.grant(op, checked, call, &upstream, now, entropy) {
             Ok(grant) => grant,
             Err(why) => {
                 log::info!(
@@ -1061,12 +1062,27 @@ impl Relay {
                     key.redacted(),
                     upstream.status
                 );
-                return (r, None);
+                return (r, None, None);
             }
         };
+        let (r, unsigned) = self.leased(pending, r, &lease);
+        (r, unsigned, Some(holder))
+    }
+
+    /// A grant's answer with its lease signed here, or to be signed elsewhere.
+    fn leased(
+        &self,
+        pending: &Pending,
+        mut r: RelayResponse,
+        lease: &LeaseClaims,
+    ) -> (RelayResponse, Unsigned) {
+        let Pending {
+            op, key, checked, ..
+        } = pending;
+        let op = *op;
         let machine = machine_of(checked);
         match &self.signer {
-            SignWith::Key(signing_key) => match signing_key.sign(&lease, machine.as_deref()) {
+            SignWith::Key(signing_key) => match signing_key.sign(lease, machine.as_deref()) {
                 Ok(token) => {
                     r.set(LEASE_HEADER, &token);
                     log::info!(
@@ -1088,7 +1104,7 @@ impl Relay {
                     (r, None)
                 }
             },
-            SignWith::External { kid, .. } => match prepare(&lease, kid, machine.as_deref()) {
+            SignWith::External { kid, .. } => match prepare(lease, kid, machine.as_deref()) {
                 Ok(unsigned) => {
                     log::info!(
                         "relay: {} {} 200 (lease {} until {}, to sign)",
@@ -1112,8 +1128,8 @@ impl Relay {
         }
     }
 
-    /// The lease's claims when `upstream` is a grant the core accepts for the request, else
-    /// why not.
+    /// The lease's claims when `upstream` is a grant the core accepts for the request, with the
+    /// license key's and customer's ids it names, else why not.
     fn grant(
         &self,
         op: Operation,
@@ -1122,7 +1138,7 @@ impl Relay {
         upstream: &HttpResponse,
         now: Now,
         entropy: Option<[u8; 16]>,
-    ) -> Result<LeaseClaims, String> {
+    ) -> Result<(LeaseClaims, Holder), String> {
         self.grant_at(op, checked, call, upstream, now, now.unix_seconds, entropy)
     }
 
@@ -1139,7 +1155,7 @@ impl Relay {
         now: Now,
         verified_at: i64,
         entropy: Option<[u8; 16]>,
-    ) -> Result<LeaseClaims, String> {
+    ) -> Result<(LeaseClaims, Holder), String> {
         if upstream.status != 200 {
             return Err("not a grant".into());
         }
@@ -1170,7 +1186,11 @@ impl Relay {
         let id = entropy
             .map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
             .ok_or("no randomness for the lease id")?;
-        Ok(LeaseClaims {
+        let holder = Holder {
+            license_key_id: license.id,
+            customer_id: license.customer_id,
+        };
+        let claims = LeaseClaims {
             organization_id: license.organization_id,
             key_sha256: key_hash(&license.key),
             activation_id,
@@ -1184,7 +1204,8 @@ impl Relay {
             not_before: at,
             expires_at,
             id: id.hyphenated().to_string(),
-        })
+        };
+        Ok((claims, holder))
     }
 }
 

@@ -344,7 +344,7 @@ impl Relay {
 
     fn reconciled(
         &self,
-        s: &crate::verdicts::Stored,
+        s: &crate::stored::Stored,
         check: &Check,
         answer: ReadAnswer,
         now: Now,
@@ -428,7 +428,7 @@ impl Relay {
     }
 }
 
-impl crate::verdicts::Stored {
+impl crate::stored::Stored {
     /// Polar answered a read of the relay's own 429: the budget learns it (every call waits
     /// for its `Retry-After`, at most an hour believed) and stages its state for the store.
     /// How many ms the read's worker waits.
@@ -445,7 +445,7 @@ impl crate::verdicts::Stored {
 /// `keep_tag`, only those of another key string than it): `mark`, never weaker than what they
 /// hold. How many changed.
 fn narrow_key(
-    s: &crate::verdicts::Stored,
+    s: &crate::stored::Stored,
     license_key_id: &str,
     started: i64,
     mark: Mark,

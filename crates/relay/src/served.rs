@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use polar_license::{TransportError, TransportErrorKind};
 
-use crate::verdicts::Flight;
+use crate::stored::Flight;
 use crate::{add_cors, Now, Pending, Relay, RelayRequest, RelayResponse, Routed};
 
 /// What routing decided, for the native server.

@@ -8,7 +8,7 @@
 //! a time. So a slow or silent client holds a connection until its timeout, never the server.
 
 use crate::served::Served;
-use crate::verdicts::Flight;
+use crate::stored::Flight;
 use crate::{Now, Pending, Relay, RelayRequest, RelayResponse};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
@@ -247,6 +247,16 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     })
 }
 
+/// How [`Server::accept`] serves a listener.
+struct Listening {
+    /// Connections open at most.
+    max: usize,
+    /// Whether a client that shuts down its sending side still gets its answer.
+    half_close: bool,
+    /// What its connections are called in the log.
+    what: &'static str,
+}
+
 struct Server {
     relay: Arc<Relay>,
     options: ServeOptions,
@@ -272,15 +282,68 @@ impl Server {
         })
     }
 
-    /// Accepts until told to stop, then waits for the connections to end.
+    /// The relay's listener: [`Server::answer`] on each connection, until told to stop; then
+    /// waits for the connections to end.
     async fn run(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
-        let max = self.options.max_connections;
+        let listening = Listening {
+            max: self.options.max_connections,
+            // A client that shuts down its sending side after its request still gets the answer.
+            half_close: true,
+            what: "connections",
+        };
+        let server = Arc::clone(&self);
+        self.accept(listener, stopped, listening, move |peer| {
+            let server = Arc::clone(&server);
+            hyper::service::service_fn(move |req| Arc::clone(&server).answer(req, peer))
+        })
+        .await;
+    }
+
+    /// The metrics listener: `GET /metrics` only ([`Server::metrics`]), a few connections at
+    /// once, until told to stop.
+    async fn run_metrics(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
+        let listening = Listening {
+            max: 16,
+            half_close: false,
+            what: "metrics connections",
+        };
+        let server = Arc::clone(&self);
+        self.accept(listener, stopped, listening, move |_| {
+            let server = Arc::clone(&server);
+            hyper::service::service_fn(move |req| Arc::clone(&server).metrics(req))
+        })
+        .await;
+    }
+
+    /// Accepts on `listener` until told to stop, each connection served by what `service`
+    /// makes for its peer, at most `listening.max` at once (past it new ones are closed); on
+    /// stop, each connection ends gracefully (its request under way answered) and this waits
+    /// for them.
+    async fn accept<S>(
+        &self,
+        listener: TcpListener,
+        stopped: watch::Receiver<bool>,
+        listening: Listening,
+        service: impl Fn(SocketAddr) -> S,
+    ) where
+        S: hyper::service::Service<
+                Request<Incoming>,
+                Response = Response<Full<Bytes>>,
+                Error = Infallible,
+            > + Send
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        let Listening {
+            max,
+            half_close,
+            what,
+        } = listening;
         let connections = Arc::new(Semaphore::new(max));
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.options.header_timeout)
-            // A client that shuts down its sending side after its request still gets the answer.
-            .half_close(true);
+            .half_close(half_close);
         let mut stop = pin!(stop_requested(stopped.clone()));
         let mut refusing = false;
         let mut last_error: Option<Instant> = None;
@@ -295,7 +358,7 @@ impl Server {
                 // Out of file descriptors and the like: never a reason to stop serving.
                 Err(e) => {
                     if last_error.is_none_or(|at| at.elapsed() >= Duration::from_secs(1)) {
-                        log::warn!("relay: cannot accept a connection ({e}); trying again");
+                        log::warn!("relay: cannot accept {what} ({e}); trying again");
                         last_error = Some(Instant::now());
                     }
                     let pause = tokio::time::sleep(ACCEPT_RETRY);
@@ -308,7 +371,7 @@ impl Server {
             let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
                 drop(stream);
                 if !refusing {
-                    log::warn!("relay: {max} connections open; closing new ones until one ends");
+                    log::warn!("relay: {max} {what} open; closing new ones until one ends");
                     refusing = true;
                 }
                 continue;
@@ -324,10 +387,7 @@ impl Server {
                 log::debug!("relay: TCP_NODELAY on a connection from {peer}: {e}");
             }
             let io = TokioIo::new(WriteTimeout::new(stream, self.options.write_timeout));
-            let server = Arc::clone(&self);
-            let service =
-                hyper::service::service_fn(move |req| Arc::clone(&server).answer(req, peer));
-            let conn = http.serve_connection(io, service);
+            let conn = http.serve_connection(io, service(peer));
             let stopped = stopped.clone();
             tokio::spawn(async move {
                 let _permit = permit;
@@ -353,74 +413,33 @@ impl Server {
         let _ = connections.acquire_many(all).await;
     }
 
-    /// The metrics listener: `GET /metrics` only, a few connections at once, until told to
-    /// stop.
-    async fn run_metrics(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
-        const MAX: usize = 16;
-        let connections = Arc::new(Semaphore::new(MAX));
-        let mut http = hyper::server::conn::http1::Builder::new();
-        http.timer(TokioTimer::new())
-            .header_read_timeout(self.options.header_timeout);
-        let mut stop = pin!(stop_requested(stopped.clone()));
-        loop {
-            let Some(accepted) = unless(stop.as_mut(), listener.accept()).await else {
-                break;
-            };
-            let Ok((stream, _)) = accepted else {
-                let pause = tokio::time::sleep(ACCEPT_RETRY);
-                if unless(stop.as_mut(), pause).await.is_none() {
-                    break;
-                }
-                continue;
-            };
-            let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
-                continue;
-            };
-            let io = TokioIo::new(WriteTimeout::new(stream, self.options.write_timeout));
-            let server = Arc::clone(&self);
-            let service = hyper::service::service_fn(move |req: Request<Incoming>| {
-                let server = Arc::clone(&server);
-                async move {
-                    if req.uri().path() != crate::METRICS_ROUTE {
-                        return Ok::<_, Infallible>(to_response(RelayResponse {
-                            status: 404,
-                            headers: Vec::new(),
-                            body: Vec::new(),
-                        }));
-                    }
-                    let relay = Arc::clone(&server.relay);
-                    let started = server.started;
-                    let text = tokio::task::spawn_blocking(move || relay.metrics(now(started)));
-                    Ok(match text.await {
-                        Ok(text) => to_response(RelayResponse {
-                            status: 200,
-                            headers: vec![(
-                                "content-type".into(),
-                                "text/plain; version=0.0.4; charset=utf-8".into(),
-                            )],
-                            body: text.into_bytes(),
-                        }),
-                        Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
-                    })
-                }
-            });
-            let conn = http.serve_connection(io, service);
-            let stopped = stopped.clone();
-            tokio::spawn(async move {
-                let _permit = permit;
-                let mut conn = pin!(conn);
-                let mut stop = pin!(stop_requested(stopped));
-                let mut closing = false;
-                let _ = poll_fn(|cx| {
-                    if !closing && stop.as_mut().poll(cx).is_ready() {
-                        closing = true;
-                        conn.as_mut().graceful_shutdown();
-                    }
-                    conn.as_mut().poll(cx)
-                })
-                .await;
-            });
+    /// `GET /metrics`: the relay's metrics in Prometheus' text format, on a thread of its own;
+    /// any other path 404.
+    async fn metrics(
+        self: Arc<Self>,
+        req: Request<Incoming>,
+    ) -> Result<Response<Full<Bytes>>, Infallible> {
+        if req.uri().path() != crate::METRICS_ROUTE {
+            return Ok(to_response(RelayResponse {
+                status: 404,
+                headers: Vec::new(),
+                body: Vec::new(),
+            }));
         }
+        let relay = Arc::clone(&self.relay);
+        let started = self.started;
+        let text = tokio::task::spawn_blocking(move || relay.metrics(now(started)));
+        Ok(match text.await {
+            Ok(text) => to_response(RelayResponse {
+                status: 200,
+                headers: vec![(
+                    "content-type".into(),
+                    "text/plain; version=0.0.4; charset=utf-8".into(),
+                )],
+                body: text.into_bytes(),
+            }),
+            Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
+        })
     }
 
     /// Asks the relay now and then whether Polar's webhooks went silent (it logs the warning).

@@ -3,189 +3,16 @@
 //! or a call within the token's budget), the answers made from an entry, Polar's webhooks, and
 //! what Polar's answer leaves in the store.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Condvar, Mutex};
-
 use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
-use polar_license::proto::{error_body, HttpResponse, Operation};
-use polar_license::TransportError;
+use polar_license::proto::{HttpResponse, Operation};
 
 use crate::scrub::{scrub, unscrub};
-use crate::store::{self, Backend, Budget, Entry, EntryId, Mark, StoreOptions};
+use crate::store::{self, Entry, Mark};
+use crate::stored::{Answered, Seen, Stored};
 use crate::{
     add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
     RelayResponse, Routed, SignWith, PASSED_HEADERS,
 };
-
-/// A relay's store, as it runs.
-pub(crate) struct Stored {
-    pub(crate) backend: Arc<dyn Backend>,
-    pub(crate) options: StoreOptions,
-    pub(crate) webhook_secret: Option<String>,
-    pub(crate) budget: Mutex<Budget>,
-    /// Whether the budget's state kept by the store was read back (at its first use: the
-    /// core reads no clock, and that state's times need one).
-    pub(crate) budget_restored: AtomicBool,
-    /// Calls the budget refused (the operator's metrics).
-    pub(crate) refused: AtomicU64,
-    /// The calls to Polar under way per entry: a check of the same entry waits for it.
-    pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
-    /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
-    pub(crate) roster: crate::roster::Roster,
-    pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
-    /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
-    pub(crate) reconcile: crate::reconcile::Reconcile,
-}
-
-/// One call to Polar that other checks of the same entry wait for.
-pub(crate) struct Flight {
-    done: Mutex<bool>,
-    ended: Condvar,
-    started_ms: u64,
-}
-
-/// How long a check waits for another's call to Polar before it asks on its own.
-const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
-
-impl Stored {
-    /// The token's budget, with what the store kept of it (the calls of a last run's minute,
-    /// Polar's 429) taken back at its first use.
-    pub(crate) fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
-        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
-        if !self.budget_restored.swap(true, Ordering::Relaxed) {
-            match self.backend.load_budget() {
-                Ok(Some(state)) => {
-                    budget.restore(&state, now.unix_seconds, now.monotonic_ms);
-                    log::info!(
-                        "relay: {} calls to Polar of the last minute restored from the store",
-                        budget.used(now.monotonic_ms)
-                    );
-                }
-                Ok(None) => {}
-                Err(e) => log::error!("relay: {e}: the token budget starts empty"),
-            }
-        }
-        budget
-    }
-
-    /// Takes one call of the budget (see [`Budget::take`]); the budget's state is staged
-    /// for the store's next write (under the budget's lock: the newest state wins).
-    pub(crate) fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
-        let mut budget = self.budget(now);
-        budget.take(now.monotonic_ms, reserved).inspect_err(|_| {
-            self.refused.fetch_add(1, Ordering::Relaxed);
-        })?;
-        self.backend
-            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
-        Ok(())
-    }
-
-    /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
-    /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
-    fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
-        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(f) = flights.get(&id) {
-            let age = now_ms.saturating_sub(f.started_ms);
-            if u128::from(age) < FLIGHT_WAIT.as_millis() {
-                return Err(Arc::clone(f));
-            }
-        }
-        flights.insert(
-            id,
-            Arc::new(Flight {
-                done: Mutex::new(false),
-                ended: Condvar::new(),
-                started_ms: now_ms,
-            }),
-        );
-        Ok(())
-    }
-
-    /// Ends the flight of `id`: its waiters route again (and find the entry).
-    fn land(&self, id: &EntryId) {
-        let flight = self
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
-        if let Some(f) = flight {
-            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
-            f.ended.notify_all();
-        }
-    }
-}
-
-impl Flight {
-    /// Whether the flight has landed (a host that waits without blocking polls it).
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
-    pub(crate) fn landed(&self) -> bool {
-        *self.done.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
-    pub(crate) fn wait(&self) {
-        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = self
-            .ended
-            .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
-    }
-}
-
-/// What the store needs of Polar's answer, read before the answer is passed on: its status,
-/// `retry-after`, whether it is a denial, and the license key's and customer's ids (what
-/// webhooks name); nothing when Polar was not reached.
-pub(crate) struct Seen(Option<Answered>);
-
-/// Polar's answer, as far as the store cares.
-struct Answered {
-    status: u16,
-    retry_after: Option<u64>,
-    denial: bool,
-    license_key_id: Option<String>,
-    customer_id: Option<String>,
-}
-
-impl Seen {
-    pub(crate) fn of(upstream: &Result<HttpResponse, TransportError>) -> Seen {
-        Seen(upstream.as_ref().ok().map(|u| {
-            let retry = u
-                .header("retry-after")
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let denial = u.status == 404
-                && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
-            let (license_key_id, customer_id) =
-                serde_json::from_slice::<serde_json::Value>(&u.body)
-                    .ok()
-                    .map(|v| {
-                        let field =
-                            |name: &str| v.get(name).and_then(|x| x.as_str()).map(str::to_string);
-                        (field("id"), field("customer_id"))
-                    })
-                    .unwrap_or((None, None));
-            Answered {
-                status: u.status,
-                retry_after: retry,
-                denial,
-                license_key_id,
-                customer_id,
-            }
-        }))
-    }
-}
-
-impl Stored {
-    /// One call of the first-seen share for `client` (see [`crate::roster::FirstSeen::take`]).
-    pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
-        self.first_seen
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take(client, now.monotonic_ms)
-    }
-}
 
 impl Relay {
     /// A check routed with a store: validates without an increment from the store when it
@@ -419,7 +246,7 @@ impl Relay {
                     headers: r.headers.clone(),
                     body: r.body.clone(),
                 };
-                let claims = self
+                let (claims, _) = self
                     .grant_at(
                         pending.op,
                         &pending.checked,
@@ -667,7 +494,7 @@ impl Relay {
     /// A change made through the relay narrows what it touched, as a webhook would: after a
     /// deactivation Polar accepted, or a validate that incremented the usage, the key's
     /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
-    /// asked they answer for at most [`StoreOptions::marked_stale_for`]).
+    /// asked they answer for at most [`crate::store::StoreOptions::marked_stale_for`]).
     fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
         let changed = match pending.op {
             Operation::Deactivate => (200..300).contains(&a.status),

@@ -3,7 +3,7 @@
 //! Object's storage) loads that much, then the core answers.
 
 use polar_license::lease::key_hash;
-use polar_license_emulator::{check_body, CheckedBody};
+use polar_license_rules::{check_body, CheckedBody};
 
 use crate::store::{self, EntryId, Wants};
 use crate::{Relay, RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};

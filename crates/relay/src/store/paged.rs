@@ -10,10 +10,8 @@
 //! entries (`n:entries`, [`JournalItem::Count`]). Entries not touched recently leave the cache
 //! ([`PagedBackend::trim`]), never the storage.
 
-use super::{
-    hex_id, id_of_hex, tags, Backend, BudgetState, Entry, EntryId, JournalItem, StoreError,
-    MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
-};
+use super::entry::{hex_id, id_of_hex, tags};
+use super::{Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY};
 use std::collections::HashMap;
 use std::sync::Mutex;
 
@@ -203,14 +201,7 @@ impl Paged {
     }
 
     fn prune_webhooks(&mut self, at: i64) {
-        let old: Vec<String> = self
-            .webhooks
-            .iter()
-            .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
-            .map(|(id, _)| id.clone())
-            .collect();
-        for id in old {
-            self.webhooks.remove(&id);
+        for id in super::memory::forget_webhooks(&mut self.webhooks, at) {
             self.journal.push(JournalItem::Forget { id });
         }
     }
@@ -343,10 +334,6 @@ impl PagedBackend {
 impl Backend for PagedBackend {
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
         Ok(self.lock().entry(id).cloned())
-    }
-
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
     }
 
     fn update(

@@ -1,4 +1,5 @@
-//! Request-body validation with pydantic v2's error shapes (FastAPI's 422).
+//! Request-body validation with pydantic v2's error shapes (FastAPI's 422). Public for the
+//! emulator only: not a stable interface.
 //!
 //! FastAPI validates the body with `TypeAdapter.validate_python(body,
 //! from_attributes=True)`, i.e. pydantic's lax Python mode, collecting every
@@ -10,7 +11,7 @@ use super::json::{obj, s, J};
 
 /// One pydantic error entry.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct VErr {
+pub struct VErr {
     pub typ: &'static str,
     pub loc: Vec<J>,
     pub msg: String,
@@ -19,7 +20,7 @@ pub(crate) struct VErr {
 }
 
 impl VErr {
-    pub(crate) fn to_j(&self) -> J {
+    pub fn to_j(&self) -> J {
         let mut items = vec![
             ("type", s(self.typ)),
             ("loc", J::Arr(self.loc.clone())),
@@ -34,7 +35,7 @@ impl VErr {
 }
 
 /// The `{"error":"RequestValidationError","detail":[...]}` body.
-pub(crate) fn error_body(errors: &[VErr]) -> J {
+pub fn error_body(errors: &[VErr]) -> J {
     obj(vec![
         ("error", s("RequestValidationError")),
         ("detail", J::Arr(errors.iter().map(VErr::to_j).collect())),
@@ -56,7 +57,7 @@ fn err(typ: &'static str, loc: Vec<J>, msg: &str, input: &J, ctx: Option<J>) -> 
 }
 
 /// The json_invalid entry FastAPI builds from a `JSONDecodeError`.
-pub(crate) fn json_invalid(msg: &str, pos: usize) -> VErr {
+pub fn json_invalid(msg: &str, pos: usize) -> VErr {
     VErr {
         typ: "json_invalid",
         loc: vec![s("body"), J::Int(pos as i128)],
@@ -67,12 +68,12 @@ pub(crate) fn json_invalid(msg: &str, pos: usize) -> VErr {
 }
 
 /// The body is absent (`Content-Length: 0`) or JSON `null`.
-pub(crate) fn body_missing() -> VErr {
+pub fn body_missing() -> VErr {
     err("missing", loc(&["body"]), "Field required", &J::Null, None)
 }
 
 /// The body is not an object (or not JSON at all, for a non-JSON content type).
-pub(crate) fn body_not_object(input: &J) -> VErr {
+pub fn body_not_object(input: &J) -> VErr {
     err(
         "model_attributes_type",
         loc(&["body"]),
@@ -180,7 +181,7 @@ impl<'a> Body<'a> {
                 return Err(());
             }
         };
-        if let Some(problem) = super::util::uuid_error(text) {
+        if let Some(problem) = uuid_error(text) {
             self.errors.push(err(
                 "uuid_parsing",
                 loc(&["body", name]),
@@ -481,7 +482,7 @@ fn str_as_bool(text: &str) -> Option<bool> {
 
 /// `LicenseKeyValidate`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ValidateReq {
+pub struct ValidateReq {
     pub key: String,
     pub organization_id: Uuid,
     pub activation_id: Option<Uuid>,
@@ -493,7 +494,7 @@ pub(crate) struct ValidateReq {
 
 /// `LicenseKeyActivate`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct ActivateReq {
+pub struct ActivateReq {
     pub key: String,
     pub organization_id: Uuid,
     pub label: String,
@@ -503,7 +504,7 @@ pub(crate) struct ActivateReq {
 
 /// `LicenseKeyDeactivate`.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct DeactivateReq {
+pub struct DeactivateReq {
     pub key: String,
     pub organization_id: Uuid,
     pub activation_id: Uuid,
@@ -522,7 +523,7 @@ fn start(body: &J) -> Result<Body<'_>, Vec<VErr>> {
 }
 
 /// Validates a `LicenseKeyValidate` body.
-pub(crate) fn validate_req(body: &J) -> Result<ValidateReq, Vec<VErr>> {
+pub fn validate_req(body: &J) -> Result<ValidateReq, Vec<VErr>> {
     let mut b = start(body)?;
     let key = b.string("key");
     let organization_id = b.uuid4("organization_id", false);
@@ -562,7 +563,7 @@ pub(crate) fn validate_req(body: &J) -> Result<ValidateReq, Vec<VErr>> {
 }
 
 /// Validates a `LicenseKeyActivate` body.
-pub(crate) fn activate_req(body: &J) -> Result<ActivateReq, Vec<VErr>> {
+pub fn activate_req(body: &J) -> Result<ActivateReq, Vec<VErr>> {
     let mut b = start(body)?;
     let key = b.string("key");
     let organization_id = b.uuid4("organization_id", false);
@@ -586,7 +587,7 @@ pub(crate) fn activate_req(body: &J) -> Result<ActivateReq, Vec<VErr>> {
 }
 
 /// Validates a `LicenseKeyDeactivate` body.
-pub(crate) fn deactivate_req(body: &J) -> Result<DeactivateReq, Vec<VErr>> {
+pub fn deactivate_req(body: &J) -> Result<DeactivateReq, Vec<VErr>> {
     let mut b = start(body)?;
     let key = b.string("key");
     let organization_id = b.uuid4("organization_id", false);
@@ -604,18 +605,18 @@ pub(crate) fn deactivate_req(body: &J) -> Result<DeactivateReq, Vec<VErr>> {
 }
 
 /// A path parameter typed `UUID4` that failed (for `/v1/license-keys/{id}`).
-pub(crate) fn path_uuid_error(name: &str, value: &str) -> Option<VErr> {
+pub fn path_uuid_error(name: &str, value: &str) -> Option<VErr> {
     uuid_error_at("path", name, value)
 }
 
 /// A query parameter typed `UUID4` that failed (`GET /v1/license-keys?organization_id=…`).
-pub(crate) fn query_uuid_error(name: &str, value: &str) -> Option<VErr> {
+pub fn query_uuid_error(name: &str, value: &str) -> Option<VErr> {
     uuid_error_at("query", name, value)
 }
 
 /// A query parameter typed `int` with `gt=0` (`page`, `limit`) that failed: pydantic's
 /// `int_parsing` or `greater_than`.
-pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VErr>> {
+pub fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VErr>> {
     let input = J::Str(value.to_string());
     let trimmed = value.trim();
     let parsed = trimmed
@@ -644,7 +645,7 @@ pub(crate) fn query_positive_int(name: &str, value: &str) -> Result<u64, Box<VEr
 }
 
 /// A `status` query value that is not a `LicenseKeyStatus`: pydantic's `enum`.
-pub(crate) fn query_status_error(value: &str) -> Option<VErr> {
+pub fn query_status_error(value: &str) -> Option<VErr> {
     if matches!(value, "granted" | "revoked" | "disabled") {
         return None;
     }
@@ -660,7 +661,7 @@ pub(crate) fn query_status_error(value: &str) -> Option<VErr> {
 
 fn uuid_error_at(place: &str, name: &str, value: &str) -> Option<VErr> {
     let input = J::Str(value.to_string());
-    if let Some(problem) = super::util::uuid_error(value) {
+    if let Some(problem) = uuid_error(value) {
         return Some(err(
             "uuid_parsing",
             loc(&[place, name]),
@@ -680,6 +681,26 @@ fn uuid_error_at(place: &str, name: &str, value: &str) -> Option<VErr> {
             ))
         }
         _ => None,
+    }
+}
+
+/// Why a string is not a UUID, worded as pydantic-core reports it: the `uuid`
+/// crate's message, with the character index counted from 1.
+pub fn uuid_error(text: &str) -> Option<String> {
+    match Uuid::parse_str(text) {
+        Ok(_) => None,
+        Err(e) => {
+            let msg = e.to_string();
+            const PREFIX: &str = "invalid character: found `";
+            if msg.starts_with(PREFIX) {
+                if let Some((head, index)) = msg.rsplit_once(" at ") {
+                    if let Ok(i) = index.trim().parse::<usize>() {
+                        return Some(format!("{head} at {}", i + 1));
+                    }
+                }
+            }
+            Some(msg)
+        }
     }
 }
 
@@ -713,5 +734,14 @@ mod tests {
         }
         let body = format!(r#"{{"key":"K","organization_id":"{org}","increment_usage":1.5}}"#);
         assert!(errors_of(&body).contains("int_from_float"));
+    }
+
+    #[test]
+    fn uuid_errors_like_pydantic() {
+        assert_eq!(
+            uuid_error("not-a-uuid").as_deref(),
+            Some("invalid character: found `n` at 1")
+        );
+        assert_eq!(uuid_error("2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"), None);
     }
 }

@@ -1,6 +1,6 @@
 //! Polar's own checks of a license route's request body, alone: what a relay in front of Polar
 //! runs before it spends a call (`polar-license-relay`), so that the answers it gives to bad
-//! input are byte for byte the ones Polar (and this emulator) gives.
+//! input are byte for byte the ones Polar (and the emulator) gives.
 
 use crate::json::{loads_bytes, obj, s, LoadError, J};
 use crate::validate::{self, error_body, json_invalid};
@@ -68,7 +68,7 @@ pub fn check_body(
 ) -> Option<Result<CheckedBody, Refusal>> {
     let value = if body.is_empty() {
         J::Null
-    } else if crate::service::is_json_content_type(content_type) {
+    } else if is_json_content_type(content_type) {
         match loads_bytes(body) {
             Ok(v) => v,
             Err(LoadError::Decode { msg, pos }) => {
@@ -120,6 +120,27 @@ pub fn check_body(
         _ => return None,
     };
     Some(checked.map_err(|errors| refusal(422, &error_body(&errors))))
+}
+
+/// FastAPI parses the body as JSON when the content type is absent, `application/json`
+/// or `application/*+json` (parsed like `email.message.Message`).
+pub fn is_json_content_type(value: Option<&str>) -> bool {
+    let Some(value) = value else {
+        return true;
+    };
+    let main = value
+        .split(';')
+        .next()
+        .unwrap_or("")
+        .trim()
+        .to_ascii_lowercase();
+    if main.matches('/').count() != 1 {
+        return false;
+    }
+    match main.split_once('/') {
+        Some(("application", sub)) => sub == "json" || sub.ends_with("+json"),
+        _ => false,
+    }
 }
 
 #[cfg(test)]

@@ -1,6 +1,7 @@
 //! An order-preserving JSON value with a parser that mirrors CPython's `json`
 //! module (error messages and character positions included) and a serializer
 //! that mirrors `json.dumps(..., separators=(",", ":"), ensure_ascii=False)`.
+//! Public for the emulator only: not a stable interface.
 //!
 //! `serde_json::Value` sorts object keys (no `preserve_order` feature here),
 //! and Polar's bodies have a fixed field order, so the emulator renders its
@@ -8,7 +9,7 @@
 
 /// A JSON value as Python's `json.loads` produces it, with object key order kept.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum J {
+pub enum J {
     Null,
     Bool(bool),
     /// An integer literal that fits in an `i128`.
@@ -23,17 +24,17 @@ pub(crate) enum J {
 }
 
 /// Builds a `J::Obj` from `(&str, J)` pairs.
-pub(crate) fn obj(pairs: Vec<(&str, J)>) -> J {
+pub fn obj(pairs: Vec<(&str, J)>) -> J {
     J::Obj(pairs.into_iter().map(|(k, v)| (k.to_string(), v)).collect())
 }
 
 /// A string value.
-pub(crate) fn s(v: &str) -> J {
+pub fn s(v: &str) -> J {
     J::Str(v.to_string())
 }
 
 /// An optional string value (`null` when absent).
-pub(crate) fn opt_s(v: Option<&str>) -> J {
+pub fn opt_s(v: Option<&str>) -> J {
     match v {
         Some(v) => J::Str(v.to_string()),
         None => J::Null,
@@ -41,7 +42,7 @@ pub(crate) fn opt_s(v: Option<&str>) -> J {
 }
 
 /// An optional integer value (`null` when absent).
-pub(crate) fn opt_i(v: Option<i64>) -> J {
+pub fn opt_i(v: Option<i64>) -> J {
     match v {
         Some(v) => J::Int(i128::from(v)),
         None => J::Null,
@@ -50,7 +51,7 @@ pub(crate) fn opt_i(v: Option<i64>) -> J {
 
 impl J {
     /// Converts to a `serde_json::Value` (object key order is lost there).
-    pub(crate) fn to_value(&self) -> serde_json::Value {
+    pub fn to_value(&self) -> serde_json::Value {
         use serde_json::Value;
         match self {
             J::Null => Value::Null,
@@ -89,7 +90,7 @@ impl J {
 
     /// Serializes compactly, as Starlette's `JSONResponse` does. Fails on a
     /// non-finite float (`allow_nan=False` makes Python raise, which is a 500).
-    pub(crate) fn to_json(&self) -> Result<String, NonFinite> {
+    pub fn to_json(&self) -> Result<String, NonFinite> {
         let mut out = String::new();
         write_value(&mut out, self)?;
         Ok(out)
@@ -98,7 +99,7 @@ impl J {
 
 /// A NaN or infinite float that Python's `json.dumps(allow_nan=False)` refuses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct NonFinite;
+pub struct NonFinite;
 
 fn write_value(out: &mut String, v: &J) -> Result<(), NonFinite> {
     match v {
@@ -141,7 +142,7 @@ fn write_value(out: &mut String, v: &J) -> Result<(), NonFinite> {
 }
 
 /// Writes a JSON string literal with Python's `ensure_ascii=False` escaping.
-pub(crate) fn write_str(out: &mut String, text: &str) {
+pub fn write_str(out: &mut String, text: &str) {
     out.push('"');
     for c in text.chars() {
         match c {
@@ -161,7 +162,7 @@ pub(crate) fn write_str(out: &mut String, text: &str) {
 
 /// Python's `repr(float)`: shortest round-trip digits, fixed notation for
 /// decimal exponents in `-4..=15`, else `d.ddde+XX`.
-pub(crate) fn py_float_repr(f: f64) -> String {
+pub fn py_float_repr(f: f64) -> String {
     if f == 0.0 {
         return if f.is_sign_negative() { "-0.0" } else { "0.0" }.to_string();
     }
@@ -214,7 +215,7 @@ pub(crate) fn py_float_repr(f: f64) -> String {
 
 /// Python equality of two values as the server compares `conditions`:
 /// `1 == 1.0 == True`, `"1" != 1`, dict key order irrelevant.
-pub(crate) fn py_eq(a: &J, b: &J) -> bool {
+pub fn py_eq(a: &J, b: &J) -> bool {
     match (a, b) {
         (J::Null, J::Null) => true,
         (J::Str(x), J::Str(y)) => x == y,
@@ -229,7 +230,7 @@ pub(crate) fn py_eq(a: &J, b: &J) -> bool {
 }
 
 /// Python `dict == dict`.
-pub(crate) fn py_dict_eq(a: &[(String, J)], b: &[(String, J)]) -> bool {
+pub fn py_dict_eq(a: &[(String, J)], b: &[(String, J)]) -> bool {
     a.len() == b.len()
         && a.iter().all(|(k, v)| {
             b.iter()
@@ -270,7 +271,7 @@ fn num_eq(a: Num, b: Num) -> bool {
 
 /// Why `json.loads` (as called by Starlette's `Request.json()`) failed.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) enum LoadError {
+pub enum LoadError {
     /// `json.JSONDecodeError`: FastAPI turns it into a 422 `json_invalid`.
     Decode { msg: &'static str, pos: usize },
     /// Any other exception (bad encoding, too many integer digits): FastAPI's
@@ -279,7 +280,7 @@ pub(crate) enum LoadError {
 }
 
 /// `json.loads(body_bytes)`: detects the encoding like CPython, then parses.
-pub(crate) fn loads_bytes(body: &[u8]) -> Result<J, LoadError> {
+pub fn loads_bytes(body: &[u8]) -> Result<J, LoadError> {
     let text = decode_json_bytes(body).ok_or(LoadError::Other)?;
     loads(&text)
 }
@@ -361,7 +362,7 @@ fn decode_utf32(b: &[u8], big_endian: bool) -> Option<String> {
 }
 
 /// `json.loads(text)`.
-pub(crate) fn loads(text: &str) -> Result<J, LoadError> {
+pub fn loads(text: &str) -> Result<J, LoadError> {
     let chars: Vec<char> = text.chars().collect();
     let p = Parser { s: &chars };
     let start = p.skip_ws(0);

@@ -1,0 +1,149 @@
+//! An entry: one stored answer of Polar's, its id, and the index tags it is found by.
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// An entry's id: SHA-256 of the organization, the key's SHA-256 and the request's shape.
+pub type EntryId = [u8; 32];
+/// What a webhook did to an entry: a webhook only narrows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Mark {
+    /// Polar's answer, untouched.
+    None,
+    /// A change Polar told of: ask Polar at the next check.
+    Stale,
+    /// The key was revoked: a denial, at once, until Polar says otherwise.
+    Revoked,
+}
+
+/// One stored answer of Polar's.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Entry {
+    /// The license key's id in Polar (its `id`): what webhooks name.
+    pub license_key_id: Option<String>,
+    /// The customer's id (purchase webhooks name the customer).
+    pub customer_id: Option<String>,
+    /// When Polar answered (unix seconds): a lease's time of verification.
+    pub answered_at: i64,
+    /// Polar's status and body, and the headers passed back.
+    pub status: u16,
+    /// Polar's body (UTF-8 JSON) without the license key and without emails (the key's value
+    /// `""`, the emails `null`): the client's key goes back in at [`Entry::key_at`] when the
+    /// answer is replayed.
+    pub body: String,
+    /// `content-type`, `polar-version`, `cache-control`, `x-polar-sandbox`.
+    pub headers: Vec<(String, String)>,
+    /// Whether the core read the answer as a grant of the request.
+    pub grant: bool,
+    /// What webhooks said since.
+    pub mark: Mark,
+    /// The newest customer-level event applied (a purchase event, or a license-key grant
+    /// event naming no key: its `modified_at` or `timestamp`, unix seconds): an older one,
+    /// delivered late, changes nothing. It never hides an event about the key (stored as
+    /// `last_event_at`, which an older relay advanced for every event).
+    #[serde(rename = "last_event_at")]
+    pub customer_event_at: i64,
+    /// The newest event applied that names this entry's key (a grant of it created, updated,
+    /// cycled or revoked): only such an event, newer, makes a late revocation of the key a
+    /// re-check instead of a denial (0 in an older relay's entries: every revocation denies).
+    #[serde(default)]
+    pub key_event_at: i64,
+    /// When the relay applied the mark (its clock): a call to Polar that began before it does
+    /// not lift it, and a revocation refuses without a call for `denial_for` from then.
+    #[serde(default)]
+    pub marked_at: i64,
+    /// Where, in `body`, the requesting client's key goes back (a byte offset): a grant
+    /// stored without one (an older store's, holding the key) is never replayed.
+    #[serde(default)]
+    pub key_at: Option<usize>,
+    /// The index tag of its key ([`key_tag`]: a digest of the organization and the key's
+    /// SHA-256, never the key): what the relay's own deactivations and increments narrow, and
+    /// what [`MAX_ENTRIES_PER_KEY`] counts (`None` in an older relay's entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_tag: Option<String>,
+}
+
+/// Entries kept per license key at most (64: every API version, activation, benefit and
+/// customer a key is checked with, well past Polar's activation limits); past it the key's
+/// oldest answer goes first. One key checked with endless activation ids (each a denial of
+/// Polar's) cannot grow the store.
+pub const MAX_ENTRIES_PER_KEY: usize = 64;
+
+/// The default of [`StoreOptions::marked_stale_for`]: an entry marked stale (a webhook's
+/// change, or a deactivation or increment through the relay) answers while Polar cannot be
+/// asked for at most this long after its mark (one hour), instead of the whole `stale_for`.
+///
+/// [`StoreOptions::marked_stale_for`]: super::StoreOptions::marked_stale_for
+pub const MARKED_STALE_SECONDS: i64 = 3_600;
+
+/// The index tag of a key's entries: `k:` and the SHA-256 (hex) of the organization and the
+/// key's SHA-256.
+pub fn key_tag(organization_id: &str, key_sha256: &str) -> String {
+    let mut h = Sha256::new();
+    for part in ["key", organization_id, key_sha256] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    let digest: [u8; 32] = h.finalize().into();
+    format!("k:{}", hex_id(&digest))
+}
+pub(super) fn tags(entry: &Entry) -> Vec<String> {
+    let mut out = Vec::new();
+    if let Some(l) = &entry.license_key_id {
+        out.push(format!("l:{l}"));
+    }
+    if let Some(c) = &entry.customer_id {
+        out.push(format!("c:{c}"));
+    }
+    if let Some(k) = &entry.key_tag {
+        out.push(k.clone());
+    }
+    out
+}
+pub(super) fn hex_id(id: &EntryId) -> String {
+    id.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+pub(super) fn id_of_hex(text: &str) -> Option<EntryId> {
+    if text.len() != 64 {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(i * 2..i * 2 + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Entries in memory whose every change is also journaled, for a host that persists them/// The id of a validate's entry: the organization, the key's SHA-256 and every field that
+/// shapes Polar's answer (the API version asked, `None` when the client sent none; activation,
+/// benefit, customer, conditions as sent, in order).
+pub fn entry_id(
+    organization_id: &str,
+    key_sha256: &str,
+    polar_version: Option<&str>,
+    activation_id: Option<&str>,
+    benefit_id: Option<&str>,
+    customer_id: Option<&str>,
+    conditions: &[(String, serde_json::Value)],
+) -> EntryId {
+    let mut h = Sha256::new();
+    for part in [
+        organization_id,
+        key_sha256,
+        polar_version.unwrap_or(""),
+        activation_id.unwrap_or(""),
+        benefit_id.unwrap_or(""),
+        customer_id.unwrap_or(""),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0u8]);
+    }
+    for (k, v) in conditions {
+        h.update(k.as_bytes());
+        h.update([0u8]);
+        h.update(v.to_string().as_bytes());
+        h.update([0u8]);
+    }
+    h.finalize().into()
+}

@@ -1,0 +1,262 @@
+//! Entries in memory: [`MemoryBackend`].
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+
+use super::entry::tags;
+use super::{Backend, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS};
+
+/// Entries in memory (lost at exit): `--store memory`, tests, hosts without a disk.
+#[derive(Debug, Default)]
+pub struct MemoryBackend {
+    inner: Mutex<Memory>,
+    pub(super) max_entries: usize,
+}
+
+/// What a narrowing wrote (the entries) and the webhook ids it forgot.
+type Narrowed = (Vec<(EntryId, Entry)>, Vec<String>);
+
+#[derive(Debug, Default)]
+pub(super) struct Memory {
+    entries: HashMap<EntryId, Entry>,
+    index: HashMap<String, Vec<EntryId>>,
+    pub(super) webhooks: HashMap<String, i64>,
+}
+
+impl MemoryBackend {
+    /// An empty store of at most `max_entries`.
+    pub fn new(max_entries: usize) -> MemoryBackend {
+        MemoryBackend {
+            inner: Mutex::default(),
+            max_entries: max_entries.max(1),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Memory> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+impl Memory {
+    pub(super) fn insert(&mut self, id: &EntryId, entry: &Entry) {
+        for tag in tags(entry) {
+            let ids = self.index.entry(tag).or_default();
+            if !ids.contains(id) {
+                ids.push(*id);
+            }
+        }
+        self.entries.insert(*id, entry.clone());
+    }
+
+    /// [`Backend::update`] under the lock: what was written, and the ids evicted.
+    pub(super) fn update(
+        &mut self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+        max: usize,
+    ) -> (Option<Entry>, Vec<EntryId>) {
+        let Some(entry) = f(self.entries.get(id)) else {
+            return (None, Vec::new());
+        };
+        self.insert(id, &entry);
+        let mut removed = self.cap_key(id, &entry);
+        removed.extend(self.evict(max));
+        (Some(entry), removed)
+    }
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go; returns
+    /// the ids removed.
+    fn cap_key(&mut self, id: &EntryId, entry: &Entry) -> Vec<EntryId> {
+        let Some(tag) = &entry.key_tag else {
+            return Vec::new();
+        };
+        let ids = self.index.get(tag).cloned().unwrap_or_default();
+        if ids.len() <= MAX_ENTRIES_PER_KEY {
+            return Vec::new();
+        }
+        let mut ages: Vec<(i64, EntryId)> = ids
+            .iter()
+            .filter(|k| *k != id)
+            .filter_map(|k| self.entries.get(k).map(|e| (e.answered_at, *k)))
+            .collect();
+        ages.sort_unstable();
+        let over = ids.len() - MAX_ENTRIES_PER_KEY;
+        let mut removed = Vec::new();
+        for (_, k) in ages.into_iter().take(over) {
+            if self.remove(&k) {
+                removed.push(k);
+            }
+        }
+        removed
+    }
+
+    /// Removes an entry with its index rows; whether it was there.
+    fn remove(&mut self, id: &EntryId) -> bool {
+        let Some(e) = self.entries.remove(id) else {
+            return false;
+        };
+        for tag in tags(&e) {
+            if let Some(ids) = self.index.get_mut(&tag) {
+                ids.retain(|x| x != id);
+                if ids.is_empty() {
+                    self.index.remove(&tag);
+                }
+            }
+        }
+        true
+    }
+
+    /// [`Backend::narrow`] under the lock: `None` for a webhook id seen, else the entries
+    /// written and the webhook ids forgotten.
+    pub(super) fn narrow(
+        &mut self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Option<Narrowed> {
+        if let Some((webhook_id, _)) = webhook {
+            if self.webhooks.contains_key(webhook_id) {
+                return None;
+            }
+        }
+        let mut written: Vec<(EntryId, Entry)> = Vec::new();
+        let mut seen: Vec<EntryId> = Vec::new();
+        for tag in tags {
+            let ids = self.index.get(tag).cloned().unwrap_or_default();
+            for id in ids {
+                if seen.contains(&id) {
+                    continue;
+                }
+                seen.push(id);
+                if let Some(e) = self.entries.get(&id).and_then(&mut *f) {
+                    self.entries.insert(id, e.clone());
+                    written.push((id, e));
+                }
+            }
+        }
+        let mut forgotten = Vec::new();
+        if let Some((webhook_id, at)) = webhook {
+            forgotten = self.prune_webhooks(at);
+            self.webhooks.insert(webhook_id.to_string(), at);
+        }
+        Some((written, forgotten))
+    }
+
+    /// [`Backend::apply_webhook`] under the lock: `None` for a webhook id seen (nothing
+    /// written), else the webhook ids forgotten.
+    pub(super) fn apply_webhook(
+        &mut self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Option<Vec<String>> {
+        if self.webhooks.contains_key(webhook_id) {
+            return None;
+        }
+        for (id, entry) in updates {
+            self.insert(id, entry);
+        }
+        let forgotten = self.prune_webhooks(at);
+        self.webhooks.insert(webhook_id.to_string(), at);
+        Some(forgotten)
+    }
+
+    /// Evicts the oldest past `max`; returns the ids removed.
+    fn evict(&mut self, max: usize) -> Vec<EntryId> {
+        let mut removed = Vec::new();
+        if self.entries.len() <= max {
+            return removed;
+        }
+        // The oldest sixteenth (at least one) in one pass.
+        let mut ages: Vec<(i64, EntryId)> = self
+            .entries
+            .iter()
+            .map(|(id, e)| (e.answered_at, *id))
+            .collect();
+        ages.sort_unstable();
+        let drop = (self.entries.len() - max)
+            .max(self.entries.len() / 16)
+            .max(1);
+        for (_, id) in ages.into_iter().take(drop) {
+            if self.remove(&id) {
+                removed.push(id);
+            }
+        }
+        removed
+    }
+
+    /// Forgets webhook ids older than [`WEBHOOK_MEMORY_SECONDS`] before `at`; returns them.
+    pub(super) fn prune_webhooks(&mut self, at: i64) -> Vec<String> {
+        forget_webhooks(&mut self.webhooks, at)
+    }
+}
+
+/// Forgets the webhook ids of `webhooks` older than [`WEBHOOK_MEMORY_SECONDS`] before `at`;
+/// returns them (the memory and paged backends' rule).
+pub(super) fn forget_webhooks(webhooks: &mut HashMap<String, i64>, at: i64) -> Vec<String> {
+    let old: Vec<String> = webhooks
+        .iter()
+        .filter(|(_, seen)| **seen <= at - WEBHOOK_MEMORY_SECONDS)
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in &old {
+        webhooks.remove(id);
+    }
+    old
+}
+
+impl Backend for MemoryBackend {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().entries.get(id).cloned())
+    }
+
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        Ok(self.lock().update(id, f, self.max_entries).0)
+    }
+
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        Ok(self
+            .lock()
+            .narrow(webhook, tags, f)
+            .map(|(written, _)| written.len()))
+    }
+
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        Ok(self.lock().index.get(tag).cloned().unwrap_or_default())
+    }
+
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        Ok(self.lock().apply_webhook(webhook_id, at, updates).is_some())
+    }
+
+    fn len(&self) -> Result<usize, StoreError> {
+        Ok(self.lock().entries.len())
+    }
+
+    fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
+        let m = self.lock();
+        Ok(m.index
+            .keys()
+            .filter(|t| t.starts_with(prefix))
+            .cloned()
+            .collect())
+    }
+
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(self.lock().webhooks.values().copied().max())
+    }
+}

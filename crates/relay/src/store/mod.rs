@@ -1,0 +1,238 @@
+//! The verdict store (issue #37): Polar's answers kept by organization, SHA-256 of the key and
+//! request shape, so that a relay answers most checks without spending the organization
+//! token's budget (500 calls a minute for all of a seller's customers), answers through
+//! Polar's outages, and learns of revocations from Polar's webhooks.
+//!
+//! The decisions are here, sans-IO: what an entry may answer and for how long
+//! ([`StoreOptions`]), the token budget ([`Budget`]), what a webhook may do (only narrow: a
+//! revocation marks a key's entries denied, any other change marks them stale so the next
+//! check asks Polar; nothing a webhook says can grant). Where entries live is a [`Backend`]:
+//! [`MemoryBackend`], or natively [`RedbBackend`] (feature `durable`), a crash-safe file.
+
+mod budget;
+#[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
+mod durable;
+mod entry;
+mod journal;
+mod memory;
+mod paged;
+#[cfg(test)]
+mod tests;
+mod webhook;
+
+pub use budget::{Budget, BudgetState};
+#[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
+pub use durable::RedbBackend;
+pub use entry::{
+    entry_id, key_tag, Entry, EntryId, Mark, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY,
+};
+pub use journal::{JournalBackend, JournalItem};
+pub use memory::MemoryBackend;
+pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
+pub use webhook::{
+    narrowed, narrowing, verify_webhook, webhook_secret_usable, Narrowing, WebhookRefusal,
+    WEBHOOK_TOLERANCE,
+};
+
+use budget::MINUTE_MS;
+
+/// How the store answers. Start from [`StoreOptions::default`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct StoreOptions {
+    /// A grant younger than this answers a validate with no call to Polar (default 300 s).
+    pub fresh_for: u64,
+    /// When Polar cannot be asked (the budget, a 429, a 5xx, unreachable), a grant younger
+    /// than this still answers, marked `stale` (default 86,400 s).
+    pub stale_for: u64,
+    /// A denial younger than this answers with no call (default 60 s): a flood of unknown or
+    /// revoked keys spends no budget.
+    pub denial_for: u64,
+    /// The organization token's calls per minute (default 500, Polar's production budget;
+    /// 100 in the sandbox). The relay never makes more in any 60 s.
+    pub budget: u32,
+    /// Of the budget, the calls kept for activate, deactivate and usage increments (always
+    /// forwarded, never answered from the store): validates that need Polar may use the rest
+    /// (default a quarter: `cargo run --release -p polar-license-relay --example store_bench`
+    /// answered 243 of 459 new customers' activations with a tenth, 407 of 461 with a quarter,
+    /// the rest refused in Polar's outage, with 99.95% of known keys' checks answered both ways).
+    pub reserve: u32,
+    /// Entries kept at most (default 1,000,000); past it the oldest answers go first.
+    pub max_entries: usize,
+    /// The budget's window in ms (default 60,000: Polar's minute; shorter only for tests and
+    /// benchmarks that scale time against an emulator's `--token-window`).
+    pub budget_window_ms: u64,
+    /// Know the organization's keys (default off): the SHA-256 of every key, paged in from
+    /// Polar's `GET /v1/license-keys/` at start with spare budget (the token needs
+    /// `license_keys:read`; without it the relay runs as with this off) and kept current from
+    /// the grant webhooks, each key refetched by id. A key neither in it nor granted in the
+    /// store is first-seen: see [`StoreOptions::first_seen_share`].
+    pub roster: bool,
+    /// With [`StoreOptions::roster`]: the percent of the budget first-seen keys may spend
+    /// (default 10), divided fairly between the clients asking (per address, per /64 for
+    /// IPv6), never from the reserve; past it they are answered 429 with `Retry-After`.
+    pub first_seen_share: u32,
+    /// An entry marked stale (a webhook's change, a deactivation or an increment through the
+    /// relay) answers while Polar cannot be asked for at most this long after its mark
+    /// (default [`MARKED_STALE_SECONDS`], an hour), instead of [`StoreOptions::stale_for`]:
+    /// what changed is Polar's to say.
+    pub marked_stale_for: u64,
+    /// With the native server: every stored grant's key is asked of Polar again by id
+    /// (`GET /v1/license-keys/{id}`) once its last check is this old, with idle budget only,
+    /// and its entries narrowed when Polar says the key is revoked, disabled, expired, rotated
+    /// or gone (default 600 s; 0 turns it off): see `crate::reconcile`.
+    pub reconcile_every: u64,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            fresh_for: 300,
+            stale_for: 86_400,
+            denial_for: 60,
+            budget: 500,
+            reserve: 125,
+            max_entries: 1_000_000,
+            budget_window_ms: MINUTE_MS,
+            roster: false,
+            first_seen_share: 10,
+            marked_stale_for: 3_600,
+            reconcile_every: 600,
+        }
+    }
+}
+/// A store that failed: the relay passes Polar's answers through as without a store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoreError(pub String);
+
+impl std::fmt::Display for StoreError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StoreError {}
+
+/// Where entries and webhook ids live.
+///
+/// A backend implements [`Backend::put`] or [`Backend::update`], or both: each is given in
+/// terms of the other (one implementing neither recurses without end). Every backend of this
+/// crate implements `update` (one step) and takes `put` as given.
+pub trait Backend: Send + Sync {
+    /// An entry.
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError>;
+    /// Stores an entry (indexed by its license key id and customer id), evicting the oldest
+    /// past the cap; durable when this returns.
+    ///
+    /// The default is an [`Backend::update`] that writes `entry` whatever is stored.
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        self.update(id, &mut |_| Some(entry.clone())).map(|_| ())
+    }
+    /// The entries of a license key id (`l:…`) or a customer id (`c:…`).
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError>;
+    /// In one step: unless `webhook_id` was seen, writes `updates` and remembers the id;
+    /// `false` when it was seen (nothing written).
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError>;
+    /// Reads the entry `id` and writes what `f` makes of it in one step: nothing else writes
+    /// the store between that read and that write (a webhook acknowledged meanwhile is either
+    /// in what `f` reads, or applied after its write). `f` gets the entry as stored now and
+    /// returns the entry to write (`None`: nothing written); what was written is returned.
+    ///
+    /// The default reads and writes in two steps, with [`Backend::put`] (a backend of its own
+    /// that cannot do better may lose a webhook's mark to a racing answer): every backend of
+    /// this crate overrides it.
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let current = self.get(id)?;
+        match f(current.as_ref()) {
+            Some(entry) => {
+                self.put(id, &entry)?;
+                Ok(Some(entry))
+            }
+            None => Ok(None),
+        }
+    }
+    /// In one step: unless the webhook id of `webhook` (id, unix seconds) was seen, every
+    /// entry indexed under `tags` read as stored now and narrowed by `f` (`None`: unchanged),
+    /// and the id remembered. `None` when the id was seen (nothing written), else how many
+    /// entries changed. Without `webhook`, a narrowing of the relay's own (a deactivation, an
+    /// increment it passed on).
+    ///
+    /// The default reads, then writes through [`Backend::apply_webhook`] (two steps, see
+    /// [`Backend::update`]): every backend of this crate overrides it.
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        let mut updates: Vec<(EntryId, Entry)> = Vec::new();
+        for tag in tags {
+            for id in self.index(tag)? {
+                if updates.iter().any(|(i, _)| *i == id) {
+                    continue;
+                }
+                if let Some(e) = self.get(&id)?.as_ref().and_then(&mut *f) {
+                    updates.push((id, e));
+                }
+            }
+        }
+        let n = updates.len();
+        match webhook {
+            Some((webhook_id, at)) => {
+                Ok(self.apply_webhook(webhook_id, at, &updates)?.then_some(n))
+            }
+            None => {
+                for (id, e) in &updates {
+                    self.put(id, e)?;
+                }
+                Ok(Some(n))
+            }
+        }
+    }
+    /// Entries held.
+    fn len(&self) -> Result<usize, StoreError>;
+    /// Whether it holds nothing.
+    fn is_empty(&self) -> Result<bool, StoreError> {
+        Ok(self.len()? == 0)
+    }
+    /// The token budget's state after a call or a 429 (the newest given wins): a store that
+    /// persists writes it with its next write ([`Backend::put`], [`Backend::apply_webhook`],
+    /// [`Backend::flush_budget`]). Nothing by default (a store in memory forgets it at exit
+    /// as it forgets its entries).
+    fn stage_budget(&self, _state: BudgetState) {}
+    /// Writes the budget's state given since the last write, when no write carried it.
+    fn flush_budget(&self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// The budget's state as last written (read once, at the relay's first use of its budget).
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(None)
+    }
+    /// The bytes the store takes on disk, when it has a file (the operator's metrics);
+    /// `None` by default.
+    fn bytes(&self) -> Option<u64> {
+        None
+    }
+    /// The index tags that start with `prefix` (`l:`: the license key ids of the entries
+    /// held), read once at start by the reconcile; none by default.
+    fn tags_with_prefix(&self, _prefix: &str) -> Result<Vec<String>, StoreError> {
+        Ok(Vec::new())
+    }
+    /// When the newest webhook id remembered was received (unix seconds): the relay's last
+    /// webhook before a restart; `None` by default.
+    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
+        Ok(None)
+    }
+}
+
+/// Webhook ids are remembered this long (Polar retries for about 16 hours).
+pub const WEBHOOK_MEMORY_SECONDS: i64 = 3 * 86_400;

@@ -1,0 +1,532 @@
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+#[test]
+fn the_budget_never_spends_more_than_its_minute_and_keeps_the_reserve() {
+    let mut b = Budget::new(10, 2);
+    for i in 0..8 {
+        assert_eq!(b.take(i, false), Ok(()));
+    }
+    // Validates are out: the reserve is for activations.
+    assert!(b.take(100, false).is_err());
+    assert_eq!(b.take(100, true), Ok(()));
+    assert_eq!(b.take(100, true), Ok(()));
+    assert_eq!(b.take(100, true), Err(60));
+    // Reserved calls count against the whole budget: a minute after the first validates,
+    // only the two reserved calls remain in the window, and validates pass again.
+    assert_eq!(b.take(60_000, false), Err(1));
+    assert_eq!(b.take(60_050, false), Ok(()));
+    // Polar's 429 stops everything for its Retry-After.
+    b.learn(61_000, Some(30));
+    assert!(b.take(200_000, true).is_ok());
+    let mut c = Budget::new(10, 2);
+    c.learn(0, Some(30));
+    assert_eq!(c.take(1_000, true), Err(29));
+    assert_eq!(c.take(30_000, true), Ok(()));
+}
+
+/// Spend `n` calls (validates) from monotonic ms `from`, one a ms.
+fn spent(limit: u32, reserve: u32, n: u64, from: u64) -> Budget {
+    let mut b = Budget::new(limit, reserve);
+    for i in 0..n {
+        assert_eq!(b.take(from + i, false), Ok(()));
+    }
+    b
+}
+
+/// Validates taken until one is refused.
+fn validates_left(b: &mut Budget, now_ms: u64) -> u32 {
+    let mut n = 0;
+    while b.take(now_ms, false).is_ok() {
+        n += 1;
+    }
+    n
+}
+
+#[test]
+fn a_restored_budget_has_the_room_its_last_run_left() {
+    // 6 calls at wall second 1000 (monotonic 50_000 in that run); the state kept then.
+    let mut old = spent(10, 2, 6, 50_000);
+    let state = old.state(1_000, 50_010);
+    assert_eq!(state.calls, vec![(0, 6)]);
+    assert_eq!(state.blocked_ms, 0);
+    let json = serde_json::to_string(&state).expect("json");
+    assert_eq!(json, r#""1000 0 0:6""#);
+    let state: BudgetState = serde_json::from_str(&json).expect("back");
+    // A new process 10 s later: its monotonic clock at 0. The validates' share (8) less 6.
+    let mut new = Budget::new(10, 2);
+    new.restore(&state, 1_010, 0);
+    assert_eq!(new.used(0), 6);
+    assert_eq!(validates_left(&mut new, 0), 2);
+    // Until the minute of those calls has passed (counted short by a second at most).
+    let mut new = Budget::new(10, 2);
+    new.restore(&state, 1_010, 0);
+    assert_eq!(new.used(49_000), 6, "still within the minute of the calls");
+    assert_eq!(new.used(51_000), 0, "the minute passed");
+    // Restored after the window: nothing.
+    let mut late = Budget::new(10, 2);
+    late.restore(&state, 1_062, 0);
+    assert_eq!(validates_left(&mut late, 0), 8);
+    // A wall clock set back counts no time: the calls as just made.
+    let mut back = Budget::new(10, 2);
+    back.restore(&state, 900, 7);
+    assert_eq!(back.used(59_000), 6);
+    assert_eq!(back.used(60_007), 0);
+}
+
+#[test]
+fn polars_429_is_restored_until_its_retry_after() {
+    let mut b = Budget::new(10, 2);
+    b.learn(5_000, Some(30));
+    let state = b.state(2_000, 5_000);
+    assert_eq!(state.blocked_ms, 30_000);
+    let mut new = Budget::new(10, 2);
+    new.restore(&state, 2_010, 0);
+    // 10 s later by the wall clock (counted as 9): 21 s of the block remain.
+    assert_eq!(new.take(0, true), Err(21));
+    assert_eq!(new.take(20_999, true), Err(1));
+    assert_eq!(new.take(21_000, true), Ok(()));
+    // Past it, nothing blocks.
+    let mut later = Budget::new(10, 2);
+    later.restore(&state, 2_031, 0);
+    assert_eq!(later.take(0, true), Ok(()));
+}
+
+#[test]
+fn a_budgets_state_is_bounded_and_a_damaged_one_spends_no_more_than_the_budget() {
+    // A call every 100 ms for a minute, of a budget of 1,000: at most one pair a second.
+    let mut b = Budget::new(1_000, 0);
+    for i in 0..600 {
+        assert_eq!(b.take(i * 100, true), Ok(()));
+    }
+    let state = b.state(0, 59_999);
+    assert_eq!(state.calls.len(), 60);
+    assert_eq!(state.calls.iter().map(|(_, n)| n).sum::<u32>(), 600);
+    assert!(serde_json::to_string(&state).expect("json").len() < 500);
+    for bad in [
+        "", "1", "1 x", "1 0 3", "1 0 3:", "1 0 :3", "1 0 3:-1", "1  0",
+    ] {
+        assert!(BudgetState::try_from(bad.to_string()).is_err(), "{bad:?}");
+    }
+    // A state claiming more calls than the budget and a block of days: the budget and an
+    // hour at most.
+    let damaged = BudgetState {
+        at: 0,
+        calls: vec![(3, u32::MAX), (1, u32::MAX)],
+        blocked_ms: 86_400_000,
+    };
+    let mut b = Budget::new(10, 2);
+    b.restore(&damaged, 0, 0);
+    assert_eq!(b.used(0), 10);
+    assert_eq!(b.take(0, true), Err(3_600));
+}
+
+#[test]
+fn a_webhook_only_narrows_and_an_older_one_changes_nothing() {
+    let entry = Entry {
+        customer_id: None,
+        ..key_entry()
+    };
+    let revoke = Narrowing {
+        tags: vec!["l:L".into()],
+        mark: Mark::Revoked,
+        at: 50,
+    };
+    let revoked = narrowed(&entry, &revoke).expect("narrowed");
+    assert_eq!(revoked.mark, Mark::Revoked);
+    assert!(revoked.grant, "the stored answer is kept; the mark denies");
+    // A later re-grant cannot lift a revocation: only Polar's own answer replaces it.
+    let regrant = Narrowing {
+        tags: vec!["l:L".into()],
+        mark: Mark::Stale,
+        at: 60,
+    };
+    assert_eq!(
+        narrowed(&revoked, &regrant).map(|e| e.mark),
+        Some(Mark::Revoked)
+    );
+    // An event older than the newest applied changes nothing.
+    let old = Narrowing { at: 10, ..regrant };
+    assert_eq!(narrowed(&revoked, &old), None);
+}
+
+/// A key's entry, untouched by webhooks.
+fn key_entry() -> Entry {
+    granted("L", "C", 100)
+}
+
+/// A grant of Polar's for the key id `key` and the customer id `customer`, answered at `at`,
+/// untouched by webhooks.
+pub(crate) fn granted(key: &str, customer: &str, at: i64) -> Entry {
+    Entry {
+        license_key_id: Some(key.into()),
+        customer_id: Some(customer.into()),
+        answered_at: at,
+        status: 200,
+        body: "{}".into(),
+        headers: vec![],
+        grant: true,
+        mark: Mark::None,
+        customer_event_at: 0,
+        key_event_at: 0,
+        marked_at: 0,
+        key_at: None,
+        key_tag: None,
+    }
+}
+
+/// Polar's event of `kind` at `at` (unix seconds): about the key `L` when `key` is true,
+/// else about the customer `C` (a purchase event, or a license-key grant without a key id).
+fn about(kind: &str, key: bool, at: i64) -> Narrowing {
+    let when = time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|t| {
+            t.format(&time::format_description::well_known::Rfc3339)
+                .ok()
+        })
+        .expect("a time");
+    let properties = if key {
+        serde_json::json!({"license_key_id": "L"})
+    } else {
+        serde_json::json!({})
+    };
+    narrowing(&serde_json::json!({"type": kind, "timestamp": when,
+        "data": {"modified_at": when, "customer_id": "C",
+                 "benefit": {"type": "license_keys"}, "properties": properties}}))
+    .expect("a narrowing")
+}
+
+/// Applies events in the order delivered (an event that changes nothing leaves it).
+fn delivered(entry: &Entry, events: &[Narrowing]) -> Entry {
+    events
+        .iter()
+        .fold(entry.clone(), |e, n| narrowed(&e, n).unwrap_or(e))
+}
+
+/// Polar's answer stored since: its mark gone, what webhooks were applied kept (as the
+/// relay stores an answer).
+fn answered(entry: &Entry) -> Entry {
+    Entry {
+        mark: Mark::None,
+        marked_at: 0,
+        ..entry.clone()
+    }
+}
+
+#[test]
+fn a_revocation_is_ignored_only_for_a_newer_event_about_its_own_key() {
+    let entry = key_entry();
+    let (t1, t2) = (1_000, 2_000);
+    // A customer-level event at t2 delivered first: the key's revocation at t1 denies,
+    // whether or not Polar answered in between.
+    for customer in [
+        about("subscription.canceled", false, t2),
+        about("order.refunded", false, t2),
+        about("benefit_grant.updated", false, t2),
+    ] {
+        let after = delivered(&entry, &[customer]);
+        for e in [after.clone(), answered(&after)] {
+            let revoked = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+            assert_eq!(revoked.mark, Mark::Revoked, "{e:?}");
+        }
+    }
+    // The same key re-granted at t2: its revocation at t1 is not a denial, only a re-check
+    // (also once Polar answered after the re-grant).
+    let regranted = delivered(&entry, &[about("benefit_grant.updated", true, t2)]);
+    for e in [regranted.clone(), answered(&regranted)] {
+        let late = delivered(&e, &[about("benefit_grant.revoked", true, t1)]);
+        assert_eq!(late.mark, Mark::Stale, "{e:?}");
+    }
+    // Revoked at t2: no older event, about the key or the customer, undoes it.
+    let revoked = delivered(&entry, &[about("benefit_grant.revoked", true, t2)]);
+    for older in [
+        about("benefit_grant.created", true, t1),
+        about("benefit_grant.updated", true, t1),
+        about("benefit_grant.cycled", true, t1),
+        about("subscription.active", false, t1),
+        about("benefit_grant.created", false, t1),
+    ] {
+        assert_eq!(delivered(&revoked, &[older]).mark, Mark::Revoked);
+    }
+    // An older event of the same kind as the newest applied changes nothing (as before):
+    // an older update after a newer one, an older purchase event after a newer one.
+    for (newer, older) in [
+        (
+            about("benefit_grant.updated", true, t2),
+            about("benefit_grant.updated", true, t1),
+        ),
+        (
+            about("subscription.updated", false, t2),
+            about("subscription.updated", false, t1),
+        ),
+    ] {
+        let e = answered(&delivered(&entry, &[newer]));
+        assert_eq!(narrowed(&e, &older), None);
+    }
+}
+
+/// An entry an older relay stored (one `last_event_at` for every event) reads back with
+/// that time as the customer's: no revocation of the key is hidden by it.
+#[test]
+fn an_older_relays_entry_hides_no_revocation() {
+    let mut old = serde_json::to_value(key_entry()).expect("json");
+    let fields = old.as_object_mut().expect("an object");
+    fields.remove("key_event_at");
+    fields.insert("last_event_at".into(), 2_000.into());
+    let e: Entry = serde_json::from_value(old).expect("read back");
+    assert_eq!((e.customer_event_at, e.key_event_at), (2_000, 0));
+    let late = delivered(&e, &[about("benefit_grant.revoked", true, 1_000)]);
+    assert_eq!(late.mark, Mark::Revoked);
+}
+
+/// One key's entries past [`MAX_ENTRIES_PER_KEY`]: its oldest go (with their index
+/// rows), its newest stay, other keys' entries stay.
+pub(crate) fn caps_entries_per_key(b: &dyn Backend) {
+    let tag = key_tag("org", "sha");
+    let entry = |i: usize, tag: &str| Entry {
+        answered_at: 1_000 + i as i64,
+        key_tag: Some(tag.to_string()),
+        ..key_entry()
+    };
+    let id = |i: usize, salt: u8| {
+        let mut id = [salt; 32];
+        id[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        id
+    };
+    let other = key_tag("org", "another");
+    b.put(&id(0, 2), &entry(0, &other)).expect("put");
+    let n = MAX_ENTRIES_PER_KEY + 10;
+    for i in 0..n {
+        b.put(&id(i, 1), &entry(i, &tag)).expect("put");
+    }
+    let kept = b.index(&tag).expect("index");
+    assert_eq!(kept.len(), MAX_ENTRIES_PER_KEY);
+    for i in 0..10 {
+        assert_eq!(b.get(&id(i, 1)).expect("get"), None, "{i}: the oldest go");
+        assert!(!kept.contains(&id(i, 1)));
+    }
+    for i in 10..n {
+        assert!(
+            b.get(&id(i, 1)).expect("get").is_some(),
+            "{i}: the newest stay"
+        );
+    }
+    assert_eq!(b.len().expect("len"), MAX_ENTRIES_PER_KEY + 1);
+    assert!(
+        b.get(&id(0, 2)).expect("get").is_some(),
+        "another key's stays"
+    );
+    // The license key's own index row lost the evicted ids too.
+    assert_eq!(
+        b.index("l:L").expect("index").len(),
+        MAX_ENTRIES_PER_KEY + 1
+    );
+}
+
+#[test]
+fn a_keys_entries_are_capped_in_memory_and_in_the_journal() {
+    caps_entries_per_key(&MemoryBackend::new(1_000));
+    let journal = JournalBackend::new(1_000);
+    caps_entries_per_key(&journal);
+    let deleted = journal
+        .take()
+        .iter()
+        .filter(|i| matches!(i, JournalItem::Delete { .. }))
+        .count();
+    assert_eq!(deleted, 10, "each eviction journaled");
+}
+
+#[test]
+fn a_journal_restores_what_it_recorded() {
+    let a = JournalBackend::new(10);
+    let entry = granted("L", "C", 5);
+    a.put(&[7; 32], &entry).expect("put");
+    assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
+    let journal = a.take();
+    assert_eq!(journal.len(), 2);
+    assert!(a.take().is_empty(), "handed over once");
+    let text = serde_json::to_string(&journal).expect("json");
+    let b = JournalBackend::new(10);
+    b.restore(serde_json::from_str(&text).expect("back"));
+    assert_eq!(b.get(&[7; 32]).expect("get"), Some(entry));
+    assert_eq!(b.index("l:L").expect("index"), vec![[7; 32]]);
+    assert!(
+        !b.apply_webhook("evt", 10, &[]).expect("seen"),
+        "the id was restored"
+    );
+}
+
+#[test]
+fn a_journal_keeps_the_newest_budget_state_and_restores_it() {
+    let a = JournalBackend::new(10);
+    let state = |n: u32| BudgetState {
+        at: 100,
+        calls: vec![(0, n)],
+        blocked_ms: 0,
+    };
+    a.stage_budget(state(1));
+    a.stage_budget(state(2));
+    assert!(a.apply_webhook("evt", 9, &[]).expect("webhook"));
+    a.stage_budget(state(3));
+    let journal = a.take();
+    let budgets: Vec<_> = journal
+        .iter()
+        .filter(|i| matches!(i, JournalItem::Budget { .. }))
+        .collect();
+    assert_eq!(budgets, [&JournalItem::Budget { state: state(3) }]);
+    let text = serde_json::to_string(&journal).expect("json");
+    assert!(
+        text.contains(r#"{"op":"budget","state":"100 0 0:3"}"#),
+        "{text}"
+    );
+    let b = JournalBackend::new(10);
+    assert_eq!(b.load_budget().expect("load"), None);
+    b.restore(serde_json::from_str(&text).expect("back"));
+    assert_eq!(b.load_budget().expect("load"), Some(state(3)));
+    // A store in memory keeps nothing of it.
+    let m = MemoryBackend::new(10);
+    m.stage_budget(state(4));
+    m.flush_budget().expect("flush");
+    assert_eq!(m.load_budget().expect("load"), None);
+}
+
+#[test]
+fn standard_webhooks_vector_and_both_secret_forms() {
+    // The Standard Webhooks specification's example.
+    let body = br#"{"test": 2432232314}"#;
+    let ok = verify_webhook(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        Some("1614265330"),
+        Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        body,
+        1_614_265_330,
+    );
+    assert_eq!(ok, Ok(()));
+    let later = verify_webhook(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        Some("1614265330"),
+        Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        body,
+        1_614_265_330 + 301,
+    );
+    assert_eq!(later, Err(WebhookRefusal::Timestamp));
+    let tampered = verify_webhook(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        Some("1614265330"),
+        Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="),
+        br#"{"test": 2432232315}"#,
+        1_614_265_330,
+    );
+    assert_eq!(tampered, Err(WebhookRefusal::Signature));
+}
+
+#[test]
+fn a_timestamp_far_from_now_is_refused_without_overflowing() {
+    let body = br#"{"test": 2432232314}"#;
+    let sig = Some("v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    let id = Some("msg_p5jXN8AQM9LWM0D4loKWxJek");
+    let secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    for (ts, now) in [
+        ("-9223372036854775808", 1_614_265_330),
+        ("9223372036854775807", -1_614_265_330),
+        ("9223372036854775807", i64::MIN),
+        ("1614265330", 1_614_265_330 - 301),
+    ] {
+        assert_eq!(
+            verify_webhook(secret, id, Some(ts), sig, body, now),
+            Err(WebhookRefusal::Timestamp),
+            "{ts} at {now}"
+        );
+    }
+    assert_eq!(
+        verify_webhook(
+            secret,
+            id,
+            Some("1614265330"),
+            sig,
+            body,
+            1_614_265_330 - 300
+        ),
+        Ok(())
+    );
+}
+
+#[test]
+fn only_a_license_key_grant_names_keys_and_only_its_revocation_denies() {
+    let event = |kind: &str, data: serde_json::Value| serde_json::json!({"type": kind, "timestamp": "2026-11-25T10:00:00Z", "data": data});
+    // A license key's grant revoked: its key's entries, denied.
+    let n = narrowing(&event(
+        "benefit_grant.revoked",
+        serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                           "properties": {"license_key_id": "L"}}),
+    ))
+    .expect("a narrowing");
+    assert_eq!((n.tags, n.mark), (vec!["l:L".to_string()], Mark::Revoked));
+    // Another benefit's grant revoked (no license key in it): nothing.
+    for benefit in ["discord", "github_repository", "downloadables", "custom"] {
+        let n = narrowing(&event(
+            "benefit_grant.revoked",
+            serde_json::json!({"customer_id": "C", "benefit": {"type": benefit},
+                               "properties": {}}),
+        ));
+        assert_eq!(n, None, "{benefit}");
+    }
+    // A license-key grant without its key's id, or a purchase event: the customer's
+    // entries, asked again (never denied).
+    for (kind, data) in [
+        (
+            "benefit_grant.revoked",
+            serde_json::json!({"customer_id": "C", "benefit": {"type": "license_keys"},
+                               "properties": {}}),
+        ),
+        (
+            "benefit_grant.revoked",
+            serde_json::json!({"customer_id": "C", "properties": {}}),
+        ),
+        (
+            "subscription.revoked",
+            serde_json::json!({"customer_id": "C"}),
+        ),
+    ] {
+        let n = narrowing(&event(kind, data)).expect("a narrowing");
+        assert_eq!(
+            (n.tags, n.mark),
+            (vec!["c:C".to_string()], Mark::Stale),
+            "{kind}"
+        );
+    }
+}
+
+/// A webhook id is remembered for [`WEBHOOK_MEMORY_SECONDS`] (a redelivery within it changes
+/// nothing) and forgotten after, with the next webhook (journaled as `Forget` where there is a
+/// journal): on the memory, journal and paged backends, which share the rule.
+#[test]
+fn a_webhook_id_is_forgotten_after_its_memory() {
+    let journal = JournalBackend::new(10);
+    let paged = PagedBackend::new(10, 10);
+    let backends: [&dyn Backend; 3] = [&MemoryBackend::new(10), &journal, &paged];
+    for b in backends {
+        assert!(b.apply_webhook("evt-1", 1_000, &[]).expect("first"));
+        let within = 1_000 + WEBHOOK_MEMORY_SECONDS - 1;
+        assert!(b.apply_webhook("evt-2", within, &[]).expect("second"));
+        assert!(!b.apply_webhook("evt-1", within, &[]).expect("redelivered"));
+        assert!(b
+            .apply_webhook("evt-3", 1_000 + WEBHOOK_MEMORY_SECONDS, &[])
+            .expect("third"));
+        assert!(
+            b.apply_webhook("evt-1", 1_000 + WEBHOOK_MEMORY_SECONDS, &[])
+                .expect("forgotten"),
+            "an id older than the memory is forgotten"
+        );
+    }
+    for items in [journal.take(), paged.take()] {
+        assert!(
+            items.contains(&JournalItem::Forget { id: "evt-1".into() }),
+            "{items:?}"
+        );
+    }
+}

@@ -1,0 +1,211 @@
+//! Webhooks: a delivery verified ([`verify_webhook`]) and what its event narrows
+//! ([`narrowing`], [`narrowed`]).
+
+use hmac::{Hmac, Mac};
+use sha2::Sha256;
+
+use super::{Entry, Mark};
+
+/// How far a webhook's timestamp may be from the relay's clock (Standard Webhooks: 300 s).
+pub const WEBHOOK_TOLERANCE: i64 = 300;
+
+/// Why a webhook was refused (a 4xx; nothing changed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WebhookRefusal {
+    /// A header is missing or malformed.
+    Headers,
+    /// The timestamp is more than 300 s from the relay's clock.
+    Timestamp,
+    /// No signature verifies with the secret.
+    Signature,
+}
+
+/// Whether a webhook secret is one a signature can be checked with: an empty one, or `whsec_`
+/// with nothing after it, is a key everyone knows (anyone could sign with it).
+pub fn webhook_secret_usable(secret: &str) -> bool {
+    let secret = secret.trim();
+    !secret.is_empty() && !secret.strip_prefix("whsec_").is_some_and(str::is_empty)
+}
+
+/// Verifies a delivery per Standard Webhooks before anything reads its body: a `v1,` signature
+/// of `{id}.{timestamp}.{body}` under the secret in either form Polar's SDK accepts (the base64
+/// after `whsec_`, or the secret's UTF-8 bytes), compared in constant time, and a timestamp
+/// within 300 s of `now`.
+pub fn verify_webhook(
+    secret: &str,
+    id: Option<&str>,
+    timestamp: Option<&str>,
+    signatures: Option<&str>,
+    body: &[u8],
+    now: i64,
+) -> Result<(), WebhookRefusal> {
+    use ct_codecs::Decoder;
+    let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
+        return Err(WebhookRefusal::Headers);
+    };
+    if !webhook_secret_usable(secret) {
+        return Err(WebhookRefusal::Signature);
+    }
+    let ts: i64 = timestamp
+        .trim()
+        .parse()
+        .map_err(|_| WebhookRefusal::Headers)?;
+    if now.abs_diff(ts) > WEBHOOK_TOLERANCE.unsigned_abs() {
+        return Err(WebhookRefusal::Timestamp);
+    }
+    let mut keys: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec()];
+    let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
+    let mut buf = vec![0u8; encoded.len()];
+    if let Ok(decoded) = ct_codecs::Base64::decode(&mut buf, encoded, None) {
+        if !decoded.is_empty() && decoded != secret.as_bytes() {
+            keys.push(decoded.to_vec());
+        }
+    }
+    for sig in signatures.split(' ') {
+        let Some(b64) = sig.strip_prefix("v1,") else {
+            continue;
+        };
+        let mut raw = vec![0u8; b64.len()];
+        let Ok(tag) = ct_codecs::Base64::decode(&mut raw, b64, None) else {
+            continue;
+        };
+        for key in &keys {
+            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
+                continue;
+            };
+            mac.update(id.as_bytes());
+            mac.update(b".");
+            mac.update(timestamp.trim().as_bytes());
+            mac.update(b".");
+            mac.update(body);
+            if mac.verify_slice(tag).is_ok() {
+                return Ok(());
+            }
+        }
+    }
+    Err(WebhookRefusal::Signature)
+}
+
+/// What an event asks of the store: the entries it names, and how to narrow them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Narrowing {
+    /// `l:<license key id>` and `c:<customer id>` tags.
+    pub tags: Vec<String>,
+    /// [`Mark::Revoked`] or [`Mark::Stale`].
+    pub mark: Mark,
+    /// When the change happened (unix seconds).
+    pub at: i64,
+}
+
+/// Reads an event (after its signature verified): `None` for a type that changes nothing a
+/// check answers (answered 2xx, nothing done).
+pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
+    let kind = event.get("type")?.as_str()?;
+    let data = event.get("data")?;
+    let at = ["modified_at", "revoked_at", "created_at"]
+        .iter()
+        .find_map(|f| data.get(*f).and_then(|v| v.as_str()).and_then(unix_of))
+        .or_else(|| {
+            event
+                .get("timestamp")
+                .and_then(|v| v.as_str())
+                .and_then(unix_of)
+        })
+        .unwrap_or(0);
+    let mut tags = Vec::new();
+    let license = |v: Option<&serde_json::Value>| {
+        v.and_then(|p| p.get("license_key_id"))
+            .and_then(|l| l.as_str())
+            .map(|l| format!("l:{l}"))
+    };
+    let mark = match kind {
+        "benefit_grant.revoked" => Mark::Revoked,
+        "benefit_grant.created" | "benefit_grant.updated" | "benefit_grant.cycled" => Mark::Stale,
+        "subscription.canceled"
+        | "subscription.revoked"
+        | "subscription.active"
+        | "subscription.past_due"
+        | "subscription.updated"
+        | "order.refunded"
+        | "customer_seat.assigned"
+        | "customer_seat.claimed"
+        | "customer_seat.revoked" => Mark::Stale,
+        _ => return None,
+    };
+    let customer = data
+        .get("customer_id")
+        .and_then(|c| c.as_str())
+        .map(|c| format!("c:{c}"));
+    if !kind.starts_with("benefit_grant.") {
+        // A purchase event: every entry of the customer, asked again (never denied: what it
+        // did to the customer's license keys is Polar's to say).
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
+    }
+    // A grant of another benefit (Discord, a repository, downloads…) says nothing of keys.
+    let benefit_type = data
+        .get("benefit")
+        .and_then(|b| b.get("type"))
+        .and_then(|t| t.as_str());
+    if benefit_type.is_some_and(|t| t != "license_keys") {
+        return None;
+    }
+    // Only a license-key grant names a key, and only what it names is narrowed as it says.
+    tags.extend(license(data.get("properties")));
+    tags.extend(license(data.get("previous_properties")));
+    if tags.is_empty() {
+        // A license-key grant without its key's id (or of a benefit not named): the
+        // customer's entries are asked again, never denied.
+        return customer.map(|c| Narrowing {
+            tags: vec![c],
+            mark: Mark::Stale,
+            at,
+        });
+    }
+    Some(Narrowing { tags, mark, at })
+}
+
+fn unix_of(text: &str) -> Option<i64> {
+    time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(|t| t.unix_timestamp())
+}
+
+/// Applies a narrowing to an entry: `None` when it changes nothing. A webhook never clears a
+/// mark and never makes a denial a grant.
+///
+/// Polar delivers at least once and in any order (all the more to a relay that was down), so
+/// an event is read against the newest applied about the same thing: an event naming the
+/// entry's key against [`Entry::key_event_at`], any other (the customer's) against
+/// [`Entry::customer_event_at`]. An older one changes nothing, except a revocation: older than
+/// a newer event about its own key (a re-grant, an update), it still makes the entry stale (the
+/// next check asks Polar), and no newer event about anything else (another key, the customer's
+/// purchase) keeps it from denying.
+pub fn narrowed(entry: &Entry, n: &Narrowing) -> Option<Entry> {
+    let mut e = entry.clone();
+    let names_key = entry
+        .license_key_id
+        .as_deref()
+        .is_some_and(|l| n.tags.iter().any(|t| t.strip_prefix("l:") == Some(l)));
+    let newest = if names_key {
+        &mut e.key_event_at
+    } else {
+        &mut e.customer_event_at
+    };
+    let mark = if n.at >= *newest {
+        *newest = n.at;
+        n.mark
+    } else if n.mark == Mark::Revoked {
+        Mark::Stale
+    } else {
+        return None;
+    };
+    e.mark = match (entry.mark, mark) {
+        (Mark::Revoked, _) | (_, Mark::Revoked) => Mark::Revoked,
+        _ => Mark::Stale,
+    };
+    (e != *entry).then_some(e)
+}

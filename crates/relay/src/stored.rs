@@ -1,0 +1,193 @@
+//! The relay's verdict store as it runs: its state ([`Stored`]: the backend, the token's
+//! budget, the calls to Polar under way, the roster), the calls other checks wait for
+//! ([`Flight`]), and what the store reads of Polar's answer ([`Seen`]). What a check does with
+//! them is [`crate::verdicts`]'s.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Condvar, Mutex};
+
+use polar_license::proto::{error_body, HttpResponse};
+use polar_license::TransportError;
+
+use crate::clock::Now;
+use crate::store::{Backend, Budget, EntryId, StoreOptions};
+
+/// A relay's store, as it runs.
+pub(crate) struct Stored {
+    pub(crate) backend: Arc<dyn Backend>,
+    pub(crate) options: StoreOptions,
+    pub(crate) webhook_secret: Option<String>,
+    pub(crate) budget: Mutex<Budget>,
+    /// Whether the budget's state kept by the store was read back (at its first use: the
+    /// core reads no clock, and that state's times need one).
+    pub(crate) budget_restored: AtomicBool,
+    /// Calls the budget refused (the operator's metrics).
+    pub(crate) refused: AtomicU64,
+    /// The calls to Polar under way per entry: a check of the same entry waits for it.
+    pub(crate) flights: Mutex<HashMap<EntryId, Arc<Flight>>>,
+    /// The organization's keys ([`crate::roster`]), and the first-seen keys' share.
+    pub(crate) roster: crate::roster::Roster,
+    pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
+    /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
+    pub(crate) reconcile: crate::reconcile::Reconcile,
+}
+
+/// One call to Polar that other checks of the same entry wait for.
+pub(crate) struct Flight {
+    done: Mutex<bool>,
+    ended: Condvar,
+    started_ms: u64,
+}
+
+/// How long a check waits for another's call to Polar before it asks on its own.
+const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Stored {
+    /// The token's budget, with what the store kept of it (the calls of a last run's minute,
+    /// Polar's 429) taken back at its first use.
+    pub(crate) fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {
+        let mut budget = self.budget.lock().unwrap_or_else(|e| e.into_inner());
+        if !self.budget_restored.swap(true, Ordering::Relaxed) {
+            match self.backend.load_budget() {
+                Ok(Some(state)) => {
+                    budget.restore(&state, now.unix_seconds, now.monotonic_ms);
+                    log::info!(
+                        "relay: {} calls to Polar of the last minute restored from the store",
+                        budget.used(now.monotonic_ms)
+                    );
+                }
+                Ok(None) => {}
+                Err(e) => log::error!("relay: {e}: the token budget starts empty"),
+            }
+        }
+        budget
+    }
+
+    /// Takes one call of the budget (see [`Budget::take`]); the budget's state is staged
+    /// for the store's next write (under the budget's lock: the newest state wins).
+    pub(crate) fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
+        let mut budget = self.budget(now);
+        budget.take(now.monotonic_ms, reserved).inspect_err(|_| {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+        })?;
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        Ok(())
+    }
+
+    /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
+    /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
+    pub(crate) fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(f) = flights.get(&id) {
+            let age = now_ms.saturating_sub(f.started_ms);
+            if u128::from(age) < FLIGHT_WAIT.as_millis() {
+                return Err(Arc::clone(f));
+            }
+        }
+        flights.insert(
+            id,
+            Arc::new(Flight {
+                done: Mutex::new(false),
+                ended: Condvar::new(),
+                started_ms: now_ms,
+            }),
+        );
+        Ok(())
+    }
+
+    /// Ends the flight of `id`: its waiters route again (and find the entry).
+    pub(crate) fn land(&self, id: &EntryId) {
+        let flight = self
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        if let Some(f) = flight {
+            *f.done.lock().unwrap_or_else(|e| e.into_inner()) = true;
+            f.ended.notify_all();
+        }
+    }
+}
+
+impl Flight {
+    /// Whether the flight has landed (a host that waits without blocking polls it).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn landed(&self) -> bool {
+        *self.done.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Waits until the flight lands, at most [`FLIGHT_WAIT`].
+    pub(crate) fn wait(&self) {
+        let done = self.done.lock().unwrap_or_else(|e| e.into_inner());
+        let _ = self
+            .ended
+            .wait_timeout_while(done, FLIGHT_WAIT, |done| !*done);
+    }
+}
+
+/// What the store needs of Polar's answer: its status, `retry-after` and whether it is a
+/// denial, read before the answer is passed on ([`Seen::of`]), and, for a grant, the license
+/// key's and customer's ids (what webhooks name) as the grant's reading found them
+/// ([`Seen::held_by`]: the body is not read again for them); nothing when Polar was not
+/// reached.
+pub(crate) struct Seen(pub(crate) Option<Answered>);
+
+/// Polar's answer, as far as the store cares.
+pub(crate) struct Answered {
+    pub(crate) status: u16,
+    pub(crate) retry_after: Option<u64>,
+    pub(crate) denial: bool,
+    pub(crate) license_key_id: Option<String>,
+    pub(crate) customer_id: Option<String>,
+}
+
+/// The license key and customer a grant names (read with the grant: `id` and `customer_id`).
+pub(crate) struct Holder {
+    pub(crate) license_key_id: String,
+    pub(crate) customer_id: String,
+}
+
+impl Seen {
+    /// Polar's status and `retry-after`, and for a 404 whether it is Polar's denial (its error
+    /// envelope, as the core reads it).
+    pub(crate) fn of(upstream: &Result<HttpResponse, TransportError>) -> Seen {
+        Seen(upstream.as_ref().ok().map(|u| {
+            let retry = u
+                .header("retry-after")
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let denial = u.status == 404
+                && error_body(u).and_then(|b| b.error).as_deref() == Some("ResourceNotFound");
+            Answered {
+                status: u.status,
+                retry_after: retry,
+                denial,
+                license_key_id: None,
+                customer_id: None,
+            }
+        }))
+    }
+
+    /// With the ids a grant names (`None`: not a grant, nothing named).
+    pub(crate) fn held_by(mut self, holder: Option<Holder>) -> Seen {
+        if let (Some(a), Some(h)) = (self.0.as_mut(), holder) {
+            a.license_key_id = Some(h.license_key_id);
+            a.customer_id = Some(h.customer_id);
+        }
+        self
+    }
+}
+
+impl Stored {
+    /// One call of the first-seen share for `client` (see [`crate::roster::FirstSeen::take`]).
+    pub(crate) fn first_seen_take(&self, client: &str, now: Now) -> Result<(), u64> {
+        self.first_seen
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take(client, now.monotonic_ms)
+    }
+}

@@ -10,9 +10,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use polar_license_emulator::{Emulator, Fault, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, MemoryBackend, RedbBackend, StoreError, StoreOptions,
-};
+use polar_license_relay::store::{Backend, MemoryBackend, RedbBackend, StoreError, StoreOptions};
 use polar_license_relay::{Now, Running, ServeOptions};
 use polar_license_testkit::ScratchDir;
 use serde_json::{json, Value};
@@ -231,50 +229,20 @@ fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
     relay.stop();
 }
 
-/// A store that can be broken on purpose: its reads fail while `broken` is set.
-struct Breakable {
-    inner: MemoryBackend,
-    broken: AtomicBool,
-}
-
-impl Breakable {
-    fn check(&self) -> Result<(), StoreError> {
-        if self.broken.load(Ordering::SeqCst) {
+/// A store that can be broken on purpose: every call fails while `broken` is set (the rig's
+/// [`rig::Hooked`], its hook this flag).
+fn breakable(broken: &Arc<AtomicBool>) -> Arc<dyn Backend> {
+    let broken = Arc::clone(broken);
+    let hook = move |_: rig::Call| {
+        if broken.load(Ordering::SeqCst) {
             return Err(StoreError("the disk is gone".into()));
         }
         Ok(())
-    }
-}
-
-impl Backend for Breakable {
-    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.check()?;
-        self.inner.get(id)
-    }
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.check()?;
-        self.inner.put(id, entry)
-    }
-    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        self.check()?;
-        self.inner.index(tag)
-    }
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
-        self.check()?;
-        self.inner.apply_webhook(webhook_id, at, updates)
-    }
-    fn len(&self) -> Result<usize, StoreError> {
-        self.check()?;
-        self.inner.len()
-    }
-    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-        Ok(None)
-    }
+    };
+    Arc::new(rig::Hooked {
+        inner: Arc::new(MemoryBackend::new(100)),
+        hook,
+    })
 }
 
 /// `GET /healthz`: 200 and a small JSON body (the store open and its entries, the budget,
@@ -284,16 +252,13 @@ impl Backend for Breakable {
 #[test]
 fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
     let polar = rig::emulator();
-    let backend = Arc::new(Breakable {
-        inner: MemoryBackend::new(100),
-        broken: AtomicBool::new(false),
-    });
+    let broken = Arc::new(AtomicBool::new(false));
     let mut serve = ServeOptions::default();
     serve.concurrent_requests = 1;
     let relay = start(
         &polar,
         Setup {
-            backend: Arc::clone(&backend) as Arc<dyn Backend>,
+            backend: breakable(&broken),
             options: StoreOptions::default(),
             silence: 2,
             serve,
@@ -356,12 +321,12 @@ fn healthz_says_how_the_relay_is_and_503_when_its_store_fails() {
     polar.set_fault(None);
 
     // The store stops reading: 503, and the body says which part.
-    backend.broken.store(true, Ordering::SeqCst);
+    broken.store(true, Ordering::SeqCst);
     let (status, body) = get(&health);
     let h: Value = serde_json::from_str(&body).expect("JSON");
     assert_eq!((status, &h["status"]), (503, &json!("unavailable")), "{h}");
     assert_eq!(h["store"]["open"], false);
-    backend.broken.store(false, Ordering::SeqCst);
+    broken.store(false, Ordering::SeqCst);
     assert_eq!(get(&health).0, 200);
     relay.stop();
 }

@@ -15,12 +15,11 @@ use std::time::Duration;
 use polar_license::{Transport, UreqTransport};
 use polar_license_emulator::Emulator;
 use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, JournalBackend, MemoryBackend, RedbBackend, StoreError,
-    StoreOptions,
+    Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
 };
 use polar_license_relay::{Relay, RelayRequest, Step};
 use polar_license_testkit::ScratchDir;
-use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator};
+use rig::{at, ids_of, now, rfc3339, validate_request, webhook_emulator as emulator, Call};
 use serde_json::json;
 
 const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
@@ -31,13 +30,20 @@ struct Gate {
     release: Receiver<()>,
 }
 
-/// A backend that holds one step of the relay's between its read and its write: the next
-/// read-modify-write of an entry (an answer kept) when `keep` is armed, the next webhook's
-/// narrowing when `webhook` is armed. Everything else goes straight to the backend inside.
-struct Gated {
-    inner: Arc<dyn Backend>,
+/// The gates of a backend that holds one step of the relay's between its read and its write:
+/// the next read-modify-write of an entry (an answer kept) when `keep` is armed, the next
+/// webhook's narrowing when `webhook` is armed. Everything else goes straight to the backend
+/// inside (the rig's [`rig::Hooked`], its hook these gates).
+#[derive(Default)]
+struct Gates {
     keep: Mutex<Option<Gate>>,
     webhook: Mutex<Option<Gate>>,
+}
+
+/// A backend behind its gates.
+struct Gated {
+    gates: Arc<Gates>,
+    store: Arc<dyn Backend>,
 }
 
 /// The test's side of an armed gate.
@@ -65,60 +71,6 @@ fn pass(slot: &Mutex<Option<Gate>>) {
     if let Some(g) = gate {
         let _ = g.reached.send(());
         let _ = g.release.recv_timeout(Duration::from_secs(60));
-    }
-}
-
-impl Backend for Gated {
-    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.inner.get(id)
-    }
-    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        self.inner.put(id, entry)
-    }
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
-        // Inside the backend's transaction: after its read, before its write.
-        self.inner.update(id, &mut |current| {
-            pass(&self.keep);
-            f(current)
-        })
-    }
-    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        self.inner.index(tag)
-    }
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
-        self.inner.apply_webhook(webhook_id, at, updates)
-    }
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
-        self.inner.narrow(webhook, tags, &mut |entry| {
-            pass(&self.webhook);
-            f(entry)
-        })
-    }
-    fn len(&self) -> Result<usize, StoreError> {
-        self.inner.len()
-    }
-    fn stage_budget(&self, state: BudgetState) {
-        self.inner.stage_budget(state);
-    }
-    fn flush_budget(&self) -> Result<(), StoreError> {
-        self.inner.flush_budget()
-    }
-    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-        self.inner.load_budget()
     }
 }
 
@@ -162,11 +114,18 @@ fn subscription_updated(customer: &str, at: i64) -> String {
 /// the redb file.
 fn backends(dir: &ScratchDir) -> Vec<(&'static str, Arc<Gated>)> {
     let gated = |inner: Arc<dyn Backend>| {
-        Arc::new(Gated {
-            inner,
-            keep: Mutex::new(None),
-            webhook: Mutex::new(None),
-        })
+        let gates = Arc::new(Gates::default());
+        let held = Arc::clone(&gates);
+        let hook = move |call: Call| {
+            match call {
+                Call::Updating => pass(&held.keep),
+                Call::Narrowing => pass(&held.webhook),
+                _ => {}
+            }
+            Ok(())
+        };
+        let store: Arc<dyn Backend> = Arc::new(rig::Hooked { inner, hook });
+        Arc::new(Gated { gates, store })
     };
     vec![
         ("memory", gated(Arc::new(MemoryBackend::new(1_000)))),
@@ -217,7 +176,7 @@ fn a_revocation_acknowledged_while_a_grant_is_kept_is_never_lost() {
     let dir = ScratchDir::new("race-keep");
     for (name, backend) in backends(&dir) {
         let k = key(&polar, &format!("KEEP-{name}").to_uppercase());
-        let relay = relay(&polar, backend.clone());
+        let relay = relay(&polar, Arc::clone(&backend.store));
         let t0 = now();
         let first = relay.handle(&validate_request(&k), at(t0));
         assert_eq!(first.status, 200, "{name}");
@@ -229,7 +188,7 @@ fn a_revocation_acknowledged_while_a_grant_is_kept_is_never_lost() {
             other => panic!("{name}: expected a call to Polar: {other:?}"),
         };
         let answer = upstream().send(pending.request());
-        let held = arm(&backend.keep);
+        let held = arm(&backend.gates.keep);
         let revoke = revocation(&lid, &customer, later);
         let kept = while_held(
             held,
@@ -262,13 +221,13 @@ fn two_webhook_deliveries_racing_never_turn_a_revocation_into_a_grant() {
     let dir = ScratchDir::new("race-hooks");
     for (name, backend) in backends(&dir) {
         let k = key(&polar, &format!("HOOKS-{name}").to_uppercase());
-        let relay = relay(&polar, backend.clone());
+        let relay = relay(&polar, Arc::clone(&backend.store));
         let t0 = now();
         let first = relay.handle(&validate_request(&k), at(t0));
         assert_eq!(first.status, 200, "{name}");
         let (lid, customer) = ids_of(&first);
         let later = t0 + 1;
-        let held = arm(&backend.webhook);
+        let held = arm(&backend.gates.webhook);
         let update = subscription_updated(&customer, later);
         let revoke = revocation(&lid, &customer, later);
         let status = while_held(

@@ -20,7 +20,9 @@ use polar_license::{AccessToken, Transport, UreqTransport};
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
-use polar_license_relay::store::{Backend, MemoryBackend, StoreOptions};
+use polar_license_relay::store::{
+    Backend, BudgetState, Entry, EntryId, MemoryBackend, StoreError, StoreOptions,
+};
 use polar_license_relay::{
     serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, ServeOptions,
     StoreConfig, SOURCE_HEADER,
@@ -171,15 +173,9 @@ pub fn listen(relay: Relay, options: ServeOptions) -> Running {
 
 // ---- Calls over HTTP -------------------------------------------------------------------------
 
-/// An agent that reads every status as an answer, uses no proxy and gives up after `timeout`.
-pub fn agent(timeout: Duration) -> ureq::Agent {
-    ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .proxy(None)
-        .timeout_global(Some(timeout))
-        .build()
-        .into()
-}
+/// An agent that reads every status as an answer, uses no proxy and gives up after a timeout:
+/// the testkit's, which every suite shares.
+pub use polar_license_testkit::http::agent;
 
 /// An answer over HTTP: its status, `polar-license-source`, lease, `Age` and body.
 pub struct Answer {
@@ -393,4 +389,98 @@ pub fn post_from(
             .then(|| value.trim().to_string())
     });
     Some((status, source))
+}
+
+// ---- A store with hooks -----------------------------------------------------------------------
+
+/// What a [`Hooked`] store was asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Call {
+    Get,
+    Put,
+    /// A read-modify-write of an entry, before its transaction.
+    Update,
+    /// Inside an update's transaction: after its read, before its write.
+    Updating,
+    Index,
+    ApplyWebhook,
+    /// A narrowing, before its transaction.
+    Narrow,
+    /// Inside a narrowing's transaction, at each entry it reads.
+    Narrowing,
+    Len,
+}
+
+/// A store around another that calls its hook first on every call (a hook that fails fails
+/// the call) and inside each transaction (there it may only hold the caller): the suites'
+/// broken disks and held steps, one wrapper for all.
+pub struct Hooked<H> {
+    pub inner: Arc<dyn Backend>,
+    pub hook: H,
+}
+
+impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Hooked<H> {
+    fn inside(&self, call: Call) {
+        let _ = (self.hook)(call);
+    }
+}
+
+impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Backend for Hooked<H> {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        (self.hook)(Call::Get)?;
+        self.inner.get(id)
+    }
+    fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        (self.hook)(Call::Put)?;
+        self.inner.put(id, entry)
+    }
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        (self.hook)(Call::Update)?;
+        self.inner.update(id, &mut |current| {
+            self.inside(Call::Updating);
+            f(current)
+        })
+    }
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        (self.hook)(Call::Index)?;
+        self.inner.index(tag)
+    }
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        (self.hook)(Call::ApplyWebhook)?;
+        self.inner.apply_webhook(webhook_id, at, updates)
+    }
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        (self.hook)(Call::Narrow)?;
+        self.inner.narrow(webhook, tags, &mut |entry| {
+            self.inside(Call::Narrowing);
+            f(entry)
+        })
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        (self.hook)(Call::Len)?;
+        self.inner.len()
+    }
+    fn stage_budget(&self, state: BudgetState) {
+        self.inner.stage_budget(state);
+    }
+    fn flush_budget(&self) -> Result<(), StoreError> {
+        self.inner.flush_budget()
+    }
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        self.inner.load_budget()
+    }
 }

@@ -9,9 +9,7 @@
 //! it is tested on the native face (tests/trust.rs).
 
 use polar_license_emulator::{Fault, DEMO_KEY, DEMO_ORGANIZATION_ID};
-use polar_license_testkit::{
-    clean_command, json_answer, wrapped, Launch, ScratchDir, Served, World,
-};
+use polar_license_testkit::{clean_command, json_answer, Launch, ScratchDir, Served, World};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -634,7 +632,7 @@ fn a_read_only_cache_directory_still_licenses() {
         if root {
             // Root writes anywhere: run as nobody, for whom the directory is read-only.
             let setpriv = ["--reuid=65534", "--regid=65534", "--clear-groups", "--"];
-            cmd = wrapped("setpriv", &setpriv, &cmd);
+            cmd = polar_license_testkit::wrapped("setpriv", &setpriv, &cmd);
             cmd.env("HOME", "/nonexistent");
         }
         parse(&cmd.launch())

@@ -28,6 +28,7 @@
 //! `{"verified": true}`.
 
 use crate::engine::{error_json, request_json, verify_json, Engine};
+use crate::runs::Run;
 use polar_license::answers::SchemaLicense;
 use polar_license::error::Error;
 use polar_license::flow::check::Check;
@@ -36,33 +37,11 @@ use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
-use polar_license::session::{Keep, Slot};
+use polar_license::session::Keep;
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
 use std::sync::Arc;
-
-/// The most checks kept at once: a check the JS gave up on (an exception) is dropped, the
-/// oldest first.
-const LIVE: usize = 64;
-
-/// One check being driven.
-pub(crate) struct Run {
-    check: Check<SchemaLicense>,
-    slot: Option<Arc<Slot>>,
-    key: Key,
-    feature: Option<String>,
-    background: bool,
-    /// The slot as this check leaves it: the last read, and the writes since.
-    left: Stored,
-}
-
-/// The checks being driven, by id.
-#[derive(Default)]
-pub(crate) struct Runs {
-    next: u32,
-    live: Vec<(u32, Run)>,
-}
 
 fn name(name: &str) -> String {
     [STORAGE_PREFIX, name].concat()
@@ -164,14 +143,7 @@ impl Engine {
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
             left: Stored::default(),
         };
-        let mut runs = self.runs.borrow_mut();
-        runs.next = runs.next.wrapping_add(1);
-        let id = runs.next;
-        if runs.live.len() >= LIVE {
-            runs.live.remove(0);
-        }
-        runs.live.push((id, run));
-        drop(runs);
+        let id = self.runs.borrow_mut().start(run);
         let id = polar_license::decimal::digits(u64::from(id));
         let want = self.want(&id);
         // `{"id": id, …the first want}`.
@@ -182,12 +154,11 @@ impl Engine {
     #[inline(never)]
     pub fn want(&self, id: &str) -> String {
         let mut runs = self.runs.borrow_mut();
-        let Some(at) = position(&runs, id) else {
+        let Some(run) = runs.get(id) else {
             return gone();
         };
         let ctx = self.ctx();
         let mut j = Json::new();
-        let run = &runs.live[at].1;
         match run.check.want() {
             Want::Read(slot) => {
                 j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
@@ -240,9 +211,9 @@ impl Engine {
             }
             Want::Verify => return verify_json(&self.ed25519.take_asked()),
             Want::Done => {
-                let (_, run) = runs.live.remove(at);
+                let run = runs.take(id);
                 drop(runs);
-                return self.done(run);
+                return run.map_or_else(gone, |run| self.done(run));
             }
         }
         j.done()
@@ -253,10 +224,9 @@ impl Engine {
     #[inline(never)]
     pub fn give(&self, id: &str, given: &str, body: Vec<u8>) -> String {
         let mut runs = self.runs.borrow_mut();
-        let Some(at) = position(&runs, id) else {
+        let Some(run) = runs.get_mut(id) else {
             return gone();
         };
-        let run = &mut runs.live[at].1;
         let v = strict::parse(given.as_bytes()).unwrap_or(Value::Null);
         let Some((kind, v)) = v.members().and_then(|m| m.into_iter().next()) else {
             return gone();
@@ -327,34 +297,6 @@ impl Engine {
             .as_ref()
             .and_then(|r| r.lease_gate.window().cloned())
     }
-}
-
-impl Run {
-    /// Keeps `left` as the slot is after `given`.
-    fn follow(&mut self, given: &Given) {
-        match (given, self.check.want()) {
-            (Given::Read(Ok(stored)), _) => self.left = stored.clone(),
-            (Given::Written(Ok(())), Want::Write { name, bytes, .. }) => {
-                if let Some(slot) = self.slot.as_deref() {
-                    let bytes = Some(bytes.to_vec());
-                    if name == slot.name {
-                        self.left.record = bytes;
-                    } else if name == slot.ledger {
-                        self.left.ledger = bytes;
-                    } else if name == slot.clock {
-                        self.left.clock = bytes;
-                    }
-                }
-            }
-            (Given::Removed, _) => self.left.record = None,
-            _ => {}
-        }
-    }
-}
-
-fn position(runs: &Runs, id: &str) -> Option<usize> {
-    let id = id.parse::<u32>().ok()?;
-    runs.live.iter().position(|(n, _)| *n == id)
 }
 
 /// The answer for a check that is not in the table (never started, or dropped).

@@ -245,7 +245,7 @@ pub struct Engine {
     /// The last slot a check opened and the last cached answer it recorded, as natively.
     pub(crate) memo: polar_license::flow::Memo<SchemaLicense>,
     /// The checks being driven ([`crate::checks`]).
-    pub(crate) runs: RefCell<crate::checks::Runs>,
+    pub(crate) runs: RefCell<crate::runs::Runs>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {

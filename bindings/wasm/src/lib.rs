@@ -19,6 +19,7 @@
 pub mod bindings;
 pub mod checks;
 pub mod engine;
+mod runs;
 pub mod verify;
 
 // The engine's wasm-bindgen tests (node and headless Chromium), as unit tests: the crate is a

@@ -1,0 +1,88 @@
+//! The checks the npm engine drives ([`crate::checks`]), kept by id: each one's machine and
+//! what the engine keeps beside it. A table of its own, so the engine holds it without
+//! importing the functions that drive it.
+
+use polar_license::answers::SchemaLicense;
+use polar_license::flow::check::Check;
+use polar_license::flow::{Given, Stored, Want};
+use polar_license::key::Key;
+use polar_license::session::Slot;
+use std::sync::Arc;
+
+/// The most checks kept at once: a check the JS gave up on (an exception) is dropped, the
+/// oldest first.
+const LIVE: usize = 64;
+
+/// One check being driven.
+pub(crate) struct Run {
+    pub(crate) check: Check<SchemaLicense>,
+    pub(crate) slot: Option<Arc<Slot>>,
+    pub(crate) key: Key,
+    pub(crate) feature: Option<String>,
+    pub(crate) background: bool,
+    /// The slot as this check leaves it: the last read, and the writes since.
+    pub(crate) left: Stored,
+}
+
+/// The checks being driven, by id.
+#[derive(Default)]
+pub(crate) struct Runs {
+    next: u32,
+    live: Vec<(u32, Run)>,
+}
+
+impl Runs {
+    /// Keeps `run` under a new id (the oldest dropped past [`LIVE`]).
+    pub(crate) fn start(&mut self, run: Run) -> u32 {
+        self.next = self.next.wrapping_add(1);
+        let id = self.next;
+        if self.live.len() >= LIVE {
+            self.live.remove(0);
+        }
+        self.live.push((id, run));
+        id
+    }
+
+    fn position(&self, id: &str) -> Option<usize> {
+        let id = id.parse::<u32>().ok()?;
+        self.live.iter().position(|(n, _)| *n == id)
+    }
+
+    /// The check `id`, if it is running.
+    pub(crate) fn get(&self, id: &str) -> Option<&Run> {
+        self.position(id).map(|at| &self.live[at].1)
+    }
+
+    /// The check `id`, if it is running, to give it what happened.
+    pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Run> {
+        self.position(id).map(|at| &mut self.live[at].1)
+    }
+
+    /// The check `id` out of the table (it is done).
+    pub(crate) fn take(&mut self, id: &str) -> Option<Run> {
+        self.position(id).map(|at| self.live.remove(at).1)
+    }
+}
+
+impl Run {
+    /// Keeps `left` as the slot is after `given`.
+    pub(crate) fn follow(&mut self, given: &Given) {
+        match (given, self.check.want()) {
+            (Given::Read(Ok(stored)), _) => self.left = stored.clone(),
+            (Given::Written(Ok(())), Want::Write { name, bytes, .. }) => {
+                if let Some(slot) = self.slot.as_deref() {
+                    let bytes = Some(bytes.to_vec());
+                    if name == slot.name {
+                        self.left.record = bytes;
+                    } else if name == slot.ledger {
+                        self.left.ledger = bytes;
+                    } else if name == slot.clock {
+                        self.left.clock = bytes;
+                    }
+                }
+            }
+            (Given::Removed, _) => self.left.record = None,
+            _ => {}
+        }
+    }
+}

@@ -30,7 +30,7 @@ pub(crate) struct Stored {
     pub(crate) roster: crate::roster::Roster,
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
     /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
-    pub(crate) reconcile: crate::reconcile::Reconcile,
+    pub(crate) reconcile: crate::reconcile::queue::Reconcile,
 }
 
 /// One call to Polar that other checks of the same entry wait for.

@@ -1,0 +1,193 @@
+//! The reconcile's state: the keys of the stored grants by when each was last checked, the
+//! backoff, and the counts the metrics read. Apart from the calls (the parent module), so the
+//! store's running state holds it without importing what drives it.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Mutex;
+
+/// What a reconcile found, as the metrics count it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Outcome {
+    /// Granted: nothing changed.
+    Granted,
+    /// Revoked or disabled: the key's grants marked revoked.
+    Inactive,
+    /// Past its `expires_at`: marked stale.
+    Expired,
+    /// Rotated (another string now): the old string's grants marked stale.
+    Rotated,
+    /// Polar's 404: marked stale.
+    Gone,
+    /// Polar's 429.
+    RateLimited,
+    /// No answer, an error status, or an answer that does not read.
+    Failed,
+}
+
+impl Outcome {
+    pub(super) fn label(self) -> &'static str {
+        match self {
+            Outcome::Granted => "granted",
+            Outcome::Inactive => "inactive",
+            Outcome::Expired => "expired",
+            Outcome::Rotated => "rotated",
+            Outcome::Gone => "gone",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::Failed => "failed",
+        }
+    }
+}
+
+/// A metrics family: its name (after `polar_license_relay_`), type, help and samples
+/// (labels, value).
+pub(crate) type Family = (
+    &'static str,
+    &'static str,
+    &'static str,
+    Vec<(String, String)>,
+);
+
+/// The keys of the stored grants, by when each was last checked.
+#[derive(Debug)]
+pub(crate) struct Reconcile {
+    inner: Mutex<Queue>,
+}
+
+#[derive(Debug, Default)]
+pub(super) struct Queue {
+    pub(super) on: bool,
+    /// Whether the store's keys were read in (the worker's first turn).
+    pub(super) loaded: bool,
+    /// License key id (a UUID) → when it was last checked (unix seconds).
+    pub(super) checked: HashMap<u128, i64>,
+    /// The same, oldest first.
+    pub(super) order: BTreeSet<(i64, u128)>,
+    /// No call before this monotonic ms (a failure's backoff, Polar's 429).
+    pub(super) not_before: u64,
+    /// Calls by outcome, and entries narrowed (the metrics).
+    pub(super) calls: BTreeMap<Outcome, u64>,
+    pub(super) narrowed: u64,
+}
+
+impl Queue {
+    pub(super) fn set(&mut self, id: u128, at: i64) {
+        if let Some(old) = self.checked.insert(id, at) {
+            self.order.remove(&(old, id));
+        }
+        self.order.insert((at, id));
+    }
+
+    pub(super) fn drop_key(&mut self, id: u128) {
+        if let Some(old) = self.checked.remove(&id) {
+            self.order.remove(&(old, id));
+        }
+    }
+}
+
+pub(super) fn uuid_of(text: &str) -> Option<u128> {
+    uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
+}
+
+/// One reconcile call under way: the key's id, when its read began, its last check before.
+pub(crate) struct Check {
+    pub(crate) url: String,
+    /// They hold the seller's token: never logged.
+    pub(crate) headers: Vec<(&'static str, String)>,
+    pub(super) id: u128,
+    pub(super) started: i64,
+    pub(super) before: i64,
+}
+
+impl std::fmt::Debug for Check {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Check")
+            .field("url", &self.url)
+            .field("started", &self.started)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Reconcile {
+    pub(crate) fn new(on: bool) -> Reconcile {
+        Reconcile {
+            inner: Mutex::new(Queue {
+                on,
+                ..Queue::default()
+            }),
+        }
+    }
+
+    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Polar answered about the key `license_key_id` at `at` (a grant kept): checked then.
+    pub(crate) fn saw(&self, license_key_id: &str, at: i64) {
+        let mut q = self.lock();
+        if let (true, Some(id)) = (q.on, uuid_of(license_key_id)) {
+            q.set(id, at);
+        }
+    }
+
+    /// How many keys it holds.
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.lock().checked.len()
+    }
+
+    /// What `/healthz` says of it: `null` when off (or turned off by a token that cannot
+    /// read keys), else the interval and how many keys it keeps checking.
+    pub(crate) fn reading(&self, every: u64) -> serde_json::Value {
+        let q = self.lock();
+        if !q.on {
+            return serde_json::Value::Null;
+        }
+        serde_json::json!({"every_seconds": every, "keys": q.checked.len()})
+    }
+
+    /// The metrics' families: (name, type, help, samples).
+    pub(crate) fn families(&self) -> Vec<Family> {
+        let q = self.lock();
+        if !q.on {
+            return Vec::new();
+        }
+        let all = [
+            Outcome::Granted,
+            Outcome::Inactive,
+            Outcome::Expired,
+            Outcome::Rotated,
+            Outcome::Gone,
+            Outcome::RateLimited,
+            Outcome::Failed,
+        ];
+        let calls = all
+            .iter()
+            .map(|o| {
+                (
+                    format!("{{outcome=\"{}\"}}", o.label()),
+                    q.calls.get(o).copied().unwrap_or(0).to_string(),
+                )
+            })
+            .collect();
+        vec![
+            (
+                "reconcile_calls_total",
+                "counter",
+                "Keys of stored grants asked of Polar again by id, by what Polar said (granted, inactive: revoked or disabled, expired, rotated, gone, rate_limited, failed).",
+                calls,
+            ),
+            (
+                "reconcile_narrowed_total",
+                "counter",
+                "Stored entries the reconcile narrowed (marked revoked or stale).",
+                vec![(String::new(), q.narrowed.to_string())],
+            ),
+            (
+                "reconcile_keys",
+                "gauge",
+                "Keys of stored grants the reconcile keeps checking.",
+                vec![(String::new(), q.checked.len().to_string())],
+            ),
+        ]
+    }
+}

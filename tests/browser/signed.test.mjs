@@ -84,10 +84,17 @@ eachEngine(TOOLS, (engine, browser) => {
   async function show(key, more = {}) {
     const query = new URLSearchParams({ api: relay.url, org: ORG, key, relayKey: SIGNER.pair, ...more });
     const page = await browser.open(`${site.url}/signed-mode.html?${query}`);
-    const text = await statusMatching(page, '^(?!checking…)');
-    problems.push(...page.problems);
-    await page.close();
-    return text;
+    try {
+      return await statusMatching(page, '^(?!checking…)');
+    } catch (e) {
+      // What the page logged says why it never finished; and the page is closed all the
+      // same, so one stuck page does not take the engine's one session from the next test.
+      e.message += `\n${page.problems.join('\n')}`;
+      throw e;
+    } finally {
+      problems.push(...page.problems);
+      await page.close();
+    }
   }
 
   test('a page in signed mode stores the lease the relay exposes to it', async () => {

@@ -170,7 +170,7 @@ function coreConfig(options, signer) {
     kid: signer.kid,
     publicKey: signer.publicKey,
   };
-  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'store']) {
+  for (const name of ['baseUrl', 'server', 'leaseDays', 'organizationId', 'perIp', 'perKey', 'clientIpHeader', 'maxBodyBytes', 'corsOrigins', 'breakerFailures', 'breakerOpenFor', 'webhookSilence', 'metricsPath', 'metricsToken', 'store']) {
     if (options[name] !== undefined && options[name] !== null) config[name] = options[name];
   }
   return config;
@@ -315,7 +315,23 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     async function handle(request, env, ctx) {
       ready ??= start();
       const { core, signer } = await ready;
-      const response = await answer(core, signer, request, env, ctx);
+      core.inFlight(1);
+      try {
+        const [response, head] = await answer(core, signer, request, env, ctx);
+        const out = await saved(core, request, response);
+        // The operator's routes (`head` null) are not the relay's answers: not counted.
+        if (head) {
+          const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
+          if (warning) console.warn(`polar-license relay: ${warning}`);
+        }
+        return out;
+      } finally {
+        core.inFlight(-1);
+      }
+    }
+
+    /** `response` once the store's changes are saved (a webhook's refused when they are not). */
+    async function saved(core, request, response) {
       try {
         await persist(core);
       } catch (e) {
@@ -336,6 +352,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return response;
     }
 
+    /** The answer to `request` and the request as the core read it (`null` for the
+     * operator's routes, `/healthz` and the metrics). */
     async function answer(core, signer, request, env, ctx) {
       const url = new URL(request.url);
       // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
@@ -349,11 +367,17 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         headers: [...request.headers],
         clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
       };
+      const own = core.operator(head, Date.now(), performance.now());
+      if (own) return [toResponse(own), null];
+      return [await route(core, signer, head, body), head];
+    }
+
+    async function route(core, signer, head, body) {
       // The core decides how often a request waits for another's call to Polar (twice, then it
       // asks Polar itself, as the native relay does): `waited` tells it how often it has.
       // With a paged store: what the request touches, read before each step (the cache may
       // have dropped it while this request waited).
-      if (!(await fill(core, head, body)) && url.pathname === WEBHOOK_ROUTE) {
+      if (!(await fill(core, head, body)) && head.path === WEBHOOK_ROUTE) {
         return toResponse({ status: 503, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the store could not be read"}') });
       }
       let step;

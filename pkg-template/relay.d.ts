@@ -43,6 +43,16 @@ export interface RelayOptions {
   /** How long the breaker stops calls once open, 1 to 3600 seconds (default 30); then one call
    * probes (the native `--breaker-open-for`). */
   breakerOpenFor?: number;
+  /** With webhooks on (`store.webhookSecret`): seconds without a webhook before `/healthz`
+   * says `"warning"` and the relay warns in its log, again each such period (default 86400; 0:
+   * never; the native `--webhook-silence`). */
+  webhookSilence?: number;
+  /** The metrics route (Prometheus' text format), off by default: a path of its own, such as
+   * `'/metrics'` (not `/healthz`, not one of the relay's routes). Needs `metricsToken`. */
+  metricsPath?: string;
+  /** The bearer token the metrics route asks for (`authorization: Bearer <metricsToken>`; at
+   * least 16 characters; keep it in your host's secrets): 401 without it. */
+  metricsToken?: string;
   /** The upstream call's timeout in milliseconds (default 10000; then 502). */
   timeoutMs?: number;
   /** The fetch that asks Polar (default `globalThis.fetch`). */
@@ -64,6 +74,10 @@ export interface RelayStoreOptions {
   staleFor?: number;
   /** A stored denial younger than this (default 60) answers with no call. */
   denialFor?: number;
+  /** An entry marked stale (a webhook's change, a deactivation or a usage increment through
+   * the relay) answers while Polar cannot be asked for at most this long after its mark
+   * (seconds, default 3600), instead of `staleFor` (the native `--marked-stale-for`). */
+  markedStaleFor?: number;
   /** The organization token's calls per minute (default 500; 100 with `server: 'sandbox'`),
    * never exceeded. */
   budget?: number;

@@ -6,13 +6,16 @@
 // compares what a client sees: the status, the headers a client reads (the source, `Age`,
 // `Retry-After`, the lease, CORS, content type) and the body's gist. Then the option checks:
 // the same bad store options (budget, freshness) refused by both, naming the same option
-// (`relay serve`'s flags; `createRelay`'s `store`, the same wasm core as on Workers).
+// (`relay serve`'s flags; `createRelay`'s `store`, the same wasm core as on Workers). And the
+// operator's routes: `/healthz` on both, the metrics (natively on a listener of their own, on
+// Workers on `metricsPath` with a bearer token) parsed by a Prometheus text-format parser.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -23,6 +26,12 @@ const TOKEN = 'polar_oat_emulator_demo_0123456789abcdef';
 const ROUTES = '/v1/customer-portal/license-keys';
 const VALIDATE = `${ROUTES}/validate`;
 const skip = CLI ? false : 'needs the native command line (POLAR_CLI)';
+// The Workers host's metrics route and its bearer token.
+const METRICS_PATH = '/metrics';
+const METRICS_TOKEN = 'parity-metrics-token-0123456789';
+// A Prometheus text-format parser (parse-prometheus-text-format, a port of Prometheus' own
+// client's parser), from the test tools of scripts/npm.
+const parsePrometheus = createRequire(new URL('../../scripts/npm/package.json', import.meta.url))('parse-prometheus-text-format');
 
 // The store's budget on both hosts: small, so that a row reaches it.
 const BUDGET = 14;
@@ -88,6 +97,7 @@ function relayServe(args, dir) {
         clearTimeout(timer);
         resolve({
           url,
+          metrics: /^metrics: (\S+);/m.exec(stdout)?.[1] ?? null,
           close: async () => {
             child.kill('SIGTERM');
             await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
@@ -105,6 +115,8 @@ function relayServe(args, dir) {
 const WORKER = storeWorker(`perIp: '0',
   perKey: '0',
   breakerFailures: 0,
+  metricsPath: '${METRICS_PATH}',
+  metricsToken: '${METRICS_TOKEN}',
   store: { budget: ${BUDGET}, budgetReserve: ${RESERVE} },`);
 
 async function startWorkerd(storeDir) {
@@ -130,10 +142,13 @@ before(async () => {
   const keygen = spawn(CLI, ['relay', 'keygen', '--out', keyFile], { stdio: 'ignore', env: { PATH: process.env.PATH, HOME: scratch } });
   assert.equal(await new Promise((r) => keygen.once('exit', r)), 0, 'relay keygen');
   const native = await relayServe(
-    ['--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0', '--store', 'memory', '--budget', `${BUDGET}`, '--budget-reserve', `${RESERVE}`, '--breaker-failures', '0'],
+    ['--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0', '--store', 'memory', '--budget', `${BUDGET}`, '--budget-reserve', `${RESERVE}`, '--breaker-failures', '0',
+      // The metrics on a listener of their own; no reconcile (the Workers relay has none).
+      '--metrics-addr', '127.0.0.1:0', '--reconcile-every', '0'],
     scratch,
   );
   assert.ok(native.url, `relay serve did not start: ${native.stderr}`);
+  assert.ok(native.metrics, 'relay serve names its metrics listener');
   hosts.native = native;
   hosts.workers = await startWorkerd(await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')));
 });
@@ -243,6 +258,65 @@ test("both hosts: the relay's own answers (a bad body, an unknown route, a prefl
   assert.equal(seen.preflight.status, 204);
 });
 
+// The operator's routes, before the rows below spend the budget (the metrics row asks Polar once).
+test('both hosts: /healthz says the store is open, the budget and the breaker, alike (HEAD too; POST is no route)', { skip }, async () => {
+  const seen = await both(async (base) => {
+    const r = await fetch(`${base}/healthz`);
+    const body = await r.json();
+    return {
+      answer: await send(base, { method: 'GET', path: '/healthz', headers: {} }),
+      shape: shape(body),
+      values: {
+        status: body.status,
+        open: body.store?.open,
+        perMinute: body.budget?.per_minute,
+        reserve: body.budget?.reserve,
+        breaker: body.breaker?.state,
+        webhooks: body.webhooks,
+        reconcile: body.reconcile,
+      },
+      head: (await fetch(`${base}/healthz`, { method: 'HEAD' })).status,
+      post: await send(base, post('/healthz', {})),
+    };
+  });
+  assert.equal(seen.answer.status, 200);
+  assert.equal(seen.answer.contentType, 'application/json');
+  assert.deepEqual(seen.values, { status: 'ok', open: true, perMinute: BUDGET, reserve: RESERVE, breaker: 'closed', webhooks: null, reconcile: null });
+  assert.equal(seen.shape.store.entries, 'number');
+  assert.equal(seen.shape.budget.used, 'number');
+  assert.equal(seen.head, 200);
+  assert.equal(seen.post.status, 404);
+});
+
+test('both hosts: the metrics parse as Prometheus text, name the same families and count the same answers and calls', { skip }, async () => {
+  const seen = await both(async (base, host) => {
+    const first = await metricsOf(host);
+    const before = scrape(first.text);
+    const key = fresh();
+    await send(base, check(key));
+    await send(base, check(key));
+    await send(base, post(VALIDATE, { organization_id: ORG }));
+    const after = scrape((await metricsOf(host)).text);
+    return {
+      contentType: first.contentType,
+      families: Object.entries(after).map(([name, f]) => `${name} ${f.type} [${f.labels}]`).sort(),
+      answers: moved(before, after, 'polar_license_relay_answers_total'),
+      calls: moved(before, after, 'polar_license_relay_polar_calls_total'),
+      budget: [after.polar_license_relay_budget_limit?.samples['[]'], after.polar_license_relay_budget_reserve?.samples['[]']],
+      storeUp: after.polar_license_relay_store_up?.samples['[]'],
+    };
+  });
+  assert.equal(seen.contentType, 'text/plain; version=0.0.4; charset=utf-8');
+  const row = (route, source, status) => JSON.stringify([['route', route], ['source', source], ['status', status]]);
+  assert.deepEqual(seen.answers, { [row('validate', 'polar', '200')]: 1, [row('validate', 'store', '200')]: 1, [row('validate', 'polar', '422')]: 1 });
+  assert.deepEqual(seen.calls, { '[]': 1 });
+  assert.deepEqual(seen.budget, [BUDGET, RESERVE]);
+  assert.equal(seen.storeUp, 1);
+  for (const name of ['answers_total', 'polar_calls_total', 'polar_errors_total', 'budget_used', 'budget_refused_total', 'breaker_open', 'store_entries', 'requests_in_flight']) {
+    assert.ok(seen.families.some((f) => f.startsWith(`polar_license_relay_${name} `)), `${name} in ${seen.families}`);
+  }
+});
+
 // Its five failed calls in a row would open the breaker (5 failures by default): both shared
 // hosts run with the breaker off (--breaker-failures 0, breakerFailures: 0), so the rows after
 // it still reach Polar; the breaker has rows of its own below.
@@ -307,10 +381,10 @@ async function nativeOptions(args) {
 /** The option an error names, in `relay serve`'s spelling (`--lease-days`, `lease_days` or
  * `leaseDays` all name `lease-days`); the first named wins. */
 function named(text) {
-  const m = /(budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|per[-_]?key|lease[-_]?days|max[-_]?entries|max[-_]?body[-_]?bytes|breaker[-_]?open[-_]?for)/i.exec(String(text));
+  const m = /(marked[-_]?stale[-_]?for|webhook[-_]?silence|metrics[-_]?path|metrics[-_]?token|budget|fresh[-_]?for|stale[-_]?for|per[-_]?ip|per[-_]?key|lease[-_]?days|max[-_]?entries|max[-_]?body[-_]?bytes|breaker[-_]?open[-_]?for)/i.exec(String(text));
   if (!m) return `unnamed: ${text}`;
   const name = m[1].toLowerCase().replace(/[-_]/g, '');
-  return { budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', perkey: 'per-key', leasedays: 'lease-days', maxentries: 'max-entries', maxbodybytes: 'max-body-bytes', breakeropenfor: 'breaker-open-for' }[name];
+  return { markedstalefor: 'marked-stale-for', webhooksilence: 'webhook-silence', metricspath: 'metrics-path', metricstoken: 'metrics-token', budget: 'budget', freshfor: 'fresh-for', stalefor: 'fresh-for', perip: 'per-ip', perkey: 'per-key', leasedays: 'lease-days', maxentries: 'max-entries', maxbodybytes: 'max-body-bytes', breakeropenfor: 'breaker-open-for' }[name];
 }
 
 /** The npm relay's verdict on `store` options: the option it names when it refuses. */
@@ -341,6 +415,11 @@ const OPTION_ROWS = [
   ['a breaker open for 0 s', ['--breaker-open-for', '0'], { breakerOpenFor: 0, store: {} }, 'breaker-open-for'],
   ['a breaker open for 3601 s', ['--breaker-open-for', '3601'], { breakerOpenFor: 3601, store: {} }, 'breaker-open-for'],
   ['the breaker off', ['--breaker-failures', '0'], { breakerFailures: 0, store: {} }, 'accepted'],
+  ['marked-stale-for not a number', ['--marked-stale-for', 'soon'], { store: { markedStaleFor: 'soon' } }, 'marked-stale-for'],
+  ['marked-stale-for 0', ['--marked-stale-for', '0'], { store: { markedStaleFor: 0 } }, 'accepted'],
+  ['a marked-stale-for past stale-for', ['--stale-for', '600', '--marked-stale-for', '7200'], { store: { staleFor: 600, markedStaleFor: 7200 } }, 'accepted'],
+  ['webhook-silence not a number', ['--webhook-silence', 'quiet'], { webhookSilence: 'quiet', store: {} }, 'webhook-silence'],
+  ['webhook-silence 0 (never)', ['--webhook-silence', '0'], { webhookSilence: 0, store: {} }, 'accepted'],
   ['the defaults', [], { store: {} }, 'accepted'],
 ];
 
@@ -353,4 +432,72 @@ test('both hosts: the same store options refused, naming the same option', { ski
     table.map(([what, native, npm]) => [what, native, npm]),
     table.map(([what, , , expected]) => [what, expected, expected]),
   );
+});
+
+// ---- the operator's routes -----------------------------------------------------------------
+
+/** A value's shape: its type, and for an object the shape of each member. */
+function shape(v) {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return v.map(shape);
+  if (typeof v === 'object') return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, shape(x)]).sort());
+  return typeof v;
+}
+
+/** A scrape read by the Prometheus parser: family name → {type, samples: {labels: value}};
+ * every sample line of the text must be one the parser read, every value a number. */
+function scrape(text) {
+  const families = parsePrometheus(text);
+  const lines = text.split('\n').filter((l) => l.trim() !== '' && !l.startsWith('#'));
+  assert.equal(families.reduce((n, f) => n + f.metrics.length, 0), lines.length, `every sample parsed:\n${text}`);
+  const out = {};
+  for (const f of families) {
+    const samples = {};
+    for (const m of f.metrics) {
+      const value = Number(m.value);
+      assert.ok(Number.isFinite(value), `${f.name}: ${m.value}`);
+      samples[JSON.stringify(Object.entries(m.labels ?? {}).sort())] = value;
+    }
+    out[f.name] = { type: f.type, labels: [...new Set(f.metrics.flatMap((m) => Object.keys(m.labels ?? {})))].sort(), samples };
+  }
+  return out;
+}
+
+/** A host's metrics: natively its metrics listener, on Workers `metricsPath` with the token. */
+async function metricsOf(host) {
+  const r =
+    host === 'native'
+      ? await fetch(hosts.native.metrics)
+      : await fetch(`${hosts.workers.url}${METRICS_PATH}`, { headers: { authorization: `Bearer ${METRICS_TOKEN}` } });
+  assert.equal(r.status, 200, `${host}'s metrics`);
+  return { contentType: r.headers.get('content-type'), text: await r.text() };
+}
+
+/** What moved between two scrapes of a family: labels → increase, the unmoved left out. */
+function moved(before, after, name) {
+  const out = {};
+  for (const [labels, v] of Object.entries(after[name]?.samples ?? {})) {
+    const d = v - (before[name]?.samples[labels] ?? 0);
+    if (d !== 0) out[labels] = d;
+  }
+  return out;
+}
+
+test('npm relay: the metrics route is off by default, answers only with its bearer token, and is a path of its own', { skip }, async () => {
+  const request = (path, headers = {}) => new Request(`http://relay.test${path}`, { headers });
+  const off = relayPkg.createRelay({ accessToken: TOKEN, signingKey: keyText('opt'), baseUrl: polarUrl, store: {} });
+  assert.equal((await off.fetch(request('/metrics'))).status, 404, 'no metrics route without metricsPath');
+  const on = relayPkg.createRelay({ accessToken: TOKEN, signingKey: keyText('opt'), baseUrl: polarUrl, metricsPath: '/ops/metrics', metricsToken: METRICS_TOKEN, store: {} });
+  const none = await on.fetch(request('/ops/metrics'));
+  assert.equal(none.status, 401);
+  assert.equal(none.headers.get('www-authenticate'), 'Bearer');
+  assert.equal((await on.fetch(request('/ops/metrics', { authorization: `Bearer ${METRICS_TOKEN}x` }))).status, 401);
+  const scraped = await on.fetch(request('/ops/metrics', { authorization: `Bearer ${METRICS_TOKEN}` }));
+  assert.equal(scraped.status, 200);
+  assert.ok(scrape(await scraped.text()).polar_license_relay_answers_total);
+  assert.equal(await npmOptions({ metricsPath: '/metrics', store: {} }), 'metrics-token', 'a metrics path needs its token');
+  assert.equal(await npmOptions({ metricsPath: '/metrics', metricsToken: 'short', store: {} }), 'metrics-token');
+  assert.equal(await npmOptions({ metricsPath: '/healthz', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
+  assert.equal(await npmOptions({ metricsPath: VALIDATE, metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
+  assert.equal(await npmOptions({ metricsPath: 'metrics', metricsToken: METRICS_TOKEN, store: {} }), 'metrics-path');
 });

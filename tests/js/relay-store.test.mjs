@@ -457,12 +457,13 @@ test('durableStorage keeps the budget under one key and loads it back', async ()
 /** A Durable Object's storage API over a Map (keys in order, as Cloudflare lists them), its
  * reads counted: `keys` read and `lists` made without a prefix (a read of everything). */
 function fakeDurable(kv = new Map()) {
-  const reads = { keys: 0, whole: 0 };
+  const reads = { keys: 0, whole: 0, calls: 0 };
   const sorted = () => [...kv.keys()].sort();
   return {
     kv,
     reads,
     async get(keys) {
+      reads.calls++;
       if (!Array.isArray(keys)) {
         reads.keys++;
         return kv.get(keys);
@@ -472,6 +473,7 @@ function fakeDurable(kv = new Map()) {
       return out;
     },
     async list({ prefix = '', limit = Infinity, startAfter } = {}) {
+      reads.calls++;
       if (prefix === '') reads.whole++;
       const out = new Map();
       for (const k of sorted()) {
@@ -593,11 +595,19 @@ test('workerd: a Durable Object holds the store; a revocation arrives as a webho
   let host = await workerd({ port, secret: endpoint.secret, storeDir });
   try {
     await revokedThroughTheWebhook(host.url, endpoint.id);
+    // /healthz knows the webhook came (and, below, still knows after a restart).
+    const heard = async () => (await (await fetch(`${host.url}/healthz`)).json()).webhooks;
+    const fresh = await heard();
+    const recent = (w) => typeof w?.seconds_since_last === 'number' && w.seconds_since_last >= 0 && w.seconds_since_last < 120;
+    assert.ok(recent(fresh), JSON.stringify(fresh));
+    assert.equal(fresh.silent, false);
     const key = newKey();
     assert.equal((await check(host.url, key)).source, 'polar');
     await host.close();
     // The same disk, a new runtime: answered from the stored verdict, no call.
     host = await workerd({ port, secret: endpoint.secret, storeDir });
+    const restarted = await heard();
+    assert.ok(recent(restarted), `the last webhook's time from the store: ${JSON.stringify(restarted)}`);
     const calls = polar.requestCount();
     const again = await check(host.url, key);
     assert.equal(again.status, 200, again.body);

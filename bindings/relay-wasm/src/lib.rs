@@ -57,6 +57,9 @@ pub struct RelayCore {
     /// Each waiting request with its `Origin`, for the CORS grant of its answer.
     waiting: RefCell<Table<(Box<Pending>, Option<String>)>>,
     signing: RefCell<Table<(Finished, Option<String>)>>,
+    /// The metrics route (`metricsPath`) and the bearer token it asks for (`metricsToken`):
+    /// off (`None`) by default.
+    metrics: Option<(String, String)>,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -252,6 +255,35 @@ fn origin_only(origin: Option<&str>) -> RelayRequest {
     }
 }
 
+/// Whether `a` and `b` are the same bytes, in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+/// The metrics route: `metricsPath` (a path of its own) with `metricsToken` (at least 16
+/// characters), or neither (off).
+fn metrics_route(config: &JsValue) -> Result<Option<(String, String)>, JsError> {
+    let Some(path) = text(config, "metricsPath")? else {
+        return Ok(None);
+    };
+    let ours = path == polar_license_relay::HEALTH_ROUTE
+        || path == polar_license_relay::WEBHOOK_ROUTE
+        || path.starts_with(polar_license_relay::ROUTE_PREFIX);
+    if !path.starts_with('/') || path.contains('?') || ours {
+        return Err(bad(
+            "metricsPath",
+            "must be a path of its own (such as /metrics), not one of the relay's routes",
+        ));
+    }
+    match text(config, "metricsToken")? {
+        Some(token) if token.chars().count() >= 16 => Ok(Some((path, token))),
+        _ => Err(bad(
+            "metricsToken",
+            "is required with metricsPath: a secret of at least 16 characters that the scraper sends as `authorization: Bearer <metricsToken>`",
+        )),
+    }
+}
+
 /// An optional array of strings.
 fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError> {
     let v = get(config, name);
@@ -281,7 +313,8 @@ fn wrapped(name: &str, value: &JsValue) -> Object {
 impl RelayCore {
     /// A relay from its options (`baseUrl`, or `server`: `'production'` or `'sandbox'`;
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
-    /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `store`). Throws an `Error` naming the
+    /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
+    /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`). Throws an `Error` naming the
     /// bad option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
@@ -328,6 +361,12 @@ impl RelayCore {
             relay_config.limits.max_body_bytes = max as usize;
         }
         relay_config.cors_origins = strings(&config, "corsOrigins")?;
+        // As `relay serve`'s --webhook-silence: seconds without a webhook before the warning
+        // (0: never).
+        if let Some(secs) = whole(&config, "webhookSilence", 1e9)? {
+            relay_config.webhook_silence = secs as u64;
+        }
+        let metrics = metrics_route(&config)?;
         // The breaker in front of Polar, as `relay serve`'s --breaker-failures (0 turns it off)
         // and --breaker-open-for (1 to 3600 seconds).
         if let Some(n) = whole(&config, "breakerFailures", f64::from(u32::MAX))? {
@@ -357,6 +396,9 @@ impl RelayCore {
             }
             if let Some(v) = secs("denialFor")? {
                 options.denial_for = v as u64;
+            }
+            if let Some(v) = secs("markedStaleFor")? {
+                options.marked_stale_for = v as u64;
             }
             if let Some(v) = whole(&store, "budget", 1e9)? {
                 options.budget = v as u32;
@@ -420,7 +462,93 @@ impl RelayCore {
             journal,
             waiting: RefCell::new(Table::new()),
             signing: RefCell::new(Table::new()),
+            metrics,
         })
+    }
+
+    /// The operator's routes, answered before anything else and never counted as answers
+    /// (natively they are not the relay's routes either): `GET /healthz` ([`Relay::health`],
+    /// as `relay serve` answers it) and, when `metricsPath` is set, `GET <metricsPath>` with
+    /// `authorization: Bearer <metricsToken>` ([`Relay::metrics`], Prometheus' text format;
+    /// 401 without the token). `null` for any other request.
+    pub fn operator(&self, request: JsValue, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let method = get(&request, "method").as_string().unwrap_or_default();
+        if method != "GET" && method != "HEAD" {
+            return JsValue::NULL;
+        }
+        let path = get(&request, "path").as_string().unwrap_or_default();
+        let now = now(now_ms, monotonic_ms);
+        if path == polar_license_relay::HEALTH_ROUTE {
+            return response_js(&self.relay.health(now));
+        }
+        let Some((route, token)) = &self.metrics else {
+            return JsValue::NULL;
+        };
+        if path != *route {
+            return JsValue::NULL;
+        }
+        let given = headers_of(&get(&request, "headers"))
+            .into_iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+            .map(|(_, v)| v);
+        let expected = format!("Bearer {token}");
+        if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
+            return response_js(&RelayResponse {
+                status: 401,
+                headers: vec![
+                    ("content-type".into(), "application/json".into()),
+                    ("www-authenticate".into(), "Bearer".into()),
+                ],
+                body: br#"{"detail":"the metrics need their bearer token"}"#.to_vec(),
+            });
+        }
+        response_js(&RelayResponse {
+            status: 200,
+            headers: vec![
+                (
+                    "content-type".into(),
+                    "text/plain; version=0.0.4; charset=utf-8".into(),
+                ),
+                ("cache-control".into(), "no-store".into()),
+            ],
+            body: self.relay.metrics(now).into_bytes(),
+        })
+    }
+
+    /// Counts the answer the host gave to a request (`{method, path}`: its `status` and its
+    /// `polar-license-source` header), for the metrics and the last webhook's time; returns
+    /// the webhook-silence warning when one is due now (the host logs it), else `null`.
+    pub fn answered(
+        &self,
+        request: JsValue,
+        status: u16,
+        source: Option<String>,
+        now_ms: f64,
+    ) -> Option<String> {
+        let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
+        let req = RelayRequest {
+            method: string("method"),
+            path: string("path"),
+            headers: Vec::new(),
+            body: Vec::new(),
+            client_ip: String::new(),
+        };
+        let r = RelayResponse {
+            status,
+            headers: source
+                .map(|s| vec![(polar_license_relay::SOURCE_HEADER.to_string(), s)])
+                .unwrap_or_default(),
+            body: Vec::new(),
+        };
+        let now = now(now_ms, 0.0);
+        self.relay.count_answer(&req, &r, now);
+        self.relay.webhook_warning(now)
+    }
+
+    /// A request read (`1`) or answered (`-1`): the metrics' requests in flight.
+    #[wasm_bindgen(js_name = inFlight)]
+    pub fn in_flight(&self, delta: i32) {
+        self.relay.count_in_flight(i64::from(delta));
     }
 
     /// The signing key's id.
@@ -531,6 +659,8 @@ impl RelayCore {
             Kept::Whole(j) => j.restore(read),
             Kept::Paged(p) => p.restore(read),
         }
+        // The webhook silence counts from the last webhook the store kept, not the start.
+        self.relay.reload_last_webhook();
         Ok(n)
     }
 
@@ -642,6 +772,7 @@ impl RelayCore {
                 .collect();
             Ok(resp)
         };
+        self.relay.count_call(&answer);
         let entropy = <[u8; 16]>::try_from(entropy).ok();
         let finished = self.relay.finish_with_entropy(
             waiting,

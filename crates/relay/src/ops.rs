@@ -208,28 +208,71 @@ impl Relay {
     /// seconds (again after each such period while the silence lasts), and says whether it is
     /// silent. A host calls it now and then (the native server: every few seconds).
     pub fn check_webhooks(&self, now: Now) -> bool {
+        let (silent, warning) = self.webhook_alarm(now);
+        if let Some(warning) = warning {
+            log::warn!("relay: {warning}");
+        }
+        silent
+    }
+
+    /// [`Relay::check_webhooks`] for a host with a log of its own (the npm relay's
+    /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
+    pub fn webhook_warning(&self, now: Now) -> Option<String> {
+        self.webhook_alarm(now).1
+    }
+
+    /// Whether webhooks are silent, and the warning when one is due now.
+    fn webhook_alarm(&self, now: Now) -> (bool, Option<String>) {
         let Some(s) = self.silence(now) else {
-            return false;
+            return (false, None);
         };
         if !s.silent {
-            return false;
+            return (false, None);
         }
         let warned = self.ops.warned.load(Ordering::Relaxed);
         let every = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
-        if warned == 0 || now.unix_seconds.saturating_sub(warned) >= every {
-            self.ops.warned.store(now.unix_seconds, Ordering::Relaxed);
-            let last = match s.since_last {
-                Some(_) => "the last one",
-                None => "the relay's start",
-            };
-            log::warn!(
-                "relay: no webhook from Polar for {} s (since {last}; the limit is {every} s): \
-                 is the endpoint disabled in Polar (after 10 events that failed every try), or \
-                 its secret changed? Revocations are not heard until it is fixed",
-                s.quiet_for
-            );
+        if warned != 0 && now.unix_seconds.saturating_sub(warned) < every {
+            return (true, None);
         }
-        true
+        self.ops.warned.store(now.unix_seconds, Ordering::Relaxed);
+        let last = match s.since_last {
+            Some(_) => "the last one",
+            None => "the relay's start",
+        };
+        let warning = format!(
+            "no webhook from Polar for {} s (since {last}; the limit is {every} s): is the \
+             endpoint disabled in Polar (after 10 events that failed every try), or its secret \
+             changed? Revocations are not heard until it is fixed",
+            s.quiet_for
+        );
+        (true, Some(warning))
+    }
+
+    /// For a host that drives [`Relay::begin`] and [`Relay::finish`] itself (the npm relay):
+    /// counts the answer it gave to `req` (its status and its source header), as
+    /// [`Relay::handle`] counts its own, for [`Relay::metrics`] and the last webhook's time.
+    pub fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        self.ops.seen(now);
+        self.ops.answered(req, r, now);
+    }
+
+    /// For such a host: counts a call to Polar that it made, and how it ended (the relay's
+    /// own transport counts its calls itself).
+    pub fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+        self.ops.called(outcome);
+    }
+
+    /// For such a host: a request read (`+1`) or answered (`-1`), for the in-flight gauge.
+    pub fn count_in_flight(&self, delta: i64) {
+        self.ops.in_flight.fetch_add(delta, Ordering::Relaxed);
+    }
+
+    /// Reads the last webhook's time from the store again, for a host that restores the store
+    /// after the relay is made (the npm relay's `restore`).
+    pub fn reload_last_webhook(&self) {
+        if let Some(s) = &self.store {
+            self.ops.restore_last_webhook(s.backend.as_ref());
+        }
     }
 
     /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it

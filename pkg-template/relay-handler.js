@@ -373,6 +373,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     }
 
     async function route(core, signer, head, body) {
+      // The per-IP limit first (taken once, as natively), before any storage read: a flood
+      // past it reads nothing.
+      const limited = core.admit(head, body, Date.now(), performance.now());
+      if (limited) return toResponse(limited);
       // The core decides how often a request waits for another's call to Polar (twice, then it
       // asks Polar itself, as the native relay does): `waited` tells it how often it has.
       // With a paged store: what the request touches, read before each step (the cache may
@@ -383,7 +387,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       let step;
       for (let waited = 0; ; waited++) {
         if (waited > 0) await fill(core, head, body);
-        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited);
+        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited, true);
         if (step.wait === undefined || waited >= 8) break;
         await flights.get(step.wait);
       }

@@ -503,6 +503,23 @@ async function revoke(relay, validated, webhookId, forged = false) {
   assert.equal(r.status, forged ? 401 : 200, r.body);
 }
 
+test("node: a Durable Object's store is read only for checks within the per-IP limit: a flood of unknown keys past it costs no storage read", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1/2', perKey: '1000/1000', store: {}, storage: durableStorage(fake) });
+  await direct(relay, '/nothing');
+  const before = fake.reads.calls;
+  const statuses = [];
+  for (let i = 0; i < 20; i++) statuses.push((await direct(relay, VALIDATE, { body: validateBody(newKey()) })).status);
+  const limited = statuses.filter((s) => s === 429).length;
+  const asked = statuses.length - limited;
+  assert.ok(limited >= 10, `${limited} of 20 over the per-IP limit: ${statuses}`);
+  // An unknown key within the limit reads its entry and its key's row (twice at most: before
+  // the core answers, and again when Polar's answer comes); one past it reads nothing.
+  const reads = fake.reads.calls - before;
+  assert.ok(reads <= asked * 4, `${reads} storage reads for ${asked} checks within the limit (${limited} over it)`);
+});
+
 test("node: a Durable Object's store is read per key: a revocation refuses entries out of memory, and a restart reads no entry", async () => {
   const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
   const fake = fakeDurable();

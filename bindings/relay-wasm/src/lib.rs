@@ -569,7 +569,9 @@ impl RelayCore {
     /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`. `entropy`: 16 random
     /// bytes (a lease made from the store). `waited`: how many times this request has waited
     /// for a flight already; after `polar_license_relay::FLIGHT_WAITS` it asks Polar itself
-    /// (never `{wait}`), as the native relay does.
+    /// (never `{wait}`), as the native relay does. `admitted`: [`RelayCore::admit`] took the
+    /// request's per-IP token already (not taken again).
+    #[allow(clippy::too_many_arguments)]
     pub fn begin(
         &self,
         request: JsValue,
@@ -578,6 +580,7 @@ impl RelayCore {
         monotonic_ms: f64,
         entropy: Option<Vec<u8>>,
         waited: Option<u32>,
+        admitted: Option<bool>,
     ) -> Result<JsValue, JsError> {
         let req = request_of(&request, body);
         let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
@@ -586,12 +589,14 @@ impl RelayCore {
             .iter()
             .find(|(k, _)| k.eq_ignore_ascii_case("origin"))
             .map(|(_, v)| v.clone());
-        let out = match self.relay.begin_after(
-            &req,
-            now(now_ms, monotonic_ms),
-            entropy,
-            waited.unwrap_or(0),
-        ) {
+        let now = now(now_ms, monotonic_ms);
+        let waited = waited.unwrap_or(0);
+        let step = if admitted == Some(true) {
+            self.relay.begin_admitted(&req, now, entropy, waited)
+        } else {
+            self.relay.begin_after(&req, now, entropy, waited)
+        };
+        let out = match step {
             Step::Answer(mut r) => {
                 self.relay.cors(&req, &mut r);
                 wrapped("answer", &response_js(&r))
@@ -611,6 +616,21 @@ impl RelayCore {
             Step::Wait(flight) => wrapped("wait", &JsValue::from_str(&flight)),
         };
         Ok(out.into())
+    }
+
+    /// The per-IP limit, before the host reads the store for the request (as
+    /// [`RelayCore::begin`] takes it): the 429 answer when its client is over its rate, else
+    /// `null` (its token taken: begin it with `admitted`). A flood past the limit then costs
+    /// no storage read.
+    pub fn admit(&self, request: JsValue, body: &[u8], now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let req = request_of(&request, body);
+        match self.relay.admit(&req, now(now_ms, monotonic_ms)) {
+            Some(mut r) => {
+                self.relay.cors(&req, &mut r);
+                response_js(&r)
+            }
+            None => JsValue::NULL,
+        }
     }
 
     /// `{response, sign?}` of an answer whose lease may wait for its signature (its CORS

@@ -703,7 +703,7 @@ impl Relay {
 
     fn handle_any_origin(&self, req: &RelayRequest, now: Now) -> RelayResponse {
         for waited in 0..=FLIGHT_WAITS {
-            match self.routed(req, now, waited < FLIGHT_WAITS, &*self.entropy) {
+            match self.routed(req, now, waited < FLIGHT_WAITS, &*self.entropy, false) {
                 Routed::Answer(mut r) => {
                     add_cors(&mut r);
                     return r;
@@ -726,7 +726,7 @@ impl Relay {
     /// every local check, and either the answer or the call to make. (Checks of one entry
     /// arriving together each ask Polar here: [`Relay::begin_with`] makes them wait.)
     pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
-        self.step(self.routed(req, now, false, &*self.entropy))
+        self.step(self.routed(req, now, false, &*self.entropy, false))
     }
 
     /// [`Relay::begin`] with single flight and the host's randomness (for a lease made from
@@ -747,7 +747,31 @@ impl Relay {
         entropy: Option<[u8; 16]>,
         waited: u32,
     ) -> Step {
-        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy))
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, false))
+    }
+
+    /// For a host that reads the store before it begins a request (the npm relay over a
+    /// Durable Object's storage, [`Relay::store_wants`]): the per-IP limit first, so that a
+    /// flood of requests past it costs no storage read. `Some` (429, with `Retry-After`) when
+    /// the client is over its rate; otherwise its token is taken (`None`, also for a request
+    /// the limit does not concern) and the request goes on with [`Relay::begin_admitted`],
+    /// which does not take it again, also after waits (as the native server takes it once).
+    pub fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        let op = self.gate(req).ok()?;
+        let mut r = self.per_ip_limit(req, op, now)?;
+        add_cors(&mut r);
+        Some(r)
+    }
+
+    /// [`Relay::begin_after`] for a request [`Relay::admit`] let through.
+    pub fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step {
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, true))
     }
 
     fn step(&self, routed: Routed) -> Step {
@@ -769,6 +793,7 @@ impl Relay {
         now: Now,
         may_wait: bool,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
+        admitted: bool,
     ) -> Routed {
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
@@ -776,7 +801,7 @@ impl Relay {
                 return Routed::Answer(self.webhook(s, req, now));
             }
         }
-        let pending = match self.route_checked(req, now) {
+        let pending = match self.route_checked(req, now, admitted) {
             Ok(pending) => pending,
             Err(answer) => return Routed::Answer(answer),
         };
@@ -815,7 +840,9 @@ impl Relay {
         Some(RelayResponse::rate_limited(secs))
     }
 
-    fn route_checked(&self, req: &RelayRequest, now: Now) -> Result<Pending, RelayResponse> {
+    /// The checks before the per-IP limit (a preflight, the route, the method, the body's
+    /// size): the operation asked, or the answer that ends the request there.
+    fn gate(&self, req: &RelayRequest) -> Result<Operation, RelayResponse> {
         if req.method.eq_ignore_ascii_case("OPTIONS") {
             return Err(preflight());
         }
@@ -840,11 +867,32 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             ));
         }
+        Ok(op)
+    }
+
+    /// The per-IP bucket: 429 when `req`'s client is over its rate, else its token taken.
+    fn per_ip_limit(&self, req: &RelayRequest, op: Operation, now: Now) -> Option<RelayResponse> {
         let client = roster::client_group(self.client_of(req));
-        if let Some(secs) = take(&self.per_ip, &client, now) {
-            log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
-            return Err(RelayResponse::rate_limited(secs));
+        let secs = take(&self.per_ip, &client, now)?;
+        log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
+        Some(RelayResponse::rate_limited(secs))
+    }
+
+    /// Every local check of a request ([`Relay::gate`], the per-IP limit unless `admitted`
+    /// took it already, Polar's input checks, the organization): the call it asks for.
+    fn route_checked(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        admitted: bool,
+    ) -> Result<Pending, RelayResponse> {
+        let op = self.gate(req)?;
+        if !admitted {
+            if let Some(r) = self.per_ip_limit(req, op, now) {
+                return Err(r);
+            }
         }
+        let client = roster::client_group(self.client_of(req));
         let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
             Some(Ok(checked)) => checked,
             Some(Err(refusal)) => {

@@ -27,7 +27,7 @@ impl Relay {
     /// Routes a request without calling Polar (the server's own slots).
     pub(crate) fn serve_route(&self, req: &RelayRequest, now: Now, may_wait: bool) -> Served {
         self.ops.seen(now);
-        self.served(self.routed(req, now, may_wait, &*self.entropy))
+        self.served(self.routed(req, now, may_wait, &*self.entropy, false))
     }
 
     /// Routes again a check that waited for another's call (its input checks and per-IP

@@ -982,6 +982,63 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     assert!(finished.pre_auth().is_none());
 }
 
+/// A host that reads the store before it begins (the npm relay over a Durable Object) asks
+/// `admit` first: it takes the per-IP token, so a flood past the limit is refused before any
+/// read, and `begin_admitted` does not take it again.
+#[test]
+fn admit_takes_the_per_ip_token_once_before_the_store_is_read() {
+    use polar_license_relay::{Now, RelayRequest, Step};
+    let signing = SigningKey::generate(Some("adm")).expect("a key");
+    let mut config = RelayConfig::new(
+        Server::Custom("http://127.0.0.1:9".into()),
+        AccessToken::new(DEMO_TOKEN),
+        signing,
+    );
+    config.limits = Limits {
+        per_ip: Rate::new(1, 1),
+        ..generous()
+    };
+    let unused = |_: &polar_license::HttpRequest| {
+        Err(polar_license::TransportError::new(
+            polar_license::TransportErrorKind::Connect,
+            "unused",
+        ))
+    };
+    let relay =
+        Relay::with_entropy(config, Box::new(unused), Box::new(|| None)).expect("relay config");
+    let now = Now {
+        unix_seconds: rig::now(),
+        monotonic_ms: 1_000,
+    };
+    let request = |method: &str, op: &str| RelayRequest {
+        method: method.into(),
+        path: format!("{PUBLIC}{op}"),
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: json!({"key": DEMO_KEY, "organization_id": ORG})
+            .to_string()
+            .into_bytes(),
+        client_ip: "192.0.2.8".into(),
+    };
+    let validate = request("POST", "validate");
+    // Requests the per-IP limit does not concern take nothing.
+    assert!(relay.admit(&request("OPTIONS", "validate"), now).is_none());
+    assert!(relay.admit(&request("POST", "other"), now).is_none());
+    assert!(relay.admit(&request("GET", "validate"), now).is_none());
+    // The one token: taken by admit, not again by begin_admitted (a call to make).
+    assert!(relay.admit(&validate, now).is_none());
+    assert!(matches!(
+        relay.begin_admitted(&validate, now, None, 0),
+        Step::Ask(_)
+    ));
+    // It was taken: begin (which takes its own) and admit are refused, with Retry-After.
+    assert!(
+        matches!(relay.begin_after(&validate, now, None, 0), Step::Answer(r) if r.status == 429)
+    );
+    let refused = relay.admit(&validate, now).expect("over the per-IP limit");
+    assert_eq!(refused.status, 429);
+    assert!(refused.header("retry-after").is_some());
+}
+
 /// base64url without padding, for reading the key file in the test above.
 mod base64_stand_in {
     pub fn decode(text: &str) -> Vec<u8> {

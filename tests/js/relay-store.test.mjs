@@ -241,6 +241,33 @@ async function direct(relay, path, { method = 'POST', headers = { 'content-type'
 
 const validateBody = (key) => JSON.stringify({ key, organization_id: ORG });
 
+test('node: webhookSilence: /healthz turns to warning and the relay warns once per period, until a webhook comes', async () => {
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', webhookSilence: 2, store: { webhookSecret: SECRET } });
+  const health = async () => JSON.parse((await direct(relay, '/healthz', { method: 'GET', headers: {} })).body);
+  const warnings = [];
+  const warn = console.warn;
+  console.warn = (line) => warnings.push(String(line));
+  try {
+    const first = await health();
+    assert.deepEqual([first.status, first.webhooks.seconds_since_last, first.webhooks.silent], ['ok', null, false]);
+    await new Promise((r) => setTimeout(r, 2_200));
+    await direct(relay, '/nothing');
+    await direct(relay, '/nothing');
+    assert.equal(warnings.length, 1, `one warning per period: ${warnings}`);
+    assert.match(warnings[0], /^polar-license relay: no webhook from Polar for \d+ s/);
+    const silent = await health();
+    assert.deepEqual([silent.status, silent.webhooks.silent], ['warning', true]);
+    // A webhook that verifies ends the silence (an event that names nothing stored).
+    const event = JSON.stringify({ type: 'customer.updated', timestamp: new Date().toISOString(), data: { id: 'cus-none' } });
+    const delivered = await direct(relay, '/v1/webhooks/polar', { headers: signedHeaders('evt-silence', event), body: event });
+    assert.equal(delivered.status, 200, delivered.body);
+    const heard = await health();
+    assert.deepEqual([heard.status, heard.webhooks.silent, typeof heard.webhooks.seconds_since_last], ['ok', false, 'number']);
+  } finally {
+    console.warn = warn;
+  }
+});
+
 /** A Map as the storage, whose next `failures` saves reject. */
 function flakyStorage() {
   const saved = new Map();

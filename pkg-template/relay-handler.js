@@ -315,19 +315,14 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     async function handle(request, env, ctx) {
       ready ??= start();
       const { core, signer } = await ready;
-      core.inFlight(1);
-      try {
-        const [response, head] = await answer(core, signer, request, env, ctx);
-        const out = await saved(core, request, response);
-        // The operator's routes (`head` null) are not the relay's answers: not counted.
-        if (head) {
-          const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
-          if (warning) console.warn(`polar-license relay: ${warning}`);
-        }
-        return out;
-      } finally {
-        core.inFlight(-1);
+      const [response, head] = await answer(core, signer, request, env, ctx);
+      const out = await saved(core, request, response);
+      // The operator's routes (`head` null) are not the relay's answers: not counted.
+      if (head) {
+        const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
+        if (warning) console.warn(`polar-license relay: ${warning}`);
       }
+      return out;
     }
 
     /** `response` once the store's changes are saved (a webhook's refused when they are not). */
@@ -369,7 +364,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       };
       const own = core.operator(head, Date.now(), performance.now());
       if (own) return [toResponse(own), null];
-      return [await route(core, signer, head, body), head];
+      // In flight until answered (the operator's routes are not, as natively).
+      core.inFlight(1);
+      try {
+        return [await route(core, signer, head, body), head];
+      } finally {
+        core.inFlight(-1);
+      }
     }
 
     async function route(core, signer, head, body) {

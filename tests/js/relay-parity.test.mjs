@@ -303,6 +303,8 @@ test('both hosts: the metrics parse as Prometheus text, name the same families a
       answers: moved(before, after, 'polar_license_relay_answers_total'),
       calls: moved(before, after, 'polar_license_relay_polar_calls_total'),
       budget: [after.polar_license_relay_budget_limit?.samples['[]'], after.polar_license_relay_budget_reserve?.samples['[]']],
+      // Nothing in flight between requests (the scrape itself is not counted, as natively).
+      inFlight: after.polar_license_relay_requests_in_flight?.samples['[]'],
       storeUp: after.polar_license_relay_store_up?.samples['[]'],
     };
   });
@@ -311,6 +313,7 @@ test('both hosts: the metrics parse as Prometheus text, name the same families a
   assert.deepEqual(seen.answers, { [row('validate', 'polar', '200')]: 1, [row('validate', 'store', '200')]: 1, [row('validate', 'polar', '422')]: 1 });
   assert.deepEqual(seen.calls, { '[]': 1 });
   assert.deepEqual(seen.budget, [BUDGET, RESERVE]);
+  assert.equal(seen.inFlight, 0);
   assert.equal(seen.storeUp, 1);
   for (const name of ['answers_total', 'polar_calls_total', 'polar_errors_total', 'budget_used', 'budget_refused_total', 'breaker_open', 'store_entries', 'requests_in_flight']) {
     assert.ok(seen.families.some((f) => f.startsWith(`polar_license_relay_${name} `)), `${name} in ${seen.families}`);

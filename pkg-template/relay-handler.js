@@ -224,17 +224,33 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // read sees over the storage's own (the core drops what it cached; never a change).
     const overlay = new Map();
     let seq = 0;
+    // The reads under way, each with the storage keys whose save ended while it ran: what it
+    // read of them may be older than that save, so they are left for the next round to read
+    // again (never loaded as absent over an entry saved meanwhile).
+    const reading = new Set();
+    const whileSaving = async (read) => {
+      const saved = new Set();
+      reading.add(saved);
+      try {
+        return [await read(), saved];
+      } finally {
+        reading.delete(saved);
+      }
+    };
     const readEntries = async (ids) => {
       const keys = ids.map((id) => `e:${id}`);
-      const stored = await storage.read(keys.filter((k) => !overlay.has(k)));
-      return ids.map((id, i) => {
+      const [stored, saved] = await whileSaving(() => storage.read(keys.filter((k) => !overlay.has(k))));
+      return ids.flatMap((id, i) => {
+        if (!overlay.has(keys[i]) && saved.has(keys[i])) return [];
         const entry = overlay.has(keys[i]) ? overlay.get(keys[i]).value : stored.get(keys[i]);
-        return entry === undefined ? { op: 'delete', id } : { op: 'put', id, entry };
+        return [entry === undefined ? { op: 'delete', id } : { op: 'put', id, entry }];
       });
     };
     const readRow = async (tag) => {
       const prefix = `i:${tag}|`;
-      const ids = new Set((await storage.list(prefix)).map((k) => k.slice(prefix.length)));
+      const [listed, saved] = await whileSaving(() => storage.list(prefix));
+      if ([...saved].some((k) => k.startsWith(prefix))) return null;
+      const ids = new Set(listed.map((k) => k.slice(prefix.length)));
       for (const [k, { value }] of overlay) {
         if (!k.startsWith(prefix)) continue;
         if (value === undefined) ids.delete(k.slice(prefix.length));
@@ -251,7 +267,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           const need = core.missing(head, body, Date.now());
           if (!need) return true;
           const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
-          core.load(JSON.stringify(entries), JSON.stringify(rows));
+          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)));
         }
       } catch (e) {
         console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
@@ -284,6 +300,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           for (const item of batch) {
             const key = storeKey(item);
             if (overlay.get(key)?.seq === item.seq) overlay.delete(key);
+            for (const saved of reading) saved.add(key);
           }
         } catch (e) {
           // Kept to be tried again, the last change of each key only (a storage that keeps

@@ -547,6 +547,42 @@ test("node: a Durable Object's store is read only for checks within the per-IP l
   assert.ok(reads <= asked * 4, `${reads} storage reads for ${asked} checks within the limit (${limited} over it)`);
 });
 
+test("node: a Durable Object's store: an entry read while another request saves it is read again, never cached as absent", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  // The next read of entries answers with what the storage held when it began, once let go.
+  let hold = null;
+  const get = fake.get.bind(fake);
+  fake.get = async (keys) => {
+    const then = await get(keys);
+    if (hold && Array.isArray(keys)) {
+      const wait = hold;
+      hold = null;
+      await wait;
+    }
+    return then;
+  };
+  // A cache of one: an entry leaves memory once another is saved (then only the storage knows it).
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { cacheEntries: 0 }, storage: durableStorage(fake) });
+  await direct(relay, '/nothing');
+  const key = newKey();
+  let release;
+  hold = new Promise((r) => (release = r));
+  const calls = polar.requestCount();
+  // A's read of the entry begins (nothing stored) and is held; B asks Polar and saves.
+  const a = direct(relay, VALIDATE, { body: validateBody(key) });
+  while (hold) await new Promise((r) => setTimeout(r, 5));
+  const b = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(b.source, 'polar', b.body);
+  // Another key's check: B's entry leaves the cache (of one).
+  assert.equal((await direct(relay, VALIDATE, { body: validateBody(newKey()) })).source, 'polar');
+  release();
+  const answered = await a;
+  assert.equal(answered.status, 200, answered.body);
+  assert.equal(answered.source, 'store', 'A reads the entry B saved, with no call of its own');
+  assert.equal(polar.requestCount() - calls, 2, "B's call and the other key's");
+});
+
 test("node: a Durable Object's store is read per key: a revocation refuses entries out of memory, and a restart reads no entry", async () => {
   const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
   const fake = fakeDurable();

@@ -12,7 +12,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { randomBytes } from 'node:crypto';
+import { createHmac, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { createRequire } from 'node:module';
@@ -485,6 +485,68 @@ function moved(before, after, name) {
   }
   return out;
 }
+
+const WEBHOOK_SECRET = 'whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw';
+
+/** A delivery's headers, signed as Polar signs it (Standard Webhooks, the base64 secret). */
+function signed(id, body) {
+  const ts = Math.floor(Date.now() / 1000);
+  const key = Buffer.from(WEBHOOK_SECRET.slice('whsec_'.length), 'base64');
+  const sig = createHmac('sha256', key).update(`${id}.${ts}.${body}`).digest('base64');
+  return { 'webhook-id': id, 'webhook-timestamp': String(ts), 'webhook-signature': `v1,${sig}` };
+}
+
+test('both hosts, webhooks on: /healthz and the metrics say when the last webhook came and count deliveries by outcome, alike', { skip }, async () => {
+  const keyFile = join(scratch, 'relay.key');
+  const native = await relayServe(
+    ['--signing-key', keyFile, '--port', '0', '--store', 'memory', '--webhook-secret', WEBHOOK_SECRET, '--webhook-silence', '3600', '--metrics-addr', '127.0.0.1:0', '--reconcile-every', '0'],
+    scratch,
+  );
+  assert.ok(native.url && native.metrics, `relay serve did not start: ${native.stderr}`);
+  let workers;
+  try {
+    workers = await relayUnderWorkerd({
+      port: await freePort(),
+      worker: storeWorker(`metricsPath: '${METRICS_PATH}',
+  metricsToken: '${METRICS_TOKEN}',
+  webhookSilence: 3600,
+  store: { webhookSecret: '${WEBHOOK_SECRET}' },`),
+      polarUrl,
+      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+      store: { dir: await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), uniqueKey: 'polar-relay-parity-webhooks' },
+      probe: VALIDATE,
+    });
+    const run = async (base, scrapeUrl, headers) => {
+      const heard = async () => (await (await fetch(`${base}/healthz`)).json()).webhooks;
+      const before = await heard();
+      const event = JSON.stringify({ type: 'customer.updated', timestamp: new Date().toISOString(), data: { id: 'cus-parity' } });
+      const delivered = await send(base, post('/v1/webhooks/polar', event, signed('evt-parity-1', event)));
+      const forged = await send(base, post('/v1/webhooks/polar', event, { ...signed('evt-parity-2', event), 'webhook-signature': 'v1,AAAA' }));
+      const after = await heard();
+      const metrics = scrape(await (await fetch(scrapeUrl, { headers })).text());
+      return {
+        before,
+        delivered: delivered.status,
+        forged: forged.status,
+        after: { ...after, seconds_since_last: after.seconds_since_last !== null && after.seconds_since_last < 60 ? 'recent' : after.seconds_since_last },
+        outcomes: metrics.polar_license_relay_webhooks_total?.samples,
+        silent: metrics.polar_license_relay_webhook_silent?.samples['[]'],
+        families: Object.keys(metrics).filter((n) => n.includes('webhook')).sort(),
+      };
+    };
+    const fromNative = await run(native.url, native.metrics, {});
+    const fromWorkers = await run(workers.url, `${workers.url}${METRICS_PATH}`, { authorization: `Bearer ${METRICS_TOKEN}` });
+    assert.deepEqual(fromWorkers, fromNative, 'the Workers relay answers as the native one');
+    assert.deepEqual(fromNative.before, { seconds_since_last: null, silence_seconds: 3600, silent: false });
+    assert.deepEqual([fromNative.delivered, fromNative.forged], [200, 401]);
+    assert.deepEqual(fromNative.after, { seconds_since_last: 'recent', silence_seconds: 3600, silent: false });
+    assert.deepEqual(fromNative.outcomes, { '[["outcome","accepted"]]': 1, '[["outcome","bad_signature"]]': 1 });
+    assert.equal(fromNative.silent, 0);
+  } finally {
+    await native.close();
+    await workers?.close();
+  }
+});
 
 test('npm relay: the metrics route is off by default, answers only with its bearer token, and is a path of its own', { skip }, async () => {
   const request = (path, headers = {}) => new Request(`http://relay.test${path}`, { headers });

@@ -448,7 +448,7 @@ fn lease_window<L: LicenseData>(
         benefit_id,
         machine.unwrap_or("\u{0}none"),
     ] {
-        id.push_str(&part.len().to_string());
+        crate::decimal::push_digits(&mut id, part.len() as u64);
         id.push(':');
         id.push_str(part);
     }
@@ -529,10 +529,12 @@ pub fn hold_lease<L: LicenseData>(
     };
     Err(Error::Protocol {
         status: Some(200),
-        detail: format!(
-            "signed mode: the grant came without a lease that verifies ({why}); is the base \
-             URL the seller's relay, and are its keys among the relay keys?"
-        ),
+        detail: [
+            "signed mode: the grant came without a lease that verifies (",
+            why.as_str(),
+            "); is the base URL the seller's relay, and are its keys among the relay keys?",
+        ]
+        .concat(),
     })
 }
 

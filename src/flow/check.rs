@@ -398,11 +398,13 @@ impl<L: Validated> Check<L> {
             // unverified rather than guess (a bug in the shell, never a grant).
             (state, given) => {
                 self.report = Some(CheckReport::of(CheckOutcome::Unverified(Error::Cache {
-                    detail: format!(
-                        "the check's shell answered {} in {}",
+                    detail: [
+                        "the check's shell answered ",
                         given.name(),
-                        state.name()
-                    ),
+                        " in ",
+                        state.name(),
+                    ]
+                    .concat(),
                 })));
                 match state {
                     State::Read

@@ -14,42 +14,14 @@ use polar_license_emulator::{
     DEMO_TOKEN_READ_ONLY,
 };
 use polar_license_relay::{Limits, Rate, Relay, RelayConfig, Running, ServeOptions};
+use polar_license_testkit::http::HttpAnswer as Answer;
+use polar_license_testkit::logs;
 use serde_json::{json, Value};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const OTHER_ORG: &str = "5e4f3a2b-1c0d-4e9f-8a7b-6c5d4e3f2a1b";
 const PUBLIC: &str = "/v1/customer-portal/license-keys/";
-
-// ---- Captured log lines (one logger per test process) -----------------------------------
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {}", record.level(), record.args());
-        LINES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        log::set_logger(&Capture).expect("the only logger");
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
-fn log_lines() -> Vec<String> {
-    LINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
 
 // ---- Set-up -------------------------------------------------------------------------------
 
@@ -89,7 +61,7 @@ fn rig_serving(
     base: Option<&str>,
     options: Option<ServeOptions>,
 ) -> Rig {
-    capture_logs();
+    logs::capture();
     let polar = Emulator::start(seed, Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("k1")).expect("a key");
     let keys = signing.relay_keys();
@@ -112,28 +84,6 @@ fn rig() -> Rig {
     rig_with(Seed::demo(), DEMO_TOKEN, generous(), None, None)
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -149,19 +99,7 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answe
         req = req.header(*k, *v);
     }
     let req = req.body(body.to_vec()).expect("a request");
-    let mut resp = agent().run(req).expect("an answer");
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_vec().unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    Answer::read(agent().run(req).expect("an answer"))
 }
 
 fn post(base: &str, op: &str, body: &Value) -> Answer {
@@ -517,7 +455,7 @@ fn a_refused_seller_token_is_502_and_an_error_line_never_showing_the_token() {
         assert!(r.headers.iter().all(|(_, v)| !v.contains(token)));
         assert_eq!(rig.polar.request_count(), 1);
     }
-    let lines = log_lines();
+    let lines = logs::lines();
     assert!(
         lines
             .iter()
@@ -829,7 +767,7 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
 fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     use polar_license::Transport;
     use polar_license_relay::{Now, RelayRequest, Signer, Step};
-    capture_logs();
+    logs::capture();
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("ext")).expect("a key");
     let keys = signing.relay_keys();
@@ -936,7 +874,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     assert_eq!(validated.status, 200);
     assert!(!leased);
     assert_eq!(validated.header(LEASE_HEADER), None);
-    assert!(log_lines().iter().any(|l| l.contains("does not verify")));
+    assert!(logs::lines().iter().any(|l| l.contains("does not verify")));
 
     // The same answers as the emulator's public routes for a denial and a 422; no lease.
     for (op, body) in [
@@ -1267,17 +1205,17 @@ fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
         clients.push(client);
         let round = std::time::Instant::now() + Duration::from_secs(1);
         while std::time::Instant::now() < round
-            && !log_lines().iter().any(|l| l.contains("(os error 24)"))
+            && !logs::lines().iter().any(|l| l.contains("(os error 24)"))
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if log_lines().iter().any(|l| l.contains("(os error 24)")) {
+        if logs::lines().iter().any(|l| l.contains("(os error 24)")) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the server's accept never failed: {:?}",
-            log_lines()
+            logs::lines()
         );
     }
     drop(files);

@@ -694,6 +694,14 @@ pub(crate) mod tests {
         }
     }
 
+    /// Polar's event `kind` about the license key `id`, delivered to `roster`.
+    fn event(roster: &Roster, kind: &str, id: &str) {
+        on_event(
+            roster,
+            &serde_json::json!({"type": kind, "data": {"properties": {"license_key_id": id}}}),
+        );
+    }
+
     fn page(keys: &[&str], max_page: u64) -> ReadAnswer {
         let items: Vec<serde_json::Value> =
             keys.iter().map(|k| serde_json::json!({"key": k})).collect();
@@ -729,15 +737,15 @@ pub(crate) mod tests {
         assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
-        on_event(
+        event(
             &s.roster,
-            &serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+            "benefit_grant.created",
+            "21bf892b-2e46-4f50-8060-8fdaf02aa482",
         );
-        on_event(
+        event(
             &s.roster,
-            &serde_json::json!({"type": "order.paid",
-                "data": {"properties": {"license_key_id": "31bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+            "order.paid",
+            "31bf892b-2e46-4f50-8060-8fdaf02aa482",
         );
         let refetch = r.roster_read(at(5_100)).expect("the refetch");
         assert_eq!(
@@ -752,10 +760,10 @@ pub(crate) mod tests {
         assert_eq!(r.roster_read(at(5_300)).err(), Some(Some(1_000)));
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
-        on_event(
+        event(
             &s.roster,
-            &serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": "41bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+            "benefit_grant.created",
+            "41bf892b-2e46-4f50-8060-8fdaf02aa482",
         );
         let refetch = r.roster_read(at(5_310)).expect("the refetch, not held");
         assert!(refetch
@@ -769,10 +777,10 @@ pub(crate) mod tests {
             ("granted", Some("2020-01-01T00:00:00Z")),
         ] {
             s.roster.learn(&Key::new("K-NEW".to_string()));
-            on_event(
+            event(
                 &s.roster,
-                &serde_json::json!({"type": "benefit_grant.revoked",
-                    "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+                "benefit_grant.revoked",
+                "21bf892b-2e46-4f50-8060-8fdaf02aa482",
             );
             let refetch = r.roster_read(at(70_000)).expect("the refetch");
             assert!(refetch

@@ -15,7 +15,7 @@ use polar_license_emulator::{
 };
 use polar_license_relay::{Limits, Rate, Relay, RelayConfig, Running, ServeOptions};
 use polar_license_testkit::http::HttpAnswer as Answer;
-use polar_license_testkit::logs;
+use polar_license_testkit::{leases, logs};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -487,37 +487,40 @@ fn until_429(url: &str, body: impl Fn(usize) -> Value) -> (u64, Answer) {
     panic!("no 429 in 20 requests");
 }
 
+/// The rig with `limits`, sent validates of `body` [`until_429`]: the 429 says `retry-after: 1`
+/// and Polar saw exactly the requests that went through. The rig, how many went through, and
+/// the 429.
+fn limited(limits: Limits, body: impl Fn(usize) -> Value) -> (Rig, u64, Answer) {
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
+    let (through, r) = until_429(&rig.url, body);
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+    assert_eq!(rig.polar.request_count(), through);
+    (rig, through, r)
+}
+
 #[test]
 fn the_per_ip_limit_answers_429_with_retry_after_and_no_call() {
-    let limits = Limits {
+    let keys = [DEMO_KEY, DEMO_KEY_USAGE, DEMO_KEY_NO_ACTIVATIONS];
+    let per_ip = Limits {
         per_ip: Rate::new(1, 2),
         ..generous()
     };
-    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
-    let keys = [DEMO_KEY, DEMO_KEY_USAGE, DEMO_KEY_NO_ACTIVATIONS];
-    let (through, r) = until_429(
-        &rig.url,
+    let (_rig, through, r) = limited(
+        per_ip,
         |i| json!({"key": keys[i % keys.len()], "organization_id": ORG}),
     );
     assert!(through >= 2, "{through}");
-    assert_eq!(
-        (r.status, r.header("retry-after"), r.body.len()),
-        (429, Some("1"), 0)
-    );
-    assert_eq!(rig.polar.request_count(), through);
+    assert_eq!(r.body.len(), 0);
 }
 
 #[test]
 fn the_per_key_limit_holds_one_key_back_and_not_the_others() {
-    let limits = Limits {
+    let v = |key: &str| json!({"key": key, "organization_id": ORG});
+    let per_key = Limits {
         per_key: Rate::new(1, 1),
         ..generous()
     };
-    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
-    let v = |key: &str| json!({"key": key, "organization_id": ORG});
-    let (through, r) = until_429(&rig.url, |_| v(DEMO_KEY));
-    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
-    assert_eq!(rig.polar.request_count(), through);
+    let (rig, through, _) = limited(per_key, |_| v(DEMO_KEY));
     // Another key right after: its own bucket.
     assert_eq!(post(&rig.url, "validate", &v(DEMO_KEY_USAGE)).status, 200);
     assert_eq!(rig.polar.request_count(), through + 1);
@@ -636,25 +639,13 @@ fn more_of_polars_rows_and_its_versions_replayed() {
         b[name] = value;
         b
     };
-    let (d, _) = replay(
-        &rig,
-        "validate",
-        with("benefit_id", json!(other)),
-        404,
-        false,
-    );
-    assert_eq!(
-        d.json()["detail"],
-        "License key does not match given benefit."
-    );
-    let (d, _) = replay(
-        &rig,
-        "validate",
-        with("customer_id", json!(other)),
-        404,
-        false,
-    );
-    assert_eq!(d.json()["detail"], "License key does not match given user.");
+    for (name, detail) in [
+        ("benefit_id", "License key does not match given benefit."),
+        ("customer_id", "License key does not match given user."),
+    ] {
+        let (d, _) = replay(&rig, "validate", with(name, json!(other)), 404, false);
+        assert_eq!(d.json()["detail"], detail, "{name}");
+    }
     let long_key = "k".repeat(41);
     replay(
         &rig,
@@ -733,16 +724,8 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
             "validate",
             &json!({"key": key, "organization_id": ORG}),
         );
-        let token = r.header(LEASE_HEADER).expect("a lease").to_string();
-        let k = Key::new(key);
-        let expect = LeaseExpect {
-            organization_id: ORG,
-            key: &k,
-            activation_id: None,
-            benefit_id: None,
-            machine: None,
-        };
-        lease::verify(&token, &rig.keys, &expect, rig::now(), 600).expect("verifies")
+        let token = r.header(LEASE_HEADER).expect("a lease");
+        leases::verify_plain(token, &rig.keys, ORG, key, rig::now()).expect("verifies")
     };
     let short = expect_for("SHORT-LIVED-KEY");
     assert_eq!(
@@ -961,7 +944,10 @@ const STALLED_HEAD: &str = "POST /v1/customer-portal/license-keys/validate HTTP/
 const PREFLIGHT: &str = "OPTIONS /v1/customer-portal/license-keys/validate HTTP/1.1\r\n\
     Host: relay\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n";
 
-fn rig_with_options(options: ServeOptions) -> Rig {
+/// The rig, its server's options the defaults as `set` changes them.
+fn rig_with_options(set: impl FnOnce(&mut ServeOptions)) -> Rig {
+    let mut options = ServeOptions::default();
+    set(&mut options);
     rig_serving(
         Seed::demo(),
         DEMO_TOKEN,
@@ -977,11 +963,15 @@ fn connect(base: &str) -> std::net::TcpStream {
     std::net::TcpStream::connect(addr).expect("the relay accepts the connection")
 }
 
-/// What a connection reads until the server closes it or `limit` passes: the bytes, and
-/// whether it was closed (end of stream or a reset; `false`: still open at `limit`).
-fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+/// How long a test waits for the server to close a connection (generous: every deadline the
+/// tests set is a second or a minute).
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a connection reads until the server closes it or [`CLOSE_WITHIN`] passes: the bytes,
+/// and whether it was closed (end of stream or a reset; `false`: still open then).
+fn read_until_closed(stream: &mut std::net::TcpStream) -> (Vec<u8>, bool) {
     use std::io::{ErrorKind, Read};
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = std::time::Instant::now() + CLOSE_WITHIN;
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -1021,11 +1011,11 @@ fn validate_patiently(base: &str, patience: Duration) -> Result<u16, ureq::Error
 
 #[test]
 fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
-    let mut options = ServeOptions::default();
-    options.header_timeout = Duration::from_secs(1);
-    options.body_timeout = Duration::from_secs(1);
-    options.concurrent_requests = 2;
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| {
+        o.header_timeout = Duration::from_secs(1);
+        o.body_timeout = Duration::from_secs(1);
+        o.concurrent_requests = 2;
+    });
     let started = std::time::Instant::now();
     // More stalled requests than requests handled at once (and than the 8 workers the
     // tiny_http server had), a little apart as a patient client sends them (tiny_http's
@@ -1051,7 +1041,7 @@ fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
 
     // Each stalled one: a 408, or closed, within a few seconds of its 1 s deadline.
     for (i, s) in stalled.iter_mut().enumerate() {
-        let (bytes, closed) = read_until_closed(s, Duration::from_secs(10));
+        let (bytes, closed) = read_until_closed(s);
         let text = String::from_utf8_lossy(&bytes);
         assert!(closed, "stalled connection {i} still open: {text:?}");
         assert!(
@@ -1068,13 +1058,11 @@ fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
 
 #[test]
 fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_timeout() {
-    let mut options = ServeOptions::default();
-    options.header_timeout = Duration::from_secs(1);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| o.header_timeout = Duration::from_secs(1));
 
     // Connects and sends nothing.
     let mut silent = connect(&rig.url);
-    let (bytes, closed) = read_until_closed(&mut silent, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut silent);
     assert!(
         closed,
         "a silent connection still open after 10 s: {bytes:?}"
@@ -1083,7 +1071,7 @@ fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_ti
     // One request answered, then nothing: the answer, then the close.
     let mut idle = connect(&rig.url);
     std::io::Write::write_all(&mut idle, PREFLIGHT.as_bytes()).expect("the request");
-    let (bytes, closed) = read_until_closed(&mut idle, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut idle);
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 204"), "{text:?}");
     assert!(
@@ -1094,17 +1082,17 @@ fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_ti
 
 #[test]
 fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
-    let mut options = ServeOptions::default();
-    options.max_connections = 4;
-    // Long enough that the idle connections below stay for the whole test.
-    options.header_timeout = Duration::from_secs(60);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| {
+        o.max_connections = 4;
+        // Long enough that the idle connections below stay for the whole test.
+        o.header_timeout = Duration::from_secs(60);
+    });
     let idle: Vec<_> = (0..4).map(|_| connect(&rig.url)).collect();
 
     // The fifth is closed at once (long before the idle ones' 60 s), and so is a client's
     // request: not answered.
     let mut fifth = connect(&rig.url);
-    let (bytes, closed) = read_until_closed(&mut fifth, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut fifth);
     assert!(closed, "a connection past the cap still open: {bytes:?}");
     assert!(bytes.is_empty(), "{bytes:?}");
     assert!(validate_patiently(&rig.url, Duration::from_secs(10)).is_err());
@@ -1122,9 +1110,7 @@ fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
 
 #[test]
 fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
-    let mut options = ServeOptions::default();
-    options.write_timeout = Duration::from_secs(1);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| o.write_timeout = Duration::from_secs(1));
     // Requests sent back to back and no answer read: once the socket buffers between the two
     // are full, the server's writes stall, and then it closes the connection (the client's
     // next write fails). Without a write timeout, the writes here would block for good (15 s).
@@ -1181,7 +1167,7 @@ fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
         return;
     }
 
-    let rig = rig_with_options(ServeOptions::default());
+    let rig = rig_with_options(|_| {});
     let request = PREFLIGHT.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
     // Every free descriptor taken, then one given back for a client's socket and any other
     // spare one taken again: the server has none left to accept with. (A descriptor another
@@ -1222,7 +1208,7 @@ fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
 
     // The last client, refused by a failed accept, is accepted and answered now.
     let last = clients.last_mut().expect("a client");
-    let (bytes, _) = read_until_closed(last, Duration::from_secs(10));
+    let (bytes, _) = read_until_closed(last);
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 204"), "not answered: {text:?}");
     let status = validate_patiently(&rig.url, Duration::from_secs(10));

@@ -1081,9 +1081,9 @@ impl Relay {
         } = pending;
         let op = *op;
         let machine = machine_of(checked);
-        match &self.signer {
-            SignWith::Key(signing_key) => match signing_key.sign(lease, machine.as_deref()) {
-                Ok(token) => {
+        let signed = match &self.signer {
+            SignWith::Key(signing_key) => {
+                signing_key.sign(lease, machine.as_deref()).map(|token| {
                     r.set(LEASE_HEADER, &token);
                     log::info!(
                         "relay: {} {} 200 (lease {} until {})",
@@ -1092,20 +1092,11 @@ impl Relay {
                         lease.id,
                         lease.expires_at
                     );
-                    (r, None)
-                }
-                Err(e) => {
-                    log::error!(
-                        "relay: {} {} 200 without a lease: {}",
-                        op.as_str(),
-                        key.redacted(),
-                        e.text()
-                    );
-                    (r, None)
-                }
-            },
-            SignWith::External { kid, .. } => match prepare(lease, kid, machine.as_deref()) {
-                Ok(unsigned) => {
+                    None
+                })
+            }
+            SignWith::External { kid, .. } => {
+                prepare(lease, kid, machine.as_deref()).map(|unsigned| {
                     log::info!(
                         "relay: {} {} 200 (lease {} until {}, to sign)",
                         op.as_str(),
@@ -1113,18 +1104,21 @@ impl Relay {
                         lease.id,
                         lease.expires_at
                     );
-                    (r, Some((unsigned, machine)))
-                }
-                Err(e) => {
-                    log::error!(
-                        "relay: {} {} 200 without a lease: {}",
-                        op.as_str(),
-                        key.redacted(),
-                        e.text()
-                    );
-                    (r, None)
-                }
-            },
+                    Some((unsigned, machine))
+                })
+            }
+        };
+        match signed {
+            Ok(unsigned) => (r, unsigned),
+            Err(e) => {
+                log::error!(
+                    "relay: {} {} 200 without a lease: {}",
+                    op.as_str(),
+                    key.redacted(),
+                    e.text()
+                );
+                (r, None)
+            }
         }
     }
 

@@ -1060,12 +1060,19 @@ fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
 fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_timeout() {
     let rig = rig_with_options(|o| o.header_timeout = Duration::from_secs(1));
 
-    // Connects and sends nothing.
+    // Connects and sends nothing: closed at the 1 s set, long before the default 10 s (the
+    // bound is generous for a loaded machine, and fails if the option were not applied).
+    let connected = std::time::Instant::now();
     let mut silent = connect(&rig.url);
     let (bytes, closed) = read_until_closed(&mut silent);
     assert!(
         closed,
         "a silent connection still open after 10 s: {bytes:?}"
+    );
+    assert!(
+        connected.elapsed() < Duration::from_secs(6),
+        "closed after {:?}, not at the header timeout set",
+        connected.elapsed()
     );
 
     // One request answered, then nothing: the answer, then the close.

@@ -4,29 +4,8 @@
 
 use polar_license::{ActivateRequest, GracePolicy, MachineBinding, ValidateRequest};
 use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, ScratchDir};
-use std::sync::Mutex;
+use polar_license_testkit::{licensing_builder, logs, ScratchDir};
 use std::time::Duration;
-
-/// Every record logged, as `LEVEL target: message`.
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        LINES.lock().unwrap().push(format!(
-            "{} {}: {}",
-            record.level(),
-            record.target(),
-            record.args()
-        ));
-    }
-    fn flush(&self) {}
-}
 
 /// One test (one logger per process): requests and decisions, redacted.
 #[test]
@@ -43,10 +22,9 @@ fn one_line_per_request_and_per_decision_and_keys_redacted() {
 
     // No logger yet: the library is silent (and the calls work the same).
     assert!(l.check(DEMO_KEY).is_licensed());
-    assert!(LINES.lock().unwrap().is_empty());
+    assert!(logs::lines().is_empty());
 
-    log::set_logger(&Capture).expect("the only logger");
-    log::set_max_level(log::LevelFilter::Trace);
+    logs::capture();
     polar.reset_request_count();
 
     assert!(l.check(DEMO_KEY).is_licensed()); // online
@@ -60,7 +38,7 @@ fn one_line_per_request_and_per_decision_and_keys_redacted() {
         .is_ok_and(|v| v.is_accepted()));
     assert!(l.deactivate(DEMO_KEY, None).is_ok_and(|v| v.is_accepted()));
 
-    let lines = LINES.lock().unwrap().clone();
+    let lines = logs::lines();
     for line in &lines {
         eprintln!("{line}");
     }

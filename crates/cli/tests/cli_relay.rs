@@ -2,11 +2,10 @@
 //! and what keygen prints, serve's banner, and a validate end to end through `relay serve` in
 //! front of `polar-license emulator`.
 
-use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey, LEASE_HEADER};
-use polar_license::Key;
+use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
 use polar_license_testkit::http::{self, HttpAnswer};
-use polar_license_testkit::{clean_command, expect_json_field, Launch, ScratchDir, Served};
+use polar_license_testkit::{clean_command, expect_json_field, leases, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::Output;
 use std::time::Duration;
@@ -172,18 +171,12 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
     let answer = HttpAnswer::read(resp);
     assert_eq!(answer.status, 200);
     let token = answer.header(LEASE_HEADER).expect("a lease").to_string();
-    let license_key = Key::new(DEMO_KEY);
-    let expect = LeaseExpect {
-        organization_id: DEMO_ORGANIZATION_ID,
-        key: &license_key,
-        activation_id: None,
-        benefit_id: None,
-        machine: None,
-    };
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64);
-    let lease = lease::verify(&token, &key.relay_keys(), &expect, now, 600).expect("verifies");
+    let keys = key.relay_keys();
+    let lease =
+        leases::verify_plain(&token, &keys, DEMO_ORGANIZATION_ID, DEMO_KEY, now).expect("verifies");
     assert_eq!(lease.kid, "k1");
     assert_eq!(lease.claims.expires_at - lease.claims.issued_at, 7 * 86_400);
 }

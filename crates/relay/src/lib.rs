@@ -1129,9 +1129,9 @@ impl Relay {
         } = pending;
         let op = *op;
         let machine = machine_of(checked);
-        match &self.signer {
-            SignWith::Key(signing_key) => match signing_key.sign(lease, machine.as_deref()) {
-                Ok(token) => {
+        let signed = match &self.signer {
+            SignWith::Key(signing_key) => {
+                signing_key.sign(lease, machine.as_deref()).map(|token| {
                     r.set(LEASE_HEADER, &token);
                     log::info!(
                         "relay: {} {} 200 (lease {} until {})",
@@ -1140,20 +1140,11 @@ impl Relay {
                         lease.id,
                         lease.expires_at
                     );
-                    (r, None)
-                }
-                Err(e) => {
-                    log::error!(
-                        "relay: {} {} 200 without a lease: {}",
-                        op.as_str(),
-                        key.redacted(),
-                        e.text()
-                    );
-                    (r, None)
-                }
-            },
-            SignWith::External { kid, .. } => match prepare(lease, kid, machine.as_deref()) {
-                Ok(unsigned) => {
+                    None
+                })
+            }
+            SignWith::External { kid, .. } => {
+                prepare(lease, kid, machine.as_deref()).map(|unsigned| {
                     log::info!(
                         "relay: {} {} 200 (lease {} until {}, to sign)",
                         op.as_str(),
@@ -1161,18 +1152,21 @@ impl Relay {
                         lease.id,
                         lease.expires_at
                     );
-                    (r, Some((unsigned, machine)))
-                }
-                Err(e) => {
-                    log::error!(
-                        "relay: {} {} 200 without a lease: {}",
-                        op.as_str(),
-                        key.redacted(),
-                        e.text()
-                    );
-                    (r, None)
-                }
-            },
+                    Some((unsigned, machine))
+                })
+            }
+        };
+        match signed {
+            Ok(unsigned) => (r, unsigned),
+            Err(e) => {
+                log::error!(
+                    "relay: {} {} 200 without a lease: {}",
+                    op.as_str(),
+                    key.redacted(),
+                    e.text()
+                );
+                (r, None)
+            }
         }
     }
 
@@ -1576,7 +1570,15 @@ mod tests {
     }
 
     /// A relay whose upstream grants nothing (404) and counts its calls.
-    fn counting(limits: Limits, ip_header: Option<&str>) -> (Relay, Arc<Mutex<u32>>) {
+    /// A relay limited `per_ip` and `per_key` (the client named by `ip_header` when given)
+    /// whose Polar answers every call 404, asked `reqs` (each at its clock in ms): each
+    /// answer's status and `retry-after`, and how many calls reached Polar.
+    fn limited(
+        per_ip: Rate,
+        per_key: Rate,
+        ip_header: Option<&str>,
+        reqs: &[(RelayRequest, u64)],
+    ) -> (Vec<(u16, Option<String>)>, u32) {
         let calls = Arc::new(Mutex::new(0u32));
         let count = Arc::clone(&calls);
         let transport = move |_: &HttpRequest| {
@@ -1592,11 +1594,23 @@ mod tests {
             AccessToken::new("t"),
             key,
         );
-        config.limits = limits;
+        config.limits = Limits {
+            per_ip,
+            per_key,
+            ..Limits::default()
+        };
         config.client_ip_header = ip_header.map(str::to_string);
         let relay =
             Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).expect("a relay");
-        (relay, calls)
+        let got = reqs
+            .iter()
+            .map(|(req, ms)| {
+                let r = relay.handle(req, at(*ms));
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+            .collect();
+        let calls = *calls.lock().unwrap_or_else(|e| e.into_inner());
+        (got, calls)
     }
 
     fn at(ms: u64) -> Now {
@@ -1606,32 +1620,26 @@ mod tests {
         }
     }
 
-    fn statuses(relay: &Relay, reqs: &[(RelayRequest, u64)]) -> Vec<(u16, Option<String>)> {
-        reqs.iter()
-            .map(|(req, ms)| {
-                let r = relay.handle(req, at(*ms));
-                (r.status, r.header("retry-after").map(str::to_string))
-            })
-            .collect()
-    }
-
     fn for_key(key: &str, ip: &str) -> RelayRequest {
         let mut req = validate(&format!(r#"{{"key":"{key}","organization_id":"{ORG}"}}"#));
         req.client_ip = ip.into();
         req
     }
 
+    /// No limit.
+    const OFF: Rate = Rate::new(0, 0);
+    /// 429, retry after a second.
+    fn refused() -> (u16, Option<String>) {
+        (429, Some("1".into()))
+    }
+
     #[test]
     fn the_per_ip_bucket_at_a_fixed_clock() {
-        let limits = Limits {
-            per_ip: Rate::new(1, 2),
-            per_key: Rate::new(0, 0),
-            ..Limits::default()
-        };
-        let (relay, calls) = counting(limits, None);
         let a = |key: &str| for_key(key, "192.0.2.1");
-        let got = statuses(
-            &relay,
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            None,
             &[
                 (a("K1"), 0),
                 (a("K2"), 0),
@@ -1647,25 +1655,21 @@ mod tests {
             vec![
                 none(404),
                 none(404),
-                (429, Some("1".into())),
+                refused(),
                 none(404),
-                (429, Some("1".into())),
+                refused(),
                 none(404)
             ]
         );
-        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 4);
+        assert_eq!(calls, 4);
     }
 
     #[test]
     fn an_ipv6_client_is_one_bucket_across_its_64() {
-        let limits = Limits {
-            per_ip: Rate::new(1, 2),
-            per_key: Rate::new(0, 0),
-            ..Limits::default()
-        };
-        let (relay, calls) = counting(limits, None);
-        let got = statuses(
-            &relay,
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            None,
             &[
                 (for_key("K1", "2001:db8:1:2::1"), 0),
                 (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
@@ -1677,19 +1681,15 @@ mod tests {
         );
         let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
         assert_eq!(statuses, vec![404, 404, 429, 404]);
-        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+        assert_eq!(calls, 3);
     }
 
     #[test]
     fn the_per_key_bucket_at_a_fixed_clock() {
-        let limits = Limits {
-            per_ip: Rate::new(0, 0),
-            per_key: Rate::new(2, 1),
-            ..Limits::default()
-        };
-        let (relay, calls) = counting(limits, None);
-        let got = statuses(
-            &relay,
+        let (got, calls) = limited(
+            OFF,
+            Rate::new(2, 1),
+            None,
             &[
                 (for_key("K1", "192.0.2.1"), 0),
                 (for_key("K1", "192.0.2.2"), 100),
@@ -1697,33 +1697,21 @@ mod tests {
                 (for_key("K1", "192.0.2.3"), 500),
             ],
         );
-        assert_eq!(
-            got,
-            vec![
-                (404, None),
-                (429, Some("1".into())),
-                (404, None),
-                (404, None)
-            ]
-        );
-        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
+        assert_eq!(calls, 3);
     }
 
     #[test]
     fn behind_a_proxy_its_own_entry_names_the_client() {
-        let limits = Limits {
-            per_ip: Rate::new(1, 1),
-            per_key: Rate::new(0, 0),
-            ..Limits::default()
-        };
-        let (relay, calls) = counting(limits, Some("x-forwarded-for"));
         let via = |chain: &str| {
             let mut req = for_key("K1", "10.0.0.254");
             req.headers.push(("X-Forwarded-For".into(), chain.into()));
             req
         };
-        let got = statuses(
-            &relay,
+        let (got, calls) = limited(
+            Rate::new(1, 1),
+            OFF,
+            Some("x-forwarded-for"),
             &[
                 (via("6.6.6.6, 198.51.100.7"), 0),
                 // The client's own entries change nothing: the proxy's (the last) is the same.
@@ -1733,16 +1721,8 @@ mod tests {
                 (for_key("K1", "10.0.0.254"), 0),
             ],
         );
-        assert_eq!(
-            got,
-            vec![
-                (404, None),
-                (429, Some("1".into())),
-                (404, None),
-                (404, None)
-            ]
-        );
-        assert_eq!(*calls.lock().unwrap_or_else(|e| e.into_inner()), 3);
+        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
+        assert_eq!(calls, 3);
     }
 
     /// `cors_origins`: an allowed page gets its origin back (and `vary: origin`), any other

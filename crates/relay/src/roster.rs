@@ -694,6 +694,28 @@ pub(crate) mod tests {
         }
     }
 
+    /// The license key id of the key bought in the tests (K-NEW).
+    const NEW_KEY_ID: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+
+    /// The relay's next read, which must be the refetch of the key `id` (no page before it).
+    fn refetch_of(r: &Relay, now: Now, id: &str) -> Read {
+        let read = r.roster_read(now).expect("the refetch, not held");
+        assert!(
+            read.url.ends_with(&format!("/v1/license-keys/{id}")),
+            "{}",
+            read.url
+        );
+        read
+    }
+
+    /// Polar's event `kind` about the license key `id`, delivered to `roster`.
+    fn event(roster: &Roster, kind: &str, id: &str) {
+        on_event(
+            roster,
+            &serde_json::json!({"type": kind, "data": {"properties": {"license_key_id": id}}}),
+        );
+    }
+
     fn page(keys: &[&str], max_page: u64) -> ReadAnswer {
         let items: Vec<serde_json::Value> =
             keys.iter().map(|k| serde_json::json!({"key": k})).collect();
@@ -729,20 +751,16 @@ pub(crate) mod tests {
         assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
-        on_event(
+        event(&s.roster, "benefit_grant.created", NEW_KEY_ID);
+        event(
             &s.roster,
-            &serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
-        );
-        on_event(
-            &s.roster,
-            &serde_json::json!({"type": "order.paid",
-                "data": {"properties": {"license_key_id": "31bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
+            "order.paid",
+            "31bf892b-2e46-4f50-8060-8fdaf02aa482",
         );
         let refetch = r.roster_read(at(5_100)).expect("the refetch");
         assert_eq!(
             refetch.url,
-            "http://127.0.0.1:9/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"
+            format!("http://127.0.0.1:9/v1/license-keys/{NEW_KEY_ID}")
         );
         let body =
             serde_json::json!({"key": "K-NEW", "status": "granted", "activations": []}).to_string();
@@ -752,15 +770,9 @@ pub(crate) mod tests {
         assert_eq!(r.roster_read(at(5_300)).err(), Some(Some(1_000)));
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
-        on_event(
-            &s.roster,
-            &serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": "41bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
-        );
-        let refetch = r.roster_read(at(5_310)).expect("the refetch, not held");
-        assert!(refetch
-            .url
-            .ends_with("41bf892b-2e46-4f50-8060-8fdaf02aa482"));
+        let other = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
+        event(&s.roster, "benefit_grant.created", other);
+        let _not_answered = refetch_of(&r, at(5_310), other);
         // A revocation's webhook: the key refetched, and forgotten as Polar no longer grants
         // it (a disabled or expired key too); a grant of it later makes it known again.
         for (status, expires_at) in [
@@ -769,15 +781,8 @@ pub(crate) mod tests {
             ("granted", Some("2020-01-01T00:00:00Z")),
         ] {
             s.roster.learn(&Key::new("K-NEW".to_string()));
-            on_event(
-                &s.roster,
-                &serde_json::json!({"type": "benefit_grant.revoked",
-                    "data": {"properties": {"license_key_id": "21bf892b-2e46-4f50-8060-8fdaf02aa482"}}}),
-            );
-            let refetch = r.roster_read(at(70_000)).expect("the refetch");
-            assert!(refetch
-                .url
-                .ends_with("/v1/license-keys/21bf892b-2e46-4f50-8060-8fdaf02aa482"));
+            event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID);
+            let refetch = refetch_of(&r, at(70_000), NEW_KEY_ID);
             let body =
                 serde_json::json!({"key": "K-NEW", "status": status, "expires_at": expires_at});
             r.roster_answered(

@@ -203,28 +203,19 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
     };
     let (stop, stopped) = watch::channel(false);
     server.relay.check_webhooks(now(server.started));
-    // The roster's reads (crate::roster): on a thread of their own, start-up never waits.
-    let roster = {
-        let relay = Arc::clone(&server.relay);
-        let started = server.started;
-        let stopped = stopped.clone();
-        std::thread::Builder::new()
-            .name("relay-roster".to_string())
-            .spawn(move || {
-                crate::roster::run(&relay, || now(started), || *stopped.borrow());
-            })?
-    };
-    // The reconcile's reads (crate::reconcile), on a thread of their own too.
-    let reconcile = {
-        let relay = Arc::clone(&server.relay);
-        let started = server.started;
-        let stopped = stopped.clone();
-        std::thread::Builder::new()
-            .name("relay-reconcile".to_string())
-            .spawn(move || {
-                crate::reconcile::run(&relay, || now(started), || *stopped.borrow());
-            })?
-    };
+    // The roster's reads (crate::roster) and the reconcile's (crate::reconcile): each on a
+    // thread of its own, start-up never waits.
+    let roster = spawn_worker(&server, "relay-roster", &stopped, |relay, clock, stop| {
+        crate::roster::run(relay, clock, stop);
+    })?;
+    let reconcile = spawn_worker(
+        &server,
+        "relay-reconcile",
+        &stopped,
+        |relay, clock, stop| {
+            crate::reconcile::run(relay, clock, stop);
+        },
+    )?;
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
@@ -245,6 +236,22 @@ pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::R
         roster: Some(roster),
         reconcile: Some(reconcile),
     })
+}
+
+/// A worker's thread (the roster's or the reconcile's reads of Polar): `run` is given the
+/// relay, the server's clock, and whether the server was told to stop.
+fn spawn_worker(
+    server: &Server,
+    name: &str,
+    stopped: &watch::Receiver<bool>,
+    run: impl FnOnce(&Relay, &dyn Fn() -> Now, &dyn Fn() -> bool) + Send + 'static,
+) -> std::io::Result<JoinHandle<()>> {
+    let relay = Arc::clone(&server.relay);
+    let started = server.started;
+    let stopped = stopped.clone();
+    std::thread::Builder::new()
+        .name(name.to_string())
+        .spawn(move || run(&relay, &|| now(started), &|| *stopped.borrow()))
 }
 
 /// How [`Server::accept`] serves a listener.

@@ -39,6 +39,16 @@ fn validate(url: &str, key: &str) -> Answer {
     }
 }
 
+/// Each key validated on a thread of its own, all at once.
+fn validate_at_once(url: &str, keys: &[String]) -> Vec<std::thread::JoinHandle<Answer>> {
+    keys.iter()
+        .map(|k| {
+            let (url, k) = (url.to_string(), k.clone());
+            std::thread::spawn(move || validate(&url, &k))
+        })
+        .collect()
+}
+
 fn get(url: &str) -> Value {
     let mut resp = agent().get(url).call().expect("an answer");
     serde_json::from_str(&resp.body_mut().read_to_string().expect("a body")).expect("JSON")
@@ -59,29 +69,26 @@ fn key(polar: &Emulator, name: &str) -> String {
     key
 }
 
+/// The relay in front of `polar` (a store in memory whose grants are fresh for `fresh_for`
+/// seconds), its breaker and server options, each call to Polar given `timeout`.
 fn start(
     polar: &Emulator,
-    options: StoreOptions,
-    breaker: BreakerOptions,
-    serve: ServeOptions,
-) -> Running {
-    start_with_timeout(polar, options, breaker, serve, Duration::from_secs(10))
-}
-
-/// [`start`] with the relay's timeout for each call to Polar.
-fn start_with_timeout(
-    polar: &Emulator,
-    options: StoreOptions,
+    fresh_for: u64,
     breaker: BreakerOptions,
     serve: ServeOptions,
     timeout: Duration,
 ) -> Running {
+    let mut options = StoreOptions::default();
+    options.fresh_for = fresh_for;
     let mut config = rig::config(polar.url(), "slow");
     config.limits = rig::unlimited();
     config.breaker = breaker;
     config.store = rig::store(rig::memory(1_000), options, Some(SECRET.into()));
     rig::listen(rig::relay(config, rig::upstream(timeout)), serve)
 }
+
+/// The relay's timeout for a call to Polar unless a test says otherwise.
+const TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Polar answering every call after 5 s (the 20 s, scaled down), eight stored keys
 /// past `fresh_for` asked at once (every one of the relay's eight slots for calls held), a signed
@@ -93,10 +100,8 @@ fn start_with_timeout(
 #[test]
 fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
     let polar = rig::emulator();
-    let mut options = StoreOptions::default();
-    options.fresh_for = 4;
     let serve = ServeOptions::default();
-    let relay = start(&polar, options, BreakerOptions::default(), serve);
+    let relay = start(&polar, 4, BreakerOptions::default(), serve, TIMEOUT);
     let url = relay.url();
     let keys: Vec<String> = (0..8).map(|i| key(&polar, &format!("K{i}"))).collect();
     for k in &keys {
@@ -111,13 +116,7 @@ fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
 
     polar.set_fault(Some(Fault::Delay { ms: 5_000 }));
     let slow_from = Instant::now();
-    let checks: Vec<_> = keys
-        .iter()
-        .map(|k| {
-            let (url, k) = (url.clone(), k.clone());
-            std::thread::spawn(move || validate(&url, &k))
-        })
-        .collect();
+    let checks = validate_at_once(&url, &keys);
     std::thread::sleep(Duration::from_millis(500));
     let (webhook, webhook_took) = deliver(&url, "msg_slow_1");
     let store_hit = validate(&url, &fresh);
@@ -185,15 +184,13 @@ fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
 #[test]
 fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
     let polar = rig::emulator();
-    let mut options = StoreOptions::default();
-    options.fresh_for = 1;
     let mut serve = ServeOptions::default();
     serve.metrics_addr = Some("127.0.0.1:0".into());
     let breaker = BreakerOptions {
         failures: 3,
         open_for_ms: 1_500,
     };
-    let relay = start(&polar, options, breaker, serve);
+    let relay = start(&polar, 1, breaker, serve, TIMEOUT);
     let url = relay.url();
     let health = format!("{url}/healthz");
     let metrics = relay.metrics_url().expect("a metrics listener");
@@ -258,15 +255,13 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
 #[test]
 fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     let polar = rig::emulator();
-    let mut options = StoreOptions::default();
-    options.fresh_for = 1;
     let mut serve = ServeOptions::default();
     serve.concurrent_requests = 2;
     let breaker = BreakerOptions {
         failures: 2,
         open_for_ms: 60_000,
     };
-    let relay = start_with_timeout(&polar, options, breaker, serve, Duration::from_secs(1));
+    let relay = start(&polar, 1, breaker, serve, Duration::from_secs(1));
     let url = relay.url();
     let keys: Vec<String> = (0..6).map(|i| key(&polar, &format!("T{i}"))).collect();
     for k in &keys {
@@ -275,13 +270,7 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     std::thread::sleep(Duration::from_millis(1_100));
     let before = polar.request_count();
     polar.set_fault(Some(Fault::Delay { ms: 3_000 }));
-    let checks: Vec<_> = keys
-        .iter()
-        .map(|k| {
-            let (url, k) = (url.clone(), k.clone());
-            std::thread::spawn(move || validate(&url, &k))
-        })
-        .collect();
+    let checks = validate_at_once(&url, &keys);
     for (i, t) in checks.into_iter().enumerate() {
         let a = t.join().expect("a check");
         assert_eq!((a.status, a.source.as_str()), (200, "stale"), "key {i}");

@@ -184,43 +184,25 @@ fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
             "polar_license_relay_answers_total{{route=\"{route}\",source=\"{source}\",status=\"{status}\"}}"
         )
     };
-    assert_eq!(at(&after, &v("validate", "polar", "200")), 2.0);
-    assert_eq!(at(&after, &v("validate", "store", "200")), 1.0);
-    assert_eq!(at(&after, &v("validate", "polar", "503")), 1.0);
-    assert_eq!(at(&after, &v("validate", "polar", "429")), 1.0);
-    assert_eq!(at(&after, "polar_license_relay_polar_calls_total"), 3.0);
-    assert_eq!(
-        at(
-            &after,
-            "polar_license_relay_polar_errors_total{kind=\"server_error\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        at(
-            &after,
-            "polar_license_relay_polar_errors_total{kind=\"unreachable\"}"
-        ),
-        0.0
-    );
-    assert_eq!(at(&after, "polar_license_relay_budget_used"), 3.0);
-    assert_eq!(at(&after, "polar_license_relay_budget_refused_total"), 1.0);
-    assert_eq!(
-        at(
-            &after,
-            "polar_license_relay_webhooks_total{outcome=\"accepted\"}"
-        ),
-        1.0
-    );
-    assert_eq!(
-        at(
-            &after,
-            "polar_license_relay_webhooks_total{outcome=\"bad_signature\"}"
-        ),
-        1.0
-    );
-    assert_eq!(at(&after, "polar_license_relay_webhook_silent"), 0.0);
-    assert_eq!(at(&after, "polar_license_relay_store_entries"), 2.0);
+    let m = |name: &str| format!("polar_license_relay_{name}");
+    let want = [
+        (v("validate", "polar", "200"), 2.0),
+        (v("validate", "store", "200"), 1.0),
+        (v("validate", "polar", "503"), 1.0),
+        (v("validate", "polar", "429"), 1.0),
+        (m("polar_calls_total"), 3.0),
+        (m("polar_errors_total{kind=\"server_error\"}"), 1.0),
+        (m("polar_errors_total{kind=\"unreachable\"}"), 0.0),
+        (m("budget_used"), 3.0),
+        (m("budget_refused_total"), 1.0),
+        (m("webhooks_total{outcome=\"accepted\"}"), 1.0),
+        (m("webhooks_total{outcome=\"bad_signature\"}"), 1.0),
+        (m("webhook_silent"), 0.0),
+        (m("store_entries"), 2.0),
+    ];
+    for (name, value) in want {
+        assert_eq!(at(&after, &name), value, "{name}");
+    }
     assert_eq!(
         polar.request_count(),
         3,

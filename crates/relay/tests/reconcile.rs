@@ -10,7 +10,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, DEMO_ORGANIZATION_ID};
+use polar_license_emulator::{Emulator, KeyUpdate, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
     Backend, Entry, JournalBackend, Mark, MemoryBackend, RedbBackend, StoreOptions,
 };
@@ -66,6 +66,15 @@ fn sum(m: &HashMap<String, f64>, prefix: &str) -> f64 {
         .sum()
 }
 
+/// Waits (30 s at most) until the metrics starting with `prefix` count at least one; fails
+/// the test past that.
+fn counted(relay: &Running, prefix: &str) {
+    let seen = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        sum(&metrics(relay), prefix) >= 1.0
+    });
+    assert!(seen, "nothing counted as {prefix}");
+}
+
 /// A key granted and stored, then revoked (and another disabled) in Polar with no webhook
 /// delivered: within the reconcile's interval (1 s here) the relay refuses each from the store,
 /// Polar's "no longer active", and no client check reached Polar meanwhile: the reconcile's
@@ -116,14 +125,10 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
         assert_eq!(body["detail"], "License key is no longer active.");
         assert!(last.lease.is_none());
     }
-    assert!(rig::wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || sum(
-            &metrics(&relay),
-            "polar_license_relay_reconcile_calls_total{outcome=\"granted\""
-        ) >= 1.0
-    ));
+    counted(
+        &relay,
+        "polar_license_relay_reconcile_calls_total{outcome=\"granted\"",
+    );
     // The key still granted is still answered from the store: a reconcile never takes away
     // what Polar grants, nor makes it fresh.
     let still = rig::validate_at(&a, &relay.url(), &kept, &[]);
@@ -165,14 +170,7 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
 /// answers 429. A reconcile that ignored the budget (6 calls a second) would push Polar over.
 #[test]
 fn the_reconcile_spends_only_idle_budget() {
-    let polar = Emulator::start(
-        Seed::demo(),
-        Options {
-            token_budget: Some(40),
-            ..Options::default()
-        },
-    )
-    .expect("emulator");
+    let polar = rig::budgeted_emulator(40);
     let mut options = StoreOptions::default();
     options.budget = 40;
     options.reserve = 10;
@@ -190,14 +188,7 @@ fn the_reconcile_spends_only_idle_budget() {
     // The reconcile's turns: each key comes due every 2 s, for 6 s. It stops once 8 calls of
     // the window are used (2, when the 6 stores came first; at most 7 had it begun after the
     // first): unbounded, it would make 3 a second.
-    assert!(rig::wait_until(
-        Duration::from_secs(30),
-        Duration::from_millis(100),
-        || sum(
-            &metrics(&relay),
-            "polar_license_relay_reconcile_calls_total"
-        ) >= 1.0
-    ));
+    counted(&relay, "polar_license_relay_reconcile_calls_total");
     std::thread::sleep(Duration::from_secs(6));
     let reconciled = sum(
         &metrics(&relay),

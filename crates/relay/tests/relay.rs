@@ -14,42 +14,14 @@ use polar_license_emulator::{
     DEMO_TOKEN_READ_ONLY,
 };
 use polar_license_relay::{Limits, Rate, Relay, RelayConfig, Running, ServeOptions};
+use polar_license_testkit::http::HttpAnswer as Answer;
+use polar_license_testkit::{leases, logs};
 use serde_json::{json, Value};
-use std::sync::{Mutex, OnceLock};
 use std::time::Duration;
 
 const ORG: &str = DEMO_ORGANIZATION_ID;
 const OTHER_ORG: &str = "5e4f3a2b-1c0d-4e9f-8a7b-6c5d4e3f2a1b";
 const PUBLIC: &str = "/v1/customer-portal/license-keys/";
-
-// ---- Captured log lines (one logger per test process) -----------------------------------
-
-static LINES: Mutex<Vec<String>> = Mutex::new(Vec::new());
-
-struct Capture;
-
-impl log::Log for Capture {
-    fn enabled(&self, _: &log::Metadata<'_>) -> bool {
-        true
-    }
-    fn log(&self, record: &log::Record<'_>) {
-        let line = format!("{} {}", record.level(), record.args());
-        LINES.lock().unwrap_or_else(|e| e.into_inner()).push(line);
-    }
-    fn flush(&self) {}
-}
-
-fn capture_logs() {
-    static ONCE: OnceLock<()> = OnceLock::new();
-    ONCE.get_or_init(|| {
-        log::set_logger(&Capture).expect("the only logger");
-        log::set_max_level(log::LevelFilter::Trace);
-    });
-}
-
-fn log_lines() -> Vec<String> {
-    LINES.lock().unwrap_or_else(|e| e.into_inner()).clone()
-}
 
 // ---- Set-up -------------------------------------------------------------------------------
 
@@ -89,7 +61,7 @@ fn rig_serving(
     base: Option<&str>,
     options: Option<ServeOptions>,
 ) -> Rig {
-    capture_logs();
+    logs::capture();
     let polar = Emulator::start(seed, Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("k1")).expect("a key");
     let keys = signing.relay_keys();
@@ -112,28 +84,6 @@ fn rig() -> Rig {
     rig_with(Seed::demo(), DEMO_TOKEN, generous(), None, None)
 }
 
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    headers: Vec<(String, String)>,
-    body: Vec<u8>,
-}
-
-impl Answer {
-    fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-    }
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-    fn text(&self) -> String {
-        String::from_utf8_lossy(&self.body).into_owned()
-    }
-}
-
 fn agent() -> ureq::Agent {
     ureq::Agent::config_builder()
         .http_status_as_error(false)
@@ -149,19 +99,7 @@ fn send(method: &str, url: &str, headers: &[(&str, &str)], body: &[u8]) -> Answe
         req = req.header(*k, *v);
     }
     let req = req.body(body.to_vec()).expect("a request");
-    let mut resp = agent().run(req).expect("an answer");
-    let headers = resp
-        .headers()
-        .iter()
-        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or("").to_string()))
-        .collect();
-    let status = resp.status().as_u16();
-    let body = resp.body_mut().read_to_vec().unwrap_or_default();
-    Answer {
-        status,
-        headers,
-        body,
-    }
+    Answer::read(agent().run(req).expect("an answer"))
 }
 
 fn post(base: &str, op: &str, body: &Value) -> Answer {
@@ -517,7 +455,7 @@ fn a_refused_seller_token_is_502_and_an_error_line_never_showing_the_token() {
         assert!(r.headers.iter().all(|(_, v)| !v.contains(token)));
         assert_eq!(rig.polar.request_count(), 1);
     }
-    let lines = log_lines();
+    let lines = logs::lines();
     assert!(
         lines
             .iter()
@@ -549,37 +487,40 @@ fn until_429(url: &str, body: impl Fn(usize) -> Value) -> (u64, Answer) {
     panic!("no 429 in 20 requests");
 }
 
+/// The rig with `limits`, sent validates of `body` [`until_429`]: the 429 says `retry-after: 1`
+/// and Polar saw exactly the requests that went through. The rig, how many went through, and
+/// the 429.
+fn limited(limits: Limits, body: impl Fn(usize) -> Value) -> (Rig, u64, Answer) {
+    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
+    let (through, r) = until_429(&rig.url, body);
+    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+    assert_eq!(rig.polar.request_count(), through);
+    (rig, through, r)
+}
+
 #[test]
 fn the_per_ip_limit_answers_429_with_retry_after_and_no_call() {
-    let limits = Limits {
+    let keys = [DEMO_KEY, DEMO_KEY_USAGE, DEMO_KEY_NO_ACTIVATIONS];
+    let per_ip = Limits {
         per_ip: Rate::new(1, 2),
         ..generous()
     };
-    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
-    let keys = [DEMO_KEY, DEMO_KEY_USAGE, DEMO_KEY_NO_ACTIVATIONS];
-    let (through, r) = until_429(
-        &rig.url,
+    let (_rig, through, r) = limited(
+        per_ip,
         |i| json!({"key": keys[i % keys.len()], "organization_id": ORG}),
     );
     assert!(through >= 2, "{through}");
-    assert_eq!(
-        (r.status, r.header("retry-after"), r.body.len()),
-        (429, Some("1"), 0)
-    );
-    assert_eq!(rig.polar.request_count(), through);
+    assert_eq!(r.body.len(), 0);
 }
 
 #[test]
 fn the_per_key_limit_holds_one_key_back_and_not_the_others() {
-    let limits = Limits {
+    let v = |key: &str| json!({"key": key, "organization_id": ORG});
+    let per_key = Limits {
         per_key: Rate::new(1, 1),
         ..generous()
     };
-    let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
-    let v = |key: &str| json!({"key": key, "organization_id": ORG});
-    let (through, r) = until_429(&rig.url, |_| v(DEMO_KEY));
-    assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
-    assert_eq!(rig.polar.request_count(), through);
+    let (rig, through, _) = limited(per_key, |_| v(DEMO_KEY));
     // Another key right after: its own bucket.
     assert_eq!(post(&rig.url, "validate", &v(DEMO_KEY_USAGE)).status, 200);
     assert_eq!(rig.polar.request_count(), through + 1);
@@ -698,25 +639,13 @@ fn more_of_polars_rows_and_its_versions_replayed() {
         b[name] = value;
         b
     };
-    let (d, _) = replay(
-        &rig,
-        "validate",
-        with("benefit_id", json!(other)),
-        404,
-        false,
-    );
-    assert_eq!(
-        d.json()["detail"],
-        "License key does not match given benefit."
-    );
-    let (d, _) = replay(
-        &rig,
-        "validate",
-        with("customer_id", json!(other)),
-        404,
-        false,
-    );
-    assert_eq!(d.json()["detail"], "License key does not match given user.");
+    for (name, detail) in [
+        ("benefit_id", "License key does not match given benefit."),
+        ("customer_id", "License key does not match given user."),
+    ] {
+        let (d, _) = replay(&rig, "validate", with(name, json!(other)), 404, false);
+        assert_eq!(d.json()["detail"], detail, "{name}");
+    }
     let long_key = "k".repeat(41);
     replay(
         &rig,
@@ -795,16 +724,8 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
             "validate",
             &json!({"key": key, "organization_id": ORG}),
         );
-        let token = r.header(LEASE_HEADER).expect("a lease").to_string();
-        let k = Key::new(key);
-        let expect = LeaseExpect {
-            organization_id: ORG,
-            key: &k,
-            activation_id: None,
-            benefit_id: None,
-            machine: None,
-        };
-        lease::verify(&token, &rig.keys, &expect, rig::now(), 600).expect("verifies")
+        let token = r.header(LEASE_HEADER).expect("a lease");
+        leases::verify_plain(token, &rig.keys, ORG, key, rig::now()).expect("verifies")
     };
     let short = expect_for("SHORT-LIVED-KEY");
     assert_eq!(
@@ -829,7 +750,7 @@ fn a_lease_ends_with_the_license_when_that_comes_first() {
 fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     use polar_license::Transport;
     use polar_license_relay::{Now, RelayRequest, Signer, Step};
-    capture_logs();
+    logs::capture();
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
     let signing = SigningKey::generate(Some("ext")).expect("a key");
     let keys = signing.relay_keys();
@@ -936,7 +857,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     assert_eq!(validated.status, 200);
     assert!(!leased);
     assert_eq!(validated.header(LEASE_HEADER), None);
-    assert!(log_lines().iter().any(|l| l.contains("does not verify")));
+    assert!(logs::lines().iter().any(|l| l.contains("does not verify")));
 
     // The same answers as the emulator's public routes for a denial and a 422; no lease.
     for (op, body) in [
@@ -1080,7 +1001,10 @@ const STALLED_HEAD: &str = "POST /v1/customer-portal/license-keys/validate HTTP/
 const PREFLIGHT: &str = "OPTIONS /v1/customer-portal/license-keys/validate HTTP/1.1\r\n\
     Host: relay\r\nOrigin: https://app.example\r\nAccess-Control-Request-Method: POST\r\n\r\n";
 
-fn rig_with_options(options: ServeOptions) -> Rig {
+/// The rig, its server's options the defaults as `set` changes them.
+fn rig_with_options(set: impl FnOnce(&mut ServeOptions)) -> Rig {
+    let mut options = ServeOptions::default();
+    set(&mut options);
     rig_serving(
         Seed::demo(),
         DEMO_TOKEN,
@@ -1096,11 +1020,15 @@ fn connect(base: &str) -> std::net::TcpStream {
     std::net::TcpStream::connect(addr).expect("the relay accepts the connection")
 }
 
-/// What a connection reads until the server closes it or `limit` passes: the bytes, and
-/// whether it was closed (end of stream or a reset; `false`: still open at `limit`).
-fn read_until_closed(stream: &mut std::net::TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+/// How long a test waits for the server to close a connection (generous: every deadline the
+/// tests set is a second or a minute).
+const CLOSE_WITHIN: Duration = Duration::from_secs(10);
+
+/// What a connection reads until the server closes it or [`CLOSE_WITHIN`] passes: the bytes,
+/// and whether it was closed (end of stream or a reset; `false`: still open then).
+fn read_until_closed(stream: &mut std::net::TcpStream) -> (Vec<u8>, bool) {
     use std::io::{ErrorKind, Read};
-    let deadline = std::time::Instant::now() + limit;
+    let deadline = std::time::Instant::now() + CLOSE_WITHIN;
     let mut bytes = Vec::new();
     let mut chunk = [0u8; 4096];
     loop {
@@ -1140,11 +1068,11 @@ fn validate_patiently(base: &str, patience: Duration) -> Result<u16, ureq::Error
 
 #[test]
 fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
-    let mut options = ServeOptions::default();
-    options.header_timeout = Duration::from_secs(1);
-    options.body_timeout = Duration::from_secs(1);
-    options.concurrent_requests = 2;
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| {
+        o.header_timeout = Duration::from_secs(1);
+        o.body_timeout = Duration::from_secs(1);
+        o.concurrent_requests = 2;
+    });
     let started = std::time::Instant::now();
     // More stalled requests than requests handled at once (and than the 8 workers the
     // tiny_http server had), a little apart as a patient client sends them (tiny_http's
@@ -1170,7 +1098,7 @@ fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
 
     // Each stalled one: a 408, or closed, within a few seconds of its 1 s deadline.
     for (i, s) in stalled.iter_mut().enumerate() {
-        let (bytes, closed) = read_until_closed(s, Duration::from_secs(10));
+        let (bytes, closed) = read_until_closed(s);
         let text = String::from_utf8_lossy(&bytes);
         assert!(closed, "stalled connection {i} still open: {text:?}");
         assert!(
@@ -1187,22 +1115,27 @@ fn stalled_bodies_hold_no_worker_and_get_408_at_their_deadline() {
 
 #[test]
 fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_timeout() {
-    let mut options = ServeOptions::default();
-    options.header_timeout = Duration::from_secs(1);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| o.header_timeout = Duration::from_secs(1));
 
-    // Connects and sends nothing.
+    // Connects and sends nothing: closed at the 1 s set, long before the default 10 s (the
+    // bound is generous for a loaded machine, and fails if the option were not applied).
+    let connected = std::time::Instant::now();
     let mut silent = connect(&rig.url);
-    let (bytes, closed) = read_until_closed(&mut silent, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut silent);
     assert!(
         closed,
         "a silent connection still open after 10 s: {bytes:?}"
+    );
+    assert!(
+        connected.elapsed() < Duration::from_secs(6),
+        "closed after {:?}, not at the header timeout set",
+        connected.elapsed()
     );
 
     // One request answered, then nothing: the answer, then the close.
     let mut idle = connect(&rig.url);
     std::io::Write::write_all(&mut idle, PREFLIGHT.as_bytes()).expect("the request");
-    let (bytes, closed) = read_until_closed(&mut idle, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut idle);
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 204"), "{text:?}");
     assert!(
@@ -1213,17 +1146,17 @@ fn a_silent_connection_and_an_idle_kept_alive_one_are_closed_after_the_header_ti
 
 #[test]
 fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
-    let mut options = ServeOptions::default();
-    options.max_connections = 4;
-    // Long enough that the idle connections below stay for the whole test.
-    options.header_timeout = Duration::from_secs(60);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| {
+        o.max_connections = 4;
+        // Long enough that the idle connections below stay for the whole test.
+        o.header_timeout = Duration::from_secs(60);
+    });
     let idle: Vec<_> = (0..4).map(|_| connect(&rig.url)).collect();
 
     // The fifth is closed at once (long before the idle ones' 60 s), and so is a client's
     // request: not answered.
     let mut fifth = connect(&rig.url);
-    let (bytes, closed) = read_until_closed(&mut fifth, Duration::from_secs(10));
+    let (bytes, closed) = read_until_closed(&mut fifth);
     assert!(closed, "a connection past the cap still open: {bytes:?}");
     assert!(bytes.is_empty(), "{bytes:?}");
     assert!(validate_patiently(&rig.url, Duration::from_secs(10)).is_err());
@@ -1241,9 +1174,7 @@ fn connections_past_the_cap_are_closed_at_once_and_the_server_recovers() {
 
 #[test]
 fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
-    let mut options = ServeOptions::default();
-    options.write_timeout = Duration::from_secs(1);
-    let rig = rig_with_options(options);
+    let rig = rig_with_options(|o| o.write_timeout = Duration::from_secs(1));
     // Requests sent back to back and no answer read: once the socket buffers between the two
     // are full, the server's writes stall, and then it closes the connection (the client's
     // next write fails). Without a write timeout, the writes here would block for good (15 s).
@@ -1300,7 +1231,7 @@ fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
         return;
     }
 
-    let rig = rig_with_options(ServeOptions::default());
+    let rig = rig_with_options(|_| {});
     let request = PREFLIGHT.replace("\r\n\r\n", "\r\nConnection: close\r\n\r\n");
     // Every free descriptor taken, then one given back for a client's socket and any other
     // spare one taken again: the server has none left to accept with. (A descriptor another
@@ -1324,24 +1255,24 @@ fn an_accept_error_such_as_out_of_file_descriptors_does_not_stop_the_server() {
         clients.push(client);
         let round = std::time::Instant::now() + Duration::from_secs(1);
         while std::time::Instant::now() < round
-            && !log_lines().iter().any(|l| l.contains("(os error 24)"))
+            && !logs::lines().iter().any(|l| l.contains("(os error 24)"))
         {
             std::thread::sleep(Duration::from_millis(20));
         }
-        if log_lines().iter().any(|l| l.contains("(os error 24)")) {
+        if logs::lines().iter().any(|l| l.contains("(os error 24)")) {
             break;
         }
         assert!(
             std::time::Instant::now() < deadline,
             "the server's accept never failed: {:?}",
-            log_lines()
+            logs::lines()
         );
     }
     drop(files);
 
     // The last client, refused by a failed accept, is accepted and answered now.
     let last = clients.last_mut().expect("a client");
-    let (bytes, _) = read_until_closed(last, Duration::from_secs(10));
+    let (bytes, _) = read_until_closed(last);
     let text = String::from_utf8_lossy(&bytes);
     assert!(text.starts_with("HTTP/1.1 204"), "not answered: {text:?}");
     let status = validate_patiently(&rig.url, Duration::from_secs(10));

@@ -160,13 +160,7 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
     // the key by id; then they activate (a client that is told 429 tries again a little
     // later, a few times).
     for i in 0..3 {
-        let key = format!("NEWBUYER-{i:04}-7D8E9F");
-        polar
-            .add_key(SeedKey {
-                limit_activations: Some(3),
-                ..SeedKey::new(&key)
-            })
-            .expect("bought");
+        let key = rig::add_key(&polar, format!("NEWBUYER-{i:04}-7D8E9F"), Some(3));
         std::thread::sleep(Duration::from_millis(700));
         let mut last = None;
         for _ in 0..8 {

@@ -610,20 +610,13 @@ impl Parser<'_> {
             } else {
                 items.push((key, value));
             }
-            idx = self.skip_ws(after_value);
-            if idx < len && self.s[idx] == '}' {
-                return Ok((J::Obj(items), idx + 1));
-            }
-            if idx >= len || self.s[idx] != ',' {
-                return Err(Fail::Msg("Expecting ',' delimiter", idx));
-            }
-            let comma = idx;
-            idx = self.skip_ws(idx + 1);
-            if idx < len && self.s[idx] == '}' {
-                return Err(Fail::Msg(
-                    "Illegal trailing comma before end of object",
-                    comma,
-                ));
+            match self.after_item(
+                after_value,
+                '}',
+                "Illegal trailing comma before end of object",
+            )? {
+                Next::End(end) => return Ok((J::Obj(items), end)),
+                Next::Item(next) => idx = next,
             }
         }
     }
@@ -638,23 +631,39 @@ impl Parser<'_> {
         loop {
             let (value, after) = self.scan_once(idx)?;
             items.push(value);
-            idx = self.skip_ws(after);
-            if idx < len && self.s[idx] == ']' {
-                return Ok((J::Arr(items), idx + 1));
-            }
-            if idx >= len || self.s[idx] != ',' {
-                return Err(Fail::Msg("Expecting ',' delimiter", idx));
-            }
-            let comma = idx;
-            idx = self.skip_ws(idx + 1);
-            if idx < len && self.s[idx] == ']' {
-                return Err(Fail::Msg(
-                    "Illegal trailing comma before end of array",
-                    comma,
-                ));
+            match self.after_item(after, ']', "Illegal trailing comma before end of array")? {
+                Next::End(end) => return Ok((J::Arr(items), end)),
+                Next::Item(next) => idx = next,
             }
         }
     }
+
+    /// After an object's or an array's item that ends at `after`: past the container's
+    /// `close`, or at the next item after a comma; Python's error otherwise (`trailing` for a
+    /// comma right before `close`, at the comma).
+    fn after_item(&self, after: usize, close: char, trailing: &'static str) -> Result<Next, Fail> {
+        let len = self.s.len();
+        let idx = self.skip_ws(after);
+        if idx < len && self.s[idx] == close {
+            return Ok(Next::End(idx + 1));
+        }
+        if idx >= len || self.s[idx] != ',' {
+            return Err(Fail::Msg("Expecting ',' delimiter", idx));
+        }
+        let next = self.skip_ws(idx + 1);
+        if next < len && self.s[next] == close {
+            return Err(Fail::Msg(trailing, idx));
+        }
+        Ok(Next::Item(next))
+    }
+}
+
+/// What follows an item of an object or an array ([`Parser::after_item`]).
+enum Next {
+    /// The container ended; the index past its closing character.
+    End(usize),
+    /// A comma; the index of the next item.
+    Item(usize),
 }
 
 #[cfg(test)]
@@ -670,36 +679,35 @@ mod tests {
 
     #[test]
     fn python_error_positions() {
-        assert_eq!(err(""), ("Expecting value", 0));
-        assert_eq!(err("  "), ("Expecting value", 2));
-        assert_eq!(
-            err("{"),
-            ("Expecting property name enclosed in double quotes", 1)
-        );
-        assert_eq!(err("{\"a\""), ("Expecting ':' delimiter", 4));
-        assert_eq!(err("{\"a\":"), ("Expecting value", 5));
-        assert_eq!(err("{\"a\":1"), ("Expecting ',' delimiter", 6));
-        assert_eq!(
-            err("{\"a\":1,}"),
-            ("Illegal trailing comma before end of object", 6)
-        );
-        assert_eq!(
-            err("[1,]"),
-            ("Illegal trailing comma before end of array", 2)
-        );
-        assert_eq!(err("[1 2]"), ("Expecting ',' delimiter", 3));
-        assert_eq!(err("\"abc"), ("Unterminated string starting at", 0));
-        assert_eq!(err("\"a\\x\""), ("Invalid \\escape", 2));
-        assert_eq!(err("\"\\u12\""), ("Invalid \\uXXXX escape", 2));
-        assert_eq!(err("\"\\ud800\\uzzzz\""), ("Invalid \\uXXXX escape", 8));
-        assert_eq!(err("01"), ("Extra data", 1));
-        assert_eq!(err("1."), ("Extra data", 1));
-        assert_eq!(err("-"), ("Expecting value", 0));
-        assert_eq!(err("1e"), ("Extra data", 1));
-        assert_eq!(err("nul"), ("Expecting value", 0));
-        assert_eq!(err("\"\u{1}\""), ("Invalid control character at", 1));
-        assert_eq!(err("["), ("Expecting value", 1));
-        assert_eq!(err("-Inf"), ("Expecting value", 0));
+        for (text, msg, pos) in [
+            ("", "Expecting value", 0),
+            ("  ", "Expecting value", 2),
+            ("{", "Expecting property name enclosed in double quotes", 1),
+            ("{\"a\"", "Expecting ':' delimiter", 4),
+            ("{\"a\":", "Expecting value", 5),
+            ("{\"a\":1", "Expecting ',' delimiter", 6),
+            (
+                "{\"a\":1,}",
+                "Illegal trailing comma before end of object",
+                6,
+            ),
+            ("[1,]", "Illegal trailing comma before end of array", 2),
+            ("[1 2]", "Expecting ',' delimiter", 3),
+            ("\"abc", "Unterminated string starting at", 0),
+            ("\"a\\x\"", "Invalid \\escape", 2),
+            ("\"\\u12\"", "Invalid \\uXXXX escape", 2),
+            ("\"\\ud800\\uzzzz\"", "Invalid \\uXXXX escape", 8),
+            ("01", "Extra data", 1),
+            ("1.", "Extra data", 1),
+            ("-", "Expecting value", 0),
+            ("1e", "Extra data", 1),
+            ("nul", "Expecting value", 0),
+            ("\"\u{1}\"", "Invalid control character at", 1),
+            ("[", "Expecting value", 1),
+            ("-Inf", "Expecting value", 0),
+        ] {
+            assert_eq!(err(text), (msg, pos), "{text:?}");
+        }
     }
 
     #[test]

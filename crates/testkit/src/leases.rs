@@ -2,7 +2,7 @@
 //! Polar's answer): the relay rig of the testkit's `World` (native) and the Rust-on-wasm
 //! signed-mode suite (tests/wasm_signed.rs) sign the same claims. Builds for wasm32 too.
 
-use polar_license::lease::{key_hash, LeaseClaims};
+use polar_license::lease::{self, key_hash, Lease, LeaseClaims, LeaseExpect, NoLease, RelayKeys};
 use polar_license::{HttpRequest, HttpResponse, Key};
 use serde_json::Value;
 
@@ -79,4 +79,24 @@ pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
         expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
         id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
     }
+}
+
+/// Verifies the lease `token` of a check of `key` for `organization_id` that names no
+/// activation, benefit or machine, with `keys`, seen at `now` (10 minutes' tolerance).
+pub fn verify_plain(
+    token: &str,
+    keys: &RelayKeys,
+    organization_id: &str,
+    key: &str,
+    now: i64,
+) -> Result<Lease, NoLease> {
+    let key = Key::new(key);
+    let expect = LeaseExpect {
+        organization_id,
+        key: &key,
+        activation_id: None,
+        benefit_id: None,
+        machine: None,
+    };
+    lease::verify(token, keys, &expect, now, 600)
 }

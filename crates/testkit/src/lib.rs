@@ -5,8 +5,8 @@
 //! clock, a `Licensing` builder against the emulator, the feature-gating seed and map,
 //! docs/polar-api.md §6.2's validate answer, the `polar-license` binary with the host's
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
-//! an HTTP answer read whole with the agent the suites share (`http`), and a seeded generator
-//! of mutated answers ([`answers`]).
+//! an HTTP answer read whole with the agent the suites share (`http`), log records captured
+//! in memory ([`logs`]), and a seeded generator of mutated answers ([`answers`]).
 //!
 //! Everything that needs the host (files, processes, sockets, the emulator) is native only
 //! (`native.rs`, re-exported here); the rest also builds for wasm32, where the npm engine's
@@ -19,6 +19,7 @@ pub mod answers;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod http;
 pub mod leases;
+pub mod logs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
 pub mod signed_rows;

@@ -339,95 +339,109 @@ fn decode(bytes: &[u8]) -> Result<Entry, StoreError> {
     serde_json::from_slice(bytes).map_err(|e| err("an entry does not read back", e))
 }
 
-fn write_entry(
-    entries: &mut redb::Table<&[u8], &[u8]>,
-    index: &mut redb::Table<&str, &[u8]>,
-    id: &EntryId,
-    entry: &Entry,
-) -> Result<(), StoreError> {
-    let bytes = serde_json::to_vec(entry).map_err(|e| err("write", e))?;
-    entries
-        .insert(&id[..], &bytes[..])
-        .map_err(|e| err("write", e))?;
-    for tag in tags(entry) {
-        let mut ids = index
-            .get(tag.as_str())
-            .map_err(|e| err("write", e))?
+/// The entries and the index rows, open in one write transaction.
+struct Tables<'t> {
+    entries: redb::Table<'t, &'static [u8], &'static [u8]>,
+    index: redb::Table<'t, &'static str, &'static [u8]>,
+}
+
+impl<'t> Tables<'t> {
+    fn open(w: &'t redb::WriteTransaction) -> Result<Tables<'t>, StoreError> {
+        Ok(Tables {
+            entries: w.open_table(ENTRIES).map_err(|e| err("write", e))?,
+            index: w.open_table(INDEX).map_err(|e| err("write", e))?,
+        })
+    }
+
+    /// The entry `id` as stored.
+    fn entry(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        match self.entries.get(&id[..]).map_err(|e| err("read", e))? {
+            Some(v) => Ok(Some(decode(v.value())?)),
+            None => Ok(None),
+        }
+    }
+
+    /// The ids of the index row `tag`, 32 bytes each (none when there is no row); a failure
+    /// is told as `what` failed.
+    fn row(&self, tag: &str, what: &str) -> Result<Vec<u8>, StoreError> {
+        Ok(self
+            .index
+            .get(tag)
+            .map_err(|e| err(what, e))?
             .map(|v| v.value().to_vec())
-            .unwrap_or_default();
-        if !ids.chunks(32).any(|c| c == &id[..]) {
-            ids.extend_from_slice(&id[..]);
-            index
-                .insert(tag.as_str(), &ids[..])
-                .map_err(|e| err("write", e))?;
-        }
+            .unwrap_or_default())
     }
-    Ok(())
-}
 
-/// Past `max` entries, the oldest sixteenth (at least what is over) in one pass, each
-/// with its index rows (else the file would grow without bound).
-fn evict(
-    entries: &mut redb::Table<&[u8], &[u8]>,
-    index: &mut redb::Table<&str, &[u8]>,
-    max: usize,
-) -> Result<(), StoreError> {
-    let len = entries.len().map_err(|e| err("write", e))? as usize;
-    if len <= max {
-        return Ok(());
-    }
-    let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
-    for item in entries.iter().map_err(|e| err("evict", e))? {
-        let (k, v) = item.map_err(|e| err("evict", e))?;
-        let old = decode(v.value())?;
-        ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
-    }
-    ages.sort_unstable();
-    let drop = (len - max).max(len / 16).max(1);
-    for (_, k, tags) in ages.into_iter().take(drop) {
-        entries.remove(&k[..]).map_err(|e| err("evict", e))?;
-        for tag in tags {
-            unindex(index, &tag, &k)?;
+    /// Writes `entry` and links it from the index rows of its tags.
+    fn write(&mut self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(entry).map_err(|e| err("write", e))?;
+        self.entries
+            .insert(&id[..], &bytes[..])
+            .map_err(|e| err("write", e))?;
+        for tag in tags(entry) {
+            let mut ids = self.row(&tag, "write")?;
+            if !ids.chunks(32).any(|c| c == &id[..]) {
+                ids.extend_from_slice(&id[..]);
+                self.index
+                    .insert(tag.as_str(), &ids[..])
+                    .map_err(|e| err("write", e))?;
+            }
         }
+        Ok(())
     }
-    Ok(())
-}
 
-/// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go (each
-/// with its index rows): only the key's entries are read.
-fn cap_key(
-    entries: &mut redb::Table<&[u8], &[u8]>,
-    index: &mut redb::Table<&str, &[u8]>,
-    id: &EntryId,
-    entry: &Entry,
-) -> Result<(), StoreError> {
-    let Some(tag) = &entry.key_tag else {
-        return Ok(());
-    };
-    let ids = index
-        .get(tag.as_str())
-        .map_err(|e| err("read", e))?
-        .map(|v| v.value().to_vec())
-        .unwrap_or_default();
-    let count = ids.len() / 32;
-    if count <= MAX_ENTRIES_PER_KEY {
-        return Ok(());
+    /// Removes the oldest `n` of `ages` (answered at, id, tags), each with its index rows.
+    fn remove_oldest(
+        &mut self,
+        mut ages: Vec<(i64, Vec<u8>, Vec<String>)>,
+        n: usize,
+    ) -> Result<(), StoreError> {
+        ages.sort_unstable();
+        for (_, k, tags) in ages.into_iter().take(n) {
+            self.entries.remove(&k[..]).map_err(|e| err("evict", e))?;
+            for tag in tags {
+                unindex(&mut self.index, &tag, &k)?;
+            }
+        }
+        Ok(())
     }
-    let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(count);
-    for k in ids.chunks_exact(32).filter(|k| *k != &id[..]) {
-        if let Some(v) = entries.get(k).map_err(|e| err("read", e))? {
+
+    /// Past `max` entries, the oldest sixteenth (at least what is over) in one pass, each
+    /// with its index rows (else the file would grow without bound).
+    fn evict(&mut self, max: usize) -> Result<(), StoreError> {
+        let len = self.entries.len().map_err(|e| err("write", e))? as usize;
+        if len <= max {
+            return Ok(());
+        }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(len);
+        for item in self.entries.iter().map_err(|e| err("evict", e))? {
+            let (k, v) = item.map_err(|e| err("evict", e))?;
             let old = decode(v.value())?;
-            ages.push((old.answered_at, k.to_vec(), tags(&old)));
+            ages.push((old.answered_at, k.value().to_vec(), tags(&old)));
         }
+        self.remove_oldest(ages, (len - max).max(len / 16).max(1))
     }
-    ages.sort_unstable();
-    for (_, k, tags) in ages.into_iter().take(count - MAX_ENTRIES_PER_KEY) {
-        entries.remove(&k[..]).map_err(|e| err("evict", e))?;
-        for tag in tags {
-            unindex(index, &tag, &k)?;
+
+    /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key, its oldest others go (each
+    /// with its index rows): only the key's entries are read.
+    fn cap_key(&mut self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
+        let Some(tag) = &entry.key_tag else {
+            return Ok(());
+        };
+        let ids = self.row(tag, "read")?;
+        let count = ids.len() / 32;
+        if count <= MAX_ENTRIES_PER_KEY {
+            return Ok(());
         }
+        let mut ages: Vec<(i64, Vec<u8>, Vec<String>)> = Vec::with_capacity(count);
+        for k in ids.chunks_exact(32).filter(|k| *k != &id[..]) {
+            if let Some(v) = self.entries.get(k).map_err(|e| err("read", e))? {
+                let old = decode(v.value())?;
+                ages.push((old.answered_at, k.to_vec(), tags(&old)));
+            }
+        }
+        self.remove_oldest(ages, count - MAX_ENTRIES_PER_KEY)
     }
-    Ok(())
 }
 
 /// Takes the id `k` out of the index row `tag` (the row goes when it names nothing).
@@ -472,18 +486,14 @@ impl Backend for RedbBackend {
     ) -> Result<Option<Entry>, StoreError> {
         self.transact(
             |w| {
-                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
-                let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
-                    Some(v) => Some(decode(v.value())?),
-                    None => None,
-                };
+                let mut t = Tables::open(w)?;
+                let current = t.entry(id)?;
                 let Some(entry) = f(current.as_ref()) else {
                     return Ok(None);
                 };
-                write_entry(&mut entries, &mut index, id, &entry)?;
-                cap_key(&mut entries, &mut index, id, &entry)?;
-                evict(&mut entries, &mut index, self.max_entries)?;
+                t.write(id, &entry)?;
+                t.cap_key(id, &entry)?;
+                t.evict(self.max_entries)?;
                 Ok(Some(entry))
             },
             Option::is_some,
@@ -506,16 +516,11 @@ impl Backend for RedbBackend {
                         return Ok(None);
                     }
                 }
-                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let mut t = Tables::open(w)?;
                 let mut seen: Vec<Vec<u8>> = Vec::new();
                 let mut n = 0;
                 for tag in tags {
-                    let ids = index
-                        .get(tag.as_str())
-                        .map_err(|e| err("read", e))?
-                        .map(|v| v.value().to_vec())
-                        .unwrap_or_default();
+                    let ids = t.row(tag, "read")?;
                     for k in ids.chunks_exact(32) {
                         if seen.iter().any(|s| s == k) {
                             continue;
@@ -524,12 +529,11 @@ impl Backend for RedbBackend {
                         let Ok(id) = <EntryId>::try_from(k) else {
                             continue;
                         };
-                        let current = match entries.get(&id[..]).map_err(|e| err("read", e))? {
-                            Some(v) => decode(v.value())?,
-                            None => continue,
+                        let Some(current) = t.entry(&id)? else {
+                            continue;
                         };
                         if let Some(e) = f(&current) {
-                            write_entry(&mut entries, &mut index, &id, &e)?;
+                            t.write(&id, &e)?;
                             n += 1;
                         }
                     }
@@ -569,10 +573,9 @@ impl Backend for RedbBackend {
                 if seen(&hooks, webhook_id)? {
                     return Ok(false);
                 }
-                let mut entries = w.open_table(ENTRIES).map_err(|e| err("write", e))?;
-                let mut index = w.open_table(INDEX).map_err(|e| err("write", e))?;
+                let mut t = Tables::open(w)?;
                 for (id, entry) in updates {
-                    write_entry(&mut entries, &mut index, id, entry)?;
+                    t.write(id, entry)?;
                 }
                 remember(&mut hooks, webhook_id, at)?;
                 Ok(true)

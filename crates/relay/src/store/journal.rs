@@ -5,7 +5,8 @@ use std::sync::Mutex;
 use serde::{Deserialize, Serialize};
 
 use super::entry::{hex_id, id_of_hex};
-use super::{Backend, BudgetState, Entry, EntryId, MemoryBackend, StoreError};
+use super::memory::{Changes, Keeper};
+use super::{BudgetState, Entry, MemoryBackend};
 
 /// One change of a [`JournalBackend`], for its host to persist (keys: `e:<id in hex>` for an
 /// entry, `w:<webhook id>` for a webhook id).
@@ -94,35 +95,6 @@ impl JournalBackend {
         self.journal.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Journals what one step changed, as it was applied (called under the entries' lock, so
-    /// that the host persists the steps in the order they were made): the entries written,
-    /// those evicted, the webhook ids forgotten, and the webhook id done.
-    fn record(
-        &self,
-        written: &[(EntryId, Entry)],
-        removed: &[EntryId],
-        forgotten: Vec<String>,
-        webhook: Option<(&str, i64)>,
-    ) {
-        let mut j = self.journal();
-        j.extend(written.iter().map(|(id, entry)| JournalItem::Put {
-            id: hex_id(id),
-            entry: entry.clone(),
-        }));
-        j.extend(
-            removed
-                .iter()
-                .map(|id| JournalItem::Delete { id: hex_id(id) }),
-        );
-        j.extend(forgotten.into_iter().map(|id| JournalItem::Forget { id }));
-        if let Some((webhook_id, at)) = webhook {
-            j.push(JournalItem::Webhook {
-                id: webhook_id.to_string(),
-                at,
-            });
-        }
-    }
-
     /// The changes since the last call, in order.
     pub fn take(&self) -> Vec<JournalItem> {
         std::mem::take(&mut *self.journal())
@@ -151,78 +123,49 @@ impl JournalBackend {
     }
 }
 
-impl Backend for JournalBackend {
-    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.memory.get(id)
+/// Every change journaled, under the entries' lock: the host persists the changes in the order
+/// they were made (a grant kept and a revocation racing are saved as they were applied).
+impl Keeper for JournalBackend {
+    fn memory(&self) -> &MemoryBackend {
+        &self.memory
     }
 
-    /// Journaled under the entries' lock: the host persists the changes in the order they
-    /// were made (a grant kept and a revocation racing are saved as they were applied).
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
-        let mut m = self.memory.lock();
-        let (written, removed) = m.update(id, f, self.memory.max_entries);
-        let put: Vec<(EntryId, Entry)> = written.iter().map(|e| (*id, e.clone())).collect();
-        self.record(&put, &removed, Vec::new(), None);
-        Ok(written)
-    }
-
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
-        let mut m = self.memory.lock();
-        let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
-            return Ok(None);
-        };
-        self.record(&written, &[], forgotten, webhook);
-        Ok(Some(written.len()))
-    }
-
-    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        self.memory.index(tag)
-    }
-
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
-        let mut m = self.memory.lock();
-        let Some(forgotten) = m.apply_webhook(webhook_id, at, updates) else {
-            return Ok(false);
-        };
-        self.record(updates, &[], forgotten, Some((webhook_id, at)));
-        Ok(true)
-    }
-
-    fn len(&self) -> Result<usize, StoreError> {
-        self.memory.len()
-    }
-
-    fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        self.memory.tags_with_prefix(prefix)
-    }
-
-    fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
-        self.memory.last_webhook_at()
+    /// The entries written, those evicted, the webhook ids forgotten, and the webhook id done.
+    fn record(&self, changes: Changes<'_>) {
+        let mut j = self.journal();
+        j.extend(changes.written.iter().map(|(id, entry)| JournalItem::Put {
+            id: hex_id(id),
+            entry: entry.clone(),
+        }));
+        j.extend(
+            changes
+                .removed
+                .iter()
+                .map(|id| JournalItem::Delete { id: hex_id(id) }),
+        );
+        j.extend(
+            changes
+                .forgotten
+                .into_iter()
+                .map(|id| JournalItem::Forget { id }),
+        );
+        if let Some((webhook_id, at)) = changes.webhook {
+            j.push(JournalItem::Webhook {
+                id: webhook_id.to_string(),
+                at,
+            });
+        }
     }
 
     /// Journaled (the host saves it with the request's other changes); one budget item at
     /// most waits in the journal.
-    fn stage_budget(&self, state: BudgetState) {
+    fn keep_budget(&self, state: BudgetState) {
         let mut j = self.journal();
         j.retain(|item| !matches!(item, JournalItem::Budget { .. }));
         j.push(JournalItem::Budget { state });
     }
 
-    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-        Ok(self.budget.lock().unwrap_or_else(|e| e.into_inner()).take())
+    fn restored_budget(&self) -> Option<BudgetState> {
+        self.budget.lock().unwrap_or_else(|e| e.into_inner()).take()
     }
 }

@@ -4,7 +4,9 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 
 use super::entry::tags;
-use super::{Backend, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS};
+use super::{
+    Backend, BudgetState, Entry, EntryId, StoreError, MAX_ENTRIES_PER_KEY, WEBHOOK_MEMORY_SECONDS,
+};
 
 /// Entries in memory (lost at exit): `--store memory`, tests, hosts without a disk.
 #[derive(Debug, Default)]
@@ -205,9 +207,45 @@ pub(super) fn forget_webhooks(webhooks: &mut HashMap<String, i64>, at: i64) -> V
     old
 }
 
-impl Backend for MemoryBackend {
+/// What a store in memory does besides keeping its entries: [`MemoryBackend`] nothing,
+/// [`JournalBackend`](super::JournalBackend) journals each change for its host. Both are
+/// [`Backend`]s through one implementation, each step taken under the entries' lock.
+pub trait Keeper: Send + Sync {
+    /// The entries.
+    fn memory(&self) -> &MemoryBackend;
+    /// What one step changed, told under the entries' lock (so that the steps are recorded in
+    /// the order they were made); nothing by default.
+    fn record(&self, _changes: Changes<'_>) {}
+    /// The budget's state given ([`Backend::stage_budget`]); nothing by default.
+    fn keep_budget(&self, _state: BudgetState) {}
+    /// The budget's state restored ([`Backend::load_budget`]); none by default.
+    fn restored_budget(&self) -> Option<BudgetState> {
+        None
+    }
+}
+
+/// What one step of a store in memory changed.
+#[derive(Debug)]
+pub struct Changes<'a> {
+    /// The entries written.
+    pub written: &'a [(EntryId, Entry)],
+    /// The entries evicted.
+    pub removed: &'a [EntryId],
+    /// The webhook ids forgotten.
+    pub forgotten: Vec<String>,
+    /// The webhook id done, and when (unix seconds).
+    pub webhook: Option<(&'a str, i64)>,
+}
+
+impl Keeper for MemoryBackend {
+    fn memory(&self) -> &MemoryBackend {
+        self
+    }
+}
+
+impl<K: Keeper> Backend for K {
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        Ok(self.lock().entries.get(id).cloned())
+        Ok(self.memory().lock().entries.get(id).cloned())
     }
 
     fn update(
@@ -215,7 +253,17 @@ impl Backend for MemoryBackend {
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
-        Ok(self.lock().update(id, f, self.max_entries).0)
+        let store = self.memory();
+        let mut m = store.lock();
+        let (written, removed) = m.update(id, f, store.max_entries);
+        let put: Vec<(EntryId, Entry)> = written.iter().map(|e| (*id, e.clone())).collect();
+        self.record(Changes {
+            written: &put,
+            removed: &removed,
+            forgotten: Vec::new(),
+            webhook: None,
+        });
+        Ok(written)
     }
 
     fn narrow(
@@ -224,14 +272,27 @@ impl Backend for MemoryBackend {
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        Ok(self
-            .lock()
-            .narrow(webhook, tags, f)
-            .map(|(written, _)| written.len()))
+        let mut m = self.memory().lock();
+        let Some((written, forgotten)) = m.narrow(webhook, tags, f) else {
+            return Ok(None);
+        };
+        self.record(Changes {
+            written: &written,
+            removed: &[],
+            forgotten,
+            webhook,
+        });
+        Ok(Some(written.len()))
     }
 
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        Ok(self.lock().index.get(tag).cloned().unwrap_or_default())
+        Ok(self
+            .memory()
+            .lock()
+            .index
+            .get(tag)
+            .cloned()
+            .unwrap_or_default())
     }
 
     fn apply_webhook(
@@ -240,15 +301,25 @@ impl Backend for MemoryBackend {
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        Ok(self.lock().apply_webhook(webhook_id, at, updates).is_some())
+        let mut m = self.memory().lock();
+        let Some(forgotten) = m.apply_webhook(webhook_id, at, updates) else {
+            return Ok(false);
+        };
+        self.record(Changes {
+            written: updates,
+            removed: &[],
+            forgotten,
+            webhook: Some((webhook_id, at)),
+        });
+        Ok(true)
     }
 
     fn len(&self) -> Result<usize, StoreError> {
-        Ok(self.lock().entries.len())
+        Ok(self.memory().lock().entries.len())
     }
 
     fn tags_with_prefix(&self, prefix: &str) -> Result<Vec<String>, StoreError> {
-        let m = self.lock();
+        let m = self.memory().lock();
         Ok(m.index
             .keys()
             .filter(|t| t.starts_with(prefix))
@@ -257,6 +328,14 @@ impl Backend for MemoryBackend {
     }
 
     fn last_webhook_at(&self) -> Result<Option<i64>, StoreError> {
-        Ok(self.lock().webhooks.values().copied().max())
+        Ok(self.memory().lock().webhooks.values().copied().max())
+    }
+
+    fn stage_budget(&self, state: BudgetState) {
+        self.keep_budget(state);
+    }
+
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        Ok(self.restored_budget())
     }
 }

@@ -42,6 +42,16 @@ pub fn emulator() -> Emulator {
     Emulator::start(Seed::demo(), Options::default()).expect("emulator")
 }
 
+/// The emulator with the demo seed, its token allowed `budget` calls a minute (its 429 past
+/// them, as Polar's).
+pub fn budgeted_emulator(budget: u32) -> Emulator {
+    let options = Options {
+        token_budget: Some(budget),
+        ..Options::default()
+    };
+    Emulator::start(Seed::demo(), options).expect("emulator")
+}
+
 /// The emulator with the demo seed, its webhooks scheduled at once (their retry schedule
 /// scaled down) and given 5 s each.
 pub fn webhook_emulator() -> Emulator {
@@ -307,6 +317,17 @@ pub fn ids_of(answer: &polar_license_relay::RelayResponse) -> (String, String) {
     let license: Value = serde_json::from_slice(&answer.body).expect("JSON");
     let field = |name: &str| license[name].as_str().expect(name).to_string();
     (field("id"), field("customer_id"))
+}
+
+/// Asserts that `answer` is Polar's refusal (404) with no lease; `what` names it, and its
+/// body is shown when it is not.
+pub fn assert_refused(answer: &polar_license_relay::RelayResponse, what: &str) {
+    assert_eq!(
+        (answer.status, answer.lease().is_some()),
+        (404, false),
+        "{what}: {}",
+        String::from_utf8_lossy(&answer.body)
+    );
 }
 
 // ---- Clocks and waits ------------------------------------------------------------------------

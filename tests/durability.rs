@@ -157,6 +157,16 @@ impl Here for World {
     }
 }
 
+/// A world whose client activated a minute ago and has checked from the cache since.
+fn activated_and_cached(name: &str) -> (World, Licensing) {
+    let w = world(name);
+    let l = w.licensing(None);
+    activate(&l);
+    w.clock.advance(60);
+    from_cache(&l.check(DEMO_KEY));
+    (w, l)
+}
+
 fn activate(l: &Licensing) {
     l.activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
         .expect("activate answers")
@@ -243,11 +253,7 @@ fn only_a_cached_answers_ledger_is_written_revertibly() {
 /// cache with the grace, and the held clock goes on being counted from there.
 #[test]
 fn a_ledger_come_back_after_a_cached_answer_still_trusts_the_record() {
-    let w = world("ledger-back");
-    let l = w.licensing(None);
-    activate(&l);
-    w.clock.advance(60);
-    from_cache(&l.check(DEMO_KEY));
+    let (w, l) = activated_and_cached("ledger-back");
 
     let (record, ledger) = w.files();
     let ledger_before = read(&ledger);
@@ -371,11 +377,7 @@ fn a_noted_clock_counts_for_rollback() {
 /// A denial's writes stay durable, and a record put back after one is still refused.
 #[test]
 fn a_record_put_back_after_a_denial_is_still_refused() {
-    let w = world("denial");
-    let l = w.licensing(None);
-    activate(&l);
-    w.clock.advance(60);
-    from_cache(&l.check(DEMO_KEY));
+    let (w, l) = activated_and_cached("denial");
     let (record, _) = w.files();
     let good = read(&record);
 

@@ -19,7 +19,7 @@ use polar_license::grace::Source;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey};
 use polar_license::session::Slot;
 use polar_license::store::Store;
-use polar_license::{ActivateRequest, CacheState, FileStore, Key, Reason};
+use polar_license::{ActivateRequest, CacheState, FileStore, Key, Licensing, Reason};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use polar_license_testkit::{
@@ -364,14 +364,21 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
     assert_eq!(lease.map(|l| l.claims), Ok(claims));
 }
 
+/// An air-gapped app in signed mode (its cache in a scratch directory `name`) and the request
+/// line it shows for an activation labelled `label`.
+fn air_gapped(w: &World, name: &str, label: &str) -> (ScratchDir, Licensing, String) {
+    let dir = ScratchDir::new(name);
+    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
+    let line = app
+        .lease_request(&ActivateRequest::new(DEMO_KEY, label))
+        .unwrap();
+    (dir, app, line)
+}
+
 #[test]
 fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
     let w = world();
-    let dir = ScratchDir::new("airgap");
-    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
-    let line = app
-        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab machine"))
-        .unwrap();
+    let (dir, app, line) = air_gapped(&w, "airgap", "lab machine");
     assert!(line.starts_with(polar_license::airgap::REQUEST_PREFIX));
     assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::Offline));
 
@@ -422,11 +429,7 @@ fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
 #[test]
 fn an_air_gapped_response_needs_a_relay_lease() {
     let w = world();
-    let dir = ScratchDir::new("airgap-nolease");
-    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
-    let line = app
-        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab"))
-        .unwrap();
+    let (_dir, app, line) = air_gapped(&w, "airgap-nolease", "lab");
     // Fetched from Polar itself (no relay): no lease, so no response line.
     w.set_lease(Lease::Missing);
     let err = w.online_client().lease_fetch(&line).unwrap_err();

@@ -61,6 +61,11 @@ impl Noting {
     fn take(&self) -> Vec<(What, How)> {
         std::mem::take(&mut *self.writes.lock().unwrap())
     }
+
+    /// Notes a write of `slot`, and how it was asked for.
+    fn record(&self, slot: &str, how: How) {
+        self.writes.lock().unwrap().push((what(slot), how));
+    }
 }
 
 impl Store for Noting {
@@ -68,21 +73,15 @@ impl Store for Noting {
         self.files.load(slot)
     }
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes.lock().unwrap().push((what(slot), How::Durable));
+        self.record(slot, How::Durable);
         self.files.save(slot, bytes)
     }
     fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((what(slot), How::Revertible));
+        self.record(slot, How::Revertible);
         self.files.save_revertible(slot, bytes)
     }
     fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((what(slot), How::Volatile));
+        self.record(slot, How::Volatile);
         self.files.save_volatile(slot, bytes)
     }
     fn remove(&self, slot: &str) -> Result<(), Error> {

@@ -16,6 +16,21 @@ const KEY: &str = "MYAPP-50B22C51-07BD-4160-A61E-19B6CC6ED415";
 const ACTIVATION: &str = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
 
 /// A client whose transport always answers `response` and records every request.
+/// `call` is refused as invalid input in `field`, and nothing is sent.
+#[track_caller]
+fn refused_before_sending<T: std::fmt::Debug>(
+    field: &str,
+    call: impl FnOnce(&BlockingClient) -> Result<T, Error>,
+) {
+    let (client, seen) = scripted(Ok(HttpResponse::new(500, "")));
+    let err = call(&client).unwrap_err();
+    assert!(
+        matches!(&err, Error::InvalidInput { field: f, .. } if f == field),
+        "{err}"
+    );
+    assert_eq!(seen.lock().unwrap().len(), 0);
+}
+
 fn scripted(
     response: Result<HttpResponse, TransportError>,
 ) -> (BlockingClient, Arc<Mutex<Vec<HttpRequest>>>) {
@@ -436,13 +451,7 @@ fn invalid_input_sends_zero_requests() {
         ),
     ];
     for (field, req) in activates {
-        let (client, seen) = scripted(Ok(HttpResponse::new(500, "")));
-        let err = client.activate(&req).unwrap_err();
-        assert!(
-            matches!(&err, Error::InvalidInput { field: f, .. } if f == field),
-            "{err}"
-        );
-        assert_eq!(seen.lock().unwrap().len(), 0);
+        refused_before_sending(field, |client| client.activate(&req));
     }
 
     for (field, req) in [
@@ -450,13 +459,7 @@ fn invalid_input_sends_zero_requests() {
         ("activation_id", DeactivateRequest::new(KEY, v7)),
         ("key", DeactivateRequest::new("", ACTIVATION)),
     ] {
-        let (client, seen) = scripted(Ok(HttpResponse::new(500, "")));
-        let err = client.deactivate(&req).unwrap_err();
-        assert!(
-            matches!(&err, Error::InvalidInput { field: f, .. } if f == field),
-            "{err}"
-        );
-        assert_eq!(seen.lock().unwrap().len(), 0);
+        refused_before_sending(field, |client| client.deactivate(&req));
     }
 }
 

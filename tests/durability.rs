@@ -61,6 +61,11 @@ impl Noting {
     fn take(&self) -> Vec<(What, How)> {
         std::mem::take(&mut *self.writes.lock().unwrap())
     }
+
+    /// Notes a write of `slot`, and how it was asked for.
+    fn record(&self, slot: &str, how: How) {
+        self.writes.lock().unwrap().push((what(slot), how));
+    }
 }
 
 impl Store for Noting {
@@ -68,21 +73,15 @@ impl Store for Noting {
         self.files.load(slot)
     }
     fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes.lock().unwrap().push((what(slot), How::Durable));
+        self.record(slot, How::Durable);
         self.files.save(slot, bytes)
     }
     fn save_revertible(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((what(slot), How::Revertible));
+        self.record(slot, How::Revertible);
         self.files.save_revertible(slot, bytes)
     }
     fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
-        self.writes
-            .lock()
-            .unwrap()
-            .push((what(slot), How::Volatile));
+        self.record(slot, How::Volatile);
         self.files.save_volatile(slot, bytes)
     }
     fn remove(&self, slot: &str) -> Result<(), Error> {
@@ -155,6 +154,16 @@ impl Here for World {
         let name = record.file_name().unwrap().to_string_lossy().into_owned();
         record.with_file_name(name.replace(".cache", "-clock.cache"))
     }
+}
+
+/// A world whose client activated a minute ago and has checked from the cache since.
+fn activated_and_cached(name: &str) -> (World, Licensing) {
+    let w = world(name);
+    let l = w.licensing(None);
+    activate(&l);
+    w.clock.advance(60);
+    from_cache(&l.check(DEMO_KEY));
+    (w, l)
 }
 
 fn activate(l: &Licensing) {
@@ -243,11 +252,7 @@ fn only_a_cached_answers_ledger_is_written_revertibly() {
 /// cache with the grace, and the held clock goes on being counted from there.
 #[test]
 fn a_ledger_come_back_after_a_cached_answer_still_trusts_the_record() {
-    let w = world("ledger-back");
-    let l = w.licensing(None);
-    activate(&l);
-    w.clock.advance(60);
-    from_cache(&l.check(DEMO_KEY));
+    let (w, l) = activated_and_cached("ledger-back");
 
     let (record, ledger) = w.files();
     let ledger_before = read(&ledger);
@@ -371,11 +376,7 @@ fn a_noted_clock_counts_for_rollback() {
 /// A denial's writes stay durable, and a record put back after one is still refused.
 #[test]
 fn a_record_put_back_after_a_denial_is_still_refused() {
-    let w = world("denial");
-    let l = w.licensing(None);
-    activate(&l);
-    w.clock.advance(60);
-    from_cache(&l.check(DEMO_KEY));
+    let (w, l) = activated_and_cached("denial");
     let (record, _) = w.files();
     let good = read(&record);
 

@@ -132,6 +132,14 @@ struct Found {
 }
 
 impl Found {
+    /// `what` sent `n` requests, and should have sent `expected`: `n`, to add up.
+    fn sent(&mut self, what: &str, n: u64, expected: u64) -> u64 {
+        self.check(n == expected, || {
+            format!("{what} sent {n} requests, expected {expected}")
+        });
+        n
+    }
+
     fn check(&mut self, ok: bool, what: impl FnOnce() -> String) -> bool {
         if !ok {
             self.failures.push(what());
@@ -304,11 +312,7 @@ fn run_row(row: &Row) -> Found {
     f.check(f.no_cache == want, || {
         format!("check without a cache: {}", describe(&first))
     });
-    let n = w.requests();
-    f.check(n == expected, || {
-        format!("check without a cache sent {n} requests, expected {expected}")
-    });
-    requests += n;
+    requests += f.sent("check without a cache", w.requests(), expected);
     if rate_limited {
         // Within the block: refused with no request.
         w.advance(1);
@@ -316,11 +320,7 @@ fn run_row(row: &Row) -> Found {
         f.check(outcome_code(&again) == want, || {
             format!("second check without a cache: {}", describe(&again))
         });
-        let n = w.requests();
-        f.check(n == 0, || {
-            format!("a check in the 429 block sent {n} requests")
-        });
-        requests += n;
+        requests += f.sent("a check in the 429 block", w.requests(), 0);
     }
     let empty = bare.status(DEMO_KEY_USAGE).expect("status answers");
     f.check(empty.grace_remaining.is_none(), || {
@@ -355,22 +355,14 @@ fn run_row(row: &Row) -> Found {
             format!("check with a cache: {}", describe(&cached))
         });
     }
-    let n = w.requests();
-    f.check(n == expected, || {
-        format!("check with a cache sent {n} requests, expected {expected}")
-    });
-    requests += n;
+    requests += f.sent("check with a cache", w.requests(), expected);
     if rate_limited {
         w.advance(1);
         let again = faulty.check(DEMO_KEY);
         f.check(is_licensed_from(&again, Source::Cache), || {
             format!("second check with a cache: {}", describe(&again))
         });
-        let n = w.requests();
-        f.check(n == 0, || {
-            format!("a check in the 429 block sent {n} requests")
-        });
-        requests += n;
+        requests += f.sent("a check in the 429 block", w.requests(), 0);
     }
     f.requests = requests;
 

@@ -6,6 +6,8 @@
 use polar_license::{
     LicenseKeyActivationRead, LicenseKeyRead, MetaValue, Metadata, ValidatedLicenseKey,
 };
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use serde_json::{json, Value};
 
 fn license() -> Value {
@@ -66,18 +68,7 @@ fn validated_key_is_one_flat_object_both_ways() {
         Some("laptop")
     );
 
-    let text = serde_json::to_string(&v).unwrap();
-    let key_text = serde_json::to_string(&v.license_key).unwrap();
-    let activation_text = serde_json::to_string(&v.activation).unwrap();
-    assert_eq!(
-        text,
-        format!(
-            "{},\"activation\":{activation_text}}}",
-            key_text.strip_suffix('}').unwrap()
-        )
-    );
-    let back: ValidatedLicenseKey = serde_json::from_str(&text).unwrap();
-    assert_eq!(back, v);
+    flat_both_ways(&v, &v.license_key, "activation", &v.activation);
 
     let none: ValidatedLicenseKey = serde_json::from_value(license()).unwrap();
     assert_eq!(none.activation, None);
@@ -86,22 +77,26 @@ fn validated_key_is_one_flat_object_both_ways() {
         .ends_with(",\"activation\":null}"));
 }
 
+/// `whole` is written as `outer`'s object with `inner` as its last field `name` (one flat
+/// object), and reads back the same.
+fn flat_both_ways<T>(whole: &T, outer: &impl Serialize, name: &str, inner: &impl Serialize)
+where
+    T: Serialize + DeserializeOwned + PartialEq + std::fmt::Debug,
+{
+    let text = serde_json::to_string(whole).unwrap();
+    let outer = serde_json::to_string(outer).unwrap();
+    let inner = serde_json::to_string(inner).unwrap();
+    let flat = format!("{},\"{name}\":{inner}}}", outer.strip_suffix('}').unwrap());
+    assert_eq!(text, flat);
+    let back: T = serde_json::from_str(&text).unwrap();
+    assert_eq!(&back, whole);
+}
+
 #[test]
 fn activation_read_is_one_flat_object_both_ways() {
     let body = merged(activation(), "license_key", license());
     let a: LicenseKeyActivationRead = serde_json::from_value(body).unwrap();
-    let text = serde_json::to_string(&a).unwrap();
-    let activation_text = serde_json::to_string(&a.activation).unwrap();
-    let key_text = serde_json::to_string(&a.license_key).unwrap();
-    assert_eq!(
-        text,
-        format!(
-            "{},\"license_key\":{key_text}}}",
-            activation_text.strip_suffix('}').unwrap()
-        )
-    );
-    let back: LicenseKeyActivationRead = serde_json::from_str(&text).unwrap();
-    assert_eq!(back, a);
+    flat_both_ways(&a, &a.activation, "license_key", &a.license_key);
 }
 
 #[test]

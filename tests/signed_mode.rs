@@ -15,35 +15,25 @@
 
 use polar_license::cache;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::grace::{CheckOutcome, Source};
+use polar_license::grace::Source;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey};
 use polar_license::session::Slot;
 use polar_license::store::Store;
-use polar_license::{ActivateRequest, CacheState, FileStore, Key, Reason};
+use polar_license::{ActivateRequest, CacheState, FileStore, Key, Licensing, Reason};
 use polar_license_emulator::DEMO_KEY;
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
-use polar_license_testkit::{take_requests, Lease, ScratchDir, World, APP_SECRET, MACHINE, START};
+use polar_license_testkit::{
+    from_cache, take_requests, Lease, ScratchDir, World, APP_SECRET, MACHINE, START,
+};
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
-use std::time::Duration;
 
 const DAY: i64 = 86_400;
 
 /// This suite's world: the testkit's, with the relay rig.
 fn world() -> World {
     World::new("signed").signed()
-}
-
-fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
-    match outcome {
-        CheckOutcome::Licensed {
-            source: Source::Cache,
-            grace_remaining,
-            ..
-        } => *grace_remaining,
-        _ => None,
-    }
 }
 
 /// One row of the table in a fresh world: the relay signs as the row says, the key is
@@ -254,16 +244,7 @@ fn a_grant_without_a_lease_that_verifies_is_no_verdict_and_no_lease() {
     w.set_lease(Lease::Honest { days: 3 });
     w.clock.advance(2 * 3600);
     let outcome = app.check(DEMO_KEY);
-    assert!(
-        matches!(
-            outcome,
-            CheckOutcome::Licensed {
-                source: Source::Online,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    assert_eq!(outcome.source(), Some(Source::Online), "{outcome:?}");
 }
 
 #[test]
@@ -277,12 +258,7 @@ fn a_grant_without_a_lease_is_protocol_error_when_the_cache_cannot_answer() {
     assert!(err.to_string().contains("lease"), "{err}");
     assert!(!err.to_string().contains(DEMO_KEY), "{err}");
     // Polar took a slot: the error names the activation, which frees it when deactivated.
-    let made: Vec<String> = w
-        .polar
-        .activations(DEMO_KEY)
-        .iter()
-        .filter_map(|a| a["id"].as_str().map(str::to_string))
-        .collect();
+    let made = w.polar.activation_ids(DEMO_KEY);
     let id = made.last().expect("Polar made an activation");
     assert!(
         err.to_string()
@@ -388,14 +364,21 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
     assert_eq!(lease.map(|l| l.claims), Ok(claims));
 }
 
+/// An air-gapped app in signed mode (its cache in a scratch directory `name`) and the request
+/// line it shows for an activation labelled `label`.
+fn air_gapped(w: &World, name: &str, label: &str) -> (ScratchDir, Licensing, String) {
+    let dir = ScratchDir::new(name);
+    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
+    let line = app
+        .lease_request(&ActivateRequest::new(DEMO_KEY, label))
+        .unwrap();
+    (dir, app, line)
+}
+
 #[test]
 fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
     let w = world();
-    let dir = ScratchDir::new("airgap");
-    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
-    let line = app
-        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab machine"))
-        .unwrap();
+    let (dir, app, line) = air_gapped(&w, "airgap", "lab machine");
     assert!(line.starts_with(polar_license::airgap::REQUEST_PREFIX));
     assert_eq!(app.check(DEMO_KEY).reason(), Some(Reason::Offline));
 
@@ -446,11 +429,7 @@ fn an_air_gapped_machine_is_licensed_by_a_response_carried_to_it() {
 #[test]
 fn an_air_gapped_response_needs_a_relay_lease() {
     let w = world();
-    let dir = ScratchDir::new("airgap-nolease");
-    let app = w.offline_app(MACHINE, &dir, w.relay_keys());
-    let line = app
-        .lease_request(&ActivateRequest::new(DEMO_KEY, "lab"))
-        .unwrap();
+    let (_dir, app, line) = air_gapped(&w, "airgap-nolease", "lab");
     // Fetched from Polar itself (no relay): no lease, so no response line.
     w.set_lease(Lease::Missing);
     let err = w.online_client().lease_fetch(&line).unwrap_err();

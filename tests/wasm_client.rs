@@ -9,44 +9,20 @@
 //! (an emulator that was started and stopped: nothing listens there any more).
 #![cfg(target_arch = "wasm32")]
 
-use gloo_net::http::Request;
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
-use polar_license::wasm::{AsyncClient, AsyncLicensing, CacheState, MemoryStore};
+use polar_license::wasm::{
+    AsyncClient, AsyncLicensing, AsyncLicensingBuilder, CacheState, MemoryStore,
+};
 use polar_license::{ActivateRequest, DeactivateRequest, Error, Reason, ValidateRequest, Verdict};
+use polar_license_testkit::fetch::{
+    self, dead, emulator, faulty, patch_key, random_hex, requests, set_fault,
+};
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::Duration;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-
-fn url(name: &str, value: Option<&'static str>) -> &'static str {
-    match value {
-        Some(v) => v,
-        None => panic!("{name} was not set at compile time: run scripts/test-wasm.sh"),
-    }
-}
-
-fn emulator() -> &'static str {
-    url(
-        "POLAR_WASM_EMULATOR_URL",
-        option_env!("POLAR_WASM_EMULATOR_URL"),
-    )
-}
-
-fn faulty() -> &'static str {
-    url("POLAR_WASM_FAULT_URL", option_env!("POLAR_WASM_FAULT_URL"))
-}
-
-fn dead() -> &'static str {
-    url("POLAR_WASM_DEAD_URL", option_env!("POLAR_WASM_DEAD_URL"))
-}
-
-fn random_hex(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:x}", (js_sys::Math::random() * 16.0) as u8 & 15))
-        .collect()
-}
 
 fn uuid4() -> String {
     let h = random_hex(32);
@@ -62,51 +38,7 @@ fn uuid4() -> String {
 
 /// Adds a fresh key to an emulator (so node and browser runs never share state).
 async fn new_key(base: &str, fields: serde_json::Value) -> String {
-    let key = format!("WASM-{}", random_hex(24).to_uppercase());
-    let mut body = serde_json::json!({ "key": key });
-    if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
-        b.extend(f.clone());
-    }
-    let resp = Request::post(&format!("{base}/__emulator/keys"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    key
-}
-
-async fn patch_key(base: &str, key: &str, update: serde_json::Value) {
-    let resp = Request::patch(&format!("{base}/__emulator/keys/{key}"))
-        .header("content-type", "application/json")
-        .body(update.to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 200);
-}
-
-async fn set_fault(fault: serde_json::Value) {
-    let resp = Request::post(&format!("{}/__emulator/fault", faulty()))
-        .header("content-type", "application/json")
-        .body(fault.to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
-}
-
-async fn requests(base: &str) -> u64 {
-    let resp = Request::get(&format!("{base}/__emulator/requests"))
-        .send()
-        .await
-        .unwrap();
-    let body: serde_json::Value = serde_json::from_str(&resp.text().await.unwrap()).unwrap();
-    body["count"].as_u64().unwrap()
+    fetch::new_key(base, "WASM", fields).await
 }
 
 fn client(base: &str) -> AsyncClient {
@@ -350,16 +282,19 @@ fn licensed(outcome: &CheckOutcome) -> (Source, Option<Duration>) {
     }
 }
 
+/// A client of the emulator over `store`, on the machine `id`.
+fn on_machine(store: &MemoryStore, id: &str) -> AsyncLicensingBuilder {
+    AsyncLicensing::builder(ORG)
+        .base_url(emulator())
+        .store(store.clone())
+        .machine_id(id)
+}
+
 #[wasm_bindgen_test]
 async fn activation_lifecycle() {
     let key = new_key(emulator(), serde_json::json!({ "limit_activations": 2 })).await;
     let store = MemoryStore::new();
-    let l = AsyncLicensing::builder(ORG)
-        .base_url(emulator())
-        .store(store.clone())
-        .machine_id("machine-a")
-        .build()
-        .unwrap();
+    let l = on_machine(&store, "machine-a").build().unwrap();
 
     // Activate: remembered with the machine fingerprint as a condition.
     let read = l
@@ -390,10 +325,7 @@ async fn activation_lifecycle() {
         before,
         "a fresh verdict sends nothing"
     );
-    let asking = AsyncLicensing::builder(ORG)
-        .base_url(emulator())
-        .store(store.clone())
-        .machine_id("machine-a")
+    let asking = on_machine(&store, "machine-a")
         .policy(always_ask())
         .build()
         .unwrap();
@@ -409,12 +341,7 @@ async fn activation_lifecycle() {
     }
 
     // The same activation from another machine: conditions_mismatch.
-    let other = AsyncLicensing::builder(ORG)
-        .base_url(emulator())
-        .store(store.clone())
-        .machine_id("machine-b")
-        .build()
-        .unwrap();
+    let other = on_machine(&store, "machine-b").build().unwrap();
     let elsewhere = ValidateRequest::new(key.as_str())
         .activation_id(id.as_str())
         .condition("machine_fingerprint", other.machine_fingerprint().unwrap());
@@ -535,12 +462,17 @@ async fn grace_covers_an_unreachable_server_until_the_period_ends() {
     );
 }
 
+/// A fresh key of the faulty emulator, checked online by a client that always asks.
+async fn licensed_online() -> (String, AsyncLicensing) {
+    let key = new_key(faulty(), serde_json::json!({})).await;
+    let l = licensing(faulty(), &MemoryStore::new(), always_ask());
+    assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Online);
+    (key, l)
+}
+
 #[wasm_bindgen_test]
 async fn grace_covers_a_500_but_never_a_denial() {
-    let key = new_key(faulty(), serde_json::json!({})).await;
-    let store = MemoryStore::new();
-    let l = licensing(faulty(), &store, always_ask());
-    assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Online);
+    let (key, l) = licensed_online().await;
 
     set_fault(serde_json::json!({"kind": "status", "status": 500, "body": "boom"})).await;
     let during = l.check(key.as_str()).await;
@@ -586,10 +518,7 @@ async fn grace_covers_a_500_but_never_a_denial() {
 
 #[wasm_bindgen_test]
 async fn while_one_check_waits_for_a_hung_server_another_answers_from_the_cache() {
-    let key = new_key(faulty(), serde_json::json!({})).await;
-    let store = MemoryStore::new();
-    let l = licensing(faulty(), &store, always_ask());
-    assert_eq!(licensed(&l.check(key.as_str()).await).0, Source::Online);
+    let (key, l) = licensed_online().await;
 
     set_fault(serde_json::json!({"kind": "hang"})).await;
     let started = js_sys::Date::now();

@@ -9,11 +9,11 @@
 //! `POLAR_WASM_EMULATOR_URL` and `POLAR_WASM_FAULT_URL` (an emulator whose faults the tests set).
 #![cfg(target_arch = "wasm32")]
 
-use gloo_net::http::Request;
 use polar_license::features::{Entitlements, FeatureAccess, FeatureWhy};
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::wasm::AsyncLicensing;
 use polar_license::Reason;
+use polar_license_testkit::fetch::{self, emulator, faulty, set_fault};
 use serde_json::{json, Value};
 use std::cell::Cell;
 use std::rc::Rc;
@@ -26,57 +26,9 @@ const TEAM: &str = "1c2d3e4f-5061-4b7c-9d8e-0f1a2b3c4d5e";
 const BASIC: &str = "2d3e4f50-6172-4c8d-ae9f-1a2b3c4d5e6f";
 const DAY: i64 = 86_400;
 
-fn url(name: &str, value: Option<&'static str>) -> &'static str {
-    match value {
-        Some(v) => v,
-        None => panic!("{name} was not set at compile time: run scripts/test-wasm.sh"),
-    }
-}
-
-fn emulator() -> &'static str {
-    url(
-        "POLAR_WASM_EMULATOR_URL",
-        option_env!("POLAR_WASM_EMULATOR_URL"),
-    )
-}
-
-fn faulty() -> &'static str {
-    url("POLAR_WASM_FAULT_URL", option_env!("POLAR_WASM_FAULT_URL"))
-}
-
-fn random_hex(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:x}", (js_sys::Math::random() * 16.0) as u8 & 15))
-        .collect()
-}
-
 /// Adds a fresh key to an emulator: `fields` are SeedKey fields (`benefit_id`, `usage`, …).
 async fn new_key(base: &str, fields: Value) -> String {
-    let key = format!("FEAT-{}", random_hex(24).to_uppercase());
-    let mut body = json!({ "key": key });
-    if let (Some(b), Some(f)) = (body.as_object_mut(), fields.as_object()) {
-        b.extend(f.clone());
-    }
-    let resp = Request::post(&format!("{base}/__emulator/keys"))
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    key
-}
-
-async fn set_fault(fault: Value) {
-    let resp = Request::post(&format!("{}/__emulator/fault", faulty()))
-        .header("content-type", "application/json")
-        .body(fault.to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 204);
+    fetch::new_key(base, "FEAT", fields).await
 }
 
 fn map() -> Entitlements {
@@ -196,16 +148,7 @@ async fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     let expired = l.check(key.as_str()).await;
     set_fault(Value::Null).await;
 
-    assert!(
-        matches!(
-            cached,
-            CheckOutcome::Licensed {
-                source: Source::Cache,
-                ..
-            }
-        ),
-        "{cached:?}"
-    );
+    assert_eq!(cached.source(), Some(Source::Cache), "{cached:?}");
     for feature in ["pro_export", "api_calls", "team_sync", "time_travel"] {
         let (on, off) = (
             l.has_feature(&online, feature),
@@ -225,30 +168,20 @@ async fn a_cached_verdict_within_grace_answers_like_an_online_one() {
     assert_eq!(a.license_reason, Some(Reason::GraceExpired));
 }
 
+/// A check of a fresh key of PRO with 10 usages, `usage` of them used.
+async fn metered(l: &AsyncLicensing, usage: i64) -> CheckOutcome {
+    let fields = json!({ "benefit_id": PRO, "limit_usage": 10, "usage": usage });
+    l.check(new_key(emulator(), fields).await).await
+}
+
 #[wasm_bindgen_test]
 async fn metered_features_carry_the_remaining_count() {
     let l = licensing(emulator());
-    let left = l
-        .check(
-            new_key(
-                emulator(),
-                json!({ "benefit_id": PRO, "limit_usage": 10, "usage": 7 }),
-            )
-            .await,
-        )
-        .await;
+    let left = metered(&l, 7).await;
     let a = l.has_feature(&left, "api_calls");
     assert_eq!((a.granted, a.remaining_usage), (true, Some(3)));
 
-    let spent = l
-        .check(
-            new_key(
-                emulator(),
-                json!({ "benefit_id": PRO, "limit_usage": 10, "usage": 10 }),
-            )
-            .await,
-        )
-        .await;
+    let spent = metered(&l, 10).await;
     let a = l.has_feature(&spent, "api_calls");
     assert_eq!(
         (a.granted, a.why, a.remaining_usage),

@@ -12,10 +12,9 @@
 //! another machine, is no lease. The tests after it hold what the table does not.
 #![cfg(target_arch = "wasm32")]
 
-use gloo_net::http::Request;
 use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::grace::{CheckOutcome, Source};
+use polar_license::grace::Source;
 use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::session::{self, Slot};
 use polar_license::wasm::{
@@ -23,9 +22,11 @@ use polar_license::wasm::{
     STORAGE_PREFIX,
 };
 use polar_license::{ActivateRequest, HttpRequest, Key, TransportError, TransportErrorKind};
+use polar_license_testkit::fetch::{self, emulator};
+use polar_license_testkit::from_cache;
 use polar_license_testkit::leases::{self, DAY};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
@@ -37,33 +38,9 @@ const APP_SECRET: &[u8] = b"the app's own secret";
 /// The relay's key (the fixture every face's signed-mode tests share).
 const FIXTURE: &str = include_str!("vectors/lease-relay.json");
 
-fn emulator() -> &'static str {
-    match option_env!("POLAR_WASM_EMULATOR_URL") {
-        Some(url) => url,
-        None => {
-            panic!("POLAR_WASM_EMULATOR_URL was not set at compile time: run scripts/test-wasm.sh")
-        }
-    }
-}
-
-fn random_hex(n: usize) -> String {
-    (0..n)
-        .map(|_| format!("{:x}", (js_sys::Math::random() * 16.0) as u8 & 15))
-        .collect()
-}
-
 /// A fresh granted key on the emulator (so node and browser runs never share state).
 async fn new_key() -> String {
-    let key = format!("WASM-SIGNED-{}", random_hex(20).to_uppercase());
-    let resp = Request::post(&format!("{}/__emulator/keys", emulator()))
-        .header("content-type", "application/json")
-        .body(serde_json::json!({ "key": key, "limit_activations": 3 }).to_string())
-        .unwrap()
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(resp.status(), 201, "{}", resp.text().await.unwrap());
-    key
+    fetch::new_key(emulator(), "WASM-SIGNED", json!({ "limit_activations": 3 })).await
 }
 
 fn relay_key() -> SigningKey {
@@ -142,17 +119,6 @@ impl Relay {
             .clock(move || now.get())
             .build_with_transport(self.transport())
             .unwrap()
-    }
-}
-
-fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
-    match outcome {
-        CheckOutcome::Licensed {
-            source: Source::Cache,
-            grace_remaining,
-            ..
-        } => *grace_remaining,
-        _ => None,
     }
 }
 
@@ -245,12 +211,17 @@ async fn the_signed_mode_table() {
     assert!(failed.is_empty(), "{}", failed.join("\n"));
 }
 
-#[wasm_bindgen_test]
-async fn a_lease_that_ended_is_renewed_online() {
+/// The stand-in relay, a fresh key, and an app in signed mode over a store of its own.
+async fn signed_app() -> (Relay, String, AsyncLicensing) {
     let relay = Relay::new();
     let key = new_key().await;
-    let store = MemoryStore::new();
-    let app = relay.app(&store, relay.keys());
+    let app = relay.app(&MemoryStore::new(), relay.keys());
+    (relay, key, app)
+}
+
+#[wasm_bindgen_test]
+async fn a_lease_that_ended_is_renewed_online() {
+    let (relay, key, app) = signed_app().await;
     app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
         .await
         .expect("activate answers")
@@ -272,10 +243,7 @@ async fn a_lease_that_ended_is_renewed_online() {
 
 #[wasm_bindgen_test]
 async fn after_a_lease_signed_by_another_key_the_relays_own_key_licenses_again() {
-    let relay = Relay::new();
-    let key = new_key().await;
-    let store = MemoryStore::new();
-    let app = relay.app(&store, relay.keys());
+    let (relay, key, app) = signed_app().await;
     *relay.signer.borrow_mut() = Rc::new(SigningKey::from_file_text(OTHER_KEY).unwrap());
 
     // The activation's grant comes with a lease that does not verify (the table's row); the
@@ -289,16 +257,7 @@ async fn after_a_lease_signed_by_another_key_the_relays_own_key_licenses_again()
     // The relay's own key again: licensed online, then offline from its lease.
     *relay.signer.borrow_mut() = Rc::new(relay_key());
     let outcome = app.check(key.as_str()).await;
-    assert!(
-        matches!(
-            outcome,
-            CheckOutcome::Licensed {
-                source: Source::Online,
-                ..
-            }
-        ),
-        "{outcome:?}"
-    );
+    assert_eq!(outcome.source(), Some(Source::Online), "{outcome:?}");
     relay.offline.set(true);
     assert!(from_cache(&app.check(key.as_str()).await).is_some());
 }

@@ -253,26 +253,23 @@ impl AsyncLicensing {
     /// The per-install secret, created on first use. A malformed one is replaced, which only
     /// invalidates the cache (as on native).
     async fn install_secret(&self) -> Result<Vec<u8>, Error> {
-        if let Some(secret) = self
-            .store
-            .get(SECRET_NAME)
-            .await?
-            .and_then(|t| install_secret_from_hex(&t))
-        {
+        if let Some(secret) = self.stored_secret().await? {
             return Ok(secret);
         }
         let _lock = lock(SECRET_NAME).await;
-        if let Some(secret) = self
-            .store
-            .get(SECRET_NAME)
-            .await?
-            .and_then(|t| install_secret_from_hex(&t))
-        {
+        // Another task may have created it while this one waited for the lock.
+        if let Some(secret) = self.stored_secret().await? {
             return Ok(secret);
         }
         let secret = self.random_secret()?;
         self.store.set(SECRET_NAME, &hex(&secret)).await?;
         Ok(secret)
+    }
+
+    /// The stored per-install secret, when there is a well-formed one.
+    async fn stored_secret(&self) -> Result<Option<Vec<u8>>, Error> {
+        let stored = self.store.get(SECRET_NAME).await?;
+        Ok(stored.and_then(|t| install_secret_from_hex(&t)))
     }
 
     /// The slot of `key`: bound to the server's origin, sealed with the install secret, this

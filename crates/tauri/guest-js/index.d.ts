@@ -104,6 +104,13 @@ export interface LicenseState {
   fallback: FallbackCode | null;
   /** `false` when the cache could not be written (the answer stands). */
   cacheRefreshed: boolean;
+  /**
+   * For an online answer through a seller's relay: where the relay took Polar's verdict from,
+   * as its `polar-license-source` header said (`polar`: asked just now; `store`: its store;
+   * `stale`: a stored grant replayed while Polar could not be asked). `null` without a relay,
+   * and for the cache's answers.
+   */
+  relaySource: 'polar' | 'store' | 'stale' | null;
   license: LicenseSummary | null;
   /** Every feature of the app's entitlement map, by name. */
   features: Record<string, FeatureState>;

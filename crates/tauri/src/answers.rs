@@ -54,6 +54,11 @@ pub struct LicenseState {
     pub fallback: Option<String>,
     /// `false` when the cache could not be written (the answer stands).
     pub cache_refreshed: bool,
+    /// For an online answer through a seller's relay: where the relay took Polar's verdict
+    /// from, as its `polar-license-source` header said (`polar`: asked just now; `store`: its
+    /// store; `stale`: a stored grant replayed while Polar could not be asked). `None` without
+    /// a relay, and for the cache's answers (contract §5a).
+    pub relay_source: Option<String>,
     /// The license, when licensed.
     pub license: Option<LicenseSummary>,
     /// Every feature of the app's entitlement map, granted or not, by name.
@@ -334,6 +339,7 @@ impl LicenseState {
                 .as_ref()
                 .map(|e| e.reason().code().to_string()),
             cache_refreshed: report.cache_refreshed(),
+            relay_source: report.relayed.map(|r| r.as_str().to_string()),
             license: outcome.license().map(|license| {
                 let activation = license.activation.as_ref().map(|a| a.id.as_str());
                 LicenseSummary::of(&license.license_key, activation)

@@ -14,7 +14,8 @@
 use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
 use polar_license_emulator::{Fault, KeyUpdate, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
-use polar_license_relay::{serve, Relay, RelayConfig, Running};
+use polar_license_relay::store::{MemoryBackend, StoreOptions};
+use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
     Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
     RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
@@ -73,7 +74,8 @@ impl Plugin {
     }
 
     /// Signed mode: the app talks to the seller's relay (crates/relay, on loopback in front of
-    /// the emulator, leases of `lease_days`) and holds its public key.
+    /// the emulator, leases of `lease_days`, a verdict store in memory) and holds its public
+    /// key.
     fn signed(name: &str, lease_days: u32) -> Plugin {
         Plugin::build(name, &["polar-license:default"], Some(lease_days))
     }
@@ -90,6 +92,11 @@ impl Plugin {
                 key,
             );
             config.lease_days = days;
+            config.store = Some(StoreConfig {
+                backend: Arc::new(MemoryBackend::new(1024)),
+                options: StoreOptions::default(),
+                webhook_secret: None,
+            });
             let transport =
                 UreqTransport::new(Duration::from_secs(2), Duration::from_secs(5), 1024 * 1024);
             let relay = Relay::new(config, Box::new(transport)).expect("the relay");
@@ -166,6 +173,15 @@ impl Plugin {
             Err(value) => json!({ "command": command, "args": args, "err": value }),
         });
         answer
+    }
+
+    /// Sets the app's clock to the real one: the relay signs leases (and keeps its store) with
+    /// the real clock.
+    fn at_real_time(&self) {
+        let real = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs() as i64);
+        self.clock.set(real);
     }
 
     /// Adds `entry` to this scenario's file of answers.
@@ -614,11 +630,7 @@ fn a_capability_grants_only_the_commands_it_names() {
 #[test]
 fn signed_mode_answers_carry_the_lease_and_the_grace_ends_with_it() {
     let w = Plugin::signed("signed", 1);
-    // The relay signs with the real clock: the app's starts there too.
-    let real = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs() as i64);
-    w.clock.set(real);
+    w.at_real_time();
     let activated = w.activate();
     let lease = activated.lease.expect("activate stores the relay's lease");
     assert_eq!(lease.kid, "tauri-relay");
@@ -652,4 +664,36 @@ fn signed_mode_answers_carry_the_lease_and_the_grace_ends_with_it() {
     let plain = Plugin::new("unsigned-lease");
     assert_eq!(plain.activate().lease, None);
     assert_eq!(plain.check().lease, None);
+}
+
+/// Contract §5a: an online answer through the relay says where the relay took Polar's verdict
+/// from (`polar`, then `store` within its `fresh_for`); the cache's answers and a check with no
+/// relay say nothing.
+#[test]
+fn a_check_through_the_relay_says_where_the_relay_took_the_verdict() {
+    let w = Plugin::signed("relay-source", 1);
+    w.at_real_time();
+    w.activate();
+    let cached = w.check();
+    assert_eq!(cached.source.as_deref(), Some("cache"), "{cached:?}");
+    assert_eq!(cached.relay_source, None, "{cached:?}");
+
+    // Past the recheck interval: asked online, and the relay asked Polar...
+    w.clock.advance(2 * HOUR);
+    let asked = w.check();
+    assert_eq!(asked.source.as_deref(), Some("online"), "{asked:?}");
+    assert_eq!(asked.relay_source.as_deref(), Some("polar"), "{asked:?}");
+    // ...then answered from its store (its own clock has not moved past `fresh_for`).
+    w.clock.advance(2 * HOUR);
+    let stored = w.check();
+    assert_eq!(stored.source.as_deref(), Some("online"), "{stored:?}");
+    assert_eq!(stored.relay_source.as_deref(), Some("store"), "{stored:?}");
+
+    // No relay: online, and no relay source.
+    let direct = Plugin::new("relay-source-direct");
+    direct.activate();
+    direct.clock.advance(2 * HOUR);
+    let online = direct.check();
+    assert_eq!(online.source.as_deref(), Some("online"), "{online:?}");
+    assert_eq!(online.relay_source, None, "{online:?}");
 }

@@ -251,45 +251,40 @@ impl Node {
         b[start..*at].to_vec()
     }
 
+    /// The items of the object or array opening at `at`, up to its `close`, each read by
+    /// `one`.
+    fn list<T>(
+        b: &[u8],
+        at: &mut usize,
+        close: u8,
+        mut one: impl FnMut(&[u8], &mut usize) -> T,
+    ) -> Vec<T> {
+        *at += 1;
+        let mut items = Vec::new();
+        loop {
+            Node::space(b, at);
+            match b[*at] {
+                c if c == close => {
+                    *at += 1;
+                    return items;
+                }
+                b',' => *at += 1,
+                _ => items.push(one(b, at)),
+            }
+        }
+    }
+
     fn read(b: &[u8], at: &mut usize) -> Node {
         Node::space(b, at);
         match b[*at] {
-            b'{' => {
+            b'{' => Node::Obj(Node::list(b, at, b'}', |b, at| {
+                let name = Node::string(b, at);
+                Node::space(b, at);
+                assert_eq!(b[*at], b':');
                 *at += 1;
-                let mut members = Vec::new();
-                loop {
-                    Node::space(b, at);
-                    match b[*at] {
-                        b'}' => {
-                            *at += 1;
-                            return Node::Obj(members);
-                        }
-                        b',' => *at += 1,
-                        _ => {
-                            let name = Node::string(b, at);
-                            Node::space(b, at);
-                            assert_eq!(b[*at], b':');
-                            *at += 1;
-                            members.push((name, Node::read(b, at)));
-                        }
-                    }
-                }
-            }
-            b'[' => {
-                *at += 1;
-                let mut items = Vec::new();
-                loop {
-                    Node::space(b, at);
-                    match b[*at] {
-                        b']' => {
-                            *at += 1;
-                            return Node::Arr(items);
-                        }
-                        b',' => *at += 1,
-                        _ => items.push(Node::read(b, at)),
-                    }
-                }
-            }
+                (name, Node::read(b, at))
+            })),
+            b'[' => Node::Arr(Node::list(b, at, b']', Node::read)),
             b'"' => Node::Tok(Node::string(b, at)),
             _ => {
                 let start = *at;
@@ -333,14 +328,18 @@ impl Node {
         }
     }
 
-    /// The path (child indexes) of every member value and array item, at any depth.
-    fn slots(&self, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
-        let children: Vec<&Node> = match self {
-            Node::Tok(_) => return,
+    /// Its member values or items, in order (none for a token).
+    fn children(&self) -> Vec<&Node> {
+        match self {
+            Node::Tok(_) => Vec::new(),
             Node::Obj(members) => members.iter().map(|(_, v)| v).collect(),
             Node::Arr(items) => items.iter().collect(),
-        };
-        for (i, child) in children.into_iter().enumerate() {
+        }
+    }
+
+    /// The path (child indexes) of every member value and array item, at any depth.
+    fn slots(&self, path: &mut Vec<usize>, out: &mut Vec<Vec<usize>>) {
+        for (i, child) in self.children().into_iter().enumerate() {
             path.push(i);
             out.push(path.clone());
             child.slots(path, out);
@@ -353,12 +352,7 @@ impl Node {
         if matches!(self, Node::Obj(_)) {
             out.push(path.clone());
         }
-        let children: Vec<&Node> = match self {
-            Node::Tok(_) => return,
-            Node::Obj(members) => members.iter().map(|(_, v)| v).collect(),
-            Node::Arr(items) => items.iter().collect(),
-        };
-        for (i, child) in children.into_iter().enumerate() {
+        for (i, child) in self.children().into_iter().enumerate() {
             path.push(i);
             child.objects(path, out);
             path.pop();

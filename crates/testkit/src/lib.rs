@@ -6,16 +6,21 @@
 //! docs/polar-api.md §6.2's validate answer, the `polar-license` binary with the host's
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
 //! an HTTP answer read whole with the agent the suites share (`http`), log records captured
-//! in memory ([`logs`]), and a seeded generator of mutated answers ([`answers`]).
+//! in memory ([`logs`]), and a seeded generator of mutated answers ([`answers`]); on wasm32,
+//! the emulators over `fetch` ([`fetch`]).
 //!
 //! Everything that needs the host (files, processes, sockets, the emulator) is native only
 //! (`native.rs`, re-exported here); the rest also builds for wasm32, where the npm engine's
 //! tests hold it to the native faces.
 
+use polar_license::grace::{CheckOutcome, Source};
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 pub mod answers;
+#[cfg(target_arch = "wasm32")]
+pub mod fetch;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod http;
 pub mod leases;
@@ -28,6 +33,15 @@ pub mod signed_rows;
 mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
+
+/// The grace left of an answer licensed from the cache; `None` for any other answer (online,
+/// or not licensed) and for a cached one with no grace counted.
+pub fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {
+    match outcome.source() {
+        Some(Source::Cache) => outcome.grace_remaining(),
+        _ => None,
+    }
+}
 
 /// Where a [`FakeClock`] starts unless told otherwise (2026-09-21T14:13:20Z, in unix seconds).
 pub const START: i64 = 1_790_000_000;

@@ -55,6 +55,14 @@ impl Polar {
         }
     }
 
+    /// The ids of `key`'s live activations, in the emulator's order (`activations`).
+    pub fn activation_ids(&self, key: &str) -> Vec<String> {
+        self.activations(key)
+            .iter()
+            .filter_map(|a| a["id"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Its URL, up or down.
     pub fn url(&self) -> String {
         self.url.clone()

@@ -330,6 +330,9 @@ pub struct Pending {
     ticket: Option<breaker::Ticket>,
     /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
     client: String,
+    /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
+    /// when it cannot), the grant still answers as fresh (`store`).
+    early: bool,
 }
 
 impl std::fmt::Debug for Pending {
@@ -898,6 +901,7 @@ impl Relay {
             flight: None,
             ticket: None,
             client,
+            early: false,
         })
     }
 

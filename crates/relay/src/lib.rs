@@ -88,9 +88,16 @@ type Unsigned = Option<(UnsignedLease, Option<String>)>;
 use stored::{Flight, Holder, Stored};
 
 /// The header that says where an answer of the three routes comes from: `polar` (Polar's
-/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
-/// `stale` (Polar's earlier answer, kept while Polar cannot be asked).
+/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh),
+/// `stale` (Polar's earlier answer, kept while Polar cannot be asked) or `relay`
+/// ([`RELAY_SOURCE`]: the relay's own 429, Polar not asked).
 pub const SOURCE_HEADER: &str = "polar-license-source";
+
+/// [`SOURCE_HEADER`]'s value on the relay's own 429s (its per-IP and per-key rates, the
+/// token's budget, the first-seen share): not Polar's answer, nor a verdict. An addition to
+/// `polar`, `store` and `stale`; every client reads a value it does not know as no source
+/// (and a 429 as "not verified" in any case).
+pub const RELAY_SOURCE: &str = "relay";
 
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
 pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
@@ -466,9 +473,12 @@ impl RelayResponse {
     }
 
     /// Polar's 429: an empty body and `retry-after`.
+    /// The relay's own 429 (its per-IP or per-key rate, the budget, the first-seen share),
+    /// said to be the relay's (`polar-license-source: relay`), not Polar's.
     fn rate_limited(retry_after: u64) -> RelayResponse {
         let mut r = RelayResponse::new(429);
         r.set("retry-after", &retry_after.to_string());
+        r.set(SOURCE_HEADER, RELAY_SOURCE);
         r
     }
 

@@ -615,7 +615,7 @@ pub(crate) fn refreshes_early(e: &Entry, now: i64, o: &store::StoreOptions) -> b
 
 /// The relay's own 429 when the token's budget has no room for the call.
 fn budget_refused(secs: u64) -> RelayResponse {
-    sourced(RelayResponse::rate_limited(secs), "polar")
+    RelayResponse::rate_limited(secs)
 }
 
 /// A first-seen key past its share: 429 with `Retry-After`, never a denial Polar did not give.
@@ -626,7 +626,7 @@ fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
         pending.key.redacted(),
         pending.client
     );
-    sourced(RelayResponse::rate_limited(secs), "polar")
+    RelayResponse::rate_limited(secs)
 }
 
 /// Polar's stored answer, as it was sent to the client asking with `key`: its status, the

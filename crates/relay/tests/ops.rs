@@ -187,7 +187,9 @@ fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
     assert_eq!(at(&after, &v("validate", "polar", "200")), 2.0);
     assert_eq!(at(&after, &v("validate", "store", "200")), 1.0);
     assert_eq!(at(&after, &v("validate", "polar", "503")), 1.0);
-    assert_eq!(at(&after, &v("validate", "polar", "429")), 1.0);
+    // The relay's own 429: `relay`, not Polar's.
+    assert_eq!(at(&after, &v("validate", "relay", "429")), 1.0);
+    assert_eq!(at(&after, &v("validate", "polar", "429")), 0.0);
     assert_eq!(at(&after, "polar_license_relay_polar_calls_total"), 3.0);
     assert_eq!(
         at(

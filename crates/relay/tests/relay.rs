@@ -566,6 +566,8 @@ fn the_per_ip_limit_answers_429_with_retry_after_and_no_call() {
         (r.status, r.header("retry-after"), r.body.len()),
         (429, Some("1"), 0)
     );
+    // The relay's own refusal, not Polar's.
+    assert_eq!(r.header("polar-license-source"), Some("relay"));
     assert_eq!(rig.polar.request_count(), through);
 }
 
@@ -579,6 +581,7 @@ fn the_per_key_limit_holds_one_key_back_and_not_the_others() {
     let v = |key: &str| json!({"key": key, "organization_id": ORG});
     let (through, r) = until_429(&rig.url, |_| v(DEMO_KEY));
     assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+    assert_eq!(r.header("polar-license-source"), Some("relay"));
     assert_eq!(rig.polar.request_count(), through);
     // Another key right after: its own bucket.
     assert_eq!(post(&rig.url, "validate", &v(DEMO_KEY_USAGE)).status, 200);

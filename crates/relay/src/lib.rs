@@ -210,8 +210,8 @@ pub struct RelayConfig {
     /// warning and [`Relay::health`] says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
     /// never).
     pub webhook_silence: u64,
-    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls
-    /// for 30 s, stored answers given meanwhile).
+    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
+    /// the first probe after 3.75 s, at most 30 s apart; stored answers given meanwhile).
     pub breaker: BreakerOptions,
 }
 

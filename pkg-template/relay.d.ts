@@ -40,8 +40,8 @@ export interface RelayOptions {
    * stops calls for `breakerOpenFor` seconds (default 5; 0 turns it off): stored answers are
    * then given at once, others get 502 (the native `--breaker-failures`). */
   breakerFailures?: number;
-  /** How long the breaker stops calls once open, 1 to 3600 seconds (default 30); then one call
-   * probes (the native `--breaker-open-for`). */
+  /** The longest the breaker stops calls once open, 1 to 3600 seconds (default 30); then one
+   * call probes, the first after an eighth of it (the native `--breaker-open-for`). */
   breakerOpenFor?: number;
   /** With webhooks on (`store.webhookSecret`): seconds without a webhook before `/healthz`
    * says `"warning"` and the relay warns in its log, again each such period (default 86400; 0:

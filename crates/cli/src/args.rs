@@ -523,7 +523,8 @@ pub struct RelayServeArgs {
     )]
     pub breaker_failures: u32,
 
-    /// How long the breaker stops calls to Polar once open; then one call probes
+    /// The longest the breaker stops calls to Polar once open; then one call probes (the first
+    /// probe after an eighth of it, each failed probe doubling the wait up to it)
     #[arg(
         long,
         value_name = "SECONDS",

@@ -557,7 +557,7 @@ fn the_budget_holds_and_the_sandbox_defaults_it_to_100() {
     }
     assert_eq!(
         validate_key(&relay.url, "UNKNOWN-BUDGET-3"),
-        (429, Some("polar".into())),
+        (429, Some("relay".into())),
         "past the validates' share of --budget 4"
     );
     assert_eq!(requests(&polar), calls + 3, "the budget is never exceeded");
@@ -1404,7 +1404,7 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
         &format!("{}/v1/customer-portal/license-keys/validate", relay.url),
         json!({"key": "UNKNOWN-ROSTER-4", "organization_id": DEMO_ORGANIZATION_ID}),
     );
-    assert_eq!((status, source.as_deref()), (429, Some("polar")));
+    assert_eq!((status, source.as_deref()), (429, Some("relay")));
     assert!(headers.is_some_and(|s| s.parse::<u64>().is_ok_and(|n| n >= 1)));
     // A key of the organization never checked before: Polar's verdict, within the budget.
     assert_eq!(

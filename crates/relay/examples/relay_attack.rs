@@ -9,7 +9,9 @@
 //!   [back=45]` (phases in seconds; `scale` scales Polar's minute and the store's windows:
 //!   0.1 makes the minute 6 s and `--fresh-for` 30 s). About 5 minutes with the defaults;
 //!   the full length, Polar's real minute: `scale=1 up=600 slow=60 gone=300 restart=60
-//!   back=300`.
+//!   back=300`. With `RELAY_ATTACK_LOG=PATH`, the relay's log lines (what answered each check,
+//!   why Polar was not asked) go to that file, each with the ms since the start, the phases
+//!   marked.
 //! - **The budget part alone** (`budget [SCALE] [MINUTES] [BUDGET]`, defaults 0.1, 2, 100):
 //!   the emulator behind the relay (with a store) enforcing the organization token's budget,
 //!   time scaled; known customers' validates at 24 times the budget, random keys from 64

@@ -1,9 +1,12 @@
 //! A breaker in front of Polar (issue #45): after [`BreakerOptions::failures`] calls in a row
 //! that failed (unreachable, timed out, a 5xx), the relay stops calling for
-//! [`BreakerOptions::open_for_ms`]; stored answers within their stale window are given at once
-//! and a request with none gets the 502 of an unreachable Polar (a client falls back to its
-//! cache, as for any 5xx), with no call. Then one call is let through (half-open): Polar's
-//! answer closes the breaker, a failure opens it again for as long.
+//! a while; stored answers within their stale window are given at once and a request with
+//! none gets the 502 of an unreachable Polar (a client falls back to its cache, as for any
+//! 5xx), with no call. Then one call is let through (half-open): Polar's answer closes the
+//! breaker, a failure opens it again. The first probe comes soon after the failures (an eighth
+//! of [`BreakerOptions::open_for_ms`]), each failed probe doubles the wait, up to
+//! [`BreakerOptions::open_for_ms`]: a short outage is over for the relay soon after it is over
+//! for Polar, a long one costs a probe per `open_for_ms`.
 //!
 //! Sans-IO as the rest of the core: the time is the caller's [`Now`].
 
@@ -21,7 +24,8 @@ pub struct BreakerOptions {
     /// (default 5; 0 turns the breaker off). A 429 is not a failure: the budget keeps its
     /// `Retry-After`.
     pub failures: u32,
-    /// How long calls stop once it opens, in ms (default 30,000); then one call is let through.
+    /// The longest calls stop once it opens, in ms (default 30,000): the first probe comes
+    /// after an eighth of it, each failed probe doubles the wait up to this.
     pub open_for_ms: u64,
 }
 
@@ -67,18 +71,23 @@ pub(crate) enum Ticket {
 
 pub(crate) struct Breaker {
     options: BreakerOptions,
-    state: Mutex<(State, u64)>,
+    /// The state, the times it opened, and how many times in a row it opened (closing
+    /// starts the count again).
+    state: Mutex<(State, u64, u32)>,
 }
+
+/// The first wait of an open breaker: this part of [`BreakerOptions::open_for_ms`].
+const FIRST_WAIT_PART: u64 = 8;
 
 impl Breaker {
     pub(crate) fn new(options: BreakerOptions) -> Breaker {
         Breaker {
             options,
-            state: Mutex::new((State::Closed(0), 0)),
+            state: Mutex::new((State::Closed(0), 0, 0)),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (State, u64)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, (State, u64, u32)> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -159,37 +168,48 @@ impl Breaker {
             Ok(r) => r.status >= 500,
         };
         let mut guard = self.lock();
-        let (state, opened) = &mut *guard;
-        let open_for = self.options.open_for_ms;
+        let (state, opened, streak) = &mut *guard;
         if !failed {
             if !matches!(state, State::Closed(_)) {
                 log::info!("relay: the breaker closes: Polar answers again");
             }
             *state = State::Closed(0);
+            *streak = 0;
             return;
         }
+        // Each opening in a row waits twice as long as the last, from an eighth of the
+        // longest wait up to it.
+        let wait = |streak: u32| {
+            let max = self.options.open_for_ms;
+            (max / FIRST_WAIT_PART)
+                .max(1)
+                .saturating_mul(1u64 << streak.min(16))
+                .min(max)
+        };
         match *state {
             State::Closed(n) => {
                 let n = n.saturating_add(1);
                 if n >= self.options.failures {
-                    *state = State::Open(now.monotonic_ms.saturating_add(open_for));
+                    let ms = wait(*streak);
+                    *state = State::Open(now.monotonic_ms.saturating_add(ms));
                     *opened = opened.saturating_add(1);
+                    *streak = streak.saturating_add(1);
                     log::warn!(
                         "relay: the breaker opens: {n} calls to Polar in a row failed; no call \
-                         for {} s, stored answers given as stale",
-                        open_for / 1000
+                         for {ms} ms, stored answers given as stale"
                     );
                 } else {
                     *state = State::Closed(n);
                 }
             }
             State::HalfOpen(_) if ticket == Some(Ticket::Probe) => {
-                *state = State::Open(now.monotonic_ms.saturating_add(open_for));
+                let ms = wait(*streak);
+                *state = State::Open(now.monotonic_ms.saturating_add(ms));
                 *opened = opened.saturating_add(1);
+                *streak = streak.saturating_add(1);
                 log::warn!(
                     "relay: the breaker opens again: the probe call to Polar failed; no call \
-                     for {} s",
-                    open_for / 1000
+                     for {ms} ms"
                 );
             }
             // A call made before it opened, ending late: nothing new.
@@ -198,7 +218,7 @@ impl Breaker {
     }
 
     pub(crate) fn reading(&self) -> Reading {
-        let (state, opened) = *self.lock();
+        let (state, opened, _) = *self.lock();
         let (state, failures) = match state {
             State::Closed(n) => ("closed", n),
             State::Open(_) => ("open", 0),
@@ -248,22 +268,33 @@ mod tests {
         b.record(&Ok(HttpResponse::new(503, "")), Some(Ticket::Call), at(5));
         assert_eq!(b.reading().state, "open");
         assert!(!b.still_allows(Some(Ticket::Call)));
-        assert_eq!(b.allow(at(1_004)), None);
+        // The first wait: an eighth of the longest.
+        assert_eq!(b.allow(at(129)), None);
         // Past its time: one probe, no other call meanwhile.
-        assert_eq!(b.allow(at(1_005)), Some(Ticket::Probe));
-        assert_eq!(b.allow(at(1_006)), None);
-        // The probe fails: open again for as long.
-        b.record(&timeout(), Some(Ticket::Probe), at(1_100));
-        assert_eq!(b.allow(at(2_099)), None);
-        assert_eq!(b.allow(at(2_100)), Some(Ticket::Probe));
-        b.record(
-            &Ok(HttpResponse::new(200, "")),
-            Some(Ticket::Probe),
-            at(2_200),
-        );
+        assert_eq!(b.allow(at(130)), Some(Ticket::Probe));
+        assert_eq!(b.allow(at(131)), None);
+        // The probe fails: open again, twice as long.
+        b.record(&timeout(), Some(Ticket::Probe), at(200));
+        assert_eq!(b.allow(at(449)), None);
+        assert_eq!(b.allow(at(450)), Some(Ticket::Probe));
+        // Failing probes double the wait up to the longest: 500, then 1,000, 1,000.
+        let mut t = 450;
+        for wait in [500, 1_000, 1_000] {
+            b.record(&timeout(), Some(Ticket::Probe), at(t));
+            assert_eq!(b.allow(at(t + wait - 1)), None, "{wait}");
+            t += wait;
+            assert_eq!(b.allow(at(t)), Some(Ticket::Probe), "{wait}");
+        }
+        b.record(&Ok(HttpResponse::new(200, "")), Some(Ticket::Probe), at(t));
         assert_eq!(b.reading().state, "closed");
-        assert_eq!(b.reading().opened, 2);
-        assert_eq!(b.allow(at(2_201)), Some(Ticket::Call));
+        assert_eq!(b.reading().opened, 5);
+        assert_eq!(b.allow(at(t + 1)), Some(Ticket::Call));
+        // Closed, the count starts again: the next opening waits an eighth again.
+        for ms in 0..3 {
+            b.record(&timeout(), Some(Ticket::Call), at(t + 2 + ms));
+        }
+        assert_eq!(b.allow(at(t + 4 + 124)), None);
+        assert_eq!(b.allow(at(t + 4 + 125)), Some(Ticket::Probe));
     }
 
     #[test]

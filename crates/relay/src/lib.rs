@@ -88,9 +88,16 @@ type Unsigned = Option<(UnsignedLease, Option<String>)>;
 use stored::{Flight, Holder, Stored};
 
 /// The header that says where an answer of the three routes comes from: `polar` (Polar's
-/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh) or
-/// `stale` (Polar's earlier answer, kept while Polar cannot be asked).
+/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh),
+/// `stale` (Polar's earlier answer, kept while Polar cannot be asked) or `relay`
+/// ([`RELAY_SOURCE`]: the relay's own 429, Polar not asked).
 pub const SOURCE_HEADER: &str = "polar-license-source";
+
+/// [`SOURCE_HEADER`]'s value on the relay's own 429s (its per-IP and per-key rates, the
+/// token's budget, the first-seen share): not Polar's answer, nor a verdict. An addition to
+/// `polar`, `store` and `stale`; every client reads a value it does not know as no source
+/// (and a 429 as "not verified" in any case).
+pub const RELAY_SOURCE: &str = "relay";
 
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
 pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
@@ -203,8 +210,8 @@ pub struct RelayConfig {
     /// warning and [`Relay::health`] says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
     /// never).
     pub webhook_silence: u64,
-    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls
-    /// for 30 s, stored answers given meanwhile).
+    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
+    /// the first probe after 3.75 s, at most 30 s apart; stored answers given meanwhile).
     pub breaker: BreakerOptions,
 }
 
@@ -330,6 +337,9 @@ pub struct Pending {
     ticket: Option<breaker::Ticket>,
     /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
     client: String,
+    /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
+    /// when it cannot), the grant still answers as fresh (`store`).
+    early: bool,
 }
 
 impl std::fmt::Debug for Pending {
@@ -463,9 +473,12 @@ impl RelayResponse {
     }
 
     /// Polar's 429: an empty body and `retry-after`.
+    /// The relay's own 429 (its per-IP or per-key rate, the budget, the first-seen share),
+    /// said to be the relay's (`polar-license-source: relay`), not Polar's.
     fn rate_limited(retry_after: u64) -> RelayResponse {
         let mut r = RelayResponse::new(429);
         r.set("retry-after", &retry_after.to_string());
+        r.set(SOURCE_HEADER, RELAY_SOURCE);
         r
     }
 
@@ -946,6 +959,7 @@ impl Relay {
             flight: None,
             ticket: None,
             client,
+            early: false,
         })
     }
 

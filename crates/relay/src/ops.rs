@@ -119,6 +119,7 @@ impl Ops {
             Some("polar") => "polar",
             Some("store") => "store",
             Some("stale") => "stale",
+            Some(crate::RELAY_SOURCE) => "relay",
             Some(_) => "other",
             None => "relay",
         };

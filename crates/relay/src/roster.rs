@@ -18,6 +18,7 @@ use std::sync::Mutex;
 use polar_license::Key;
 use sha2::{Digest, Sha256};
 
+use crate::store::Use;
 use crate::{Now, Relay};
 
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
@@ -61,8 +62,9 @@ pub(crate) struct Roster {
 struct Inner {
     phase: Phase,
     hashes: HashSet<[u8; 32]>,
-    /// License key ids to refetch (from grant webhooks), with the tries left.
-    refetch: VecDeque<(String, u32)>,
+    /// License key ids to refetch (from grant webhooks), with the tries left and when the
+    /// webhook came (monotonic ms).
+    refetch: VecDeque<(String, u32, u64)>,
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
     not_before: u64,
 }
@@ -76,8 +78,8 @@ pub(crate) enum Job {
     Wait(u64),
     /// Read this page of the list.
     Page(u32),
-    /// Read this key by id.
-    Refetch(String, u32),
+    /// Read this key by id (its tries left, and when its webhook came: monotonic ms).
+    Refetch(String, u32, u64),
 }
 
 impl Roster {
@@ -132,22 +134,23 @@ impl Roster {
         }
     }
 
-    /// A grant webhook named this license key id: refetched by the worker.
-    pub(crate) fn refetch(&self, license_key_id: &str) {
+    /// A grant webhook named this license key id at `now_ms`: refetched by the worker.
+    pub(crate) fn refetch(&self, license_key_id: &str, now_ms: u64) {
         let mut inner = self.lock();
         if inner.phase == Phase::Off
             || inner.refetch.len() >= 10_000
-            || inner.refetch.iter().any(|(id, _)| id == license_key_id)
+            || inner.refetch.iter().any(|(id, ..)| id == license_key_id)
         {
             return;
         }
         inner
             .refetch
-            .push_back((license_key_id.to_string(), REFETCH_TRIES));
+            .push_back((license_key_id.to_string(), REFETCH_TRIES, now_ms));
     }
 
-    /// The next read, at `now_ms` (a refetch first: it is a customer who just bought).
-    pub(crate) fn next(&self, now_ms: u64) -> Job {
+    /// The next read, at `now_ms` (a refetch first: it is a customer who just bought; one
+    /// whose webhook came less than `recent_ms` ago before a backlog's).
+    pub(crate) fn next(&self, now_ms: u64, recent_ms: u64) -> Job {
         let mut inner = self.lock();
         if inner.phase == Phase::Off {
             return Job::Stop;
@@ -155,8 +158,12 @@ impl Roster {
         if now_ms < inner.not_before {
             return Job::Wait(inner.not_before - now_ms);
         }
-        if let Some((id, tries)) = inner.refetch.pop_front() {
-            return Job::Refetch(id, tries);
+        let recent = inner
+            .refetch
+            .iter()
+            .position(|(.., since)| now_ms.saturating_sub(*since) < recent_ms);
+        if let Some((id, tries, since)) = inner.refetch.remove(recent.unwrap_or(0)) {
+            return Job::Refetch(id, tries, since);
         }
         match inner.phase {
             Phase::Loading { page } => Job::Page(page),
@@ -175,9 +182,9 @@ impl Roster {
     }
 
     /// A refetch to try again later (the budget, a failure), while tries are left.
-    pub(crate) fn again(&self, id: String, tries: u32) {
+    pub(crate) fn again(&self, id: String, tries: u32, since: u64) {
         if tries > 1 {
-            self.lock().refetch.push_back((id, tries - 1));
+            self.lock().refetch.push_back((id, tries - 1, since));
         }
     }
 
@@ -334,17 +341,28 @@ impl Relay {
         if self.breaker.is_open(now) {
             return Err(Some(1_000));
         }
-        let job = s.roster.next(now.monotonic_ms);
+        let job = s.roster.next(now.monotonic_ms, s.options.budget_window_ms);
         let url = match &job {
             Job::Stop => return Err(None),
             Job::Wait(ms) => return Err(Some(*ms)),
-            Job::Refetch(id, tries) => {
+            Job::Refetch(id, tries, since) => {
                 let Ok(id) = polar_license::metadata::check_uuid_v4("license_key_id", id) else {
                     log::warn!("relay: a grant webhook named a license key id that is no UUID");
                     return Err(Some(0));
                 };
-                if let Err(secs) = s.take(now, true) {
-                    s.roster.again(id, tries + 1);
+                // A customer who just bought (its webhook within the budget's window) is
+                // refetched from the reserve; a backlog (webhooks that came while Polar could
+                // not be asked, their customers long answered) only with idle budget, behind
+                // the known grants' refreshes: after an outage it took half the window those
+                // needed (the attack benchmark's Polar back).
+                let recent = now.monotonic_ms.saturating_sub(*since) < s.options.budget_window_ms;
+                if !recent && s.budget(now).room(now.monotonic_ms) <= 0.5 {
+                    s.roster.again(id, tries + 1, *since);
+                    return Err(Some(200));
+                }
+                let what = if recent { Use::Reserved } else { Use::Shared };
+                if let Err(secs) = s.take(now, what) {
+                    s.roster.again(id, tries + 1, *since);
                     s.roster.hold(now.monotonic_ms, secs * 1000);
                     return Err(Some(secs * 1000));
                 }
@@ -358,7 +376,7 @@ impl Relay {
                 if s.budget(now).room(now.monotonic_ms) <= 0.5 {
                     return Err(Some(1_000));
                 }
-                if let Err(secs) = s.take(now, false) {
+                if let Err(secs) = s.take(now, Use::Shared) {
                     return Err(Some(secs * 1000));
                 }
                 let org = self
@@ -395,8 +413,8 @@ impl Relay {
             return;
         };
         let retry = || {
-            if let Job::Refetch(id, tries) = &read.job {
-                s.roster.again(id.clone(), *tries);
+            if let Job::Refetch(id, tries, since) = &read.job {
+                s.roster.again(id.clone(), *tries, *since);
             }
         };
         let (status, retry_after, body) = match answer {
@@ -413,8 +431,8 @@ impl Relay {
             429 => {
                 let ms = s.learn_429(now, retry_after);
                 s.roster.hold(now.monotonic_ms, ms);
-                if let Job::Refetch(id, tries) = &read.job {
-                    s.roster.again(id.clone(), tries + 1);
+                if let Job::Refetch(id, tries, since) = &read.job {
+                    s.roster.again(id.clone(), tries + 1, *since);
                 }
                 return;
             }
@@ -497,7 +515,7 @@ pub(crate) fn usable(key: &serde_json::Value, now: i64) -> bool {
 /// A grant event (`benefit_grant.created`, `.updated`, `.cycled`, `.revoked`) names a license
 /// key: it is refetched by id for the roster (a new customer's key, a rotated key's new
 /// string; a revoked key, forgotten when Polar says it is no longer granted).
-pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value) {
+pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) {
     let kind = event.get("type").and_then(|t| t.as_str()).unwrap_or("");
     if !matches!(
         kind,
@@ -512,7 +530,7 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value) {
         .pointer("/data/properties/license_key_id")
         .and_then(|i| i.as_str())
     {
-        roster.refetch(id);
+        roster.refetch(id, now_ms);
     }
 }
 
@@ -631,24 +649,27 @@ pub(crate) mod tests {
         let r = Roster::new(true);
         let k = Key::new("K-1".to_string());
         assert!(r.first_seen(&k));
-        assert_eq!(r.next(0), Job::Page(1));
+        assert_eq!(r.next(0, 60_000), Job::Page(1));
         r.page_read(1, &["K-1".to_string()], 2, 0);
         assert!(!r.first_seen(&k));
-        assert_eq!(r.next(0), Job::Page(2));
+        assert_eq!(r.next(0, 60_000), Job::Page(2));
         r.page_read(2, &["K-2".to_string()], 2, 0);
         assert_eq!(r.phase(), Phase::Current { since_ms: 0 });
-        r.refetch("id-1");
-        r.refetch("id-1");
-        assert_eq!(r.next(0), Job::Refetch("id-1".into(), REFETCH_TRIES));
-        assert_eq!(r.next(0), Job::Wait(200));
+        r.refetch("id-1", 0);
+        r.refetch("id-1", 0);
+        assert_eq!(
+            r.next(0, 60_000),
+            Job::Refetch("id-1".into(), REFETCH_TRIES, 0)
+        );
+        assert_eq!(r.next(0, 60_000), Job::Wait(200));
         r.hold(0, 1_000);
-        assert_eq!(r.next(10), Job::Wait(990));
+        assert_eq!(r.next(10, 60_000), Job::Wait(990));
         // An hour on, it is paged in again, the keys it holds kept meanwhile.
-        assert_eq!(r.next(RELIST_MS), Job::Page(1));
+        assert_eq!(r.next(RELIST_MS, 60_000), Job::Page(1));
         assert!(!r.first_seen(&k));
         let off = Roster::new(false);
         assert!(!off.first_seen(&k));
-        assert_eq!(off.next(0), Job::Stop);
+        assert_eq!(off.next(0, 60_000), Job::Stop);
         r.turn_off();
         assert!(!r.first_seen(&Key::new("K-9".to_string())));
     }
@@ -709,10 +730,11 @@ pub(crate) mod tests {
     }
 
     /// Polar's event `kind` about the license key `id`, delivered to `roster`.
-    fn event(roster: &Roster, kind: &str, id: &str) {
+    fn event(roster: &Roster, kind: &str, id: &str, now_ms: u64) {
         on_event(
             roster,
             &serde_json::json!({"type": kind, "data": {"properties": {"license_key_id": id}}}),
+            now_ms,
         );
     }
 
@@ -722,6 +744,52 @@ pub(crate) mod tests {
         let body = serde_json::json!({"items": items,
             "pagination": {"total_count": 9, "max_page": max_page}});
         Ok((200, None, body.to_string().into_bytes()))
+    }
+
+    /// A refetch whose webhook came over a window ago (a backlog from an outage: its customer
+    /// was answered long ago) waits for idle budget and takes the shared part, behind the known
+    /// grants' refreshes; a customer who just bought is refetched from the reserve meanwhile.
+    #[test]
+    fn a_backlog_of_refetches_waits_for_idle_budget_a_new_customers_goes_at_once() {
+        let r = relay_with(crate::store::StoreOptions {
+            budget: 8,
+            reserve: 2,
+            roster: true,
+            ..crate::store::StoreOptions::default()
+        });
+        let s = r.store.as_ref().expect("a store");
+        let created = |id: &str, ms: u64| {
+            let event = serde_json::json!({"type": "benefit_grant.created",
+                "data": {"properties": {"license_key_id": id}}});
+            on_event(&s.roster, &event, ms);
+        };
+        let old = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
+        let new = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
+        created(old, 0);
+        // A window on: 4 of the 6 shared calls spent (a third of the room left).
+        let now = 61_000;
+        for _ in 0..4 {
+            s.take(at(now), Use::Shared).expect("a call");
+        }
+        assert_eq!(
+            r.roster_read(at(now)).err(),
+            Some(Some(200)),
+            "the backlog waits"
+        );
+        // A customer buys: its refetch goes first, the backlog ahead of it in the queue.
+        created(new, now);
+        let read = r.roster_read(at(now)).expect("the new customer's refetch");
+        assert!(read.url.ends_with(new), "{}", read.url);
+        assert_eq!(s.budget(at(now)).used(now), 5);
+        assert_eq!(
+            r.roster_read(at(now)).err(),
+            Some(Some(200)),
+            "still waiting"
+        );
+        // The window over: idle budget, the backlog's refetch from the shared part.
+        let later = now + 61_000;
+        let read = r.roster_read(at(later)).expect("the backlog's refetch");
+        assert!(read.url.ends_with(old), "{}", read.url);
     }
 
     #[test]
@@ -751,11 +819,12 @@ pub(crate) mod tests {
         assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
-        event(&s.roster, "benefit_grant.created", NEW_KEY_ID);
+        event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 5_100);
         event(
             &s.roster,
             "order.paid",
             "31bf892b-2e46-4f50-8060-8fdaf02aa482",
+            5_100,
         );
         let refetch = r.roster_read(at(5_100)).expect("the refetch");
         assert_eq!(
@@ -771,7 +840,7 @@ pub(crate) mod tests {
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
         let other = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
-        event(&s.roster, "benefit_grant.created", other);
+        event(&s.roster, "benefit_grant.created", other, 5_310);
         let _not_answered = refetch_of(&r, at(5_310), other);
         // A revocation's webhook: the key refetched, and forgotten as Polar no longer grants
         // it (a disabled or expired key too); a grant of it later makes it known again.
@@ -781,7 +850,7 @@ pub(crate) mod tests {
             ("granted", Some("2020-01-01T00:00:00Z")),
         ] {
             s.roster.learn(&Key::new("K-NEW".to_string()));
-            event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID);
+            event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 70_000);
             let refetch = refetch_of(&r, at(70_000), NEW_KEY_ID);
             let body =
                 serde_json::json!({"key": "K-NEW", "status": status, "expires_at": expires_at});

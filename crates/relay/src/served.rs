@@ -8,6 +8,7 @@ use std::sync::Arc;
 use polar_license::{TransportError, TransportErrorKind};
 
 use crate::stored::Flight;
+use crate::verdicts::Reply;
 use crate::{add_cors, Now, Pending, Relay, RelayRequest, RelayResponse, Routed};
 
 /// What routing decided, for the native server.
@@ -70,6 +71,12 @@ impl Relay {
             .into_response()
     }
 
+    /// Whether a check asking Polar refreshes a grant that is still fresh: it is given the
+    /// stored grant at once, and the call goes on to update the store.
+    pub(crate) fn refreshes_early(pending: &Pending) -> bool {
+        pending.early
+    }
+
     /// Whether a check asking Polar has a stored answer it could be given meanwhile.
     pub(crate) fn may_answer_stale(pending: &Pending) -> bool {
         pending
@@ -88,7 +95,19 @@ impl Relay {
             log::error!("relay: {e}: waiting for Polar");
             None
         });
-        let f = self.stored_answer(s, pending, current.as_ref(), now, true, &*self.entropy)?;
+        // An early refresh's grant is still fresh (`store`).
+        let reply = if pending.early {
+            Reply::Held
+        } else {
+            Reply::Stale
+        };
+        let f = self.stored_answer(s, pending, current.as_ref(), now, reply, &*self.entropy)?;
+        if reply == Reply::Stale {
+            log::info!(
+                "relay: validate {}: Polar's answer not in yet; the stored answer given",
+                pending.key.redacted()
+            );
+        }
         // A lease to sign elsewhere never comes here (the native server signs its own).
         f.unsigned.is_none().then_some(f.response)
     }

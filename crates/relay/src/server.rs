@@ -646,7 +646,13 @@ impl Server {
             }
         });
         if Relay::may_answer_stale(&pending) {
-            if let Ok(answer) = tokio::time::timeout(self.options.stale_after, &mut rx).await {
+            // An early refresh does not wait: its grant is still fresh.
+            let wait = if Relay::refreshes_early(&pending) {
+                Duration::ZERO
+            } else {
+                self.options.stale_after
+            };
+            if let Ok(answer) = tokio::time::timeout(wait, &mut rx).await {
                 return answer.ok();
             }
             let stale = self

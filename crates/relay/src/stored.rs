@@ -11,7 +11,7 @@ use polar_license::proto::{error_body, HttpResponse};
 use polar_license::TransportError;
 
 use crate::clock::Now;
-use crate::store::{Backend, Budget, EntryId, StoreOptions};
+use crate::store::{Backend, Budget, EntryId, StoreOptions, Use};
 
 /// A relay's store, as it runs.
 pub(crate) struct Stored {
@@ -64,11 +64,11 @@ impl Stored {
         budget
     }
 
-    /// Takes one call of the budget (see [`Budget::take`]); the budget's state is staged
-    /// for the store's next write (under the budget's lock: the newest state wins).
-    pub(crate) fn take(&self, now: Now, reserved: bool) -> Result<(), u64> {
+    /// Takes one call of the budget for `what` (see [`Budget::take_for`]); the budget's state
+    /// is staged for the store's next write (under the budget's lock: the newest state wins).
+    pub(crate) fn take(&self, now: Now, what: Use) -> Result<(), u64> {
         let mut budget = self.budget(now);
-        budget.take(now.monotonic_ms, reserved).inspect_err(|_| {
+        budget.take_for(now.monotonic_ms, what).inspect_err(|_| {
             self.refused.fetch_add(1, Ordering::Relaxed);
         })?;
         self.backend

@@ -7,7 +7,7 @@ use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
 use polar_license::proto::{HttpResponse, Operation};
 
 use crate::scrub::{scrub, unscrub};
-use crate::store::{self, Entry, Mark};
+use crate::store::{self, Entry, Mark, Use};
 use crate::stored::{Answered, Seen, Stored};
 use crate::{
     add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
@@ -17,7 +17,8 @@ use crate::{
 impl Relay {
     /// A check routed with a store: validates without an increment from the store when it
     /// may, else one call per entry within the budget; the rest always Polar's, from the
-    /// reserve.
+    /// reserve. Calls take the budget in its order ([`Use`]): a known customer's grant past
+    /// its freshness first, then known keys' activations, then the rest, first-seen keys last.
     pub(crate) fn routed_with_store(
         &self,
         s: &Stored,
@@ -44,14 +45,19 @@ impl Relay {
             let Some(ticket) = self.breaker.allow(now) else {
                 return Routed::Answer(crate::breaker_refused(&pending));
             };
-            if let Err(secs) = s.take(now, !first_seen) {
+            let what = if first_seen {
+                Use::FirstSeen
+            } else {
+                Use::Reserved
+            };
+            if let Err(secs) = s.take(now, what) {
                 self.breaker.abandon(Some(ticket), now);
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
                     pending.key.redacted()
                 );
-                return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+                return Routed::Answer(budget_refused(secs));
             }
             pending.ticket = Some(ticket);
             return Routed::Ask(Box::new(pending));
@@ -68,22 +74,51 @@ impl Relay {
             log::error!("relay: {e}; asking Polar");
             None
         });
-        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, false, entropy) {
+        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, Reply::Fresh, entropy)
+        {
             return Routed::Stored(f);
         }
+        // A grant still fresh but past its refresh point is asked again ahead of its end;
+        // until Polar answers, and whenever it cannot be asked, it answers as fresh.
+        let early = prior
+            .as_ref()
+            .is_some_and(|e| refreshes_early(e, now.unix_seconds, &s.options));
+        let fallback = if early { Reply::Held } else { Reply::Stale };
+        // Polar not asked (`why`): the stored answer (`stale`, or as fresh for an early
+        // refresh), else `refused`; the flight led, landed.
+        let not_asked = |pending: &Pending, leads: bool, why: &str, refused: RelayResponse| {
+            if leads {
+                s.land(&id);
+            }
+            match self.stored_answer(s, pending, prior.as_ref(), now, fallback, entropy) {
+                Some(f) => {
+                    log::info!(
+                        "relay: validate {}: Polar not asked ({why}); the stored answer given",
+                        pending.key.redacted()
+                    );
+                    Routed::Stored(f)
+                }
+                None => Routed::Answer(refused),
+            }
+        };
         // Polar is needed, unless the breaker is open: then the stored answer at once (no
         // wait for a call under way either), or the 502 of an unreachable Polar.
         if self.breaker.is_open(now) {
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
-            }
-            return Routed::Answer(crate::breaker_refused(&pending));
+            let refused = crate::breaker_refused(&pending);
+            return not_asked(&pending, false, "the breaker is open", refused);
         }
-        // One call per entry at once.
+        // One call per entry at once: an early refresh under way leaves the grant fresh.
         let leads = if may_wait {
             match s.lead(id, now.monotonic_ms) {
                 Ok(()) => true,
                 Err(flight) => {
+                    if early {
+                        if let Some(f) =
+                            self.stored_answer(s, &pending, prior.as_ref(), now, fallback, entropy)
+                        {
+                            return Routed::Stored(f);
+                        }
+                    }
                     pending.stored = Some((id, prior));
                     return Routed::Wait(id, flight, Box::new(pending));
                 }
@@ -91,67 +126,63 @@ impl Relay {
         } else {
             false
         };
-        if let Some(r) = self.per_key_limit(&pending, now) {
-            if leads {
-                s.land(&id);
-            }
-            // A key over its rate gets its stored answer, `stale`, as past the budget: it
-            // costs Polar nothing (a 429 here refused known customers while their grants
-            // were being asked again after an outage).
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
-            }
-            return Routed::Answer(r);
-        }
         // A first-seen key (no grant stored, not in the roster): its share (crate::roster).
-        let first_seen =
-            !prior.as_ref().is_some_and(|e| e.grant) && s.roster.first_seen(&pending.key);
-        let refused = if first_seen {
-            s.first_seen_take(&pending.client, now).err()
+        let granted = prior.as_ref().is_some_and(|e| e.grant);
+        let first_seen = !granted && s.roster.first_seen(&pending.key);
+        let what = if early {
+            Use::Shared
+        } else if granted {
+            Use::Refresh
+        } else if first_seen {
+            Use::FirstSeen
         } else {
-            None
+            Use::Shared
         };
-        if let Some(secs) = refused {
-            if leads {
-                s.land(&id);
+        // The key's rate counts only calls the budget has room for: a known key checked more
+        // often than its rate while its refresh waits for room would otherwise find its rate
+        // spent when the room comes (a key over its rate gets its stored answer, `stale`, as
+        // past the budget: it costs Polar nothing).
+        if s.budget(now).has_room(now.monotonic_ms, what) {
+            if let Some(r) = self.per_key_limit(&pending, now) {
+                return not_asked(&pending, leads, "the key is over its rate", r);
             }
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
+        }
+        if first_seen {
+            if let Err(secs) = s.first_seen_take(&pending.client, now) {
+                let refused = first_seen_refused(&pending, secs);
+                return not_asked(&pending, leads, "first-seen, past its share", refused);
             }
-            return Routed::Answer(first_seen_refused(&pending, secs));
         }
         let Some(ticket) = self.breaker.allow(now) else {
-            if leads {
-                s.land(&id);
-            }
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
-            }
-            return Routed::Answer(crate::breaker_refused(&pending));
+            let refused = crate::breaker_refused(&pending);
+            return not_asked(&pending, leads, "the breaker is open", refused);
         };
-        if let Err(secs) = s.take(now, false) {
+        if let Err(secs) = s.take(now, what) {
             self.breaker.abandon(Some(ticket), now);
-            if leads {
-                s.land(&id);
+            if !early && prior.is_none() {
+                log::info!(
+                    "relay: validate {} 429 (the token's budget is spent, nothing stored)",
+                    pending.key.redacted()
+                );
             }
-            if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, true, entropy) {
-                return Routed::Stored(f);
-            }
-            log::info!(
-                "relay: validate {} 429 (the token's budget is spent, nothing stored)",
-                pending.key.redacted()
-            );
-            return Routed::Answer(sourced(RelayResponse::rate_limited(secs), "polar"));
+            let why = match what {
+                Use::Refresh => "no room for a refresh in the budget",
+                Use::Shared if early => "no room for an early refresh in the budget",
+                _ => "the budget is spent",
+            };
+            return not_asked(&pending, leads, why, budget_refused(secs));
         }
         pending.stored = Some((id, prior));
         pending.flight = leads.then_some(id);
         pending.ticket = Some(ticket);
+        pending.early = early;
         Routed::Ask(Box::new(pending))
     }
 
-    /// An answer from a stored entry: fresh (`stale` false: a grant younger than
-    /// `fresh_for`, a denial younger than `denial_for`, a revocation a webhook told of), or,
-    /// when Polar cannot be asked (`stale` true), a grant younger than `stale_for` or a
+    /// An answer from a stored entry: fresh ([`Reply::Fresh`]: a grant younger than
+    /// `fresh_for` and not yet at its refresh point, a denial younger than `denial_for`, a
+    /// revocation a webhook told of; [`Reply::Held`]: a grant past its refresh point too), or,
+    /// when Polar cannot be asked ([`Reply::Stale`]), a grant younger than `stale_for` or a
     /// revocation. A grant's lease is verified as of when Polar answered.
     pub(crate) fn stored_answer(
         &self,
@@ -159,9 +190,10 @@ impl Relay {
         pending: &Pending,
         entry: Option<&Entry>,
         now: Now,
-        stale: bool,
+        reply: Reply,
         entropy: &dyn Fn() -> Option<[u8; 16]>,
     ) -> Option<Finished> {
+        let stale = reply == Reply::Stale;
         let answered = |mut response: RelayResponse| {
             add_cors(&mut response);
             Finished {
@@ -232,12 +264,9 @@ impl Relay {
                 if age >= window {
                     return None;
                 }
-                // Refresh ahead: in the last fifth of its freshness, an entry is asked again
-                // while the budget has room to spare.
-                if !stale
-                    && age >= window - window / 5
-                    && s.budget(now).room(now.monotonic_ms) > 0.5
-                {
+                // Refresh ahead: past its own refresh point, a grant is asked again (with
+                // room in the budget's shared part; meanwhile it answers, `Reply::Held`).
+                if reply == Reply::Fresh && refreshes_early(e, now.unix_seconds, o) {
                     return None;
                 }
                 let r = replayed(e, &pending.checked.key)?;
@@ -322,7 +351,7 @@ impl Relay {
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
             return RelayResponse::detail(400, "the webhook's body is not JSON");
         };
-        crate::roster::on_event(&s.roster, &event);
+        crate::roster::on_event(&s.roster, &event, now.monotonic_ms);
         let kind = event
             .get("type")
             .and_then(|t| t.as_str())
@@ -394,8 +423,14 @@ impl Relay {
                     log::error!("relay: {e}: Polar's failure is passed on");
                     None
                 });
+                // An early refresh's grant is still fresh.
+                let reply = if pending.early {
+                    Reply::Held
+                } else {
+                    Reply::Stale
+                };
                 let stale =
-                    self.stored_answer(s, pending, current.as_ref(), now, true, &move || entropy);
+                    self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy);
                 if let Some(f) = stale {
                     *response = f.response;
                     *unsigned = f.unsigned;
@@ -529,6 +564,60 @@ impl Relay {
     }
 }
 
+/// How a stored answer may be given ([`Relay::stored_answer`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Reply {
+    /// As fresh, unless a grant is due to be asked again ahead of its end
+    /// ([`refreshes_early`]).
+    Fresh,
+    /// As fresh, a grant past its refresh point included (while it is asked again, or when it
+    /// cannot be).
+    Held,
+    /// Polar cannot be asked: within the stale window (`stale`).
+    Stale,
+}
+
+/// The part of `--fresh-for` at its end in which each grant has its refresh point: a
+/// quarter.
+const EARLY_PART: i64 = 4;
+
+/// The age (seconds) at which the grant `e` is asked again ahead of the end of its
+/// freshness (`fresh_for`): a whole second in the last quarter of it (none when that quarter is
+/// under a second), its own for each key and each
+/// of Polar's answers, so that grants stored together (a warm-up, the refreshes after an
+/// outage) are not due together again and again.
+pub(crate) fn refresh_point(e: &Entry, fresh_for: i64) -> i64 {
+    let part = fresh_for / EARLY_PART;
+    let spread = match u64::try_from(part) {
+        Ok(spread) if spread > 0 => spread,
+        _ => return fresh_for,
+    };
+    // FNV-1a of the key's tag and the answer's time.
+    let tag = e.key_tag.as_deref().unwrap_or_default().bytes();
+    let h = tag
+        .chain(e.answered_at.to_le_bytes())
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+        });
+    fresh_for - 1 - i64::try_from(h % spread).unwrap_or(0)
+}
+
+/// Whether the stored grant `e` is fresh at `now` (unix seconds) but past its refresh point
+/// ([`refresh_point`]): asked again when the budget's shared part has room.
+pub(crate) fn refreshes_early(e: &Entry, now: i64, o: &store::StoreOptions) -> bool {
+    if !e.grant || e.mark != Mark::None {
+        return false;
+    }
+    let fresh_for = i64::try_from(o.fresh_for).unwrap_or(i64::MAX);
+    let age = now.saturating_sub(e.answered_at);
+    (0..fresh_for).contains(&age) && age >= refresh_point(e, fresh_for)
+}
+
+/// The relay's own 429 when the token's budget has no room for the call.
+fn budget_refused(secs: u64) -> RelayResponse {
+    RelayResponse::rate_limited(secs)
+}
+
 /// A first-seen key past its share: 429 with `Retry-After`, never a denial Polar did not give.
 fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
     log::info!(
@@ -537,7 +626,7 @@ fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
         pending.key.redacted(),
         pending.client
     );
-    sourced(RelayResponse::rate_limited(secs), "polar")
+    RelayResponse::rate_limited(secs)
 }
 
 /// Polar's stored answer, as it was sent to the client asking with `key`: its status, the

@@ -177,10 +177,11 @@ fn a_slow_polar_gets_stale_answers_at_a_second_and_webhooks_at_once() {
     relay.stop();
 }
 
-/// Polar failing (503) on three calls in a row opens the breaker (3 failures, 1.5 s): a
-/// stored key is then answered `stale` and an unknown one 502 (a client's `server_error`,
-/// which falls back to its cache), at once and with no call; `/healthz` and the metrics say
-/// `open`. Past its time one probe goes to Polar, and Polar's answer closes it.
+/// Polar failing (503) on three calls in a row opens the breaker (3 failures, at most 24 s, the
+/// first wait an eighth of that: 3 s): a stored key is then answered `stale` and an unknown one
+/// 502 (a client's `server_error`, which falls back to its cache), at once and with no call;
+/// `/healthz` and the metrics say `open`. Past its first wait one probe goes to Polar, and
+/// Polar's answer closes it.
 #[test]
 fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
     let polar = rig::emulator();
@@ -188,7 +189,7 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
     serve.metrics_addr = Some("127.0.0.1:0".into());
     let breaker = BreakerOptions {
         failures: 3,
-        open_for_ms: 1_500,
+        open_for_ms: 24_000,
     };
     let relay = start(&polar, 1, breaker, serve, TIMEOUT);
     let url = relay.url();
@@ -235,9 +236,10 @@ fn the_breaker_opens_after_failures_in_a_row_and_closes_after_a_probe() {
     assert_eq!(a.status, 502);
     assert_eq!(polar.request_count(), before + 3, "no call while open");
 
-    // Polar is back; past 1.5 s one probe asks, and its answer closes the breaker.
+    // Polar is back; past 3 s (not the longest wait, 24 s) one probe asks, and its answer
+    // closes the breaker.
     polar.set_fault(None);
-    std::thread::sleep(Duration::from_millis(1_600));
+    std::thread::sleep(Duration::from_millis(3_100));
     let a = validate(&url, &stored);
     assert_eq!((a.status, a.source.as_str()), (200, "polar"));
     assert_eq!(polar.request_count(), before + 4);
@@ -293,5 +295,126 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     assert!(a.took < Duration::from_secs(1), "{:?}", a.took);
     assert_eq!(polar.request_count() - before, made);
     polar.set_fault(None);
+    relay.stop();
+}
+
+/// The breaker's times through the core, with the test's clock: Polar (a stub) failing twice
+/// opens it (2 failures, at most 16 s); its first probe comes 2 s later (an eighth), not 16 s,
+/// so a Polar back by then answers at 2 s. Failing again, each probe doubles the wait up to
+/// the configured 16 s (2, 4, 8, 16, 16), with no call in between; an answer closes it.
+#[test]
+fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
+    use polar_license_relay::{Now, Relay};
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let up = Arc::new(AtomicBool::new(false));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let polar = {
+        let (up, calls) = (Arc::clone(&up), Arc::clone(&calls));
+        move |_: &polar_license::HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            let status = if up.load(Ordering::SeqCst) { 404 } else { 503 };
+            let mut r = polar_license::HttpResponse::new(
+                status,
+                br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+            );
+            r.headers = vec![("content-type".into(), "application/json".into())];
+            Ok(r)
+        }
+    };
+    let mut config = rig::config("http://127.0.0.1:9".into(), "probe");
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 16_000,
+    };
+    let relay: Relay = rig::relay(config, polar);
+    let at = |ms: u64| Now {
+        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
+        monotonic_ms: ms,
+    };
+    let check = |ms: u64| {
+        let r = relay.handle(&rig::validate_request("PROBE-4A5B6C"), at(ms));
+        (r.status, calls.load(Ordering::SeqCst))
+    };
+    assert_eq!(check(0), (503, 1));
+    assert_eq!(check(10), (503, 2));
+    // Open: the relay's 502, no call.
+    assert_eq!(check(1_999), (502, 2));
+    // Its first probe, 2 s after it opened: Polar back answers it.
+    up.store(true, Ordering::SeqCst);
+    assert_eq!(check(2_010), (404, 3));
+    assert_eq!(check(2_011), (404, 4), "closed");
+    // Failing again: open at once, then probes after 2, 4, 8, 16 and 16 s.
+    up.store(false, Ordering::SeqCst);
+    assert_eq!(check(3_000), (503, 5));
+    assert_eq!(check(3_001), (503, 6));
+    let mut opened = 3_001;
+    let mut n = 6;
+    for wait in [2_000, 4_000, 8_000, 16_000, 16_000] {
+        assert_eq!(
+            check(opened + wait - 1),
+            (502, n),
+            "before the probe after {wait}"
+        );
+        n += 1;
+        assert_eq!(check(opened + wait), (503, n), "the probe after {wait}");
+        opened += wait;
+    }
+}
+
+/// A grant past its refresh point (the last quarter of `--fresh-for`, 8 s here: at 6 or 7 s)
+/// but still fresh is asked again while it answers at once as fresh (`store`), even with
+/// Polar slow (2 s a call): not `stale` after the stale-while-revalidate wait. The call goes
+/// on and updates the store: asked once more, the grant is Polar's newer answer (its `Age`
+/// counts from the refresh), with no other call.
+#[test]
+fn a_grant_refreshed_early_answers_as_fresh_at_once_while_polar_is_asked() {
+    let polar = rig::emulator();
+    let relay = start(
+        &polar,
+        8,
+        BreakerOptions::default(),
+        ServeOptions::default(),
+        TIMEOUT,
+    );
+    let url = relay.url();
+    let k = key(&polar, "EARLY");
+    assert_eq!(validate(&url, &k).source, "polar");
+    // Ages count whole seconds (a grant answered at x.9 s is a second old 0.1 s later), so the
+    // test does not aim at one moment: from an age of 4 or 5 s it asks every 0.2 s until one
+    // check sets the refresh off (at the grant's point, 6 or 7 s), which is answered at once
+    // from the store, well before the grant's 8 s end.
+    std::thread::sleep(Duration::from_millis(5_000));
+    polar.set_fault(Some(Fault::Delay { ms: 2_000 }));
+    let before = polar.request_count();
+    let mut refreshed = None;
+    for _ in 0..20 {
+        let a = validate(&url, &k);
+        assert_eq!((a.status, a.source.as_str()), (200, "store"));
+        assert!(a.took < Duration::from_millis(1_500), "{:?}", a.took);
+        if rig::wait_until(
+            Duration::from_millis(200),
+            Duration::from_millis(20),
+            || polar.request_count() > before,
+        ) {
+            refreshed = Some(a);
+            break;
+        }
+    }
+    let a = refreshed.expect("a check past the refresh point sets a refresh off");
+    assert!(
+        a.age.is_some_and(|age| (6..8).contains(&age)),
+        "{:?}",
+        a.age
+    );
+    // The refresh lands (2 s); the store holds its answer.
+    polar.set_fault(None);
+    std::thread::sleep(Duration::from_millis(2_500));
+    let b = validate(&url, &k);
+    assert_eq!((b.status, b.source.as_str()), (200, "store"));
+    assert!(b.age.is_some_and(|age| age <= 4), "{:?}", b.age);
+    assert_eq!(polar.request_count(), before + 1, "one refresh");
     relay.stop();
 }

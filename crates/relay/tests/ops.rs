@@ -189,7 +189,9 @@ fn the_metrics_parse_as_prometheus_text_and_move_with_traffic() {
         (v("validate", "polar", "200"), 2.0),
         (v("validate", "store", "200"), 1.0),
         (v("validate", "polar", "503"), 1.0),
-        (v("validate", "polar", "429"), 1.0),
+        // The relay's own 429: `relay`, not Polar's.
+        (v("validate", "relay", "429"), 1.0),
+        (v("validate", "polar", "429"), 0.0),
         (m("polar_calls_total"), 3.0),
         (m("polar_errors_total{kind=\"server_error\"}"), 1.0),
         (m("polar_errors_total{kind=\"unreachable\"}"), 0.0),

@@ -205,7 +205,7 @@ fn the_reconcile_spends_only_idle_budget() {
         let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
         match (answer.status, answer.source.as_deref()) {
             (200, Some("polar")) => polar_answers += 1,
-            (429, Some("polar")) => {}
+            (429, Some("relay")) => {}
             other => panic!("validate {i}: {other:?}"),
         }
     }
@@ -338,7 +338,7 @@ fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
     });
     assert!(forgotten, "still known: {last:?}");
     polar.reset_request_count();
-    assert_eq!(activate(&relay, &k), (429, Some("polar".into())));
+    assert_eq!(activate(&relay, &k), (429, Some("relay".into())));
     assert_eq!(
         polar.request_count(),
         0,

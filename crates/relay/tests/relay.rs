@@ -494,6 +494,8 @@ fn limited(limits: Limits, body: impl Fn(usize) -> Value) -> (Rig, u64, Answer) 
     let rig = rig_with(Seed::demo(), DEMO_TOKEN, limits, None, None);
     let (through, r) = until_429(&rig.url, body);
     assert_eq!((r.status, r.header("retry-after")), (429, Some("1")));
+    // The relay's own refusal, not Polar's.
+    assert_eq!(r.header("polar-license-source"), Some("relay"));
     assert_eq!(rig.polar.request_count(), through);
     (rig, through, r)
 }

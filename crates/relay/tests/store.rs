@@ -1822,3 +1822,96 @@ fn store_options_no_host_accepts_are_refused_by_the_core() {
         }
     }
 }
+
+/// A source of the core's answer (`polar`, `store`, `stale`).
+fn source(r: &polar_license_relay::RelayResponse) -> String {
+    source_of(r).unwrap_or_default().to_string()
+}
+
+/// Issue #45: refreshing known grants comes first. With the roster on and a budget of 8 (2
+/// kept; the shared part 6), a guess flood from first-seen keys (their share the whole budget
+/// here) spends what first-seen keys may (the shared part less its last quarter: 5 calls
+/// with the known key's first), then is refused with no call; the known customer's grant,
+/// past `--fresh-for`, is still asked of Polar (a refresh may spend half the reserve), not
+/// answered `stale`. Only then is the budget spent for it too.
+#[test]
+fn a_known_grant_past_its_freshness_is_refreshed_before_a_guess_flood_is_asked() {
+    let polar = emulator();
+    let k = key(&polar, "KNOWN-FIRST");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 10;
+    options.budget = 8;
+    options.reserve = 2;
+    options.roster = true;
+    options.first_seen_share = 100;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    let first = relay.handle(&validate_request(&k), at(t0));
+    assert_eq!((first.status, source(&first)), (200, "polar".into()));
+    // Past its freshness, in the same budget window: the flood comes first.
+    let later = at(t0 + 11);
+    polar.reset_request_count();
+    let mut asked = 0;
+    for i in 0..20 {
+        let r = relay.handle(&validate_request(&format!("GUESS-{i}-000000")), later);
+        if r.status == 429 {
+            break;
+        }
+        assert_eq!(r.status, 404, "guess {i}");
+        asked += 1;
+    }
+    assert_eq!(asked, 4, "first-seen keys stop at 5 calls of the window");
+    assert_eq!(polar.request_count(), 4, "a refused guess makes no call");
+    let refreshed = relay.handle(&validate_request(&k), later);
+    assert_eq!(
+        (refreshed.status, source(&refreshed)),
+        (200, "polar".into()),
+        "the known grant refreshed from Polar"
+    );
+    assert_eq!(polar.request_count(), 5);
+}
+
+/// Grants stored together are not asked again together: 12 keys granted in the same second,
+/// `--fresh-for` 40 s, each asked every second from 28 s on (through the core, which waits for
+/// Polar's answer). Each is asked again once, in the last quarter of its freshness (30 to 40
+/// s), never after it (so none would wait or be `stale`), and the refreshes spread over
+/// several seconds (each grant's refresh point is its own).
+#[test]
+fn grants_stored_together_are_refreshed_early_at_points_of_their_own() {
+    let polar = emulator();
+    let keys: Vec<String> = (0..12)
+        .map(|i| key(&polar, &format!("TOGETHER{i}")))
+        .collect();
+    let mut options = StoreOptions::default();
+    options.fresh_for = 40;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    for k in &keys {
+        let r = relay.handle(&validate_request(k), at(t0));
+        assert_eq!((r.status, source(&r)), (200, "polar".into()));
+    }
+    let mut refreshed_at = vec![None; keys.len()];
+    for age in 28..40 {
+        for (i, k) in keys.iter().enumerate() {
+            let r = relay.handle(&validate_request(k), at(t0 + age));
+            assert_eq!(r.status, 200, "key {i} at {age} s");
+            match source(&r).as_str() {
+                "polar" => {
+                    assert!(refreshed_at[i].is_none(), "key {i} asked twice");
+                    refreshed_at[i] = Some(age);
+                }
+                "store" => {}
+                other => panic!("key {i} at {age} s: {other}"),
+            }
+        }
+    }
+    let ages: Vec<i64> = refreshed_at
+        .iter()
+        .map(|a| a.expect("every grant asked again before its freshness ends"))
+        .collect();
+    assert!(ages.iter().all(|a| (30..40).contains(a)), "{ages:?}");
+    let mut seconds = ages.clone();
+    seconds.sort_unstable();
+    seconds.dedup();
+    assert!(seconds.len() >= 4, "refreshed together: {ages:?}");
+}

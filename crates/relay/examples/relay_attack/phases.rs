@@ -252,7 +252,9 @@ fn start_relay(
             .and_then(|backend| {
                 let mut config = rig::config(polar_url.to_string(), "attack");
                 config.store = rig::store(Arc::new(backend), store.clone(), Some(secret.into()));
-                // The relay's defaults: 10 s a call, 8 calls at once, the breaker's 5 and 30 s.
+                // The breaker's longest wait, 30 s, scaled as Polar's minute (half of it).
+                config.breaker.open_for_ms = store.budget_window_ms / 2;
+                // The relay's defaults: 10 s a call, 8 calls at once, the breaker's 5.
                 let relay = Relay::new(config, Box::new(rig::upstream(Duration::from_secs(10))))
                     .map_err(|e| format!("{e:?}"))?;
                 serve_with(Arc::new(relay), addr, ServeOptions::default())
@@ -422,7 +424,50 @@ struct Restart {
     listening: Instant,
 }
 
+/// The relay's log lines (info and above) to the file named by `RELAY_ATTACK_LOG`, each with
+/// the ms since the run began: what answered each check (`stale`, and why Polar was not
+/// asked), to diagnose a phase.
+struct FileLog {
+    began: Instant,
+    out: Mutex<std::io::BufWriter<std::fs::File>>,
+}
+
+impl log::Log for FileLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= log::Level::Info
+    }
+
+    fn log(&self, r: &log::Record) {
+        use std::io::Write;
+        if self.enabled(r.metadata()) {
+            let ms = self.began.elapsed().as_millis();
+            let _ = writeln!(lock(&self.out), "{ms} {}", r.args());
+        }
+    }
+
+    fn flush(&self) {
+        use std::io::Write;
+        let _ = lock(&self.out).flush();
+    }
+}
+
+/// Logs to `RELAY_ATTACK_LOG` when it names a file.
+fn log_to_file() {
+    let Some(path) = std::env::var_os("RELAY_ATTACK_LOG") else {
+        return;
+    };
+    let file = std::fs::File::create(&path).expect("the log file");
+    let log = FileLog {
+        began: Instant::now(),
+        out: Mutex::new(std::io::BufWriter::new(file)),
+    };
+    if log::set_logger(Box::leak(Box::new(log))).is_ok() {
+        log::set_max_level(log::LevelFilter::Info);
+    }
+}
+
 pub fn run(args: &Args) {
+    log_to_file();
     let window = args.window();
     let budget = args.budget;
     // Polar's own 10 s for a webhook.
@@ -468,6 +513,7 @@ pub fn run(args: &Args) {
         if phase > 0 {
             shared.begin(phase);
         }
+        log::info!("relay_attack: phase {} begins", phase + 1);
         match phase {
             1 => polar.set_fault(Some(Fault::Delay { ms: 20_000 })),
             2 => {
@@ -534,6 +580,8 @@ pub fn run(args: &Args) {
         last_429 = now_429;
     }
     shared.stop.store(true, Ordering::SeqCst);
+    log::info!("relay_attack: the load ends");
+    log::logger().flush();
     if let Some(last) = PHASES.len().checked_sub(1) {
         shared.tally_of(last).ended = Some(Instant::now());
     }

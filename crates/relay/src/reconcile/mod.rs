@@ -31,7 +31,7 @@ use polar_license::lease::key_hash;
 use polar_license::Key;
 
 use crate::roster::{ReadAnswer, BACKOFF_MS};
-use crate::store::{self, Entry, Mark};
+use crate::store::{self, Entry, Mark, Use};
 use crate::{Now, Relay};
 
 /// A reconcile takes a call only while more than this share of the budget's shared part
@@ -116,7 +116,7 @@ impl Relay {
         if s.budget(now).room(now.monotonic_ms) <= IDLE_ROOM {
             return Err(Some(POLL_MS));
         }
-        if let Err(secs) = s.take(now, false) {
+        if let Err(secs) = s.take(now, Use::Shared) {
             return Err(Some(secs.saturating_mul(1000).min(POLL_MS)));
         }
         // Checked now: it goes to the back (put back where it was if the call fails).
@@ -472,7 +472,7 @@ mod tests {
         let first = r.reconcile_read(at(200, 0)).expect("due");
         assert!(first.url.ends_with(&lk(2)), "{}", first.url);
         // 1 of 8 used; a client's call makes 2: 6 of 8 free is not more than three quarters.
-        s.take(at(200, 1), false).expect("a client's call");
+        s.take(at(200, 1), Use::Shared).expect("a client's call");
         assert_eq!(r.reconcile_read(at(200, 2)).err(), Some(Some(1_000)));
         assert_eq!(s.budget(at(200, 3)).used(3), 2, "no unit taken");
         // Polar's 429: learned by the budget, nothing read before its Retry-After, the key

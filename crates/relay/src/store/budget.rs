@@ -24,6 +24,35 @@ pub struct Budget {
     window_ms: u64,
 }
 
+/// What a call to Polar is for, in the order the budget serves them: each may bring the
+/// calls of the window up to its own cap, so that what comes later never takes the room of
+/// what comes first.
+///
+/// With a budget `B` and a reserve `R` (the shared part `S = B - R`):
+///
+/// | use | up to |
+/// |---|---|
+/// | [`Use::Refresh`]: a known customer's stored grant past `--fresh-for`, asked again | `B - ⌈R/2⌉` |
+/// | [`Use::Reserved`]: a known key's activate, deactivate or increment; a new grant's key | `B` |
+/// | [`Use::Shared`]: other validates, a grant refreshed ahead of its end, idle reads | `S` |
+/// | [`Use::FirstSeen`]: a key neither in the roster nor granted in the store | `S - S/4` |
+///
+/// A refresh may spend half the reserve, rounded down (a grant past its freshness is what
+/// otherwise answers `stale`), never all of it: a store holding more grants than the budget refreshes
+/// still leaves activations their half. First-seen keys never take the last quarter of the
+/// shared part (besides their own share, [`super::StoreOptions::first_seen_share`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Use {
+    /// A stored grant of a known key past its freshness, asked again.
+    Refresh,
+    /// An activate, a deactivate or a usage increment of a known key, or a new grant's key.
+    Reserved,
+    /// Any other call: validates, a grant refreshed early, the roster's and reconcile's reads.
+    Shared,
+    /// A first-seen key's call.
+    FirstSeen,
+}
+
 /// The budget's window.
 pub(super) const MINUTE_MS: u64 = 60_000;
 
@@ -122,17 +151,38 @@ impl Budget {
     }
 
     /// Takes one call: `Err(seconds until one is free)` when there is none. `reserved`: an
-    /// activate, a deactivate or an increment (may use the reserve).
+    /// activate, a deactivate or an increment (may use the reserve); else a call of the
+    /// shared part ([`Use::Reserved`], [`Use::Shared`]: see [`Budget::take_for`]).
     pub fn take(&mut self, now_ms: u64, reserved: bool) -> Result<(), u64> {
+        let what = if reserved { Use::Reserved } else { Use::Shared };
+        self.take_for(now_ms, what)
+    }
+
+    /// How many calls of the window `what` may bring the budget to ([`Use`]).
+    fn cap(&self, what: Use) -> u32 {
+        let shared = self.limit - self.reserve;
+        match what {
+            Use::Reserved => self.limit,
+            Use::Refresh => self.limit - self.reserve.div_ceil(2),
+            Use::Shared => shared,
+            Use::FirstSeen => shared - shared / 4,
+        }
+    }
+
+    /// Whether a call for `what` would be taken now (nothing taken).
+    pub fn has_room(&mut self, now_ms: u64, what: Use) -> bool {
+        self.trim(now_ms);
+        now_ms >= self.blocked_until && (self.calls.len() as u64) < u64::from(self.cap(what))
+    }
+
+    /// Takes one call for `what` (its place in the budget's order: [`Use`]): `Err(seconds
+    /// until one is free)` when there is none.
+    pub fn take_for(&mut self, now_ms: u64, what: Use) -> Result<(), u64> {
         self.trim(now_ms);
         if now_ms < self.blocked_until {
             return Err((self.blocked_until - now_ms).div_ceil(1000).max(1));
         }
-        let cap = if reserved {
-            self.limit
-        } else {
-            self.limit - self.reserve
-        };
+        let cap = self.cap(what);
         let now = self.shifted(now_ms);
         if (self.calls.len() as u64) < u64::from(cap) {
             self.calls.push_back(now);

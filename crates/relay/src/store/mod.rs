@@ -20,7 +20,7 @@ mod paged;
 mod tests;
 mod webhook;
 
-pub use budget::{Budget, BudgetState};
+pub use budget::{Budget, BudgetState, Use};
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
 pub use entry::{

@@ -336,7 +336,7 @@ impl<L: License> Update<L> {
             (Phase::Unlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
-                    detail: format!("the update's shell answered {}", given.name()),
+                    detail: ["the update's shell answered ", given.name()].concat(),
                 });
                 match phase {
                     Phase::Read | Phase::Write(..) | Phase::Forget => Phase::Unlock,

@@ -765,7 +765,7 @@ function storage({ storage: s, cacheDir, appId }, files) {
  * time is as a storage that cannot be used: nothing is written, the answer stands
  * (`cacheRefreshed: false`). Elsewhere (node 20, Bun, Deno, a page over plain http to another
  * host, an opaque origin) the lock is this module's, in-process only; writes stay ordered by
- * sequence then (see `save`).
+ * sequence then (see `#drive`).
  */
 const locks = new Map();
 
@@ -836,67 +836,15 @@ async function lock(name) {
   return pageLock(name);
 }
 
-/** `body()` under slot `name`'s lock; when the lock is not had in time, `unheld(error)` instead. */
-async function lockedOr(name, body, unheld) {
+/** `body()` under slot `name`'s lock (rejects with `cache_error` when it is not had in time). */
+async function locked(name, body) {
   const release = await lock(name);
-  if (release instanceof LicenseError) return unheld(release);
+  if (release instanceof LicenseError) throw release;
   try {
     return await body();
   } finally {
     release();
   }
-}
-
-/** `body()` under slot `name`'s lock (rejects with `cache_error` when it is not had in time). */
-const locked = (name, body) =>
-  lockedOr(name, body, (e) => {
-    throw e;
-  });
-
-/** The sequence number a ledger's text holds (src/cache.rs; unchecked), or `undefined`: no ledger. */
-const ledgerSeq = (text) => /^polar-license-ledger v1\n(\d+)\n/.exec(text)?.[1];
-
-/**
- * `writes` store a record whose sequence is below the ledger stored now, written since the
- * step read `seen` (another writer's, in another tab, window or process): a late writer, which
- * loses rather than leave the newer ledger ahead of an older record (a replayed, untrusted
- * record until the next online check). Rereads the ledger.
- */
-async function superseded(s, writes, seen) {
-  const ledger = writes.find(([, text]) => ledgerSeq(text));
-  if (!ledger) return false;
-  const stored = (await s.get(ledger[0])) ?? undefined;
-  const now = stored !== seen && ledgerSeq(stored);
-  return !!now && BigInt(ledgerSeq(ledger[1])) < BigInt(now);
-}
-
-/**
- * Stores an engine step's writes (`[name, text, keep?]`: a record, its ledger, a clock note)
- * in order, each durable before the next unless the engine said otherwise, as natively:
- * `revertible` (a cached answer's ledger: its rename need not be waited for) or `volatile` (a
- * clock note: written in place, nothing waited for). Only the file store tells them apart
- * (`set`'s third argument: `true`, `false` or `'volatile'`). With `seen` (the ledger text the
- * step was made over; `undefined`: none), writes ordered by sequence: when the ledger stored
- * now is ahead of the step's, nothing is written and the step's answer is returned as
- * `superseded` (a `cache_error` LicenseError).
- */
-async function save(s, writes, ...seen) {
-  if (seen.length === 1 && (await superseded(s, writes, seen[0]))) {
-    return cacheError('a newer record of this key was stored meanwhile (by another tab or process)');
-  }
-  for (const [name, text, keep] of writes) {
-    if (keep !== 'volatile') await s.set(name, text, keep === undefined);
-    else if (writes.length === 1) await s.set(name, text, 'volatile');
-    else {
-      // After the record, a note that cannot be written only means the next answer is durable.
-      try {
-        await s.set(name, text, 'volatile');
-      } catch {
-        // Nothing to undo.
-      }
-    }
-  }
-  return undefined;
 }
 
 /** Runs `body`; a LicenseError it throws (the storage failed) is returned instead. */
@@ -1197,48 +1145,32 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     }
 
     /**
-     * Stores a step's writes, made over the stored `ledger`, in sequence (`save`); when that
-     * fails and `strict` is set, removes the record (a denial that cannot be written must not
-     * leave an old grant behind; a newer record stored meanwhile stays). Resolves the failure,
-     * if any.
+     * Starts the core's machine `op` (`check`, `validate`, `activate` or `deactivate`) for `key`
+     * in the engine: its id and what it wants first, for `#drive`. `secret`: the install
+     * secret, or the LicenseError why the storage cannot be used; `run`: more of the run's
+     * options (a check's); `text`: the call's options as JSON text.
      */
-    async #save(slot, end, ledger) {
-      let late;
-      const failed = await attempt(async () => (late = await save(this.#store, end.write, ledger)));
-      if (failed && !late && end.strict) await attempt(() => this.#store.remove(slot));
-      return failed;
+    #start(engine, op, key, secret, run, text = '') {
+      const o = { now: this.#now(), ...run };
+      if (secret instanceof LicenseError) o.cache = secret.detail;
+      else o.secret = secret;
+      return JSON.parse(engine.call('start', [op, key, JSON.stringify(o), text]));
     }
 
     /**
      * Validates online, no cache answer: resolves `{ license, activation }` with
      * `hasFeature(name)`. With `machineId`, an `activationId` is validated with this machine's
      * fingerprint among the conditions (as `activate` stored them). The answer updates the
-     * key's cache (a revocation seen here is the next check's too).
+     * key's cache (a revocation seen here is the next check's too); it stands whatever the
+     * storage does.
      */
     async validate(key, o) {
       checkKey(key);
       const text = options(o, 'validate');
       const engine = await this.#open();
-      const step = JSON.parse(engine.call('validateBegin', [key, text]));
-      if (!step.ask) value(step);
-      const now = this.#now();
-      const reply = await this.#send(step.ask);
       const secret = await attempt(() => this.#secret());
-      const [slot] = this.#slots(engine, key);
-      const unstored = async () => JSON.parse(await this.#step('validateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
-      const end = await lockedOr(
-        slot,
-        async () => {
-          const stored = secret instanceof LicenseError ? secret : await attempt(() => this.#load(engine, key));
-          if (stored instanceof LicenseError) return unstored();
-          const end = JSON.parse(await this.#step('validateEnd', [key, text, secret, ...stored, now, ...reply]));
-          // The answer stands whatever the storage does.
-          if (end.write) await this.#save(slot, end, stored[1]);
-          return end;
-        },
-        unstored,
-      );
-      return withFeatures(value(end.answer));
+      const end = await this.#drive(engine, this.#start(engine, 'validate', key, secret, {}, text));
+      return withFeatures(value(end.done));
     }
 
     /**
@@ -1249,35 +1181,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       checkKey(key);
       const text = options(o, 'activate');
       const engine = await this.#open();
-      const step = JSON.parse(engine.call('activateBegin', [key, text]));
-      if (!step.ask) value(step);
       // The storage first: when it cannot be used, no activation slot is taken.
       const secret = await this.#secret();
-      const now = this.#now();
-      const reply = await this.#send(step.ask);
-      const [slot] = this.#slots(engine, key);
-      let failed;
-      const unstored = async (e) => {
-        failed = e;
-        return JSON.parse(await this.#step('activateEnd', [key, text, undefined, undefined, undefined, now, ...reply]));
-      };
-      const end = await lockedOr(
-        slot,
-        async () => {
-          const stored = await attempt(() => this.#load(engine, key));
-          if (stored instanceof LicenseError) return unstored(stored);
-          const end = JSON.parse(await this.#step('activateEnd', [key, text, secret, ...stored, now, ...reply]));
-          if (end.write) failed = await this.#save(slot, end, stored[1]);
-          return end;
-        },
-        unstored,
-      );
-      const { ok } = end.answer;
+      const end = await this.#drive(engine, this.#start(engine, 'activate', key, secret, {}, text));
+      const { ok } = end.done;
+      let failed = end.cacheError === undefined ? undefined : cacheError(end.cacheError);
       if (ok && !failed && this.#host.rememberKeys) failed = await attempt(() => this.rememberKey(key));
       if (ok && failed) {
         throw cacheError(`activated as ${ok.activation.id}, but the cache could not remember it: cache error: ${failed.detail}`);
       }
-      return camelParts(settled(end.answer, !failed));
+      return camelParts(settled(end.done, !failed));
     }
 
     /** Deactivates (default: the remembered activation) and forgets it. Resolves `{ activationId }`. */
@@ -1286,21 +1199,13 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const text = options(o, 'deactivate');
       const engine = await this.#open();
       const secret = await this.#secret();
-      const [slot] = this.#slots(engine, key);
-      return locked(slot, async () => {
-        const [record, ledger] = await this.#load(engine, key);
-        const step = JSON.parse(await this.#step('deactivateBegin', [key, text, secret, record, ledger]));
-        if (!step.ask) value(step);
-        const reply = await this.#send(step.ask);
-        const end = JSON.parse(await this.#step('deactivateEnd', [key, secret, record, ledger, this.#now(), step.id, ...reply]));
-        if (end.write) await save(this.#store, end.write);
-        const done = value(end.answer);
-        // The slot is freed whatever happens here: a failure now would read as a failed
-        // deactivation. A key left behind is only remembered (forgetKey removes it).
-        // Only when it freed the remembered activation (not one a later activate replaced).
-        if (this.#host.rememberKeys && end.forgetKey) await attempt(() => this.#forgetRemembered(engine, secret, key));
-        return done;
-      });
+      const end = await this.#drive(engine, this.#start(engine, 'deactivate', key, secret, {}, text));
+      const done = value(end.done);
+      // The slot is freed whatever happens here: a failure now would read as a failed
+      // deactivation. A key left behind is only remembered (forgetKey removes it).
+      // Only when it freed the remembered activation (not one a later activate replaced).
+      if (this.#host.rememberKeys && end.forgetKey) await attempt(() => this.#forgetRemembered(engine, secret, key));
+      return done;
     }
 
     /** The remembered key, if this install, machine and app sealed it (else `null`). */
@@ -1322,9 +1227,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       checkKey(key);
       const engine = await this.#open();
       const secret = await this.#secret();
-      const step = JSON.parse(engine.call('sealKey', [key, secret]));
-      if (step.answer) value(step.answer);
-      await save(this.#store, step.write);
+      const [name, text] = value(engine.call('sealKey', [key, secret]));
+      await this.#store.set(name, text, true);
     }
 
     /** The remembered key, or `null` (none, or one sealed elsewhere or edited). */
@@ -1346,7 +1250,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const engine = await this.#open();
       const remembered = await this.#remembered(engine, await this.#secret());
       // None: the core's invalid_input (field `key`), with its user message.
-      return remembered ?? value(JSON.parse(engine.call('noRememberedKey', [])).answer);
+      return remembered ?? value(engine.call('noRememberedKey', []));
     }
 
     /**
@@ -1358,10 +1262,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     async #check(key, feature, background) {
       const engine = await this.#open();
       const secret = await attempt(() => this.#secret());
-      const options = { now: this.#now(), at: monotonic(), feature, background: !!background };
-      if (secret instanceof LicenseError) options.cache = secret.detail;
-      else options.secret = secret;
-      const start = JSON.parse(engine.call('checkStart', [key, JSON.stringify(options)]));
+      const start = this.#start(engine, 'check', key, secret, { at: monotonic(), feature, background: !!background });
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
@@ -1384,11 +1285,12 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     }
 
     /**
-     * The one drive loop of a check (`start`: its id and first want, from `checkStart`): does
-     * the IO the engine's machine wants (the storage, the
-     * slot's lock, the mark that a check asks Polar, fetch, the host's Ed25519) until it is
-     * done; resolves `{ done: answer, refreshed, relaySource }`. `onPending(want)`: the check is
-     * about to ask Polar, with the answer to give meanwhile (a check in the background).
+     * The one drive loop of every operation (`start`: its id and first want, from `#start`):
+     * does the IO the engine's machine wants (the storage, the slot's lock, the mark that a
+     * check asks Polar, fetch, the host's Ed25519) until it is done; resolves `{ done: answer,
+     * …}` (a check's `refreshed` and `relaySource`, an activate's `cacheError`, a deactivate's
+     * `forgetKey`). `onPending(want)`: the check is about to ask Polar, with the answer to give
+     * meanwhile (a check in the background).
      * Writes stay ordered by sequence: a record or ledger is not written over a ledger that
      * changed since the machine read the slot (another writer's, in another tab, window or
      * process, where the lock is not shared: a late writer loses rather than leave a newer

@@ -37,15 +37,15 @@ use super::ctx::open_slot;
 pub use super::ctx::Ctx;
 pub use super::step::{Given, Want};
 use super::step::{Machine, Stored};
-use crate::answers::{self, SchemaLicense};
+use crate::answers::{self, SchemaActivation, SchemaLicense};
 use crate::error::{Error, Verdict};
-use crate::grace::{CheckOutcome, CheckReport, LicenseData, Source};
+use crate::grace::{ActivationData, CheckOutcome, CheckReport, LicenseData, Source};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
-use crate::model::ValidatedLicenseKey;
+use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
-    parse_validate, parse_validate_for, Expect, HttpRequest, HttpResponse, Relayed, Stamp,
-    ValidateRequest,
+    parse_activate, parse_activate_for, parse_validate, parse_validate_for, Expect, HttpRequest,
+    HttpResponse, Relayed, Stamp, ValidateRequest,
 };
 use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
@@ -56,14 +56,22 @@ type Online<L> = Result<(Verdict<L>, Stamp), Error>;
 /// A license as a check reads it from Polar's validate answer: the Rust clients' typed model
 /// ([`ValidatedLicenseKey`]) or the npm engine's schema reading ([`SchemaLicense`]).
 pub trait Validated: LicenseData {
+    /// An activate's answer over this license: the typed model's, or the schema's.
+    type Activation: ActivationData<License = Self> + Clone + std::fmt::Debug;
     /// The answer classified, a 200 held to `expect` when there is one.
     fn validate_answer(
         response: &HttpResponse,
         expect: Option<&Expect<'_>>,
     ) -> Result<Verdict<Self>, Error>;
+    /// An activate's answer classified, a 200 held to `expect` when there is one.
+    fn activate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<Self::Activation>, Error>;
 }
 
 impl Validated for ValidatedLicenseKey {
+    type Activation = LicenseKeyActivationRead;
     fn validate_answer(
         response: &HttpResponse,
         expect: Option<&Expect<'_>>,
@@ -73,15 +81,34 @@ impl Validated for ValidatedLicenseKey {
             None => parse_validate(response),
         }
     }
+    fn activate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        match expect {
+            Some(expect) => parse_activate_for(response, expect),
+            None => parse_activate(response),
+        }
+    }
 }
 
 impl Validated for SchemaLicense {
+    type Activation = SchemaActivation;
     fn validate_answer(
         response: &HttpResponse,
         expect: Option<&Expect<'_>>,
     ) -> Result<Verdict<Self>, Error> {
         match expect {
             Some(expect) => answers::validate_answer(response, expect),
+            None => Err(Error::invalid("key", "is required")),
+        }
+    }
+    fn activate_answer(
+        response: &HttpResponse,
+        expect: Option<&Expect<'_>>,
+    ) -> Result<Verdict<SchemaActivation>, Error> {
+        match expect {
+            Some(expect) => answers::activate_answer(response, expect),
             None => Err(Error::invalid("key", "is required")),
         }
     }
@@ -870,11 +897,11 @@ fn hold<L: LicenseData>(
     session::held(signing, online, granted, now)
 }
 
-impl Machine for Check {
+impl<L: Validated> Machine<L> for Check<L> {
     fn want(&self) -> Want<'_> {
         Check::want(self)
     }
-    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         Check::give(self, ctx, given);
     }
     fn key(&self) -> &Key {

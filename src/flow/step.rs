@@ -5,16 +5,17 @@
 use super::ctx::Ctx;
 pub use super::memo::Stored;
 use crate::error::{Denial, Error, Verdict};
+use crate::model::ValidatedLicenseKey;
 use crate::proto::{HttpRequest, HttpResponse};
 use crate::session::{Keep, Slot};
 
 /// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
 /// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.
-pub trait Machine {
+pub trait Machine<L = ValidatedLicenseKey> {
     /// What the machine wants next.
     fn want(&self) -> Want<'_>;
     /// What happened, in answer to the last [`Want`].
-    fn give(&mut self, ctx: &Ctx<'_>, given: Given);
+    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given);
     /// The key it is about (for the shell's log lines: redacted there).
     fn key(&self) -> &crate::key::Key;
     /// What Polar answered the request just sent, as the machine read it (for the shell's log

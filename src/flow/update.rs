@@ -17,6 +17,7 @@
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
 //! [`Update::deactivated`]).
 
+use super::check::Validated as License;
 use super::ctx::{open_slot, Ctx};
 use super::step::{Given, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
@@ -25,8 +26,8 @@ use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::proto::{
-    parse_activate, parse_activate_for, parse_deactivate, parse_validate, parse_validate_for,
-    ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp, ValidateRequest,
+    parse_deactivate, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
+    ValidateRequest,
 };
 use crate::session::{self, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
@@ -35,14 +36,14 @@ use std::sync::Arc;
 type Answer<T> = Result<(Verdict<T>, Stamp), Error>;
 
 /// What the update is about, and what it learned.
-enum Op {
+enum Op<L: License> {
     Validate {
         req: ValidateRequest,
-        online: Option<Answer<ValidatedLicenseKey>>,
+        online: Option<Answer<L>>,
     },
     Activate {
         req: ActivateRequest,
-        online: Option<Answer<LicenseKeyActivationRead>>,
+        online: Option<Answer<L::Activation>>,
     },
     Deactivate {
         given: Option<String>,
@@ -62,22 +63,26 @@ enum Phase {
     Done,
 }
 
-/// One validate, activate or deactivate of one key.
-pub struct Update {
-    op: Op,
+/// One validate, activate or deactivate of one key, over the license representation `L` (the
+/// Rust clients' typed model by default; the npm engine's schema reading).
+pub struct Update<L: License = ValidatedLicenseKey> {
+    op: Op<L>,
     key: Key,
     slot: Result<Arc<Slot>, Error>,
     now: i64,
     request: Option<HttpRequest>,
     lease: Option<HeldLease>,
     /// A deactivate's slot as read under the lock it holds for the whole call.
-    opened: Option<Arc<Opened>>,
+    opened: Option<Arc<Opened<L>>>,
     /// The record could not learn the answer (or, for a deactivate, why it failed).
     cache_error: Option<Error>,
     phase: Phase,
+    /// The given that met a signature the verifier has yet to answer ([`Want::Verify`]): taken
+    /// anew once it has.
+    verifying: Option<Box<Given>>,
 }
 
-impl std::fmt::Debug for Update {
+impl<L: License> std::fmt::Debug for Update<L> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Update")
             .field("key", &self.key)
@@ -88,9 +93,9 @@ impl std::fmt::Debug for Update {
 /// What a validate came to: Polar's answer (or why there is none), and whether the key's
 /// record could learn it.
 #[derive(Debug)]
-pub struct Validated {
+pub struct Validated<L = ValidatedLicenseKey> {
     /// The answer.
-    pub online: Result<Verdict<ValidatedLicenseKey>, Error>,
+    pub online: Result<Verdict<L>, Error>,
     /// The cache could not learn it.
     pub cache_error: Option<Error>,
 }
@@ -98,9 +103,9 @@ pub struct Validated {
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's
 /// record could remember it (when not, the error names the activation).
 #[derive(Debug)]
-pub struct Activated {
+pub struct Activated<A = LicenseKeyActivationRead> {
     /// The answer.
-    pub online: Result<Verdict<LicenseKeyActivationRead>, Error>,
+    pub online: Result<Verdict<A>, Error>,
     /// The cache could not remember it.
     pub cache_error: Option<Error>,
 }
@@ -112,17 +117,19 @@ pub struct Deactivated {
     pub answer: Result<Verdict<()>, Error>,
     /// It freed the activation the cache remembers: a remembered key ends with it.
     pub ends_remembered_key: bool,
+    /// The activation it was about (the one given, else the remembered one), once known.
+    pub activation_id: Option<String>,
 }
 
-impl Update {
+impl<L: License> Update<L> {
     /// A validate of `req` as given (bound to this machine by the shell:
     /// [`session::bound_validate`]), at the clock reading `now`.
     pub fn validate(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         req: ValidateRequest,
         slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
         now: i64,
-    ) -> Update {
+    ) -> Update<L> {
         let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
         let mut update = Update::new(key, now, Op::Validate { req, online: None });
         match &update.op {
@@ -145,12 +152,12 @@ impl Update {
     /// [`session::bound_activation`]), at `now`. The slot is needed first: when it cannot be
     /// had, nothing is sent (no slot on Polar is taken for an activation no one remembers).
     pub fn activate(
-        ctx: &Ctx<'_>,
+        ctx: &Ctx<'_, L>,
         req: ActivateRequest,
         key: Key,
         slot: Result<Arc<Slot>, Error>,
         now: i64,
-    ) -> Update {
+    ) -> Update<L> {
         let request = ctx.api.activate_request(&req);
         let mut update = Update::new(key, now, Op::Activate { req, online: None });
         match (request, slot) {
@@ -169,7 +176,7 @@ impl Update {
         activation_id: Option<String>,
         slot: Result<Arc<Slot>, Error>,
         now: i64,
-    ) -> Update {
+    ) -> Update<L> {
         let op = Op::Deactivate {
             given: activation_id,
             id: None,
@@ -187,7 +194,7 @@ impl Update {
         update
     }
 
-    fn new(key: Key, now: i64, op: Op) -> Update {
+    fn new(key: Key, now: i64, op: Op<L>) -> Update<L> {
         Update {
             op,
             key,
@@ -200,6 +207,7 @@ impl Update {
             opened: None,
             cache_error: None,
             phase: Phase::Send,
+            verifying: None,
         }
     }
 
@@ -235,6 +243,9 @@ impl Update {
 
     /// What the update wants next.
     pub fn want(&self) -> Want<'_> {
+        if self.verifying.is_some() {
+            return Want::Verify;
+        }
         let slot = self.slot.as_deref().ok();
         match (&self.phase, slot) {
             (Phase::Send, _) => match &self.request {
@@ -258,7 +269,40 @@ impl Update {
     }
 
     /// Gives the update what happened in answer to its last [`Want`].
-    pub fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    ///
+    /// With a verifier that answers later ([`crate::lease::Ed25519::defers`], signed mode): a
+    /// given that met a signature the verifier has no answer for yet is not taken; the update
+    /// keeps it and wants [`Want::Verify`], then takes it anew once [`Given::Verified`] (as a
+    /// check does). Only two steps verify (Polar's answer held to its lease, and the slot
+    /// opened under the lock), and each sets anew all it sets: taking the given again
+    /// replaces what the first taking left.
+    pub fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
+        if self.verifying.is_some() {
+            // Until the verifier has answered, nothing else is taken.
+            if matches!(given, Given::Verified) {
+                if let Some(kept) = self.verifying.take() {
+                    self.give(ctx, *kept);
+                }
+            }
+            return;
+        }
+        let deferred = ctx.ed25519.defers() && !ctx.relay_keys.is_empty();
+        let again = match self.phase {
+            Phase::Send if deferred => Some((Phase::Send, given.clone())),
+            Phase::Read if deferred => Some((Phase::Read, given.clone())),
+            _ => None,
+        };
+        self.take(ctx, given);
+        if let Some((phase, given)) = again {
+            if ctx.ed25519.pending() {
+                self.phase = phase;
+                self.verifying = Some(Box::new(given));
+            }
+        }
+    }
+
+    /// [`Update::give`]'s step.
+    fn take(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         let phase = std::mem::replace(&mut self.phase, Phase::Done);
         self.phase = match (phase, given) {
             (Phase::Send, Given::Response(response)) => self.answered(ctx, response),
@@ -292,7 +336,7 @@ impl Update {
             (Phase::Unlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
-                    detail: format!("the update's shell answered {}", given.name()),
+                    detail: ["the update's shell answered ", given.name()].concat(),
                 });
                 match phase {
                     Phase::Read | Phase::Write(..) | Phase::Forget => Phase::Unlock,
@@ -310,7 +354,7 @@ impl Update {
     }
 
     /// Polar's response read.
-    fn answered(&mut self, ctx: &Ctx<'_>, response: Result<HttpResponse, Error>) -> Phase {
+    fn answered(&mut self, ctx: &Ctx<'_, L>, response: Result<HttpResponse, Error>) -> Phase {
         let org = ctx.api.organization_id();
         let signing = session::Signing {
             keys: ctx.relay_keys,
@@ -323,10 +367,7 @@ impl Update {
             Op::Validate { req, online } => {
                 let expect = Expect::validate(org, req, now);
                 let read = response.and_then(|r| {
-                    let verdict = match &expect {
-                        Some(expect) => parse_validate_for(&r, expect)?,
-                        None => parse_validate(&r)?,
-                    };
+                    let verdict = L::validate_answer(&r, expect.as_ref())?;
                     Ok(((verdict, r.stamp()), token(&r)))
                 });
                 let granted = Granted {
@@ -350,10 +391,7 @@ impl Update {
             Op::Activate { req, online } => {
                 let expect = Expect::activate(org, req, now);
                 let read = response.and_then(|r| {
-                    let verdict = match &expect {
-                        Some(expect) => parse_activate_for(&r, expect)?,
-                        None => parse_activate(&r)?,
-                    };
+                    let verdict = L::activate_answer(&r, expect.as_ref())?;
                     Ok(((verdict, r.stamp()), token(&r)))
                 });
                 let (answer, lease) =
@@ -392,7 +430,7 @@ impl Update {
 
     /// Under the lock, the slot read: the record to store (validate, activate), or the
     /// deactivation's target (deactivate).
-    fn fold(&mut self, ctx: &Ctx<'_>, stored: Stored) -> Phase {
+    fn fold(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> Phase {
         let Ok(slot) = self.slot.as_ref().map(Arc::clone) else {
             return Phase::Unlock;
         };
@@ -411,6 +449,8 @@ impl Update {
             Op::Deactivate {
                 given, id, online, ..
             } => {
+                // Set anew each time (a slot taken again once its lease is verified).
+                *online = None;
                 return match session::deactivation_target(given.as_deref(), &opened) {
                     Ok(target) => {
                         let req = DeactivateRequest::new(self.key.clone(), target.as_str());
@@ -435,14 +475,15 @@ impl Update {
             }
             _ => None,
         };
-        let Some(record) = record.map(|r| session::with_lease(r, self.lease.take())) else {
+        // The lease kept (the slot may be taken again once its lease is verified).
+        let Some(record) = record.map(|r| session::with_lease(r, self.lease.clone())) else {
             return Phase::Unlock;
         };
         writes(&opened, record, &slot)
     }
 
     /// What a validate came to ([`Update::validate`]).
-    pub fn validated(self) -> Validated {
+    pub fn validated(self) -> Validated<L> {
         match self.op {
             Op::Validate { online, .. } => Validated {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
@@ -456,7 +497,7 @@ impl Update {
     }
 
     /// What an activate came to ([`Update::activate`]).
-    pub fn activated(self) -> Activated {
+    pub fn activated(self) -> Activated<L::Activation> {
         match self.op {
             Op::Activate { online, .. } => Activated {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
@@ -475,22 +516,26 @@ impl Update {
         let Op::Deactivate {
             online,
             ends_remembered,
+            id,
             ..
         } = self.op
         else {
             return Deactivated {
                 answer: Err(undriven()),
                 ends_remembered_key: false,
+                activation_id: None,
             };
         };
         match (self.cache_error, online) {
             (Some(e), _) => Deactivated {
                 answer: Err(e),
                 ends_remembered_key: false,
+                activation_id: id,
             },
             (None, online) => Deactivated {
                 answer: online.unwrap_or_else(|| Err(undriven())),
                 ends_remembered_key: ends_remembered,
+                activation_id: id,
             },
         }
     }
@@ -504,17 +549,17 @@ fn undriven() -> Error {
 
 /// The writes that store `record`, in order; a denial that cannot be stored removes the record
 /// (a tombstone that cannot be written must not leave an old grant).
-fn writes(opened: &Opened, record: Record, slot: &Slot) -> Phase {
+fn writes<L: License>(opened: &Opened<L>, record: Record<L>, slot: &Slot) -> Phase {
     let forget = record.denied.is_some();
     let writes = session::seal(opened, record, slot).into_iter().collect();
     Phase::Write(writes, forget)
 }
 
-impl Machine for Update {
+impl<L: License> Machine<L> for Update<L> {
     fn want(&self) -> Want<'_> {
         Update::want(self)
     }
-    fn give(&mut self, ctx: &Ctx<'_>, given: Given) {
+    fn give(&mut self, ctx: &Ctx<'_, L>, given: Given) {
         Update::give(self, ctx, given);
     }
     fn key(&self) -> &Key {

@@ -2,15 +2,12 @@
 //!
 //! The package's `license.js` does the IO (fetch with an `AbortController` timeout, the
 //! storage adapters, the clock, `crypto.getRandomValues`, the per-slot locks, the set of keys
-//! being asked and the awaits) and calls [`Engine`] between the steps, exactly where
-//! [`AsyncLicensing`] and the native `Licensing` call `polar_license::session`: every decision (the
-//! checks on input, the request, the classification of the answer, the grace plan and
-//! settlement, the cache record, its seal and ledger, the feature answers) is this crate's, the
-//! same code the native and `AsyncLicensing` faces run. The JS layer only moves bytes.
-//!
-//! The engine keeps nothing between calls: a later step is given again what an earlier one
-//! was given (the record and ledger text a check began with, to rebuild its request), and
-//! what the storage holds now (to fold the answer into).
+//! being asked and the awaits) for the core's machines ([`crate::machines`]: the check,
+//! validate, activate and deactivate, the same machines [`AsyncLicensing`] and the native
+//! `Licensing` drive): every decision (the checks on input, the request, the classification
+//! of the answer, the grace plan and settlement, the cache record, its seal and ledger, the
+//! feature answers) is the core's, the same code the native and `AsyncLicensing` faces run,
+//! and so is the order of the steps. The JS layer only moves bytes, with one drive loop.
 //!
 //! No async code, no `fetch` bindings, no serde and no JS objects built here, which keeps the
 //! wasm small (issue #17): every step goes through one export, [`Engine::call`] (its name and
@@ -22,16 +19,10 @@
 //!
 //! * an answer: `{"ok": value}` or `{"error": {"code", "detail", …extras}}` (a denial is an
 //!   error with its `status`);
-//! * a step: `{"answer": answer, "write": writes, "ask": request, "strict": bool}`, each part
-//!   present when it applies. `writes` is `[[storage name, text]…]`, to store IN ORDER (a
-//!   record and its ledger); `request` is `{"url", "headers": [[name, value]…], "body"}`, to
-//!   send with `fetch`; `strict` says a failed write must remove the key's record (a denial
-//!   that cannot be written must not leave an old grant behind). A write may carry a third
-//!   element, how it is kept: `revertible` (a cached answer's ledger: its rename need not be
-//!   waited for) or `volatile` (a clock note: written in place, nothing waited for; a failure
-//!   after other writes only means the next answer is durable). Every other write is durable
-//!   before the next is made.
-//! * in signed mode, any step may instead be `{"verify": [[id, key, message, signature]…]}`:
+//! * a machine's want, and its answer when done: see [`crate::machines`];
+//! * the other steps (the remembered key, `status`, the storage names) answer their value, or
+//!   an answer;
+//! * in signed mode, `status` may instead be `{"verify": [[id, key, message, signature]…]}`:
 //!   lease signatures for the host to verify before the step runs again ([`crate::verify`]).
 //!
 //! Licenses and activations come out in Polar's snake_case field names; `license.js` renames
@@ -40,27 +31,22 @@
 //! [`AsyncLicensing`]: polar_license::wasm::AsyncLicensing
 
 use crate::bindings::{
-    activate_options, deactivate_options, entitlements, policy, validate_options, ClientOptions,
-    PolicyOptions,
+    activate_options, entitlements, policy, validate_options, ClientOptions, PolicyOptions,
 };
 use crate::verify::{Ask, HostEd25519};
-use polar_license::answers::{self, SchemaActivation, SchemaLicense};
+use polar_license::answers::SchemaLicense;
 use polar_license::cache::install_secret_from_hex as unhex;
-use polar_license::error::{Denial, Error, Verdict};
+use polar_license::error::{Denial, Error};
 use polar_license::features::{Entitlements, FeatureAccess};
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::{GracePolicy, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
-use polar_license::lease::{RelayKeys, LEASE_HEADER};
-use polar_license::proto::{
-    ActivateRequest, Api, DeactivateRequest, Expect, HttpRequest, HttpResponse, Server, Stamp,
-    ValidateRequest,
-};
+use polar_license::lease::RelayKeys;
+use polar_license::proto::{ActivateRequest, Api, HttpRequest, Server, ValidateRequest};
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, CacheState, Granted, HeldLease, Keep, Slot, Standing};
+use polar_license::session::{self, CacheState, Slot, Standing};
 use polar_license::strict::{self, Value};
-use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
 use std::cell::RefCell;
 use std::time::Duration;
@@ -69,8 +55,6 @@ use wasm_bindgen::prelude::*;
 
 /// The grace types over the license as the schema path reads it.
 pub(crate) type CheckOutcome = polar_license::grace::CheckOutcome<SchemaLicense>;
-type Record = polar_license::grace::Record<SchemaLicense>;
-type Opened = session::Opened<SchemaLicense>;
 
 fn secs(d: Option<Duration>) -> Option<i64> {
     d.map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
@@ -105,7 +89,7 @@ pub(crate) fn error_json(err: &Error) -> String {
 }
 
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
-fn denial_json(denial: &Denial) -> String {
+pub(crate) fn denial_json(denial: &Denial) -> String {
     let mut j = Json::new();
     j.raw("{\"error\":{");
     j.key("code").str(denial.reason.code());
@@ -142,17 +126,6 @@ pub(crate) fn request_json(j: &mut Json, http: &HttpRequest) {
     j.raw("}");
 }
 
-/// `{"ask": request}`, with `"id"` for a deactivation.
-fn ask_json(http: &HttpRequest, id: Option<&str>) -> String {
-    let mut j = Json::new();
-    j.raw("{\"ask\":");
-    request_json(&mut j, http);
-    if let Some(id) = id {
-        j.key("id").str(id);
-    }
-    j.raw("}").done()
-}
-
 fn access_json(j: &mut Json, a: &FeatureAccess) {
     j.raw("{");
     j.key("feature").str(&a.feature);
@@ -163,55 +136,6 @@ fn access_json(j: &mut Json, a: &FeatureAccess) {
     j.key("remainingUsage").opt_int(a.remaining_usage);
     j.key("source").opt_str(a.source.map(Source::as_str));
     j.raw("}");
-}
-
-/// The transport's result as `license.js` hands it over: `fail` 0 with the response, or
-/// 1 (could not connect), 2 (timed out) or 3 (bad body: truncated or too large) with `detail`.
-/// The `Date` and `Retry-After` headers come as `fetch` gives them (repeated ones joined with
-/// ", "), read by the core as natively ([`HttpResponse::date`], [`proto::retry_after`]); so
-/// does the relay's lease header ([`LEASE_HEADER`], signed mode): two joined by `fetch` are one
-/// value that never verifies, so no lease, as natively where two read as none. So does `Age`
-/// (a relay's replay of a stored answer: [`HttpResponse::age`]); two joined by `fetch` do not
-/// read, as natively where two read as none.
-///
-/// [`proto::retry_after`]: polar_license::proto::retry_after
-#[allow(clippy::too_many_arguments)]
-fn reply(
-    status: u16,
-    body: Vec<u8>,
-    date: Option<String>,
-    retry_after: Option<String>,
-    fail: u8,
-    detail: String,
-    lease: Option<String>,
-    age: Option<String>,
-) -> Result<HttpResponse, Error> {
-    let kind = match fail {
-        0 => {
-            let mut headers = Vec::new();
-            if let Some(date) = date {
-                headers.push(("date".to_string(), date));
-            }
-            if let Some(retry) = retry_after {
-                headers.push(("retry-after".to_string(), retry));
-            }
-            if let Some(lease) = lease {
-                headers.push((LEASE_HEADER.to_string(), lease));
-            }
-            if let Some(age) = age {
-                headers.push(("age".to_string(), age));
-            }
-            return Ok(HttpResponse {
-                status,
-                headers,
-                body,
-            });
-        }
-        2 => TransportErrorKind::Timeout,
-        3 => TransportErrorKind::TooLarge,
-        _ => TransportErrorKind::Connect,
-    };
-    Err(Error::from(TransportError::new(kind, detail)))
 }
 
 /// Whether a stored install secret is usable (64 hex digits); a malformed one is replaced,
@@ -244,7 +168,7 @@ pub struct Engine {
     pub(crate) ed25519: HostEd25519,
     /// The last slot a check opened and the last cached answer it recorded, as natively.
     pub(crate) memo: polar_license::flow::Memo<SchemaLicense>,
-    /// The checks being driven ([`crate::checks`]).
+    /// The machines being driven ([`crate::machines`]).
     pub(crate) runs: RefCell<crate::runs::Runs>,
 }
 
@@ -303,7 +227,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
 
 /// `"lease":{"kid","expiresAt"}` (unix seconds, as the package's other times) or `null`: the
 /// stored lease that verifies with the relay keys (always `null` in unsigned mode).
-fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
+pub(crate) fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
     j.key("lease");
     match lease {
         Some(w) => {
@@ -315,94 +239,6 @@ fn lease_json(j: &mut Json, lease: Option<&LeaseWindow>) {
         None => {
             j.raw("null");
         }
-    }
-}
-
-/// The relay's lease header of an answer (its single value; `fetch` joins two into one).
-fn lease_token(response: &Result<HttpResponse, Error>) -> Option<String> {
-    response
-        .as_ref()
-        .ok()
-        .and_then(|r| r.single(LEASE_HEADER))
-        .map(str::to_string)
-}
-
-/// An online answer and the lease to store with it: in signed mode a grant stands only with a
-/// lease that verifies for it (else it is `protocol_error`, see [`session::hold_lease`]), as
-/// natively (`Licensing::held`).
-type Held<L> = (Result<(Verdict<L>, Stamp), Error>, Option<HeldLease>);
-
-/// A step's answer and what to do with it: `{"answer", "write", "ask", "strict"}`.
-struct StepOut<'a> {
-    answer: Option<String>,
-    write: Option<Vec<(String, Vec<u8>)>>,
-    ask: Option<&'a HttpRequest>,
-    strict: bool,
-    /// How each write is kept, when not every one is durable (a cached answer's:
-    /// [`session::cached_writes`]): `revertible` (its temp file made durable, its rename not
-    /// waited for, as natively `Store::save_revertible`) or `volatile` (a clock note: written
-    /// in place, nothing waited for, as natively `Store::save_volatile`).
-    keep: Option<Vec<Keep>>,
-    /// A deactivation freed the remembered activation: the remembered key goes too.
-    forget_key: bool,
-}
-
-impl<'a> StepOut<'a> {
-    fn empty() -> StepOut<'a> {
-        StepOut {
-            answer: None,
-            write: None,
-            ask: None,
-            strict: false,
-            keep: None,
-            forget_key: false,
-        }
-    }
-
-    fn answer(answer: String) -> StepOut<'a> {
-        StepOut::empty().with(answer)
-    }
-
-    fn with(mut self, answer: String) -> StepOut<'a> {
-        self.answer = Some(answer);
-        self
-    }
-
-    fn done(self) -> String {
-        let mut j = Json::new();
-        j.raw("{");
-        if let Some(answer) = &self.answer {
-            j.key("answer").raw(answer);
-        }
-        if let Some(writes) = &self.write {
-            j.key("write").raw("[");
-            for (i, (name, bytes)) in writes.iter().enumerate() {
-                if i > 0 {
-                    j.raw(",");
-                }
-                // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
-                j.raw("[")
-                    .str(&[STORAGE_PREFIX, name].concat())
-                    .raw(",")
-                    .str(std::str::from_utf8(bytes).unwrap_or_default());
-                match self.keep.as_ref().and_then(|k| k.get(i)) {
-                    Some(Keep::Revertible) => j.raw(",").str("revertible"),
-                    Some(Keep::Volatile) => j.raw(",").str("volatile"),
-                    Some(Keep::Durable) | None => &mut j,
-                };
-                j.raw("]");
-            }
-            j.raw("]");
-            j.key("strict").bool(self.strict);
-        }
-        if let Some(http) = self.ask {
-            j.key("ask");
-            request_json(&mut j, http);
-        }
-        if self.forget_key {
-            j.key("forgetKey").bool(true);
-        }
-        j.raw("}").done()
     }
 }
 
@@ -434,137 +270,8 @@ impl Engine {
         )
     }
 
-    /// A key's stored record and ledger text, opened; in signed mode with what its lease
-    /// allows (`session::gate_lease` after every open, as natively).
-    fn open(&self, key: &Key, slot: &Slot, record: Option<&str>, ledger: Option<&str>) -> Opened {
-        self.open_noted(key, slot, record, ledger, None)
-    }
-
-    /// [`Engine::open`] with the slot's clock note, as natively: a check's first step reads it,
-    /// and its cached answer may then be written as a note alone ([`session::cached_writes`]).
-    /// The later steps read the record alone (they never write a note), which is at most what
-    /// a lost note allows (a clock a tenth of the tolerance behind).
-    fn open_noted(
-        &self,
-        key: &Key,
-        slot: &Slot,
-        record: Option<&str>,
-        ledger: Option<&str>,
-        clock: Option<&str>,
-    ) -> Opened {
-        let mut opened = session::open_with_clock(
-            record.map(str::as_bytes),
-            ledger.map(str::as_bytes),
-            clock.map(str::as_bytes),
-            slot,
-            self.org(),
-            key,
-        );
-        session::gate_lease(
-            &mut opened,
-            &self.relay_keys,
-            self.org(),
-            key,
-            &self.lease_memo,
-            &self.ed25519,
-        );
-        opened
-    }
-
-    /// The window of `record`'s lease that verifies with the relay keys (`None` in unsigned
-    /// mode, or with no such lease): what a result reports as `lease` for the record as this
-    /// step leaves it. When its good verdict is the one `opened` holds (a cached answer, a
-    /// fallback), the window `open` found is the same: the lease is not verified twice.
-    fn window(&self, key: &Key, opened: &Opened, record: Option<&Record>) -> Option<LeaseWindow> {
-        if self.relay_keys.is_empty() {
-            return None;
-        }
-        let record = record?;
-        if let Some(before) = opened.record.as_ref().filter(|b| b.good == record.good) {
-            return before.lease_gate.window().cloned();
-        }
-        let mut gated = Opened::default();
-        gated.record = Some(record.clone());
-        session::gate_lease(
-            &mut gated,
-            &self.relay_keys,
-            self.org(),
-            key,
-            &self.lease_memo,
-            &self.ed25519,
-        );
-        gated.record?.lease_gate.window().cloned()
-    }
-
-    /// [`Held`] for a validate's answer (`granted`: what it was asked).
-    fn held(
-        &self,
-        online: Result<(Verdict<SchemaLicense>, Stamp), Error>,
-        granted: &Granted<'_>,
-        token: Option<&str>,
-        now: i64,
-    ) -> Held<SchemaLicense> {
-        match online {
-            Ok((Verdict::Accepted(license), date)) => {
-                match session::hold_lease(
-                    &self.relay_keys,
-                    granted,
-                    &license,
-                    token,
-                    now,
-                    &self.policy,
-                    &self.ed25519,
-                ) {
-                    Ok(lease) => (Ok((Verdict::Accepted(license), date)), lease),
-                    Err(e) => (Err(e), None),
-                }
-            }
-            other => (other, None),
-        }
-    }
-
-    /// [`Held`] for an activation's answer: the lease is for the activation just made.
-    fn held_activation(
-        &self,
-        online: Result<(Verdict<SchemaActivation>, Stamp), Error>,
-        req: &ActivateRequest,
-        key: &Key,
-        token: Option<&str>,
-        now: i64,
-    ) -> Held<SchemaActivation> {
-        use polar_license::grace::ActivationData;
-        match online {
-            Ok((Verdict::Accepted(read), date)) => {
-                let granted = Granted {
-                    organization_id: self.org(),
-                    key,
-                    activation_id: Some(read.activation_id()),
-                    conditions: &req.conditions,
-                };
-                match session::hold_activation_lease(
-                    &self.relay_keys,
-                    &granted,
-                    &read.validated(),
-                    token,
-                    now,
-                    &self.policy,
-                    &self.ed25519,
-                ) {
-                    Ok(lease) => (Ok((Verdict::Accepted(read), date)), lease),
-                    Err(e) => (Err(e), None),
-                }
-            }
-            other => (other, None),
-        }
-    }
-
-    /// The writes that store `record`, in order.
-    fn seal(&self, opened: &Opened, record: Record, slot: &Slot) -> Vec<(String, Vec<u8>)> {
-        session::seal(opened, record, slot)
-    }
-
     /// `{"listed":{name: answer…},"unlisted": answer}` for a licensed verdict.
-    fn features_json(&self, j: &mut Json, verdict: &CheckOutcome) {
+    pub(crate) fn features_json(&self, j: &mut Json, verdict: &CheckOutcome) {
         j.raw("{\"listed\":{");
         for (i, name) in self.entitlements.features().enumerate() {
             if i > 0 {
@@ -631,7 +338,11 @@ impl Engine {
         }
     }
 
-    fn validate_request(&self, key: String, options: &str) -> Result<ValidateRequest, Error> {
+    pub(crate) fn validate_request(
+        &self,
+        key: String,
+        options: &str,
+    ) -> Result<ValidateRequest, Error> {
         let o = validate_options(options)?;
         let req = ValidateRequest {
             key: Some(key.into()),
@@ -644,7 +355,7 @@ impl Engine {
         Ok(session::bound_validate(&req, self.machine.as_deref()))
     }
 
-    fn activate_request(
+    pub(crate) fn activate_request(
         &self,
         key: String,
         options: &str,
@@ -712,13 +423,12 @@ impl Engine {
 
     /// Every step of `license.js`, by name, with its arguments in an array (one export, so
     /// the glue on both sides of the boundary is one function, not one per step):
-    /// `call('validateBegin', [key, options])`. The names and the arguments are the methods'
-    /// below (in camelCase); each answers JSON text (`slot`, `ledger` and `keySlot` a storage
-    /// name, `openKey` the key or `undefined`, `secretOk` `""` for a usable install secret or
-    /// `undefined`, `reasonTable` the reason table). An unknown name answers `undefined`.
-    /// `validateEnd` and `activateEnd` are the `_leased` methods: the reply's last argument is
-    /// the relay's lease header (signed mode). The check is the core's machine, driven with
-    /// `checkStart`, `want` and `give` ([`crate::checks`]).
+    /// `call('status', [key, secret, record, ledger, now])`. The names and the arguments are the
+    /// methods' below (in camelCase); each answers JSON text (`slot`, `ledger` and `keySlot` a
+    /// storage name, `openKey` the key or `undefined`, `secretOk` `""` for a usable install
+    /// secret or `undefined`, `reasonTable` the reason table). An unknown name answers
+    /// `undefined`. The check, validate, activate and deactivate are the core's machines,
+    /// driven with `start`, `want` and `give` ([`crate::machines`]).
     ///
     /// In signed mode any other step may answer `{"verify": [[id, public key, message,
     /// signature]…]}` (hex) instead: verify each Ed25519 signature, give the answers to
@@ -726,8 +436,8 @@ impl Engine {
     /// ([`crate::verify`]); the check wants it verified itself.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let out = self.step(op, args);
-        if matches!(op, "checkStart" | "want" | "give") {
-            // The check's machine asks for signatures itself (`want`: `verify`).
+        if matches!(op, "start" | "want" | "give") {
+            // The core's machines ask for signatures themselves (`want`: `verify`).
             return out;
         }
         let asked = self.ed25519.take_asked();
@@ -746,59 +456,10 @@ impl Engine {
             "clock" => self.clock(&a.s(0)),
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
-            "noRememberedKey" => StepOut::answer(error_json(&Error::no_remembered_key())).done(),
-            "checkStart" => self.check_start(a.s(0), &a.s(1)),
+            "noRememberedKey" => error_json(&Error::no_remembered_key()),
+            "start" => self.start(&a.s(0), a.s(1), &a.s(2), &a.s(3)),
             "want" => self.want(&a.s(0)),
             "give" => self.give(&a.s(0), &a.s(1), a.bytes(2)),
-            "validateBegin" => self.validate_begin(a.s(0), &a.s(1)),
-            "validateEnd" => self.validate_end_leased(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.o(4),
-                a.n(5),
-                a.n(6) as u16,
-                a.bytes(7),
-                a.o(8),
-                a.o(9),
-                a.n(10) as u8,
-                a.s(11),
-                a.o(12),
-                a.o(13),
-            ),
-            "activateBegin" => self.activate_begin(a.s(0), &a.s(1)),
-            "activateEnd" => self.activate_end_leased(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.o(4),
-                a.n(5),
-                a.n(6) as u16,
-                a.bytes(7),
-                a.o(8),
-                a.o(9),
-                a.n(10) as u8,
-                a.s(11),
-                a.o(12),
-                a.o(13),
-            ),
-            "deactivateBegin" => self.deactivate_begin(a.s(0), &a.s(1), &a.s(2), a.o(3), a.o(4)),
-            "deactivateEnd" => self.deactivate_end(
-                a.s(0),
-                &a.s(1),
-                a.o(2),
-                a.o(3),
-                a.n(4),
-                a.s(5),
-                a.n(6) as u16,
-                a.bytes(7),
-                a.o(8),
-                a.o(9),
-                a.n(10) as u8,
-                a.s(11),
-            ),
             "sealKey" => self.seal_key(a.s(0), &a.s(1)),
             "openKey" => return self.open_key(&a.s(0), &a.s(1)),
             "status" => self.status(a.s(0), &a.s(1), a.o(2), a.o(3), a.n(4)),
@@ -903,360 +564,6 @@ impl Engine {
         [STORAGE_PREFIX, &polar_license::cache::ledger_name(&name)].concat()
     }
 
-    /// One online validation, no cache answer: `{"ask": request}` (with this machine's
-    /// fingerprint among the conditions when it names an activation and activations are
-    /// bound, as `activate` stored them) or the `invalid_input` error.
-    #[inline(never)]
-    pub fn validate_begin(&self, key: String, options: &str) -> String {
-        match self
-            .validate_request(key, options)
-            .and_then(|req| self.api.validate_request(&req))
-        {
-            Ok(http) => ask_json(&http, None),
-            Err(e) => error_json(&e),
-        }
-    }
-
-    /// The answer to [`Engine::validate_begin`]'s request (same `key` and `options`), asked at
-    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {license, activation,
-    /// features}}` (the feature answers of an online verdict) or the denial or error. The
-    /// answer updates the key's record (one truth per key) when the storage could be read
-    /// (`secret`, `record`, `ledger`; no `secret`: nothing to write). `lease`: the relay's
-    /// lease header (a grant counts only with one that verifies); the answer's `lease` is the
-    /// stored one.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn validate_end_leased(
-        &self,
-        key: String,
-        options: &str,
-        secret: Option<String>,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-        lease: Option<String>,
-        age: Option<String>,
-    ) -> String {
-        let req = match self.validate_request(key, options) {
-            Ok(req) => req,
-            Err(e) => return StepOut::answer(error_json(&e)).done(),
-        };
-        let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
-        let date = response
-            .as_ref()
-            .map(HttpResponse::stamp)
-            .unwrap_or_default();
-        let token = lease_token(&response);
-        let online = match Expect::validate(self.org(), &req, now) {
-            Some(expect) => response
-                .and_then(|r| answers::validate_answer(&r, &expect))
-                .map(|verdict| (verdict, date)),
-            None => Err(Error::invalid("key", "is required")),
-        };
-        let (mut online, lease) = match req.key.as_ref() {
-            Some(key) => {
-                let granted = Granted {
-                    organization_id: self.org(),
-                    key,
-                    activation_id: req.activation_id.as_deref(),
-                    conditions: &req.conditions,
-                };
-                self.held(online, &granted, token.as_deref(), now)
-            }
-            None => (online, None),
-        };
-        let mut out = StepOut::empty();
-        let mut window = None;
-        if let (Some(secret), Some(key)) = (secret, req.key.as_ref()) {
-            let slot = self.sealed(key, &secret);
-            let opened = self.open(key, &slot, record.as_deref(), ledger.as_deref());
-            let machine = self.machine.as_deref();
-            let org = self.org();
-            let written =
-                session::validated(&opened, org, &req, machine, now, &self.policy, &mut online)
-                    .map(|r| session::with_lease(r, lease));
-            window = self.window(key, &opened, written.as_ref().or(opened.record.as_ref()));
-            if let Some(r) = written {
-                out.strict = r.denied.is_some();
-                out.write = Some(self.seal(&opened, r, &slot));
-            }
-        }
-        let license = match online {
-            Ok((Verdict::Accepted(v), _)) => v,
-            Ok((Verdict::Denied(d), _)) => return out.with(denial_json(&d)).done(),
-            Err(e) => return out.with(error_json(&e)).done(),
-        };
-        let verdict = CheckOutcome::Licensed {
-            source: Source::Online,
-            license: Box::new(license),
-            grace_remaining: None,
-            verified_at: now,
-        };
-        let mut j = Json::new();
-        j.raw("{\"ok\":{");
-        lease_json(&mut j, window.as_ref());
-        if let CheckOutcome::Licensed { license, .. } = &verdict {
-            j.key("license");
-            license.write_license(&mut j);
-            j.key("activation");
-            license.write_activation(&mut j);
-        }
-        j.key("features");
-        self.features_json(&mut j, &verdict);
-        j.raw("}}");
-        out.with(j.done()).done()
-    }
-
-    /// An activation: `{"ask": request}` (with the machine fingerprint in the conditions,
-    /// when bound) or the `invalid_input` error.
-    #[inline(never)]
-    pub fn activate_begin(&self, key: String, options: &str) -> String {
-        match self
-            .activate_request(key, options)
-            .and_then(|(req, _)| self.api.activate_request(&req))
-        {
-            Ok(http) => ask_json(&http, None),
-            Err(e) => error_json(&e),
-        }
-    }
-
-    /// The answer to [`Engine::activate_begin`]'s request (same `key` and `options`), sent at
-    /// `now`: `{"answer", "write", "strict"}`, the answer `{"ok": {activation, license}}` or
-    /// the denial or error. An activation is a verdict: `write` remembers the activation and
-    /// a good verdict bound to it, or the denial about the key (`secret`, `record` and
-    /// `ledger` as the storage holds them now; no `secret`: nothing to write). When Polar
-    /// activated but `write` cannot be stored, `license.js` fails with the `cache_error`
-    /// naming the activation. `lease`: the relay's lease header, for the activation just made,
-    /// counted only when it verifies; the answer's `lease` is the stored one.
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn activate_end_leased(
-        &self,
-        key: String,
-        options: &str,
-        secret: Option<String>,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-        lease: Option<String>,
-        age: Option<String>,
-    ) -> String {
-        let (req, key) = match self.activate_request(key, options) {
-            Ok(bound) => bound,
-            Err(e) => return StepOut::answer(error_json(&e)).done(),
-        };
-        let now = now as i64;
-        let response = reply(status, body, date, retry_after, fail, detail, lease, age);
-        let date = response
-            .as_ref()
-            .map(HttpResponse::stamp)
-            .unwrap_or_default();
-        let token = lease_token(&response);
-        let online = match Expect::activate(self.org(), &req, now) {
-            Some(expect) => response
-                .and_then(|r| answers::activate_answer(&r, &expect))
-                .map(|verdict| (verdict, date)),
-            None => Err(Error::invalid("key", "is required")),
-        };
-        let (mut online, lease) = self.held_activation(online, &req, &key, token.as_deref(), now);
-        let mut out = StepOut::empty();
-        let mut window = None;
-        if let Some(secret) = secret {
-            let slot = self.sealed(&key, &secret);
-            let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-            let org = self.org();
-            let written =
-                session::activated(&opened, org, &req, &key, now, &self.policy, &mut online)
-                    .map(|r| session::with_lease(r, lease));
-            window = self.window(&key, &opened, written.as_ref().or(opened.record.as_ref()));
-            if let Some(r) = written {
-                out.strict = r.denied.is_some();
-                out.write = Some(self.seal(&opened, r, &slot));
-            }
-        }
-        let answer = match online {
-            Ok((Verdict::Accepted(read), _)) => {
-                let mut j = Json::new();
-                j.raw("{\"ok\":{");
-                lease_json(&mut j, window.as_ref());
-                j.key("activation");
-                read.license().write_activation(&mut j);
-                j.key("license");
-                read.license().write_license(&mut j);
-                j.raw("}}").done()
-            }
-            Ok((Verdict::Denied(d), _)) => denial_json(&d),
-            Err(e) => error_json(&e),
-        };
-        out.with(answer).done()
-    }
-
-    /// [`Engine::validate_end_leased`] with no lease header (unsigned answers).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn validate_end(
-        &self,
-        key: String,
-        options: &str,
-        secret: Option<String>,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-    ) -> String {
-        self.validate_end_leased(
-            key,
-            options,
-            secret,
-            record,
-            ledger,
-            now,
-            status,
-            body,
-            date,
-            retry_after,
-            fail,
-            detail,
-            None,
-            None,
-        )
-    }
-
-    /// [`Engine::activate_end_leased`] with no lease header (unsigned answers).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn activate_end(
-        &self,
-        key: String,
-        options: &str,
-        secret: Option<String>,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-    ) -> String {
-        self.activate_end_leased(
-            key,
-            options,
-            secret,
-            record,
-            ledger,
-            now,
-            status,
-            body,
-            date,
-            retry_after,
-            fail,
-            detail,
-            None,
-            None,
-        )
-    }
-
-    /// A deactivation of `options.activationId`, else of the remembered activation (from the
-    /// stored `record`, trusted or not): `{"ask": request, "id": activation id}` or the
-    /// `invalid_input` error.
-    #[inline(never)]
-    pub fn deactivate_begin(
-        &self,
-        key: String,
-        options: &str,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-    ) -> String {
-        let o = match deactivate_options(options) {
-            Ok(o) => o,
-            Err(e) => return error_json(&e),
-        };
-        let key = Key::new(key);
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let id = match session::deactivation_target(o.activation_id.as_deref(), &opened) {
-            Ok(id) => id,
-            Err(e) => return error_json(&e),
-        };
-        match self
-            .api
-            .deactivate_request(&DeactivateRequest::new(key, id.as_str()))
-        {
-            Ok(http) => ask_json(&http, Some(&id)),
-            Err(e) => error_json(&e),
-        }
-    }
-
-    /// The answer at `now` to [`Engine::deactivate_begin`]'s request for activation `id` (the
-    /// same `record` and `ledger`, read under the lock held since): `{"answer": {"ok":
-    /// {"activationId"}} or the denial or error, "write", "forgetKey"}` (the activation is
-    /// forgotten once it is gone on the server; `forgetKey` when it was the remembered one).
-    #[allow(clippy::too_many_arguments)]
-    #[inline(never)]
-    pub fn deactivate_end(
-        &self,
-        key: String,
-        secret: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        now: f64,
-        id: String,
-        status: u16,
-        body: Vec<u8>,
-        date: Option<String>,
-        retry_after: Option<String>,
-        fail: u8,
-        detail: String,
-    ) -> String {
-        let verdict = match reply(status, body, date, retry_after, fail, detail, None, None)
-            .and_then(|r| answers::deactivate_answer(&r))
-        {
-            Ok(verdict) => verdict,
-            Err(e) => return StepOut::answer(error_json(&e)).done(),
-        };
-        let key = Key::new(key);
-        let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let org = self.org();
-        let write = session::deactivated(&opened, org, &key, now as i64, &id, &verdict)
-            .map(|r| self.seal(&opened, r, &slot));
-        let answer = match &verdict {
-            Verdict::Accepted(()) => {
-                let mut j = Json::new();
-                j.raw("{\"ok\":{\"activationId\":").str(&id).raw("}}");
-                j.done()
-            }
-            Verdict::Denied(d) => denial_json(d),
-        };
-        StepOut {
-            write,
-            forget_key: session::ends_remembered_key(&opened, &id, &verdict),
-            ..StepOut::answer(answer)
-        }
-        .done()
-    }
-
     /// The storage name of the remembered key, `polar-license.key-<32 hex>` (bound to the
     /// server's origin and the organization, as natively).
     #[inline(never)]
@@ -1265,18 +572,22 @@ impl Engine {
     }
 
     /// `key` sealed to be remembered (`polar_license::keyseal`, the native format, with the install
-    /// `secret`): `{"write": [[name, text]]}`, or `{"answer": {"error"}}` for a key every
-    /// request would refuse.
+    /// `secret`): `{"ok": [storage name, text]}`, or the error for a key every request would
+    /// refuse.
     #[inline(never)]
     pub fn seal_key(&self, key: String, secret: &str) -> String {
         let seal = self.key_seal(secret);
         match seal.seal(&Key::new(key)) {
-            Ok(bytes) => StepOut {
-                write: Some(vec![(seal.slot, bytes)]),
-                ..StepOut::empty()
+            Ok(bytes) => {
+                let mut j = Json::new();
+                j.raw("{\"ok\":[")
+                    .str(&[STORAGE_PREFIX, &seal.slot].concat());
+                // The sealed key is UTF-8 text (a header and hex): lossless.
+                j.raw(",")
+                    .str(std::str::from_utf8(&bytes).unwrap_or_default());
+                j.raw("]}").done()
             }
-            .done(),
-            Err(e) => StepOut::answer(error_json(&e)).done(),
+            Err(e) => error_json(&e),
         }
     }
 
@@ -1301,8 +612,19 @@ impl Engine {
     ) -> String {
         let key = Key::new(key);
         let slot = self.sealed(&key, secret);
-        let opened = self.open(&key, &slot, record.as_deref(), ledger.as_deref());
-        let status = session::status(opened, record.is_some(), now as i64, &self.policy);
+        let stored = polar_license::flow::Stored {
+            record: record.map(String::into_bytes),
+            ledger: ledger.map(String::into_bytes),
+            clock: None,
+        };
+        // Opened as every machine opens a slot (signed mode's gate on its lease included).
+        let opened = polar_license::flow::open_slot(&self.ctx(), &slot, &key, &stored);
+        let status = session::status(
+            (*opened).clone(),
+            stored.record.is_some(),
+            now as i64,
+            &self.policy,
+        );
         let (state, untrusted, record) = match &status.state {
             CacheState::Empty => ("empty", None, None),
             CacheState::Untrusted(why) => ("untrusted", Some(why.as_str()), None),

@@ -17,8 +17,8 @@
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 pub mod bindings;
-pub mod checks;
 pub mod engine;
+pub mod machines;
 mod runs;
 pub mod verify;
 

@@ -1,30 +1,62 @@
-//! The checks the npm engine drives ([`crate::checks`]), kept by id: each one's machine and
-//! what the engine keeps beside it. A table of its own, so the engine holds it without
-//! importing the functions that drive it.
+//! The core's machines the npm engine drives ([`crate::machines`]: checks, validates,
+//! activates, deactivates), kept by id: each one's machine and what the engine keeps beside
+//! it. A table of its own, so the engine holds it without importing the functions that drive
+//! it.
 
 use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
-use polar_license::flow::{Given, Stored, Want};
+use polar_license::flow::update::Update;
+use polar_license::flow::{Ctx, Given, Stored, Want};
 use polar_license::key::Key;
 use polar_license::session::Slot;
 use std::sync::Arc;
 
-/// The most checks kept at once: a check the JS gave up on (an exception) is dropped, the
+/// The most machines kept at once: one the JS gave up on (an exception) is dropped, the
 /// oldest first.
 const LIVE: usize = 64;
 
-/// One check being driven.
+/// A machine of the core, over the schema's license.
+pub(crate) enum Flow {
+    Check(Check<SchemaLicense>),
+    Validate(Update<SchemaLicense>),
+    Activate(Update<SchemaLicense>),
+    Deactivate(Update<SchemaLicense>),
+    /// Taken out of its run to answer (it is done).
+    Taken,
+}
+
+impl Flow {
+    /// What the machine wants next.
+    pub(crate) fn want(&self) -> Want<'_> {
+        match self {
+            Flow::Check(check) => check.want(),
+            Flow::Validate(u) | Flow::Activate(u) | Flow::Deactivate(u) => u.want(),
+            Flow::Taken => Want::Done,
+        }
+    }
+
+    /// Gives the machine what happened.
+    pub(crate) fn give(&mut self, ctx: &Ctx<'_, SchemaLicense>, given: Given) {
+        match self {
+            Flow::Check(check) => check.give(ctx, given),
+            Flow::Validate(u) | Flow::Activate(u) | Flow::Deactivate(u) => u.give(ctx, given),
+            Flow::Taken => {}
+        }
+    }
+}
+
+/// One machine being driven.
 pub(crate) struct Run {
-    pub(crate) check: Check<SchemaLicense>,
+    pub(crate) flow: Flow,
     pub(crate) slot: Option<Arc<Slot>>,
     pub(crate) key: Key,
     pub(crate) feature: Option<String>,
     pub(crate) background: bool,
-    /// The slot as this check leaves it: the last read, and the writes since.
+    /// The slot as this machine leaves it: the last read, and the writes since.
     pub(crate) left: Stored,
 }
 
-/// The checks being driven, by id.
+/// The machines being driven, by id.
 #[derive(Default)]
 pub(crate) struct Runs {
     next: u32,
@@ -48,17 +80,17 @@ impl Runs {
         self.live.iter().position(|(n, _)| *n == id)
     }
 
-    /// The check `id`, if it is running.
+    /// The machine `id`, if it is running.
     pub(crate) fn get(&self, id: &str) -> Option<&Run> {
         self.position(id).map(|at| &self.live[at].1)
     }
 
-    /// The check `id`, if it is running, to give it what happened.
+    /// The machine `id`, if it is running, to give it what happened.
     pub(crate) fn get_mut(&mut self, id: &str) -> Option<&mut Run> {
         self.position(id).map(|at| &mut self.live[at].1)
     }
 
-    /// The check `id` out of the table (it is done).
+    /// The machine `id` out of the table (it is done).
     pub(crate) fn take(&mut self, id: &str) -> Option<Run> {
         self.position(id).map(|at| self.live.remove(at).1)
     }
@@ -67,7 +99,7 @@ impl Runs {
 impl Run {
     /// Keeps `left` as the slot is after `given`.
     pub(crate) fn follow(&mut self, given: &Given) {
-        match (given, self.check.want()) {
+        match (given, self.flow.want()) {
             (Given::Read(Ok(stored)), _) => self.left = stored.clone(),
             (Given::Written(Ok(())), Want::Write { name, bytes, .. }) => {
                 if let Some(slot) = self.slot.as_deref() {

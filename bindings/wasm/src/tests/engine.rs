@@ -95,7 +95,7 @@ fn native_mac(origin: &str) -> MacKey {
 
 /// A storage, as `license.js` keeps one: named strings, written in the order given.
 #[derive(Default, Clone)]
-struct Storage {
+pub(super) struct Storage {
     map: HashMap<String, String>,
     names: Vec<String>,
     /// How each write of `names` was to be kept (`durable` when the step said nothing).
@@ -134,50 +134,38 @@ impl Storage {
     }
 }
 
-/// A Polar answer to the request of a check (or `fail` 1..3 with `detail`).
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
-    retry_after: Option<String>,
-    fail: u8,
-    detail: String,
-    lease: Option<String>,
-    source: Option<String>,
+/// A Polar answer to the request of a machine (or `fail` 1..3 with `detail`), with the
+/// headers `fetch` gives (`date`, `retry-after`, the relay's lease, source and `age`).
+#[derive(Default)]
+pub(super) struct Reply {
+    pub(super) status: u16,
+    pub(super) body: Vec<u8>,
+    pub(super) date: Option<String>,
+    pub(super) retry_after: Option<String>,
+    pub(super) fail: u8,
+    pub(super) detail: String,
+    pub(super) lease: Option<String>,
+    pub(super) source: Option<String>,
+    pub(super) age: Option<String>,
 }
 
 fn ok(status: u16, body: &Value) -> Reply {
-    Reply {
-        status,
-        body: body.to_string().into_bytes(),
-        retry_after: None,
-        fail: 0,
-        detail: String::new(),
-        lease: None,
-        source: None,
-    }
+    raw(status, &body.to_string())
 }
 
 fn raw(status: u16, body: &str) -> Reply {
     Reply {
         status,
         body: body.as_bytes().to_vec(),
-        retry_after: None,
-        fail: 0,
-        detail: String::new(),
-        lease: None,
-        source: None,
+        ..Reply::default()
     }
 }
 
 fn failed(fail: u8, detail: &str) -> Reply {
     Reply {
-        status: 0,
-        body: Vec::new(),
-        retry_after: None,
         fail,
         detail: detail.to_string(),
-        lease: None,
-        source: None,
+        ..Reply::default()
     }
 }
 
@@ -203,19 +191,36 @@ fn at() -> u64 {
     AT.fetch_add(10_000, Ordering::Relaxed)
 }
 
-/// One check as `license.js` drives it: `checkStart`, then `want` and `give` until it is done,
-/// over `s` with `host`, `reply` answering its request. The answer (`answer`, `refreshed`,
-/// `relaySource`), with what happened: `asked` (a request was sent: its body in `sent`),
-/// `write` (the names written, in order; absent for none), `removed`, `pending` (a check in
-/// the background), `verified` (how many times the host was asked).
+/// One operation as `license.js` drives it: `start`, then `want` and `give` until it is done,
+/// over `s` with `host`, `reply` answering its request. `options`: the run's (`op`, default a
+/// check; `key`, default `KEY`; the call's `options` as JSON text). The answer (`answer`, and
+/// the done's `refreshed`, `relaySource`, `cacheError`, `forgetKey`), with what happened:
+/// `asked` (a request was sent: its body in `sent`, its URL in `url`), `write` (the names
+/// written, in order; absent for none; `writes` the names and texts), `removed`, `pending` (a
+/// check in the background), `verified` (how many times the host was asked).
 fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply) -> Value {
-    let start = e.check_start(
+    let start = e.start(
+        options["op"].as_str().unwrap_or("check"),
         options["key"].as_str().unwrap_or(KEY).into(),
         &options.to_string(),
+        options["options"].as_str().unwrap_or_default(),
     );
-    let mut want = parsed(&start);
-    let id = want["id"].as_str().unwrap().to_string();
+    let want = parsed(&start);
+    let id = want["id"].as_str().unwrap_or_default().to_string();
+    run(e, &id, want, s, host, reply)
+}
+
+/// [`drive`] from the machine `id`'s want `want` on.
+fn run(
+    e: &Engine,
+    id: &str,
+    mut want: Value,
+    s: &mut Storage,
+    host: &Host,
+    reply: &Reply,
+) -> Value {
     let (mut asked, mut sent, mut wrote, mut removed) = (false, None, Vec::new(), Vec::new());
+    let (mut url, mut writes) = (None, Vec::new());
     let (mut pending, mut verified) = (None, 0);
     for _ in 0..100 {
         let mut body = Vec::new();
@@ -224,14 +229,18 @@ fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply
                 "answer": done,
                 "refreshed": want["refreshed"],
                 "relaySource": want["relaySource"],
+                "cacheError": want["cacheError"],
+                "forgetKey": want["forgetKey"],
                 "asked": asked,
                 "sent": sent,
+                "url": url,
                 "removed": removed,
                 "pending": pending,
                 "verified": verified,
             });
             if !wrote.is_empty() {
                 out["write"] = json!(wrote);
+                out["writes"] = json!(writes);
             }
             return out;
         } else if let Some(names) = want.get("read") {
@@ -250,6 +259,7 @@ fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply
             } else {
                 let step = json!({ "write": [write] });
                 wrote.extend(s.apply(&step));
+                writes.push(json!([write[0], write[1]]));
                 json!({ "written": true })
             }
         } else if let Some(name) = want.get("remove") {
@@ -259,21 +269,22 @@ fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply
         } else if let Some(request) = want.get("send") {
             asked = true;
             sent = Some(request["body"].clone());
+            url = Some(request["url"].clone());
             if let Some(map) = &host.meanwhile {
                 s.map = map.clone();
             }
             body = reply.body.clone();
             if reply.fail == 0 {
-                let mut headers = Vec::new();
-                if let Some(r) = &reply.retry_after {
-                    headers.push(json!(["retry-after", r]));
-                }
-                if let Some(l) = &reply.lease {
-                    headers.push(json!(["polar-license-lease", l]));
-                }
-                if let Some(source) = &reply.source {
-                    headers.push(json!(["polar-license-source", source]));
-                }
+                let headers: Vec<Value> = [
+                    ("date", &reply.date),
+                    ("retry-after", &reply.retry_after),
+                    ("polar-license-lease", &reply.lease),
+                    ("polar-license-source", &reply.source),
+                    ("age", &reply.age),
+                ]
+                .into_iter()
+                .filter_map(|(name, v)| v.as_ref().map(|v| json!([name, v])))
+                .collect();
                 json!({ "response": { "status": reply.status, "headers": headers } })
             } else {
                 json!({ "response": { "fail": reply.fail, "detail": reply.detail } })
@@ -286,15 +297,46 @@ fn drive(e: &Engine, s: &mut Storage, host: &Host, options: Value, reply: &Reply
         } else {
             panic!("unknown want {want}");
         };
-        let next = e.give(&id, &given.to_string(), body);
-        // `give` answers what the check wants next, as `want` does (asked once more here, but
-        // for the wants `want` answers only once: done, and the signatures to verify).
+        let next = e.give(id, &given.to_string(), body);
+        // `give` answers what the machine wants next, as `want` does (asked once more here,
+        // but for the wants `want` answers only once: done, and the signatures to verify).
         if !next.starts_with("{\"done\"") && !next.starts_with("{\"verify\"") {
-            assert_eq!(next, e.want(&id));
+            assert_eq!(next, e.want(id));
         }
         want = parsed(&next);
     }
-    panic!("the check never ended");
+    panic!("the machine never ended");
+}
+
+/// A validate, activate or deactivate (`op`, with the call's `options`) of `key` at `now`,
+/// driven as `license.js` drives it over `s` (none: the storage cannot be used), `reply`
+/// answering its request: JSON text, `{"answer", "write": [[name, text]…]}` (no `write` when
+/// nothing was written), as the engine's positional steps answered before issue #44.
+pub(super) fn operate(
+    e: &Engine,
+    s: Option<&mut Storage>,
+    (op, key, options): (&str, &str, &str),
+    now: f64,
+    reply: &Reply,
+) -> String {
+    let mut run = json!({ "op": op, "key": key, "options": options, "now": now });
+    let mut none = Storage::default();
+    let s = match s {
+        Some(s) => {
+            run["secret"] = json!(SECRET);
+            s
+        }
+        None => {
+            run["cache"] = json!("no storage here");
+            &mut none
+        }
+    };
+    let out = drive(e, s, &Host::default(), run, reply);
+    let mut step = json!({ "answer": out["answer"] });
+    if let Some(writes) = out.get("writes") {
+        step["write"] = writes.clone();
+    }
+    step.to_string()
 }
 
 /// One check of `KEY` at `now`, over `s` (a host whose storage works), `reply` answering its
@@ -656,45 +698,34 @@ fn a_check_asked_elsewhere_answers_from_the_cache_and_finishes_on_the_record_as_
     assert_eq!(status["ok"]["state"], "present");
 }
 
+/// A validate, activate or deactivate of `KEY` (`op`, the call's `options`) at `now` over `s`.
+fn update(e: &Engine, s: &mut Storage, op: &str, options: &str, now: f64, reply: &Reply) -> Value {
+    let run = json!({ "op": op, "options": options, "secret": SECRET, "now": now });
+    drive(e, s, &Host::default(), run, reply)
+}
+
 #[wasm_bindgen_test]
 fn an_activation_is_a_verdict_and_later_checks_validate_it() {
     let e = engine(json!({ "machineId": "electron-machine" }));
     let options = r#"{"label":"laptop","conditions":{"seat":1}}"#;
-    let ask = parsed(&e.activate_begin(KEY.into(), options));
-    let body = ask["ask"]["body"].as_str().unwrap();
-    assert!(body.contains("\"machine_fingerprint\""), "{body}");
-    assert!(ask["ask"]["url"].as_str().unwrap().ends_with("/activate"));
-
     let mut read = license(true)["activation"].clone();
     let mut key = license(false);
     key.as_object_mut().unwrap().remove("activation");
     read["license_key"] = key;
-    let activate = |status: u16, s: &Storage| {
-        parsed(&e.activate_end(
-            KEY.into(),
-            options,
-            Some(SECRET.into()),
-            s.record(&e),
-            s.ledger(&e),
-            NOW,
-            status,
-            read.to_string().into_bytes(),
-            None,
-            None,
-            0,
-            String::new(),
-        ))
-    };
     let mut s = Storage::default();
-    let answer = activate(201, &s);
+    let answer = update(&e, &mut s, "activate", options, NOW, &ok(201, &read));
+    let body = answer["sent"].as_str().unwrap();
+    assert!(body.contains("\"machine_fingerprint\""), "{body}");
+    assert!(answer["url"].as_str().unwrap().ends_with("/activate"));
     assert_eq!(
         answer["answer"]["error"]["code"], "protocol_error",
         "activate answers 200, not 201"
     );
     assert_eq!(answer.get("write"), None);
-    let answer = activate(200, &s);
+    let answer = update(&e, &mut s, "activate", options, NOW, &ok(200, &read));
     assert_eq!(answer["answer"]["ok"]["activation"]["id"], ACTIVATION);
-    s.apply(&answer);
+    assert_eq!(answer["cacheError"], Value::Null);
+    assert_eq!(answer["write"], json!([e.ledger(KEY), e.slot(KEY)]));
 
     // Right after it, a check answers from the cache (no request), with the activation.
     let options = json!({ "secret": SECRET, "now": NOW + 1.0, "at": at() });
@@ -722,77 +753,93 @@ fn an_activation_is_a_verdict_and_later_checks_validate_it() {
     let status = parsed(&e.status(KEY.into(), SECRET, s.record(&e), s.ledger(&e), NOW));
     assert_eq!(status["ok"]["activation"]["id"], ACTIVATION);
 
-    let gone = parsed(&e.deactivate_begin(KEY.into(), "", SECRET, s.record(&e), s.ledger(&e)));
-    assert_eq!(gone["id"], ACTIVATION);
-    let end = parsed(&e.deactivate_end(
-        KEY.into(),
-        SECRET,
-        s.record(&e),
-        s.ledger(&e),
-        NOW,
-        ACTIVATION.into(),
-        204,
-        Vec::new(),
-        None,
-        None,
-        0,
-        String::new(),
-    ));
-    assert_eq!(end["answer"]["ok"]["activationId"], ACTIVATION);
-    s.apply(&end);
-    let none = parsed(&e.deactivate_begin(KEY.into(), "", SECRET, s.record(&e), s.ledger(&e)));
-    assert_eq!(none["error"]["field"], "activation_id");
+    // A deactivation frees the remembered activation, and the remembered key goes with it.
+    let gone = update(&e, &mut s, "deactivate", "", NOW, &raw(204, ""));
+    assert!(
+        gone["sent"].as_str().unwrap().contains(ACTIVATION),
+        "{gone}"
+    );
+    assert_eq!(gone["answer"]["ok"]["activationId"], ACTIVATION, "{gone}");
+    assert_eq!(gone["forgetKey"], true);
+    let none = update(&e, &mut s, "deactivate", "", NOW, &failed(1, "unused"));
+    assert_eq!(none["asked"], false);
+    assert_eq!(none["answer"]["error"]["field"], "activation_id", "{none}");
+}
+
+#[wasm_bindgen_test]
+fn a_deactivation_that_cannot_tell_the_record_fails_and_keeps_the_key() {
+    let e = engine(json!({}));
+    let mut s = Storage::default();
+    let mut read = license(true)["activation"].clone();
+    read["license_key"] = license(false);
+    update(&e, &mut s, "activate", "", NOW, &ok(200, &read));
+    let full = Host {
+        writes_fail: true,
+        ..Host::default()
+    };
+    let run = json!({ "op": "deactivate", "secret": SECRET, "now": NOW });
+    let end = drive(&e, &mut s.clone(), &full, run, &raw(204, ""));
+    assert_eq!(end["asked"], true);
+    assert_eq!(end["answer"]["error"]["code"], "cache_error", "{end}");
+    assert_eq!(end["forgetKey"], Value::Null);
+    // Another activation than the remembered one: freed, the remembered key stays.
+    let other = r#"{"activationId":"6b1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"}"#;
+    let end = update(&e, &mut s, "deactivate", other, NOW, &raw(204, ""));
+    assert_eq!(
+        end["answer"]["ok"]["activationId"],
+        "6b1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b"
+    );
+    assert_eq!(end["forgetKey"], Value::Null);
 }
 
 #[wasm_bindgen_test]
 fn a_plain_validate_binds_this_machine_and_updates_the_record() {
     let e = engine(json!({ "machineId": "electron-machine" }));
     let options = format!(r#"{{"activationId":"{ACTIVATION}","conditions":{{"machine":"abc"}}}}"#);
-    let ask = parsed(&e.validate_begin(KEY.into(), &options));
-    let body = ask["ask"]["body"].as_str().unwrap();
+    let mut s = Storage::default();
+    let first = update(&e, &mut s, "validate", &options, NOW, &failed(1, "refused"));
+    let body = first["sent"].as_str().unwrap();
     assert!(body.contains("\"machine_fingerprint\""), "{body}");
     assert!(body.contains("\"machine\":\"abc\""), "{body}");
+    assert_eq!(first["answer"]["error"]["code"], "offline");
 
-    let mut s = Storage::default();
     check(&e, &mut s, NOW, ok(200, &license(false)));
     // A revocation seen by validate is a tombstone: the next check asks, never the cache.
-    let end = parsed(&e.validate_end(
-        KEY.into(),
-        "",
-        Some(SECRET.into()),
-        s.record(&e),
-        s.ledger(&e),
-        NOW + 10.0,
+    let revoked = raw(
         404,
-        br#"{"error":"ResourceNotFound","detail":"License key is no longer active."}"#.to_vec(),
-        None,
-        None,
-        0,
-        String::new(),
-    ));
+        r#"{"error":"ResourceNotFound","detail":"License key is no longer active."}"#,
+    );
+    // A tombstone that cannot be written removes the record (no old grant left behind).
+    let full = Host {
+        writes_fail: true,
+        ..Host::default()
+    };
+    let run = json!({ "op": "validate", "secret": SECRET, "now": NOW + 10.0 });
+    let unwritten = drive(&e, &mut s.clone(), &full, run, &revoked);
+    assert_eq!(unwritten["answer"]["error"]["code"], "inactive");
+    assert_eq!(unwritten["removed"], json!([e.slot(KEY)]), "{unwritten}");
+    let end = update(&e, &mut s, "validate", "", NOW + 10.0, &revoked);
     assert_eq!(end["answer"]["error"]["code"], "inactive");
-    assert_eq!(end["strict"], true);
-    s.apply(&end);
+    assert_eq!(end["write"], json!([e.slot(KEY), e.ledger(KEY)]), "{end}");
     let next = check(&e, &mut s, NOW + 20.0, failed(1, "refused"));
     assert_eq!(next["asked"], true);
     assert_eq!(next["answer"]["error"]["code"], "offline");
     // Without the storage (no secret), the answer alone.
-    let alone = parsed(&e.validate_end(
-        KEY.into(),
-        "",
-        None,
-        None,
-        None,
-        NOW,
-        200,
-        license(false).to_string().into_bytes(),
-        None,
-        None,
-        0,
-        String::new(),
-    ));
+    let run = json!({ "op": "validate", "cache": "no storage", "now": NOW });
+    let alone = drive(&e, &mut s, &Host::default(), run, &ok(200, &license(false)));
     assert_eq!(alone["answer"]["ok"]["license"]["key"], KEY);
     assert_eq!(alone.get("write"), None);
+    // Options the engine refuses: the answer at once, nothing asked.
+    let bad = update(
+        &e,
+        &mut s,
+        "validate",
+        r#"{"incrementUsage":"x"}"#,
+        NOW,
+        &failed(1, "unused"),
+    );
+    assert_eq!(bad["answer"]["error"]["code"], "invalid_input", "{bad}");
+    assert_eq!(bad["asked"], false);
 }
 
 #[wasm_bindgen_test]
@@ -847,8 +894,6 @@ fn call(e: &Engine, op: &str, args: &[Arg]) -> Value {
         array.push(&match a {
             Arg::S(s) => JsValue::from_str(s),
             Arg::N(n) => JsValue::from_f64(*n),
-            Arg::B(b) => js_sys::Uint8Array::from(&b[..]).into(),
-            Arg::U => JsValue::UNDEFINED,
         });
     }
     let text = e.call(op, array).unwrap_or_default();
@@ -862,17 +907,11 @@ fn call(e: &Engine, op: &str, args: &[Arg]) -> Value {
 enum Arg {
     S(String),
     N(f64),
-    B(Vec<u8>),
-    U,
 }
 
 /// A string argument.
 fn t(text: &str) -> Arg {
     Arg::S(text.to_string())
-}
-
-fn opt(text: Option<String>) -> Arg {
-    text.map_or(Arg::U, Arg::S)
 }
 
 fn unhex(text: &str) -> Vec<u8> {
@@ -930,7 +969,7 @@ fn relay_key() -> polar_license::lease::SigningKey {
 }
 
 #[wasm_bindgen_test]
-fn signed_mode_asks_the_host_to_verify_then_runs_the_step_again() {
+fn signed_mode_asks_the_host_to_verify_then_takes_the_answer_again() {
     let signer = relay_key();
     let e = engine(json!({ "machineId": MACHINE, "relayKeys": signer.public_pair() }));
     let options = r#"{"label":"laptop"}"#;
@@ -939,46 +978,40 @@ fn signed_mode_asks_the_host_to_verify_then_runs_the_step_again() {
     key.as_object_mut().unwrap().remove("activation");
     read["license_key"] = key;
     let mut s = Storage::default();
-    let activate_end = |s: &Storage, lease: &str| {
-        call(
-            &e,
-            "activateEnd",
-            &[
-                t(KEY),
-                t(options),
-                t(SECRET),
-                opt(s.record(&e)),
-                opt(s.ledger(&e)),
-                Arg::N(NOW),
-                Arg::N(200.0),
-                Arg::B(read.to_string().into_bytes()),
-                Arg::U,
-                Arg::U,
-                Arg::N(0.0),
-                t(""),
-                t(lease),
-            ],
-        )
-    };
     let lease = signed_lease(&signer, KEY);
+    let now = json!({ "secret": SECRET, "now": NOW });
+    let start = parsed(&e.start("activate", KEY.into(), &now.to_string(), options));
+    let id = start["id"].as_str().unwrap().to_string();
+    assert!(start.get("send").is_some(), "{start}");
+    let give = |given: Value, body: Vec<u8>| parsed(&e.give(&id, &given.to_string(), body));
+    let response =
+        json!({ "response": { "status": 200, "headers": [["polar-license-lease", lease]] } });
 
-    // The step asks first: one signature, nothing written, no answer.
-    let first = activate_end(&s, &lease);
+    // The machine asks first: one signature, nothing written, no answer.
+    let first = give(response, read.to_string().into_bytes());
     assert_eq!(first["verify"].as_array().unwrap().len(), 1, "{first}");
-    assert_eq!(first.get("write"), None);
-    assert_eq!(first.get("answer"), None);
     // An answer for an id it never asked is not taken: it asks again.
     call(&e, "verified", &[t(&"ab".repeat(32)), Arg::N(1.0)]);
-    assert!(activate_end(&s, &lease).get("verify").is_some());
-    // The host's answer, then the same step again: the activation, with its lease.
+    let again = give(json!({ "verified": true }), Vec::new());
+    assert!(again.get("verify").is_some(), "{again}");
+    // The host's answer, then the answer it kept taken again: the activation, with its lease.
     call(&e, "verified", &answers(&first, false));
-    let done = activate_end(&s, &lease);
+    let next = give(json!({ "verified": true }), Vec::new());
+    assert_eq!(next["lock"], e.slot(KEY), "{next}");
+    let done = run(
+        &e,
+        &id,
+        next,
+        &mut s,
+        &Host::default(),
+        &failed(1, "unused"),
+    );
     assert_eq!(
         done["answer"]["ok"]["activation"]["id"], ACTIVATION,
         "{done}"
     );
     assert_eq!(done["answer"]["ok"]["lease"]["kid"], "relay-2026", "{done}");
-    s.apply(&done);
+    assert_eq!(done["write"], json!([e.ledger(KEY), e.slot(KEY)]));
 
     // A cached check on this engine: the answer is known, nothing is asked.
     let checked = |e: &Engine, s: &Storage, host: &Host| {
@@ -1036,31 +1069,17 @@ fn a_host_that_lies_about_signatures_cannot_make_a_lease_for_another_key_count()
         at..at + 1,
         if &lease[at..at + 1] == "A" { "B" } else { "A" },
     );
-    let end = |lease: &str| {
-        call(
-            &e,
-            "activateEnd",
-            &[
-                t(KEY),
-                t(r#"{"label":"laptop"}"#),
-                t(SECRET),
-                Arg::U,
-                Arg::U,
-                Arg::N(NOW),
-                Arg::N(200.0),
-                Arg::B(read.to_string().into_bytes()),
-                Arg::U,
-                Arg::U,
-                Arg::N(0.0),
-                t(""),
-                t(lease),
-            ],
-        )
+    let liar = Host {
+        verifies: Some(Box::new(|want: &Value| answers(want, true))),
+        ..Host::default()
     };
-    let first = end(&lease);
-    assert_eq!(first["verify"].as_array().unwrap().len(), 1, "{first}");
-    call(&e, "verified", &answers(&first, true));
-    let done = end(&lease);
+    let run = json!({ "op": "activate", "options": r#"{"label":"laptop"}"#, "secret": SECRET, "now": NOW });
+    let reply = Reply {
+        lease: Some(lease),
+        ..ok(200, &read)
+    };
+    let done = drive(&e, &mut Storage::default(), &liar, run, &reply);
+    assert_eq!(done["verified"], 1, "{done}");
     assert_eq!(done["answer"]["error"]["code"], "protocol_error", "{done}");
     assert!(
         done["answer"]["error"]["detail"]

@@ -5,6 +5,7 @@
 //! engine writes records byte for byte as the native code encodes them. Both run here, in one
 //! wasm process, in node and in headless Chromium (scripts/test-wasm.sh).
 
+use super::engine::{operate, Reply, Storage};
 use crate::engine::Engine;
 use polar_license::cache::{self, MacKey};
 use polar_license::proto::{
@@ -151,6 +152,21 @@ fn polar(status: u16, error: &str, detail: &str) -> Answer {
         status,
         json!({ "error": error, "detail": detail }).to_string(),
     )
+}
+
+impl Answer {
+    /// The answer as `license.js` gives it to the engine.
+    fn reply(&self) -> Reply {
+        Reply {
+            status: self.status,
+            body: self.body.clone(),
+            date: self.date.map(http_date),
+            retry_after: self.retry_after.map(String::from),
+            fail: self.fail,
+            detail: "the transport failed".into(),
+            ..Reply::default()
+        }
+    }
 }
 
 fn http_date(unix: i64) -> String {
@@ -531,20 +547,8 @@ fn every_validate_answer_is_classified_as_natively() {
                     .and_then(|r| proto::parse_validate_for(&r, &expect)),
                 |v| json!({ "license": v.license_key, "activation": v.activation }),
             );
-            let engine = engine_json(&e.validate_end(
-                KEY.into(),
-                &options.to_string(),
-                None,
-                None,
-                None,
-                NOW as f64,
-                a.status,
-                a.body.clone(),
-                a.date.map(http_date),
-                a.retry_after.map(String::from),
-                a.fail,
-                "the transport failed".into(),
-            ));
+            let op = ("validate", KEY, &*options.to_string());
+            let engine = engine_json(&operate(&e, None, op, NOW as f64, &a.reply()));
             assert_same(
                 &format!("validate {name} (activation asked: {asked})"),
                 native,
@@ -597,20 +601,11 @@ fn every_activate_answer_is_classified_as_natively() {
                 .and_then(|r| proto::parse_activate_for(&r, &expect)),
             |v| json!({ "activation": v.activation, "license": v.license_key }),
         );
-        let engine = engine_json(&e.activate_end(
-            KEY.into(),
-            &options,
-            None,
-            None,
-            None,
-            NOW as f64,
-            a.status,
-            a.body.clone(),
-            a.date.map(http_date),
-            a.retry_after.map(String::from),
-            a.fail,
-            "the transport failed".into(),
-        ));
+        // An activate needs its storage first (no slot on Polar is taken for an activation no
+        // one remembers).
+        let op = ("activate", KEY, &*options);
+        let mut s = Storage::default();
+        let engine = engine_json(&operate(&e, Some(&mut s), op, NOW as f64, &a.reply()));
         assert_same(&format!("activate {name}"), native, engine);
         cases += 1;
     }
@@ -628,20 +623,10 @@ fn every_deactivate_answer_is_classified_as_natively() {
             a.native().and_then(|r| proto::parse_deactivate(&r)),
             |()| json!({ "activationId": ACTIVATION }),
         );
-        let engine = engine_json(&e.deactivate_end(
-            KEY.into(),
-            SECRET,
-            None,
-            None,
-            NOW as f64,
-            ACTIVATION.into(),
-            a.status,
-            a.body.clone(),
-            a.date.map(http_date),
-            a.retry_after.map(String::from),
-            a.fail,
-            "the transport failed".into(),
-        ));
+        let options = json!({ "activationId": ACTIVATION }).to_string();
+        let mut s = Storage::default();
+        let op = ("deactivate", KEY, &*options);
+        let engine = engine_json(&operate(&e, Some(&mut s), op, NOW as f64, &a.reply()));
         assert_same(&format!("deactivate {name}"), native, engine);
     }
 }
@@ -669,25 +654,21 @@ fn records_are_byte_for_byte_the_native_encoding() {
     for full in [false, true] {
         let mut read = activation();
         read["license_key"] = license(full);
-        let activated: Value = serde_json::from_str(&e.activate_end(
-            KEY.into(),
-            &json!({ "label": "laptop ✓", "conditions": { "seat": 2, "x": 1.5 } }).to_string(),
-            Some(SECRET.into()),
-            None,
-            None,
+        let mut s = Storage::default();
+        let options =
+            json!({ "label": "laptop ✓", "conditions": { "seat": 2, "x": 1.5 } }).to_string();
+        let reply = answer(200, read.to_string()).reply();
+        let activated: Value = serde_json::from_str(&operate(
+            &e,
+            Some(&mut s),
+            ("activate", KEY, &options),
             NOW as f64,
-            200,
-            read.to_string().into_bytes(),
-            None,
-            None,
-            0,
-            String::new(),
+            &reply,
         ))
         .unwrap();
         assert!(activated["answer"]["ok"].is_object(), "{activated}");
         let writes = activated["write"].as_array().unwrap();
         let record_text = writes[1][1].as_str().unwrap().to_string();
-        let ledger_text = writes[0][1].as_str().unwrap().to_string();
         let record = cache::decode(record_text.as_bytes(), &mac).unwrap();
         assert_eq!(
             String::from_utf8(cache::encode(&record, &mac)).unwrap(),
@@ -706,23 +687,16 @@ fn records_are_byte_for_byte_the_native_encoding() {
 
         let mut validated = license(full);
         validated["activation"] = activation();
-        let end: Value = serde_json::from_str(
-            &e.validate_end(
-                KEY.into(),
-                &json!({ "activationId": ACTIVATION, "conditions": { "seat": 2, "x": 1.5 } })
-                    .to_string(),
-                Some(SECRET.into()),
-                Some(record_text.clone()),
-                Some(ledger_text),
-                (NOW + 60) as f64,
-                200,
-                validated.to_string().into_bytes(),
-                None,
-                None,
-                0,
-                String::new(),
-            ),
-        )
+        let options = json!({ "activationId": ACTIVATION, "conditions": { "seat": 2, "x": 1.5 } })
+            .to_string();
+        let reply = answer(200, validated.to_string()).reply();
+        let end: Value = serde_json::from_str(&operate(
+            &e,
+            Some(&mut s),
+            ("validate", KEY, &options),
+            (NOW + 60) as f64,
+            &reply,
+        ))
         .unwrap();
         let again = end["write"][0][1].as_str().unwrap();
         let record = cache::decode(again.as_bytes(), &mac).unwrap();

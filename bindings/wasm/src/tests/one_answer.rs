@@ -1,10 +1,10 @@
 //! One answer, one verdict, through the real engine (issue #28): the generated answers of
 //! `polar_license_testkit::answers` (the seeds and the generator `tests/one_answer.rs` holds the
 //! two paths of the core to natively) classified by the native typed parser
-//! (`proto::parse_*_for`) and by [`Engine::validate_end`], `activate_end` and
-//! `deactivate_end` exactly as `license.js` calls them (the `date`, `retry-after` and `age`
-//! headers as `fetch` joins them, a storage secret so that every step also writes its record), in one wasm
-//! process, in node and in headless Chromium (scripts/test-wasm.sh).
+//! (`proto::parse_*_for`) and by the engine's validate, activate and deactivate machines driven
+//! exactly as `license.js` drives them (the `date`, `retry-after` and `age` headers as `fetch`
+//! joins them, a storage so that every operation also writes its record), in one wasm process,
+//! in node and in headless Chromium (scripts/test-wasm.sh).
 //!
 //! Compared through faces.rs's helpers: the outcome, its reason code, HTTP status,
 //! `retry-after`, remaining usages, Polar's detail, and for a grant the license and activation
@@ -14,9 +14,8 @@
 //! `activated`, `deactivated`, then `session::seal` into the same slot), the record's body
 //! numbers by value, and one the native face opens with its typed model and seals again to
 //! the same bytes (but for how a number is written).
-//!
-//! [`Engine::validate_end`]: crate::engine::Engine::validate_end
 
+use super::engine::{operate, Reply, Storage};
 use super::faces::{self, engine, engine_json, native_json, SECRET};
 use crate::engine::Engine;
 use polar_license::cache;
@@ -172,7 +171,16 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
     let date = case.combined("date");
     let retry = case.combined("retry-after");
     let age = case.combined("age");
-    let (status, body) = (case.status, case.body.clone());
+    let reply = Reply {
+        status: case.status,
+        body: case.body.clone(),
+        date,
+        retry_after: retry,
+        age,
+        ..Reply::default()
+    };
+    let mut s = Storage::default();
+    let now = NOW as f64;
     let policy = GracePolicy::default();
     let (kind, native, step, record) = match case.op {
         Operation::Validate => {
@@ -198,22 +206,8 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 r.clone(),
                 |v| json!({ "license": v.license_key, "activation": v.activation }),
             );
-            let step = e.validate_end_leased(
-                KEY.into(),
-                &options.to_string(),
-                Some(SECRET.into()),
-                None,
-                None,
-                NOW as f64,
-                status,
-                body,
-                date,
-                retry,
-                0,
-                String::new(),
-                None,
-                age.clone(),
-            );
+            let op = ("validate", KEY, &*options.to_string());
+            let step = operate(e, Some(&mut s), op, now, &reply);
             (kind(&r), native, step, record)
         }
         Operation::Activate => {
@@ -234,22 +228,8 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 r.clone(),
                 |v| json!({ "activation": v.activation, "license": v.license_key }),
             );
-            let step = e.activate_end_leased(
-                KEY.into(),
-                &json!({ "label": LABEL }).to_string(),
-                Some(SECRET.into()),
-                None,
-                None,
-                NOW as f64,
-                status,
-                body,
-                date,
-                retry,
-                0,
-                String::new(),
-                None,
-                age.clone(),
-            );
+            let op = ("activate", KEY, &*json!({ "label": LABEL }).to_string());
+            let step = operate(e, Some(&mut s), op, now, &reply);
             (kind(&r), native, step, record)
         }
         Operation::Deactivate => {
@@ -265,20 +245,8 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 )
             }));
             let native = native_json(r.clone(), |()| json!({ "activationId": ACTIVATION }));
-            let step = e.deactivate_end(
-                KEY.into(),
-                SECRET,
-                None,
-                None,
-                NOW as f64,
-                ACTIVATION.into(),
-                status,
-                body,
-                date,
-                retry,
-                0,
-                String::new(),
-            );
+            let options = json!({ "activationId": ACTIVATION }).to_string();
+            let step = operate(e, Some(&mut s), ("deactivate", KEY, &options), now, &reply);
             (kind(&r), native, step, record)
         }
     };

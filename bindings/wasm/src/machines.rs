@@ -1,9 +1,10 @@
-//! The check, as the core's machine ([`Check`], issue #44) kept in a handle table: `license.js`
-//! starts one (`checkStart`: its id and what it wants first), does that IO and gives back what
-//! happened (`give`: JSON, and a response's body as bytes; it answers what the check wants
-//! next, as `want` does), until it is done. A cached check is two calls. The order of
-//! the steps is the machine's, the same as the native and Rust-on-wasm clients'; the JS only
-//! does the IO (storage, the locks, the mark, `fetch`, the host's Ed25519).
+//! The check, validate, activate and deactivate, as the core's machines ([`Check`] and
+//! [`Update`], issue #44) kept in a handle table: `license.js` starts one (`start`: its id and
+//! what it wants first), does that IO and gives back what happened (`give`: JSON, and a
+//! response's body as bytes; it answers what the machine wants next, as `want` does), until it
+//! is done. A cached check is two calls. The order of the steps is the machine's, the same as
+//! the native and Rust-on-wasm clients'; the JS only does the IO (storage, the locks, the mark,
+//! `fetch`, the host's Ed25519), with one drive loop for every operation.
 //!
 //! `want` answers one of:
 //!
@@ -17,8 +18,10 @@
 //! * `{"send": {"url", "headers", "body"}}`;
 //! * `{"verify": [[id, public key, message, signature]…]}` (hex): lease signatures for the host
 //!   (signed mode), answered with `verified` and then `{"verified": true}`;
-//! * `{"done": answer, "refreshed": bool}`: the check's answer (see the engine's module doc);
-//!   the check is gone from the table.
+//! * `{"done": answer, …}`: the answer (see the engine's module doc) and, for a check,
+//!   `"refreshed": bool` and `"relaySource"`; for an activate, `"cacheError": detail` when the
+//!   record could not learn it; for a deactivate, `"forgetKey": true` when it freed the
+//!   remembered activation. The machine is gone from the table.
 //!
 //! `give` takes `{"locked": true}` or `{"locked": "why not"}`, `{"unlocked": true}`,
 //! `{"marked": bool}`, `{"read": [record, ledger, clock]}` (texts or `null`) or
@@ -27,13 +30,15 @@
 //! `{"response": {"fail": 1 (connect), 2 (timeout) or 3 (bad body), "detail"}}`, and
 //! `{"verified": true}`.
 
-use crate::engine::{error_json, request_json, verify_json, Engine};
-use crate::runs::Run;
+use crate::bindings::deactivate_options;
+use crate::engine::{denial_json, error_json, lease_json, request_json, verify_json, Engine};
+use crate::runs::{Flow, Run};
 use polar_license::answers::SchemaLicense;
-use polar_license::error::Error;
+use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
+use polar_license::flow::update::Update;
 use polar_license::flow::{open_slot, Ctx, Given, Stored, Want};
-use polar_license::grace::{CheckOutcome, LeaseWindow};
+use polar_license::grace::{CheckOutcome, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
@@ -111,13 +116,15 @@ impl Engine {
         }
     }
 
-    /// `checkStart(key, options)`: a check of `key`: its id and what it wants first,
-    /// `{"id", …want}` (see [`Engine::want`]). `options` is JSON:
+    /// `start(op, key, run, options)`: a `check`, `validate`, `activate` or `deactivate` of
+    /// `key`: its id and what it wants first, `{"id", …want}` (see [`Engine::want`]), or at once
+    /// `{"done": error}` for options the engine refuses. `run` is JSON:
     /// `{"secret": install secret (hex), "cache": why the storage cannot be used, "now": unix
-    /// seconds, "at": a monotonic clock's milliseconds, "feature": name, "background": bool}`.
+    /// seconds, "at": a monotonic clock's milliseconds, "feature": name, "background": bool}`;
+    /// `options` the call's options as JSON text (validate, activate, deactivate).
     #[inline(never)]
-    pub fn check_start(&self, key: String, options: &str) -> String {
-        let o = strict::parse(options.as_bytes()).unwrap_or(Value::Null);
+    pub fn start(&self, op: &str, key: String, run: &str, options: &str) -> String {
+        let o = strict::parse(run.as_bytes()).unwrap_or(Value::Null);
         let text = |name: &str| o.member(name).and_then(|v| v.string());
         let number = |name: &str| match o.member(name).and_then(|v| v.number()) {
             Some(Num::Int(n)) => n,
@@ -132,11 +139,36 @@ impl Engine {
             )),
         };
         let now = number("now");
-        let at = u64::try_from(number("at")).unwrap_or(0);
         let ctx = self.ctx();
-        let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at).unlocked_read();
+        let flow = match op {
+            "validate" => self
+                .validate_request(key.expose().to_string(), options)
+                .map(|req| Flow::Validate(Update::validate(&ctx, req, |_| slot.clone(), now))),
+            "activate" => self
+                .activate_request(key.expose().to_string(), options)
+                .map(|(req, key)| {
+                    Flow::Activate(Update::activate(&ctx, req, key, slot.clone(), now))
+                }),
+            "deactivate" => deactivate_options(options).map(|o| {
+                Flow::Deactivate(Update::deactivate(
+                    key.clone(),
+                    o.activation_id,
+                    slot.clone(),
+                    now,
+                ))
+            }),
+            _ => {
+                let at = u64::try_from(number("at")).unwrap_or(0);
+                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at);
+                Ok(Flow::Check(check.unlocked_read()))
+            }
+        };
+        let flow = match flow {
+            Ok(flow) => flow,
+            Err(e) => return ["{\"done\":", &error_json(&e), "}"].concat(),
+        };
         let run = Run {
-            check,
+            flow,
             slot: slot.ok(),
             key,
             feature: text("feature"),
@@ -159,7 +191,7 @@ impl Engine {
         };
         let ctx = self.ctx();
         let mut j = Json::new();
-        match run.check.want() {
+        match run.flow.want() {
             Want::Read(slot) => {
                 j.raw("{\"read\":[").str(&name(&slot.name)).raw(",");
                 j.str(&name(&slot.ledger)).raw(",").str(&name(&slot.clock));
@@ -173,15 +205,15 @@ impl Engine {
             }
             Want::Mark(mark) => {
                 j.raw("{\"mark\":").str(&name(mark));
-                if run.background {
-                    if let Some(pending) = run.check.pending(&ctx) {
+                if let (true, Flow::Check(check)) = (run.background, &run.flow) {
+                    if let Some(pending) = check.pending(&ctx) {
                         let licensed = matches!(pending, CheckOutcome::Licensed { .. });
-                        let window = self.lease_window(run, |_| licensed);
+                        let window = self.lease_window(run, licensed);
                         let feature = run.feature.as_deref();
                         let answer =
                             self.outcome_json_leased(&pending, feature, None, window.as_ref());
                         j.key("pending").raw(&answer);
-                        j.key("refreshed").bool(run.check.cache_error().is_none());
+                        j.key("refreshed").bool(check.cache_error().is_none());
                     }
                 }
                 j.raw("}");
@@ -251,18 +283,105 @@ impl Engine {
             _ => Given::Verified,
         };
         run.follow(&given);
-        // What the verifier asked is taken when the check wants it verified (`want`).
-        run.check.give(&self.ctx(), given);
+        // What the verifier asked is taken when the machine wants it verified (`want`).
+        run.flow.give(&self.ctx(), given);
         drop(runs);
         self.want(id)
     }
 
-    /// The check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
-    fn done(&self, run: Run) -> String {
-        let window = self.lease_window(&run, |check| {
-            matches!(check.report_outcome(), Some(CheckOutcome::Licensed { .. }))
-        });
-        let report = run.check.report();
+    /// The machine's answer: `{"done": answer, …}` (see the module's doc).
+    fn done(&self, mut run: Run) -> String {
+        let flow = std::mem::replace(&mut run.flow, Flow::Taken);
+        let mut j = Json::new();
+        j.raw("{\"done\":");
+        match flow {
+            Flow::Check(check) => return self.check_done(run, check),
+            Flow::Taken => return gone(),
+            Flow::Validate(update) => {
+                let online = update.validated().online;
+                let window = self.lease_window(&run, matches!(online, Ok(Verdict::Accepted(_))));
+                self.validated_json(&mut j, online, window.as_ref());
+            }
+            Flow::Activate(update) => {
+                let activated = update.activated();
+                let window =
+                    self.lease_window(&run, matches!(activated.online, Ok(Verdict::Accepted(_))));
+                match activated.online {
+                    Ok(Verdict::Accepted(read)) => {
+                        j.raw("{\"ok\":{");
+                        lease_json(&mut j, window.as_ref());
+                        j.key("activation");
+                        read.license().write_activation(&mut j);
+                        j.key("license");
+                        read.license().write_license(&mut j);
+                        j.raw("}}")
+                    }
+                    Ok(Verdict::Denied(d)) => j.raw(&denial_json(&d)),
+                    Err(e) => j.raw(&error_json(&e)),
+                };
+                if let Some(e) = activated.cache_error {
+                    j.key("cacheError").str(&e.detail());
+                }
+            }
+            Flow::Deactivate(update) => {
+                let deactivated = update.deactivated();
+                match deactivated.answer {
+                    Ok(Verdict::Accepted(())) => {
+                        j.raw("{\"ok\":{\"activationId\":");
+                        j.opt_str(deactivated.activation_id.as_deref()).raw("}}")
+                    }
+                    Ok(Verdict::Denied(d)) => j.raw(&denial_json(&d)),
+                    Err(e) => j.raw(&error_json(&e)),
+                };
+                if deactivated.ends_remembered_key {
+                    j.key("forgetKey").bool(true);
+                }
+            }
+        }
+        j.raw("}").done()
+    }
+
+    /// A validate's answer: `{"ok": {lease, license, activation, features}}` (the feature
+    /// answers of an online verdict), or the denial or error.
+    fn validated_json(
+        &self,
+        j: &mut Json,
+        online: Result<Verdict<SchemaLicense>, Error>,
+        window: Option<&LeaseWindow>,
+    ) {
+        let license = match online {
+            Ok(Verdict::Accepted(license)) => license,
+            Ok(Verdict::Denied(d)) => {
+                j.raw(&denial_json(&d));
+                return;
+            }
+            Err(e) => {
+                j.raw(&error_json(&e));
+                return;
+            }
+        };
+        j.raw("{\"ok\":{");
+        lease_json(j, window);
+        j.key("license");
+        license.write_license(j);
+        j.key("activation");
+        license.write_activation(j);
+        let verdict = CheckOutcome::Licensed {
+            source: Source::Online,
+            license: Box::new(license),
+            grace_remaining: None,
+            verified_at: 0,
+        };
+        j.key("features");
+        self.features_json(j, &verdict);
+        j.raw("}}");
+    }
+
+    /// A check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
+    fn check_done(&self, run: Run, check: Check<SchemaLicense>) -> String {
+        let licensed = matches!(check.report_outcome(), Some(CheckOutcome::Licensed { .. }));
+        let window = self.lease_window(&run, licensed);
+        let report = check.report();
         let feature = run.feature.as_deref();
         let answer = self.outcome_json_leased(
             &report.outcome,
@@ -279,14 +398,10 @@ impl Engine {
     }
 
     /// Signed mode: the window of the lease a licensed answer (`licensed`) stands on, in the
-    /// slot as this check leaves it (`None` for a feature's answer, and in unsigned mode).
-    fn lease_window(
-        &self,
-        run: &Run,
-        licensed: impl FnOnce(&Check<SchemaLicense>) -> bool,
-    ) -> Option<LeaseWindow> {
+    /// slot as this machine leaves it (`None` for a feature's answer, and in unsigned mode).
+    fn lease_window(&self, run: &Run, licensed: bool) -> Option<LeaseWindow> {
         let slot = run.slot.as_deref()?;
-        if self.relay_keys.is_empty() || run.feature.is_some() || !licensed(&run.check) {
+        if self.relay_keys.is_empty() || run.feature.is_some() || !licensed {
             return None;
         }
         let opened = open_slot(&self.ctx(), slot, &run.key, &run.left);
@@ -299,10 +414,10 @@ impl Engine {
     }
 }
 
-/// The answer for a check that is not in the table (never started, or dropped).
+/// The answer for a machine that is not in the table (never started, or dropped).
 fn gone() -> String {
     let e = Error::Cache {
-        detail: "this check is not running".to_string(),
+        detail: "this operation is not running".to_string(),
     };
     ["{\"done\":", &error_json(&e), ",\"refreshed\":false}"].concat()
 }

@@ -7,7 +7,7 @@
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
 //! an HTTP answer read whole with the agent the suites share (`http`), log records captured
 //! in memory ([`logs`]), and a seeded generator of mutated answers ([`answers`]); on wasm32,
-//! the emulators over `fetch` ([`fetch`]).
+//! the emulators over `fetch` (the `fetch` module, built for wasm32 only).
 //!
 //! Everything that needs the host (files, processes, sockets, the emulator) is native only
 //! (`native.rs`, re-exported here); the rest also builds for wasm32, where the npm engine's

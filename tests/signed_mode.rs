@@ -291,7 +291,7 @@ fn two_relay_keys_at_once_for_rotation() {
 #[test]
 fn the_record_keeps_the_lease_as_received_and_its_seal_covers_it() {
     let w = world();
-    let app = signed_and_activated(&w);
+    let _app = signed_and_activated(&w);
     let org = w.polar.organization_id();
     let key = Key::new(DEMO_KEY);
     let secret = FileStore::new(w.dir.path()).install_secret().unwrap();

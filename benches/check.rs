@@ -16,8 +16,9 @@
 use criterion::{criterion_group, criterion_main, Criterion};
 use polar_license::cache::{self, MacKey};
 use polar_license::grace::{self, CheckOutcome, GracePolicy, Plan, Query, Source};
-use polar_license::{system_clock, ActivateRequest, Licensing, MachineBinding};
+use polar_license::{system_clock, Licensing, MachineBinding};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
+use polar_license_testkit::activated_bench_client;
 use std::hint::black_box;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -43,19 +44,7 @@ impl Drop for TempDir {
 fn bench_check(c: &mut Criterion) {
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
     let dir = TempDir::new("check");
-    let licensing = Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
-        .timeout(Duration::from_secs(5))
-        .cache_dir(&dir.0)
-        // A fixed machine id: the bench does not depend on /etc/machine-id existing.
-        .machine_binding(MachineBinding::Id("bench-machine".to_string()))
-        .build()
-        .expect("licensing builds");
-
-    let activated = licensing
-        .activate(&ActivateRequest::new(DEMO_KEY, "bench"))
-        .expect("activate answers");
-    assert!(activated.is_accepted(), "activation refused: {activated:?}");
+    let licensing = activated_bench_client(&polar, &dir.0);
     // Warm: answered from the cache, no request.
     polar.reset_request_count();
     let warm = licensing.check(DEMO_KEY);

@@ -3,9 +3,8 @@
 //! wall-clock time on a shared 2-core machine is not). `cargo bench` runs it once with N = 0
 //! (a smoke run); the script runs it with 0 and with N and divides the difference.
 
-use polar_license::{ActivateRequest, Licensing, MachineBinding};
 use polar_license_emulator::{Emulator, Options, Seed, DEMO_KEY};
-use std::time::Duration;
+use polar_license_testkit::activated_bench_client;
 
 fn main() {
     // `cargo bench` passes `--bench`; the script passes the count.
@@ -15,17 +14,7 @@ fn main() {
         .unwrap_or(0);
     let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
     let dir = std::env::temp_dir().join(format!("check-instructions-{}", std::process::id()));
-    let licensing = Licensing::builder(polar.organization_id())
-        .base_url(polar.url())
-        .timeout(Duration::from_secs(5))
-        .cache_dir(&dir)
-        .machine_binding(MachineBinding::Id("bench-machine".to_string()))
-        .build()
-        .expect("licensing builds");
-    let activated = licensing
-        .activate(&ActivateRequest::new(DEMO_KEY, "bench"))
-        .expect("activate answers");
-    assert!(activated.is_accepted(), "activation refused: {activated:?}");
+    let licensing = activated_bench_client(&polar, &dir);
     assert!(licensing.check(DEMO_KEY).is_licensed(), "warm check");
     for _ in 0..n {
         let _ = std::hint::black_box(licensing.check(std::hint::black_box(DEMO_KEY)));

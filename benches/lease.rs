@@ -7,7 +7,8 @@
 
 use criterion::{criterion_group, criterion_main, Criterion};
 use polar_license::key::Key;
-use polar_license::lease::{self, key_hash, LeaseClaims, LeaseExpect, SigningKey};
+use polar_license::lease::{self, LeaseExpect, SigningKey};
+use polar_license_testkit::leases::{self, Facts};
 use std::hint::black_box;
 
 fn bench_lease(c: &mut Criterion) {
@@ -16,21 +17,14 @@ fn bench_lease(c: &mut Criterion) {
     let activation = "b6724bc8-7ad0-4ad5-a5d1-2b1a6b0a4a4a";
     let machine = "0f1e2d3c4b5a69788796a5b4c3d2e1f0";
     let now = 1_790_000_000;
-    let claims = LeaseClaims {
-        organization_id: org.into(),
-        key_sha256: key_hash(&key),
-        activation_id: Some(activation.into()),
-        status: "granted".into(),
-        license_expires_at: None,
-        benefit_id: "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11".into(),
-        usage: 0,
-        limit_usage: None,
-        limit_activations: Some(3),
-        issued_at: now,
-        not_before: now,
-        expires_at: now + 7 * 86_400,
-        id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
-    };
+    let mut facts = Facts::granted(
+        org,
+        &key,
+        activation,
+        "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11",
+    );
+    facts.license["limit_activations"] = 3.into();
+    let claims = leases::claims(&facts, now, 7);
     let signer = SigningKey::generate(Some("relay-2026")).expect("a key");
     let token = signer.sign(&claims, Some(machine)).expect("signed");
     let keys = signer.relay_keys();

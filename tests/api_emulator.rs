@@ -83,15 +83,15 @@ fn activation_lifecycle_and_counters() {
         "License key activation limit already reached",
     );
 
+    // A validate of the first activation, as asked from `machine`.
+    let from = |machine: &str| {
+        ValidateRequest::new(KEY)
+            .activation_id(&id)
+            .condition("machine", machine)
+    };
     // Validate with the activation and its conditions: licensed, counters move.
     let v = client
-        .validate(
-            &ValidateRequest::new(KEY)
-                .activation_id(&id)
-                .condition("machine", "A")
-                .benefit_id(BENEFIT)
-                .customer_id(CUSTOMER),
-        )
+        .validate(&from("A").benefit_id(BENEFIT).customer_id(CUSTOMER))
         .unwrap();
     let v = v.accepted().expect("licensed");
     assert_eq!(
@@ -105,11 +105,7 @@ fn activation_lifecycle_and_counters() {
 
     // Another machine: conditions differ.
     denied(
-        client.validate(
-            &ValidateRequest::new(KEY)
-                .activation_id(&id)
-                .condition("machine", "B"),
-        ),
+        client.validate(&from("B")),
         Reason::ConditionsMismatch,
         "License key does not match required conditions",
     );
@@ -132,15 +128,7 @@ fn activation_lifecycle_and_counters() {
         Reason::NotFound,
         "Not found",
     );
-    denied(
-        client.validate(
-            &ValidateRequest::new(KEY)
-                .activation_id(&id)
-                .condition("machine", "A"),
-        ),
-        Reason::NotFound,
-        "Not found",
-    );
+    denied(client.validate(&from("A")), Reason::NotFound, "Not found");
     activate(&client, "replacement", "C");
 }
 

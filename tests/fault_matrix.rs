@@ -146,6 +146,23 @@ impl Found {
         }
         ok
     }
+
+    /// A second `what` by `client`, a second on, within the 429 block: `ok` by its answer, and
+    /// it sends no request. The requests it sent, to add up.
+    fn again_in_the_block(
+        &mut self,
+        w: &World,
+        (client, key): (&Licensing, &str),
+        what: &str,
+        ok: impl FnOnce(&CheckOutcome) -> bool,
+    ) -> u64 {
+        w.advance(1);
+        let again = client.check(key);
+        self.check(ok(&again), || {
+            format!("second {what}: {}", describe(&again))
+        });
+        self.sent("a check in the 429 block", w.requests(), 0)
+    }
 }
 
 /// The code of a validate answer: `licensed`, a denial's or an error's reason.
@@ -315,12 +332,9 @@ fn run_row(row: &Row) -> Found {
     requests += f.sent("check without a cache", w.requests(), expected);
     if rate_limited {
         // Within the block: refused with no request.
-        w.advance(1);
-        let again = bare.check(DEMO_KEY_USAGE);
-        f.check(outcome_code(&again) == want, || {
-            format!("second check without a cache: {}", describe(&again))
-        });
-        requests += f.sent("a check in the 429 block", w.requests(), 0);
+        let still = |again: &CheckOutcome| outcome_code(again) == want;
+        requests +=
+            f.again_in_the_block(&w, (&bare, DEMO_KEY_USAGE), "check without a cache", still);
     }
     let empty = bare.status(DEMO_KEY_USAGE).expect("status answers");
     f.check(empty.grace_remaining.is_none(), || {
@@ -357,12 +371,8 @@ fn run_row(row: &Row) -> Found {
     }
     requests += f.sent("check with a cache", w.requests(), expected);
     if rate_limited {
-        w.advance(1);
-        let again = faulty.check(DEMO_KEY);
-        f.check(is_licensed_from(&again, Source::Cache), || {
-            format!("second check with a cache: {}", describe(&again))
-        });
-        requests += f.sent("a check in the 429 block", w.requests(), 0);
+        let from_cache = |again: &CheckOutcome| is_licensed_from(again, Source::Cache);
+        requests += f.again_in_the_block(&w, (&faulty, DEMO_KEY), "check with a cache", from_cache);
     }
     f.requests = requests;
 

@@ -216,6 +216,19 @@ fn q() -> Query {
     Query::new(ORG, KEY)
 }
 
+/// A first grant (no record before it) settled at `now` under the default policy, dated by
+/// `stamp`: the record it writes, and its answer.
+fn first_grant(now: i64, stamp: impl Into<Stamp>) -> (Box<grace::Record>, CheckOutcome) {
+    let policy = GracePolicy::default();
+    let grant = Ok(Verdict::Accepted(license(None)));
+    let (StoreAction::Write(record), outcome) =
+        grace::settle(None, &q(), now, &policy, grant, stamp)
+    else {
+        panic!("expected a write")
+    };
+    (record, outcome)
+}
+
 fn with_activation(id: &str) -> Query {
     q().activation_id(id).condition("machine", "c0ffee42")
 }
@@ -619,16 +632,7 @@ fn online_denial_writes_a_tombstone_that_status_can_read() {
 #[test]
 fn records_report_rollback_and_grace_for_status() {
     let policy = GracePolicy::default();
-    let (StoreAction::Write(record), _) = grace::settle(
-        None,
-        &q(),
-        T0,
-        &policy,
-        Ok(Verdict::Accepted(license(None))),
-        Some(T0 - 3),
-    ) else {
-        panic!("expected a write")
-    };
+    let (record, _) = first_grant(T0, Some(T0 - 3));
     let good = record.good.as_ref().unwrap();
     assert_eq!((good.verified_at, good.server_date), (T0, Some(T0 - 3)));
     assert_eq!(
@@ -648,16 +652,7 @@ fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
     let stamp = |date, age| Stamp { date, age };
     // An hour-old replay: licensed, the grace ending an hour sooner than for Polar's own
     // answer; the clock's high-water mark is now.
-    let (StoreAction::Write(record), outcome) = grace::settle(
-        None,
-        &q(),
-        T0,
-        &policy,
-        Ok(Verdict::Accepted(license(None))),
-        stamp(Some(T0), H),
-    ) else {
-        panic!("expected a write")
-    };
+    let (record, outcome) = first_grant(T0, stamp(Some(T0), H));
     let good = record.good.as_ref().unwrap();
     assert_eq!((good.verified_at, record.latest_seen), (T0 - H, T0));
     assert!(
@@ -687,16 +682,7 @@ fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
     assert_eq!(late.reason(), Some(Reason::GraceExpired), "{late:?}");
 
     // The clock ahead of the server: the answer is anchored at the server's Date, then aged.
-    let (StoreAction::Write(ahead), _) = grace::settle(
-        None,
-        &q(),
-        T0 + D,
-        &policy,
-        Ok(Verdict::Accepted(license(None))),
-        stamp(Some(T0), 300),
-    ) else {
-        panic!("expected a write")
-    };
+    let (ahead, _) = first_grant(T0 + D, stamp(Some(T0), 300));
     assert_eq!(ahead.good.as_ref().unwrap().verified_at, T0 - 300);
 
     // Older than the grace: `grace_expired`, as the cache would answer, and nothing stored
@@ -731,16 +717,7 @@ fn a_replayed_grant_is_dated_from_polars_answer_by_its_age() {
         assert_eq!(outcome.reason(), Some(Reason::GraceExpired), "age {age}");
     }
     // Exactly the grace: licensed, with nothing left.
-    let (StoreAction::Write(edge), outcome) = grace::settle(
-        None,
-        &q(),
-        T0,
-        &policy,
-        Ok(Verdict::Accepted(license(None))),
-        stamp(None, GRACE),
-    ) else {
-        panic!("expected a write")
-    };
+    let (edge, outcome) = first_grant(T0, stamp(None, GRACE));
     assert!(outcome.is_licensed());
     assert_eq!(edge.grace_remaining(T0, &policy), Some(Duration::ZERO));
 }

@@ -14,7 +14,6 @@ use polar_license_emulator::{
     DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
 };
 use polar_license_testkit::{licensing_builder, ScratchDir};
-use std::path::Path;
 use std::time::Duration;
 
 const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
@@ -42,27 +41,26 @@ fn seed() -> Seed {
 
 /// An emulator whose current version (the one a request without `Polar-Version` gets) is
 /// `version`.
-fn polar(version: &str) -> Emulator {
+/// An emulator answering as Polar's API `version`, a scratch cache directory, and a client of
+/// that emulator keeping its records there (machine "machine-A", 5 s timeouts).
+fn up(version: &str) -> (Emulator, ScratchDir, Licensing) {
     let options = Options {
         api_version: version.to_string(),
         ..Options::default()
     };
-    Emulator::start(seed(), options).expect("emulator")
-}
-
-fn licensing(polar: &Emulator, dir: &Path) -> Licensing {
-    licensing_builder(polar, dir, MachineBinding::Id("machine-A".into()))
+    let polar = Emulator::start(seed(), options).expect("emulator");
+    let dir = ScratchDir::new("versions");
+    let lic = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
         .timeout(Duration::from_secs(5))
         .build()
-        .expect("licensing builds")
+        .expect("licensing builds");
+    (polar, dir, lic)
 }
 
 #[test]
 fn every_served_version_is_read_and_only_2027_01_carries_member_subscription_order() {
     for version in API_VERSIONS {
-        let polar = polar(version);
-        let dir = ScratchDir::new("versions");
-        let lic = licensing(&polar, &dir);
+        let (_polar, _dir, lic) = up(version);
         let read = match lic.activate(&ActivateRequest::new(DEMO_KEY, "laptop")) {
             Ok(Verdict::Accepted(read)) => read,
             other => panic!("{version}: activate: {other:?}"),
@@ -111,9 +109,7 @@ fn every_served_version_is_read_and_only_2027_01_carries_member_subscription_ord
 
 #[test]
 fn the_2027_fields_survive_the_cache_and_answer_offline() {
-    let polar = polar("2027-01");
-    let dir = ScratchDir::new("versions");
-    let lic = licensing(&polar, &dir);
+    let (polar, dir, lic) = up("2027-01");
     assert!(lic.check(DEMO_KEY).is_licensed());
     polar.set_fault(Some(Fault::CloseImmediately));
     let lic = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
@@ -164,9 +160,7 @@ fn the_client_sends_no_polar_version_and_follows_the_current_one() {
         http.headers
     );
     // The same client code against a Polar whose current version moved to 2027-01.
-    let polar = polar("2027-01");
-    let dir = ScratchDir::new("versions");
-    let lic = licensing(&polar, &dir);
+    let (_polar, _dir, lic) = up("2027-01");
     match lic.validate(&ValidateRequest::new(DEMO_KEY)) {
         Ok(Verdict::Accepted(v)) => assert!(v.license_key.member.is_some()),
         other => panic!("{other:?}"),
@@ -175,9 +169,7 @@ fn the_client_sends_no_polar_version_and_follows_the_current_one() {
 
 #[test]
 fn a_rotated_key_that_was_valid_here_says_so_on_check_validate_and_activate() {
-    let polar = polar("2026-10");
-    let dir = ScratchDir::new("versions");
-    let lic = licensing(&polar, &dir);
+    let (polar, _dir, lic) = up("2026-10");
     assert!(lic.check(DEMO_KEY).is_licensed());
     let successor = polar.rotate_key(DEMO_KEY).expect("rotated");
 
@@ -212,9 +204,7 @@ fn a_rotated_key_that_was_valid_here_says_so_on_check_validate_and_activate() {
 
 #[test]
 fn a_key_never_valid_here_is_a_plain_not_found() {
-    let polar = polar("2026-10");
-    let dir = ScratchDir::new("versions");
-    let lic = licensing(&polar, &dir);
+    let (polar, _dir, lic) = up("2026-10");
     for key in ["TYPO-50B22C51-07BD-4160-A61E-19B6CC6ED415", DEMO_KEY_USAGE] {
         // DEMO_KEY_USAGE: known to Polar, never checked here, then rotated.
         if key == DEMO_KEY_USAGE {
@@ -233,9 +223,7 @@ fn a_key_never_valid_here_is_a_plain_not_found() {
 
 #[test]
 fn a_refunded_key_that_was_valid_here_reads_as_such() {
-    let polar = polar("2026-10");
-    let dir = ScratchDir::new("versions");
-    let lic = licensing(&polar, &dir);
+    let (polar, _dir, lic) = up("2026-10");
     assert!(lic.check(DEMO_KEY_NO_ACTIVATIONS).is_licensed());
     polar.update_key(
         DEMO_KEY_NO_ACTIVATIONS,

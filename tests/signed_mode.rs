@@ -21,6 +21,7 @@ use polar_license::session::Slot;
 use polar_license::store::Store;
 use polar_license::{ActivateRequest, CacheState, FileStore, Key, Licensing, Reason};
 use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::leases::{self, Facts};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use polar_license_testkit::{
     from_cache, take_requests, Lease, ScratchDir, World, APP_SECRET, MACHINE, START,
@@ -34,6 +35,13 @@ const DAY: i64 = 86_400;
 /// This suite's world: the testkit's, with the relay rig.
 fn world() -> World {
     World::new("signed").signed()
+}
+
+/// An app of `w` in signed mode (the relay's keys), the key activated through it.
+fn signed_and_activated(w: &World) -> Licensing {
+    let app = w.app(w.relay_keys());
+    w.activate(&app);
+    app
 }
 
 /// One row of the table in a fresh world: the relay signs as the row says, the key is
@@ -92,8 +100,7 @@ fn the_signed_mode_table() {
 #[test]
 fn a_lease_is_kept_with_its_window_and_renewed_online() {
     let w = world();
-    let app = w.app(w.relay_keys());
-    w.activate(&app);
+    let app = signed_and_activated(&w);
     let status = app.status(DEMO_KEY).unwrap();
     let CacheState::Present(record) = &status.state else {
         panic!("{status:?}")
@@ -151,21 +158,8 @@ fn a_lease_forged_into_the_record_with_another_key_does_not_verify() {
     };
     w.forge(|r| {
         let good = r.good.as_mut().unwrap();
-        let claims = LeaseClaims {
-            organization_id: org.clone(),
-            key_sha256: key_hash(&key),
-            activation_id: Some(activation.clone()),
-            status: "granted".into(),
-            license_expires_at: None,
-            benefit_id: polar_license::grace::LicenseData::benefit_id(&good.license).to_string(),
-            usage: 0,
-            limit_usage: None,
-            limit_activations: None,
-            issued_at: now,
-            not_before: now,
-            expires_at: now + 365 * DAY,
-            id: "7f1e2d3c-4b5a-4968-8776-655443322110".into(),
-        };
+        let benefit = polar_license::grace::LicenseData::benefit_id(&good.license);
+        let claims = leases::claims(&Facts::granted(&org, &key, &activation, benefit), now, 365);
         good.lease = Some(
             fake.sign(&claims, Some(&fingerprint_from(MACHINE, &org)))
                 .unwrap(),
@@ -201,8 +195,7 @@ fn an_unsigned_record_never_licenses_offline_in_signed_mode() {
 #[test]
 fn a_grant_without_a_lease_that_verifies_is_no_verdict_and_no_lease() {
     let w = world();
-    let app = w.app(w.relay_keys());
-    w.activate(&app); // an honest 3-day lease
+    let app = signed_and_activated(&w); // an honest 3-day lease
     let good_until = START + 3 * DAY;
     let other = Arc::new(SigningKey::generate(Some("stranger")).unwrap());
     let impostor = Arc::new(SigningKey::generate(Some("relay-2026")).unwrap());
@@ -298,8 +291,7 @@ fn two_relay_keys_at_once_for_rotation() {
 #[test]
 fn the_record_keeps_the_lease_as_received_and_its_seal_covers_it() {
     let w = world();
-    let app = w.app(w.relay_keys());
-    w.activate(&app);
+    let _app = signed_and_activated(&w);
     let org = w.polar.organization_id();
     let key = Key::new(DEMO_KEY);
     let secret = FileStore::new(w.dir.path()).install_secret().unwrap();
@@ -463,8 +455,7 @@ fn a_validate_of_another_question_keeps_the_records_lease() {
     // Found by the CLI suite: a plain validate (no activation) got a lease for its own
     // question, which must not replace the activation's lease in the record.
     let w = world();
-    let app = w.app(w.relay_keys());
-    w.activate(&app);
+    let app = signed_and_activated(&w);
     let before = app.status(DEMO_KEY).unwrap();
     let window = |s: &polar_license::CacheStatus| match &s.state {
         CacheState::Present(r) => r.lease_gate.window().cloned(),

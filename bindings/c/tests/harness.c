@@ -95,17 +95,25 @@ void harness_check_from(const char *file, int line, const polar_license_result *
   if (got != source) harness_fail_int(file, line, "polar_license_result_source", got, source);
 }
 
-void harness_expect_check(const char *file, int line, polar_license_client *client,
-                          const char *key, polar_license_outcome outcome,
-                          polar_license_reason reason, int with_source,
-                          polar_license_source source) {
+polar_license_result *harness_checked(const char *file, int line, polar_license_client *client,
+                                      const char *key, polar_license_outcome outcome,
+                                      polar_license_reason reason, int with_source,
+                                      polar_license_source source) {
   polar_license_result *r = check(client, key);
   if (with_source) {
     harness_check_from(file, line, r, outcome, reason, source);
   } else {
     harness_check_answer(file, line, r, outcome, reason);
   }
-  polar_license_result_free(r);
+  return r;
+}
+
+void harness_expect_check(const char *file, int line, polar_license_client *client,
+                          const char *key, polar_license_outcome outcome,
+                          polar_license_reason reason, int with_source,
+                          polar_license_source source) {
+  polar_license_result_free(
+      harness_checked(file, line, client, key, outcome, reason, with_source, source));
 }
 
 void harness_run(const char *name, void (*fn)(void)) {

@@ -192,9 +192,8 @@ static void run_row(void) {
 
   /* A valid cached verdict for `key`, made against the healthy emulator. */
   healthy = client_at(url, cached_dir, 0, TIMEOUT_MS);
-  r = check(healthy, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_ONLINE);
+  r = CHECKED_FROM(healthy, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_ONLINE);
   verified_at = polar_license_result_verified_at(r);
   polar_license_result_free(r);
   requests();

@@ -28,14 +28,21 @@ static polar_license_client *activated_and_checked(char dir[64], uint64_t revali
   return client;
 }
 
+/* activated_and_checked, then Polar drops every connection from here on. */
+static polar_license_client *checked_then_unreachable(char dir[64], uint64_t revalidate_after,
+                                                      char key[64], char id[64]) {
+  polar_license_client *client = activated_and_checked(dir, revalidate_after, key, id);
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  return client;
+}
+
 /* The scenario: activate + check online, then the server drops every connection. */
 static void offline_check_is_licensed_from_the_cache(void) {
   char dir[64], key[64], id[64];
   polar_license_client *client;
   polar_license_result *r;
   long before;
-  client = activated_and_checked(dir, 0, key, id); /* revalidate_after 0: every check asks */
-  emu_fault("{\"kind\":\"close_immediately\"}");
+  client = checked_then_unreachable(dir, 0, key, id); /* revalidate_after 0: every check asks */
   before = emu_request_count();
   r = check(client, key);
   CHECK(emu_request_count() > before); /* it did ask */
@@ -82,13 +89,11 @@ static void grace_expired(void) {
   char dir[64], key[64], id[64];
   polar_license_client *client, *later;
   polar_license_result *r;
-  client = activated_and_checked(dir, HOUR, key, id);
-  emu_fault("{\"kind\":\"close_immediately\"}");
+  client = checked_then_unreachable(dir, HOUR, key, id);
   /* Six days later: still within the grace period. */
   later = new_client(dir, 6 * DAY, HOUR, WEEK);
-  r = check(later, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(later, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= DAY);
   polar_license_result_free(r);
   polar_license_client_free(later);
@@ -106,8 +111,7 @@ static void clock_rollback(void) {
   char dir[64], key[64], id[64];
   polar_license_client *client, *earlier;
   polar_license_result *r;
-  client = activated_and_checked(dir, HOUR, key, id);
-  emu_fault("{\"kind\":\"close_immediately\"}");
+  client = checked_then_unreachable(dir, HOUR, key, id);
   /* The clock set back a day (past the 10 minute tolerance), and Polar unreachable. */
   earlier = new_client(dir, -DAY, HOUR, WEEK);
   EXPECT_CHECK(earlier, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_CLOCK_ROLLBACK);

@@ -73,9 +73,8 @@ static void cli_activation_is_seen_through_c(const char *dir) {
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   /* The CLI's activation is a verdict: C's check answers from the cache with it. */
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   /* And the CLI sees the verdict C stored. */

@@ -27,51 +27,40 @@ static polar_license_result *validate_key(const char *key) {
 
 /* The reason table: every C number has the code docs/interfaces.md §1 gives it. */
 static void reason_table_matches_the_contract(void) {
-  static const char *const codes[] = {"",
-                                      "not_found",
-                                      "inactive",
-                                      "expired",
-                                      "conditions_mismatch",
-                                      "benefit_mismatch",
-                                      "customer_mismatch",
-                                      "usage_exhausted",
-                                      "activation_limit",
-                                      "activations_not_supported",
-                                      "offline",
-                                      "rate_limited",
-                                      "server_error",
-                                      "grace_expired",
-                                      "clock_rollback",
-                                      "protocol_error",
-                                      "invalid_input",
-                                      "cache_error",
-                                      "load_error",
-                                      "not_yet_verified"};
+  /* Row i is the reason numbered i. */
+  static const struct {
+    polar_license_reason reason;
+    const char *code;
+  } rows[] = {
+      {POLAR_LICENSE_REASON_NONE, ""},
+      {POLAR_LICENSE_REASON_NOT_FOUND, "not_found"},
+      {POLAR_LICENSE_REASON_INACTIVE, "inactive"},
+      {POLAR_LICENSE_REASON_EXPIRED, "expired"},
+      {POLAR_LICENSE_REASON_CONDITIONS_MISMATCH, "conditions_mismatch"},
+      {POLAR_LICENSE_REASON_BENEFIT_MISMATCH, "benefit_mismatch"},
+      {POLAR_LICENSE_REASON_CUSTOMER_MISMATCH, "customer_mismatch"},
+      {POLAR_LICENSE_REASON_USAGE_EXHAUSTED, "usage_exhausted"},
+      {POLAR_LICENSE_REASON_ACTIVATION_LIMIT, "activation_limit"},
+      {POLAR_LICENSE_REASON_ACTIVATIONS_NOT_SUPPORTED, "activations_not_supported"},
+      {POLAR_LICENSE_REASON_OFFLINE, "offline"},
+      {POLAR_LICENSE_REASON_RATE_LIMITED, "rate_limited"},
+      {POLAR_LICENSE_REASON_SERVER_ERROR, "server_error"},
+      {POLAR_LICENSE_REASON_GRACE_EXPIRED, "grace_expired"},
+      {POLAR_LICENSE_REASON_CLOCK_ROLLBACK, "clock_rollback"},
+      {POLAR_LICENSE_REASON_PROTOCOL_ERROR, "protocol_error"},
+      {POLAR_LICENSE_REASON_INVALID_INPUT, "invalid_input"},
+      {POLAR_LICENSE_REASON_CACHE_ERROR, "cache_error"},
+      {POLAR_LICENSE_REASON_LOAD_ERROR, "load_error"},
+      {POLAR_LICENSE_REASON_NOT_YET_VERIFIED, "not_yet_verified"},
+  };
   unsigned i;
-  for (i = 0; i < sizeof codes / sizeof codes[0]; i++) {
-    CHECK_STR(polar_license_reason_code(i), codes[i]);
+  for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    CHECK_STR(polar_license_reason_code(i), rows[i].code);
   }
   CHECK_STR(polar_license_reason_code(20), "");
-  CHECK_INT(POLAR_LICENSE_REASON_NONE, 0);
-  CHECK_INT(POLAR_LICENSE_REASON_NOT_FOUND, 1);
-  CHECK_INT(POLAR_LICENSE_REASON_INACTIVE, 2);
-  CHECK_INT(POLAR_LICENSE_REASON_EXPIRED, 3);
-  CHECK_INT(POLAR_LICENSE_REASON_CONDITIONS_MISMATCH, 4);
-  CHECK_INT(POLAR_LICENSE_REASON_BENEFIT_MISMATCH, 5);
-  CHECK_INT(POLAR_LICENSE_REASON_CUSTOMER_MISMATCH, 6);
-  CHECK_INT(POLAR_LICENSE_REASON_USAGE_EXHAUSTED, 7);
-  CHECK_INT(POLAR_LICENSE_REASON_ACTIVATION_LIMIT, 8);
-  CHECK_INT(POLAR_LICENSE_REASON_ACTIVATIONS_NOT_SUPPORTED, 9);
-  CHECK_INT(POLAR_LICENSE_REASON_OFFLINE, 10);
-  CHECK_INT(POLAR_LICENSE_REASON_RATE_LIMITED, 11);
-  CHECK_INT(POLAR_LICENSE_REASON_SERVER_ERROR, 12);
-  CHECK_INT(POLAR_LICENSE_REASON_GRACE_EXPIRED, 13);
-  CHECK_INT(POLAR_LICENSE_REASON_CLOCK_ROLLBACK, 14);
-  CHECK_INT(POLAR_LICENSE_REASON_PROTOCOL_ERROR, 15);
-  CHECK_INT(POLAR_LICENSE_REASON_INVALID_INPUT, 16);
-  CHECK_INT(POLAR_LICENSE_REASON_CACHE_ERROR, 17);
-  CHECK_INT(POLAR_LICENSE_REASON_LOAD_ERROR, 18);
-  CHECK_INT(POLAR_LICENSE_REASON_NOT_YET_VERIFIED, 19);
+  for (i = 0; i < sizeof rows / sizeof rows[0]; i++) {
+    CHECK_INT(rows[i].reason, i);
+  }
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_LICENSED), "licensed");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_DENIED), "denied");
   CHECK_STR(polar_license_outcome_name(POLAR_LICENSE_OUTCOME_UNVERIFIED), "unverified");

@@ -517,9 +517,8 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
 
   /* Two days on: licensed from the cache, the grace ending with the lease. */
   client = app(dir, rl.url, relay_pair, 2 * DAY);
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_INT(polar_license_result_grace_ends_at(r), ends);
   CHECK(polar_license_result_grace_remaining_seconds(r) <= ends - (before + 2 * DAY));
   CHECK(polar_license_result_grace_remaining_seconds(r) > ends - (now_seconds() + 2 * DAY) - 5);
@@ -565,7 +564,11 @@ static int forge(const char *dir, const char *base_url, const char *key, int64_t
  * (contract §5a): asked just now (POLAR), then replayed from its store (STORE); a check
  * straight at Polar, or answered from the cache, names no relay source. */
 static void through_the_relay_a_check_says_where_polars_verdict_came_from(void) {
+  /* The relay source of each check in turn. */
+  static const polar_license_relay_source in_turn[] = {POLAR_LICENSE_RELAY_SOURCE_POLAR,
+                                                       POLAR_LICENSE_RELAY_SOURCE_STORE};
   char dir[64], direct_dir[64], key[64], id[64];
+  unsigned i;
   relay rl;
   polar_license_config *config = NULL;
   polar_license_client *client = NULL, *cached;
@@ -586,16 +589,12 @@ static void through_the_relay_a_check_says_where_polars_verdict_came_from(void) 
   client = client_of(config);
   activate_ok(client, key, id);
 
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_ONLINE);
-  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_POLAR);
-  polar_license_result_free(r);
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_ONLINE);
-  CHECK_INT(polar_license_result_relay_source(r), POLAR_LICENSE_RELAY_SOURCE_STORE);
-  polar_license_result_free(r);
+  for (i = 0; i < sizeof in_turn / sizeof in_turn[0]; i++) {
+    r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                     POLAR_LICENSE_SOURCE_ONLINE);
+    CHECK_INT(polar_license_result_relay_source(r), in_turn[i]);
+    polar_license_result_free(r);
+  }
   polar_license_client_free(client);
 
   /* The default policy answers from the cache: no relay said anything. */
@@ -890,9 +889,8 @@ static void air_gapped_request_fetch_install(void) {
 
   /* Licensed with no network at all, until the lease ends. */
   offline = app(offline_dir, offline_url, relay_pair, 2 * DAY);
-  r = check(offline, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(offline, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), activation);
   CHECK_INT(polar_license_result_grace_ends_at(r), ends);
   polar_license_result_free(r);

@@ -115,9 +115,8 @@ static void a_200_that_says_revoked_is_no_grant(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
 
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_PROTOCOL_ERROR,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED,
+                   POLAR_LICENSE_REASON_PROTOCOL_ERROR, POLAR_LICENSE_SOURCE_CACHE);
   CHECK(strstr(polar_license_result_detail(r), "status is revoked") != NULL);
   polar_license_result_free(r);
   emu_fault(NULL);
@@ -152,9 +151,8 @@ static void a_cache_that_cannot_be_written_is_reported(void) {
   activated_key(client, "\"limit_activations\":2", key, id);
   block_writes(dir);
   before = emu_request_count();
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_ONLINE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_ONLINE);
   CHECK(emu_request_count() > before);
   CHECK(!polar_license_result_cache_refreshed(r));
   CHECK(polar_license_result_cache_error(r)[0] != '\0');
@@ -390,9 +388,8 @@ static void activate_then_polar_down_is_licensed_from_the_cache(void) {
   }
   activate_ok(fresh, DEMO_KEY, id);
   CHECK_INT(emu_request_at(port, "POST", "/__emulator/requests/reset", "", NULL, 0), 204);
-  r = check(fresh, DEMO_KEY);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(fresh, DEMO_KEY, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
   {
@@ -401,9 +398,8 @@ static void activate_then_polar_down_is_licensed_from_the_cache(void) {
     CHECK(strstr(body, "\"count\":0") != NULL); /* no request */
   }
   emu_stop_private(pid);
-  r = check(asking, DEMO_KEY);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(asking, DEMO_KEY, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_OFFLINE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   CHECK(polar_license_result_grace_remaining_seconds(r) > WEEK - 120);
   polar_license_result_free(r);
@@ -472,9 +468,8 @@ static void a_ten_year_retry_after_is_one_hour(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
   stale = new_client(dir, 2 * HOUR, HOUR, WEEK);
-  r = check(stale, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_RATE_LIMITED,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(stale, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_RATE_LIMITED,
+                   POLAR_LICENSE_SOURCE_CACHE);
   CHECK_INT(polar_license_result_retry_after_seconds(r), 3600);
   polar_license_result_free(r);
   emu_fault(NULL);
@@ -512,9 +507,8 @@ static void a_record_path_that_is_a_directory_is_reported(void) {
   CHECK(record_file(dir, path, sizeof path));
   CHECK_INT(unlink(path), 0);
   CHECK_INT(mkdir(path, 0700), 0);
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_ONLINE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_ONLINE);
   CHECK(!polar_license_result_cache_refreshed(r));
   CHECK(polar_license_result_cache_error(r)[0] != '\0');
   printf("  check: cache_error: %s\n", polar_license_result_cache_error(r));

@@ -65,9 +65,8 @@ static void member_subscription_and_order_on_every_answer(void) {
 
   /* From the cache, Polar down: the fields came through the record. */
   emu_fault("{\"kind\":\"close_immediately\"}");
-  r = check(client, key);
-  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-             POLAR_LICENSE_SOURCE_CACHE);
+  r = CHECKED_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                   POLAR_LICENSE_SOURCE_CACHE);
   check_grant(r);
   polar_license_result_free(r);
   emu_fault(NULL);

@@ -24,6 +24,20 @@ pub struct Facts {
     pub activation_id: Option<String>,
 }
 
+impl Facts {
+    /// A grant of `key` to `org`'s `activation` under `benefit_id`, with no usage and no limits
+    /// (what a test or bench that signs a lease of its own starts from).
+    pub fn granted(org: &str, key: &Key, activation: &str, benefit_id: &str) -> Facts {
+        Facts {
+            org: org.to_string(),
+            key: key.clone(),
+            machine: None,
+            license: serde_json::json!({"status": "granted", "benefit_id": benefit_id, "usage": 0}),
+            activation_id: Some(activation.to_string()),
+        }
+    }
+}
+
 /// The facts of a grant (`None` for anything else: a denial, a deactivate, garbage).
 pub fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
     if response.status != 200 || request.url.ends_with("/deactivate") {

@@ -302,6 +302,26 @@ pub fn licensing_builder(
         .machine_binding(machine)
 }
 
+/// The benches' client of `polar` (benches/check.rs, benches/check_instructions.rs): the cache
+/// in `dir`, a fixed machine id (a bench does not depend on /etc/machine-id existing), 5 s
+/// timeouts, and `DEMO_KEY` activated through it, so the record is fresh and a check answers
+/// from the cache.
+pub fn activated_bench_client(polar: &Emulator, dir: impl Into<PathBuf>) -> Licensing {
+    let machine = MachineBinding::Id("bench-machine".to_string());
+    let licensing = licensing_builder(polar, dir, machine)
+        .timeout(std::time::Duration::from_secs(5))
+        .build()
+        .expect("licensing builds");
+    let activated = licensing
+        .activate(&polar_license::ActivateRequest::new(
+            polar_license_emulator::DEMO_KEY,
+            "bench",
+        ))
+        .expect("activate answers");
+    assert!(activated.is_accepted(), "activation refused: {activated:?}");
+    licensing
+}
+
 /// Requests that reached the emulator since the last call (the count is reset).
 pub fn take_requests(polar: &Emulator) -> u64 {
     let n = polar.request_count();

@@ -18,9 +18,9 @@ use polar_license::answers;
 use polar_license::cache::{self, MacKey};
 use polar_license::grace::{ActivationData, LicenseData, Record};
 use polar_license::json::JsonOut;
-use polar_license::proto::{self, Expect, HttpResponse, Operation};
+use polar_license::proto::{self, Expect, HttpResponse, Operation, Stamp};
 use polar_license::session::{self, Opened};
-use polar_license::{Error, GracePolicy, Key, Verdict};
+use polar_license::{ActivateRequest, Error, GracePolicy, Key, ValidateRequest, Verdict};
 use std::fmt;
 
 /// What one path made of a case, reduced to what every face must agree on.
@@ -169,59 +169,93 @@ fn not_granted<T>(
     }
 }
 
+/// What reading a validate or activate answer needs: the answer, its date, and the request
+/// asked (with the key, for an activate).
+struct At<'a, Q> {
+    resp: &'a HttpResponse,
+    date: Stamp,
+    req: Q,
+}
+
+impl<Q: Copy> At<'_, Q> {
+    /// One reader's reading of the answer, `verdict`: the record the session writes for it
+    /// (`record`, given the verdict and its date) and, for a grant, `granted`'s reading of it
+    /// with that record sealed.
+    fn read<V: Clone, L: LicenseData>(
+        &self,
+        verdict: Result<Verdict<V>, Error>,
+        record: impl FnOnce(Q, &mut Result<(Verdict<V>, Stamp), Error>) -> Option<Record<L>>,
+        granted: impl FnOnce(&V, Option<String>) -> Reading,
+    ) -> Reading {
+        let mut online = verdict.clone().map(|v| (v, self.date));
+        let record = record(self.req, &mut online);
+        match not_granted(self.resp, verdict, sealed(record.clone())) {
+            Ok(v) => granted(&v, sealed(record)),
+            Err(r) => r,
+        }
+    }
+}
+
+/// The record the session writes for a validate answered `online` (no record before).
+fn validated_record<L: LicenseData>(
+    req: &ValidateRequest,
+    online: &mut Result<(Verdict<L>, Stamp), Error>,
+) -> Option<Record<L>> {
+    let policy = GracePolicy::default();
+    session::validated(&Opened::default(), ORG, req, None, NOW, &policy, online)
+}
+
+/// The record the session writes for an activation of `key` answered `online` (no record
+/// before).
+fn activated_record<A: ActivationData>(
+    (req, key): (&ActivateRequest, &Key),
+    online: &mut Result<(Verdict<A>, Stamp), Error>,
+) -> Option<Record<A::License>> {
+    let policy = GracePolicy::default();
+    session::activated(&Opened::default(), ORG, req, key, NOW, &policy, online)
+}
+
+/// An activation's facts: its license's, its id and its label.
+fn activation_facts<A: ActivationData>(read: &A) -> String {
+    format!(
+        "{}, activation {:?} {:?}",
+        facts(&read.validated()),
+        read.activation_id(),
+        read.label()
+    )
+}
+
 /// The case read by serde's typed model and by the schema table: `(typed, schema)`.
 pub fn read_both(case: &Case) -> (Reading, Reading) {
     let resp = case.response();
     let date = resp.stamp();
-    let policy = GracePolicy::default();
     match case.op {
         Operation::Validate => {
             let req = case.validate_request();
             let Some(expect) = Expect::validate(ORG, &req, NOW) else {
                 unreachable!("the request has a key")
             };
+            let at = At {
+                resp: &resp,
+                date,
+                req: &req,
+            };
             let typed = proto::parse_validate_for(&resp, &expect);
             let schema = answers::validate_answer(&resp, &expect);
-            let mut online = typed.clone().map(|v| (v, date));
-            let record = session::validated(
-                &Opened::default(),
-                ORG,
-                &req,
-                None,
-                NOW,
-                &policy,
-                &mut online,
-            );
-            let typed = match not_granted(&resp, typed, sealed(record.clone())) {
-                Ok(v) => Reading::Granted {
-                    license: serde_json::to_string(&v.license_key).unwrap_or_default(),
-                    activation: serde_json::to_string(&v.activation).unwrap_or_default(),
-                    kept: written(|o| v.write(o)),
-                    facts: facts(&v),
-                    record: sealed(record),
-                },
-                Err(r) => r,
-            };
-            let mut online = schema.clone().map(|v| (v, date));
-            let record = session::validated(
-                &Opened::default(),
-                ORG,
-                &req,
-                None,
-                NOW,
-                &policy,
-                &mut online,
-            );
-            let schema = match not_granted(&resp, schema, sealed(record.clone())) {
-                Ok(v) => Reading::Granted {
-                    license: written(|o| v.write_license(o)),
-                    activation: written(|o| v.write_activation(o)),
-                    kept: written(|o| v.write(o)),
-                    facts: facts(&v),
-                    record: sealed(record),
-                },
-                Err(r) => r,
-            };
+            let typed = at.read(typed, validated_record, |v, record| Reading::Granted {
+                license: serde_json::to_string(&v.license_key).unwrap_or_default(),
+                activation: serde_json::to_string(&v.activation).unwrap_or_default(),
+                kept: written(|o| v.write(o)),
+                facts: facts(v),
+                record,
+            });
+            let schema = at.read(schema, validated_record, |v, record| Reading::Granted {
+                license: written(|o| v.write_license(o)),
+                activation: written(|o| v.write_activation(o)),
+                kept: written(|o| v.write(o)),
+                facts: facts(v),
+                record,
+            });
             (typed, schema)
         }
         Operation::Activate => {
@@ -230,58 +264,27 @@ pub fn read_both(case: &Case) -> (Reading, Reading) {
                 unreachable!("the request has a key")
             };
             let key = Key::new(KEY);
+            let at = At {
+                resp: &resp,
+                date,
+                req: (&req, &key),
+            };
             let typed = proto::parse_activate_for(&resp, &expect);
             let schema = answers::activate_answer(&resp, &expect);
-            let mut online = typed.clone().map(|v| (v, date));
-            let record = session::activated(
-                &Opened::default(),
-                ORG,
-                &req,
-                &key,
-                NOW,
-                &policy,
-                &mut online,
-            );
-            let typed = match not_granted(&resp, typed, sealed(record.clone())) {
-                Ok(read) => Reading::Granted {
-                    license: serde_json::to_string(&read.license_key).unwrap_or_default(),
-                    activation: serde_json::to_string(&read.activation).unwrap_or_default(),
-                    kept: written(|o| read.validated().write(o)),
-                    facts: format!(
-                        "{}, activation {:?} {:?}",
-                        facts(&read.validated()),
-                        read.activation_id(),
-                        read.label()
-                    ),
-                    record: sealed(record),
-                },
-                Err(r) => r,
-            };
-            let mut online = schema.clone().map(|v| (v, date));
-            let record = session::activated(
-                &Opened::default(),
-                ORG,
-                &req,
-                &key,
-                NOW,
-                &policy,
-                &mut online,
-            );
-            let schema = match not_granted(&resp, schema, sealed(record.clone())) {
-                Ok(read) => Reading::Granted {
-                    license: written(|o| read.license().write_license(o)),
-                    activation: written(|o| read.license().write_activation(o)),
-                    kept: written(|o| read.validated().write(o)),
-                    facts: format!(
-                        "{}, activation {:?} {:?}",
-                        facts(&read.validated()),
-                        read.activation_id(),
-                        read.label()
-                    ),
-                    record: sealed(record),
-                },
-                Err(r) => r,
-            };
+            let typed = at.read(typed, activated_record, |read, record| Reading::Granted {
+                license: serde_json::to_string(&read.license_key).unwrap_or_default(),
+                activation: serde_json::to_string(&read.activation).unwrap_or_default(),
+                kept: written(|o| read.validated().write(o)),
+                facts: activation_facts(read),
+                record,
+            });
+            let schema = at.read(schema, activated_record, |read, record| Reading::Granted {
+                license: written(|o| read.license().write_license(o)),
+                activation: written(|o| read.license().write_activation(o)),
+                kept: written(|o| read.validated().write(o)),
+                facts: activation_facts(read),
+                record,
+            });
             (typed, schema)
         }
         Operation::Deactivate => {

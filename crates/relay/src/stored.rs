@@ -64,11 +64,11 @@ impl Stored {
         budget
     }
 
-    /// Takes one call of the budget for `what` (see [`Budget::take_for`]); the budget's state
+    /// Takes one call of the budget for `what` (see [`Budget::take`]); the budget's state
     /// is staged for the store's next write (under the budget's lock: the newest state wins).
     pub(crate) fn take(&self, now: Now, what: Use) -> Result<(), u64> {
         let mut budget = self.budget(now);
-        budget.take_for(now.monotonic_ms, what).inspect_err(|_| {
+        budget.take(now.monotonic_ms, what).inspect_err(|_| {
             self.refused.fetch_add(1, Ordering::Relaxed);
         })?;
         self.backend

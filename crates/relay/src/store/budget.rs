@@ -150,14 +150,6 @@ impl Budget {
         }
     }
 
-    /// Takes one call: `Err(seconds until one is free)` when there is none. `reserved`: an
-    /// activate, a deactivate or an increment (may use the reserve); else a call of the
-    /// shared part ([`Use::Reserved`], [`Use::Shared`]: see [`Budget::take_for`]).
-    pub fn take(&mut self, now_ms: u64, reserved: bool) -> Result<(), u64> {
-        let what = if reserved { Use::Reserved } else { Use::Shared };
-        self.take_for(now_ms, what)
-    }
-
     /// How many calls of the window `what` may bring the budget to ([`Use`]).
     fn cap(&self, what: Use) -> u32 {
         let shared = self.limit - self.reserve;
@@ -177,7 +169,7 @@ impl Budget {
 
     /// Takes one call for `what` (its place in the budget's order: [`Use`]): `Err(seconds
     /// until one is free)` when there is none.
-    pub fn take_for(&mut self, now_ms: u64, what: Use) -> Result<(), u64> {
+    pub fn take(&mut self, now_ms: u64, what: Use) -> Result<(), u64> {
         self.trim(now_ms);
         if now_ms < self.blocked_until {
             return Err((self.blocked_until - now_ms).div_ceil(1000).max(1));

@@ -6,31 +6,31 @@ use super::*;
 fn the_budget_never_spends_more_than_its_minute_and_keeps_the_reserve() {
     let mut b = Budget::new(10, 2);
     for i in 0..8 {
-        assert_eq!(b.take(i, false), Ok(()));
+        assert_eq!(b.take(i, Use::Shared), Ok(()));
     }
     // Validates are out: the reserve is for activations.
-    assert!(b.take(100, false).is_err());
-    assert_eq!(b.take(100, true), Ok(()));
-    assert_eq!(b.take(100, true), Ok(()));
-    assert_eq!(b.take(100, true), Err(60));
+    assert!(b.take(100, Use::Shared).is_err());
+    assert_eq!(b.take(100, Use::Reserved), Ok(()));
+    assert_eq!(b.take(100, Use::Reserved), Ok(()));
+    assert_eq!(b.take(100, Use::Reserved), Err(60));
     // Reserved calls count against the whole budget: a minute after the first validates,
     // only the two reserved calls remain in the window, and validates pass again.
-    assert_eq!(b.take(60_000, false), Err(1));
-    assert_eq!(b.take(60_050, false), Ok(()));
+    assert_eq!(b.take(60_000, Use::Shared), Err(1));
+    assert_eq!(b.take(60_050, Use::Shared), Ok(()));
     // Polar's 429 stops everything for its Retry-After.
     b.learn(61_000, Some(30));
-    assert!(b.take(200_000, true).is_ok());
+    assert!(b.take(200_000, Use::Reserved).is_ok());
     let mut c = Budget::new(10, 2);
     c.learn(0, Some(30));
-    assert_eq!(c.take(1_000, true), Err(29));
-    assert_eq!(c.take(30_000, true), Ok(()));
+    assert_eq!(c.take(1_000, Use::Reserved), Err(29));
+    assert_eq!(c.take(30_000, Use::Reserved), Ok(()));
 }
 
 /// Spend `n` calls (validates) from monotonic ms `from`, one a ms.
 fn spent(limit: u32, reserve: u32, n: u64, from: u64) -> Budget {
     let mut b = Budget::new(limit, reserve);
     for i in 0..n {
-        assert_eq!(b.take(from + i, false), Ok(()));
+        assert_eq!(b.take(from + i, Use::Shared), Ok(()));
     }
     b
 }
@@ -38,7 +38,7 @@ fn spent(limit: u32, reserve: u32, n: u64, from: u64) -> Budget {
 /// Validates taken until one is refused.
 fn validates_left(b: &mut Budget, now_ms: u64) -> u32 {
     let mut n = 0;
-    while b.take(now_ms, false).is_ok() {
+    while b.take(now_ms, Use::Shared).is_ok() {
         n += 1;
     }
     n
@@ -84,13 +84,13 @@ fn polars_429_is_restored_until_its_retry_after() {
     let mut new = Budget::new(10, 2);
     new.restore(&state, 2_010, 0);
     // 10 s later by the wall clock (counted as 9): 21 s of the block remain.
-    assert_eq!(new.take(0, true), Err(21));
-    assert_eq!(new.take(20_999, true), Err(1));
-    assert_eq!(new.take(21_000, true), Ok(()));
+    assert_eq!(new.take(0, Use::Reserved), Err(21));
+    assert_eq!(new.take(20_999, Use::Reserved), Err(1));
+    assert_eq!(new.take(21_000, Use::Reserved), Ok(()));
     // Past it, nothing blocks.
     let mut later = Budget::new(10, 2);
     later.restore(&state, 2_031, 0);
-    assert_eq!(later.take(0, true), Ok(()));
+    assert_eq!(later.take(0, Use::Reserved), Ok(()));
 }
 
 #[test]
@@ -98,7 +98,7 @@ fn a_budgets_state_is_bounded_and_a_damaged_one_spends_no_more_than_the_budget()
     // A call every 100 ms for a minute, of a budget of 1,000: at most one pair a second.
     let mut b = Budget::new(1_000, 0);
     for i in 0..600 {
-        assert_eq!(b.take(i * 100, true), Ok(()));
+        assert_eq!(b.take(i * 100, Use::Reserved), Ok(()));
     }
     let state = b.state(0, 59_999);
     assert_eq!(state.calls.len(), 60);
@@ -119,7 +119,7 @@ fn a_budgets_state_is_bounded_and_a_damaged_one_spends_no_more_than_the_budget()
     let mut b = Budget::new(10, 2);
     b.restore(&damaged, 0, 0);
     assert_eq!(b.used(0), 10);
-    assert_eq!(b.take(0, true), Err(3_600));
+    assert_eq!(b.take(0, Use::Reserved), Err(3_600));
 }
 
 #[test]

@@ -160,6 +160,71 @@ function toResponse(r) {
 
 const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Workers';
 
+/** A roster read's answer at most (a page of 100 keys; natively 16 MiB too). */
+const MAX_ROSTER_BYTES = 16 << 20;
+/** Roster reads of one run before it yields (then it asks to run again at once). */
+const ROSTER_READS_PER_RUN = 32;
+
+/**
+ * The roster's reads of Polar (`store.roster`): the core says which read and when
+ * (`rosterNext`), this only fetches and hands the answer back (`rosterAnswered`). One run at a
+ * time: kicked after every request (a grant webhook's refetch goes at once) and when `wake`'s
+ * time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
+ */
+function rosterDriver({ upstreamFetch, timeoutMs, persist, wake }) {
+  let running = null;
+  let again = false;
+  async function run(core) {
+    for (let reads = 0; reads < ROSTER_READS_PER_RUN; reads++) {
+      const next = core.rosterNext(Date.now(), performance.now());
+      if (!next) return;
+      if (next.wait !== undefined) return wake(next.wait);
+      let upstream;
+      try {
+        const r = await upstreamFetch(next.url, { method: 'GET', headers: next.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+        upstream = { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_ROSTER_BYTES) };
+      } catch (e) {
+        // Never the headers (the token) in what is kept or logged.
+        upstream = { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
+      }
+      core.rosterAnswered(next.id, upstream, Date.now(), performance.now());
+      // The budget's calls spent, saved as a request's are (a failed save is tried with the next).
+      await persist(core).catch(() => {});
+    }
+    wake(0);
+  }
+  return function kick(core) {
+    again = true;
+    running ??= (async () => {
+      try {
+        while (again) {
+          again = false;
+          await run(core);
+        }
+      } catch (e) {
+        console.error(`polar-license relay: the roster's reads stopped (${e instanceof Error ? e.message : 'error'}): again with the next request`);
+      } finally {
+        running = null;
+      }
+    })();
+    return running;
+  };
+}
+
+/** `wake(ms)` by a timer (a host without a Durable Object's alarm): one pending at a time,
+ * never keeping a node process alive. */
+function timerWake(kick) {
+  let timer = null;
+  return (ms) => {
+    if (timer !== null) clearTimeout(timer);
+    timer = setTimeout(() => {
+      timer = null;
+      kick();
+    }, Math.min(ms, 2 ** 31 - 1));
+    timer?.unref?.();
+  };
+}
+
 /**
  * The relay's options, checked once: the core (RelayCore) checks the rest and names the field.
  * @returns the RelayCore config without the signing key
@@ -220,6 +285,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []));
       return { core, signer };
     };
+    // The roster's reads (store.roster), the core deciding each: woken by the Durable Object's
+    // alarm (durableStorage's `wake`), else by a timer.
+    const kickRoster = rosterDriver({
+      upstreamFetch,
+      timeoutMs,
+      persist: (core) => persist(core),
+      wake: storage?.wake
+        ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
+        : timerWake(() => ready?.then(({ core }) => kickRoster(core), () => {})),
+    });
     // With a paged store, what was handed to `save` and not saved yet, by storage key: what a
     // read sees over the storage's own (the core drops what it cached; never a change).
     const overlay = new Map();
@@ -339,6 +414,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
         if (warning) console.warn(`polar-license relay: ${warning}`);
       }
+      // The roster's next reads (a grant webhook's refetch, a page), after the answer.
+      const roster = kickRoster(core);
+      ctx?.waitUntil?.(roster);
       return out;
     }
 
@@ -465,8 +543,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       /** Loads the WebAssembly and checks the options and the key now (else on the first request). */
       async ready() {
         ready ??= start();
-        const { signer } = await ready;
+        const { core, signer } = await ready;
+        kickRoster(core);
         return { kid: signer.kid, publicKey: signer.publicKey };
+      },
+      /** The relay's work between requests (the roster's reads of Polar), run now: a Durable
+       * Object's alarm calls it; resolves when the reads due now are done. */
+      async alarm() {
+        ready ??= start();
+        const { core } = await ready;
+        await kickRoster(core);
       },
     };
   };
@@ -538,6 +624,13 @@ export function durableStorage(storage) {
       }
       return items;
     },
+    /** The relay's next work (the roster's reads) in `ms`: the object's alarm, unless one
+     * rings sooner. */
+    async wake(ms) {
+      const at = Date.now() + ms;
+      const set = await storage.getAlarm();
+      if (set === null || set === undefined || set > at) await storage.setAlarm(at);
+    },
     async save(items) {
       const puts = new Map();
       const deletes = new Set();
@@ -576,13 +669,20 @@ export function bindDurable(createRelay) {
         this.env = env;
         this.relay = null;
       }
-      async fetch(request) {
+      open() {
         this.relay ??= createRelay({
           ...optionsOf(this.env),
           store: { ...(optionsOf(this.env).store ?? {}) },
           storage: durableStorage(this.state.storage),
         });
-        return this.relay.fetch(request, this.env);
+        return this.relay;
+      }
+      async fetch(request) {
+        return this.open().fetch(request, this.env);
+      }
+      /** The roster's reads between requests (the object restarted: its roster paged in). */
+      async alarm() {
+        await this.open().alarm();
       }
     };
   }

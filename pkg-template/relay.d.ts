@@ -91,6 +91,14 @@ export interface RelayStoreOptions {
   cacheEntries?: number;
   /** Polar's webhook secret (`whsec_…`): turns on `POST /v1/webhooks/polar`. */
   webhookSecret?: string;
+  /** Know the organization's license keys (`relay serve --roster`; the token needs
+   * `license_keys:read`): their SHA-256 paged in from Polar with spare budget, kept current
+   * from the grant webhooks; a key it does not know spends only `firstSeenShare` of the budget
+   * (default false). */
+  roster?: boolean;
+  /** With `roster`: the percent of the budget keys it does not know may spend, shared fairly
+   * per client (0 to 100, default 10); past it they are answered 429 (`--first-seen-share`). */
+  firstSeenShare?: number;
 }
 
 /** One change of the store, as `RelayStorage.save` receives it. */
@@ -120,6 +128,8 @@ export interface RelayStorage {
   read?(keys: string[]): Promise<Map<string, unknown>>;
   /** The keys saved under a prefix (an index row). */
   list?(prefix: string): Promise<string[]>;
+  /** Asks for `Relay.alarm()` in `ms` (durableStorage's: the object's alarm); without it, a timer. */
+  wake?(ms: number): Promise<void>;
 }
 
 export interface Relay {
@@ -127,6 +137,8 @@ export interface Relay {
   fetch(request: Request, env?: unknown, ctx?: unknown): Promise<Response>;
   /** Loads the wasm and checks the options and the key now (rejects with what is wrong). */
   ready(): Promise<{ kid: string; publicKey: string }>;
+  /** The work between requests (the roster's reads of Polar) due now: a Durable Object's alarm. */
+  alarm(): Promise<void>;
 }
 
 /** A relay around the Rust relay's core; nothing is loaded or checked until the first request or `ready()`. */
@@ -140,7 +152,7 @@ export function durableStorage(storage: unknown): RelayStorage;
 
 /** Workers only: the Durable Object class holding the verdict store; `optionsOf(env)` gives
  * createRelay's options (its `store` options included). */
-export function relayStore(optionsOf: (env: any) => RelayOptions): new (state: any, env: any) => { fetch(request: Request): Promise<Response> };
+export function relayStore(optionsOf: (env: any) => RelayOptions): new (state: any, env: any) => { fetch(request: Request): Promise<Response>; alarm(): Promise<void> };
 
 /** Workers only: the Worker's handler, every request sent to the Durable Object bound as
  * `binding` (default `POLAR_RELAY_STORE`); without that binding, a relay without a store. */

@@ -34,8 +34,8 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
-    StoreConfig,
+    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterRead,
+    Signer, Step, StoreConfig,
 };
 use wasm_bindgen::prelude::*;
 
@@ -57,6 +57,8 @@ pub struct RelayCore {
     /// Each waiting request with its `Origin`, for the CORS grant of its answer.
     waiting: RefCell<Table<(Box<Pending>, Option<String>)>>,
     signing: RefCell<Table<(Finished, Option<String>)>>,
+    /// The roster's reads of Polar under way (`rosterNext`, `rosterAnswered`).
+    reads: RefCell<Table<RosterRead>>,
     /// The metrics route (`metricsPath`) and the bearer token it asks for (`metricsToken`):
     /// off (`None`) by default.
     metrics: Option<(String, String)>,
@@ -302,6 +304,41 @@ fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError>
         .map(Some)
 }
 
+/// The roster (`relay serve`'s --roster and --first-seen-share): `store.roster` (a boolean)
+/// and `store.firstSeenShare` (a percent, 0 to 100).
+fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsError> {
+    let on = get(store, "roster");
+    if !on.is_undefined() && !on.is_null() {
+        options.roster = on
+            .as_bool()
+            .ok_or_else(|| bad("store.roster", "must be true or false"))?;
+    }
+    if let Some(share) = whole(store, "firstSeenShare", 100.0)? {
+        options.first_seen_share = share as u32;
+    }
+    Ok(())
+}
+
+/// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
+fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
+    let error = get(upstream, "error");
+    if !error.is_undefined() && !error.is_null() {
+        return Err(error
+            .as_string()
+            .unwrap_or_else(|| "the host's fetch failed".into()));
+    }
+    let status = get(upstream, "status").as_f64().unwrap_or(0.0);
+    let retry_after = headers_of(&get(upstream, "headers"))
+        .into_iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("retry-after"))
+        .and_then(|(_, v)| v.trim().parse::<u64>().ok());
+    let body = get(upstream, "body")
+        .dyn_into::<Uint8Array>()
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    Ok((status.clamp(0.0, 999.0) as u16, retry_after, body))
+}
+
 /// `{response}` (and `leased`) as the JS side reads it.
 fn wrapped(name: &str, value: &JsValue) -> Object {
     let out = Object::new();
@@ -314,7 +351,8 @@ impl RelayCore {
     /// A relay from its options (`baseUrl`, or `server`: `'production'` or `'sandbox'`;
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
-    /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`). Throws an `Error` naming the
+    /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
+    /// `store.firstSeenShare`). Throws an `Error` naming the
     /// bad option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
@@ -426,6 +464,7 @@ impl RelayCore {
             if let Some(v) = whole(&store, "maxEntries", 1e9)? {
                 options.max_entries = v as usize;
             }
+            roster_options(&store, &mut options)?;
             let webhook_secret = text(&store, "webhookSecret")?;
             let (kept, backend): (Kept, Arc<dyn polar_license_relay::store::Backend>) =
                 if get(&config, "pagedStore").is_truthy() {
@@ -462,6 +501,7 @@ impl RelayCore {
             journal,
             waiting: RefCell::new(Table::new()),
             signing: RefCell::new(Table::new()),
+            reads: RefCell::new(Table::new()),
             metrics,
         })
     }
@@ -648,6 +688,42 @@ impl RelayCore {
             set(&out, "sign", &sign.into());
         }
         out
+    }
+
+    /// The roster's next read of Polar (`store.roster`; the core decides which and when, as
+    /// natively): `{id, url, headers}` to `GET` now (the headers hold the token: never log
+    /// them), its answer given to [`RelayCore::roster_answered`]; `{wait: ms}` when there is
+    /// nothing to read before then (a grant webhook's refetch may come sooner: ask again after
+    /// each request); `null` when there is no roster.
+    #[wasm_bindgen(js_name = rosterNext)]
+    pub fn roster_next(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        match self.relay.roster_read(now(now_ms, monotonic_ms)) {
+            Ok(read) => {
+                let out = wrapped("url", &JsValue::from_str(read.url()));
+                set(
+                    &out,
+                    "headers",
+                    &headers_js(read.headers().iter().map(|(k, v)| (*k, v.as_str()))).into(),
+                );
+                let id = self.reads.borrow_mut().put(read);
+                set(&out, "id", &JsValue::from(id));
+                out.into()
+            }
+            Err(Some(ms)) => wrapped("wait", &JsValue::from(ms as f64)).into(),
+            Err(None) => JsValue::NULL,
+        }
+    }
+
+    /// Polar's answer to a roster read (`{status, headers, body}`, or `{error}` when it could
+    /// not be reached), kept by the core; the store's changes (the budget) are then in the
+    /// journal. An unknown `id` is ignored.
+    #[wasm_bindgen(js_name = rosterAnswered)]
+    pub fn roster_answered(&self, id: u32, upstream: JsValue, now_ms: f64, monotonic_ms: f64) {
+        if let Some(read) = self.reads.borrow_mut().take(id) {
+            let answer = read_answer(&upstream);
+            self.relay
+                .roster_answered(read, answer, now(now_ms, monotonic_ms));
+        }
     }
 
     /// Whether this relay keeps a verdict store.

@@ -42,8 +42,8 @@ mod breaker;
 mod clock;
 mod limit;
 mod ops;
-// The roster's reads run on the native server only (a host without it keeps it off).
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
+// The roster's reads: natively on a thread of the server's, on Workers driven by the host
+// (`Relay::roster_read`, `Relay::roster_answered`).
 mod roster;
 // The reconcile's calls run on the native server only (a host without it never reconciles).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
@@ -62,6 +62,7 @@ pub use breaker::BreakerOptions;
 pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
+pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr, log_to_stderr_as, serve, serve_with, LogFormat, Running, ServeOptions,

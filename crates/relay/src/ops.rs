@@ -334,6 +334,10 @@ impl Relay {
                 .store
                 .as_ref()
                 .map_or(serde_json::Value::Null, |s| s.reconcile.reading(s.options.reconcile_every)),
+            "roster": self
+                .store
+                .as_ref()
+                .map_or(serde_json::Value::Null, |s| s.roster.reading()),
             "webhooks": webhooks,
             "breaker": {
                 "state": breaker.state,

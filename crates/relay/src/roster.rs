@@ -111,6 +111,18 @@ impl Roster {
         self.lock().hashes.len()
     }
 
+    /// What `/healthz` says of it: `null` when off, else its state (`loading` until every
+    /// page is read, then `current`) and how many keys it holds.
+    pub(crate) fn reading(&self) -> serde_json::Value {
+        let inner = self.lock();
+        let state = match inner.phase {
+            Phase::Off => return serde_json::Value::Null,
+            Phase::Loading { .. } => "loading",
+            Phase::Current { .. } => "current",
+        };
+        serde_json::json!({"state": state, "keys": inner.hashes.len()})
+    }
+
     /// Whether `key` is first-seen: the roster is on and does not hold it.
     pub(crate) fn first_seen(&self, key: &Key) -> bool {
         let inner = self.lock();
@@ -171,7 +183,12 @@ impl Roster {
                 inner.phase = Phase::Loading { page: 1 };
                 Job::Page(1)
             }
-            _ => Job::Wait(200),
+            // Idle until the relist (a grant webhook's refetch comes sooner: the host asks
+            // again after each request; the native worker every 200 ms at most).
+            Phase::Current { since_ms } => {
+                Job::Wait(RELIST_MS.saturating_sub(now_ms.saturating_sub(since_ms)))
+            }
+            Phase::Off => Job::Stop,
         }
     }
 
@@ -305,12 +322,25 @@ pub(crate) fn client_group(client: &str) -> String {
     }
 }
 
-/// One read of Polar's for the roster: a `GET` of `url` with `headers`.
-pub(crate) struct Read {
+/// One read of Polar's for the roster ([`Relay::roster_read`]): a `GET` of [`Read::url`] with
+/// [`Read::headers`], its answer given back to [`Relay::roster_answered`].
+pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
     job: Job,
+}
+
+impl Read {
+    /// The URL to `GET` (a page of `/v1/license-keys/`, or one key by id).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The request's headers: they hold the seller's token (never log them).
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
 }
 
 impl std::fmt::Debug for Read {
@@ -326,14 +356,16 @@ impl std::fmt::Debug for Read {
 }
 
 /// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
-pub(crate) type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
+pub type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
 
 impl Relay {
     /// The roster's next read at `now` (its call taken from the budget: a refetch from the
     /// reserve, it is a customer who just bought; a page only while the budget has half its
-    /// room, so the customers' checks come first), `Err(Some(ms))` to wait, `Err(None)` when
-    /// there is no roster.
-    pub(crate) fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
+    /// room, so the customers' checks come first), `Err(Some(ms))` to wait (nothing to read
+    /// before then but a grant webhook's refetch, which the webhook queues), `Err(None)` when
+    /// there is no roster. The native server asks on a thread of its own; on Workers the host
+    /// asks after its requests and when the Durable Object's alarm rings.
+    pub fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
@@ -408,7 +440,7 @@ impl Relay {
 
     /// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
     /// that cannot read keys turning the roster off.
-    pub(crate) fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
+    pub fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
         let Some(s) = self.store.as_ref() else {
             return;
         };
@@ -661,7 +693,12 @@ pub(crate) mod tests {
             r.next(0, 60_000),
             Job::Refetch("id-1".into(), REFETCH_TRIES, 0)
         );
-        assert_eq!(r.next(0, 60_000), Job::Wait(200));
+        assert_eq!(
+            r.next(0, 60_000),
+            Job::Wait(RELIST_MS),
+            "idle until the relist"
+        );
+        assert_eq!(r.next(1_000, 60_000), Job::Wait(RELIST_MS - 1_000));
         r.hold(0, 1_000);
         assert_eq!(r.next(10, 60_000), Job::Wait(990));
         // An hour on, it is paged in again, the keys it holds kept meanwhile.

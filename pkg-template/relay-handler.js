@@ -67,9 +67,14 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
 
 /** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, `b:budget` (the
  * token budget's state: each replaces the last), and with a store read per key
- * (durableStorage) `i:<tag>|<entry id>` (an index link) and `n:entries` (the count). */
+ * (durableStorage) `i:<tag>|<entry id>` (an index link), `n:entries` (the count), and the
+ * roster's `r:<SHA-256 of a key>` and `r:phase` (its next page; 0: current). */
 function storeKey(item) {
   switch (item.op) {
+    case 'roster':
+      return `r:${item.digest}`;
+    case 'rosterPage':
+      return 'r:phase';
     case 'budget':
       return 'b:budget';
     case 'count':
@@ -98,6 +103,10 @@ function storeValue(item) {
       return 1;
     case 'count':
       return item.n;
+    case 'roster':
+      return item.known ? 1 : undefined;
+    case 'rosterPage':
+      return item.page;
     default:
       return undefined;
   }
@@ -108,6 +117,9 @@ const tagsOf = (entry) =>
   [entry?.license_key_id && `l:${entry.license_key_id}`, entry?.customer_id && `c:${entry.customer_id}`, entry?.key_tag].filter(
     (t) => typeof t === 'string' && t !== '',
   );
+
+/** A stored value read while its save ended: read again in the next round. */
+const SKIPPED = Symbol('skipped');
 
 /** How often a request reads what the core names before it is answered (a row names entries). */
 const MAX_LOAD_ROUNDS = 8;
@@ -282,7 +294,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
       const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged });
-      if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []));
+      if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []), performance.now());
       return { core, signer };
     };
     // The roster's reads (store.roster), the core deciding each: woken by the Durable Object's
@@ -312,15 +324,19 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         reading.delete(saved);
       }
     };
-    const readEntries = async (ids) => {
-      const keys = ids.map((id) => `e:${id}`);
+    // The values of `keys`, what was handed to `save` over the storage's; `SKIPPED` for a key
+    // whose save ended while it was read.
+    const readKeys = async (keys) => {
       const [stored, saved] = await whileSaving(() => storage.read(keys.filter((k) => !overlay.has(k))));
-      return ids.flatMap((id, i) => {
-        if (!overlay.has(keys[i]) && saved.has(keys[i])) return [];
-        const entry = overlay.has(keys[i]) ? overlay.get(keys[i]).value : stored.get(keys[i]);
-        return [entry === undefined ? { op: 'delete', id } : { op: 'put', id, entry }];
-      });
+      return keys.map((k) => (overlay.has(k) ? overlay.get(k).value : saved.has(k) ? SKIPPED : stored.get(k)));
     };
+    const readEntries = async (ids) =>
+      (await readKeys(ids.map((id) => `e:${id}`))).flatMap((entry, i) =>
+        entry === SKIPPED ? [] : [entry === undefined ? { op: 'delete', id: ids[i] } : { op: 'put', id: ids[i], entry }],
+      );
+    // The roster's digests (`r:<digest>`): [digest, stored] for those read.
+    const readRoster = async (digests) =>
+      (await readKeys(digests.map((d) => `r:${d}`))).flatMap((value, i) => (value === SKIPPED ? [] : [[digests[i], value !== undefined]]));
     const readRow = async (tag) => {
       const prefix = `i:${tag}|`;
       const [listed, saved] = await whileSaving(() => storage.list(prefix));
@@ -341,8 +357,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
           const need = core.missing(head, body, Date.now());
           if (!need) return true;
-          const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
-          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)));
+          const [entries, rows, roster] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow)), readRoster(need.roster ?? [])]);
+          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)), JSON.stringify(roster));
         }
       } catch (e) {
         console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
@@ -583,9 +599,11 @@ async function addLinks(storage) {
  * A Durable Object's storage as the relay's `storage` option, read per key: entries under
  * `e:<id>`, one key per index link `i:<tag>|<id>` (the entries of a key, a license key id, a
  * customer), webhook ids under `w:<id>`, the token budget's state under `b:budget`, the count
- * of entries under `n:entries`; written 128 keys at a time (the storage API's limit per call).
- * At start only the webhook ids (three days' worth), the budget and the count are read: each
- * request reads what it touches (`read`, `list`), so start-up time does not grow with the store.
+ * of entries under `n:entries`, the roster's keys' SHA-256 under `r:<hex>` and its next page
+ * under `r:phase`; written 128 keys at a time (the storage API's limit per call). At start
+ * only the webhook ids (three days' worth), the budget, the count and the roster's page are
+ * read: each request reads what it touches (`read`, `list`), so start-up time does not grow
+ * with the store or the roster.
  * A store written before index links gets them once, at its first start.
  */
 export function durableStorage(storage) {
@@ -603,9 +621,11 @@ export function durableStorage(storage) {
       if ((await storage.get('v:layout')) !== LAYOUT) await addLinks(storage);
       const items = [];
       for (const [key, at] of await storage.list({ prefix: 'w:' })) items.push({ op: 'webhook', id: key.slice(2), at });
-      const global = await getMany(['b:budget', 'n:entries']);
+      const global = await getMany(['b:budget', 'n:entries', 'r:phase']);
       if (global.has('b:budget')) items.push({ op: 'budget', state: global.get('b:budget') });
       if (global.has('n:entries')) items.push({ op: 'count', n: global.get('n:entries') });
+      // The roster's next page (0: current): its keys are read per request, never here.
+      if (global.has('r:phase')) items.push({ op: 'rosterPage', page: global.get('r:phase') });
       return items;
     },
     /** The values of `keys` (a Map; a key not stored is absent). */

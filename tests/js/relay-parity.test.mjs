@@ -48,10 +48,13 @@ const keyText = (kid) => relaySigningKey(kid).text;
 let emulator;
 let mode = 'up';
 let calls = 0;
+// The pages of `GET /v1/license-keys/` read (the roster's).
+let pages = 0;
 const polar = createServer(async (req, res) => {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   calls++;
+  if (req.method === 'GET' && req.url.startsWith('/v1/license-keys/?')) pages++;
   if (mode === 'slow503') {
     await new Promise((r) => setTimeout(r, 400));
     res.writeHead(503, { 'content-type': 'application/json' });
@@ -583,6 +586,23 @@ function grantCreated(key) {
   return post('/v1/webhooks/polar', event, signed(`evt-roster-${randomBytes(6).toString('hex')}`, event));
 }
 
+/** The Workers relay with the roster on (as the native one in the row below), its Durable
+ * Object's storage in `dir`. */
+async function rosterWorkers(dir, uniqueKey) {
+  const { budget, reserve, share } = ROSTER_STORE;
+  return relayUnderWorkerd({
+    port: await freePort(),
+    worker: storeWorker(`perIp: '0',
+  perKey: '0',
+  breakerFailures: 0,
+  store: { budget: ${budget}, budgetReserve: ${reserve}, roster: true, firstSeenShare: ${share}, webhookSecret: '${WEBHOOK_SECRET}' },`),
+    polarUrl,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+    store: { dir, uniqueKey },
+    probe: VALIDATE,
+  });
+}
+
 test("both hosts, the roster on: guesses from several clients are answered 429 past their share; a known key and a just-bought one (after its webhook) get Polar's answers", { skip }, async () => {
   // Customers of before the relays start: paged in by each relay's roster.
   const known = fresh();
@@ -597,17 +617,7 @@ test("both hosts, the roster on: guesses from several clients are answered 429 p
   assert.ok(native.url, `relay serve did not start: ${native.stderr}`);
   let workers;
   try {
-    workers = await relayUnderWorkerd({
-      port: await freePort(),
-      worker: storeWorker(`perIp: '0',
-  perKey: '0',
-  breakerFailures: 0,
-  store: { budget: ${budget}, budgetReserve: ${reserve}, roster: true, firstSeenShare: ${share}, webhookSecret: '${WEBHOOK_SECRET}' },`),
-      polarUrl,
-      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
-      store: { dir: await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), uniqueKey: 'polar-relay-parity-roster' },
-      probe: VALIDATE,
-    });
+    workers = await rosterWorkers(await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), 'polar-relay-parity-roster');
     const run = async (base, host) => {
       // The roster paged in (its reads are the relay's own, between requests on Workers).
       const roster = await until(async () => (await (await fetch(`${base}/healthz`)).json()).roster, (r) => r?.state === 'current');
@@ -660,6 +670,36 @@ test("both hosts, the roster on: guesses from several clients are answered 429 p
   } finally {
     await native.close();
     await workers?.close();
+  }
+});
+
+// Where the hosts differ, by design: the native roster lives in memory and is paged in at each
+// start; the Durable Object keeps it in its storage, one key per digest, read per request.
+test('Workers, the roster on: a restarted Durable Object reads no page of the roster again and knows its keys per request', { skip }, async () => {
+  const known = fresh();
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-parity-do-'));
+  let host = await rosterWorkers(dir, 'polar-relay-parity-roster-restart');
+  try {
+    const roster = async () => (await (await fetch(`${host.url}/healthz`)).json()).roster;
+    assert.equal((await until(roster, (r) => r?.state === 'current'))?.state, 'current');
+    await host.close();
+    const before = pages;
+    host = await rosterWorkers(dir, 'polar-relay-parity-roster-restart');
+    // The first-seen share (2 calls) spent by one client's guesses, then the known key from
+    // another: known from the storage, Polar's answer.
+    const guesses = [];
+    for (let i = 0; i < 3; i++) {
+      const a = await send(host.url, fromClient('127.0.0.31', check(`PARITY-RESTART-${i}-${randomBytes(4).toString('hex')}`)));
+      guesses.push([a.status, a.source]);
+    }
+    const again = await send(host.url, fromClient('127.0.0.32', check(known)));
+    assert.deepEqual(guesses, [[404, 'polar'], [404, 'polar'], [429, 'relay']]);
+    assert.deepEqual([again.status, again.source, again.lease], [200, 'polar', 'lease']);
+    assert.equal((await roster())?.state, 'current');
+    assert.equal(pages - before, 0, 'no page of the roster read again after the restart');
+  } finally {
+    await host.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

@@ -34,8 +34,8 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterRead,
-    Signer, Step, StoreConfig,
+    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
+    RosterRead, Signer, Step, StoreConfig,
 };
 use wasm_bindgen::prelude::*;
 
@@ -319,6 +319,16 @@ fn roster_options(store: &JsValue, options: &mut StoreOptions) -> Result<(), JsE
     Ok(())
 }
 
+/// A roster change as a journal item for the host (`r:<digest>`, `r:phase`).
+fn roster_item(change: RosterChange) -> serde_json::Value {
+    match change {
+        RosterChange::Key(digest, known) => {
+            serde_json::json!({"op": "roster", "digest": digest, "known": known})
+        }
+        RosterChange::Page(page) => serde_json::json!({"op": "rosterPage", "page": page}),
+    }
+}
+
 /// What a roster read got (`{status, headers, body}`, or `{error}`), as the core takes it.
 fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
     let error = get(upstream, "error");
@@ -420,6 +430,9 @@ impl RelayCore {
             relay_config.breaker.open_for_ms = secs as u64 * 1000;
         }
         let store = get(&config, "store");
+        // With a paged store the roster is kept in the host's storage too, as many digests
+        // cached as entries (`store.cacheEntries`).
+        let mut roster_cached = None;
         let journal = if store.is_object() {
             let mut options = StoreOptions::default();
             if sandbox {
@@ -470,6 +483,7 @@ impl RelayCore {
                 if get(&config, "pagedStore").is_truthy() {
                     let cached =
                         whole(&store, "cacheEntries", 1e9)?.map_or(DEFAULT_CACHED, |v| v as usize);
+                    roster_cached = Some(cached);
                     let paged = Arc::new(PagedBackend::new(options.max_entries, cached));
                     (Kept::Paged(paged.clone()), paged)
                 } else {
@@ -495,6 +509,9 @@ impl RelayCore {
         };
         let relay = Relay::with_entropy(relay_config, Box::new(unused), Box::new(|| None))
             .map_err(|e| JsError::new(&e.text()))?;
+        if let Some(cached) = roster_cached {
+            relay.keep_roster_in_host(cached);
+        }
         Ok(RelayCore {
             relay,
             kid,
@@ -734,21 +751,37 @@ impl RelayCore {
 
     /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
     /// "delete", id} | {op: "webhook", id, at} | {op: "forget", id} | {op: "budget", state}]`;
-    /// a `budget` item replaces the last): the host persists them before it answers. `[]`
-    /// without a store.
+    /// a `budget` item replaces the last; with a paged store the roster's too, `{op: "roster",
+    /// digest, known}` and `{op: "rosterPage", page}`): the host persists them before it
+    /// answers. `[]` without a store.
     #[wasm_bindgen(js_name = takeJournal)]
     pub fn take_journal(&self) -> Result<String, JsError> {
         let items = self.journal.as_ref().map(Kept::take).unwrap_or_default();
-        serde_json::to_string(&items).map_err(|e| JsError::new(&e.to_string()))
+        let mut out = serde_json::to_value(&items).map_err(|e| JsError::new(&e.to_string()))?;
+        if let Some(list) = out.as_array_mut() {
+            list.extend(self.relay.roster_changes().into_iter().map(roster_item));
+        }
+        Ok(out.to_string())
     }
 
     /// Loads what the host persisted (JSON: `put`, `webhook` and `budget` items; with a
-    /// paged store only its global state, `webhook`, `budget` and `count`); an item that does
-    /// not read back is skipped. Returns how many items were read.
-    pub fn restore(&self, items: &str) -> Result<u32, JsError> {
+    /// paged store only its global state, `webhook`, `budget`, `count` and `rosterPage`); an
+    /// item that does not read back is skipped. Returns how many items were read.
+    pub fn restore(&self, items: &str, monotonic_ms: Option<f64>) -> Result<u32, JsError> {
         let Some(kept) = &self.journal else {
             return Ok(0);
         };
+        // The roster's next page (`rosterPage`, a paged store's): not paged in again when
+        // it was current (`monotonicMs`: the clock `begin` is given).
+        let page = serde_json::from_str::<Vec<serde_json::Value>>(items)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|v| v.get("op").and_then(|o| o.as_str()) == Some("rosterPage"))
+            .find_map(|v| v.get("page").and_then(|p| p.as_u64()));
+        if let Some(page) = page.and_then(|p| u32::try_from(p).ok()) {
+            let now = now(0.0, monotonic_ms.unwrap_or(0.0));
+            self.relay.roster_restore(page, now);
+        }
         let read: Vec<JournalItem> = items_of(items)?;
         let n = read.len() as u32;
         match kept {
@@ -767,19 +800,24 @@ impl RelayCore {
     }
 
     /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
-    /// a webhook's signature is verified at) touches in the store and the cache does not hold: `{entries: [hex id], tags: [tag]}` (read `e:<id>`,
-    /// and every `i:<tag>|<id>` key), else `null`. The host loads them ([`RelayCore::load`])
+    /// a webhook's signature is verified at) touches in the store and the cache does not hold:
+    /// `{entries: [hex id], tags: [tag], roster: [hex digest]}` (read `e:<id>`, every
+    /// `i:<tag>|<id>` key, and `r:<digest>`: the roster's key of the request's license key),
+    /// else `null`. The host loads them ([`RelayCore::load`])
     /// and asks again (a row names entries) until `null`, then begins (or finishes).
     pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return JsValue::NULL;
         };
         let now = now(now_ms, 0.0).unix_seconds;
-        let Some(wants) = self.relay.store_wants(&request_of(&request, body), now) else {
-            return JsValue::NULL;
-        };
-        let missing = paged.missing(&wants);
-        if missing.is_empty() {
+        let req = request_of(&request, body);
+        let roster = self.relay.roster_wants(&req);
+        let missing = self
+            .relay
+            .store_wants(&req, now)
+            .map(|wants| paged.missing(&wants))
+            .unwrap_or_default();
+        if missing.is_empty() && roster.is_none() {
             return JsValue::NULL;
         }
         let list = |items: &[String]| -> JsValue {
@@ -791,14 +829,23 @@ impl RelayCore {
         };
         let out = wrapped("entries", &list(&missing.entries));
         set(&out, "tags", &list(&missing.tags));
+        set(&out, "roster", &list(roster.as_slice()));
         out.into()
     }
 
     /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
     /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
-    /// them; and the rows, `[[tag, [hex id]]]`); what does not read is skipped.
-    pub fn load(&self, entries: &str, rows: &str) -> Result<(), JsError> {
+    /// them; the rows, `[[tag, [hex id]]]`; and the roster's digests read, `[[hex digest,
+    /// stored]]`); what does not read is skipped.
+    pub fn load(&self, entries: &str, rows: &str, roster: Option<String>) -> Result<(), JsError> {
         if let Some(Kept::Paged(paged)) = &self.journal {
+            if let Some(roster) = roster {
+                let read: Vec<(String, bool)> =
+                    serde_json::from_str(&roster).map_err(|e| JsError::new(&e.to_string()))?;
+                for (digest, known) in read {
+                    self.relay.roster_load(&digest, known);
+                }
+            }
             let entries = items_of(entries)?
                 .into_iter()
                 .filter_map(|item| match item {

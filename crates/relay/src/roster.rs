@@ -21,6 +21,9 @@ use sha2::{Digest, Sha256};
 use crate::store::Use;
 use crate::{Now, Relay};
 
+mod kept;
+pub use kept::RosterChange;
+
 /// Keys per page of `GET /v1/license-keys/` (Polar's most).
 pub(crate) const PAGE_LIMIT: u32 = 100;
 
@@ -61,12 +64,28 @@ pub(crate) struct Roster {
 #[derive(Debug)]
 struct Inner {
     phase: Phase,
+    /// Every key's digest; kept in the host (`kept`), a bounded cache of those read.
     hashes: HashSet<[u8; 32]>,
+    /// With the roster kept in the host's storage (kept.rs): what it does not hold, and the
+    /// changes to save.
+    kept: Option<kept::Kept>,
     /// License key ids to refetch (from grant webhooks), with the tries left and when the
     /// webhook came (monotonic ms).
     refetch: VecDeque<(String, u32, u64)>,
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
     not_before: u64,
+}
+
+impl Inner {
+    /// `d` is the organization's (saved too when kept in the host).
+    fn add(&mut self, d: [u8; 32]) {
+        match self.kept.as_mut() {
+            Some(kept) => kept.learn(&mut self.hashes, d),
+            None => {
+                self.hashes.insert(d);
+            }
+        }
+    }
 }
 
 /// What the roster's worker does next.
@@ -92,9 +111,40 @@ impl Roster {
                     Phase::Off
                 },
                 hashes: HashSet::new(),
+                kept: None,
                 refetch: VecDeque::new(),
                 not_before: 0,
             }),
+        }
+    }
+
+    /// From now on kept in the host's storage, at most `cached` digests in memory (kept.rs).
+    fn keep_in_host(&self, cached: usize) {
+        let mut inner = self.lock();
+        if inner.phase != Phase::Off {
+            inner.hashes.clear();
+            inner.kept = Some(kept::Kept::new(cached));
+        }
+    }
+
+    /// The changes for the host to save (kept in the host only).
+    fn take_changes(&self) -> Vec<RosterChange> {
+        self.lock()
+            .kept
+            .as_mut()
+            .map(|k| k.take())
+            .unwrap_or_default()
+    }
+
+    /// At start, the next page the host saved (`0`: current since `now_ms`).
+    fn restore(&self, page: u32, now_ms: u64) {
+        let mut inner = self.lock();
+        if inner.phase != Phase::Off {
+            inner.phase = if page == 0 {
+                Phase::Current { since_ms: now_ms }
+            } else {
+                Phase::Loading { page }
+            };
         }
     }
 
@@ -133,16 +183,23 @@ impl Roster {
     pub(crate) fn learn(&self, key: &Key) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
-            inner.hashes.insert(digest(key));
+            inner.add(digest(key));
         }
     }
 
     /// Polar says `key` is revoked, disabled or expired: no longer the organization's key
     /// that counts as known (a grant of it later, Polar's 200, makes it known again).
     pub(crate) fn forget(&self, key: &Key) {
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         if inner.phase != Phase::Off {
-            inner.hashes.remove(&digest(key));
+            let d = digest(key);
+            match inner.kept.as_mut() {
+                Some(kept) => kept.forget(&mut inner.hashes, d),
+                None => {
+                    inner.hashes.remove(&d);
+                }
+            }
         }
     }
 
@@ -209,8 +266,7 @@ impl Roster {
     pub(crate) fn page_read(&self, page: u32, keys: &[String], max_page: u64, now_ms: u64) {
         let mut inner = self.lock();
         for k in keys {
-            let hash = digest(&Key::new(k.clone()));
-            inner.hashes.insert(hash);
+            inner.add(digest(&Key::new(k.clone())));
         }
         if inner.phase == (Phase::Loading { page }) {
             inner.phase = if keys.is_empty() || u64::from(page) >= max_page {
@@ -218,6 +274,10 @@ impl Roster {
             } else {
                 Phase::Loading { page: page + 1 }
             };
+            let phase = inner.phase;
+            if let Some(kept) = inner.kept.as_mut() {
+                kept.phase(phase);
+            }
         }
     }
 
@@ -709,6 +769,76 @@ pub(crate) mod tests {
         assert_eq!(off.next(0, 60_000), Job::Stop);
         r.turn_off();
         assert!(!r.first_seen(&Key::new("K-9".to_string())));
+    }
+
+    /// Kept in the host (the npm relay's Durable Object): what a page, a grant and a revocation
+    /// change is saved per key, a restarted roster reads no page again and asks the host for a
+    /// request's digest before it is answered.
+    #[test]
+    fn a_roster_kept_in_the_host_saves_per_key_and_is_not_paged_in_again_after_a_restart() {
+        use crate::RosterChange::{Key as Saved, Page};
+        let r = relay();
+        r.keep_roster_in_host(100);
+        let s = r.store.as_ref().expect("a store");
+        let hex = |k: &str| kept_hex(&digest(&Key::new(k.to_string())));
+        let read = r.roster_read(at(0)).expect("page 1");
+        r.roster_answered(read, page(&["K-1", "K-2"], 1), at(10));
+        assert_eq!(
+            r.roster_changes(),
+            [Saved(hex("K-1"), true), Saved(hex("K-2"), true), Page(0)]
+        );
+        assert!(r.roster_changes().is_empty(), "taken once");
+        // Learned again (a grant of Polar's): already saved, nothing new; a revocation deletes.
+        s.roster.learn(&Key::new("K-1".to_string()));
+        s.roster.forget(&Key::new("K-2".to_string()));
+        assert_eq!(r.roster_changes(), [Saved(hex("K-2"), false)]);
+
+        // A restart: the saved page says current; nothing to page in before the relist.
+        let again = relay();
+        again.keep_roster_in_host(100);
+        again.roster_restore(0, at(5_000));
+        assert_eq!(again.roster_read(at(5_000)).err(), Some(Some(RELIST_MS)));
+        let validate = |key: &str| {
+            crate::RelayRequest {
+            method: "POST".into(),
+            path: format!("{}validate", crate::ROUTE_PREFIX),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: serde_json::json!({"key": key, "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"})
+                .to_string()
+                .into_bytes(),
+            client_ip: "127.0.0.1".into(),
+        }
+        };
+        let st = again.store.as_ref().expect("a store");
+        // K-1 is first-seen until the host read its digest; then known, and not asked again.
+        assert_eq!(again.roster_wants(&validate("K-1")), Some(hex("K-1")));
+        assert!(st.roster.first_seen(&Key::new("K-1".to_string())));
+        again.roster_load(&hex("K-1"), true);
+        assert!(!st.roster.first_seen(&Key::new("K-1".to_string())));
+        assert_eq!(again.roster_wants(&validate("K-1")), None);
+        // A guess: read once, absent, first-seen.
+        again.roster_load(&hex("GUESS"), false);
+        assert_eq!(again.roster_wants(&validate("GUESS")), None);
+        assert!(st.roster.first_seen(&Key::new("GUESS".to_string())));
+        // A restart mid-way through the pages goes on from the saved page.
+        let mid = relay();
+        mid.keep_roster_in_host(100);
+        mid.roster_restore(3, at(0));
+        let read = mid.roster_read(at(0)).expect("page 3");
+        assert!(read.url().ends_with("page=3"), "{}", read.url());
+        // Not kept in the host (natively): nothing to save, nothing to read.
+        let native = relay();
+        native.roster_answered(
+            native.roster_read(at(0)).expect("page 1"),
+            page(&["K-1"], 1),
+            at(10),
+        );
+        assert!(native.roster_changes().is_empty());
+        assert_eq!(native.roster_wants(&validate("K-9")), None);
+    }
+
+    fn kept_hex(d: &[u8; 32]) -> String {
+        d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
     /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its

@@ -1,0 +1,161 @@
+//! The roster kept in a host's storage read per key (the npm relay's Durable Object): the
+//! host saves one storage key per digest (`r:<hex>`) and the next page to read (`r:phase`)
+//! from [`Relay::roster_changes`], restores only that page at start
+//! ([`Relay::roster_restore`]), and reads a request's digest before it is answered
+//! ([`Relay::roster_wants`], [`Relay::roster_load`]). A restarted object neither pages the
+//! organization in again nor reads every key: start-up does not grow with the roster. In
+//! memory, a bounded cache of digests read (present and absent).
+
+use std::collections::HashSet;
+
+use polar_license::Key;
+use polar_license_rules::check_body;
+
+use super::{digest, Phase};
+use crate::{Now, Relay, RelayRequest, ROUTE_PREFIX};
+
+/// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
+/// (`false`), or the next page to read (`0`: every page read, the roster current).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RosterChange {
+    /// `r:<hex>`: saved when `true`, deleted when `false`.
+    Key(String, bool),
+    /// `r:phase`.
+    Page(u32),
+}
+
+/// The host-kept roster's state: digests the storage does not hold, the changes to save.
+#[derive(Debug)]
+pub(super) struct Kept {
+    /// Digests read and found absent (bounded by `cap`, as the present ones are).
+    absent: HashSet<[u8; 32]>,
+    pub(super) cap: usize,
+    changes: Vec<RosterChange>,
+}
+
+fn hex(d: &[u8; 32]) -> String {
+    d.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Inserts `d` into a cache bounded by `cap` (emptied when full: what is dropped is read again).
+fn cache(set: &mut HashSet<[u8; 32]>, cap: usize, d: [u8; 32]) -> bool {
+    if set.len() >= cap.max(1) && !set.contains(&d) {
+        set.clear();
+    }
+    set.insert(d)
+}
+
+impl Kept {
+    pub(super) fn new(cap: usize) -> Kept {
+        Kept {
+            absent: HashSet::new(),
+            cap: cap.max(1),
+            changes: Vec::new(),
+        }
+    }
+
+    /// `d` is the organization's: cached, and saved unless it was cached already.
+    pub(super) fn learn(&mut self, hashes: &mut HashSet<[u8; 32]>, d: [u8; 32]) {
+        self.absent.remove(&d);
+        if cache(hashes, self.cap, d) {
+            self.changes.push(RosterChange::Key(hex(&d), true));
+        }
+    }
+
+    /// `d` is no longer the organization's: deleted.
+    pub(super) fn forget(&mut self, hashes: &mut HashSet<[u8; 32]>, d: [u8; 32]) {
+        hashes.remove(&d);
+        cache(&mut self.absent, self.cap, d);
+        self.changes.push(RosterChange::Key(hex(&d), false));
+    }
+
+    /// The phase moved: its next page saved.
+    pub(super) fn phase(&mut self, phase: Phase) {
+        match phase {
+            Phase::Loading { page } => self.changes.push(RosterChange::Page(page)),
+            Phase::Current { .. } => self.changes.push(RosterChange::Page(0)),
+            Phase::Off => {}
+        }
+    }
+
+    /// The changes since the last call.
+    pub(super) fn take(&mut self) -> Vec<RosterChange> {
+        std::mem::take(&mut self.changes)
+    }
+
+    /// Whether `d` must be read before a request of its key is answered.
+    fn unread(&self, hashes: &HashSet<[u8; 32]>, d: &[u8; 32]) -> bool {
+        !hashes.contains(d) && !self.absent.contains(d)
+    }
+}
+
+impl Relay {
+    /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
+    /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
+    /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
+    pub fn keep_roster_in_host(&self, cached: usize) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.keep_in_host(cached);
+        }
+    }
+
+    /// The roster's changes since the last call, for the host to save in order.
+    pub fn roster_changes(&self) -> Vec<RosterChange> {
+        self.store
+            .as_ref()
+            .map(|s| s.roster.take_changes())
+            .unwrap_or_default()
+    }
+
+    /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
+    /// is not paged in again before its hourly relist, counted from `now`).
+    pub fn roster_restore(&self, page: u32, now: Now) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.restore(page, now.monotonic_ms);
+        }
+    }
+
+    /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
+    /// read before the request is answered, when the roster is kept in the host and has not
+    /// read it yet; else `None`.
+    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+        let s = self.store.as_ref()?;
+        let op = req.path.split('?').next()?.strip_prefix(ROUTE_PREFIX)?;
+        if !matches!(op, "validate" | "activate" | "deactivate") {
+            return None;
+        }
+        let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
+        let d = digest(&Key::new(checked.key));
+        let inner = s.roster.lock();
+        let kept = inner.kept.as_ref()?;
+        (inner.phase != Phase::Off && kept.unread(&inner.hashes, &d)).then(|| hex(&d))
+    }
+
+    /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
+    /// (`true`: the storage holds `r:<hex>`) or not.
+    pub fn roster_load(&self, hex_digest: &str, known: bool) {
+        let (Some(s), Some(d)) = (self.store.as_ref(), unhex(hex_digest)) else {
+            return;
+        };
+        let mut inner = s.roster.lock();
+        let inner = &mut *inner;
+        if let Some(kept) = inner.kept.as_mut() {
+            if known {
+                cache(&mut inner.hashes, kept.cap, d);
+            } else {
+                cache(&mut kept.absent, kept.cap, d);
+            }
+        }
+    }
+}

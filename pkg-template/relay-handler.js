@@ -649,7 +649,8 @@ export function durableStorage(storage) {
     async wake(ms) {
       const at = Date.now() + ms;
       const set = await storage.getAlarm();
-      if (set === null || set === undefined || set > at) await storage.setAlarm(at);
+      // None set, one past (the alarm ringing now), or a later one: this one.
+      if (set === null || set === undefined || set <= Date.now() || set > at) await storage.setAlarm(at);
     },
     async save(items) {
       const puts = new Map();

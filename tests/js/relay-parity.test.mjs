@@ -703,6 +703,30 @@ test('Workers, the roster on: a restarted Durable Object reads no page of the ro
   }
 });
 
+test("Workers, the roster on: the Durable Object's alarm drives the roster's reads between requests", { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-parity-do-'));
+  const before = pages;
+  mode = 'slow503';
+  let host;
+  try {
+    // Start-up's first request reads page 1, which fails: the core waits out its backoff (5 s),
+    // the object's alarm set for it.
+    host = await rosterWorkers(dir, 'polar-relay-parity-roster-alarm');
+    const failed = await until(async () => pages, (n) => n > before);
+    assert.ok(failed > before, 'page 1 read at start');
+    mode = 'up';
+    // No request to the relay from here: the alarm reads the page again.
+    const read = await until(async () => pages, (n) => n > failed);
+    assert.ok(read > failed, 'the page read again with no request: by the alarm');
+    const roster = (await (await fetch(`${host.url}/healthz`)).json()).roster;
+    assert.equal(roster?.state, 'current', JSON.stringify(roster));
+  } finally {
+    mode = 'up';
+    await host?.close();
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
 test('npm relay: the metrics route is off by default, answers only with its bearer token, and is a path of its own', { skip }, async () => {
   const request = (path, headers = {}) => new Request(`http://relay.test${path}`, { headers });
   const off = relayPkg.createRelay({ accessToken: TOKEN, signingKey: keyText('opt'), baseUrl: polarUrl, store: {} });

@@ -241,6 +241,28 @@ async function direct(relay, path, { method = 'POST', headers = { 'content-type'
 
 const validateBody = (key) => JSON.stringify({ key, organization_id: ORG });
 
+test("node: the roster in memory (store.roster, no Durable Object): a guess is the relay's 429 at no cost, a key of the organization Polar's answer", async () => {
+  const known = newKey();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: { roster: true, firstSeenShare: 0 } });
+  // ready() sets the roster's reads off (then each request, and a timer for the core's next).
+  await relay.ready();
+  const roster = async () => JSON.parse((await direct(relay, '/healthz', { method: 'GET', headers: {} })).body).roster;
+  const deadline = Date.now() + 20_000;
+  let seen = await roster();
+  while (seen?.state !== 'current' && Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, 100));
+    seen = await roster();
+  }
+  assert.equal(seen?.state, 'current', JSON.stringify(seen));
+  const calls = polar.requestCount();
+  const guess = await direct(relay, VALIDATE, { body: validateBody('RSTORE-GUESSED-0000-4A5B6C') });
+  assert.deepEqual([guess.status, guess.source], [429, 'relay'], guess.body);
+  assert.match(guess.headers.get('retry-after') ?? '', /^\d+$/);
+  assert.equal(polar.requestCount(), calls, 'no share: the guess cost no call');
+  const granted = await direct(relay, VALIDATE, { body: validateBody(known) });
+  assert.deepEqual([granted.status, granted.source], [200, 'polar'], granted.body);
+});
+
 test('node: webhookSilence: /healthz turns to warning and the relay warns once per period, until a webhook comes', async () => {
   const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', webhookSilence: 2, store: { webhookSecret: SECRET } });
   const health = async () => JSON.parse((await direct(relay, '/healthz', { method: 'GET', headers: {} })).body);

@@ -281,12 +281,17 @@ impl Roster {
         }
     }
 
-    /// The token cannot read the keys (401, 403): no roster, as before.
+    /// The token cannot read the keys (401, 403): no roster, as before. Kept in the host, the
+    /// next start pages in again (and learns the same, or that the token can read them now),
+    /// never trusting the keys it saved with a token that cannot read them.
     pub(crate) fn turn_off(&self) {
         let mut inner = self.lock();
         inner.phase = Phase::Off;
         inner.hashes.clear();
         inner.refetch.clear();
+        if let Some(kept) = inner.kept.as_mut() {
+            kept.phase(Phase::Loading { page: 1 });
+        }
     }
 }
 
@@ -835,6 +840,14 @@ pub(crate) mod tests {
         );
         assert!(native.roster_changes().is_empty());
         assert_eq!(native.roster_wants(&validate("K-9")), None);
+        // A token that can no longer read the keys (a refetch's 403): off, and the next start
+        // pages in again rather than trust the saved keys.
+        event(&st.roster, "benefit_grant.created", NEW_KEY_ID, 6_000);
+        let refetch = again.roster_read(at(6_000)).expect("the refetch");
+        again.roster_answered(refetch, Ok((403, None, Vec::new())), at(6_010));
+        assert_eq!(again.roster_changes(), [Page(1)]);
+        assert!(!st.roster.first_seen(&Key::new("GUESS".to_string())));
+        assert_eq!(again.roster_wants(&validate("K-2")), None);
     }
 
     fn kept_hex(d: &[u8; 32]) -> String {

@@ -607,6 +607,8 @@ async function addLinks(storage) {
  * A store written before index links gets them once, at its first start.
  */
 export function durableStorage(storage) {
+  // The alarm this object set last (ms), if any.
+  let alarmAt = null;
   const getMany = async (keys) => {
     const out = new Map();
     for (let i = 0; i < keys.length; i += 128) {
@@ -645,12 +647,19 @@ export function durableStorage(storage) {
       return items;
     },
     /** The relay's next work (the roster's reads) in `ms`: the object's alarm, unless one
-     * rings sooner. */
+     * rings sooner (known without a storage call when this object set it: every request asks). */
     async wake(ms) {
-      const at = Date.now() + ms;
+      const now = Date.now();
+      const at = now + ms;
+      if (alarmAt !== null && alarmAt > now && alarmAt <= at) return;
       const set = await storage.getAlarm();
       // None set, one past (the alarm ringing now), or a later one: this one.
-      if (set === null || set === undefined || set <= Date.now() || set > at) await storage.setAlarm(at);
+      if (set === null || set === undefined || set <= now || set > at) {
+        await storage.setAlarm(at);
+        alarmAt = at;
+      } else {
+        alarmAt = set;
+      }
     },
     async save(items) {
       const puts = new Map();

@@ -384,13 +384,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       // In flight until answered (the operator's routes are not, as natively).
       core.inFlight(1);
       try {
-        return [await route(core, signer, head, body), head];
+        return [await route(core, signer, head, body, ctx), head];
       } finally {
         core.inFlight(-1);
       }
     }
 
-    async function route(core, signer, head, body) {
+    async function route(core, signer, head, body, ctx) {
       // The per-IP limit first (taken once, as natively), before any storage read: a flood
       // past it reads nothing.
       const limited = core.admit(head, body, Date.now(), performance.now());
@@ -407,7 +407,8 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         if (waited > 0) await fill(core, head, body);
         step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited, true);
         if (step.wait === undefined || waited >= 8) break;
-        await flights.get(step.wait);
+        const stale = await waitPatiently(core, signer, step, () => fill(core, head, body));
+        if (stale) return stale;
       }
       if (step.answer) return toResponse(step.answer);
       if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
@@ -421,11 +422,62 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           end();
         };
       }
-      try {
-        return await ask(core, signer, step, () => fill(core, head, body));
-      } finally {
-        landed?.();
+      const call = (async () => {
+        try {
+          return await ask(core, signer, step, () => fill(core, head, body));
+        } finally {
+          landed?.();
+        }
+      })();
+      return askPatiently(core, signer, step, call, () => fill(core, head, body), ctx);
+    }
+
+    // Stale-while-revalidate, as the native server does it: a check with a stored answer waits
+    // for Polar at most its `patience` (the core's: 0 for a grant refreshed early, under a
+    // second for one past its freshness), then gets that answer (`stale(pending)`, as the
+    // core makes it) while the call goes on, its answer kept in the store when it comes.
+
+    /** `promise` settled within `ms` (true), or not (false). */
+    const settlesWithin = (promise, ms) => {
+      let timer;
+      const late = new Promise((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+      return Promise.race([Promise.resolve(promise).then(() => true, () => true), late]).finally(() => clearTimeout(timer));
+    };
+
+    /** The stored answer once `step`'s patience passed (the store's entry read again), or null. */
+    async function staleAnswer(core, signer, step, refill) {
+      await refill();
+      const done = core.stale(step.pending, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+      return done ? signed(core, signer, done) : null;
+    }
+
+    /** A wait for another check's call: null once it landed (begin again), or, its patience
+     * passed first, the stored answer. */
+    async function waitPatiently(core, signer, step, refill) {
+      const flight = flights.get(step.wait);
+      if (step.pending === undefined) {
+        await flight;
+        return null;
       }
+      try {
+        return (await settlesWithin(flight, step.patience)) ? null : await staleAnswer(core, signer, step, refill);
+      } finally {
+        core.release(step.pending);
+      }
+    }
+
+    /** The answer of `call` (Polar's), or, its patience passed first, the stored answer while
+     * the call goes on (`ctx.waitUntil` keeps it running; its store changes saved when it ends). */
+    async function askPatiently(core, signer, step, call, refill, ctx) {
+      if (step.patience === undefined || (await settlesWithin(call, step.patience))) return call;
+      const stale = await staleAnswer(core, signer, step, refill);
+      if (!stale) return call;
+      const rest = call.then(
+        () => persist(core),
+        (e) => console.error(`polar-license relay: a call to Polar failed (${e instanceof Error ? e.message : 'error'})`),
+      ).catch((e) => console.error(`polar-license relay: the store could not be saved (${e instanceof Error ? e.message : 'error'}): its changes are saved with the next`));
+      ctx?.waitUntil?.(rest);
+      return stale;
     }
 
     async function ask(core, signer, step, refill) {
@@ -582,7 +634,8 @@ export function bindDurable(createRelay) {
           store: { ...(optionsOf(this.env).store ?? {}) },
           storage: durableStorage(this.state.storage),
         });
-        return this.relay.fetch(request, this.env);
+        // The object stays up while a call to Polar goes on past its check's stale answer.
+        return this.relay.fetch(request, this.env, { waitUntil: (p) => this.state.waitUntil?.(p) });
       }
     };
   }

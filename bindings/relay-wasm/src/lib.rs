@@ -9,7 +9,10 @@
 //!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
 //!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
 //!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended,
-//!    with the count of waits, `waited`: after two the core asks Polar instead);
+//!    with the count of waits, `waited`: after two the core asks Polar instead). A check with a
+//!    stored answer comes with its `patience` (ms; `pending` for a wait too): once it passed
+//!    with no answer from Polar, `stale(pending)` gives the stored answer while the call goes
+//!    on (stale-while-revalidate, as the native server does), and a wait's check is `release`d;
 //! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
 //!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
 //!    signature;
@@ -35,7 +38,7 @@ use polar_license_relay::store::{
 };
 use polar_license_relay::{
     Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, Signer, Step,
-    StoreConfig,
+    StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -122,6 +125,10 @@ impl<T> Table<T> {
         self.next = self.next.wrapping_add(1).max(1);
         self.entries.push_back((id, value));
         id
+    }
+
+    fn get(&self, id: u32) -> Option<&T> {
+        self.entries.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
     }
 
     fn take(&mut self, id: u32) -> Option<T> {
@@ -300,6 +307,13 @@ fn strings(config: &JsValue, name: &str) -> Result<Option<Vec<String>>, JsError>
         })
         .collect::<Result<Vec<_>, _>>()
         .map(Some)
+}
+
+/// `patience` (milliseconds) on a step, when its check has a stored answer to give meanwhile.
+fn patient(out: &Object, patience: Option<u64>) {
+    if let Some(ms) = patience {
+        set(out, "patience", &JsValue::from(ms as f64));
+    }
 }
 
 /// `{response}` (and `leased`) as the JS side reads it.
@@ -566,7 +580,8 @@ impl RelayCore {
 
     /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
     /// and its body): `{answer}`; `{ask: {method, url, headers, body}, pending, flight?}`;
-    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`. `entropy`: 16 random
+    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`; a check with a stored
+    /// answer also `patience` (ms) and, for a wait, `pending` ([`RelayCore::stale`]). `entropy`: 16 random
     /// bytes (a lease made from the store). `waited`: how many times this request has waited
     /// for a flight already; after `polar_license_relay::FLIGHT_WAITS` it asks Polar itself
     /// (never `{wait}`), as the native relay does. `admitted`: [`RelayCore::admit`] took the
@@ -604,18 +619,60 @@ impl RelayCore {
             Step::Ask(pending) => {
                 let ask = ask_js(pending.request());
                 let flight = pending.flight();
+                let patience = pending.patience_ms(STALE_AFTER_MS);
                 let id = self.waiting.borrow_mut().put((pending, origin));
                 let out = wrapped("ask", &ask);
                 set(&out, "pending", &JsValue::from(id));
                 if let Some(flight) = flight {
                     set(&out, "flight", &JsValue::from_str(&flight));
                 }
+                patient(&out, patience);
                 out
             }
             Step::Sign(finished) => self.to_sign(finished, origin),
-            Step::Wait(flight) => wrapped("wait", &JsValue::from_str(&flight)),
+            Step::Wait(flight, pending) => {
+                let out = wrapped("wait", &JsValue::from_str(&flight));
+                // With a stored answer to give once its patience has passed, the check is kept
+                // (`stale`, then `release`).
+                let patience = pending.patience_ms(STALE_AFTER_MS);
+                if patience.is_some() {
+                    let id = self.waiting.borrow_mut().put((pending, origin));
+                    set(&out, "pending", &JsValue::from(id));
+                    patient(&out, patience);
+                }
+                out
+            }
         };
         Ok(out.into())
+    }
+
+    /// Stale-while-revalidate: the stored answer for a check whose `patience` (from
+    /// [`RelayCore::begin`]: `{ask, pending, patience}` or `{wait, pending, patience}`) passed
+    /// before Polar answered: `{response, sign?}` as `finish` gives it (`stale`, or `store` for
+    /// a grant refreshed early), or `null` when there is none to give (wait for Polar then).
+    /// The check stays pending: its call goes on and `finish` keeps Polar's answer; a check
+    /// that waited for another's call is `release`d.
+    pub fn stale(&self, pending: u32, now_ms: f64, monotonic_ms: f64, entropy: &[u8]) -> JsValue {
+        let entropy = <[u8; 16]>::try_from(entropy).ok();
+        let finished = {
+            let waiting = self.waiting.borrow();
+            let Some((check, origin)) = waiting.get(pending) else {
+                return JsValue::NULL;
+            };
+            self.relay
+                .stale_answer(check, now(now_ms, monotonic_ms), entropy)
+                .map(|f| (f, origin.clone()))
+        };
+        match finished {
+            Some((finished, origin)) => self.to_sign(finished, origin).into(),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// Drops a check kept for [`RelayCore::stale`] that will not be finished (one that waited
+    /// for another check's call).
+    pub fn release(&self, pending: u32) {
+        self.waiting.borrow_mut().take(pending);
     }
 
     /// The per-IP limit, before the host reads the store for the request (as

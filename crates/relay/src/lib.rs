@@ -48,6 +48,7 @@ mod roster;
 // The reconcile's calls run on the native server only (a host without it never reconciles).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod reconcile;
+mod revalidate;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod served;
@@ -132,6 +133,12 @@ impl store::StoreOptions {
 /// How many times a check waits for another check's call to Polar about the same entry
 /// ([`Step::Wait`]) before it asks Polar itself, on every host.
 pub const FLIGHT_WAITS: u32 = 2;
+
+/// How long a check with a stored answer within its stale window waits for Polar (its own call
+/// or another check's of the same entry) before it is given that answer, `stale`, while the
+/// call goes on and its answer updates the store (stale-while-revalidate): on every host
+/// ([`Pending::patience_ms`]; natively `ServeOptions::stale_after`'s default).
+pub const STALE_AFTER_MS: u64 = 800;
 
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
@@ -318,8 +325,10 @@ pub enum Step {
     Sign(Finished),
     /// Only from [`Relay::begin_with`]: another check of the same entry is asking Polar; begin
     /// again once that call's [`Relay::finish`] has run (the flight is named, so a host can
-    /// wait for it).
-    Wait(String),
+    /// wait for it). The check itself comes with it: when it has a stored answer
+    /// ([`Pending::patience_ms`]), it waits at most that long, then is given
+    /// [`Relay::stale_answer`].
+    Wait(String, Box<Pending>),
 }
 
 /// A request that passed every local check, waiting for Polar's answer.
@@ -796,7 +805,7 @@ impl Relay {
             Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
             Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, _, _) => Step::Wait(hex(&id)),
+            Routed::Wait(id, _, pending) => Step::Wait(hex(&id), pending),
         }
     }
 

@@ -411,7 +411,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         if (stale) return stale;
       }
       if (step.answer) return toResponse(step.answer);
-      if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
+      if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json'], ['polar-license-source', 'relay']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
       if (step.response) return signed(core, signer, step);
       let landed = null;
       if (step.flight !== undefined) {

@@ -55,6 +55,11 @@ const polar = createServer(async (req, res) => {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   calls++;
+  if (mode === 'gone') {
+    // Polar out of reach: the connection closed with no answer.
+    req.socket.destroy();
+    return;
+  }
   if (mode === 'slow503') {
     await new Promise((r) => setTimeout(r, 400));
     res.writeHead(503, { 'content-type': 'application/json' });
@@ -348,6 +353,19 @@ test('both hosts: a check that waits for two flights that fail asks Polar itself
     assert.deepEqual([a.status, a.source, a.gist.detail], [503, 'polar', 'Service Unavailable']);
   }
   assert.equal(seen.calls, 5);
+});
+
+test("both hosts: Polar out of reach is the relay's own 502 (source relay), never Polar's", { skip }, async () => {
+  const seen = await both(async (base, host) => {
+    const key = `PARITY-GONE-${host}-${randomBytes(6).toString('hex')}`;
+    mode = 'gone';
+    try {
+      return await send(base, check(key));
+    } finally {
+      mode = 'up';
+    }
+  });
+  assert.deepEqual([seen.status, seen.source, seen.lease, seen.gist.detail], [502, 'relay', null, 'the relay could not reach Polar']);
 });
 
 test('both hosts: activations spend the reserve; validates past the budget are answered 429 with Retry-After', { skip }, async () => {

@@ -237,13 +237,18 @@ fn now(unix_ms: f64, monotonic_ms: f64) -> Now {
 }
 
 /// The answer to a request this relay no longer holds (an unknown id, or one dropped from a
-/// full table): a 502, as for Polar out of reach.
+/// full table): a 502, as for Polar out of reach, the relay's own (`polar-license-source:
+/// relay`).
 fn lost() -> JsValue {
     response_js(&RelayResponse {
         status: 502,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("access-control-allow-origin".into(), "*".into()),
+            (
+                polar_license_relay::SOURCE_HEADER.into(),
+                polar_license_relay::RELAY_SOURCE.into(),
+            ),
         ],
         body: br#"{"detail":"the relay lost this request"}"#.to_vec(),
     })

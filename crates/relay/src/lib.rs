@@ -95,9 +95,10 @@ use stored::{Flight, Holder, Stored};
 pub const SOURCE_HEADER: &str = "polar-license-source";
 
 /// [`SOURCE_HEADER`]'s value on the relay's own 429s (its per-IP and per-key rates, the
-/// token's budget, the first-seen share): not Polar's answer, nor a verdict. An addition to
-/// `polar`, `store` and `stale`; every client reads a value it does not know as no source
-/// (and a 429 as "not verified" in any case).
+/// token's budget, the first-seen share) and 502s (the breaker open, Polar out of reach or
+/// refusing the relay's token): not Polar's answer, nor a verdict. An addition to `polar`,
+/// `store` and `stale`; every client reads a value it does not know as no source (and a 429
+/// or a 5xx as "not verified" in any case, its source never read).
 pub const RELAY_SOURCE: &str = "relay";
 
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
@@ -481,6 +482,13 @@ impl RelayResponse {
         RelayResponse::json(status, object(&[("detail", string(detail))]))
     }
 
+    /// The relay's own 502 (the breaker open, Polar out of reach or refusing the relay's
+    /// token): `{"detail":…}`, said to be the relay's (`polar-license-source: relay`): Polar
+    /// gave no answer.
+    fn unreached(detail: &str) -> RelayResponse {
+        sourced(RelayResponse::detail(502, detail), RELAY_SOURCE)
+    }
+
     /// Polar's 429: an empty body and `retry-after`.
     /// The relay's own 429 (its per-IP or per-key rate, the budget, the first-seen share),
     /// said to be the relay's (`polar-license-source: relay`), not Polar's.
@@ -739,7 +747,7 @@ impl Relay {
             }
         }
         // Never: the last attempt does not wait.
-        let mut r = RelayResponse::detail(502, "the relay could not ask Polar");
+        let mut r = RelayResponse::unreached("the relay could not ask Polar");
         add_cors(&mut r);
         r
     }
@@ -1099,7 +1107,7 @@ impl Relay {
                     e.kind
                 );
                 return (
-                    RelayResponse::detail(502, "the relay could not reach Polar"),
+                    RelayResponse::unreached("the relay could not reach Polar"),
                     None,
                     None,
                 );
@@ -1112,7 +1120,7 @@ impl Relay {
                 upstream.status
             );
             return (
-                RelayResponse::detail(502, "the relay could not ask Polar"),
+                RelayResponse::unreached("the relay could not ask Polar"),
                 None,
                 None,
             );
@@ -1489,7 +1497,7 @@ fn breaker_refused(pending: &Pending) -> RelayResponse {
         pending.op.as_str(),
         pending.key.redacted()
     );
-    RelayResponse::detail(502, "the relay could not reach Polar")
+    RelayResponse::unreached("the relay could not reach Polar")
 }
 
 /// An answer marked with where it comes from ([`SOURCE_HEADER`]).

@@ -4,6 +4,8 @@
 //! when it comes. The native server drives it on its threads (`served.rs`); the npm relay's
 //! host (a Durable Object) drives it with timers and keeps the call running past the answer.
 
+use crate::store::{Entry, EntryId};
+use crate::stored::Stored;
 use crate::verdicts::Reply;
 use crate::{Finished, Now, Pending, Relay};
 
@@ -23,6 +25,26 @@ impl Pending {
         }
         Some(if self.early { 0 } else { stale_after_ms })
     }
+
+    /// How its stored answer stands in for Polar's: as fresh (`store`) for a grant refreshed
+    /// early, else `stale`.
+    pub(crate) fn standing_in(&self) -> Reply {
+        if self.early {
+            Reply::Held
+        } else {
+            Reply::Stale
+        }
+    }
+}
+
+impl Stored {
+    /// The entry `id` as it is now (a read that fails is logged with `then`, and reads as none).
+    pub(crate) fn current(&self, id: &EntryId, then: &str) -> Option<Entry> {
+        self.backend.get(id).unwrap_or_else(|e| {
+            log::error!("relay: {e}: {then}");
+            None
+        })
+    }
 }
 
 impl Relay {
@@ -40,16 +62,8 @@ impl Relay {
     ) -> Option<Finished> {
         let s = self.store.as_ref()?;
         let (id, _) = pending.stored.as_ref()?;
-        let current = s.backend.get(id).unwrap_or_else(|e| {
-            log::error!("relay: {e}: waiting for Polar");
-            None
-        });
-        // An early refresh's grant is still fresh (`store`).
-        let reply = if pending.early {
-            Reply::Held
-        } else {
-            Reply::Stale
-        };
+        let current = s.current(id, "waiting for Polar");
+        let reply = pending.standing_in();
         let f = self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy)?;
         if reply == Reply::Stale {
             log::info!(

@@ -67,7 +67,8 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
 
 /** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, `b:budget` (the
  * token budget's state: each replaces the last), and with a store read per key
- * (durableStorage) `i:<tag>|<entry id>` (an index link) and `n:entries` (the count). */
+ * (durableStorage) `i:<tag>|<entry id>` (an index link; `i:t:<time>|<entry id>` the time row,
+ * oldest first) and `n:entries` (the count). */
 function storeKey(item) {
   switch (item.op) {
     case 'budget':
@@ -108,6 +109,10 @@ const tagsOf = (entry) =>
   [entry?.license_key_id && `l:${entry.license_key_id}`, entry?.customer_id && `c:${entry.customer_id}`, entry?.key_tag].filter(
     (t) => typeof t === 'string' && t !== '',
   );
+
+/** The time row's prefix: `i:t:<when Polar answered, 12 digits>|<entry id>` (the core's). */
+const TIME_ROW = 'i:t:';
+const timeKey = (entry, id) => `${TIME_ROW}${String(Math.max(0, Math.floor(Number(entry?.answered_at) || 0))).padStart(12, '0')}|${id}`;
 
 /** How often a request reads what the core names before it is answered (a row names entries). */
 const MAX_LOAD_ROUNDS = 8;
@@ -258,16 +263,28 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       }
       return [tag, [...ids]];
     };
+    // With the store full: the time row's first `n` keys (its oldest entries), each after
+    // TIME_ROW; null when a save ended meanwhile (read again).
+    const readOldest = async (n) => {
+      if (n === 0) return undefined;
+      if (typeof storage.oldest !== 'function') return [];
+      const [listed, saved] = await whileSaving(() => storage.oldest(n));
+      if ([...saved].some((k) => k.startsWith(TIME_ROW))) return null;
+      return listed
+        .filter((k) => !overlay.has(k))
+        .map((k) => k.slice(TIME_ROW.length));
+    };
     // Loads what the request touches in the store (its entry, its key's row, a webhook's rows
-    // and their entries) before the core answers it: false when it could not all be read.
+    // and their entries; a full store's oldest) before the core answers it: false when it
+    // could not all be read.
     const fill = async (core, head, body) => {
       if (!core.paged) return true;
       try {
         for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
           const need = core.missing(head, body, Date.now());
           if (!need) return true;
-          const [entries, rows] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow))]);
-          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)));
+          const [entries, rows, oldest] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow)), readOldest(need.oldest ?? 0)]);
+          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)), oldest ? JSON.stringify(oldest) : undefined);
         }
       } catch (e) {
         console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
@@ -524,10 +541,11 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
   };
 }
 
-/** The layout of a Durable Object's store: entries read per key through index links. */
-const LAYOUT = 2;
+/** The layout of a Durable Object's store: entries read per key through index links, and the
+ * time row (3). */
+const LAYOUT = 3;
 
-/** Pages a store written before index links (`e:` keys only) into them, once. */
+/** Pages a store written before index links (`e:` keys only) or the time row into them, once. */
 async function addLinks(storage) {
   let count = 0;
   let after;
@@ -539,6 +557,7 @@ async function addLinks(storage) {
       after = key;
       count++;
       for (const tag of tagsOf(entry)) links.push([`i:${tag}|${key.slice(2)}`, 1]);
+      links.push([timeKey(entry, key.slice(2)), 1]);
     }
     for (let i = 0; i < links.length; i += 128) await storage.put(Object.fromEntries(links.slice(i, i + 128)));
   }
@@ -579,6 +598,10 @@ export function durableStorage(storage) {
     /** The keys under `prefix` (an index row). */
     async list(prefix) {
       return [...(await storage.list({ prefix })).keys()];
+    },
+    /** The time row's first `n` keys: the oldest entries (a full store's next evictions). */
+    async oldest(n) {
+      return [...(await storage.list({ prefix: TIME_ROW, limit: n })).keys()];
     },
     /** Everything, as journal items (a store read whole). */
     async load() {

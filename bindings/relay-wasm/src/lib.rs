@@ -753,9 +753,11 @@ impl RelayCore {
     }
 
     /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
-    /// a webhook's signature is verified at) touches in the store and the cache does not hold: `{entries: [hex id], tags: [tag]}` (read `e:<id>`,
-    /// and every `i:<tag>|<id>` key), else `null`. The host loads them ([`RelayCore::load`])
-    /// and asks again (a row names entries) until `null`, then begins (or finishes).
+    /// a webhook's signature is verified at) touches in the store and the cache does not hold: `{entries: [hex id], tags: [tag], oldest: n}` (read `e:<id>`,
+    /// and every `i:<tag>|<id>` key; with the store full, list the first `n` keys of the time
+    /// row `i:t:`, else `oldest` is 0), else `null`. The host loads them
+    /// ([`RelayCore::load`]) and asks again (a row names entries) until `null`, then begins
+    /// (or finishes).
     pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return JsValue::NULL;
@@ -777,13 +779,16 @@ impl RelayCore {
         };
         let out = wrapped("entries", &list(&missing.entries));
         set(&out, "tags", &list(&missing.tags));
+        set(&out, "oldest", &JsValue::from(missing.oldest as f64));
         out.into()
     }
 
     /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
     /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
-    /// them; and the rows, `[[tag, [hex id]]]`); what does not read is skipped.
-    pub fn load(&self, entries: &str, rows: &str) -> Result<(), JsError> {
+    /// them; the rows, `[[tag, [hex id]]]`; and, when `missing` asked for them, the time row's
+    /// first keys, `[key after "i:t:"]` in the storage's order); what does not read is
+    /// skipped.
+    pub fn load(&self, entries: &str, rows: &str, oldest: Option<String>) -> Result<(), JsError> {
         if let Some(Kept::Paged(paged)) = &self.journal {
             let entries = items_of(entries)?
                 .into_iter()
@@ -796,6 +801,11 @@ impl RelayCore {
             let rows: Vec<(String, Vec<String>)> =
                 serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
             paged.load(entries, rows);
+            if let Some(oldest) = oldest {
+                let listed: Vec<String> =
+                    serde_json::from_str(&oldest).map_err(|e| JsError::new(&e.to_string()))?;
+                paged.load_oldest(listed);
+            }
         }
         Ok(())
     }

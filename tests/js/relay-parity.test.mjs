@@ -461,9 +461,10 @@ test("both hosts, Polar slow: a grant past its refresh point is answered at once
         await polarDone();
         const refreshed = await timedCheck(base, early);
         // The other grant is past --fresh-for now (7 s or more): stale within about a second,
-        // while its call goes on; once that call is done, Polar's answer from the store.
+        // while its call goes on, and so is a check of it arriving during that call (it waits
+        // for the call at most as long); once that call is done, Polar's answer from the store.
         const t = calls;
-        const stale = await timedCheck(base, late);
+        const [stale, waiter] = await Promise.all([timedCheck(base, late), sleep(200).then(() => timedCheck(base, late))]);
         const staleCalls = calls - t;
         await polarDone();
         const u = calls;
@@ -473,6 +474,7 @@ test("both hosts, Polar slow: a grant past its refresh point is answered at once
           refresh,
           refreshed: [refreshed.status, refreshed.source, refreshed.age <= 1, refreshed.lease],
           stale: [stale.status, stale.source, stale.age >= SWR_FRESH_FOR, stale.lease, stale.ms < SWR_PROMPT_MS || stale.ms, staleCalls],
+          waiter: [waiter.status, waiter.source, waiter.lease, waiter.ms < SWR_PROMPT_MS || waiter.ms],
           after: [after.status, after.source, after.age <= 1, after.lease, calls - u],
         };
       } finally {
@@ -484,6 +486,7 @@ test("both hosts, Polar slow: a grant past its refresh point is answered at once
     assert.deepEqual(seen.refresh, { calls: 1, answers: ['200 store lease=true'], prompt: true });
     assert.deepEqual(seen.refreshed, [200, 'store', true, true], "the early refresh's answer kept");
     assert.deepEqual(seen.stale, [200, 'stale', true, true, true, 1]);
+    assert.deepEqual(seen.waiter, [200, 'stale', true, true], 'a check waiting for the slow call');
     assert.deepEqual(seen.after, [200, 'store', true, true, 0], "the slow call's answer kept");
   } finally {
     await on.native?.close?.();

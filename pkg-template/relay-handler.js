@@ -67,8 +67,9 @@ export async function importSigningKey(text, subtle = globalThis.crypto?.subtle)
 
 /** The store's key of a journal item: `e:<entry id>`, `w:<webhook id>`, `b:budget` (the
  * token budget's state: each replaces the last), and with a store read per key
- * (durableStorage) `i:<tag>|<entry id>` (an index link), `n:entries` (the count), and the
- * roster's `r:<SHA-256 of a key>` and `r:phase` (its next page; 0: current). */
+ * (durableStorage) `i:<tag>|<entry id>` (an index link; `i:t:<time>|<entry id>` the time row,
+ * oldest first), `n:entries` (the count), and the roster's `r:<SHA-256 of a key>` and
+ * `r:phase` (its next page; 0: current). */
 function storeKey(item) {
   switch (item.op) {
     case 'roster':
@@ -120,6 +121,10 @@ const tagsOf = (entry) =>
 
 /** A stored value read while its save ended: read again in the next round. */
 const SKIPPED = Symbol('skipped');
+
+/** The time row's prefix: `i:t:<when Polar answered, 12 digits>|<entry id>` (the core's). */
+const TIME_ROW = 'i:t:';
+const timeKey = (entry, id) => `${TIME_ROW}${String(Math.max(0, Math.floor(Number(entry?.answered_at) || 0))).padStart(12, '0')}|${id}`;
 
 /** How often a request reads what the core names before it is answered (a row names entries). */
 const MAX_LOAD_ROUNDS = 8;
@@ -349,16 +354,33 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       }
       return [tag, [...ids]];
     };
+    // With the store full: the time row's first `n` keys (its oldest entries), each after
+    // TIME_ROW; null when a save ended meanwhile (read again).
+    const readOldest = async (n) => {
+      if (n === 0) return undefined;
+      if (typeof storage.oldest !== 'function') return [];
+      const [listed, saved] = await whileSaving(() => storage.oldest(n));
+      if ([...saved].some((k) => k.startsWith(TIME_ROW))) return null;
+      return listed
+        .filter((k) => !overlay.has(k))
+        .map((k) => k.slice(TIME_ROW.length));
+    };
     // Loads what the request touches in the store (its entry, its key's row, a webhook's rows
-    // and their entries) before the core answers it: false when it could not all be read.
+    // and their entries; a full store's oldest) before the core answers it: false when it
+    // could not all be read.
     const fill = async (core, head, body) => {
       if (!core.paged) return true;
       try {
         for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
           const need = core.missing(head, body, Date.now());
           if (!need) return true;
-          const [entries, rows, roster] = await Promise.all([readEntries(need.entries), Promise.all(need.tags.map(readRow)), readRoster(need.roster ?? [])]);
-          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)), JSON.stringify(roster));
+          const [entries, rows, roster, oldest] = await Promise.all([
+            readEntries(need.entries),
+            Promise.all(need.tags.map(readRow)),
+            readRoster(need.roster ?? []),
+            readOldest(need.oldest ?? 0),
+          ]);
+          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)), JSON.stringify(roster), oldest ? JSON.stringify(oldest) : undefined);
         }
       } catch (e) {
         console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
@@ -478,13 +500,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       // In flight until answered (the operator's routes are not, as natively).
       core.inFlight(1);
       try {
-        return [await route(core, signer, head, body), head];
+        return [await route(core, signer, head, body, ctx), head];
       } finally {
         core.inFlight(-1);
       }
     }
 
-    async function route(core, signer, head, body) {
+    async function route(core, signer, head, body, ctx) {
       // The per-IP limit first (taken once, as natively), before any storage read: a flood
       // past it reads nothing.
       const limited = core.admit(head, body, Date.now(), performance.now());
@@ -501,10 +523,11 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         if (waited > 0) await fill(core, head, body);
         step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited, true);
         if (step.wait === undefined || waited >= 8) break;
-        await flights.get(step.wait);
+        const stale = await waitPatiently(core, signer, step, () => fill(core, head, body));
+        if (stale) return stale;
       }
       if (step.answer) return toResponse(step.answer);
-      if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
+      if (step.wait !== undefined) return toResponse({ status: 502, headers: [['content-type', 'application/json'], ['polar-license-source', 'relay']], body: new TextEncoder().encode('{"detail":"the relay could not ask Polar"}') });
       if (step.response) return signed(core, signer, step);
       let landed = null;
       if (step.flight !== undefined) {
@@ -515,11 +538,62 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
           end();
         };
       }
-      try {
-        return await ask(core, signer, step, () => fill(core, head, body));
-      } finally {
-        landed?.();
+      const call = (async () => {
+        try {
+          return await ask(core, signer, step, () => fill(core, head, body));
+        } finally {
+          landed?.();
+        }
+      })();
+      return askPatiently(core, signer, step, call, () => fill(core, head, body), ctx);
+    }
+
+    // Stale-while-revalidate, as the native server does it: a check with a stored answer waits
+    // for Polar at most its `patience` (the core's: 0 for a grant refreshed early, under a
+    // second for one past its freshness), then gets that answer (`stale(pending)`, as the
+    // core makes it) while the call goes on, its answer kept in the store when it comes.
+
+    /** `promise` settled within `ms` (true), or not (false). */
+    const settlesWithin = (promise, ms) => {
+      let timer;
+      const late = new Promise((resolve) => (timer = setTimeout(() => resolve(false), ms)));
+      return Promise.race([Promise.resolve(promise).then(() => true, () => true), late]).finally(() => clearTimeout(timer));
+    };
+
+    /** The stored answer once `step`'s patience passed (the store's entry read again), or null. */
+    async function staleAnswer(core, signer, step, refill) {
+      await refill();
+      const done = core.stale(step.pending, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)));
+      return done ? signed(core, signer, done) : null;
+    }
+
+    /** A wait for another check's call: null once it landed (begin again), or, its patience
+     * passed first, the stored answer. */
+    async function waitPatiently(core, signer, step, refill) {
+      const flight = flights.get(step.wait);
+      if (step.pending === undefined) {
+        await flight;
+        return null;
       }
+      try {
+        return (await settlesWithin(flight, step.patience)) ? null : await staleAnswer(core, signer, step, refill);
+      } finally {
+        core.release(step.pending);
+      }
+    }
+
+    /** The answer of `call` (Polar's), or, its patience passed first, the stored answer while
+     * the call goes on (`ctx.waitUntil` keeps it running; its store changes saved when it ends). */
+    async function askPatiently(core, signer, step, call, refill, ctx) {
+      if (step.patience === undefined || (await settlesWithin(call, step.patience))) return call;
+      const stale = await staleAnswer(core, signer, step, refill);
+      if (!stale) return call;
+      const rest = call.then(
+        () => persist(core),
+        (e) => console.error(`polar-license relay: a call to Polar failed (${e instanceof Error ? e.message : 'error'})`),
+      ).catch((e) => console.error(`polar-license relay: the store could not be saved (${e instanceof Error ? e.message : 'error'}): its changes are saved with the next`));
+      ctx?.waitUntil?.(rest);
+      return stale;
     }
 
     async function ask(core, signer, step, refill) {
@@ -574,10 +648,11 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
   };
 }
 
-/** The layout of a Durable Object's store: entries read per key through index links. */
-const LAYOUT = 2;
+/** The layout of a Durable Object's store: entries read per key through index links, and the
+ * time row (3). */
+const LAYOUT = 3;
 
-/** Pages a store written before index links (`e:` keys only) into them, once. */
+/** Pages a store written before index links (`e:` keys only) or the time row into them, once. */
 async function addLinks(storage) {
   let count = 0;
   let after;
@@ -589,6 +664,7 @@ async function addLinks(storage) {
       after = key;
       count++;
       for (const tag of tagsOf(entry)) links.push([`i:${tag}|${key.slice(2)}`, 1]);
+      links.push([timeKey(entry, key.slice(2)), 1]);
     }
     for (let i = 0; i < links.length; i += 128) await storage.put(Object.fromEntries(links.slice(i, i + 128)));
   }
@@ -635,6 +711,10 @@ export function durableStorage(storage) {
     /** The keys under `prefix` (an index row). */
     async list(prefix) {
       return [...(await storage.list({ prefix })).keys()];
+    },
+    /** The time row's first `n` keys: the oldest entries (a full store's next evictions). */
+    async oldest(n) {
+      return [...(await storage.list({ prefix: TIME_ROW, limit: n })).keys()];
     },
     /** Everything, as journal items (a store read whole). */
     async load() {
@@ -708,7 +788,8 @@ export function bindDurable(createRelay) {
         return this.relay;
       }
       async fetch(request) {
-        return this.open().fetch(request, this.env);
+        // The object stays up while a call to Polar goes on past its check's stale answer.
+        return this.open().fetch(request, this.env, { waitUntil: (p) => this.state.waitUntil?.(p) });
       }
       /** The roster's reads between requests (the object restarted: its roster paged in). */
       async alarm() {

@@ -110,8 +110,8 @@ export type RelayStoreItem =
   /** The token budget's calls of its last minute and Polar's 429: keep the last one saved, so
    * that a relay started again does not spend inside Polar's window what was spent. */
   | { op: 'budget'; state: string }
-  /** With a storage read per key: an entry's index link (`i:<tag>|<id>`) added or removed, and
-   * the count of entries (`n:entries`). */
+  /** With a storage read per key: an entry's index link (`i:<tag>|<id>`; `i:t:<time>|<id>`, the
+   * time row, oldest first) added or removed, and the count of entries (`n:entries`). */
   | { op: 'link' | 'unlink'; tag: string; id: string }
   | { op: 'count'; n: number };
 
@@ -130,6 +130,9 @@ export interface RelayStorage {
   list?(prefix: string): Promise<string[]>;
   /** Asks for `Relay.alarm()` in `ms` (durableStorage's: the object's alarm); without it, a timer. */
   wake?(ms: number): Promise<void>;
+  /** The first `n` keys of the time row (`i:t:`) in key order: a full store's oldest entries,
+   * evicted from the storage (without it, only from what is in memory). */
+  oldest?(n: number): Promise<string[]>;
 }
 
 export interface Relay {

@@ -50,17 +50,28 @@ let mode = 'up';
 let calls = 0;
 // The pages of `GET /v1/license-keys/` read (the roster's).
 let pages = 0;
+// A slow Polar: each answer after this many milliseconds (0: at once); the calls not answered yet.
+let slowMs = 0;
+let unanswered = 0;
 const polar = createServer(async (req, res) => {
   const chunks = [];
   for await (const c of req) chunks.push(c);
   calls++;
   if (req.method === 'GET' && req.url.startsWith('/v1/license-keys/?')) pages++;
+  if (mode === 'gone') {
+    // Polar out of reach: the connection closed with no answer.
+    req.socket.destroy();
+    return;
+  }
   if (mode === 'slow503') {
     await new Promise((r) => setTimeout(r, 400));
     res.writeHead(503, { 'content-type': 'application/json' });
     res.end('{"detail":"Service Unavailable"}');
     return;
   }
+  unanswered++;
+  res.once('close', () => unanswered--);
+  if (slowMs > 0) await new Promise((r) => setTimeout(r, slowMs));
   const headers = { ...req.headers };
   delete headers.host;
   delete headers['content-length'];
@@ -206,9 +217,9 @@ async function send(base, r) {
 
 /** Runs `row` (an async function of a host's base URL, returning what it saw) on both hosts
  * and asserts they saw the same; returns the native host's. */
-async function both(row) {
-  const native = await row(hosts.native.url, 'native');
-  const workers = await row(hosts.workers.url, 'workers');
+async function both(row, on = hosts) {
+  const native = await row(on.native.url, 'native');
+  const workers = await row(on.workers.url, 'workers');
   assert.deepEqual(workers, native, 'the Workers relay answers as the native one');
   return native;
 }
@@ -347,6 +358,19 @@ test('both hosts: a check that waits for two flights that fail asks Polar itself
   assert.equal(seen.calls, 5);
 });
 
+test("both hosts: Polar out of reach is the relay's own 502 (source relay), never Polar's", { skip }, async () => {
+  const seen = await both(async (base, host) => {
+    const key = `PARITY-GONE-${host}-${randomBytes(6).toString('hex')}`;
+    mode = 'gone';
+    try {
+      return await send(base, check(key));
+    } finally {
+      mode = 'up';
+    }
+  });
+  assert.deepEqual([seen.status, seen.source, seen.lease, seen.gist.detail], [502, 'relay', null, 'the relay could not reach Polar']);
+});
+
 test('both hosts: activations spend the reserve; validates past the budget are answered 429 with Retry-After', { skip }, async () => {
   const seen = await both(async (base) => {
     const key = fresh();
@@ -368,6 +392,109 @@ test('both hosts: activations spend the reserve; validates past the budget are a
   assert.deepEqual([seen.stored.status, seen.stored.source, seen.stored.age], [200, 'store', 'seconds']);
   assert.deepEqual([seen.limited.status, seen.limited.retryAfter], [429, 'seconds']);
   assert.ok(seen.polar >= 1 && seen.polar <= BUDGET, `${seen.polar} validates before the 429`);
+});
+
+// ---- stale-while-revalidate (issue #45, item 3) ---------------------------------------------
+
+// Freshness of 4 s: a grant's refresh point is 3 s (the whole second in the last quarter).
+const SWR_FRESH_FOR = 4;
+// Polar answering after 4 s; an answer "at once" comes well before it (a generous bound on a
+// loaded machine: the stale answer waits the core's 0.8 s).
+const SWR_SLOW_MS = 4000;
+const SWR_PROMPT_MS = 2500;
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+/** A check as a client sees it, with its time: status, source, `Age` (a number), lease. */
+async function timedCheck(base, key) {
+  const started = Date.now();
+  const r = await fetch(`${base}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ key, organization_id: ORG }) });
+  await r.arrayBuffer();
+  const age = r.headers.get('age');
+  return { status: r.status, source: r.headers.get('polar-license-source'), age: age === null ? null : Number(age), lease: r.headers.has('polar-license-lease'), ms: Date.now() - started };
+}
+
+/** Until the slow Polar has answered every call (and the relay kept the answer). */
+async function polarDone() {
+  const deadline = Date.now() + 20_000;
+  while (unanswered > 0 && Date.now() < deadline) await sleep(50);
+  await sleep(300);
+}
+
+test("both hosts, Polar slow: a grant past its refresh point is answered at once, one past --fresh-for stale within about a second, and the slow call's answer then from the store", { skip }, async () => {
+  const keyFile = join(scratch, 'relay.key');
+  const on = {};
+  try {
+    on.native = await relayServe(
+      ['--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0', '--store', 'memory', '--fresh-for', `${SWR_FRESH_FOR}`, '--breaker-failures', '0', '--reconcile-every', '0'],
+      scratch,
+    );
+    assert.ok(on.native.url, `relay serve did not start: ${on.native.stderr}`);
+    on.workers = await relayUnderWorkerd({
+      port: await freePort(),
+      worker: storeWorker(`perIp: '0',
+  perKey: '0',
+  breakerFailures: 0,
+  store: { freshFor: ${SWR_FRESH_FOR} },`),
+      polarUrl,
+      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+      store: { dir: await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), uniqueKey: 'polar-relay-parity-swr' },
+      probe: VALIDATE,
+    });
+    const seen = await both(async (base) => {
+      const early = fresh();
+      const late = fresh();
+      const granted = [await timedCheck(base, early), await timedCheck(base, late)].map((a) => [a.status, a.source]);
+      const grantedAt = Date.now();
+      slowMs = SWR_SLOW_MS;
+      try {
+        // From just before the refresh point, a check every 0.2 s until one sets the call off:
+        // each answered at once, from the store.
+        await sleep(2500);
+        const before = calls;
+        const polled = [];
+        while (calls === before && Date.now() - grantedAt < 6000) {
+          polled.push(await timedCheck(base, early));
+          await sleep(200);
+        }
+        const refresh = {
+          calls: calls - before,
+          answers: [...new Set(polled.map((a) => `${a.status} ${a.source} lease=${a.lease}`))],
+          prompt: polled.every((a) => a.ms < SWR_PROMPT_MS) || polled.map((a) => a.ms),
+        };
+        await polarDone();
+        const refreshed = await timedCheck(base, early);
+        // The other grant is past --fresh-for now (7 s or more): stale within about a second,
+        // while its call goes on, and so is a check of it arriving during that call (it waits
+        // for the call at most as long); once that call is done, Polar's answer from the store.
+        const t = calls;
+        const [stale, waiter] = await Promise.all([timedCheck(base, late), sleep(200).then(() => timedCheck(base, late))]);
+        const staleCalls = calls - t;
+        await polarDone();
+        const u = calls;
+        const after = await timedCheck(base, late);
+        return {
+          granted,
+          refresh,
+          refreshed: [refreshed.status, refreshed.source, refreshed.age <= 1, refreshed.lease],
+          stale: [stale.status, stale.source, stale.age >= SWR_FRESH_FOR, stale.lease, stale.ms < SWR_PROMPT_MS || stale.ms, staleCalls],
+          waiter: [waiter.status, waiter.source, waiter.lease, waiter.ms < SWR_PROMPT_MS || waiter.ms],
+          after: [after.status, after.source, after.age <= 1, after.lease, calls - u],
+        };
+      } finally {
+        slowMs = 0;
+        await polarDone();
+      }
+    }, on);
+    assert.deepEqual(seen.granted, [[200, 'polar'], [200, 'polar']]);
+    assert.deepEqual(seen.refresh, { calls: 1, answers: ['200 store lease=true'], prompt: true });
+    assert.deepEqual(seen.refreshed, [200, 'store', true, true], "the early refresh's answer kept");
+    assert.deepEqual(seen.stale, [200, 'stale', true, true, true, 1]);
+    assert.deepEqual(seen.waiter, [200, 'stale', true, true], 'a check waiting for the slow call');
+    assert.deepEqual(seen.after, [200, 'store', true, true, 0], "the slow call's answer kept");
+  } finally {
+    await on.native?.close?.();
+    await on.workers?.close();
+  }
 });
 
 // ---- the option checks -------------------------------------------------------------------

@@ -744,10 +744,63 @@ test('workerd: without the Durable Object binding, every check is forwarded and 
   }
 });
 
+// A store of at most CAPPED entries, a cache of one, and its storage read back whole
+// (`GET /__storage`, a route of the test's object).
+const CAPPED = 10;
+const CAPPED_WORKER = storeWorker(`perIp: '1000/1000',
+  perKey: '1000/1000',
+  store: { maxEntries: ${CAPPED}, cacheEntries: 1 },`).replace(
+  'export const PolarRelayStore = relayStore(optionsOf);',
+  `const Store = relayStore(optionsOf);
+export class PolarRelayStore extends Store {
+  async fetch(request) {
+    if (new URL(request.url).pathname !== '/__storage') return super.fetch(request);
+    const all = await this.state.storage.list();
+    return Response.json({ keys: [...all.keys()], count: all.get('n:entries') ?? null });
+  }
+}`,
+);
+
+test('workerd: past maxEntries the Durable Object\'s storage loses its oldest entries with their index links, across a restart too', async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  const options = { port: await freePort(), secret: SECRET, storeDir, worker: CAPPED_WORKER };
+  let host = await workerd(options);
+  try {
+    const keys = Array.from({ length: 3 * CAPPED }, () => newKey());
+    for (const [i, key] of keys.entries()) {
+      if (i === 2 * CAPPED) {
+        // A restart: nothing in memory, the storage as it was. The last CAPPED answered in a
+        // later second than the others (entries of one second are as old as each other).
+        await host.close();
+        host = await workerd(options);
+        await new Promise((r) => setTimeout(r, 1050 - (Date.now() % 1000)));
+      }
+      const r = await check(host.url, key);
+      assert.deepEqual([r.status, r.source], [200, 'polar'], r.body);
+    }
+    const stored = await (await fetch(`${host.url}/__storage`)).json();
+    const entries = stored.keys.filter((k) => k.startsWith('e:')).map((k) => k.slice(2));
+    assert.equal(entries.length, CAPPED, `entries in the storage: ${entries.length}`);
+    assert.equal(stored.count, CAPPED, 'n:entries');
+    // Every index link names an entry stored (none left behind by an eviction): four each.
+    const links = stored.keys.filter((k) => k.startsWith('i:'));
+    assert.deepEqual(links.filter((k) => !entries.includes(k.split('|').at(-1))), []);
+    assert.equal(links.length, 4 * CAPPED);
+    // The newest stayed (answered from the store), the oldest went (Polar asked again).
+    const calls = polar.requestCount();
+    for (const key of keys.slice(-CAPPED)) assert.equal((await check(host.url, key)).source, 'store');
+    assert.equal(polar.requestCount(), calls);
+    assert.equal((await check(host.url, keys[0])).source, 'polar');
+  } finally {
+    await host.close();
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+
 // The store's object with its storage reads counted (`GET /__reads`), and a route that writes
 // `n` entries straight into its storage as the relay lays them out (`POST /__seed?n=`: copies
 // of the stored entry, each with its own id, key, license key id and customer, and their index
-// links). `/__up` is answered by the Worker itself: the object starts with the first check.
+// links, the time row's included). `/__up` is answered by the Worker itself: the object starts with the first check.
 const COUNTED_WORKER = WORKER.replace(
   'export const PolarRelayStore = relayStore(optionsOf);',
   `const Store = relayStore(optionsOf);
@@ -778,7 +831,9 @@ export class PolarRelayStore extends Store {
       const id = hex(crypto.getRandomValues(new Uint8Array(32)));
       const entry = { ...template, license_key_id: 'lk-' + id.slice(0, 16), customer_id: 'cu-' + id.slice(16, 32), key_tag: 'k:' + id.slice(32) };
       batch['e:' + id] = entry;
-      for (const tag of ['l:' + entry.license_key_id, 'c:' + entry.customer_id, entry.key_tag]) batch['i:' + tag + '|' + id] = 1;
+      const tags = ['l:' + entry.license_key_id, 'c:' + entry.customer_id, entry.key_tag];
+      for (const tag of tags) batch['i:' + tag + '|' + id] = 1;
+      batch['i:t:' + String(entry.answered_at).padStart(12, '0') + '|' + id] = 1;
       if (Object.keys(batch).length >= 128 || i === n - 1) {
         writes.push(this.raw.put(batch));
         batch = {};

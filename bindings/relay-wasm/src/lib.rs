@@ -9,7 +9,10 @@
 //!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
 //!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
 //!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended,
-//!    with the count of waits, `waited`: after two the core asks Polar instead);
+//!    with the count of waits, `waited`: after two the core asks Polar instead). A check with a
+//!    stored answer comes with its `patience` (ms; `pending` for a wait too): once it passed
+//!    with no answer from Polar, `stale(pending)` gives the stored answer while the call goes
+//!    on (stale-while-revalidate, as the native server does), and a wait's check is `release`d;
 //! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
 //!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
 //!    signature;
@@ -35,7 +38,7 @@ use polar_license_relay::store::{
 };
 use polar_license_relay::{
     Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
-    RosterRead, Signer, Step, StoreConfig,
+    RosterRead, Signer, Step, StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -124,6 +127,10 @@ impl<T> Table<T> {
         self.next = self.next.wrapping_add(1).max(1);
         self.entries.push_back((id, value));
         id
+    }
+
+    fn get(&self, id: u32) -> Option<&T> {
+        self.entries.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
     }
 
     fn take(&mut self, id: u32) -> Option<T> {
@@ -232,13 +239,18 @@ fn now(unix_ms: f64, monotonic_ms: f64) -> Now {
 }
 
 /// The answer to a request this relay no longer holds (an unknown id, or one dropped from a
-/// full table): a 502, as for Polar out of reach.
+/// full table): a 502, as for Polar out of reach, the relay's own (`polar-license-source:
+/// relay`).
 fn lost() -> JsValue {
     response_js(&RelayResponse {
         status: 502,
         headers: vec![
             ("content-type".into(), "application/json".into()),
             ("access-control-allow-origin".into(), "*".into()),
+            (
+                polar_license_relay::SOURCE_HEADER.into(),
+                polar_license_relay::RELAY_SOURCE.into(),
+            ),
         ],
         body: br#"{"detail":"the relay lost this request"}"#.to_vec(),
     })
@@ -347,6 +359,13 @@ fn read_answer(upstream: &JsValue) -> polar_license_relay::RosterAnswer {
         .map(|b| b.to_vec())
         .unwrap_or_default();
     Ok((status.clamp(0.0, 999.0) as u16, retry_after, body))
+}
+
+/// `patience` (milliseconds) on a step, when its check has a stored answer to give meanwhile.
+fn patient(out: &Object, patience: Option<u64>) {
+    if let Some(ms) = patience {
+        set(out, "patience", &JsValue::from(ms as f64));
+    }
 }
 
 /// `{response}` (and `leased`) as the JS side reads it.
@@ -623,7 +642,8 @@ impl RelayCore {
 
     /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
     /// and its body): `{answer}`; `{ask: {method, url, headers, body}, pending, flight?}`;
-    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`. `entropy`: 16 random
+    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`; a check with a stored
+    /// answer also `patience` (ms) and, for a wait, `pending` ([`RelayCore::stale`]). `entropy`: 16 random
     /// bytes (a lease made from the store). `waited`: how many times this request has waited
     /// for a flight already; after `polar_license_relay::FLIGHT_WAITS` it asks Polar itself
     /// (never `{wait}`), as the native relay does. `admitted`: [`RelayCore::admit`] took the
@@ -661,18 +681,60 @@ impl RelayCore {
             Step::Ask(pending) => {
                 let ask = ask_js(pending.request());
                 let flight = pending.flight();
+                let patience = pending.patience_ms(STALE_AFTER_MS);
                 let id = self.waiting.borrow_mut().put((pending, origin));
                 let out = wrapped("ask", &ask);
                 set(&out, "pending", &JsValue::from(id));
                 if let Some(flight) = flight {
                     set(&out, "flight", &JsValue::from_str(&flight));
                 }
+                patient(&out, patience);
                 out
             }
             Step::Sign(finished) => self.to_sign(finished, origin),
-            Step::Wait(flight) => wrapped("wait", &JsValue::from_str(&flight)),
+            Step::Wait(flight, pending) => {
+                let out = wrapped("wait", &JsValue::from_str(&flight));
+                // With a stored answer to give once its patience has passed, the check is kept
+                // (`stale`, then `release`).
+                let patience = pending.patience_ms(STALE_AFTER_MS);
+                if patience.is_some() {
+                    let id = self.waiting.borrow_mut().put((pending, origin));
+                    set(&out, "pending", &JsValue::from(id));
+                    patient(&out, patience);
+                }
+                out
+            }
         };
         Ok(out.into())
+    }
+
+    /// Stale-while-revalidate: the stored answer for a check whose `patience` (from
+    /// [`RelayCore::begin`]: `{ask, pending, patience}` or `{wait, pending, patience}`) passed
+    /// before Polar answered: `{response, sign?}` as `finish` gives it (`stale`, or `store` for
+    /// a grant refreshed early), or `null` when there is none to give (wait for Polar then).
+    /// The check stays pending: its call goes on and `finish` keeps Polar's answer; a check
+    /// that waited for another's call is `release`d.
+    pub fn stale(&self, pending: u32, now_ms: f64, monotonic_ms: f64, entropy: &[u8]) -> JsValue {
+        let entropy = <[u8; 16]>::try_from(entropy).ok();
+        let finished = {
+            let waiting = self.waiting.borrow();
+            let Some((check, origin)) = waiting.get(pending) else {
+                return JsValue::NULL;
+            };
+            self.relay
+                .stale_answer(check, now(now_ms, monotonic_ms), entropy)
+                .map(|f| (f, origin.clone()))
+        };
+        match finished {
+            Some((finished, origin)) => self.to_sign(finished, origin).into(),
+            None => JsValue::NULL,
+        }
+    }
+
+    /// Drops a check kept for [`RelayCore::stale`] that will not be finished (one that waited
+    /// for another check's call).
+    pub fn release(&self, pending: u32) {
+        self.waiting.borrow_mut().take(pending);
     }
 
     /// The per-IP limit, before the host reads the store for the request (as
@@ -801,10 +863,11 @@ impl RelayCore {
 
     /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
     /// a webhook's signature is verified at) touches in the store and the cache does not hold:
-    /// `{entries: [hex id], tags: [tag], roster: [hex digest]}` (read `e:<id>`, every
-    /// `i:<tag>|<id>` key, and `r:<digest>`: the roster's key of the request's license key),
-    /// else `null`. The host loads them ([`RelayCore::load`])
-    /// and asks again (a row names entries) until `null`, then begins (or finishes).
+    /// `{entries: [hex id], tags: [tag], roster: [hex digest], oldest: n}` (read `e:<id>`,
+    /// every `i:<tag>|<id>` key, and `r:<digest>`: the roster's key of the request's license
+    /// key; with the store full, list the first `n` keys of the time row `i:t:`, else `oldest`
+    /// is 0), else `null`. The host loads them ([`RelayCore::load`]) and asks again (a row
+    /// names entries) until `null`, then begins (or finishes).
     pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
         let Some(Kept::Paged(paged)) = &self.journal else {
             return JsValue::NULL;
@@ -830,14 +893,22 @@ impl RelayCore {
         let out = wrapped("entries", &list(&missing.entries));
         set(&out, "tags", &list(&missing.tags));
         set(&out, "roster", &list(roster.as_slice()));
+        set(&out, "oldest", &JsValue::from(missing.oldest as f64));
         out.into()
     }
 
     /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
     /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
-    /// them; the rows, `[[tag, [hex id]]]`; and the roster's digests read, `[[hex digest,
-    /// stored]]`); what does not read is skipped.
-    pub fn load(&self, entries: &str, rows: &str, roster: Option<String>) -> Result<(), JsError> {
+    /// them; the rows, `[[tag, [hex id]]]`; the roster's digests read, `[[hex digest,
+    /// stored]]`; and, when `missing` asked for them, the time row's first keys, `[key after
+    /// "i:t:"]` in the storage's order); what does not read is skipped.
+    pub fn load(
+        &self,
+        entries: &str,
+        rows: &str,
+        roster: Option<String>,
+        oldest: Option<String>,
+    ) -> Result<(), JsError> {
         if let Some(Kept::Paged(paged)) = &self.journal {
             if let Some(roster) = roster {
                 let read: Vec<(String, bool)> =
@@ -857,6 +928,11 @@ impl RelayCore {
             let rows: Vec<(String, Vec<String>)> =
                 serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
             paged.load(entries, rows);
+            if let Some(oldest) = oldest {
+                let listed: Vec<String> =
+                    serde_json::from_str(&oldest).map_err(|e| JsError::new(&e.to_string()))?;
+                paged.load_oldest(listed);
+            }
         }
         Ok(())
     }

@@ -48,6 +48,7 @@ mod roster;
 // The reconcile's calls run on the native server only (a host without it never reconciles).
 #[cfg_attr(not(feature = "server"), allow(dead_code))]
 mod reconcile;
+mod revalidate;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod served;
@@ -95,9 +96,10 @@ use stored::{Flight, Holder, Stored};
 pub const SOURCE_HEADER: &str = "polar-license-source";
 
 /// [`SOURCE_HEADER`]'s value on the relay's own 429s (its per-IP and per-key rates, the
-/// token's budget, the first-seen share): not Polar's answer, nor a verdict. An addition to
-/// `polar`, `store` and `stale`; every client reads a value it does not know as no source
-/// (and a 429 as "not verified" in any case).
+/// token's budget, the first-seen share) and 502s (the breaker open, Polar out of reach or
+/// refusing the relay's token): not Polar's answer, nor a verdict. An addition to `polar`,
+/// `store` and `stale`; every client reads a value it does not know as no source (and a 429
+/// or a 5xx as "not verified" in any case, its source never read).
 pub const RELAY_SOURCE: &str = "relay";
 
 /// The route Polar's webhooks are delivered to (with a store and a webhook secret).
@@ -133,6 +135,12 @@ impl store::StoreOptions {
 /// How many times a check waits for another check's call to Polar about the same entry
 /// ([`Step::Wait`]) before it asks Polar itself, on every host.
 pub const FLIGHT_WAITS: u32 = 2;
+
+/// How long a check with a stored answer within its stale window waits for Polar (its own call
+/// or another check's of the same entry) before it is given that answer, `stale`, while the
+/// call goes on and its answer updates the store (stale-while-revalidate): on every host
+/// ([`Pending::patience_ms`]; natively `ServeOptions::stale_after`'s default).
+pub const STALE_AFTER_MS: u64 = 800;
 
 /// The routes a relay answers (Polar's customer-portal ones).
 pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
@@ -319,8 +327,10 @@ pub enum Step {
     Sign(Finished),
     /// Only from [`Relay::begin_with`]: another check of the same entry is asking Polar; begin
     /// again once that call's [`Relay::finish`] has run (the flight is named, so a host can
-    /// wait for it).
-    Wait(String),
+    /// wait for it). The check itself comes with it: when it has a stored answer
+    /// ([`Pending::patience_ms`]), it waits at most that long, then is given
+    /// [`Relay::stale_answer`].
+    Wait(String, Box<Pending>),
 }
 
 /// A request that passed every local check, waiting for Polar's answer.
@@ -471,6 +481,13 @@ impl RelayResponse {
     /// `{"detail":…}` (Starlette's 404 and 405, and the relay's own 502s).
     fn detail(status: u16, detail: &str) -> RelayResponse {
         RelayResponse::json(status, object(&[("detail", string(detail))]))
+    }
+
+    /// The relay's own 502 (the breaker open, Polar out of reach or refusing the relay's
+    /// token): `{"detail":…}`, said to be the relay's (`polar-license-source: relay`): Polar
+    /// gave no answer.
+    fn unreached(detail: &str) -> RelayResponse {
+        sourced(RelayResponse::detail(502, detail), RELAY_SOURCE)
     }
 
     /// Polar's 429: an empty body and `retry-after`.
@@ -731,7 +748,7 @@ impl Relay {
             }
         }
         // Never: the last attempt does not wait.
-        let mut r = RelayResponse::detail(502, "the relay could not ask Polar");
+        let mut r = RelayResponse::unreached("the relay could not ask Polar");
         add_cors(&mut r);
         r
     }
@@ -797,7 +814,7 @@ impl Relay {
             Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
             Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, _, _) => Step::Wait(hex(&id)),
+            Routed::Wait(id, _, pending) => Step::Wait(hex(&id), pending),
         }
     }
 
@@ -1091,7 +1108,7 @@ impl Relay {
                     e.kind
                 );
                 return (
-                    RelayResponse::detail(502, "the relay could not reach Polar"),
+                    RelayResponse::unreached("the relay could not reach Polar"),
                     None,
                     None,
                 );
@@ -1104,7 +1121,7 @@ impl Relay {
                 upstream.status
             );
             return (
-                RelayResponse::detail(502, "the relay could not ask Polar"),
+                RelayResponse::unreached("the relay could not ask Polar"),
                 None,
                 None,
             );
@@ -1481,7 +1498,7 @@ fn breaker_refused(pending: &Pending) -> RelayResponse {
         pending.op.as_str(),
         pending.key.redacted()
     );
-    RelayResponse::detail(502, "the relay could not reach Polar")
+    RelayResponse::unreached("the relay could not reach Polar")
 }
 
 /// An answer marked with where it comes from ([`SOURCE_HEADER`]).

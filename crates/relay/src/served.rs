@@ -8,7 +8,6 @@ use std::sync::Arc;
 use polar_license::{TransportError, TransportErrorKind};
 
 use crate::stored::Flight;
-use crate::verdicts::Reply;
 use crate::{add_cors, Now, Pending, Relay, RelayRequest, RelayResponse, Routed};
 
 /// What routing decided, for the native server.
@@ -71,43 +70,10 @@ impl Relay {
             .into_response()
     }
 
-    /// Whether a check asking Polar refreshes a grant that is still fresh: it is given the
-    /// stored grant at once, and the call goes on to update the store.
-    pub(crate) fn refreshes_early(pending: &Pending) -> bool {
-        pending.early
-    }
-
-    /// Whether a check asking Polar has a stored answer it could be given meanwhile.
-    pub(crate) fn may_answer_stale(pending: &Pending) -> bool {
-        pending
-            .stored
-            .as_ref()
-            .is_some_and(|(_, prior)| prior.is_some())
-    }
-
-    /// The stored answer for a check whose call is slow (or under way for another check):
-    /// the entry as it is now (a revocation acknowledged meanwhile refuses), answered as when
-    /// Polar cannot be asked (`stale`, with `Age`). `None` when there is none to give.
+    /// The stored answer for a check whose call is slow (or under way for another check)
+    /// ([`Relay::stale_answer`], its lease signed here). `None` when there is none to give.
     pub(crate) fn serve_stale(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
-        let s = self.store.as_ref()?;
-        let (id, _) = pending.stored.as_ref()?;
-        let current = s.backend.get(id).unwrap_or_else(|e| {
-            log::error!("relay: {e}: waiting for Polar");
-            None
-        });
-        // An early refresh's grant is still fresh (`store`).
-        let reply = if pending.early {
-            Reply::Held
-        } else {
-            Reply::Stale
-        };
-        let f = self.stored_answer(s, pending, current.as_ref(), now, reply, &*self.entropy)?;
-        if reply == Reply::Stale {
-            log::info!(
-                "relay: validate {}: Polar's answer not in yet; the stored answer given",
-                pending.key.redacted()
-            );
-        }
+        let f = self.stale_answer(pending, now, (self.entropy)())?;
         // A lease to sign elsewhere never comes here (the native server signs its own).
         f.unsigned.is_none().then_some(f.response)
     }

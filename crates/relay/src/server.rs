@@ -79,7 +79,7 @@ impl Default for ServeOptions {
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
             concurrent_requests: 8,
-            stale_after: Duration::from_millis(800),
+            stale_after: Duration::from_millis(crate::STALE_AFTER_MS),
             metrics_addr: None,
         }
     }
@@ -556,6 +556,11 @@ impl Server {
         })
     }
 
+    /// [`ServeOptions::stale_after`] as [`Pending::patience_ms`] reads it.
+    fn stale_after_ms(&self) -> u64 {
+        u64::try_from(self.options.stale_after.as_millis()).unwrap_or(u64::MAX)
+    }
+
     /// `work` on a thread of the answers made without a call (never behind a call to
     /// Polar); `None` when it failed (logged).
     async fn local<T, F>(&self, work: F) -> Option<T>
@@ -595,12 +600,9 @@ impl Server {
                 Served::Wait(flight, pending) => {
                     // Another check's call for the same entry: its answer, or (a stored one
                     // kept) that after a second.
-                    let stale = Relay::may_answer_stale(&pending);
-                    let limit = if stale {
-                        self.options.stale_after
-                    } else {
-                        FLIGHT_WAIT
-                    };
+                    let patience = pending.patience_ms(self.stale_after_ms());
+                    let stale = patience.is_some();
+                    let limit = patience.map_or(FLIGHT_WAIT, Duration::from_millis);
                     let mut pending = pending;
                     if !landed_within(&flight, limit).await && stale {
                         let (answer, back) = self
@@ -645,14 +647,9 @@ impl Server {
                 Err(e) => log::error!("relay: a call to Polar failed: {e}"),
             }
         });
-        if Relay::may_answer_stale(&pending) {
-            // An early refresh does not wait: its grant is still fresh.
-            let wait = if Relay::refreshes_early(&pending) {
-                Duration::ZERO
-            } else {
-                self.options.stale_after
-            };
-            if let Ok(answer) = tokio::time::timeout(wait, &mut rx).await {
+        // An early refresh does not wait: its grant is still fresh.
+        if let Some(wait) = pending.patience_ms(self.stale_after_ms()) {
+            if let Ok(answer) = tokio::time::timeout(Duration::from_millis(wait), &mut rx).await {
                 return answer.ok();
             }
             let stale = self

@@ -419,16 +419,9 @@ impl Relay {
                 // The entry as it is now, not as it was before the call: a revocation
                 // acknowledged while Polar was being asked is answered, never the grant read
                 // before it.
-                let current = s.backend.get(id).unwrap_or_else(|e| {
-                    log::error!("relay: {e}: Polar's failure is passed on");
-                    None
-                });
+                let current = s.current(id, "Polar's failure is passed on");
                 // An early refresh's grant is still fresh.
-                let reply = if pending.early {
-                    Reply::Held
-                } else {
-                    Reply::Stale
-                };
+                let reply = pending.standing_in();
                 let stale =
                     self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy);
                 if let Some(f) = stale {

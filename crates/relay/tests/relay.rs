@@ -438,6 +438,8 @@ fn polar_unreachable_is_502_for_the_client_to_fall_back() {
     assert_eq!(r.status, 502);
     assert!(r.json()["detail"].is_string(), "{}", r.text());
     assert_eq!(r.header(LEASE_HEADER), None);
+    // The relay's own answer: Polar gave none.
+    assert_eq!(r.header("polar-license-source"), Some("relay"));
 }
 
 #[test]
@@ -451,6 +453,7 @@ fn a_refused_seller_token_is_502_and_an_error_line_never_showing_the_token() {
             &json!({"key": DEMO_KEY, "organization_id": ORG}),
         );
         assert_eq!(r.status, 502, "{token}: {}", r.text());
+        assert_eq!(r.header("polar-license-source"), Some("relay"));
         assert!(!r.text().contains(token), "{}", r.text());
         assert!(r.headers.iter().all(|(_, v)| !v.contains(token)));
         assert_eq!(rig.polar.request_count(), 1);

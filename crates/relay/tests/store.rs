@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use ct_codecs::Decoder;
-use polar_license::UreqTransport;
+use polar_license::{Transport, UreqTransport};
 use polar_license_emulator::{Emulator, Fault, KeyUpdate, SeedKey, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
     Backend, JournalBackend, MemoryBackend, RedbBackend, StoreOptions,
@@ -1755,7 +1755,7 @@ fn a_check_that_has_waited_twice_asks_polar_itself() {
     assert!(leader.flight().is_some(), "the first leads the flight");
     for waited in 0..polar_license_relay::FLIGHT_WAITS {
         match relay.begin_after(&validate_request(&k), t, None, waited) {
-            Step::Wait(flight) => assert_eq!(Some(flight), leader.flight()),
+            Step::Wait(flight, _) => assert_eq!(Some(flight), leader.flight()),
             other => panic!("after {waited} waits, expected to wait: {other:?}"),
         }
     }
@@ -1767,6 +1767,75 @@ fn a_check_that_has_waited_twice_asks_polar_itself() {
     ) {
         Step::Ask(pending) => assert_eq!(pending.flight(), None, "it leads no flight"),
         other => panic!("expected a call to Polar of its own: {other:?}"),
+    }
+}
+
+/// Stale-while-revalidate as every host drives it (the npm relay's with timers): a stored
+/// grant past its freshness asks Polar with a patience of `STALE_AFTER_MS`, a grant past its
+/// refresh point with none (its `store` answer at once), a check waiting for that call the
+/// same; then the stored answer (`stale` or `store`) while the call goes on, and the call's
+/// answer kept in the store once it is finished.
+#[test]
+fn a_stored_grant_waits_its_patience_then_answers_from_the_store_while_the_call_goes_on() {
+    use polar_license_relay::STALE_AFTER_MS;
+    let polar = emulator();
+    let k = key(&polar, "PATIENCE");
+    let mut options = StoreOptions::default();
+    options.fresh_for = 4;
+    let relay = core_relay(&polar, options, SECRET);
+    let t0 = now();
+    assert_eq!(relay.handle(&validate_request(&k), at(t0)).status, 200);
+    let ask = |t: i64| match relay.begin_with(&validate_request(&k), at(t), None) {
+        Step::Ask(pending) => pending,
+        other => panic!("expected a call to Polar: {other:?}"),
+    };
+    // Past its refresh point (3 s of 4): still fresh, given at once.
+    let early = ask(t0 + 3);
+    assert_eq!(early.patience_ms(STALE_AFTER_MS), Some(0));
+    let held = relay
+        .stale_answer(&early, at(t0 + 3), Some([7; 16]))
+        .expect("the stored grant");
+    assert_eq!(source_of(held.response()), Some("store"));
+    // A check meanwhile is given the grant at once too (no wait for the flight).
+    match relay.begin_with(&validate_request(&k), at(t0 + 3), Some([7; 16])) {
+        Step::Answer(r) => assert_eq!(source_of(&r), Some("store")),
+        other => panic!("expected the stored grant: {other:?}"),
+    }
+    let upstream = rig::upstream(Duration::from_secs(5)).send(early.request());
+    relay.finish(early, upstream, at(t0 + 3));
+    // Past its freshness: the call waits its patience, then the stored answer is stale.
+    let t1 = t0 + 3 + 5;
+    let late = ask(t1);
+    assert_eq!(late.patience_ms(STALE_AFTER_MS), Some(STALE_AFTER_MS));
+    assert_eq!(late.patience_ms(300), Some(300), "the host's own wait");
+    let waiting = match relay.begin_with(&validate_request(&k), at(t1), None) {
+        Step::Wait(flight, pending) => {
+            assert_eq!(Some(flight), late.flight());
+            pending
+        }
+        other => panic!("expected to wait for the flight: {other:?}"),
+    };
+    assert_eq!(waiting.patience_ms(STALE_AFTER_MS), Some(STALE_AFTER_MS));
+    for pending in [&late, &waiting] {
+        let stale = relay
+            .stale_answer(pending, at(t1), Some([7; 16]))
+            .expect("the stored grant");
+        assert_eq!(source_of(stale.response()), Some("stale"));
+        assert_eq!(stale.response().header("age"), Some("5"));
+    }
+    // The call's answer is kept: the next check is answered from the store, fresh.
+    let upstream = rig::upstream(Duration::from_secs(5)).send(late.request());
+    relay.finish(late, upstream, at(t1));
+    let next = relay.handle(&validate_request(&k), at(t1 + 1));
+    assert_eq!(
+        (source_of(&next), next.header("age")),
+        (Some("store"), Some("1"))
+    );
+    // A key with nothing stored waits for Polar.
+    let other = key(&polar, "PATIENCE-NEW");
+    match relay.begin_with(&validate_request(&other), at(t1), None) {
+        Step::Ask(pending) => assert_eq!(pending.patience_ms(STALE_AFTER_MS), None),
+        other => panic!("expected a call to Polar: {other:?}"),
     }
 }
 

@@ -8,7 +8,10 @@
 //! The host's storage holds, besides the journal's `e:<id>`, `w:<webhook id>` and `b:budget`
 //! keys, one key per index link (`i:<tag>|<id>`, [`JournalItem::Link`]) and the count of
 //! entries (`n:entries`, [`JournalItem::Count`]). Entries not touched recently leave the cache
-//! ([`PagedBackend::trim`]), never the storage.
+//! ([`PagedBackend::trim`]), never the storage. Each entry also has a link in the time row
+//! (`i:t:<when Polar answered, zero-padded>|<id>`), so a full store lists its
+//! [`OLDEST_BATCH`] oldest entries (the storage's key order), reads the next to go, and
+//! evicts it from the storage with its links: as the native backends evict their oldest.
 
 use super::entry::{hex_id, id_of_hex, tags};
 use super::{Backend, BudgetState, Entry, EntryId, JournalItem, StoreError, MAX_ENTRIES_PER_KEY};
@@ -17,6 +20,19 @@ use std::sync::Mutex;
 
 /// Entries (and index rows) held in memory by default: about 10,000 answers of ~1 KiB.
 pub const DEFAULT_CACHED: usize = 10_000;
+
+/// How many of the storage's oldest entries a full store lists at a time
+/// ([`Missing::oldest`]): its next evictions.
+pub const OLDEST_BATCH: usize = 16;
+
+/// The time row's prefix (an entry's link under it: [`time_tag`]).
+const TIME_ROW: &str = "t:";
+
+/// An entry's tag in the time row: when Polar answered, zero-padded, so the storage's key
+/// order is the time order.
+fn time_tag(entry: &Entry) -> String {
+    format!("{TIME_ROW}{:012}", entry.answered_at.max(0))
+}
 
 /// What a request touches in the store: entries by id, and index rows by tag (`k:`, `l:`,
 /// `c:`). `all`: every entry of those rows too (a webhook's narrowing, the relay's own
@@ -39,12 +55,15 @@ pub struct Missing {
     pub entries: Vec<String>,
     /// Index rows to read (every `i:<tag>|<hex>` key).
     pub tags: Vec<String>,
+    /// With the store full: how many of the time row's first keys to list (`i:t:` in key
+    /// order, with their values: the oldest entries and their tags), else 0.
+    pub oldest: usize,
 }
 
 impl Missing {
     /// Whether nothing is missing.
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty() && self.tags.is_empty()
+        self.entries.is_empty() && self.tags.is_empty() && self.oldest == 0
     }
 }
 
@@ -80,6 +99,9 @@ struct Paged {
     journal: Vec<JournalItem>,
     budget: Option<BudgetState>,
     tick: u64,
+    /// The storage's oldest entries as listed (when Polar answered, id), oldest first: the
+    /// next evictions of a full store. `None`: to list (once one of them went).
+    oldest: Option<Vec<(i64, EntryId)>>,
 }
 
 impl Paged {
@@ -97,12 +119,19 @@ impl Paged {
 
     /// Writes an entry, its index links and the count; journaled.
     fn write(&mut self, id: &EntryId, entry: Entry) {
-        let old = self
-            .entries
-            .get(id)
-            .and_then(|s| s.entry.as_ref())
-            .map(tags);
+        let prior = self.entries.get(id).and_then(|s| s.entry.as_ref());
+        let old = prior.map(tags);
+        let old_time = prior.map(time_tag);
         let new = tags(&entry);
+        // Its link in the time row moves with the time.
+        let new_time = time_tag(&entry);
+        if old_time.as_ref() != Some(&new_time) {
+            if let Some(t) = old_time {
+                self.link(&t, id, false);
+            }
+            self.link(&new_time, id, true);
+        }
+        self.unlist(id);
         for tag in new
             .iter()
             .filter(|t| !old.as_ref().is_some_and(|o| o.contains(t)))
@@ -155,12 +184,21 @@ impl Paged {
         for tag in tags(&entry) {
             self.link(&tag, id, false);
         }
+        self.link(&time_tag(&entry), id, false);
+        self.unlist(id);
         self.count = self.count.saturating_sub(1);
         self.journal.push(JournalItem::Delete { id: hex_id(id) });
         self.journal.push(JournalItem::Count {
             n: self.count as u64,
         });
         true
+    }
+
+    /// `id` no longer among the listed oldest (written anew, or gone).
+    fn unlist(&mut self, id: &EntryId) {
+        if let Some(oldest) = &mut self.oldest {
+            oldest.retain(|(_, k)| k != id);
+        }
     }
 
     /// The oldest of `candidates` (entries held in the cache), `n` of them, removed.
@@ -178,8 +216,24 @@ impl Paged {
         }
     }
 
+    /// Past the store's cap, its oldest go, from the storage too: the oldest of the cache,
+    /// which holds the storage's oldest ([`PagedBackend::missing`] has them read).
+    fn evict(&mut self, keep: &EntryId, n: usize) {
+        let others = self
+            .entries
+            .iter()
+            .filter(|(k, s)| *k != keep && s.entry.is_some())
+            .map(|(k, _)| *k)
+            .collect();
+        self.remove_oldest(others, n);
+        // Listed to its end: listed again when next needed.
+        if self.oldest.as_ref().is_some_and(Vec::is_empty) {
+            self.oldest = None;
+        }
+    }
+
     /// Past [`MAX_ENTRIES_PER_KEY`] entries of `entry`'s key (its row loaded), its oldest
-    /// others go; past the store's cap, the oldest entries of the cache go.
+    /// others go; past the store's cap, the storage's oldest go ([`Paged::evict`]).
     fn cap(&mut self, id: &EntryId, entry: &Entry, max_entries: usize) {
         if let Some(row) = entry.key_tag.as_ref().and_then(|t| self.rows.get(t)) {
             if row.ids.len() > MAX_ENTRIES_PER_KEY {
@@ -189,14 +243,7 @@ impl Paged {
             }
         }
         if self.count > max_entries {
-            let over = self.count - max_entries;
-            let others = self
-                .entries
-                .iter()
-                .filter(|(k, s)| *k != id && s.entry.is_some())
-                .map(|(k, _)| *k)
-                .collect();
-            self.remove_oldest(others, over);
+            self.evict(id, self.count - max_entries);
         }
     }
 
@@ -281,7 +328,48 @@ impl PagedBackend {
                 }
             }
         }
+        // A full store lists its oldest (its next evictions) until they are used up, and
+        // reads those the next write evicts.
+        if p.count >= self.max_entries {
+            let over = (p.count + 1 - self.max_entries).min(OLDEST_BATCH);
+            match p.oldest.take() {
+                None => out.oldest = OLDEST_BATCH,
+                Some(listed) => {
+                    let mut kept = Vec::with_capacity(listed.len());
+                    for (at, id) in listed {
+                        match p.entries.get(&id).map(|s| s.entry.as_ref()) {
+                            // Absent from the storage: its time link was left behind.
+                            Some(None) => p.link(&format!("{TIME_ROW}{at:012}"), &id, false),
+                            // Written since: no longer among the oldest.
+                            Some(Some(e)) if e.answered_at != at => {}
+                            Some(Some(_)) => kept.push((at, id)),
+                            None => {
+                                if kept.len() < over {
+                                    out.entries.push(hex_id(&id));
+                                }
+                                kept.push((at, id));
+                            }
+                        }
+                    }
+                    p.oldest = Some(kept);
+                }
+            }
+        }
         out
+    }
+
+    /// Loads the time row's first keys as the host listed them, in the storage's key order
+    /// (oldest first): each `<when Polar answered>|<hex id>` (the key after `i:t:`), the next
+    /// evictions of a full store. One that does not read is left out.
+    pub fn load_oldest(&self, listed: Vec<String>) {
+        let oldest = listed
+            .iter()
+            .filter_map(|key| {
+                let (at, hex) = key.split_once('|')?;
+                Some((at.parse::<i64>().ok()?, id_of_hex(hex)?))
+            })
+            .collect();
+        self.lock().oldest = Some(oldest);
     }
 
     /// Loads what the host read: entries (hex id, `None` when the storage holds none) and
@@ -477,7 +565,12 @@ mod tests {
 
         /// What a restarted host reads at start: the count (no webhooks or budget here).
         fn start(&self, max_cached: usize) -> PagedBackend {
-            let b = PagedBackend::new(1_000_000, max_cached);
+            self.start_capped(1_000_000, max_cached)
+        }
+
+        /// [`Host::start`] with a store of at most `max_entries`.
+        fn start_capped(&self, max_entries: usize, max_cached: usize) -> PagedBackend {
+            let b = PagedBackend::new(max_entries, max_cached);
             let n = self
                 .kv
                 .get("n:entries")
@@ -521,6 +614,17 @@ mod tests {
                     })
                     .collect();
                 b.load(entries, rows);
+                if m.oldest > 0 {
+                    // The time row's first keys, with their values (the storage's key order).
+                    let listed = self
+                        .kv
+                        .keys()
+                        .filter_map(|k| Some(k.strip_prefix("i:t:")?.to_string()))
+                        .take(m.oldest)
+                        .collect::<Vec<_>>();
+                    self.reads += listed.len();
+                    b.load_oldest(listed);
+                }
             }
             panic!("still missing after 8 rounds: {:?}", b.missing(wants));
         }
@@ -653,5 +757,44 @@ mod tests {
             "{entries} entries stored past the maximum of 100"
         );
         assert_eq!(host.kv["n:entries"], serde_json::json!(entries));
+    }
+
+    /// A full store evicts its oldest from the storage, with every link, reading no entry
+    /// for it: also after a restart (nothing cached) and with a cache of one. The newest
+    /// entries stay, and the storage holds no more than the cap.
+    #[test]
+    fn past_its_cap_the_storage_loses_its_oldest_with_their_links_after_a_restart_too() {
+        let mut host = Host::default();
+        let mut b = PagedBackend::new(20, 1);
+        for n in 0..120 {
+            if n % 7 == 0 {
+                b = host.start_capped(20, 1);
+            }
+            host.reads = 0;
+            keep(&mut host, &b, n, n, 1_000 + n as i64);
+            // Its entry, its key's row, and at most a batch of the time row.
+            assert!(host.reads <= 2 + OLDEST_BATCH, "{} reads", host.reads);
+        }
+        let stored: Vec<usize> = (0..120)
+            .filter(|n| host.kv.contains_key(&format!("e:{}", hex_id(&id(*n)))))
+            .collect();
+        assert_eq!(stored, (100..120).collect::<Vec<_>>(), "the newest 20 kept");
+        assert_eq!(host.kv["n:entries"], serde_json::json!(20));
+        // No link of an entry gone: every `i:` key names a stored entry.
+        let orphans: Vec<&String> = host
+            .kv
+            .keys()
+            .filter(|k| k.starts_with("i:"))
+            .filter(|k| {
+                let id = k.rsplit('|').next().unwrap_or_default();
+                !host.kv.contains_key(&format!("e:{id}"))
+            })
+            .collect();
+        assert_eq!(orphans, Vec::<&String>::new());
+        // Four links each (key, license key id, customer, time).
+        assert_eq!(
+            host.kv.keys().filter(|k| k.starts_with("i:")).count(),
+            4 * 20
+        );
     }
 }

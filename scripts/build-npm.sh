@@ -93,8 +93,9 @@ mkdir -p "$PKG"
 # Both together: 169,757 -> 168,628 B, 77,607 -> 77,101 B gzipped (measured 2026-11-26). The
 # other modules keep plain -Oz: the relay's, the largest, would take twice as long for 0.7 KB
 # of a server-side wasm.
+# --strip-target-features: the `target_features` section (148 B) is for linkers; engines ignore it.
 wasm_module polar-license-wasm polar_license --one-caller-inline-max-function-size=100 \
-    --converge --low-memory-unused
+    --converge --low-memory-unused --strip-target-features
 # The engine's imports and exports renamed a, b… in the .wasm and its glue alike (-740 B gzipped:
 # scripts/npm/short-names.mjs says why it is safe). Before the inline copy, which must match.
 node scripts/npm/short-names.mjs "$PKG/polar_license_bg.wasm" "$PKG/polar_license.js"

@@ -6,7 +6,8 @@
 #      rebuilt and panics as bare traps (scripts/wasm-toolchain.sh says why), in its own
 #      target directory (target/npm-wasm: the stable wasm builds of the tests keep theirs)
 #   2. wasm-bindgen (the CLI pinned to the crate's exact version), `--target web`
-#   3. wasm-opt -Oz from scripts/npm (npm `binaryen`; never Debian's, which breaks in Chrome)
+#   3. wasm-opt -Oz from scripts/npm (npm `binaryen`; never Debian's, which breaks in Chrome);
+#      the engine's imports and exports then renamed short in it and its glue (short-names.mjs)
 #   4. polar_license_inline.js: the same wasm gzipped (zopfli), as base64 text (`polar-license/inline`)
 #   5. the local Polar of `polar-license/emulator` (the crate polar-license-emulator-wasm,
 #      bindings/emulator-wasm): steps 1 to 3 again into polar_license_emulator{.js,_bg.wasm}, a
@@ -92,8 +93,12 @@ mkdir -p "$PKG"
 # Both together: 169,757 -> 168,628 B, 77,607 -> 77,101 B gzipped (measured 2026-11-26). The
 # other modules keep plain -Oz: the relay's, the largest, would take twice as long for 0.7 KB
 # of a server-side wasm.
+# --strip-target-features: the `target_features` section (148 B) is for linkers; engines ignore it.
 wasm_module polar-license-wasm polar_license --one-caller-inline-max-function-size=100 \
-    --converge --low-memory-unused
+    --converge --low-memory-unused --strip-target-features
+# The engine's imports and exports renamed a, b… in the .wasm and its glue alike (-740 B gzipped:
+# scripts/npm/short-names.mjs says why it is safe). Before the inline copy, which must match.
+node scripts/npm/short-names.mjs "$PKG/polar_license_bg.wasm" "$PKG/polar_license.js"
 
 echo "==> inline wasm (polar_license_inline.js: the wasm gzipped by zopfli, as base64, for polar-license/inline)"
 # Gzipped before base64: base64 hides the wasm's redundancy from the gzip a server or bundle

@@ -364,6 +364,91 @@ fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
     }
 }
 
+/// A refused connection (Polar's port closed) cost Polar nothing, so the breaker does not
+/// back off for it: while the calls are refused, a probe every 2 s (the first wait, an eighth
+/// of 16 s), so a Polar back after a long outage is found within 2 s, not 16. Timeouts still
+/// double the wait (2, 4, 8 s), and an answer closes it.
+#[test]
+fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it() {
+    use polar_license::{TransportError, TransportErrorKind};
+    use polar_license_relay::{Now, Relay};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const REFUSED: u8 = 0;
+    const TIMES_OUT: u8 = 1;
+    const UP: u8 = 2;
+    let mode = Arc::new(AtomicU8::new(REFUSED));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let polar = {
+        let (mode, calls) = (Arc::clone(&mode), Arc::clone(&calls));
+        move |_: &polar_license::HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match mode.load(Ordering::SeqCst) {
+                REFUSED => Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "connection refused",
+                )),
+                TIMES_OUT => Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
+                _ => {
+                    let mut r = polar_license::HttpResponse::new(
+                        404,
+                        br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+                    );
+                    r.headers = vec![("content-type".into(), "application/json".into())];
+                    Ok(r)
+                }
+            }
+        }
+    };
+    let mut config = rig::config("http://127.0.0.1:9".into(), "refused");
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 16_000,
+    };
+    let relay: Relay = rig::relay(config, polar);
+    let at = |ms: u64| Now {
+        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
+        monotonic_ms: ms,
+    };
+    let check = |ms: u64| {
+        let r = relay.handle(&rig::validate_request("REFUSED-4A5B6C"), at(ms));
+        (r.status, calls.load(Ordering::SeqCst))
+    };
+    assert_eq!(check(0), (502, 1));
+    assert_eq!(check(10), (502, 2));
+    // Refused all along: a probe every 2 s, never a longer wait.
+    let mut opened = 10;
+    let mut n = 2;
+    for probe in 1..=6 {
+        assert_eq!(
+            check(opened + 1_999),
+            (502, n),
+            "before refused probe {probe}"
+        );
+        n += 1;
+        assert_eq!(check(opened + 2_000), (502, n), "refused probe {probe}");
+        opened += 2_000;
+    }
+    // Polar's port open again but its calls time out: those double the wait.
+    mode.store(TIMES_OUT, Ordering::SeqCst);
+    for wait in [2_000, 2_000, 4_000, 8_000] {
+        assert_eq!(
+            check(opened + wait - 1),
+            (502, n),
+            "before the probe after {wait}"
+        );
+        n += 1;
+        assert_eq!(check(opened + wait), (502, n), "the probe after {wait}");
+        opened += wait;
+    }
+    // Polar answers: the next probe closes it.
+    mode.store(UP, Ordering::SeqCst);
+    assert_eq!(check(opened + 16_000), (404, n + 1));
+    assert_eq!(check(opened + 16_001), (404, n + 2), "closed");
+}
+
 /// A grant past its refresh point (the last quarter of `--fresh-for`, 8 s here: at 6 or 7 s)
 /// but still fresh is asked again while it answers at once as fresh (`store`), even with
 /// Polar slow (2 s a call): not `stale` after the stale-while-revalidate wait. The call goes

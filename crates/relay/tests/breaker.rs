@@ -449,6 +449,81 @@ fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it()
     assert_eq!(check(opened + 16_001), (404, n + 2), "closed");
 }
 
+/// A call whose connection was refused never reached Polar, so it spends none of the token's
+/// budget: through the native server, a budget of 4 a window, the breaker off, ten checks
+/// while Polar's port refuses each make their call (502), and once Polar is back the next
+/// check gets its answer (not the relay's 429 of a spent budget). A call that timed out may
+/// have reached Polar: those still spend it (the fifth is refused without a call).
+#[test]
+fn refused_calls_give_their_place_in_the_budget_back() {
+    use polar_license::{TransportError, TransportErrorKind};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    const REFUSED: u8 = 0;
+    const TIMES_OUT: u8 = 1;
+    const UP: u8 = 2;
+    let mode = Arc::new(AtomicU8::new(REFUSED));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let polar = {
+        let (mode, calls) = (Arc::clone(&mode), Arc::clone(&calls));
+        move |_: &polar_license::HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match mode.load(Ordering::SeqCst) {
+                REFUSED => Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "connection refused",
+                )),
+                TIMES_OUT => Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
+                _ => {
+                    let mut r = polar_license::HttpResponse::new(
+                        404,
+                        br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+                    );
+                    r.headers = vec![("content-type".into(), "application/json".into())];
+                    Ok(r)
+                }
+            }
+        }
+    };
+    let mut options = StoreOptions::default();
+    options.budget = 4;
+    options.reserve = 0;
+    let mut config = rig::config("http://127.0.0.1:9".into(), "budget");
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 0,
+        open_for_ms: 1_000,
+    };
+    config.store = rig::store(rig::memory(1_000), options, Some(SECRET.into()));
+    let relay = rig::listen(rig::relay(config, polar), ServeOptions::default());
+    let url = relay.url();
+    let check = |i: usize| validate(&url, &format!("GIVE-BACK-{i}-4A5B6C")).status;
+    for i in 0..10 {
+        assert_eq!(check(i), 502, "check {i}, Polar refusing");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        10,
+        "each refused check made its call"
+    );
+    mode.store(UP, Ordering::SeqCst);
+    assert_eq!(check(10), 404, "Polar back: its answer, the budget unspent");
+    mode.store(TIMES_OUT, Ordering::SeqCst);
+    for i in 11..14 {
+        assert_eq!(check(i), 502, "check {i}, Polar timing out");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 14);
+    // The answer and three timeouts spent the window's 4.
+    assert_eq!(
+        check(14),
+        429,
+        "the budget spent by the calls that may have reached Polar"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 14);
+    relay.stop();
+}
+
 /// A grant past its refresh point (the last quarter of `--fresh-for`, 8 s here: at 6 or 7 s)
 /// but still fresh is asked again while it answers at once as fresh (`store`), even with
 /// Polar slow (2 s a call): not `stale` after the stale-while-revalidate wait. The call goes

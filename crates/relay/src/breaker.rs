@@ -13,6 +13,7 @@
 //!
 //! Sans-IO as the rest of the core: the time is the caller's [`Now`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use polar_license::proto::HttpResponse;
@@ -78,6 +79,8 @@ pub(crate) struct Breaker {
     /// The state, the times it opened, and how many times in a row it opened (closing
     /// starts the count again).
     state: Mutex<(State, u64, u32)>,
+    /// When it last closed after being open (monotonic ms; 0: never opened).
+    closed_at: AtomicU64,
 }
 
 /// The first wait of an open breaker: this part of [`BreakerOptions::open_for_ms`].
@@ -88,6 +91,7 @@ impl Breaker {
         Breaker {
             options,
             state: Mutex::new((State::Closed(0), 0, 0)),
+            closed_at: AtomicU64::new(0),
         }
     }
 
@@ -178,6 +182,7 @@ impl Breaker {
         if !failed {
             if !matches!(state, State::Closed(_)) {
                 log::info!("relay: the breaker closes: Polar answers again");
+                self.closed_at.store(now.monotonic_ms, Ordering::Relaxed);
             }
             *state = State::Closed(0);
             *streak = 0;
@@ -223,6 +228,12 @@ impl Breaker {
             // A call made before it opened, ending late: nothing new.
             State::Open(_) | State::HalfOpen(_) => {}
         }
+    }
+
+    /// When the breaker last closed after being open (monotonic ms; 0 if it never opened):
+    /// what came in before it was answered while calls were stopped.
+    pub(crate) fn closed_at(&self) -> u64 {
+        self.closed_at.load(Ordering::Relaxed)
     }
 
     pub(crate) fn reading(&self) -> Reading {

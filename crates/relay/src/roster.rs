@@ -759,23 +759,31 @@ pub(crate) mod tests {
         Ok((200, None, body.to_string().into_bytes()))
     }
 
+    /// A relay with a roster and a budget of 8 (2 kept) a minute.
+    fn small_roster_relay() -> Relay {
+        relay_with(crate::store::StoreOptions {
+            budget: 8,
+            reserve: 2,
+            roster: true,
+            ..crate::store::StoreOptions::default()
+        })
+    }
+
+    /// Polar's `benefit_grant.created` naming the license key `id`, at `ms`.
+    fn grant_created(roster: &Roster, id: &str, ms: u64) {
+        let event = serde_json::json!({"type": "benefit_grant.created",
+            "data": {"properties": {"license_key_id": id}}});
+        on_event(roster, &event, ms);
+    }
+
     /// A refetch whose webhook came over a window ago (a backlog from an outage: its customer
     /// was answered long ago) waits for idle budget and takes the shared part, behind the known
     /// grants' refreshes; a customer who just bought is refetched from the reserve meanwhile.
     #[test]
     fn a_backlog_of_refetches_waits_for_idle_budget_a_new_customers_goes_at_once() {
-        let r = relay_with(crate::store::StoreOptions {
-            budget: 8,
-            reserve: 2,
-            roster: true,
-            ..crate::store::StoreOptions::default()
-        });
+        let r = small_roster_relay();
         let s = r.store.as_ref().expect("a store");
-        let created = |id: &str, ms: u64| {
-            let event = serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": id}}});
-            on_event(&s.roster, &event, ms);
-        };
+        let created = |id: &str, ms: u64| grant_created(&s.roster, id, ms);
         let old = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
         let new = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
         created(old, 0);
@@ -814,18 +822,9 @@ pub(crate) mod tests {
     #[test]
     fn a_refetch_from_while_the_breaker_was_open_is_a_backlog_once_it_closes() {
         use polar_license::{HttpResponse, TransportError, TransportErrorKind};
-        let r = relay_with(crate::store::StoreOptions {
-            budget: 8,
-            reserve: 2,
-            roster: true,
-            ..crate::store::StoreOptions::default()
-        });
+        let r = small_roster_relay();
         let s = r.store.as_ref().expect("a store");
-        let created = |id: &str, ms: u64| {
-            let event = serde_json::json!({"type": "benefit_grant.created",
-                "data": {"properties": {"license_key_id": id}}});
-            on_event(&s.roster, &event, ms);
-        };
+        let created = |id: &str, ms: u64| grant_created(&s.roster, id, ms);
         let refused = Err(TransportError::new(TransportErrorKind::Connect, "refused"));
         for ms in 0..5 {
             r.breaker

@@ -298,13 +298,35 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     relay.stop();
 }
 
+/// The core (no server: the tests' clock) in front of `polar`, its breaker opening after 2
+/// failures and waiting at most 16 s.
+fn core_with_breaker_of_16_s(
+    polar: impl polar_license::Transport + 'static,
+    kid: &str,
+) -> polar_license_relay::Relay {
+    let mut config = rig::config("http://127.0.0.1:9".into(), kid);
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 16_000,
+    };
+    rig::relay(config, polar)
+}
+
+/// The tests' clock at `ms`.
+fn at(ms: u64) -> polar_license_relay::Now {
+    polar_license_relay::Now {
+        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
+        monotonic_ms: ms,
+    }
+}
+
 /// The breaker's times through the core, with the test's clock: Polar (a stub) failing twice
 /// opens it (2 failures, at most 16 s); its first probe comes 2 s later (an eighth), not 16 s,
 /// so a Polar back by then answers at 2 s. Failing again, each probe doubles the wait up to
 /// the configured 16 s (2, 4, 8, 16, 16), with no call in between; an answer closes it.
 #[test]
 fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
-    use polar_license_relay::{Now, Relay};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -323,17 +345,7 @@ fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
             Ok(r)
         }
     };
-    let mut config = rig::config("http://127.0.0.1:9".into(), "probe");
-    config.limits = rig::unlimited();
-    config.breaker = BreakerOptions {
-        failures: 2,
-        open_for_ms: 16_000,
-    };
-    let relay: Relay = rig::relay(config, polar);
-    let at = |ms: u64| Now {
-        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
-        monotonic_ms: ms,
-    };
+    let relay = core_with_breaker_of_16_s(polar, "probe");
     let check = |ms: u64| {
         let r = relay.handle(&rig::validate_request("PROBE-4A5B6C"), at(ms));
         (r.status, calls.load(Ordering::SeqCst))
@@ -364,20 +376,27 @@ fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
     }
 }
 
-/// A refused connection (Polar's port closed) cost Polar nothing, so the breaker does not
-/// back off for it: while the calls are refused, a probe every 2 s (the first wait, an eighth
-/// of 16 s), so a Polar back after a long outage is found within 2 s, not 16. Timeouts still
-/// double the wait (2, 4, 8 s), and an answer closes it.
-#[test]
-fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it() {
+/// What [`switchable_polar`] does with a call: its connection refused, a timeout, or Polar's 404.
+const REFUSED: u8 = 0;
+const TIMES_OUT: u8 = 1;
+const UP: u8 = 2;
+
+/// A stand-in for Polar whose calls are refused, time out or are answered (404) as its mode
+/// says (starting refused), counting them: the mode, the count and the transport.
+fn switchable_polar() -> (
+    std::sync::Arc<std::sync::atomic::AtomicU8>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    impl Fn(
+            &polar_license::HttpRequest,
+        ) -> Result<polar_license::HttpResponse, polar_license::TransportError>
+        + Send
+        + Sync
+        + 'static,
+) {
     use polar_license::{TransportError, TransportErrorKind};
-    use polar_license_relay::{Now, Relay};
     use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
     use std::sync::Arc;
 
-    const REFUSED: u8 = 0;
-    const TIMES_OUT: u8 = 1;
-    const UP: u8 = 2;
     let mode = Arc::new(AtomicU8::new(REFUSED));
     let calls = Arc::new(AtomicUsize::new(0));
     let polar = {
@@ -401,17 +420,19 @@ fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it()
             }
         }
     };
-    let mut config = rig::config("http://127.0.0.1:9".into(), "refused");
-    config.limits = rig::unlimited();
-    config.breaker = BreakerOptions {
-        failures: 2,
-        open_for_ms: 16_000,
-    };
-    let relay: Relay = rig::relay(config, polar);
-    let at = |ms: u64| Now {
-        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
-        monotonic_ms: ms,
-    };
+    (mode, calls, polar)
+}
+
+/// A refused connection (Polar's port closed) cost Polar nothing, so the breaker does not
+/// back off for it: while the calls are refused, a probe every 2 s (the first wait, an eighth
+/// of 16 s), so a Polar back after a long outage is found within 2 s, not 16. Timeouts still
+/// double the wait (2, 4, 8 s), and an answer closes it.
+#[test]
+fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it() {
+    use std::sync::atomic::Ordering;
+
+    let (mode, calls, polar) = switchable_polar();
+    let relay = core_with_breaker_of_16_s(polar, "refused");
     let check = |ms: u64| {
         let r = relay.handle(&rig::validate_request("REFUSED-4A5B6C"), at(ms));
         (r.status, calls.load(Ordering::SeqCst))
@@ -456,36 +477,9 @@ fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it()
 /// have reached Polar: those still spend it (the fifth is refused without a call).
 #[test]
 fn refused_calls_give_their_place_in_the_budget_back() {
-    use polar_license::{TransportError, TransportErrorKind};
-    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
-    use std::sync::Arc;
+    use std::sync::atomic::Ordering;
 
-    const REFUSED: u8 = 0;
-    const TIMES_OUT: u8 = 1;
-    const UP: u8 = 2;
-    let mode = Arc::new(AtomicU8::new(REFUSED));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let polar = {
-        let (mode, calls) = (Arc::clone(&mode), Arc::clone(&calls));
-        move |_: &polar_license::HttpRequest| {
-            calls.fetch_add(1, Ordering::SeqCst);
-            match mode.load(Ordering::SeqCst) {
-                REFUSED => Err(TransportError::new(
-                    TransportErrorKind::Connect,
-                    "connection refused",
-                )),
-                TIMES_OUT => Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
-                _ => {
-                    let mut r = polar_license::HttpResponse::new(
-                        404,
-                        br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
-                    );
-                    r.headers = vec![("content-type".into(), "application/json".into())];
-                    Ok(r)
-                }
-            }
-        }
-    };
+    let (mode, calls, polar) = switchable_polar();
     let mut options = StoreOptions::default();
     options.budget = 4;
     options.reserve = 0;

@@ -524,7 +524,8 @@ pub struct RelayServeArgs {
     pub breaker_failures: u32,
 
     /// The longest the breaker stops calls to Polar once open; then one call probes (the first
-    /// probe after an eighth of it, each failed probe doubling the wait up to it)
+    /// probe after an eighth of it, each failed probe doubling the wait up to it; a probe
+    /// whose connection was refused keeps the eighth)
     #[arg(
         long,
         value_name = "SECONDS",

@@ -97,6 +97,11 @@ fn write_owner_only(path: &Path, bytes: &[u8], force: bool) -> std::io::Result<(
 
 fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     const CMD: &str = "relay serve";
+    // First, before any thread starts: reading it removes the variables.
+    let handed = match handed_listener() {
+        Ok(handed) => handed,
+        Err(e) => return env_error(CMD, "port", &e).print(g.json),
+    };
     let text = match std::fs::read_to_string(&a.signing_key) {
         Ok(text) => text,
         Err(e) => {
@@ -193,7 +198,16 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
     options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();
-    let running = match polar_license_relay::serve_with(Arc::new(relay), &addr, options) {
+    let socket_line = if handed.is_some() {
+        "socket: handed in by the service manager (LISTEN_FDS); --host and --port not used\n"
+    } else {
+        ""
+    };
+    let served = match handed {
+        Some(listener) => polar_license_relay::serve_on(Arc::new(relay), listener, options),
+        None => polar_license_relay::serve_with(Arc::new(relay), &addr, options),
+    };
+    let running = match served {
         Ok(running) => running,
         Err(e) => {
             // The metrics listener's error names its address (`serve_with`).
@@ -243,6 +257,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         "listening on {url}\n\
          relay for {upstream} (organization {org}), leases of {} days signed by {kid}\n\
          clients: --base-url {url} --relay-key {pair}\n\
+         {socket_line}\
          {store_line}\
          {metrics_line}\
          serving until killed (Ctrl-C)\n",
@@ -260,6 +275,31 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
         None => running.wait(),
     }
     0
+}
+
+/// The listening socket systemd's socket activation handed in (`LISTEN_FDS`, and
+/// `LISTEN_PID` this process's), if any: the relay serves on it, so the connections that
+/// arrive while it restarts wait in the socket's queue instead of being refused. Reading it
+/// removes both variables.
+#[cfg(unix)]
+fn handed_listener() -> Result<Option<std::net::TcpListener>, String> {
+    let mut fds = listenfd::ListenFd::from_env();
+    if fds.len() == 0 {
+        return Ok(None);
+    }
+    match fds.take_tcp_listener(0) {
+        Ok(Some(listener)) => Ok(Some(listener)),
+        Ok(None) => Err("the socket handed in (LISTEN_FDS) was taken already".to_string()),
+        Err(e) => Err(format!(
+            "the socket handed in (LISTEN_FDS) is not a listening TCP socket: {e}"
+        )),
+    }
+}
+
+/// No socket activation off unix.
+#[cfg(not(unix))]
+fn handed_listener() -> Result<Option<std::net::TcpListener>, String> {
+    Ok(None)
 }
 
 /// Waits for SIGTERM (what `systemctl stop`, `docker stop` and Kubernetes send) or Ctrl-C

@@ -181,6 +181,71 @@ fn a_validate_end_to_end_through_relay_serve_in_front_of_the_emulator() {
     assert_eq!(lease.claims.expires_at - lease.claims.issued_at, 7 * 86_400);
 }
 
+/// `relay serve` under systemd's socket activation (`systemd-socket-activate`, which listens,
+/// and on the first connection starts the relay with the socket as fd 3, `LISTEN_FDS=1` and
+/// `LISTEN_PID` its pid, as a `.socket` unit does): the relay serves on that socket, not on
+/// `--host`/`--port`, and answers the connection that woke it, which waited in its queue.
+#[cfg(unix)]
+#[test]
+fn serve_takes_the_socket_systemd_hands_in() {
+    let activate = [
+        "/usr/bin/systemd-socket-activate",
+        "/bin/systemd-socket-activate",
+    ]
+    .into_iter()
+    .find(|p| std::path::Path::new(p).exists());
+    let Some(activate) = activate else {
+        eprintln!("skipped: no systemd-socket-activate on this machine");
+        return;
+    };
+    let (_dir, file) = keygen("relay-socket", &[]);
+    let out = file.to_str().expect("a UTF-8 path");
+    let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    // The first check, sent before the relay runs: it wakes it and waits in the queue.
+    let first = {
+        let url = url.clone();
+        std::thread::spawn(move || {
+            let agent = http::agent(Duration::from_secs(30));
+            let body =
+                format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+            let deadline = std::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                // Refused until systemd-socket-activate listens.
+                let sent = agent
+                    .post(format!("{url}/v1/customer-portal/license-keys/validate"))
+                    .header("content-type", "application/json")
+                    .send(body.as_str());
+                match sent {
+                    Ok(resp) => return HttpAnswer::read(resp).status,
+                    Err(_) if std::time::Instant::now() < deadline => {
+                        std::thread::sleep(Duration::from_millis(50));
+                    }
+                    Err(e) => panic!("never answered: {e}"),
+                }
+            }
+        })
+    };
+    let mut cmd = clean_command(activate);
+    cmd.args(["--listen", &format!("127.0.0.1:{port}"), BIN])
+        .args(["--base-url", &polar.url, "--access-token", DEMO_TOKEN])
+        .args(["relay", "serve", "--signing-key", out])
+        .args(["--host", "127.0.0.2", "--port", "0"]);
+    let (relay, banner) = Served::start_with_banner(&mut cmd, "serving until killed");
+    assert_eq!(relay.url, url, "{banner:#?}");
+    assert!(
+        banner
+            .iter()
+            .any(|l| l.contains("handed in by the service manager")),
+        "{banner:#?}"
+    );
+    assert_eq!(first.join().expect("the first check"), 200);
+}
+
 /// `relay serve --cors-origin` (env `POLAR_LICENSE_RELAY_CORS_ORIGINS`) through the real
 /// server: a named page's origin comes back, another page's gets no CORS grant (its browser
 /// hides the answer), a preflight the same; a malformed origin is refused at start.

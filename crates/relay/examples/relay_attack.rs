@@ -3,11 +3,11 @@
 //! - **The whole run** (the default, [`phases`]): the attack's load throughout against the
 //!   relay with its store in a redb file and the roster on, while Polar is up, then answers
 //!   every call after 20 s, then is gone (its port refuses connections), then the relay is
-//!   restarted on the same file with Polar still gone, then Polar is back, then the relay is
-//!   restarted again: a table per phase and each of the targets, met or missed.
-//!   `relay_attack [scale=0.1] [budget=100] [up=45] [slow=60] [gone=30] [restart=20]
-//!   [back=45]` (phases in seconds; `scale` scales Polar's minute and the store's windows:
-//!   0.1 makes the minute 6 s and `--fresh-for` 30 s). About 5 minutes with the defaults;
+//!   restarted on the same file and listener (handed over: the port never closes) with Polar
+//!   still gone, then Polar is back, then the relay is restarted again: a table per phase and each of the targets, met or missed.
+//!   `relay_attack [scale=0.1] [budget=100] [keys=120] [up=45] [slow=60] [gone=30]
+//!   [restart=20] [back=45]` (`keys`: the known customers; phases in seconds; `scale` scales
+//!   Polar's minute and the store's windows: 0.1 makes the minute 6 s and `--fresh-for` 30 s). About 5 minutes with the defaults;
 //!   the full length, Polar's real minute: `scale=1 up=600 slow=60 gone=300 restart=60
 //!   back=300`. With `RELAY_ATTACK_LOG=PATH`, the relay's log lines (what answered each check,
 //!   why Polar was not asked) go to that file, each with the ms since the start, the phases
@@ -53,7 +53,8 @@ mod phases;
 #[path = "relay_attack/proxy.rs"]
 mod proxy;
 
-/// Known customers (each checked once before the load, so the store holds them).
+/// Known customers (each checked once before the load, so the store holds them): the
+/// default of the whole run's `keys=N`, and the budget part's.
 const KNOWN: usize = 120;
 
 /// Counts Polar's 429s on the relay's calls (the budget exceeded at Polar).
@@ -159,16 +160,17 @@ fn pct(a: u64, b: u64) -> String {
     format!("{:.1} %", 100.0 * a as f64 / b as f64)
 }
 
-/// The attack's Polar: the demo seed and [`KNOWN`] keys, enforcing the token's `budget` per
+/// The attack's Polar: the demo seed and `known` keys, enforcing the token's `budget` per
 /// `window` (Polar's minute scaled by `scale`, its webhook schedule too), webhooks given
 /// `hook_timeout`; with an endpoint for the grant events (its id and secret).
 fn attack_polar(
     budget: u32,
     scale: f64,
     hook_timeout: Duration,
+    known: usize,
 ) -> (Arc<Emulator>, String, String) {
     let mut seed = Seed::demo();
-    for i in 0..KNOWN {
+    for i in 0..known {
         seed.license_keys.push(SeedKey {
             limit_activations: Some(1_000),
             ..SeedKey::new(known_key(i))
@@ -211,11 +213,11 @@ fn attack_store(scale: f64, budget: u32, roster: bool) -> StoreOptions {
     store
 }
 
-/// Every known customer checked once from `127.0.1.x` (their grants stored), within the
-/// budget: each asked again every 200 ms until granted.
-fn warm_up(rt: &tokio::runtime::Runtime, to: SocketAddr) {
+/// Every one of the `known` customers checked once from `127.0.1.x` (their grants stored),
+/// within the budget: each asked again every 200 ms until granted.
+fn warm_up(rt: &tokio::runtime::Runtime, to: SocketAddr, known: usize) {
     let deadline = Instant::now() + Duration::from_secs(300);
-    for i in 0..KNOWN {
+    for i in 0..known {
         let from = Ipv4Addr::new(127, 0, 1, (i % 250) as u8);
         let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
         while post_from(rt, from, to, "validate", &body).is_some_and(|(s, _)| s != 200) {
@@ -229,13 +231,14 @@ fn warm_up(rt: &tokio::runtime::Runtime, to: SocketAddr) {
 type Posted = Option<(u16, Option<String>)>;
 
 /// Known customers' validates at `rate` a second until `stop`, on a thread of their own
-/// (number `t`): a known key and an address (1,000 of them: 127.0.1-4.x) at random;
-/// `each(key index, when sent, answer)`.
+/// (number `t`): one of the `known` keys and an address (1,000 of them: 127.0.1-4.x) at
+/// random; `each(key index, when sent, answer)`.
 fn known_checks(
     t: u64,
     rate: f64,
     to: SocketAddr,
     stop: Arc<AtomicBool>,
+    known: usize,
     mut each: impl FnMut(usize, Instant, Posted) + Send + 'static,
 ) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
@@ -248,7 +251,7 @@ fn known_checks(
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let i = (x % KNOWN as u64) as usize;
+            let i = (x % known as u64) as usize;
             let from = Ipv4Addr::new(127, 0, 1 + ((x >> 20) % 4) as u8, ((x >> 32) % 250) as u8);
             let body = json!({"key": known_key(i), "organization_id": DEMO_ORGANIZATION_ID});
             let sent = Instant::now();
@@ -288,7 +291,7 @@ fn guesses(
 
 fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let window = Duration::from_secs_f64(60.0 * scale);
-    let (polar, endpoint_id, secret) = attack_polar(budget, scale, Duration::from_secs(5));
+    let (polar, endpoint_id, secret) = attack_polar(budget, scale, Duration::from_secs(5), KNOWN);
     let store = attack_store(scale, budget, roster);
     let polar_429 = Arc::new(AtomicU64::new(0));
     // The default limits: 5 a second per address (bursts of 10), 3 per key.
@@ -305,7 +308,7 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
 
     let rt = runtime();
-    warm_up(&rt, to);
+    warm_up(&rt, to, KNOWN);
     // Polar's window of the warm-up over.
     std::thread::sleep(window);
     polar.reset_request_count();
@@ -330,7 +333,7 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
             }
         };
         let rate = per_window(24.0) / 4.0;
-        threads.push(known_checks(t, rate, to, Arc::clone(&stop), each));
+        threads.push(known_checks(t, rate, to, Arc::clone(&stop), KNOWN, each));
     }
     // Guesses: 10 times the budget on validate and on activate, from 64 addresses, 4 threads.
     for t in 0..4u8 {

@@ -6,14 +6,18 @@
 //! breaker, a failure opens it again. The first probe comes soon after the failures (an eighth
 //! of [`BreakerOptions::open_for_ms`]), each failed probe doubles the wait, up to
 //! [`BreakerOptions::open_for_ms`]: a short outage is over for the relay soon after it is over
-//! for Polar, a long one costs a probe per `open_for_ms`.
+//! for Polar, a long one costs a probe per `open_for_ms`. A refused connection (Polar's port
+//! closed or unreachable) costs Polar nothing, unlike a call that timed out or got a 5xx: while
+//! the failures are refused connections, the probes keep the first, shortest wait, so the
+//! relay finds Polar back within an eighth of `open_for_ms`.
 //!
 //! Sans-IO as the rest of the core: the time is the caller's [`Now`].
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use polar_license::proto::HttpResponse;
-use polar_license::TransportError;
+use polar_license::{TransportError, TransportErrorKind};
 
 use crate::clock::Now;
 
@@ -25,7 +29,8 @@ pub struct BreakerOptions {
     /// `Retry-After`.
     pub failures: u32,
     /// The longest calls stop once it opens, in ms (default 30,000): the first probe comes
-    /// after an eighth of it, each failed probe doubles the wait up to this.
+    /// after an eighth of it, each failed probe doubles the wait up to this; a probe whose
+    /// connection was refused keeps the eighth.
     pub open_for_ms: u64,
 }
 
@@ -74,6 +79,8 @@ pub(crate) struct Breaker {
     /// The state, the times it opened, and how many times in a row it opened (closing
     /// starts the count again).
     state: Mutex<(State, u64, u32)>,
+    /// When it last closed after being open (monotonic ms; 0: never opened).
+    closed_at: AtomicU64,
 }
 
 /// The first wait of an open breaker: this part of [`BreakerOptions::open_for_ms`].
@@ -84,6 +91,7 @@ impl Breaker {
         Breaker {
             options,
             state: Mutex::new((State::Closed(0), 0, 0)),
+            closed_at: AtomicU64::new(0),
         }
     }
 
@@ -167,33 +175,39 @@ impl Breaker {
             Err(_) => true,
             Ok(r) => r.status >= 500,
         };
+        // A refused connection cost Polar nothing: the next probe keeps the shortest wait.
+        let refused = matches!(outcome, Err(e) if e.kind == TransportErrorKind::Connect);
         let mut guard = self.lock();
         let (state, opened, streak) = &mut *guard;
         if !failed {
             if !matches!(state, State::Closed(_)) {
                 log::info!("relay: the breaker closes: Polar answers again");
+                self.closed_at.store(now.monotonic_ms, Ordering::Relaxed);
             }
             *state = State::Closed(0);
             *streak = 0;
             return;
         }
         // Each opening in a row waits twice as long as the last, from an eighth of the
-        // longest wait up to it.
-        let wait = |streak: u32| {
-            let max = self.options.open_for_ms;
-            (max / FIRST_WAIT_PART)
-                .max(1)
-                .saturating_mul(1u64 << streak.min(16))
-                .min(max)
+        // longest wait up to it; one on a refused connection waits the eighth and does not
+        // count toward the doubling.
+        let max = self.options.open_for_ms;
+        let first = (max / FIRST_WAIT_PART).max(1);
+        let open = |streak: &mut u32| {
+            if refused {
+                return first.min(max);
+            }
+            let ms = first.saturating_mul(1u64 << (*streak).min(16)).min(max);
+            *streak = streak.saturating_add(1);
+            ms
         };
         match *state {
             State::Closed(n) => {
                 let n = n.saturating_add(1);
                 if n >= self.options.failures {
-                    let ms = wait(*streak);
+                    let ms = open(streak);
                     *state = State::Open(now.monotonic_ms.saturating_add(ms));
                     *opened = opened.saturating_add(1);
-                    *streak = streak.saturating_add(1);
                     log::warn!(
                         "relay: the breaker opens: {n} calls to Polar in a row failed; no call \
                          for {ms} ms, stored answers given as stale"
@@ -203,10 +217,9 @@ impl Breaker {
                 }
             }
             State::HalfOpen(_) if ticket == Some(Ticket::Probe) => {
-                let ms = wait(*streak);
+                let ms = open(streak);
                 *state = State::Open(now.monotonic_ms.saturating_add(ms));
                 *opened = opened.saturating_add(1);
-                *streak = streak.saturating_add(1);
                 log::warn!(
                     "relay: the breaker opens again: the probe call to Polar failed; no call \
                      for {ms} ms"
@@ -215,6 +228,12 @@ impl Breaker {
             // A call made before it opened, ending late: nothing new.
             State::Open(_) | State::HalfOpen(_) => {}
         }
+    }
+
+    /// When the breaker last closed after being open (monotonic ms; 0 if it never opened):
+    /// what came in before it was answered while calls were stopped.
+    pub(crate) fn closed_at(&self) -> u64 {
+        self.closed_at.load(Ordering::Relaxed)
     }
 
     pub(crate) fn reading(&self) -> Reading {
@@ -236,7 +255,6 @@ impl Breaker {
 #[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
-    use polar_license::TransportErrorKind;
 
     fn at(ms: u64) -> Now {
         Now {

@@ -66,7 +66,7 @@ pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
-    log_to_stderr, log_to_stderr_as, serve, serve_with, LogFormat, Running, ServeOptions,
+    log_to_stderr, log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
 };
 
 use limit::Buckets;

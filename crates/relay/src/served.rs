@@ -66,7 +66,16 @@ impl Relay {
                 "the breaker opened: Polar not asked",
             ))
         };
-        self.finish_made(pending, upstream, clock(), (self.entropy)(), made)
+        let now = clock();
+        // A call Polar never saw (not made, or its connection refused: Polar's port closed)
+        // spent none of the token's budget: its place goes back (with a store, every call
+        // routed here took one). The breaker's probes of a Polar that is gone otherwise
+        // fill the window that the refreshes need once it is back.
+        let unseen = !made || matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
+        if let (true, Some(s)) = (unseen, &self.store) {
+            s.give_back(now);
+        }
+        self.finish_made(pending, upstream, now, (self.entropy)(), made)
             .into_response()
     }
 

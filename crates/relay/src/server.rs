@@ -163,7 +163,20 @@ pub fn serve(relay: Arc<Relay>, addr: &str) -> io::Result<Running> {
 /// tokio runtime: one thread for the connections, [`ServeOptions::concurrent_requests`] for
 /// the calls to [`Relay::handle`]).
 pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::Result<Running> {
-    let listener = std::net::TcpListener::bind(addr)?;
+    serve_on(relay, std::net::TcpListener::bind(addr)?, options)
+}
+
+/// [`serve_with`] on a listener already bound and listening: one handed over by systemd's
+/// socket activation, or one kept across a restart. While no server accepts on it (one
+/// stopped, the next not yet started), the kernel queues the connections that arrive, up to
+/// the listener's backlog, and the next server answers them: a restart refuses none. The
+/// server closes its copy of the socket when it stops; keep a clone
+/// ([`std::net::TcpListener::try_clone`]) to serve on it again.
+pub fn serve_on(
+    relay: Arc<Relay>,
+    listener: std::net::TcpListener,
+    options: ServeOptions,
+) -> io::Result<Running> {
     listener.set_nonblocking(true)?;
     let addr = listener.local_addr()?;
     let metrics_listener = match options.metrics_addr.as_deref() {

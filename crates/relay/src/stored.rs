@@ -76,6 +76,18 @@ impl Stored {
         Ok(())
     }
 
+    /// A call [`Stored::take`] counted that Polar never saw (see [`Budget::give_back`]).
+    #[cfg_attr(
+        not(all(feature = "server", not(target_arch = "wasm32"))),
+        allow(dead_code)
+    )]
+    pub(crate) fn give_back(&self, now: Now) {
+        let mut budget = self.budget(now);
+        budget.give_back(now.monotonic_ms);
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+    }
+
     /// Leads the call for `id` (`Ok`), or the flight under way to wait for (`Err`). A flight
     /// older than [`FLIGHT_WAIT`] is taken over (its host never finished it).
     pub(crate) fn lead(&self, id: EntryId, now_ms: u64) -> Result<(), Arc<Flight>> {

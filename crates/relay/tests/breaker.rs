@@ -299,13 +299,35 @@ fn timeouts_open_the_breaker_and_the_calls_queued_are_not_made() {
     relay.stop();
 }
 
+/// The core (no server: the tests' clock) in front of `polar`, its breaker opening after 2
+/// failures and waiting at most 16 s.
+fn core_with_breaker_of_16_s(
+    polar: impl polar_license::Transport + 'static,
+    kid: &str,
+) -> polar_license_relay::Relay {
+    let mut config = rig::config("http://127.0.0.1:9".into(), kid);
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 2,
+        open_for_ms: 16_000,
+    };
+    rig::relay(config, polar)
+}
+
+/// The tests' clock at `ms`.
+fn at(ms: u64) -> polar_license_relay::Now {
+    polar_license_relay::Now {
+        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
+        monotonic_ms: ms,
+    }
+}
+
 /// The breaker's times through the core, with the test's clock: Polar (a stub) failing twice
 /// opens it (2 failures, at most 16 s); its first probe comes 2 s later (an eighth), not 16 s,
 /// so a Polar back by then answers at 2 s. Failing again, each probe doubles the wait up to
 /// the configured 16 s (2, 4, 8, 16, 16), with no call in between; an answer closes it.
 #[test]
 fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
-    use polar_license_relay::{Now, Relay};
     use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
     use std::sync::Arc;
 
@@ -324,17 +346,7 @@ fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
             Ok(r)
         }
     };
-    let mut config = rig::config("http://127.0.0.1:9".into(), "probe");
-    config.limits = rig::unlimited();
-    config.breaker = BreakerOptions {
-        failures: 2,
-        open_for_ms: 16_000,
-    };
-    let relay: Relay = rig::relay(config, polar);
-    let at = |ms: u64| Now {
-        unix_seconds: 1_790_000_000 + i64::try_from(ms / 1000).unwrap_or(0),
-        monotonic_ms: ms,
-    };
+    let relay = core_with_breaker_of_16_s(polar, "probe");
     let check = |ms: u64| {
         let r = relay.handle(&rig::validate_request("PROBE-4A5B6C"), at(ms));
         (r.status, calls.load(Ordering::SeqCst))
@@ -363,6 +375,148 @@ fn the_breaker_probes_soon_then_waits_longer_up_to_its_configured_time() {
         assert_eq!(check(opened + wait), (503, n), "the probe after {wait}");
         opened += wait;
     }
+}
+
+/// What [`switchable_polar`] does with a call: its connection refused, a timeout, or Polar's 404.
+const REFUSED: u8 = 0;
+const TIMES_OUT: u8 = 1;
+const UP: u8 = 2;
+
+/// A stand-in for Polar whose calls are refused, time out or are answered (404) as its mode
+/// says (starting refused), counting them: the mode, the count and the transport.
+fn switchable_polar() -> (
+    std::sync::Arc<std::sync::atomic::AtomicU8>,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    impl Fn(
+            &polar_license::HttpRequest,
+        ) -> Result<polar_license::HttpResponse, polar_license::TransportError>
+        + Send
+        + Sync
+        + 'static,
+) {
+    use polar_license::{TransportError, TransportErrorKind};
+    use std::sync::atomic::{AtomicU8, AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    let mode = Arc::new(AtomicU8::new(REFUSED));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let polar = {
+        let (mode, calls) = (Arc::clone(&mode), Arc::clone(&calls));
+        move |_: &polar_license::HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            match mode.load(Ordering::SeqCst) {
+                REFUSED => Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "connection refused",
+                )),
+                TIMES_OUT => Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
+                _ => {
+                    let mut r = polar_license::HttpResponse::new(
+                        404,
+                        br#"{"error":"ResourceNotFound","detail":"Not found"}"#.to_vec(),
+                    );
+                    r.headers = vec![("content-type".into(), "application/json".into())];
+                    Ok(r)
+                }
+            }
+        }
+    };
+    (mode, calls, polar)
+}
+
+/// A refused connection (Polar's port closed) cost Polar nothing, so the breaker does not
+/// back off for it: while the calls are refused, a probe every 2 s (the first wait, an eighth
+/// of 16 s), so a Polar back after a long outage is found within 2 s, not 16. Timeouts still
+/// double the wait (2, 4, 8 s), and an answer closes it.
+#[test]
+fn refused_connections_keep_the_breakers_shortest_probe_and_timeouts_double_it() {
+    use std::sync::atomic::Ordering;
+
+    let (mode, calls, polar) = switchable_polar();
+    let relay = core_with_breaker_of_16_s(polar, "refused");
+    let check = |ms: u64| {
+        let r = relay.handle(&rig::validate_request("REFUSED-4A5B6C"), at(ms));
+        (r.status, calls.load(Ordering::SeqCst))
+    };
+    assert_eq!(check(0), (502, 1));
+    assert_eq!(check(10), (502, 2));
+    // Refused all along: a probe every 2 s, never a longer wait.
+    let mut opened = 10;
+    let mut n = 2;
+    for probe in 1..=6 {
+        assert_eq!(
+            check(opened + 1_999),
+            (502, n),
+            "before refused probe {probe}"
+        );
+        n += 1;
+        assert_eq!(check(opened + 2_000), (502, n), "refused probe {probe}");
+        opened += 2_000;
+    }
+    // Polar's port open again but its calls time out: those double the wait.
+    mode.store(TIMES_OUT, Ordering::SeqCst);
+    for wait in [2_000, 2_000, 4_000, 8_000] {
+        assert_eq!(
+            check(opened + wait - 1),
+            (502, n),
+            "before the probe after {wait}"
+        );
+        n += 1;
+        assert_eq!(check(opened + wait), (502, n), "the probe after {wait}");
+        opened += wait;
+    }
+    // Polar answers: the next probe closes it.
+    mode.store(UP, Ordering::SeqCst);
+    assert_eq!(check(opened + 16_000), (404, n + 1));
+    assert_eq!(check(opened + 16_001), (404, n + 2), "closed");
+}
+
+/// A call whose connection was refused never reached Polar, so it spends none of the token's
+/// budget: through the native server, a budget of 4 a window, the breaker off, ten checks
+/// while Polar's port refuses each make their call (502), and once Polar is back the next
+/// check gets its answer (not the relay's 429 of a spent budget). A call that timed out may
+/// have reached Polar: those still spend it (the fifth is refused without a call).
+#[test]
+fn refused_calls_give_their_place_in_the_budget_back() {
+    use std::sync::atomic::Ordering;
+
+    let (mode, calls, polar) = switchable_polar();
+    let mut options = StoreOptions::default();
+    options.budget = 4;
+    options.reserve = 0;
+    let mut config = rig::config("http://127.0.0.1:9".into(), "budget");
+    config.limits = rig::unlimited();
+    config.breaker = BreakerOptions {
+        failures: 0,
+        open_for_ms: 1_000,
+    };
+    config.store = rig::store(rig::memory(1_000), options, Some(SECRET.into()));
+    let relay = rig::listen(rig::relay(config, polar), ServeOptions::default());
+    let url = relay.url();
+    let check = |i: usize| validate(&url, &format!("GIVE-BACK-{i}-4A5B6C")).status;
+    for i in 0..10 {
+        assert_eq!(check(i), 502, "check {i}, Polar refusing");
+    }
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        10,
+        "each refused check made its call"
+    );
+    mode.store(UP, Ordering::SeqCst);
+    assert_eq!(check(10), 404, "Polar back: its answer, the budget unspent");
+    mode.store(TIMES_OUT, Ordering::SeqCst);
+    for i in 11..14 {
+        assert_eq!(check(i), 502, "check {i}, Polar timing out");
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 14);
+    // The answer and three timeouts spent the window's 4.
+    assert_eq!(
+        check(14),
+        429,
+        "the budget spent by the calls that may have reached Polar"
+    );
+    assert_eq!(calls.load(Ordering::SeqCst), 14);
+    relay.stop();
 }
 
 /// A grant past its refresh point (the last quarter of `--fresh-for`, 8 s here: at 6 or 7 s)

@@ -1209,6 +1209,82 @@ fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
     );
 }
 
+/// A relay stopped and started again on the listener it was handed (`serve_on`, as systemd's
+/// socket activation or a restart that keeps the socket does it) refuses no connection: the
+/// checks sent while no server accepts wait in the kernel's queue and the next one answers
+/// them. (Bound anew instead, with the port closed between, those are refused.)
+#[test]
+fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use std::time::Instant;
+
+    logs::capture();
+    let polar = Emulator::start(Seed::demo(), Options::default()).expect("emulator starts");
+    let start = |listener: &std::net::TcpListener| {
+        let mut config = rig::config(polar.url(), "k1");
+        config.limits = generous();
+        let relay = rig::relay(config, rig::upstream(Duration::from_secs(5)));
+        let handed = listener.try_clone().expect("a copy of the listener");
+        polar_license_relay::serve_on(Arc::new(relay), handed, ServeOptions::default())
+            .expect("it serves on the listener")
+    };
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let first = start(&listener);
+    let url = first.url();
+
+    // Checks over fresh connections, one every 10 ms: when each was sent, and its answer.
+    type Sent = Vec<(Instant, Result<u16, String>)>;
+    let sent: Arc<Mutex<Sent>> = Arc::default();
+    let stop = Arc::new(AtomicBool::new(false));
+    let client = {
+        let (sent, stop, url) = (Arc::clone(&sent), Arc::clone(&stop), url.clone());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let at = Instant::now();
+                let answer = validate_patiently(&url, Duration::from_secs(10));
+                let answer = answer.map_err(|e| e.to_string());
+                sent.lock().expect("sent").push((at, answer));
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        })
+    };
+    let answered = |n: usize| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while sent.lock().expect("sent").len() < n {
+            assert!(Instant::now() < deadline, "fewer than {n} checks answered");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    answered(5);
+    first.stop();
+    // No server accepts for half a second: the checks sent meanwhile wait.
+    let stopped = Instant::now();
+    std::thread::sleep(Duration::from_millis(500));
+    let second = start(&listener);
+    let restarted = Instant::now();
+    let before = sent.lock().expect("sent").len();
+    answered(before + 5);
+    stop.store(true, Ordering::Relaxed);
+    client.join().expect("the client");
+    second.stop();
+
+    let sent = sent.lock().expect("sent");
+    let in_the_gap = sent
+        .iter()
+        .filter(|(at, _)| *at >= stopped && *at < restarted)
+        .count();
+    assert!(in_the_gap >= 1, "no check sent while no server accepted");
+    let failed: Vec<_> = sent.iter().filter(|(_, a)| *a != Ok(200)).collect();
+    assert!(
+        failed.is_empty(),
+        "{} of {} checks not answered 200 ({in_the_gap} sent in the gap): {:?}",
+        failed.len(),
+        sent.len(),
+        failed.iter().map(|(_, a)| a).collect::<Vec<_>>()
+    );
+}
+
 /// Set in the child process of the test below.
 #[cfg(unix)]
 const EMFILE_CHILD: &str = "POLAR_LICENSE_RELAY_TEST_EMFILE_CHILD";

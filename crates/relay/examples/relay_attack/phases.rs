@@ -9,7 +9,9 @@
 //! 3. Polar gone: its port refuses connections ([`Proxy`] closed; the emulator keeps its
 //!    state and keeps delivering webhooks, so a few known keys are revoked then, and their
 //!    `benefit_grant.revoked` reaches the relay while Polar's API is gone);
-//! 4. the relay stopped and started again on the same file and port, Polar still gone;
+//! 4. the relay stopped and started again on the same file and listener (`serve_on`: the
+//!    socket is kept across the restart, as systemd's socket activation keeps it, so the
+//!    connections that arrive meanwhile wait in the kernel's queue), Polar still gone;
 //! 5. Polar back;
 //! 6. the relay restarted again, Polar up.
 //!
@@ -27,7 +29,7 @@ use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, SeedKey, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
 use polar_license_relay::store::{RedbBackend, StoreOptions};
-use polar_license_relay::{serve_with, Relay, Running, ServeOptions};
+use polar_license_relay::{serve_on, Relay, Running, ServeOptions};
 use serde_json::json;
 
 use super::proxy::Proxy;
@@ -48,6 +50,8 @@ pub struct Args {
     scale: f64,
     /// Polar's budget a window (the emulator's and the relay's).
     budget: u32,
+    /// Known customers (their keys in Polar, checked once before the load).
+    keys: usize,
     /// Seconds of each phase: Polar up, slow, gone, after each restart, back.
     up: f64,
     slow: f64,
@@ -61,6 +65,7 @@ impl Args {
         let mut a = Args {
             scale: 0.1,
             budget: 100,
+            keys: super::KNOWN,
             up: 45.0,
             slow: 60.0,
             gone: 30.0,
@@ -75,6 +80,8 @@ impl Args {
             match k {
                 "scale" => a.scale = n,
                 "budget" => a.budget = n as u32,
+                "keys" if n >= 1.0 => a.keys = n as usize,
+                "keys" => return Err(format!("{arg}: at least 1 key")),
                 "up" => a.up = n,
                 "slow" => a.slow = n,
                 "gone" => a.gone = n,
@@ -82,7 +89,7 @@ impl Args {
                 "back" => a.back = n,
                 _ => {
                     return Err(format!(
-                        "{arg}: unknown (scale, budget, up, slow, gone, restart, back)"
+                        "{arg}: unknown (scale, budget, keys, up, slow, gone, restart, back)"
                     ))
                 }
             }
@@ -236,13 +243,15 @@ impl Shared {
     }
 }
 
-/// The relay over the store file at `path`, calling Polar at `polar_url`, on `addr`.
+/// The relay over the store file at `path`, calling Polar at `polar_url`, on a copy of
+/// `listener` (the run keeps it: across a restart the port stays open and the connections
+/// wait in its queue).
 fn start_relay(
     path: &Path,
     store: &StoreOptions,
     secret: &str,
     polar_url: &str,
-    addr: &str,
+    listener: &std::net::TcpListener,
 ) -> Running {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
@@ -257,7 +266,8 @@ fn start_relay(
                 // The relay's defaults: 10 s a call, 8 calls at once, the breaker's 5.
                 let relay = Relay::new(config, Box::new(rig::upstream(Duration::from_secs(10))))
                     .map_err(|e| format!("{e:?}"))?;
-                serve_with(Arc::new(relay), addr, ServeOptions::default())
+                let handed = listener.try_clone().map_err(|e| e.to_string())?;
+                serve_on(Arc::new(relay), handed, ServeOptions::default())
                     .map_err(|e| e.to_string())
             });
         match opened {
@@ -294,6 +304,7 @@ fn load(
     to: SocketAddr,
     per_window: f64,
     secret: &str,
+    keys: usize,
 ) -> Vec<std::thread::JoinHandle<()>> {
     let mut threads = Vec::new();
     // Known customers: 24 times the budget, 4 threads.
@@ -304,7 +315,14 @@ fn load(
             let phase = shared.phase_at(sent);
             shared.known(phase, i, sent, answer);
         };
-        threads.push(known_checks(t, 24.0 * per_window / 4.0, to, stop, each));
+        threads.push(known_checks(
+            t,
+            24.0 * per_window / 4.0,
+            to,
+            stop,
+            keys,
+            each,
+        ));
     }
     // Guesses: 10 times the budget on validate and 10 on activate, from 64 addresses.
     for t in 0..4u8 {
@@ -471,19 +489,20 @@ pub fn run(args: &Args) {
     let window = args.window();
     let budget = args.budget;
     // Polar's own 10 s for a webhook.
-    let (polar, endpoint_id, secret) = attack_polar(budget, args.scale, Duration::from_secs(10));
+    let (polar, endpoint_id, secret) =
+        attack_polar(budget, args.scale, Duration::from_secs(10), args.keys);
     let proxy = Proxy::start(SocketAddr::from(([127, 0, 0, 1], polar.port()))).expect("proxy");
     let dir = polar_license_testkit::ScratchDir::new("relay-attack");
     let path = dir.path().join("store.redb");
     let store = attack_store(args.scale, budget, true);
-    let first = start_relay(&path, &store, &secret, &proxy.url(), "127.0.0.1:0");
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
+    let first = start_relay(&path, &store, &secret, &proxy.url(), &listener);
     let (url, port) = (first.url(), first.port());
-    let addr = format!("127.0.0.1:{port}");
     rig::point_endpoint_at(&polar, &endpoint_id, &first);
     let mut relay = Some(first);
     let to = SocketAddr::from(([127, 0, 0, 1], port));
 
-    warm_up(&runtime(), to);
+    warm_up(&runtime(), to, args.keys);
     // Polar's window of the warm-up over.
     std::thread::sleep(window);
     let warm_429 = proxy.polar_429();
@@ -496,7 +515,7 @@ pub fn run(args: &Args) {
     });
     let per_window = f64::from(budget) / window.as_secs_f64();
     shared.begin(0);
-    let threads = load(&shared, &polar, to, per_window, &secret);
+    let threads = load(&shared, &polar, to, per_window, &secret, args.keys);
     let lengths = [
         args.up,
         args.slow,
@@ -552,7 +571,7 @@ pub fn run(args: &Args) {
                     t.first_answer = None;
                     t.first_polar = None;
                 }
-                relay = Some(start_relay(&path, &store, &secret, &proxy.url(), &addr));
+                relay = Some(start_relay(&path, &store, &secret, &proxy.url(), &listener));
                 restarts.push(Restart {
                     began: stopping,
                     stopped,
@@ -741,9 +760,13 @@ fn report(
         window.as_secs_f64(),
         met(all_429 == 0 && most_all <= budget)
     );
+    // After an outage longer than `--fresh-for` every known grant needs a refresh, and a window
+    // holds at most B - ceil(R/2) of them (the refresh cap; R the reserve, a quarter of B).
+    let refresh_cap = budget - (budget / 4).div_ceil(2);
     println!(
-        "| ≥ 99 % of known keys' checks answered with Polar's verdict within `--fresh-for` (phases 1, 5, 6: Polar answering) | {verdict} of {known} ({}) | {} |",
+        "| ≥ 99 % of known keys' checks answered with Polar's verdict within `--fresh-for` (phases 1, 5, 6: Polar answering) | {verdict} of {known} ({}); {} known keys, a window holds {refresh_cap} refreshes | {} |",
         pct(verdict, known),
+        args.keys,
         met(known > 0 && verdict * 100 >= known * 99)
     );
     println!(
@@ -772,7 +795,7 @@ fn report(
         let t = shared.tally_of(phase);
         let first = t.first_answer.map(|a| a.duration_since(r.began));
         println!(
-            "| answers resume after restart {} (Polar {}) | stopped in {} ms (in-flight answers drained), listening again {} ms later; first answer {} after the stop began | {} |",
+            "| answers resume after restart {} (Polar {}) | stopped in {} ms (in-flight answers drained), serving again {} ms later (the listener kept: connections queued meanwhile); first answer {} after the stop began | {} |",
             n + 1,
             PHASES[phase].1,
             r.stopped.duration_since(r.began).as_millis(),

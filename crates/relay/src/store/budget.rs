@@ -188,6 +188,14 @@ impl Budget {
         Err(frees_at.saturating_sub(now).div_ceil(1000).max(1))
     }
 
+    /// A call taken that never reached Polar (not made, or its connection refused) gives its
+    /// place back: the oldest call of the window goes, so the window never counts fewer calls
+    /// than Polar saw (the one given back is at least as recent as any it stands for).
+    pub fn give_back(&mut self, now_ms: u64) {
+        self.trim(now_ms);
+        self.calls.pop_front();
+    }
+
     /// The share of the (non-reserved) budget free now, 0 to 1.
     pub fn room(&mut self, now_ms: u64) -> f64 {
         self.trim(now_ms);

@@ -177,38 +177,67 @@ function toResponse(r) {
 
 const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Workers';
 
-/** A roster read's answer at most (a page of 100 keys; natively 16 MiB too). */
-const MAX_ROSTER_BYTES = 16 << 20;
-/** Roster reads of one run before it yields (then it asks to run again at once). */
-const ROSTER_READS_PER_RUN = 32;
+/** A read's answer at most (a roster page of 100 keys; natively 16 MiB too). */
+const MAX_READ_BYTES = 16 << 20;
+/** Reads of each kind in one run before it yields (then it asks to run again at once). */
+const READS_PER_RUN = 32;
+/** How long before a reconcile whose key's entries could not be loaded is tried again. */
+const LOAD_AGAIN_MS = 1_000;
 
 /**
- * The roster's reads of Polar (`store.roster`): the core says which read and when
- * (`rosterNext`), this only fetches and hands the answer back (`rosterAnswered`). One run at a
- * time: kicked after every request (a grant webhook's refetch goes at once) and when `wake`'s
- * time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
+ * The relay's own reads of Polar between requests: the roster's (`store.roster`:
+ * `rosterNext`, `rosterAnswered`), then the reconcile's (`store.reconcileEvery`:
+ * `reconcileNext`, `reconcileAnswered`). The core says which read and when; this only fetches
+ * and hands the answer back, having loaded from a paged store what the reconcile reads and
+ * narrows (`loaded(core, missing)`: `reconcileMissing`). One run at a time: kicked after
+ * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
+ * Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
-function rosterDriver({ upstreamFetch, timeoutMs, persist, wake }) {
+function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded }) {
   let running = null;
   let again = false;
-  async function run(core) {
-    for (let reads = 0; reads < ROSTER_READS_PER_RUN; reads++) {
-      const next = core.rosterNext(Date.now(), performance.now());
-      if (!next) return;
-      if (next.wait !== undefined) return wake(next.wait);
-      let upstream;
-      try {
-        const r = await upstreamFetch(next.url, { method: 'GET', headers: next.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
-        upstream = { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_ROSTER_BYTES) };
-      } catch (e) {
-        // Never the headers (the token) in what is kept or logged.
-        upstream = { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
-      }
-      core.rosterAnswered(next.id, upstream, Date.now(), performance.now());
+  const clock = () => [Date.now(), performance.now()];
+  const readers = [
+    { next: (core) => core.rosterNext(...clock()), answered: (core, id, upstream) => core.rosterAnswered(id, upstream, ...clock()) },
+    {
+      load: (core, id) => loaded(core, () => core.reconcileMissing(id, ...clock())),
+      next: (core) => core.reconcileNext(...clock()),
+      answered: (core, id, upstream) => core.reconcileAnswered(id, upstream, ...clock()),
+    },
+  ];
+  // Polar's answer to a read, or why there is none (never the headers: the token).
+  async function get(next) {
+    try {
+      const r = await upstreamFetch(next.url, { method: 'GET', headers: next.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+      return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_READ_BYTES) };
+    } catch (e) {
+      return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
+    }
+  }
+  // One kind's reads due now: how long until its next (0: more due now), null when it is off.
+  async function reads(core, reader) {
+    for (let n = 0; n < READS_PER_RUN; n++) {
+      // A key's entries not loaded would read as gone: no read then.
+      if (reader.load && !(await reader.load(core, undefined))) return LOAD_AGAIN_MS;
+      const next = reader.next(core);
+      if (!next) return null;
+      if (next.wait !== undefined) return next.wait;
+      const upstream = await get(next);
+      // Not all loaded: the core narrows nothing and asks again later.
+      if (reader.load) await reader.load(core, next.id);
+      reader.answered(core, next.id, upstream);
       // The budget's calls spent, saved as a request's are (a failed save is tried with the next).
       await persist(core).catch(() => {});
     }
-    wake(0);
+    return 0;
+  }
+  async function run(core) {
+    let wait = null;
+    for (const reader of readers) {
+      const ms = await reads(core, reader);
+      if (ms !== null) wait = Math.min(wait ?? ms, ms);
+    }
+    if (wait !== null) wake(wait);
   }
   return function kick(core) {
     again = true;
@@ -219,7 +248,7 @@ function rosterDriver({ upstreamFetch, timeoutMs, persist, wake }) {
           await run(core);
         }
       } catch (e) {
-        console.error(`polar-license relay: the roster's reads stopped (${e instanceof Error ? e.message : 'error'}): again with the next request`);
+        console.error(`polar-license relay: the relay's reads of Polar stopped (${e instanceof Error ? e.message : 'error'}): again with the next request`);
       } finally {
         running = null;
       }
@@ -302,15 +331,16 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []), performance.now());
       return { core, signer };
     };
-    // The roster's reads (store.roster), the core deciding each: woken by the Durable Object's
-    // alarm (durableStorage's `wake`), else by a timer.
-    const kickRoster = rosterDriver({
+    // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
+    // deciding each: woken by the Durable Object's alarm (durableStorage's `wake`), else by a timer.
+    const kickReads = readsDriver({
       upstreamFetch,
       timeoutMs,
       persist: (core) => persist(core),
+      loaded: (core, missing) => loaded(core, missing),
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
-        : timerWake(() => ready?.then(({ core }) => kickRoster(core), () => {})),
+        : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {})),
     });
     // With a paged store, what was handed to `save` and not saved yet, by storage key: what a
     // read sees over the storage's own (the core drops what it cached; never a change).
@@ -368,11 +398,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // Loads what the request touches in the store (its entry, its key's row, a webhook's rows
     // and their entries; a full store's oldest) before the core answers it: false when it
     // could not all be read.
-    const fill = async (core, head, body) => {
-      if (!core.paged) return true;
+    const fill = async (core, head, body) => core.paged ? loaded(core, () => core.missing(head, body, Date.now())) : true;
+    // Loads what `missing()` names (core.missing's shape) until it names nothing: false when
+    // it could not all be read.
+    const loaded = async (core, missing) => {
       try {
         for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
-          const need = core.missing(head, body, Date.now());
+          const need = missing();
           if (!need) return true;
           const [entries, rows, roster, oldest] = await Promise.all([
             readEntries(need.entries),
@@ -386,7 +418,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
         return false;
       }
-      return core.missing(head, body, Date.now()) === null;
+      return missing() === null;
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and
@@ -452,9 +484,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
         if (warning) console.warn(`polar-license relay: ${warning}`);
       }
-      // The roster's next reads (a grant webhook's refetch, a page), after the answer.
-      const roster = kickRoster(core);
-      ctx?.waitUntil?.(roster);
+      // The relay's own next reads (a grant webhook's refetch, a page, a reconcile), after the answer.
+      const reads = kickReads(core);
+      ctx?.waitUntil?.(reads);
       return out;
     }
 
@@ -634,15 +666,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       async ready() {
         ready ??= start();
         const { core, signer } = await ready;
-        kickRoster(core);
+        kickReads(core);
         return { kid: signer.kid, publicKey: signer.publicKey };
       },
-      /** The relay's work between requests (the roster's reads of Polar), run now: a Durable
+      /** The relay's work between requests (the roster's and the reconcile's reads of Polar), run now: a Durable
        * Object's alarm calls it; resolves when the reads due now are done. */
       async alarm() {
         ready ??= start();
         const { core } = await ready;
-        await kickRoster(core);
+        await kickReads(core);
       },
     };
   };
@@ -726,7 +758,7 @@ export function durableStorage(storage) {
       }
       return items;
     },
-    /** The relay's next work (the roster's reads) in `ms`: the object's alarm, unless one
+    /** The relay's next work (the roster's and the reconcile's reads) in `ms`: the object's alarm, unless one
      * rings sooner (known without a storage call when this object set it: every request asks). */
     async wake(ms) {
       const now = Date.now();
@@ -791,7 +823,7 @@ export function bindDurable(createRelay) {
         // The object stays up while a call to Polar goes on past its check's stale answer.
         return this.open().fetch(request, this.env, { waitUntil: (p) => this.state.waitUntil?.(p) });
       }
-      /** The roster's reads between requests (the object restarted: its roster paged in). */
+      /** The relay's reads between requests (the roster's, the reconcile's). */
       async alarm() {
         await this.open().alarm();
       }

@@ -99,6 +99,12 @@ export interface RelayStoreOptions {
   /** With `roster`: the percent of the budget keys it does not know may spend, shared fairly
    * per client (0 to 100, default 10); past it they are answered 429 (`--first-seen-share`). */
   firstSeenShare?: number;
+  /** Ask Polar again by id (`GET /v1/license-keys/{id}`, with idle budget only; the token
+   * needs `license_keys:read`) about each stored grant's key once its last check is this many
+   * seconds old, and narrow its entries when Polar says it is revoked, disabled, expired,
+   * rotated or gone: a missed webhook's revocation is heard within about this long
+   * (`relay serve --reconcile-every`; default 600, 0 turns it off). */
+  reconcileEvery?: number;
 }
 
 /** One change of the store, as `RelayStorage.save` receives it. */
@@ -140,7 +146,7 @@ export interface Relay {
   fetch(request: Request, env?: unknown, ctx?: unknown): Promise<Response>;
   /** Loads the wasm and checks the options and the key now (rejects with what is wrong). */
   ready(): Promise<{ kid: string; publicKey: string }>;
-  /** The work between requests (the roster's reads of Polar) due now: a Durable Object's alarm. */
+  /** The work between requests (the roster's and the reconcile's reads of Polar) due now: a Durable Object's alarm. */
   alarm(): Promise<void>;
 }
 

@@ -37,8 +37,8 @@ use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
-    RosterRead, Signer, Step, StoreConfig, STALE_AFTER_MS,
+    Finished, Now, Pending, Rate, ReconcileCheck, Relay, RelayConfig, RelayRequest, RelayResponse,
+    RosterChange, RosterRead, Signer, Step, StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -62,6 +62,8 @@ pub struct RelayCore {
     signing: RefCell<Table<(Finished, Option<String>)>>,
     /// The roster's reads of Polar under way (`rosterNext`, `rosterAnswered`).
     reads: RefCell<Table<RosterRead>>,
+    /// The reconcile's reads of Polar under way (`reconcileNext`, `reconcileAnswered`).
+    checks: RefCell<Table<ReconcileCheck>>,
     /// The metrics route (`metricsPath`) and the bearer token it asks for (`metricsToken`):
     /// off (`None`) by default.
     metrics: Option<(String, String)>,
@@ -368,6 +370,47 @@ fn patient(out: &Object, patience: Option<u64>) {
     }
 }
 
+/// What the host loads (`{entries, tags, roster, oldest}`: see [`RelayCore::missing`]).
+fn missing_js(missing: &polar_license_relay::store::Missing, roster: &[String]) -> JsValue {
+    let list = |items: &[String]| -> JsValue {
+        items
+            .iter()
+            .map(|s| JsValue::from_str(s))
+            .collect::<Array>()
+            .into()
+    };
+    let out = wrapped("entries", &list(&missing.entries));
+    set(&out, "tags", &list(&missing.tags));
+    set(&out, "roster", &list(roster));
+    set(&out, "oldest", &JsValue::from(missing.oldest as f64));
+    out.into()
+}
+
+/// A read of Polar's own for the host to `GET`: `{url, headers}` (the headers hold the token).
+fn read_js(url: &str, headers: &[(&'static str, String)]) -> Object {
+    let out = wrapped("url", &JsValue::from_str(url));
+    set(
+        &out,
+        "headers",
+        &headers_js(headers.iter().map(|(k, v)| (*k, v.as_str()))).into(),
+    );
+    out
+}
+
+/// A read with its table `id`, as `rosterNext` and `reconcileNext` give it.
+fn with_id(out: Object, id: u32) -> JsValue {
+    set(&out, "id", &JsValue::from(id));
+    out.into()
+}
+
+/// No read now: `{wait: ms}`, or `null` when there will be none.
+fn wait_js(wait: Option<u64>) -> JsValue {
+    match wait {
+        Some(ms) => wrapped("wait", &JsValue::from(ms as f64)).into(),
+        None => JsValue::NULL,
+    }
+}
+
 /// `{response}` (and `leased`) as the JS side reads it.
 fn wrapped(name: &str, value: &JsValue) -> Object {
     let out = Object::new();
@@ -381,8 +424,8 @@ impl RelayCore {
     /// `accessToken`, `kid`, `publicKey`, `leaseDays`, `organizationId`, `perIp`, `perKey`,
     /// `clientIpHeader`, `maxBodyBytes`, `corsOrigins`, `breakerFailures`, `breakerOpenFor`,
     /// `webhookSilence`, `metricsPath` with `metricsToken`, `store`, with `store.roster` and
-    /// `store.firstSeenShare`). Throws an `Error` naming the
-    /// bad option; never one holding the token.
+    /// `store.firstSeenShare`, `store.reconcileEvery`). Throws an `Error` naming the bad
+    /// option; never one holding the token.
     #[wasm_bindgen(constructor)]
     pub fn new(config: JsValue) -> Result<RelayCore, JsError> {
         if !config.is_object() {
@@ -470,6 +513,10 @@ impl RelayCore {
             if let Some(v) = secs("markedStaleFor")? {
                 options.marked_stale_for = v as u64;
             }
+            // `relay serve --reconcile-every` (0: off; default 600).
+            if let Some(v) = secs("reconcileEvery")? {
+                options.reconcile_every = v as u64;
+            }
             if let Some(v) = whole(&store, "budget", 1e9)? {
                 options.budget = v as u32;
             }
@@ -538,6 +585,7 @@ impl RelayCore {
             waiting: RefCell::new(Table::new()),
             signing: RefCell::new(Table::new()),
             reads: RefCell::new(Table::new()),
+            checks: RefCell::new(Table::new()),
             metrics,
         })
     }
@@ -778,18 +826,11 @@ impl RelayCore {
     pub fn roster_next(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
         match self.relay.roster_read(now(now_ms, monotonic_ms)) {
             Ok(read) => {
-                let out = wrapped("url", &JsValue::from_str(read.url()));
-                set(
-                    &out,
-                    "headers",
-                    &headers_js(read.headers().iter().map(|(k, v)| (*k, v.as_str()))).into(),
-                );
+                let out = read_js(read.url(), read.headers());
                 let id = self.reads.borrow_mut().put(read);
-                set(&out, "id", &JsValue::from(id));
-                out.into()
+                with_id(out, id)
             }
-            Err(Some(ms)) => wrapped("wait", &JsValue::from(ms as f64)).into(),
-            Err(None) => JsValue::NULL,
+            Err(wait) => wait_js(wait),
         }
     }
 
@@ -802,6 +843,57 @@ impl RelayCore {
             let answer = read_answer(&upstream);
             self.relay
                 .roster_answered(read, answer, now(now_ms, monotonic_ms));
+        }
+    }
+
+    /// With a paged store: what the reconcile's next read (`id` undefined) or the answer of
+    /// the read `id` touches in the store and the cache does not hold, as
+    /// [`RelayCore::missing`] gives it (the key's index row and its entries), else `null`.
+    /// The host loads it and asks again until `null`, then calls `reconcileNext` or
+    /// `reconcileAnswered` at once (nothing awaited between).
+    #[wasm_bindgen(js_name = reconcileMissing)]
+    pub fn reconcile_missing(&self, id: Option<u32>, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return JsValue::NULL;
+        };
+        let wants = match id {
+            Some(id) => self.checks.borrow().get(id).map(ReconcileCheck::wants),
+            None => self.relay.reconcile_wants(now(now_ms, monotonic_ms)),
+        };
+        match wants.map(|w| paged.missing(&w)) {
+            Some(missing) if !missing.is_empty() => missing_js(&missing, &[]),
+            _ => JsValue::NULL,
+        }
+    }
+
+    /// The reconcile's next read of Polar (`store.reconcileEvery`; the core decides which key
+    /// and when, as natively: idle budget only): `{id, url, headers}` to `GET` now (the
+    /// headers hold the token: never log them), its answer given to
+    /// [`RelayCore::reconcile_answered`]; `{wait: ms}` when none is due before then (a key
+    /// Polar grants meanwhile: ask again after each request); `null` when there is no
+    /// reconcile. With a paged store, load `reconcileMissing()` first.
+    #[wasm_bindgen(js_name = reconcileNext)]
+    pub fn reconcile_next(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        match self.relay.reconcile_read(now(now_ms, monotonic_ms)) {
+            Ok(check) => {
+                let out = read_js(check.url(), check.headers());
+                let id = self.checks.borrow_mut().put(check);
+                with_id(out, id)
+            }
+            Err(wait) => wait_js(wait),
+        }
+    }
+
+    /// Polar's answer to a reconcile read (`{status, headers, body}`, or `{error}`), applied
+    /// by the core (the key's stored grants narrowed, never granted); the store's changes are
+    /// then in the journal. With a paged store, load `reconcileMissing(id)` first. An unknown
+    /// `id` is ignored.
+    #[wasm_bindgen(js_name = reconcileAnswered)]
+    pub fn reconcile_answered(&self, id: u32, upstream: JsValue, now_ms: f64, monotonic_ms: f64) {
+        if let Some(check) = self.checks.borrow_mut().take(id) {
+            let answer = read_answer(&upstream);
+            self.relay
+                .reconcile_answered(check, answer, now(now_ms, monotonic_ms));
         }
     }
 
@@ -883,18 +975,7 @@ impl RelayCore {
         if missing.is_empty() && roster.is_none() {
             return JsValue::NULL;
         }
-        let list = |items: &[String]| -> JsValue {
-            items
-                .iter()
-                .map(|s| JsValue::from_str(s))
-                .collect::<Array>()
-                .into()
-        };
-        let out = wrapped("entries", &list(&missing.entries));
-        set(&out, "tags", &list(&missing.tags));
-        set(&out, "roster", &list(roster.as_slice()));
-        set(&out, "oldest", &JsValue::from(missing.oldest as f64));
-        out.into()
+        missing_js(&missing, roster.as_slice())
     }
 
     /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`

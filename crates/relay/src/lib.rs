@@ -45,8 +45,8 @@ mod ops;
 // The roster's reads: natively on a thread of the server's, on Workers driven by the host
 // (`Relay::roster_read`, `Relay::roster_answered`).
 mod roster;
-// The reconcile's calls run on the native server only (a host without it never reconciles).
-#[cfg_attr(not(feature = "server"), allow(dead_code))]
+// The reconcile's reads: natively on a thread of the server's, on Workers driven by the host
+// (`Relay::reconcile_read`, `Relay::reconcile_answered`).
 mod reconcile;
 mod revalidate;
 mod scrub;
@@ -63,6 +63,7 @@ pub use breaker::BreakerOptions;
 pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
+pub use reconcile::Check as ReconcileCheck;
 pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
@@ -646,9 +647,8 @@ impl Relay {
             )),
             budget_restored: std::sync::atomic::AtomicBool::new(false),
             refused: std::sync::atomic::AtomicU64::new(0),
-            reconcile: reconcile::Reconcile::new(
-                cfg!(feature = "server") && s.options.reconcile_every > 0,
-            ),
+            // On with an interval: the native server drives it, on Workers the host does.
+            reconcile: reconcile::Reconcile::new(s.options.reconcile_every > 0),
             backend: s.backend,
             options: s.options,
             webhook_secret: s.webhook_secret,

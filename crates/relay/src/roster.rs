@@ -877,14 +877,24 @@ pub(crate) mod tests {
     /// A relay with a memory store of `options` whose transport is never used (the roster
     /// and the reconcile read through their own workers).
     pub(crate) fn relay_with(options: crate::store::StoreOptions) -> Relay {
-        use crate::store::MemoryBackend;
+        relay_on(
+            std::sync::Arc::new(crate::store::MemoryBackend::new(100)),
+            options,
+        )
+    }
+
+    /// [`relay_with`] over `backend`.
+    pub(crate) fn relay_on(
+        backend: std::sync::Arc<dyn crate::store::Backend>,
+        options: crate::store::StoreOptions,
+    ) -> Relay {
         let mut config = crate::RelayConfig::new(
             polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
             polar_license::AccessToken::new("t"),
             polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
         );
         config.store = Some(crate::StoreConfig {
-            backend: std::sync::Arc::new(MemoryBackend::new(100)),
+            backend,
             options,
             webhook_secret: None,
         });

@@ -31,25 +31,56 @@ use polar_license::lease::key_hash;
 use polar_license::Key;
 
 use crate::roster::{ReadAnswer, BACKOFF_MS};
-use crate::store::{self, Entry, Mark, Use};
+use crate::store::{self, Entry, Mark, Use, Wants};
 use crate::{Now, Relay};
 
 /// A reconcile takes a call only while more than this share of the budget's shared part
 /// (the budget less its reserve) is free.
 pub(crate) const IDLE_ROOM: f64 = 0.75;
 
-/// How long the worker waits, at most, before it looks again (a new key, a key come due).
+/// How long to wait before looking again while the budget has no idle room or the breaker
+/// is open. A key comes due at a known time (that long is waited); a new key comes with a
+/// request (the host asks again after each: the native worker looks every 200 ms at most).
 const POLL_MS: u64 = 1_000;
 
 pub(crate) mod queue;
 
 use queue::uuid_of;
-pub(crate) use queue::{Check, Outcome, Reconcile};
+pub use queue::Check;
+pub(crate) use queue::{Outcome, Reconcile};
+
+/// The index row of a key's stored grants, with every entry of it: what a reconcile of the
+/// key reads and narrows.
+fn key_wants(id: u128) -> Wants {
+    Wants {
+        entries: Vec::new(),
+        tags: vec![format!("l:{}", uuid::Uuid::from_u128(id).hyphenated())],
+        all: true,
+    }
+}
 
 impl Relay {
-    /// The reconcile's next call at `now`, its unit taken from the budget's idle room;
-    /// `Err(Some(ms))` to wait, `Err(None)` when there is no reconcile.
-    pub(crate) fn reconcile_read(&self, now: Now) -> Result<Check, Option<u64>> {
+    /// With a store read per key ([`crate::store::PagedBackend`]): what the reconcile's next
+    /// read at `now` touches (the due key's index row and its entries), for the host to load
+    /// before [`Relay::reconcile_read`]; `None` when no key is due (or no reconcile).
+    pub fn reconcile_wants(&self, now: Now) -> Option<Wants> {
+        let s = self.store.as_ref()?;
+        let q = s.reconcile.lock();
+        if !q.on || now.monotonic_ms < q.not_before {
+            return None;
+        }
+        let &(at, id) = q.order.first()?;
+        let every = i64::try_from(s.options.reconcile_every).unwrap_or(i64::MAX);
+        (now.unix_seconds >= at.saturating_add(every)).then(|| key_wants(id))
+    }
+
+    /// The reconcile's next read of Polar at `now` (`GET /v1/license-keys/{id}`), its call
+    /// taken from the budget's idle room; `Err(Some(ms))` to wait (a key answered by Polar
+    /// meanwhile may come due sooner: ask again after each request), `Err(None)` when there
+    /// is no reconcile. Its answer goes to [`Relay::reconcile_answered`]. The native server
+    /// asks on a thread of its own; on Workers the host asks after its requests and when the
+    /// Durable Object's alarm rings, having loaded [`Relay::reconcile_wants`].
+    pub fn reconcile_read(&self, now: Now) -> Result<Check, Option<u64>> {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
@@ -87,13 +118,14 @@ impl Relay {
             if now.monotonic_ms < q.not_before {
                 return Err(Some(q.not_before - now.monotonic_ms));
             }
+            // No key: the next comes with a grant Polar answers, a request's.
             let Some(&(at, id)) = q.order.first() else {
-                return Err(Some(POLL_MS));
+                return Err(Some(s.options.reconcile_every.saturating_mul(1000)));
             };
             let due = at.saturating_add(every);
             if now.unix_seconds < due {
                 let secs = u64::try_from(due - now.unix_seconds).unwrap_or(1);
-                return Err(Some(secs.saturating_mul(1000).min(POLL_MS)));
+                return Err(Some(secs.saturating_mul(1000)));
             }
             (id, at)
         };
@@ -130,9 +162,11 @@ impl Relay {
         })
     }
 
-    /// What Polar said about a reconciled key, applied: its entries narrowed (never granted),
-    /// its 429 learned, the key dropped or checked again later.
-    pub(crate) fn reconcile_answered(&self, check: Check, answer: ReadAnswer, now: Now) {
+    /// What Polar said about a reconciled key (`answer`, as a roster read's), applied: its
+    /// entries narrowed (never granted), its 429 learned, the key dropped or checked again
+    /// later. With a store read per key, the host loads [`Check::wants`] first (an entry
+    /// not loaded is not narrowed: the key is asked again after a backoff).
+    pub fn reconcile_answered(&self, check: Check, answer: ReadAnswer, now: Now) {
         let Some(s) = self.store.as_ref() else {
             return;
         };
@@ -225,7 +259,10 @@ impl Relay {
             }
             other => return backoff(&format!("got {other}")),
         };
-        let narrowed = narrow_key(s, &license_key_id, check.started, mark, current_tag, now);
+        let Some(narrowed) = narrow_key(s, &license_key_id, check.started, mark, current_tag, now)
+        else {
+            return backoff("was not applied (the store could not narrow)");
+        };
         if outcome == Outcome::Rotated && narrowed == 0 {
             return Outcome::Granted;
         }
@@ -258,7 +295,7 @@ impl crate::stored::Stored {
 
 /// Marks the grants of `license_key_id` that Polar answered by `started` (and, with
 /// `keep_tag`, only those of another key string than it): `mark`, never weaker than what they
-/// hold. How many changed.
+/// hold. How many changed; `None` when the store failed (nothing narrowed).
 fn narrow_key(
     s: &crate::stored::Stored,
     license_key_id: &str,
@@ -266,7 +303,7 @@ fn narrow_key(
     mark: Mark,
     keep_tag: Option<String>,
     now: Now,
-) -> usize {
+) -> Option<usize> {
     let narrowed = s
         .backend
         .narrow(None, &[format!("l:{license_key_id}")], &mut |e: &Entry| {
@@ -288,10 +325,10 @@ fn narrow_key(
             })
         });
     match narrowed {
-        Ok(n) => n.unwrap_or(0),
+        Ok(n) => Some(n.unwrap_or(0)),
         Err(e) => {
             log::error!("relay: {e}: the reconcile narrowed nothing (asked again next time)");
-            0
+            None
         }
     }
 }
@@ -453,6 +490,59 @@ mod tests {
             assert_eq!(n, Some(want), "{outcome}");
         }
         assert_eq!(families[1].3[0].1, "5", "entries narrowed");
+    }
+
+    /// A store read per key (Workers): the host loads what [`Relay::reconcile_wants`] and
+    /// [`Check::wants`] name; an answer whose entries left the cache meanwhile narrows nothing
+    /// and the key is asked again (never dropped with its revocation unheard).
+    #[test]
+    fn a_store_read_per_key_is_loaded_first_and_a_revocation_is_never_lost() {
+        use crate::store::PagedBackend;
+        // Room for two: the key's row and its entry.
+        let paged = std::sync::Arc::new(PagedBackend::new(100, 2));
+        let r = crate::roster::tests::relay_on(
+            paged.clone(),
+            StoreOptions {
+                budget: 100,
+                reserve: 0,
+                reconcile_every: 60,
+                ..StoreOptions::default()
+            },
+        );
+        let s = r.store.as_ref().expect("a store");
+        s.reconcile.saw(&lk(1), 100);
+        let row = format!("l:{}", lk(1));
+        assert_eq!(r.reconcile_wants(at(159, 0)), None, "not due yet");
+        let wants = r.reconcile_wants(at(NOW, 0)).expect("due");
+        assert_eq!(wants.tags, vec![row.clone()]);
+        assert!(wants.all);
+        assert_eq!(paged.missing(&wants).tags, vec![row.clone()]);
+        // The host loads the row, then its entry.
+        let hex = "01".repeat(32);
+        paged.load(Vec::new(), vec![(row.clone(), vec![hex.clone()])]);
+        assert_eq!(paged.missing(&wants).entries, vec![hex.clone()]);
+        let entry = || Some(grant(1, "K-1", 100, Mark::None));
+        paged.load(vec![(hex.clone(), entry())], Vec::new());
+        assert!(paged.missing(&wants).is_empty());
+        let check = r.reconcile_read(at(NOW, 1)).expect("a read");
+        // The row leaves the cache while Polar is asked (another read trims it).
+        paged.load(Vec::new(), vec![("l:other".into(), Vec::new())]);
+        paged.trim();
+        assert_eq!(paged.missing(&check.wants()).tags, vec![row.clone()]);
+        r.reconcile_answered(check, polar_key("K-1", "revoked", None), at(NOW, 2));
+        let mark = || s.backend.get(&[1; 32]).expect("get").map(|e| e.mark);
+        assert_eq!(mark(), Some(Mark::None), "nothing narrowed");
+        assert_eq!(s.reconcile.len(), 1, "the key kept");
+        // After the backoff, loaded again: revoked.
+        assert_eq!(r.reconcile_wants(at(NOW, 3)), None, "backing off");
+        let wants = r.reconcile_wants(at(NOW, 10_000)).expect("due again");
+        paged.load(vec![(hex.clone(), entry())], vec![(row, vec![hex])]);
+        assert!(paged.missing(&wants).is_empty());
+        let check = r.reconcile_read(at(NOW, 10_001)).expect("a read");
+        assert!(paged.missing(&check.wants()).is_empty());
+        r.reconcile_answered(check, polar_key("K-1", "revoked", None), at(NOW, 10_002));
+        assert_eq!(mark(), Some(Mark::Revoked));
+        assert_eq!(s.reconcile.len(), 0);
     }
 
     #[test]

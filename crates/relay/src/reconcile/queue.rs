@@ -88,14 +88,35 @@ pub(super) fn uuid_of(text: &str) -> Option<u128> {
     uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
 }
 
-/// One reconcile call under way: the key's id, when its read began, its last check before.
-pub(crate) struct Check {
+/// One reconcile read under way ([`crate::Relay::reconcile_read`]): a `GET` of
+/// [`Check::url`] with [`Check::headers`], its answer given back to
+/// [`crate::Relay::reconcile_answered`]. It holds the key's id, when its read began, its last
+/// check before.
+pub struct Check {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(super) id: u128,
     pub(super) started: i64,
     pub(super) before: i64,
+}
+
+impl Check {
+    /// The URL to `GET` (`/v1/license-keys/{id}`).
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The request's headers: they hold the seller's token (never log them).
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+
+    /// With a store read per key: what its answer narrows (the key's index row and its
+    /// entries), for the host to load before [`crate::Relay::reconcile_answered`].
+    pub fn wants(&self) -> crate::store::Wants {
+        super::key_wants(self.id)
+    }
 }
 
 impl std::fmt::Debug for Check {

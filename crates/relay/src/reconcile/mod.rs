@@ -66,12 +66,17 @@ impl Relay {
     pub fn reconcile_wants(&self, now: Now) -> Option<Wants> {
         let s = self.store.as_ref()?;
         let q = s.reconcile.lock();
-        if !q.on || now.monotonic_ms < q.not_before {
+        if !q.on {
             return None;
         }
-        let &(at, id) = q.order.first()?;
-        let every = i64::try_from(s.options.reconcile_every).unwrap_or(i64::MAX);
-        (now.unix_seconds >= at.saturating_add(every)).then(|| key_wants(id))
+        let (_, id) = q
+            .due(
+                now.unix_seconds,
+                now.monotonic_ms,
+                s.options.reconcile_every,
+            )
+            .ok()?;
+        Some(key_wants(id))
     }
 
     /// The reconcile's next read of Polar at `now` (`GET /v1/license-keys/{id}`), its call
@@ -84,7 +89,6 @@ impl Relay {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
-        let every = i64::try_from(s.options.reconcile_every).unwrap_or(i64::MAX);
         if !s.reconcile.lock().on {
             return Err(None);
         }
@@ -106,29 +110,23 @@ impl Relay {
             }
             q.loaded = true;
             log::info!(
-                "relay: reconcile on: every {every} s, {} keys of stored grants",
+                "relay: reconcile on: every {} s, {} keys of stored grants",
+                s.options.reconcile_every,
                 q.checked.len()
             );
         }
         if self.breaker.is_open(now) {
             return Err(Some(POLL_MS));
         }
-        let (id, before) = {
-            let q = s.reconcile.lock();
-            if now.monotonic_ms < q.not_before {
-                return Err(Some(q.not_before - now.monotonic_ms));
-            }
-            // No key: the next comes with a grant Polar answers, a request's.
-            let Some(&(at, id)) = q.order.first() else {
-                return Err(Some(s.options.reconcile_every.saturating_mul(1000)));
-            };
-            let due = at.saturating_add(every);
-            if now.unix_seconds < due {
-                let secs = u64::try_from(due - now.unix_seconds).unwrap_or(1);
-                return Err(Some(secs.saturating_mul(1000)));
-            }
-            (id, at)
-        };
+        let (before, id) = s
+            .reconcile
+            .lock()
+            .due(
+                now.unix_seconds,
+                now.monotonic_ms,
+                s.options.reconcile_every,
+            )
+            .map_err(Some)?;
         let license_key_id = uuid::Uuid::from_u128(id).hyphenated().to_string();
         // No call for a key whose grants are gone (evicted) or all revoked already.
         let tag = format!("l:{license_key_id}");

@@ -77,6 +77,24 @@ impl Queue {
         self.order.insert((at, id));
     }
 
+    /// The key to check at `now` (`(last checked, id)`), once `every` seconds have passed
+    /// since its last check and no backoff holds; else `Err(ms to wait)` (no key: one
+    /// interval, the next comes with a grant Polar answers, a request's).
+    pub(super) fn due(&self, now_unix: i64, now_ms: u64, every: u64) -> Result<(i64, u128), u64> {
+        if now_ms < self.not_before {
+            return Err(self.not_before - now_ms);
+        }
+        let Some(&(at, id)) = self.order.first() else {
+            return Err(every.saturating_mul(1000));
+        };
+        let due = at.saturating_add(i64::try_from(every).unwrap_or(i64::MAX));
+        if now_unix < due {
+            let secs = u64::try_from(due - now_unix).unwrap_or(1);
+            return Err(secs.saturating_mul(1000));
+        }
+        Ok((at, id))
+    }
+
     pub(super) fn drop_key(&mut self, id: u128) {
         if let Some(old) = self.checked.remove(&id) {
             self.order.remove(&(old, id));

@@ -373,7 +373,7 @@ impl Pending {
     /// The flight this call leads ([`Relay::begin_with`]): checks that got [`Step::Wait`] with
     /// this name begin again once its [`Relay::finish`] has run.
     pub fn flight(&self) -> Option<String> {
-        self.flight.as_ref().map(|id| hex(id))
+        self.flight.as_ref().map(store::hex_id)
     }
 }
 
@@ -814,7 +814,7 @@ impl Relay {
             Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
             Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, _, pending) => Step::Wait(hex(&id), pending),
+            Routed::Wait(id, _, pending) => Step::Wait(store::hex_id(&id), pending),
         }
     }
 
@@ -1483,11 +1483,6 @@ fn check_origin(origin: &str) -> Result<(), Error> {
             "each must be an origin such as https://app.example.com (scheme, host and port; no path)",
         ))
     }
-}
-
-/// Lowercase hex (a flight's name).
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// A call the breaker stops: the 502 of an unreachable Polar (a client falls back to its

@@ -86,6 +86,16 @@ impl Inner {
             }
         }
     }
+
+    /// `d` is no longer the organization's (deleted too when kept in the host).
+    fn remove(&mut self, d: [u8; 32]) {
+        match self.kept.as_mut() {
+            Some(kept) => kept.forget(&mut self.hashes, d),
+            None => {
+                self.hashes.remove(&d);
+            }
+        }
+    }
 }
 
 /// What the roster's worker does next.
@@ -190,16 +200,9 @@ impl Roster {
     /// Polar says `key` is revoked, disabled or expired: no longer the organization's key
     /// that counts as known (a grant of it later, Polar's 200, makes it known again).
     pub(crate) fn forget(&self, key: &Key) {
-        let mut guard = self.lock();
-        let inner = &mut *guard;
+        let mut inner = self.lock();
         if inner.phase != Phase::Off {
-            let d = digest(key);
-            match inner.kept.as_mut() {
-                Some(kept) => kept.forget(&mut inner.hashes, d),
-                None => {
-                    inner.hashes.remove(&d);
-                }
-            }
+            inner.remove(digest(key));
         }
     }
 

@@ -12,6 +12,7 @@ use polar_license::Key;
 use polar_license_rules::check_body;
 
 use super::{digest, Phase};
+use crate::store::{hex_id as hex, id_of_hex as unhex};
 use crate::{Now, Relay, RelayRequest, ROUTE_PREFIX};
 
 /// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
@@ -31,21 +32,6 @@ pub(super) struct Kept {
     absent: HashSet<[u8; 32]>,
     pub(super) cap: usize,
     changes: Vec<RosterChange>,
-}
-
-fn hex(d: &[u8; 32]) -> String {
-    d.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(s.get(2 * i..2 * i + 2)?, 16).ok()?;
-    }
-    Some(out)
 }
 
 /// Inserts `d` into a cache bounded by `cap` (emptied when full: what is dropped is read again).

@@ -100,11 +100,14 @@ pub(super) fn tags(entry: &Entry) -> Vec<String> {
     }
     out
 }
-pub(super) fn hex_id(id: &EntryId) -> String {
+
+/// Lowercase hex of a 32-byte id (an entry's, a roster digest's): a storage key's tail.
+pub(crate) fn hex_id(id: &EntryId) -> String {
     id.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub(super) fn id_of_hex(text: &str) -> Option<EntryId> {
+/// [`hex_id`] read back; `None` unless 64 hex digits.
+pub(crate) fn id_of_hex(text: &str) -> Option<EntryId> {
     if text.len() != 64 {
         return None;
     }

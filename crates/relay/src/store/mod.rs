@@ -26,6 +26,7 @@ pub use durable::RedbBackend;
 pub use entry::{
     entry_id, key_tag, Entry, EntryId, Mark, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY,
 };
+pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};
 pub use memory::MemoryBackend;
 pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};

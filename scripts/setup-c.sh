@@ -27,10 +27,11 @@ step_cbindgen() {
 
 # tool:package pairs installed from apt when the tool is missing (curl: the first-run guide's
 # blocks ask the emulator for a fault with it; strace: crates/cli/tests/cli_writes.rs counts a
-# cached launch's fsyncs and renames with it).
-APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils curl:curl strace:strace)
+# cached launch's fsyncs and renames with it; systemd-socket-activate, from systemd:
+# crates/cli/tests/cli_relay.rs starts `relay serve` under socket activation with it).
+APT_TOOLS=(gcc:gcc g++:g++ valgrind:valgrind cmake:cmake pkg-config:pkg-config strip:binutils curl:curl strace:strace systemd-socket-activate:systemd)
 
-step_apt() { apt_tools "gcc, g++, valgrind, cmake, pkg-config, strip, curl, strace" "${APT_TOOLS[@]}"; }
+step_apt() { apt_tools "gcc, g++, valgrind, cmake, pkg-config, strip, curl, strace, systemd-socket-activate" "${APT_TOOLS[@]}"; }
 
 # The sanitizer runtimes come with Debian's gcc; check that they link.
 step_sanitizers() {

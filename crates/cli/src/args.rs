@@ -587,6 +587,12 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "SECONDS", default_value = "10", value_parser = parse_timeout,
           env = "POLAR_LICENSE_RELAY_WRITE_TIMEOUT")]
     pub write_timeout: Duration,
+
+    /// On stop, how long open connections may still bring a request (each answer saying
+    /// `connection: close`) before the idle ones are closed; 0: closed at once
+    #[arg(long, value_name = "SECONDS", default_value = "0.5", value_parser = parse_seconds,
+          env = "POLAR_LICENSE_RELAY_DRAIN")]
+    pub drain: Duration,
 }
 
 /// Parses `RATE` or `RATE/BURST` (the burst defaults to twice the rate).

@@ -195,6 +195,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     options.header_timeout = a.header_timeout;
     options.body_timeout = a.body_timeout;
     options.write_timeout = a.write_timeout;
+    options.drain = a.drain;
     options.metrics_addr = a.metrics_addr.clone().filter(|m| !m.is_empty());
     options.stale_after = std::time::Duration::from_millis(a.stale_after_ms);
     let options_metrics = options.metrics_addr.clone();

@@ -69,6 +69,14 @@ pub struct ServeOptions {
     /// listener of its own, `HOST:PORT` (default `None`: no metrics listener). Keep it off
     /// the public network: the counters are the seller's.
     pub metrics_addr: Option<String>,
+    /// How long a connection open when the server is told to stop may still bring a request
+    /// (default 0.5 s): each answer meanwhile says `connection: close`, so a client that
+    /// reuses its connection (keep-alive) reads its answer and opens a fresh one, which the
+    /// next server on a kept listener answers. Past it a connection with no request under way
+    /// is closed; one whose request is under way is answered first. With none (zero), an idle
+    /// connection is closed at once, and a request its client sends at that moment is lost
+    /// (a broken pipe, or the connection closed without an answer).
+    pub drain: Duration,
 }
 
 impl Default for ServeOptions {
@@ -81,6 +89,7 @@ impl Default for ServeOptions {
             concurrent_requests: 8,
             stale_after: Duration::from_millis(crate::STALE_AFTER_MS),
             metrics_addr: None,
+            drain: Duration::from_millis(500),
         }
     }
 }
@@ -312,9 +321,22 @@ impl Server {
             what: "connections",
         };
         let server = Arc::clone(&self);
+        let told = stopped.clone();
         self.accept(listener, stopped, listening, move |peer| {
-            let server = Arc::clone(&server);
-            hyper::service::service_fn(move |req| Arc::clone(&server).answer(req, peer))
+            let (server, told) = (Arc::clone(&server), told.clone());
+            hyper::service::service_fn(move |req| {
+                let (server, told) = (Arc::clone(&server), told.clone());
+                async move {
+                    let mut answer = server.answer(req, peer).await?;
+                    // Stopping: the client opens its next connection afresh (the drain).
+                    if *told.borrow() {
+                        answer
+                            .headers_mut()
+                            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    }
+                    Ok(answer)
+                }
+            })
         })
         .await;
     }
@@ -409,13 +431,20 @@ impl Server {
             let io = TokioIo::new(WriteTimeout::new(stream, self.options.write_timeout));
             let conn = http.serve_connection(io, service(peer));
             let stopped = stopped.clone();
+            let drain = self.options.drain;
             tokio::spawn(async move {
                 let _permit = permit;
                 let mut conn = pin!(conn);
-                let mut stop = pin!(stop_requested(stopped));
+                // Told to stop: the drain, then the graceful shutdown (an idle connection
+                // closed, one with a request under way answered first). Meanwhile the answers
+                // say `connection: close` (the service reads `stopped` itself).
+                let mut drained = pin!(async {
+                    stop_requested(stopped).await;
+                    tokio::time::sleep(drain).await;
+                });
                 let mut closing = false;
                 let ended = poll_fn(|cx| {
-                    if !closing && stop.as_mut().poll(cx).is_ready() {
+                    if !closing && drained.as_mut().poll(cx).is_ready() {
                         closing = true;
                         conn.as_mut().graceful_shutdown();
                     }

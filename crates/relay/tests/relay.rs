@@ -1212,7 +1212,10 @@ fn a_client_that_never_reads_its_answers_is_closed_after_the_write_timeout() {
 /// A relay stopped and started again on the listener it was handed (`serve_on`, as systemd's
 /// socket activation or a restart that keeps the socket does it) refuses no connection: the
 /// checks sent while no server accepts wait in the kernel's queue and the next one answers
-/// them. (Bound anew instead, with the port closed between, those are refused.)
+/// them. Four clients over fresh connections and two reusing theirs (keep-alive, as the
+/// library's own client does) check all the while, across four restarts: the server's drain
+/// ([`ServeOptions::drain`]) tells the keep-alive ones to reconnect. (Bound anew
+/// instead, with the port closed between, the checks sent meanwhile are refused.)
 #[test]
 fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
     use std::sync::atomic::{AtomicBool, Ordering};
@@ -1230,28 +1233,47 @@ fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
             .expect("it serves on the listener")
     };
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-    let first = start(&listener);
-    let url = first.url();
+    let mut running = start(&listener);
+    let url = running.url();
 
-    // Checks over fresh connections, one every 10 ms: when each was sent, when answered, and
-    // its answer.
-    type Sent = Vec<(Instant, Instant, Result<u16, String>)>;
+    // Each check: which client, when sent, when answered, and its answer.
+    type Sent = Vec<(usize, Instant, Instant, Result<u16, String>)>;
     let sent: Arc<Mutex<Sent>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let client = {
-        let (sent, stop, url) = (Arc::clone(&sent), Arc::clone(&stop), url.clone());
-        std::thread::spawn(move || {
-            while !stop.load(Ordering::Relaxed) {
-                let at = Instant::now();
-                let answer = validate_patiently(&url, Duration::from_secs(10));
-                let answer = answer.map_err(|e| e.to_string());
-                sent.lock()
-                    .expect("sent")
-                    .push((at, Instant::now(), answer));
-                std::thread::sleep(Duration::from_millis(10));
-            }
+    let body = json!({"key": DEMO_KEY, "organization_id": ORG}).to_string();
+    let clients: Vec<_> = (0..6)
+        .map(|client| {
+            let (sent, stop, url) = (Arc::clone(&sent), Arc::clone(&stop), url.clone());
+            let body = body.clone();
+            // Clients 4 and 5 reuse their connection.
+            let agent = ureq::Agent::config_builder()
+                .http_status_as_error(false)
+                .timeout_global(Some(Duration::from_secs(10)))
+                .build()
+                .new_agent();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let at = Instant::now();
+                    let answer = if client >= 4 {
+                        agent
+                            .post(&format!("{url}{PUBLIC}validate"))
+                            .header("content-type", "application/json")
+                            .send(body.as_str())
+                            .map(|mut resp| {
+                                let _ = resp.body_mut().read_to_vec();
+                                resp.status().as_u16()
+                            })
+                    } else {
+                        validate_patiently(&url, Duration::from_secs(10))
+                    };
+                    let answer = answer.map_err(|e| e.to_string());
+                    let done = Instant::now();
+                    sent.lock().expect("sent").push((client, at, done, answer));
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+            })
         })
-    };
+        .collect();
     let answered = |n: usize| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while sent.lock().expect("sent").len() < n {
@@ -1259,34 +1281,49 @@ fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
             std::thread::sleep(Duration::from_millis(10));
         }
     };
-    answered(5);
-    first.stop();
-    // No server accepts for half a second: the checks sent meanwhile wait.
-    std::thread::sleep(Duration::from_millis(500));
-    let restarting = Instant::now();
-    let second = start(&listener);
-    let before = sent.lock().expect("sent").len();
-    answered(before + 5);
+    answered(20);
+    let mut restarts = Vec::new();
+    for _ in 0..4 {
+        running.stop();
+        // No server accepts for 300 ms: the checks sent meanwhile wait.
+        std::thread::sleep(Duration::from_millis(300));
+        restarts.push(Instant::now());
+        running = start(&listener);
+        let before = sent.lock().expect("sent").len();
+        answered(before + 20);
+    }
     stop.store(true, Ordering::Relaxed);
-    client.join().expect("the client");
-    second.stop();
+    for client in clients {
+        client.join().expect("a client");
+    }
+    running.stop();
 
     let sent = sent.lock().expect("sent");
-    // Held over the gap: sent before the second server existed, answered after it started
-    // (the first had drained and stopped). On a slow machine (wine) the one check in flight
-    // when the first stopped may be the only one: sent before the stop, it waits out the gap.
-    let in_the_gap = sent
+    for (i, restart) in restarts.iter().enumerate() {
+        // Held over the gap: sent before the next server existed, answered after it started
+        // (the one before had drained and stopped). A client is serial, so on a slow machine
+        // (wine) the only such checks may be those in flight when the server stopped.
+        let held = sent
+            .iter()
+            .filter(|(_, at, done, _)| at < restart && done >= restart)
+            .count();
+        assert!(
+            held >= 1,
+            "restart {i}: no check waited while no server accepted"
+        );
+    }
+    let reused = sent.iter().filter(|(client, ..)| *client >= 4).count();
+    assert!(reused >= 8, "the keep-alive clients made {reused} checks");
+    let failed: Vec<_> = sent
         .iter()
-        .filter(|(at, done, _)| *at < restarting && *done >= restarting)
-        .count();
-    assert!(in_the_gap >= 1, "no check waited while no server accepted");
-    let failed: Vec<_> = sent.iter().filter(|(_, _, a)| *a != Ok(200)).collect();
+        .filter(|(.., a)| *a != Ok(200))
+        .map(|(client, .., a)| (client, a))
+        .collect();
     assert!(
         failed.is_empty(),
-        "{} of {} checks not answered 200 ({in_the_gap} held over the gap): {:?}",
+        "{} of {} checks not answered 200 (clients 4 and 5 reuse their connection): {failed:?}",
         failed.len(),
         sent.len(),
-        failed.iter().map(|(_, _, a)| a).collect::<Vec<_>>()
     );
 }
 

@@ -193,10 +193,29 @@ const LOAD_AGAIN_MS = 1_000;
  * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
  * Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
-function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded }) {
+function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) {
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
+  // With a paged store: the keys of the grants stored before this start, a bounded page of
+  // index rows at a time (`reconcileList`, `reconcileListed`; `rows(prefix, after, limit)`
+  // lists them): how long until the next page (0: more now), null when none is wanted.
+  async function pages(core) {
+    if (!rows) return null;
+    for (let n = 0; n < READS_PER_RUN; n++) {
+      const page = core.reconcileList();
+      if (!page) return null;
+      let listed;
+      try {
+        listed = await rows(page.prefix, page.after, page.limit);
+      } catch (e) {
+        console.error(`polar-license relay: the stored keys could not be listed for the reconcile (${e instanceof Error ? e.message : 'error'}): again in a second`);
+        return LOAD_AGAIN_MS;
+      }
+      core.reconcileListed(JSON.stringify(listed), ...clock());
+    }
+    return 0;
+  }
   const readers = [
     { next: (core) => core.rosterNext(...clock()), answered: (core, id, upstream) => core.rosterAnswered(id, upstream, ...clock()) },
     {
@@ -232,7 +251,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded }) {
     return 0;
   }
   async function run(core) {
-    let wait = null;
+    let wait = await pages(core);
     for (const reader of readers) {
       const ms = await reads(core, reader);
       if (ms !== null) wait = Math.min(wait ?? ms, ms);
@@ -338,6 +357,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       timeoutMs,
       persist: (core) => persist(core),
       loaded: (core, missing) => loaded(core, missing),
+      rows: paged && typeof storage.rows === 'function' ? (prefix, after, limit) => storage.rows(prefix, after, limit) : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
         : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {})),
@@ -743,6 +763,13 @@ export function durableStorage(storage) {
     /** The keys under `prefix` (an index row). */
     async list(prefix) {
       return [...(await storage.list({ prefix })).keys()];
+    },
+    /** At most `limit` index rows whose tag starts with `prefix`, those after the row `after`
+     * (`<tag>|<entry id>`; undefined: from the first), in order, without their `i:`: a page
+     * of the stored keys' listing (the reconcile's). */
+    async rows(prefix, after, limit) {
+      const page = await storage.list({ prefix: `i:${prefix}`, limit, ...(after === undefined ? {} : { startAfter: `i:${after}` }) });
+      return [...page.keys()].map((k) => k.slice(2));
     },
     /** The time row's first `n` keys: the oldest entries (a full store's next evictions). */
     async oldest(n) {

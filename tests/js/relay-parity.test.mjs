@@ -50,6 +50,10 @@ let mode = 'up';
 let calls = 0;
 // The pages of `GET /v1/license-keys/` read (the roster's).
 let pages = 0;
+// The reads of one key by id (`GET /v1/license-keys/{id}`: the reconcile's), and the
+// validates (the clients' checks) that reached Polar.
+let keyReads = 0;
+let validates = 0;
 // A slow Polar: each answer after this many milliseconds (0: at once); the calls not answered yet.
 let slowMs = 0;
 let unanswered = 0;
@@ -58,6 +62,8 @@ const polar = createServer(async (req, res) => {
   for await (const c of req) chunks.push(c);
   calls++;
   if (req.method === 'GET' && req.url.startsWith('/v1/license-keys/?')) pages++;
+  if (req.method === 'GET' && /^\/v1\/license-keys\/[0-9a-f-]{36}$/.test(req.url)) keyReads++;
+  if (req.method === 'POST' && req.url === VALIDATE) validates++;
   if (mode === 'gone') {
     // Polar out of reach: the connection closed with no answer.
     req.socket.destroy();
@@ -867,6 +873,55 @@ test('both hosts, the reconcile on: a key revoked in Polar with no webhook is re
   } finally {
     await native.close();
     await workers?.close();
+  }
+});
+
+// Natively the reconcile reads the stored keys' ids at start (the store's index, at once); a
+// Durable Object reads none at start and lists its index rows (`i:l:`) in bounded pages from
+// its reads between requests, so the grants stored before a restart (Durable Objects are
+// evicted when idle) are reconciled as natively.
+test('Workers, the reconcile on: a restarted Durable Object reconciles the grants it stored before, with no client check reaching Polar', { skip }, async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-parity-do-'));
+  const start = async () =>
+    relayUnderWorkerd({
+      port: await freePort(),
+      worker: storeWorker(`perIp: '0',
+  perKey: '0',
+  breakerFailures: 0,
+  store: { budget: 60, budgetReserve: 5, reconcileEvery: 1 },`),
+      polarUrl,
+      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+      store: { dir, uniqueKey: 'polar-relay-parity-reconcile-restart' },
+      probe: VALIDATE,
+    });
+  let host = await start();
+  try {
+    const revoked = fresh();
+    const kept = fresh();
+    for (const key of [revoked, kept]) {
+      const a = await send(host.url, check(key));
+      assert.deepEqual([a.status, a.source], [200, 'polar']);
+    }
+    await host.close();
+    // Revoked in Polar while the object is down; this file's emulator sends no webhook.
+    emulator.updateKey(revoked, { status: 'revoked' });
+    const reads = keyReads;
+    const checks = validates;
+    // A new runtime on the same storage; its probe (a preflight, no check) starts the object.
+    host = await start();
+    // Before any check of either key: the reconcile reads both by id (1 s after it listed them).
+    const read = await until(async () => keyReads - reads, (n) => n >= 2);
+    assert.ok(read >= 2, `the keys stored before the restart read by id: ${read}`);
+    const refused = await until(() => send(host.url, check(revoked)), (a) => a.status !== 200);
+    assert.deepEqual([refused.status, refused.source, refused.lease, refused.gist.detail], [404, 'store', null, 'License key is no longer active.']);
+    const still = await send(host.url, check(kept));
+    assert.deepEqual([still.status, still.source, still.lease], [200, 'store', 'lease']);
+    assert.equal(validates - checks, 0, 'no client check reached Polar after the restart');
+    const health = (await (await fetch(`${host.url}/healthz`)).json()).reconcile;
+    assert.equal(health?.every_seconds, 1, JSON.stringify(health));
+  } finally {
+    await host.close();
+    await rm(dir, { recursive: true, force: true });
   }
 });
 

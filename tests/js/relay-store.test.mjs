@@ -506,7 +506,8 @@ test('durableStorage keeps the budget under one key and loads it back', async ()
 /** A Durable Object's storage API over a Map (keys in order, as Cloudflare lists them), its
  * reads counted: `keys` read and `lists` made without a prefix (a read of everything). */
 function fakeDurable(kv = new Map()) {
-  const reads = { keys: 0, whole: 0, calls: 0 };
+  // The reconcile's pages of the stored keys' index rows (`i:l:`, bounded) counted apart.
+  const reads = { keys: 0, whole: 0, calls: 0, pages: 0, rows: 0, largest: 0 };
   const sorted = () => [...kv.keys()].sort();
   return {
     kv,
@@ -529,7 +530,11 @@ function fakeDurable(kv = new Map()) {
         if (out.size >= limit) break;
         if (k.startsWith(prefix) && (startAfter === undefined || k > startAfter)) out.set(k, kv.get(k));
       }
-      reads.keys += out.size;
+      if (prefix === 'i:l:') {
+        reads.pages++;
+        reads.rows += out.size;
+        reads.largest = Math.max(reads.largest, limit);
+      } else reads.keys += out.size;
       return out;
     },
     async put(entries) {
@@ -636,13 +641,25 @@ test("node: a Durable Object's store is read per key: a revocation refuses entri
   assert.equal((await direct(relay, VALIDATE, { body: validateBody(keys[9]) })).status, 200);
 
   // A restart: the webhook ids, the budget and the count are read, then each check its entry.
-  fake.reads.keys = 0;
+  Object.assign(fake.reads, { keys: 0, pages: 0, rows: 0, largest: 0 });
   const restarted = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
   const again = await direct(restarted, VALIDATE, { body: validateBody(keys[5]) });
   assert.equal(again.source, 'store', again.body);
   assert.ok(fake.reads.keys <= 8, `${fake.reads.keys} keys read at start and for the first check (of ${fake.kv.size})`);
   assert.equal((await direct(restarted, VALIDATE, { body: validateBody(keys[1]) })).status, 404, 'the revocation kept');
   assert.equal(fake.reads.whole, 0);
+  // Between requests the reconcile learns the stored keys (as a native start reads them at
+  // once): their index rows listed in bounded pages (12 entries: one page of at most 128).
+  const reconciled = async () => JSON.parse((await direct(restarted, '/healthz', { method: 'GET' })).body).reconcile?.keys;
+  let known = await reconciled();
+  for (let i = 0; i < 100 && known !== 12; i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    known = await reconciled();
+  }
+  assert.equal(known, 12, 'the keys of the 12 stored grants known to the reconcile after the restart');
+  assert.equal(fake.reads.pages, 1);
+  assert.equal(fake.reads.rows, 12);
+  assert.equal(fake.reads.largest, 128, 'a bounded page');
 
   // A store saved before index links (entries, webhook ids and the budget only) gets them at
   // its first start: a revocation then finds its entries.
@@ -797,9 +814,11 @@ test('workerd: past maxEntries the Durable Object\'s storage loses its oldest en
   }
 });
 
-// The store's object with its storage reads counted (`GET /__reads`), and a route that writes
-// `n` entries straight into its storage as the relay lays them out (`POST /__seed?n=`: copies
-// of the stored entry, each with its own id, key, license key id and customer, and their index
+// The store's object with its storage reads counted (`GET /__reads`: the keys read, the
+// reconcile's pages of index rows `i:l:` apart: how many, their rows, the largest, and whether
+// one was listed before the first check read its entry), and a route that writes `n` entries
+// straight into its storage as the relay lays them out (`POST /__seed?n=`: copies of the stored
+// entry, each with its own id, key, license key id (a UUID) and customer, and their index
 // links, the time row's included). `/__up` is answered by the Worker itself: the object starts with the first check.
 const COUNTED_WORKER = WORKER.replace(
   'export const PolarRelayStore = relayStore(optionsOf);',
@@ -807,11 +826,28 @@ const COUNTED_WORKER = WORKER.replace(
 const hex = (bytes) => [...bytes].map((b) => b.toString(16).padStart(2, '0')).join('');
 export class PolarRelayStore extends Store {
   constructor(state, env) {
-    const reads = { keys: 0, whole: 0 };
+    const reads = { keys: 0, whole: 0, pages: 0, rows: 0, largest: 0, pageBeforeEntry: false, entryRead: false };
     const s = state.storage;
     const storage = {
-      get: async (k) => { const r = await s.get(k); reads.keys += Array.isArray(k) ? r.size : r === undefined ? 0 : 1; return r; },
-      list: async (o = {}) => { if (!o.prefix) reads.whole++; const r = await s.list(o); reads.keys += r.size; return r; },
+      get: async (k) => {
+        if ((Array.isArray(k) ? k : [k]).some((key) => key.startsWith('e:'))) reads.entryRead = true;
+        const r = await s.get(k);
+        reads.keys += Array.isArray(k) ? r.size : r === undefined ? 0 : 1;
+        return r;
+      },
+      list: async (o = {}) => {
+        if (!o.prefix) reads.whole++;
+        const page = o.prefix === 'i:l:';
+        if (page && !reads.entryRead) reads.pageBeforeEntry = true;
+        const r = await s.list(o);
+        if (!page) reads.keys += r.size;
+        else {
+          reads.pages++;
+          reads.rows += r.size;
+          reads.largest = Math.max(reads.largest, r.size);
+        }
+        return r;
+      },
       put: (e) => s.put(e),
       delete: (k) => s.delete(k),
     };
@@ -829,7 +865,8 @@ export class PolarRelayStore extends Store {
     let batch = {};
     for (let i = 0; i < n; i++) {
       const id = hex(crypto.getRandomValues(new Uint8Array(32)));
-      const entry = { ...template, license_key_id: 'lk-' + id.slice(0, 16), customer_id: 'cu-' + id.slice(16, 32), key_tag: 'k:' + id.slice(32) };
+      const uuid = [id.slice(0, 8), id.slice(8, 12), id.slice(12, 16), id.slice(16, 20), id.slice(20, 32)].join('-');
+      const entry = { ...template, license_key_id: uuid, customer_id: 'cu-' + id.slice(16, 32), key_tag: 'k:' + id.slice(32) };
       batch['e:' + id] = entry;
       const tags = ['l:' + entry.license_key_id, 'c:' + entry.customer_id, entry.key_tag];
       for (const tag of tags) batch['i:' + tag + '|' + id] = 1;
@@ -888,6 +925,24 @@ test(`workerd: a Durable Object holding ${SEEDED.toLocaleString('en')} entries r
     assert.ok(reads.keys <= 16, `${reads.keys} keys read at start and for the first check`);
     // Generous (a loaded 2-core machine): the figure measured is in docs/performance.md.
     assert.ok(answered - up < 10_000, `first check ${ms(up, answered)} ms`);
+    assert.equal(reads.pageBeforeEntry, false, 'start-up listed no index row of the stored keys');
+
+    // Then, between requests, the reconcile learns every stored key (as a native start reads
+    // them at once), its index rows listed a bounded page at a time.
+    const keysKnown = async () => (await (await fetch(`${host.url}/healthz`)).json()).reconcile?.keys;
+    const deadline = Date.now() + 60_000 + SEEDED;
+    let known = await keysKnown();
+    while (known !== SEEDED + 1 && Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 50));
+      known = await keysKnown();
+    }
+    const listed = performance.now();
+    const pages = await (await fetch(`${host.url}/__reads`)).json();
+    console.log(`# its ${SEEDED + 1} stored keys listed for the reconcile ${ms(answered, listed)} ms after the first check: ${pages.pages} pages, ${pages.rows} rows, at most ${pages.largest} a page`);
+    assert.equal(known, SEEDED + 1, 'every stored key known to the reconcile');
+    assert.ok(pages.largest <= 128, `a page of ${pages.largest} rows`);
+    assert.ok(pages.pages >= Math.ceil((SEEDED + 1) / 128), `${pages.pages} pages`);
+    assert.equal(pages.whole, 0, 'nothing listed the storage whole');
 
     // A revocation arrives as a webhook and refuses the key from the store.
     const calls = polar.requestCount();

@@ -866,6 +866,37 @@ impl RelayCore {
         }
     }
 
+    /// With a paged store: the next page of the stored keys' listing the reconcile wants
+    /// (the keys of the grants stored before this object started), `{prefix, after, limit}`:
+    /// list at most `limit` index rows whose tag starts with `prefix` (the storage's
+    /// `i:<prefix>…`), those after the row `after` (absent: from the first), and hand them
+    /// (`<tag>|<entry id>`, in order) to `reconcileListed`; `null` when none is wanted.
+    #[wasm_bindgen(js_name = reconcileList)]
+    pub fn reconcile_list(&self) -> JsValue {
+        if !matches!(self.journal, Some(Kept::Paged(_))) {
+            return JsValue::NULL;
+        }
+        let Some(page) = self.relay.reconcile_list() else {
+            return JsValue::NULL;
+        };
+        let out = wrapped("prefix", &JsValue::from(page.prefix));
+        if let Some(after) = &page.after {
+            set(&out, "after", &JsValue::from(after.as_str()));
+        }
+        set(&out, "limit", &JsValue::from(page.limit as f64));
+        out.into()
+    }
+
+    /// The rows of a `reconcileList` page, as JSON (`["l:<license key id>|<entry id>", …]`):
+    /// each key is checked one interval from now unless the core knows it already. A page
+    /// that does not read is taken as the listing's end.
+    #[wasm_bindgen(js_name = reconcileListed)]
+    pub fn reconcile_listed(&self, rows: &str, now_ms: f64, monotonic_ms: f64) {
+        let rows: Vec<String> = serde_json::from_str(rows).unwrap_or_default();
+        self.relay
+            .reconcile_listed(&rows, now(now_ms, monotonic_ms));
+    }
+
     /// The reconcile's next read of Polar (`store.reconcileEvery`; the core decides which key
     /// and when, as natively: idle budget only): `{id, url, headers}` to `GET` now (the
     /// headers hold the token: never log them), its answer given to

@@ -63,7 +63,7 @@ pub use breaker::BreakerOptions;
 pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
-pub use reconcile::Check as ReconcileCheck;
+pub use reconcile::{Check as ReconcileCheck, ListPage as ReconcileListPage};
 pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{

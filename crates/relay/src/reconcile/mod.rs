@@ -49,6 +49,28 @@ use queue::uuid_of;
 pub use queue::Check;
 pub(crate) use queue::{Outcome, Reconcile};
 
+/// How many index rows one page of the stored keys' listing holds at most
+/// ([`Relay::reconcile_list`]): a storage read of bounded size (the Durable Object's
+/// `list({limit})`), 128 like the handler's writes.
+pub(crate) const LIST_PAGE: usize = 128;
+
+/// The index rows whose tags name the stored grants' license key ids (`l:<id>`).
+const KEY_ROWS: &str = "l:";
+
+/// The next page of the stored keys' listing a host reads for the reconcile
+/// ([`Relay::reconcile_list`]): at most `limit` index rows (`<tag>|<entry id>`, in the
+/// storage's order) whose tag starts with `prefix`, those after `after` (`None`: from the
+/// first), handed back to [`Relay::reconcile_listed`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListPage {
+    /// The tags' prefix: `l:` (a license key id).
+    pub prefix: &'static str,
+    /// The last row of the page before (`<tag>|<entry id>`), `None` for the first page.
+    pub after: Option<String>,
+    /// At most this many rows (128).
+    pub limit: usize,
+}
+
 /// The index row of a key's stored grants, with every entry of it: what a reconcile of the
 /// key reads and narrows.
 fn key_wants(id: u128) -> Wants {
@@ -79,6 +101,54 @@ impl Relay {
         Some(key_wants(id))
     }
 
+    /// With a store read per key (Workers), the keys of the grants stored before this relay
+    /// started, learned a page at a time as natively [`crate::store::Backend::tags_with_prefix`]
+    /// gives them at once: the next page of index rows for the host to list and hand to
+    /// [`Relay::reconcile_listed`] (each bounded, never one read of the whole store, so start-up
+    /// time does not grow with it), `None` once the listing is done (or with no reconcile).
+    pub fn reconcile_list(&self) -> Option<ListPage> {
+        let s = self.store.as_ref()?;
+        let q = s.reconcile.lock();
+        (q.on && !q.listed_all).then(|| ListPage {
+            prefix: KEY_ROWS,
+            after: q.listed_after.clone(),
+            limit: LIST_PAGE,
+        })
+    }
+
+    /// A page of [`Relay::reconcile_list`] listed at `now`: its rows (`l:<license key id>|<entry
+    /// id>`, in order). Each key not in the reconcile's queue yet is due one interval from
+    /// `now`, as the keys read at a native start are; a key Polar answered meanwhile keeps its
+    /// own last check. A page shorter than its limit (or one that does not move on) ends the
+    /// listing.
+    pub fn reconcile_listed(&self, rows: &[String], now: Now) {
+        let Some(s) = self.store.as_ref() else {
+            return;
+        };
+        let mut q = s.reconcile.lock();
+        if !q.on || q.listed_all {
+            return;
+        }
+        for id in rows
+            .iter()
+            .filter_map(|r| r.strip_prefix(KEY_ROWS)?.split_once('|'))
+            .filter_map(|(id, _)| uuid_of(id))
+        {
+            q.learn(id, now.unix_seconds);
+        }
+        let last = rows.last().filter(|r| Some(*r) > q.listed_after.as_ref());
+        match last {
+            Some(last) if rows.len() >= LIST_PAGE => q.listed_after = Some(last.clone()),
+            _ => {
+                q.listed_all = true;
+                log::info!(
+                    "relay: reconcile: the stored grants listed, {} keys",
+                    q.checked.len()
+                );
+            }
+        }
+    }
+
     /// The reconcile's next read of Polar at `now` (`GET /v1/license-keys/{id}`), its call
     /// taken from the budget's idle room; `Err(Some(ms))` to wait (a key answered by Polar
     /// meanwhile may come due sooner: ask again after each request), `Err(None)` when there
@@ -104,9 +174,7 @@ impl Relay {
                 .filter_map(|t| t.strip_prefix("l:"))
                 .filter_map(uuid_of)
             {
-                if !q.checked.contains_key(&id) {
-                    q.set(id, now.unix_seconds);
-                }
+                q.learn(id, now.unix_seconds);
             }
             q.loaded = true;
             log::info!(
@@ -541,6 +609,76 @@ mod tests {
         r.reconcile_answered(check, polar_key("K-1", "revoked", None), at(NOW, 10_002));
         assert_eq!(mark(), Some(Mark::Revoked));
         assert_eq!(s.reconcile.len(), 0);
+    }
+
+    /// A store read per key (Workers) reads none of its keys at start: the host lists its
+    /// index rows a bounded page at a time, and each key of a stored grant is learned, due one
+    /// interval after (as natively after a restart); a key Polar answered meanwhile keeps its
+    /// own last check, and the listing ends with a short page (or one that does not move on).
+    #[test]
+    fn a_store_read_per_key_lists_its_keys_a_bounded_page_at_a_time() {
+        use crate::store::PagedBackend;
+        let paged = std::sync::Arc::new(PagedBackend::new(1_000, 4));
+        let r = crate::roster::tests::relay_on(
+            paged,
+            StoreOptions {
+                budget: 100,
+                reserve: 0,
+                reconcile_every: 60,
+                ..StoreOptions::default()
+            },
+        );
+        let s = r.store.as_ref().expect("a store");
+        // The start's read of the keys (natively all of them) finds none here.
+        assert_eq!(r.reconcile_read(at(NOW, 0)).err(), Some(Some(60_000)));
+        assert_eq!(s.reconcile.len(), 0);
+        // Polar answered key 1 since the start (at NOW + 30).
+        s.reconcile.saw(&lk(1), NOW + 30);
+        let first = r.reconcile_list().expect("a page wanted");
+        assert_eq!((first.prefix, first.after.as_deref()), ("l:", None));
+        assert_eq!(first.limit, LIST_PAGE);
+        let row = |n: u8, entry: u8| format!("l:{}|{}", lk(n), format!("{entry:02x}").repeat(32));
+        // A full page: key 1, key 2 (two entries), a row that names no UUID, then keys 10-133.
+        let mut page = vec![row(1, 1), row(2, 2), row(2, 3), "l:lk-a|04".to_string()];
+        page.extend((10..134).map(|n| row(n, n)));
+        assert_eq!(page.len(), LIST_PAGE);
+        r.reconcile_listed(&page, at(NOW, 1));
+        let second = r.reconcile_list().expect("another page wanted");
+        assert_eq!(second.after.as_deref(), page.last().map(String::as_str));
+        // A short page: the last.
+        r.reconcile_listed(&[row(200, 200)], at(NOW + 5, 2));
+        assert_eq!(r.reconcile_list(), None, "listed");
+        r.reconcile_listed(&[row(201, 201)], at(NOW + 5, 3));
+        {
+            let q = s.reconcile.lock();
+            let last = |n: u8| q.checked.get(&uuid_of(&lk(n)).expect("a uuid")).copied();
+            assert_eq!(last(1), Some(NOW + 30), "answered meanwhile: its own check");
+            assert_eq!(last(2), Some(NOW));
+            assert_eq!(last(133), Some(NOW));
+            assert_eq!(last(200), Some(NOW + 5));
+            assert_eq!(last(201), None, "after the listing's end: not read");
+            assert_eq!(q.checked.len(), 1 + 1 + 124 + 1);
+        }
+        // Due one interval after it was learned, the lowest id of the oldest first.
+        assert_eq!(r.reconcile_wants(at(NOW + 59, 4)), None);
+        let due = r.reconcile_wants(at(NOW + 60, 5)).expect("due");
+        assert_eq!(due.tags, vec![format!("l:{}", lk(2))]);
+
+        // A host that hands the same full page again ends the listing (never a loop).
+        let again = crate::roster::tests::relay_with(StoreOptions {
+            reconcile_every: 60,
+            ..StoreOptions::default()
+        });
+        again.reconcile_listed(&page, at(NOW, 0));
+        assert!(again.reconcile_list().is_some());
+        again.reconcile_listed(&page, at(NOW, 1));
+        assert_eq!(again.reconcile_list(), None);
+        // No reconcile, no listing.
+        let off = crate::roster::tests::relay_with(StoreOptions {
+            reconcile_every: 0,
+            ..StoreOptions::default()
+        });
+        assert_eq!(off.reconcile_list(), None);
     }
 
     #[test]

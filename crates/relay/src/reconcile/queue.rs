@@ -58,6 +58,10 @@ pub(super) struct Queue {
     pub(super) on: bool,
     /// Whether the store's keys were read in (the worker's first turn).
     pub(super) loaded: bool,
+    /// With a store read per key (Workers): the last index row of the stored keys' listing
+    /// handed in, and whether the listing is done ([`crate::Relay::reconcile_list`]).
+    pub(super) listed_after: Option<String>,
+    pub(super) listed_all: bool,
     /// License key id (a UUID) → when it was last checked (unix seconds).
     pub(super) checked: HashMap<u128, i64>,
     /// The same, oldest first.
@@ -75,6 +79,14 @@ impl Queue {
             self.order.remove(&(old, id));
         }
         self.order.insert((at, id));
+    }
+
+    /// A key of a stored grant learned at `at` (read at start, or listed): due one interval
+    /// after, unless the queue holds it already (its own last check stays).
+    pub(super) fn learn(&mut self, id: u128, at: i64) {
+        if !self.checked.contains_key(&id) {
+            self.set(id, at);
+        }
     }
 
     /// The key to check at `now` (`(last checked, id)`), once `every` seconds have passed

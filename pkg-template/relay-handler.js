@@ -185,9 +185,11 @@ const READS_PER_RUN = 32;
 const LOAD_AGAIN_MS = 1_000;
 
 /**
- * The relay's own reads of Polar between requests: the roster's (`store.roster`:
- * `rosterNext`, `rosterAnswered`), then the reconcile's (`store.reconcileEvery`:
- * `reconcileNext`, `reconcileAnswered`). The core says which read and when; this only fetches
+ * The relay's own reads between requests: with a paged store first the stored keys' listing
+ * for the reconcile (`reconcileList`, `reconcileListed`: bounded pages of index rows, until the
+ * core has them all), then of Polar the roster's (`store.roster`: `rosterNext`,
+ * `rosterAnswered`) and the reconcile's (`store.reconcileEvery`: `reconcileNext`,
+ * `reconcileAnswered`). The core says which read and when; this only fetches
  * and hands the answer back, having loaded from a paged store what the reconcile reads and
  * narrows (`loaded(core, missing)`: `reconcileMissing`). One run at a time: kicked after
  * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
@@ -731,7 +733,8 @@ async function addLinks(storage) {
  * under `r:phase`; written 128 keys at a time (the storage API's limit per call). At start
  * only the webhook ids (three days' worth), the budget, the count and the roster's page are
  * read: each request reads what it touches (`read`, `list`), so start-up time does not grow
- * with the store or the roster.
+ * with the store or the roster; the reconcile then learns the stored keys a page at a time
+ * between requests (`rows`).
  * A store written before index links gets them once, at its first start.
  */
 export function durableStorage(storage) {

@@ -139,6 +139,10 @@ export interface RelayStorage {
   /** The first `n` keys of the time row (`i:t:`) in key order: a full store's oldest entries,
    * evicted from the storage (without it, only from what is in memory). */
   oldest?(n: number): Promise<string[]>;
+  /** At most `limit` index rows (`<tag>|<id>`, without `i:`) whose tag starts with `prefix`,
+   * after the row `after` (undefined: from the first), in key order: the reconcile's pages of
+   * the stored keys after a start (without it, only the keys Polar answers from then). */
+  rows?(prefix: string, after: string | undefined, limit: number): Promise<string[]>;
 }
 
 export interface Relay {

@@ -812,6 +812,22 @@ test("both hosts, the roster on: guesses from several clients are answered 429 p
 
 // ---- the reconcile (issue #45, item 5) ------------------------------------------------------
 
+/** The Workers relay with its store's Durable Object on `dir` (`uniqueKey`), a budget with idle
+ * room (the reconcile takes only that) and each stored grant's key asked again once its last
+ * check is a second old, as the native relay below. */
+const reconcileWorkers = async (dir, uniqueKey) =>
+  relayUnderWorkerd({
+    port: await freePort(),
+    worker: storeWorker(`perIp: '0',
+  perKey: '0',
+  breakerFailures: 0,
+  store: { budget: 60, budgetReserve: 5, reconcileEvery: 1 },`),
+    polarUrl,
+    bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
+    store: { dir, uniqueKey },
+    probe: VALIDATE,
+  });
+
 test('both hosts, the reconcile on: a key revoked in Polar with no webhook is refused from the store within a bounded time', { skip }, async () => {
   const keyFile = join(scratch, 'relay.key');
   // A budget with idle room (the reconcile takes only that); each stored grant's key asked
@@ -823,17 +839,7 @@ test('both hosts, the reconcile on: a key revoked in Polar with no webhook is re
   assert.ok(native.url, `relay serve did not start: ${native.stderr}`);
   let workers;
   try {
-    workers = await relayUnderWorkerd({
-      port: await freePort(),
-      worker: storeWorker(`perIp: '0',
-  perKey: '0',
-  breakerFailures: 0,
-  store: { budget: 60, budgetReserve: 5, reconcileEvery: 1 },`),
-      polarUrl,
-      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
-      store: { dir: await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), uniqueKey: 'polar-relay-parity-reconcile' },
-      probe: VALIDATE,
-    });
+    workers = await reconcileWorkers(await mkdtemp(join(tmpdir(), 'polar-license-parity-do-')), 'polar-relay-parity-reconcile');
     const run = async (base) => {
       const key = fresh();
       const pick = (a) => [a.status, a.source, a.lease, a.gist.detail ?? a.gist.status];
@@ -882,18 +888,7 @@ test('both hosts, the reconcile on: a key revoked in Polar with no webhook is re
 // evicted when idle) are reconciled as natively.
 test('Workers, the reconcile on: a restarted Durable Object reconciles the grants it stored before, with no client check reaching Polar', { skip }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-parity-do-'));
-  const start = async () =>
-    relayUnderWorkerd({
-      port: await freePort(),
-      worker: storeWorker(`perIp: '0',
-  perKey: '0',
-  breakerFailures: 0,
-  store: { budget: 60, budgetReserve: 5, reconcileEvery: 1 },`),
-      polarUrl,
-      bindings: { POLAR_ACCESS_TOKEN: TOKEN, RELAY_SIGNING_KEY: keyText('parity-js') },
-      store: { dir, uniqueKey: 'polar-relay-parity-reconcile-restart' },
-      probe: VALIDATE,
-    });
+  const start = () => reconcileWorkers(dir, 'polar-relay-parity-reconcile-restart');
   let host = await start();
   try {
     const revoked = fresh();

@@ -475,6 +475,23 @@ mod tests {
         }
     }
 
+    /// A relay over a store read per key (Workers) that holds `cached` entries and rows in
+    /// memory, with a budget of 100 calls, none kept, its reconcile asking each key once a
+    /// minute.
+    fn paged_relay(cached: usize) -> (std::sync::Arc<crate::store::PagedBackend>, Relay) {
+        let paged = std::sync::Arc::new(crate::store::PagedBackend::new(100, cached));
+        let r = crate::roster::tests::relay_on(
+            paged.clone(),
+            StoreOptions {
+                budget: 100,
+                reserve: 0,
+                reconcile_every: 60,
+                ..StoreOptions::default()
+            },
+        );
+        (paged, r)
+    }
+
     fn polar_key(key: &str, status: &str, expires_at: Option<&str>) -> ReadAnswer {
         let body = json!({"id": "x", "organization_id": ORG, "key": key, "status": status,
             "expires_at": expires_at});
@@ -563,18 +580,8 @@ mod tests {
     /// and the key is asked again (never dropped with its revocation unheard).
     #[test]
     fn a_store_read_per_key_is_loaded_first_and_a_revocation_is_never_lost() {
-        use crate::store::PagedBackend;
         // Room for two: the key's row and its entry.
-        let paged = std::sync::Arc::new(PagedBackend::new(100, 2));
-        let r = crate::roster::tests::relay_on(
-            paged.clone(),
-            StoreOptions {
-                budget: 100,
-                reserve: 0,
-                reconcile_every: 60,
-                ..StoreOptions::default()
-            },
-        );
+        let (paged, r) = paged_relay(2);
         let s = r.store.as_ref().expect("a store");
         s.reconcile.saw(&lk(1), 100);
         let row = format!("l:{}", lk(1));
@@ -617,17 +624,7 @@ mod tests {
     /// own last check, and the listing ends with a short page (or one that does not move on).
     #[test]
     fn a_store_read_per_key_lists_its_keys_a_bounded_page_at_a_time() {
-        use crate::store::PagedBackend;
-        let paged = std::sync::Arc::new(PagedBackend::new(1_000, 4));
-        let r = crate::roster::tests::relay_on(
-            paged,
-            StoreOptions {
-                budget: 100,
-                reserve: 0,
-                reconcile_every: 60,
-                ..StoreOptions::default()
-            },
-        );
+        let (_, r) = paged_relay(4);
         let s = r.store.as_ref().expect("a store");
         // The start's read of the keys (natively all of them) finds none here.
         assert_eq!(r.reconcile_read(at(NOW, 0)).err(), Some(Some(60_000)));

@@ -71,6 +71,19 @@ pub struct ListPage {
     pub limit: usize,
 }
 
+/// With a store read per key, the most keys the listing puts in the reconcile's queue: as many
+/// as the reconcile can check within `--stale-for` at its fastest (the budget's idle room,
+/// [`IDLE_ROOM`]), 135,360 at the defaults (94 a minute for a day). Past them a round takes
+/// longer than any stored grant is answered (at most `--stale-for` after Polar's answer, and
+/// only while Polar cannot be asked); the queue's memory (about 100 bytes a key) stays
+/// bounded in a Durable Object.
+fn list_cap(o: &store::StoreOptions) -> usize {
+    let shared = f64::from(o.budget.saturating_sub(o.reserve));
+    let per_window = (shared * (1.0 - IDLE_ROOM)).ceil();
+    let windows = o.stale_for as f64 * 1000.0 / o.budget_window_ms.max(1) as f64;
+    ((per_window * windows) as usize).max(LIST_PAGE)
+}
+
 /// The index row of a key's stored grants, with every entry of it: what a reconcile of the
 /// key reads and narrows.
 fn key_wants(id: u128) -> Wants {
@@ -125,26 +138,44 @@ impl Relay {
         let Some(s) = self.store.as_ref() else {
             return;
         };
+        let cap = list_cap(&s.options);
         let mut q = s.reconcile.lock();
         if !q.on || q.listed_all {
             return;
         }
+        let mut full = false;
         for id in rows
             .iter()
             .filter_map(|r| r.strip_prefix(KEY_ROWS)?.split_once('|'))
             .filter_map(|(id, _)| uuid_of(id))
         {
+            if q.checked.len() >= cap {
+                full = true;
+                break;
+            }
             q.learn(id, now.unix_seconds);
         }
-        let last = rows.last().filter(|r| Some(*r) > q.listed_after.as_ref());
-        match last {
-            Some(last) if rows.len() >= LIST_PAGE => q.listed_after = Some(last.clone()),
+        let moved = rows
+            .last()
+            .filter(|r| Some(*r) > q.listed_after.as_ref())
+            .cloned();
+        match moved {
+            Some(last) if rows.len() >= LIST_PAGE && !full => q.listed_after = Some(last),
             _ => {
                 q.listed_all = true;
-                log::info!(
-                    "relay: reconcile: the stored grants listed, {} keys",
-                    q.checked.len()
-                );
+                if full {
+                    log::warn!(
+                        "relay: reconcile: {} keys of stored grants listed, as many as it can \
+                         check within --stale-for; the others are checked once Polar answers \
+                         a check of theirs",
+                        q.checked.len()
+                    );
+                } else {
+                    log::info!(
+                        "relay: reconcile: the stored grants listed, {} keys",
+                        q.checked.len()
+                    );
+                }
             }
         }
     }
@@ -676,6 +707,41 @@ mod tests {
             ..StoreOptions::default()
         });
         assert_eq!(off.reconcile_list(), None);
+    }
+
+    /// The listing stops at the keys the reconcile can check within `--stale-for` (its memory
+    /// bounded in a Durable Object): 25 calls a minute of idle room for 6 minutes here.
+    #[test]
+    fn the_listing_stops_at_what_the_reconcile_can_check_within_stale_for() {
+        assert_eq!(
+            list_cap(&StoreOptions::default()),
+            135_360,
+            "94 a minute for a day"
+        );
+        let options = StoreOptions {
+            budget: 100,
+            reserve: 0,
+            fresh_for: 60,
+            stale_for: 360,
+            reconcile_every: 60,
+            ..StoreOptions::default()
+        };
+        assert_eq!(list_cap(&options), 150);
+        let r = crate::roster::tests::relay_with(options);
+        let s = r.store.as_ref().expect("a store");
+        let page = |from: u32| -> Vec<String> {
+            (from..from + LIST_PAGE as u32)
+                .map(|n| format!("l:{n:08}-0000-4000-8000-000000000000|00"))
+                .collect()
+        };
+        r.reconcile_listed(&page(0), at(NOW, 0));
+        assert!(r.reconcile_list().is_some());
+        r.reconcile_listed(&page(1_000), at(NOW, 1));
+        assert_eq!(s.reconcile.len(), 150);
+        assert_eq!(r.reconcile_list(), None, "no more pages");
+        // Polar's answers still add their keys (as before the listing).
+        s.reconcile.saw(&lk(200), NOW);
+        assert_eq!(s.reconcile.len(), 151);
     }
 
     #[test]

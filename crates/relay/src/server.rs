@@ -150,7 +150,8 @@ impl Running {
     }
 
     /// Stops accepting and returns once the requests under way are answered: a connection
-    /// waiting for a request is closed at once, one whose body is arriving gets until its
+    /// waiting for a request gets [`ServeOptions::drain`] to bring one (answered with
+    /// `connection: close`) and is then closed, one whose body is arriving gets until its
     /// deadline, and each call to Polar under way ends (the transport's own timeouts), the
     /// roster's read under way too (at most 10 s).
     pub fn stop(self) {

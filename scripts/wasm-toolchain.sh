@@ -14,8 +14,8 @@
 # `-Ctarget-feature=-reference-types`: wasm-bindgen then keeps the JS values a module holds in
 # its glue's own array (the classic way) instead of a wasm `externref` table, which takes a
 # shim around each export, the table's allocator and its calls out of every module: the npm
-# default entry 365 B smaller gzipped (85,853 -> 85,488 B, the inline entry 238 B, the relay's
-# wasm 757 B; measured on 2026-11-26 with scripts/build-npm.sh and scripts/size.sh). The JS
+# default entry 365 B smaller gzipped (the inline entry 238 B, the relay's wasm 757 B; measured
+# on 2026-11-26 with scripts/build-npm.sh and scripts/size.sh, docs/performance.md). The JS
 # API and what crosses it are the same; one wasm feature fewer is asked of the host.
 WASM_TOOLCHAIN="nightly-2026-05-19"
 WASM_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types"

@@ -230,6 +230,29 @@ impl Relay {
     fn log(&self) -> String {
         std::fs::read_to_string(&self.stderr).unwrap_or_default()
     }
+
+    /// Sends the relay `SIG{signal}` (`TERM`: what `systemctl stop` and `docker stop` send).
+    #[cfg(unix)]
+    fn signal(&self, signal: &str) {
+        let sent = std::process::Command::new("kill")
+            .args([&format!("-{signal}"), &self.child.id().to_string()])
+            .status()
+            .expect("kill runs");
+        assert!(sent.success());
+    }
+
+    /// Waits for the relay to exit (at most `within`): its status.
+    #[cfg(unix)]
+    fn exited(&mut self, within: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("wait") {
+                return status;
+            }
+            assert!(Instant::now() < deadline, "still running: {}", self.log());
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
 }
 
 impl Drop for Relay {
@@ -887,19 +910,8 @@ fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
         let url = relay.url.clone();
         let asking = std::thread::spawn(move || validate_key(&url, &fresh));
         std::thread::sleep(Duration::from_millis(400));
-        let sent = std::process::Command::new("kill")
-            .args([&format!("-{signal}"), &relay.child.id().to_string()])
-            .status()
-            .expect("kill runs");
-        assert!(sent.success());
-        let deadline = Instant::now() + Duration::from_secs(20);
-        let status = loop {
-            if let Some(status) = relay.child.try_wait().expect("wait") {
-                break status;
-            }
-            assert!(Instant::now() < deadline, "still running: {}", relay.log());
-            std::thread::sleep(Duration::from_millis(20));
-        };
+        relay.signal(signal);
+        let status = relay.exited(Duration::from_secs(20));
         let (answered, source) = asking.join().expect("the request");
         assert_eq!(
             (answered, source.as_deref()),
@@ -927,6 +939,99 @@ fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
     assert_eq!(source.as_deref(), Some("store"), "{}", relay.log());
     assert_eq!(requests(&polar), before, "answered from the store");
     assert!(!relay.log().contains("damaged"), "{}", relay.log());
+}
+
+/// One `GET /healthz` on a kept-alive connection: the answer's head (lower case), or `None`
+/// when the connection is closed before an answer.
+#[cfg(unix)]
+fn healthz_on(stream: &mut std::net::TcpStream) -> Option<String> {
+    use std::io::{Read, Write};
+    stream
+        .write_all(b"GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n")
+        .ok()?;
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    let head_end = loop {
+        if let Some(i) = got.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    };
+    let head = String::from_utf8_lossy(&got[..head_end]).to_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while got.len() < head_end + length {
+        match stream.read(&mut buf) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+        }
+    }
+    Some(head)
+}
+
+/// `--drain` and `POLAR_LICENSE_RELAY_DRAIN` reach the server: after SIGTERM, a kept-alive
+/// connection opened before it may still bring a request for the drain's length (5 s here),
+/// answered with `connection: close`, and the relay then exits 0. Without them (the default
+/// 0.5 s) or with `--drain 0`, that connection is closed once the relay has stopped.
+#[cfg(unix)]
+#[test]
+fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
+    let dir = ScratchDir::new("relay-drain");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let none: &[&str] = &[];
+    for (name, args, env, kept) in [
+        ("--drain 5", &["--drain", "5"][..], None, true),
+        ("POLAR_LICENSE_RELAY_DRAIN=5", none, Some("5"), true),
+        ("the default", none, None, false),
+        ("--drain 0", &["--drain", "0"][..], None, false),
+    ] {
+        let log = dir.path().join("relay-drain.log");
+        let mut cmd = serve_cmd(&polar, &key, args);
+        if let Some(seconds) = env {
+            cmd.env("POLAR_LICENSE_RELAY_DRAIN", seconds);
+        }
+        let mut relay = spawn_relay(cmd, &log);
+        let addr = relay
+            .url
+            .trim_start_matches("http://")
+            .trim_end_matches('/');
+        let mut conn = std::net::TcpStream::connect(addr).expect("a connection");
+        conn.set_read_timeout(Some(Duration::from_secs(20)))
+            .expect("a timeout");
+        let head = healthz_on(&mut conn).unwrap_or_else(|| panic!("{name}: {}", relay.log()));
+        assert!(head.starts_with("http/1.1 200"), "{name}: {head}");
+        assert!(!head.contains("connection: close"), "{name}: {head}");
+        relay.signal("TERM");
+        if kept {
+            std::thread::sleep(Duration::from_millis(1500));
+            assert!(
+                relay.child.try_wait().expect("wait").is_none(),
+                "{name}: stopped before its drain: {}",
+                relay.log()
+            );
+            let head = healthz_on(&mut conn)
+                .unwrap_or_else(|| panic!("{name}: closed within the drain: {}", relay.log()));
+            assert!(head.starts_with("http/1.1 200"), "{name}: {head}");
+            assert!(head.contains("connection: close"), "{name}: {head}");
+            let status = relay.exited(Duration::from_secs(20));
+            assert_eq!(status.code(), Some(0), "{name}: {}", relay.log());
+        } else {
+            let status = relay.exited(Duration::from_secs(20));
+            assert_eq!(status.code(), Some(0), "{name}: {}", relay.log());
+            assert_eq!(
+                healthz_on(&mut conn),
+                None,
+                "{name}: answered after it stopped"
+            );
+        }
+    }
 }
 
 /// A relay key pair: `relay keygen`'s file and the `KID=PUBLIC` it prints.
@@ -1314,19 +1419,8 @@ fn sigterm_under_load_answers_every_request_under_way_and_the_store_reopens_clea
         );
         std::thread::sleep(Duration::from_millis(20));
     }
-    let sent = std::process::Command::new("kill")
-        .args(["-TERM", &relay.child.id().to_string()])
-        .status()
-        .expect("kill runs");
-    assert!(sent.success());
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = relay.child.try_wait().expect("wait") {
-            break status;
-        }
-        assert!(Instant::now() < deadline, "still running: {}", relay.log());
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    relay.signal("TERM");
+    let status = relay.exited(Duration::from_secs(60));
     stop.store(true, std::sync::atomic::Ordering::SeqCst);
     for (k, asked) in keys.iter().zip(asking) {
         let answer = asked.join().expect("the request");

@@ -568,10 +568,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       // The core decides how often a request waits for another's call to Polar (twice, then it
       // asks Polar itself, as the native relay does): `waited` tells it how often it has.
       // With a paged store: what the request touches, read before each step (the cache may
-      // have dropped it while this request waited).
-      if (!(await fill(core, head, body)) && head.path === WEBHOOK_ROUTE) {
-        return toResponse({ status: 503, headers: [['content-type', 'application/json']], body: new TextEncoder().encode('{"detail":"the store could not be read"}') });
-      }
+      // have dropped it while this request waited). What could not be read is not in the
+      // core's store: a webhook then finds its rows missing and the core refuses it (500,
+      // Polar delivers it again), as natively when the store fails.
+      await fill(core, head, body);
       let step;
       for (let waited = 0; ; waited++) {
         if (waited > 0) await fill(core, head, body);

@@ -469,13 +469,12 @@ impl<L: Validated> Check<L> {
                     ]
                     .concat(),
                 })));
-                match state {
-                    State::Read
-                    | State::WhileRead
-                    | State::FinishRead
-                    | State::Write(..)
-                    | State::Forget => State::Unlock(Next::Done),
-                    _ => State::Done,
+                // A lock held (a step under it, or the release it answered otherwise) is
+                // asked to be released again: no wrong answer leaves it held.
+                if self.locked {
+                    State::Unlock(Next::Done)
+                } else {
+                    State::Done
                 }
             }
         };

@@ -338,8 +338,10 @@ impl<L: License> Update<L> {
                 self.unlearned(Error::Cache {
                     detail: ["the update's shell answered ", given.name()].concat(),
                 });
+                // Under the lock (or at its release, answered otherwise): asked to release it
+                // again, so no wrong answer leaves it held.
                 match phase {
-                    Phase::Read | Phase::Write(..) | Phase::Forget => Phase::Unlock,
+                    Phase::Read | Phase::Write(..) | Phase::Forget | Phase::Unlock => Phase::Unlock,
                     _ => Phase::Done,
                 }
             }

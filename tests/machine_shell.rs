@@ -1,0 +1,374 @@
+//! The check machine against a shell that does not do as it is asked (issue #44: the order of a
+//! check's steps is the core's, so a shell that answers another question than the one asked, or
+//! stops before the end, cannot come away with a grant).
+//!
+//! A shell over a map of entries and the emulator (real HTTP over loopback) drives checks of
+//! three slots (no record; a fresh record; a record past `revalidate_after`), both as the
+//! native clients drive them and as the browser's does (`unlocked_read`). Played again with, at
+//! every step in turn, an answer of every other kind: Polar's real 200 where a read was asked,
+//! the slot's real bytes where a response was, a lock, a write… Every such check must end
+//! unverified, saying which answer came in which state, with no lock left held. A shell that
+//! stops at any step and takes the report licenses only where Polar's 200 had come, or once a
+//! cached answer's writes were all done. A validate's machine, the same way: no lock left held,
+//! and no grant where Polar's answer was not given.
+
+use polar_license::flow::check::Check;
+use polar_license::flow::update::Update;
+use polar_license::flow::{Ctx, Given, Machine, Memo, Stored, Want};
+use polar_license::lease::{Builtin, RelayKeys};
+use polar_license::proto::{Api, Server};
+use polar_license::session::{Keep, LeaseMemo, Slot};
+use polar_license::{
+    CheckOutcome, GracePolicy, HttpResponse, Key, Transport, UreqTransport, ValidateRequest,
+    Verdict,
+};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::World;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// Every kind of answer a shell can give, by the name the machine reports it under.
+const KINDS: [&str; 8] = [
+    "locked", "unlocked", "marked", "read", "written", "removed", "response", "verified",
+];
+
+/// The kind of answer `want` asks for (`None`: done).
+fn asked(want: &Want<'_>) -> Option<&'static str> {
+    Some(match want {
+        Want::Lock(_) => "locked",
+        Want::Unlock => "unlocked",
+        Want::Mark(_) => "marked",
+        Want::Read(_) => "read",
+        Want::Write { .. } => "written",
+        Want::Remove(_) => "removed",
+        Want::Send(_) => "response",
+        Want::Verify => "verified",
+        Want::Done => return None,
+    })
+}
+
+/// What the client is: the emulator's routes, the default policy, unsigned.
+struct Client {
+    api: Api,
+    policy: GracePolicy,
+    keys: RelayKeys,
+    slot: Arc<Slot>,
+    polar: UreqTransport,
+}
+
+/// What one drive did.
+struct Drive {
+    /// The shell stopped before the end ([`Fault::Stop`]).
+    stopped: bool,
+    /// The slot's lock is still held at the end.
+    held: bool,
+    /// Polar's 200 was given to the machine.
+    granted: bool,
+    /// The kinds asked, in order.
+    asked: Vec<&'static str>,
+    steps: usize,
+}
+
+/// How a drive goes wrong on purpose.
+#[derive(Clone, Copy)]
+enum Fault {
+    None,
+    /// At this step, an answer of this kind instead of the one asked.
+    Answer(usize, &'static str),
+    /// The shell stops before this step and takes the report.
+    Stop(usize),
+}
+
+/// Real answers of each kind, for the wrong-answer drives: a record and Polar's 200.
+struct Loot {
+    stored: Stored,
+    granted: HttpResponse,
+}
+
+/// A slot's entries by name.
+type Entries = HashMap<String, Vec<u8>>;
+
+/// How a drive goes wrong, and the real answers a wrong one is made of.
+type Faulty<'a> = (Fault, Option<&'a Loot>);
+
+/// A check's outcome and its drive.
+type Checked = (CheckOutcome, Drive);
+
+/// What a drive is given besides the machine: the client's memos, fresh for each.
+#[derive(Default)]
+struct Memos {
+    memo: Memo,
+    lease: LeaseMemo,
+}
+
+impl Client {
+    fn ctx<'a>(&'a self, memos: &'a Memos) -> Ctx<'a> {
+        Ctx {
+            api: &self.api,
+            policy: &self.policy,
+            relay_keys: &self.keys,
+            lease_memo: &memos.lease,
+            ed25519: &Builtin,
+            memo: &memos.memo,
+            machine: None,
+            bound: true,
+            require_activation: false,
+        }
+    }
+
+    /// A check of the demo key, read as the browser reads (`unlocked_read`) or as the native
+    /// clients do, driven over `entries` at `now`.
+    fn check(&self, entries: &mut Entries, now: i64, browser: bool, fault: Faulty<'_>) -> Checked {
+        let memos = Memos::default();
+        let ctx = self.ctx(&memos);
+        let slot = Ok(Arc::clone(&self.slot));
+        let check = Check::new(&ctx, Key::new(DEMO_KEY), None, slot, now, 0);
+        let mut check = if browser {
+            check.unlocked_read()
+        } else {
+            check
+        };
+        let drive = self.drive(&ctx, &mut check, entries, fault);
+        (check.report().outcome, drive)
+    }
+
+    /// A validate of the demo key: whether Polar's grant was its answer.
+    fn validate(&self, entries: &mut Entries, now: i64, fault: Faulty<'_>) -> (bool, Drive) {
+        let memos = Memos::default();
+        let ctx = self.ctx(&memos);
+        let req = ValidateRequest::new(Key::new(DEMO_KEY));
+        let mut update = Update::validate(&ctx, req, |_| Ok(Arc::clone(&self.slot)), now);
+        let drive = self.drive(&ctx, &mut update, entries, fault);
+        let accepted = matches!(update.validated().online, Ok(Verdict::Accepted(_)));
+        (accepted, drive)
+    }
+
+    /// The shell: does what `machine` asks over `entries` and the emulator, but for `fault`.
+    fn drive<M: Machine>(
+        &self,
+        ctx: &Ctx<'_>,
+        machine: &mut M,
+        entries: &mut Entries,
+        (fault, loot): Faulty<'_>,
+    ) -> Drive {
+        let mut d = Drive {
+            stopped: false,
+            held: false,
+            granted: false,
+            asked: Vec::new(),
+            steps: 0,
+        };
+        loop {
+            assert!(d.steps < 100, "a machine that never ends: {:?}", d.asked);
+            if matches!(fault, Fault::Stop(at) if at == d.steps) {
+                d.stopped = true;
+                return d;
+            }
+            let want = machine.want();
+            let Some(kind) = asked(&want) else {
+                return d;
+            };
+            d.asked.push(kind);
+            let given = match fault {
+                Fault::Answer(at, wrong) if at == d.steps => {
+                    wrong_answer(wrong, loot.expect("what a wrong answer gives"))
+                }
+                _ => match want {
+                    Want::Lock(_) => {
+                        d.held = true;
+                        Given::Locked(Ok(()))
+                    }
+                    Want::Unlock => {
+                        d.held = false;
+                        Given::Unlocked
+                    }
+                    Want::Mark(_) => Given::Marked(true),
+                    Want::Read(slot) => Given::Read(Ok(Stored {
+                        record: entries.get(&slot.name).cloned(),
+                        ledger: entries.get(&slot.ledger).cloned(),
+                        clock: entries.get(&slot.clock).cloned(),
+                    })),
+                    Want::Write { name, bytes, keep } => {
+                        assert!(
+                            d.held || keep == Keep::Volatile,
+                            "a {keep:?} write of {name} without the lock: {:?}",
+                            d.asked
+                        );
+                        entries.insert(name.to_string(), bytes.to_vec());
+                        Given::Written(Ok(()))
+                    }
+                    Want::Remove(name) => {
+                        entries.remove(name);
+                        Given::Removed
+                    }
+                    Want::Send(request) => {
+                        Given::Response(self.polar.send(request).map_err(Into::into))
+                    }
+                    Want::Verify | Want::Done => Given::Verified,
+                },
+            };
+            if let Given::Response(Ok(r)) = &given {
+                d.granted |= r.status == 200;
+            }
+            machine.give(ctx, given);
+            d.steps += 1;
+        }
+    }
+}
+
+/// An answer of `kind`, as real as the shell can make it.
+fn wrong_answer(kind: &str, loot: &Loot) -> Given {
+    match kind {
+        "locked" => Given::Locked(Ok(())),
+        "unlocked" => Given::Unlocked,
+        "marked" => Given::Marked(true),
+        "read" => Given::Read(Ok(loot.stored.clone())),
+        "written" => Given::Written(Ok(())),
+        "removed" => Given::Removed,
+        "response" => Given::Response(Ok(loot.granted.clone())),
+        _ => Given::Verified,
+    }
+}
+
+fn unix_now() -> i64 {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    now.map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(0))
+}
+
+/// A slot's entries as a check finds them, named, with the clock reading it is checked at.
+type Scenario = (&'static str, Entries, i64);
+
+/// The three slots (no record, a fresh one, one to revalidate) with the clock reading of each.
+fn scenarios(client: &Client) -> (Vec<Scenario>, Loot) {
+    let now = unix_now();
+    let mut entries = HashMap::new();
+    let (first, drive) = client.check(&mut entries, now, false, (Fault::None, None));
+    assert!(first.is_licensed(), "{:?}", first.reason());
+    assert!(drive.asked.contains(&"response"), "{:?}", drive.asked);
+    let stored = Stored {
+        record: entries.get(&client.slot.name).cloned(),
+        ledger: entries.get(&client.slot.ledger).cloned(),
+        clock: entries.get(&client.slot.clock).cloned(),
+    };
+    assert!(stored.record.is_some(), "the grant was not written");
+    let request = ValidateRequest::new(Key::new(DEMO_KEY));
+    let http = client.api.validate_request(&request).expect("a request");
+    let granted = client.polar.send(&http).expect("Polar's answer");
+    assert_eq!(granted.status, 200);
+    let stale = now + i64::try_from(client.policy.revalidate_after.as_secs()).unwrap_or(0) + 60;
+    let scenarios = vec![
+        ("no record", HashMap::new(), now),
+        ("a fresh record", entries.clone(), now + 1),
+        ("a record to revalidate", entries, stale),
+    ];
+    (scenarios, Loot { stored, granted })
+}
+
+fn client(world: &World) -> Client {
+    let url = world.polar.url();
+    let org = world.polar.organization_id();
+    let api = Api::new(&org, &Server::Custom(url.clone())).expect("the emulator's routes");
+    let slot = Slot::new(&url, &org, &Key::new(DEMO_KEY), b"install", None, None);
+    Client {
+        api,
+        policy: GracePolicy::default(),
+        keys: RelayKeys::default(),
+        slot: Arc::new(slot),
+        polar: UreqTransport::default(),
+    }
+}
+
+#[test]
+fn an_answer_of_another_kind_at_any_step_ends_the_check_unverified_and_unlocked() {
+    let world = World::new("machine-shell-answers");
+    let client = client(&world);
+    let (scenarios, loot) = scenarios(&client);
+    let mut played = 0;
+    for browser in [false, true] {
+        for (name, entries, now) in &scenarios {
+            let (outcome, honest) =
+                client.check(&mut entries.clone(), *now, browser, (Fault::None, None));
+            assert!(outcome.is_licensed(), "{name}: {:?}", outcome.reason());
+            assert!(!honest.held, "{name}: the lock left held");
+            for (step, right) in honest.asked.iter().enumerate() {
+                for wrong in KINDS.iter().filter(|k| *k != right) {
+                    let at = format!("{name} (browser {browser}), step {step} ({right}): {wrong}");
+                    let fault = Fault::Answer(step, wrong);
+                    let (outcome, d) =
+                        client.check(&mut entries.clone(), *now, browser, (fault, Some(&loot)));
+                    let CheckOutcome::Unverified(e) = &outcome else {
+                        panic!("{at}: {:?} after {:?}", outcome.reason(), d.asked);
+                    };
+                    let detail = e.detail();
+                    assert!(
+                        detail.contains(&format!("answered {wrong} in ")),
+                        "{at}: {detail}"
+                    );
+                    assert!(!d.held, "{at}: the lock left held after {:?}", d.asked);
+                    played += 1;
+                }
+            }
+        }
+    }
+    // At least a read and an answer at each of six drives, seven wrong kinds each.
+    assert!(played >= 6 * 2 * 7, "{played}");
+}
+
+#[test]
+fn a_shell_that_stops_early_licenses_only_on_polars_grant_or_a_cached_answer_written() {
+    let world = World::new("machine-shell-stops");
+    let client = client(&world);
+    let (scenarios, _) = scenarios(&client);
+    for browser in [false, true] {
+        for (name, entries, now) in &scenarios {
+            let (outcome, honest) =
+                client.check(&mut entries.clone(), *now, browser, (Fault::None, None));
+            assert!(outcome.is_licensed(), "{name}");
+            for stop in 0..honest.steps {
+                let fault = Fault::Stop(stop);
+                let (outcome, d) = client.check(&mut entries.clone(), *now, browser, (fault, None));
+                assert!(d.stopped && d.steps == stop);
+                let at = format!("{name} (browser {browser}), stopped before step {stop}");
+                // Without Polar's 200, a license only once nothing but the lock's release is
+                // left: a cached answer is given after its writes.
+                let only_release_left = honest.asked[stop..].iter().all(|k| *k == "unlocked");
+                assert!(
+                    !outcome.is_licensed() || d.granted || only_release_left,
+                    "{at}: licensed without Polar's grant after {:?} of {:?}",
+                    d.asked,
+                    honest.asked
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_validate_answered_otherwise_leaves_no_lock_and_grants_only_on_polars_answer() {
+    let world = World::new("machine-shell-validate");
+    let client = client(&world);
+    let (scenarios, loot) = scenarios(&client);
+    for (name, entries, now) in &scenarios {
+        let (accepted, honest) = client.validate(&mut entries.clone(), *now, (Fault::None, None));
+        assert!(accepted && honest.granted && !honest.held, "{name}");
+        assert!(
+            honest.asked.contains(&"written"),
+            "{name}: {:?}",
+            honest.asked
+        );
+        for (step, right) in honest.asked.iter().enumerate() {
+            for wrong in KINDS.iter().filter(|k| *k != right) {
+                let at = format!("{name}, step {step} ({right}): {wrong}");
+                let fault = Fault::Answer(step, wrong);
+                let (accepted, d) =
+                    client.validate(&mut entries.clone(), *now, (fault, Some(&loot)));
+                assert!(!d.held, "{at}: the lock left held after {:?}", d.asked);
+                // Polar's answer is the validate's: none came when the request was answered
+                // otherwise, whatever was given instead.
+                if *right == "response" {
+                    assert!(!accepted, "{at}: accepted without Polar's answer");
+                }
+            }
+        }
+    }
+}

@@ -12,6 +12,8 @@
 //! cached answer's writes were all done. A validate's machine, the same way: no lock left held,
 //! and no grant where Polar's answer was not given.
 
+#![cfg(not(target_arch = "wasm32"))]
+
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Machine, Memo, Stored, Want};

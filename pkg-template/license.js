@@ -1158,6 +1158,20 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     }
 
     /**
+     * Runs the machine `op` (`validate`, `activate` or `deactivate`) for `key` with the call's
+     * options `o` to its end: the key and options checked, the engine opened, the install
+     * secret read (with `storageMayFail`, a storage that cannot be used does not fail the call),
+     * the machine driven. Resolves `[end, engine, secret]`.
+     */
+    async #operate(op, key, o, storageMayFail) {
+      checkKey(key);
+      const text = options(o, op);
+      const engine = await this.#open();
+      const secret = await (storageMayFail ? attempt(() => this.#secret()) : this.#secret());
+      return [await this.#drive(engine, this.#start(engine, op, key, secret, {}, text)), engine, secret];
+    }
+
+    /**
      * Validates online, no cache answer: resolves `{ license, activation }` with
      * `hasFeature(name)`. With `machineId`, an `activationId` is validated with this machine's
      * fingerprint among the conditions (as `activate` stored them). The answer updates the
@@ -1165,11 +1179,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * storage does.
      */
     async validate(key, o) {
-      checkKey(key);
-      const text = options(o, 'validate');
-      const engine = await this.#open();
-      const secret = await attempt(() => this.#secret());
-      const end = await this.#drive(engine, this.#start(engine, 'validate', key, secret, {}, text));
+      // The answer stands whatever the storage does.
+      const [end] = await this.#operate('validate', key, o, true);
       return withFeatures(value(end.done));
     }
 
@@ -1178,12 +1189,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * right after it answers from the cache). Resolves `{ activation, license }`.
      */
     async activate(key, o) {
-      checkKey(key);
-      const text = options(o, 'activate');
-      const engine = await this.#open();
       // The storage first: when it cannot be used, no activation slot is taken.
-      const secret = await this.#secret();
-      const end = await this.#drive(engine, this.#start(engine, 'activate', key, secret, {}, text));
+      const [end] = await this.#operate('activate', key, o, false);
       const { ok } = end.done;
       let failed = end.cacheError === undefined ? undefined : cacheError(end.cacheError);
       if (ok && !failed && this.#host.rememberKeys) failed = await attempt(() => this.rememberKey(key));
@@ -1195,11 +1202,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
 
     /** Deactivates (default: the remembered activation) and forgets it. Resolves `{ activationId }`. */
     async deactivate(key, o) {
-      checkKey(key);
-      const text = options(o, 'deactivate');
-      const engine = await this.#open();
-      const secret = await this.#secret();
-      const end = await this.#drive(engine, this.#start(engine, 'deactivate', key, secret, {}, text));
+      const [end, engine, secret] = await this.#operate('deactivate', key, o, false);
       const done = value(end.done);
       // The slot is freed whatever happens here: a failure now would read as a failed
       // deactivation. A key left behind is only remembered (forgetKey removes it).

@@ -34,10 +34,9 @@ source "$ROOT/scripts/wasm-toolchain.sh"
 TARGET_DIR="${CARGO_TARGET_DIR:-$ROOT/target}/npm-wasm"
 OUT="$ROOT/target/npm"
 PKG="$OUT/pkg"
-WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
 
 version="$(sed -n 's/^version *= *"\(.*\)"/\1/p' Cargo.toml | head -n 1)"
-want_bindgen="$(sed -n 's/^wasm-bindgen *= *"=\([0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)"
+want_bindgen="$(wasm_bindgen_version)"
 have_bindgen="$(wasm-bindgen --version 2>/dev/null | awk '{print $2}')"
 if [[ "$have_bindgen" != "$want_bindgen" ]]; then
     echo "build-npm: wasm-bindgen $want_bindgen needed, found '${have_bindgen:-none}': run scripts/setup-wasm.sh" >&2
@@ -48,10 +47,7 @@ if ! rustup run "$WASM_TOOLCHAIN" rustc --print sysroot >/dev/null 2>&1 ||
     echo "build-npm: the $WASM_TOOLCHAIN toolchain with rust-src is needed: run scripts/setup-wasm.sh" >&2
     exit 1
 fi
-if [[ ! -x "$WASM_OPT" ]]; then
-    echo "build-npm: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2
-    exit 1
-fi
+need_wasm_opt build-npm
 if [[ ! -f "$ROOT/scripts/npm/node_modules/@gfx/zopfli/package.json" ]]; then
     echo "build-npm: scripts/npm/node_modules/@gfx/zopfli missing: run scripts/setup-wasm.sh" >&2
     exit 1

@@ -18,16 +18,12 @@
 set -u -o pipefail
 # shellcheck source=scripts/common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+# shellcheck source=scripts/wasm-toolchain.sh
+source "$ROOT/scripts/wasm-toolchain.sh"
 
 cd "$ROOT"
 
 NPM_DIR="scripts/npm"
-
-# The wasm-bindgen crate version pinned in Cargo.toml (`wasm-bindgen = "=X.Y.Z"`): the CLI's
-# schema must match it exactly.
-wasm_bindgen_version() {
-    sed -n 's/^wasm-bindgen *= *"=\([0-9.]*\)".*/\1/p' Cargo.toml | head -n 1
-}
 
 step_target() {
     if rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
@@ -40,8 +36,6 @@ step_target() {
 # The pinned nightly and its std sources that the npm package's wasm is built with
 # (scripts/wasm-toolchain.sh).
 step_toolchain() {
-    # shellcheck source=scripts/wasm-toolchain.sh
-    source "$ROOT/scripts/wasm-toolchain.sh"
     local sysroot
     sysroot="$(rustup run "$WASM_TOOLCHAIN" rustc --print sysroot 2>/dev/null)"
     if [[ -n "$sysroot" && -d "$sysroot/lib/rustlib/src/rust/library" ]]; then

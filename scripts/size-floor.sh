@@ -30,9 +30,8 @@ cd "$ROOT"
 # shellcheck source=scripts/wasm-toolchain.sh
 source "$ROOT/scripts/wasm-toolchain.sh"
 WORK="$ROOT/target/size-floor"
-WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
-[[ -x "$WASM_OPT" ]] || { echo "size-floor: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2; exit 1; }
-bindgen="$(sed -n 's/^wasm-bindgen *= *"\(=[0-9.]*\)".*/\1/p' Cargo.toml | head -n 1)"
+need_wasm_opt size-floor
+bindgen="=$(wasm_bindgen_version)"
 # The workspace's pinned versions ([workspace.dependencies] in Cargo.toml).
 dep() { grep -E "^$1 *=" Cargo.toml | head -n 1; }
 

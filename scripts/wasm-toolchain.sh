@@ -1,5 +1,6 @@
 # How the npm package's wasm is compiled; sourced by scripts/build-npm.sh (the package),
-# scripts/size-floor.sh (its probes, built the same way) and scripts/setup-wasm.sh (installs it).
+# scripts/size-floor.sh (its probes, built the same way) and scripts/setup-wasm.sh (installs it),
+# each with ROOT set to the repository's root.
 #
 # A pinned nightly, only for this one artifact (the crate itself builds on stable for every
 # target, wasm32 included; the tests' wasm builds and clippy use stable): std rebuilt with the
@@ -20,3 +21,20 @@
 WASM_TOOLCHAIN="nightly-2026-05-19"
 WASM_RUSTFLAGS="-Zunstable-options -Cpanic=immediate-abort -Ctarget-feature=-reference-types"
 WASM_BUILD_STD=(-Zbuild-std=std,panic_abort -Zbuild-std-features=optimize_for_size)
+
+# The wasm-bindgen crate version pinned in Cargo.toml (`wasm-bindgen = "=X.Y.Z"`), without the
+# `=`: the CLI's schema must match it exactly.
+wasm_bindgen_version() {
+    sed -n 's/^wasm-bindgen *= *"=\([0-9.]*\)".*/\1/p' "$ROOT/Cargo.toml" | head -n 1
+}
+
+# binaryen's wasm-opt, from scripts/npm's devDependencies (scripts/setup-wasm.sh installs it).
+WASM_OPT="$ROOT/scripts/npm/node_modules/.bin/wasm-opt"
+
+# need_wasm_opt WHO: exits 1 (WHO saying what to run) when WASM_OPT is not installed.
+need_wasm_opt() {
+    if [[ ! -x "$WASM_OPT" ]]; then
+        echo "$1: $WASM_OPT missing: run scripts/setup-wasm.sh" >&2
+        exit 1
+    fi
+}

@@ -601,6 +601,20 @@ mod tests {
         assert!(ledger_name(&a).len() <= 64);
     }
 
+    /// `decode` refuses `bytes` (sealed under the key the tests derive from "k") under another
+    /// key, and with the text `edit.0` changed to `edit.1`: a bad MAC both times.
+    fn refuses_other_key_and_edit<T: std::fmt::Debug + PartialEq>(
+        decode: fn(&[u8], &MacKey) -> Result<T, Untrusted>,
+        bytes: &[u8],
+        edit: (&str, &str),
+    ) {
+        let key = MacKey::derive("k", "o", b"s", None);
+        let other = MacKey::derive("k2", "o", b"s", None);
+        assert_eq!(decode(bytes, &other), Err(Untrusted::BadMac));
+        let edited = String::from_utf8_lossy(bytes).replacen(edit.0, edit.1, 1);
+        assert_eq!(decode(edited.as_bytes(), &key), Err(Untrusted::BadMac));
+    }
+
     #[test]
     fn clock_notes_roundtrip_and_refuse_edits_tears_and_ledgers() {
         let key = MacKey::derive("k", "o", b"s", None);
@@ -622,15 +636,7 @@ mod tests {
             };
             assert_eq!(decode_clock(&encode_clock(&n, &key), &key), Ok(n));
         }
-        assert_eq!(
-            decode_clock(&bytes, &MacKey::derive("k2", "o", b"s", None)),
-            Err(Untrusted::BadMac)
-        );
-        let edited = String::from_utf8_lossy(&bytes).replacen(" 3\n", " 0\n", 1);
-        assert_eq!(
-            decode_clock(edited.as_bytes(), &key),
-            Err(Untrusted::BadMac)
-        );
+        refuses_other_key_and_edit(decode_clock, &bytes, (" 3\n", " 0\n"));
         // Torn: any prefix, or the old bytes' tail after a shorter new note, is no note.
         for cut in 0..bytes.len() {
             assert!(decode_clock(&bytes[..cut], &key).is_err(), "prefix {cut}");
@@ -649,15 +655,7 @@ mod tests {
         let key = MacKey::derive("k", "o", b"s", None);
         let bytes = encode_ledger(42, &key);
         assert_eq!(decode_ledger(&bytes, &key), Ok(42));
-        assert_eq!(
-            decode_ledger(&bytes, &MacKey::derive("k2", "o", b"s", None)),
-            Err(Untrusted::BadMac)
-        );
-        let edited = String::from_utf8_lossy(&bytes).replacen("42", "43", 1);
-        assert_eq!(
-            decode_ledger(edited.as_bytes(), &key),
-            Err(Untrusted::BadMac)
-        );
+        refuses_other_key_and_edit(decode_ledger, &bytes, ("42", "43"));
         assert_eq!(decode_ledger(b"", &key), Err(Untrusted::Malformed));
         let mut longer = bytes.clone();
         longer.push(b'x');

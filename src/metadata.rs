@@ -168,34 +168,20 @@ pub fn check_metadata(field: &str, metadata: &Metadata) -> Result<(), Error> {
         ));
     }
     for (key, value) in metadata {
-        let chars = key.chars().count();
-        if chars == 0 || chars > MAX_METADATA_KEY_CHARS {
-            return Err(Error::invalid(
-                field,
-                [
-                    "keys must have 1-40 characters, found ",
-                    &digits(chars as u64),
-                ]
-                .concat(),
-            ));
-        }
-        check_no_nul(field, key)?;
+        check_text(
+            field,
+            key,
+            MAX_METADATA_KEY_CHARS,
+            "keys must have 1-40 characters, found ",
+        )?;
         let at = [field, ".", key].concat();
         match value {
-            MetaValue::Str(s) => {
-                let n = s.chars().count();
-                if n == 0 || n > MAX_METADATA_STRING_CHARS {
-                    return Err(Error::invalid(
-                        at,
-                        [
-                            "string values must have 1-500 characters, found ",
-                            &digits(n as u64),
-                        ]
-                        .concat(),
-                    ));
-                }
-                check_no_nul(&at, s)?;
-            }
+            MetaValue::Str(s) => check_text(
+                &at,
+                s,
+                MAX_METADATA_STRING_CHARS,
+                "string values must have 1-500 characters, found ",
+            )?,
             MetaValue::Float(x) if !x.is_finite() => {
                 return Err(Error::invalid(at, "floats must be finite"));
             }
@@ -211,6 +197,19 @@ pub fn check_no_nul(field: &str, value: &str) -> Result<(), Error> {
         return Err(Error::invalid(field, "contains a NUL character"));
     }
     Ok(())
+}
+
+/// Checks that a metadata key or string value `text` has 1 to `max` characters (else the
+/// error is `must` followed by the count found) and no NUL; `field` names it.
+fn check_text(field: &str, text: &str, max: usize, must: &str) -> Result<(), Error> {
+    let chars = text.chars().count();
+    if chars == 0 || chars > max {
+        return Err(Error::invalid(
+            field,
+            [must, &digits(chars as u64)].concat(),
+        ));
+    }
+    check_no_nul(field, text)
 }
 
 /// Checks that `value` is a UUID version 4 of the RFC 4122 variant (as Polar requires) and

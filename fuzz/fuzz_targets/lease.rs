@@ -7,7 +7,8 @@
 use libfuzzer_sys::fuzz_target;
 use polar_license::airgap;
 use polar_license::key::Key;
-use polar_license::lease::{self, key_hash, LeaseClaims, LeaseExpect, RelayKeys, SigningKey};
+use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey};
+use polar_license_testkit::leases::{self, Facts};
 use std::sync::OnceLock;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
@@ -21,21 +22,10 @@ fn fixture() -> &'static (RelayKeys, String) {
     static FIXTURE: OnceLock<(RelayKeys, String)> = OnceLock::new();
     FIXTURE.get_or_init(|| {
         let signer = SigningKey::generate(Some("fuzz")).unwrap_or_else(|e| panic!("{e}"));
-        let claims = LeaseClaims {
-            organization_id: ORG.into(),
-            key_sha256: key_hash(&Key::new(KEY)),
-            activation_id: Some(ACT.into()),
-            status: "granted".into(),
-            license_expires_at: None,
-            benefit_id: "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11".into(),
-            usage: 0,
-            limit_usage: None,
-            limit_activations: None,
-            issued_at: NOW,
-            not_before: NOW,
-            expires_at: NOW + 86_400,
-            id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
-        };
+        // A day's lease of a grant with no usage and no limits, as the relay rig signs it.
+        let benefit = "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11";
+        let granted = Facts::granted(ORG, &Key::new(KEY), ACT, benefit);
+        let claims = leases::claims(&granted, NOW, 1);
         let token = signer
             .sign(&claims, Some(MACHINE))
             .unwrap_or_else(|e| panic!("{e}"));

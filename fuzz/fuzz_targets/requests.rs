@@ -186,6 +186,30 @@ fn invalid(e: &polar_license::Error) {
     let _ = e.to_string();
 }
 
+/// The request `op` built from `req` (`built`) is as the spec says (`spec_ok`): built only when
+/// the spec accepts it, and then its body checked ([`body`]) and given for the operation's own
+/// fields; refused only when the spec refuses it, and then `invalid_input`.
+fn as_spec_says(
+    op: &str,
+    req: &dyn std::fmt::Debug,
+    built: Result<HttpRequest, polar_license::Error>,
+    spec_ok: bool,
+    key: &Option<String>,
+    org: &str,
+) -> Option<serde_json::Map<String, Value>> {
+    match built {
+        Ok(http) => {
+            assert!(spec_ok, "{op} accepted what Polar rejects: {req:?}");
+            Some(body(&http, key.as_deref().unwrap_or_default(), org))
+        }
+        Err(e) => {
+            invalid(&e);
+            assert!(!spec_ok, "{op} rejected a valid request: {e:?} for {req:?}");
+            None
+        }
+    }
+}
+
 fuzz_target!(|input: Input| {
     // The base URL check: never a panic; what it accepts is https, or http on loopback, and a
     // fixed point.
@@ -257,24 +281,14 @@ fuzz_target!(|input: Input| {
             .increment_usage
             .is_none_or(|n| (0..=i64::from(i32::MAX)).contains(&n))
         && spec_metadata(&conditions);
-    match api.validate_request(&req) {
-        Ok(http) => {
-            assert!(spec_ok, "validate accepted what Polar rejects: {req:?}");
-            let map = body(&http, key.as_deref().unwrap_or_default(), &org);
-            id_field(&map, "activation_id", ids[0].as_deref());
-            id_field(&map, "benefit_id", ids[1].as_deref());
-            id_field(&map, "customer_id", ids[2].as_deref());
-            let inc = map.get("increment_usage").and_then(Value::as_i64);
-            assert_eq!(inc, input.increment_usage.filter(|n| *n > 0));
-            same_metadata(&map, "conditions", &conditions);
-        }
-        Err(e) => {
-            invalid(&e);
-            assert!(
-                !spec_ok,
-                "validate rejected a valid request: {e:?} for {req:?}"
-            );
-        }
+    let built = api.validate_request(&req);
+    if let Some(map) = as_spec_says("validate", &req, built, spec_ok, &key, &org) {
+        id_field(&map, "activation_id", ids[0].as_deref());
+        id_field(&map, "benefit_id", ids[1].as_deref());
+        id_field(&map, "customer_id", ids[2].as_deref());
+        let inc = map.get("increment_usage").and_then(Value::as_i64);
+        assert_eq!(inc, input.increment_usage.filter(|n| *n > 0));
+        same_metadata(&map, "conditions", &conditions);
     }
     req.key = None;
     assert!(api.validate_request(&req).is_err());
@@ -290,24 +304,14 @@ fuzz_target!(|input: Input| {
         && !input.label.contains('\0')
         && spec_metadata(&conditions)
         && spec_metadata(&meta);
-    match api.activate_request(&areq) {
-        Ok(http) => {
-            assert!(spec_ok, "activate accepted what Polar rejects: {areq:?}");
-            let map = body(&http, key.as_deref().unwrap_or_default(), &org);
-            assert_eq!(
-                map.get("label").and_then(Value::as_str),
-                Some(input.label.as_str())
-            );
-            same_metadata(&map, "conditions", &conditions);
-            same_metadata(&map, "meta", &meta);
-        }
-        Err(e) => {
-            invalid(&e);
-            assert!(
-                !spec_ok,
-                "activate rejected a valid request: {e:?} for {areq:?}"
-            );
-        }
+    let built = api.activate_request(&areq);
+    if let Some(map) = as_spec_says("activate", &areq, built, spec_ok, &key, &org) {
+        assert_eq!(
+            map.get("label").and_then(Value::as_str),
+            Some(input.label.as_str())
+        );
+        same_metadata(&map, "conditions", &conditions);
+        same_metadata(&map, "meta", &meta);
     }
 
     // deactivate
@@ -317,18 +321,8 @@ fuzz_target!(|input: Input| {
         activation_id: activation.clone(),
     };
     let spec_ok = spec_key(&key) && spec_uuid4(&activation).is_some();
-    match api.deactivate_request(&dreq) {
-        Ok(http) => {
-            assert!(spec_ok, "deactivate accepted what Polar rejects: {dreq:?}");
-            let map = body(&http, key.as_deref().unwrap_or_default(), &org);
-            id_field(&map, "activation_id", Some(&activation));
-        }
-        Err(e) => {
-            invalid(&e);
-            assert!(
-                !spec_ok,
-                "deactivate rejected a valid request: {e:?} for {dreq:?}"
-            );
-        }
+    let built = api.deactivate_request(&dreq);
+    if let Some(map) = as_spec_says("deactivate", &dreq, built, spec_ok, &key, &org) {
+        id_field(&map, "activation_id", Some(&activation));
     }
 });

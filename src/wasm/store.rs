@@ -132,31 +132,44 @@ impl JsStore {
     }
 }
 
-impl AsyncStore for JsStore {
-    fn get<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<Option<String>, Error>> {
-        Box::pin(async move {
-            as_text(
-                call(&self.target, "get", &[&JsValue::from_str(name)]).await?,
-                name,
-            )
-        })
-    }
+/// [`AsyncStore`] for a wrapper of a JS object (its `target`) through three of the object's
+/// methods, named `$get`, `$set` and `$remove`: [`JsStore`] and [`WebStorage`] differ only in
+/// those names.
+macro_rules! store_through_methods {
+    ($store:ty, $get:literal, $set:literal, $remove:literal) => {
+        impl AsyncStore for $store {
+            fn get<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<Option<String>, Error>> {
+                Box::pin(async move {
+                    as_text(
+                        call(&self.target, $get, &[&JsValue::from_str(name)]).await?,
+                        name,
+                    )
+                })
+            }
 
-    fn set<'a>(&'a self, name: &'a str, value: &'a str) -> LocalFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let args = [&JsValue::from_str(name), &JsValue::from_str(value)];
-            call(&self.target, "set", &args).await.map(drop)
-        })
-    }
+            fn set<'a>(
+                &'a self,
+                name: &'a str,
+                value: &'a str,
+            ) -> LocalFuture<'a, Result<(), Error>> {
+                Box::pin(async move {
+                    let args = [&JsValue::from_str(name), &JsValue::from_str(value)];
+                    call(&self.target, $set, &args).await.map(drop)
+                })
+            }
 
-    fn remove<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            call(&self.target, "remove", &[&JsValue::from_str(name)])
-                .await
-                .map(drop)
-        })
-    }
+            fn remove<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<(), Error>> {
+                Box::pin(async move {
+                    call(&self.target, $remove, &[&JsValue::from_str(name)])
+                        .await
+                        .map(drop)
+                })
+            }
+        }
+    };
 }
+
+store_through_methods!(JsStore, "get", "set", "remove");
 
 /// A Web Storage object (`localStorage`, `sessionStorage`): `getItem`, `setItem`,
 /// `removeItem`. Quota and security errors are `cache_error`.
@@ -190,31 +203,7 @@ impl WebStorage {
     }
 }
 
-impl AsyncStore for WebStorage {
-    fn get<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<Option<String>, Error>> {
-        Box::pin(async move {
-            as_text(
-                call(&self.target, "getItem", &[&JsValue::from_str(name)]).await?,
-                name,
-            )
-        })
-    }
-
-    fn set<'a>(&'a self, name: &'a str, value: &'a str) -> LocalFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            let args = [&JsValue::from_str(name), &JsValue::from_str(value)];
-            call(&self.target, "setItem", &args).await.map(drop)
-        })
-    }
-
-    fn remove<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<(), Error>> {
-        Box::pin(async move {
-            call(&self.target, "removeItem", &[&JsValue::from_str(name)])
-                .await
-                .map(drop)
-        })
-    }
-}
+store_through_methods!(WebStorage, "getItem", "setItem", "removeItem");
 
 // ---------------------------------------------------------------------------------------------
 // Slot locks

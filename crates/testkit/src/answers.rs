@@ -653,7 +653,8 @@ fn envelope(error: &str, detail: &str) -> String {
     )
 }
 
-const DETAILS_404: [&str; 6] = [
+/// The details Polar's 404 `ResourceNotFound` envelope comes with (docs/polar-api.md §6.4).
+pub const DETAILS_404: [&str; 6] = [
     "Not found",
     "License key is no longer active.",
     "License key has expired.",

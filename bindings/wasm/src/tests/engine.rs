@@ -9,14 +9,13 @@
 use crate::engine::{secret_ok, Engine};
 use polar_license::cache::{self, MacKey};
 use polar_license::proto::PRODUCTION_URL;
+use polar_license_testkit::answers::{ACTIVATION, ORG};
 use serde_json::{json, Value};
 use std::collections::HashMap;
 use wasm_bindgen::JsValue;
 use wasm_bindgen_test::wasm_bindgen_test;
 
-const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
 const KEY: &str = "ENGINE-50B22C51-07BD-4160-A61E-19B6CC6ED415";
-const ACTIVATION: &str = "3f6d2a1b-8c4e-4f5a-9b7c-1d2e3f4a5b6c";
 const SECRET: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 const NOW: f64 = 1_790_000_000.0;
 const EMULATOR: &str = "http://127.0.0.1:8787";

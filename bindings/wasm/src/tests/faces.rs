@@ -13,6 +13,7 @@ use polar_license::proto::{
 };
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::{Error, Verdict};
+use polar_license_testkit::answers::DETAILS_404;
 use serde_json::{json, Value};
 use wasm_bindgen_test::wasm_bindgen_test;
 
@@ -281,15 +282,7 @@ fn assert_same(what: &str, native: Value, engine: Value) {
 fn failures() -> Vec<(String, Answer)> {
     let mut out: Vec<(String, Answer)> = Vec::new();
     let mut add = |name: &str, a: Answer| out.push((name.to_string(), a));
-    for detail in [
-        "Not found",
-        "License key is no longer active.",
-        "License key has expired.",
-        "License key does not match required conditions",
-        "License key does not match given benefit.",
-        "License key does not match given user.",
-        "Something new",
-    ] {
+    for detail in DETAILS_404.into_iter().chain(["Something new"]) {
         add(
             &format!("404 {detail}"),
             polar(404, "ResourceNotFound", detail),

@@ -79,6 +79,8 @@ enum Fault {
     Answer(usize, &'static str),
     /// The shell stops before this step and takes the report.
     Stop(usize),
+    /// From this step on, every answer is of another kind than the one asked.
+    WrongFrom(usize),
 }
 
 /// Real answers of each kind, for the wrong-answer drives: a record and Polar's 200.
@@ -173,6 +175,14 @@ impl Client {
             d.asked.push(kind);
             let given = match fault {
                 Fault::Answer(at, wrong) if at == d.steps => {
+                    wrong_answer(wrong, loot.expect("what a wrong answer gives"))
+                }
+                Fault::WrongFrom(from) if d.steps >= from => {
+                    let wrong = if kind == "response" {
+                        "read"
+                    } else {
+                        "response"
+                    };
                     wrong_answer(wrong, loot.expect("what a wrong answer gives"))
                 }
                 _ => match want {
@@ -280,69 +290,109 @@ fn client(world: &World) -> Client {
     }
 }
 
-#[test]
-fn an_answer_of_another_kind_at_any_step_ends_the_check_unverified_and_unlocked() {
-    let world = World::new("machine-shell-answers");
+/// One check played: a scenario's slot, read as the browser or the native clients read it, and
+/// its honest drive.
+struct Case<'a> {
+    name: &'a str,
+    entries: &'a Entries,
+    now: i64,
+    browser: bool,
+    honest: Drive,
+}
+
+impl Case<'_> {
+    /// The check again, with `fault`.
+    fn check(&self, client: &Client, fault: Faulty<'_>) -> Checked {
+        client.check(&mut self.entries.clone(), self.now, self.browser, fault)
+    }
+
+    /// Where a failure is, for its message.
+    fn at(&self, what: &str) -> String {
+        format!("{} (browser {}), {what}", self.name, self.browser)
+    }
+}
+
+/// Plays `play` for each scenario read both ways, after an honest check of it that licenses
+/// and leaves no lock held.
+fn each_check(label: &str, mut play: impl FnMut(&Client, &Loot, &Case<'_>)) {
+    let world = World::new(label);
     let client = client(&world);
     let (scenarios, loot) = scenarios(&client);
-    let mut played = 0;
     for browser in [false, true] {
         for (name, entries, now) in &scenarios {
-            let (outcome, honest) =
-                client.check(&mut entries.clone(), *now, browser, (Fault::None, None));
+            let honest = client.check(&mut entries.clone(), *now, browser, (Fault::None, None));
+            let (outcome, honest) = honest;
             assert!(outcome.is_licensed(), "{name}: {:?}", outcome.reason());
             assert!(!honest.held, "{name}: the lock left held");
-            for (step, right) in honest.asked.iter().enumerate() {
-                for wrong in KINDS.iter().filter(|k| *k != right) {
-                    let at = format!("{name} (browser {browser}), step {step} ({right}): {wrong}");
-                    let fault = Fault::Answer(step, wrong);
-                    let (outcome, d) =
-                        client.check(&mut entries.clone(), *now, browser, (fault, Some(&loot)));
-                    let CheckOutcome::Unverified(e) = &outcome else {
-                        panic!("{at}: {:?} after {:?}", outcome.reason(), d.asked);
-                    };
-                    let detail = e.detail();
-                    assert!(
-                        detail.contains(&format!("answered {wrong} in ")),
-                        "{at}: {detail}"
-                    );
-                    assert!(!d.held, "{at}: the lock left held after {:?}", d.asked);
-                    played += 1;
-                }
-            }
+            let case = Case {
+                name,
+                entries,
+                now: *now,
+                browser,
+                honest,
+            };
+            play(&client, &loot, &case);
         }
     }
+}
+
+#[test]
+fn an_answer_of_another_kind_at_any_step_ends_the_check_unverified_and_unlocked() {
+    let mut played = 0;
+    each_check("machine-shell-answers", |client, loot, case| {
+        for (step, right) in case.honest.asked.iter().enumerate() {
+            for wrong in KINDS.iter().filter(|k| *k != right) {
+                let at = case.at(&format!("step {step} ({right}): {wrong}"));
+                let (outcome, d) = case.check(client, (Fault::Answer(step, wrong), Some(loot)));
+                let CheckOutcome::Unverified(e) = &outcome else {
+                    panic!("{at}: {:?} after {:?}", outcome.reason(), d.asked);
+                };
+                let detail = e.detail();
+                assert!(
+                    detail.contains(&format!("answered {wrong} in ")),
+                    "{at}: {detail}"
+                );
+                assert!(!d.held, "{at}: the lock left held after {:?}", d.asked);
+                played += 1;
+            }
+        }
+    });
     // At least a read and an answer at each of six drives, seven wrong kinds each.
     assert!(played >= 6 * 2 * 7, "{played}");
 }
 
 #[test]
-fn a_shell_that_stops_early_licenses_only_on_polars_grant_or_a_cached_answer_written() {
-    let world = World::new("machine-shell-stops");
-    let client = client(&world);
-    let (scenarios, _) = scenarios(&client);
-    for browser in [false, true] {
-        for (name, entries, now) in &scenarios {
-            let (outcome, honest) =
-                client.check(&mut entries.clone(), *now, browser, (Fault::None, None));
-            assert!(outcome.is_licensed(), "{name}");
-            for stop in 0..honest.steps {
-                let fault = Fault::Stop(stop);
-                let (outcome, d) = client.check(&mut entries.clone(), *now, browser, (fault, None));
-                assert!(d.stopped && d.steps == stop);
-                let at = format!("{name} (browser {browser}), stopped before step {stop}");
-                // Without Polar's 200, a license only once nothing but the lock's release is
-                // left: a cached answer is given after its writes.
-                let only_release_left = honest.asked[stop..].iter().all(|k| *k == "unlocked");
-                assert!(
-                    !outcome.is_licensed() || d.granted || only_release_left,
-                    "{at}: licensed without Polar's grant after {:?} of {:?}",
-                    d.asked,
-                    honest.asked
-                );
-            }
+fn a_shell_that_answers_everything_wrong_from_any_step_on_still_ends_the_check() {
+    each_check("machine-shell-wrong", |client, loot, case| {
+        for from in 0..case.honest.steps {
+            // `drive` also fails a machine that asks a hundred times.
+            let (outcome, d) = case.check(client, (Fault::WrongFrom(from), Some(loot)));
+            let at = case.at(&format!("wrong from step {from}"));
+            assert!(!outcome.is_licensed(), "{at}: licensed after {:?}", d.asked);
+            // The wrong answer, and at most its release asked again.
+            assert!(d.steps <= from + 2, "{at}: {:?}", d.asked);
         }
-    }
+    });
+}
+
+#[test]
+fn a_shell_that_stops_early_licenses_only_on_polars_grant_or_a_cached_answer_written() {
+    each_check("machine-shell-stops", |client, _, case| {
+        for stop in 0..case.honest.steps {
+            let (outcome, d) = case.check(client, (Fault::Stop(stop), None));
+            assert!(d.stopped && d.steps == stop);
+            let at = case.at(&format!("stopped before step {stop}"));
+            // Without Polar's 200, a license only once nothing but the lock's release is
+            // left: a cached answer is given after its writes.
+            let only_release_left = case.honest.asked[stop..].iter().all(|k| *k == "unlocked");
+            assert!(
+                !outcome.is_licensed() || d.granted || only_release_left,
+                "{at}: licensed without Polar's grant after {:?} of {:?}",
+                d.asked,
+                case.honest.asked
+            );
+        }
+    });
 }
 
 #[test]
@@ -350,6 +400,7 @@ fn a_validate_answered_otherwise_leaves_no_lock_and_grants_only_on_polars_answer
     let world = World::new("machine-shell-validate");
     let client = client(&world);
     let (scenarios, loot) = scenarios(&client);
+    let fault = |f| (f, Some(&loot));
     for (name, entries, now) in &scenarios {
         let (accepted, honest) = client.validate(&mut entries.clone(), *now, (Fault::None, None));
         assert!(accepted && honest.granted && !honest.held, "{name}");
@@ -358,18 +409,27 @@ fn a_validate_answered_otherwise_leaves_no_lock_and_grants_only_on_polars_answer
             "{name}: {:?}",
             honest.asked
         );
+        let polar_at = honest.asked.iter().position(|k| *k == "response");
         for (step, right) in honest.asked.iter().enumerate() {
             for wrong in KINDS.iter().filter(|k| *k != right) {
                 let at = format!("{name}, step {step} ({right}): {wrong}");
-                let fault = Fault::Answer(step, wrong);
-                let (accepted, d) =
-                    client.validate(&mut entries.clone(), *now, (fault, Some(&loot)));
+                let answer = fault(Fault::Answer(step, wrong));
+                let (accepted, d) = client.validate(&mut entries.clone(), *now, answer);
                 assert!(!d.held, "{at}: the lock left held after {:?}", d.asked);
                 // Polar's answer is the validate's: none came when the request was answered
                 // otherwise, whatever was given instead.
                 if *right == "response" {
                     assert!(!accepted, "{at}: accepted without Polar's answer");
                 }
+            }
+            // Every answer wrong from here on: it still ends (the wrong answer, and at most
+            // its release asked again), with no grant where Polar's answer never came.
+            let from = fault(Fault::WrongFrom(step));
+            let (accepted, d) = client.validate(&mut entries.clone(), *now, from);
+            let at = format!("{name}, wrong from step {step}");
+            assert!(d.steps <= step + 2, "{at}: {:?}", d.asked);
+            if polar_at.is_some_and(|p| step <= p) {
+                assert!(!accepted, "{at}: accepted without Polar's answer");
             }
         }
     }

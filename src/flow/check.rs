@@ -184,6 +184,9 @@ pub struct Check<L = ValidatedLicenseKey> {
     state: State<L>,
     /// The slot's lock is held.
     locked: bool,
+    /// The shell answered a want with another kind of answer already (its release of the
+    /// lock is then asked for once more, never again).
+    misanswered: bool,
     /// Phase 1's read without the lock, when its answer writes a record: the lock is taken to
     /// write it (the slot read anew); when the lock is not had, this plan's write failed.
     peeked: Option<Stored>,
@@ -247,6 +250,7 @@ impl<L: Validated> Check<L> {
             report: None,
             state: State::Lock,
             locked: false,
+            misanswered: false,
             peeked: None,
         };
         match slot {
@@ -470,8 +474,11 @@ impl<L: Validated> Check<L> {
                     .concat(),
                 })));
                 // A lock held (a step under it, or the release it answered otherwise) is
-                // asked to be released again: no wrong answer leaves it held.
-                if self.locked {
+                // asked to be released again, once: one wrong answer leaves no lock held, and
+                // a shell that answers wrong again cannot keep the check asking.
+                let again = self.locked && !self.misanswered;
+                self.misanswered = true;
+                if again {
                     State::Unlock(Next::Done)
                 } else {
                     State::Done

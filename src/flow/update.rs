@@ -77,6 +77,9 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// The record could not learn the answer (or, for a deactivate, why it failed).
     cache_error: Option<Error>,
     phase: Phase,
+    /// The shell answered a want with another kind of answer already (its release of the
+    /// lock is then asked for once more, never again).
+    misanswered: bool,
     /// The given that met a signature the verifier has yet to answer ([`Want::Verify`]): taken
     /// anew once it has.
     verifying: Option<Box<Given>>,
@@ -207,6 +210,7 @@ impl<L: License> Update<L> {
             opened: None,
             cache_error: None,
             phase: Phase::Send,
+            misanswered: false,
             verifying: None,
         }
     }
@@ -339,9 +343,13 @@ impl<L: License> Update<L> {
                     detail: ["the update's shell answered ", given.name()].concat(),
                 });
                 // Under the lock (or at its release, answered otherwise): asked to release it
-                // again, so no wrong answer leaves it held.
+                // again, once, so one wrong answer leaves no lock held and a shell that
+                // answers wrong again cannot keep the update asking.
+                let again = !std::mem::replace(&mut self.misanswered, true);
                 match phase {
-                    Phase::Read | Phase::Write(..) | Phase::Forget | Phase::Unlock => Phase::Unlock,
+                    Phase::Read | Phase::Write(..) | Phase::Forget | Phase::Unlock if again => {
+                        Phase::Unlock
+                    }
                     _ => Phase::Done,
                 }
             }

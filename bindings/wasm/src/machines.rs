@@ -256,11 +256,14 @@ impl Engine {
     #[inline(never)]
     pub fn give(&self, id: &str, given: &str, body: Vec<u8>) -> String {
         let mut runs = self.runs.borrow_mut();
-        let Some(run) = runs.get_mut(id) else {
-            return gone();
-        };
         let v = strict::parse(given.as_bytes()).unwrap_or(Value::Null);
         let Some((kind, v)) = v.members().and_then(|m| m.into_iter().next()) else {
+            // Not an answer at all: the machine ends here (answered as gone), out of the
+            // table, never kept there for nothing.
+            drop(runs.take(id));
+            return gone();
+        };
+        let Some(run) = runs.get_mut(id) else {
             return gone();
         };
         let given = match kind.as_str() {

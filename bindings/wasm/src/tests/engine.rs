@@ -345,6 +345,32 @@ fn check(e: &Engine, s: &mut Storage, now: f64, reply: Reply) -> Value {
     drive(e, s, &Host::default(), options, &reply)
 }
 
+/// A `give` the engine cannot read as an answer (no `{"kind": …}`) ends the machine: answered as
+/// an operation no longer running, and out of the handle table (asked again, the same), never
+/// kept there. An answer of a kind the machine did not ask for ends it too, through the core's
+/// rule (`tests/machine_shell.rs`).
+#[wasm_bindgen_test]
+fn a_given_the_engine_cannot_read_ends_the_machine() {
+    let e = engine(json!({}));
+    let run = json!({ "secret": SECRET, "now": NOW }).to_string();
+    for garbage in ["", "null", "[]", "{}", "{\"read\"", "\"read\""] {
+        let first = parsed(&e.start("check", KEY.into(), &run, ""));
+        let id = first["id"].as_str().unwrap().to_string();
+        assert!(first.get("read").is_some(), "{garbage}: {first}");
+        let ended = parsed(&e.give(&id, garbage, Vec::new()));
+        let detail = &ended["done"]["error"]["detail"];
+        assert_eq!(
+            detail, "this operation is not running",
+            "{garbage}: {ended}"
+        );
+        let again = parsed(&e.want(&id));
+        assert_eq!(
+            again["done"]["error"]["detail"], *detail,
+            "{garbage}: {again}"
+        );
+    }
+}
+
 #[wasm_bindgen_test]
 fn engine_records_are_the_native_format_both_ways() {
     let e = engine(json!({}));

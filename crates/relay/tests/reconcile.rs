@@ -553,3 +553,61 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_within_a_reconcile_inte
     );
     relay.stop();
 }
+
+/// Polar as it is now (issue #52, polar-license-api.md §15): a rotation sends
+/// `benefit_grant.updated` naming the old display key, and the old string answers 404 from
+/// then on. The old string's stored grant is retired: while Polar cannot be asked (a 503) it
+/// is not given in Polar's stead (`stale`) as a marked-stale entry would be for an hour; the
+/// new string is Polar's to answer.
+#[test]
+fn a_rotations_webhook_retires_the_old_strings_stored_grant() {
+    let polar = rig::webhook_emulator();
+    let old = key(&polar, "ROTATED", None);
+    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.updated"]);
+    let mut options = StoreOptions::default();
+    options.reconcile_every = 0;
+    options.roster = false;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let a = agent();
+    let first = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (first.status, first.source.as_deref()),
+        (200, Some("polar"))
+    );
+    let stored = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (stored.status, stored.source.as_deref()),
+        (200, Some("store"))
+    );
+    let new = polar.rotate_key(&old).expect("rotated");
+    let delivered = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        rig::deliveries(&polar, &endpoint)
+            .iter()
+            .any(|d| d["succeeded"] == true)
+    });
+    assert!(delivered, "the rotation's webhook");
+    polar.set_fault(Some(polar_license_emulator::Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let during = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_ne!(
+        (during.status, during.source.as_deref()),
+        (200, Some("stale")),
+        "the rotated string's grant given while Polar cannot be asked"
+    );
+    assert!(during.lease.is_none());
+    polar.set_fault(None);
+    let after = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (after.status, after.source.as_deref()),
+        (404, Some("polar"))
+    );
+    let fresh = rig::validate_at(&a, &relay.url(), &new, &[]);
+    assert_eq!(
+        (fresh.status, fresh.source.as_deref()),
+        (200, Some("polar"))
+    );
+    relay.stop();
+}

@@ -86,6 +86,10 @@ struct Inner {
     /// The unreadable roster's warning, until a host without a log takes it
     /// ([`Relay::roster_warning`]).
     warning: Option<String>,
+    /// License key ids a grant event other than a revocation named (a re-grant, an update):
+    /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
+    /// does (a read that lags behind the revocation must not undo it).
+    lifts: HashSet<String>,
 }
 
 impl Inner {
@@ -137,6 +141,7 @@ impl Roster {
                 refetch: VecDeque::new(),
                 not_before: 0,
                 warning: None,
+                lifts: HashSet::new(),
             }),
         }
     }
@@ -238,6 +243,21 @@ impl Roster {
         inner
             .refetch
             .push_back((license_key_id.to_string(), REFETCH_TRIES, now_ms));
+    }
+
+    /// A grant event other than a revocation named this license key id: its refetch may end a
+    /// stored revocation.
+    pub(crate) fn may_lift(&self, license_key_id: &str) {
+        let mut inner = self.lock();
+        if inner.lifts.len() >= 10_000 {
+            inner.lifts.clear();
+        }
+        inner.lifts.insert(license_key_id.to_string());
+    }
+
+    /// Whether this refetch may end a stored revocation (taken once).
+    fn take_lift(&self, license_key_id: &str) -> bool {
+        self.lock().lifts.remove(license_key_id)
     }
 
     /// The next read, at `now_ms` (a refetch first: it is a customer who just bought; one
@@ -648,9 +668,12 @@ impl Relay {
                     if usable(&value, now.unix_seconds) {
                         s.roster.learn(&key);
                         log::info!("relay: a new grant's license key joined the roster");
-                        // A revoked key granted again (§15: the same string): its stored
-                        // revocation ends, Polar's read by id says so (never the webhook).
-                        if s.lift_revoked(id, read.started, now).is_none() {
+                        // A revoked key granted again (§15: the same string; its re-grant's
+                        // event queued this read): its stored revocation ends, Polar's read by
+                        // id says so (never the webhook).
+                        if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none()
+                        {
+                            s.roster.may_lift(id);
                             retry();
                         }
                     } else {
@@ -699,6 +722,9 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
         .pointer("/data/properties/license_key_id")
         .and_then(|i| i.as_str())
     {
+        if kind != "benefit_grant.revoked" {
+            roster.may_lift(id);
+        }
         roster.refetch(id, now_ms);
     }
 }

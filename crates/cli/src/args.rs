@@ -634,11 +634,25 @@ pub struct RememberArgs {
     pub key: KeyArg,
 }
 
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else asked on the terminal.
+#[derive(Debug, Args)]
+pub struct AskedKeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list);
+    /// default: asked on the terminal, not echoed, when stdin is one
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+}
+
 /// `activate`
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     #[command(flatten)]
-    pub key: KeyArg,
+    pub key: AskedKeyArg,
 
     /// Also remember the key on this machine (sealed beside the cache), so check,
     /// deactivate and status need no --key

@@ -69,6 +69,7 @@ pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr, log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 };
 
 use limit::Buckets;

@@ -1007,12 +1007,9 @@ async function errorsDuring(run) {
   return lines;
 }
 
-test("node: Polar's answer past a Durable Object's 128 KiB a value (an activation's large escaped metadata) is answered and not stored; webhooks after it are done", async () => {
-  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
-  const fake = await cappedDurable();
-  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET }, storage: durableStorage(fake) });
-  const key = newKey();
-  // Activated at Polar directly: 50 metadata values of 500 characters JSON escapes (\u0001).
+/** A validate body of `key` whose answer is past 128 KiB: an activation made at Polar directly
+ * with 50 metadata values of 500 characters JSON escapes (\u0001, six bytes each). */
+async function largeValidateBody(key) {
   const meta = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`m${String(i).padStart(2, '0')}`, '\u0001'.repeat(500)]));
   const activated = await fetch(`${polar.url}/v1/customer-portal/license-keys/activate`, {
     method: 'POST',
@@ -1021,7 +1018,15 @@ test("node: Polar's answer past a Durable Object's 128 KiB a value (an activatio
   });
   assert.equal(activated.status, 200);
   const activation = (await activated.json()).id;
-  const body = JSON.stringify({ key, organization_id: ORG, activation_id: activation });
+  return JSON.stringify({ key, organization_id: ORG, activation_id: activation });
+}
+
+test("node: Polar's answer past a Durable Object's 128 KiB a value (an activation's large escaped metadata) is answered and not stored; webhooks after it are done", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = await cappedDurable();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET }, storage: durableStorage(fake) });
+  const key = newKey();
+  const body = await largeValidateBody(key);
   const calls = polar.requestCount();
   for (let n = 1; n <= 3; n++) {
     const r = await direct(relay, VALIDATE, { body });
@@ -1107,4 +1112,29 @@ test("node: a Durable Object's read that fails never reads as absent: a stored r
   const back = await direct(restarted, VALIDATE, { body: validateBody(key) });
   assert.equal(back.status, 404, back.body);
   assert.equal(polar.requestCount(), calls);
+});
+
+test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answered and not stored (each check Polar's); a revocation after it is acknowledged and refuses", async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  await mkdir(storeDir, { recursive: true });
+  const port = await freePort();
+  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
+  const host = await workerd({ port, secret: endpoint.secret, storeDir });
+  try {
+    const body = await largeValidateBody(newKey());
+    for (let n = 0; n < 2; n++) {
+      const r = await fetch(`${host.url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const text = await r.text();
+      assert.equal(r.status, 200, text.slice(0, 200));
+      assert.ok(text.length > 131072, `Polar's answer is ${text.length} bytes`);
+      assert.equal(r.headers.get('polar-license-source'), 'polar');
+      assert.ok(r.headers.get('polar-license-lease'));
+    }
+    // Polar's webhooks after it are acknowledged (Polar disables an endpoint that fails them).
+    await revokedThroughTheWebhook(host.url, endpoint.id);
+  } finally {
+    await host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
 });

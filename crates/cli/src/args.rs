@@ -563,6 +563,17 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
+    /// Connections open at once from one client address (an IPv6 client by its /64; one more
+    /// is closed at once); 0: no cap but --max-connections. Not applied with
+    /// --client-ip-header (every connection is then the proxy's)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = polar_license_relay::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        env = "POLAR_LICENSE_RELAY_MAX_CONNECTIONS_PER_ADDRESS"
+    )]
+    pub max_connections_per_address: usize,
+
     /// Calls to Polar under way at once (each holds a thread while Polar answers); answers
     /// without a call (the store, webhooks) have as many threads of their own
     #[arg(

@@ -219,7 +219,14 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
     return 0;
   }
   const readers = [
-    { next: (core) => core.rosterNext(...clock()), answered: (core, id, upstream) => core.rosterAnswered(id, upstream, ...clock()) },
+    {
+      next: (core) => core.rosterNext(...clock()),
+      answered: (core, id, upstream) => {
+        // A token that cannot list the keys: said once (also in /healthz and the metrics).
+        const warning = core.rosterAnswered(id, upstream, ...clock());
+        if (warning) console.warn(`polar-license relay: ${warning}`);
+      },
+    },
     {
       load: (core, id) => loaded(core, () => core.reconcileMissing(id, ...clock())),
       next: (core) => core.reconcileNext(...clock()),

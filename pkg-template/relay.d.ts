@@ -91,10 +91,12 @@ export interface RelayStoreOptions {
   cacheEntries?: number;
   /** Polar's webhook secret (`whsec_…`): turns on `POST /v1/webhooks/polar`. */
   webhookSecret?: string;
-  /** Know the organization's license keys (`relay serve --roster`; the token needs
-   * `license_keys:read`): their SHA-256 paged in from Polar with spare budget, kept current
-   * from the grant webhooks; a key it does not know spends only `firstSeenShare` of the budget
-   * (default false). */
+  /** Know the organization's license keys (`relay serve`'s roster; the token needs
+   * `license_keys:read`, else one warning and only the keys Polar granted through the relay
+   * count as known): their SHA-256 paged in from Polar with spare budget, kept current from
+   * the grant webhooks; a key it does not know spends only `firstSeenShare` of the budget
+   * (default true since issue #52; `false` is `relay serve --no-roster`: every key may spend
+   * the whole budget). */
   roster?: boolean;
   /** With `roster`: the percent of the budget keys it does not know may spend, shared fairly
    * per client (0 to 100, default 10); past it they are answered 429 (`--first-seen-share`). */

@@ -137,7 +137,7 @@ const WORKER = storeWorker(`perIp: '0',
   breakerFailures: 0,
   metricsPath: '${METRICS_PATH}',
   metricsToken: '${METRICS_TOKEN}',
-  store: { budget: ${BUDGET}, budgetReserve: ${RESERVE}, reconcileEvery: 0 },`);
+  store: { budget: ${BUDGET}, budgetReserve: ${RESERVE}, reconcileEvery: 0, roster: false },`);
 
 async function startWorkerd(storeDir) {
   return relayUnderWorkerd({
@@ -163,8 +163,9 @@ before(async () => {
   assert.equal(await new Promise((r) => keygen.once('exit', r)), 0, 'relay keygen');
   const native = await relayServe(
     ['--signing-key', keyFile, '--port', '0', '--per-ip', '0', '--per-key', '0', '--store', 'memory', '--budget', `${BUDGET}`, '--budget-reserve', `${RESERVE}`, '--breaker-failures', '0',
-      // The metrics on a listener of their own; no reconcile (its row is its own, below).
-      '--metrics-addr', '127.0.0.1:0', '--reconcile-every', '0'],
+      // The metrics on a listener of their own; no reconcile and no roster (on by default since
+      // #52): each has its rows of its own, below.
+      '--metrics-addr', '127.0.0.1:0', '--reconcile-every', '0', '--no-roster'],
     scratch,
   );
   assert.ok(native.url, `relay serve did not start: ${native.stderr}`);

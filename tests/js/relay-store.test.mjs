@@ -439,7 +439,7 @@ test('node: a new relay over the same saved storage remembers the budget spent a
     return answer();
   };
   const storage = flakyStorage();
-  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { budget: 8, budgetReserve: 2 }, storage, fetch: fetchStub };
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { budget: 8, budgetReserve: 2, roster: false }, storage, fetch: fetchStub };
   /** Validates of new keys until one is refused: how many went to Polar. */
   const validatesUntilRefused = async (relay, tag) => {
     const before = calls;

@@ -836,14 +836,22 @@ impl RelayCore {
 
     /// Polar's answer to a roster read (`{status, headers, body}`, or `{error}` when it could
     /// not be reached), kept by the core; the store's changes (the budget) are then in the
-    /// journal. An unknown `id` is ignored.
+    /// journal. An unknown `id` is ignored. Returns the warning to log once when the token
+    /// cannot list the organization's keys (else `undefined`).
     #[wasm_bindgen(js_name = rosterAnswered)]
-    pub fn roster_answered(&self, id: u32, upstream: JsValue, now_ms: f64, monotonic_ms: f64) {
+    pub fn roster_answered(
+        &self,
+        id: u32,
+        upstream: JsValue,
+        now_ms: f64,
+        monotonic_ms: f64,
+    ) -> Option<String> {
         if let Some(read) = self.reads.borrow_mut().take(id) {
             let answer = read_answer(&upstream);
             self.relay
                 .roster_answered(read, answer, now(now_ms, monotonic_ms));
         }
+        self.relay.roster_warning()
     }
 
     /// With a paged store: what the reconcile's next read (`id` undefined) or the answer of

@@ -432,16 +432,27 @@ pub struct RelayServeArgs {
     #[arg(long, value_name = "N", env = "POLAR_LICENSE_RELAY_BUDGET_RESERVE")]
     pub budget_reserve: Option<u32>,
 
-    /// With --store: know the organization's license keys (the token needs license_keys:read):
-    /// their SHA-256 paged in from Polar at start with spare budget, kept current from the
-    /// grant webhooks; a key it does not know gets only --first-seen-share of the budget
+    /// With --store, on by default: know the organization's license keys (the token needs
+    /// license_keys:read; without it, one warning, and only keys Polar granted through the
+    /// relay count as known): their SHA-256 paged in from Polar at start with spare budget,
+    /// kept current from the grant webhooks; a key it does not know gets only
+    /// --first-seen-share of the budget. `--roster` alone (as before) says on; see --no-roster
     #[arg(
         long,
         env = "POLAR_LICENSE_RELAY_ROSTER",
-        action = ArgAction::SetTrue,
+        value_name = "BOOL",
+        num_args = 0..=1,
+        require_equals = true,
+        default_missing_value = "true",
         value_parser = FalseyValueParser::new()
     )]
-    pub roster: bool,
+    pub roster: Option<bool>,
+
+    /// With --store: no roster (or POLAR_LICENSE_RELAY_ROSTER=0): every key counts as known
+    /// and may spend the whole budget and its reserve, so random keys from a few addresses
+    /// can take every call Polar allows and leave new customers' activations 429
+    #[arg(long)]
+    pub no_roster: bool,
 
     /// With --roster: the percent of the budget keys it does not know may spend, shared
     /// fairly per client address (per /64 for IPv6); past it they are answered 429

@@ -353,8 +353,11 @@ fn store_config(
         .webhook_secret
         .clone()
         .or_else(|| std::env::var(WEBHOOK_SECRET_ENV).ok());
+    // On by default with a store; --no-roster (or the variable set to a false value) turns it
+    // off.
+    let roster = !a.no_roster && a.roster.unwrap_or(true);
     let Some(choice) = a.store.as_deref() else {
-        if a.roster {
+        if a.roster == Some(true) && !a.no_roster {
             let why = "needs --store: the roster decides which keys spend the store's budget";
             return Err(usage_report(Some(CMD), Some("roster"), why));
         }
@@ -404,7 +407,7 @@ fn store_config(
     options.budget = budget;
     options.reserve = reserve;
     options.max_entries = a.store_max_entries;
-    options.roster = a.roster;
+    options.roster = roster;
     options.first_seen_share = a.first_seen_share;
     options.marked_stale_for = a.marked_stale_for;
     options.reconcile_every = a.reconcile_every;
@@ -443,13 +446,13 @@ fn store_config(
          ({reserve} kept for activations)",
         a.fresh_for, a.stale_for
     );
-    let line = if a.roster {
+    let line = if roster {
         format!(
             "{line}; roster on (keys it does not know: {} % of the budget)",
             a.first_seen_share
         )
     } else {
-        line
+        format!("{line}; roster off (every key may spend the whole budget: --no-roster)")
     };
     Ok(Some((
         polar_license_relay::StoreConfig {

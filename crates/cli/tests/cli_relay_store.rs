@@ -567,8 +567,14 @@ fn the_budget_holds_and_the_sandbox_defaults_it_to_100() {
     let dir = ScratchDir::new("relay-budget");
     let key = keygen(&dir);
     let polar = emulator_process();
+    // --no-roster (on by default since #52): these never-seen keys may each take the budget,
+    // and the roster's page read spends none of it here.
     let relay = spawn_relay(
-        serve_cmd(&polar, &key, &["--store", "memory", "--budget", "4"]),
+        serve_cmd(
+            &polar,
+            &key,
+            &["--store", "memory", "--budget", "4", "--no-roster"],
+        ),
         &dir.path().join("relay.err"),
     );
     let calls = requests(&polar);
@@ -1521,6 +1527,104 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
     let (code, err) = refused(serve_cmd(&polar, &key, &["--roster"]));
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("needs --store"), "{err}");
+}
+
+/// Issue #52: with a store, a token and a webhook secret and no other flag, the roster is on
+/// (the banner says so, the keys are paged in, keys it does not know spend only their share:
+/// 10 % of `--budget 40`, then 429 from the relay); `--no-roster` or
+/// `POLAR_LICENSE_RELAY_ROSTER=0` turns it off (every key may spend the budget), `--roster`
+/// is still accepted, and `--no-roster` needs no store.
+#[test]
+fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
+    let dir = ScratchDir::new("relay-roster-default");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let secret = "whsec_cm9zdGVyLWRlZmF1bHQtdGVzdC1zZWNyZXQ=";
+    let relay = spawn_relay(
+        serve_cmd(
+            &polar,
+            &key,
+            &[
+                "--store",
+                "memory",
+                "--budget",
+                "40",
+                "--webhook-secret",
+                secret,
+            ],
+        ),
+        &dir.path().join("relay.err"),
+    );
+    let on = "roster on (keys it does not know: 10 % of the budget)";
+    assert!(
+        relay.banner.iter().any(|l| l.contains(on)),
+        "{:?}",
+        relay.banner
+    );
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !relay.log().contains("the roster holds the organization's") {
+        assert!(Instant::now() < deadline, "no roster: {}", relay.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let calls = requests(&polar);
+    for i in 0..4 {
+        assert_eq!(
+            validate_key(&relay.url, &format!("UNKNOWN-DEFAULT-{i}")),
+            (404, Some("polar".into()))
+        );
+    }
+    assert_eq!(
+        validate_key(&relay.url, "UNKNOWN-DEFAULT-4"),
+        (429, Some("relay".into()))
+    );
+    assert_eq!(requests(&polar), calls + 4, "the fifth guess asked nothing");
+    drop(relay);
+
+    let off = "roster off (every key may spend the whole budget: --no-roster)";
+    let mut by_env = serve_cmd(&polar, &key, &["--store", "memory", "--budget", "40"]);
+    by_env.env("POLAR_LICENSE_RELAY_ROSTER", "0");
+    for (i, cmd) in [
+        serve_cmd(
+            &polar,
+            &key,
+            &["--store", "memory", "--budget", "40", "--no-roster"],
+        ),
+        by_env,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let relay = spawn_relay(cmd, &dir.path().join(format!("relay-off-{i}.err")));
+        assert!(
+            relay.banner.iter().any(|l| l.contains(off)),
+            "{:?}",
+            relay.banner
+        );
+        let calls = requests(&polar);
+        for n in 0..6 {
+            assert_eq!(
+                validate_key(&relay.url, &format!("UNKNOWN-OFF-{i}-{n}")),
+                (404, Some("polar".into())),
+                "no share without the roster"
+            );
+        }
+        assert_eq!(requests(&polar), calls + 6);
+    }
+    let relay = spawn_relay(
+        serve_cmd(&polar, &key, &["--store", "memory", "--roster"]),
+        &dir.path().join("relay-flag.err"),
+    );
+    assert!(
+        relay.banner.iter().any(|l| l.contains(on)),
+        "{:?}",
+        relay.banner
+    );
+    drop(relay);
+    let relay = spawn_relay(
+        serve_cmd(&polar, &key, &["--no-roster"]),
+        &dir.path().join("relay-nostore.err"),
+    );
+    assert!(relay.url.starts_with("http://"));
 }
 
 /// A validate's status, its `retry-after` and its source.

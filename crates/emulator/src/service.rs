@@ -23,7 +23,7 @@ use time::OffsetDateTime;
 use crate::ids::Ids;
 use crate::json::{loads_bytes, obj, s, write_str, LoadError, J};
 use crate::ratelimit::{in_public_zone, RateLimiter, TokenBudget};
-use crate::state::{KeyFilter, Store, SvcError, SvcOk};
+use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
@@ -861,9 +861,11 @@ impl Core {
     }
 
     /// [`Core::update_key`] with the key's new `LicenseKeyRead` (`Ok(None)`: unknown key), and
-    /// the webhooks it makes: `benefit_grant.revoked` when the key is revoked,
-    /// `benefit_grant.created` when a revoked key is granted again, `benefit_grant.updated`
-    /// for any other change (disabled, enabled, limits, usage, expiry).
+    /// the webhooks it makes, as Polar since September 2026 (polar-license-api.md §15): only
+    /// `revoked` moves the grant: `benefit_grant.revoked` when the key is revoked,
+    /// `benefit_grant.created` when a revoked key is granted again (the same string); setting
+    /// a key to `disabled`, or from `disabled`, leaves the grant alone and fires no grant
+    /// webhook (#13621); `benefit_grant.updated` for any other change (limits, usage, expiry).
     fn update_key_json(
         &mut self,
         key: &str,
@@ -873,12 +875,21 @@ impl Core {
         let before = self.store.grant_view(key);
         let answer = self.store.update_key(key, update, micros(now.wall))?;
         if let (Some(before), Some(after)) = (before, self.store.grant_view(key)) {
+            // Whether anything besides the status changed (a status to or from `disabled`
+            // is no grant event of its own).
+            let others_changed = GrantView {
+                status: after.status,
+                ..before.clone()
+            } != after;
+            let updated = || {
+                others_changed.then(|| GrantChange::Updated {
+                    previous_display_key: before.display_key.clone(),
+                })
+            };
             let change = match (before.status, after.status) {
-                ("revoked", "revoked") | ("granted" | "disabled", "granted" | "disabled") => {
-                    (before != after).then(|| GrantChange::Updated {
-                        previous_display_key: before.display_key.clone(),
-                    })
-                }
+                ("revoked", "revoked")
+                | ("granted" | "disabled", "granted" | "disabled")
+                | ("revoked", "disabled") => updated(),
                 (_, "revoked") => Some(GrantChange::Revoked),
                 _ => Some(GrantChange::Created),
             };

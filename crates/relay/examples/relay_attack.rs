@@ -17,9 +17,13 @@
 //!   time scaled; known customers' validates at 24 times the budget, random keys from 64
 //!   loopback addresses (`127.0.0.64` to `.127`) at 10 times the budget on validate and on
 //!   activate, and new customers buying (Polar's `benefit_grant.created` reaches the relay)
-//!   and activating throughout, once each, from `127.0.0.2`. The same run twice: the relay
-//!   without its roster (as before issue #45), and with `roster` on (a first-seen share of
-//!   10 %).
+//!   and activating throughout, once each, from `127.0.0.2`. The same run three times: the
+//!   relay without its roster (as before issue #45), with `roster` on (a first-seen share of
+//!   10 %), and with the relay's defaults (issue #52: a store, the token and a webhook secret,
+//!   no other option: `StoreOptions::default()` and `ServeOptions::default()`, only the
+//!   budget and its window set to the emulator's, as the defaults are Polar's production
+//!   budget and minute). `budget [SCALE] [MINUTES] [BUDGET] [ROWS]`: `ROWS` a comma-separated
+//!   choice of `off`, `roster`, `defaults` (default all three).
 //! - **The issue's own try** (`slow [SECONDS]`, default 60; not scaled): 40 stored keys past
 //!   `--fresh-for`, then Polar answering every call after 20 s (the relay's timeout is 10 s),
 //!   all 40 keys asked at once and a signed webhook half a second later, then checks of the
@@ -289,10 +293,32 @@ fn guesses(
     })
 }
 
-fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
+/// A row of the budget part: how the relay is configured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Row {
+    /// No roster, the windows scaled (before issue #45).
+    Off,
+    /// The roster on, a first-seen share of 10 %, the windows scaled.
+    Roster,
+    /// The relay's defaults (issue #52): only the budget and its window set, to the
+    /// emulator's; every other store and server option as `relay serve` with `--store`,
+    /// the token and `--webhook-secret` and nothing else has it.
+    Defaults,
+}
+
+fn run(row: Row, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let window = Duration::from_secs_f64(60.0 * scale);
     let (polar, endpoint_id, secret) = attack_polar(budget, scale, Duration::from_secs(5), KNOWN);
-    let store = attack_store(scale, budget, roster);
+    let store = match row {
+        Row::Defaults => {
+            let mut store = StoreOptions::default();
+            store.budget = budget;
+            store.reserve = budget / 4;
+            store.budget_window_ms = window.as_millis() as u64;
+            store
+        }
+        _ => attack_store(scale, budget, row == Row::Roster),
+    };
     let polar_429 = Arc::new(AtomicU64::new(0));
     // The default limits: 5 a second per address (bursts of 10), 3 per key.
     let mut config = rig::config(polar.url(), "attack");
@@ -302,7 +328,9 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
         polar_429: Arc::clone(&polar_429),
     };
     let mut serve = ServeOptions::default();
-    serve.concurrent_requests = 16;
+    if row != Row::Defaults {
+        serve.concurrent_requests = 16;
+    }
     let relay = rig::listen(rig::relay(config, upstream), serve);
     rig::point_endpoint_at(&polar, &endpoint_id, &relay);
     let to = SocketAddr::from(([127, 0, 0, 1], relay.port()));
@@ -405,10 +433,12 @@ fn run(roster: bool, scale: f64, minutes: f64, budget: u32) -> Vec<String> {
     let secs = elapsed.as_secs_f64();
     let g = |a: &AtomicU64| a.load(Ordering::Relaxed);
     vec![
-        if roster {
-            "with `roster` (first-seen share 10 %)".into()
-        } else {
-            "without the roster (before #45)".into()
+        match row {
+            Row::Roster => "with `roster` (first-seen share 10 %)".into(),
+            Row::Off => "without the roster (before #45)".into(),
+            Row::Defaults => {
+                "the relay's defaults (store, token, webhook secret; #52: roster on)".into()
+            }
         },
         format!("{:.1} s", secs),
         format!(
@@ -643,12 +673,26 @@ fn main() {
     }
 }
 
-/// The budget part alone, the relay without and with its roster: `budget [SCALE] [MINUTES]
-/// [BUDGET]`.
+/// The budget part alone, the relay without and with its roster, and with its defaults:
+/// `budget [SCALE] [MINUTES] [BUDGET] [ROWS]`.
 fn budget_table(args: &[String]) {
     let scale: f64 = args.first().and_then(|s| s.parse().ok()).unwrap_or(0.1);
     let minutes: f64 = args.get(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let budget: u32 = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(100);
+    let rows: Vec<Row> = args
+        .get(3)
+        .map_or("off,roster,defaults", String::as_str)
+        .split(',')
+        .map(|r| match r.trim() {
+            "off" => Row::Off,
+            "roster" => Row::Roster,
+            "defaults" => Row::Defaults,
+            other => {
+                eprintln!("relay_attack: budget: a row is off, roster or defaults, not {other}");
+                std::process::exit(2);
+            }
+        })
+        .collect();
     let header = [
         "relay",
         "load",
@@ -661,8 +705,8 @@ fn budget_table(args: &[String]) {
         "Polar's 429s",
     ];
     table_head(&header);
-    for roster in [false, true] {
-        let row = run(roster, scale, minutes, budget);
+    for row in rows {
+        let row = run(row, scale, minutes, budget);
         println!("| {} |", row.join(" | "));
     }
 }

@@ -657,6 +657,7 @@ impl Relay {
             flights: Mutex::new(HashMap::new()),
             roster: roster::Roster::new(roster_on),
             first_seen: Mutex::new(first_seen),
+            revoked: Mutex::new(stored::Revocations::default()),
         });
         let ops = Arc::new(ops::Ops::default());
         if let Some(s) = &store {

@@ -318,9 +318,15 @@ impl Relay {
                 "silent": s.silent,
             }),
         };
+        // A token that cannot list the organization's keys: the roster unreadable (its
+        // `why` below), a warning as webhooks' silence is (the relay still answers).
+        let unreadable = self
+            .store
+            .as_ref()
+            .is_some_and(|s| s.roster.is_unreadable());
         let status = if failing {
             "unavailable"
-        } else if silence.as_ref().is_some_and(|s| s.silent) {
+        } else if unreadable || silence.as_ref().is_some_and(|s| s.silent) {
             "warning"
         } else {
             "ok"
@@ -480,6 +486,20 @@ impl Relay {
                     "gauge",
                     "Entries held by the verdict store.",
                     &[(String::new(), n.to_string())],
+                );
+            }
+            family(
+                "roster_unreadable",
+                "gauge",
+                "1 when the organization token cannot list its license keys (it needs license_keys:read): keys Polar has not granted through the relay get only the first-seen share; else 0.",
+                &[(String::new(), u8::from(s.roster.is_unreadable()).to_string())],
+            );
+            if s.roster.phase() != crate::roster::Phase::Off {
+                family(
+                    "roster_keys",
+                    "gauge",
+                    "License keys the roster knows of (their SHA-256).",
+                    &[(String::new(), s.roster.len().to_string())],
                 );
             }
             for (name, kind, help, samples) in s.reconcile.families() {

@@ -46,8 +46,17 @@ fn digest(key: &Key) -> [u8; 32] {
 /// The roster's state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Phase {
-    /// No roster: every key counts as known (the relay as before it had one).
+    /// No roster, turned off by the seller ([`StoreOptions::roster`] `false`): every key
+    /// counts as known (the relay as before it had one).
+    ///
+    /// [`StoreOptions::roster`]: crate::store::StoreOptions::roster
     Off,
+    /// On, but the token cannot list the organization's keys (Polar answered 401 or 403: it
+    /// lacks `license_keys:read`): nothing is read of Polar, and the keys known are those
+    /// Polar granted through this relay since its start. Every other key is first-seen and
+    /// gets only its share, fairly per client, as with a roster still loading: the token's
+    /// missing scope never turns the protection off.
+    Unreadable,
     /// Pages still to read: this one next.
     Loading { page: u32 },
     /// Every page read (the last at this monotonic ms); kept current from the webhooks, and
@@ -74,6 +83,13 @@ struct Inner {
     refetch: VecDeque<(String, u32, u64)>,
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
     not_before: u64,
+    /// The unreadable roster's warning, until a host without a log takes it
+    /// ([`Relay::roster_warning`]).
+    warning: Option<String>,
+    /// License key ids a grant event other than a revocation named (a re-grant, an update):
+    /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
+    /// does (a read that lags behind the revocation must not undo it).
+    lifts: HashSet<String>,
 }
 
 impl Inner {
@@ -124,6 +140,8 @@ impl Roster {
                 kept: None,
                 refetch: VecDeque::new(),
                 not_before: 0,
+                warning: None,
+                lifts: HashSet::new(),
             }),
         }
     }
@@ -177,6 +195,13 @@ impl Roster {
         let inner = self.lock();
         let state = match inner.phase {
             Phase::Off => return serde_json::Value::Null,
+            Phase::Unreadable => {
+                return serde_json::json!({
+                    "state": "unreadable",
+                    "keys": inner.hashes.len(),
+                    "why": UNREADABLE,
+                })
+            }
             Phase::Loading { .. } => "loading",
             Phase::Current { .. } => "current",
         };
@@ -209,7 +234,7 @@ impl Roster {
     /// A grant webhook named this license key id at `now_ms`: refetched by the worker.
     pub(crate) fn refetch(&self, license_key_id: &str, now_ms: u64) {
         let mut inner = self.lock();
-        if inner.phase == Phase::Off
+        if matches!(inner.phase, Phase::Off | Phase::Unreadable)
             || inner.refetch.len() >= 10_000
             || inner.refetch.iter().any(|(id, ..)| id == license_key_id)
         {
@@ -220,11 +245,26 @@ impl Roster {
             .push_back((license_key_id.to_string(), REFETCH_TRIES, now_ms));
     }
 
+    /// A grant event other than a revocation named this license key id: its refetch may end a
+    /// stored revocation.
+    pub(crate) fn may_lift(&self, license_key_id: &str) {
+        let mut inner = self.lock();
+        if inner.lifts.len() >= 10_000 {
+            inner.lifts.clear();
+        }
+        inner.lifts.insert(license_key_id.to_string());
+    }
+
+    /// Whether this refetch may end a stored revocation (taken once).
+    fn take_lift(&self, license_key_id: &str) -> bool {
+        self.lock().lifts.remove(license_key_id)
+    }
+
     /// The next read, at `now_ms` (a refetch first: it is a customer who just bought; one
     /// whose webhook came at `recent_since` or later before a backlog's).
     pub(crate) fn next(&self, now_ms: u64, recent_since: u64) -> Job {
         let mut inner = self.lock();
-        if inner.phase == Phase::Off {
+        if matches!(inner.phase, Phase::Off | Phase::Unreadable) {
             return Job::Stop;
         }
         if now_ms < inner.not_before {
@@ -248,7 +288,7 @@ impl Roster {
             Phase::Current { since_ms } => {
                 Job::Wait(RELIST_MS.saturating_sub(now_ms.saturating_sub(since_ms)))
             }
-            Phase::Off => Job::Stop,
+            Phase::Off | Phase::Unreadable => Job::Stop,
         }
     }
 
@@ -284,19 +324,34 @@ impl Roster {
         }
     }
 
-    /// The token cannot read the keys (401, 403): no roster, as before. Kept in the host, the
-    /// next start pages in again (and learns the same, or that the token can read them now),
-    /// never trusting the keys it saved with a token that cannot read them.
-    pub(crate) fn turn_off(&self) {
+    /// The token cannot read the keys (401, 403): nothing more is read of Polar, but the
+    /// protection stays ([`Phase::Unreadable`]): keys Polar grants through the relay are
+    /// learned, every other key is first-seen. Kept in the host, the next start pages in again
+    /// (and learns the same, or that the token can read them now). `true` the first time (the
+    /// caller's one warning).
+    pub(crate) fn unreadable(&self) -> bool {
         let mut inner = self.lock();
-        inner.phase = Phase::Off;
-        inner.hashes.clear();
+        if matches!(inner.phase, Phase::Off | Phase::Unreadable) {
+            return false;
+        }
+        inner.phase = Phase::Unreadable;
         inner.refetch.clear();
         if let Some(kept) = inner.kept.as_mut() {
             kept.phase(Phase::Loading { page: 1 });
         }
+        true
+    }
+
+    /// Whether the token was found unable to list the keys.
+    pub(crate) fn is_unreadable(&self) -> bool {
+        self.lock().phase == Phase::Unreadable
     }
 }
+
+/// Why a roster is unreadable, as `/healthz` and the log say it.
+pub(crate) const UNREADABLE: &str = "the organization token cannot list its license keys (Polar \
+     answered 401 or 403: it needs the scope license_keys:read); keys Polar has not granted \
+     through this relay get only the first-seen share, fairly per client";
 
 /// The first-seen share's calls of the window, by client.
 #[derive(Debug)]
@@ -397,6 +452,8 @@ pub struct Read {
     /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
     job: Job,
+    /// When the read began: a refetch's grant lifts only the revocations applied before.
+    started: Now,
 }
 
 impl Read {
@@ -510,7 +567,14 @@ impl Relay {
             url,
             headers: self.read_headers(),
             job,
+            started: now,
         })
+    }
+
+    /// The warning of a roster the token cannot read, once (the log has it too): for a host
+    /// whose log the core does not reach (the npm relay's `console.warn`).
+    pub fn roster_warning(&self) -> Option<String> {
+        self.store.as_ref()?.roster.lock().warning.take()
     }
 
     /// The headers of a read of Polar's with the seller's token (never logged).
@@ -553,10 +617,14 @@ impl Relay {
                 return;
             }
             401 | 403 => {
-                log::warn!(
-                    "relay: the token cannot read the organization's license keys ({status};                      it needs the scope license_keys:read): no roster, every key counts as known"
-                );
-                s.roster.turn_off();
+                if s.roster.unreadable() {
+                    let warning = format!(
+                        "the roster cannot be read ({status}): {UNREADABLE}; give the token \
+                         license_keys:read and start the relay again"
+                    );
+                    log::warn!("relay: {warning}");
+                    s.roster.lock().warning = Some(warning);
+                }
                 return;
             }
             404 if matches!(read.job, Job::Refetch(..)) => return,
@@ -594,12 +662,20 @@ impl Relay {
                     );
                 }
             }
-            Job::Refetch(..) => {
+            Job::Refetch(id, ..) => {
                 if let Some(key) = key_of(&value) {
                     let key = Key::new(key);
                     if usable(&value, now.unix_seconds) {
                         s.roster.learn(&key);
                         log::info!("relay: a new grant's license key joined the roster");
+                        // A revoked key granted again (§15: the same string; its re-grant's
+                        // event queued this read): its stored revocation ends, Polar's read by
+                        // id says so (never the webhook).
+                        if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none()
+                        {
+                            s.roster.may_lift(id);
+                            retry();
+                        }
                     } else {
                         // A revocation's refetch (or a grant disabled since): no longer known.
                         s.roster.forget(&key);
@@ -646,6 +722,9 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
         .pointer("/data/properties/license_key_id")
         .and_then(|i| i.as_str())
     {
+        if kind != "benefit_grant.revoked" {
+            roster.may_lift(id);
+        }
         roster.refetch(id, now_ms);
     }
 }
@@ -784,8 +863,20 @@ pub(crate) mod tests {
         let off = Roster::new(false);
         assert!(!off.first_seen(&k));
         assert_eq!(off.next(0, 0), Job::Stop);
-        r.turn_off();
-        assert!(!r.first_seen(&Key::new("K-9".to_string())));
+        // A token that cannot list the keys: nothing more read, the keys known kept, every
+        // other key still first-seen (the protection is not turned off by a missing scope).
+        assert!(r.unreadable(), "the first time: the caller's one warning");
+        assert!(!r.unreadable(), "once");
+        assert!(r.first_seen(&Key::new("K-9".to_string())));
+        assert!(!r.first_seen(&k));
+        assert_eq!(r.next(RELIST_MS * 2, 0), Job::Stop);
+        r.learn(&Key::new("K-9".to_string()));
+        assert!(
+            !r.first_seen(&Key::new("K-9".to_string())),
+            "granted by Polar"
+        );
+        r.refetch("id-2", 0);
+        assert_eq!(r.next(0, 0), Job::Stop, "no refetch the token cannot read");
     }
 
     /// Kept in the host (the npm relay's Durable Object): what a page, a grant and a revocation
@@ -852,14 +943,16 @@ pub(crate) mod tests {
         );
         assert!(native.roster_changes().is_empty());
         assert_eq!(native.roster_wants(&validate("K-9")), None);
-        // A token that can no longer read the keys (a refetch's 403): off, and the next start
-        // pages in again rather than trust the saved keys.
+        // A token that can no longer read the keys (a refetch's 403): unreadable (nothing more
+        // read of Polar, a guess still first-seen), and the next start pages in again.
         event(&st.roster, "benefit_grant.created", NEW_KEY_ID, 6_000);
         let refetch = again.roster_read(at(6_000)).expect("the refetch");
         again.roster_answered(refetch, Ok((403, None, Vec::new())), at(6_010));
         assert_eq!(again.roster_changes(), [Page(1)]);
-        assert!(!st.roster.first_seen(&Key::new("GUESS".to_string())));
-        assert_eq!(again.roster_wants(&validate("K-2")), None);
+        assert!(st.roster.first_seen(&Key::new("GUESS".to_string())));
+        assert!(!st.roster.first_seen(&Key::new("K-1".to_string())));
+        assert_eq!(again.roster_wants(&validate("K-2")), Some(hex("K-2")));
+        assert_eq!(again.roster_read(at(7_000)).err(), Some(None));
     }
 
     fn kept_hex(d: &[u8; 32]) -> String {
@@ -1118,12 +1211,17 @@ pub(crate) mod tests {
                 "{status}"
             );
         }
-        // A token that cannot read keys: no roster, every key known, the worker ends.
+        // A token that cannot read keys: the worker ends, one warning, and a key Polar has not
+        // granted through the relay is still first-seen (its share, fairly per client).
         let r = relay();
         let read = r.roster_read(at(0)).expect("page 1");
         r.roster_answered(read, Ok((403, None, Vec::new())), at(10));
         let s = r.store.as_ref().expect("a store");
-        assert!(!s.roster.first_seen(&Key::new("ANY".to_string())));
+        assert!(s.roster.first_seen(&Key::new("ANY".to_string())));
         assert_eq!(r.roster_read(at(20)).err(), Some(None));
+        let warning = r.roster_warning().expect("a warning");
+        assert!(warning.contains("license_keys:read"), "{warning}");
+        assert_eq!(r.roster_warning(), None, "once");
+        assert_eq!(s.roster.reading()["state"], "unreadable");
     }
 }

@@ -31,7 +31,21 @@ pub(crate) struct Stored {
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
     /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
     pub(crate) reconcile: crate::reconcile::queue::Reconcile,
+    /// When (monotonic ms) this relay last marked each license key's entries revoked, and
+    /// when the map was last emptied (it is bounded): a read of Polar by id that began
+    /// before either lifts no revocation ([`Stored::lift_revoked`]).
+    pub(crate) revoked: Mutex<Revocations>,
 }
+
+/// See [`Stored::revoked`].
+#[derive(Debug, Default)]
+pub(crate) struct Revocations {
+    by_key: HashMap<String, u64>,
+    emptied_ms: Option<u64>,
+}
+
+/// License key ids whose last revocation [`Revocations`] remembers, at most.
+const REVOCATIONS_KEPT: usize = 100_000;
 
 /// One call to Polar that other checks of the same entry wait for.
 pub(crate) struct Flight {
@@ -44,6 +58,67 @@ pub(crate) struct Flight {
 const FLIGHT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 impl Stored {
+    /// The entries of `license_key_id` are being marked revoked now (noted before they are
+    /// written): a read by id under way does not lift that.
+    pub(crate) fn note_revoked(&self, license_key_id: &str, now: Now) {
+        let mut r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+        if r.by_key.len() >= REVOCATIONS_KEPT && !r.by_key.contains_key(license_key_id) {
+            r.by_key.clear();
+            r.emptied_ms = Some(now.monotonic_ms);
+        }
+        r.by_key
+            .insert(license_key_id.to_string(), now.monotonic_ms);
+    }
+
+    /// Polar's read of `license_key_id` by id (`GET /v1/license-keys/{id}`, the organization
+    /// token: Polar's own word, never a webhook's), begun at `started`, says it is granted
+    /// (polar-license-api.md §15: a revoked key granted again keeps its string): its stored
+    /// revocations applied before the read began end. They become stale, not grants: the
+    /// next check asks Polar, whose answer decides (while Polar cannot be asked they answer
+    /// for at most `marked_stale_for`). A revocation applied since the read began stays. How
+    /// many entries changed; `None` when the store failed.
+    pub(crate) fn lift_revoked(
+        &self,
+        license_key_id: &str,
+        started: Now,
+        now: Now,
+    ) -> Option<usize> {
+        {
+            let r = self.revoked.lock().unwrap_or_else(|e| e.into_inner());
+            let after = |ms: Option<u64>| ms.is_some_and(|ms| ms >= started.monotonic_ms);
+            if after(r.by_key.get(license_key_id).copied()) || after(r.emptied_ms) {
+                return Some(0);
+            }
+        }
+        let tag = format!("l:{license_key_id}");
+        let lifted =
+            self.backend
+                .narrow(None, &[tag], &mut |e: &crate::store::Entry| {
+                    (e.mark == crate::store::Mark::Revoked && e.marked_at <= started.unix_seconds)
+                        .then(|| crate::store::Entry {
+                            mark: crate::store::Mark::Stale,
+                            marked_at: now.unix_seconds,
+                            ..e.clone()
+                        })
+                });
+        match lifted {
+            Ok(n) => {
+                let n = n.unwrap_or(0);
+                if n > 0 {
+                    log::info!(
+                        "relay: Polar says a revoked key is granted again: its {n} stored \
+                         revocations end (the next check asks Polar)"
+                    );
+                }
+                Some(n)
+            }
+            Err(e) => {
+                log::error!("relay: {e}: a revoked key granted again stays refused for now");
+                None
+            }
+        }
+    }
+
     /// The token's budget, with what the store kept of it (the calls of a last run's minute,
     /// Polar's 429) taken back at its first use.
     pub(crate) fn budget(&self, now: Now) -> std::sync::MutexGuard<'_, Budget> {

@@ -354,7 +354,6 @@ impl Relay {
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
             return RelayResponse::detail(400, "the webhook's body is not JSON");
         };
-        crate::roster::on_event(&s.roster, &event, now.monotonic_ms);
         let kind = event
             .get("type")
             .and_then(|t| t.as_str())
@@ -365,14 +364,30 @@ impl Relay {
         // narrow what the other wrote, never a copy read before it.
         let n = store::narrowing(&event);
         let tags = n.as_ref().map(|n| n.tags.clone()).unwrap_or_default();
+        if let Some(n) = n.as_ref().filter(|n| n.mark == Mark::Revoked) {
+            // Noted before it is written: a read by id under way does not lift it.
+            for l in n.tags.iter().filter_map(|t| t.strip_prefix("l:")) {
+                s.note_revoked(l, now);
+            }
+        }
+        // A rotation (§15): the old string's grants, answered before it, are retired: stale
+        // with their stand-in window over (marked at 0), never given while Polar cannot be
+        // asked.
+        let rotated = store::rotation(&event);
         let narrowed = s
             .backend
             .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
                 let n = n.as_ref()?;
                 let mut e = store::narrowed(entry, n)?;
                 e.marked_at = now.unix_seconds;
+                if rotated && e.mark == Mark::Stale && entry.answered_at <= n.at {
+                    e.marked_at = 0;
+                }
                 Some(e)
             });
+        // A grant event's key refetched by id (crate::roster), once what it narrowed is
+        // written: Polar's answer then ends a revocation the key's re-grant made obsolete.
+        crate::roster::on_event(&s.roster, &event, now.monotonic_ms);
         match narrowed {
             Ok(Some(count)) => {
                 log::info!("relay: webhook {kind}: {count} entries narrowed");

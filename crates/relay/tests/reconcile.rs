@@ -137,7 +137,9 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
         (200, Some("store"))
     );
     assert_eq!(polar.request_count(), 0, "a client's check reached Polar");
-    // /healthz: the interval, and the one key still checked (the narrowed ones are dropped).
+    // /healthz: the interval, and the keys still checked: the granted one, and the revoked and
+    // disabled ones while their revocation refuses without a call (`denial_for`, 60 s): a
+    // re-grant is heard within the interval (issue #52, polar-license-api.md §15).
     let health = || -> Value {
         let mut resp = agent()
             .get(&format!("{}/healthz", relay.url()))
@@ -145,7 +147,7 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
             .expect("health");
         serde_json::from_str(&resp.body_mut().read_to_string().expect("body")).expect("JSON")
     };
-    let want = json!({"every_seconds": 1, "keys": 1});
+    let want = json!({"every_seconds": 1, "keys": 3});
     let mut h = Value::Null;
     let seen = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
         h = health();
@@ -153,9 +155,10 @@ fn a_key_revoked_without_its_webhook_is_refused_within_the_interval() {
     });
     assert!(seen, "{h}");
     let m = metrics(&relay);
-    assert_eq!(
-        m.get("polar_license_relay_reconcile_calls_total{outcome=\"inactive\"}"),
-        Some(&2.0),
+    // Each revoked key at least once (asked again each interval while it refuses).
+    assert!(
+        m.get("polar_license_relay_reconcile_calls_total{outcome=\"inactive\"}")
+            .is_some_and(|n| *n >= 2.0),
         "{m:?}"
     );
     assert!(sum(&m, "polar_license_relay_reconcile_narrowed_total") >= 2.0);
@@ -175,6 +178,9 @@ fn the_reconcile_spends_only_idle_budget() {
     options.budget = 40;
     options.reserve = 10;
     options.reconcile_every = 2;
+    // No roster (on by default): its reads of Polar would spend budget this test counts.
+    options.roster = false;
+
     let relay = start(&polar, options);
     let a = agent();
     for i in 0..6 {
@@ -399,4 +405,209 @@ fn every_backend_lists_the_license_key_ids_it_holds() {
         fill(b.as_ref());
         assert_eq!(listed(b.as_ref()), want);
     }
+}
+
+/// Polar as it is now (issue #52, polar-license-api.md §15): a revoked key granted again keeps
+/// its string. Revoked by Polar's webhook, the key is refused from the store (a denial that
+/// lasts `denial_for`, an hour here, without a call); granted again, it is answered granted
+/// once the re-grant's webhook is in (`benefit_grant.created`, which has the key refetched by
+/// id: Polar's own read, never the webhook, ends the revocation), with the reconcile off.
+/// Before #52 the webhook only renewed the revocation: refused for the hour.
+#[test]
+fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regrants_webhook() {
+    let polar = rig::webhook_emulator();
+    let k = key(&polar, "REGRANT", None);
+    let (endpoint, secret) = rig::endpoint(
+        &polar,
+        &[
+            "benefit_grant.created",
+            "benefit_grant.updated",
+            "benefit_grant.revoked",
+        ],
+    );
+    let mut options = StoreOptions::default();
+    options.denial_for = 3_600;
+    // The webhook and its refetch alone: no reconcile.
+    options.reconcile_every = 0;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let a = agent();
+    let roster = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rig::validate_at(&a, &relay.url(), &k, &[]).status == 200
+    });
+    assert!(roster, "granted once the roster knows it");
+    let revoked = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        (answer.status, answer.source.as_deref()) == (200, Some("store"))
+    });
+    assert!(revoked, "stored");
+    let roster_keys = || {
+        metrics(&relay)
+            .get("polar_license_relay_roster_keys")
+            .copied()
+    };
+    let known = roster_keys();
+    let set = |status: &str| {
+        assert!(polar.update_key(
+            &k,
+            KeyUpdate {
+                status: Some(status.to_string()),
+                ..KeyUpdate::default()
+            }
+        ));
+    };
+    set("revoked");
+    let mut last = None;
+    let refused = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        let done = (answer.status, answer.source.as_deref()) == (404, Some("store"));
+        last = Some((answer.status, answer.source));
+        done
+    });
+    assert!(refused, "the webhook's revocation: {last:?}");
+    // The revocation's own refetch done (Polar said revoked: the key left the roster), so only
+    // the re-grant's can end it.
+    let forgotten = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        roster_keys() < known
+    });
+    assert!(forgotten, "{:?} {known:?}", roster_keys());
+    set("granted");
+    let regranted_at = std::time::Instant::now();
+    let mut last = None;
+    let granted = rig::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        let done = answer.status == 200;
+        last = Some((answer.status, answer.source, answer.lease.is_some()));
+        done
+    });
+    assert!(
+        granted,
+        "still refused after the re-grant's webhook: {last:?}"
+    );
+    // Polar's own verdict, leased: the webhook granted nothing by itself.
+    assert_eq!(last, Some((200, Some("polar".into()), true)));
+    eprintln!(
+        "granted {:?} after the re-grant (its webhook and refetch included)",
+        regranted_at.elapsed()
+    );
+    assert!(
+        rig::deliveries(&polar, &endpoint)
+            .iter()
+            .filter(|d| d["succeeded"] == true)
+            .count()
+            >= 2
+    );
+    relay.stop();
+}
+
+/// The same with no webhook for the re-grant (Polar's endpoint takes only the revocation): the
+/// reconcile (every 2 s here) asks Polar about a key whose revocation still refuses, and
+/// Polar's read by id ends it within about an interval (allowed 15 s on a loaded machine;
+/// printed). Before #52 the reconcile dropped revoked keys: refused for `denial_for`, an hour.
+#[test]
+fn a_key_revoked_by_webhook_and_granted_again_is_granted_within_a_reconcile_interval() {
+    let polar = rig::webhook_emulator();
+    let k = key(&polar, "REGRANT-QUIET", None);
+    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.revoked"]);
+    let mut options = StoreOptions::default();
+    options.denial_for = 3_600;
+    options.reconcile_every = 2;
+    // No roster: no refetch by id of the revocation's webhook either; the reconcile alone.
+    options.roster = false;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let a = agent();
+    let known = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        rig::validate_at(&a, &relay.url(), &k, &[]).status == 200
+    });
+    assert!(known);
+    let set = |status: &str| {
+        assert!(polar.update_key(
+            &k,
+            KeyUpdate {
+                status: Some(status.to_string()),
+                ..KeyUpdate::default()
+            }
+        ));
+    };
+    set("revoked");
+    let refused = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        (answer.status, answer.source.as_deref()) == (404, Some("store"))
+    });
+    assert!(refused, "the webhook's revocation");
+    set("granted");
+    let regranted_at = std::time::Instant::now();
+    let mut last = None;
+    let granted = rig::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
+        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+        let done = answer.status == 200;
+        last = Some((answer.status, answer.source));
+        done
+    });
+    assert!(granted, "still refused: {last:?}");
+    assert_eq!(last, Some((200, Some("polar".into()))));
+    eprintln!(
+        "granted {:?} after the re-grant, with a reconcile every 2 s",
+        regranted_at.elapsed()
+    );
+    relay.stop();
+}
+
+/// Polar as it is now (issue #52, polar-license-api.md §15): a rotation sends
+/// `benefit_grant.updated` naming the old display key, and the old string answers 404 from
+/// then on. The old string's stored grant is retired: while Polar cannot be asked (a 503) it
+/// is not given in Polar's stead (`stale`) as a marked-stale entry would be for an hour; the
+/// new string is Polar's to answer.
+#[test]
+fn a_rotations_webhook_retires_the_old_strings_stored_grant() {
+    let polar = rig::webhook_emulator();
+    let old = key(&polar, "ROTATED", None);
+    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.updated"]);
+    let mut options = StoreOptions::default();
+    options.reconcile_every = 0;
+    options.roster = false;
+    let relay = start_with(&polar, options, &secret);
+    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let a = agent();
+    let first = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (first.status, first.source.as_deref()),
+        (200, Some("polar"))
+    );
+    let stored = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (stored.status, stored.source.as_deref()),
+        (200, Some("store"))
+    );
+    let new = polar.rotate_key(&old).expect("rotated");
+    let delivered = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        rig::deliveries(&polar, &endpoint)
+            .iter()
+            .any(|d| d["succeeded"] == true)
+    });
+    assert!(delivered, "the rotation's webhook");
+    polar.set_fault(Some(polar_license_emulator::Fault::Status {
+        status: 503,
+        body: "Service Unavailable".into(),
+    }));
+    let during = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_ne!(
+        (during.status, during.source.as_deref()),
+        (200, Some("stale")),
+        "the rotated string's grant given while Polar cannot be asked"
+    );
+    assert!(during.lease.is_none());
+    polar.set_fault(None);
+    let after = rig::validate_at(&a, &relay.url(), &old, &[]);
+    assert_eq!(
+        (after.status, after.source.as_deref()),
+        (404, Some("polar"))
+    );
+    let fresh = rig::validate_at(&a, &relay.url(), &new, &[]);
+    assert_eq!(
+        (fresh.status, fresh.source.as_deref()),
+        (200, Some("polar"))
+    );
+    relay.stop();
 }

@@ -206,3 +206,268 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
     assert!(calls >= answers.len() as u64);
     eprintln!("flood: {sent} sent, {denials} answered by Polar; {calls} calls to Polar in {elapsed:?}; customers: {answers:?}");
 }
+
+/// Issue #52, item 1: the relay with a store, a token and a webhook secret and otherwise its
+/// defaults (`StoreOptions::default()`: the roster is not named) is safe. Random keys sent to
+/// `activate` from four addresses (each within its own per-IP rate) while 14 customers who
+/// bought before the start activate from their own: every customer gets Polar's verdict. With
+/// the roster off by default (as before #52) the guesses took the reserve: 0 of 14.
+#[test]
+fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_four_addresses() {
+    const CUSTOMERS: usize = 14;
+    let mut seed = Seed::demo();
+    for i in 0..CUSTOMERS {
+        seed.license_keys.push(SeedKey {
+            limit_activations: Some(3),
+            ..SeedKey::new(customer_key(i))
+        });
+    }
+    let options = Options {
+        token_budget: Some(BUDGET),
+        token_window: Some(WINDOW),
+        ..Options::default()
+    };
+    let polar = Emulator::start(seed, options).expect("emulator");
+    let (_, secret) = endpoint(&polar);
+    // The defaults, scaled to the emulator's budget and window (the reserve a quarter, as
+    // `relay serve` sets it).
+    let mut store = StoreOptions::default();
+    store.budget = BUDGET;
+    store.reserve = BUDGET / 4;
+    store.budget_window_ms = WINDOW.as_millis() as u64;
+    let relay = start_relay(&polar, store, secret);
+    let url = relay.url();
+    let health = || -> Value {
+        let mut r = rig::agent(Duration::from_secs(10))
+            .get(&format!("{url}/healthz"))
+            .call()
+            .expect("health");
+        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON")
+    };
+    // The roster's pages in (or no roster at all: then the attack below shows what it costs).
+    rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        health()["roster"]["state"] != "loading"
+    });
+    let roster = health()["roster"].clone();
+    // Polar's window of the roster's page over.
+    std::thread::sleep(WINDOW + Duration::from_millis(300));
+
+    polar.reset_request_count();
+    let started = Instant::now();
+    let stop = Arc::new(AtomicBool::new(false));
+    let polar_denials = Arc::new(AtomicU64::new(0));
+    let sent = Arc::new(AtomicU64::new(0));
+    let to = relay_addr(&relay);
+    let guessers: Vec<_> = (0..4u8)
+        .map(|n| {
+            let (stop, denials, sent) = (
+                Arc::clone(&stop),
+                Arc::clone(&polar_denials),
+                Arc::clone(&sent),
+            );
+            std::thread::spawn(move || {
+                let from = Ipv4Addr::new(127, 0, 0, 110 + n);
+                let mut i = 0u64;
+                while !stop.load(Ordering::Relaxed) {
+                    i += 1;
+                    let key = format!("RANDOM-{n}-{i}-9F8E7D");
+                    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
+                                      "label": "guess"});
+                    let path = "/v1/customer-portal/license-keys/activate";
+                    if let Some(a) = post_from(from, to, path, &body) {
+                        sent.fetch_add(1, Ordering::Relaxed);
+                        if a.status == 404 {
+                            denials.fetch_add(1, Ordering::Relaxed);
+                        }
+                    }
+                    // Within the default per-IP rate (5 a second).
+                    std::thread::sleep(Duration::from_millis(200));
+                }
+            })
+        })
+        .collect();
+    // The guesses first spend what they can.
+    std::thread::sleep(Duration::from_millis(500));
+    let mut answers = Vec::new();
+    for i in 0..CUSTOMERS {
+        let from = Ipv4Addr::new(127, 0, 0, 20 + i as u8);
+        // A client told 429 tries again a little later, twice.
+        let mut last = None;
+        for _ in 0..3 {
+            let a = activate_from(from, &relay, &customer_key(i)).expect("an answer");
+            let done = a.status != 429;
+            last = Some((customer_key(i), a.status, a.source));
+            if done {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(300));
+        }
+        answers.extend(last);
+        std::thread::sleep(Duration::from_millis(150));
+    }
+    stop.store(true, Ordering::Relaxed);
+    for g in guessers {
+        g.join().expect("a guesser");
+    }
+    let elapsed = started.elapsed();
+    let (sent, denials) = (
+        sent.load(Ordering::Relaxed),
+        polar_denials.load(Ordering::Relaxed),
+    );
+    let answered = answers
+        .iter()
+        .filter(|(_, status, source)| *status == 200 && source.as_deref() == Some("polar"))
+        .count();
+    eprintln!(
+        "defaults: {answered} of {CUSTOMERS} customers answered by Polar; guesses: {sent} sent, \
+         {denials} answered by Polar in {elapsed:?}; {answers:?}"
+    );
+    assert_eq!(answered, CUSTOMERS, "{answers:?}");
+    assert_eq!(roster["state"], "current", "the roster, on by default");
+    // The guesses had only the first-seen share: 10 % of 20, 2 calls a window.
+    let windows = elapsed.as_millis().div_ceil(WINDOW.as_millis()) as u64 + 1;
+    assert!(sent > 40, "the guesses sent {sent}");
+    assert!(
+        denials <= 2 * windows,
+        "{denials} guesses answered by Polar"
+    );
+    relay.stop();
+}
+
+/// A front for Polar (the emulator at `polar`) whose `GET /v1/license-keys/` answers 403, as
+/// Polar does to a token without `license_keys:read`; every other request is passed through
+/// byte for byte. Its address.
+fn polar_refusing_the_list(polar: SocketAddr) -> SocketAddr {
+    use std::io::{Read, Write};
+    use std::net::{TcpListener, TcpStream};
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    std::thread::spawn(move || {
+        for client in listener.incoming().flatten() {
+            std::thread::spawn(move || {
+                let mut client = client;
+                let mut first = [0u8; 1024];
+                let Ok(n) = client.read(&mut first) else {
+                    return;
+                };
+                if first[..n].starts_with(b"GET /v1/license-keys/?") {
+                    let body = r#"{"error":"insufficient_scope","error_description":"The request requires higher privileges than provided by the access token."}"#;
+                    let _ = write!(
+                        client,
+                        "HTTP/1.1 403 Forbidden\r\ncontent-type: application/json\r\n\
+                         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    return;
+                }
+                let Ok(mut upstream) = TcpStream::connect(polar) else {
+                    return;
+                };
+                if upstream.write_all(&first[..n]).is_err() {
+                    return;
+                }
+                let (Ok(mut up_read), Ok(mut client_write)) =
+                    (upstream.try_clone(), client.try_clone())
+                else {
+                    return;
+                };
+                let back = std::thread::spawn(move || {
+                    let _ = std::io::copy(&mut up_read, &mut client_write);
+                    let _ = client_write.shutdown(std::net::Shutdown::Both);
+                });
+                let _ = std::io::copy(&mut client, &mut upstream);
+                let _ = upstream.shutdown(std::net::Shutdown::Both);
+                let _ = back.join();
+            });
+        }
+    });
+    addr
+}
+
+/// Issue #52, item 1: a token that cannot list the organization's keys (Polar's 403 to
+/// `GET /v1/license-keys/`) gives one warning, `/healthz` says so (`status` `warning`, the
+/// roster `unreadable`) and so does the metric `roster_unreadable`; the protection stays:
+/// guesses from several addresses still spend only the first-seen share, and a key Polar
+/// grants through the relay is known from then on.
+#[test]
+fn a_token_that_cannot_list_keys_warns_once_and_unknown_keys_keep_only_their_share() {
+    polar_license_testkit::logs::capture();
+    let options = Options {
+        token_budget: Some(BUDGET),
+        token_window: Some(WINDOW),
+        ..Options::default()
+    };
+    let polar = Emulator::start(Seed::demo(), options).expect("emulator");
+    let (_, secret) = endpoint(&polar);
+    let front = polar_refusing_the_list(SocketAddr::from(([127, 0, 0, 1], polar.port())));
+    let mut store = StoreOptions::default();
+    store.budget = BUDGET;
+    store.reserve = BUDGET / 4;
+    store.budget_window_ms = WINDOW.as_millis() as u64;
+    let mut config = rig::config(format!("http://{front}"), "unreadable");
+    config.store = rig::store(rig::memory(10_000), store, Some(secret));
+    let upstream = rig::upstream(Duration::from_secs(5));
+    let mut serve = ServeOptions::default();
+    serve.metrics_addr = Some("127.0.0.1:0".into());
+    let relay = rig::listen(rig::relay(config, upstream), serve);
+    let get = |url: String| -> String {
+        let mut r = rig::agent(Duration::from_secs(10))
+            .get(&url)
+            .call()
+            .expect("an answer");
+        r.body_mut().read_to_string().expect("body")
+    };
+    let health = || -> Value {
+        serde_json::from_str(&get(format!("{}/healthz", relay.url()))).expect("JSON")
+    };
+    let unreadable = rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
+        health()["roster"]["state"] == "unreadable"
+    });
+    let h = health();
+    assert!(unreadable, "{h}");
+    assert_eq!(h["status"], "warning", "{h}");
+    assert!(
+        h["roster"]["why"]
+            .as_str()
+            .is_some_and(|w| w.contains("license_keys:read")),
+        "{h}"
+    );
+    let metrics = get(relay.metrics_url().expect("metrics on"));
+    assert!(
+        metrics.contains("\npolar_license_relay_roster_unreadable 1\n"),
+        "{metrics}"
+    );
+    std::thread::sleep(WINDOW + Duration::from_millis(300));
+
+    // Guesses from four addresses: 10 % of 20 is 2 of Polar's answers a window at most.
+    polar.reset_request_count();
+    let started = Instant::now();
+    let to = relay_addr(&relay);
+    let mut polar_answers = 0;
+    let mut refused = 0;
+    for i in 0..40u8 {
+        let from = Ipv4Addr::new(127, 0, 0, 120 + i % 4);
+        let body = json!({"key": format!("GUESS-{i}-00AA11"), "organization_id": DEMO_ORGANIZATION_ID,
+                          "label": "guess"});
+        let a = post_from(from, to, "/v1/customer-portal/license-keys/activate", &body)
+            .expect("an answer");
+        match (a.status, a.source.as_deref()) {
+            (404, Some("polar")) => polar_answers += 1,
+            (429, Some("relay")) => refused += 1,
+            other => panic!("a guess got {other:?}"),
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let windows = started.elapsed().as_millis().div_ceil(WINDOW.as_millis()) as u64 + 1;
+    assert!(
+        polar_answers <= 2 * windows && refused >= 40 - 2 * windows,
+        "{polar_answers} guesses answered by Polar, {refused} refused, {windows} windows"
+    );
+    // Said once, whatever the relay read since.
+    let warnings = polar_license_testkit::logs::lines()
+        .into_iter()
+        .filter(|l| l.starts_with("WARN") && l.contains("the roster cannot be read"))
+        .count();
+    assert_eq!(warnings, 1);
+    relay.stop();
+}

@@ -13,8 +13,13 @@
 //!   marked stale, so the next check asks Polar, which gives its own denial (expired, or "Not
 //!   found"), and while Polar cannot be asked they answer for at most
 //!   [`StoreOptions::marked_stale_for`];
-//! * granted: nothing. A reconcile may narrow, never grant (contract §5a): a key granted again
-//!   is not made fresh by it, its marks are not lifted.
+//! * granted: nothing, but for a stored revocation applied before the read began: Polar's own
+//!   read by id says the key is granted again (polar-license-api.md §15: a re-grant gives the
+//!   same string back), so the revocation ends, and its entries become stale (the next check
+//!   asks Polar). A reconcile never grants (contract §5a): nothing is made fresh by it. So a
+//!   key whose revocation still refuses without a call (within `denial_for` of its mark) is
+//!   asked about too, once an interval: a re-grant whose webhook was missed is heard within
+//!   it.
 //!
 //! Only entries Polar answered before the reconcile's read began are narrowed (a newer answer
 //! knows more), and the key's hash leaves the roster when Polar no longer grants it.
@@ -227,15 +232,24 @@ impl Relay {
             )
             .map_err(Some)?;
         let license_key_id = uuid::Uuid::from_u128(id).hyphenated().to_string();
-        // No call for a key whose grants are gone (evicted) or all revoked already.
+        // No call for a key whose grants are gone (evicted), or all revoked already and no
+        // longer refused without a call (past `denial_for` the next check asks Polar, whose
+        // answer decides). A revocation that still refuses is asked about: a key granted
+        // again (§15: the same string) has its revocation ended within the interval.
         let tag = format!("l:{license_key_id}");
+        let denial_for = i64::try_from(s.options.denial_for).unwrap_or(i64::MAX);
+        let refusing = |e: &Entry| {
+            now.unix_seconds
+                .saturating_sub(e.marked_at.max(e.answered_at))
+                < denial_for
+        };
         let live = s.backend.index(&tag).ok().is_some_and(|ids| {
             ids.iter().any(|e| {
                 s.backend
                     .get(e)
                     .ok()
                     .flatten()
-                    .is_some_and(|e| e.grant && e.mark != Mark::Revoked)
+                    .is_some_and(|e| e.grant && (e.mark != Mark::Revoked || refusing(&e)))
             })
         });
         if !live {
@@ -255,6 +269,7 @@ impl Relay {
             headers: self.read_headers(),
             id,
             started: now.unix_seconds,
+            started_ms: now.monotonic_ms,
             before,
         })
     }
@@ -272,8 +287,9 @@ impl Relay {
             let mut q = s.reconcile.lock();
             *q.calls.entry(outcome).or_default() += 1;
             match outcome {
-                // A rotated key's new string keeps being checked.
-                Outcome::Granted | Outcome::Rotated => {}
+                // A rotated key's new string keeps being checked; a revoked or disabled key
+                // while its revocation refuses without a call (see `reconcile_read`).
+                Outcome::Granted | Outcome::Rotated | Outcome::Inactive => {}
                 Outcome::RateLimited | Outcome::Failed => {
                     // Not checked after all: first again once the wait is over.
                     if q.checked.get(&check.id) == Some(&check.started) {
@@ -319,6 +335,15 @@ impl Relay {
                 let string = key.get("key").and_then(|v| v.as_str()).map(Key::new);
                 let org = key.get("organization_id").and_then(|v| v.as_str());
                 if crate::roster::usable(&key, now.unix_seconds) {
+                    // Granted (again): a stored revocation applied before this read ends
+                    // (§15); Polar's own read by id says so, never a webhook.
+                    let started = Now {
+                        unix_seconds: check.started,
+                        monotonic_ms: check.started_ms,
+                    };
+                    if s.lift_revoked(&license_key_id, started, now).is_none() {
+                        return backoff("was not applied (the store could not lift)");
+                    }
                     // Rotated: the grants of any other string than the key's now are stale.
                     match (string, org) {
                         (Some(k), Some(org)) => {
@@ -332,6 +357,8 @@ impl Relay {
                         s.roster.forget(k);
                     }
                     if matches!(status, "revoked" | "disabled") {
+                        // Noted before it is written: a read by id under way does not lift it.
+                        s.note_revoked(&license_key_id, now);
                         (Outcome::Inactive, Mark::Revoked, None)
                     } else {
                         (Outcome::Expired, Mark::Stale, None)
@@ -591,8 +618,10 @@ mod tests {
             s.roster.first_seen(&Key::new("K-1".to_string())),
             "revoked: not known"
         );
-        // The narrowed keys are dropped; the granted and rotated ones are checked again later.
-        assert_eq!(s.reconcile.len(), 2);
+        // The expired and gone keys are dropped; the granted and rotated ones are checked again
+        // later, and so are the revoked and disabled ones while their revocation refuses
+        // without a call (a re-grant is heard within the interval).
+        assert_eq!(s.reconcile.len(), 4);
         let families = s.reconcile.families();
         let calls = &families[0].3;
         for outcome in ["inactive", "expired", "gone", "granted", "rotated"] {
@@ -646,7 +675,53 @@ mod tests {
         assert!(paged.missing(&check.wants()).is_empty());
         r.reconcile_answered(check, polar_key("K-1", "revoked", None), at(NOW, 10_002));
         assert_eq!(mark(), Some(Mark::Revoked));
-        assert_eq!(s.reconcile.len(), 0);
+        assert_eq!(
+            s.reconcile.len(),
+            1,
+            "asked again while its revocation refuses"
+        );
+    }
+
+    /// Polar as it is now (polar-license-api.md §15): a revoked key granted again keeps its
+    /// string. A stored revocation that still refuses without a call is asked about once an
+    /// interval, and ends (the entry stale: the next check asks Polar) when Polar's read by id
+    /// says granted, unless the revocation was applied after the read began; one no longer
+    /// refusing (past `denial_for`) costs no read.
+    #[test]
+    fn a_revocation_ends_when_polars_read_by_id_says_granted_again() {
+        let r = relay(100);
+        let s = r.store.as_ref().expect("a store");
+        let revoked = |n: u8, marked_at: i64| Entry {
+            marked_at,
+            ..grant(n, &format!("K-{n}"), 100, Mark::Revoked)
+        };
+        let mark = |id: u8| s.backend.get(&[id; 32]).expect("get").expect("held").mark;
+        // Revoked 10 s ago (denial_for is 60 s): asked, granted again, lifted.
+        s.backend.put(&[1; 32], &revoked(1, NOW - 10)).expect("put");
+        s.reconcile.saw(&lk(1), 100);
+        let check = r.reconcile_read(at(NOW, 1)).expect("due");
+        r.reconcile_answered(check, polar_key("K-1", "granted", None), at(NOW, 2));
+        assert_eq!(
+            mark(1),
+            Mark::Stale,
+            "the revocation ended: Polar decides next"
+        );
+        let e = s.backend.get(&[1; 32]).expect("get").expect("held");
+        assert_eq!(e.marked_at, NOW);
+        // A revocation applied while the read was under way stays.
+        s.backend.put(&[2; 32], &revoked(2, NOW - 10)).expect("put");
+        s.reconcile.saw(&lk(2), 100);
+        let check = r.reconcile_read(at(NOW, 3)).expect("due");
+        s.note_revoked(&lk(2), at(NOW, 4));
+        r.reconcile_answered(check, polar_key("K-2", "granted", None), at(NOW, 5));
+        assert_eq!(mark(2), Mark::Revoked, "revoked after the read began");
+        // Revoked long ago (past denial_for, a check asks Polar anyway): no read for it.
+        s.backend
+            .put(&[3; 32], &revoked(3, NOW - 600))
+            .expect("put");
+        s.reconcile.saw(&lk(3), 100);
+        assert!(r.reconcile_read(at(NOW, 6)).is_err(), "no read");
+        assert_eq!(mark(3), Mark::Revoked);
     }
 
     /// A store read per key (Workers) reads none of its keys at start: the host lists its

@@ -128,6 +128,9 @@ pub struct Check {
     pub(crate) headers: Vec<(&'static str, String)>,
     pub(super) id: u128,
     pub(super) started: i64,
+    /// When the read began on the monotonic clock: its grant lifts only the revocations
+    /// applied before ([`crate::stored::Stored::lift_revoked`]).
+    pub(super) started_ms: u64,
     pub(super) before: i64,
 }
 

@@ -71,7 +71,7 @@ impl Kept {
         match phase {
             Phase::Loading { page } => self.changes.push(RosterChange::Page(page)),
             Phase::Current { .. } => self.changes.push(RosterChange::Page(0)),
-            Phase::Off => {}
+            Phase::Off | Phase::Unreadable => {}
         }
     }
 

@@ -32,8 +32,8 @@ pub use journal::{JournalBackend, JournalItem};
 pub use memory::MemoryBackend;
 pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 pub use webhook::{
-    narrowed, narrowing, verify_webhook, webhook_secret_usable, Narrowing, WebhookRefusal,
-    WEBHOOK_TOLERANCE,
+    narrowed, narrowing, rotation, verify_webhook, webhook_secret_usable, Narrowing,
+    WebhookRefusal, WEBHOOK_TOLERANCE,
 };
 
 use budget::MINUTE_MS;
@@ -64,11 +64,16 @@ pub struct StoreOptions {
     /// The budget's window in ms (default 60,000: Polar's minute; shorter only for tests and
     /// benchmarks that scale time against an emulator's `--token-window`).
     pub budget_window_ms: u64,
-    /// Know the organization's keys (default off): the SHA-256 of every key, paged in from
+    /// Know the organization's keys (default **on**): the SHA-256 of every key, paged in from
     /// Polar's `GET /v1/license-keys/` at start with spare budget (the token needs
-    /// `license_keys:read`; without it the relay runs as with this off) and kept current from
-    /// the grant webhooks, each key refetched by id. A key neither in it nor granted in the
-    /// store is first-seen: see [`StoreOptions::first_seen_share`].
+    /// `license_keys:read`) and kept current from the grant webhooks, each key refetched by
+    /// id. A key neither in it nor granted in the store is first-seen: see
+    /// [`StoreOptions::first_seen_share`]. A token that cannot list the keys (Polar's 401 or
+    /// 403) logs one warning, `/healthz` and the metric `roster_unreadable` say so, and the
+    /// protection stays: only keys Polar granted through the relay are known, every other key
+    /// gets the first-seen share. `false` turns it off: every key counts as known and may
+    /// spend the whole budget and its reserve (random keys from a few addresses then take
+    /// every call Polar allows: the relay's attack benchmark, "the relay's defaults" rows).
     pub roster: bool,
     /// With [`StoreOptions::roster`]: the percent of the budget first-seen keys may spend
     /// (default 10), divided fairly between the clients asking (per address, per /64 for
@@ -96,7 +101,7 @@ impl Default for StoreOptions {
             reserve: 125,
             max_entries: 1_000_000,
             budget_window_ms: MINUTE_MS,
-            roster: false,
+            roster: true,
             first_seen_share: 10,
             marked_stale_for: 3_600,
             reconcile_every: 600,

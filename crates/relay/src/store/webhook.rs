@@ -168,6 +168,21 @@ pub fn narrowing(event: &serde_json::Value) -> Option<Narrowing> {
     Some(Narrowing { tags, mark, at })
 }
 
+/// Whether an event tells of a key's rotation (polar-license-api.md §15): a
+/// `benefit_grant.updated` whose `previous_properties.display_key` is not its
+/// `properties.display_key`. The string in use before it answers 404 "Not found" from then on:
+/// its stored answers are retired (asked of Polar at the next check, never given in its
+/// stead), not only marked stale.
+pub fn rotation(event: &serde_json::Value) -> bool {
+    let display = |p: &str| {
+        event
+            .pointer(&format!("/data/{p}/display_key"))
+            .and_then(|d| d.as_str())
+    };
+    event.get("type").and_then(|t| t.as_str()) == Some("benefit_grant.updated")
+        && display("previous_properties").is_some_and(|old| display("properties") != Some(old))
+}
+
 fn unix_of(text: &str) -> Option<i64> {
     time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
         .ok()

@@ -40,7 +40,9 @@
 
 mod breaker;
 mod clock;
+mod deliveries;
 mod limit;
+mod logged;
 mod ops;
 // The roster's reads: natively on a thread of the server's, on Workers driven by the host
 // (`Relay::roster_read`, `Relay::roster_answered`).
@@ -655,6 +657,7 @@ impl Relay {
             flights: Mutex::new(HashMap::new()),
             roster: roster::Roster::new(roster_on),
             first_seen: Mutex::new(first_seen),
+            deliveries: deliveries::Deliveries::default(),
         });
         let ops = Arc::new(ops::Ops::default());
         if let Some(s) = &store {

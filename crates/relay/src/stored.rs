@@ -31,6 +31,8 @@ pub(crate) struct Stored {
     pub(crate) first_seen: Mutex<crate::roster::FirstSeen>,
     /// The keys of the stored grants, asked again by id with idle budget ([`crate::reconcile`]).
     pub(crate) reconcile: crate::reconcile::queue::Reconcile,
+    /// Polar's webhook deliveries: failures by address, outcomes between looks.
+    pub(crate) deliveries: crate::deliveries::Deliveries,
 }
 
 /// One call to Polar that other checks of the same entry wait for.

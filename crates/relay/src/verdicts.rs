@@ -335,17 +335,15 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             );
         }
+        // Verified once per request (a look by `store_wants` before is read, not redone), an
+        // address over its failures refused before any HMAC (crate::deliveries).
         let secret = s.webhook_secret.as_deref().unwrap_or_default();
-        if let Err(why) = store::verify_webhook(
-            secret,
-            req.header("webhook-id"),
-            req.header("webhook-timestamp"),
-            req.header("webhook-signature"),
-            &req.body,
-            now.unix_seconds,
-        ) {
-            log::warn!("relay: a webhook refused ({why:?}): nothing changed");
-            return RelayResponse::detail(401, "the webhook's signature does not verify");
+        let client = crate::roster::client_group(self.client_of(req));
+        if let Err(r) = s
+            .deliveries
+            .verify(secret, &client, req, now.unix_seconds, false)
+        {
+            return r;
         }
         let id = req.header("webhook-id").unwrap_or_default();
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {

@@ -567,7 +567,7 @@ fn a_signature_header_costs_at_most_two_hmacs_whatever_it_holds() {
     let long = format!("v1,{}", "A".repeat(WEBHOOK_MAX_SIGNATURE_HEADER));
     assert_eq!(verified_with(&long), (Err(WebhookRefusal::Headers), 0));
     // Within the limits: every entry compared, two HMACs in all (the secret's two forms).
-    let eight = vec![forged; WEBHOOK_MAX_SIGNATURES].join(" ");
+    let eight = [forged; WEBHOOK_MAX_SIGNATURES].join(" ");
     assert!(webhook_signatures_within_limits(&eight));
     assert_eq!(verified_with(&eight), (Err(WebhookRefusal::Signature), 2));
     // Entries that are no `v1,` signature (another version, bad base64, a wrong length) cost

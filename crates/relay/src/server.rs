@@ -982,7 +982,11 @@ impl log::Log for Stderr {
             return;
         }
         match self.0 {
-            LogFormat::Text => eprintln!("{} {}", record.level(), record.args()),
+            LogFormat::Text => eprintln!(
+                "{} {}",
+                record.level(),
+                crate::logged::line(&record.args().to_string())
+            ),
             LogFormat::Json => {
                 eprintln!("{}", json_line(record.level(), &record.args().to_string()))
             }

@@ -55,7 +55,7 @@ impl Relay {
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
-                    pending.key.redacted()
+                    crate::logged::key(&pending.key)
                 );
                 return Routed::Answer(budget_refused(secs));
             }
@@ -94,7 +94,7 @@ impl Relay {
                 Some(f) => {
                     log::info!(
                         "relay: validate {}: Polar not asked ({why}); the stored answer given",
-                        pending.key.redacted()
+                        crate::logged::key(&pending.key)
                     );
                     Routed::Stored(f)
                 }
@@ -162,7 +162,7 @@ impl Relay {
             if !early && prior.is_none() {
                 log::info!(
                     "relay: validate {} 429 (the token's budget is spent, nothing stored)",
-                    pending.key.redacted()
+                    crate::logged::key(&pending.key)
                 );
             }
             let why = match what {
@@ -223,7 +223,7 @@ impl Relay {
                 if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
                     log::info!(
                         "relay: validate {} 404 ({source}: revoked by a webhook)",
-                        pending.key.redacted()
+                        crate::logged::key(&pending.key)
                     );
                     let r = RelayResponse::error(
                         404,
@@ -253,7 +253,7 @@ impl Relay {
                 let r = aged(replayed(e, &pending.checked.key)?, age);
                 log::info!(
                     "relay: validate {} {} ({source}: a denial)",
-                    pending.key.redacted(),
+                    crate::logged::key(&pending.key),
                     e.status
                 );
                 Some(answered(sourced(r, source)))
@@ -292,7 +292,7 @@ impl Relay {
                 let machine = machine_of(&pending.checked);
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
-                    pending.key.redacted(),
+                    crate::logged::key(&pending.key),
                     claims.expires_at
                 );
                 let mut r = aged(sourced(r, source), age);
@@ -370,11 +370,17 @@ impl Relay {
             });
         match narrowed {
             Ok(Some(count)) => {
-                log::info!("relay: webhook {kind}: {count} entries narrowed");
+                log::info!(
+                    "relay: webhook {}: {count} entries narrowed",
+                    crate::logged::escaped(&kind)
+                );
                 RelayResponse::json(200, "{\"ok\":true}")
             }
             Ok(None) => {
-                log::info!("relay: webhook {kind}: a repeat, already done");
+                log::info!(
+                    "relay: webhook {}: a repeat, already done",
+                    crate::logged::escaped(&kind)
+                );
                 RelayResponse::json(200, "{\"ok\":true}")
             }
             Err(e) => {
@@ -439,7 +445,7 @@ impl Relay {
                     log::warn!(
                         "relay: validate {} {}: passed on, not stored (the key is in it beyond \
                          its key member)",
-                        pending.key.redacted(),
+                        crate::logged::key(&pending.key),
                         a.status
                     );
                 }
@@ -544,7 +550,7 @@ impl Relay {
             Ok(n) => log::info!(
                 "relay: {} {}: {} stored answers of the key marked stale",
                 pending.op.as_str(),
-                pending.key.redacted(),
+                crate::logged::key(&pending.key),
                 n.unwrap_or(0)
             ),
             Err(e) => log::error!(
@@ -614,8 +620,8 @@ fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
     log::info!(
         "relay: {} {} 429 (a first-seen key: client {} used its share)",
         pending.op.as_str(),
-        pending.key.redacted(),
-        pending.client
+        crate::logged::key(&pending.key),
+        crate::logged::escaped(&pending.client)
     );
     RelayResponse::rate_limited(secs)
 }

@@ -292,10 +292,17 @@ struct Server {
     options: ServeOptions,
     /// One permit per call to Polar under way.
     requests: Arc<Semaphore>,
-    /// One permit per answer made without a call (routing, the store, webhooks).
+    /// One permit per answer made without a call (routing, the store).
     local: Arc<Semaphore>,
+    /// One permit per webhook delivery verified and applied: never one of `local`'s, so a
+    /// flood of forged deliveries (each an HMAC over up to 1 MiB) holds no check's stored
+    /// answer back (issue #52). Polar delivers one event at a time per endpoint.
+    hooks: Arc<Semaphore>,
     started: Instant,
 }
+
+/// Webhook deliveries verified at once ([`Server`]'s `hooks`).
+const WEBHOOK_SLOTS: usize = 2;
 
 impl Server {
     fn new(relay: Arc<Relay>, mut options: ServeOptions) -> Arc<Server> {
@@ -307,6 +314,7 @@ impl Server {
             relay,
             requests: Arc::new(Semaphore::new(options.concurrent_requests)),
             local: Arc::new(Semaphore::new(options.concurrent_requests)),
+            hooks: Arc::new(Semaphore::new(WEBHOOK_SLOTS)),
             options,
             started: Instant::now(),
         })
@@ -611,7 +619,17 @@ impl Server {
         T: Send + 'static,
         F: FnOnce(&Relay, Now) -> T + Send + 'static,
     {
-        let permit = Arc::clone(&self.local).acquire_owned().await.ok()?;
+        self.on(&self.local, work).await
+    }
+
+    /// `work` on a thread of its own once `slots` gives it a permit; `None` when it failed
+    /// (logged).
+    async fn on<T, F>(&self, slots: &Arc<Semaphore>, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Relay, Now) -> T + Send + 'static,
+    {
+        let permit = Arc::clone(slots).acquire_owned().await.ok()?;
         let relay = Arc::clone(&self.relay);
         let started = self.started;
         let done = tokio::task::spawn_blocking(move || {
@@ -632,8 +650,15 @@ impl Server {
     /// answer given it after [`ServeOptions::stale_after`] while its call goes on.
     async fn serve(self: &Arc<Self>, request: Arc<RelayRequest>) -> Option<RelayResponse> {
         let req = Arc::clone(&request);
+        // A webhook on its own slots (its answer never asks Polar nor waits).
+        let path = request.path.split('?').next().unwrap_or_default();
+        let slots = if path == crate::WEBHOOK_ROUTE {
+            &self.hooks
+        } else {
+            &self.local
+        };
         let mut served = self
-            .local(move |relay, now| relay.serve_route(&req, now, true))
+            .on(slots, move |relay, now| relay.serve_route(&req, now, true))
             .await?;
         let mut attempt = 1;
         loop {

@@ -463,7 +463,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         const batch = unsaved;
         unsaved = [];
         try {
-          await storage.save(batch);
+          // A storage may name values it refused for good (`durableStorage`: past its size
+          // limit): dropped and logged once, never tried again with every later save (which
+          // would fail each of them, and every webhook answered meanwhile).
+          const refused = await storage.save(batch);
+          for (const [key, why] of Array.isArray(refused) ? refused : []) {
+            console.error(`polar-license relay: the storage refused ${String(key).slice(0, 18)}… for good (${why}): dropped, not tried again`);
+          }
           for (const item of batch) {
             const key = storeKey(item);
             if (overlay.get(key)?.seq === item.seq) overlay.delete(key);
@@ -702,6 +708,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
   };
 }
 
+/** Saves in a row that refuse one value alone, while others are written, before it is
+ * dropped as refused for good (an error that says so drops it at once). */
+const REFUSALS = 3;
+
 /** The layout of a Durable Object's store: entries read per key through index links, and the
  * time row (3). */
 const LAYOUT = 3;
@@ -746,6 +756,41 @@ export function durableStorage(storage) {
       for (const [k, v] of await storage.get(keys.slice(i, i + 128))) out.set(k, v);
     }
     return out;
+  };
+  // Keys whose value was refused alone while others were written, how many saves in a row.
+  const strikes = new Map();
+  /** `batch` ([key, value][]) written key by key after `failed` (its call's error): the keys
+   * refused for good, [key, why][], dropped. A value is refused for good when its own write
+   * fails while another of the batch is written, with an error that says the value cannot be
+   * stored (RangeError: past the 128 KiB a value or the key's 2 KiB; a value that cannot be
+   * cloned), or in REFUSALS saves in a row; when none is written the storage is down: the
+   * save fails and every key is tried again with the next. */
+  const putEach = async (batch, failed) => {
+    const refusals = [];
+    let written = 0;
+    for (const [key, value] of batch) {
+      try {
+        await storage.put({ [key]: value });
+        written++;
+        strikes.delete(key);
+      } catch (e) {
+        refusals.push([key, e]);
+      }
+    }
+    if (written === 0) throw failed;
+    const forGood = [];
+    for (const [key, e] of refusals) {
+      const n = (strikes.get(key) ?? 0) + 1;
+      const unstorable = e instanceof RangeError || e instanceof TypeError || e?.name === 'DataCloneError';
+      if (unstorable || n >= REFUSALS) {
+        strikes.delete(key);
+        forGood.push([key, e instanceof Error ? e.message : 'refused']);
+      } else {
+        strikes.set(key, n);
+      }
+    }
+    if (forGood.length < refusals.length) throw failed;
+    return forGood;
   };
   return {
     paged: true,
@@ -818,9 +863,20 @@ export function durableStorage(storage) {
         }
       }
       const entries = [...puts];
-      for (let i = 0; i < entries.length; i += 128) await storage.put(Object.fromEntries(entries.slice(i, i + 128)));
+      const refused = [];
+      for (let i = 0; i < entries.length; i += 128) {
+        const batch = entries.slice(i, i + 128);
+        try {
+          await storage.put(Object.fromEntries(batch));
+        } catch (e) {
+          // One value refused fails the whole call: each written alone tells a value refused
+          // for good from a storage that is down (then the save fails, tried again later).
+          refused.push(...(await putEach(batch, e)));
+        }
+      }
       const gone = [...deletes];
       for (let i = 0; i < gone.length; i += 128) await storage.delete(gone.slice(i, i + 128));
+      return refused;
     },
   };
 }

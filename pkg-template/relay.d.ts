@@ -124,8 +124,11 @@ export type RelayStoreItem =
 export interface RelayStorage {
   /** What was saved (`put`, `webhook` and the last `budget` items), at start. */
   load(): Promise<RelayStoreItem[]>;
-  /** Changes, in order; an answer is sent only once its changes are saved. */
-  save(items: RelayStoreItem[]): Promise<void>;
+  /** Changes, in order; an answer is sent only once its changes are saved. A save that
+   * rejects is tried again, its changes with the next; one that resolves with `[key, why]`
+   * pairs names values the storage refused for good (durableStorage's: past a Durable
+   * Object's 128 KiB a value): those are dropped and logged once, never tried again. */
+  save(items: RelayStoreItem[]): Promise<void | [string, string][]>;
   /** `true` (durableStorage's): read per key with `start`, `read` and `list` below, never whole. */
   paged?: true;
   /** At start: the webhook ids, the last `budget` and the `count` only. */

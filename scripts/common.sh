@@ -5,6 +5,12 @@
 # The repository's root (this file is in its scripts/).
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 
+# The whole matrix (FULL=1) or the default run. The default keeps, in each stage, the tests that
+# can fail only there (CONTRIBUTING.md, "What each stage runs"); FULL=1 runs every suite in every
+# stage, as the test command did before issue #55.
+FULL="${FULL:-0}"
+full() { [[ "$FULL" == 1 ]]; }
+
 now() { date +%s.%N; }
 # Seconds since START (a `now`), with one decimal.
 elapsed() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }'; }
@@ -94,4 +100,24 @@ libtest_counts() {
               else if ($i ~ /^ignored/) s += v
           } }
         END { print p + 0, f + 0, s + 0 }'
+}
+
+# `cargo_tool CRATE VERSION [cargo install flags...]`: installs a test tool that no registry has
+# built (wasm-bindgen-cli, geckodriver, cbindgen, cargo-fuzz; Debian's cbindgen is 0.24, the
+# others have no package) with cargo, cheaply: the tools share one build directory
+# (~/.cache/polar-license/tools-target, kept between runs on a machine, so their common crates --
+# clap, serde, syn, ... -- are compiled once) and a release profile built for compile time, not
+# speed (opt-level 1, no LTO, 16 codegen units, no debug info): the tools only drive tests.
+cargo_tool() {
+    local crate="$1" version="$2"
+    shift 2
+    local dir="${POLAR_TOOLS_TARGET:-$HOME/.cache/polar-license/tools-target}"
+    mkdir -p "$dir"
+    CARGO_TARGET_DIR="$dir" \
+        CARGO_PROFILE_RELEASE_OPT_LEVEL=1 \
+        CARGO_PROFILE_RELEASE_LTO=false \
+        CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+        CARGO_PROFILE_RELEASE_DEBUG=0 \
+        CARGO_PROFILE_RELEASE_INCREMENTAL=false \
+        cargo install "$crate" ${version:+--version "=$version"} "$@"
 }

@@ -22,7 +22,7 @@ step_cbindgen() {
         return 0
     fi
     echo "cbindgen ${have:-missing}: installing $CBINDGEN_VERSION"
-    cargo install cbindgen --version "=$CBINDGEN_VERSION" --locked --force
+    cargo_tool cbindgen "$CBINDGEN_VERSION" --locked --force
 }
 
 # tool:package pairs installed from apt when the tool is missing (curl: the first-run guide's

@@ -59,7 +59,7 @@ step_wasm_bindgen() {
         return 0
     fi
     # No --locked: the registry mirror lacks one of its locked dependencies.
-    cargo install wasm-bindgen-cli --version "$want" --force
+    cargo_tool wasm-bindgen-cli "$want" --force
 }
 
 # geckodriver (Mozilla's, from crates.io), which wasm-bindgen-test-runner drives Firefox ESR
@@ -70,7 +70,7 @@ step_geckodriver() {
         echo "geckodriver $GECKODRIVER_VERSION already on PATH"
         return 0
     fi
-    cargo install geckodriver --version "$GECKODRIVER_VERSION" --locked --force
+    cargo_tool geckodriver "$GECKODRIVER_VERSION" --locked --force
 }
 
 # The three engines of tests/browser (engines.mjs): Chromium, Firefox ESR, WebKitGTK.

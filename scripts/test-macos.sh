@@ -108,7 +108,11 @@ cmake_link() {
     [[ $ok -eq 1 ]]
 }
 
-for target in aarch64-apple-darwin x86_64-apple-darwin; do
+# Default: Apple silicon only (no code of ours depends on the CPU, only on the OS); FULL=1 adds
+# Intel Macs.
+TARGETS=(aarch64-apple-darwin)
+[[ "${FULL:-0}" == 1 ]] && TARGETS+=(x86_64-apple-darwin)
+for target in "${TARGETS[@]}"; do
     check "clippy $target" cargo-zigbuild clippy --target "$target" -p polar-license \
         -p polar-license-cli -p polar-license-c -p polar-license-relay --all-features -- -D warnings
     check "tauri $target" cargo-zigbuild clippy --target "$target" \

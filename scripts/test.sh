@@ -1,5 +1,7 @@
 #!/usr/bin/env bash
 # The project's one test command (README, CI): bash scripts/test.sh
+# The whole matrix: FULL=1 bash scripts/test.sh (every suite in every stage; CONTRIBUTING.md,
+# "What each stage runs", lists what the default run leaves to it).
 #
 # Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests,
 # the C and wasm suites, the docs' examples as pasted, fuzzing, and prints the fault matrix
@@ -95,6 +97,12 @@ run_stage() {
 # Free space on this disk, in GB (the build trees of a run from a clean clone take several).
 free_gb() { df -Pk . 2>/dev/null | awk 'NR == 2 { printf "%.1f", $4 / 1048576 }'; }
 DISK_FREE_START="$(free_gb)"
+export FULL
+if full; then
+    echo "FULL=1: the whole matrix, every suite in every stage"
+else
+    echo "the default run: each stage's own tests (FULL=1 bash scripts/test.sh runs the whole matrix)"
+fi
 echo "disk: ${DISK_FREE_START:-?} GB free at the start"
 
 TOTAL_START="$(now)"
@@ -148,7 +156,8 @@ run_stage windows summary bash scripts/test-windows.sh
 # (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).
 run_stage macos summary bash scripts/test-macos.sh
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
-run_stage fuzz check bash scripts/fuzz.sh 20
+# (10 s a target by default, 20 s with FULL=1.)
+run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
 # face's row is missing or failed. Last, so the table sits just above the summary.
 run_stage faults check bash scripts/fault-table.sh

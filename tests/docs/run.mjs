@@ -386,6 +386,12 @@ async function main() {
     PYTHONUNBUFFERED: '1',
     CARGO_HOME: process.env.CARGO_HOME ?? join(process.env.HOME, '.cargo'),
     RUSTUP_HOME: process.env.RUSTUP_HOME ?? join(process.env.HOME, '.rustup'),
+    // A release build here proves the command works, not what LTO makes of it (the C stage
+    // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
+    // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
+    ...(process.env.FULL === '1'
+      ? {}
+      : { CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16' }),
   };
   for (const p of plan) {
     for (const [name, list] of p.list) {

@@ -1062,3 +1062,173 @@ test('workerd: forged deliveries with huge headers and 1 MiB bodies never hold u
     await rm(storeDir, { recursive: true, force: true });
   }
 });
+
+// ---- Issue #52: a storage that refuses a value cannot turn the relay against its customers --
+
+/** `fakeDurable` with a Durable Object's limit per value (128 KiB, as V8 serializes it: the
+ * storage's own RangeError past it), and any key of `poisoned` refused the same way. */
+async function cappedDurable(poisoned = new Set()) {
+  const { serialize } = await import('node:v8');
+  const fake = fakeDurable();
+  const put = fake.put.bind(fake);
+  fake.refused = [];
+  fake.put = async (entries) => {
+    for (const [k, v] of Object.entries(entries)) {
+      const size = serialize(v).length;
+      if (size > 131072 || poisoned.has(k)) {
+        fake.refused.push(k);
+        throw new RangeError(`Values cannot be larger than 131072 bytes. A value of size ${size} was provided.`);
+      }
+    }
+    return put(entries);
+  };
+  return fake;
+}
+
+/** console.error's lines while `run` runs (still printed). */
+async function errorsDuring(run) {
+  const lines = [];
+  const error = console.error;
+  console.error = (...args) => {
+    lines.push(args.join(' '));
+    error(...args);
+  };
+  try {
+    await run();
+  } finally {
+    console.error = error;
+  }
+  return lines;
+}
+
+/** A validate body of `key` whose answer is past 128 KiB: an activation made at Polar directly
+ * with 50 metadata values of 500 characters JSON escapes (\u0001, six bytes each). */
+async function largeValidateBody(key) {
+  const meta = Object.fromEntries(Array.from({ length: 50 }, (_, i) => [`m${String(i).padStart(2, '0')}`, '\u0001'.repeat(500)]));
+  const activated = await fetch(`${polar.url}/v1/customer-portal/license-keys/activate`, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify({ key, organization_id: ORG, label: 'large', meta }),
+  });
+  assert.equal(activated.status, 200);
+  const activation = (await activated.json()).id;
+  return JSON.stringify({ key, organization_id: ORG, activation_id: activation });
+}
+
+test("node: Polar's answer past a Durable Object's 128 KiB a value (an activation's large escaped metadata) is answered and not stored; webhooks after it are done", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = await cappedDurable();
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET }, storage: durableStorage(fake) });
+  const key = newKey();
+  const body = await largeValidateBody(key);
+  const calls = polar.requestCount();
+  for (let n = 1; n <= 3; n++) {
+    const r = await direct(relay, VALIDATE, { body });
+    assert.equal(r.status, 200, r.body.slice(0, 200));
+    assert.ok(r.body.length > 131072, `Polar's answer is ${r.body.length} bytes`);
+    assert.ok(r.headers.get('polar-license-lease'), 'a grant carries its lease');
+    assert.equal(r.source, 'polar', 'not stored: each check is Polar\'s');
+    assert.equal(polar.requestCount() - calls, n);
+  }
+  assert.deepEqual(fake.refused, [], 'the relay never handed the storage a value past its limit');
+  // Webhooks after it are done (the save that holds them is not failed by the large answer).
+  const other = newKey();
+  const validated = await direct(relay, VALIDATE, { body: validateBody(other) });
+  assert.equal(validated.source, 'polar');
+  for (const id of ['evt-large-1', 'evt-large-2']) await revoke(relay, validated, id);
+  assert.ok(fake.kv.has('w:evt-large-2'), 'the webhook id saved');
+  assert.equal((await direct(relay, VALIDATE, { body: validateBody(other) })).status, 404);
+});
+
+test('node: a value the Durable Object refuses for good is dropped and logged once, never tried again with every later save (each webhook after it was answered 500)', async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const poisoned = new Set();
+  const fake = await cappedDurable(poisoned);
+  // The first entry written is refused, whatever its size.
+  const put = fake.put;
+  fake.put = async (entries) => {
+    if (poisoned.size === 0) {
+      const first = Object.keys(entries).find((k) => k.startsWith('e:'));
+      if (first) poisoned.add(first);
+    }
+    return put(entries);
+  };
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET }, storage: durableStorage(fake) });
+  const key = newKey();
+  const other = newKey();
+  let validated;
+  const errors = await errorsDuring(async () => {
+    const first = await direct(relay, VALIDATE, { body: validateBody(key) });
+    assert.equal(first.status, 200, first.body);
+    validated = await direct(relay, VALIDATE, { body: validateBody(other) });
+    assert.equal(validated.status, 200, validated.body);
+    // Webhooks after it: each done, its id saved.
+    for (const id of ['evt-refused-1', 'evt-refused-2', 'evt-refused-3']) await revoke(relay, validated, id);
+  });
+  const [refusedKey] = [...poisoned];
+  assert.ok(!fake.kv.has(refusedKey), 'the refused value is not stored');
+  assert.ok(fake.kv.has('w:evt-refused-3'), 'later saves are written');
+  const dropped = errors.filter((l) => /refused .* for good/.test(l));
+  assert.equal(dropped.length, 1, `logged once: ${errors.join('\n')}`);
+  assert.equal(fake.refused.filter((k) => k === refusedKey).length <= 2, true, `tried ${fake.refused.length} times`);
+  // After a restart the storage is what it holds: the dropped entry's key is asked of Polar
+  // again (nothing stored for it), the other key's revocation refuses.
+  const restarted = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET }, storage: durableStorage(fake) });
+  assert.equal((await direct(restarted, VALIDATE, { body: validateBody(key) })).source, 'polar');
+  assert.equal((await direct(restarted, VALIDATE, { body: validateBody(other) })).status, 404);
+});
+
+test("node: a Durable Object's read that fails never reads as absent: a stored revocation is not written over, the check is 503 with no call", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const fake = fakeDurable();
+  const options = { accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', perKey: '1000/1000', store: { webhookSecret: SECRET } };
+  const relay = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  const key = newKey();
+  const validated = await direct(relay, VALIDATE, { body: validateBody(key) });
+  assert.equal(validated.status, 200);
+  // Revoked by Polar's webhook while Polar still grants the key.
+  await revoke(relay, validated, 'evt-unread-1');
+  const entries = () => [...fake.kv].filter(([k]) => k.startsWith('e:')).map(([, v]) => v.mark);
+  assert.deepEqual(entries(), ['Revoked']);
+  // A restart, and the storage's reads of entries throw.
+  const restarted = relayPkg.createRelay({ ...options, storage: durableStorage(fake) });
+  await direct(restarted, '/nothing');
+  const get = fake.get.bind(fake);
+  fake.get = async (keys) => (Array.isArray(keys) && keys.some((k) => k.startsWith('e:')) ? Promise.reject(new Error('storage down')) : get(keys));
+  const calls = polar.requestCount();
+  for (let i = 0; i < 2; i++) {
+    const r = await direct(restarted, VALIDATE, { body: validateBody(key) });
+    assert.deepEqual([r.status, r.headers.get('retry-after'), r.headers.get('polar-license-lease')], [503, '1', null], r.body);
+  }
+  assert.equal(polar.requestCount(), calls, 'Polar not asked');
+  assert.deepEqual(entries(), ['Revoked'], 'the revocation is not written over');
+  fake.get = get;
+  const back = await direct(restarted, VALIDATE, { body: validateBody(key) });
+  assert.equal(back.status, 404, back.body);
+  assert.equal(polar.requestCount(), calls);
+});
+
+test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answered and not stored (each check Polar's); a revocation after it is acknowledged and refuses", async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  await mkdir(storeDir, { recursive: true });
+  const port = await freePort();
+  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
+  const host = await workerd({ port, secret: endpoint.secret, storeDir });
+  try {
+    const body = await largeValidateBody(newKey());
+    for (let n = 0; n < 2; n++) {
+      const r = await fetch(`${host.url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const text = await r.text();
+      assert.equal(r.status, 200, text.slice(0, 200));
+      assert.ok(text.length > 131072, `Polar's answer is ${text.length} bytes`);
+      assert.equal(r.headers.get('polar-license-source'), 'polar');
+      assert.ok(r.headers.get('polar-license-lease'));
+    }
+    // Polar's webhooks after it are acknowledged (Polar disables an endpoint that fails them).
+    await revokedThroughTheWebhook(host.url, endpoint.id);
+  } finally {
+    await host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});

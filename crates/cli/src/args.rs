@@ -564,6 +564,17 @@ pub struct RelayServeArgs {
     )]
     pub max_connections: usize,
 
+    /// Connections open at once from one client address (an IPv6 client by its /64; one more
+    /// is closed at once); 0: no cap but --max-connections. Not applied with
+    /// --client-ip-header (every connection is then the proxy's)
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = polar_license_relay::DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
+        env = "POLAR_LICENSE_RELAY_MAX_CONNECTIONS_PER_ADDRESS"
+    )]
+    pub max_connections_per_address: usize,
+
     /// Calls to Polar under way at once (each holds a thread while Polar answers); answers
     /// without a call (the store, webhooks) have as many threads of their own
     #[arg(
@@ -635,11 +646,25 @@ pub struct RememberArgs {
     pub key: KeyArg,
 }
 
+/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else asked on the terminal.
+#[derive(Debug, Args)]
+pub struct AskedKeyArg {
+    /// The license key (prefer the environment variable: it stays out of the process list);
+    /// default: asked on the terminal, not echoed, when stdin is one
+    #[arg(
+        long,
+        env = "POLAR_LICENSE_KEY",
+        hide_env_values = true,
+        value_name = "KEY"
+    )]
+    pub key: Option<String>,
+}
+
 /// `activate`
 #[derive(Debug, Args)]
 pub struct ActivateArgs {
     #[command(flatten)]
-    pub key: KeyArg,
+    pub key: AskedKeyArg,
 
     /// Also remember the key on this machine (sealed beside the cache), so check,
     /// deactivate and status need no --key

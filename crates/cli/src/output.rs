@@ -228,6 +228,9 @@ pub fn report<T: Answer>(
             if let Some(hint) = denial.hint() {
                 lines.push(format!("  {hint}"));
             }
+            if let Some(step) = next_step_denied(denial.reason, denial.previously_valid) {
+                lines.push(format!("  what to do: {step}"));
+            }
             lines.push(fact("key", &shown));
             if let Some(id) = requested_activation {
                 lines.push(fact("activation", id));
@@ -348,12 +351,76 @@ pub fn error_report(op: Option<Op>, requested_activation: Option<&str>, error: &
         ),
         _ => {}
     }
+    if let Some(step) = next_step_error(error) {
+        lines.push(format!("  what to do: {step}"));
+    }
     Report {
         json: m,
         lines,
         to_stderr: true,
         exit: exit_code(reason),
     }
+}
+
+/// What the person at the terminal can do about a denial, in plain words (the text output's
+/// `what to do:` line; `--json` keeps `hint` and `user_message`).
+fn next_step_denied(reason: Reason, previously_valid: bool) -> Option<&'static str> {
+    Some(match reason {
+        Reason::NotFound if previously_valid => {
+            "use the key the customer portal shows now (a replaced key stops working)"
+        }
+        Reason::NotFound => {
+            "check the key for typos: copy it again from the receipt or the customer portal"
+        }
+        Reason::Inactive => {
+            "the key was revoked or disabled (a refund, an ended subscription, or the seller): \
+             see its state in the customer portal, or ask the seller"
+        }
+        Reason::Expired => "renew the license (the customer portal shows how), then run this again",
+        Reason::ConditionsMismatch => {
+            "this key is activated for another machine: run `polar-license activate` here \
+             (it takes one activation slot)"
+        }
+        Reason::BenefitMismatch => "use a key bought for this product or plan",
+        Reason::CustomerMismatch => "use a key that belongs to this customer",
+        Reason::UsageExhausted => "ask the seller for more usage, or wait for the next period",
+        Reason::ActivationLimit => {
+            "free a slot: run `polar-license deactivate` on a machine that no longer needs the \
+             key, or deactivate one in the customer portal; then activate again"
+        }
+        Reason::ActivationsNotSupported => {
+            "this key is not activated per machine: use `polar-license check --key …` instead"
+        }
+        _ => return None,
+    })
+}
+
+/// What the person at the terminal can do when no verdict came (the text output's
+/// `what to do:` line).
+fn next_step_error(error: &Error) -> Option<String> {
+    Some(match error {
+        Error::RateLimited {
+            retry_after: Some(secs),
+        } => format!("wait {secs} s, then try again"),
+        Error::RateLimited { retry_after: None } => "wait a minute, then try again".into(),
+        _ => match error.reason() {
+            Reason::Offline => "check the network connection (or --proxy), then try again".into(),
+            Reason::ServerError => "try again in a few minutes".into(),
+            Reason::GraceExpired => {
+                "connect to the internet and run `polar-license check` so Polar can answer".into()
+            }
+            Reason::ClockRollback => "set the clock right, or connect so Polar can answer".into(),
+            Reason::ProtocolError => {
+                "something between here and Polar changed the answer (a proxy or a captive \
+                 portal?): try again on another network"
+                    .into()
+            }
+            Reason::CacheError => {
+                "make the cache directory writable (or pick another with --cache-dir)".into()
+            }
+            _ => return None,
+        },
+    })
 }
 
 /// A usage error (clap's, or ours before any client exists): `invalid_input`, exit 2.

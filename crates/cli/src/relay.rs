@@ -191,6 +191,7 @@ fn serve(g: &Global, a: &RelayServeArgs) -> u8 {
     let addr = format!("{}:{}", a.host, a.port);
     let mut options = polar_license_relay::ServeOptions::default();
     options.max_connections = a.max_connections;
+    options.max_connections_per_address = a.max_connections_per_address;
     options.concurrent_requests = a.concurrent_requests;
     options.header_timeout = a.header_timeout;
     options.body_timeout = a.body_timeout;

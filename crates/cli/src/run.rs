@@ -283,7 +283,10 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
 /// the machine fingerprint included) so `check` validates it. `--json` adds `remembered`
 /// (true) and `machine_bound` (whether the condition `machine_fingerprint` was added).
 pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
-    let key = Key::new(a.key.key.as_str());
+    let key = match key_or_asked(a.key.key.as_deref()) {
+        Ok(key) => key,
+        Err(e) => return error_report(Some(Op::Activate), None, &e),
+    };
     let licensing = match licensing_with(g, a.remember) {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Activate), None, &e),
@@ -338,6 +341,26 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         previous.filter(|_| r.exit == 0).into(),
     );
     with_lease(r, &licensing, &key)
+}
+
+/// The key `activate` names (`--key`, `POLAR_LICENSE_KEY`), else one asked for on the terminal
+/// when stdin is one (typed without echo, the prompt on the terminal, never on stdout); with
+/// neither, `invalid_input` naming `key`, and no request.
+fn key_or_asked(key: Option<&str>) -> Result<Key, Error> {
+    use std::io::IsTerminal;
+    if let Some(key) = key {
+        return Ok(Key::new(key));
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(Error::invalid(
+            "key",
+            "is required: pass --key (or POLAR_LICENSE_KEY), or run activate in a terminal to \
+             be asked for it",
+        ));
+    }
+    let typed = rpassword::prompt_password("License key (not shown as you type): ")
+        .map_err(|e| Error::invalid("key", format!("could not be read from the terminal: {e}")))?;
+    Ok(Key::new(typed.trim()))
 }
 
 /// The key a command names (`--key`), else the remembered one; with neither,

@@ -305,3 +305,140 @@ fn serve_cors_origins_grant_only_the_pages_named() {
         }
     }
 }
+
+/// A TCP connection to `url`'s `host:port` from the loopback address `from` (`127.0.0.x`).
+fn connect_from(from: [u8; 4], url: &str) -> std::net::TcpStream {
+    use socket2::{Domain, Socket, Type};
+    let to: std::net::SocketAddr = url
+        .strip_prefix("http://")
+        .expect("an http URL")
+        .parse()
+        .expect("IP:PORT");
+    let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("a socket");
+    let local = std::net::SocketAddr::from((from, 0));
+    socket
+        .bind(&local.into())
+        .expect("bound to the loopback address");
+    socket.connect(&to.into()).expect("connected");
+    socket.into()
+}
+
+/// One HTTP/1.1 request on `stream` (`connection: close` unless `keep` is set) and the
+/// answer's head (status line and headers, lowercase), read until its blank line; an empty
+/// string when the connection was closed without an answer.
+fn exchange(stream: &mut std::net::TcpStream, request: &str) -> String {
+    use std::io::{Read, Write};
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("a read timeout");
+    if stream.write_all(request.as_bytes()).is_err() {
+        return String::new();
+    }
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&head).to_ascii_lowercase()
+}
+
+/// Whether the server closed `stream` (a read sees the end or a reset; an open, idle
+/// connection has nothing to read).
+fn closed_by_server(stream: &std::net::TcpStream) -> bool {
+    use std::io::Read;
+    stream.set_nonblocking(true).expect("non-blocking");
+    let mut byte = [0u8; 1];
+    let closed = match (&*stream).read(&mut byte) {
+        Ok(0) => true,
+        Ok(_) => false,
+        Err(e) => e.kind() != std::io::ErrorKind::WouldBlock,
+    };
+    stream.set_nonblocking(false).expect("blocking");
+    closed
+}
+
+/// Issue #52: one client address that opens and holds every connection it can (idle
+/// keep-alive connections) is capped per address: its connections past the cap are closed
+/// at once, and another address's requests are all answered. With `--max-connections 32`
+/// and no cap per address, the hog's 48 connections took all 32 and every one of the other
+/// client's requests went unanswered. The default cap (16) and the flag (4) both reach the
+/// server. `/healthz` answers `connection: close`: a monitor (or a hog) keeps no idle
+/// connection with it.
+#[test]
+fn one_address_holding_connections_leaves_room_for_the_others() {
+    let (_dir, file) = keygen("relay-hog", &[]);
+    let out = file.to_str().expect("a UTF-8 path");
+    let polar = Served::start(clean_command(BIN).args(["emulator", "--port", "0"]));
+    let body = format!(r#"{{"key":"{DEMO_KEY}","organization_id":"{DEMO_ORGANIZATION_ID}"}}"#);
+    let validate = format!(
+        "POST /v1/customer-portal/license-keys/validate HTTP/1.1\r\nhost: relay\r\n\
+         content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    for (flag, cap) in [(None, 16), (Some("4"), 4)] {
+        let mut cmd = serve(&polar.url, out);
+        cmd.args([
+            "--port",
+            "0",
+            "--max-connections",
+            "32",
+            "--per-ip",
+            "0",
+            "--per-key",
+            "0",
+        ])
+        .args(["--header-timeout", "60"])
+        .env("POLAR_ACCESS_TOKEN", DEMO_TOKEN);
+        if let Some(n) = flag {
+            cmd.args(["--max-connections-per-address", n]);
+        }
+        let (relay, _) = Served::start_with_banner(&mut cmd, "serving until killed");
+
+        // The hog: 48 connections from 127.0.0.2, held open without a request.
+        let hog: Vec<std::net::TcpStream> = (0..48)
+            .map(|_| connect_from([127, 0, 0, 2], &relay.url))
+            .collect();
+        // The server closes those past the cap as it accepts them.
+        let deadline = std::time::Instant::now() + Duration::from_secs(20);
+        let mut open = hog.len();
+        while std::time::Instant::now() < deadline {
+            open = hog.iter().filter(|s| !closed_by_server(s)).count();
+            if open <= cap {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+
+        // Another client, meanwhile: each of its 25 requests answered.
+        for i in 0..25 {
+            let mut s = connect_from([127, 0, 0, 3], &relay.url);
+            let head = exchange(&mut s, &validate);
+            assert!(
+                head.starts_with("http/1.1 200"),
+                "request {i} of 127.0.0.3 (cap {cap}): {head:?}"
+            );
+        }
+        assert_eq!(open, cap, "the hog's connections held open (cap {cap})");
+        // The hog's connections still open are still served: one asks for /healthz, is
+        // answered `connection: close`, and the server closes it.
+        let mut held = hog
+            .into_iter()
+            .find(|s| !closed_by_server(s))
+            .expect("a connection of the hog's still open");
+        let head = exchange(&mut held, "GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n");
+        assert!(head.starts_with("http/1.1 200"), "{head:?}");
+        assert!(head.contains("\r\nconnection: close\r\n"), "{head:?}");
+        // Its body, then the end of the connection (kept alive, the read would time out).
+        held.set_read_timeout(Some(Duration::from_secs(10)))
+            .expect("a read timeout");
+        let mut rest = Vec::new();
+        let ended = std::io::Read::read_to_end(&mut held, &mut rest);
+        assert!(
+            ended.is_ok(),
+            "/healthz left its connection open: {ended:?}"
+        );
+    }
+}

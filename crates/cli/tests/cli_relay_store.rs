@@ -941,13 +941,17 @@ fn sigterm_and_ctrl_c_answer_the_request_under_way_and_close_the_store() {
     assert!(!relay.log().contains("damaged"), "{}", relay.log());
 }
 
-/// One `GET /healthz` on a kept-alive connection: the answer's head (lower case), or `None`
+/// One CORS preflight of the validate route on a kept-alive connection (answered by the relay
+/// alone, 204; `/healthz` closes its connection): the answer's head (lower case), or `None`
 /// when the connection is closed before an answer.
 #[cfg(unix)]
-fn healthz_on(stream: &mut std::net::TcpStream) -> Option<String> {
+fn preflight_on(stream: &mut std::net::TcpStream) -> Option<String> {
     use std::io::{Read, Write};
     stream
-        .write_all(b"GET /healthz HTTP/1.1\r\nhost: relay\r\n\r\n")
+        .write_all(
+            b"OPTIONS /v1/customer-portal/license-keys/validate HTTP/1.1\r\nhost: relay\r\n\
+              origin: https://app.example.com\r\naccess-control-request-method: POST\r\n\r\n",
+        )
         .ok()?;
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -1005,8 +1009,8 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
         let mut conn = std::net::TcpStream::connect(addr).expect("a connection");
         conn.set_read_timeout(Some(Duration::from_secs(20)))
             .expect("a timeout");
-        let head = healthz_on(&mut conn).unwrap_or_else(|| panic!("{name}: {}", relay.log()));
-        assert!(head.starts_with("http/1.1 200"), "{name}: {head}");
+        let head = preflight_on(&mut conn).unwrap_or_else(|| panic!("{name}: {}", relay.log()));
+        assert!(head.starts_with("http/1.1 204"), "{name}: {head}");
         assert!(!head.contains("connection: close"), "{name}: {head}");
         relay.signal("TERM");
         if kept {
@@ -1016,9 +1020,9 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
                 "{name}: stopped before its drain: {}",
                 relay.log()
             );
-            let head = healthz_on(&mut conn)
+            let head = preflight_on(&mut conn)
                 .unwrap_or_else(|| panic!("{name}: closed within the drain: {}", relay.log()));
-            assert!(head.starts_with("http/1.1 200"), "{name}: {head}");
+            assert!(head.starts_with("http/1.1 204"), "{name}: {head}");
             assert!(head.contains("connection: close"), "{name}: {head}");
             let status = relay.exited(Duration::from_secs(20));
             assert_eq!(status.code(), Some(0), "{name}: {}", relay.log());
@@ -1026,7 +1030,7 @@ fn the_drain_by_option_or_environment_keeps_an_idle_connection_after_sigterm() {
             let status = relay.exited(Duration::from_secs(20));
             assert_eq!(status.code(), Some(0), "{name}: {}", relay.log());
             assert_eq!(
-                healthz_on(&mut conn),
+                preflight_on(&mut conn),
                 None,
                 "{name}: answered after it stopped"
             );

@@ -38,6 +38,7 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod address;
 mod breaker;
 mod clock;
 mod deliveries;
@@ -70,6 +71,7 @@ pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr, log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,
+    DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
 };
 
 use limit::Buckets;
@@ -906,7 +908,7 @@ impl Relay {
 
     /// The per-IP bucket: 429 when `req`'s client is over its rate, else its token taken.
     fn per_ip_limit(&self, req: &RelayRequest, op: Operation, now: Now) -> Option<RelayResponse> {
-        let client = roster::client_group(self.client_of(req));
+        let client = roster::client_group(&self.client_of(req));
         let secs = take(&self.per_ip, &client, now)?;
         log::info!(
             "relay: {} 429 (client {} over its rate)",
@@ -930,7 +932,7 @@ impl Relay {
                 return Err(r);
             }
         }
-        let client = roster::client_group(self.client_of(req));
+        let client = roster::client_group(&self.client_of(req));
         let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
             Some(Ok(checked)) => checked,
             Some(Err(refusal)) => {
@@ -988,15 +990,15 @@ impl Relay {
         })
     }
 
-    /// The per-IP limit's identity: the configured proxy header's last entry, else the peer.
-    fn client_of<'r>(&self, req: &'r RelayRequest) -> &'r str {
-        self.client_ip_header
+    /// The per-IP limit's identity: the address in the configured proxy header's last entry
+    /// (its port stripped), else the peer; a value that is no address is the peer's (the
+    /// proxy's) own ([`address::client_address`]).
+    fn client_of(&self, req: &RelayRequest) -> String {
+        let header = self
+            .client_ip_header
             .as_deref()
-            .and_then(|name| req.header(name))
-            .and_then(|value| value.rsplit(',').next())
-            .map(str::trim)
-            .filter(|ip| !ip.is_empty())
-            .unwrap_or(&req.client_ip)
+            .and_then(|name| req.header(name));
+        address::client_address(header, &req.client_ip)
     }
 
     /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks
@@ -1758,6 +1760,41 @@ mod tests {
         );
         assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
         assert_eq!(calls, 3);
+    }
+
+    /// A proxy header's `IP:port` is the IP's bucket whatever the port (a client writing a
+    /// new port each time gets no new bucket), and a value that is no address is the proxy's
+    /// own bucket (the socket peer), never a fresh one.
+    #[test]
+    fn behind_a_proxy_a_port_or_garbage_is_no_new_identity() {
+        let via = |value: &str| {
+            let mut req = for_key("K1", "10.0.0.254");
+            req.headers.push(("X-Forwarded-For".into(), value.into()));
+            req
+        };
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            Some("x-forwarded-for"),
+            &[
+                (via("198.51.100.7:1001"), 0),
+                (via("198.51.100.7:1002"), 0),
+                (via("6.6.6.6, 198.51.100.7:1003"), 0),
+                (via("[2001:db8::1]:4711"), 0),
+                (via("[2001:db8::2]:4712"), 0),
+                (via("[2001:db8::3]:4713"), 0),
+                (via("garbage-1"), 0),
+                (via("198.51.100.7:port"), 0),
+                (via("unknown"), 0),
+                (for_key("K1", "10.0.0.254"), 0),
+            ],
+        );
+        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses,
+            vec![404, 404, 429, 404, 404, 429, 404, 404, 429, 429]
+        );
+        assert_eq!(calls, 6);
     }
 
     /// `cors_origins`: an allowed page gets its origin back (and `vary: origin`), any other

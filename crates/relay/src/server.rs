@@ -15,12 +15,13 @@ use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
 use std::io;
 use std::net::SocketAddr;
 use std::pin::{pin, Pin};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -36,6 +37,12 @@ const ACCEPT_RETRY: Duration = Duration::from_millis(100);
 /// client still sending it reads the answer rather than a reset; past it the connection is
 /// closed.
 const DRAIN_MAX: u64 = 1 << 20;
+
+/// [`ServeOptions::max_connections_per_address`]'s default: a sixteenth of the default
+/// [`ServeOptions::max_connections`], so that it takes sixteen addresses (sixteen /64s in
+/// IPv6) to hold every connection, while a client behind a shared address (an office's NAT)
+/// still has room for its apps' short requests.
+pub const DEFAULT_MAX_CONNECTIONS_PER_ADDRESS: usize = 16;
 
 /// How [`serve_with`] treats its clients: every wait on one is bounded, and so are the
 /// connections held open and the requests answered at once. Start from
@@ -56,6 +63,15 @@ pub struct ServeOptions {
     /// Connections open at once (default 256; at least 1). One more is closed as soon as it is
     /// accepted, without a byte, and the others carry on.
     pub max_connections: usize,
+    /// Connections open at once from one client address (default
+    /// [`DEFAULT_MAX_CONNECTIONS_PER_ADDRESS`]; 0: no cap but [`ServeOptions::max_connections`]):
+    /// an IPv6 client counts by its /64 (one host picks any address of its /64), an
+    /// IPv4-mapped one as IPv4. One more from that address is closed as soon as it is
+    /// accepted, without a byte, so that one client holding idle keep-alive connections
+    /// cannot take every one of `max_connections` from the others. Behind a reverse proxy
+    /// ([`crate::RelayConfig::client_ip_header`] set) every connection comes from the proxy,
+    /// so this cap is not applied: the proxy's own limits per client stand in.
+    pub max_connections_per_address: usize,
     /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
     /// answers, and a call past them waits for one to end. Answers with no call (from the
     /// store, webhooks, every local refusal) have as many threads of their own and never
@@ -86,6 +102,7 @@ impl Default for ServeOptions {
             body_timeout: Duration::from_secs(10),
             write_timeout: Duration::from_secs(10),
             max_connections: 256,
+            max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             concurrent_requests: 8,
             stale_after: Duration::from_millis(crate::STALE_AFTER_MS),
             metrics_addr: None,
@@ -281,6 +298,8 @@ fn spawn_worker(
 struct Listening {
     /// Connections open at most.
     max: usize,
+    /// Connections open at most from one address (by [`address_of`]); 0: no such cap.
+    per_address: usize,
     /// Whether a client that shuts down its sending side still gets its answer.
     half_close: bool,
     /// What its connections are called in the log.
@@ -323,8 +342,15 @@ impl Server {
     /// The relay's listener: [`Server::answer`] on each connection, until told to stop; then
     /// waits for the connections to end.
     async fn run(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
+        // Behind a proxy every connection is the proxy's: no cap per address there.
+        let per_address = if self.relay.client_ip_header.is_some() {
+            0
+        } else {
+            self.options.max_connections_per_address
+        };
         let listening = Listening {
             max: self.options.max_connections,
+            per_address,
             // A client that shuts down its sending side after its request still gets the answer.
             half_close: true,
             what: "connections",
@@ -355,6 +381,7 @@ impl Server {
     async fn run_metrics(self: Arc<Self>, listener: TcpListener, stopped: watch::Receiver<bool>) {
         let listening = Listening {
             max: 16,
+            per_address: 0,
             half_close: false,
             what: "metrics connections",
         };
@@ -387,10 +414,13 @@ impl Server {
     {
         let Listening {
             max,
+            per_address,
             half_close,
             what,
         } = listening;
         let connections = Arc::new(Semaphore::new(max));
+        let by_address = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
+        let mut refusing_address = false;
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
             .header_read_timeout(self.options.header_timeout)
@@ -428,6 +458,19 @@ impl Server {
                 continue;
             };
             refusing = false;
+            let Some(held) = Held::take(&by_address, &peer, per_address) else {
+                drop(stream);
+                drop(permit);
+                if !refusing_address {
+                    log::warn!(
+                        "relay: {per_address} {what} open from {}; closing its new ones until one ends",
+                        address_of(&peer)
+                    );
+                    refusing_address = true;
+                }
+                continue;
+            };
+            refusing_address = false;
             // Nagle's algorithm off: when an answer leaves in more than one write, a client
             // reusing its connection would otherwise wait out its delayed ACK before the rest
             // (tiny_http, the server before this one, wrote head and body apart: 90 requests/s
@@ -443,6 +486,7 @@ impl Server {
             let drain = self.options.drain;
             tokio::spawn(async move {
                 let _permit = permit;
+                let _held = held;
                 let mut conn = pin!(conn);
                 // Told to stop: the drain, then the graceful shutdown (an idle connection
                 // closed, one with a request under way answered first). Meanwhile the answers
@@ -532,8 +576,16 @@ impl Server {
             let relay = Arc::clone(&self.relay);
             let started = self.started;
             let health = tokio::task::spawn_blocking(move || relay.health(now(started)));
+            // `connection: close`: a monitor polling it keeps no idle connection open, and no
+            // client holds connections alive with it.
             return Ok(match health.await {
-                Ok(answer) => to_response(answer),
+                Ok(answer) => {
+                    let mut answer = to_response(answer);
+                    answer
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                    answer
+                }
                 Err(_) => closing(StatusCode::SERVICE_UNAVAILABLE),
             });
         }
@@ -749,6 +801,52 @@ impl Server {
                 }
             }
         }));
+    }
+}
+
+/// The address a connection counts for in [`ServeOptions::max_connections_per_address`]:
+/// IPv4, an IPv4-mapped IPv6 address as IPv4, any other IPv6 address by its /64.
+fn address_of(peer: &SocketAddr) -> String {
+    crate::roster::client_group(&peer.ip().to_string())
+}
+
+/// One connection counted against its address's cap, given back when dropped.
+struct Held {
+    by_address: Arc<Mutex<HashMap<String, usize>>>,
+    address: String,
+}
+
+impl Held {
+    /// Counts a connection from `peer`; `None` when its address has `cap` open already (a
+    /// cap of 0: none).
+    fn take(
+        by_address: &Arc<Mutex<HashMap<String, usize>>>,
+        peer: &SocketAddr,
+        cap: usize,
+    ) -> Option<Held> {
+        let address = address_of(peer);
+        let mut open = by_address.lock().unwrap_or_else(|e| e.into_inner());
+        let count = open.entry(address.clone()).or_insert(0);
+        if cap > 0 && *count >= cap {
+            return None;
+        }
+        *count += 1;
+        Some(Held {
+            by_address: Arc::clone(by_address),
+            address,
+        })
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        let mut open = self.by_address.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(count) = open.get_mut(&self.address) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                open.remove(&self.address);
+            }
+        }
     }
 }
 
@@ -1101,6 +1199,36 @@ mod tests {
         assert_eq!(line["level"], "INFO");
         assert!(line["time"].as_str().is_some_and(|t| t.ends_with('Z')));
         line
+    }
+
+    /// The cap per address counts IPv4 as is, an IPv4-mapped IPv6 address as IPv4, and any
+    /// other IPv6 address by its /64; a connection ended gives its place back.
+    #[test]
+    fn connections_count_per_address_and_per_64() {
+        let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
+        let open = Arc::new(Mutex::new(HashMap::new()));
+        let a = Held::take(&open, &at("192.0.2.1:1000"), 2).expect("the first");
+        let mapped = Held::take(&open, &at("[::ffff:192.0.2.1]:1001"), 2).expect("the second");
+        assert!(Held::take(&open, &at("192.0.2.1:1002"), 2).is_none());
+        assert!(Held::take(&open, &at("192.0.2.2:1000"), 2).is_some());
+        let v6 = Held::take(&open, &at("[2001:db8:1:2::1]:1"), 2).expect("a /64's first");
+        let _v6b = Held::take(&open, &at("[2001:db8:1:2:ffff::9]:1"), 2).expect("its second");
+        assert!(Held::take(&open, &at("[2001:db8:1:2:aaaa::3]:1"), 2).is_none());
+        assert!(Held::take(&open, &at("[2001:db8:1:3::1]:1"), 2).is_some());
+        drop(v6);
+        assert!(Held::take(&open, &at("[2001:db8:1:2::7]:1"), 2).is_some());
+        drop((a, mapped));
+        assert!(Held::take(&open, &at("192.0.2.1:1003"), 2).is_some());
+        // 0: no cap.
+        let many: Vec<Held> = (0..100)
+            .filter_map(|_| Held::take(&open, &at("198.51.100.1:1"), 0))
+            .collect();
+        assert_eq!(many.len(), 100);
+        drop(many);
+        assert!(!open
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains_key("198.51.100.1"));
     }
 
     #[test]

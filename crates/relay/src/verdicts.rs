@@ -70,10 +70,13 @@ impl Relay {
             .find(|(name, _)| *name == "polar-version")
             .map(|(_, v)| v.as_str());
         let id = crate::wants::entry_of(&pending.checked, &key_hash(&pending.key), version);
-        let prior = s.backend.get(&id).unwrap_or_else(|e| {
-            log::error!("relay: {e}; asking Polar");
-            None
-        });
+        // A stored answer that could not be read is not known to be absent: a revocation a
+        // webhook left may be there. No call and nothing written over it: 503, the client
+        // asks again.
+        let prior = match s.backend.get(&id) {
+            Ok(prior) => prior,
+            Err(e) => return Routed::Answer(store_unread(&pending, &e)),
+        };
         if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, Reply::Fresh, entropy)
         {
             return Routed::Stored(f);
@@ -338,7 +341,7 @@ impl Relay {
         // Verified once per request (a look by `store_wants` before is read, not redone), an
         // address over its failures refused before any HMAC (crate::deliveries).
         let secret = s.webhook_secret.as_deref().unwrap_or_default();
-        let client = crate::roster::client_group(self.client_of(req));
+        let client = crate::roster::client_group(&self.client_of(req));
         if let Err(r) = s
             .deliveries
             .verify(secret, &client, req, now.unix_seconds, false)
@@ -472,36 +475,55 @@ impl Relay {
                             &key_hash(&pending.key),
                         )),
                     };
+                    // An entry past the store's size limit is answered and not stored: a
+                    // storage that refuses it (a Durable Object's, 128 KiB a value) would
+                    // otherwise refuse it again with every save after it.
+                    let size = store::entry_size(&answer);
+                    let fits = size <= store::MAX_ENTRY_BYTES;
+                    if !fits {
+                        log::warn!(
+                            "relay: validate {} {}: passed on, not stored ({size} bytes, past \
+                             the store's limit of {} bytes an entry)",
+                            pending.key.redacted(),
+                            a.status,
+                            store::MAX_ENTRY_BYTES
+                        );
+                    }
                     // Read and written in one step of the store's (a webhook acknowledged
                     // between a read and a write of its own would be overwritten). The newest
                     // events applied stay (an older one, late, changes nothing, or is only a
                     // re-check); a webhook applied while Polar was being asked keeps its mark
                     // (Polar may have answered before the change).
-                    let written = s.backend.update(id, &mut |current| {
-                        let mut entry = answer.clone();
-                        if let Some(current) = current {
-                            entry.customer_event_at = current.customer_event_at;
-                            entry.key_event_at = current.key_event_at;
-                            let seen = |e: &Entry| {
-                                (e.mark, e.customer_event_at, e.key_event_at, e.marked_at)
-                            };
-                            let changed = prior.as_ref().map(seen) != Some(seen(current));
-                            if changed && current.mark != Mark::None {
-                                entry.mark = current.mark;
-                                entry.marked_at = current.marked_at;
+                    let written = fits.then(|| {
+                        s.backend.update(id, &mut |current| {
+                            let mut entry = answer.clone();
+                            if let Some(current) = current {
+                                entry.customer_event_at = current.customer_event_at;
+                                entry.key_event_at = current.key_event_at;
+                                let seen = |e: &Entry| {
+                                    (e.mark, e.customer_event_at, e.key_event_at, e.marked_at)
+                                };
+                                let changed = prior.as_ref().map(seen) != Some(seen(current));
+                                if changed && current.mark != Mark::None {
+                                    entry.mark = current.mark;
+                                    entry.marked_at = current.marked_at;
+                                }
                             }
-                        }
-                        Some(entry)
+                            Some(entry)
+                        })
                     });
                     match written {
-                        Err(e) => log::error!("relay: {e}: the answer is passed on, not stored"),
+                        None => {}
+                        Some(Err(e)) => {
+                            log::error!("relay: {e}: the answer is passed on, not stored");
+                        }
                         // Polar's grant: its key checked now (crate::reconcile).
-                        Ok(_) if grant => {
+                        Some(Ok(_)) if grant => {
                             if let Some(l) = &a.license_key_id {
                                 s.reconcile.saw(l, now.unix_seconds);
                             }
                         }
-                        Ok(_) => {}
+                        Some(Ok(_)) => {}
                     }
                 }
             }
@@ -611,6 +633,20 @@ pub(crate) fn refreshes_early(e: &Entry, now: i64, o: &store::StoreOptions) -> b
 }
 
 /// The relay's own 429 when the token's budget has no room for the call.
+/// A check whose stored answer could not be read (the store failed, or a host that reads
+/// the store per request could not read it): 503 with `retry-after: 1`, the relay's own,
+/// never an answer made as if nothing were stored.
+fn store_unread(pending: &Pending, e: &store::StoreError) -> RelayResponse {
+    log::error!(
+        "relay: {} {} 503 ({e}: the stored answer could not be read)",
+        pending.op.as_str(),
+        pending.key.redacted()
+    );
+    let mut r = RelayResponse::detail(503, "the store could not be read");
+    r.set("retry-after", "1");
+    sourced(r, crate::RELAY_SOURCE)
+}
+
 fn budget_refused(secs: u64) -> RelayResponse {
     RelayResponse::rate_limited(secs)
 }

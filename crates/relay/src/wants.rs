@@ -42,7 +42,7 @@ impl Relay {
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
             // Its outcome kept for the begin that follows (verified once per request).
-            let client = crate::roster::client_group(self.client_of(req));
+            let client = crate::roster::client_group(&self.client_of(req));
             s.deliveries
                 .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
                 .ok()?;

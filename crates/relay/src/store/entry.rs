@@ -16,6 +16,31 @@ pub enum Mark {
     Revoked,
 }
 
+/// The largest entry the store keeps, in bytes as [`entry_size`] counts them: 120 KiB, so
+/// that an entry with its storage key and the storage's own overhead stays under 128 KiB
+/// (131,072 bytes), the limit per value of a Cloudflare Durable Object's key-value storage.
+/// Polar's answer past it (a key whose activation holds 50 metadata values of 500 escaped
+/// characters answers about 160 KB) is passed on to the client and not stored, on every
+/// host: a storage that refused it would refuse it again with every save after it.
+pub const MAX_ENTRY_BYTES: usize = 120 * 1024;
+
+/// The bytes `entry` takes as the hosts store it, counted high: its JSON text's UTF-8 bytes
+/// (what the native stores hold), or, when a string of it holds a character past Latin-1,
+/// two bytes per UTF-16 unit of that text, as V8's structured clone (a Durable Object's
+/// storage) writes such a string, whichever is more.
+pub fn entry_size(entry: &Entry) -> usize {
+    let Ok(text) = serde_json::to_string(entry) else {
+        return usize::MAX;
+    };
+    let wide = text.chars().any(|c| u32::from(c) > 0xff);
+    let utf16 = if wide {
+        text.encode_utf16().count().saturating_mul(2)
+    } else {
+        0
+    };
+    text.len().max(utf16)
+}
+
 /// One stored answer of Polar's.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
@@ -149,4 +174,43 @@ pub fn entry_id(
         h.update([0u8]);
     }
     h.finalize().into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_body(body: &str) -> Entry {
+        Entry {
+            license_key_id: None,
+            customer_id: None,
+            answered_at: 0,
+            status: 200,
+            body: body.into(),
+            headers: Vec::new(),
+            grant: true,
+            mark: Mark::None,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: None,
+            key_tag: None,
+        }
+    }
+
+    /// Counted high: escapes as written, and two bytes a UTF-16 unit once a character is past
+    /// Latin-1 (as V8 writes the string); the limit leaves 8 KiB of a 128 KiB value.
+    #[test]
+    fn an_entrys_size_is_counted_as_the_largest_host_stores_it() {
+        let empty = entry_size(&with_body(""));
+        assert!(empty < 300, "{empty}");
+        assert_eq!(entry_size(&with_body(&"a".repeat(1000))), empty + 1000);
+        // `"` and control characters are escaped in the stored JSON.
+        assert_eq!(entry_size(&with_body(&"\"".repeat(1000))), empty + 2000);
+        assert_eq!(entry_size(&with_body(&"\u{1}".repeat(1000))), empty + 6000);
+        // One character past Latin-1: the whole text in UTF-16.
+        let wide = format!("{}\u{20ac}", "a".repeat(1000));
+        assert_eq!(entry_size(&with_body(&wide)), 2 * (empty + 1001));
+        assert_eq!(MAX_ENTRY_BYTES + 8 * 1024, 128 * 1024);
+    }
 }

@@ -24,7 +24,8 @@ pub use budget::{Budget, BudgetState, Use};
 #[cfg(all(feature = "durable", not(target_arch = "wasm32")))]
 pub use durable::RedbBackend;
 pub use entry::{
-    entry_id, key_tag, Entry, EntryId, Mark, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY,
+    entry_id, entry_size, key_tag, Entry, EntryId, Mark, MARKED_STALE_SECONDS, MAX_ENTRIES_PER_KEY,
+    MAX_ENTRY_BYTES,
 };
 pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};

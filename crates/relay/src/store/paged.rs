@@ -419,17 +419,33 @@ impl PagedBackend {
     }
 }
 
+/// An entry the host did not load (its read failed, or the cache let it go): never read as
+/// absent, which could write over a revocation the storage holds.
+fn not_loaded() -> StoreError {
+    StoreError("the stored entry was not read from the host's storage".into())
+}
+
 impl Backend for PagedBackend {
+    /// An entry not loaded ([`PagedBackend::load`]) is an error, not `None`: only the
+    /// storage knows whether it holds one.
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        Ok(self.lock().entry(id).cloned())
+        let mut p = self.lock();
+        if !p.entries.contains_key(id) {
+            return Err(not_loaded());
+        }
+        Ok(p.entry(id).cloned())
     }
 
+    /// Refused for an entry not loaded: what it would write over is not known.
     fn update(
         &self,
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
         let mut p = self.lock();
+        if !p.entries.contains_key(id) {
+            return Err(not_loaded());
+        }
         let Some(entry) = f(p.entry(id)) else {
             return Ok(None);
         };
@@ -721,6 +737,48 @@ mod tests {
             },
         );
         assert_eq!(b.get(&id(7)).unwrap().unwrap().mark, Mark::Revoked);
+    }
+
+    /// An entry the host did not load (its read failed) is neither read as absent nor
+    /// written: a revocation only the storage holds stays as it is.
+    #[test]
+    fn an_entry_not_loaded_is_neither_absent_nor_written_over() {
+        let mut host = Host::default();
+        let b = PagedBackend::new(1_000_000, 16);
+        let mut revoked = entry(1, 1_000);
+        revoked.mark = Mark::Revoked;
+        host.fill(
+            &b,
+            &Wants {
+                entries: vec![id(1)],
+                tags: vec!["k:1".into()],
+                all: false,
+            },
+        );
+        b.put(&id(1), &revoked).unwrap();
+        host.save(&b);
+        let b = host.start(16);
+        assert!(b.get(&id(1)).is_err());
+        assert!(b.update(&id(1), &mut |_| Some(entry(1, 2_000))).is_err());
+        assert!(b.put(&id(1), &entry(1, 2_000)).is_err());
+        host.save(&b);
+        let stored: Entry =
+            serde_json::from_value(host.kv[&format!("e:{}", hex_id(&id(1)))].clone()).unwrap();
+        assert_eq!(stored.mark, Mark::Revoked);
+        assert_eq!(b.len().unwrap(), 1);
+        // Loaded as absent (the storage said so): absent, and written.
+        assert_eq!(b.get(&id(9)).ok(), None);
+        host.fill(
+            &b,
+            &Wants {
+                entries: vec![id(9)],
+                tags: Vec::new(),
+                all: false,
+            },
+        );
+        assert_eq!(b.get(&id(9)).unwrap(), None);
+        b.put(&id(9), &entry(9, 3_000)).unwrap();
+        assert_eq!(b.len().unwrap(), 2);
     }
 
     #[test]

@@ -1,0 +1,383 @@
+//! Issue #52: a store whose storage refuses cannot be turned against the relay's customers. An
+//! answer of Polar's larger than a Durable Object's value (128 KiB), which a customer can make
+//! (an activation with large escaped metadata), is answered and never written (a storage that
+//! refused it would refuse every later save holding it); and a stored entry the host could not
+//! read is never taken as absent (a revocation a webhook left is not written over with a grant:
+//! the check is refused 503, and nothing is asked of Polar).
+
+mod rig;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
+use polar_license_relay::store::{
+    Backend, BudgetState, Entry, EntryId, JournalItem, Mark, MemoryBackend, PagedBackend,
+    StoreError, StoreOptions,
+};
+use polar_license_relay::{Relay, RelayRequest, ServeOptions};
+use rig::{at, ids_of, now, rfc3339, validate_request, PUBLIC};
+use serde_json::{json, Value};
+
+const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+
+/// A Durable Object's limit per value.
+const VALUE_CAP: usize = 128 * 1024;
+
+/// A store whose values are capped as a Durable Object's key-value storage caps them (an
+/// entry's JSON past 128 KiB is refused, as `put` refuses it there): each refusal counted.
+struct Capped {
+    inner: MemoryBackend,
+    refused: AtomicUsize,
+}
+
+impl Capped {
+    fn fits(&self, entry: &Entry) -> bool {
+        let size = serde_json::to_string(entry).map_or(usize::MAX, |t| t.len());
+        if size > VALUE_CAP {
+            self.refused.fetch_add(1, Ordering::SeqCst);
+            return false;
+        }
+        true
+    }
+}
+
+impl Backend for Capped {
+    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.inner.get(id)
+    }
+    fn update(
+        &self,
+        id: &EntryId,
+        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
+    ) -> Result<Option<Entry>, StoreError> {
+        let mut refused = false;
+        let written = self.inner.update(id, &mut |current| {
+            let entry = f(current)?;
+            if self.fits(&entry) {
+                Some(entry)
+            } else {
+                refused = true;
+                None
+            }
+        })?;
+        if refused {
+            return Err(StoreError(
+                "Values cannot be larger than 131072 bytes".into(),
+            ));
+        }
+        Ok(written)
+    }
+    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
+        self.inner.index(tag)
+    }
+    fn apply_webhook(
+        &self,
+        webhook_id: &str,
+        at: i64,
+        updates: &[(EntryId, Entry)],
+    ) -> Result<bool, StoreError> {
+        if !updates.iter().all(|(_, e)| self.fits(e)) {
+            return Err(StoreError(
+                "Values cannot be larger than 131072 bytes".into(),
+            ));
+        }
+        self.inner.apply_webhook(webhook_id, at, updates)
+    }
+    fn narrow(
+        &self,
+        webhook: Option<(&str, i64)>,
+        tags: &[String],
+        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
+    ) -> Result<Option<usize>, StoreError> {
+        self.inner.narrow(webhook, tags, &mut |e| {
+            let out = f(e)?;
+            self.fits(&out).then_some(out)
+        })
+    }
+    fn len(&self) -> Result<usize, StoreError> {
+        self.inner.len()
+    }
+    fn stage_budget(&self, state: BudgetState) {
+        self.inner.stage_budget(state);
+    }
+    fn flush_budget(&self) -> Result<(), StoreError> {
+        self.inner.flush_budget()
+    }
+    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
+        self.inner.load_budget()
+    }
+}
+
+/// An activation of `key` made directly at Polar (the emulator) with the most metadata Polar
+/// takes (50 values of 500 characters), each character one JSON escapes (`\u0001`, six
+/// bytes): its id.
+fn activate_with_large_metadata(polar: &Emulator, key: &str) -> String {
+    let value: String = "\u{1}".repeat(500);
+    let meta: serde_json::Map<String, Value> = (0..50)
+        .map(|i| (format!("m{i:02}"), Value::String(value.clone())))
+        .collect();
+    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
+                      "label": "large", "meta": meta});
+    let answer = rig::post_with(
+        &rig::agent(Duration::from_secs(30)),
+        &format!("{}{PUBLIC}activate", polar.url()),
+        &body.to_string(),
+        &[],
+    );
+    assert_eq!(answer.status, 200, "{}", answer.body);
+    let activation: Value = serde_json::from_str(&answer.body).expect("JSON");
+    activation["id"].as_str().expect("an id").to_string()
+}
+
+/// Polar's validate answer of 150 KB and more (an activation's large escaped metadata) through
+/// the native server on a store capped at 128 KiB a value: answered whole, with its lease,
+/// every time, and never written (no write refused); a webhook after it is answered 200, and
+/// another key's answer is stored as ever.
+#[test]
+fn an_answer_past_a_storage_value_is_answered_and_never_written() {
+    let polar = rig::webhook_emulator();
+    let big = rig::add_key(&polar, "LIMIT-BIG-4A5B6C".into(), Some(3));
+    let small = rig::add_key(&polar, "LIMIT-SMALL-4A5B6C".into(), Some(3));
+    let activation = activate_with_large_metadata(&polar, &big);
+    let store = Arc::new(Capped {
+        inner: MemoryBackend::new(100),
+        refused: AtomicUsize::new(0),
+    });
+    let mut config = rig::config(polar.url(), "limits");
+    config.limits = rig::unlimited();
+    config.store = rig::store(
+        Arc::clone(&store) as Arc<dyn Backend>,
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    let relay = rig::listen(
+        rig::relay(config, rig::upstream(Duration::from_secs(10))),
+        ServeOptions::default(),
+    );
+    let agent = rig::agent(Duration::from_secs(30));
+    let body = json!({"key": big, "organization_id": DEMO_ORGANIZATION_ID,
+                      "activation_id": activation})
+    .to_string();
+    let url = format!("{}{PUBLIC}validate", relay.url());
+    polar.reset_request_count();
+    for n in 1..=3u64 {
+        let answer = rig::post_with(&agent, &url, &body, &[]);
+        assert_eq!(
+            answer.status,
+            200,
+            "{}",
+            &answer.body[..200.min(answer.body.len())]
+        );
+        assert!(
+            answer.body.len() > VALUE_CAP,
+            "Polar's answer is {} bytes",
+            answer.body.len()
+        );
+        assert!(answer.lease.is_some(), "a grant carries its lease");
+        assert_eq!(answer.source.as_deref(), Some("polar"));
+        // Not stored: each check is Polar's.
+        assert_eq!(polar.request_count(), n);
+    }
+    assert_eq!(
+        store.refused.load(Ordering::SeqCst),
+        0,
+        "the relay tried to store an entry past the storage's limit"
+    );
+    assert_eq!(store.len().expect("len"), 0);
+
+    // A webhook after it: answered, not refused for a write that cannot be made.
+    let event = json!({"type": "benefit_grant.updated", "timestamp": rfc3339(now()),
+                       "data": {"id": "g", "customer_id": "c", "modified_at": rfc3339(now())}})
+    .to_string();
+    let headers = rig::signed(SECRET, "evt-after-large", now(), &event);
+    assert_eq!(rig::deliver_at(&agent, &relay.url(), &headers, &event), 200);
+
+    // Another key's answer is stored and answers the next check without a call.
+    let first = rig::validate_at(&agent, &relay.url(), &small, &[]);
+    assert_eq!(first.status, 200);
+    let calls = polar.request_count();
+    let again = rig::validate_at(&agent, &relay.url(), &small, &[]);
+    assert_eq!(
+        (again.status, again.source.as_deref()),
+        (200, Some("store"))
+    );
+    assert_eq!(polar.request_count(), calls);
+    assert_eq!(store.len().expect("len"), 1);
+    relay.stop();
+}
+
+/// A host's key-value storage under a [`PagedBackend`], as the Workers relay keeps it: the
+/// journal saved key by key, and what a request touches read before the core answers it.
+#[derive(Default)]
+struct Host {
+    kv: BTreeMap<String, Value>,
+}
+
+impl Host {
+    fn save(&mut self, b: &PagedBackend) {
+        for item in b.take() {
+            let (key, value) = match item {
+                JournalItem::Put { id, entry } => {
+                    (format!("e:{id}"), serde_json::to_value(entry).ok())
+                }
+                JournalItem::Delete { id } => (format!("e:{id}"), None),
+                JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
+                JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
+                JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
+                JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
+                JournalItem::Forget { id } => (format!("w:{id}"), None),
+                _ => continue,
+            };
+            match value {
+                Some(v) => self.kv.insert(key, v),
+                None => self.kv.remove(&key),
+            };
+        }
+        b.trim();
+    }
+
+    /// A restarted host: a backend that knows the count of entries only.
+    fn start(&self) -> Arc<PagedBackend> {
+        let b = PagedBackend::new(1_000, 16);
+        let n = self
+            .kv
+            .get("n:entries")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        b.restore(vec![JournalItem::Count { n }]);
+        Arc::new(b)
+    }
+
+    /// Loads what `req` touches (the handler's `fill`); with `fails`, the storage's read
+    /// throws and nothing is loaded (the handler logs it and goes on).
+    fn fill(&self, relay: &Relay, b: &PagedBackend, req: &RelayRequest, when: i64, fails: bool) {
+        let Some(wants) = relay.store_wants(req, when) else {
+            return;
+        };
+        if fails {
+            return;
+        }
+        for _ in 0..8 {
+            let m = b.missing(&wants);
+            if m.is_empty() {
+                return;
+            }
+            let entries = m
+                .entries
+                .iter()
+                .map(|id| {
+                    let e = self.kv.get(&format!("e:{id}"));
+                    (
+                        id.clone(),
+                        e.and_then(|v| serde_json::from_value(v.clone()).ok()),
+                    )
+                })
+                .collect();
+            let rows = m
+                .tags
+                .iter()
+                .map(|tag| {
+                    let prefix = format!("i:{tag}|");
+                    let ids = self
+                        .kv
+                        .keys()
+                        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
+                        .collect();
+                    (tag.clone(), ids)
+                })
+                .collect();
+            b.load(entries, rows);
+        }
+        panic!("still missing after 8 rounds");
+    }
+
+    /// The marks of every entry stored.
+    fn marks(&self) -> Vec<Mark> {
+        self.kv
+            .iter()
+            .filter(|(k, _)| k.starts_with("e:"))
+            .map(|(_, v)| {
+                serde_json::from_value::<Entry>(v.clone())
+                    .expect("an entry")
+                    .mark
+            })
+            .collect()
+    }
+}
+
+fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> Relay {
+    let mut config = rig::config(polar.url(), "paged");
+    config.limits = rig::unlimited();
+    config.store = rig::store(
+        Arc::clone(backend) as Arc<dyn Backend>,
+        StoreOptions::default(),
+        Some(SECRET.into()),
+    );
+    rig::relay(config, rig::upstream(Duration::from_secs(10)))
+}
+
+/// A key revoked by Polar's webhook while Polar still grants it, its revocation in the host's
+/// storage; after a restart the storage's read fails (the Workers handler's `fill` throws and
+/// goes on): the check is refused 503 with no call to Polar, and the revocation stays stored
+/// (read as absent, the check asked Polar, which granted, and the grant was written over the
+/// revocation). With the read back, the revocation answers.
+#[test]
+fn a_failed_read_never_writes_over_a_stored_revocation() {
+    let polar = rig::webhook_emulator();
+    let k = rig::add_key(&polar, "LIMIT-READ-4A5B6C".into(), Some(3));
+    let mut host = Host::default();
+    let b = host.start();
+    let relay = paged_relay(&polar, &b);
+    let t0 = now();
+    let check = validate_request(&k);
+    host.fill(&relay, &b, &check, t0, false);
+    let first = relay.handle(&check, at(t0));
+    assert_eq!(first.status, 200);
+    host.save(&b);
+    let (license_key_id, _) = ids_of(&first);
+    let revoked = json!({
+        "type": "benefit_grant.revoked",
+        "timestamp": rfc3339(t0),
+        "api_version": "2026-10",
+        "data": {"modified_at": rfc3339(t0), "customer_id": "c",
+                 "properties": {"license_key_id": license_key_id,
+                                "display_key": "****-4A5B6C"}}
+    })
+    .to_string();
+    let hook = rig::hook(SECRET, "evt-revoked", t0, &revoked);
+    host.fill(&relay, &b, &hook, t0, false);
+    assert_eq!(relay.handle(&hook, at(t0)).status, 200);
+    host.save(&b);
+    assert_eq!(host.marks(), vec![Mark::Revoked]);
+
+    // A restart, and the read of the entry fails.
+    let b = host.start();
+    let relay = paged_relay(&polar, &b);
+    polar.reset_request_count();
+    for when in [t0 + 1, t0 + 2] {
+        host.fill(&relay, &b, &check, when, true);
+        let answer = relay.handle(&check, at(when));
+        host.save(&b);
+        assert_eq!(
+            (answer.status, answer.lease().is_some()),
+            (503, false),
+            "{}",
+            String::from_utf8_lossy(&answer.body)
+        );
+        assert_eq!(answer.header("retry-after"), Some("1"));
+        assert_eq!(polar.request_count(), 0, "Polar asked after a failed read");
+        assert_eq!(
+            host.marks(),
+            vec![Mark::Revoked],
+            "the revocation written over"
+        );
+    }
+    // Read back: the revocation answers, still without a call.
+    host.fill(&relay, &b, &check, t0 + 3, false);
+    let answer = relay.handle(&check, at(t0 + 3));
+    rig::assert_refused(&answer, "the stored revocation");
+    assert_eq!(polar.request_count(), 0);
+}

@@ -74,8 +74,8 @@ pub struct ServeOptions {
     pub max_connections_per_address: usize,
     /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
     /// answers, and a call past them waits for one to end. Answers with no call (from the
-    /// store, webhooks, every local refusal) have as many threads of their own and never
-    /// wait behind a call to Polar.
+    /// store, every local refusal) have as many threads of their own, webhooks two more, and
+    /// never wait behind a call to Polar.
     pub concurrent_requests: usize,
     /// How long a check with a stored answer (within `--stale-for`) waits for Polar before
     /// it gets that answer, `stale` (default 0.8 s); the call goes on and its answer updates

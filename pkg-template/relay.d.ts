@@ -36,7 +36,7 @@ export interface RelayOptions {
   corsOrigins?: string[];
   /** The largest request body (default 65536 bytes; larger: 413). */
   maxBodyBytes?: number;
-  /** Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before the breaker
+  /** Calls to Polar in a row that failed (unreachable, timed out, a 502, 503 or 504) before the breaker
    * stops calls for `breakerOpenFor` seconds (default 5; 0 turns it off): stored answers are
    * then given at once, others get 502 (the native `--breaker-failures`). */
   breakerFailures?: number;

@@ -524,8 +524,9 @@ pub struct RelayServeArgs {
     )]
     pub webhook_silence: u64,
 
-    /// Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before the breaker
-    /// stops calls: stored answers are then given at once, others get 502; 0 turns it off
+    /// Calls to Polar in a row that failed (unreachable, timed out, a 502, 503 or 504) before
+    /// the breaker stops calls: stored answers are then given at once, others get 502; 0 turns
+    /// it off
     #[arg(
         long,
         value_name = "N",

@@ -1691,3 +1691,44 @@ fn the_reconcile_and_stale_wait_options_take_effect() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("stale-after-ms"), "{err}");
 }
+
+/// Issue #52: a key's last six characters (its redacted form, `****-XXXXXX`) went into the
+/// relay's text log unescaped, so a key ending in `\nERROR` forged a log line. `relay serve`
+/// as a real process, validates of keys ending in `\nERROR`, `\rERROR` and a line separator:
+/// each logs one line, the key's characters escaped, and no line of the log is forged.
+#[test]
+fn a_key_holding_line_breaks_forges_no_log_line() {
+    let dir = ScratchDir::new("relay-log-escape");
+    let key = keygen(&dir);
+    let polar = emulator_process();
+    let relay = spawn_relay(
+        serve_cmd(&polar, &key, &["--store", "memory"]),
+        &dir.path().join("relay.err"),
+    );
+    let keys = [
+        "FORGED-LOG-LINE\nERROR",
+        "FORGED-LOG-LINE\rERROR",
+        "FORGED-LOG-LINE\u{2028}ERROR",
+    ];
+    for k in keys {
+        let (status, source) = validate_key(&relay.url, k);
+        assert_eq!((status, source.as_deref()), (404, Some("polar")), "{k:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while relay.log().matches("no lease").count() < keys.len() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let log = relay.log();
+    assert_eq!(log.matches("no lease").count(), keys.len(), "{log}");
+    assert!(!log.contains('\r'), "{log:?}");
+    for line in log.lines() {
+        // Every line of the relay's log says `relay:` after its level; a forged one does not.
+        assert!(
+            !line.starts_with("ERROR") || line.starts_with("ERROR relay: "),
+            "a forged line {line:?} in {log}"
+        );
+    }
+    for tail in ["\\nERROR", "\\rERROR", "\\u{2028}ERROR"] {
+        assert!(log.contains(&format!("****-{tail} 404")), "{tail}: {log}");
+    }
+}

@@ -1,5 +1,5 @@
 //! A breaker in front of Polar (issue #45): after [`BreakerOptions::failures`] calls in a row
-//! that failed (unreachable, timed out, a 5xx), the relay stops calling for
+//! that failed (unreachable, timed out, a 502, 503 or 504), the relay stops calling for
 //! a while; stored answers within their stale window are given at once and a request with
 //! none gets the 502 of an unreachable Polar (a client falls back to its cache, as for any
 //! 5xx), with no call. Then one call is let through (half-open): Polar's answer closes the
@@ -7,7 +7,7 @@
 //! of [`BreakerOptions::open_for_ms`]), each failed probe doubles the wait, up to
 //! [`BreakerOptions::open_for_ms`]: a short outage is over for the relay soon after it is over
 //! for Polar, a long one costs a probe per `open_for_ms`. A refused connection (Polar's port
-//! closed or unreachable) costs Polar nothing, unlike a call that timed out or got a 5xx: while
+//! closed or unreachable) costs Polar nothing, unlike a call that timed out or got a 502-504: while
 //! the failures are refused connections, the probes keep the first, shortest wait, so the
 //! relay finds Polar back within an eighth of `open_for_ms`.
 //!
@@ -21,10 +21,20 @@ use polar_license::{TransportError, TransportErrorKind};
 
 use crate::clock::Now;
 
+/// Whether an answer of Polar's says Polar is failing (counted toward opening the breaker):
+/// only a 502, 503 or 504, what a gateway in front of Polar's API answers when the API is down,
+/// overloaded or late. Any other status is Polar's API answering, a 500 included: Polar answers
+/// 500 to one key's request it cannot serve (a usage increment past 32 bits), and one customer
+/// repeating that must not stop every other customer's calls.
+pub(crate) fn polar_failing(status: u16) -> bool {
+    matches!(status, 502..=504)
+}
+
 /// When the breaker opens, and for how long.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BreakerOptions {
-    /// Calls to Polar in a row that failed (unreachable, timed out, a 5xx) before calls stop
+    /// Calls to Polar in a row that failed (unreachable, timed out, a 502, 503 or 504: a 500
+    /// is Polar answering one request it could not serve) before calls stop
     /// (default 5; 0 turns the breaker off). A 429 is not a failure: the budget keeps its
     /// `Retry-After`.
     pub failures: u32,
@@ -160,8 +170,9 @@ impl Breaker {
         }
     }
 
-    /// The outcome of a call to Polar. Any answer but a 5xx closes it (Polar answers); a
-    /// failure counts toward opening it, or opens a half-open one again.
+    /// The outcome of a call to Polar. Any answer but a 502, 503 or 504 closes it (Polar
+    /// answers, a 500 included: see [`polar_failing`]); a failure counts toward opening it, or
+    /// opens a half-open one again.
     pub(crate) fn record(
         &self,
         outcome: &Result<HttpResponse, TransportError>,
@@ -173,7 +184,7 @@ impl Breaker {
         }
         let failed = match outcome {
             Err(_) => true,
-            Ok(r) => r.status >= 500,
+            Ok(r) => polar_failing(r.status),
         };
         // A refused connection cost Polar nothing: the next probe keeps the shortest wait.
         let refused = matches!(outcome, Err(e) if e.kind == TransportErrorKind::Connect);

@@ -41,7 +41,9 @@
 mod address;
 mod breaker;
 mod clock;
+mod deliveries;
 mod limit;
+mod logged;
 mod ops;
 // The roster's reads: natively on a thread of the server's, on Workers driven by the host
 // (`Relay::roster_read`, `Relay::roster_answered`).
@@ -658,6 +660,7 @@ impl Relay {
             roster: roster::Roster::new(roster_on),
             first_seen: Mutex::new(first_seen),
             revoked: Mutex::new(stored::Revocations::default()),
+            deliveries: deliveries::Deliveries::default(),
         });
         let ops = Arc::new(ops::Ops::default());
         if let Some(s) = &store {
@@ -869,7 +872,7 @@ impl Relay {
         log::info!(
             "relay: {} {} 429 (key over its rate)",
             pending.op.as_str(),
-            pending.key.redacted()
+            crate::logged::key(&pending.key)
         );
         Some(RelayResponse::rate_limited(secs))
     }
@@ -908,7 +911,11 @@ impl Relay {
     fn per_ip_limit(&self, req: &RelayRequest, op: Operation, now: Now) -> Option<RelayResponse> {
         let client = roster::client_group(&self.client_of(req));
         let secs = take(&self.per_ip, &client, now)?;
-        log::info!("relay: {} 429 (client {client} over its rate)", op.as_str());
+        log::info!(
+            "relay: {} 429 (client {} over its rate)",
+            op.as_str(),
+            logged::escaped(&client)
+        );
         Some(RelayResponse::rate_limited(secs))
     }
 
@@ -950,7 +957,7 @@ impl Relay {
             log::info!(
                 "relay: {} {} 404 (another organization)",
                 op.as_str(),
-                key.redacted()
+                crate::logged::key(&key)
             );
             return Err(private(RelayResponse::error(
                 404,
@@ -1107,7 +1114,7 @@ impl Relay {
                 log::warn!(
                     "relay: {} {} 502 (Polar unreachable: {:?})",
                     op.as_str(),
-                    key.redacted(),
+                    crate::logged::key(key),
                     e.kind
                 );
                 return (
@@ -1142,7 +1149,7 @@ impl Relay {
                 log::info!(
                     "relay: {} {} {} (no lease: {why})",
                     op.as_str(),
-                    key.redacted(),
+                    crate::logged::key(key),
                     upstream.status
                 );
                 return (r, None, None);
@@ -1171,7 +1178,7 @@ impl Relay {
                     log::info!(
                         "relay: {} {} 200 (lease {} until {})",
                         op.as_str(),
-                        key.redacted(),
+                        crate::logged::key(key),
                         lease.id,
                         lease.expires_at
                     );
@@ -1183,7 +1190,7 @@ impl Relay {
                     log::info!(
                         "relay: {} {} 200 (lease {} until {}, to sign)",
                         op.as_str(),
-                        key.redacted(),
+                        crate::logged::key(key),
                         lease.id,
                         lease.expires_at
                     );
@@ -1197,7 +1204,7 @@ impl Relay {
                 log::error!(
                     "relay: {} {} 200 without a lease: {}",
                     op.as_str(),
-                    key.redacted(),
+                    crate::logged::key(key),
                     e.text()
                 );
                 (r, None)
@@ -1401,9 +1408,10 @@ fn invalid(op: Operation, key: &Key, e: &Error) -> RelayResponse {
         other => ("body".to_string(), other.text()),
     };
     log::info!(
-        "relay: {} {} 422 (local check: {field})",
+        "relay: {} {} 422 (local check: {})",
         op.as_str(),
-        key.redacted()
+        crate::logged::key(key),
+        logged::escaped(&field)
     );
     let loc: Vec<String> = std::iter::once("body")
         .chain(field.split('.'))
@@ -1494,7 +1502,7 @@ fn breaker_refused(pending: &Pending) -> RelayResponse {
     log::info!(
         "relay: {} {} 502 (the breaker is open: Polar not asked)",
         pending.op.as_str(),
-        pending.key.redacted()
+        crate::logged::key(&pending.key)
     );
     RelayResponse::unreached("the relay could not reach Polar")
 }

@@ -134,6 +134,7 @@ impl Ops {
                 404 => "off",
                 405 => "bad_method",
                 413 => "too_large",
+                429 => "limited",
                 500 => "store_failed",
                 _ => "other",
             };
@@ -522,7 +523,7 @@ impl Relay {
             family(
                 "webhooks_total",
                 "counter",
-                "Webhook deliveries, by outcome (accepted, bad_signature, bad_body, store_failed, …).",
+                "Webhook deliveries, by outcome (accepted, bad_signature, bad_body, limited, store_failed, …).",
                 &outcomes,
             );
             family(

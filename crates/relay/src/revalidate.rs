@@ -68,7 +68,7 @@ impl Relay {
         if reply == Reply::Stale {
             log::info!(
                 "relay: validate {}: Polar's answer not in yet; the stored answer given",
-                pending.key.redacted()
+                crate::logged::key(&pending.key)
             );
         }
         Some(f)

@@ -74,8 +74,8 @@ pub struct ServeOptions {
     pub max_connections_per_address: usize,
     /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
     /// answers, and a call past them waits for one to end. Answers with no call (from the
-    /// store, webhooks, every local refusal) have as many threads of their own and never
-    /// wait behind a call to Polar.
+    /// store, every local refusal) have as many threads of their own, webhooks two more, and
+    /// never wait behind a call to Polar.
     pub concurrent_requests: usize,
     /// How long a check with a stored answer (within `--stale-for`) waits for Polar before
     /// it gets that answer, `stale` (default 0.8 s); the call goes on and its answer updates
@@ -311,10 +311,17 @@ struct Server {
     options: ServeOptions,
     /// One permit per call to Polar under way.
     requests: Arc<Semaphore>,
-    /// One permit per answer made without a call (routing, the store, webhooks).
+    /// One permit per answer made without a call (routing, the store).
     local: Arc<Semaphore>,
+    /// One permit per webhook delivery verified and applied: never one of `local`'s, so a
+    /// flood of forged deliveries (each an HMAC over up to 1 MiB) holds no check's stored
+    /// answer back (issue #52). Polar delivers one event at a time per endpoint.
+    hooks: Arc<Semaphore>,
     started: Instant,
 }
+
+/// Webhook deliveries verified at once ([`Server`]'s `hooks`).
+const WEBHOOK_SLOTS: usize = 2;
 
 impl Server {
     fn new(relay: Arc<Relay>, mut options: ServeOptions) -> Arc<Server> {
@@ -326,6 +333,7 @@ impl Server {
             relay,
             requests: Arc::new(Semaphore::new(options.concurrent_requests)),
             local: Arc::new(Semaphore::new(options.concurrent_requests)),
+            hooks: Arc::new(Semaphore::new(WEBHOOK_SLOTS)),
             options,
             started: Instant::now(),
         })
@@ -663,7 +671,17 @@ impl Server {
         T: Send + 'static,
         F: FnOnce(&Relay, Now) -> T + Send + 'static,
     {
-        let permit = Arc::clone(&self.local).acquire_owned().await.ok()?;
+        self.on(&self.local, work).await
+    }
+
+    /// `work` on a thread of its own once `slots` gives it a permit; `None` when it failed
+    /// (logged).
+    async fn on<T, F>(&self, slots: &Arc<Semaphore>, work: F) -> Option<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Relay, Now) -> T + Send + 'static,
+    {
+        let permit = Arc::clone(slots).acquire_owned().await.ok()?;
         let relay = Arc::clone(&self.relay);
         let started = self.started;
         let done = tokio::task::spawn_blocking(move || {
@@ -684,8 +702,15 @@ impl Server {
     /// answer given it after [`ServeOptions::stale_after`] while its call goes on.
     async fn serve(self: &Arc<Self>, request: Arc<RelayRequest>) -> Option<RelayResponse> {
         let req = Arc::clone(&request);
+        // A webhook on its own slots (its answer never asks Polar nor waits).
+        let path = request.path.split('?').next().unwrap_or_default();
+        let slots = if path == crate::WEBHOOK_ROUTE {
+            &self.hooks
+        } else {
+            &self.local
+        };
         let mut served = self
-            .local(move |relay, now| relay.serve_route(&req, now, true))
+            .on(slots, move |relay, now| relay.serve_route(&req, now, true))
             .await?;
         let mut attempt = 1;
         loop {
@@ -1080,7 +1105,11 @@ impl log::Log for Stderr {
             return;
         }
         match self.0 {
-            LogFormat::Text => eprintln!("{} {}", record.level(), record.args()),
+            LogFormat::Text => eprintln!(
+                "{} {}",
+                record.level(),
+                crate::logged::line(&record.args().to_string())
+            ),
             LogFormat::Json => {
                 eprintln!("{}", json_line(record.level(), &record.args().to_string()))
             }

@@ -35,6 +35,8 @@ pub(crate) struct Stored {
     /// when the map was last emptied (it is bounded): a read of Polar by id that began
     /// before either lifts no revocation ([`Stored::lift_revoked`]).
     pub(crate) revoked: Mutex<Revocations>,
+    /// Polar's webhook deliveries: failures by address, outcomes between looks.
+    pub(crate) deliveries: crate::deliveries::Deliveries,
 }
 
 /// See [`Stored::revoked`].

@@ -55,7 +55,7 @@ impl Relay {
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
-                    pending.key.redacted()
+                    crate::logged::key(&pending.key)
                 );
                 return Routed::Answer(budget_refused(secs));
             }
@@ -97,7 +97,7 @@ impl Relay {
                 Some(f) => {
                     log::info!(
                         "relay: validate {}: Polar not asked ({why}); the stored answer given",
-                        pending.key.redacted()
+                        crate::logged::key(&pending.key)
                     );
                     Routed::Stored(f)
                 }
@@ -165,7 +165,7 @@ impl Relay {
             if !early && prior.is_none() {
                 log::info!(
                     "relay: validate {} 429 (the token's budget is spent, nothing stored)",
-                    pending.key.redacted()
+                    crate::logged::key(&pending.key)
                 );
             }
             let why = match what {
@@ -226,7 +226,7 @@ impl Relay {
                 if stale || since < i64::try_from(o.denial_for).unwrap_or(i64::MAX) {
                     log::info!(
                         "relay: validate {} 404 ({source}: revoked by a webhook)",
-                        pending.key.redacted()
+                        crate::logged::key(&pending.key)
                     );
                     let r = RelayResponse::error(
                         404,
@@ -256,7 +256,7 @@ impl Relay {
                 let r = aged(replayed(e, &pending.checked.key)?, age);
                 log::info!(
                     "relay: validate {} {} ({source}: a denial)",
-                    pending.key.redacted(),
+                    crate::logged::key(&pending.key),
                     e.status
                 );
                 Some(answered(sourced(r, source)))
@@ -295,7 +295,7 @@ impl Relay {
                 let machine = machine_of(&pending.checked);
                 log::info!(
                     "relay: validate {} 200 ({source}: Polar's answer of {age} s ago, lease until {})",
-                    pending.key.redacted(),
+                    crate::logged::key(&pending.key),
                     claims.expires_at
                 );
                 let mut r = aged(sourced(r, source), age);
@@ -338,17 +338,15 @@ impl Relay {
                 &format!("Request body exceeded the maximum allowed size of {max} bytes."),
             );
         }
+        // Verified once per request (a look by `store_wants` before is read, not redone), an
+        // address over its failures refused before any HMAC (crate::deliveries).
         let secret = s.webhook_secret.as_deref().unwrap_or_default();
-        if let Err(why) = store::verify_webhook(
-            secret,
-            req.header("webhook-id"),
-            req.header("webhook-timestamp"),
-            req.header("webhook-signature"),
-            &req.body,
-            now.unix_seconds,
-        ) {
-            log::warn!("relay: a webhook refused ({why:?}): nothing changed");
-            return RelayResponse::detail(401, "the webhook's signature does not verify");
+        let client = crate::roster::client_group(&self.client_of(req));
+        if let Err(r) = s
+            .deliveries
+            .verify(secret, &client, req, now.unix_seconds, false)
+        {
+            return r;
         }
         let id = req.header("webhook-id").unwrap_or_default();
         let Ok(event) = serde_json::from_slice::<serde_json::Value>(&req.body) else {
@@ -390,11 +388,17 @@ impl Relay {
         crate::roster::on_event(&s.roster, &event, now.monotonic_ms);
         match narrowed {
             Ok(Some(count)) => {
-                log::info!("relay: webhook {kind}: {count} entries narrowed");
+                log::info!(
+                    "relay: webhook {}: {count} entries narrowed",
+                    crate::logged::escaped(&kind)
+                );
                 RelayResponse::json(200, "{\"ok\":true}")
             }
             Ok(None) => {
-                log::info!("relay: webhook {kind}: a repeat, already done");
+                log::info!(
+                    "relay: webhook {}: a repeat, already done",
+                    crate::logged::escaped(&kind)
+                );
                 RelayResponse::json(200, "{\"ok\":true}")
             }
             Err(e) => {
@@ -459,7 +463,7 @@ impl Relay {
                     log::warn!(
                         "relay: validate {} {}: passed on, not stored (the key is in it beyond \
                          its key member)",
-                        pending.key.redacted(),
+                        crate::logged::key(&pending.key),
                         a.status
                     );
                 }
@@ -583,7 +587,7 @@ impl Relay {
             Ok(n) => log::info!(
                 "relay: {} {}: {} stored answers of the key marked stale",
                 pending.op.as_str(),
-                pending.key.redacted(),
+                crate::logged::key(&pending.key),
                 n.unwrap_or(0)
             ),
             Err(e) => log::error!(
@@ -667,8 +671,8 @@ fn first_seen_refused(pending: &Pending, secs: u64) -> RelayResponse {
     log::info!(
         "relay: {} {} 429 (a first-seen key: client {} used its share)",
         pending.op.as_str(),
-        pending.key.redacted(),
-        pending.client
+        crate::logged::key(&pending.key),
+        crate::logged::escaped(&pending.client)
     );
     RelayResponse::rate_limited(secs)
 }

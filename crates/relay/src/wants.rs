@@ -41,15 +41,11 @@ impl Relay {
         let s = self.store.as_ref()?;
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
-            store::verify_webhook(
-                s.webhook_secret.as_deref()?,
-                req.header("webhook-id"),
-                req.header("webhook-timestamp"),
-                req.header("webhook-signature"),
-                &req.body,
-                now_unix,
-            )
-            .ok()?;
+            // Its outcome kept for the begin that follows (verified once per request).
+            let client = crate::roster::client_group(&self.client_of(req));
+            s.deliveries
+                .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
+                .ok()?;
             let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
             let tags = store::narrowing(&event)?.tags;
             return Some(Wants {

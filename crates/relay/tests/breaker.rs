@@ -576,3 +576,93 @@ fn a_grant_refreshed_early_answers_as_fresh_at_once_while_polar_is_asked() {
     assert_eq!(polar.request_count(), before + 1, "one refresh");
     relay.stop();
 }
+
+/// Issue #52: Polar answers 500 to a validate whose usage increment overflows the key's usage
+/// (an int32), and the breaker counted every 5xx: five such validates of one key (under the
+/// per-key limit) opened it, and every other customer's unstored check and every activation
+/// got 502. Now only 502, 503, 504, timeouts and transport errors count. Here the emulator's
+/// own 500 (its int32 overflow, as Polar's): twenty in a row of one key leave the breaker
+/// closed, each is Polar's own 500, and other customers' unstored checks and activations
+/// still reach Polar; and 502, 503 and 504 each still open it after five.
+#[test]
+fn one_keys_500s_never_open_the_breaker_but_502_503_504_do() {
+    let polar = rig::emulator();
+    let relay = start(
+        &polar,
+        300,
+        BreakerOptions::default(),
+        ServeOptions::default(),
+        TIMEOUT,
+    );
+    let url = relay.url();
+    let health = format!("{url}/healthz");
+    let mut full = SeedKey::new("OVER-FLOW-7C8D9E");
+    full.usage = i64::from(i32::MAX);
+    polar.add_key(full).expect("a key");
+    let increment = serde_json::json!({
+        "key": "OVER-FLOW-7C8D9E",
+        "organization_id": polar_license_emulator::DEMO_ORGANIZATION_ID,
+        "increment_usage": 1,
+    })
+    .to_string();
+    let before = polar.request_count();
+    for i in 0..20 {
+        let a = rig::post_with(
+            &agent(),
+            &format!("{url}{}validate", rig::PUBLIC),
+            &increment,
+            &[],
+        );
+        // Polar's own 500, passed on (not the relay's 502 of a breaker open).
+        assert_eq!(a.status, 500, "try {i}: {}", a.body);
+        assert_ne!(a.source.as_deref(), Some("relay"), "try {i}");
+    }
+    assert_eq!(polar.request_count(), before + 20, "every one asked Polar");
+    let h = get(&health);
+    assert_eq!(h["breaker"]["state"], "closed", "{h}");
+    assert_eq!(h["breaker"]["opened"], 0, "{h}");
+    // Other customers: an unstored check and an activation reach Polar.
+    let other = key(&polar, "OTHER");
+    let a = validate(&url, &other);
+    assert_eq!((a.status, a.source.as_str()), (200, "polar"));
+    let activate = rig::post_with(
+        &agent(),
+        &format!("{url}{}activate", rig::PUBLIC),
+        &serde_json::json!({
+            "key": rig::add_key(&polar, "SLOW-ACTIVATES-7C8D9E".into(), Some(3)),
+            "organization_id": polar_license_emulator::DEMO_ORGANIZATION_ID,
+            "label": "laptop",
+        })
+        .to_string(),
+        &[],
+    );
+    assert_eq!(activate.status, 200, "{}", activate.body);
+    assert_eq!(activate.source.as_deref(), Some("polar"));
+    relay.stop();
+
+    // A gateway's 502, 503 or 504 is Polar failing: five in a row open the breaker.
+    for status in [502, 503, 504] {
+        let relay = start(
+            &polar,
+            300,
+            BreakerOptions::default(),
+            ServeOptions::default(),
+            TIMEOUT,
+        );
+        let url = relay.url();
+        polar.set_fault(Some(Fault::Status {
+            status,
+            body: "{\"detail\":\"gateway\"}".into(),
+        }));
+        for i in 0..5 {
+            let a = validate(&url, &key(&polar, &format!("G{status}-{i}")));
+            assert_eq!(a.status, status, "{status} try {i}");
+        }
+        let h = get(&format!("{url}/healthz"));
+        assert_eq!(h["breaker"]["state"], "open", "{status}: {h}");
+        let a = validate(&url, &other);
+        assert_eq!((a.status, a.source.as_str()), (502, "relay"), "{status}");
+        polar.set_fault(None);
+        relay.stop();
+    }
+}

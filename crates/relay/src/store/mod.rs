@@ -31,10 +31,14 @@ pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};
 pub use memory::MemoryBackend;
 pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
+#[cfg(test)]
+pub(crate) use webhook::HMACS;
 pub use webhook::{
-    narrowed, narrowing, rotation, verify_webhook, webhook_secret_usable, Narrowing,
-    WebhookRefusal, WEBHOOK_TOLERANCE,
+    narrowed, narrowing, rotation, verify_webhook, webhook_secret_usable,
+    webhook_signatures_within_limits, Narrowing, WebhookRefusal, WEBHOOK_MAX_SIGNATURES,
+    WEBHOOK_MAX_SIGNATURE_HEADER, WEBHOOK_TOLERANCE,
 };
+pub(crate) use webhook::{webhook_headers, webhook_signed};
 
 use budget::MINUTE_MS;
 

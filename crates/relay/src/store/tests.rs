@@ -530,3 +530,79 @@ fn a_webhook_id_is_forgotten_after_its_memory() {
         );
     }
 }
+
+/// The Standard Webhooks example's delivery with `signatures` as its `webhook-signature`: the
+/// outcome and the HMACs over the body it cost (counted on this thread).
+fn verified_with(signatures: &str) -> (Result<(), WebhookRefusal>, usize) {
+    let before = webhook::HMACS.with(std::cell::Cell::get);
+    let outcome = verify_webhook(
+        "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+        Some("msg_p5jXN8AQM9LWM0D4loKWxJek"),
+        Some("1614265330"),
+        Some(signatures),
+        &vec![b'x'; 1024 * 1024],
+        1_614_265_330,
+    );
+    (outcome, webhook::HMACS.with(std::cell::Cell::get) - before)
+}
+
+/// Issue #52: an 8,000-byte `webhook-signature` of `v1,` entries cost an HMAC over the whole
+/// body (1 MiB) per entry and per form of the secret (4.7 s of CPU). A header over the
+/// limits is refused before any HMAC; one within them costs at most two (one per form of the
+/// secret), however many entries it holds.
+#[test]
+fn a_signature_header_costs_at_most_two_hmacs_whatever_it_holds() {
+    let forged = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    // Thousands of entries, 8,000 bytes and more, of the old shape: refused, no HMAC.
+    for n in [WEBHOOK_MAX_SIGNATURES + 1, 171, 3_000] {
+        let header = vec![forged; n].join(" ");
+        assert_eq!(
+            verified_with(&header),
+            (Err(WebhookRefusal::Headers), 0),
+            "{n}"
+        );
+        assert!(!webhook_signatures_within_limits(&header));
+    }
+    // One entry, but longer than the header's limit: refused, no HMAC.
+    let long = format!("v1,{}", "A".repeat(WEBHOOK_MAX_SIGNATURE_HEADER));
+    assert_eq!(verified_with(&long), (Err(WebhookRefusal::Headers), 0));
+    // Within the limits: every entry compared, two HMACs in all (the secret's two forms).
+    let eight = [forged; WEBHOOK_MAX_SIGNATURES].join(" ");
+    assert!(webhook_signatures_within_limits(&eight));
+    assert_eq!(verified_with(&eight), (Err(WebhookRefusal::Signature), 2));
+    // Entries that are no `v1,` signature (another version, bad base64, a wrong length) cost
+    // nothing: no HMAC for a header without one.
+    let none = "v1a,AAAA v2,abc v1,!!!! v1,AAAA";
+    assert_eq!(verified_with(none), (Err(WebhookRefusal::Signature), 0));
+    // Spaces count toward the header's bytes, not its entries.
+    let spaced = format!("{forged}{}", " ".repeat(16));
+    assert_eq!(verified_with(&spaced), (Err(WebhookRefusal::Signature), 2));
+}
+
+/// The right signature among others (a secret being rotated: the old one's first) still
+/// verifies, wherever it stands, for two HMACs.
+#[test]
+fn the_right_signature_among_others_verifies_for_two_hmacs() {
+    use hmac::{Hmac, Mac};
+    let body = vec![b'x'; 1024 * 1024];
+    let mut raw = [0u8; 64];
+    let key = {
+        use ct_codecs::Decoder;
+        ct_codecs::Base64::decode(&mut raw, "MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", None)
+            .expect("b64")
+            .to_vec()
+    };
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&key).expect("key");
+    mac.update(b"msg_p5jXN8AQM9LWM0D4loKWxJek.1614265330.");
+    mac.update(&body);
+    let right = {
+        use ct_codecs::Encoder;
+        ct_codecs::Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64")
+    };
+    let wrong = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+    for at in 0..WEBHOOK_MAX_SIGNATURES {
+        let mut entries = vec![wrong.to_string(); WEBHOOK_MAX_SIGNATURES];
+        entries[at] = format!("v1,{right}");
+        assert_eq!(verified_with(&entries.join(" ")), (Ok(()), 2), "at {at}");
+    }
+}

@@ -27,10 +27,33 @@ pub fn webhook_secret_usable(secret: &str) -> bool {
     !secret.is_empty() && !secret.strip_prefix("whsec_").is_some_and(str::is_empty)
 }
 
+/// The most entries `webhook-signature` may hold (space-separated, of any version). Standard
+/// Webhooks sends one signature per secret the endpoint has: one, or two while a secret is
+/// rotated (old and new); eight leaves room for that and for asymmetric `v1a,` entries beside
+/// them. A header with more is refused before any HMAC is computed.
+pub const WEBHOOK_MAX_SIGNATURES: usize = 8;
+
+/// The longest `webhook-signature` read, in bytes: eight entries of the longest kind Standard
+/// Webhooks defines (`v1a,` and 88 characters of an Ed25519 signature) fit in 760. A longer
+/// header is refused before any HMAC is computed.
+pub const WEBHOOK_MAX_SIGNATURE_HEADER: usize = 1024;
+
+/// Whether `webhook-signature` is within [`WEBHOOK_MAX_SIGNATURES`] entries and
+/// [`WEBHOOK_MAX_SIGNATURE_HEADER`] bytes (a header over either is refused as malformed).
+pub fn webhook_signatures_within_limits(signatures: &str) -> bool {
+    signatures.len() <= WEBHOOK_MAX_SIGNATURE_HEADER
+        && signatures.split(' ').filter(|s| !s.is_empty()).count() <= WEBHOOK_MAX_SIGNATURES
+}
+
 /// Verifies a delivery per Standard Webhooks before anything reads its body: a `v1,` signature
 /// of `{id}.{timestamp}.{body}` under the secret in either form Polar's SDK accepts (the base64
-/// after `whsec_`, or the secret's UTF-8 bytes), compared in constant time, and a timestamp
-/// within 300 s of `now`.
+/// after `whsec_`, or the secret's UTF-8 bytes), and a timestamp within 300 s of `now`.
+///
+/// Its work is bounded whatever the headers hold: a `webhook-signature` over
+/// [`WEBHOOK_MAX_SIGNATURES`] entries or [`WEBHOOK_MAX_SIGNATURE_HEADER`] bytes is refused
+/// ([`WebhookRefusal::Headers`]) before any HMAC; otherwise the expected MAC is computed once
+/// per form of the secret (at most two HMACs over the body) and every offered signature is
+/// compared with both in constant time.
 pub fn verify_webhook(
     secret: &str,
     id: Option<&str>,
@@ -39,10 +62,29 @@ pub fn verify_webhook(
     body: &[u8],
     now: i64,
 ) -> Result<(), WebhookRefusal> {
-    use ct_codecs::Decoder;
+    let (id, timestamp, signatures) = webhook_headers(secret, id, timestamp, signatures, now)?;
+    if webhook_signed(secret, id, timestamp, signatures, body) {
+        Ok(())
+    } else {
+        Err(WebhookRefusal::Signature)
+    }
+}
+
+/// The checks of [`verify_webhook`] that cost no HMAC (headers present and within limits, a
+/// usable secret, the timestamp): the three headers on success.
+pub(crate) fn webhook_headers<'a>(
+    secret: &str,
+    id: Option<&'a str>,
+    timestamp: Option<&'a str>,
+    signatures: Option<&'a str>,
+    now: i64,
+) -> Result<(&'a str, &'a str, &'a str), WebhookRefusal> {
     let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) else {
         return Err(WebhookRefusal::Headers);
     };
+    if !webhook_signatures_within_limits(signatures) {
+        return Err(WebhookRefusal::Headers);
+    }
     if !webhook_secret_usable(secret) {
         return Err(WebhookRefusal::Signature);
     }
@@ -53,6 +95,34 @@ pub fn verify_webhook(
     if now.abs_diff(ts) > WEBHOOK_TOLERANCE.unsigned_abs() {
         return Err(WebhookRefusal::Timestamp);
     }
+    Ok((id, timestamp, signatures))
+}
+
+/// Whether one `v1,` entry of `signatures` is the HMAC of `{id}.{timestamp}.{body}` under
+/// either form of `secret`: each expected MAC computed once, every entry compared with each in
+/// constant time (no early end). A header without a readable `v1,` entry costs no HMAC.
+pub(crate) fn webhook_signed(
+    secret: &str,
+    id: &str,
+    timestamp: &str,
+    signatures: &str,
+    body: &[u8],
+) -> bool {
+    use ct_codecs::Decoder;
+    use hmac::digest::{generic_array::GenericArray, CtOutput};
+    let offered: Vec<[u8; 32]> = signatures
+        .split(' ')
+        .take(WEBHOOK_MAX_SIGNATURES)
+        .filter_map(|sig| sig.strip_prefix("v1,"))
+        .filter_map(|b64| {
+            let mut raw = [0u8; 64];
+            let tag = ct_codecs::Base64::decode(&mut raw, b64, None).ok()?;
+            <[u8; 32]>::try_from(tag).ok()
+        })
+        .collect();
+    if offered.is_empty() {
+        return false;
+    }
     let mut keys: Vec<Vec<u8>> = vec![secret.as_bytes().to_vec()];
     let encoded = secret.strip_prefix("whsec_").unwrap_or(secret);
     let mut buf = vec![0u8; encoded.len()];
@@ -61,29 +131,32 @@ pub fn verify_webhook(
             keys.push(decoded.to_vec());
         }
     }
-    for sig in signatures.split(' ') {
-        let Some(b64) = sig.strip_prefix("v1,") else {
+    let mut matched = false;
+    for key in &keys {
+        let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
             continue;
         };
-        let mut raw = vec![0u8; b64.len()];
-        let Ok(tag) = ct_codecs::Base64::decode(&mut raw, b64, None) else {
-            continue;
-        };
-        for key in &keys {
-            let Ok(mut mac) = Hmac::<Sha256>::new_from_slice(key) else {
-                continue;
-            };
-            mac.update(id.as_bytes());
-            mac.update(b".");
-            mac.update(timestamp.trim().as_bytes());
-            mac.update(b".");
-            mac.update(body);
-            if mac.verify_slice(tag).is_ok() {
-                return Ok(());
-            }
+        mac.update(id.as_bytes());
+        mac.update(b".");
+        mac.update(timestamp.trim().as_bytes());
+        mac.update(b".");
+        mac.update(body);
+        #[cfg(test)]
+        HMACS.with(|n| n.set(n.get() + 1));
+        let expected = mac.finalize();
+        for tag in &offered {
+            // CtOutput's equality is constant-time (subtle).
+            let offered = CtOutput::<Hmac<Sha256>>::new(GenericArray::clone_from_slice(tag));
+            matched |= expected == offered;
         }
     }
-    Err(WebhookRefusal::Signature)
+    matched
+}
+
+#[cfg(test)]
+thread_local! {
+    /// HMACs computed over a body on this thread (the tests count the work a header costs).
+    pub(crate) static HMACS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 
 /// What an event asks of the store: the entries it names, and how to narrow them.

@@ -1,0 +1,363 @@
+//! Polar's webhook deliveries at the door: each verified once per request, whatever host
+//! drives the relay, and an address whose posts keep failing verification refused before any
+//! HMAC is computed.
+//!
+//! **Once per request.** A host that reads the store before it begins a request (the npm
+//! relay over a Durable Object: [`crate::Relay::store_wants`], then [`crate::Relay::begin`])
+//! asks about the same delivery two or three times. The first look keeps its outcome here (the
+//! request's headers and body, compared byte for byte: as cheap as a copy, and as binding as
+//! the HMAC itself); later looks at the same request read it, and the begin takes it out. The
+//! native hosts look once and keep nothing.
+//!
+//! **Failures limited per address.** An address (an IPv6 client's /64) with
+//! [`MAX_FAILURES`] refused deliveries within [`FAILURE_WINDOW`] seconds gets 429 until the
+//! window ends, with no HMAC computed: the limit bounds the CPU an attacker can spend. Only
+//! failures are counted, and only where they came from, so Polar's deliveries (which verify)
+//! are never limited by an attacker elsewhere; an address that sends both (the relay behind a
+//! proxy whose client header is not configured: every client is the proxy) is limited as one,
+//! and Polar retries a 429 as any failure (§14: 10 tries over about a day).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::store::{self, WebhookRefusal};
+use crate::{RelayRequest, RelayResponse};
+
+/// Refused deliveries an address may send within [`FAILURE_WINDOW`] before it gets 429.
+pub const MAX_FAILURES: u32 = 10;
+
+/// The window the failures of an address are counted in (seconds).
+pub const FAILURE_WINDOW: i64 = 60;
+
+/// Outcomes kept between the looks at one request (a host that looks once keeps none).
+const KEPT: usize = 4;
+
+/// Above this many addresses counted, those whose window ended are dropped.
+const PRUNE_AT: usize = 10_000;
+
+/// One look's outcome, for the next look at the same request.
+struct Looked {
+    id: String,
+    timestamp: String,
+    signatures: String,
+    body: Vec<u8>,
+    signed: bool,
+}
+
+#[derive(Default)]
+struct Inner {
+    /// By address: the window's start (unix seconds) and the failures in it.
+    failed: HashMap<String, (i64, u32)>,
+    kept: VecDeque<Looked>,
+}
+
+/// The deliveries' state: failures by address, and outcomes kept between looks.
+#[derive(Default)]
+pub(crate) struct Deliveries {
+    inner: Mutex<Inner>,
+}
+
+/// How a delivery was refused (the answer, and whether it counts as a failure).
+fn refused(why: &WebhookRefusal, signatures: Option<&str>) -> RelayResponse {
+    if signatures.is_some_and(|s| !store::webhook_signatures_within_limits(s)) {
+        log::warn!(
+            "relay: a webhook refused (webhook-signature over {} entries or {} bytes): nothing changed",
+            store::WEBHOOK_MAX_SIGNATURES,
+            store::WEBHOOK_MAX_SIGNATURE_HEADER
+        );
+        return RelayResponse::detail(
+            400,
+            &format!(
+                "the webhook-signature header holds more than {} entries or {} bytes",
+                store::WEBHOOK_MAX_SIGNATURES,
+                store::WEBHOOK_MAX_SIGNATURE_HEADER
+            ),
+        );
+    }
+    log::warn!("relay: a webhook refused ({why:?}): nothing changed");
+    RelayResponse::detail(401, "the webhook's signature does not verify")
+}
+
+impl Deliveries {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A poisoned lock (a panic elsewhere) still holds usable counts.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Verifies `req` (a delivery from `client`, an address or /64) at `now` (unix seconds):
+    /// `Err` with the answer when it is refused (429 for an address over its failures, 400 for
+    /// a signature header over its limits, 401 otherwise). `keep`: a later look at the same
+    /// request will come (its outcome is kept for it); otherwise a kept outcome is taken.
+    pub(crate) fn verify(
+        &self,
+        secret: &str,
+        client: &str,
+        req: &RelayRequest,
+        now: i64,
+        keep: bool,
+    ) -> Result<(), RelayResponse> {
+        let (id, timestamp, signatures) = (
+            req.header("webhook-id"),
+            req.header("webhook-timestamp"),
+            req.header("webhook-signature"),
+        );
+        let looked = {
+            let mut inner = self.lock();
+            let at = inner.kept.iter().position(|l| {
+                Some(l.id.as_str()) == id
+                    && Some(l.timestamp.as_str()) == timestamp
+                    && Some(l.signatures.as_str()) == signatures
+                    && l.body == req.body
+            });
+            match at {
+                Some(at) if keep => inner.kept.get(at).map(|l| l.signed),
+                Some(at) => inner.kept.remove(at).map(|l| l.signed),
+                None => {
+                    if let Some(secs) = over(&inner.failed, client, now) {
+                        log::info!(
+                            "relay: a webhook 429 (client {} sent {MAX_FAILURES} that did not verify)",
+                            crate::logged::escaped(client)
+                        );
+                        return Err(RelayResponse::rate_limited(secs));
+                    }
+                    None
+                }
+            }
+        };
+        if let Some(signed) = looked {
+            // Looked at already (and counted then): the cheap checks again (the clock moved).
+            store::webhook_headers(secret, id, timestamp, signatures, now)
+                .map_err(|why| refused(&why, signatures))?;
+            return if signed {
+                Ok(())
+            } else {
+                Err(refused(&WebhookRefusal::Signature, signatures))
+            };
+        }
+        let outcome = store::webhook_headers(secret, id, timestamp, signatures, now).and_then(
+            |(id, timestamp, signatures)| {
+                // Computed without the lock: other requests go on meanwhile.
+                if store::webhook_signed(secret, id, timestamp, signatures, &req.body) {
+                    Ok(())
+                } else {
+                    Err(WebhookRefusal::Signature)
+                }
+            },
+        );
+        let mut inner = self.lock();
+        if outcome.is_err() {
+            count(&mut inner.failed, client, now);
+        }
+        if keep {
+            if let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) {
+                if inner.kept.len() >= KEPT {
+                    inner.kept.pop_front();
+                }
+                inner.kept.push_back(Looked {
+                    id: id.to_string(),
+                    timestamp: timestamp.to_string(),
+                    signatures: signatures.to_string(),
+                    body: req.body.clone(),
+                    signed: outcome.is_ok(),
+                });
+            }
+        }
+        outcome.map_err(|why| refused(&why, signatures))
+    }
+}
+
+/// `Some(seconds until its window ends)` when `client` is over its failures at `now`.
+fn over(failed: &HashMap<String, (i64, u32)>, client: &str, now: i64) -> Option<u64> {
+    let (start, n) = *failed.get(client)?;
+    let left = start.saturating_add(FAILURE_WINDOW).saturating_sub(now);
+    (n >= MAX_FAILURES && left > 0).then(|| left.unsigned_abs().max(1))
+}
+
+/// One more failure of `client` at `now`.
+fn count(failed: &mut HashMap<String, (i64, u32)>, client: &str, now: i64) {
+    if failed.len() >= PRUNE_AT && !failed.contains_key(client) {
+        failed.retain(|_, (start, _)| start.saturating_add(FAILURE_WINDOW) > now);
+    }
+    let slot = failed.entry(client.to_string()).or_insert((now, 0));
+    if slot.0.saturating_add(FAILURE_WINDOW) <= now || slot.0 > now {
+        *slot = (now, 0);
+    }
+    slot.1 = slot.1.saturating_add(1);
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use crate::store::{MemoryBackend, StoreOptions};
+    use crate::{Now, Relay, RelayConfig, StoreConfig, WEBHOOK_ROUTE};
+    use hmac::{Hmac, Mac};
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server};
+    use std::sync::Arc;
+
+    const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
+    const AT: i64 = 1_790_000_000;
+
+    fn relay() -> Relay {
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            SigningKey::generate(Some("k1")).expect("a key"),
+        );
+        config.store = Some(StoreConfig {
+            backend: Arc::new(MemoryBackend::new(100)),
+            options: StoreOptions::default(),
+            webhook_secret: Some(SECRET.into()),
+        });
+        Relay::new(
+            config,
+            Box::new(|_: &polar_license::HttpRequest| unreachable!("no call to Polar")),
+        )
+        .expect("a relay")
+    }
+
+    fn hmacs() -> usize {
+        crate::store::HMACS.with(std::cell::Cell::get)
+    }
+
+    fn now(unix_seconds: i64) -> Now {
+        Now {
+            unix_seconds,
+            monotonic_ms: 0,
+        }
+    }
+
+    /// A delivery of a 1 MiB event from `client`, signed with `SECRET` unless `forged`.
+    fn delivery(client: &str, id: &str, forged: bool) -> RelayRequest {
+        use ct_codecs::{Decoder, Encoder};
+        let mut body = br#"{"type":"benefit_grant.updated","timestamp":"2026-01-01T00:00:00Z","data":{"id":"g","customer_id":"c"},"pad":""#.to_vec();
+        body.extend(std::iter::repeat_n(b'x', 1024 * 1024 - body.len() - 2));
+        body.extend(b"\"}");
+        let mut raw = [0u8; 64];
+        let key = ct_codecs::Base64::decode(&mut raw, &SECRET[6..], None).expect("b64");
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(key).expect("key");
+        mac.update(format!("{id}.{AT}.").as_bytes());
+        mac.update(&body);
+        if forged {
+            mac.update(b"!");
+        }
+        let sig = ct_codecs::Base64::encode_to_string(mac.finalize().into_bytes()).expect("b64");
+        RelayRequest {
+            method: "POST".into(),
+            path: WEBHOOK_ROUTE.into(),
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("webhook-id".into(), id.into()),
+                ("webhook-timestamp".into(), AT.to_string()),
+                ("webhook-signature".into(), format!("v1,{sig}")),
+            ],
+            body,
+            client_ip: client.into(),
+        }
+    }
+
+    /// Issue #52: on Workers a delivery was verified by `store_wants` (the host's `missing`,
+    /// asked until it names nothing) and again by the begin: two or three times the HMACs.
+    /// Each request now costs one verification (two HMACs, the secret's two forms) however
+    /// often it is looked at, forged or not.
+    #[test]
+    fn a_delivery_is_verified_once_per_request_however_often_it_is_looked_at() {
+        let relay = relay();
+        for (id, forged, status) in [("msg_ok", false, 200), ("msg_forged", true, 401)] {
+            let req = delivery("192.0.2.1", id, forged);
+            let before = hmacs();
+            for _ in 0..3 {
+                assert_eq!(relay.store_wants(&req, AT).is_some(), !forged, "{id}");
+            }
+            let answer = relay.handle(&req, now(AT));
+            assert_eq!(answer.status, status, "{id}");
+            assert_eq!(hmacs() - before, 2, "{id}: one verification");
+            // The begin took the outcome: the same request again is verified again.
+            let before = hmacs();
+            assert_eq!(relay.handle(&req, now(AT)).status, status, "{id}");
+            assert_eq!(hmacs() - before, 2, "{id}");
+        }
+        // An outcome kept is read only for the same request: another body under the same
+        // headers is verified (and refused).
+        let req = delivery("192.0.2.1", "msg_same", false);
+        assert!(relay.store_wants(&req, AT).is_some());
+        let mut edited = req.clone();
+        edited.body[200] = b'y';
+        assert_eq!(relay.handle(&edited, now(AT)).status, 401);
+        // And the kept outcome's timestamp is checked again at the later look.
+        assert_eq!(relay.handle(&req, now(AT + 301)).status, 401);
+    }
+
+    /// An address that sent MAX_FAILURES deliveries that did not verify gets 429 with no HMAC
+    /// computed until its window ends; other addresses, Polar's among them, are verified and
+    /// served as before.
+    #[test]
+    fn failures_are_limited_per_address_before_any_hmac() {
+        let relay = relay();
+        let before = hmacs();
+        for i in 0..MAX_FAILURES {
+            let r = relay.handle(&delivery("192.0.2.66", &format!("f{i}"), true), now(AT));
+            assert_eq!(r.status, 401, "{i}");
+        }
+        assert_eq!(hmacs() - before, 2 * MAX_FAILURES as usize);
+        let before = hmacs();
+        for i in 0..50 {
+            let req = delivery("192.0.2.66", &format!("g{i}"), true);
+            assert!(relay.store_wants(&req, AT).is_none());
+            let r = relay.handle(&req, now(AT + 1));
+            assert_eq!(r.status, 429, "{i}");
+            assert!(r.header("retry-after").is_some());
+        }
+        // Even a delivery that would verify: the address is limited as a whole.
+        let r = relay.handle(&delivery("192.0.2.66", "ok-1", false), now(AT + 1));
+        assert_eq!(r.status, 429);
+        assert_eq!(
+            hmacs() - before,
+            0,
+            "nothing computed for a limited address"
+        );
+        // Polar's address (another) is not limited: its delivery verifies and is applied.
+        let r = relay.handle(&delivery("192.0.2.7", "ok-2", false), now(AT + 1));
+        assert_eq!(r.status, 200);
+        // Successes count nothing: Polar's address never reaches the limit.
+        for i in 0..(2 * MAX_FAILURES) {
+            let r = relay.handle(
+                &delivery("192.0.2.7", &format!("ok-p{i}"), false),
+                now(AT + 2),
+            );
+            assert_eq!(r.status, 200, "{i}");
+        }
+        // An IPv6 attacker's /64 is one address.
+        for i in 0..MAX_FAILURES {
+            let client = format!("2001:db8:1:2::{i:x}");
+            let r = relay.handle(&delivery(&client, &format!("v6-{i}"), true), now(AT));
+            assert_eq!(r.status, 401, "{i}");
+        }
+        let r = relay.handle(&delivery("2001:db8:1:2::ffff", "v6-x", true), now(AT));
+        assert_eq!(r.status, 429);
+        // The window ends: the address is verified again.
+        let at = AT + FAILURE_WINDOW;
+        let mut late = delivery("192.0.2.66", "late", false);
+        late.headers[2].1 = at.to_string();
+        let r = relay.handle(&late, now(at));
+        assert_eq!(
+            r.status, 401,
+            "verified again (its signature is for another time)"
+        );
+    }
+
+    /// A header over the limits is answered 400 with no HMAC, and counts as a failure.
+    #[test]
+    fn a_signature_header_over_its_limits_is_a_400_with_no_hmac() {
+        let relay = relay();
+        let mut req = delivery("192.0.2.3", "big", false);
+        let sig = req.headers[3].1.clone();
+        req.headers[3].1 = vec![sig.as_str(); 2_000].join(" ");
+        let before = hmacs();
+        let r = relay.handle(&req, now(AT));
+        assert_eq!(r.status, 400);
+        assert!(String::from_utf8_lossy(&r.body).contains("webhook-signature"));
+        assert_eq!(hmacs() - before, 0);
+    }
+}

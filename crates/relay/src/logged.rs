@@ -1,0 +1,67 @@
+//! What a log line holds of a request: escaped, so that no request (a key ending in
+//! `\nERROR …`, a forwarded-for header, an event's type) can end the line or forge another.
+
+use polar_license::Key;
+
+/// Text that came from a request, as a log line shows it: a backslash, a quote, and every
+/// control or whitespace character (a space, a line or paragraph separator included) escaped
+/// (`\n`, `\r`, `\t`, `\\`, `\"`, else `\u{…}`). Text without them is shown as it is.
+pub(crate) fn escaped(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c if c.is_control() || c.is_whitespace() => {
+                out.push_str(&format!("\\u{{{:x}}}", u32::from(c)));
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// A whole text line as the relay's own logger writes it: a control character escaped as
+/// [`escaped`] writes it (the last guard: a field a log call did not escape still cannot end
+/// the line). Other characters, spaces and quotes included, are the line's own.
+#[cfg_attr(
+    not(all(feature = "server", not(target_arch = "wasm32"))),
+    allow(dead_code)
+)]
+pub(crate) fn line(text: &str) -> std::borrow::Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            out.push_str(&escaped(&c.to_string()));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
+/// A key as a log line shows it: redacted (`****-` and its last six characters), escaped.
+pub(crate) fn key(key: &Key) -> String {
+    escaped(&key.redacted())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nothing_from_a_request_ends_a_line() {
+        assert_eq!(escaped("192.0.2.1"), "192.0.2.1");
+        assert_eq!(escaped("a\nERROR b\r\"\\"), "a\\nERROR\\u{20}b\\r\\\"\\\\");
+        assert_eq!(escaped("\u{2028}\u{85}\u{1b}"), "\\u{2028}\\u{85}\\u{1b}");
+        let key = Key::new("ABCDEF-0123\nERROR");
+        assert_eq!(super::key(&key), "****-\\nERROR");
+        assert_eq!(line("a \"b\"\nERROR\r"), "a \"b\"\\nERROR\\r");
+    }
+}

@@ -338,6 +338,7 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
         not_before: c["not_before"].as_i64().unwrap(),
         expires_at: c["expires_at"].as_i64().unwrap(),
         id: text("id"),
+        nonce: None,
     };
     let machine = doc["machine"].as_str().unwrap();
     let token = signer.sign(&claims, Some(machine)).unwrap();

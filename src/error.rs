@@ -196,6 +196,13 @@ pub enum Error {
     /// A background check's immediate answer when the cache has nothing usable: Polar is
     /// being asked, and the fresh answer follows.
     NotYetVerified,
+    /// Signed mode: a grant refused as a replay (reason `replayed`): its lease answers another
+    /// request, or was issued before the stored lease or the stored denial. Never answered
+    /// from the cache instead: the record keeps its denial and its clock.
+    Replayed {
+        /// Why the answer is not this request's.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -239,6 +246,7 @@ impl Error {
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => Reason::ClockRollback,
             Error::Cache { .. } => Reason::CacheError,
             Error::NotYetVerified => Reason::NotYetVerified,
+            Error::Replayed { .. } => Reason::Replayed,
         }
     }
 
@@ -305,6 +313,11 @@ impl Error {
                     .to_string()
             }
             Error::NotYetVerified => "Checking the license…".to_string(),
+            Error::Replayed { .. } => {
+                "The license server's answer was not for this check: a proxy may be replaying \
+                 old answers. Connect directly and try again."
+                    .to_string()
+            }
         }
     }
 
@@ -347,6 +360,7 @@ impl Error {
             Error::NotYetVerified => {
                 "not verified yet: Polar is being asked in the background".to_string()
             }
+            Error::Replayed { detail } => detail.clone(),
         }
     }
 
@@ -365,9 +379,12 @@ impl Error {
     /// `true` when a grace-aware check may answer from a trusted cached verdict after this
     /// error (docs/interfaces.md §4): every answer that is not Polar's verdict, that is the
     /// unverified ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage,
-    /// an answer contradicting the request). Never `invalid_input` or `cache_error`.
+    /// an answer contradicting the request). Never `invalid_input`, `cache_error` or
+    /// `replayed` (a replay must not be answered by the record it tried to overwrite: the
+    /// refusal itself is the answer, naming the replay).
     pub fn falls_back(&self) -> bool {
-        self.is_unverified() || matches!(self, Error::Protocol { .. })
+        (self.is_unverified() && !matches!(self, Error::Replayed { .. }))
+            || matches!(self, Error::Protocol { .. })
     }
 
     /// The `invalid_input` (field `key`) of a check of the remembered key when none is
@@ -407,6 +424,7 @@ impl Error {
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => "clock rollback: ",
             Error::Cache { .. } => "cache error: ",
             Error::NotYetVerified => "not yet verified: ",
+            Error::Replayed { .. } => "replayed: ",
         };
         [category, &self.detail()].concat()
     }

@@ -1068,6 +1068,19 @@ fn verified<L: LicenseData>(
     let at = anchor(now, stamp.date, policy);
     let given = at.saturating_sub(stamp.age.max(0));
     let stored = license.with_key(license.display_key());
+    // Signed mode: the record's clock never moves back (a replayed or held answer cannot
+    // erase a rollback), and a denial recorded after this answer was asked for stays.
+    let signed = record
+        .as_ref()
+        .is_some_and(|r| r.lease_gate != LeaseGate::Unsigned);
+    let floor = record
+        .as_ref()
+        .filter(|_| signed)
+        .map_or(at, |r| r.latest_seen.max(at));
+    let later_denial = record
+        .as_ref()
+        .and_then(|r| r.denied.clone())
+        .filter(|d| d.at > now);
     Record {
         good: Some(GoodVerdict {
             license: stored,
@@ -1081,7 +1094,8 @@ fn verified<L: LicenseData>(
         }),
         // An online success re-anchors the clock: latest_seen moves with verified_at (to the
         // answer's arrival, `Age` later), so a clock set ahead earlier cannot stretch the grace.
-        latest_seen: at,
+        latest_seen: floor,
+        denied: later_denial,
         activation: record.and_then(|r| r.activation),
         ..Record::empty(query, at)
     }
@@ -1142,9 +1156,44 @@ pub fn settle<L: LicenseData>(
     online: Result<Verdict<L>, Error>,
     stamp: impl Into<Stamp>,
 ) -> (StoreAction<L>, CheckOutcome<L>) {
+    let seen = record
+        .as_ref()
+        .and_then(|r| r.denied.as_ref())
+        .map(|d| d.at);
+    settle_begun(record, query, now, policy, online, stamp, seen)
+}
+
+/// [`settle`] for a check that began at `now` and then saw the record's denial dated `seen`
+/// (`None`: no denial). A grant never lifts a denial received after the check began (another
+/// process's, while this check's answer was on its way): one dated after `now`, or any other
+/// than the one the check saw. The answer is then that denial, and the record stays.
+pub fn settle_begun<L: LicenseData>(
+    record: Option<Record<L>>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+    online: Result<Verdict<L>, Error>,
+    stamp: impl Into<Stamp>,
+    seen: Option<i64>,
+) -> (StoreAction<L>, CheckOutcome<L>) {
     let stamp = stamp.into();
     let record = record.filter(|r| r.belongs_to(query));
+    let later_denial = record
+        .as_ref()
+        .filter(|r| {
+            r.denied
+                .as_ref()
+                .is_some_and(|d| d.at > now || seen != Some(d.at))
+        })
+        .and_then(Record::denial);
     match online {
+        Ok(Verdict::Accepted(_)) if later_denial.is_some() => {
+            let outcome = later_denial
+                .map_or(CheckOutcome::Unverified(Error::NotYetVerified), |d| {
+                    CheckOutcome::Denied(d)
+                });
+            (StoreAction::Keep, outcome)
+        }
         Ok(Verdict::Accepted(license)) => {
             let fresh = verified(record, query, now, policy, &license, stamp);
             let given = fresh

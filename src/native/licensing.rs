@@ -427,7 +427,7 @@ impl Licensing {
         key: &Key,
         now: i64,
     ) -> session::Held<LicenseKeyActivationRead> {
-        session::held_activation(self.signing(), online, self.org(), req, key, now)
+        session::held_activation(self.signing(), online, self.org(), req, key, None, now)
     }
 
     fn signing(&self) -> session::Signing<'_> {
@@ -742,6 +742,7 @@ impl Licensing {
             machine: self.machine_fingerprint(),
             bound: self.identity().is_ok(),
             require_activation: self.require_activation,
+            random: Some(random_nonce),
         }
     }
 
@@ -1102,4 +1103,11 @@ fn unstarted(e: std::io::Error) -> Error {
         timeout: false,
         detail: format!("could not start a thread for the request: {e}"),
     }
+}
+
+/// 16 bytes of the OS's randomness, for signed mode's request nonces ([`flow::Ctx::random`]).
+fn random_nonce() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
 }

@@ -113,6 +113,8 @@ impl Engine {
             machine: self.machine.as_deref(),
             bound: true,
             require_activation: self.require_activation,
+            // The npm engine has no randomness of its own: it sends no nonce yet (issue #53).
+            random: None,
         }
     }
 

@@ -1200,7 +1200,10 @@ pub fn settle_begun<L: LicenseData>(
                 .good
                 .as_ref()
                 .map_or(fresh.latest_seen, |g| g.verified_at);
-            let old = fresh.latest_seen.saturating_sub(given);
+            // How old the answer was when it arrived (its `Age`), not how far behind the
+            // record's clock it is: in signed mode that clock never moves back, and a fresh
+            // grant after a clock set back still licenses online.
+            let old = stamp.age.max(0);
             if old > policy.grace_secs() {
                 return (StoreAction::Keep, too_old(old, stamp.age));
             }

@@ -640,3 +640,41 @@ fn a_relay_that_signs_no_nonce_is_refused_naming_why() {
     assert_eq!(why.reason(), Reason::ProtocolError, "{why:?}");
     assert!(why.detail().contains("update the relay"), "{why:?}");
 }
+
+/// Issue #53, whatever the transport: an air-gapped response carries no nonce, so a lease
+/// older than the one the cache holds is what refuses it. A newer response installed, the
+/// older one installed again is `replayed`, and the record keeps the newer activation and
+/// lease.
+#[test]
+fn an_older_air_gapped_response_installed_again_is_a_replay() {
+    let w = world();
+    let (_dir, app, line) = air_gapped(&w, "airgap-replay", "lab");
+    let fetch = || {
+        w.online_client()
+            .lease_fetch(&line)
+            .unwrap()
+            .accepted()
+            .cloned()
+            .unwrap()
+    };
+    let older = fetch();
+    w.clock.advance(DAY);
+    let newer = fetch();
+    let installed = app.lease_install(&newer).unwrap();
+    let newest = installed.accepted().unwrap().activation.id.clone();
+    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        other => panic!("{other:?}"),
+    };
+    let kept = window(&app);
+    assert_eq!(kept.as_ref().map(|w| w.not_before), Some(START + DAY));
+
+    let err = app.lease_install(&older).unwrap_err();
+    assert_eq!(err.reason(), Reason::Replayed, "{err:?}");
+    assert_eq!(window(&app), kept, "the newer lease kept");
+    assert_eq!(
+        app.status(DEMO_KEY).unwrap().activation.map(|a| a.id),
+        Some(newest)
+    );
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}

@@ -600,6 +600,12 @@ impl Licensing {
     ) -> Result<(), Error> {
         let _lock = self.store.lock(&slot.name)?;
         let (_, opened) = self.open(slot, key)?;
+        // Whatever the transport: a lease older than the stored lease or denial is a replay
+        // (an old response installed again), refused with the record kept.
+        let answer = std::mem::replace(online, Err(Error::NotYetVerified));
+        let (answer, lease) =
+            session::fresh_grant(opened.record.as_ref(), answer, lease, &self.policy);
+        *online = answer;
         let record = session::activated(&opened, self.org(), req, key, now, &self.policy, online);
         match record.map(|r| session::with_lease(r, lease)) {
             Some(record) => self.save_or_forget(slot, &opened, record).map(drop),

@@ -626,7 +626,7 @@ pub fn fresh_grant<T, L: LicenseData>(
     online: Result<(Verdict<T>, Stamp), Error>,
     lease: Option<HeldLease>,
     policy: &GracePolicy,
-) -> (Result<(Verdict<T>, Stamp), Error>, Option<HeldLease>) {
+) -> Held<T> {
     match (online, lease) {
         (Ok((Verdict::Accepted(v), stamp)), Some(lease)) => {
             if let Some(e) = replayed(record, &lease, policy) {

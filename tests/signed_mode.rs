@@ -678,3 +678,55 @@ fn an_older_air_gapped_response_installed_again_is_a_replay() {
     );
     assert!(from_cache(&app.check(DEMO_KEY)).is_some());
 }
+
+/// Issue #53: a lease issued more than the clock tolerance before the denial the record holds
+/// is a replay, whatever brought it. An air-gapped response (no nonce) installed, the key's
+/// denial recorded a day later, the same response installed again: `replayed`, the denial
+/// kept, nothing licensed from the cache.
+#[test]
+fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
+    let w = world();
+    let (dir, app, line) = air_gapped(&w, "airgap-denied", "lab");
+    let response = w
+        .online_client()
+        .lease_fetch(&line)
+        .unwrap()
+        .accepted()
+        .cloned()
+        .unwrap();
+    app.lease_install(&response).unwrap();
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+
+    // A day later the record holds Polar's denial (as a validate on the way would leave it).
+    w.clock.advance(DAY);
+    let org = w.polar.organization_id();
+    let seal = fingerprint_from(MACHINE, &org);
+    let denied_at = w.clock.now();
+    polar_license_testkit::forge(
+        &polar_license_testkit::Forgery {
+            dir: dir.path(),
+            base_url: &w.polar.url(),
+            organization_id: &org,
+            key: DEMO_KEY,
+            seal: Some(&seal),
+            app_secret: None,
+        },
+        |r| {
+            r.denied = Some(polar_license::grace::DenialMark {
+                reason: Reason::Inactive,
+                detail: "License key is no longer active.".into(),
+                status: 404,
+                remaining_usages: None,
+                at: denied_at,
+            });
+        },
+    );
+    assert!(!app.check(DEMO_KEY).is_licensed());
+
+    let err = app.lease_install(&response).unwrap_err();
+    assert_eq!(err.reason(), Reason::Replayed, "{err:?}");
+    assert!(err.detail().contains("denial"), "{err:?}");
+    let status = app.status(DEMO_KEY).unwrap();
+    assert_eq!(status.standing, Standing::Denied, "{status:?}");
+    assert!(!app.check(DEMO_KEY).is_licensed());
+}

@@ -8,9 +8,7 @@
 use super::{clean_command, cli_against, licensing_builder, Launch, ScratchDir, Served};
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::lease::{
-    key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER, NONCE_HEADER,
-};
+use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::session::{self, Slot};
 use polar_license::store::Store;
 use polar_license::{
@@ -23,7 +21,7 @@ use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crate::leases::{claims, facts, Facts, DAY};
+use crate::leases::{claims, facts, DAY};
 
 /// The app secret of [`World::app`] and of the forger's default (what an app ships).
 pub const APP_SECRET: &[u8] = b"the app's own secret";
@@ -175,16 +173,6 @@ impl Transport for StandIn {
             Err(e) => panic!("the relay rig's mode: {e}"),
         };
         let machine = f.machine.as_deref();
-        // As the relay does: the request's nonce signed into every lease it makes.
-        let nonce = request
-            .headers
-            .iter()
-            .find(|(name, _)| *name == NONCE_HEADER)
-            .map(|(_, value)| value.clone());
-        let claims = |f: &Facts, now: i64, days: i64| LeaseClaims {
-            nonce: nonce.clone(),
-            ..claims(f, now, days)
-        };
         let sign = |c: &LeaseClaims, m: Option<&str>| signed(&self.signer, c, m);
         let lease = match mode {
             Lease::Honest { days } => Some(sign(&claims(&f, now, days), machine)),

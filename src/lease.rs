@@ -53,8 +53,9 @@ use std::fmt;
 pub const LEASE_HEADER: &str = "polar-license-lease";
 
 /// The request header a client in signed mode sends with each online request to a relay: a
-/// fresh random nonce (22 characters of base64url, 128 bits), which the relay signs into the
-/// lease's `nonce` claim (contract §5, freshness).
+/// fresh random nonce (128 random bits, written as 32 lowercase hex digits: characters of
+/// base64url's alphabet), which the relay signs into the lease's `nonce` claim (contract §5,
+/// freshness).
 pub const NONCE_HEADER: &str = "polar-license-nonce";
 
 /// Whether `text` is a nonce as [`NONCE_HEADER`] carries it: 22 to 86 characters of base64url
@@ -66,9 +67,10 @@ pub fn is_nonce(text: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
 }
 
-/// A nonce for [`NONCE_HEADER`] from 16 random bytes: 22 characters of base64url.
+/// A nonce for [`NONCE_HEADER`] from 16 random bytes: 32 hex digits (hex rather than
+/// base64's 22 characters: the npm engine has hex already, and no base64 encoder).
 pub fn nonce_text(random: &[u8; 16]) -> String {
-    ct_codecs::Base64UrlSafeNoPadding::encode_to_string(random).unwrap_or_default()
+    crate::cache::hex(random)
 }
 
 /// A lease longer than this is never parsed (a real one is about 700 bytes).

@@ -506,7 +506,8 @@ impl HeldLease {
 /// now, if it is one (contract §5, freshness): its lease was issued before the stored lease
 /// (both the relay's clock), or before the stored denial by more than the clock tolerance
 /// (the denial is dated by this machine's clock).
-pub fn replayed<L: LicenseData>(
+#[inline(never)]
+pub fn replayed<L>(
     record: Option<&Record<L>>,
     lease: &HeldLease,
     policy: &GracePolicy,
@@ -515,31 +516,27 @@ pub fn replayed<L: LicenseData>(
     let iat = lease.issued_at;
     if let Some(stored) = record.lease_gate.window() {
         if iat < stored.not_before {
-            return Some(Error::Replayed {
-                detail: [
-                    "signed mode: the grant's lease was issued ",
-                    &crate::decimal::digits(stored.not_before.abs_diff(iat)),
-                    " s before the lease the cache holds: an old answer replayed, refused",
-                ]
-                .concat(),
-            });
+            return Some(older(stored.not_before, iat, "the lease the cache holds"));
         }
     }
-    if let Some(denied) = record.denied.as_ref() {
-        if iat.saturating_add(policy.tolerance_secs()) < denied.at {
-            return Some(Error::Replayed {
-                detail: [
-                    "signed mode: the grant's lease was issued ",
-                    &crate::decimal::digits(denied.at.abs_diff(iat)),
-                    " s before the denial the cache holds (",
-                    denied.reason.code(),
-                    "): an old answer replayed, refused",
-                ]
-                .concat(),
-            });
-        }
+    let denied = record.denied.as_ref()?;
+    (iat.saturating_add(policy.tolerance_secs()) < denied.at)
+        .then(|| older(denied.at, iat, "the denial the cache holds"))
+}
+
+/// [`replayed`]'s refusal: a lease issued `at - iat` seconds before what the cache holds.
+#[cold]
+fn older(at: i64, iat: i64, what: &str) -> Error {
+    Error::Replayed {
+        detail: [
+            "signed mode: the grant's lease was issued ",
+            &crate::decimal::digits(at.abs_diff(iat)),
+            " s before ",
+            what,
+            ": an old answer replayed, refused",
+        ]
+        .concat(),
     }
-    None
 }
 
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it

@@ -694,7 +694,7 @@ fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
         .accepted()
         .cloned()
         .unwrap();
-    app.lease_install(&response).unwrap();
+    assert!(app.lease_install(&response).unwrap().accepted().is_some());
     assert!(from_cache(&app.check(DEMO_KEY)).is_some());
 
     // A day later the record holds Polar's denial (as a validate on the way would leave it).

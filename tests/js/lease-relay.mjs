@@ -144,8 +144,15 @@ export async function standIn(world, target) {
     world.requests += 1;
     if (world.down) return void req.socket.destroy();
     const body = Buffer.concat(chunks);
+    // `world.hold` (a promise): this request's answer is held until it settles (taken when
+    // the request arrives; `world.held()` is called once Polar has answered it).
+    const hold = world.hold;
     const resp = await fetch(`${target}${req.url}`, { method: req.method, headers: { 'content-type': 'application/json' }, body });
     const answer = Buffer.from(await resp.arrayBuffer());
+    if (hold) {
+      world.held?.();
+      await hold;
+    }
     const headers = { 'content-type': 'application/json', ...cors };
     const exposed = [];
     if (!world.hideLease) exposed.push('polar-license-lease');

@@ -451,3 +451,33 @@ test('a replayed relay grant undoes neither a clock set back nor a denial (issue
     await w.close();
   }
 });
+
+test('a denial recorded while a grant was held survives the grant (issue #53, the late-grant race)', async () => {
+  const w = await world();
+  try {
+    const held = w.app([SIGNER.pair]);
+    const other = w.app([SIGNER.pair]); // another process on the same storage
+    await other.activate(w.key, { label: 'laptop' });
+    w.advance(2 * 3600); // past the fresh window: the held check asks
+    let release;
+    w.hold = new Promise((ok) => (release = ok));
+    const reached = new Promise((ok) => (w.held = ok));
+    const late = rejection(held.check(w.key));
+    await reached; // Polar answered the held check with a grant
+    w.hold = undefined;
+    w.advance(4);
+    await revoke(w.key);
+    const denied = await rejection(other.validate(w.key));
+    assert.equal(denied.code, 'inactive');
+    release();
+    const e = await late;
+    assert.equal(e?.code, 'inactive', `the late grant must end denied: ${e?.code ?? 'licensed'}`);
+    // The cache keeps denying, an hour later offline too.
+    w.down = true;
+    w.advance(3600);
+    const offline = await rejection(other.check(w.key));
+    assert.notEqual(offline, undefined, 'not licensed');
+  } finally {
+    await w.close();
+  }
+});

@@ -197,8 +197,8 @@ pub enum Error {
     /// being asked, and the fresh answer follows.
     NotYetVerified,
     /// Signed mode: a grant refused as a replay (reason `replayed`): its lease answers another
-    /// request, or was issued before the stored lease or the stored denial. Never answered
-    /// from the cache instead: the record keeps its denial and its clock.
+    /// request, or was issued before the stored lease or the stored denial. The record keeps
+    /// its denial and its clock; the cache answers instead only when it licenses on its own.
     Replayed {
         /// Why the answer is not this request's.
         detail: String,
@@ -379,12 +379,11 @@ impl Error {
     /// `true` when a grace-aware check may answer from a trusted cached verdict after this
     /// error (docs/interfaces.md §4): every answer that is not Polar's verdict, that is the
     /// unverified ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage,
-    /// an answer contradicting the request). Never `invalid_input`, `cache_error` or
-    /// `replayed` (a replay must not be answered by the record it tried to overwrite: the
-    /// refusal itself is the answer, naming the replay).
+    /// an answer contradicting the request). Never `invalid_input` or `cache_error`. A
+    /// `replayed` one falls back only to a cache that licenses: otherwise the refusal itself is
+    /// the answer, naming the replay ([`crate::grace::settle`]).
     pub fn falls_back(&self) -> bool {
-        (self.is_unverified() && !matches!(self, Error::Replayed { .. }))
-            || matches!(self, Error::Protocol { .. })
+        self.is_unverified() || matches!(self, Error::Protocol { .. })
     }
 
     /// The `invalid_input` (field `key`) of a check of the remembered key when none is

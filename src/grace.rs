@@ -1224,7 +1224,15 @@ pub fn settle_begun<L: LicenseData>(
             )
         }
         Err(err) if err.falls_back() => {
-            let outcome = fall_back(record.as_ref(), query, now, policy, err.clone());
+            let outcome = match fall_back(record.as_ref(), query, now, policy, err.clone()) {
+                // A replay is answered by the cache only when the cache licenses on its own
+                // (a relay's instance behind the one that signed the stored lease, say); else
+                // the refusal names the replay, not what the record says.
+                outcome if matches!(err, Error::Replayed { .. }) && !outcome.is_licensed() => {
+                    CheckOutcome::Unverified(err.clone())
+                }
+                outcome => outcome,
+            };
             let action = match (record, &err) {
                 (record, Error::RateLimited { retry_after }) => {
                     let mut r = blocked(record, query, now, *retry_after);

@@ -78,7 +78,8 @@ pub enum Reason {
     /// Signed mode: an online grant that is not an answer to this request (its lease carries
     /// another request's nonce), or older than what the record knows (its lease issued before
     /// the stored lease or the stored denial): a replayed answer, refused; the record keeps
-    /// what it knew. An addition to docs/interfaces.md §1 (class unverified).
+    /// what it knew, and answers only if it licenses on its own. An addition to
+    /// docs/interfaces.md §1 (class unverified).
     Replayed = 20,
 }
 

@@ -730,3 +730,32 @@ fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
     assert_eq!(status.standing, Standing::Denied, "{status:?}");
     assert!(!app.check(DEMO_KEY).is_licensed());
 }
+
+/// Issue #53: a replay while the cache still licenses on its own (no denial, the clock right,
+/// the lease running) is answered by the cache, the report's fallback naming the replay: a
+/// relay instance behind another locks no one out, and the replay gains nothing.
+#[test]
+fn a_replay_while_the_cache_licenses_is_answered_by_the_cache() {
+    let w = world();
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let captured = app.check(DEMO_KEY);
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        other => panic!("{other:?}"),
+    };
+    let lease = window(&app);
+    tape.replay.store(true, Ordering::SeqCst);
+    w.clock.advance(2 * 3600);
+    let report = app.check_report(DEMO_KEY);
+    assert!(from_cache(&report.outcome).is_some(), "{report:?}");
+    assert_eq!(
+        report.fallback.as_ref().map(|e| e.reason()),
+        Some(Reason::Replayed),
+        "{report:?}"
+    );
+    assert_eq!(window(&app), lease, "the lease is not renewed by a replay");
+}

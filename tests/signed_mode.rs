@@ -25,6 +25,7 @@ use polar_license::{
     Transport, TransportError,
 };
 use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::answers::imf_fixdate;
 use polar_license_testkit::leases::{self, Facts};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use polar_license_testkit::{
@@ -485,6 +486,8 @@ fn a_validate_of_another_question_keeps_the_records_lease() {
 struct Tape {
     last: Arc<Mutex<Option<HttpResponse>>>,
     replay: Arc<AtomicBool>,
+    /// The `Date` the proxy writes on every answer it passes on (unix seconds), if any.
+    date: Arc<Mutex<Option<i64>>>,
 }
 
 struct Recorder<T> {
@@ -499,7 +502,11 @@ impl<T: Transport> Transport for Recorder<T> {
                 return Ok(captured);
             }
         }
-        let response = self.inner.send(request)?;
+        let mut response = self.inner.send(request)?;
+        if let Some(date) = *self.tape.date.lock().unwrap() {
+            response.headers.retain(|(name, _)| name != "date");
+            response = response.with_header("date", &imf_fixdate(date));
+        }
         if response.status == 200 && request.operation == Operation::Validate {
             *self.tape.last.lock().unwrap() = Some(response.clone());
         }
@@ -758,4 +765,28 @@ fn a_replay_while_the_cache_licenses_is_answered_by_the_cache() {
         "{report:?}"
     );
     assert_eq!(window(&app), lease, "the lease is not renewed by a replay");
+}
+
+/// Issue #53: in signed mode a verdict is dated from its lease's issue time, never from the
+/// unsigned `Date`. The proxy writes a `Date` three days behind the clock on a fresh grant
+/// (before, the local clock "ahead" of it was re-anchored there, dating the verdict back and
+/// pulling `latest_seen` with it); the verdict is the lease's `iat`, and the record's clock
+/// does not move back.
+#[test]
+fn a_signed_verdict_is_dated_from_its_lease_not_the_unsigned_date() {
+    let w = world();
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let now = w.clock.now();
+    *tape.date.lock().unwrap() = Some(now - 3 * DAY);
+    let online = app.check(DEMO_KEY);
+    assert_eq!(online.source(), Some(Source::Online), "{online:?}");
+    assert_eq!(online.verified_at(), Some(now), "{online:?}");
+    let CacheState::Present(record) = app.status(DEMO_KEY).unwrap().state else {
+        panic!("a record")
+    };
+    assert_eq!(record.good.as_ref().map(|g| g.verified_at), Some(now));
+    assert_eq!(record.latest_seen, now);
 }

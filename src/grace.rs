@@ -1315,11 +1315,13 @@ pub fn observe_validate<L: LicenseData>(
         }
         Ok((Verdict::Accepted(_), _)) => {
             let mut r = record?;
+            // (Never a denial received after this validate was asked: issue #53.)
             let lifted = r.denied.as_ref().is_some_and(|d| {
-                matches!(
-                    d.reason,
-                    Reason::Inactive | Reason::Expired | Reason::NotFound
-                )
+                d.at <= now
+                    && matches!(
+                        d.reason,
+                        Reason::Inactive | Reason::Expired | Reason::NotFound
+                    )
             });
             if lifted {
                 r.denied = None;

@@ -28,6 +28,7 @@ const REASONS = Object.freeze({
   cache_error: 'error',
   load_error: 'error',
   not_yet_verified: 'unverified',
+  replayed: 'unverified',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];

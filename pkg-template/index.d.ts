@@ -19,7 +19,8 @@ export type UnverifiedCode =
   | 'server_error'
   | 'grace_expired'
   | 'clock_rollback'
-  | 'not_yet_verified';
+  | 'not_yet_verified'
+  | 'replayed';
 
 /**
  * Why a `check()` answered from the cache although Polar was asked: nothing that is Polar's

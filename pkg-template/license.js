@@ -34,6 +34,7 @@ export const REASONS = Object.freeze({
   cache_error: 'error',
   load_error: 'error',
   not_yet_verified: 'unverified',
+  replayed: 'unverified',
 });
 
 const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];
@@ -977,6 +978,17 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     return loading;
   }
 
+  /** `n` random bytes as hex, or undefined where the host has no getRandomValues. */
+  function randomHex(n) {
+    try {
+      const bytes = new Uint8Array(n);
+      crypto.getRandomValues(bytes);
+      return hex(bytes);
+    } catch {
+      return undefined;
+    }
+  }
+
   function randomSecret() {
     if (crypto === null || typeof crypto !== 'object' || typeof crypto.getRandomValues !== 'function') {
       throw cacheError('no crypto.getRandomValues in this host');
@@ -1152,6 +1164,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      */
     #start(engine, op, key, secret, run, text = '') {
       const o = { now: this.#now(), ...run };
+      // Signed mode: 16 random bytes for the request's nonce (issue #53), drawn per run.
+      if (this.#options.relayKeys) o.random = randomHex(16);
       if (secret instanceof LicenseError) o.cache = secret.detail;
       else o.secret = secret;
       return JSON.parse(engine.call('start', [op, key, JSON.stringify(o), text]));

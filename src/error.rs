@@ -196,6 +196,13 @@ pub enum Error {
     /// A background check's immediate answer when the cache has nothing usable: Polar is
     /// being asked, and the fresh answer follows.
     NotYetVerified,
+    /// Signed mode: a grant refused as a replay (reason `replayed`): its lease answers another
+    /// request, or was issued before the stored lease or the stored denial. The record keeps
+    /// its denial and its clock; the cache answers instead only when it licenses on its own.
+    Replayed {
+        /// Why the answer is not this request's.
+        detail: String,
+    },
 }
 
 impl Error {
@@ -239,6 +246,7 @@ impl Error {
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => Reason::ClockRollback,
             Error::Cache { .. } => Reason::CacheError,
             Error::NotYetVerified => Reason::NotYetVerified,
+            Error::Replayed { .. } => Reason::Replayed,
         }
     }
 
@@ -305,6 +313,11 @@ impl Error {
                     .to_string()
             }
             Error::NotYetVerified => "Checking the license…".to_string(),
+            Error::Replayed { .. } => {
+                "The license server's answer was not for this check: a proxy may be replaying \
+                 old answers. Connect directly and try again."
+                    .to_string()
+            }
         }
     }
 
@@ -347,6 +360,7 @@ impl Error {
             Error::NotYetVerified => {
                 "not verified yet: Polar is being asked in the background".to_string()
             }
+            Error::Replayed { detail } => detail.clone(),
         }
     }
 
@@ -365,7 +379,9 @@ impl Error {
     /// `true` when a grace-aware check may answer from a trusted cached verdict after this
     /// error (docs/interfaces.md §4): every answer that is not Polar's verdict, that is the
     /// unverified ones and `protocol_error` (a captive portal, a proxy's page, a redirect, garbage,
-    /// an answer contradicting the request). Never `invalid_input` or `cache_error`.
+    /// an answer contradicting the request). Never `invalid_input` or `cache_error`. A
+    /// `replayed` one falls back only to a cache that licenses: otherwise the refusal itself is
+    /// the answer, naming the replay ([`crate::grace::settle`]).
     pub fn falls_back(&self) -> bool {
         self.is_unverified() || matches!(self, Error::Protocol { .. })
     }
@@ -407,6 +423,7 @@ impl Error {
             Error::ClockRollback { .. } | Error::ClockStalled { .. } => "clock rollback: ",
             Error::Cache { .. } => "cache error: ",
             Error::NotYetVerified => "not yet verified: ",
+            Error::Replayed { .. } => "replayed: ",
         };
         [category, &self.detail()].concat()
     }

@@ -1068,6 +1068,19 @@ fn verified<L: LicenseData>(
     let at = anchor(now, stamp.date, policy);
     let given = at.saturating_sub(stamp.age.max(0));
     let stored = license.with_key(license.display_key());
+    // Signed mode: the record's clock never moves back (a replayed or held answer cannot
+    // erase a rollback), and a denial recorded after this answer was asked for stays.
+    let signed = record
+        .as_ref()
+        .is_some_and(|r| r.lease_gate != LeaseGate::Unsigned);
+    let floor = record
+        .as_ref()
+        .filter(|_| signed)
+        .map_or(at, |r| r.latest_seen.max(at));
+    let later_denial = record
+        .as_ref()
+        .and_then(|r| r.denied.clone())
+        .filter(|d| d.at > now);
     Record {
         good: Some(GoodVerdict {
             license: stored,
@@ -1081,7 +1094,8 @@ fn verified<L: LicenseData>(
         }),
         // An online success re-anchors the clock: latest_seen moves with verified_at (to the
         // answer's arrival, `Age` later), so a clock set ahead earlier cannot stretch the grace.
-        latest_seen: at,
+        latest_seen: floor,
+        denied: later_denial,
         activation: record.and_then(|r| r.activation),
         ..Record::empty(query, at)
     }
@@ -1142,16 +1156,54 @@ pub fn settle<L: LicenseData>(
     online: Result<Verdict<L>, Error>,
     stamp: impl Into<Stamp>,
 ) -> (StoreAction<L>, CheckOutcome<L>) {
+    let seen = record
+        .as_ref()
+        .and_then(|r| r.denied.as_ref())
+        .map(|d| d.at);
+    settle_begun(record, query, now, policy, online, stamp, seen)
+}
+
+/// [`settle`] for a check that began at `now` and then saw the record's denial dated `seen`
+/// (`None`: no denial). A grant never lifts a denial received after the check began (another
+/// process's, while this check's answer was on its way): one dated after `now`, or any other
+/// than the one the check saw. The answer is then that denial, and the record stays.
+pub fn settle_begun<L: LicenseData>(
+    record: Option<Record<L>>,
+    query: &Query,
+    now: i64,
+    policy: &GracePolicy,
+    online: Result<Verdict<L>, Error>,
+    stamp: impl Into<Stamp>,
+    seen: Option<i64>,
+) -> (StoreAction<L>, CheckOutcome<L>) {
     let stamp = stamp.into();
     let record = record.filter(|r| r.belongs_to(query));
+    let later_denial = record
+        .as_ref()
+        .filter(|r| {
+            r.denied
+                .as_ref()
+                .is_some_and(|d| d.at > now || seen != Some(d.at))
+        })
+        .and_then(Record::denial);
     match online {
+        Ok(Verdict::Accepted(_)) if later_denial.is_some() => {
+            let outcome = later_denial
+                .map_or(CheckOutcome::Unverified(Error::NotYetVerified), |d| {
+                    CheckOutcome::Denied(d)
+                });
+            (StoreAction::Keep, outcome)
+        }
         Ok(Verdict::Accepted(license)) => {
             let fresh = verified(record, query, now, policy, &license, stamp);
             let given = fresh
                 .good
                 .as_ref()
                 .map_or(fresh.latest_seen, |g| g.verified_at);
-            let old = fresh.latest_seen.saturating_sub(given);
+            // How old the answer was when it arrived (its `Age`), not how far behind the
+            // record's clock it is: in signed mode that clock never moves back, and a fresh
+            // grant after a clock set back still licenses online.
+            let old = stamp.age.max(0);
             if old > policy.grace_secs() {
                 return (StoreAction::Keep, too_old(old, stamp.age));
             }
@@ -1172,7 +1224,15 @@ pub fn settle<L: LicenseData>(
             )
         }
         Err(err) if err.falls_back() => {
-            let outcome = fall_back(record.as_ref(), query, now, policy, err.clone());
+            let outcome = match fall_back(record.as_ref(), query, now, policy, err.clone()) {
+                // A replay is answered by the cache only when the cache licenses on its own
+                // (a relay's instance behind the one that signed the stored lease, say); else
+                // the refusal names the replay, not what the record says.
+                outcome if matches!(err, Error::Replayed { .. }) && !outcome.is_licensed() => {
+                    CheckOutcome::Unverified(err.clone())
+                }
+                outcome => outcome,
+            };
             let action = match (record, &err) {
                 (record, Error::RateLimited { retry_after }) => {
                     let mut r = blocked(record, query, now, *retry_after);
@@ -1255,11 +1315,13 @@ pub fn observe_validate<L: LicenseData>(
         }
         Ok((Verdict::Accepted(_), _)) => {
             let mut r = record?;
+            // (Never a denial received after this validate was asked: issue #53.)
             let lifted = r.denied.as_ref().is_some_and(|d| {
-                matches!(
-                    d.reason,
-                    Reason::Inactive | Reason::Expired | Reason::NotFound
-                )
+                d.at <= now
+                    && matches!(
+                        d.reason,
+                        Reason::Inactive | Reason::Expired | Reason::NotFound
+                    )
             });
             if lifted {
                 r.denied = None;

@@ -52,6 +52,27 @@ use std::fmt;
 /// The response header a relay puts the lease in (its answers' bodies are Polar's own).
 pub const LEASE_HEADER: &str = "polar-license-lease";
 
+/// The request header a client in signed mode sends with each online request to a relay: a
+/// fresh random nonce (128 random bits, written as 32 lowercase hex digits: characters of
+/// base64url's alphabet), which the relay signs into the lease's `nonce` claim (contract §5,
+/// freshness).
+pub const NONCE_HEADER: &str = "polar-license-nonce";
+
+/// Whether `text` is a nonce as [`NONCE_HEADER`] carries it: 22 to 86 characters of base64url
+/// without padding (128 to 512 bits). A relay signs nothing else into a lease.
+pub fn is_nonce(text: &str) -> bool {
+    (22..=86).contains(&text.len())
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// A nonce for [`NONCE_HEADER`] from 16 random bytes: 32 hex digits (hex rather than
+/// base64's 22 characters: the npm engine has hex already, and no base64 encoder).
+pub fn nonce_text(random: &[u8; 16]) -> String {
+    crate::cache::hex(random)
+}
+
 /// A lease longer than this is never parsed (a real one is about 700 bytes).
 pub const MAX_LEASE_BYTES: usize = 4096;
 
@@ -223,6 +244,10 @@ pub struct LeaseClaims {
     pub expires_at: i64,
     /// A unique id (a UUID v4).
     pub id: String,
+    /// The client's [`NONCE_HEADER`] of the request this lease answers, copied unchanged
+    /// (contract §5, freshness): an online grant in signed mode stands only with its own
+    /// request's nonce. `None`: the request carried none, or the relay is older than the claim.
+    pub nonce: Option<String>,
 }
 
 /// The claims as they are written in the token (PASETO's registered names where one exists).
@@ -243,6 +268,10 @@ struct Wire {
     usage: i64,
     limit_usage: Option<i64>,
     limit_activations: Option<i64>,
+    /// Written only when there is one: a client older than the claim reads every lease
+    /// without it as before (its reading refuses unknown members).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    nonce: Option<String>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -252,7 +281,7 @@ struct Footer {
 }
 
 /// [`Wire`]'s members, for [`read_wire`].
-const WIRE_FIELDS: [&str; 14] = [
+const WIRE_FIELDS: [&str; 15] = [
     "iss",
     "sub",
     "iat",
@@ -267,6 +296,7 @@ const WIRE_FIELDS: [&str; 14] = [
     "usage",
     "limit_usage",
     "limit_activations",
+    "nonce",
 ];
 
 /// An object whose members are all among `fields` (`deny_unknown_fields`), read by the core's
@@ -303,6 +333,7 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         usage: v.member("usage")?.int()?,
         limit_usage: v.optional("limit_usage", JsonIn::int)?,
         limit_activations: v.optional("limit_activations", JsonIn::int)?,
+        nonce: v.optional("nonce", JsonIn::string)?,
     })
 }
 
@@ -349,6 +380,7 @@ impl LeaseClaims {
             usage: self.usage,
             limit_usage: self.limit_usage,
             limit_activations: self.limit_activations,
+            nonce: self.nonce.clone(),
         })
     }
 
@@ -373,6 +405,7 @@ impl LeaseClaims {
             not_before: unix(&w.nbf)?,
             expires_at: unix(&w.exp)?,
             id: w.jti,
+            nonce: w.nonce,
         })
     }
 }
@@ -890,6 +923,7 @@ mod tests {
             not_before: now,
             expires_at: now + 7 * 86_400,
             id: "6a1f4b7e-3c2d-4e5f-8a9b-0c1d2e3f4a5b".into(),
+            nonce: None,
         }
     }
 

@@ -75,11 +75,17 @@ pub enum Reason {
     /// being asked right now, and the fresh answer follows (`check_in_background`). An
     /// addition to docs/interfaces.md §1 (class unverified), never a denial.
     NotYetVerified = 19,
+    /// Signed mode: an online grant that is not an answer to this request (its lease carries
+    /// another request's nonce), or older than what the record knows (its lease issued before
+    /// the stored lease or the stored denial): a replayed answer, refused; the record keeps
+    /// what it knew, and answers only if it licenses on its own. An addition to
+    /// docs/interfaces.md §1 (class unverified).
+    Replayed = 20,
 }
 
 impl Reason {
     /// Every reason, in number order.
-    pub const ALL: [Reason; 19] = [
+    pub const ALL: [Reason; 20] = [
         Reason::NotFound,
         Reason::Inactive,
         Reason::Expired,
@@ -99,6 +105,7 @@ impl Reason {
         Reason::CacheError,
         Reason::LoadError,
         Reason::NotYetVerified,
+        Reason::Replayed,
     ];
 
     /// The stable snake_case code, e.g. `not_found`.
@@ -123,6 +130,7 @@ impl Reason {
             Reason::CacheError => "cache_error",
             Reason::LoadError => "load_error",
             Reason::NotYetVerified => "not_yet_verified",
+            Reason::Replayed => "replayed",
         }
     }
 
@@ -143,7 +151,8 @@ impl Reason {
             | Reason::ServerError
             | Reason::GraceExpired
             | Reason::ClockRollback
-            | Reason::NotYetVerified => ReasonClass::Unverified,
+            | Reason::NotYetVerified
+            | Reason::Replayed => ReasonClass::Unverified,
             Reason::ProtocolError
             | Reason::InvalidInput
             | Reason::CacheError

@@ -480,6 +480,9 @@ pub struct Granted<'a> {
     pub activation_id: Option<&'a str>,
     /// The conditions sent (the machine the lease must be bound to is among them).
     pub conditions: &'a Metadata,
+    /// The nonce the request carried ([`lease::NONCE_HEADER`]), when it carried one: the
+    /// lease must carry the same (contract §5, freshness).
+    pub nonce: Option<&'a str>,
 }
 
 /// A lease that verified for an online grant, with the question it answered.
@@ -488,6 +491,52 @@ pub struct HeldLease {
     token: String,
     activation_id: Option<String>,
     conditions: Metadata,
+    issued_at: i64,
+}
+
+impl HeldLease {
+    /// When the relay issued it (its `iat`, the relay's clock: for a stored answer, when
+    /// Polar gave it).
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+}
+
+/// Signed mode: why an online grant held to `lease` is a replay given the record as it is
+/// now, if it is one (contract §5, freshness): its lease was issued before the stored lease
+/// (both the relay's clock), or before the stored denial by more than the clock tolerance
+/// (the denial is dated by this machine's clock).
+#[inline(never)]
+pub fn replayed<L>(
+    record: Option<&Record<L>>,
+    lease: &HeldLease,
+    policy: &GracePolicy,
+) -> Option<Error> {
+    let record = record?;
+    let iat = lease.issued_at;
+    if let Some(stored) = record.lease_gate.window() {
+        if iat < stored.not_before {
+            return Some(older(stored.not_before, iat, "the lease the cache holds"));
+        }
+    }
+    let denied = record.denied.as_ref()?;
+    (iat.saturating_add(policy.tolerance_secs()) < denied.at)
+        .then(|| older(denied.at, iat, "the denial the cache holds"))
+}
+
+/// [`replayed`]'s refusal: a lease issued `at - iat` seconds before what the cache holds.
+#[cold]
+fn older(at: i64, iat: i64, what: &str) -> Error {
+    Error::Replayed {
+        detail: [
+            "signed mode: the grant's lease was issued ",
+            &crate::decimal::digits(at.abs_diff(iat)),
+            " s before ",
+            what,
+            ": an old answer replayed, refused",
+        ]
+        .concat(),
+    }
 }
 
 /// Signed mode: an online grant counts only with a lease from the relay that verifies for it
@@ -517,12 +566,14 @@ pub fn hold_lease<L: LicenseData>(
     let why = match token {
         None => lease::NoLease::Missing,
         Some(token) => match lease::verify_with(token, keys, &expect, now, tolerance, ed25519) {
-            Ok(_) => {
+            Ok(lease) => {
+                fresh(granted.nonce, lease.claims.nonce.as_deref())?;
                 return Ok(Some(HeldLease {
                     token: token.to_string(),
                     activation_id: granted.activation_id.map(str::to_string),
                     conditions: granted.conditions.clone(),
-                }))
+                    issued_at: lease.claims.issued_at,
+                }));
             }
             Err(why) => why,
         },
@@ -536,6 +587,56 @@ pub fn hold_lease<L: LicenseData>(
         ]
         .concat(),
     })
+}
+
+/// A lease's `nonce` claim held to the nonce its request carried (contract §5, freshness): the
+/// same, or the grant is another request's answer replayed (`replayed`); none at all is a
+/// relay older than the claim, refused in signed mode (`protocol_error`, naming the update).
+/// A request sent without a nonce (a face with no randomness for one) asks for none.
+fn fresh(sent: Option<&str>, signed: Option<&str>) -> Result<(), Error> {
+    match (sent, signed) {
+        (None, _) => Ok(()),
+        (Some(sent), Some(signed)) if sent == signed => Ok(()),
+        (Some(_), Some(_)) => Err(Error::Replayed {
+            detail: "signed mode: the grant's lease answers another request (its nonce is not \
+                     this request's): an old answer replayed, refused"
+                .to_string(),
+        }),
+        (Some(_), None) => Err(Error::Protocol {
+            status: Some(200),
+            detail: "signed mode: the relay signed no nonce into the lease (a relay older than \
+                     the freshness claim, contract §5): update the relay; its grants are \
+                     refused until then"
+                .to_string(),
+        }),
+    }
+}
+
+/// Signed mode, under the slot's lock with the record read anew: an online grant held to its
+/// lease is refused as a replay when the lease is older than what the record knows
+/// ([`replayed`]: the answer becomes `replayed`, the lease is dropped, and the record keeps
+/// its denial and its clock); else it is dated from the lease's issue time (its `Date` is
+/// the relay's signed `iat`, with the `Age` it came with), never the unsigned `Date`.
+/// Unsigned mode (no lease held) changes nothing.
+pub fn fresh_grant<T, L: LicenseData>(
+    record: Option<&Record<L>>,
+    online: Result<(Verdict<T>, Stamp), Error>,
+    lease: Option<HeldLease>,
+    policy: &GracePolicy,
+) -> Held<T> {
+    match (online, lease) {
+        (Ok((Verdict::Accepted(v), stamp)), Some(lease)) => {
+            if let Some(e) = replayed(record, &lease, policy) {
+                return (Err(e), None);
+            }
+            let stamp = Stamp {
+                date: Some(lease.issued_at.saturating_add(stamp.age.max(0))),
+                age: stamp.age,
+            };
+            (Ok((Verdict::Accepted(v), stamp)), Some(lease))
+        }
+        (online, lease) => (online, lease),
+    }
 }
 
 /// [`hold_lease`] for an activation Polar just made: the same answer, except that a grant
@@ -628,6 +729,7 @@ pub fn held_activation<A: ActivationData>(
     organization_id: &str,
     req: &ActivateRequest,
     key: &Key,
+    nonce: Option<&str>,
     now: i64,
 ) -> Held<A> {
     let Signing {
@@ -642,6 +744,7 @@ pub fn held_activation<A: ActivationData>(
                 key,
                 activation_id: Some(read.activation_id()),
                 conditions: &req.conditions,
+                nonce,
             };
             let lease = hold_activation_lease(
                 keys,
@@ -955,6 +1058,10 @@ pub struct Asking {
     request: ValidateRequest,
     /// The clock when the check began.
     pub now: i64,
+    /// When the denial the record held as the check began was received (`None`: none). A
+    /// denial other than this one was received during the check, and its grant does not
+    /// lift it ([`grace::settle_begun`]).
+    seen_denial: Option<i64>,
 }
 
 impl Asking {
@@ -1027,7 +1134,10 @@ pub fn begin<L: LicenseData>(
             }
         }
         Plan::Ask => match asking_for(api, req, query, now) {
-            Ok(asking) => Begin::Ask(asking),
+            Ok(mut asking) => {
+                asking.seen_denial = record.and_then(|r| r.denied.as_ref()).map(|d| d.at);
+                Begin::Ask(asking)
+            }
             Err(outcome) => Begin::Done(outcome),
         },
     }
@@ -1053,6 +1163,7 @@ fn asking_for<L>(
             http,
             request: req.clone(),
             now,
+            seen_denial: None,
         })),
         Err(e) => Err(CheckOutcome::Unverified(e)),
     }
@@ -1125,13 +1236,14 @@ pub fn finish<L: LicenseData>(
         Err(e) => (Err(e), Stamp::default()),
     };
     let cause = online.as_ref().err().filter(|e| e.falls_back()).cloned();
-    let (action, outcome) = grace::settle(
+    let (action, outcome) = grace::settle_begun(
         opened.record.clone(),
         &asking.query,
         asking.now,
         policy,
         online,
         stamp,
+        asking.seen_denial,
     );
     let fallback = match &outcome {
         CheckOutcome::Licensed {

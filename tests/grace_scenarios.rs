@@ -913,3 +913,81 @@ fn oversized_bytes_are_malformed() {
     let huge = vec![b'x'; cache::MAX_RECORD_BYTES + 1];
     assert_eq!(cache::decode(&huge, &mac), Err(Untrusted::Malformed));
 }
+
+/// Issue #53 item 2 in the pure rules: a grant never lifts a denial received after its call
+/// was asked (dated after `now`), whether it is a check's (`settle`), the check's own question
+/// asked by a validate (`observe_validate`: the denial is kept beside the fresh verdict), or
+/// another question's (`observe_validate` lifting a key-level denial); a denial dated before
+/// the call is lifted as before.
+#[test]
+fn a_grant_never_lifts_a_denial_received_after_it_was_asked() {
+    let policy = GracePolicy::default();
+    let (granted, _) = first_grant(T0, None);
+    let denied_at = |at: i64| {
+        let mut r = (*granted).clone();
+        r.denied = Some(grace::DenialMark {
+            reason: Reason::Inactive,
+            detail: "License key is no longer active.".into(),
+            status: 404,
+            remaining_usages: None,
+            at,
+        });
+        r
+    };
+    let grant = || Ok(Verdict::Accepted(license(None)));
+    // A check asked at T0 + 10; the denial came at T0 + 11: it stands, nothing written.
+    let (action, outcome) = grace::settle(
+        Some(denied_at(T0 + 11)),
+        &q(),
+        T0 + 10,
+        &policy,
+        grant(),
+        None,
+    );
+    assert_eq!(action, StoreAction::Keep);
+    assert_eq!(outcome.reason(), Some(Reason::Inactive), "{outcome:?}");
+    // One before the check: lifted.
+    let (_, outcome) = grace::settle(
+        Some(denied_at(T0 + 9)),
+        &q(),
+        T0 + 10,
+        &policy,
+        grant(),
+        None,
+    );
+    assert!(outcome.is_licensed(), "{outcome:?}");
+    // A validate of the check's question: the fresh verdict is stored, the later denial kept.
+    let answer = Ok((Verdict::Accepted(license(None)), Stamp::default()));
+    let r = grace::observe_validate(
+        Some(denied_at(T0 + 11)),
+        &q(),
+        Some(&q()),
+        T0 + 10,
+        &policy,
+        &answer,
+    )
+    .expect("a record");
+    assert!(r.denied.is_some(), "{r:?}");
+    // A validate of another question: a key-level denial received after it is not lifted.
+    let other = q().activation_id("another");
+    let r = grace::observe_validate(
+        Some(denied_at(T0 + 11)),
+        &other,
+        Some(&q()),
+        T0 + 10,
+        &policy,
+        &answer,
+    )
+    .expect("a record");
+    assert!(r.denied.is_some(), "{r:?}");
+    let r = grace::observe_validate(
+        Some(denied_at(T0 + 9)),
+        &other,
+        Some(&q()),
+        T0 + 10,
+        &policy,
+        &answer,
+    )
+    .expect("a record");
+    assert!(r.denied.is_none(), "{r:?}");
+}

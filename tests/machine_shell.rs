@@ -117,6 +117,7 @@ impl Client {
             machine: None,
             bound: true,
             require_activation: false,
+            random: None,
         }
     }
 

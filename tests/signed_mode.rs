@@ -17,10 +17,15 @@ use polar_license::cache;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::Source;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey};
+use polar_license::proto::{HttpRequest, HttpResponse, Operation};
 use polar_license::session::Slot;
 use polar_license::store::Store;
-use polar_license::{ActivateRequest, CacheState, FileStore, Key, Licensing, Reason};
+use polar_license::{
+    ActivateRequest, CacheState, FileStore, Key, Licensing, MachineBinding, Reason, Standing,
+    Transport, TransportError,
+};
 use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::answers::imf_fixdate;
 use polar_license_testkit::leases::{self, Facts};
 use polar_license_testkit::signed_rows::{self, Row, Signs, Then, OTHER_KEY};
 use polar_license_testkit::{
@@ -28,7 +33,9 @@ use polar_license_testkit::{
 };
 use serde_json::Value;
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 const DAY: i64 = 86_400;
 
@@ -338,6 +345,7 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
         not_before: c["not_before"].as_i64().unwrap(),
         expires_at: c["expires_at"].as_i64().unwrap(),
         id: text("id"),
+        nonce: None,
     };
     let machine = doc["machine"].as_str().unwrap();
     let token = signer.sign(&claims, Some(machine)).unwrap();
@@ -469,4 +477,316 @@ fn a_validate_of_another_question_keeps_the_records_lease() {
     w.offline();
     w.clock.advance(DAY);
     assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}
+
+/// The user's own recording proxy between the app and the relay (issue #53): every request
+/// passed on, the last 200 of a validate kept; replaying, that 200 answered again, verbatim,
+/// with nothing passed on.
+#[derive(Clone, Default)]
+struct Tape {
+    last: Arc<Mutex<Option<HttpResponse>>>,
+    replay: Arc<AtomicBool>,
+    /// The `Date` the proxy writes on every answer it passes on (unix seconds), if any.
+    date: Arc<Mutex<Option<i64>>>,
+}
+
+struct Recorder<T> {
+    inner: T,
+    tape: Tape,
+}
+
+impl<T: Transport> Transport for Recorder<T> {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        if self.tape.replay.load(Ordering::SeqCst) {
+            if let Some(captured) = self.tape.last.lock().unwrap().clone() {
+                return Ok(captured);
+            }
+        }
+        let mut response = self.inner.send(request)?;
+        if let Some(date) = *self.tape.date.lock().unwrap() {
+            response.headers.retain(|(name, _)| name != "date");
+            response = response.with_header("date", &imf_fixdate(date));
+        }
+        if response.status == 200 && request.operation == Operation::Validate {
+            *self.tape.last.lock().unwrap() = Some(response.clone());
+        }
+        Ok(response)
+    }
+}
+
+/// An app of `w` in signed mode behind the recording proxy `tape`.
+fn recorded_app(w: &World, tape: &Tape) -> Licensing {
+    w.licensing_builder(MachineBinding::Id(MACHINE.into()))
+        .timeout(Duration::from_secs(5))
+        .app_secret(APP_SECRET.to_vec())
+        .relay_keys(w.relay_keys())
+        .build_with_transport(Recorder {
+            inner: w.relay_transport(),
+            tape: tape.clone(),
+        })
+        .unwrap()
+}
+
+fn reason(outcome: &polar_license::CheckOutcome) -> Option<Reason> {
+    outcome.reason()
+}
+
+/// Issue #53: the key revoked and denied twice online, the proxy replays the relay's earlier
+/// 200 with its genuine lease: refused as a replay (not this request's nonce), never licensed
+/// online or from the cache after, and the denial kept.
+#[test]
+fn a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept() {
+    let w = world();
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let captured = app.check(DEMO_KEY);
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    assert!(tape.last.lock().unwrap().is_some(), "a grant was captured");
+
+    w.revoke();
+    for _ in 0..2 {
+        w.clock.advance(2 * 3600);
+        let denied = app.check(DEMO_KEY);
+        assert_eq!(reason(&denied), Some(Reason::Inactive), "{denied:?}");
+    }
+
+    tape.replay.store(true, Ordering::SeqCst);
+    w.clock.advance(60);
+    take_requests(&w.polar);
+    let replayed = app.check(DEMO_KEY);
+    assert_eq!(reason(&replayed), Some(Reason::Replayed), "{replayed:?}");
+    assert_eq!(replayed.kind(), "unverified", "{replayed:?}");
+    assert_eq!(take_requests(&w.polar), 0, "the proxy answered, not Polar");
+    assert!(
+        replayed.detail().unwrap_or_default().contains("replayed"),
+        "{replayed:?}"
+    );
+
+    // The denial is kept: offline (the proxy replaying, or no network at all), denied.
+    let again = app.check(DEMO_KEY);
+    assert_eq!(reason(&again), Some(Reason::Replayed), "{again:?}");
+    tape.replay.store(false, Ordering::SeqCst);
+    w.offline();
+    w.clock.advance(3600);
+    let offline = app.check(DEMO_KEY);
+    assert!(!offline.is_licensed(), "{offline:?}");
+    let status = app.status(DEMO_KEY).unwrap();
+    assert_eq!(status.standing, Standing::Denied, "{status:?}");
+    let CacheState::Present(record) = &status.state else {
+        panic!("{status:?}")
+    };
+    assert_eq!(
+        record.denied.as_ref().map(|d| d.reason),
+        Some(Reason::Inactive),
+        "the denial kept: {record:?}"
+    );
+}
+
+/// Issue #53: the clock moved 30 days ahead, then set back 28: offline, `clock_rollback`; the
+/// proxy's replay of an earlier genuine 200 is refused as a replay, and the rollback evidence
+/// kept (`latest_seen` never moves back in signed mode). A fresh grant, with its own nonce,
+/// licenses online.
+#[test]
+fn a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kept() {
+    let w = world();
+    w.set_lease(Lease::Honest { days: 5 });
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let captured = app.check(DEMO_KEY);
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+
+    w.offline();
+    w.clock.advance(30 * DAY);
+    let ahead = app.check(DEMO_KEY);
+    assert!(!ahead.is_licensed(), "{ahead:?}");
+    w.clock.advance(-28 * DAY);
+    let back = app.check(DEMO_KEY);
+    assert_eq!(reason(&back), Some(Reason::ClockRollback), "{back:?}");
+    let seen = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => r.latest_seen,
+        other => panic!("{other:?}"),
+    };
+    let evidence = seen(&app);
+
+    w.online();
+    tape.replay.store(true, Ordering::SeqCst);
+    let replayed = app.check(DEMO_KEY);
+    assert_eq!(reason(&replayed), Some(Reason::Replayed), "{replayed:?}");
+    assert_eq!(seen(&app), evidence, "the rollback evidence kept");
+    tape.replay.store(false, Ordering::SeqCst);
+    w.offline();
+    let offline = app.check(DEMO_KEY);
+    assert_eq!(reason(&offline), Some(Reason::ClockRollback), "{offline:?}");
+
+    // A fresh grant through the relay, with this request's nonce: licensed online; the record's
+    // clock still does not move back.
+    w.online();
+    let fresh = app.check(DEMO_KEY);
+    assert_eq!(fresh.source(), Some(Source::Online), "{fresh:?}");
+    assert!(seen(&app) >= evidence);
+}
+
+/// A relay older than the nonce claim (it signs none): an online grant is refused in signed
+/// mode, the refusal naming the relay's update; the cache's own lease may still answer.
+#[test]
+fn a_relay_that_signs_no_nonce_is_refused_naming_why() {
+    let w = world();
+    let app = signed_and_activated(&w);
+    w.set_lease(Lease::WithoutNonce);
+    w.clock.advance(2 * 3600);
+    take_requests(&w.polar);
+    let report = app.check_report(DEMO_KEY);
+    assert_eq!(take_requests(&w.polar), 1);
+    // The grant is no verdict: the cache's honest lease answers, saying why it did.
+    assert!(from_cache(&report.outcome).is_some(), "{report:?}");
+    let why = report.fallback.expect("why the cache answered");
+    assert_eq!(why.reason(), Reason::ProtocolError, "{why:?}");
+    assert!(why.detail().contains("update the relay"), "{why:?}");
+}
+
+/// Issue #53, whatever the transport: an air-gapped response carries no nonce, so a lease
+/// older than the one the cache holds is what refuses it. A newer response installed, the
+/// older one installed again is `replayed`, and the record keeps the newer activation and
+/// lease.
+#[test]
+fn an_older_air_gapped_response_installed_again_is_a_replay() {
+    let w = world();
+    let (_dir, app, line) = air_gapped(&w, "airgap-replay", "lab");
+    let fetch = || {
+        w.online_client()
+            .lease_fetch(&line)
+            .unwrap()
+            .accepted()
+            .cloned()
+            .unwrap()
+    };
+    let older = fetch();
+    w.clock.advance(DAY);
+    let newer = fetch();
+    let installed = app.lease_install(&newer).unwrap();
+    let newest = installed.accepted().unwrap().activation.id.clone();
+    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        other => panic!("{other:?}"),
+    };
+    let kept = window(&app);
+    assert_eq!(kept.as_ref().map(|w| w.not_before), Some(START + DAY));
+
+    let err = app.lease_install(&older).unwrap_err();
+    assert_eq!(err.reason(), Reason::Replayed, "{err:?}");
+    assert_eq!(window(&app), kept, "the newer lease kept");
+    assert_eq!(
+        app.status(DEMO_KEY).unwrap().activation.map(|a| a.id),
+        Some(newest)
+    );
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+}
+
+/// Issue #53: a lease issued more than the clock tolerance before the denial the record holds
+/// is a replay, whatever brought it. An air-gapped response (no nonce) installed, the key's
+/// denial recorded a day later, the same response installed again: `replayed`, the denial
+/// kept, nothing licensed from the cache.
+#[test]
+fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
+    let w = world();
+    let (dir, app, line) = air_gapped(&w, "airgap-denied", "lab");
+    let response = w
+        .online_client()
+        .lease_fetch(&line)
+        .unwrap()
+        .accepted()
+        .cloned()
+        .unwrap();
+    assert!(app.lease_install(&response).unwrap().accepted().is_some());
+    assert!(from_cache(&app.check(DEMO_KEY)).is_some());
+
+    // A day later the record holds Polar's denial (as a validate on the way would leave it).
+    w.clock.advance(DAY);
+    let org = w.polar.organization_id();
+    let seal = fingerprint_from(MACHINE, &org);
+    let denied_at = w.clock.now();
+    polar_license_testkit::forge(
+        &polar_license_testkit::Forgery {
+            dir: dir.path(),
+            base_url: &w.polar.url(),
+            organization_id: &org,
+            key: DEMO_KEY,
+            seal: Some(&seal),
+            app_secret: None,
+        },
+        |r| {
+            r.denied = Some(polar_license::grace::DenialMark {
+                reason: Reason::Inactive,
+                detail: "License key is no longer active.".into(),
+                status: 404,
+                remaining_usages: None,
+                at: denied_at,
+            });
+        },
+    );
+    assert!(!app.check(DEMO_KEY).is_licensed());
+
+    let err = app.lease_install(&response).unwrap_err();
+    assert_eq!(err.reason(), Reason::Replayed, "{err:?}");
+    assert!(err.detail().contains("denial"), "{err:?}");
+    let status = app.status(DEMO_KEY).unwrap();
+    assert_eq!(status.standing, Standing::Denied, "{status:?}");
+    assert!(!app.check(DEMO_KEY).is_licensed());
+}
+
+/// Issue #53: a replay while the cache still licenses on its own (no denial, the clock right,
+/// the lease running) is answered by the cache, the report's fallback naming the replay: a
+/// relay instance behind another locks no one out, and the replay gains nothing.
+#[test]
+fn a_replay_while_the_cache_licenses_is_answered_by_the_cache() {
+    let w = world();
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let captured = app.check(DEMO_KEY);
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => r.lease_gate.window().cloned(),
+        other => panic!("{other:?}"),
+    };
+    let lease = window(&app);
+    tape.replay.store(true, Ordering::SeqCst);
+    w.clock.advance(2 * 3600);
+    let report = app.check_report(DEMO_KEY);
+    assert!(from_cache(&report.outcome).is_some(), "{report:?}");
+    assert_eq!(
+        report.fallback.as_ref().map(|e| e.reason()),
+        Some(Reason::Replayed),
+        "{report:?}"
+    );
+    assert_eq!(window(&app), lease, "the lease is not renewed by a replay");
+}
+
+/// Issue #53: in signed mode a verdict is dated from its lease's issue time, never from the
+/// unsigned `Date`. The proxy writes a `Date` three days behind the clock on a fresh grant
+/// (before, the local clock "ahead" of it was re-anchored there, dating the verdict back and
+/// pulling `latest_seen` with it); the verdict is the lease's `iat`, and the record's clock
+/// does not move back.
+#[test]
+fn a_signed_verdict_is_dated_from_its_lease_not_the_unsigned_date() {
+    let w = world();
+    let tape = Tape::default();
+    let app = recorded_app(&w, &tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let now = w.clock.now();
+    *tape.date.lock().unwrap() = Some(now - 3 * DAY);
+    let online = app.check(DEMO_KEY);
+    assert_eq!(online.source(), Some(Source::Online), "{online:?}");
+    assert_eq!(online.verified_at(), Some(now), "{online:?}");
+    let CacheState::Present(record) = app.status(DEMO_KEY).unwrap().state else {
+        panic!("a record")
+    };
+    assert_eq!(record.good.as_ref().map(|g| g.verified_at), Some(now));
+    assert_eq!(record.latest_seen, now);
 }

@@ -869,3 +869,89 @@ fn verdicts_of_other_faces_still_hold_with_the_new_record() {
     let _ = Verdict::<()>::Accepted(());
     let _ = GracePolicy::default();
 }
+
+/// A transport that passes a validate on to Polar and then holds Polar's answer until it is
+/// let go: a check's 200 on its way for as long as the test says (issue #53).
+struct Held {
+    inner: polar_license::UreqTransport,
+    answered: std::sync::mpsc::SyncSender<()>,
+    release: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl polar_license::Transport for Held {
+    fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
+        let response = self.inner.send(request)?;
+        let _ = self.answered.send(());
+        let _ = self.release.lock().unwrap().recv();
+        Ok(response)
+    }
+}
+
+/// Issue #53 item 2, the late-grant race: two processes on one cache; a check's 200 is held
+/// while the other records Polar's `inactive` denial; the held answer then arrives. It must
+/// end denied, and the cache keep denying (later checks, and an hour later offline). Played
+/// with the clock still (the denial dated the second the held check began: the check did not
+/// see it at its start) and with the clock moved on (dated after the check began).
+#[test]
+fn a_denial_recorded_while_a_grant_was_held_survives_the_grant() {
+    for moved in [0, 4] {
+        let w = world();
+        let other = w.licensing();
+        w.activated(&other);
+        w.clock.advance(2 * HOUR); // past the fresh window: the held check asks
+        let (answered, on_answer) = std::sync::mpsc::sync_channel(1);
+        let (let_go, release) = std::sync::mpsc::sync_channel(1);
+        let held = w
+            .app_builder()
+            .build_with_transport(Held {
+                inner: polar_license::UreqTransport::new(
+                    Duration::from_secs(2),
+                    Duration::from_secs(5),
+                    1 << 20,
+                ),
+                answered,
+                release: std::sync::Mutex::new(release),
+            })
+            .expect("licensing builds");
+        let late = std::thread::spawn(move || held.check(DEMO_KEY));
+        on_answer
+            .recv_timeout(Duration::from_secs(30))
+            .expect("Polar answered the held check");
+        // Meanwhile: the key is revoked, and the other process records Polar's denial.
+        w.clock.advance(moved);
+        w.polar.update_key(
+            DEMO_KEY,
+            polar_license_emulator::KeyUpdate {
+                status: Some("revoked".into()),
+                ..Default::default()
+            },
+        );
+        // (A check would answer from the cache while the held one asks: a validate asks.)
+        let denied = other.validate(&ValidateRequest::new(DEMO_KEY));
+        let reason = match &denied {
+            Ok(Verdict::Denied(d)) => Some(d.reason),
+            _ => None,
+        };
+        assert_eq!(reason, Some(Reason::Inactive), "{moved}: {denied:?}");
+        let_go.send(()).unwrap();
+        let outcome = late.join().unwrap();
+        assert_eq!(
+            outcome.reason(),
+            Some(Reason::Inactive),
+            "moved {moved}: the late grant must end denied: {outcome:?}"
+        );
+        // The cache keeps denying: at once (no request), and an hour later offline.
+        w.requests();
+        let next = other.check(DEMO_KEY);
+        assert!(!next.is_licensed(), "{moved}: {next:?}");
+        w.polar.set_fault(Some(Fault::CloseImmediately));
+        w.clock.advance(HOUR);
+        let offline = other.check(DEMO_KEY);
+        assert!(!offline.is_licensed(), "{moved}: {offline:?}");
+        let status = other.status(DEMO_KEY).unwrap();
+        let CacheState::Present(record) = &status.state else {
+            panic!("{status:?}")
+        };
+        assert!(record.denied.is_some(), "{moved}: {record:?}");
+    }
+}

@@ -21,7 +21,10 @@ use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
     STORAGE_PREFIX,
 };
-use polar_license::{ActivateRequest, HttpRequest, Key, TransportError, TransportErrorKind};
+use polar_license::{
+    ActivateRequest, HttpRequest, HttpResponse, Key, Reason, Standing, TransportError,
+    TransportErrorKind,
+};
 use polar_license_testkit::fetch::{self, emulator};
 use polar_license_testkit::from_cache;
 use polar_license_testkit::leases::{self, DAY};
@@ -56,6 +59,10 @@ struct Relay {
     signer: Rc<RefCell<Rc<SigningKey>>>,
     /// The machine the leases are bound to, when not the one asked for.
     machine: Rc<RefCell<Option<String>>>,
+    /// The user's recording proxy (issue #53): the last 200 of a validate, as it came.
+    tape: Rc<RefCell<Option<HttpResponse>>>,
+    /// Replaying: that 200 answers, and nothing is passed on.
+    replay: Rc<Cell<bool>>,
 }
 
 impl Relay {
@@ -66,6 +73,8 @@ impl Relay {
             offline: Rc::new(Cell::new(false)),
             signer: Rc::new(RefCell::new(Rc::new(relay_key()))),
             machine: Rc::new(RefCell::new(None)),
+            tape: Rc::new(RefCell::new(None)),
+            replay: Rc::new(Cell::new(false)),
         }
     }
 
@@ -83,6 +92,11 @@ impl Relay {
         move |request: HttpRequest| {
             let relay = relay.clone();
             async move {
+                if relay.replay.get() {
+                    if let Some(captured) = relay.tape.borrow().clone() {
+                        return Ok(captured);
+                    }
+                }
                 if relay.offline.get() {
                     return Err(TransportError::new(
                         TransportErrorKind::Connect,
@@ -98,7 +112,11 @@ impl Relay {
                         let other = relay.machine.borrow().clone();
                         let machine = other.as_deref().or(f.machine.as_deref());
                         let lease = signer.sign(&claims, machine).unwrap();
-                        response.with_header(LEASE_HEADER, &lease)
+                        let leased = response.with_header(LEASE_HEADER, &lease);
+                        if request.url.ends_with("/validate") {
+                            *relay.tape.borrow_mut() = Some(leased.clone());
+                        }
+                        leased
                     }
                     None => response,
                 })
@@ -260,4 +278,51 @@ async fn after_a_lease_signed_by_another_key_the_relays_own_key_licenses_again()
     assert_eq!(outcome.source(), Some(Source::Online), "{outcome:?}");
     relay.offline.set(true);
     assert!(from_cache(&app.check(key.as_str()).await).is_some());
+}
+
+/// Issue #53 on the Rust-on-wasm client: the key revoked and denied online, the proxy replays
+/// the relay's earlier 200 with its genuine lease: `replayed` (another request's nonce), and
+/// the denial kept; a clock set back stays `clock_rollback` through the replay.
+#[wasm_bindgen_test]
+async fn a_replayed_relay_grant_undoes_neither_a_denial_nor_a_clock_set_back() {
+    let (relay, key, app) = signed_app().await;
+    app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
+        .await
+        .expect("activate answers")
+        .accepted()
+        .expect("activated");
+    relay.advance(2 * 3600);
+    let captured = app.check(key.as_str()).await;
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+
+    // The clock ahead and back, offline: clock_rollback, and the replay changes nothing.
+    relay.offline.set(true);
+    relay.advance(30 * DAY);
+    assert!(!app.check(key.as_str()).await.is_licensed());
+    relay.advance(-28 * DAY);
+    let back = app.check(key.as_str()).await;
+    assert_eq!(back.reason(), Some(Reason::ClockRollback), "{back:?}");
+    relay.offline.set(false);
+    relay.replay.set(true);
+    let replayed = app.check(key.as_str()).await;
+    assert_eq!(replayed.reason(), Some(Reason::Replayed), "{replayed:?}");
+    relay.replay.set(false);
+    relay.offline.set(true);
+    let kept = app.check(key.as_str()).await;
+    assert_eq!(kept.reason(), Some(Reason::ClockRollback), "{kept:?}");
+
+    // Revoked and denied online; the replay is refused and the denial kept.
+    relay.offline.set(false);
+    fetch::patch_key(emulator(), key.as_str(), json!({ "status": "revoked" })).await;
+    let denied = app.check(key.as_str()).await;
+    assert_eq!(denied.reason(), Some(Reason::Inactive), "{denied:?}");
+    relay.replay.set(true);
+    let replayed = app.check(key.as_str()).await;
+    assert_eq!(replayed.reason(), Some(Reason::Replayed), "{replayed:?}");
+    relay.replay.set(false);
+    relay.offline.set(true);
+    relay.advance(3600);
+    assert!(!app.check(key.as_str()).await.is_licensed());
+    let status = app.status(key.as_str()).await.unwrap();
+    assert_eq!(status.standing, Standing::Denied, "{status:?}");
 }

@@ -190,6 +190,9 @@ pub struct Check<L = ValidatedLicenseKey> {
     /// Phase 1's read without the lock, when its answer writes a record: the lock is taken to
     /// write it (the slot read anew); when the lock is not had, this plan's write failed.
     peeked: Option<Stored>,
+    /// Signed mode: the nonce the request carries ([`Ctx::nonce`]); its grant's lease must
+    /// carry the same.
+    nonce: Option<String>,
 }
 
 impl<L> std::fmt::Debug for Check<L> {
@@ -252,6 +255,7 @@ impl<L: Validated> Check<L> {
             locked: false,
             misanswered: false,
             peeked: None,
+            nonce: None,
         };
         match slot {
             Ok(slot) => check.slot = Some(slot),
@@ -616,11 +620,19 @@ impl<L: Validated> Check<L> {
                     },
                 )
             }
-            Begin::Ask(asking) => {
+            Begin::Ask(mut asking) => {
+                self.bind(ctx, &mut asking.http);
                 self.asking = Some(asking);
                 State::Unlock(Next::Mark)
             }
         }
+    }
+
+    /// Signed mode: a fresh nonce for the request about to be sent, kept to hold its grant's
+    /// lease to (contract §5, freshness).
+    fn bind(&mut self, ctx: &Ctx<'_, L>, http: &mut HttpRequest) {
+        self.nonce = ctx.nonce();
+        super::ctx::with_nonce(http, self.nonce.as_deref());
     }
 
     fn answer(&mut self, outcome: CheckOutcome<L>) -> State<L> {
@@ -667,6 +679,10 @@ impl<L: Validated> Check<L> {
                     // and the cache still answers within the grace if it cannot be.
                     Err(e) => {
                         self.asking = ask.and_then(|req| session::asking(ctx.api, &req, self.now));
+                        if let Some(mut asking) = self.asking.take() {
+                            self.bind(ctx, &mut asking.http);
+                            self.asking = Some(asking);
+                        }
                         if self.asking.is_some() {
                             self.cache_error = Some(e);
                             return State::Unlock(Next::Mark);
@@ -763,6 +779,7 @@ impl<L: Validated> Check<L> {
                     key: &asking.query.key,
                     activation_id: asking.query.activation_id.as_deref(),
                     conditions: &asking.query.conditions,
+                    nonce: self.nonce.as_deref(),
                 };
                 (asking.expect(org), granted, asking.now)
             }
@@ -772,6 +789,7 @@ impl<L: Validated> Check<L> {
                     key: &self.key,
                     activation_id: req.activation_id.as_deref(),
                     conditions: &req.conditions,
+                    nonce: self.nonce.as_deref(),
                 };
                 (Expect::validate(org, req, self.now), granted, self.now)
             }
@@ -791,6 +809,12 @@ impl<L: Validated> Check<L> {
         ) else {
             return State::Unlock(Next::Done);
         };
+        let (online, lease) = session::fresh_grant(
+            current.record.as_ref(),
+            online,
+            self.lease.take(),
+            ctx.policy,
+        );
         let relayed = relayed_verdict(self.relayed, &online);
         let f = session::finish(&current, asking, ctx.policy, online);
         self.report = Some(CheckReport {
@@ -802,7 +826,7 @@ impl<L: Validated> Check<L> {
         let Some(record) = f.write else {
             return State::Unlock(Next::Done);
         };
-        let record = session::with_lease(record, self.lease.take());
+        let record = session::with_lease(record, lease);
         let denied = record.denied.is_some();
         let Some(slot) = self.slot() else {
             return State::Unlock(Next::Done);
@@ -824,6 +848,12 @@ impl<L: Validated> Check<L> {
         ) else {
             return;
         };
+        let (online, _) = session::fresh_grant(
+            opened.record.as_ref(),
+            online,
+            self.lease.take(),
+            ctx.policy,
+        );
         let relayed = relayed_verdict(self.relayed, &online);
         let f = session::finish(opened, asking, ctx.policy, online);
         self.report = Some(CheckReport {
@@ -849,7 +879,8 @@ impl<L: Validated> Check<L> {
             .clone()
             .unwrap_or_else(|| ValidateRequest::new(self.key.clone()));
         match ctx.api.validate_request(&req) {
-            Ok(http) => {
+            Ok(mut http) => {
+                self.bind(ctx, &mut http);
                 self.cache_error = Some(cache_error);
                 self.state = State::Unusable(Box::new(http), req);
             }

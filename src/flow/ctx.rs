@@ -32,6 +32,29 @@ pub struct Ctx<'a, L = ValidatedLicenseKey> {
     pub bound: bool,
     /// A plain check needs a remembered activation.
     pub require_activation: bool,
+    /// Signed mode's freshness (contract §5): 16 random bytes for each online request's
+    /// nonce, from the host's randomness (`None` from it: none could be had). `None`: this
+    /// face sends no nonce, and its grants are held to the stored lease and denial only.
+    pub random: Option<fn() -> Option<[u8; 16]>>,
+}
+
+impl<L> Ctx<'_, L> {
+    /// Signed mode: a fresh nonce for one online request ([`lease::NONCE_HEADER`]), when the
+    /// face has randomness for one. Unsigned mode sends none.
+    pub fn nonce(&self) -> Option<String> {
+        if self.relay_keys.is_empty() {
+            return None;
+        }
+        let bytes = (self.random?)()?;
+        Some(lease::nonce_text(&bytes))
+    }
+}
+
+/// `http` with the nonce `nonce` (when there is one) among its headers.
+pub fn with_nonce(http: &mut crate::proto::HttpRequest, nonce: Option<&str>) {
+    if let Some(nonce) = nonce {
+        http.headers.push((lease::NONCE_HEADER, nonce.to_string()));
+    }
 }
 
 impl<L> Clone for Ctx<'_, L> {

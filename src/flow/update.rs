@@ -83,6 +83,9 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// The given that met a signature the verifier has yet to answer ([`Want::Verify`]): taken
     /// anew once it has.
     verifying: Option<Box<Given>>,
+    /// Signed mode: the nonce the request carries ([`Ctx::nonce`]); its grant's lease must
+    /// carry the same.
+    nonce: Option<String>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -142,7 +145,7 @@ impl<L: License> Update<L> {
             Op::Validate { req, .. } => match ctx.api.validate_request(req) {
                 Ok(http) => {
                     update.slot = slot(&update.key);
-                    update.request = Some(http);
+                    update.bind(ctx, http);
                 }
                 Err(e) => update.fail(e),
             },
@@ -166,7 +169,7 @@ impl<L: License> Update<L> {
         match (request, slot) {
             (Ok(http), Ok(slot)) => {
                 update.slot = Ok(slot);
-                update.request = Some(http);
+                update.bind(ctx, http);
             }
             (Err(e), _) | (_, Err(e)) => update.fail(e),
         }
@@ -212,7 +215,16 @@ impl<L: License> Update<L> {
             phase: Phase::Send,
             misanswered: false,
             verifying: None,
+            nonce: None,
         }
+    }
+
+    /// Signed mode: a fresh nonce for the request about to be sent, kept to hold its grant's
+    /// lease to (contract §5, freshness).
+    fn bind(&mut self, ctx: &Ctx<'_, L>, mut http: HttpRequest) {
+        self.nonce = ctx.nonce();
+        super::ctx::with_nonce(&mut http, self.nonce.as_deref());
+        self.request = Some(http);
     }
 
     /// Ends at once with `e` as the answer.
@@ -385,6 +397,7 @@ impl<L: License> Update<L> {
                     key: &self.key,
                     activation_id: req.activation_id.as_deref(),
                     conditions: &req.conditions,
+                    nonce: self.nonce.as_deref(),
                 };
                 let (answer, lease) = session::held(signing, read, &granted, now);
                 let refused = matches!(answer, Err(Error::InvalidInput { .. }));
@@ -404,8 +417,9 @@ impl<L: License> Update<L> {
                     let verdict = L::activate_answer(&r, expect.as_ref())?;
                     Ok(((verdict, r.stamp()), token(&r)))
                 });
+                let nonce = self.nonce.as_deref();
                 let (answer, lease) =
-                    session::held_activation(signing, read, org, req, &self.key, now);
+                    session::held_activation(signing, read, org, req, &self.key, nonce, now);
                 *online = Some(answer);
                 self.lease = lease;
                 Phase::Lock
@@ -447,15 +461,22 @@ impl<L: License> Update<L> {
         let opened = open_slot(ctx, &slot, &self.key, &stored);
         let org = ctx.api.organization_id();
         let now = self.now;
+        let current = opened.record.as_ref();
         let record = match &mut self.op {
             Op::Validate {
                 req,
                 online: Some(online),
-            } => session::validated(&opened, org, req, ctx.machine, now, ctx.policy, online),
+            } => {
+                self.lease = fresh(current, online, self.lease.take(), ctx.policy);
+                session::validated(&opened, org, req, ctx.machine, now, ctx.policy, online)
+            }
             Op::Activate {
                 req,
                 online: Some(online),
-            } => session::activated(&opened, org, req, &self.key, now, ctx.policy, online),
+            } => {
+                self.lease = fresh(current, online, self.lease.take(), ctx.policy);
+                session::activated(&opened, org, req, &self.key, now, ctx.policy, online)
+            }
             Op::Deactivate {
                 given, id, online, ..
             } => {
@@ -559,6 +580,20 @@ fn undriven() -> Error {
 
 /// The writes that store `record`, in order; a denial that cannot be stored removes the record
 /// (a tombstone that cannot be written must not leave an old grant).
+/// [`session::fresh_grant`] in place: the answer refused as a replay or dated from its lease;
+/// the lease kept (the fold may run again once a lease is verified: the same again).
+fn fresh<T, L: License>(
+    record: Option<&Record<L>>,
+    online: &mut Answer<T>,
+    lease: Option<HeldLease>,
+    policy: &crate::grace::GracePolicy,
+) -> Option<HeldLease> {
+    let answer = std::mem::replace(online, Err(undriven()));
+    let (answer, lease) = session::fresh_grant(record, answer, lease, policy);
+    *online = answer;
+    lease
+}
+
 fn writes<L: License>(opened: &Opened<L>, record: Record<L>, slot: &Slot) -> Phase {
     let forget = record.denied.is_some();
     let writes = session::seal(opened, record, slot).into_iter().collect();

@@ -427,7 +427,7 @@ impl Licensing {
         key: &Key,
         now: i64,
     ) -> session::Held<LicenseKeyActivationRead> {
-        session::held_activation(self.signing(), online, self.org(), req, key, now)
+        session::held_activation(self.signing(), online, self.org(), req, key, None, now)
     }
 
     fn signing(&self) -> session::Signing<'_> {
@@ -600,6 +600,12 @@ impl Licensing {
     ) -> Result<(), Error> {
         let _lock = self.store.lock(&slot.name)?;
         let (_, opened) = self.open(slot, key)?;
+        // Whatever the transport: a lease older than the stored lease or denial is a replay
+        // (an old response installed again), refused with the record kept.
+        let answer = std::mem::replace(online, Err(Error::NotYetVerified));
+        let (answer, lease) =
+            session::fresh_grant(opened.record.as_ref(), answer, lease, &self.policy);
+        *online = answer;
         let record = session::activated(&opened, self.org(), req, key, now, &self.policy, online);
         match record.map(|r| session::with_lease(r, lease)) {
             Some(record) => self.save_or_forget(slot, &opened, record).map(drop),
@@ -742,6 +748,7 @@ impl Licensing {
             machine: self.machine_fingerprint(),
             bound: self.identity().is_ok(),
             require_activation: self.require_activation,
+            random: Some(random_nonce),
         }
     }
 
@@ -1102,4 +1109,11 @@ fn unstarted(e: std::io::Error) -> Error {
         timeout: false,
         detail: format!("could not start a thread for the request: {e}"),
     }
+}
+
+/// 16 bytes of the OS's randomness, for signed mode's request nonces ([`flow::Ctx::random`]).
+fn random_nonce() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
 }

@@ -402,6 +402,7 @@ impl AsyncLicensing {
             machine: self.machine.as_deref(),
             bound: true,
             require_activation: self.require_activation,
+            random: Some(random_nonce),
         }
     }
 
@@ -498,4 +499,19 @@ impl AsyncLicensing {
         let _lock = lock(&slot.name).await;
         self.store.remove(&storage_name(&slot.name)).await
     }
+}
+
+/// 16 bytes of the host's `crypto.getRandomValues`, for signed mode's request nonces
+/// ([`flow::Ctx::random`]); `None` when the host has none (no nonce is sent then).
+fn random_nonce() -> Option<[u8; 16]> {
+    let crypto = js_sys::Reflect::get(&js_sys::global(), &JsValue::from_str("crypto")).ok()?;
+    if !crypto.is_object() {
+        return None;
+    }
+    let crypto: web_sys::Crypto = crypto.unchecked_into();
+    let bytes = js_sys::Uint8Array::new_with_length(16);
+    crypto.get_random_values_with_js_u8_array(&bytes).ok()?;
+    let mut out = [0u8; 16];
+    bytes.copy_to(&mut out);
+    Some(out)
 }

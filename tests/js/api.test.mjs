@@ -94,7 +94,7 @@ test('REASONS is the Rust reason table', async () => {
     Object.fromEntries(rows.map((r) => [r.code, r.kind])),
     { ...REASONS },
   );
-  assert.equal(rows.length, 19); // docs/interfaces.md §1's 18 and not_yet_verified
+  assert.equal(rows.length, 20); // docs/interfaces.md §1's 18, not_yet_verified and replayed
   assert.ok(Object.isFrozen(REASONS));
 });
 

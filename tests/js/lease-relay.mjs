@@ -55,6 +55,8 @@ export function wire(c) {
     usage: c.usage,
     limit_usage: c.limit_usage ?? null,
     limit_activations: c.limit_activations ?? null,
+    // The request's nonce (issue #53), written only when there is one, as the relay does.
+    ...(c.nonce == null ? {} : { nonce: c.nonce }),
   };
 }
 
@@ -70,8 +72,11 @@ export function signLease(key, claims, machine) {
 
 // ---- the stand-in relay ----------------------------------------------------------------------
 
-/** The facts of a granted validate or activate: from the request and the emulator's answer. */
-export function facts(path, request, answer) {
+/**
+ * The facts of a granted validate or activate: from the request, the emulator's answer and the
+ * request's `polar-license-nonce` (signed into the lease as the relay does).
+ */
+export function facts(path, request, answer, nonce) {
   const activate = path.endsWith('/activate');
   const license = activate ? answer.license_key : answer;
   return {
@@ -80,6 +85,7 @@ export function facts(path, request, answer) {
     machine: request.conditions?.machine_fingerprint,
     activation_id: activate ? answer.id : (answer.activation?.id ?? null),
     license,
+    nonce,
   };
 }
 
@@ -100,6 +106,7 @@ export function claims(f, now, days) {
     not_before: now,
     expires_at: licenseEnd === null ? exp : Math.min(exp, licenseEnd),
     id: randomUUID(),
+    nonce: f.nonce,
   };
 }
 
@@ -112,7 +119,8 @@ export function claims(f, now, days) {
  * `Access-Control-Expose-Headers` unless `world.hideLease` (as a relay misconfigured for
  * browsers would). `world.age` (seconds): every answer says it is that old (`Age`, as a relay
  * replaying a stored answer does), exposed to pages unless `world.hideAge`. Sets `world.url`
- * and `world.close()`.
+ * and `world.close()`. `world.tape` is the last leased 200 of a validate; with `world.replay`
+ * it answers every request (a recording proxy's replay, issue #53).
  */
 export async function standIn(world, target) {
   const cors = { 'access-control-allow-origin': '*' };
@@ -127,11 +135,24 @@ export async function standIn(world, target) {
       });
       return void res.end();
     }
+    // The user's recording proxy (issue #53): replaying, the last leased 200 of a validate
+    // answers, as it came, and nothing is passed on.
+    if (world.replay && world.tape) {
+      res.writeHead(world.tape.status, world.tape.headers);
+      return void res.end(world.tape.body);
+    }
     world.requests += 1;
     if (world.down) return void req.socket.destroy();
     const body = Buffer.concat(chunks);
+    // `world.hold` (a promise): this request's answer is held until it settles (taken when
+    // the request arrives; `world.held()` is called once Polar has answered it).
+    const hold = world.hold;
     const resp = await fetch(`${target}${req.url}`, { method: req.method, headers: { 'content-type': 'application/json' }, body });
     const answer = Buffer.from(await resp.arrayBuffer());
+    if (hold) {
+      world.held?.();
+      await hold;
+    }
     const headers = { 'content-type': 'application/json', ...cors };
     const exposed = [];
     if (!world.hideLease) exposed.push('polar-license-lease');
@@ -143,8 +164,12 @@ export async function standIn(world, target) {
     const date = resp.headers.get('date');
     if (date) headers.date = date;
     if (resp.status === 200 && !req.url.endsWith('/deactivate')) {
-      const lease = world.lease(facts(req.url, JSON.parse(body), JSON.parse(answer)), world.now());
+      const nonce = req.headers['polar-license-nonce'];
+      const lease = world.lease(facts(req.url, JSON.parse(body), JSON.parse(answer), nonce), world.now());
       if (lease !== undefined) headers['polar-license-lease'] = lease;
+      if (lease !== undefined && req.url.endsWith('/validate')) {
+        world.tape = { status: resp.status, headers: { ...headers }, body: answer };
+      }
     }
     res.writeHead(resp.status, headers);
     res.end(answer);

@@ -408,3 +408,76 @@ test('a lease forged into the record with another key does not verify', async ()
     await rm(dir, { recursive: true, force: true });
   }
 });
+
+test('a replayed relay grant undoes neither a clock set back nor a denial (issue #53)', async () => {
+  const w = await world();
+  try {
+    const app = w.app([SIGNER.pair]);
+    await app.activate(w.key, { label: 'laptop' });
+    w.advance(2 * 3600);
+    const online = await app.check(w.key);
+    assert.equal(online.source, 'online');
+    assert.ok(w.tape, 'a 200 recorded');
+    const code = (expected) => (e) => {
+      assert.equal(e.code, expected, `${e.code}: ${e.detail}`);
+      return true;
+    };
+    // The clock 30 days ahead and back 28, the relay unreachable: clock_rollback; the replay
+    // of the recorded 200 is refused, and the rollback stays.
+    w.down = true;
+    w.advance(30 * DAY);
+    await assert.rejects(app.check(w.key));
+    w.advance(-28 * DAY);
+    await assert.rejects(app.check(w.key), code('clock_rollback'));
+    w.down = false;
+    w.replay = true;
+    const before = w.requests;
+    await assert.rejects(app.check(w.key), code('replayed'));
+    assert.equal(w.requests, before, 'the proxy answered alone');
+    w.replay = false;
+    w.down = true;
+    await assert.rejects(app.check(w.key), code('clock_rollback'));
+    // Revoked and denied online: the replay is refused, and the denial kept.
+    w.down = false;
+    await revoke(w.key);
+    await assert.rejects(app.check(w.key), code('inactive'));
+    w.replay = true;
+    await assert.rejects(app.check(w.key), code('replayed'));
+    w.replay = false;
+    w.down = true;
+    w.advance(3600);
+    await assert.rejects(app.check(w.key));
+  } finally {
+    await w.close();
+  }
+});
+
+test('a denial recorded while a grant was held survives the grant (issue #53, the late-grant race)', async () => {
+  const w = await world();
+  try {
+    const held = w.app([SIGNER.pair]);
+    const other = w.app([SIGNER.pair]); // another process on the same storage
+    await other.activate(w.key, { label: 'laptop' });
+    w.advance(2 * 3600); // past the fresh window: the held check asks
+    let release;
+    w.hold = new Promise((ok) => (release = ok));
+    const reached = new Promise((ok) => (w.held = ok));
+    const late = rejection(held.check(w.key));
+    await reached; // Polar answered the held check with a grant
+    w.hold = undefined;
+    w.advance(4);
+    await revoke(w.key);
+    const denied = await rejection(other.validate(w.key));
+    assert.equal(denied.code, 'inactive');
+    release();
+    const e = await late;
+    assert.equal(e?.code, 'inactive', `the late grant must end denied: ${e?.code ?? 'licensed'}`);
+    // The cache keeps denying, an hour later offline too.
+    w.down = true;
+    w.advance(3600);
+    const offline = await rejection(other.check(w.key));
+    assert.notEqual(offline, undefined, 'not licensed');
+  } finally {
+    await w.close();
+  }
+});

@@ -135,6 +135,9 @@ enum polar_license_reason
   // `not_yet_verified`: `polar_license_client_check_in_background`'s immediate answer when
   // the cache has nothing usable; the fresh answer follows through the callback.
   POLAR_LICENSE_REASON_NOT_YET_VERIFIED = 19,
+  // `replayed`: signed mode refused a grant that is not this request's answer (another
+  // request's nonce) or is older than the stored lease or denial; the record is kept.
+  POLAR_LICENSE_REASON_REPLAYED = 20,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L

@@ -75,6 +75,9 @@ pub enum polar_license_reason {
     /// `not_yet_verified`: `polar_license_client_check_in_background`'s immediate answer when
     /// the cache has nothing usable; the fresh answer follows through the callback.
     NotYetVerified = 19,
+    /// `replayed`: signed mode refused a grant that is not this request's answer (another
+    /// request's nonce) or is older than the stored lease or denial; the record is kept.
+    Replayed = 20,
 }
 
 impl From<Reason> for polar_license_reason {
@@ -100,6 +103,7 @@ impl From<Reason> for polar_license_reason {
             Reason::CacheError => C::CacheError,
             Reason::LoadError => C::LoadError,
             Reason::NotYetVerified => C::NotYetVerified,
+            Reason::Replayed => C::Replayed,
         }
     }
 }
@@ -286,6 +290,7 @@ fn reason_code_c(r: Reason) -> &'static std::ffi::CStr {
         Reason::CacheError => c"cache_error",
         Reason::LoadError => c"load_error",
         Reason::NotYetVerified => c"not_yet_verified",
+        Reason::Replayed => c"replayed",
     }
 }
 

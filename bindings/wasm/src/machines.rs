@@ -46,6 +46,7 @@ use polar_license::session::Keep;
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
+use std::cell::Cell;
 use std::sync::Arc;
 
 fn name(name: &str) -> String {
@@ -113,6 +114,8 @@ impl Engine {
             machine: self.machine.as_deref(),
             bound: true,
             require_activation: self.require_activation,
+            // The host's randomness, given with each run (`start`'s `random`).
+            random: Some(random),
         }
     }
 
@@ -140,6 +143,8 @@ impl Engine {
         };
         let now = number("now");
         let ctx = self.ctx();
+        let bytes = text("random").and_then(|hex| random_bytes(&hex));
+        RANDOM.with(|r| r.set(bytes));
         let flow = match op {
             "validate" => self
                 .validate_request(key.expose().to_string(), options)
@@ -163,11 +168,13 @@ impl Engine {
                 Ok(Flow::Check(check.unlocked_read()))
             }
         };
+        RANDOM.with(|r| r.set(None));
         let flow = match flow {
             Ok(flow) => flow,
             Err(e) => return ["{\"done\":", &error_json(&e), "}"].concat(),
         };
         let run = Run {
+            random: bytes,
             flow,
             slot: slot.ok(),
             key,
@@ -287,7 +294,9 @@ impl Engine {
         };
         run.follow(&given);
         // What the verifier asked is taken when the machine wants it verified (`want`).
+        RANDOM.with(|r| r.set(run.random));
         run.flow.give(&self.ctx(), given);
+        RANDOM.with(|r| r.set(None));
         drop(runs);
         self.want(id)
     }
@@ -423,4 +432,20 @@ fn gone() -> String {
         detail: "this operation is not running".to_string(),
     };
     ["{\"done\":", &error_json(&e), ",\"refreshed\":false}"].concat()
+}
+
+thread_local! {
+    /// The random bytes of the run being stepped ([`Run::random`]), set around each of its
+    /// steps and taken once by its nonce ([`Ctx::random`], signed mode's freshness).
+    static RANDOM: Cell<Option<[u8; 16]>> = const { Cell::new(None) };
+}
+
+/// [`Ctx::random`]: the stepped run's random bytes, if the host gave it any.
+fn random() -> Option<[u8; 16]> {
+    RANDOM.with(Cell::take)
+}
+
+/// 16 bytes from 32 hex digits (the host's `crypto.getRandomValues`), else none.
+fn random_bytes(hex: &str) -> Option<[u8; 16]> {
+    polar_license::cache::unhex(hex.as_bytes())?.try_into().ok()
 }

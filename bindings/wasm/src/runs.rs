@@ -47,6 +47,8 @@ impl Flow {
 
 /// One machine being driven.
 pub(crate) struct Run {
+    /// The host's random bytes for this run's request nonce (signed mode), if it gave any.
+    pub(crate) random: Option<[u8; 16]>,
     pub(crate) flow: Flow,
     pub(crate) slot: Option<Arc<Slot>>,
     pub(crate) key: Key,

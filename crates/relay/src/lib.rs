@@ -76,8 +76,8 @@ pub use server::{
 
 use limit::Buckets;
 use polar_license::lease::{
-    key_hash, prepare, signature_verifies, LeaseClaims, RelayKeys, SigningKey, UnsignedLease,
-    LEASE_HEADER,
+    is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, RelayKeys, SigningKey,
+    UnsignedLease, LEASE_HEADER, NONCE_HEADER,
 };
 use polar_license::metadata::{MetaValue, Metadata};
 use polar_license::proto::{
@@ -356,6 +356,9 @@ pub struct Pending {
     /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
     /// when it cannot), the grant still answers as fresh (`store`).
     early: bool,
+    /// The client's [`NONCE_HEADER`], when it sent one that is a nonce: signed into the
+    /// lease's claims, whoever answers (Polar now, or the store).
+    nonce: Option<String>,
 }
 
 impl std::fmt::Debug for Pending {
@@ -368,6 +371,12 @@ impl std::fmt::Debug for Pending {
 }
 
 impl Pending {
+    /// A grant's claims with the client's nonce, if it sent one (contract §5, freshness).
+    fn claims(&self, mut claims: LeaseClaims) -> LeaseClaims {
+        claims.nonce.clone_from(&self.nonce);
+        claims
+    }
+
     /// The call to Polar's token-authenticated route (it holds the seller's token and the
     /// license key: never log it).
     pub fn request(&self) -> &HttpRequest {
@@ -988,6 +997,10 @@ impl Relay {
             ticket: None,
             client,
             early: false,
+            nonce: req
+                .header(NONCE_HEADER)
+                .filter(|n| is_nonce(n))
+                .map(str::to_string),
         })
     }
 
@@ -1144,7 +1157,7 @@ impl Relay {
         }
         r.body = upstream.body.clone();
         let (lease, holder) = match self.grant(op, checked, call, &upstream, now, entropy) {
-            Ok(grant) => grant,
+            Ok((lease, holder)) => (pending.claims(lease), holder),
             Err(why) => {
                 log::info!(
                     "relay: {} {} {} (no lease: {why})",
@@ -1288,6 +1301,7 @@ impl Relay {
             not_before: at,
             expires_at,
             id: id.hyphenated().to_string(),
+            nonce: None,
         };
         Ok((claims, holder))
     }
@@ -1457,7 +1471,7 @@ fn preflight() -> RelayResponse {
     r.set("access-control-allow-methods", "POST, OPTIONS");
     r.set(
         "access-control-allow-headers",
-        "content-type, polar-version, accept",
+        "content-type, polar-version, accept, polar-license-nonce",
     );
     r.set("access-control-max-age", "600");
     r

@@ -289,6 +289,7 @@ impl Relay {
                         entropy(),
                     )
                     .ok()?;
+                let claims = pending.claims(claims);
                 if claims.expires_at <= now.unix_seconds {
                     return None;
                 }

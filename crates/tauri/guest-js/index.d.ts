@@ -22,7 +22,8 @@ export type UnverifiedCode =
   | 'server_error'
   | 'grace_expired'
   | 'clock_rollback'
-  | 'not_yet_verified';
+  | 'not_yet_verified'
+  | 'replayed';
 
 /** The request or the answer is wrong in a way retrying will not fix (`load_error`: never
  * from this plugin, the npm package's own). */

@@ -281,7 +281,7 @@ fn every_reason_code_and_command_for_the_guest_package() {
         .iter()
         .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
         .collect();
-    assert_eq!(reasons.len(), 19);
+    assert_eq!(reasons.len(), 20);
     write_fixture("reasons.json", &Value::Array(reasons));
     write_fixture("commands.json", &json!(COMMANDS));
 }

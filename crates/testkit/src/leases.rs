@@ -22,6 +22,9 @@ pub struct Facts {
     pub license: Value,
     /// The activation validated, or the one just made.
     pub activation_id: Option<String>,
+    /// The request's `polar-license-nonce` (issue #53), signed into the lease as the relay
+    /// signs it.
+    pub nonce: Option<String>,
 }
 
 impl Facts {
@@ -34,6 +37,7 @@ impl Facts {
             machine: None,
             license: serde_json::json!({"status": "granted", "benefit_id": benefit_id, "usage": 0}),
             activation_id: Some(activation.to_string()),
+            nonce: None,
         }
     }
 }
@@ -64,6 +68,11 @@ pub fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
             .map(str::to_string),
         license,
         activation_id,
+        nonce: request
+            .headers
+            .iter()
+            .find(|(name, _)| *name == lease::NONCE_HEADER)
+            .map(|(_, value)| value.clone()),
     })
 }
 
@@ -92,6 +101,7 @@ pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
         not_before: now,
         expires_at: license_expires_at.map_or(exp, |at| exp.min(at)),
         id: "0b6f4f3e-2f0c-4c47-9d7e-5a1f7d2c9e10".to_string(),
+        nonce: f.nonce.clone(),
     }
 }
 

@@ -135,6 +135,8 @@ pub enum Lease {
     Future,
     /// Two headers, each a good lease.
     Twice,
+    /// An honest lease without the request's nonce (a relay older than the claim).
+    WithoutNonce,
 }
 
 /// The relay rig of a [`World::signed`] world: its signing key and what it signs.
@@ -189,6 +191,11 @@ impl Transport for StandIn {
                 Some(sign(&c, machine))
             }
             Lease::Future => Some(sign(&claims(&f, now + DAY, 7), machine)),
+            Lease::WithoutNonce => {
+                let mut c = claims(&f, now, 7);
+                c.nonce = None;
+                Some(sign(&c, machine))
+            }
             Lease::Twice => {
                 let good = sign(&claims(&f, now, 7), machine);
                 return Ok(response

@@ -15,7 +15,7 @@
 use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::Source;
-use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER};
+use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER, NONCE_HEADER};
 use polar_license::session::{self, Slot};
 use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
@@ -104,7 +104,13 @@ impl Relay {
                     ));
                 }
                 let fetch = FetchTransport::new(Duration::from_secs(5), 1 << 20);
-                let response = fetch.send(&request).await?;
+                // A relay keeps the client's nonce for the lease it signs and asks Polar
+                // without it (a browser's preflight to Polar would refuse the header).
+                let mut upstream = request.clone();
+                upstream
+                    .headers
+                    .retain(|(name, _)| !name.eq_ignore_ascii_case(NONCE_HEADER));
+                let response = fetch.send(&upstream).await?;
                 let signer = Rc::clone(&relay.signer.borrow());
                 Ok(match leases::facts(&request, &response) {
                     Some(f) => {

@@ -51,6 +51,93 @@ fn relay_addr(relay: &Running) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], relay.port()))
 }
 
+/// `activate_from` until an answer other than 429, at most `tries` times 300 ms apart (a
+/// client told 429 tries again a little later): the key, the last status and source.
+fn activate_retrying(
+    from: Ipv4Addr,
+    relay: &Running,
+    key: &str,
+    tries: usize,
+) -> Option<(String, u16, Option<String>)> {
+    let mut last = None;
+    for _ in 0..tries {
+        let a = activate_from(from, relay, key).expect("an answer");
+        let done = a.status != 429;
+        last = Some((key.to_string(), a.status, a.source));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    last
+}
+
+/// Guesses sent to the relay until stopped: thread `n` sends from 127.0.0.(`first` + n), its
+/// `i`-th request to the route and with the key `guess(n, i)` gives, then sleeps `pause`.
+struct Guesses {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    denials: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Guesses {
+    fn start(
+        relay: &Running,
+        threads: u8,
+        first: u8,
+        pause: Duration,
+        guess: fn(u8, u64) -> (&'static str, String),
+    ) -> Guesses {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let denials = Arc::new(AtomicU64::new(0));
+        let to = relay_addr(relay);
+        let threads = (0..threads)
+            .map(|n| {
+                let (stop, sent, denials) =
+                    (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&denials));
+                std::thread::spawn(move || {
+                    let from = Ipv4Addr::new(127, 0, 0, first + n);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let (op, key) = guess(n, i);
+                        let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
+                                          "label": "guess"});
+                        let path = format!("/v1/customer-portal/license-keys/{op}");
+                        if let Some(a) = post_from(from, to, &path, &body) {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            if a.status == 404 {
+                                denials.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        std::thread::sleep(pause);
+                    }
+                })
+            })
+            .collect();
+        Guesses {
+            stop,
+            sent,
+            denials,
+            threads,
+        }
+    }
+
+    /// Stops the guesses: how many were answered, and how many of those were Polar's 404.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("a guesser");
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.denials.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A webhook endpoint registered in Polar (the emulator) for the grant events: its id and
 /// its secret.
 fn endpoint(polar: &Emulator) -> (String, String) {
@@ -111,42 +198,15 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
 
     polar.reset_request_count();
     let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood_denials = Arc::new(AtomicU64::new(0));
-    let flood_sent = Arc::new(AtomicU64::new(0));
-    let to = relay_addr(&relay);
-    let flooders: Vec<_> = (0..16u8)
-        .map(|n| {
-            let (stop, denials, sent) = (
-                Arc::clone(&stop),
-                Arc::clone(&flood_denials),
-                Arc::clone(&flood_sent),
-            );
-            std::thread::spawn(move || {
-                let from = Ipv4Addr::new(127, 0, 0, 100 + n);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let op = if i.is_multiple_of(2) {
-                        "validate"
-                    } else {
-                        "activate"
-                    };
-                    let key = format!("GUESS-{n}-{i}-000000");
-                    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
-                                      "label": "guess"});
-                    let path = format!("/v1/customer-portal/license-keys/{op}");
-                    if let Some(a) = post_from(from, to, &path, &body) {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        if a.status == 404 {
-                            denials.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(40));
-                }
-            })
-        })
-        .collect();
+    // Validates and activates of random keys, one every 40 ms from each of 16 addresses.
+    let flood = Guesses::start(&relay, 16, 100, Duration::from_millis(40), |n, i| {
+        let op = if i.is_multiple_of(2) {
+            "validate"
+        } else {
+            "activate"
+        };
+        (op, format!("GUESS-{n}-{i}-000000"))
+    });
 
     let customer = Ipv4Addr::new(127, 0, 0, 2);
     let mut answers = Vec::new();
@@ -162,26 +222,11 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
     for i in 0..3 {
         let key = rig::add_key(&polar, format!("NEWBUYER-{i:04}-7D8E9F"), Some(3));
         std::thread::sleep(Duration::from_millis(700));
-        let mut last = None;
-        for _ in 0..8 {
-            let a = activate_from(customer, &relay, &key).expect("an answer");
-            let done = a.status != 429;
-            last = Some((key.clone(), a.status, a.source));
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        answers.extend(last);
+        answers.extend(activate_retrying(customer, &relay, &key, 8));
     }
-    stop.store(true, Ordering::Relaxed);
-    for f in flooders {
-        f.join().expect("a flooder");
-    }
+    let (sent, denials) = flood.stop();
     let elapsed = started.elapsed();
     let calls = polar.request_count();
-    let sent = flood_sent.load(Ordering::Relaxed);
-    let denials = flood_denials.load(Ordering::Relaxed);
 
     // Every new customer's activation got Polar's verdict.
     for (key, status, source) in &answers {
@@ -254,66 +299,22 @@ fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_fou
 
     polar.reset_request_count();
     let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let polar_denials = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let to = relay_addr(&relay);
-    let guessers: Vec<_> = (0..4u8)
-        .map(|n| {
-            let (stop, denials, sent) = (
-                Arc::clone(&stop),
-                Arc::clone(&polar_denials),
-                Arc::clone(&sent),
-            );
-            std::thread::spawn(move || {
-                let from = Ipv4Addr::new(127, 0, 0, 110 + n);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let key = format!("RANDOM-{n}-{i}-9F8E7D");
-                    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
-                                      "label": "guess"});
-                    let path = "/v1/customer-portal/license-keys/activate";
-                    if let Some(a) = post_from(from, to, path, &body) {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        if a.status == 404 {
-                            denials.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    // Within the default per-IP rate (5 a second).
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            })
-        })
-        .collect();
+    // Activates of random keys from four addresses, each within the default per-IP rate (5 a
+    // second).
+    let guesses = Guesses::start(&relay, 4, 110, Duration::from_millis(200), |n, i| {
+        ("activate", format!("RANDOM-{n}-{i}-9F8E7D"))
+    });
     // The guesses first spend what they can.
     std::thread::sleep(Duration::from_millis(500));
     let mut answers = Vec::new();
     for i in 0..CUSTOMERS {
         let from = Ipv4Addr::new(127, 0, 0, 20 + i as u8);
         // A client told 429 tries again a little later, twice.
-        let mut last = None;
-        for _ in 0..3 {
-            let a = activate_from(from, &relay, &customer_key(i)).expect("an answer");
-            let done = a.status != 429;
-            last = Some((customer_key(i), a.status, a.source));
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        answers.extend(last);
+        answers.extend(activate_retrying(from, &relay, &customer_key(i), 3));
         std::thread::sleep(Duration::from_millis(150));
     }
-    stop.store(true, Ordering::Relaxed);
-    for g in guessers {
-        g.join().expect("a guesser");
-    }
+    let (sent, denials) = guesses.stop();
     let elapsed = started.elapsed();
-    let (sent, denials) = (
-        sent.load(Ordering::Relaxed),
-        polar_denials.load(Ordering::Relaxed),
-    );
     let answered = answers
         .iter()
         .filter(|(_, status, source)| *status == 200 && source.as_deref() == Some("polar"))

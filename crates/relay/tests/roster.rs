@@ -163,25 +163,53 @@ fn customer_key(i: usize) -> String {
     format!("CUSTOMER-{i:04}-4A5B6C")
 }
 
-#[test]
-fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() {
-    // Polar: 30 customers who bought before the relay started, a budget of 20 calls a 3 s
-    // window, webhooks delivered at once.
+/// The body of a `GET` of `url`.
+fn get(url: String) -> String {
+    let mut r = rig::agent(Duration::from_secs(10))
+        .get(&url)
+        .call()
+        .expect("an answer");
+    r.body_mut().read_to_string().expect("body")
+}
+
+/// The relay's `/healthz`.
+fn health(relay: &Running) -> Value {
+    serde_json::from_str(&get(format!("{}/healthz", relay.url()))).expect("JSON")
+}
+
+/// The demo seed with `n` customers who bought before the relay started (`customer_key(0..n)`,
+/// three activations each).
+fn with_customers(n: usize) -> Seed {
     let mut seed = Seed::demo();
-    for i in 0..30 {
+    for i in 0..n {
         seed.license_keys.push(SeedKey {
             limit_activations: Some(3),
             ..SeedKey::new(customer_key(i))
         });
     }
-    let options = Options {
+    seed
+}
+
+/// The emulator's options with Polar's budget: [`BUDGET`] calls a [`WINDOW`].
+fn budgeted() -> Options {
+    Options {
         token_budget: Some(BUDGET),
         token_window: Some(WINDOW),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() {
+    // Polar: 30 customers who bought before the relay started, a budget of 20 calls a 3 s
+    // window, webhooks delivered at once.
+    let seed = with_customers(30);
+    let options = Options {
         webhooks: WebhookOptions {
             schedule_scale: 0.0001,
             timeout: Duration::from_secs(5),
         },
-        ..Options::default()
+        ..budgeted()
     };
     let polar = Emulator::start(seed, options).expect("emulator");
     let (endpoint_id, secret) = endpoint(&polar);
@@ -260,19 +288,7 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
 #[test]
 fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_four_addresses() {
     const CUSTOMERS: usize = 14;
-    let mut seed = Seed::demo();
-    for i in 0..CUSTOMERS {
-        seed.license_keys.push(SeedKey {
-            limit_activations: Some(3),
-            ..SeedKey::new(customer_key(i))
-        });
-    }
-    let options = Options {
-        token_budget: Some(BUDGET),
-        token_window: Some(WINDOW),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed, options).expect("emulator");
+    let polar = Emulator::start(with_customers(CUSTOMERS), budgeted()).expect("emulator");
     let (_, secret) = endpoint(&polar);
     // The defaults, scaled to the emulator's budget and window (the reserve a quarter, as
     // `relay serve` sets it).
@@ -281,19 +297,11 @@ fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_fou
     store.reserve = BUDGET / 4;
     store.budget_window_ms = WINDOW.as_millis() as u64;
     let relay = start_relay(&polar, store, secret);
-    let url = relay.url();
-    let health = || -> Value {
-        let mut r = rig::agent(Duration::from_secs(10))
-            .get(&format!("{url}/healthz"))
-            .call()
-            .expect("health");
-        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON")
-    };
     // The roster's pages in (or no roster at all: then the attack below shows what it costs).
     rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        health()["roster"]["state"] != "loading"
+        health(&relay)["roster"]["state"] != "loading"
     });
-    let roster = health()["roster"].clone();
+    let roster = health(&relay)["roster"].clone();
     // Polar's window of the roster's page over.
     std::thread::sleep(WINDOW + Duration::from_millis(300));
 
@@ -393,12 +401,7 @@ fn polar_refusing_the_list(polar: SocketAddr) -> SocketAddr {
 #[test]
 fn a_token_that_cannot_list_keys_warns_once_and_unknown_keys_keep_only_their_share() {
     polar_license_testkit::logs::capture();
-    let options = Options {
-        token_budget: Some(BUDGET),
-        token_window: Some(WINDOW),
-        ..Options::default()
-    };
-    let polar = Emulator::start(Seed::demo(), options).expect("emulator");
+    let polar = Emulator::start(Seed::demo(), budgeted()).expect("emulator");
     let (_, secret) = endpoint(&polar);
     let front = polar_refusing_the_list(SocketAddr::from(([127, 0, 0, 1], polar.port())));
     let mut store = StoreOptions::default();
@@ -411,20 +414,10 @@ fn a_token_that_cannot_list_keys_warns_once_and_unknown_keys_keep_only_their_sha
     let mut serve = ServeOptions::default();
     serve.metrics_addr = Some("127.0.0.1:0".into());
     let relay = rig::listen(rig::relay(config, upstream), serve);
-    let get = |url: String| -> String {
-        let mut r = rig::agent(Duration::from_secs(10))
-            .get(&url)
-            .call()
-            .expect("an answer");
-        r.body_mut().read_to_string().expect("body")
-    };
-    let health = || -> Value {
-        serde_json::from_str(&get(format!("{}/healthz", relay.url()))).expect("JSON")
-    };
     let unreadable = rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        health()["roster"]["state"] == "unreadable"
+        health(&relay)["roster"]["state"] == "unreadable"
     });
-    let h = health();
+    let h = health(&relay);
     assert!(unreadable, "{h}");
     assert_eq!(h["status"], "warning", "{h}");
     assert!(

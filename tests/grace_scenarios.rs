@@ -934,60 +934,45 @@ fn a_grant_never_lifts_a_denial_received_after_it_was_asked() {
         });
         r
     };
-    let grant = || Ok(Verdict::Accepted(license(None)));
-    // A check asked at T0 + 10; the denial came at T0 + 11: it stands, nothing written.
-    let (action, outcome) = grace::settle(
-        Some(denied_at(T0 + 11)),
-        &q(),
-        T0 + 10,
-        &policy,
-        grant(),
-        None,
-    );
+    // A check asked at T0 + 10 settled with a grant, the record denied at `denied`.
+    let settle = |denied: i64| {
+        grace::settle(
+            Some(denied_at(denied)),
+            &q(),
+            T0 + 10,
+            &policy,
+            Ok(Verdict::Accepted(license(None))),
+            None,
+        )
+    };
+    // The denial came at T0 + 11: it stands, nothing written.
+    let (action, outcome) = settle(T0 + 11);
     assert_eq!(action, StoreAction::Keep);
     assert_eq!(outcome.reason(), Some(Reason::Inactive), "{outcome:?}");
     // One before the check: lifted.
-    let (_, outcome) = grace::settle(
-        Some(denied_at(T0 + 9)),
-        &q(),
-        T0 + 10,
-        &policy,
-        grant(),
-        None,
-    );
+    let (_, outcome) = settle(T0 + 9);
     assert!(outcome.is_licensed(), "{outcome:?}");
-    // A validate of the check's question: the fresh verdict is stored, the later denial kept.
+    // A validate of `question` asked at T0 + 10 (the check's question is `q()`), answered with
+    // a grant, the record denied at `denied`.
     let answer = Ok((Verdict::Accepted(license(None)), Stamp::default()));
-    let r = grace::observe_validate(
-        Some(denied_at(T0 + 11)),
-        &q(),
-        Some(&q()),
-        T0 + 10,
-        &policy,
-        &answer,
-    )
-    .expect("a record");
+    let observe = |denied: i64, question: &Query| {
+        grace::observe_validate(
+            Some(denied_at(denied)),
+            question,
+            Some(&q()),
+            T0 + 10,
+            &policy,
+            &answer,
+        )
+        .expect("a record")
+    };
+    // A validate of the check's question: the fresh verdict is stored, the later denial kept.
+    let r = observe(T0 + 11, &q());
     assert!(r.denied.is_some(), "{r:?}");
     // A validate of another question: a key-level denial received after it is not lifted.
     let other = q().activation_id("another");
-    let r = grace::observe_validate(
-        Some(denied_at(T0 + 11)),
-        &other,
-        Some(&q()),
-        T0 + 10,
-        &policy,
-        &answer,
-    )
-    .expect("a record");
+    let r = observe(T0 + 11, &other);
     assert!(r.denied.is_some(), "{r:?}");
-    let r = grace::observe_validate(
-        Some(denied_at(T0 + 9)),
-        &other,
-        Some(&q()),
-        T0 + 10,
-        &policy,
-        &answer,
-    )
-    .expect("a record");
+    let r = observe(T0 + 9, &other);
     assert!(r.denied.is_none(), "{r:?}");
 }

@@ -527,6 +527,25 @@ fn recorded_app(w: &World, tape: &Tape) -> Licensing {
         .unwrap()
 }
 
+/// [`recorded_app`] activated, and checked online two hours later: the proxy has that grant
+/// on tape.
+fn recorded_and_checked(w: &World, tape: &Tape) -> Licensing {
+    let app = recorded_app(w, tape);
+    w.activate(&app);
+    w.clock.advance(2 * 3600);
+    let captured = app.check(DEMO_KEY);
+    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    app
+}
+
+/// The record `app` holds for the demo key (there must be one).
+fn record(app: &Licensing) -> polar_license::Record {
+    match app.status(DEMO_KEY).unwrap().state {
+        CacheState::Present(r) => *r,
+        other => panic!("{other:?}"),
+    }
+}
+
 fn reason(outcome: &polar_license::CheckOutcome) -> Option<Reason> {
     outcome.reason()
 }
@@ -538,11 +557,7 @@ fn reason(outcome: &polar_license::CheckOutcome) -> Option<Reason> {
 fn a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept() {
     let w = world();
     let tape = Tape::default();
-    let app = recorded_app(&w, &tape);
-    w.activate(&app);
-    w.clock.advance(2 * 3600);
-    let captured = app.check(DEMO_KEY);
-    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    let app = recorded_and_checked(&w, &tape);
     assert!(tape.last.lock().unwrap().is_some(), "a grant was captured");
 
     w.revoke();
@@ -593,11 +608,7 @@ fn a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kep
     let w = world();
     w.set_lease(Lease::Honest { days: 5 });
     let tape = Tape::default();
-    let app = recorded_app(&w, &tape);
-    w.activate(&app);
-    w.clock.advance(2 * 3600);
-    let captured = app.check(DEMO_KEY);
-    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
+    let app = recorded_and_checked(&w, &tape);
 
     w.offline();
     w.clock.advance(30 * DAY);
@@ -606,10 +617,7 @@ fn a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kep
     w.clock.advance(-28 * DAY);
     let back = app.check(DEMO_KEY);
     assert_eq!(reason(&back), Some(Reason::ClockRollback), "{back:?}");
-    let seen = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
-        CacheState::Present(r) => r.latest_seen,
-        other => panic!("{other:?}"),
-    };
+    let seen = |app: &Licensing| record(app).latest_seen;
     let evidence = seen(&app);
 
     w.online();
@@ -669,10 +677,7 @@ fn an_older_air_gapped_response_installed_again_is_a_replay() {
     let newer = fetch();
     let installed = app.lease_install(&newer).unwrap();
     let newest = installed.accepted().unwrap().activation.id.clone();
-    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
-        CacheState::Present(r) => r.lease_gate.window().cloned(),
-        other => panic!("{other:?}"),
-    };
+    let window = |app: &Licensing| record(app).lease_gate.window().cloned();
     let kept = window(&app);
     assert_eq!(kept.as_ref().map(|w| w.not_before), Some(START + DAY));
 
@@ -745,15 +750,8 @@ fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
 fn a_replay_while_the_cache_licenses_is_answered_by_the_cache() {
     let w = world();
     let tape = Tape::default();
-    let app = recorded_app(&w, &tape);
-    w.activate(&app);
-    w.clock.advance(2 * 3600);
-    let captured = app.check(DEMO_KEY);
-    assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");
-    let window = |app: &Licensing| match app.status(DEMO_KEY).unwrap().state {
-        CacheState::Present(r) => r.lease_gate.window().cloned(),
-        other => panic!("{other:?}"),
-    };
+    let app = recorded_and_checked(&w, &tape);
+    let window = |app: &Licensing| record(app).lease_gate.window().cloned();
     let lease = window(&app);
     tape.replay.store(true, Ordering::SeqCst);
     w.clock.advance(2 * 3600);

@@ -243,14 +243,20 @@ async fn signed_app() -> (Relay, String, AsyncLicensing) {
     (relay, key, app)
 }
 
-#[wasm_bindgen_test]
-async fn a_lease_that_ended_is_renewed_online() {
+/// [`signed_app`] with the key activated.
+async fn signed_and_activated() -> (Relay, String, AsyncLicensing) {
     let (relay, key, app) = signed_app().await;
     app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
         .await
         .expect("activate answers")
         .accepted()
         .expect("activated");
+    (relay, key, app)
+}
+
+#[wasm_bindgen_test]
+async fn a_lease_that_ended_is_renewed_online() {
+    let (relay, key, app) = signed_and_activated().await;
 
     // Offline past the lease (the table's rows: licensed until day 3, not after).
     relay.offline.set(true);
@@ -291,12 +297,7 @@ async fn after_a_lease_signed_by_another_key_the_relays_own_key_licenses_again()
 /// the denial kept; a clock set back stays `clock_rollback` through the replay.
 #[wasm_bindgen_test]
 async fn a_replayed_relay_grant_undoes_neither_a_denial_nor_a_clock_set_back() {
-    let (relay, key, app) = signed_app().await;
-    app.activate(&ActivateRequest::new(key.as_str(), "laptop"))
-        .await
-        .expect("activate answers")
-        .accepted()
-        .expect("activated");
+    let (relay, key, app) = signed_and_activated().await;
     relay.advance(2 * 3600);
     let captured = app.check(key.as_str()).await;
     assert_eq!(captured.source(), Some(Source::Online), "{captured:?}");

@@ -623,31 +623,42 @@ fn parse_rate(text: &str) -> Result<(u32, u32), String> {
     polar_license_relay::Rate::parse(text).map(|r| (r.per_second, r.burst))
 }
 
-/// The license key, from `--key` or `POLAR_LICENSE_KEY`.
-#[derive(Debug, Args)]
-pub struct KeyArg {
-    /// The license key (prefer the environment variable: it stays out of the process list)
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub key: String,
+/// A struct of one field, `key`: the license key, from `--key` or `POLAR_LICENSE_KEY` (its
+/// value never shown by `--help`). The struct's name and doc, the field's help (its doc) and
+/// its type (`String`: required; `Option<String>`: with a default the help names) are the
+/// arguments; the argument's spelling is written once, here.
+macro_rules! key_arg {
+    ($(#[$doc:meta])* $name:ident { $(#[$help:meta])* key: $ty:ty }) => {
+        $(#[$doc])*
+        #[derive(Debug, Args)]
+        pub struct $name {
+            $(#[$help])*
+            #[arg(
+                long,
+                env = "POLAR_LICENSE_KEY",
+                hide_env_values = true,
+                value_name = "KEY"
+            )]
+            pub key: $ty,
+        }
+    };
 }
 
-/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else the remembered one.
-#[derive(Debug, Args)]
-pub struct OptionalKeyArg {
-    /// The license key (prefer the environment variable: it stays out of the process list);
-    /// default: the key remembered by `activate --remember` or `remember`
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub key: Option<String>,
+key_arg! {
+    /// The license key, from `--key` or `POLAR_LICENSE_KEY`.
+    KeyArg {
+        /// The license key (prefer the environment variable: it stays out of the process list)
+        key: String
+    }
+}
+
+key_arg! {
+    /// The license key, from `--key` or `POLAR_LICENSE_KEY`, else the remembered one.
+    OptionalKeyArg {
+        /// The license key (prefer the environment variable: it stays out of the process list);
+        /// default: the key remembered by `activate --remember` or `remember`
+        key: Option<String>
+    }
 }
 
 /// `remember`
@@ -657,18 +668,13 @@ pub struct RememberArgs {
     pub key: KeyArg,
 }
 
-/// The license key, from `--key` or `POLAR_LICENSE_KEY`, else asked on the terminal.
-#[derive(Debug, Args)]
-pub struct AskedKeyArg {
-    /// The license key (prefer the environment variable: it stays out of the process list);
-    /// default: asked on the terminal, not echoed, when stdin is one
-    #[arg(
-        long,
-        env = "POLAR_LICENSE_KEY",
-        hide_env_values = true,
-        value_name = "KEY"
-    )]
-    pub key: Option<String>,
+key_arg! {
+    /// The license key, from `--key` or `POLAR_LICENSE_KEY`, else asked on the terminal.
+    AskedKeyArg {
+        /// The license key (prefer the environment variable: it stays out of the process list);
+        /// default: asked on the terminal, not echoed, when stdin is one
+        key: Option<String>
+    }
 }
 
 /// `activate`

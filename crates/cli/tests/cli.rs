@@ -994,6 +994,26 @@ fn json_mode_prints_one_object_even_for_usage_errors() {
     assert_eq!(run(&["validate", "--help"]).code, 0);
 }
 
+/// Every command's `--key` (the three spellings of `args.rs`'s `key_arg!`: required, else
+/// remembered, else asked) names `POLAR_LICENSE_KEY` in `--help` and never shows its value.
+#[test]
+fn help_names_the_key_variable_and_never_shows_its_value() {
+    for command in ["validate", "remember", "check", "status", "activate"] {
+        let r = run_env(&[command, "--help"], &[("POLAR_LICENSE_KEY", KEY)]);
+        assert_eq!(r.code, 0, "{command}: {}", r.stderr);
+        assert!(
+            r.stdout.contains("--key <KEY>") && r.stdout.contains("[env: POLAR_LICENSE_KEY]"),
+            "{command}: {}",
+            r.stdout
+        );
+        assert!(
+            !r.stdout.contains(KEY),
+            "{command} shows the key: {}",
+            r.stdout
+        );
+    }
+}
+
 #[test]
 fn human_output_is_short_and_never_shows_the_key() {
     let polar = up();

@@ -255,6 +255,40 @@ impl Relay {
     }
 }
 
+impl Relay {
+    /// Asserts that a line of the banner contains `text`.
+    fn assert_banner(&self, text: &str) {
+        assert!(
+            self.banner.iter().any(|l| l.contains(text)),
+            "{:?}",
+            self.banner
+        );
+    }
+
+    /// Waits (at most 20 s) for the roster's page, read in the background: its log line.
+    fn wait_for_roster(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !self.log().contains("the roster holds the organization's") {
+            assert!(Instant::now() < deadline, "no roster: {}", self.log());
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+}
+
+/// Four keys the roster does not know (`PREFIX-0` to `PREFIX-3`) validated through `relay`:
+/// each is Polar's 404, within the first-seen share (10 % of `--budget 40`). Polar's request
+/// count before them.
+fn unknown_keys_spend_the_share(relay: &Relay, polar: &Served, prefix: &str) -> u64 {
+    let calls = requests(polar);
+    for i in 0..4 {
+        assert_eq!(
+            validate_key(&relay.url, &format!("{prefix}-{i}")),
+            (404, Some("polar".into()))
+        );
+    }
+    calls
+}
+
 impl Drop for Relay {
     fn drop(&mut self) {
         let _ = self.child.kill();
@@ -488,14 +522,7 @@ fn fresh_for_stale_for_and_denial_for_take_effect() {
         ),
         &dir.path().join("relay.err"),
     );
-    assert!(
-        relay
-            .banner
-            .iter()
-            .any(|l| l.contains("fresh 2 s, stale 4 s")),
-        "{:?}",
-        relay.banner
-    );
+    relay.assert_banner("fresh 2 s, stale 4 s");
     let unknown = "UNKNOWN-0000-NEVER-SOLD";
     let calls = requests(&polar);
     assert_eq!(
@@ -683,14 +710,7 @@ fn store_memory_by_option_and_by_environment() {
     let mut cmd = serve_cmd(&polar, &key, &["--store"]);
     cmd.env("XDG_DATA_HOME", &data).env("HOME", dir.path());
     let relay = spawn_relay(cmd, &dir.path().join("relay.err"));
-    assert!(
-        relay
-            .banner
-            .iter()
-            .any(|l| l.contains(file.to_str().expect("UTF-8"))),
-        "{:?}",
-        relay.banner
-    );
+    relay.assert_banner(file.to_str().expect("UTF-8"));
     assert!(file.exists());
 }
 
@@ -1483,27 +1503,10 @@ fn the_roster_gives_unknown_keys_only_their_share_and_known_keys_the_budget() {
         ),
         &dir.path().join("relay.err"),
     );
-    assert!(
-        relay
-            .banner
-            .iter()
-            .any(|l| l.contains("roster on (keys it does not know: 10 % of the budget)")),
-        "{:?}",
-        relay.banner
-    );
+    relay.assert_banner("roster on (keys it does not know: 10 % of the budget)");
     // The roster's page is read in the background: its log line says when.
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !relay.log().contains("the roster holds the organization's") {
-        assert!(Instant::now() < deadline, "no roster: {}", relay.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let calls = requests(&polar);
-    for i in 0..4 {
-        assert_eq!(
-            validate_key(&relay.url, &format!("UNKNOWN-ROSTER-{i}")),
-            (404, Some("polar".into()))
-        );
-    }
+    relay.wait_for_roster();
+    let calls = unknown_keys_spend_the_share(&relay, &polar, "UNKNOWN-ROSTER");
     let (status, headers, source) = call_with_headers(
         &format!("{}/v1/customer-portal/license-keys/validate", relay.url),
         json!({"key": "UNKNOWN-ROSTER-4", "organization_id": DEMO_ORGANIZATION_ID}),
@@ -1556,23 +1559,9 @@ fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
         &dir.path().join("relay.err"),
     );
     let on = "roster on (keys it does not know: 10 % of the budget)";
-    assert!(
-        relay.banner.iter().any(|l| l.contains(on)),
-        "{:?}",
-        relay.banner
-    );
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !relay.log().contains("the roster holds the organization's") {
-        assert!(Instant::now() < deadline, "no roster: {}", relay.log());
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    let calls = requests(&polar);
-    for i in 0..4 {
-        assert_eq!(
-            validate_key(&relay.url, &format!("UNKNOWN-DEFAULT-{i}")),
-            (404, Some("polar".into()))
-        );
-    }
+    relay.assert_banner(on);
+    relay.wait_for_roster();
+    let calls = unknown_keys_spend_the_share(&relay, &polar, "UNKNOWN-DEFAULT");
     assert_eq!(
         validate_key(&relay.url, "UNKNOWN-DEFAULT-4"),
         (429, Some("relay".into()))
@@ -1595,11 +1584,7 @@ fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
     .enumerate()
     {
         let relay = spawn_relay(cmd, &dir.path().join(format!("relay-off-{i}.err")));
-        assert!(
-            relay.banner.iter().any(|l| l.contains(off)),
-            "{:?}",
-            relay.banner
-        );
+        relay.assert_banner(off);
         let calls = requests(&polar);
         for n in 0..6 {
             assert_eq!(
@@ -1614,11 +1599,7 @@ fn the_roster_is_on_by_default_with_a_store_and_no_roster_turns_it_off() {
         serve_cmd(&polar, &key, &["--store", "memory", "--roster"]),
         &dir.path().join("relay-flag.err"),
     );
-    assert!(
-        relay.banner.iter().any(|l| l.contains(on)),
-        "{:?}",
-        relay.banner
-    );
+    relay.assert_banner(on);
     drop(relay);
     let relay = spawn_relay(
         serve_cmd(&polar, &key, &["--no-roster"]),

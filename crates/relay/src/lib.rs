@@ -1678,6 +1678,13 @@ mod tests {
         req
     }
 
+    /// A check of `K1` through the proxy at 10.0.0.254, its `X-Forwarded-For` `value`.
+    fn via(value: &str) -> RelayRequest {
+        let mut req = for_key("K1", "10.0.0.254");
+        req.headers.push(("X-Forwarded-For".into(), value.into()));
+        req
+    }
+
     /// No limit.
     const OFF: Rate = Rate::new(0, 0);
     /// 429, retry after a second.
@@ -1755,11 +1762,6 @@ mod tests {
 
     #[test]
     fn behind_a_proxy_its_own_entry_names_the_client() {
-        let via = |chain: &str| {
-            let mut req = for_key("K1", "10.0.0.254");
-            req.headers.push(("X-Forwarded-For".into(), chain.into()));
-            req
-        };
         let (got, calls) = limited(
             Rate::new(1, 1),
             OFF,
@@ -1782,11 +1784,6 @@ mod tests {
     /// own bucket (the socket peer), never a fresh one.
     #[test]
     fn behind_a_proxy_a_port_or_garbage_is_no_new_identity() {
-        let via = |value: &str| {
-            let mut req = for_key("K1", "10.0.0.254");
-            req.headers.push(("X-Forwarded-For".into(), value.into()));
-            req
-        };
         let (got, calls) = limited(
             Rate::new(1, 2),
             OFF,

@@ -69,6 +69,17 @@ fn key(polar: &Emulator, name: &str) -> String {
     key
 }
 
+/// [`start`] with the default breaker and server options and [`TIMEOUT`].
+fn start_with_defaults(polar: &Emulator, fresh_for: u64) -> Running {
+    start(
+        polar,
+        fresh_for,
+        BreakerOptions::default(),
+        ServeOptions::default(),
+        TIMEOUT,
+    )
+}
+
 /// The relay in front of `polar` (a store in memory whose grants are fresh for `fresh_for`
 /// seconds), its breaker and server options, each call to Polar given `timeout`.
 fn start(
@@ -530,13 +541,7 @@ fn refused_calls_give_their_place_in_the_budget_back() {
 #[test]
 fn a_grant_refreshed_early_answers_as_fresh_at_once_while_polar_is_asked() {
     let polar = rig::emulator();
-    let relay = start(
-        &polar,
-        8,
-        BreakerOptions::default(),
-        ServeOptions::default(),
-        TIMEOUT,
-    );
+    let relay = start_with_defaults(&polar, 8);
     let url = relay.url();
     let k = key(&polar, "EARLY");
     assert_eq!(validate(&url, &k).source, "polar");
@@ -587,13 +592,7 @@ fn a_grant_refreshed_early_answers_as_fresh_at_once_while_polar_is_asked() {
 #[test]
 fn one_keys_500s_never_open_the_breaker_but_502_503_504_do() {
     let polar = rig::emulator();
-    let relay = start(
-        &polar,
-        300,
-        BreakerOptions::default(),
-        ServeOptions::default(),
-        TIMEOUT,
-    );
+    let relay = start_with_defaults(&polar, 300);
     let url = relay.url();
     let health = format!("{url}/healthz");
     let mut full = SeedKey::new("OVER-FLOW-7C8D9E");
@@ -642,13 +641,7 @@ fn one_keys_500s_never_open_the_breaker_but_502_503_504_do() {
 
     // A gateway's 502, 503 or 504 is Polar failing: five in a row open the breaker.
     for status in [502, 503, 504] {
-        let relay = start(
-            &polar,
-            300,
-            BreakerOptions::default(),
-            ServeOptions::default(),
-            TIMEOUT,
-        );
+        let relay = start_with_defaults(&polar, 300);
         let url = relay.url();
         polar.set_fault(Some(Fault::Status {
             status,

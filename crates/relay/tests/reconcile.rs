@@ -45,6 +45,36 @@ fn start_with(polar: &Emulator, options: StoreOptions, secret: &str) -> Running 
     rig::listen(rig::relay(config, upstream), serve)
 }
 
+/// `k`'s status at Polar (the emulator) set to `status`.
+fn set_status(polar: &Emulator, k: &str, status: &str) {
+    assert!(polar.update_key(
+        k,
+        KeyUpdate {
+            status: Some(status.to_string()),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
+/// `k` validated through `relay` every 100 ms until an answer is `done` or `limit` has passed:
+/// whether one was, and the last answer.
+fn validate_until(
+    a: &ureq::Agent,
+    relay: &Running,
+    k: &str,
+    limit: Duration,
+    done: impl Fn(&rig::Answer) -> bool,
+) -> (bool, Option<rig::Answer>) {
+    let mut last = None;
+    let ok = rig::wait_until(limit, Duration::from_millis(100), || {
+        let answer = rig::validate_at(a, &relay.url(), k, &[]);
+        let ok = done(&answer);
+        last = Some(answer);
+        ok
+    });
+    (ok, last)
+}
+
 /// The relay's metrics: each sample line `name{labels} value` to its value.
 fn metrics(relay: &Running) -> HashMap<String, f64> {
     let url = relay.metrics_url().expect("metrics on");
@@ -432,12 +462,11 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
     let relay = start_with(&polar, options, &secret);
     rig::point_endpoint_at(&polar, &endpoint, &relay);
     let a = agent();
-    let roster = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        rig::validate_at(&a, &relay.url(), &k, &[]).status == 200
+    let (roster, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
+        answer.status == 200
     });
     assert!(roster, "granted once the roster knows it");
-    let revoked = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+    let (revoked, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
         (answer.status, answer.source.as_deref()) == (200, Some("store"))
     });
     assert!(revoked, "stored");
@@ -447,23 +476,12 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
             .copied()
     };
     let known = roster_keys();
-    let set = |status: &str| {
-        assert!(polar.update_key(
-            &k,
-            KeyUpdate {
-                status: Some(status.to_string()),
-                ..KeyUpdate::default()
-            }
-        ));
-    };
+    let set = |status: &str| set_status(&polar, &k, status);
     set("revoked");
-    let mut last = None;
-    let refused = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
-        let done = (answer.status, answer.source.as_deref()) == (404, Some("store"));
-        last = Some((answer.status, answer.source));
-        done
+    let (refused, last) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
+        (answer.status, answer.source.as_deref()) == (404, Some("store"))
     });
+    let last = last.map(|answer| (answer.status, answer.source));
     assert!(refused, "the webhook's revocation: {last:?}");
     // The revocation's own refetch done (Polar said revoked: the key left the roster), so only
     // the re-grant's can end it.
@@ -473,13 +491,10 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
     assert!(forgotten, "{:?} {known:?}", roster_keys());
     set("granted");
     let regranted_at = std::time::Instant::now();
-    let mut last = None;
-    let granted = rig::wait_until(Duration::from_secs(20), Duration::from_millis(100), || {
-        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
-        let done = answer.status == 200;
-        last = Some((answer.status, answer.source, answer.lease.is_some()));
-        done
+    let (granted, last) = validate_until(&a, &relay, &k, Duration::from_secs(20), |answer| {
+        answer.status == 200
     });
+    let last = last.map(|answer| (answer.status, answer.source, answer.lease.is_some()));
     assert!(
         granted,
         "still refused after the re-grant's webhook: {last:?}"
@@ -517,34 +532,22 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_within_a_reconcile_inte
     let relay = start_with(&polar, options, &secret);
     rig::point_endpoint_at(&polar, &endpoint, &relay);
     let a = agent();
-    let known = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        rig::validate_at(&a, &relay.url(), &k, &[]).status == 200
+    let (known, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
+        answer.status == 200
     });
     assert!(known);
-    let set = |status: &str| {
-        assert!(polar.update_key(
-            &k,
-            KeyUpdate {
-                status: Some(status.to_string()),
-                ..KeyUpdate::default()
-            }
-        ));
-    };
+    let set = |status: &str| set_status(&polar, &k, status);
     set("revoked");
-    let refused = rig::wait_until(Duration::from_secs(30), Duration::from_millis(100), || {
-        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
+    let (refused, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
         (answer.status, answer.source.as_deref()) == (404, Some("store"))
     });
     assert!(refused, "the webhook's revocation");
     set("granted");
     let regranted_at = std::time::Instant::now();
-    let mut last = None;
-    let granted = rig::wait_until(Duration::from_secs(15), Duration::from_millis(100), || {
-        let answer = rig::validate_at(&a, &relay.url(), &k, &[]);
-        let done = answer.status == 200;
-        last = Some((answer.status, answer.source));
-        done
+    let (granted, last) = validate_until(&a, &relay, &k, Duration::from_secs(15), |answer| {
+        answer.status == 200
     });
+    let last = last.map(|answer| (answer.status, answer.source));
     assert!(granted, "still refused: {last:?}");
     assert_eq!(last, Some((200, Some("polar".into()))));
     eprintln!(

@@ -51,6 +51,93 @@ fn relay_addr(relay: &Running) -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], relay.port()))
 }
 
+/// `activate_from` until an answer other than 429, at most `tries` times 300 ms apart (a
+/// client told 429 tries again a little later): the key, the last status and source.
+fn activate_retrying(
+    from: Ipv4Addr,
+    relay: &Running,
+    key: &str,
+    tries: usize,
+) -> Option<(String, u16, Option<String>)> {
+    let mut last = None;
+    for _ in 0..tries {
+        let a = activate_from(from, relay, key).expect("an answer");
+        let done = a.status != 429;
+        last = Some((key.to_string(), a.status, a.source));
+        if done {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    last
+}
+
+/// Guesses sent to the relay until stopped: thread `n` sends from 127.0.0.(`first` + n), its
+/// `i`-th request to the route and with the key `guess(n, i)` gives, then sleeps `pause`.
+struct Guesses {
+    stop: Arc<AtomicBool>,
+    sent: Arc<AtomicU64>,
+    denials: Arc<AtomicU64>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Guesses {
+    fn start(
+        relay: &Running,
+        threads: u8,
+        first: u8,
+        pause: Duration,
+        guess: fn(u8, u64) -> (&'static str, String),
+    ) -> Guesses {
+        let stop = Arc::new(AtomicBool::new(false));
+        let sent = Arc::new(AtomicU64::new(0));
+        let denials = Arc::new(AtomicU64::new(0));
+        let to = relay_addr(relay);
+        let threads = (0..threads)
+            .map(|n| {
+                let (stop, sent, denials) =
+                    (Arc::clone(&stop), Arc::clone(&sent), Arc::clone(&denials));
+                std::thread::spawn(move || {
+                    let from = Ipv4Addr::new(127, 0, 0, first + n);
+                    let mut i = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        i += 1;
+                        let (op, key) = guess(n, i);
+                        let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
+                                          "label": "guess"});
+                        let path = format!("/v1/customer-portal/license-keys/{op}");
+                        if let Some(a) = post_from(from, to, &path, &body) {
+                            sent.fetch_add(1, Ordering::Relaxed);
+                            if a.status == 404 {
+                                denials.fetch_add(1, Ordering::Relaxed);
+                            }
+                        }
+                        std::thread::sleep(pause);
+                    }
+                })
+            })
+            .collect();
+        Guesses {
+            stop,
+            sent,
+            denials,
+            threads,
+        }
+    }
+
+    /// Stops the guesses: how many were answered, and how many of those were Polar's 404.
+    fn stop(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        for t in self.threads {
+            t.join().expect("a guesser");
+        }
+        (
+            self.sent.load(Ordering::Relaxed),
+            self.denials.load(Ordering::Relaxed),
+        )
+    }
+}
+
 /// A webhook endpoint registered in Polar (the emulator) for the grant events: its id and
 /// its secret.
 fn endpoint(polar: &Emulator) -> (String, String) {
@@ -76,25 +163,53 @@ fn customer_key(i: usize) -> String {
     format!("CUSTOMER-{i:04}-4A5B6C")
 }
 
-#[test]
-fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() {
-    // Polar: 30 customers who bought before the relay started, a budget of 20 calls a 3 s
-    // window, webhooks delivered at once.
+/// The body of a `GET` of `url`.
+fn get(url: String) -> String {
+    let mut r = rig::agent(Duration::from_secs(10))
+        .get(&url)
+        .call()
+        .expect("an answer");
+    r.body_mut().read_to_string().expect("body")
+}
+
+/// The relay's `/healthz`.
+fn health(relay: &Running) -> Value {
+    serde_json::from_str(&get(format!("{}/healthz", relay.url()))).expect("JSON")
+}
+
+/// The demo seed with `n` customers who bought before the relay started (`customer_key(0..n)`,
+/// three activations each).
+fn with_customers(n: usize) -> Seed {
     let mut seed = Seed::demo();
-    for i in 0..30 {
+    for i in 0..n {
         seed.license_keys.push(SeedKey {
             limit_activations: Some(3),
             ..SeedKey::new(customer_key(i))
         });
     }
-    let options = Options {
+    seed
+}
+
+/// The emulator's options with Polar's budget: [`BUDGET`] calls a [`WINDOW`].
+fn budgeted() -> Options {
+    Options {
         token_budget: Some(BUDGET),
         token_window: Some(WINDOW),
+        ..Options::default()
+    }
+}
+
+#[test]
+fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() {
+    // Polar: 30 customers who bought before the relay started, a budget of 20 calls a 3 s
+    // window, webhooks delivered at once.
+    let seed = with_customers(30);
+    let options = Options {
         webhooks: WebhookOptions {
             schedule_scale: 0.0001,
             timeout: Duration::from_secs(5),
         },
-        ..Options::default()
+        ..budgeted()
     };
     let polar = Emulator::start(seed, options).expect("emulator");
     let (endpoint_id, secret) = endpoint(&polar);
@@ -111,42 +226,15 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
 
     polar.reset_request_count();
     let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let flood_denials = Arc::new(AtomicU64::new(0));
-    let flood_sent = Arc::new(AtomicU64::new(0));
-    let to = relay_addr(&relay);
-    let flooders: Vec<_> = (0..16u8)
-        .map(|n| {
-            let (stop, denials, sent) = (
-                Arc::clone(&stop),
-                Arc::clone(&flood_denials),
-                Arc::clone(&flood_sent),
-            );
-            std::thread::spawn(move || {
-                let from = Ipv4Addr::new(127, 0, 0, 100 + n);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let op = if i.is_multiple_of(2) {
-                        "validate"
-                    } else {
-                        "activate"
-                    };
-                    let key = format!("GUESS-{n}-{i}-000000");
-                    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
-                                      "label": "guess"});
-                    let path = format!("/v1/customer-portal/license-keys/{op}");
-                    if let Some(a) = post_from(from, to, &path, &body) {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        if a.status == 404 {
-                            denials.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    std::thread::sleep(Duration::from_millis(40));
-                }
-            })
-        })
-        .collect();
+    // Validates and activates of random keys, one every 40 ms from each of 16 addresses.
+    let flood = Guesses::start(&relay, 16, 100, Duration::from_millis(40), |n, i| {
+        let op = if i.is_multiple_of(2) {
+            "validate"
+        } else {
+            "activate"
+        };
+        (op, format!("GUESS-{n}-{i}-000000"))
+    });
 
     let customer = Ipv4Addr::new(127, 0, 0, 2);
     let mut answers = Vec::new();
@@ -162,26 +250,11 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
     for i in 0..3 {
         let key = rig::add_key(&polar, format!("NEWBUYER-{i:04}-7D8E9F"), Some(3));
         std::thread::sleep(Duration::from_millis(700));
-        let mut last = None;
-        for _ in 0..8 {
-            let a = activate_from(customer, &relay, &key).expect("an answer");
-            let done = a.status != 429;
-            last = Some((key.clone(), a.status, a.source));
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        answers.extend(last);
+        answers.extend(activate_retrying(customer, &relay, &key, 8));
     }
-    stop.store(true, Ordering::Relaxed);
-    for f in flooders {
-        f.join().expect("a flooder");
-    }
+    let (sent, denials) = flood.stop();
     let elapsed = started.elapsed();
     let calls = polar.request_count();
-    let sent = flood_sent.load(Ordering::Relaxed);
-    let denials = flood_denials.load(Ordering::Relaxed);
 
     // Every new customer's activation got Polar's verdict.
     for (key, status, source) in &answers {
@@ -215,19 +288,7 @@ fn a_flood_of_guesses_from_many_addresses_leaves_new_customers_polars_verdict() 
 #[test]
 fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_four_addresses() {
     const CUSTOMERS: usize = 14;
-    let mut seed = Seed::demo();
-    for i in 0..CUSTOMERS {
-        seed.license_keys.push(SeedKey {
-            limit_activations: Some(3),
-            ..SeedKey::new(customer_key(i))
-        });
-    }
-    let options = Options {
-        token_budget: Some(BUDGET),
-        token_window: Some(WINDOW),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed, options).expect("emulator");
+    let polar = Emulator::start(with_customers(CUSTOMERS), budgeted()).expect("emulator");
     let (_, secret) = endpoint(&polar);
     // The defaults, scaled to the emulator's budget and window (the reserve a quarter, as
     // `relay serve` sets it).
@@ -236,84 +297,32 @@ fn the_relays_defaults_leave_new_customers_polars_verdict_under_guesses_from_fou
     store.reserve = BUDGET / 4;
     store.budget_window_ms = WINDOW.as_millis() as u64;
     let relay = start_relay(&polar, store, secret);
-    let url = relay.url();
-    let health = || -> Value {
-        let mut r = rig::agent(Duration::from_secs(10))
-            .get(&format!("{url}/healthz"))
-            .call()
-            .expect("health");
-        serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON")
-    };
     // The roster's pages in (or no roster at all: then the attack below shows what it costs).
     rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        health()["roster"]["state"] != "loading"
+        health(&relay)["roster"]["state"] != "loading"
     });
-    let roster = health()["roster"].clone();
+    let roster = health(&relay)["roster"].clone();
     // Polar's window of the roster's page over.
     std::thread::sleep(WINDOW + Duration::from_millis(300));
 
     polar.reset_request_count();
     let started = Instant::now();
-    let stop = Arc::new(AtomicBool::new(false));
-    let polar_denials = Arc::new(AtomicU64::new(0));
-    let sent = Arc::new(AtomicU64::new(0));
-    let to = relay_addr(&relay);
-    let guessers: Vec<_> = (0..4u8)
-        .map(|n| {
-            let (stop, denials, sent) = (
-                Arc::clone(&stop),
-                Arc::clone(&polar_denials),
-                Arc::clone(&sent),
-            );
-            std::thread::spawn(move || {
-                let from = Ipv4Addr::new(127, 0, 0, 110 + n);
-                let mut i = 0u64;
-                while !stop.load(Ordering::Relaxed) {
-                    i += 1;
-                    let key = format!("RANDOM-{n}-{i}-9F8E7D");
-                    let body = json!({"key": key, "organization_id": DEMO_ORGANIZATION_ID,
-                                      "label": "guess"});
-                    let path = "/v1/customer-portal/license-keys/activate";
-                    if let Some(a) = post_from(from, to, path, &body) {
-                        sent.fetch_add(1, Ordering::Relaxed);
-                        if a.status == 404 {
-                            denials.fetch_add(1, Ordering::Relaxed);
-                        }
-                    }
-                    // Within the default per-IP rate (5 a second).
-                    std::thread::sleep(Duration::from_millis(200));
-                }
-            })
-        })
-        .collect();
+    // Activates of random keys from four addresses, each within the default per-IP rate (5 a
+    // second).
+    let guesses = Guesses::start(&relay, 4, 110, Duration::from_millis(200), |n, i| {
+        ("activate", format!("RANDOM-{n}-{i}-9F8E7D"))
+    });
     // The guesses first spend what they can.
     std::thread::sleep(Duration::from_millis(500));
     let mut answers = Vec::new();
     for i in 0..CUSTOMERS {
         let from = Ipv4Addr::new(127, 0, 0, 20 + i as u8);
         // A client told 429 tries again a little later, twice.
-        let mut last = None;
-        for _ in 0..3 {
-            let a = activate_from(from, &relay, &customer_key(i)).expect("an answer");
-            let done = a.status != 429;
-            last = Some((customer_key(i), a.status, a.source));
-            if done {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(300));
-        }
-        answers.extend(last);
+        answers.extend(activate_retrying(from, &relay, &customer_key(i), 3));
         std::thread::sleep(Duration::from_millis(150));
     }
-    stop.store(true, Ordering::Relaxed);
-    for g in guessers {
-        g.join().expect("a guesser");
-    }
+    let (sent, denials) = guesses.stop();
     let elapsed = started.elapsed();
-    let (sent, denials) = (
-        sent.load(Ordering::Relaxed),
-        polar_denials.load(Ordering::Relaxed),
-    );
     let answered = answers
         .iter()
         .filter(|(_, status, source)| *status == 200 && source.as_deref() == Some("polar"))
@@ -392,12 +401,7 @@ fn polar_refusing_the_list(polar: SocketAddr) -> SocketAddr {
 #[test]
 fn a_token_that_cannot_list_keys_warns_once_and_unknown_keys_keep_only_their_share() {
     polar_license_testkit::logs::capture();
-    let options = Options {
-        token_budget: Some(BUDGET),
-        token_window: Some(WINDOW),
-        ..Options::default()
-    };
-    let polar = Emulator::start(Seed::demo(), options).expect("emulator");
+    let polar = Emulator::start(Seed::demo(), budgeted()).expect("emulator");
     let (_, secret) = endpoint(&polar);
     let front = polar_refusing_the_list(SocketAddr::from(([127, 0, 0, 1], polar.port())));
     let mut store = StoreOptions::default();
@@ -410,20 +414,10 @@ fn a_token_that_cannot_list_keys_warns_once_and_unknown_keys_keep_only_their_sha
     let mut serve = ServeOptions::default();
     serve.metrics_addr = Some("127.0.0.1:0".into());
     let relay = rig::listen(rig::relay(config, upstream), serve);
-    let get = |url: String| -> String {
-        let mut r = rig::agent(Duration::from_secs(10))
-            .get(&url)
-            .call()
-            .expect("an answer");
-        r.body_mut().read_to_string().expect("body")
-    };
-    let health = || -> Value {
-        serde_json::from_str(&get(format!("{}/healthz", relay.url()))).expect("JSON")
-    };
     let unreadable = rig::wait_until(Duration::from_secs(20), Duration::from_millis(50), || {
-        health()["roster"]["state"] == "unreadable"
+        health(&relay)["roster"]["state"] == "unreadable"
     });
-    let h = health();
+    let h = health(&relay);
     assert!(unreadable, "{h}");
     assert_eq!(h["status"], "warning", "{h}");
     assert!(

@@ -30,17 +30,7 @@ fn forge(
     signature: &str,
     body: &[u8],
 ) -> Option<u16> {
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
-    let stream = runtime.block_on(socket.connect(to)).ok()?;
-    let mut stream = {
-        let _entered = runtime.enter();
-        stream.into_std().ok()?
-    };
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(60)))
-        .ok()?;
+    let mut stream = rig::connect_from(runtime, from, to, Duration::from_secs(60))?;
     let head = format!(
         "POST {} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
          webhook-id: msg_forged\r\nwebhook-timestamp: {}\r\nwebhook-signature: {signature}\r\n\

@@ -180,21 +180,13 @@ pub fn entry_id(
 mod tests {
     use super::*;
 
+    /// The store's tests' grant at 0 with `body`, and neither a key id nor a customer id.
     fn with_body(body: &str) -> Entry {
         Entry {
             license_key_id: None,
             customer_id: None,
-            answered_at: 0,
-            status: 200,
             body: body.into(),
-            headers: Vec::new(),
-            grant: true,
-            mark: Mark::None,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
-            key_at: None,
-            key_tag: None,
+            ..crate::store::tests::granted("", "", 0)
         }
     }
 

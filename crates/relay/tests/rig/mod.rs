@@ -370,6 +370,27 @@ pub fn wait_until(limit: Duration, every: Duration, mut done: impl FnMut() -> bo
 
 // ---- Calls from other loopback addresses -----------------------------------------------------
 
+/// A blocking connection from `from` (a 127.0.0.N address: Linux routes all of 127/8 to lo) to
+/// `to`, its socket bound on `runtime`, reads timing out after `read_timeout`; `None` where
+/// it could not be made.
+pub fn connect_from(
+    runtime: &tokio::runtime::Runtime,
+    from: Ipv4Addr,
+    to: SocketAddr,
+    read_timeout: Duration,
+) -> Option<std::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4().ok()?;
+    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
+    let stream = runtime.block_on(socket.connect(to)).ok()?;
+    let stream = {
+        let _entered = runtime.enter();
+        stream.into_std().ok()?
+    };
+    stream.set_nonblocking(false).ok()?;
+    stream.set_read_timeout(Some(read_timeout)).ok()?;
+    Some(stream)
+}
+
 /// One `POST` of `body` to `path` on a connection of its own from `from` (a 127.0.0.N address:
 /// Linux routes all of 127/8 to lo) to `to`, its socket bound on `runtime`: the status and
 /// `polar-license-source`, or `None` where the connection or the answer failed.
@@ -381,17 +402,7 @@ pub fn post_from(
     body: &Value,
 ) -> Option<(u16, Option<String>)> {
     let body = body.to_string();
-    let socket = tokio::net::TcpSocket::new_v4().ok()?;
-    socket.bind(SocketAddr::new(from.into(), 0)).ok()?;
-    let stream = runtime.block_on(socket.connect(to)).ok()?;
-    let mut stream = {
-        let _entered = runtime.enter();
-        stream.into_std().ok()?
-    };
-    stream.set_nonblocking(false).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(20)))
-        .ok()?;
+    let mut stream = connect_from(runtime, from, to, Duration::from_secs(20))?;
     let request = format!(
         "POST {path} HTTP/1.1\r\nhost: {to}\r\ncontent-type: application/json\r\n\
          content-length: {}\r\nconnection: close\r\n\r\n{body}",

@@ -220,6 +220,9 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
   }
   const readers = [
     {
+      // A re-grant's refetch may end the key's stored revocation: its rows loaded before
+      // its answer is handed over (nothing before the read: it touches no entry).
+      load: (core, id) => (id === undefined ? true : loaded(core, () => core.rosterMissing(id))),
       next: (core) => core.rosterNext(...clock()),
       answered: (core, id, upstream) => {
         // A token that cannot list the keys: said once (also in /healthz and the metrics).

@@ -1234,3 +1234,92 @@ test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answere
     await rm(storeDir, { recursive: true, force: true });
   }
 });
+
+// Issue #52 (Polar as it is now, polar-license-api.md §15) on both npm hosts: a key revoked by
+// Polar's webhook and granted again keeps its string; the re-grant's webhook
+// (`benefit_grant.created`) has the key read by id, and Polar's read (never the webhook) ends the
+// stored revocation: the next check is Polar's grant, at once, with the reconcile off and the
+// revocation lasting an hour. The store is read per key with a cache of one entry (a Durable
+// Object's): checks of other keys in between push the revoked key's entries out of memory, so
+// the refetch's answer finds them only in the storage.
+
+/** An endpoint in the emulator for the relay at `url` that hears grants too: its secret. */
+async function grantsEndpointFor(url) {
+  const r = await api('/v1/webhooks/endpoints', 'POST', {
+    url: `${url}/v1/webhooks/polar`,
+    format: 'raw',
+    events: ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'],
+  });
+  assert.equal(r.status, 201);
+  return r.json;
+}
+
+/** The scenario both hosts play, through the relay at `base` (its Polar endpoint `endpointId`). */
+async function regrantedAfterTheWebhook(base, endpointId) {
+  const key = newKey();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await check(base, key);
+    if (r.status === 200 && r.source === 'store') break;
+    assert.ok(Date.now() < deadline, `never stored: ${r.status} ${r.source} ${r.body}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  polar.updateKey(key, { status: 'revoked' });
+  await waitDelivered(endpointId, 'benefit_grant.revoked');
+  const refused = await check(base, key);
+  assert.deepEqual([refused.status, refused.source], [404, 'store'], refused.body);
+  // Other keys' checks: the revoked key's entries leave the cache of one.
+  for (let n = 0; n < 3; n++) assert.equal((await check(base, newKey())).status, 200);
+  polar.updateKey(key, { status: 'granted' });
+  const regranted = Date.now();
+  await waitDelivered(endpointId, 'benefit_grant.created');
+  let last;
+  const end = Date.now() + 10_000;
+  do {
+    last = await check(base, key);
+    if (last.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  } while (Date.now() < end);
+  assert.equal(last.status, 200, `still refused after the re-grant's webhook: ${last.status} ${last.source} ${last.body}`);
+  // Polar's own verdict, leased: the webhook granted nothing by itself.
+  assert.equal(last.source, 'polar');
+  assert.ok(last.lease);
+  console.log(`granted ${Date.now() - regranted} ms after the re-grant (its webhook and refetch included)`);
+}
+
+const REGRANT_STORE = `perIp: '1000/1000',
+  perKey: '1000/1000',
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET, denialFor: 3600, reconcileEvery: 0, cacheEntries: 1 },`;
+
+test("node: a key revoked by webhook and granted again is granted at once after the re-grant's webhook (a Durable Object's store, a cache of one)", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const port = await freePort();
+  const endpoint = await grantsEndpointFor(`http://127.0.0.1:${port}`);
+  const server = await nodeRelay(port, {
+    perKey: '1000/1000',
+    store: { webhookSecret: endpoint.secret, denialFor: 3600, reconcileEvery: 0, cacheEntries: 1 },
+    storage: durableStorage(Object.assign(fakeDurable(), { getAlarm: async () => null, setAlarm: async () => {} })),
+  });
+  try {
+    await regrantedAfterTheWebhook(server.url, endpoint.id);
+  } finally {
+    await server.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+  }
+});
+
+test("workerd: a key revoked by webhook and granted again is granted at once after the re-grant's webhook (the Durable Object's cache of one)", async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  await mkdir(storeDir, { recursive: true });
+  const port = await freePort();
+  const endpoint = await grantsEndpointFor(`http://127.0.0.1:${port}`);
+  const host = await workerd({ port, secret: endpoint.secret, storeDir, worker: storeWorker(REGRANT_STORE) });
+  try {
+    await regrantedAfterTheWebhook(host.url, endpoint.id);
+  } finally {
+    await host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+

@@ -854,6 +854,27 @@ impl RelayCore {
         self.relay.roster_warning()
     }
 
+    /// With a paged store: what the answer of the roster's read `id` touches in the store and
+    /// the cache does not hold ([`Relay::refetch_wants`]: a re-grant's refetch, which may end
+    /// the key's stored revocation, narrows its index row and entries), as
+    /// [`RelayCore::missing`] gives it, else `null`. The host loads it and asks again until
+    /// `null`, then calls `rosterAnswered` at once (nothing awaited between).
+    #[wasm_bindgen(js_name = rosterMissing)]
+    pub fn roster_missing(&self, id: u32) -> JsValue {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return JsValue::NULL;
+        };
+        let wants = self
+            .reads
+            .borrow()
+            .get(id)
+            .and_then(|read| self.relay.refetch_wants(read));
+        match wants.map(|w| paged.missing(&w)) {
+            Some(missing) if !missing.is_empty() => missing_js(&missing, &[]),
+            _ => JsValue::NULL,
+        }
+    }
+
     /// With a paged store: what the reconcile's next read (`id` undefined) or the answer of
     /// the read `id` touches in the store and the cache does not hold, as
     /// [`RelayCore::missing`] gives it (the key's index row and its entries), else `null`.

@@ -260,6 +260,11 @@ impl Roster {
         self.lock().lifts.remove(license_key_id)
     }
 
+    /// Whether a refetch of this license key id may end a stored revocation (not taken).
+    fn may_lift_now(&self, license_key_id: &str) -> bool {
+        self.lock().lifts.contains(license_key_id)
+    }
+
     /// The next read, at `now_ms` (a refetch first: it is a customer who just bought; one
     /// whose webhook came at `recent_since` or later before a backlog's).
     pub(crate) fn next(&self, now_ms: u64, recent_since: u64) -> Job {
@@ -571,6 +576,23 @@ impl Relay {
         })
     }
 
+    /// With a store read per key ([`crate::store::PagedBackend`], Workers): what the answer to
+    /// `read` may touch in the store, for the host to load before [`Relay::roster_answered`]:
+    /// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
+    /// narrows the key's index row and every entry of it, which the cache may have let go
+    /// since the webhook read them. `None` when the answer touches no entry.
+    pub fn refetch_wants(&self, read: &Read) -> Option<crate::store::Wants> {
+        let s = self.store.as_ref()?;
+        match &read.job {
+            Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
+                entries: Vec::new(),
+                tags: vec![format!("l:{id}")],
+                all: true,
+            }),
+            _ => None,
+        }
+    }
+
     /// The warning of a roster the token cannot read, once (the log has it too): for a host
     /// whose log the core does not reach (the npm relay's `console.warn`).
     pub fn roster_warning(&self) -> Option<String> {
@@ -673,7 +695,11 @@ impl Relay {
                         // id says so (never the webhook).
                         if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none()
                         {
+                            // The store failed (on Workers: the key's entries not loaded):
+                            // read again once it may have recovered, not at once (each
+                            // read is a call from the token's budget).
                             s.roster.may_lift(id);
+                            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
                             retry();
                         }
                     } else {

@@ -554,11 +554,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
      * operator's routes, `/healthz` and the metrics). */
     async function answer(core, signer, request, env, ctx) {
       const url = new URL(request.url);
-      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
-      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
-      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
-      const cap = max + 1;
-      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
       const head = {
         method: request.method,
         path: url.pathname,
@@ -567,6 +562,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       };
       const own = core.operator(head, Date.now(), performance.now());
       if (own) return [toResponse(own), null];
+      // What the core refuses on the head alone (a webhook's forged headers, an address past
+      // its failures) costs no body read.
+      const early = core.refuseUnread(head, Date.now(), performance.now());
+      if (early) return [toResponse(early), head];
+      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
+      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
+      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
+      const cap = max + 1;
+      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
       // In flight until answered (the operator's routes are not, as natively).
       core.inFlight(1);
       try {

@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -1323,3 +1324,76 @@ test("workerd: a key revoked by webhook and granted again is granted at once aft
   }
 });
 
+// Issue #52 under workerd: the handler read (and copied into the wasm) each webhook's body, up
+// to 1 MiB, before the core could refuse it; the header caps and the per-address failure limit
+// needed only the head. The core now decides those on the head (`refuseUnread`) before the
+// body is read. Each post here sends its head and 1 KiB of a 1 MiB body, then nothing: an
+// answer can only come from a relay that did not wait for the body. A forged post within the
+// limits (only its HMAC can tell) gets none: it shows that the wait is real.
+
+/** A webhook post to the relay on `port` from `ip` with `headers`, its body stalled after
+ * 1 KiB of the 1 MiB it announces: `{status, head, text}` when answered within `ms`, else null. */
+function stalledDelivery(port, ip, headers, ms) {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let got = '';
+    let timer = setTimeout(() => {
+      socket.destroy();
+      resolve(null);
+    }, ms);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      const [head, text = ''] = got.split('\r\n\r\n');
+      resolve({ status: Number(head.split(' ')[1]), head: head.toLowerCase(), text });
+    };
+    socket.on('connect', () => {
+      const lines = ['POST /v1/webhooks/polar HTTP/1.1', `host: 127.0.0.1:${port}`, 'content-type: application/json', `content-length: ${1 << 20}`, `cf-connecting-ip: ${ip}`];
+      for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n{"type":"benefit_grant.revoked","data":{"pad":"${'x'.repeat(1024)}`);
+    });
+    socket.on('data', (chunk) => {
+      got += chunk;
+      // The head, and a moment for the (short) body after it.
+      if (got.includes('\r\n\r\n')) {
+        clearTimeout(timer);
+        timer = setTimeout(done, 100);
+      }
+    });
+    socket.on('error', (e) => (got.includes('\r\n\r\n') ? done() : reject(e)));
+  });
+}
+
+test('workerd: a delivery refused on its head (a signature header over its limits, an address over its failures) is answered with its body unread; a genuine delivery still works', async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  const port = await freePort();
+  const host = await workerd({ port, secret: SECRET, storeDir });
+  const forged = 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=';
+  const ts = () => String(Math.floor(Date.now() / 1000));
+  try {
+    // Over the limits (nine entries): 400 with the core's own text, the body never sent.
+    const over = await stalledDelivery(port, '192.0.2.90', { 'webhook-id': 'msg_over', 'webhook-timestamp': ts(), 'webhook-signature': Array(9).fill(forged).join(' ') }, 5_000);
+    assert.ok(over, 'answered with its body unread');
+    assert.equal(over.status, 400, over.text);
+    assert.match(over.text, /the webhook-signature header holds more than 8 entries or 1024 bytes/);
+    // Within the limits only the HMAC can tell: the relay waits for the body (no answer).
+    const within = await stalledDelivery(port, '192.0.2.91', { 'webhook-id': 'msg_within', 'webhook-timestamp': ts(), 'webhook-signature': forged }, 2_000);
+    assert.equal(within, null, `a delivery within the limits is read whole before it is answered: ${JSON.stringify(within)}`);
+    // An address past its failures (ten forged posts, read whole and refused 401): 429 on the head.
+    const event = JSON.stringify({ type: 'benefit_grant.updated', timestamp: '2026-01-01T00:00:00Z', data: { id: 'g', customer_id: 'c' } });
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${host.url}/v1/webhooks/polar`, { method: 'POST', headers: { ...signedHeaders(`msg_f${i}`, event), 'webhook-signature': forged, 'cf-connecting-ip': '192.0.2.92' }, body: event });
+      assert.equal(r.status, 401, await r.text());
+    }
+    const limited = await stalledDelivery(port, '192.0.2.92', signedHeaders('msg_limited', event), 5_000);
+    assert.ok(limited, 'answered with its body unread');
+    assert.equal(limited.status, 429, limited.text);
+    assert.match(limited.head, /\r\nretry-after: \d+/);
+    // Polar's delivery, signed, from another address: applied.
+    const r = await fetch(`${host.url}/v1/webhooks/polar`, { method: 'POST', headers: { ...signedHeaders('msg_polar', event), 'cf-connecting-ip': '192.0.2.1' }, body: event });
+    assert.equal(r.status, 200, await r.text());
+  } finally {
+    await host.close();
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});

@@ -800,6 +800,22 @@ impl RelayCore {
         }
     }
 
+    /// The answer its head decides alone ([`Relay::refuse_unread`]: a webhook delivery from
+    /// an address over its failed verifications, or whose headers are refused with no HMAC),
+    /// asked before the host reads the body (up to 1 MiB for a webhook): a forged post then
+    /// costs no body read. `null` for any other request (read its body and go on).
+    #[wasm_bindgen(js_name = refuseUnread)]
+    pub fn refuse_unread(&self, request: JsValue, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let req = request_of(&request, &[]);
+        match self.relay.refuse_unread(&req, now(now_ms, monotonic_ms)) {
+            Some(mut r) => {
+                self.relay.cors(&req, &mut r);
+                response_js(&r)
+            }
+            None => JsValue::NULL,
+        }
+    }
+
     /// `{response, sign?}` of an answer whose lease may wait for its signature (its CORS
     /// grant for `origin`).
     fn to_sign(&self, finished: Finished, origin: Option<String>) -> Object {

@@ -981,6 +981,37 @@ pub(crate) mod tests {
         assert_eq!(again.roster_read(at(7_000)).err(), Some(None));
     }
 
+    /// A re-grant's refetch (a grant event other than a revocation) names what its answer may
+    /// narrow, the key's index row with every entry of it, for a host whose store is read per
+    /// key to load first (Workers: the cache may have let them go since the webhook); a
+    /// revocation's refetch and a page touch no entry.
+    #[test]
+    fn a_regrants_refetch_wants_the_keys_row_and_entries_loaded() {
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let read = r.roster_read(at(0)).expect("page 1");
+        assert_eq!(r.refetch_wants(&read), None, "a page");
+        r.roster_answered(read, page(&["K-1"], 1), at(10));
+        event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 1_000);
+        let revoked = r.roster_read(at(1_000)).expect("the revocation's refetch");
+        assert_eq!(
+            r.refetch_wants(&revoked),
+            None,
+            "a revocation's refetch lifts nothing"
+        );
+        r.roster_answered(revoked, Ok((404, None, Vec::new())), at(1_010));
+        event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 2_000);
+        let regrant = r.roster_read(at(2_000)).expect("the re-grant's refetch");
+        assert_eq!(
+            r.refetch_wants(&regrant),
+            Some(crate::store::Wants {
+                entries: Vec::new(),
+                tags: vec![format!("l:{NEW_KEY_ID}")],
+                all: true,
+            })
+        );
+    }
+
     fn kept_hex(d: &[u8; 32]) -> String {
         d.iter().map(|b| format!("{b:02x}")).collect()
     }

@@ -191,7 +191,8 @@ const LOAD_AGAIN_MS = 1_000;
  * `rosterAnswered`) and the reconcile's (`store.reconcileEvery`: `reconcileNext`,
  * `reconcileAnswered`). The core says which read and when; this only fetches
  * and hands the answer back, having loaded from a paged store what the reconcile reads and
- * narrows (`loaded(core, missing)`: `reconcileMissing`). One run at a time: kicked after
+ * narrows, and what a re-grant's refetch narrows (`loaded(core, missing)`: `reconcileMissing`,
+ * `rosterMissing`). One run at a time: kicked after
  * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
  * Durable Object's alarm, else a timer). Returns `kick(core)`.
  */

@@ -1049,12 +1049,18 @@ test('workerd: forged deliveries with huge headers and 1 MiB bodies never hold u
     // size-optimized wasm, and the Durable Object answers one request at a time). Held to
     // 150 ms and 500 ms (the old code: one post blocked the object for 84 s), every answer to
     // 2 s, every forged post answered within 2 s.
-    for (const [what, attack, refused, bound] of [['the issue\'s header', over, '400', 150], ['eight entries', within, '401', 500]]) {
+    // The issue's posts are refused on their head, their body never read (refuseUnread): the
+    // runtime may close the connection under a body still being sent, which fetch reports as
+    // an error (counted as 0 here: 0 to 15 of 140-150 posts a run). Measured on the same
+    // machine, three runs each: with the body read first (the handler before refuseUnread) the
+    // posts were answered in a median 43-46 ms, 70-75 of them a run, stored answers meanwhile
+    // 29-35 ms; refused on the head 18-19 ms, 145-153 a run, stored answers 22-25 ms.
+    for (const [what, attack, refused, bound, closed] of [['the issue\'s header', over, '400', 150, ['0']], ['eight entries', within, '401', 500, []]]) {
       assert.ok(median(attack.out) < bound, `${what}: ${attack.out}`);
       assert.ok(Math.max(...attack.out) < 2000, `${what}: ${attack.out}`);
       assert.ok(median(attack.took) < 2000, `${what}: forged posts answered in ${attack.took}`);
       assert.ok(attack.statuses[refused] > 0, `${what}: ${JSON.stringify(attack.statuses)}`);
-      assert.deepEqual(Object.keys(attack.statuses).filter((s) => !['400', '401', '429'].includes(s)), [], JSON.stringify(attack.statuses));
+      assert.deepEqual(Object.keys(attack.statuses).filter((s) => !['400', '401', '429', ...closed].includes(s)), [], JSON.stringify(attack.statuses));
     }
     // Polar's delivery, signed, from an address the attackers never used: applied.
     const event = JSON.stringify({ type: 'benefit_grant.updated', timestamp: '2026-01-01T00:00:00Z', data: { id: 'g', customer_id: 'c' } });

@@ -191,7 +191,8 @@ const LOAD_AGAIN_MS = 1_000;
  * `rosterAnswered`) and the reconcile's (`store.reconcileEvery`: `reconcileNext`,
  * `reconcileAnswered`). The core says which read and when; this only fetches
  * and hands the answer back, having loaded from a paged store what the reconcile reads and
- * narrows (`loaded(core, missing)`: `reconcileMissing`). One run at a time: kicked after
+ * narrows, and what a re-grant's refetch narrows (`loaded(core, missing)`: `reconcileMissing`,
+ * `rosterMissing`). One run at a time: kicked after
  * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
  * Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
@@ -220,6 +221,9 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
   }
   const readers = [
     {
+      // A re-grant's refetch may end the key's stored revocation: its rows loaded before
+      // its answer is handed over (nothing before the read: it touches no entry).
+      load: (core, id) => (id === undefined ? true : loaded(core, () => core.rosterMissing(id))),
       next: (core) => core.rosterNext(...clock()),
       answered: (core, id, upstream) => {
         // A token that cannot list the keys: said once (also in /healthz and the metrics).
@@ -551,11 +555,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
      * operator's routes, `/healthz` and the metrics). */
     async function answer(core, signer, request, env, ctx) {
       const url = new URL(request.url);
-      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
-      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
-      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
-      const cap = max + 1;
-      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
       const head = {
         method: request.method,
         path: url.pathname,
@@ -564,6 +563,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       };
       const own = core.operator(head, Date.now(), performance.now());
       if (own) return [toResponse(own), null];
+      // What the core refuses on the head alone (a webhook's forged headers, an address past
+      // its failures) costs no body read.
+      const early = core.refuseUnread(head, Date.now(), performance.now());
+      if (early) return [toResponse(early), head];
+      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
+      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
+      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
+      const cap = max + 1;
+      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
       // In flight until answered (the operator's routes are not, as natively).
       core.inFlight(1);
       try {

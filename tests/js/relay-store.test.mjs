@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
 import { mkdir, mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
+import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -1048,12 +1049,18 @@ test('workerd: forged deliveries with huge headers and 1 MiB bodies never hold u
     // size-optimized wasm, and the Durable Object answers one request at a time). Held to
     // 150 ms and 500 ms (the old code: one post blocked the object for 84 s), every answer to
     // 2 s, every forged post answered within 2 s.
-    for (const [what, attack, refused, bound] of [['the issue\'s header', over, '400', 150], ['eight entries', within, '401', 500]]) {
+    // The issue's posts are refused on their head, their body never read (refuseUnread): the
+    // runtime may close the connection under a body still being sent, which fetch reports as
+    // an error (counted as 0 here: 0 to 15 of 140-150 posts a run). Measured on the same
+    // machine, three runs each: with the body read first (the handler before refuseUnread) the
+    // posts were answered in a median 43-46 ms, 70-75 of them a run, stored answers meanwhile
+    // 29-35 ms; refused on the head 18-19 ms, 145-153 a run, stored answers 22-25 ms.
+    for (const [what, attack, refused, bound, closed] of [['the issue\'s header', over, '400', 150, ['0']], ['eight entries', within, '401', 500, []]]) {
       assert.ok(median(attack.out) < bound, `${what}: ${attack.out}`);
       assert.ok(Math.max(...attack.out) < 2000, `${what}: ${attack.out}`);
       assert.ok(median(attack.took) < 2000, `${what}: forged posts answered in ${attack.took}`);
       assert.ok(attack.statuses[refused] > 0, `${what}: ${JSON.stringify(attack.statuses)}`);
-      assert.deepEqual(Object.keys(attack.statuses).filter((s) => !['400', '401', '429'].includes(s)), [], JSON.stringify(attack.statuses));
+      assert.deepEqual(Object.keys(attack.statuses).filter((s) => !['400', '401', '429', ...closed].includes(s)), [], JSON.stringify(attack.statuses));
     }
     // Polar's delivery, signed, from an address the attackers never used: applied.
     const event = JSON.stringify({ type: 'benefit_grant.updated', timestamp: '2026-01-01T00:00:00Z', data: { id: 'g', customer_id: 'c' } });
@@ -1231,6 +1238,168 @@ test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answere
   } finally {
     await host.close();
     await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+
+// Issue #52 (Polar as it is now, polar-license-api.md §15) on both npm hosts: a key revoked by
+// Polar's webhook and granted again keeps its string; the re-grant's webhook
+// (`benefit_grant.created`) has the key read by id, and Polar's read (never the webhook) ends the
+// stored revocation: the next check is Polar's grant, at once, with the reconcile off and the
+// revocation lasting an hour. The store is read per key with a cache of one entry (a Durable
+// Object's): checks of other keys in between push the revoked key's entries out of memory, so
+// the refetch's answer finds them only in the storage.
+
+/** An endpoint in the emulator for the relay at `url` that hears grants too: its secret. */
+async function grantsEndpointFor(url) {
+  const r = await api('/v1/webhooks/endpoints', 'POST', {
+    url: `${url}/v1/webhooks/polar`,
+    format: 'raw',
+    events: ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'],
+  });
+  assert.equal(r.status, 201);
+  return r.json;
+}
+
+/** The scenario both hosts play, through the relay at `base` (its Polar endpoint `endpointId`). */
+async function regrantedAfterTheWebhook(base, endpointId) {
+  const key = newKey();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const r = await check(base, key);
+    if (r.status === 200 && r.source === 'store') break;
+    assert.ok(Date.now() < deadline, `never stored: ${r.status} ${r.source} ${r.body}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  polar.updateKey(key, { status: 'revoked' });
+  await waitDelivered(endpointId, 'benefit_grant.revoked');
+  const refused = await check(base, key);
+  assert.deepEqual([refused.status, refused.source], [404, 'store'], refused.body);
+  // Other keys' checks: the revoked key's entries leave the cache of one.
+  for (let n = 0; n < 3; n++) assert.equal((await check(base, newKey())).status, 200);
+  polar.updateKey(key, { status: 'granted' });
+  const regranted = Date.now();
+  await waitDelivered(endpointId, 'benefit_grant.created');
+  let last;
+  const end = Date.now() + 10_000;
+  do {
+    last = await check(base, key);
+    if (last.status === 200) break;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  } while (Date.now() < end);
+  assert.equal(last.status, 200, `still refused after the re-grant's webhook: ${last.status} ${last.source} ${last.body}`);
+  // Polar's own verdict, leased: the webhook granted nothing by itself.
+  assert.equal(last.source, 'polar');
+  assert.ok(last.lease);
+  console.log(`granted ${Date.now() - regranted} ms after the re-grant (its webhook and refetch included)`);
+}
+
+const REGRANT_STORE = `perIp: '1000/1000',
+  perKey: '1000/1000',
+  store: { webhookSecret: env.POLAR_WEBHOOK_SECRET, denialFor: 3600, reconcileEvery: 0, cacheEntries: 1 },`;
+
+test("node: a key revoked by webhook and granted again is granted at once after the re-grant's webhook (a Durable Object's store, a cache of one)", async () => {
+  const { durableStorage } = await import(pathToFileURL(join(PACKAGE_DIR, 'relay-handler.js')).href);
+  const port = await freePort();
+  const endpoint = await grantsEndpointFor(`http://127.0.0.1:${port}`);
+  const server = await nodeRelay(port, {
+    perKey: '1000/1000',
+    store: { webhookSecret: endpoint.secret, denialFor: 3600, reconcileEvery: 0, cacheEntries: 1 },
+    storage: durableStorage(Object.assign(fakeDurable(), { getAlarm: async () => null, setAlarm: async () => {} })),
+  });
+  try {
+    await regrantedAfterTheWebhook(server.url, endpoint.id);
+  } finally {
+    await server.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+  }
+});
+
+test("workerd: a key revoked by webhook and granted again is granted at once after the re-grant's webhook (the Durable Object's cache of one)", async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  await mkdir(storeDir, { recursive: true });
+  const port = await freePort();
+  const endpoint = await grantsEndpointFor(`http://127.0.0.1:${port}`);
+  const host = await workerd({ port, secret: endpoint.secret, storeDir, worker: storeWorker(REGRANT_STORE) });
+  try {
+    await regrantedAfterTheWebhook(host.url, endpoint.id);
+  } finally {
+    await host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+});
+
+// Issue #52 under workerd: the handler read (and copied into the wasm) each webhook's body, up
+// to 1 MiB, before the core could refuse it; the header caps and the per-address failure limit
+// needed only the head. The core now decides those on the head (`refuseUnread`) before the
+// body is read. Each post here sends its head and 1 KiB of a 1 MiB body, then nothing: an
+// answer can only come from a relay that did not wait for the body. A forged post within the
+// limits (only its HMAC can tell) gets none: it shows that the wait is real.
+
+/** A webhook post to the relay on `port` from `ip` with `headers`, its body stalled after
+ * 1 KiB of the 1 MiB it announces: `{status, head, text}` when answered within `ms`, else null. */
+function stalledDelivery(port, ip, headers, ms) {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    let got = '';
+    let timer = setTimeout(() => {
+      socket.destroy();
+      resolve(null);
+    }, ms);
+    const done = () => {
+      clearTimeout(timer);
+      socket.destroy();
+      const [head, text = ''] = got.split('\r\n\r\n');
+      resolve({ status: Number(head.split(' ')[1]), head: head.toLowerCase(), text });
+    };
+    socket.on('connect', () => {
+      const lines = ['POST /v1/webhooks/polar HTTP/1.1', `host: 127.0.0.1:${port}`, 'content-type: application/json', `content-length: ${1 << 20}`, `cf-connecting-ip: ${ip}`];
+      for (const [k, v] of Object.entries(headers)) lines.push(`${k}: ${v}`);
+      socket.write(`${lines.join('\r\n')}\r\n\r\n{"type":"benefit_grant.revoked","data":{"pad":"${'x'.repeat(1024)}`);
+    });
+    socket.on('data', (chunk) => {
+      got += chunk;
+      // The head, and a moment for the (short) body after it.
+      if (got.includes('\r\n\r\n')) {
+        clearTimeout(timer);
+        timer = setTimeout(done, 100);
+      }
+    });
+    socket.on('error', (e) => (got.includes('\r\n\r\n') ? done() : reject(e)));
+  });
+}
+
+test('workerd: a delivery refused on its head (a signature header over its limits, an address over its failures) is answered with its body unread; a genuine delivery still works', async () => {
+  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
+  const port = await freePort();
+  const host = await workerd({ port, secret: SECRET, storeDir });
+  const forged = 'v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=';
+  const ts = () => String(Math.floor(Date.now() / 1000));
+  try {
+    // Over the limits (nine entries): 400 with the core's own text, the body never sent.
+    const over = await stalledDelivery(port, '192.0.2.90', { 'webhook-id': 'msg_over', 'webhook-timestamp': ts(), 'webhook-signature': Array(9).fill(forged).join(' ') }, 5_000);
+    assert.ok(over, 'answered with its body unread');
+    assert.equal(over.status, 400, over.text);
+    assert.match(over.text, /the webhook-signature header holds more than 8 entries or 1024 bytes/);
+    // Within the limits only the HMAC can tell: the relay waits for the body (no answer).
+    const within = await stalledDelivery(port, '192.0.2.91', { 'webhook-id': 'msg_within', 'webhook-timestamp': ts(), 'webhook-signature': forged }, 2_000);
+    assert.equal(within, null, `a delivery within the limits is read whole before it is answered: ${JSON.stringify(within)}`);
+    // An address past its failures (ten forged posts, read whole and refused 401): 429 on the head.
+    const event = JSON.stringify({ type: 'benefit_grant.updated', timestamp: '2026-01-01T00:00:00Z', data: { id: 'g', customer_id: 'c' } });
+    for (let i = 0; i < 10; i++) {
+      const r = await fetch(`${host.url}/v1/webhooks/polar`, { method: 'POST', headers: { ...signedHeaders(`msg_f${i}`, event), 'webhook-signature': forged, 'cf-connecting-ip': '192.0.2.92' }, body: event });
+      assert.equal(r.status, 401, await r.text());
+    }
+    const limited = await stalledDelivery(port, '192.0.2.92', signedHeaders('msg_limited', event), 5_000);
+    assert.ok(limited, 'answered with its body unread');
+    assert.equal(limited.status, 429, limited.text);
+    assert.match(limited.head, /\r\nretry-after: \d+/);
+    // Polar's delivery, signed, from another address: applied.
+    const r = await fetch(`${host.url}/v1/webhooks/polar`, { method: 'POST', headers: { ...signedHeaders('msg_polar', event), 'cf-connecting-ip': '192.0.2.1' }, body: event });
+    assert.equal(r.status, 200, await r.text());
+  } finally {
+    await host.close();
     await rm(storeDir, { recursive: true, force: true });
   }
 });

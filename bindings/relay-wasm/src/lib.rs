@@ -800,6 +800,22 @@ impl RelayCore {
         }
     }
 
+    /// The answer its head decides alone ([`Relay::refuse_unread`]: a webhook delivery from
+    /// an address over its failed verifications, or whose headers are refused with no HMAC),
+    /// asked before the host reads the body (up to 1 MiB for a webhook): a forged post then
+    /// costs no body read. `null` for any other request (read its body and go on).
+    #[wasm_bindgen(js_name = refuseUnread)]
+    pub fn refuse_unread(&self, request: JsValue, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let req = request_of(&request, &[]);
+        match self.relay.refuse_unread(&req, now(now_ms, monotonic_ms)) {
+            Some(mut r) => {
+                self.relay.cors(&req, &mut r);
+                response_js(&r)
+            }
+            None => JsValue::NULL,
+        }
+    }
+
     /// `{response, sign?}` of an answer whose lease may wait for its signature (its CORS
     /// grant for `origin`).
     fn to_sign(&self, finished: Finished, origin: Option<String>) -> Object {
@@ -852,6 +868,27 @@ impl RelayCore {
                 .roster_answered(read, answer, now(now_ms, monotonic_ms));
         }
         self.relay.roster_warning()
+    }
+
+    /// With a paged store: what the answer of the roster's read `id` touches in the store and
+    /// the cache does not hold ([`Relay::refetch_wants`]: a re-grant's refetch, which may end
+    /// the key's stored revocation, narrows its index row and entries), as
+    /// [`RelayCore::missing`] gives it, else `null`. The host loads it and asks again until
+    /// `null`, then calls `rosterAnswered` at once (nothing awaited between).
+    #[wasm_bindgen(js_name = rosterMissing)]
+    pub fn roster_missing(&self, id: u32) -> JsValue {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return JsValue::NULL;
+        };
+        let wants = self
+            .reads
+            .borrow()
+            .get(id)
+            .and_then(|read| self.relay.refetch_wants(read));
+        match wants.map(|w| paged.missing(&w)) {
+            Some(missing) if !missing.is_empty() => missing_js(&missing, &[]),
+            _ => JsValue::NULL,
+        }
     }
 
     /// With a paged store: what the reconcile's next read (`id` undefined) or the answer of

@@ -84,6 +84,41 @@ impl Deliveries {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    /// The refusal of a delivery from `client` at `now` (unix seconds) that its headers and
+    /// address decide alone, before its body is read (a host that reads up to 1 MiB of it
+    /// first: the npm relay on Workers): 429 for an address over its failures, 400 or 401 for
+    /// headers [`Deliveries::verify`] refuses with no HMAC (missing, over the signature
+    /// header's limits, a timestamp out of its window), counted as a failure as `verify`
+    /// counts it. `None` when only the body can decide: `verify` then runs as before.
+    pub(crate) fn refuse_unread(
+        &self,
+        secret: &str,
+        client: &str,
+        req: &RelayRequest,
+        now: i64,
+    ) -> Option<RelayResponse> {
+        let signatures = req.header("webhook-signature");
+        let mut inner = self.lock();
+        if let Some(secs) = over(&inner.failed, client, now) {
+            log::info!(
+                "relay: a webhook 429 (client {} sent {MAX_FAILURES} that did not verify), its body not read",
+                crate::logged::escaped(client)
+            );
+            return Some(RelayResponse::rate_limited(secs));
+        }
+        let why = store::webhook_headers(
+            secret,
+            req.header("webhook-id"),
+            req.header("webhook-timestamp"),
+            signatures,
+            now,
+        )
+        .err()?;
+        count(&mut inner.failed, client, now);
+        drop(inner);
+        Some(refused(&why, signatures))
+    }
+
     /// Verifies `req` (a delivery from `client`, an address or /64) at `now` (unix seconds):
     /// `Err` with the answer when it is refused (429 for an address over its failures, 400 for
     /// a signature header over its limits, 401 otherwise). `keep`: a later look at the same
@@ -359,5 +394,55 @@ mod tests {
         assert_eq!(r.status, 400);
         assert!(String::from_utf8_lossy(&r.body).contains("webhook-signature"));
         assert_eq!(hmacs() - before, 0);
+    }
+
+    /// Its head alone (the body unread: the npm relay asks before it reads up to 1 MiB) gives
+    /// the answer the route gives the whole request: 400 for a signature header over its
+    /// limits, 401 for a timestamp out of its window (both counted), 429 for an address over
+    /// its failures; a delivery its headers let through (a genuine one, a forged one whose
+    /// HMAC alone can tell) is `None`, and the route then verifies it as before.
+    #[test]
+    fn the_head_alone_refuses_what_the_route_would_with_no_body() {
+        let relay = relay();
+        let unread = |req: &RelayRequest, at: i64| {
+            let head = RelayRequest {
+                body: Vec::new(),
+                ..req.clone()
+            };
+            relay.refuse_unread(&head, now(at))
+        };
+        let mut big = delivery("192.0.2.3", "big", false);
+        let sig = big.headers[3].1.clone();
+        big.headers[3].1 = vec![sig.as_str(); 2_000].join(" ");
+        let whole = relay.handle(&big, now(AT));
+        let early = unread(&big, AT).expect("refused on its head");
+        assert_eq!((early.status, &early.body), (whole.status, &whole.body));
+        assert_eq!(early.status, 400);
+        let late = delivery("192.0.2.4", "late", false);
+        let whole = relay.handle(&late, now(AT + 301));
+        let early = unread(&late, AT + 301).expect("a timestamp out of its window");
+        assert_eq!((early.status, &early.body), (whole.status, &whole.body));
+        assert_eq!(early.status, 401);
+        // Neither the genuine delivery nor a forged one with headers in bounds is decided
+        // without its body.
+        assert!(unread(&delivery("192.0.2.5", "ok", false), AT).is_none());
+        assert!(unread(&delivery("192.0.2.5", "forged", true), AT).is_none());
+        // Counted as the route counts them: MAX_FAILURES refusals on the head, then 429.
+        let before = hmacs();
+        for i in 0..MAX_FAILURES {
+            let mut req = delivery("192.0.2.66", &format!("h{i}"), false);
+            req.headers[3].1 = [sig.as_str(); 9].join(" ");
+            assert_eq!(unread(&req, AT).map(|r| r.status), Some(400), "{i}");
+        }
+        let genuine = delivery("192.0.2.66", "ok-1", false);
+        let early = unread(&genuine, AT + 1).expect("limited");
+        let whole = relay.handle(&genuine, now(AT + 1));
+        assert_eq!((early.status, whole.status), (429, 429));
+        assert!(early.header("retry-after").is_some());
+        assert_eq!(hmacs() - before, 0, "no HMAC computed");
+        // Another route, or no webhook secret: never decided here.
+        let mut check = delivery("192.0.2.66", "ok-2", false);
+        check.path = "/v1/customer-portal/license-keys/validate".into();
+        assert!(unread(&check, AT).is_none());
     }
 }

@@ -809,6 +809,28 @@ impl Relay {
         Some(r)
     }
 
+    /// The answer to `req` that its head decides alone, before its body is read (the body
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
+    /// delivery from an address over its failed verifications (429) or whose headers are
+    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
+    /// gives them ([`crate::deliveries`]). A host that reads the body before the core sees
+    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
+    /// post's body costs no read. Every other request: `None`.
+    pub fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path != WEBHOOK_ROUTE || req.method != "POST" {
+            return None;
+        }
+        let s = self.store.as_ref()?;
+        let secret = s.webhook_secret.as_deref()?;
+        let client = roster::client_group(&self.client_of(req));
+        let mut r = s
+            .deliveries
+            .refuse_unread(secret, &client, req, now.unix_seconds)?;
+        add_cors(&mut r);
+        Some(r)
+    }
+
     /// [`Relay::begin_after`] for a request [`Relay::admit`] let through.
     pub fn begin_admitted(
         &self,

@@ -260,6 +260,11 @@ impl Roster {
         self.lock().lifts.remove(license_key_id)
     }
 
+    /// Whether a refetch of this license key id may end a stored revocation (not taken).
+    fn may_lift_now(&self, license_key_id: &str) -> bool {
+        self.lock().lifts.contains(license_key_id)
+    }
+
     /// The next read, at `now_ms` (a refetch first: it is a customer who just bought; one
     /// whose webhook came at `recent_since` or later before a backlog's).
     pub(crate) fn next(&self, now_ms: u64, recent_since: u64) -> Job {
@@ -571,6 +576,23 @@ impl Relay {
         })
     }
 
+    /// With a store read per key ([`crate::store::PagedBackend`], Workers): what the answer to
+    /// `read` may touch in the store, for the host to load before [`Relay::roster_answered`]:
+    /// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
+    /// narrows the key's index row and every entry of it, which the cache may have let go
+    /// since the webhook read them. `None` when the answer touches no entry.
+    pub fn refetch_wants(&self, read: &Read) -> Option<crate::store::Wants> {
+        let s = self.store.as_ref()?;
+        match &read.job {
+            Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
+                entries: Vec::new(),
+                tags: vec![format!("l:{id}")],
+                all: true,
+            }),
+            _ => None,
+        }
+    }
+
     /// The warning of a roster the token cannot read, once (the log has it too): for a host
     /// whose log the core does not reach (the npm relay's `console.warn`).
     pub fn roster_warning(&self) -> Option<String> {
@@ -673,7 +695,11 @@ impl Relay {
                         // id says so (never the webhook).
                         if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none()
                         {
+                            // The store failed (on Workers: the key's entries not loaded):
+                            // read again once it may have recovered, not at once (each
+                            // read is a call from the token's budget).
                             s.roster.may_lift(id);
+                            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
                             retry();
                         }
                     } else {
@@ -953,6 +979,37 @@ pub(crate) mod tests {
         assert!(!st.roster.first_seen(&Key::new("K-1".to_string())));
         assert_eq!(again.roster_wants(&validate("K-2")), Some(hex("K-2")));
         assert_eq!(again.roster_read(at(7_000)).err(), Some(None));
+    }
+
+    /// A re-grant's refetch (a grant event other than a revocation) names what its answer may
+    /// narrow, the key's index row with every entry of it, for a host whose store is read per
+    /// key to load first (Workers: the cache may have let them go since the webhook); a
+    /// revocation's refetch and a page touch no entry.
+    #[test]
+    fn a_regrants_refetch_wants_the_keys_row_and_entries_loaded() {
+        let r = relay();
+        let s = r.store.as_ref().expect("a store");
+        let read = r.roster_read(at(0)).expect("page 1");
+        assert_eq!(r.refetch_wants(&read), None, "a page");
+        r.roster_answered(read, page(&["K-1"], 1), at(10));
+        event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 1_000);
+        let revoked = r.roster_read(at(1_000)).expect("the revocation's refetch");
+        assert_eq!(
+            r.refetch_wants(&revoked),
+            None,
+            "a revocation's refetch lifts nothing"
+        );
+        r.roster_answered(revoked, Ok((404, None, Vec::new())), at(1_010));
+        event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 2_000);
+        let regrant = r.roster_read(at(2_000)).expect("the re-grant's refetch");
+        assert_eq!(
+            r.refetch_wants(&regrant),
+            Some(crate::store::Wants {
+                entries: Vec::new(),
+                tags: vec![format!("l:{NEW_KEY_ID}")],
+                all: true,
+            })
+        );
     }
 
     fn kept_hex(d: &[u8; 32]) -> String {

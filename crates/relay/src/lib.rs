@@ -813,7 +813,7 @@ impl Relay {
     /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
     /// delivery from an address over its failed verifications (429) or whose headers are
     /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
-    /// gives them ([`crate::deliveries`]). A host that reads the body before the core sees
+    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
     /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
     /// post's body costs no read. Every other request: `None`.
     pub fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {

@@ -208,10 +208,15 @@ fn over(failed: &HashMap<String, (i64, u32)>, client: &str, now: i64) -> Option<
     (n >= MAX_FAILURES && left > 0).then(|| left.unsigned_abs().max(1))
 }
 
-/// One more failure of `client` at `now`.
+/// One more failure of `client` at `now`. The map holds at most [`PRUNE_AT`] addresses: when
+/// it is full of addresses still in their window (many addresses failing within a minute), a
+/// new address's failure is not counted (its deliveries still cost at most two HMACs each).
 fn count(failed: &mut HashMap<String, (i64, u32)>, client: &str, now: i64) {
     if failed.len() >= PRUNE_AT && !failed.contains_key(client) {
         failed.retain(|_, (start, _)| start.saturating_add(FAILURE_WINDOW) > now);
+        if failed.len() >= PRUNE_AT {
+            return;
+        }
     }
     let slot = failed.entry(client.to_string()).or_insert((now, 0));
     if slot.0.saturating_add(FAILURE_WINDOW) <= now || slot.0 > now {
@@ -224,6 +229,24 @@ fn count(failed: &mut HashMap<String, (i64, u32)>, client: &str, now: i64) {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_failures_map_never_holds_more_than_its_bound() {
+        let mut failed = HashMap::new();
+        // Every address in its window: pruning frees nothing, and a new one is not counted.
+        for n in 0..PRUNE_AT + 50 {
+            count(&mut failed, &format!("10.0.{}.{}", n / 256, n % 256), AT);
+        }
+        assert_eq!(failed.len(), PRUNE_AT);
+        // A minute on, the old windows are over: the new address is counted again.
+        count(&mut failed, "192.0.2.1", AT + FAILURE_WINDOW);
+        assert_eq!(failed.len(), 1);
+        // An address already held is still counted when the map is full.
+        let mut full: HashMap<String, (i64, u32)> =
+            (0..PRUNE_AT).map(|n| (format!("a{n}"), (AT, 1))).collect();
+        count(&mut full, "a7", AT);
+        assert_eq!(full["a7"], (AT, 2));
+    }
     use crate::store::{MemoryBackend, StoreOptions};
     use crate::{Now, Relay, RelayConfig, StoreConfig, WEBHOOK_ROUTE};
     use hmac::{Hmac, Mac};

@@ -289,7 +289,7 @@ impl Roster {
                 Job::Page(1)
             }
             // Idle until the relist (a grant webhook's refetch comes sooner: the host asks
-            // again after each request; the native worker every 200 ms at most).
+            // again after each request; the native server's loop every 200 ms at most).
             Phase::Current { since_ms } => {
                 Job::Wait(RELIST_MS.saturating_sub(now_ms.saturating_sub(since_ms)))
             }
@@ -450,8 +450,8 @@ pub(crate) fn client_group(client: &str) -> String {
     }
 }
 
-/// One read of Polar's for the roster ([`Relay::roster_read`]): a `GET` of [`Read::url`] with
-/// [`Read::headers`], its answer given back to [`Relay::roster_answered`].
+/// One read of Polar's for the roster ([`Relay::roster_read`]): a `GET` of its `url` with its
+/// `headers`, its answer given back to [`Relay::roster_answered`].
 pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
@@ -459,18 +459,6 @@ pub struct Read {
     job: Job,
     /// When the read began: a refetch's grant lifts only the revocations applied before.
     started: Now,
-}
-
-impl Read {
-    /// The URL to `GET` (a page of `/v1/license-keys/`, or one key by id).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The request's headers: they hold the seller's token (never log them).
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
 }
 
 impl std::fmt::Debug for Read {
@@ -493,9 +481,9 @@ impl Relay {
     /// reserve, it is a customer who just bought; a page only while the budget has half its
     /// room, so the customers' checks come first), `Err(Some(ms))` to wait (nothing to read
     /// before then but a grant webhook's refetch, which the webhook queues), `Err(None)` when
-    /// there is no roster. The native server asks on a thread of its own; on Workers the host
-    /// asks after its requests and when the Durable Object's alarm rings.
-    pub fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
+    /// there is no roster. The background machine (crate::flow::background) asks, driven by
+    /// each host's one loop.
+    pub(crate) fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
@@ -581,7 +569,7 @@ impl Relay {
     /// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
     /// narrows the key's index row and every entry of it, which the cache may have let go
     /// since the webhook read them. `None` when the answer touches no entry.
-    pub fn refetch_wants(&self, read: &Read) -> Option<crate::store::Wants> {
+    pub(crate) fn refetch_wants(&self, read: &Read) -> Option<crate::store::Wants> {
         let s = self.store.as_ref()?;
         match &read.job {
             Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
@@ -610,7 +598,7 @@ impl Relay {
 
     /// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
     /// that cannot read keys turning the roster off.
-    pub fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
+    pub(crate) fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
         let Some(s) = self.store.as_ref() else {
             return;
         };
@@ -752,68 +740,6 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
             roster.may_lift(id);
         }
         roster.refetch(id, now_ms);
-    }
-}
-
-/// The roster's worker (the native server runs it on a thread of its own): reads until the
-/// roster is off or `stopped` says so; `clock` is the server's.
-#[cfg(feature = "server")]
-pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
-    let agent = agent(&relay.base_url);
-    while !stopped() {
-        let read = match relay.roster_read(clock()) {
-            Ok(read) => read,
-            Err(None) => return,
-            Err(Some(ms)) => {
-                std::thread::sleep(std::time::Duration::from_millis(ms.clamp(10, 200)));
-                continue;
-            }
-        };
-        let answer = get(&agent, &read.url, &read.headers);
-        relay.roster_answered(read, answer, clock());
-    }
-}
-
-/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, 10 s in all, no proxy for a Polar on loopback.
-#[cfg(feature = "server")]
-pub(crate) fn agent(base_url: &str) -> ureq::Agent {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(std::time::Duration::from_secs(5)))
-        .timeout_global(Some(std::time::Duration::from_secs(10)));
-    if local {
-        config = config.proxy(None);
-    }
-    config.build().into()
-}
-
-/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
-#[cfg(feature = "server")]
-pub(crate) fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> ReadAnswer {
-    let mut req = agent.get(url);
-    for (name, value) in headers {
-        req = req.header(*name, value);
-    }
-    match req.call() {
-        Ok(mut r) => {
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let status = r.status().as_u16();
-            r.body_mut()
-                .with_config()
-                .limit(16 << 20)
-                .read_to_vec()
-                .map(|body| (status, retry_after, body))
-                .map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -959,7 +885,7 @@ pub(crate) mod tests {
         mid.keep_roster_in_host(100);
         mid.roster_restore(3, at(0));
         let read = mid.roster_read(at(0)).expect("page 3");
-        assert!(read.url().ends_with("page=3"), "{}", read.url());
+        assert!(read.url.ends_with("page=3"), "{}", read.url);
         // Not kept in the host (natively): nothing to save, nothing to read.
         let native = relay();
         native.roster_answered(
@@ -1028,7 +954,7 @@ pub(crate) mod tests {
     }
 
     /// A relay with a memory store of `options` whose transport is never used (the roster
-    /// and the reconcile read through their own workers).
+    /// and the reconcile read through the background machine's host).
     pub(crate) fn relay_with(options: crate::store::StoreOptions) -> Relay {
         relay_on(
             std::sync::Arc::new(crate::store::MemoryBackend::new(100)),

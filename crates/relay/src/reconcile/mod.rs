@@ -45,7 +45,7 @@ pub(crate) const IDLE_ROOM: f64 = 0.75;
 
 /// How long to wait before looking again while the budget has no idle room or the breaker
 /// is open. A key comes due at a known time (that long is waited); a new key comes with a
-/// request (the host asks again after each: the native worker looks every 200 ms at most).
+/// request (the host asks again after each: the native server's loop looks every 200 ms at most).
 const POLL_MS: u64 = 1_000;
 
 pub(crate) mod queue;
@@ -103,7 +103,7 @@ impl Relay {
     /// With a store read per key ([`crate::store::PagedBackend`]): what the reconcile's next
     /// read at `now` touches (the due key's index row and its entries), for the host to load
     /// before [`Relay::reconcile_read`]; `None` when no key is due (or no reconcile).
-    pub fn reconcile_wants(&self, now: Now) -> Option<Wants> {
+    pub(crate) fn reconcile_wants(&self, now: Now) -> Option<Wants> {
         let s = self.store.as_ref()?;
         let q = s.reconcile.lock();
         if !q.on {
@@ -124,7 +124,7 @@ impl Relay {
     /// gives them at once: the next page of index rows for the host to list and hand to
     /// [`Relay::reconcile_listed`] (each bounded, never one read of the whole store, so start-up
     /// time does not grow with it), `None` once the listing is done (or with no reconcile).
-    pub fn reconcile_list(&self) -> Option<ListPage> {
+    pub(crate) fn reconcile_list(&self) -> Option<ListPage> {
         let s = self.store.as_ref()?;
         let q = s.reconcile.lock();
         (q.on && !q.listed_all).then(|| ListPage {
@@ -139,7 +139,7 @@ impl Relay {
     /// `now`, as the keys read at a native start are; a key Polar answered meanwhile keeps its
     /// own last check. A page shorter than its limit (or one that does not move on) ends the
     /// listing.
-    pub fn reconcile_listed(&self, rows: &[String], now: Now) {
+    pub(crate) fn reconcile_listed(&self, rows: &[String], now: Now) {
         let Some(s) = self.store.as_ref() else {
             return;
         };
@@ -188,10 +188,10 @@ impl Relay {
     /// The reconcile's next read of Polar at `now` (`GET /v1/license-keys/{id}`), its call
     /// taken from the budget's idle room; `Err(Some(ms))` to wait (a key answered by Polar
     /// meanwhile may come due sooner: ask again after each request), `Err(None)` when there
-    /// is no reconcile. Its answer goes to [`Relay::reconcile_answered`]. The native server
-    /// asks on a thread of its own; on Workers the host asks after its requests and when the
-    /// Durable Object's alarm rings, having loaded [`Relay::reconcile_wants`].
-    pub fn reconcile_read(&self, now: Now) -> Result<Check, Option<u64>> {
+    /// is no reconcile. Its answer goes to [`Relay::reconcile_answered`]. The background
+    /// machine (crate::flow::background) asks, with a store read per key having loaded
+    /// [`Relay::reconcile_wants`] first.
+    pub(crate) fn reconcile_read(&self, now: Now) -> Result<Check, Option<u64>> {
         let Some(s) = self.store.as_ref() else {
             return Err(None);
         };
@@ -278,7 +278,7 @@ impl Relay {
     /// entries narrowed (never granted), its 429 learned, the key dropped or checked again
     /// later. With a store read per key, the host loads [`Check::wants`] first (an entry
     /// not loaded is not narrowed: the key is asked again after a backoff).
-    pub fn reconcile_answered(&self, check: Check, answer: ReadAnswer, now: Now) {
+    pub(crate) fn reconcile_answered(&self, check: Check, answer: ReadAnswer, now: Now) {
         let Some(s) = self.store.as_ref() else {
             return;
         };
@@ -453,25 +453,6 @@ fn narrow_key(
         Err(e) => {
             log::error!("relay: {e}: the reconcile narrowed nothing (asked again next time)");
             None
-        }
-    }
-}
-
-/// The reconcile's worker (the native server runs it on a thread of its own): calls until
-/// the reconcile is off or `stopped` says so; `clock` is the server's.
-#[cfg(feature = "server")]
-pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
-    let agent = crate::roster::agent(&relay.base_url);
-    while !stopped() {
-        match relay.reconcile_read(clock()) {
-            Ok(check) => {
-                let answer = crate::roster::get(&agent, &check.url, &check.headers);
-                relay.reconcile_answered(check, answer, clock());
-            }
-            Err(None) => return,
-            Err(Some(ms)) => {
-                std::thread::sleep(std::time::Duration::from_millis(ms.clamp(10, 200)));
-            }
         }
     }
 }

@@ -119,7 +119,7 @@ pub(super) fn uuid_of(text: &str) -> Option<u128> {
 }
 
 /// One reconcile read under way ([`crate::Relay::reconcile_read`]): a `GET` of
-/// [`Check::url`] with [`Check::headers`], its answer given back to
+/// its `url` with its `headers`, its answer given back to
 /// [`crate::Relay::reconcile_answered`]. It holds the key's id, when its read began, its last
 /// check before.
 pub struct Check {
@@ -135,16 +135,6 @@ pub struct Check {
 }
 
 impl Check {
-    /// The URL to `GET` (`/v1/license-keys/{id}`).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The request's headers: they hold the seller's token (never log them).
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-
     /// With a store read per key: what its answer narrows (the key's index row and its
     /// entries), for the host to load before [`crate::Relay::reconcile_answered`].
     pub fn wants(&self) -> crate::store::Wants {

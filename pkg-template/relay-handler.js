@@ -223,22 +223,28 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
     return get(job);
   }
   async function run(core) {
-    for (let n = 0; n < JOBS_PER_RUN; n++) {
-      const job = core.poll(...clock());
-      if (job === null) return;
-      if (job.wait !== undefined) {
-        wake(job.wait);
-        return;
+    try {
+      for (let n = 0; n < JOBS_PER_RUN; n++) {
+        const job = core.poll(...clock());
+        if (job === null) return;
+        if (job.wait !== undefined) {
+          wake(job.wait);
+          return;
+        }
+        const given = await does(core, job);
+        // A token that cannot list the keys: said once (also in /healthz and the metrics).
+        const warning = core.pollAnswered(job.id, given, ...clock());
+        if (warning) console.warn(`polar-license relay: ${warning}`);
+        // The budget's calls spent, saved as a request's are (a failed save is tried with the
+        // next). Never after a load: saving trims the cache, which would let go what the
+        // next job needs loaded (a cache of one entry never held a key's row and entry).
+        if (job.url) await persist(core).catch(() => {});
       }
-      const given = await does(core, job);
-      // A token that cannot list the keys: said once (also in /healthz and the metrics).
-      const warning = core.pollAnswered(job.id, given, ...clock());
-      if (warning) console.warn(`polar-license relay: ${warning}`);
-      // The budget's calls spent and what a read narrowed, saved as a request's are (a failed
-      // save is tried with the next).
+      wake(0);
+    } finally {
+      // What an answer applied after its loads narrowed, saved once the run ends.
       await persist(core).catch(() => {});
     }
-    wake(0);
   }
   return function kick(core) {
     again = true;

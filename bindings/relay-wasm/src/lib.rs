@@ -33,12 +33,15 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
+use polar_license_relay::flow::background::{
+    Background, Given as BackgroundGiven, Poll as BackgroundPoll,
+};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Background, BackgroundGiven, BackgroundPoll, Finished, Now, Pending, Rate, Relay, RelayConfig,
-    RelayRequest, RelayResponse, RosterChange, Signer, Step, StoreConfig, STALE_AFTER_MS,
+    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
+    Signer, Step, StoreConfig, STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 

@@ -42,8 +42,9 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
-// The relay's machines: the background reads' (`flow::background`).
-mod flow;
+// The relay's machines: the background reads' (`flow::background`, public for the hosts
+// outside this crate: the Workers binding).
+pub mod flow;
 mod limit;
 mod logged;
 mod ops;
@@ -64,9 +65,6 @@ mod wants;
 
 pub use breaker::BreakerOptions;
 pub use clock::Now;
-pub use flow::background::{
-    Background, Given as BackgroundGiven, Poll as BackgroundPoll, Request as BackgroundRequest,
-};
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
 pub use reconcile::ListPage as ReconcileListPage;

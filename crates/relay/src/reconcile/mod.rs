@@ -63,9 +63,9 @@ pub(crate) const LIST_PAGE: usize = 128;
 const KEY_ROWS: &str = "l:";
 
 /// The next page of the stored keys' listing a host reads for the reconcile
-/// ([`Relay::reconcile_list`]): at most `limit` index rows (`<tag>|<entry id>`, in the
-/// storage's order) whose tag starts with `prefix`, those after `after` (`None`: from the
-/// first), handed back to [`Relay::reconcile_listed`].
+/// ([`crate::flow::background::Poll::List`]): at most `limit` index rows (`<tag>|<entry id>`,
+/// in the storage's order) whose tag starts with `prefix`, those after `after` (`None`: from
+/// the first), handed back to [`crate::flow::background::Background::answered`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListPage {
     /// The tags' prefix: `l:` (a license key id).

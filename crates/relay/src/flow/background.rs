@@ -16,8 +16,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::reconcile::{Check, ListPage};
-use crate::roster::{Read, ReadAnswer};
+use crate::reconcile::{
+    reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants, Check,
+    ListPage,
+};
+use crate::roster::{
+    refetch_wants, roster_answered, roster_read, roster_warning, Read, ReadAnswer,
+};
 use crate::store::{Missing, PagedBackend, Wants};
 use crate::{Now, Relay};
 
@@ -204,7 +209,7 @@ impl Background {
             if now.monotonic_ms < self.list_after {
                 listing = true;
                 wait_for(self.list_after - now.monotonic_ms);
-            } else if let Some(page) = relay.reconcile_list() {
+            } else if let Some(page) = reconcile_list(relay) {
                 let id = self.put(Job::List);
                 return Poll::List { id, page };
             }
@@ -260,10 +265,10 @@ impl Background {
     /// (for a host whose log the core does not reach).
     pub fn answered(&mut self, relay: &Relay, id: u32, given: Given, now: Now) -> Option<String> {
         let Some(at) = self.out.iter().position(|(i, _)| *i == id) else {
-            return relay.roster_warning();
+            return roster_warning(relay);
         };
         let Some((_, job)) = self.out.remove(at) else {
-            return relay.roster_warning();
+            return roster_warning(relay);
         };
         match job {
             Job::Roster(_) | Job::Reconcile(_) => {
@@ -284,7 +289,7 @@ impl Background {
                 }
             }
             Job::List => match given {
-                Given::Rows(Ok(rows)) => relay.reconcile_listed(&rows, now),
+                Given::Rows(Ok(rows)) => reconcile_listed(relay, &rows, now),
                 other => {
                     log::error!(
                         "relay: the stored keys could not be listed for the reconcile \
@@ -309,7 +314,7 @@ impl Background {
                 self.apply_parked(relay, now, false);
             }
         }
-        relay.roster_warning()
+        roster_warning(relay)
     }
 
     /// A parked answer's next load, or `None` once every parked answer that could be was
@@ -368,7 +373,7 @@ impl Background {
 
     /// The roster's say: its next read, or how long until one.
     fn roster(&mut self, relay: &Relay, now: Now) -> Say {
-        match relay.roster_read(now) {
+        match roster_read(relay, now) {
             Ok(read) => {
                 let (url, headers) = (read.url.clone(), read.headers.clone());
                 self.send(Job::Roster(read), url, headers)
@@ -387,8 +392,7 @@ impl Background {
         }
         if let Some(paged) = &self.paged {
             // A key's entries not loaded would read as gone (its key dropped): loaded first.
-            let missing = relay
-                .reconcile_wants(now)
+            let missing = reconcile_wants(relay, now)
                 .map(|w| paged.missing(&w))
                 .filter(|m| !m.is_empty());
             if let Some(missing) = missing {
@@ -402,7 +406,7 @@ impl Background {
                 return Say::Wait(LOAD_AGAIN_MS);
             }
         }
-        match relay.reconcile_read(now) {
+        match reconcile_read(relay, now) {
             Ok(check) => {
                 self.check_rounds = 0;
                 let (url, headers) = (check.url.clone(), check.headers.clone());
@@ -418,7 +422,7 @@ impl Background {
 /// What the answer of a read touches in the store (a re-grant's refetch, a reconcile).
 fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
     match job {
-        Job::Roster(read) => relay.refetch_wants(read),
+        Job::Roster(read) => refetch_wants(relay, read),
         Job::Reconcile(check) => Some(check.wants()),
         _ => None,
     }
@@ -427,8 +431,8 @@ fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
 /// A read's answer handed to its component.
 fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
     match job {
-        Job::Roster(read) => relay.roster_answered(read, answer, now),
-        Job::Reconcile(check) => relay.reconcile_answered(check, answer, now),
+        Job::Roster(read) => roster_answered(relay, read, answer, now),
+        Job::Reconcile(check) => reconcile_answered(relay, check, answer, now),
         _ => {}
     }
 }

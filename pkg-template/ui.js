@@ -207,6 +207,15 @@ export class PolarLicenseGate extends Base {
   }
 
   connectedCallback() {
+    // A property the page set before this module defined the element (an own property that
+    // hides the accessor): set again through it.
+    for (const name of ['strings', 'options', 'client']) {
+      if (Object.hasOwn(this, name)) {
+        const value = this[name];
+        delete this[name];
+        this[name] = value;
+      }
+    }
     this.#render();
     if (this.#client && this.#state === 'empty' && !this.#busy) this.refresh();
   }
@@ -222,17 +231,25 @@ export class PolarLicenseGate extends Base {
   set client(client) {
     this.#client = client ?? null;
     this.#clientPending = null;
+    this.#reset();
     if (this.isConnected && this.#client) this.refresh();
   }
 
   /** Options of a `LicenseClient` (`rememberKeys` on by default): the client entry is loaded then. */
   set options(options) {
     this.#client = null;
+    this.#reset();
     this.#clientPending = import('./browser.js').then(({ LicenseClient }) => {
       this.#client = new LicenseClient({ rememberKeys: true, ...options });
       return this.#client;
     });
     if (this.isConnected) this.refresh();
+  }
+
+  /** Another client: nothing known here of the last one's key. */
+  #reset() {
+    this.#key = null;
+    if (this.#state !== 'empty' || this.#message) this.#set('empty');
   }
 
   /** The app's strings over the English ones (one object; any key of `DEFAULT_STRINGS`). */
@@ -258,27 +275,32 @@ export class PolarLicenseGate extends Base {
     return this.#client ?? (this.#clientPending ? await this.#clientPending : null);
   }
 
-  /** Checks the key activated here (or the client's remembered key); `empty` without one. */
+  /**
+   * Checks the key activated here, else the client's remembered key (its `rememberedKey()`, or,
+   * for a client without that method, its `check()` with no key: an IPC bridge to a main
+   * process that remembers the key, so the whole key never reaches the page); `empty` without one.
+   */
   async refresh() {
     if (this.#busy) return;
     const client = await this.#ready().catch((e) => this.#fail(e, null));
     if (!client) return;
     let key = this.#key;
-    if (!key && typeof client.rememberedKey === 'function') {
-      key = await client.rememberedKey().catch(() => null);
-    }
-    if (!key) {
+    const remembers = typeof client.rememberedKey === 'function';
+    if (!key && remembers) key = await client.rememberedKey().catch(() => null);
+    if (!key && remembers) {
       if (this.#state === 'checking') this.#set('empty');
       return;
     }
-    this.#key = key;
+    this.#key = key ?? null;
     this.#busy = true;
     this.#set('checking', { message: this.#t('checking') });
     try {
-      const result = await client.check(key);
+      const result = await (key ? client.check(key) : client.check());
       this.#licensed(result, null);
     } catch (e) {
-      await this.#fail(e, key);
+      // No key remembered by the client: nothing to say yet.
+      if (!key && codeOf(e) === 'invalid_input' && (e?.field ?? 'key') === 'key') this.#set('empty');
+      else await this.#fail(e, key);
     } finally {
       this.#busy = false;
     }
@@ -312,19 +334,21 @@ export class PolarLicenseGate extends Base {
   /** Deactivates this device (frees its seat) and forgets the key here. */
   async deactivate() {
     const client = this.#client;
-    if (this.#busy || !client || !this.#key) return;
+    const licensed = this.#state === 'licensed';
+    if (this.#busy || !client || !(this.#key || licensed)) return;
     const focused = this.#hasFocus();
     this.#busy = true;
-    const licensed = { view: this.#view };
-    this.#set('deactivating', { ...licensed, message: this.#t('deactivating') });
+    const shown = { view: this.#view };
+    this.#set('deactivating', { ...shown, message: this.#t('deactivating') });
     try {
-      await client.deactivate(this.#key);
+      // Without a key known here: the client's remembered one (an IPC bridge's main process).
+      await (this.#key ? client.deactivate(this.#key) : client.deactivate());
       this.#key = null;
       this.#set('empty', { message: this.#t('deactivated') });
       if (focused) this.#els.input.focus();
     } catch (e) {
       // Still licensed here: say why the seat could not be freed.
-      this.#set('licensed', { ...licensed, reason: codeOf(e), message: await this.#sentence(e, this.#key) });
+      this.#set('licensed', { ...shown, reason: codeOf(e), message: await this.#sentence(e, this.#key) });
     } finally {
       this.#busy = false;
     }
@@ -339,7 +363,7 @@ export class PolarLicenseGate extends Base {
     else if (sub?.currentPeriodEnd) when.push(['renews', sub.currentPeriodEnd]);
     else if (license.expiresAt) when.push(['expires', license.expiresAt]);
     const view = {
-      key: redactKey(this.#key),
+      key: this.#key ? redactKey(this.#key) : (license.displayKey ?? null),
       holder: license.member?.email ?? customer.name ?? customer.email ?? null,
       until: when[0] ? { kind: when[0][0], at: when[0][1] } : null,
       device: (activation ?? result?.activation)?.label ?? null,
@@ -461,7 +485,7 @@ export class PolarLicenseGate extends Base {
   #duration(seconds) {
     const s = Math.max(0, Math.floor(seconds));
     const [n, unit] =
-      s >= 2 * 86400 ? [Math.floor(s / 86400), 'day'] : s >= 2 * 3600 ? [Math.floor(s / 3600), 'hour'] : s >= 120 ? [Math.floor(s / 60), 'minute'] : [s, 'second'];
+      s >= 2 * 86400 ? [Math.floor(s / 86400), 'day'] : s >= 2 * 3600 ? [Math.floor(s / 3600), 'hour'] : s >= 60 ? [Math.floor(s / 60), 'minute'] : [s, 'second'];
     try {
       return new Intl.NumberFormat(this.#locale(), { style: 'unit', unit, unitDisplay: 'long' }).format(n);
     } catch {

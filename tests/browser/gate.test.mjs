@@ -71,6 +71,17 @@ const PAGE = `<!doctype html>
       };
     },
   };
+  // A client as an Electron preload's bridge gives it: no rememberedKey(), check() and
+  // deactivate() with no key use the key the other side remembers (the page never holds it).
+  window.gateTest.bridge = () => {
+    const inner = window.gateTest.inner ?? new LicenseClient({ organizationId: q.get('org'), baseUrl: q.get('api'), storage: 'memory', rememberKeys: true });
+    window.gateTest.inner = inner;
+    gate.client = {
+      activate: (key, options) => inner.activate(key, options),
+      check: (key) => (key ? inner.check(key) : inner.check()),
+      deactivate: async (key) => inner.deactivate(key ?? (await inner.rememberedKey())),
+    };
+  };
   gate.client = new LicenseClient({
     organizationId: q.get('org'),
     baseUrl: q.get('api'),
@@ -168,9 +179,11 @@ eachEngine(TOOLS, (engine, browser) => {
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
     if (GATE_SHOTS && engine === 'chromium') {
+      // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
-        const r = document.querySelector('main').getBoundingClientRect();
-        return { x: 0, y: 0, width: Math.ceil(r.width > 520 ? 520 : r.width), height: Math.ceil(r.height) };
+        const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
+        const main = document.querySelector('main').getBoundingClientRect();
+        return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(main.bottom) };
       });
       await page.screenshot(join(GATE_SHOTS, `${name}.png`), { clip: box });
     }
@@ -330,6 +343,28 @@ eachEngine(TOOLS, (engine, browser) => {
     } finally {
       emu.setFault(null);
     }
+  });
+
+  test('a bridge without the key: licensed from the key the other side remembers, deactivated', async () => {
+    const key = newKey({ customer_email: 'grace@example.com', limit_activations: 2 });
+    keys.push(key);
+    await page.evaluate(() => window.gateTest.bridge());
+    await settled();
+    await inState('bridge-empty', { state: 'empty' });
+    await submit(key);
+    await settled();
+    await inState('bridge-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    // A new bridge over the same client (a reloaded window): the gate knows no key.
+    await page.evaluate(() => window.gateTest.bridge());
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
+    const snap = await inState('bridge-reopened', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const details = Object.fromEntries(snap.details);
+    assert.equal(details[DEFAULT_STRINGS.key], redactKey(key));
+    assert.equal(details[DEFAULT_STRINGS.holder], 'grace@example.com');
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+    await inState('bridge-deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    assert.equal(emu.activations(key).length, 0);
   });
 
   test("the app's strings replace the English ones", async () => {

@@ -239,10 +239,14 @@ export class PolarLicenseGate extends Base {
   set options(options) {
     this.#client = null;
     this.#reset();
-    this.#clientPending = import('./browser.js').then(({ LicenseClient }) => {
-      this.#client = new LicenseClient({ rememberKeys: true, ...options });
-      return this.#client;
-    });
+    this.#clientPending = import('./browser.js').then(
+      ({ LicenseClient }) => {
+        this.#client = new LicenseClient({ rememberKeys: true, ...options });
+        return this.#client;
+      },
+      // The client entry could not be loaded (a CSP, a bundle without it): said as load_error.
+      (e) => Promise.reject(Object.assign(new Error(`polar-license: ${e}`), { code: 'load_error' })),
+    );
     if (this.isConnected) this.refresh();
   }
 

@@ -13,13 +13,15 @@
 //   - axe-core (scripts/npm's pinned copy) finds no violation in the page, shadow tree included;
 //   - a screenshot: target/npm/gate/<engine>-<state>.png, and with GATE_SHOTS=DIR the Chromium
 //     ones of the gate alone into DIR (docs/img/gate/ holds them: the guides show them).
-// Focus: after a refusal on the input (aria-invalid), after the activation on the title.
+// Focus: after a refusal on the input (aria-invalid), after the activation on the title. Also: a
+// client without the key (an Electron preload's bridge) checked and deactivated with none; the
+// app's strings; README's three lines as they are (the element made from options), last.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
 import { eachEngine } from './engines.mjs';
 import { serve } from './support.mjs';
@@ -31,6 +33,7 @@ const SHOTS = join(SCREENSHOT ? dirname(SCREENSHOT) : join(CONSUMER, '..'), 'gat
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 const OTHER_ORG = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
 const PORTAL = 'https://polar.sh/example/portal';
+const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
 
 const { DEFAULT_STRINGS, redactKey } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
 const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
@@ -375,5 +378,37 @@ eachEngine(TOOLS, (engine, browser) => {
       return [root.querySelector('h2').textContent, root.querySelector('label').textContent];
     });
     assert.deepEqual(title, ['Lizenz aktivieren', 'Lizenzschlüssel']);
+  });
+
+  test("README's three lines: the element made from options (the client entry loaded then) activates", async () => {
+    const readme = await readFile(README, 'utf8');
+    const block = readme.match(/<!-- not-run: the three lines [^\n]*-->\n```html\n([\s\S]*?)\n```/);
+    assert.ok(block, 'README has the three lines');
+    assert.equal(block[1].split('\n').length, 3);
+    const lines = block[1].replace("{ organizationId: 'YOUR-ORG-ID' }", `{ organizationId: '${ORG}', baseUrl: '${emu.url}', storage: 'memory' }`);
+    assert.notEqual(lines, block[1]);
+    const file = `readme-gate-${engine}.html`;
+    await writeFile(join(CONSUMER, file), `<!doctype html>\n<html lang="en">\n<meta charset="utf-8">\n<title>README</title>\n<main>\n${lines}\n</main>\n`);
+    // A page of its own, the suite's closed first (WebKitWebDriver runs one session at once).
+    await page.close();
+    page = null;
+    const readmePage = await browser.open(`${site.url}/${file}`);
+    try {
+      const key = newKey({ limit_activations: 1 });
+      await readmePage.evaluate((k) => {
+        const root = document.querySelector('polar-license-gate').shadowRoot;
+        root.querySelector('input').value = k;
+        root.querySelector('[part~=activate]').click();
+      }, key);
+      await readmePage.waitFor(() => ['licensed', 'refused'].includes(document.querySelector('polar-license-gate')?.state));
+      const got = await readmePage.evaluate(() => {
+        const gate = document.querySelector('polar-license-gate');
+        return [gate.state, gate.shadowRoot.querySelector('[part~=message]').textContent];
+      });
+      assert.deepEqual(got, ['licensed', DEFAULT_STRINGS.licensed], browser.version);
+      assert.equal(emu.activations(key).length, 1);
+    } finally {
+      await readmePage.close();
+    }
   });
 });

@@ -61,8 +61,9 @@ export declare function redactKey(key: string): string;
  */
 export interface GateClient {
   activate(key: string, options: { label: string }): Promise<{ activation?: { label?: string } | null } | unknown>;
-  check(key: string): Promise<GateCheckResult>;
-  deactivate(key: string): Promise<unknown>;
+  /** With no key (a client without `rememberedKey`): the key the client remembers. */
+  check(key?: string): Promise<GateCheckResult>;
+  deactivate(key?: string): Promise<unknown>;
   /** Optional: how long a rate-limited client waits (`blockedUntil - now`, seconds). */
   status?(key: string): Promise<{ now: number; blockedUntil: number | null }>;
   /** Optional: the key to check when the screen opens (`rememberKeys`). */
@@ -76,6 +77,8 @@ export interface GateCheckResult {
   reason?: string | null;
   activation?: { label?: string } | null;
   license?: {
+    /** Shown when the screen does not know the key (a bridge without it): Polar's redacted key. */
+    displayKey?: string;
     expiresAt?: string | null;
     customer?: { name?: string | null; email?: string | null } | null;
     member?: { email?: string | null } | null;

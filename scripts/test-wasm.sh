@@ -248,12 +248,12 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 8 passed; 0 failed"
+        echo "test result: ok. 9 passed; 0 failed"
 }
 suite npm-types libtest types
 

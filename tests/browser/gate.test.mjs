@@ -108,7 +108,8 @@ before(async () => {
   await copyFile(require.resolve('axe-core/axe.min.js'), join(CONSUMER, 'axe.min.js'));
   await writeFile(join(CONSUMER, 'gate.html'), PAGE);
   site = await serve(CONSUMER);
-  emu = await startEmulator({ seed: { organization_id: ORG, license_keys: [] } });
+  // Polar's 2027-01 answers: the seat holder and the subscription reach the screen.
+  emu = await startEmulator({ seed: { organization_id: ORG, license_keys: [] }, apiVersion: '2027-01' });
   await mkdir(SHOTS, { recursive: true });
   if (GATE_SHOTS) await mkdir(GATE_SHOTS, { recursive: true });
 });
@@ -181,7 +182,7 @@ eachEngine(TOOLS, (engine, browser) => {
     });
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !name.startsWith('bridge-')) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription)-/.test(name)) {
       // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
         const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
@@ -334,6 +335,35 @@ eachEngine(TOOLS, (engine, browser) => {
     const snap = await inState('deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
     assert.equal(emu.activations(key).length, 0);
     assert.equal(snap.focus, 'input');
+  });
+
+  test("licensed through a subscription (Polar 2027-01): the seat holder, the renewal; cancelled, the end", async () => {
+    const renewing = newKey({
+      limit_activations: 2,
+      customer_email: 'billing@example.com',
+      member: { email: 'seat@example.com' },
+      subscription: { status: 'active', current_period_end: '2030-07-01T00:00:00Z' },
+    });
+    const ending = newKey({
+      limit_activations: 2,
+      subscription: { status: 'active', current_period_end: '2029-08-01T00:00:00Z', cancel_at_period_end: true },
+    });
+    keys.push(renewing, ending);
+    for (const [key, kind, year] of [
+      [renewing, 'renews', /2030/],
+      [ending, 'ends', /2029/],
+    ]) {
+      await page.evaluate((k) => document.querySelector('polar-license-gate').activate(k), key);
+      await settled();
+      const snap = await inState(`subscription-${kind}`, { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+      const details = Object.fromEntries(snap.details);
+      assert.match(details[DEFAULT_STRINGS[kind]] ?? '', year, JSON.stringify(snap.details));
+      for (const other of ['expires', 'renews', 'ends'].filter((k) => k !== kind)) assert.equal(details[DEFAULT_STRINGS[other]], undefined);
+      if (kind === 'renews') assert.equal(details[DEFAULT_STRINGS.holder], 'seat@example.com');
+      await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+      await settled();
+      assert.equal(emu.activations(key).length, 0);
+    }
   });
 
   test('refused: rate limited, with the wait', async () => {

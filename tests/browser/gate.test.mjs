@@ -20,6 +20,8 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { randomBytes } from 'node:crypto';
@@ -125,6 +127,17 @@ function newKey(fields = {}) {
   emu.addKey({ key, ...fields });
   return key;
 }
+
+test("a bundler keeps import 'polar-license/ui' (package.json's sideEffects names it)", async () => {
+  const entry = join(CONSUMER, 'gate-bundle-entry.js');
+  await writeFile(entry, "import 'polar-license/ui';\n");
+  const { stdout, stderr } = await promisify(execFile)(join(TOOLS, '.bin', 'esbuild'), [entry, '--bundle', '--format=esm', '--platform=browser'], {
+    cwd: CONSUMER,
+    maxBuffer: 64 << 20,
+  });
+  assert.doesNotMatch(stderr, /ignored-bare-import/);
+  assert.match(stdout, /customElements\.define\(TAG, PolarLicenseGate\)/);
+});
 
 eachEngine(TOOLS, (engine, browser) => {
   let page;

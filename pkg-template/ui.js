@@ -134,6 +134,7 @@ dd { margin: 0; overflow-wrap: anywhere; }
   border-left: 3px solid currentColor;
 }
 :host([state='licensed']) .message { color: var(--polar-gate-success, #146c2e); }
+:host([state='licensed'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
 :host([offline]) .message { color: var(--polar-gate-warning, #7a4a00); }
 .actions { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin-top: 0.75rem; }
 `;

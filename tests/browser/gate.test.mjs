@@ -195,7 +195,7 @@ eachEngine(TOOLS, (engine, browser) => {
     });
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription)-/.test(name)) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate)-/.test(name)) {
       // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
         const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
@@ -337,8 +337,18 @@ eachEngine(TOOLS, (engine, browser) => {
     }
   });
 
-  test('deactivate this device: the seat freed, the form back', async () => {
+  test('deactivate this device: offline, still licensed and said why; then the seat freed, the form back', async () => {
     const key = keys.at(-1);
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+      await settled();
+      const snap = await inState('deactivate-offline', { state: 'licensed', reason: 'offline', message: said('offline', key) });
+      assert.equal(snap.deactivate, true);
+    } finally {
+      emu.setFault(null);
+    }
+    assert.equal(emu.activations(key).length, 1);
     await page.evaluate(() => {
       const root = document.querySelector('polar-license-gate').shadowRoot;
       root.querySelector('[part~=deactivate]').focus();

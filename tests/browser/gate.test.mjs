@@ -6,7 +6,7 @@
 // person would (the key typed into the <input>, the button pressed): empty, each refusal
 // (invalid input, a key of another organization, revoked, expired, the activation limit, offline
 // with nothing cached), activating (the client's requests held until released), licensed,
-// offline within the grace, deactivated, rate limited. In each state:
+// offline within the grace, offline past it (the page's clock moved), deactivated, rate limited. In each state:
 //   - the state, the reason code and the sentence shown (DEFAULT_STRINGS with the redacted key);
 //   - the whole key nowhere: the element's shadow tree and attributes, the input's value, the
 //     page, every polar-license-change event's detail;
@@ -93,6 +93,8 @@ const PAGE = `<!doctype html>
     storage: 'memory',
     // Every check asks Polar (then falls back to the cache): the offline state is reachable.
     gracePolicy: { revalidateAfter: 0 },
+    // The test moves this client's clock (the grace's end).
+    clock: () => Date.now() + (window.gateTest.skew ?? 0),
     fetch: async (url, init) => {
       if (held) await held;
       return fetch(url, init);
@@ -195,7 +197,7 @@ eachEngine(TOOLS, (engine, browser) => {
     });
     assert.deepEqual(violations, [], `${where}: axe-core`);
     await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
-    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate)-/.test(name)) {
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed)/.test(name)) {
       // The page's main (its heading and the gate), as wide as the gate and its margin.
       const box = await page.evaluate(() => {
         const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
@@ -335,6 +337,26 @@ eachEngine(TOOLS, (engine, browser) => {
     } finally {
       emu.setFault(null);
     }
+  });
+
+  test('refused: offline past the grace; licensed again once Polar answers', async () => {
+    const key = keys.at(-1);
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      await page.evaluate(() => {
+        window.gateTest.skew = 8 * 86400 * 1000;
+        return document.querySelector('polar-license-gate').refresh();
+      });
+      await settled();
+      const snap = await inState('grace-expired', { state: 'refused', reason: 'grace_expired', message: said('grace_expired', key) });
+      assert.equal(snap.form, true);
+    } finally {
+      emu.setFault(null);
+    }
+    // The clock stays 8 days ahead: Polar's answer licenses again from then on.
+    await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
+    await settled();
+    await inState('grace-renewed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
   });
 
   test('deactivate this device: offline, still licensed and said why; then the seat freed, the form back', async () => {

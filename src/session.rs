@@ -492,9 +492,15 @@ pub struct HeldLease {
     activation_id: Option<String>,
     conditions: Metadata,
     issued_at: i64,
+    window: LeaseWindow,
 }
 
 impl HeldLease {
+    /// Its window, as the record that stores it is gated by ([`gate_lease`]).
+    pub fn window(&self) -> &LeaseWindow {
+        &self.window
+    }
+
     /// When the relay issued it (its `iat`, the relay's clock: for a stored answer, when
     /// Polar gave it).
     pub fn issued_at(&self) -> i64 {
@@ -568,11 +574,17 @@ pub fn hold_lease<L: LicenseData>(
         Some(token) => match lease::verify_with(token, keys, &expect, now, tolerance, ed25519) {
             Ok(lease) => {
                 fresh(granted.nonce, lease.claims.nonce.as_deref())?;
+                let window = LeaseWindow {
+                    not_before: lease.claims.not_before.max(lease.claims.issued_at),
+                    expires_at: lease.claims.expires_at,
+                    kid: lease.kid.clone(),
+                };
                 return Ok(Some(HeldLease {
                     token: token.to_string(),
                     activation_id: granted.activation_id.map(str::to_string),
                     conditions: granted.conditions.clone(),
                     issued_at: lease.claims.issued_at,
+                    window,
                 }));
             }
             Err(why) => why,
@@ -767,11 +779,13 @@ pub fn held_activation<A: ActivationData>(
 
 /// Puts an online grant's lease into the record written after it, when the record's good
 /// verdict is that grant's (a validate of another question leaves the record's verdict, and
-/// its lease, as they were).
+/// its lease, as they were), and gates the record with it as [`gate_lease`] would once it is
+/// read again: the record's `lease_gate` is the slot's lease as the call leaves it.
 pub fn with_lease<L>(mut record: Record<L>, lease: Option<HeldLease>) -> Record<L> {
     if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
         if good.activation_id == lease.activation_id && good.conditions == lease.conditions {
             good.lease = Some(lease.token);
+            record.lease_gate = LeaseGate::Signed(Some(lease.window));
         }
     }
     record

@@ -437,7 +437,7 @@ pub struct Record<L = ValidatedLicenseKey> {
 
 /// Whether, and until when, a record's good verdict may license from the cache, as its lease
 /// says ([`crate::lease`]). Set by the face after reading the record
-/// ([`crate::session::gate_lease`]), never stored.
+/// (`gate_lease`), never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum LeaseGate {
     /// No relay keys configured: the grace rules alone decide (the default).

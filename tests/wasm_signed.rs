@@ -16,7 +16,7 @@ use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::grace::Source;
 use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER, NONCE_HEADER};
-use polar_license::session::{self, Slot};
+use polar_license::testing::{self, Slot};
 use polar_license::wasm::{
     AsyncLicensing, AsyncStore, AsyncTransport, FetchTransport, MemoryStore, SECRET_NAME,
     STORAGE_PREFIX,
@@ -166,22 +166,20 @@ async fn forge(store: &MemoryStore, key: &str, now: i64) {
     let name = |slot: &str| format!("{STORAGE_PREFIX}{slot}");
     let record = store.get(&name(&slot.name)).await.unwrap();
     let ledger = store.get(&name(&slot.ledger)).await.unwrap();
-    let opened: session::Opened = session::open(
+    let writes = testing::forge(
         record.as_deref().map(str::as_bytes),
         ledger.as_deref().map(str::as_bytes),
         &slot,
         org,
         &key,
-    );
-    let mut record = opened
-        .record
-        .clone()
-        .expect("a trusted record to start from");
-    let good = record.good.as_mut().unwrap();
-    good.verified_at = now;
-    record.latest_seen = now;
-    record.denied = None;
-    for (entry, bytes) in session::seal(&opened, record, &slot) {
+        |record: &mut polar_license::Record| {
+            record.good.as_mut().unwrap().verified_at = now;
+            record.latest_seen = now;
+            record.denied = None;
+        },
+    )
+    .expect("a trusted record to start from");
+    for (entry, bytes) in writes {
         let text = String::from_utf8(bytes).unwrap();
         store.set(&name(&entry), &text).await.unwrap();
     }

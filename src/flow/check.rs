@@ -47,7 +47,7 @@ use crate::proto::{
     parse_activate, parse_activate_for, parse_validate, parse_validate_for, Expect, HttpRequest,
     HttpResponse, Relayed, Stamp, ValidateRequest,
 };
-use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
+use crate::shared::{self as session, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -1002,7 +1002,7 @@ fn from_cache<L>(outcome: &CheckOutcome<L>) -> bool {
 }
 
 /// Signed mode: an online grant stands only with a lease that verifies for it
-/// ([`session::held`]); the lease to store with it.
+/// (`session::held`); the lease to store with it.
 fn hold<L: LicenseData>(
     ctx: &Ctx<'_, L>,
     online: Online<L>,

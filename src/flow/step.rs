@@ -8,7 +8,7 @@ use crate::error::{Denial, Error, Verdict};
 use crate::grace::{LeaseWindow, Record};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{HttpRequest, HttpResponse};
-use crate::session::{Keep, Opened, Slot};
+use crate::shared::{Keep, Opened, Slot};
 
 /// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
 /// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.

@@ -4,14 +4,14 @@
 //!
 //! - **validate**: send the request; signed mode holds a grant to its lease; then, under the
 //!   slot's lock, the slot read anew and the answer folded into its record
-//!   ([`session::validated`]), a denial that cannot be stored removing the record. The answer
+//!   (`session::validated`), a denial that cannot be stored removing the record. The answer
 //!   stands whatever the cache does; an input refused before sending is the answer alone.
 //! - **activate**: the slot must be usable before a slot on Polar is taken; then the same as
-//!   validate ([`session::activated`]: a good activation is a verdict and starts the grace),
+//!   validate (`session::activated`: a good activation is a verdict and starts the grace),
 //!   with the lease for the activation just made.
 //! - **deactivate**: under the slot's lock for the whole call (the activation it names is the
-//!   record's), the target chosen ([`session::deactivation_target`]), the request sent, the
-//!   record told ([`session::deactivated`]), and whether it ends the remembered key. When
+//!   record's), the target chosen (`session::deactivation_target`), the request sent, the
+//!   record told (`session::deactivated`), and whether it ends the remembered key. When
 //!   the slot cannot be had, an id given is deactivated online only ([`Update::deactivation`]).
 //!
 //! Each binds its request to this machine and checks its input from the context before any
@@ -35,7 +35,7 @@ use crate::proto::{
     parse_deactivate, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
     ValidateRequest,
 };
-use crate::session::{self, Granted, HeldLease, Keep, Opened, Slot};
+use crate::shared::{self as session, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -162,7 +162,7 @@ pub struct Deactivated {
 }
 
 impl<L: License> Update<L> {
-    /// A validate of `req`, bound to this machine ([`session::bound_validate`] with the
+    /// A validate of `req`, bound to this machine (`session::bound_validate` with the
     /// context's fingerprint: a request the shell bound already is the same), at the clock
     /// reading `now`. A request refused as input opens no slot.
     pub fn validate(
@@ -725,7 +725,7 @@ fn undriven() -> Error {
     }
 }
 
-/// [`session::fresh_grant`] in place: the answer refused as a replay or dated from its lease;
+/// `session::fresh_grant` in place: the answer refused as a replay or dated from its lease;
 /// the lease kept (the fold may run again once a lease is verified: the same again).
 fn fresh<T, L: License>(
     record: Option<&Record<L>>,

@@ -10,7 +10,7 @@
 //!
 //! Every call reads the store and takes its lock only around reading and writing: a check
 //! never holds the lock while Polar is asked, so the other threads and processes checking the
-//! key answer from the cache meanwhile (see [`crate::session`] for the phases).
+//! key answer from the cache meanwhile (the check machine's phases: [`crate::flow::check`]).
 
 use super::blocking::Blocking;
 use super::client::{BlockingClient, ClientBuilder};
@@ -29,7 +29,7 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::session::{self, CacheStatus, Keep, Opened, Slot};
+use crate::shared::{self as session, CacheStatus, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};

@@ -28,7 +28,7 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::session::{self, CacheStatus, Opened, Slot};
+use crate::shared::{self as session, CacheStatus, Opened, Slot};
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::{JsCast, JsValue};

@@ -408,6 +408,32 @@ fn a_tampered_cache_is_untrusted() {
     assert_eq!(w.status(0).v["cache"]["state"], "present");
 }
 
+/// An explicit `--activation-id` needs no cache: when the cache cannot be opened (its
+/// directory is a file here), the deactivate machine sends it online only (done, the slot
+/// freed on Polar, `forgotten` false: the cache was not told). Without an id nothing is sent.
+#[test]
+fn deactivate_of_an_explicit_id_goes_online_only_when_the_cache_cannot_be_opened() {
+    let w = world();
+    let id = w.activated_and_verified();
+    let blocked = w.dir.join("not-a-directory");
+    std::fs::write(&blocked, b"a file").expect("write the file");
+    let deactivate = |extra: &[&str]| {
+        let mut cmd = w.cli(BIN, &blocked, 0);
+        cmd.args(["--json", "deactivate", "--key", DEMO_KEY])
+            .args(extra);
+        parse(&cmd.launch())
+    };
+    let d = deactivate(&[]);
+    assert_eq!(d.str("reason"), Some("cache_error"), "{d:?}");
+    assert_eq!(w.requests(), 0, "no id, no cache: nothing sent");
+    let d = deactivate(&["--activation-id", &id]);
+    assert_eq!((d.code, d.str("outcome")), (0, Some("done")), "{d:?}");
+    assert_eq!(d.v["forgotten"], false, "{d:?}");
+    assert_eq!(d.str("activation_id"), Some(id.as_str()), "{d:?}");
+    assert_eq!(w.requests(), 1);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+}
+
 #[test]
 fn deactivate_uses_and_forgets_the_remembered_activation() {
     let w = world();

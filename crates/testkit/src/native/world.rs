@@ -9,8 +9,8 @@ use super::{clean_command, cli_against, licensing_builder, Launch, ScratchDir, S
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
-use polar_license::session::{self, Slot};
 use polar_license::store::Store;
+use polar_license::testing::{self, Slot};
 use polar_license::{
     ActivateRequest, FileStore, HttpRequest, HttpResponse, Key, Licensing, LicensingBuilder,
     MachineBinding, Transport, TransportError, UreqTransport,
@@ -247,18 +247,18 @@ pub fn forge(at: &Forgery<'_>, edit: impl FnOnce(&mut polar_license::Record)) {
     );
     let read = |name: &str| std::fs::read(at.dir.join(format!("{name}.cache"))).ok();
     let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let opened: session::Opened = session::open(
+    let forged = testing::forge(
         record.as_deref(),
         ledger.as_deref(),
         &slot,
         at.organization_id,
         &key,
+        edit,
     );
-    let Some(mut record) = opened.record.clone() else {
+    let Ok(writes) = forged else {
         panic!("a trusted record to forge from")
     };
-    edit(&mut record);
-    for (name, bytes) in session::seal(&opened, record, &slot) {
+    for (name, bytes) in writes {
         if let Err(e) = std::fs::write(at.dir.join(format!("{name}.cache")), bytes) {
             panic!("write the forged {name}: {e}");
         }

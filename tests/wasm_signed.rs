@@ -14,6 +14,7 @@
 
 use polar_license::cache::install_secret_from_hex;
 use polar_license::fingerprint::fingerprint_from;
+use polar_license::flow::Stored;
 use polar_license::grace::Source;
 use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER, NONCE_HEADER};
 use polar_license::testing::{self, Slot};
@@ -167,11 +168,13 @@ async fn forge(store: &MemoryStore, key: &str, now: i64) {
     let record = store.get(&name(&slot.name)).await.unwrap();
     let ledger = store.get(&name(&slot.ledger)).await.unwrap();
     let writes = testing::forge(
-        record.as_deref().map(str::as_bytes),
-        ledger.as_deref().map(str::as_bytes),
+        &Stored {
+            record: record.map(String::into_bytes),
+            ledger: ledger.map(String::into_bytes),
+            clock: None,
+        },
         &slot,
-        org,
-        &key,
+        (org, &key),
         |record: &mut polar_license::Record| {
             record.good.as_mut().unwrap().verified_at = now;
             record.latest_seen = now;

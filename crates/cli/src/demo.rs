@@ -478,15 +478,11 @@ fn forge(
     let secret = FileStore::new(dir).install_secret().map_err(|e| e.text())?;
     let seal = machine_fingerprint(&org).map_err(|e| e.text())?;
     let slot = Slot::new(base_url, &org, key, &secret, seal.as_deref(), None);
-    let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
     // The core's one forger (what an attacker with this crate's code can make).
-    let forged = testing::forge(
-        record.as_deref(),
-        ledger.as_deref(),
+    testing::forge_in(
+        &FileStore::new(dir),
         &slot,
-        &org,
-        key,
+        (&org, key),
         |forged: &mut polar_license::Record| {
             if let Some(good) = forged.good.as_mut() {
                 good.verified_at = now;
@@ -494,12 +490,7 @@ fn forge(
             forged.latest_seen = now;
         },
     )
-    .map_err(|_| "no record to forge")?;
-    for (name, bytes) in forged {
-        std::fs::write(dir.join(format!("{name}.cache")), bytes)
-            .map_err(|e| format!("cannot write the forged record: {e}"))?;
-    }
-    Ok(())
+    .map_err(|e| format!("no record to forge: {e}"))
 }
 
 fn fail(g: &Global, why: &str) -> u8 {

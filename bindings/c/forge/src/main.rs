@@ -104,17 +104,13 @@ fn forge(a: &Args) -> Result<PathBuf, String> {
     let slot = Slot::new(base_url, org, &key, &secret, seal.as_deref(), app_secret);
 
     let path = |name: &str| dir.join(format!("{name}.cache"));
-    let read = |name: &str| std::fs::read(path(name)).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
     // "Verified just now", whatever Polar said since: the core's one forger.
     let now = now(a.clock_offset);
     let mut edited: Result<(), String> = Ok(());
-    let writes = testing::forge(
-        record.as_deref(),
-        ledger.as_deref(),
+    testing::forge_in(
+        &FileStore::new(dir),
         &slot,
-        org,
-        &key,
+        (org, &key),
         |record: &mut polar_license::Record| {
             edited = redate(
                 record,
@@ -125,12 +121,8 @@ fn forge(a: &Args) -> Result<PathBuf, String> {
                 seal.as_deref(),
             );
         },
-    )
-    .map_err(|_| "no trusted record to start from (wrong secret, machine or base URL?)")?;
+    )?;
     edited?;
-    for (name, bytes) in writes {
-        std::fs::write(path(&name), bytes).map_err(|e| format!("writing {name}: {e}"))?;
-    }
     Ok(path(&slot.name))
 }
 

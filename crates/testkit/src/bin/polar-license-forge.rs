@@ -55,34 +55,20 @@ fn forge(args: &[String]) -> Result<(), String> {
         Some(&seal),
         Some(app_secret.as_bytes()),
     );
-    let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
     let mut good = false;
-    let writes = testing::forge::<SchemaLicense>(
-        record.as_deref(),
-        ledger.as_deref(),
-        &slot,
-        org,
-        &key,
-        |record| {
-            if let Some(verdict) = record.good.as_mut() {
-                good = true;
-                verdict.verified_at = now;
-                if let Some(lease) = rest.first() {
-                    verdict.lease = Some(lease.clone());
-                }
+    testing::forge_in::<SchemaLicense>(&FileStore::new(dir), &slot, (org, &key), |record| {
+        if let Some(verdict) = record.good.as_mut() {
+            good = true;
+            verdict.verified_at = now;
+            if let Some(lease) = rest.first() {
+                verdict.lease = Some(lease.clone());
             }
-            record.latest_seen = now;
-            record.denied = None;
-        },
-    )
-    .map_err(|untrusted| format!("no trusted record to start from ({untrusted:?})"))?;
+        }
+        record.latest_seen = now;
+        record.denied = None;
+    })?;
     if !good {
         return Err("the record has no good verdict to forge".into());
-    }
-    for (name, bytes) in writes {
-        std::fs::write(dir.join(format!("{name}.cache")), bytes)
-            .map_err(|e| format!("{name}: {e}"))?;
     }
     Ok(())
 }

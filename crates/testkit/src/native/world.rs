@@ -245,23 +245,9 @@ pub fn forge(at: &Forgery<'_>, edit: impl FnOnce(&mut polar_license::Record)) {
         at.seal,
         at.app_secret,
     );
-    let read = |name: &str| std::fs::read(at.dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let forged = testing::forge(
-        record.as_deref(),
-        ledger.as_deref(),
-        &slot,
-        at.organization_id,
-        &key,
-        edit,
-    );
-    let Ok(writes) = forged else {
-        panic!("a trusted record to forge from")
-    };
-    for (name, bytes) in writes {
-        if let Err(e) = std::fs::write(at.dir.join(format!("{name}.cache")), bytes) {
-            panic!("write the forged {name}: {e}");
-        }
+    let whose = (at.organization_id, &key);
+    if let Err(e) = testing::forge_in(&FileStore::new(at.dir), &slot, whose, edit) {
+        panic!("a trusted record to forge from: {e}")
     }
 }
 

@@ -250,8 +250,8 @@ impl<L: License> Update<L> {
 
     /// A deactivate as every shell makes it, at `now`: of `activation_id`, or of the
     /// activation the record remembers. The key (and the id given) are checked as input
-    /// first, with no slot opened; then the key's slot is had (`slot`). When it cannot be,
-    /// an explicit id is deactivated online only (it needs no cache: the answer is Polar's,
+    /// first, with no slot opened; then the key's slot is had (`slot`). When it cannot be (or
+    /// its bytes cannot be read), an explicit id is deactivated online only (it needs no cache: the answer is Polar's,
     /// and [`Deactivated::cache_error`] says the cache was not told); with none given, the
     /// slot's error is the answer.
     pub fn deactivation(
@@ -448,7 +448,18 @@ impl<L: License> Update<L> {
             }
             (Phase::Read, Given::Read(Ok(stored))) => self.fold(ctx, stored),
             (Phase::Read, Given::Read(Err(e))) => {
-                self.unlearned(e);
+                // A slot that cannot be read: an explicit id is deactivated online only (once
+                // the lock is released), as when the slot cannot be had.
+                match self.online_only(ctx) {
+                    Some(http) => {
+                        self.unusable = Some(e);
+                        self.request = Some(http);
+                        if let Op::Deactivate { given, id, .. } = &mut self.op {
+                            id.clone_from(given);
+                        }
+                    }
+                    None => self.unlearned(e),
+                }
                 Phase::Unlock
             }
             (Phase::Write(mut writes, forget), Given::Written(Ok(()))) => {
@@ -472,6 +483,7 @@ impl<L: License> Update<L> {
                 self.left = Left::default();
                 Phase::Unlock
             }
+            (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
             (Phase::Unlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
@@ -489,6 +501,22 @@ impl<L: License> Update<L> {
                 }
             }
         };
+    }
+
+    /// A deactivate of an explicit id, not sent yet: its request, to send online only (the
+    /// slot could not be read). `None` for anything else.
+    fn online_only(&self, ctx: &Ctx<'_, L>) -> Option<HttpRequest> {
+        match &self.op {
+            Op::Deactivate {
+                given: Some(id),
+                online: None,
+                ..
+            } if self.request.is_none() => ctx
+                .api
+                .deactivate_request(&DeactivateRequest::new(self.key.clone(), id.as_str()))
+                .ok(),
+            _ => None,
+        }
     }
 
     /// The record could not learn the answer.

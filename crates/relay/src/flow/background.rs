@@ -441,40 +441,35 @@ fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 mod tests {
     use super::*;
+    use crate::reconcile::tests::{at, lk};
     use crate::roster::tests::{relay_on, relay_with};
     use crate::store::{Backend, Entry, Mark, StoreOptions};
 
     /// The reconcile's clock (2027-01), unix seconds.
     const NOW: i64 = 1_800_000_000;
 
-    fn at(unix: i64, ms: u64) -> Now {
-        Now {
-            unix_seconds: unix,
-            monotonic_ms: ms,
-        }
-    }
-
-    fn lk(n: u8) -> String {
-        format!("{n:08}-0000-4000-8000-000000000000")
-    }
-
     /// Polar's grant of license key `n`, answered at `answered_at`, marked `mark`.
     fn grant(n: u8, answered_at: i64, mark: Mark) -> Entry {
-        Entry {
-            license_key_id: Some(lk(n)),
-            customer_id: None,
-            answered_at,
-            status: 200,
-            body: "{}".into(),
-            headers: Vec::new(),
-            grant: true,
-            mark,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
-            key_at: Some(0),
-            key_tag: None,
-        }
+        Entry::test_grant(lk(n), answered_at, mark, None)
+    }
+
+    /// A relay over a store read per key (Workers) caching 2 entries and rows, with a budget of
+    /// 100 calls, none kept, its reconcile asking each key once a minute (no roster), and its
+    /// background machine.
+    fn paged_relay() -> (Arc<PagedBackend>, Relay, Background) {
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(
+            paged.clone(),
+            StoreOptions {
+                budget: 100,
+                reserve: 0,
+                reconcile_every: 60,
+                roster: false,
+                ..StoreOptions::default()
+            },
+        );
+        let m = Background::new(Some(paged.clone()));
+        (paged, r, m)
     }
 
     fn polar(status: &str) -> Given {
@@ -496,18 +491,7 @@ mod tests {
     /// held until they are loaded again: a revocation Polar gave is never lost to the cache.
     #[test]
     fn a_paged_store_lists_then_loads_before_a_read_and_before_its_answer() {
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(
-            paged.clone(),
-            StoreOptions {
-                budget: 100,
-                reserve: 0,
-                reconcile_every: 60,
-                roster: false,
-                ..StoreOptions::default()
-            },
-        );
-        let mut m = Background::new(Some(paged.clone()));
+        let (paged, r, mut m) = paged_relay();
         // The listing first: one short page, the last.
         let hex = "01".repeat(32);
         let row = format!("l:{}", lk(1));
@@ -558,18 +542,7 @@ mod tests {
     /// again), and a listing that fails is tried again a second later.
     #[test]
     fn a_failed_load_or_listing_waits_a_second() {
-        let paged = Arc::new(PagedBackend::new(100, 2));
-        let r = relay_on(
-            paged.clone(),
-            StoreOptions {
-                budget: 100,
-                reserve: 0,
-                reconcile_every: 60,
-                roster: false,
-                ..StoreOptions::default()
-            },
-        );
-        let mut m = Background::new(Some(paged.clone()));
+        let (_paged, r, mut m) = paged_relay();
         let Poll::List { id, .. } = m.poll(&r, at(NOW, 0)) else {
             panic!("the listing first")
         };

@@ -451,7 +451,7 @@ fn narrow_key(
 
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::store::StoreOptions;
     use serde_json::json;
@@ -472,14 +472,14 @@ mod tests {
         })
     }
 
-    fn at(unix: i64, ms: u64) -> Now {
+    pub(crate) fn at(unix: i64, ms: u64) -> Now {
         Now {
             unix_seconds: unix,
             monotonic_ms: ms,
         }
     }
 
-    fn lk(n: u8) -> String {
+    pub(crate) fn lk(n: u8) -> String {
         format!("{n:08}-0000-4000-8000-000000000000")
     }
 
@@ -489,21 +489,7 @@ mod tests {
 
     /// Polar's grant of `key` (license key `n`), kept at `answered_at`, marked `mark`.
     fn grant(n: u8, key: &str, answered_at: i64, mark: Mark) -> Entry {
-        Entry {
-            license_key_id: Some(lk(n)),
-            customer_id: None,
-            answered_at,
-            status: 200,
-            body: "{}".into(),
-            headers: Vec::new(),
-            grant: true,
-            mark,
-            customer_event_at: 0,
-            key_event_at: 0,
-            marked_at: 0,
-            key_at: Some(0),
-            key_tag: Some(tag(key)),
-        }
+        Entry::test_grant(lk(n), answered_at, mark, Some(tag(key)))
     }
 
     /// A relay over a store read per key (Workers) that holds `cached` entries and rows in

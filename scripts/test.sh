@@ -187,13 +187,13 @@ for i in "${!STAGE_NAMES[@]}"; do
     printf '%-14s  %-6s  %6ss  %6ss %8s  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
         "${STAGE_SECS[$i]}" "${STAGE_CPU[$i]}" \
         "$(awk -v c="${STAGE_CPU[$i]}" -v w="${STAGE_SECS[$i]}" -v n="$CORES" \
-            'BEGIN { printf "%.0f %%", w > 0 ? 100 * c / (w * n) : 0 }')" "${STAGE_COUNTS[$i]}"
+            'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }')" "${STAGE_COUNTS[$i]}"
 done
 children_cpu
 TOTAL_CPU="$CPU_NOW"
 printf '%-14s  %-6s  %6ss  %6ss %8s\n' total "" "$(elapsed "$TOTAL_START")" "${TOTAL_CPU%.*}" \
     "$(awk -v c="$TOTAL_CPU" -v w="$(elapsed "$TOTAL_START")" -v n="$CORES" \
-        'BEGIN { printf "%.0f %%", w > 0 ? 100 * c / (w * n) : 0 }')"
+        'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }')"
 echo
 # What this run left on disk: a stage that failed to build or link for lack of space ("No space
 # left on device", "signal 7 [Bus error]") shows here as a free space near zero.

@@ -7,6 +7,7 @@ use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Stored, Want};
+use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::key::Key;
 use polar_license::session::Slot;
 use std::sync::Arc;
@@ -56,6 +57,37 @@ pub(crate) struct Run {
     pub(crate) background: bool,
     /// The slot as this machine leaves it: the last read, and the writes since.
     pub(crate) left: Stored,
+}
+
+/// What the last [`Engine::check`](crate::engine::Engine::check) was handed: the slot of its key
+/// and install secret (its seal derived once, not on every check) and the slot's bytes as the
+/// host read them. The host says "the same bytes again" instead of handing them over when its
+/// reads compare equal to what it handed last; any change is handed anew (and kept), so the
+/// machine is always given exactly what the storage holds.
+pub(crate) struct Kept {
+    pub(crate) key: Key,
+    pub(crate) secret: String,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) stored: Stored,
+}
+
+impl Kept {
+    /// Whether this is `key`'s slot under the install secret `secret`.
+    pub(crate) fn is(&self, key: &Key, secret: &str) -> bool {
+        self.key.expose() == key.expose() && self.secret == secret
+    }
+}
+
+/// The last check answer written, and what it was written from: the writer is a pure function
+/// of the outcome, the feature asked, the fallback's reason and the lease window (and of the
+/// engine's fixed options), so the same four write the same text, and a cached answer repeated
+/// is not written again (the decision is still the machine's, every time).
+pub(crate) struct Written {
+    pub(crate) outcome: CheckOutcome<SchemaLicense>,
+    pub(crate) feature: Option<String>,
+    pub(crate) fallback: Option<&'static str>,
+    pub(crate) window: Option<LeaseWindow>,
+    pub(crate) text: String,
 }
 
 /// The machines being driven, by id.

@@ -172,8 +172,6 @@ pub struct Engine {
     pub(crate) runs: RefCell<crate::runs::Runs>,
     /// What the last [`Engine::check`] was handed (its slot and the slot's bytes).
     pub(crate) kept: RefCell<Option<crate::runs::Kept>>,
-    /// The last check answer written ([`crate::runs::Written`]).
-    pub(crate) written: RefCell<Option<crate::runs::Written>>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -227,7 +225,6 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         memo: polar_license::flow::Memo::default(),
         runs: RefCell::default(),
         kept: RefCell::default(),
-        written: RefCell::default(),
     })
 }
 
@@ -470,7 +467,6 @@ impl Engine {
     fn step(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let a = Args(args);
         Some(match op {
-            "names" => self.names(&a.s(0)),
             "slot" => self.slot(&a.s(0)),
             "ledger" => self.ledger(&a.s(0)),
             "clock" => self.clock(&a.s(0)),
@@ -560,21 +556,6 @@ impl Engine {
             key,
         );
         [STORAGE_PREFIX, &name].concat()
-    }
-
-    /// The storage names of `key`'s record, ledger and clock note, separated by spaces
-    /// (`license.js` reads them before a check: one call and one digest for the three).
-    #[inline(never)]
-    pub fn names(&self, key: &str) -> String {
-        let name = polar_license::cache::slot_name(
-            &polar_license::proto::origin(self.api.base_url()),
-            self.org(),
-            key,
-        );
-        let ledger = polar_license::cache::ledger_name(&name);
-        let clock = polar_license::cache::clock_name(&name);
-        let p = STORAGE_PREFIX;
-        [p, &name, " ", p, &ledger, " ", p, &clock].concat()
     }
 
     /// The storage name of `key`'s clock note: the record's, and `-clock`.

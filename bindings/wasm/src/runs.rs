@@ -7,7 +7,6 @@ use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Stored, Want};
-use polar_license::grace::{CheckOutcome, LeaseWindow};
 use polar_license::key::Key;
 use polar_license::session::Slot;
 use std::sync::Arc;
@@ -69,6 +68,19 @@ pub(crate) struct Kept {
     pub(crate) secret: String,
     pub(crate) slot: Arc<Slot>,
     pub(crate) stored: Stored,
+    /// The last check of these bytes that the machine answered at once, without any IO.
+    pub(crate) again: Option<Again>,
+}
+
+/// A check the machine answered at once from the kept bytes (no write, no lock, no request):
+/// the same check again (the same bytes, clock second and feature) is the same answer, as long
+/// as the core's memo still calls it an answer given again (`recorded`: it was one; else the
+/// machine answered without it, from the record and the clock second alone).
+pub(crate) struct Again {
+    pub(crate) now: i64,
+    pub(crate) feature: Option<String>,
+    pub(crate) recorded: bool,
+    pub(crate) text: String,
 }
 
 impl Kept {
@@ -76,18 +88,6 @@ impl Kept {
     pub(crate) fn is(&self, key: &Key, secret: &str) -> bool {
         self.key.expose() == key.expose() && self.secret == secret
     }
-}
-
-/// The last check answer written, and what it was written from: the writer is a pure function
-/// of the outcome, the feature asked, the fallback's reason and the lease window (and of the
-/// engine's fixed options), so the same four write the same text, and a cached answer repeated
-/// is not written again (the decision is still the machine's, every time).
-pub(crate) struct Written {
-    pub(crate) outcome: CheckOutcome<SchemaLicense>,
-    pub(crate) feature: Option<String>,
-    pub(crate) fallback: Option<&'static str>,
-    pub(crate) window: Option<LeaseWindow>,
-    pub(crate) text: String,
 }
 
 /// The machines being driven, by id.

@@ -1308,7 +1308,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * else not_yet_verified, as natively), the fresh one to `background.deliver` later.
      */
     async #check(key, feature, background) {
-      const engine = await this.#open();
+      const engine = this.#engine ?? (await this.#open());
       const secret = await attempt(() => this.#secret());
       const run = { at: monotonic(), feature, background: !!background };
       // Without a usable storage the machine reads nothing: it asks Polar.
@@ -1318,7 +1318,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
         return ok;
       };
-      if (!background) return result(await this.#drive(engine, start, undefined, read));
+      // A cached answer is the start's (one call into the engine): nothing to drive.
+      if (!background) return result(start.done !== undefined ? start : await this.#drive(engine, start, undefined, read));
       let early;
       const pending = new Promise((resolve) => (early = resolve));
       const driven = this.#drive(engine, start, early, read);
@@ -1433,7 +1434,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * reason, cacheRefreshed }` with `hasFeature(name)`.
      */
     async check(key) {
-      key = await this.#keyOrRemembered(key);
+      key = key === undefined ? await this.#keyOrRemembered(key) : checkKey(key);
       return withFeatures(await this.#check(key));
     }
 

@@ -2,7 +2,8 @@
 //! [`Update`], issue #44) kept in a handle table: `license.js` starts one (`start`: its id and
 //! what it wants first), does that IO and gives back what happened (`give`: JSON, and a
 //! response's body as bytes; it answers what the machine wants next, as `want` does), until it
-//! is done. A cached check is two calls. The order of the steps is the machine's, the same as
+//! is done. A check starts with the slot the host has just read (`check`, [`Engine::check_read`]):
+//! a cached answer is that one call. The order of the steps is the machine's, the same as
 //! the native and Rust-on-wasm clients'; the JS only does the IO (storage, the locks, the mark,
 //! `fetch`, the host's Ed25519), with one drive loop for every operation.
 //!

@@ -183,17 +183,16 @@ run_stage faults check bash scripts/fault-table.sh
 echo
 echo "stage           result  time     cpu (of ${CORES} cores)  tests"
 echo "--------------  ------  -------  -----------------  -----"
+# share CPU WALL: CPU seconds as a share of the cores over WALL seconds.
+share() { awk -v c="$1" -v w="$2" -v n="$CORES" 'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }'; }
 for i in "${!STAGE_NAMES[@]}"; do
     printf '%-14s  %-6s  %6ss  %6ss %8s  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
-        "${STAGE_SECS[$i]}" "${STAGE_CPU[$i]}" \
-        "$(awk -v c="${STAGE_CPU[$i]}" -v w="${STAGE_SECS[$i]}" -v n="$CORES" \
-            'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }')" "${STAGE_COUNTS[$i]}"
+        "${STAGE_SECS[$i]}" "${STAGE_CPU[$i]}" "$(share "${STAGE_CPU[$i]}" "${STAGE_SECS[$i]}")" \
+        "${STAGE_COUNTS[$i]}"
 done
 children_cpu
-TOTAL_CPU="$CPU_NOW"
-printf '%-14s  %-6s  %6ss  %6ss %8s\n' total "" "$(elapsed "$TOTAL_START")" "${TOTAL_CPU%.*}" \
-    "$(awk -v c="$TOTAL_CPU" -v w="$(elapsed "$TOTAL_START")" -v n="$CORES" \
-        'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }')"
+TOTAL_SECS="$(elapsed "$TOTAL_START")"
+printf '%-14s  %-6s  %6ss  %6ss %8s\n' total "" "$TOTAL_SECS" "${CPU_NOW%.*}" "$(share "$CPU_NOW" "$TOTAL_SECS")"
 echo
 # What this run left on disk: a stage that failed to build or link for lack of space ("No space
 # left on device", "signal 7 [Bus error]") shows here as a free space near zero.

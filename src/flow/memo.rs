@@ -73,13 +73,9 @@ impl<L> Memo<L> {
         *lock(&self.opened) = Some((slot.name.clone(), stored, Arc::clone(opened)));
     }
 
-    pub(crate) fn answered_again(
-        &self,
-        slot: &Slot,
-        now: i64,
-        at_ms: u64,
-        stored: &Stored,
-    ) -> bool {
+    /// Whether a check of `slot` at the clock reading `now` and the monotonic reading `at_ms`,
+    /// on the bytes `stored`, is the last cached answer recorded again (not recorded twice).
+    pub fn answered_again(&self, slot: &Slot, now: i64, at_ms: u64, stored: &Stored) -> bool {
         lock(&self.answered).as_ref().is_some_and(|a| {
             a.slot == slot.name
                 && a.now == now

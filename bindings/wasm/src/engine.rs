@@ -171,6 +171,8 @@ pub struct Engine {
     pub(crate) memo: polar_license::flow::Memo<SchemaLicense>,
     /// The machines being driven ([`crate::machines`]).
     pub(crate) runs: RefCell<crate::runs::Runs>,
+    /// What the last [`Engine::check`] was handed (its slot and the slot's bytes).
+    pub(crate) kept: RefCell<Option<crate::runs::Kept>>,
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
@@ -223,6 +225,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         ed25519: HostEd25519::default(),
         memo: polar_license::flow::Memo::default(),
         runs: RefCell::default(),
+        kept: RefCell::default(),
     })
 }
 
@@ -417,6 +420,19 @@ impl Engine {
             relay_keys: text("relayKeys"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
+    }
+
+    /// A check started with its slot as the host has just read it: one call for a cached
+    /// answer ([`Engine::check_read`]).
+    pub fn check(
+        &self,
+        key: String,
+        run: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        clock: Option<String>,
+    ) -> String {
+        self.check_read(key, run, record, ledger, clock)
     }
 
     /// The whole-request timeout in milliseconds.

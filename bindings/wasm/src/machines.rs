@@ -2,7 +2,8 @@
 //! [`Update`], issue #44) kept in a handle table: `license.js` starts one (`start`: its id and
 //! what it wants first), does that IO and gives back what happened (`give`: JSON, and a
 //! response's body as bytes; it answers what the machine wants next, as `want` does), until it
-//! is done. A cached check is two calls. The order of the steps is the machine's, the same as
+//! is done. A check starts with the slot the host has just read (`check`, [`Engine::check_read`]):
+//! a cached answer is that one call. The order of the steps is the machine's, the same as
 //! the native and Rust-on-wasm clients'; the JS only does the IO (storage, the locks, the mark,
 //! `fetch`, the host's Ed25519), with one drive loop for every operation.
 //!
@@ -32,12 +33,12 @@
 
 use crate::bindings::deactivate_options;
 use crate::engine::{denial_json, error_json, lease_json, request_json, verify_json, Engine};
-use crate::runs::{Flow, Run};
+use crate::runs::{Again, Flow, Kept, Run};
 use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
-use polar_license::flow::{Ctx, Given, Keep, Stored, Want};
+use polar_license::flow::{Ctx, Given, Keep, Slot, Stored, Want};
 use polar_license::grace::{CheckOutcome, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
@@ -50,6 +51,20 @@ use std::sync::Arc;
 
 fn name(name: &str) -> String {
     [STORAGE_PREFIX, name].concat()
+}
+
+/// The string member `name` of `o`, if it has one.
+fn member(o: &Value, name: &str) -> Option<String> {
+    o.member(name).and_then(|v| v.string())
+}
+
+/// The number member `name` of `o` (whole: a fraction is cut), `0` for none.
+fn number(o: &Value, name: &str) -> i64 {
+    match o.member(name).and_then(|v| v.number()) {
+        Some(Num::Int(n)) => n,
+        Some(Num::Float(x)) => x as i64,
+        None => 0,
+    }
 }
 
 /// Text or `null`.
@@ -127,22 +142,128 @@ impl Engine {
     #[inline(never)]
     pub fn start(&self, op: &str, key: String, run: &str, options: &str) -> String {
         let o = strict::parse(run.as_bytes()).unwrap_or(Value::Null);
-        let text = |name: &str| o.member(name).and_then(|v| v.string());
-        let number = |name: &str| match o.member(name).and_then(|v| v.number()) {
-            Some(Num::Int(n)) => n,
-            Some(Num::Float(x)) => x as i64,
-            None => 0,
-        };
         let key = Key::new(key);
-        let slot = match text("cache") {
+        let slot = match member(&o, "cache") {
             Some(detail) => Err(Error::Cache { detail }),
             None => Ok(Arc::new(
-                self.sealed(&key, &text("secret").unwrap_or_default()),
+                self.sealed(&key, &member(&o, "secret").unwrap_or_default()),
             )),
         };
+        match self.launch(op, key, &o, slot, options) {
+            Ok(id) => self.first(&id),
+            Err(done) => done,
+        }
+    }
+
+    /// `check(key, run, record, ledger, clock)`: a check started with its slot as the host has
+    /// just read it (the ledger first, without the lock), so that a cached answer is this one
+    /// call: the id and what it wants next, as [`Engine::start`] answers (`{"id", "done": …}`
+    /// when the cache answered). `run` as `start`'s, with `"same": true` when the three texts
+    /// read are those handed to the last `check` (then none are handed: the engine kept them,
+    /// and the opened record with them), or `"unread": why` when they could not be read. The
+    /// texts are the stored texts themselves (`undefined` for none), never JSON around them.
+    /// Without the bytes it needs (`same` for another key or secret than the one it kept) the
+    /// machine wants the read, as after `start`.
+    #[inline(never)]
+    pub fn check_read(
+        &self,
+        key: String,
+        run: &str,
+        record: Option<String>,
+        ledger: Option<String>,
+        clock: Option<String>,
+    ) -> String {
+        let o = strict::parse(run.as_bytes()).unwrap_or(Value::Null);
+        let key = Key::new(key);
+        let secret = member(&o, "secret").unwrap_or_default();
+        let mut kept = self.kept.borrow_mut();
+        let known = kept.as_ref().filter(|k| k.is(&key, &secret));
+        let slot = match (member(&o, "cache"), known) {
+            (Some(detail), _) => Err(Error::Cache { detail }),
+            (None, Some(k)) => Ok(Arc::clone(&k.slot)),
+            (None, None) => Ok(Arc::new(self.sealed(&key, &secret))),
+        };
+        let again = o.member("same").and_then(|v| v.boolean()) == Some(true);
+        let (now, at) = (
+            number(&o, "now"),
+            u64::try_from(number(&o, "at")).unwrap_or(0),
+        );
+        let feature = member(&o, "feature");
+        let plain = o.member("background").and_then(|b| b.boolean()) != Some(true);
+        // The same check of the same bytes that the machine answered at once: its answer.
+        if let (true, true, Some(k)) = (again, plain, known) {
+            if let Some(a) = k
+                .again
+                .as_ref()
+                .filter(|a| a.now == now && a.feature == feature)
+            {
+                if !a.recorded || self.memo.answered_again(&k.slot, now, at, &k.stored) {
+                    return a.text.clone();
+                }
+            }
+        }
+        let given = match (member(&o, "unread"), &slot) {
+            (_, Err(_)) => None,
+            (Some(detail), _) => Some(Given::Read(Err(Error::Cache { detail }))),
+            (None, Ok(_)) if again => known.map(|k| Given::Read(Ok(k.stored.clone()))),
+            (None, Ok(slot)) => {
+                let stored = Stored {
+                    record: record.map(String::into_bytes),
+                    ledger: ledger.map(String::into_bytes),
+                    clock: clock.map(String::into_bytes),
+                };
+                *kept = Some(Kept {
+                    key: key.clone(),
+                    secret,
+                    slot: Arc::clone(slot),
+                    stored: stored.clone(),
+                    again: None,
+                });
+                Some(Given::Read(Ok(stored)))
+            }
+        };
+        drop(kept);
+        let id = match self.launch("check", key, &o, slot, "") {
+            Ok(id) => id,
+            Err(done) => return done,
+        };
+        let read = matches!(given, Some(Given::Read(Ok(_))));
+        if let Some(given) = given {
+            if let Some(run) = self.runs.borrow_mut().get_mut(&id) {
+                self.advance(run, given);
+            }
+        }
+        let out = self.first(&id);
+        if let (true, true, true, Some(k)) = (
+            read,
+            plain,
+            out.starts_with("{\"done\":"),
+            self.kept.borrow_mut().as_mut(),
+        ) {
+            k.again = Some(Again {
+                now,
+                feature,
+                recorded: self.memo.answered_again(&k.slot, now, at, &k.stored),
+                text: out.clone(),
+            });
+        }
+        out
+    }
+
+    /// A machine for `op` started in the table: its id, or at once `{"done": error}` for
+    /// options the engine refuses.
+    fn launch(
+        &self,
+        op: &str,
+        key: Key,
+        o: &Value,
+        slot: Result<Arc<Slot>, Error>,
+        options: &str,
+    ) -> Result<String, String> {
+        let number = |name: &str| number(o, name);
         let now = number("now");
         let ctx = self.ctx();
-        let bytes = text("random").and_then(|hex| random_bytes(&hex));
+        let bytes = member(o, "random").and_then(|hex| random_bytes(&hex));
         RANDOM.with(|r| r.set(bytes));
         let flow = match op {
             "validate" => self
@@ -167,21 +288,25 @@ impl Engine {
             }
         };
         RANDOM.with(|r| r.set(None));
-        let flow = match flow {
-            Ok(flow) => flow,
-            Err(e) => return ["{\"done\":", &error_json(&e), "}"].concat(),
-        };
+        let flow = flow.map_err(|e| ["{\"done\":", &error_json(&e), "}"].concat())?;
         let run = Run {
             random: bytes,
             flow,
-            feature: text("feature"),
+            feature: member(o, "feature"),
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
         };
         let id = self.runs.borrow_mut().start(run);
-        let id = polar_license::decimal::digits(u64::from(id));
-        let want = self.want(&id);
-        // `{"id": id, …the first want}`.
-        ["{\"id\":\"", &id, "\",", want.get(1..).unwrap_or_default()].concat()
+        Ok(polar_license::decimal::digits(u64::from(id)))
+    }
+
+    /// `{"id": id, …what the machine wants}`: a start's answer (`{"done": …}` alone when it is
+    /// done already: the same answer is the same text).
+    fn first(&self, id: &str) -> String {
+        let want = self.want(id);
+        if want.starts_with("{\"done\":") {
+            return want;
+        }
+        ["{\"id\":\"", id, "\",", want.get(1..).unwrap_or_default()].concat()
     }
 
     /// `want(id)`: what the check wants next (see the module's doc).
@@ -287,12 +412,17 @@ impl Engine {
             "response" => Given::Response(response(&v, body)),
             _ => Given::Verified,
         };
+        self.advance(run, given);
+        drop(runs);
+        self.want(id)
+    }
+
+    /// Gives `run`'s machine what happened.
+    fn advance(&self, run: &mut Run, given: Given) {
         // What the verifier asked is taken when the machine wants it verified (`want`).
         RANDOM.with(|r| r.set(run.random));
         run.flow.give(&self.ctx(), given);
         RANDOM.with(|r| r.set(None));
-        drop(runs);
-        self.want(id)
     }
 
     /// The machine's answer: `{"done": answer, …}` (see the module's doc).
@@ -390,15 +520,15 @@ impl Engine {
         let report = check.report();
         let licensed = matches!(report.outcome, CheckOutcome::Licensed { .. });
         let window = self.leased(&run, report.lease.as_ref(), licensed);
-        let feature = run.feature.as_deref();
-        let answer = self.outcome_json_leased(
+        let feature = run.feature;
+        let text = self.outcome_json_leased(
             &report.outcome,
-            feature,
+            feature.as_deref(),
             report.fallback.as_ref(),
             window.as_ref(),
         );
         let mut j = Json::new();
-        j.raw("{\"done\":").raw(&answer);
+        j.raw("{\"done\":").raw(&text);
         j.key("refreshed").bool(report.cache_refreshed());
         j.key("relaySource")
             .opt_str(report.relayed.map(|r| r.as_str()));

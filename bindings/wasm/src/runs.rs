@@ -6,7 +6,9 @@
 use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
-use polar_license::flow::{Ctx, Given, Want};
+use polar_license::flow::{Ctx, Given, Slot, Stored, Want};
+use polar_license::key::Key;
+use std::sync::Arc;
 
 /// The most machines kept at once: one the JS gave up on (an exception) is dropped, the
 /// oldest first.
@@ -49,6 +51,38 @@ pub(crate) struct Run {
     pub(crate) flow: Flow,
     pub(crate) feature: Option<String>,
     pub(crate) background: bool,
+}
+
+/// What the last [`Engine::check`](crate::engine::Engine::check) was handed: the slot of its key
+/// and install secret (its seal derived once, not on every check) and the slot's bytes as the
+/// host read them. The host says "the same bytes again" instead of handing them over when its
+/// reads compare equal to what it handed last; any change is handed anew (and kept), so the
+/// machine is always given exactly what the storage holds.
+pub(crate) struct Kept {
+    pub(crate) key: Key,
+    pub(crate) secret: String,
+    pub(crate) slot: Arc<Slot>,
+    pub(crate) stored: Stored,
+    /// The last check of these bytes that the machine answered at once, without any IO.
+    pub(crate) again: Option<Again>,
+}
+
+/// A check the machine answered at once from the kept bytes (no write, no lock, no request):
+/// the same check again (the same bytes, clock second and feature) is the same answer, as long
+/// as the core's memo still calls it an answer given again (`recorded`: it was one; else the
+/// machine answered without it, from the record and the clock second alone).
+pub(crate) struct Again {
+    pub(crate) now: i64,
+    pub(crate) feature: Option<String>,
+    pub(crate) recorded: bool,
+    pub(crate) text: String,
+}
+
+impl Kept {
+    /// Whether this is `key`'s slot under the install secret `secret`.
+    pub(crate) fn is(&self, key: &Key, secret: &str) -> bool {
+        self.key.expose() == key.expose() && self.secret == secret
+    }
 }
 
 /// The machines being driven, by id.

@@ -371,6 +371,141 @@ fn a_given_the_engine_cannot_read_ends_the_machine() {
     }
 }
 
+/// `check(key, run, record, ledger, clock)`: a check handed the slot as the host read it. A
+/// cached answer is that one call (`{"done": …}`, no machine left running); `same` reuses the
+/// texts handed last, for that key and install secret only (else the machine wants the read);
+/// every change handed over is what the machine decides on (a record removed meanwhile is not
+/// answered from the one kept); and the answer's text follows the outcome (the grace a second
+/// later), never a memo of an earlier one.
+#[wasm_bindgen_test]
+fn a_check_handed_its_read_is_one_call_and_sees_every_change() {
+    let e = engine(json!({}));
+    let mut s = Storage::default();
+    assert_eq!(
+        check(&e, &mut s, NOW, ok(200, &license(false)))["asked"],
+        true
+    );
+    let opts = |now: f64, at: u64, extra: Value| {
+        let mut o = json!({ "secret": SECRET, "now": now, "at": at });
+        o.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        o.to_string()
+    };
+    let handed = |e: &Engine, s: &Storage, run: &str| {
+        parsed(&e.check(KEY.into(), run, s.record(e), s.ledger(e), s.clock(e)))
+    };
+    // The first cached answer records itself (the machine goes on), the next is one call.
+    let first = handed(&e, &s, &opts(NOW + 1.0, 50_000, json!({})));
+    let id = first["id"].as_str().unwrap().to_string();
+    let first = run(
+        &e,
+        &id,
+        first,
+        &mut s,
+        &Host::default(),
+        &failed(1, "unused"),
+    );
+    assert_eq!(first["answer"]["ok"]["source"], "cache", "{first}");
+    let once = handed(&e, &s, &opts(NOW + 1.0, 50_100, json!({})));
+    assert_eq!(once.get("id"), None, "{once}");
+    assert_eq!(once["done"]["ok"]["source"], "cache", "{once}");
+    let text = e.check(
+        KEY.into(),
+        &opts(NOW + 1.0, 50_200, json!({ "same": true })),
+        None,
+        None,
+        None,
+    );
+    assert_eq!(parsed(&text), once);
+    // The next clock second on the same bytes is the machine's to answer (and record) anew.
+    let next = parsed(&e.check(
+        KEY.into(),
+        &opts(NOW + 2.0, 50_300, json!({ "same": true })),
+        None,
+        None,
+        None,
+    ));
+    assert!(next.get("done").is_none(), "{next}");
+    // A second after the recorded answer (the core's rule) the same bytes are recorded again:
+    // the one-call answer is not given from the engine's memo past it.
+    let past = parsed(&e.check(
+        KEY.into(),
+        &opts(NOW + 1.0, 51_000, json!({ "same": true })),
+        None,
+        None,
+        None,
+    ));
+    assert!(past.get("done").is_none(), "{past}");
+    let id = past["id"].as_str().unwrap().to_string();
+    let past = run(
+        &e,
+        &id,
+        past,
+        &mut s,
+        &Host::default(),
+        &failed(1, "unused"),
+    );
+    assert_eq!(past["write"], json!([e.clock(KEY)]), "{past}");
+    // A second later the outcome moved (the grace): another text.
+    let later = handed(&e, &s, &opts(NOW + 2.0, 53_000, json!({})));
+    let id = later["id"].as_str().unwrap_or_default().to_string();
+    let later = match later.get("done") {
+        Some(_) => json!({ "answer": later["done"] }),
+        None => run(
+            &e,
+            &id,
+            later,
+            &mut s,
+            &Host::default(),
+            &failed(1, "unused"),
+        ),
+    };
+    let grace = |v: &Value| v["ok"]["graceRemaining"].as_i64().unwrap();
+    assert_eq!(grace(&later["answer"]), grace(&once["done"]) - 1, "{later}");
+    // `same` for another secret: nothing kept for it, the machine reads.
+    let other = json!({ "secret": "ab".repeat(32), "now": NOW + 2.0, "at": 54_000, "same": true });
+    let read = parsed(&e.check(KEY.into(), &other.to_string(), None, None, None));
+    assert!(read.get("read").is_some(), "{read}");
+    // The record removed meanwhile (another process forgot it): handed over, Polar is asked.
+    s.map.remove(&e.slot(KEY));
+    let gone = handed(&e, &s, &opts(NOW + 2.0, 54_100, json!({})));
+    assert!(gone.get("done").is_none(), "{gone}");
+    let id = gone["id"].as_str().unwrap().to_string();
+    let asked = run(&e, &id, gone, &mut s, &Host::default(), &failed(1, "down"));
+    assert_eq!(asked["asked"], true, "{asked}");
+    assert_eq!(asked["answer"]["error"]["code"], "offline", "{asked}");
+}
+
+/// A check the machine answered at once without recording anything (Polar's 429 still
+/// blocking, with no license to fall back on) is that answer again only at the same clock
+/// second: a second later its `retryAfter` is a second shorter.
+#[wasm_bindgen_test]
+fn a_one_call_answer_is_kept_for_its_clock_second_only() {
+    let e = engine(json!({}));
+    let mut s = Storage::default();
+    let blocked = Reply {
+        retry_after: Some("60".into()),
+        ..raw(429, "")
+    };
+    let first = check(&e, &mut s, NOW, blocked);
+    assert_eq!(first["answer"]["error"]["code"], "rate_limited", "{first}");
+    let at = |now: f64, at: u64, same: bool| {
+        let run = json!({ "secret": SECRET, "now": now, "at": at, "same": same }).to_string();
+        let texts = if same {
+            (None, None, None)
+        } else {
+            (s.record(&e), s.ledger(&e), s.clock(&e))
+        };
+        parsed(&e.check(KEY.into(), &run, texts.0, texts.1, texts.2))
+    };
+    let once = at(NOW + 1.0, 60_000, false);
+    assert_eq!(once["done"]["error"]["retryAfter"], 59, "{once}");
+    assert_eq!(at(NOW + 1.0, 60_100, true), once);
+    let later = at(NOW + 2.0, 60_200, true);
+    assert_eq!(later["done"]["error"]["retryAfter"], 58, "{later}");
+}
+
 #[wasm_bindgen_test]
 fn engine_records_are_the_native_format_both_ways() {
     let e = engine(json!({}));

@@ -1172,7 +1172,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
         const h = this.#handed;
         o.same = h !== null && h[0] === secret && h[1] === names[0] && h[2] === texts[0] && h[3] === texts[1] && h[4] === texts[2];
       }
-      const start = JSON.parse(engine.check(key, JSON.stringify(o), ...(o.same ? [] : texts)));
+      const start = JSON.parse(engine.call('check', [key, JSON.stringify(o), ...(o.same ? [] : texts)]));
       if (texts.length && !o.same) this.#handed = [secret, names[0], ...texts];
       return [start, [names, read[0]]];
     }

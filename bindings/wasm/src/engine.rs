@@ -422,19 +422,6 @@ impl Engine {
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }
 
-    /// A check started with its slot as the host has just read it: one call for a cached
-    /// answer ([`Engine::check_read`]).
-    pub fn check(
-        &self,
-        key: String,
-        run: &str,
-        record: Option<String>,
-        ledger: Option<String>,
-        clock: Option<String>,
-    ) -> String {
-        self.check_read(key, run, record, ledger, clock)
-    }
-
     /// The whole-request timeout in milliseconds.
     #[wasm_bindgen(getter)]
     pub fn timeout(&self) -> f64 {
@@ -456,7 +443,7 @@ impl Engine {
     /// ([`crate::verify`]); the check wants it verified itself.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let out = self.step(op, args);
-        if matches!(op, "start" | "want" | "give") {
+        if matches!(op, "check" | "start" | "want" | "give") {
             // The core's machines ask for signatures themselves (`want`: `verify`).
             return out;
         }
@@ -477,6 +464,7 @@ impl Engine {
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => error_json(&Error::no_remembered_key()),
+            "check" => self.check_read(a.s(0), &a.s(1), a.o(2), a.o(3), a.o(4)),
             "start" => self.start(&a.s(0), a.s(1), &a.s(2), &a.s(3)),
             "want" => self.want(&a.s(0)),
             "give" => self.give(&a.s(0), &a.s(1), a.bytes(2)),

@@ -38,24 +38,26 @@ impl JsonOut {
         // run ends on a char boundary.
         let mut from = 0;
         for (at, &b) in text.as_bytes().iter().enumerate() {
-            let escape = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0..=0x1f => "\\u00",
-                _ => continue,
-            };
-            self.0.push_str(text.get(from..at).unwrap_or_default());
-            self.0.push_str(escape);
-            if escape == "\\u00" {
-                self.0.push(char::from(HEX[usize::from(b >> 4)]));
-                self.0.push(char::from(HEX[usize::from(b & 15)]));
+            if b >= 0x20 && b != b'"' && b != b'\\' {
+                continue;
             }
+            self.0.push_str(text.get(from..at).unwrap_or_default());
             from = at + 1;
+            self.0.push('\\');
+            let short = match b {
+                b'"' | b'\\' => b,
+                b'\n' => b'n',
+                b'\r' => b'r',
+                b'\t' => b't',
+                0x08 => b'b',
+                0x0c => b'f',
+                _ => {
+                    self.0.push_str("u00");
+                    self.0.push(char::from(HEX[usize::from(b >> 4)]));
+                    HEX[usize::from(b & 15)]
+                }
+            };
+            self.0.push(char::from(short));
         }
         self.0.push_str(text.get(from..).unwrap_or_default());
         self.0.push('"');

@@ -1152,29 +1152,28 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     /**
      * Starts a check of `key` with its slot read first, as the machine reads it first (the
      * ledger, then the record, without the lock), so that a cached answer is one call into the
-     * engine (`check`): the texts themselves, or none when they are those handed last (the
-     * engine kept them, and the record opened from them). Resolves `[start, [names, ledger]]`
-     * for `#drive`.
+     * engine: the texts themselves, or none when they are those handed last (the engine kept
+     * them, and the record opened from them). Without a usable storage (`secret` a
+     * LicenseError) nothing is read: the machine asks Polar. Resolves `[start, [names,
+     * ledger]]` for `#drive`.
      */
     async #begin(engine, key, secret, run) {
       const names = this.#slots(engine, key);
-      const s = this.#store;
-      const o = { now: this.#now(), ...run, secret };
-      // Signed mode: 16 random bytes for the request's nonce (issue #53), drawn per run.
-      if (this.#options.relayKeys) o.random = randomHex(16);
-      const read = await attempt(async () => [(await s.get(names[1])) ?? undefined, (await s.get(names[0])) ?? undefined]);
       let texts = [];
-      if (read instanceof LicenseError) {
-        o.unread = read.detail;
-      } else {
-        // A clock note that cannot be read is no note (the next answer is written durably).
-        texts = [read[1], read[0], await s.get(names[2]).then((c) => c ?? undefined, () => undefined)];
-        const h = this.#handed;
-        o.same = h !== null && h[0] === secret && h[1] === names[0] && h[2] === texts[0] && h[3] === texts[1] && h[4] === texts[2];
+      let read = [];
+      if (!(secret instanceof LicenseError)) {
+        read = await attempt(() => this.#load(engine, key));
+        if (read instanceof LicenseError) {
+          run.unread = read.detail;
+        } else {
+          // A clock note that cannot be read is no note (the next answer is written durably).
+          texts = [secret, names[0], ...read, await this.#store.get(names[2]).then((c) => c ?? undefined, () => undefined)];
+          const h = this.#handed;
+          run.same = texts.every((t, i) => h?.[i] === t);
+          if (!run.same) this.#handed = texts;
+        }
       }
-      const start = JSON.parse(engine.call('check', [key, JSON.stringify(o), ...(o.same ? [] : texts)]));
-      if (texts.length && !o.same) this.#handed = [secret, names[0], ...texts];
-      return [start, [names, read[0]]];
+      return [this.#start(engine, 'check', key, secret, run, run.same ? [] : texts.slice(2)), [names, read[1]]];
     }
 
     /** The stored record and ledger of `key` (`undefined` for none). */
@@ -1191,15 +1190,16 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * Starts the core's machine `op` (`check`, `validate`, `activate` or `deactivate`) for `key`
      * in the engine: its id and what it wants first, for `#drive`. `secret`: the install
      * secret, or the LicenseError why the storage cannot be used; `run`: more of the run's
-     * options (a check's); `text`: the call's options as JSON text.
+     * options (a check's); `more`: the call's options as JSON text (a check's: the slot's
+     * texts as `#begin` read them, if any).
      */
-    #start(engine, op, key, secret, run, text = '') {
+    #start(engine, op, key, secret, run, more = ['']) {
       const o = { now: this.#now(), ...run };
       // Signed mode: 16 random bytes for the request's nonce (issue #53), drawn per run.
       if (this.#options.relayKeys) o.random = randomHex(16);
       if (secret instanceof LicenseError) o.cache = secret.detail;
       else o.secret = secret;
-      return JSON.parse(engine.call('start', [op, key, JSON.stringify(o), text]));
+      return JSON.parse(engine.call('start', [op, key, JSON.stringify(o), ...more]));
     }
 
     /**
@@ -1213,7 +1213,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const text = options(o, op);
       const engine = await this.#open();
       const secret = await (storageMayFail ? attempt(() => this.#secret()) : this.#secret());
-      return [await this.#drive(engine, this.#start(engine, op, key, secret, {}, text)), engine, secret];
+      return [await this.#drive(engine, this.#start(engine, op, key, secret, {}, [text])), engine, secret];
     }
 
     /**
@@ -1311,8 +1311,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const engine = this.#engine ?? (await this.#open());
       const secret = await attempt(() => this.#secret());
       const run = { at: monotonic(), feature, background: !!background };
-      // Without a usable storage the machine reads nothing: it asks Polar.
-      const [start, read] = secret instanceof LicenseError ? [this.#start(engine, 'check', key, secret, run)] : await this.#begin(engine, key, secret, run);
+      const [start, read] = await this.#begin(engine, key, secret, run);
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;

@@ -443,7 +443,7 @@ impl Engine {
     /// ([`crate::verify`]); the check wants it verified itself.
     pub fn call(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let out = self.step(op, args);
-        if matches!(op, "check" | "start" | "want" | "give") {
+        if matches!(op, "start" | "want" | "give") {
             // The core's machines ask for signatures themselves (`want`: `verify`).
             return out;
         }
@@ -464,7 +464,8 @@ impl Engine {
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => error_json(&Error::no_remembered_key()),
-            "check" => self.check_read(a.s(0), &a.s(1), a.o(2), a.o(3), a.o(4)),
+            // A check with the slot's texts as the host has just read them (`check`).
+            "start" if a.s(0) == "check" => self.check(a.s(1), &a.s(2), a.o(3), a.o(4), a.o(5)),
             "start" => self.start(&a.s(0), a.s(1), &a.s(2), &a.s(3)),
             "want" => self.want(&a.s(0)),
             "give" => self.give(&a.s(0), &a.s(1), a.bytes(2)),

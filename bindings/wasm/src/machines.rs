@@ -2,8 +2,8 @@
 //! [`Update`], issue #44) kept in a handle table: `license.js` starts one (`start`: its id and
 //! what it wants first), does that IO and gives back what happened (`give`: JSON, and a
 //! response's body as bytes; it answers what the machine wants next, as `want` does), until it
-//! is done. A check starts with the slot the host has just read (`check`, [`Engine::check_read`]):
-//! a cached answer is that one call. The order of the steps is the machine's, the same as
+//! is done. A check starts with the slot the host has just read (`start('check', …)` with the
+//! texts read, [`Engine::check`]): a cached answer is that one call. The order of the steps is the machine's, the same as
 //! the native and Rust-on-wasm clients'; the JS only does the IO (storage, the locks, the mark,
 //! `fetch`, the host's Ed25519), with one drive loop for every operation.
 //!
@@ -155,8 +155,8 @@ impl Engine {
         }
     }
 
-    /// `check(key, run, record, ledger, clock)`: a check started with its slot as the host has
-    /// just read it (the ledger first, without the lock), so that a cached answer is this one
+    /// `start('check', key, run, record, ledger, clock)`: a check started with its slot as the
+    /// host has just read it (the ledger first, without the lock), so that a cached answer is this one
     /// call: the id and what it wants next, as [`Engine::start`] answers (`{"id", "done": …}`
     /// when the cache answered). `run` as `start`'s, with `"same": true` when the three texts
     /// read are those handed to the last `check` (then none are handed: the engine kept them,
@@ -165,7 +165,7 @@ impl Engine {
     /// Without the bytes it needs (`same` for another key or secret than the one it kept) the
     /// machine wants the read, as after `start`.
     #[inline(never)]
-    pub fn check_read(
+    pub fn check(
         &self,
         key: String,
         run: &str,

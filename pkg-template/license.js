@@ -1146,35 +1146,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       return this.#names.slice(1);
     }
 
-    /** What the last `#begin` handed the engine: `[secret, record's name, record, ledger, clock]`. */
-    #handed = null;
-
-    /**
-     * Starts a check of `key` with its slot read first, as the machine reads it first (the
-     * ledger, then the record, without the lock), so that a cached answer is one call into the
-     * engine: the texts themselves, or none when they are those handed last (the engine kept
-     * them, and the record opened from them). Without a usable storage (`secret` a
-     * LicenseError) nothing is read: the machine asks Polar. Resolves `[start, [names,
-     * ledger]]` for `#drive`.
-     */
-    async #begin(engine, key, secret, run) {
-      const names = this.#slots(engine, key);
-      let texts = [];
-      let read = [];
-      if (!(secret instanceof LicenseError)) {
-        read = await attempt(() => this.#load(engine, key));
-        if (read instanceof LicenseError) {
-          run.unread = read.detail;
-        } else {
-          // A clock note that cannot be read is no note (the next answer is written durably).
-          texts = [secret, names[0], ...read, await this.#store.get(names[2]).then((c) => c ?? undefined, () => undefined)];
-          const h = this.#handed;
-          run.same = texts.every((t, i) => h?.[i] === t);
-          if (!run.same) this.#handed = texts;
-        }
-      }
-      return [this.#start(engine, 'check', key, secret, run, run.same ? [] : texts.slice(2)), [names, read[1]]];
-    }
+    /** What the last check handed the engine: `[record, ledger, clock, secret, record's name]`. */
+    #handed;
 
     /** The stored record and ledger of `key` (`undefined` for none). */
     async #load(engine, key) {
@@ -1191,7 +1164,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * in the engine: its id and what it wants first, for `#drive`. `secret`: the install
      * secret, or the LicenseError why the storage cannot be used; `run`: more of the run's
      * options (a check's); `more`: the call's options as JSON text (a check's: the slot's
-     * texts as `#begin` read them, if any).
+     * texts as `#check` read them, if any).
      */
     #start(engine, op, key, secret, run, more = ['']) {
       const o = { now: this.#now(), ...run };
@@ -1311,14 +1284,37 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const engine = this.#engine ?? (await this.#open());
       const secret = await attempt(() => this.#secret());
       const run = { at: monotonic(), feature, background: !!background };
-      const [start, read] = await this.#begin(engine, key, secret, run);
+      // The slot read first, as the machine reads it first (the ledger, then the record,
+      // without the lock), so that a cached answer is one call into the engine: the texts
+      // themselves, or none when they are those handed last (the engine kept them, and the
+      // record opened from them). Without a usable storage nothing is read: the machine asks
+      // Polar.
+      const names = this.#slots(engine, key);
+      let texts = [];
+      let read = [];
+      if (!(secret instanceof LicenseError)) {
+        read = await attempt(() => this.#load(engine, key));
+        if (read instanceof LicenseError) {
+          run.unread = read.detail;
+        } else {
+          // A clock note that cannot be read is no note (the next answer is written durably);
+          // none is null or undefined, both none to the engine.
+          texts = [...read, await this.#store.get(names[2]).catch(() => {}), secret, names[0]];
+          const h = this.#handed;
+          this.#handed = texts;
+          run.same = texts.every((t, i) => h?.[i] === t);
+        }
+      }
+      // The engine reads the first three (the secret and slot are the run's and the key's).
+      const start = this.#start(engine, 'check', key, secret, run, run.same ? [] : texts);
+      read = [names, read[1]];
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
         return ok;
       };
-      // A cached answer is the start's (one call into the engine): nothing to drive.
-      if (!background) return result(start.done !== undefined ? start : await this.#drive(engine, start, undefined, read));
+      // A cached answer is the start's (one call into the engine): #drive returns it at once.
+      if (!background) return result(await this.#drive(engine, start, undefined, read));
       let early;
       const pending = new Promise((resolve) => (early = resolve));
       const driven = this.#drive(engine, start, early, read);
@@ -1341,13 +1337,13 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
      * …}` (a check's `refreshed` and `relaySource`, an activate's `cacheError`, a deactivate's
      * `forgetKey`). `onPending(want)`: the check is about to ask Polar, with the answer to give
      * meanwhile (a check in the background). `read`: `[names, ledger]`, the slot's names and its
-     * ledger as `#begin` read them before the start.
+     * ledger as `#check` read them before the start.
      * Writes stay ordered by sequence: a record or ledger is not written over a ledger that
      * changed since the machine read the slot (another writer's, in another tab, window or
      * process, where the lock is not shared: a late writer loses rather than leave a newer
      * ledger ahead of an older record), nor is the record then removed.
      */
-    async #drive(engine, start, onPending, read = [[], undefined]) {
+    async #drive(engine, start, onPending, read = [[]]) {
       const { id } = start;
       const s = this.#store;
       let release = null;

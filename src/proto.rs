@@ -129,9 +129,13 @@ fn is_ipv4_loopback(text: &str) -> bool {
     text.split('.').all(|part| {
         parts += 1;
         (1..=3).contains(&part.len())
-            && part.bytes().all(|c| c.is_ascii_digit())
             && !(part.len() > 1 && part.starts_with('0'))
-            && (part.len() < 3 || part <= "255")
+            && part
+                .bytes()
+                .try_fold(0, |n, c| {
+                    c.is_ascii_digit().then(|| n * 10 + u32::from(c - b'0'))
+                })
+                .is_some_and(|n| n < 256)
     }) && parts == 4
         && text.starts_with("127.")
 }

@@ -464,9 +464,11 @@ impl Engine {
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => error_json(&Error::no_remembered_key()),
-            // A check with the slot's texts as the host has just read them (`check`).
-            "start" if a.s(0) == "check" => self.check(a.s(1), &a.s(2), a.o(3), a.o(4), a.o(5)),
-            "start" => self.start(&a.s(0), a.s(1), &a.s(2), &a.s(3)),
+            "start" => match a.s(0) {
+                // A check with the slot's texts as the host has just read them (`check`).
+                op if op == "check" => self.check(a.s(1), &a.s(2), a.o(3), a.o(4), a.o(5)),
+                op => self.start(&op, a.s(1), &a.s(2), &a.s(3)),
+            },
             "want" => self.want(&a.s(0)),
             "give" => self.give(&a.s(0), &a.s(1), a.bytes(2)),
             "sealKey" => self.seal_key(a.s(0), &a.s(1)),

@@ -149,7 +149,7 @@ impl Engine {
                 self.sealed(&key, &member(&o, "secret").unwrap_or_default()),
             )),
         };
-        match self.launch(op, key, &o, slot, options) {
+        match self.launch(op, key, &o, slot, options, None) {
             Ok(id) => self.first(&id),
             Err(done) => done,
         }
@@ -223,16 +223,11 @@ impl Engine {
             }
         };
         drop(kept);
-        let id = match self.launch("check", key, &o, slot, "") {
+        let read = matches!(given, Some(Given::Read(Ok(_))));
+        let id = match self.launch("check", key, &o, slot, "", given) {
             Ok(id) => id,
             Err(done) => return done,
         };
-        let read = matches!(given, Some(Given::Read(Ok(_))));
-        if let Some(given) = given {
-            if let Some(run) = self.runs.borrow_mut().get_mut(&id) {
-                self.advance(run, given);
-            }
-        }
         let out = self.first(&id);
         if let (true, true, true, Some(k)) = (
             read,
@@ -250,8 +245,8 @@ impl Engine {
         out
     }
 
-    /// A machine for `op` started in the table: its id, or at once `{"done": error}` for
-    /// options the engine refuses.
+    /// A machine for `op` started in the table (given `given` first, if any): its id, or at
+    /// once `{"done": error}` for options the engine refuses.
     fn launch(
         &self,
         op: &str,
@@ -259,6 +254,7 @@ impl Engine {
         o: &Value,
         slot: Result<Arc<Slot>, Error>,
         options: &str,
+        given: Option<Given>,
     ) -> Result<String, String> {
         let number = |name: &str| number(o, name);
         let now = number("now");
@@ -289,12 +285,15 @@ impl Engine {
         };
         RANDOM.with(|r| r.set(None));
         let flow = flow.map_err(|e| ["{\"done\":", &error_json(&e), "}"].concat())?;
-        let run = Run {
+        let mut run = Run {
             random: bytes,
             flow,
             feature: member(o, "feature"),
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
         };
+        if let Some(given) = given {
+            self.advance(&mut run, given);
+        }
         let id = self.runs.borrow_mut().start(run);
         Ok(polar_license::decimal::digits(u64::from(id)))
     }

@@ -116,7 +116,7 @@ fn before_slash(text: &str) -> &str {
 
 /// `localhost`, or an address literal of the loopback: std's `Ipv4Addr` or `Ipv6Addr` parsers'
 /// answer with `is_loopback` (the tests hold these readers to it, spelling by spelling), read
-/// by hand: those parsers cost the npm engine 0.7 KB gzipped.
+/// by hand: those parsers were 0.76 KB of the npm engine gzipped, these readers 0.38 KB.
 #[inline(never)] // one body, however many callers inline check_base_url
 fn is_loopback_host(host: &str) -> bool {
     host.eq_ignore_ascii_case("localhost") || is_ipv4_loopback(host) || is_ipv6_loopback(host)

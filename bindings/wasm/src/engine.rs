@@ -465,7 +465,7 @@ impl Engine {
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => error_json(&Error::no_remembered_key()),
             "start" => match a.s(0) {
-                // A check with the slot's texts as the host has just read them (`check`).
+                // A check with the slot's texts as the host has just read them.
                 op if op == "check" => self.check(a.s(1), &a.s(2), a.o(3), a.o(4), a.o(5)),
                 op => self.start(&op, a.s(1), &a.s(2), &a.s(3)),
             },

@@ -3,9 +3,10 @@
 //! what it wants first), does that IO and gives back what happened (`give`: JSON, and a
 //! response's body as bytes; it answers what the machine wants next, as `want` does), until it
 //! is done. A check starts with the slot the host has just read (`start('check', …)` with the
-//! texts read, [`Engine::check`]): a cached answer is that one call. The order of the steps is the machine's, the same as
-//! the native and Rust-on-wasm clients'; the JS only does the IO (storage, the locks, the mark,
-//! `fetch`, the host's Ed25519), with one drive loop for every operation.
+//! texts read, [`Engine::check`]): a cached answer is that one call. The order of the steps is
+//! the machine's, the same as the native and Rust-on-wasm clients'; the JS only does the IO
+//! (storage, the locks, the mark, `fetch`, the host's Ed25519), with one drive loop for every
+//! operation.
 //!
 //! `want` answers one of:
 //!
@@ -156,14 +157,15 @@ impl Engine {
     }
 
     /// `start('check', key, run, record, ledger, clock)`: a check started with its slot as the
-    /// host has just read it (the ledger first, without the lock), so that a cached answer is this one
-    /// call: the id and what it wants next, as [`Engine::start`] answers (`{"id", "done": …}`
-    /// when the cache answered). `run` as `start`'s, with `"same": true` when the three texts
-    /// read are those handed to the last `check` (then none are handed: the engine kept them,
-    /// and the opened record with them), or `"unread": why` when they could not be read. The
-    /// texts are the stored texts themselves (`undefined` for none), never JSON around them.
-    /// Without the bytes it needs (`same` for another key or secret than the one it kept) the
-    /// machine wants the read, as after `start`.
+    /// host has just read it (the ledger first, without the lock), so that a cached answer is
+    /// this one call: the id and what it wants next, as [`Engine::start`] answers (`{"done": …}`
+    /// alone when the cache answered). `run` as `start`'s (`"cache": why` for a storage that
+    /// cannot be used: nothing was read), with `"same": true` when the three texts read are
+    /// those handed to the last `check` (then none are handed: the engine kept them, and the
+    /// opened record with them), or `"unread": why` when they could not be read. The texts are
+    /// the stored texts themselves (`undefined` for none), never JSON around them. Without the
+    /// bytes it needs (`same` for another key or secret than the one it kept) the machine wants
+    /// the read, as after `start`.
     #[inline(never)]
     pub fn check(
         &self,

@@ -99,6 +99,11 @@ count_node() {
     echo "${p:-0} ${f:-0}"
 }
 
+# A suite still running after this many seconds is stopped and fails (`within`, common.sh): a
+# hung test fails its suite, and the stage's other suites still run. The slowest takes about
+# 2.5 minutes by default and 5 with FULL=1 (npm-build on a fresh machine compiles every wasm).
+SUITE_LIMIT="${SUITE_LIMIT:-$(full && echo 1800 || echo 900)}"
+
 # suite NAME KIND CMD...   KIND: check | libtest | node
 suite() {
     local name="$1" kind="$2"
@@ -107,7 +112,7 @@ suite() {
     echo
     echo "==> $name: $*"
     start="$(now)"
-    "$@" 2>&1 | tee "$log"
+    within "$SUITE_LIMIT" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     case "$kind" in
         libtest) read -r p f _ <<<"$(libtest_counts "$log")" ;;

@@ -64,6 +64,11 @@ children_cpu() {
         awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /m|s/); t += a[1] * 60 + a[2] } printf "%.1f", t }')"
 }
 
+# A stage still running after this many seconds is stopped and fails (`within`, common.sh): a
+# hang fails its stage, and the run still ends with its summary well inside CI's 90 minutes.
+# The slowest stage takes about 9 minutes by default and 22 with FULL=1 (CONTRIBUTING.md).
+STAGE_LIMIT="${STAGE_LIMIT:-$(full && echo 3600 || echo 1500)}"
+
 # run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest, libtest or summary
 # (count tests).
 run_stage() {
@@ -76,7 +81,7 @@ run_stage() {
     start="$(now)"
     children_cpu
     cpu0="$CPU_NOW"
-    "$@" 2>&1 | tee "$log"
+    within "$STAGE_LIMIT" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     local secs cpu
     secs="$(elapsed "$start")"

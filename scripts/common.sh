@@ -138,16 +138,18 @@ descendants() {
 # to print its summary: CI stops a run at 90 minutes and prints nothing of it. (timeout(1) runs
 # only commands, and the stages are shell functions too.)
 within() {
-    local secs="$1" pid dog marker rc
+    local secs="$1" pid dog flags rc
     shift
-    marker="$(mktemp)"
-    rm -f "$marker"
+    flags="$(mktemp -d)"
     "$@" &
     pid=$!
-    # The watchdog's output is not the stage's: a sleep left behind would hold tee's pipe open.
+    # The watchdog acts only while CMD runs (`done` not yet there: a watchdog woken as it is
+    # stopped must not report a hang), and its output is not the stage's (a sleep left behind
+    # would hold tee's pipe open).
     (
         sleep "$secs"
-        touch "$marker"
+        [[ -e "$flags/done" ]] && exit 0
+        touch "$flags/hang"
         local tree
         tree="$(descendants "$pid") $pid"
         # shellcheck disable=SC2086
@@ -159,13 +161,15 @@ within() {
     dog=$!
     wait "$pid"
     rc=$?
+    touch "$flags/done"
     # shellcheck disable=SC2046
     kill -TERM $(descendants "$dog") "$dog" 2>/dev/null
     wait "$dog" 2>/dev/null
-    if [[ -e "$marker" ]]; then
-        rm -f "$marker"
+    if [[ -e "$flags/hang" ]]; then
+        rm -rf "$flags"
         echo "within: '$*' was still running after ${secs}s: stopped with everything it started (a hang; see the output above for the last test that began)" >&2
         return 124
     fi
+    rm -rf "$flags"
     return "$rc"
 }

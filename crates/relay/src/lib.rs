@@ -42,6 +42,7 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
+pub mod flow;
 mod limit;
 mod logged;
 mod ops;

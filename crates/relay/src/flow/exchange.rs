@@ -527,3 +527,154 @@ pub(crate) fn operator(
 fn same(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server, TransportErrorKind};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    const NOW: Now = Now {
+        unix_seconds: 1_790_000_000,
+        monotonic_ms: 0,
+    };
+
+    /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
+    fn relay(calls: Arc<AtomicU32>) -> Relay {
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let config = crate::RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        let transport = move |_: &HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(TransportError::new(TransportErrorKind::Connect, "none"))
+        };
+        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
+            .expect("a relay")
+    }
+
+    fn head(method: &str, path: &str) -> RelayRequest {
+        RelayRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Vec::new(),
+            client_ip: "192.0.2.1".into(),
+        }
+    }
+
+    /// Drives an exchange as a host would, answering each need with `answer`; the needs seen.
+    fn drive(
+        relay: &Relay,
+        req: RelayRequest,
+        answer: impl Fn(&Need) -> Option<Given>,
+    ) -> Vec<Need> {
+        let mut ex = Exchange::new(req, ExchangeOptions::default());
+        let mut seen = Vec::new();
+        for _ in 0..64 {
+            let need = ex.want(relay, NOW, Some([1; 16]));
+            if matches!(need, Need::Done) {
+                return seen;
+            }
+            if let Some(given) = answer(&need) {
+                ex.give(given);
+            }
+            seen.push(need);
+        }
+        panic!("the exchange never ended: {seen:?}");
+    }
+
+    fn responded(needs: &[Need]) -> &RelayResponse {
+        needs
+            .iter()
+            .find_map(|n| match n {
+                Need::Respond(r) => Some(r),
+                _ => None,
+            })
+            .expect("an answer")
+    }
+
+    #[test]
+    fn healthz_is_answered_without_reading_a_body_or_asking_polar() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let needs = drive(&relay, head("GET", "/healthz"), |n| match n {
+            Need::Persist => Some(Given::Persisted(true)),
+            _ => None,
+        });
+        assert_eq!(responded(&needs).status, 200);
+        assert!(!needs
+            .iter()
+            .any(|n| matches!(n, Need::Body { .. } | Need::Send { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_validate_reads_its_body_once_asks_polar_through_the_host_and_passes_its_failure_on() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/validate"),
+            |n| match n {
+                Need::Body { max } => {
+                    assert!(*max > body.len());
+                    Some(Given::Body(body.to_vec()))
+                }
+                Need::Send { request, .. } => {
+                    assert!(
+                        request.url.ends_with("/v1/license-keys/validate"),
+                        "{}",
+                        request.url
+                    );
+                    Some(Given::Upstream(Err(TransportError::new(
+                        TransportErrorKind::Connect,
+                        "down",
+                    ))))
+                }
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        assert_eq!(
+            needs
+                .iter()
+                .filter(|n| matches!(n, Need::Body { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            needs
+                .iter()
+                .filter(|n| matches!(n, Need::Send { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(responded(&needs).status, 502);
+        // The relay's own transport is never used: the host made the call.
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_without_polar() {
+        let relay = relay(Arc::new(AtomicU32::new(0)));
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/activate"),
+            |n| match n {
+                Need::Body { max } => Some(Given::Body(vec![b' '; *max])),
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        assert_eq!(responded(&needs).status, 413);
+        assert!(!needs.iter().any(|n| matches!(n, Need::Send { .. })));
+    }
+}

@@ -179,97 +179,72 @@ const ONLY_WORKERS = () => globalThis.navigator?.userAgent === 'Cloudflare-Worke
 
 /** A read's answer at most (a roster page of 100 keys; natively 16 MiB too). */
 const MAX_READ_BYTES = 16 << 20;
-/** Reads of each kind in one run before it yields (then it asks to run again at once). */
-const READS_PER_RUN = 32;
-/** How long before a reconcile whose key's entries could not be loaded is tried again. */
-const LOAD_AGAIN_MS = 1_000;
+/** Jobs in one run before it yields (then it asks to run again at once). */
+const JOBS_PER_RUN = 64;
 
 /**
- * The relay's own reads between requests: with a paged store first the stored keys' listing
- * for the reconcile (`reconcileList`, `reconcileListed`: bounded pages of index rows, until the
- * core has them all), then of Polar the roster's (`store.roster`: `rosterNext`,
- * `rosterAnswered`) and the reconcile's (`store.reconcileEvery`: `reconcileNext`,
- * `reconcileAnswered`). The core says which read and when; this only fetches
- * and hands the answer back, having loaded from a paged store what the reconcile reads and
- * narrows, and what a re-grant's refetch narrows (`loaded(core, missing)`: `reconcileMissing`,
- * `rosterMissing`). One run at a time: kicked after
- * every request (a grant webhook's refetch goes at once) and when `wake`'s time comes (a
- * Durable Object's alarm, else a timer). Returns `kick(core)`.
+ * The relay's own jobs between requests, one loop over the core's background machine: `poll`
+ * says the next (a `GET` of Polar for the roster or the reconcile, a load of what a read
+ * touches in a paged store, a page of the stored keys' listing, or how long to wait) and
+ * `pollAnswered` takes what it got. The core decides which job and when; this only does it.
+ * One run at a time: kicked after every request (a grant webhook's refetch goes at once) and
+ * when `wake`'s time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
 function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) {
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
-  // With a paged store: the keys of the grants stored before this start, a bounded page of
-  // index rows at a time (`reconcileList`, `reconcileListed`; `rows(prefix, after, limit)`
-  // lists them): how long until the next page (0: more now), null when none is wanted.
-  async function pages(core) {
-    if (!rows) return null;
-    for (let n = 0; n < READS_PER_RUN; n++) {
-      const page = core.reconcileList();
-      if (!page) return null;
-      let listed;
-      try {
-        listed = await rows(page.prefix, page.after, page.limit);
-      } catch (e) {
-        console.error(`polar-license relay: the stored keys could not be listed for the reconcile (${e instanceof Error ? e.message : 'error'}): again in a second`);
-        return LOAD_AGAIN_MS;
-      }
-      core.reconcileListed(JSON.stringify(listed), ...clock());
-    }
-    return 0;
-  }
-  const readers = [
-    {
-      // A re-grant's refetch may end the key's stored revocation: its rows loaded before
-      // its answer is handed over (nothing before the read: it touches no entry).
-      load: (core, id) => (id === undefined ? true : loaded(core, () => core.rosterMissing(id))),
-      next: (core) => core.rosterNext(...clock()),
-      answered: (core, id, upstream) => {
-        // A token that cannot list the keys: said once (also in /healthz and the metrics).
-        const warning = core.rosterAnswered(id, upstream, ...clock());
-        if (warning) console.warn(`polar-license relay: ${warning}`);
-      },
-    },
-    {
-      load: (core, id) => loaded(core, () => core.reconcileMissing(id, ...clock())),
-      next: (core) => core.reconcileNext(...clock()),
-      answered: (core, id, upstream) => core.reconcileAnswered(id, upstream, ...clock()),
-    },
-  ];
+  const failed = (e) => (e instanceof Error ? e.message : 'error');
   // Polar's answer to a read, or why there is none (never the headers: the token).
-  async function get(next) {
+  async function get(job) {
     try {
-      const r = await upstreamFetch(next.url, { method: 'GET', headers: next.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
+      const r = await upstreamFetch(job.url, { method: 'GET', headers: job.headers, redirect: 'manual', signal: AbortSignal.timeout(timeoutMs) });
       return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_READ_BYTES) };
     } catch (e) {
       return { error: e?.name === 'TimeoutError' ? 'timed out' : 'unreachable' };
     }
   }
-  // One kind's reads due now: how long until its next (0: more due now), null when it is off.
-  async function reads(core, reader) {
-    for (let n = 0; n < READS_PER_RUN; n++) {
-      // A key's entries not loaded would read as gone: no read then.
-      if (reader.load && !(await reader.load(core, undefined))) return LOAD_AGAIN_MS;
-      const next = reader.next(core);
-      if (!next) return null;
-      if (next.wait !== undefined) return next.wait;
-      const upstream = await get(next);
-      // Not all loaded: the core narrows nothing and asks again later.
-      if (reader.load) await reader.load(core, next.id);
-      reader.answered(core, next.id, upstream);
-      // The budget's calls spent, saved as a request's are (a failed save is tried with the next).
-      await persist(core).catch(() => {});
+  // A page of index rows (`rows(prefix, after, limit)` lists them), or why there is none.
+  async function list({ prefix, after, limit }) {
+    try {
+      return await rows(prefix, after, limit);
+    } catch (e) {
+      console.error(`polar-license relay: the stored keys could not be listed for the reconcile (${failed(e)}): again in a second`);
+      return { error: 'unlisted' };
     }
-    return 0;
+  }
+  // What the job asks for, done.
+  async function does(core, job) {
+    if (job.list) return rows ? list(job.list) : { error: 'no listing' };
+    if (job.load) {
+      let asked = false;
+      return { loaded: await loaded(core, () => (asked ? null : ((asked = true), job.load))) };
+    }
+    return get(job);
   }
   async function run(core) {
-    let wait = await pages(core);
-    for (const reader of readers) {
-      const ms = await reads(core, reader);
-      if (ms !== null) wait = Math.min(wait ?? ms, ms);
+    try {
+      for (let n = 0; n < JOBS_PER_RUN; n++) {
+        const job = core.poll(...clock());
+        if (job === null) return;
+        if (job.wait !== undefined) {
+          wake(job.wait);
+          return;
+        }
+        const given = await does(core, job);
+        // A token that cannot list the keys: said once (also in /healthz and the metrics).
+        const warning = core.pollAnswered(job.id, given, ...clock());
+        if (warning) console.warn(`polar-license relay: ${warning}`);
+        // The budget's calls spent, saved as a request's are (a failed save is tried with the
+        // next). Never after a load: saving trims the cache, which would let go what the
+        // next job needs loaded (a cache of one entry never held a key's row and entry).
+        if (job.url) await persist(core).catch(() => {});
+      }
+      wake(0);
+    } finally {
+      // What an answer applied after its loads narrowed, saved once the run ends.
+      await persist(core).catch(() => {});
     }
-    if (wait !== null) wake(wait);
   }
   return function kick(core) {
     again = true;
@@ -280,7 +255,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
           await run(core);
         }
       } catch (e) {
-        console.error(`polar-license relay: the relay's reads of Polar stopped (${e instanceof Error ? e.message : 'error'}): again with the next request`);
+        console.error(`polar-license relay: the relay's reads of Polar stopped (${failed(e)}): again with the next request`);
       } finally {
         running = null;
       }

@@ -64,10 +64,10 @@ if ! cargo +nightly fuzz build >"$LOG_DIR/build.log" 2>&1; then
 fi
 echo "    built in $(elapsed "$build_start") s"
 
-ROWS=()
-failed=0
-for t in "${TARGETS[@]}"; do
-    corpus="fuzz/corpus/$t"
+# One target's run, its corpus and its row: run_target TARGET writes $LOG_DIR/TARGET.row (the
+# table's row) and $LOG_DIR/TARGET.status (ok or the exit code).
+run_target() {
+    local t="$1" corpus="fuzz/corpus/$1" scratch seeds dict cmd t_start status secs execs rate cov result
     mkdir -p "$corpus"
     if [[ $UPDATE -eq 0 ]]; then
         scratch="target/fuzz-corpus/$t"
@@ -97,7 +97,6 @@ for t in "${TARGETS[@]}"; do
         result=ok
     else
         result="CRASH (exit $status)"
-        failed=1
         grep -E "panicked at|ERROR: libFuzzer|SUMMARY" "$LOG_DIR/$t.log" | head -n 5
         for a in fuzz/artifacts/"$t"/*; do
             [[ -e "$a" ]] && echo "    reproduce: cargo +nightly fuzz run $t $a"
@@ -109,8 +108,35 @@ for t in "${TARGETS[@]}"; do
         cargo +nightly fuzz cmin "$t" "$corpus" -- -use_counters=0 >"$LOG_DIR/$t.cmin.log" 2>&1 ||
             echo "    (cmin failed: see $LOG_DIR/$t.cmin.log)"
     fi
-    ROWS+=("| \`$t\` | ${secs} s | ${execs:-?} | ${rate:-?} | ${cov:-?} | $(files_of "$corpus") / $(bytes_of "$corpus") B | $result |")
-    echo "    $result in ${secs} s, ${execs:-?} execs"
+    echo "| \`$t\` | ${secs} s | ${execs:-?} | ${rate:-?} | ${cov:-?} | $(files_of "$corpus") / $(bytes_of "$corpus") B | $result |" >"$LOG_DIR/$t.row"
+    echo "$result" >"$LOG_DIR/$t.status"
+    echo "    $t: $result in ${secs} s, ${execs:-?} execs"
+}
+
+# A libFuzzer run uses one core: as many targets at once as there are cores (FUZZ_JOBS), each
+# still given its SECONDS of wall time on a core of its own.
+JOBS="${FUZZ_JOBS:-$(nproc 2>/dev/null || echo 1)}"
+running=0
+for t in "${TARGETS[@]}"; do
+    rm -f "$LOG_DIR/$t.row" "$LOG_DIR/$t.status"
+    if [[ $running -ge $JOBS ]]; then
+        wait -n
+        running=$((running - 1))
+    fi
+    run_target "$t" &
+    running=$((running + 1))
+done
+wait
+
+ROWS=()
+failed=0
+for t in "${TARGETS[@]}"; do
+    if [[ -f "$LOG_DIR/$t.row" ]]; then
+        ROWS+=("$(cat "$LOG_DIR/$t.row")")
+    else
+        ROWS+=("| \`$t\` | | | | | | no result |")
+    fi
+    [[ "$(cat "$LOG_DIR/$t.status" 2>/dev/null)" == ok ]] || failed=1
 done
 
 echo

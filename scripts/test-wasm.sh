@@ -29,8 +29,9 @@
 #                 through playwright-core, Firefox ESR through puppeteer-core, WebKitGTK through
 #                 WebKitWebDriver on Xvfb): a Vite build, the README's <script type="module">
 #                 page, signed mode (WebCrypto Ed25519 and the add-on), module workers on
-#                 IndexedDB, two tabs checking one key at once (Web Locks), the fault matrix (rows in target/fault-matrix/js-<engine>.tsv);
-#                 screenshots in target/npm/e2e-<engine>.png
+#                 IndexedDB, two tabs checking one key at once (Web Locks), the fault matrix (rows in target/fault-matrix/js-<engine>.tsv),
+#                 the activation screen <polar-license-gate> (polar-license/ui: each state, axe-core);
+#                 screenshots in target/npm/e2e-<engine>.png and target/npm/gate/<engine>-<state>.png
 #   npm-bundlers  tests/bundlers: the bundler and host matrix (esbuild, Rollup, bun build,
 #                 webpack 5, Vite; Electron-style main bundles in node; file://, CSP and worker
 #                 pages in headless Chromium), its table in target/npm/bundler-matrix.md
@@ -247,12 +248,12 @@ suite npm-install check install_consumer
 
 types() {
     cp tests/js/types.ts tests/js/types-cjs.cts tests/js/types-inline.ts tests/js/types-inline-cjs.cts \
-        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/tsconfig.json "$CONSUMER/" &&
+        tests/js/types-emulator.ts tests/js/types-emulator-cjs.cts tests/js/types-ui.ts tests/js/tsconfig.json "$CONSUMER/" &&
         node tests/js/readme-blocks.mjs ts "$CONSUMER/node_modules/polar-license/README.md" \
             >"$CONSUMER/readme-example.ts" &&
         cp "$CONSUMER/readme-example.ts" "$CONSUMER/readme-example.cts" &&
         (cd "$CONSUMER" && "$TOOLS/.bin/tsc" -p tsconfig.json --noEmit) &&
-        echo "test result: ok. 8 passed; 0 failed"
+        echo "test result: ok. 9 passed; 0 failed"
 }
 suite npm-types libtest types
 

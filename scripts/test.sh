@@ -25,6 +25,7 @@ rm -rf target/fault-matrix
 STAGE_NAMES=()
 STAGE_RESULTS=()
 STAGE_SECS=()
+STAGE_CPU=()
 STAGE_COUNTS=()
 TOTAL_PASSED=0
 TOTAL_FAILED=0
@@ -51,6 +52,18 @@ parse_summary() {
         tail -n 1 | sed -E 's/^[A-Za-z-]+: //' | awk '{ print $1 + 0, $3 + 0, 0 }'
 }
 
+# The CPU seconds (user + system) of this shell's finished children so far: a stage's CPU is
+# the difference across it. CPU / (wall x cores) is how much of the machine the stage used: a
+# stage far below 100 % waits (on timers, a browser, wine, one linker) more than it computes.
+CORES="$(nproc 2>/dev/null || echo 1)"
+# (`times` in a command substitution would report the subshell's: it writes a file, and
+# children_cpu sets CPU_NOW.)
+children_cpu() {
+    times >"$LOG_DIR/.times"
+    CPU_NOW="$(tail -n 1 "$LOG_DIR/.times" |
+        awk '{ t = 0; for (i = 1; i <= 2; i++) { split($i, a, /m|s/); t += a[1] * 60 + a[2] } printf "%.1f", t }')"
+}
+
 # run_stage NAME KIND CMD...   KIND: check (pass/fail only), nextest, libtest or summary
 # (count tests).
 run_stage() {
@@ -59,12 +72,16 @@ run_stage() {
     local log="$LOG_DIR/$name.log"
     echo
     echo "==> $name: $*"
-    local start rc
+    local start rc cpu0
     start="$(now)"
+    children_cpu
+    cpu0="$CPU_NOW"
     "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
-    local secs
+    local secs cpu
     secs="$(elapsed "$start")"
+    children_cpu
+    cpu="$(awk -v a="$cpu0" -v b="$CPU_NOW" 'BEGIN { printf "%.0f", b - a }')"
 
     local p=0 f=0 s=0 counts=""
     case "$kind" in
@@ -85,6 +102,7 @@ run_stage() {
     STAGE_NAMES+=("$name")
     STAGE_RESULTS+=("$result")
     STAGE_SECS+=("$secs")
+    STAGE_CPU+=("$cpu")
     STAGE_COUNTS+=("$shown")
     if [[ "$kind" != check ]]; then
         TOTAL_PASSED=$((TOTAL_PASSED + p))
@@ -163,13 +181,18 @@ run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 run_stage faults check bash scripts/fault-table.sh
 
 echo
-echo "stage           result  time     tests"
-echo "--------------  ------  -------  -----"
+echo "stage           result  time     cpu (of ${CORES} cores)  tests"
+echo "--------------  ------  -------  -----------------  -----"
+# share CPU WALL: CPU seconds as a share of the cores over WALL seconds.
+share() { awk -v c="$1" -v w="$2" -v n="$CORES" 'BEGIN { printf "%.0f %%", (w > 0 ? 100 * c / (w * n) : 0) }'; }
 for i in "${!STAGE_NAMES[@]}"; do
-    printf '%-14s  %-6s  %6ss  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
-        "${STAGE_SECS[$i]}" "${STAGE_COUNTS[$i]}"
+    printf '%-14s  %-6s  %6ss  %6ss %8s  %s\n' "${STAGE_NAMES[$i]}" "${STAGE_RESULTS[$i]}" \
+        "${STAGE_SECS[$i]}" "${STAGE_CPU[$i]}" "$(share "${STAGE_CPU[$i]}" "${STAGE_SECS[$i]}")" \
+        "${STAGE_COUNTS[$i]}"
 done
-printf '%-14s  %-6s  %6ss\n' total "" "$(elapsed "$TOTAL_START")"
+children_cpu
+TOTAL_SECS="$(elapsed "$TOTAL_START")"
+printf '%-14s  %-6s  %6ss  %6ss %8s\n' total "" "$TOTAL_SECS" "${CPU_NOW%.*}" "$(share "$CPU_NOW" "$TOTAL_SECS")"
 echo
 # What this run left on disk: a stage that failed to build or link for lack of space ("No space
 # left on device", "signal 7 [Bus error]") shows here as a free space near zero.

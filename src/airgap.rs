@@ -137,6 +137,18 @@ pub fn read_response(line: &str) -> Result<Response, Error> {
     })
 }
 
+/// A response line's answer as a relay sends it: Polar's 200 with the relay's lease among its
+/// headers. The native client gives it to the activate machine as the answer to the request
+/// line's activate (no request is sent: the line is the answer), so it is held and folded as
+/// an online activate is.
+pub fn leased_answer(response: Response) -> HttpResponse {
+    let mut answer = response.answer;
+    answer
+        .headers
+        .push((crate::lease::LEASE_HEADER.to_string(), response.lease));
+    answer
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -437,7 +437,7 @@ pub struct Record<L = ValidatedLicenseKey> {
 
 /// Whether, and until when, a record's good verdict may license from the cache, as its lease
 /// says ([`crate::lease`]). Set by the face after reading the record
-/// ([`crate::session::gate_lease`]), never stored.
+/// (`gate_lease`), never stored.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub enum LeaseGate {
     /// No relay keys configured: the grace rules alone decide (the default).
@@ -904,6 +904,15 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// it from (`polar-license-source`: asked just now, its store, or a stale grant replayed
     /// while Polar could not be asked). `None` without a relay, and for the cache's answers.
     pub relayed: Option<crate::proto::Relayed>,
+    /// Signed mode: the window of the lease the key's record holds as the check left it (the
+    /// one a licensed answer from the cache stands on), when it verifies; `None` in unsigned
+    /// mode, and when the slot could not be used. (An addition: shells read it here instead
+    /// of reading the cache again after the check.)
+    pub lease: Option<LeaseWindow>,
+    /// The activation the key's record remembers as the check left it (also one only an
+    /// untrusted record names: the next check validates it); `None` when the slot could not
+    /// be used. (An addition.)
+    pub activation_id: Option<String>,
 }
 
 impl<L> CheckReport<L> {
@@ -914,6 +923,8 @@ impl<L> CheckReport<L> {
             fallback: None,
             cache_error: None,
             relayed: None,
+            lease: None,
+            activation_id: None,
         }
     }
 

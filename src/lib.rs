@@ -91,8 +91,8 @@
 //! ## Layout
 //!
 //! A sans-IO core ([`proto`]: request builders and response classifiers; [`grace`] and
-//! [`cache`]: the grace state machine and the sealed record format; [`session`]: the flows
-//! every face shares; no IO, no clock), a [`Transport`] seam (any closure is one), and two
+//! [`cache`]: the grace state machine and the sealed record format; [`flow`]: the machines
+//! every face drives, folding with the core's private flows; no IO, no clock), a [`Transport`] seam (any closure is one), and two
 //! shells around it: the native one (`src/native/`: `BlockingClient` over ureq with rustls,
 //! `Licensing`, the file store) and the wasm32 one (`src/wasm/`: `AsyncClient` over `fetch`,
 //! `AsyncLicensing`, Web Storage). The other faces are crates of the same workspace, built on
@@ -142,7 +142,10 @@ pub mod proto;
 pub mod reason;
 pub mod rfc3339;
 pub mod schema;
-pub mod session;
+// The flows every machine of `flow` folds with (open, seal, the grace rules' phases): private
+// to the core since issue #53 (`session` below is the deprecated way in).
+#[path = "session.rs"]
+mod shared;
 pub mod strict;
 pub mod transport;
 
@@ -175,7 +178,27 @@ pub use proto::{
     ValidateRequest,
 };
 pub use reason::{Reason, ReasonClass};
-pub use session::{CacheState, CacheStatus, Standing};
+pub use shared::{CacheState, CacheStatus, Standing};
+
+/// Deprecated (issue #53): the core's flows are private to it. Drive the machines of
+/// [`flow`] (their answers carry what a shell needs: the lease's window, the activation),
+/// and take the slot's types from there ([`flow::Slot`], [`flow::Keep`], [`flow::Opened`],
+/// [`flow::LeaseMemo`]) or the crate's root ([`CacheState`], [`CacheStatus`], [`Standing`]).
+/// Kept, hidden, so that code written against 0.1 still builds; it goes at the next breaking
+/// release.
+#[doc(hidden)]
+#[deprecated(
+    since = "0.1.0",
+    note = "the core's flows are private (issue #53): drive the machines of `polar_license::flow`; \
+            its types are re-exported there and at the crate's root"
+)]
+pub mod session {
+    pub use crate::shared::*;
+}
+
+/// For the repository's tests and record forgers only: hidden, no part of the API.
+#[doc(hidden)]
+pub mod testing;
 pub use transport::{Transport, TransportError, TransportErrorKind};
 
 #[cfg(not(target_arch = "wasm32"))]

@@ -1,18 +1,26 @@
-//! The grace-aware flows shared by every face (the native `Licensing`, which the C ABI and the
-//! command line use, the wasm `AsyncLicensing`, and the npm package's engine): every decision
-//! between the store's IO and the network's, written once. Pure: no IO, no clock.
+//! The flows the machines of [`crate::flow`] fold with, private to the core (issue #53): every
+//! decision between a slot's bytes and Polar's answer, written once. Pure: no IO, no clock.
 //!
-//! A face's shell only moves bytes: it reads a key's `Slot` (the record and its ledger),
-//! `open`s them, asks this module what to do, sends what it is told, and stores what
-//! `seal` gives it, in order. A check runs in phases, so that no lock is held while Polar is
-//! asked (a hung server must not queue the other checks behind it):
+//! No shell calls these: a shell (the native blocking `Licensing` that the C ABI, the command
+//! line and the Tauri plugin use, the wasm `AsyncLicensing`, the npm package's engine) drives a
+//! machine ([`crate::flow::check::Check`], [`crate::flow::update::Update`]) and does the IO it
+//! wants; the machine calls this module:
 //!
-//! 1. under the slot's lock: `begin` answers from the cache (`Begin::Cached`, which must be
-//!    recorded first), refuses (`Begin::Done`), or asks (`Begin::Ask`);
-//! 2. without it: if another check of the key is asking Polar already, `while_asked` answers
-//!    from the cache at once when it can; otherwise the request is sent;
-//! 3. under the lock again, with the slot read anew: `finish` folds the answer into the
-//!    record as it is now.
+//! - opening a slot's bytes (`open`, `open_with_clock`; signed mode's `gate_lease`) and sealing
+//!   a record into it (`seal`, `cached_writes`);
+//! - a check's phases, so that no lock is held while Polar is asked: under the slot's lock
+//!   `begin` answers from the cache, refuses, or asks; without it `while_asked` answers from the
+//!   cache when another check of the key is asking; under the lock again, with the slot read
+//!   anew, `finish` folds the answer into the record as it is now;
+//! - what an update's answer makes of the record (`validated`, `activated`, `deactivated`)
+//!   and how its request is bound to this machine (`bound_validate`, `bound_activation`);
+//! - signed mode's hold on an online grant (`held`, `held_activation`, `fresh_grant`, the
+//!   lease kept with `with_lease`);
+//! - what `status` reports of an opened slot (`status`).
+//!
+//! The public way in (`polar_license::session`) is deprecated; the slot's types are re-exported
+//! by [`crate::flow`], and the repository's tests and forgers take what they need from the
+//! hidden `polar_license::testing`.
 
 use crate::cache::{self, MacKey, Untrusted};
 use crate::error::{Error, Verdict};
@@ -492,9 +500,15 @@ pub struct HeldLease {
     activation_id: Option<String>,
     conditions: Metadata,
     issued_at: i64,
+    window: LeaseWindow,
 }
 
 impl HeldLease {
+    /// Its window, as the record that stores it is gated by ([`gate_lease`]).
+    pub fn window(&self) -> &LeaseWindow {
+        &self.window
+    }
+
     /// When the relay issued it (its `iat`, the relay's clock: for a stored answer, when
     /// Polar gave it).
     pub fn issued_at(&self) -> i64 {
@@ -568,11 +582,17 @@ pub fn hold_lease<L: LicenseData>(
         Some(token) => match lease::verify_with(token, keys, &expect, now, tolerance, ed25519) {
             Ok(lease) => {
                 fresh(granted.nonce, lease.claims.nonce.as_deref())?;
+                let window = LeaseWindow {
+                    not_before: lease.claims.not_before.max(lease.claims.issued_at),
+                    expires_at: lease.claims.expires_at,
+                    kid: lease.kid.clone(),
+                };
                 return Ok(Some(HeldLease {
                     token: token.to_string(),
                     activation_id: granted.activation_id.map(str::to_string),
                     conditions: granted.conditions.clone(),
                     issued_at: lease.claims.issued_at,
+                    window,
                 }));
             }
             Err(why) => why,
@@ -767,11 +787,13 @@ pub fn held_activation<A: ActivationData>(
 
 /// Puts an online grant's lease into the record written after it, when the record's good
 /// verdict is that grant's (a validate of another question leaves the record's verdict, and
-/// its lease, as they were).
+/// its lease, as they were), and gates the record with it as [`gate_lease`] would once it is
+/// read again: the record's `lease_gate` is the slot's lease as the call leaves it.
 pub fn with_lease<L>(mut record: Record<L>, lease: Option<HeldLease>) -> Record<L> {
     if let (Some(good), Some(lease)) = (record.good.as_mut(), lease) {
         if good.activation_id == lease.activation_id && good.conditions == lease.conditions {
             good.lease = Some(lease.token);
+            record.lease_gate = LeaseGate::Signed(Some(lease.window));
         }
     }
     record

@@ -17,9 +17,9 @@
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
 use polar_license::flow::{Ctx, Given, Machine, Memo, Stored, Want};
+use polar_license::flow::{Keep, LeaseMemo, Slot};
 use polar_license::lease::{Builtin, RelayKeys};
 use polar_license::proto::{Api, Server};
-use polar_license::session::{Keep, LeaseMemo, Slot};
 use polar_license::{
     CheckOutcome, GracePolicy, HttpResponse, Key, Transport, UreqTransport, ValidateRequest,
     Verdict,

@@ -15,10 +15,10 @@
 
 use polar_license::cache;
 use polar_license::fingerprint::fingerprint_from;
+use polar_license::flow::Slot;
 use polar_license::grace::Source;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey};
 use polar_license::proto::{HttpRequest, HttpResponse, Operation};
-use polar_license::session::Slot;
 use polar_license::store::Store;
 use polar_license::{
     ActivateRequest, CacheState, FileStore, Key, Licensing, MachineBinding, Reason, Standing,

@@ -36,10 +36,10 @@
 use super::ctx::open_slot;
 pub use super::ctx::Ctx;
 pub use super::step::{Given, Want};
-use super::step::{Machine, Stored};
+use super::step::{Left, Machine, Stored};
 use crate::answers::{self, SchemaActivation, SchemaLicense};
 use crate::error::{Error, Verdict};
-use crate::grace::{ActivationData, CheckOutcome, CheckReport, LicenseData, Source};
+use crate::grace::{ActivationData, CheckOutcome, CheckReport, LeaseWindow, LicenseData, Source};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
@@ -47,7 +47,7 @@ use crate::proto::{
     parse_activate, parse_activate_for, parse_validate, parse_validate_for, Expect, HttpRequest,
     HttpResponse, Relayed, Stamp, ValidateRequest,
 };
-use crate::session::{self, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
+use crate::shared::{self as session, Asking, Begin, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -137,8 +137,9 @@ enum Purpose<L> {
     },
     /// The cache's answer while another check asks (phase 2): on a failure, ask as well.
     WhileAsked(CheckOutcome<L>),
-    /// The online answer folded in (phase 3): on a failure, a denial removes the record.
-    Finished { denied: bool },
+    /// The online answer folded in (phase 3): on a failure, a denial removes the record
+    /// (else the slot is left as it was: `before`).
+    Finished { denied: bool, before: Left },
 }
 
 #[derive(Debug, Clone)]
@@ -193,6 +194,8 @@ pub struct Check<L = ValidatedLicenseKey> {
     /// Signed mode: the nonce the request carries ([`Ctx::nonce`]); its grant's lease must
     /// carry the same.
     nonce: Option<String>,
+    /// The slot as the check leaves it so far (its report's lease and activation).
+    left: Left,
 }
 
 impl<L> std::fmt::Debug for Check<L> {
@@ -256,6 +259,7 @@ impl<L: Validated> Check<L> {
             misanswered: false,
             peeked: None,
             nonce: None,
+            left: Left::default(),
         };
         match slot {
             Ok(slot) => check.slot = Some(slot),
@@ -345,13 +349,35 @@ impl<L: Validated> Check<L> {
             .map(|online| (**online).as_ref().map(|(verdict, _)| verdict))
     }
 
-    /// The check's answer (`unverified` if it was asked before [`Want::Done`]).
+    /// Signed mode: the window of the lease the key's record holds as the check has left it
+    /// so far (what [`CheckReport::lease`] says once it is done).
+    pub fn lease(&self) -> Option<&LeaseWindow> {
+        self.left.lease.as_ref()
+    }
+
+    /// The activation the key's record remembers as the check has left it so far (what
+    /// [`CheckReport::activation_id`] says once it is done).
+    pub fn activation_id(&self) -> Option<&str> {
+        self.left.activation_id.as_deref()
+    }
+
+    /// The check's answer (`unverified` if it was asked before [`Want::Done`]), with the
+    /// slot's lease and activation as the check left it.
     pub fn report(self) -> CheckReport<L> {
-        self.report.unwrap_or_else(|| {
+        let Left {
+            lease,
+            activation_id,
+        } = self.left;
+        let report = self.report.unwrap_or_else(|| {
             CheckReport::of(CheckOutcome::Unverified(Error::Cache {
                 detail: "the check was not driven to its end".to_string(),
             }))
-        })
+        });
+        CheckReport {
+            lease,
+            activation_id,
+            ..report
+        }
     }
 
     /// Gives the check what happened in answer to its last [`Want`].
@@ -460,7 +486,10 @@ impl<L: Validated> Check<L> {
                 self.finish_unlearned(ctx, e);
                 State::Unlock(Next::Done)
             }
-            (State::Forget, Given::Removed) => State::Unlock(Next::Done),
+            (State::Forget, Given::Removed) => {
+                self.left = Left::default();
+                State::Unlock(Next::Done)
+            }
             (state @ State::Unusable(..), Given::Response(response)) => {
                 self.answered_unusable(ctx, &state, response);
                 State::Done
@@ -571,6 +600,7 @@ impl<L: Validated> Check<L> {
         let Some(opened) = self.open(ctx, stored) else {
             return Err(Box::new(State::Unlock(Next::Done)));
         };
+        self.left = Left::of(&opened);
         self.opened = Some(Arc::clone(&opened));
         let req = match session::check_request(
             &self.key,
@@ -720,17 +750,18 @@ impl<L: Validated> Check<L> {
             }
             // An answer that cannot be counted is not given: ask as well.
             (Purpose::WhileAsked(_), Err(_)) => State::Unlock(Next::Send),
-            (Purpose::Finished { denied }, Ok(())) => {
+            (Purpose::Finished { denied, before }, Ok(())) => {
                 if writes.is_empty() {
                     State::Unlock(Next::Done)
                 } else {
-                    State::Write(writes, Purpose::Finished { denied })
+                    State::Write(writes, Purpose::Finished { denied, before })
                 }
             }
-            (Purpose::Finished { denied }, Err(e)) => {
+            (Purpose::Finished { denied, before }, Err(e)) => {
                 if let Some(report) = self.report.as_mut() {
                     report.cache_error = Some(e);
                 }
+                self.left = before;
                 // A tombstone that cannot be written must not leave an old grant.
                 if denied {
                     State::Forget
@@ -743,9 +774,11 @@ impl<L: Validated> Check<L> {
 
     /// Phase 2 when another check of the key holds the mark: the slot read under its lock.
     fn while_asked(&mut self, ctx: &Ctx<'_, L>, stored: Stored) -> State<L> {
-        let (Some(opened), Some(asking), Some(slot)) =
-            (self.open(ctx, &stored), self.asking.as_deref(), self.slot())
-        else {
+        let Some(opened) = self.open(ctx, &stored) else {
+            return State::Unlock(Next::Send);
+        };
+        self.left = Left::of(&opened);
+        let (Some(asking), Some(slot)) = (self.asking.as_deref(), self.slot()) else {
             return State::Unlock(Next::Send);
         };
         match session::while_asked(&opened, asking, ctx.policy) {
@@ -822,11 +855,15 @@ impl<L: Validated> Check<L> {
             outcome: f.outcome,
             fallback: f.fallback,
             cache_error: self.cache_error.take(),
+            lease: None,
+            activation_id: None,
         });
+        self.left = Left::of(&current);
         let Some(record) = f.write else {
             return State::Unlock(Next::Done);
         };
         let record = session::with_lease(record, lease);
+        let before = std::mem::replace(&mut self.left, Left::written(&record));
         let denied = record.denied.is_some();
         let Some(slot) = self.slot() else {
             return State::Unlock(Next::Done);
@@ -835,7 +872,7 @@ impl<L: Validated> Check<L> {
             .into_iter()
             .map(|(name, bytes)| (name, bytes, Keep::Durable))
             .collect();
-        State::Write(writes, Purpose::Finished { denied })
+        State::Write(writes, Purpose::Finished { denied, before })
     }
 
     /// Phase 3 when the slot cannot be read again: the answer stands; the cache could not
@@ -861,6 +898,8 @@ impl<L: Validated> Check<L> {
             outcome: f.outcome,
             fallback: f.fallback,
             cache_error: Some(e),
+            lease: None,
+            activation_id: None,
         });
     }
 
@@ -890,6 +929,8 @@ impl<L: Validated> Check<L> {
                     fallback: None,
                     cache_error: Some(cache_error),
                     relayed: None,
+                    lease: None,
+                    activation_id: None,
                 });
                 self.state = State::Done;
             }
@@ -916,6 +957,8 @@ impl<L: Validated> Check<L> {
             fallback: None,
             cache_error: Some(cache_error),
             relayed,
+            lease: None,
+            activation_id: None,
         });
     }
 }
@@ -959,7 +1002,7 @@ fn from_cache<L>(outcome: &CheckOutcome<L>) -> bool {
 }
 
 /// Signed mode: an online grant stands only with a lease that verifies for it
-/// ([`session::held`]); the lease to store with it.
+/// (`session::held`); the lease to store with it.
 fn hold<L: LicenseData>(
     ctx: &Ctx<'_, L>,
     online: Online<L>,

@@ -6,7 +6,7 @@ use crate::key::Key;
 use crate::lease::{self, RelayKeys};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
-use crate::session::{self, LeaseMemo, Opened, Slot};
+use crate::shared::{self as session, LeaseMemo, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the

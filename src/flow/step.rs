@@ -5,9 +5,10 @@
 use super::ctx::Ctx;
 pub use super::memo::Stored;
 use crate::error::{Denial, Error, Verdict};
+use crate::grace::{LeaseWindow, Record};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::{HttpRequest, HttpResponse};
-use crate::session::{Keep, Slot};
+use crate::shared::{Keep, Opened, Slot};
 
 /// A machine a shell drives: it says what it wants, the shell does that IO and gives back what
 /// happened, until it wants nothing more ([`Want::Done`]); then the shell takes its answer.
@@ -104,6 +105,36 @@ impl Given {
             Given::Removed => "removed",
             Given::Response(_) => "response",
             Given::Verified => "verified",
+        }
+    }
+}
+
+/// The key's slot as a machine leaves it, for its report (so that no shell reads the cache
+/// again after a call): the lease the record holds, when it verifies (signed mode), and the
+/// activation it remembers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Left {
+    pub(crate) lease: Option<LeaseWindow>,
+    pub(crate) activation_id: Option<String>,
+}
+
+impl Left {
+    /// The slot as opened (its gated record, the activation even an untrusted one names).
+    pub(crate) fn of<L>(opened: &Opened<L>) -> Left {
+        Left {
+            lease: opened
+                .record
+                .as_ref()
+                .and_then(|r| r.lease_gate.window().cloned()),
+            activation_id: opened.remembered.as_ref().map(|a| a.id.clone()),
+        }
+    }
+
+    /// The slot once `record` is stored (gated as it will be read: `session::with_lease`).
+    pub(crate) fn written<L>(record: &Record<L>) -> Left {
+        Left {
+            lease: record.lease_gate.window().cloned(),
+            activation_id: record.activation.as_ref().map(|a| a.id.clone()),
         }
     }
 }

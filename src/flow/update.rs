@@ -4,14 +4,20 @@
 //!
 //! - **validate**: send the request; signed mode holds a grant to its lease; then, under the
 //!   slot's lock, the slot read anew and the answer folded into its record
-//!   ([`session::validated`]), a denial that cannot be stored removing the record. The answer
+//!   (`session::validated`), a denial that cannot be stored removing the record. The answer
 //!   stands whatever the cache does; an input refused before sending is the answer alone.
 //! - **activate**: the slot must be usable before a slot on Polar is taken; then the same as
-//!   validate ([`session::activated`]: a good activation is a verdict and starts the grace),
+//!   validate (`session::activated`: a good activation is a verdict and starts the grace),
 //!   with the lease for the activation just made.
 //! - **deactivate**: under the slot's lock for the whole call (the activation it names is the
-//!   record's), the target chosen ([`session::deactivation_target`]), the request sent, the
-//!   record told ([`session::deactivated`]), and whether it ends the remembered key.
+//!   record's), the target chosen (`session::deactivation_target`), the request sent, the
+//!   record told (`session::deactivated`), and whether it ends the remembered key. When
+//!   the slot cannot be had, an id given is deactivated online only ([`Update::deactivation`]).
+//!
+//! Each binds its request to this machine and checks its input from the context before any
+//! slot is opened ([`Update::validate`], [`Update::activation`], [`Update::deactivation`]),
+//! and its answer carries the slot as it leaves it (signed mode: the lease's window), so no
+//! shell reads the cache again after a call.
 //!
 //! A shell drives it with the same loop as a check ([`super::check`]): [`Update::want`],
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
@@ -19,9 +25,9 @@
 
 use super::check::Validated as License;
 use super::ctx::{open_slot, Ctx};
-use super::step::{Given, Machine, Stored, Want};
+use super::step::{Given, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
-use crate::grace::Record;
+use crate::grace::{LeaseWindow, Record};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
@@ -29,7 +35,7 @@ use crate::proto::{
     parse_deactivate, ActivateRequest, DeactivateRequest, Expect, HttpRequest, HttpResponse, Stamp,
     ValidateRequest,
 };
-use crate::session::{self, Granted, HeldLease, Keep, Opened, Slot};
+use crate::shared::{self as session, Granted, HeldLease, Keep, Opened, Slot};
 use std::collections::VecDeque;
 use std::sync::Arc;
 
@@ -86,6 +92,13 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// Signed mode: the nonce the request carries ([`Ctx::nonce`]); its grant's lease must
     /// carry the same.
     nonce: Option<String>,
+    /// The slot as the update leaves it so far (its answer's lease), and as it was before
+    /// the write being made (left so when the write fails).
+    left: Left,
+    before: Left,
+    /// A deactivate sent online only: why the slot could not be used (the record is not
+    /// told).
+    unusable: Option<Error>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -104,6 +117,9 @@ pub struct Validated<L = ValidatedLicenseKey> {
     pub online: Result<Verdict<L>, Error>,
     /// The cache could not learn it.
     pub cache_error: Option<Error>,
+    /// Signed mode: the window of the lease the key's record holds once the answer is
+    /// folded in, when it verifies (an addition: no shell reads the cache again for it).
+    pub lease: Option<LeaseWindow>,
 }
 
 /// What an activate came to: Polar's answer (or why there is none), and whether the key's
@@ -114,6 +130,20 @@ pub struct Activated<A = LicenseKeyActivationRead> {
     pub online: Result<Verdict<A>, Error>,
     /// The cache could not remember it.
     pub cache_error: Option<Error>,
+    /// Signed mode: the window of the lease the key's record holds once the answer is
+    /// folded in, when it verifies (an addition: no shell reads the cache again for it).
+    pub lease: Option<LeaseWindow>,
+}
+
+impl<A: crate::grace::ActivationData> Activated<A> {
+    /// When Polar activated but the cache could not remember it: the `cache_error` an
+    /// activate answers, naming the new activation id so nothing is lost (`None` otherwise).
+    pub fn unremembered(&self) -> Option<Error> {
+        match (&self.online, &self.cache_error) {
+            (Ok(Verdict::Accepted(read)), Some(e)) => Some(session::unremembered(read, e)),
+            _ => None,
+        }
+    }
 }
 
 /// What a deactivate came to.
@@ -125,17 +155,23 @@ pub struct Deactivated {
     pub ends_remembered_key: bool,
     /// The activation it was about (the one given, else the remembered one), once known.
     pub activation_id: Option<String>,
+    /// The slot could not be used, and the activation given was deactivated online only
+    /// ([`Update::deactivation`]): the answer is Polar's, and the cache was not told (an
+    /// addition).
+    pub cache_error: Option<Error>,
 }
 
 impl<L: License> Update<L> {
-    /// A validate of `req` as given (bound to this machine by the shell:
-    /// [`session::bound_validate`]), at the clock reading `now`.
+    /// A validate of `req`, bound to this machine (`session::bound_validate` with the
+    /// context's fingerprint: a request the shell bound already is the same), at the clock
+    /// reading `now`. A request refused as input opens no slot.
     pub fn validate(
         ctx: &Ctx<'_, L>,
         req: ValidateRequest,
         slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
         now: i64,
     ) -> Update<L> {
+        let req = session::bound_validate(&req, ctx.machine);
         let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
         let mut update = Update::new(key, now, Op::Validate { req, online: None });
         match &update.op {
@@ -154,9 +190,10 @@ impl<L: License> Update<L> {
         update
     }
 
-    /// An activate of `req` as given (bound to this machine by the shell:
-    /// [`session::bound_activation`]), at `now`. The slot is needed first: when it cannot be
-    /// had, nothing is sent (no slot on Polar is taken for an activation no one remembers).
+    /// An activate of `req` with its key and slot as the shell had them, at `now` (see
+    /// [`Update::activation`], which binds the request and opens the slot itself, in order).
+    /// The request is bound to this machine here too (a request the shell bound already is
+    /// the same).
     pub fn activate(
         ctx: &Ctx<'_, L>,
         req: ActivateRequest,
@@ -164,6 +201,10 @@ impl<L: License> Update<L> {
         slot: Result<Arc<Slot>, Error>,
         now: i64,
     ) -> Update<L> {
+        let req = match session::bound_activation(&req, ctx.machine) {
+            Ok((req, _)) => req,
+            Err(_) => req,
+        };
         let request = ctx.api.activate_request(&req);
         let mut update = Update::new(key, now, Op::Activate { req, online: None });
         match (request, slot) {
@@ -176,7 +217,82 @@ impl<L: License> Update<L> {
         update
     }
 
-    /// A deactivate of `activation_id`, or of the activation the record remembers.
+    /// An activate of `req` as every shell makes it, at `now`: bound to this machine (the
+    /// context's fingerprint among its conditions), its input checked (a key is required),
+    /// then the key's slot had (`slot`): a request refused as input opens no slot, and when
+    /// the slot cannot be had nothing is sent (no slot on Polar is taken for an activation
+    /// no one remembers).
+    pub fn activation(
+        ctx: &Ctx<'_, L>,
+        req: &ActivateRequest,
+        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
+        now: i64,
+    ) -> Update<L> {
+        let checked = session::bound_activation(req, ctx.machine)
+            .and_then(|(req, key)| ctx.api.activate_request(&req).map(|_| (req, key)));
+        match checked {
+            Ok((req, key)) => {
+                let slot = slot(&key);
+                Update::activate(ctx, req, key, slot, now)
+            }
+            Err(e) => {
+                let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
+                let op = Op::Activate {
+                    req: req.clone(),
+                    online: None,
+                };
+                let mut update = Update::new(key, now, op);
+                update.fail(e);
+                update
+            }
+        }
+    }
+
+    /// A deactivate as every shell makes it, at `now`: of `activation_id`, or of the
+    /// activation the record remembers. The key (and the id given) are checked as input
+    /// first, with no slot opened; then the key's slot is had (`slot`). When it cannot be (or
+    /// its bytes cannot be read), an explicit id is deactivated online only (it needs no cache: the answer is Polar's,
+    /// and [`Deactivated::cache_error`] says the cache was not told); with none given, the
+    /// slot's error is the answer.
+    pub fn deactivation(
+        ctx: &Ctx<'_, L>,
+        key: Key,
+        activation_id: Option<String>,
+        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
+        now: i64,
+    ) -> Update<L> {
+        let checked = match activation_id.as_deref() {
+            Some(id) => ctx
+                .api
+                .deactivate_request(&DeactivateRequest::new(key.clone(), id))
+                .map(Some),
+            None => crate::metadata::check_key(key.expose()).map(|()| None),
+        };
+        let http = match checked {
+            Ok(http) => http,
+            Err(e) => return Update::deactivate(key, activation_id, Err(e), now),
+        };
+        match (slot(&key), http) {
+            (Err(e), Some(http)) => {
+                let op = Op::Deactivate {
+                    id: activation_id.clone(),
+                    given: activation_id,
+                    online: None,
+                    ends_remembered: false,
+                };
+                let mut update = Update::new(key, now, op);
+                update.unusable = Some(e);
+                update.request = Some(http);
+                update.phase = Phase::Send;
+                update
+            }
+            (slot, _) => Update::deactivate(key, activation_id, slot, now),
+        }
+    }
+
+    /// A deactivate of `activation_id`, or of the activation the record remembers, in `slot`
+    /// as the shell had it (see [`Update::deactivation`], which checks the input first and
+    /// deactivates a given id online only when the slot cannot be had).
     pub fn deactivate(
         key: Key,
         activation_id: Option<String>,
@@ -216,6 +332,9 @@ impl<L: License> Update<L> {
             misanswered: false,
             verifying: None,
             nonce: None,
+            left: Left::default(),
+            before: Left::default(),
+            unusable: None,
         }
     }
 
@@ -329,7 +448,18 @@ impl<L: License> Update<L> {
             }
             (Phase::Read, Given::Read(Ok(stored))) => self.fold(ctx, stored),
             (Phase::Read, Given::Read(Err(e))) => {
-                self.unlearned(e);
+                // A slot that cannot be read: an explicit id is deactivated online only (once
+                // the lock is released), as when the slot cannot be had.
+                match self.online_only(ctx) {
+                    Some(http) => {
+                        self.unusable = Some(e);
+                        self.request = Some(http);
+                        if let Op::Deactivate { given, id, .. } = &mut self.op {
+                            id.clone_from(given);
+                        }
+                    }
+                    None => self.unlearned(e),
+                }
                 Phase::Unlock
             }
             (Phase::Write(mut writes, forget), Given::Written(Ok(()))) => {
@@ -342,13 +472,18 @@ impl<L: License> Update<L> {
             }
             (Phase::Write(_, forget), Given::Written(Err(e))) => {
                 self.unlearned(e);
+                self.left = std::mem::take(&mut self.before);
                 if forget {
                     Phase::Forget
                 } else {
                     Phase::Unlock
                 }
             }
-            (Phase::Forget, Given::Removed) => Phase::Unlock,
+            (Phase::Forget, Given::Removed) => {
+                self.left = Left::default();
+                Phase::Unlock
+            }
+            (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
             (Phase::Unlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
@@ -366,6 +501,22 @@ impl<L: License> Update<L> {
                 }
             }
         };
+    }
+
+    /// A deactivate of an explicit id, not sent yet: its request, to send online only (the
+    /// slot could not be read). `None` for anything else.
+    fn online_only(&self, ctx: &Ctx<'_, L>) -> Option<HttpRequest> {
+        match &self.op {
+            Op::Deactivate {
+                given: Some(id),
+                online: None,
+                ..
+            } if self.request.is_none() => ctx
+                .api
+                .deactivate_request(&DeactivateRequest::new(self.key.clone(), id.as_str()))
+                .ok(),
+            _ => None,
+        }
     }
 
     /// The record could not learn the answer.
@@ -431,7 +582,13 @@ impl<L: License> Update<L> {
                 ..
             } => {
                 let answer = response.and_then(|r| parse_deactivate(&r));
-                let (Some(opened), Ok(slot)) = (self.opened.take(), self.slot.as_ref()) else {
+                if self.unusable.is_some() {
+                    // Sent online only: no lock is held, no record is told.
+                    *online = Some(answer);
+                    return Phase::Done;
+                }
+                let slot = self.slot.as_ref().map(Arc::clone);
+                let (Some(opened), Ok(slot)) = (self.opened.take(), slot) else {
                     *online = Some(answer);
                     return Phase::Unlock;
                 };
@@ -444,7 +601,7 @@ impl<L: License> Update<L> {
                 };
                 *online = Some(answer);
                 match record {
-                    Some(record) => writes(&opened, record, slot),
+                    Some(record) => self.writes(&opened, record, &slot),
                     None => Phase::Unlock,
                 }
             }
@@ -459,6 +616,7 @@ impl<L: License> Update<L> {
             return Phase::Unlock;
         };
         let opened = open_slot(ctx, &slot, &self.key, &stored);
+        self.left = Left::of(&opened);
         let org = ctx.api.organization_id();
         let now = self.now;
         let current = opened.record.as_ref();
@@ -510,7 +668,17 @@ impl<L: License> Update<L> {
         let Some(record) = record.map(|r| session::with_lease(r, self.lease.clone())) else {
             return Phase::Unlock;
         };
-        writes(&opened, record, &slot)
+        self.writes(&opened, record, &slot)
+    }
+
+    /// The writes that store `record`, in order; a denial that cannot be stored removes the
+    /// record (a tombstone that cannot be written must not leave an old grant). The slot is
+    /// left with it once they are done.
+    fn writes(&mut self, opened: &Opened<L>, record: Record<L>, slot: &Slot) -> Phase {
+        self.before = std::mem::replace(&mut self.left, Left::written(&record));
+        let forget = record.denied.is_some();
+        let writes = session::seal(opened, record, slot).into_iter().collect();
+        Phase::Write(writes, forget)
     }
 
     /// What a validate came to ([`Update::validate`]).
@@ -519,10 +687,12 @@ impl<L: License> Update<L> {
             Op::Validate { online, .. } => Validated {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
                 cache_error: self.cache_error,
+                lease: self.left.lease,
             },
             _ => Validated {
                 online: Err(undriven()),
                 cache_error: None,
+                lease: None,
             },
         }
     }
@@ -533,10 +703,12 @@ impl<L: License> Update<L> {
             Op::Activate { online, .. } => Activated {
                 online: online.map_or_else(|| Err(undriven()), |a| a.map(|(v, _)| v)),
                 cache_error: self.cache_error,
+                lease: self.left.lease,
             },
             _ => Activated {
                 online: Err(undriven()),
                 cache_error: None,
+                lease: None,
             },
         }
     }
@@ -555,6 +727,7 @@ impl<L: License> Update<L> {
                 answer: Err(undriven()),
                 ends_remembered_key: false,
                 activation_id: None,
+                cache_error: None,
             };
         };
         match (self.cache_error, online) {
@@ -562,11 +735,13 @@ impl<L: License> Update<L> {
                 answer: Err(e),
                 ends_remembered_key: false,
                 activation_id: id,
+                cache_error: None,
             },
             (None, online) => Deactivated {
                 answer: online.unwrap_or_else(|| Err(undriven())),
                 ends_remembered_key: ends_remembered,
                 activation_id: id,
+                cache_error: self.unusable,
             },
         }
     }
@@ -578,9 +753,7 @@ fn undriven() -> Error {
     }
 }
 
-/// The writes that store `record`, in order; a denial that cannot be stored removes the record
-/// (a tombstone that cannot be written must not leave an old grant).
-/// [`session::fresh_grant`] in place: the answer refused as a replay or dated from its lease;
+/// `session::fresh_grant` in place: the answer refused as a replay or dated from its lease;
 /// the lease kept (the fold may run again once a lease is verified: the same again).
 fn fresh<T, L: License>(
     record: Option<&Record<L>>,
@@ -592,12 +765,6 @@ fn fresh<T, L: License>(
     let (answer, lease) = session::fresh_grant(record, answer, lease, policy);
     *online = answer;
     lease
-}
-
-fn writes<L: License>(opened: &Opened<L>, record: Record<L>, slot: &Slot) -> Phase {
-    let forget = record.denied.is_some();
-    let writes = session::seal(opened, record, slot).into_iter().collect();
-    Phase::Write(writes, forget)
 }
 
 impl<L: License> Machine<L> for Update<L> {

@@ -10,10 +10,10 @@
 //!
 //! Every call reads the store and takes its lock only around reading and writing: a check
 //! never holds the lock while Polar is asked, so the other threads and processes checking the
-//! key answer from the cache meanwhile (see [`crate::session`] for the phases).
+//! key answer from the cache meanwhile (the check machine's phases: [`crate::flow::check`]).
 
 use super::blocking::Blocking;
-use super::client::{BlockingClient, ClientBuilder, Leased};
+use super::client::{BlockingClient, ClientBuilder};
 use super::store::{FileStore, MemoryStore, SlotLock, Store};
 use super::transport::{ProxySetting, TlsRoots};
 // Re-exported here too: `polar_license::licensing::{system_clock, Clock}` is where they were.
@@ -22,14 +22,14 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
-use crate::grace::{CheckOutcome, CheckReport, GracePolicy, Record};
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
 use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
-use crate::proto::{ActivateRequest, Stamp, ValidateRequest};
-use crate::session::{self, CacheStatus, Keep, Opened, Slot};
+use crate::proto::{ActivateRequest, ValidateRequest};
+use crate::shared::{self as session, CacheStatus, Keep, Opened, Slot};
 use crate::transport::Transport;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -418,26 +418,6 @@ impl Licensing {
         Ok(self.identity.get_or_init(|| identity))
     }
 
-    /// Signed mode: an activation stands only with a lease that verifies for it
-    /// ([`session::held_activation`]); the lease to store with it.
-    fn held_activation(
-        &self,
-        online: Result<Leased<LicenseKeyActivationRead>, Error>,
-        req: &ActivateRequest,
-        key: &Key,
-        now: i64,
-    ) -> session::Held<LicenseKeyActivationRead> {
-        session::held_activation(self.signing(), online, self.org(), req, key, None, now)
-    }
-
-    fn signing(&self) -> session::Signing<'_> {
-        session::Signing {
-            keys: &self.relay_keys,
-            policy: &self.policy,
-            ed25519: &crate::lease::Builtin,
-        }
-    }
-
     fn org(&self) -> &str {
         self.client.api().organization_id()
     }
@@ -478,51 +458,6 @@ impl Licensing {
         Ok((stored, opened))
     }
 
-    /// Stores `record` (and its ledger), in order, durably; the record's bytes.
-    fn save(&self, slot: &Slot, opened: &Opened, record: Record) -> Result<Vec<u8>, Error> {
-        self.save_with(slot, opened, record, false)
-    }
-
-    fn save_with(
-        &self,
-        slot: &Slot,
-        opened: &Opened,
-        record: Record,
-        last_may_revert: bool,
-    ) -> Result<Vec<u8>, Error> {
-        let mut written = Vec::new();
-        let writes = session::seal(opened, record, slot);
-        let count = writes.len();
-        for (i, (name, bytes)) in writes.into_iter().enumerate() {
-            if last_may_revert && i + 1 == count {
-                self.store.save_revertible(&name, &bytes)?;
-            } else {
-                self.store.save(&name, &bytes)?;
-            }
-            if name == slot.name {
-                written = bytes;
-            }
-        }
-        Ok(written)
-    }
-
-    /// Stores an answer's record; when that fails and the record carries a denial, removes
-    /// the stored record (a tombstone that cannot be written must not leave an old grant).
-    fn save_or_forget(
-        &self,
-        slot: &Slot,
-        opened: &Opened,
-        record: Record,
-    ) -> Result<Vec<u8>, Error> {
-        let must_not_grant = record.denied.is_some();
-        self.save(slot, opened, record).inspect_err(|_| {
-            if must_not_grant {
-                // If even this fails, the store is broken and the next read fails too.
-                let _ = self.store.remove(&slot.name);
-            }
-        })
-    }
-
     /// Activates `req.key` on this machine and remembers the activation, so later
     /// [`check`](Licensing::check)s validate it. The machine fingerprint is added to the
     /// conditions (as `machine_fingerprint`) unless binding is off.
@@ -555,62 +490,40 @@ impl Licensing {
         Result<Verdict<LicenseKeyActivationRead>, Error>,
         Option<Error>,
     ) {
-        let prepared = self.identity().and_then(|identity| {
-            let (req, key) = session::bound_activation(req, identity.machine.as_deref())?;
-            // Input refused before the cache is opened (a bad input takes no slot either way).
-            self.client.api().activate_request(&req)?;
-            let slot = self.slot(&key)?;
-            Ok((req, key, slot))
-        });
-        let (req, key, slot) = match prepared {
-            Ok(prepared) => prepared,
-            Err(e) => return (Err(e), None),
-        };
-        let now = (self.clock)();
-        let mut update = Update::activate(&self.ctx(), req, key.clone(), Ok(slot), now);
-        self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let activated = update.activated();
-        let verdict = match activated.online {
-            Ok(verdict) => verdict,
-            Err(e) => return (Err(e), None),
-        };
-        let written = activated.cache_error.map_or(Ok(()), Err);
-        let written = match &verdict {
-            Verdict::Accepted(_) if self.remember_keys => {
-                written.and_then(|()| self.remember_key(key.clone()))
-            }
-            _ => written,
-        };
-        match (&verdict, written) {
-            (Verdict::Accepted(_), Err(e)) => (Ok(verdict), Some(e)),
-            _ => (Ok(verdict), None),
-        }
+        let activated = self.activate_update(req);
+        (activated.online, activated.cache_error)
     }
 
-    /// Folds an activate answer into the key's record (see [`session::activated`]), with
-    /// the lease that came with it.
-    fn store_activation(
-        &self,
-        slot: &Slot,
-        req: &ActivateRequest,
-        key: &Key,
-        now: i64,
-        online: &mut Result<(Verdict<LicenseKeyActivationRead>, Stamp), Error>,
-        lease: Option<session::HeldLease>,
-    ) -> Result<(), Error> {
-        let _lock = self.store.lock(&slot.name)?;
-        let (_, opened) = self.open(slot, key)?;
-        // Whatever the transport: a lease older than the stored lease or denial is a replay
-        // (an old response installed again), refused with the record kept.
-        let answer = std::mem::replace(online, Err(Error::NotYetVerified));
-        let (answer, lease) =
-            session::fresh_grant(opened.record.as_ref(), answer, lease, &self.policy);
-        *online = answer;
-        let record = session::activated(&opened, self.org(), req, key, now, &self.policy, online);
-        match record.map(|r| session::with_lease(r, lease)) {
-            Some(record) => self.save_or_forget(slot, &opened, record).map(drop),
-            None => Ok(()),
+    /// [`Licensing::activate_report`] with the lease the key's record holds after it (signed
+    /// mode: [`flow::update::Activated::lease`]), as the activate machine answers it: the
+    /// request bound to this machine and checked, the cache opened, then Polar asked
+    /// ([`Update::activation`]); a good activation remembers the key when remembering is on
+    /// (when that fails, it is the `cache_error`).
+    pub fn activate_update(&self, req: &ActivateRequest) -> flow::update::Activated {
+        if let Err(e) = self.identity() {
+            return flow::update::Activated {
+                online: Err(e),
+                cache_error: None,
+                lease: None,
+            };
         }
+        let now = (self.clock)();
+        let mut remembered = None;
+        let slot = |key: &Key| {
+            remembered = Some(key.clone());
+            self.slot(key)
+        };
+        let mut update = Update::activation(&self.ctx(), req, slot, now);
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        let mut activated = update.activated();
+        if let (Ok(Verdict::Accepted(_)), None, Some(key)) =
+            (&activated.online, &activated.cache_error, remembered)
+        {
+            if self.remember_keys {
+                activated.cache_error = self.remember_key(key).err();
+            }
+        }
+        activated
     }
 
     /// Air-gapped activation, step 1, on the machine with no network: the request line of
@@ -632,6 +545,64 @@ impl Licensing {
     /// ends, with no network. A damaged line, another machine's, or one without a lease that
     /// verifies stores nothing.
     pub fn lease_install(&self, line: &str) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
+        let installed = self.lease_install_update(line);
+        match (installed.online, installed.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) => Err(e),
+            (online, _) => online,
+        }
+    }
+
+    /// [`Licensing::lease_install`] as the activate machine answers it, with the lease the
+    /// key's record holds after it ([`flow::update::Activated::lease`]): the line's answer is
+    /// given to the machine as Polar's answer to the activate the request line asked for,
+    /// and folded as an online activate is (its lease held to the activation, a replay
+    /// refused, the record written under the slot's lock). A store that fails is the
+    /// `cache_error`; a denial in the line is the answer, and nothing is stored for it.
+    pub fn lease_install_update(&self, line: &str) -> flow::update::Activated {
+        let answered = |online| flow::update::Activated {
+            online,
+            cache_error: None,
+            lease: None,
+        };
+        let (req, answer) = match self.installed(line) {
+            Ok(Ok(installed)) => installed,
+            Ok(Err(denied)) => return answered(Ok(denied)),
+            Err(e) => return answered(Err(e)),
+        };
+        let now = (self.clock)();
+        // No request is sent: the answer is the line's, which carries no nonce.
+        let ctx = flow::Ctx {
+            random: None,
+            ..self.ctx()
+        };
+        let mut update = Update::activation(&ctx, &req, |key| self.slot(key), now);
+        let mut answer = Some(answer);
+        let line_answer = |_: &crate::proto::HttpRequest| {
+            answer.take().ok_or_else(|| Error::Protocol {
+                status: None,
+                detail: "the activation response line was given once already".to_string(),
+            })
+        };
+        self.drive_with(
+            &ctx,
+            &mut update,
+            &mut Held::default(),
+            |_| false,
+            line_answer,
+        );
+        update.activated()
+    }
+
+    /// The activate request a response line answers, and its answer with the lease among its
+    /// headers (as a relay sends it); or the line's denial (nothing is stored for it).
+    #[allow(clippy::type_complexity)]
+    fn installed(
+        &self,
+        line: &str,
+    ) -> Result<
+        Result<(ActivateRequest, crate::proto::HttpResponse), Verdict<LicenseKeyActivationRead>>,
+        Error,
+    > {
         if self.relay_keys.is_empty() {
             return Err(Error::invalid(
                 "relay_keys",
@@ -655,24 +626,18 @@ impl Licensing {
         }
         let key = match crate::proto::parse_activate(&response.answer)? {
             Verdict::Accepted(read) => read.license_key.key.clone(),
-            Verdict::Denied(denial) => return Ok(Verdict::Denied(denial)),
+            Verdict::Denied(denial) => return Ok(Err(Verdict::Denied(denial))),
         };
         let req = ActivateRequest {
-            key: Some(key.clone()),
+            key: Some(key),
             label: response.label.clone(),
             conditions: response.conditions.clone(),
             meta: crate::metadata::Metadata::new(),
         };
-        let now = (self.clock)();
-        let answer = match crate::proto::Expect::activate(self.org(), &req, now) {
-            Some(expect) => crate::proto::parse_activate_for(&response.answer, &expect)?,
-            None => return Err(Error::invalid("response", "is not for this organization")),
-        };
-        let online = Ok(((answer, Stamp::default()), Some(response.lease)));
-        let (mut online, lease) = self.held_activation(online, &req, &key, now);
-        let slot = self.slot(&key)?;
-        self.store_activation(&slot, &req, &key, now, &mut online, lease)?;
-        online.map(|(verdict, _)| verdict)
+        if crate::proto::Expect::activate(self.org(), &req, (self.clock)()).is_none() {
+            return Err(Error::invalid("response", "is not for this organization"));
+        }
+        Ok(Ok((req, crate::airgap::leased_answer(response))))
     }
 
     /// Validates online once, with no cache answer (Polar's `validate`): the request as given,
@@ -691,20 +656,26 @@ impl Licensing {
         &self,
         req: &ValidateRequest,
     ) -> (Result<Verdict<ValidatedLicenseKey>, Error>, Option<Error>) {
-        if req.key.is_none() {
-            return (Err(Error::invalid("key", "is required")), None);
-        }
-        let machine = match self.identity() {
-            Ok(identity) => identity.machine.clone(),
-            Err(e) if req.activation_id.is_some() => return (Err(e), None),
-            Err(_) => None,
-        };
-        let req = session::bound_validate(req, machine.as_deref());
-        let now = (self.clock)();
-        let mut update = Update::validate(&self.ctx(), req, |key| self.slot(key), now);
-        self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let validated = update.validated();
+        let validated = self.validate_update(req);
         (validated.online, validated.cache_error)
+    }
+
+    /// [`Licensing::validate_report`] with the lease the key's record holds after it (signed
+    /// mode: [`flow::update::Validated::lease`]), as the validate machine answers it (the
+    /// request bound to this machine and checked there: [`Update::validate`]).
+    pub fn validate_update(&self, req: &ValidateRequest) -> flow::update::Validated {
+        // An activation named needs this machine's identity (its fingerprint is sent).
+        if let (Err(e), Some(_), Some(_)) = (self.identity(), &req.key, &req.activation_id) {
+            return flow::update::Validated {
+                online: Err(e),
+                cache_error: None,
+                lease: None,
+            };
+        }
+        let now = (self.clock)();
+        let mut update = Update::validate(&self.ctx(), req.clone(), |key| self.slot(key), now);
+        self.drive_machine(&mut update, &mut Held::default(), |_| false);
+        update.validated()
     }
 
     /// The grace-aware verdict for `key`: validates the remembered activation (if any) with
@@ -780,6 +751,20 @@ impl Licensing {
         pause: impl Fn(&M) -> bool,
     ) {
         let ctx = self.ctx();
+        let send = |request: &crate::proto::HttpRequest| self.client.send(request);
+        self.drive_with(&ctx, machine, held, pause, send);
+    }
+
+    /// [`Licensing::drive_machine`] with its context and its way of sending a request (the
+    /// air gap's answer is a line's, never sent).
+    fn drive_with<M: Machine>(
+        &self,
+        ctx: &flow::Ctx<'_>,
+        machine: &mut M,
+        held: &mut Held,
+        pause: impl Fn(&M) -> bool,
+        mut send: impl FnMut(&crate::proto::HttpRequest) -> Result<crate::proto::HttpResponse, Error>,
+    ) {
         let check = machine;
         loop {
             if pause(check) {
@@ -816,13 +801,13 @@ impl Licensing {
                 }
                 Want::Send(request) => {
                     sent = Some(Instant::now());
-                    Given::Response(self.client.send(request))
+                    Given::Response(send(request))
                 }
                 // The core's verifier answers at once: never wanted here.
                 Want::Verify => Given::Verified,
                 Want::Done => return,
             };
-            check.give(&ctx, given);
+            check.give(ctx, given);
             if let (Some(started), Some((operation, answer))) = (sent, check.heard()) {
                 super::events::heard(operation, Some(check.key()), started, answer);
             }
@@ -870,6 +855,12 @@ impl Licensing {
         let Some(immediate) = check.pending(&self.ctx()) else {
             return (check.report(), None);
         };
+        // The slot as phase 1 left it: its lease and activation.
+        let immediate = CheckReport {
+            lease: check.lease().cloned(),
+            activation_id: check.activation_id().map(str::to_string),
+            ..CheckReport::of(immediate)
+        };
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
@@ -880,7 +871,7 @@ impl Licensing {
                 on_fresh(fresh)
             });
         match handle {
-            Ok(handle) => (CheckReport::of(immediate), Some(handle)),
+            Ok(handle) => (immediate, Some(handle)),
             Err(e) => (
                 CheckReport::of(CheckOutcome::Unverified(Error::Offline {
                     timeout: false,
@@ -961,25 +952,39 @@ impl Licensing {
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
     /// With neither, `invalid_input` (field `activation_id`).
+    ///
+    /// An explicit id needs no cache: when the key's slot cannot be had, it is deactivated
+    /// online only ([`Licensing::deactivate_update`] says the cache was not told).
     pub fn deactivate(
         &self,
         key: impl Into<Key>,
         activation_id: Option<&str>,
     ) -> Result<Verdict<()>, Error> {
+        self.deactivate_update(key, activation_id).answer
+    }
+
+    /// [`Licensing::deactivate`] as the deactivate machine answers it
+    /// ([`Update::deactivation`]): with the activation it was about (the one given, else the
+    /// remembered one), and whether the cache could not be told (an explicit id deactivated
+    /// online only).
+    pub fn deactivate_update(
+        &self,
+        key: impl Into<Key>,
+        activation_id: Option<&str>,
+    ) -> flow::update::Deactivated {
         let key = key.into();
-        let slot = self.slot(&key);
         let now = (self.clock)();
         let id = activation_id.map(str::to_string);
-        let mut update = Update::deactivate(key.clone(), id, slot, now);
+        let slot = |key: &Key| self.slot(key);
+        let mut update = Update::deactivation(&self.ctx(), key.clone(), id, slot, now);
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
         let deactivated = update.deactivated();
-        let verdict = deactivated.answer?;
-        if self.remember_keys && deactivated.ends_remembered_key {
+        if deactivated.answer.is_ok() && self.remember_keys && deactivated.ends_remembered_key {
             // The slot is freed whatever happens here: an error now would read as a failed
             // deactivation. A key left behind is only remembered (forget_key removes it).
             let _ = self.forget_remembered(&key);
         }
-        Ok(verdict)
+        deactivated
     }
 
     /// Recovers from fingerprint drift (new hardware, reinstalled OS): deactivates the

@@ -63,7 +63,7 @@ pub trait Store: Send + Sync {
     }
     /// Replaces the bytes in `slot` with no promise at all about a crash or a power cut:
     /// afterwards the slot may hold the old bytes, the new ones, a mix or nothing. The core
-    /// uses it for clock notes only ([`crate::session::Keep::Volatile`]), which it refuses
+    /// uses it for clock notes only ([`crate::flow::Keep::Volatile`]), which it refuses
     /// when they are torn; a reader holding the slot's lock sees the new bytes whole. The
     /// default is [`Store::save`].
     fn save_volatile(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {

@@ -28,7 +28,7 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::session::{self, CacheStatus, Opened, Slot};
+use crate::shared::{self as session, CacheStatus, Opened, Slot};
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::{JsCast, JsValue};
@@ -352,11 +352,10 @@ impl AsyncLicensing {
             .key
             .clone()
             .ok_or_else(|| Error::invalid("key", "is required"))?;
-        let req = session::bound_validate(req, self.machine.as_deref());
         let slot = self.slot(&key).await.map(Arc::new);
         // The answer stands whatever the storage does (a denial that cannot be written
-        // removes the record).
-        let mut update = Update::validate(&self.ctx(), req, |_| slot, (self.clock)());
+        // removes the record). The machine binds the request to this machine.
+        let mut update = Update::validate(&self.ctx(), req.clone(), |_| slot, (self.clock)());
         self.drive(&mut update).await;
         update.validated().online
     }

@@ -19,7 +19,7 @@
 //! sealed over the same inputs, the server's origin among them), stored as text under
 //! `polar-license.<slot>`, with its ledger ([`crate::cache::encode_ledger`]) under
 //! `polar-license.<slot>-seq`; the per-install secret lives beside them under
-//! `polar-license.install-secret` (64 hex digits). It drives the same `crate::session` phases
+//! `polar-license.install-secret` (64 hex digits). It drives the same `crate::flow` machines
 //! as the native `Licensing`: no lock is held while Polar is asked, and a check of a key being
 //! asked answers from the cache at once when it can.
 //!
@@ -45,7 +45,7 @@ mod licensing;
 mod store;
 mod transport;
 
-pub use crate::session::{CacheState, CacheStatus};
+pub use crate::shared::{CacheState, CacheStatus};
 pub use client::{AsyncClient, AsyncClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 pub use js::{date_now, LocalFuture};
 pub use licensing::{AsyncLicensing, AsyncLicensingBuilder, Clock, SECRET_NAME, STORAGE_PREFIX};

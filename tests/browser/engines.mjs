@@ -76,7 +76,8 @@ async function driven(page, url, wait, close) {
     problems,
     waitFor: (fn, arg, timeout = TIMEOUT) => waited('waitFor', () => wait(fn, arg, timeout), bodyText),
     evaluate: (fn, arg) => page.evaluate(fn, arg),
-    screenshot: (path) => page.screenshot({ path }),
+    // `options`: playwright's and puppeteer's (a `clip`); WebKit's driver takes none.
+    screenshot: (path, options = {}) => page.screenshot({ path, ...options }),
     close,
   };
 }

@@ -22,7 +22,9 @@ test('the exports map gives node the ESM node build and require the CJS loader',
   assert.equal(manifest.exports['.'].default, './browser.js');
   assert.equal(manifest.exports['.'].browser, './browser.js');
   assert.equal(manifest.type, 'module');
-  assert.equal(manifest.sideEffects, false);
+  // Every module is free of side effects but polar-license/ui, which defines its custom element
+  // when imported (`import 'polar-license/ui'` must not be dropped by a bundler).
+  assert.deepEqual(manifest.sideEffects, ['./ui.js']);
   assert.equal(manifest.engines.node, '>=18');
 });
 
@@ -65,6 +67,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'relay-workerd.js',
     'relay.d.ts',
     'relay.js',
+    'ui.d.ts',
+    'ui.js',
     'workerd.js',
   ]);
 });

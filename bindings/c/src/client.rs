@@ -9,12 +9,11 @@ use super::request::polar_license_request;
 use super::result::polar_license_result;
 use super::strings::{str_arg, to_cstring, StrError};
 use polar_license::error::{Error, Verdict};
-use polar_license::grace::{CheckOutcome, CheckReport, LeaseWindow, Source};
+use polar_license::grace::{CheckOutcome, CheckReport, Source};
 use polar_license::key::Key;
 use polar_license::licensing::{system_clock, Licensing, MachineBinding};
 use polar_license::metadata::check_key;
-use polar_license::proto::{ActivateRequest, DeactivateRequest, ValidateRequest};
-use polar_license::session::{self, CacheState};
+use polar_license::proto::{ActivateRequest, ValidateRequest};
 use std::cell::Cell;
 use std::collections::HashMap;
 use std::ffi::{c_char, c_void, CString};
@@ -28,8 +27,6 @@ use std::sync::{Mutex, MutexGuard};
 /// kept per thread (each thread reads its own).
 pub struct polar_license_client {
     licensing: Licensing,
-    /// Signed mode: the client holds relay keys (then results carry the stored lease).
-    signed: bool,
     fingerprint: CString,
     errors: Mutex<HashMap<u64, CString>>,
 }
@@ -72,13 +69,6 @@ impl polar_license_client {
     fn fail(&self, status: polar_license_status, message: &str) -> polar_license_status {
         self.errors().insert(thread_key(), to_cstring(message));
         status
-    }
-
-    /// The key's stored lease that verifies, for the result of a call about `key` (read
-    /// after the call; none when not in signed mode, for a key every request refuses, or when
-    /// the cache cannot be read).
-    fn stored_lease(&self, key: &str) -> Option<LeaseWindow> {
-        stored_lease(&self.licensing, self.signed, key)
     }
 
     /// Writes `result` to `*out` (checked not NULL by the caller) and returns OK.
@@ -189,7 +179,6 @@ pub extern "C" fn polar_license_client_new(
             Ok(keys) => keys,
             Err(e) => return config.fail(status_of(&e), &e.to_string()),
         };
-        let signed = !relay_keys.is_empty();
         let mut builder = Licensing::builder(org)
             .server(config.server.clone())
             .proxy(config.proxy.clone())
@@ -223,7 +212,6 @@ pub extern "C" fn polar_license_client_new(
                 let fingerprint = to_cstring(licensing.machine_fingerprint().unwrap_or_default());
                 let client = polar_license_client {
                     licensing,
-                    signed,
                     fingerprint,
                     errors: Mutex::new(HashMap::new()),
                 };
@@ -340,9 +328,14 @@ pub extern "C" fn polar_license_client_validate(
         // Through the grace-aware face: this machine's fingerprint is sent when an activation
         // is named (the conditions activate stored), and the answer updates the key's record
         // (one truth per key); when the record could not be updated, the result says so.
-        let (answer, cache_error) = match unused_fields(req, false) {
-            Ok(()) => client.licensing.validate_report(&validate_request(req)),
-            Err(e) => (Err(e), None),
+        // The result carries the lease the record holds after it (signed mode), as the
+        // validate machine answers it: the cache is not read again.
+        let (answer, cache_error, lease) = match unused_fields(req, false) {
+            Ok(()) => {
+                let validated = client.licensing.validate_update(&validate_request(req));
+                (validated.online, validated.cache_error, validated.lease)
+            }
+            Err(e) => (Err(e), None, None),
         };
         let (mut result, verdict) = match answer {
             Ok(Verdict::Accepted(v)) => {
@@ -367,7 +360,7 @@ pub extern "C" fn polar_license_client_validate(
         result.set_verdict(verdict);
         result.set_cache_error(cache_error.as_ref());
         result.default_activation_id(requested);
-        result.set_lease(client.stored_lease(&req.key).as_ref());
+        result.set_lease(lease.as_ref());
         result
     })
 }
@@ -398,16 +391,21 @@ pub extern "C" fn polar_license_client_activate(
         // Fields activate ignores first; Licensing::activate then checks the request and opens
         // the cache before it takes a slot (none is taken that the cache would then forget),
         // and stores the answer as a verdict.
-        let (answer, unremembered) = match unused_fields(req, true) {
-            Ok(()) => licensing.activate_report(&activate),
-            Err(e) => (Err(e), None),
+        let activated = match unused_fields(req, true) {
+            Ok(()) => licensing.activate_update(&activate),
+            Err(e) => polar_license::flow::update::Activated {
+                online: Err(e),
+                cache_error: None,
+                lease: None,
+            },
         };
-        let mut result = match (answer, unremembered) {
-            (Ok(Verdict::Accepted(read)), cache_error) => {
+        let unremembered = activated.unremembered();
+        let mut result = match activated.online {
+            Ok(Verdict::Accepted(read)) => {
                 // Activated but not remembered: cache_error, with the activation (its id and
                 // the license) on the result, so nothing is lost.
-                let mut r = match cache_error {
-                    Some(e) => polar_license_result::error(&session::unremembered(&read, &e)),
+                let mut r = match unremembered {
+                    Some(e) => polar_license_result::error(&e),
                     None => polar_license_result::success(
                         polar_license_outcome::Done,
                         200,
@@ -418,10 +416,10 @@ pub extern "C" fn polar_license_client_activate(
                 r.set_activation(Some(&read.activation));
                 r
             }
-            (Ok(Verdict::Denied(d)), _) => polar_license_result::denied(&d),
-            (Err(e), _) => polar_license_result::error(&e),
+            Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
+            Err(e) => polar_license_result::error(&e),
         };
-        result.set_lease(client.stored_lease(&req.key).as_ref());
+        result.set_lease(activated.lease.as_ref());
         result
     })
 }
@@ -434,24 +432,6 @@ fn activate_request(req: &polar_license_request) -> ActivateRequest {
         conditions: req.conditions.clone(),
         meta: req.meta.clone(),
     }
-}
-
-/// The stored lease of `key` that verifies with the relay keys (signed mode only: otherwise
-/// there is none to find, and the cache is not read again).
-fn stored_lease(licensing: &Licensing, signed: bool, key: &str) -> Option<LeaseWindow> {
-    if !signed || check_key(key).is_err() {
-        return None;
-    }
-    match licensing.status(key).ok()?.state {
-        CacheState::Present(record) => record.lease_gate.window().cloned(),
-        _ => None,
-    }
-}
-
-/// The activation id the cache remembers for `key`, if it can be read (also when only an
-/// untrusted record names it: the next check validates it).
-fn remembered(licensing: &Licensing, key: &str) -> Option<String> {
-    licensing.status(key).ok()?.activation.map(|a| a.id)
 }
 
 /// Deactivates `activation_id`, or, when it is NULL, the activation the cache remembers for
@@ -474,20 +454,11 @@ pub extern "C" fn polar_license_client_deactivate(
             Some(arg_str!(client, activation_id, "activation_id"))
         };
     ] {
-        let licensing = &client.licensing;
-        let used = match activation_id {
-            Some(id) => Some(id.to_string()),
-            None => check_key(key).ok().and_then(|()| remembered(licensing, key)),
-        };
-        let answer = check_key(key).and_then(|()| match activation_id {
-            // An explicit id needs no cache: when it cannot be opened, deactivate online only
-            // (as the command line does).
-            Some(id) if licensing.status(key).is_err() => licensing
-                .client()
-                .deactivate(&DeactivateRequest::new(key, id)),
-            _ => licensing.deactivate(key, activation_id),
-        });
-        let mut result = match answer {
+        // Through the deactivate machine: the key (and the id given) checked first; an
+        // explicit id needs no cache (when it cannot be opened, it is deactivated online
+        // only); the activation it was about is the machine's.
+        let deactivated = client.licensing.deactivate_update(key, activation_id);
+        let mut result = match deactivated.answer {
             Ok(Verdict::Accepted(())) => polar_license_result::success(
                 polar_license_outcome::Done,
                 204,
@@ -496,7 +467,7 @@ pub extern "C" fn polar_license_client_deactivate(
             Ok(Verdict::Denied(d)) => polar_license_result::denied(&d),
             Err(e) => polar_license_result::error(&e),
         };
-        result.default_activation_id(used.as_deref());
+        result.default_activation_id(deactivated.activation_id.as_deref());
         result
     })
 }
@@ -522,13 +493,7 @@ pub extern "C" fn polar_license_client_check(
         // Bad input is caught before the cache is touched.
         match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
             Ok(_) => {
-                let mut r =
-                    polar_license_result::check(&licensing.check_report(key), licensing.policy());
-                if !r.has_activation_id() {
-                    r.default_activation_id(remembered(licensing, key).as_deref());
-                }
-                r.set_lease(client.stored_lease(key).as_ref());
-                r
+                leased(&licensing.check_report(key), licensing)
             }
             Err(e) => polar_license_result::refused(&e),
         }
@@ -581,26 +546,17 @@ pub extern "C" fn polar_license_client_check_in_background(
                 Ok(_) => {
                     let data = UserData(user_data);
                     let policy = *licensing.policy();
-                    // The fresh answer carries the lease as stored after it (signed mode: a
-                    // handle on the same cache, which outlives a freed client).
-                    let leases = client.signed.then(|| (licensing.clone(), key.to_string()));
+                    // The fresh answer carries the lease as the check left it (signed mode).
                     let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
                         let data = data;
                         let mut result = polar_license_result::check(&fresh, &policy);
-                        if let Some((licensing, key)) = &leases {
-                            result.set_lease(stored_lease(licensing, true, key).as_ref());
-                        }
+                        result.set_lease(fresh.lease.as_ref());
                         let result = Box::into_raw(Box::new(result));
                         // SAFETY: `callback` is the app's function of the documented type,
                         // called once with its own user_data and a result it now owns.
                         unsafe { callback(data.0, result) };
                     });
-                    let mut r = polar_license_result::check(&now, licensing.policy());
-                    if !r.has_activation_id() {
-                        r.default_activation_id(remembered(licensing, key).as_deref());
-                    }
-                    r.set_lease(client.stored_lease(key).as_ref());
-                    (r, thread.is_some())
+                    (leased(&now, licensing), thread.is_some())
                 }
                 Err(e) => (polar_license_result::refused(&e), false),
             };
@@ -625,16 +581,28 @@ pub extern "C" fn polar_license_client_check_request(
         let checked = unused_fields(req, false)
             .and_then(|()| licensing.client().api().validate_request(&validate));
         let mut result = match checked {
-            Ok(_) => polar_license_result::check(
-                &licensing.check_request_report(&validate),
-                licensing.policy(),
-            ),
+            Ok(_) => {
+                let report = licensing.check_request_report(&validate);
+                let mut r = polar_license_result::check(&report, licensing.policy());
+                r.set_lease(report.lease.as_ref());
+                r
+            }
             Err(e) => polar_license_result::refused(&e),
         };
         result.default_activation_id(req.activation_id.as_deref());
-        result.set_lease(client.stored_lease(&req.key).as_ref());
         result
     })
+}
+
+/// A check's result with what its report says of the slot as the check left it: the
+/// activation the cache remembers (when the answer names none) and the lease (signed mode).
+fn leased(report: &CheckReport, licensing: &Licensing) -> polar_license_result {
+    let mut r = polar_license_result::check(report, licensing.policy());
+    if !r.has_activation_id() {
+        r.default_activation_id(report.activation_id.as_deref());
+    }
+    r.set_lease(report.lease.as_ref());
+    r
 }
 
 /// The result of a local call with nothing to report: done, or its error.
@@ -720,15 +688,7 @@ pub extern "C" fn polar_license_client_check_remembered(
         let licensing = &client.licensing;
         // The key is read once: the check and the activation id are of the same key.
         match licensing.remembered_or_error() {
-            Ok(key) => {
-                let mut r =
-                    polar_license_result::check(&licensing.check_report(key.clone()), licensing.policy());
-                if !r.has_activation_id() {
-                    r.default_activation_id(remembered(licensing, key.expose()).as_deref());
-                }
-                r.set_lease(client.stored_lease(key.expose()).as_ref());
-                r
-            }
+            Ok(key) => leased(&licensing.check_report(key), licensing),
             Err(e) => polar_license_result::check(
                 &CheckReport::of(CheckOutcome::Unverified(e)),
                 licensing.policy(),
@@ -874,8 +834,12 @@ pub extern "C" fn polar_license_client_lease_install(
     out_result: *mut *mut polar_license_result,
 ) -> polar_license_status {
     result_call!(client, out_result, [let line = arg_str!(client, line, "line");] {
-        match client.licensing.lease_install(line) {
-            Ok(Verdict::Accepted(read)) => {
+        // Through the activate machine, with the line's answer as Polar's: the result
+        // carries the lease the record holds after it.
+        let installed = client.licensing.lease_install_update(line);
+        match (installed.online, installed.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) => polar_license_result::error(&e),
+            (Ok(Verdict::Accepted(read)), None) => {
                 let mut r = polar_license_result::success(
                     polar_license_outcome::Done,
                     0,
@@ -883,16 +847,16 @@ pub extern "C" fn polar_license_client_lease_install(
                 );
                 r.set_license(&read.license_key);
                 r.set_activation(Some(&read.activation));
-                r.set_lease(client.stored_lease(read.license_key.key.expose()).as_ref());
+                r.set_lease(installed.lease.as_ref());
                 r
             }
-            Ok(Verdict::Denied(d)) => {
+            (Ok(Verdict::Denied(d)), _) => {
                 let mut r = polar_license_result::denied(&d);
                 // Polar's answer, carried in the line: not one this call had online.
                 r.set_source(polar_license_source::None);
                 r
             }
-            Err(e) => polar_license_result::error(&e),
+            (Err(e), _) => polar_license_result::error(&e),
         }
     })
 }

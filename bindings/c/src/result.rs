@@ -12,7 +12,7 @@ use polar_license::grace::{CheckOutcome, CheckReport, GracePolicy, LeaseWindow};
 use polar_license::model::{LicenseKeyActivation, LicenseKeyRead};
 use polar_license::proto::Relayed;
 use polar_license::reason::Reason;
-use polar_license::session::{CacheState, CacheStatus, Standing};
+use polar_license::{CacheState, CacheStatus, Standing};
 use std::ffi::{c_char, CString};
 use std::time::Duration;
 

@@ -33,13 +33,16 @@ use js_sys::{Array, Object, Reflect, Uint8Array};
 use polar_license::{
     AccessToken, HttpRequest, HttpResponse, Server, TransportError, TransportErrorKind,
 };
+use polar_license_relay::flow::background::{
+    Background, Given as BackgroundGiven, Poll as BackgroundPoll,
+};
 use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Now, Rate, ReconcileCheck, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
-    RosterRead, Signer, StoreConfig, STALE_AFTER_MS,
+    Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange, Signer, StoreConfig,
+    STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -64,10 +67,10 @@ pub struct RelayCore {
     exchanges: RefCell<Table<Driven>>,
     /// How they run: the metrics route, whether the host loads the store.
     exchange_options: ExchangeOptions,
-    /// The roster's reads of Polar under way (`rosterNext`, `rosterAnswered`).
-    reads: RefCell<Table<RosterRead>>,
-    /// The reconcile's reads of Polar under way (`reconcileNext`, `reconcileAnswered`).
-    checks: RefCell<Table<ReconcileCheck>>,
+    /// The relay's own reads between requests (the roster's, the reconcile's, and with a
+    /// paged store their loads and the stored keys' listing): one machine, driven by the host
+    /// through `poll` and `pollAnswered`.
+    background: RefCell<Background>,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -130,10 +133,6 @@ impl<T> Table<T> {
         self.next = self.next.wrapping_add(1).max(1);
         self.entries.push_back((id, value));
         id
-    }
-
-    fn get(&self, id: u32) -> Option<&T> {
-        self.entries.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
     }
 
     fn get_mut(&mut self, id: u32) -> Option<&mut T> {
@@ -387,18 +386,28 @@ fn read_js(url: &str, headers: &[(&'static str, String)]) -> Object {
     out
 }
 
-/// A read with its table `id`, as `rosterNext` and `reconcileNext` give it.
+/// A background job with its `id`, as `poll` gives it.
 fn with_id(out: Object, id: u32) -> JsValue {
     set(&out, "id", &JsValue::from(id));
     out.into()
 }
 
-/// No read now: `{wait: ms}`, or `null` when there will be none.
-fn wait_js(wait: Option<u64>) -> JsValue {
-    match wait {
-        Some(ms) => wrapped("wait", &JsValue::from(ms as f64)).into(),
-        None => JsValue::NULL,
+/// What the host got for a background job: rows (an array of strings) for a listing,
+/// `{loaded}` for a load, else Polar's answer (`{status, headers, body}` or `{error}`); the
+/// machine reads an `{error}` as the failure of whichever job it answers.
+fn given_of(value: &JsValue) -> BackgroundGiven {
+    if Array::is_array(value) {
+        let rows = Array::from(value)
+            .iter()
+            .filter_map(|r| r.as_string())
+            .collect();
+        return BackgroundGiven::Rows(Ok(rows));
     }
+    let loaded = get(value, "loaded");
+    if !loaded.is_undefined() {
+        return BackgroundGiven::Loaded(loaded.is_truthy());
+    }
+    BackgroundGiven::Polar(read_answer(value))
 }
 
 /// `{response}` (and `leased`) as the JS side reads it.
@@ -569,12 +578,15 @@ impl RelayCore {
             relay.keep_roster_in_host(cached);
         }
         let host_loads = matches!(&journal, Some(Kept::Paged(_)));
+        let paged = match &journal {
+            Some(Kept::Paged(paged)) => Some(Arc::clone(paged)),
+            _ => None,
+        };
         Ok(RelayCore {
             relay,
             journal,
             exchanges: RefCell::new(Table::new()),
-            reads: RefCell::new(Table::new()),
-            checks: RefCell::new(Table::new()),
+            background: RefCell::new(Background::new(paged)),
             exchange_options: ExchangeOptions {
                 metrics,
                 host_loads,
@@ -583,144 +595,58 @@ impl RelayCore {
         })
     }
 
-    /// The roster's next read of Polar (`store.roster`; the core decides which and when, as
-    /// natively): `{id, url, headers}` to `GET` now (the headers hold the token: never log
-    /// them), its answer given to [`RelayCore::roster_answered`]; `{wait: ms}` when there is
-    /// nothing to read before then (a grant webhook's refetch may come sooner: ask again after
-    /// each request); `null` when there is no roster.
-    #[wasm_bindgen(js_name = rosterNext)]
-    pub fn roster_next(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
-        match self.relay.roster_read(now(now_ms, monotonic_ms)) {
-            Ok(read) => {
-                let out = read_js(read.url(), read.headers());
-                let id = self.reads.borrow_mut().put(read);
-                with_id(out, id)
+    /// The relay's next own job between requests (the roster's reads of Polar, the
+    /// reconcile's, and with a paged store their loads and the stored keys' listing; the core
+    /// decides which and when, as natively): `{id, url, headers}` to `GET` of Polar now (the
+    /// headers hold the token: never log them), its answer (`{status, headers, body}`, or
+    /// `{error}`) given to `pollAnswered`; `{id, load}` to load what `load` names (as `missing`
+    /// names it), then `pollAnswered(id, {loaded})`; `{id, list: {prefix, after, limit}}` to list
+    /// at most `limit` index rows whose tag starts with `prefix` (the storage's `i:<prefix>…`),
+    /// those after the row `after` (absent: from the first), then `pollAnswered(id, rows)` with
+    /// the rows (`<tag>|<entry id>`, in order) or `{error}`; `{wait: ms}` when there is nothing
+    /// to do before then (a grant webhook's refetch may come sooner: poll again after each
+    /// request); `null` when there will be nothing (no roster, no reconcile).
+    pub fn poll(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
+        let polled = self
+            .background
+            .borrow_mut()
+            .poll(&self.relay, now(now_ms, monotonic_ms));
+        match polled {
+            BackgroundPoll::Send(read) => with_id(read_js(read.url(), read.headers()), read.id()),
+            BackgroundPoll::Load { id, missing } => {
+                with_id(wrapped("load", &missing_js(&missing, &[])), id)
             }
-            Err(wait) => wait_js(wait),
+            BackgroundPoll::List { id, page } => {
+                let list = wrapped("prefix", &JsValue::from(page.prefix));
+                if let Some(after) = &page.after {
+                    set(&list, "after", &JsValue::from(after.as_str()));
+                }
+                set(&list, "limit", &JsValue::from(page.limit as f64));
+                with_id(wrapped("list", &list.into()), id)
+            }
+            BackgroundPoll::Wait(ms) => wrapped("wait", &JsValue::from(ms as f64)).into(),
+            BackgroundPoll::Done => JsValue::NULL,
         }
     }
 
-    /// Polar's answer to a roster read (`{status, headers, body}`, or `{error}` when it could
-    /// not be reached), kept by the core; the store's changes (the budget) are then in the
-    /// journal. An unknown `id` is ignored. Returns the warning to log once when the token
-    /// cannot list the organization's keys (else `undefined`).
-    #[wasm_bindgen(js_name = rosterAnswered)]
-    pub fn roster_answered(
+    /// What the host got for the `poll` job `id` (see `poll`), applied by the core; the
+    /// store's changes (the budget, what a reconcile narrowed) are then in the journal. An
+    /// unknown `id` is ignored. Returns the warning to log once when the token cannot list the
+    /// organization's keys (else `undefined`).
+    #[wasm_bindgen(js_name = pollAnswered)]
+    pub fn poll_answered(
         &self,
         id: u32,
-        upstream: JsValue,
+        given: JsValue,
         now_ms: f64,
         monotonic_ms: f64,
     ) -> Option<String> {
-        if let Some(read) = self.reads.borrow_mut().take(id) {
-            let answer = read_answer(&upstream);
-            self.relay
-                .roster_answered(read, answer, now(now_ms, monotonic_ms));
-        }
-        self.relay.roster_warning()
-    }
-
-    /// With a paged store: what the answer of the roster's read `id` touches in the store and
-    /// the cache does not hold ([`Relay::refetch_wants`]: a re-grant's refetch, which may end
-    /// the key's stored revocation, narrows its index row and entries), as
-    /// [`RelayCore::missing`] gives it, else `null`. The host loads it and asks again until
-    /// `null`, then calls `rosterAnswered` at once (nothing awaited between).
-    #[wasm_bindgen(js_name = rosterMissing)]
-    pub fn roster_missing(&self, id: u32) -> JsValue {
-        let Some(Kept::Paged(paged)) = &self.journal else {
-            return JsValue::NULL;
-        };
-        let wants = self
-            .reads
-            .borrow()
-            .get(id)
-            .and_then(|read| self.relay.refetch_wants(read));
-        match wants.map(|w| paged.missing(&w)) {
-            Some(missing) if !missing.is_empty() => missing_js(&missing, &[]),
-            _ => JsValue::NULL,
-        }
-    }
-
-    /// With a paged store: what the reconcile's next read (`id` undefined) or the answer of
-    /// the read `id` touches in the store and the cache does not hold, as
-    /// [`RelayCore::missing`] gives it (the key's index row and its entries), else `null`.
-    /// The host loads it and asks again until `null`, then calls `reconcileNext` or
-    /// `reconcileAnswered` at once (nothing awaited between).
-    #[wasm_bindgen(js_name = reconcileMissing)]
-    pub fn reconcile_missing(&self, id: Option<u32>, now_ms: f64, monotonic_ms: f64) -> JsValue {
-        let Some(Kept::Paged(paged)) = &self.journal else {
-            return JsValue::NULL;
-        };
-        let wants = match id {
-            Some(id) => self.checks.borrow().get(id).map(ReconcileCheck::wants),
-            None => self.relay.reconcile_wants(now(now_ms, monotonic_ms)),
-        };
-        match wants.map(|w| paged.missing(&w)) {
-            Some(missing) if !missing.is_empty() => missing_js(&missing, &[]),
-            _ => JsValue::NULL,
-        }
-    }
-
-    /// With a paged store: the next page of the stored keys' listing the reconcile wants
-    /// (the keys of the grants stored before this object started), `{prefix, after, limit}`:
-    /// list at most `limit` index rows whose tag starts with `prefix` (the storage's
-    /// `i:<prefix>…`), those after the row `after` (absent: from the first), and hand them
-    /// (`<tag>|<entry id>`, in order) to `reconcileListed`; `null` when none is wanted.
-    #[wasm_bindgen(js_name = reconcileList)]
-    pub fn reconcile_list(&self) -> JsValue {
-        if !matches!(self.journal, Some(Kept::Paged(_))) {
-            return JsValue::NULL;
-        }
-        let Some(page) = self.relay.reconcile_list() else {
-            return JsValue::NULL;
-        };
-        let out = wrapped("prefix", &JsValue::from(page.prefix));
-        if let Some(after) = &page.after {
-            set(&out, "after", &JsValue::from(after.as_str()));
-        }
-        set(&out, "limit", &JsValue::from(page.limit as f64));
-        out.into()
-    }
-
-    /// The rows of a `reconcileList` page, as JSON (`["l:<license key id>|<entry id>", …]`):
-    /// each key is checked one interval from now unless the core knows it already. A page
-    /// that does not read is taken as the listing's end.
-    #[wasm_bindgen(js_name = reconcileListed)]
-    pub fn reconcile_listed(&self, rows: &str, now_ms: f64, monotonic_ms: f64) {
-        let rows: Vec<String> = serde_json::from_str(rows).unwrap_or_default();
-        self.relay
-            .reconcile_listed(&rows, now(now_ms, monotonic_ms));
-    }
-
-    /// The reconcile's next read of Polar (`store.reconcileEvery`; the core decides which key
-    /// and when, as natively: idle budget only): `{id, url, headers}` to `GET` now (the
-    /// headers hold the token: never log them), its answer given to
-    /// [`RelayCore::reconcile_answered`]; `{wait: ms}` when none is due before then (a key
-    /// Polar grants meanwhile: ask again after each request); `null` when there is no
-    /// reconcile. With a paged store, load `reconcileMissing()` first.
-    #[wasm_bindgen(js_name = reconcileNext)]
-    pub fn reconcile_next(&self, now_ms: f64, monotonic_ms: f64) -> JsValue {
-        match self.relay.reconcile_read(now(now_ms, monotonic_ms)) {
-            Ok(check) => {
-                let out = read_js(check.url(), check.headers());
-                let id = self.checks.borrow_mut().put(check);
-                with_id(out, id)
-            }
-            Err(wait) => wait_js(wait),
-        }
-    }
-
-    /// Polar's answer to a reconcile read (`{status, headers, body}`, or `{error}`), applied
-    /// by the core (the key's stored grants narrowed, never granted); the store's changes are
-    /// then in the journal. With a paged store, load `reconcileMissing(id)` first. An unknown
-    /// `id` is ignored.
-    #[wasm_bindgen(js_name = reconcileAnswered)]
-    pub fn reconcile_answered(&self, id: u32, upstream: JsValue, now_ms: f64, monotonic_ms: f64) {
-        if let Some(check) = self.checks.borrow_mut().take(id) {
-            let answer = read_answer(&upstream);
-            self.relay
-                .reconcile_answered(check, answer, now(now_ms, monotonic_ms));
-        }
+        self.background.borrow_mut().answered(
+            &self.relay,
+            id,
+            given_of(&given),
+            now(now_ms, monotonic_ms),
+        )
     }
 
     /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:

@@ -39,15 +39,16 @@ use polar_license::cache::install_secret_from_hex as unhex;
 use polar_license::error::{Denial, Error};
 use polar_license::features::{Entitlements, FeatureAccess};
 use polar_license::fingerprint::fingerprint_from;
+use polar_license::flow::{self, LeaseMemo, Slot};
 use polar_license::grace::{GracePolicy, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::lease::RelayKeys;
 use polar_license::proto::{ActivateRequest, Api, HttpRequest, Server, ValidateRequest};
 use polar_license::reason::{Reason, ReasonClass};
-use polar_license::session::{self, CacheState, Slot, Standing};
 use polar_license::strict::{self, Value};
 use polar_license::wasm::STORAGE_PREFIX;
+use polar_license::{CacheState, Standing};
 use std::cell::RefCell;
 use std::time::Duration;
 
@@ -161,9 +162,9 @@ pub struct Engine {
     /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
     /// these relay keys, and an online grant counts only with one.
     pub(crate) relay_keys: RelayKeys,
-    /// The last lease verified (`session::gate_lease`): one Ed25519 verification per lease,
+    /// The last lease verified (the core's lease gate): one Ed25519 verification per lease,
     /// not per cached check, as natively.
-    pub(crate) lease_memo: session::LeaseMemo,
+    pub(crate) lease_memo: LeaseMemo,
     /// Lease signatures, verified by the host ([`crate::verify`]).
     pub(crate) ed25519: HostEd25519,
     /// The last slot a check opened and the last cached answer it recorded, as natively.
@@ -218,7 +219,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
         relay_keys,
-        lease_memo: session::LeaseMemo::default(),
+        lease_memo: LeaseMemo::default(),
         ed25519: HostEd25519::default(),
         memo: polar_license::flow::Memo::default(),
         runs: RefCell::default(),
@@ -352,19 +353,22 @@ impl Engine {
             increment_usage: o.increment_usage,
             conditions: o.conditions,
         };
-        Ok(session::bound_validate(&req, self.machine.as_deref()))
+        // Bound to this machine by the validate machine (`Update::validate`).
+        Ok(req)
     }
 
     pub(crate) fn activate_request(
         &self,
         key: String,
         options: &str,
-    ) -> Result<(ActivateRequest, Key), Error> {
+    ) -> Result<ActivateRequest, Error> {
         let o = activate_options(options)?;
         let mut req = ActivateRequest::new(key, o.label);
         req.conditions = o.conditions;
         req.meta = o.meta;
-        session::bound_activation(&req, self.machine.as_deref())
+        // Bound to this machine and checked by the activate machine
+        // (`Update::activation`).
+        Ok(req)
     }
 }
 
@@ -619,7 +623,7 @@ impl Engine {
         };
         // Opened as every machine opens a slot (signed mode's gate on its lease included).
         let opened = polar_license::flow::open_slot(&self.ctx(), &slot, &key, &stored);
-        let status = session::status(
+        let status = flow::status(
             (*opened).clone(),
             stored.record.is_some(),
             now as i64,

@@ -37,12 +37,11 @@ use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
-use polar_license::flow::{open_slot, Ctx, Given, Stored, Want};
+use polar_license::flow::{Ctx, Given, Keep, Stored, Want};
 use polar_license::grace::{CheckOutcome, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::proto::HttpResponse;
-use polar_license::session::Keep;
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
 use polar_license::wasm::STORAGE_PREFIX;
@@ -149,11 +148,10 @@ impl Engine {
             "validate" => self
                 .validate_request(key.expose().to_string(), options)
                 .map(|req| Flow::Validate(Update::validate(&ctx, req, |_| slot.clone(), now))),
+            // Bound to this machine and checked by the machine, before the slot is used.
             "activate" => self
                 .activate_request(key.expose().to_string(), options)
-                .map(|(req, key)| {
-                    Flow::Activate(Update::activate(&ctx, req, key, slot.clone(), now))
-                }),
+                .map(|req| Flow::Activate(Update::activation(&ctx, &req, |_| slot.clone(), now))),
             "deactivate" => deactivate_options(options).map(|o| {
                 Flow::Deactivate(Update::deactivate(
                     key.clone(),
@@ -176,11 +174,8 @@ impl Engine {
         let run = Run {
             random: bytes,
             flow,
-            slot: slot.ok(),
-            key,
             feature: text("feature"),
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
-            left: Stored::default(),
         };
         let id = self.runs.borrow_mut().start(run);
         let id = polar_license::decimal::digits(u64::from(id));
@@ -215,7 +210,7 @@ impl Engine {
                 if let (true, Flow::Check(check)) = (run.background, &run.flow) {
                     if let Some(pending) = check.pending(&ctx) {
                         let licensed = matches!(pending, CheckOutcome::Licensed { .. });
-                        let window = self.lease_window(run, licensed);
+                        let window = self.leased(run, check.lease(), licensed);
                         let feature = run.feature.as_deref();
                         let answer =
                             self.outcome_json_leased(&pending, feature, None, window.as_ref());
@@ -292,7 +287,6 @@ impl Engine {
             "response" => Given::Response(response(&v, body)),
             _ => Given::Verified,
         };
-        run.follow(&given);
         // What the verifier asked is taken when the machine wants it verified (`want`).
         RANDOM.with(|r| r.set(run.random));
         run.flow.give(&self.ctx(), given);
@@ -310,14 +304,16 @@ impl Engine {
             Flow::Check(check) => return self.check_done(run, check),
             Flow::Taken => return gone(),
             Flow::Validate(update) => {
-                let online = update.validated().online;
-                let window = self.lease_window(&run, matches!(online, Ok(Verdict::Accepted(_))));
+                let validated = update.validated();
+                let online = validated.online;
+                let accepted = matches!(online, Ok(Verdict::Accepted(_)));
+                let window = self.leased(&run, validated.lease.as_ref(), accepted);
                 self.validated_json(&mut j, online, window.as_ref());
             }
             Flow::Activate(update) => {
                 let activated = update.activated();
-                let window =
-                    self.lease_window(&run, matches!(activated.online, Ok(Verdict::Accepted(_))));
+                let accepted = matches!(activated.online, Ok(Verdict::Accepted(_)));
+                let window = self.leased(&run, activated.lease.as_ref(), accepted);
                 match activated.online {
                     Ok(Verdict::Accepted(read)) => {
                         j.raw("{\"ok\":{");
@@ -391,9 +387,9 @@ impl Engine {
 
     /// A check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
     fn check_done(&self, run: Run, check: Check<SchemaLicense>) -> String {
-        let licensed = matches!(check.report_outcome(), Some(CheckOutcome::Licensed { .. }));
-        let window = self.lease_window(&run, licensed);
         let report = check.report();
+        let licensed = matches!(report.outcome, CheckOutcome::Licensed { .. });
+        let window = self.leased(&run, report.lease.as_ref(), licensed);
         let feature = run.feature.as_deref();
         let answer = self.outcome_json_leased(
             &report.outcome,
@@ -409,20 +405,19 @@ impl Engine {
         j.raw("}").done()
     }
 
-    /// Signed mode: the window of the lease a licensed answer (`licensed`) stands on, in the
-    /// slot as this machine leaves it (`None` for a feature's answer, and in unsigned mode).
-    fn lease_window(&self, run: &Run, licensed: bool) -> Option<LeaseWindow> {
-        let slot = run.slot.as_deref()?;
+    /// Signed mode: the window of the lease a licensed answer (`licensed`) stands on, as the
+    /// machine's answer says the slot is left (`lease`: [`Check::lease`], the update's
+    /// `lease`); `None` for a feature's answer, and in unsigned mode.
+    fn leased(
+        &self,
+        run: &Run,
+        lease: Option<&LeaseWindow>,
+        licensed: bool,
+    ) -> Option<LeaseWindow> {
         if self.relay_keys.is_empty() || run.feature.is_some() || !licensed {
             return None;
         }
-        let opened = open_slot(&self.ctx(), slot, &run.key, &run.left);
-        // An answer the host has not given yet is no lease here.
-        drop(self.ed25519.take_asked());
-        opened
-            .record
-            .as_ref()
-            .and_then(|r| r.lease_gate.window().cloned())
+        lease.cloned()
     }
 }
 

@@ -6,10 +6,7 @@
 use polar_license::answers::SchemaLicense;
 use polar_license::flow::check::Check;
 use polar_license::flow::update::Update;
-use polar_license::flow::{Ctx, Given, Stored, Want};
-use polar_license::key::Key;
-use polar_license::session::Slot;
-use std::sync::Arc;
+use polar_license::flow::{Ctx, Given, Want};
 
 /// The most machines kept at once: one the JS gave up on (an exception) is dropped, the
 /// oldest first.
@@ -50,12 +47,8 @@ pub(crate) struct Run {
     /// The host's random bytes for this run's request nonce (signed mode), if it gave any.
     pub(crate) random: Option<[u8; 16]>,
     pub(crate) flow: Flow,
-    pub(crate) slot: Option<Arc<Slot>>,
-    pub(crate) key: Key,
     pub(crate) feature: Option<String>,
     pub(crate) background: bool,
-    /// The slot as this machine leaves it: the last read, and the writes since.
-    pub(crate) left: Stored,
 }
 
 /// The machines being driven, by id.
@@ -95,28 +88,5 @@ impl Runs {
     /// The machine `id` out of the table (it is done).
     pub(crate) fn take(&mut self, id: &str) -> Option<Run> {
         self.position(id).map(|at| self.live.remove(at).1)
-    }
-}
-
-impl Run {
-    /// Keeps `left` as the slot is after `given`.
-    pub(crate) fn follow(&mut self, given: &Given) {
-        match (given, self.flow.want()) {
-            (Given::Read(Ok(stored)), _) => self.left = stored.clone(),
-            (Given::Written(Ok(())), Want::Write { name, bytes, .. }) => {
-                if let Some(slot) = self.slot.as_deref() {
-                    let bytes = Some(bytes.to_vec());
-                    if name == slot.name {
-                        self.left.record = bytes;
-                    } else if name == slot.ledger {
-                        self.left.ledger = bytes;
-                    } else if name == slot.clock {
-                        self.left.clock = bytes;
-                    }
-                }
-            }
-            (Given::Removed, _) => self.left.record = None,
-            _ => {}
-        }
     }
 }

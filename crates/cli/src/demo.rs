@@ -7,8 +7,8 @@ use crate::args::Global;
 use crate::output::{check_report, error_report, print_out, report, Op, Report};
 use polar_license::fingerprint::machine_fingerprint;
 use polar_license::lease::{RelayKeys, SigningKey};
-use polar_license::session::{self, Slot};
 use polar_license::store::Store;
+use polar_license::testing::{self, Slot};
 use polar_license::{
     system_clock, AccessToken, ActivateRequest, BlockingClient, DeactivateRequest, Error,
     FileStore, Key, Licensing, Server, UreqTransport, ValidateRequest, Verdict,
@@ -478,20 +478,19 @@ fn forge(
     let secret = FileStore::new(dir).install_secret().map_err(|e| e.text())?;
     let seal = machine_fingerprint(&org).map_err(|e| e.text())?;
     let slot = Slot::new(base_url, &org, key, &secret, seal.as_deref(), None);
-    let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let opened: session::Opened =
-        session::open(record.as_deref(), ledger.as_deref(), &slot, &org, key);
-    let mut forged = opened.record.clone().ok_or("no record to forge")?;
-    if let Some(good) = forged.good.as_mut() {
-        good.verified_at = now;
-    }
-    forged.latest_seen = now;
-    for (name, bytes) in session::seal(&opened, forged, &slot) {
-        std::fs::write(dir.join(format!("{name}.cache")), bytes)
-            .map_err(|e| format!("cannot write the forged record: {e}"))?;
-    }
-    Ok(())
+    // The core's one forger (what an attacker with this crate's code can make).
+    testing::forge_in(
+        &FileStore::new(dir),
+        &slot,
+        (&org, key),
+        |forged: &mut polar_license::Record| {
+            if let Some(good) = forged.good.as_mut() {
+                good.verified_at = now;
+            }
+            forged.latest_seen = now;
+        },
+    )
+    .map_err(|e| format!("no record to forge: {e}"))
 }
 
 fn fail(g: &Global, why: &str) -> u8 {

@@ -10,12 +10,11 @@ use crate::output::{
     line_report, report, status_report, unix_when, Op, Report,
 };
 use polar_license::features::Entitlements;
-use polar_license::grace::LeaseWindow;
 use polar_license::lease::RelayKeys;
 use polar_license::{
     system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
-    DeactivateRequest, Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue,
-    Metadata, Reason, Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
+    Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason,
+    Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -175,36 +174,16 @@ fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     builder.build()
 }
 
-/// Adds `lease` to a report: the stored lease of `key` that verifies with the relay keys
-/// (`{"kid":…,"expires_at":…}`), or null (none, or not in signed mode).
-fn with_lease(mut r: Report, licensing: &Licensing, key: &Key) -> Report {
-    let window = lease_window(licensing.status(key.clone()).ok().as_ref());
-    lease_field(&mut r, window.as_ref());
-    r
-}
-
-/// The stored lease a cache status holds that verifies with the relay keys.
-fn lease_window(status: Option<&CacheStatus>) -> Option<LeaseWindow> {
-    match &status?.state {
-        CacheState::Present(record) => record.lease_gate.window().cloned(),
-        _ => None,
-    }
-}
-
-/// `check`'s report with its lease, and `grace_ends_at` as the lease allows it (signed mode:
-/// never past the lease's end); `status` is the cache's status after the check.
-fn check_with_lease(
-    mut r: Report,
-    licensing: &Licensing,
-    status: Option<&CacheStatus>,
-    checked: &CheckReport,
-) -> Report {
-    let lease = lease_window(status);
-    lease_field(&mut r, lease.as_ref());
+/// `check`'s report with its lease (the one the key's record holds as the check left it:
+/// [`CheckReport::lease`]), and `grace_ends_at` as the lease allows it (signed mode: never
+/// past the lease's end).
+fn check_with_lease(mut r: Report, licensing: &Licensing, checked: &CheckReport) -> Report {
+    let lease = checked.lease.as_ref();
+    lease_field(&mut r, lease);
     if lease.is_some() {
         let end = licensing
             .policy()
-            .grace_ends_at_leased(&checked.outcome, lease.as_ref());
+            .grace_ends_at_leased(&checked.outcome, lease);
         r.json.insert(
             "grace_ends_at".into(),
             serde_json::json!(end.map(unix_when)),
@@ -230,12 +209,6 @@ fn metadata(pairs: &[(String, MetaValue)]) -> Metadata {
     pairs.iter().cloned().collect()
 }
 
-/// The activation id the cache remembers for `key`, if it can be read (also when only an
-/// untrusted record names it: the next check validates it).
-fn remembered(licensing: &Licensing, key: &Key) -> Option<String> {
-    activation_of(&licensing.status(key.clone()).ok()?)
-}
-
 /// The activation id a cache status remembers.
 fn activation_of(status: &CacheStatus) -> Option<String> {
     status.activation.as_ref().map(|a| a.id.clone())
@@ -257,26 +230,25 @@ pub fn validate(g: &Global, a: &ValidateArgs) -> Report {
         increment_usage: a.increment_usage,
         conditions: metadata(&a.conditions),
     };
-    let (result, cache_error) = match licensing(g) {
-        Ok(licensing) => licensing.validate_report(&req),
+    // The lease the record holds after it is the validate machine's answer too.
+    let (result, cache_error, lease) = match licensing(g) {
+        Ok(licensing) => {
+            let validated = licensing.validate_update(&req);
+            (validated.online, validated.cache_error, validated.lease)
+        }
         Err(e) if e.reason() == Reason::InvalidInput => {
             return error_report(Some(Op::Validate), requested, &e)
         }
         // No cache directory here: the answer needs none, and says the cache did not learn it.
         Err(e) => match client(g) {
-            Ok(client) => (client.validate(&req), Some(e)),
+            Ok(client) => (client.validate(&req), Some(e), None),
             Err(e) => return error_report(Some(Op::Validate), requested, &e),
         },
     };
     let mut r = report(Op::Validate, &key, requested, &result);
     cache_write(&mut r, cache_error.as_ref());
-    match licensing(g) {
-        Ok(licensing) => with_lease(r, &licensing, &key),
-        Err(_) => {
-            lease_field(&mut r, None);
-            r
-        }
-    }
+    lease_field(&mut r, lease.as_ref());
+    r
 }
 
 /// `activate`: activates and remembers the activation (and the conditions it was made with,
@@ -310,7 +282,12 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         Ok(status) => activation_of(&status),
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
-    let mut r = report(Op::Activate, &key, None, &licensing.activate(&req));
+    let activated = licensing.activate_update(&req);
+    let result = match activated.unremembered() {
+        Some(e) => Err(e),
+        None => activated.online,
+    };
+    let mut r = report(Op::Activate, &key, None, &result);
     if r.exit == 0 {
         let bound = licensing.machine_fingerprint().is_some();
         r.json.insert("remembered".into(), true.into());
@@ -340,7 +317,8 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         "replaced_activation_id".into(),
         previous.filter(|_| r.exit == 0).into(),
     );
-    with_lease(r, &licensing, &key)
+    lease_field(&mut r, activated.lease.as_ref());
+    r
 }
 
 /// The key `activate` names (`--key`, `POLAR_LICENSE_KEY`), else one asked for on the terminal
@@ -403,16 +381,16 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         );
         return error_report(Some(Op::Check), None, &e);
     }
+    // The report says how the check left the cache (its activation, its lease): no read
+    // after it.
     let checked = licensing.check_report(key.clone());
-    // The cache as the check left it, read once for the report (its activation, its lease).
-    let status = licensing.status(key.clone()).ok();
     let report = check_report(
         &key,
         &checked,
-        status.as_ref().and_then(activation_of).as_deref(),
+        checked.activation_id.as_deref(),
         licensing.policy(),
     );
-    let report = check_with_lease(report, &licensing, status.as_ref(), &checked);
+    let report = check_with_lease(report, &licensing, &checked);
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),
         None => report,
@@ -433,26 +411,14 @@ pub fn deactivate(g: &Global, a: &DeactivateArgs) -> Report {
         Ok(key) => key,
         Err(e) => return error_report(Some(Op::Deactivate), requested, &e),
     };
-    if let Some(id) = requested {
-        let req = DeactivateRequest::new(key.clone(), id);
-        if let Err(e) = licensing.client().api().deactivate_request(&req) {
-            return error_report(Some(Op::Deactivate), requested, &e);
-        }
-        // An explicit id needs no cache: when it cannot be opened, deactivate online only.
-        if licensing.status(key.clone()).is_err() {
-            let result = licensing.client().deactivate(&req);
-            let mut r = report(Op::Deactivate, &key, requested, &result);
-            r.json.insert("forgotten".into(), false.into());
-            return r;
-        }
-    }
-    let used = requested
-        .map(str::to_string)
-        .or_else(|| remembered(&licensing, &key));
-    let result: Result<Verdict<()>, Error> = licensing.deactivate(key.clone(), requested);
-    let mut r = report(Op::Deactivate, &key, used.as_deref(), &result);
-    if r.exit == 0 {
-        r.json.insert("forgotten".into(), true.into());
+    // Through the deactivate machine: the input checked first, and an explicit id needs no
+    // cache (when it cannot be opened, it is deactivated online only, and not forgotten).
+    let deactivated = licensing.deactivate_update(key.clone(), requested);
+    let used = deactivated.activation_id.as_deref();
+    let mut r = report(Op::Deactivate, &key, used, &deactivated.answer);
+    let online_only = deactivated.cache_error.is_some();
+    if r.exit == 0 || online_only {
+        r.json.insert("forgotten".into(), (!online_only).into());
     }
     r
 }
@@ -582,12 +548,17 @@ fn lease_fetch(g: &Global) -> Report {
 }
 
 fn lease_install(g: &Global) -> Report {
+    // Through the activate machine, with the line's answer as Polar's: its answer carries
+    // the lease the record holds after it.
     let installed = stdin_line("response").and_then(|line| {
-        let licensing = licensing(g)?;
-        let result = licensing.lease_install(&line);
-        Ok((licensing, result))
+        let installed = licensing(g)?.lease_install_update(&line);
+        let result = match (installed.online, installed.cache_error) {
+            (Ok(Verdict::Accepted(_)), Some(e)) => Err(e),
+            (online, _) => online,
+        };
+        Ok((result, installed.lease))
     });
-    let (licensing, result) = match installed {
+    let (result, lease) = match installed {
         Ok(done) => done,
         Err(e) => return error_report(Some(Op::LeaseInstall), None, &e),
     };
@@ -595,10 +566,9 @@ fn lease_install(g: &Global) -> Report {
         Ok(Verdict::Accepted(read)) => read.license_key.key.clone(),
         _ => Key::new(""),
     };
-    let r = report(Op::LeaseInstall, &key, None, &result);
+    let mut r = report(Op::LeaseInstall, &key, None, &result);
     if r.exit == 0 {
-        with_lease(r, &licensing, &key)
-    } else {
-        r
+        lease_field(&mut r, lease.as_ref());
     }
+    r
 }

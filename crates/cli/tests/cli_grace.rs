@@ -408,6 +408,67 @@ fn a_tampered_cache_is_untrusted() {
     assert_eq!(w.status(0).v["cache"]["state"], "present");
 }
 
+/// An explicit `--activation-id` needs no cache: when the cache cannot be opened (its
+/// directory is a file here) or the key's record cannot be read, the deactivate machine sends
+/// it online only (done, the slot freed on Polar, `forgotten` false: the cache was not told).
+/// Without an id nothing is sent.
+#[test]
+fn deactivate_of_an_explicit_id_goes_online_only_when_the_cache_cannot_be_read() {
+    let w = world();
+    let id = w.activated_and_verified();
+    let blocked = w.dir.join("not-a-directory");
+    std::fs::write(&blocked, b"a file").expect("write the file");
+    let deactivate = |extra: &[&str]| {
+        let mut cmd = w.cli(BIN, &blocked, 0);
+        cmd.args(["--json", "deactivate", "--key", DEMO_KEY])
+            .args(extra);
+        parse(&cmd.launch())
+    };
+    let d = deactivate(&[]);
+    assert_eq!(d.str("reason"), Some("cache_error"), "{d:?}");
+    assert_eq!(w.requests(), 0, "no id, no cache: nothing sent");
+    let d = deactivate(&["--activation-id", &id]);
+    assert_eq!((d.code, d.str("outcome")), (0, Some("done")), "{d:?}");
+    assert_eq!(d.v["forgotten"], false, "{d:?}");
+    assert_eq!(d.str("activation_id"), Some(id.as_str()), "{d:?}");
+    assert_eq!(w.requests(), 1);
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+
+    // A slot whose record cannot be read (a symbolic link to itself in its place): the same.
+    #[cfg(unix)]
+    {
+        let a = w.at(0, &["activate", "--key", DEMO_KEY, "--label", "again"]);
+        let id = a
+            .str("activation_id")
+            .expect("an activation id")
+            .to_string();
+        let record = std::fs::read_dir(&w.dir)
+            .expect("the cache directory")
+            .flatten()
+            .map(|e| e.path())
+            .find(|p| {
+                let name = p.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+                let entry = name.ends_with("-seq.cache") || name.ends_with("-clock.cache");
+                name.ends_with(".cache") && !entry
+            })
+            .expect("the record's file");
+        std::fs::remove_file(&record).expect("remove the record");
+        std::os::unix::fs::symlink(&record, &record).expect("a link to itself in its place");
+        w.requests();
+        let d = w.at(0, &["deactivate", "--key", DEMO_KEY]);
+        assert_eq!(d.str("reason"), Some("cache_error"), "{d:?}");
+        assert_eq!(w.requests(), 0, "no id, no record: nothing sent");
+        let d = w.at(
+            0,
+            &["deactivate", "--key", DEMO_KEY, "--activation-id", &id],
+        );
+        assert_eq!((d.code, d.str("outcome")), (0, Some("done")), "{d:?}");
+        assert_eq!(d.v["forgotten"], false, "{d:?}");
+        assert_eq!(w.requests(), 1);
+        assert!(w.polar.activations(DEMO_KEY).is_empty());
+    }
+}
+
 #[test]
 fn deactivate_uses_and_forgets_the_remembered_activation() {
     let w = world();

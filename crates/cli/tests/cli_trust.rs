@@ -549,7 +549,7 @@ fn login_pages_and_proxies_fall_back_and_never_deny() {
 /// customer out at once).
 ///
 /// The last part FAILS with today's core: the record is bound to the whole base URL
-/// (`session::Slot::new` gets `Api::base_url()`, path included), so the good record made
+/// (`flow::Slot::new` gets `Api::base_url()`, path included), so the good record made
 /// against `http://127.0.0.1:PORT` is not seen by a client of `http://127.0.0.1:PORT/v1`,
 /// which answers `protocol_error` with no grace. Binding to the origin proper (scheme, host
 /// and port) would keep item 1 (another host never shares a record) and give this grace.

@@ -42,15 +42,15 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
+// The relay's machines: a request's exchange and the background reads (`flow`, public for the
+// hosts outside this crate: the Workers binding).
 pub mod flow;
 mod limit;
 mod logged;
 mod ops;
-// The roster's reads: natively on a thread of the server's, on Workers driven by the host
-// (`Relay::roster_read`, `Relay::roster_answered`).
+// The roster: its state and its reads' decisions (asked by `flow::background`).
 mod roster;
-// The reconcile's reads: natively on a thread of the server's, on Workers driven by the host
-// (`Relay::reconcile_read`, `Relay::reconcile_answered`).
+// The reconcile: its queue and its reads' decisions (asked by `flow::background`).
 mod reconcile;
 mod revalidate;
 mod scrub;
@@ -67,8 +67,8 @@ pub use breaker::BreakerOptions;
 pub use clock::Now;
 pub use limit::Rate;
 pub use ops::{DEFAULT_WEBHOOK_SILENCE, HEALTH_ROUTE, METRICS_ROUTE};
-pub use reconcile::{Check as ReconcileCheck, ListPage as ReconcileListPage};
-pub use roster::{Read as RosterRead, ReadAnswer as RosterAnswer, RosterChange};
+pub use reconcile::ListPage as ReconcileListPage;
+pub use roster::{ReadAnswer as RosterAnswer, RosterChange};
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 pub use server::{
     log_to_stderr, log_to_stderr_as, serve, serve_on, serve_with, LogFormat, Running, ServeOptions,

@@ -84,7 +84,7 @@ struct Inner {
     /// No read before this monotonic ms (a failure's backoff, Polar's 429).
     not_before: u64,
     /// The unreadable roster's warning, until a host without a log takes it
-    /// ([`Relay::roster_warning`]).
+    /// ([`roster_warning`]).
     warning: Option<String>,
     /// License key ids a grant event other than a revocation named (a re-grant, an update):
     /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
@@ -289,7 +289,7 @@ impl Roster {
                 Job::Page(1)
             }
             // Idle until the relist (a grant webhook's refetch comes sooner: the host asks
-            // again after each request; the native worker every 200 ms at most).
+            // again after each request; the native server's loop every 200 ms at most).
             Phase::Current { since_ms } => {
                 Job::Wait(RELIST_MS.saturating_sub(now_ms.saturating_sub(since_ms)))
             }
@@ -450,8 +450,8 @@ pub(crate) fn client_group(client: &str) -> String {
     }
 }
 
-/// One read of Polar's for the roster ([`Relay::roster_read`]): a `GET` of [`Read::url`] with
-/// [`Read::headers`], its answer given back to [`Relay::roster_answered`].
+/// One read of Polar's for the roster ([`roster_read`]): a `GET` of its `url` with its
+/// `headers`, its answer given back to [`roster_answered`].
 pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
@@ -459,18 +459,6 @@ pub struct Read {
     job: Job,
     /// When the read began: a refetch's grant lifts only the revocations applied before.
     started: Now,
-}
-
-impl Read {
-    /// The URL to `GET` (a page of `/v1/license-keys/`, or one key by id).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The request's headers: they hold the seller's token (never log them).
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
 }
 
 impl std::fmt::Debug for Read {
@@ -488,232 +476,228 @@ impl std::fmt::Debug for Read {
 /// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
 pub type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
 
-impl Relay {
-    /// The roster's next read at `now` (its call taken from the budget: a refetch from the
-    /// reserve, it is a customer who just bought; a page only while the budget has half its
-    /// room, so the customers' checks come first), `Err(Some(ms))` to wait (nothing to read
-    /// before then but a grant webhook's refetch, which the webhook queues), `Err(None)` when
-    /// there is no roster. The native server asks on a thread of its own; on Workers the host
-    /// asks after its requests and when the Durable Object's alarm rings.
-    pub fn roster_read(&self, now: Now) -> Result<Read, Option<u64>> {
-        let Some(s) = self.store.as_ref() else {
-            return Err(None);
-        };
-        // No read while the breaker in front of Polar stops calls (crate::breaker).
-        if self.breaker.is_open(now) {
-            return Err(Some(1_000));
+/// The roster's next read at `now` (its call taken from the budget: a refetch from the
+/// reserve, it is a customer who just bought; a page only while the budget has half its
+/// room, so the customers' checks come first), `Err(Some(ms))` to wait (nothing to read
+/// before then but a grant webhook's refetch, which the webhook queues), `Err(None)` when
+/// there is no roster. The background machine (crate::flow::background) asks, driven by
+/// each host's one loop.
+pub(crate) fn roster_read(relay: &Relay, now: Now) -> Result<Read, Option<u64>> {
+    let Some(s) = relay.store.as_ref() else {
+        return Err(None);
+    };
+    // No read while the breaker in front of Polar stops calls (crate::breaker).
+    if relay.breaker.is_open(now) {
+        return Err(Some(1_000));
+    }
+    // A refetch is a customer who just bought when its webhook came within the budget's
+    // window and since the breaker last closed: one that came while calls were stopped
+    // was answered then (Polar could not be asked), and is a backlog.
+    let recent_since = now
+        .monotonic_ms
+        .checked_sub(s.options.budget_window_ms)
+        .map_or(0, |t| t.saturating_add(1))
+        .max(relay.breaker.closed_at());
+    let job = s.roster.next(now.monotonic_ms, recent_since);
+    let url = match &job {
+        Job::Stop => return Err(None),
+        Job::Wait(ms) => return Err(Some(*ms)),
+        Job::Refetch(id, tries, since) => {
+            let Ok(id) = polar_license::metadata::check_uuid_v4("license_key_id", id) else {
+                log::warn!("relay: a grant webhook named a license key id that is no UUID");
+                return Err(Some(0));
+            };
+            // A customer who just bought (its webhook within the budget's window) is
+            // refetched from the reserve; a backlog (webhooks that came while Polar could
+            // not be asked, their customers long answered) only with idle budget, behind
+            // the known grants' refreshes: after an outage it took half the window those
+            // needed (the attack benchmark's Polar back), and so did the refetches of
+            // webhooks that came in the outage's last window, had they counted as recent.
+            let recent = *since >= recent_since;
+            // In the window after an outage (the breaker closed less than a window ago)
+            // every known grant may need its refresh: the backlog waits it out whatever
+            // the room (at the window's start it has room, and took 12 to 19 of the
+            // calls the refreshes needed in the benchmark).
+            let closed = relay.breaker.closed_at();
+            let after_outage =
+                closed > 0 && now.monotonic_ms.saturating_sub(closed) < s.options.budget_window_ms;
+            if !recent && (after_outage || s.budget(now).room(now.monotonic_ms) <= 0.5) {
+                s.roster.again(id, tries + 1, *since);
+                return Err(Some(200));
+            }
+            let what = if recent { Use::Reserved } else { Use::Shared };
+            if let Err(secs) = s.take(now, what) {
+                s.roster.again(id, tries + 1, *since);
+                s.roster.hold(now.monotonic_ms, secs * 1000);
+                return Err(Some(secs * 1000));
+            }
+            format!("{}/v1/license-keys/{id}", relay.base_url)
         }
-        // A refetch is a customer who just bought when its webhook came within the budget's
-        // window and since the breaker last closed: one that came while calls were stopped
-        // was answered then (Polar could not be asked), and is a backlog.
-        let recent_since = now
-            .monotonic_ms
-            .checked_sub(s.options.budget_window_ms)
-            .map_or(0, |t| t.saturating_add(1))
-            .max(self.breaker.closed_at());
-        let job = s.roster.next(now.monotonic_ms, recent_since);
-        let url = match &job {
-            Job::Stop => return Err(None),
-            Job::Wait(ms) => return Err(Some(*ms)),
-            Job::Refetch(id, tries, since) => {
-                let Ok(id) = polar_license::metadata::check_uuid_v4("license_key_id", id) else {
-                    log::warn!("relay: a grant webhook named a license key id that is no UUID");
-                    return Err(Some(0));
-                };
-                // A customer who just bought (its webhook within the budget's window) is
-                // refetched from the reserve; a backlog (webhooks that came while Polar could
-                // not be asked, their customers long answered) only with idle budget, behind
-                // the known grants' refreshes: after an outage it took half the window those
-                // needed (the attack benchmark's Polar back), and so did the refetches of
-                // webhooks that came in the outage's last window, had they counted as recent.
-                let recent = *since >= recent_since;
-                // In the window after an outage (the breaker closed less than a window ago)
-                // every known grant may need its refresh: the backlog waits it out whatever
-                // the room (at the window's start it has room, and took 12 to 19 of the
-                // calls the refreshes needed in the benchmark).
-                let closed = self.breaker.closed_at();
-                let after_outage = closed > 0
-                    && now.monotonic_ms.saturating_sub(closed) < s.options.budget_window_ms;
-                if !recent && (after_outage || s.budget(now).room(now.monotonic_ms) <= 0.5) {
-                    s.roster.again(id, tries + 1, *since);
-                    return Err(Some(200));
-                }
-                let what = if recent { Use::Reserved } else { Use::Shared };
-                if let Err(secs) = s.take(now, what) {
-                    s.roster.again(id, tries + 1, *since);
-                    s.roster.hold(now.monotonic_ms, secs * 1000);
-                    return Err(Some(secs * 1000));
-                }
-                format!("{}/v1/license-keys/{id}", self.base_url)
+        Job::Page(page) => {
+            // Not now, but nothing held: a grant webhook's refetch (from the reserve) must
+            // not wait behind a page the shared part has no room for (the relay's attack
+            // benchmark: a second's hold here, new customers activating 0.3 s after they
+            // bought were first-seen and refused).
+            if s.budget(now).room(now.monotonic_ms) <= 0.5 {
+                return Err(Some(1_000));
             }
-            Job::Page(page) => {
-                // Not now, but nothing held: a grant webhook's refetch (from the reserve) must
-                // not wait behind a page the shared part has no room for (the relay's attack
-                // benchmark: a second's hold here, new customers activating 0.3 s after they
-                // bought were first-seen and refused).
-                if s.budget(now).room(now.monotonic_ms) <= 0.5 {
-                    return Err(Some(1_000));
-                }
-                if let Err(secs) = s.take(now, Use::Shared) {
-                    return Err(Some(secs * 1000));
-                }
-                let org = self
-                    .organization_id
-                    .as_deref()
-                    .map(|o| format!("&organization_id={o}"))
-                    .unwrap_or_default();
-                format!(
-                    "{}/v1/license-keys/?limit={PAGE_LIMIT}&page={page}{org}",
-                    self.base_url
-                )
+            if let Err(secs) = s.take(now, Use::Shared) {
+                return Err(Some(secs * 1000));
             }
-        };
-        Ok(Read {
-            url,
-            headers: self.read_headers(),
-            job,
-            started: now,
-        })
-    }
-
-    /// With a store read per key ([`crate::store::PagedBackend`], Workers): what the answer to
-    /// `read` may touch in the store, for the host to load before [`Relay::roster_answered`]:
-    /// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
-    /// narrows the key's index row and every entry of it, which the cache may have let go
-    /// since the webhook read them. `None` when the answer touches no entry.
-    pub fn refetch_wants(&self, read: &Read) -> Option<crate::store::Wants> {
-        let s = self.store.as_ref()?;
-        match &read.job {
-            Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
-                entries: Vec::new(),
-                tags: vec![format!("l:{id}")],
-                all: true,
-            }),
-            _ => None,
+            let org = relay
+                .organization_id
+                .as_deref()
+                .map(|o| format!("&organization_id={o}"))
+                .unwrap_or_default();
+            format!(
+                "{}/v1/license-keys/?limit={PAGE_LIMIT}&page={page}{org}",
+                relay.base_url
+            )
         }
-    }
+    };
+    Ok(Read {
+        url,
+        headers: read_headers(relay),
+        job,
+        started: now,
+    })
+}
 
-    /// The warning of a roster the token cannot read, once (the log has it too): for a host
-    /// whose log the core does not reach (the npm relay's `console.warn`).
-    pub fn roster_warning(&self) -> Option<String> {
-        self.store.as_ref()?.roster.lock().warning.take()
+/// With a store read per key ([`crate::store::PagedBackend`], Workers): what the answer to
+/// `read` may touch in the store, for the host to load before [`roster_answered`]:
+/// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
+/// narrows the key's index row and every entry of it, which the cache may have let go
+/// since the webhook read them. `None` when the answer touches no entry.
+pub(crate) fn refetch_wants(relay: &Relay, read: &Read) -> Option<crate::store::Wants> {
+    let s = relay.store.as_ref()?;
+    match &read.job {
+        Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
+            entries: Vec::new(),
+            tags: vec![format!("l:{id}")],
+            all: true,
+        }),
+        _ => None,
     }
+}
 
-    /// The headers of a read of Polar's with the seller's token (never logged).
-    pub(crate) fn read_headers(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("authorization", format!("Bearer {}", self.token.expose())),
-            ("accept", "application/json".to_string()),
-            ("user-agent", crate::USER_AGENT.to_string()),
-        ]
-    }
+/// The warning of a roster the token cannot read, once (the log has it too): for a host
+/// whose log the core does not reach (the npm relay's `console.warn`).
+pub(crate) fn roster_warning(relay: &Relay) -> Option<String> {
+    relay.store.as_ref()?.roster.lock().warning.take()
+}
 
-    /// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
-    /// that cannot read keys turning the roster off.
-    pub fn roster_answered(&self, read: Read, answer: ReadAnswer, now: Now) {
-        let Some(s) = self.store.as_ref() else {
-            return;
-        };
-        let retry = || {
-            if let Job::Refetch(id, tries, since) = &read.job {
-                s.roster.again(id.clone(), *tries, *since);
-            }
-        };
-        let (status, retry_after, body) = match answer {
-            Ok(a) => a,
-            Err(why) => {
-                log::warn!("relay: the roster's read of Polar failed ({why}); again in 5 s");
-                s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                retry();
-                return;
-            }
-        };
-        match status {
-            200 => {}
-            429 => {
-                let ms = s.learn_429(now, retry_after);
-                s.roster.hold(now.monotonic_ms, ms);
-                if let Job::Refetch(id, tries, since) = &read.job {
-                    s.roster.again(id.clone(), tries + 1, *since);
-                }
-                return;
-            }
-            401 | 403 => {
-                if s.roster.unreadable() {
-                    let warning = format!(
-                        "the roster cannot be read ({status}): {UNREADABLE}; give the token \
-                         license_keys:read and start the relay again"
-                    );
-                    log::warn!("relay: {warning}");
-                    s.roster.lock().warning = Some(warning);
-                }
-                return;
-            }
-            404 if matches!(read.job, Job::Refetch(..)) => return,
-            _ => {
-                log::warn!("relay: the roster's read of Polar got {status}; again in 5 s");
-                s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                retry();
-                return;
-            }
+/// The headers of a read of Polar's with the seller's token (never logged).
+pub(crate) fn read_headers(relay: &Relay) -> Vec<(&'static str, String)> {
+    vec![
+        ("authorization", format!("Bearer {}", relay.token.expose())),
+        ("accept", "application/json".to_string()),
+        ("user-agent", crate::USER_AGENT.to_string()),
+    ]
+}
+
+/// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
+/// that cannot read keys turning the roster off.
+pub(crate) fn roster_answered(relay: &Relay, read: Read, answer: ReadAnswer, now: Now) {
+    let Some(s) = relay.store.as_ref() else {
+        return;
+    };
+    let retry = || {
+        if let Job::Refetch(id, tries, since) = &read.job {
+            s.roster.again(id.clone(), *tries, *since);
         }
-        let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-            log::warn!("relay: the roster's read of Polar is not JSON; again in 5 s");
+    };
+    let (status, retry_after, body) = match answer {
+        Ok(a) => a,
+        Err(why) => {
+            log::warn!("relay: the roster's read of Polar failed ({why}); again in 5 s");
             s.roster.hold(now.monotonic_ms, BACKOFF_MS);
             retry();
             return;
-        };
-        let key_of =
-            |v: &serde_json::Value| v.get("key").and_then(|k| k.as_str()).map(String::from);
-        match &read.job {
-            Job::Page(page) => {
-                let keys: Vec<String> = value
-                    .get("items")
-                    .and_then(|i| i.as_array())
-                    .map(|items| items.iter().filter_map(key_of).collect())
-                    .unwrap_or_default();
-                let max_page = value
-                    .pointer("/pagination/max_page")
-                    .and_then(|m| m.as_u64())
-                    .unwrap_or(0);
-                s.roster.page_read(*page, &keys, max_page, now.monotonic_ms);
-                if matches!(s.roster.phase(), Phase::Current { .. }) {
-                    log::info!(
-                        "relay: the roster holds the organization's {} license keys",
-                        s.roster.len()
-                    );
-                }
+        }
+    };
+    match status {
+        200 => {}
+        429 => {
+            let ms = s.learn_429(now, retry_after);
+            s.roster.hold(now.monotonic_ms, ms);
+            if let Job::Refetch(id, tries, since) = &read.job {
+                s.roster.again(id.clone(), tries + 1, *since);
             }
-            Job::Refetch(id, ..) => {
-                if let Some(key) = key_of(&value) {
-                    let key = Key::new(key);
-                    if usable(&value, now.unix_seconds) {
-                        s.roster.learn(&key);
-                        log::info!("relay: a new grant's license key joined the roster");
-                        // A revoked key granted again (§15: the same string; its re-grant's
-                        // event queued this read): its stored revocation ends, Polar's read by
-                        // id says so (never the webhook).
-                        if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none()
-                        {
-                            // The store failed (on Workers: the key's entries not loaded):
-                            // read again once it may have recovered, not at once (each
-                            // read is a call from the token's budget).
-                            s.roster.may_lift(id);
-                            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                            retry();
-                        }
-                    } else {
-                        // A revocation's refetch (or a grant disabled since): no longer known.
-                        s.roster.forget(&key);
-                        log::info!("relay: a license key Polar no longer grants left the roster");
+            return;
+        }
+        401 | 403 => {
+            if s.roster.unreadable() {
+                let warning = format!(
+                    "the roster cannot be read ({status}): {UNREADABLE}; give the token \
+                     license_keys:read and start the relay again"
+                );
+                log::warn!("relay: {warning}");
+                s.roster.lock().warning = Some(warning);
+            }
+            return;
+        }
+        404 if matches!(read.job, Job::Refetch(..)) => return,
+        _ => {
+            log::warn!("relay: the roster's read of Polar got {status}; again in 5 s");
+            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+            retry();
+            return;
+        }
+    }
+    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
+        log::warn!("relay: the roster's read of Polar is not JSON; again in 5 s");
+        s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+        retry();
+        return;
+    };
+    let key_of = |v: &serde_json::Value| v.get("key").and_then(|k| k.as_str()).map(String::from);
+    match &read.job {
+        Job::Page(page) => {
+            let keys: Vec<String> = value
+                .get("items")
+                .and_then(|i| i.as_array())
+                .map(|items| items.iter().filter_map(key_of).collect())
+                .unwrap_or_default();
+            let max_page = value
+                .pointer("/pagination/max_page")
+                .and_then(|m| m.as_u64())
+                .unwrap_or(0);
+            s.roster.page_read(*page, &keys, max_page, now.monotonic_ms);
+            if matches!(s.roster.phase(), Phase::Current { .. }) {
+                log::info!(
+                    "relay: the roster holds the organization's {} license keys",
+                    s.roster.len()
+                );
+            }
+        }
+        Job::Refetch(id, ..) => {
+            if let Some(key) = key_of(&value) {
+                let key = Key::new(key);
+                if usable(&value, now.unix_seconds) {
+                    s.roster.learn(&key);
+                    log::info!("relay: a new grant's license key joined the roster");
+                    // A revoked key granted again (§15: the same string; its re-grant's
+                    // event queued this read): its stored revocation ends, Polar's read by
+                    // id says so (never the webhook).
+                    if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none() {
+                        // The store failed (on Workers: the key's entries not loaded):
+                        // read again once it may have recovered, not at once (each
+                        // read is a call from the token's budget).
+                        s.roster.may_lift(id);
+                        s.roster.hold(now.monotonic_ms, BACKOFF_MS);
+                        retry();
                     }
+                } else {
+                    // A revocation's refetch (or a grant disabled since): no longer known.
+                    s.roster.forget(&key);
+                    log::info!("relay: a license key Polar no longer grants left the roster");
                 }
             }
-            _ => {}
         }
-        if let Err(e) = s.backend.flush_budget() {
-            log::error!("relay: {e}: the token budget's state is written with the next change");
-        }
+        _ => {}
+    }
+    if let Err(e) = s.backend.flush_budget() {
+        log::error!("relay: {e}: the token budget's state is written with the next change");
     }
 }
 
@@ -752,68 +736,6 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
             roster.may_lift(id);
         }
         roster.refetch(id, now_ms);
-    }
-}
-
-/// The roster's worker (the native server runs it on a thread of its own): reads until the
-/// roster is off or `stopped` says so; `clock` is the server's.
-#[cfg(feature = "server")]
-pub(crate) fn run(relay: &Relay, clock: impl Fn() -> Now, stopped: impl Fn() -> bool) {
-    let agent = agent(&relay.base_url);
-    while !stopped() {
-        let read = match relay.roster_read(clock()) {
-            Ok(read) => read,
-            Err(None) => return,
-            Err(Some(ms)) => {
-                std::thread::sleep(std::time::Duration::from_millis(ms.clamp(10, 200)));
-                continue;
-            }
-        };
-        let answer = get(&agent, &read.url, &read.headers);
-        relay.roster_answered(read, answer, clock());
-    }
-}
-
-/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
-/// connect, 10 s in all, no proxy for a Polar on loopback.
-#[cfg(feature = "server")]
-pub(crate) fn agent(base_url: &str) -> ureq::Agent {
-    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
-        .iter()
-        .any(|p| base_url.starts_with(p));
-    let mut config = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_connect(Some(std::time::Duration::from_secs(5)))
-        .timeout_global(Some(std::time::Duration::from_secs(10)));
-    if local {
-        config = config.proxy(None);
-    }
-    config.build().into()
-}
-
-/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
-#[cfg(feature = "server")]
-pub(crate) fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> ReadAnswer {
-    let mut req = agent.get(url);
-    for (name, value) in headers {
-        req = req.header(*name, value);
-    }
-    match req.call() {
-        Ok(mut r) => {
-            let retry_after = r
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.trim().parse::<u64>().ok());
-            let status = r.status().as_u16();
-            r.body_mut()
-                .with_config()
-                .limit(16 << 20)
-                .read_to_vec()
-                .map(|body| (status, retry_after, body))
-                .map_err(|e| e.to_string())
-        }
-        Err(e) => Err(e.to_string()),
     }
 }
 
@@ -915,8 +837,8 @@ pub(crate) mod tests {
         r.keep_roster_in_host(100);
         let s = r.store.as_ref().expect("a store");
         let hex = |k: &str| kept_hex(&digest(&Key::new(k.to_string())));
-        let read = r.roster_read(at(0)).expect("page 1");
-        r.roster_answered(read, page(&["K-1", "K-2"], 1), at(10));
+        let read = roster_read(&r, at(0)).expect("page 1");
+        roster_answered(&r, read, page(&["K-1", "K-2"], 1), at(10));
         assert_eq!(
             r.roster_changes(),
             [Saved(hex("K-1"), true), Saved(hex("K-2"), true), Page(0)]
@@ -931,7 +853,7 @@ pub(crate) mod tests {
         let again = relay();
         again.keep_roster_in_host(100);
         again.roster_restore(0, at(5_000));
-        assert_eq!(again.roster_read(at(5_000)).err(), Some(Some(RELIST_MS)));
+        assert_eq!(roster_read(&again, at(5_000)).err(), Some(Some(RELIST_MS)));
         let validate = |key: &str| {
             crate::RelayRequest {
             method: "POST".into(),
@@ -958,12 +880,13 @@ pub(crate) mod tests {
         let mid = relay();
         mid.keep_roster_in_host(100);
         mid.roster_restore(3, at(0));
-        let read = mid.roster_read(at(0)).expect("page 3");
-        assert!(read.url().ends_with("page=3"), "{}", read.url());
+        let read = roster_read(&mid, at(0)).expect("page 3");
+        assert!(read.url.ends_with("page=3"), "{}", read.url);
         // Not kept in the host (natively): nothing to save, nothing to read.
         let native = relay();
-        native.roster_answered(
-            native.roster_read(at(0)).expect("page 1"),
+        roster_answered(
+            &native,
+            roster_read(&native, at(0)).expect("page 1"),
             page(&["K-1"], 1),
             at(10),
         );
@@ -972,13 +895,13 @@ pub(crate) mod tests {
         // A token that can no longer read the keys (a refetch's 403): unreadable (nothing more
         // read of Polar, a guess still first-seen), and the next start pages in again.
         event(&st.roster, "benefit_grant.created", NEW_KEY_ID, 6_000);
-        let refetch = again.roster_read(at(6_000)).expect("the refetch");
-        again.roster_answered(refetch, Ok((403, None, Vec::new())), at(6_010));
+        let refetch = roster_read(&again, at(6_000)).expect("the refetch");
+        roster_answered(&again, refetch, Ok((403, None, Vec::new())), at(6_010));
         assert_eq!(again.roster_changes(), [Page(1)]);
         assert!(st.roster.first_seen(&Key::new("GUESS".to_string())));
         assert!(!st.roster.first_seen(&Key::new("K-1".to_string())));
         assert_eq!(again.roster_wants(&validate("K-2")), Some(hex("K-2")));
-        assert_eq!(again.roster_read(at(7_000)).err(), Some(None));
+        assert_eq!(roster_read(&again, at(7_000)).err(), Some(None));
     }
 
     /// A re-grant's refetch (a grant event other than a revocation) names what its answer may
@@ -989,21 +912,21 @@ pub(crate) mod tests {
     fn a_regrants_refetch_wants_the_keys_row_and_entries_loaded() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let read = r.roster_read(at(0)).expect("page 1");
-        assert_eq!(r.refetch_wants(&read), None, "a page");
-        r.roster_answered(read, page(&["K-1"], 1), at(10));
+        let read = roster_read(&r, at(0)).expect("page 1");
+        assert_eq!(refetch_wants(&r, &read), None, "a page");
+        roster_answered(&r, read, page(&["K-1"], 1), at(10));
         event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 1_000);
-        let revoked = r.roster_read(at(1_000)).expect("the revocation's refetch");
+        let revoked = roster_read(&r, at(1_000)).expect("the revocation's refetch");
         assert_eq!(
-            r.refetch_wants(&revoked),
+            refetch_wants(&r, &revoked),
             None,
             "a revocation's refetch lifts nothing"
         );
-        r.roster_answered(revoked, Ok((404, None, Vec::new())), at(1_010));
+        roster_answered(&r, revoked, Ok((404, None, Vec::new())), at(1_010));
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 2_000);
-        let regrant = r.roster_read(at(2_000)).expect("the re-grant's refetch");
+        let regrant = roster_read(&r, at(2_000)).expect("the re-grant's refetch");
         assert_eq!(
-            r.refetch_wants(&regrant),
+            refetch_wants(&r, &regrant),
             Some(crate::store::Wants {
                 entries: Vec::new(),
                 tags: vec![format!("l:{NEW_KEY_ID}")],
@@ -1028,7 +951,7 @@ pub(crate) mod tests {
     }
 
     /// A relay with a memory store of `options` whose transport is never used (the roster
-    /// and the reconcile read through their own workers).
+    /// and the reconcile read through the background machine's host).
     pub(crate) fn relay_with(options: crate::store::StoreOptions) -> Relay {
         relay_on(
             std::sync::Arc::new(crate::store::MemoryBackend::new(100)),
@@ -1072,7 +995,7 @@ pub(crate) mod tests {
 
     /// The relay's next read, which must be the refetch of the key `id` (no page before it).
     fn refetch_of(r: &Relay, now: Now, id: &str) -> Read {
-        let read = r.roster_read(now).expect("the refetch, not held");
+        let read = roster_read(r, now).expect("the refetch, not held");
         assert!(
             read.url.ends_with(&format!("/v1/license-keys/{id}")),
             "{}",
@@ -1132,23 +1055,23 @@ pub(crate) mod tests {
             s.take(at(now), Use::Shared).expect("a call");
         }
         assert_eq!(
-            r.roster_read(at(now)).err(),
+            roster_read(&r, at(now)).err(),
             Some(Some(200)),
             "the backlog waits"
         );
         // A customer buys: its refetch goes first, the backlog ahead of it in the queue.
         created(new, now);
-        let read = r.roster_read(at(now)).expect("the new customer's refetch");
+        let read = roster_read(&r, at(now)).expect("the new customer's refetch");
         assert!(read.url.ends_with(new), "{}", read.url);
         assert_eq!(s.budget(at(now)).used(now), 5);
         assert_eq!(
-            r.roster_read(at(now)).err(),
+            roster_read(&r, at(now)).err(),
             Some(Some(200)),
             "still waiting"
         );
         // The window over: idle budget, the backlog's refetch from the shared part.
         let later = now + 61_000;
-        let read = r.roster_read(at(later)).expect("the backlog's refetch");
+        let read = roster_read(&r, at(later)).expect("the backlog's refetch");
         assert!(read.url.ends_with(old), "{}", read.url);
     }
 
@@ -1180,19 +1103,19 @@ pub(crate) mod tests {
         // Within the window after the close, the budget idle: the backlog waits.
         let now = 2_500;
         assert_eq!(
-            r.roster_read(at(now)).err(),
+            roster_read(&r, at(now)).err(),
             Some(Some(200)),
             "the refetch from the outage waits"
         );
         created(after, now);
-        let read = r.roster_read(at(now)).expect("the new customer's refetch");
+        let read = roster_read(&r, at(now)).expect("the new customer's refetch");
         assert!(read.url.ends_with(after), "{}", read.url);
         assert_eq!(
-            r.roster_read(at(61_999)).err(),
+            roster_read(&r, at(61_999)).err(),
             Some(Some(200)),
             "still the window after the close"
         );
-        let read = r.roster_read(at(62_000)).expect("the backlog's refetch");
+        let read = roster_read(&r, at(62_000)).expect("the backlog's refetch");
         assert!(read.url.ends_with(during), "{}", read.url);
     }
 
@@ -1200,7 +1123,7 @@ pub(crate) mod tests {
     fn pages_spend_only_spare_budget_a_429_holds_and_a_refetch_uses_the_reserve() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let first = r.roster_read(at(0)).expect("page 1");
+        let first = roster_read(&r, at(0)).expect("page 1");
         assert!(!format!("{first:?}").contains("Bearer"), "{first:?}");
         assert_eq!(
             first.url,
@@ -1210,17 +1133,17 @@ pub(crate) mod tests {
             .headers
             .iter()
             .any(|(n, v)| *n == "authorization" && v == "Bearer t"));
-        r.roster_answered(first, page(&["K-1"], 3), at(10));
+        roster_answered(&r, first, page(&["K-1"], 3), at(10));
         assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
         assert!(s.roster.first_seen(&Key::new("K-2".to_string())));
         // 1 of the 3 shared calls spent: room for page 2, then not for page 3 (half the room
         // is the customers').
-        let second = r.roster_read(at(20)).expect("page 2");
+        let second = roster_read(&r, at(20)).expect("page 2");
         assert!(second.url.ends_with("page=2"));
-        assert_eq!(r.roster_read(at(30)).err(), Some(Some(1_000)));
+        assert_eq!(roster_read(&r, at(30)).err(), Some(Some(1_000)));
         // Polar's 429 on page 2: nothing read before its Retry-After.
-        r.roster_answered(second, Ok((429, Some(5), Vec::new())), at(40));
-        assert_eq!(r.roster_read(at(1_100)).err(), Some(Some(3_940)));
+        roster_answered(&r, second, Ok((429, Some(5), Vec::new())), at(40));
+        assert_eq!(roster_read(&r, at(1_100)).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 5_100);
@@ -1230,17 +1153,17 @@ pub(crate) mod tests {
             "31bf892b-2e46-4f50-8060-8fdaf02aa482",
             5_100,
         );
-        let refetch = r.roster_read(at(5_100)).expect("the refetch");
+        let refetch = roster_read(&r, at(5_100)).expect("the refetch");
         assert_eq!(
             refetch.url,
             format!("http://127.0.0.1:9/v1/license-keys/{NEW_KEY_ID}")
         );
         let body =
             serde_json::json!({"key": "K-NEW", "status": "granted", "activations": []}).to_string();
-        r.roster_answered(refetch, Ok((200, None, body.into_bytes())), at(5_200));
+        roster_answered(&r, refetch, Ok((200, None, body.into_bytes())), at(5_200));
         assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
         // No other event was queued: the next read is page 2 again (the budget now full).
-        assert_eq!(r.roster_read(at(5_300)).err(), Some(Some(1_000)));
+        assert_eq!(roster_read(&r, at(5_300)).err(), Some(Some(1_000)));
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
         let other = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
@@ -1258,7 +1181,8 @@ pub(crate) mod tests {
             let refetch = refetch_of(&r, at(70_000), NEW_KEY_ID);
             let body =
                 serde_json::json!({"key": "K-NEW", "status": status, "expires_at": expires_at});
-            r.roster_answered(
+            roster_answered(
+                &r,
                 refetch,
                 Ok((200, None, body.to_string().into_bytes())),
                 at(70_001),
@@ -1271,14 +1195,14 @@ pub(crate) mod tests {
         // A token that cannot read keys: the worker ends, one warning, and a key Polar has not
         // granted through the relay is still first-seen (its share, fairly per client).
         let r = relay();
-        let read = r.roster_read(at(0)).expect("page 1");
-        r.roster_answered(read, Ok((403, None, Vec::new())), at(10));
+        let read = roster_read(&r, at(0)).expect("page 1");
+        roster_answered(&r, read, Ok((403, None, Vec::new())), at(10));
         let s = r.store.as_ref().expect("a store");
         assert!(s.roster.first_seen(&Key::new("ANY".to_string())));
-        assert_eq!(r.roster_read(at(20)).err(), Some(None));
-        let warning = r.roster_warning().expect("a warning");
+        assert_eq!(roster_read(&r, at(20)).err(), Some(None));
+        let warning = roster_warning(&r).expect("a warning");
         assert!(warning.contains("license_keys:read"), "{warning}");
-        assert_eq!(r.roster_warning(), None, "once");
+        assert_eq!(roster_warning(&r), None, "once");
         assert_eq!(s.roster.reading()["state"], "unreadable");
     }
 }

@@ -117,10 +117,9 @@ pub struct Running {
     metrics: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     thread: JoinHandle<()>,
-    /// The roster's reads of Polar (crate::roster), when the store keeps one.
-    roster: Option<JoinHandle<()>>,
-    /// The reconcile's reads of Polar (crate::reconcile).
-    reconcile: Option<JoinHandle<()>>,
+    /// The relay's own reads of Polar (the roster's and the reconcile's: one machine,
+    /// crate::flow::background, driven by [`drive_background`] on this thread).
+    background: JoinHandle<()>,
 }
 
 impl std::fmt::Debug for Running {
@@ -154,15 +153,12 @@ impl Running {
         let Running {
             stop,
             thread,
-            roster,
-            reconcile,
+            background,
             ..
         } = self;
         let _ = thread.join();
         stop.send_replace(true);
-        for worker in [roster, reconcile].into_iter().flatten() {
-            let _ = worker.join();
-        }
+        let _ = background.join();
         drop(stop);
     }
 
@@ -174,9 +170,7 @@ impl Running {
     pub fn stop(self) {
         self.stop.send_replace(true);
         let _ = self.thread.join();
-        for worker in [self.roster, self.reconcile].into_iter().flatten() {
-            let _ = worker.join();
-        }
+        let _ = self.background.join();
     }
 }
 
@@ -243,19 +237,16 @@ pub fn serve_on(
     };
     let (stop, stopped) = watch::channel(false);
     server.relay.check_webhooks(now(server.started));
-    // The roster's reads (crate::roster) and the reconcile's (crate::reconcile): each on a
-    // thread of its own, start-up never waits.
-    let roster = spawn_worker(&server, "relay-roster", &stopped, |relay, clock, stop| {
-        crate::roster::run(relay, clock, stop);
-    })?;
-    let reconcile = spawn_worker(
-        &server,
-        "relay-reconcile",
-        &stopped,
-        |relay, clock, stop| {
-            crate::reconcile::run(relay, clock, stop);
-        },
-    )?;
+    // The roster's reads (crate::roster) and the reconcile's (crate::reconcile): one machine
+    // on a thread of its own, start-up never waits.
+    let background = {
+        let relay = Arc::clone(&server.relay);
+        let started = server.started;
+        let stopped = stopped.clone();
+        std::thread::Builder::new()
+            .name("relay-background".to_string())
+            .spawn(move || drive_background(&relay, &|| now(started), &|| *stopped.borrow()))?
+    };
     let thread = std::thread::Builder::new()
         .name("relay".to_string())
         .spawn(move || {
@@ -273,25 +264,76 @@ pub fn serve_on(
         metrics,
         stop,
         thread,
-        roster: Some(roster),
-        reconcile: Some(reconcile),
+        background,
     })
 }
 
-/// A worker's thread (the roster's or the reconcile's reads of Polar): `run` is given the
-/// relay, the server's clock, and whether the server was told to stop.
-fn spawn_worker(
-    server: &Server,
-    name: &str,
-    stopped: &watch::Receiver<bool>,
-    run: impl FnOnce(&Relay, &dyn Fn() -> Now, &dyn Fn() -> bool) + Send + 'static,
-) -> std::io::Result<JoinHandle<()>> {
-    let relay = Arc::clone(&server.relay);
-    let started = server.started;
-    let stopped = stopped.clone();
-    std::thread::Builder::new()
-        .name(name.to_string())
-        .spawn(move || run(&relay, &|| now(started), &|| *stopped.borrow()))
+/// The native host's one loop over the background machine (crate::flow::background): sends
+/// each `GET` it asks for with its own agent (the relay's transport only posts) and hands the
+/// answer back; between reads it sleeps what the machine says, 200 ms at most (a grant
+/// webhook's refetch is asked for at the next poll), until the machine is done or `stopped`.
+fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -> bool) {
+    use crate::flow::background::{Background, Given, Poll as Next};
+    let agent = agent(&relay.base_url);
+    let mut machine = Background::new(None);
+    while !stopped() {
+        match machine.poll(relay, clock()) {
+            Next::Send(read) => {
+                let answer = get(&agent, read.url(), read.headers());
+                machine.answered(relay, read.id(), Given::Polar(answer), clock());
+            }
+            Next::Wait(ms) => std::thread::sleep(Duration::from_millis(ms.clamp(10, 200))),
+            Next::Done => return,
+            // A store read per key is Workers' alone: nothing to load or list natively.
+            Next::Load { id, .. } => {
+                machine.answered(relay, id, Given::Loaded(true), clock());
+            }
+            Next::List { id, .. } => {
+                machine.answered(relay, id, Given::Rows(Ok(Vec::new())), clock());
+            }
+        }
+    }
+}
+
+/// The agent of the relay's own reads of Polar (the roster's, the reconcile's): 5 s to
+/// connect, 10 s in all, no proxy for a Polar on loopback.
+fn agent(base_url: &str) -> ureq::Agent {
+    let local = ["http://127.0.0.1", "http://localhost", "http://[::1]"]
+        .iter()
+        .any(|p| base_url.starts_with(p));
+    let mut config = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .timeout_connect(Some(Duration::from_secs(5)))
+        .timeout_global(Some(Duration::from_secs(10)));
+    if local {
+        config = config.proxy(None);
+    }
+    config.build().into()
+}
+
+/// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
+fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::RosterAnswer {
+    let mut req = agent.get(url);
+    for (name, value) in headers {
+        req = req.header(*name, value);
+    }
+    match req.call() {
+        Ok(mut r) => {
+            let retry_after = r
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.trim().parse::<u64>().ok());
+            let status = r.status().as_u16();
+            r.body_mut()
+                .with_config()
+                .limit(16 << 20)
+                .read_to_vec()
+                .map(|body| (status, retry_after, body))
+                .map_err(|e| e.to_string())
+        }
+        Err(e) => Err(e.to_string()),
+    }
 }
 
 /// How [`Server::accept`] serves a listener.

@@ -5,7 +5,7 @@
 use polar_license::features::FeatureAccess;
 use polar_license::grace::{CheckReport, LeaseWindow};
 use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
-use polar_license::{CacheState, CacheStatus, Denial, Error, Key, Licensing};
+use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -83,14 +83,6 @@ impl LeaseInfo {
             kid: window.kid.clone(),
             expires_at: window.expires_at,
         }
-    }
-}
-
-/// The stored lease of `key` that verifies (signed mode), read from the cache.
-pub fn lease_of(licensing: &Licensing, key: &Key) -> Option<LeaseWindow> {
-    match licensing.status(key.clone()).ok()?.state {
-        CacheState::Present(record) => record.lease_gate.window().cloned(),
-        _ => None,
     }
 }
 
@@ -302,7 +294,8 @@ impl FeatureState {
 impl LicenseState {
     /// A check's report as the UI sees it; `pending` for a background check's immediate
     /// answer while Polar is asked.
-    /// `lease`: the key's stored lease that verifies ([`lease_of`]), signed mode only.
+    /// `lease`: the lease the key's record holds as the check left it, when it verifies
+    /// ([`CheckReport::lease`]), signed mode only.
     pub fn of(
         licensing: &Licensing,
         report: &CheckReport,

@@ -1,13 +1,13 @@
 //! The commands the webview invokes (`plugin:polar-license|<name>`). None blocks Tauri's
 //! runtime: the requests run through the library's async API (each on a thread of its own),
-//! and the cache reads in between on the runtime's blocking pool.
+//! or, for the calls whose answer carries the lease the key's record holds after them
+//! (`activate`, `validate`), on the runtime's blocking pool, as the cache reads do.
 
 use crate::answers::{
-    lease_of, Activated, FeatureState, LeaseInfo, LicenseError, LicenseState, RememberedKey,
-    StatusState, Validated,
+    Activated, FeatureState, LeaseInfo, LicenseError, LicenseState, RememberedKey, StatusState,
+    Validated,
 };
 use crate::{PolarLicense, CHECKED_EVENT};
-use polar_license::grace::LeaseWindow;
 use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::{ActivateRequest, Error, Key, Licensing, ValidateRequest, Verdict};
 use std::future::Future;
@@ -37,14 +37,6 @@ async fn blocking<T: Send + 'static>(
         })
 }
 
-/// Signed mode: `key`'s stored lease that verifies (a cache read, on the blocking pool).
-async fn lease(licensing: &Licensing, key: Key) -> Option<LeaseWindow> {
-    blocking(licensing, move |l| lease_of(&l, &key))
-        .await
-        .ok()
-        .flatten()
-}
-
 /// The key given, or the remembered one (none remembered: `invalid_input`, field `key`).
 async fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result<Key, Error> {
     match key {
@@ -61,14 +53,17 @@ pub(crate) async fn check(
     key: Option<String>,
 ) -> Answer<LicenseState> {
     let licensing = state.licensing();
-    let (report, lease) = match key_or_remembered(licensing, key).await {
-        Ok(key) => {
-            let report = licensing.check_report_async(key.clone()).await;
-            (report, lease(licensing, key).await)
-        }
-        Err(e) => (CheckReport::of(CheckOutcome::Unverified(e)), None),
+    let report = match key_or_remembered(licensing, key).await {
+        // The report carries the lease the key's record holds as the check left it.
+        Ok(key) => licensing.check_report_async(key).await,
+        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
     };
-    Ok(LicenseState::of(licensing, &report, false, lease.as_ref()))
+    Ok(LicenseState::of(
+        licensing,
+        &report,
+        false,
+        report.lease.as_ref(),
+    ))
 }
 
 /// Answers at once from the cache (`pending` when Polar is being asked) and emits
@@ -89,17 +84,14 @@ pub(crate) async fn check_in_background<R: Runtime>(
     };
     let answer = blocking(licensing, move |l| {
         let fresh_for = l.clone();
-        let fresh_key = key.clone();
-        let now_key = key.clone();
         let (now, thread) = l.check_report_in_background(key, move |fresh| {
-            let lease = lease_of(&fresh_for, &fresh_key);
-            let state = LicenseState::of(&fresh_for, &fresh, false, lease.as_ref());
+            let lease = fresh.lease.as_ref();
+            let state = LicenseState::of(&fresh_for, &fresh, false, lease);
             if let Err(e) = app.emit(CHECKED_EVENT, state) {
                 log::warn!(target: "polar_license", "could not emit {CHECKED_EVENT}: {e}");
             }
         });
-        let lease = lease_of(&l, &now_key);
-        LicenseState::of(&l, &now, thread.is_some(), lease.as_ref())
+        LicenseState::of(&l, &now, thread.is_some(), now.lease.as_ref())
     })
     .await;
     answer.map_err(LicenseError::from)
@@ -116,10 +108,16 @@ pub(crate) async fn activate<R: Runtime>(
 ) -> Answer<Activated> {
     let label = label.unwrap_or_else(|| app.package_info().name.clone());
     let licensing = state.licensing();
-    let request = ActivateRequest::new(key.clone(), label);
-    let read = accepted(licensing.activate_async(request)).await?;
-    let lease = lease(licensing, Key::new(key)).await;
-    Ok(Activated::of(&read, lease.as_ref()))
+    let request = ActivateRequest::new(key, label);
+    // On the blocking pool: the activate machine's answer carries the lease the record holds
+    // after it (no read of the cache again).
+    let activated = blocking(licensing, move |l| l.activate_update(&request)).await?;
+    let answer = match activated.unremembered() {
+        Some(e) => Err(e),
+        None => activated.online,
+    };
+    let read = accepted(std::future::ready(answer)).await?;
+    Ok(Activated::of(&read, activated.lease.as_ref()))
 }
 
 /// Deactivates the activation (default: the remembered one) of `key` (default: the
@@ -152,9 +150,12 @@ pub(crate) async fn validate(
     if let Some(id) = benefit_id {
         request = request.benefit_id(id);
     }
-    let validated = accepted(licensing.validate_async(request)).await?;
+    // On the blocking pool: the validate machine's answer carries the lease the record holds
+    // after it (no read of the cache again).
+    let update = blocking(licensing, move |l| l.validate_update(&request)).await?;
+    let validated = accepted(std::future::ready(update.online)).await?;
     let activation = validated.activation.as_ref().map(|a| a.id.as_str());
-    let lease = lease(licensing, key).await;
+    let lease = update.lease;
     Ok(Validated {
         license: crate::answers::LicenseSummary::of(&validated.license_key, activation),
         lease: lease.as_ref().map(LeaseInfo::of),

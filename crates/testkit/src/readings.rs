@@ -7,7 +7,7 @@
 //! A grant is compared as each path writes it: the license and the activation of the answer
 //! (serde's serialization of the typed model against `SchemaLicense::write_license` and
 //! `write_activation`), the license a record keeps (`LicenseData::write` of each), the facts
-//! the rules read, and the sealed record `session::validated` or `session::activated` makes
+//! the rules read, and the sealed record `testing::validated` or `testing::activated` makes
 //! of the verdict (`cache::encode_as`): byte for byte. A denial or an error is compared on its
 //! reason code, HTTP status, `retry-after`, remaining usages and detail, and on the record it
 //! leaves. Natively only: in wasm32 the schema path writes floats as the JS host does (`1`
@@ -19,7 +19,7 @@ use polar_license::cache::{self, MacKey};
 use polar_license::grace::{ActivationData, LicenseData, Record};
 use polar_license::json::JsonOut;
 use polar_license::proto::{self, Expect, HttpResponse, Operation, Stamp};
-use polar_license::session::{self, Opened};
+use polar_license::testing::{self, Opened};
 use polar_license::{ActivateRequest, Error, GracePolicy, Key, ValidateRequest, Verdict};
 use std::fmt;
 
@@ -202,7 +202,7 @@ fn validated_record<L: LicenseData>(
     online: &mut Result<(Verdict<L>, Stamp), Error>,
 ) -> Option<Record<L>> {
     let policy = GracePolicy::default();
-    session::validated(&Opened::default(), ORG, req, None, NOW, &policy, online)
+    testing::validated(&Opened::default(), ORG, req, None, NOW, &policy, online)
 }
 
 /// The record the session writes for an activation of `key` answered `online` (no record
@@ -212,7 +212,7 @@ fn activated_record<A: ActivationData>(
     online: &mut Result<(Verdict<A>, Stamp), Error>,
 ) -> Option<Record<A::License>> {
     let policy = GracePolicy::default();
-    session::activated(&Opened::default(), ORG, req, key, NOW, &policy, online)
+    testing::activated(&Opened::default(), ORG, req, key, NOW, &policy, online)
 }
 
 /// An activation's facts: its license's, its id and its label.
@@ -295,7 +295,7 @@ pub fn read_both(case: &Case) -> (Reading, Reading) {
                 answers::deactivate_answer(&resp),
             ] {
                 let record = verdict.as_ref().ok().and_then(|v| {
-                    session::deactivated::<polar_license::ValidatedLicenseKey>(
+                    testing::deactivated::<polar_license::ValidatedLicenseKey>(
                         &Opened::default(),
                         ORG,
                         &key,

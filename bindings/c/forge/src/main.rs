@@ -26,8 +26,8 @@
 use polar_license::fingerprint::{fingerprint_from, machine_fingerprint};
 use polar_license::grace::LicenseData;
 use polar_license::lease::{key_hash, LeaseClaims, SigningKey};
-use polar_license::session::{self, Slot};
 use polar_license::store::Store;
+use polar_license::testing::{self, Slot};
 use polar_license::{FileStore, Key};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -104,52 +104,25 @@ fn forge(a: &Args) -> Result<PathBuf, String> {
     let slot = Slot::new(base_url, org, &key, &secret, seal.as_deref(), app_secret);
 
     let path = |name: &str| dir.join(format!("{name}.cache"));
-    let read = |name: &str| std::fs::read(path(name)).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let opened: session::Opened =
-        session::open(record.as_deref(), ledger.as_deref(), &slot, org, &key);
-    let mut record = opened
-        .record
-        .clone()
-        .ok_or("no trusted record to start from (wrong secret, machine or base URL?)")?;
-
-    // "Verified just now", whatever Polar said since.
+    // "Verified just now", whatever Polar said since: the core's one forger.
     let now = now(a.clock_offset);
-    let activation_id = record.activation.as_ref().map(|s| s.id.clone());
-    let good = record
-        .good
-        .as_mut()
-        .ok_or("the record holds no good verdict to re-date")?;
-    good.verified_at = now;
-    if let Some(kid) = &a.impostor_kid {
-        let fake = SigningKey::generate(Some(kid)).map_err(|e| format!("a key: {e}"))?;
-        let claims = LeaseClaims {
-            organization_id: org.to_string(),
-            key_sha256: key_hash(&key),
-            activation_id,
-            status: "granted".into(),
-            license_expires_at: None,
-            benefit_id: good.license.benefit_id().to_string(),
-            usage: 0,
-            limit_usage: None,
-            limit_activations: None,
-            issued_at: now,
-            not_before: now,
-            expires_at: now + 365 * 86_400,
-            id: "7f1e2d3c-4b5a-4968-8776-655443322110".into(),
-            nonce: None,
-        };
-        good.lease = Some(
-            fake.sign(&claims, seal.as_deref())
-                .map_err(|e| format!("signing: {e}"))?,
-        );
-    }
-    record.latest_seen = now;
-    record.denied = None;
-
-    for (name, bytes) in session::seal(&opened, record, &slot) {
-        std::fs::write(path(&name), bytes).map_err(|e| format!("writing {name}: {e}"))?;
-    }
+    let mut edited: Result<(), String> = Ok(());
+    testing::forge_in(
+        &FileStore::new(dir),
+        &slot,
+        (org, &key),
+        |record: &mut polar_license::Record| {
+            edited = redate(
+                record,
+                now,
+                a.impostor_kid.as_deref(),
+                org,
+                &key,
+                seal.as_deref(),
+            );
+        },
+    )?;
+    edited?;
     Ok(path(&slot.name))
 }
 
@@ -171,4 +144,48 @@ fn main() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// The record as a forger re-dates it: verified at `now`, no denial, and with `impostor_kid`
+/// a lease signed by a key of that id the relay never had.
+fn redate(
+    record: &mut polar_license::Record,
+    now: i64,
+    impostor_kid: Option<&str>,
+    org: &str,
+    key: &Key,
+    seal: Option<&str>,
+) -> Result<(), String> {
+    let activation_id = record.activation.as_ref().map(|s| s.id.clone());
+    let good = record
+        .good
+        .as_mut()
+        .ok_or("the record holds no good verdict to re-date")?;
+    good.verified_at = now;
+    if let Some(kid) = impostor_kid {
+        let fake = SigningKey::generate(Some(kid)).map_err(|e| format!("a key: {e}"))?;
+        let claims = LeaseClaims {
+            organization_id: org.to_string(),
+            key_sha256: key_hash(key),
+            activation_id,
+            status: "granted".into(),
+            license_expires_at: None,
+            benefit_id: good.license.benefit_id().to_string(),
+            usage: 0,
+            limit_usage: None,
+            limit_activations: None,
+            issued_at: now,
+            not_before: now,
+            expires_at: now + 365 * 86_400,
+            id: "7f1e2d3c-4b5a-4968-8776-655443322110".into(),
+            nonce: None,
+        };
+        good.lease = Some(
+            fake.sign(&claims, seal)
+                .map_err(|e| format!("signing: {e}"))?,
+        );
+    }
+    record.latest_seen = now;
+    record.denied = None;
+    Ok(())
 }

@@ -620,7 +620,7 @@ fn answers_that_are_not_polars_fall_back_with_their_reason() {
 }
 
 /// Which write the file store may leave revertible or volatile, as natively
-/// (`session::cached_writes`): a cached answer's ledger once the slot has a trusted ledger,
+/// (the core's `cached_writes`): a cached answer's ledger once the slot has a trusted ledger,
 /// then its clock note; a cached answer less than a minute past the record's clock writes the
 /// note alone; a verdict's writes are all durable.
 #[wasm_bindgen_test]

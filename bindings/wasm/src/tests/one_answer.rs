@@ -10,8 +10,8 @@
 //! `retry-after`, remaining usages, Polar's detail, and for a grant the license and activation
 //! the engine hands to JS, numbers by value (the engine writes a float as the JS host does,
 //! `1` for `1.0`, and JS reads every number as an `f64`), plus what it writes to storage: the
-//! ledger and the record the native face makes of its own verdict (`session::validated`,
-//! `activated`, `deactivated`, then `session::seal` into the same slot), the record's body
+//! ledger and the record the native face makes of its own verdict (`testing::validated`,
+//! `activated`, `deactivated`, then `testing::seal` into the same slot), the record's body
 //! numbers by value, and one the native face opens with its typed model and seals again to
 //! the same bytes (but for how a number is written).
 
@@ -21,7 +21,7 @@ use crate::engine::Engine;
 use polar_license::cache;
 use polar_license::grace::LicenseData;
 use polar_license::proto::{self, Expect, Operation, PRODUCTION_URL};
-use polar_license::session::{self, Opened, Slot};
+use polar_license::testing::{self, Opened, Slot};
 use polar_license::wasm::STORAGE_PREFIX;
 use polar_license::{Error, GracePolicy, Key, ValidatedLicenseKey, Verdict};
 use polar_license_testkit::answers::{
@@ -94,14 +94,14 @@ fn slot() -> Slot {
 }
 
 /// What the native face writes for the record `session` makes of its own verdict, sealed as
-/// the engine seals (`session::seal` into the engine's slot): `[(name, text)]`.
+/// the engine seals (`testing::seal` into the engine's slot): `[(name, text)]`.
 fn native_writes<L: LicenseData>(
     record: Option<polar_license::Record<L>>,
 ) -> Vec<(String, String)> {
     let Some(record) = record else {
         return Vec::new();
     };
-    session::seal(&Opened::default(), record, &slot())
+    testing::seal(&Opened::default(), record, &slot())
         .into_iter()
         .map(|(name, bytes)| {
             let text = String::from_utf8_lossy(&bytes).into_owned();
@@ -193,7 +193,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
             let expect = Expect::validate(ORG, &req, NOW).unwrap();
             let r = proto::parse_validate_for(&resp, &expect);
             let mut online = r.clone().map(|v| (v, resp.stamp()));
-            let record = native_writes(session::validated(
+            let record = native_writes(testing::validated(
                 &Opened::default(),
                 ORG,
                 &req,
@@ -215,7 +215,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
             let expect = Expect::activate(ORG, &req, NOW).unwrap();
             let r = proto::parse_activate_for(&resp, &expect);
             let mut online = r.clone().map(|v| (v, resp.stamp()));
-            let record = native_writes(session::activated(
+            let record = native_writes(testing::activated(
                 &Opened::default(),
                 ORG,
                 &req,
@@ -235,7 +235,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
         Operation::Deactivate => {
             let r = proto::parse_deactivate(&resp);
             let record = native_writes(r.as_ref().ok().and_then(|v| {
-                session::deactivated::<ValidatedLicenseKey>(
+                testing::deactivated::<ValidatedLicenseKey>(
                     &Opened::default(),
                     ORG,
                     &Key::new(KEY),

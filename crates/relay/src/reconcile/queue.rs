@@ -59,7 +59,7 @@ pub(super) struct Queue {
     /// Whether the store's keys were read in (the worker's first turn).
     pub(super) loaded: bool,
     /// With a store read per key (Workers): the last index row of the stored keys' listing
-    /// handed in, and whether the listing is done ([`crate::Relay::reconcile_list`]).
+    /// handed in, and whether the listing is done ([`crate::reconcile::reconcile_list`]).
     pub(super) listed_after: Option<String>,
     pub(super) listed_all: bool,
     /// License key id (a UUID) → when it was last checked (unix seconds).
@@ -118,9 +118,9 @@ pub(super) fn uuid_of(text: &str) -> Option<u128> {
     uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
 }
 
-/// One reconcile read under way ([`crate::Relay::reconcile_read`]): a `GET` of
-/// [`Check::url`] with [`Check::headers`], its answer given back to
-/// [`crate::Relay::reconcile_answered`]. It holds the key's id, when its read began, its last
+/// One reconcile read under way ([`crate::reconcile::reconcile_read`]): a `GET` of
+/// its `url` with its `headers`, its answer given back to
+/// [`crate::reconcile::reconcile_answered`]. It holds the key's id, when its read began, its last
 /// check before.
 pub struct Check {
     pub(crate) url: String,
@@ -135,18 +135,8 @@ pub struct Check {
 }
 
 impl Check {
-    /// The URL to `GET` (`/v1/license-keys/{id}`).
-    pub fn url(&self) -> &str {
-        &self.url
-    }
-
-    /// The request's headers: they hold the seller's token (never log them).
-    pub fn headers(&self) -> &[(&'static str, String)] {
-        &self.headers
-    }
-
     /// With a store read per key: what its answer narrows (the key's index row and its
-    /// entries), for the host to load before [`crate::Relay::reconcile_answered`].
+    /// entries), for the host to load before [`crate::reconcile::reconcile_answered`].
     pub fn wants(&self) -> crate::store::Wants {
         super::key_wants(self.id)
     }

@@ -177,6 +177,34 @@ pub fn entry_id(
 }
 
 #[cfg(test)]
+impl Entry {
+    /// Polar's grant of the license key `license_key_id`, answered at `answered_at`, marked
+    /// `mark`, its key's tag `key_tag` (the tests' one grant).
+    pub(crate) fn test_grant(
+        license_key_id: String,
+        answered_at: i64,
+        mark: Mark,
+        key_tag: Option<String>,
+    ) -> Entry {
+        Entry {
+            license_key_id: Some(license_key_id),
+            customer_id: None,
+            answered_at,
+            status: 200,
+            body: "{}".into(),
+            headers: Vec::new(),
+            grant: true,
+            mark,
+            customer_event_at: 0,
+            key_event_at: 0,
+            marked_at: 0,
+            key_at: Some(0),
+            key_tag,
+        }
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 

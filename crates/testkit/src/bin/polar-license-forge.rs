@@ -16,8 +16,8 @@
 
 use polar_license::answers::SchemaLicense;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::session::{self, Slot};
 use polar_license::store::Store;
+use polar_license::testing::{self, Slot};
 use polar_license::{FileStore, Key};
 use std::path::Path;
 use std::process::ExitCode;
@@ -55,27 +55,20 @@ fn forge(args: &[String]) -> Result<(), String> {
         Some(&seal),
         Some(app_secret.as_bytes()),
     );
-    let read = |name: &str| std::fs::read(dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let opened: session::Opened<SchemaLicense> =
-        session::open(record.as_deref(), ledger.as_deref(), &slot, org, &key);
-    let mut record = opened
-        .record
-        .clone()
-        .ok_or_else(|| format!("no trusted record to start from ({:?})", opened.untrusted))?;
-    let good = record
-        .good
-        .as_mut()
-        .ok_or("the record has no good verdict to forge")?;
-    good.verified_at = now;
-    if let Some(lease) = rest.first() {
-        good.lease = Some(lease.clone());
-    }
-    record.latest_seen = now;
-    record.denied = None;
-    for (name, bytes) in session::seal(&opened, record, &slot) {
-        std::fs::write(dir.join(format!("{name}.cache")), bytes)
-            .map_err(|e| format!("{name}: {e}"))?;
+    let mut good = false;
+    testing::forge_in::<SchemaLicense>(&FileStore::new(dir), &slot, (org, &key), |record| {
+        if let Some(verdict) = record.good.as_mut() {
+            good = true;
+            verdict.verified_at = now;
+            if let Some(lease) = rest.first() {
+                verdict.lease = Some(lease.clone());
+            }
+        }
+        record.latest_seen = now;
+        record.denied = None;
+    })?;
+    if !good {
+        return Err("the record has no good verdict to forge".into());
     }
     Ok(())
 }

@@ -9,8 +9,8 @@ use super::{clean_command, cli_against, licensing_builder, Launch, ScratchDir, S
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
-use polar_license::session::{self, Slot};
 use polar_license::store::Store;
+use polar_license::testing::{self, Slot};
 use polar_license::{
     ActivateRequest, FileStore, HttpRequest, HttpResponse, Key, Licensing, LicensingBuilder,
     MachineBinding, Transport, TransportError, UreqTransport,
@@ -245,23 +245,9 @@ pub fn forge(at: &Forgery<'_>, edit: impl FnOnce(&mut polar_license::Record)) {
         at.seal,
         at.app_secret,
     );
-    let read = |name: &str| std::fs::read(at.dir.join(format!("{name}.cache"))).ok();
-    let (record, ledger) = (read(&slot.name), read(&slot.ledger));
-    let opened: session::Opened = session::open(
-        record.as_deref(),
-        ledger.as_deref(),
-        &slot,
-        at.organization_id,
-        &key,
-    );
-    let Some(mut record) = opened.record.clone() else {
-        panic!("a trusted record to forge from")
-    };
-    edit(&mut record);
-    for (name, bytes) in session::seal(&opened, record, &slot) {
-        if let Err(e) = std::fs::write(at.dir.join(format!("{name}.cache")), bytes) {
-            panic!("write the forged {name}: {e}");
-        }
+    let whose = (at.organization_id, &key);
+    if let Err(e) = testing::forge_in(&FileStore::new(at.dir), &slot, whose, edit) {
+        panic!("a trusted record to forge from: {e}")
     }
 }
 

@@ -1,0 +1,618 @@
+//! The relay's background reads as one machine (issue #52, item 1): the roster's paging of
+//! Polar's key list and its grant refetches (crate::roster), the reconcile's re-reads by id
+//! (crate::reconcile), and with a store read per key (Workers) the stored keys' listing and the
+//! loads each read needs first. [`Background::poll`] says what the host does next (send this
+//! `GET` to Polar, load these rows, list this page, or nothing before a timeout);
+//! [`Background::answered`] takes what it got. No IO, thread, sleep or HTTP agent here: the
+//! native server drives it with one thread, the Workers handler with one loop over two exports
+//! (`poll`, `answered`).
+//!
+//! The machine holds the order of the reads (the roster and the reconcile take turns, so
+//! neither waits behind a run of the other's; a parked answer is applied before anything new),
+//! which reads wait on a load and for how long, and the reads under way by id. What each read
+//! is and when it may spend a call of the budget stay the roster's and the reconcile's own
+//! decisions.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+
+use crate::reconcile::{
+    reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants, Check,
+    ListPage,
+};
+use crate::roster::{
+    refetch_wants, roster_answered, roster_read, roster_warning, Read, ReadAnswer,
+};
+use crate::store::{Missing, PagedBackend, Wants};
+use crate::{Now, Relay};
+
+/// Rounds of loads one read waits for before it goes on without them (a read whose entries
+/// were not all loaded narrows nothing, and is asked again after a backoff).
+const MAX_LOAD_ROUNDS: u32 = 8;
+
+/// How long the reconcile waits after its due key's entries could not be loaded.
+const LOAD_AGAIN_MS: u64 = 1_000;
+
+/// How long the stored keys' listing waits after a page could not be listed.
+const LIST_AGAIN_MS: u64 = 1_000;
+
+/// Jobs handed out and not answered, at most (the oldest is dropped: a host that lost its
+/// answer never grows the machine). A host drives one at a time.
+const MAX_OUT: usize = 64;
+
+/// Reads that come back "again at once" (a refetch of no UUID, a key whose grants are gone)
+/// within one poll, at most, before the host is told to poll again at once.
+const MAX_SPINS: usize = 64;
+
+/// What the host does next ([`Background::poll`]).
+#[derive(Debug)]
+pub enum Poll {
+    /// `GET` this of Polar now and hand its answer to [`Background::answered`]
+    /// ([`Given::Polar`]).
+    Send(Request),
+    /// With a store read per key: read these of the host's storage into the store's cache
+    /// (as a request's loads), then hand [`Given::Loaded`] to [`Background::answered`].
+    Load {
+        /// The job's id.
+        id: u32,
+        /// What to read.
+        missing: Missing,
+    },
+    /// With a store read per key: list this page of index rows for the reconcile and hand
+    /// them to [`Background::answered`] ([`Given::Rows`]).
+    List {
+        /// The job's id.
+        id: u32,
+        /// Which rows.
+        page: ListPage,
+    },
+    /// Nothing to do before this many ms from now (a grant webhook's refetch may come sooner:
+    /// poll again after each request).
+    Wait(u64),
+    /// No background reads at all, now or later (no store, or the roster and the reconcile
+    /// both off): the host's loop ends.
+    Done,
+}
+
+/// One read of Polar's: a `GET` of [`Request::url`] with [`Request::headers`].
+pub struct Request {
+    id: u32,
+    url: String,
+    /// They hold the seller's token: never logged.
+    headers: Vec<(&'static str, String)>,
+}
+
+impl Request {
+    /// The job's id, for [`Background::answered`].
+    pub fn id(&self) -> u32 {
+        self.id
+    }
+
+    /// The URL to `GET`.
+    pub fn url(&self) -> &str {
+        &self.url
+    }
+
+    /// The request's headers: they hold the seller's token (never log them).
+    pub fn headers(&self) -> &[(&'static str, String)] {
+        &self.headers
+    }
+}
+
+impl std::fmt::Debug for Request {
+    /// The id and URL; the headers by name only (the token is one of them).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.headers.iter().map(|(n, _)| *n).collect();
+        f.debug_struct("Request")
+            .field("id", &self.id)
+            .field("url", &self.url)
+            .field("header_names", &names)
+            .finish()
+    }
+}
+
+/// What the host got for a job.
+#[derive(Debug)]
+pub enum Given {
+    /// Polar's answer to a [`Poll::Send`] (status, `retry-after`, body), or why there was none.
+    Polar(ReadAnswer),
+    /// The rows of a [`Poll::List`] page (`<tag>|<entry id>`, in the storage's order), or why
+    /// they could not be listed.
+    Rows(Result<Vec<String>, String>),
+    /// Whether a [`Poll::Load`]'s reads all succeeded.
+    Loaded(bool),
+}
+
+/// A job handed out.
+enum Job {
+    Roster(Read),
+    Reconcile(Check),
+    /// A page of the stored keys' listing.
+    List,
+    /// A load before the reconcile's next read.
+    LoadForCheck,
+    /// A load for the parked answer of this job id.
+    LoadForAnswer(u32),
+}
+
+/// An answer whose entries are not all in the cache yet: applied once loaded (or after
+/// [`MAX_LOAD_ROUNDS`], or a failed load: then it narrows nothing and is asked again later).
+struct Parked {
+    id: u32,
+    read: Job,
+    answer: ReadAnswer,
+    rounds: u32,
+    failed: bool,
+}
+
+/// The background machine (see the module docs). One per relay, owned by its host.
+pub struct Background {
+    /// With a store read per key (Workers): the cache each read's rows are loaded into.
+    paged: Option<Arc<PagedBackend>>,
+    next_id: u32,
+    out: VecDeque<(u32, Job)>,
+    parked: VecDeque<Parked>,
+    /// Whose read goes first at the next poll.
+    roster_first: bool,
+    /// Load rounds before the reconcile's next read so far.
+    check_rounds: u32,
+    /// No reconcile read before this monotonic ms (its key could not be loaded).
+    reconcile_after: u64,
+    /// No listing before this monotonic ms (a page could not be listed).
+    list_after: u64,
+}
+
+impl std::fmt::Debug for Background {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Background")
+            .field("paged", &self.paged.is_some())
+            .field("out", &self.out.len())
+            .field("parked", &self.parked.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// One reader's say at a poll.
+enum Say {
+    Job(Poll),
+    Wait(u64),
+    /// Again at once.
+    Spin,
+    Off,
+}
+
+impl Background {
+    /// The machine of a relay whose store is in memory or a file (natively): `paged` `None`;
+    /// with a store read per key, its cache.
+    pub fn new(paged: Option<Arc<PagedBackend>>) -> Background {
+        Background {
+            paged,
+            next_id: 1,
+            out: VecDeque::new(),
+            parked: VecDeque::new(),
+            roster_first: true,
+            check_rounds: 0,
+            reconcile_after: 0,
+            list_after: 0,
+        }
+    }
+
+    /// What the host does next at `now`.
+    pub fn poll(&mut self, relay: &Relay, now: Now) -> Poll {
+        if let Some(poll) = self.parked_next(relay, now) {
+            return poll;
+        }
+        let mut wait: Option<u64> = None;
+        let mut wait_for = |ms: u64| wait = Some(wait.map_or(ms, |w| w.min(ms)));
+        let mut listing = false;
+        if self.paged.is_some() && !self.out.iter().any(|(_, j)| matches!(j, Job::List)) {
+            if now.monotonic_ms < self.list_after {
+                listing = true;
+                wait_for(self.list_after - now.monotonic_ms);
+            } else if let Some(page) = reconcile_list(relay) {
+                let id = self.put(Job::List);
+                return Poll::List { id, page };
+            }
+        }
+        let mut on = false;
+        for spin in 0..MAX_SPINS {
+            let mut again = false;
+            on = listing;
+            let order = if self.roster_first {
+                [true, false]
+            } else {
+                [false, true]
+            };
+            for roster in order {
+                let say = if roster {
+                    self.roster(relay, now)
+                } else {
+                    self.reconcile(relay, now)
+                };
+                match say {
+                    Say::Job(poll) => {
+                        // The other reader goes first next time.
+                        self.roster_first = !roster;
+                        return poll;
+                    }
+                    Say::Wait(ms) => {
+                        on = true;
+                        wait_for(ms);
+                    }
+                    Say::Spin => {
+                        on = true;
+                        again = true;
+                    }
+                    Say::Off => {}
+                }
+            }
+            if !again {
+                break;
+            }
+            if spin + 1 == MAX_SPINS {
+                return Poll::Wait(0);
+            }
+        }
+        match wait {
+            Some(ms) => Poll::Wait(ms),
+            None if on || !self.out.is_empty() => Poll::Wait(0),
+            None => Poll::Done,
+        }
+    }
+
+    /// What the host got for the job `id` at `now`, applied (an unknown id is ignored).
+    /// Returns the warning to log once when the token cannot list the organization's keys
+    /// (for a host whose log the core does not reach).
+    pub fn answered(&mut self, relay: &Relay, id: u32, given: Given, now: Now) -> Option<String> {
+        let Some(at) = self.out.iter().position(|(i, _)| *i == id) else {
+            return roster_warning(relay);
+        };
+        let Some((_, job)) = self.out.remove(at) else {
+            return roster_warning(relay);
+        };
+        match job {
+            Job::Roster(_) | Job::Reconcile(_) => {
+                let answer = match given {
+                    Given::Polar(answer) => answer,
+                    other => Err(format!("the host gave no answer of Polar's ({other:?})")),
+                };
+                if self.missing_for(relay, &job).is_some() {
+                    self.parked.push_back(Parked {
+                        id,
+                        read: job,
+                        answer,
+                        rounds: 0,
+                        failed: false,
+                    });
+                } else {
+                    apply(relay, job, answer, now);
+                }
+            }
+            Job::List => match given {
+                Given::Rows(Ok(rows)) => reconcile_listed(relay, &rows, now),
+                other => {
+                    log::error!(
+                        "relay: the stored keys could not be listed for the reconcile \
+                         ({other:?}): again in a second"
+                    );
+                    self.list_after = now.monotonic_ms.saturating_add(LIST_AGAIN_MS);
+                }
+            },
+            Job::LoadForCheck => {
+                if !matches!(given, Given::Loaded(true)) {
+                    self.check_rounds = 0;
+                    self.reconcile_after = now.monotonic_ms.saturating_add(LOAD_AGAIN_MS);
+                }
+            }
+            Job::LoadForAnswer(parked) => {
+                let ok = matches!(given, Given::Loaded(true));
+                if let Some(p) = self.parked.iter_mut().find(|p| p.id == parked) {
+                    p.failed |= !ok;
+                }
+                // Applied now when all is loaded (or cannot be): its changes go with this
+                // answer's save.
+                self.apply_parked(relay, now, false);
+            }
+        }
+        roster_warning(relay)
+    }
+
+    /// A parked answer's next load, or `None` once every parked answer that could be was
+    /// applied.
+    fn parked_next(&mut self, relay: &Relay, now: Now) -> Option<Poll> {
+        self.apply_parked(relay, now, true);
+        let p = self.parked.front_mut()?;
+        p.rounds += 1;
+        let parked = p.id;
+        let missing = self.paged.as_ref().and_then(|paged| {
+            let p = self.parked.front()?;
+            wants_of(relay, &p.read).map(|w| paged.missing(&w))
+        })?;
+        let id = self.put(Job::LoadForAnswer(parked));
+        Some(Poll::Load { id, missing })
+    }
+
+    /// Applies the parked answers at the front whose loads are done, failed, or (with
+    /// `rounds`) took [`MAX_LOAD_ROUNDS`].
+    fn apply_parked(&mut self, relay: &Relay, now: Now, rounds: bool) {
+        while let Some(p) = self.parked.front() {
+            let done = p.failed
+                || (rounds && p.rounds >= MAX_LOAD_ROUNDS)
+                || self.missing_for(relay, &p.read).is_none();
+            if !done {
+                return;
+            }
+            if let Some(p) = self.parked.pop_front() {
+                apply(relay, p.read, p.answer, now);
+            }
+        }
+    }
+
+    /// What the answer of `job` touches that the cache does not hold (`None`: nothing, or no
+    /// store read per key).
+    fn missing_for(&self, relay: &Relay, job: &Job) -> Option<Missing> {
+        let paged = self.paged.as_ref()?;
+        let missing = paged.missing(&wants_of(relay, job)?);
+        (!missing.is_empty()).then_some(missing)
+    }
+
+    fn put(&mut self, job: Job) -> u32 {
+        let id = self.next_id;
+        self.next_id = self.next_id.wrapping_add(1).max(1);
+        if self.out.len() >= MAX_OUT {
+            self.out.pop_front();
+        }
+        self.out.push_back((id, job));
+        id
+    }
+
+    fn send(&mut self, job: Job, url: String, headers: Vec<(&'static str, String)>) -> Say {
+        let id = self.put(job);
+        Say::Job(Poll::Send(Request { id, url, headers }))
+    }
+
+    /// The roster's say: its next read, or how long until one.
+    fn roster(&mut self, relay: &Relay, now: Now) -> Say {
+        match roster_read(relay, now) {
+            Ok(read) => {
+                let (url, headers) = (read.url.clone(), read.headers.clone());
+                self.send(Job::Roster(read), url, headers)
+            }
+            Err(Some(0)) => Say::Spin,
+            Err(Some(ms)) => Say::Wait(ms),
+            Err(None) => Say::Off,
+        }
+    }
+
+    /// The reconcile's say: its due key's rows to load first (a store read per key), its next
+    /// read, or how long until one.
+    fn reconcile(&mut self, relay: &Relay, now: Now) -> Say {
+        if now.monotonic_ms < self.reconcile_after {
+            return Say::Wait(self.reconcile_after - now.monotonic_ms);
+        }
+        if let Some(paged) = &self.paged {
+            // A key's entries not loaded would read as gone (its key dropped): loaded first.
+            let missing = reconcile_wants(relay, now)
+                .map(|w| paged.missing(&w))
+                .filter(|m| !m.is_empty());
+            if let Some(missing) = missing {
+                if self.check_rounds < MAX_LOAD_ROUNDS {
+                    self.check_rounds += 1;
+                    let id = self.put(Job::LoadForCheck);
+                    return Say::Job(Poll::Load { id, missing });
+                }
+                self.check_rounds = 0;
+                self.reconcile_after = now.monotonic_ms.saturating_add(LOAD_AGAIN_MS);
+                return Say::Wait(LOAD_AGAIN_MS);
+            }
+        }
+        match reconcile_read(relay, now) {
+            Ok(check) => {
+                self.check_rounds = 0;
+                let (url, headers) = (check.url.clone(), check.headers.clone());
+                self.send(Job::Reconcile(check), url, headers)
+            }
+            Err(Some(0)) => Say::Spin,
+            Err(Some(ms)) => Say::Wait(ms),
+            Err(None) => Say::Off,
+        }
+    }
+}
+
+/// What the answer of a read touches in the store (a re-grant's refetch, a reconcile).
+fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
+    match job {
+        Job::Roster(read) => refetch_wants(relay, read),
+        Job::Reconcile(check) => Some(check.wants()),
+        _ => None,
+    }
+}
+
+/// A read's answer handed to its component.
+fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
+    match job {
+        Job::Roster(read) => roster_answered(relay, read, answer, now),
+        Job::Reconcile(check) => reconcile_answered(relay, check, answer, now),
+        _ => {}
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::reconcile::tests::{at, lk};
+    use crate::roster::tests::{relay_on, relay_with};
+    use crate::store::{Backend, Entry, Mark, StoreOptions};
+
+    /// The reconcile's clock (2027-01), unix seconds.
+    const NOW: i64 = 1_800_000_000;
+
+    /// Polar's grant of license key `n`, answered at `answered_at`, marked `mark`.
+    fn grant(n: u8, answered_at: i64, mark: Mark) -> Entry {
+        Entry::test_grant(lk(n), answered_at, mark, None)
+    }
+
+    /// A relay over a store read per key (Workers) caching 2 entries and rows, with a budget of
+    /// 100 calls, none kept, its reconcile asking each key once a minute (no roster), and its
+    /// background machine.
+    fn paged_relay() -> (Arc<PagedBackend>, Relay, Background) {
+        let paged = Arc::new(PagedBackend::new(100, 2));
+        let r = relay_on(
+            paged.clone(),
+            StoreOptions {
+                budget: 100,
+                reserve: 0,
+                reconcile_every: 60,
+                roster: false,
+                ..StoreOptions::default()
+            },
+        );
+        let m = Background::new(Some(paged.clone()));
+        (paged, r, m)
+    }
+
+    fn polar(status: &str) -> Given {
+        let body = serde_json::json!({"key": "K-1", "status": status});
+        Given::Polar(Ok((200, None, body.to_string().into_bytes())))
+    }
+
+    /// The `GET` a poll must ask for.
+    fn send(poll: Poll) -> Request {
+        match poll {
+            Poll::Send(read) => read,
+            other => panic!("a read, not {other:?}"),
+        }
+    }
+
+    /// A store read per key (Workers), caching `cached` entries and rows, its reconcile asking
+    /// each key once a minute (no roster): the stored keys are listed first, the due key's
+    /// rows loaded before its read, and an answer whose rows the cache let go meanwhile is
+    /// held until they are loaded again: a revocation Polar gave is never lost to the cache.
+    #[test]
+    fn a_paged_store_lists_then_loads_before_a_read_and_before_its_answer() {
+        let (paged, r, mut m) = paged_relay();
+        // The listing first: one short page, the last.
+        let hex = "01".repeat(32);
+        let row = format!("l:{}", lk(1));
+        let Poll::List { id, page } = m.poll(&r, at(NOW, 0)) else {
+            panic!("the listing first")
+        };
+        assert_eq!((page.prefix, page.after), ("l:", None));
+        m.answered(
+            &r,
+            id,
+            Given::Rows(Ok(vec![format!("{row}|{hex}")])),
+            at(NOW, 1),
+        );
+        // Nothing due before a minute on; then the key's rows are loaded before its read.
+        assert!(matches!(m.poll(&r, at(NOW, 2)), Poll::Wait(_)));
+        let Poll::Load { id, missing } = m.poll(&r, at(NOW + 60, 3)) else {
+            panic!("the due key's rows loaded first")
+        };
+        assert_eq!(missing.tags, vec![row.clone()]);
+        paged.load(Vec::new(), vec![(row.clone(), vec![hex.clone()])]);
+        m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 4));
+        let Poll::Load { id, missing } = m.poll(&r, at(NOW + 60, 5)) else {
+            panic!("then its entry")
+        };
+        assert_eq!(missing.entries, vec![hex.clone()]);
+        let entry = || vec![(hex.clone(), Some(grant(1, 100, Mark::None)))];
+        paged.load(entry(), Vec::new());
+        m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 6));
+        let read = send(m.poll(&r, at(NOW + 60, 7)));
+        assert!(read.url().ends_with(&lk(1)), "{}", read.url());
+        assert!(!format!("{read:?}").contains("Bearer"), "{read:?}");
+        // The cache lets the row go while Polar is asked: the answer waits for it.
+        paged.load(Vec::new(), vec![("l:other".into(), Vec::new())]);
+        paged.trim();
+        m.answered(&r, read.id(), polar("revoked"), at(NOW + 60, 8));
+        let mark = || paged.get(&[1; 32]).expect("get").map(|e| e.mark);
+        let Poll::Load { id, missing } = m.poll(&r, at(NOW + 60, 9)) else {
+            panic!("the answer's rows loaded before it is applied")
+        };
+        assert_eq!(missing.tags, vec![row.clone()]);
+        paged.load(entry(), vec![(row, vec![hex.clone()])]);
+        m.answered(&r, id, Given::Loaded(true), at(NOW + 60, 10));
+        assert_eq!(mark(), Some(Mark::Revoked), "applied once loaded");
+    }
+
+    /// A load that fails: the reconcile's read waits a second (no read of a key whose entries
+    /// would read as gone), an answer is applied as it is (narrowing nothing; the key is asked
+    /// again), and a listing that fails is tried again a second later.
+    #[test]
+    fn a_failed_load_or_listing_waits_a_second() {
+        let (_paged, r, mut m) = paged_relay();
+        let Poll::List { id, .. } = m.poll(&r, at(NOW, 0)) else {
+            panic!("the listing first")
+        };
+        m.answered(&r, id, Given::Rows(Err("refused".into())), at(NOW, 1));
+        assert!(
+            matches!(m.poll(&r, at(NOW, 2)), Poll::Wait(999)),
+            "no page within a second"
+        );
+        let Poll::List { id, .. } = m.poll(&r, at(NOW, 1_001)) else {
+            panic!("the page again")
+        };
+        let rows = vec![format!("l:{}|{}", lk(1), "01".repeat(32))];
+        m.answered(&r, id, Given::Rows(Ok(rows)), at(NOW, 1_002));
+        let Poll::Load { id, .. } = m.poll(&r, at(NOW + 60, 1_003)) else {
+            panic!("the due key's rows")
+        };
+        m.answered(&r, id, Given::Loaded(false), at(NOW + 60, 1_004));
+        assert!(
+            matches!(m.poll(&r, at(NOW + 60, 1_005)), Poll::Wait(999)),
+            "no read within a second of the failed load"
+        );
+        assert!(matches!(m.poll(&r, at(NOW + 60, 2_004)), Poll::Load { .. }));
+    }
+
+    /// The roster and the reconcile take turns: a run of grant webhooks' refetches never holds
+    /// a due reconcile back, nor the other way; with neither on the machine is done.
+    #[test]
+    fn the_roster_and_the_reconcile_take_turns_and_none_is_done() {
+        let r = relay_with(StoreOptions {
+            budget: 1_000,
+            reserve: 100,
+            reconcile_every: 60,
+            roster: true,
+            ..StoreOptions::default()
+        });
+        let s = r.store.as_ref().expect("a store");
+        let mut m = Background::new(None);
+        let page = send(m.poll(&r, at(NOW, 0)));
+        assert!(page.url().contains("page=1"), "{}", page.url());
+        let body = serde_json::json!({"items": [{"key": "K-1"}], "pagination": {"max_page": 1}});
+        m.answered(
+            &r,
+            page.id(),
+            Given::Polar(Ok((200, None, body.to_string().into_bytes()))),
+            at(NOW, 1),
+        );
+        s.backend
+            .put(&[1; 32], &grant(1, 100, Mark::None))
+            .expect("put");
+        s.reconcile.saw(&lk(1), 100);
+        for n in 10..14u8 {
+            let event = serde_json::json!({"type": "benefit_grant.created",
+                "data": {"properties": {"license_key_id": lk(n)}}});
+            crate::roster::on_event(&s.roster, &event, 2);
+        }
+        let urls: Vec<String> = (0..3)
+            .map(|i| send(m.poll(&r, at(NOW, 3 + i))).url().to_string())
+            .collect();
+        assert!(urls[0].ends_with(&lk(1)), "the reconcile's turn: {urls:?}");
+        assert!(urls[1].ends_with(&lk(10)), "then the roster's: {urls:?}");
+        assert!(urls[2].ends_with(&lk(11)), "{urls:?}");
+        // Neither on: done (the native loop ends).
+        let off = relay_with(StoreOptions {
+            reconcile_every: 0,
+            roster: false,
+            ..StoreOptions::default()
+        });
+        assert!(matches!(
+            Background::new(None).poll(&off, at(NOW, 0)),
+            Poll::Done
+        ));
+    }
+}

@@ -1,0 +1,153 @@
+// Types of `polar-license/ui`: the activation screen `<polar-license-gate>` (hand-written).
+import type { LicenseClientOptions, ReasonCode } from './index.js';
+
+/** Every string the screen shows; `{key}` is the redacted key, `{grace}` and `{wait}` durations. */
+export interface GateStrings {
+  title: string;
+  licensedTitle: string;
+  keyLabel: string;
+  keyHint: string;
+  activate: string;
+  activating: string;
+  checking: string;
+  licensed: string;
+  offlineGrace: string;
+  holder: string;
+  key: string;
+  expires: string;
+  renews: string;
+  ends: string;
+  device: string;
+  deactivate: string;
+  deactivating: string;
+  deactivated: string;
+  portal: string;
+  not_found: string;
+  inactive: string;
+  expired: string;
+  conditions_mismatch: string;
+  benefit_mismatch: string;
+  customer_mismatch: string;
+  usage_exhausted: string;
+  activation_limit: string;
+  activations_not_supported: string;
+  offline: string;
+  rate_limited: string;
+  server_error: string;
+  grace_expired: string;
+  clock_rollback: string;
+  not_yet_verified: string;
+  replayed: string;
+  protocol_error: string;
+  invalid_input: string;
+  cache_error: string;
+  load_error: string;
+  /** A code without a string of its own (`{code}`). */
+  unknown: string;
+  /** The locale of dates and durations; empty: the element's `lang`, else the browser's. */
+  locale: string;
+}
+
+/** The English strings. */
+export declare const DEFAULT_STRINGS: Readonly<GateStrings>;
+
+/** The library's redaction of a key: `****-` and its last six characters (`****` when short). */
+export declare function redactKey(key: string): string;
+
+/**
+ * What the screen asks of its client: a `LicenseClient` of this package has all of it; another
+ * object (an adapter over `@polar-license/tauri`, an Electron preload's bridge) needs the same
+ * shapes. Rejections carry a reason `code` (docs/interfaces.md §1).
+ */
+export interface GateClient {
+  activate(key: string, options: { label: string }): Promise<{ activation?: { label?: string } | null } | unknown>;
+  /** With no key (a client without `rememberedKey`): the key the client remembers. */
+  check(key?: string): Promise<GateCheckResult>;
+  deactivate(key?: string): Promise<unknown>;
+  /** Optional: how long a rate-limited client waits (`blockedUntil - now`, seconds). */
+  status?(key: string): Promise<{ now: number; blockedUntil: number | null }>;
+  /** Optional: the key to check when the screen opens (`rememberKeys`). */
+  rememberedKey?(): Promise<string | null>;
+}
+
+/** The parts of a check's verdict the screen shows (a `CheckResult` has them). */
+export interface GateCheckResult {
+  source?: 'online' | 'cache';
+  graceRemaining?: number | null;
+  reason?: string | null;
+  activation?: { label?: string } | null;
+  license?: {
+    /** Shown when the screen does not know the key (a bridge without it): Polar's redacted key. */
+    displayKey?: string;
+    expiresAt?: string | null;
+    customer?: { name?: string | null; email?: string | null } | null;
+    member?: { email?: string | null } | null;
+    subscription?: { currentPeriodEnd?: string | null; cancelAtPeriodEnd?: boolean; endsAt?: string | null } | null;
+  };
+}
+
+export type GateState = 'empty' | 'checking' | 'activating' | 'licensed' | 'refused' | 'deactivating';
+
+/** What the screen shows of a licensed key (never the whole key). */
+export interface GateLicenseView {
+  /** The key redacted. */
+  key: string;
+  /** The seat holder's email, else the customer's name or email. */
+  holder: string | null;
+  /** The date shown: the key's expiry, the subscription's renewal, or its end once cancelled. */
+  until: { kind: 'expires' | 'renews' | 'ends'; at: string } | null;
+  /** This device's activation label. */
+  device: string | null;
+  source: 'online' | 'cache';
+  /** Seconds of grace left for a cache answer. */
+  graceRemaining: number | null;
+  /** Licensed from the cache because Polar could not be asked. */
+  offline: boolean;
+}
+
+/** The `detail` of the `polar-license-change` event, sent at every change of state. */
+export interface GateChangeDetail {
+  state: GateState;
+  /** The reason code of a refusal (or of a failed deactivation), else `null`. */
+  reason: ReasonCode | 'unknown' | null;
+  licensed: boolean;
+  /** The sentence shown in the live region. */
+  message: string;
+  /** With `state` `licensed`. */
+  license?: GateLicenseView;
+}
+
+/**
+ * `<polar-license-gate>`, defined when this module is imported. Attributes: `device-label` (the
+ * activation's label, default `Browser on <platform>`), `portal-url` (a link to the customer
+ * portal, shown with the refusals it helps with and when licensed). Styled through CSS custom
+ * properties (`--polar-gate-accent`, `--polar-gate-danger`, …) and `::part()` (`container`,
+ * `title`, `form`, `label`, `input`, `hint`, `button`, `activate`, `deactivate`, `details`,
+ * `message`, `actions`, `link`, `portal`).
+ */
+export declare class PolarLicenseGate extends HTMLElement {
+  /** The client (a `LicenseClient`, or any object of this shape). */
+  client: GateClient | null;
+  /** Or options: a `LicenseClient` is made from them (`rememberKeys` on by default). */
+  set options(options: LicenseClientOptions);
+  /** The app's strings over the English ones. */
+  get strings(): Readonly<GateStrings>;
+  set strings(strings: Partial<GateStrings>);
+  readonly state: GateState;
+  readonly reason: ReasonCode | 'unknown' | null;
+  /** Checks the key activated here, or the client's remembered key (`empty` without one). */
+  refresh(): Promise<void>;
+  /** Activates `key` on this device, as the form does. */
+  activate(key: string): Promise<void>;
+  /** Deactivates this device and forgets the key here. */
+  deactivate(): Promise<void>;
+}
+
+declare global {
+  interface HTMLElementTagNameMap {
+    'polar-license-gate': PolarLicenseGate;
+  }
+  interface HTMLElementEventMap {
+    'polar-license-change': CustomEvent<GateChangeDetail>;
+  }
+}

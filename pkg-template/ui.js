@@ -1,0 +1,522 @@
+// polar-license/ui: <polar-license-gate>, the activation screen (issue #54 item 1). A custom
+// element with no dependency and no framework: it asks for the key, activates it through the
+// client the app gives it (a LicenseClient of this package, or any object with its methods, such
+// as an adapter over the Tauri plugin's guest package), says every refusal in plain words with
+// the next step, shows the licensed state and deactivates this device. Its own entry: the
+// default entry never imports it, and it imports the client's entry only when the app hands it
+// options instead of a client.
+//
+// The key is never shown whole: once submitted the field is cleared, and every text, attribute
+// and event names it as the library's redaction does (`****-` and its last six characters).
+
+const TAG = 'polar-license-gate';
+
+/** The English strings; `gate.strings = { … }` overrides any of them. `{key}` is the redacted key. */
+export const DEFAULT_STRINGS = Object.freeze({
+  title: 'Activate your license',
+  licensedTitle: 'Licensed',
+  keyLabel: 'License key',
+  keyHint: 'Paste the key from your purchase email or from the customer portal.',
+  activate: 'Activate',
+  activating: 'Activating {key}…',
+  checking: 'Checking the license…',
+  licensed: 'This device is licensed.',
+  offlineGrace:
+    'Polar could not be reached: this device stays licensed for {grace} more. Connect to the internet before then to keep it licensed.',
+  holder: 'Licensed to',
+  key: 'Key',
+  expires: 'Expires',
+  renews: 'Renews',
+  ends: 'Ends',
+  device: 'This device',
+  deactivate: 'Deactivate this device',
+  deactivating: 'Deactivating this device…',
+  deactivated: 'This device is deactivated: its seat is free for another device.',
+  portal: 'Open the customer portal',
+  // One sentence per reason code (docs/interfaces.md §1), with the next step.
+  not_found:
+    'The key {key} is not a key of this app. Check that you copied the whole key, and that it is the key of this product.',
+  inactive:
+    'The key {key} has been revoked or disabled (for example after a refund). Buy a license, or contact the seller if you think this is a mistake.',
+  expired: 'The key {key} has expired. Renew your license, then activate it again.',
+  conditions_mismatch: 'The key {key} is bound to another device or setup. Use the key on the device it was activated for.',
+  benefit_mismatch: 'The key {key} is for another product. Use the key you received for this app.',
+  customer_mismatch: 'The key {key} belongs to another customer account. Use the key of your own account.',
+  usage_exhausted: 'The key {key} has no usages left. Renew or upgrade your license.',
+  activation_limit:
+    'The key {key} is already active on as many devices as it allows. Deactivate it on another device (in the app there, or in the customer portal), then activate again.',
+  activations_not_supported: 'The key {key} cannot be activated on a device. Contact the seller.',
+  offline:
+    'Polar could not be reached. Check the internet connection (a network login page or a proxy may be in the way), then try again.',
+  rate_limited: 'Too many attempts for now. Try again in {wait}.',
+  server_error: 'Polar could not answer just now. Try again in a few minutes.',
+  grace_expired: 'This device has been offline for too long to stay licensed. Connect to the internet, then try again.',
+  clock_rollback: "This device's clock was set back. Correct the date and time, then try again.",
+  not_yet_verified: 'The license has not been checked yet. Connect to the internet, then try again.',
+  replayed: 'The answer could not be trusted. Try again.',
+  protocol_error:
+    'The answer did not come from Polar (a network login page or a proxy may be in the way). Try again, or on another network.',
+  invalid_input: 'That does not look like a license key. Paste the whole key, for example from your purchase email.',
+  cache_error:
+    'This device could not save the license. Check that the app may store data (private browsing can prevent it), then try again.',
+  load_error: 'The licensing module could not be loaded. Reload the page; if that does not help, contact the seller.',
+  unknown: 'The key could not be activated ({code}). Try again.',
+  // The locale of dates and durations (default: the element's `lang`, the page's, the browser's).
+  locale: '',
+});
+
+/** The reasons after which the customer portal helps (seats, renewals, refunds). */
+const PORTAL_REASONS = new Set(['activation_limit', 'expired', 'inactive', 'usage_exhausted']);
+
+/** The library's redaction of a key (src/key.rs `redact`). */
+export function redactKey(key) {
+  const chars = [...String(key ?? '')];
+  return chars.length <= 12 ? '****' : `****-${chars.slice(-6).join('')}`;
+}
+
+const STYLE = `
+:host {
+  display: block;
+  box-sizing: border-box;
+  max-width: var(--polar-gate-width, 28rem);
+  padding: var(--polar-gate-padding, 1.25rem);
+  font: var(--polar-gate-font, inherit);
+  color: var(--polar-gate-color, #1b1b1f);
+  background: var(--polar-gate-background, #ffffff);
+  border: var(--polar-gate-border, 1px solid #c4c7cf);
+  border-radius: var(--polar-gate-radius, 8px);
+}
+[hidden] { display: none !important; }
+* { box-sizing: border-box; }
+h2 { margin: 0 0 0.75rem; font-size: var(--polar-gate-title-size, 1.25rem); }
+h2:focus { outline: none; }
+form { display: grid; gap: var(--polar-gate-gap, 0.5rem); }
+label { font-weight: 600; }
+input {
+  font: inherit;
+  padding: 0.5rem 0.625rem;
+  color: inherit;
+  background: var(--polar-gate-input-background, #ffffff);
+  border: var(--polar-gate-input-border, 1px solid #74777f);
+  border-radius: var(--polar-gate-radius, 8px);
+  font-family: var(--polar-gate-key-font, ui-monospace, monospace);
+}
+input[aria-invalid='true'] { border-color: var(--polar-gate-danger, #b3261e); }
+.hint, dl { color: var(--polar-gate-muted, #44474e); font-size: 0.875rem; margin: 0; }
+button, a {
+  font: inherit;
+  justify-self: start;
+  padding: 0.5rem 1rem;
+  border-radius: var(--polar-gate-radius, 8px);
+  cursor: pointer;
+}
+.primary {
+  color: var(--polar-gate-accent-text, #ffffff);
+  background: var(--polar-gate-accent, #0b57d0);
+  border: 1px solid var(--polar-gate-accent, #0b57d0);
+}
+.secondary {
+  color: var(--polar-gate-accent, #0b57d0);
+  background: transparent;
+  border: 1px solid currentColor;
+}
+a { display: inline-block; padding: 0.5rem 0; color: var(--polar-gate-accent, #0b57d0); }
+button[aria-disabled='true'] { cursor: progress; }
+:focus-visible { outline: var(--polar-gate-focus, 2px solid #0b57d0); outline-offset: 2px; }
+dl { display: grid; grid-template-columns: max-content 1fr; gap: 0.25rem 1rem; margin: 0.75rem 0; font-size: 1rem; }
+dt { font-weight: 600; color: var(--polar-gate-color, #1b1b1f); }
+dd { margin: 0; overflow-wrap: anywhere; }
+.message { margin: 0.75rem 0 0; min-height: 1.25em; }
+.message:empty { margin: 0; min-height: 0; }
+:host([state='refused']) .message {
+  color: var(--polar-gate-danger, #b3261e);
+  padding-left: 0.625rem;
+  border-left: 3px solid currentColor;
+}
+:host([state='licensed']) .message { color: var(--polar-gate-success, #146c2e); }
+:host([state='licensed'][reason]) .message { color: var(--polar-gate-danger, #b3261e); }
+:host([offline]) .message { color: var(--polar-gate-warning, #7a4a00); }
+.actions { display: flex; flex-wrap: wrap; gap: 0.5rem 1rem; align-items: center; margin-top: 0.75rem; }
+`;
+
+const TEMPLATE = `<style>${STYLE}</style>
+<section part="container" aria-labelledby="title">
+  <h2 part="title" id="title" tabindex="-1"></h2>
+  <form part="form" novalidate>
+    <label part="label" for="key"></label>
+    <input part="input" id="key" name="polar-license-key" type="text" autocomplete="off"
+      autocapitalize="off" spellcheck="false" aria-describedby="hint message">
+    <p part="hint" class="hint" id="hint"></p>
+    <button part="button activate" class="primary" type="submit"></button>
+  </form>
+  <dl part="details"></dl>
+  <p part="message" class="message" id="message" role="status" aria-live="polite"></p>
+  <div part="actions" class="actions">
+    <button part="button deactivate" class="secondary" type="button"></button>
+    <a part="link portal" target="_blank" rel="noopener noreferrer"></a>
+  </div>
+</section>`;
+
+const Base = globalThis.HTMLElement ?? class {};
+
+/**
+ * `<polar-license-gate>`: set `client` (or `options`), listen to `polar-license-change`.
+ * Attributes: `device-label` (the activation's label), `portal-url` (the customer portal).
+ */
+export class PolarLicenseGate extends Base {
+  #client = null;
+  #clientPending = null;
+  #key = null;
+  #strings = DEFAULT_STRINGS;
+  #state = 'empty';
+  #reason = null;
+  #view = {};
+  #message = '';
+  #busy = false;
+  #els = null;
+
+  static get observedAttributes() {
+    return ['portal-url', 'device-label', 'lang'];
+  }
+
+  constructor() {
+    super();
+    const root = this.attachShadow({ mode: 'open' });
+    root.innerHTML = TEMPLATE;
+    const $ = (s) => root.querySelector(s);
+    this.#els = {
+      title: $('h2'),
+      form: $('form'),
+      label: $('label'),
+      input: $('input'),
+      hint: $('.hint'),
+      submit: $('form button'),
+      details: $('dl'),
+      message: $('.message'),
+      deactivate: $('.secondary'),
+      portal: $('a'),
+      actions: $('.actions'),
+    };
+    this.#els.form.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const key = this.#els.input.value;
+      // Cleared at once: the field never keeps the key once it is submitted.
+      this.#els.input.value = '';
+      this.activate(key);
+    });
+    this.#els.deactivate.addEventListener('click', () => this.deactivate());
+  }
+
+  connectedCallback() {
+    // A property the page set before this module defined the element (an own property that
+    // hides the accessor): set again through it.
+    for (const name of ['strings', 'options', 'client']) {
+      if (Object.hasOwn(this, name)) {
+        const value = this[name];
+        delete this[name];
+        this[name] = value;
+      }
+    }
+    this.#render();
+    if (this.#client && this.#state === 'empty' && !this.#busy) this.refresh();
+  }
+
+  attributeChangedCallback() {
+    this.#render();
+  }
+
+  /** The client: a `LicenseClient`, or an object with its `activate`, `check`, `deactivate` (and optionally `status`, `rememberedKey`). */
+  get client() {
+    return this.#client;
+  }
+  set client(client) {
+    this.#client = client ?? null;
+    this.#clientPending = null;
+    this.#reset();
+    if (this.isConnected && this.#client) this.refresh();
+  }
+
+  /** Options of a `LicenseClient` (`rememberKeys` on by default): the client entry is loaded then. */
+  set options(options) {
+    this.#client = null;
+    this.#reset();
+    this.#clientPending = import('./browser.js').then(
+      ({ LicenseClient }) => {
+        this.#client = new LicenseClient({ rememberKeys: true, ...options });
+        return this.#client;
+      },
+      // The client entry could not be loaded (a CSP, a bundle without it): said as load_error.
+      (e) => Promise.reject(Object.assign(new Error(`polar-license: ${e}`), { code: 'load_error' })),
+    );
+    if (this.isConnected) this.refresh();
+  }
+
+  /** Another client: nothing known here of the last one's key. */
+  #reset() {
+    this.#key = null;
+    if (this.#state !== 'empty' || this.#message) this.#set('empty');
+  }
+
+  /** The app's strings over the English ones (one object; any key of `DEFAULT_STRINGS`). */
+  get strings() {
+    return this.#strings;
+  }
+  set strings(strings) {
+    this.#strings = Object.freeze({ ...DEFAULT_STRINGS, ...(strings ?? {}) });
+    this.#render();
+  }
+
+  /** `empty`, `checking`, `activating`, `licensed`, `refused` or `deactivating`. */
+  get state() {
+    return this.#state;
+  }
+
+  /** The reason code of the last refusal (docs/interfaces.md §1), else `null`. */
+  get reason() {
+    return this.#reason;
+  }
+
+  async #ready() {
+    return this.#client ?? (this.#clientPending ? await this.#clientPending : null);
+  }
+
+  /**
+   * Checks the key activated here, else the client's remembered key (its `rememberedKey()`, or,
+   * for a client without that method, its `check()` with no key: an IPC bridge to a main
+   * process that remembers the key, so the whole key never reaches the page); `empty` without one.
+   */
+  async refresh() {
+    if (this.#busy) return;
+    const client = await this.#ready().catch((e) => this.#fail(e, null));
+    if (!client) return;
+    let key = this.#key;
+    const remembers = typeof client.rememberedKey === 'function';
+    if (!key && remembers) key = await client.rememberedKey().catch(() => null);
+    if (!key && remembers) {
+      if (this.#state === 'checking') this.#set('empty');
+      return;
+    }
+    this.#key = key ?? null;
+    this.#busy = true;
+    this.#set('checking', { message: this.#t('checking') });
+    try {
+      const result = await (key ? client.check(key) : client.check());
+      this.#licensed(result, null);
+    } catch (e) {
+      // No key remembered by the client: nothing to say yet.
+      if (!key && codeOf(e) === 'invalid_input' && (e?.field ?? 'key') === 'key') this.#set('empty');
+      else await this.#fail(e, key);
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Activates `key` on this device (what the form does); resolves when the state is settled. */
+  async activate(key) {
+    if (this.#busy) return;
+    const client = await this.#ready().catch((e) => this.#fail(e, null));
+    if (!client) return;
+    const text = String(key ?? '').trim();
+    const focused = this.#hasFocus();
+    this.#busy = true;
+    this.#set('activating', { message: this.#t('activating', { key: redactKey(text) }) });
+    try {
+      const label = this.getAttribute('device-label') || defaultLabel();
+      const activated = await client.activate(text, { label });
+      this.#key = text;
+      // An activation is a verdict: this check answers from the cache, with no request.
+      const result = await client.check(text);
+      this.#licensed(result, activated?.activation ?? null);
+      if (focused) this.#els.title.focus();
+    } catch (e) {
+      await this.#fail(e, text);
+      if (focused) this.#els.input.focus();
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  /** Deactivates this device (frees its seat) and forgets the key here. */
+  async deactivate() {
+    const client = this.#client;
+    const licensed = this.#state === 'licensed';
+    if (this.#busy || !client || !(this.#key || licensed)) return;
+    const focused = this.#hasFocus();
+    this.#busy = true;
+    const shown = { view: this.#view };
+    this.#set('deactivating', { ...shown, message: this.#t('deactivating') });
+    try {
+      // Without a key known here: the client's remembered one (an IPC bridge's main process).
+      await (this.#key ? client.deactivate(this.#key) : client.deactivate());
+      this.#key = null;
+      this.#set('empty', { message: this.#t('deactivated') });
+      if (focused) this.#els.input.focus();
+    } catch (e) {
+      // Still licensed here: say why the seat could not be freed.
+      this.#set('licensed', { ...shown, reason: codeOf(e), message: await this.#sentence(e, this.#key) });
+    } finally {
+      this.#busy = false;
+    }
+  }
+
+  #licensed(result, activation) {
+    const license = result?.license ?? {};
+    const sub = license.subscription;
+    const customer = license.customer ?? {};
+    const when = [];
+    if (sub && (sub.cancelAtPeriodEnd || sub.endsAt)) when.push(['ends', sub.endsAt ?? sub.currentPeriodEnd]);
+    else if (sub?.currentPeriodEnd) when.push(['renews', sub.currentPeriodEnd]);
+    else if (license.expiresAt) when.push(['expires', license.expiresAt]);
+    const view = {
+      key: this.#key ? redactKey(this.#key) : (license.displayKey ?? null),
+      holder: license.member?.email ?? customer.name ?? customer.email ?? null,
+      until: when[0] ? { kind: when[0][0], at: when[0][1] } : null,
+      device: (activation ?? result?.activation)?.label ?? null,
+      source: result?.source ?? 'online',
+      graceRemaining: result?.graceRemaining ?? null,
+      offline: result?.source === 'cache' && result?.reason != null,
+    };
+    const message = view.offline
+      ? this.#t('offlineGrace', { grace: this.#duration(view.graceRemaining ?? 0) })
+      : this.#t('licensed');
+    this.#set('licensed', { view, message });
+  }
+
+  async #fail(error, key) {
+    const code = codeOf(error);
+    this.#set('refused', { reason: code, message: await this.#sentence(error, key) });
+    return null;
+  }
+
+  async #sentence(error, key) {
+    const code = codeOf(error);
+    let wait = Number.isFinite(error?.retryAfter) ? error.retryAfter : null;
+    if (code === 'rate_limited' && wait == null && key && typeof this.#client?.status === 'function') {
+      // A page cannot read Polar's retry-after: the client's block says how long it waits.
+      const status = await this.#client.status(key).catch(() => null);
+      if (status?.blockedUntil && status.now) wait = Math.max(1, status.blockedUntil - status.now);
+    }
+    const has = Object.hasOwn(this.#strings, code) && code !== 'unknown';
+    return this.#t(has ? code : 'unknown', {
+      key: redactKey(key),
+      code,
+      wait: this.#duration(wait ?? 60),
+    });
+  }
+
+  #set(state, { reason = null, message = '', view = {} } = {}) {
+    this.#state = state;
+    this.#reason = reason;
+    this.#message = message;
+    this.#view = state === 'licensed' || state === 'deactivating' ? view : {};
+    this.#render();
+    const detail = {
+      state,
+      reason,
+      licensed: state === 'licensed',
+      message,
+      ...(state === 'licensed' ? { license: { ...this.#view } } : {}),
+    };
+    this.dispatchEvent(new CustomEvent('polar-license-change', { detail, bubbles: true, composed: true }));
+  }
+
+  #render() {
+    const e = this.#els;
+    if (!e) return;
+    const state = this.#state;
+    const licensedView = state === 'licensed' || state === 'deactivating';
+    this.setAttribute('state', state);
+    if (this.#reason) this.setAttribute('reason', this.#reason);
+    else this.removeAttribute('reason');
+    this.toggleAttribute('offline', licensedView && !!this.#view.offline);
+    const busy = state === 'activating' || state === 'checking' || state === 'deactivating';
+    e.title.textContent = this.#t(licensedView ? 'licensedTitle' : 'title');
+    e.label.textContent = this.#t('keyLabel');
+    e.hint.textContent = this.#t('keyHint');
+    e.submit.textContent = this.#t('activate');
+    e.deactivate.textContent = this.#t('deactivate');
+    e.portal.textContent = this.#t('portal');
+    e.form.hidden = licensedView;
+    e.input.readOnly = busy;
+    e.input.setAttribute('aria-invalid', state === 'refused' ? 'true' : 'false');
+    setBusy(e.submit, busy);
+    setBusy(e.deactivate, busy);
+    e.title.parentElement.setAttribute('aria-busy', busy ? 'true' : 'false');
+    e.deactivate.hidden = !licensedView;
+    const portal = this.getAttribute('portal-url');
+    e.portal.hidden = !portal || !(licensedView || PORTAL_REASONS.has(this.#reason));
+    e.actions.hidden = e.deactivate.hidden && e.portal.hidden;
+    if (portal) e.portal.href = portal;
+    else e.portal.removeAttribute('href');
+    e.details.replaceChildren();
+    e.details.hidden = !licensedView;
+    if (licensedView) {
+      const v = this.#view;
+      const row = (name, value) => {
+        if (value == null || value === '') return;
+        const dt = document.createElement('dt');
+        const dd = document.createElement('dd');
+        dt.textContent = this.#t(name);
+        dd.textContent = value;
+        e.details.append(dt, dd);
+      };
+      row('holder', v.holder);
+      row('key', v.key);
+      if (v.until) row(v.until.kind, this.#date(v.until.at));
+      row('device', v.device);
+    }
+    if (e.message.textContent !== this.#message) e.message.textContent = this.#message;
+  }
+
+  #t(name, values = {}) {
+    const text = String(this.#strings[name] ?? DEFAULT_STRINGS[name] ?? name);
+    return text.replace(/\{(\w+)\}/g, (all, k) => (k in values ? String(values[k]) : all));
+  }
+
+  #locale() {
+    return this.#strings.locale || this.closest?.('[lang]')?.getAttribute('lang') || undefined;
+  }
+
+  #date(at) {
+    const d = new Date(at);
+    if (Number.isNaN(d.getTime())) return String(at);
+    try {
+      return new Intl.DateTimeFormat(this.#locale(), { dateStyle: 'long' }).format(d);
+    } catch {
+      return d.toDateString();
+    }
+  }
+
+  #duration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const [n, unit] =
+      s >= 2 * 86400 ? [Math.floor(s / 86400), 'day'] : s >= 2 * 3600 ? [Math.floor(s / 3600), 'hour'] : s >= 60 ? [Math.floor(s / 60), 'minute'] : [s, 'second'];
+    try {
+      return new Intl.NumberFormat(this.#locale(), { style: 'unit', unit, unitDisplay: 'long' }).format(n);
+    } catch {
+      return `${n} ${unit}${n === 1 ? '' : 's'}`;
+    }
+  }
+
+  /** Whether the focus is inside the gate: only then does it move the focus (never stealing it from the page). */
+  #hasFocus() {
+    return this.shadowRoot.activeElement != null;
+  }
+}
+
+function setBusy(button, busy) {
+  if (busy) button.setAttribute('aria-disabled', 'true');
+  else button.removeAttribute('aria-disabled');
+}
+
+function codeOf(error) {
+  return typeof error?.code === 'string' ? error.code : 'unknown';
+}
+
+function defaultLabel() {
+  const nav = globalThis.navigator;
+  const platform = nav?.userAgentData?.platform || nav?.platform || '';
+  return platform ? `Browser on ${platform}`.slice(0, 100) : 'Browser';
+}
+
+if (globalThis.customElements && !customElements.get(TAG)) customElements.define(TAG, PolarLicenseGate);

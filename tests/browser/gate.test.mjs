@@ -1,0 +1,489 @@
+// The activation screen, <polar-license-gate> of polar-license/ui (issue #54 item 1), as the
+// installed tarball in each browser engine (tests/browser/engines.mjs: Chromium, Firefox ESR,
+// WebKitGTK), against an emulator of its own (the package's polar-license/emulator in this
+// process: its faults touch no other suite), on another origin than the page (every POST
+// preflighted). One page per engine; its states driven in sequence through the form, as a
+// person would (the key typed into the <input>, the button pressed): empty, each refusal
+// (invalid input, a key of another organization, revoked, expired, the activation limit, offline
+// with nothing cached), activating (the client's requests held until released), licensed,
+// offline within the grace, offline past it (the page's clock moved), deactivated, rate limited. In each state:
+//   - the state, the reason code and the sentence shown (DEFAULT_STRINGS with the redacted key);
+//   - the whole key nowhere: the element's shadow tree and attributes, the input's value, the
+//     page, every polar-license-change event's detail;
+//   - axe-core (scripts/npm's pinned copy) finds no violation in the page, shadow tree included;
+//   - a screenshot: target/npm/gate/<engine>-<state>.png, and with GATE_SHOTS=DIR the Chromium
+//     ones of the gate alone into DIR (docs/img/gate/ holds them: the guides show them).
+// Focus: after a refusal on the input (aria-invalid), after the activation on the title. Also: a
+// client without the key (an Electron preload's bridge) checked and deactivated with none; the
+// app's strings; README's three lines as they are (the element made from options), last.
+import { test, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { copyFile, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { createRequire } from 'node:module';
+import { execFile } from 'node:child_process';
+import { promisify } from 'node:util';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { randomBytes } from 'node:crypto';
+import { eachEngine } from './engines.mjs';
+import { serve } from './support.mjs';
+
+const { CONSUMER, TOOLS, SCREENSHOT, GATE_SHOTS } = process.env;
+if (!CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh (CONSUMER, TOOLS)');
+const PACKAGE = join(CONSUMER, 'node_modules', 'polar-license');
+const SHOTS = join(SCREENSHOT ? dirname(SCREENSHOT) : join(CONSUMER, '..'), 'gate');
+const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
+const OTHER_ORG = '7c9e6679-7425-40de-944b-e07fc1f90ae7';
+const PORTAL = 'https://polar.sh/example/portal';
+const README = join(dirname(fileURLToPath(import.meta.url)), '..', '..', 'README.md');
+
+const { DEFAULT_STRINGS, redactKey } = await import(pathToFileURL(join(PACKAGE, 'ui.js')).href);
+const { startEmulator } = await import(pathToFileURL(join(PACKAGE, 'emulator.js')).href);
+
+const PAGE = `<!doctype html>
+<html lang="en">
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Example app: activation</title>
+<style>
+  body { margin: 0; font: 16px/1.4 system-ui, sans-serif; background: #f4f5f8; }
+  main { padding: 16px; }
+  h1 { font-size: 1rem; margin: 0 0 12px; }
+</style>
+<main>
+  <h1>Example app</h1>
+  <polar-license-gate portal-url="${PORTAL}" device-label="Ada's laptop"></polar-license-gate>
+</main>
+<script src="./axe.min.js"></script>
+<script type="module">
+  import { LicenseClient } from './node_modules/polar-license/browser.js';
+  import './node_modules/polar-license/ui.js';
+
+  const q = new URLSearchParams(location.search);
+  let held = null;
+  const gate = document.querySelector('polar-license-gate');
+  const events = [];
+  gate.addEventListener('polar-license-change', (e) => events.push(e.detail));
+  window.gateTest = {
+    events,
+    // The client's requests wait here until release(): the 'activating' state, held still.
+    hold() {
+      let release;
+      held = new Promise((ok) => (release = ok));
+      window.gateTest.release = () => {
+        held = null;
+        release();
+      };
+    },
+  };
+  // A client as an Electron preload's bridge gives it: no rememberedKey(), check() and
+  // deactivate() with no key use the key the other side remembers (the page never holds it).
+  window.gateTest.bridge = () => {
+    const inner = window.gateTest.inner ?? new LicenseClient({ organizationId: q.get('org'), baseUrl: q.get('api'), storage: 'memory', rememberKeys: true });
+    window.gateTest.inner = inner;
+    gate.client = {
+      activate: (key, options) => inner.activate(key, options),
+      check: (key) => (key ? inner.check(key) : inner.check()),
+      deactivate: async (key) => inner.deactivate(key ?? (await inner.rememberedKey())),
+    };
+  };
+  gate.client = new LicenseClient({
+    organizationId: q.get('org'),
+    baseUrl: q.get('api'),
+    storage: 'memory',
+    // Every check asks Polar (then falls back to the cache): the offline state is reachable.
+    gracePolicy: { revalidateAfter: 0 },
+    // The test moves this client's clock (the grace's end).
+    clock: () => Date.now() + (window.gateTest.skew ?? 0),
+    fetch: async (url, init) => {
+      if (held) await held;
+      return fetch(url, init);
+    },
+  });
+  window.gateTest.ready = true;
+</script>
+`;
+
+let site;
+let emu;
+
+before(async () => {
+  const require = createRequire(join(TOOLS, '..', 'package.json'));
+  await copyFile(require.resolve('axe-core/axe.min.js'), join(CONSUMER, 'axe.min.js'));
+  await writeFile(join(CONSUMER, 'gate.html'), PAGE);
+  site = await serve(CONSUMER);
+  // Polar's 2027-01 answers: the seat holder and the subscription reach the screen.
+  emu = await startEmulator({ seed: { organization_id: ORG, license_keys: [] }, apiVersion: '2027-01' });
+  await mkdir(SHOTS, { recursive: true });
+  if (GATE_SHOTS) await mkdir(GATE_SHOTS, { recursive: true });
+});
+
+after(async () => {
+  site?.server.close();
+  await emu?.close();
+});
+
+/** A fresh key on the emulator with these seed fields. */
+function newKey(fields = {}) {
+  const key = `GATE-${randomBytes(12).toString('hex').toUpperCase()}`;
+  emu.addKey({ key, ...fields });
+  return key;
+}
+
+test("a bundler keeps import 'polar-license/ui' (package.json's sideEffects names it)", async () => {
+  const entry = join(CONSUMER, 'gate-bundle-entry.js');
+  await writeFile(entry, "import 'polar-license/ui';\n");
+  const { stdout, stderr } = await promisify(execFile)(join(TOOLS, '.bin', 'esbuild'), [entry, '--bundle', '--format=esm', '--platform=browser'], {
+    cwd: CONSUMER,
+    maxBuffer: 64 << 20,
+  });
+  assert.doesNotMatch(stderr, /ignored-bare-import/);
+  assert.match(stdout, /customElements\.define\(TAG, PolarLicenseGate\)/);
+});
+
+eachEngine(TOOLS, (engine, browser) => {
+  let page;
+  const keys = [];
+
+  before(async () => {
+    const query = new URLSearchParams({ api: emu.url, org: ORG });
+    page = await browser.open(`${site.url}/gate.html?${query}`);
+    await page.waitFor(() => window.gateTest?.ready && document.querySelector('polar-license-gate')?.getAttribute('state') === 'empty');
+  });
+  after(() => page?.close());
+
+  const snapshot = () =>
+    page.evaluate(() => {
+      const gate = document.querySelector('polar-license-gate');
+      const root = gate.shadowRoot;
+      const visible = (el) => !el.closest('[hidden]');
+      return {
+        state: gate.state,
+        reason: gate.reason,
+        attrs: gate.outerHTML,
+        shadow: root.innerHTML,
+        page: document.body.outerHTML,
+        input: root.querySelector('input').value,
+        message: root.querySelector('[part~=message]').textContent,
+        title: root.querySelector('h2').textContent,
+        details: [...root.querySelectorAll('dt')].map((dt) => [dt.textContent, dt.nextElementSibling.textContent]),
+        portal: visible(root.querySelector('[part~=portal]')) ? root.querySelector('[part~=portal]').href : null,
+        deactivate: visible(root.querySelector('[part~=deactivate]')),
+        form: visible(root.querySelector('form')),
+        focus: root.activeElement?.getAttribute('part') ?? null,
+        invalid: root.querySelector('input').getAttribute('aria-invalid'),
+        live: root.querySelector('[part~=message]').getAttribute('role'),
+        events: JSON.stringify(window.gateTest.events),
+      };
+    });
+
+  /** Checks the key is nowhere whole, runs axe, takes the screenshot; returns the snapshot. */
+  async function inState(name, expect) {
+    const snap = await snapshot();
+    const where = `${browser.version}, ${name}`;
+    for (const key of keys) {
+      for (const field of ['attrs', 'shadow', 'page', 'input', 'events']) {
+        assert.ok(!snap[field].includes(key), `${where}: the whole key in ${field}`);
+      }
+    }
+    assert.equal(snap.state, expect.state, `${where}: ${snap.message}`);
+    assert.equal(snap.reason, expect.reason ?? null, `${where}: ${snap.message}`);
+    if (expect.message instanceof RegExp) assert.match(snap.message, expect.message, where);
+    else if (expect.message !== undefined) assert.equal(snap.message, expect.message, where);
+    assert.equal(snap.live, 'status', `${where}: the message is a live region`);
+    const violations = await page.evaluate(async () => {
+      const { violations } = await window.axe.run(document, { resultTypes: ['violations'] });
+      return violations.map((v) => `${v.id} (${v.impact}): ${v.nodes.map((n) => n.target.join(' ')).join(', ')}`);
+    });
+    assert.deepEqual(violations, [], `${where}: axe-core`);
+    await page.screenshot(join(SHOTS, `${engine}-${name}.png`));
+    if (GATE_SHOTS && engine === 'chromium' && !/^(bridge|subscription|deactivate-|grace-renewed)/.test(name)) {
+      // The page's main (its heading and the gate), as wide as the gate and its margin.
+      const box = await page.evaluate(() => {
+        const gate = document.querySelector('polar-license-gate').getBoundingClientRect();
+        const main = document.querySelector('main').getBoundingClientRect();
+        return { x: 0, y: 0, width: Math.ceil(gate.right + gate.left), height: Math.ceil(main.bottom) };
+      });
+      await page.screenshot(join(GATE_SHOTS, `${name}.png`), { clip: box });
+    }
+    return snap;
+  }
+
+  /** Types `key` into the field and presses the button, the focus in the field. */
+  const submit = (key) =>
+    page.evaluate((k) => {
+      const root = document.querySelector('polar-license-gate').shadowRoot;
+      const input = root.querySelector('input');
+      input.focus();
+      input.value = k;
+      root.querySelector('[part~=activate]').click();
+    }, key);
+  const settled = () => page.waitFor(() => !['activating', 'checking', 'deactivating'].includes(document.querySelector('polar-license-gate').state));
+  const said = (code, key) => DEFAULT_STRINGS[code].replace('{key}', redactKey(key));
+
+  /** Submits `key` and expects the refusal `code`. */
+  async function refused(name, key, code, message = said(code, key)) {
+    await submit(key);
+    await settled();
+    const snap = await inState(name, { state: 'refused', reason: code, message });
+    assert.equal(snap.input, '', 'the field is cleared');
+    assert.equal(snap.invalid, 'true');
+    assert.equal(snap.focus, 'input', 'the focus back in the field');
+    assert.equal(snap.form, true);
+    return snap;
+  }
+
+  test('empty: the form, labelled, nothing said yet', async () => {
+    const snap = await inState('empty', { state: 'empty', message: '' });
+    assert.equal(snap.title, DEFAULT_STRINGS.title);
+    assert.equal(snap.form, true);
+    assert.equal(snap.deactivate, false);
+    assert.equal(snap.portal, null);
+    const label = await page.evaluate(() => {
+      const root = document.querySelector('polar-license-gate').shadowRoot;
+      const input = root.querySelector('input');
+      return [...input.labels].map((l) => l.textContent).join();
+    });
+    assert.equal(label, DEFAULT_STRINGS.keyLabel);
+  });
+
+  test('refused: invalid input, no request', async () => {
+    const before = emu.requestCount();
+    await refused('invalid-input', '   ', 'invalid_input');
+    assert.equal(emu.requestCount(), before);
+  });
+
+  test('refused: a key of another organization (wrong product)', async () => {
+    const key = newKey({ organization_id: OTHER_ORG });
+    keys.push(key);
+    await refused('not-found', key, 'not_found');
+  });
+
+  test('refused: revoked', async () => {
+    const key = newKey({ status: 'revoked' });
+    keys.push(key);
+    const snap = await refused('revoked', key, 'inactive');
+    assert.equal(snap.portal, PORTAL);
+  });
+
+  test('refused: expired', async () => {
+    const key = newKey({ expires_at: '2024-01-31T00:00:00Z' });
+    keys.push(key);
+    const snap = await refused('expired', key, 'expired');
+    assert.equal(snap.portal, PORTAL);
+  });
+
+  test('refused: the activation limit, with the portal link', async () => {
+    const key = newKey({ limit_activations: 1 });
+    keys.push(key);
+    const other = await fetch(`${emu.url}/v1/customer-portal/license-keys/activate`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json' },
+      body: JSON.stringify({ key, organization_id: ORG, label: 'Another device' }),
+    });
+    assert.equal(other.status, 200);
+    const snap = await refused('activation-limit', key, 'activation_limit');
+    assert.equal(snap.portal, PORTAL);
+  });
+
+  test('refused: offline with nothing cached', async () => {
+    const key = newKey();
+    keys.push(key);
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      const snap = await refused('offline', key, 'offline');
+      assert.equal(snap.portal, null);
+    } finally {
+      emu.setFault(null);
+    }
+  });
+
+  test('activating, then licensed: holder, expiry, device, the focus on the title', async () => {
+    const key = newKey({ customer_email: 'ada@example.com', expires_at: '2031-03-15T12:00:00Z', limit_activations: 3 });
+    keys.push(key);
+    await page.evaluate(() => window.gateTest.hold());
+    await submit(key);
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'activating');
+    const busy = await inState('activating', { state: 'activating', message: DEFAULT_STRINGS.activating.replace('{key}', redactKey(key)) });
+    assert.equal(busy.input, '');
+    await page.evaluate(() => window.gateTest.release());
+    await settled();
+    const snap = await inState('licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    assert.equal(snap.title, DEFAULT_STRINGS.licensedTitle);
+    assert.equal(snap.form, false);
+    assert.equal(snap.deactivate, true);
+    assert.equal(snap.focus, 'title');
+    const details = Object.fromEntries(snap.details);
+    assert.equal(details[DEFAULT_STRINGS.holder], 'ada@example.com');
+    assert.equal(details[DEFAULT_STRINGS.key], redactKey(key));
+    assert.match(details[DEFAULT_STRINGS.expires], /2031/);
+    assert.equal(details[DEFAULT_STRINGS.device], "Ada's laptop");
+    assert.equal(emu.activations(key).length, 1);
+    const events = JSON.parse(snap.events);
+    const last = events.at(-1);
+    assert.equal(last.state, 'licensed');
+    assert.equal(last.license.key, redactKey(key));
+    assert.equal(last.license.device, "Ada's laptop");
+    assert.equal(events.at(-2).state, 'activating');
+  });
+
+  test('licensed offline, within the grace: the days left', async () => {
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
+      await settled();
+      const snap = await inState('offline-grace', { state: 'licensed', message: /^Polar could not be reached: this device stays licensed for (6|7) days more\./ });
+      assert.match(snap.attrs, /\soffline(=""|\s|>)/);
+    } finally {
+      emu.setFault(null);
+    }
+  });
+
+  test('refused: offline past the grace; licensed again once Polar answers', async () => {
+    const key = keys.at(-1);
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      await page.evaluate(() => {
+        window.gateTest.skew = 8 * 86400 * 1000;
+        return document.querySelector('polar-license-gate').refresh();
+      });
+      await settled();
+      const snap = await inState('grace-expired', { state: 'refused', reason: 'grace_expired', message: said('grace_expired', key) });
+      assert.equal(snap.form, true);
+    } finally {
+      emu.setFault(null);
+    }
+    // The clock stays 8 days ahead: Polar's answer licenses again from then on.
+    await page.evaluate(() => document.querySelector('polar-license-gate').refresh());
+    await settled();
+    await inState('grace-renewed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+  });
+
+  test('deactivate this device: offline, still licensed and said why; then the seat freed, the form back', async () => {
+    const key = keys.at(-1);
+    emu.setFault({ kind: 'close_immediately' });
+    try {
+      await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+      await settled();
+      const snap = await inState('deactivate-offline', { state: 'licensed', reason: 'offline', message: said('offline', key) });
+      assert.equal(snap.deactivate, true);
+    } finally {
+      emu.setFault(null);
+    }
+    assert.equal(emu.activations(key).length, 1);
+    await page.evaluate(() => {
+      const root = document.querySelector('polar-license-gate').shadowRoot;
+      root.querySelector('[part~=deactivate]').focus();
+      root.querySelector('[part~=deactivate]').click();
+    });
+    await settled();
+    const snap = await inState('deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    assert.equal(emu.activations(key).length, 0);
+    assert.equal(snap.focus, 'input');
+  });
+
+  test("licensed through a subscription (Polar 2027-01): the seat holder, the renewal; cancelled, the end", async () => {
+    const renewing = newKey({
+      limit_activations: 2,
+      customer_email: 'billing@example.com',
+      member: { email: 'seat@example.com' },
+      subscription: { status: 'active', current_period_end: '2030-07-01T00:00:00Z' },
+    });
+    const ending = newKey({
+      limit_activations: 2,
+      subscription: { status: 'active', current_period_end: '2029-08-01T00:00:00Z', cancel_at_period_end: true },
+    });
+    keys.push(renewing, ending);
+    for (const [key, kind, year] of [
+      [renewing, 'renews', /2030/],
+      [ending, 'ends', /2029/],
+    ]) {
+      await page.evaluate((k) => document.querySelector('polar-license-gate').activate(k), key);
+      await settled();
+      const snap = await inState(`subscription-${kind}`, { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+      const details = Object.fromEntries(snap.details);
+      assert.match(details[DEFAULT_STRINGS[kind]] ?? '', year, JSON.stringify(snap.details));
+      for (const other of ['expires', 'renews', 'ends'].filter((k) => k !== kind)) assert.equal(details[DEFAULT_STRINGS[other]], undefined);
+      if (kind === 'renews') assert.equal(details[DEFAULT_STRINGS.holder], 'seat@example.com');
+      await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+      await settled();
+      assert.equal(emu.activations(key).length, 0);
+    }
+  });
+
+  test('refused: rate limited, with the wait', async () => {
+    const key = newKey();
+    keys.push(key);
+    emu.setFault({ kind: 'rate_limited', retry_after: 30 });
+    try {
+      // A page cannot read retry-after (Polar does not expose it): the client's own block.
+      await refused('rate-limited', key, 'rate_limited', /^Too many attempts for now\. Try again in (\d+ seconds|1 minute)\.$/);
+    } finally {
+      emu.setFault(null);
+    }
+  });
+
+  test('a bridge without the key: licensed from the key the other side remembers, deactivated', async () => {
+    const key = newKey({ customer_email: 'grace@example.com', limit_activations: 2 });
+    keys.push(key);
+    await page.evaluate(() => window.gateTest.bridge());
+    await settled();
+    await inState('bridge-empty', { state: 'empty' });
+    await submit(key);
+    await settled();
+    await inState('bridge-licensed', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    // A new bridge over the same client (a reloaded window): the gate knows no key.
+    await page.evaluate(() => window.gateTest.bridge());
+    await page.waitFor(() => document.querySelector('polar-license-gate').state === 'licensed');
+    const snap = await inState('bridge-reopened', { state: 'licensed', message: DEFAULT_STRINGS.licensed });
+    const details = Object.fromEntries(snap.details);
+    assert.equal(details[DEFAULT_STRINGS.key], redactKey(key));
+    assert.equal(details[DEFAULT_STRINGS.holder], 'grace@example.com');
+    await page.evaluate(() => document.querySelector('polar-license-gate').deactivate());
+    await settled();
+    await inState('bridge-deactivated', { state: 'empty', message: DEFAULT_STRINGS.deactivated });
+    assert.equal(emu.activations(key).length, 0);
+  });
+
+  test("the app's strings replace the English ones", async () => {
+    const title = await page.evaluate(() => {
+      const gate = document.querySelector('polar-license-gate');
+      gate.strings = { title: 'Lizenz aktivieren', keyLabel: 'Lizenzschlüssel' };
+      const root = gate.shadowRoot;
+      return [root.querySelector('h2').textContent, root.querySelector('label').textContent];
+    });
+    assert.deepEqual(title, ['Lizenz aktivieren', 'Lizenzschlüssel']);
+  });
+
+  test("README's three lines: the element made from options (the client entry loaded then) activates", async () => {
+    const readme = await readFile(README, 'utf8');
+    const block = readme.match(/<!-- not-run: the three lines [^\n]*-->\n```html\n([\s\S]*?)\n```/);
+    assert.ok(block, 'README has the three lines');
+    assert.equal(block[1].split('\n').length, 3);
+    const lines = block[1].replace("{ organizationId: 'YOUR-ORG-ID' }", `{ organizationId: '${ORG}', baseUrl: '${emu.url}', storage: 'memory' }`);
+    assert.notEqual(lines, block[1]);
+    const file = `readme-gate-${engine}.html`;
+    await writeFile(join(CONSUMER, file), `<!doctype html>\n<html lang="en">\n<meta charset="utf-8">\n<title>README</title>\n<main>\n${lines}\n</main>\n`);
+    // A page of its own, the suite's closed first (WebKitWebDriver runs one session at once).
+    await page.close();
+    page = null;
+    const readmePage = await browser.open(`${site.url}/${file}`);
+    try {
+      const key = newKey({ limit_activations: 1 });
+      await readmePage.evaluate((k) => {
+        const root = document.querySelector('polar-license-gate').shadowRoot;
+        root.querySelector('input').value = k;
+        root.querySelector('[part~=activate]').click();
+      }, key);
+      await readmePage.waitFor(() => ['licensed', 'refused'].includes(document.querySelector('polar-license-gate')?.state));
+      const got = await readmePage.evaluate(() => {
+        const gate = document.querySelector('polar-license-gate');
+        return [gate.state, gate.shadowRoot.querySelector('[part~=message]').textContent];
+      });
+      assert.deepEqual(got, ['licensed', DEFAULT_STRINGS.licensed], browser.version);
+      assert.equal(emu.activations(key).length, 1);
+    } finally {
+      await readmePage.close();
+    }
+  });
+});

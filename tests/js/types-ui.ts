@@ -1,0 +1,41 @@
+// Types of polar-license/ui (the activation screen), checked by tsc against the installed
+// tarball (scripts/test-wasm.sh's npm-types): a page that makes the element, hands it a
+// LicenseClient or a bridge of its own, sets its strings and reads its events.
+import { DEFAULT_STRINGS, PolarLicenseGate, redactKey, type GateChangeDetail, type GateClient, type GateState } from 'polar-license/ui';
+import { LicenseClient } from 'polar-license';
+
+const gate: PolarLicenseGate = document.createElement('polar-license-gate');
+gate.setAttribute('portal-url', 'https://polar.sh/example/portal');
+gate.client = new LicenseClient({ organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10', rememberKeys: true });
+gate.options = { organizationId: '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10' };
+gate.strings = { title: 'Lizenz aktivieren', locale: 'de' };
+const title: string = gate.strings.title;
+const english: string = DEFAULT_STRINGS.activation_limit;
+const shown: string = redactKey('DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A');
+
+// A bridge to a main process (no rememberedKey: checked and deactivated with no key).
+const bridge: GateClient = {
+  activate: async (_key, { label }) => ({ activation: { label } }),
+  check: async () => ({ source: 'online', graceRemaining: null, reason: null, license: { displayKey: '****-4C5B6A' } }),
+  deactivate: async () => undefined,
+};
+gate.client = bridge;
+
+gate.addEventListener('polar-license-change', (event) => {
+  const detail: GateChangeDetail = event.detail;
+  const state: GateState = detail.state;
+  if (detail.licensed && detail.license) {
+    const until: string | undefined = detail.license.until?.at;
+    const grace: number | null = detail.license.graceRemaining;
+    console.log(state, detail.license.key, until, grace, detail.reason);
+  }
+});
+
+void gate.activate('DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A');
+void gate.refresh();
+void gate.deactivate();
+const reason: string | null = gate.reason;
+console.log(title, english, shown, reason);
+
+// @ts-expect-error: the state is read-only
+gate.state = 'licensed';

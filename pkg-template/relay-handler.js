@@ -476,7 +476,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return run;
     };
     // Single flight: the calls to Polar under way, by flight; a request of the same entry
-    // waits for the one that leads it (the core names both: `send.flight`, `flight`).
+    // waits for the one that leads it (the core names both: `send`'s `leads`, a wait's `flight`).
     const flights = new Map();
     const random16 = () => webCrypto.getRandomValues(new Uint8Array(16));
 
@@ -566,11 +566,11 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
               given = (await settlesWithin(flight, need.patience)) ? { landed: true } : { patience: true };
             }
           } else if (need.send) {
-            if (need.flight !== undefined) {
+            if (need.leads !== undefined) {
               let end;
               const landing = new Promise((resolve) => (end = resolve));
-              flights.set(need.flight, landing);
-              led.set(need.flight, { landing, end });
+              flights.set(need.leads, landing);
+              led.set(need.leads, { landing, end });
             }
             upstream = call(need.send);
             given = need.patience === undefined || (await settlesWithin(upstream, need.patience)) ? { upstream: await upstream } : { patience: true };

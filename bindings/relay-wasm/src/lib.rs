@@ -752,10 +752,11 @@ impl RelayCore {
 
     /// What the exchange `id` needs next (`entropy`: 16 random bytes), one of
     /// `{body: max}` (read at most `max` bytes of the request's body), `{load: {entries,
-    /// tags, roster, oldest}}` (read them from the storage, as `missing` named them), `{flight,
-    /// patience?}` (wait for that flight to land, at most `patience` ms), `{send: {method, url,
-    /// headers, body}, flight?, patience?}` (ask Polar; this exchange leads `flight`, if named;
-    /// `patience`: how long before `{patience: true}` is given instead, the call going on),
+    /// tags, roster, oldest}}` (read them from the storage), `{flight, patience?}` (wait for
+    /// that flight to land, at most `patience` ms), `{send: {method, url, headers, body},
+    /// leads?, patience?}` (ask Polar; this exchange leads the flight `leads`, if named, which
+    /// others wait on; `patience`: how long before `{patience: true}` is given instead, the
+    /// call going on),
     /// `{call: true}` (the answer of the call `send` started), `{sign: bytes}` (an Ed25519
     /// signature), `{persist: items}` (save these journal items, JSON), `{landed: flight}`
     /// (wake the requests waiting on it), `{warn}`, `{error}` (log them), `{respond: {status,
@@ -809,8 +810,10 @@ impl RelayCore {
                     patience_ms,
                 } => {
                     let out = wrapped("send", &ask_js(&request));
+                    // `leads`, not `flight`: `{flight}` is the need to wait for one (a host that
+                    // read a call as a wait gave `landed` for ever and never sent it).
                     if let Some(flight) = flight {
-                        set(&out, "flight", &JsValue::from_str(&flight));
+                        set(&out, "leads", &JsValue::from_str(&flight));
                     }
                     patient(&out, patience_ms);
                     out

@@ -591,6 +591,8 @@ impl RelayCore {
                 metrics,
                 host_loads,
                 stale_after_ms: STALE_AFTER_MS,
+                // The host's fetch is not the relay's transport: its calls counted here.
+                calls_counted: false,
             },
         })
     }

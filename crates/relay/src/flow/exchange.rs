@@ -28,6 +28,9 @@ pub struct ExchangeOptions {
     /// How long a check with a stored answer waits for Polar before it is given that answer
     /// ([`STALE_AFTER_MS`] by default, when 0).
     pub stale_after_ms: u64,
+    /// Whether the host's calls to Polar are counted in the metrics already (a host that sends
+    /// through the relay's own transport, which counts each call): not counted again.
+    pub calls_counted: bool,
 }
 
 impl std::fmt::Debug for ExchangeOptions {
@@ -36,6 +39,7 @@ impl std::fmt::Debug for ExchangeOptions {
             .field("metrics", &self.metrics.as_ref().map(|(route, _)| route))
             .field("host_loads", &self.host_loads)
             .field("stale_after_ms", &self.stale_after_ms)
+            .field("calls_counted", &self.calls_counted)
             .finish()
     }
 }
@@ -454,7 +458,9 @@ impl Exchange {
                 None => self.ask(Need::Call, State::Calling(pending, flight, false)),
             },
             After::Finish(pending, flight, upstream, tail) => {
-                relay.count_call(&upstream);
+                if !self.options.calls_counted {
+                    relay.count_call(&upstream);
+                }
                 let finished = relay.finish_with_entropy(pending, upstream, now, entropy);
                 if let Some(flight) = flight {
                     self.queue.push_back(Need::Landed(flight));
@@ -467,6 +473,60 @@ impl Exchange {
             }
         }
     }
+}
+
+/// The blocking host's one loop ([`Relay::handle`]): the body is the request's own, a call to
+/// Polar goes through the relay's transport and is waited for (no stale answer: the host has
+/// nothing else to do meanwhile), a wait for another check's call blocks on its flight, the
+/// store saves its own changes, and the answer is the one [`Need::Respond`] gives.
+pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> RelayResponse {
+    let options = ExchangeOptions {
+        calls_counted: true,
+        ..ExchangeOptions::default()
+    };
+    let mut exchange = Exchange::new(
+        RelayRequest {
+            body: Vec::new(),
+            ..req.clone()
+        },
+        options,
+    );
+    let mut answer = None;
+    loop {
+        let given = match exchange.want(relay, now, (relay.entropy)()) {
+            Need::Body { max } => Given::Body(req.body[..req.body.len().min(max)].to_vec()),
+            Need::Load(_) => Given::Loaded,
+            Need::Flight { flight, .. } => {
+                relay.wait_flight(&flight);
+                Given::Landed
+            }
+            Need::Send { request, .. } => Given::Upstream(relay.transport.send(&request)),
+            // Never asked: no patience is given, so no call goes on past its check.
+            Need::Call => Given::Upstream(Err(TransportError::new(
+                polar_license::TransportErrorKind::Other,
+                "no call under way",
+            ))),
+            // The relay signs its own leases natively; a lease it cannot sign goes without.
+            Need::Sign(_) => Given::Signature(Vec::new()),
+            Need::Persist => Given::Persisted(true),
+            Need::Landed(_) => continue,
+            Need::Warn(text) => {
+                log::warn!("relay: {text}");
+                continue;
+            }
+            Need::Error(text) => {
+                log::error!("relay: {text}");
+                continue;
+            }
+            Need::Respond(r) => {
+                answer = Some(r);
+                continue;
+            }
+            Need::Done => break,
+        };
+        exchange.give(given);
+    }
+    answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
 }
 
 impl State {
@@ -660,6 +720,43 @@ mod tests {
         assert_eq!(responded(&needs).status, 502);
         // The relay's own transport is never used: the host made the call.
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// The metric's value in the relay's Prometheus text (0 when absent).
+    fn metric(relay: &Relay, line_start: &str) -> u64 {
+        relay
+            .metrics(NOW)
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_blocking_handle_runs_the_exchange_its_call_made_once_and_counted_once() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let mut req = head("POST", "/v1/customer-portal/license-keys/validate");
+        req.body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#
+                .to_vec();
+        let r = relay.handle(&req, NOW);
+        // Polar unreachable through the relay's own transport: the relay's 502, CORS granted.
+        assert_eq!(r.status, 502);
+        assert!(r.header("access-control-allow-origin").is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The transport counts its call; the exchange does not count it again.
+        assert_eq!(metric(&relay, "polar_license_relay_polar_calls_total "), 1);
+        assert_eq!(metric(&relay, "polar_license_relay_requests_in_flight "), 0);
+        // The operator's route, as every host answers it: no call.
+        let health = relay.handle(&head("GET", "/healthz"), NOW);
+        assert_eq!(health.status, 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A body over the cap: 413, no call.
+        let mut big = head("POST", "/v1/customer-portal/license-keys/activate");
+        big.body = vec![b' '; relay.limits().max_body_bytes + 10];
+        assert_eq!(relay.handle(&big, NOW).status, 413);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
     }
 
     #[test]

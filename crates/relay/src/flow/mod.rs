@@ -10,4 +10,5 @@
 pub mod background;
 mod exchange;
 
+pub(crate) use exchange::drive_blocking;
 pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

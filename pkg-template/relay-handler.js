@@ -126,9 +126,6 @@ const SKIPPED = Symbol('skipped');
 const TIME_ROW = 'i:t:';
 const timeKey = (entry, id) => `${TIME_ROW}${String(Math.max(0, Math.floor(Number(entry?.answered_at) || 0))).padStart(12, '0')}|${id}`;
 
-/** How often a request reads what the core names before it is answered (a row names entries). */
-const MAX_LOAD_ROUNDS = 8;
-
 /** Journal items with only the last of each key, in the order of those last changes. */
 function latestPerKey(items) {
   const last = new Map();
@@ -216,10 +213,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
   // What the job asks for, done.
   async function does(core, job) {
     if (job.list) return rows ? list(job.list) : { error: 'no listing' };
-    if (job.load) {
-      let asked = false;
-      return { loaded: await loaded(core, () => (asked ? null : ((asked = true), job.load))) };
-    }
+    if (job.load) return { loaded: await loaded(job.load) };
     return get(job);
   }
   async function run(core) {
@@ -346,7 +340,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       upstreamFetch,
       timeoutMs,
       persist: (core) => persist(core),
-      loaded: (core, missing) => loaded(core, missing),
+      // What a load names, read (`{entries, rows, roster, oldest}`), or null when it could not be.
+      loaded: async (need) => {
+        try {
+          return await readNeed(need);
+        } catch (e) {
+          console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+          return null;
+        }
+      },
       rows: paged && typeof storage.rows === 'function' ? (prefix, after, limit) => storage.rows(prefix, after, limit) : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
@@ -405,7 +407,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         .filter((k) => !overlay.has(k))
         .map((k) => k.slice(TIME_ROW.length));
     };
-    // What a load names (`{entries, tags, roster, oldest}`), read: as `core.load` takes it.
+    // What a load names (`{entries, tags, roster, oldest}`), read: as `give` and `pollAnswered` take it (`{loaded}`).
     const readNeed = async (need) => {
       const [entries, rows, roster, oldest] = await Promise.all([
         readEntries(need.entries),
@@ -414,22 +416,6 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         readOldest(need.oldest ?? 0),
       ]);
       return { entries: JSON.stringify(entries), rows: JSON.stringify(rows.filter(Boolean)), roster: JSON.stringify(roster), oldest: oldest ? JSON.stringify(oldest) : undefined };
-    };
-    // Loads what `missing()` names (core.missing's shape) until it names nothing: false when
-    // it could not all be read.
-    const loaded = async (core, missing) => {
-      try {
-        for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
-          const need = missing();
-          if (!need) return true;
-          const read = await readNeed(need);
-          core.load(read.entries, read.rows, read.roster, read.oldest);
-        }
-      } catch (e) {
-        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
-        return false;
-      }
-      return missing() === null;
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and

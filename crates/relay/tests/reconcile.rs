@@ -475,6 +475,19 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
             .get("polar_license_relay_roster_keys")
             .copied()
     };
+    // The roster's first read done (/healthz: "current"): until then its count grows page by
+    // page, and a count taken while it loads says nothing of the revocation (seen on a loaded
+    // machine: 1 key known when sampled, 6 once the pages were in).
+    let read = rig::wait_until(Duration::from_secs(30), Duration::from_millis(50), || {
+        let mut r = a
+            .get(&format!("{}/healthz", relay.url()))
+            .call()
+            .expect("healthz");
+        let health: Value =
+            serde_json::from_str(&r.body_mut().read_to_string().expect("body")).expect("JSON");
+        health["roster"]["state"] == "current"
+    });
+    assert!(read, "the roster read every page");
     let known = roster_keys();
     let set = |status: &str| set_status(&polar, &k, status);
     set("revoked");

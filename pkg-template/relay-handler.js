@@ -126,9 +126,6 @@ const SKIPPED = Symbol('skipped');
 const TIME_ROW = 'i:t:';
 const timeKey = (entry, id) => `${TIME_ROW}${String(Math.max(0, Math.floor(Number(entry?.answered_at) || 0))).padStart(12, '0')}|${id}`;
 
-/** How often a request reads what the core names before it is answered (a row names entries). */
-const MAX_LOAD_ROUNDS = 8;
-
 /** Journal items with only the last of each key, in the order of those last changes. */
 function latestPerKey(items) {
   const last = new Map();
@@ -216,10 +213,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
   // What the job asks for, done.
   async function does(core, job) {
     if (job.list) return rows ? list(job.list) : { error: 'no listing' };
-    if (job.load) {
-      let asked = false;
-      return { loaded: await loaded(core, () => (asked ? null : ((asked = true), job.load))) };
-    }
+    if (job.load) return { loaded: await loaded(job.load) };
     return get(job);
   }
   async function run(core) {
@@ -329,13 +323,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // A storage read per key (durableStorage's): start() reads the small global state, read()
     // entries and list() index rows as each request needs them; else load() reads it whole.
     const paged = storage?.paged === true;
+    // Whether the core keeps a verdict store (`store`: an object).
+    const storeOn = typeof options.store === 'object' && options.store !== null;
     let ready = null;
     const start = async () => {
       const RelayCore = await load();
       const signer =
         typeof options.signingKey === 'string' ? await importSigningKey(options.signingKey, webCrypto?.subtle) : options.signingKey;
       const core = new RelayCore({ ...coreConfig(options, signer), pagedStore: paged });
-      if (core.hasStore && storage) core.restore(JSON.stringify((await (core.paged ? storage.start() : storage.load())) ?? []), performance.now());
+      if (storeOn && storage) core.restore(JSON.stringify((await (paged ? storage.start() : storage.load())) ?? []), performance.now());
       return { core, signer };
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
@@ -344,7 +340,15 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       upstreamFetch,
       timeoutMs,
       persist: (core) => persist(core),
-      loaded: (core, missing) => loaded(core, missing),
+      // What a load names, read (`{entries, rows, roster, oldest}`), or null when it could not be.
+      loaded: async (need) => {
+        try {
+          return await readNeed(need);
+        } catch (e) {
+          console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+          return null;
+        }
+      },
       rows: paged && typeof storage.rows === 'function' ? (prefix, after, limit) => storage.rows(prefix, after, limit) : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
@@ -403,45 +407,31 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         .filter((k) => !overlay.has(k))
         .map((k) => k.slice(TIME_ROW.length));
     };
-    // Loads what the request touches in the store (its entry, its key's row, a webhook's rows
-    // and their entries; a full store's oldest) before the core answers it: false when it
-    // could not all be read.
-    const fill = async (core, head, body) => core.paged ? loaded(core, () => core.missing(head, body, Date.now())) : true;
-    // Loads what `missing()` names (core.missing's shape) until it names nothing: false when
-    // it could not all be read.
-    const loaded = async (core, missing) => {
-      try {
-        for (let round = 0; round < MAX_LOAD_ROUNDS; round++) {
-          const need = missing();
-          if (!need) return true;
-          const [entries, rows, roster, oldest] = await Promise.all([
-            readEntries(need.entries),
-            Promise.all(need.tags.map(readRow)),
-            readRoster(need.roster ?? []),
-            readOldest(need.oldest ?? 0),
-          ]);
-          core.load(JSON.stringify(entries), JSON.stringify(rows.filter(Boolean)), JSON.stringify(roster), oldest ? JSON.stringify(oldest) : undefined);
-        }
-      } catch (e) {
-        console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
-        return false;
-      }
-      return missing() === null;
+    // What a load names (`{entries, tags, roster, oldest}`), read: as `give` and `pollAnswered` take it (`{loaded}`).
+    const readNeed = async (need) => {
+      const [entries, rows, roster, oldest] = await Promise.all([
+        readEntries(need.entries),
+        Promise.all(need.tags.map(readRow)),
+        readRoster(need.roster ?? []),
+        readOldest(need.oldest ?? 0),
+      ]);
+      return { entries: JSON.stringify(entries), rows: JSON.stringify(rows.filter(Boolean)), roster: JSON.stringify(roster), oldest: oldest ? JSON.stringify(oldest) : undefined };
     };
     // The store's changes are saved in order, and every answer waits for a save that holds
     // its own. A save that fails keeps its items for the next one (tried again, in order) and
     // fails only the answers waiting on it: never a later request.
     let unsaved = [];
     let saving = Promise.resolve();
-    const persist = (core) => {
-      if (!core.hasStore || !storage) return Promise.resolve();
-      const taken = JSON.parse(core.takeJournal());
-      if (core.paged) {
+    const persist = (core) => save(core.takeJournal());
+    // Saves journal items (JSON, as the core gives them).
+    const save = (journal) => {
+      if (!storeOn || !storage) return Promise.resolve();
+      const taken = JSON.parse(journal);
+      if (paged) {
         for (const item of taken) {
           item.seq = ++seq;
           overlay.set(storeKey(item), { value: storeValue(item), seq: item.seq });
         }
-        core.trim();
       }
       unsaved.push(...taken);
       const run = saving.then(async () => {
@@ -471,137 +461,10 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       saving = run.catch(() => {});
       return run;
     };
-    // Single flight: the calls to Polar under way, by entry; a request of the same entry waits.
+    // Single flight: the calls to Polar under way, by flight; a request of the same entry
+    // waits for the one that leads it (the core names both: `send`'s `leads`, a wait's `flight`).
     const flights = new Map();
-
-    async function signed(core, signer, done) {
-      if (!done.sign) return toResponse(done.response);
-      let signature;
-      try {
-        signature = new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, done.sign.preAuth));
-      } catch (e) {
-        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
-        signature = new Uint8Array(0);
-      }
-      const out = core.assemble(done.sign.id, signature);
-      if (!out.leased) console.error('polar-license relay: the lease did not verify with the signing key\'s public key: answered without one');
-      return toResponse(out.response);
-    }
-
-    async function handle(request, env, ctx) {
-      ready ??= start();
-      const { core, signer } = await ready;
-      const [response, head] = await answer(core, signer, request, env, ctx);
-      const out = await saved(core, request, response);
-      // The operator's routes (`head` null) are not the relay's answers: not counted.
-      if (head) {
-        const warning = core.answered(head, out.status, out.headers.get('polar-license-source') ?? undefined, Date.now());
-        if (warning) console.warn(`polar-license relay: ${warning}`);
-      }
-      // The relay's own next reads (a grant webhook's refetch, a page, a reconcile), after the answer.
-      const reads = kickReads(core);
-      ctx?.waitUntil?.(reads);
-      return out;
-    }
-
-    /** `response` once the store's changes are saved (a webhook's refused when they are not). */
-    async function saved(core, request, response) {
-      try {
-        await persist(core);
-      } catch (e) {
-        const why = e instanceof Error ? e.message : 'error';
-        if (new URL(request.url).pathname === WEBHOOK_ROUTE) {
-          // Never a 2xx before the webhook's change is saved: Polar delivers it again, and
-          // that delivery's answer waits for the save tried again.
-          console.error(`polar-license relay: the store could not be saved (${why}): the webhook is refused, Polar retries it`);
-          return new Response(JSON.stringify({ detail: 'the store failed' }), {
-            status: 500,
-            headers: { 'content-type': 'application/json' },
-          });
-        }
-        // A check's answer is Polar's (or the store's) as it stands: passed on, its changes
-        // saved with the next request's, as the native relay passes an answer it could not store.
-        console.error(`polar-license relay: the store could not be saved (${why}): the answer is passed on, its changes are saved with the next`);
-      }
-      return response;
-    }
-
-    /** The answer to `request` and the request as the core read it (`null` for the
-     * operator's routes, `/healthz` and the metrics). */
-    async function answer(core, signer, request, env, ctx) {
-      const url = new URL(request.url);
-      const head = {
-        method: request.method,
-        path: url.pathname,
-        headers: [...request.headers],
-        clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
-      };
-      const own = core.operator(head, Date.now(), performance.now());
-      if (own) return [toResponse(own), null];
-      // What the core refuses on the head alone (a webhook's forged headers, an address past
-      // its failures) costs no body read.
-      const early = core.refuseUnread(head, Date.now(), performance.now());
-      if (early) return [toResponse(early), head];
-      // One byte past the core's limit: enough for it to answer 413, never the whole of a huge body.
-      // Polar's webhooks have a cap of their own (the core's WEBHOOK_MAX_BODY_BYTES, 1 MiB).
-      const max = url.pathname === WEBHOOK_ROUTE ? Math.max(core.maxBodyBytes, 1048576) : core.maxBodyBytes;
-      const cap = max + 1;
-      const body = request.method === 'GET' || request.method === 'HEAD' ? new Uint8Array(0) : await readCapped(request.body, cap);
-      // In flight until answered (the operator's routes are not, as natively).
-      core.inFlight(1);
-      try {
-        return [await route(core, signer, head, body, ctx), head];
-      } finally {
-        core.inFlight(-1);
-      }
-    }
-
-    async function route(core, signer, head, body, ctx) {
-      // The per-IP limit first (taken once, as natively), before any storage read: a flood
-      // past it reads nothing.
-      const limited = core.admit(head, body, Date.now(), performance.now());
-      if (limited) return toResponse(limited);
-      // The core decides how often a request waits for another's call to Polar (twice, then it
-      // asks Polar itself, as the native relay does): `waited` tells it how often it has.
-      // With a paged store: what the request touches, read before each step (the cache may
-      // have dropped it while this request waited). What could not be read is not in the
-      // core's store: a webhook then finds its rows missing and the core refuses it (500,
-      // Polar delivers it again), as natively when the store fails.
-      await fill(core, head, body);
-      let step;
-      for (let waited = 0; ; waited++) {
-        if (waited > 0) await fill(core, head, body);
-        // Never a third wait: past FLIGHT_WAITS the core asks Polar itself (tests/store.rs).
-        step = core.begin(head, body, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)), waited, true);
-        if (step.wait === undefined) break;
-        const stale = await waitPatiently(core, signer, step, () => fill(core, head, body));
-        if (stale) return stale;
-      }
-      if (step.answer) return toResponse(step.answer);
-      if (step.response) return signed(core, signer, step);
-      let landed = null;
-      if (step.flight !== undefined) {
-        let end;
-        flights.set(step.flight, new Promise((resolve) => (end = resolve)));
-        landed = () => {
-          flights.delete(step.flight);
-          end();
-        };
-      }
-      const call = (async () => {
-        try {
-          return await ask(core, signer, step, () => fill(core, head, body));
-        } finally {
-          landed?.();
-        }
-      })();
-      return askPatiently(core, signer, step, call, () => fill(core, head, body), ctx);
-    }
-
-    // Stale-while-revalidate, as the native server does it: a check with a stored answer waits
-    // for Polar at most its `patience` (the core's: 0 for a grant refreshed early, under a
-    // second for one past its freshness), then gets that answer (`stale(pending)`, as the
-    // core makes it) while the call goes on, its answer kept in the store when it comes.
+    const random16 = () => webCrypto.getRandomValues(new Uint8Array(16));
 
     /** `promise` settled within `ms` (true), or not (false). */
     const settlesWithin = (promise, ms) => {
@@ -610,59 +473,142 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       return Promise.race([Promise.resolve(promise).then(() => true, () => true), late]).finally(() => clearTimeout(timer));
     };
 
-    /** The stored answer once `step`'s patience passed (the store's entry read again), or null. */
-    async function staleAnswer(core, signer, step, refill) {
-      await refill();
-      const done = core.stale(step.pending, Date.now(), performance.now(), webCrypto.getRandomValues(new Uint8Array(16)));
-      return done ? signed(core, signer, done) : null;
-    }
-
-    /** A wait for another check's call: null once it landed (begin again), or, its patience
-     * passed first, the stored answer. */
-    async function waitPatiently(core, signer, step, refill) {
-      const flight = flights.get(step.wait);
-      if (step.pending === undefined) {
-        await flight;
-        return null;
-      }
+    /** Polar's answer to the core's call, or why there is none (never its headers: the token). */
+    async function call(send) {
       try {
-        return (await settlesWithin(flight, step.patience)) ? null : await staleAnswer(core, signer, step, refill);
-      } finally {
-        core.release(step.pending);
-      }
-    }
-
-    /** The answer of `call` (Polar's), or, its patience passed first, the stored answer while
-     * the call goes on (`ctx.waitUntil` keeps it running; its store changes saved when it ends). */
-    async function askPatiently(core, signer, step, call, refill, ctx) {
-      if (step.patience === undefined || (await settlesWithin(call, step.patience))) return call;
-      const stale = await staleAnswer(core, signer, step, refill);
-      if (!stale) return call;
-      const rest = call.then(
-        () => persist(core),
-        (e) => console.error(`polar-license relay: a call to Polar failed (${e instanceof Error ? e.message : 'error'})`),
-      ).catch((e) => console.error(`polar-license relay: the store could not be saved (${e instanceof Error ? e.message : 'error'}): its changes are saved with the next`));
-      ctx?.waitUntil?.(rest);
-      return stale;
-    }
-
-    async function ask(core, signer, step, refill) {
-      let upstream;
-      try {
-        const r = await upstreamFetch(step.ask.url, {
-          method: step.ask.method,
-          headers: step.ask.headers,
-          body: step.ask.body,
+        const r = await upstreamFetch(send.url, {
+          method: send.method,
+          headers: send.headers,
+          body: send.body,
           redirect: 'manual',
           signal: AbortSignal.timeout(timeoutMs),
         });
-        upstream = { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_UPSTREAM_BYTES) };
+        return { status: r.status, headers: [...r.headers], body: await readCapped(r.body, MAX_UPSTREAM_BYTES) };
       } catch (e) {
-        upstream = { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
+        return { error: e?.name === 'TimeoutError' ? 'timeout' : 'connect' };
       }
-      await refill();
-      const done = core.finish(step.pending, upstream, Date.now(), webCrypto.getRandomValues(new Uint8Array(16)), performance.now());
-      return signed(core, signer, done);
+    }
+
+    /** The lease's Ed25519 signature by WebCrypto (empty when it cannot sign: the core answers
+     * without a lease). */
+    async function sign(signer, bytes) {
+      try {
+        return new Uint8Array(await webCrypto.subtle.sign({ name: 'Ed25519' }, signer.key, bytes));
+      } catch (e) {
+        console.error(`polar-license relay: WebCrypto could not sign the lease (${e?.name ?? 'Error'}): answering without one`);
+        return new Uint8Array(0);
+      }
+    }
+
+    /**
+     * One request, driven: the core's exchange (`start`) says what it needs next (`want`) and
+     * is given what came of it (`give`); every decision is the core's (the operator's routes,
+     * the head's refusals, the limits, the store, the waits for another check's call, the
+     * stale answer, the lease, a webhook refused when its change is not saved). Resolves with
+     * the answer; a call that goes on past a stale answer is kept running by `ctx.waitUntil`.
+     */
+    function drive(core, signer, request, head, ctx) {
+      const id = core.start(head);
+      let respond;
+      let refuse;
+      const answer = new Promise((resolve, reject) => ((respond = resolve), (refuse = reject)));
+      let answered = false;
+      // The flight this request leads, ended when the core says it landed (or the loop ends).
+      const led = new Map();
+      const land = (flight) => {
+        const mine = led.get(flight);
+        if (!mine) return;
+        if (flights.get(flight) === mine.landing) flights.delete(flight);
+        mine.end();
+        led.delete(flight);
+      };
+      const run = (async () => {
+        let upstream = null;
+        let given;
+        for (;;) {
+          if (given !== undefined) core.give(id, given);
+          given = undefined;
+          const need = core.want(id, Date.now(), performance.now(), random16());
+          if (need.respond) {
+            answered = true;
+            respond(toResponse(need.respond));
+          }
+          if (need.done) return;
+          if (need.body !== undefined) {
+            given = { body: await readCapped(request.body, need.body) };
+          } else if (need.load) {
+            try {
+              given = { loaded: await readNeed(need.load) };
+            } catch (e) {
+              console.error(`polar-license relay: the store could not be read (${e instanceof Error ? e.message : 'error'})`);
+              given = { loaded: null };
+            }
+          } else if (need.flight !== undefined) {
+            const flight = flights.get(need.flight);
+            if (need.patience === undefined) {
+              await flight;
+              given = { landed: true };
+            } else {
+              given = (await settlesWithin(flight, need.patience)) ? { landed: true } : { patience: true };
+            }
+          } else if (need.send) {
+            if (need.leads !== undefined) {
+              let end;
+              const landing = new Promise((resolve) => (end = resolve));
+              flights.set(need.leads, landing);
+              led.set(need.leads, { landing, end });
+            }
+            upstream = call(need.send);
+            given = need.patience === undefined || (await settlesWithin(upstream, need.patience)) ? { upstream: await upstream } : { patience: true };
+          } else if (need.call) {
+            given = { upstream: await upstream };
+          } else if (need.sign) {
+            given = { signature: await sign(signer, need.sign) };
+          } else if (need.persist !== undefined) {
+            try {
+              await save(need.persist);
+              given = { persisted: true };
+            } catch (e) {
+              // A webhook is refused (Polar delivers it again); a check's answer is passed on,
+              // its changes saved with the next request's.
+              console.error(`polar-license relay: the store could not be saved (${e instanceof Error ? e.message : 'error'})${answered ? '' : head.path === WEBHOOK_ROUTE ? ': the webhook is refused, Polar retries it' : ': the answer is passed on'}; its changes are saved with the next`);
+              given = { persisted: false };
+            }
+          } else if (need.landed !== undefined) {
+            land(need.landed);
+          } else if (need.warn) {
+            console.warn(`polar-license relay: ${need.warn}`);
+          } else if (need.error) {
+            console.error(`polar-license relay: ${need.error}`);
+          }
+        }
+      })()
+        .catch((e) => {
+          if (!answered) refuse(e);
+          else console.error(`polar-license relay: a call to Polar failed (${e instanceof Error ? e.message : 'error'})`);
+        })
+        .finally(() => {
+          for (const flight of [...led.keys()]) land(flight);
+        });
+      ctx?.waitUntil?.(run);
+      return answer;
+    }
+
+    async function handle(request, env, ctx) {
+      ready ??= start();
+      const { core, signer } = await ready;
+      const url = new URL(request.url);
+      const head = {
+        method: request.method,
+        path: url.pathname,
+        headers: [...request.headers],
+        clientIp: String((await clientIp(request, env, ctx)) ?? 'unknown'),
+      };
+      const out = await drive(core, signer, request, head, ctx);
+      // The relay's own next reads (a grant webhook's refetch, a page, a reconcile), after the answer.
+      const reads = kickReads(core);
+      ctx?.waitUntil?.(reads);
+      return out;
     }
 
     return {

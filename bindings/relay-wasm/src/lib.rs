@@ -2,23 +2,17 @@
 //! this crate is empty, the native relay being crates/relay itself).
 //!
 //! `RelayCore` is the relay's sans-IO core (`polar_license_relay::Relay`, the one
-//! `polar-license relay serve` runs) in its two halves, for a host whose call to Polar is an
-//! async `fetch` and whose signing key is a non-extractable WebCrypto key:
+//! `polar-license relay serve` runs) for a host whose call to Polar is an async `fetch` and
+//! whose signing key is a non-extractable WebCrypto key. Its two machines are driven by the
+//! host's loops (pkg-template/relay-handler.js):
 //!
-//! 1. `begin(request, body, nowMs, monotonicMs, entropy)`: every local check; either
-//!    `{answer}`, `{ask, pending, flight?}` (the call to Polar's token route to make), with a
-//!    store `{response, sign}` (an answer from the store whose lease waits for a signature) or
-//!    `{wait}` (another request of the same entry is asking Polar: begin again once it ended,
-//!    with the count of waits, `waited`: after two the core asks Polar instead). A check with a
-//!    stored answer comes with its `patience` (ms; `pending` for a wait too): once it passed
-//!    with no answer from Polar, `stale(pending)` gives the stored answer while the call goes
-//!    on (stale-while-revalidate, as the native server does), and a wait's check is `release`d;
-//! 2. `finish(pending, upstream, nowMs, entropy, monotonicMs)`: Polar's answer (or `{error}`)
-//!    passed back, with `sign: {id, preAuth}` when it is a grant whose lease waits for a
-//!    signature;
-//! 3. `assemble(id, signature)`: the answer with the lease, added only when the signature
-//!    verifies with the configured public key (`leased`).
+//! 1. a request's `flow::Exchange`: `start(head)`, then `want(id, …)` says what it needs next
+//!    (its body, a load from the storage, a wait for another check's flight, a call to Polar,
+//!    a signature, a save, the answer) and `give(id, got)` hands back what came of it;
+//! 2. the background reads' `flow::background` machine: `poll(…)` (a `GET` of Polar, a load,
+//!    a page of the stored keys, or how long to wait) and `pollAnswered(id, got)`;
 //!
+//! with `takeJournal` (the store's changes to save) and `restore` (what was saved) beside them.
 //! Every decision is the relay core's; the JS (pkg-template/relay-handler.js) moves bytes.
 //! Waiting requests are kept in bounded tables: a host that never finishes cannot grow them.
 
@@ -36,12 +30,13 @@ use polar_license::{
 use polar_license_relay::flow::background::{
     Background, Given as BackgroundGiven, Poll as BackgroundPoll,
 };
+use polar_license_relay::flow::{Exchange, ExchangeOptions, Given, Load, Need};
 use polar_license_relay::store::{
     JournalBackend, JournalItem, PagedBackend, StoreOptions, DEFAULT_CACHED,
 };
 use polar_license_relay::{
-    Finished, Now, Pending, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange,
-    Signer, Step, StoreConfig, STALE_AFTER_MS,
+    Now, Rate, Relay, RelayConfig, RelayRequest, RelayResponse, RosterChange, Signer, StoreConfig,
+    STALE_AFTER_MS,
 };
 use wasm_bindgen::prelude::*;
 
@@ -50,26 +45,26 @@ use wasm_bindgen::prelude::*;
 #[global_allocator]
 static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
 
-/// At most this many requests wait for Polar, and as many leases for their signature.
+/// At most this many requests under way (the oldest is dropped past it: a 502).
 const MAX_WAITING: usize = 1024;
+
+/// How often a request reads what the core names before it is answered (a row names entries).
+const MAX_LOAD_ROUNDS: u32 = 8;
 
 /// The relay core, configured once (see the crate docs).
 #[wasm_bindgen]
 pub struct RelayCore {
     relay: Relay,
-    kid: String,
     /// The verdict store's journal, when there is a store: the host persists it.
     journal: Option<Kept>,
-    /// Each waiting request with its `Origin`, for the CORS grant of its answer.
-    waiting: RefCell<Table<(Box<Pending>, Option<String>)>>,
-    signing: RefCell<Table<(Finished, Option<String>)>>,
+    /// The requests under way, each an exchange the host drives (`start`, `want`, `give`).
+    exchanges: RefCell<Table<Driven>>,
+    /// How they run: the metrics route, whether the host loads the store.
+    exchange_options: ExchangeOptions,
     /// The relay's own reads between requests (the roster's, the reconcile's, and with a
     /// paged store their loads and the stored keys' listing): one machine, driven by the host
-    /// through `poll` and `answered`.
+    /// through `poll` and `pollAnswered`.
     background: RefCell<Background>,
-    /// The metrics route (`metricsPath`) and the bearer token it asks for (`metricsToken`):
-    /// off (`None`) by default.
-    metrics: Option<(String, String)>,
 }
 
 /// Where the store's entries are: all in memory (restored whole at start), or in the host's
@@ -134,8 +129,11 @@ impl<T> Table<T> {
         id
     }
 
-    fn get(&self, id: u32) -> Option<&T> {
-        self.entries.iter().find(|(k, _)| *k == id).map(|(_, v)| v)
+    fn get_mut(&mut self, id: u32) -> Option<&mut T> {
+        self.entries
+            .iter_mut()
+            .find(|(k, _)| *k == id)
+            .map(|(_, v)| v)
     }
 
     fn take(&mut self, id: u32) -> Option<T> {
@@ -259,24 +257,6 @@ fn lost() -> JsValue {
         ],
         body: br#"{"detail":"the relay lost this request"}"#.to_vec(),
     })
-}
-
-/// A request that is only its `Origin` ([`Relay::cors`] reads nothing else).
-fn origin_only(origin: Option<&str>) -> RelayRequest {
-    RelayRequest {
-        method: String::new(),
-        path: String::new(),
-        headers: origin
-            .map(|o| vec![("origin".to_string(), o.to_string())])
-            .unwrap_or_default(),
-        body: Vec::new(),
-        client_ip: String::new(),
-    }
-}
-
-/// Whether `a` and `b` are the same bytes, in a time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
 }
 
 /// The metrics route: `metricsPath` (a path of its own) with `metricsToken` (at least 16
@@ -407,7 +387,7 @@ fn with_id(out: Object, id: u32) -> JsValue {
 }
 
 /// What the host got for a background job: rows (an array of strings) for a listing,
-/// `{loaded}` for a load, else Polar's answer (`{status, headers, body}` or `{error}`); the
+/// `{loaded: false | null}` for a load that could not be read, else Polar's answer (`{status, headers, body}` or `{error}`); the
 /// machine reads an `{error}` as the failure of whichever job it answers.
 fn given_of(value: &JsValue) -> BackgroundGiven {
     if Array::is_array(value) {
@@ -591,272 +571,36 @@ impl RelayCore {
         if let Some(cached) = roster_cached {
             relay.keep_roster_in_host(cached);
         }
+        let host_loads = matches!(&journal, Some(Kept::Paged(_)));
         let paged = match &journal {
             Some(Kept::Paged(paged)) => Some(Arc::clone(paged)),
             _ => None,
         };
         Ok(RelayCore {
             relay,
-            kid,
             journal,
-            waiting: RefCell::new(Table::new()),
-            signing: RefCell::new(Table::new()),
+            exchanges: RefCell::new(Table::new()),
             background: RefCell::new(Background::new(paged)),
-            metrics,
+            exchange_options: ExchangeOptions {
+                metrics,
+                host_loads,
+                stale_after_ms: STALE_AFTER_MS,
+                // The host's fetch is not the relay's transport: its calls counted here.
+                calls_counted: false,
+            },
         })
-    }
-
-    /// The operator's routes, answered before anything else and never counted as answers
-    /// (natively they are not the relay's routes either): `GET /healthz` ([`Relay::health`],
-    /// as `relay serve` answers it) and, when `metricsPath` is set, `GET <metricsPath>` with
-    /// `authorization: Bearer <metricsToken>` ([`Relay::metrics`], Prometheus' text format;
-    /// 401 without the token). `null` for any other request.
-    pub fn operator(&self, request: JsValue, now_ms: f64, monotonic_ms: f64) -> JsValue {
-        let method = get(&request, "method").as_string().unwrap_or_default();
-        if method != "GET" && method != "HEAD" {
-            return JsValue::NULL;
-        }
-        let path = get(&request, "path").as_string().unwrap_or_default();
-        let now = now(now_ms, monotonic_ms);
-        if path == polar_license_relay::HEALTH_ROUTE {
-            return response_js(&self.relay.health(now));
-        }
-        let Some((route, token)) = &self.metrics else {
-            return JsValue::NULL;
-        };
-        if path != *route {
-            return JsValue::NULL;
-        }
-        let given = headers_of(&get(&request, "headers"))
-            .into_iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
-            .map(|(_, v)| v);
-        let expected = format!("Bearer {token}");
-        if !given.is_some_and(|g| same(g.as_bytes(), expected.as_bytes())) {
-            return response_js(&RelayResponse {
-                status: 401,
-                headers: vec![
-                    ("content-type".into(), "application/json".into()),
-                    ("www-authenticate".into(), "Bearer".into()),
-                ],
-                body: br#"{"detail":"the metrics need their bearer token"}"#.to_vec(),
-            });
-        }
-        response_js(&RelayResponse {
-            status: 200,
-            headers: vec![
-                (
-                    "content-type".into(),
-                    "text/plain; version=0.0.4; charset=utf-8".into(),
-                ),
-                ("cache-control".into(), "no-store".into()),
-            ],
-            body: self.relay.metrics(now).into_bytes(),
-        })
-    }
-
-    /// Counts the answer the host gave to a request (`{method, path}`: its `status` and its
-    /// `polar-license-source` header), for the metrics and the last webhook's time; returns
-    /// the webhook-silence warning when one is due now (the host logs it), else `null`.
-    pub fn answered(
-        &self,
-        request: JsValue,
-        status: u16,
-        source: Option<String>,
-        now_ms: f64,
-    ) -> Option<String> {
-        let string = |name: &str| get(&request, name).as_string().unwrap_or_default();
-        let req = RelayRequest {
-            method: string("method"),
-            path: string("path"),
-            headers: Vec::new(),
-            body: Vec::new(),
-            client_ip: String::new(),
-        };
-        let r = RelayResponse {
-            status,
-            headers: source
-                .map(|s| vec![(polar_license_relay::SOURCE_HEADER.to_string(), s)])
-                .unwrap_or_default(),
-            body: Vec::new(),
-        };
-        let now = now(now_ms, 0.0);
-        self.relay.count_answer(&req, &r, now);
-        self.relay.webhook_warning(now)
-    }
-
-    /// A request read (`1`) or answered (`-1`): the metrics' requests in flight.
-    #[wasm_bindgen(js_name = inFlight)]
-    pub fn in_flight(&self, delta: i32) {
-        self.relay.count_in_flight(i64::from(delta));
-    }
-
-    /// The signing key's id.
-    #[wasm_bindgen(getter)]
-    pub fn kid(&self) -> String {
-        self.kid.clone()
-    }
-
-    /// The largest request body the relay takes (the host reads one byte more, so the core
-    /// can answer 413).
-    #[wasm_bindgen(getter, js_name = maxBodyBytes)]
-    pub fn max_body_bytes(&self) -> f64 {
-        self.relay.limits().max_body_bytes as f64
-    }
-
-    /// Every local check of a request (`{method, path, headers: [name, value][], clientIp}`
-    /// and its body): `{answer}`; `{ask: {method, url, headers, body}, pending, flight?}`;
-    /// with a store `{response, sign: {id, preAuth}}` or `{wait: flight}`; a check with a stored
-    /// answer also `patience` (ms) and, for a wait, `pending` ([`RelayCore::stale`]). `entropy`: 16 random
-    /// bytes (a lease made from the store). `waited`: how many times this request has waited
-    /// for a flight already; after `polar_license_relay::FLIGHT_WAITS` it asks Polar itself
-    /// (never `{wait}`), as the native relay does. `admitted`: [`RelayCore::admit`] took the
-    /// request's per-IP token already (not taken again).
-    #[allow(clippy::too_many_arguments)]
-    pub fn begin(
-        &self,
-        request: JsValue,
-        body: &[u8],
-        now_ms: f64,
-        monotonic_ms: f64,
-        entropy: Option<Vec<u8>>,
-        waited: Option<u32>,
-        admitted: Option<bool>,
-    ) -> Result<JsValue, JsError> {
-        let req = request_of(&request, body);
-        let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
-        let origin = req
-            .headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case("origin"))
-            .map(|(_, v)| v.clone());
-        let now = now(now_ms, monotonic_ms);
-        let waited = waited.unwrap_or(0);
-        let step = if admitted == Some(true) {
-            self.relay.begin_admitted(&req, now, entropy, waited)
-        } else {
-            self.relay.begin_after(&req, now, entropy, waited)
-        };
-        let out = match step {
-            Step::Answer(mut r) => {
-                self.relay.cors(&req, &mut r);
-                wrapped("answer", &response_js(&r))
-            }
-            Step::Ask(pending) => {
-                let ask = ask_js(pending.request());
-                let flight = pending.flight();
-                let patience = pending.patience_ms(STALE_AFTER_MS);
-                let id = self.waiting.borrow_mut().put((pending, origin));
-                let out = wrapped("ask", &ask);
-                set(&out, "pending", &JsValue::from(id));
-                if let Some(flight) = flight {
-                    set(&out, "flight", &JsValue::from_str(&flight));
-                }
-                patient(&out, patience);
-                out
-            }
-            Step::Sign(finished) => self.to_sign(finished, origin),
-            Step::Wait(flight, pending) => {
-                let out = wrapped("wait", &JsValue::from_str(&flight));
-                // With a stored answer to give once its patience has passed, the check is kept
-                // (`stale`, then `release`).
-                let patience = pending.patience_ms(STALE_AFTER_MS);
-                if patience.is_some() {
-                    let id = self.waiting.borrow_mut().put((pending, origin));
-                    set(&out, "pending", &JsValue::from(id));
-                    patient(&out, patience);
-                }
-                out
-            }
-        };
-        Ok(out.into())
-    }
-
-    /// Stale-while-revalidate: the stored answer for a check whose `patience` (from
-    /// [`RelayCore::begin`]: `{ask, pending, patience}` or `{wait, pending, patience}`) passed
-    /// before Polar answered: `{response, sign?}` as `finish` gives it (`stale`, or `store` for
-    /// a grant refreshed early), or `null` when there is none to give (wait for Polar then).
-    /// The check stays pending: its call goes on and `finish` keeps Polar's answer; a check
-    /// that waited for another's call is `release`d.
-    pub fn stale(&self, pending: u32, now_ms: f64, monotonic_ms: f64, entropy: &[u8]) -> JsValue {
-        let entropy = <[u8; 16]>::try_from(entropy).ok();
-        let finished = {
-            let waiting = self.waiting.borrow();
-            let Some((check, origin)) = waiting.get(pending) else {
-                return JsValue::NULL;
-            };
-            self.relay
-                .stale_answer(check, now(now_ms, monotonic_ms), entropy)
-                .map(|f| (f, origin.clone()))
-        };
-        match finished {
-            Some((finished, origin)) => self.to_sign(finished, origin).into(),
-            None => JsValue::NULL,
-        }
-    }
-
-    /// Drops a check kept for [`RelayCore::stale`] that will not be finished (one that waited
-    /// for another check's call).
-    pub fn release(&self, pending: u32) {
-        self.waiting.borrow_mut().take(pending);
-    }
-
-    /// The per-IP limit, before the host reads the store for the request (as
-    /// [`RelayCore::begin`] takes it): the 429 answer when its client is over its rate, else
-    /// `null` (its token taken: begin it with `admitted`). A flood past the limit then costs
-    /// no storage read.
-    pub fn admit(&self, request: JsValue, body: &[u8], now_ms: f64, monotonic_ms: f64) -> JsValue {
-        let req = request_of(&request, body);
-        match self.relay.admit(&req, now(now_ms, monotonic_ms)) {
-            Some(mut r) => {
-                self.relay.cors(&req, &mut r);
-                response_js(&r)
-            }
-            None => JsValue::NULL,
-        }
-    }
-
-    /// The answer its head decides alone ([`Relay::refuse_unread`]: a webhook delivery from
-    /// an address over its failed verifications, or whose headers are refused with no HMAC),
-    /// asked before the host reads the body (up to 1 MiB for a webhook): a forged post then
-    /// costs no body read. `null` for any other request (read its body and go on).
-    #[wasm_bindgen(js_name = refuseUnread)]
-    pub fn refuse_unread(&self, request: JsValue, now_ms: f64, monotonic_ms: f64) -> JsValue {
-        let req = request_of(&request, &[]);
-        match self.relay.refuse_unread(&req, now(now_ms, monotonic_ms)) {
-            Some(mut r) => {
-                self.relay.cors(&req, &mut r);
-                response_js(&r)
-            }
-            None => JsValue::NULL,
-        }
-    }
-
-    /// `{response, sign?}` of an answer whose lease may wait for its signature (its CORS
-    /// grant for `origin`).
-    fn to_sign(&self, finished: Finished, origin: Option<String>) -> Object {
-        let mut response = finished.response().clone();
-        self.relay
-            .cors(&origin_only(origin.as_deref()), &mut response);
-        let out = wrapped("response", &response_js(&response));
-        if let Some(pre_auth) = finished.pre_auth().map(Uint8Array::from) {
-            let id = self.signing.borrow_mut().put((finished, origin));
-            let sign = Object::new();
-            set(&sign, "id", &JsValue::from(id));
-            set(&sign, "preAuth", &pre_auth.into());
-            set(&out, "sign", &sign.into());
-        }
-        out
     }
 
     /// The relay's next own job between requests (the roster's reads of Polar, the
     /// reconcile's, and with a paged store their loads and the stored keys' listing; the core
     /// decides which and when, as natively): `{id, url, headers}` to `GET` of Polar now (the
     /// headers hold the token: never log them), its answer (`{status, headers, body}`, or
-    /// `{error}`) given to `pollAnswered`; `{id, load}` to load what `load` names (as `missing`
-    /// names it), then `pollAnswered(id, {loaded})`; `{id, list: {prefix, after, limit}}` to list
-    /// at most `limit` index rows whose tag starts with `prefix` (the storage's `i:<prefix>…`),
-    /// those after the row `after` (absent: from the first), then `pollAnswered(id, rows)` with
+    /// `{error}`) given to `pollAnswered`; `{id, load}` to read what `load` names (`{entries,
+    /// tags, roster, oldest}`, as `want`'s `load`), then `pollAnswered(id, {loaded: {entries,
+    /// rows, roster, oldest}})` with what was read (`{loaded: null}`: it could not be); `{id,
+    /// list: {prefix, after, limit}}` to list at most `limit` index rows whose tag starts with
+    /// `prefix` (the storage's `i:<prefix>…`), those after the row `after` (absent: from the
+    /// first), then `pollAnswered(id, rows)` with
     /// the rows (`<tag>|<entry id>`, in order) or `{error}`; `{wait: ms}` when there is nothing
     /// to do before then (a grant webhook's refetch may come sooner: poll again after each
     /// request); `null` when there will be nothing (no roster, no reconcile).
@@ -895,18 +639,17 @@ impl RelayCore {
         now_ms: f64,
         monotonic_ms: f64,
     ) -> Option<String> {
-        self.background.borrow_mut().answered(
-            &self.relay,
-            id,
-            given_of(&given),
-            now(now_ms, monotonic_ms),
-        )
-    }
-
-    /// Whether this relay keeps a verdict store.
-    #[wasm_bindgen(getter, js_name = hasStore)]
-    pub fn has_store(&self) -> bool {
-        self.journal.is_some()
+        // A load's rows and entries (`{loaded: {entries, rows, roster, oldest}}`, as `give`
+        // takes them) are loaded here; `{loaded: null}`: they could not be read.
+        let loaded = get(&given, "loaded");
+        let given = if loaded.is_object() {
+            BackgroundGiven::Loaded(self.load_read(&loaded).is_ok())
+        } else {
+            given_of(&given)
+        };
+        self.background
+            .borrow_mut()
+            .answered(&self.relay, id, given, now(now_ms, monotonic_ms))
     }
 
     /// The store's changes since the last call, as JSON (`[{op: "put", id, entry} | {op:
@@ -920,6 +663,11 @@ impl RelayCore {
         let mut out = serde_json::to_value(&items).map_err(|e| JsError::new(&e.to_string()))?;
         if let Some(list) = out.as_array_mut() {
             list.extend(self.relay.roster_changes().into_iter().map(roster_item));
+        }
+        // With a paged store, what was touched least recently is dropped from memory past
+        // its bound (`store.cacheEntries`), the changes being the host's to save now.
+        if let Some(Kept::Paged(paged)) = &self.journal {
+            paged.trim();
         }
         Ok(out.to_string())
     }
@@ -953,43 +701,166 @@ impl RelayCore {
         Ok(n)
     }
 
-    /// Whether the store is read per key from the host's storage (`pagedStore`).
-    #[wasm_bindgen(getter)]
-    pub fn paged(&self) -> bool {
-        matches!(self.journal, Some(Kept::Paged(_)))
+    /// A request's exchange (issue #52: the request path as one machine, `flow::Exchange`),
+    /// from its head (`{method, path, headers: [name, value][], clientIp}`): its id, for
+    /// [`RelayCore::want`] and [`RelayCore::give`].
+    pub fn start(&self, request: JsValue) -> u32 {
+        let req = request_of(&request, &[]);
+        let exchange = Exchange::new(req, self.exchange_options.clone());
+        self.exchanges.borrow_mut().put(Driven {
+            exchange,
+            rounds: 0,
+        })
     }
 
-    /// With a paged store: what the request (as [`RelayCore::begin`] takes it, with the time
-    /// a webhook's signature is verified at) touches in the store and the cache does not hold:
-    /// `{entries: [hex id], tags: [tag], roster: [hex digest], oldest: n}` (read `e:<id>`,
-    /// every `i:<tag>|<id>` key, and `r:<digest>`: the roster's key of the request's license
-    /// key; with the store full, list the first `n` keys of the time row `i:t:`, else `oldest`
-    /// is 0), else `null`. The host loads them ([`RelayCore::load`]) and asks again (a row
-    /// names entries) until `null`, then begins (or finishes).
-    pub fn missing(&self, request: JsValue, body: &[u8], now_ms: f64) -> JsValue {
-        let Some(Kept::Paged(paged)) = &self.journal else {
-            return JsValue::NULL;
+    /// What the exchange `id` needs next (`entropy`: 16 random bytes), one of
+    /// `{body: max}` (read at most `max` bytes of the request's body), `{load: {entries,
+    /// tags, roster, oldest}}` (read them from the storage), `{flight, patience?}` (wait for
+    /// that flight to land, at most `patience` ms), `{send: {method, url, headers, body},
+    /// leads?, patience?}` (ask Polar; this exchange leads the flight `leads`, if named, which
+    /// others wait on; `patience`: how long before `{patience: true}` is given instead, the
+    /// call going on),
+    /// `{call: true}` (the answer of the call `send` started), `{sign: bytes}` (an Ed25519
+    /// signature), `{persist: items}` (save these journal items, JSON), `{landed: flight}`
+    /// (wake the requests waiting on it), `{warn}`, `{error}` (log them), `{respond: {status,
+    /// headers, body}}` (the answer: send it and ask again) or `{done: true}`. Each need that
+    /// asks something is asked again until [`RelayCore::give`] answers it.
+    pub fn want(
+        &self,
+        id: u32,
+        now_ms: f64,
+        monotonic_ms: f64,
+        entropy: Option<Vec<u8>>,
+    ) -> Result<JsValue, JsError> {
+        let entropy = entropy.and_then(|e| <[u8; 16]>::try_from(e.as_slice()).ok());
+        let now = now(now_ms, monotonic_ms);
+        let mut table = self.exchanges.borrow_mut();
+        let Some(driven) = table.get_mut(id) else {
+            let out = wrapped("respond", &lost());
+            set(&out, "done", &JsValue::TRUE);
+            return Ok(out.into());
         };
-        let now = now(now_ms, 0.0).unix_seconds;
-        let req = request_of(&request, body);
-        let roster = self.relay.roster_wants(&req);
-        let missing = self
-            .relay
-            .store_wants(&req, now)
-            .map(|wants| paged.missing(&wants))
-            .unwrap_or_default();
-        if missing.is_empty() && roster.is_none() {
-            return JsValue::NULL;
+        loop {
+            let need = driven.exchange.want(&self.relay, now, entropy);
+            let out = match need {
+                Need::Body { max } => wrapped("body", &JsValue::from(max as f64)),
+                Need::Load(load) => {
+                    // What the host's storage holds and the cache does not: read it (up to
+                    // MAX_LOAD_ROUNDS rounds: a row names entries), else go on.
+                    match self.missing_of(&load, driven.exchange.request()) {
+                        Some(missing) if driven.rounds < MAX_LOAD_ROUNDS => {
+                            driven.rounds += 1;
+                            wrapped("load", &missing)
+                        }
+                        _ => {
+                            driven.rounds = 0;
+                            driven.exchange.give(Given::Loaded);
+                            continue;
+                        }
+                    }
+                }
+                Need::Flight {
+                    flight,
+                    patience_ms,
+                } => {
+                    let out = wrapped("flight", &JsValue::from_str(&flight));
+                    patient(&out, patience_ms);
+                    out
+                }
+                Need::Send {
+                    request,
+                    flight,
+                    patience_ms,
+                } => {
+                    let out = wrapped("send", &ask_js(&request));
+                    // `leads`, not `flight`: `{flight}` is the need to wait for one (a host that
+                    // read a call as a wait gave `landed` for ever and never sent it).
+                    if let Some(flight) = flight {
+                        set(&out, "leads", &JsValue::from_str(&flight));
+                    }
+                    patient(&out, patience_ms);
+                    out
+                }
+                Need::Call => wrapped("call", &JsValue::TRUE),
+                Need::Sign(bytes) => wrapped("sign", &Uint8Array::from(bytes.as_slice()).into()),
+                Need::Persist => {
+                    let items = self.journal_json()?;
+                    wrapped("persist", &JsValue::from_str(&items))
+                }
+                Need::Landed(flight) => wrapped("landed", &JsValue::from_str(&flight)),
+                Need::Warn(text) => wrapped("warn", &JsValue::from_str(&text)),
+                Need::Error(text) => wrapped("error", &JsValue::from_str(&text)),
+                Need::Respond(r) => wrapped("respond", &response_js(&r)),
+                Need::Done => {
+                    table.take(id);
+                    wrapped("done", &JsValue::TRUE)
+                }
+            };
+            return Ok(out.into());
         }
-        missing_js(&missing, roster.as_slice())
     }
 
+    /// What the host got for the exchange `id`'s last need: `{body: Uint8Array}`, `{loaded:
+    /// {entries, rows, roster, oldest}}` (what it read, as `load` takes it; `{loaded: null}`:
+    /// it could not be read), `{landed: true}`, `{patience: true}`, `{upstream: {status,
+    /// headers, body} | {error: 'timeout' | 'connect'}}`, `{signature: Uint8Array}` (empty:
+    /// none could be made) or `{persisted: boolean}`. An unknown `id` is ignored.
+    pub fn give(&self, id: u32, given: JsValue) -> Result<(), JsError> {
+        let mut table = self.exchanges.borrow_mut();
+        let Some(driven) = table.get_mut(id) else {
+            return Ok(());
+        };
+        let bytes = |name: &str| {
+            get(&given, name)
+                .dyn_into::<Uint8Array>()
+                .map(|b| b.to_vec())
+                .unwrap_or_default()
+        };
+        let has = |name: &str| {
+            let v = get(&given, name);
+            !v.is_undefined()
+        };
+        let answer = if has("body") {
+            Given::Body(bytes("body"))
+        } else if has("loaded") {
+            let loaded = get(&given, "loaded");
+            if loaded.is_null() {
+                // Not read: the core goes on with what it holds (a webhook whose rows are
+                // missing is refused, and Polar delivers it again).
+                driven.rounds = 0;
+                Given::Loaded
+            } else {
+                self.load_read(&loaded)?;
+                // Asked again by `want`, until nothing is missing.
+                return Ok(());
+            }
+        } else if has("landed") {
+            Given::Landed
+        } else if has("patience") {
+            Given::Patience
+        } else if has("upstream") {
+            Given::Upstream(upstream_of(&get(&given, "upstream")))
+        } else if has("signature") {
+            Given::Signature(bytes("signature"))
+        } else if has("persisted") {
+            Given::Persisted(get(&given, "persisted").is_truthy())
+        } else {
+            return Ok(());
+        };
+        driven.exchange.give(answer);
+        Ok(())
+    }
+}
+
+impl RelayCore {
     /// With a paged store: loads what the host read (JSON: the entries as journal items, `put`
     /// for one stored and `delete` for one the storage does not hold, read as `restore` reads
     /// them; the rows, `[[tag, [hex id]]]`; the roster's digests read, `[[hex digest,
     /// stored]]`; and, when `missing` asked for them, the time row's first keys, `[key after
-    /// "i:t:"]` in the storage's order); what does not read is skipped.
-    pub fn load(
+    /// "i:t:"]` in the storage's order); what does not read is skipped. Given by the host as
+    /// `{loaded: {entries, rows, roster, oldest}}` to `give` (a request's load) or to
+    /// `pollAnswered` (a background job's).
+    fn load(
         &self,
         entries: &str,
         rows: &str,
@@ -1024,84 +895,74 @@ impl RelayCore {
         Ok(())
     }
 
-    /// With a paged store: drops what was touched least recently from memory once the cache
-    /// is over its bound (`store.cacheEntries`); called once the journal is taken.
-    pub fn trim(&self) {
-        if let Some(Kept::Paged(paged)) = &self.journal {
-            paged.trim();
+    /// `{entries, rows, roster, oldest}` (texts, as `load` takes them) loaded.
+    fn load_read(&self, loaded: &JsValue) -> Result<(), JsError> {
+        let text = |name: &str| get(loaded, name).as_string();
+        self.load(
+            &text("entries").unwrap_or_else(|| "[]".into()),
+            &text("rows").unwrap_or_else(|| "[]".into()),
+            text("roster"),
+            text("oldest"),
+        )
+    }
+
+    /// What a load names that a paged store's cache does not hold (`missing`'s shape), else
+    /// `None` (nothing to read, or no paged store).
+    fn missing_of(&self, load: &Load, request: &RelayRequest) -> Option<JsValue> {
+        let Some(Kept::Paged(paged)) = &self.journal else {
+            return None;
+        };
+        let missing = load
+            .store
+            .as_ref()
+            .map(|wants| paged.missing(wants))
+            .unwrap_or_default();
+        // The roster's digest is named until it is read (`load`'s roster).
+        let roster: Vec<String> = load
+            .roster
+            .as_ref()
+            .and_then(|_| self.relay.roster_wants(request))
+            .into_iter()
+            .collect();
+        if missing.is_empty() && roster.is_empty() {
+            return None;
         }
+        Some(missing_js(&missing, &roster))
     }
 
-    /// With a paged store: the entries and index rows held in memory (else 0).
-    #[wasm_bindgen(getter)]
-    pub fn cached(&self) -> u32 {
-        match &self.journal {
-            Some(Kept::Paged(paged)) => paged.cached() as u32,
-            _ => 0,
-        }
+    /// The store's changes since the last save, as JSON journal items (see `takeJournal`).
+    fn journal_json(&self) -> Result<String, JsError> {
+        self.take_journal()
     }
+}
 
-    /// Polar's answer (`{status, headers, body}`, or `{error}` when it could not be reached)
-    /// to a pending call: `{response}`, with `sign: {id, preAuth}` when a lease waits for its
-    /// Ed25519 signature. An unknown `pending` is a 502. `monotonicMs`: the clock `begin` was
-    /// given (`performance.now()`), which a 429's `Retry-After` is counted on (without it,
-    /// `nowMs`, as before).
-    pub fn finish(
-        &self,
-        pending: u32,
-        upstream: JsValue,
-        now_ms: f64,
-        entropy: &[u8],
-        monotonic_ms: Option<f64>,
-    ) -> Result<JsValue, JsError> {
-        let Some((waiting, origin)) = self.waiting.borrow_mut().take(pending) else {
-            return Ok(wrapped("response", &lost()).into());
+/// Polar's answer as the host gives it (`{status, headers, body}`, or `{error}` when it could
+/// not be reached).
+fn upstream_of(upstream: &JsValue) -> Result<HttpResponse, TransportError> {
+    let error = get(upstream, "error");
+    if !error.is_undefined() && !error.is_null() {
+        let kind = match error.as_string().as_deref() {
+            Some("timeout") => TransportErrorKind::Timeout,
+            Some("connect") => TransportErrorKind::Connect,
+            _ => TransportErrorKind::Other,
         };
-        let error = get(&upstream, "error");
-        let answer = if !error.is_undefined() && !error.is_null() {
-            let kind = match error.as_string().as_deref() {
-                Some("timeout") => TransportErrorKind::Timeout,
-                Some("connect") => TransportErrorKind::Connect,
-                _ => TransportErrorKind::Other,
-            };
-            Err(TransportError::new(kind, "the host's fetch failed"))
-        } else {
-            let status = get(&upstream, "status").as_f64().unwrap_or(0.0);
-            let body = get(&upstream, "body")
-                .dyn_into::<Uint8Array>()
-                .map(|b| b.to_vec())
-                .unwrap_or_default();
-            let mut resp = HttpResponse::new(status.clamp(0.0, 999.0) as u16, body);
-            resp.headers = headers_of(&get(&upstream, "headers"))
-                .into_iter()
-                .map(|(k, v)| (k.to_ascii_lowercase(), v))
-                .collect();
-            Ok(resp)
-        };
-        self.relay.count_call(&answer);
-        let entropy = <[u8; 16]>::try_from(entropy).ok();
-        let finished = self.relay.finish_with_entropy(
-            waiting,
-            answer,
-            now(now_ms, monotonic_ms.unwrap_or(now_ms)),
-            entropy,
-        );
-        Ok(self.to_sign(finished, origin).into())
+        return Err(TransportError::new(kind, "the host's fetch failed"));
     }
+    let status = get(upstream, "status").as_f64().unwrap_or(0.0);
+    let body = get(upstream, "body")
+        .dyn_into::<Uint8Array>()
+        .map(|b| b.to_vec())
+        .unwrap_or_default();
+    let mut resp = HttpResponse::new(status.clamp(0.0, 999.0) as u16, body);
+    resp.headers = headers_of(&get(upstream, "headers"))
+        .into_iter()
+        .map(|(k, v)| (k.to_ascii_lowercase(), v))
+        .collect();
+    Ok(resp)
+}
 
-    /// The answer with its lease once `signature` (64 bytes, Ed25519 over `preAuth`) verifies
-    /// with the configured public key: `{response, leased}`. An unknown `id` is a 502.
-    pub fn assemble(&self, id: u32, signature: &[u8]) -> Result<JsValue, JsError> {
-        let Some((finished, origin)) = self.signing.borrow_mut().take(id) else {
-            let out = wrapped("response", &lost());
-            set(&out, "leased", &JsValue::FALSE);
-            return Ok(out.into());
-        };
-        let (mut response, leased) = self.relay.assemble(finished, signature);
-        self.relay
-            .cors(&origin_only(origin.as_deref()), &mut response);
-        let out = wrapped("response", &response_js(&response));
-        set(&out, "leased", &JsValue::from(leased));
-        Ok(out.into())
-    }
+/// An exchange under way, with the rounds of loads of its current need.
+struct Driven {
+    exchange: Exchange,
+    rounds: u32,
 }

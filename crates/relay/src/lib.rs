@@ -42,8 +42,8 @@ mod address;
 mod breaker;
 mod clock;
 mod deliveries;
-// The relay's machines: the background reads' (`flow::background`, public for the hosts
-// outside this crate: the Workers binding).
+// The relay's machines: a request's exchange and the background reads (`flow`, public for the
+// hosts outside this crate: the Workers binding).
 pub mod flow;
 mod limit;
 mod logged;
@@ -737,36 +737,32 @@ impl Relay {
         self.limits
     }
 
-    /// Answers one request (see the crate docs for what it does, in order): [`Relay::begin`],
-    /// the call through the relay's transport, [`Relay::finish`]. With a store, a check whose
-    /// entry another check is asking Polar for waits for that answer (one call per entry).
+    /// Answers one request (see the crate docs for what it does, in order): the request
+    /// path's machine ([`flow::Exchange`], as every host runs it), its calls made through the
+    /// relay's transport and waited for. With a store, a check whose entry another check is
+    /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
+    /// answered ([`Relay::health`]) as every host answers it.
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        self.ops.seen(now);
-        let mut r = self.handle_any_origin(req, now);
-        self.cors(req, &mut r);
-        self.ops.answered(req, &r, now);
-        r
+        // The request path's one machine (flow::Exchange), driven by the blocking host's loop.
+        flow::drive_blocking(self, req, now)
     }
 
-    fn handle_any_origin(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        for waited in 0..=FLIGHT_WAITS {
-            match self.routed(req, now, waited < FLIGHT_WAITS, &*self.entropy, false) {
-                Routed::Answer(mut r) => {
-                    add_cors(&mut r);
-                    return r;
-                }
-                Routed::Stored(finished) => return finished.into_response(),
-                Routed::Ask(pending) => {
-                    let upstream = self.transport.send(pending.request());
-                    return self.finish(pending, upstream, now).into_response();
-                }
-                Routed::Wait(_, flight, _) => flight.wait(),
-            }
+    /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
+    /// lands, at most 30 s; at once when there is none under way.
+    pub(crate) fn wait_flight(&self, flight: &str) {
+        let Some(s) = &self.store else {
+            return;
+        };
+        let under_way = s
+            .flights
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .find(|(id, _)| store::hex_id(id) == flight)
+            .map(|(_, f)| Arc::clone(f));
+        if let Some(f) = under_way {
+            f.wait();
         }
-        // Never: the last attempt does not wait.
-        let mut r = RelayResponse::unreached("the relay could not ask Polar");
-        add_cors(&mut r);
-        r
     }
 
     /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:

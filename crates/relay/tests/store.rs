@@ -127,6 +127,33 @@ fn checks_of_one_key_arriving_together_make_one_call() {
     assert_eq!(polar.request_count(), 1, "single flight");
 }
 
+/// The same through the blocking `Relay::handle` (its one loop over the exchange): a check
+/// that finds another's call under way blocks on that flight, then answers from the store.
+#[test]
+fn checks_of_one_key_arriving_together_make_one_call_through_the_blocking_handle() {
+    let polar = emulator();
+    let k = key(&polar, "FLIGHT-HANDLE");
+    polar.set_fault(Some(Fault::Delay { ms: 400 }));
+    let mut config = rig::config(polar.url(), "store");
+    config.limits = rig::unlimited();
+    config.store = rig::store(memory(), StoreOptions::default(), None);
+    let relay = Arc::new(rig::relay(config, rig::upstream(Duration::from_secs(5))));
+    polar.reset_request_count();
+    let t0 = now();
+    let threads: Vec<_> = (0..8)
+        .map(|_| {
+            let (relay, k) = (Arc::clone(&relay), k.clone());
+            std::thread::spawn(move || relay.handle(&validate_request(&k), at(t0)))
+        })
+        .collect();
+    for t in threads {
+        let a = t.join().expect("a thread");
+        assert_eq!(a.status, 200);
+        assert!(a.lease().is_some());
+    }
+    assert_eq!(polar.request_count(), 1, "single flight");
+}
+
 #[test]
 fn a_revocation_through_polars_webhook_refuses_the_next_check_without_a_call() {
     let polar = emulator();

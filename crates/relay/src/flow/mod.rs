@@ -1,4 +1,14 @@
-//! The relay's machines (issue #52): sans-IO parts that say what their host does next and take
-//! what it got, holding every decision; each host drives them with one loop.
+//! The relay's machines, sans IO (issue #52): what a host does next is asked of them and what
+//! it got is given back, as the client's own machines in the root crate's `src/flow/` are
+//! driven; every decision is theirs. No IO, thread, sleep or lock is held inside: each host runs
+//! one drive loop.
+//!
+//! * [`Exchange`]: one request's path ([`Exchange::want`], [`Exchange::give`]).
+//! * [`background`]: the relay's own reads between requests (the roster's paging, grant
+//!   refetches, the reconcile), `poll` and `answered`.
 
 pub mod background;
+mod exchange;
+
+pub(crate) use exchange::drive_blocking;
+pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

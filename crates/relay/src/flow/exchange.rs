@@ -1,0 +1,853 @@
+//! One request through the relay, as a machine: the host asks [`Exchange::want`] what to do
+//! next and hands back what it got with [`Exchange::give`]. Every decision of the request path
+//! is taken here, in this order: the operator's routes (`/healthz`, the metrics), a webhook
+//! refused on its head before its body is read, the body's cap, the per-IP limit before any
+//! storage read, what the request touches in a host-kept store, the core's routing (Polar's
+//! input checks, the per-key limit, CORS, the breaker, the first-seen share, the store), the
+//! waits for another check's call of the same entry (at most [`crate::FLIGHT_WAITS`]),
+//! stale-while-revalidate (a stored answer once the check's patience passed, the call going
+//! on), the lease's signature, the store's changes saved before the answer (a webhook refused
+//! when they are not), and the answer counted. The host only moves bytes and time.
+
+use polar_license::{HttpRequest, HttpResponse, TransportError};
+
+use crate::store::Wants;
+use crate::{
+    Finished, Now, Pending, Relay, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
+    WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
+};
+
+/// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
+const MISMATCHES: u32 = 8;
+
+/// How a host runs its exchanges (fixed for the relay's life).
+#[derive(Clone, Default)]
+pub struct ExchangeOptions {
+    /// The metrics route and the bearer token it asks for (`None`: no such route here).
+    pub metrics: Option<(String, String)>,
+    /// Whether the host keeps the store and loads what a request touches before the core
+    /// reads it ([`Need::Load`]: the npm relay over a Durable Object's storage).
+    pub host_loads: bool,
+    /// How long a check with a stored answer waits for Polar before it is given that answer
+    /// ([`STALE_AFTER_MS`] by default, when 0).
+    pub stale_after_ms: u64,
+    /// Whether the host's calls to Polar are counted in the metrics already (a host that sends
+    /// through the relay's own transport, which counts each call): not counted again.
+    pub calls_counted: bool,
+}
+
+impl std::fmt::Debug for ExchangeOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExchangeOptions")
+            .field("metrics", &self.metrics.as_ref().map(|(route, _)| route))
+            .field("host_loads", &self.host_loads)
+            .field("stale_after_ms", &self.stale_after_ms)
+            .field("calls_counted", &self.calls_counted)
+            .finish()
+    }
+}
+
+/// What the host loads from its storage before the core reads it (a host-kept store).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Load {
+    /// The store's entries and index rows the request touches.
+    pub store: Option<Wants>,
+    /// The roster's digest (hex) of the request's key, when the roster has not read it.
+    pub roster: Option<String>,
+}
+
+/// What the exchange needs of its host next.
+#[derive(Debug, Clone)]
+pub enum Need {
+    /// Read the request's body, at most `max` bytes (one more than the relay takes, so a
+    /// body over it is answered 413, never read whole): give [`Given::Body`].
+    Body {
+        /// The most bytes to read.
+        max: usize,
+    },
+    /// Load what the request touches from the host's storage: give [`Given::Loaded`].
+    Load(Load),
+    /// Another check of the same entry is asking Polar (its [`Need::Send`] named `flight`):
+    /// give [`Given::Landed`] once it landed ([`Need::Landed`]), or [`Given::Patience`] when
+    /// `patience_ms` (if any) passed first.
+    Flight {
+        /// The flight waited for.
+        flight: String,
+        /// How long to wait before [`Given::Patience`] (`None`: until it lands).
+        patience_ms: Option<u64>,
+    },
+    /// Send this request to Polar (it holds the token and the key: never log it) and give
+    /// its answer ([`Given::Upstream`]); when `patience_ms` passes first, give
+    /// [`Given::Patience`] and keep the call going ([`Need::Call`] asks for its answer).
+    Send {
+        /// The call.
+        request: HttpRequest,
+        /// The flight this call leads: other checks wait on it until [`Need::Landed`].
+        flight: Option<String>,
+        /// How long to wait for it before [`Given::Patience`] (`None`: until it answers).
+        patience_ms: Option<u64>,
+    },
+    /// The answer of the call [`Need::Send`] started: give [`Given::Upstream`].
+    Call,
+    /// Sign these bytes with Ed25519 (the lease's pre-authentication encoding): give
+    /// [`Given::Signature`] (empty when the host could not sign).
+    Sign(Vec<u8>),
+    /// Save the store's changes: give [`Given::Persisted`].
+    Persist,
+    /// The flight this exchange led has landed: wake the checks waiting on it. Nothing to give.
+    Landed(String),
+    /// A warning to log. Nothing to give.
+    Warn(String),
+    /// An error to log. Nothing to give.
+    Error(String),
+    /// Send this answer to the client; then ask again (a call may still go on). Nothing to give.
+    Respond(RelayResponse),
+    /// Nothing more.
+    Done,
+}
+
+/// What the host got for a [`Need`].
+#[derive(Debug)]
+pub enum Given {
+    /// The body read ([`Need::Body`]).
+    Body(Vec<u8>),
+    /// What [`Need::Load`] named is loaded (as far as it could be read).
+    Loaded,
+    /// The flight waited for landed.
+    Landed,
+    /// The wait's or the call's patience passed first.
+    Patience,
+    /// Polar's answer, or why there is none.
+    Upstream(Result<HttpResponse, TransportError>),
+    /// The signature of [`Need::Sign`]'s bytes (empty: none could be made).
+    Signature(Vec<u8>),
+    /// Whether the store's changes were saved.
+    Persisted(bool),
+}
+
+/// What follows a load.
+enum After {
+    Begin,
+    /// A wait's patience passed: its stored answer, else begin again.
+    StaleWait(Box<Pending>),
+    /// A call's patience passed: its stored answer while the call goes on.
+    StaleCall(Box<Pending>, Option<String>),
+    /// The call's answer kept (`tail`: the client was answered already).
+    Finish(
+        Box<Pending>,
+        Option<String>,
+        Result<HttpResponse, TransportError>,
+        bool,
+    ),
+}
+
+enum State {
+    Head,
+    Body,
+    Admit,
+    Fill(After),
+    Loading(After),
+    Begin,
+    Waiting(Option<Box<Pending>>),
+    Asking(Box<Pending>, Option<String>),
+    Calling(Box<Pending>, Option<String>, bool),
+    Signing(Finished),
+    Answered(RelayResponse),
+    Persisting(RelayResponse),
+    Tail,
+    TailPersisting,
+    Done,
+}
+
+/// One request through the relay (see the module docs). Made by [`Exchange::new`] from the
+/// request's head (its body is asked for when needed), driven by the host's one loop:
+///
+/// ```text
+/// loop { match exchange.want(&relay, now, entropy) { need => exchange.give(&relay, got) } }
+/// ```
+pub struct Exchange {
+    req: RelayRequest,
+    options: ExchangeOptions,
+    state: State,
+    /// What the host gave for the last need, not taken yet.
+    given: Option<Given>,
+    /// Needs with nothing to give, sent before the next.
+    queue: std::collections::VecDeque<Need>,
+    /// The need waiting for its answer (asked again until given).
+    outstanding: Option<Need>,
+    /// How many times this check waited for another's call.
+    waited: u32,
+    /// Counted in flight (the operator's routes and head refusals are not).
+    in_flight: bool,
+    /// Counted as the relay's answer (the operator's routes are not).
+    counted: bool,
+    /// The call that goes on after a stale answer, its answer kept in the store.
+    tail: Option<(Box<Pending>, Option<String>)>,
+    /// Answers the host gave that were not for the need asked (a host's fault).
+    mismatched: u32,
+}
+
+impl std::fmt::Debug for Exchange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Exchange")
+            .field("request", &self.req)
+            .field("waited", &self.waited)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Exchange {
+    /// An exchange for a request's head (`req.body` is ignored: [`Need::Body`] asks for it).
+    pub fn new(mut req: RelayRequest, options: ExchangeOptions) -> Exchange {
+        req.body.clear();
+        Exchange {
+            req,
+            options,
+            state: State::Head,
+            given: None,
+            queue: std::collections::VecDeque::new(),
+            outstanding: None,
+            waited: 0,
+            in_flight: false,
+            counted: true,
+            tail: None,
+            mismatched: 0,
+        }
+    }
+
+    /// The request as the core reads it (its body once read).
+    pub fn request(&self) -> &RelayRequest {
+        &self.req
+    }
+
+    /// Hands back what the host got for the last [`Need`].
+    pub fn give(&mut self, given: Given) {
+        self.given = Some(given);
+    }
+
+    /// What the host does next. `now`: the time now; `entropy`: 16 random bytes (a lease's
+    /// id, when one is made in this step; `None`: no lease can be made).
+    pub fn want(&mut self, relay: &Relay, now: Now, entropy: Option<[u8; 16]>) -> Need {
+        loop {
+            if let Some(need) = self.queue.pop_front() {
+                return need;
+            }
+            if let Some(need) = &self.outstanding {
+                if self.given.is_none() {
+                    return need.clone();
+                }
+            }
+            let asked = self.outstanding.take();
+            let given = self.given.take();
+            let state = std::mem::replace(&mut self.state, State::Done);
+            self.state = self.step(relay, now, entropy, state, given, asked);
+            if matches!(self.state, State::Done)
+                && self.queue.is_empty()
+                && self.outstanding.is_none()
+            {
+                return Need::Done;
+            }
+        }
+    }
+
+    /// Asks `need` of the host, staying in `state` until it answers.
+    fn ask(&mut self, need: Need, state: State) -> State {
+        self.outstanding = Some(need);
+        state
+    }
+
+    fn step(
+        &mut self,
+        relay: &Relay,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        state: State,
+        given: Option<Given>,
+        asked: Option<Need>,
+    ) -> State {
+        match (state, given) {
+            (State::Head, _) => {
+                if let Some(r) = operator(relay, &self.req, self.options.metrics.as_ref(), now) {
+                    self.counted = false;
+                    return State::Persisting(r).persist(self);
+                }
+                if let Some(mut r) = relay.refuse_unread(&self.req, now) {
+                    relay.cors(&self.req, &mut r);
+                    return State::Persisting(r).persist(self);
+                }
+                if self.req.method == "GET" || self.req.method == "HEAD" {
+                    return self.started(relay);
+                }
+                let path = self.req.path.split('?').next().unwrap_or_default();
+                let mut max = relay.limits().max_body_bytes;
+                if path == WEBHOOK_ROUTE {
+                    max = max.max(WEBHOOK_MAX_BODY_BYTES);
+                }
+                self.ask(
+                    Need::Body {
+                        max: max.saturating_add(1),
+                    },
+                    State::Body,
+                )
+            }
+            (State::Body, Some(Given::Body(body))) => {
+                self.req.body = body;
+                self.started(relay)
+            }
+            (State::Admit, _) => match relay.admit(&self.req, now) {
+                Some(mut r) => {
+                    relay.cors(&self.req, &mut r);
+                    State::Answered(r)
+                }
+                None => State::Fill(After::Begin),
+            },
+            (State::Fill(after), _) => {
+                if !self.options.host_loads {
+                    return self.loaded(relay, now, entropy, after);
+                }
+                let load = Load {
+                    store: relay.store_wants(&self.req, now.unix_seconds),
+                    roster: relay.roster_wants(&self.req),
+                };
+                if load.store.is_none() && load.roster.is_none() {
+                    return self.loaded(relay, now, entropy, after);
+                }
+                self.ask(Need::Load(load), State::Loading(after))
+            }
+            (State::Loading(after), Some(Given::Loaded)) => self.loaded(relay, now, entropy, after),
+            (State::Begin, _) => match relay.begin_admitted(&self.req, now, entropy, self.waited) {
+                Step::Answer(mut r) => {
+                    relay.cors(&self.req, &mut r);
+                    State::Answered(r)
+                }
+                Step::Sign(finished) => self.signed(relay, finished),
+                Step::Ask(pending) => {
+                    let need = Need::Send {
+                        request: pending.request().clone(),
+                        flight: pending.flight(),
+                        patience_ms: pending.patience_ms(self.stale_after()),
+                    };
+                    let flight = pending.flight();
+                    self.ask(need, State::Asking(pending, flight))
+                }
+                Step::Wait(flight, pending) => {
+                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let check = patience_ms.map(|_| pending);
+                    let need = Need::Flight {
+                        flight: flight.clone(),
+                        patience_ms,
+                    };
+                    self.ask(need, State::Waiting(check))
+                }
+            },
+            (State::Waiting(check), Some(Given::Patience)) => match check {
+                Some(check) => State::Fill(After::StaleWait(check)),
+                None => self.again(),
+            },
+            (State::Waiting(..), Some(Given::Landed)) => self.again(),
+            (State::Asking(pending, flight), Some(Given::Upstream(upstream))) => {
+                State::Fill(After::Finish(pending, flight, upstream, false))
+            }
+            (State::Asking(pending, flight), Some(Given::Patience)) => {
+                State::Fill(After::StaleCall(pending, flight))
+            }
+            (State::Calling(pending, flight, tail), Some(Given::Upstream(upstream))) => {
+                State::Fill(After::Finish(pending, flight, upstream, tail))
+            }
+            (State::Signing(finished), Some(Given::Signature(signature))) => {
+                let (mut r, leased) = relay.assemble(finished, &signature);
+                relay.cors(&self.req, &mut r);
+                if !leased {
+                    self.queue.push_back(Need::Error(
+                        "the lease did not verify with the signing key's public key: answered without one"
+                            .into(),
+                    ));
+                }
+                State::Answered(r)
+            }
+            (State::Answered(r), _) => {
+                if self.in_flight {
+                    relay.count_in_flight(-1);
+                    self.in_flight = false;
+                }
+                State::Persisting(r).persist(self)
+            }
+            (State::Persisting(mut r), Some(Given::Persisted(saved))) => {
+                let path = self.req.path.split('?').next().unwrap_or_default();
+                if !saved && path == WEBHOOK_ROUTE {
+                    // Never a 2xx before the webhook's change is saved: Polar delivers it
+                    // again, and that delivery's answer waits for the save tried again.
+                    r = RelayResponse {
+                        status: 500,
+                        headers: vec![("content-type".into(), "application/json".into())],
+                        body: br#"{"detail":"the store failed"}"#.to_vec(),
+                    };
+                }
+                if self.counted {
+                    relay.count_answer(&self.req, &r, now);
+                    if let Some(warning) = relay.webhook_warning(now) {
+                        self.queue.push_back(Need::Warn(warning));
+                    }
+                }
+                self.queue.push_back(Need::Respond(r));
+                State::Tail
+            }
+            (State::Tail, _) => match self.tail.take() {
+                Some((pending, flight)) => {
+                    self.ask(Need::Call, State::Calling(pending, flight, true))
+                }
+                None => State::Done,
+            },
+            (State::TailPersisting, _) => State::Done,
+            // A need is asked again until its answer comes (an answer of another need is
+            // dropped); a state that asked nothing ends. A host that keeps answering something
+            // else would be asked for ever (a busy loop holding its thread or Durable Object):
+            // past MISMATCHES such answers the exchange ends, with a 500 when unanswered.
+            (state, given) => {
+                if given.is_some() {
+                    self.mismatched += 1;
+                    if self.mismatched >= MISMATCHES {
+                        return self.host_fault(relay, state, asked);
+                    }
+                }
+                match asked {
+                    Some(need) => {
+                        self.outstanding = Some(need);
+                        state
+                    }
+                    None => State::Done,
+                }
+            }
+        }
+    }
+
+    /// Ends an exchange whose host keeps answering a need with something else: a 500 when
+    /// the client has no answer yet (logged), nothing more either way.
+    fn host_fault(&mut self, relay: &Relay, state: State, asked: Option<Need>) -> State {
+        let what = match &asked {
+            Some(Need::Body { .. }) => "the body",
+            Some(Need::Load(_)) => "a load",
+            Some(Need::Flight { .. }) => "a flight's landing",
+            Some(Need::Send { .. } | Need::Call) => "Polar's answer",
+            Some(Need::Sign(_)) => "a signature",
+            Some(Need::Persist) => "a save",
+            _ => "an answer",
+        };
+        self.queue.push_back(Need::Error(format!(
+            "the host answered the request's need for {what} with something else {MISMATCHES} times: the request ends"
+        )));
+        self.tail = None;
+        if matches!(state, State::Tail | State::TailPersisting | State::Done) {
+            return State::Done;
+        }
+        if self.in_flight {
+            relay.count_in_flight(-1);
+            self.in_flight = false;
+        }
+        let mut r = RelayResponse {
+            status: 500,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: br#"{"detail":"the relay's host failed"}"#.to_vec(),
+        };
+        relay.cors(&self.req, &mut r);
+        self.queue.push_back(Need::Respond(r));
+        State::Done
+    }
+
+    /// The request read: counted in flight until answered, then the per-IP limit.
+    fn started(&mut self, relay: &Relay) -> State {
+        relay.count_in_flight(1);
+        self.in_flight = true;
+        State::Admit
+    }
+
+    /// Begins again after a wait.
+    fn again(&mut self) -> State {
+        self.waited = self.waited.saturating_add(1);
+        State::Fill(After::Begin)
+    }
+
+    fn stale_after(&self) -> u64 {
+        match self.options.stale_after_ms {
+            0 => STALE_AFTER_MS,
+            ms => ms,
+        }
+    }
+
+    /// An answer whose lease may wait for its signature.
+    fn signed(&mut self, relay: &Relay, finished: Finished) -> State {
+        match finished.pre_auth().map(<[u8]>::to_vec) {
+            Some(bytes) => self.ask(Need::Sign(bytes), State::Signing(finished)),
+            None => {
+                let mut r = finished.into_response();
+                relay.cors(&self.req, &mut r);
+                State::Answered(r)
+            }
+        }
+    }
+
+    fn loaded(
+        &mut self,
+        relay: &Relay,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        after: After,
+    ) -> State {
+        match after {
+            After::Begin => State::Begin,
+            After::StaleWait(check) => match relay.stale_answer(&check, now, entropy) {
+                Some(finished) => self.signed(relay, finished),
+                None => self.again(),
+            },
+            After::StaleCall(pending, flight) => match relay.stale_answer(&pending, now, entropy) {
+                Some(finished) => {
+                    self.tail = Some((pending, flight));
+                    self.signed(relay, finished)
+                }
+                None => self.ask(Need::Call, State::Calling(pending, flight, false)),
+            },
+            After::Finish(pending, flight, upstream, tail) => {
+                if !self.options.calls_counted {
+                    relay.count_call(&upstream);
+                }
+                let finished = relay.finish_with_entropy(pending, upstream, now, entropy);
+                if let Some(flight) = flight {
+                    self.queue.push_back(Need::Landed(flight));
+                }
+                if tail {
+                    self.outstanding = Some(Need::Persist);
+                    return State::TailPersisting;
+                }
+                self.signed(relay, finished)
+            }
+        }
+    }
+}
+
+/// The blocking host's one loop ([`Relay::handle`]): the body is the request's own, a call to
+/// Polar goes through the relay's transport and is waited for (no stale answer: the host has
+/// nothing else to do meanwhile), a wait for another check's call blocks on its flight, the
+/// store saves its own changes, and the answer is the one [`Need::Respond`] gives.
+pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> RelayResponse {
+    let options = ExchangeOptions {
+        calls_counted: true,
+        ..ExchangeOptions::default()
+    };
+    let mut exchange = Exchange::new(
+        RelayRequest {
+            body: Vec::new(),
+            ..req.clone()
+        },
+        options,
+    );
+    let mut answer = None;
+    loop {
+        let given = match exchange.want(relay, now, (relay.entropy)()) {
+            Need::Body { max } => Given::Body(req.body[..req.body.len().min(max)].to_vec()),
+            Need::Load(_) => Given::Loaded,
+            Need::Flight { flight, .. } => {
+                relay.wait_flight(&flight);
+                Given::Landed
+            }
+            Need::Send { request, .. } => Given::Upstream(relay.transport.send(&request)),
+            // Never asked: no patience is given, so no call goes on past its check.
+            Need::Call => Given::Upstream(Err(TransportError::new(
+                polar_license::TransportErrorKind::Other,
+                "no call under way",
+            ))),
+            // The relay signs its own leases natively; a lease it cannot sign goes without.
+            Need::Sign(_) => Given::Signature(Vec::new()),
+            Need::Persist => Given::Persisted(true),
+            Need::Landed(_) => continue,
+            Need::Warn(text) => {
+                log::warn!("relay: {text}");
+                continue;
+            }
+            Need::Error(text) => {
+                log::error!("relay: {text}");
+                continue;
+            }
+            Need::Respond(r) => {
+                answer = Some(r);
+                continue;
+            }
+            Need::Done => break,
+        };
+        exchange.give(given);
+    }
+    answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
+}
+
+impl State {
+    /// Saves the store's changes before the answer.
+    fn persist(self, exchange: &mut Exchange) -> State {
+        exchange.outstanding = Some(Need::Persist);
+        self
+    }
+}
+
+/// The operator's routes, answered before anything else and never counted as the relay's
+/// answers: `GET /healthz` ([`Relay::health`]) and, when configured, the metrics route with
+/// its bearer token ([`Relay::metrics`], Prometheus' text format; 401 without the token).
+pub(crate) fn operator(
+    relay: &Relay,
+    req: &RelayRequest,
+    metrics: Option<&(String, String)>,
+    now: Now,
+) -> Option<RelayResponse> {
+    if req.method != "GET" && req.method != "HEAD" {
+        return None;
+    }
+    if req.path == HEALTH_ROUTE {
+        return Some(relay.health(now));
+    }
+    let (route, token) = metrics?;
+    if req.path != *route {
+        return None;
+    }
+    let expected = format!("Bearer {token}");
+    if !req
+        .header("authorization")
+        .is_some_and(|given| same(given.as_bytes(), expected.as_bytes()))
+    {
+        return Some(RelayResponse {
+            status: 401,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("www-authenticate".into(), "Bearer".into()),
+            ],
+            body: br#"{"detail":"the metrics need their bearer token"}"#.to_vec(),
+        });
+    }
+    Some(RelayResponse {
+        status: 200,
+        headers: vec![
+            (
+                "content-type".into(),
+                "text/plain; version=0.0.4; charset=utf-8".into(),
+            ),
+            ("cache-control".into(), "no-store".into()),
+        ],
+        body: relay.metrics(now).into_bytes(),
+    })
+}
+
+/// Whether `a` and `b` are the same bytes, in a time that does not depend on where they differ.
+fn same(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::*;
+    use polar_license::lease::SigningKey;
+    use polar_license::{AccessToken, Server, TransportErrorKind};
+    use std::sync::atomic::{AtomicU32, Ordering};
+    use std::sync::Arc;
+
+    const NOW: Now = Now {
+        unix_seconds: 1_790_000_000,
+        monotonic_ms: 0,
+    };
+
+    /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
+    fn relay(calls: Arc<AtomicU32>) -> Relay {
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let config = crate::RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        let transport = move |_: &HttpRequest| {
+            calls.fetch_add(1, Ordering::SeqCst);
+            Err(TransportError::new(TransportErrorKind::Connect, "none"))
+        };
+        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
+            .expect("a relay")
+    }
+
+    fn head(method: &str, path: &str) -> RelayRequest {
+        RelayRequest {
+            method: method.into(),
+            path: path.into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: Vec::new(),
+            client_ip: "192.0.2.1".into(),
+        }
+    }
+
+    /// Drives an exchange as a host would, answering each need with `answer`; the needs seen.
+    fn drive(
+        relay: &Relay,
+        req: RelayRequest,
+        answer: impl Fn(&Need) -> Option<Given>,
+    ) -> Vec<Need> {
+        let mut ex = Exchange::new(req, ExchangeOptions::default());
+        let mut seen = Vec::new();
+        for _ in 0..64 {
+            let need = ex.want(relay, NOW, Some([1; 16]));
+            if matches!(need, Need::Done) {
+                return seen;
+            }
+            if let Some(given) = answer(&need) {
+                ex.give(given);
+            }
+            seen.push(need);
+        }
+        panic!("the exchange never ended: {seen:?}");
+    }
+
+    fn responded(needs: &[Need]) -> &RelayResponse {
+        needs
+            .iter()
+            .find_map(|n| match n {
+                Need::Respond(r) => Some(r),
+                _ => None,
+            })
+            .expect("an answer")
+    }
+
+    #[test]
+    fn healthz_is_answered_without_reading_a_body_or_asking_polar() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let needs = drive(&relay, head("GET", "/healthz"), |n| match n {
+            Need::Persist => Some(Given::Persisted(true)),
+            _ => None,
+        });
+        assert_eq!(responded(&needs).status, 200);
+        assert!(!needs
+            .iter()
+            .any(|n| matches!(n, Need::Body { .. } | Need::Send { .. })));
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    #[test]
+    fn a_validate_reads_its_body_once_asks_polar_through_the_host_and_passes_its_failure_on() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/validate"),
+            |n| match n {
+                Need::Body { max } => {
+                    assert!(*max > body.len());
+                    Some(Given::Body(body.to_vec()))
+                }
+                Need::Send { request, .. } => {
+                    assert!(
+                        request.url.ends_with("/v1/license-keys/validate"),
+                        "{}",
+                        request.url
+                    );
+                    Some(Given::Upstream(Err(TransportError::new(
+                        TransportErrorKind::Connect,
+                        "down",
+                    ))))
+                }
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        assert_eq!(
+            needs
+                .iter()
+                .filter(|n| matches!(n, Need::Body { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(
+            needs
+                .iter()
+                .filter(|n| matches!(n, Need::Send { .. }))
+                .count(),
+            1
+        );
+        assert_eq!(responded(&needs).status, 502);
+        // The relay's own transport is never used: the host made the call.
+        assert_eq!(calls.load(Ordering::SeqCst), 0);
+    }
+
+    /// A host that answers a call with a flight's landing (the npm host's bug that read
+    /// `{send, flight}` as a wait) is not asked for ever: the exchange ends with a 500.
+    #[test]
+    fn a_host_that_keeps_answering_another_need_ends_the_exchange_with_a_500() {
+        let relay = relay(Arc::new(AtomicU32::new(0)));
+        let body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/validate"),
+            |n| match n {
+                Need::Body { .. } => Some(Given::Body(body.to_vec())),
+                Need::Send { .. } => Some(Given::Landed),
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        let sends = needs
+            .iter()
+            .filter(|n| matches!(n, Need::Send { .. }))
+            .count();
+        assert_eq!(sends, MISMATCHES as usize);
+        assert_eq!(responded(&needs).status, 500);
+        assert!(needs.iter().any(|n| matches!(n, Need::Error(_))));
+        assert_eq!(metric(&relay, "polar_license_relay_requests_in_flight "), 0);
+    }
+
+    /// The metric's value in the relay's Prometheus text (0 when absent).
+    fn metric(relay: &Relay, line_start: &str) -> u64 {
+        relay
+            .metrics(NOW)
+            .lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    #[test]
+    fn the_blocking_handle_runs_the_exchange_its_call_made_once_and_counted_once() {
+        let calls = Arc::new(AtomicU32::new(0));
+        let relay = relay(calls.clone());
+        let mut req = head("POST", "/v1/customer-portal/license-keys/validate");
+        req.body =
+            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#
+                .to_vec();
+        let r = relay.handle(&req, NOW);
+        // Polar unreachable through the relay's own transport: the relay's 502, CORS granted.
+        assert_eq!(r.status, 502);
+        assert!(r.header("access-control-allow-origin").is_some());
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // The transport counts its call; the exchange does not count it again.
+        assert_eq!(metric(&relay, "polar_license_relay_polar_calls_total "), 1);
+        assert_eq!(metric(&relay, "polar_license_relay_requests_in_flight "), 0);
+        // The operator's route, as every host answers it: no call.
+        let health = relay.handle(&head("GET", "/healthz"), NOW);
+        assert_eq!(health.status, 200);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+        // A body over the cap: 413, no call.
+        let mut big = head("POST", "/v1/customer-portal/license-keys/activate");
+        big.body = vec![b' '; relay.limits().max_body_bytes + 10];
+        assert_eq!(relay.handle(&big, NOW).status, 413);
+        assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    #[test]
+    fn an_oversized_body_is_refused_without_polar() {
+        let relay = relay(Arc::new(AtomicU32::new(0)));
+        let needs = drive(
+            &relay,
+            head("POST", "/v1/customer-portal/license-keys/activate"),
+            |n| match n {
+                Need::Body { max } => Some(Given::Body(vec![b' '; *max])),
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            },
+        );
+        assert_eq!(responded(&needs).status, 413);
+        assert!(!needs.iter().any(|n| matches!(n, Need::Send { .. })));
+    }
+}

@@ -45,9 +45,24 @@ export async function runWorkerd(dir, port, probe) {
   return {
     url,
     output: () => output,
+    // A workerd still running 15 s after SIGTERM (a request stuck in the worker holds it) is
+    // killed and the close rejects, naming it: a test never waits on it for ever.
     close: async () => {
-      child.kill();
-      await new Promise((r) => (child.exitCode !== null ? r() : child.once('exit', r)));
+      const gone = () => child.exitCode !== null || child.signalCode !== null;
+      if (!gone()) {
+        await new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            child.kill('SIGKILL');
+            reject(new Error(`workerd was still running 15 s after SIGTERM: killed. ${output.slice(-2000)}`));
+          }, 15_000);
+          child.once('exit', () => {
+            clearTimeout(timer);
+            resolve();
+          });
+          child.kill('SIGTERM');
+        }).finally(() => rm(dir, { recursive: true, force: true }));
+        return;
+      }
       await rm(dir, { recursive: true, force: true });
     },
   };

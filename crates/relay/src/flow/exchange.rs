@@ -708,6 +708,11 @@ mod tests {
             .expect("an answer")
     }
 
+    /// The customer-portal validate route and a body it reads.
+    const VALIDATE: &str = "/v1/customer-portal/license-keys/validate";
+    const VALIDATE_BODY: &[u8] =
+        br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
+
     #[test]
     fn healthz_is_answered_without_reading_a_body_or_asking_polar() {
         let calls = Arc::new(AtomicU32::new(0));
@@ -727,31 +732,26 @@ mod tests {
     fn a_validate_reads_its_body_once_asks_polar_through_the_host_and_passes_its_failure_on() {
         let calls = Arc::new(AtomicU32::new(0));
         let relay = relay(calls.clone());
-        let body =
-            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
-        let needs = drive(
-            &relay,
-            head("POST", "/v1/customer-portal/license-keys/validate"),
-            |n| match n {
-                Need::Body { max } => {
-                    assert!(*max > body.len());
-                    Some(Given::Body(body.to_vec()))
-                }
-                Need::Send { request, .. } => {
-                    assert!(
-                        request.url.ends_with("/v1/license-keys/validate"),
-                        "{}",
-                        request.url
-                    );
-                    Some(Given::Upstream(Err(TransportError::new(
-                        TransportErrorKind::Connect,
-                        "down",
-                    ))))
-                }
-                Need::Persist => Some(Given::Persisted(true)),
-                _ => None,
-            },
-        );
+        let body = VALIDATE_BODY;
+        let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
+            Need::Body { max } => {
+                assert!(*max > body.len());
+                Some(Given::Body(body.to_vec()))
+            }
+            Need::Send { request, .. } => {
+                assert!(
+                    request.url.ends_with("/v1/license-keys/validate"),
+                    "{}",
+                    request.url
+                );
+                Some(Given::Upstream(Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "down",
+                ))))
+            }
+            Need::Persist => Some(Given::Persisted(true)),
+            _ => None,
+        });
         assert_eq!(
             needs
                 .iter()
@@ -776,18 +776,13 @@ mod tests {
     #[test]
     fn a_host_that_keeps_answering_another_need_ends_the_exchange_with_a_500() {
         let relay = relay(Arc::new(AtomicU32::new(0)));
-        let body =
-            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#;
-        let needs = drive(
-            &relay,
-            head("POST", "/v1/customer-portal/license-keys/validate"),
-            |n| match n {
-                Need::Body { .. } => Some(Given::Body(body.to_vec())),
-                Need::Send { .. } => Some(Given::Landed),
-                Need::Persist => Some(Given::Persisted(true)),
-                _ => None,
-            },
-        );
+        let body = VALIDATE_BODY;
+        let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
+            Need::Body { .. } => Some(Given::Body(body.to_vec())),
+            Need::Send { .. } => Some(Given::Landed),
+            Need::Persist => Some(Given::Persisted(true)),
+            _ => None,
+        });
         let sends = needs
             .iter()
             .filter(|n| matches!(n, Need::Send { .. }))
@@ -812,10 +807,8 @@ mod tests {
     fn the_blocking_handle_runs_the_exchange_its_call_made_once_and_counted_once() {
         let calls = Arc::new(AtomicU32::new(0));
         let relay = relay(calls.clone());
-        let mut req = head("POST", "/v1/customer-portal/license-keys/validate");
-        req.body =
-            br#"{"key":"POLAR-ABC","organization_id":"d2fcbff8-108b-411e-bf2b-6383e0a8802d"}"#
-                .to_vec();
+        let mut req = head("POST", VALIDATE);
+        req.body = VALIDATE_BODY.to_vec();
         let r = relay.handle(&req, NOW);
         // Polar unreachable through the relay's own transport: the relay's 502, CORS granted.
         assert_eq!(r.status, 502);

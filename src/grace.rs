@@ -719,7 +719,12 @@ impl<L: LicenseData> Record<L> {
     /// The grace left at `seen` (the record's [`Record::seen`]) for an answer from the cache
     /// that stands on the online answer received at `since` (perpetual fallback: the good
     /// verdict, or the expiry Polar confirmed), in signed mode never past the lease's end.
-    pub(crate) fn grace_left(&self, since: i64, seen: i64, policy: &GracePolicy) -> Option<Duration> {
+    pub(crate) fn grace_left(
+        &self,
+        since: i64,
+        seen: i64,
+        policy: &GracePolicy,
+    ) -> Option<Duration> {
         let limit = self.lease_gate.limit(seen, policy.tolerance_secs()).ok()?;
         remaining(since, seen, limit, policy)
     }
@@ -967,7 +972,9 @@ impl<L> CheckReport<L> {
     {
         match (&self.outcome, &self.perpetual) {
             (_, Some(p)) if p.fallback || p.paid_through.is_some() => p.paid_through,
-            (CheckOutcome::Licensed { license, .. }, _) => crate::perpetual::paid_through(license.as_ref()),
+            (CheckOutcome::Licensed { license, .. }, _) => {
+                crate::perpetual::paid_through(license.as_ref())
+            }
             _ => None,
         }
     }

@@ -220,7 +220,10 @@ fn from_cache<'a, L: LicenseData>(
         return None;
     }
     let (pt, since) = match &record.denied {
-        Some(denial) => (ended_by(&good.license, denial.reason, denial.at)?, denial.at),
+        Some(denial) => (
+            ended_by(&good.license, denial.reason, denial.at)?,
+            denial.at,
+        ),
         None => (
             paid_through(&good.license).filter(|&pt| pt <= now)?,
             good.verified_at,

@@ -160,7 +160,11 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
         }
     ));
     let revoked = old_build.check_report(DEMO_KEY);
-    assert_eq!(revoked.outcome.reason(), Some(Reason::Inactive), "{revoked:?}");
+    assert_eq!(
+        revoked.outcome.reason(),
+        Some(Reason::Inactive),
+        "{revoked:?}"
+    );
     assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
     polar.set_fault(Some(Fault::CloseImmediately));
     clock.set(start + 41 * DAY);
@@ -297,7 +301,9 @@ fn release_dates_read_and_compare_by_day() {
     // On the paid-through day itself, the build is covered; the next day, not.
     let paid = d.unix() + 13 * 3600;
     assert!(d.within(paid));
-    assert!(!ReleaseDate::parse("2026-10-02").expect("a date").within(paid));
+    assert!(!ReleaseDate::parse("2026-10-02")
+        .expect("a date")
+        .within(paid));
     for bad in ["2026-13-01", "2026-02-30", "2026-1-01", "yesterday", ""] {
         let e = ReleaseDate::parse(bad).expect_err(bad);
         assert_eq!(e.reason(), Reason::InvalidInput, "{bad}");

@@ -7,8 +7,9 @@
 //! upgrade. What counts as "paid time ran out":
 //!
 //! * Polar's own `expired` denial ("License key has expired."), the paid-through date being the
-//!   `expires_at` of the last good answer this machine's record holds (Polar's denial carries
-//!   no license: with no good answer remembered there is no date, and no fallback);
+//!   `expires_at` of the last good answer this machine's record holds, or the time of the
+//!   denial when that is earlier (the seller moved the expiry earlier since); Polar's denial
+//!   carries no license: with no good answer remembered there is no date, and no fallback;
 //! * a cached good answer whose `expires_at` has passed while Polar cannot be asked (offline,
 //!   rate limited, a server error, an answer that is not Polar's), within the grace rules of
 //!   [`crate::grace`] (same binding, no clock set back or held, signed mode's lease, and the
@@ -124,7 +125,9 @@ pub fn paid_through<L: LicenseData>(license: &L) -> Option<i64> {
 /// denial (a revoked or disabled key, a refund, a mismatch).
 fn ended_by<L: LicenseData>(license: &L, reason: Reason, at: i64) -> Option<i64> {
     match reason {
-        Reason::Expired => paid_through(license),
+        // Polar says it has expired by now: a seller who moved `expires_at` earlier since the
+        // last good answer here ended it sooner than that answer said.
+        Reason::Expired => paid_through(license).map(|pt| pt.min(at)),
         Reason::Inactive => license
             .cancelled_until()
             .filter(|&end| end <= at)

@@ -199,9 +199,31 @@ pub struct Check<L = ValidatedLicenseKey> {
     nonce: Option<String>,
     /// The slot as the check leaves it so far (its report's lease and activation).
     left: Left,
-    /// Perpetual fallback: the build's release date the app stated, and the grace policy the
-    /// rule's cache side is held to ([`crate::perpetual`]).
-    released: Option<(ReleaseDate, GracePolicy)>,
+    /// Perpetual fallback: the build's release date the app stated, the grace policy the
+    /// rule's cache side is held to, and the rule ([`crate::perpetual`]), boxed: a check
+    /// moves at every step.
+    released: Option<Box<Released<L>>>,
+}
+
+/// Perpetual fallback's rule ([`crate::perpetual::apply`]) as [`Check::released`] names it:
+/// through a pointer, so that a shell that never states a release date (the npm engine
+/// without the option) links none of it.
+type Rule<L> = fn(
+    CheckReport<L>,
+    Option<&crate::grace::Record<L>>,
+    Option<&crate::grace::Query>,
+    &Key,
+    ReleaseDate,
+    i64,
+    &GracePolicy,
+) -> CheckReport<L>;
+
+/// What [`Check::released`] keeps.
+#[derive(Clone)]
+struct Released<L> {
+    date: ReleaseDate,
+    policy: GracePolicy,
+    rule: Rule<L>,
 }
 
 impl<L> std::fmt::Debug for Check<L> {
@@ -293,7 +315,13 @@ impl<L: Validated> Check<L> {
     /// when it is not newer than that time, and the report says so
     /// ([`CheckReport::perpetual`]). Without it, the answers are exactly as before.
     pub fn released(mut self, ctx: &Ctx<'_, L>, released: Option<ReleaseDate>) -> Check<L> {
-        self.released = released.map(|date| (date, *ctx.policy));
+        self.released = released.map(|date| {
+            Box::new(Released {
+                date,
+                policy: *ctx.policy,
+                rule: perpetual::apply::<L>,
+            })
+        });
         self
     }
 
@@ -395,14 +423,14 @@ impl<L: Validated> Check<L> {
             ..report
         };
         match self.released {
-            Some((released, policy)) => perpetual::apply(
+            Some(r) => (r.rule)(
                 report,
                 self.opened.as_deref().and_then(|o| o.record.as_ref()),
                 self.asking.as_deref().map(|a| &a.query),
                 &self.key,
-                released,
+                r.date,
                 self.now,
-                &policy,
+                &r.policy,
             ),
             None => report,
         }

@@ -20,11 +20,17 @@
 //!   running out. An `inactive` denial before that end (a refund, a chargeback, a seller who
 //!   revoked or disabled the key) never falls back, nor does any other denial.
 //!
+//! In signed mode ([`crate::lease`]) the record's license is believed only with a lease that
+//! verifies, and the paid-through date never reaches past the lease's end: a record re-sealed
+//! by whoever holds the install secret cannot stretch it.
+//!
 //! With no release date stated, nothing here runs: every answer is exactly as without it.
 //! The rule is pure (the caller passes `now`).
 
 use crate::error::Error;
-use crate::grace::{CheckOutcome, CheckReport, GracePolicy, LicenseData, Query, Record, Source};
+use crate::grace::{
+    CheckOutcome, CheckReport, GracePolicy, LeaseGate, LicenseData, Query, Record, Source,
+};
 use crate::key::Key;
 use crate::reason::Reason;
 use std::time::Duration;
@@ -153,6 +159,15 @@ pub fn apply<L: LicenseData>(
         paid_through: None,
         fallback: false,
     };
+    // Signed mode: the record's license is believed only with a lease that verifies, and only
+    // as far as it reaches (the relay never signs past the license's expiry; a record re-sealed
+    // by whoever holds the install secret could say any `expires_at`).
+    let (record, cap) = match record.map(|r| &r.lease_gate) {
+        Some(LeaseGate::Signed(Some(w))) => (record, Some(w.expires_at)),
+        Some(LeaseGate::Signed(None)) => (None, None),
+        _ => (record, None),
+    };
+    let capped = |pt: i64| cap.map_or(pt, |c| pt.min(c));
     let good = record
         .filter(|r| r.is_for(&r.organization_id, key))
         .and_then(|r| r.good.as_ref());
@@ -162,7 +177,7 @@ pub fn apply<L: LicenseData>(
         }
         CheckOutcome::Denied(denial) => {
             if let Some(good) = good {
-                perpetual.paid_through = ended_by(&good.license, denial.reason, now);
+                perpetual.paid_through = ended_by(&good.license, denial.reason, now).map(capped);
                 if perpetual.paid_through.is_some_and(|pt| released.within(pt)) {
                     perpetual.fallback = true;
                     report.outcome = CheckOutcome::Licensed {
@@ -183,6 +198,7 @@ pub fn apply<L: LicenseData>(
                 if let Some((license, pt, left, verified_at)) =
                     from_cache(record, query, now, policy)
                 {
+                    let pt = capped(pt);
                     perpetual.paid_through = Some(pt);
                     if released.within(pt) {
                         perpetual.fallback = true;
@@ -233,6 +249,10 @@ fn from_cache<'a, L: LicenseData>(
         ),
     };
     let seen = record.seen(now);
+    // An online answer dated ahead of the clock is no answer to count from.
+    if since > seen.saturating_add(policy.tolerance_secs()) {
+        return None;
+    }
     let left = record.grace_left(since, seen, policy)?;
     Some((&good.license, pt, left, since))
 }

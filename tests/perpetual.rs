@@ -11,7 +11,7 @@ use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Rea
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY,
 };
-use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir};
+use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir, World, APP_SECRET, MACHINE};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 const DAY: i64 = 24 * 3600;
@@ -309,4 +309,58 @@ fn release_dates_read_and_compare_by_day() {
         assert_eq!(e.reason(), Reason::InvalidInput, "{bad}");
         assert_eq!(e.field(), Some("released"), "{bad}");
     }
+}
+
+/// Signed mode: the demo key activated through the relay rig (3-day leases), for a build
+/// released on `released`.
+fn signed_app(w: &World, released: i64) -> Licensing {
+    licensing_builder(&w.polar, &w.dir, MachineBinding::Id(MACHINE.into()))
+        .timeout(Duration::from_secs(5))
+        .clock(w.clock.reader())
+        .app_secret(APP_SECRET.to_vec())
+        .relay_keys(w.relay_keys())
+        .released(ReleaseDate::from_unix(released))
+        .build_with_transport(w.relay_transport())
+        .expect("the signed app builds")
+}
+
+#[test]
+fn signed_mode_falls_back_only_on_a_lease_that_verifies() {
+    let w = World::new("perpetual-signed").signed();
+    let start = real_now();
+    w.set_clock(start);
+    let expires = start + 2 * DAY;
+    assert!(w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(rfc3339(expires))),
+            ..KeyUpdate::default()
+        }
+    ));
+    let app = signed_app(&w, start);
+    w.activate(&app);
+    let move_to = |at: i64| {
+        if let Some(polar) = w.polar.running() {
+            polar.set_clock_offset(at - start);
+        }
+        w.set_clock(at);
+    };
+
+    // Within the record's lease: Polar says expired, the older build falls back.
+    move_to(start + 2 * DAY + 12 * 3600);
+    fallback(&app.check_report(DEMO_KEY), Source::Online, expires);
+
+    // The relay signs leases no further than the license's expiry: the paid-through date is
+    // believed that far (here the expiry itself).
+    // A record whose lease is gone (re-sealed by someone holding the install secret) is not
+    // believed at all: no fallback.
+    w.forge(|r| {
+        if let Some(good) = r.good.as_mut() {
+            good.lease = None;
+        }
+    });
+    move_to(start + 2 * DAY + 13 * 3600);
+    let forged = app.check_report(DEMO_KEY);
+    assert_eq!(forged.outcome.reason(), Some(Reason::Expired), "{forged:?}");
+    assert_eq!(forged.perpetual.map(|p| p.fallback), Some(false));
 }

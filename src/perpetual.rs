@@ -143,17 +143,17 @@ fn ended_by<L: LicenseData>(license: &L, reason: Reason, at: i64) -> Option<i64>
 }
 
 /// Applies the rule to a check's `report` for a build released on `released`: `record` is the
-/// key's record as the check read it, `query` what the check asked Polar (`None` when it did
+/// key's record as the check read it (its slot's, bound to the key), `query` what the check asked Polar (`None` when it did
 /// not ask: then the cache never falls back here), `key` the key checked, at `now`.
 pub fn apply<L: LicenseData>(
-    mut report: CheckReport<L>,
+    report: &mut CheckReport<L>,
     record: Option<&Record<L>>,
     query: Option<&Query>,
     key: &Key,
     released: ReleaseDate,
     now: i64,
     policy: &GracePolicy,
-) -> CheckReport<L> {
+) {
     let mut perpetual = Perpetual {
         released,
         paid_through: None,
@@ -168,9 +168,8 @@ pub fn apply<L: LicenseData>(
         _ => (record, None),
     };
     let capped = |pt: i64| cap.map_or(pt, |c| pt.min(c));
-    let good = record
-        .filter(|r| r.is_for(&r.organization_id, key))
-        .and_then(|r| r.good.as_ref());
+    // (The record is the key's own: a check opens only its key's slot, bound to it.)
+    let good = record.and_then(|r| r.good.as_ref());
     match &report.outcome {
         CheckOutcome::Licensed { license, .. } => {
             perpetual.paid_through = paid_through(license.as_ref());
@@ -215,7 +214,6 @@ pub fn apply<L: LicenseData>(
         }
     }
     report.perpetual = Some(perpetual);
-    report
 }
 
 /// The cache's side of the rule while Polar cannot be asked: the record's key ended (Polar's
@@ -231,8 +229,7 @@ fn from_cache<'a, L: LicenseData>(
     policy: &GracePolicy,
 ) -> Option<(&'a L, i64, Duration, i64)> {
     let good = record.good.as_ref()?;
-    if !record.is_for(&query.organization_id, &query.key)
-        || !Record::binds(good, query)
+    if !Record::binds(good, query)
         || record.rollback(now, policy).is_some()
         || record.is_stalled(now)
     {
@@ -249,10 +246,6 @@ fn from_cache<'a, L: LicenseData>(
         ),
     };
     let seen = record.seen(now);
-    // An online answer dated ahead of the clock is no answer to count from.
-    if since > seen.saturating_add(policy.tolerance_secs()) {
-        return None;
-    }
     let left = record.grace_left(since, seen, policy)?;
     Some((&good.license, pt, left, since))
 }

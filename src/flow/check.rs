@@ -209,14 +209,14 @@ pub struct Check<L = ValidatedLicenseKey> {
 /// through a pointer, so that a shell that never states a release date (the npm engine
 /// without the option) links none of it.
 type Rule<L> = fn(
-    CheckReport<L>,
+    &mut CheckReport<L>,
     Option<&crate::grace::Record<L>>,
     Option<&crate::grace::Query>,
     &Key,
     ReleaseDate,
     i64,
     &GracePolicy,
-) -> CheckReport<L>;
+);
 
 /// What [`Check::released`] keeps.
 #[derive(Clone)]
@@ -417,23 +417,23 @@ impl<L: Validated> Check<L> {
                 detail: "the check was not driven to its end".to_string(),
             }))
         });
-        let report = CheckReport {
+        let mut report = CheckReport {
             lease,
             activation_id,
             ..report
         };
-        match self.released {
-            Some(r) => (r.rule)(
-                report,
+        if let Some(r) = self.released {
+            (r.rule)(
+                &mut report,
                 self.opened.as_deref().and_then(|o| o.record.as_ref()),
                 self.asking.as_deref().map(|a| &a.query),
                 &self.key,
                 r.date,
                 self.now,
                 &r.policy,
-            ),
-            None => report,
+            );
         }
+        report
     }
 
     /// Gives the check what happened in answer to its last [`Want`].

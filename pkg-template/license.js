@@ -248,7 +248,7 @@ function clientOptions(o) {
   // is no date reads as another day, or as none).
   const releasedAt = released === undefined ? undefined : Date.parse(`${released}T00:00Z`) / 1000;
   if (released !== undefined && !(releasedAt >= 0 && new Date(releasedAt * 1000).toISOString().startsWith(`${released}T`))) {
-    return invalidOption('released', 'released', `must be the build's release date as 'YYYY-MM-DD', got ${typeName(released)}`);
+    return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
   }
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');

@@ -208,7 +208,6 @@ const CLIENT_OPTIONS = [
   'rememberKeys',
   'fetch',
   'relayKeys',
-  'released',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -243,13 +242,7 @@ function clientOptions(o) {
   }
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
-  const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, released, ...rest } = o;
-  // Perpetual fallback: the build's release date, 'YYYY-MM-DD', as unix seconds (a date that
-  // is no date reads as another day, or as none).
-  const releasedAt = released === undefined ? undefined : Date.parse(`${released}T00:00Z`) / 1000;
-  if (released !== undefined && !(releasedAt >= 0 && new Date(releasedAt * 1000).toISOString().startsWith(`${released}T`))) {
-    return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
-  }
+  const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, ...rest } = o;
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -334,7 +327,7 @@ function clientOptions(o) {
   }
   // Copies (the checked values, not the app's objects, which it may change later).
   if (policy !== undefined) rest.gracePolicy = { ...policy };
-  return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true, fetch: fetchFn, released: releasedAt }, rest.baseUrl === undefined && rest.server !== undefined];
+  return [rest, { storage, clock, features, cacheDir, appId, rememberKeys: rememberKeys === true, fetch: fetchFn }, rest.baseUrl === undefined && rest.server !== undefined];
 }
 
 /** An engine error about an option, in the JS names (`server` when the app gave `server`). */
@@ -1286,11 +1279,10 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     async #check(key, feature, background) {
       const engine = await this.#open();
       const secret = await attempt(() => this.#secret());
-      const start = this.#start(engine, 'check', key, secret, { at: monotonic(), feature, background: !!background, released: this.#host.released });
+      const start = this.#start(engine, 'check', key, secret, { at: monotonic(), feature, background: !!background });
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
-        if (end.perpetual && feature === undefined) [ok.fallback, ok.paidThrough] = end.perpetual;
         return ok;
       };
       if (!background) return result(await this.#drive(engine, start));

@@ -41,7 +41,6 @@ use polar_license::flow::{Ctx, Given, Keep, Stored, Want};
 use polar_license::grace::{CheckOutcome, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
-use polar_license::perpetual::ReleaseDate;
 use polar_license::proto::HttpResponse;
 use polar_license::strict::{self, Value};
 use polar_license::transport::{TransportError, TransportErrorKind};
@@ -163,10 +162,7 @@ impl Engine {
             }),
             _ => {
                 let at = u64::try_from(number("at")).unwrap_or(0);
-                // Perpetual fallback: the build's release date (unix seconds), when stated.
-                let released = o.member("released").map(|_| number("released"));
-                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at)
-                    .released(&ctx, released.map(ReleaseDate::from_unix));
+                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at);
                 Ok(Flow::Check(check.unlocked_read()))
             }
         };
@@ -406,11 +402,6 @@ impl Engine {
         j.key("refreshed").bool(report.cache_refreshed());
         j.key("relaySource")
             .opt_str(report.relayed.map(|r| r.as_str()));
-        // Perpetual fallback, when a release date was stated: `[fallback, paidThrough]`.
-        if let Some(p) = report.perpetual {
-            j.key("perpetual").raw("[").bool(p.fallback).raw(",");
-            j.opt_int(p.paid_through).raw("]");
-        }
         j.raw("}").done()
     }
 

@@ -144,6 +144,13 @@ pub trait LicenseData: Clone + std::fmt::Debug + PartialEq {
     /// The same license with `key` as its key (a record keeps the display key; an answer
     /// carries the caller's).
     fn with_key(&self, key: &str) -> Self;
+    /// API version 2027-01: the end (unix seconds) of the subscription the key was granted
+    /// through, when the customer cancelled it (`cancel_at_period_end`, or status
+    /// `canceled`): its `ends_at`, else its `current_period_end`. `None` otherwise, and for a
+    /// representation that does not read it (perpetual fallback: [`crate::perpetual`]).
+    fn cancelled_until(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// An accepted activation as the core's decisions read it: its id and label, and the license
@@ -199,6 +206,16 @@ impl LicenseData for ValidatedLicenseKey {
         let mut copy = self.clone();
         copy.license_key.key = Key::new(key);
         copy
+    }
+
+    fn cancelled_until(&self) -> Option<i64> {
+        let sub = self.license_key.subscription.as_ref()?;
+        if !(sub.cancel_at_period_end || sub.status == "canceled") {
+            return None;
+        }
+        sub.ends_at
+            .or(sub.current_period_end)
+            .map(|t| t.unix_timestamp())
     }
 }
 
@@ -666,7 +683,7 @@ impl<L: LicenseData> Record<L> {
         }
         let seen = self.seen(now);
         let limit = self.lease_gate.limit(seen, policy.tolerance_secs()).ok()?;
-        remaining(good, seen, limit, policy)
+        remaining(good.verified_at, seen, limit, policy)
     }
 
     /// The time ages are measured at: `now`, or the latest time seen when the clock is behind
@@ -699,8 +716,21 @@ impl<L: LicenseData> Record<L> {
         }
     }
 
+    /// The grace left at `seen` (the record's [`Record::seen`]) for an answer from the cache
+    /// that stands on the online answer received at `since` (perpetual fallback: the good
+    /// verdict, or the expiry Polar confirmed), in signed mode never past the lease's end.
+    pub(crate) fn grace_left(
+        &self,
+        since: i64,
+        seen: i64,
+        policy: &GracePolicy,
+    ) -> Option<Duration> {
+        let limit = self.lease_gate.limit(seen, policy.tolerance_secs()).ok()?;
+        remaining(since, seen, limit, policy)
+    }
+
     /// The binding a good verdict must have to answer `query`.
-    fn binds(good: &GoodVerdict<L>, query: &Query) -> bool {
+    pub(crate) fn binds(good: &GoodVerdict<L>, query: &Query) -> bool {
         good.activation_id == query.activation_id
             && good.benefit_id == query.benefit_id
             && good.customer_id == query.customer_id
@@ -718,14 +748,14 @@ pub fn was_valid<L>(record: Option<&Record<L>>) -> bool {
 /// Seconds of grace left at `now`, `None` when the grace is over. Capped at the grace period
 /// (a clock slightly behind `verified_at`, within the tolerance, gains nothing).
 /// In signed mode the lease's expiry (`lease_until`) ends it too: at that time nothing is left.
-fn remaining<L>(
-    good: &GoodVerdict<L>,
+fn remaining(
+    verified_at: i64,
     now: i64,
     lease_until: Option<i64>,
     policy: &GracePolicy,
 ) -> Option<Duration> {
     let grace = policy.grace_secs();
-    let age = now.saturating_sub(good.verified_at);
+    let age = now.saturating_sub(verified_at);
     if age > grace {
         return None;
     }
@@ -913,6 +943,10 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// untrusted record names: the next check validates it); `None` when the slot could not
     /// be used. (An addition.)
     pub activation_id: Option<String>,
+    /// Perpetual fallback ([`crate::perpetual`]): when the app stated its build's release
+    /// date, the date the key was paid through and whether this answer licenses only because
+    /// the build is older than it. `None` when no release date was stated. (An addition.)
+    pub perpetual: Option<crate::perpetual::Perpetual>,
 }
 
 impl<L> CheckReport<L> {
@@ -925,6 +959,38 @@ impl<L> CheckReport<L> {
             relayed: None,
             lease: None,
             activation_id: None,
+            perpetual: None,
+        }
+    }
+
+    /// The end of the time the key was paid for (unix seconds), as far as this answer tells:
+    /// a licensed answer's license ([`crate::perpetual::paid_through`]), or the date a
+    /// perpetual fallback read from the key's record. `None` when no end is known.
+    pub fn paid_through(&self) -> Option<i64>
+    where
+        L: LicenseData,
+    {
+        match (&self.outcome, &self.perpetual) {
+            (_, Some(p)) if p.fallback || p.paid_through.is_some() => p.paid_through,
+            (CheckOutcome::Licensed { license, .. }, _) => {
+                crate::perpetual::paid_through(license.as_ref())
+            }
+            _ => None,
+        }
+    }
+
+    /// Whether a release dated `release` is covered by what this answer says was paid for (an
+    /// update's question): a licensed answer covers every release when no end is known, else
+    /// those on or before [`CheckReport::paid_through`]; an answer that does not license
+    /// covers only what an expiry it read leaves covered (a build newer than the paid time:
+    /// older releases), and nothing otherwise.
+    pub fn covers(&self, release: crate::perpetual::ReleaseDate) -> bool
+    where
+        L: LicenseData,
+    {
+        match self.paid_through() {
+            Some(pt) => release.within(pt),
+            None => self.outcome.is_licensed(),
         }
     }
 
@@ -964,7 +1030,7 @@ fn licensed_from_cache<L: LicenseData>(
     p: &GracePolicy,
 ) -> Option<CheckOutcome<L>> {
     let limit = record.lease_gate.limit(seen, p.tolerance_secs()).ok()?;
-    let left = remaining(good, seen, limit, p)?;
+    let left = remaining(good.verified_at, seen, limit, p)?;
     Some(CheckOutcome::Licensed {
         source: Source::Cache,
         license: Box::new(good.license.with_key(query.key.expose())),

@@ -138,6 +138,7 @@ pub mod lease;
 pub mod metadata;
 pub mod model;
 pub mod options;
+pub mod perpetual;
 pub mod proto;
 pub mod reason;
 pub mod rfc3339;

@@ -84,6 +84,9 @@ pub struct LicensingOptions {
     /// Signed mode ([`crate::lease`]) when not empty: the relay keys a lease must verify with
     /// before the cache licenses, and that every online grant must carry a lease of.
     pub relay_keys: RelayKeys,
+    /// Perpetual fallback ([`crate::perpetual`]): this build's release date. `None` (the
+    /// default): every answer as without it.
+    pub released: Option<crate::perpetual::ReleaseDate>,
 }
 
 /// The setters of [`ClientOptions`] for a builder whose options live at `self.<path>`.
@@ -165,6 +168,17 @@ macro_rules! licensing_setters {
         /// one is `protocol_error`. An empty set turns signed mode off.
         pub fn relay_keys(mut self, keys: $crate::lease::RelayKeys) -> Self {
             self.$($path).+.relay_keys = keys;
+            self
+        }
+
+        /// Perpetual fallback ([`crate::perpetual`]): this build was released on `date`. A key
+        /// whose paid time ran out (Polar's `expired`; a cached `expires_at` passed while
+        /// Polar cannot be asked, within the grace rules; a cancelled subscription's end)
+        /// keeps licensing this build when it is not newer than the date the key was paid
+        /// through, and the check's report says so ([`CheckReport::perpetual`](crate::CheckReport::perpetual)). A revoked
+        /// or disabled key never does. Not set: every answer exactly as without it.
+        pub fn released(mut self, date: $crate::perpetual::ReleaseDate) -> Self {
+            self.$($path).+.released = Some(date);
             self
         }
     };

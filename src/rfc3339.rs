@@ -164,6 +164,22 @@ impl DateTime {
         Some(dt)
     }
 
+    /// The UTC date-time of the unix time `secs` (whole seconds).
+    pub fn from_unix(secs: i64) -> DateTime {
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        let in_day = secs.rem_euclid(86_400);
+        DateTime {
+            year,
+            month,
+            day,
+            hour: in_day / 3600,
+            minute: in_day / 60 % 60,
+            second: in_day % 60,
+            nanosecond: 0,
+            offset: 0,
+        }
+    }
+
     /// Unix seconds (the fraction dropped, as `time`'s `unix_timestamp`).
     pub fn unix_timestamp(&self) -> i64 {
         days_from_civil(self.year, self.month, self.day) * 86_400

@@ -39,10 +39,13 @@ pub use super::step::{Given, Want};
 use super::step::{Left, Machine, Stored};
 use crate::answers::{self, SchemaActivation, SchemaLicense};
 use crate::error::{Error, Verdict};
-use crate::grace::{ActivationData, CheckOutcome, CheckReport, LeaseWindow, LicenseData, Source};
+use crate::grace::{
+    ActivationData, CheckOutcome, CheckReport, GracePolicy, LeaseWindow, LicenseData, Source,
+};
 use crate::key::Key;
 use crate::lease::LEASE_HEADER;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
+use crate::perpetual::{self, ReleaseDate};
 use crate::proto::{
     parse_activate, parse_activate_for, parse_validate, parse_validate_for, Expect, HttpRequest,
     HttpResponse, Relayed, Stamp, ValidateRequest,
@@ -196,6 +199,31 @@ pub struct Check<L = ValidatedLicenseKey> {
     nonce: Option<String>,
     /// The slot as the check leaves it so far (its report's lease and activation).
     left: Left,
+    /// Perpetual fallback: the build's release date the app stated, the grace policy the
+    /// rule's cache side is held to, and the rule ([`crate::perpetual`]), boxed: a check
+    /// moves at every step.
+    released: Option<Box<Released<L>>>,
+}
+
+/// Perpetual fallback's rule ([`crate::perpetual::apply`]) as [`Check::released`] names it:
+/// through a pointer, so that a shell that never states a release date (the npm engine
+/// without the option) links none of it.
+type Rule<L> = fn(
+    &mut CheckReport<L>,
+    Option<&crate::grace::Record<L>>,
+    Option<&crate::grace::Query>,
+    &Key,
+    ReleaseDate,
+    i64,
+    &GracePolicy,
+);
+
+/// What [`Check::released`] keeps.
+#[derive(Clone)]
+struct Released<L> {
+    date: ReleaseDate,
+    policy: GracePolicy,
+    rule: Rule<L>,
 }
 
 impl<L> std::fmt::Debug for Check<L> {
@@ -260,6 +288,7 @@ impl<L: Validated> Check<L> {
             peeked: None,
             nonce: None,
             left: Left::default(),
+            released: None,
         };
         match slot {
             Ok(slot) => check.slot = Some(slot),
@@ -278,6 +307,21 @@ impl<L: Validated> Check<L> {
         if matches!(self.state, State::Lock) {
             self.state = State::Peek;
         }
+        self
+    }
+
+    /// This check is for a build released on `released` (perpetual fallback,
+    /// [`crate::perpetual`]): an answer that a key's paid time ran out licenses this build
+    /// when it is not newer than that time, and the report says so
+    /// ([`CheckReport::perpetual`]). Without it, the answers are exactly as before.
+    pub fn released(mut self, ctx: &Ctx<'_, L>, released: Option<ReleaseDate>) -> Check<L> {
+        self.released = released.map(|date| {
+            Box::new(Released {
+                date,
+                policy: *ctx.policy,
+                rule: perpetual::apply::<L>,
+            })
+        });
         self
     }
 
@@ -373,11 +417,23 @@ impl<L: Validated> Check<L> {
                 detail: "the check was not driven to its end".to_string(),
             }))
         });
-        CheckReport {
+        let mut report = CheckReport {
             lease,
             activation_id,
             ..report
+        };
+        if let Some(r) = self.released {
+            (r.rule)(
+                &mut report,
+                self.opened.as_deref().and_then(|o| o.record.as_ref()),
+                self.asking.as_deref().map(|a| &a.query),
+                &self.key,
+                r.date,
+                self.now,
+                &r.policy,
+            );
         }
+        report
     }
 
     /// Gives the check what happened in answer to its last [`Want`].
@@ -857,8 +913,10 @@ impl<L: Validated> Check<L> {
             cache_error: self.cache_error.take(),
             lease: None,
             activation_id: None,
+            perpetual: None,
         });
         self.left = Left::of(&current);
+        self.opened = Some(Arc::clone(&current));
         let Some(record) = f.write else {
             return State::Unlock(Next::Done);
         };
@@ -900,6 +958,7 @@ impl<L: Validated> Check<L> {
             cache_error: Some(e),
             lease: None,
             activation_id: None,
+            perpetual: None,
         });
     }
 
@@ -931,6 +990,7 @@ impl<L: Validated> Check<L> {
                     relayed: None,
                     lease: None,
                     activation_id: None,
+                    perpetual: None,
                 });
                 self.state = State::Done;
             }
@@ -959,6 +1019,7 @@ impl<L: Validated> Check<L> {
             relayed,
             lease: None,
             activation_id: None,
+            perpetual: None,
         });
     }
 }

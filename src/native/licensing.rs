@@ -228,6 +228,7 @@ impl LicensingBuilder {
             binding: self.machine,
             identity: Arc::new(identity),
             require_activation: self.options.require_activation,
+            released: self.options.released,
             entitlements: Arc::new(self.options.entitlements),
             clock: self.clock,
             memo: Arc::default(),
@@ -299,6 +300,7 @@ pub struct Licensing {
     binding: MachineBinding,
     identity: Arc<std::sync::OnceLock<Identity>>,
     require_activation: bool,
+    released: Option<crate::perpetual::ReleaseDate>,
     entitlements: Arc<Entitlements>,
     clock: Clock,
     memo: Arc<Memo>,
@@ -726,14 +728,16 @@ impl Licensing {
     /// A check of `key` (of `explicit` as given, else of the remembered activation).
     fn start_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Check {
         let slot = self.slot(key);
+        let ctx = self.ctx();
         Check::new(
-            &self.ctx(),
+            &ctx,
             key.clone(),
             explicit.cloned(),
             slot,
             (self.clock)(),
             monotonic_ms(),
         )
+        .released(&ctx, self.released)
     }
 
     /// Drives a check: does the IO its machine asks for, until it is done (or, with

@@ -118,6 +118,7 @@ impl AsyncLicensingBuilder {
             clock: self.clock,
             crypto: self.crypto,
             require_activation: self.options.require_activation,
+            released: self.options.released,
             entitlements: Rc::new(self.options.entitlements),
             memo: Rc::default(),
             relay_keys: Rc::new(self.options.relay_keys),
@@ -152,6 +153,7 @@ pub struct AsyncLicensing {
     clock: Clock,
     crypto: Option<JsValue>,
     require_activation: bool,
+    released: Option<crate::perpetual::ReleaseDate>,
     entitlements: Rc<Entitlements>,
     memo: Rc<flow::Memo>,
     /// Signed mode: the relay keys (empty: unsigned).
@@ -408,14 +410,16 @@ impl AsyncLicensing {
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
         let slot = self.slot(key).await.map(Arc::new);
         let now = (self.clock)();
+        let ctx = self.ctx();
         let mut check = Check::new(
-            &self.ctx(),
+            &ctx,
             key.clone(),
             explicit.cloned(),
             slot,
             now,
             monotonic_ms(),
-        );
+        )
+        .released(&ctx, self.released);
         self.drive(&mut check).await;
         check.report()
     }

@@ -634,6 +634,18 @@ polar_license_status polar_license_config_set_machine_binding(polar_license_conf
 polar_license_status polar_license_config_set_require_activation(polar_license_config *config,
                                                                  bool required);
 
+// Perpetual fallback: this build was released on `date` (`YYYY-MM-DD`, UTC). A key whose paid
+// time ran out (Polar's "License key has expired.", a cached `expires_at` passed while Polar
+// cannot be asked, within the grace rules, or a cancelled subscription's end) still licenses a
+// build released on or before the date it was paid through: the check's result is
+// `POLAR_LICENSE_OUTCOME_LICENSED` with `polar_license_result_fallback` true and
+// `polar_license_result_paid_through` the date, so the app can offer the upgrade. A revoked
+// or disabled key never does. NULL or `""` clears it (the default: every answer exactly as
+// without it). A date that is no date is `POLAR_LICENSE_STATUS_INVALID_INPUT` (field
+// `released`), and the setting is left as it was.
+polar_license_status polar_license_config_set_released(polar_license_config *config,
+                                                       const char *date);
+
 // Remembers the key of every good `polar_license_client_activate` on this machine, sealed
 // beside the cache records (never in plain text; bytes copied to another install or machine
 // open to nothing), so `polar_license_client_check_remembered` needs no key; a good
@@ -1022,6 +1034,24 @@ int64_t polar_license_result_lease_expires_at(const polar_license_result *result
 // Never NULL (`""` for a NULL result); owned by the result, valid until
 // `polar_license_result_free`.
 const char *polar_license_result_line(const polar_license_result *result);
+
+// Perpetual fallback (`polar_license_config_set_released`): true when this licensed check
+// stands only because the build was released on or before the date the key was paid through
+// (`polar_license_result_paid_through`): the key itself has expired, or its cancelled
+// subscription ended; offer the upgrade. False otherwise, and for NULL.
+bool polar_license_result_fallback(const polar_license_result *result);
+
+// The end of the time the key was paid for, in unix seconds, as a check's result tells it:
+// a licensed answer's `expires_at` or cancelled subscription's end (whichever comes first),
+// or the date a perpetual fallback read from the key's record (also on an `expired` result
+// with a release date set). -1 when no end is known, and for NULL.
+int64_t polar_license_result_paid_through(const polar_license_result *result);
+
+// Whether a release dated `release_unix` (unix seconds, any time of its UTC day) is covered by
+// what this check's result says was paid for (an update's question): with a paid-through date,
+// a release on or before its day; without one, every release when the result licenses, none
+// otherwise. False for NULL.
+bool polar_license_result_covers(const polar_license_result *result, int64_t release_unix);
 
 #ifdef __cplusplus
 }  // extern "C"

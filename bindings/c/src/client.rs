@@ -188,6 +188,9 @@ pub extern "C" fn polar_license_client_new(
             .remember_keys(config.remember_keys)
             .entitlements(entitlements)
             .relay_keys(relay_keys);
+        if let Some(date) = config.released {
+            builder = builder.released(date);
+        }
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
         }

@@ -28,6 +28,8 @@ pub struct polar_license_config {
     pub(crate) machine_binding: bool,
     pub(crate) require_activation: bool,
     pub(crate) remember_keys: bool,
+    /// Perpetual fallback: this build's release date (`polar_license_config_set_released`).
+    pub(crate) released: Option<polar_license::perpetual::ReleaseDate>,
     pub(crate) clock_offset: i64,
     pub(crate) proxy: polar_license::ProxySetting,
     pub(crate) tls_roots: polar_license::TlsRoots,
@@ -64,6 +66,7 @@ impl polar_license_config {
             machine_binding: true,
             require_activation: false,
             remember_keys: false,
+            released: None,
             clock_offset: 0,
             proxy: polar_license::ProxySetting::default(),
             tls_roots: polar_license::TlsRoots::default(),
@@ -441,6 +444,41 @@ pub extern "C" fn polar_license_config_set_require_activation(
         let config = try_mut!(config);
         config.require_activation = required;
         config.ok()
+    }
+}
+
+/// Perpetual fallback: this build was released on `date` (`YYYY-MM-DD`, UTC). A key whose paid
+/// time ran out (Polar's "License key has expired.", a cached `expires_at` passed while Polar
+/// cannot be asked, within the grace rules, or a cancelled subscription's end) still licenses a
+/// build released on or before the date it was paid through: the check's result is
+/// `POLAR_LICENSE_OUTCOME_LICENSED` with `polar_license_result_fallback` true and
+/// `polar_license_result_paid_through` the date, so the app can offer the upgrade. A revoked
+/// or disabled key never does. NULL or `""` clears it (the default: every answer exactly as
+/// without it). A date that is no date is `POLAR_LICENSE_STATUS_INVALID_INPUT` (field
+/// `released`), and the setting is left as it was.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_released(
+    config: *mut polar_license_config,
+    date: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if date.is_null() {
+            config.released = None;
+            return config.ok();
+        }
+        let text = try_str!(date);
+        if text.is_empty() {
+            config.released = None;
+            return config.ok();
+        }
+        match polar_license::perpetual::ReleaseDate::parse(text) {
+            Ok(day) => {
+                config.released = Some(day);
+                config.ok()
+            }
+            Err(e) => config.fail(polar_license_status::InvalidInput, &e.to_string()),
+        }
     }
 }
 

@@ -62,6 +62,11 @@ pub struct polar_license_result {
     lease_expires_at: i64,
     /// Air-gapped activation: the request or response line to carry across (empty: none).
     line: CString,
+    /// Perpetual fallback: the licensed answer stands only because the build is not newer
+    /// than the time the key was paid for.
+    fallback: bool,
+    /// The end of the time the key was paid for (unix seconds), or -1 when unknown.
+    paid_through: i64,
 }
 
 /// What 2027-01's license answers add (`member`, `subscription`, `order`), for the accessors:
@@ -149,6 +154,8 @@ impl polar_license_result {
             lease_kid: CString::default(),
             lease_expires_at: -1,
             line: CString::default(),
+            fallback: false,
+            paid_through: -1,
         }
     }
 
@@ -250,6 +257,8 @@ impl polar_license_result {
             Some(Relayed::Stale) => polar_license_relay_source::Stale,
         };
         r.verdict = Some(report.outcome.clone());
+        r.fallback = report.perpetual.is_some_and(|p| p.fallback);
+        r.paid_through = report.paid_through().unwrap_or(-1);
         r
     }
 
@@ -779,4 +788,43 @@ pub extern "C" fn polar_license_result_lease_expires_at(
 #[no_mangle]
 pub extern "C" fn polar_license_result_line(result: *const polar_license_result) -> *const c_char {
     ffi_boundary! { read(result, |r| r.line.as_ptr()) }
+}
+
+/// Perpetual fallback (`polar_license_config_set_released`): true when this licensed check
+/// stands only because the build was released on or before the date the key was paid through
+/// (`polar_license_result_paid_through`): the key itself has expired, or its cancelled
+/// subscription ended; offer the upgrade. False otherwise, and for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_fallback(result: *const polar_license_result) -> bool {
+    ffi_boundary! { read(result, |r| r.fallback) }
+}
+
+/// The end of the time the key was paid for, in unix seconds, as a check's result tells it:
+/// a licensed answer's `expires_at` or cancelled subscription's end (whichever comes first),
+/// or the date a perpetual fallback read from the key's record (also on an `expired` result
+/// with a release date set). -1 when no end is known, and for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_paid_through(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.paid_through) }
+}
+
+/// Whether a release dated `release_unix` (unix seconds, any time of its UTC day) is covered by
+/// what this check's result says was paid for (an update's question): with a paid-through date,
+/// a release on or before its day; without one, every release when the result licenses, none
+/// otherwise. False for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_covers(
+    result: *const polar_license_result,
+    release_unix: i64,
+) -> bool {
+    ffi_boundary! {
+        read(result, |r| {
+            let release = polar_license::perpetual::ReleaseDate::from_unix(release_unix);
+            if r.paid_through >= 0 {
+                release.within(r.paid_through)
+            } else {
+                r.outcome == polar_license_outcome::Licensed
+            }
+        })
+    }
 }

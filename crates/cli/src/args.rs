@@ -741,6 +741,13 @@ pub struct CheckArgs {
     /// feature is unknown), 3 when the license could not be verified
     #[arg(long, value_name = "NAME")]
     pub feature: Option<String>,
+
+    /// Perpetual fallback: this build's release date (YYYY-MM-DD). A key whose paid time ran
+    /// out (expired, or a cancelled subscription's end) still licenses a build released on or
+    /// before the date it was paid through: `licensed` with `fallback: true` and
+    /// `paid_through`. A revoked or disabled key never does
+    #[arg(long, value_name = "YYYY-MM-DD")]
+    pub released: Option<String>,
 }
 
 /// `deactivate`

@@ -544,6 +544,7 @@ pub fn check_report(
         CheckOutcome::Unverified(error) => error_report(Some(Op::Check), remembered, error),
     };
     r.json.entry("verified_at").or_insert(Value::Null);
+    perpetual_fields(&mut r, checked);
     // Through a relay: where it took Polar's verdict from (`polar`, `store`, `stale`).
     let relayed = checked.relayed.map(Relayed::as_str);
     r.json.insert("relay_source".into(), json!(relayed));
@@ -953,5 +954,31 @@ pub fn key_report(op: Op, key: Option<&Key>, dir: &Path) -> Report {
         lines: vec![detail],
         to_stderr: false,
         exit: 0,
+    }
+}
+
+/// Perpetual fallback (`check --released`): `released` (the build's date), `paid_through` (RFC
+/// 3339, or null when no end is known) and `fallback` (true when the answer licenses only
+/// because the build is not newer than the paid time). Absent without `--released`.
+fn perpetual_fields(r: &mut Report, checked: &CheckReport) {
+    let Some(p) = checked.perpetual else {
+        return;
+    };
+    let paid = p.paid_through.map(unix_when);
+    r.json
+        .insert("released".into(), json!(p.released.to_string()));
+    r.json.insert("paid_through".into(), json!(paid));
+    r.json.insert("fallback".into(), json!(p.fallback));
+    if p.fallback {
+        r.lines.push(fact(
+            "fallback",
+            &format!(
+                "the key's paid time ended {}; this build (released {}) stays licensed, newer ones need a renewal",
+                paid.as_deref().unwrap_or("?"),
+                p.released
+            ),
+        ));
+    } else if let Some(paid) = paid.as_deref() {
+        r.lines.push(fact("paid through", paid));
     }
 }

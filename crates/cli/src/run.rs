@@ -11,6 +11,7 @@ use crate::output::{
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
+use polar_license::perpetual::ReleaseDate;
 use polar_license::{
     system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
     Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason,
@@ -150,6 +151,15 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
 
 /// [`licensing`], remembering the keys it activates when `remember_keys`.
 fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
+    licensing_for(g, remember_keys, None)
+}
+
+/// [`licensing_with`] for a build released on `released` (perpetual fallback).
+fn licensing_for(
+    g: &Global,
+    remember_keys: bool,
+    released: Option<ReleaseDate>,
+) -> Result<Licensing, Error> {
     let mut builder = connect!(Licensing::builder(org(g)?), g)
         .policy(policy(g))
         .cache_dir(cache_dir(g)?)
@@ -166,6 +176,9 @@ fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     }
     if let Some(map) = entitlements(g)? {
         builder = builder.entitlements(map);
+    }
+    if let Some(date) = released {
+        builder = builder.released(date);
     }
     let keys = g.relay_keys.iter().map(String::as_str).collect::<Vec<_>>();
     if !keys.is_empty() {
@@ -358,7 +371,11 @@ fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Er
 
 /// `check`: the grace-aware verdict, of `--key` or the remembered key.
 pub fn check(g: &Global, a: &CheckArgs) -> Report {
-    let licensing = match licensing(g) {
+    let released = match a.released.as_deref().map(ReleaseDate::parse).transpose() {
+        Ok(date) => date,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    let licensing = match licensing_for(g, false, released) {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };

@@ -351,6 +351,263 @@ async fn local_storage_is_the_default_in_browsers_and_memory_in_node() {
     }
 }
 
+// ---------------------------------------------------------------------------------------------
+// Across tabs: the slot's Web Lock (license.js's) and writes ordered by the ledger.
+
+/// Polar's answer that the key was revoked (`denied`, `inactive`).
+async fn revoked(_: HttpRequest) -> Result<HttpResponse, TransportError> {
+    let body = r#"{"error":"ResourceNotFound","detail":"License key is no longer active."}"#;
+    Ok(HttpResponse::new(404, body))
+}
+
+/// Resolves after `ms` milliseconds (the host's `setTimeout`).
+async fn sleep(ms: i32) {
+    let set_timeout: Function = Reflect::get(&js_sys::global(), &"setTimeout".into())
+        .unwrap()
+        .unchecked_into();
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        set_timeout
+            .call2(&JsValue::NULL, &resolve, &ms.into())
+            .unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+/// Whether the host has Web Locks (browsers; not node 20).
+fn has_web_locks() -> bool {
+    let navigator = Reflect::get(&js_sys::global(), &"navigator".into()).unwrap();
+    navigator.is_object()
+        && Reflect::get(&navigator, &"locks".into())
+            .unwrap()
+            .is_object()
+}
+
+/// Takes the Web Lock `name` from JS, as license.js (or another tab) does, and resolves its
+/// release once it is held; `None` where the host has no `navigator.locks` (node 20).
+async fn hold_web_lock(name: &str) -> Option<Function> {
+    let take = Function::new_with_args(
+        "name",
+        "const locks = globalThis.navigator && globalThis.navigator.locks; \
+         if (!locks) return null; \
+         return new Promise((held) => locks.request(name, () => new Promise((release) => held(release))));",
+    );
+    let held = take.call1(&JsValue::NULL, &name.into()).unwrap();
+    if held.is_null() {
+        return None;
+    }
+    let release = wasm_bindgen_futures::JsFuture::from(js_sys::Promise::from(held))
+        .await
+        .unwrap();
+    Some(release.unchecked_into())
+}
+
+/// A copy of a `js_storage`'s entries in a new one.
+fn copy_of(storage: &JsValue) -> JsValue {
+    let copy = js_storage(false);
+    let map: js_sys::Map = Reflect::get(&copy, &"m".into()).unwrap().unchecked_into();
+    for name in stored_names(storage) {
+        map.set(
+            &name.clone().into(),
+            &stored(storage, &name).unwrap().into(),
+        );
+    }
+    copy
+}
+
+/// Copies the slot's record and ledger from `from` into `to` (another tab's write).
+fn write_slot(from: &JsValue, to: &JsValue) {
+    let map: js_sys::Map = Reflect::get(to, &"m".into()).unwrap().unchecked_into();
+    for name in [slot(), format!("{}-seq", slot())] {
+        map.set(&name.clone().into(), &stored(from, &name).unwrap().into());
+    }
+}
+
+/// Whether the record a storage holds for `KEY` is a denial (it never grants while marked),
+/// and that a later check with Polar unreachable does not license.
+async fn stored_denial(storage: &JsValue) -> bool {
+    let l = licensing(storage, b"")
+        .build_with_transport(unreachable)
+        .unwrap();
+    let status = l.status(KEY).await.unwrap();
+    let CacheState::Present(record) = status.state else {
+        panic!("no record: {:?}", status.state);
+    };
+    let later = l.check(KEY).await;
+    assert!(!later.is_licensed(), "{later:?}");
+    record.denied.is_some()
+}
+
+/// A licensed record in `storage` (checked at `now`), and, in a copy of it, the denial a
+/// check at `now + 5` recorded (what another tab writes meanwhile).
+async fn licensed_and_denied_copy(storage: &JsValue, now: i64) -> JsValue {
+    let first = licensing(storage, b"").clock(move || now - 100);
+    let first = first.build_with_transport(polar).unwrap();
+    assert!(first.check(KEY).await.is_licensed());
+    let other_tab = copy_of(storage);
+    let denier = licensing(&other_tab, b"").clock(move || now + 5);
+    let denied = denier
+        .build_with_transport(revoked)
+        .unwrap()
+        .check_report(KEY)
+        .await;
+    assert!(
+        matches!(denied.outcome, CheckOutcome::Denied(_)),
+        "{:?} {:?} {:?}",
+        denied.outcome,
+        denied.fallback,
+        denied.cache_error
+    );
+    other_tab
+}
+
+#[wasm_bindgen_test]
+async fn a_web_lock_held_in_js_holds_the_check_until_released() {
+    let storage = js_storage(false);
+    // The install secret first, so that the check below waits for the slot's lock alone.
+    let l = licensing(&storage, b"")
+        .build_with_transport(polar)
+        .unwrap();
+    assert!(l.check(KEY).await.is_licensed());
+    if !has_web_locks() {
+        // node 20 has no Web Locks: the lock is this instance's (the tests above hold it).
+        return;
+    }
+    let release = hold_web_lock(&slot()).await.unwrap();
+    let done = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let out = done.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        *out.borrow_mut() = Some(l.check(KEY).await);
+    });
+    sleep(300).await;
+    assert!(
+        done.borrow().is_none(),
+        "the check did not wait for the tab holding the slot"
+    );
+    release.call0(&JsValue::NULL).unwrap();
+    for _ in 0..100 {
+        if done.borrow().is_some() {
+            break;
+        }
+        sleep(20).await;
+    }
+    let outcome = done
+        .borrow_mut()
+        .take()
+        .expect("the check ended once the lock was released");
+    assert!(outcome.is_licensed(), "{outcome:?}");
+}
+
+#[wasm_bindgen_test]
+async fn a_late_grant_after_another_tabs_denial_under_its_web_lock_ends_denied() {
+    if !has_web_locks() {
+        // node 20 has no Web Locks (the next test orders the writes there).
+        return;
+    }
+    let storage = js_storage(false);
+    let now = 1_800_000_000;
+    let other_tab = licensed_and_denied_copy(&storage, now).await;
+    // This tab's check: its answer (a grant) held until the test lets it go.
+    let (gate, open) = {
+        let mut open = None;
+        let gate = js_sys::Promise::new(&mut |resolve, _| open = Some(resolve));
+        (gate, open.unwrap())
+    };
+    let asked = std::rc::Rc::new(std::cell::Cell::new(false));
+    let (seen, gate) = (asked.clone(), std::rc::Rc::new(gate));
+    let held = move |req: HttpRequest| {
+        seen.set(true);
+        let gate = gate.clone();
+        async move {
+            wasm_bindgen_futures::JsFuture::from((*gate).clone())
+                .await
+                .unwrap();
+            polar(req).await
+        }
+    };
+    let l = licensing(&storage, b"").clock(move || now);
+    let l = l.build_with_transport(held).unwrap();
+    let done = std::rc::Rc::new(std::cell::RefCell::new(None));
+    let out = done.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        *out.borrow_mut() = Some(l.check(KEY).await);
+    });
+    while !asked.get() {
+        sleep(10).await;
+    }
+    // The other tab takes the slot's Web Lock, the grant arrives meanwhile, and the other tab
+    // writes its denial (Polar's later answer) before it lets go.
+    let release = hold_web_lock(&slot()).await.unwrap();
+    open.call0(&JsValue::NULL).unwrap();
+    sleep(300).await;
+    write_slot(&other_tab, &storage);
+    release.call0(&JsValue::NULL).unwrap();
+    for _ in 0..100 {
+        if done.borrow().is_some() {
+            break;
+        }
+        sleep(20).await;
+    }
+    let outcome = done.borrow_mut().take().expect("the check ended");
+    assert!(matches!(outcome, CheckOutcome::Denied(_)), "{outcome:?}");
+    assert!(
+        stored_denial(&storage).await,
+        "the stored record is no longer the denial"
+    );
+}
+
+#[wasm_bindgen_test]
+async fn a_grant_is_not_written_over_a_denial_stored_after_the_slot_was_read() {
+    // A writer that does not share the lock (another process over the app's storage, a host
+    // without Web Locks) stores its denial between this check's last read and its write.
+    let storage = js_storage(false);
+    let now = 1_800_000_000;
+    let other_tab = licensed_and_denied_copy(&storage, now).await;
+    let reads = std::rc::Rc::new(std::cell::Cell::new(0));
+    let get: Function = Reflect::get(&storage, &"get".into())
+        .unwrap()
+        .unchecked_into();
+    let (count, from, to) = (reads.clone(), other_tab.clone(), storage.clone());
+    let hook =
+        wasm_bindgen::closure::Closure::<dyn Fn(JsValue) -> JsValue>::new(move |name: JsValue| {
+            let value = get.call1(&to, &name).unwrap();
+            // The slot's clock note is read last of a slot read: the second is the read
+            // before the answer is folded in and written.
+            if name
+                .as_string()
+                .is_some_and(|n| n == format!("{}-clock", slot()))
+            {
+                count.set(count.get() + 1);
+                if count.get() == 2 {
+                    write_slot(&from, &to);
+                }
+            }
+            value
+        });
+    Reflect::set(&storage, &"get".into(), hook.as_ref()).unwrap();
+    let l = licensing(&storage, b"").clock(move || now);
+    let report = l
+        .build_with_transport(polar)
+        .unwrap()
+        .check_report(KEY)
+        .await;
+    assert_eq!(reads.get(), 2, "the check read the slot twice");
+    Reflect::set(
+        &storage,
+        &"get".into(),
+        &Reflect::get(&other_tab, &"get".into()).unwrap(),
+    )
+    .unwrap();
+    assert!(
+        stored_denial(&storage).await,
+        "the stored record is no longer the denial"
+    );
+    // The check answers what Polar said, and says the cache did not learn it.
+    assert!(report.outcome.is_licensed(), "{:?}", report.outcome);
+    let e = report.cache_error.expect("the write was refused");
+    assert!(e.to_string().contains("stored meanwhile"), "{e}");
+    assert_eq!(stored(&storage, &slot()), stored(&other_tab, &slot()));
+}
+
 /// `localStorage`'s two calls, bound by hand (web-sys's `Storage` feature is not enabled).
 mod web_sys_storage {
     use wasm_bindgen::prelude::*;

@@ -258,7 +258,7 @@ impl AsyncLicensing {
         if let Some(secret) = self.stored_secret().await? {
             return Ok(secret);
         }
-        let _lock = lock(SECRET_NAME).await;
+        let _lock = lock(SECRET_NAME).await?;
         // Another task may have created it while this one waited for the lock.
         if let Some(secret) = self.stored_secret().await? {
             return Ok(secret);
@@ -290,9 +290,12 @@ impl AsyncLicensing {
 
     async fn read(&self, slot: &Slot) -> Result<Stored, Error> {
         let bytes = |text: Option<String>| text.map(String::into_bytes);
+        // The ledger first: read while another tab writes a record and then its ledger, the
+        // pair is never an older record behind a newer ledger (as license.js reads).
+        let ledger = bytes(self.store.get(&storage_name(&slot.ledger)).await?);
         Ok(Stored {
             record: bytes(self.store.get(&storage_name(&slot.name)).await?),
-            ledger: bytes(self.store.get(&storage_name(&slot.ledger)).await?),
+            ledger,
             // A note that cannot be read is no note: the next cached answer is written durably.
             clock: bytes(
                 self.store
@@ -426,35 +429,64 @@ impl AsyncLicensing {
 
     /// The one drive loop of this shell: does the IO a machine of the core asks for (the
     /// storage, the locks, `fetch`) until it is done.
+    ///
+    /// Writes stay ordered by the ledger, as license.js orders them: a record or ledger is not
+    /// written when the slot's ledger changed since the machine last read it (another writer's,
+    /// in another tab, window or process where the lock is not shared: a late writer loses
+    /// rather than put an older answer over a newer one, a denial among them), nor is the
+    /// record then removed. Where the lock is shared (Web Locks), the machine reads the slot
+    /// anew under it and decides itself what a denial written meanwhile means.
     async fn drive<M: Machine>(&self, machine: &mut M) {
         let ctx = self.ctx();
         // The locks the machine holds (released when it says, or when it ends).
         let mut held = None;
         let mut mark = None;
+        // The storage names of the slot's record and ledger as last read, and that ledger.
+        let mut names: Option<(String, String)> = None;
+        let mut seen: Option<String> = None;
+        let mut late = false;
         loop {
             let given = match machine.want() {
-                Want::Lock(name) => {
-                    held = Some(lock(name).await);
-                    Given::Locked(Ok(()))
-                }
+                Want::Lock(name) => Given::Locked(lock(&storage_name(name)).await.map(|guard| {
+                    held = Some(guard);
+                })),
                 Want::Unlock => {
                     held = None;
                     Given::Unlocked
                 }
                 Want::Mark(name) => {
-                    mark = try_lock(name);
+                    mark = try_lock(&storage_name(name)).await;
                     Given::Marked(mark.is_some())
                 }
-                Want::Read(slot) => Given::Read(self.read(slot).await),
+                Want::Read(slot) => {
+                    let read = self.read(slot).await;
+                    if let Ok(stored) = &read {
+                        let ledger = storage_name(&slot.ledger);
+                        names = Some((storage_name(&slot.name), ledger));
+                        seen = stored
+                            .ledger
+                            .as_ref()
+                            .map(|b| String::from_utf8_lossy(b).into_owned());
+                    }
+                    Given::Read(read)
+                }
                 // The storage keeps every write as it is given (no durability to choose).
                 Want::Write { name, bytes, .. } => {
+                    let name = storage_name(name);
                     // The cache format is UTF-8 text (a header, compact JSON and hex): lossless.
                     let text = String::from_utf8_lossy(bytes);
-                    Given::Written(self.store.set(&storage_name(name), &text).await)
+                    late = false;
+                    Given::Written(
+                        self.write_ordered(&name, &text, names.as_ref(), &mut seen, &mut late)
+                            .await,
+                    )
                 }
                 Want::Remove(name) => {
-                    // If even this fails, the storage is broken and the next read fails too.
-                    let _ = self.store.remove(&storage_name(name)).await;
+                    // A newer record stored meanwhile stays. If even this fails, the storage
+                    // is broken and the next read fails too.
+                    if !late {
+                        let _ = self.store.remove(&storage_name(name)).await;
+                    }
                     Given::Removed
                 }
                 Want::Send(request) => Given::Response(self.client.send(request).await),
@@ -465,6 +497,35 @@ impl AsyncLicensing {
             machine.give(&ctx, given);
         }
         drop((held, mark));
+    }
+
+    /// Stores `text` under `name`; the slot's record or ledger (`names`) only while its ledger
+    /// is still `seen` (then `late` is set and nothing is written), a ledger written becoming
+    /// the one seen.
+    async fn write_ordered(
+        &self,
+        name: &str,
+        text: &str,
+        names: Option<&(String, String)>,
+        seen: &mut Option<String>,
+        late: &mut bool,
+    ) -> Result<(), Error> {
+        let ordered = names.filter(|(record, ledger)| name == record || name == ledger);
+        if let Some((_, ledger)) = ordered {
+            if self.store.get(ledger).await? != *seen {
+                *late = true;
+                return Err(Error::Cache {
+                    detail: "a newer record of this key was stored meanwhile (by another tab or \
+                             process)"
+                        .to_string(),
+                });
+            }
+        }
+        self.store.set(name, text).await?;
+        if ordered.is_some_and(|(_, ledger)| name == ledger) {
+            *seen = Some(text.to_string());
+        }
+        Ok(())
     }
 
     /// Deactivates `activation_id`, or the remembered activation when `None`, and forgets it.
@@ -499,7 +560,7 @@ impl AsyncLicensing {
     pub async fn forget(&self, key: impl Into<Key>) -> Result<(), Error> {
         let key = key.into();
         let slot = self.slot(&key).await?;
-        let _lock = lock(&slot.name).await;
+        let _lock = lock(&storage_name(&slot.name)).await?;
         self.store.remove(&storage_name(&slot.name)).await
     }
 }

@@ -21,7 +21,11 @@
 //! `polar-license.<slot>-seq`; the per-install secret lives beside them under
 //! `polar-license.install-secret` (64 hex digits). It drives the same `crate::flow` machines
 //! as the native `Licensing`: no lock is held while Polar is asked, and a check of a key being
-//! asked answers from the cache at once when it can.
+//! asked answers from the cache at once when it can. Where the host has Web Locks
+//! (`navigator.locks`) a slot's lock is the origin's Web Lock that the npm package's license.js
+//! takes too, shared by every tab, window and worker; elsewhere it is this instance's. Either
+//! way a record or ledger is not written when the slot's ledger changed since the machine read
+//! it (another writer's), as license.js orders its writes.
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), polar_license::Error> {

@@ -6,7 +6,7 @@
 
 use super::js::{describe, LocalFuture};
 use crate::error::Error;
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::{HashMap, HashSet};
 use std::future::Future;
 use std::pin::Pin;
@@ -209,7 +209,8 @@ store_through_methods!(WebStorage, "getItem", "setItem", "removeItem");
 // Slot locks
 
 /// Slots held by a check or an activation in progress, shared by every client of this wasm
-/// instance (so two `LicenseClient`s over the same storage never interleave on one key).
+/// instance (so two `LicenseClient`s over the same storage never interleave on one key): the
+/// lock of a host without Web Locks.
 #[derive(Default)]
 struct Locks {
     held: HashSet<String>,
@@ -218,22 +219,43 @@ struct Locks {
 
 thread_local! {
     static LOCKS: RefCell<Locks> = RefCell::default();
+    /// The host refused Web Locks once (a SecurityError: an opaque origin, a sandboxed
+    /// frame): this instance's locks from then on, as license.js does.
+    static WEB_REFUSED: Cell<bool> = const { Cell::new(false) };
 }
 
+/// How long (ms) a slot's Web Lock held elsewhere (another tab, window or worker) is waited
+/// for: license.js's `LOCK_WAIT`. A frozen tab must not stall the others, and a lock is never
+/// stolen from a holder that may still write.
+const LOCK_WAIT_MS: i32 = 5000;
+
 /// A held slot lock; released (and waiters woken) when dropped.
-pub(crate) struct SlotGuard {
-    name: String,
+pub(crate) enum SlotGuard {
+    /// This instance's lock of `name`.
+    Local(String),
+    /// A Web Lock: held until this function (the resolve of the promise the lock's callback
+    /// returned) is called.
+    Web(js_sys::Function),
 }
 
 impl Drop for SlotGuard {
     fn drop(&mut self) {
-        let waiting = LOCKS.with(|locks| {
-            let mut locks = locks.borrow_mut();
-            locks.held.remove(&self.name);
-            std::mem::take(&mut locks.waiting)
-        });
-        for waker in waiting {
-            waker.wake();
+        match self {
+            SlotGuard::Local(name) => {
+                let waiting = LOCKS.with(|locks| {
+                    let mut locks = locks.borrow_mut();
+                    locks.held.remove(name.as_str());
+                    std::mem::take(&mut locks.waiting)
+                });
+                for waker in waiting {
+                    waker.wake();
+                }
+            }
+            SlotGuard::Web(release) => {
+                // Resolving a promise cannot throw; if it did, the lock would outlive the
+                // page's use of it, never a write.
+                let _ = release.call0(&JsValue::UNDEFINED);
+            }
         }
     }
 }
@@ -249,9 +271,7 @@ impl Future for Acquire {
         LOCKS.with(|locks| {
             let mut locks = locks.borrow_mut();
             if locks.held.insert(self.name.clone()) {
-                Poll::Ready(SlotGuard {
-                    name: self.name.clone(),
-                })
+                Poll::Ready(SlotGuard::Local(self.name.clone()))
             } else {
                 locks.waiting.push(cx.waker().clone());
                 Poll::Pending
@@ -260,26 +280,155 @@ impl Future for Acquire {
     }
 }
 
-/// Waits for the lock of `name` (in-process only; other tabs and processes are not locked
-/// out: at worst they send one more validate, and each write is folded into the record as it
-/// was read, under the ledger's sequence numbers).
-pub(crate) fn lock(name: &str) -> impl Future<Output = SlotGuard> {
-    Acquire {
-        name: name.to_string(),
+/// The host's `navigator.locks` and its `request`, unless absent or refused once.
+fn web_locks() -> Option<(JsValue, js_sys::Function)> {
+    if WEB_REFUSED.with(Cell::get) {
+        return None;
+    }
+    let global: JsValue = js_sys::global().into();
+    let navigator = js_sys::Reflect::get(&global, &JsValue::from_str("navigator")).ok()?;
+    if !navigator.is_object() {
+        return None;
+    }
+    let locks = js_sys::Reflect::get(&navigator, &JsValue::from_str("locks")).ok()?;
+    if !locks.is_object() {
+        return None;
+    }
+    let request = method(&locks, "request")?;
+    Some((locks, request))
+}
+
+/// What a Web Lock request came to.
+enum WebLock {
+    /// Held: the guard releases it.
+    Held(SlotGuard),
+    /// Not had: held elsewhere (`ifAvailable`), or not within [`LOCK_WAIT_MS`].
+    Busy,
+    /// The host refused Web Locks here.
+    Refused,
+}
+
+/// Requests the exclusive Web Lock `name`: with `if_available`, only when it is free at once;
+/// otherwise waited for at most [`LOCK_WAIT_MS`] (an `AbortSignal`). The lock's callback
+/// returns a promise whose resolve is handed out as the guard, so the lock is held until the
+/// guard drops; JS functions (the promise's own resolve and reject, a bound `abort`) carry
+/// every other signal, so the only Rust closure is that callback (left to the collector when
+/// a wait is aborted before it runs).
+async fn web_lock(
+    locks: &JsValue,
+    request: &js_sys::Function,
+    name: &str,
+    if_available: bool,
+) -> WebLock {
+    let mut hands = None;
+    let granted = js_sys::Promise::new(&mut |resolve, reject| hands = Some((resolve, reject)));
+    let Some((resolve, reject)) = hands else {
+        return WebLock::Refused;
+    };
+    let options = js_sys::Object::new();
+    let mut timer = None;
+    let set = |key: &str, value: &JsValue| {
+        js_sys::Reflect::set(&options, &JsValue::from_str(key), value).is_ok()
+    };
+    if if_available {
+        set("ifAvailable", &JsValue::TRUE);
+    } else if let Ok(abort) = web_sys::AbortController::new() {
+        let global: JsValue = js_sys::global().into();
+        let abort_now = method(&abort, "abort").map(|f| f.bind0(&abort));
+        let set_timeout = method(&global, "setTimeout");
+        if let (Some(abort_now), Some(set_timeout)) = (abort_now, set_timeout) {
+            let wait = JsValue::from(LOCK_WAIT_MS);
+            timer = set_timeout.call2(&global, &abort_now, &wait).ok();
+            set("signal", &abort.signal());
+        }
+    }
+    let callback = wasm_bindgen::closure::Closure::once_into_js(move |lock: JsValue| -> JsValue {
+        if lock.is_null() {
+            // `ifAvailable` and held elsewhere: nothing to hold.
+            let _ = resolve.call1(&JsValue::UNDEFINED, &JsValue::NULL);
+            return JsValue::UNDEFINED;
+        }
+        js_sys::Promise::new(&mut |release, _| {
+            let _ = resolve.call1(&JsValue::UNDEFINED, &release);
+        })
+        .into()
+    });
+    let name = JsValue::from_str(name);
+    let refused = match request.call3(locks, &name, &options, &callback) {
+        // The request's promise rejects when the wait is aborted or the host refuses: it
+        // rejects `granted` (no effect once granted).
+        Ok(promise) => match method(&promise, "then") {
+            Some(then) => then.call2(&promise, &JsValue::UNDEFINED, &reject).is_err(),
+            None => true,
+        },
+        Err(_) => true,
+    };
+    if refused {
+        return WebLock::Refused;
+    }
+    let outcome = JsFuture::from(granted).await;
+    if let (Some(timer), Some(clear)) = (timer, method(&js_sys::global(), "clearTimeout")) {
+        let _ = clear.call1(&JsValue::UNDEFINED, &timer);
+    }
+    match outcome {
+        Ok(release) => match release.dyn_into::<js_sys::Function>() {
+            Ok(release) => WebLock::Held(SlotGuard::Web(release)),
+            Err(_) => WebLock::Busy,
+        },
+        Err(e) => {
+            let name = js_sys::Reflect::get(&e, &JsValue::from_str("name")).unwrap_or_default();
+            if name.as_string().as_deref() == Some("AbortError") {
+                WebLock::Busy
+            } else {
+                WebLock::Refused
+            }
+        }
     }
 }
 
-/// Takes the lock of `name` when it is free, without waiting: `None` while another holds it.
-/// A check holds its slot's "ask marker" this way while it asks Polar, so that the other
-/// checks of the key answer from the cache at once instead of queueing behind a hung server.
-pub(crate) fn try_lock(name: &str) -> Option<SlotGuard> {
+/// Waits for the lock of `name` (a storage name: `polar-license.…`). Where the host has Web
+/// Locks (`navigator.locks`: browsers, their workers, Electron's windows) it is the origin's
+/// Web Lock of that name, the one license.js takes, shared by every tab, window and worker of
+/// the origin, and waited for at most [`LOCK_WAIT_MS`]: a `cache_error` then, as license.js.
+/// Elsewhere (node, an opaque origin) this instance's lock: other processes are not locked
+/// out, and each write of a record is ordered by its ledger (`AsyncLicensing`'s drive).
+pub(crate) async fn lock(name: &str) -> Result<SlotGuard, Error> {
+    if let Some((locks, request)) = web_locks() {
+        match web_lock(&locks, &request, name, false).await {
+            WebLock::Held(guard) => return Ok(guard),
+            WebLock::Busy => {
+                return Err(Error::Cache {
+                    detail: format!(
+                        "this key's storage is held by another tab or window (waited {LOCK_WAIT_MS} ms)"
+                    ),
+                })
+            }
+            WebLock::Refused => WEB_REFUSED.with(|r| r.set(true)),
+        }
+    }
+    Ok(Acquire {
+        name: name.to_string(),
+    }
+    .await)
+}
+
+/// Takes the lock of `name` when it is free, without waiting: `None` while another holds it
+/// (with Web Locks, `ifAvailable`: in any tab of the origin). A check holds its slot's "ask
+/// marker" this way while it asks Polar, so that the other checks of the key answer from the
+/// cache at once instead of queueing behind a hung server.
+pub(crate) async fn try_lock(name: &str) -> Option<SlotGuard> {
+    if let Some((locks, request)) = web_locks() {
+        match web_lock(&locks, &request, name, true).await {
+            WebLock::Held(guard) => return Some(guard),
+            WebLock::Busy => return None,
+            WebLock::Refused => WEB_REFUSED.with(|r| r.set(true)),
+        }
+    }
     LOCKS.with(|locks| {
         locks
             .borrow_mut()
             .held
             .insert(name.to_string())
-            .then(|| SlotGuard {
-                name: name.to_string(),
-            })
+            .then(|| SlotGuard::Local(name.to_string()))
     })
 }

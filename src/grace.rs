@@ -946,7 +946,7 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// Perpetual fallback ([`crate::perpetual`]): when the app stated its build's release
     /// date, the date the key was paid through and whether this answer licenses only because
     /// the build is older than it. `None` when no release date was stated. (An addition.)
-    pub perpetual: Option<crate::perpetual::Perpetual>,
+    pub perpetual: Option<crate::release::Perpetual>,
 }
 
 impl<L> CheckReport<L> {
@@ -960,37 +960,6 @@ impl<L> CheckReport<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
-        }
-    }
-
-    /// The end of the time the key was paid for (unix seconds), as far as this answer tells:
-    /// a licensed answer's license ([`crate::perpetual::paid_through`]), or the date a
-    /// perpetual fallback read from the key's record. `None` when no end is known.
-    pub fn paid_through(&self) -> Option<i64>
-    where
-        L: LicenseData,
-    {
-        match (&self.outcome, &self.perpetual) {
-            (_, Some(p)) if p.fallback || p.paid_through.is_some() => p.paid_through,
-            (CheckOutcome::Licensed { license, .. }, _) => {
-                crate::perpetual::paid_through(license.as_ref())
-            }
-            _ => None,
-        }
-    }
-
-    /// Whether a release dated `release` is covered by what this answer says was paid for (an
-    /// update's question): a licensed answer covers every release when no end is known, else
-    /// those on or before [`CheckReport::paid_through`]; an answer that does not license
-    /// covers only what an expiry it read leaves covered (a build newer than the paid time:
-    /// older releases), and nothing otherwise.
-    pub fn covers(&self, release: crate::perpetual::ReleaseDate) -> bool
-    where
-        L: LicenseData,
-    {
-        match self.paid_through() {
-            Some(pt) => release.within(pt),
-            None => self.outcome.is_licensed(),
         }
     }
 

@@ -141,6 +141,7 @@ pub mod options;
 pub mod perpetual;
 pub mod proto;
 pub mod reason;
+mod release;
 pub mod rfc3339;
 pub mod schema;
 // The flows every machine of `flow` folds with (open, seal, the grace rules' phases): private

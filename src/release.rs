@@ -1,0 +1,88 @@
+//! The types of perpetual fallback ([`crate::perpetual`]): a build's release date and what a
+//! check says about the release dates a key covers. A leaf: the check's report
+//! ([`crate::grace::CheckReport`]) holds them, and the rule that fills them
+//! ([`crate::perpetual::apply`]) reads the report's types.
+
+use crate::error::Error;
+
+/// A build's release date: a UTC calendar day, kept as the unix seconds of its start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ReleaseDate(i64);
+
+impl ReleaseDate {
+    /// The day `year-month-day` (UTC); `invalid_input` (field `released`) when it is no date.
+    pub fn from_ymd(year: i64, month: i64, day: i64) -> Result<ReleaseDate, Error> {
+        let valid = (1970..=9999).contains(&year)
+            && (1..=12).contains(&month)
+            && day >= 1
+            && day <= crate::rfc3339::days_in_month(year, month);
+        if !valid {
+            return Err(Error::invalid("released", "must be a date YYYY-MM-DD"));
+        }
+        Ok(ReleaseDate(
+            crate::rfc3339::days_from_civil(year, month, day).saturating_mul(86_400),
+        ))
+    }
+
+    /// Reads `YYYY-MM-DD` (a whole RFC 3339 time is read as its UTC day too).
+    pub fn parse(text: &str) -> Result<ReleaseDate, Error> {
+        let bad = || Error::invalid("released", "must be a date YYYY-MM-DD");
+        if text.len() > 10 {
+            let at = crate::rfc3339::DateTime::parse(text).ok_or_else(bad)?;
+            return Ok(ReleaseDate::from_unix(at.unix_timestamp()));
+        }
+        let b = text.as_bytes();
+        let number = |from: usize, n: usize| -> Result<i64, Error> {
+            let part = b.get(from..from + n).ok_or_else(bad)?;
+            if !part.iter().all(u8::is_ascii_digit) {
+                return Err(bad());
+            }
+            Ok(part
+                .iter()
+                .fold(0i64, |acc, d| acc * 10 + i64::from(d - b'0')))
+        };
+        if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+            return Err(bad());
+        }
+        ReleaseDate::from_ymd(number(0, 4)?, number(5, 2)?, number(8, 2)?)
+    }
+
+    /// The UTC day of the unix time `secs`.
+    pub fn from_unix(secs: i64) -> ReleaseDate {
+        ReleaseDate(secs.div_euclid(86_400).saturating_mul(86_400))
+    }
+
+    /// The start of the day, in unix seconds (UTC).
+    pub fn unix(self) -> i64 {
+        self.0
+    }
+
+    /// `true` when a key paid through `paid_through` (unix seconds) covers this release: the
+    /// release's day is on or before that time's day.
+    pub fn within(self, paid_through: i64) -> bool {
+        self.0 <= paid_through
+    }
+}
+
+impl std::fmt::Display for ReleaseDate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut text = String::new();
+        crate::rfc3339::DateTime::from_unix(self.0).write(&mut text);
+        f.write_str(text.get(..10).unwrap_or(&text))
+    }
+}
+
+/// What a check says about the release dates the key covers, when the app stated its build's
+/// ([`crate::grace::CheckReport::perpetual`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Perpetual {
+    /// The build's release date the app stated.
+    pub released: ReleaseDate,
+    /// The end of the time the key was paid for (unix seconds): its `expires_at`, or a
+    /// cancelled subscription's end, whichever comes first. `None` when no end is known (a key
+    /// that does not expire; a renewing subscription; a denial that is not an expiry).
+    pub paid_through: Option<i64>,
+    /// `true` when the answer licenses only because this build was released on or before
+    /// `paid_through`: the key itself has expired (offer the upgrade).
+    pub fallback: bool,
+}

@@ -6,26 +6,16 @@
 
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::perpetual::{Perpetual, ReleaseDate};
-use polar_license::rfc3339::DateTime;
 use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
 use polar_license_emulator::{
     Emulator, Fault, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY,
 };
-use polar_license_testkit::{licensing_builder, FakeClock, ScratchDir, World, APP_SECRET, MACHINE};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use polar_license_testkit::{
+    licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir, World, APP_SECRET, MACHINE,
+};
+use std::time::Duration;
 
 const DAY: i64 = 24 * 3600;
-
-fn real_now() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH);
-    i64::try_from(since.map_or(0, |d| d.as_secs())).unwrap_or(0)
-}
-
-fn rfc3339(at: i64) -> String {
-    let mut text = String::new();
-    DateTime::from_unix(at).write(&mut text);
-    text
-}
 
 /// The emulator answering as `version`, with `seed`.
 fn polar(seed: Seed, version: &str) -> Emulator {
@@ -34,6 +24,17 @@ fn polar(seed: Seed, version: &str) -> Emulator {
         ..Options::default()
     };
     Emulator::start(seed, options).expect("emulator")
+}
+
+/// The demo key of `polar` set to expire at `expires` (unix seconds).
+fn expire_at(polar: &Emulator, expires: i64) {
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(rfc3339(expires))),
+            ..KeyUpdate::default()
+        }
+    ));
 }
 
 /// A client of `polar` keeping its records in `dir`, on `clock`, for a build released on
@@ -81,16 +82,10 @@ fn fallback(report: &CheckReport, source: Source, paid_through: i64) {
 
 #[test]
 fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
-    let start = real_now();
+    let start = unix_now();
     let expires = start + 30 * DAY;
     let polar = polar(Seed::demo(), "2026-10");
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-online");
     let clock = FakeClock::new(start);
     let old_build = app(&polar, &dir, &clock, Some(start - 10 * DAY));
@@ -177,16 +172,10 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
 
 #[test]
 fn a_cached_expiry_passed_offline_falls_back_within_the_grace_rules() {
-    let start = real_now();
+    let start = unix_now();
     let expires = start + DAY;
     let polar = polar(Seed::demo(), "2026-10");
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-cache");
     let clock = FakeClock::new(start);
     let old_build = app(&polar, &dir, &clock, Some(start));
@@ -250,7 +239,7 @@ fn revoke(polar: &Emulator) {
 fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     // 2027-01: the subscription's end is the paid-through date; Polar revokes the key at that
     // end, so "no longer active" at or after it is the paid time running out.
-    let start = real_now();
+    let start = unix_now();
     let end = start + 10 * DAY;
     let polar_ended = polar(cancelled(end), "2027-01");
     let dir = ScratchDir::new("perpetual-subscription");
@@ -327,16 +316,10 @@ fn signed_app(w: &World, released: i64) -> Licensing {
 #[test]
 fn signed_mode_falls_back_only_on_a_lease_that_verifies() {
     let w = World::new("perpetual-signed").signed();
-    let start = real_now();
+    let start = unix_now();
     w.set_clock(start);
     let expires = start + 2 * DAY;
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    expire_at(&w.polar, expires);
     let app = signed_app(&w, start);
     w.activate(&app);
     let move_to = |at: i64| {

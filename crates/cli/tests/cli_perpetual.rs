@@ -5,25 +5,12 @@
 //! date is `invalid_input` (field `released`, exit 2). Time moves with the hidden
 //! `POLAR_LICENSE_CLOCK_OFFSET` hook, the emulator's clock with it.
 
-use polar_license::rfc3339::DateTime;
 use polar_license_emulator::{KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{expect_answer_keys, json_answer, Launch, World};
+use polar_license_testkit::{expect_answer_keys, json_answer, rfc3339, unix_now, Launch, World};
 use serde_json::Value;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
 const DAY: i64 = 86_400;
-
-fn real_now() -> i64 {
-    let since = SystemTime::now().duration_since(UNIX_EPOCH);
-    i64::try_from(since.map_or(0, |d| d.as_secs())).unwrap_or(0)
-}
-
-fn rfc3339(at: i64) -> String {
-    let mut text = String::new();
-    DateTime::from_unix(at).write(&mut text);
-    text
-}
 
 fn day(at: i64) -> String {
     rfc3339(at)[..10].to_string()
@@ -50,7 +37,7 @@ fn check(w: &World, offset: i64, released: Option<&str>) -> (i32, Value) {
 fn check_released_licenses_older_builds_of_an_expired_key() {
     let w = World::new("cli-perpetual");
     // Whole seconds: the JSON's RFC 3339 times have none smaller.
-    let expires = real_now() + 30 * DAY;
+    let expires = unix_now() + 30 * DAY;
     assert!(w.polar.update_key(
         DEMO_KEY,
         KeyUpdate {
@@ -60,7 +47,7 @@ fn check_released_licenses_older_builds_of_an_expired_key() {
     ));
     let (code, a) = run(&w, 0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
     assert_eq!(code, 0, "{a}");
-    let old = day(real_now() - 10 * DAY);
+    let old = day(unix_now() - 10 * DAY);
     let new = day(expires + DAY);
 
     // Before the expiry: licensed, with the paid-through date; no flag, no new field.

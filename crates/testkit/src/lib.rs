@@ -34,6 +34,19 @@ mod native;
 #[cfg(not(target_arch = "wasm32"))]
 pub use native::*;
 
+/// The host's clock now, in unix seconds (0 before 1970).
+pub fn unix_now() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    i64::try_from(since.map_or(0, |d| d.as_secs())).unwrap_or(0)
+}
+
+/// The unix time `at` as RFC 3339 text, as Polar writes its dates.
+pub fn rfc3339(at: i64) -> String {
+    let mut text = String::new();
+    polar_license::rfc3339::DateTime::from_unix(at).write(&mut text);
+    text
+}
+
 /// The grace left of an answer licensed from the cache; `None` for any other answer (online,
 /// or not licensed) and for a cached one with no grace counted.
 pub fn from_cache(outcome: &CheckOutcome) -> Option<Duration> {

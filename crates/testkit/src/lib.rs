@@ -28,6 +28,10 @@ pub mod logs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
 pub mod signed_rows;
+#[cfg(not(target_arch = "wasm32"))]
+mod tape;
+#[cfg(not(target_arch = "wasm32"))]
+pub use tape::Tape;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

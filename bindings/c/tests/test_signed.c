@@ -997,6 +997,23 @@ static void asked(const char *dir, const char *url, int64_t offset, const char *
   polar_license_client_free(client);
 }
 
+/* check() of `key` at `offset` with a fresh asking app: not licensed, whatever the reason. */
+static void not_licensed(const char *dir, const char *url, int64_t offset, const char *key) {
+  polar_license_client *client = asking(dir, url, offset);
+  polar_license_result *r = check(client, key);
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+}
+
+/* check() of `key` at `offset` with a fresh asking app: licensed online (a fresh grant). */
+static void licensed_online(const char *dir, const char *url, int64_t offset, const char *key) {
+  polar_license_client *client = asking(dir, url, offset);
+  EXPECT_CHECK_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                    POLAR_LICENSE_SOURCE_ONLINE);
+  polar_license_client_free(client);
+}
+
 /* The reason the cache remembers (a status result's: the denial, or CLOCK_ROLLBACK). */
 static polar_license_reason remembered(const char *dir, const char *url, int64_t offset,
                                        const char *key) {
@@ -1035,10 +1052,16 @@ static void recorded(char dir[64], char key[64], relay *rl, tape *t) {
   tape_start(t, rl->url);
   client = asking(dir, t->url, 0);
   activate_ok(client, key, id);
-  EXPECT_CHECK_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-                    POLAR_LICENSE_SOURCE_ONLINE);
   polar_license_client_free(client);
+  licensed_online(dir, t->url, 0, key);
   CHECK(tape_captured(t));
+}
+
+/* Stops the proxy and the relay, removes the cache. */
+static void recorded_done(const char *dir, relay *rl, tape *t) {
+  tape_stop(t);
+  relay_stop(rl);
+  remove_tree(dir);
 }
 
 /* Issue #53: the key revoked and denied twice online, the proxy replays the relay's earlier 200
@@ -1050,8 +1073,6 @@ static void a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept
   char dir[64], key[64];
   relay rl;
   tape t;
-  polar_license_client *client;
-  polar_license_result *r;
   recorded(dir, key, &rl, &t);
 
   emu_patch_key(key, "{\"status\":\"revoked\"}");
@@ -1062,11 +1083,7 @@ static void a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept
 
   /* Polar unreachable: the cache does not license, the denial still remembered. */
   emu_fault("{\"kind\":\"close_immediately\"}");
-  client = asking(dir, t.url, 0);
-  r = check(client, key);
-  CHECK(!polar_license_result_is_licensed(r));
-  polar_license_result_free(r);
-  polar_license_client_free(client);
+  not_licensed(dir, t.url, 0, key);
   CHECK_INT(remembered(dir, t.url, 0, key), POLAR_LICENSE_REASON_INACTIVE);
   emu_fault(NULL);
 
@@ -1074,13 +1091,8 @@ static void a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept
    * a fresh answer with its nonce licenses online. */
   emu_patch_key(key, "{\"status\":\"granted\"}");
   pause_ms(1100);
-  client = asking(dir, t.url, 0);
-  EXPECT_CHECK_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-                    POLAR_LICENSE_SOURCE_ONLINE);
-  polar_license_client_free(client);
-  tape_stop(&t);
-  relay_stop(&rl);
-  remove_tree(dir);
+  licensed_online(dir, t.url, 0, key);
+  recorded_done(dir, &rl, &t);
 }
 
 /* Issue #53: the clock 30 days ahead, then set back 28, Polar unreachable: clock_rollback. The
@@ -1090,16 +1102,10 @@ static void a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rol
   char dir[64], key[64];
   relay rl;
   tape t;
-  polar_license_client *client;
-  polar_license_result *r;
   recorded(dir, key, &rl, &t);
 
   emu_fault("{\"kind\":\"close_immediately\"}");
-  client = asking(dir, t.url, 30 * DAY);
-  r = check(client, key);
-  CHECK(!polar_license_result_is_licensed(r));
-  polar_license_result_free(r);
-  polar_license_client_free(client);
+  not_licensed(dir, t.url, 30 * DAY, key);
   asked(dir, t.url, 2 * DAY, key, POLAR_LICENSE_OUTCOME_UNVERIFIED,
         POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
   emu_fault(NULL);
@@ -1112,13 +1118,8 @@ static void a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rol
   CHECK_INT(remembered(dir, t.url, 2 * DAY + 60, key), POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
   emu_fault(NULL);
 
-  client = asking(dir, t.url, 2 * DAY + 120);
-  EXPECT_CHECK_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
-                    POLAR_LICENSE_SOURCE_ONLINE);
-  polar_license_client_free(client);
-  tape_stop(&t);
-  relay_stop(&rl);
-  remove_tree(dir);
+  licensed_online(dir, t.url, 2 * DAY + 120, key);
+  recorded_done(dir, &rl, &t);
 }
 
 /* Issue #53 item 2, the late-grant race: two processes on one cache; one process's check gets
@@ -1190,16 +1191,10 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
     polar_license_client_free(other);
     CHECK_INT(remembered(dir, t.url, moved[i], key), POLAR_LICENSE_REASON_INACTIVE);
     emu_fault("{\"kind\":\"close_immediately\"}");
-    other = asking(dir, t.url, moved[i] + HOUR);
-    r = check(other, key);
-    CHECK(!polar_license_result_is_licensed(r));
-    polar_license_result_free(r);
-    polar_license_client_free(other);
+    not_licensed(dir, t.url, moved[i] + HOUR, key);
     CHECK_INT(remembered(dir, t.url, moved[i] + HOUR, key), POLAR_LICENSE_REASON_INACTIVE);
     emu_fault(NULL);
-    tape_stop(&t);
-    relay_stop(&rl);
-    remove_tree(dir);
+    recorded_done(dir, &rl, &t);
   }
 }
 #endif

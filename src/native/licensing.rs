@@ -1128,7 +1128,8 @@ impl Licensing {
     pub fn check_remembered_report(&self) -> CheckReport {
         match self.remembered_or_error() {
             Ok(key) => self.check_report(key),
-            Err(_) if self.trial.is_some() => self.check_trial_report(),
+            // No key remembered (not a store that cannot be read): the local trial.
+            Err(e) if self.trial.is_some() && e.field() == Some("key") => self.check_trial_report(),
             Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
         }
     }

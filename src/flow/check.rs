@@ -203,17 +203,6 @@ pub struct Check<L = ValidatedLicenseKey> {
     /// rule's cache side is held to, and the rule ([`crate::perpetual`]), boxed: a check
     /// moves at every step.
     released: Option<Box<Released<L>>>,
-    /// Trials: the benefit ids the app names as a trial's, and the rule
-    /// ([`crate::trial::apply`]) through a pointer, boxed as `released` is: a shell that states
-    /// no trial links none of it.
-    trials: Option<Box<Trials<L>>>,
-}
-
-/// What [`Check::trials`] keeps.
-#[derive(Clone)]
-struct Trials<L> {
-    benefits: Vec<String>,
-    rule: fn(&mut CheckReport<L>, &[String], i64),
 }
 
 /// Perpetual fallback's rule ([`crate::perpetual::apply`]) as [`Check::released`] names it:
@@ -300,7 +289,6 @@ impl<L: Validated> Check<L> {
             nonce: None,
             left: Left::default(),
             released: None,
-            trials: None,
         };
         match slot {
             Ok(slot) => check.slot = Some(slot),
@@ -332,20 +320,6 @@ impl<L: Validated> Check<L> {
                 date,
                 policy: *ctx.policy,
                 rule: perpetual::apply::<L>,
-            })
-        });
-        self
-    }
-
-    /// This check reports trials ([`crate::trial`]): a licensed answer whose benefit is one of
-    /// `benefits` (the app's trial benefit ids) or whose subscription is `trialing` (2027-01)
-    /// says so in [`CheckReport::trial`], with its end. `None`: the answers are exactly as
-    /// before.
-    pub fn trials(mut self, benefits: Option<Vec<String>>) -> Check<L> {
-        self.trials = benefits.map(|benefits| {
-            Box::new(Trials {
-                benefits,
-                rule: crate::trial::apply::<L>,
             })
         });
         self
@@ -458,9 +432,6 @@ impl<L: Validated> Check<L> {
                 self.now,
                 &r.policy,
             );
-        }
-        if let Some(t) = self.trials {
-            (t.rule)(&mut report, &t.benefits, self.now);
         }
         report
     }

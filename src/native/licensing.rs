@@ -765,7 +765,6 @@ impl Licensing {
             monotonic_ms(),
         )
         .released(&ctx, self.released)
-        .trials(self.trial_benefits.as_deref().map(<[String]>::to_vec))
     }
 
     /// Drives a check: does the IO its machine asks for, until it is done (or, with
@@ -846,10 +845,20 @@ impl Licensing {
         }
     }
 
+    /// A check's report with the key's trial, when the app stated a trial ([`crate::trial`]:
+    /// the rule is pure and needs only the answer, so it runs here, in the shell, and a shell
+    /// that states no trial, the npm engine's, links none of it).
+    fn with_trial(&self, mut report: CheckReport) -> CheckReport {
+        if let Some(benefits) = self.trial_benefits.as_deref() {
+            crate::trial::apply(&mut report, benefits, (self.clock)());
+        }
+        report
+    }
+
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
         let mut check = self.start_check(key, explicit);
         self.drive(&mut check, &mut Held::default(), false);
-        let report = check.report();
+        let report = self.with_trial(check.report());
         super::events::decision(key, &report);
         report
     }
@@ -885,20 +894,20 @@ impl Licensing {
         let mut check = self.start_check(&key, None);
         self.drive(&mut check, &mut Held::default(), true);
         let Some(immediate) = check.pending(&self.ctx()) else {
-            return (check.report(), None);
+            return (self.with_trial(check.report()), None);
         };
         // The slot as phase 1 left it: its lease and activation.
-        let immediate = CheckReport {
+        let immediate = self.with_trial(CheckReport {
             lease: check.lease().cloned(),
             activation_id: check.activation_id().map(str::to_string),
             ..CheckReport::of(immediate)
-        };
+        });
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
             .spawn(move || {
                 me.drive(&mut check, &mut Held::default(), false);
-                let fresh = check.report();
+                let fresh = me.with_trial(check.report());
                 super::events::decision(&key, &fresh);
                 on_fresh(fresh)
             });

@@ -972,8 +972,9 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// Trials ([`crate::trial`]): the app's local trial (with no key), or a key from a trial
     /// product (a benefit the app names as a trial's, or a `trialing` subscription), with its
     /// end and days left. `None` when the app stated no trial, and for a key that is not one.
-    /// (An addition.)
-    pub trial: Option<crate::trial::Trial>,
+    /// (An addition; boxed: a report moves whole, and a check that states no trial pays for
+    /// one pointer only.)
+    pub trial: Option<Box<crate::trial::Trial>>,
 }
 
 impl<L> CheckReport<L> {

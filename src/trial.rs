@@ -364,7 +364,9 @@ pub fn of_license<L: LicenseData>(license: &L, benefits: &[String], now: i64) ->
 /// trial product gets its [`Trial`]; any other answer none.
 pub fn apply<L: LicenseData>(report: &mut CheckReport<L>, benefits: &[String], now: i64) {
     report.trial = match &report.outcome {
-        CheckOutcome::Licensed { license, .. } => of_license(license.as_ref(), benefits, now),
+        CheckOutcome::Licensed { license, .. } => {
+            of_license(license.as_ref(), benefits, now).map(Box::new)
+        }
         _ => None,
     };
 }

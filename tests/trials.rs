@@ -74,7 +74,7 @@ fn activate(l: &Licensing) {
 
 #[track_caller]
 fn local(report: &CheckReport, state: TrialState, days_left: u32) -> Trial {
-    let t = report.trial.expect("a trial answer");
+    let t = *report.trial.clone().expect("a trial answer");
     assert!(t.local, "{t:?}");
     assert_eq!(t.state, state, "{report:?}");
     assert_eq!(t.days_left, days_left, "{report:?}");
@@ -169,7 +169,7 @@ fn a_clock_set_back_during_a_trial_is_clock_rollback() {
         Some(Reason::ClockRollback),
         "{back:?}"
     );
-    let t = back.trial.expect("a trial answer");
+    let t = *back.trial.expect("a trial answer");
     assert_eq!(t.state, TrialState::Refused);
     assert!(!t.is_active());
     // Within the tolerance (10 minutes): no rollback, and no day regained.
@@ -198,7 +198,7 @@ fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
     assert_ne!(edited, text);
     std::fs::write(&path, edited).expect("edited");
     let refused = l.check_trial_report();
-    let t = refused.trial.expect("a trial answer");
+    let t = *refused.trial.clone().expect("a trial answer");
     assert_eq!(t.state, TrialState::Refused, "{refused:?}");
     assert_eq!(t.days_left, 0);
     assert_eq!(refused.outcome.reason(), Some(Reason::InvalidInput));
@@ -248,8 +248,8 @@ fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
     let r = l.check_report(DEMO_KEY);
     assert!(r.outcome.is_licensed(), "{r:?}");
     assert_eq!(
-        r.trial,
-        Some(Trial {
+        r.trial.as_deref(),
+        Some(&Trial {
             local: false,
             state: TrialState::Active,
             started_at: None,
@@ -308,7 +308,7 @@ fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
     activate(&l);
     let r = l.check_report(DEMO_KEY);
     assert!(r.outcome.is_licensed(), "{r:?}");
-    let t = r.trial.expect("a trial");
+    let t = *r.trial.clone().expect("a trial");
     assert!(!t.local);
     assert_eq!(t.state, TrialState::Active);
     // The earlier of the key's expiry and the period's end.

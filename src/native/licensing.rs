@@ -1182,7 +1182,7 @@ impl Licensing {
         }
         let error = answer.error.unwrap_or_else(Error::no_remembered_key);
         Ok(CheckReport {
-            trial: Some(answer.trial),
+            trial: Some(Box::new(answer.trial)),
             ..CheckReport::of(CheckOutcome::Unverified(error))
         })
     }

@@ -262,7 +262,7 @@ impl polar_license_result {
         r.verdict = Some(report.outcome.clone());
         r.fallback = report.perpetual.is_some_and(|p| p.fallback);
         r.paid_through = report.paid_through().unwrap_or(-1);
-        r.trial = report.trial;
+        r.trial = report.trial.as_deref().copied();
         r
     }
 

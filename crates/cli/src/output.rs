@@ -1020,7 +1020,7 @@ pub fn trial_field(r: &mut Report, trial: Option<&Trial>) {
 /// (reason null, exit 0); once ended or refused, the check's own answer with no key
 /// (`invalid_input`, field `key`, exit 2) or `clock_rollback` (exit 3); `trial` in each.
 pub fn trial_report(checked: &CheckReport) -> Report {
-    let mut r = match (&checked.outcome, checked.trial) {
+    let mut r = match (&checked.outcome, checked.trial.as_deref().copied()) {
         (_, Some(t)) if t.is_active() => {
             let mut r = Report {
                 json: base_object(Some(Op::Check.name()), "trial"),
@@ -1046,6 +1046,6 @@ pub fn trial_report(checked: &CheckReport) -> Report {
             },
         ),
     };
-    trial_field(&mut r, checked.trial.as_ref());
+    trial_field(&mut r, checked.trial.as_deref());
     r
 }

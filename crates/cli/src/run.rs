@@ -433,7 +433,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     );
     let mut report = check_with_lease(report, &licensing, &checked);
     if stated.is_some() {
-        trial_field(&mut report, checked.trial.as_ref());
+        trial_field(&mut report, checked.trial.as_deref());
     }
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),

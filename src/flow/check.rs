@@ -914,6 +914,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
         self.left = Left::of(&current);
         self.opened = Some(Arc::clone(&current));
@@ -959,6 +960,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
     }
 
@@ -991,6 +993,7 @@ impl<L: Validated> Check<L> {
                     lease: None,
                     activation_id: None,
                     perpetual: None,
+                    trial: None,
                 });
                 self.state = State::Done;
             }
@@ -1020,6 +1023,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
     }
 }

@@ -32,10 +32,12 @@ pub struct ExchangeOptions {
     /// ([`STALE_AFTER_MS`] by default, when 0).
     pub stale_after_ms: u64,
     /// Whether the host's calls to Polar are counted in the metrics already (a host that sends
-    /// through the relay's own transport, which counts each call): not counted again.
+    /// through the relay's own transport, which counts each call): not counted again. Such a
+    /// host's [`TransportErrorKind::Connect`] is a connection never made (its call's budget
+    /// goes back); any other host's failed call keeps its place.
     pub calls_counted: bool,
     /// Whether the host runs its calls to Polar on slots it may have to wait for (the native
-    /// server's [`crate::server::ServeOptions::concurrent_requests`]): [`Need::Slot`] is asked
+    /// server's `ServeOptions::concurrent_requests`): [`Need::Slot`] is asked
     /// before each [`Need::Send`], and a call whose breaker opened meanwhile is not made.
     pub call_slots: bool,
 }
@@ -82,8 +84,9 @@ pub enum Need {
         patience_ms: Option<u64>,
     },
     /// Only with [`ExchangeOptions::call_slots`]: wait for a slot to call Polar on, then give
-    /// [`Given::Slot`] (and hold the slot until the [`Need::Send`] that follows has its
-    /// answer; a need other than that `Send` next: the slot is not used, free it). When
+    /// [`Given::Slot`] (and hold the slot until the exchange has taken the answer of the
+    /// [`Need::Send`] that follows: until it asks for anything else; a need other than that
+    /// `Send` next: the slot is not used, free it). When
     /// `patience_ms` (if any) passes first, give [`Given::Patience`] and keep waiting: the
     /// same need comes again.
     Slot {
@@ -663,8 +666,12 @@ impl Exchange {
                 // A call Polar never saw (not made, or its connection refused: Polar's port
                 // closed, or the host dropped it before it went) spent none of the token's
                 // budget: its place goes back. The breaker's probes of a Polar that is gone
-                // otherwise fill the window that the refreshes need once it is back.
-                let refused = matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
+                // otherwise fill the window that the refreshes need once it is back. Only the
+                // relay's own transport tells a refused connection apart (a host's fetch, as
+                // a Worker's, fails the same way when Polar closed the connection after
+                // reading the call: that call keeps its place).
+                let refused = self.options.calls_counted
+                    && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
                 if let (true, Some(s)) = (!made || refused, &relay.store) {
                     s.give_back(now);
                 }
@@ -1096,29 +1103,43 @@ mod tests {
         }
     }
 
-    /// A call whose connection was refused (Polar's port closed, or dropped by the host
-    /// before it went) reached no Polar: its budget goes back, on every host; one that timed
-    /// out may have reached it and keeps its place.
+    /// A call whose connection the relay's own transport saw refused (Polar's port closed, or
+    /// dropped by the host before it went) reached no Polar: its budget goes back, with or
+    /// without slots; one that timed out may have reached it and keeps its place, and so does
+    /// a host's own fetch that failed (a Worker's cannot tell a refusal from a connection
+    /// closed after the call was read).
     #[test]
     fn a_refused_calls_budget_goes_back() {
-        for (kind, used) in [
-            (TransportErrorKind::Connect, 0),
-            (TransportErrorKind::Timeout, 1),
+        let own_transport = ExchangeOptions {
+            calls_counted: true,
+            ..ExchangeOptions::default()
+        };
+        for (kind, options, used) in [
+            (TransportErrorKind::Connect, own_transport.clone(), 0),
+            (TransportErrorKind::Connect, slotted(), 0),
+            (TransportErrorKind::Connect, ExchangeOptions::default(), 1),
+            (TransportErrorKind::Timeout, own_transport, 1),
+            (TransportErrorKind::Timeout, slotted(), 1),
         ] {
-            for options in [ExchangeOptions::default(), slotted()] {
+            {
                 let relay = stored_relay();
-                let needs = drive_with(&relay, head("POST", VALIDATE), options, |n| match n {
-                    Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
-                    Need::Slot { .. } => Some(Given::Slot),
-                    Need::Send { .. } => {
-                        assert_eq!(budget_used(&relay), 1);
-                        Some(Given::Upstream(Err(TransportError::new(kind, "no"))))
-                    }
-                    Need::Persist => Some(Given::Persisted(true)),
-                    _ => None,
-                });
+                let needs = drive_with(
+                    &relay,
+                    head("POST", VALIDATE),
+                    options.clone(),
+                    |n| match n {
+                        Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
+                        Need::Slot { .. } => Some(Given::Slot),
+                        Need::Send { .. } => {
+                            assert_eq!(budget_used(&relay), 1);
+                            Some(Given::Upstream(Err(TransportError::new(kind, "no"))))
+                        }
+                        Need::Persist => Some(Given::Persisted(true)),
+                        _ => None,
+                    },
+                );
                 assert_eq!(responded(&needs).status, 502);
-                assert_eq!(budget_used(&relay), used, "{kind:?}");
+                assert_eq!(budget_used(&relay), used, "{kind:?} {options:?}");
             }
         }
     }

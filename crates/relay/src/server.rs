@@ -656,9 +656,10 @@ impl Server {
     }
 
     /// The server's one loop over a request's exchange ([`crate::flow::Exchange`]: every
-    /// decision, and the order of the steps, are the core's). Each step runs on a blocking
-    /// thread of the request's kind ([`Server::steps_for`]); the body is read under its
-    /// deadline; a wait for another check's call is polled (no thread held); a call to Polar
+    /// decision, and the order of the steps, are the core's). Its steps run on a blocking
+    /// thread of the request's kind ([`Server::steps_for`]) up to a need that waits
+    /// ([`Server::want`]: the others are met there, the answer sent to `reply` among them);
+    /// the body is read under its deadline; a wait for another check's call is polled (no thread held); a call to Polar
     /// waits for one of [`ServeOptions::concurrent_requests`] slots and runs on it, given the
     /// check's patience and going on past the answer (stale-while-revalidate). The answer
     /// goes to `reply` when the exchange gives it; the loop ends when the exchange is done.
@@ -688,16 +689,17 @@ impl Server {
         > = None;
         let mut call: Option<tokio::task::JoinHandle<Called>> = None;
         loop {
-            let Some((back, need)) = self.want(exchange, steps.as_ref()).await else {
+            let Some((back, replying, io)) = self.want(exchange, reply, steps.as_ref()).await
+            else {
                 return;
             };
-            exchange = back;
-            if !matches!(need, Need::Send { .. }) {
+            (exchange, reply) = (back, replying);
+            if !matches!(io, Io::Send { .. }) {
                 // A slot that no call uses (any more) is free again.
                 slot = None;
             }
-            let given = match need {
-                Need::Body { max } => {
+            let given = match io {
+                Io::Body { max } => {
                     match self.read_body(body.take(), max, expects_continue).await {
                         Ok(bytes) => Given::Body(bytes),
                         Err(status) => {
@@ -708,9 +710,7 @@ impl Server {
                         }
                     }
                 }
-                // The store is the relay's own: nothing to load.
-                Need::Load(_) => Given::Loaded,
-                Need::Flight {
+                Io::Flight {
                     flight,
                     patience_ms,
                 } => {
@@ -720,7 +720,7 @@ impl Server {
                         _ => Given::Landed,
                     }
                 }
-                Need::Slot { patience_ms } => {
+                Io::Slot { patience_ms } => {
                     let wait = waiting.get_or_insert_with(|| {
                         let requests = Arc::clone(&self.requests);
                         Box::pin(async move { requests.acquire_owned().await.ok() })
@@ -741,10 +741,9 @@ impl Server {
                         None => Given::Patience,
                     }
                 }
-                Need::Send {
+                Io::Send {
                     request,
                     patience_ms,
-                    ..
                 } => {
                     let permit = slot.take();
                     let relay = Arc::clone(&self.relay);
@@ -766,34 +765,14 @@ impl Server {
                         }
                     }
                 }
-                Need::Call => Given::Upstream(match call.take() {
+                Io::Call => Given::Upstream(match call.take() {
                     Some(sent) => called(sent.await, &mut slot),
                     None => Err(TransportError::new(
                         TransportErrorKind::Other,
                         "no call under way",
                     )),
                 }),
-                // The relay signs its own leases natively: never asked.
-                Need::Sign(_) => Given::Signature(Vec::new()),
-                // The store saves its own changes.
-                Need::Persist => Given::Persisted(true),
-                // The flight's waiters poll it.
-                Need::Landed(_) => continue,
-                Need::Warn(text) => {
-                    log::warn!("relay: {text}");
-                    continue;
-                }
-                Need::Error(text) => {
-                    log::error!("relay: {text}");
-                    continue;
-                }
-                Need::Respond(answer) => {
-                    if let Some(reply) = reply.take() {
-                        let _ = reply.send(Reply::Answer(answer));
-                    }
-                    continue;
-                }
-                Need::Done => return,
+                Io::Done => return,
             };
             exchange.give(given);
         }
@@ -815,13 +794,17 @@ impl Server {
         }
     }
 
-    /// One step of `exchange` on a blocking thread (once `steps` gives it a permit): what it
-    /// needs next. `None` when the thread failed (logged).
+    /// The exchange's steps on a blocking thread (once `steps` gives it a permit) up to its
+    /// next need that waits ([`Io`]), with `reply`; the needs met at once are met there: the
+    /// store (the relay's own) neither loaded nor saved by the host, a lease never left to
+    /// sign (the relay signs its own), the log lines written, the answer sent to `reply`.
+    /// `None` when the thread failed (logged).
     async fn want(
         &self,
         mut exchange: Exchange,
+        mut reply: Option<tokio::sync::oneshot::Sender<Reply>>,
         steps: Option<&Arc<Semaphore>>,
-    ) -> Option<(Exchange, Need)> {
+    ) -> Option<(Exchange, Option<tokio::sync::oneshot::Sender<Reply>>, Io)> {
         let permit = match steps {
             Some(steps) => Some(Arc::clone(steps).acquire_owned().await.ok()?),
             None => None,
@@ -830,8 +813,58 @@ impl Server {
         let started = self.started;
         let step = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            let need = exchange.want(&relay, now(started), (relay.entropy)());
-            (exchange, need)
+            loop {
+                let io = match exchange.want(&relay, now(started), (relay.entropy)()) {
+                    Need::Body { max } => Io::Body { max },
+                    Need::Flight {
+                        flight,
+                        patience_ms,
+                    } => Io::Flight {
+                        flight,
+                        patience_ms,
+                    },
+                    Need::Slot { patience_ms } => Io::Slot { patience_ms },
+                    Need::Send {
+                        request,
+                        patience_ms,
+                        ..
+                    } => Io::Send {
+                        request,
+                        patience_ms,
+                    },
+                    Need::Call => Io::Call,
+                    Need::Done => Io::Done,
+                    Need::Load(_) => {
+                        exchange.give(Given::Loaded);
+                        continue;
+                    }
+                    Need::Persist => {
+                        exchange.give(Given::Persisted(true));
+                        continue;
+                    }
+                    Need::Sign(_) => {
+                        exchange.give(Given::Signature(Vec::new()));
+                        continue;
+                    }
+                    // The flight's waiters poll it.
+                    Need::Landed(_) => continue,
+                    Need::Warn(text) => {
+                        log::warn!("relay: {text}");
+                        continue;
+                    }
+                    Need::Error(text) => {
+                        log::error!("relay: {text}");
+                        continue;
+                    }
+                    Need::Respond(answer) => {
+                        if let Some(reply) = reply.take() {
+                            let _ = reply.send(Reply::Answer(answer));
+                        }
+                        continue;
+                    }
+                };
+                return (exchange, reply, io);
+            }
         });
         match step.await {
             Ok(out) => Some(out),
@@ -987,6 +1020,29 @@ async fn read_at_most(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, hype
         }
     }
     Ok(bytes)
+}
+
+/// What a request's exchange waits on (its other needs are met on the step's thread,
+/// `Server::want`).
+enum Io {
+    /// Its body, at most `max` bytes.
+    Body { max: usize },
+    /// Another check's call landing, at most `patience_ms`.
+    Flight {
+        flight: String,
+        patience_ms: Option<u64>,
+    },
+    /// A slot to call Polar on, at most `patience_ms`.
+    Slot { patience_ms: Option<u64> },
+    /// Polar's answer to `request`, at most `patience_ms` (the call goes on past it).
+    Send {
+        request: polar_license::HttpRequest,
+        patience_ms: Option<u64>,
+    },
+    /// The answer of the call under way.
+    Call,
+    /// Nothing more.
+    Done,
 }
 
 /// What a request's drive loop sends its connection.

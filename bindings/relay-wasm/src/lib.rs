@@ -587,6 +587,7 @@ impl RelayCore {
                 stale_after_ms: STALE_AFTER_MS,
                 // The host's fetch is not the relay's transport: its calls counted here.
                 calls_counted: false,
+                call_slots: false,
             },
         })
     }
@@ -782,6 +783,11 @@ impl RelayCore {
                     out
                 }
                 Need::Call => wrapped("call", &JsValue::TRUE),
+                // Never asked here (no `call_slots`): a Worker's fetches wait for no slot.
+                Need::Slot { .. } => {
+                    driven.exchange.give(Given::Slot);
+                    continue;
+                }
                 Need::Sign(bytes) => wrapped("sign", &Uint8Array::from(bytes.as_slice()).into()),
                 Need::Persist => {
                     let items = self.journal_json()?;

@@ -144,13 +144,9 @@ impl Breaker {
         }
     }
 
-    /// Whether a call routed earlier with `ticket` may still go (the native server asks
-    /// again when the call gets its slot: calls queued before the breaker opened are not
-    /// made).
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
+    /// Whether a call routed earlier with `ticket` may still go (the exchange asks again when
+    /// the call gets its slot, `crate::flow::Need::Slot`: calls queued before the breaker
+    /// opened are not made).
     pub(crate) fn still_allows(&self, ticket: Option<Ticket>) -> bool {
         match ticket {
             None | Some(Ticket::Probe) => true,

@@ -55,8 +55,6 @@ mod reconcile;
 mod revalidate;
 mod scrub;
 #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-mod served;
-#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
 mod server;
 pub mod store;
 mod stored;
@@ -568,11 +566,7 @@ enum Routed {
     Ask(Box<Pending>),
     /// Another check of the same entry is asking Polar: wait for it, then route again (the
     /// check, with its entry as read, to route again or answer stale from).
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
-    Wait(EntryId, Arc<Flight>, Box<Pending>),
+    Wait(EntryId, Box<Pending>),
 }
 
 impl std::fmt::Debug for Relay {
@@ -750,19 +744,20 @@ impl Relay {
     /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
     /// lands, at most 30 s; at once when there is none under way.
     pub(crate) fn wait_flight(&self, flight: &str) {
-        let Some(s) = &self.store else {
-            return;
-        };
-        let under_way = s
-            .flights
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .iter()
-            .find(|(id, _)| store::hex_id(id) == flight)
-            .map(|(_, f)| Arc::clone(f));
-        if let Some(f) = under_way {
+        if let Some(f) = self.flight(flight) {
             f.wait();
         }
+    }
+
+    /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
+    /// `None` when none is (it landed, or there is no store).
+    pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
+        let s = self.store.as_ref()?;
+        let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights
+            .iter()
+            .find(|(id, _)| store::hex_id(id) == flight)
+            .map(|(_, f)| Arc::clone(f))
     }
 
     /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
@@ -848,7 +843,7 @@ impl Relay {
             Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
             Routed::Stored(f) => Step::Answer(f.into_response()),
             Routed::Ask(pending) => Step::Ask(pending),
-            Routed::Wait(id, _, pending) => Step::Wait(store::hex_id(&id), pending),
+            Routed::Wait(id, pending) => Step::Wait(store::hex_id(&id), pending),
         }
     }
 

@@ -44,25 +44,7 @@ pub(crate) struct Ops {
     in_flight: AtomicI64,
 }
 
-/// One request in flight ([`Ops::in_flight`]) until dropped (the native server's).
-#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-pub(crate) struct InFlight(Arc<Ops>);
-
-#[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-impl Drop for InFlight {
-    fn drop(&mut self) {
-        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
-    }
-}
-
 impl Ops {
-    /// A request a server has read: counted in flight until the guard is dropped.
-    #[cfg(all(feature = "server", not(target_arch = "wasm32")))]
-    pub(crate) fn request(self: &Arc<Self>) -> InFlight {
-        self.in_flight.fetch_add(1, Ordering::Relaxed);
-        InFlight(Arc::clone(self))
-    }
-
     /// The last webhook's time as the store kept it (the silence counts from it after a
     /// restart, not from the start).
     pub(crate) fn restore_last_webhook(&self, backend: &dyn crate::store::Backend) {

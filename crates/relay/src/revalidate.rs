@@ -1,8 +1,9 @@
 //! Stale-while-revalidate on every host (issue #45, item 3): how long a check asking Polar
 //! waits for the answer before it is given its stored one ([`Pending::patience_ms`]), and that
 //! stored answer ([`Relay::stale_answer`]) while the call goes on, its answer kept in the store
-//! when it comes. The native server drives it on its threads (`served.rs`); the npm relay's
-//! host (a Durable Object) drives it with timers and keeps the call running past the answer.
+//! when it comes. The exchange (`crate::flow::Exchange`) decides it on every host; the native
+//! server and the npm relay's host (a Durable Object) wait with timers and keep the call
+//! running past the answer.
 
 use crate::store::{Entry, EntryId};
 use crate::stored::Stored;

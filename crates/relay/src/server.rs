@@ -1,20 +1,24 @@
 //! The native server: hyper's HTTP/1.1 server on a tokio runtime of its own (one thread for
-//! the connections, a few for the calls to Polar), around [`Relay::handle`], with
-//! [`polar_license::UreqTransport`] to Polar and the system clock.
+//! the connections, a few for the calls to Polar), driving each request's exchange
+//! ([`crate::flow::Exchange`], the core's one request machine) with one loop
+//! (`Server::drive`), with the relay's transport ([`polar_license::UreqTransport`]) to Polar
+//! and the system clock. The decisions are the exchange's; the server moves bytes and time.
 //!
 //! Every wait on a client is bounded ([`ServeOptions`]): its headers, its body, its reading of
-//! the answer. The connections open at once are capped, and the calls to [`Relay::handle`]
-//! (each blocks a thread while Polar answers) run only for requests whose body is in, a few at
-//! a time. So a slow or silent client holds a connection until its timeout, never the server.
+//! the answer. The connections open at once are capped (in all and per address), and the
+//! calls to Polar (each blocks a thread while Polar answers) run a few at a time, on slots the
+//! exchange asks for. So a slow or silent client holds a connection until its timeout, never
+//! the server.
 
-use crate::served::Served;
+use crate::flow::{Exchange, ExchangeOptions, Given, Need};
 use crate::stored::Flight;
-use crate::{Now, Pending, Relay, RelayRequest, RelayResponse};
+use crate::{Now, Relay, RelayRequest, RelayResponse};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use polar_license::{HttpResponse, TransportError, TransportErrorKind};
 use std::collections::HashMap;
 use std::convert::Infallible;
 use std::future::{poll_fn, Future};
@@ -27,7 +31,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
+use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 
 /// How long the accept loop waits after an error that is not the client's (out of file
 /// descriptors, of memory) before it tries again.
@@ -182,7 +186,7 @@ pub fn serve(relay: Arc<Relay>, addr: &str) -> io::Result<Running> {
 
 /// Listens on `addr` (e.g. `127.0.0.1:0`) and answers with `relay` on a thread of its own (a
 /// tokio runtime: one thread for the connections, [`ServeOptions::concurrent_requests`] for
-/// the calls to [`Relay::handle`]).
+/// the steps of the requests and the calls to Polar).
 pub fn serve_with(relay: Arc<Relay>, addr: &str, options: ServeOptions) -> io::Result<Running> {
     serve_on(relay, std::net::TcpListener::bind(addr)?, options)
 }
@@ -257,7 +261,7 @@ pub fn serve_on(
                 tokio::spawn(Arc::clone(&server).watch_webhooks(stopped.clone()));
                 server.run(listener, stopped).await;
             });
-            // Dropping the runtime waits for the calls to `Relay::handle` still running.
+            // Dropping the runtime waits for the steps and the calls to Polar still running.
         })?;
     Ok(Running {
         addr,
@@ -603,134 +607,266 @@ impl Server {
         }
     }
 
-    /// One request: its body read under its deadline, then [`Relay::handle`] on a blocking
-    /// thread once one of [`ServeOptions::concurrent_requests`] is free.
+    /// One request: its exchange driven on a task of its own ([`Server::drive`], so that a
+    /// client gone never cuts its call to Polar short), and the answer that loop sends back.
     async fn answer(
         self: Arc<Self>,
         request: Request<Incoming>,
         peer: SocketAddr,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        if request.uri().path() == crate::HEALTH_ROUTE
-            && matches!(*request.method(), hyper::Method::GET | hyper::Method::HEAD)
-        {
-            // Its own thread, never one of the requests' slots: a relay whose slots all wait
-            // for a slow Polar still says how it is.
-            let relay = Arc::clone(&self.relay);
-            let started = self.started;
-            let health = tokio::task::spawn_blocking(move || relay.health(now(started)));
-            // `connection: close`: a monitor polling it keeps no idle connection open, and no
-            // client holds connections alive with it.
-            return Ok(match health.await {
-                Ok(answer) => {
-                    let mut answer = to_response(answer);
-                    answer
-                        .headers_mut()
-                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
-                    answer
-                }
-                Err(_) => closing(StatusCode::SERVICE_UNAVAILABLE),
-            });
-        }
-        let in_flight = self.relay.ops.request();
-        let (parts, mut body) = request.into_parts();
-        // Polar's webhooks have their own cap (their events can be large), the clients theirs.
-        let max = if parts.uri.path() == crate::WEBHOOK_ROUTE {
-            crate::WEBHOOK_MAX_BODY_BYTES.max(self.relay.limits().max_body_bytes)
-        } else {
-            self.relay.limits().max_body_bytes
-        };
-        let headers: Vec<(String, String)> = parts
-            .headers
-            .iter()
-            .map(|(name, value)| {
-                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
-                (name.as_str().to_string(), value)
-            })
-            .collect();
+        let (parts, body) = request.into_parts();
+        // `connection: close` on `/healthz`: a monitor polling it keeps no idle connection
+        // open, and no client holds connections alive with it.
+        let health = parts.uri.path() == crate::HEALTH_ROUTE
+            && matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD);
         let expects_continue = parts
             .headers
             .get(header::EXPECT)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-        // Never read more than the cap (+1, so that the core sees the body is too large); a
-        // declared length past it is not read at all.
-        let cap = u64::try_from(max).unwrap_or(u64::MAX);
-        let body = if body.size_hint().exact().is_some_and(|n| n > cap) {
-            if !expects_continue {
-                self.drain(body);
-            }
-            vec![0; max.saturating_add(1)]
-        } else {
-            let limit = max.saturating_add(1);
-            let read =
-                tokio::time::timeout(self.options.body_timeout, read_at_most(&mut body, limit));
-            match read.await {
-                Ok(Ok(bytes)) => {
-                    if bytes.len() > max {
-                        self.drain(body);
-                    }
-                    bytes
-                }
-                Ok(Err(_)) => return Ok(closing(StatusCode::BAD_REQUEST)),
-                Err(_) => {
-                    log::info!(
-                        "relay: 408 (a body not in within {:?})",
-                        self.options.body_timeout
-                    );
-                    return Ok(closing(StatusCode::REQUEST_TIMEOUT));
-                }
-            }
-        };
-        let request = RelayRequest {
+        let head = RelayRequest {
             method: parts.method.as_str().to_string(),
             // The request target as sent (origin form: the path and query).
             path: parts.uri.to_string(),
-            headers,
-            body,
+            headers: parts
+                .headers
+                .iter()
+                .map(|(name, value)| {
+                    let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                    (name.as_str().to_string(), value)
+                })
+                .collect(),
+            body: Vec::new(),
             client_ip: peer.ip().to_string(),
         };
-        let request = Arc::new(request);
-        let answer = self.serve(Arc::clone(&request)).await;
-        drop(in_flight);
-        Ok(match answer {
-            Some(answer) => to_response(self.relay.served_answer(
-                &request,
-                answer,
-                now(self.started),
-            )),
-            None => closing(StatusCode::INTERNAL_SERVER_ERROR),
+        let (reply, replied) = tokio::sync::oneshot::channel();
+        tokio::spawn(Arc::clone(&self).drive(head, body, expects_continue, reply));
+        Ok(match replied.await {
+            Ok(Reply::Answer(answer)) => {
+                let mut answer = to_response(answer);
+                if health {
+                    answer
+                        .headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                answer
+            }
+            Ok(Reply::Closing(status)) => closing(status),
+            Err(_) => closing(StatusCode::INTERNAL_SERVER_ERROR),
         })
     }
 
-    /// [`ServeOptions::stale_after`] as [`Pending::patience_ms`] reads it.
-    fn stale_after_ms(&self) -> u64 {
-        u64::try_from(self.options.stale_after.as_millis()).unwrap_or(u64::MAX)
+    /// The server's one loop over a request's exchange ([`crate::flow::Exchange`]: every
+    /// decision, and the order of the steps, are the core's). Its steps run on a blocking
+    /// thread of the request's kind ([`Server::steps_for`]) up to a need that waits
+    /// ([`Server::want`]: the others are met there, the answer sent to `reply` among them);
+    /// the body is read under its deadline; a wait for another check's call is polled (no thread held); a call to Polar
+    /// waits for one of [`ServeOptions::concurrent_requests`] slots and runs on it, given the
+    /// check's patience and going on past the answer (stale-while-revalidate). The answer
+    /// goes to `reply` when the exchange gives it; the loop ends when the exchange is done.
+    async fn drive(
+        self: Arc<Self>,
+        head: RelayRequest,
+        body: Incoming,
+        expects_continue: bool,
+        reply: tokio::sync::oneshot::Sender<Reply>,
+    ) {
+        let options = ExchangeOptions {
+            stale_after_ms: self.stale_after_ms(),
+            calls_counted: true,
+            call_slots: true,
+            ..ExchangeOptions::default()
+        };
+        let steps = self.steps_for(&head).map(Arc::clone);
+        let mut exchange = Exchange::new(head, options);
+        let mut body = Some(body);
+        let mut reply = Some(reply);
+        // The slot granted (held until the exchange has taken its call's answer, so that the
+        // breaker has counted a failure before a call queued behind it gets the slot), the
+        // wait for one, the call under way (its slot with it).
+        let mut slot: Option<OwnedSemaphorePermit> = None;
+        let mut waiting: Option<
+            Pin<Box<dyn Future<Output = Option<OwnedSemaphorePermit>> + Send>>,
+        > = None;
+        let mut call: Option<tokio::task::JoinHandle<Called>> = None;
+        loop {
+            let Some((back, replying, io)) = self.want(exchange, reply, steps.as_ref()).await
+            else {
+                return;
+            };
+            (exchange, reply) = (back, replying);
+            if !matches!(io, Io::Send { .. }) {
+                // A slot that no call uses (any more) is free again.
+                slot = None;
+            }
+            let given = match io {
+                Io::Body { max } => {
+                    match self.read_body(body.take(), max, expects_continue).await {
+                        Ok(bytes) => Given::Body(bytes),
+                        Err(status) => {
+                            if let Some(reply) = reply.take() {
+                                let _ = reply.send(Reply::Closing(status));
+                            }
+                            return;
+                        }
+                    }
+                }
+                Io::Flight {
+                    flight,
+                    patience_ms,
+                } => {
+                    let limit = patience_ms.map_or(FLIGHT_WAIT, Duration::from_millis);
+                    match self.relay.flight(&flight) {
+                        Some(f) if !landed_within(&f, limit).await => Given::Patience,
+                        _ => Given::Landed,
+                    }
+                }
+                Io::Slot { patience_ms } => {
+                    let wait = waiting.get_or_insert_with(|| {
+                        let requests = Arc::clone(&self.requests);
+                        Box::pin(async move { requests.acquire_owned().await.ok() })
+                    });
+                    let got = match patience_ms {
+                        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), wait.as_mut())
+                            .await
+                            .ok(),
+                        None => Some(wait.as_mut().await),
+                    };
+                    match got {
+                        Some(permit) => {
+                            waiting = None;
+                            slot = permit;
+                            Given::Slot
+                        }
+                        // The wait goes on: the exchange asks for the same slot again.
+                        None => Given::Patience,
+                    }
+                }
+                Io::Send {
+                    request,
+                    patience_ms,
+                } => {
+                    let permit = slot.take();
+                    let relay = Arc::clone(&self.relay);
+                    let mut sent = tokio::task::spawn_blocking(move || {
+                        // Held until the call ends, even when the client has gone.
+                        (relay.transport.send(&request), permit)
+                    });
+                    let answered = match patience_ms {
+                        Some(ms) => tokio::time::timeout(Duration::from_millis(ms), &mut sent)
+                            .await
+                            .ok(),
+                        None => Some((&mut sent).await),
+                    };
+                    match answered {
+                        Some(joined) => Given::Upstream(called(joined, &mut slot)),
+                        None => {
+                            call = Some(sent);
+                            Given::Patience
+                        }
+                    }
+                }
+                Io::Call => Given::Upstream(match call.take() {
+                    Some(sent) => called(sent.await, &mut slot),
+                    None => Err(TransportError::new(
+                        TransportErrorKind::Other,
+                        "no call under way",
+                    )),
+                }),
+                Io::Done => return,
+            };
+            exchange.give(given);
+        }
     }
 
-    /// `work` on a thread of the answers made without a call (never behind a call to
-    /// Polar); `None` when it failed (logged).
-    async fn local<T, F>(&self, work: F) -> Option<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Relay, Now) -> T + Send + 'static,
-    {
-        self.on(&self.local, work).await
+    /// The threads a request's steps run on, by its kind: `/healthz` on threads of its own,
+    /// never one of the requests' (`None`: a relay whose slots all wait for a slow Polar
+    /// still says how it is); a webhook on its own slots (each verified with an HMAC over up
+    /// to 1 MiB: a flood of forged deliveries holds no check's stored answer back); every
+    /// other request on those of the answers made without a call, never behind a call.
+    fn steps_for(&self, head: &RelayRequest) -> Option<&Arc<Semaphore>> {
+        let path = head.path.split('?').next().unwrap_or_default();
+        if path == crate::HEALTH_ROUTE && (head.method == "GET" || head.method == "HEAD") {
+            None
+        } else if path == crate::WEBHOOK_ROUTE {
+            Some(&self.hooks)
+        } else {
+            Some(&self.local)
+        }
     }
 
-    /// `work` on a thread of its own once `slots` gives it a permit; `None` when it failed
-    /// (logged).
-    async fn on<T, F>(&self, slots: &Arc<Semaphore>, work: F) -> Option<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Relay, Now) -> T + Send + 'static,
-    {
-        let permit = Arc::clone(slots).acquire_owned().await.ok()?;
+    /// The exchange's steps on a blocking thread (once `steps` gives it a permit) up to its
+    /// next need that waits ([`Io`]), with `reply`; the needs met at once are met there: the
+    /// store (the relay's own) neither loaded nor saved by the host, a lease never left to
+    /// sign (the relay signs its own), the log lines written, the answer sent to `reply`.
+    /// `None` when the thread failed (logged).
+    async fn want(
+        &self,
+        mut exchange: Exchange,
+        mut reply: Option<tokio::sync::oneshot::Sender<Reply>>,
+        steps: Option<&Arc<Semaphore>>,
+    ) -> Option<(Exchange, Option<tokio::sync::oneshot::Sender<Reply>>, Io)> {
+        let permit = match steps {
+            Some(steps) => Some(Arc::clone(steps).acquire_owned().await.ok()?),
+            None => None,
+        };
         let relay = Arc::clone(&self.relay);
         let started = self.started;
-        let done = tokio::task::spawn_blocking(move || {
+        let step = tokio::task::spawn_blocking(move || {
             let _permit = permit;
-            work(&relay, now(started))
+            loop {
+                let io = match exchange.want(&relay, now(started), (relay.entropy)()) {
+                    Need::Body { max } => Io::Body { max },
+                    Need::Flight {
+                        flight,
+                        patience_ms,
+                    } => Io::Flight {
+                        flight,
+                        patience_ms,
+                    },
+                    Need::Slot { patience_ms } => Io::Slot { patience_ms },
+                    Need::Send {
+                        request,
+                        patience_ms,
+                        ..
+                    } => Io::Send {
+                        request,
+                        patience_ms,
+                    },
+                    Need::Call => Io::Call,
+                    Need::Done => Io::Done,
+                    Need::Load(_) => {
+                        exchange.give(Given::Loaded);
+                        continue;
+                    }
+                    Need::Persist => {
+                        exchange.give(Given::Persisted(true));
+                        continue;
+                    }
+                    Need::Sign(_) => {
+                        exchange.give(Given::Signature(Vec::new()));
+                        continue;
+                    }
+                    // The flight's waiters poll it.
+                    Need::Landed(_) => continue,
+                    Need::Warn(text) => {
+                        log::warn!("relay: {text}");
+                        continue;
+                    }
+                    Need::Error(text) => {
+                        log::error!("relay: {text}");
+                        continue;
+                    }
+                    Need::Respond(answer) => {
+                        if let Some(reply) = reply.take() {
+                            let _ = reply.send(Reply::Answer(answer));
+                        }
+                        continue;
+                    }
+                };
+                return (exchange, reply, io);
+            }
         });
-        match done.await {
+        match step.await {
             Ok(out) => Some(out),
             Err(e) => {
                 log::error!("relay: answering a request failed: {e}");
@@ -739,90 +875,52 @@ impl Server {
         }
     }
 
-    /// One request of the three routes or a webhook: routed on the threads of their own;
-    /// a call to Polar on one of [`ServeOptions::concurrent_requests`]; a check with a stored
-    /// answer given it after [`ServeOptions::stale_after`] while its call goes on.
-    async fn serve(self: &Arc<Self>, request: Arc<RelayRequest>) -> Option<RelayResponse> {
-        let req = Arc::clone(&request);
-        // A webhook on its own slots (its answer never asks Polar nor waits).
-        let path = request.path.split('?').next().unwrap_or_default();
-        let slots = if path == crate::WEBHOOK_ROUTE {
-            &self.hooks
-        } else {
-            &self.local
+    /// The request's body, at most `max` bytes (the cap and one more, so that the core sees
+    /// a body past it: never read whole, and one whose declared length is past it not read at
+    /// all), within [`ServeOptions::body_timeout`]; what is left past it is drained while the
+    /// answer goes out. `Err`: the status that closes the connection (a body broken off, 400;
+    /// one not in within its deadline, 408).
+    async fn read_body(
+        &self,
+        body: Option<Incoming>,
+        max: usize,
+        expects_continue: bool,
+    ) -> Result<Vec<u8>, StatusCode> {
+        let Some(mut body) = body else {
+            return Ok(Vec::new());
         };
-        let mut served = self
-            .on(slots, move |relay, now| relay.serve_route(&req, now, true))
-            .await?;
-        let mut attempt = 1;
-        loop {
-            match served {
-                Served::Answer(r) => return Some(r),
-                Served::Ask(pending) => return self.ask(pending).await,
-                Served::Wait(flight, pending) => {
-                    // Another check's call for the same entry: its answer, or (a stored one
-                    // kept) that after a second.
-                    let patience = pending.patience_ms(self.stale_after_ms());
-                    let stale = patience.is_some();
-                    let limit = patience.map_or(FLIGHT_WAIT, Duration::from_millis);
-                    let mut pending = pending;
-                    if !landed_within(&flight, limit).await && stale {
-                        let (answer, back) = self
-                            .local(move |relay, now| (relay.serve_stale(&pending, now), pending))
-                            .await?;
-                        if answer.is_some() {
-                            return answer;
-                        }
-                        pending = back;
-                    }
-                    let may_wait = attempt < 2;
-                    attempt += 1;
-                    served = self
-                        .local(move |relay, now| relay.serve_reroute(pending, now, may_wait))
-                        .await?;
+        let cap = u64::try_from(max.saturating_sub(1)).unwrap_or(u64::MAX);
+        if body.size_hint().exact().is_some_and(|n| n > cap) {
+            if !expects_continue {
+                self.drain(body);
+            }
+            return Ok(vec![0; max]);
+        }
+        let read = tokio::time::timeout(self.options.body_timeout, read_at_most(&mut body, max));
+        match read.await {
+            Ok(Ok(bytes)) => {
+                if bytes.len() >= max {
+                    self.drain(body);
                 }
+                Ok(bytes)
+            }
+            Ok(Err(_)) => Err(StatusCode::BAD_REQUEST),
+            Err(_) => {
+                log::info!(
+                    "relay: 408 (a body not in within {:?})",
+                    self.options.body_timeout
+                );
+                Err(StatusCode::REQUEST_TIMEOUT)
             }
         }
     }
 
-    /// The call to Polar on a slot for calls. With a stored answer, the check gets that
-    /// after [`ServeOptions::stale_after`] and the call goes on: its answer updates the store.
-    async fn ask(self: &Arc<Self>, pending: Arc<Pending>) -> Option<RelayResponse> {
-        let (tx, mut rx) = tokio::sync::oneshot::channel();
-        let call = Arc::clone(&pending);
-        let server = Arc::clone(self);
-        tokio::spawn(async move {
-            let Ok(permit) = Arc::clone(&server.requests).acquire_owned().await else {
-                return;
-            };
-            let relay = Arc::clone(&server.relay);
-            let started = server.started;
-            let answered = tokio::task::spawn_blocking(move || {
-                // Held until the call ends, even when the client has gone.
-                let _permit = permit;
-                relay.serve_call(&call, || now(started))
-            });
-            match answered.await {
-                Ok(answer) => {
-                    let _ = tx.send(answer);
-                }
-                Err(e) => log::error!("relay: a call to Polar failed: {e}"),
-            }
-        });
-        // An early refresh does not wait: its grant is still fresh.
-        if let Some(wait) = pending.patience_ms(self.stale_after_ms()) {
-            if let Ok(answer) = tokio::time::timeout(Duration::from_millis(wait), &mut rx).await {
-                return answer.ok();
-            }
-            let stale = self
-                .local(move |relay, now| relay.serve_stale(&pending, now))
-                .await
-                .flatten();
-            if stale.is_some() {
-                return stale;
-            }
-        }
-        rx.await.ok()
+    /// [`ServeOptions::stale_after`] as [`crate::flow::ExchangeOptions::stale_after_ms`] reads
+    /// it (at least 1 ms: 0 there is the default).
+    fn stale_after_ms(&self) -> u64 {
+        u64::try_from(self.options.stale_after.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
     }
 
     /// Reads and drops what is left of a body (at most [`DRAIN_MAX`] bytes, within the body
@@ -922,6 +1020,64 @@ async fn read_at_most(body: &mut Incoming, limit: usize) -> Result<Vec<u8>, hype
         }
     }
     Ok(bytes)
+}
+
+/// What a request's exchange waits on (its other needs are met on the step's thread,
+/// `Server::want`).
+enum Io {
+    /// Its body, at most `max` bytes.
+    Body { max: usize },
+    /// Another check's call landing, at most `patience_ms`.
+    Flight {
+        flight: String,
+        patience_ms: Option<u64>,
+    },
+    /// A slot to call Polar on, at most `patience_ms`.
+    Slot { patience_ms: Option<u64> },
+    /// Polar's answer to `request`, at most `patience_ms` (the call goes on past it).
+    Send {
+        request: polar_license::HttpRequest,
+        patience_ms: Option<u64>,
+    },
+    /// The answer of the call under way.
+    Call,
+    /// Nothing more.
+    Done,
+}
+
+/// What a request's drive loop sends its connection.
+enum Reply {
+    /// The relay's answer.
+    Answer(RelayResponse),
+    /// An empty answer with this status that closes the connection.
+    Closing(StatusCode),
+}
+
+/// A call to Polar as its thread ends: Polar's answer (or why there is none), and its slot.
+type Called = (
+    Result<HttpResponse, TransportError>,
+    Option<OwnedSemaphorePermit>,
+);
+
+/// A call's answer as its thread ended (one that failed: an error, logged), its slot kept in
+/// `slot` until the exchange has taken the answer.
+fn called(
+    joined: Result<Called, tokio::task::JoinError>,
+    slot: &mut Option<OwnedSemaphorePermit>,
+) -> Result<HttpResponse, TransportError> {
+    match joined {
+        Ok((upstream, permit)) => {
+            *slot = permit;
+            upstream
+        }
+        Err(e) => {
+            log::error!("relay: a call to Polar failed: {e}");
+            Err(TransportError::new(
+                TransportErrorKind::Other,
+                "the call's thread failed",
+            ))
+        }
+    }
 }
 
 /// An empty answer that closes the connection.

@@ -154,10 +154,6 @@ impl Stored {
     }
 
     /// A call [`Stored::take`] counted that Polar never saw (see [`Budget::give_back`]).
-    #[cfg_attr(
-        not(all(feature = "server", not(target_arch = "wasm32"))),
-        allow(dead_code)
-    )]
     pub(crate) fn give_back(&self, now: Now) {
         let mut budget = self.budget(now);
         budget.give_back(now.monotonic_ms);

@@ -114,7 +114,7 @@ impl Relay {
         let leads = if may_wait {
             match s.lead(id, now.monotonic_ms) {
                 Ok(()) => true,
-                Err(flight) => {
+                Err(_under_way) => {
                     if early {
                         if let Some(f) =
                             self.stored_answer(s, &pending, prior.as_ref(), now, fallback, entropy)
@@ -123,7 +123,7 @@ impl Relay {
                         }
                     }
                     pending.stored = Some((id, prior));
-                    return Routed::Wait(id, flight, Box::new(pending));
+                    return Routed::Wait(id, Box::new(pending));
                 }
             }
         } else {

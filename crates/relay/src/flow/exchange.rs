@@ -9,7 +9,7 @@
 //! on), the lease's signature, the store's changes saved before the answer (a webhook refused
 //! when they are not), and the answer counted. The host only moves bytes and time.
 
-use polar_license::{HttpRequest, HttpResponse, TransportError};
+use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
 use crate::store::Wants;
 use crate::{
@@ -32,8 +32,14 @@ pub struct ExchangeOptions {
     /// ([`STALE_AFTER_MS`] by default, when 0).
     pub stale_after_ms: u64,
     /// Whether the host's calls to Polar are counted in the metrics already (a host that sends
-    /// through the relay's own transport, which counts each call): not counted again.
+    /// through the relay's own transport, which counts each call): not counted again. Such a
+    /// host's [`TransportErrorKind::Connect`] is a connection never made (its call's budget
+    /// goes back); any other host's failed call keeps its place.
     pub calls_counted: bool,
+    /// Whether the host runs its calls to Polar on slots it may have to wait for (the native
+    /// server's `ServeOptions::concurrent_requests`): [`Need::Slot`] is asked
+    /// before each [`Need::Send`], and a call whose breaker opened meanwhile is not made.
+    pub call_slots: bool,
 }
 
 impl std::fmt::Debug for ExchangeOptions {
@@ -43,6 +49,7 @@ impl std::fmt::Debug for ExchangeOptions {
             .field("host_loads", &self.host_loads)
             .field("stale_after_ms", &self.stale_after_ms)
             .field("calls_counted", &self.calls_counted)
+            .field("call_slots", &self.call_slots)
             .finish()
     }
 }
@@ -74,6 +81,16 @@ pub enum Need {
         /// The flight waited for.
         flight: String,
         /// How long to wait before [`Given::Patience`] (`None`: until it lands).
+        patience_ms: Option<u64>,
+    },
+    /// Only with [`ExchangeOptions::call_slots`]: wait for a slot to call Polar on, then give
+    /// [`Given::Slot`] (and hold the slot until the exchange has taken the answer of the
+    /// [`Need::Send`] that follows: until it asks for anything else; a need other than that
+    /// `Send` next: the slot is not used, free it). When
+    /// `patience_ms` (if any) passes first, give [`Given::Patience`] and keep waiting: the
+    /// same need comes again.
+    Slot {
+        /// How long to wait before [`Given::Patience`] (`None`: until a slot is free).
         patience_ms: Option<u64>,
     },
     /// Send this request to Polar (it holds the token and the key: never log it) and give
@@ -115,6 +132,8 @@ pub enum Given {
     Loaded,
     /// The flight waited for landed.
     Landed,
+    /// A slot to call Polar on is the host's ([`Need::Slot`]).
+    Slot,
     /// The wait's or the call's patience passed first.
     Patience,
     /// Polar's answer, or why there is none.
@@ -132,13 +151,27 @@ enum After {
     StaleWait(Box<Pending>),
     /// A call's patience passed: its stored answer while the call goes on.
     StaleCall(Box<Pending>, Option<String>),
-    /// The call's answer kept (`tail`: the client was answered already).
-    Finish(
-        Box<Pending>,
-        Option<String>,
-        Result<HttpResponse, TransportError>,
-        bool,
-    ),
+    /// A slot's patience passed: its stored answer while the call waits for its slot.
+    StaleSlot(Box<Pending>, Option<String>),
+    /// The call's answer kept.
+    Finish(Finish),
+}
+
+/// A call's end: its answer (or why there is none) to keep.
+struct Finish {
+    pending: Box<Pending>,
+    flight: Option<String>,
+    upstream: Result<HttpResponse, TransportError>,
+    /// The client was answered already (stale-while-revalidate).
+    tail: bool,
+    /// Whether the call was made (not: the breaker opened while it waited for its slot).
+    made: bool,
+}
+
+/// What goes on after a stale answer: the call under way, or still waiting for its slot.
+enum Tail {
+    Call(Box<Pending>, Option<String>),
+    Slot(Box<Pending>, Option<String>),
 }
 
 enum State {
@@ -149,6 +182,14 @@ enum State {
     Loading(After),
     Begin,
     Waiting(Option<Box<Pending>>),
+    /// Waiting for a slot to call on (`deadline`: the monotonic ms at which the check's
+    /// patience passes; `tail`: the client was answered already).
+    Slotting {
+        pending: Box<Pending>,
+        flight: Option<String>,
+        deadline: Option<u64>,
+        tail: bool,
+    },
     Asking(Box<Pending>, Option<String>),
     Calling(Box<Pending>, Option<String>, bool),
     Signing(Finished),
@@ -182,7 +223,7 @@ pub struct Exchange {
     /// Counted as the relay's answer (the operator's routes are not).
     counted: bool,
     /// The call that goes on after a stale answer, its answer kept in the store.
-    tail: Option<(Box<Pending>, Option<String>)>,
+    tail: Option<Tail>,
     /// Answers the host gave that were not for the need asked (a host's fault).
     mismatched: u32,
 }
@@ -321,6 +362,19 @@ impl Exchange {
                     State::Answered(r)
                 }
                 Step::Sign(finished) => self.signed(relay, finished),
+                Step::Ask(pending) if self.options.call_slots => {
+                    let patience_ms = pending.patience_ms(self.stale_after());
+                    let flight = pending.flight();
+                    self.ask(
+                        Need::Slot { patience_ms },
+                        State::Slotting {
+                            pending,
+                            flight,
+                            deadline: patience_ms.map(|ms| now.monotonic_ms.saturating_add(ms)),
+                            tail: false,
+                        },
+                    )
+                }
                 Step::Ask(pending) => {
                     let need = Need::Send {
                         request: pending.request().clone(),
@@ -345,14 +399,44 @@ impl Exchange {
                 None => self.again(),
             },
             (State::Waiting(..), Some(Given::Landed)) => self.again(),
+            (
+                State::Slotting {
+                    pending,
+                    flight,
+                    deadline,
+                    tail,
+                },
+                Some(Given::Slot),
+            ) => self.slotted(relay, now, pending, flight, deadline, tail),
+            (
+                State::Slotting {
+                    pending,
+                    flight,
+                    tail: false,
+                    ..
+                },
+                Some(Given::Patience),
+            ) => State::Fill(After::StaleSlot(pending, flight)),
             (State::Asking(pending, flight), Some(Given::Upstream(upstream))) => {
-                State::Fill(After::Finish(pending, flight, upstream, false))
+                State::Fill(After::Finish(Finish {
+                    pending,
+                    flight,
+                    upstream,
+                    tail: false,
+                    made: true,
+                }))
             }
             (State::Asking(pending, flight), Some(Given::Patience)) => {
                 State::Fill(After::StaleCall(pending, flight))
             }
             (State::Calling(pending, flight, tail), Some(Given::Upstream(upstream))) => {
-                State::Fill(After::Finish(pending, flight, upstream, tail))
+                State::Fill(After::Finish(Finish {
+                    pending,
+                    flight,
+                    upstream,
+                    tail,
+                    made: true,
+                }))
             }
             (State::Signing(finished), Some(Given::Signature(signature))) => {
                 let (mut r, leased) = relay.assemble(finished, &signature);
@@ -393,9 +477,18 @@ impl Exchange {
                 State::Tail
             }
             (State::Tail, _) => match self.tail.take() {
-                Some((pending, flight)) => {
+                Some(Tail::Call(pending, flight)) => {
                     self.ask(Need::Call, State::Calling(pending, flight, true))
                 }
+                Some(Tail::Slot(pending, flight)) => self.ask(
+                    Need::Slot { patience_ms: None },
+                    State::Slotting {
+                        pending,
+                        flight,
+                        deadline: None,
+                        tail: true,
+                    },
+                ),
                 None => State::Done,
             },
             (State::TailPersisting, _) => State::Done,
@@ -429,6 +522,7 @@ impl Exchange {
             Some(Need::Load(_)) => "a load",
             Some(Need::Flight { .. }) => "a flight's landing",
             Some(Need::Send { .. } | Need::Call) => "Polar's answer",
+            Some(Need::Slot { .. }) => "a slot",
             Some(Need::Sign(_)) => "a signature",
             Some(Need::Persist) => "a save",
             _ => "an answer",
@@ -474,6 +568,43 @@ impl Exchange {
         }
     }
 
+    /// A slot to call on is the host's: the call goes, unless the breaker opened while it
+    /// waited (a call routed before then is not made: its check gets what an unreachable
+    /// Polar gives, the stored answer or 502, and its budget goes back).
+    fn slotted(
+        &mut self,
+        relay: &Relay,
+        now: Now,
+        pending: Box<Pending>,
+        flight: Option<String>,
+        deadline: Option<u64>,
+        tail: bool,
+    ) -> State {
+        if !relay.breaker.still_allows(pending.ticket) {
+            return State::Fill(After::Finish(Finish {
+                pending,
+                flight,
+                upstream: Err(TransportError::new(
+                    TransportErrorKind::Connect,
+                    "the breaker opened: Polar not asked",
+                )),
+                tail,
+                made: false,
+            }));
+        }
+        let need = Need::Send {
+            request: pending.request().clone(),
+            flight: flight.clone(),
+            // What is left of the check's patience (none left: at once).
+            patience_ms: deadline.map(|at| at.saturating_sub(now.monotonic_ms)),
+        };
+        if tail {
+            self.ask(need, State::Calling(pending, flight, true))
+        } else {
+            self.ask(need, State::Asking(pending, flight))
+        }
+    }
+
     /// An answer whose lease may wait for its signature.
     fn signed(&mut self, relay: &Relay, finished: Finished) -> State {
         match finished.pre_auth().map(<[u8]>::to_vec) {
@@ -501,16 +632,50 @@ impl Exchange {
             },
             After::StaleCall(pending, flight) => match relay.stale_answer(&pending, now, entropy) {
                 Some(finished) => {
-                    self.tail = Some((pending, flight));
+                    self.tail = Some(Tail::Call(pending, flight));
                     self.signed(relay, finished)
                 }
                 None => self.ask(Need::Call, State::Calling(pending, flight, false)),
             },
-            After::Finish(pending, flight, upstream, tail) => {
-                if !self.options.calls_counted {
+            After::StaleSlot(pending, flight) => match relay.stale_answer(&pending, now, entropy) {
+                Some(finished) => {
+                    self.tail = Some(Tail::Slot(pending, flight));
+                    self.signed(relay, finished)
+                }
+                // Nothing stored to give: the check waits for its slot and its call.
+                None => self.ask(
+                    Need::Slot { patience_ms: None },
+                    State::Slotting {
+                        pending,
+                        flight,
+                        deadline: None,
+                        tail: false,
+                    },
+                ),
+            },
+            After::Finish(Finish {
+                pending,
+                flight,
+                upstream,
+                tail,
+                made,
+            }) => {
+                if made && !self.options.calls_counted {
                     relay.count_call(&upstream);
                 }
-                let finished = relay.finish_with_entropy(pending, upstream, now, entropy);
+                // A call Polar never saw (not made, or its connection refused: Polar's port
+                // closed, or the host dropped it before it went) spent none of the token's
+                // budget: its place goes back. The breaker's probes of a Polar that is gone
+                // otherwise fill the window that the refreshes need once it is back. Only the
+                // relay's own transport tells a refused connection apart (a host's fetch, as
+                // a Worker's, fails the same way when Polar closed the connection after
+                // reading the call: that call keeps its place).
+                let refused = self.options.calls_counted
+                    && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
+                if let (true, Some(s)) = (!made || refused, &relay.store) {
+                    s.give_back(now);
+                }
+                let finished = relay.finish_made(&pending, upstream, now, entropy, made);
                 if let Some(flight) = flight {
                     self.queue.push_back(Need::Landed(flight));
                 }
@@ -550,9 +715,11 @@ pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> Rel
                 Given::Landed
             }
             Need::Send { request, .. } => Given::Upstream(relay.transport.send(&request)),
+            // Never asked (no `call_slots`): the calling thread is the slot.
+            Need::Slot { .. } => Given::Slot,
             // Never asked: no patience is given, so no call goes on past its check.
             Need::Call => Given::Upstream(Err(TransportError::new(
-                polar_license::TransportErrorKind::Other,
+                TransportErrorKind::Other,
                 "no call under way",
             ))),
             // The relay signs its own leases natively; a lease it cannot sign goes without.
@@ -826,6 +993,172 @@ mod tests {
         big.body = vec![b' '; relay.limits().max_body_bytes + 10];
         assert_eq!(relay.handle(&big, NOW).status, 413);
         assert_eq!(calls.load(Ordering::SeqCst), 1);
+    }
+
+    /// A relay with a store (its budget counts the calls routed to Polar).
+    fn stored_relay() -> Relay {
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = crate::RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        config.store = Some(crate::StoreConfig {
+            backend: Arc::new(crate::store::MemoryBackend::new(100)),
+            options: crate::store::StoreOptions::default(),
+            webhook_secret: None,
+        });
+        let transport = |_: &HttpRequest| -> Result<HttpResponse, TransportError> {
+            panic!("the exchange's host sends, never the relay's transport")
+        };
+        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
+            .expect("a relay")
+    }
+
+    /// The calls the store's budget counts now.
+    fn budget_used(relay: &Relay) -> usize {
+        relay
+            .store
+            .as_ref()
+            .expect("a store")
+            .budget(NOW)
+            .used(NOW.monotonic_ms)
+    }
+
+    /// [`drive`] with `options`.
+    fn drive_with(
+        relay: &Relay,
+        req: RelayRequest,
+        options: ExchangeOptions,
+        answer: impl Fn(&Need) -> Option<Given>,
+    ) -> Vec<Need> {
+        let mut ex = Exchange::new(req, options);
+        let mut seen = Vec::new();
+        for _ in 0..64 {
+            let need = ex.want(relay, NOW, Some([1; 16]));
+            if matches!(need, Need::Done) {
+                return seen;
+            }
+            if let Some(given) = answer(&need) {
+                ex.give(given);
+            }
+            seen.push(need);
+        }
+        panic!("the exchange never ended: {seen:?}");
+    }
+
+    fn slotted() -> ExchangeOptions {
+        ExchangeOptions {
+            calls_counted: true,
+            call_slots: true,
+            ..ExchangeOptions::default()
+        }
+    }
+
+    /// With slots, a call is asked for its slot first; once it has one it goes, unless the
+    /// breaker opened while it waited: then Polar is not asked, the check gets the relay's
+    /// 502, and the budget the call took is given back.
+    #[test]
+    fn a_call_whose_breaker_opened_while_it_waited_for_its_slot_is_not_made() {
+        let opens = |relay: &Relay| {
+            for _ in 0..crate::BreakerOptions::default().failures {
+                relay.breaker.record(
+                    &Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
+                    Some(crate::breaker::Ticket::Call),
+                    NOW,
+                );
+            }
+        };
+        for breaker_opens in [false, true] {
+            let relay = stored_relay();
+            let needs = drive_with(&relay, head("POST", VALIDATE), slotted(), |n| match n {
+                Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
+                Need::Slot { .. } => {
+                    // The call was routed (its budget taken) before it got its slot.
+                    assert_eq!(budget_used(&relay), 1);
+                    if breaker_opens {
+                        opens(&relay);
+                    }
+                    Some(Given::Slot)
+                }
+                Need::Send { .. } => Some(Given::Upstream(Err(TransportError::new(
+                    TransportErrorKind::Timeout,
+                    "slow",
+                )))),
+                Need::Persist => Some(Given::Persisted(true)),
+                _ => None,
+            });
+            let slots = needs.iter().position(|n| matches!(n, Need::Slot { .. }));
+            let sends = needs.iter().position(|n| matches!(n, Need::Send { .. }));
+            assert!(slots.is_some(), "{needs:?}");
+            assert_eq!(responded(&needs).status, 502);
+            if breaker_opens {
+                assert_eq!(sends, None, "{needs:?}");
+                assert_eq!(budget_used(&relay), 0, "the budget went back");
+            } else {
+                assert!(sends > slots, "{needs:?}");
+                // A timed-out call may have reached Polar: it keeps its place.
+                assert_eq!(budget_used(&relay), 1);
+            }
+        }
+    }
+
+    /// A call whose connection the relay's own transport saw refused (Polar's port closed, or
+    /// dropped by the host before it went) reached no Polar: its budget goes back, with or
+    /// without slots; one that timed out may have reached it and keeps its place, and so does
+    /// a host's own fetch that failed (a Worker's cannot tell a refusal from a connection
+    /// closed after the call was read).
+    #[test]
+    fn a_refused_calls_budget_goes_back() {
+        let own_transport = ExchangeOptions {
+            calls_counted: true,
+            ..ExchangeOptions::default()
+        };
+        for (kind, options, used) in [
+            (TransportErrorKind::Connect, own_transport.clone(), 0),
+            (TransportErrorKind::Connect, slotted(), 0),
+            (TransportErrorKind::Connect, ExchangeOptions::default(), 1),
+            (TransportErrorKind::Timeout, own_transport, 1),
+            (TransportErrorKind::Timeout, slotted(), 1),
+        ] {
+            {
+                let relay = stored_relay();
+                let needs = drive_with(
+                    &relay,
+                    head("POST", VALIDATE),
+                    options.clone(),
+                    |n| match n {
+                        Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
+                        Need::Slot { .. } => Some(Given::Slot),
+                        Need::Send { .. } => {
+                            assert_eq!(budget_used(&relay), 1);
+                            Some(Given::Upstream(Err(TransportError::new(kind, "no"))))
+                        }
+                        Need::Persist => Some(Given::Persisted(true)),
+                        _ => None,
+                    },
+                );
+                assert_eq!(responded(&needs).status, 502);
+                assert_eq!(budget_used(&relay), used, "{kind:?} {options:?}");
+            }
+        }
+    }
+
+    /// Without slots (the blocking host, Workers) no slot is ever asked for.
+    #[test]
+    fn no_slot_is_asked_without_call_slots() {
+        let relay = stored_relay();
+        let needs = drive(&relay, head("POST", VALIDATE), |n| match n {
+            Need::Body { .. } => Some(Given::Body(VALIDATE_BODY.to_vec())),
+            Need::Send { .. } => Some(Given::Upstream(Err(TransportError::new(
+                TransportErrorKind::Timeout,
+                "slow",
+            )))),
+            Need::Persist => Some(Given::Persisted(true)),
+            _ => None,
+        });
+        assert!(needs.iter().any(|n| matches!(n, Need::Send { .. })));
+        assert!(!needs.iter().any(|n| matches!(n, Need::Slot { .. })));
     }
 
     #[test]

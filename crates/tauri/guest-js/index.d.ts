@@ -115,8 +115,24 @@ export interface LicenseState {
   license: LicenseSummary | null;
   /** Perpetual fallback, when the app stated its build's release date (`Options::released` on the Rust side); `null` otherwise. */
   perpetual: Perpetual | null;
+  /** A trial (docs/trials.md): the local trial while no key is remembered (`Options::trial` on the Rust side; the answer still asks for a key), or a key from a trial product; `null` otherwise. */
+  trial: Trial | null;
   /** Every feature of the app's entitlement map, by name. */
   features: Record<string, FeatureState>;
+}
+
+/** A trial's standing (docs/trials.md). */
+export interface Trial {
+  /** `true` for the app's local trial of N days (no key); `false` for a key from a trial product. */
+  local: boolean;
+  /** `refused`: a local trial's record edited, copied, or its clock set back (not a trial that runs). */
+  state: 'active' | 'ended' | 'refused';
+  /** When the local trial started (unix seconds); `null` for a key. */
+  startedAt: number | null;
+  /** When it ends (unix seconds), when known. */
+  endsAt: number | null;
+  /** Whole days left, counted up (0 once ended). */
+  daysLeft: number;
 }
 
 /** What a check says about the release dates the key covers (perpetual fallback, docs/perpetual.md). */

@@ -6,6 +6,7 @@ use polar_license::features::FeatureAccess;
 use polar_license::grace::{CheckReport, LeaseWindow};
 use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
 use polar_license::perpetual::Perpetual;
+use polar_license::trial::Trial;
 use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -65,6 +66,9 @@ pub struct LicenseState {
     /// Perpetual fallback, when the app stated its build's release date
     /// ([`crate::Options::released`]); `None` otherwise.
     pub perpetual: Option<PerpetualState>,
+    /// A trial (docs/trials.md): the local trial while no key is remembered
+    /// ([`crate::Options::trial`]), or a key from a trial product; `None` otherwise.
+    pub trial: Option<TrialInfo>,
     /// Every feature of the app's entitlement map, granted or not, by name.
     pub features: BTreeMap<String, FeatureState>,
 }
@@ -82,6 +86,37 @@ pub struct PerpetualState {
     /// `true` when the answer licenses only because this build was released on or before
     /// `paid_through`: the key itself has expired (offer the upgrade).
     pub fallback: bool,
+}
+
+/// A trial's standing (docs/trials.md), as the command line's `--json` and the C ABI say it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TrialInfo {
+    /// `true` for the app's local trial of N days (no key); `false` for a key from a trial
+    /// product (the answer is then licensed, with the key's license).
+    pub local: bool,
+    /// `active`, `ended` or `refused` (a local trial's record edited, copied, or its clock set
+    /// back: not a trial that runs).
+    pub state: String,
+    /// When the local trial started (unix seconds); `None` for a key.
+    pub started_at: Option<i64>,
+    /// When it ends (unix seconds), when known.
+    pub ends_at: Option<i64>,
+    /// Whole days left, counted up (0 once ended).
+    pub days_left: u32,
+}
+
+impl TrialInfo {
+    /// From the check's report.
+    pub fn of(t: &Trial) -> TrialInfo {
+        TrialInfo {
+            local: t.local,
+            state: t.state.as_str().to_string(),
+            started_at: t.started_at,
+            ends_at: t.ends_at,
+            days_left: t.days_left,
+        }
+    }
 }
 
 impl PerpetualState {
@@ -368,6 +403,7 @@ impl LicenseState {
                 LicenseSummary::of(&license.license_key, activation)
             }),
             perpetual: report.perpetual.as_ref().map(PerpetualState::of),
+            trial: report.trial.as_deref().map(TrialInfo::of),
             features,
         }
     }

@@ -45,6 +45,19 @@ async fn key_or_remembered(licensing: &Licensing, key: Option<String>) -> Result
     }
 }
 
+/// The answer of a check with no key to check (`e`): the local trial's when one is stated
+/// and no key is remembered (`e` names the field `key`), else `e` itself.
+async fn no_key(state: &PolarLicense, e: Error) -> CheckReport {
+    if state.trial && e.field() == Some("key") {
+        match blocking(state.licensing(), |l| l.check_trial_report()).await {
+            Ok(report) => report,
+            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        }
+    } else {
+        CheckReport::of(CheckOutcome::Unverified(e))
+    }
+}
+
 /// The grace-aware verdict for `key` (default: the remembered key): the cache within its
 /// rules, else Polar. Never rejects: an answer that does not license is a state.
 #[tauri::command]
@@ -56,7 +69,7 @@ pub(crate) async fn check(
     let report = match key_or_remembered(licensing, key).await {
         // The report carries the lease the key's record holds as the check left it.
         Ok(key) => licensing.check_report_async(key).await,
-        Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        Err(e) => no_key(&state, e).await,
     };
     Ok(LicenseState::of(
         licensing,
@@ -78,7 +91,7 @@ pub(crate) async fn check_in_background<R: Runtime>(
     let key = match key_or_remembered(licensing, key).await {
         Ok(key) => key,
         Err(e) => {
-            let report = CheckReport::of(CheckOutcome::Unverified(e));
+            let report = no_key(&state, e).await;
             return Ok(LicenseState::of(licensing, &report, false, None));
         }
     };

@@ -29,10 +29,11 @@ mod commands;
 
 pub use answers::{
     Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, PerpetualState,
-    RememberedKey, StatusState, Validated,
+    RememberedKey, StatusState, TrialInfo, Validated,
 };
 pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;
+pub use polar_license::trial::TrialDays;
 pub use polar_license::{Licensing, LicensingBuilder};
 
 use std::path::PathBuf;
@@ -60,6 +61,8 @@ pub struct Options {
     entitlements: Option<Entitlements>,
     remember_keys: bool,
     released: Option<ReleaseDate>,
+    trial: Option<TrialDays>,
+    trial_benefits: Vec<String>,
     configure: Option<Configure>,
 }
 
@@ -72,6 +75,8 @@ impl Default for Options {
             entitlements: None,
             remember_keys: true,
             released: None,
+            trial: None,
+            trial_benefits: Vec::new(),
             configure: None,
         }
     }
@@ -86,6 +91,8 @@ impl std::fmt::Debug for Options {
             .field("entitlements", &self.entitlements)
             .field("remember_keys", &self.remember_keys)
             .field("released", &self.released)
+            .field("trial", &self.trial)
+            .field("trial_benefits", &self.trial_benefits)
             .field("configure", &self.configure.is_some())
             .finish()
     }
@@ -141,6 +148,23 @@ impl Options {
         self
     }
 
+    /// A local trial of `days` (docs/trials.md): while no key is remembered, `check` and
+    /// `checkInBackground` start it at their first call (sealed in the cache, a clock set back
+    /// refused as `clock_rollback`) and every such answer carries `trial` with its days left;
+    /// the answer still asks for a key (`needsKey`). Wiping the app's data restarts it.
+    pub fn trial(mut self, days: TrialDays) -> Self {
+        self.trial = Some(days);
+        self
+    }
+
+    /// A benefit whose keys are trials (a trial product): a licensed answer for such a key
+    /// carries `trial` with its end. A 2027-01 subscription with status `trialing` is one
+    /// without being named.
+    pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
+        self.trial_benefits.push(benefit_id.into());
+        self
+    }
+
     /// Anything else of the [`LicensingBuilder`] (grace policy, timeouts, proxy, machine
     /// binding, `require_activation`), applied last.
     pub fn configure(
@@ -171,6 +195,12 @@ impl Options {
         if let Some(date) = self.released {
             builder = builder.released(date);
         }
+        if let Some(days) = self.trial {
+            builder = builder.trial(days);
+        }
+        for id in self.trial_benefits {
+            builder = builder.trial_benefit(id);
+        }
         if let Some(configure) = self.configure {
             builder = configure(builder);
         }
@@ -182,6 +212,8 @@ impl Options {
 #[derive(Debug, Clone)]
 pub struct PolarLicense {
     licensing: Licensing,
+    /// A local trial was stated ([`Options::trial`]).
+    trial: bool,
 }
 
 impl PolarLicense {
@@ -225,8 +257,9 @@ pub fn init<R: Runtime>(organization_id: impl Into<String>, options: Options) ->
         ])
         .setup(move |app, _api| {
             let identifier = app.config().identifier.clone();
+            let trial = options.trial.is_some();
             let licensing = options.build(organization_id, &identifier)?;
-            app.manage(PolarLicense { licensing });
+            app.manage(PolarLicense { licensing, trial });
             Ok(())
         })
         .build()

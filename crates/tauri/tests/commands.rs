@@ -18,7 +18,8 @@ use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
     Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PerpetualState,
-    PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
+    PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, TrialDays, TrialInfo, Validated,
+    CHECKED_EVENT, COMMANDS,
 };
 use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, World};
 use serde::de::DeserializeOwned;
@@ -70,26 +71,31 @@ impl Plugin {
 
     /// The app with a capability granting `permissions` to its main window.
     fn allowing(name: &str, permissions: &[&str]) -> Plugin {
-        Plugin::build(name, permissions, None, None)
+        Plugin::build(name, permissions, None, |o| o)
+    }
+
+    /// The app with `options` set on the plugin's `Options` too.
+    fn with(name: &str, options: impl FnOnce(Options) -> Options) -> Plugin {
+        Plugin::build(name, &["polar-license:default"], None, options)
     }
 
     /// A build released on `date` (perpetual fallback, `Options::released`).
     fn released(name: &str, date: ReleaseDate) -> Plugin {
-        Plugin::build(name, &["polar-license:default"], None, Some(date))
+        Plugin::with(name, move |o| o.released(date))
     }
 
     /// Signed mode: the app talks to the seller's relay (crates/relay, on loopback in front of
     /// the emulator, leases of `lease_days`, a verdict store in memory) and holds its public
     /// key.
     fn signed(name: &str, lease_days: u32) -> Plugin {
-        Plugin::build(name, &["polar-license:default"], Some(lease_days), None)
+        Plugin::build(name, &["polar-license:default"], Some(lease_days), |o| o)
     }
 
     fn build(
         name: &str,
         permissions: &[&str],
         signed: Option<u32>,
-        released: Option<ReleaseDate>,
+        app_options: impl FnOnce(Options) -> Options,
     ) -> Plugin {
         let world = World::new(&format!("tauri-{name}"));
         let polar = &world.polar;
@@ -126,11 +132,7 @@ impl Plugin {
             .base_url(base_url)
             .cache_dir(world.dir.path())
             .entitlements(entitlements);
-        let options = match released {
-            Some(date) => options.released(date),
-            None => options,
-        };
-        let options = options.configure(move |builder| {
+        let options = app_options(options).configure(move |builder| {
             let builder = builder
                 .machine_binding(MachineBinding::Id("machine-A".into()))
                 .timeout(Duration::from_secs(2))
@@ -777,4 +779,62 @@ fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
     assert!(!revoked.licensed, "{revoked:?}");
     assert_eq!(revoked.code.as_deref(), Some("inactive"));
     assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
+}
+
+/// Trials (issue #54 item 4) on the Tauri face: with no key remembered, the local trial starts
+/// at the first check and counts down (the answer still asks for a key), a clock set back is
+/// `clock_rollback`, and it ends after its days; a key from a named trial benefit is licensed
+/// as a trial; an app that states no trial gets `trial: null`.
+#[test]
+fn the_local_trial_counts_down_refuses_a_clock_set_back_and_ends() {
+    let days = TrialDays::new(14).expect("14 days");
+    let w = Plugin::with("trial-local", move |o| o.trial(days));
+    let start = w.clock.now();
+    let first = w.check();
+    assert!(!first.licensed, "{first:?}");
+    assert!(first.needs_key, "{first:?}");
+    assert_eq!(
+        first.trial,
+        Some(TrialInfo {
+            local: true,
+            state: "active".into(),
+            started_at: Some(start),
+            ends_at: Some(start + 14 * DAY),
+            days_left: 14,
+        })
+    );
+    w.clock.advance(3 * DAY);
+    let later: LicenseState = w.ok("check_in_background", json!({}));
+    assert_eq!(
+        later.trial.as_ref().map(|t| t.days_left),
+        Some(11),
+        "{later:?}"
+    );
+
+    // The clock set back by two days: refused as a rollback, no day regained.
+    w.clock.set(start + DAY);
+    let back = w.check();
+    assert_eq!(back.code.as_deref(), Some("clock_rollback"), "{back:?}");
+    assert_eq!(back.trial.map(|t| t.state), Some("refused".to_string()));
+
+    // Past its days (the clock forward again): ended.
+    w.clock.set(start + 15 * DAY);
+    let ended = w.check();
+    let t = ended.trial.expect("the trial's answer");
+    assert_eq!((t.state.as_str(), t.days_left), ("ended", 0), "{t:?}");
+
+    // No trial stated: nothing of it.
+    let plain = Plugin::new("trial-unstated");
+    assert_eq!(plain.check().trial, None);
+}
+
+#[test]
+fn a_key_of_a_named_trial_benefit_is_licensed_as_a_trial() {
+    let w = Plugin::with("trial-benefit", |o| o.trial_benefit(DEMO_BENEFIT_ID));
+    w.at_real_time();
+    w.activate();
+    let state = w.check();
+    assert!(state.licensed, "{state:?}");
+    let t = state.trial.expect("a trial");
+    assert!(!t.local && t.state == "active", "{t:?}");
 }

@@ -187,7 +187,7 @@ const JOBS_PER_RUN = 64;
  * One run at a time: kicked after every request (a grant webhook's refetch goes at once) and
  * when `wake`'s time comes (a Durable Object's alarm, else a timer). Returns `kick(core)`.
  */
-function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) {
+function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows, closed }) {
   let running = null;
   let again = false;
   const clock = () => [Date.now(), performance.now()];
@@ -218,7 +218,7 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
   }
   async function run(core) {
     try {
-      for (let n = 0; n < JOBS_PER_RUN; n++) {
+      for (let n = 0; n < JOBS_PER_RUN && !closed(); n++) {
         const job = core.poll(...clock());
         if (job === null) return;
         if (job.wait !== undefined) {
@@ -241,10 +241,12 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
     }
   }
   return function kick(core) {
+    // Closed (`relay.close()`): no new run; the run under way, if any, to wait for.
+    if (closed()) return running ?? Promise.resolve();
     again = true;
     running ??= (async () => {
       try {
-        while (again) {
+        while (again && !closed()) {
           again = false;
           await run(core);
         }
@@ -259,17 +261,26 @@ function readsDriver({ upstreamFetch, timeoutMs, persist, wake, loaded, rows }) 
 }
 
 /** `wake(ms)` by a timer (a host without a Durable Object's alarm): one pending at a time,
- * never keeping a node process alive. */
+ * never keeping a node process alive; `wake.stop()` clears it for good (`relay.close()`). */
 function timerWake(kick) {
   let timer = null;
-  return (ms) => {
+  let stopped = false;
+  const wake = (ms) => {
     if (timer !== null) clearTimeout(timer);
+    timer = null;
+    if (stopped) return;
     timer = setTimeout(() => {
       timer = null;
       kick();
     }, Math.min(ms, 2 ** 31 - 1));
     timer?.unref?.();
   };
+  wake.stop = () => {
+    stopped = true;
+    if (timer !== null) clearTimeout(timer);
+    timer = null;
+  };
+  return wake;
 }
 
 /**
@@ -326,6 +337,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     // Whether the core keeps a verdict store (`store`: an object).
     const storeOn = typeof options.store === 'object' && options.store !== null;
     let ready = null;
+    let closed = false;
     const start = async () => {
       const RelayCore = await load();
       const signer =
@@ -336,7 +348,9 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
     };
     // The roster's and the reconcile's reads (store.roster, store.reconcileEvery), the core
     // deciding each: woken by the Durable Object's alarm (durableStorage's `wake`), else by a timer.
+    const timer = storage?.wake ? null : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {}));
     const kickReads = readsDriver({
+      closed: () => closed,
       upstreamFetch,
       timeoutMs,
       persist: (core) => persist(core),
@@ -352,7 +366,7 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
       rows: paged && typeof storage.rows === 'function' ? (prefix, after, limit) => storage.rows(prefix, after, limit) : null,
       wake: storage?.wake
         ? (ms) => storage.wake(ms).catch((e) => console.error(`polar-license relay: the alarm could not be set (${e instanceof Error ? e.message : 'error'})`))
-        : timerWake(() => ready?.then(({ core }) => kickReads(core), () => {})),
+        : timer,
     });
     // With a paged store, what was handed to `save` and not saved yet, by storage key: what a
     // read sees over the storage's own (the core drops what it cached; never a change).
@@ -639,6 +653,13 @@ export function bindRelay(load, webCrypto = globalThis.crypto) {
         ready ??= start();
         const { core } = await ready;
         await kickReads(core);
+      },
+      /** Stops the relay's work between requests (its timer and its reads of Polar) for good; resolves once the
+       * run under way, if any, has ended. Requests are still answered, with no reads after them. */
+      async close() {
+        closed = true;
+        timer?.stop();
+        await kickReads(null);
       },
     };
   };

@@ -157,6 +157,9 @@ export interface Relay {
   ready(): Promise<{ kid: string; publicKey: string }>;
   /** The work between requests (the roster's and the reconcile's reads of Polar) due now: a Durable Object's alarm. */
   alarm(): Promise<void>;
+  /** Stops the work between requests for good (its timer and its reads of Polar: a node, Bun or Deno process that
+   * made a relay and is done with it); resolves once the run under way has ended. Requests are still answered. */
+  close(): Promise<void>;
 }
 
 /** A relay around the Rust relay's core; nothing is loaded or checked until the first request or `ready()`. */

@@ -562,6 +562,8 @@ async function npmOptions(options) {
     return named(e.message);
   } finally {
     clearTimeout(timer);
+    // No relay left polling Polar behind the suite (the roster is on with a store).
+    await relay.close();
   }
 }
 

@@ -106,7 +106,7 @@ async function nodeRelay(port, options) {
   const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', ...options });
   const server = createServer(relayPkg.createNodeListener(relay));
   await new Promise((resolve) => server.listen(port, '127.0.0.1', resolve));
-  return { url: `http://127.0.0.1:${port}`, close: () => new Promise((resolve) => server.close(resolve)) };
+  return { url: `http://127.0.0.1:${port}`, close: () => Promise.all([new Promise((resolve) => server.close(resolve)), relay.close()]) };
 }
 
 test('node: the store answers a known key with no call, and a revocation arrives as a webhook', async () => {
@@ -262,6 +262,34 @@ test("node: the roster in memory (store.roster, no Durable Object): a guess is t
   assert.equal(polar.requestCount(), calls, 'no share: the guess cost no call');
   const granted = await direct(relay, VALIDATE, { body: validateBody(known) });
   assert.deepEqual([granted.status, granted.source], [200, 'polar'], granted.body);
+});
+
+// A relay a node process is done with: `close()` stops its timer and its reads of Polar (the
+// roster's listing, retried while Polar fails), so nothing polls Polar after it; the run under
+// way ends first. Requests are still answered. The wait after close() is twice the gap seen
+// between two reads while open (5 s when measured), past the next read's time.
+test('node: close() stops the relay\'s reads of Polar for good; requests are still answered', async (t) => {
+  const at = [];
+  const failing = async () => {
+    at.push(Date.now());
+    return new Response('{"detail":"down"}', { status: 503, headers: { 'content-type': 'application/json' } });
+  };
+  const relay = relayPkg.createRelay({ accessToken: TOKEN, signingKey: SIGNING_KEY, baseUrl: polar.url, perIp: '1000/1000', store: { roster: true }, fetch: failing });
+  await relay.ready();
+  // The roster's listing, failing, is tried again and again while the relay is open.
+  const deadline = Date.now() + 30_000;
+  while (at.length < 2 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50));
+  assert.ok(at.length >= 2, `the roster's reads while open: ${at.length}`);
+  await relay.close();
+  const closedAt = at.length;
+  const gap = at[closedAt - 1] - at[closedAt - 2];
+  t.diagnostic(`reads at +${at.map((x) => x - at[0]).join(', +')} ms; waiting ${2 * gap} ms after close()`);
+  await new Promise((r) => setTimeout(r, 2 * gap));
+  assert.equal(at.length, closedAt, 'no read of Polar after close()');
+  const health = await direct(relay, '/healthz', { method: 'GET', headers: {} });
+  assert.equal(health.status, 200, health.body);
+  await new Promise((r) => setTimeout(r, 200));
+  assert.equal(at.length, closedAt, 'nor after a request');
 });
 
 test('node: webhookSilence: /healthz turns to warning and the relay warns once per period, until a webhook comes', async () => {

@@ -22,6 +22,7 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::flow::{Keep, LeaseMemo, Slot};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
@@ -29,8 +30,8 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::shared::{self as session, CacheStatus, Keep, Opened, Slot};
 use crate::transport::Transport;
+use crate::CacheStatus;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -306,7 +307,7 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
-    lease_memo: Arc<session::LeaseMemo>,
+    lease_memo: Arc<LeaseMemo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -451,15 +452,6 @@ impl Licensing {
         })
     }
 
-    /// The slot's stored bytes, opened as every machine of the core opens them
-    /// ([`flow::open_slot`]: untrusted bytes count as no record, signed mode gates the lease,
-    /// the memo's when the bytes are the same).
-    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
-        let stored = self.read(slot)?;
-        let opened = flow::open_slot(&self.ctx(), slot, key, &stored);
-        Ok((stored, opened))
-    }
-
     /// Activates `req.key` on this machine and remembers the activation, so later
     /// [`check`](Licensing::check)s validate it. The machine fingerprint is added to the
     /// conditions (as `machine_fingerprint`) unless binding is off.
@@ -476,9 +468,10 @@ impl Licensing {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        match self.activate_report(req) {
-            (Ok(Verdict::Accepted(read)), Some(e)) => Err(session::unremembered(&read, &e)),
-            (answer, _) => answer,
+        let activated = self.activate_update(req);
+        match activated.unremembered() {
+            Some(e) => Err(e),
+            None => activated.online,
         }
     }
 
@@ -534,8 +527,9 @@ impl Licensing {
     /// seller's relay ([`BlockingClient::lease_fetch`]), and bring the response line back to
     /// [`Licensing::lease_install`]. The line holds the license key.
     pub fn lease_request(&self, req: &ActivateRequest) -> Result<String, Error> {
-        let identity = self.identity()?;
-        let (req, _) = session::bound_activation(req, identity.machine.as_deref())?;
+        // Bound and checked by the activate machine's rule, with this machine's identity.
+        self.identity()?;
+        let (req, _) = Update::activation_request(&self.ctx(), req)?;
         crate::airgap::request_line(self.client.api(), &req)
     }
 
@@ -1014,12 +1008,13 @@ impl Licensing {
     pub fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key)?;
-        let (stored, opened) = self.open(&slot, &key)?;
-        Ok(session::status(
-            Arc::unwrap_or_clone(opened),
-            stored.record.is_some(),
+        let stored = self.read(&slot)?;
+        Ok(flow::status_of(
+            &self.ctx(),
+            &slot,
+            &key,
+            &stored,
             (self.clock)(),
-            &self.policy,
         ))
     }
 

@@ -15,9 +15,13 @@
 //!   the slot cannot be had, an id given is deactivated online only ([`Update::deactivation`]).
 //!
 //! Each binds its request to this machine and checks its input from the context before any
-//! slot is opened ([`Update::validate`], [`Update::activation`], [`Update::deactivation`]),
-//! and its answer carries the slot as it leaves it (signed mode: the lease's window), so no
-//! shell reads the cache again after a call.
+//! slot is opened ([`Update::validate`], [`Update::activation`], [`Update::deactivation`]; the
+//! request alone: [`Update::activation_request`], [`Update::validation_request`]), and its
+//! answer carries the slot as it leaves it (signed mode: the lease's window), so no shell
+//! reads the cache again after a call. The remembered key is the update's last step, once the
+//! slot's lock is released: a good activation the record learned writes its sealed key
+//! ([`Update::remembering`]), a good deactivation that ends the remembered key's activation
+//! removes it ([`Update::forgetting`]).
 //!
 //! A shell drives it with the same loop as a check ([`super::check`]): [`Update::want`],
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
@@ -66,6 +70,10 @@ enum Phase {
     Write(VecDeque<(String, Vec<u8>)>, bool),
     Forget,
     Unlock,
+    /// A good activation's key written, sealed, where the remembered key is kept.
+    Remember,
+    /// A deactivation that ended the remembered key: its entry removed.
+    ForgetKey,
     Done,
 }
 
@@ -99,6 +107,11 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// A deactivate sent online only: why the slot could not be used (the record is not
     /// told).
     unusable: Option<Error>,
+    /// An activate that remembers its key: the sealed key's entry (name, bytes), or why the
+    /// key could not be sealed ([`Update::remembering`]).
+    remember: Option<Result<(String, Vec<u8>), Error>>,
+    /// A deactivate of the remembered key: that key's entry ([`Update::forgetting`]).
+    forget_key: Option<String>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -369,7 +382,30 @@ impl<L: License> Update<L> {
             left: Left::default(),
             before: Left::default(),
             unusable: None,
+            remember: None,
+            forget_key: None,
         }
+    }
+
+    /// A good activation also remembers its key, as the last step of the update: `entry` is
+    /// the sealed key's name and bytes where the remembered key is kept (or why the key could
+    /// not be sealed), written durably once the record has learned the activation and the
+    /// slot's lock is released. Not when Polar denied, nor when the record could not learn
+    /// it. A write that fails is the update's `cache_error` (the activation stands:
+    /// [`Activated::unremembered`] names it).
+    pub fn remembering(mut self, entry: Result<(String, Vec<u8>), Error>) -> Update<L> {
+        self.remember = Some(entry);
+        self
+    }
+
+    /// A deactivation that ends the remembered key ([`Deactivated::ends_remembered_key`])
+    /// also forgets it, as the last step of the update: `entry` is the name of the remembered
+    /// key's entry when that key is this update's (`None`: another key, or none, is
+    /// remembered). Removed once the record is told and the slot's lock released; the slot
+    /// is freed whatever the removal does.
+    pub fn forgetting(mut self, entry: Option<String>) -> Update<L> {
+        self.forget_key = entry;
+        self
     }
 
     /// Signed mode: a fresh nonce for the request about to be sent, kept to hold its grant's
@@ -433,6 +469,18 @@ impl<L: License> Update<L> {
             },
             (Phase::Forget, Some(slot)) => Want::Remove(&slot.name),
             (Phase::Unlock, _) => Want::Unlock,
+            (Phase::Remember, _) => match &self.remember {
+                Some(Ok((name, bytes))) => Want::Write {
+                    name,
+                    bytes,
+                    keep: Keep::Durable,
+                },
+                _ => Want::Done,
+            },
+            (Phase::ForgetKey, _) => match &self.forget_key {
+                Some(name) => Want::Remove(name),
+                None => Want::Done,
+            },
             _ => Want::Done,
         }
     }
@@ -518,7 +566,14 @@ impl<L: License> Update<L> {
                 Phase::Unlock
             }
             (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
-            (Phase::Unlock, Given::Unlocked) => Phase::Done,
+            (Phase::Unlock, Given::Unlocked) => self.last_step(),
+            (Phase::Remember, Given::Written(written)) => {
+                if let Err(e) = written {
+                    self.unlearned(e);
+                }
+                Phase::Done
+            }
+            (Phase::ForgetKey, Given::Removed) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
                     detail: ["the update's shell answered ", given.name()].concat(),
@@ -535,6 +590,37 @@ impl<L: License> Update<L> {
                 }
             }
         };
+    }
+
+    /// Once the slot's lock is released: the remembered key's step, when there is one (a
+    /// good activation the record learned remembers its key; a good deactivation of the
+    /// remembered key's activation forgets it), else done.
+    fn last_step(&mut self) -> Phase {
+        if self.cache_error.is_some() {
+            return Phase::Done;
+        }
+        match &self.op {
+            Op::Activate {
+                online: Some(Ok((Verdict::Accepted(_), _))),
+                ..
+            } => match self.remember.take() {
+                Some(Err(e)) => {
+                    self.unlearned(e);
+                    Phase::Done
+                }
+                Some(entry) => {
+                    self.remember = Some(entry);
+                    Phase::Remember
+                }
+                None => Phase::Done,
+            },
+            Op::Deactivate {
+                online: Some(Ok(_)),
+                ends_remembered: true,
+                ..
+            } if self.forget_key.is_some() => Phase::ForgetKey,
+            _ => Phase::Done,
+        }
     }
 
     /// A deactivate of an explicit id, not sent yet: its request, to send online only (the

@@ -503,22 +503,29 @@ impl Licensing {
             };
         }
         let now = (self.clock)();
-        let mut remembered = None;
+        // The key's seal is made once the machine has checked the input and wants the slot;
+        // remembering it is the machine's last step.
+        let mut remember = None;
         let slot = |key: &Key| {
-            remembered = Some(key.clone());
+            if self.remember_keys {
+                remember = Some(self.sealed_key(key));
+            }
             self.slot(key)
         };
-        let mut update = Update::activation(&self.ctx(), req, slot, now);
+        let update = Update::activation(&self.ctx(), req, slot, now);
+        let mut update = match remember {
+            Some(entry) => update.remembering(entry),
+            None => update,
+        };
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let mut activated = update.activated();
-        if let (Ok(Verdict::Accepted(_)), None, Some(key)) =
-            (&activated.online, &activated.cache_error, remembered)
-        {
-            if self.remember_keys {
-                activated.cache_error = self.remember_key(key).err();
-            }
-        }
-        activated
+        update.activated()
+    }
+
+    /// `key` sealed to be remembered: the entry's name and bytes ([`Licensing::remember_key`]).
+    fn sealed_key(&self, key: &Key) -> Result<(String, Vec<u8>), Error> {
+        let seal = self.key_seal()?;
+        let bytes = seal.seal(key)?;
+        Ok((seal.slot, bytes))
     }
 
     /// Air-gapped activation, step 1, on the machine with no network: the request line of
@@ -973,16 +980,21 @@ impl Licensing {
         let key = key.into();
         let now = (self.clock)();
         let id = activation_id.map(str::to_string);
-        let slot = |key: &Key| self.slot(key);
-        let mut update = Update::deactivation(&self.ctx(), key.clone(), id, slot, now);
+        // Whether this key is the remembered one is read once the machine has checked the
+        // input and wants the slot; forgetting it is the machine's last step, when the
+        // deactivation ends it (the slot is freed whatever the removal does: a key left
+        // behind is only remembered, and forget_key removes it).
+        let mut forget = None;
+        let slot = |key: &Key| {
+            if self.remember_keys {
+                forget = self.remembered_entry(key);
+            }
+            self.slot(key)
+        };
+        let update = Update::deactivation(&self.ctx(), key, id, slot, now);
+        let mut update = update.forgetting(forget);
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let deactivated = update.deactivated();
-        if deactivated.answer.is_ok() && self.remember_keys && deactivated.ends_remembered_key {
-            // The slot is freed whatever happens here: an error now would read as a failed
-            // deactivation. A key left behind is only remembered (forget_key removes it).
-            let _ = self.forget_remembered(&key);
-        }
-        deactivated
+        update.deactivated()
     }
 
     /// Recovers from fingerprint drift (new hardware, reinstalled OS): deactivates the
@@ -1066,6 +1078,14 @@ impl Licensing {
     pub fn forget_key(&self) -> Result<(), Error> {
         let seal = self.key_seal()?;
         self.store.remove(&seal.slot)
+    }
+
+    /// The remembered key's entry, when the key it holds is `key` (`None` for another key,
+    /// none, or one that cannot be read).
+    fn remembered_entry(&self, key: &Key) -> Option<String> {
+        let seal = self.key_seal().ok()?;
+        let bytes = self.store.load(&seal.slot).ok()??;
+        (seal.open(&bytes).as_ref() == Ok(key)).then_some(seal.slot)
     }
 
     /// Forgets the remembered key if it is `key` (one seal, one read).

@@ -728,17 +728,12 @@ impl Licensing {
 
     /// A check of `key` (of `explicit` as given, else of the remembered activation).
     fn start_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Check {
-        let slot = self.slot(key);
         let ctx = self.ctx();
-        Check::new(
-            &ctx,
-            key.clone(),
-            explicit.cloned(),
-            slot,
-            (self.clock)(),
-            monotonic_ms(),
-        )
-        .released(&ctx, self.released)
+        // The input checked before the slot is had: refused input touches no cache.
+        let slot = |key: &Key| self.slot(key);
+        let (now, at_ms) = ((self.clock)(), monotonic_ms());
+        Check::of_input(&ctx, key.clone(), explicit.cloned(), slot, now, at_ms)
+            .released(&ctx, self.released)
     }
 
     /// Drives a check: does the IO its machine asks for, until it is done (or, with

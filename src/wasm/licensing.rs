@@ -408,16 +408,21 @@ impl AsyncLicensing {
     }
 
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        let slot = self.slot(key).await.map(Arc::new);
-        let now = (self.clock)();
         let ctx = self.ctx();
-        let mut check = Check::new(
+        // The machine checks the input before it wants the slot (had first here, for input
+        // it accepts: refused input touches no storage).
+        let slot = match Check::refused(&ctx, key, explicit) {
+            None => Some(self.slot(key).await.map(Arc::new)),
+            Some(_) => None,
+        };
+        let (now, at_ms) = ((self.clock)(), monotonic_ms());
+        let mut check = Check::of_input(
             &ctx,
             key.clone(),
             explicit.cloned(),
-            slot,
+            |_| had(slot),
             now,
-            monotonic_ms(),
+            at_ms,
         )
         .released(&ctx, self.released);
         self.drive(&mut check).await;
@@ -563,8 +568,9 @@ impl AsyncLicensing {
     }
 }
 
-/// The slot had for a machine before it was started ([`AsyncLicensing::activate`]): the
-/// machine wants a slot only for input it accepts, which is when one was had.
+/// The slot had for a machine before it was started ([`AsyncLicensing::activate`],
+/// `validate`, `check`): the machine wants a slot only for input it accepts, which is when one
+/// was had.
 fn had(slot: Option<Result<Arc<Slot>, Error>>) -> Result<Arc<Slot>, Error> {
     slot.unwrap_or_else(|| {
         Err(Error::Cache {

@@ -302,17 +302,16 @@ impl<L: Validated> Check<L> {
         }
     }
 
-    /// [`Check::new`] as every shell makes it: the request checked as input first (the
-    /// explicit one, else the key alone: empty, too long, a NUL, past Polar's limits), and
-    /// only then the key's slot had (`slot`). A check refused as input is `unverified`
+    /// [`Check::new`] as every shell makes it, at the clock readings `(now, at_ms)`: the
+    /// request checked as input first (the explicit one, else the key alone: empty, too long,
+    /// a NUL, past Polar's limits), and only then the key's slot had (`slot`). A check refused as input is `unverified`
     /// (`invalid_input`) at once: it wants no slot, reads and writes nothing, sends nothing.
     pub fn of_input(
         ctx: &Ctx<'_, L>,
         key: Key,
         explicit: Option<ValidateRequest>,
+        (now, at_ms): (i64, u64),
         slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
-        now: i64,
-        at_ms: u64,
     ) -> Check<L> {
         match Check::refused(ctx, &key, explicit.as_ref()) {
             None => {

@@ -731,8 +731,8 @@ impl Licensing {
         let ctx = self.ctx();
         // The input checked before the slot is had: refused input touches no cache.
         let slot = |key: &Key| self.slot(key);
-        let (now, at_ms) = ((self.clock)(), monotonic_ms());
-        Check::of_input(&ctx, key.clone(), explicit.cloned(), slot, now, at_ms)
+        let clock = ((self.clock)(), monotonic_ms());
+        Check::of_input(&ctx, key.clone(), explicit.cloned(), clock, slot)
             .released(&ctx, self.released)
     }
 

@@ -415,16 +415,9 @@ impl AsyncLicensing {
             None => Some(self.slot(key).await.map(Arc::new)),
             Some(_) => None,
         };
-        let (now, at_ms) = ((self.clock)(), monotonic_ms());
-        let mut check = Check::of_input(
-            &ctx,
-            key.clone(),
-            explicit.cloned(),
-            |_| had(slot),
-            now,
-            at_ms,
-        )
-        .released(&ctx, self.released);
+        let clock = ((self.clock)(), monotonic_ms());
+        let mut check = Check::of_input(&ctx, key.clone(), explicit.cloned(), clock, |_| had(slot))
+            .released(&ctx, self.released);
         self.drive(&mut check).await;
         check.report()
     }

@@ -18,7 +18,8 @@
 #      blocks of bindings/c/README.md, the C++ smoke test, and the C tests (every
 #      bindings/c/tests/test_*.c, test_features.c included) plain, under ASan+UBSan and under
 #      valgrind (test_signed.c drives `polar-license relay serve` and bindings/c/forge's
-#      polar-license-forge-c, built in step 1). test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
+#      polar-license-forge-c, built in step 1, and the testkit's recording proxy
+#      polar-license-tape for its replay and late-grant tests of issue #53). test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
 #      (c-asan.tsv, c-valgrind.tsv for the other two runs) for scripts/fault-table.sh.
 #
 # Everything is built under target/c (the libraries and the binary under $CARGO_TARGET_DIR, by
@@ -155,6 +156,9 @@ CLI="$CARGO_OUT/debug/polar-license"
 # The forged-record attack of issue #25 for test_signed.c (bindings/c/forge, test-only).
 if ! step build-forge cargo build -p polar-license-forge-c; then finish; fi
 FORGE="$CARGO_OUT/debug/polar-license-forge-c"
+# The recording proxy of issue #53 for test_signed.c's replay and late-grant tests (crates/testkit).
+if ! step build-tape cargo build -p polar-license-testkit --bin polar-license-tape; then finish; fi
+TAPE="$CARGO_OUT/debug/polar-license-tape"
 
 # ---- 2. header drift -----------------------------------------------------------------------
 
@@ -207,6 +211,7 @@ echo "emulator at $EMU_URL (pid $EMU_PID)"
 export POLAR_EMULATOR_URL="$EMU_URL"
 export POLAR_LICENSE_CLI="$CLI"
 export POLAR_LICENSE_FORGE_C="$FORGE"
+export POLAR_LICENSE_TAPE="$TAPE"
 # The tests never touch the user's own cache: the default location is under target/c.
 export XDG_DATA_HOME="$ROOT/$OUT/xdg-data"
 rm -rf "$XDG_DATA_HOME"

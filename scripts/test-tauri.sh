@@ -23,6 +23,11 @@ cd "$ROOT"
 OUT="target/tauri"
 mkdir -p "$OUT"
 STAGE=tauri
+# build CMD...: a step that only compiles, at the niceness BUILD_NICE (default 0): in the
+# background beside the wasm stage (scripts/test.sh, with a build directory of its own) the
+# compiling yields the cores to that stage's timed suites, while the tests keep the normal
+# priority.
+build() { nice -n "${BUILD_NICE:-0}" "$@"; }
 check() { # name command...
     local name="$1"
     shift
@@ -30,12 +35,14 @@ check() { # name command...
     if "$@"; then record "$name" 1 0; else record "$name" 0 1; fi
 }
 
-check clippy cargo clippy -p tauri-plugin-polar-license --all-targets -- -D warnings
-check doc env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
+check clippy build cargo clippy -p tauri-plugin-polar-license --all-targets -- -D warnings
+check doc build env RUSTDOCFLAGS=-Dwarnings cargo doc -p tauri-plugin-polar-license --no-deps
 
 echo "==> cargo test -p tauri-plugin-polar-license"
 # The fixtures step 4 reads: this run's only.
 rm -rf "${CARGO_TARGET_DIR:-target}/tmp/polar-license-tauri"
+# Built first (a failure to build shows in the run below, which then builds nothing new).
+build cargo test -p tauri-plugin-polar-license --no-run 2>&1 | tail -n 3
 cargo test -p tauri-plugin-polar-license --no-fail-fast 2>&1 | tee "$OUT/cargo-test.log"
 rc=${PIPESTATUS[0]}
 read -r p f <<<"$(sed 's/\x1b\[[0-9;]*m//g' "$OUT/cargo-test.log" | grep -E '^test result: ' |

@@ -27,6 +27,15 @@ TARGET=x86_64-pc-windows-gnu
 OUT="target/windows"
 mkdir -p "$OUT/shim"
 STAGE=windows
+# Cargo's output: $CARGO_TARGET_DIR when set (relative to the repository or absolute), else
+# target. The test command gives this stage a build directory of its own, so that it can build
+# beside the wasm stage without waiting for cargo's lock on target (scripts/test.sh).
+BUILD="${CARGO_TARGET_DIR:-target}"
+[[ "$BUILD" == /* ]] || BUILD="$ROOT/$BUILD"
+# build CMD...: a step that only compiles, at the niceness BUILD_NICE (default 0): in the
+# background beside the wasm stage the compiling yields the cores to its timed suites, while
+# what runs under wine keeps the normal priority.
+build() { nice -n "${BUILD_NICE:-0}" "$@"; }
 
 export WINEPREFIX="$ROOT/$OUT/wineprefix" WINEARCH=win64 WINEDEBUG=-all
 # The stand-in first, then wine's own; no Mono or Gecko installers on a closed network.
@@ -63,8 +72,8 @@ echo "wine $(wine --version 2>/dev/null), prefix $WINEPREFIX, shim on WINEPATH=$
 
 # ---- 1. the demo --------------------------------------------------------------------------
 echo "==> cargo build --target $TARGET -p polar-license-cli"
-if cargo build --target "$TARGET" -p polar-license-cli; then
-    EXE="target/$TARGET/debug/polar-license.exe"
+if build cargo build --target "$TARGET" -p polar-license-cli; then
+    EXE="$BUILD/$TARGET/debug/polar-license.exe"
     if timeout 300 wine "$EXE" demo | tee "$OUT/demo.log" | tail -n 3 &&
         grep -q "all 17 steps gave the expected answer" "$OUT/demo.log"; then
         record demo 1 0
@@ -77,7 +86,7 @@ else
 fi
 
 # Lints for the Windows code paths too (the registry read, the Windows-only tests).
-if cargo clippy --target "$TARGET" --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings; then
+if build cargo clippy --target "$TARGET" --workspace --exclude tauri-plugin-polar-license --all-features --all-targets -- -D warnings; then
     record clippy 1 0
 else
     record clippy 0 1
@@ -107,6 +116,8 @@ for s in "${SUITES[@]}"; do args+=(--test "$s"); done
 packages=(-p polar-license-cli)
 for l in "${LIBS[@]}"; do packages+=(-p "$l"); done
 echo "==> cargo test --target $TARGET ${packages[*]} --lib ${args[*]}"
+# Built first (a failure to build shows in the run below, which then builds nothing new).
+build cargo test --target "$TARGET" "${packages[@]}" --no-run --lib "${args[@]}" 2>&1 | tail -n 3
 timeout 1800 cargo test --target "$TARGET" "${packages[@]}" --no-fail-fast --lib "${args[@]}" \
     2>&1 | tee "$OUT/rust.log" | grep -E '^(test result|     Running|.*FAILED|failures:)'
 read -r p f < <(sed 's/\x1b\[[0-9;]*m//g' "$OUT/rust.log" | grep -E '^test result: ' | awk '
@@ -123,10 +134,10 @@ record rust "$p" "$f"
 
 # ---- 3. the C quick start -----------------------------------------------------------------
 c_quick_start() {
-    cargo rustc -p polar-license-c --lib --target "$TARGET" --profile c-release \
+    build cargo rustc -p polar-license-c --lib --target "$TARGET" --profile c-release \
         -- --print native-static-libs 2>&1 | tee "$OUT/staticlib.log" |
         tail -n 2 || return 1
-    local native lib="target/$TARGET/c-release/libpolar_license_c.a"
+    local native lib="$BUILD/$TARGET/c-release/libpolar_license_c.a"
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1)"
     echo "native-static-libs: $native"
     # `-lwindows.0.52.0` names the windows-targets crate's import library, which is not on a C
@@ -178,13 +189,13 @@ else
     C_SUITES=(inputs threads remember)
 fi
 c_suites() {
-    local lib="target/$TARGET/c-release/libpolar_license_c.a" native t out p f
+    local lib="$BUILD/$TARGET/c-release/libpolar_license_c.a" native t out p f
     native="$(sed -n 's/.*native-static-libs: //p' "$OUT/staticlib.log" | tail -n 1 |
         tr ' ' '\n' | grep -v '^-lwindows\.' | tr '\n' ' ')"
     mkdir -p "$OUT/c"
     local forge=""
-    if cargo build --target "$TARGET" -p polar-license-forge-c; then
-        forge="$(winepath -w "$ROOT/target/$TARGET/debug/polar-license-forge-c.exe" 2>/dev/null)"
+    if build cargo build --target "$TARGET" -p polar-license-forge-c; then
+        forge="$(winepath -w "$BUILD/$TARGET/debug/polar-license-forge-c.exe" 2>/dev/null)"
     fi
     wine "$EXE" emulator --port 0 --api-version 2027-01 >"$OUT/c-emulator.log" 2>&1 &
     local pid=$! url="" i
@@ -201,7 +212,7 @@ c_suites() {
             record "c test_$t (build)" 0 1
             continue
         fi
-        out="$(POLAR_EMULATOR_URL="$url" POLAR_LICENSE_CLI="$(winepath -w "$ROOT/$EXE")" \
+        out="$(POLAR_EMULATOR_URL="$url" POLAR_LICENSE_CLI="$(winepath -w "$EXE")" \
             POLAR_LICENSE_FORGE_C="$forge" timeout 600 wine "$OUT/c/test_$t.exe" 2>&1 | tr -d '\r')"
         grep -E '^(not ok|  bindings/)' <<<"$out" || true
         p=""

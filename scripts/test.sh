@@ -210,9 +210,20 @@ run_stage one-answer check cargo test -q -p polar-license --test one_answer -- -
 # In the background beside the wasm stage: each used under half of the 2 cores alone (44 % and
 # 42 %: valgrind and ASan runs on one core, node suites waiting on timers and emulators).
 start_stage c summary bash scripts/test-c.sh
+# The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
+# through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
+# Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start
+# (scripts/test-windows.sh). Both in the background beside the wasm stage too, which leaves more
+# than half of the 2 cores idle with the C stage beside it: each builds in a directory of its
+# own (no wait on cargo's lock of target) at niceness 19 (BUILD_NICE: its compiling takes only
+# the cycles the timed suites leave), and runs its tests at the normal priority.
+start_stage tauri summary env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
+start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
 finish_stage c summary
+finish_stage tauri summary
+finish_stage windows summary
 # Every example in examples/, run as a user runs it (cargo run --example …).
 run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
@@ -221,11 +232,6 @@ run_stage package summary bash scripts/package-check.sh
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs
-# The Tauri plugin and its guest package (scripts/test-tauri.sh): clippy, docs, the commands
-# through Tauri's mock runtime against the emulator, the guest package against Tauri's IPC mocks.
-run_stage tauri summary bash scripts/test-tauri.sh
-# Windows (x86_64-pc-windows-gnu) under wine: the demo, the Rust suites, the C quick start.
-run_stage windows summary bash scripts/test-windows.sh
 # macOS (aarch64 and x86_64) compiled and linted with Zig as the C compiler: every crate a macOS
 # user gets through clippy -D warnings, the C static library built and its frameworks checked
 # (scripts/test-macos.sh; the link and a run need Apple's SDK: docs/macos.md).

@@ -151,6 +151,16 @@ pub trait LicenseData: Clone + std::fmt::Debug + PartialEq {
     fn cancelled_until(&self) -> Option<i64> {
         None
     }
+    /// API version 2027-01: the subscription the key was granted through is `trialing`
+    /// (trials: [`crate::trial`]). `false` for a representation that does not read it.
+    fn trialing(&self) -> bool {
+        false
+    }
+    /// API version 2027-01: the subscription's `current_period_end` (unix seconds), when the
+    /// key was granted through one (a trial's end: [`crate::trial`]).
+    fn period_end(&self) -> Option<i64> {
+        None
+    }
 }
 
 /// An accepted activation as the core's decisions read it: its id and label, and the license
@@ -216,6 +226,18 @@ impl LicenseData for ValidatedLicenseKey {
         sub.ends_at
             .or(sub.current_period_end)
             .map(|t| t.unix_timestamp())
+    }
+
+    fn trialing(&self) -> bool {
+        self.license_key
+            .subscription
+            .as_ref()
+            .is_some_and(|sub| sub.status == "trialing")
+    }
+
+    fn period_end(&self) -> Option<i64> {
+        let sub = self.license_key.subscription.as_ref()?;
+        sub.current_period_end.map(|t| t.unix_timestamp())
     }
 }
 
@@ -947,6 +969,12 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// date, the date the key was paid through and whether this answer licenses only because
     /// the build is older than it. `None` when no release date was stated. (An addition.)
     pub perpetual: Option<crate::release::Perpetual>,
+    /// Trials ([`crate::trial`]): the app's local trial (with no key), or a key from a trial
+    /// product (a benefit the app names as a trial's, or a `trialing` subscription), with its
+    /// end and days left. `None` when the app stated no trial, and for a key that is not one.
+    /// (An addition; boxed: a report moves whole, and a check that states no trial pays for
+    /// one pointer only.)
+    pub trial: Option<Box<crate::trial::Trial>>,
 }
 
 impl<L> CheckReport<L> {
@@ -960,6 +988,7 @@ impl<L> CheckReport<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         }
     }
 

@@ -150,6 +150,7 @@ pub mod schema;
 mod shared;
 pub mod strict;
 pub mod transport;
+pub mod trial;
 
 // The two shells around it: the native one (ureq, files, threads) and the wasm32 one (fetch,
 // Web Storage, promises), file for file alike.

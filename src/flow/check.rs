@@ -961,6 +961,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
         self.left = Left::of(&current);
         self.opened = Some(Arc::clone(&current));
@@ -1006,6 +1007,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
     }
 
@@ -1038,6 +1040,7 @@ impl<L: Validated> Check<L> {
                     lease: None,
                     activation_id: None,
                     perpetual: None,
+                    trial: None,
                 });
                 self.state = State::Done;
             }
@@ -1067,6 +1070,7 @@ impl<L: Validated> Check<L> {
             lease: None,
             activation_id: None,
             perpetual: None,
+            trial: None,
         });
     }
 }

@@ -200,6 +200,25 @@ impl LicensingBuilder {
         self
     }
 
+    /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key. The first
+    /// check with no key ([`Licensing::check_trial_report`], or
+    /// [`Licensing::check_remembered_report`] with none remembered) starts it, sealed in the
+    /// cache; every check then reports it in [`CheckReport::trial`] (days left, its end, or
+    /// ended), and a clock set back past the tolerance is `clock_rollback`. Wiping the app's
+    /// data restarts it. With it set, a key from a trial product (a `trialing` subscription,
+    /// API version 2027-01) is reported as a trial too.
+    pub fn trial(mut self, days: crate::trial::TrialDays) -> Self {
+        self.options.trial = Some(days);
+        self
+    }
+
+    /// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
+    /// trial, with its end ([`CheckReport::trial`]), as is a `trialing` subscription (2027-01).
+    pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
+        self.options.trial_benefits.push(benefit_id.into());
+        self
+    }
+
     /// The clock (default: the system clock). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + Send + Sync + 'static) -> Self {
         self.clock = Arc::new(clock);
@@ -230,6 +249,10 @@ impl LicensingBuilder {
             identity: Arc::new(identity),
             require_activation: self.options.require_activation,
             released: self.options.released,
+            trial: self.options.trial,
+            trial_benefits: (self.options.trial.is_some()
+                || !self.options.trial_benefits.is_empty())
+            .then(|| Arc::from(self.options.trial_benefits)),
             entitlements: Arc::new(self.options.entitlements),
             clock: self.clock,
             memo: Arc::default(),
@@ -302,6 +325,10 @@ pub struct Licensing {
     identity: Arc<std::sync::OnceLock<Identity>>,
     require_activation: bool,
     released: Option<crate::perpetual::ReleaseDate>,
+    trial: Option<crate::trial::TrialDays>,
+    /// The trial benefit ids when the app stated a trial (local or by benefit); `None`: the
+    /// check reports no trial.
+    trial_benefits: Option<Arc<[String]>>,
     entitlements: Arc<Entitlements>,
     clock: Clock,
     memo: Arc<Memo>,
@@ -814,10 +841,20 @@ impl Licensing {
         }
     }
 
+    /// A check's report with the key's trial, when the app stated a trial ([`crate::trial`]:
+    /// the rule is pure and needs only the answer, so it runs here, in the shell, and a shell
+    /// that states no trial, the npm engine's, links none of it).
+    fn with_trial(&self, mut report: CheckReport) -> CheckReport {
+        if let Some(benefits) = self.trial_benefits.as_deref() {
+            crate::trial::apply(&mut report, benefits, (self.clock)());
+        }
+        report
+    }
+
     fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
         let mut check = self.start_check(key, explicit);
         self.drive(&mut check, &mut Held::default(), false);
-        let report = check.report();
+        let report = self.with_trial(check.report());
         super::events::decision(key, &report);
         report
     }
@@ -853,20 +890,20 @@ impl Licensing {
         let mut check = self.start_check(&key, None);
         self.drive(&mut check, &mut Held::default(), true);
         let Some(immediate) = check.pending(&self.ctx()) else {
-            return (check.report(), None);
+            return (self.with_trial(check.report()), None);
         };
         // The slot as phase 1 left it: its lease and activation.
-        let immediate = CheckReport {
+        let immediate = self.with_trial(CheckReport {
             lease: check.lease().cloned(),
             activation_id: check.activation_id().map(str::to_string),
             ..CheckReport::of(immediate)
-        };
+        });
         let me = self.clone();
         let handle = std::thread::Builder::new()
             .name("polar-license-revalidate".into())
             .spawn(move || {
                 me.drive(&mut check, &mut Held::default(), false);
-                let fresh = check.report();
+                let fresh = me.with_trial(check.report());
                 super::events::decision(&key, &fresh);
                 on_fresh(fresh)
             });
@@ -1105,11 +1142,59 @@ impl Licensing {
     }
 
     /// [`Licensing::check_report`] of the remembered key (see [`Licensing::check_remembered`]).
+    /// With none remembered and a local trial stated ([`LicensingBuilder::trial`]): the
+    /// trial's answer ([`Licensing::check_trial_report`]).
     pub fn check_remembered_report(&self) -> CheckReport {
         match self.remembered_or_error() {
             Ok(key) => self.check_report(key),
+            // No key remembered (not a store that cannot be read): the local trial.
+            Err(e) if self.trial.is_some() && e.field() == Some("key") => self.check_trial_report(),
             Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
         }
+    }
+
+    /// The local trial's answer, for an app with no key ([`crate::trial`]): the first call
+    /// starts the trial (sealed in the cache), later ones count it down. The outcome is the
+    /// one of a check with no key (`invalid_input`, field `key`: ask for a key), or
+    /// `clock_rollback` when the clock was set back past the tolerance during the trial; the
+    /// report's [`CheckReport::trial`] says whether the trial runs, its end and the days left,
+    /// or that it ended, or that its record was refused (edited or copied: never restarted).
+    /// No trial stated: `invalid_input`, field `trial`. A store that cannot be read or written
+    /// is `cache_error` with no trial (one that cannot be recorded is not given).
+    pub fn check_trial_report(&self) -> CheckReport {
+        let Some(days) = self.trial else {
+            return CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                "trial",
+                "no trial was stated (LicensingBuilder::trial)",
+            )));
+        };
+        match self.run_trial(days) {
+            Ok(report) => report,
+            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        }
+    }
+
+    fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
+        let identity = self.identity()?;
+        let secret = self.store.install_secret()?;
+        let seal = crate::trial::TrialSeal::new(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            identity.seal.as_deref(),
+            self.app_secret.as_deref(),
+        );
+        let _lock = self.store.lock(&seal.slot)?;
+        let stored = self.store.load(&seal.slot)?.map(|bytes| seal.open(&bytes));
+        let answer = crate::trial::local(stored, days, (self.clock)(), &self.policy);
+        if let Some(record) = answer.write {
+            self.store.save(&seal.slot, &seal.seal(&record))?;
+        }
+        let error = answer.error.unwrap_or_else(Error::no_remembered_key);
+        Ok(CheckReport {
+            trial: Some(Box::new(answer.trial)),
+            ..CheckReport::of(CheckOutcome::Unverified(error))
+        })
     }
 
     /// [`Licensing::check_remembered`] as a future (see [`Licensing::check_async`]).

@@ -7,7 +7,9 @@
 // relay keys fetches no verifier, and where WebCrypto has no Ed25519 (taken away here) the
 // package's wasm add-on is fetched on the first lease (the page's resource timing says which).
 // A relay's replayed answer (`Age`, exposed to the page) is dated from when Polar gave it; not
-// exposed, the page cannot read it and dates it from its arrival.
+// exposed, the page cannot read it and dates it from its arrival. Issue #53: the relay's earlier
+// 200 replayed by the recording proxy after a denial and after a clock set back is refused as
+// `replayed`, the denial and `clock_rollback` kept.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { writeFile } from 'node:fs/promises';
@@ -64,11 +66,52 @@ const PAGE = `<!doctype html>
 </script>
 `;
 
+// Issue #53's replay, in a page: one client in signed mode over the page's memory, every check
+// asking (revalidateAfter 0), its clock moved by \`window.replay.offset\` seconds; the stand-in
+// relay records its last leased 200 of a validate and replays it with \`relay.replay\`.
+const REPLAY_PAGE = `<!doctype html>
+<meta charset="utf-8">
+<body>
+<script type="module">
+  import { LicenseClient } from './node_modules/polar-license/browser.js';
+  let offset = 0;
+  let client;
+  const settle = (p) =>
+    p.then(
+      (r) => ({ licensed: true, source: r.source }),
+      (e) => ({ licensed: false, code: e.code, detail: e.detail }),
+    );
+  window.replay = {
+    open(org, api, relayKey) {
+      client = new LicenseClient({
+        organizationId: org,
+        baseUrl: api,
+        storage: 'memory',
+        machineId: 'browser-machine',
+        relayKeys: [relayKey],
+        gracePolicy: { revalidateAfter: 0 },
+        clock: () => Date.now() + offset * 1000,
+      });
+    },
+    activate: (key) => settle(client.activate(key, { label: 'browser' })),
+    check(key, seconds) {
+      offset = seconds;
+      return settle(client.check(key));
+    },
+    async standing(key) {
+      return (await client.status(key)).standing;
+    },
+  };
+  document.body.dataset.ready = '1';
+</script>
+`;
+
 let site;
 const relay = { requests: 0, down: false, lease: honest(SIGNER), now: () => Math.floor(Date.now() / 1000) };
 
 before(async () => {
   await writeFile(join(CONSUMER, 'signed-mode.html'), PAGE);
+  await writeFile(join(CONSUMER, 'signed-replay.html'), REPLAY_PAGE);
   site = await serve(CONSUMER);
   await standIn(relay, EMULATOR);
 });
@@ -151,6 +194,63 @@ eachEngine(TOOLS, (engine, browser) => {
       assert.equal(forged, 'protocol_error: signed mode: the grant came without a lease that verifies (signature); stored empty; add-on fetched', problems.join('\n'));
     } finally {
       relay.lease = honest(SIGNER);
+    }
+  });
+  // Issue #53: the key revoked and denied online, the recording proxy replays the relay's earlier
+  // 200 with its genuine lease: refused as \`replayed\` (another request's nonce), the denial kept;
+  // and after the clock set ahead and back, the replay is refused and \`clock_rollback\` stays.
+  // A fresh grant with its own nonce licenses online.
+  test("a replayed relay grant undoes neither a denial nor a clock set back in a page (issue #53)", async () => {
+    relay.hideLease = false;
+    const DAY = 86400;
+    const page = await browser.open(`${site.url}/signed-replay.html`);
+    const on = (fn, arg) => page.evaluate(fn, arg);
+    const check = (key, at) => on(([k, t]) => window.replay.check(k, t), [key, at]);
+    try {
+      await page.waitFor(() => document.body?.dataset.ready);
+      await on(([org, api, k]) => window.replay.open(org, api, k), [ORG, relay.url, SIGNER.pair]);
+      const said = () => page.problems.join('\n');
+      const key = await newEmulatorKey(EMULATOR, 'REPLAY', { limit_activations: 3 });
+      assert.equal((await on((k) => window.replay.activate(k), key)).licensed, true, said());
+      assert.equal((await check(key, 0)).source, 'online', said());
+      assert.ok(relay.tape, 'a leased 200 recorded');
+
+      // The clock 30 days ahead and back 28, the relay unreachable: clock_rollback; the replay is
+      // refused and the rollback stays; a fresh grant licenses online.
+      relay.down = true;
+      assert.equal((await check(key, 30 * DAY)).licensed, false);
+      assert.equal((await check(key, 2 * DAY)).code, 'clock_rollback');
+      relay.down = false;
+      relay.replay = true;
+      const before = relay.requests;
+      const replayed = await check(key, 2 * DAY);
+      relay.replay = false;
+      assert.deepEqual({ licensed: replayed.licensed, code: replayed.code }, { licensed: false, code: 'replayed' }, JSON.stringify(replayed));
+      assert.equal(relay.requests, before, 'the proxy answered alone');
+      relay.down = true;
+      assert.equal((await check(key, 2 * DAY + 60)).code, 'clock_rollback');
+      relay.down = false;
+      assert.equal((await check(key, 2 * DAY + 120)).source, 'online', said());
+
+      // Revoked and denied online: the replay is refused and the denial kept.
+      const revoked = await fetch(`${EMULATOR}/__emulator/keys/${key}`, {
+        method: 'PATCH',
+        headers: { 'content-type': 'application/json' },
+        body: JSON.stringify({ status: 'revoked' }),
+      });
+      assert.equal(revoked.status, 200);
+      assert.equal((await check(key, 2 * DAY + 180)).code, 'inactive');
+      relay.replay = true;
+      const again = await check(key, 2 * DAY + 240);
+      relay.replay = false;
+      assert.equal(again.code, 'replayed', JSON.stringify(again));
+      relay.down = true;
+      assert.equal((await check(key, 2 * DAY + 3600)).licensed, false);
+      assert.equal(await on((k) => window.replay.standing(k), key), 'denied');
+    } finally {
+      relay.replay = false;
+      relay.down = false;
+      await page.close();
     }
   });
 });

@@ -243,6 +243,30 @@ typedef uint32_t polar_license_cache_state;
 #endif // __STDC_VERSION__ >= 202311L
 #endif // __cplusplus
 
+// Trials (`polar_license_result_trial`): where the trial a check tells of stands.
+enum polar_license_trial
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : uint32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  // No trial: none set, a key that is not a trial's, or not a check.
+  POLAR_LICENSE_TRIAL_NONE = 0,
+  // The trial runs: the app may be used until `polar_license_result_trial_ends_at`.
+  POLAR_LICENSE_TRIAL_ACTIVE = 1,
+  // Its time is over: ask for a key.
+  POLAR_LICENSE_TRIAL_ENDED = 2,
+  // The local trial's record was edited or copied from another install or machine, or the
+  // clock was set back during it (`POLAR_LICENSE_REASON_CLOCK_ROLLBACK`): no trial runs.
+  POLAR_LICENSE_TRIAL_REFUSED = 3,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum polar_license_trial polar_license_trial;
+#else
+typedef uint32_t polar_license_trial;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
 // Which Polar to talk to.
 enum polar_license_server
 #if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
@@ -469,10 +493,24 @@ polar_license_status polar_license_client_has_remembered_key(const polar_license
 
 // `polar_license_client_check` of the remembered key. With none remembered (or none this
 // client can open), `POLAR_LICENSE_OUTCOME_ERROR` with `POLAR_LICENSE_REASON_INVALID_INPUT`,
-// field `key`, and no request (as a check of a bad key): ask the user for a key.
-// Status and out-pointer as for `polar_license_client_validate`.
+// field `key`, and no request (as a check of a bad key): ask the user for a key. With a local
+// trial set (`polar_license_config_set_trial`), that answer carries the trial
+// (`polar_license_client_check_trial`). Status and out-pointer as for
+// `polar_license_client_validate`.
 polar_license_status polar_license_client_check_remembered(const polar_license_client *client,
                                                            polar_license_result **out_result);
+
+// Trials: the local trial's answer, for an app with no key (`polar_license_config_set_trial`).
+// The first call starts it (sealed in the cache), later ones count it down; no request is
+// made. The outcome is a check's with no key (`POLAR_LICENSE_OUTCOME_ERROR`,
+// `POLAR_LICENSE_REASON_INVALID_INPUT`, field `key`: ask for a key), or
+// `POLAR_LICENSE_REASON_CLOCK_ROLLBACK` when the clock was set back during it;
+// `polar_license_result_trial` says whether it runs (`POLAR_LICENSE_TRIAL_ACTIVE`: the app may
+// be used), ended, or was refused, with `_trial_days_left` and `_trial_ends_at`. No trial set:
+// `POLAR_LICENSE_REASON_INVALID_INPUT`, field `trial`. Status and out-pointer as for
+// `polar_license_client_validate`.
+polar_license_status polar_license_client_check_trial(const polar_license_client *client,
+                                                      polar_license_result **out_result);
 
 // What the offline cache holds for `key`, with no request: outcome
 // `POLAR_LICENSE_OUTCOME_DONE`, the cache state, the remembered activation id, the last good
@@ -645,6 +683,23 @@ polar_license_status polar_license_config_set_require_activation(polar_license_c
 // `released`), and the setting is left as it was.
 polar_license_status polar_license_config_set_released(polar_license_config *config,
                                                        const char *date);
+
+// Trials: a local trial of `days` days while the app has no key. The first
+// `polar_license_client_check_trial` (or `polar_license_client_check_remembered` with no key
+// remembered) starts it, sealed in the cache; every such check then tells it
+// (`polar_license_result_trial`, `_trial_days_left`, `_trial_ends_at`). A clock set back past
+// the tolerance during it is `POLAR_LICENSE_REASON_CLOCK_ROLLBACK`; an edited or copied trial
+// record is refused (never restarted). Wiping the cache directory restarts it. With it set, a
+// key from a trial product (a 2027-01 `trialing` subscription) is reported as a trial too.
+// `0` clears it (the default); more than 3650 is `POLAR_LICENSE_STATUS_INVALID_INPUT` (field
+// `trial`), and the setting is left as it was.
+polar_license_status polar_license_config_set_trial(polar_license_config *config, uint32_t days);
+
+// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
+// trial with its end (`polar_license_result_trial`), as is a 2027-01 `trialing` subscription.
+// Call once per benefit.
+polar_license_status polar_license_config_add_trial_benefit(polar_license_config *config,
+                                                            const char *benefit_id);
 
 // Remembers the key of every good `polar_license_client_activate` on this machine, sealed
 // beside the cache records (never in plain text; bytes copied to another install or machine
@@ -1052,6 +1107,23 @@ int64_t polar_license_result_paid_through(const polar_license_result *result);
 // a release on or before its day; without one, every release when the result licenses, none
 // otherwise. False for NULL.
 bool polar_license_result_covers(const polar_license_result *result, int64_t release_unix);
+
+// Trials: what this check's result tells of a trial. `POLAR_LICENSE_TRIAL_NONE` when the app
+// set no trial, for a key that is not a trial's, for results of other calls, and for NULL.
+polar_license_trial polar_license_result_trial(const polar_license_result *result);
+
+// Trials: true when the trial is the app's local one (no key), false for a key from a trial
+// product (the result then licenses with the key's license) and when there is no trial.
+bool polar_license_result_trial_local(const polar_license_result *result);
+
+// Trials: the whole days the trial has left, counted up (a trial ending in 2 hours has 1);
+// 0 once it ended, when refused and when there is no trial.
+uint32_t polar_license_result_trial_days_left(const polar_license_result *result);
+
+// Trials: when the trial ends (or ended), in unix seconds: the local trial's start plus its
+// days, or a trial key's subscription period end or expiry, whichever comes first. -1 when
+// not known (a refused record) and when there is no trial.
+int64_t polar_license_result_trial_ends_at(const polar_license_result *result);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -191,6 +191,12 @@ pub extern "C" fn polar_license_client_new(
         if let Some(date) = config.released {
             builder = builder.released(date);
         }
+        if let Some(days) = config.trial {
+            builder = builder.trial(days);
+        }
+        for id in &config.trial_benefits {
+            builder = builder.trial_benefit(id.clone());
+        }
         if let Some(t) = config.timeout {
             builder = builder.timeout(t);
         }
@@ -670,8 +676,10 @@ pub extern "C" fn polar_license_client_has_remembered_key(
 
 /// `polar_license_client_check` of the remembered key. With none remembered (or none this
 /// client can open), `POLAR_LICENSE_OUTCOME_ERROR` with `POLAR_LICENSE_REASON_INVALID_INPUT`,
-/// field `key`, and no request (as a check of a bad key): ask the user for a key.
-/// Status and out-pointer as for `polar_license_client_validate`.
+/// field `key`, and no request (as a check of a bad key): ask the user for a key. With a local
+/// trial set (`polar_license_config_set_trial`), that answer carries the trial
+/// (`polar_license_client_check_trial`). Status and out-pointer as for
+/// `polar_license_client_validate`.
 #[no_mangle]
 pub extern "C" fn polar_license_client_check_remembered(
     client: *const polar_license_client,
@@ -680,13 +688,27 @@ pub extern "C" fn polar_license_client_check_remembered(
     result_call!(client, out_result, [] {
         let licensing = &client.licensing;
         // The key is read once: the check and the activation id are of the same key.
-        match licensing.remembered_or_error() {
-            Ok(key) => leased(&licensing.check_report(key), licensing),
-            Err(e) => polar_license_result::check(
-                &CheckReport::of(CheckOutcome::Unverified(e)),
-                licensing.policy(),
-            ),
-        }
+        leased(&licensing.check_remembered_report(), licensing)
+    })
+}
+
+/// Trials: the local trial's answer, for an app with no key (`polar_license_config_set_trial`).
+/// The first call starts it (sealed in the cache), later ones count it down; no request is
+/// made. The outcome is a check's with no key (`POLAR_LICENSE_OUTCOME_ERROR`,
+/// `POLAR_LICENSE_REASON_INVALID_INPUT`, field `key`: ask for a key), or
+/// `POLAR_LICENSE_REASON_CLOCK_ROLLBACK` when the clock was set back during it;
+/// `polar_license_result_trial` says whether it runs (`POLAR_LICENSE_TRIAL_ACTIVE`: the app may
+/// be used), ended, or was refused, with `_trial_days_left` and `_trial_ends_at`. No trial set:
+/// `POLAR_LICENSE_REASON_INVALID_INPUT`, field `trial`. Status and out-pointer as for
+/// `polar_license_client_validate`.
+#[no_mangle]
+pub extern "C" fn polar_license_client_check_trial(
+    client: *const polar_license_client,
+    out_result: *mut *mut polar_license_result,
+) -> polar_license_status {
+    result_call!(client, out_result, [] {
+        let licensing = &client.licensing;
+        polar_license_result::check(&licensing.check_trial_report(), licensing.policy())
     })
 }
 

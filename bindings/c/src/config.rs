@@ -30,6 +30,10 @@ pub struct polar_license_config {
     pub(crate) remember_keys: bool,
     /// Perpetual fallback: this build's release date (`polar_license_config_set_released`).
     pub(crate) released: Option<polar_license::perpetual::ReleaseDate>,
+    /// Trials: the local trial's days (`polar_license_config_set_trial`).
+    pub(crate) trial: Option<polar_license::trial::TrialDays>,
+    /// Trials: the trial benefit ids (`polar_license_config_add_trial_benefit`).
+    pub(crate) trial_benefits: Vec<String>,
     pub(crate) clock_offset: i64,
     pub(crate) proxy: polar_license::ProxySetting,
     pub(crate) tls_roots: polar_license::TlsRoots,
@@ -67,6 +71,8 @@ impl polar_license_config {
             require_activation: false,
             remember_keys: false,
             released: None,
+            trial: None,
+            trial_benefits: Vec::new(),
             clock_offset: 0,
             proxy: polar_license::ProxySetting::default(),
             tls_roots: polar_license::TlsRoots::default(),
@@ -479,6 +485,52 @@ pub extern "C" fn polar_license_config_set_released(
             }
             Err(e) => config.fail(polar_license_status::InvalidInput, &e.to_string()),
         }
+    }
+}
+
+/// Trials: a local trial of `days` days while the app has no key. The first
+/// `polar_license_client_check_trial` (or `polar_license_client_check_remembered` with no key
+/// remembered) starts it, sealed in the cache; every such check then tells it
+/// (`polar_license_result_trial`, `_trial_days_left`, `_trial_ends_at`). A clock set back past
+/// the tolerance during it is `POLAR_LICENSE_REASON_CLOCK_ROLLBACK`; an edited or copied trial
+/// record is refused (never restarted). Wiping the cache directory restarts it. With it set, a
+/// key from a trial product (a 2027-01 `trialing` subscription) is reported as a trial too.
+/// `0` clears it (the default); more than 3650 is `POLAR_LICENSE_STATUS_INVALID_INPUT` (field
+/// `trial`), and the setting is left as it was.
+#[no_mangle]
+pub extern "C" fn polar_license_config_set_trial(
+    config: *mut polar_license_config,
+    days: u32,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        if days == 0 {
+            config.trial = None;
+            return config.ok();
+        }
+        match polar_license::trial::TrialDays::new(days) {
+            Ok(days) => {
+                config.trial = Some(days);
+                config.ok()
+            }
+            Err(e) => config.fail(polar_license_status::InvalidInput, &e.to_string()),
+        }
+    }
+}
+
+/// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
+/// trial with its end (`polar_license_result_trial`), as is a 2027-01 `trialing` subscription.
+/// Call once per benefit.
+#[no_mangle]
+pub extern "C" fn polar_license_config_add_trial_benefit(
+    config: *mut polar_license_config,
+    benefit_id: *const c_char,
+) -> polar_license_status {
+    ffi_boundary! {
+        let config = try_mut!(config);
+        let id = try_str!(benefit_id);
+        config.trial_benefits.push(id.to_string());
+        config.ok()
     }
 }
 

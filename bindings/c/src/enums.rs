@@ -164,6 +164,21 @@ pub enum polar_license_relay_source {
     Stale = 3,
 }
 
+/// Trials (`polar_license_result_trial`): where the trial a check tells of stands.
+#[repr(u32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum polar_license_trial {
+    /// No trial: none set, a key that is not a trial's, or not a check.
+    None = 0,
+    /// The trial runs: the app may be used until `polar_license_result_trial_ends_at`.
+    Active = 1,
+    /// Its time is over: ask for a key.
+    Ended = 2,
+    /// The local trial's record was edited or copied from another install or machine, or the
+    /// clock was set back during it (`POLAR_LICENSE_REASON_CLOCK_ROLLBACK`): no trial runs.
+    Refused = 3,
+}
+
 /// Which Polar to talk to.
 #[repr(u32)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

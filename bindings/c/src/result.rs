@@ -2,7 +2,7 @@
 
 use super::enums::{
     polar_license_cache_state, polar_license_outcome, polar_license_reason,
-    polar_license_relay_source, polar_license_source,
+    polar_license_relay_source, polar_license_source, polar_license_trial,
 };
 use super::out;
 use super::panic::Boundary;
@@ -67,6 +67,8 @@ pub struct polar_license_result {
     fallback: bool,
     /// The end of the time the key was paid for (unix seconds), or -1 when unknown.
     paid_through: i64,
+    /// Trials: the trial this check tells of (`None`: none).
+    trial: Option<polar_license::trial::Trial>,
 }
 
 /// What 2027-01's license answers add (`member`, `subscription`, `order`), for the accessors:
@@ -156,6 +158,7 @@ impl polar_license_result {
             line: CString::default(),
             fallback: false,
             paid_through: -1,
+            trial: None,
         }
     }
 
@@ -260,6 +263,7 @@ impl polar_license_result {
         r.verdict = Some(report.outcome.clone());
         r.fallback = report.perpetual.is_some_and(|p| p.fallback);
         r.paid_through = report.paid_through().unwrap_or(-1);
+        r.trial = report.trial.as_deref().copied();
         r
     }
 
@@ -828,4 +832,42 @@ pub extern "C" fn polar_license_result_covers(
             }
         })
     }
+}
+
+/// Trials: what this check's result tells of a trial. `POLAR_LICENSE_TRIAL_NONE` when the app
+/// set no trial, for a key that is not a trial's, for results of other calls, and for NULL.
+#[no_mangle]
+pub extern "C" fn polar_license_result_trial(
+    result: *const polar_license_result,
+) -> polar_license_trial {
+    ffi_boundary! {
+        read(result, |r| match r.trial.map(|t| t.state) {
+            None => polar_license_trial::None,
+            Some(polar_license::trial::TrialState::Active) => polar_license_trial::Active,
+            Some(polar_license::trial::TrialState::Ended) => polar_license_trial::Ended,
+            Some(polar_license::trial::TrialState::Refused) => polar_license_trial::Refused,
+        })
+    }
+}
+
+/// Trials: true when the trial is the app's local one (no key), false for a key from a trial
+/// product (the result then licenses with the key's license) and when there is no trial.
+#[no_mangle]
+pub extern "C" fn polar_license_result_trial_local(result: *const polar_license_result) -> bool {
+    ffi_boundary! { read(result, |r| r.trial.is_some_and(|t| t.local)) }
+}
+
+/// Trials: the whole days the trial has left, counted up (a trial ending in 2 hours has 1);
+/// 0 once it ended, when refused and when there is no trial.
+#[no_mangle]
+pub extern "C" fn polar_license_result_trial_days_left(result: *const polar_license_result) -> u32 {
+    ffi_boundary! { read(result, |r| r.trial.map_or(0, |t| t.days_left)) }
+}
+
+/// Trials: when the trial ends (or ended), in unix seconds: the local trial's start plus its
+/// days, or a trial key's subscription period end or expiry, whichever comes first. -1 when
+/// not known (a refused record) and when there is no trial.
+#[no_mangle]
+pub extern "C" fn polar_license_result_trial_ends_at(result: *const polar_license_result) -> i64 {
+    ffi_boundary! { read(result, |r| r.trial.and_then(|t| t.ends_at).unwrap_or(-1)) }
 }

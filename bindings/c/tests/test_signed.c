@@ -14,8 +14,16 @@
  * signing with its key or with another key under its kid; the tests above it hold what the
  * table does not.
  *
- * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`) and
- * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge). On Windows (built
+ * Issue #53 (POSIX only: the proxy is a forked process, the race forks the second process): a
+ * recording proxy between the app and the relay (polar-license-tape, crates/testkit) replays
+ * the relay's earlier 200 after a recorded denial and after a clock set back: refused as
+ * `replayed`, the denial and the rollback evidence kept, a fresh grant licensing; and the
+ * late-grant race, two processes on one cache, one's grant held by the proxy while the other
+ * records a denial: it ends denied.
+ *
+ * Needs POLAR_EMULATOR_URL, POLAR_LICENSE_CLI (the polar-license binary, with `relay`),
+ * POLAR_LICENSE_FORGE_C (the polar-license-forge-c binary, bindings/c/forge) and, off Windows,
+ * POLAR_LICENSE_TAPE (the polar-license-tape binary, crates/testkit). On Windows (built
  * with MinGW-w64, run under wine by scripts/test-windows.sh) the relay is a process spawned with
  * _spawnl and ended with TerminateProcess, and the commands run through cmd.exe.
  */
@@ -196,16 +204,35 @@ static void relay_end(relay *r, int hard) {
 #endif
 }
 
+/* Waits (at most 10 s) until the process writing `log` printed `listening on URL` as its first
+ * line; copies URL into `url`. Returns whether it did. */
+static int listening(const char *log_path, char *url, size_t url_len) {
+  FILE *log;
+  int i;
+  url[0] = '\0';
+  for (i = 0; i < 500 && url[0] == '\0'; i++) {
+    char line[128] = "";
+    log = fopen(log_path, "r");
+    if (log != NULL) {
+      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
+          strchr(line, '\n') != NULL) {
+        line[strcspn(line, "\r\n")] = '\0';
+        snprintf(url, url_len, "%s", line + 13);
+      }
+      fclose(log);
+    }
+    if (url[0] == '\0') pause_ms(20);
+  }
+  return url[0] != '\0';
+}
+
 /* Starts `polar-license --base-url EMULATOR relay serve` on a free port with the suite's
  * signing key; returns once it printed `listening on URL` (at most 10 s). */
 static void relay_start(relay *r) {
   const char *cli = env_or_die("POLAR_LICENSE_CLI");
   char days[16];
-  FILE *log;
-  int i;
   snprintf(r->log, sizeof r->log, "%s/relay-%d.log", key_dir, rand());
   snprintf(days, sizeof days, "%d", LEASE_DAYS);
-  r->url[0] = '\0';
 #ifdef _WIN32
   r->pid = spawn_relay(cli, r->log, days);
 #else
@@ -221,20 +248,7 @@ static void relay_start(relay *r) {
     _exit(127);
   }
 #endif
-  for (i = 0; i < 500 && r->url[0] == '\0'; i++) {
-    char line[128] = "";
-    log = fopen(r->log, "r");
-    if (log != NULL) {
-      if (fgets(line, sizeof line, log) != NULL && strncmp(line, "listening on ", 13) == 0 &&
-          strchr(line, '\n') != NULL) {
-        line[strcspn(line, "\r\n")] = '\0';
-        snprintf(r->url, sizeof r->url, "%s", line + 13);
-      }
-      fclose(log);
-    }
-    if (r->url[0] == '\0') pause_ms(20);
-  }
-  if (r->url[0] == '\0') {
+  if (!listening(r->log, r->url, sizeof r->url)) {
     relay_end(r, 1);
     fatal("the relay did not start (polar-license relay serve)");
   }
@@ -901,6 +915,290 @@ static void air_gapped_request_fetch_install(void) {
   remove_tree(online_dir);
 }
 
+#ifndef _WIN32
+/* ---- issue #53: a captured answer replayed, a late grant (POSIX: fork) -------------------- */
+
+/* The user's own recording proxy between the app and the relay: polar-license-tape
+ * (crates/testkit, POLAR_LICENSE_TAPE), driven over its /__tape/ routes. */
+typedef struct {
+  pid_t pid;
+  int port;
+  char url[64];
+  char log[128];
+} tape;
+
+static void tape_start(tape *t, const char *upstream) {
+  const char *bin = env_or_die("POLAR_LICENSE_TAPE");
+  snprintf(t->log, sizeof t->log, "%s/tape-%d.log", key_dir, rand());
+  fflush(stdout);
+  fflush(stderr);
+  t->pid = fork();
+  if (t->pid < 0) fatal("fork");
+  if (t->pid == 0) {
+    if (freopen(t->log, "w", stdout) == NULL) _exit(126);
+    execl(bin, bin, upstream, (char *)NULL);
+    _exit(127);
+  }
+  if (!listening(t->log, t->url, sizeof t->url)) {
+    kill(t->pid, SIGKILL);
+    waitpid(t->pid, NULL, 0);
+    fatal("the proxy did not start (polar-license-tape)");
+  }
+  t->port = atoi(strrchr(t->url, ':') + 1);
+}
+
+static void tape_stop(tape *t) {
+  kill(t->pid, SIGTERM);
+  waitpid(t->pid, NULL, 0);
+  remove(t->log);
+}
+
+/* A /__tape/ route: its HTTP status (the body in `out`, when not NULL). */
+static int tape_route(const tape *t, const char *method, const char *path, const char *body,
+                      char *out, size_t out_len) {
+  return emu_request_at(t->port, method, path, body, out, out_len);
+}
+
+static void tape_replaying(const tape *t, int on) {
+  if (tape_route(t, "POST", "/__tape/replay", on ? "on" : "off", NULL, 0) != 204)
+    fatal("the proxy's replay switch");
+}
+
+/* How many requests the proxy passed on to the relay since the last ask. */
+static long tape_passed(const tape *t) {
+  char body[32] = "";
+  if (tape_route(t, "GET", "/__tape/passed", NULL, body, sizeof body) != 200)
+    fatal("the proxy's count");
+  return atol(body);
+}
+
+static int tape_captured(const tape *t) {
+  char body[16] = "";
+  return tape_route(t, "GET", "/__tape/captured", NULL, body, sizeof body) == 200 &&
+         strcmp(body, "yes") == 0;
+}
+
+/* A signed app at `url` (the proxy) whose every check asks (revalidate after 0 s). */
+static polar_license_client *asking(const char *dir, const char *url, int64_t offset) {
+  polar_license_config *config = demo_config(url, dir);
+  must(polar_license_config_set_app_secret(config, (const uint8_t *)APP_SECRET,
+                                           strlen(APP_SECRET)));
+  must(polar_license_config_add_relay_key(config, relay_pair));
+  must(polar_license_config_set_grace_policy(config, 0, 7 * DAY, 600));
+  must(polar_license_config_set_clock_offset_for_testing(config, offset));
+  return client_of(config);
+}
+
+/* check() of `key` at `offset` with a fresh asking app; CHECK_ANSWER on it. */
+static void asked(const char *dir, const char *url, int64_t offset, const char *key,
+                  polar_license_outcome outcome, polar_license_reason reason) {
+  polar_license_client *client = asking(dir, url, offset);
+  EXPECT_CHECK(client, key, outcome, reason);
+  polar_license_client_free(client);
+}
+
+/* check() of `key` at `offset` with a fresh asking app: not licensed, whatever the reason. */
+static void not_licensed(const char *dir, const char *url, int64_t offset, const char *key) {
+  polar_license_client *client = asking(dir, url, offset);
+  polar_license_result *r = check(client, key);
+  CHECK(!polar_license_result_is_licensed(r));
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+}
+
+/* check() of `key` at `offset` with a fresh asking app: licensed online (a fresh grant). */
+static void licensed_online(const char *dir, const char *url, int64_t offset, const char *key) {
+  polar_license_client *client = asking(dir, url, offset);
+  EXPECT_CHECK_FROM(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+                    POLAR_LICENSE_SOURCE_ONLINE);
+  polar_license_client_free(client);
+}
+
+/* The reason the cache remembers (a status result's: the denial, or CLOCK_ROLLBACK). */
+static polar_license_reason remembered(const char *dir, const char *url, int64_t offset,
+                                       const char *key) {
+  polar_license_client *client = asking(dir, url, offset);
+  polar_license_result *r = status(client, key);
+  polar_license_reason reason = polar_license_result_reason(r);
+  polar_license_result_free(r);
+  polar_license_client_free(client);
+  return reason;
+}
+
+/* A replay is refused as one: unverified, reason replayed, its detail naming it; and the proxy
+ * answered alone (nothing reached the relay). */
+static void replay_refused(const char *dir, const tape *t, int64_t offset, const char *key) {
+  polar_license_client *client = asking(dir, t->url, offset);
+  polar_license_result *r;
+  tape_passed(t);
+  tape_replaying(t, 1);
+  r = check(client, key);
+  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_REPLAYED);
+  CHECK(strstr(polar_license_result_detail(r), "replay") != NULL);
+  polar_license_result_free(r);
+  tape_replaying(t, 0);
+  CHECK_INT(tape_passed(t), 0);
+  polar_license_client_free(client);
+}
+
+/* A fresh key activated in signed mode through the proxy in front of a new relay, checked once
+ * online (the proxy records that 200). */
+static void recorded(char dir[64], char key[64], relay *rl, tape *t) {
+  char id[64];
+  polar_license_client *client;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":3", key);
+  relay_start(rl);
+  tape_start(t, rl->url);
+  client = asking(dir, t->url, 0);
+  activate_ok(client, key, id);
+  polar_license_client_free(client);
+  licensed_online(dir, t->url, 0, key);
+  CHECK(tape_captured(t));
+}
+
+/* Stops the proxy and the relay, removes the cache. */
+static void recorded_done(const char *dir, relay *rl, tape *t) {
+  tape_stop(t);
+  relay_stop(rl);
+  remove_tree(dir);
+}
+
+/* Issue #53: the key revoked and denied twice online, the proxy replays the relay's earlier 200
+ * with its genuine lease: refused as a replay (not this request's nonce), never licensed after,
+ * online or from the cache, and the denial kept. Granted again at Polar, a fresh answer (its
+ * own nonce) licenses online. (The clock is the wall clock's here: the relay and the emulator
+ * are processes on it.) */
+static void a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept(void) {
+  char dir[64], key[64];
+  relay rl;
+  tape t;
+  recorded(dir, key, &rl, &t);
+
+  emu_patch_key(key, "{\"status\":\"revoked\"}");
+  asked(dir, t.url, 0, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+  asked(dir, t.url, 0, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+  replay_refused(dir, &t, 0, key);
+  CHECK_INT(remembered(dir, t.url, 0, key), POLAR_LICENSE_REASON_INACTIVE);
+
+  /* Polar unreachable: the cache does not license, the denial still remembered. */
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  not_licensed(dir, t.url, 0, key);
+  CHECK_INT(remembered(dir, t.url, 0, key), POLAR_LICENSE_REASON_INACTIVE);
+  emu_fault(NULL);
+
+  /* Granted again at Polar, a second on (a lease of the denial's second is not newer than it):
+   * a fresh answer with its nonce licenses online. */
+  emu_patch_key(key, "{\"status\":\"granted\"}");
+  pause_ms(1100);
+  licensed_online(dir, t.url, 0, key);
+  recorded_done(dir, &rl, &t);
+}
+
+/* Issue #53: the clock 30 days ahead, then set back 28, Polar unreachable: clock_rollback. The
+ * proxy's replay of the earlier 200 is refused as a replay, and the rollback evidence kept (the
+ * next offline check still says clock_rollback); a fresh grant with its nonce licenses online. */
+static void a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kept(void) {
+  char dir[64], key[64];
+  relay rl;
+  tape t;
+  recorded(dir, key, &rl, &t);
+
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  not_licensed(dir, t.url, 30 * DAY, key);
+  asked(dir, t.url, 2 * DAY, key, POLAR_LICENSE_OUTCOME_UNVERIFIED,
+        POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
+  emu_fault(NULL);
+
+  replay_refused(dir, &t, 2 * DAY, key);
+
+  emu_fault("{\"kind\":\"close_immediately\"}");
+  asked(dir, t.url, 2 * DAY + 60, key, POLAR_LICENSE_OUTCOME_UNVERIFIED,
+        POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
+  CHECK_INT(remembered(dir, t.url, 2 * DAY + 60, key), POLAR_LICENSE_REASON_CLOCK_ROLLBACK);
+  emu_fault(NULL);
+
+  licensed_online(dir, t.url, 2 * DAY + 120, key);
+  recorded_done(dir, &rl, &t);
+}
+
+/* Issue #53 item 2, the late-grant race: two processes on one cache; one process's check gets
+ * the relay's 200, which the proxy holds while this process records Polar's inactive denial;
+ * then the held grant arrives. It must end denied, and the cache keep denying (at once, and an
+ * hour later with Polar unreachable). Played with the denial's clock where the held check's is
+ * and 4 s after it. */
+static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
+  static const int64_t moved[] = {0, 4};
+  unsigned i;
+  for (i = 0; i < sizeof moved / sizeof moved[0]; i++) {
+    char dir[64], key[64], id[64];
+    relay rl;
+    tape t;
+    pid_t pid;
+    int exit_status = -1;
+    polar_license_client *other;
+    polar_license_request *request;
+    polar_license_result *r = NULL;
+    temp_dir(dir);
+    emu_new_key("\"limit_activations\":3", key);
+    relay_start(&rl);
+    tape_start(&t, rl.url);
+    other = asking(dir, t.url, 0);
+    activate_ok(other, key, id);
+    polar_license_client_free(other); /* nothing of this process's client in the child */
+
+    if (tape_route(&t, "POST", "/__tape/hold", NULL, NULL, 0) != 204) fatal("the proxy's hold");
+    fflush(stdout);
+    fflush(stderr);
+    pid = fork();
+    CHECK(pid >= 0);
+    if (pid == 0) {
+      /* The other process: its check's grant is held on its way. */
+      polar_license_client *held = asking(dir, t.url, 0);
+      r = check(held, key);
+      CHECK(!polar_license_result_is_licensed(r));
+      CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+      polar_license_result_free(r);
+      polar_license_client_free(held);
+      fflush(stdout);
+      fflush(stderr);
+      exit(harness_current_failures() == 0 ? 0 : 1);
+    }
+    CHECK_INT(tape_route(&t, "GET", "/__tape/held", NULL, NULL, 0), 200);
+
+    /* Meanwhile the key is revoked and this process records Polar's denial. */
+    emu_patch_key(key, "{\"status\":\"revoked\"}");
+    other = asking(dir, t.url, moved[i]);
+    request = new_request(key);
+    must(polar_license_request_set_activation_id(request, id));
+    must(polar_license_client_validate(other, request, &r));
+    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+    polar_license_result_free(r);
+    polar_license_request_free(request);
+
+    CHECK_INT(tape_route(&t, "POST", "/__tape/release", NULL, NULL, 0), 204);
+    CHECK(waitpid(pid, &exit_status, 0) == pid);
+    if (!(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) == 0)) {
+      fprintf(stderr, "  moved %lld: the held check did not end denied (exit status %d)\n",
+              (long long)moved[i], exit_status);
+      CHECK(!"the late grant ends denied");
+    }
+
+    /* The cache keeps denying: at once, and an hour later with Polar unreachable. */
+    r = check(other, key);
+    CHECK(!polar_license_result_is_licensed(r));
+    polar_license_result_free(r);
+    polar_license_client_free(other);
+    CHECK_INT(remembered(dir, t.url, moved[i], key), POLAR_LICENSE_REASON_INACTIVE);
+    emu_fault("{\"kind\":\"close_immediately\"}");
+    not_licensed(dir, t.url, moved[i] + HOUR, key);
+    CHECK_INT(remembered(dir, t.url, moved[i] + HOUR, key), POLAR_LICENSE_REASON_INACTIVE);
+    emu_fault(NULL);
+    recorded_done(dir, &rl, &t);
+  }
+}
+#endif
+
 int main(void) {
   const char *cli = env_or_die("POLAR_LICENSE_CLI");
   char command[512], line[256];
@@ -938,6 +1236,11 @@ int main(void) {
   RUN(the_forged_record_attack_is_refused_in_signed_mode);
   RUN(signed_mode_rows);
   RUN(air_gapped_request_fetch_install);
+#ifndef _WIN32
+  RUN(a_replayed_relay_grant_after_a_denial_is_refused_and_the_denial_kept);
+  RUN(a_replayed_relay_grant_after_a_clock_set_back_is_refused_and_the_rollback_kept);
+  RUN(a_denial_recorded_while_a_grant_was_held_survives_the_grant);
+#endif
   remove_tree(key_dir);
   return harness_summary("test_signed");
 }

@@ -748,6 +748,20 @@ pub struct CheckArgs {
     /// `paid_through`. A revoked or disabled key never does
     #[arg(long, value_name = "YYYY-MM-DD")]
     pub released: Option<String>,
+
+    /// Trials: a local trial of DAYS days while there is no key (no --key, none remembered).
+    /// The first such check starts it, sealed in the cache; `--json` adds `trial` (`state`
+    /// active, ended or refused; `days_left`, `ends_at`). While it runs: outcome `trial`,
+    /// exit 0; once ended: `invalid_input` (field `key`), exit 2; a clock set back during it:
+    /// `clock_rollback`, exit 3. Wiping the cache directory restarts it. With a key: a key
+    /// from a trial product (a 2027-01 `trialing` subscription) adds `trial` with its end
+    #[arg(long, value_name = "DAYS")]
+    pub trial: Option<u32>,
+
+    /// Trials: a key whose benefit is ID (a trial product) is reported as a trial with its
+    /// end (`trial` in `--json`). Repeatable
+    #[arg(long = "trial-benefit", value_name = "ID")]
+    pub trial_benefit: Vec<String>,
 }
 
 /// `deactivate`

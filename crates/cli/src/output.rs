@@ -7,6 +7,7 @@
 use polar_license::features::{FeatureAccess, FeatureWhy};
 use polar_license::grace::LeaseWindow;
 use polar_license::proto::Relayed;
+use polar_license::trial::{Trial, TrialState};
 use polar_license::{
     CacheState, CacheStatus, CheckOutcome, CheckReport, Error, GracePolicy, Key,
     LicenseKeyActivation, LicenseKeyActivationRead, LicenseKeyRead, Reason, ReasonClass, Source,
@@ -982,4 +983,70 @@ fn perpetual_fields(r: &mut Report, checked: &CheckReport) {
     } else if let Some(paid) = paid.as_deref() {
         r.lines.push(fact("paid through", paid));
     }
+}
+
+/// Trials (`check --trial`, `--trial-benefit`): `trial` is null for a key that is not a
+/// trial, else `{local, state, started_at, ends_at, days_left}` (times RFC 3339 or null).
+pub fn trial_field(r: &mut Report, trial: Option<&Trial>) {
+    let Some(t) = trial else {
+        r.json.insert("trial".into(), Value::Null);
+        return;
+    };
+    r.json.insert(
+        "trial".into(),
+        json!({
+            "local": t.local,
+            "state": t.state.as_str(),
+            "started_at": t.started_at.map(unix_when),
+            "ends_at": t.ends_at.map(unix_when),
+            "days_left": t.days_left,
+        }),
+    );
+    let ends = t.ends_at.map(unix_when);
+    let line = match (t.state, ends.as_deref()) {
+        (TrialState::Active, Some(end)) => {
+            format!("{} day(s) left, ends {end}", t.days_left)
+        }
+        (TrialState::Active, None) => "running".to_string(),
+        (TrialState::Ended, Some(end)) => format!("ended {end}"),
+        (TrialState::Ended, None) => "ended".to_string(),
+        (TrialState::Refused, _) => {
+            "refused: its record was edited or copied, or the clock set back".to_string()
+        }
+    };
+    r.lines.push(fact("trial", &line));
+}
+
+/// `check --trial` with no key: the local trial's answer. While it runs, outcome `trial`
+/// (reason null, exit 0); once ended or refused, the check's own answer with no key
+/// (`invalid_input`, field `key`, exit 2) or `clock_rollback` (exit 3); `trial` in each.
+pub fn trial_report(checked: &CheckReport) -> Report {
+    let mut r = match (&checked.outcome, checked.trial.as_deref().copied()) {
+        (_, Some(t)) if t.is_active() => {
+            let mut r = Report {
+                json: base_object(Some(Op::Check.name()), "trial"),
+                lines: vec![format!("trial: {} day(s) left", t.days_left)],
+                to_stderr: false,
+                exit: 0,
+            };
+            r.json.insert("verified_at".into(), Value::Null);
+            r
+        }
+        (CheckOutcome::Unverified(e), trial) => {
+            let mut r = error_report(Some(Op::Check), None, e);
+            if trial.is_some_and(|t| t.state == TrialState::Ended) {
+                r.lines[0] = "trial ended: enter a license key to go on".to_string();
+            }
+            r
+        }
+        (outcome, _) => error_report(
+            Some(Op::Check),
+            None,
+            &Error::Cache {
+                detail: format!("unexpected trial answer: {}", outcome.kind()),
+            },
+        ),
+    };
+    trial_field(&mut r, checked.trial.as_deref());
+    r
 }

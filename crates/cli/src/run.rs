@@ -7,11 +7,12 @@ use crate::args::{
 };
 use crate::output::{
     cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
-    line_report, report, status_report, Op, Report,
+    line_report, report, status_report, trial_field, trial_report, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
 use polar_license::perpetual::ReleaseDate;
+use polar_license::trial::TrialDays;
 use polar_license::{
     system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock, Error,
     FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
@@ -151,14 +152,19 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
 
 /// [`licensing`], remembering the keys it activates when `remember_keys`.
 fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
-    licensing_for(g, remember_keys, None)
+    licensing_for(g, remember_keys, None, None)
 }
 
-/// [`licensing_with`] for a build released on `released` (perpetual fallback).
+/// What `check` states about trials: the local trial's days and the trial benefit ids.
+type Trials<'a> = (Option<TrialDays>, &'a [String]);
+
+/// [`licensing_with`] for a build released on `released` (perpetual fallback), with the
+/// trials `trials` states.
 fn licensing_for(
     g: &Global,
     remember_keys: bool,
     released: Option<ReleaseDate>,
+    trials: Option<Trials<'_>>,
 ) -> Result<Licensing, Error> {
     let mut builder = connect!(Licensing::builder(org(g)?), g)
         .policy(policy(g))
@@ -179,6 +185,14 @@ fn licensing_for(
     }
     if let Some(date) = released {
         builder = builder.released(date);
+    }
+    if let Some((days, benefits)) = trials {
+        if let Some(days) = days {
+            builder = builder.trial(days);
+        }
+        for id in benefits {
+            builder = builder.trial_benefit(id.clone());
+        }
     }
     let keys = g.relay_keys.iter().map(String::as_str).collect::<Vec<_>>();
     if !keys.is_empty() {
@@ -357,12 +371,22 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
         Ok(date) => date,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
-    let licensing = match licensing_for(g, false, released) {
+    let days = match a.trial.map(TrialDays::new).transpose() {
+        Ok(days) => days,
+        Err(e) => return error_report(Some(Op::Check), None, &e),
+    };
+    let stated = (days.is_some() || !a.trial_benefit.is_empty())
+        .then_some((days, a.trial_benefit.as_slice()));
+    let licensing = match licensing_for(g, false, released, stated) {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
     let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
         Ok(key) => key,
+        // No key: the local trial answers, when one is stated.
+        Err(e) if days.is_some() && e.field() == Some("key") && a.feature.is_none() => {
+            return trial_report(&licensing.check_trial_report());
+        }
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
     // Bad input is caught before the cache is touched.
@@ -397,6 +421,9 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
             .json
             .entry("grace_ends_at")
             .or_insert(serde_json::Value::Null);
+    }
+    if stated.is_some() {
+        trial_field(&mut report, checked.trial.as_deref());
     }
     match &a.feature {
         Some(name) => feature_report(report, &licensing.has_feature(&checked.outcome, name)),

@@ -6,7 +6,7 @@
 
 use polar_license::fingerprint::machine_fingerprint;
 use polar_license_emulator::{Fault, KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{clean_command, forge, Forgery, Launch, World};
+use polar_license_testkit::{clean_command, forge, Forgery, Launch, Tape, World};
 use serde_json::Value;
 use std::io::Write;
 use std::process::{Command, Stdio};
@@ -284,109 +284,6 @@ fn a_relay_key_that_does_not_parse_is_invalid_input_before_any_request() {
     assert_eq!(w.polar.request_count(), 0);
 }
 
-/// The user's own recording proxy (issue #53), as a real loopback HTTP server between the
-/// command and `relay serve`: every request passed on, the last 200 of a validate kept
-/// byte for byte; replaying, that 200 is the answer, verbatim, and nothing is passed on.
-struct Tape {
-    url: String,
-    captured: std::sync::Arc<std::sync::Mutex<Option<Vec<u8>>>>,
-    replay: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    passed: std::sync::Arc<std::sync::atomic::AtomicUsize>,
-}
-
-/// One HTTP/1.1 message read whole from `r` (its head, then `content-length` bytes).
-fn message(r: &mut impl std::io::BufRead) -> Option<Vec<u8>> {
-    let mut head = Vec::new();
-    let mut length = 0usize;
-    loop {
-        let mut line = String::new();
-        if r.read_line(&mut line).ok()? == 0 {
-            return None;
-        }
-        let lower = line.to_ascii_lowercase();
-        if let Some(v) = lower.strip_prefix("content-length:") {
-            length = v.trim().parse().ok()?;
-        }
-        let end = line == "\r\n";
-        head.extend_from_slice(line.as_bytes());
-        if end {
-            break;
-        }
-    }
-    let mut body = vec![0; length];
-    std::io::Read::read_exact(r, &mut body).ok()?;
-    head.extend_from_slice(&body);
-    Some(head)
-}
-
-impl Tape {
-    fn start(upstream: &str) -> Tape {
-        use std::sync::atomic::Ordering::SeqCst;
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a port");
-        let url = format!("http://{}", listener.local_addr().expect("its address"));
-        let to = upstream
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_string();
-        let tape = Tape {
-            url,
-            captured: Default::default(),
-            replay: Default::default(),
-            passed: Default::default(),
-        };
-        let (captured, replay, passed) = (
-            tape.captured.clone(),
-            tape.replay.clone(),
-            tape.passed.clone(),
-        );
-        std::thread::spawn(move || {
-            for client in listener.incoming().flatten() {
-                let mut reader = std::io::BufReader::new(client.try_clone().expect("clone"));
-                let Some(request) = message(&mut reader) else {
-                    continue;
-                };
-                let mut client = client;
-                let kept = captured.lock().expect("tape").clone();
-                let answer = match kept.filter(|_| replay.load(SeqCst)) {
-                    Some(bytes) => bytes,
-                    None => {
-                        passed.fetch_add(1, SeqCst);
-                        // No faster than the relay's per-key rate (3 a second): its 429 is
-                        // not what this test is about.
-                        std::thread::sleep(std::time::Duration::from_millis(400));
-                        let mut relay = std::net::TcpStream::connect(&to).expect("the relay");
-                        relay.write_all(&request).expect("passed on");
-                        let mut back = std::io::BufReader::new(relay);
-                        let Some(answer) = message(&mut back) else {
-                            continue;
-                        };
-                        let validate = request.starts_with(b"POST ")
-                            && String::from_utf8_lossy(&request[..64.min(request.len())])
-                                .contains("/validate");
-                        if validate && answer.starts_with(b"HTTP/1.1 200") {
-                            *captured.lock().expect("tape") = Some(answer.clone());
-                        }
-                        answer
-                    }
-                };
-                // One answer per connection: the client reconnects for the next.
-                let text = String::from_utf8_lossy(&answer).into_owned();
-                let answer = text.replacen("\r\n", "\r\nconnection: close\r\n", 1);
-                let _ = client.write_all(answer.as_bytes());
-            }
-        });
-        tape
-    }
-
-    fn replaying(&self, on: bool) {
-        self.replay.store(on, std::sync::atomic::Ordering::SeqCst);
-    }
-
-    fn passed(&self) -> usize {
-        self.passed.swap(0, std::sync::atomic::Ordering::SeqCst)
-    }
-}
-
 /// The command as the app in signed mode, through the proxy `tape`, the clock moved by
 /// `offset` seconds (the emulator's too).
 fn through(w: &World, tape: &Tape, cache: &str, offset: i64, args: &[&str]) -> Answer {
@@ -422,7 +319,7 @@ fn a_replayed_relay_grant_undoes_neither_a_revocation_nor_a_clock_set_back() {
     let hours = 2 * 3600;
     let online = through(&w, &tape, "app", hours, &check);
     assert_eq!(online.v["source"].as_str(), Some("online"), "{}", online.v);
-    assert!(tape.captured.lock().unwrap().is_some(), "a 200 captured");
+    assert!(tape.captured(), "a 200 captured");
 
     // The clock set ahead and back, offline (the relay unreachable through the proxy).
     w.polar.set_fault(Some(Fault::CloseImmediately));

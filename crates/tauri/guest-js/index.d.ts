@@ -113,8 +113,20 @@ export interface LicenseState {
    */
   relaySource: 'polar' | 'store' | 'stale' | null;
   license: LicenseSummary | null;
+  /** Perpetual fallback, when the app stated its build's release date (`Options::released` on the Rust side); `null` otherwise. */
+  perpetual: Perpetual | null;
   /** Every feature of the app's entitlement map, by name. */
   features: Record<string, FeatureState>;
+}
+
+/** What a check says about the release dates the key covers (perpetual fallback, docs/perpetual.md). */
+export interface Perpetual {
+  /** The build's release date the app stated, `YYYY-MM-DD`. */
+  released: string;
+  /** The end of the time the key was paid for (unix seconds); `null` when no end is known. */
+  paidThrough: number | null;
+  /** `true` when the answer licenses only because this build was released on or before `paidThrough`: the key itself has expired (offer the upgrade). */
+  fallback: boolean;
 }
 
 /** Signed mode (the relay's offline lease): which relay key signed it and when it ends. */

@@ -5,6 +5,7 @@
 use polar_license::features::FeatureAccess;
 use polar_license::grace::{CheckReport, LeaseWindow};
 use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
+use polar_license::perpetual::Perpetual;
 use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -61,8 +62,37 @@ pub struct LicenseState {
     pub relay_source: Option<String>,
     /// The license, when licensed.
     pub license: Option<LicenseSummary>,
+    /// Perpetual fallback, when the app stated its build's release date
+    /// ([`crate::Options::released`]); `None` otherwise.
+    pub perpetual: Option<PerpetualState>,
     /// Every feature of the app's entitlement map, granted or not, by name.
     pub features: BTreeMap<String, FeatureState>,
+}
+
+/// What a check says about the release dates the key covers (perpetual fallback,
+/// docs/perpetual.md), as the command line's `--json` and the C ABI say it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PerpetualState {
+    /// The build's release date the app stated, `YYYY-MM-DD`.
+    pub released: String,
+    /// The end of the time the key was paid for (unix seconds): its expiry, or a cancelled
+    /// subscription's end. `None` when no end is known (a key that does not expire).
+    pub paid_through: Option<i64>,
+    /// `true` when the answer licenses only because this build was released on or before
+    /// `paid_through`: the key itself has expired (offer the upgrade).
+    pub fallback: bool,
+}
+
+impl PerpetualState {
+    /// From the check's report.
+    pub fn of(p: &Perpetual) -> PerpetualState {
+        PerpetualState {
+            released: p.released.to_string(),
+            paid_through: p.paid_through,
+            fallback: p.fallback,
+        }
+    }
 }
 
 /// Signed mode (docs/signed-mode.md): the relay's lease the cache holds and that verifies,
@@ -337,6 +367,7 @@ impl LicenseState {
                 let activation = license.activation.as_ref().map(|a| a.id.as_str());
                 LicenseSummary::of(&license.license_key, activation)
             }),
+            perpetual: report.perpetual.as_ref().map(PerpetualState::of),
             features,
         }
     }

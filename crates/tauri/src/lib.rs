@@ -28,10 +28,11 @@ pub mod answers;
 mod commands;
 
 pub use answers::{
-    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, RememberedKey,
-    StatusState, Validated,
+    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, PerpetualState,
+    RememberedKey, StatusState, Validated,
 };
 pub use polar_license::features::Entitlements;
+pub use polar_license::perpetual::ReleaseDate;
 pub use polar_license::{Licensing, LicensingBuilder};
 
 use std::path::PathBuf;
@@ -58,6 +59,7 @@ pub struct Options {
     base_url: Option<String>,
     entitlements: Option<Entitlements>,
     remember_keys: bool,
+    released: Option<ReleaseDate>,
     configure: Option<Configure>,
 }
 
@@ -69,6 +71,7 @@ impl Default for Options {
             base_url: None,
             entitlements: None,
             remember_keys: true,
+            released: None,
             configure: None,
         }
     }
@@ -82,6 +85,7 @@ impl std::fmt::Debug for Options {
             .field("base_url", &self.base_url)
             .field("entitlements", &self.entitlements)
             .field("remember_keys", &self.remember_keys)
+            .field("released", &self.released)
             .field("configure", &self.configure.is_some())
             .finish()
     }
@@ -126,6 +130,17 @@ impl Options {
         self
     }
 
+    /// Perpetual fallback (docs/perpetual.md): this build was released on `date`. A key whose
+    /// paid time ran out keeps licensing it when the date is on or before the day the key was
+    /// paid through; every [`LicenseState`] then carries `perpetual` (the date, the
+    /// paid-through time, and `fallback: true` when it licenses only because of the date, so
+    /// the app can offer the upgrade). A revoked or disabled key never falls back. Unset: no
+    /// answer changes.
+    pub fn released(mut self, date: ReleaseDate) -> Self {
+        self.released = Some(date);
+        self
+    }
+
     /// Anything else of the [`LicensingBuilder`] (grace policy, timeouts, proxy, machine
     /// binding, `require_activation`), applied last.
     pub fn configure(
@@ -152,6 +167,9 @@ impl Options {
         }
         if let Some(entitlements) = self.entitlements {
             builder = builder.entitlements(entitlements);
+        }
+        if let Some(date) = self.released {
+            builder = builder.released(date);
         }
         if let Some(configure) = self.configure {
             builder = configure(builder);

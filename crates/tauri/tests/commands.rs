@@ -17,10 +17,10 @@ use polar_license_emulator::{Fault, KeyUpdate, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_K
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
-    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PolarLicenseExt,
-    RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
+    Activated, Entitlements, FeatureState, LicenseError, LicenseState, Options, PerpetualState,
+    PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, Validated, CHECKED_EVENT, COMMANDS,
 };
-use polar_license_testkit::{take_requests, ScratchDir, World};
+use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, World};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -70,17 +70,27 @@ impl Plugin {
 
     /// The app with a capability granting `permissions` to its main window.
     fn allowing(name: &str, permissions: &[&str]) -> Plugin {
-        Plugin::build(name, permissions, None)
+        Plugin::build(name, permissions, None, None)
+    }
+
+    /// A build released on `date` (perpetual fallback, `Options::released`).
+    fn released(name: &str, date: ReleaseDate) -> Plugin {
+        Plugin::build(name, &["polar-license:default"], None, Some(date))
     }
 
     /// Signed mode: the app talks to the seller's relay (crates/relay, on loopback in front of
     /// the emulator, leases of `lease_days`, a verdict store in memory) and holds its public
     /// key.
     fn signed(name: &str, lease_days: u32) -> Plugin {
-        Plugin::build(name, &["polar-license:default"], Some(lease_days))
+        Plugin::build(name, &["polar-license:default"], Some(lease_days), None)
     }
 
-    fn build(name: &str, permissions: &[&str], signed: Option<u32>) -> Plugin {
+    fn build(
+        name: &str,
+        permissions: &[&str],
+        signed: Option<u32>,
+        released: Option<ReleaseDate>,
+    ) -> Plugin {
         let world = World::new(&format!("tauri-{name}"));
         let polar = &world.polar;
         let relay = signed.map(|days| {
@@ -115,17 +125,21 @@ impl Plugin {
         let options = Options::default()
             .base_url(base_url)
             .cache_dir(world.dir.path())
-            .entitlements(entitlements)
-            .configure(move |builder| {
-                let builder = builder
-                    .machine_binding(MachineBinding::Id("machine-A".into()))
-                    .timeout(Duration::from_secs(2))
-                    .clock(reader);
-                match relay_keys {
-                    Some(keys) => builder.relay_keys(keys),
-                    None => builder,
-                }
-            });
+            .entitlements(entitlements);
+        let options = match released {
+            Some(date) => options.released(date),
+            None => options,
+        };
+        let options = options.configure(move |builder| {
+            let builder = builder
+                .machine_binding(MachineBinding::Id("machine-A".into()))
+                .timeout(Duration::from_secs(2))
+                .clock(reader);
+            match relay_keys {
+                Some(keys) => builder.relay_keys(keys),
+                None => builder,
+            }
+        });
         // The capability resolved through Tauri's ACL from the permission files this crate
         // ships, as an app's build resolves it.
         let context = context_allowing(permissions);
@@ -696,4 +710,71 @@ fn a_check_through_the_relay_says_where_the_relay_took_the_verdict() {
     let online = direct.check();
     assert_eq!(online.source.as_deref(), Some("online"), "{online:?}");
     assert_eq!(online.relay_source, None, "{online:?}");
+}
+
+/// Perpetual fallback (issue #54 item 3) on the Tauri face: a build released before the key's
+/// paid time ran out stays licensed, marked `fallback` with the paid-through date; a build
+/// released after it is expired; a revoked key never falls back; an app that states no release
+/// date gets `perpetual: null`.
+#[test]
+fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
+    let start = unix_now();
+    let expires = start + 30 * DAY;
+    let old = Plugin::released("perpetual-old", ReleaseDate::from_unix(start - 10 * DAY));
+    let new = Plugin::released("perpetual-new", ReleaseDate::from_unix(expires + DAY));
+    for app in [&old, &new] {
+        app.at_real_time();
+        assert!(app.polar.update_key(
+            DEMO_KEY,
+            KeyUpdate {
+                expires_at: Some(Some(rfc3339(expires))),
+                ..KeyUpdate::default()
+            }
+        ));
+        app.activate();
+    }
+    let before = old.check();
+    assert!(before.licensed, "{before:?}");
+    assert_eq!(
+        before.perpetual,
+        Some(PerpetualState {
+            released: ReleaseDate::from_unix(start - 10 * DAY).to_string(),
+            paid_through: Some(expires),
+            fallback: false,
+        })
+    );
+    let plain = Plugin::new("perpetual-unstated");
+    plain.activate();
+    assert_eq!(plain.check().perpetual, None);
+
+    // 31 days on, Polar says the key has expired: the older build is licensed as a fallback,
+    // its features with it; the newer build is expired.
+    for app in [&old, &new] {
+        app.polar.set_clock_offset(31 * DAY);
+        app.clock.set(start + 31 * DAY);
+    }
+    let fell_back = old.check();
+    assert!(fell_back.licensed, "{fell_back:?}");
+    assert_eq!(fell_back.source.as_deref(), Some("online"));
+    assert!(fell_back.features["export"].granted, "{fell_back:?}");
+    let p = fell_back.perpetual.expect("perpetual");
+    assert!(p.fallback, "{p:?}");
+    assert_eq!(p.paid_through, Some(expires));
+    let expired = new.check();
+    assert!(!expired.licensed, "{expired:?}");
+    assert_eq!(expired.code.as_deref(), Some("expired"));
+    assert_eq!(expired.perpetual.map(|p| p.fallback), Some(false));
+
+    // A refund: revoked never falls back.
+    assert!(old.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    let revoked = old.check();
+    assert!(!revoked.licensed, "{revoked:?}");
+    assert_eq!(revoked.code.as_deref(), Some("inactive"));
+    assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
 }

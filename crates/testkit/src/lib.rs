@@ -5,6 +5,7 @@
 //! clock, a `Licensing` builder against the emulator, the feature-gating seed and map,
 //! docs/polar-api.md §6.2's validate answer, the `polar-license` binary with the host's
 //! settings cleared (and its `emulator` command as a process), a CONNECT proxy on loopback,
+//! the recording proxy of issue #53 that replays or holds a relay's answer ([`Tape`]),
 //! an HTTP answer read whole with the agent the suites share (`http`), log records captured
 //! in memory ([`logs`]), and a seeded generator of mutated answers ([`answers`]); on wasm32,
 //! the emulators over `fetch` (the `fetch` module, built for wasm32 only).
@@ -28,6 +29,10 @@ pub mod logs;
 #[cfg(not(target_arch = "wasm32"))]
 pub mod readings;
 pub mod signed_rows;
+#[cfg(not(target_arch = "wasm32"))]
+mod tape;
+#[cfg(not(target_arch = "wasm32"))]
+pub use tape::Tape;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

@@ -1,0 +1,151 @@
+//! Trials through the `polar-license` binary (`check --trial DAYS`, `--trial-benefit ID`),
+//! against the emulator over loopback: with no key the first check starts a local trial
+//! (outcome `trial`, exit 0, `trial.days_left`), it counts down, a clock set back during it is
+//! `clock_rollback` (exit 3), it ends (`invalid_input` field `key`, exit 2, `trial.state`
+//! ended), an edited record is refused; a key of a named trial benefit is licensed with
+//! `trial` and its end; a revoked one is not a trial. Time moves with the hidden
+//! `POLAR_LICENSE_CLOCK_OFFSET` hook.
+
+use polar_license_emulator::{KeyUpdate, DEMO_KEY};
+use polar_license_testkit::{expect_answer_keys, json_answer, rfc3339, unix_now, Launch, World};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+const DAY: i64 = 86_400;
+
+/// `polar-license --json ARGS…` at clock offset `offset`: the exit code and the answer.
+fn run(w: &World, offset: i64, args: &[&str]) -> (i32, Value) {
+    let mut cmd = w.cli(BIN, &w.dir, offset);
+    cmd.arg("--json").args(args);
+    let (code, v) = json_answer(&cmd.launch());
+    expect_answer_keys(&v);
+    (code, v)
+}
+
+#[test]
+fn check_trial_starts_counts_down_refuses_a_clock_set_back_and_ends() {
+    let w = World::new("cli-trial");
+    let trial = ["check", "--trial", "14"];
+
+    let (code, v) = run(&w, 0, &trial);
+    assert_eq!((code, v["outcome"].as_str()), (0, Some("trial")), "{v}");
+    assert_eq!(v["trial"]["state"], "active", "{v}");
+    assert_eq!(v["trial"]["local"], true, "{v}");
+    assert_eq!(v["trial"]["days_left"], 14, "{v}");
+    let ends = v["trial"]["ends_at"].as_str().expect("ends_at").to_string();
+
+    let (code, v) = run(&w, 3 * DAY + 60, &trial);
+    assert_eq!(
+        (code, v["trial"]["days_left"].as_i64()),
+        (0, Some(11)),
+        "{v}"
+    );
+    assert_eq!(v["trial"]["ends_at"].as_str(), Some(ends.as_str()), "{v}");
+
+    // The clock set back two days: refused, clock_rollback, exit 3.
+    let (code, v) = run(&w, DAY, &trial);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (3, Some("clock_rollback")),
+        "{v}"
+    );
+    assert_eq!(v["trial"]["state"], "refused", "{v}");
+
+    // After 14 days: ended, the answer of a check with no key (exit 2).
+    let (code, v) = run(&w, 14 * DAY + 60, &trial);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (2, Some("invalid_input")),
+        "{v}"
+    );
+    assert_eq!(v["field"].as_str(), Some("key"), "{v}");
+    assert_eq!(v["trial"]["state"], "ended", "{v}");
+    assert_eq!(v["trial"]["days_left"], 0, "{v}");
+
+    // The record edited (its start moved on): refused, not restarted.
+    let file = std::fs::read_dir(&w.dir)
+        .expect("cache dir")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.to_string_lossy().contains("trial-") && p.extension().is_some_and(|e| e == "cache")
+        })
+        .expect("the trial record");
+    let text = std::fs::read_to_string(&file).expect("read");
+    let start: i64 = text
+        .lines()
+        .nth(1)
+        .expect("start")
+        .parse()
+        .expect("a number");
+    std::fs::write(
+        &file,
+        text.replacen(&start.to_string(), &(start + 14 * DAY).to_string(), 1),
+    )
+    .expect("write");
+    let (code, v) = run(&w, 14 * DAY + 120, &trial);
+    assert_eq!(code, 2, "{v}");
+    assert_eq!(v["trial"]["state"], "refused", "{v}");
+
+    // A bad number of days: invalid_input, field trial, no request.
+    let (code, v) = run(&w, 0, &["check", "--trial", "0"]);
+    assert_eq!((code, v["field"].as_str()), (2, Some("trial")), "{v}");
+    assert_eq!(w.requests(), 0);
+}
+
+#[test]
+fn check_with_a_trial_benefit_reports_the_key_as_a_trial_and_a_revoked_key_as_none() {
+    let w = World::new("cli-trial-key");
+    // Whole seconds: the JSON's RFC 3339 times have none smaller.
+    let expires = unix_now() + 10 * DAY;
+    assert!(w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(rfc3339(expires))),
+            ..KeyUpdate::default()
+        }
+    ));
+    let (code, a) = run(&w, 0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
+    assert_eq!(code, 0, "{a}");
+    let benefit = a["license"]["benefit_id"]
+        .as_str()
+        .expect("benefit")
+        .to_string();
+
+    // No trial stated: no field.
+    let (code, v) = run(&w, 0, &["check", "--key", DEMO_KEY]);
+    assert_eq!(code, 0, "{v}");
+    assert!(v.get("trial").is_none(), "{v}");
+    // Another benefit named: licensed, not a trial.
+    let other = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c";
+    let (code, v) = run(
+        &w,
+        0,
+        &["check", "--key", DEMO_KEY, "--trial-benefit", other],
+    );
+    assert_eq!((code, v["outcome"].as_str()), (0, Some("licensed")), "{v}");
+    assert_eq!(v["trial"], Value::Null, "{v}");
+    // Its own benefit named: licensed, a trial ending at the key's expiry.
+    let args = ["check", "--key", DEMO_KEY, "--trial-benefit", &benefit];
+    let (code, v) = run(&w, 0, &args);
+    assert_eq!((code, v["outcome"].as_str()), (0, Some("licensed")), "{v}");
+    assert_eq!(v["trial"]["local"], false, "{v}");
+    assert_eq!(v["trial"]["state"], "active", "{v}");
+    assert_eq!(v["trial"]["days_left"], 10, "{v}");
+    assert_eq!(
+        v["trial"]["ends_at"].as_str(),
+        Some(rfc3339(expires).as_str())
+    );
+
+    // Revoked: denied (exit 1), no trial.
+    assert!(w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    let (code, v) = run(&w, 2 * 3600, &args);
+    assert_eq!((code, v["reason"].as_str()), (1, Some("inactive")), "{v}");
+    assert_eq!(v["trial"], Value::Null, "{v}");
+}

@@ -1,0 +1,439 @@
+//! Trials (issue #54 item 4): the one rule every face applies when the app states a trial.
+//!
+//! Two kinds, both reported as a [`Trial`] in the check's report
+//! ([`crate::grace::CheckReport::trial`]):
+//!
+//! * **A local trial of N days** ([`TrialDays`]): with no key, the first check starts it; its
+//!   start is sealed in the cache beside the records (an HMAC-SHA256 under a key derived from
+//!   the organization, the server's origin, the per-install secret, this machine's identity and
+//!   the app's secret, as [`crate::keyseal`] seals the remembered key), so an edited or copied
+//!   record is refused ([`TrialState::Refused`]: it never restarts the trial). The record keeps
+//!   the latest clock reading it saw: a clock set back past the grace policy's tolerance is
+//!   `clock_rollback`, as for the grace. After N days the trial has [`TrialState::Ended`].
+//!   **Wiping the app's data (the cache directory) restarts it**: this is a convenience for
+//!   honest users, not a protection against a determined one.
+//! * **A key from a trial product**: a licensed answer whose benefit is one the app names as a
+//!   trial's, or (API version 2027-01) whose subscription's status is `trialing`. Its end is the
+//!   subscription's `current_period_end` or the key's `expires_at`, whichever comes first.
+//!   Only a licensed answer is a trial: a revoked, disabled or expired key never is.
+//!
+//! The rule is pure (the caller passes `now`); the shells store the sealed bytes.
+
+use crate::cache::{hex, unhex};
+use crate::error::Error;
+use crate::grace::{CheckOutcome, CheckReport, GracePolicy, LicenseData};
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+type HmacSha256 = Hmac<Sha256>;
+
+const DAY: i64 = 86_400;
+
+/// The header line of a local trial's record.
+pub const HEADER: &str = "polar-license-trial v1\n";
+
+const DERIVE_LABEL: &[u8] = b"polar-license/trial-seal/v1";
+const SLOT_LABEL: &[u8] = b"polar-license/trial-slot/v1";
+
+/// The length of a local trial, in days (1 to 3650).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct TrialDays(u32);
+
+impl TrialDays {
+    /// `days` days; `invalid_input` (field `trial`) outside 1 to 3650.
+    pub fn new(days: u32) -> Result<TrialDays, Error> {
+        if (1..=3650).contains(&days) {
+            Ok(TrialDays(days))
+        } else {
+            Err(Error::invalid(
+                "trial",
+                "must be a number of days from 1 to 3650",
+            ))
+        }
+    }
+
+    /// The number of days.
+    pub fn days(self) -> u32 {
+        self.0
+    }
+
+    fn secs(self) -> i64 {
+        i64::from(self.0).saturating_mul(DAY)
+    }
+}
+
+/// Where a trial stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrialState {
+    /// It runs: the app may be used until [`Trial::ends_at`].
+    Active,
+    /// Its time is over: ask for a key (offer the purchase).
+    Ended,
+    /// A local trial whose record cannot be believed: edited or copied from another install
+    /// or machine, or the clock set back past the tolerance (the outcome is then
+    /// `clock_rollback`). Not a trial that runs.
+    Refused,
+}
+
+impl TrialState {
+    /// The stable snake_case name: `active`, `ended` or `refused`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Active => "active",
+            TrialState::Ended => "ended",
+            TrialState::Refused => "refused",
+        }
+    }
+}
+
+/// What a check says about a trial ([`crate::grace::CheckReport::trial`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trial {
+    /// `true` for the app's local trial of N days (no key); `false` for a key from a trial
+    /// product (the outcome is then `licensed`, with the key's license).
+    pub local: bool,
+    /// Where it stands.
+    pub state: TrialState,
+    /// When it started (unix seconds): the local trial's first check; `None` for a key.
+    pub started_at: Option<i64>,
+    /// When it ends (unix seconds); `None` when not known (a refused record; a key from a
+    /// trial product with neither a period end nor an expiry).
+    pub ends_at: Option<i64>,
+    /// Whole days left, counted up (a trial ending in 2 h has 1 day left; an ended one 0).
+    pub days_left: u32,
+}
+
+impl Trial {
+    /// `true` while the trial runs.
+    pub fn is_active(&self) -> bool {
+        self.state == TrialState::Active
+    }
+}
+
+/// Whole days from `now` to `end`, counted up; 0 once it has passed.
+fn days_left(end: i64, now: i64) -> u32 {
+    let secs = end.saturating_sub(now);
+    if secs <= 0 {
+        return 0;
+    }
+    u32::try_from((secs + DAY - 1) / DAY).unwrap_or(u32::MAX)
+}
+
+/// A local trial's record: when it started and the latest clock reading it saw.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TrialRecord {
+    /// The first check's clock reading (unix seconds).
+    pub started: i64,
+    /// The latest clock reading a check saw (clock-rollback detection).
+    pub latest_seen: i64,
+}
+
+/// Why stored bytes did not open to a trial record. Both refuse the trial.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Unopened {
+    /// Not in the format (or truncated, or another version).
+    Malformed,
+    /// Sealed for another organization, server, install, machine or app secret, or edited.
+    BadSeal,
+}
+
+/// Where a store keeps the local trial's record, and the key that seals it. `Debug` shows no
+/// bytes.
+#[derive(Clone, PartialEq, Eq)]
+pub struct TrialSeal {
+    /// The store slot (`trial-` and 32 hex digits).
+    pub slot: String,
+    mac: [u8; 32],
+}
+
+impl std::fmt::Debug for TrialSeal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrialSeal")
+            .field("slot", &self.slot)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hmac_with(key: &[u8]) -> HmacSha256 {
+    // HMAC accepts keys of any length, so this never fails; the fallback keeps it panic-free.
+    HmacSha256::new_from_slice(key)
+        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
+}
+
+fn framed(mac: &mut HmacSha256, bytes: &[u8]) {
+    mac.update(&(bytes.len() as u64).to_be_bytes());
+    mac.update(bytes);
+}
+
+impl TrialSeal {
+    /// The seal for `organization_id` on the server at `base_url` (only its origin counts),
+    /// with the install secret, this machine's identity and the app's secret (each framed with
+    /// its length, "none" told from "empty").
+    pub fn new(
+        base_url: &str,
+        organization_id: &str,
+        install_secret: &[u8],
+        machine: Option<&str>,
+        app_secret: Option<&[u8]>,
+    ) -> TrialSeal {
+        let origin = crate::proto::origin(base_url);
+        let mut slot = Sha256::new();
+        slot.update(SLOT_LABEL);
+        for part in [origin.as_bytes(), organization_id.as_bytes()] {
+            slot.update((part.len() as u64).to_be_bytes());
+            slot.update(part);
+        }
+        let mut root = hmac_with(DERIVE_LABEL);
+        framed(&mut root, organization_id.as_bytes());
+        framed(&mut root, origin.as_bytes());
+        framed(&mut root, install_secret);
+        for optional in [machine.map(str::as_bytes), app_secret] {
+            match optional {
+                Some(bytes) => {
+                    root.update(&[1]);
+                    framed(&mut root, bytes);
+                }
+                None => root.update(&[0]),
+            }
+        }
+        TrialSeal {
+            slot: ["trial-", &hex(&slot.finalize()[..16])].concat(),
+            mac: root.finalize().into_bytes().into(),
+        }
+    }
+
+    fn body(record: &TrialRecord) -> String {
+        [
+            HEADER,
+            &record.started.to_string(),
+            "\n",
+            &record.latest_seen.to_string(),
+            "\n",
+        ]
+        .concat()
+    }
+
+    /// The stored bytes of `record`: the header, the start and the latest reading (decimal
+    /// unix seconds), and the MAC over those lines, each line ending in `\n`.
+    pub fn seal(&self, record: &TrialRecord) -> Vec<u8> {
+        let body = TrialSeal::body(record);
+        let mut mac = hmac_with(&self.mac);
+        mac.update(body.as_bytes());
+        let tag = hex(&mac.finalize().into_bytes());
+        [body.as_str(), &tag, "\n"].concat().into_bytes()
+    }
+
+    /// The record stored in `bytes`, if they were sealed here and not edited.
+    pub fn open(&self, bytes: &[u8]) -> Result<TrialRecord, Unopened> {
+        let text = std::str::from_utf8(bytes).map_err(|_| Unopened::Malformed)?;
+        let rest = text.strip_prefix(HEADER).ok_or(Unopened::Malformed)?;
+        let rest = rest.strip_suffix('\n').ok_or(Unopened::Malformed)?;
+        let mut lines = rest.split('\n');
+        let (Some(started), Some(seen), Some(tag), None) =
+            (lines.next(), lines.next(), lines.next(), lines.next())
+        else {
+            return Err(Unopened::Malformed);
+        };
+        let number = |s: &str| -> Result<i64, Unopened> {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return Err(Unopened::Malformed);
+            }
+            s.parse().map_err(|_| Unopened::Malformed)
+        };
+        let record = TrialRecord {
+            started: number(started)?,
+            latest_seen: number(seen)?,
+        };
+        let tag = unhex(tag.as_bytes()).ok_or(Unopened::Malformed)?;
+        let mut mac = hmac_with(&self.mac);
+        mac.update(TrialSeal::body(&record).as_bytes());
+        mac.verify_slice(&tag).map_err(|_| Unopened::BadSeal)?;
+        if record.latest_seen < record.started {
+            return Err(Unopened::BadSeal);
+        }
+        Ok(record)
+    }
+}
+
+/// A local trial's answer at `now`: the trial, the error it answers with when the clock was
+/// set back (`clock_rollback`), and the record to store (`None`: leave the stored one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAnswer {
+    /// The trial as it stands.
+    pub trial: Trial,
+    /// `clock_rollback` when the clock is behind the record's latest reading past the
+    /// tolerance.
+    pub error: Option<Error>,
+    /// The record to store: a new trial's, or the latest reading moved forward.
+    pub write: Option<TrialRecord>,
+}
+
+/// The local trial of `days` at `now`, from what its slot holds (`None`: nothing, the first
+/// check: the trial starts; `Some(Err(_))`: bytes that did not open, refused).
+pub fn local(
+    stored: Option<Result<TrialRecord, Unopened>>,
+    days: TrialDays,
+    now: i64,
+    policy: &GracePolicy,
+) -> LocalAnswer {
+    let refused = |started: Option<i64>, error: Option<Error>| LocalAnswer {
+        trial: Trial {
+            local: true,
+            state: TrialState::Refused,
+            started_at: started,
+            ends_at: None,
+            days_left: 0,
+        },
+        error,
+        write: None,
+    };
+    let (record, write) = match stored {
+        None => {
+            let record = TrialRecord {
+                started: now,
+                latest_seen: now,
+            };
+            (record, Some(record))
+        }
+        Some(Err(_)) => return refused(None, None),
+        Some(Ok(record)) => {
+            let floor = record.latest_seen.saturating_sub(policy.tolerance_secs());
+            if now < floor {
+                let by = record.latest_seen.saturating_sub(now);
+                let error = Error::ClockRollback {
+                    by_seconds: u64::try_from(by).unwrap_or(0),
+                };
+                return refused(Some(record.started), Some(error));
+            }
+            let moved = (now > record.latest_seen).then_some(TrialRecord {
+                started: record.started,
+                latest_seen: now,
+            });
+            (record, moved)
+        }
+    };
+    // Measured on the latest reading seen: a clock set back within the tolerance gains nothing.
+    let seen = now.max(record.latest_seen);
+    let ends_at = record.started.saturating_add(days.secs());
+    let left = days_left(ends_at, seen);
+    LocalAnswer {
+        trial: Trial {
+            local: true,
+            state: if left > 0 {
+                TrialState::Active
+            } else {
+                TrialState::Ended
+            },
+            started_at: Some(record.started),
+            ends_at: Some(ends_at),
+            days_left: left,
+        },
+        error: None,
+        write,
+    }
+}
+
+/// A licensed answer's trial, when its key is one: its benefit is in `benefits` (the app's
+/// trial benefit ids), or (2027-01) its subscription is `trialing`. `None` otherwise.
+pub fn of_license<L: LicenseData>(license: &L, benefits: &[String], now: i64) -> Option<Trial> {
+    let trialing = license.trialing();
+    let named = benefits.iter().any(|b| b == license.benefit_id());
+    if !trialing && !named {
+        return None;
+    }
+    let ends_at = match (license.expires_at(), license.period_end()) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
+    let left = ends_at.map_or(0, |end| days_left(end, now));
+    Some(Trial {
+        local: false,
+        state: if ends_at.is_some_and(|end| end <= now) {
+            TrialState::Ended
+        } else {
+            TrialState::Active
+        },
+        started_at: None,
+        ends_at,
+        days_left: left,
+    })
+}
+
+/// Applies the key side of the rule to a check's `report` at `now`: a licensed answer from a
+/// trial product gets its [`Trial`]; any other answer none.
+pub fn apply<L: LicenseData>(report: &mut CheckReport<L>, benefits: &[String], now: i64) {
+    report.trial = match &report.outcome {
+        CheckOutcome::Licensed { license, .. } => {
+            of_license(license.as_ref(), benefits, now).map(Box::new)
+        }
+        _ => None,
+    };
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+
+    const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+
+    fn seal() -> TrialSeal {
+        TrialSeal::new("https://api.polar.sh/", ORG, b"install", Some("m"), None)
+    }
+
+    #[test]
+    fn a_record_opens_only_as_sealed() {
+        let s = seal();
+        let r = TrialRecord {
+            started: 1_790_000_000,
+            latest_seen: 1_790_000_100,
+        };
+        let bytes = s.seal(&r);
+        assert_eq!(s.open(&bytes), Ok(r));
+        // Edited start: the MAC no longer matches.
+        let text = String::from_utf8(bytes.clone()).unwrap();
+        let edited = text.replace("1790000000", "1790900000");
+        assert_eq!(s.open(edited.as_bytes()), Err(Unopened::BadSeal));
+        // Another machine's seal.
+        let other = TrialSeal::new("https://api.polar.sh/", ORG, b"install", Some("n"), None);
+        assert_eq!(other.slot, s.slot);
+        assert_eq!(other.open(&bytes), Err(Unopened::BadSeal));
+        assert_eq!(
+            s.open(b"polar-license-trial v1\n1\n"),
+            Err(Unopened::Malformed)
+        );
+        assert!(!format!("{s:?}").contains("mac"));
+    }
+
+    #[test]
+    fn a_local_trial_starts_counts_down_ends_and_refuses_rollback() {
+        let p = GracePolicy::default();
+        let days = TrialDays::new(14).unwrap();
+        let t0 = 1_790_000_000;
+        let first = local(None, days, t0, &p);
+        assert_eq!(first.trial.state, TrialState::Active);
+        assert_eq!(first.trial.days_left, 14);
+        assert_eq!(first.trial.ends_at, Some(t0 + 14 * DAY));
+        let rec = first.write.unwrap();
+        let later = local(Some(Ok(rec)), days, t0 + 3 * DAY + 1, &p);
+        assert_eq!(later.trial.days_left, 11);
+        let rec = later.write.unwrap();
+        let back = local(Some(Ok(rec)), days, t0 + DAY, &p);
+        assert_eq!(back.trial.state, TrialState::Refused);
+        assert_eq!(
+            back.error.map(|e| e.reason()),
+            Some(crate::reason::Reason::ClockRollback)
+        );
+        let ended = local(Some(Ok(rec)), days, t0 + 14 * DAY, &p);
+        assert_eq!(ended.trial.state, TrialState::Ended);
+        assert_eq!(ended.trial.days_left, 0);
+        assert_eq!(
+            local(Some(Err(Unopened::BadSeal)), days, t0, &p)
+                .trial
+                .state,
+            TrialState::Refused
+        );
+        assert!(TrialDays::new(0).is_err());
+    }
+}

@@ -1,0 +1,340 @@
+//! Trials (issue #54 item 4) on the native face (`Licensing`, which the C ABI and the command
+//! line share), against the emulator over loopback: a local trial of N days starts at the
+//! first check with no key, counts down, ends; a clock set back during it is
+//! `clock_rollback`; an edited or copied trial record is refused (never restarted); a key
+//! from a trial product (a named benefit, a 2027-01 `trialing` subscription) is reported as a
+//! trial with its end; a revoked key is not one; with no trial stated, nothing changes.
+#![cfg(not(target_arch = "wasm32"))]
+
+use polar_license::trial::{Trial, TrialDays, TrialState};
+use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
+use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_testkit::{licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir};
+use std::path::PathBuf;
+use std::time::Duration;
+
+const DAY: i64 = 24 * 3600;
+const TRIAL_BENEFIT: &str = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c";
+
+fn polar(seed: Seed, version: &str) -> Emulator {
+    let options = Options {
+        api_version: version.to_string(),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("emulator")
+}
+
+/// A client of `polar` keeping its records in `dir` on `machine`, on `clock`, with a local
+/// trial of `days` (none: no trial stated) and the trial benefits `benefits`.
+fn app_on(
+    polar: &Emulator,
+    dir: &ScratchDir,
+    machine: &str,
+    clock: &FakeClock,
+    days: Option<u32>,
+    benefits: &[&str],
+) -> Licensing {
+    let mut builder = licensing_builder(polar, dir.path(), MachineBinding::Id(machine.into()))
+        .timeout(Duration::from_secs(5))
+        .clock(clock.reader());
+    if let Some(days) = days {
+        builder = builder.trial(TrialDays::new(days).expect("days"));
+    }
+    for b in benefits {
+        builder = builder.trial_benefit(*b);
+    }
+    builder.build().expect("licensing builds")
+}
+
+fn app(polar: &Emulator, dir: &ScratchDir, clock: &FakeClock, days: Option<u32>) -> Licensing {
+    app_on(polar, dir, "machine-A", clock, days, &[])
+}
+
+/// The trial file in `dir` (the store's `trial-…` slot).
+fn trial_file(dir: &ScratchDir) -> PathBuf {
+    let entries = std::fs::read_dir(dir.path()).expect("read dir");
+    entries
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("trial-") && n.ends_with(".cache"))
+        })
+        .expect("a trial record")
+}
+
+#[track_caller]
+fn activate(l: &Licensing) {
+    let v = l
+        .activate(&ActivateRequest::new(DEMO_KEY, "laptop"))
+        .expect("activate answers");
+    assert!(v.accepted().is_some(), "{v:?}");
+}
+
+#[track_caller]
+fn local(report: &CheckReport, state: TrialState, days_left: u32) -> Trial {
+    let t = *report.trial.clone().expect("a trial answer");
+    assert!(t.local, "{t:?}");
+    assert_eq!(t.state, state, "{report:?}");
+    assert_eq!(t.days_left, days_left, "{report:?}");
+    assert!(!report.outcome.is_licensed(), "{report:?}");
+    t
+}
+
+#[test]
+fn a_local_trial_starts_at_the_first_check_counts_down_and_ends() {
+    let start = unix_now();
+    let polar = polar(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-local");
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, Some(14));
+
+    // No key: the first check starts the trial; the outcome still asks for a key.
+    let first = l.check_remembered_report();
+    let t = local(&first, TrialState::Active, 14);
+    assert_eq!(t.started_at, Some(start));
+    assert_eq!(t.ends_at, Some(start + 14 * DAY));
+    assert_eq!(first.outcome.reason(), Some(Reason::InvalidInput));
+    assert!(first.outcome.needs_key());
+
+    // It counts down from the sealed start, not from each launch.
+    clock.set(start + 3 * DAY + 60);
+    let later = l.check_trial_report();
+    let t = local(&later, TrialState::Active, 11);
+    assert_eq!(t.started_at, Some(start));
+    // Another client of the same cache (the app launched again) sees the same trial.
+    let again = app(&polar, &dir, &clock, Some(14)).check_trial_report();
+    assert_eq!(again.trial, later.trial);
+
+    // On its last day, one day left; at its end: ended, a distinct answer.
+    clock.set(start + 14 * DAY - 60);
+    local(&l.check_trial_report(), TrialState::Active, 1);
+    clock.set(start + 14 * DAY);
+    let ended = l.check_remembered_report();
+    let t = local(&ended, TrialState::Ended, 0);
+    assert_eq!(t.ends_at, Some(start + 14 * DAY));
+    clock.set(start + 40 * DAY);
+    local(&l.check_trial_report(), TrialState::Ended, 0);
+
+    // A remembered key is checked as always, not the trial.
+    activate(&l);
+    l.remember_key(DEMO_KEY).expect("remembered");
+    let licensed = l.check_remembered_report();
+    assert!(licensed.outcome.is_licensed(), "{licensed:?}");
+    assert_eq!(licensed.trial, None);
+
+    // Wiping the app's data restarts the trial (the docs say so).
+    l.forget_key().expect("forgotten");
+    std::fs::remove_file(trial_file(&dir)).expect("wiped");
+    local(&l.check_trial_report(), TrialState::Active, 14);
+}
+
+#[test]
+fn no_trial_stated_changes_nothing() {
+    let start = unix_now();
+    let polar = polar(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-none");
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, None);
+    let plain = l.check_remembered_report();
+    assert_eq!(plain.trial, None);
+    assert_eq!(plain.outcome.reason(), Some(Reason::InvalidInput));
+    let asked = l.check_trial_report();
+    assert_eq!(asked.outcome.field(), Some("trial"), "{asked:?}");
+    assert!(std::fs::read_dir(dir.path())
+        .expect("dir")
+        .flatten()
+        .all(|e| !e.file_name().to_string_lossy().starts_with("trial-")));
+    assert!(TrialDays::new(0).is_err());
+    assert!(TrialDays::new(3651).is_err());
+}
+
+#[test]
+fn a_clock_set_back_during_a_trial_is_clock_rollback() {
+    let start = unix_now();
+    let polar = polar(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-rollback");
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, Some(7));
+    local(&l.check_trial_report(), TrialState::Active, 7);
+    clock.set(start + 6 * DAY);
+    local(&l.check_trial_report(), TrialState::Active, 1);
+
+    // Set back five days to stretch the trial: refused, clock_rollback.
+    clock.set(start + DAY);
+    let back = l.check_trial_report();
+    assert_eq!(
+        back.outcome.reason(),
+        Some(Reason::ClockRollback),
+        "{back:?}"
+    );
+    let t = *back.trial.expect("a trial answer");
+    assert_eq!(t.state, TrialState::Refused);
+    assert!(!t.is_active());
+    // Within the tolerance (10 minutes): no rollback, and no day regained.
+    clock.set(start + 6 * DAY - 300);
+    local(&l.check_trial_report(), TrialState::Active, 1);
+    // Forward again past the end: ended.
+    clock.set(start + 7 * DAY + 1);
+    local(&l.check_trial_report(), TrialState::Ended, 0);
+}
+
+#[test]
+fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
+    let start = unix_now();
+    let polar = polar(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new("trial-edited");
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, Some(14));
+    local(&l.check_trial_report(), TrialState::Active, 14);
+    clock.set(start + 20 * DAY);
+    local(&l.check_trial_report(), TrialState::Ended, 0);
+
+    // Move the start forward by 19 days in the file: the seal no longer matches.
+    let path = trial_file(&dir);
+    let text = std::fs::read_to_string(&path).expect("trial record");
+    let edited = text.replacen(&start.to_string(), &(start + 19 * DAY).to_string(), 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).expect("edited");
+    let refused = l.check_trial_report();
+    let t = *refused.trial.clone().expect("a trial answer");
+    assert_eq!(t.state, TrialState::Refused, "{refused:?}");
+    assert_eq!(t.days_left, 0);
+    assert_eq!(refused.outcome.reason(), Some(Reason::InvalidInput));
+    // Refused, and left as it is: the next check refuses too (no fresh trial written).
+    assert_eq!(
+        l.check_trial_report().trial.map(|t| t.state),
+        Some(TrialState::Refused)
+    );
+
+    // The record copied to another machine (same directory, another machine id): refused.
+    let dir_b = ScratchDir::new("trial-copied");
+    let a = app(&polar, &dir_b, &clock, Some(14));
+    local(&a.check_trial_report(), TrialState::Active, 14);
+    let other = app_on(&polar, &dir_b, "machine-B", &clock, Some(14), &[]);
+    assert_eq!(
+        other.check_trial_report().trial.map(|t| t.state),
+        Some(TrialState::Refused)
+    );
+}
+
+/// The demo key granted through a subscription with `status`, its period ending at `end`,
+/// and the benefit `benefit`.
+fn subscribed(status: &str, end: i64, benefit: &str) -> Seed {
+    let mut seed = Seed::demo();
+    seed.license_keys[0].benefit_id = Some(benefit.into());
+    seed.license_keys[0].subscription = Some(SeedSubscription {
+        status: Some(status.into()),
+        current_period_end: Some(rfc3339(end)),
+        ..SeedSubscription::default()
+    });
+    seed
+}
+
+#[test]
+fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
+    let start = unix_now();
+    let end = start + 5 * DAY + 3600;
+    let polar = polar(
+        subscribed("trialing", end, "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"),
+        "2027-01",
+    );
+    let dir = ScratchDir::new("trial-trialing");
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, Some(14));
+    let unstated = app(&polar, &dir, &clock, None);
+    activate(&l);
+    let r = l.check_report(DEMO_KEY);
+    assert!(r.outcome.is_licensed(), "{r:?}");
+    assert_eq!(
+        r.trial.as_deref(),
+        Some(&Trial {
+            local: false,
+            state: TrialState::Active,
+            started_at: None,
+            ends_at: Some(end),
+            days_left: 6,
+        })
+    );
+    // No trial stated: the same answer, no trial field.
+    let plain = unstated.check_report(DEMO_KEY);
+    assert!(plain.outcome.is_licensed());
+    assert_eq!(plain.trial, None);
+
+    // Revoked (a refund): denied, and no trial.
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    clock.advance(2 * 3600); // past the fresh window: the check asks Polar
+    let revoked = l.check_report(DEMO_KEY);
+    assert_eq!(
+        revoked.outcome.reason(),
+        Some(Reason::Inactive),
+        "{revoked:?}"
+    );
+    assert_eq!(revoked.trial, None);
+}
+
+#[test]
+fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
+    let start = unix_now();
+    let expires = start + 10 * DAY;
+    let polar_trial = polar(
+        subscribed("active", start + 30 * DAY, TRIAL_BENEFIT),
+        "2027-01",
+    );
+    assert!(polar_trial.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(rfc3339(expires))),
+            ..KeyUpdate::default()
+        }
+    ));
+    let dir = ScratchDir::new("trial-benefit");
+    let clock = FakeClock::new(start);
+    let l = app_on(
+        &polar_trial,
+        &dir,
+        "machine-A",
+        &clock,
+        None,
+        &[TRIAL_BENEFIT],
+    );
+    activate(&l);
+    let r = l.check_report(DEMO_KEY);
+    assert!(r.outcome.is_licensed(), "{r:?}");
+    let t = *r.trial.clone().expect("a trial");
+    assert!(!t.local);
+    assert_eq!(t.state, TrialState::Active);
+    // The earlier of the key's expiry and the period's end.
+    assert_eq!(t.ends_at, Some(expires));
+    assert_eq!(t.days_left, 10);
+
+    // A key of another (paid) benefit, same client: licensed, no trial.
+    let polar_paid = polar(
+        subscribed(
+            "active",
+            start + 30 * DAY,
+            "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d",
+        ),
+        "2027-01",
+    );
+    let dir = ScratchDir::new("trial-paid");
+    let l = app_on(
+        &polar_paid,
+        &dir,
+        "machine-A",
+        &clock,
+        None,
+        &[TRIAL_BENEFIT],
+    );
+    activate(&l);
+    let paid = l.check_report(DEMO_KEY);
+    assert!(paid.outcome.is_licensed(), "{paid:?}");
+    assert_eq!(paid.trial, None);
+}

@@ -996,6 +996,19 @@ impl<L> CheckReport<L> {
     pub fn cache_refreshed(&self) -> bool {
         self.cache_error.is_none()
     }
+
+    /// When the grace of a licensed answer ends under `policy` (unix seconds of the local
+    /// clock), never past the end of the lease the report carries (signed mode: the cache
+    /// stops licensing then). `None` when not licensed. What every face reports as the
+    /// check's grace end, from the report alone (no read of the cache after the check).
+    pub fn grace_ends_at(&self, policy: &GracePolicy) -> Option<i64> {
+        match &self.outcome {
+            CheckOutcome::Licensed { verified_at, .. } => {
+                Some(policy.grace_end_leased(*verified_at, self.lease.as_ref()))
+            }
+            _ => None,
+        }
+    }
 }
 
 /// What to do before (or instead of) a request.
@@ -1489,6 +1502,42 @@ mod tests {
             ..GracePolicy::default()
         };
         assert!(reval.validate().is_err());
+    }
+
+    #[test]
+    fn a_reports_grace_end_is_never_past_the_lease_it_carries() {
+        let policy = GracePolicy::default();
+        let licensed = CheckReport::<()>::of(CheckOutcome::Licensed {
+            source: Source::Cache,
+            license: Box::new(()),
+            grace_remaining: None,
+            verified_at: 1_000,
+        });
+        let end = 1_000 + 604_800;
+        assert_eq!(licensed.grace_ends_at(&policy), Some(end));
+        let lease = |expires_at| LeaseWindow {
+            kid: "k1".to_string(),
+            not_before: 0,
+            expires_at,
+        };
+        let short = CheckReport {
+            lease: Some(lease(5_000)),
+            ..licensed.clone()
+        };
+        assert_eq!(short.grace_ends_at(&policy), Some(5_000));
+        let long = CheckReport {
+            lease: Some(lease(end + 1)),
+            ..licensed
+        };
+        assert_eq!(long.grace_ends_at(&policy), Some(end));
+        let offline = CheckReport::<()> {
+            lease: Some(lease(5_000)),
+            ..CheckReport::of(CheckOutcome::Unverified(Error::Offline {
+                timeout: false,
+                detail: String::new(),
+            }))
+        };
+        assert_eq!(offline.grace_ends_at(&policy), None);
     }
 
     #[test]

@@ -4,7 +4,10 @@
 //! No shell calls these: a shell (the native blocking `Licensing` that the C ABI, the command
 //! line and the Tauri plugin use, the wasm `AsyncLicensing`, the npm package's engine) drives a
 //! machine ([`crate::flow::check::Check`], [`crate::flow::update::Update`]) and does the IO it
-//! wants; the machine calls this module:
+//! wants, and reads a slot as [`crate::flow`] opens it (`open_slot`, `status_of`; the npm
+//! engine's `status` takes this module's `status` through `flow`'s re-export). The machines
+//! also check the input and bind the request before any slot is wanted, and keep or forget the
+//! remembered key as their last step. The machine calls this module:
 //!
 //! - opening a slot's bytes (`open`, `open_with_clock`; signed mode's `gate_lease`) and sealing
 //!   a record into it (`seal`, `cached_writes`);

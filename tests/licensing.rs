@@ -598,3 +598,38 @@ fn an_activation_the_cache_cannot_remember_is_reported_with_its_id() {
         other => panic!("expected cache_error, got {other:?}"),
     }
 }
+
+/// A check refused as input is the check machine's answer before it wants the key's slot:
+/// `invalid_input`, with no cache directory made, no file written and no request sent, for a
+/// plain check, an explicit request and the background check (which starts no thread).
+#[test]
+fn a_check_refused_as_input_touches_no_cache() {
+    let w = world("refused-input");
+    let dir = w.path("never-made");
+    let l = w
+        .builder(&dir, "machine-A")
+        .build()
+        .expect("licensing builds");
+    w.requests();
+    let field_of = |outcome: &CheckOutcome| match outcome {
+        CheckOutcome::Unverified(Error::InvalidInput { field, .. }) => field.clone(),
+        other => panic!("expected invalid_input, got {other:?}"),
+    };
+    let plain = l.check_report("");
+    assert_eq!(field_of(&plain.outcome), "key");
+    assert_eq!((plain.cache_error, plain.activation_id), (None, None));
+    let explicit = ValidateRequest::new(DEMO_KEY).activation_id("not-a-uuid");
+    assert_eq!(field_of(&l.check_request(&explicit)), "activation_id");
+    let (now, thread) = l.check_report_in_background("", |_| panic!("no fresh answer"));
+    assert_eq!(field_of(&now.outcome), "key");
+    assert!(thread.is_none());
+    assert!(
+        !dir.exists(),
+        "the cache directory was made for refused input"
+    );
+    assert_eq!(w.requests(), 0, "a request was sent for refused input");
+    // Good input with the same client: the directory is made.
+    let checked = l.check(DEMO_KEY);
+    assert!(checked.is_licensed(), "{checked:?}");
+    assert!(dir.exists());
+}

@@ -304,3 +304,63 @@ fn a_denied_activation_remembers_nothing() {
     assert_eq!(l.remembered_key().unwrap(), None);
     assert!(w.key_files(&w.dir).is_empty());
 }
+
+/// The cache directory's store, whose writes of the remembered key's entry (`key-…`) fail.
+struct KeyUnwritable(polar_license::FileStore);
+
+impl polar_license::Store for KeyUnwritable {
+    fn load(&self, slot: &str) -> Result<Option<Vec<u8>>, Error> {
+        self.0.load(slot)
+    }
+    fn save(&self, slot: &str, bytes: &[u8]) -> Result<(), Error> {
+        if slot.starts_with("key-") {
+            return Err(Error::Cache {
+                detail: "the key's entry cannot be written here".to_string(),
+            });
+        }
+        self.0.save(slot, bytes)
+    }
+    fn remove(&self, slot: &str) -> Result<(), Error> {
+        self.0.remove(slot)
+    }
+    fn install_secret(&self) -> Result<Vec<u8>, Error> {
+        self.0.install_secret()
+    }
+    fn lock(&self, slot: &str) -> Result<polar_license::SlotLock, Error> {
+        self.0.lock(slot)
+    }
+}
+
+/// Remembering the key is the activate machine's last step, after the record learned the
+/// activation: when it cannot be written, the activation stands and the record knows it, and
+/// the error is the activation's `cache_error`, naming the new activation id.
+#[test]
+fn a_key_that_cannot_be_remembered_is_the_activations_cache_error_and_the_record_keeps_it() {
+    let w = world("unwritable");
+    let l = w
+        .builder(&w.dir, "machine-A")
+        .store(KeyUnwritable(polar_license::FileStore::new(&w.dir)))
+        .remember_keys(true)
+        .build()
+        .expect("builds");
+    let activated = l.activate_update(&ActivateRequest::new(DEMO_KEY, "laptop"));
+    let id = match &activated.online {
+        Ok(v) => v.accepted().expect("activated").activation.id.clone(),
+        Err(e) => panic!("activate answers: {e:?}"),
+    };
+    let e = activated
+        .cache_error
+        .as_ref()
+        .expect("the key's write failed");
+    assert!(e.to_string().contains("cannot be written here"), "{e}");
+    let unremembered = activated.unremembered().expect("names the activation");
+    assert!(unremembered.to_string().contains(&id), "{unremembered}");
+    assert_eq!(l.remembered_key().unwrap(), None);
+    assert!(w.key_files(&w.dir).is_empty());
+    // The record learned the activation before: checked from the cache, with no request.
+    let status = l.status(DEMO_KEY).expect("status");
+    assert_eq!(status.activation.map(|a| a.id), Some(id));
+    let checked = l.check(DEMO_KEY);
+    let from = (checked.is_licensed(), checked.source());
+    assert_eq!(from, (true, Some(Source::Cache)), "{checked:?}");
+}

@@ -269,7 +269,17 @@ impl<L: Validated> Check<L> {
         now: i64,
         at_ms: u64,
     ) -> Check<L> {
-        let mut check = Check {
+        let mut check = Check::blank(key, explicit, now, at_ms);
+        match slot {
+            Ok(slot) => check.slot = Some(slot),
+            Err(e) => check.unusable(ctx, e),
+        }
+        check
+    }
+
+    /// A check of `key` in no slot yet, about to lock it.
+    fn blank(key: Key, explicit: Option<ValidateRequest>, now: i64, at_ms: u64) -> Check<L> {
+        Check {
             key,
             explicit,
             slot: None,
@@ -289,12 +299,49 @@ impl<L: Validated> Check<L> {
             nonce: None,
             left: Left::default(),
             released: None,
-        };
-        match slot {
-            Ok(slot) => check.slot = Some(slot),
-            Err(e) => check.unusable(ctx, e),
         }
-        check
+    }
+
+    /// [`Check::new`] as every shell makes it, at the clock readings `(now, at_ms)`: the
+    /// request checked as input first (the explicit one, else the key alone: empty, too long,
+    /// a NUL, past Polar's limits), and only then the key's slot had (`slot`). A check refused as input is `unverified`
+    /// (`invalid_input`) at once: it wants no slot, reads and writes nothing, sends nothing.
+    pub fn of_input(
+        ctx: &Ctx<'_, L>,
+        key: Key,
+        explicit: Option<ValidateRequest>,
+        (now, at_ms): (i64, u64),
+        slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
+    ) -> Check<L> {
+        match Check::refused(ctx, &key, explicit.as_ref()) {
+            None => {
+                let slot = slot(&key);
+                Check::new(ctx, key, explicit, slot, now, at_ms)
+            }
+            Some(e) => {
+                let mut check = Check::blank(key, explicit, now, at_ms);
+                check.report = Some(CheckReport::of(CheckOutcome::Unverified(e)));
+                check.state = State::Done;
+                check
+            }
+        }
+    }
+
+    /// Why [`Check::of_input`] refuses a check of `key` (with `explicit`, the request as
+    /// given) as input, if it does: then it wants no slot (a shell whose slot is had
+    /// asynchronously asks this first).
+    pub fn refused(
+        ctx: &Ctx<'_, L>,
+        key: &Key,
+        explicit: Option<&ValidateRequest>,
+    ) -> Option<Error> {
+        match explicit {
+            Some(req) => ctx.api.validate_request(req).err(),
+            None => ctx
+                .api
+                .validate_request(&ValidateRequest::new(key.clone()))
+                .err(),
+        }
     }
 
     /// This check reads the slot first without its lock (the browser shell, whose lock is

@@ -6,7 +6,7 @@ use crate::key::Key;
 use crate::lease::{self, RelayKeys};
 use crate::model::ValidatedLicenseKey;
 use crate::proto::Api;
-use crate::shared::{self as session, LeaseMemo, Opened, Slot};
+use crate::shared::{self as session, CacheStatus, LeaseMemo, Opened, Slot};
 use std::sync::Arc;
 
 /// What a machine is given besides its inputs: the client's options and memos, fixed when the
@@ -103,4 +103,23 @@ pub fn open_slot<L: LicenseData>(
     }
     ctx.memo.remember_opened(slot, stored.clone(), &opened);
     opened
+}
+
+/// What `status` says of a slot's bytes at the clock reading `now`, with no request: the slot
+/// opened as every machine opens it ([`open_slot`]), and the bytes that opened to no record
+/// told apart from none stored. One rule for every shell's `status`.
+pub fn status_of<L: LicenseData>(
+    ctx: &Ctx<'_, L>,
+    slot: &Slot,
+    key: &Key,
+    stored: &Stored,
+    now: i64,
+) -> CacheStatus<L> {
+    let opened = open_slot(ctx, slot, key, stored);
+    session::status(
+        Arc::unwrap_or_clone(opened),
+        stored.record.is_some(),
+        now,
+        ctx.policy,
+    )
 }

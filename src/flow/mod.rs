@@ -20,7 +20,7 @@ pub mod update;
 /// write must be kept ([`Keep`]), the slot as opened ([`Opened`]), the lease memo its context
 /// holds ([`LeaseMemo`]), and what `status` reports of an opened slot ([`status`]).
 pub use crate::shared::{status, Keep, LeaseMemo, Opened, Slot};
-pub use ctx::open_slot;
 pub use ctx::Ctx;
+pub use ctx::{open_slot, status_of};
 pub use memo::Memo;
 pub use step::{Given, Heard, Machine, Stored, Want};

@@ -15,9 +15,13 @@
 //!   the slot cannot be had, an id given is deactivated online only ([`Update::deactivation`]).
 //!
 //! Each binds its request to this machine and checks its input from the context before any
-//! slot is opened ([`Update::validate`], [`Update::activation`], [`Update::deactivation`]),
-//! and its answer carries the slot as it leaves it (signed mode: the lease's window), so no
-//! shell reads the cache again after a call.
+//! slot is opened ([`Update::validate`], [`Update::activation`], [`Update::deactivation`]; the
+//! request alone: [`Update::activation_request`], [`Update::validation_request`]), and its
+//! answer carries the slot as it leaves it (signed mode: the lease's window), so no shell
+//! reads the cache again after a call. The remembered key is the update's last step, once the
+//! slot's lock is released: a good activation the record learned writes its sealed key
+//! ([`Update::remembering`]), a good deactivation that ends the remembered key's activation
+//! removes it ([`Update::forgetting`]).
 //!
 //! A shell drives it with the same loop as a check ([`super::check`]): [`Update::want`],
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
@@ -66,6 +70,10 @@ enum Phase {
     Write(VecDeque<(String, Vec<u8>)>, bool),
     Forget,
     Unlock,
+    /// A good activation's key written, sealed, where the remembered key is kept.
+    Remember,
+    /// A deactivation that ended the remembered key: its entry removed.
+    ForgetKey,
     Done,
 }
 
@@ -99,6 +107,11 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// A deactivate sent online only: why the slot could not be used (the record is not
     /// told).
     unusable: Option<Error>,
+    /// An activate that remembers its key: the sealed key's entry (name, bytes), or why the
+    /// key could not be sealed ([`Update::remembering`]).
+    remember: Option<Result<(String, Vec<u8>), Error>>,
+    /// A deactivate of the remembered key: that key's entry ([`Update::forgetting`]).
+    forget_key: Option<String>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -171,23 +184,34 @@ impl<L: License> Update<L> {
         slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
         now: i64,
     ) -> Update<L> {
-        let req = session::bound_validate(&req, ctx.machine);
-        let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
-        let mut update = Update::new(key, now, Op::Validate { req, online: None });
-        match &update.op {
-            Op::Validate { req, .. } if req.key.is_none() => {
-                update.fail(Error::invalid("key", "is required"));
+        match Update::checked_validate(ctx, &req) {
+            Ok((req, key, http)) => {
+                let mut update = Update::new(key, now, Op::Validate { req, online: None });
+                update.slot = slot(&update.key);
+                update.bind(ctx, http);
+                update
             }
-            Op::Validate { req, .. } => match ctx.api.validate_request(req) {
-                Ok(http) => {
-                    update.slot = slot(&update.key);
-                    update.bind(ctx, http);
-                }
-                Err(e) => update.fail(e),
-            },
-            _ => {}
+            Err(e) => {
+                let key = req.key.clone().unwrap_or_else(|| Key::from(String::new()));
+                let mut update = Update::new(key, now, Op::Validate { req, online: None });
+                update.fail(e);
+                update
+            }
         }
-        update
+    }
+
+    /// [`Update::validation_request`] with the HTTP request it makes.
+    fn checked_validate(
+        ctx: &Ctx<'_, L>,
+        req: &ValidateRequest,
+    ) -> Result<(ValidateRequest, Key, HttpRequest), Error> {
+        let req = session::bound_validate(req, ctx.machine);
+        let key = req
+            .key
+            .clone()
+            .ok_or_else(|| Error::invalid("key", "is required"))?;
+        let http = ctx.api.validate_request(&req)?;
+        Ok((req, key, http))
     }
 
     /// An activate of `req` with its key and slot as the shell had them, at `now` (see
@@ -228,9 +252,7 @@ impl<L: License> Update<L> {
         slot: impl FnOnce(&Key) -> Result<Arc<Slot>, Error>,
         now: i64,
     ) -> Update<L> {
-        let checked = session::bound_activation(req, ctx.machine)
-            .and_then(|(req, key)| ctx.api.activate_request(&req).map(|_| (req, key)));
-        match checked {
+        match Update::activation_request(ctx, req) {
             Ok((req, key)) => {
                 let slot = slot(&key);
                 Update::activate(ctx, req, key, slot, now)
@@ -246,6 +268,31 @@ impl<L: License> Update<L> {
                 update
             }
         }
+    }
+
+    /// The request an activate of `req` sends, and its key: bound to this machine (the
+    /// context's fingerprint among its conditions) and checked as input (a key is required,
+    /// the conditions and metadata within Polar's limits). [`Update::activation`] starts from
+    /// it; the air gap's request line carries it; a shell whose slot is had asynchronously
+    /// asks it which key's slot the machine will want (an error: none, the input is refused).
+    pub fn activation_request(
+        ctx: &Ctx<'_, L>,
+        req: &ActivateRequest,
+    ) -> Result<(ActivateRequest, Key), Error> {
+        let (req, key) = session::bound_activation(req, ctx.machine)?;
+        ctx.api.activate_request(&req)?;
+        Ok((req, key))
+    }
+
+    /// The request a validate of `req` sends, and its key: bound to this machine (the
+    /// context's fingerprint among its conditions when it names an activation) and checked as
+    /// input, as [`Update::validate`] makes it before it asks for the key's slot (an error:
+    /// refused as input, no slot is wanted).
+    pub fn validation_request(
+        ctx: &Ctx<'_, L>,
+        req: &ValidateRequest,
+    ) -> Result<(ValidateRequest, Key), Error> {
+        Update::checked_validate(ctx, req).map(|(req, key, _)| (req, key))
     }
 
     /// A deactivate as every shell makes it, at `now`: of `activation_id`, or of the
@@ -335,7 +382,30 @@ impl<L: License> Update<L> {
             left: Left::default(),
             before: Left::default(),
             unusable: None,
+            remember: None,
+            forget_key: None,
         }
+    }
+
+    /// A good activation also remembers its key, as the last step of the update: `entry` is
+    /// the sealed key's name and bytes where the remembered key is kept (or why the key could
+    /// not be sealed), written durably once the record has learned the activation and the
+    /// slot's lock is released. Not when Polar denied, nor when the record could not learn
+    /// it. A write that fails is the update's `cache_error` (the activation stands:
+    /// [`Activated::unremembered`] names it).
+    pub fn remembering(mut self, entry: Result<(String, Vec<u8>), Error>) -> Update<L> {
+        self.remember = Some(entry);
+        self
+    }
+
+    /// A deactivation that ends the remembered key ([`Deactivated::ends_remembered_key`])
+    /// also forgets it, as the last step of the update: `entry` is the name of the remembered
+    /// key's entry when that key is this update's (`None`: another key, or none, is
+    /// remembered). Removed once the record is told and the slot's lock released; the slot
+    /// is freed whatever the removal does.
+    pub fn forgetting(mut self, entry: Option<String>) -> Update<L> {
+        self.forget_key = entry;
+        self
     }
 
     /// Signed mode: a fresh nonce for the request about to be sent, kept to hold its grant's
@@ -399,6 +469,18 @@ impl<L: License> Update<L> {
             },
             (Phase::Forget, Some(slot)) => Want::Remove(&slot.name),
             (Phase::Unlock, _) => Want::Unlock,
+            (Phase::Remember, _) => match &self.remember {
+                Some(Ok((name, bytes))) => Want::Write {
+                    name,
+                    bytes,
+                    keep: Keep::Durable,
+                },
+                _ => Want::Done,
+            },
+            (Phase::ForgetKey, _) => match &self.forget_key {
+                Some(name) => Want::Remove(name),
+                None => Want::Done,
+            },
             _ => Want::Done,
         }
     }
@@ -484,7 +566,14 @@ impl<L: License> Update<L> {
                 Phase::Unlock
             }
             (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
-            (Phase::Unlock, Given::Unlocked) => Phase::Done,
+            (Phase::Unlock, Given::Unlocked) => self.last_step(),
+            (Phase::Remember, Given::Written(written)) => {
+                if let Err(e) = written {
+                    self.unlearned(e);
+                }
+                Phase::Done
+            }
+            (Phase::ForgetKey, Given::Removed) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
                     detail: ["the update's shell answered ", given.name()].concat(),
@@ -501,6 +590,37 @@ impl<L: License> Update<L> {
                 }
             }
         };
+    }
+
+    /// Once the slot's lock is released: the remembered key's step, when there is one (a
+    /// good activation the record learned remembers its key; a good deactivation of the
+    /// remembered key's activation forgets it), else done.
+    fn last_step(&mut self) -> Phase {
+        if self.cache_error.is_some() {
+            return Phase::Done;
+        }
+        match &self.op {
+            Op::Activate {
+                online: Some(Ok((Verdict::Accepted(_), _))),
+                ..
+            } => match self.remember.take() {
+                Some(Err(e)) => {
+                    self.unlearned(e);
+                    Phase::Done
+                }
+                Some(entry) => {
+                    self.remember = Some(entry);
+                    Phase::Remember
+                }
+                None => Phase::Done,
+            },
+            Op::Deactivate {
+                online: Some(Ok(_)),
+                ends_remembered: true,
+                ..
+            } if self.forget_key.is_some() => Phase::ForgetKey,
+            _ => Phase::Done,
+        }
     }
 
     /// A deactivate of an explicit id, not sent yet: its request, to send online only (the
@@ -779,5 +899,154 @@ impl<L: License> Machine<L> for Update<L> {
     }
     fn heard(&self) -> Option<super::Heard<'_>> {
         self.heard()
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::fingerprint::MACHINE_CONDITION;
+    use crate::flow::{LeaseMemo, Memo};
+    use crate::grace::GracePolicy;
+    use crate::lease::{Builtin, RelayKeys};
+    use crate::metadata::MetaValue;
+    use crate::proto::{Api, Server};
+
+    const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+
+    /// The parts of a context, owned by the test.
+    struct Parts {
+        api: Api,
+        policy: GracePolicy,
+        keys: RelayKeys,
+        lease_memo: LeaseMemo,
+        memo: Memo,
+    }
+
+    fn parts() -> Parts {
+        let server = Server::Custom("http://127.0.0.1:9".to_string());
+        Parts {
+            api: Api::new(ORG, &server).expect("a loopback server's routes"),
+            policy: GracePolicy::default(),
+            keys: RelayKeys::default(),
+            lease_memo: LeaseMemo::default(),
+            memo: Memo::default(),
+        }
+    }
+
+    fn ctx<'a>(p: &'a Parts, machine: Option<&'a str>) -> Ctx<'a> {
+        Ctx {
+            api: &p.api,
+            policy: &p.policy,
+            relay_keys: &p.keys,
+            lease_memo: &p.lease_memo,
+            ed25519: &Builtin,
+            memo: &p.memo,
+            machine,
+            bound: true,
+            require_activation: false,
+            random: None,
+        }
+    }
+
+    fn fingerprint(conditions: &crate::metadata::Metadata) -> Option<&MetaValue> {
+        conditions.get(MACHINE_CONDITION)
+    }
+
+    /// The field an input refusal names (`None`: another error, or no refusal).
+    fn refused_field<T>(answer: Result<T, Error>) -> Option<String> {
+        match answer {
+            Err(Error::InvalidInput { field, .. }) => Some(field),
+            _ => None,
+        }
+    }
+
+    #[test]
+    fn an_activation_request_is_bound_to_the_contexts_machine_and_checked() {
+        let p = parts();
+        let req = ActivateRequest::new("KEY-1", "laptop");
+        let (bound, key) =
+            Update::activation_request(&ctx(&p, Some("fp-1")), &req).expect("a good request");
+        assert_eq!(key.expose(), "KEY-1");
+        assert_eq!(
+            fingerprint(&bound.conditions),
+            Some(&MetaValue::from("fp-1"))
+        );
+        // Unbound: no fingerprint added.
+        let (unbound, _) =
+            Update::activation_request(&ctx(&p, None), &req).expect("a good request");
+        assert_eq!(fingerprint(&unbound.conditions), None);
+        // Refused as input: no key, and conditions past Polar's limits.
+        let keyless = ActivateRequest {
+            key: None,
+            ..req.clone()
+        };
+        let mut crowded = req.clone();
+        for i in 0..100 {
+            crowded
+                .conditions
+                .insert(format!("c{i}"), MetaValue::from("v"));
+        }
+        let c = ctx(&p, Some("fp-1"));
+        let refused =
+            [&keyless, &crowded].map(|r| refused_field(Update::activation_request(&c, r)));
+        assert_eq!(refused, [Some("key".into()), Some("conditions".into())]);
+    }
+
+    #[test]
+    fn a_validation_request_is_bound_only_when_it_names_an_activation() {
+        let p = parts();
+        let id = "5b1e2c3d-4f5a-4b6c-8d7e-9f0a1b2c3d4e";
+        let plain = ValidateRequest::new("KEY-1");
+        let (req, key) =
+            Update::validation_request(&ctx(&p, Some("fp-1")), &plain).expect("a good request");
+        assert_eq!(key.expose(), "KEY-1");
+        assert_eq!(fingerprint(&req.conditions), None);
+        let named = ValidateRequest::new("KEY-1").activation_id(id);
+        let (req, _) =
+            Update::validation_request(&ctx(&p, Some("fp-1")), &named).expect("a good request");
+        assert_eq!(fingerprint(&req.conditions), Some(&MetaValue::from("fp-1")));
+        let keyless = ValidateRequest::default();
+        let bad_id = ValidateRequest::new("KEY-1").activation_id("not-a-uuid");
+        let c = ctx(&p, None);
+        let refused = [&keyless, &bad_id].map(|r| refused_field(Update::validation_request(&c, r)));
+        assert_eq!(refused, [Some("key".into()), Some("activation_id".into())]);
+    }
+
+    #[test]
+    fn an_update_refused_as_input_wants_no_slot_and_sends_nothing() {
+        let p = parts();
+        let c = ctx(&p, Some("fp-1"));
+        let asked = std::cell::RefCell::new(Vec::new());
+        let slot = |key: &Key| {
+            asked.borrow_mut().push(key.expose().to_string());
+            Err(Error::Cache {
+                detail: "no slot here".to_string(),
+            })
+        };
+        let keyless = ActivateRequest {
+            key: None,
+            ..ActivateRequest::new("KEY-1", "laptop")
+        };
+        let update = Update::activation(&c, &keyless, slot, 0);
+        assert!(matches!(update.want(), Want::Done));
+        let bad = ValidateRequest::new("KEY-1").activation_id("not-a-uuid");
+        let update = Update::validate(&c, bad, slot, 0);
+        assert!(matches!(update.want(), Want::Done));
+        assert!(
+            asked.borrow().is_empty(),
+            "a slot wanted for refused input: {asked:?}"
+        );
+        // Accepted input wants its key's slot, bound, then sends.
+        let good = ActivateRequest::new("KEY-1", "laptop");
+        let update = Update::activation(&c, &good, slot, 0);
+        assert_eq!(*asked.borrow(), ["KEY-1"]);
+        // The slot could not be had: nothing is sent (no slot on Polar for it).
+        assert!(matches!(update.want(), Want::Done));
+        let update = Update::validate(&c, ValidateRequest::new("KEY-1"), slot, 0);
+        assert_eq!(*asked.borrow(), ["KEY-1", "KEY-1"]);
+        // A validate's answer stands whatever the cache does: it is sent.
+        assert!(matches!(update.want(), Want::Send(_)));
     }
 }

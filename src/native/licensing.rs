@@ -22,6 +22,7 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::flow::{Keep, LeaseMemo, Slot};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
 use crate::keyseal::KeySeal;
@@ -29,8 +30,8 @@ use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::shared::{self as session, CacheStatus, Keep, Opened, Slot};
 use crate::transport::Transport;
+use crate::CacheStatus;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -333,7 +334,7 @@ pub struct Licensing {
     memo: Arc<Memo>,
     remember_keys: bool,
     relay_keys: Arc<RelayKeys>,
-    lease_memo: Arc<session::LeaseMemo>,
+    lease_memo: Arc<LeaseMemo>,
 }
 
 impl std::fmt::Debug for Licensing {
@@ -478,15 +479,6 @@ impl Licensing {
         })
     }
 
-    /// The slot's stored bytes, opened as every machine of the core opens them
-    /// ([`flow::open_slot`]: untrusted bytes count as no record, signed mode gates the lease,
-    /// the memo's when the bytes are the same).
-    fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Arc<Opened>), Error> {
-        let stored = self.read(slot)?;
-        let opened = flow::open_slot(&self.ctx(), slot, key, &stored);
-        Ok((stored, opened))
-    }
-
     /// Activates `req.key` on this machine and remembers the activation, so later
     /// [`check`](Licensing::check)s validate it. The machine fingerprint is added to the
     /// conditions (as `machine_fingerprint`) unless binding is off.
@@ -503,9 +495,10 @@ impl Licensing {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        match self.activate_report(req) {
-            (Ok(Verdict::Accepted(read)), Some(e)) => Err(session::unremembered(&read, &e)),
-            (answer, _) => answer,
+        let activated = self.activate_update(req);
+        match activated.unremembered() {
+            Some(e) => Err(e),
+            None => activated.online,
         }
     }
 
@@ -537,22 +530,29 @@ impl Licensing {
             };
         }
         let now = (self.clock)();
-        let mut remembered = None;
+        // The key's seal is made once the machine has checked the input and wants the slot;
+        // remembering it is the machine's last step.
+        let mut remember = None;
         let slot = |key: &Key| {
-            remembered = Some(key.clone());
+            if self.remember_keys {
+                remember = Some(self.sealed_key(key));
+            }
             self.slot(key)
         };
-        let mut update = Update::activation(&self.ctx(), req, slot, now);
+        let update = Update::activation(&self.ctx(), req, slot, now);
+        let mut update = match remember {
+            Some(entry) => update.remembering(entry),
+            None => update,
+        };
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let mut activated = update.activated();
-        if let (Ok(Verdict::Accepted(_)), None, Some(key)) =
-            (&activated.online, &activated.cache_error, remembered)
-        {
-            if self.remember_keys {
-                activated.cache_error = self.remember_key(key).err();
-            }
-        }
-        activated
+        update.activated()
+    }
+
+    /// `key` sealed to be remembered: the entry's name and bytes ([`Licensing::remember_key`]).
+    fn sealed_key(&self, key: &Key) -> Result<(String, Vec<u8>), Error> {
+        let seal = self.key_seal()?;
+        let bytes = seal.seal(key)?;
+        Ok((seal.slot, bytes))
     }
 
     /// Air-gapped activation, step 1, on the machine with no network: the request line of
@@ -561,8 +561,9 @@ impl Licensing {
     /// seller's relay ([`BlockingClient::lease_fetch`]), and bring the response line back to
     /// [`Licensing::lease_install`]. The line holds the license key.
     pub fn lease_request(&self, req: &ActivateRequest) -> Result<String, Error> {
-        let identity = self.identity()?;
-        let (req, _) = session::bound_activation(req, identity.machine.as_deref())?;
+        // Bound and checked by the activate machine's rule, with this machine's identity.
+        self.identity()?;
+        let (req, _) = Update::activation_request(&self.ctx(), req)?;
         crate::airgap::request_line(self.client.api(), &req)
     }
 
@@ -754,17 +755,12 @@ impl Licensing {
 
     /// A check of `key` (of `explicit` as given, else of the remembered activation).
     fn start_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> Check {
-        let slot = self.slot(key);
         let ctx = self.ctx();
-        Check::new(
-            &ctx,
-            key.clone(),
-            explicit.cloned(),
-            slot,
-            (self.clock)(),
-            monotonic_ms(),
-        )
-        .released(&ctx, self.released)
+        // The input checked before the slot is had: refused input touches no cache.
+        let slot = |key: &Key| self.slot(key);
+        let clock = ((self.clock)(), monotonic_ms());
+        Check::of_input(&ctx, key.clone(), explicit.cloned(), clock, slot)
+            .released(&ctx, self.released)
     }
 
     /// Drives a check: does the IO its machine asks for, until it is done (or, with
@@ -1016,16 +1012,21 @@ impl Licensing {
         let key = key.into();
         let now = (self.clock)();
         let id = activation_id.map(str::to_string);
-        let slot = |key: &Key| self.slot(key);
-        let mut update = Update::deactivation(&self.ctx(), key.clone(), id, slot, now);
+        // Whether this key is the remembered one is read once the machine has checked the
+        // input and wants the slot; forgetting it is the machine's last step, when the
+        // deactivation ends it (the slot is freed whatever the removal does: a key left
+        // behind is only remembered, and forget_key removes it).
+        let mut forget = None;
+        let slot = |key: &Key| {
+            if self.remember_keys {
+                forget = self.remembered_entry(key);
+            }
+            self.slot(key)
+        };
+        let update = Update::deactivation(&self.ctx(), key, id, slot, now);
+        let mut update = update.forgetting(forget);
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
-        let deactivated = update.deactivated();
-        if deactivated.answer.is_ok() && self.remember_keys && deactivated.ends_remembered_key {
-            // The slot is freed whatever happens here: an error now would read as a failed
-            // deactivation. A key left behind is only remembered (forget_key removes it).
-            let _ = self.forget_remembered(&key);
-        }
-        deactivated
+        update.deactivated()
     }
 
     /// Recovers from fingerprint drift (new hardware, reinstalled OS): deactivates the
@@ -1051,12 +1052,13 @@ impl Licensing {
     pub fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key)?;
-        let (stored, opened) = self.open(&slot, &key)?;
-        Ok(session::status(
-            Arc::unwrap_or_clone(opened),
-            stored.record.is_some(),
+        let stored = self.read(&slot)?;
+        Ok(flow::status_of(
+            &self.ctx(),
+            &slot,
+            &key,
+            &stored,
             (self.clock)(),
-            &self.policy,
         ))
     }
 
@@ -1108,6 +1110,14 @@ impl Licensing {
     pub fn forget_key(&self) -> Result<(), Error> {
         let seal = self.key_seal()?;
         self.store.remove(&seal.slot)
+    }
+
+    /// The remembered key's entry, when the key it holds is `key` (`None` for another key,
+    /// none, or one that cannot be read).
+    fn remembered_entry(&self, key: &Key) -> Option<String> {
+        let seal = self.key_seal().ok()?;
+        let bytes = self.store.load(&seal.slot).ok()??;
+        (seal.open(&bytes).as_ref() == Ok(key)).then_some(seal.slot)
     }
 
     /// Forgets the remembered key if it is `key` (one seal, one read).

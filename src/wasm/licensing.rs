@@ -22,13 +22,14 @@ use crate::error::{Error, Verdict};
 use crate::features::{Entitlements, FeatureAccess};
 use crate::fingerprint::fingerprint_from;
 use crate::flow::{self, check::Check, update::Update, Given, Machine, Stored, Want};
+use crate::flow::{LeaseMemo, Slot};
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy};
 use crate::key::Key;
 use crate::lease::RelayKeys;
 use crate::model::{LicenseKeyActivationRead, ValidatedLicenseKey};
 use crate::options::{client_setters, licensing_setters, LicensingOptions};
 use crate::proto::{ActivateRequest, ValidateRequest};
-use crate::shared::{self as session, CacheStatus, Opened, Slot};
+use crate::CacheStatus;
 use std::rc::Rc;
 use std::sync::Arc;
 use wasm_bindgen::{JsCast, JsValue};
@@ -158,7 +159,7 @@ pub struct AsyncLicensing {
     memo: Rc<flow::Memo>,
     /// Signed mode: the relay keys (empty: unsigned).
     relay_keys: Rc<RelayKeys>,
-    lease_memo: Rc<session::LeaseMemo>,
+    lease_memo: Rc<LeaseMemo>,
 }
 
 impl std::fmt::Debug for AsyncLicensing {
@@ -307,14 +308,6 @@ impl AsyncLicensing {
         })
     }
 
-    /// The slot's stored text, opened as a check opens it ([`flow::open_slot`]: untrusted text
-    /// counts as no record; signed mode gates the record's lease).
-    async fn open(&self, slot: &Slot, key: &Key) -> Result<(Stored, Opened), Error> {
-        let stored = self.read(slot).await?;
-        let opened = flow::open_slot(&self.ctx(), slot, key, &stored);
-        Ok((stored, Arc::unwrap_or_clone(opened)))
-    }
-
     /// Activates `req.key` and remembers the activation, so later
     /// [`check`](AsyncLicensing::check)s validate it. With a machine id, its fingerprint is
     /// added to the conditions (as `machine_fingerprint`).
@@ -330,17 +323,20 @@ impl AsyncLicensing {
         &self,
         req: &ActivateRequest,
     ) -> Result<Verdict<LicenseKeyActivationRead>, Error> {
-        let (req, key) = session::bound_activation(req, self.machine.as_deref())?;
-        self.client.api().activate_request(&req)?;
-        let slot = self.slot(&key).await?;
-        let now = (self.clock)();
-        let mut update = Update::activate(&self.ctx(), req, key, Ok(Arc::new(slot)), now);
+        let ctx = self.ctx();
+        // The machine binds and checks the request, then wants the key's slot; the storage is
+        // async here, so the slot is had first for the key the machine will want (none when
+        // it refuses the input: no storage touched).
+        let slot = match Update::activation_request(&ctx, req) {
+            Ok((_, key)) => Some(self.slot(&key).await.map(Arc::new)),
+            Err(_) => None,
+        };
+        let mut update = Update::activation(&ctx, req, |_| had(slot), (self.clock)());
         self.drive(&mut update).await;
         let activated = update.activated();
-        let verdict = activated.online?;
-        match (&verdict, activated.cache_error) {
-            (Verdict::Accepted(read), Some(e)) => Err(session::unremembered(read, &e)),
-            _ => Ok(verdict),
+        match activated.unremembered() {
+            Some(e) => Err(e),
+            None => activated.online,
         }
     }
 
@@ -353,14 +349,15 @@ impl AsyncLicensing {
         &self,
         req: &ValidateRequest,
     ) -> Result<Verdict<ValidatedLicenseKey>, Error> {
-        let key = req
-            .key
-            .clone()
-            .ok_or_else(|| Error::invalid("key", "is required"))?;
-        let slot = self.slot(&key).await.map(Arc::new);
-        // The answer stands whatever the storage does (a denial that cannot be written
-        // removes the record). The machine binds the request to this machine.
-        let mut update = Update::validate(&self.ctx(), req.clone(), |_| slot, (self.clock)());
+        let ctx = self.ctx();
+        // The machine binds and checks the request, then wants the key's slot (had first
+        // here, as for activate: none for input it refuses). The answer stands whatever the
+        // storage does (a denial that cannot be written removes the record).
+        let slot = match Update::validation_request(&ctx, req) {
+            Ok((_, key)) => Some(self.slot(&key).await.map(Arc::new)),
+            Err(_) => None,
+        };
+        let mut update = Update::validate(&ctx, req.clone(), |_| had(slot), (self.clock)());
         self.drive(&mut update).await;
         update.validated().online
     }
@@ -411,18 +408,16 @@ impl AsyncLicensing {
     }
 
     async fn run_check(&self, key: &Key, explicit: Option<&ValidateRequest>) -> CheckReport {
-        let slot = self.slot(key).await.map(Arc::new);
-        let now = (self.clock)();
         let ctx = self.ctx();
-        let mut check = Check::new(
-            &ctx,
-            key.clone(),
-            explicit.cloned(),
-            slot,
-            now,
-            monotonic_ms(),
-        )
-        .released(&ctx, self.released);
+        // The machine checks the input before it wants the slot (had first here, for input
+        // it accepts: refused input touches no storage).
+        let slot = match Check::refused(&ctx, key, explicit) {
+            None => Some(self.slot(key).await.map(Arc::new)),
+            Some(_) => None,
+        };
+        let clock = ((self.clock)(), monotonic_ms());
+        let mut check = Check::of_input(&ctx, key.clone(), explicit.cloned(), clock, |_| had(slot))
+            .released(&ctx, self.released);
         self.drive(&mut check).await;
         check.report()
     }
@@ -547,12 +542,13 @@ impl AsyncLicensing {
     pub async fn status(&self, key: impl Into<Key>) -> Result<CacheStatus, Error> {
         let key = key.into();
         let slot = self.slot(&key).await?;
-        let (stored, opened) = self.open(&slot, &key).await?;
-        Ok(session::status(
-            opened,
-            stored.record.is_some(),
+        let stored = self.read(&slot).await?;
+        Ok(flow::status_of(
+            &self.ctx(),
+            &slot,
+            &key,
+            &stored,
             (self.clock)(),
-            &self.policy,
         ))
     }
 
@@ -563,6 +559,17 @@ impl AsyncLicensing {
         let _lock = lock(&storage_name(&slot.name)).await?;
         self.store.remove(&storage_name(&slot.name)).await
     }
+}
+
+/// The slot had for a machine before it was started ([`AsyncLicensing::activate`],
+/// `validate`, `check`): the machine wants a slot only for input it accepts, which is when one
+/// was had.
+fn had(slot: Option<Result<Arc<Slot>, Error>>) -> Result<Arc<Slot>, Error> {
+    slot.unwrap_or_else(|| {
+        Err(Error::Cache {
+            detail: "no slot was had for this request".to_string(),
+        })
+    })
 }
 
 /// 16 bytes of the host's `crypto.getRandomValues`, for signed mode's request nonces

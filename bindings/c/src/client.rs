@@ -499,13 +499,8 @@ pub extern "C" fn polar_license_client_check(
 ) -> polar_license_status {
     result_call!(client, out_result, [let key = arg_str!(client, key, "key");] {
         let licensing = &client.licensing;
-        // Bad input is caught before the cache is touched.
-        match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
-            Ok(_) => {
-                leased(&licensing.check_report(key), licensing)
-            }
-            Err(e) => polar_license_result::refused(&e),
-        }
+        // Bad input is refused by the check machine before the cache is touched.
+        leased(&licensing.check_report(key), licensing)
     })
 }
 
@@ -550,25 +545,20 @@ pub extern "C" fn polar_license_client_check_in_background(
             return client.fail(polar_license_status::NullArgument, "on_fresh is NULL");
         };
         let licensing = &client.licensing;
-        let (result, pending) =
-            match licensing.client().api().validate_request(&ValidateRequest::new(key)) {
-                Ok(_) => {
-                    let data = UserData(user_data);
-                    let policy = *licensing.policy();
-                    // The fresh answer carries the lease as the check left it (signed mode).
-                    let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
-                        let data = data;
-                        let mut result = polar_license_result::check(&fresh, &policy);
-                        result.set_lease(fresh.lease.as_ref());
-                        let result = Box::into_raw(Box::new(result));
-                        // SAFETY: `callback` is the app's function of the documented type,
-                        // called once with its own user_data and a result it now owns.
-                        unsafe { callback(data.0, result) };
-                    });
-                    (leased(&now, licensing), thread.is_some())
-                }
-                Err(e) => (polar_license_result::refused(&e), false),
-            };
+        let data = UserData(user_data);
+        let policy = *licensing.policy();
+        // Bad input is refused by the check machine at once (no thread, no cache touched).
+        // The fresh answer carries the lease as the check left it (signed mode).
+        let (now, thread) = licensing.check_report_in_background(key, move |fresh| {
+            let data = data;
+            let mut result = polar_license_result::check(&fresh, &policy);
+            result.set_lease(fresh.lease.as_ref());
+            let result = Box::into_raw(Box::new(result));
+            // SAFETY: `callback` is the app's function of the documented type, called once
+            // with its own user_data and a result it now owns.
+            unsafe { callback(data.0, result) };
+        });
+        let (result, pending) = (leased(&now, licensing), thread.is_some());
         // NULL: the caller does not ask.
         out::write(out_pending, pending);
         result
@@ -587,10 +577,10 @@ pub extern "C" fn polar_license_client_check_request(
     result_call!(client, out_result, [let req = arg_ref!(client, request, "request");] {
         let validate = validate_request(req);
         let licensing = &client.licensing;
-        let checked = unused_fields(req, false)
-            .and_then(|()| licensing.client().api().validate_request(&validate));
-        let mut result = match checked {
-            Ok(_) => {
+        // Fields a check ignores first; bad input is then refused by the check machine before
+        // the cache is touched.
+        let mut result = match unused_fields(req, false) {
+            Ok(()) => {
                 let report = licensing.check_request_report(&validate);
                 let mut r = polar_license_result::check(&report, licensing.policy());
                 r.set_lease(report.lease.as_ref());

@@ -244,7 +244,8 @@ impl polar_license_result {
     /// and why the cache could not be written.
     pub(crate) fn check(report: &CheckReport, policy: &GracePolicy) -> Self {
         let mut r = polar_license_result::check_answer(&report.outcome);
-        r.grace_ends_at = policy.grace_ends_at(&report.outcome).unwrap_or(-1);
+        // Never past the end of the lease the report carries (signed mode).
+        r.grace_ends_at = report.grace_ends_at(policy).unwrap_or(-1);
         if let Some(why) = &report.fallback {
             r.set_reason(why.reason());
             r.detail = to_cstring(&why.detail());

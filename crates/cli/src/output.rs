@@ -504,7 +504,8 @@ pub fn check_report(
             r.json.insert("source".into(), json!(source.as_str()));
             r.json
                 .insert("verified_at".into(), json!(unix_when(*verified_at)));
-            let ends = policy.grace_ends_at(&checked.outcome).map(unix_when);
+            // Signed mode: never past the end of the lease the report carries.
+            let ends = checked.grace_ends_at(policy).map(unix_when);
             r.json.insert("grace_ends_at".into(), json!(ends));
             if let Some(why) = &checked.fallback {
                 r.json.insert("reason".into(), json!(why.reason().code()));

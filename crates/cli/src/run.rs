@@ -7,16 +7,16 @@ use crate::args::{
 };
 use crate::output::{
     cache_write, check_report, dir_report, error_report, feature_report, key_report, lease_field,
-    line_report, report, status_report, trial_field, trial_report, unix_when, Op, Report,
+    line_report, report, status_report, trial_field, trial_report, Op, Report,
 };
 use polar_license::features::Entitlements;
 use polar_license::lease::RelayKeys;
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
 use polar_license::{
-    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, CheckReport, Clock,
-    Error, FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason,
-    Server, ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
+    system_clock, ActivateRequest, BlockingClient, CacheState, CacheStatus, Clock, Error,
+    FileStore, GracePolicy, Key, Licensing, MachineBinding, MetaValue, Metadata, Reason, Server,
+    ValidateRequest, Verdict, DEFAULT_CONNECT_TIMEOUT,
 };
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -199,24 +199,6 @@ fn licensing_for(
         builder = builder.relay_keys(RelayKeys::parse(&keys.join(","))?);
     }
     builder.build()
-}
-
-/// `check`'s report with its lease (the one the key's record holds as the check left it:
-/// [`CheckReport::lease`]), and `grace_ends_at` as the lease allows it (signed mode: never
-/// past the lease's end).
-fn check_with_lease(mut r: Report, licensing: &Licensing, checked: &CheckReport) -> Report {
-    let lease = checked.lease.as_ref();
-    lease_field(&mut r, lease);
-    if lease.is_some() {
-        let end = licensing
-            .policy()
-            .grace_ends_at_leased(&checked.outcome, lease);
-        r.json.insert(
-            "grace_ends_at".into(),
-            serde_json::json!(end.map(unix_when)),
-        );
-    }
-    r
 }
 
 /// The `--entitlements` map: inline JSON or `@FILE`.
@@ -425,13 +407,21 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     // The report says how the check left the cache (its activation, its lease): no read
     // after it.
     let checked = licensing.check_report(key.clone());
-    let report = check_report(
+    let mut report = check_report(
         &key,
         &checked,
         checked.activation_id.as_deref(),
         licensing.policy(),
     );
-    let mut report = check_with_lease(report, &licensing, &checked);
+    // Its lease as the check left it (contract §5; null in unsigned mode); beside a lease,
+    // `grace_ends_at` is always there (null when not licensed).
+    lease_field(&mut report, checked.lease.as_ref());
+    if checked.lease.is_some() {
+        report
+            .json
+            .entry("grace_ends_at")
+            .or_insert(serde_json::Value::Null);
+    }
     if stated.is_some() {
         trial_field(&mut report, checked.trial.as_deref());
     }

@@ -142,6 +142,8 @@ fn the_lease_is_in_every_answer_and_the_cache_licenses_offline_until_it_ends() {
         "{}",
         a.v
     );
+    // Its grace ends with the lease it stands on (2 days), not 7 days after the verdict.
+    assert_eq!(a.v["grace_ends_at"], a.v["lease"]["expires_at"], "{}", a.v);
     // …not once the lease has ended (day 2), though the grace (7 days) has not.
     let a = w.cmd("app", 2 * DAY + 60, true, &["check", "--key", DEMO_KEY]);
     assert_eq!(a.v["reason"].as_str(), Some("grace_expired"), "{}", a.v);

@@ -67,7 +67,7 @@ pub enum Unopened {
     BadSeal,
 }
 
-fn hmac_with(key: &[u8]) -> HmacSha256 {
+pub(crate) fn hmac_with(key: &[u8]) -> HmacSha256 {
     // HMAC accepts keys of any length, so this never fails; the fallback keeps it panic-free.
     HmacSha256::new_from_slice(key)
         .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
@@ -76,6 +76,43 @@ fn hmac_with(key: &[u8]) -> HmacSha256 {
 fn framed_mac(mac: &mut HmacSha256, bytes: &[u8]) {
     mac.update(&(bytes.len() as u64).to_be_bytes());
     mac.update(bytes);
+}
+
+/// A seal's two derivations (the remembered key's here, the trial's in [`crate::trial`]): the
+/// slot's name, a hash of `slot_label`, the server's origin and the organization (what two
+/// installs share, so the same slot is found again); and the root key, an HMAC under
+/// `derive_label` of the organization, the origin, the install secret, the machine's identity
+/// and the app's secret, each framed with its length (and "none" told from "empty").
+pub(crate) fn derive(
+    slot_label: &[u8],
+    derive_label: &[u8],
+    base_url: &str,
+    organization_id: &str,
+    install_secret: &[u8],
+    machine: Option<&str>,
+    app_secret: Option<&[u8]>,
+) -> ([u8; 32], [u8; 32]) {
+    let origin = crate::proto::origin(base_url);
+    let mut slot = Sha256::new();
+    slot.update(slot_label);
+    for part in [origin.as_bytes(), organization_id.as_bytes()] {
+        slot.update((part.len() as u64).to_be_bytes());
+        slot.update(part);
+    }
+    let mut root = hmac_with(derive_label);
+    framed_mac(&mut root, organization_id.as_bytes());
+    framed_mac(&mut root, origin.as_bytes());
+    framed_mac(&mut root, install_secret);
+    for optional in [machine.map(str::as_bytes), app_secret] {
+        match optional {
+            Some(bytes) => {
+                root.update(&[1]);
+                framed_mac(&mut root, bytes);
+            }
+            None => root.update(&[0]),
+        }
+    }
+    (slot.finalize().into(), root.finalize().into_bytes().into())
 }
 
 impl KeySeal {
@@ -89,34 +126,22 @@ impl KeySeal {
         machine: Option<&str>,
         app_secret: Option<&[u8]>,
     ) -> KeySeal {
-        let origin = crate::proto::origin(base_url);
-        let mut slot = Sha256::new();
-        slot.update(SLOT_LABEL);
-        for part in [origin.as_bytes(), organization_id.as_bytes()] {
-            slot.update((part.len() as u64).to_be_bytes());
-            slot.update(part);
-        }
-        let mut root = hmac_with(DERIVE_LABEL);
-        framed_mac(&mut root, organization_id.as_bytes());
-        framed_mac(&mut root, origin.as_bytes());
-        framed_mac(&mut root, install_secret);
-        for optional in [machine.map(str::as_bytes), app_secret] {
-            match optional {
-                Some(bytes) => {
-                    root.update(&[1]);
-                    framed_mac(&mut root, bytes);
-                }
-                None => root.update(&[0]),
-            }
-        }
-        let root: [u8; 32] = root.finalize().into_bytes().into();
+        let (slot, root) = derive(
+            SLOT_LABEL,
+            DERIVE_LABEL,
+            base_url,
+            organization_id,
+            install_secret,
+            machine,
+            app_secret,
+        );
         let sub = |label: &[u8]| -> [u8; 32] {
             let mut m = hmac_with(&root);
             m.update(label);
             m.finalize().into_bytes().into()
         };
         KeySeal {
-            slot: ["key-", &hex(&slot.finalize()[..16])].concat(),
+            slot: ["key-", &hex(&slot[..16])].concat(),
             mac: sub(b"iv"),
             enc: sub(b"enc"),
         }

@@ -22,10 +22,7 @@
 use crate::cache::{hex, unhex};
 use crate::error::Error;
 use crate::grace::{CheckOutcome, CheckReport, GracePolicy, LicenseData};
-use hmac::{Hmac, Mac};
-use sha2::{Digest, Sha256};
-
-type HmacSha256 = Hmac<Sha256>;
+use hmac::Mac;
 
 const DAY: i64 = 86_400;
 
@@ -154,17 +151,6 @@ impl std::fmt::Debug for TrialSeal {
     }
 }
 
-fn hmac_with(key: &[u8]) -> HmacSha256 {
-    // HMAC accepts keys of any length, so this never fails; the fallback keeps it panic-free.
-    HmacSha256::new_from_slice(key)
-        .unwrap_or_else(|_| <HmacSha256 as hmac::digest::KeyInit>::new(&Default::default()))
-}
-
-fn framed(mac: &mut HmacSha256, bytes: &[u8]) {
-    mac.update(&(bytes.len() as u64).to_be_bytes());
-    mac.update(bytes);
-}
-
 impl TrialSeal {
     /// The seal for `organization_id` on the server at `base_url` (only its origin counts),
     /// with the install secret, this machine's identity and the app's secret (each framed with
@@ -176,29 +162,18 @@ impl TrialSeal {
         machine: Option<&str>,
         app_secret: Option<&[u8]>,
     ) -> TrialSeal {
-        let origin = crate::proto::origin(base_url);
-        let mut slot = Sha256::new();
-        slot.update(SLOT_LABEL);
-        for part in [origin.as_bytes(), organization_id.as_bytes()] {
-            slot.update((part.len() as u64).to_be_bytes());
-            slot.update(part);
-        }
-        let mut root = hmac_with(DERIVE_LABEL);
-        framed(&mut root, organization_id.as_bytes());
-        framed(&mut root, origin.as_bytes());
-        framed(&mut root, install_secret);
-        for optional in [machine.map(str::as_bytes), app_secret] {
-            match optional {
-                Some(bytes) => {
-                    root.update(&[1]);
-                    framed(&mut root, bytes);
-                }
-                None => root.update(&[0]),
-            }
-        }
+        let (slot, root) = crate::keyseal::derive(
+            SLOT_LABEL,
+            DERIVE_LABEL,
+            base_url,
+            organization_id,
+            install_secret,
+            machine,
+            app_secret,
+        );
         TrialSeal {
-            slot: ["trial-", &hex(&slot.finalize()[..16])].concat(),
-            mac: root.finalize().into_bytes().into(),
+            slot: ["trial-", &hex(&slot[..16])].concat(),
+            mac: root,
         }
     }
 
@@ -217,7 +192,7 @@ impl TrialSeal {
     /// unix seconds), and the MAC over those lines, each line ending in `\n`.
     pub fn seal(&self, record: &TrialRecord) -> Vec<u8> {
         let body = TrialSeal::body(record);
-        let mut mac = hmac_with(&self.mac);
+        let mut mac = crate::keyseal::hmac_with(&self.mac);
         mac.update(body.as_bytes());
         let tag = hex(&mac.finalize().into_bytes());
         [body.as_str(), &tag, "\n"].concat().into_bytes()
@@ -246,7 +221,7 @@ impl TrialSeal {
             latest_seen: number(seen)?,
         };
         let tag = unhex(tag.as_bytes()).ok_or(Unopened::Malformed)?;
-        let mut mac = hmac_with(&self.mac);
+        let mut mac = crate::keyseal::hmac_with(&self.mac);
         mac.update(TrialSeal::body(&record).as_bytes());
         mac.verify_slice(&tag).map_err(|_| Unopened::BadSeal)?;
         if record.latest_seen < record.started {

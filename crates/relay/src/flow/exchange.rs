@@ -850,19 +850,7 @@ mod tests {
         req: RelayRequest,
         answer: impl Fn(&Need) -> Option<Given>,
     ) -> Vec<Need> {
-        let mut ex = Exchange::new(req, ExchangeOptions::default());
-        let mut seen = Vec::new();
-        for _ in 0..64 {
-            let need = ex.want(relay, NOW, Some([1; 16]));
-            if matches!(need, Need::Done) {
-                return seen;
-            }
-            if let Some(given) = answer(&need) {
-                ex.give(given);
-            }
-            seen.push(need);
-        }
-        panic!("the exchange never ended: {seen:?}");
+        drive_with(relay, req, ExchangeOptions::default(), answer)
     }
 
     fn responded(needs: &[Need]) -> &RelayResponse {

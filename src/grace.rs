@@ -974,7 +974,7 @@ pub struct CheckReport<L = ValidatedLicenseKey> {
     /// end and days left. `None` when the app stated no trial, and for a key that is not one.
     /// (An addition; boxed: a report moves whole, and a check that states no trial pays for
     /// one pointer only.)
-    pub trial: Option<Box<crate::trial::Trial>>,
+    pub trial: Option<Box<crate::release::Trial>>,
 }
 
 impl<L> CheckReport<L> {

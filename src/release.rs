@@ -1,7 +1,8 @@
-//! The types of perpetual fallback ([`crate::perpetual`]): a build's release date and what a
-//! check says about the release dates a key covers. A leaf: the check's report
-//! ([`crate::grace::CheckReport`]) holds them, and the rule that fills them
-//! ([`crate::perpetual::apply`]) reads the report's types.
+//! What a check's report says beside its verdict, as types: perpetual fallback's
+//! ([`crate::perpetual`]: a build's release date and the release dates a key covers) and a
+//! trial's ([`crate::trial`]). A leaf: the check's report ([`crate::grace::CheckReport`]) holds
+//! them, and the rules that fill them ([`crate::perpetual::apply`], [`crate::trial::apply`])
+//! read the report's types.
 
 use crate::error::Error;
 
@@ -85,4 +86,52 @@ pub struct Perpetual {
     /// `true` when the answer licenses only because this build was released on or before
     /// `paid_through`: the key itself has expired (offer the upgrade).
     pub fallback: bool,
+}
+
+/// Where a trial stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TrialState {
+    /// It runs: the app may be used until [`Trial::ends_at`].
+    Active,
+    /// Its time is over: ask for a key (offer the purchase).
+    Ended,
+    /// A local trial whose record cannot be believed: edited or copied from another install
+    /// or machine, or the clock set back past the tolerance (the outcome is then
+    /// `clock_rollback`). Not a trial that runs.
+    Refused,
+}
+
+impl TrialState {
+    /// The stable snake_case name: `active`, `ended` or `refused`.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            TrialState::Active => "active",
+            TrialState::Ended => "ended",
+            TrialState::Refused => "refused",
+        }
+    }
+}
+
+/// What a check says about a trial ([`crate::grace::CheckReport::trial`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trial {
+    /// `true` for the app's local trial of N days (no key); `false` for a key from a trial
+    /// product (the outcome is then `licensed`, with the key's license).
+    pub local: bool,
+    /// Where it stands.
+    pub state: TrialState,
+    /// When it started (unix seconds): the local trial's first check; `None` for a key.
+    pub started_at: Option<i64>,
+    /// When it ends (unix seconds); `None` when not known (a refused record; a key from a
+    /// trial product with neither a period end nor an expiry).
+    pub ends_at: Option<i64>,
+    /// Whole days left, counted up (a trial ending in 2 h has 1 day left; an ended one 0).
+    pub days_left: u32,
+}
+
+impl Trial {
+    /// `true` while the trial runs.
+    pub fn is_active(&self) -> bool {
+        self.state == TrialState::Active
+    }
 }

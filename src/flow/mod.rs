@@ -18,8 +18,9 @@ pub mod update;
 
 /// What a shell names around its machines: a key's entries in a store ([`Slot`]) and how a
 /// write must be kept ([`Keep`]), the slot as opened ([`Opened`]), the lease memo its context
-/// holds ([`LeaseMemo`]), and what `status` reports of an opened slot ([`status`]).
-pub use crate::shared::{status, Keep, LeaseMemo, Opened, Slot};
+/// holds ([`LeaseMemo`]), and what `status` reports of an opened slot ([`status`],
+/// [`CacheStatus`], [`CacheState`]).
+pub use crate::shared::{status, CacheState, CacheStatus, Keep, LeaseMemo, Opened, Slot};
 pub use ctx::Ctx;
 pub use ctx::{open_slot, status_of};
 pub use memo::Memo;

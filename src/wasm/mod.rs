@@ -49,7 +49,7 @@ mod licensing;
 mod store;
 mod transport;
 
-pub use crate::{CacheState, CacheStatus};
+pub use crate::flow::{CacheState, CacheStatus};
 pub use client::{AsyncClient, AsyncClientBuilder, DEFAULT_MAX_RESPONSE_BYTES, DEFAULT_TIMEOUT};
 pub use js::{date_now, LocalFuture};
 pub use licensing::{AsyncLicensing, AsyncLicensingBuilder, Clock, SECRET_NAME, STORAGE_PREFIX};

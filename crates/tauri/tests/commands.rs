@@ -21,7 +21,7 @@ use polar_license_tauri::{
     PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, TrialDays, TrialInfo, Validated,
     CHECKED_EVENT, COMMANDS,
 };
-use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, World};
+use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::collections::BTreeMap;
@@ -50,11 +50,22 @@ const TEAM_BENEFIT: &str = "9b3f1c2e-4d5a-4b6c-8d7e-0f1a2b3c4d5e";
 struct Plugin {
     world: World,
     _relay: Option<Running>,
+    /// The user's recording proxy between the app and the relay, in a [`Plugin::taped`] app.
+    tape: Option<Tape>,
     app: App<MockRuntime>,
     webview: WebviewWindow<MockRuntime>,
     name: String,
     /// This scenario's invocations and answers, for the guest package's tests.
     recorded: Mutex<Vec<Value>>,
+}
+
+/// Signed mode's set-up: the relay's leases, whether it keeps a verdict store, and whether the
+/// app talks to it through the user's recording proxy.
+#[derive(Clone, Copy)]
+struct Signed {
+    lease_days: u32,
+    store: bool,
+    tape: bool,
 }
 
 impl std::ops::Deref for Plugin {
@@ -88,18 +99,34 @@ impl Plugin {
     /// the emulator, leases of `lease_days`, a verdict store in memory) and holds its public
     /// key.
     fn signed(name: &str, lease_days: u32) -> Plugin {
-        Plugin::build(name, &["polar-license:default"], Some(lease_days), |o| o)
+        let signed = Signed {
+            lease_days,
+            store: true,
+            tape: false,
+        };
+        Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
+    }
+
+    /// Signed mode as issue #53 tried it: the relay (no verdict store: each check is Polar's
+    /// answer) behind the user's own recording proxy ([`Tape`]), 3-day leases.
+    fn taped(name: &str) -> Plugin {
+        let signed = Signed {
+            lease_days: 3,
+            store: false,
+            tape: true,
+        };
+        Plugin::build(name, &["polar-license:default"], Some(signed), |o| o)
     }
 
     fn build(
         name: &str,
         permissions: &[&str],
-        signed: Option<u32>,
+        signed: Option<Signed>,
         app_options: impl FnOnce(Options) -> Options,
     ) -> Plugin {
         let world = World::new(&format!("tauri-{name}"));
         let polar = &world.polar;
-        let relay = signed.map(|days| {
+        let relay = signed.map(|signed| {
             let key = SigningKey::generate(Some("tauri-relay")).expect("a key");
             let keys = key.relay_keys();
             let mut config = RelayConfig::new(
@@ -107,8 +134,8 @@ impl Plugin {
                 AccessToken::new(polar_license_emulator::DEMO_TOKEN),
                 key,
             );
-            config.lease_days = days;
-            config.store = Some(StoreConfig {
+            config.lease_days = signed.lease_days;
+            config.store = signed.store.then(|| StoreConfig {
                 backend: Arc::new(MemoryBackend::new(1024)),
                 options: StoreOptions::default(),
                 webhook_secret: None,
@@ -119,9 +146,17 @@ impl Plugin {
             let running = serve(Arc::new(relay), "127.0.0.1:0").expect("the relay listens");
             (running, keys)
         });
-        let base_url = relay
-            .as_ref()
-            .map_or_else(|| polar.url(), |(running, _)| running.url());
+        let tape = match (&relay, signed) {
+            (Some((running, _)), Some(Signed { tape: true, .. })) => {
+                Some(Tape::start(&running.url()))
+            }
+            _ => None,
+        };
+        let base_url = match (&tape, &relay) {
+            (Some(tape), _) => tape.url.clone(),
+            (None, Some((running, _))) => running.url(),
+            (None, None) => polar.url(),
+        };
         let relay_keys = relay.as_ref().map(|(_, keys)| keys.clone());
         let reader = world.clock.reader();
         let entitlements = Entitlements::new()
@@ -155,6 +190,7 @@ impl Plugin {
         Plugin {
             world,
             _relay: relay.map(|(running, _)| running),
+            tape,
             app,
             webview,
             name: name.to_string(),
@@ -837,4 +873,71 @@ fn a_key_of_a_named_trial_benefit_is_licensed_as_a_trial() {
     assert!(state.licensed, "{state:?}");
     let t = state.trial.expect("a trial");
     assert!(!t.local && t.state == "active", "{t:?}");
+}
+
+/// Issue #53 on the Tauri face: the user's own proxy records the relay's genuine 200 (its
+/// signed lease with it); after Polar's denial, the replayed 200 is refused as `replayed`, the
+/// denial kept (offline afterwards, the cache does not license); the same after a clock set
+/// back, `clock_rollback` kept; a fresh grant through the relay, its nonce signed, licenses.
+#[test]
+fn a_replayed_relay_grant_undoes_neither_a_revocation_nor_a_clock_set_back() {
+    let w = Plugin::taped("replay");
+    let tape = w.tape.as_ref().expect("the proxy");
+    w.at_real_time();
+    w.activate();
+    w.clock.advance(2 * HOUR);
+    let online = w.check();
+    assert_eq!(online.source.as_deref(), Some("online"), "{online:?}");
+    assert!(online.licensed && tape.captured(), "{online:?}");
+
+    // The clock 30 days ahead, then set back 28, offline: a rollback.
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(30 * DAY);
+    assert!(!w.check().licensed);
+    w.clock.advance(-28 * DAY);
+    let back = w.check();
+    assert_eq!(back.code.as_deref(), Some("clock_rollback"), "{back:?}");
+    w.polar.set_fault(None);
+    tape.passed();
+    tape.replaying(true);
+    let replayed = w.check();
+    assert!(!replayed.licensed, "{replayed:?}");
+    assert_eq!(replayed.code.as_deref(), Some("replayed"), "{replayed:?}");
+    assert_eq!(tape.passed(), 0, "the proxy answered alone");
+    tape.replaying(false);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let kept = w.check();
+    assert_eq!(kept.code.as_deref(), Some("clock_rollback"), "{kept:?}");
+    w.polar.set_fault(None);
+
+    // A fresh grant, its nonce signed by the relay: licensed online.
+    w.at_real_time();
+    w.clock.advance(4 * HOUR);
+    let fresh = w.check();
+    assert!(fresh.licensed, "{fresh:?}");
+    assert_eq!(fresh.source.as_deref(), Some("online"), "{fresh:?}");
+
+    // Revoked: denied online; the replay is refused and the denial kept.
+    assert!(w.polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+    w.clock.advance(2 * HOUR);
+    let denied = w.check();
+    assert_eq!(denied.code.as_deref(), Some("inactive"), "{denied:?}");
+    tape.replaying(true);
+    w.clock.advance(2 * HOUR);
+    let replayed = w.check();
+    assert!(!replayed.licensed, "{replayed:?}");
+    assert_eq!(replayed.code.as_deref(), Some("replayed"), "{replayed:?}");
+    tape.replaying(false);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    w.clock.advance(HOUR);
+    let offline = w.check();
+    assert!(!offline.licensed, "{offline:?}");
+    let status: StatusState = w.ok("status", json!({}));
+    assert_eq!(status.denied.as_deref(), Some("inactive"), "{status:?}");
 }

@@ -293,7 +293,18 @@ fn forged_replayed_stale_and_reordered_webhooks_change_nothing_and_none_grants()
     assert_eq!(validate(&relay, &k).source.as_deref(), Some("store"));
 
     // A revocation denies at once; a later "created" cannot lift it (a webhook never grants),
-    // not even while Polar is down.
+    // not even while Polar is down. The key is revoked in Polar first, as Polar does before it
+    // sends the event: the "created" makes the roster read the key by id in the background,
+    // and Polar's own word that it is granted again would end the revocation (reconcile.rs's
+    // test of §15). With the key still granted there, that read raced this check: the check
+    // answered the stale grant whenever the read came before the outage below (CI, loaded).
+    assert!(polar.update_key(
+        &k,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
     let revoke = event("benefit_grant.revoked", lid, "2026-11-25T10:01:00Z");
     let h = signed(secret, "evt-2", now(), &revoke);
     assert_eq!(deliver(&relay, &h, &revoke), 200);

@@ -35,7 +35,12 @@ impl Here for World {
             .map(|entries| {
                 entries
                     .map(|e| e.unwrap().path())
-                    .filter(|p| p.file_name().unwrap().to_string_lossy().starts_with("key-"))
+                    // The entry, not its lock file (empty: the lock a deactivate takes to
+                    // compare the entry before it forgets it).
+                    .filter(|p| {
+                        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+                        name.starts_with("key-") && !name.ends_with(".lock")
+                    })
                     .collect()
             })
             .unwrap_or_default()
@@ -363,4 +368,52 @@ fn a_key_that_cannot_be_remembered_is_the_activations_cache_error_and_the_record
     let checked = l.check(DEMO_KEY);
     let from = (checked.is_licensed(), checked.source());
     assert_eq!(from, (true, Some(Source::Cache)), "{checked:?}");
+}
+
+/// Deactivate's forget race: a deactivate of the remembered key waits on a slow Polar while
+/// another process (its own client on the same directory) activates another key, which
+/// remembers it. When the deactivation's answer arrives, the remembered key is the other one:
+/// it stays. The forget compares, under the remembered key's lock, with the entry as it is
+/// then, not with what it held before the request was sent.
+#[test]
+fn a_key_remembered_while_a_deactivate_waits_on_polar_is_not_forgotten() {
+    use polar_license_emulator::{Fault, DEMO_KEY_USAGE};
+    use std::time::{Duration, Instant};
+    let w = world("forget-race");
+    let first = w.remembering();
+    activate(&first, DEMO_KEY);
+    let before = w.polar.request_count();
+
+    // Polar answers the deactivate 1.5 s after it arrives.
+    w.polar.set_fault(Some(Fault::Delay { ms: 1500 }));
+    let deactivating = std::thread::spawn(move || first.deactivate(DEMO_KEY, None));
+    let asked = Instant::now();
+    while w.polar.request_count() == before {
+        assert!(asked.elapsed() < Duration::from_secs(10), "never asked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    w.polar.set_fault(None);
+
+    // Meanwhile another process activates another key, and remembers it.
+    let second = w.remembering();
+    activate(&second, DEMO_KEY_USAGE);
+    assert!(
+        !deactivating.is_finished(),
+        "the deactivate must still wait on Polar for this race to be tested"
+    );
+    let freed = deactivating
+        .join()
+        .expect("the deactivate's thread")
+        .expect("deactivates");
+    assert!(freed.accepted().is_some(), "{freed:?}");
+    assert!(w.polar.activations(DEMO_KEY).is_empty());
+
+    // The key remembered meanwhile stays, for both processes.
+    for l in [&second, &w.remembering()] {
+        assert_eq!(
+            l.remembered_key().unwrap().map(|k| k.redacted()),
+            Some(polar_license::Key::from(DEMO_KEY_USAGE).redacted())
+        );
+    }
+    assert_eq!(w.key_files(&w.dir).len(), 1);
 }

@@ -19,9 +19,11 @@
 //! request alone: [`Update::activation_request`], [`Update::validation_request`]), and its
 //! answer carries the slot as it leaves it (signed mode: the lease's window), so no shell
 //! reads the cache again after a call. The remembered key is the update's last step, once the
-//! slot's lock is released: a good activation the record learned writes its sealed key
-//! ([`Update::remembering`]), a good deactivation that ends the remembered key's activation
-//! removes it ([`Update::forgetting`]).
+//! slot's lock is released, under the lock of the remembered key's own entry: a good
+//! activation the record learned writes its sealed key ([`Update::remembering`]), a good
+//! deactivation that ends the remembered key's activation removes it when, read under that
+//! lock, the entry still holds this key ([`Update::forgetting_sealed`]): a key another process
+//! remembered while the deactivate waited on Polar stays remembered.
 //!
 //! A shell drives it with the same loop as a check ([`super::check`]): [`Update::want`],
 //! [`Update::give`], then the answer ([`Update::validated`], [`Update::activated`],
@@ -70,10 +72,16 @@ enum Phase {
     Write(VecDeque<(String, Vec<u8>)>, bool),
     Forget,
     Unlock,
+    /// The remembered key's entry locked (its name: the update's `remember` or `forget_key`).
+    KeyLock,
     /// A good activation's key written, sealed, where the remembered key is kept.
     Remember,
-    /// A deactivation that ended the remembered key: its entry removed.
+    /// A deactivation that ended the remembered key: its entry read under its lock.
+    KeyRead,
+    /// The entry, still this key's: removed.
     ForgetKey,
+    /// The entry's lock released.
+    KeyUnlock,
     Done,
 }
 
@@ -110,8 +118,13 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// An activate that remembers its key: the sealed key's entry (name, bytes), or why the
     /// key could not be sealed ([`Update::remembering`]).
     remember: Option<Result<(String, Vec<u8>), Error>>,
-    /// A deactivate of the remembered key: that key's entry ([`Update::forgetting`]).
-    forget_key: Option<String>,
+    /// A deactivate that may end the remembered key: that key's entry, and this key sealed
+    /// as it would be stored there (compared under the entry's lock before it is removed;
+    /// `None`: removed without comparing, [`Update::forgetting`]).
+    forget_key: Option<(String, Option<Vec<u8>>)>,
+    /// That entry read as a slot's record (its other names the entry's too: the shells'
+    /// one way of reading, so no shell learns another).
+    key_slot: Option<Slot>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -384,6 +397,7 @@ impl<L: License> Update<L> {
             unusable: None,
             remember: None,
             forget_key: None,
+            key_slot: None,
         }
     }
 
@@ -401,10 +415,26 @@ impl<L: License> Update<L> {
     /// A deactivation that ends the remembered key ([`Deactivated::ends_remembered_key`])
     /// also forgets it, as the last step of the update: `entry` is the name of the remembered
     /// key's entry when that key is this update's (`None`: another key, or none, is
-    /// remembered). Removed once the record is told and the slot's lock released; the slot
-    /// is freed whatever the removal does.
+    /// remembered). Removed once the record is told and the slot's lock released, under the
+    /// entry's lock, without comparing: the shell read whose key it holds before the request
+    /// was sent, and a key remembered meanwhile is removed with it. Prefer
+    /// [`Update::forgetting_sealed`], which compares when it removes. The slot is freed
+    /// whatever the removal does.
     pub fn forgetting(mut self, entry: Option<String>) -> Update<L> {
-        self.forget_key = entry;
+        self.forget_key = entry.map(|name| (name, None));
+        self
+    }
+
+    /// A deactivation that ends the remembered key ([`Deactivated::ends_remembered_key`])
+    /// also forgets it, as the last step of the update, when it is this update's key:
+    /// `entry` is the remembered key's entry and this key sealed as remembering it would
+    /// store it (the seal is deterministic: [`crate::keyseal`]). Once the record is told and
+    /// the slot's lock released, the entry is locked and read, and removed only when its
+    /// bytes are these, so a key another process remembered while this deactivate waited on
+    /// Polar stays remembered. `None`: nothing to forget (remembering is off, or the key
+    /// cannot be sealed). The slot is freed whatever the removal does.
+    pub fn forgetting_sealed(mut self, entry: Option<(String, Vec<u8>)>) -> Update<L> {
+        self.forget_key = entry.map(|(name, sealed)| (name, Some(sealed)));
         self
     }
 
@@ -469,18 +499,27 @@ impl<L: License> Update<L> {
             },
             (Phase::Forget, Some(slot)) => Want::Remove(&slot.name),
             (Phase::Unlock, _) => Want::Unlock,
+            (Phase::KeyLock, _) => match self.key_entry() {
+                Some(name) => Want::Lock(name),
+                None => Want::Done,
+            },
             (Phase::Remember, _) => match &self.remember {
                 Some(Ok((name, bytes))) => Want::Write {
                     name,
                     bytes,
                     keep: Keep::Durable,
                 },
-                _ => Want::Done,
+                _ => Want::Unlock,
+            },
+            (Phase::KeyRead, _) => match &self.key_slot {
+                Some(entry) => Want::Read(entry),
+                None => Want::Unlock,
             },
             (Phase::ForgetKey, _) => match &self.forget_key {
-                Some(name) => Want::Remove(name),
-                None => Want::Done,
+                Some((name, _)) => Want::Remove(name),
+                None => Want::Unlock,
             },
+            (Phase::KeyUnlock, _) => Want::Unlock,
             _ => Want::Done,
         }
     }
@@ -567,13 +606,51 @@ impl<L: License> Update<L> {
             }
             (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
             (Phase::Unlock, Given::Unlocked) => self.last_step(),
-            (Phase::Remember, Given::Written(written)) => {
-                if let Err(e) = written {
+            (Phase::KeyLock, Given::Locked(Ok(()))) => match (&self.op, &self.forget_key) {
+                (Op::Activate { .. }, _) => Phase::Remember,
+                (_, Some((_, None))) => Phase::ForgetKey,
+                (_, Some((name, Some(_)))) => {
+                    // The remembered key's entry, read the one way shells read: as a slot
+                    // whose record it is (and its ledger and clock note, unused).
+                    self.key_slot = self.slot.as_deref().ok().map(|slot| Slot {
+                        name: name.clone(),
+                        ledger: name.clone(),
+                        ask: name.clone(),
+                        clock: name.clone(),
+                        ..slot.clone()
+                    });
+                    Phase::KeyRead
+                }
+                _ => Phase::KeyUnlock,
+            },
+            (Phase::KeyLock, Given::Locked(Err(e))) => {
+                // An activation whose key cannot be remembered says so; a deactivation frees
+                // its slot whatever the remembered key does (a key left behind is only
+                // remembered).
+                if matches!(self.op, Op::Activate { .. }) {
                     self.unlearned(e);
                 }
                 Phase::Done
             }
-            (Phase::ForgetKey, Given::Removed) => Phase::Done,
+            (Phase::Remember, Given::Written(written)) => {
+                if let Err(e) = written {
+                    self.unlearned(e);
+                }
+                Phase::KeyUnlock
+            }
+            // Read under the entry's lock: removed only while it still holds this key.
+            (Phase::KeyRead, Given::Read(read)) => match (&self.forget_key, read) {
+                (
+                    Some((_, Some(sealed))),
+                    Ok(Stored {
+                        record: Some(stored),
+                        ..
+                    }),
+                ) if stored == *sealed => Phase::ForgetKey,
+                _ => Phase::KeyUnlock,
+            },
+            (Phase::ForgetKey, Given::Removed) => Phase::KeyUnlock,
+            (Phase::KeyUnlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
                     detail: ["the update's shell answered ", given.name()].concat(),
@@ -585,6 +662,11 @@ impl<L: License> Update<L> {
                 match phase {
                     Phase::Read | Phase::Write(..) | Phase::Forget | Phase::Unlock if again => {
                         Phase::Unlock
+                    }
+                    Phase::Remember | Phase::KeyRead | Phase::ForgetKey | Phase::KeyUnlock
+                        if again =>
+                    {
+                        Phase::KeyUnlock
                     }
                     _ => Phase::Done,
                 }
@@ -610,7 +692,7 @@ impl<L: License> Update<L> {
                 }
                 Some(entry) => {
                     self.remember = Some(entry);
-                    Phase::Remember
+                    Phase::KeyLock
                 }
                 None => Phase::Done,
             },
@@ -618,8 +700,16 @@ impl<L: License> Update<L> {
                 online: Some(Ok(_)),
                 ends_remembered: true,
                 ..
-            } if self.forget_key.is_some() => Phase::ForgetKey,
+            } if self.forget_key.is_some() => Phase::KeyLock,
             _ => Phase::Done,
+        }
+    }
+
+    /// The remembered key's entry this update writes or removes, if any.
+    fn key_entry(&self) -> Option<&str> {
+        match (&self.remember, &self.forget_key) {
+            (Some(Ok((name, _))), _) | (_, Some((name, _))) => Some(name),
+            _ => None,
         }
     }
 

@@ -1012,19 +1012,21 @@ impl Licensing {
         let key = key.into();
         let now = (self.clock)();
         let id = activation_id.map(str::to_string);
-        // Whether this key is the remembered one is read once the machine has checked the
+        // The key is sealed as remembering it stores it once the machine has checked the
         // input and wants the slot; forgetting it is the machine's last step, when the
-        // deactivation ends it (the slot is freed whatever the removal does: a key left
-        // behind is only remembered, and forget_key removes it).
+        // deactivation ends it, and only if the remembered key's entry, read under its lock
+        // then, still holds this key (another process may have remembered another key while
+        // Polar was asked). The slot is freed whatever the removal does: a key left behind
+        // is only remembered, and forget_key removes it.
         let mut forget = None;
         let slot = |key: &Key| {
             if self.remember_keys {
-                forget = self.remembered_entry(key);
+                forget = self.sealed_key(key).ok();
             }
             self.slot(key)
         };
         let update = Update::deactivation(&self.ctx(), key, id, slot, now);
-        let mut update = update.forgetting(forget);
+        let mut update = update.forgetting_sealed(forget);
         self.drive_machine(&mut update, &mut Held::default(), |_| false);
         update.deactivated()
     }
@@ -1093,6 +1095,8 @@ impl Licensing {
     pub fn remember_key(&self, key: impl Into<Key>) -> Result<(), Error> {
         let seal = self.key_seal()?;
         let bytes = seal.seal(&key.into())?;
+        // Under the entry's lock, as a deactivate compares it before forgetting it.
+        let _lock = self.store.lock(&seal.slot)?;
         self.store.save(&seal.slot, &bytes)
     }
 
@@ -1109,20 +1113,15 @@ impl Licensing {
     /// Forgets the remembered key (its record and activation stay: see [`Licensing::forget`]).
     pub fn forget_key(&self) -> Result<(), Error> {
         let seal = self.key_seal()?;
+        let _lock = self.store.lock(&seal.slot)?;
         self.store.remove(&seal.slot)
     }
 
-    /// The remembered key's entry, when the key it holds is `key` (`None` for another key,
-    /// none, or one that cannot be read).
-    fn remembered_entry(&self, key: &Key) -> Option<String> {
-        let seal = self.key_seal().ok()?;
-        let bytes = self.store.load(&seal.slot).ok()??;
-        (seal.open(&bytes).as_ref() == Ok(key)).then_some(seal.slot)
-    }
-
-    /// Forgets the remembered key if it is `key` (one seal, one read).
+    /// Forgets the remembered key if it is `key` (one seal, one read, under the entry's lock:
+    /// a key remembered meanwhile stays).
     fn forget_remembered(&self, key: &Key) -> Result<(), Error> {
         let seal = self.key_seal()?;
+        let _lock = self.store.lock(&seal.slot)?;
         match self.store.load(&seal.slot)? {
             Some(bytes) if seal.open(&bytes).as_ref() == Ok(key) => self.store.remove(&seal.slot),
             _ => Ok(()),

@@ -3,11 +3,17 @@
  * polar_license_config_set_remember_keys remembers the key of a good activation, a later
  * client (a new launch) checks it with polar_license_client_check_remembered and no key, the
  * key is in no file in plain text, a good deactivation forgets it, another app secret opens
- * nothing, and bad input or NULL pointers are refused before anything is written.
+ * nothing, and bad input or NULL pointers are refused before anything is written; a key
+ * another process remembers while a deactivate waits on Polar is not forgotten by it.
  */
 #include <dirent.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
 
 #include "harness.h"
 
@@ -179,8 +185,77 @@ static void remember_and_forget_by_hand(void) {
   client_done(client, dir);
 }
 
+/* Deactivate's forget race: a process deactivates the remembered key while Polar answers it
+ * 3 s late; meanwhile this process activates another key, which remembers it. When the
+ * deactivation's answer arrives, the other key stays remembered (the forget compares, under
+ * the remembered key's lock, with the entry as it is when it writes). */
+static void a_key_remembered_while_a_deactivate_waits_stays_remembered(void) {
+  char dir[64], first[64], second[64], id[64];
+  polar_license_client *client;
+  polar_license_result *r = NULL;
+  long before;
+  pid_t pid;
+  int exit_status = -1;
+  struct timespec pause = {0, 5 * 1000 * 1000};
+  int waited = 0;
+  temp_dir(dir);
+  emu_new_key("\"limit_activations\":2", first);
+  emu_new_key("\"limit_activations\":2", second);
+  client = client_with(dir, 1, NULL);
+  activate_ok(client, first, id);
+  CHECK_INT(remembered(client), 1);
+  polar_license_client_free(client); /* nothing of this process's client in the child */
+
+  before = emu_request_count();
+  emu_fault("{\"kind\":\"delay\",\"ms\":3000}");
+  fflush(stdout);
+  fflush(stderr);
+  pid = fork();
+  CHECK(pid >= 0);
+  if (pid == 0) {
+    /* The other process: deactivates the remembered key (its request answered late). */
+    polar_license_config *config = demo_config(emu_url(), dir);
+    polar_license_client *late;
+    must(polar_license_config_set_timeout_ms(config, 20000));
+    must(polar_license_config_set_remember_keys(config, 1));
+    late = client_of(config);
+    must(polar_license_client_deactivate(late, first, NULL, &r));
+    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DONE, POLAR_LICENSE_REASON_NONE);
+    polar_license_result_free(r);
+    polar_license_client_free(late);
+    fflush(stdout);
+    fflush(stderr);
+    exit(harness_current_failures() == 0 ? 0 : 1);
+  }
+  /* Once the deactivate has reached Polar: Polar answers at once again. */
+  while (emu_request_count() == before && waited < 4000) {
+    nanosleep(&pause, NULL);
+    waited++;
+  }
+  CHECK(emu_request_count() > before);
+  emu_fault(NULL);
+
+  /* Meanwhile this process activates the other key and remembers it. */
+  client = client_with(dir, 1, NULL);
+  activate_ok(client, second, id);
+  /* The deactivate still waits on Polar: the race is played. */
+  CHECK(waitpid(pid, &exit_status, WNOHANG) == 0);
+  CHECK(waitpid(pid, &exit_status, 0) == pid);
+  CHECK(WIFEXITED(exit_status) && WEXITSTATUS(exit_status) == 0);
+
+  /* The key remembered meanwhile stays: checked with no key, from the cache. */
+  CHECK_INT(remembered(client), 1);
+  must(polar_license_client_check_remembered(client, &r));
+  CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
+             POLAR_LICENSE_SOURCE_CACHE);
+  CHECK_STR(polar_license_result_activation_id(r), id);
+  polar_license_result_free(r);
+  client_done(client, dir);
+}
+
 int main(void) {
   RUN(activate_remember_and_check_with_no_key);
   RUN(remember_and_forget_by_hand);
+  RUN(a_key_remembered_while_a_deactivate_waits_stays_remembered);
   return harness_summary("test_remember");
 }

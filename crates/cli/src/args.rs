@@ -753,8 +753,10 @@ pub struct CheckArgs {
     /// The first such check starts it, sealed in the cache; `--json` adds `trial` (`state`
     /// active, ended or refused; `days_left`, `ends_at`). While it runs: outcome `trial`,
     /// exit 0; once ended: `invalid_input` (field `key`), exit 2; a clock set back during it:
-    /// `clock_rollback`, exit 3. Wiping the cache directory restarts it. With a key: a key
-    /// from a trial product (a 2027-01 `trialing` subscription) adds `trial` with its end
+    /// `clock_rollback`, exit 3. Wiping the cache directory restarts it. With --feature and
+    /// no key: the same trial, and the feature not granted by it (`license_not_valid`; exit 1
+    /// while it runs). With a key: a key from a trial product (a 2027-01 `trialing`
+    /// subscription) adds `trial` with its end
     #[arg(long, value_name = "DAYS")]
     pub trial: Option<u32>,
 

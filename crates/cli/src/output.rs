@@ -632,9 +632,11 @@ pub fn feature_report(mut r: Report, access: &FeatureAccess) -> Report {
         ),
     };
     r.lines.insert(0, line);
+    // Not granted: the license's own failure keeps its exit; otherwise 1 (a licensed key
+    // whose benefit does not grant it, or a local trial running: no feature is granted by it).
     r.exit = match (access.granted, access.why) {
         (true, _) => 0,
-        (false, FeatureWhy::LicenseNotValid) if r.exit != 1 => r.exit,
+        (false, FeatureWhy::LicenseNotValid) if r.exit != 0 => r.exit,
         (false, _) => 1,
     };
     r

@@ -365,6 +365,17 @@ fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Er
     })
 }
 
+/// `--feature` needs the feature map (`--entitlements`): `invalid_input` without it.
+fn feature_needs_map(g: &Global, a: &CheckArgs) -> Result<(), Error> {
+    if a.feature.is_some() && g.entitlements.is_none() {
+        return Err(Error::invalid(
+            "entitlements",
+            "--feature needs --entitlements (the feature map)",
+        ));
+    }
+    Ok(())
+}
+
 /// `check`: the grace-aware verdict, of `--key` or the remembered key.
 pub fn check(g: &Global, a: &CheckArgs) -> Report {
     let released = match a.released.as_deref().map(ReleaseDate::parse).transpose() {
@@ -383,9 +394,21 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     };
     let key = match key_or_remembered(&licensing, a.key.key.as_deref()) {
         Ok(key) => key,
-        // No key: the local trial answers, when one is stated.
-        Err(e) if days.is_some() && e.field() == Some("key") && a.feature.is_none() => {
-            return trial_report(&licensing.check_trial_report());
+        // No key: the local trial answers, when one is stated; with `--feature`, the feature
+        // rule on the trial's answer, as the Rust face's `has_feature` answers it (a local
+        // trial is no license: no feature is granted by it, `license_not_valid`).
+        Err(e) if days.is_some() && e.field() == Some("key") => {
+            if let Err(e) = feature_needs_map(g, a) {
+                return error_report(Some(Op::Check), None, &e);
+            }
+            let checked = licensing.check_trial_report();
+            let report = trial_report(&checked);
+            return match &a.feature {
+                Some(name) => {
+                    feature_report(report, &licensing.has_feature(&checked.outcome, name))
+                }
+                None => report,
+            };
         }
         Err(e) => return error_report(Some(Op::Check), None, &e),
     };
@@ -397,11 +420,7 @@ pub fn check(g: &Global, a: &CheckArgs) -> Report {
     {
         return error_report(Some(Op::Check), None, &e);
     }
-    if a.feature.is_some() && g.entitlements.is_none() {
-        let e = Error::invalid(
-            "entitlements",
-            "--feature needs --entitlements (the feature map)",
-        );
+    if let Err(e) = feature_needs_map(g, a) {
         return error_report(Some(Op::Check), None, &e);
     }
     // The report says how the check left the cache (its activation, its lease): no read

@@ -230,3 +230,79 @@ fn the_library_and_the_cli_share_the_remembered_key() {
         String::from_utf8_lossy(&out.stdout)
     );
 }
+
+/// Deactivate's forget race on the command line: `deactivate` (no `--key`: the remembered
+/// key) waits on a slow Polar while another process runs `activate --remember` of another
+/// key. When the deactivation's answer arrives, the other key is the one remembered: it stays
+/// (the forget compares under the entry's lock when it writes, not before the request).
+#[test]
+fn a_key_remembered_while_deactivate_waits_on_polar_stays_remembered() {
+    use polar_license_emulator::{Fault, DEMO_KEY_USAGE};
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let d = ScratchDir::new("cli-remember-race");
+    let act = cli(
+        &polar,
+        &d,
+        &["activate", "--key", DEMO_KEY, "--label", "a", "--remember"],
+    );
+    assert_eq!(act.0, 0, "{}", act.1);
+    let before = polar.request_count();
+
+    // Polar answers the deactivate 1.5 s after it arrives.
+    polar.set_fault(Some(Fault::Delay { ms: 1500 }));
+    let mut deactivating = clean_command(BIN)
+        .args([
+            "--base-url",
+            &polar.url(),
+            "--org",
+            &polar.organization_id(),
+        ])
+        .args(["--cache-dir", d.to_str().unwrap(), "--json", "deactivate"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .start();
+    let asked = Instant::now();
+    while polar.request_count() == before {
+        assert!(asked.elapsed() < Duration::from_secs(20), "never asked");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    polar.set_fault(None);
+
+    // Meanwhile another process activates another key and remembers it.
+    let other = cli(
+        &polar,
+        &d,
+        &[
+            "activate",
+            "--key",
+            DEMO_KEY_USAGE,
+            "--label",
+            "b",
+            "--remember",
+        ],
+    );
+    assert_eq!(other.0, 0, "{}", other.1);
+    assert_eq!(other.1["key_remembered"], true, "{}", other.1);
+    assert!(
+        deactivating.try_wait().expect("the deactivate").is_none(),
+        "the deactivate must still wait on Polar for this race to be tested"
+    );
+    let out = deactivating.wait_with_output().expect("deactivate ends");
+    let deact: Value = serde_json::from_slice(&out.stdout).expect("one JSON object");
+    assert_eq!(out.status.code(), Some(0), "{deact}");
+    assert!(polar.activations(DEMO_KEY).is_empty(), "the slot freed");
+
+    // The key remembered meanwhile stays: `check` with no key checks it.
+    let check = cli(&polar, &d, &["check"]);
+    answered(&check, 0, "outcome", "licensed");
+    assert!(
+        check.1["license"]["display_key"]
+            .as_str()
+            .is_some_and(|k| k.ends_with(tail(DEMO_KEY_USAGE))),
+        "{}",
+        check.1
+    );
+}

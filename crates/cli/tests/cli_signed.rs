@@ -287,15 +287,147 @@ fn a_relay_key_that_does_not_parse_is_invalid_input_before_any_request() {
 /// The command as the app in signed mode, through the proxy `tape`, the clock moved by
 /// `offset` seconds (the emulator's too).
 fn through(w: &World, tape: &Tape, cache: &str, offset: i64, args: &[&str]) -> Answer {
+    run(&mut through_cmd(w, tape, cache, offset, true, args), None)
+}
+
+/// [`through`]'s command, not run: in signed mode through the relay when `signed`, else
+/// unsigned with the proxy in front of the emulator itself (the proxy `tape` was started on
+/// the one or the other).
+fn through_cmd(
+    w: &World,
+    tape: &Tape,
+    cache: &str,
+    offset: i64,
+    signed: bool,
+    args: &[&str],
+) -> Command {
     w.polar.set_clock_offset(offset);
     let mut cmd = clean_command(BIN);
     cmd.args(["--json", "--org", &w.polar.organization_id()])
         .args(["--base-url", &tape.url])
         .args(["--cache-dir", w.path(cache).to_str().expect("UTF-8")])
         .args(["--app-secret", APP_SECRET])
-        .args(["--relay-key", &w.relay_process().pair])
         .env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string());
-    run(cmd.args(args), None)
+    if signed {
+        cmd.args(["--relay-key", &w.relay_process().pair]);
+    }
+    cmd.args(args);
+    cmd
+}
+
+/// Issue #53 item 2 on the command line's face, the late-grant race: two `polar-license`
+/// processes on one cache directory. The first one's `check` gets Polar's 200, which the
+/// recording proxy holds; meanwhile the key is revoked and the second process's `validate`
+/// records Polar's `inactive` denial; then the held answer arrives. The first check must not
+/// end licensed (it ends denied, `inactive`), and later checks deny: at once, and an hour
+/// later with Polar unreachable. Played signed (through the relay) and unsigned (the proxy
+/// in front of Polar), with the denial dated the second the held check began and 4 s after.
+#[test]
+fn a_denial_recorded_while_a_checks_grant_was_held_survives_the_grant() {
+    for signed in [true, false] {
+        for moved in [0, 4] {
+            let w = world("7");
+            let upstream = if signed {
+                w.relay_process().served.url.clone()
+            } else {
+                w.polar.url()
+            };
+            let tape = Tape::start(&upstream);
+            let case = format!("signed {signed}, moved {moved}");
+            let activated = run(
+                &mut through_cmd(
+                    &w,
+                    &tape,
+                    "app",
+                    0,
+                    signed,
+                    &["activate", "--key", DEMO_KEY, "--label", "laptop"],
+                ),
+                None,
+            );
+            assert_eq!(activated.code, 0, "{case}: {}", activated.v);
+            let id = activated.v["activation_id"]
+                .as_str()
+                .unwrap_or_else(|| panic!("{case}: an activation id: {}", activated.v))
+                .to_string();
+
+            // The first process: its check asks Polar (`--revalidate-after 0`: the verdict just
+            // made is not fresh enough), at the relay's clock; the 200 is held.
+            let start = 0;
+            let check = ["--revalidate-after", "0", "check", "--key", DEMO_KEY];
+            tape.hold_next();
+            let first = through_cmd(&w, &tape, "app", start, signed, &check)
+                .stdin(Stdio::null())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::piped())
+                .start();
+            assert!(
+                tape.wait_held(std::time::Duration::from_secs(30)),
+                "{case}: the first check's grant is held"
+            );
+
+            // Meanwhile the key is revoked, and the second process records Polar's denial.
+            w.polar.update_key(
+                DEMO_KEY,
+                KeyUpdate {
+                    status: Some("revoked".into()),
+                    ..KeyUpdate::default()
+                },
+            );
+            let validate = ["validate", "--key", DEMO_KEY, "--activation-id", &id];
+            let denied = run(
+                &mut through_cmd(&w, &tape, "app", start + moved, signed, &validate),
+                None,
+            );
+            assert_eq!(
+                denied.v["reason"].as_str(),
+                Some("inactive"),
+                "{case}: {}",
+                denied.v
+            );
+
+            // The held grant arrives: the first check does not end licensed.
+            tape.release();
+            let out = first.wait_with_output().expect("the first check ends");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let late: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
+                panic!(
+                    "{case}: not one JSON object ({e}): {stdout}\nstderr: {}",
+                    String::from_utf8_lossy(&out.stderr)
+                )
+            });
+            assert_ne!(late["outcome"].as_str(), Some("licensed"), "{case}: {late}");
+            assert_eq!(late["outcome"].as_str(), Some("denied"), "{case}: {late}");
+            assert_eq!(late["reason"].as_str(), Some("inactive"), "{case}: {late}");
+            assert_ne!(out.status.code(), Some(0), "{case}: {late}");
+
+            // Later checks deny: at once, and an hour later with Polar unreachable.
+            let next = run(
+                &mut through_cmd(&w, &tape, "app", start + moved, signed, &check),
+                None,
+            );
+            assert_ne!(next.code, 0, "{case}: {}", next.v);
+            assert_eq!(
+                next.v["reason"].as_str(),
+                Some("inactive"),
+                "{case}: {}",
+                next.v
+            );
+            w.polar.set_fault(Some(Fault::CloseImmediately));
+            let offline = run(
+                &mut through_cmd(&w, &tape, "app", start + moved + 3600, signed, &check),
+                None,
+            );
+            assert_ne!(offline.code, 0, "{case}: {}", offline.v);
+            assert_ne!(
+                offline.v["outcome"].as_str(),
+                Some("licensed"),
+                "{case}: {}",
+                offline.v
+            );
+            w.polar.set_fault(None);
+        }
+    }
 }
 
 /// Issue #53, as the issue tried it: the command in signed mode behind `relay serve`, a

@@ -149,3 +149,109 @@ fn check_with_a_trial_benefit_reports_the_key_as_a_trial_and_a_revoked_key_as_no
     assert_eq!((code, v["reason"].as_str()), (1, Some("inactive")), "{v}");
     assert_eq!(v["trial"], Value::Null, "{v}");
 }
+
+/// `check --trial N --feature X` with no key answers as `check --trial` does (the same trial,
+/// started or counted down), with the feature rule applied to that answer as the Rust face's
+/// `has_feature` applies it: a local trial is no license, so no feature is granted by it
+/// (`license_not_valid`), and the exit is 1 while the trial runs (never 0: a script's
+/// `check --feature X && …` does not unlock X), the trial's own exit once it ended (2) or the
+/// clock was set back (3). `--feature` still needs `--entitlements`, before any trial starts.
+#[test]
+fn check_trial_with_a_feature_and_no_key_answers_the_trial_and_grants_no_feature() {
+    use polar_license_testkit::features::map_json;
+    let w = World::new("cli-trial-feature");
+    let map = map_json();
+    let with_feature = [
+        "--entitlements",
+        &map,
+        "check",
+        "--trial",
+        "14",
+        "--feature",
+        "pro_export",
+    ];
+    let trial_files = |w: &World| {
+        std::fs::read_dir(&w.dir)
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_name().to_string_lossy().starts_with("trial-"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+
+    // No map: invalid input (exit 2), and no trial started.
+    let (code, v) = run(
+        &w,
+        0,
+        &["check", "--trial", "14", "--feature", "pro_export"],
+    );
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (2, Some("invalid_input")),
+        "{v}"
+    );
+    assert_eq!(v["field"].as_str(), Some("entitlements"), "{v}");
+    assert_eq!(trial_files(&w), 0, "no trial started");
+
+    // The first check starts the trial: `trial`, its days, the feature not granted, exit 1.
+    let (code, v) = run(&w, 0, &with_feature);
+    assert_eq!((code, v["outcome"].as_str()), (1, Some("trial")), "{v}");
+    assert_eq!(v["trial"]["state"], "active", "{v}");
+    assert_eq!(v["trial"]["local"], true, "{v}");
+    assert_eq!(v["trial"]["days_left"], 14, "{v}");
+    assert_eq!(v["feature"]["name"], "pro_export", "{v}");
+    assert_eq!(v["feature"]["granted"], false, "{v}");
+    assert_eq!(v["feature"]["why"], "license_not_valid", "{v}");
+    let ends = v["trial"]["ends_at"].as_str().expect("ends_at").to_string();
+
+    // The same trial as `check --trial` without the feature: counted from the same start.
+    let (code, v) = run(&w, 3 * DAY + 60, &["check", "--trial", "14"]);
+    assert_eq!(
+        (code, v["trial"]["days_left"].as_i64()),
+        (0, Some(11)),
+        "{v}"
+    );
+    assert_eq!(v["trial"]["ends_at"].as_str(), Some(ends.as_str()), "{v}");
+    let (code, v) = run(&w, 4 * DAY + 60, &with_feature);
+    assert_eq!(
+        (code, v["trial"]["days_left"].as_i64()),
+        (1, Some(10)),
+        "{v}"
+    );
+
+    // In words: the feature's line first, then the trial's.
+    let out = w
+        .cli(BIN, &w.dir, 4 * DAY + 120)
+        .args(with_feature)
+        .launch();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines.first().copied(),
+        Some("feature pro_export: not granted (license_not_valid)"),
+        "{text}"
+    );
+    assert!(text.contains("trial: 10 day(s) left"), "{text}");
+
+    // The clock set back: clock_rollback keeps its exit (3).
+    let (code, v) = run(&w, DAY, &with_feature);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (3, Some("clock_rollback")),
+        "{v}"
+    );
+    assert_eq!(v["feature"]["granted"], false, "{v}");
+
+    // Ended: the no-key answer (exit 2), the trial ended, the feature not granted.
+    let (code, v) = run(&w, 14 * DAY + 60, &with_feature);
+    assert_eq!(
+        (code, v["reason"].as_str()),
+        (2, Some("invalid_input")),
+        "{v}"
+    );
+    assert_eq!(v["field"].as_str(), Some("key"), "{v}");
+    assert_eq!(v["trial"]["state"], "ended", "{v}");
+    assert_eq!(v["feature"]["why"], "license_not_valid", "{v}");
+}

@@ -358,15 +358,12 @@ impl FeatureState {
 
 impl LicenseState {
     /// A check's report as the UI sees it; `pending` for a background check's immediate
-    /// answer while Polar is asked.
-    /// `lease`: the lease the key's record holds as the check left it, when it verifies
-    /// ([`CheckReport::lease`]), signed mode only.
-    pub fn of(
-        licensing: &Licensing,
-        report: &CheckReport,
-        pending: bool,
-        lease: Option<&LeaseWindow>,
-    ) -> LicenseState {
+    /// answer while Polar is asked. Everything comes from the report: its lease (the one the
+    /// key's record holds as the check left it, when it verifies: [`CheckReport::lease`],
+    /// signed mode only) and the grace end it caps ([`CheckReport::grace_ends_at`]), so no
+    /// caller reads the cache again after a check, nor passes a lease the report does not
+    /// hold.
+    pub fn of(licensing: &Licensing, report: &CheckReport, pending: bool) -> LicenseState {
         let outcome = &report.outcome;
         let features = licensing
             .entitlements()
@@ -389,8 +386,8 @@ impl LicenseState {
             needs_key: outcome.needs_key(),
             pending,
             verified_at: outcome.verified_at(),
-            grace_ends_at: licensing.policy().grace_ends_at_leased(outcome, lease),
-            lease: lease.map(LeaseInfo::of),
+            grace_ends_at: report.grace_ends_at(licensing.policy()),
+            lease: report.lease.as_ref().map(LeaseInfo::of),
             grace_remaining: outcome.grace_remaining().map(|d| d.as_secs()),
             fallback: report
                 .fallback

@@ -71,12 +71,7 @@ pub(crate) async fn check(
         Ok(key) => licensing.check_report_async(key).await,
         Err(e) => no_key(&state, e).await,
     };
-    Ok(LicenseState::of(
-        licensing,
-        &report,
-        false,
-        report.lease.as_ref(),
-    ))
+    Ok(LicenseState::of(licensing, &report, false))
 }
 
 /// Answers at once from the cache (`pending` when Polar is being asked) and emits
@@ -92,19 +87,18 @@ pub(crate) async fn check_in_background<R: Runtime>(
         Ok(key) => key,
         Err(e) => {
             let report = no_key(&state, e).await;
-            return Ok(LicenseState::of(licensing, &report, false, None));
+            return Ok(LicenseState::of(licensing, &report, false));
         }
     };
     let answer = blocking(licensing, move |l| {
         let fresh_for = l.clone();
         let (now, thread) = l.check_report_in_background(key, move |fresh| {
-            let lease = fresh.lease.as_ref();
-            let state = LicenseState::of(&fresh_for, &fresh, false, lease);
+            let state = LicenseState::of(&fresh_for, &fresh, false);
             if let Err(e) = app.emit(CHECKED_EVENT, state) {
                 log::warn!(target: "polar_license", "could not emit {CHECKED_EVENT}: {e}");
             }
         });
-        LicenseState::of(&l, &now, thread.is_some(), now.lease.as_ref())
+        LicenseState::of(&l, &now, thread.is_some())
     })
     .await;
     answer.map_err(LicenseError::from)

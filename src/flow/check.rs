@@ -71,6 +71,11 @@ pub trait Validated: LicenseData {
         response: &HttpResponse,
         expect: Option<&Expect<'_>>,
     ) -> Result<Verdict<Self::Activation>, Error>;
+    /// Whether a shell over this representation may remember a key (an update's last step,
+    /// [`super::update::Update::remembering`]): the typed model's shells do; the npm engine's
+    /// schema reading never does (a browser has no install secret to seal a key with), so the
+    /// remembered key's step is compiled out of it (the npm default entry's size budget).
+    const REMEMBERS_KEYS: bool = true;
 }
 
 impl Validated for ValidatedLicenseKey {
@@ -96,6 +101,7 @@ impl Validated for ValidatedLicenseKey {
 }
 
 impl Validated for SchemaLicense {
+    const REMEMBERS_KEYS: bool = false;
     type Activation = SchemaActivation;
     fn validate_answer(
         response: &HttpResponse,

@@ -12,6 +12,7 @@
 
 pub mod check;
 mod ctx;
+mod keystep;
 mod memo;
 mod step;
 pub mod update;

@@ -31,6 +31,7 @@
 
 use super::check::Validated as License;
 use super::ctx::{open_slot, Ctx};
+use super::keystep::{KeyStep, KeyTail};
 use super::step::{Given, Left, Machine, Stored, Want};
 use crate::error::{Error, Verdict};
 use crate::grace::{LeaseWindow, Record};
@@ -72,16 +73,8 @@ enum Phase {
     Write(VecDeque<(String, Vec<u8>)>, bool),
     Forget,
     Unlock,
-    /// The remembered key's entry locked (its name: the update's `remember` or `forget_key`).
-    KeyLock,
-    /// A good activation's key written, sealed, where the remembered key is kept.
-    Remember,
-    /// A deactivation that ended the remembered key: its entry read under its lock.
-    KeyRead,
-    /// The entry, still this key's: removed.
-    ForgetKey,
-    /// The entry's lock released.
-    KeyUnlock,
+    /// The remembered key's step ([`super::keystep`]).
+    Key,
     Done,
 }
 
@@ -115,16 +108,10 @@ pub struct Update<L: License = ValidatedLicenseKey> {
     /// A deactivate sent online only: why the slot could not be used (the record is not
     /// told).
     unusable: Option<Error>,
-    /// An activate that remembers its key: the sealed key's entry (name, bytes), or why the
-    /// key could not be sealed ([`Update::remembering`]).
-    remember: Option<Result<(String, Vec<u8>), Error>>,
-    /// A deactivate that may end the remembered key: that key's entry, and this key sealed
-    /// as it would be stored there (compared under the entry's lock before it is removed;
-    /// `None`: removed without comparing, [`Update::forgetting`]).
-    forget_key: Option<(String, Option<Vec<u8>>)>,
-    /// That entry read as a slot's record (its other names the entry's too: the shells'
-    /// one way of reading, so no shell learns another).
-    key_slot: Option<Slot>,
+    /// The remembered key's step: an activate's write of its sealed key, or a deactivate's
+    /// removal of it ([`Update::remembering`], [`Update::forgetting_sealed`]); or why the key
+    /// could not be sealed. Boxed behind a trait: a shell that never remembers never links it.
+    tail: Option<Result<Box<dyn KeyTail>, Error>>,
 }
 
 impl<L: License> std::fmt::Debug for Update<L> {
@@ -395,9 +382,7 @@ impl<L: License> Update<L> {
             left: Left::default(),
             before: Left::default(),
             unusable: None,
-            remember: None,
-            forget_key: None,
-            key_slot: None,
+            tail: None,
         }
     }
 
@@ -408,7 +393,10 @@ impl<L: License> Update<L> {
     /// it. A write that fails is the update's `cache_error` (the activation stands:
     /// [`Activated::unremembered`] names it).
     pub fn remembering(mut self, entry: Result<(String, Vec<u8>), Error>) -> Update<L> {
-        self.remember = Some(entry);
+        self.tail =
+            Some(entry.map(|(name, sealed)| {
+                Box::new(KeyStep::remember(name, sealed)) as Box<dyn KeyTail>
+            }));
         self
     }
 
@@ -421,7 +409,7 @@ impl<L: License> Update<L> {
     /// [`Update::forgetting_sealed`], which compares when it removes. The slot is freed
     /// whatever the removal does.
     pub fn forgetting(mut self, entry: Option<String>) -> Update<L> {
-        self.forget_key = entry.map(|name| (name, None));
+        self.tail = entry.map(|name| Ok(Box::new(KeyStep::forget(name, None)) as Box<dyn KeyTail>));
         self
     }
 
@@ -434,7 +422,9 @@ impl<L: License> Update<L> {
     /// Polar stays remembered. `None`: nothing to forget (remembering is off, or the key
     /// cannot be sealed). The slot is freed whatever the removal does.
     pub fn forgetting_sealed(mut self, entry: Option<(String, Vec<u8>)>) -> Update<L> {
-        self.forget_key = entry.map(|(name, sealed)| (name, Some(sealed)));
+        self.tail = entry.map(|(name, sealed)| {
+            Ok(Box::new(KeyStep::forget(name, Some(sealed))) as Box<dyn KeyTail>)
+        });
         self
     }
 
@@ -499,27 +489,10 @@ impl<L: License> Update<L> {
             },
             (Phase::Forget, Some(slot)) => Want::Remove(&slot.name),
             (Phase::Unlock, _) => Want::Unlock,
-            (Phase::KeyLock, _) => match self.key_entry() {
-                Some(name) => Want::Lock(name),
-                None => Want::Done,
+            (Phase::Key, _) if L::REMEMBERS_KEYS => match &self.tail {
+                Some(Ok(tail)) => tail.want(),
+                _ => Want::Done,
             },
-            (Phase::Remember, _) => match &self.remember {
-                Some(Ok((name, bytes))) => Want::Write {
-                    name,
-                    bytes,
-                    keep: Keep::Durable,
-                },
-                _ => Want::Unlock,
-            },
-            (Phase::KeyRead, _) => match &self.key_slot {
-                Some(entry) => Want::Read(entry),
-                None => Want::Unlock,
-            },
-            (Phase::ForgetKey, _) => match &self.forget_key {
-                Some((name, _)) => Want::Remove(name),
-                None => Want::Unlock,
-            },
-            (Phase::KeyUnlock, _) => Want::Unlock,
             _ => Want::Done,
         }
     }
@@ -606,51 +579,22 @@ impl<L: License> Update<L> {
             }
             (Phase::Unlock, Given::Unlocked) if self.unusable.is_some() => Phase::Send,
             (Phase::Unlock, Given::Unlocked) => self.last_step(),
-            (Phase::KeyLock, Given::Locked(Ok(()))) => match (&self.op, &self.forget_key) {
-                (Op::Activate { .. }, _) => Phase::Remember,
-                (_, Some((_, None))) => Phase::ForgetKey,
-                (_, Some((name, Some(_)))) => {
-                    // The remembered key's entry, read the one way shells read: as a slot
-                    // whose record it is (and its ledger and clock note, unused).
-                    self.key_slot = self.slot.as_deref().ok().map(|slot| Slot {
-                        name: name.clone(),
-                        ledger: name.clone(),
-                        ask: name.clone(),
-                        clock: name.clone(),
-                        ..slot.clone()
-                    });
-                    Phase::KeyRead
-                }
-                _ => Phase::KeyUnlock,
-            },
-            (Phase::KeyLock, Given::Locked(Err(e))) => {
-                // An activation whose key cannot be remembered says so; a deactivation frees
-                // its slot whatever the remembered key does (a key left behind is only
-                // remembered).
-                if matches!(self.op, Op::Activate { .. }) {
+            (Phase::Key, given) if L::REMEMBERS_KEYS => {
+                let (error, phase) = match &mut self.tail {
+                    Some(Ok(tail)) => {
+                        let error = tail.take(given);
+                        match tail.want() {
+                            Want::Done => (error, Phase::Done),
+                            _ => (error, Phase::Key),
+                        }
+                    }
+                    _ => (None, Phase::Done),
+                };
+                if let Some(e) = error {
                     self.unlearned(e);
                 }
-                Phase::Done
+                phase
             }
-            (Phase::Remember, Given::Written(written)) => {
-                if let Err(e) = written {
-                    self.unlearned(e);
-                }
-                Phase::KeyUnlock
-            }
-            // Read under the entry's lock: removed only while it still holds this key.
-            (Phase::KeyRead, Given::Read(read)) => match (&self.forget_key, read) {
-                (
-                    Some((_, Some(sealed))),
-                    Ok(Stored {
-                        record: Some(stored),
-                        ..
-                    }),
-                ) if stored == *sealed => Phase::ForgetKey,
-                _ => Phase::KeyUnlock,
-            },
-            (Phase::ForgetKey, Given::Removed) => Phase::KeyUnlock,
-            (Phase::KeyUnlock, Given::Unlocked) => Phase::Done,
             (phase, given) => {
                 self.unlearned(Error::Cache {
                     detail: ["the update's shell answered ", given.name()].concat(),
@@ -663,11 +607,6 @@ impl<L: License> Update<L> {
                     Phase::Read | Phase::Write(..) | Phase::Forget | Phase::Unlock if again => {
                         Phase::Unlock
                     }
-                    Phase::Remember | Phase::KeyRead | Phase::ForgetKey | Phase::KeyUnlock
-                        if again =>
-                    {
-                        Phase::KeyUnlock
-                    }
                     _ => Phase::Done,
                 }
             }
@@ -678,39 +617,38 @@ impl<L: License> Update<L> {
     /// good activation the record learned remembers its key; a good deactivation of the
     /// remembered key's activation forgets it), else done.
     fn last_step(&mut self) -> Phase {
-        if self.cache_error.is_some() {
+        if self.cache_error.is_some() || !L::REMEMBERS_KEYS {
             return Phase::Done;
         }
         match &self.op {
             Op::Activate {
                 online: Some(Ok((Verdict::Accepted(_), _))),
                 ..
-            } => match self.remember.take() {
+            } => match self.tail.take() {
                 Some(Err(e)) => {
                     self.unlearned(e);
                     Phase::Done
                 }
-                Some(entry) => {
-                    self.remember = Some(entry);
-                    Phase::KeyLock
-                }
-                None => Phase::Done,
+                Some(Ok(tail)) if tail.remembers() => self.begin_tail(tail),
+                _ => Phase::Done,
             },
             Op::Deactivate {
                 online: Some(Ok(_)),
                 ends_remembered: true,
                 ..
-            } if self.forget_key.is_some() => Phase::KeyLock,
+            } => match self.tail.take() {
+                Some(Ok(tail)) if !tail.remembers() => self.begin_tail(tail),
+                _ => Phase::Done,
+            },
             _ => Phase::Done,
         }
     }
 
-    /// The remembered key's entry this update writes or removes, if any.
-    fn key_entry(&self) -> Option<&str> {
-        match (&self.remember, &self.forget_key) {
-            (Some(Ok((name, _))), _) | (_, Some((name, _))) => Some(name),
-            _ => None,
-        }
+    /// Starts the remembered key's step.
+    fn begin_tail(&mut self, mut tail: Box<dyn KeyTail>) -> Phase {
+        tail.begin(self.slot.as_deref().ok());
+        self.tail = Some(Ok(tail));
+        Phase::Key
     }
 
     /// A deactivate of an explicit id, not sent yet: its request, to send online only (the

@@ -228,6 +228,14 @@ export interface LicenseClientOptions {
    */
   requireActivation?: boolean;
   /**
+   * Perpetual fallback: this build's release date, `'YYYY-MM-DD'` (UTC). A key whose paid time
+   * ran out (Polar's `expired`, or a cached `expiresAt` passed while Polar cannot be asked,
+   * within the grace rules) still licenses a build released on or before the date it was paid
+   * through: `check` resolves with `fallback: true` and `paidThrough`. A revoked or disabled key
+   * never does. Not set (the default): every answer exactly as without it.
+   */
+  released?: string;
+  /**
    * Remember the key of every good `activate` in this client's storage, sealed as natively
    * (default `false`), so `check()` needs no key; a good `deactivate` of that key forgets it.
    * `rememberKey` remembers a key of your choice either way.
@@ -428,6 +436,17 @@ export interface CheckResult extends ValidateResult {
    * Polar instead).
    */
   cacheRefreshed: boolean;
+  /**
+   * With the client's `released` option only: `true` when this answer licenses only because
+   * the build was released on or before `paidThrough` (the key itself has expired: offer the
+   * upgrade).
+   */
+  fallback?: boolean;
+  /**
+   * With the client's `released` option only: the end of the time the key was paid for, unix
+   * seconds (`null` when no end is known). An update released after it is not covered.
+   */
+  paidThrough?: number | null;
   /**
    * For an online answer through a seller's relay: where the relay took Polar's verdict from,
    * as its `polar-license-source` header said (`polar`: asked just now; `store`: its store;

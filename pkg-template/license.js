@@ -208,6 +208,7 @@ const CLIENT_OPTIONS = [
   'rememberKeys',
   'fetch',
   'relayKeys',
+  'released',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -243,6 +244,12 @@ function clientOptions(o) {
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
   const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, ...rest } = o;
+  // Perpetual fallback: the build's release date, 'YYYY-MM-DD', to the engine as unix seconds
+  // (a date that is no date reads as another day, or as none).
+  const released = rest.released;
+  if (released !== undefined && !((rest.released = Date.parse(`${released}T00:00Z`) / 1000) >= 0 && new Date(rest.released * 1000).toISOString().startsWith(`${released}T`))) {
+    return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
+  }
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -1311,6 +1318,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
+        if (end.perpetual && feature === undefined) [ok.fallback, ok.paidThrough] = end.perpetual;
         return ok;
       };
       // A cached answer is the start's (one call into the engine): #drive returns it at once.

@@ -48,6 +48,10 @@ const client = new LicenseClient({
   clock: () => Date.now(),
 });
 new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
+// Perpetual fallback: the build's release date.
+new LicenseClient({ organizationId: 'x', released: '2026-10-01' });
+// @ts-expect-error the release date is a 'YYYY-MM-DD' string
+new LicenseClient({ organizationId: 'x', released: 20261001 });
 // The global fetch (Electron's net.fetch has its type) and a wrapper of it are both a `fetch`.
 new LicenseClient({ organizationId: 'x', fetch: globalThis.fetch });
 new LicenseClient({ organizationId: 'x', fetch: (url, init) => fetch(url, init) });
@@ -129,6 +133,8 @@ export async function usage(key: string): Promise<void> {
   const why: FallbackCode | null = c.reason;
   const portal: FallbackCode = 'protocol_error';
   const refreshed: boolean = c.cacheRefreshed;
+  const fellBack: boolean | undefined = c.fallback;
+  const paidThrough: number | null | undefined = c.paidThrough;
   // @ts-expect-error a denial is never why the cache answered
   const denial: FallbackCode = 'inactive';
   const s: CacheStatus = await client.status(key);

@@ -44,6 +44,7 @@ use polar_license::grace::{GracePolicy, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::lease::RelayKeys;
+use polar_license::perpetual::ReleaseDate;
 use polar_license::proto::{ActivateRequest, Api, HttpRequest, Server, ValidateRequest};
 use polar_license::reason::{Reason, ReasonClass};
 use polar_license::strict::{self, Value};
@@ -162,6 +163,9 @@ pub struct Engine {
     /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
     /// these relay keys, and an online grant counts only with one.
     pub(crate) relay_keys: RelayKeys,
+    /// Perpetual fallback (issue #54 item 3): the build's release date the app stated
+    /// (`released`), if any.
+    pub(crate) released: Option<ReleaseDate>,
     /// The last lease verified (the core's lease gate): one Ed25519 verification per lease,
     /// not per cached check, as natively.
     pub(crate) lease_memo: LeaseMemo,
@@ -177,6 +181,9 @@ pub struct Engine {
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
     let policy = policy(o.grace_policy)?;
+    // Perpetual fallback (issue #54 item 3): the day's unix seconds (license.js reads the
+    // app's 'YYYY-MM-DD').
+    let released = o.released.map(|secs| ReleaseDate::from_unix(secs as i64));
     let server = match (o.base_url, o.server) {
         (Some(url), _) => Server::Custom(url),
         (None, Some(server)) => Server::parse(&server),
@@ -221,6 +228,7 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
         relay_keys,
+        released,
         lease_memo: LeaseMemo::default(),
         ed25519: HostEd25519::default(),
         memo: polar_license::flow::Memo::default(),
@@ -342,36 +350,27 @@ impl Engine {
         }
     }
 
-    pub(crate) fn validate_request(
-        &self,
-        key: String,
-        options: &str,
-    ) -> Result<ValidateRequest, Error> {
-        let o = validate_options(options)?;
-        let req = ValidateRequest {
+    pub(crate) fn validate_request(&self, key: String, options: &str) -> ValidateRequest {
+        let o = validate_options(options);
+        ValidateRequest {
             key: Some(key.into()),
             activation_id: o.activation_id,
             benefit_id: o.benefit_id,
             customer_id: o.customer_id,
             increment_usage: o.increment_usage,
             conditions: o.conditions,
-        };
+        }
         // Bound to this machine by the validate machine (`Update::validate`).
-        Ok(req)
     }
 
-    pub(crate) fn activate_request(
-        &self,
-        key: String,
-        options: &str,
-    ) -> Result<ActivateRequest, Error> {
-        let o = activate_options(options)?;
+    pub(crate) fn activate_request(&self, key: String, options: &str) -> ActivateRequest {
+        let o = activate_options(options);
         let mut req = ActivateRequest::new(key, o.label);
         req.conditions = o.conditions;
         req.meta = o.meta;
         // Bound to this machine and checked by the activate machine
         // (`Update::activation`).
-        Ok(req)
+        req
     }
 }
 
@@ -418,6 +417,7 @@ impl Engine {
                 .unwrap_or(false),
             seal_machine_id: text("sealMachineId"),
             relay_keys: text("relayKeys"),
+            released: number(&options, "released"),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }

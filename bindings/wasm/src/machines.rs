@@ -264,24 +264,36 @@ impl Engine {
         let bytes = member(o, "random").and_then(|hex| random_bytes(&hex));
         RANDOM.with(|r| r.set(bytes));
         let flow = match op {
-            "validate" => self
-                .validate_request(key.expose().to_string(), options)
-                .map(|req| Flow::Validate(Update::validate(&ctx, req, |_| slot.clone(), now))),
-            // Bound to this machine and checked by the machine, before the slot is used.
-            "activate" => self
-                .activate_request(key.expose().to_string(), options)
-                .map(|req| Flow::Activate(Update::activation(&ctx, &req, |_| slot.clone(), now))),
-            "deactivate" => deactivate_options(options).map(|o| {
-                Flow::Deactivate(Update::deactivate(
-                    key.clone(),
-                    o.activation_id,
-                    slot.clone(),
+            "validate" => {
+                let req = self.validate_request(key.expose().to_string(), options);
+                Ok(Flow::Validate(Update::validate(
+                    &ctx,
+                    req,
+                    |_| slot.clone(),
                     now,
-                ))
-            }),
+                )))
+            }
+            // Bound to this machine and checked by the machine, before the slot is used.
+            "activate" => {
+                let req = self.activate_request(key.expose().to_string(), options);
+                Ok(Flow::Activate(Update::activation(
+                    &ctx,
+                    &req,
+                    |_| slot.clone(),
+                    now,
+                )))
+            }
+            "deactivate" => Ok(Flow::Deactivate(Update::deactivate(
+                key.clone(),
+                deactivate_options(options).activation_id,
+                slot.clone(),
+                now,
+            ))),
             _ => {
                 let at = u64::try_from(number("at")).unwrap_or(0);
-                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at);
+                // Perpetual fallback: the build's release date, when the app stated one.
+                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at)
+                    .released(&ctx, self.released);
                 Ok(Flow::Check(check.unlocked_read()))
             }
         };
@@ -533,6 +545,11 @@ impl Engine {
         j.key("refreshed").bool(report.cache_refreshed());
         j.key("relaySource")
             .opt_str(report.relayed.map(|r| r.as_str()));
+        // Perpetual fallback, when a release date was stated: `[fallback, paidThrough]`.
+        if let Some(p) = report.perpetual {
+            j.key("perpetual").raw("[").bool(p.fallback).raw(",");
+            j.opt_int(p.paid_through).raw("]");
+        }
         j.raw("}").done()
     }
 

@@ -236,6 +236,14 @@ export interface LicenseClientOptions {
    */
   released?: string;
   /**
+   * Trials: the benefit id (or ids) of your trial products. A licensed key of such a benefit is
+   * reported as a trial: `check` resolves with `trial` (`{ local: false, state, endsAt,
+   * daysLeft }`: its end is the key's `expiresAt`), and with `trial: null` for any other key. A
+   * revoked, disabled or expired key is denied as without it. Not set (the default): no
+   * `trial` in any answer.
+   */
+  trialBenefit?: string | readonly string[];
+  /**
    * Remember the key of every good `activate` in this client's storage, sealed as natively
    * (default `false`), so `check()` needs no key; a good `deactivate` of that key forgets it.
    * `rememberKey` remembers a key of your choice either way.
@@ -412,6 +420,20 @@ export type ValidateResultData = Omit<ValidateResult, 'hasFeature' | 'toJSON'> &
   features: Record<string, FeatureAccess>;
 };
 
+/** A trial, as `check` reports it (the native library's `Trial`). */
+export interface Trial {
+  /** `true` for a local trial of N days (no key); `false` for a key from a trial product. */
+  local: boolean;
+  /** `active`: it runs until `endsAt`; `ended`: ask for a key; `refused`: a local trial's record that cannot be believed. */
+  state: 'active' | 'ended' | 'refused';
+  /** A local trial's start (unix seconds); `null` for a key's. */
+  startedAt: number | null;
+  /** Its end (unix seconds), `null` when none is known. */
+  endsAt: number | null;
+  /** Whole days left, counted up (a trial ending in 2 hours has 1); 0 once ended. */
+  daysLeft: number;
+}
+
 export interface CheckResult extends ValidateResult {
   /** `online`: Polar answered just now; `cache`: the offline cache answered. */
   source: 'online' | 'cache';
@@ -447,6 +469,11 @@ export interface CheckResult extends ValidateResult {
    * seconds (`null` when no end is known). An update released after it is not covered.
    */
   paidThrough?: number | null;
+  /**
+   * With the client's `trialBenefit` option only: the key's trial when it is from a trial
+   * product, else `null`.
+   */
+  trial?: Trial | null;
   /**
    * For an online answer through a seller's relay: where the relay took Polar's verdict from,
    * as its `polar-license-source` header said (`polar`: asked just now; `store`: its store;

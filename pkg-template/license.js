@@ -209,6 +209,7 @@ const CLIENT_OPTIONS = [
   'fetch',
   'relayKeys',
   'released',
+  'trialBenefit',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -249,6 +250,16 @@ function clientOptions(o) {
   const released = rest.released;
   if (released !== undefined && !((rest.released = Date.parse(`${released}T00:00Z`) / 1000) >= 0 && new Date(rest.released * 1000).toISOString().startsWith(`${released}T`))) {
     return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
+  }
+  // Trials: the trial products' benefit ids (one or a list).
+  const { trialBenefit } = rest;
+  if (trialBenefit !== undefined) {
+    const list = [trialBenefit].flat();
+    if (list.some((b) => typeof b !== 'string')) {
+      return invalidOption('trial_benefit', 'trialBenefit', `must be a benefit id or an array of them, got ${typeName(trialBenefit)}`);
+    }
+    delete rest.trialBenefit;
+    rest.trialBenefits = list;
   }
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
@@ -1318,7 +1329,10 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
-        if (end.perpetual && feature === undefined) [ok.fallback, ok.paidThrough] = end.perpetual;
+        if (feature === undefined) {
+          if (end.perpetual) [ok.fallback, ok.paidThrough] = end.perpetual;
+          if (end.trial !== undefined) ok.trial = end.trial;
+        }
         return ok;
       };
       // A cached answer is the start's (one call into the engine): #drive returns it at once.

@@ -52,6 +52,11 @@ new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
 new LicenseClient({ organizationId: 'x', released: '2026-10-01' });
 // @ts-expect-error the release date is a 'YYYY-MM-DD' string
 new LicenseClient({ organizationId: 'x', released: 20261001 });
+// Trials: one trial benefit id or a list.
+new LicenseClient({ organizationId: 'x', trialBenefit: 'b' });
+new LicenseClient({ organizationId: 'x', trialBenefit: ['b', 'c'] });
+// @ts-expect-error a benefit id is a string
+new LicenseClient({ organizationId: 'x', trialBenefit: 5 });
 // The global fetch (Electron's net.fetch has its type) and a wrapper of it are both a `fetch`.
 new LicenseClient({ organizationId: 'x', fetch: globalThis.fetch });
 new LicenseClient({ organizationId: 'x', fetch: (url, init) => fetch(url, init) });
@@ -135,6 +140,10 @@ export async function usage(key: string): Promise<void> {
   const refreshed: boolean = c.cacheRefreshed;
   const fellBack: boolean | undefined = c.fallback;
   const paidThrough: number | null | undefined = c.paidThrough;
+  const trialEnds: number | null | undefined = c.trial?.endsAt;
+  const trialState: 'active' | 'ended' | 'refused' | undefined = c.trial?.state;
+  // @ts-expect-error the days left are a number
+  const trialDays: string | undefined = c.trial?.daysLeft;
   // @ts-expect-error a denial is never why the cache answered
   const denial: FallbackCode = 'inactive';
   const s: CacheStatus = await client.status(key);

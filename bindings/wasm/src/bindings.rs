@@ -46,6 +46,8 @@ pub(crate) struct ClientOptions {
     pub(crate) relay_keys: Option<String>,
     /// `released`: the build's release date, unix seconds (perpetual fallback).
     pub(crate) released: Option<f64>,
+    /// `trialBenefits`: the benefit ids of the app's trial products.
+    pub(crate) trial_benefits: Option<Vec<String>>,
 }
 
 /// A `validate()` call's options.
@@ -129,29 +131,23 @@ pub(crate) fn duration(seconds: f64) -> Option<Duration> {
         .then(|| Duration::from_micros((seconds * 1e6) as u64))
 }
 
-fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {
-    match value {
-        None => Ok(default),
-        Some(s) => duration(s)
-            .ok_or_else(|| Error::invalid(field, "must be a finite number of seconds >= 0")),
-    }
+/// A duration of the policy: `license.js` has checked it (a finite number of seconds from 0 to
+/// 366 days, refused with the unit named otherwise) before the engine is built, and is its only
+/// caller, so the engine does not check it again (a second copy of those checks could not be
+/// reached by an app: issue #54's size rule).
+fn seconds(value: Option<f64>, default: Duration) -> Duration {
+    value.and_then(duration).unwrap_or(default)
 }
 
-pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
+/// The grace policy as `license.js` hands it over; checked as a whole by the core
+/// ([`GracePolicy::validate`], when the engine is built).
+pub(crate) fn policy(o: PolicyOptions) -> GracePolicy {
     let d = GracePolicy::default();
-    Ok(GracePolicy {
-        revalidate_after: seconds(
-            "gracePolicy.revalidateAfter",
-            o.revalidate_after,
-            d.revalidate_after,
-        )?,
-        grace_period: seconds("gracePolicy.gracePeriod", o.grace_period, d.grace_period)?,
-        clock_tolerance: seconds(
-            "gracePolicy.clockTolerance",
-            o.clock_tolerance,
-            d.clock_tolerance,
-        )?,
-    })
+    GracePolicy {
+        revalidate_after: seconds(o.revalidate_after, d.revalidate_after),
+        grace_period: seconds(o.grace_period, d.grace_period),
+        clock_tolerance: seconds(o.clock_tolerance, d.clock_tolerance),
+    }
 }
 
 /// The `features` option, as `license.js` hands it over (`JSON.stringify` of the JS object):

@@ -33,7 +33,9 @@
 //! `{"verified": true}`.
 
 use crate::bindings::deactivate_options;
-use crate::engine::{denial_json, error_json, lease_json, request_json, verify_json, Engine};
+use crate::engine::{
+    denial_json, error_json, lease_json, request_json, trial_json, verify_json, Engine,
+};
 use crate::runs::{Again, Flow, Kept, Run};
 use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
@@ -304,6 +306,7 @@ impl Engine {
             flow,
             feature: member(o, "feature"),
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
+            now,
         };
         if let Some(given) = given {
             self.advance(&mut run, given);
@@ -530,7 +533,12 @@ impl Engine {
 
     /// A check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
     fn check_done(&self, run: Run, check: Check<SchemaLicense>) -> String {
-        let report = check.report();
+        let mut report = check.report();
+        // Trials (issue #54 item 4): a licensed key from a trial product, when the app stated a
+        // trial (the core's rule, linked only through this call).
+        if let Some(benefits) = &self.trial_benefits {
+            polar_license::trial::apply(&mut report, benefits, run.now);
+        }
         let licensed = matches!(report.outcome, CheckOutcome::Licensed { .. });
         let window = self.leased(&run, report.lease.as_ref(), licensed);
         let feature = run.feature;
@@ -549,6 +557,11 @@ impl Engine {
         if let Some(p) = report.perpetual {
             j.key("perpetual").raw("[").bool(p.fallback).raw(",");
             j.opt_int(p.paid_through).raw("]");
+        }
+        // With a trial stated: the key's trial, or `null`.
+        if self.trial_benefits.is_some() {
+            j.key("trial");
+            trial_json(&mut j, report.trial.as_deref());
         }
         j.raw("}").done()
     }

@@ -227,21 +227,9 @@ export interface LicenseClientOptions {
    * validates a bare key even when it has activation slots).
    */
   requireActivation?: boolean;
-  /**
-   * Perpetual fallback: this build's release date, `'YYYY-MM-DD'` (UTC). A key whose paid time
-   * ran out (Polar's `expired`, or a cached `expiresAt` passed while Polar cannot be asked,
-   * within the grace rules) still licenses a build released on or before the date it was paid
-   * through: `check` resolves with `fallback: true` and `paidThrough`. A revoked or disabled key
-   * never does. Not set (the default): every answer exactly as without it.
-   */
+  /** Perpetual fallback: this build's release date, `'YYYY-MM-DD'` (see the README). */
   released?: string;
-  /**
-   * Trials: the benefit id (or ids) of your trial products. A licensed key of such a benefit is
-   * reported as a trial: `check` resolves with `trial` (`{ local: false, state, endsAt,
-   * daysLeft }`: its end is the key's `expiresAt`), and with `trial: null` for any other key. A
-   * revoked, disabled or expired key is denied as without it. Not set (the default): no
-   * `trial` in any answer.
-   */
+  /** Trials: your trial products' benefit id(s); `check` then reports `trial`. */
   trialBenefit?: string | readonly string[];
   /**
    * Remember the key of every good `activate` in this client's storage, sealed as natively
@@ -420,17 +408,12 @@ export type ValidateResultData = Omit<ValidateResult, 'hasFeature' | 'toJSON'> &
   features: Record<string, FeatureAccess>;
 };
 
-/** A trial, as `check` reports it (the native library's `Trial`). */
+/** A trial (the native `Trial`); times in unix seconds. */
 export interface Trial {
-  /** `true` for a local trial of N days (no key); `false` for a key from a trial product. */
   local: boolean;
-  /** `active`: it runs until `endsAt`; `ended`: ask for a key; `refused`: a local trial's record that cannot be believed. */
   state: 'active' | 'ended' | 'refused';
-  /** A local trial's start (unix seconds); `null` for a key's. */
   startedAt: number | null;
-  /** Its end (unix seconds), `null` when none is known. */
   endsAt: number | null;
-  /** Whole days left, counted up (a trial ending in 2 hours has 1); 0 once ended. */
   daysLeft: number;
 }
 
@@ -458,21 +441,11 @@ export interface CheckResult extends ValidateResult {
    * Polar instead).
    */
   cacheRefreshed: boolean;
-  /**
-   * With the client's `released` option only: `true` when this answer licenses only because
-   * the build was released on or before `paidThrough` (the key itself has expired: offer the
-   * upgrade).
-   */
+  /** With `released`: licensed only as a fallback (the key expired: offer the upgrade). */
   fallback?: boolean;
-  /**
-   * With the client's `released` option only: the end of the time the key was paid for, unix
-   * seconds (`null` when no end is known). An update released after it is not covered.
-   */
+  /** With `released`: the end of the paid time (unix seconds), `null` when none. */
   paidThrough?: number | null;
-  /**
-   * With the client's `trialBenefit` option only: the key's trial when it is from a trial
-   * product, else `null`.
-   */
+  /** With `trialBenefit`: the key's trial, `null` when it is none. */
   trial?: Trial | null;
   /**
    * For an online answer through a seller's relay: where the relay took Polar's verdict from,

@@ -245,21 +245,14 @@ function clientOptions(o) {
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
   const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, ...rest } = o;
-  // Perpetual fallback: the build's release date, 'YYYY-MM-DD', to the engine as unix seconds
-  // (a date that is no date reads as another day, or as none).
-  const released = rest.released;
+  // Perpetual fallback: the release date, 'YYYY-MM-DD', to the engine as unix seconds.
+  const { released, trialBenefit } = rest;
   if (released !== undefined && !((rest.released = Date.parse(`${released}T00:00Z`) / 1000) >= 0 && new Date(rest.released * 1000).toISOString().startsWith(`${released}T`))) {
     return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
   }
-  // Trials: the trial products' benefit ids (one or a list).
-  const { trialBenefit } = rest;
-  if (trialBenefit !== undefined) {
-    const list = [trialBenefit].flat();
-    if (list.some((b) => typeof b !== 'string')) {
-      return invalidOption('trial_benefit', 'trialBenefit', `must be a benefit id or an array of them, got ${typeName(trialBenefit)}`);
-    }
-    delete rest.trialBenefit;
-    rest.trialBenefits = list;
+  // Trials: the trial products' benefit ids, one or a list (to the engine as a list).
+  if (trialBenefit !== undefined && (rest.trialBenefit = [trialBenefit].flat()).some((b) => typeof b !== 'string')) {
+    return invalidOption('trial_benefit', 'trialBenefit', `must be a benefit id or a list of them, got ${typeName(trialBenefit)}`);
   }
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
@@ -1329,10 +1322,6 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
       const result = (end) => {
         const ok = checked(end.done, end.refreshed, feature);
         if (feature === undefined) ok.relaySource = end.relaySource ?? null;
-        if (feature === undefined) {
-          if (end.perpetual) [ok.fallback, ok.paidThrough] = end.perpetual;
-          if (end.trial !== undefined) ok.trial = end.trial;
-        }
         return ok;
       };
       // A cached answer is the start's (one call into the engine): #drive returns it at once.

@@ -46,7 +46,7 @@ pub(crate) struct ClientOptions {
     pub(crate) relay_keys: Option<String>,
     /// `released`: the build's release date, unix seconds (perpetual fallback).
     pub(crate) released: Option<f64>,
-    /// `trialBenefits`: the benefit ids of the app's trial products.
+    /// `trialBenefit`: the benefit ids of the app's trial products.
     pub(crate) trial_benefits: Option<Vec<String>>,
 }
 

@@ -183,7 +183,7 @@ pub struct Engine {
     /// (`released`), if any.
     pub(crate) released: Option<ReleaseDate>,
     /// Trials (issue #54 item 4): the benefit ids of the app's trial products
-    /// (`trialBenefits`), when stated (a key's trial is then reported, `null` when it is none).
+    /// (`trialBenefit`), when stated (a key's trial is then reported, `null` when it is none).
     pub(crate) trial_benefits: Option<Vec<String>>,
     /// The last lease verified (the core's lease gate): one Ed25519 verification per lease,
     /// not per cached check, as natively.
@@ -441,7 +441,7 @@ impl Engine {
             seal_machine_id: text("sealMachineId"),
             relay_keys: text("relayKeys"),
             released: number(&options, "released"),
-            trial_benefits: options.member("trialBenefits").map(|list| {
+            trial_benefits: options.member("trialBenefit").map(|list| {
                 list.items()
                     .unwrap_or_default()
                     .iter()

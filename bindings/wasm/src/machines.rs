@@ -542,27 +542,36 @@ impl Engine {
         let licensed = matches!(report.outcome, CheckOutcome::Licensed { .. });
         let window = self.leased(&run, report.lease.as_ref(), licensed);
         let feature = run.feature;
-        let text = self.outcome_json_leased(
+        let mut text = self.outcome_json_leased(
             &report.outcome,
             feature.as_deref(),
             report.fallback.as_ref(),
             window.as_ref(),
         );
+        // A licensed answer (not a feature's) carries, inside its `ok`, perpetual fallback's
+        // `fallback` and `paidThrough` when a release date was stated, and the key's `trial`
+        // (or `null`) when a trial was: the answer's text without its last `}}`, these, `}}`.
+        if licensed
+            && feature.is_none()
+            && (report.perpetual.is_some() || self.trial_benefits.is_some())
+        {
+            let mut o = Json::new();
+            o.raw(text.get(..text.len() - 2).unwrap_or_default());
+            if let Some(p) = report.perpetual {
+                o.key("fallback").bool(p.fallback);
+                o.key("paidThrough").opt_int(p.paid_through);
+            }
+            if self.trial_benefits.is_some() {
+                o.key("trial");
+                trial_json(&mut o, report.trial.as_deref());
+            }
+            text = o.raw("}}").done();
+        }
         let mut j = Json::new();
         j.raw("{\"done\":").raw(&text);
         j.key("refreshed").bool(report.cache_refreshed());
         j.key("relaySource")
             .opt_str(report.relayed.map(|r| r.as_str()));
-        // Perpetual fallback, when a release date was stated: `[fallback, paidThrough]`.
-        if let Some(p) = report.perpetual {
-            j.key("perpetual").raw("[").bool(p.fallback).raw(",");
-            j.opt_int(p.paid_through).raw("]");
-        }
-        // With a trial stated: the key's trial, or `null`.
-        if self.trial_benefits.is_some() {
-            j.key("trial");
-            trial_json(&mut j, report.trial.as_deref());
-        }
         j.raw("}").done()
     }
 

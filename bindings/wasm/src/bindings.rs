@@ -24,8 +24,10 @@ pub(crate) struct PolicyOptions {
 
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
 /// JS values), as [`Engine::new`](crate::engine::Engine::new) reads them from the JS
-/// object (no serde on this path); `license.js` has checked their types and names, the engine
-/// checks their values.
+/// object (no serde on this path); `license.js` has checked their types and names and the
+/// ranges of the durations, the release date and the trial benefits, the engine (the core)
+/// checks the rest of their values (the URL, the organization id, the relay keys, the grace
+/// policy as a whole, a timeout that rounds to zero).
 #[derive(Debug)]
 pub(crate) struct ClientOptions {
     pub(crate) organization_id: String,

@@ -227,6 +227,10 @@ export interface LicenseClientOptions {
    * validates a bare key even when it has activation slots).
    */
   requireActivation?: boolean;
+  /** Perpetual fallback: this build's release date, `'YYYY-MM-DD'` (see the README). */
+  released?: string;
+  /** Trials: your trial products' benefit id(s); `check` then reports `trial`. */
+  trialBenefit?: string | readonly string[];
   /**
    * Remember the key of every good `activate` in this client's storage, sealed as natively
    * (default `false`), so `check()` needs no key; a good `deactivate` of that key forgets it.
@@ -404,6 +408,15 @@ export type ValidateResultData = Omit<ValidateResult, 'hasFeature' | 'toJSON'> &
   features: Record<string, FeatureAccess>;
 };
 
+/** A trial (the native `Trial`); times in unix seconds. */
+export interface Trial {
+  local: boolean;
+  state: 'active' | 'ended' | 'refused';
+  startedAt: number | null;
+  endsAt: number | null;
+  daysLeft: number;
+}
+
 export interface CheckResult extends ValidateResult {
   /** `online`: Polar answered just now; `cache`: the offline cache answered. */
   source: 'online' | 'cache';
@@ -428,6 +441,12 @@ export interface CheckResult extends ValidateResult {
    * Polar instead).
    */
   cacheRefreshed: boolean;
+  /** With `released`: licensed only as a fallback (the key expired: offer the upgrade). */
+  fallback?: boolean;
+  /** With `released`: the end of the paid time (unix seconds), `null` when none. */
+  paidThrough?: number | null;
+  /** With `trialBenefit`: the key's trial, `null` when it is none. */
+  trial?: Trial | null;
   /**
    * For an online answer through a seller's relay: where the relay took Polar's verdict from,
    * as its `polar-license-source` header said (`polar`: asked just now; `store`: its store;

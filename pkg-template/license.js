@@ -208,6 +208,8 @@ const CLIENT_OPTIONS = [
   'rememberKeys',
   'fetch',
   'relayKeys',
+  'released',
+  'trialBenefit',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -243,6 +245,15 @@ function clientOptions(o) {
   const unknown = Object.keys(o).filter((k) => !CLIENT_OPTIONS.includes(k));
   if (unknown.length) return invalid('options', unknownMessage('option', unknown, CLIENT_OPTIONS));
   const { storage, clock, features, cacheDir, appId, rememberKeys, fetch: fetchFn, ...rest } = o;
+  // Perpetual fallback: the release date, 'YYYY-MM-DD', to the engine as unix seconds.
+  const { released, trialBenefit } = rest;
+  if (released !== undefined && !((rest.released = Date.parse(`${released}T00:00Z`) / 1000) >= 0 && new Date(rest.released * 1000).toISOString().startsWith(`${released}T`))) {
+    return invalidOption('released', 'released', `must be a date 'YYYY-MM-DD', got ${typeName(released)}`);
+  }
+  // Trials: the trial products' benefit ids, one or a list (to the engine as a list).
+  if (trialBenefit !== undefined && (rest.trialBenefit = [trialBenefit].flat()).some((b) => typeof b !== 'string')) {
+    return invalidOption('trial_benefit', 'trialBenefit', `must be a benefit id or a list of them, got ${typeName(trialBenefit)}`);
+  }
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }

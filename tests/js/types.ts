@@ -48,6 +48,15 @@ const client = new LicenseClient({
   clock: () => Date.now(),
 });
 new LicenseClient({ organizationId: 'x', storage: 'localStorage' });
+// Perpetual fallback: the build's release date.
+new LicenseClient({ organizationId: 'x', released: '2026-10-01' });
+// @ts-expect-error the release date is a 'YYYY-MM-DD' string
+new LicenseClient({ organizationId: 'x', released: 20261001 });
+// Trials: one trial benefit id or a list.
+new LicenseClient({ organizationId: 'x', trialBenefit: 'b' });
+new LicenseClient({ organizationId: 'x', trialBenefit: ['b', 'c'] });
+// @ts-expect-error a benefit id is a string
+new LicenseClient({ organizationId: 'x', trialBenefit: 5 });
 // The global fetch (Electron's net.fetch has its type) and a wrapper of it are both a `fetch`.
 new LicenseClient({ organizationId: 'x', fetch: globalThis.fetch });
 new LicenseClient({ organizationId: 'x', fetch: (url, init) => fetch(url, init) });
@@ -129,6 +138,12 @@ export async function usage(key: string): Promise<void> {
   const why: FallbackCode | null = c.reason;
   const portal: FallbackCode = 'protocol_error';
   const refreshed: boolean = c.cacheRefreshed;
+  const fellBack: boolean | undefined = c.fallback;
+  const paidThrough: number | null | undefined = c.paidThrough;
+  const trialEnds: number | null | undefined = c.trial?.endsAt;
+  const trialState: 'active' | 'ended' | 'refused' | undefined = c.trial?.state;
+  // @ts-expect-error the days left are a number
+  const trialDays: string | undefined = c.trial?.daysLeft;
   // @ts-expect-error a denial is never why the cache answered
   const denial: FallbackCode = 'inactive';
   const s: CacheStatus = await client.status(key);

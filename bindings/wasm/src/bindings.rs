@@ -24,8 +24,10 @@ pub(crate) struct PolicyOptions {
 
 /// `new LicenseClient(options)`, minus `storage`, `clock`, `crypto` and `features` (passed as
 /// JS values), as [`Engine::new`](crate::engine::Engine::new) reads them from the JS
-/// object (no serde on this path); `license.js` has checked their types and names, the engine
-/// checks their values.
+/// object (no serde on this path); `license.js` has checked their types and names and the
+/// ranges of the durations, the release date and the trial benefits, the engine (the core)
+/// checks the rest of their values (the URL, the organization id, the relay keys, the grace
+/// policy as a whole, a timeout that rounds to zero).
 #[derive(Debug)]
 pub(crate) struct ClientOptions {
     pub(crate) organization_id: String,
@@ -44,6 +46,10 @@ pub(crate) struct ClientOptions {
     /// `relayKeys` (issue #25, signed mode): `KID=k4.public.…` entries, comma-separated
     /// (`license.js` joins an array), read by the core's `RelayKeys::parse`.
     pub(crate) relay_keys: Option<String>,
+    /// `released`: the build's release date, unix seconds (perpetual fallback).
+    pub(crate) released: Option<f64>,
+    /// `trialBenefit`: the benefit ids of the app's trial products.
+    pub(crate) trial_benefits: Option<Vec<String>>,
 }
 
 /// A `validate()` call's options.
@@ -70,85 +76,54 @@ pub(crate) struct DeactivateOptions {
     pub(crate) activation_id: Option<String>,
 }
 
-/// A call's options as `license.js` hands them over (JSON text, empty for none), read with the
-/// host's `JSON.parse`: `None` for none, else the object, its members all among `known`.
-/// `license.js` has checked names and types already; these checks keep the engine safe alone.
-fn options_object(text: &str, known: &[&str]) -> Result<Option<Value>, Error> {
-    if text.trim().is_empty() {
-        return Ok(None);
-    }
-    let bad = |why: String| Error::invalid("options", why);
-    let v = strict::parse(text.as_bytes())
-        .ok()
-        .filter(JsonIn::is_object)
-        .ok_or_else(|| bad("must be a JSON object".to_string()))?;
-    for (name, _) in v.members().unwrap_or_default() {
-        if !known.contains(&name.as_str()) {
-            return Err(bad(["unknown option `", &name, "`"].concat()));
-        }
-    }
-    Ok(Some(v))
+/// A call's options as `license.js` hands them over (JSON text, empty for none): the object, or
+/// none. `license.js` has checked every name and type already (`options()`: unknown names are
+/// refused with the known ones listed, each value's type with what it got), and it is the
+/// engine's only caller, so the engine does not check them again (a second copy of those
+/// checks and their messages cost the package's wasm bytes no app could reach): a member of
+/// another type reads as absent. What the core checks of the values (UUIDs, the metadata's
+/// limits, the usage increment) it still checks, in the machines.
+fn options_object(text: &str) -> Value {
+    strict::parse(text.as_bytes()).unwrap_or(Value::Null)
 }
 
-/// A member read by `read`, absent or `null` when `None`; `what` says what it must be.
-fn member<T>(
-    v: &Value,
-    name: &str,
-    what: &str,
-    read: impl FnOnce(&Value) -> Option<T>,
-) -> Result<Option<T>, Error> {
-    v.optional(name, read)
-        .ok_or_else(|| Error::invalid("options", [name, " must be ", what].concat()))
+fn string(v: &Value, name: &str) -> Option<String> {
+    v.member(name).and_then(|m| m.string())
 }
 
-const A_STRING: &str = "a string";
-const A_MAP: &str = "an object of strings, numbers and booleans";
-
-fn metadata(v: &Value, name: &str) -> Result<Metadata, Error> {
-    Ok(member(v, name, A_MAP, read_metadata)?.unwrap_or_default())
+fn metadata(v: &Value, name: &str) -> Metadata {
+    v.member(name)
+        .and_then(|m| read_metadata(&m))
+        .unwrap_or_default()
 }
 
 /// `validate()`'s options.
-pub(crate) fn validate_options(text: &str) -> Result<ValidateOptions, Error> {
-    let known = [
-        "activationId",
-        "benefitId",
-        "customerId",
-        "incrementUsage",
-        "conditions",
-    ];
-    let Some(v) = options_object(text, &known)? else {
-        return Ok(ValidateOptions::default());
-    };
-    Ok(ValidateOptions {
-        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
-        benefit_id: member(&v, "benefitId", A_STRING, JsonIn::string)?,
-        customer_id: member(&v, "customerId", A_STRING, JsonIn::string)?,
-        increment_usage: member(&v, "incrementUsage", "a whole number", JsonIn::int)?,
-        conditions: metadata(&v, "conditions")?,
-    })
+pub(crate) fn validate_options(text: &str) -> ValidateOptions {
+    let v = options_object(text);
+    ValidateOptions {
+        activation_id: string(&v, "activationId"),
+        benefit_id: string(&v, "benefitId"),
+        customer_id: string(&v, "customerId"),
+        increment_usage: v.member("incrementUsage").and_then(|m| m.int()),
+        conditions: metadata(&v, "conditions"),
+    }
 }
 
 /// `activate()`'s options.
-pub(crate) fn activate_options(text: &str) -> Result<ActivateOptions, Error> {
-    let Some(v) = options_object(text, &["label", "conditions", "meta"])? else {
-        return Ok(ActivateOptions::default());
-    };
-    Ok(ActivateOptions {
-        label: member(&v, "label", A_STRING, JsonIn::string)?.unwrap_or_default(),
-        conditions: metadata(&v, "conditions")?,
-        meta: metadata(&v, "meta")?,
-    })
+pub(crate) fn activate_options(text: &str) -> ActivateOptions {
+    let v = options_object(text);
+    ActivateOptions {
+        label: string(&v, "label").unwrap_or_default(),
+        conditions: metadata(&v, "conditions"),
+        meta: metadata(&v, "meta"),
+    }
 }
 
 /// `deactivate()`'s options.
-pub(crate) fn deactivate_options(text: &str) -> Result<DeactivateOptions, Error> {
-    let Some(v) = options_object(text, &["activationId"])? else {
-        return Ok(DeactivateOptions::default());
-    };
-    Ok(DeactivateOptions {
-        activation_id: member(&v, "activationId", A_STRING, JsonIn::string)?,
-    })
+pub(crate) fn deactivate_options(text: &str) -> DeactivateOptions {
+    DeactivateOptions {
+        activation_id: string(&options_object(text), "activationId"),
+    }
 }
 
 /// A number of seconds as a `Duration`, to the microsecond: `None` unless finite, at least 0
@@ -158,29 +133,23 @@ pub(crate) fn duration(seconds: f64) -> Option<Duration> {
         .then(|| Duration::from_micros((seconds * 1e6) as u64))
 }
 
-fn seconds(field: &str, value: Option<f64>, default: Duration) -> Result<Duration, Error> {
-    match value {
-        None => Ok(default),
-        Some(s) => duration(s)
-            .ok_or_else(|| Error::invalid(field, "must be a finite number of seconds >= 0")),
-    }
+/// A duration of the policy: `license.js` has checked it (a finite number of seconds from 0 to
+/// 366 days, refused with the unit named otherwise) before the engine is built, and is its only
+/// caller, so the engine does not check it again (a second copy of those checks could not be
+/// reached by an app: issue #54's size rule).
+fn seconds(value: Option<f64>, default: Duration) -> Duration {
+    value.and_then(duration).unwrap_or(default)
 }
 
-pub(crate) fn policy(o: PolicyOptions) -> Result<GracePolicy, Error> {
+/// The grace policy as `license.js` hands it over; checked as a whole by the core
+/// ([`GracePolicy::validate`], when the engine is built).
+pub(crate) fn policy(o: PolicyOptions) -> GracePolicy {
     let d = GracePolicy::default();
-    Ok(GracePolicy {
-        revalidate_after: seconds(
-            "gracePolicy.revalidateAfter",
-            o.revalidate_after,
-            d.revalidate_after,
-        )?,
-        grace_period: seconds("gracePolicy.gracePeriod", o.grace_period, d.grace_period)?,
-        clock_tolerance: seconds(
-            "gracePolicy.clockTolerance",
-            o.clock_tolerance,
-            d.clock_tolerance,
-        )?,
-    })
+    GracePolicy {
+        revalidate_after: seconds(o.revalidate_after, d.revalidate_after),
+        grace_period: seconds(o.grace_period, d.grace_period),
+        clock_tolerance: seconds(o.clock_tolerance, d.clock_tolerance),
+    }
 }
 
 /// The `features` option, as `license.js` hands it over (`JSON.stringify` of the JS object):

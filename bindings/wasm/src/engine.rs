@@ -44,9 +44,11 @@ use polar_license::grace::{GracePolicy, LeaseWindow, Source};
 use polar_license::json::{JsonIn, JsonOut as Json, Num};
 use polar_license::key::Key;
 use polar_license::lease::RelayKeys;
+use polar_license::perpetual::ReleaseDate;
 use polar_license::proto::{ActivateRequest, Api, HttpRequest, Server, ValidateRequest};
 use polar_license::reason::{Reason, ReasonClass};
 use polar_license::strict::{self, Value};
+use polar_license::trial::Trial;
 use polar_license::wasm::STORAGE_PREFIX;
 use polar_license::{CacheState, Standing};
 use std::cell::RefCell;
@@ -87,6 +89,21 @@ pub(crate) fn error_json(err: &Error) -> String {
         j.key("status").int(i64::from(status));
     }
     j.raw("}}").done()
+}
+
+/// A trial as JSON: `{local, state, startedAt, endsAt, daysLeft}`, or `null`.
+pub(crate) fn trial_json(j: &mut Json, trial: Option<&Trial>) {
+    let Some(t) = trial else {
+        j.raw("null");
+        return;
+    };
+    j.raw("{");
+    j.key("local").bool(t.local);
+    j.key("state").str(t.state.as_str());
+    j.key("startedAt").opt_int(t.started_at);
+    j.key("endsAt").opt_int(t.ends_at);
+    j.key("daysLeft").int(i64::from(t.days_left));
+    j.raw("}");
 }
 
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.
@@ -162,6 +179,12 @@ pub struct Engine {
     /// Signed mode (issue #25) when not empty: the cache licenses only within a lease from
     /// these relay keys, and an online grant counts only with one.
     pub(crate) relay_keys: RelayKeys,
+    /// Perpetual fallback (issue #54 item 3): the build's release date the app stated
+    /// (`released`), if any.
+    pub(crate) released: Option<ReleaseDate>,
+    /// Trials (issue #54 item 4): the benefit ids of the app's trial products
+    /// (`trialBenefit`), when stated (a key's trial is then reported, `null` when it is none).
+    pub(crate) trial_benefits: Option<Vec<String>>,
     /// The last lease verified (the core's lease gate): one Ed25519 verification per lease,
     /// not per cached check, as natively.
     pub(crate) lease_memo: LeaseMemo,
@@ -176,17 +199,23 @@ pub struct Engine {
 }
 
 fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
-    let policy = policy(o.grace_policy)?;
+    let policy = policy(o.grace_policy);
+    // Perpetual fallback (issue #54 item 3): the day's unix seconds (license.js reads the
+    // app's 'YYYY-MM-DD').
+    let released = o.released.map(|secs| ReleaseDate::from_unix(secs as i64));
+    // Trials (issue #54 item 4): license.js has checked the list of benefit ids.
+    let trial_benefits = o.trial_benefits;
     let server = match (o.base_url, o.server) {
         (Some(url), _) => Server::Custom(url),
         (None, Some(server)) => Server::parse(&server),
         (None, None) => Server::Production,
     };
-    let timeout = match o.timeout {
-        None => polar_license::wasm::DEFAULT_TIMEOUT,
-        Some(t) => crate::bindings::duration(t)
-            .ok_or_else(|| Error::invalid("timeout", "must be a finite number of seconds > 0"))?,
-    };
+    // license.js has checked it (a finite number of seconds > 0, at most 600); one shorter than
+    // a microsecond is zero here, refused below.
+    let timeout = o
+        .timeout
+        .and_then(crate::bindings::duration)
+        .unwrap_or(polar_license::wasm::DEFAULT_TIMEOUT);
     // No feature map and no relay keys (the common case) run neither reader: each is a
     // function of its own that V8 compiles on its first call only (issue #38).
     let entitlements = if JsonIn::is_null(features) {
@@ -221,6 +250,8 @@ fn build(o: ClientOptions, features: &Value) -> Result<Engine, Error> {
         app_secret: o.app_secret.map(String::into_bytes),
         require_activation: o.require_activation,
         relay_keys,
+        released,
+        trial_benefits,
         lease_memo: LeaseMemo::default(),
         ed25519: HostEd25519::default(),
         memo: polar_license::flow::Memo::default(),
@@ -342,36 +373,27 @@ impl Engine {
         }
     }
 
-    pub(crate) fn validate_request(
-        &self,
-        key: String,
-        options: &str,
-    ) -> Result<ValidateRequest, Error> {
-        let o = validate_options(options)?;
-        let req = ValidateRequest {
+    pub(crate) fn validate_request(&self, key: String, options: &str) -> ValidateRequest {
+        let o = validate_options(options);
+        ValidateRequest {
             key: Some(key.into()),
             activation_id: o.activation_id,
             benefit_id: o.benefit_id,
             customer_id: o.customer_id,
             increment_usage: o.increment_usage,
             conditions: o.conditions,
-        };
+        }
         // Bound to this machine by the validate machine (`Update::validate`).
-        Ok(req)
     }
 
-    pub(crate) fn activate_request(
-        &self,
-        key: String,
-        options: &str,
-    ) -> Result<ActivateRequest, Error> {
-        let o = activate_options(options)?;
+    pub(crate) fn activate_request(&self, key: String, options: &str) -> ActivateRequest {
+        let o = activate_options(options);
         let mut req = ActivateRequest::new(key, o.label);
         req.conditions = o.conditions;
         req.meta = o.meta;
         // Bound to this machine and checked by the activate machine
         // (`Update::activation`).
-        Ok(req)
+        req
     }
 }
 
@@ -418,6 +440,14 @@ impl Engine {
                 .unwrap_or(false),
             seal_machine_id: text("sealMachineId"),
             relay_keys: text("relayKeys"),
+            released: number(&options, "released"),
+            trial_benefits: options.member("trialBenefit").map(|list| {
+                list.items()
+                    .unwrap_or_default()
+                    .iter()
+                    .filter_map(JsonIn::string)
+                    .collect()
+            }),
         };
         build(options, &features).map_err(|e| JsValue::from_str(&error_json(&e)))
     }

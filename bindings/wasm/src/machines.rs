@@ -33,7 +33,9 @@
 //! `{"verified": true}`.
 
 use crate::bindings::deactivate_options;
-use crate::engine::{denial_json, error_json, lease_json, request_json, verify_json, Engine};
+use crate::engine::{
+    denial_json, error_json, lease_json, request_json, trial_json, verify_json, Engine,
+};
 use crate::runs::{Again, Flow, Kept, Run};
 use polar_license::answers::SchemaLicense;
 use polar_license::error::{Error, Verdict};
@@ -264,24 +266,36 @@ impl Engine {
         let bytes = member(o, "random").and_then(|hex| random_bytes(&hex));
         RANDOM.with(|r| r.set(bytes));
         let flow = match op {
-            "validate" => self
-                .validate_request(key.expose().to_string(), options)
-                .map(|req| Flow::Validate(Update::validate(&ctx, req, |_| slot.clone(), now))),
-            // Bound to this machine and checked by the machine, before the slot is used.
-            "activate" => self
-                .activate_request(key.expose().to_string(), options)
-                .map(|req| Flow::Activate(Update::activation(&ctx, &req, |_| slot.clone(), now))),
-            "deactivate" => deactivate_options(options).map(|o| {
-                Flow::Deactivate(Update::deactivate(
-                    key.clone(),
-                    o.activation_id,
-                    slot.clone(),
+            "validate" => {
+                let req = self.validate_request(key.expose().to_string(), options);
+                Ok(Flow::Validate(Update::validate(
+                    &ctx,
+                    req,
+                    |_| slot.clone(),
                     now,
-                ))
-            }),
+                )))
+            }
+            // Bound to this machine and checked by the machine, before the slot is used.
+            "activate" => {
+                let req = self.activate_request(key.expose().to_string(), options);
+                Ok(Flow::Activate(Update::activation(
+                    &ctx,
+                    &req,
+                    |_| slot.clone(),
+                    now,
+                )))
+            }
+            "deactivate" => Ok(Flow::Deactivate(Update::deactivate(
+                key.clone(),
+                deactivate_options(options).activation_id,
+                slot.clone(),
+                now,
+            ))),
             _ => {
                 let at = u64::try_from(number("at")).unwrap_or(0);
-                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at);
+                // Perpetual fallback: the build's release date, when the app stated one.
+                let check = Check::new(&ctx, key.clone(), None, slot.clone(), now, at)
+                    .released(&ctx, self.released);
                 Ok(Flow::Check(check.unlocked_read()))
             }
         };
@@ -292,6 +306,7 @@ impl Engine {
             flow,
             feature: member(o, "feature"),
             background: o.member("background").and_then(|b| b.boolean()) == Some(true),
+            now,
         };
         if let Some(given) = given {
             self.advance(&mut run, given);
@@ -518,16 +533,40 @@ impl Engine {
 
     /// A check's answer: `{"done": answer, "refreshed": bool, "relaySource": …}`.
     fn check_done(&self, run: Run, check: Check<SchemaLicense>) -> String {
-        let report = check.report();
+        let mut report = check.report();
+        // Trials (issue #54 item 4): a licensed key from a trial product, when the app stated a
+        // trial (the core's rule, linked only through this call).
+        if let Some(benefits) = &self.trial_benefits {
+            polar_license::trial::apply(&mut report, benefits, run.now);
+        }
         let licensed = matches!(report.outcome, CheckOutcome::Licensed { .. });
         let window = self.leased(&run, report.lease.as_ref(), licensed);
         let feature = run.feature;
-        let text = self.outcome_json_leased(
+        let mut text = self.outcome_json_leased(
             &report.outcome,
             feature.as_deref(),
             report.fallback.as_ref(),
             window.as_ref(),
         );
+        // A licensed answer (not a feature's) carries, inside its `ok`, perpetual fallback's
+        // `fallback` and `paidThrough` when a release date was stated, and the key's `trial`
+        // (or `null`) when a trial was: the answer's text without its last `}}`, these, `}}`.
+        if licensed
+            && feature.is_none()
+            && (report.perpetual.is_some() || self.trial_benefits.is_some())
+        {
+            let mut o = Json::new();
+            o.raw(text.get(..text.len() - 2).unwrap_or_default());
+            if let Some(p) = report.perpetual {
+                o.key("fallback").bool(p.fallback);
+                o.key("paidThrough").opt_int(p.paid_through);
+            }
+            if self.trial_benefits.is_some() {
+                o.key("trial");
+                trial_json(&mut o, report.trial.as_deref());
+            }
+            text = o.raw("}}").done();
+        }
         let mut j = Json::new();
         j.raw("{\"done\":").raw(&text);
         j.key("refreshed").bool(report.cache_refreshed());

@@ -51,6 +51,8 @@ pub(crate) struct Run {
     pub(crate) flow: Flow,
     pub(crate) feature: Option<String>,
     pub(crate) background: bool,
+    /// The run's clock reading (unix seconds): a trial key's days left are counted from it.
+    pub(crate) now: i64,
 }
 
 /// What the last [`Engine::check`](crate::engine::Engine::check) was handed: the slot of its key

@@ -989,12 +989,13 @@ fn a_plain_validate_binds_this_machine_and_updates_the_record() {
     let alone = drive(&e, &mut s, &Host::default(), run, &ok(200, &license(false)));
     assert_eq!(alone["answer"]["ok"]["license"]["key"], KEY);
     assert_eq!(alone.get("write"), None);
-    // Options the engine refuses: the answer at once, nothing asked.
+    // Options the core refuses (their names and types are license.js's to check, before the
+    // engine: tests/js/load.test.mjs): the answer at once, nothing asked.
     let bad = update(
         &e,
         &mut s,
         "validate",
-        r#"{"incrementUsage":"x"}"#,
+        r#"{"incrementUsage":-1}"#,
         NOW,
         &failed(1, "unused"),
     );

@@ -12,16 +12,9 @@ use std::sync::{Arc, Mutex};
 use polar_license::proto::{HttpRequest, HttpResponse};
 use polar_license::{Transport, TransportError, TransportErrorKind};
 
-use crate::{Now, Relay, RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
-
-/// The default of [`crate::RelayConfig::webhook_silence`]: a day.
-pub const DEFAULT_WEBHOOK_SILENCE: u64 = 86_400;
-
-/// The health route on the relay's own listener.
-pub const HEALTH_ROUTE: &str = "/healthz";
-
-/// The metrics route on the metrics listener.
-pub const METRICS_ROUTE: &str = "/metrics";
+use crate::clock::Now;
+use crate::types::{RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
+use crate::Relay;
 
 /// The relay's counters (shared with the transport wrapper that counts Polar's calls).
 #[derive(Debug, Default)]
@@ -101,7 +94,7 @@ impl Ops {
             Some("polar") => "polar",
             Some("store") => "store",
             Some("stale") => "stale",
-            Some(crate::RELAY_SOURCE) => "relay",
+            Some(crate::types::RELAY_SOURCE) => "relay",
             Some(_) => "other",
             None => "relay",
         };

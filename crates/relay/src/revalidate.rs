@@ -5,10 +5,12 @@
 //! server and the npm relay's host (a Durable Object) wait with timers and keep the call
 //! running past the answer.
 
+use crate::clock::Now;
 use crate::store::{Entry, EntryId};
 use crate::stored::Stored;
+use crate::types::{Finished, Pending};
 use crate::verdicts::Reply;
-use crate::{Finished, Now, Pending, Relay};
+use crate::Relay;
 
 impl Pending {
     /// How long this check waits for Polar's answer (its own call, or another check's of the

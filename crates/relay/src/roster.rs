@@ -18,8 +18,9 @@ use std::sync::Mutex;
 use polar_license::Key;
 use sha2::{Digest, Sha256};
 
+use crate::clock::Now;
 use crate::store::Use;
-use crate::{Now, Relay};
+use crate::Relay;
 
 mod kept;
 pub use kept::RosterChange;
@@ -591,7 +592,7 @@ pub(crate) fn read_headers(relay: &Relay) -> Vec<(&'static str, String)> {
     vec![
         ("authorization", format!("Bearer {}", relay.token.expose())),
         ("accept", "application/json".to_string()),
-        ("user-agent", crate::USER_AGENT.to_string()),
+        ("user-agent", crate::types::USER_AGENT.to_string()),
     ]
 }
 
@@ -855,9 +856,9 @@ pub(crate) mod tests {
         again.roster_restore(0, at(5_000));
         assert_eq!(roster_read(&again, at(5_000)).err(), Some(Some(RELIST_MS)));
         let validate = |key: &str| {
-            crate::RelayRequest {
+            crate::types::RelayRequest {
             method: "POST".into(),
-            path: format!("{}validate", crate::ROUTE_PREFIX),
+            path: format!("{}validate", crate::types::ROUTE_PREFIX),
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::json!({"key": key, "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"})
                 .to_string()
@@ -964,12 +965,12 @@ pub(crate) mod tests {
         backend: std::sync::Arc<dyn crate::store::Backend>,
         options: crate::store::StoreOptions,
     ) -> Relay {
-        let mut config = crate::RelayConfig::new(
+        let mut config = crate::types::RelayConfig::new(
             polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
             polar_license::AccessToken::new("t"),
             polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
         );
-        config.store = Some(crate::StoreConfig {
+        config.store = Some(crate::types::StoreConfig {
             backend,
             options,
             webhook_secret: None,

@@ -6,13 +6,15 @@
 use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
 use polar_license::proto::{HttpResponse, Operation};
 
+use crate::clock::Now;
 use crate::scrub::{scrub, unscrub};
 use crate::store::{self, Entry, Mark, Use};
 use crate::stored::{Answered, Seen, Stored};
-use crate::{
-    add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
-    RelayResponse, Routed, SignWith, PASSED_HEADERS,
+use crate::types::{
+    add_cors, machine_of, private, sourced, Finished, Pending, RelayRequest, RelayResponse, Routed,
+    SignWith, PASSED_HEADERS,
 };
+use crate::Relay;
 
 impl Relay {
     /// A check routed with a store: validates without an increment from the store when it
@@ -43,7 +45,7 @@ impl Relay {
             }
             // The breaker: no call while it is open.
             let Some(ticket) = self.breaker.allow(now) else {
-                return Routed::Answer(crate::breaker_refused(&pending));
+                return Routed::Answer(crate::types::breaker_refused(&pending));
             };
             let what = if first_seen {
                 Use::FirstSeen
@@ -107,7 +109,7 @@ impl Relay {
         // Polar is needed, unless the breaker is open: then the stored answer at once (no
         // wait for a call under way either), or the 502 of an unreachable Polar.
         if self.breaker.is_open(now) {
-            let refused = crate::breaker_refused(&pending);
+            let refused = crate::types::breaker_refused(&pending);
             return not_asked(&pending, false, "the breaker is open", refused);
         }
         // One call per entry at once: an early refresh under way leaves the grant fresh.
@@ -157,7 +159,7 @@ impl Relay {
             }
         }
         let Some(ticket) = self.breaker.allow(now) else {
-            let refused = crate::breaker_refused(&pending);
+            let refused = crate::types::breaker_refused(&pending);
             return not_asked(&pending, leads, "the breaker is open", refused);
         };
         if let Err(secs) = s.take(now, what) {
@@ -330,7 +332,7 @@ impl Relay {
             r.set("allow", "POST");
             return r;
         }
-        let max = crate::WEBHOOK_MAX_BODY_BYTES.max(self.limits.max_body_bytes);
+        let max = crate::types::WEBHOOK_MAX_BODY_BYTES.max(self.limits.max_body_bytes);
         if req.body.len() > max {
             log::warn!("relay: a webhook refused (body over {max} bytes): nothing changed");
             return RelayResponse::error(
@@ -660,7 +662,7 @@ fn store_unread(pending: &Pending, e: &store::StoreError) -> RelayResponse {
     );
     let mut r = RelayResponse::detail(503, "the store could not be read");
     r.set("retry-after", "1");
-    sourced(r, crate::RELAY_SOURCE)
+    sourced(r, crate::types::RELAY_SOURCE)
 }
 
 fn budget_refused(secs: u64) -> RelayResponse {

@@ -6,7 +6,8 @@ use polar_license::lease::key_hash;
 use polar_license_rules::{check_body, CheckedBody};
 
 use crate::store::{self, EntryId, Wants};
-use crate::{Relay, RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
+use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
+use crate::Relay;
 
 /// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
 /// and every field that shapes Polar's answer. Polar ignores conditions sent without an
@@ -71,7 +72,7 @@ impl Relay {
         let id = entry_of(
             &checked,
             &key,
-            crate::passed_version(req.header("polar-version")),
+            crate::types::passed_version(req.header("polar-version")),
         );
         Some(Wants {
             entries: vec![id],
@@ -85,8 +86,9 @@ impl Relay {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::clock::Now;
     use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
-    use crate::{Now, RelayConfig, StoreConfig};
+    use crate::types::{RelayConfig, StoreConfig};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};
     use std::sync::{Arc, Mutex};

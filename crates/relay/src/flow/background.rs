@@ -16,6 +16,7 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use crate::clock::Now;
 use crate::reconcile::{
     reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants, Check,
     ListPage,
@@ -24,7 +25,7 @@ use crate::roster::{
     refetch_wants, roster_answered, roster_read, roster_warning, Read, ReadAnswer,
 };
 use crate::store::{Missing, PagedBackend, Wants};
-use crate::{Now, Relay};
+use crate::Relay;
 
 /// Rounds of loads one read waits for before it goes on without them (a read whose entries
 /// were not all loaded narrows nothing, and is asked again after a backoff).

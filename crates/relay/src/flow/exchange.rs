@@ -11,11 +11,13 @@
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
+use crate::clock::Now;
 use crate::store::Wants;
-use crate::{
-    Finished, Now, Pending, Relay, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
+use crate::types::{
+    Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
+use crate::Relay;
 
 /// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
 const MISMATCHES: u32 = 8;
@@ -821,7 +823,7 @@ mod tests {
     /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
     fn relay(calls: Arc<AtomicU32>) -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
-        let config = crate::RelayConfig::new(
+        let config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
@@ -986,12 +988,12 @@ mod tests {
     /// A relay with a store (its budget counts the calls routed to Polar).
     fn stored_relay() -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = crate::RelayConfig::new(
+        let mut config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
         );
-        config.store = Some(crate::StoreConfig {
+        config.store = Some(crate::types::StoreConfig {
             backend: Arc::new(crate::store::MemoryBackend::new(100)),
             options: crate::store::StoreOptions::default(),
             webhook_secret: None,
@@ -1049,7 +1051,7 @@ mod tests {
     #[test]
     fn a_call_whose_breaker_opened_while_it_waited_for_its_slot_is_not_made() {
         let opens = |relay: &Relay| {
-            for _ in 0..crate::BreakerOptions::default().failures {
+            for _ in 0..crate::breaker::BreakerOptions::default().failures {
                 relay.breaker.record(
                     &Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
                     Some(crate::breaker::Ticket::Call),

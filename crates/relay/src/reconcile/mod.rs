@@ -35,9 +35,10 @@
 use polar_license::lease::key_hash;
 use polar_license::Key;
 
+use crate::clock::Now;
 use crate::roster::{read_headers, ReadAnswer, BACKOFF_MS};
 use crate::store::{self, Entry, Mark, Use, Wants};
-use crate::{Now, Relay};
+use crate::Relay;
 
 /// A reconcile takes a call only while more than this share of the budget's shared part
 /// (the budget less its reserve) is free.

@@ -12,8 +12,10 @@ use polar_license::Key;
 use polar_license_rules::check_body;
 
 use super::{digest, Phase};
+use crate::clock::Now;
 use crate::store::{hex_id as hex, id_of_hex as unhex};
-use crate::{Now, Relay, RelayRequest, ROUTE_PREFIX};
+use crate::types::{RelayRequest, ROUTE_PREFIX};
+use crate::Relay;
 
 /// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
 /// (`false`), or the next page to read (`0`: every page read, the roster current).

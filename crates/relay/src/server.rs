@@ -850,12 +850,8 @@ impl Server {
                     }
                     // The flight's waiters poll it.
                     Need::Landed(_) => continue,
-                    Need::Warn(text) => {
-                        log::warn!("relay: {text}");
-                        continue;
-                    }
-                    Need::Error(text) => {
-                        log::error!("relay: {text}");
+                    log @ (Need::Warn(_) | Need::Error(_)) => {
+                        log.log();
                         continue;
                     }
                     Need::Respond(answer) => {

@@ -125,6 +125,18 @@ pub enum Need {
     Done,
 }
 
+impl Need {
+    /// Writes a [`Need::Warn`] or a [`Need::Error`] to the log (the native hosts' one way of
+    /// meeting them); any other need is left alone.
+    pub(crate) fn log(&self) {
+        match self {
+            Need::Warn(text) => log::warn!("relay: {text}"),
+            Need::Error(text) => log::error!("relay: {text}"),
+            _ => {}
+        }
+    }
+}
+
 /// What the host got for a [`Need`].
 #[derive(Debug)]
 pub enum Given {
@@ -728,12 +740,8 @@ pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> Rel
             Need::Sign(_) => Given::Signature(Vec::new()),
             Need::Persist => Given::Persisted(true),
             Need::Landed(_) => continue,
-            Need::Warn(text) => {
-                log::warn!("relay: {text}");
-                continue;
-            }
-            Need::Error(text) => {
-                log::error!("relay: {text}");
+            log @ (Need::Warn(_) | Need::Error(_)) => {
+                log.log();
                 continue;
             }
             Need::Respond(r) => {
@@ -814,6 +822,41 @@ mod tests {
     use polar_license::{AccessToken, Server, TransportErrorKind};
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
+
+    /// The lines logged in this test binary, by level (the only logger it installs).
+    struct Captured(std::sync::Mutex<Vec<(log::Level, String)>>);
+
+    impl log::Log for Captured {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            lines.push((record.level(), record.args().to_string()));
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURED: Captured = Captured(std::sync::Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_warning_or_an_error_asked_of_a_host_is_logged_at_its_level() {
+        if log::set_logger(&CAPTURED).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+        Need::Warn("w-7f3a".into()).log();
+        Need::Error("e-7f3a".into()).log();
+        Need::Done.log();
+        let lines = CAPTURED.0.lock().unwrap_or_else(|e| e.into_inner());
+        let ours: Vec<_> = lines.iter().filter(|(_, l)| l.contains("7f3a")).collect();
+        assert_eq!(
+            ours,
+            [
+                &(log::Level::Warn, "relay: w-7f3a".to_string()),
+                &(log::Level::Error, "relay: e-7f3a".to_string()),
+            ]
+        );
+    }
 
     const NOW: Now = Now {
         unix_seconds: 1_790_000_000,

@@ -118,7 +118,6 @@ pub struct Relay {
     cors_origins: Option<Vec<String>>,
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
     pub(crate) ops: Arc<ops::Ops>,
-    webhook_silence: u64,
     pub(crate) breaker: breaker::Breaker,
 }
 
@@ -135,6 +134,65 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// [`RelayConfig::webhook_silence`], in seconds.
+    pub fn webhook_silence(&self) -> u64 {
+        self.ops.webhook_silence()
+    }
+
+    /// With webhooks on: logs a warning when none arrived for [`RelayConfig::webhook_silence`]
+    /// seconds (again after each such period while the silence lasts), and says whether it is
+    /// silent. A host calls it now and then (the native server: every few seconds).
+    pub fn check_webhooks(&self, now: Now) -> bool {
+        self.ops.check_webhooks(self.store.as_ref(), now)
+    }
+
+    /// [`Relay::check_webhooks`] for a host with a log of its own (the npm relay's
+    /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
+    pub fn webhook_warning(&self, now: Now) -> Option<String> {
+        self.ops.webhook_warning(self.store.as_ref(), now)
+    }
+
+    /// For a host that drives [`Relay::begin`] and [`Relay::finish`] itself (the npm relay):
+    /// counts the answer it gave to `req` (its status and its source header), as
+    /// [`Relay::handle`] counts its own, for [`Relay::metrics`] and the last webhook's time.
+    pub fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        self.ops.count_answer(req, r, now);
+    }
+
+    /// For such a host: counts a call to Polar that it made, and how it ended (the relay's
+    /// own transport counts its calls itself).
+    pub fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+        self.ops.count_call(outcome);
+    }
+
+    /// For such a host: a request read (`+1`) or answered (`-1`), for the in-flight gauge.
+    pub fn count_in_flight(&self, delta: i64) {
+        self.ops.count_in_flight(delta);
+    }
+
+    /// Reads the last webhook's time from the store again, for a host that restores the store
+    /// after the relay is made (the npm relay's `restore`).
+    pub fn reload_last_webhook(&self) {
+        self.ops.reload_last_webhook(self.store.as_ref());
+    }
+
+    /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
+    /// cannot (its store does not read). The body says whether the store is open and how many
+    /// entries it holds, the token budget's state, and with webhooks on how long since the
+    /// last one and whether that is past the silence limit (`"status": "warning"`, still
+    /// 200: the relay answers). No key, no token, no customer.
+    pub fn health(&self, now: Now) -> RelayResponse {
+        self.ops.health(self.store.as_ref(), &self.breaker, now)
+    }
+
+    /// The relay's counters and gauges in Prometheus' text format (version 0.0.4), for
+    /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
+    /// the token budget (used, refused); webhooks by outcome and the time since the last;
+    /// the store's entries and bytes. No label names a key or a customer.
+    pub fn metrics(&self, now: Now) -> String {
+        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
+    }
+
     /// Checks the configuration (the base URL, the token, the organization id, a lease of 1
     /// to [`MAX_LEASE_DAYS`] days) and builds a relay that asks Polar through `transport`.
     #[cfg(not(target_arch = "wasm32"))]
@@ -211,7 +269,7 @@ impl Relay {
             revoked: Mutex::new(stored::Revocations::default()),
             deliveries: deliveries::Deliveries::default(),
         });
-        let ops = Arc::new(ops::Ops::default());
+        let ops = Arc::new(ops::Ops::new(config.webhook_silence));
         if let Some(s) = &store {
             ops.restore_last_webhook(s.backend.as_ref());
         }
@@ -222,7 +280,6 @@ impl Relay {
         Ok(Relay {
             store,
             ops,
-            webhook_silence: config.webhook_silence,
             breaker: breaker::Breaker::new(config.breaker),
             token: config.access_token,
             base_url,

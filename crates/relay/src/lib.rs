@@ -92,7 +92,7 @@ use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict}
 use polar_license_rules::{check_body, CheckedBody};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use store::Budget;
+use store::{Budget, Wants};
 
 use stored::{Flight, Holder, Stored};
 use types::{
@@ -134,6 +134,58 @@ impl std::fmt::Debug for Relay {
 }
 
 impl Relay {
+    /// What `req` reads or narrows in the store: a validate its entry and its key's index row
+    /// (with every entry of it after an increment, which narrows them); a deactivation its
+    /// key's row and entries; a webhook the rows of the key id or customer it names, and their
+    /// entries. `None` without a store, or for a request that touches nothing stored (an
+    /// activation, a request refused before the store, a webhook whose signature does not
+    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+    /// answered by [`Relay::begin_after`] as before.
+    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
+        let s = self.store.as_ref()?;
+        wants::store_wants(s, || self.client_of(req), req, now_unix)
+    }
+
+    /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
+    /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
+    /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
+    pub fn keep_roster_in_host(&self, cached: usize) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.keep_in_host(cached);
+        }
+    }
+
+    /// The roster's changes since the last call, for the host to save in order.
+    pub fn roster_changes(&self) -> Vec<RosterChange> {
+        self.store
+            .as_ref()
+            .map(|s| s.roster.take_changes())
+            .unwrap_or_default()
+    }
+
+    /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
+    /// is not paged in again before its hourly relist, counted from `now`).
+    pub fn roster_restore(&self, page: u32, now: Now) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.restore(page, now.monotonic_ms);
+        }
+    }
+
+    /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
+    /// read before the request is answered, when the roster is kept in the host and has not
+    /// read it yet; else `None`.
+    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+        self.store.as_ref()?.roster.wants(req)
+    }
+
+    /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
+    /// (`true`: the storage holds `r:<hex>`) or not.
+    pub fn roster_load(&self, hex_digest: &str, known: bool) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.load(hex_digest, known);
+        }
+    }
+
     /// [`RelayConfig::webhook_silence`], in seconds.
     pub fn webhook_silence(&self) -> u64 {
         self.ops.webhook_silence()

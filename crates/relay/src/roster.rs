@@ -148,7 +148,7 @@ impl Roster {
     }
 
     /// From now on kept in the host's storage, at most `cached` digests in memory (kept.rs).
-    fn keep_in_host(&self, cached: usize) {
+    pub(crate) fn keep_in_host(&self, cached: usize) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
             inner.hashes.clear();
@@ -157,7 +157,7 @@ impl Roster {
     }
 
     /// The changes for the host to save (kept in the host only).
-    fn take_changes(&self) -> Vec<RosterChange> {
+    pub(crate) fn take_changes(&self) -> Vec<RosterChange> {
         self.lock()
             .kept
             .as_mut()
@@ -166,7 +166,7 @@ impl Roster {
     }
 
     /// At start, the next page the host saved (`0`: current since `now_ms`).
-    fn restore(&self, page: u32, now_ms: u64) {
+    pub(crate) fn restore(&self, page: u32, now_ms: u64) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
             inner.phase = if page == 0 {

@@ -45,6 +45,7 @@ mod deliveries;
 // The relay's machines: a request's exchange and the background reads (`flow`, public for the
 // hosts outside this crate: the Workers binding).
 pub mod flow;
+mod leases;
 mod limit;
 mod logged;
 mod ops;
@@ -81,15 +82,14 @@ pub use types::{
     USER_AGENT, WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
+use leases::Leases;
 use limit::Buckets;
 use polar_license::lease::{
     is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
 };
-use polar_license::proto::{
-    parse_activate_for, parse_validate_for, Api, Expect, HttpResponse, Operation, Server,
-};
-use polar_license::{AccessToken, Error, Key, Transport, TransportError, Verdict};
-use polar_license_rules::{check_body, CheckedBody};
+use polar_license::proto::{Api, HttpResponse, Operation, Server};
+use polar_license::{AccessToken, Error, Key, Transport, TransportError};
+use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use store::{Budget, Wants};
@@ -106,8 +106,7 @@ pub struct Relay {
     token: AccessToken,
     base_url: String,
     organization_id: Option<String>,
-    signer: SignWith,
-    lease_seconds: i64,
+    leases: Leases,
     limits: Limits,
     client_ip_header: Option<String>,
     per_ip: Mutex<Buckets>,
@@ -126,8 +125,8 @@ impl std::fmt::Debug for Relay {
         f.debug_struct("Relay")
             .field("base_url", &self.base_url)
             .field("organization_id", &self.organization_id)
-            .field("kid", &self.signer.kid())
-            .field("lease_seconds", &self.lease_seconds)
+            .field("kid", &self.leases.signer.kid())
+            .field("lease_seconds", &self.leases.seconds)
             .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
@@ -336,8 +335,10 @@ impl Relay {
             token: config.access_token,
             base_url,
             organization_id,
-            signer: SignWith::of(config.signer)?,
-            lease_seconds: i64::from(config.lease_days) * 86_400,
+            leases: Leases {
+                signer: SignWith::of(config.signer)?,
+                seconds: i64::from(config.lease_days) * 86_400,
+            },
             limits: config.limits,
             client_ip_header: config.client_ip_header,
             per_ip: Mutex::new(Buckets::new(config.limits.per_ip)),
@@ -377,7 +378,7 @@ impl Relay {
 
     /// The signing key's `kid`.
     pub fn kid(&self) -> &str {
-        self.signer.kid()
+        self.leases.signer.kid()
     }
 
     /// The limits in force.
@@ -512,7 +513,9 @@ impl Relay {
         let path = req.path.split('?').next().unwrap_or_default();
         if path == WEBHOOK_ROUTE {
             if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
-                return Routed::Answer(self.webhook(s, req, now));
+                let client = self.client_of(req);
+                let max_body = self.limits.max_body_bytes;
+                return Routed::Answer(s.webhook(req, &client, max_body, now));
             }
         }
         let pending = match self.route_checked(req, now, admitted) {
@@ -520,7 +523,15 @@ impl Relay {
             Err(answer) => return Routed::Answer(answer),
         };
         match &self.store {
-            Some(s) => self.routed_with_store(s, pending, now, may_wait, entropy),
+            Some(s) => {
+                let per_key = |p: &Pending| self.per_key_limit(p, now);
+                let around = verdicts::Around {
+                    leases: &self.leases,
+                    breaker: &self.breaker,
+                    per_key: &per_key,
+                };
+                s.routed(&around, pending, now, may_wait, entropy)
+            }
             None => {
                 if let Some(r) = self.per_key_limit(&pending, now) {
                     return Routed::Answer(r);
@@ -735,7 +746,15 @@ impl Relay {
         let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
         if let (Some(s), Some(seen)) = (&self.store, seen) {
             let seen = seen.held_by(holder);
-            self.keep(s, pending, seen, now, entropy, &mut response, &mut unsigned);
+            s.keep(
+                &self.leases,
+                pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
         }
         add_cors(&mut response);
         Finished { response, unsigned }
@@ -752,7 +771,7 @@ impl Relay {
         let Some((unsigned, machine)) = unsigned else {
             return (response, false);
         };
-        let keys = match &self.signer {
+        let keys = match &self.leases.signer {
             SignWith::External { keys, .. } => keys.clone(),
             SignWith::Key(key) => key.relay_keys(),
         };
@@ -765,7 +784,7 @@ impl Relay {
                 log::error!(
                     "relay: a lease's signature does not verify with the public key of {}: \
                      answered without a lease (is the signing key the configured one?)",
-                    self.signer.kid()
+                    self.leases.signer.kid()
                 );
                 (response, false)
             }
@@ -824,7 +843,10 @@ impl Relay {
             }
         }
         r.body = upstream.body.clone();
-        let (lease, holder) = match self.grant(op, checked, call, &upstream, now, entropy) {
+        let (lease, holder) = match self
+            .leases
+            .grant(op, checked, call, &upstream, now, entropy)
+        {
             Ok((lease, holder)) => (pending.claims(lease), holder),
             Err(why) => {
                 log::info!(
@@ -852,7 +874,7 @@ impl Relay {
         } = pending;
         let op = *op;
         let machine = machine_of(checked);
-        let signed = match &self.signer {
+        let signed = match &self.leases.signer {
             SignWith::Key(signing_key) => {
                 signing_key.sign(lease, machine.as_deref()).map(|token| {
                     r.set(LEASE_HEADER, &token);
@@ -891,87 +913,6 @@ impl Relay {
                 (r, None)
             }
         }
-    }
-
-    /// The lease's claims when `upstream` is a grant the core accepts for the request, with the
-    /// license key's and customer's ids it names, else why not.
-    fn grant(
-        &self,
-        op: Operation,
-        checked: &CheckedBody,
-        call: &Call,
-        upstream: &HttpResponse,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Result<(LeaseClaims, Holder), String> {
-        self.grant_at(op, checked, call, upstream, now, now.unix_seconds, entropy)
-    }
-
-    /// [`Relay::grant`] for an answer Polar gave at `verified_at` (the store's): checked as of
-    /// `now`, its lease issued at `verified_at`, so it never outlives what Polar said by more
-    /// than the lease length.
-    #[allow(clippy::too_many_arguments)]
-    fn grant_at(
-        &self,
-        op: Operation,
-        checked: &CheckedBody,
-        call: &Call,
-        upstream: &HttpResponse,
-        now: Now,
-        verified_at: i64,
-        entropy: Option<[u8; 16]>,
-    ) -> Result<(LeaseClaims, Holder), String> {
-        if upstream.status != 200 {
-            return Err("not a grant".into());
-        }
-        let org = checked.organization_id.as_str();
-        let at = now.unix_seconds;
-        let (license, activation_id) = match call {
-            Call::Validate(req) => {
-                let expect = Expect::validate(org, req, at).ok_or("no key")?;
-                match parse_validate_for(upstream, &expect).map_err(|e| e.text())? {
-                    Verdict::Accepted(v) => (v.license_key, v.activation.map(|a| a.id)),
-                    Verdict::Denied(d) => return Err(d.detail),
-                }
-            }
-            Call::Activate(req) => {
-                let expect = Expect::activate(org, req, at).ok_or("no key")?;
-                match parse_activate_for(upstream, &expect).map_err(|e| e.text())? {
-                    Verdict::Accepted(a) => (a.license_key, Some(a.activation.id)),
-                    Verdict::Denied(d) => return Err(d.detail),
-                }
-            }
-            Call::Deactivate(_) => return Err(format!("{} is never leased", op.as_str())),
-        };
-        let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
-        let at = verified_at.min(at);
-        let expires_at = license_expires_at.map_or(at.saturating_add(self.lease_seconds), |l| {
-            l.min(at.saturating_add(self.lease_seconds))
-        });
-        let id = entropy
-            .map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
-            .ok_or("no randomness for the lease id")?;
-        let holder = Holder {
-            license_key_id: license.id,
-            customer_id: license.customer_id,
-        };
-        let claims = LeaseClaims {
-            organization_id: license.organization_id,
-            key_sha256: key_hash(&license.key),
-            activation_id,
-            status: license.status.as_str().to_string(),
-            license_expires_at,
-            benefit_id: license.benefit_id,
-            usage: license.usage,
-            limit_usage: license.limit_usage,
-            limit_activations: license.limit_activations,
-            issued_at: at,
-            not_before: at,
-            expires_at,
-            id: id.hyphenated().to_string(),
-            nonce: None,
-        };
-        Ok((claims, holder))
     }
 }
 

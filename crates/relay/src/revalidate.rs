@@ -67,7 +67,14 @@ impl Relay {
         let (id, _) = pending.stored.as_ref()?;
         let current = s.current(id, "waiting for Polar");
         let reply = pending.standing_in();
-        let f = self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy)?;
+        let f = s.stored_answer(
+            &self.leases,
+            pending,
+            current.as_ref(),
+            now,
+            reply,
+            &move || entropy,
+        )?;
         if reply == Reply::Stale {
             log::info!(
                 "relay: validate {}: Polar's answer not in yet; the stored answer given",

@@ -185,6 +185,22 @@ impl Relay {
         }
     }
 
+    /// The stored answer for a check whose call is slow (or under way for another check), once
+    /// its [`Pending::patience_ms`] has passed: the entry as it is now (a revocation
+    /// acknowledged meanwhile refuses), answered as when Polar cannot be asked (`stale`, with
+    /// `Age`), or as fresh (`store`) for a grant refreshed early. `None` when there is none to
+    /// give. The call goes on: [`Relay::finish`] keeps its answer. With an external signer the
+    /// lease waits for its signature ([`Finished::pre_auth`]); `entropy`: its id's 16 bytes.
+    pub fn stale_answer(
+        &self,
+        pending: &Pending,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<Finished> {
+        let s = self.store.as_ref()?;
+        s.stale_answer(&self.leases, pending, now, entropy)
+    }
+
     /// [`RelayConfig::webhook_silence`], in seconds.
     pub fn webhook_silence(&self) -> u64 {
         self.ops.webhook_silence()

@@ -52,6 +52,7 @@ mod ops;
 // The roster: its state and its reads' decisions (asked by `flow::background`).
 mod roster;
 // The reconcile: its queue and its reads' decisions (asked by `flow::background`).
+mod reads;
 mod reconcile;
 mod revalidate;
 mod scrub;
@@ -199,6 +200,17 @@ impl Relay {
     ) -> Option<Finished> {
         let s = self.store.as_ref()?;
         s.stale_answer(&self.leases, pending, now, entropy)
+    }
+
+    /// The parts a background read uses ([`crate::flow::background`]).
+    pub(crate) fn reads(&self) -> reads::Reads<'_> {
+        reads::Reads {
+            store: self.store.as_ref(),
+            breaker: &self.breaker,
+            base_url: &self.base_url,
+            organization_id: self.organization_id.as_deref(),
+            token: &self.token,
+        }
     }
 
     /// [`RelayConfig::webhook_silence`], in seconds.

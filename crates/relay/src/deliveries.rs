@@ -250,7 +250,7 @@ mod tests {
     use crate::clock::Now;
     use crate::store::{MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig, WEBHOOK_ROUTE};
-    use crate::Relay;
+    use crate::relay::Relay;
     use hmac::{Hmac, Mac};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};

@@ -519,7 +519,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::reads::{refetch_wants, roster_answered, roster_read, roster_warning};
     use crate::store::Use;
-    use crate::Relay;
+    use crate::relay::Relay;
 
     #[test]
     fn ipv6_clients_count_by_their_64() {
@@ -609,7 +609,7 @@ pub(crate) mod tests {
     /// request's digest before it is answered.
     #[test]
     fn a_roster_kept_in_the_host_saves_per_key_and_is_not_paged_in_again_after_a_restart() {
-        use crate::RosterChange::{Key as Saved, Page};
+        use crate::roster::RosterChange::{Key as Saved, Page};
         let r = relay();
         r.keep_roster_in_host(100);
         let s = r.store.as_ref().expect("a store");

@@ -14,7 +14,7 @@ use crate::clock::Now;
 use crate::flow::{Exchange, ExchangeOptions, Given, Need};
 use crate::stored::Flight;
 use crate::types::{RelayRequest, RelayResponse};
-use crate::Relay;
+use crate::relay::Relay;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -318,7 +318,7 @@ fn agent(base_url: &str) -> ureq::Agent {
 }
 
 /// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
-fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::RosterAnswer {
+fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
         req = req.header(*name, value);

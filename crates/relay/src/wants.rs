@@ -92,7 +92,7 @@ mod tests {
     use crate::clock::Now;
     use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig};
-    use crate::Relay;
+    use crate::relay::Relay;
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};
     use std::sync::{Arc, Mutex};

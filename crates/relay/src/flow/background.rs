@@ -24,7 +24,7 @@ use crate::reads::{
 use crate::reconcile::{Check, ListPage};
 use crate::roster::{Read, ReadAnswer};
 use crate::store::{Missing, PagedBackend, Wants};
-use crate::Relay;
+use crate::relay::Relay;
 
 /// Rounds of loads one read waits for before it goes on without them (a read whose entries
 /// were not all loaded narrows nothing, and is asked again after a backoff).

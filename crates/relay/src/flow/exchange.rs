@@ -17,7 +17,7 @@ use crate::types::{
     Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
-use crate::Relay;
+use crate::relay::Relay;
 
 /// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
 const MISMATCHES: u32 = 8;

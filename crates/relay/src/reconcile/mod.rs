@@ -103,7 +103,7 @@ pub(crate) mod tests {
     use crate::roster::ReadAnswer;
     use crate::store::StoreOptions;
     use crate::store::{Entry, Mark, Use};
-    use crate::Relay;
+    use crate::relay::Relay;
     use polar_license::lease::key_hash;
     use polar_license::Key;
     use serde_json::json;

@@ -248,9 +248,9 @@ mod tests {
         assert_eq!(full["a7"], (AT, 2));
     }
     use crate::clock::Now;
+    use crate::relay::Relay;
     use crate::store::{MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig, WEBHOOK_ROUTE};
-    use crate::relay::Relay;
     use hmac::{Hmac, Mac};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};

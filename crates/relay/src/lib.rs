@@ -10,8 +10,8 @@
 //!   Polar's status, body and `content-type`, `retry-after`, `date`, `polar-version`,
 //!   `cache-control` back unchanged: denials, 429s and 5xx alike.
 //! * **A lease on grants only.** A 200 of validate or activate gets a lease in the
-//!   [`LEASE_HEADER`] header only when the core ([`polar_license::proto::parse_validate_for`],
-//!   [`parse_activate_for`]) classifies it as a grant
+//!   [`LEASE_HEADER`](polar_license::lease::LEASE_HEADER) header only when the core ([`polar_license::proto::parse_validate_for`],
+//!   [`parse_activate_for`](polar_license::proto::parse_activate_for)) classifies it as a grant
 //!   for the request asked (same key and organization, status `granted`, not expired at `now`).
 //!   Anything else (a denial, a login page's 200, a 200 saying "revoked") passes through with
 //!   none.
@@ -31,7 +31,7 @@
 //!   `date` exposed), preflights answered without a call.
 //!
 //! The core ([`Relay::handle`]) is sans-IO: a request as data, `now` as an argument, the
-//! upstream [`Transport`] injected; the native server ([`serve`], feature `server`) wraps it
+//! upstream [`Transport`](polar_license::Transport) injected; the native server ([`serve`], feature `server`) wraps it
 //! with hyper's HTTP/1.1 server (a limit on every wait on a client and on the connections
 //! open: [`ServeOptions`]) and [`polar_license::UreqTransport`].
 

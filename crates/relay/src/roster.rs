@@ -518,8 +518,8 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
 pub(crate) mod tests {
     use super::*;
     use crate::reads::{refetch_wants, roster_answered, roster_read, roster_warning};
-    use crate::store::Use;
     use crate::relay::Relay;
+    use crate::store::Use;
 
     #[test]
     fn ipv6_clients_count_by_their_64() {

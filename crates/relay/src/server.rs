@@ -12,9 +12,9 @@
 
 use crate::clock::Now;
 use crate::flow::{Exchange, ExchangeOptions, Given, Need};
+use crate::relay::Relay;
 use crate::stored::Flight;
 use crate::types::{RelayRequest, RelayResponse};
-use crate::relay::Relay;
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};

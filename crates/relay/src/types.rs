@@ -137,8 +137,8 @@ pub struct RelayConfig {
     /// origin (`*`), as Polar's public routes. Servers and apps outside a browser send no
     /// `Origin` and are not affected.
     pub cors_origins: Option<Vec<String>>,
-    /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`] logs a
-    /// warning and [`Relay::health`] says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
+    /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`](crate::Relay::check_webhooks) logs a
+    /// warning and [`Relay::health`](crate::Relay::health) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
     /// never).
     pub webhook_silence: u64,
     /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
@@ -197,11 +197,11 @@ impl RelayConfig {
 /// Who signs a relay's leases.
 #[derive(Debug)]
 pub enum Signer {
-    /// This key, here: [`Relay::finish`] answers with the lease signed.
+    /// This key, here: [`Relay::finish`](crate::Relay::finish) answers with the lease signed.
     Key(SigningKey),
     /// A key held elsewhere (WebCrypto's non-extractable key in the npm package's relay):
-    /// [`Relay::finish`] hands back the lease to sign ([`Finished::pre_auth`]), and
-    /// [`Relay::assemble`] adds it once its signature verifies with `public_key`.
+    /// [`Relay::finish`](crate::Relay::finish) hands back the lease to sign ([`Finished::pre_auth`]), and
+    /// [`Relay::assemble`](crate::Relay::assemble) adds it once its signature verifies with `public_key`.
     External {
         /// The key's id, in the lease's footer.
         kid: String,
@@ -236,22 +236,22 @@ impl SignWith {
     }
 }
 
-/// [`Relay::begin`]'s outcome.
+/// [`Relay::begin`](crate::Relay::begin)'s outcome.
 #[derive(Debug)]
 pub enum Step {
     /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429, or one
     /// from the store).
     Answer(RelayResponse),
-    /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`].
+    /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`](crate::Relay::finish).
     Ask(Box<Pending>),
     /// An answer from the store whose lease waits for an external signature
-    /// ([`Finished::pre_auth`], then [`Relay::assemble`]): only with [`Signer::External`].
+    /// ([`Finished::pre_auth`], then [`Relay::assemble`](crate::Relay::assemble)): only with [`Signer::External`].
     Sign(Finished),
-    /// Only from [`Relay::begin_with`]: another check of the same entry is asking Polar; begin
-    /// again once that call's [`Relay::finish`] has run (the flight is named, so a host can
+    /// Only from [`Relay::begin_with`](crate::Relay::begin_with): another check of the same entry is asking Polar; begin
+    /// again once that call's [`Relay::finish`](crate::Relay::finish) has run (the flight is named, so a host can
     /// wait for it). The check itself comes with it: when it has a stored answer
     /// ([`Pending::patience_ms`]), it waits at most that long, then is given
-    /// [`Relay::stale_answer`].
+    /// [`Relay::stale_answer`](crate::Relay::stale_answer).
     Wait(String, Box<Pending>),
 }
 
@@ -300,14 +300,14 @@ impl Pending {
         &self.request
     }
 
-    /// The flight this call leads ([`Relay::begin_with`]): checks that got [`Step::Wait`] with
-    /// this name begin again once its [`Relay::finish`] has run.
+    /// The flight this call leads ([`Relay::begin_with`](crate::Relay::begin_with)): checks that got [`Step::Wait`] with
+    /// this name begin again once its [`Relay::finish`](crate::Relay::finish) has run.
     pub fn flight(&self) -> Option<String> {
         self.flight.as_ref().map(store::hex_id)
     }
 }
 
-/// [`Relay::finish`]'s outcome: the answer, and with an external signer the lease to sign.
+/// [`Relay::finish`](crate::Relay::finish)'s outcome: the answer, and with an external signer the lease to sign.
 #[derive(Debug)]
 pub struct Finished {
     pub(crate) response: RelayResponse,

@@ -90,9 +90,9 @@ pub(crate) fn store_wants(
 mod tests {
     use super::*;
     use crate::clock::Now;
+    use crate::relay::Relay;
     use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig};
-    use crate::relay::Relay;
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};
     use std::sync::{Arc, Mutex};

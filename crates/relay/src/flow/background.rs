@@ -22,9 +22,9 @@ use crate::reads::{
     refetch_wants, roster_answered, roster_read, roster_warning,
 };
 use crate::reconcile::{Check, ListPage};
+use crate::relay::Relay;
 use crate::roster::{Read, ReadAnswer};
 use crate::store::{Missing, PagedBackend, Wants};
-use crate::relay::Relay;
 
 /// Rounds of loads one read waits for before it goes on without them (a read whose entries
 /// were not all loaded narrows nothing, and is asked again after a backoff).

@@ -12,12 +12,12 @@
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
 use crate::clock::Now;
+use crate::relay::Relay;
 use crate::store::Wants;
 use crate::types::{
     Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
-use crate::relay::Relay;
 
 /// Answers of another need than the one asked that end an exchange ([`Exchange::give`]).
 const MISMATCHES: u32 = 8;

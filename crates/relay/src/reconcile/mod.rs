@@ -100,10 +100,10 @@ pub(crate) mod tests {
     use super::*;
     use crate::clock::Now;
     use crate::reads::*;
+    use crate::relay::Relay;
     use crate::roster::ReadAnswer;
     use crate::store::StoreOptions;
     use crate::store::{Entry, Mark, Use};
-    use crate::relay::Relay;
     use polar_license::lease::key_hash;
     use polar_license::Key;
     use serde_json::json;

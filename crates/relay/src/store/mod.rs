@@ -250,7 +250,7 @@ pub const WEBHOOK_MEMORY_SECONDS: i64 = 3 * 86_400;
 
 impl StoreOptions {
     /// What is wrong with these options, if anything: the field at fault (`fresh_for`,
-    /// `budget`) and why. [`Relay::new`] refuses them; every host (`relay serve`'s flags, the
+    /// `budget`) and why. [`Relay::new`](crate::Relay::new) refuses them; every host (`relay serve`'s flags, the
     /// npm relay's `store` options) checks them with this, so both refuse the same values.
     pub fn problem(&self) -> Option<(&'static str, &'static str)> {
         if self.fresh_for == 0 || self.stale_for < self.fresh_for {

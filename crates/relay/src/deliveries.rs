@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
 
 use crate::store::{self, WebhookRefusal};
-use crate::{RelayRequest, RelayResponse};
+use crate::types::{RelayRequest, RelayResponse};
 
 /// Refused deliveries an address may send within [`FAILURE_WINDOW`] before it gets 429.
 pub const MAX_FAILURES: u32 = 10;
@@ -247,8 +247,10 @@ mod tests {
         count(&mut full, "a7", AT);
         assert_eq!(full["a7"], (AT, 2));
     }
+    use crate::clock::Now;
+    use crate::relay::Relay;
     use crate::store::{MemoryBackend, StoreOptions};
-    use crate::{Now, Relay, RelayConfig, StoreConfig, WEBHOOK_ROUTE};
+    use crate::types::{RelayConfig, StoreConfig, WEBHOOK_ROUTE};
     use hmac::{Hmac, Mac};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};

@@ -1,7 +1,7 @@
-//! What an operator reads of a running relay (contract §5b): its health ([`Relay::health`],
-//! `GET /healthz`), its counters in Prometheus' text format ([`Relay::metrics`], `GET /metrics`
+//! What an operator reads of a running relay (contract §5b): its health ([`crate::Relay::health`],
+//! `GET /healthz`), its counters in Prometheus' text format ([`crate::Relay::metrics`], `GET /metrics`
 //! on a listener of its own) and the alarm when Polar's webhooks stop arriving
-//! ([`Relay::check_webhooks`]). Nothing here names a key, a customer or the token: every label
+//! ([`crate::Relay::check_webhooks`]). Nothing here names a key, a customer or the token: every label
 //! is one of a few fixed words or an HTTP status.
 
 use std::collections::BTreeMap;
@@ -12,16 +12,10 @@ use std::sync::{Arc, Mutex};
 use polar_license::proto::{HttpRequest, HttpResponse};
 use polar_license::{Transport, TransportError, TransportErrorKind};
 
-use crate::{Now, Relay, RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
-
-/// The default of [`crate::RelayConfig::webhook_silence`]: a day.
-pub const DEFAULT_WEBHOOK_SILENCE: u64 = 86_400;
-
-/// The health route on the relay's own listener.
-pub const HEALTH_ROUTE: &str = "/healthz";
-
-/// The metrics route on the metrics listener.
-pub const METRICS_ROUTE: &str = "/metrics";
+use crate::breaker::Breaker;
+use crate::clock::Now;
+use crate::stored::Stored;
+use crate::types::{RelayRequest, RelayResponse, ROUTE_PREFIX, SOURCE_HEADER, WEBHOOK_ROUTE};
 
 /// The relay's counters (shared with the transport wrapper that counts Polar's calls).
 #[derive(Debug, Default)]
@@ -42,9 +36,19 @@ pub(crate) struct Ops {
     warned: AtomicI64,
     /// Requests a server has read and not yet answered.
     in_flight: AtomicI64,
+    /// [`crate::RelayConfig::webhook_silence`], in seconds (0: never).
+    webhook_silence: u64,
 }
 
 impl Ops {
+    /// Counters at zero, warning after `webhook_silence` seconds without a webhook.
+    pub(crate) fn new(webhook_silence: u64) -> Ops {
+        Ops {
+            webhook_silence,
+            ..Ops::default()
+        }
+    }
+
     /// The last webhook's time as the store kept it (the silence counts from it after a
     /// restart, not from the start).
     pub(crate) fn restore_last_webhook(&self, backend: &dyn crate::store::Backend) {
@@ -84,7 +88,7 @@ impl Ops {
         );
     }
 
-    /// Counts an answer of [`Relay::handle`].
+    /// Counts an answer of [`crate::Relay::handle`].
     pub(crate) fn answered(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
         let path = req.path.split('?').next().unwrap_or_default();
         let route = if path == WEBHOOK_ROUTE {
@@ -101,7 +105,7 @@ impl Ops {
             Some("polar") => "polar",
             Some("store") => "store",
             Some("stale") => "stale",
-            Some(crate::RELAY_SOURCE) => "relay",
+            Some(crate::types::RELAY_SOURCE) => "relay",
             Some(_) => "other",
             None => "relay",
         };
@@ -148,7 +152,7 @@ impl Transport for Counted {
     }
 }
 
-/// What [`Relay::health`] finds of the webhooks.
+/// What [`crate::Relay::health`] finds of the webhooks.
 struct Silence {
     /// Seconds since the last webhook, when one came since the start.
     since_last: Option<i64>,
@@ -157,27 +161,24 @@ struct Silence {
     silent: bool,
 }
 
-impl Relay {
+impl Ops {
     /// [`crate::RelayConfig::webhook_silence`], in seconds.
-    pub fn webhook_silence(&self) -> u64 {
+    pub(crate) fn webhook_silence(&self) -> u64 {
         self.webhook_silence
     }
 
     /// Webhook silence, when webhooks are on (a store and a secret) and a limit is set.
-    fn silence(&self, now: Now) -> Option<Silence> {
-        let on = self
-            .store
-            .as_ref()
-            .is_some_and(|s| s.webhook_secret.is_some());
+    fn silence(&self, store: Option<&Stored>, now: Now) -> Option<Silence> {
+        let on = store.is_some_and(|s| s.webhook_secret.is_some());
         if !on {
             return None;
         }
-        self.ops.seen(now);
-        let last = self.ops.last_webhook.load(Ordering::Relaxed);
+        self.seen(now);
+        let last = self.last_webhook.load(Ordering::Relaxed);
         let since = if last > 0 {
             last
         } else {
-            self.ops.started.load(Ordering::Relaxed)
+            self.started.load(Ordering::Relaxed)
         };
         let quiet_for = now.unix_seconds.saturating_sub(since).max(0);
         let limit = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
@@ -191,34 +192,34 @@ impl Relay {
     /// With webhooks on: logs a warning when none arrived for [`crate::RelayConfig::webhook_silence`]
     /// seconds (again after each such period while the silence lasts), and says whether it is
     /// silent. A host calls it now and then (the native server: every few seconds).
-    pub fn check_webhooks(&self, now: Now) -> bool {
-        let (silent, warning) = self.webhook_alarm(now);
+    pub(crate) fn check_webhooks(&self, store: Option<&Stored>, now: Now) -> bool {
+        let (silent, warning) = self.webhook_alarm(store, now);
         if let Some(warning) = warning {
             log::warn!("relay: {warning}");
         }
         silent
     }
 
-    /// [`Relay::check_webhooks`] for a host with a log of its own (the npm relay's
+    /// [`crate::Relay::check_webhooks`] for a host with a log of its own (the npm relay's
     /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
-    pub fn webhook_warning(&self, now: Now) -> Option<String> {
-        self.webhook_alarm(now).1
+    pub(crate) fn webhook_warning(&self, store: Option<&Stored>, now: Now) -> Option<String> {
+        self.webhook_alarm(store, now).1
     }
 
     /// Whether webhooks are silent, and the warning when one is due now.
-    fn webhook_alarm(&self, now: Now) -> (bool, Option<String>) {
-        let Some(s) = self.silence(now) else {
+    fn webhook_alarm(&self, store: Option<&Stored>, now: Now) -> (bool, Option<String>) {
+        let Some(s) = self.silence(store, now) else {
             return (false, None);
         };
         if !s.silent {
             return (false, None);
         }
-        let warned = self.ops.warned.load(Ordering::Relaxed);
+        let warned = self.warned.load(Ordering::Relaxed);
         let every = i64::try_from(self.webhook_silence).unwrap_or(i64::MAX);
         if warned != 0 && now.unix_seconds.saturating_sub(warned) < every {
             return (true, None);
         }
-        self.ops.warned.store(now.unix_seconds, Ordering::Relaxed);
+        self.warned.store(now.unix_seconds, Ordering::Relaxed);
         let last = match s.since_last {
             Some(_) => "the last one",
             None => "the relay's start",
@@ -232,30 +233,30 @@ impl Relay {
         (true, Some(warning))
     }
 
-    /// For a host that drives [`Relay::begin`] and [`Relay::finish`] itself (the npm relay):
+    /// For a host that drives [`crate::Relay::begin`] and [`crate::Relay::finish`] itself (the npm relay):
     /// counts the answer it gave to `req` (its status and its source header), as
-    /// [`Relay::handle`] counts its own, for [`Relay::metrics`] and the last webhook's time.
-    pub fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
-        self.ops.seen(now);
-        self.ops.answered(req, r, now);
+    /// [`crate::Relay::handle`] counts its own, for [`crate::Relay::metrics`] and the last webhook's time.
+    pub(crate) fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        self.seen(now);
+        self.answered(req, r, now);
     }
 
     /// For such a host: counts a call to Polar that it made, and how it ended (the relay's
     /// own transport counts its calls itself).
-    pub fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
-        self.ops.called(outcome);
+    pub(crate) fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+        self.called(outcome);
     }
 
     /// For such a host: a request read (`+1`) or answered (`-1`), for the in-flight gauge.
-    pub fn count_in_flight(&self, delta: i64) {
-        self.ops.in_flight.fetch_add(delta, Ordering::Relaxed);
+    pub(crate) fn count_in_flight(&self, delta: i64) {
+        self.in_flight.fetch_add(delta, Ordering::Relaxed);
     }
 
     /// Reads the last webhook's time from the store again, for a host that restores the store
     /// after the relay is made (the npm relay's `restore`).
-    pub fn reload_last_webhook(&self) {
-        if let Some(s) = &self.store {
-            self.ops.restore_last_webhook(s.backend.as_ref());
+    pub(crate) fn reload_last_webhook(&self, store: Option<&Stored>) {
+        if let Some(s) = store {
+            self.restore_last_webhook(s.backend.as_ref());
         }
     }
 
@@ -264,10 +265,15 @@ impl Relay {
     /// entries it holds, the token budget's state, and with webhooks on how long since the
     /// last one and whether that is past the silence limit (`"status": "warning"`, still
     /// 200: the relay answers). No key, no token, no customer.
-    pub fn health(&self, now: Now) -> RelayResponse {
-        self.ops.seen(now);
+    pub(crate) fn health(
+        &self,
+        stored: Option<&Stored>,
+        breaker: &Breaker,
+        now: Now,
+    ) -> RelayResponse {
+        self.seen(now);
         let mut failing = false;
-        let (store, budget) = match &self.store {
+        let (store, budget) = match stored {
             None => (serde_json::Value::Null, serde_json::Value::Null),
             Some(s) => {
                 let store = match s.backend.len() {
@@ -292,7 +298,7 @@ impl Relay {
                 (store, budget)
             }
         };
-        let silence = self.silence(now);
+        let silence = self.silence(stored, now);
         let webhooks = match &silence {
             None => serde_json::Value::Null,
             Some(s) => serde_json::json!({
@@ -303,10 +309,7 @@ impl Relay {
         };
         // A token that cannot list the organization's keys: the roster unreadable (its
         // `why` below), a warning as webhooks' silence is (the relay still answers).
-        let unreadable = self
-            .store
-            .as_ref()
-            .is_some_and(|s| s.roster.is_unreadable());
+        let unreadable = stored.is_some_and(|s| s.roster.is_unreadable());
         let status = if failing {
             "unavailable"
         } else if unreadable || silence.as_ref().is_some_and(|s| s.silent) {
@@ -314,18 +317,14 @@ impl Relay {
         } else {
             "ok"
         };
-        let breaker = self.breaker.reading();
+        let breaker = breaker.reading();
         let body = serde_json::json!({
             "status": status,
             "store": store,
             "budget": budget,
-            "reconcile": self
-                .store
-                .as_ref()
+            "reconcile": stored
                 .map_or(serde_json::Value::Null, |s| s.reconcile.reading(s.options.reconcile_every)),
-            "roster": self
-                .store
-                .as_ref()
+            "roster": stored
                 .map_or(serde_json::Value::Null, |s| s.roster.reading()),
             "webhooks": webhooks,
             "breaker": {
@@ -343,8 +342,8 @@ impl Relay {
     /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
     /// the token budget (used, refused); webhooks by outcome and the time since the last;
     /// the store's entries and bytes. No label names a key or a customer.
-    pub fn metrics(&self, now: Now) -> String {
-        self.ops.seen(now);
+    pub(crate) fn metrics(&self, store: Option<&Stored>, breaker: &Breaker, now: Now) -> String {
+        self.seen(now);
         let mut out = String::new();
         let mut family = |name: &str, kind: &str, help: &str, samples: &[(String, String)]| {
             let _ = writeln!(out, "# HELP polar_license_relay_{name} {help}");
@@ -353,7 +352,7 @@ impl Relay {
                 let _ = writeln!(out, "polar_license_relay_{name}{labels} {value}");
             }
         };
-        let answers: Vec<(String, String)> = lock(&self.ops.answers)
+        let answers: Vec<(String, String)> = lock(&self.answers)
             .iter()
             .map(|((route, source, status), n)| {
                 (
@@ -374,11 +373,7 @@ impl Relay {
             "Requests the server has read and not yet answered (waiting for a slot, or for Polar).",
             &[(
                 String::new(),
-                self.ops
-                    .in_flight
-                    .load(Ordering::Relaxed)
-                    .max(0)
-                    .to_string(),
+                self.in_flight.load(Ordering::Relaxed).max(0).to_string(),
             )],
         );
         family(
@@ -387,7 +382,7 @@ impl Relay {
             "Calls made to Polar.",
             &[(
                 String::new(),
-                self.ops.polar_calls.load(Ordering::Relaxed).to_string(),
+                self.polar_calls.load(Ordering::Relaxed).to_string(),
             )],
         );
         let errors: Vec<(String, String)> = [
@@ -399,7 +394,7 @@ impl Relay {
         ]
         .iter()
         .map(|kind| {
-            let n = lock(&self.ops.polar_errors).get(kind).copied().unwrap_or(0);
+            let n = lock(&self.polar_errors).get(kind).copied().unwrap_or(0);
             (format!("{{kind=\"{kind}\"}}"), n.to_string())
         })
         .collect();
@@ -409,7 +404,7 @@ impl Relay {
             "Calls to Polar that failed, by kind (unreachable, timeout, rate_limited: its 429, server_error: its 5xx, unauthorized: the token refused).",
             &errors,
         );
-        let breaker = self.breaker.reading();
+        let breaker = breaker.reading();
         family(
             "breaker_open",
             "gauge",
@@ -425,7 +420,7 @@ impl Relay {
             "Times the breaker opened (failed calls to Polar in a row, or a failed probe).",
             &[(String::new(), breaker.opened.to_string())],
         );
-        if let Some(s) = &self.store {
+        if let Some(s) = store {
             let mut b = s.budget(now);
             let used = b.used(now.monotonic_ms);
             drop(b);
@@ -497,8 +492,8 @@ impl Relay {
                 );
             }
         }
-        if let Some(silence) = self.silence(now) {
-            let outcomes: Vec<(String, String)> = lock(&self.ops.webhooks)
+        if let Some(silence) = self.silence(store, now) {
+            let outcomes: Vec<(String, String)> = lock(&self.webhooks)
                 .iter()
                 .map(|(outcome, n)| (format!("{{outcome=\"{outcome}\"}}"), n.to_string()))
                 .collect();

@@ -1,14 +1,16 @@
 //! Stale-while-revalidate on every host (issue #45, item 3): how long a check asking Polar
 //! waits for the answer before it is given its stored one ([`Pending::patience_ms`]), and that
-//! stored answer ([`Relay::stale_answer`]) while the call goes on, its answer kept in the store
+//! stored answer ([`crate::Relay::stale_answer`]) while the call goes on, its answer kept in the store
 //! when it comes. The exchange (`crate::flow::Exchange`) decides it on every host; the native
 //! server and the npm relay's host (a Durable Object) wait with timers and keep the call
 //! running past the answer.
 
+use crate::clock::Now;
+use crate::leases::Leases;
 use crate::store::{Entry, EntryId};
 use crate::stored::Stored;
+use crate::types::{Finished, Pending};
 use crate::verdicts::Reply;
-use crate::{Finished, Now, Pending, Relay};
 
 impl Pending {
     /// How long this check waits for Polar's answer (its own call, or another check's of the
@@ -48,24 +50,26 @@ impl Stored {
     }
 }
 
-impl Relay {
+impl Stored {
     /// The stored answer for a check whose call is slow (or under way for another check), once
     /// its [`Pending::patience_ms`] has passed: the entry as it is now (a revocation
     /// acknowledged meanwhile refuses), answered as when Polar cannot be asked (`stale`, with
     /// `Age`), or as fresh (`store`) for a grant refreshed early. `None` when there is none to
-    /// give. The call goes on: [`Relay::finish`] keeps its answer. With an external signer the
+    /// give. The call goes on: [`crate::Relay::finish`] keeps its answer. With an external signer the
     /// lease waits for its signature ([`Finished::pre_auth`]); `entropy`: its id's 16 bytes.
-    pub fn stale_answer(
+    pub(crate) fn stale_answer(
         &self,
+        leases: &Leases,
         pending: &Pending,
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Option<Finished> {
-        let s = self.store.as_ref()?;
         let (id, _) = pending.stored.as_ref()?;
-        let current = s.current(id, "waiting for Polar");
+        let current = self.current(id, "waiting for Polar");
         let reply = pending.standing_in();
-        let f = self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy)?;
+        let f = self.stored_answer(leases, pending, current.as_ref(), now, reply, &move || {
+            entropy
+        })?;
         if reply == Reply::Stale {
             log::info!(
                 "relay: validate {}: Polar's answer not in yet; the stored answer given",

@@ -18,8 +18,7 @@ use std::sync::Mutex;
 use polar_license::Key;
 use sha2::{Digest, Sha256};
 
-use crate::store::Use;
-use crate::{Now, Relay};
+use crate::clock::Now;
 
 mod kept;
 pub use kept::RosterChange;
@@ -71,7 +70,7 @@ pub(crate) struct Roster {
 }
 
 #[derive(Debug)]
-struct Inner {
+pub(crate) struct Inner {
     phase: Phase,
     /// Every key's digest; kept in the host (`kept`), a bounded cache of those read.
     hashes: HashSet<[u8; 32]>,
@@ -85,7 +84,7 @@ struct Inner {
     not_before: u64,
     /// The unreadable roster's warning, until a host without a log takes it
     /// ([`roster_warning`]).
-    warning: Option<String>,
+    pub(crate) warning: Option<String>,
     /// License key ids a grant event other than a revocation named (a re-grant, an update):
     /// their refetch's "granted" may end a stored revocation. A revocation's own refetch never
     /// does (a read that lags behind the revocation must not undo it).
@@ -147,7 +146,7 @@ impl Roster {
     }
 
     /// From now on kept in the host's storage, at most `cached` digests in memory (kept.rs).
-    fn keep_in_host(&self, cached: usize) {
+    pub(crate) fn keep_in_host(&self, cached: usize) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
             inner.hashes.clear();
@@ -156,7 +155,7 @@ impl Roster {
     }
 
     /// The changes for the host to save (kept in the host only).
-    fn take_changes(&self) -> Vec<RosterChange> {
+    pub(crate) fn take_changes(&self) -> Vec<RosterChange> {
         self.lock()
             .kept
             .as_mut()
@@ -165,7 +164,7 @@ impl Roster {
     }
 
     /// At start, the next page the host saved (`0`: current since `now_ms`).
-    fn restore(&self, page: u32, now_ms: u64) {
+    pub(crate) fn restore(&self, page: u32, now_ms: u64) {
         let mut inner = self.lock();
         if inner.phase != Phase::Off {
             inner.phase = if page == 0 {
@@ -176,7 +175,7 @@ impl Roster {
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 
@@ -256,12 +255,12 @@ impl Roster {
     }
 
     /// Whether this refetch may end a stored revocation (taken once).
-    fn take_lift(&self, license_key_id: &str) -> bool {
+    pub(crate) fn take_lift(&self, license_key_id: &str) -> bool {
         self.lock().lifts.remove(license_key_id)
     }
 
     /// Whether a refetch of this license key id may end a stored revocation (not taken).
-    fn may_lift_now(&self, license_key_id: &str) -> bool {
+    pub(crate) fn may_lift_now(&self, license_key_id: &str) -> bool {
         self.lock().lifts.contains(license_key_id)
     }
 
@@ -456,9 +455,9 @@ pub struct Read {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
-    job: Job,
+    pub(crate) job: Job,
     /// When the read began: a refetch's grant lifts only the revocations applied before.
-    started: Now,
+    pub(crate) started: Now,
 }
 
 impl std::fmt::Debug for Read {
@@ -475,231 +474,6 @@ impl std::fmt::Debug for Read {
 
 /// What a read got: Polar's status, its `retry-after` and body, or why there was no answer.
 pub type ReadAnswer = Result<(u16, Option<u64>, Vec<u8>), String>;
-
-/// The roster's next read at `now` (its call taken from the budget: a refetch from the
-/// reserve, it is a customer who just bought; a page only while the budget has half its
-/// room, so the customers' checks come first), `Err(Some(ms))` to wait (nothing to read
-/// before then but a grant webhook's refetch, which the webhook queues), `Err(None)` when
-/// there is no roster. The background machine (crate::flow::background) asks, driven by
-/// each host's one loop.
-pub(crate) fn roster_read(relay: &Relay, now: Now) -> Result<Read, Option<u64>> {
-    let Some(s) = relay.store.as_ref() else {
-        return Err(None);
-    };
-    // No read while the breaker in front of Polar stops calls (crate::breaker).
-    if relay.breaker.is_open(now) {
-        return Err(Some(1_000));
-    }
-    // A refetch is a customer who just bought when its webhook came within the budget's
-    // window and since the breaker last closed: one that came while calls were stopped
-    // was answered then (Polar could not be asked), and is a backlog.
-    let recent_since = now
-        .monotonic_ms
-        .checked_sub(s.options.budget_window_ms)
-        .map_or(0, |t| t.saturating_add(1))
-        .max(relay.breaker.closed_at());
-    let job = s.roster.next(now.monotonic_ms, recent_since);
-    let url = match &job {
-        Job::Stop => return Err(None),
-        Job::Wait(ms) => return Err(Some(*ms)),
-        Job::Refetch(id, tries, since) => {
-            let Ok(id) = polar_license::metadata::check_uuid_v4("license_key_id", id) else {
-                log::warn!("relay: a grant webhook named a license key id that is no UUID");
-                return Err(Some(0));
-            };
-            // A customer who just bought (its webhook within the budget's window) is
-            // refetched from the reserve; a backlog (webhooks that came while Polar could
-            // not be asked, their customers long answered) only with idle budget, behind
-            // the known grants' refreshes: after an outage it took half the window those
-            // needed (the attack benchmark's Polar back), and so did the refetches of
-            // webhooks that came in the outage's last window, had they counted as recent.
-            let recent = *since >= recent_since;
-            // In the window after an outage (the breaker closed less than a window ago)
-            // every known grant may need its refresh: the backlog waits it out whatever
-            // the room (at the window's start it has room, and took 12 to 19 of the
-            // calls the refreshes needed in the benchmark).
-            let closed = relay.breaker.closed_at();
-            let after_outage =
-                closed > 0 && now.monotonic_ms.saturating_sub(closed) < s.options.budget_window_ms;
-            if !recent && (after_outage || s.budget(now).room(now.monotonic_ms) <= 0.5) {
-                s.roster.again(id, tries + 1, *since);
-                return Err(Some(200));
-            }
-            let what = if recent { Use::Reserved } else { Use::Shared };
-            if let Err(secs) = s.take(now, what) {
-                s.roster.again(id, tries + 1, *since);
-                s.roster.hold(now.monotonic_ms, secs * 1000);
-                return Err(Some(secs * 1000));
-            }
-            format!("{}/v1/license-keys/{id}", relay.base_url)
-        }
-        Job::Page(page) => {
-            // Not now, but nothing held: a grant webhook's refetch (from the reserve) must
-            // not wait behind a page the shared part has no room for (the relay's attack
-            // benchmark: a second's hold here, new customers activating 0.3 s after they
-            // bought were first-seen and refused).
-            if s.budget(now).room(now.monotonic_ms) <= 0.5 {
-                return Err(Some(1_000));
-            }
-            if let Err(secs) = s.take(now, Use::Shared) {
-                return Err(Some(secs * 1000));
-            }
-            let org = relay
-                .organization_id
-                .as_deref()
-                .map(|o| format!("&organization_id={o}"))
-                .unwrap_or_default();
-            format!(
-                "{}/v1/license-keys/?limit={PAGE_LIMIT}&page={page}{org}",
-                relay.base_url
-            )
-        }
-    };
-    Ok(Read {
-        url,
-        headers: read_headers(relay),
-        job,
-        started: now,
-    })
-}
-
-/// With a store read per key ([`crate::store::PagedBackend`], Workers): what the answer to
-/// `read` may touch in the store, for the host to load before [`roster_answered`]:
-/// a refetch that may end a stored revocation (a re-grant's, polar-license-api.md §15)
-/// narrows the key's index row and every entry of it, which the cache may have let go
-/// since the webhook read them. `None` when the answer touches no entry.
-pub(crate) fn refetch_wants(relay: &Relay, read: &Read) -> Option<crate::store::Wants> {
-    let s = relay.store.as_ref()?;
-    match &read.job {
-        Job::Refetch(id, ..) if s.roster.may_lift_now(id) => Some(crate::store::Wants {
-            entries: Vec::new(),
-            tags: vec![format!("l:{id}")],
-            all: true,
-        }),
-        _ => None,
-    }
-}
-
-/// The warning of a roster the token cannot read, once (the log has it too): for a host
-/// whose log the core does not reach (the npm relay's `console.warn`).
-pub(crate) fn roster_warning(relay: &Relay) -> Option<String> {
-    relay.store.as_ref()?.roster.lock().warning.take()
-}
-
-/// The headers of a read of Polar's with the seller's token (never logged).
-pub(crate) fn read_headers(relay: &Relay) -> Vec<(&'static str, String)> {
-    vec![
-        ("authorization", format!("Bearer {}", relay.token.expose())),
-        ("accept", "application/json".to_string()),
-        ("user-agent", crate::USER_AGENT.to_string()),
-    ]
-}
-
-/// What a read got, kept: a page's keys, a refetched key, Polar's 429 learned, a token
-/// that cannot read keys turning the roster off.
-pub(crate) fn roster_answered(relay: &Relay, read: Read, answer: ReadAnswer, now: Now) {
-    let Some(s) = relay.store.as_ref() else {
-        return;
-    };
-    let retry = || {
-        if let Job::Refetch(id, tries, since) = &read.job {
-            s.roster.again(id.clone(), *tries, *since);
-        }
-    };
-    let (status, retry_after, body) = match answer {
-        Ok(a) => a,
-        Err(why) => {
-            log::warn!("relay: the roster's read of Polar failed ({why}); again in 5 s");
-            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-            retry();
-            return;
-        }
-    };
-    match status {
-        200 => {}
-        429 => {
-            let ms = s.learn_429(now, retry_after);
-            s.roster.hold(now.monotonic_ms, ms);
-            if let Job::Refetch(id, tries, since) = &read.job {
-                s.roster.again(id.clone(), tries + 1, *since);
-            }
-            return;
-        }
-        401 | 403 => {
-            if s.roster.unreadable() {
-                let warning = format!(
-                    "the roster cannot be read ({status}): {UNREADABLE}; give the token \
-                     license_keys:read and start the relay again"
-                );
-                log::warn!("relay: {warning}");
-                s.roster.lock().warning = Some(warning);
-            }
-            return;
-        }
-        404 if matches!(read.job, Job::Refetch(..)) => return,
-        _ => {
-            log::warn!("relay: the roster's read of Polar got {status}; again in 5 s");
-            s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-            retry();
-            return;
-        }
-    }
-    let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body) else {
-        log::warn!("relay: the roster's read of Polar is not JSON; again in 5 s");
-        s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-        retry();
-        return;
-    };
-    let key_of = |v: &serde_json::Value| v.get("key").and_then(|k| k.as_str()).map(String::from);
-    match &read.job {
-        Job::Page(page) => {
-            let keys: Vec<String> = value
-                .get("items")
-                .and_then(|i| i.as_array())
-                .map(|items| items.iter().filter_map(key_of).collect())
-                .unwrap_or_default();
-            let max_page = value
-                .pointer("/pagination/max_page")
-                .and_then(|m| m.as_u64())
-                .unwrap_or(0);
-            s.roster.page_read(*page, &keys, max_page, now.monotonic_ms);
-            if matches!(s.roster.phase(), Phase::Current { .. }) {
-                log::info!(
-                    "relay: the roster holds the organization's {} license keys",
-                    s.roster.len()
-                );
-            }
-        }
-        Job::Refetch(id, ..) => {
-            if let Some(key) = key_of(&value) {
-                let key = Key::new(key);
-                if usable(&value, now.unix_seconds) {
-                    s.roster.learn(&key);
-                    log::info!("relay: a new grant's license key joined the roster");
-                    // A revoked key granted again (§15: the same string; its re-grant's
-                    // event queued this read): its stored revocation ends, Polar's read by
-                    // id says so (never the webhook).
-                    if s.roster.take_lift(id) && s.lift_revoked(id, read.started, now).is_none() {
-                        // The store failed (on Workers: the key's entries not loaded):
-                        // read again once it may have recovered, not at once (each
-                        // read is a call from the token's budget).
-                        s.roster.may_lift(id);
-                        s.roster.hold(now.monotonic_ms, BACKOFF_MS);
-                        retry();
-                    }
-                } else {
-                    // A revocation's refetch (or a grant disabled since): no longer known.
-                    s.roster.forget(&key);
-                    log::info!("relay: a license key Polar no longer grants left the roster");
-                }
-            }
-        }
-        _ => {}
-    }
-    if let Err(e) = s.backend.flush_budget() {
-        log::error!("relay: {e}: the token budget's state is written with the next change");
-    }
-}
 
 /// Whether a license key as Polar reads it (`GET /v1/license-keys/{id}`) is granted now: its
 /// `status` is `granted` and its `expires_at`, if any, after `now` (unix seconds).
@@ -743,6 +517,9 @@ pub(crate) fn on_event(roster: &Roster, event: &serde_json::Value, now_ms: u64) 
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 pub(crate) mod tests {
     use super::*;
+    use crate::reads::{refetch_wants, roster_answered, roster_read, roster_warning};
+    use crate::relay::Relay;
+    use crate::store::Use;
 
     #[test]
     fn ipv6_clients_count_by_their_64() {
@@ -832,13 +609,13 @@ pub(crate) mod tests {
     /// request's digest before it is answered.
     #[test]
     fn a_roster_kept_in_the_host_saves_per_key_and_is_not_paged_in_again_after_a_restart() {
-        use crate::RosterChange::{Key as Saved, Page};
+        use crate::roster::RosterChange::{Key as Saved, Page};
         let r = relay();
         r.keep_roster_in_host(100);
         let s = r.store.as_ref().expect("a store");
         let hex = |k: &str| kept_hex(&digest(&Key::new(k.to_string())));
-        let read = roster_read(&r, at(0)).expect("page 1");
-        roster_answered(&r, read, page(&["K-1", "K-2"], 1), at(10));
+        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        roster_answered(&r.reads(), read, page(&["K-1", "K-2"], 1), at(10));
         assert_eq!(
             r.roster_changes(),
             [Saved(hex("K-1"), true), Saved(hex("K-2"), true), Page(0)]
@@ -853,11 +630,14 @@ pub(crate) mod tests {
         let again = relay();
         again.keep_roster_in_host(100);
         again.roster_restore(0, at(5_000));
-        assert_eq!(roster_read(&again, at(5_000)).err(), Some(Some(RELIST_MS)));
+        assert_eq!(
+            roster_read(&again.reads(), at(5_000)).err(),
+            Some(Some(RELIST_MS))
+        );
         let validate = |key: &str| {
-            crate::RelayRequest {
+            crate::types::RelayRequest {
             method: "POST".into(),
-            path: format!("{}validate", crate::ROUTE_PREFIX),
+            path: format!("{}validate", crate::types::ROUTE_PREFIX),
             headers: vec![("content-type".into(), "application/json".into())],
             body: serde_json::json!({"key": key, "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"})
                 .to_string()
@@ -880,13 +660,13 @@ pub(crate) mod tests {
         let mid = relay();
         mid.keep_roster_in_host(100);
         mid.roster_restore(3, at(0));
-        let read = roster_read(&mid, at(0)).expect("page 3");
+        let read = roster_read(&mid.reads(), at(0)).expect("page 3");
         assert!(read.url.ends_with("page=3"), "{}", read.url);
         // Not kept in the host (natively): nothing to save, nothing to read.
         let native = relay();
         roster_answered(
-            &native,
-            roster_read(&native, at(0)).expect("page 1"),
+            &native.reads(),
+            roster_read(&native.reads(), at(0)).expect("page 1"),
             page(&["K-1"], 1),
             at(10),
         );
@@ -895,13 +675,18 @@ pub(crate) mod tests {
         // A token that can no longer read the keys (a refetch's 403): unreadable (nothing more
         // read of Polar, a guess still first-seen), and the next start pages in again.
         event(&st.roster, "benefit_grant.created", NEW_KEY_ID, 6_000);
-        let refetch = roster_read(&again, at(6_000)).expect("the refetch");
-        roster_answered(&again, refetch, Ok((403, None, Vec::new())), at(6_010));
+        let refetch = roster_read(&again.reads(), at(6_000)).expect("the refetch");
+        roster_answered(
+            &again.reads(),
+            refetch,
+            Ok((403, None, Vec::new())),
+            at(6_010),
+        );
         assert_eq!(again.roster_changes(), [Page(1)]);
         assert!(st.roster.first_seen(&Key::new("GUESS".to_string())));
         assert!(!st.roster.first_seen(&Key::new("K-1".to_string())));
         assert_eq!(again.roster_wants(&validate("K-2")), Some(hex("K-2")));
-        assert_eq!(roster_read(&again, at(7_000)).err(), Some(None));
+        assert_eq!(roster_read(&again.reads(), at(7_000)).err(), Some(None));
     }
 
     /// A re-grant's refetch (a grant event other than a revocation) names what its answer may
@@ -912,21 +697,21 @@ pub(crate) mod tests {
     fn a_regrants_refetch_wants_the_keys_row_and_entries_loaded() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let read = roster_read(&r, at(0)).expect("page 1");
-        assert_eq!(refetch_wants(&r, &read), None, "a page");
-        roster_answered(&r, read, page(&["K-1"], 1), at(10));
+        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        assert_eq!(refetch_wants(&r.reads(), &read), None, "a page");
+        roster_answered(&r.reads(), read, page(&["K-1"], 1), at(10));
         event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 1_000);
-        let revoked = roster_read(&r, at(1_000)).expect("the revocation's refetch");
+        let revoked = roster_read(&r.reads(), at(1_000)).expect("the revocation's refetch");
         assert_eq!(
-            refetch_wants(&r, &revoked),
+            refetch_wants(&r.reads(), &revoked),
             None,
             "a revocation's refetch lifts nothing"
         );
-        roster_answered(&r, revoked, Ok((404, None, Vec::new())), at(1_010));
+        roster_answered(&r.reads(), revoked, Ok((404, None, Vec::new())), at(1_010));
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 2_000);
-        let regrant = roster_read(&r, at(2_000)).expect("the re-grant's refetch");
+        let regrant = roster_read(&r.reads(), at(2_000)).expect("the re-grant's refetch");
         assert_eq!(
-            refetch_wants(&r, &regrant),
+            refetch_wants(&r.reads(), &regrant),
             Some(crate::store::Wants {
                 entries: Vec::new(),
                 tags: vec![format!("l:{NEW_KEY_ID}")],
@@ -964,12 +749,12 @@ pub(crate) mod tests {
         backend: std::sync::Arc<dyn crate::store::Backend>,
         options: crate::store::StoreOptions,
     ) -> Relay {
-        let mut config = crate::RelayConfig::new(
+        let mut config = crate::types::RelayConfig::new(
             polar_license::proto::Server::Custom("http://127.0.0.1:9".into()),
             polar_license::AccessToken::new("t"),
             polar_license::lease::SigningKey::generate(Some("k1")).expect("a key"),
         );
-        config.store = Some(crate::StoreConfig {
+        config.store = Some(crate::types::StoreConfig {
             backend,
             options,
             webhook_secret: None,
@@ -995,7 +780,7 @@ pub(crate) mod tests {
 
     /// The relay's next read, which must be the refetch of the key `id` (no page before it).
     fn refetch_of(r: &Relay, now: Now, id: &str) -> Read {
-        let read = roster_read(r, now).expect("the refetch, not held");
+        let read = roster_read(&r.reads(), now).expect("the refetch, not held");
         assert!(
             read.url.ends_with(&format!("/v1/license-keys/{id}")),
             "{}",
@@ -1055,23 +840,23 @@ pub(crate) mod tests {
             s.take(at(now), Use::Shared).expect("a call");
         }
         assert_eq!(
-            roster_read(&r, at(now)).err(),
+            roster_read(&r.reads(), at(now)).err(),
             Some(Some(200)),
             "the backlog waits"
         );
         // A customer buys: its refetch goes first, the backlog ahead of it in the queue.
         created(new, now);
-        let read = roster_read(&r, at(now)).expect("the new customer's refetch");
+        let read = roster_read(&r.reads(), at(now)).expect("the new customer's refetch");
         assert!(read.url.ends_with(new), "{}", read.url);
         assert_eq!(s.budget(at(now)).used(now), 5);
         assert_eq!(
-            roster_read(&r, at(now)).err(),
+            roster_read(&r.reads(), at(now)).err(),
             Some(Some(200)),
             "still waiting"
         );
         // The window over: idle budget, the backlog's refetch from the shared part.
         let later = now + 61_000;
-        let read = roster_read(&r, at(later)).expect("the backlog's refetch");
+        let read = roster_read(&r.reads(), at(later)).expect("the backlog's refetch");
         assert!(read.url.ends_with(old), "{}", read.url);
     }
 
@@ -1103,19 +888,19 @@ pub(crate) mod tests {
         // Within the window after the close, the budget idle: the backlog waits.
         let now = 2_500;
         assert_eq!(
-            roster_read(&r, at(now)).err(),
+            roster_read(&r.reads(), at(now)).err(),
             Some(Some(200)),
             "the refetch from the outage waits"
         );
         created(after, now);
-        let read = roster_read(&r, at(now)).expect("the new customer's refetch");
+        let read = roster_read(&r.reads(), at(now)).expect("the new customer's refetch");
         assert!(read.url.ends_with(after), "{}", read.url);
         assert_eq!(
-            roster_read(&r, at(61_999)).err(),
+            roster_read(&r.reads(), at(61_999)).err(),
             Some(Some(200)),
             "still the window after the close"
         );
-        let read = roster_read(&r, at(62_000)).expect("the backlog's refetch");
+        let read = roster_read(&r.reads(), at(62_000)).expect("the backlog's refetch");
         assert!(read.url.ends_with(during), "{}", read.url);
     }
 
@@ -1123,7 +908,7 @@ pub(crate) mod tests {
     fn pages_spend_only_spare_budget_a_429_holds_and_a_refetch_uses_the_reserve() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let first = roster_read(&r, at(0)).expect("page 1");
+        let first = roster_read(&r.reads(), at(0)).expect("page 1");
         assert!(!format!("{first:?}").contains("Bearer"), "{first:?}");
         assert_eq!(
             first.url,
@@ -1133,17 +918,17 @@ pub(crate) mod tests {
             .headers
             .iter()
             .any(|(n, v)| *n == "authorization" && v == "Bearer t"));
-        roster_answered(&r, first, page(&["K-1"], 3), at(10));
+        roster_answered(&r.reads(), first, page(&["K-1"], 3), at(10));
         assert!(!s.roster.first_seen(&Key::new("K-1".to_string())));
         assert!(s.roster.first_seen(&Key::new("K-2".to_string())));
         // 1 of the 3 shared calls spent: room for page 2, then not for page 3 (half the room
         // is the customers').
-        let second = roster_read(&r, at(20)).expect("page 2");
+        let second = roster_read(&r.reads(), at(20)).expect("page 2");
         assert!(second.url.ends_with("page=2"));
-        assert_eq!(roster_read(&r, at(30)).err(), Some(Some(1_000)));
+        assert_eq!(roster_read(&r.reads(), at(30)).err(), Some(Some(1_000)));
         // Polar's 429 on page 2: nothing read before its Retry-After.
-        roster_answered(&r, second, Ok((429, Some(5), Vec::new())), at(40));
-        assert_eq!(roster_read(&r, at(1_100)).err(), Some(Some(3_940)));
+        roster_answered(&r.reads(), second, Ok((429, Some(5), Vec::new())), at(40));
+        assert_eq!(roster_read(&r.reads(), at(1_100)).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 5_100);
@@ -1153,17 +938,22 @@ pub(crate) mod tests {
             "31bf892b-2e46-4f50-8060-8fdaf02aa482",
             5_100,
         );
-        let refetch = roster_read(&r, at(5_100)).expect("the refetch");
+        let refetch = roster_read(&r.reads(), at(5_100)).expect("the refetch");
         assert_eq!(
             refetch.url,
             format!("http://127.0.0.1:9/v1/license-keys/{NEW_KEY_ID}")
         );
         let body =
             serde_json::json!({"key": "K-NEW", "status": "granted", "activations": []}).to_string();
-        roster_answered(&r, refetch, Ok((200, None, body.into_bytes())), at(5_200));
+        roster_answered(
+            &r.reads(),
+            refetch,
+            Ok((200, None, body.into_bytes())),
+            at(5_200),
+        );
         assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
         // No other event was queued: the next read is page 2 again (the budget now full).
-        assert_eq!(roster_read(&r, at(5_300)).err(), Some(Some(1_000)));
+        assert_eq!(roster_read(&r.reads(), at(5_300)).err(), Some(Some(1_000)));
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
         let other = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
@@ -1182,7 +972,7 @@ pub(crate) mod tests {
             let body =
                 serde_json::json!({"key": "K-NEW", "status": status, "expires_at": expires_at});
             roster_answered(
-                &r,
+                &r.reads(),
                 refetch,
                 Ok((200, None, body.to_string().into_bytes())),
                 at(70_001),
@@ -1195,14 +985,14 @@ pub(crate) mod tests {
         // A token that cannot read keys: the worker ends, one warning, and a key Polar has not
         // granted through the relay is still first-seen (its share, fairly per client).
         let r = relay();
-        let read = roster_read(&r, at(0)).expect("page 1");
-        roster_answered(&r, read, Ok((403, None, Vec::new())), at(10));
+        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        roster_answered(&r.reads(), read, Ok((403, None, Vec::new())), at(10));
         let s = r.store.as_ref().expect("a store");
         assert!(s.roster.first_seen(&Key::new("ANY".to_string())));
-        assert_eq!(roster_read(&r, at(20)).err(), Some(None));
-        let warning = roster_warning(&r).expect("a warning");
+        assert_eq!(roster_read(&r.reads(), at(20)).err(), Some(None));
+        let warning = roster_warning(&r.reads()).expect("a warning");
         assert!(warning.contains("license_keys:read"), "{warning}");
-        assert_eq!(roster_warning(&r), None, "once");
+        assert_eq!(roster_warning(&r.reads()), None, "once");
         assert_eq!(s.roster.reading()["state"], "unreadable");
     }
 }

@@ -102,7 +102,11 @@ pub(crate) fn unscrub(body: &str, key_at: Option<usize>, key: &str) -> Option<Ve
     };
     let before = body.get(..at)?;
     let after = body.get(at..)?.strip_prefix("\"\"")?;
-    Some([before, &crate::string(key), after].concat().into_bytes())
+    Some(
+        [before, &crate::types::string(key), after]
+            .concat()
+            .into_bytes(),
+    )
 }
 
 /// Whether `text` holds `key`, as it is or in any JSON spelling of it. An empty key is in

@@ -10,9 +10,11 @@
 //! exchange asks for. So a slow or silent client holds a connection until its timeout, never
 //! the server.
 
+use crate::clock::Now;
 use crate::flow::{Exchange, ExchangeOptions, Given, Need};
+use crate::relay::Relay;
 use crate::stored::Flight;
-use crate::{Now, Relay, RelayRequest, RelayResponse};
+use crate::types::{RelayRequest, RelayResponse};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Body, Bytes, Incoming};
 use hyper::header::{self, HeaderName, HeaderValue};
@@ -108,7 +110,7 @@ impl Default for ServeOptions {
             max_connections: 256,
             max_connections_per_address: DEFAULT_MAX_CONNECTIONS_PER_ADDRESS,
             concurrent_requests: 8,
-            stale_after: Duration::from_millis(crate::STALE_AFTER_MS),
+            stale_after: Duration::from_millis(crate::types::STALE_AFTER_MS),
             metrics_addr: None,
             drain: Duration::from_millis(500),
         }
@@ -148,7 +150,7 @@ impl Running {
     /// `http://IP:PORT/metrics`, when [`ServeOptions::metrics_addr`] was given.
     pub fn metrics_url(&self) -> Option<String> {
         self.metrics
-            .map(|addr| format!("http://{addr}{}", crate::METRICS_ROUTE))
+            .map(|addr| format!("http://{addr}{}", crate::types::METRICS_ROUTE))
     }
 
     /// Blocks until the server stops (it does not on its own: serve until killed). Dropping a
@@ -316,7 +318,7 @@ fn agent(base_url: &str) -> ureq::Agent {
 }
 
 /// A `GET` of `url` with `headers`: Polar's status, `retry-after` and body (16 MiB at most).
-fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::RosterAnswer {
+fn get(agent: &ureq::Agent, url: &str, headers: &[(&str, String)]) -> crate::roster::ReadAnswer {
     let mut req = agent.get(url);
     for (name, value) in headers {
         req = req.header(*name, value);
@@ -567,7 +569,7 @@ impl Server {
         self: Arc<Self>,
         req: Request<Incoming>,
     ) -> Result<Response<Full<Bytes>>, Infallible> {
-        if req.uri().path() != crate::METRICS_ROUTE {
+        if req.uri().path() != crate::types::METRICS_ROUTE {
             return Ok(to_response(RelayResponse {
                 status: 404,
                 headers: Vec::new(),
@@ -617,7 +619,7 @@ impl Server {
         let (parts, body) = request.into_parts();
         // `connection: close` on `/healthz`: a monitor polling it keeps no idle connection
         // open, and no client holds connections alive with it.
-        let health = parts.uri.path() == crate::HEALTH_ROUTE
+        let health = parts.uri.path() == crate::types::HEALTH_ROUTE
             && matches!(parts.method, hyper::Method::GET | hyper::Method::HEAD);
         let expects_continue = parts
             .headers
@@ -785,9 +787,9 @@ impl Server {
     /// other request on those of the answers made without a call, never behind a call.
     fn steps_for(&self, head: &RelayRequest) -> Option<&Arc<Semaphore>> {
         let path = head.path.split('?').next().unwrap_or_default();
-        if path == crate::HEALTH_ROUTE && (head.method == "GET" || head.method == "HEAD") {
+        if path == crate::types::HEALTH_ROUTE && (head.method == "GET" || head.method == "HEAD") {
             None
-        } else if path == crate::WEBHOOK_ROUTE {
+        } else if path == crate::types::WEBHOOK_ROUTE {
             Some(&self.hooks)
         } else {
             Some(&self.local)
@@ -848,12 +850,8 @@ impl Server {
                     }
                     // The flight's waiters poll it.
                     Need::Landed(_) => continue,
-                    Need::Warn(text) => {
-                        log::warn!("relay: {text}");
-                        continue;
-                    }
-                    Need::Error(text) => {
-                        log::error!("relay: {text}");
+                    log @ (Need::Warn(_) | Need::Error(_)) => {
+                        log.log();
                         continue;
                     }
                     Need::Respond(answer) => {

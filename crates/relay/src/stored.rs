@@ -276,3 +276,16 @@ impl Stored {
             .take(client, now.monotonic_ms)
     }
 }
+
+impl Stored {
+    /// Polar answered a read of the relay's own 429: the budget learns it (every call waits
+    /// for its `Retry-After`, at most an hour believed) and stages its state for the store.
+    /// How many ms the read's worker waits.
+    pub(crate) fn learn_429(&self, now: Now, retry_after: Option<u64>) -> u64 {
+        let mut budget = self.budget(now);
+        budget.learn(now.monotonic_ms, retry_after);
+        self.backend
+            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
+        retry_after.unwrap_or(60).min(3600) * 1000
+    }
+}

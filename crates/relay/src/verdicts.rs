@@ -6,22 +6,35 @@
 use polar_license::lease::{key_hash, prepare, UnsignedLease, LEASE_HEADER};
 use polar_license::proto::{HttpResponse, Operation};
 
+use crate::breaker::Breaker;
+use crate::clock::Now;
+use crate::leases::Leases;
 use crate::scrub::{scrub, unscrub};
 use crate::store::{self, Entry, Mark, Use};
 use crate::stored::{Answered, Seen, Stored};
-use crate::{
-    add_cors, machine_of, private, sourced, Finished, Now, Pending, Relay, RelayRequest,
-    RelayResponse, Routed, SignWith, PASSED_HEADERS,
+use crate::types::{
+    add_cors, machine_of, private, sourced, Finished, Pending, RelayRequest, RelayResponse, Routed,
+    SignWith, PASSED_HEADERS,
 };
 
-impl Relay {
+/// What a check routed with a store asks of the relay's other parts.
+pub(crate) struct Around<'a> {
+    /// Who signs the leases of stored answers, and for how long.
+    pub(crate) leases: &'a Leases,
+    /// The breaker in front of Polar.
+    pub(crate) breaker: &'a Breaker,
+    /// The per-key rate: the relay's 429 when the check's key is over it.
+    pub(crate) per_key: &'a dyn Fn(&Pending) -> Option<RelayResponse>,
+}
+
+impl Stored {
     /// A check routed with a store: validates without an increment from the store when it
     /// may, else one call per entry within the budget; the rest always Polar's, from the
     /// reserve. Calls take the budget in its order ([`Use`]): a known customer's grant past
     /// its freshness first, then known keys' activations, then the rest, first-seen keys last.
-    pub(crate) fn routed_with_store(
+    pub(crate) fn routed(
         &self,
-        s: &Stored,
+        around: &Around<'_>,
         mut pending: Pending,
         now: Now,
         may_wait: bool,
@@ -31,27 +44,27 @@ impl Relay {
             pending.op == Operation::Validate && pending.checked.increment_usage.unwrap_or(0) == 0;
         if !cacheable {
             // Activations, deactivations and increments are always Polar's: the reserve.
-            if let Some(r) = self.per_key_limit(&pending, now) {
+            if let Some(r) = (around.per_key)(&pending) {
                 return Routed::Answer(r);
             }
             // A first-seen key: its share, and never the reserve (crate::roster).
-            let first_seen = s.roster.first_seen(&pending.key);
+            let first_seen = self.roster.first_seen(&pending.key);
             if first_seen {
-                if let Err(secs) = s.first_seen_take(&pending.client, now) {
+                if let Err(secs) = self.first_seen_take(&pending.client, now) {
                     return Routed::Answer(first_seen_refused(&pending, secs));
                 }
             }
             // The breaker: no call while it is open.
-            let Some(ticket) = self.breaker.allow(now) else {
-                return Routed::Answer(crate::breaker_refused(&pending));
+            let Some(ticket) = around.breaker.allow(now) else {
+                return Routed::Answer(crate::types::breaker_refused(&pending));
             };
             let what = if first_seen {
                 Use::FirstSeen
             } else {
                 Use::Reserved
             };
-            if let Err(secs) = s.take(now, what) {
-                self.breaker.abandon(Some(ticket), now);
+            if let Err(secs) = self.take(now, what) {
+                around.breaker.abandon(Some(ticket), now);
                 log::info!(
                     "relay: {} {} 429 (the token's budget is spent)",
                     pending.op.as_str(),
@@ -73,27 +86,40 @@ impl Relay {
         // A stored answer that could not be read is not known to be absent: a revocation a
         // webhook left may be there. No call and nothing written over it: 503, the client
         // asks again.
-        let prior = match s.backend.get(&id) {
+        let prior = match self.backend.get(&id) {
             Ok(prior) => prior,
             Err(e) => return Routed::Answer(store_unread(&pending, &e)),
         };
-        if let Some(f) = self.stored_answer(s, &pending, prior.as_ref(), now, Reply::Fresh, entropy)
-        {
+        if let Some(f) = self.stored_answer(
+            around.leases,
+            &pending,
+            prior.as_ref(),
+            now,
+            Reply::Fresh,
+            entropy,
+        ) {
             return Routed::Stored(f);
         }
         // A grant still fresh but past its refresh point is asked again ahead of its end;
         // until Polar answers, and whenever it cannot be asked, it answers as fresh.
         let early = prior
             .as_ref()
-            .is_some_and(|e| refreshes_early(e, now.unix_seconds, &s.options));
+            .is_some_and(|e| refreshes_early(e, now.unix_seconds, &self.options));
         let fallback = if early { Reply::Held } else { Reply::Stale };
         // Polar not asked (`why`): the stored answer (`stale`, or as fresh for an early
         // refresh), else `refused`; the flight led, landed.
         let not_asked = |pending: &Pending, leads: bool, why: &str, refused: RelayResponse| {
             if leads {
-                s.land(&id);
+                self.land(&id);
             }
-            match self.stored_answer(s, pending, prior.as_ref(), now, fallback, entropy) {
+            match self.stored_answer(
+                around.leases,
+                pending,
+                prior.as_ref(),
+                now,
+                fallback,
+                entropy,
+            ) {
                 Some(f) => {
                     log::info!(
                         "relay: validate {}: Polar not asked ({why}); the stored answer given",
@@ -106,19 +132,24 @@ impl Relay {
         };
         // Polar is needed, unless the breaker is open: then the stored answer at once (no
         // wait for a call under way either), or the 502 of an unreachable Polar.
-        if self.breaker.is_open(now) {
-            let refused = crate::breaker_refused(&pending);
+        if around.breaker.is_open(now) {
+            let refused = crate::types::breaker_refused(&pending);
             return not_asked(&pending, false, "the breaker is open", refused);
         }
         // One call per entry at once: an early refresh under way leaves the grant fresh.
         let leads = if may_wait {
-            match s.lead(id, now.monotonic_ms) {
+            match self.lead(id, now.monotonic_ms) {
                 Ok(()) => true,
                 Err(_under_way) => {
                     if early {
-                        if let Some(f) =
-                            self.stored_answer(s, &pending, prior.as_ref(), now, fallback, entropy)
-                        {
+                        if let Some(f) = self.stored_answer(
+                            around.leases,
+                            &pending,
+                            prior.as_ref(),
+                            now,
+                            fallback,
+                            entropy,
+                        ) {
                             return Routed::Stored(f);
                         }
                     }
@@ -131,7 +162,7 @@ impl Relay {
         };
         // A first-seen key (no grant stored, not in the roster): its share (crate::roster).
         let granted = prior.as_ref().is_some_and(|e| e.grant);
-        let first_seen = !granted && s.roster.first_seen(&pending.key);
+        let first_seen = !granted && self.roster.first_seen(&pending.key);
         let what = if early {
             Use::Shared
         } else if granted {
@@ -145,23 +176,23 @@ impl Relay {
         // often than its rate while its refresh waits for room would otherwise find its rate
         // spent when the room comes (a key over its rate gets its stored answer, `stale`, as
         // past the budget: it costs Polar nothing).
-        if s.budget(now).has_room(now.monotonic_ms, what) {
-            if let Some(r) = self.per_key_limit(&pending, now) {
+        if self.budget(now).has_room(now.monotonic_ms, what) {
+            if let Some(r) = (around.per_key)(&pending) {
                 return not_asked(&pending, leads, "the key is over its rate", r);
             }
         }
         if first_seen {
-            if let Err(secs) = s.first_seen_take(&pending.client, now) {
+            if let Err(secs) = self.first_seen_take(&pending.client, now) {
                 let refused = first_seen_refused(&pending, secs);
                 return not_asked(&pending, leads, "first-seen, past its share", refused);
             }
         }
-        let Some(ticket) = self.breaker.allow(now) else {
-            let refused = crate::breaker_refused(&pending);
+        let Some(ticket) = around.breaker.allow(now) else {
+            let refused = crate::types::breaker_refused(&pending);
             return not_asked(&pending, leads, "the breaker is open", refused);
         };
-        if let Err(secs) = s.take(now, what) {
-            self.breaker.abandon(Some(ticket), now);
+        if let Err(secs) = self.take(now, what) {
+            around.breaker.abandon(Some(ticket), now);
             if !early && prior.is_none() {
                 log::info!(
                     "relay: validate {} 429 (the token's budget is spent, nothing stored)",
@@ -189,7 +220,7 @@ impl Relay {
     /// revocation. A grant's lease is verified as of when Polar answered.
     pub(crate) fn stored_answer(
         &self,
-        s: &Stored,
+        leases: &Leases,
         pending: &Pending,
         entry: Option<&Entry>,
         now: Now,
@@ -211,7 +242,7 @@ impl Relay {
         if age < 0 && e.mark != Mark::Revoked {
             return None;
         }
-        let o = &s.options;
+        let o = &self.options;
         let source = if stale { "stale" } else { "store" };
         match e.mark {
             Mark::Revoked => {
@@ -278,7 +309,7 @@ impl Relay {
                     headers: r.headers.clone(),
                     body: r.body.clone(),
                 };
-                let (claims, _) = self
+                let (claims, _) = leases
                     .grant_at(
                         pending.op,
                         &pending.checked,
@@ -301,7 +332,7 @@ impl Relay {
                 );
                 let mut r = aged(sourced(r, source), age);
                 add_cors(&mut r);
-                match &self.signer {
+                match &leases.signer {
                     SignWith::Key(key) => {
                         let token = key.sign(&claims, machine.as_deref()).ok()?;
                         r.set(LEASE_HEADER, &token);
@@ -324,13 +355,19 @@ impl Relay {
 
     /// `POST /v1/webhooks/polar`: verified before anything is read, a repeated id done, an
     /// event narrowing only (see [`store::narrowing`]).
-    pub(crate) fn webhook(&self, s: &Stored, req: &RelayRequest, now: Now) -> RelayResponse {
+    pub(crate) fn webhook(
+        &self,
+        req: &RelayRequest,
+        client: &str,
+        max_body_bytes: usize,
+        now: Now,
+    ) -> RelayResponse {
         if req.method != "POST" {
             let mut r = RelayResponse::detail(405, "Method Not Allowed");
             r.set("allow", "POST");
             return r;
         }
-        let max = crate::WEBHOOK_MAX_BODY_BYTES.max(self.limits.max_body_bytes);
+        let max = crate::types::WEBHOOK_MAX_BODY_BYTES.max(max_body_bytes);
         if req.body.len() > max {
             log::warn!("relay: a webhook refused (body over {max} bytes): nothing changed");
             return RelayResponse::error(
@@ -341,9 +378,9 @@ impl Relay {
         }
         // Verified once per request (a look by `store_wants` before is read, not redone), an
         // address over its failures refused before any HMAC (crate::deliveries).
-        let secret = s.webhook_secret.as_deref().unwrap_or_default();
-        let client = crate::roster::client_group(&self.client_of(req));
-        if let Err(r) = s
+        let secret = self.webhook_secret.as_deref().unwrap_or_default();
+        let client = crate::roster::client_group(client);
+        if let Err(r) = self
             .deliveries
             .verify(secret, &client, req, now.unix_seconds, false)
         {
@@ -366,14 +403,14 @@ impl Relay {
         if let Some(n) = n.as_ref().filter(|n| n.mark == Mark::Revoked) {
             // Noted before it is written: a read by id under way does not lift it.
             for l in n.tags.iter().filter_map(|t| t.strip_prefix("l:")) {
-                s.note_revoked(l, now);
+                self.note_revoked(l, now);
             }
         }
         // A rotation (§15): the old string's grants, answered before it, are retired: stale
         // with their stand-in window over (marked at 0), never given while Polar cannot be
         // asked.
         let rotated = store::rotation(&event);
-        let narrowed = s
+        let narrowed = self
             .backend
             .narrow(Some((id, now.unix_seconds)), &tags, &mut |entry| {
                 let n = n.as_ref()?;
@@ -386,7 +423,7 @@ impl Relay {
             });
         // A grant event's key refetched by id (crate::roster), once what it narrowed is
         // written: Polar's answer then ends a revocation the key's re-grant made obsolete.
-        crate::roster::on_event(&s.roster, &event, now.monotonic_ms);
+        crate::roster::on_event(&self.roster, &event, now.monotonic_ms);
         match narrowed {
             Ok(Some(count)) => {
                 log::info!(
@@ -414,7 +451,7 @@ impl Relay {
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn keep(
         &self,
-        s: &Stored,
+        leases: &Leases,
         pending: &Pending,
         seen: Seen,
         now: Now,
@@ -425,12 +462,12 @@ impl Relay {
         let seen = seen.0;
         if seen.as_ref().is_some_and(|a| a.status == 200) {
             // Polar granted it: the organization's key (crate::roster).
-            s.roster.learn(&pending.key);
+            self.roster.learn(&pending.key);
         }
         if let Some(a) = seen.as_ref().filter(|a| a.status == 429) {
-            let mut budget = s.budget(now);
+            let mut budget = self.budget(now);
             budget.learn(now.monotonic_ms, a.retry_after);
-            s.backend
+            self.backend
                 .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
         }
         if let Some((id, prior)) = &pending.stored {
@@ -442,11 +479,13 @@ impl Relay {
                 // The entry as it is now, not as it was before the call: a revocation
                 // acknowledged while Polar was being asked is answered, never the grant read
                 // before it.
-                let current = s.current(id, "Polar's failure is passed on");
+                let current = self.current(id, "Polar's failure is passed on");
                 // An early refresh's grant is still fresh.
                 let reply = pending.standing_in();
                 let stale =
-                    self.stored_answer(s, pending, current.as_ref(), now, reply, &move || entropy);
+                    self.stored_answer(leases, pending, current.as_ref(), now, reply, &move || {
+                        entropy
+                    });
                 if let Some(f) = stale {
                     *response = f.response;
                     *unsigned = f.unsigned;
@@ -511,7 +550,7 @@ impl Relay {
                     // re-check); a webhook applied while Polar was being asked keeps its mark
                     // (Polar may have answered before the change).
                     let written = fits.then(|| {
-                        s.backend.update(id, &mut |current| {
+                        self.backend.update(id, &mut |current| {
                             let mut entry = answer.clone();
                             if let Some(current) = current {
                                 entry.customer_event_at = current.customer_event_at;
@@ -536,7 +575,7 @@ impl Relay {
                         // Polar's grant: its key checked now (crate::reconcile).
                         Some(Ok(_)) if grant => {
                             if let Some(l) = &a.license_key_id {
-                                s.reconcile.saw(l, now.unix_seconds);
+                                self.reconcile.saw(l, now.unix_seconds);
                             }
                         }
                         Some(Ok(_)) => {}
@@ -546,26 +585,26 @@ impl Relay {
         }
         if pending.stored.is_none() {
             if let Some(a) = &seen {
-                self.narrow_own(s, pending, a, now);
+                self.narrow_own(pending, a, now);
             }
         }
         // The budget's state, when no write above carried it (a call whose answer is not
         // kept: an activation, a 429, a 5xx): written before the answer leaves.
-        if let Err(e) = s.backend.flush_budget() {
+        if let Err(e) = self.backend.flush_budget() {
             log::error!("relay: {e}: the token budget's state is written with the next change");
         }
         if let Some(id) = &pending.flight {
-            s.land(id);
+            self.land(id);
         }
     }
 }
 
-impl Relay {
+impl Stored {
     /// A change made through the relay narrows what it touched, as a webhook would: after a
     /// deactivation Polar accepted, or a validate that incremented the usage, the key's
     /// stored answers are marked stale (the next check asks Polar; while Polar cannot be
     /// asked they answer for at most [`crate::store::StoreOptions::marked_stale_for`]).
-    fn narrow_own(&self, s: &Stored, pending: &Pending, a: &Answered, now: Now) {
+    fn narrow_own(&self, pending: &Pending, a: &Answered, now: Now) {
         let changed = match pending.op {
             Operation::Deactivate => (200..300).contains(&a.status),
             Operation::Validate => {
@@ -577,7 +616,7 @@ impl Relay {
             return;
         }
         let tag = store::key_tag(&pending.checked.organization_id, &key_hash(&pending.key));
-        let marked = s.backend.narrow(None, &[tag], &mut |e| {
+        let marked = self.backend.narrow(None, &[tag], &mut |e| {
             (e.mark == Mark::None).then(|| Entry {
                 mark: Mark::Stale,
                 marked_at: now.unix_seconds,
@@ -599,7 +638,7 @@ impl Relay {
     }
 }
 
-/// How a stored answer may be given ([`Relay::stored_answer`]).
+/// How a stored answer may be given ([`crate::Relay::stored_answer`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Reply {
     /// As fresh, unless a grant is due to be asked again ahead of its end
@@ -660,7 +699,7 @@ fn store_unread(pending: &Pending, e: &store::StoreError) -> RelayResponse {
     );
     let mut r = RelayResponse::detail(503, "the store could not be read");
     r.set("retry-after", "1");
-    sourced(r, crate::RELAY_SOURCE)
+    sourced(r, crate::types::RELAY_SOURCE)
 }
 
 fn budget_refused(secs: u64) -> RelayResponse {

@@ -6,7 +6,8 @@ use polar_license::lease::key_hash;
 use polar_license_rules::{check_body, CheckedBody};
 
 use crate::store::{self, EntryId, Wants};
-use crate::{Relay, RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
+use crate::stored::Stored;
+use crate::types::{RelayRequest, ROUTE_PREFIX, WEBHOOK_ROUTE};
 
 /// The id of a validate's entry: the organization, the key's SHA-256, the API version asked
 /// and every field that shapes Polar's answer. Polar ignores conditions sent without an
@@ -29,64 +30,69 @@ pub(crate) fn entry_of(checked: &CheckedBody, key_sha256: &str, version: Option<
     )
 }
 
-impl Relay {
-    /// What `req` reads or narrows in the store: a validate its entry and its key's index row
-    /// (with every entry of it after an increment, which narrows them); a deactivation its
-    /// key's row and entries; a webhook the rows of the key id or customer it names, and their
-    /// entries. `None` without a store, or for a request that touches nothing stored (an
-    /// activation, a request refused before the store, a webhook whose signature does not
-    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
-    /// answered by [`Relay::begin_after`] as before.
-    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
-        let s = self.store.as_ref()?;
-        let path = req.path.split('?').next().unwrap_or_default();
-        if path == WEBHOOK_ROUTE {
-            // Its outcome kept for the begin that follows (verified once per request).
-            let client = crate::roster::client_group(&self.client_of(req));
-            s.deliveries
-                .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
-                .ok()?;
-            let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
-            let tags = store::narrowing(&event)?.tags;
-            return Some(Wants {
-                entries: Vec::new(),
-                tags,
-                all: true,
-            });
-        }
-        let op = path.strip_prefix(ROUTE_PREFIX)?;
-        if op != "validate" && op != "deactivate" {
-            return None;
-        }
-        let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
-        let key = key_hash(&polar_license::Key::new(checked.key.clone()));
-        let tags = vec![store::key_tag(&checked.organization_id, &key)];
-        if op == "deactivate" {
-            return Some(Wants {
-                entries: Vec::new(),
-                tags,
-                all: true,
-            });
-        }
-        let id = entry_of(
-            &checked,
-            &key,
-            crate::passed_version(req.header("polar-version")),
-        );
-        Some(Wants {
-            entries: vec![id],
+/// What `req` reads or narrows in the store: a validate its entry and its key's index row
+/// (with every entry of it after an increment, which narrows them); a deactivation its
+/// key's row and entries; a webhook the rows of the key id or customer it names, and their
+/// entries. `None` without a store, or for a request that touches nothing stored (an
+/// activation, a request refused before the store, a webhook whose signature does not
+/// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+/// answered by [`crate::Relay::begin_after`] as before.
+/// (`client`: the request's client, asked only for a webhook.)
+pub(crate) fn store_wants(
+    s: &Stored,
+    client: impl FnOnce() -> String,
+    req: &RelayRequest,
+    now_unix: i64,
+) -> Option<Wants> {
+    let path = req.path.split('?').next().unwrap_or_default();
+    if path == WEBHOOK_ROUTE {
+        // Its outcome kept for the begin that follows (verified once per request).
+        let client = crate::roster::client_group(&client());
+        s.deliveries
+            .verify(s.webhook_secret.as_deref()?, &client, req, now_unix, true)
+            .ok()?;
+        let event = serde_json::from_slice::<serde_json::Value>(&req.body).ok()?;
+        let tags = store::narrowing(&event)?.tags;
+        return Some(Wants {
+            entries: Vec::new(),
             tags,
-            all: checked.increment_usage.unwrap_or(0) > 0,
-        })
+            all: true,
+        });
     }
+    let op = path.strip_prefix(ROUTE_PREFIX)?;
+    if op != "validate" && op != "deactivate" {
+        return None;
+    }
+    let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
+    let key = key_hash(&polar_license::Key::new(checked.key.clone()));
+    let tags = vec![store::key_tag(&checked.organization_id, &key)];
+    if op == "deactivate" {
+        return Some(Wants {
+            entries: Vec::new(),
+            tags,
+            all: true,
+        });
+    }
+    let id = entry_of(
+        &checked,
+        &key,
+        crate::types::passed_version(req.header("polar-version")),
+    );
+    Some(Wants {
+        entries: vec![id],
+        tags,
+        all: checked.increment_usage.unwrap_or(0) > 0,
+    })
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::clock::Now;
+    use crate::relay::Relay;
     use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
-    use crate::{Now, RelayConfig, StoreConfig};
+    use crate::types::{RelayConfig, StoreConfig};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};
     use std::sync::{Arc, Mutex};

@@ -16,15 +16,15 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::reconcile::{
-    reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants, Check,
-    ListPage,
+use crate::clock::Now;
+use crate::reads::{
+    reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants,
+    refetch_wants, roster_answered, roster_read, roster_warning,
 };
-use crate::roster::{
-    refetch_wants, roster_answered, roster_read, roster_warning, Read, ReadAnswer,
-};
+use crate::reconcile::{Check, ListPage};
+use crate::relay::Relay;
+use crate::roster::{Read, ReadAnswer};
 use crate::store::{Missing, PagedBackend, Wants};
-use crate::{Now, Relay};
 
 /// Rounds of loads one read waits for before it goes on without them (a read whose entries
 /// were not all loaded narrows nothing, and is asked again after a backoff).
@@ -209,7 +209,7 @@ impl Background {
             if now.monotonic_ms < self.list_after {
                 listing = true;
                 wait_for(self.list_after - now.monotonic_ms);
-            } else if let Some(page) = reconcile_list(relay) {
+            } else if let Some(page) = reconcile_list(&relay.reads()) {
                 let id = self.put(Job::List);
                 return Poll::List { id, page };
             }
@@ -265,10 +265,10 @@ impl Background {
     /// (for a host whose log the core does not reach).
     pub fn answered(&mut self, relay: &Relay, id: u32, given: Given, now: Now) -> Option<String> {
         let Some(at) = self.out.iter().position(|(i, _)| *i == id) else {
-            return roster_warning(relay);
+            return roster_warning(&relay.reads());
         };
         let Some((_, job)) = self.out.remove(at) else {
-            return roster_warning(relay);
+            return roster_warning(&relay.reads());
         };
         match job {
             Job::Roster(_) | Job::Reconcile(_) => {
@@ -289,7 +289,7 @@ impl Background {
                 }
             }
             Job::List => match given {
-                Given::Rows(Ok(rows)) => reconcile_listed(relay, &rows, now),
+                Given::Rows(Ok(rows)) => reconcile_listed(&relay.reads(), &rows, now),
                 other => {
                     log::error!(
                         "relay: the stored keys could not be listed for the reconcile \
@@ -314,7 +314,7 @@ impl Background {
                 self.apply_parked(relay, now, false);
             }
         }
-        roster_warning(relay)
+        roster_warning(&relay.reads())
     }
 
     /// A parked answer's next load, or `None` once every parked answer that could be was
@@ -373,7 +373,7 @@ impl Background {
 
     /// The roster's say: its next read, or how long until one.
     fn roster(&mut self, relay: &Relay, now: Now) -> Say {
-        match roster_read(relay, now) {
+        match roster_read(&relay.reads(), now) {
             Ok(read) => {
                 let (url, headers) = (read.url.clone(), read.headers.clone());
                 self.send(Job::Roster(read), url, headers)
@@ -392,7 +392,7 @@ impl Background {
         }
         if let Some(paged) = &self.paged {
             // A key's entries not loaded would read as gone (its key dropped): loaded first.
-            let missing = reconcile_wants(relay, now)
+            let missing = reconcile_wants(&relay.reads(), now)
                 .map(|w| paged.missing(&w))
                 .filter(|m| !m.is_empty());
             if let Some(missing) = missing {
@@ -406,7 +406,7 @@ impl Background {
                 return Say::Wait(LOAD_AGAIN_MS);
             }
         }
-        match reconcile_read(relay, now) {
+        match reconcile_read(&relay.reads(), now) {
             Ok(check) => {
                 self.check_rounds = 0;
                 let (url, headers) = (check.url.clone(), check.headers.clone());
@@ -422,7 +422,7 @@ impl Background {
 /// What the answer of a read touches in the store (a re-grant's refetch, a reconcile).
 fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
     match job {
-        Job::Roster(read) => refetch_wants(relay, read),
+        Job::Roster(read) => refetch_wants(&relay.reads(), read),
         Job::Reconcile(check) => Some(check.wants()),
         _ => None,
     }
@@ -431,8 +431,8 @@ fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
 /// A read's answer handed to its component.
 fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
     match job {
-        Job::Roster(read) => roster_answered(relay, read, answer, now),
-        Job::Reconcile(check) => reconcile_answered(relay, check, answer, now),
+        Job::Roster(read) => roster_answered(&relay.reads(), read, answer, now),
+        Job::Reconcile(check) => reconcile_answered(&relay.reads(), check, answer, now),
         _ => {}
     }
 }

@@ -11,9 +11,11 @@
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
+use crate::clock::Now;
+use crate::relay::Relay;
 use crate::store::Wants;
-use crate::{
-    Finished, Now, Pending, Relay, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
+use crate::types::{
+    Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
     WEBHOOK_MAX_BODY_BYTES, WEBHOOK_ROUTE,
 };
 
@@ -121,6 +123,18 @@ pub enum Need {
     Respond(RelayResponse),
     /// Nothing more.
     Done,
+}
+
+impl Need {
+    /// Writes a [`Need::Warn`] or a [`Need::Error`] to the log (the native hosts' one way of
+    /// meeting them); any other need is left alone.
+    pub(crate) fn log(&self) {
+        match self {
+            Need::Warn(text) => log::warn!("relay: {text}"),
+            Need::Error(text) => log::error!("relay: {text}"),
+            _ => {}
+        }
+    }
 }
 
 /// What the host got for a [`Need`].
@@ -726,12 +740,8 @@ pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> Rel
             Need::Sign(_) => Given::Signature(Vec::new()),
             Need::Persist => Given::Persisted(true),
             Need::Landed(_) => continue,
-            Need::Warn(text) => {
-                log::warn!("relay: {text}");
-                continue;
-            }
-            Need::Error(text) => {
-                log::error!("relay: {text}");
+            log @ (Need::Warn(_) | Need::Error(_)) => {
+                log.log();
                 continue;
             }
             Need::Respond(r) => {
@@ -813,6 +823,41 @@ mod tests {
     use std::sync::atomic::{AtomicU32, Ordering};
     use std::sync::Arc;
 
+    /// The lines logged in this test binary, by level (the only logger it installs).
+    struct Captured(std::sync::Mutex<Vec<(log::Level, String)>>);
+
+    impl log::Log for Captured {
+        fn enabled(&self, _: &log::Metadata<'_>) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record<'_>) {
+            let mut lines = self.0.lock().unwrap_or_else(|e| e.into_inner());
+            lines.push((record.level(), record.args().to_string()));
+        }
+        fn flush(&self) {}
+    }
+
+    static CAPTURED: Captured = Captured(std::sync::Mutex::new(Vec::new()));
+
+    #[test]
+    fn a_warning_or_an_error_asked_of_a_host_is_logged_at_its_level() {
+        if log::set_logger(&CAPTURED).is_ok() {
+            log::set_max_level(log::LevelFilter::Trace);
+        }
+        Need::Warn("w-7f3a".into()).log();
+        Need::Error("e-7f3a".into()).log();
+        Need::Done.log();
+        let lines = CAPTURED.0.lock().unwrap_or_else(|e| e.into_inner());
+        let ours: Vec<_> = lines.iter().filter(|(_, l)| l.contains("7f3a")).collect();
+        assert_eq!(
+            ours,
+            [
+                &(log::Level::Warn, "relay: w-7f3a".to_string()),
+                &(log::Level::Error, "relay: e-7f3a".to_string()),
+            ]
+        );
+    }
+
     const NOW: Now = Now {
         unix_seconds: 1_790_000_000,
         monotonic_ms: 0,
@@ -821,7 +866,7 @@ mod tests {
     /// A relay whose transport counts its calls (the exchange never uses it: the host sends).
     fn relay(calls: Arc<AtomicU32>) -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
-        let config = crate::RelayConfig::new(
+        let config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
@@ -986,12 +1031,12 @@ mod tests {
     /// A relay with a store (its budget counts the calls routed to Polar).
     fn stored_relay() -> Relay {
         let key = SigningKey::generate(Some("k1")).expect("a key");
-        let mut config = crate::RelayConfig::new(
+        let mut config = crate::types::RelayConfig::new(
             Server::Custom("http://127.0.0.1:9".into()),
             AccessToken::new("polar_oat_secret"),
             key,
         );
-        config.store = Some(crate::StoreConfig {
+        config.store = Some(crate::types::StoreConfig {
             backend: Arc::new(crate::store::MemoryBackend::new(100)),
             options: crate::store::StoreOptions::default(),
             webhook_secret: None,
@@ -1049,7 +1094,7 @@ mod tests {
     #[test]
     fn a_call_whose_breaker_opened_while_it_waited_for_its_slot_is_not_made() {
         let opens = |relay: &Relay| {
-            for _ in 0..crate::BreakerOptions::default().failures {
+            for _ in 0..crate::breaker::BreakerOptions::default().failures {
                 relay.breaker.record(
                     &Err(TransportError::new(TransportErrorKind::Timeout, "slow")),
                     Some(crate::breaker::Ticket::Call),

@@ -32,12 +32,7 @@
 //! [`StoreOptions::reconcile_every`]: crate::store::StoreOptions::reconcile_every
 //! [`StoreOptions::marked_stale_for`]: crate::store::StoreOptions::marked_stale_for
 
-use polar_license::lease::key_hash;
-use polar_license::Key;
-
-use crate::roster::{read_headers, ReadAnswer, BACKOFF_MS};
-use crate::store::{self, Entry, Mark, Use, Wants};
-use crate::{Now, Relay};
+use crate::store::{self, Wants};
 
 /// A reconcile takes a call only while more than this share of the budget's shared part
 /// (the budget less its reserve) is free.
@@ -46,11 +41,11 @@ pub(crate) const IDLE_ROOM: f64 = 0.75;
 /// How long to wait before looking again while the budget has no idle room or the breaker
 /// is open. A key comes due at a known time (that long is waited); a new key comes with a
 /// request (the host asks again after each: the native server's loop looks every 200 ms at most).
-const POLL_MS: u64 = 1_000;
+pub(crate) const POLL_MS: u64 = 1_000;
 
 pub(crate) mod queue;
 
-use queue::uuid_of;
+pub(crate) use queue::uuid_of;
 pub use queue::Check;
 pub(crate) use queue::{Outcome, Reconcile};
 
@@ -60,7 +55,7 @@ pub(crate) use queue::{Outcome, Reconcile};
 pub(crate) const LIST_PAGE: usize = 128;
 
 /// The index rows whose tags name the stored grants' license key ids (`l:<id>`).
-const KEY_ROWS: &str = "l:";
+pub(crate) const KEY_ROWS: &str = "l:";
 
 /// The next page of the stored keys' listing a host reads for the reconcile
 /// ([`crate::flow::background::Poll::List`]): at most `limit` index rows (`<tag>|<entry id>`,
@@ -82,7 +77,7 @@ pub struct ListPage {
 /// longer than any stored grant is answered (at most `--stale-for` after Polar's answer, and
 /// only while Polar cannot be asked); the queue's memory (about 100 bytes a key) stays
 /// bounded in a Durable Object.
-fn list_cap(o: &store::StoreOptions) -> usize {
+pub(crate) fn list_cap(o: &store::StoreOptions) -> usize {
     let shared = f64::from(o.budget.saturating_sub(o.reserve));
     let per_window = (shared * (1.0 - IDLE_ROOM)).ceil();
     let windows = o.stale_for as f64 * 1000.0 / o.budget_window_ms.max(1) as f64;
@@ -91,7 +86,7 @@ fn list_cap(o: &store::StoreOptions) -> usize {
 
 /// The index row of a key's stored grants, with every entry of it: what a reconcile of the
 /// key reads and narrows.
-fn key_wants(id: u128) -> Wants {
+pub(crate) fn key_wants(id: u128) -> Wants {
     Wants {
         entries: Vec::new(),
         tags: vec![format!("l:{}", uuid::Uuid::from_u128(id).hyphenated())],
@@ -99,361 +94,18 @@ fn key_wants(id: u128) -> Wants {
     }
 }
 
-/// With a store read per key ([`crate::store::PagedBackend`]): what the reconcile's next
-/// read at `now` touches (the due key's index row and its entries), for the host to load
-/// before [`reconcile_read`]; `None` when no key is due (or no reconcile).
-pub(crate) fn reconcile_wants(relay: &Relay, now: Now) -> Option<Wants> {
-    let s = relay.store.as_ref()?;
-    let q = s.reconcile.lock();
-    if !q.on {
-        return None;
-    }
-    let (_, id) = q
-        .due(
-            now.unix_seconds,
-            now.monotonic_ms,
-            s.options.reconcile_every,
-        )
-        .ok()?;
-    Some(key_wants(id))
-}
-
-/// With a store read per key (Workers), the keys of the grants stored before this relay
-/// started, learned a page at a time as natively [`crate::store::Backend::tags_with_prefix`]
-/// gives them at once: the next page of index rows for the host to list and hand to
-/// [`reconcile_listed`] (each bounded, never one read of the whole store, so start-up
-/// time does not grow with it), `None` once the listing is done (or with no reconcile).
-pub(crate) fn reconcile_list(relay: &Relay) -> Option<ListPage> {
-    let s = relay.store.as_ref()?;
-    let q = s.reconcile.lock();
-    (q.on && !q.listed_all).then(|| ListPage {
-        prefix: KEY_ROWS,
-        after: q.listed_after.clone(),
-        limit: LIST_PAGE,
-    })
-}
-
-/// A page of [`reconcile_list`] listed at `now`: its rows (`l:<license key id>|<entry
-/// id>`, in order). Each key not in the reconcile's queue yet is due one interval from
-/// `now`, as the keys read at a native start are; a key Polar answered meanwhile keeps its
-/// own last check. A page shorter than its limit (or one that does not move on) ends the
-/// listing.
-pub(crate) fn reconcile_listed(relay: &Relay, rows: &[String], now: Now) {
-    let Some(s) = relay.store.as_ref() else {
-        return;
-    };
-    let cap = list_cap(&s.options);
-    let mut q = s.reconcile.lock();
-    if !q.on || q.listed_all {
-        return;
-    }
-    let mut full = false;
-    for id in rows
-        .iter()
-        .filter_map(|r| r.strip_prefix(KEY_ROWS)?.split_once('|'))
-        .filter_map(|(id, _)| uuid_of(id))
-    {
-        if q.checked.len() >= cap {
-            full = true;
-            break;
-        }
-        q.learn(id, now.unix_seconds);
-    }
-    let moved = rows
-        .last()
-        .filter(|r| Some(*r) > q.listed_after.as_ref())
-        .cloned();
-    match moved {
-        Some(last) if rows.len() >= LIST_PAGE && !full => q.listed_after = Some(last),
-        _ => {
-            q.listed_all = true;
-            if full {
-                log::warn!(
-                    "relay: reconcile: {} keys of stored grants listed, as many as it can \
-                     check within --stale-for; the others are checked once Polar answers \
-                     a check of theirs",
-                    q.checked.len()
-                );
-            } else {
-                log::info!(
-                    "relay: reconcile: the stored grants listed, {} keys",
-                    q.checked.len()
-                );
-            }
-        }
-    }
-}
-
-/// The reconcile's next read of Polar at `now` (`GET /v1/license-keys/{id}`), its call
-/// taken from the budget's idle room; `Err(Some(ms))` to wait (a key answered by Polar
-/// meanwhile may come due sooner: ask again after each request), `Err(None)` when there
-/// is no reconcile. Its answer goes to [`reconcile_answered`]. The background
-/// machine (crate::flow::background) asks, with a store read per key having loaded
-/// [`reconcile_wants`] first.
-pub(crate) fn reconcile_read(relay: &Relay, now: Now) -> Result<Check, Option<u64>> {
-    let Some(s) = relay.store.as_ref() else {
-        return Err(None);
-    };
-    if !s.reconcile.lock().on {
-        return Err(None);
-    }
-    if !s.reconcile.lock().loaded {
-        // The keys of the entries held at start, each due one interval from now.
-        let tags = s.backend.tags_with_prefix("l:").unwrap_or_else(|e| {
-            log::error!("relay: {e}: the reconcile starts with the keys answered from now");
-            Vec::new()
-        });
-        let mut q = s.reconcile.lock();
-        for id in tags
-            .iter()
-            .filter_map(|t| t.strip_prefix("l:"))
-            .filter_map(uuid_of)
-        {
-            q.learn(id, now.unix_seconds);
-        }
-        q.loaded = true;
-        log::info!(
-            "relay: reconcile on: every {} s, {} keys of stored grants",
-            s.options.reconcile_every,
-            q.checked.len()
-        );
-    }
-    if relay.breaker.is_open(now) {
-        return Err(Some(POLL_MS));
-    }
-    let (before, id) = s
-        .reconcile
-        .lock()
-        .due(
-            now.unix_seconds,
-            now.monotonic_ms,
-            s.options.reconcile_every,
-        )
-        .map_err(Some)?;
-    let license_key_id = uuid::Uuid::from_u128(id).hyphenated().to_string();
-    // No call for a key whose grants are gone (evicted), or all revoked already and no
-    // longer refused without a call (past `denial_for` the next check asks Polar, whose
-    // answer decides). A revocation that still refuses is asked about: a key granted
-    // again (§15: the same string) has its revocation ended within the interval.
-    let tag = format!("l:{license_key_id}");
-    let denial_for = i64::try_from(s.options.denial_for).unwrap_or(i64::MAX);
-    let refusing = |e: &Entry| {
-        now.unix_seconds
-            .saturating_sub(e.marked_at.max(e.answered_at))
-            < denial_for
-    };
-    let live = s.backend.index(&tag).ok().is_some_and(|ids| {
-        ids.iter().any(|e| {
-            s.backend
-                .get(e)
-                .ok()
-                .flatten()
-                .is_some_and(|e| e.grant && (e.mark != Mark::Revoked || refusing(&e)))
-        })
-    });
-    if !live {
-        s.reconcile.lock().drop_key(id);
-        return Err(Some(0));
-    }
-    if s.budget(now).room(now.monotonic_ms) <= IDLE_ROOM {
-        return Err(Some(POLL_MS));
-    }
-    if let Err(secs) = s.take(now, Use::Shared) {
-        return Err(Some(secs.saturating_mul(1000).min(POLL_MS)));
-    }
-    // Checked now: it goes to the back (put back where it was if the call fails).
-    s.reconcile.lock().set(id, now.unix_seconds);
-    Ok(Check {
-        url: format!("{}/v1/license-keys/{license_key_id}", relay.base_url),
-        headers: read_headers(relay),
-        id,
-        started: now.unix_seconds,
-        started_ms: now.monotonic_ms,
-        before,
-    })
-}
-
-/// What Polar said about a reconciled key (`answer`, as a roster read's), applied: its
-/// entries narrowed (never granted), its 429 learned, the key dropped or checked again
-/// later. With a store read per key, the host loads [`Check::wants`] first (an entry
-/// not loaded is not narrowed: the key is asked again after a backoff).
-pub(crate) fn reconcile_answered(relay: &Relay, check: Check, answer: ReadAnswer, now: Now) {
-    let Some(s) = relay.store.as_ref() else {
-        return;
-    };
-    let outcome = reconciled(s, &check, answer, now);
-    {
-        let mut q = s.reconcile.lock();
-        *q.calls.entry(outcome).or_default() += 1;
-        match outcome {
-            // A rotated key's new string keeps being checked; a revoked or disabled key
-            // while its revocation refuses without a call (see `reconcile_read`).
-            Outcome::Granted | Outcome::Rotated | Outcome::Inactive => {}
-            Outcome::RateLimited | Outcome::Failed => {
-                // Not checked after all: first again once the wait is over.
-                if q.checked.get(&check.id) == Some(&check.started) {
-                    q.set(check.id, check.before);
-                }
-            }
-            _ => q.drop_key(check.id),
-        }
-    }
-    if let Err(e) = s.backend.flush_budget() {
-        log::error!("relay: {e}: the token budget's state is written with the next change");
-    }
-}
-
-fn reconciled(s: &crate::stored::Stored, check: &Check, answer: ReadAnswer, now: Now) -> Outcome {
-    let backoff = |why: &str| {
-        log::warn!("relay: the reconcile's read of Polar {why}; again in 5 s");
-        let mut q = s.reconcile.lock();
-        q.not_before = q
-            .not_before
-            .max(now.monotonic_ms.saturating_add(BACKOFF_MS));
-        Outcome::Failed
-    };
-    let (status, retry_after, body) = match answer {
-        Ok(a) => a,
-        Err(why) => return backoff(&format!("failed ({why})")),
-    };
-    let license_key_id = uuid::Uuid::from_u128(check.id).hyphenated().to_string();
-    let (outcome, mark, current_tag) = match status {
-        200 => {
-            let Ok(key) = serde_json::from_slice::<serde_json::Value>(&body) else {
-                return backoff("is not JSON");
-            };
-            let Some(status) = key.get("status").and_then(|v| v.as_str()) else {
-                return backoff("has no status");
-            };
-            let string = key.get("key").and_then(|v| v.as_str()).map(Key::new);
-            let org = key.get("organization_id").and_then(|v| v.as_str());
-            if crate::roster::usable(&key, now.unix_seconds) {
-                // Granted (again): a stored revocation applied before this read ends
-                // (§15); Polar's own read by id says so, never a webhook.
-                let started = Now {
-                    unix_seconds: check.started,
-                    monotonic_ms: check.started_ms,
-                };
-                if s.lift_revoked(&license_key_id, started, now).is_none() {
-                    return backoff("was not applied (the store could not lift)");
-                }
-                // Rotated: the grants of any other string than the key's now are stale.
-                match (string, org) {
-                    (Some(k), Some(org)) => {
-                        let tag = store::key_tag(org, &key_hash(&k));
-                        (Outcome::Rotated, Mark::Stale, Some(tag))
-                    }
-                    _ => return Outcome::Granted,
-                }
-            } else {
-                if let Some(k) = &string {
-                    s.roster.forget(k);
-                }
-                if matches!(status, "revoked" | "disabled") {
-                    // Noted before it is written: a read by id under way does not lift it.
-                    s.note_revoked(&license_key_id, now);
-                    (Outcome::Inactive, Mark::Revoked, None)
-                } else {
-                    (Outcome::Expired, Mark::Stale, None)
-                }
-            }
-        }
-        404 => (Outcome::Gone, Mark::Stale, None),
-        429 => {
-            let ms = s.learn_429(now, retry_after);
-            let mut q = s.reconcile.lock();
-            q.not_before = q.not_before.max(now.monotonic_ms.saturating_add(ms));
-            return Outcome::RateLimited;
-        }
-        401 | 403 => {
-            log::warn!(
-                "relay: the token cannot read license keys by id ({status}; it needs the \
-                 scope license_keys:read): no reconcile, a missed webhook's revocation is \
-                 heard when the entry ages out"
-            );
-            s.reconcile.lock().on = false;
-            return Outcome::Failed;
-        }
-        other => return backoff(&format!("got {other}")),
-    };
-    let Some(narrowed) = narrow_key(s, &license_key_id, check.started, mark, current_tag, now)
-    else {
-        return backoff("was not applied (the store could not narrow)");
-    };
-    if outcome == Outcome::Rotated && narrowed == 0 {
-        return Outcome::Granted;
-    }
-    s.reconcile.lock().narrowed += narrowed as u64;
-    log::info!(
-        "relay: reconcile: Polar says a stored grant's key is {}: {narrowed} entries marked {}",
-        outcome.label(),
-        if mark == Mark::Revoked {
-            "revoked"
-        } else {
-            "stale"
-        }
-    );
-    outcome
-}
-
-impl crate::stored::Stored {
-    /// Polar answered a read of the relay's own 429: the budget learns it (every call waits
-    /// for its `Retry-After`, at most an hour believed) and stages its state for the store.
-    /// How many ms the read's worker waits.
-    pub(crate) fn learn_429(&self, now: Now, retry_after: Option<u64>) -> u64 {
-        let mut budget = self.budget(now);
-        budget.learn(now.monotonic_ms, retry_after);
-        self.backend
-            .stage_budget(budget.state(now.unix_seconds, now.monotonic_ms));
-        retry_after.unwrap_or(60).min(3600) * 1000
-    }
-}
-
-/// Marks the grants of `license_key_id` that Polar answered by `started` (and, with
-/// `keep_tag`, only those of another key string than it): `mark`, never weaker than what they
-/// hold. How many changed; `None` when the store failed (nothing narrowed).
-fn narrow_key(
-    s: &crate::stored::Stored,
-    license_key_id: &str,
-    started: i64,
-    mark: Mark,
-    keep_tag: Option<String>,
-    now: Now,
-) -> Option<usize> {
-    let narrowed = s
-        .backend
-        .narrow(None, &[format!("l:{license_key_id}")], &mut |e: &Entry| {
-            if !e.grant || e.answered_at > started || e.mark == Mark::Revoked {
-                return None;
-            }
-            if let Some(tag) = &keep_tag {
-                if e.key_tag.as_ref().is_none_or(|t| t == tag) {
-                    return None;
-                }
-            }
-            if mark == Mark::Stale && e.mark == Mark::Stale {
-                return None;
-            }
-            Some(Entry {
-                mark,
-                marked_at: now.unix_seconds,
-                ..e.clone()
-            })
-        });
-    match narrowed {
-        Ok(n) => Some(n.unwrap_or(0)),
-        Err(e) => {
-            log::error!("relay: {e}: the reconcile narrowed nothing (asked again next time)");
-            None
-        }
-    }
-}
-
 #[cfg(test)]
 #[allow(clippy::expect_used, clippy::panic)] // tests: a panic is the failure report
 pub(crate) mod tests {
     use super::*;
+    use crate::clock::Now;
+    use crate::reads::*;
+    use crate::relay::Relay;
+    use crate::roster::ReadAnswer;
     use crate::store::StoreOptions;
+    use crate::store::{Entry, Mark, Use};
+    use polar_license::lease::key_hash;
+    use polar_license::Key;
     use serde_json::json;
 
     const ORG: &str = "11111111-1111-4111-8111-111111111111";
@@ -553,13 +205,13 @@ pub(crate) mod tests {
         ];
         for (n, answer) in answers {
             s.reconcile.saw(&lk(n), 100);
-            let check = reconcile_read(&r, at(NOW, u64::from(n))).expect("due");
+            let check = reconcile_read(&r.reads(), at(NOW, u64::from(n))).expect("due");
             assert_eq!(
                 check.url,
                 format!("http://127.0.0.1:9/v1/license-keys/{}", lk(n))
             );
             assert!(!format!("{check:?}").contains("Bearer"));
-            reconcile_answered(&r, check, answer, at(NOW, u64::from(n)));
+            reconcile_answered(&r.reads(), check, answer, at(NOW, u64::from(n)));
         }
         let mark = |id: u8| s.backend.get(&[id; 32]).expect("get").expect("held").mark;
         assert_eq!(mark(1), Mark::Revoked, "revoked");
@@ -604,8 +256,8 @@ pub(crate) mod tests {
         let s = r.store.as_ref().expect("a store");
         s.reconcile.saw(&lk(1), 100);
         let row = format!("l:{}", lk(1));
-        assert_eq!(reconcile_wants(&r, at(159, 0)), None, "not due yet");
-        let wants = reconcile_wants(&r, at(NOW, 0)).expect("due");
+        assert_eq!(reconcile_wants(&r.reads(), at(159, 0)), None, "not due yet");
+        let wants = reconcile_wants(&r.reads(), at(NOW, 0)).expect("due");
         assert_eq!(wants.tags, vec![row.clone()]);
         assert!(wants.all);
         assert_eq!(paged.missing(&wants).tags, vec![row.clone()]);
@@ -616,24 +268,29 @@ pub(crate) mod tests {
         let entry = || Some(grant(1, "K-1", 100, Mark::None));
         paged.load(vec![(hex.clone(), entry())], Vec::new());
         assert!(paged.missing(&wants).is_empty());
-        let check = reconcile_read(&r, at(NOW, 1)).expect("a read");
+        let check = reconcile_read(&r.reads(), at(NOW, 1)).expect("a read");
         // The row leaves the cache while Polar is asked (another read trims it).
         paged.load(Vec::new(), vec![("l:other".into(), Vec::new())]);
         paged.trim();
         assert_eq!(paged.missing(&check.wants()).tags, vec![row.clone()]);
-        reconcile_answered(&r, check, polar_key("K-1", "revoked", None), at(NOW, 2));
+        reconcile_answered(
+            &r.reads(),
+            check,
+            polar_key("K-1", "revoked", None),
+            at(NOW, 2),
+        );
         let mark = || s.backend.get(&[1; 32]).expect("get").map(|e| e.mark);
         assert_eq!(mark(), Some(Mark::None), "nothing narrowed");
         assert_eq!(s.reconcile.len(), 1, "the key kept");
         // After the backoff, loaded again: revoked.
-        assert_eq!(reconcile_wants(&r, at(NOW, 3)), None, "backing off");
-        let wants = reconcile_wants(&r, at(NOW, 10_000)).expect("due again");
+        assert_eq!(reconcile_wants(&r.reads(), at(NOW, 3)), None, "backing off");
+        let wants = reconcile_wants(&r.reads(), at(NOW, 10_000)).expect("due again");
         paged.load(vec![(hex.clone(), entry())], vec![(row, vec![hex])]);
         assert!(paged.missing(&wants).is_empty());
-        let check = reconcile_read(&r, at(NOW, 10_001)).expect("a read");
+        let check = reconcile_read(&r.reads(), at(NOW, 10_001)).expect("a read");
         assert!(paged.missing(&check.wants()).is_empty());
         reconcile_answered(
-            &r,
+            &r.reads(),
             check,
             polar_key("K-1", "revoked", None),
             at(NOW, 10_002),
@@ -663,8 +320,13 @@ pub(crate) mod tests {
         // Revoked 10 s ago (denial_for is 60 s): asked, granted again, lifted.
         s.backend.put(&[1; 32], &revoked(1, NOW - 10)).expect("put");
         s.reconcile.saw(&lk(1), 100);
-        let check = reconcile_read(&r, at(NOW, 1)).expect("due");
-        reconcile_answered(&r, check, polar_key("K-1", "granted", None), at(NOW, 2));
+        let check = reconcile_read(&r.reads(), at(NOW, 1)).expect("due");
+        reconcile_answered(
+            &r.reads(),
+            check,
+            polar_key("K-1", "granted", None),
+            at(NOW, 2),
+        );
         assert_eq!(
             mark(1),
             Mark::Stale,
@@ -675,16 +337,21 @@ pub(crate) mod tests {
         // A revocation applied while the read was under way stays.
         s.backend.put(&[2; 32], &revoked(2, NOW - 10)).expect("put");
         s.reconcile.saw(&lk(2), 100);
-        let check = reconcile_read(&r, at(NOW, 3)).expect("due");
+        let check = reconcile_read(&r.reads(), at(NOW, 3)).expect("due");
         s.note_revoked(&lk(2), at(NOW, 4));
-        reconcile_answered(&r, check, polar_key("K-2", "granted", None), at(NOW, 5));
+        reconcile_answered(
+            &r.reads(),
+            check,
+            polar_key("K-2", "granted", None),
+            at(NOW, 5),
+        );
         assert_eq!(mark(2), Mark::Revoked, "revoked after the read began");
         // Revoked long ago (past denial_for, a check asks Polar anyway): no read for it.
         s.backend
             .put(&[3; 32], &revoked(3, NOW - 600))
             .expect("put");
         s.reconcile.saw(&lk(3), 100);
-        assert!(reconcile_read(&r, at(NOW, 6)).is_err(), "no read");
+        assert!(reconcile_read(&r.reads(), at(NOW, 6)).is_err(), "no read");
         assert_eq!(mark(3), Mark::Revoked);
     }
 
@@ -697,11 +364,14 @@ pub(crate) mod tests {
         let (_, r) = paged_relay(4);
         let s = r.store.as_ref().expect("a store");
         // The start's read of the keys (natively all of them) finds none here.
-        assert_eq!(reconcile_read(&r, at(NOW, 0)).err(), Some(Some(60_000)));
+        assert_eq!(
+            reconcile_read(&r.reads(), at(NOW, 0)).err(),
+            Some(Some(60_000))
+        );
         assert_eq!(s.reconcile.len(), 0);
         // Polar answered key 1 since the start (at NOW + 30).
         s.reconcile.saw(&lk(1), NOW + 30);
-        let first = reconcile_list(&r).expect("a page wanted");
+        let first = reconcile_list(&r.reads()).expect("a page wanted");
         assert_eq!((first.prefix, first.after.as_deref()), ("l:", None));
         assert_eq!(first.limit, LIST_PAGE);
         let row = |n: u8, entry: u8| format!("l:{}|{}", lk(n), format!("{entry:02x}").repeat(32));
@@ -709,13 +379,13 @@ pub(crate) mod tests {
         let mut page = vec![row(1, 1), row(2, 2), row(2, 3), "l:lk-a|04".to_string()];
         page.extend((10..134).map(|n| row(n, n)));
         assert_eq!(page.len(), LIST_PAGE);
-        reconcile_listed(&r, &page, at(NOW, 1));
-        let second = reconcile_list(&r).expect("another page wanted");
+        reconcile_listed(&r.reads(), &page, at(NOW, 1));
+        let second = reconcile_list(&r.reads()).expect("another page wanted");
         assert_eq!(second.after.as_deref(), page.last().map(String::as_str));
         // A short page: the last.
-        reconcile_listed(&r, &[row(200, 200)], at(NOW + 5, 2));
-        assert_eq!(reconcile_list(&r), None, "listed");
-        reconcile_listed(&r, &[row(201, 201)], at(NOW + 5, 3));
+        reconcile_listed(&r.reads(), &[row(200, 200)], at(NOW + 5, 2));
+        assert_eq!(reconcile_list(&r.reads()), None, "listed");
+        reconcile_listed(&r.reads(), &[row(201, 201)], at(NOW + 5, 3));
         {
             let q = s.reconcile.lock();
             let last = |n: u8| q.checked.get(&uuid_of(&lk(n)).expect("a uuid")).copied();
@@ -727,8 +397,8 @@ pub(crate) mod tests {
             assert_eq!(q.checked.len(), 1 + 1 + 124 + 1);
         }
         // Due one interval after it was learned, the lowest id of the oldest first.
-        assert_eq!(reconcile_wants(&r, at(NOW + 59, 4)), None);
-        let due = reconcile_wants(&r, at(NOW + 60, 5)).expect("due");
+        assert_eq!(reconcile_wants(&r.reads(), at(NOW + 59, 4)), None);
+        let due = reconcile_wants(&r.reads(), at(NOW + 60, 5)).expect("due");
         assert_eq!(due.tags, vec![format!("l:{}", lk(2))]);
 
         // A host that hands the same full page again ends the listing (never a loop).
@@ -736,16 +406,16 @@ pub(crate) mod tests {
             reconcile_every: 60,
             ..StoreOptions::default()
         });
-        reconcile_listed(&again, &page, at(NOW, 0));
-        assert!(reconcile_list(&again).is_some());
-        reconcile_listed(&again, &page, at(NOW, 1));
-        assert_eq!(reconcile_list(&again), None);
+        reconcile_listed(&again.reads(), &page, at(NOW, 0));
+        assert!(reconcile_list(&again.reads()).is_some());
+        reconcile_listed(&again.reads(), &page, at(NOW, 1));
+        assert_eq!(reconcile_list(&again.reads()), None);
         // No reconcile, no listing.
         let off = crate::roster::tests::relay_with(StoreOptions {
             reconcile_every: 0,
             ..StoreOptions::default()
         });
-        assert_eq!(reconcile_list(&off), None);
+        assert_eq!(reconcile_list(&off.reads()), None);
     }
 
     /// The listing stops at the keys the reconcile can check within `--stale-for` (its memory
@@ -773,11 +443,11 @@ pub(crate) mod tests {
                 .map(|n| format!("l:{n:08}-0000-4000-8000-000000000000|00"))
                 .collect()
         };
-        reconcile_listed(&r, &page(0), at(NOW, 0));
-        assert!(reconcile_list(&r).is_some());
-        reconcile_listed(&r, &page(1_000), at(NOW, 1));
+        reconcile_listed(&r.reads(), &page(0), at(NOW, 0));
+        assert!(reconcile_list(&r.reads()).is_some());
+        reconcile_listed(&r.reads(), &page(1_000), at(NOW, 1));
         assert_eq!(s.reconcile.len(), 150);
-        assert_eq!(reconcile_list(&r), None, "no more pages");
+        assert_eq!(reconcile_list(&r.reads()), None, "no more pages");
         // Polar's answers still add their keys (as before the listing).
         s.reconcile.saw(&lk(200), NOW);
         assert_eq!(s.reconcile.len(), 151);
@@ -795,23 +465,34 @@ pub(crate) mod tests {
         s.reconcile.saw(&lk(1), 100);
         s.reconcile.saw(&lk(2), 50);
         // Not due before a minute after its last check.
-        assert_eq!(reconcile_read(&r, at(109, 0)).err(), Some(Some(1_000)));
+        assert_eq!(
+            reconcile_read(&r.reads(), at(109, 0)).err(),
+            Some(Some(1_000))
+        );
         // The oldest checked first.
-        let first = reconcile_read(&r, at(200, 0)).expect("due");
+        let first = reconcile_read(&r.reads(), at(200, 0)).expect("due");
         assert!(first.url.ends_with(&lk(2)), "{}", first.url);
         // 1 of 8 used; a client's call makes 2: 6 of 8 free is not more than three quarters.
         s.take(at(200, 1), Use::Shared).expect("a client's call");
-        assert_eq!(reconcile_read(&r, at(200, 2)).err(), Some(Some(1_000)));
+        assert_eq!(
+            reconcile_read(&r.reads(), at(200, 2)).err(),
+            Some(Some(1_000))
+        );
         assert_eq!(s.budget(at(200, 3)).used(3), 2, "no unit taken");
         // Polar's 429: learned by the budget, nothing read before its Retry-After, the key
         // first again after it.
-        reconcile_answered(&r, first, Ok((429, Some(30), Vec::new())), at(200, 4));
+        reconcile_answered(
+            &r.reads(),
+            first,
+            Ok((429, Some(30), Vec::new())),
+            at(200, 4),
+        );
         assert_eq!(s.budget(at(200, 5)).room(5), 0.0);
-        let later = reconcile_read(&r, at(300, 70_000)).expect("due again");
+        let later = reconcile_read(&r.reads(), at(300, 70_000)).expect("due again");
         assert!(later.url.ends_with(&lk(2)), "{}", later.url);
         // A key whose grants are gone costs no call: dropped.
         reconcile_answered(
-            &r,
+            &r.reads(),
             later,
             polar_key("K-2", "granted", None),
             at(300, 70_001),
@@ -819,15 +500,26 @@ pub(crate) mod tests {
         s.backend
             .put(&[1; 32], &grant(1, "K-1", 0, Mark::Revoked))
             .expect("put");
-        assert_eq!(reconcile_read(&r, at(300, 70_002)).err(), Some(Some(0)));
+        assert_eq!(
+            reconcile_read(&r.reads(), at(300, 70_002)).err(),
+            Some(Some(0))
+        );
         assert_eq!(s.reconcile.len(), 1);
         // A token that cannot read keys: no reconcile.
         s.reconcile.saw(&lk(1), 0);
         s.backend
             .put(&[1; 32], &grant(1, "K-1", 0, Mark::None))
             .expect("put");
-        let check = reconcile_read(&r, at(400, 140_000)).expect("due");
-        reconcile_answered(&r, check, Ok((403, None, Vec::new())), at(400, 140_001));
-        assert_eq!(reconcile_read(&r, at(500, 200_000)).err(), Some(None));
+        let check = reconcile_read(&r.reads(), at(400, 140_000)).expect("due");
+        reconcile_answered(
+            &r.reads(),
+            check,
+            Ok((403, None, Vec::new())),
+            at(400, 140_001),
+        );
+        assert_eq!(
+            reconcile_read(&r.reads(), at(500, 200_000)).err(),
+            Some(None)
+        );
     }
 }

@@ -25,7 +25,7 @@ pub(crate) enum Outcome {
 }
 
 impl Outcome {
-    pub(super) fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Outcome::Granted => "granted",
             Outcome::Inactive => "inactive",
@@ -54,27 +54,27 @@ pub(crate) struct Reconcile {
 }
 
 #[derive(Debug, Default)]
-pub(super) struct Queue {
-    pub(super) on: bool,
+pub(crate) struct Queue {
+    pub(crate) on: bool,
     /// Whether the store's keys were read in (the worker's first turn).
-    pub(super) loaded: bool,
+    pub(crate) loaded: bool,
     /// With a store read per key (Workers): the last index row of the stored keys' listing
     /// handed in, and whether the listing is done ([`crate::reconcile::reconcile_list`]).
-    pub(super) listed_after: Option<String>,
-    pub(super) listed_all: bool,
+    pub(crate) listed_after: Option<String>,
+    pub(crate) listed_all: bool,
     /// License key id (a UUID) → when it was last checked (unix seconds).
-    pub(super) checked: HashMap<u128, i64>,
+    pub(crate) checked: HashMap<u128, i64>,
     /// The same, oldest first.
-    pub(super) order: BTreeSet<(i64, u128)>,
+    pub(crate) order: BTreeSet<(i64, u128)>,
     /// No call before this monotonic ms (a failure's backoff, Polar's 429).
-    pub(super) not_before: u64,
+    pub(crate) not_before: u64,
     /// Calls by outcome, and entries narrowed (the metrics).
-    pub(super) calls: BTreeMap<Outcome, u64>,
-    pub(super) narrowed: u64,
+    pub(crate) calls: BTreeMap<Outcome, u64>,
+    pub(crate) narrowed: u64,
 }
 
 impl Queue {
-    pub(super) fn set(&mut self, id: u128, at: i64) {
+    pub(crate) fn set(&mut self, id: u128, at: i64) {
         if let Some(old) = self.checked.insert(id, at) {
             self.order.remove(&(old, id));
         }
@@ -83,7 +83,7 @@ impl Queue {
 
     /// A key of a stored grant learned at `at` (read at start, or listed): due one interval
     /// after, unless the queue holds it already (its own last check stays).
-    pub(super) fn learn(&mut self, id: u128, at: i64) {
+    pub(crate) fn learn(&mut self, id: u128, at: i64) {
         if !self.checked.contains_key(&id) {
             self.set(id, at);
         }
@@ -92,7 +92,7 @@ impl Queue {
     /// The key to check at `now` (`(last checked, id)`), once `every` seconds have passed
     /// since its last check and no backoff holds; else `Err(ms to wait)` (no key: one
     /// interval, the next comes with a grant Polar answers, a request's).
-    pub(super) fn due(&self, now_unix: i64, now_ms: u64, every: u64) -> Result<(i64, u128), u64> {
+    pub(crate) fn due(&self, now_unix: i64, now_ms: u64, every: u64) -> Result<(i64, u128), u64> {
         if now_ms < self.not_before {
             return Err(self.not_before - now_ms);
         }
@@ -107,14 +107,14 @@ impl Queue {
         Ok((at, id))
     }
 
-    pub(super) fn drop_key(&mut self, id: u128) {
+    pub(crate) fn drop_key(&mut self, id: u128) {
         if let Some(old) = self.checked.remove(&id) {
             self.order.remove(&(old, id));
         }
     }
 }
 
-pub(super) fn uuid_of(text: &str) -> Option<u128> {
+pub(crate) fn uuid_of(text: &str) -> Option<u128> {
     uuid::Uuid::parse_str(text).ok().map(|u| u.as_u128())
 }
 
@@ -126,12 +126,12 @@ pub struct Check {
     pub(crate) url: String,
     /// They hold the seller's token: never logged.
     pub(crate) headers: Vec<(&'static str, String)>,
-    pub(super) id: u128,
-    pub(super) started: i64,
+    pub(crate) id: u128,
+    pub(crate) started: i64,
     /// When the read began on the monotonic clock: its grant lifts only the revocations
     /// applied before ([`crate::stored::Stored::lift_revoked`]).
-    pub(super) started_ms: u64,
-    pub(super) before: i64,
+    pub(crate) started_ms: u64,
+    pub(crate) before: i64,
 }
 
 impl Check {
@@ -161,7 +161,7 @@ impl Reconcile {
         }
     }
 
-    pub(super) fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Queue> {
         self.inner.lock().unwrap_or_else(|e| e.into_inner())
     }
 

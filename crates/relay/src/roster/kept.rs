@@ -1,8 +1,8 @@
 //! The roster kept in a host's storage read per key (the npm relay's Durable Object): the
 //! host saves one storage key per digest (`r:<hex>`) and the next page to read (`r:phase`)
-//! from [`Relay::roster_changes`], restores only that page at start
-//! ([`Relay::roster_restore`]), and reads a request's digest before it is answered
-//! ([`Relay::roster_wants`], [`Relay::roster_load`]). A restarted object neither pages the
+//! from [`crate::Relay::roster_changes`], restores only that page at start
+//! ([`crate::Relay::roster_restore`]), and reads a request's digest before it is answered
+//! ([`crate::Relay::roster_wants`], [`crate::Relay::roster_load`]). A restarted object neither pages the
 //! organization in again nor reads every key: start-up does not grow with the roster. In
 //! memory, a bounded cache of digests read (present and absent).
 
@@ -11,9 +11,9 @@ use std::collections::HashSet;
 use polar_license::Key;
 use polar_license_rules::check_body;
 
-use super::{digest, Phase};
+use super::{digest, Phase, Roster};
 use crate::store::{hex_id as hex, id_of_hex as unhex};
-use crate::{Now, Relay, RelayRequest, ROUTE_PREFIX};
+use crate::types::{RelayRequest, ROUTE_PREFIX};
 
 /// A change the host saves: a key's digest (hex) now the organization's (`true`) or no longer
 /// (`false`), or the next page to read (`0`: every page read, the roster current).
@@ -86,55 +86,29 @@ impl Kept {
     }
 }
 
-impl Relay {
-    /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
-    /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
-    /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
-    pub fn keep_roster_in_host(&self, cached: usize) {
-        if let Some(s) = self.store.as_ref() {
-            s.roster.keep_in_host(cached);
-        }
-    }
-
-    /// The roster's changes since the last call, for the host to save in order.
-    pub fn roster_changes(&self) -> Vec<RosterChange> {
-        self.store
-            .as_ref()
-            .map(|s| s.roster.take_changes())
-            .unwrap_or_default()
-    }
-
-    /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
-    /// is not paged in again before its hourly relist, counted from `now`).
-    pub fn roster_restore(&self, page: u32, now: Now) {
-        if let Some(s) = self.store.as_ref() {
-            s.roster.restore(page, now.monotonic_ms);
-        }
-    }
-
+impl Roster {
     /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
     /// read before the request is answered, when the roster is kept in the host and has not
     /// read it yet; else `None`.
-    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
-        let s = self.store.as_ref()?;
+    pub(crate) fn wants(&self, req: &RelayRequest) -> Option<String> {
         let op = req.path.split('?').next()?.strip_prefix(ROUTE_PREFIX)?;
         if !matches!(op, "validate" | "activate" | "deactivate") {
             return None;
         }
         let checked = check_body(op, req.header("content-type"), &req.body)?.ok()?;
         let d = digest(&Key::new(checked.key));
-        let inner = s.roster.lock();
+        let inner = self.lock();
         let kept = inner.kept.as_ref()?;
         (inner.phase != Phase::Off && kept.unread(&inner.hashes, &d)).then(|| hex(&d))
     }
 
-    /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
+    /// What the host read of a digest [`Roster::wants`] named: the organization's
     /// (`true`: the storage holds `r:<hex>`) or not.
-    pub fn roster_load(&self, hex_digest: &str, known: bool) {
-        let (Some(s), Some(d)) = (self.store.as_ref(), unhex(hex_digest)) else {
+    pub(crate) fn load(&self, hex_digest: &str, known: bool) {
+        let Some(d) = unhex(hex_digest) else {
             return;
         };
-        let mut inner = s.roster.lock();
+        let mut inner = self.lock();
         let inner = &mut *inner;
         if let Some(kept) = inner.kept.as_mut() {
             if known {

@@ -247,3 +247,24 @@ pub trait Backend: Send + Sync {
 
 /// Webhook ids are remembered this long (Polar retries for about 16 hours).
 pub const WEBHOOK_MEMORY_SECONDS: i64 = 3 * 86_400;
+
+impl StoreOptions {
+    /// What is wrong with these options, if anything: the field at fault (`fresh_for`,
+    /// `budget`) and why. [`Relay::new`](crate::Relay::new) refuses them; every host (`relay serve`'s flags, the
+    /// npm relay's `store` options) checks them with this, so both refuse the same values.
+    pub fn problem(&self) -> Option<(&'static str, &'static str)> {
+        if self.fresh_for == 0 || self.stale_for < self.fresh_for {
+            return Some((
+                "fresh_for",
+                "must be at least 1 second, and stale_for at least fresh_for",
+            ));
+        }
+        if self.budget == 0 || self.reserve >= self.budget {
+            return Some((
+                "budget",
+                "must be at least 1 call a minute, and the reserve below it",
+            ));
+        }
+        None
+    }
+}

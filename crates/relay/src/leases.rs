@@ -1,0 +1,104 @@
+//! The leases the relay issues: who signs them ([`SignWith`]) and for how long, and the
+//! claims of a grant Polar gave (now, or earlier: the store's), with the license key's and
+//! customer's ids it names.
+
+use polar_license::lease::{key_hash, LeaseClaims};
+use polar_license::proto::{
+    parse_activate_for, parse_validate_for, Expect, HttpResponse, Operation,
+};
+use polar_license::Verdict;
+use polar_license_rules::CheckedBody;
+
+use crate::clock::Now;
+use crate::stored::Holder;
+use crate::types::{Call, SignWith};
+
+/// Who signs the relay's leases, and how long a lease lasts.
+pub(crate) struct Leases {
+    pub(crate) signer: SignWith,
+    /// A lease's length (never past the license's `expires_at`).
+    pub(crate) seconds: i64,
+}
+
+impl Leases {
+    /// The lease's claims when `upstream` is a grant the core accepts for the request, with the
+    /// license key's and customer's ids it names, else why not.
+    pub(crate) fn grant(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        call: &Call,
+        upstream: &HttpResponse,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Result<(LeaseClaims, Holder), String> {
+        self.grant_at(op, checked, call, upstream, now, now.unix_seconds, entropy)
+    }
+
+    /// [`Leases::grant`] for an answer Polar gave at `verified_at` (the store's): checked as of
+    /// `now`, its lease issued at `verified_at`, so it never outlives what Polar said by more
+    /// than the lease length.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn grant_at(
+        &self,
+        op: Operation,
+        checked: &CheckedBody,
+        call: &Call,
+        upstream: &HttpResponse,
+        now: Now,
+        verified_at: i64,
+        entropy: Option<[u8; 16]>,
+    ) -> Result<(LeaseClaims, Holder), String> {
+        if upstream.status != 200 {
+            return Err("not a grant".into());
+        }
+        let org = checked.organization_id.as_str();
+        let at = now.unix_seconds;
+        let (license, activation_id) = match call {
+            Call::Validate(req) => {
+                let expect = Expect::validate(org, req, at).ok_or("no key")?;
+                match parse_validate_for(upstream, &expect).map_err(|e| e.text())? {
+                    Verdict::Accepted(v) => (v.license_key, v.activation.map(|a| a.id)),
+                    Verdict::Denied(d) => return Err(d.detail),
+                }
+            }
+            Call::Activate(req) => {
+                let expect = Expect::activate(org, req, at).ok_or("no key")?;
+                match parse_activate_for(upstream, &expect).map_err(|e| e.text())? {
+                    Verdict::Accepted(a) => (a.license_key, Some(a.activation.id)),
+                    Verdict::Denied(d) => return Err(d.detail),
+                }
+            }
+            Call::Deactivate(_) => return Err(format!("{} is never leased", op.as_str())),
+        };
+        let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
+        let at = verified_at.min(at);
+        let expires_at = license_expires_at.map_or(at.saturating_add(self.seconds), |l| {
+            l.min(at.saturating_add(self.seconds))
+        });
+        let id = entropy
+            .map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())
+            .ok_or("no randomness for the lease id")?;
+        let holder = Holder {
+            license_key_id: license.id,
+            customer_id: license.customer_id,
+        };
+        let claims = LeaseClaims {
+            organization_id: license.organization_id,
+            key_sha256: key_hash(&license.key),
+            activation_id,
+            status: license.status.as_str().to_string(),
+            license_expires_at,
+            benefit_id: license.benefit_id,
+            usage: license.usage,
+            limit_usage: license.limit_usage,
+            limit_activations: license.limit_activations,
+            issued_at: at,
+            not_before: at,
+            expires_at,
+            id: id.hyphenated().to_string(),
+            nonce: None,
+        };
+        Ok((claims, holder))
+    }
+}

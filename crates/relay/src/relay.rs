@@ -1,0 +1,1276 @@
+//! The relay itself ([`Relay`]): it composes its parts (the gate's limits, the verdict
+//! store, the leases, the breaker, the operator's counters) and answers a request with them.
+//! Every method of the relay is here; what each part does is the part's own.
+
+use crate::clock::Now;
+use crate::leases::Leases;
+use crate::limit::Buckets;
+use crate::roster::RosterChange;
+use crate::store::{Budget, Wants};
+#[cfg(not(target_arch = "wasm32"))]
+use crate::types::os_entropy;
+use crate::types::{
+    Entropy, Finished, Limits, Pending, RelayConfig, RelayRequest, RelayResponse, Step,
+    FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
+};
+use polar_license::lease::{
+    is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
+};
+use polar_license::proto::{Api, HttpResponse, Operation, Server};
+use polar_license::{AccessToken, Error, Key, Transport, TransportError};
+use polar_license_rules::check_body;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use crate::stored::{Flight, Holder, Stored};
+use crate::types::{
+    add_cors, breaker_refused, check_origin, invalid, machine_of, preflight, private,
+    refuses_token, with_version, Call, Routed, SignWith, Unsigned, DUMMY_ORG, PASSED_HEADERS,
+};
+
+/// The relay: configuration, rate-limit state and the upstream transport. Share it between
+/// threads behind an `Arc`; [`Relay::handle`] takes `&self`.
+pub struct Relay {
+    token: AccessToken,
+    pub(crate) base_url: String,
+    organization_id: Option<String>,
+    leases: Leases,
+    limits: Limits,
+    pub(crate) client_ip_header: Option<String>,
+    per_ip: Mutex<Buckets>,
+    per_key: Mutex<Buckets>,
+    pub(crate) transport: Box<dyn Transport>,
+    pub(crate) entropy: Entropy,
+    pub(crate) store: Option<Stored>,
+    cors_origins: Option<Vec<String>>,
+    /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
+    pub(crate) ops: Arc<crate::ops::Ops>,
+    pub(crate) breaker: crate::breaker::Breaker,
+}
+
+impl std::fmt::Debug for Relay {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Relay")
+            .field("base_url", &self.base_url)
+            .field("organization_id", &self.organization_id)
+            .field("kid", &self.leases.signer.kid())
+            .field("lease_seconds", &self.leases.seconds)
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Relay {
+    /// What `req` reads or narrows in the store: a validate its entry and its key's index row
+    /// (with every entry of it after an increment, which narrows them); a deactivation its
+    /// key's row and entries; a webhook the rows of the key id or customer it names, and their
+    /// entries. `None` without a store, or for a request that touches nothing stored (an
+    /// activation, a request refused before the store, a webhook whose signature does not
+    /// verify at `now_unix` seconds: it reads nothing). Nothing is spent here: the request is
+    /// answered by [`Relay::begin_after`] as before.
+    pub fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
+        let s = self.store.as_ref()?;
+        crate::wants::store_wants(s, || self.client_of(req), req, now_unix)
+    }
+
+    /// Keeps the roster in the host's storage (a Durable Object's, read per key), at most
+    /// `cached` digests of it in memory: from now on [`Relay::roster_changes`] says what to
+    /// save, [`Relay::roster_wants`] what to read. Nothing without a store or a roster.
+    pub fn keep_roster_in_host(&self, cached: usize) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.keep_in_host(cached);
+        }
+    }
+
+    /// The roster's changes since the last call, for the host to save in order.
+    pub fn roster_changes(&self) -> Vec<RosterChange> {
+        self.store
+            .as_ref()
+            .map(|s| s.roster.take_changes())
+            .unwrap_or_default()
+    }
+
+    /// At start, the next page the host saved (`r:phase`; `0`: the roster was current, so it
+    /// is not paged in again before its hourly relist, counted from `now`).
+    pub fn roster_restore(&self, page: u32, now: Now) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.restore(page, now.monotonic_ms);
+        }
+    }
+
+    /// The digest (hex, the storage key `r:<hex>`) of `req`'s license key that the host must
+    /// read before the request is answered, when the roster is kept in the host and has not
+    /// read it yet; else `None`.
+    pub fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+        self.store.as_ref()?.roster.wants(req)
+    }
+
+    /// What the host read of a digest [`Relay::roster_wants`] named: the organization's
+    /// (`true`: the storage holds `r:<hex>`) or not.
+    pub fn roster_load(&self, hex_digest: &str, known: bool) {
+        if let Some(s) = self.store.as_ref() {
+            s.roster.load(hex_digest, known);
+        }
+    }
+
+    /// The stored answer for a check whose call is slow (or under way for another check), once
+    /// its [`Pending::patience_ms`] has passed: the entry as it is now (a revocation
+    /// acknowledged meanwhile refuses), answered as when Polar cannot be asked (`stale`, with
+    /// `Age`), or as fresh (`store`) for a grant refreshed early. `None` when there is none to
+    /// give. The call goes on: [`Relay::finish`] keeps its answer. With an external signer the
+    /// lease waits for its signature ([`Finished::pre_auth`]); `entropy`: its id's 16 bytes.
+    pub fn stale_answer(
+        &self,
+        pending: &Pending,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<Finished> {
+        let s = self.store.as_ref()?;
+        s.stale_answer(&self.leases, pending, now, entropy)
+    }
+
+    /// The parts a background read uses ([`crate::flow::background`]).
+    pub(crate) fn reads(&self) -> crate::reads::Reads<'_> {
+        crate::reads::Reads {
+            store: self.store.as_ref(),
+            breaker: &self.breaker,
+            base_url: &self.base_url,
+            organization_id: self.organization_id.as_deref(),
+            token: &self.token,
+        }
+    }
+
+    /// [`RelayConfig::webhook_silence`], in seconds.
+    pub fn webhook_silence(&self) -> u64 {
+        self.ops.webhook_silence()
+    }
+
+    /// With webhooks on: logs a warning when none arrived for [`RelayConfig::webhook_silence`]
+    /// seconds (again after each such period while the silence lasts), and says whether it is
+    /// silent. A host calls it now and then (the native server: every few seconds).
+    pub fn check_webhooks(&self, now: Now) -> bool {
+        self.ops.check_webhooks(self.store.as_ref(), now)
+    }
+
+    /// [`Relay::check_webhooks`] for a host with a log of its own (the npm relay's
+    /// `console.warn`): the warning when one is due now (once per silence period), else `None`.
+    pub fn webhook_warning(&self, now: Now) -> Option<String> {
+        self.ops.webhook_warning(self.store.as_ref(), now)
+    }
+
+    /// For a host that drives [`Relay::begin`] and [`Relay::finish`] itself (the npm relay):
+    /// counts the answer it gave to `req` (its status and its source header), as
+    /// [`Relay::handle`] counts its own, for [`Relay::metrics`] and the last webhook's time.
+    pub fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        self.ops.count_answer(req, r, now);
+    }
+
+    /// For such a host: counts a call to Polar that it made, and how it ended (the relay's
+    /// own transport counts its calls itself).
+    pub fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+        self.ops.count_call(outcome);
+    }
+
+    /// For such a host: a request read (`+1`) or answered (`-1`), for the in-flight gauge.
+    pub fn count_in_flight(&self, delta: i64) {
+        self.ops.count_in_flight(delta);
+    }
+
+    /// Reads the last webhook's time from the store again, for a host that restores the store
+    /// after the relay is made (the npm relay's `restore`).
+    pub fn reload_last_webhook(&self) {
+        self.ops.reload_last_webhook(self.store.as_ref());
+    }
+
+    /// `GET /healthz`: 200 with a small JSON body while the relay can answer, 503 when it
+    /// cannot (its store does not read). The body says whether the store is open and how many
+    /// entries it holds, the token budget's state, and with webhooks on how long since the
+    /// last one and whether that is past the silence limit (`"status": "warning"`, still
+    /// 200: the relay answers). No key, no token, no customer.
+    pub fn health(&self, now: Now) -> RelayResponse {
+        self.ops.health(self.store.as_ref(), &self.breaker, now)
+    }
+
+    /// The relay's counters and gauges in Prometheus' text format (version 0.0.4), for
+    /// `GET /metrics`: answers by route, source and status; Polar's calls and their errors;
+    /// the token budget (used, refused); webhooks by outcome and the time since the last;
+    /// the store's entries and bytes. No label names a key or a customer.
+    pub fn metrics(&self, now: Now) -> String {
+        self.ops.metrics(self.store.as_ref(), &self.breaker, now)
+    }
+
+    /// Checks the configuration (the base URL, the token, the organization id, a lease of 1
+    /// to [`MAX_LEASE_DAYS`] days) and builds a relay that asks Polar through `transport`.
+    #[cfg(not(target_arch = "wasm32"))]
+    pub fn new(config: RelayConfig, transport: Box<dyn Transport>) -> Result<Relay, Error> {
+        Relay::with_entropy(config, transport, Box::new(os_entropy))
+    }
+
+    /// [`Relay::new`] with the lease ids' randomness given (a host without an OS source).
+    pub fn with_entropy(
+        config: RelayConfig,
+        transport: Box<dyn Transport>,
+        entropy: Entropy,
+    ) -> Result<Relay, Error> {
+        if !(1..=MAX_LEASE_DAYS).contains(&config.lease_days) {
+            return Err(Error::invalid("lease_days", "must be 1 to 366 days"));
+        }
+        let organization_id = config
+            .organization_id
+            .as_deref()
+            .map(|org| polar_license::metadata::check_uuid_v4("organization_id", org))
+            .transpose()?;
+        let base_url = config.server.base_url()?;
+        if let Some(origins) = &config.cors_origins {
+            if origins.is_empty() {
+                return Err(Error::invalid("cors_origins", "names no origin"));
+            }
+            for origin in origins {
+                check_origin(origin)?;
+            }
+        }
+        // Checks the token (non-empty printable ASCII) once, here.
+        Api::new(DUMMY_ORG, &config.server)?.with_access_token(config.access_token.clone())?;
+        let secret = config
+            .store
+            .as_ref()
+            .and_then(|s| s.webhook_secret.as_deref());
+        if secret.is_some_and(|s| !crate::store::webhook_secret_usable(s)) {
+            return Err(Error::invalid(
+                "webhook_secret",
+                "is empty: give the whsec_… secret of the webhook endpoint in Polar (a signature \
+                 made with an empty secret proves nothing)",
+            ));
+        }
+        if let Some((field, why)) = config.store.as_ref().and_then(|s| s.options.problem()) {
+            return Err(Error::invalid(field, why));
+        }
+        let store = config.store.map(|s| {
+            (
+                s.options.roster,
+                crate::roster::FirstSeen::new(
+                    s.options.budget,
+                    s.options.first_seen_share,
+                    s.options.budget_window_ms,
+                ),
+                s,
+            )
+        });
+        let store = store.map(|(roster_on, first_seen, s)| Stored {
+            budget: Mutex::new(Budget::with_window(
+                s.options.budget,
+                s.options.reserve,
+                s.options.budget_window_ms,
+            )),
+            budget_restored: std::sync::atomic::AtomicBool::new(false),
+            refused: std::sync::atomic::AtomicU64::new(0),
+            // On with an interval: the native server drives it, on Workers the host does.
+            reconcile: crate::reconcile::Reconcile::new(s.options.reconcile_every > 0),
+            backend: s.backend,
+            options: s.options,
+            webhook_secret: s.webhook_secret,
+            flights: Mutex::new(HashMap::new()),
+            roster: crate::roster::Roster::new(roster_on),
+            first_seen: Mutex::new(first_seen),
+            revoked: Mutex::new(crate::stored::Revocations::default()),
+            deliveries: crate::deliveries::Deliveries::default(),
+        });
+        let ops = Arc::new(crate::ops::Ops::new(config.webhook_silence));
+        if let Some(s) = &store {
+            ops.restore_last_webhook(s.backend.as_ref());
+        }
+        let transport = Box::new(crate::ops::Counted {
+            inner: transport,
+            ops: Arc::clone(&ops),
+        });
+        Ok(Relay {
+            store,
+            ops,
+            breaker: crate::breaker::Breaker::new(config.breaker),
+            token: config.access_token,
+            base_url,
+            organization_id,
+            leases: Leases {
+                signer: SignWith::of(config.signer)?,
+                seconds: i64::from(config.lease_days) * 86_400,
+            },
+            limits: config.limits,
+            client_ip_header: config.client_ip_header,
+            per_ip: Mutex::new(Buckets::new(config.limits.per_ip)),
+            per_key: Mutex::new(Buckets::new(config.limits.per_key)),
+            transport,
+            entropy,
+            cors_origins: config.cors_origins,
+        })
+    }
+
+    /// Narrows an answer's CORS grant to the configured origins ([`RelayConfig::cors_origins`]):
+    /// with none configured, nothing changes (`*`). Otherwise the request's `Origin`, when it
+    /// is one of them, replaces `*` (and `vary: origin` is added, so no cache serves one
+    /// origin's answer to another); any other origin gets no `access-control-*` grant at all.
+    /// [`Relay::handle`] applies it; a host that runs [`Relay::begin`] and [`Relay::finish`]
+    /// applies it to the answer it sends.
+    pub fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
+        let Some(origins) = &self.cors_origins else {
+            return;
+        };
+        r.set("vary", "origin");
+        let allowed = req.header("origin").filter(|o| {
+            origins
+                .iter()
+                .any(|allowed| allowed.eq_ignore_ascii_case(o))
+        });
+        match allowed {
+            Some(origin) => r.set("access-control-allow-origin", origin),
+            None => r.headers.retain(|(k, _)| !k.starts_with("access-control-")),
+        }
+    }
+
+    /// The Polar base URL asked.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    /// The signing key's `kid`.
+    pub fn kid(&self) -> &str {
+        self.leases.signer.kid()
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> Limits {
+        self.limits
+    }
+
+    /// Answers one request (see the crate docs for what it does, in order): the request
+    /// path's machine ([`crate::flow::Exchange`], as every host runs it), its calls made through the
+    /// relay's transport and waited for. With a store, a check whose entry another check is
+    /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
+    /// answered ([`Relay::health`]) as every host answers it.
+    pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
+        // The request path's one machine (crate::flow::Exchange), driven by the blocking host's loop.
+        crate::flow::drive_blocking(self, req, now)
+    }
+
+    /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
+    /// lands, at most 30 s; at once when there is none under way.
+    pub(crate) fn wait_flight(&self, flight: &str) {
+        if let Some(f) = self.flight(flight) {
+            f.wait();
+        }
+    }
+
+    /// The call under way for the entry `flight` (its hex id, as [`Step::Wait`] names it);
+    /// `None` when none is (it landed, or there is no store).
+    pub(crate) fn flight(&self, flight: &str) -> Option<Arc<Flight>> {
+        let s = self.store.as_ref()?;
+        let flights = s.flights.lock().unwrap_or_else(|e| e.into_inner());
+        flights
+            .iter()
+            .find(|(id, _)| crate::store::hex_id(id) == flight)
+            .map(|(_, f)| Arc::clone(f))
+    }
+
+    /// The first half of [`Relay::handle`], for hosts whose call to Polar is asynchronous:
+    /// every local check, and either the answer or the call to make. (Checks of one entry
+    /// arriving together each ask Polar here: [`Relay::begin_with`] makes them wait.)
+    pub fn begin(&self, req: &RelayRequest, now: Now) -> Step {
+        self.step(self.routed(req, now, false, &*self.entropy, false))
+    }
+
+    /// [`Relay::begin`] with single flight and the host's randomness (for a lease made from
+    /// the store): [`Step::Wait`] names the call under way for the same entry, and the call
+    /// this step asks for (if any) is the one others wait on until its [`Relay::finish`].
+    pub fn begin_with(&self, req: &RelayRequest, now: Now, entropy: Option<[u8; 16]>) -> Step {
+        self.begin_after(req, now, entropy, 0)
+    }
+
+    /// [`Relay::begin_with`] for a request that has already waited `waited` times for another
+    /// check's call ([`Step::Wait`]): after [`FLIGHT_WAITS`] waits it no longer waits and asks
+    /// Polar itself, as [`Relay::handle`] does, so every host answers the same way (never a 502
+    /// of its own).
+    pub fn begin_after(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step {
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, false))
+    }
+
+    /// For a host that reads the store before it begins a request (the npm relay over a
+    /// Durable Object's storage, [`Relay::store_wants`]): the per-IP limit first, so that a
+    /// flood of requests past it costs no storage read. `Some` (429, with `Retry-After`) when
+    /// the client is over its rate; otherwise its token is taken (`None`, also for a request
+    /// the limit does not concern) and the request goes on with [`Relay::begin_admitted`],
+    /// which does not take it again, also after waits (as the native server takes it once).
+    pub fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        let op = self.gate(req).ok()?;
+        let mut r = self.per_ip_limit(req, op, now)?;
+        add_cors(&mut r);
+        Some(r)
+    }
+
+    /// The answer to `req` that its head decides alone, before its body is read (the body
+    /// is ignored), else `None`: on [`WEBHOOK_ROUTE`] with a store and a webhook secret, a
+    /// delivery from an address over its failed verifications (429) or whose headers are
+    /// refused with no HMAC (400, 401; counted as a failure), the answers the route itself
+    /// gives them (the relay's `deliveries` module). A host that reads the body before the core sees
+    /// the request (the npm relay: up to 1 MiB for a webhook) asks this first, so a forged
+    /// post's body costs no read. Every other request: `None`.
+    pub fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path != WEBHOOK_ROUTE || req.method != "POST" {
+            return None;
+        }
+        let s = self.store.as_ref()?;
+        let secret = s.webhook_secret.as_deref()?;
+        let client = crate::roster::client_group(&self.client_of(req));
+        let mut r = s
+            .deliveries
+            .refuse_unread(secret, &client, req, now.unix_seconds)?;
+        add_cors(&mut r);
+        Some(r)
+    }
+
+    /// [`Relay::begin_after`] for a request [`Relay::admit`] let through.
+    pub fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step {
+        self.step(self.routed(req, now, waited < FLIGHT_WAITS, &move || entropy, true))
+    }
+
+    fn step(&self, routed: Routed) -> Step {
+        match routed {
+            Routed::Answer(mut r) => {
+                add_cors(&mut r);
+                Step::Answer(r)
+            }
+            Routed::Stored(f) if f.unsigned.is_some() => Step::Sign(f),
+            Routed::Stored(f) => Step::Answer(f.into_response()),
+            Routed::Ask(pending) => Step::Ask(pending),
+            Routed::Wait(id, pending) => Step::Wait(crate::store::hex_id(&id), pending),
+        }
+    }
+
+    fn routed(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        may_wait: bool,
+        entropy: &dyn Fn() -> Option<[u8; 16]>,
+        admitted: bool,
+    ) -> Routed {
+        let path = req.path.split('?').next().unwrap_or_default();
+        if path == WEBHOOK_ROUTE {
+            if let Some(s) = self.store.as_ref().filter(|s| s.webhook_secret.is_some()) {
+                let client = self.client_of(req);
+                let max_body = self.limits.max_body_bytes;
+                return Routed::Answer(s.webhook(req, &client, max_body, now));
+            }
+        }
+        let pending = match self.route_checked(req, now, admitted) {
+            Ok(pending) => pending,
+            Err(answer) => return Routed::Answer(answer),
+        };
+        match &self.store {
+            Some(s) => {
+                let per_key = |p: &Pending| self.per_key_limit(p, now);
+                let around = crate::verdicts::Around {
+                    leases: &self.leases,
+                    breaker: &self.breaker,
+                    per_key: &per_key,
+                };
+                s.routed(&around, pending, now, may_wait, entropy)
+            }
+            None => {
+                if let Some(r) = self.per_key_limit(&pending, now) {
+                    return Routed::Answer(r);
+                }
+                let mut pending = pending;
+                match self.breaker.allow(now) {
+                    Some(ticket) => {
+                        pending.ticket = Some(ticket);
+                        Routed::Ask(Box::new(pending))
+                    }
+                    None => Routed::Answer(breaker_refused(&pending)),
+                }
+            }
+        }
+    }
+
+    /// The per-key bucket (it protects Polar: answers from the store skip it).
+    fn per_key_limit(&self, pending: &Pending, now: Now) -> Option<RelayResponse> {
+        let key_id = [
+            pending.checked.organization_id.as_str(),
+            ":",
+            &key_hash(&pending.key),
+        ]
+        .concat();
+        let secs = take(&self.per_key, &key_id, now)?;
+        log::info!(
+            "relay: {} {} 429 (key over its rate)",
+            pending.op.as_str(),
+            crate::logged::key(&pending.key)
+        );
+        Some(RelayResponse::rate_limited(secs))
+    }
+
+    /// The checks before the per-IP limit (a preflight, the route, the method, the body's
+    /// size): the operation asked, or the answer that ends the request there.
+    fn gate(&self, req: &RelayRequest) -> Result<Operation, RelayResponse> {
+        if req.method.eq_ignore_ascii_case("OPTIONS") {
+            return Err(preflight());
+        }
+        let path = req.path.split('?').next().unwrap_or_default();
+        let op = match path.strip_prefix(ROUTE_PREFIX) {
+            Some("validate") => Operation::Validate,
+            Some("activate") => Operation::Activate,
+            Some("deactivate") => Operation::Deactivate,
+            _ => return Err(RelayResponse::detail(404, "Not Found")),
+        };
+        if req.method != "POST" {
+            let mut r = RelayResponse::detail(405, "Method Not Allowed");
+            r.set("allow", "POST, OPTIONS");
+            return Err(r);
+        }
+        let max = self.limits.max_body_bytes;
+        if req.body.len() > max {
+            log::info!("relay: {} 413 (body over {max} bytes)", op.as_str());
+            return Err(RelayResponse::error(
+                413,
+                "RequestBodyTooLarge",
+                &format!("Request body exceeded the maximum allowed size of {max} bytes."),
+            ));
+        }
+        Ok(op)
+    }
+
+    /// The per-IP bucket: 429 when `req`'s client is over its rate, else its token taken.
+    fn per_ip_limit(&self, req: &RelayRequest, op: Operation, now: Now) -> Option<RelayResponse> {
+        let client = crate::roster::client_group(&self.client_of(req));
+        let secs = take(&self.per_ip, &client, now)?;
+        log::info!(
+            "relay: {} 429 (client {} over its rate)",
+            op.as_str(),
+            crate::logged::escaped(&client)
+        );
+        Some(RelayResponse::rate_limited(secs))
+    }
+
+    /// Every local check of a request ([`Relay::gate`], the per-IP limit unless `admitted`
+    /// took it already, Polar's input checks, the organization): the call it asks for.
+    fn route_checked(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        admitted: bool,
+    ) -> Result<Pending, RelayResponse> {
+        let op = self.gate(req)?;
+        if !admitted {
+            if let Some(r) = self.per_ip_limit(req, op, now) {
+                return Err(r);
+            }
+        }
+        let client = crate::roster::client_group(&self.client_of(req));
+        let checked = match check_body(op.as_str(), req.header("content-type"), &req.body) {
+            Some(Ok(checked)) => checked,
+            Some(Err(refusal)) => {
+                log::info!(
+                    "relay: {} {} (Polar's input checks)",
+                    op.as_str(),
+                    refusal.status
+                );
+                let mut r = RelayResponse::json(refusal.status, refusal.body);
+                r.set("content-type", refusal.content_type);
+                return Err(private(r));
+            }
+            None => return Err(RelayResponse::detail(404, "Not Found")),
+        };
+        let key = Key::new(checked.key.clone());
+        if self
+            .organization_id
+            .as_deref()
+            .is_some_and(|org| org != checked.organization_id)
+        {
+            log::info!(
+                "relay: {} {} 404 (another organization)",
+                op.as_str(),
+                crate::logged::key(&key)
+            );
+            return Err(private(RelayResponse::error(
+                404,
+                "ResourceNotFound",
+                "Not found",
+            )));
+        }
+        let call = match Call::of(op, &checked) {
+            Ok(call) => call,
+            Err(e) => return Err(private(invalid(op, &key, &e))),
+        };
+        let request = match self
+            .api_for(&checked.organization_id)
+            .and_then(|api| call.request(&api))
+        {
+            Ok(request) => request,
+            Err(e) => return Err(private(invalid(op, &key, &e))),
+        };
+        let request = with_version(request, req.header("polar-version"));
+        Ok(Pending {
+            op,
+            key,
+            checked,
+            call,
+            request,
+            stored: None,
+            flight: None,
+            ticket: None,
+            client,
+            early: false,
+            nonce: req
+                .header(NONCE_HEADER)
+                .filter(|n| is_nonce(n))
+                .map(str::to_string),
+        })
+    }
+
+    /// The per-IP limit's identity: the address in the configured proxy header's last entry
+    /// (its port stripped), else the peer; a value that is no address is the peer's (the
+    /// proxy's) own ([`crate::address::client_address`]).
+    fn client_of(&self, req: &RelayRequest) -> String {
+        let header = self
+            .client_ip_header
+            .as_deref()
+            .and_then(|name| req.header(name));
+        crate::address::client_address(header, &req.client_ip)
+    }
+
+    /// An `Api` for the organization a request names (checked as a UUID v4 by Polar's checks
+    /// already), on the token twins.
+    fn api_for(&self, organization_id: &str) -> Result<Api, Error> {
+        Ok(
+            Api::new(organization_id, &Server::Custom(self.base_url.clone()))?
+                .with_access_token(self.token.clone())?
+                .with_user_agent(USER_AGENT),
+        )
+    }
+
+    /// The second half of [`Relay::handle`]: Polar's answer (or why there is none) to the
+    /// call [`Relay::begin`] asked for, passed back with a lease on a grant. The lease id's
+    /// randomness comes from the relay's entropy source.
+    pub fn finish(
+        &self,
+        pending: Box<Pending>,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+    ) -> Finished {
+        let entropy = (self.entropy)();
+        self.finish_with_entropy(pending, upstream, now, entropy)
+    }
+
+    /// [`Relay::finish`] with the lease id's 16 random bytes given (a host whose randomness
+    /// is its own, such as WebCrypto's `getRandomValues`); `None`: no lease can be made.
+    pub fn finish_with_entropy(
+        &self,
+        pending: Box<Pending>,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Finished {
+        self.finish_made(&pending, upstream, now, entropy, true)
+    }
+
+    /// [`Relay::finish_with_entropy`]; `made`: whether the call was made (its outcome then
+    /// tells the breaker), or skipped because the breaker opened meanwhile.
+    pub(crate) fn finish_made(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        made: bool,
+    ) -> Finished {
+        if made {
+            self.breaker.record(&upstream, pending.ticket, now);
+        }
+        let seen = self
+            .store
+            .as_ref()
+            .map(|_| crate::stored::Seen::of(&upstream));
+        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
+        if let (Some(s), Some(seen)) = (&self.store, seen) {
+            let seen = seen.held_by(holder);
+            s.keep(
+                &self.leases,
+                pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
+        }
+        add_cors(&mut response);
+        Finished { response, unsigned }
+    }
+
+    /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
+    /// added only when it verifies with the signer's public key (`true`); otherwise the answer
+    /// goes without one, and an error is logged.
+    pub fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
+        let Finished {
+            mut response,
+            unsigned,
+        } = finished;
+        let Some((unsigned, machine)) = unsigned else {
+            return (response, false);
+        };
+        let keys = match &self.leases.signer {
+            SignWith::External { keys, .. } => keys.clone(),
+            SignWith::Key(key) => key.relay_keys(),
+        };
+        match unsigned.assemble(signature) {
+            Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
+                response.set(LEASE_HEADER, &token);
+                (response, true)
+            }
+            _ => {
+                log::error!(
+                    "relay: a lease's signature does not verify with the public key of {}: \
+                     answered without a lease (is the signing key the configured one?)",
+                    self.leases.signer.kid()
+                );
+                (response, false)
+            }
+        }
+    }
+
+    /// Polar's answer passed back, with the lease signed here, or to be signed elsewhere; and
+    /// for a grant, its license key's and customer's ids as the grant's reading found them.
+    fn answer(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> (RelayResponse, Unsigned, Option<Holder>) {
+        let Pending {
+            op,
+            key,
+            checked,
+            call,
+            ..
+        } = pending;
+        let op = *op;
+        let upstream = match upstream {
+            Ok(resp) => resp,
+            Err(e) => {
+                log::warn!(
+                    "relay: {} {} 502 (Polar unreachable: {:?})",
+                    op.as_str(),
+                    crate::logged::key(key),
+                    e.kind
+                );
+                return (
+                    RelayResponse::unreached("the relay could not reach Polar"),
+                    None,
+                    None,
+                );
+            }
+        };
+        if refuses_token(op, &upstream) {
+            log::error!(
+                "relay: Polar refused the relay's access token ({}): check --access-token and \
+                 its license_keys:write scope; answering 502",
+                upstream.status
+            );
+            return (
+                RelayResponse::unreached("the relay could not ask Polar"),
+                None,
+                None,
+            );
+        }
+        let mut r = RelayResponse::new(upstream.status);
+        for name in PASSED_HEADERS {
+            if let Some(value) = upstream.header(name) {
+                r.set(name, value);
+            }
+        }
+        r.body = upstream.body.clone();
+        let (lease, holder) = match self
+            .leases
+            .grant(op, checked, call, &upstream, now, entropy)
+        {
+            Ok((lease, holder)) => (pending.claims(lease), holder),
+            Err(why) => {
+                log::info!(
+                    "relay: {} {} {} (no lease: {why})",
+                    op.as_str(),
+                    crate::logged::key(key),
+                    upstream.status
+                );
+                return (r, None, None);
+            }
+        };
+        let (r, unsigned) = self.leased(pending, r, &lease);
+        (r, unsigned, Some(holder))
+    }
+
+    /// A grant's answer with its lease signed here, or to be signed elsewhere.
+    fn leased(
+        &self,
+        pending: &Pending,
+        mut r: RelayResponse,
+        lease: &LeaseClaims,
+    ) -> (RelayResponse, Unsigned) {
+        let Pending {
+            op, key, checked, ..
+        } = pending;
+        let op = *op;
+        let machine = machine_of(checked);
+        let signed = match &self.leases.signer {
+            SignWith::Key(signing_key) => {
+                signing_key.sign(lease, machine.as_deref()).map(|token| {
+                    r.set(LEASE_HEADER, &token);
+                    log::info!(
+                        "relay: {} {} 200 (lease {} until {})",
+                        op.as_str(),
+                        crate::logged::key(key),
+                        lease.id,
+                        lease.expires_at
+                    );
+                    None
+                })
+            }
+            SignWith::External { kid, .. } => {
+                prepare(lease, kid, machine.as_deref()).map(|unsigned| {
+                    log::info!(
+                        "relay: {} {} 200 (lease {} until {}, to sign)",
+                        op.as_str(),
+                        crate::logged::key(key),
+                        lease.id,
+                        lease.expires_at
+                    );
+                    Some((unsigned, machine))
+                })
+            }
+        };
+        match signed {
+            Ok(unsigned) => (r, unsigned),
+            Err(e) => {
+                log::error!(
+                    "relay: {} {} 200 without a lease: {}",
+                    op.as_str(),
+                    crate::logged::key(key),
+                    e.text()
+                );
+                (r, None)
+            }
+        }
+    }
+}
+
+fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
+    // A poisoned lock (a panic elsewhere) still holds usable counts.
+    let mut guard = buckets.lock().unwrap_or_else(|e| e.into_inner());
+    guard.take(id, now.monotonic_ms)
+}
+
+#[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
+mod tests {
+    use super::*;
+    use crate::limit::Rate;
+    use polar_license::lease::SigningKey;
+    use polar_license::proto::HttpRequest;
+    use polar_license::TransportError;
+    use std::sync::Arc;
+
+    const ORG: &str = "d2fcbff8-108b-411e-bf2b-6383e0a8802d";
+
+    fn relay_over(
+        transport: impl Fn(&HttpRequest) -> Result<HttpResponse, TransportError> + Send + Sync + 'static,
+    ) -> Relay {
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        Relay::with_entropy(config, Box::new(transport), Box::new(|| Some([7; 16])))
+            .expect("a relay")
+    }
+
+    fn validate(body: &str) -> RelayRequest {
+        RelayRequest {
+            method: "POST".into(),
+            path: "/v1/customer-portal/license-keys/validate?x=1".into(),
+            headers: vec![
+                ("Content-Type".into(), "application/json".into()),
+                ("Polar-Version".into(), "2026-10".into()),
+            ],
+            body: body.as_bytes().to_vec(),
+            client_ip: "192.0.2.1".into(),
+        }
+    }
+
+    const NOW: Now = Now {
+        unix_seconds: 1_790_000_000,
+        monotonic_ms: 0,
+    };
+
+    #[test]
+    fn it_asks_the_token_twin_with_the_token_and_the_checked_body() {
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let log = Arc::clone(&seen);
+        let relay = relay_over(move |req: &HttpRequest| {
+            log.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(req.clone());
+            Ok(
+                HttpResponse::new(404, r#"{"error":"ResourceNotFound","detail":"Not found"}"#)
+                    .with_header("content-type", "application/json"),
+            )
+        });
+        let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}","increment_usage":"2"}}"#);
+        let r = relay.handle(&validate(&body), NOW);
+        assert_eq!((r.status, r.lease()), (404, None));
+        let seen = seen.lock().unwrap_or_else(|e| e.into_inner());
+        let req = seen.first().expect("one call");
+        assert_eq!(seen.len(), 1);
+        assert_eq!(req.url, "http://127.0.0.1:9/v1/license-keys/validate");
+        let header = |name: &str| {
+            req.headers
+                .iter()
+                .find(|(k, _)| *k == name)
+                .map(|(_, v)| v.as_str())
+        };
+        assert_eq!(header("authorization"), Some("Bearer polar_oat_secret"));
+        assert_eq!(header("polar-version"), Some("2026-10"));
+        assert_eq!(header("user-agent"), Some(USER_AGENT));
+        // Polar's lax "2" sent as the integer it means.
+        let sent: serde_json::Value = serde_json::from_slice(&req.body).expect("JSON");
+        assert_eq!(
+            sent,
+            serde_json::json!({"key": "K-1", "organization_id": ORG, "increment_usage": 2})
+        );
+        assert!(!format!("{relay:?}").contains("polar_oat_secret"));
+    }
+
+    #[test]
+    fn transport_errors_are_502_and_the_token_is_nowhere_in_the_answer() {
+        let relay = relay_over(|_: &HttpRequest| {
+            Err(TransportError::new(
+                polar_license::TransportErrorKind::Connect,
+                "connection refused",
+            ))
+        });
+        let body = format!(r#"{{"key":"K-1","organization_id":"{ORG}"}}"#);
+        let r = relay.handle(&validate(&body), NOW);
+        assert_eq!(r.status, 502);
+        assert_eq!(r.header("access-control-allow-origin"), Some("*"));
+        let all = format!("{r:?}{}", String::from_utf8_lossy(&r.body));
+        assert!(!all.contains("polar_oat_secret"), "{all}");
+    }
+
+    /// A relay whose upstream grants nothing (404) and counts its calls.
+    /// A relay limited `per_ip` and `per_key` (the client named by `ip_header` when given)
+    /// whose Polar answers every call 404, asked `reqs` (each at its clock in ms): each
+    /// answer's status and `retry-after`, and how many calls reached Polar.
+    fn limited(
+        per_ip: Rate,
+        per_key: Rate,
+        ip_header: Option<&str>,
+        reqs: &[(RelayRequest, u64)],
+    ) -> (Vec<(u16, Option<String>)>, u32) {
+        let calls = Arc::new(Mutex::new(0u32));
+        let count = Arc::clone(&calls);
+        let transport = move |_: &HttpRequest| {
+            *count.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+            Ok(HttpResponse::new(
+                404,
+                r#"{"error":"ResourceNotFound","detail":"Not found"}"#,
+            ))
+        };
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("t"),
+            key,
+        );
+        config.limits = Limits {
+            per_ip,
+            per_key,
+            ..Limits::default()
+        };
+        config.client_ip_header = ip_header.map(str::to_string);
+        let relay =
+            Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).expect("a relay");
+        let got = reqs
+            .iter()
+            .map(|(req, ms)| {
+                let r = relay.handle(req, at(*ms));
+                (r.status, r.header("retry-after").map(str::to_string))
+            })
+            .collect();
+        let calls = *calls.lock().unwrap_or_else(|e| e.into_inner());
+        (got, calls)
+    }
+
+    fn at(ms: u64) -> Now {
+        Now {
+            unix_seconds: 1_790_000_000,
+            monotonic_ms: ms,
+        }
+    }
+
+    fn for_key(key: &str, ip: &str) -> RelayRequest {
+        let mut req = validate(&format!(r#"{{"key":"{key}","organization_id":"{ORG}"}}"#));
+        req.client_ip = ip.into();
+        req
+    }
+
+    /// A check of `K1` through the proxy at 10.0.0.254, its `X-Forwarded-For` `value`.
+    fn via(value: &str) -> RelayRequest {
+        let mut req = for_key("K1", "10.0.0.254");
+        req.headers.push(("X-Forwarded-For".into(), value.into()));
+        req
+    }
+
+    /// No limit.
+    const OFF: Rate = Rate::new(0, 0);
+    /// 429, retry after a second.
+    fn refused() -> (u16, Option<String>) {
+        (429, Some("1".into()))
+    }
+
+    #[test]
+    fn the_per_ip_bucket_at_a_fixed_clock() {
+        let a = |key: &str| for_key(key, "192.0.2.1");
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            None,
+            &[
+                (a("K1"), 0),
+                (a("K2"), 0),
+                (a("K3"), 0),
+                (for_key("K3", "192.0.2.2"), 0),
+                (a("K3"), 999),
+                (a("K3"), 1000),
+            ],
+        );
+        let none = |s: u16| (s, None);
+        assert_eq!(
+            got,
+            vec![
+                none(404),
+                none(404),
+                refused(),
+                none(404),
+                refused(),
+                none(404)
+            ]
+        );
+        assert_eq!(calls, 4);
+    }
+
+    #[test]
+    fn an_ipv6_client_is_one_bucket_across_its_64() {
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            None,
+            &[
+                (for_key("K1", "2001:db8:1:2::1"), 0),
+                (for_key("K2", "2001:db8:1:2:aaaa::7"), 0),
+                // A new address of the same /64: the same bucket.
+                (for_key("K3", "2001:db8:1:2:ffff:1:2:3"), 0),
+                // Another /64: its own.
+                (for_key("K4", "2001:db8:1:3::1"), 0),
+            ],
+        );
+        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(statuses, vec![404, 404, 429, 404]);
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn the_per_key_bucket_at_a_fixed_clock() {
+        let (got, calls) = limited(
+            OFF,
+            Rate::new(2, 1),
+            None,
+            &[
+                (for_key("K1", "192.0.2.1"), 0),
+                (for_key("K1", "192.0.2.2"), 100),
+                (for_key("K2", "192.0.2.2"), 100),
+                (for_key("K1", "192.0.2.3"), 500),
+            ],
+        );
+        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
+        assert_eq!(calls, 3);
+    }
+
+    #[test]
+    fn behind_a_proxy_its_own_entry_names_the_client() {
+        let (got, calls) = limited(
+            Rate::new(1, 1),
+            OFF,
+            Some("x-forwarded-for"),
+            &[
+                (via("6.6.6.6, 198.51.100.7"), 0),
+                // The client's own entries change nothing: the proxy's (the last) is the same.
+                (via("7.7.7.7, 198.51.100.7"), 0),
+                (via("198.51.100.8"), 0),
+                // No header: the socket peer (the proxy itself).
+                (for_key("K1", "10.0.0.254"), 0),
+            ],
+        );
+        assert_eq!(got, vec![(404, None), refused(), (404, None), (404, None)]);
+        assert_eq!(calls, 3);
+    }
+
+    /// A proxy header's `IP:port` is the IP's bucket whatever the port (a client writing a
+    /// new port each time gets no new bucket), and a value that is no address is the proxy's
+    /// own bucket (the socket peer), never a fresh one.
+    #[test]
+    fn behind_a_proxy_a_port_or_garbage_is_no_new_identity() {
+        let (got, calls) = limited(
+            Rate::new(1, 2),
+            OFF,
+            Some("x-forwarded-for"),
+            &[
+                (via("198.51.100.7:1001"), 0),
+                (via("198.51.100.7:1002"), 0),
+                (via("6.6.6.6, 198.51.100.7:1003"), 0),
+                (via("[2001:db8::1]:4711"), 0),
+                (via("[2001:db8::2]:4712"), 0),
+                (via("[2001:db8::3]:4713"), 0),
+                (via("garbage-1"), 0),
+                (via("198.51.100.7:port"), 0),
+                (via("unknown"), 0),
+                (for_key("K1", "10.0.0.254"), 0),
+            ],
+        );
+        let statuses: Vec<u16> = got.iter().map(|(s, _)| *s).collect();
+        assert_eq!(
+            statuses,
+            vec![404, 404, 429, 404, 404, 429, 404, 404, 429, 429]
+        );
+        assert_eq!(calls, 6);
+    }
+
+    /// `cors_origins`: an allowed page gets its origin back (and `vary: origin`), any other
+    /// origin, or none, gets no CORS grant; without the option every answer says `*`.
+    #[test]
+    fn cors_origins_narrow_the_grant_to_the_pages_named() {
+        let answer = |relay: &Relay, method: &str, origin: Option<&str>| {
+            let mut req = validate(&format!(r#"{{"key":"K-1","organization_id":"{ORG}"}}"#));
+            req.method = method.into();
+            if let Some(origin) = origin {
+                req.headers.push(("Origin".into(), origin.into()));
+            }
+            relay.handle(&req, NOW)
+        };
+        let polar = |_: &HttpRequest| Ok(HttpResponse::new(404, r#"{"detail":"Not found"}"#));
+        let any = relay_over(polar);
+        for method in ["POST", "OPTIONS"] {
+            let r = answer(&any, method, Some("https://evil.example"));
+            assert_eq!(
+                r.header("access-control-allow-origin"),
+                Some("*"),
+                "{method}"
+            );
+            assert_eq!(r.header("vary"), None);
+        }
+
+        let key = SigningKey::generate(Some("k1")).expect("a key");
+        let mut config = RelayConfig::new(
+            Server::Custom("http://127.0.0.1:9".into()),
+            AccessToken::new("polar_oat_secret"),
+            key,
+        );
+        config.cors_origins = Some(vec![
+            "https://app.example.com".into(),
+            "http://localhost:5173".into(),
+        ]);
+        let named = Relay::with_entropy(config, Box::new(polar), Box::new(|| Some([7; 16])))
+            .expect("a relay");
+        for method in ["POST", "OPTIONS"] {
+            for origin in ["https://app.example.com", "http://localhost:5173"] {
+                let r = answer(&named, method, Some(origin));
+                assert_eq!(r.header("access-control-allow-origin"), Some(origin));
+                assert_eq!(r.header("vary"), Some("origin"));
+                let expose = r
+                    .header("access-control-expose-headers")
+                    .unwrap_or_default();
+                assert!(method == "OPTIONS" || expose.contains("polar-license-lease"));
+            }
+            for origin in [
+                Some("https://evil.example"),
+                Some("https://app.example.com.evil"),
+                None,
+            ] {
+                let r = answer(&named, method, origin);
+                assert!(
+                    !r.headers
+                        .iter()
+                        .any(|(k, _)| k.starts_with("access-control-")),
+                    "{method} {origin:?}: {:?}",
+                    r.headers
+                );
+                assert_eq!(r.header("vary"), Some("origin"));
+            }
+        }
+        // The answer itself is unchanged: only the browser's permission to read it.
+        assert_eq!(answer(&named, "POST", None).status, 404);
+
+        for bad in [
+            vec![],
+            vec!["app.example.com".to_string()],
+            vec!["https://app.example.com/".to_string()],
+            vec!["https://app.example.com/path".to_string()],
+            vec!["*".to_string()],
+        ] {
+            let mut config = RelayConfig::new(
+                Server::Custom("http://127.0.0.1:9".into()),
+                AccessToken::new("t"),
+                SigningKey::generate(Some("k1")).expect("a key"),
+            );
+            config.cors_origins = Some(bad.clone());
+            let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
+            let refused = Relay::with_entropy(config, Box::new(transport), Box::new(|| None));
+            assert!(refused.is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_bad_configuration_is_refused() {
+        let key = || SigningKey::generate(Some("k1")).expect("a key");
+        let bad = [
+            RelayConfig {
+                lease_days: 0,
+                ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
+            },
+            RelayConfig::new(Server::Production, AccessToken::new("has space"), key()),
+            RelayConfig::new(
+                Server::Custom("http://polar.example".into()),
+                AccessToken::new("t"),
+                key(),
+            ),
+            RelayConfig {
+                organization_id: Some("not-a-uuid".into()),
+                ..RelayConfig::new(Server::Production, AccessToken::new("t"), key())
+            },
+        ];
+        for config in bad {
+            let transport = |_: &HttpRequest| Ok(HttpResponse::new(500, ""));
+            assert!(Relay::with_entropy(config, Box::new(transport), Box::new(|| None)).is_err());
+        }
+    }
+}

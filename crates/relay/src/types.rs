@@ -1,0 +1,691 @@
+//! The relay's plain types, shared by all its parts: its configuration ([`RelayConfig`]),
+//! a request and an answer as data ([`RelayRequest`], [`RelayResponse`]), the steps of a
+//! check ([`Step`], [`Pending`], [`Finished`]), its routes and headers, and the small
+//! helpers that build Polar-shaped answers. A leaf: it names no part that runs (the
+//! crate root re-exports what is public here, unchanged).
+
+use std::sync::Arc;
+
+use polar_license::lease::{LeaseClaims, RelayKeys, SigningKey, UnsignedLease, LEASE_HEADER};
+use polar_license::metadata::{MetaValue, Metadata};
+use polar_license::proto::{
+    error_body, ActivateRequest, Api, DeactivateRequest, HttpRequest, HttpResponse, Operation,
+    Server, ValidateRequest,
+};
+use polar_license::{AccessToken, Error, Key};
+use polar_license_rules::CheckedBody;
+
+use crate::breaker::{self, BreakerOptions};
+use crate::limit::Rate;
+use crate::logged;
+use crate::store::{self, Backend, Entry, EntryId, StoreOptions};
+
+/// The default of [`crate::RelayConfig::webhook_silence`]: a day.
+pub const DEFAULT_WEBHOOK_SILENCE: u64 = 86_400;
+
+/// The health route on the relay's own listener.
+pub const HEALTH_ROUTE: &str = "/healthz";
+
+/// The metrics route on the metrics listener.
+pub const METRICS_ROUTE: &str = "/metrics";
+
+/// A lease to be signed elsewhere, with the machine it binds (see [`Finished`]).
+pub(crate) type Unsigned = Option<(UnsignedLease, Option<String>)>;
+
+/// The header that says where an answer of the three routes comes from: `polar` (Polar's
+/// answer now, or the relay's by Polar's rules), `store` (Polar's earlier answer, fresh),
+/// `stale` (Polar's earlier answer, kept while Polar cannot be asked) or `relay`
+/// ([`RELAY_SOURCE`]: the relay's own 429, Polar not asked).
+pub const SOURCE_HEADER: &str = "polar-license-source";
+
+/// [`SOURCE_HEADER`]'s value on the relay's own 429s (its per-IP and per-key rates, the
+/// token's budget, the first-seen share) and 502s (the breaker open, Polar out of reach or
+/// refusing the relay's token): not Polar's answer, nor a verdict. An addition to `polar`,
+/// `store` and `stale`; every client reads a value it does not know as no source (and a 429
+/// or a 5xx as "not verified" in any case, its source never read).
+pub const RELAY_SOURCE: &str = "relay";
+
+/// The route Polar's webhooks are delivered to (with a store and a webhook secret).
+pub const WEBHOOK_ROUTE: &str = "/v1/webhooks/polar";
+
+/// The largest webhook body read on [`WEBHOOK_ROUTE`] (1 MiB), a cap of its own: Polar's
+/// order and subscription events carry the customer, the product and its prices, and can be
+/// far larger than any client's request ([`Limits::max_body_bytes`], 64 KiB by default, is
+/// the clients' cap). A larger delivery is answered 413.
+pub const WEBHOOK_MAX_BODY_BYTES: usize = 1024 * 1024;
+
+/// How many times a check waits for another check's call to Polar about the same entry
+/// ([`Step::Wait`]) before it asks Polar itself, on every host.
+pub const FLIGHT_WAITS: u32 = 2;
+
+/// How long a check with a stored answer within its stale window waits for Polar (its own call
+/// or another check's of the same entry) before it is given that answer, `stale`, while the
+/// call goes on and its answer updates the store (stale-while-revalidate): on every host
+/// ([`Pending::patience_ms`]; natively `ServeOptions::stale_after`'s default).
+pub const STALE_AFTER_MS: u64 = 800;
+
+/// The routes a relay answers (Polar's customer-portal ones).
+pub const ROUTE_PREFIX: &str = "/v1/customer-portal/license-keys/";
+
+/// The `User-Agent` of the relay's calls to Polar.
+pub const USER_AGENT: &str = concat!("polar-license-relay/", env!("CARGO_PKG_VERSION"));
+
+/// Polar's response headers passed back to the client unchanged.
+pub(crate) const PASSED_HEADERS: [&str; 6] = [
+    "content-type",
+    "retry-after",
+    "date",
+    "polar-version",
+    "cache-control",
+    "x-polar-sandbox",
+];
+
+/// The relay's limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Per client IP, every request on the three routes (default 5 per second, bursts of 10).
+    pub per_ip: Rate,
+    /// Per license key, every request that passed the input checks (default 3 per second,
+    /// bursts of 6).
+    pub per_key: Rate,
+    /// The largest request body read (default 64 KiB; Polar's own limit is 10 MiB, but no
+    /// valid license request comes near 64 KiB: 50 conditions and 50 meta entries of 500
+    /// characters are about 55 KB). Polar's webhooks have a cap of their own
+    /// ([`WEBHOOK_MAX_BODY_BYTES`], or this if larger).
+    pub max_body_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            per_ip: Rate::new(5, 10),
+            per_key: Rate::new(3, 6),
+            max_body_bytes: 64 * 1024,
+        }
+    }
+}
+
+/// How a relay runs.
+#[derive(Debug)]
+pub struct RelayConfig {
+    /// The Polar it asks (production, sandbox, or a base URL such as an emulator's).
+    pub server: Server,
+    /// When set, a request for any other organization is Polar's 404 "Not found", without a
+    /// call (the token would only see its own organization's keys anyway).
+    pub organization_id: Option<String>,
+    /// The seller's organization access token (scope `license_keys:write`).
+    pub access_token: AccessToken,
+    /// Who signs the leases.
+    pub signer: Signer,
+    /// How long a lease lasts (default 7 days; never past the license's `expires_at`).
+    pub lease_days: u32,
+    /// Rate limits and the body cap.
+    pub limits: Limits,
+    /// Behind a reverse proxy (TLS in front of the relay), the header that proxy writes the
+    /// client's address in (`x-real-ip`, `x-forwarded-for`, `cf-connecting-ip`, …): its last
+    /// comma-separated entry, the one the proxy itself added, is the per-IP limit's identity
+    /// instead of the socket peer (the proxy). Leave it `None` when clients connect directly:
+    /// a client could then send the header to pick its own bucket.
+    pub client_ip_header: Option<String>,
+    /// The verdict store ([`store`]): validates answered from Polar's earlier answers, the
+    /// token's budget kept, Polar's webhooks acted on. `None`: every check is forwarded.
+    pub store: Option<StoreConfig>,
+    /// The web origins (`https://app.example.com`: scheme, host and port, no path) whose
+    /// pages may read the relay's answers: a request whose `Origin` is one of them gets it
+    /// back in `access-control-allow-origin` (with `vary: origin`); any other origin gets no
+    /// CORS grant, so a browser hides the answer from that page. `None` (the default): any
+    /// origin (`*`), as Polar's public routes. Servers and apps outside a browser send no
+    /// `Origin` and are not affected.
+    pub cors_origins: Option<Vec<String>>,
+    /// With webhooks on: after this many seconds without one, [`Relay::check_webhooks`](crate::Relay::check_webhooks) logs a
+    /// warning and [`Relay::health`](crate::Relay::health) says so (default [`DEFAULT_WEBHOOK_SILENCE`], a day; 0:
+    /// never).
+    pub webhook_silence: u64,
+    /// The breaker in front of Polar ([`BreakerOptions`]: 5 failed calls in a row stop calls,
+    /// the first probe after 3.75 s, at most 30 s apart; stored answers given meanwhile).
+    pub breaker: BreakerOptions,
+}
+
+/// A relay's verdict store: where it keeps entries, how it answers from them, and the secret
+/// of Polar's webhooks.
+pub struct StoreConfig {
+    /// Where the entries live ([`store::MemoryBackend`], [`store::RedbBackend`]).
+    pub backend: Arc<dyn Backend>,
+    /// How long answers last, and the budget.
+    pub options: StoreOptions,
+    /// The webhook endpoint's secret (`whsec_…`): turns on `POST /v1/webhooks/polar`.
+    pub webhook_secret: Option<String>,
+}
+
+impl std::fmt::Debug for StoreConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreConfig")
+            .field("options", &self.options)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "****"),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayConfig {
+    /// A configuration with the default lease (7 days) and limits, for any organization,
+    /// signing with `signing_key` here.
+    pub fn new(server: Server, access_token: AccessToken, signing_key: SigningKey) -> Self {
+        RelayConfig::with_signer(server, access_token, Signer::Key(signing_key))
+    }
+
+    /// [`RelayConfig::new`] with any [`Signer`].
+    pub fn with_signer(server: Server, access_token: AccessToken, signer: Signer) -> Self {
+        RelayConfig {
+            server,
+            organization_id: None,
+            access_token,
+            signer,
+            lease_days: DEFAULT_LEASE_DAYS,
+            limits: Limits::default(),
+            client_ip_header: None,
+            store: None,
+            cors_origins: None,
+            webhook_silence: DEFAULT_WEBHOOK_SILENCE,
+            breaker: BreakerOptions::default(),
+        }
+    }
+}
+
+/// Who signs a relay's leases.
+#[derive(Debug)]
+pub enum Signer {
+    /// This key, here: [`Relay::finish`](crate::Relay::finish) answers with the lease signed.
+    Key(SigningKey),
+    /// A key held elsewhere (WebCrypto's non-extractable key in the npm package's relay):
+    /// [`Relay::finish`](crate::Relay::finish) hands back the lease to sign ([`Finished::pre_auth`]), and
+    /// [`Relay::assemble`](crate::Relay::assemble) adds it once its signature verifies with `public_key`.
+    External {
+        /// The key's id, in the lease's footer.
+        kid: String,
+        /// Its public key, PASERK `k4.public.…`.
+        public_key: String,
+    },
+}
+
+/// What a signer verifies with (and, for a key held here, signs with).
+pub(crate) enum SignWith {
+    Key(SigningKey),
+    External { kid: String, keys: RelayKeys },
+}
+
+impl SignWith {
+    pub(crate) fn of(signer: Signer) -> Result<SignWith, Error> {
+        Ok(match signer {
+            Signer::Key(key) => SignWith::Key(key),
+            Signer::External { kid, public_key } => {
+                let mut keys = RelayKeys::new();
+                keys.add(&kid, &public_key)?;
+                SignWith::External { kid, keys }
+            }
+        })
+    }
+
+    pub(crate) fn kid(&self) -> &str {
+        match self {
+            SignWith::Key(key) => key.kid(),
+            SignWith::External { kid, .. } => kid,
+        }
+    }
+}
+
+/// [`Relay::begin`](crate::Relay::begin)'s outcome.
+#[derive(Debug)]
+pub enum Step {
+    /// The answer, with no call to Polar (a preflight, a 404, a 413, a 422, a 429, or one
+    /// from the store).
+    Answer(RelayResponse),
+    /// Ask Polar [`Pending::request`], then give its answer to [`Relay::finish`](crate::Relay::finish).
+    Ask(Box<Pending>),
+    /// An answer from the store whose lease waits for an external signature
+    /// ([`Finished::pre_auth`], then [`Relay::assemble`](crate::Relay::assemble)): only with [`Signer::External`].
+    Sign(Finished),
+    /// Only from [`Relay::begin_with`](crate::Relay::begin_with): another check of the same entry is asking Polar; begin
+    /// again once that call's [`Relay::finish`](crate::Relay::finish) has run (the flight is named, so a host can
+    /// wait for it). The check itself comes with it: when it has a stored answer
+    /// ([`Pending::patience_ms`]), it waits at most that long, then is given
+    /// [`Relay::stale_answer`](crate::Relay::stale_answer).
+    Wait(String, Box<Pending>),
+}
+
+/// A request that passed every local check, waiting for Polar's answer.
+pub struct Pending {
+    pub(crate) op: Operation,
+    pub(crate) key: Key,
+    pub(crate) checked: CheckedBody,
+    pub(crate) call: Call,
+    pub(crate) request: HttpRequest,
+    /// With a store, a validate's entry: its id, what it held, and whether this call leads
+    /// its single flight.
+    pub(crate) stored: Option<(EntryId, Option<Entry>)>,
+    pub(crate) flight: Option<EntryId>,
+    /// What the breaker let through (`None` until it was asked).
+    pub(crate) ticket: Option<breaker::Ticket>,
+    /// The client it came from, as the per-IP limit counts it (an IPv6 address by its /64).
+    pub(crate) client: String,
+    /// A stored grant asked again ahead of the end of its freshness: until Polar answers (or
+    /// when it cannot), the grant still answers as fresh (`store`).
+    pub(crate) early: bool,
+    /// The client's [`NONCE_HEADER`], when it sent one that is a nonce: signed into the
+    /// lease's claims, whoever answers (Polar now, or the store).
+    pub(crate) nonce: Option<String>,
+}
+
+impl std::fmt::Debug for Pending {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Pending")
+            .field("operation", &self.op.as_str())
+            .field("key", &self.key)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Pending {
+    /// A grant's claims with the client's nonce, if it sent one (contract §5, freshness).
+    pub(crate) fn claims(&self, mut claims: LeaseClaims) -> LeaseClaims {
+        claims.nonce.clone_from(&self.nonce);
+        claims
+    }
+
+    /// The call to Polar's token-authenticated route (it holds the seller's token and the
+    /// license key: never log it).
+    pub fn request(&self) -> &HttpRequest {
+        &self.request
+    }
+
+    /// The flight this call leads ([`Relay::begin_with`](crate::Relay::begin_with)): checks that got [`Step::Wait`] with
+    /// this name begin again once its [`Relay::finish`](crate::Relay::finish) has run.
+    pub fn flight(&self) -> Option<String> {
+        self.flight.as_ref().map(store::hex_id)
+    }
+}
+
+/// [`Relay::finish`](crate::Relay::finish)'s outcome: the answer, and with an external signer the lease to sign.
+#[derive(Debug)]
+pub struct Finished {
+    pub(crate) response: RelayResponse,
+    pub(crate) unsigned: Option<(UnsignedLease, Option<String>)>,
+}
+
+impl Finished {
+    /// The answer as it stands (without the lease while one waits for its signature).
+    pub fn response(&self) -> &RelayResponse {
+        &self.response
+    }
+
+    /// The bytes to sign with Ed25519, when a lease waits for an external signature.
+    pub fn pre_auth(&self) -> Option<&[u8]> {
+        self.unsigned.as_ref().map(|(u, _)| u.pre_auth())
+    }
+
+    /// The answer, without any lease still unsigned.
+    pub fn into_response(self) -> RelayResponse {
+        self.response
+    }
+}
+
+/// A well-formed organization id, to check the server and token with before any request.
+pub(crate) const DUMMY_ORG: &str = "00000000-0000-4000-8000-000000000000";
+
+/// The default lease length, in days.
+pub const DEFAULT_LEASE_DAYS: u32 = 7;
+/// The longest lease, in days.
+pub const MAX_LEASE_DAYS: u32 = 366;
+
+/// A request as the server received it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct RelayRequest {
+    /// `POST`, `OPTIONS`, …
+    pub method: String,
+    /// The request target's path (a query is ignored).
+    pub path: String,
+    /// The headers (any case).
+    pub headers: Vec<(String, String)>,
+    /// The body: the server reads at most [`Limits::max_body_bytes`] + 1 bytes of it.
+    pub body: Vec<u8>,
+    /// The client's IP (the socket peer), the per-IP limit's identity.
+    pub client_ip: String,
+}
+
+impl std::fmt::Debug for RelayRequest {
+    /// The body's length only: it holds a license key.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayRequest")
+            .field("method", &self.method)
+            .field("path", &self.path)
+            .field("body_len", &self.body.len())
+            .field("client_ip", &self.client_ip)
+            .finish_non_exhaustive()
+    }
+}
+
+impl RelayRequest {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// The relay's answer.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RelayResponse {
+    /// The HTTP status.
+    pub status: u16,
+    /// The headers, names lowercased.
+    pub headers: Vec<(String, String)>,
+    /// The body.
+    pub body: Vec<u8>,
+}
+
+impl RelayResponse {
+    pub(crate) fn new(status: u16) -> RelayResponse {
+        RelayResponse {
+            status,
+            ..RelayResponse::default()
+        }
+    }
+
+    pub(crate) fn json(status: u16, body: impl Into<Vec<u8>>) -> RelayResponse {
+        let mut r = RelayResponse::new(status);
+        r.set("content-type", "application/json");
+        r.body = body.into();
+        r
+    }
+
+    /// Polar's `{"error":…,"detail":…}`, in Polar's member order.
+    pub(crate) fn error(status: u16, error: &str, detail: &str) -> RelayResponse {
+        RelayResponse::json(
+            status,
+            object(&[("error", string(error)), ("detail", string(detail))]),
+        )
+    }
+
+    /// `{"detail":…}` (Starlette's 404 and 405, and the relay's own 502s).
+    pub(crate) fn detail(status: u16, detail: &str) -> RelayResponse {
+        RelayResponse::json(status, object(&[("detail", string(detail))]))
+    }
+
+    /// The relay's own 502 (the breaker open, Polar out of reach or refusing the relay's
+    /// token): `{"detail":…}`, said to be the relay's (`polar-license-source: relay`): Polar
+    /// gave no answer.
+    pub(crate) fn unreached(detail: &str) -> RelayResponse {
+        sourced(RelayResponse::detail(502, detail), RELAY_SOURCE)
+    }
+
+    /// Polar's 429: an empty body and `retry-after`.
+    /// The relay's own 429 (its per-IP or per-key rate, the budget, the first-seen share),
+    /// said to be the relay's (`polar-license-source: relay`), not Polar's.
+    pub(crate) fn rate_limited(retry_after: u64) -> RelayResponse {
+        let mut r = RelayResponse::new(429);
+        r.set("retry-after", &retry_after.to_string());
+        r.set(SOURCE_HEADER, RELAY_SOURCE);
+        r
+    }
+
+    pub(crate) fn set(&mut self, name: &str, value: &str) {
+        self.headers.retain(|(k, _)| !k.eq_ignore_ascii_case(name));
+        self.headers
+            .push((name.to_ascii_lowercase(), value.to_string()));
+    }
+
+    /// The first value of a header, by case-insensitive name.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The lease, when this answer carries one.
+    pub fn lease(&self) -> Option<&str> {
+        self.header(LEASE_HEADER)
+    }
+}
+
+/// Where a lease's `jti` comes from: 16 random bytes.
+pub type Entropy = Box<dyn Fn() -> Option<[u8; 16]> + Send + Sync>;
+
+/// What routing decided.
+pub(crate) enum Routed {
+    Answer(RelayResponse),
+    /// From the store, its lease to sign elsewhere (an external signer).
+    Stored(Finished),
+    Ask(Box<Pending>),
+    /// Another check of the same entry is asking Polar: wait for it, then route again (the
+    /// check, with its entry as read, to route again or answer stale from).
+    Wait(EntryId, Box<Pending>),
+}
+
+/// The operating system's randomness (native).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn os_entropy() -> Option<[u8; 16]> {
+    let mut bytes = [0u8; 16];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+/// The core's request, from a body Polar's checks accepted.
+pub(crate) enum Call {
+    Validate(ValidateRequest),
+    Activate(ActivateRequest),
+    Deactivate(DeactivateRequest),
+}
+
+impl Call {
+    pub(crate) fn of(op: Operation, b: &CheckedBody) -> Result<Call, Error> {
+        Ok(match op {
+            Operation::Validate => {
+                let mut req = ValidateRequest::new(b.key.as_str());
+                req.activation_id = b.activation_id.clone();
+                req.benefit_id = b.benefit_id.clone();
+                req.customer_id = b.customer_id.clone();
+                req.increment_usage = b
+                    .increment_usage
+                    .map(|n| {
+                        i64::try_from(n)
+                            .map_err(|_| Error::invalid("increment_usage", "must be <= 2147483647"))
+                    })
+                    .transpose()?;
+                req.conditions = metadata("conditions", &b.conditions)?;
+                Call::Validate(req)
+            }
+            Operation::Activate => {
+                let mut req =
+                    ActivateRequest::new(b.key.as_str(), b.label.clone().unwrap_or_default());
+                req.conditions = metadata("conditions", &b.conditions)?;
+                req.meta = metadata("meta", &b.meta)?;
+                Call::Activate(req)
+            }
+            Operation::Deactivate => Call::Deactivate(DeactivateRequest::new(
+                b.key.as_str(),
+                b.activation_id.clone().unwrap_or_default(),
+            )),
+        })
+    }
+
+    /// The core's local checks, and the request to Polar's token twin.
+    pub(crate) fn request(&self, api: &Api) -> Result<HttpRequest, Error> {
+        match self {
+            Call::Validate(req) => api.validate_request(req),
+            Call::Activate(req) => api.activate_request(req),
+            Call::Deactivate(req) => api.deactivate_request(req),
+        }
+    }
+}
+
+pub(crate) fn metadata(
+    field: &str,
+    pairs: &[(String, serde_json::Value)],
+) -> Result<Metadata, Error> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            serde_json::from_value::<MetaValue>(v.clone())
+                .map(|v| (k.clone(), v))
+                .map_err(|_| Error::invalid(field, "values are strings, numbers or booleans"))
+        })
+        .collect()
+}
+
+/// The machine a lease is bound to: the request's `conditions.machine_fingerprint`, when it
+/// is a string ([`polar_license::fingerprint::MACHINE_CONDITION`]).
+pub(crate) fn machine_of(b: &CheckedBody) -> Option<String> {
+    b.conditions
+        .iter()
+        .rev()
+        .find(|(k, _)| k == polar_license::fingerprint::MACHINE_CONDITION)
+        .and_then(|(_, v)| v.as_str().map(str::to_string))
+}
+
+/// The client's `Polar-Version`, passed on when it has the `YYYY-MM` form (Polar answers
+/// anything else with a bare 404, which the relay then passes back).
+pub(crate) fn with_version(mut request: HttpRequest, version: Option<&str>) -> HttpRequest {
+    if let Some(v) = passed_version(version) {
+        request.headers.push(("polar-version", v.to_string()));
+    }
+    request
+}
+
+/// The client's `Polar-Version` as the relay passes it on (see [`with_version`]).
+pub(crate) fn passed_version(version: Option<&str>) -> Option<&str> {
+    version
+        .map(str::trim)
+        .filter(|v| v.len() <= 16 && v.bytes().all(|b| b.is_ascii_graphic()))
+}
+
+/// Polar refusing the seller's token: a 401, or a 403 that is not a license denial
+/// (`NotPermitted`: activate's limits and statuses).
+pub(crate) fn refuses_token(op: Operation, upstream: &HttpResponse) -> bool {
+    match upstream.status {
+        401 => true,
+        403 => {
+            let denial = op == Operation::Activate
+                && error_body(upstream).and_then(|b| b.error).as_deref() == Some("NotPermitted");
+            !denial
+        }
+        _ => false,
+    }
+}
+
+/// The core refusing what Polar's checks let through (an empty key, one with spaces at its
+/// ends, an `increment_usage` past 32 bits): a 422 in Polar's shape, `value_error` on the
+/// field, with the core's message.
+pub(crate) fn invalid(op: Operation, key: &Key, e: &Error) -> RelayResponse {
+    let (field, message) = match e {
+        Error::InvalidInput { field, message } => (field.clone(), message.clone()),
+        other => ("body".to_string(), other.text()),
+    };
+    log::info!(
+        "relay: {} {} 422 (local check: {})",
+        op.as_str(),
+        crate::logged::key(key),
+        logged::escaped(&field)
+    );
+    let loc: Vec<String> = std::iter::once("body")
+        .chain(field.split('.'))
+        .map(string)
+        .collect();
+    let entry = object(&[
+        ("type", string("value_error")),
+        ("loc", ["[", &loc.join(","), "]"].concat()),
+        ("msg", string(&["Value error, ", &message].concat())),
+        ("input", "null".to_string()),
+        ("ctx", r#"{"error":{}}"#.to_string()),
+    ]);
+    let body = object(&[
+        ("error", string("RequestValidationError")),
+        ("detail", ["[", &entry, "]"].concat()),
+    ]);
+    RelayResponse::json(422, body)
+}
+
+/// A JSON string.
+pub(crate) fn string(text: &str) -> String {
+    serde_json::Value::from(text).to_string()
+}
+
+/// A JSON object of already-written members, in this order (Polar's; serde_json's map
+/// would sort them).
+pub(crate) fn object(members: &[(&str, String)]) -> String {
+    let inner: Vec<String> = members
+        .iter()
+        .map(|(name, value)| [string(name).as_str(), ":", value].concat())
+        .collect();
+    ["{", &inner.join(","), "}"].concat()
+}
+
+/// `cache-control: private, no-store`, as Polar adds to its answers.
+pub(crate) fn private(mut r: RelayResponse) -> RelayResponse {
+    r.set("cache-control", "private, no-store");
+    r
+}
+
+pub(crate) fn preflight() -> RelayResponse {
+    let mut r = RelayResponse::new(204);
+    r.set("access-control-allow-methods", "POST, OPTIONS");
+    r.set(
+        "access-control-allow-headers",
+        "content-type, polar-version, accept, polar-license-nonce",
+    );
+    r.set("access-control-max-age", "600");
+    r
+}
+
+pub(crate) fn add_cors(r: &mut RelayResponse) {
+    r.set("access-control-allow-origin", "*");
+    r.set(
+        "access-control-expose-headers",
+        "polar-license-lease, retry-after, date, age, polar-version, polar-license-source",
+    );
+    if r.header(SOURCE_HEADER).is_none() {
+        r.set(SOURCE_HEADER, "polar");
+    }
+}
+
+/// A web origin as a browser sends it in `Origin`: `http` or `https`, a host, an optional
+/// port, nothing after (no path, no trailing slash).
+pub(crate) fn check_origin(origin: &str) -> Result<(), Error> {
+    let rest = origin
+        .strip_prefix("https://")
+        .or_else(|| origin.strip_prefix("http://"));
+    let ok = rest.is_some_and(|host| {
+        !host.is_empty()
+            && host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b':' | b'[' | b']'))
+    });
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::invalid(
+            "cors_origins",
+            "each must be an origin such as https://app.example.com (scheme, host and port; no path)",
+        ))
+    }
+}
+
+/// A call the breaker stops: the 502 of an unreachable Polar (a client falls back to its
+/// cache, as for any 5xx), with no call.
+pub(crate) fn breaker_refused(pending: &Pending) -> RelayResponse {
+    log::info!(
+        "relay: {} {} 502 (the breaker is open: Polar not asked)",
+        pending.op.as_str(),
+        crate::logged::key(&pending.key)
+    );
+    RelayResponse::unreached("the relay could not reach Polar")
+}
+
+/// An answer marked with where it comes from ([`SOURCE_HEADER`]).
+pub(crate) fn sourced(mut r: RelayResponse, source: &str) -> RelayResponse {
+    r.set(SOURCE_HEADER, source);
+    r
+}

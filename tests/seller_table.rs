@@ -75,10 +75,7 @@ fn run_row(row: &Row) -> Found {
         polar.set_clock_offset(seconds(day));
         clock.set(start + seconds(day));
     };
-    let mut found = Found {
-        id: row.id.clone(),
-        ..Found::default()
-    };
+    let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {
         match step {
             Step::Activate(day) => {

@@ -39,6 +39,8 @@ pub struct Row {
     pub trial_benefit: bool,
     /// The steps, in order.
     pub steps: Vec<Step>,
+    /// The step whose verdict is the row's cell (`"cell": true`), else the last expected one.
+    pub cell: Option<usize>,
 }
 
 /// One step of a row.
@@ -188,6 +190,10 @@ pub fn rows() -> Vec<Row> {
                 trial_days: app["trial_days"].as_u64().map(|d| d as u32),
                 trial_benefit: app["trial_benefit"].as_bool().unwrap_or_default(),
                 steps,
+                cell: r["steps"].as_array().and_then(|s| {
+                    s.iter()
+                        .position(|s| s["cell"].as_bool().unwrap_or_default())
+                }),
             }
         })
         .collect()
@@ -263,10 +269,22 @@ pub struct Found {
     pub got: String,
     /// Each step whose answer was not the expected one.
     pub failures: Vec<String>,
+    /// The row's cell step, when it names one.
+    pub cell: Option<usize>,
 }
 
 impl Found {
-    /// Compares a check's answer with its expectation (none: nothing to compare).
+    /// A face's findings for `row`, none yet.
+    pub fn new(row: &Row) -> Found {
+        Found {
+            id: row.id.clone(),
+            cell: row.cell,
+            ..Found::default()
+        }
+    }
+
+    /// Compares a check's answer with its expectation (none: nothing to compare); the row's
+    /// cell step (else the last expected one) is what the TSV shows.
     pub fn compare(&mut self, step: usize, want: Option<&Verdict>, got: &Verdict) {
         let Some(want) = want else { return };
         let (w, g) = (want.render(), got.render());
@@ -274,8 +292,10 @@ impl Found {
             self.failures
                 .push(format!("step {step}: expected `{w}`, got `{g}`"));
         }
-        self.expected = w;
-        self.got = g;
+        if self.cell.is_none_or(|c| c == step) {
+            self.expected = w;
+            self.got = g;
+        }
     }
 }
 

@@ -22,7 +22,11 @@ fn verdict(row: &Row, report: &CheckReport, start: i64) -> Verdict {
         CheckOutcome::Licensed { source, .. } => {
             ("licensed".to_string(), Some(source.as_str().to_string()))
         }
-        _ if report.trial.as_ref().is_some_and(|t| t.local && t.is_active()) => {
+        _ if report
+            .trial
+            .as_ref()
+            .is_some_and(|t| t.local && t.is_active()) =>
+        {
             ("trial".to_string(), None)
         }
         other => (
@@ -30,12 +34,10 @@ fn verdict(row: &Row, report: &CheckReport, start: i64) -> Verdict {
             None,
         ),
     };
-    let fallback = row
-        .released_day
-        .map(|_| match report.perpetual {
-            Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
-            None => (false, None),
-        });
+    let fallback = row.released_day.map(|_| match report.perpetual {
+        Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
+        None => (false, None),
+    });
     let stated = row.trial_days.is_some() || row.trial_benefit;
     let trial = stated.then(|| {
         report.trial.as_ref().map(|t| TrialCell {

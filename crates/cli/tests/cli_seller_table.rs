@@ -81,7 +81,10 @@ fn run_row(row: &Row) -> Found {
     let dir = ScratchDir::new(&format!("cli-seller-{}", row.id));
     let app = app_args(row, start);
     let key = |cmd: &str| -> Vec<String> {
-        [cmd, "--key", DEMO_KEY].iter().map(|s| s.to_string()).collect()
+        [cmd, "--key", DEMO_KEY]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
     };
     let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {

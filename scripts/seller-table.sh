@@ -7,7 +7,9 @@
 #
 #   rust.tsv   tests/seller_table.rs                    (scripts/test.sh `tests`)
 #   cli.tsv    crates/cli/tests/cli_seller_table.rs     (scripts/test.sh `tests`)
-#   c.tsv, npm.tsv, wasm.tsv, tauri.tsv                 no runner yet (see FACES_PENDING)
+#   c.tsv      bindings/c/tests/test_seller_table.c     (scripts/test-c.sh, plain build; also
+#   c-asan.tsv, c-valgrind.tsv                           its ASan+UBSan and valgrind runs)
+#   npm.tsv, wasm.tsv, tauri.tsv                        no runner yet (see FACES_PENDING)
 #
 # Columns of a TSV: face row expected got result. A cell passes when its row is there, its
 # suite passed it and what it got is what it expected; the script exits 1 when a face's cell is
@@ -20,8 +22,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SELLER_TABLE_DIR:-$ROOT/target/seller-table}"
 TABLE="$ROOT/tests/vectors/seller-rows.json"
 
-FACES=(rust cli)
-FACES_PENDING=(c npm wasm tauri)
+FACES=(rust cli c)
+FACES_PENDING=(npm wasm tauri)
 declare -A LABEL=([rust]=Rust [cli]=CLI [c]=C [npm]=npm [wasm]=Rust-on-wasm [tauri]=Tauri)
 
 # The rows, in order, as "id<TAB>label", straight from the table.
@@ -113,6 +115,26 @@ echo "online or cache; fallback and the paid-through day; the trial, days counte
 echo "row's start). The steps are in tests/vectors/seller-rows.json."
 for face in "${FACES_PENDING[@]}"; do
     [[ -f "$DIR/$face.tsv" ]] || echo "${LABEL[$face]}: no runner yet"
+done
+
+# The C suite's sanitizer runs: every row must be there and pass, when they ran.
+for variant in c-asan c-valgrind; do
+    file="$DIR/$variant.tsv"
+    if [[ ! -f "$file" ]]; then
+        echo "$variant: not run"
+        continue
+    fi
+    ok=0
+    for id in "${ids[@]}"; do
+        if [[ "$(field "$file" "$id" 5)" == pass && -n "$(field "$file" "$id" 3)" &&
+            "$(field "$file" "$id" 3)" == "$(field "$file" "$id" 4)" ]]; then
+            ok=$((ok + 1))
+        else
+            details+=("$variant / $id: missing or failed")
+        fi
+    done
+    echo "$variant: $ok of ${#ids[@]} rows pass"
+    if [[ $ok -ne ${#ids[@]} ]]; then failed=$((failed + ${#ids[@]} - ok)); fi
 done
 
 if [[ ${#details[@]} -gt 0 ]]; then

@@ -2,7 +2,7 @@
 //! the same table as every face (tests/vectors/seller-rows.json), each row against its own
 //! emulator, `check --released YYYY-MM-DD`, `--trial DAYS`, `--trial-benefit ID` with `--json`,
 //! time moved with the hidden `POLAR_LICENSE_CLOCK_OFFSET` hook and the emulator's clock with
-//! it. The rows are written to target/seller-table/cli.tsv for scripts/seller-table.sh; the
+//! it; each check's exit code must be the one docs/interfaces.md gives its verdict. The rows are written to target/seller-table/cli.tsv for scripts/seller-table.sh; the
 //! test fails when a step of any row answers otherwise than the table says.
 
 use polar_license::schema::rfc3339 as parse_time;
@@ -59,6 +59,38 @@ fn verdict(v: &Value, start: i64) -> Verdict {
     }
 }
 
+/// The exit code docs/interfaces.md gives a verdict: 0 licensed (or a local trial running), 2
+/// invalid input, 3 unverified or error, 1 denied.
+fn exit_for(verdict: &str) -> i32 {
+    match verdict {
+        "licensed" | "trial" => 0,
+        "invalid_input" => 2,
+        "offline" | "rate_limited" | "server_error" | "protocol_error" | "grace_expired"
+        | "clock_rollback" | "cache_error" => 3,
+        _ => 1,
+    }
+}
+
+/// Compares a check's answer (and its exit code) with the step's expectation.
+fn compare(
+    found: &mut Found,
+    step: usize,
+    want: Option<&Verdict>,
+    code: i32,
+    v: &Value,
+    start: i64,
+) {
+    let got = verdict(v, start);
+    if want.is_some() && code != exit_for(&got.verdict) {
+        found.failures.push(format!(
+            "step {step}: exit {code} for `{}` (docs/interfaces.md: {})",
+            got.verdict,
+            exit_for(&got.verdict)
+        ));
+    }
+    found.compare(step, want, &got);
+}
+
 /// What a check adds for the row's app: its release date, its trial, its trial benefit.
 fn app_args(row: &Row, start: i64) -> Vec<String> {
     let mut args = Vec::new();
@@ -100,14 +132,14 @@ fn run_row(row: &Row) -> Found {
             Step::Check(day, want) => {
                 let mut args = key("check");
                 args.extend(app.iter().cloned());
-                let (_, v) = run(&polar, &dir, seconds(*day), &args);
-                found.compare(i, want.as_ref(), &verdict(&v, start));
+                let (code, v) = run(&polar, &dir, seconds(*day), &args);
+                compare(&mut found, i, want.as_ref(), code, &v, start);
             }
             Step::Trial(day, want) => {
                 let mut args = vec!["check".to_string()];
                 args.extend(app.iter().cloned());
-                let (_, v) = run(&polar, &dir, seconds(*day), &args);
-                found.compare(i, want.as_ref(), &verdict(&v, start));
+                let (code, v) = run(&polar, &dir, seconds(*day), &args);
+                compare(&mut found, i, want.as_ref(), code, &v, start);
             }
             Step::Revoke(day) => {
                 polar.set_clock_offset(seconds(*day));

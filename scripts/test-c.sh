@@ -21,6 +21,8 @@
 #      polar-license-forge-c, built in step 1, and the testkit's recording proxy
 #      polar-license-tape for its replay and late-grant tests of issue #53). test_faults.c (the fault matrix) writes its rows to target/fault-matrix/c.tsv
 #      (c-asan.tsv, c-valgrind.tsv for the other two runs) for scripts/fault-table.sh.
+#      test_seller_table.c (issue #54) writes its rows to target/seller-table/c.tsv (c-asan.tsv,
+#      c-valgrind.tsv) for scripts/seller-table.sh.
 #
 # Everything is built under target/c (the libraries and the binary under $CARGO_TARGET_DIR, by
 # default target). One line per suite, `SUITE: N passed, N failed`, then
@@ -541,6 +543,10 @@ for src in bindings/c/tests/test_*.c; do
     TESTS+=("$(basename "$src" .c)")
 done
 [[ ${#ONLY[@]} -eq 0 ]] || TESTS=("${ONLY[@]}")
+# The seller's rows (tests/vectors/seller-rows.json) flattened for test_seller_table.c, each
+# expected verdict rendered as every face renders it (tests/js/seller-rows.mjs).
+export POLAR_SELLER_ROWS="$ROOT/$OUT/seller-rows.tsv"
+node tests/js/seller-rows.mjs --flat >"$POLAR_SELLER_ROWS" || echo "seller rows: could not flatten the table" >&2
 
 # run_suite NAME VARIANT: builds every test program for VARIANT (plain, asan) and runs it
 # (under valgrind for the valgrind suite); sums the programs' `N passed, N failed` lines.
@@ -552,6 +558,8 @@ run_suite() {
     local matrix=c
     [[ "$suite" == c-plain ]] || matrix="$suite"
     export POLAR_FAULT_MATRIX_OUT="$ROOT/target/fault-matrix/$matrix.tsv"
+    # Where test_seller_table.c writes the seller's rows of this run (scripts/seller-table.sh).
+    export POLAR_SELLER_TABLE_OUT="$ROOT/target/seller-table/$matrix.tsv"
     for t in "${TESTS[@]}"; do
         bin="$OUT/$t-$variant"
         log="$OUT/$t-$suite.log"

@@ -5,7 +5,7 @@
 #
 # Installs test tools (scripts/setup.sh), then runs format, lint, doc, tests and doctests,
 # the C and wasm suites, the docs' examples as pasted, fuzzing, and prints the fault matrix
-# (scripts/fault-table.sh).
+# (scripts/fault-table.sh) and the seller's rows (scripts/seller-table.sh).
 # Every stage runs even when an earlier one failed; each stage's output is shown and saved
 # to target/test-logs/<stage>.log. The last line is the summary `N passed, N failed, N skipped`
 # (individual tests; a failed setup/format/lint/doc/faults stage counts as 1 failed), and the exit
@@ -21,6 +21,8 @@ mkdir -p "$LOG_DIR"
 # The fault matrix's rows are written by this run's tests, c and wasm stages (a row left from
 # an earlier run must not pass for this one).
 rm -rf target/fault-matrix
+# The seller's rows (scripts/seller-table.sh) likewise: written by this run's tests stage.
+rm -rf target/seller-table
 
 STAGE_NAMES=()
 STAGE_RESULTS=()
@@ -242,6 +244,10 @@ run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
 # face's row is missing or failed. Last, so the table sits just above the summary.
 run_stage faults check bash scripts/fault-table.sh
+# Perpetual fallback and trials (issue #54) from one table (tests/vectors/seller-rows.json),
+# the rows the tests and c stages' runners wrote (Rust, CLI, C plain/ASan/valgrind), as one table; fails when a face's cell
+# is missing, failed or disagrees.
+run_stage seller check bash scripts/seller-table.sh
 
 echo
 echo "stage           result  time     cpu (of ${CORES} cores)  tests"

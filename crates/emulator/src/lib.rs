@@ -28,6 +28,7 @@
 //! Besides Polar's routes it serves admin routes under `/__emulator/` for
 //! tests that run it as a separate process (never counted, never rate-limited,
 //! CORS `*`): `POST /__emulator/fault` (a [`Fault`] as JSON, or `null`),
+//! `GET|POST /__emulator/clock` (`{"offset_seconds": N}`: see [`Emulator::set_clock_offset`]),
 //! `GET /__emulator/requests`, `POST /__emulator/requests/reset`,
 //! `GET /__emulator/streams` (`{"open": N}`: see [`Emulator::open_streams`]),
 //! `GET|PATCH /__emulator/keys/{key}` (a [`KeyUpdate`]),

@@ -510,6 +510,8 @@ pub(crate) enum Pending {
     Endpoint { op: Op, auth: Option<Auth> },
     /// `POST /__emulator/fault`.
     SetFault,
+    /// `POST /__emulator/clock`.
+    SetClock,
     /// `POST /__emulator/keys`.
     AddKey,
     /// `PATCH /__emulator/keys/{key}`.
@@ -1525,6 +1527,19 @@ impl Core {
     fn admin_with_body(&mut self, pending: Pending, raw: &[u8], now: Time) -> Resp {
         match pending {
             Pending::SetFault => set_from_body::<Fault>(&mut self.fault, raw, "fault"),
+            Pending::SetClock => {
+                #[derive(serde::Deserialize)]
+                struct Clock {
+                    offset_seconds: i64,
+                }
+                match serde_json::from_slice::<Clock>(raw) {
+                    Ok(c) => {
+                        self.set_clock_offset(c.offset_seconds);
+                        Resp::new(204)
+                    }
+                    Err(e) => Resp::detail(400, &format!("invalid clock: {e}")),
+                }
+            }
             Pending::AddKey => {
                 let key: SeedKey = match serde_json::from_slice(raw) {
                     Ok(key) => key,
@@ -1597,6 +1612,11 @@ impl Core {
                 Err(_) => Resp::internal_error(),
             },
             "/fault" if method == "POST" => return Core::admin_body(ex, Pending::SetFault),
+            "/clock" if get => Resp::json_text(
+                200,
+                &format!("{{\"offset_seconds\":{}}}", self.clock_offset),
+            ),
+            "/clock" if method == "POST" => return Core::admin_body(ex, Pending::SetClock),
             "/webhooks/fault" if get => match serde_json::to_string(&self.webhooks.fault) {
                 Ok(text) => Resp::json_text(200, &text),
                 Err(_) => Resp::internal_error(),

@@ -283,3 +283,46 @@ fn control_operations() {
         Some(Duration::from_micros(2_500))
     );
 }
+
+#[test]
+fn the_clock_route_moves_polars_clock_and_reads_it_back() {
+    let mut polar = core(Options::default());
+    let get = Request {
+        method: "GET".into(),
+        target: "/__emulator/clock".into(),
+        headers: Vec::new(),
+        body: Vec::new(),
+        peer: "127.0.0.1".into(),
+    };
+    assert_eq!(
+        json_of(&polar.handle(&get, at(1.0))),
+        json!({ "offset_seconds": 0 })
+    );
+    let r = polar.handle(
+        &post("/__emulator/clock", &json!({ "offset_seconds": 86_400 })),
+        at(2.0),
+    );
+    assert_eq!(r.status, 204);
+    assert_eq!(
+        json_of(&polar.handle(&get, at(3.0))),
+        json!({ "offset_seconds": 86_400 })
+    );
+    // Polar's answers follow it: the `date` header a day on.
+    let r = polar.handle(&post(VALIDATE, &validate_body(DEMO_KEY)), at(4.0));
+    assert_eq!(r.header("date"), Some("Tue, 22 Sep 2026 12:00:00 GMT"));
+    // Not a clock: refused, the offset left as it was.
+    let r = polar.handle(&post("/__emulator/clock", &json!({ "offset": 5 })), at(5.0));
+    assert_eq!(r.status, 400);
+    assert_eq!(
+        json_of(&polar.handle(&get, at(6.0))),
+        json!({ "offset_seconds": 86_400 })
+    );
+    // Back to the wall clock.
+    let r = polar.handle(
+        &post("/__emulator/clock", &json!({ "offset_seconds": 0 })),
+        at(7.0),
+    );
+    assert_eq!(r.status, 204);
+    let r = polar.handle(&post(VALIDATE, &validate_body(DEMO_KEY)), at(8.0));
+    assert_eq!(r.header("date"), Some("Mon, 21 Sep 2026 12:00:00 GMT"));
+}

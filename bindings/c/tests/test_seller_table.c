@@ -1,0 +1,319 @@
+/*
+ * test_seller_table.c: the seller's rows (issue #54, "Done when" 2nd bullet) through the C
+ * API: perpetual fallback and trials from the one table every face plays
+ * (tests/vectors/seller-rows.json). test-c.sh flattens it with `node tests/js/seller-rows.mjs
+ * --flat` into $POLAR_SELLER_ROWS (each expected verdict rendered as every face renders it);
+ * this program plays each row against the suite's emulator (a key of its own per row, Polar's
+ * clock moved with POST /__emulator/clock, the client's with
+ * polar_license_config_set_clock_offset_for_testing), renders what the C API answered the
+ * same way and compares. The suite's emulator serves 2027-01: rows the table runs at 2026-10
+ * run at 2027-01 here (their answers are the same).
+ *
+ * Each row is written to $POLAR_SELLER_TABLE_OUT (default target/seller-table/c.tsv) for
+ * scripts/seller-table.sh; test-c.sh runs it plain (c.tsv), under ASan+UBSan (c-asan.tsv) and
+ * under valgrind (c-valgrind.tsv).
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "harness.h"
+
+#define DAY 86400LL
+#define TRIAL_BENEFIT "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c"
+#define PAID_BENEFIT "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"
+#define MAX_STEPS 16
+#define LINE 512
+
+struct step {
+  char what[16];
+  double day; /* NaN-free: steps without a day (offline) keep 0 */
+  int cell;
+  char expected[256];
+};
+
+struct row {
+  char id[64];
+  char expires_day[16], benefit[16], sub_status[16], period_end_day[16], ends_day[16];
+  char released_day[16];
+  int cancel, trial_days, trial_benefit;
+  struct step steps[MAX_STEPS];
+  int n_steps;
+};
+
+static FILE *tsv;
+
+static void stop(const char *what) {
+  fprintf(stderr, "test_seller_table: %s\n", what);
+  exit(2);
+}
+
+static long long seconds(double day) { return (long long)(day * (double)DAY + (day < 0 ? -0.5 : 0.5)); }
+
+/* `+Nd`, or `+Nd+Mm`: as crates/testkit/src/native/seller_rows.rs renders a time. */
+static void at(long long secs, char out[32]) {
+  double m = (double)secs / 60.0;
+  long long minutes = (long long)(m < 0 ? m - 0.5 : m + 0.5);
+  long long d = minutes >= 0 ? minutes / 1440 : -((-minutes + 1439) / 1440);
+  long long rem = minutes - d * 1440;
+  if (rem == 0)
+    snprintf(out, 32, "%+lldd", d);
+  else
+    snprintf(out, 32, "%+lldd+%lldm", d, rem);
+}
+
+static void when(long long t, int day_only, char out[32]) {
+  time_t tt = (time_t)t;
+  struct tm tm;
+  gmtime_r(&tt, &tm);
+  strftime(out, 32, day_only ? "%Y-%m-%d" : "%Y-%m-%dT%H:%M:%SZ", &tm);
+}
+
+static void set_polar_clock(long long offset) {
+  char body[64];
+  snprintf(body, sizeof body, "{\"offset_seconds\":%lld}", offset);
+  if (emu_request("POST", "/__emulator/clock", body, NULL, 0) != 204) stop("could not move Polar's clock");
+}
+
+/* What a result says, in the table's vocabulary, times from `start`. */
+static void render(const struct row *row, const polar_license_result *r, long long start,
+                   char out[256]) {
+  char t[32];
+  size_t n;
+  polar_license_trial trial = polar_license_result_trial(r);
+  if (polar_license_result_outcome(r) == POLAR_LICENSE_OUTCOME_LICENSED) {
+    snprintf(out, 256, "licensed %s",
+             polar_license_result_source(r) == POLAR_LICENSE_SOURCE_CACHE ? "cache" : "online");
+  } else if (trial == POLAR_LICENSE_TRIAL_ACTIVE && polar_license_result_trial_local(r)) {
+    snprintf(out, 256, "trial");
+  } else {
+    snprintf(out, 256, "%s", polar_license_reason_code(polar_license_result_reason(r)));
+  }
+  n = strlen(out);
+  if (strcmp(row->released_day, "-") != 0) {
+    int64_t paid = polar_license_result_paid_through(r);
+    if (paid >= 0) at(paid - start, t);
+    if (polar_license_result_fallback(r))
+      snprintf(out + n, 256 - n, " · fallback to %s", paid >= 0 ? t : "?");
+    else if (paid >= 0)
+      snprintf(out + n, 256 - n, " · no fallback, paid to %s", t);
+    else
+      snprintf(out + n, 256 - n, " · no fallback");
+    n = strlen(out);
+  }
+  if (row->trial_days > 0 || row->trial_benefit) {
+    if (trial == POLAR_LICENSE_TRIAL_NONE) {
+      snprintf(out + n, 256 - n, " · no trial");
+    } else {
+      int64_t ends = polar_license_result_trial_ends_at(r);
+      const char *state = trial == POLAR_LICENSE_TRIAL_ACTIVE  ? "active"
+                          : trial == POLAR_LICENSE_TRIAL_ENDED ? "ended"
+                                                               : "refused";
+      if (ends >= 0) at(ends - start, t);
+      snprintf(out + n, 256 - n, " · trial %s %s %ud left, ends %s",
+               polar_license_result_trial_local(r) ? "local" : "key", state,
+               (unsigned)polar_license_result_trial_days_left(r), ends >= 0 ? t : "?");
+    }
+  }
+}
+
+static polar_license_client *app(const struct row *row, const char *dir, long long start,
+                                 long long offset) {
+  char day[32];
+  polar_license_config *config = demo_config(emu_url(), dir);
+  must(polar_license_config_set_clock_offset_for_testing(config, offset));
+  if (strcmp(row->released_day, "-") != 0) {
+    when(start + seconds(atof(row->released_day)), 1, day);
+    must(polar_license_config_set_released(config, day));
+  }
+  if (row->trial_days > 0) must(polar_license_config_set_trial(config, (uint32_t)row->trial_days));
+  if (row->trial_benefit) must(polar_license_config_add_trial_benefit(config, TRIAL_BENEFIT));
+  return client_of(config);
+}
+
+static void run_row(const struct row *row) {
+  char key[64], fields[384], dir[64], got[256] = "", expected[256] = "", t1[32], t2[32];
+  long long start = (long long)time(NULL);
+  int i, failed = 0, cell_set = 0;
+  size_t n = 0;
+  /* Activations on, as the demo key of the other faces' seed (3), whatever the benefit. */
+  n += (size_t)snprintf(fields, sizeof fields, "\"limit_activations\":3");
+  if (strcmp(row->expires_day, "-") != 0) {
+    when(start + seconds(atof(row->expires_day)), 0, t1);
+    n += (size_t)snprintf(fields + n, sizeof fields - n, ",\"expires_at\":\"%s\"", t1);
+  }
+  if (strcmp(row->sub_status, "-") != 0) {
+    when(start + seconds(atof(row->period_end_day)), 0, t1);
+    n += (size_t)snprintf(fields + n, sizeof fields - n,
+                          ",\"subscription\":{\"status\":\"%s\",\"current_period_end\":\"%s\","
+                          "\"cancel_at_period_end\":%s",
+                          row->sub_status, t1, row->cancel ? "true" : "false");
+    if (strcmp(row->ends_day, "-") != 0) {
+      when(start + seconds(atof(row->ends_day)), 0, t2);
+      n += (size_t)snprintf(fields + n, sizeof fields - n, ",\"ends_at\":\"%s\"", t2);
+    }
+    n += (size_t)snprintf(fields + n, sizeof fields - n, "}");
+  }
+  if (strcmp(row->benefit, "trial") == 0)
+    emu_new_key_on(TRIAL_BENEFIT, fields, key);
+  else if (strcmp(row->benefit, "paid") == 0)
+    emu_new_key_on(PAID_BENEFIT, fields, key);
+  else
+    emu_new_key(fields, key);
+  temp_dir(dir);
+
+  for (i = 0; i < row->n_steps; i++) {
+    const struct step *s = &row->steps[i];
+    long long offset = seconds(s->day);
+    polar_license_client *c;
+    polar_license_result *r = NULL;
+    if (strcmp(s->what, "offline") == 0) {
+      emu_fault("{\"kind\":\"close_immediately\"}");
+      continue;
+    }
+    set_polar_clock(offset);
+    if (strcmp(s->what, "revoke") == 0) {
+      emu_patch_key(key, "{\"status\":\"revoked\"}");
+      continue;
+    }
+    c = app(row, dir, start, offset);
+    if (strcmp(s->what, "activate") == 0) {
+      polar_license_request *request = new_request(key);
+      polar_license_request_set_label(request, "laptop");
+      must(polar_license_client_activate(c, request, &r));
+      polar_license_request_free(request);
+      if (polar_license_result_outcome(r) != POLAR_LICENSE_OUTCOME_DONE) {
+        fprintf(stderr, "%s: step %d: activate: %s\n", row->id, i,
+                polar_license_reason_code(polar_license_result_reason(r)));
+        failed = 1;
+      }
+    } else if (strcmp(s->what, "check") == 0 || strcmp(s->what, "trial") == 0) {
+      if (strcmp(s->what, "check") == 0)
+        must(polar_license_client_check(c, key, &r));
+      else
+        must(polar_license_client_check_trial(c, &r));
+      if (strcmp(s->expected, "-") != 0) {
+        char g[256];
+        render(row, r, start, g);
+        if (strcmp(g, s->expected) != 0) {
+          fprintf(stderr, "%s: step %d: expected `%s`, got `%s`\n", row->id, i, s->expected, g);
+          failed = 1;
+        }
+        CHECK_STR(g, s->expected);
+        if (!cell_set) {
+          snprintf(got, sizeof got, "%s", g);
+          snprintf(expected, sizeof expected, "%s", s->expected);
+          if (s->cell) cell_set = 1;
+        }
+      }
+    } else {
+      fprintf(stderr, "%s: unknown step %s\n", row->id, s->what);
+      failed = 1;
+    }
+    polar_license_result_free(r);
+    polar_license_client_free(c);
+  }
+  emu_fault(NULL);
+  set_polar_clock(0);
+  remove_tree(dir);
+  CHECK(!failed);
+  fprintf(tsv, "c\t%s\t%s\t%s\t%s\n", row->id, expected, got,
+          !failed && expected[0] ? "pass" : "FAIL");
+}
+
+static void make_parents(const char *path) {
+  char d[512];
+  char *slash;
+  snprintf(d, sizeof d, "%s", path);
+  for (slash = strchr(d + 1, '/'); slash != NULL; slash = strchr(slash + 1, '/')) {
+    *slash = '\0';
+    if (mkdir(d, 0755) != 0 && errno != EEXIST) perror(d);
+    *slash = '/';
+  }
+}
+
+/* Splits `line` at tabs into at most `max` fields (in place); returns how many. */
+static int split(char *line, char **f, int max) {
+  int n = 0;
+  char *p = line;
+  line[strcspn(line, "\r\n")] = '\0';
+  while (n < max) {
+    f[n++] = p;
+    p = strchr(p, '\t');
+    if (p == NULL) break;
+    *p++ = '\0';
+  }
+  return n;
+}
+
+static struct row rows[64];
+static int n_rows;
+
+static void read_rows(const char *path) {
+  char line[LINE];
+  char *f[12];
+  FILE *in = fopen(path, "r");
+  if (in == NULL) {
+    perror(path);
+    stop("no flattened seller rows (POLAR_SELLER_ROWS)");
+  }
+  while (fgets(line, sizeof line, in) != NULL) {
+    int n = split(line, f, 12);
+    if (n == 12 && strcmp(f[0], "row") == 0 && n_rows < 64) {
+      struct row *r = &rows[n_rows++];
+      memset(r, 0, sizeof *r);
+      snprintf(r->id, sizeof r->id, "%s", f[1]);
+      snprintf(r->expires_day, sizeof r->expires_day, "%s", f[3]);
+      snprintf(r->benefit, sizeof r->benefit, "%s", f[4]);
+      snprintf(r->sub_status, sizeof r->sub_status, "%s", f[5]);
+      snprintf(r->period_end_day, sizeof r->period_end_day, "%s", f[6]);
+      r->cancel = atoi(f[7]);
+      snprintf(r->ends_day, sizeof r->ends_day, "%s", f[8]);
+      snprintf(r->released_day, sizeof r->released_day, "%s", f[9]);
+      r->trial_days = atoi(f[10]);
+      r->trial_benefit = atoi(f[11]);
+    } else if (n == 5 && strcmp(f[0], "step") == 0 && n_rows > 0) {
+      struct row *r = &rows[n_rows - 1];
+      struct step *s;
+      if (r->n_steps >= MAX_STEPS) stop("too many steps");
+      s = &r->steps[r->n_steps++];
+      snprintf(s->what, sizeof s->what, "%s", f[1]);
+      s->day = strcmp(f[2], "-") == 0 ? 0 : atof(f[2]);
+      s->cell = atoi(f[3]);
+      snprintf(s->expected, sizeof s->expected, "%s", f[4]);
+    } else {
+      fprintf(stderr, "seller rows: a line that is no row: %s\n", line);
+      stop("bad seller rows");
+    }
+  }
+  fclose(in);
+}
+
+static void seller_table(void) {
+  int i;
+  CHECK(n_rows >= 11);
+  for (i = 0; i < n_rows; i++) run_row(&rows[i]);
+}
+
+int main(void) {
+  const char *in = getenv("POLAR_SELLER_ROWS");
+  const char *out = getenv("POLAR_SELLER_TABLE_OUT");
+  int status;
+  if (in == NULL || in[0] == '\0') in = "target/c/seller-rows.tsv";
+  if (out == NULL || out[0] == '\0') out = "target/seller-table/c.tsv";
+  read_rows(in);
+  make_parents(out);
+  tsv = fopen(out, "w");
+  if (tsv == NULL) {
+    perror(out);
+    return 2;
+  }
+  fprintf(tsv, "face\trow\texpected\tgot\tresult\n");
+  RUN(seller_table);
+  status = harness_summary("test_seller_table");
+  fclose(tsv);
+  return status;
+}

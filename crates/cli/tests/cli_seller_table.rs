@@ -1,0 +1,170 @@
+//! The seller's rows (issue #54, "Done when" 2nd bullet) through the `polar-license` binary:
+//! the same table as every face (tests/vectors/seller-rows.json), each row against its own
+//! emulator, `check --released YYYY-MM-DD`, `--trial DAYS`, `--trial-benefit ID` with `--json`,
+//! time moved with the hidden `POLAR_LICENSE_CLOCK_OFFSET` hook and the emulator's clock with
+//! it; each check's exit code must be the one docs/interfaces.md gives its verdict. The rows are written to target/seller-table/cli.tsv for scripts/seller-table.sh; the
+//! test fails when a step of any row answers otherwise than the table says.
+
+use polar_license::schema::rfc3339 as parse_time;
+use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
+use polar_license_testkit::seller_rows::{
+    revoke, rows, seconds, write_tsv, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
+};
+use polar_license_testkit::{
+    cli_against, expect_answer_keys, json_answer, rfc3339, unix_now, Launch, ScratchDir,
+};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
+
+/// `polar-license --json ARGS…` at `offset` seconds from now (Polar's clock moved with it).
+fn run(polar: &Emulator, dir: &ScratchDir, offset: i64, args: &[String]) -> (i32, Value) {
+    polar.set_clock_offset(offset);
+    let mut cmd = cli_against(BIN, &polar.url(), &polar.organization_id(), dir.path());
+    cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
+        .arg("--json")
+        .args(args);
+    let (code, v) = json_answer(&cmd.launch());
+    expect_answer_keys(&v);
+    (code, v)
+}
+
+/// A `--json` answer in the table's vocabulary, times from `start`.
+fn verdict(v: &Value, start: i64) -> Verdict {
+    let time = |t: &Value| t.as_str().and_then(parse_time).map(|t| t - start);
+    let (verdict, source) = match v["outcome"].as_str() {
+        Some("licensed") => (
+            "licensed".to_string(),
+            v["source"].as_str().map(str::to_string),
+        ),
+        Some("trial") => ("trial".to_string(), None),
+        _ => (v["reason"].as_str().unwrap_or("none").to_string(), None),
+    };
+    let fallback = v
+        .get("fallback")
+        .map(|f| (f.as_bool().unwrap_or_default(), time(&v["paid_through"])));
+    let trial = v.get("trial").map(|t| {
+        (!t.is_null()).then(|| TrialCell {
+            local: t["local"].as_bool().unwrap_or_default(),
+            state: t["state"].as_str().unwrap_or_default().to_string(),
+            days_left: t["days_left"].as_u64().unwrap_or(u64::MAX),
+            ends: time(&t["ends_at"]),
+        })
+    });
+    Verdict {
+        verdict,
+        source,
+        fallback,
+        trial,
+    }
+}
+
+/// The exit code docs/interfaces.md gives a verdict: 0 licensed (or a local trial running), 2
+/// invalid input, 3 unverified or error, 1 denied.
+fn exit_for(verdict: &str) -> i32 {
+    match verdict {
+        "licensed" | "trial" => 0,
+        "invalid_input" => 2,
+        "offline" | "rate_limited" | "server_error" | "protocol_error" | "grace_expired"
+        | "clock_rollback" | "cache_error" => 3,
+        _ => 1,
+    }
+}
+
+/// Compares a check's answer (and its exit code) with the step's expectation.
+fn compare(
+    found: &mut Found,
+    step: usize,
+    want: Option<&Verdict>,
+    code: i32,
+    v: &Value,
+    start: i64,
+) {
+    let got = verdict(v, start);
+    if want.is_some() && code != exit_for(&got.verdict) {
+        found.failures.push(format!(
+            "step {step}: exit {code} for `{}` (docs/interfaces.md: {})",
+            got.verdict,
+            exit_for(&got.verdict)
+        ));
+    }
+    found.compare(step, want, &got);
+}
+
+/// What a check adds for the row's app: its release date, its trial, its trial benefit.
+fn app_args(row: &Row, start: i64) -> Vec<String> {
+    let mut args = Vec::new();
+    if let Some(at) = row.released(start) {
+        args.extend(["--released".to_string(), rfc3339(at)[..10].to_string()]);
+    }
+    if let Some(days) = row.trial_days {
+        args.extend(["--trial".to_string(), days.to_string()]);
+    }
+    if row.trial_benefit {
+        args.extend(["--trial-benefit".to_string(), TRIAL_BENEFIT.to_string()]);
+    }
+    args
+}
+
+fn run_row(row: &Row) -> Found {
+    // Whole seconds: the JSON's RFC 3339 times have none smaller.
+    let start = unix_now();
+    let polar = row.emulator(start);
+    let dir = ScratchDir::new(&format!("cli-seller-{}", row.id));
+    let app = app_args(row, start);
+    let key = |cmd: &str| -> Vec<String> {
+        [cmd, "--key", DEMO_KEY]
+            .iter()
+            .map(|s| s.to_string())
+            .collect()
+    };
+    let mut found = Found::new(row);
+    for (i, step) in row.steps.iter().enumerate() {
+        match step {
+            Step::Activate(day) => {
+                let mut args = key("activate");
+                args.extend(["--label".to_string(), "laptop".to_string()]);
+                let (code, v) = run(&polar, &dir, seconds(*day), &args);
+                if code != 0 {
+                    found.failures.push(format!("step {i}: activate: {v}"));
+                }
+            }
+            Step::Check(day, want) => {
+                let mut args = key("check");
+                args.extend(app.iter().cloned());
+                let (code, v) = run(&polar, &dir, seconds(*day), &args);
+                compare(&mut found, i, want.as_ref(), code, &v, start);
+            }
+            Step::Trial(day, want) => {
+                let mut args = vec!["check".to_string()];
+                args.extend(app.iter().cloned());
+                let (code, v) = run(&polar, &dir, seconds(*day), &args);
+                compare(&mut found, i, want.as_ref(), code, &v, start);
+            }
+            Step::Revoke(day) => {
+                polar.set_clock_offset(seconds(*day));
+                revoke(&polar);
+            }
+            Step::Offline => polar.set_fault(Some(Fault::CloseImmediately)),
+        }
+    }
+    found
+}
+
+#[test]
+fn cli_seller_table() {
+    let rows = rows();
+    let found: Vec<Found> = std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| s.spawn(move || run_row(row)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    });
+    let failures = write_tsv("cli", &found);
+    assert!(found.len() >= 11, "the table lost rows");
+    assert!(failures.is_empty(), "seller table failures:\n{failures}");
+}

@@ -11,7 +11,7 @@ use polar_license::trial::TrialDays;
 use polar_license::{ActivateRequest, CheckReport, MachineBinding};
 use polar_license_emulator::{Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    revoke, rows, seconds, write_tsv, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
+    play, revoke, seconds, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
 };
 use polar_license_testkit::{licensing_builder, unix_now, FakeClock, ScratchDir};
 use std::time::Duration;
@@ -109,18 +109,5 @@ fn run_row(row: &Row) -> Found {
 
 #[test]
 fn seller_table() {
-    let rows = rows();
-    let found: Vec<Found> = std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .iter()
-            .map(|row| s.spawn(move || run_row(row)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a row panicked"))
-            .collect()
-    });
-    let failures = write_tsv("rust", &found);
-    assert!(found.len() >= 11, "the table lost rows");
-    assert!(failures.is_empty(), "seller table failures:\n{failures}");
+    play("rust", run_row);
 }

@@ -8,7 +8,7 @@
 use polar_license::schema::rfc3339 as parse_time;
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    revoke, rows, seconds, write_tsv, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
+    play, revoke, seconds, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
 };
 use polar_license_testkit::{
     cli_against, expect_answer_keys, json_answer, rfc3339, unix_now, Launch, ScratchDir,
@@ -153,18 +153,5 @@ fn run_row(row: &Row) -> Found {
 
 #[test]
 fn cli_seller_table() {
-    let rows = rows();
-    let found: Vec<Found> = std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .iter()
-            .map(|row| s.spawn(move || run_row(row)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a row panicked"))
-            .collect()
-    });
-    let failures = write_tsv("cli", &found);
-    assert!(found.len() >= 11, "the table lost rows");
-    assert!(failures.is_empty(), "seller table failures:\n{failures}");
+    play("cli", run_row);
 }

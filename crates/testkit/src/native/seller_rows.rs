@@ -335,3 +335,26 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
     print!("{tsv}");
     failures
 }
+
+/// Plays every row of the table on `face` (each row on a thread of its own, with `run_row`),
+/// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
+pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
+    let rows = rows();
+    let run_row = &run_row;
+    let found: Vec<Found> = std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| s.spawn(move || run_row(row)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    });
+    let failures = write_tsv(face, &found);
+    assert!(found.len() >= 11, "the table lost rows");
+    assert!(
+        failures.is_empty(),
+        "{face}: seller table failures:\n{failures}"
+    );
+}

@@ -1,0 +1,415 @@
+//! The seller's rows (issue #54, "Done when" 2nd bullet): perpetual fallback and trials as one
+//! table (`tests/vectors/seller-rows.json`), read here for the native faces that run it (the
+//! Rust API in tests/seller_table.rs, the command line in crates/cli/tests/cli_seller_table.rs).
+//! Each face plays a row's steps its own way and renders what it got with [`Verdict::render`];
+//! the expected verdict is rendered the same way, so a cell passes when both strings match.
+//! Every face writes its rows to `target/seller-table/FACE.tsv` ([`write_tsv`]), which
+//! scripts/seller-table.sh prints as one table. The rows, the verdicts and the TSV's lines
+//! ([`tsv`]) build for wasm32 too, where the Rust-on-wasm runner (tests/wasm_seller_table.rs)
+//! prints the lines for scripts/test-wasm.sh to write (a wasm test has no files); the emulator
+//! in process, the files and the threads are native only.
+
+#[cfg(not(target_arch = "wasm32"))]
+use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
+use serde_json::{json, Value};
+use std::fmt::Write as _;
+#[cfg(not(target_arch = "wasm32"))]
+use std::path::{Path, PathBuf};
+
+/// The table, as every face builds it in.
+pub const TABLE: &str = include_str!("../../../tests/vectors/seller-rows.json");
+
+/// What a face's runner prints before each TSV line when it cannot write the file itself (the
+/// Rust-on-wasm runner): scripts/test-wasm.sh keeps the lines after it.
+pub const TSV_MARKER: &str = "SELLER-TSV\t";
+
+/// A day, in seconds.
+pub const DAY: i64 = 86_400;
+
+/// The benefit a trial product's keys carry (the app names it with `trial_benefit`).
+pub const TRIAL_BENEFIT: &str = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c";
+/// The benefit of a paid product's keys.
+pub const PAID_BENEFIT: &str = "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d";
+
+/// One row of the table.
+#[derive(Debug, Clone)]
+pub struct Row {
+    /// Its id (the TSV's and the script's).
+    pub id: String,
+    /// What it plays, in words.
+    pub label: String,
+    /// The row's `polar` object: what the emulator serves.
+    pub polar: Value,
+    /// The build's release day (perpetual fallback), when stated.
+    pub released_day: Option<i64>,
+    /// The local trial's days, when stated.
+    pub trial_days: Option<u32>,
+    /// Whether the app names [`TRIAL_BENEFIT`] as a trial benefit.
+    pub trial_benefit: bool,
+    /// The steps, in order.
+    pub steps: Vec<Step>,
+    /// The step whose verdict is the row's cell (`"cell": true`), else the last expected one.
+    pub cell: Option<usize>,
+}
+
+/// One step of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Step {
+    /// Activate the demo key at this day.
+    Activate(f64),
+    /// Check the demo key at this day; must give the verdict when one is given.
+    Check(f64, Option<Verdict>),
+    /// Check with no key (the local trial) at this day.
+    Trial(f64, Option<Verdict>),
+    /// Polar revokes the key at this day.
+    Revoke(f64),
+    /// Polar becomes unreachable.
+    Offline,
+}
+
+/// A trial as the faces report it, its end in days from the row's start.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrialCell {
+    /// The app's local trial (no key), or a key from a trial product.
+    pub local: bool,
+    /// `active`, `ended`, `refused`.
+    pub state: String,
+    /// Whole days left.
+    pub days_left: u64,
+    /// When it ends (seconds from the row's start), when known.
+    pub ends: Option<i64>,
+}
+
+/// What a check answered, in the faces' shared vocabulary; times in seconds from the row's
+/// start. `None` in `fallback`/`trial` means the face gave no such field.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Verdict {
+    /// `licensed`, `trial` (a local trial running) or the reason code.
+    pub verdict: String,
+    /// `online` or `cache` for a licensed verdict.
+    pub source: Option<String>,
+    /// The perpetual answer: fallback or not, and the paid-through time when known.
+    pub fallback: Option<(bool, Option<i64>)>,
+    /// The trial answer: `Some(None)` is "not a trial".
+    pub trial: Option<Option<TrialCell>>,
+}
+
+/// `+Nd`, or `+Nd+Mm` when not on a whole day: a time (seconds from the start) rounded to
+/// the minute, so the command line's few seconds of its own clock do not count.
+fn at(seconds: i64) -> String {
+    let minutes = (seconds as f64 / 60.0).round() as i64;
+    let (d, m) = (minutes.div_euclid(1440), minutes.rem_euclid(1440));
+    if m == 0 {
+        format!("{d:+}d")
+    } else {
+        format!("{d:+}d+{m}m")
+    }
+}
+
+impl Verdict {
+    /// The one line a cell shows and compares, e.g. `licensed online · fallback to +30d`.
+    pub fn render(&self) -> String {
+        let mut s = self.verdict.clone();
+        if let Some(source) = &self.source {
+            let _ = write!(s, " {source}");
+        }
+        match self.fallback {
+            Some((true, paid)) => {
+                let _ = write!(s, " · fallback to {}", paid.map_or("?".into(), at));
+            }
+            Some((false, Some(paid))) => {
+                let _ = write!(s, " · no fallback, paid to {}", at(paid));
+            }
+            Some((false, None)) => s.push_str(" · no fallback"),
+            None => {}
+        }
+        match &self.trial {
+            Some(Some(t)) => {
+                let _ = write!(
+                    s,
+                    " · trial {} {} {}d left, ends {}",
+                    if t.local { "local" } else { "key" },
+                    t.state,
+                    t.days_left,
+                    t.ends.map_or("?".into(), at)
+                );
+            }
+            Some(None) => s.push_str(" · no trial"),
+            None => {}
+        }
+        s
+    }
+}
+
+fn day(v: &Value) -> Option<i64> {
+    v.as_f64().map(|d| (d * DAY as f64).round() as i64)
+}
+
+fn expect(v: &Value) -> Option<Verdict> {
+    let e = v.get("expect")?;
+    let verdict = e["verdict"].as_str().unwrap_or_default().to_string();
+    let fallback = e
+        .get("fallback")
+        .and_then(Value::as_bool)
+        .map(|f| (f, day(&e["paid_through_day"])));
+    let trial = e.get("trial").map(|t| {
+        (!t.is_null()).then(|| TrialCell {
+            local: t["local"].as_bool().unwrap_or_default(),
+            state: t["state"].as_str().unwrap_or_default().to_string(),
+            days_left: t["days_left"].as_u64().unwrap_or_default(),
+            ends: day(&t["ends_day"]),
+        })
+    });
+    Some(Verdict {
+        verdict,
+        source: e["source"].as_str().map(str::to_string),
+        fallback,
+        trial,
+    })
+}
+
+/// The table's rows, in order.
+pub fn rows() -> Vec<Row> {
+    let table: Value = serde_json::from_str(TABLE).expect("tests/vectors/seller-rows.json");
+    let rows = table["rows"].as_array().expect("rows");
+    rows.iter()
+        .map(|r| {
+            let steps = r["steps"]
+                .as_array()
+                .expect("steps")
+                .iter()
+                .map(|s| {
+                    let at = s["day"].as_f64().unwrap_or_default();
+                    match s["do"].as_str() {
+                        Some("activate") => Step::Activate(at),
+                        Some("check") => Step::Check(at, expect(s)),
+                        Some("trial") => Step::Trial(at, expect(s)),
+                        Some("revoke") => Step::Revoke(at),
+                        Some("offline") => Step::Offline,
+                        other => panic!("unknown step {other:?} in {}", r["id"]),
+                    }
+                })
+                .collect();
+            let app = &r["app"];
+            Row {
+                id: r["id"].as_str().expect("id").to_string(),
+                label: r["label"].as_str().expect("label").to_string(),
+                polar: r["polar"].clone(),
+                released_day: app["released_day"].as_i64(),
+                trial_days: app["trial_days"].as_u64().map(|d| d as u32),
+                trial_benefit: app["trial_benefit"].as_bool().unwrap_or_default(),
+                steps,
+                cell: r["steps"].as_array().and_then(|s| {
+                    s.iter()
+                        .position(|s| s["cell"].as_bool().unwrap_or_default())
+                }),
+            }
+        })
+        .collect()
+}
+
+impl Row {
+    /// The release date the app states (unix seconds), for a row starting at `start`.
+    pub fn released(&self, start: i64) -> Option<i64> {
+        self.released_day.map(|d| start + d * DAY)
+    }
+
+    /// The emulator's seed-key fields of the row's key (`POST /__emulator/keys`), for a row
+    /// starting at `start`: its benefit, its 2027-01 subscription and its `expires_at`. For the
+    /// faces that share one running emulator (a fresh key each row) rather than start one.
+    pub fn seed_key(&self, start: i64) -> Value {
+        let p = &self.polar;
+        // Activation slots as the demo key has them.
+        let mut fields = json!({ "limit_activations": 3 });
+        match p["benefit"].as_str() {
+            Some("trial") => fields["benefit_id"] = json!(TRIAL_BENEFIT),
+            Some("paid") => fields["benefit_id"] = json!(PAID_BENEFIT),
+            _ => {}
+        }
+        if let Some(sub) = p.get("subscription") {
+            let time = |k: &str| day(&sub[k]).map(|d| crate::rfc3339(start + d));
+            fields["subscription"] = json!({
+                "status": sub["status"].as_str(),
+                "current_period_end": time("period_end_day"),
+                "cancel_at_period_end": sub["cancel_at_period_end"].as_bool().unwrap_or_default(),
+                "ends_at": time("ends_day"),
+            });
+        }
+        if let Some(expires) = day(&p["expires_day"]) {
+            fields["expires_at"] = json!(crate::rfc3339(start + expires));
+        }
+        fields
+    }
+
+    /// The API version the row's Polar answers in (`Polar-Version`).
+    pub fn api(&self) -> &str {
+        self.polar["api"].as_str().unwrap_or("2026-10")
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Row {
+    /// The emulator this row runs against, for a row starting at `start` (unix seconds).
+    pub fn emulator(&self, start: i64) -> Emulator {
+        let p = &self.polar;
+        let mut seed = Seed::demo();
+        match p["benefit"].as_str() {
+            Some("trial") => seed.license_keys[0].benefit_id = Some(TRIAL_BENEFIT.into()),
+            Some("paid") => seed.license_keys[0].benefit_id = Some(PAID_BENEFIT.into()),
+            _ => {}
+        }
+        if let Some(sub) = p.get("subscription") {
+            let time = |k: &str| day(&sub[k]).map(|d| crate::rfc3339(start + d));
+            seed.license_keys[0].subscription = Some(SeedSubscription {
+                status: sub["status"].as_str().map(str::to_string),
+                current_period_end: time("period_end_day"),
+                cancel_at_period_end: sub["cancel_at_period_end"].as_bool().unwrap_or_default(),
+                ends_at: time("ends_day"),
+                ..SeedSubscription::default()
+            });
+        }
+        let options = Options {
+            api_version: p["api"].as_str().unwrap_or("2026-10").to_string(),
+            ..Options::default()
+        };
+        let polar = Emulator::start(seed, options).expect("emulator");
+        if let Some(expires) = day(&p["expires_day"]) {
+            assert!(polar.update_key(
+                DEMO_KEY,
+                KeyUpdate {
+                    expires_at: Some(Some(crate::rfc3339(start + expires))),
+                    ..KeyUpdate::default()
+                }
+            ));
+        }
+        polar
+    }
+}
+
+/// Polar revokes the demo key.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn revoke(polar: &Emulator) {
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
+/// Seconds in a step's day.
+pub fn seconds(day: f64) -> i64 {
+    (day * DAY as f64).round() as i64
+}
+
+/// What a face found for a row: the row's cell (its last expected check) and every mismatch.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    /// The row's id.
+    pub id: String,
+    /// The last expected verdict, rendered.
+    pub expected: String,
+    /// What the face answered there, rendered.
+    pub got: String,
+    /// Each step whose answer was not the expected one.
+    pub failures: Vec<String>,
+    /// The row's cell step, when it names one.
+    pub cell: Option<usize>,
+}
+
+impl Found {
+    /// A face's findings for `row`, none yet.
+    pub fn new(row: &Row) -> Found {
+        Found {
+            id: row.id.clone(),
+            cell: row.cell,
+            ..Found::default()
+        }
+    }
+
+    /// Compares a check's answer with its expectation (none: nothing to compare); the row's
+    /// cell step (else the last expected one) is what the TSV shows.
+    pub fn compare(&mut self, step: usize, want: Option<&Verdict>, got: &Verdict) {
+        let Some(want) = want else { return };
+        let (w, g) = (want.render(), got.render());
+        if w != g {
+            self.failures
+                .push(format!("step {step}: expected `{w}`, got `{g}`"));
+        }
+        if self.cell.is_none_or(|c| c == step) {
+            self.expected = w;
+            self.got = g;
+        }
+    }
+}
+
+/// Where the rows go: `$POLAR_SELLER_TABLE_DIR`, else target/seller-table of the workspace.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn table_dir() -> PathBuf {
+    match std::env::var_os("POLAR_SELLER_TABLE_DIR") {
+        Some(dir) if !dir.is_empty() => PathBuf::from(dir),
+        _ => Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/seller-table"),
+    }
+}
+
+/// `face`'s rows as a TSV (columns: face, row, expected, got, result, a header line first),
+/// and every failure, one a line (empty when every row passed).
+pub fn tsv(face: &str, found: &[Found]) -> (String, String) {
+    let mut tsv = String::from("face\trow\texpected\tgot\tresult\n");
+    let mut failures = String::new();
+    for f in found {
+        let pass = f.failures.is_empty() && !f.expected.is_empty();
+        let _ = writeln!(
+            tsv,
+            "{face}\t{}\t{}\t{}\t{}",
+            f.id,
+            f.expected,
+            f.got,
+            if pass { "pass" } else { "FAIL" }
+        );
+        for why in &f.failures {
+            let _ = writeln!(failures, "{}: {why}", f.id);
+        }
+        if f.expected.is_empty() {
+            let _ = writeln!(failures, "{}: no expected check", f.id);
+        }
+    }
+    (tsv, failures)
+}
+
+/// Writes `face`'s rows to `target/seller-table/FACE.tsv` ([`tsv`]) and returns every failure,
+/// one a line.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_tsv(face: &str, found: &[Found]) -> String {
+    let (tsv, failures) = tsv(face, found);
+    let dir = table_dir();
+    std::fs::create_dir_all(&dir).expect("target/seller-table");
+    std::fs::write(dir.join(format!("{face}.tsv")), &tsv).expect("write the rows");
+    print!("{tsv}");
+    failures
+}
+
+/// Plays every row of the table on `face` (each row on a thread of its own, with `run_row`),
+/// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
+#[cfg(not(target_arch = "wasm32"))]
+pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
+    let rows = rows();
+    let run_row = &run_row;
+    let found: Vec<Found> = std::thread::scope(|s| {
+        let handles: Vec<_> = rows
+            .iter()
+            .map(|row| s.spawn(move || run_row(row)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    });
+    let failures = write_tsv(face, &found);
+    assert!(found.len() >= 11, "the table lost rows");
+    assert!(
+        failures.is_empty(),
+        "{face}: seller table failures:\n{failures}"
+    );
+}

@@ -9,11 +9,18 @@
 #   cli.tsv    crates/cli/tests/cli_seller_table.rs     (scripts/test.sh `tests`)
 #   c.tsv      bindings/c/tests/test_seller_table.c     (scripts/test-c.sh, plain build; also
 #   c-asan.tsv, c-valgrind.tsv                           its ASan+UBSan and valgrind runs)
-#   npm.tsv, wasm.tsv, tauri.tsv                        no runner yet (see FACES_PENDING): npm
+#   wasm.tsv   tests/wasm_seller_table.rs               (scripts/test-wasm.sh `wasm-node`: the
+#                   Rust-on-wasm client in node; a wasm test writes no files, so it prints its
+#   wasm-chromium.tsv                                    lines and test-wasm.sh keeps them; also
+#                   `wasm-browser`, headless Chromium, and with FULL=1 wasm-firefox.tsv)
+#   tauri.tsv  crates/tauri/tests/seller_table.rs       (scripts/test-tauri.sh: the plugin's
+#                   commands on Tauri's mock runtime, the cell from its LicenseState)
+#   npm.tsv                                             no runner yet (see FACES_PENDING): npm
 #                   waits for its `released`/`trial` options (tests/js/seller-rows.mjs already
-#                   reads the rows and renders a verdict as the other faces do); Rust-on-wasm
-#                   states a release date but has no trial (its trial cells: not available);
-#                   Tauri's suite is slow to build and was left for later
+#                   reads the rows and renders a verdict as the other faces do)
+#
+# scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri and wasm stages
+# that write the TSVs.
 #
 # Columns of a TSV: face row expected got result. A cell passes when its row is there, its
 # suite passed it and what it got is what it expected; the script exits 1 when a face's cell is
@@ -26,8 +33,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SELLER_TABLE_DIR:-$ROOT/target/seller-table}"
 TABLE="$ROOT/tests/vectors/seller-rows.json"
 
-FACES=(rust cli c)
-FACES_PENDING=(npm wasm tauri)
+FACES=(rust cli c wasm tauri)
+FACES_PENDING=(npm)
 declare -A LABEL=([rust]=Rust [cli]=CLI [c]=C [npm]=npm [wasm]=Rust-on-wasm [tauri]=Tauri)
 
 # The rows, in order, as "id<TAB>label", straight from the table.
@@ -121,8 +128,9 @@ for face in "${FACES_PENDING[@]}"; do
     [[ -f "$DIR/$face.tsv" ]] || echo "${LABEL[$face]}: no runner yet"
 done
 
-# The C suite's sanitizer runs: every row must be there and pass, when they ran.
-for variant in c-asan c-valgrind; do
+# The C suite's sanitizer runs and the Rust-on-wasm runner in the browsers: every row must be
+# there and pass, when they ran.
+for variant in c-asan c-valgrind wasm-chromium wasm-firefox; do
     file="$DIR/$variant.tsv"
     if [[ ! -f "$file" ]]; then
         echo "$variant: not run"

@@ -7,8 +7,10 @@
 # (scripts/setup-tauri.sh):
 #   1. clippy of the crate and its tests, warnings denied; its docs, warnings denied;
 #   2. its Rust tests: the commands through Tauri's IPC on the mock runtime against the
-#      emulator (they record every answer for step 4), the permissions, the guide against the
-#      sample app, the doctests;
+#      emulator (they record every answer for step 4), the seller table's rows through the
+#      commands (tests/seller_table.rs: target/seller-table/tauri.tsv for
+#      scripts/seller-table.sh), the permissions, the guide against the sample app, the
+#      doctests;
 #   3. what `cargo package` would ship (the permissions and build.rs in, the tests out);
 #   4. the guest package (crates/tauri/guest-js) in node against @tauri-apps/api's IPC mocks,
 #      replaying the answers of step 2, and tsc over them against index.d.ts.

@@ -1,18 +1,24 @@
 #!/usr/bin/env bash
 # The WebAssembly face's tests: bash scripts/test-wasm.sh   (after scripts/setup-wasm.sh)
 #
-# Starts the emulator five times (`polar-license emulator --port 0`): one to test against,
+# Starts the emulator six times (`polar-license emulator --port 0`): one to test against,
 # one whose faults the tests set, one for the fault matrix alone (tests/js/faults.test.mjs
 # counts its requests exactly), one for the trust tests alone (tests/js/trust.test.mjs sets
-# its faults and counts its requests) and one started and stopped at once (a dead URL). The
-# same binary is the native command line the trust tests share records with. Then:
+# its faults and counts its requests), one for the seller table's rows alone
+# (tests/wasm_seller_table.rs moves its clock and sets its faults) and one started and stopped
+# at once (a dead URL). The same binary is the native command line the trust tests share
+# records with. Then:
 #
 #   wasm-clippy   cargo clippy --target wasm32-unknown-unknown (the library, the npm engine,
 #                 bindings/wasm, and the npm emulator, bindings/emulator-wasm: their code and
 #                 tests) -D warnings
 #   wasm-node     wasm-bindgen-test suites (tests/wasm_*.rs: the Rust-on-wasm client;
-#                 bindings/wasm/src/tests/: the npm engine) in node
-#   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1)
+#                 bindings/wasm/src/tests/: the npm engine) in node; the seller table's runner
+#                 (tests/wasm_seller_table.rs, with --nocapture: a wasm test writes no files)
+#                 prints its rows, kept here as target/seller-table/wasm.tsv for
+#                 scripts/seller-table.sh
+#   wasm-browser  the same suites in headless Chromium (WASM_BINDGEN_USE_BROWSER=1); the seller
+#                 table's rows as target/seller-table/wasm-chromium.tsv
 #   wasm-firefox  the same suites in headless Firefox ESR (geckodriver)
 #   npm-build     scripts/build-npm.sh (cargo, wasm-bindgen, wasm-opt, npm pack)
 #   npm-size      scripts/size.sh --no-build: every part within scripts/size-budget.txt
@@ -188,23 +194,45 @@ start_emulator matrix || exit 1
 export POLAR_WASM_MATRIX_URL="$LAST_URL"
 start_emulator trust || exit 1
 export POLAR_WASM_TRUST_URL="$LAST_URL"
+start_emulator seller || exit 1
+export POLAR_WASM_SELLER_URL="$LAST_URL"
 start_emulator dead || exit 1
 export POLAR_WASM_DEAD_URL="$LAST_URL"
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
-echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, stopped $POLAR_WASM_DEAD_URL"
+echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, seller $POLAR_WASM_SELLER_URL, stopped $POLAR_WASM_DEAD_URL"
 
 # ---- Rust, wasm32 --------------------------------------------------------------------------
 
 # The two crates that build for wasm32: the library (its wasm32 shell: tests/wasm_*.rs) and
 # the npm engine (a cdylib, so its wasm-bindgen tests are unit tests: bindings/wasm/src/tests/).
+# (The seller table's runner apart: it runs with --nocapture, its rows kept from its output.)
 WASM_TESTS=()
 for f in tests/wasm_*.rs; do
+    [[ "$f" == tests/wasm_seller_table.rs ]] && continue
     WASM_TESTS+=(--test "$(basename "$f" .rs)")
 done
+SELLER_TABLE_OUT="${POLAR_SELLER_TABLE_DIR:-$ROOT/target/seller-table}"
+# seller_table NAME: the seller table's Rust-on-wasm runner (tests/wasm_seller_table.rs); the
+# lines it prints after `SELLER-TSV<TAB>` become NAME.tsv (none when it printed none: the
+# table then says the face's cells are missing), the rest of its output is shown.
+seller_table() {
+    local out="$SELLER_TABLE_OUT/$1.tsv" log="$LOG_DIR/wasm-seller-$1.out" rc=0
+    mkdir -p "$SELLER_TABLE_OUT"
+    rm -f "$out"
+    cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license \
+        --test wasm_seller_table -- --nocapture >"$log" 2>&1 || rc=1
+    grep -v '^SELLER-TSV' "$log"
+    sed -n 's/^SELLER-TSV\t//p' "$log" >"$out"
+    [[ -s "$out" ]] || rm -f "$out"
+    return $rc
+}
+# wasm_tests [SELLER_NAME]: every suite; the seller table's rows as SELLER_NAME.tsv (default
+# wasm).
 wasm_tests() {
     local rc=0
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license "${WASM_TESTS[@]}" ||
         rc=1
+    seller_table "${1:-wasm}" || rc=1
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-wasm --lib || rc=1
     # The emulator's wasm face (bindings/emulator-wasm: unit tests, the crate being a cdylib).
     cargo test --no-fail-fast --target wasm32-unknown-unknown -p polar-license-emulator-wasm --lib ||
@@ -220,7 +248,7 @@ suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
     export WASM_BINDGEN_USE_BROWSER=1
-    wasm_tests
+    wasm_tests wasm-chromium
 }
 suite wasm-browser libtest wasm_tests_browser
 # The same suites in headless Firefox ESR: wasm-bindgen-test-runner drives it through geckodriver
@@ -232,7 +260,7 @@ wasm_tests_firefox() {
     GECKODRIVER="$(command -v geckodriver)" || return 1
     unset CHROMEDRIVER
     if full; then
-        wasm_tests
+        wasm_tests wasm-firefox
     else
         # Default: what differs by engine, the storage (Web Storage, IndexedDB, locks) and
         # WebCrypto (signed mode); Chromium runs every suite. FULL=1: all of them here too.

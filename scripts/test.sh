@@ -21,7 +21,8 @@ mkdir -p "$LOG_DIR"
 # The fault matrix's rows are written by this run's tests, c and wasm stages (a row left from
 # an earlier run must not pass for this one).
 rm -rf target/fault-matrix
-# The seller's rows (scripts/seller-table.sh) likewise: written by this run's tests stage.
+# The seller's rows (scripts/seller-table.sh) likewise: written by this run's tests, c, tauri
+# and wasm stages.
 rm -rf target/seller-table
 
 STAGE_NAMES=()
@@ -245,8 +246,9 @@ run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # face's row is missing or failed. Last, so the table sits just above the summary.
 run_stage faults check bash scripts/fault-table.sh
 # Perpetual fallback and trials (issue #54) from one table (tests/vectors/seller-rows.json),
-# the rows the tests and c stages' runners wrote (Rust, CLI, C plain/ASan/valgrind), as one table; fails when a face's cell
-# is missing, failed or disagrees.
+# the rows the tests, c, tauri and wasm stages' runners wrote (Rust, CLI, C plain/ASan/valgrind,
+# Tauri, Rust-on-wasm in node and Chromium), as one table; fails when a face's cell is missing,
+# failed or disagrees.
 run_stage seller check bash scripts/seller-table.sh
 
 echo

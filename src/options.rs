@@ -87,8 +87,8 @@ pub struct LicensingOptions {
     /// Perpetual fallback ([`crate::perpetual`]): this build's release date. `None` (the
     /// default): every answer as without it.
     pub released: Option<crate::perpetual::ReleaseDate>,
-    /// Trials ([`crate::trial`], native shells): a local trial of this many days while the
-    /// app has no key. `None` (the default): no local trial.
+    /// Trials ([`crate::trial`], the native and wasm shells): a local trial of this many days
+    /// while the app has no key. `None` (the default): no local trial.
     pub trial: Option<crate::trial::TrialDays>,
     /// Trials: the benefit ids of the seller's trial products (a key of one is reported as a
     /// trial, with its end).

@@ -87,6 +87,25 @@ impl AsyncLicensingBuilder {
         self
     }
 
+    /// Trials ([`crate::trial`]): a local trial of `days` while the app has no key, as the
+    /// native `LicensingBuilder::trial`. The first [`AsyncLicensing::check_trial_report`]
+    /// starts it, sealed in the storage beside the records (`polar-license.trial-<32 hex>`);
+    /// later ones count it down, and a clock set back past the policy's tolerance is
+    /// `clock_rollback`. Clearing the site's or app's storage restarts it. With it set, a key
+    /// from a trial product (a `trialing` subscription, API version 2027-01) is reported as a
+    /// trial too ([`CheckReport::trial`]).
+    pub fn trial(mut self, days: crate::trial::TrialDays) -> Self {
+        self.options.trial = Some(days);
+        self
+    }
+
+    /// Trials: a key whose benefit is `benefit_id` (a seller's trial product) is reported as a
+    /// trial, with its end ([`CheckReport::trial`]), as is a `trialing` subscription (2027-01).
+    pub fn trial_benefit(mut self, benefit_id: impl Into<String>) -> Self {
+        self.options.trial_benefits.push(benefit_id.into());
+        self
+    }
+
     /// The clock (default: `Date.now()`). For tests.
     pub fn clock(mut self, clock: impl Fn() -> i64 + 'static) -> Self {
         self.clock = Rc::new(clock);
@@ -120,6 +139,10 @@ impl AsyncLicensingBuilder {
             crypto: self.crypto,
             require_activation: self.options.require_activation,
             released: self.options.released,
+            trial: self.options.trial,
+            trial_benefits: (self.options.trial.is_some()
+                || !self.options.trial_benefits.is_empty())
+            .then(|| Rc::from(self.options.trial_benefits)),
             entitlements: Rc::new(self.options.entitlements),
             memo: Rc::default(),
             relay_keys: Rc::new(self.options.relay_keys),
@@ -155,6 +178,11 @@ pub struct AsyncLicensing {
     crypto: Option<JsValue>,
     require_activation: bool,
     released: Option<crate::perpetual::ReleaseDate>,
+    /// The local trial's days, when the app stated one.
+    trial: Option<crate::trial::TrialDays>,
+    /// The trial benefit ids when the app stated a trial (local or by benefit); `None`: the
+    /// check reports no trial.
+    trial_benefits: Option<Rc<[String]>>,
     entitlements: Rc<Entitlements>,
     memo: Rc<flow::Memo>,
     /// Signed mode: the relay keys (empty: unsigned).
@@ -419,7 +447,65 @@ impl AsyncLicensing {
         let mut check = Check::of_input(&ctx, key.clone(), explicit.cloned(), clock, |_| had(slot))
             .released(&ctx, self.released);
         self.drive(&mut check).await;
-        check.report()
+        let mut report = check.report();
+        // The key side of the trial rule (pure, the core's: `crate::trial`), as the native
+        // shell applies it.
+        if let Some(benefits) = self.trial_benefits.as_deref() {
+            crate::trial::apply(&mut report, benefits, (self.clock)());
+        }
+        report
+    }
+
+    /// The local trial's answer, for an app with no key ([`crate::trial`], as the native
+    /// `Licensing::check_trial_report`): the first call starts the trial (sealed in the
+    /// storage), later ones count it down. The outcome is the one of a check with no key
+    /// (`invalid_input`, field `key`: ask for a key), or `clock_rollback` when the clock was set
+    /// back past the tolerance during the trial; the report's [`CheckReport::trial`] says
+    /// whether the trial runs, its end and the days left, or that it ended, or that its record
+    /// was refused (edited or copied: never restarted). No trial stated: `invalid_input`, field
+    /// `trial`. A storage that cannot be read or written is `cache_error` with no trial.
+    pub async fn check_trial_report(&self) -> CheckReport {
+        let Some(days) = self.trial else {
+            return CheckReport::of(CheckOutcome::Unverified(Error::invalid(
+                "trial",
+                "no trial was stated (AsyncLicensingBuilder::trial)",
+            )));
+        };
+        match self.run_trial(days).await {
+            Ok(report) => report,
+            Err(e) => CheckReport::of(CheckOutcome::Unverified(e)),
+        }
+    }
+
+    async fn run_trial(&self, days: crate::trial::TrialDays) -> Result<CheckReport, Error> {
+        let secret = self.install_secret().await?;
+        let seal = crate::trial::TrialSeal::new(
+            self.client.api().base_url(),
+            self.org(),
+            &secret,
+            self.machine.as_deref(),
+            self.app_secret.as_deref(),
+        );
+        let name = storage_name(&seal.slot);
+        let _lock = lock(&name).await?;
+        let stored = self
+            .store
+            .get(&name)
+            .await?
+            .map(|text| seal.open(text.as_bytes()));
+        let answer = crate::trial::local(stored, days, (self.clock)(), &self.policy);
+        if let Some(record) = answer.write {
+            // The sealed record is UTF-8 text (decimal lines and hex): lossless.
+            let bytes = seal.seal(&record);
+            self.store
+                .set(&name, &String::from_utf8_lossy(&bytes))
+                .await?;
+        }
+        let error = answer.error.unwrap_or_else(Error::no_remembered_key);
+        Ok(CheckReport {
+            trial: Some(Box::new(answer.trial)),
+            ..CheckReport::of(CheckOutcome::Unverified(error))
+        })
     }
 
     /// The one drive loop of this shell: does the IO a machine of the core asks for (the

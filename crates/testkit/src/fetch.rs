@@ -1,10 +1,15 @@
 //! The Rust-on-wasm suites' emulators over `fetch` (tests/wasm_*.rs, in node and in headless
 //! Chromium): the URLs `scripts/test-wasm.sh` bakes in at compile time, fresh keys (so node
-//! and browser runs never share state), a key's update, a fault, and the request count.
+//! and browser runs never share state), a key's update, a fault, the clock, and the request
+//! count.
 //! wasm32 only; the native suites have the emulator in process ([`crate::World`]).
 
 use gloo_net::http::Request;
+use polar_license::proto::{HttpRequest, HttpResponse};
+use polar_license::transport::TransportError;
+use polar_license::wasm::{AsyncTransport, FetchTransport, LocalFuture};
 use serde_json::{json, Value};
+use std::time::Duration;
 
 fn baked(name: &str, value: Option<&'static str>) -> &'static str {
     match value {
@@ -30,6 +35,66 @@ pub fn faulty() -> &'static str {
 /// (`POLAR_WASM_DEAD_URL`).
 pub fn dead() -> &'static str {
     baked("POLAR_WASM_DEAD_URL", option_env!("POLAR_WASM_DEAD_URL"))
+}
+
+/// The emulator the seller table's rows share (`POLAR_WASM_SELLER_URL`): its clock and its
+/// faults are the runner's alone (tests/wasm_seller_table.rs).
+pub fn seller() -> &'static str {
+    baked(
+        "POLAR_WASM_SELLER_URL",
+        option_env!("POLAR_WASM_SELLER_URL"),
+    )
+}
+
+/// Moves the clock of the emulator at `base` to `offset` seconds from the wall clock
+/// (`POST /__emulator/clock`).
+pub async fn set_clock(base: &str, offset: i64) {
+    send(
+        Request::post(&format!("{base}/__emulator/clock")),
+        json!({ "offset_seconds": offset }),
+        204,
+    )
+    .await;
+}
+
+/// Sets the fault of the emulator at `base` (`null` clears it).
+pub async fn set_fault_at(base: &str, fault: Value) {
+    send(
+        Request::post(&format!("{base}/__emulator/fault")),
+        fault,
+        204,
+    )
+    .await;
+}
+
+/// `fetch` with `Polar-Version: <api>` on every request, so one running emulator answers in
+/// the API version a test names (its default is 2026-10): the library sends no such header,
+/// this is the test's Polar.
+#[derive(Debug, Clone)]
+pub struct Versioned {
+    inner: FetchTransport,
+    api: String,
+}
+
+impl Versioned {
+    /// `fetch` (10 s timeout, 1 MiB cap) in API version `api` (`2027-01`, …).
+    pub fn new(api: &str) -> Versioned {
+        Versioned {
+            inner: FetchTransport::new(Duration::from_secs(10), 1 << 20),
+            api: api.to_string(),
+        }
+    }
+}
+
+impl AsyncTransport for Versioned {
+    fn send<'a>(
+        &'a self,
+        request: &'a HttpRequest,
+    ) -> LocalFuture<'a, Result<HttpResponse, TransportError>> {
+        let mut request = request.clone();
+        request.headers.push(("polar-version", self.api.clone()));
+        Box::pin(async move { self.inner.send(&request).await })
+    }
 }
 
 /// `n` random hex digits.
@@ -63,12 +128,7 @@ pub async fn patch_key(base: &str, key: &str, update: Value) {
 
 /// Sets the fault of the emulator at [`faulty`] (`null` clears it).
 pub async fn set_fault(fault: Value) {
-    send(
-        Request::post(&format!("{}/__emulator/fault", faulty())),
-        fault,
-        204,
-    )
-    .await;
+    set_fault_at(faulty(), fault).await;
 }
 
 /// How many requests the emulator at `base` has answered.

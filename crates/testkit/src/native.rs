@@ -5,7 +5,6 @@
 
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
-pub mod seller_rows;
 mod world;
 use polar_license_emulator::{Emulator, Options, Seed};
 use std::io::{BufRead, BufReader, Read, Write};

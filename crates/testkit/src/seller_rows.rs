@@ -4,15 +4,24 @@
 //! Each face plays a row's steps its own way and renders what it got with [`Verdict::render`];
 //! the expected verdict is rendered the same way, so a cell passes when both strings match.
 //! Every face writes its rows to `target/seller-table/FACE.tsv` ([`write_tsv`]), which
-//! scripts/seller-table.sh prints as one table.
+//! scripts/seller-table.sh prints as one table. The rows, the verdicts and the TSV's lines
+//! ([`tsv`]) build for wasm32 too, where the Rust-on-wasm runner (tests/wasm_seller_table.rs)
+//! prints the lines for scripts/test-wasm.sh to write (a wasm test has no files); the emulator
+//! in process, the files and the threads are native only.
 
+#[cfg(not(target_arch = "wasm32"))]
 use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
-use serde_json::Value;
+use serde_json::{json, Value};
 use std::fmt::Write as _;
+#[cfg(not(target_arch = "wasm32"))]
 use std::path::{Path, PathBuf};
 
-/// The table, as the native faces build it in.
-pub const TABLE: &str = include_str!("../../../../tests/vectors/seller-rows.json");
+/// The table, as every face builds it in.
+pub const TABLE: &str = include_str!("../../../tests/vectors/seller-rows.json");
+
+/// What a face's runner prints before each TSV line when it cannot write the file itself (the
+/// Rust-on-wasm runner): scripts/test-wasm.sh keeps the lines after it.
+pub const TSV_MARKER: &str = "SELLER-TSV\t";
 
 /// A day, in seconds.
 pub const DAY: i64 = 86_400;
@@ -200,6 +209,46 @@ pub fn rows() -> Vec<Row> {
 }
 
 impl Row {
+    /// The release date the app states (unix seconds), for a row starting at `start`.
+    pub fn released(&self, start: i64) -> Option<i64> {
+        self.released_day.map(|d| start + d * DAY)
+    }
+
+    /// The emulator's seed-key fields of the row's key (`POST /__emulator/keys`), for a row
+    /// starting at `start`: its benefit, its 2027-01 subscription and its `expires_at`. For the
+    /// faces that share one running emulator (a fresh key each row) rather than start one.
+    pub fn seed_key(&self, start: i64) -> Value {
+        let p = &self.polar;
+        // Activation slots as the demo key has them.
+        let mut fields = json!({ "limit_activations": 3 });
+        match p["benefit"].as_str() {
+            Some("trial") => fields["benefit_id"] = json!(TRIAL_BENEFIT),
+            Some("paid") => fields["benefit_id"] = json!(PAID_BENEFIT),
+            _ => {}
+        }
+        if let Some(sub) = p.get("subscription") {
+            let time = |k: &str| day(&sub[k]).map(|d| crate::rfc3339(start + d));
+            fields["subscription"] = json!({
+                "status": sub["status"].as_str(),
+                "current_period_end": time("period_end_day"),
+                "cancel_at_period_end": sub["cancel_at_period_end"].as_bool().unwrap_or_default(),
+                "ends_at": time("ends_day"),
+            });
+        }
+        if let Some(expires) = day(&p["expires_day"]) {
+            fields["expires_at"] = json!(crate::rfc3339(start + expires));
+        }
+        fields
+    }
+
+    /// The API version the row's Polar answers in (`Polar-Version`).
+    pub fn api(&self) -> &str {
+        self.polar["api"].as_str().unwrap_or("2026-10")
+    }
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl Row {
     /// The emulator this row runs against, for a row starting at `start` (unix seconds).
     pub fn emulator(&self, start: i64) -> Emulator {
         let p = &self.polar;
@@ -235,14 +284,10 @@ impl Row {
         }
         polar
     }
-
-    /// The release date the app states (unix seconds), for a row starting at `start`.
-    pub fn released(&self, start: i64) -> Option<i64> {
-        self.released_day.map(|d| start + d * DAY)
-    }
 }
 
 /// Polar revokes the demo key.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn revoke(polar: &Emulator) {
     assert!(polar.update_key(
         DEMO_KEY,
@@ -300,6 +345,7 @@ impl Found {
 }
 
 /// Where the rows go: `$POLAR_SELLER_TABLE_DIR`, else target/seller-table of the workspace.
+#[cfg(not(target_arch = "wasm32"))]
 pub fn table_dir() -> PathBuf {
     match std::env::var_os("POLAR_SELLER_TABLE_DIR") {
         Some(dir) if !dir.is_empty() => PathBuf::from(dir),
@@ -307,9 +353,9 @@ pub fn table_dir() -> PathBuf {
     }
 }
 
-/// Writes `face`'s rows to `target/seller-table/FACE.tsv` (columns: face, row, expected, got,
-/// result) and returns every failure, one a line.
-pub fn write_tsv(face: &str, found: &[Found]) -> String {
+/// `face`'s rows as a TSV (columns: face, row, expected, got, result, a header line first),
+/// and every failure, one a line (empty when every row passed).
+pub fn tsv(face: &str, found: &[Found]) -> (String, String) {
     let mut tsv = String::from("face\trow\texpected\tgot\tresult\n");
     let mut failures = String::new();
     for f in found {
@@ -329,6 +375,14 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
             let _ = writeln!(failures, "{}: no expected check", f.id);
         }
     }
+    (tsv, failures)
+}
+
+/// Writes `face`'s rows to `target/seller-table/FACE.tsv` ([`tsv`]) and returns every failure,
+/// one a line.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn write_tsv(face: &str, found: &[Found]) -> String {
+    let (tsv, failures) = tsv(face, found);
     let dir = table_dir();
     std::fs::create_dir_all(&dir).expect("target/seller-table");
     std::fs::write(dir.join(format!("{face}.tsv")), &tsv).expect("write the rows");
@@ -338,6 +392,7 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
 
 /// Plays every row of the table on `face` (each row on a thread of its own, with `run_row`),
 /// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
+#[cfg(not(target_arch = "wasm32"))]
 pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
     let rows = rows();
     let run_row = &run_row;

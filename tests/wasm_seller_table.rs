@@ -1,0 +1,153 @@
+//! The seller's rows (issue #54, "Done when" 2nd bullet) through the Rust-on-wasm client
+//! (`AsyncLicensing`), in node and in headless Chromium (`scripts/test-wasm.sh`): perpetual
+//! fallback and trials as one table (tests/vectors/seller-rows.json, read by every face), the
+//! app's clock (the builder's `clock`) and Polar's (the emulator's `/__emulator/clock`) moved
+//! together. Every row runs against one emulator (`POLAR_WASM_SELLER_URL`, this suite's
+//! alone: its clock and faults move), each with a fresh key seeded as the row says, in the
+//! API version the row names (sent as `Polar-Version` by the testkit's `Versioned` transport).
+//!
+//! A wasm test writes no files: the rows are printed as TSV lines after
+//! [`TSV_MARKER`](polar_license_testkit::seller_rows::TSV_MARKER), and scripts/test-wasm.sh
+//! (run with `--nocapture`) keeps them as target/seller-table/wasm.tsv for
+//! scripts/seller-table.sh. The test fails when a step of any row answers otherwise than the
+//! table says.
+#![cfg(target_arch = "wasm32")]
+
+use polar_license::grace::{CheckOutcome, CheckReport};
+use polar_license::perpetual::ReleaseDate;
+use polar_license::trial::TrialDays;
+use polar_license::wasm::{date_now, AsyncLicensing};
+use polar_license::ActivateRequest;
+use polar_license_testkit::fetch::{
+    new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
+};
+use polar_license_testkit::seller_rows::{
+    rows, seconds, tsv, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT, TSV_MARKER,
+};
+use serde_json::{json, Value};
+use std::cell::Cell;
+use std::rc::Rc;
+use wasm_bindgen_test::{console_log, wasm_bindgen_test};
+
+const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
+
+/// A report in the table's vocabulary, times from `start` (as tests/seller_table.rs renders
+/// the native one).
+fn verdict(row: &Row, report: &CheckReport, start: i64) -> Verdict {
+    let (verdict, source) = match &report.outcome {
+        CheckOutcome::Licensed { source, .. } => {
+            ("licensed".to_string(), Some(source.as_str().to_string()))
+        }
+        _ if report
+            .trial
+            .as_ref()
+            .is_some_and(|t| t.local && t.is_active()) =>
+        {
+            ("trial".to_string(), None)
+        }
+        other => (
+            other.reason().map_or("none", |r| r.code()).to_string(),
+            None,
+        ),
+    };
+    let fallback = row.released_day.map(|_| match report.perpetual {
+        Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
+        None => (false, None),
+    });
+    let stated = row.trial_days.is_some() || row.trial_benefit;
+    let trial = stated.then(|| {
+        report.trial.as_ref().map(|t| TrialCell {
+            local: t.local,
+            state: t.state.as_str().to_string(),
+            days_left: u64::from(t.days_left),
+            ends: t.ends_at.map(|e| e - start),
+        })
+    });
+    Verdict {
+        verdict,
+        source,
+        fallback,
+        trial,
+    }
+}
+
+async fn run_row(row: &Row) -> Found {
+    let polar = seller();
+    set_fault_at(polar, Value::Null).await;
+    set_clock(polar, 0).await;
+    let start = date_now();
+    let key = new_key(polar, "SELLER", row.seed_key(start)).await;
+    let clock = Rc::new(Cell::new(start));
+    let reading = Rc::clone(&clock);
+    let mut builder = AsyncLicensing::builder(ORG)
+        .base_url(polar)
+        .memory_store()
+        .machine_id("machine-A")
+        .clock(move || reading.get());
+    if let Some(at) = row.released(start) {
+        builder = builder.released(ReleaseDate::from_unix(at));
+    }
+    if let Some(days) = row.trial_days {
+        builder = builder.trial(TrialDays::new(days).expect("trial days"));
+    }
+    if row.trial_benefit {
+        builder = builder.trial_benefit(TRIAL_BENEFIT);
+    }
+    let app = builder
+        .build_with_transport(Versioned::new(row.api()))
+        .expect("licensing builds");
+    let mut found = Found::new(row);
+    for (i, step) in row.steps.iter().enumerate() {
+        let at = match step {
+            Step::Activate(day) | Step::Check(day, _) | Step::Trial(day, _) | Step::Revoke(day) => {
+                Some(seconds(*day))
+            }
+            Step::Offline => None,
+        };
+        if let Some(offset) = at {
+            set_clock(polar, offset).await;
+            clock.set(start + offset);
+        }
+        match step {
+            Step::Activate(_) => {
+                let v = app
+                    .activate(&ActivateRequest::new(key.as_str(), "laptop"))
+                    .await;
+                if !v.as_ref().is_ok_and(|v| v.accepted().is_some()) {
+                    found.failures.push(format!("step {i}: activate: {v:?}"));
+                }
+            }
+            Step::Check(_, want) => {
+                let got = verdict(row, &app.check_report(key.as_str()).await, start);
+                found.compare(i, want.as_ref(), &got);
+            }
+            Step::Trial(_, want) => {
+                let got = verdict(row, &app.check_trial_report().await, start);
+                found.compare(i, want.as_ref(), &got);
+            }
+            Step::Revoke(_) => patch_key(polar, &key, json!({ "status": "revoked" })).await,
+            Step::Offline => set_fault_at(polar, json!({ "kind": "close_immediately" })).await,
+        }
+    }
+    set_fault_at(polar, Value::Null).await;
+    set_clock(polar, 0).await;
+    found
+}
+
+#[wasm_bindgen_test]
+async fn seller_table() {
+    let rows = rows();
+    let mut found = Vec::new();
+    for row in &rows {
+        found.push(run_row(row).await);
+    }
+    let (tsv, failures) = tsv("wasm", &found);
+    for line in tsv.lines() {
+        console_log!("{TSV_MARKER}{line}");
+    }
+    assert!(found.len() >= 11, "the table lost rows");
+    assert!(
+        failures.is_empty(),
+        "wasm: seller table failures:\n{failures}"
+    );
+}

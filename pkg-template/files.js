@@ -179,21 +179,17 @@ function readRegular(path) {
  * change times: a write or a rename changes the change time, which no one can set back) is
  * answered from memory after one `stat`, as the native file store does: a warm check reads
  * four such files (a file written less than a second before it was read is not remembered: a
- * clock note written in place may keep its stamp). Any change is read anew at once. A file
- * not remembered is read with no `stat` first (the read's `fstat` tells a regular file).
+ * clock note written in place may keep its stamp). Any change is read anew at once.
  */
 export function fileStore(dir) {
   /** path -> [stamp, text] of the files read lately (a handful: a record, its ledger and clock note, the secret). */
   const seen = new Map();
-  /** name -> path. */
   const paths = new Map();
   const read = (name) => {
-    let path = paths.get(name);
-    if (path === undefined) {
-      path = file(dir, name);
-      if (paths.size < 16) paths.set(name, path);
-    }
+    const path = paths.get(name) ?? file(dir, name);
+    if (paths.size < 16) paths.set(name, path);
     try {
+      // Not remembered: no `stat` before the read (its `fstat` tells a regular file).
       const known = seen.get(path);
       if (known) {
         const info = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
@@ -212,17 +208,14 @@ export function fileStore(dir) {
       return text;
     } catch (e) {
       if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR') return null;
-      // A directory (Windows cannot open one).
-      if (e?.code === 'EISDIR') return '';
       throw e;
     }
   };
   return {
     dir,
     get(name) {
-      if (!fs) return nodeFs().then(() => read(name));
       try {
-        return read(name);
+        return fs ? read(name) : nodeFs().then(() => read(name));
       } catch (e) {
         return Promise.reject(e);
       }

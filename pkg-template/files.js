@@ -184,29 +184,40 @@ function readRegular(path) {
 export function fileStore(dir) {
   /** path -> [stamp, text] of the files read lately (a handful: a record, its ledger and clock note, the secret). */
   const seen = new Map();
-  return {
-    dir,
-    async get(name) {
-      const path = file(dir, name);
-      const { statSync } = fs ?? (await nodeFs());
-      try {
-        const info = statSync(path, { bigint: true, throwIfNoEntry: false });
+  const paths = new Map();
+  const read = (name) => {
+    const path = paths.get(name) ?? file(dir, name);
+    if (paths.size < 16) paths.set(name, path);
+    try {
+      // Not remembered: no `stat` before the read (its `fstat` tells a regular file).
+      const known = seen.get(path);
+      if (known) {
+        const info = fs.statSync(path, { bigint: true, throwIfNoEntry: false });
         if (info === undefined) return null;
         // Anything but a regular file (a FIFO, a directory) is no cache, read without blocking.
         if (!info.isFile() || info.size > BigInt(MAX_FILE)) return '';
-        const known = seen.get(path);
-        if (known && known[0] === stampOf(info)) return known[1];
-        const [stamp, bytes] = readRegular(path);
-        const text = typeof bytes === 'string' ? bytes : name === SECRET ? bytes.toString('hex') : bytes.toString('utf8');
-        // Unix only, as natively (elsewhere the inode and change time are not what they are here).
-        if (stamp !== null && globalThis.process?.platform !== 'win32') {
-          if (seen.size >= 16) seen.clear();
-          seen.set(path, [stamp, text]);
-        }
-        return text;
+        if (known[0] === stampOf(info)) return known[1];
+      }
+      const [stamp, bytes] = readRegular(path);
+      const text = typeof bytes === 'string' ? bytes : name === SECRET ? bytes.toString('hex') : bytes.toString('utf8');
+      // Unix only, as natively (elsewhere the inode and change time are not what they are here).
+      if (stamp !== null && globalThis.process?.platform !== 'win32') {
+        if (seen.size >= 16) seen.clear();
+        seen.set(path, [stamp, text]);
+      }
+      return text;
+    } catch (e) {
+      if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR') return null;
+      throw e;
+    }
+  };
+  return {
+    dir,
+    get(name) {
+      try {
+        return fs ? read(name) : nodeFs().then(() => read(name));
       } catch (e) {
-        if (e?.code === 'ENOENT' || e?.code === 'ENOTDIR') return null;
-        throw e;
+        return Promise.reject(e);
       }
     },
     // As natively: the temp file is written, fsynced and renamed over the file; `durable`

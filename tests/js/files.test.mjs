@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
@@ -312,6 +312,70 @@ require('node:module').syncBuiltinESMExports();`,
     // alone, no fsync and no rename; a minute past it, the record again.
     assert.deepEqual([noted, noted2, renames[2], renames[3]], [[], [], 0, 0]);
     assert.deepEqual(again, ['record', 'dir', 'ledger']);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+// The file store reads a file it does not remember (one written less than a second before it
+// was read, as a clock note written in place is) with no `stat` before the read (issue #53
+// item 4): another process's write is still read by the next `get`, in place and of the same
+// size too (same inode), and by the next check of a client.
+test('another process writes a file this store read or wrote a moment ago: the next get reads it', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fresh-'));
+  try {
+    const url = pathToFileURL(join(PACKAGE_DIR, 'files.js')).href;
+    const { fileStore } = await import(url);
+    const store = fileStore(dir);
+    const name = 'polar-license.v2-0123456789abcdef-clock';
+    const path = join(dir, 'v2-0123456789abcdef-clock.cache');
+    // Another process's store writes `text` in place, as a clock note is written.
+    const other = (text) =>
+      run(process.execPath, ['--input-type=module', '-e', `const { fileStore } = await import(${JSON.stringify(url)});
+await fileStore(${JSON.stringify(dir)}).set(${JSON.stringify(name)}, ${JSON.stringify(text)}, 'volatile');`]);
+    await store.set(name, 'note 0', 'volatile');
+    assert.equal(await store.get(name), 'note 0');
+    const { ino } = await stat(path);
+    for (const text of ['note 1', 'note 2', 'note 3']) {
+      await other(text);
+      assert.equal((await stat(path)).ino, ino, 'written in place');
+      assert.equal(await store.get(name), text);
+      assert.equal(await store.get(name), text);
+    }
+    // Read, not written, by this store: the same.
+    await other('note 4');
+    assert.equal(await store.get(name), 'note 4');
+    await other('note 5');
+    assert.equal(await store.get(name), 'note 5');
+    // Gone, then a directory: none, then no cache (never a stale text).
+    await rm(path);
+    assert.equal(await store.get(name), null);
+    await mkdir(path);
+    assert.equal(await store.get(name), '');
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('two processes on one cache directory: a denial the other records is the next check of this one', async () => {
+  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fresh-'));
+  try {
+    const key = await newKey();
+    const options = { organizationId: ORG, baseUrl: EMULATOR, cacheDir: join(dir, 'cache') };
+    const a = new LicenseClient(options);
+    assert.equal((await a.check(key)).source, 'online');
+    for (let i = 0; i < 3; i++) assert.equal((await a.check(key)).source, 'cache');
+    const revoked = await fetch(`${EMULATOR}/__emulator/keys/${key}`, { method: 'PATCH', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ status: 'revoked' }) });
+    assert.equal(revoked.status, 200);
+    const script = `const { LicenseClient } = await import('polar-license');
+const b = new LicenseClient({ ...${JSON.stringify(options)}, gracePolicy: { revalidateAfter: 0 } });
+console.log(await b.check(${JSON.stringify(key)}).then((v) => v.source, (e) => e.code));`;
+    const { stdout } = await run(process.execPath, ['--input-type=module', '-e', script], { cwd: CONSUMER, timeout: 30_000 });
+    assert.equal(stdout.trim(), 'inactive');
+    // Within its revalidation time this client would answer licensed from its cache without
+    // asking: the denial is what the other process stored.
+    const denied = await rejection(a.check(key));
+    assert.equal(denied.code, 'inactive');
   } finally {
     await rm(dir, { recursive: true, force: true });
   }

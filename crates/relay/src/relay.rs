@@ -728,41 +728,7 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
-        self.finish_made(&pending, upstream, now, entropy, true)
-    }
-
-    /// [`Relay::finish_with_entropy`]; `made`: whether the call was made (its outcome then
-    /// tells the breaker), or skipped because the breaker opened meanwhile.
-    pub(crate) fn finish_made(
-        &self,
-        pending: &Pending,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        made: bool,
-    ) -> Finished {
-        if made {
-            self.breaker.record(&upstream, pending.ticket, now);
-        }
-        let seen = self
-            .store
-            .as_ref()
-            .map(|_| crate::stored::Seen::of(&upstream));
-        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
-        if let (Some(s), Some(seen)) = (&self.store, seen) {
-            let seen = seen.held_by(holder);
-            s.keep(
-                &self.leases,
-                pending,
-                seen,
-                now,
-                entropy,
-                &mut response,
-                &mut unsigned,
-            );
-        }
-        add_cors(&mut response);
-        Finished { response, unsigned }
+        Asks::finish_made(self, &pending, upstream, now, entropy, true)
     }
 
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
@@ -1009,7 +975,28 @@ impl Asks for Relay {
         entropy: Option<[u8; 16]>,
         made: bool,
     ) -> Finished {
-        Relay::finish_made(self, pending, upstream, now, entropy, made)
+        if made {
+            self.breaker.record(&upstream, pending.ticket, now);
+        }
+        let seen = self
+            .store
+            .as_ref()
+            .map(|_| crate::stored::Seen::of(&upstream));
+        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
+        if let (Some(s), Some(seen)) = (&self.store, seen) {
+            let seen = seen.held_by(holder);
+            s.keep(
+                &self.leases,
+                pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
+        }
+        add_cors(&mut response);
+        Finished { response, unsigned }
     }
 
     fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {

@@ -16,8 +16,9 @@ use crate::roster::{usable, Job, Phase, Read, ReadAnswer, BACKOFF_MS, PAGE_LIMIT
 use crate::store::{self, Entry, Mark, Use, Wants};
 use crate::stored::Stored;
 
-/// The parts of the relay a background read uses.
-pub(crate) struct Reads<'a> {
+/// The parts of the relay a background read uses. `pub` in name only (this module is the
+/// crate's own): the machines' sealed `flow::Asks` hands it out.
+pub struct Reads<'a> {
     pub(crate) store: Option<&'a Stored>,
     pub(crate) breaker: &'a Breaker,
     /// Polar's base URL.

@@ -3,6 +3,7 @@
 //! Every method of the relay is here; what each part does is the part's own.
 
 use crate::clock::Now;
+use crate::flow::{Asks, Exchange, ExchangeOptions, Given, Need};
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::roster::RosterChange;
@@ -17,7 +18,7 @@ use polar_license::lease::{
     is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
 };
 use polar_license::proto::{Api, HttpResponse, Operation, Server};
-use polar_license::{AccessToken, Error, Key, Transport, TransportError};
+use polar_license::{AccessToken, Error, Key, Transport, TransportError, TransportErrorKind};
 use polar_license_rules::check_body;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ use crate::types::{
 /// threads behind an `Arc`; [`Relay::handle`] takes `&self`.
 pub struct Relay {
     token: AccessToken,
-    pub(crate) base_url: String,
+    base_url: String,
     organization_id: Option<String>,
     leases: Leases,
     limits: Limits,
@@ -44,7 +45,7 @@ pub struct Relay {
     pub(crate) store: Option<Stored>,
     cors_origins: Option<Vec<String>>,
     /// The operator's counters ([`Relay::metrics`], [`Relay::health`]).
-    pub(crate) ops: Arc<crate::ops::Ops>,
+    ops: Arc<crate::ops::Ops>,
     pub(crate) breaker: crate::breaker::Breaker,
 }
 
@@ -346,14 +347,60 @@ impl Relay {
     /// relay's transport and waited for. With a store, a check whose entry another check is
     /// asking Polar for waits for that answer (one call per entry). `GET /healthz` is
     /// answered ([`Relay::health`]) as every host answers it.
+    ///
+    /// This is the blocking host's one loop: the body is the request's own, a call to Polar
+    /// goes through the relay's transport and is waited for (no stale answer: the host has
+    /// nothing else to do meanwhile), a wait for another check's call blocks on its flight,
+    /// the store saves its own changes, and the answer is the one [`Need::Respond`] gives.
     pub fn handle(&self, req: &RelayRequest, now: Now) -> RelayResponse {
-        // The request path's one machine (crate::flow::Exchange), driven by the blocking host's loop.
-        crate::flow::drive_blocking(self, req, now)
+        let options = ExchangeOptions {
+            calls_counted: true,
+            ..ExchangeOptions::default()
+        };
+        let head = RelayRequest {
+            body: Vec::new(),
+            ..req.clone()
+        };
+        let mut exchange = Exchange::new(head, options);
+        let mut answer = None;
+        loop {
+            let given = match exchange.want(self, now, (self.entropy)()) {
+                Need::Body { max } => Given::Body(req.body[..req.body.len().min(max)].to_vec()),
+                Need::Load(_) => Given::Loaded,
+                Need::Flight { flight, .. } => {
+                    self.wait_flight(&flight);
+                    Given::Landed
+                }
+                Need::Send { request, .. } => Given::Upstream(self.transport.send(&request)),
+                // Never asked (no `call_slots`): the calling thread is the slot.
+                Need::Slot { .. } => Given::Slot,
+                // Never asked: no patience is given, so no call goes on past its check.
+                Need::Call => Given::Upstream(Err(TransportError::new(
+                    TransportErrorKind::Other,
+                    "no call under way",
+                ))),
+                // The relay signs its own leases natively; a lease it cannot sign goes without.
+                Need::Sign(_) => Given::Signature(Vec::new()),
+                Need::Persist => Given::Persisted(true),
+                Need::Landed(_) => continue,
+                log @ (Need::Warn(_) | Need::Error(_)) => {
+                    log.log();
+                    continue;
+                }
+                Need::Respond(r) => {
+                    answer = Some(r);
+                    continue;
+                }
+                Need::Done => break,
+            };
+            exchange.give(given);
+        }
+        answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
     }
 
     /// Blocks until the call for the entry `flight` (its hex id, as [`Step::Wait`] names it)
     /// lands, at most 30 s; at once when there is none under way.
-    pub(crate) fn wait_flight(&self, flight: &str) {
+    fn wait_flight(&self, flight: &str) {
         if let Some(f) = self.flight(flight) {
             f.wait();
         }
@@ -681,41 +728,7 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
-        self.finish_made(&pending, upstream, now, entropy, true)
-    }
-
-    /// [`Relay::finish_with_entropy`]; `made`: whether the call was made (its outcome then
-    /// tells the breaker), or skipped because the breaker opened meanwhile.
-    pub(crate) fn finish_made(
-        &self,
-        pending: &Pending,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        made: bool,
-    ) -> Finished {
-        if made {
-            self.breaker.record(&upstream, pending.ticket, now);
-        }
-        let seen = self
-            .store
-            .as_ref()
-            .map(|_| crate::stored::Seen::of(&upstream));
-        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
-        if let (Some(s), Some(seen)) = (&self.store, seen) {
-            let seen = seen.held_by(holder);
-            s.keep(
-                &self.leases,
-                pending,
-                seen,
-                now,
-                entropy,
-                &mut response,
-                &mut unsigned,
-            );
-        }
-        add_cors(&mut response);
-        Finished { response, unsigned }
+        Asks::finish_made(self, &pending, upstream, now, entropy, true)
     }
 
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
@@ -871,6 +884,127 @@ impl Relay {
                 (r, None)
             }
         }
+    }
+}
+
+/// What the machines ask of the relay ([`crate::flow::Core`]): each answered by the part that
+/// owns it, most through the relay's own methods of the same name.
+impl Asks for Relay {
+    fn health(&self, now: Now) -> RelayResponse {
+        Relay::health(self, now)
+    }
+
+    fn metrics(&self, now: Now) -> String {
+        Relay::metrics(self, now)
+    }
+
+    fn count_in_flight(&self, delta: i64) {
+        Relay::count_in_flight(self, delta);
+    }
+
+    fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now) {
+        Relay::count_answer(self, req, r, now);
+    }
+
+    fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+        Relay::count_call(self, outcome);
+    }
+
+    fn webhook_warning(&self, now: Now) -> Option<String> {
+        Relay::webhook_warning(self, now)
+    }
+
+    fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        Relay::refuse_unread(self, req, now)
+    }
+
+    fn max_body_bytes(&self) -> usize {
+        self.limits.max_body_bytes
+    }
+
+    fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
+        Relay::admit(self, req, now)
+    }
+
+    fn cors(&self, req: &RelayRequest, r: &mut RelayResponse) {
+        Relay::cors(self, req, r);
+    }
+
+    fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants> {
+        Relay::store_wants(self, req, now_unix)
+    }
+
+    fn roster_wants(&self, req: &RelayRequest) -> Option<String> {
+        Relay::roster_wants(self, req)
+    }
+
+    fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step {
+        Relay::begin_admitted(self, req, now, entropy, waited)
+    }
+
+    fn still_allows(&self, pending: &Pending) -> bool {
+        self.breaker.still_allows(pending.ticket)
+    }
+
+    fn stale_answer(
+        &self,
+        pending: &Pending,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<Finished> {
+        Relay::stale_answer(self, pending, now, entropy)
+    }
+
+    fn give_back(&self, now: Now) {
+        if let Some(s) = &self.store {
+            s.give_back(now);
+        }
+    }
+
+    fn finish_made(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        made: bool,
+    ) -> Finished {
+        if made {
+            self.breaker.record(&upstream, pending.ticket, now);
+        }
+        let seen = self
+            .store
+            .as_ref()
+            .map(|_| crate::stored::Seen::of(&upstream));
+        let (mut response, mut unsigned, holder) = self.answer(pending, upstream, now, entropy);
+        if let (Some(s), Some(seen)) = (&self.store, seen) {
+            let seen = seen.held_by(holder);
+            s.keep(
+                &self.leases,
+                pending,
+                seen,
+                now,
+                entropy,
+                &mut response,
+                &mut unsigned,
+            );
+        }
+        add_cors(&mut response);
+        Finished { response, unsigned }
+    }
+
+    fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool) {
+        Relay::assemble(self, finished, signature)
+    }
+
+    fn reads(&self) -> crate::reads::Reads<'_> {
+        Relay::reads(self)
     }
 }
 

@@ -280,7 +280,7 @@ pub fn serve_on(
 /// webhook's refetch is asked for at the next poll), until the machine is done or `stopped`.
 fn drive_background(relay: &Relay, clock: &dyn Fn() -> Now, stopped: &dyn Fn() -> bool) {
     use crate::flow::background::{Background, Given, Poll as Next};
-    let agent = agent(&relay.base_url);
+    let agent = agent(relay.base_url());
     let mut machine = Background::new(None);
     while !stopped() {
         match machine.poll(relay, clock()) {
@@ -816,7 +816,7 @@ impl Server {
         let step = tokio::task::spawn_blocking(move || {
             let _permit = permit;
             loop {
-                let io = match exchange.want(&relay, now(started), (relay.entropy)()) {
+                let io = match exchange.want(&*relay, now(started), (relay.entropy)()) {
                     Need::Body { max } => Io::Body { max },
                     Need::Flight {
                         flight,

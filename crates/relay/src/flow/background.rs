@@ -16,13 +16,13 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
+use super::Core;
 use crate::clock::Now;
 use crate::reads::{
     reconcile_answered, reconcile_list, reconcile_listed, reconcile_read, reconcile_wants,
-    refetch_wants, roster_answered, roster_read, roster_warning,
+    refetch_wants, roster_answered, roster_read, roster_warning, Reads,
 };
 use crate::reconcile::{Check, ListPage};
-use crate::relay::Relay;
 use crate::roster::{Read, ReadAnswer};
 use crate::store::{Missing, PagedBackend, Wants};
 
@@ -198,7 +198,9 @@ impl Background {
     }
 
     /// What the host does next at `now`.
-    pub fn poll(&mut self, relay: &Relay, now: Now) -> Poll {
+    pub fn poll<C: Core + ?Sized>(&mut self, relay: &C, now: Now) -> Poll {
+        let parts = relay.reads();
+        let relay = &parts;
         if let Some(poll) = self.parked_next(relay, now) {
             return poll;
         }
@@ -209,7 +211,7 @@ impl Background {
             if now.monotonic_ms < self.list_after {
                 listing = true;
                 wait_for(self.list_after - now.monotonic_ms);
-            } else if let Some(page) = reconcile_list(&relay.reads()) {
+            } else if let Some(page) = reconcile_list(relay) {
                 let id = self.put(Job::List);
                 return Poll::List { id, page };
             }
@@ -263,12 +265,20 @@ impl Background {
     /// What the host got for the job `id` at `now`, applied (an unknown id is ignored).
     /// Returns the warning to log once when the token cannot list the organization's keys
     /// (for a host whose log the core does not reach).
-    pub fn answered(&mut self, relay: &Relay, id: u32, given: Given, now: Now) -> Option<String> {
+    pub fn answered<C: Core + ?Sized>(
+        &mut self,
+        relay: &C,
+        id: u32,
+        given: Given,
+        now: Now,
+    ) -> Option<String> {
+        let parts = relay.reads();
+        let relay = &parts;
         let Some(at) = self.out.iter().position(|(i, _)| *i == id) else {
-            return roster_warning(&relay.reads());
+            return roster_warning(relay);
         };
         let Some((_, job)) = self.out.remove(at) else {
-            return roster_warning(&relay.reads());
+            return roster_warning(relay);
         };
         match job {
             Job::Roster(_) | Job::Reconcile(_) => {
@@ -289,7 +299,7 @@ impl Background {
                 }
             }
             Job::List => match given {
-                Given::Rows(Ok(rows)) => reconcile_listed(&relay.reads(), &rows, now),
+                Given::Rows(Ok(rows)) => reconcile_listed(relay, &rows, now),
                 other => {
                     log::error!(
                         "relay: the stored keys could not be listed for the reconcile \
@@ -314,12 +324,12 @@ impl Background {
                 self.apply_parked(relay, now, false);
             }
         }
-        roster_warning(&relay.reads())
+        roster_warning(relay)
     }
 
     /// A parked answer's next load, or `None` once every parked answer that could be was
     /// applied.
-    fn parked_next(&mut self, relay: &Relay, now: Now) -> Option<Poll> {
+    fn parked_next(&mut self, relay: &Reads<'_>, now: Now) -> Option<Poll> {
         self.apply_parked(relay, now, true);
         let p = self.parked.front_mut()?;
         p.rounds += 1;
@@ -334,7 +344,7 @@ impl Background {
 
     /// Applies the parked answers at the front whose loads are done, failed, or (with
     /// `rounds`) took [`MAX_LOAD_ROUNDS`].
-    fn apply_parked(&mut self, relay: &Relay, now: Now, rounds: bool) {
+    fn apply_parked(&mut self, relay: &Reads<'_>, now: Now, rounds: bool) {
         while let Some(p) = self.parked.front() {
             let done = p.failed
                 || (rounds && p.rounds >= MAX_LOAD_ROUNDS)
@@ -350,7 +360,7 @@ impl Background {
 
     /// What the answer of `job` touches that the cache does not hold (`None`: nothing, or no
     /// store read per key).
-    fn missing_for(&self, relay: &Relay, job: &Job) -> Option<Missing> {
+    fn missing_for(&self, relay: &Reads<'_>, job: &Job) -> Option<Missing> {
         let paged = self.paged.as_ref()?;
         let missing = paged.missing(&wants_of(relay, job)?);
         (!missing.is_empty()).then_some(missing)
@@ -372,8 +382,8 @@ impl Background {
     }
 
     /// The roster's say: its next read, or how long until one.
-    fn roster(&mut self, relay: &Relay, now: Now) -> Say {
-        match roster_read(&relay.reads(), now) {
+    fn roster(&mut self, relay: &Reads<'_>, now: Now) -> Say {
+        match roster_read(relay, now) {
             Ok(read) => {
                 let (url, headers) = (read.url.clone(), read.headers.clone());
                 self.send(Job::Roster(read), url, headers)
@@ -386,13 +396,13 @@ impl Background {
 
     /// The reconcile's say: its due key's rows to load first (a store read per key), its next
     /// read, or how long until one.
-    fn reconcile(&mut self, relay: &Relay, now: Now) -> Say {
+    fn reconcile(&mut self, relay: &Reads<'_>, now: Now) -> Say {
         if now.monotonic_ms < self.reconcile_after {
             return Say::Wait(self.reconcile_after - now.monotonic_ms);
         }
         if let Some(paged) = &self.paged {
             // A key's entries not loaded would read as gone (its key dropped): loaded first.
-            let missing = reconcile_wants(&relay.reads(), now)
+            let missing = reconcile_wants(relay, now)
                 .map(|w| paged.missing(&w))
                 .filter(|m| !m.is_empty());
             if let Some(missing) = missing {
@@ -406,7 +416,7 @@ impl Background {
                 return Say::Wait(LOAD_AGAIN_MS);
             }
         }
-        match reconcile_read(&relay.reads(), now) {
+        match reconcile_read(relay, now) {
             Ok(check) => {
                 self.check_rounds = 0;
                 let (url, headers) = (check.url.clone(), check.headers.clone());
@@ -420,19 +430,19 @@ impl Background {
 }
 
 /// What the answer of a read touches in the store (a re-grant's refetch, a reconcile).
-fn wants_of(relay: &Relay, job: &Job) -> Option<Wants> {
+fn wants_of(relay: &Reads<'_>, job: &Job) -> Option<Wants> {
     match job {
-        Job::Roster(read) => refetch_wants(&relay.reads(), read),
+        Job::Roster(read) => refetch_wants(relay, read),
         Job::Reconcile(check) => Some(check.wants()),
         _ => None,
     }
 }
 
 /// A read's answer handed to its component.
-fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
+fn apply(relay: &Reads<'_>, job: Job, answer: ReadAnswer, now: Now) {
     match job {
-        Job::Roster(read) => roster_answered(&relay.reads(), read, answer, now),
-        Job::Reconcile(check) => reconcile_answered(&relay.reads(), check, answer, now),
+        Job::Roster(read) => roster_answered(relay, read, answer, now),
+        Job::Reconcile(check) => reconcile_answered(relay, check, answer, now),
         _ => {}
     }
 }
@@ -442,6 +452,7 @@ fn apply(relay: &Relay, job: Job, answer: ReadAnswer, now: Now) {
 mod tests {
     use super::*;
     use crate::reconcile::tests::{at, lk};
+    use crate::relay::Relay;
     use crate::roster::tests::{relay_on, relay_with};
     use crate::store::{Backend, Entry, Mark, StoreOptions};
 

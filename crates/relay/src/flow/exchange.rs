@@ -11,8 +11,8 @@
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
+use super::Core;
 use crate::clock::Now;
-use crate::relay::Relay;
 use crate::store::Wants;
 use crate::types::{
     Finished, Pending, RelayRequest, RelayResponse, Step, HEALTH_ROUTE, STALE_AFTER_MS,
@@ -282,7 +282,12 @@ impl Exchange {
 
     /// What the host does next. `now`: the time now; `entropy`: 16 random bytes (a lease's
     /// id, when one is made in this step; `None`: no lease can be made).
-    pub fn want(&mut self, relay: &Relay, now: Now, entropy: Option<[u8; 16]>) -> Need {
+    pub fn want<C: Core + ?Sized>(
+        &mut self,
+        relay: &C,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Need {
         loop {
             if let Some(need) = self.queue.pop_front() {
                 return need;
@@ -311,9 +316,9 @@ impl Exchange {
         state
     }
 
-    fn step(
+    fn step<C: Core + ?Sized>(
         &mut self,
-        relay: &Relay,
+        relay: &C,
         now: Now,
         entropy: Option<[u8; 16]>,
         state: State,
@@ -334,7 +339,7 @@ impl Exchange {
                     return self.started(relay);
                 }
                 let path = self.req.path.split('?').next().unwrap_or_default();
-                let mut max = relay.limits().max_body_bytes;
+                let mut max = relay.max_body_bytes();
                 if path == WEBHOOK_ROUTE {
                     max = max.max(WEBHOOK_MAX_BODY_BYTES);
                 }
@@ -530,7 +535,12 @@ impl Exchange {
 
     /// Ends an exchange whose host keeps answering a need with something else: a 500 when
     /// the client has no answer yet (logged), nothing more either way.
-    fn host_fault(&mut self, relay: &Relay, state: State, asked: Option<Need>) -> State {
+    fn host_fault<C: Core + ?Sized>(
+        &mut self,
+        relay: &C,
+        state: State,
+        asked: Option<Need>,
+    ) -> State {
         let what = match &asked {
             Some(Need::Body { .. }) => "the body",
             Some(Need::Load(_)) => "a load",
@@ -563,7 +573,7 @@ impl Exchange {
     }
 
     /// The request read: counted in flight until answered, then the per-IP limit.
-    fn started(&mut self, relay: &Relay) -> State {
+    fn started<C: Core + ?Sized>(&mut self, relay: &C) -> State {
         relay.count_in_flight(1);
         self.in_flight = true;
         State::Admit
@@ -585,16 +595,16 @@ impl Exchange {
     /// A slot to call on is the host's: the call goes, unless the breaker opened while it
     /// waited (a call routed before then is not made: its check gets what an unreachable
     /// Polar gives, the stored answer or 502, and its budget goes back).
-    fn slotted(
+    fn slotted<C: Core + ?Sized>(
         &mut self,
-        relay: &Relay,
+        relay: &C,
         now: Now,
         pending: Box<Pending>,
         flight: Option<String>,
         deadline: Option<u64>,
         tail: bool,
     ) -> State {
-        if !relay.breaker.still_allows(pending.ticket) {
+        if !relay.still_allows(&pending) {
             return State::Fill(After::Finish(Finish {
                 pending,
                 flight,
@@ -620,7 +630,7 @@ impl Exchange {
     }
 
     /// An answer whose lease may wait for its signature.
-    fn signed(&mut self, relay: &Relay, finished: Finished) -> State {
+    fn signed<C: Core + ?Sized>(&mut self, relay: &C, finished: Finished) -> State {
         match finished.pre_auth().map(<[u8]>::to_vec) {
             Some(bytes) => self.ask(Need::Sign(bytes), State::Signing(finished)),
             None => {
@@ -631,9 +641,9 @@ impl Exchange {
         }
     }
 
-    fn loaded(
+    fn loaded<C: Core + ?Sized>(
         &mut self,
-        relay: &Relay,
+        relay: &C,
         now: Now,
         entropy: Option<[u8; 16]>,
         after: After,
@@ -686,8 +696,8 @@ impl Exchange {
                 // reading the call: that call keeps its place).
                 let refused = self.options.calls_counted
                     && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
-                if let (true, Some(s)) = (!made || refused, &relay.store) {
-                    s.give_back(now);
+                if !made || refused {
+                    relay.give_back(now);
                 }
                 let finished = relay.finish_made(&pending, upstream, now, entropy, made);
                 if let Some(flight) = flight {
@@ -703,58 +713,6 @@ impl Exchange {
     }
 }
 
-/// The blocking host's one loop ([`Relay::handle`]): the body is the request's own, a call to
-/// Polar goes through the relay's transport and is waited for (no stale answer: the host has
-/// nothing else to do meanwhile), a wait for another check's call blocks on its flight, the
-/// store saves its own changes, and the answer is the one [`Need::Respond`] gives.
-pub(crate) fn drive_blocking(relay: &Relay, req: &RelayRequest, now: Now) -> RelayResponse {
-    let options = ExchangeOptions {
-        calls_counted: true,
-        ..ExchangeOptions::default()
-    };
-    let mut exchange = Exchange::new(
-        RelayRequest {
-            body: Vec::new(),
-            ..req.clone()
-        },
-        options,
-    );
-    let mut answer = None;
-    loop {
-        let given = match exchange.want(relay, now, (relay.entropy)()) {
-            Need::Body { max } => Given::Body(req.body[..req.body.len().min(max)].to_vec()),
-            Need::Load(_) => Given::Loaded,
-            Need::Flight { flight, .. } => {
-                relay.wait_flight(&flight);
-                Given::Landed
-            }
-            Need::Send { request, .. } => Given::Upstream(relay.transport.send(&request)),
-            // Never asked (no `call_slots`): the calling thread is the slot.
-            Need::Slot { .. } => Given::Slot,
-            // Never asked: no patience is given, so no call goes on past its check.
-            Need::Call => Given::Upstream(Err(TransportError::new(
-                TransportErrorKind::Other,
-                "no call under way",
-            ))),
-            // The relay signs its own leases natively; a lease it cannot sign goes without.
-            Need::Sign(_) => Given::Signature(Vec::new()),
-            Need::Persist => Given::Persisted(true),
-            Need::Landed(_) => continue,
-            log @ (Need::Warn(_) | Need::Error(_)) => {
-                log.log();
-                continue;
-            }
-            Need::Respond(r) => {
-                answer = Some(r);
-                continue;
-            }
-            Need::Done => break,
-        };
-        exchange.give(given);
-    }
-    answer.unwrap_or_else(|| RelayResponse::unreached("the relay could not answer"))
-}
-
 impl State {
     /// Saves the store's changes before the answer.
     fn persist(self, exchange: &mut Exchange) -> State {
@@ -764,10 +722,11 @@ impl State {
 }
 
 /// The operator's routes, answered before anything else and never counted as the relay's
-/// answers: `GET /healthz` ([`Relay::health`]) and, when configured, the metrics route with
-/// its bearer token ([`Relay::metrics`], Prometheus' text format; 401 without the token).
-pub(crate) fn operator(
-    relay: &Relay,
+/// answers: `GET /healthz` ([`Asks::health`](super::Asks::health)) and, when configured, the
+/// metrics route with its bearer token ([`Asks::metrics`](super::Asks::metrics), Prometheus'
+/// text format; 401 without the token).
+fn operator<C: Core + ?Sized>(
+    relay: &C,
     req: &RelayRequest,
     metrics: Option<&(String, String)>,
     now: Now,
@@ -818,6 +777,7 @@ fn same(a: &[u8], b: &[u8]) -> bool {
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
+    use crate::relay::Relay;
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server, TransportErrorKind};
     use std::sync::atomic::{AtomicU32, Ordering};

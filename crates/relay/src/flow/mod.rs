@@ -6,9 +6,13 @@
 //! * [`Exchange`]: one request's path ([`Exchange::want`], [`Exchange::give`]).
 //! * [`background`]: the relay's own reads between requests (the roster's paging, grant
 //!   refetches, the reconcile), `poll` and `answered`.
+//! * [`Core`]: what the machines ask of the relay's parts. They never name the relay: the
+//!   relay implements it and drives them, so the machines sit below it.
 
+mod asks;
 pub mod background;
 mod exchange;
 
-pub(crate) use exchange::drive_blocking;
+pub(crate) use asks::Asks;
+pub use asks::Core;
 pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

@@ -1,0 +1,98 @@
+//! What the machines ask of the relay they run in (issue #52): the machines are written
+//! against [`Core`], never against the relay itself. The dependency is inverted (as
+//! quinn-proto's machines define what they need and their owner provides it): the relay's file
+//! implements [`Asks`] and drives the machines (its blocking `handle` is one of their hosts),
+//! so the machines sit below the relay and nothing here imports it. A host outside the crate
+//! passes its relay where a machine asks for a [`Core`] and calls nothing of it.
+
+use polar_license::{HttpResponse, TransportError};
+
+use crate::clock::Now;
+use crate::reads::Reads;
+use crate::store::Wants;
+use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Step};
+
+/// The relay as the machines ([`Exchange`](super::Exchange),
+/// [`Background`](super::background::Background)) see it: a host passes its relay where a
+/// machine asks for one. Sealed: what a machine asks of it is this crate's own.
+pub trait Core: Asks {}
+
+impl<C: Asks + ?Sized> Core for C {}
+
+/// The exact set of things the machines ask of the relay's parts, each answered by the part
+/// that owns it (the gate, the verdict store, the leases, the breaker, the operator's counters,
+/// the roster). Public in name only (the module is private): it seals [`Core`].
+pub trait Asks {
+    // The operator's routes and counters (the relay's `ops`).
+
+    /// `GET /healthz`'s answer.
+    fn health(&self, now: Now) -> RelayResponse;
+    /// The metrics route's text (Prometheus' format).
+    fn metrics(&self, now: Now) -> String;
+    /// A request read (`+1`) or answered (`-1`), for the in-flight gauge.
+    fn count_in_flight(&self, delta: i64);
+    /// Counts the answer given to `req`.
+    fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now);
+    /// Counts a call to Polar that the host made, and how it ended.
+    fn count_call(&self, outcome: &Result<HttpResponse, TransportError>);
+    /// The webhooks' silence warning when one is due now.
+    fn webhook_warning(&self, now: Now) -> Option<String>;
+
+    // The gate: what a request's head, its size and its client decide.
+
+    /// The answer a webhook's head decides alone, before its body is read.
+    fn refuse_unread(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse>;
+    /// The most bytes of a request's body the relay takes.
+    fn max_body_bytes(&self) -> usize;
+    /// The per-IP limit: `Some` (429) when the client is over its rate.
+    fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse>;
+    /// Narrows an answer's CORS grant to the configured origins.
+    fn cors(&self, req: &RelayRequest, r: &mut RelayResponse);
+
+    // What a host-kept store loads before the core reads it.
+
+    /// The store's entries and index rows `req` touches.
+    fn store_wants(&self, req: &RelayRequest, now_unix: i64) -> Option<Wants>;
+    /// The roster's digest of `req`'s key, when it has not read it.
+    fn roster_wants(&self, req: &RelayRequest) -> Option<String>;
+
+    // The request's path: routing, the breaker, the verdict store, the leases.
+
+    /// Every check of an admitted request after `waited` waits: the answer, or the call.
+    fn begin_admitted(
+        &self,
+        req: &RelayRequest,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        waited: u32,
+    ) -> Step;
+    /// Whether the breaker still lets `pending`'s call go (it may have opened while the call
+    /// waited for its slot).
+    fn still_allows(&self, pending: &Pending) -> bool;
+    /// The stored answer for a check whose patience passed, if there is one to give.
+    fn stale_answer(
+        &self,
+        pending: &Pending,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<Finished>;
+    /// A call Polar never saw gives its place in the token's budget back.
+    fn give_back(&self, now: Now);
+    /// Polar's answer (or why there is none) kept and passed back, with a lease on a grant;
+    /// `made`: whether the call was made (its outcome then tells the breaker).
+    fn finish_made(
+        &self,
+        pending: &Pending,
+        upstream: Result<HttpResponse, TransportError>,
+        now: Now,
+        entropy: Option<[u8; 16]>,
+        made: bool,
+    ) -> Finished;
+    /// The answer with a lease signed elsewhere (`true` when the lease verified).
+    fn assemble(&self, finished: Finished, signature: &[u8]) -> (RelayResponse, bool);
+
+    // The background reads.
+
+    /// The parts a background read uses.
+    fn reads(&self) -> Reads<'_>;
+}

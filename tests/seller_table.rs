@@ -5,55 +5,15 @@
 //! step of any row answers otherwise than the table says.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::grace::CheckOutcome;
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
-use polar_license::{ActivateRequest, CheckReport, MachineBinding};
+use polar_license::{ActivateRequest, MachineBinding};
 use polar_license_emulator::{Fault, DEMO_KEY};
 use polar_license_testkit::seller_rows::{
-    play, revoke, seconds, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
+    play, revoke, seconds, Found, Row, Step, Verdict, TRIAL_BENEFIT,
 };
 use polar_license_testkit::{licensing_builder, unix_now, FakeClock, ScratchDir};
 use std::time::Duration;
-
-/// A report in the table's vocabulary, times from `start`.
-fn verdict(row: &Row, report: &CheckReport, start: i64) -> Verdict {
-    let (verdict, source) = match &report.outcome {
-        CheckOutcome::Licensed { source, .. } => {
-            ("licensed".to_string(), Some(source.as_str().to_string()))
-        }
-        _ if report
-            .trial
-            .as_ref()
-            .is_some_and(|t| t.local && t.is_active()) =>
-        {
-            ("trial".to_string(), None)
-        }
-        other => (
-            other.reason().map_or("none", |r| r.code()).to_string(),
-            None,
-        ),
-    };
-    let fallback = row.released_day.map(|_| match report.perpetual {
-        Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
-        None => (false, None),
-    });
-    let stated = row.trial_days.is_some() || row.trial_benefit;
-    let trial = stated.then(|| {
-        report.trial.as_ref().map(|t| TrialCell {
-            local: t.local,
-            state: t.state.as_str().to_string(),
-            days_left: u64::from(t.days_left),
-            ends: t.ends_at.map(|e| e - start),
-        })
-    });
-    Verdict {
-        verdict,
-        source,
-        fallback,
-        trial,
-    }
-}
 
 fn run_row(row: &Row) -> Found {
     let start = unix_now();
@@ -89,12 +49,12 @@ fn run_row(row: &Row) -> Found {
             }
             Step::Check(day, want) => {
                 move_to(*day);
-                let got = verdict(row, &app.check_report(DEMO_KEY), start);
+                let got = Verdict::of_report(row, &app.check_report(DEMO_KEY), start);
                 found.compare(i, want.as_ref(), &got);
             }
             Step::Trial(day, want) => {
                 move_to(*day);
-                let got = verdict(row, &app.check_trial_report(), start);
+                let got = Verdict::of_report(row, &app.check_trial_report(), start);
                 found.compare(i, want.as_ref(), &got);
             }
             Step::Revoke(day) => {

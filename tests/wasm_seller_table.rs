@@ -13,7 +13,6 @@
 //! table says.
 #![cfg(target_arch = "wasm32")]
 
-use polar_license::grace::{CheckOutcome, CheckReport};
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
 use polar_license::wasm::{date_now, AsyncLicensing};
@@ -22,7 +21,7 @@ use polar_license_testkit::fetch::{
     new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    rows, seconds, tsv, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT, TSV_MARKER,
+    rows, seconds, tsv, Found, Row, Step, Verdict, TRIAL_BENEFIT, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -30,46 +29,6 @@ use std::rc::Rc;
 use wasm_bindgen_test::{console_log, wasm_bindgen_test};
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-
-/// A report in the table's vocabulary, times from `start` (as tests/seller_table.rs renders
-/// the native one).
-fn verdict(row: &Row, report: &CheckReport, start: i64) -> Verdict {
-    let (verdict, source) = match &report.outcome {
-        CheckOutcome::Licensed { source, .. } => {
-            ("licensed".to_string(), Some(source.as_str().to_string()))
-        }
-        _ if report
-            .trial
-            .as_ref()
-            .is_some_and(|t| t.local && t.is_active()) =>
-        {
-            ("trial".to_string(), None)
-        }
-        other => (
-            other.reason().map_or("none", |r| r.code()).to_string(),
-            None,
-        ),
-    };
-    let fallback = row.released_day.map(|_| match report.perpetual {
-        Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
-        None => (false, None),
-    });
-    let stated = row.trial_days.is_some() || row.trial_benefit;
-    let trial = stated.then(|| {
-        report.trial.as_ref().map(|t| TrialCell {
-            local: t.local,
-            state: t.state.as_str().to_string(),
-            days_left: u64::from(t.days_left),
-            ends: t.ends_at.map(|e| e - start),
-        })
-    });
-    Verdict {
-        verdict,
-        source,
-        fallback,
-        trial,
-    }
-}
 
 async fn run_row(row: &Row) -> Found {
     let polar = seller();
@@ -118,11 +77,11 @@ async fn run_row(row: &Row) -> Found {
                 }
             }
             Step::Check(_, want) => {
-                let got = verdict(row, &app.check_report(key.as_str()).await, start);
+                let got = Verdict::of_report(row, &app.check_report(key.as_str()).await, start);
                 found.compare(i, want.as_ref(), &got);
             }
             Step::Trial(_, want) => {
-                let got = verdict(row, &app.check_trial_report().await, start);
+                let got = Verdict::of_report(row, &app.check_trial_report().await, start);
                 found.compare(i, want.as_ref(), &got);
             }
             Step::Revoke(_) => patch_key(polar, &key, json!({ "status": "revoked" })).await,

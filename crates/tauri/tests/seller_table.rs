@@ -64,25 +64,17 @@ fn verdict(row: &Row, state: &LicenseState, start: i64) -> Verdict {
     } else {
         (state.code.clone().unwrap_or_else(|| "none".into()), None)
     };
-    let fallback = row.released_day.map(|_| match &state.perpetual {
-        Some(p) => (p.fallback, p.paid_through.map(|t| t - start)),
-        None => (false, None),
+    let perpetual = state
+        .perpetual
+        .as_ref()
+        .map(|p| (p.fallback, p.paid_through.map(|t| t - start)));
+    let trial = state.trial.as_ref().map(|t| TrialCell {
+        local: t.local,
+        state: t.state.clone(),
+        days_left: u64::from(t.days_left),
+        ends: t.ends_at.map(|e| e - start),
     });
-    let stated = row.trial_days.is_some() || row.trial_benefit;
-    let trial = stated.then(|| {
-        state.trial.as_ref().map(|t| TrialCell {
-            local: t.local,
-            state: t.state.clone(),
-            days_left: u64::from(t.days_left),
-            ends: t.ends_at.map(|e| e - start),
-        })
-    });
-    Verdict {
-        verdict,
-        source,
-        fallback,
-        trial,
-    }
+    Verdict::stated(row, (verdict, source), perpetual, trial)
 }
 
 fn run_row(row: &Row) -> Found {

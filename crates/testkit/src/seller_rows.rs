@@ -107,6 +107,56 @@ fn at(seconds: i64) -> String {
 }
 
 impl Verdict {
+    /// A verdict as a face stated it, in the row's terms: the perpetual answer counts only when
+    /// the row states a release day (none given: no fallback), the trial answer only when it
+    /// states a trial (local or by benefit). `perpetual`'s paid-through time and `trial`'s end
+    /// are in seconds from the row's start.
+    pub fn stated(
+        row: &Row,
+        (verdict, source): (String, Option<String>),
+        perpetual: Option<(bool, Option<i64>)>,
+        trial: Option<TrialCell>,
+    ) -> Verdict {
+        Verdict {
+            verdict,
+            source,
+            fallback: row.released_day.map(|_| perpetual.unwrap_or((false, None))),
+            trial: (row.trial_days.is_some() || row.trial_benefit).then_some(trial),
+        }
+    }
+
+    /// A report of the Rust API (the native client and the Rust-on-wasm one) in the table's
+    /// vocabulary, times from `start`.
+    pub fn of_report(row: &Row, report: &polar_license::CheckReport, start: i64) -> Verdict {
+        use polar_license::grace::CheckOutcome;
+        let named = match &report.outcome {
+            CheckOutcome::Licensed { source, .. } => {
+                ("licensed".to_string(), Some(source.as_str().to_string()))
+            }
+            _ if report
+                .trial
+                .as_ref()
+                .is_some_and(|t| t.local && t.is_active()) =>
+            {
+                ("trial".to_string(), None)
+            }
+            other => (
+                other.reason().map_or("none", |r| r.code()).to_string(),
+                None,
+            ),
+        };
+        let perpetual = report
+            .perpetual
+            .map(|p| (p.fallback, p.paid_through.map(|t| t - start)));
+        let trial = report.trial.as_ref().map(|t| TrialCell {
+            local: t.local,
+            state: t.state.as_str().to_string(),
+            days_left: u64::from(t.days_left),
+            ends: t.ends_at.map(|e| e - start),
+        });
+        Verdict::stated(row, named, perpetual, trial)
+    }
+
     /// The one line a cell shows and compares, e.g. `licensed online · fallback to +30d`.
     pub fn render(&self) -> String {
         let mut s = self.verdict.clone();

@@ -190,23 +190,13 @@ fn read_i64(s: &str) -> Option<i64> {
         Some(rest) => (true, rest),
         None => (false, s),
     };
-    if digits.is_empty() {
-        return None;
+    let n = crate::decimal::read_u64(digits.as_bytes())?;
+    if negative {
+        // Down to i64::MIN, whose magnitude is one past i64::MAX.
+        (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
     }
-    let mut n: i64 = 0;
-    for b in digits.bytes() {
-        if !b.is_ascii_digit() {
-            return None;
-        }
-        let d = i64::from(b - b'0');
-        n = n.checked_mul(10)?;
-        n = if negative {
-            n.checked_sub(d)?
-        } else {
-            n.checked_add(d)?
-        };
-    }
-    Some(n)
 }
 
 /// A local trial's answer at `now`: the trial, the error it answers with when the clock was

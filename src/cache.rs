@@ -484,10 +484,7 @@ pub fn decode_ledger(bytes: &[u8], key: &MacKey) -> Result<u64, Untrusted> {
     if digits.is_empty() || !digits.iter().all(u8::is_ascii_digit) {
         return Err(Untrusted::Malformed);
     }
-    std::str::from_utf8(digits)
-        .ok()
-        .and_then(|d| d.parse().ok())
-        .ok_or(Untrusted::Malformed)
+    crate::decimal::read_u64(digits).ok_or(Untrusted::Malformed)
 }
 
 /// The clock note's slot name for a record slot.
@@ -540,7 +537,7 @@ pub fn decode_clock(bytes: &[u8], key: &MacKey) -> Result<ClockNote, Untrusted> 
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
             return Err(Untrusted::Malformed);
         }
-        let n: u64 = digits.parse().map_err(|_| Untrusted::Malformed)?;
+        let n = crate::decimal::read_u64(digits.as_bytes()).ok_or(Untrusted::Malformed)?;
         Ok((negative, n))
     };
     let (seq, latest_seen, stalled) = (next()?, next()?, next()?);

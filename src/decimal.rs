@@ -27,9 +27,80 @@ pub fn digits(n: u64) -> String {
     out
 }
 
+/// The value of `digits`, ASCII decimal digits and nothing else, as `u64`'s `FromStr` reads
+/// them; `None` for no digits, any other byte, or a value past `u64::MAX`. Read by hand: the
+/// core's readers (the ledger, the clock note, the JSON reader, `Retry-After`, the trial's
+/// record) share it rather than each linking `FromStr` (the npm engine's wasm carried two
+/// monomorphised copies).
+pub fn read_u64(digits: &[u8]) -> Option<u64> {
+    if digits.is_empty() {
+        return None;
+    }
+    let mut n: u64 = 0;
+    for &b in digits {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        n = n.checked_mul(10)?.checked_add(u64::from(b - b'0'))?;
+    }
+    Some(n)
+}
+
+/// `s` as `u64`'s `FromStr` reads it: an optional `+`, then [`read_u64`].
+pub fn parse_u64(s: &str) -> Option<u64> {
+    read_u64(s.strip_prefix('+').unwrap_or(s).as_bytes())
+}
+
 #[cfg(test)]
 mod tests {
-    use super::digits;
+    use super::{digits, parse_u64};
+
+    #[test]
+    fn parse_u64_reads_as_from_str_reads() {
+        let mut texts: Vec<String> = [
+            "",
+            "+",
+            "-",
+            "-0",
+            "+0",
+            "++1",
+            "+-1",
+            "0",
+            "007",
+            " 1",
+            "1 ",
+            "1a",
+            "a1",
+            "٣",
+            "1_000",
+            "18446744073709551615",
+            "18446744073709551616",
+            "99999999999999999999",
+            "+18446744073709551615",
+            "00000000000000000000000000001",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for n in [
+            0u64,
+            1,
+            9,
+            10,
+            4_294_967_295,
+            4_294_967_296,
+            u64::MAX / 10,
+            u64::MAX,
+        ] {
+            texts.push(n.to_string());
+            texts.push(format!("+{n}"));
+            texts.push(format!("{n}0"));
+            texts.push(format!("-{n}"));
+        }
+        for t in &texts {
+            assert_eq!(parse_u64(t), t.parse::<u64>().ok(), "{t:?}");
+        }
+    }
 
     #[test]
     fn digits_are_what_display_writes() {

@@ -1144,7 +1144,7 @@ pub fn retry_after(resp: &HttpResponse) -> Option<u64> {
 
 /// [`retry_after`] of a header's value.
 pub fn retry_after_value(value: &str) -> Option<u64> {
-    let secs = value.trim().parse::<u64>().ok()?;
+    let secs = crate::decimal::parse_u64(value.trim())?;
     Some(secs.min(MAX_RETRY_AFTER))
 }
 

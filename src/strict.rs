@@ -356,9 +356,7 @@ impl Reader<'_> {
         }
         let text = std::str::from_utf8(&self.s[start..self.at]).unwrap_or_default();
         if integral {
-            let magnitude = std::str::from_utf8(&self.s[int_start..int_end])
-                .ok()
-                .and_then(|d| d.parse::<u64>().ok());
+            let magnitude = crate::decimal::read_u64(&self.s[int_start..int_end]);
             match (negative, magnitude) {
                 (false, Some(n)) => return Ok(Value::UInt(n)),
                 // -0 is a float, as serde_json reads it; a magnitude past i64 too.

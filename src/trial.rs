@@ -131,15 +131,18 @@ impl TrialSeal {
         }
     }
 
+    /// The header and the two readings, each a line (decimal, written without `core::fmt`,
+    /// which the npm engine's wasm does not carry: the same text as `i64`'s `Display`).
     fn body(record: &TrialRecord) -> String {
-        [
-            HEADER,
-            &record.started.to_string(),
-            "\n",
-            &record.latest_seen.to_string(),
-            "\n",
-        ]
-        .concat()
+        let mut body = String::from(HEADER);
+        for n in [record.started, record.latest_seen] {
+            if n < 0 {
+                body.push('-');
+            }
+            crate::decimal::push_digits(&mut body, n.unsigned_abs());
+            body.push('\n');
+        }
+        body
     }
 
     /// The stored bytes of `record`: the header, the start and the latest reading (decimal
@@ -163,13 +166,7 @@ impl TrialSeal {
         else {
             return Err(Unopened::Malformed);
         };
-        let number = |s: &str| -> Result<i64, Unopened> {
-            let digits = s.strip_prefix('-').unwrap_or(s);
-            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-                return Err(Unopened::Malformed);
-            }
-            s.parse().map_err(|_| Unopened::Malformed)
-        };
+        let number = |s: &str| read_i64(s).ok_or(Unopened::Malformed);
         let record = TrialRecord {
             started: number(started)?,
             latest_seen: number(seen)?,
@@ -182,6 +179,23 @@ impl TrialSeal {
             return Err(Unopened::BadSeal);
         }
         Ok(record)
+    }
+}
+
+/// A record's decimal line: an optional `-` and digits, as `i64`'s `FromStr` reads them
+/// (without a `+`), read by hand: the npm engine's wasm would otherwise carry `FromStr` for
+/// this alone.
+fn read_i64(s: &str) -> Option<i64> {
+    let (negative, digits) = match s.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, s),
+    };
+    let n = crate::decimal::read_u64(digits.as_bytes())?;
+    if negative {
+        // Down to i64::MIN, whose magnitude is one past i64::MAX.
+        (n <= 1 << 63).then(|| (n as i64).wrapping_neg())
+    } else {
+        i64::try_from(n).ok()
     }
 }
 
@@ -333,6 +347,77 @@ mod tests {
             Err(Unopened::Malformed)
         );
         assert!(!format!("{s:?}").contains("mac"));
+    }
+
+    #[test]
+    fn a_line_is_read_as_from_str_reads_it() {
+        // What the record's reader accepted before: an optional '-', digits, `FromStr`.
+        let before = |s: &str| {
+            let digits = s.strip_prefix('-').unwrap_or(s);
+            if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+                return None;
+            }
+            s.parse::<i64>().ok()
+        };
+        let mut texts: Vec<String> = [
+            "",
+            "-",
+            "+5",
+            "--1",
+            "-0",
+            "0",
+            "007",
+            "1 ",
+            " 1",
+            "1a",
+            "٣",
+            "9223372036854775807",
+            "9223372036854775808",
+            "-9223372036854775808",
+            "-9223372036854775809",
+            "99999999999999999999",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        for n in [
+            0i64,
+            1,
+            -1,
+            9,
+            10,
+            -10,
+            1_790_000_000,
+            i64::MAX,
+            i64::MIN,
+            i64::MAX / 10,
+        ] {
+            texts.push(n.to_string());
+            texts.push(format!("{n}0"));
+            texts.push(format!("0{n}"));
+        }
+        for t in &texts {
+            assert_eq!(read_i64(t), before(t), "{t:?}");
+        }
+    }
+
+    #[test]
+    fn the_body_is_written_as_display_writes_it() {
+        for (started, latest_seen) in [
+            (0, 0),
+            (1_790_000_000, 1_790_000_100),
+            (-5, 7),
+            (i64::MIN, i64::MAX),
+        ] {
+            let r = TrialRecord {
+                started,
+                latest_seen,
+            };
+            assert_eq!(
+                TrialSeal::body(&r),
+                format!("{HEADER}{started}\n{latest_seen}\n")
+            );
+        }
     }
 
     #[test]

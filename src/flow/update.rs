@@ -516,9 +516,15 @@ impl<L: License> Update<L> {
             return;
         }
         let deferred = ctx.ed25519.defers() && !ctx.relay_keys.is_empty();
-        let again = match self.phase {
-            Phase::Send if deferred => Some((Phase::Send, given.clone())),
-            Phase::Read if deferred => Some((Phase::Read, given.clone())),
+        // A copy of what a deferred signature may need again: Polar's response or the slot's
+        // bytes (any other given there is no step's, and verifies nothing).
+        let again = match (&self.phase, &given) {
+            (Phase::Send, Given::Response(r)) if deferred => {
+                Some((Phase::Send, Given::Response(r.clone())))
+            }
+            (Phase::Read, Given::Read(r)) if deferred => {
+                Some((Phase::Read, Given::Read(r.clone())))
+            }
             _ => None,
         };
         self.take(ctx, given);

@@ -107,7 +107,7 @@ impl Runs {
     }
 
     fn position(&self, id: &str) -> Option<usize> {
-        let id = id.parse::<u32>().ok()?;
+        let id = u32::try_from(polar_license::decimal::parse_u64(id)?).ok()?;
         self.live.iter().position(|(n, _)| *n == id)
     }
 

@@ -1153,7 +1153,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
 
     /** `key`'s storage names, `[slot, ledger, clock]`, from the engine (the last key's remembered). */
     #slots(engine, key) {
-      if (this.#names?.[0] !== key) this.#names = [key, engine.call('slot', [key]), engine.call('ledger', [key]), engine.call('clock', [key])];
+      if (this.#names?.[0] !== key) this.#names = [key, ...engine.call('names', [key]).split(' ')];
       return this.#names.slice(1);
     }
 

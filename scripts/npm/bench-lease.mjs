@@ -100,8 +100,7 @@ const activated = await client.activate(DEMO_KEY, { label: `bench-${Date.now()}`
 if (!activated.lease) throw new Error('the activation stored no lease that verifies');
 const signed = new Engine(JSON.stringify({ ...options, relayKeys: pair }), 'null');
 const unsigned = new Engine(JSON.stringify(options), 'null');
-const slot = signed.call('slot', [DEMO_KEY]);
-const ledgerName = signed.call('ledger', [DEMO_KEY]);
+const [slot, ledgerName] = signed.call('names', [DEMO_KEY]).split(' ');
 // The stored record as the activation left it, then as a validate a second later left it (a
 // new lease), both read before the deactivation below.
 const secret = map.get('polar-license.install-secret');

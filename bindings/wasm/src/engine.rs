@@ -461,8 +461,8 @@ impl Engine {
     /// Every step of `license.js`, by name, with its arguments in an array (one export, so
     /// the glue on both sides of the boundary is one function, not one per step):
     /// `call('status', [key, secret, record, ledger, now])`. The names and the arguments are the
-    /// methods' below (in camelCase); each answers JSON text (`slot`, `ledger` and `keySlot` a
-    /// storage name, `openKey` the key or `undefined`, `secretOk` `""` for a usable install
+    /// methods' below (in camelCase); each answers JSON text (`names` and `keySlot` storage
+    /// names, `openKey` the key or `undefined`, `secretOk` `""` for a usable install
     /// secret or `undefined`, `reasonTable` the reason table). An unknown name answers
     /// `undefined`. The check, validate, activate and deactivate are the core's machines,
     /// driven with `start`, `want` and `give` ([`crate::machines`]).
@@ -488,9 +488,7 @@ impl Engine {
     fn step(&self, op: &str, args: js_sys::Array) -> Option<String> {
         let a = Args(args);
         Some(match op {
-            "slot" => self.slot(&a.s(0)),
-            "ledger" => self.ledger(&a.s(0)),
-            "clock" => self.clock(&a.s(0)),
+            "names" => self.names(&a.s(0)),
             "keySlot" => self.key_slot(),
             // A check of the remembered key when none is: the core's error, as natively.
             "noRememberedKey" => error_json(&Error::no_remembered_key()),
@@ -569,11 +567,6 @@ impl Args {
 impl Engine {
     /// The storage name of `key`'s record, `polar-license.v2-<32 hex>` (bound to the server's
     /// origin, the organization and the key); its lock's name too.
-    // Every step below is a function of its own (`inline(never)`, and build-npm.sh keeps
-    // wasm-opt from inlining a function with one caller back): V8 compiles a wasm function on
-    // its first call, so a cached check compiles only the steps it runs, not every step's
-    // body in one dispatch (the first check: 7.9 -> 6.7 ms in node, issue #38).
-    #[inline(never)]
     pub fn slot(&self, key: &str) -> String {
         let name = polar_license::cache::slot_name(
             &polar_license::proto::origin(self.api.base_url()),
@@ -584,25 +577,31 @@ impl Engine {
     }
 
     /// The storage name of `key`'s clock note: the record's, and `-clock`.
-    #[inline(never)]
     pub fn clock(&self, key: &str) -> String {
-        let name = polar_license::cache::slot_name(
-            &polar_license::proto::origin(self.api.base_url()),
-            self.org(),
-            key,
-        );
-        [STORAGE_PREFIX, &polar_license::cache::clock_name(&name)].concat()
+        polar_license::cache::clock_name(&self.slot(key))
     }
 
     /// The storage name of `key`'s ledger: the record's, and `-seq`.
-    #[inline(never)]
     pub fn ledger(&self, key: &str) -> String {
-        let name = polar_license::cache::slot_name(
-            &polar_license::proto::origin(self.api.base_url()),
-            self.org(),
-            key,
+        polar_license::cache::ledger_name(&self.slot(key))
+    }
+
+    /// `names`: the storage names of `key`'s record, ledger and clock note ([`Engine::slot`],
+    /// [`Engine::ledger`], [`Engine::clock`]), in that order, a space between them (a name
+    /// has none): one call and one SHA-256 of the key for the three, where a call each
+    /// hashed it three times.
+    // Every step below is a function of its own (`inline(never)`, and build-npm.sh keeps
+    // wasm-opt from inlining a function with one caller back): V8 compiles a wasm function on
+    // its first call, so a cached check compiles only the steps it runs, not every step's
+    // body in one dispatch (the first check: 7.9 -> 6.7 ms in node, issue #38).
+    #[inline(never)]
+    pub fn names(&self, key: &str) -> String {
+        let slot = self.slot(key);
+        let (ledger, clock) = (
+            polar_license::cache::ledger_name(&slot),
+            polar_license::cache::clock_name(&slot),
         );
-        [STORAGE_PREFIX, &polar_license::cache::ledger_name(&name)].concat()
+        [slot.as_str(), " ", &ledger, " ", &clock].concat()
     }
 
     /// The storage name of the remembered key, `polar-license.key-<32 hex>` (bound to the

@@ -443,12 +443,21 @@ impl Engine {
 
     /// The machine's answer: `{"done": answer, …}` (see the module's doc).
     fn done(&self, mut run: Run) -> String {
-        let flow = std::mem::replace(&mut run.flow, Flow::Taken);
+        match std::mem::replace(&mut run.flow, Flow::Taken) {
+            Flow::Check(check) => self.check_done(run, check),
+            flow => self.updated(run, flow),
+        }
+    }
+
+    /// An update's answer, [`Engine::done`]'s: a function of its own, which a check never
+    /// calls (V8 compiles a wasm function on its first call: a first cached check no longer
+    /// compiles the validate's, activate's and deactivate's answers with `want`).
+    #[inline(never)]
+    fn updated(&self, run: Run, flow: Flow) -> String {
         let mut j = Json::new();
         j.raw("{\"done\":");
         match flow {
-            Flow::Check(check) => return self.check_done(run, check),
-            Flow::Taken => return gone(),
+            Flow::Check(_) | Flow::Taken => return gone(),
             Flow::Validate(update) => {
                 let validated = update.validated();
                 let online = validated.online;

@@ -513,6 +513,15 @@ fn engine_records_are_the_native_format_both_ways() {
     assert_eq!(e.slot(KEY), format!("polar-license.{slot}"));
     assert_eq!(e.ledger(KEY), format!("polar-license.{slot}-seq"));
     assert!(slot.starts_with("v2-"));
+    // `names` (license.js's one call for the three it reads before a check): the names the
+    // machine itself reads, in its order (record, ledger, clock note), one space apart.
+    let names = e.names(KEY);
+    let p = format!("polar-license.{slot}");
+    assert_eq!(names, format!("{p} {p}-seq {p}-clock"));
+    let run = json!({ "secret": SECRET, "now": NOW }).to_string();
+    let read = parsed(&e.start("check", KEY.into(), &run, ""))["read"].clone();
+    assert_eq!(read, json!(names.split(' ').collect::<Vec<_>>()));
+    assert_ne!(e.names("OTHER-KEY"), names);
 
     let mut s = Storage::default();
     let first = check(&e, &mut s, NOW, ok(200, &license(false)));

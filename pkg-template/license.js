@@ -37,7 +37,7 @@ export const REASONS = Object.freeze({
   replayed: 'unverified',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage', 'fallback', 'paidThrough'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a

@@ -243,7 +243,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -294,11 +294,12 @@ check_imports() {
 }
 check_all_imports() {
     # The engine's, the emulator's (polar-license/emulator), the relay's (polar-license/relay)
-    # and signed mode's add-on.
+    # signed mode's add-on and the local trial's.
     check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm" &&
-        check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm"
+        check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_trial_bg.wasm"
 }
 suite wasm-imports libtest check_all_imports
 

@@ -117,6 +117,8 @@ test('a trialing subscription is a trial ending with its period', async () => {
   const got = await client({ trialBenefit: OTHER_BENEFIT }).check(key);
   assert.equal(got.license.benefitId, PAID_BENEFIT);
   assert.deepEqual(got.trial, { local: false, state: 'active', startedAt: null, endsAt: ends, daysLeft: 5 });
+  // A local trial stated reports it too (the app of the seller row trialing_subscription).
+  assert.equal((await client({ trial: 14 }).check(key)).trial?.endsAt, ends);
 
   const active = await newKey(
     { benefit_id: PAID_BENEFIT, subscription: { status: 'active', current_period_end: iso(ends) } },

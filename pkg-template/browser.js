@@ -23,6 +23,14 @@ const api = bind(
       return addon.verify;
     },
   ],
+  // The local trial's add-on (issue #54), fetched from beside this file (as the verifier) by a
+  // client with `trial` on its first check with no key and none remembered.
+  async () => {
+    const glue = new URL('./polar_license_trial.js', import.meta.url).href;
+    const addon = await import(/* webpackIgnore: true */ /* @vite-ignore */ glue);
+    await addon.default({ module_or_path: new URL('./polar_license_trial_bg.wasm', import.meta.url) });
+    return addon;
+  },
 );
 
 export const LicenseClient = api.LicenseClient;

@@ -81,6 +81,19 @@ export declare class LicenseError extends Error {
    * (the same text as the native faces); `detail` and `code` are for logs.
    */
   readonly userMessage?: string;
+  /**
+   * With `released`, on a denial: `false` (no fallback for this build); `paidThrough` is the
+   * date the key was paid through, `null` when none is known.
+   */
+  readonly fallback?: false;
+  /** With `released`, on a denial: the paid-through date (unix seconds), `null` when unknown. */
+  readonly paidThrough?: number | null;
+  /**
+   * With `trial`, on a check with no key and none remembered: the local trial (`local: true`).
+   * The rejection is the no-key answer (`invalid_input`, field `key`) or `clock_rollback`;
+   * while `trial.state` is `'active'` the app runs as a trial.
+   */
+  readonly trial?: Trial;
   constructor(code: ReasonCode, detail: string, extras?: Partial<LicenseError>);
   /**
    * Plain data, safe for JSON and structured clone (Electron's IPC keeps only an Error's
@@ -231,6 +244,14 @@ export interface LicenseClientOptions {
   released?: string;
   /** Trials: your trial products' benefit id(s); `check` then reports `trial`. */
   trialBenefit?: string | readonly string[];
+  /**
+   * Trials: a local trial of this many days (a whole number from 1 to 3650). A `check()` with
+   * no key and none remembered then starts or reads it and rejects with its `trial` (see
+   * {@link LicenseError.trial}); a key from a `trialing` subscription is reported as a trial.
+   * Its code is an add-on (`polar_license_trial_bg.wasm`) loaded only by that check: the
+   * `polar-license/inline` entries carry none (that check rejects with `load_error`).
+   */
+  trial?: number;
   /**
    * Remember the key of every good `activate` in this client's storage, sealed as natively
    * (default `false`), so `check()` needs no key; a good `deactivate` of that key forgets it.

@@ -37,7 +37,7 @@ export const REASONS = Object.freeze({
   replayed: 'unverified',
 });
 
-const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage'];
+const EXTRAS = ['status', 'field', 'retryAfter', 'remainingUsages', 'timeout', 'cacheRefreshed', 'previouslyValid', 'hint', 'userMessage', 'fallback', 'paidThrough', 'trial'];
 
 /**
  * Why a call did not succeed. `code` is a stable reason code (see REASONS), `kind` tells a
@@ -210,6 +210,7 @@ const CLIENT_OPTIONS = [
   'relayKeys',
   'released',
   'trialBenefit',
+  'trial',
 ];
 const POLICY_OPTIONS = ['revalidateAfter', 'gracePeriod', 'clockTolerance'];
 /** The longest timeout, in seconds: a larger number is surely milliseconds. */
@@ -254,6 +255,12 @@ function clientOptions(o) {
   if (trialBenefit !== undefined && (rest.trialBenefit = [trialBenefit].flat()).some((b) => typeof b !== 'string')) {
     return invalidOption('trial_benefit', 'trialBenefit', `must be a benefit id or a list of them, got ${typeName(trialBenefit)}`);
   }
+  // A local trial of N days (the core's rule, in the trial add-on).
+  if (rest.trial !== undefined && !(Number.isInteger(rest.trial) && rest.trial > 0 && rest.trial <= 3650)) {
+    return invalidOption('trial', 'trial', `must be a number of days from 1 to 3650, got ${typeName(rest.trial)}`);
+  }
+  // Either kind of trial stated reports a key's trial (a `trialing` subscription), as natively.
+  if (rest.trial) rest.trialBenefit ??= [];
   if (rest.organizationId === undefined) {
     return invalidOption('organization_id', 'organizationId', 'required: your Polar organization id (a UUID, in Polar under Settings)');
   }
@@ -966,9 +973,10 @@ function ed25519(verifiers, entry) {
  * `crypto` with getRandomValues. The entries call it; its result is what they export, so
  * bundlers keep it even with `sideEffects: false`. `verifiers`: signed mode's Ed25519
  * verifiers, as loaders in order of preference (see `ed25519`); none is loaded until a client
- * meets a lease.
+ * meets a lease. `trial`: loads the local trial's add-on (`{ slot, step }`), called only by a
+ * client with `trial` on a check with no key and none remembered (issue #54).
  */
-export function bind(load, crypto, entry = 'web', files = null, verifiers = []) {
+export function bind(load, crypto, entry = 'web', files = null, verifiers = [], trial = null) {
   let loading = null;
   const verifier = ed25519(verifiers, entry);
 
@@ -1064,7 +1072,7 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
         try {
           // The options as JSON text (their types checked by clientOptions, their values by
           // the engine, which reads every JSON through the core's one reader).
-          engine = new Engine(JSON.stringify({ ...o, sealMachineId }), JSON.stringify(this.#host.features ?? null));
+          engine = new Engine(JSON.stringify(Object.assign(o, { sealMachineId })), JSON.stringify(this.#host.features ?? null));
         } catch (e) {
           throw typeof e === 'string' ? optionError(JSON.parse(e).error, this.#viaServer) : e;
         }
@@ -1280,7 +1288,31 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = []) 
     async #keyOrRemembered(key) {
       if (key !== undefined) return checkKey(key);
       const engine = await this.#open();
-      const remembered = await this.#remembered(engine, await this.#secret());
+      const secret = await this.#secret();
+      const remembered = await this.#remembered(engine, secret);
+      const o = this.#options;
+      if (remembered === null && o.trial) {
+        // The local trial: the core's step (its own wasm, loaded now), its record sealed in this
+        // store under the slot's lock. Rejects with the no-key answer or clock_rollback, with
+        // its `trial`.
+        let t;
+        try {
+          t = await trial();
+        } catch (e) {
+          // None in this entry (trial null: the inline and workerd entries), or its files not
+          // beside the JS (the web entry: a bundler that does not copy them).
+          throw new LicenseError('load_error', `local trial: ${trial ? describe(e) : "not in this entry: import from 'polar-license'"}${entry === 'web' ? '; copy polar_license_trial.js and its .wasm beside your bundle' : ''}`);
+        }
+        const json = JSON.stringify(o);
+        const name = t.slot(json);
+        throw fail(
+          await locked(name, async () => {
+            const a = JSON.parse(t.step(json, secret, (await this.#store.get(name)) ?? undefined, this.#now()));
+            if (a.write !== null) await this.#store.set(name, a.write, true);
+            return a.error;
+          }),
+        );
+      }
       // None: the core's invalid_input (field `key`), with its user message.
       return remembered ?? value(engine.call('noRememberedKey', []));
     }

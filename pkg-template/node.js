@@ -35,6 +35,14 @@ const api = bind(
       return addon.verify;
     },
   ],
+  // The local trial's add-on (issue #54), read from beside this file by a client with `trial`
+  // on its first check with no key and none remembered.
+  async () => {
+    const { readFileSync } = globalThis.process?.getBuiltinModule?.('node:fs') ?? (await import('node:fs'));
+    const addon = await import('./polar_license_trial.js');
+    addon.initSync({ module: readFileSync(new URL('./polar_license_trial_bg.wasm', import.meta.url)) });
+    return addon;
+  },
 );
 
 export const LicenseClient = api.LicenseClient;

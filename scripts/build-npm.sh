@@ -17,7 +17,10 @@
 #      by the relay entries
 #   7. signed mode's add-on (the crate polar-license-ed25519-wasm, bindings/ed25519-wasm: Ed25519
 #      for hosts whose WebCrypto has none): steps 1 to 3 into polar_license_ed25519{.js,_bg.wasm},
-#      loaded by the default entries on a client's first lease only where the host cannot verify
+#      loaded by the default entries on a client's first lease only where the host cannot verify;
+#      then the local trial's add-on (the crate polar-license-trial-wasm, bindings/trial-wasm:
+#      the core's trial step) into polar_license_trial{.js,_bg.wasm}, loaded by the default
+#      entries only for a client with `trial` on a check with no key and none remembered
 #   8. pkg-template/ copied beside it, the version filled in from Cargo.toml
 #   9. the default entries (browser.js, node.js) bundled, one module each (esbuild); the
 #      modules as they were also in target/npm/parts (tests, benchmarks; never packed)
@@ -132,6 +135,11 @@ wasm_module polar-license-relay-wasm polar_license_relay
 # carry none: in a one-file bundle it would be in every app's bytes).
 wasm_module polar-license-ed25519-wasm polar_license_ed25519
 
+# The local trial's add-on (issue #54 item 4): the default entry's wasm carries no local trial
+# (issue #54's cap on it), and this one is loaded only by a client with `trial` on a check with
+# no key and none remembered (the inline entries carry none, as for the verifier).
+wasm_module polar-license-trial-wasm polar_license_trial
+
 echo "==> package template"
 for f in pkg-template/*; do
     cp "$f" "$PKG/"
@@ -144,8 +152,9 @@ echo "==> default entries bundled: one module each (esbuild, not minified)"
 # Issue #38: every module an entry imports is a step of the module loader before the first
 # answer (node: about 0.35 ms a module; Chromium: license.js and the glue fetched a level below
 # the entry). browser.js and node.js are one module each, with license.js, the wasm-bindgen glue
-# and (node) files.js inside. Left out: node's built-ins, and signed mode's add-on glue
-# (polar_license_ed25519.js), a module of its own that only a client with relay keys imports.
+# and (node) files.js inside. Left out: node's built-ins, signed mode's add-on glue
+# (polar_license_ed25519.js), a module of its own that only a client with relay keys imports,
+# and the local trial's (polar_license_trial.js), imported only by a client with `trial`.
 # The inline entries, slow to start anyway (the wasm decoded first), still import the modules,
 # shipped for them: bundled too, each would carry its own copy of the base64 wasm (+94 KB of
 # tarball). The modules unbundled are also kept in target/npm/parts, for tests and benchmarks
@@ -161,7 +170,7 @@ cp "$PKG/polar_license_bg.wasm" "$PKG/package.json" "$PARTS/"
 for entry in browser node; do
     # From inside parts/: each module's marker comment in the bundle is its bare file name.
     (cd "$PARTS" && "$ESBUILD" "$entry.js" --bundle --format=esm --platform=neutral --log-level=warning \
-        --external:'node:*' --external:./polar_license_ed25519.js --legal-comments=none \
+        --external:'node:*' --external:./polar_license_ed25519.js --external:./polar_license_trial.js --legal-comments=none \
         --banner:js="// polar-license $version: $entry.js with the modules it imports, bundled by scripts/build-npm.sh (sources: pkg-template/, the glue: wasm-bindgen)." \
         --outfile="$PKG/$entry.js" --allow-overwrite)
 done

@@ -15,9 +15,8 @@
 #                   `wasm-browser`, headless Chromium, and with FULL=1 wasm-firefox.tsv)
 #   tauri.tsv  crates/tauri/tests/seller_table.rs       (scripts/test-tauri.sh: the plugin's
 #                   commands on Tauri's mock runtime, the cell from its LicenseState)
-#   npm.tsv                                             no runner yet (see FACES_PENDING): npm
-#                   waits for its `released`/`trial` options (tests/js/seller-rows.mjs already
-#                   reads the rows and renders a verdict as the other faces do)
+#   npm.tsv    tests/js/seller-table.test.mjs           (scripts/test-wasm.sh `npm-node`: the
+#                   packed package's LicenseClient, an emulator process per row)
 #
 # scripts/test.sh runs this stage (`seller`) last, after the tests, c, tauri and wasm stages
 # that write the TSVs.
@@ -33,8 +32,8 @@ ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 DIR="${SELLER_TABLE_DIR:-$ROOT/target/seller-table}"
 TABLE="$ROOT/tests/vectors/seller-rows.json"
 
-FACES=(rust cli c wasm tauri)
-FACES_PENDING=(npm)
+FACES=(rust cli c wasm tauri npm)
+FACES_PENDING=()
 declare -A LABEL=([rust]=Rust [cli]=CLI [c]=C [npm]=npm [wasm]=Rust-on-wasm [tauri]=Tauri)
 
 # The rows, in order, as "id<TAB>label", straight from the table.

@@ -91,6 +91,15 @@ if [[ -f "$PKG/polar_license_ed25519_bg.wasm" ]]; then
     row "signed mode's add-on (loaded only with relay keys, where the host has no Ed25519): \`polar_license_ed25519_bg.wasm\` + its glue" \
         "$addon_raw" "$addon_gz"
 fi
+# The local trial's add-on (issue #54 item 4): the core's trial step and its glue, which the
+# default entry loads only for a client with `trial` on a check with no key and none remembered.
+trial_gz=missing
+if [[ -f "$PKG/polar_license_trial_bg.wasm" ]]; then
+    trial_raw=$(($(raw "$PKG/polar_license_trial_bg.wasm") + $(raw "$PKG/polar_license_trial.js")))
+    trial_gz=$(($(gz "$PKG/polar_license_trial_bg.wasm") + $(gz "$PKG/polar_license_trial.js")))
+    row "the local trial's add-on (loaded only with \`trial\`, on a check with no key and none remembered): \`polar_license_trial_bg.wasm\` + its glue" \
+        "$trial_raw" "$trial_gz"
+fi
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then
@@ -197,6 +206,7 @@ declare -A SIZE=(
     [default-entry]="$total_gz"
     [inline-entry]="$inline_gz"
     [signed-addon]="$addon_gz"
+    [trial-addon]="$trial_gz"
     [relay-wasm]="$( [[ -f "$PKG/polar_license_relay_bg.wasm" ]] && gz "$PKG/polar_license_relay_bg.wasm" || echo missing)"
     [tarball]="$( [[ -n "$tarball" ]] && raw "$tarball" || echo missing)"
 )

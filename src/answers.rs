@@ -178,6 +178,50 @@ impl LicenseData for SchemaLicense {
             ..self.clone()
         }
     }
+
+    // API version 2027-01's subscription, read as the typed model reads it (grace.rs): the
+    // schema has checked its shape when the license was read.
+    fn cancelled_until(&self) -> Option<i64> {
+        let sub = self.subscription()?;
+        let cancelled = sub
+            .member("cancel_at_period_end")
+            .and_then(|v| v.boolean())
+            .unwrap_or(false)
+            || sub.member("status").and_then(|v| v.string()).as_deref() == Some("canceled");
+        if !cancelled {
+            return None;
+        }
+        SchemaLicense::time(&sub, "ends_at")
+            .or_else(|| SchemaLicense::time(&sub, "current_period_end"))
+    }
+
+    fn trialing(&self) -> bool {
+        self.subscription()
+            .and_then(|sub| sub.member("status").and_then(|v| v.string()))
+            .as_deref()
+            == Some("trialing")
+    }
+
+    fn period_end(&self) -> Option<i64> {
+        SchemaLicense::time(&self.subscription()?, "current_period_end")
+    }
+}
+
+impl SchemaLicense {
+    /// The 2027-01 `subscription` object, when the key was granted through one.
+    fn subscription(&self) -> Option<Value> {
+        self.license
+            .member("subscription")
+            .filter(|s| !JsonIn::is_null(s))
+    }
+
+    /// The timestamp member `name` of `object` (unix seconds), when set.
+    fn time(object: &Value, name: &str) -> Option<i64> {
+        object
+            .member(name)
+            .and_then(|v| v.string())
+            .and_then(|t| schema::rfc3339(&t))
+    }
 }
 
 /// An activate's answer as the schema path holds it: the activation and its license.

@@ -62,6 +62,8 @@ test('the tarball ships exactly the allowlist', async () => {
     'polar_license_inline.js',
     'polar_license_relay.js',
     'polar_license_relay_bg.wasm',
+    'polar_license_trial.js',
+    'polar_license_trial_bg.wasm',
     'relay-handler.js',
     'relay-node.js',
     'relay-workerd.js',

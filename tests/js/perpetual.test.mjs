@@ -2,7 +2,8 @@
 // `released` option states the build's release date; an expired key then still licenses a
 // build released on or before the date it was paid through (`fallback: true`, `paidThrough`),
 // a newer build is `expired` as without it, a revoked key never falls back, and a cached
-// `expiresAt` passed while Polar cannot be reached falls back from the cache. Against the
+// `expiresAt` passed while Polar cannot be reached falls back from the cache; a denial of a
+// build released after the paid-through date carries that date (`fallback: false`). Against the
 // suite's emulator (POLAR_EMULATOR_URL) over loopback. (tests/perpetual.rs: the Rust face.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -64,6 +65,25 @@ test('an expired key licenses older builds online, newer ones are expired, revok
 
   await patch(key, { status: 'revoked' });
   assert.equal((await rejection(old.check(key))).code, 'inactive');
+});
+
+test('a denial carries the paid-through date when a release date is stated', async () => {
+  const now = Math.floor(Date.now() / 1000);
+  const key = await newKey({ expires_at: iso(now + DAY) });
+  const storage = mapStorage();
+  // A build released after the key's end: licensed while it lasts.
+  const newer = client(storage, day(now + 2 * DAY));
+  assert.equal((await newer.check(key)).fallback, false);
+  // The seller ends the key now: denied, with the date it was paid through (for the upgrade).
+  await patch(key, { expires_at: iso(now - 60) });
+  const e = await rejection(newer.check(key));
+  assert.equal(e.code, 'expired');
+  assert.equal(e.fallback, false);
+  assert.ok(e.paidThrough >= now - 120 && e.paidThrough <= now + DAY, `${e.paidThrough}`);
+  // No release date stated: the denial as before.
+  const plain = await rejection(client(storage).check(key));
+  assert.equal(plain.code, 'expired');
+  assert.equal('fallback' in plain || 'paidThrough' in plain, false);
 });
 
 test('a cached expiry passed while Polar cannot be reached falls back from the cache', async () => {

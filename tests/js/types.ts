@@ -57,6 +57,18 @@ new LicenseClient({ organizationId: 'x', trialBenefit: 'b' });
 new LicenseClient({ organizationId: 'x', trialBenefit: ['b', 'c'] });
 // @ts-expect-error a benefit id is a string
 new LicenseClient({ organizationId: 'x', trialBenefit: 5 });
+// A local trial of N days; a check with no key rejects with its `trial`.
+const trialing = new LicenseClient({ organizationId: 'x', trial: 14 });
+// @ts-expect-error the days are a number
+new LicenseClient({ organizationId: 'x', trial: '14' });
+trialing.check().catch((err: unknown) => {
+  if (err instanceof LicenseError && err.trial?.state === 'active') {
+    const left: number = err.trial.daysLeft;
+    const ends: number | null = err.trial.endsAt;
+    const paid: number | null | undefined = err.paidThrough;
+    void [left, ends, paid];
+  }
+});
 // The global fetch (Electron's net.fetch has its type) and a wrapper of it are both a `fetch`.
 new LicenseClient({ organizationId: 'x', fetch: globalThis.fetch });
 new LicenseClient({ organizationId: 'x', fetch: (url, init) => fetch(url, init) });

@@ -576,6 +576,17 @@ impl Engine {
             }
             text = o.raw("}}").done();
         }
+        // A denial (not a feature's answer) carries the paid-through end perpetual fallback
+        // read, when a release date was stated: `{"error":{…,"fallback":false,"paidThrough"}}`.
+        if let (CheckOutcome::Denied(_), None, Some(p)) =
+            (&report.outcome, feature.as_deref(), report.perpetual)
+        {
+            let mut o = Json::new();
+            o.raw(text.get(..text.len() - 2).unwrap_or_default());
+            o.key("fallback").bool(false);
+            o.key("paidThrough").opt_int(p.paid_through);
+            text = o.raw("}}").done();
+        }
         let mut j = Json::new();
         j.raw("{\"done\":").raw(&text);
         j.key("refreshed").bool(report.cache_refreshed());

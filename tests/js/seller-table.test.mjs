@@ -8,17 +8,14 @@
 // target/seller-table/npm.tsv (face row expected got result, as rust.tsv), or
 // $POLAR_SELLER_TABLE_DIR.
 //
-// Not a `*.test.mjs` yet, so scripts/test-wasm.sh does not run it and scripts/seller-table.sh
-// keeps npm in FACES_PENDING: 4 of the 11 rows pass. The package has no local trial (`trial`
-// days: the four trial_* rows, and trialing_subscription, whose app states one), does not read
-// the 2027-01 subscription (a cancelled one's end: subscription_ended; `trialing`) and gives no
-// paid-through date with a denial (released_after_paid_through). What those cost the default
-// entry is in docs/trials.md. Run it by hand, after scripts/test-wasm.sh has installed the
-// tarball:
+// scripts/test-wasm.sh runs it with the other node suites (`npm-node`; not under Node 18, whose
+// run would write the same file), and scripts/seller-table.sh prints npm's column from the TSV
+// (scripts/test.sh's `seller` stage, after the wasm stage). The test fails when a row fails,
+// naming each failed step. By hand, after scripts/test-wasm.sh has installed the tarball:
 //
-//   CONSUMER=target/npm/consumer POLAR_EMULATOR_URL=unused node tests/js/seller-table.mjs
-//
-// It exits 1 when a row fails, printing each failed step.
+//   CONSUMER=target/npm/consumer node --test tests/js/seller-table.test.mjs
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -156,21 +153,19 @@ async function play(row) {
   return found;
 }
 
-const all = await Promise.all(rows().map(play));
-let tsv = 'face\trow\texpected\tgot\tresult\n';
-const failures = [];
-for (const f of all) {
-  const pass = f.failures.length === 0 && f.expected !== '';
-  tsv += `npm\t${f.id}\t${f.expected}\t${f.got}\t${pass ? 'pass' : 'FAIL'}\n`;
-  for (const why of f.failures) failures.push(`${f.id}: ${why}`);
-  if (f.expected === '') failures.push(`${f.id}: no expected check`);
-}
-const dir = process.env.POLAR_SELLER_TABLE_DIR || fileURLToPath(new URL('../../target/seller-table/', import.meta.url));
-mkdirSync(dir, { recursive: true });
-writeFileSync(join(dir, 'npm.tsv'), tsv);
-process.stdout.write(tsv);
-if (all.length < 11) failures.push('the table lost rows');
-if (failures.length) {
-  process.stdout.write(`npm: seller table failures:\n${failures.join('\n')}\n`);
-  process.exitCode = 1;
-}
+test('every seller row through the packed package (target/seller-table/npm.tsv)', async () => {
+  const all = await Promise.all(rows().map(play));
+  let tsv = 'face\trow\texpected\tgot\tresult\n';
+  const failures = [];
+  for (const f of all) {
+    const pass = f.failures.length === 0 && f.expected !== '';
+    tsv += `npm\t${f.id}\t${f.expected}\t${f.got}\t${pass ? 'pass' : 'FAIL'}\n`;
+    for (const why of f.failures) failures.push(`${f.id}: ${why}`);
+    if (f.expected === '') failures.push(`${f.id}: no expected check`);
+  }
+  const dir = process.env.POLAR_SELLER_TABLE_DIR || fileURLToPath(new URL('../../target/seller-table/', import.meta.url));
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(join(dir, 'npm.tsv'), tsv);
+  assert.ok(all.length >= 11, `the table lost rows: ${all.length}`);
+  assert.deepEqual(failures, [], `npm: seller table failures:\n${failures.join('\n')}`);
+});

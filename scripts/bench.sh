@@ -186,6 +186,7 @@ trap cleanup EXIT
 # sets EMU_URL and EMU_ORG (stopped on exit).
 start_emulator() {
     local out="$1" i
+    : >"$out"  # emptied first: the check below must not read a previous run's port
     "$TARGET_DIR/release/polar-license" emulator --port 0 >"$out" 2>&1 &
     EMU_PIDS+=($!)
     EMU_URL=""

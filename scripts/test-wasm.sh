@@ -83,6 +83,7 @@ trap cleanup EXIT
 EMULATOR_BIN=""
 start_emulator() {
     local name="$1" out="$LOG_DIR/wasm-emulator-$1.out"
+    : >"$out"  # emptied first: the check below must not read a previous run's port
     "$EMULATOR_BIN" emulator --port 0 >"$out" 2>&1 &
     local pid=$!
     PIDS+=("$pid")

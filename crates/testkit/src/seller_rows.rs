@@ -265,8 +265,9 @@ impl Row {
     }
 
     /// The emulator's seed-key fields of the row's key (`POST /__emulator/keys`), for a row
-    /// starting at `start`: its benefit, its 2027-01 subscription and its `expires_at`. For the
-    /// faces that share one running emulator (a fresh key each row) rather than start one.
+    /// starting at `start`: its benefit, its 2027-01 subscription, member and order, and its
+    /// `expires_at`. For the faces that share one running emulator (a fresh key each row)
+    /// rather than start one.
     pub fn seed_key(&self, start: i64) -> Value {
         let p = &self.polar;
         // Activation slots as the demo key has them.

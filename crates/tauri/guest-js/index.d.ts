@@ -60,6 +60,43 @@ export interface LicenseSummary {
   limitActivations: number | null;
   /** The activation this machine validates, when known. */
   activationId: string | null;
+  /** Polar API 2027-01 and later (absent before, or when Polar sent none): the seat holder. */
+  member?: Member;
+  /** 2027-01 and later: the subscription the key was granted through. */
+  subscription?: Subscription;
+  /** 2027-01 and later: the order the key was granted through (`paid`: whether it is paid). */
+  order?: Order;
+}
+
+/** The seat holder a key is assigned to (Polar API 2027-01 and later). */
+export interface Member {
+  id: string;
+  email: string | null;
+  /** The seller's own id for the member. */
+  externalId: string | null;
+}
+
+/** The subscription a key was granted through (2027-01 and later). Times are unix seconds. */
+export interface Subscription {
+  id: string;
+  /** `active`, `trialing`, `past_due`, `canceled`, … as Polar sent it. */
+  status: string;
+  currentPeriodStart: number | null;
+  currentPeriodEnd: number | null;
+  /** The customer cancelled: the subscription ends at the period end. */
+  cancelAtPeriodEnd: boolean;
+  /** When the subscription ends or ended; `null` while it renews. */
+  endsAt: number | null;
+}
+
+/** The order a key was granted through (2027-01 and later). */
+export interface Order {
+  id: string;
+  /** Unix seconds, when known. */
+  createdAt: number | null;
+  /** `paid`, `pending`, `refunded`, `partially_refunded`, … as Polar sent it. */
+  status: string;
+  paid: boolean;
 }
 
 /** May this copy use a feature? */

@@ -4,7 +4,10 @@
 
 use polar_license::features::FeatureAccess;
 use polar_license::grace::{CheckReport, LeaseWindow};
-use polar_license::model::{LicenseKeyActivationRead, LicenseKeyRead};
+use polar_license::model::{
+    LicenseKeyActivationRead, LicenseKeyMember, LicenseKeyOrder, LicenseKeyRead,
+    LicenseKeySubscription,
+};
 use polar_license::perpetual::Perpetual;
 use polar_license::trial::Trial;
 use polar_license::{CacheState, CacheStatus, Denial, Error, Licensing};
@@ -173,6 +176,100 @@ pub struct LicenseSummary {
     pub limit_activations: Option<i64>,
     /// The activation this machine validates, when known.
     pub activation_id: Option<String>,
+    /// The seat holder the key is assigned to (Polar API 2027-01 and later; absent before,
+    /// or when Polar sent none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub member: Option<MemberInfo>,
+    /// The subscription the key was granted through (2027-01 and later; absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subscription: Option<SubscriptionInfo>,
+    /// The order the key was granted through (2027-01 and later; absent before).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub order: Option<OrderInfo>,
+}
+
+/// The seat holder a key is assigned to (`member`, Polar API 2027-01 and later), as the npm
+/// package's `Member` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MemberInfo {
+    /// Member id.
+    pub id: String,
+    /// The member's email, when Polar sent it.
+    pub email: Option<String>,
+    /// The seller's own id for the member, when set.
+    pub external_id: Option<String>,
+}
+
+/// The subscription a key was granted through (`subscription`, 2027-01 and later), as the
+/// npm package's `Subscription` names it; times in unix seconds like `expiresAt`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SubscriptionInfo {
+    /// Subscription id.
+    pub id: String,
+    /// `active`, `trialing`, `past_due`, `canceled`, … as Polar sent it.
+    pub status: String,
+    /// Start of the current billing period (unix seconds), when known.
+    pub current_period_start: Option<i64>,
+    /// End of the current billing period (unix seconds), when known.
+    pub current_period_end: Option<i64>,
+    /// The customer cancelled: the subscription ends at the period end.
+    pub cancel_at_period_end: bool,
+    /// When the subscription ends or ended (unix seconds); `None` while it renews.
+    pub ends_at: Option<i64>,
+}
+
+/// The order a key was granted through (`order`, 2027-01 and later), as the npm package's
+/// `Order` names it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct OrderInfo {
+    /// Order id.
+    pub id: String,
+    /// When the order was made (unix seconds), when known.
+    pub created_at: Option<i64>,
+    /// `paid`, `pending`, `refunded`, `partially_refunded`, … as Polar sent it.
+    pub status: String,
+    /// Whether the order is paid.
+    pub paid: bool,
+}
+
+impl MemberInfo {
+    /// From Polar's `member`.
+    pub fn of(m: &LicenseKeyMember) -> MemberInfo {
+        MemberInfo {
+            id: m.id.clone(),
+            email: m.email.clone(),
+            external_id: m.external_id.clone(),
+        }
+    }
+}
+
+impl SubscriptionInfo {
+    /// From Polar's `subscription`.
+    pub fn of(s: &LicenseKeySubscription) -> SubscriptionInfo {
+        SubscriptionInfo {
+            id: s.id.clone(),
+            status: s.status.clone(),
+            current_period_start: s.current_period_start.map(|t| t.unix_timestamp()),
+            current_period_end: s.current_period_end.map(|t| t.unix_timestamp()),
+            cancel_at_period_end: s.cancel_at_period_end,
+            ends_at: s.ends_at.map(|t| t.unix_timestamp()),
+        }
+    }
+}
+
+impl OrderInfo {
+    /// From Polar's `order`.
+    pub fn of(o: &LicenseKeyOrder) -> OrderInfo {
+        OrderInfo {
+            id: o.id.clone(),
+            created_at: o.created_at.map(|t| t.unix_timestamp()),
+            status: o.status.clone(),
+            paid: o.paid,
+        }
+    }
 }
 
 /// May this copy use a feature (the app's entitlement map, `Options::entitlements`)?
@@ -338,6 +435,9 @@ impl LicenseSummary {
             limit_usage: license.limit_usage,
             limit_activations: license.limit_activations,
             activation_id: activation_id.map(str::to_string),
+            member: license.member.as_ref().map(MemberInfo::of),
+            subscription: license.subscription.as_ref().map(SubscriptionInfo::of),
+            order: license.order.as_ref().map(OrderInfo::of),
         }
     }
 }

@@ -28,8 +28,8 @@ pub mod answers;
 mod commands;
 
 pub use answers::{
-    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, PerpetualState,
-    RememberedKey, StatusState, TrialInfo, Validated,
+    Activated, FeatureState, LicenseError, LicenseState, LicenseSummary, MemberInfo, OrderInfo,
+    PerpetualState, RememberedKey, StatusState, SubscriptionInfo, TrialInfo, Validated,
 };
 pub use polar_license::features::Entitlements;
 pub use polar_license::perpetual::ReleaseDate;

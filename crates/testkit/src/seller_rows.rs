@@ -265,8 +265,9 @@ impl Row {
     }
 
     /// The emulator's seed-key fields of the row's key (`POST /__emulator/keys`), for a row
-    /// starting at `start`: its benefit, its 2027-01 subscription and its `expires_at`. For the
-    /// faces that share one running emulator (a fresh key each row) rather than start one.
+    /// starting at `start`: its benefit, its 2027-01 subscription, member and order, and its
+    /// `expires_at`. For the faces that share one running emulator (a fresh key each row)
+    /// rather than start one.
     pub fn seed_key(&self, start: i64) -> Value {
         let p = &self.polar;
         // Activation slots as the demo key has them.
@@ -287,6 +288,11 @@ impl Row {
         }
         if let Some(expires) = day(&p["expires_day"]) {
             fields["expires_at"] = json!(crate::rfc3339(start + expires));
+        }
+        for extra in ["member", "order"] {
+            if let Some(v) = p.get(extra) {
+                fields[extra] = v.clone();
+            }
         }
         fields
     }
@@ -317,6 +323,16 @@ impl Row {
                 ends_at: time("ends_day"),
                 ..SeedSubscription::default()
             });
+        }
+        // 2027-01's seat holder and order, when the row's `polar` names them (the emulator's
+        // seed shapes: `{ "id"?, "email"?, "external_id"? }`, `{ "status"?, "paid"?, … }`).
+        if let Some(member) = p.get("member") {
+            seed.license_keys[0].member =
+                Some(serde_json::from_value(member.clone()).expect("polar.member"));
+        }
+        if let Some(order) = p.get("order") {
+            seed.license_keys[0].order =
+                Some(serde_json::from_value(order.clone()).expect("polar.order"));
         }
         let options = Options {
             api_version: p["api"].as_str().unwrap_or("2026-10").to_string(),

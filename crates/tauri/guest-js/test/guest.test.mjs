@@ -114,3 +114,36 @@ for (const { name, entries } of scenarios) {
     assert.equal(events.length, entries.filter((e) => e.event).length);
   });
 }
+
+// Polar's 2027-01 fields (issue #54): crates/tauri/tests/versions.rs recorded an app whose Polar
+// answers in 2027-01 and one in 2026-10. The package hands the seat holder, the subscription and
+// the order to the app as the plugin sent them, and before 2027-01 there are none.
+test('on 2027-01 the license the package resolves with has member, subscription and order.paid', async () => {
+  const byName = Object.fromEntries(scenarios.map((s) => [s.name, s.entries]));
+  for (const api of ['2027-01', '2026-10']) {
+    const entries = byName[`versions-${api}`];
+    assert.ok(entries, `answers-versions-${api}.json in ${dir}`);
+    for (const entry of entries) {
+      mockIPC(() => entry.ok);
+      try {
+        const { license } = await callFor(entry)();
+        if (api === '2027-01') {
+          assert.equal(license.member.email, 'seat@acme.io', entry.command);
+          assert.equal(license.member.externalId, 'acme-42', entry.command);
+          assert.equal(license.subscription.status, 'active', entry.command);
+          assert.equal(license.subscription.cancelAtPeriodEnd, true, entry.command);
+          assert.equal(typeof license.subscription.currentPeriodEnd, 'number', entry.command);
+          assert.equal(license.subscription.endsAt, license.subscription.currentPeriodEnd, entry.command);
+          assert.equal(license.order.paid, true, entry.command);
+          assert.equal(license.order.status, 'paid', entry.command);
+        } else {
+          for (const absent of ['member', 'subscription', 'order']) {
+            assert.ok(!(absent in license), `${api} ${entry.command}: ${absent}`);
+          }
+        }
+      } finally {
+        clearMocks();
+      }
+    }
+  }
+});

@@ -1,0 +1,190 @@
+//! Polar's 2027-01 fields on the Tauri face (issue #54, "Done when" 3rd bullet): an app whose
+//! Polar (the emulator, built by the seller table's `Row::emulator`) answers in API version
+//! 2027-01 shows the seat holder (`member`), the subscription and the order in the `license` of
+//! `activate`'s, `validate`'s and `check`'s answers, as the webview receives them; an app on
+//! 2026-10 gets none of them (the fields are absent, not null). The invocations and answers
+//! are recorded as `answers-versions-<api>.json` beside commands.rs's, so the guest package's
+//! tests replay them and check them against its types.
+
+use polar_license::MachineBinding;
+use polar_license_emulator::DEMO_KEY;
+use polar_license_tauri::{Activated, LicenseState, Options, Validated};
+use polar_license_testkit::seller_rows::{Row, DAY};
+use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
+use serde_json::{json, Value};
+use std::time::Duration;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, MockRuntime};
+use tauri::webview::InvokeRequest;
+use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+
+mod common;
+
+const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
+
+/// A row of the seller table's shape whose Polar answers in `api`: the demo key with a seat
+/// holder, a subscription cancelled at its period end (day 30) and a paid order.
+fn row(api: &str) -> Row {
+    Row {
+        id: format!("versions-{api}"),
+        label: format!("Polar answering in {api}"),
+        polar: json!({
+            "api": api,
+            "member": { "id": MEMBER_ID, "email": "seat@acme.io", "external_id": "acme-42" },
+            "subscription": {
+                "status": "active",
+                "period_end_day": 30,
+                "cancel_at_period_end": true,
+                "ends_day": 30
+            },
+            "order": { "status": "paid" }
+        }),
+        released_day: None,
+        trial_days: None,
+        trial_benefit: false,
+        steps: Vec::new(),
+        cell: None,
+    }
+}
+
+/// The app of one row: the plugin on the mock runtime and its main window, and what it was
+/// asked and answered.
+struct TauriApp {
+    _app: App<MockRuntime>,
+    webview: WebviewWindow<MockRuntime>,
+    recorded: Vec<Value>,
+}
+
+impl TauriApp {
+    /// Invokes `plugin:polar-license|<command>` as `invoke()` in the webview does; the raw
+    /// JSON answer, which must resolve.
+    fn invoke(&mut self, command: &str, args: Value) -> Value {
+        let request = InvokeRequest {
+            cmd: format!("plugin:polar-license|{command}"),
+            callback: CallbackFn(0),
+            error: CallbackFn(1),
+            url: "tauri://localhost".parse().expect("url"),
+            body: InvokeBody::Json(args.clone()),
+            headers: Default::default(),
+            invoke_key: tauri::test::INVOKE_KEY.to_string(),
+        };
+        let answer = match get_ipc_response(&self.webview, request) {
+            Ok(body) => body.deserialize::<Value>().expect("a JSON answer"),
+            Err(e) => panic!("{command} rejected: {e}"),
+        };
+        assert!(
+            !answer.to_string().contains(DEMO_KEY),
+            "{command} answered the whole key: {answer}"
+        );
+        self.recorded
+            .push(json!({ "command": command, "args": args, "ok": answer }));
+        answer
+    }
+}
+
+/// Activates, validates and checks the demo key in an app whose Polar answers in `api`; each
+/// answer's `license` as JSON, with when the row started. The answers are recorded for the
+/// guest package.
+fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
+    let start = unix_now();
+    let row = row(api);
+    let polar = row.emulator(start);
+    let dir = ScratchDir::new(&format!("tauri-versions-{api}"));
+    let clock = FakeClock::new(start);
+    let reader = clock.reader();
+    let options = Options::default()
+        .base_url(polar.url())
+        .cache_dir(dir.path())
+        .configure(move |builder| {
+            builder
+                .machine_binding(MachineBinding::Id("machine-A".into()))
+                .timeout(Duration::from_secs(10))
+                .clock(reader)
+        });
+    let app = mock_builder()
+        .plugin(polar_license_tauri::init(polar.organization_id(), options))
+        .build(common::context_allowing(&["polar-license:default"]))
+        .expect("the app builds");
+    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("a webview");
+    let mut app = TauriApp {
+        _app: app,
+        webview,
+        recorded: Vec::new(),
+    };
+    let activated = app.invoke("activate", json!({ "key": DEMO_KEY, "label": "laptop" }));
+    let validated = app.invoke("validate", json!({ "key": DEMO_KEY }));
+    let checked = app.invoke("check", json!({}));
+    // Each answer is also its declared Rust type.
+    let _: Activated = serde_json::from_value(activated.clone()).expect("Activated");
+    let _: Validated = serde_json::from_value(validated.clone()).expect("Validated");
+    let state: LicenseState = serde_json::from_value(checked.clone()).expect("LicenseState");
+    assert!(state.licensed, "{api}: {checked}");
+    write_fixture(
+        &format!("answers-versions-{api}.json"),
+        &Value::Array(app.recorded),
+    );
+    let answers = vec![
+        ("activate", activated["license"].clone()),
+        ("validate", validated["license"].clone()),
+        ("check", checked["license"].clone()),
+    ];
+    (start, answers)
+}
+
+/// Writes a fixture where commands.rs writes its own: the guest package's tests read them.
+fn write_fixture(name: &str, value: &Value) {
+    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
+    std::fs::create_dir_all(&dir).expect("the fixture directory");
+    let text = serde_json::to_string_pretty(value).expect("json");
+    std::fs::write(dir.join(name), text).expect("the fixture");
+}
+
+#[test]
+fn on_2027_01_the_license_shows_the_seat_holder_the_subscription_and_the_order() {
+    let (start, answers) = licenses("2027-01");
+    let period_end = start + 30 * DAY;
+    for (command, license) in answers {
+        assert_eq!(
+            license["member"],
+            json!({ "id": MEMBER_ID, "email": "seat@acme.io", "externalId": "acme-42" }),
+            "{command}: {license}"
+        );
+        let sub = &license["subscription"];
+        assert!(
+            sub["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{command}: {sub}"
+        );
+        assert_eq!(sub["status"], "active", "{command}: {sub}");
+        assert_eq!(sub["cancelAtPeriodEnd"], true, "{command}: {sub}");
+        assert_eq!(sub["currentPeriodEnd"], period_end, "{command}: {sub}");
+        assert_eq!(sub["endsAt"], period_end, "{command}: {sub}");
+        assert!(sub["currentPeriodStart"].is_i64(), "{command}: {sub}");
+        let order = &license["order"];
+        assert_eq!(order["paid"], true, "{command}: {order}");
+        assert_eq!(order["status"], "paid", "{command}: {order}");
+        assert!(
+            order["id"].as_str().is_some_and(|id| !id.is_empty()),
+            "{command}: {order}"
+        );
+        assert!(order["createdAt"].is_i64(), "{command}: {order}");
+        // Unix seconds like `expiresAt`, never Polar's strings.
+        assert!(license["displayKey"].as_str().is_some(), "{license}");
+    }
+}
+
+#[test]
+fn on_2026_10_the_license_has_no_member_subscription_or_order() {
+    let (_, answers) = licenses("2026-10");
+    for (command, license) in answers {
+        assert!(license.is_object(), "{command}: {license}");
+        let fields = license.as_object().expect("an object");
+        for absent in ["member", "subscription", "order"] {
+            assert!(
+                !fields.contains_key(absent),
+                "{command}: {absent} in {license}"
+            );
+        }
+    }
+}

@@ -225,10 +225,11 @@ test('webpack 5 (production): the split entry, the .wasm files emitted as assets
     );
     assert.ok(!stats.hasErrors(), stats.toString('errors-only'));
     const assets = Object.keys(stats.compilation.assets);
-    // The engine's .wasm, and signed mode's add-on (its .wasm and glue: issue #38), emitted
-    // beside the bundle to be fetched only by a client with relay keys whose host has no Ed25519.
-    assert.equal(assets.filter((a) => a.endsWith('.wasm')).length, 2, `webpack emitted both .wasm files: ${assets}`);
-    assert.equal(assets.filter((a) => a.endsWith('.js') && a !== 'main.js').length, 1, `webpack emitted the add-on's glue: ${assets}`);
+    // The engine's .wasm, and two add-ons (each a .wasm and its glue) emitted beside the bundle:
+    // signed mode's (issue #38), fetched only by a client with relay keys whose host has no
+    // Ed25519, and the local trial's (issue #54), fetched only by a no-key check with `trial`.
+    assert.equal(assets.filter((a) => a.endsWith('.wasm')).length, 3, `webpack emitted the three .wasm files: ${assets}`);
+    assert.equal(assets.filter((a) => a.endsWith('.js') && a !== 'main.js').length, 2, `webpack emitted the add-ons' glue: ${assets}`);
     return `${site.url}/matrix/webpack/index.html`;
   });
 });

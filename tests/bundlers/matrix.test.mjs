@@ -50,7 +50,7 @@ const newKey = () => newEmulatorKey(EMULATOR, 'MX', { limit_activations: 3 });
  * `key` and a validate of an unknown key; `sink` reports the outcome: `page` (on
  * document.body.dataset.result), `worker` (postMessage) or `node` (stdout).
  */
-function app(spec, key, sink, { cjs = false } = {}) {
+function app(spec, key, sink, { cjs = false, trial = false } = {}) {
   const load = cjs ? `require(${JSON.stringify(spec)}).load()` : `import(${JSON.stringify(spec)})`;
   const report = {
     page: 'document.body.dataset.result = JSON.stringify(out);',
@@ -74,7 +74,15 @@ async function main() {
       out.unknown = 'resolved';
     } catch (e) {
       out.unknown = e instanceof LicenseError ? e.code : 'not a LicenseError: ' + e;
-    }
+    }${trial ? `
+    // The local trial's add-on (issue #54), fetched from beside the bundle by a no-key check.
+    const t = new api.LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, trial: 14, storage: 'memory' });
+    try {
+      await t.check();
+      out.trial = 'resolved';
+    } catch (e) {
+      out.trial = e.trial?.local ? e.trial.state + ' ' + e.trial.daysLeft : 'no trial: ' + e.code + ' ' + e.detail;
+    }` : ''}
   } catch (e) {
     out.error = e instanceof LicenseError ? { code: e.code, detail: e.detail } : { notLicenseError: String(e) };
   }
@@ -148,7 +156,7 @@ const page = (script, { module = true } = {}) =>
  * A URL is opened in every engine (`only`: in those alone), each held to the same outcome;
  * `host` says what opens it (`page`, `worker`, `file://`).
  */
-async function row({ name, entry, host = 'page', fails, code = 'load_error', only }, build) {
+async function row({ name, entry, host = 'page', fails, code = 'load_error', only, ok = OK }, build) {
   const start = performance.now();
   const engines = ENGINES.filter((e) => !only || only.includes(e));
   const r = { name, entry, host, expected: fails ? `\`${code}\`, the fix named` : 'licensed; `not_found`', result: 'FAILED' };
@@ -159,7 +167,7 @@ async function row({ name, entry, host = 'page', fails, code = 'load_error', onl
       assert.equal(out.error?.code, code, `${where}: ${JSON.stringify(out)}`);
       assert.match(out.error.detail, fails, where);
     } else {
-      assert.deepEqual(out, OK, where);
+      assert.deepEqual(out, ok, where);
     }
   };
   if (target.startsWith('node:')) {
@@ -215,10 +223,10 @@ test('bun build (--target browser): polar-license/inline in every engine', async
   });
 });
 
-test('webpack 5 (production): the split entry, the .wasm files emitted as assets, in every engine', async () => {
-  await row({ name: 'webpack 5', entry: 'polar-license' }, async () => {
+test('webpack 5 (production): the split entry, the .wasm files emitted as assets (the trial add-on fetched by a no-key check), in every engine', async () => {
+  await row({ name: 'webpack 5', entry: 'polar-license', ok: { ...OK, trial: 'active 14' } }, async () => {
     const key = await newKey();
-    const dir = await folder('webpack', { 'app.js': app('polar-license', key, 'page'), 'index.html': page('./dist/main.js', { module: false }) });
+    const dir = await folder('webpack', { 'app.js': app('polar-license', key, 'page', { trial: true }), 'index.html': page('./dist/main.js', { module: false }) });
     const webpack = require('webpack');
     const stats = await new Promise((ok, fail) =>
       webpack({ mode: 'production', context: dir, entry: './app.js', output: { path: join(dir, 'dist'), publicPath: 'auto' }, target: 'web', performance: { hints: false } }).run((e, s) => (e ? fail(e) : ok(s))),

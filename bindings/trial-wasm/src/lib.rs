@@ -1,6 +1,6 @@
 //! The local trial's add-on for the npm package (issue #54 item 4): the core's own trial step
-//! (`polar_license::trial`: the record sealed with [`TrialSeal`], the rule
-//! [`polar_license::trial::local`]) for `wasm32-unknown-unknown` only (natively this crate is
+//! (`polar_license::trial`: the record sealed with `TrialSeal`, the rule
+//! `polar_license::trial::local`) for `wasm32-unknown-unknown` only (natively this crate is
 //! empty).
 //!
 //! The package's default engine carries no local trial (issue #54 caps what the default entry

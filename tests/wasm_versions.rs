@@ -12,42 +12,14 @@ use polar_license::model::LicenseKeyRead;
 use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::{ActivateRequest, Verdict};
 use polar_license_testkit::fetch::{emulator, new_key, Versioned};
-use polar_license_testkit::seller_rows::{Row, DAY};
-use serde_json::json;
+use polar_license_testkit::seller_rows::{Row, DAY, MEMBER_ID};
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
-
-/// A row whose Polar answers in `api`: a key with a seat holder, a subscription cancelled at
-/// its period end (day 30) and a paid order.
-fn row(api: &str) -> Row {
-    Row {
-        id: format!("versions-{api}"),
-        label: format!("Polar answering in {api}"),
-        polar: json!({
-            "api": api,
-            "member": { "id": MEMBER_ID, "email": "seat@acme.io", "external_id": "acme-42" },
-            "subscription": {
-                "status": "active",
-                "period_end_day": 30,
-                "cancel_at_period_end": true,
-                "ends_day": 30
-            },
-            "order": { "status": "paid" }
-        }),
-        released_day: None,
-        trial_days: None,
-        trial_benefit: false,
-        steps: Vec::new(),
-        cell: None,
-    }
-}
-
-/// Activates a fresh key of `row(api)` and checks it: activate's license and the check
+/// Activates a fresh key of `Row::with_holder_and_order(api)` and checks it: activate's license and the check
 /// report's, with when the row started (unix seconds).
 async fn licenses(api: &str) -> (i64, Vec<(&'static str, LicenseKeyRead)>) {
-    let row = row(api);
+    let row = Row::with_holder_and_order(api);
     let polar = emulator();
     let start = date_now();
     let key = new_key(polar, "VERSIONS", row.seed_key(start)).await;

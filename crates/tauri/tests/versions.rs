@@ -9,7 +9,7 @@
 use polar_license::MachineBinding;
 use polar_license_emulator::DEMO_KEY;
 use polar_license_tauri::{Activated, LicenseState, Options, Validated};
-use polar_license_testkit::seller_rows::{Row, DAY};
+use polar_license_testkit::seller_rows::{Row, DAY, MEMBER_ID};
 use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
 use serde_json::{json, Value};
 use std::time::Duration;
@@ -19,33 +19,6 @@ use tauri::webview::InvokeRequest;
 use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 
 mod common;
-
-const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
-
-/// A row of the seller table's shape whose Polar answers in `api`: the demo key with a seat
-/// holder, a subscription cancelled at its period end (day 30) and a paid order.
-fn row(api: &str) -> Row {
-    Row {
-        id: format!("versions-{api}"),
-        label: format!("Polar answering in {api}"),
-        polar: json!({
-            "api": api,
-            "member": { "id": MEMBER_ID, "email": "seat@acme.io", "external_id": "acme-42" },
-            "subscription": {
-                "status": "active",
-                "period_end_day": 30,
-                "cancel_at_period_end": true,
-                "ends_day": 30
-            },
-            "order": { "status": "paid" }
-        }),
-        released_day: None,
-        trial_days: None,
-        trial_benefit: false,
-        steps: Vec::new(),
-        cell: None,
-    }
-}
 
 /// The app of one row: the plugin on the mock runtime and its main window, and what it was
 /// asked and answered.
@@ -87,7 +60,7 @@ impl TauriApp {
 /// guest package.
 fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
     let start = unix_now();
-    let row = row(api);
+    let row = Row::with_holder_and_order(api);
     let polar = row.emulator(start);
     let dir = ScratchDir::new(&format!("tauri-versions-{api}"));
     let clock = FakeClock::new(start);

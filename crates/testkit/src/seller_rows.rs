@@ -258,6 +258,37 @@ pub fn rows() -> Vec<Row> {
         .collect()
 }
 
+/// The seat holder's id of [`Row::with_holder_and_order`]'s key.
+pub const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
+
+impl Row {
+    /// A row of the table's shape, with no steps, whose Polar answers in `api` for a key with
+    /// a seat holder ([`MEMBER_ID`], `seat@acme.io`, `acme-42`), a subscription cancelled at its
+    /// period end (day 30) and a paid order: what the faces' 2027-01 tests read back.
+    pub fn with_holder_and_order(api: &str) -> Row {
+        Row {
+            id: format!("versions-{api}"),
+            label: format!("Polar answering in {api}"),
+            polar: json!({
+                "api": api,
+                "member": { "id": MEMBER_ID, "email": "seat@acme.io", "external_id": "acme-42" },
+                "subscription": {
+                    "status": "active",
+                    "period_end_day": 30,
+                    "cancel_at_period_end": true,
+                    "ends_day": 30
+                },
+                "order": { "status": "paid" }
+            }),
+            released_day: None,
+            trial_days: None,
+            trial_benefit: false,
+            steps: Vec::new(),
+            cell: None,
+        }
+    }
+}
+
 impl Row {
     /// The release date the app states (unix seconds), for a row starting at `start`.
     pub fn released(&self, start: i64) -> Option<i64> {

@@ -31,10 +31,9 @@ use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
 use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::webview::InvokeRequest;
-use tauri::{App, Listener, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, Listener, WebviewWindow};
 
 mod common;
-use common::context_allowing;
 
 const HOUR: i64 = 3600;
 const DAY: i64 = 24 * HOUR;
@@ -176,14 +175,7 @@ impl Plugin {
         });
         // The capability resolved through Tauri's ACL from the permission files this crate
         // ships, as an app's build resolves it.
-        let context = context_allowing(permissions);
-        let app = mock_builder()
-            .plugin(polar_license_tauri::init(polar.organization_id(), options))
-            .build(context)
-            .expect("the app builds");
-        let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
-            .build()
-            .expect("a webview");
+        let (app, webview) = common::app_with_window(polar.organization_id(), options, permissions);
         Plugin {
             world,
             _relay: relay.map(|(running, _)| running),
@@ -237,7 +229,7 @@ impl Plugin {
     fn record(&self, entry: Value) {
         let mut recorded = self.recorded.lock().unwrap_or_else(|e| e.into_inner());
         recorded.push(entry);
-        write_fixture(
+        common::write_fixture(
             &format!("answers-{}.json", self.name),
             &Value::Array(recorded.clone()),
         );
@@ -271,14 +263,6 @@ impl Plugin {
     }
 }
 
-/// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.
-fn write_fixture(name: &str, value: &Value) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
-    std::fs::create_dir_all(&dir).expect("the fixture directory");
-    let text = serde_json::to_string_pretty(value).expect("json");
-    std::fs::write(dir.join(name), text).expect("the fixture");
-}
-
 #[test]
 fn every_reason_code_and_command_for_the_guest_package() {
     let reasons: Vec<Value> = Reason::ALL
@@ -286,8 +270,8 @@ fn every_reason_code_and_command_for_the_guest_package() {
         .map(|r| json!({ "code": r.code(), "class": r.class().as_str() }))
         .collect();
     assert_eq!(reasons.len(), 20);
-    write_fixture("reasons.json", &Value::Array(reasons));
-    write_fixture("commands.json", &json!(COMMANDS));
+    common::write_fixture("reasons.json", &Value::Array(reasons));
+    common::write_fixture("commands.json", &json!(COMMANDS));
 }
 
 #[test]

@@ -20,9 +20,9 @@ use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, mock_builder, MockRuntime};
+use tauri::test::{get_ipc_response, MockRuntime};
 use tauri::webview::InvokeRequest;
-use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, WebviewWindow};
 
 mod common;
 
@@ -101,13 +101,8 @@ fn run_row(row: &Row) -> Found {
             .timeout(Duration::from_secs(10))
             .clock(reader)
     });
-    let app = mock_builder()
-        .plugin(polar_license_tauri::init(polar.organization_id(), options))
-        .build(common::context_allowing(&["polar-license:default"]))
-        .expect("the app builds");
-    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .expect("a webview");
+    let (app, webview) =
+        common::app_with_window(polar.organization_id(), options, &["polar-license:default"]);
     let app = TauriApp { _app: app, webview };
     let move_to = |day: f64| {
         polar.set_clock_offset(seconds(day));

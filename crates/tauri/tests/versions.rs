@@ -14,9 +14,9 @@ use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
 use serde_json::{json, Value};
 use std::time::Duration;
 use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, mock_builder, MockRuntime};
+use tauri::test::{get_ipc_response, MockRuntime};
 use tauri::webview::InvokeRequest;
-use tauri::{App, WebviewWindow, WebviewWindowBuilder};
+use tauri::{App, WebviewWindow};
 
 mod common;
 
@@ -74,13 +74,8 @@ fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
                 .timeout(Duration::from_secs(10))
                 .clock(reader)
         });
-    let app = mock_builder()
-        .plugin(polar_license_tauri::init(polar.organization_id(), options))
-        .build(common::context_allowing(&["polar-license:default"]))
-        .expect("the app builds");
-    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
-        .build()
-        .expect("a webview");
+    let (app, webview) =
+        common::app_with_window(polar.organization_id(), options, &["polar-license:default"]);
     let mut app = TauriApp {
         _app: app,
         webview,
@@ -94,7 +89,7 @@ fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
     let _: Validated = serde_json::from_value(validated.clone()).expect("Validated");
     let state: LicenseState = serde_json::from_value(checked.clone()).expect("LicenseState");
     assert!(state.licensed, "{api}: {checked}");
-    write_fixture(
+    common::write_fixture(
         &format!("answers-versions-{api}.json"),
         &Value::Array(app.recorded),
     );
@@ -104,14 +99,6 @@ fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
         ("check", checked["license"].clone()),
     ];
     (start, answers)
-}
-
-/// Writes a fixture where commands.rs writes its own: the guest package's tests read them.
-fn write_fixture(name: &str, value: &Value) {
-    let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
-    std::fs::create_dir_all(&dir).expect("the fixture directory");
-    let text = serde_json::to_string_pretty(value).expect("json");
-    std::fs::write(dir.join(name), text).expect("the fixture");
 }
 
 #[test]

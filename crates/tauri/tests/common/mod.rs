@@ -1,14 +1,20 @@
 //! What the plugin's suites share: the window's capability resolved by Tauri's ACL from the
-//! permission files the crate ships (tests/commands.rs, tests/seller_table.rs).
+//! permission files the crate ships, an app with the plugin and its main window, and the
+//! fixtures the guest package's tests read (tests/commands.rs, tests/seller_table.rs,
+//! tests/versions.rs).
+//!
+//! Each suite compiles this module on its own and uses part of it.
+#![allow(dead_code)]
 
 use serde_json::json;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tauri::test::{mock_context, noop_assets, MockRuntime};
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::utils::acl::capability::Capability;
 use tauri::utils::acl::manifest::{Manifest, PermissionFile};
 use tauri::utils::acl::resolved::Resolved;
 use tauri::utils::platform::Target;
+use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 
 /// The plugin's permission files (permissions/**/*.toml), as Tauri's build reads them.
 pub fn plugin_manifest() -> Manifest {
@@ -53,4 +59,29 @@ pub fn context_allowing(permissions: &[&str]) -> tauri::Context<MockRuntime> {
     let mut context = mock_context(noop_assets());
     *context.runtime_authority_mut() = tauri::runtime_authority!(acl, resolved);
     context
+}
+
+/// An app on the mock runtime with the plugin built from `options` for `organization_id`,
+/// its main window granted `permissions` (Tauri's ACL, as above), and that window.
+pub fn app_with_window(
+    organization_id: impl Into<String>,
+    options: polar_license_tauri::Options,
+    permissions: &[&str],
+) -> (App<MockRuntime>, WebviewWindow<MockRuntime>) {
+    let app = mock_builder()
+        .plugin(polar_license_tauri::init(organization_id, options))
+        .build(context_allowing(permissions))
+        .expect("the app builds");
+    let webview = WebviewWindowBuilder::new(&app, "main", Default::default())
+        .build()
+        .expect("a webview");
+    (app, webview)
+}
+
+/// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.
+pub fn write_fixture(name: &str, value: &serde_json::Value) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("polar-license-tauri");
+    std::fs::create_dir_all(&dir).expect("the fixture directory");
+    let text = serde_json::to_string_pretty(value).expect("json");
+    std::fs::write(dir.join(name), text).expect("the fixture");
 }

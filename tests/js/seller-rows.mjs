@@ -1,6 +1,6 @@
 // The seller's rows (issue #54, "Done when" 2nd bullet) for the faces that are not Rust: the
 // table (tests/vectors/seller-rows.json) read, and a verdict rendered exactly as the Rust faces
-// render it (crates/testkit/src/native/seller_rows.rs, `Verdict::render`), so an npm runner
+// render it (crates/testkit/src/seller_rows.rs, `Verdict::render`), so an npm runner
 // compares the same strings and writes the same TSV (face row expected got result).
 //
 // `node tests/js/seller-rows.mjs --flat` prints the rows for the C runner

@@ -14,8 +14,7 @@ use std::time::Duration;
 
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, JournalItem, Mark, MemoryBackend, PagedBackend,
-    StoreError, StoreOptions,
+    Backend, Entry, JournalItem, Mark, MemoryBackend, PagedBackend, StoreError, StoreOptions,
 };
 use polar_license_relay::{Relay, RelayRequest, ServeOptions};
 use rig::{at, ids_of, now, rfc3339, validate_request, PUBLIC};
@@ -26,88 +25,24 @@ const SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
 /// A Durable Object's limit per value.
 const VALUE_CAP: usize = 128 * 1024;
 
-/// A store whose values are capped as a Durable Object's key-value storage caps them (an
-/// entry's JSON past 128 KiB is refused, as `put` refuses it there): each refusal counted.
+/// A storage whose values are capped as a Durable Object's key-value storage caps them (an
+/// entry's JSON past 128 KiB is refused, as `put` refuses it there): the hook of the rig's
+/// [`rig::Hooked`] store, each refusal counted.
+#[derive(Default)]
 struct Capped {
-    inner: MemoryBackend,
     refused: AtomicUsize,
 }
 
-impl Capped {
-    fn fits(&self, entry: &Entry) -> bool {
+impl rig::Hook for Capped {
+    fn takes(&self, entry: &Entry) -> Result<(), StoreError> {
         let size = serde_json::to_string(entry).map_or(usize::MAX, |t| t.len());
         if size > VALUE_CAP {
             self.refused.fetch_add(1, Ordering::SeqCst);
-            return false;
-        }
-        true
-    }
-}
-
-impl Backend for Capped {
-    fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        self.inner.get(id)
-    }
-    fn update(
-        &self,
-        id: &EntryId,
-        f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
-    ) -> Result<Option<Entry>, StoreError> {
-        let mut refused = false;
-        let written = self.inner.update(id, &mut |current| {
-            let entry = f(current)?;
-            if self.fits(&entry) {
-                Some(entry)
-            } else {
-                refused = true;
-                None
-            }
-        })?;
-        if refused {
             return Err(StoreError(
                 "Values cannot be larger than 131072 bytes".into(),
             ));
         }
-        Ok(written)
-    }
-    fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        self.inner.index(tag)
-    }
-    fn apply_webhook(
-        &self,
-        webhook_id: &str,
-        at: i64,
-        updates: &[(EntryId, Entry)],
-    ) -> Result<bool, StoreError> {
-        if !updates.iter().all(|(_, e)| self.fits(e)) {
-            return Err(StoreError(
-                "Values cannot be larger than 131072 bytes".into(),
-            ));
-        }
-        self.inner.apply_webhook(webhook_id, at, updates)
-    }
-    fn narrow(
-        &self,
-        webhook: Option<(&str, i64)>,
-        tags: &[String],
-        f: &mut dyn FnMut(&Entry) -> Option<Entry>,
-    ) -> Result<Option<usize>, StoreError> {
-        self.inner.narrow(webhook, tags, &mut |e| {
-            let out = f(e)?;
-            self.fits(&out).then_some(out)
-        })
-    }
-    fn len(&self) -> Result<usize, StoreError> {
-        self.inner.len()
-    }
-    fn stage_budget(&self, state: BudgetState) {
-        self.inner.stage_budget(state);
-    }
-    fn flush_budget(&self) -> Result<(), StoreError> {
-        self.inner.flush_budget()
-    }
-    fn load_budget(&self) -> Result<Option<BudgetState>, StoreError> {
-        self.inner.load_budget()
+        Ok(())
     }
 }
 
@@ -142,9 +77,9 @@ fn an_answer_past_a_storage_value_is_answered_and_never_written() {
     let big = rig::add_key(&polar, "LIMIT-BIG-4A5B6C".into(), Some(3));
     let small = rig::add_key(&polar, "LIMIT-SMALL-4A5B6C".into(), Some(3));
     let activation = activate_with_large_metadata(&polar, &big);
-    let store = Arc::new(Capped {
-        inner: MemoryBackend::new(100),
-        refused: AtomicUsize::new(0),
+    let store = Arc::new(rig::Hooked {
+        inner: Arc::new(MemoryBackend::new(100)),
+        hook: Capped::default(),
     });
     let mut config = rig::config(polar.url(), "limits");
     config.limits = rig::unlimited();
@@ -182,7 +117,7 @@ fn an_answer_past_a_storage_value_is_answered_and_never_written() {
         assert_eq!(polar.request_count(), n);
     }
     assert_eq!(
-        store.refused.load(Ordering::SeqCst),
+        store.hook.refused.load(Ordering::SeqCst),
         0,
         "the relay tried to store an entry past the storage's limit"
     );

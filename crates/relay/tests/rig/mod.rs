@@ -443,27 +443,50 @@ pub enum Call {
     Len,
 }
 
+/// What a [`Hooked`] store asks of its hook: a closure `Fn(Call) -> Result<(), StoreError>` is
+/// one (it is called, and takes every write).
+pub trait Hook: Send + Sync {
+    /// Called first on every call (an error fails the call) and inside each transaction
+    /// (there it may only hold the caller); `Ok` by default.
+    fn call(&self, _call: Call) -> Result<(), StoreError> {
+        Ok(())
+    }
+    /// Whether the storage takes `entry` (one whose values are capped refuses a large one):
+    /// a refusal fails a put, an update or a webhook's updates, and leaves an entry a
+    /// narrowing would write as it was. Every entry by default.
+    fn takes(&self, _entry: &Entry) -> Result<(), StoreError> {
+        Ok(())
+    }
+}
+
+impl<F: Fn(Call) -> Result<(), StoreError> + Send + Sync> Hook for F {
+    fn call(&self, call: Call) -> Result<(), StoreError> {
+        self(call)
+    }
+}
+
 /// A store around another that calls its hook first on every call (a hook that fails fails
-/// the call) and inside each transaction (there it may only hold the caller): the suites'
-/// broken disks and held steps, one wrapper for all.
+/// the call) and inside each transaction, and writes only what the hook takes: the suites'
+/// broken disks, held steps and capped storages, one wrapper for all.
 pub struct Hooked<H> {
     pub inner: Arc<dyn Backend>,
     pub hook: H,
 }
 
-impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Hooked<H> {
+impl<H: Hook> Hooked<H> {
     fn inside(&self, call: Call) {
-        let _ = (self.hook)(call);
+        let _ = self.hook.call(call);
     }
 }
 
-impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Backend for Hooked<H> {
+impl<H: Hook> Backend for Hooked<H> {
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
-        (self.hook)(Call::Get)?;
+        self.hook.call(Call::Get)?;
         self.inner.get(id)
     }
     fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-        (self.hook)(Call::Put)?;
+        self.hook.call(Call::Put)?;
+        self.hook.takes(entry)?;
         self.inner.put(id, entry)
     }
     fn update(
@@ -471,14 +494,23 @@ impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Backend for Hooked<H> 
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
-        (self.hook)(Call::Update)?;
-        self.inner.update(id, &mut |current| {
+        self.hook.call(Call::Update)?;
+        let mut refused = None;
+        let written = self.inner.update(id, &mut |current| {
             self.inside(Call::Updating);
-            f(current)
-        })
+            let entry = f(current)?;
+            match self.hook.takes(&entry) {
+                Ok(()) => Some(entry),
+                Err(e) => {
+                    refused = Some(e);
+                    None
+                }
+            }
+        })?;
+        refused.map_or(Ok(written), Err)
     }
     fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-        (self.hook)(Call::Index)?;
+        self.hook.call(Call::Index)?;
         self.inner.index(tag)
     }
     fn apply_webhook(
@@ -487,7 +519,10 @@ impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Backend for Hooked<H> 
         at: i64,
         updates: &[(EntryId, Entry)],
     ) -> Result<bool, StoreError> {
-        (self.hook)(Call::ApplyWebhook)?;
+        self.hook.call(Call::ApplyWebhook)?;
+        for (_, entry) in updates {
+            self.hook.takes(entry)?;
+        }
         self.inner.apply_webhook(webhook_id, at, updates)
     }
     fn narrow(
@@ -496,14 +531,15 @@ impl<H: Fn(Call) -> Result<(), StoreError> + Send + Sync> Backend for Hooked<H> 
         tags: &[String],
         f: &mut dyn FnMut(&Entry) -> Option<Entry>,
     ) -> Result<Option<usize>, StoreError> {
-        (self.hook)(Call::Narrow)?;
+        self.hook.call(Call::Narrow)?;
         self.inner.narrow(webhook, tags, &mut |entry| {
             self.inside(Call::Narrowing);
-            f(entry)
+            let out = f(entry)?;
+            self.hook.takes(&out).ok().map(|()| out)
         })
     }
     fn len(&self) -> Result<usize, StoreError> {
-        (self.hook)(Call::Len)?;
+        self.hook.call(Call::Len)?;
         self.inner.len()
     }
     fn stage_budget(&self, state: BudgetState) {

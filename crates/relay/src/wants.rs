@@ -91,7 +91,7 @@ mod tests {
     use super::*;
     use crate::clock::Now;
     use crate::relay::Relay;
-    use crate::store::{Backend, Entry, MemoryBackend, StoreError, StoreOptions};
+    use crate::store::{Keeper, MemoryBackend, StoreOptions};
     use crate::types::{RelayConfig, StoreConfig};
     use polar_license::lease::SigningKey;
     use polar_license::{AccessToken, Server};
@@ -104,27 +104,12 @@ mod tests {
         read: Mutex<Vec<EntryId>>,
     }
 
-    impl Backend for Recording {
-        fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+    impl Keeper for Recording {
+        fn memory(&self) -> &MemoryBackend {
+            &self.memory
+        }
+        fn read(&self, id: &EntryId) {
             self.read.lock().unwrap().push(*id);
-            self.memory.get(id)
-        }
-        fn put(&self, id: &EntryId, entry: &Entry) -> Result<(), StoreError> {
-            self.memory.put(id, entry)
-        }
-        fn index(&self, tag: &str) -> Result<Vec<EntryId>, StoreError> {
-            self.memory.index(tag)
-        }
-        fn apply_webhook(
-            &self,
-            webhook_id: &str,
-            at: i64,
-            updates: &[(EntryId, Entry)],
-        ) -> Result<bool, StoreError> {
-            self.memory.apply_webhook(webhook_id, at, updates)
-        }
-        fn len(&self) -> Result<usize, StoreError> {
-            self.memory.len()
         }
     }
 

@@ -216,6 +216,8 @@ pub trait Keeper: Send + Sync {
     /// What one step changed, told under the entries' lock (so that the steps are recorded in
     /// the order they were made); nothing by default.
     fn record(&self, _changes: Changes<'_>) {}
+    /// The entry `id` read, by a [`Backend::get`] or an update's read; nothing by default.
+    fn read(&self, _id: &EntryId) {}
     /// The budget's state given ([`Backend::stage_budget`]); nothing by default.
     fn keep_budget(&self, _state: BudgetState) {}
     /// The budget's state restored ([`Backend::load_budget`]); none by default.
@@ -245,6 +247,7 @@ impl Keeper for MemoryBackend {
 
 impl<K: Keeper> Backend for K {
     fn get(&self, id: &EntryId) -> Result<Option<Entry>, StoreError> {
+        self.read(id);
         Ok(self.memory().lock().entries.get(id).cloned())
     }
 
@@ -253,6 +256,7 @@ impl<K: Keeper> Backend for K {
         id: &EntryId,
         f: &mut dyn FnMut(Option<&Entry>) -> Option<Entry>,
     ) -> Result<Option<Entry>, StoreError> {
+        self.read(id);
         let store = self.memory();
         let mut m = store.lock();
         let (written, removed) = m.update(id, f, store.max_entries);

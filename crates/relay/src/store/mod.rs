@@ -29,6 +29,8 @@ pub use entry::{
 };
 pub(crate) use entry::{hex_id, id_of_hex};
 pub use journal::{JournalBackend, JournalItem};
+#[cfg(test)]
+pub(crate) use memory::Keeper;
 pub use memory::MemoryBackend;
 pub use paged::{Missing, PagedBackend, Wants, DEFAULT_CACHED};
 #[cfg(test)]

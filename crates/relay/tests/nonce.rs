@@ -5,9 +5,8 @@
 
 mod rig;
 
-use polar_license::lease::{self, LeaseExpect, RelayKeys, SigningKey, NONCE_HEADER};
+use polar_license::lease::{self, RelayKeys, SigningKey, NONCE_HEADER};
 use polar_license::Key;
-use polar_license_emulator::DEMO_ORGANIZATION_ID;
 use polar_license_relay::store::StoreOptions;
 use polar_license_relay::{Running, ServeOptions};
 use std::time::Duration;
@@ -46,13 +45,7 @@ fn nonce_of(
     assert_eq!(answer.status, 200, "{}", answer.body);
     let token = answer.lease.expect("a lease on a grant");
     let key = Key::new(key);
-    let expect = LeaseExpect {
-        organization_id: DEMO_ORGANIZATION_ID,
-        key: &key,
-        activation_id: None,
-        benefit_id: None,
-        machine: None,
-    };
+    let expect = rig::expect_lease(&key, None, None);
     let lease = lease::verify_signed(&token, keys, &expect).expect("the lease verifies");
     (answer.source, lease.claims.nonce)
 }
@@ -113,11 +106,6 @@ fn a_browser_may_send_the_nonce() {
         )
         .call()
         .expect("a preflight answer");
-    let allowed = answer
-        .headers()
-        .get("access-control-allow-headers")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let allowed = rig::header_of(&answer, "access-control-allow-headers").unwrap_or_default();
     assert!(allowed.contains("polar-license-nonce"), "{allowed}");
 }

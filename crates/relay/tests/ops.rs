@@ -66,12 +66,7 @@ fn start(polar: &Emulator, setup: Setup) -> Running {
 fn scrape(url: &str) -> HashMap<String, f64> {
     let resp = agent().get(url).call().expect("a scrape");
     assert_eq!(resp.status().as_u16(), 200);
-    let kind = resp
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let kind = rig::header_of(&resp, "content-type").unwrap_or_default();
     assert!(kind.starts_with("text/plain; version=0.0.4"), "{kind}");
     let text = resp.into_body().read_to_string().expect("text");
     let lines = text.lines().map(|l| Ok(l.to_string()));

@@ -6,7 +6,7 @@
 
 mod rig;
 
-use polar_license::lease::{self, LeaseExpect, SigningKey, LEASE_HEADER};
+use polar_license::lease::{self, SigningKey, LEASE_HEADER};
 use polar_license::{AccessToken, Key, Server, UreqTransport};
 use polar_license_emulator::{
     Emulator, Fault, Options, Seed, SeedKey, DEMO_KEY, DEMO_KEY_DISABLED, DEMO_KEY_EXPIRED,
@@ -152,13 +152,7 @@ fn verifies(
         return false;
     };
     let key = Key::new(key);
-    let expect = LeaseExpect {
-        organization_id: ORG,
-        key: &key,
-        activation_id: act,
-        benefit_id: None,
-        machine,
-    };
+    let expect = rig::expect_lease(&key, act, machine);
     let now = rig::now();
     lease::verify(token, &rig.keys, &expect, now, 600).is_ok()
 }
@@ -844,13 +838,7 @@ fn begin_and_finish_with_an_external_signer_answer_as_handle_does() {
     let act = activated.json()["id"].as_str().map(str::to_string);
     let token = activated.header(LEASE_HEADER).expect("a lease").to_string();
     let key = Key::new(DEMO_KEY);
-    let expect = |machine| LeaseExpect {
-        organization_id: ORG,
-        key: &key,
-        activation_id: act.as_deref(),
-        benefit_id: None,
-        machine,
-    };
+    let expect = |machine| rig::expect_lease(&key, act.as_deref(), machine);
     lease::verify(&token, &keys, &expect(Some("machine-X")), rig::now(), 600).expect("verifies");
     assert!(lease::verify(&token, &keys, &expect(Some("machine-Y")), rig::now(), 600).is_err());
     assert_eq!(activated.header("access-control-allow-origin"), Some("*"));

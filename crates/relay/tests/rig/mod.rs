@@ -14,9 +14,9 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use ct_codecs::{Base64, Decoder, Encoder};
 use hmac::{Hmac, Mac};
-use polar_license::lease::{SigningKey, LEASE_HEADER};
+use polar_license::lease::{LeaseExpect, SigningKey, LEASE_HEADER};
 use polar_license::proto::Server;
-use polar_license::{AccessToken, Transport, UreqTransport};
+use polar_license::{AccessToken, Key, Transport, UreqTransport};
 use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
@@ -203,12 +203,7 @@ pub fn post_with(agent: &ureq::Agent, url: &str, body: &str, headers: &[(&str, &
         req = req.header(*k, *v);
     }
     let mut resp = req.send(body.to_string()).expect("an answer");
-    let header = |n: &str| {
-        resp.headers()
-            .get(n)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string)
-    };
+    let header = |n: &str| header_of(&resp, n);
     let (source, lease) = (header(SOURCE_HEADER), header(LEASE_HEADER));
     let age = header("age").and_then(|a| a.parse().ok());
     let status = resp.status().as_u16();
@@ -219,6 +214,30 @@ pub fn post_with(agent: &ureq::Agent, url: &str, body: &str, headers: &[(&str, &
         lease,
         age,
         body,
+    }
+}
+
+/// The header `name` of an answer, when it has one that is text.
+pub fn header_of(resp: &ureq::http::Response<ureq::Body>, name: &str) -> Option<String> {
+    resp.headers()
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string)
+}
+
+/// What a lease of `key` in the demo organization must say to verify: its activation and
+/// machine (`None`: none), no benefit.
+pub fn expect_lease<'a>(
+    key: &'a Key,
+    activation_id: Option<&'a str>,
+    machine: Option<&'a str>,
+) -> LeaseExpect<'a> {
+    LeaseExpect {
+        organization_id: DEMO_ORGANIZATION_ID,
+        key,
+        activation_id,
+        benefit_id: None,
+        machine,
     }
 }
 

@@ -45,6 +45,15 @@ fn start_with(polar: &Emulator, options: StoreOptions, secret: &str) -> Running 
     rig::listen(rig::relay(config, upstream), serve)
 }
 
+/// [`start`] with an endpoint registered at `polar` for `events`, pointed at the relay, which
+/// verifies its deliveries: the relay and the endpoint's id.
+fn start_delivered(polar: &Emulator, events: &[&str], options: StoreOptions) -> (Running, String) {
+    let (endpoint, secret) = rig::endpoint(polar, events);
+    let relay = start_with(polar, options, &secret);
+    rig::point_endpoint_at(polar, &endpoint, &relay);
+    (relay, endpoint)
+}
+
 /// `k`'s status at Polar (the emulator) set to `status`.
 fn set_status(polar: &Emulator, k: &str, status: &str) {
     assert!(polar.update_key(
@@ -344,14 +353,12 @@ fn activate(relay: &Running, key: &str) -> (u16, Option<String>) {
 fn a_revoked_keys_webhook_takes_it_out_of_the_roster() {
     let polar = rig::webhook_emulator();
     let k = key(&polar, "ROSTERED", Some(3));
-    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.revoked"]);
     let mut options = StoreOptions::default();
     options.roster = true;
     options.first_seen_share = 0;
     // The webhook alone: no reconcile.
     options.reconcile_every = 0;
-    let relay = start_with(&polar, options, &secret);
-    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let (relay, endpoint) = start_delivered(&polar, &["benefit_grant.revoked"], options);
     // Until the roster's first page is in, the key is first-seen (429, no share).
     assert!(rig::wait_until(
         Duration::from_secs(30),
@@ -447,20 +454,19 @@ fn every_backend_lists_the_license_key_ids_it_holds() {
 fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regrants_webhook() {
     let polar = rig::webhook_emulator();
     let k = key(&polar, "REGRANT", None);
-    let (endpoint, secret) = rig::endpoint(
+    let mut options = StoreOptions::default();
+    options.denial_for = 3_600;
+    // The webhook and its refetch alone: no reconcile.
+    options.reconcile_every = 0;
+    let (relay, endpoint) = start_delivered(
         &polar,
         &[
             "benefit_grant.created",
             "benefit_grant.updated",
             "benefit_grant.revoked",
         ],
+        options,
     );
-    let mut options = StoreOptions::default();
-    options.denial_for = 3_600;
-    // The webhook and its refetch alone: no reconcile.
-    options.reconcile_every = 0;
-    let relay = start_with(&polar, options, &secret);
-    rig::point_endpoint_at(&polar, &endpoint, &relay);
     let a = agent();
     let (roster, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
         answer.status == 200
@@ -536,14 +542,12 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_at_once_after_the_regra
 fn a_key_revoked_by_webhook_and_granted_again_is_granted_within_a_reconcile_interval() {
     let polar = rig::webhook_emulator();
     let k = key(&polar, "REGRANT-QUIET", None);
-    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.revoked"]);
     let mut options = StoreOptions::default();
     options.denial_for = 3_600;
     options.reconcile_every = 2;
     // No roster: no refetch by id of the revocation's webhook either; the reconcile alone.
     options.roster = false;
-    let relay = start_with(&polar, options, &secret);
-    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let (relay, _) = start_delivered(&polar, &["benefit_grant.revoked"], options);
     let a = agent();
     let (known, _) = validate_until(&a, &relay, &k, Duration::from_secs(30), |answer| {
         answer.status == 200
@@ -579,12 +583,10 @@ fn a_key_revoked_by_webhook_and_granted_again_is_granted_within_a_reconcile_inte
 fn a_rotations_webhook_retires_the_old_strings_stored_grant() {
     let polar = rig::webhook_emulator();
     let old = key(&polar, "ROTATED", None);
-    let (endpoint, secret) = rig::endpoint(&polar, &["benefit_grant.updated"]);
     let mut options = StoreOptions::default();
     options.reconcile_every = 0;
     options.roster = false;
-    let relay = start_with(&polar, options, &secret);
-    rig::point_endpoint_at(&polar, &endpoint, &relay);
+    let (relay, endpoint) = start_delivered(&polar, &["benefit_grant.updated"], options);
     let a = agent();
     let first = rig::validate_at(&a, &relay.url(), &old, &[]);
     assert_eq!(

@@ -7,16 +7,16 @@
 
 mod rig;
 
-use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use polar_license_emulator::{Emulator, DEMO_ORGANIZATION_ID};
 use polar_license_relay::store::{
-    Backend, Entry, JournalItem, Mark, MemoryBackend, PagedBackend, StoreError, StoreOptions,
+    Backend, Entry, Mark, MemoryBackend, PagedBackend, StoreError, StoreOptions,
 };
 use polar_license_relay::{Relay, RelayRequest, ServeOptions};
+use rig::host::Host;
 use rig::{at, ids_of, now, rfc3339, validate_request, PUBLIC};
 use serde_json::{json, Value};
 
@@ -144,103 +144,40 @@ fn an_answer_past_a_storage_value_is_answered_and_never_written() {
     relay.stop();
 }
 
-/// A host's key-value storage under a [`PagedBackend`], as the Workers relay keeps it: the
-/// journal saved key by key, and what a request touches read before the core answers it.
-#[derive(Default)]
-struct Host {
-    kv: BTreeMap<String, Value>,
+/// A restarted host (the rig's): a backend that knows the count of entries only.
+fn start(host: &Host) -> Arc<PagedBackend> {
+    Arc::new(host.start_capped(1_000, 16))
 }
 
-impl Host {
-    fn save(&mut self, b: &PagedBackend) {
-        for item in b.take() {
-            let (key, value) = match item {
-                JournalItem::Put { id, entry } => {
-                    (format!("e:{id}"), serde_json::to_value(entry).ok())
-                }
-                JournalItem::Delete { id } => (format!("e:{id}"), None),
-                JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
-                JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
-                JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
-                JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
-                JournalItem::Forget { id } => (format!("w:{id}"), None),
-                _ => continue,
-            };
-            match value {
-                Some(v) => self.kv.insert(key, v),
-                None => self.kv.remove(&key),
-            };
-        }
-        b.trim();
+/// Loads what `req` touches (the handler's `fill`); with `fails`, the storage's read throws and
+/// nothing is loaded (the handler logs it and goes on).
+fn fill(
+    host: &mut Host,
+    relay: &Relay,
+    b: &PagedBackend,
+    req: &RelayRequest,
+    when: i64,
+    fails: bool,
+) {
+    let Some(wants) = relay.store_wants(req, when) else {
+        return;
+    };
+    if !fails {
+        host.fill(b, &wants);
     }
+}
 
-    /// A restarted host: a backend that knows the count of entries only.
-    fn start(&self) -> Arc<PagedBackend> {
-        let b = PagedBackend::new(1_000, 16);
-        let n = self
-            .kv
-            .get("n:entries")
-            .and_then(Value::as_u64)
-            .unwrap_or(0);
-        b.restore(vec![JournalItem::Count { n }]);
-        Arc::new(b)
-    }
-
-    /// Loads what `req` touches (the handler's `fill`); with `fails`, the storage's read
-    /// throws and nothing is loaded (the handler logs it and goes on).
-    fn fill(&self, relay: &Relay, b: &PagedBackend, req: &RelayRequest, when: i64, fails: bool) {
-        let Some(wants) = relay.store_wants(req, when) else {
-            return;
-        };
-        if fails {
-            return;
-        }
-        for _ in 0..8 {
-            let m = b.missing(&wants);
-            if m.is_empty() {
-                return;
-            }
-            let entries = m
-                .entries
-                .iter()
-                .map(|id| {
-                    let e = self.kv.get(&format!("e:{id}"));
-                    (
-                        id.clone(),
-                        e.and_then(|v| serde_json::from_value(v.clone()).ok()),
-                    )
-                })
-                .collect();
-            let rows = m
-                .tags
-                .iter()
-                .map(|tag| {
-                    let prefix = format!("i:{tag}|");
-                    let ids = self
-                        .kv
-                        .keys()
-                        .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-                        .collect();
-                    (tag.clone(), ids)
-                })
-                .collect();
-            b.load(entries, rows);
-        }
-        panic!("still missing after 8 rounds");
-    }
-
-    /// The marks of every entry stored.
-    fn marks(&self) -> Vec<Mark> {
-        self.kv
-            .iter()
-            .filter(|(k, _)| k.starts_with("e:"))
-            .map(|(_, v)| {
-                serde_json::from_value::<Entry>(v.clone())
-                    .expect("an entry")
-                    .mark
-            })
-            .collect()
-    }
+/// The marks of every entry stored.
+fn marks(host: &Host) -> Vec<Mark> {
+    host.kv
+        .iter()
+        .filter(|(k, _)| k.starts_with("e:"))
+        .map(|(_, v)| {
+            serde_json::from_value::<Entry>(v.clone())
+                .expect("an entry")
+                .mark
+        })
+        .collect()
 }
 
 fn paged_relay(polar: &Emulator, backend: &Arc<PagedBackend>) -> Relay {
@@ -264,11 +201,11 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     let polar = rig::webhook_emulator();
     let k = rig::add_key(&polar, "LIMIT-READ-4A5B6C".into(), Some(3));
     let mut host = Host::default();
-    let b = host.start();
+    let b = start(&host);
     let relay = paged_relay(&polar, &b);
     let t0 = now();
     let check = validate_request(&k);
-    host.fill(&relay, &b, &check, t0, false);
+    fill(&mut host, &relay, &b, &check, t0, false);
     let first = relay.handle(&check, at(t0));
     assert_eq!(first.status, 200);
     host.save(&b);
@@ -283,17 +220,17 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
     })
     .to_string();
     let hook = rig::hook(SECRET, "evt-revoked", t0, &revoked);
-    host.fill(&relay, &b, &hook, t0, false);
+    fill(&mut host, &relay, &b, &hook, t0, false);
     assert_eq!(relay.handle(&hook, at(t0)).status, 200);
     host.save(&b);
-    assert_eq!(host.marks(), vec![Mark::Revoked]);
+    assert_eq!(marks(&host), vec![Mark::Revoked]);
 
     // A restart, and the read of the entry fails.
-    let b = host.start();
+    let b = start(&host);
     let relay = paged_relay(&polar, &b);
     polar.reset_request_count();
     for when in [t0 + 1, t0 + 2] {
-        host.fill(&relay, &b, &check, when, true);
+        fill(&mut host, &relay, &b, &check, when, true);
         let answer = relay.handle(&check, at(when));
         host.save(&b);
         assert_eq!(
@@ -305,13 +242,13 @@ fn a_failed_read_never_writes_over_a_stored_revocation() {
         assert_eq!(answer.header("retry-after"), Some("1"));
         assert_eq!(polar.request_count(), 0, "Polar asked after a failed read");
         assert_eq!(
-            host.marks(),
+            marks(&host),
             vec![Mark::Revoked],
             "the revocation written over"
         );
     }
     // Read back: the revocation answers, still without a call.
-    host.fill(&relay, &b, &check, t0 + 3, false);
+    fill(&mut host, &relay, &b, &check, t0 + 3, false);
     let answer = relay.handle(&check, at(t0 + 3));
     rig::assert_refused(&answer, "the stored revocation");
     assert_eq!(polar.request_count(), 0);

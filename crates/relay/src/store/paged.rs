@@ -543,108 +543,14 @@ impl Backend for PagedBackend {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod host;
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::super::{narrowed, Mark, Narrowing};
+    use super::host::Host;
     use super::*;
-    use std::collections::BTreeMap;
-
-    /// A host's key-value storage: the journal applied as `relay-handler.js` saves it, and
-    /// the reads counted.
-    #[derive(Default)]
-    struct Host {
-        kv: BTreeMap<String, serde_json::Value>,
-        reads: usize,
-    }
-
-    impl Host {
-        fn save(&mut self, b: &PagedBackend) {
-            for item in b.take() {
-                let (key, value) = match item {
-                    JournalItem::Put { id, entry } => {
-                        (format!("e:{id}"), serde_json::to_value(entry).ok())
-                    }
-                    JournalItem::Delete { id } => (format!("e:{id}"), None),
-                    JournalItem::Link { tag, id } => (format!("i:{tag}|{id}"), Some(1.into())),
-                    JournalItem::Unlink { tag, id } => (format!("i:{tag}|{id}"), None),
-                    JournalItem::Count { n } => ("n:entries".into(), Some(n.into())),
-                    JournalItem::Webhook { id, at } => (format!("w:{id}"), Some(at.into())),
-                    JournalItem::Forget { id } => (format!("w:{id}"), None),
-                    JournalItem::Budget { .. } => continue,
-                };
-                match value {
-                    Some(v) => self.kv.insert(key, v),
-                    None => self.kv.remove(&key),
-                };
-            }
-            b.trim();
-        }
-
-        /// What a restarted host reads at start: the count (no webhooks or budget here).
-        fn start(&self, max_cached: usize) -> PagedBackend {
-            self.start_capped(1_000_000, max_cached)
-        }
-
-        /// [`Host::start`] with a store of at most `max_entries`.
-        fn start_capped(&self, max_entries: usize, max_cached: usize) -> PagedBackend {
-            let b = PagedBackend::new(max_entries, max_cached);
-            let n = self
-                .kv
-                .get("n:entries")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            b.restore(vec![JournalItem::Count { n }]);
-            b
-        }
-
-        /// Loads what `wants` touches, as the handler's `fill`.
-        fn fill(&mut self, b: &PagedBackend, wants: &Wants) {
-            for _ in 0..8 {
-                let m = b.missing(wants);
-                if m.is_empty() {
-                    return;
-                }
-                let entries = m
-                    .entries
-                    .iter()
-                    .map(|id| {
-                        self.reads += 1;
-                        let e = self.kv.get(&format!("e:{id}"));
-                        (
-                            id.clone(),
-                            e.and_then(|v| serde_json::from_value(v.clone()).ok()),
-                        )
-                    })
-                    .collect();
-                let rows = m
-                    .tags
-                    .iter()
-                    .map(|tag| {
-                        let prefix = format!("i:{tag}|");
-                        let ids: Vec<String> = self
-                            .kv
-                            .keys()
-                            .filter_map(|k| k.strip_prefix(&prefix).map(str::to_string))
-                            .collect();
-                        self.reads += ids.len();
-                        (tag.clone(), ids)
-                    })
-                    .collect();
-                b.load(entries, rows);
-                if m.oldest > 0 {
-                    // The time row's first keys, with their values (the storage's key order).
-                    let listed = self
-                        .kv
-                        .keys()
-                        .filter_map(|k| Some(k.strip_prefix("i:t:")?.to_string()))
-                        .take(m.oldest)
-                        .collect::<Vec<_>>();
-                    self.reads += listed.len();
-                    b.load_oldest(listed);
-                }
-            }
-            panic!("still missing after 8 rounds: {:?}", b.missing(wants));
-        }
-    }
 
     fn id(n: usize) -> EntryId {
         let mut id = [0u8; 32];

@@ -21,7 +21,8 @@ use polar_license_emulator::{
     Emulator, Options, Seed, SeedKey, WebhookOptions, DEMO_ORGANIZATION_ID, DEMO_TOKEN,
 };
 use polar_license_relay::store::{
-    Backend, BudgetState, Entry, EntryId, MemoryBackend, StoreError, StoreOptions,
+    Backend, BudgetState, Entry, EntryId, JournalItem, MemoryBackend, PagedBackend, StoreError,
+    StoreOptions, Wants,
 };
 use polar_license_relay::{
     serve_with, Limits, Now, Rate, Relay, RelayConfig, RelayRequest, Running, ServeOptions,
@@ -29,6 +30,10 @@ use polar_license_relay::{
 };
 use serde_json::{json, Value};
 use sha2::Sha256;
+
+/// The paged store's host, as its unit tests have it.
+#[path = "../../src/store/paged/host.rs"]
+pub mod host;
 
 /// The public routes' prefix.
 pub const PUBLIC: &str = "/v1/customer-portal/license-keys/";

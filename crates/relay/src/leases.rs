@@ -22,24 +22,12 @@ pub(crate) struct Leases {
 
 impl Leases {
     /// The lease's claims when `upstream` is a grant the core accepts for the request, with the
-    /// license key's and customer's ids it names, else why not.
-    pub(crate) fn grant(
-        &self,
-        op: Operation,
-        checked: &CheckedBody,
-        call: &Call,
-        upstream: &HttpResponse,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Result<(LeaseClaims, Holder), String> {
-        self.grant_at(op, checked, call, upstream, now, now.unix_seconds, entropy)
-    }
-
-    /// [`Leases::grant`] for an answer Polar gave at `verified_at` (the store's): checked as of
-    /// `now`, its lease issued at `verified_at`, so it never outlives what Polar said by more
-    /// than the lease length.
+    /// license key's and customer's ids it names, else why not. Polar gave the answer at
+    /// `verified_at` (`now` for one just given, the store's time for a stored one): checked as
+    /// of `now`, its lease issued at `verified_at`, so it never outlives what Polar said by
+    /// more than the lease length.
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn grant_at(
+    pub(crate) fn grant(
         &self,
         op: Operation,
         checked: &CheckedBody,

@@ -814,10 +814,11 @@ impl Relay {
             }
         }
         r.body = upstream.body.clone();
-        let (lease, holder) = match self
+        let verified_at = now.unix_seconds;
+        let granted = self
             .leases
-            .grant(op, checked, call, &upstream, now, entropy)
-        {
+            .grant(op, checked, call, &upstream, now, verified_at, entropy);
+        let (lease, holder) = match granted {
             Ok((lease, holder)) => (pending.claims(lease), holder),
             Err(why) => {
                 log::info!(

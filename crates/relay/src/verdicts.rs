@@ -310,7 +310,7 @@ impl Stored {
                     body: r.body.clone(),
                 };
                 let (claims, _) = leases
-                    .grant_at(
+                    .grant(
                         pending.op,
                         &pending.checked,
                         &pending.call,

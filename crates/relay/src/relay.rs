@@ -3,7 +3,7 @@
 //! Every method of the relay is here; what each part does is the part's own.
 
 use crate::clock::Now;
-use crate::flow::{Asks, Exchange, ExchangeOptions, Given, Need};
+use crate::flow::{Asks, Exchange, ExchangeOptions, Given, Moment, Need, Upstream};
 use crate::leases::Leases;
 use crate::limit::Buckets;
 use crate::roster::RosterChange;
@@ -728,7 +728,7 @@ impl Relay {
         now: Now,
         entropy: Option<[u8; 16]>,
     ) -> Finished {
-        Asks::finish_made(self, &pending, upstream, now, entropy, true)
+        Asks::finish_made(self, &pending, upstream, Moment { now, entropy }, true)
     }
 
     /// The answer with the externally made signature of [`Finished::pre_auth`]: the lease is
@@ -907,7 +907,7 @@ impl Asks for Relay {
         Relay::count_answer(self, req, r, now);
     }
 
-    fn count_call(&self, outcome: &Result<HttpResponse, TransportError>) {
+    fn count_call(&self, outcome: &Upstream) {
         Relay::count_call(self, outcome);
     }
 
@@ -939,27 +939,16 @@ impl Asks for Relay {
         Relay::roster_wants(self, req)
     }
 
-    fn begin_admitted(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        waited: u32,
-    ) -> Step {
-        Relay::begin_admitted(self, req, now, entropy, waited)
+    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Step {
+        Relay::begin_admitted(self, req, at.now, at.entropy, waited)
     }
 
     fn still_allows(&self, pending: &Pending) -> bool {
         self.breaker.still_allows(pending.ticket)
     }
 
-    fn stale_answer(
-        &self,
-        pending: &Pending,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Option<Finished> {
-        Relay::stale_answer(self, pending, now, entropy)
+    fn stale_answer(&self, pending: &Pending, at: Moment) -> Option<Finished> {
+        Relay::stale_answer(self, pending, at.now, at.entropy)
     }
 
     fn give_back(&self, now: Now) {
@@ -971,11 +960,11 @@ impl Asks for Relay {
     fn finish_made(
         &self,
         pending: &Pending,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-        entropy: Option<[u8; 16]>,
+        upstream: Upstream,
+        at: Moment,
         made: bool,
     ) -> Finished {
+        let Moment { now, entropy } = at;
         if made {
             self.breaker.record(&upstream, pending.ticket, now);
         }

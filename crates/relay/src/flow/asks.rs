@@ -12,6 +12,19 @@ use crate::reads::Reads;
 use crate::store::Wants;
 use crate::types::{Finished, Pending, RelayRequest, RelayResponse, Step};
 
+/// Polar's answer to a call, or why there is none.
+pub type Upstream = Result<HttpResponse, TransportError>;
+
+/// When a machine takes a step: the time now, and 16 random bytes for the id of a lease made
+/// in it (`None`: no lease can be made).
+#[derive(Debug, Clone, Copy)]
+pub struct Moment {
+    /// The time now.
+    pub now: Now,
+    /// A lease's id.
+    pub entropy: Option<[u8; 16]>,
+}
+
 /// The relay as the machines ([`Exchange`](super::Exchange),
 /// [`Background`](super::background::Background)) see it: a host passes its relay where a
 /// machine asks for one. Sealed: what a machine asks of it is this crate's own.
@@ -34,7 +47,7 @@ pub trait Asks {
     /// Counts the answer given to `req`.
     fn count_answer(&self, req: &RelayRequest, r: &RelayResponse, now: Now);
     /// Counts a call to Polar that the host made, and how it ended.
-    fn count_call(&self, outcome: &Result<HttpResponse, TransportError>);
+    fn count_call(&self, outcome: &Upstream);
     /// The webhooks' silence warning when one is due now.
     fn webhook_warning(&self, now: Now) -> Option<String>;
 
@@ -59,23 +72,12 @@ pub trait Asks {
     // The request's path: routing, the breaker, the verdict store, the leases.
 
     /// Every check of an admitted request after `waited` waits: the answer, or the call.
-    fn begin_admitted(
-        &self,
-        req: &RelayRequest,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        waited: u32,
-    ) -> Step;
+    fn begin_admitted(&self, req: &RelayRequest, at: Moment, waited: u32) -> Step;
     /// Whether the breaker still lets `pending`'s call go (it may have opened while the call
     /// waited for its slot).
     fn still_allows(&self, pending: &Pending) -> bool;
     /// The stored answer for a check whose patience passed, if there is one to give.
-    fn stale_answer(
-        &self,
-        pending: &Pending,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-    ) -> Option<Finished>;
+    fn stale_answer(&self, pending: &Pending, at: Moment) -> Option<Finished>;
     /// A call Polar never saw gives its place in the token's budget back.
     fn give_back(&self, now: Now);
     /// Polar's answer (or why there is none) kept and passed back, with a lease on a grant;
@@ -83,9 +85,8 @@ pub trait Asks {
     fn finish_made(
         &self,
         pending: &Pending,
-        upstream: Result<HttpResponse, TransportError>,
-        now: Now,
-        entropy: Option<[u8; 16]>,
+        upstream: Upstream,
+        at: Moment,
         made: bool,
     ) -> Finished;
     /// The answer with a lease signed elsewhere (`true` when the lease verified).

@@ -11,7 +11,7 @@
 
 use polar_license::{HttpRequest, HttpResponse, TransportError, TransportErrorKind};
 
-use super::Core;
+use super::{Core, Moment};
 use crate::clock::Now;
 use crate::store::Wants;
 use crate::types::{
@@ -300,7 +300,7 @@ impl Exchange {
             let asked = self.outstanding.take();
             let given = self.given.take();
             let state = std::mem::replace(&mut self.state, State::Done);
-            self.state = self.step(relay, now, entropy, state, given, asked);
+            self.state = self.step(relay, Moment { now, entropy }, state, given, asked);
             if matches!(self.state, State::Done)
                 && self.queue.is_empty()
                 && self.outstanding.is_none()
@@ -319,12 +319,12 @@ impl Exchange {
     fn step<C: Core + ?Sized>(
         &mut self,
         relay: &C,
-        now: Now,
-        entropy: Option<[u8; 16]>,
+        at: Moment,
         state: State,
         given: Option<Given>,
         asked: Option<Need>,
     ) -> State {
+        let now = at.now;
         match (state, given) {
             (State::Head, _) => {
                 if let Some(r) = operator(relay, &self.req, self.options.metrics.as_ref(), now) {
@@ -363,19 +363,19 @@ impl Exchange {
             },
             (State::Fill(after), _) => {
                 if !self.options.host_loads {
-                    return self.loaded(relay, now, entropy, after);
+                    return self.loaded(relay, at, after);
                 }
                 let load = Load {
                     store: relay.store_wants(&self.req, now.unix_seconds),
                     roster: relay.roster_wants(&self.req),
                 };
                 if load.store.is_none() && load.roster.is_none() {
-                    return self.loaded(relay, now, entropy, after);
+                    return self.loaded(relay, at, after);
                 }
                 self.ask(Need::Load(load), State::Loading(after))
             }
-            (State::Loading(after), Some(Given::Loaded)) => self.loaded(relay, now, entropy, after),
-            (State::Begin, _) => match relay.begin_admitted(&self.req, now, entropy, self.waited) {
+            (State::Loading(after), Some(Given::Loaded)) => self.loaded(relay, at, after),
+            (State::Begin, _) => match relay.begin_admitted(&self.req, at, self.waited) {
                 Step::Answer(mut r) => {
                     relay.cors(&self.req, &mut r);
                     State::Answered(r)
@@ -641,27 +641,21 @@ impl Exchange {
         }
     }
 
-    fn loaded<C: Core + ?Sized>(
-        &mut self,
-        relay: &C,
-        now: Now,
-        entropy: Option<[u8; 16]>,
-        after: After,
-    ) -> State {
+    fn loaded<C: Core + ?Sized>(&mut self, relay: &C, at: Moment, after: After) -> State {
         match after {
             After::Begin => State::Begin,
-            After::StaleWait(check) => match relay.stale_answer(&check, now, entropy) {
+            After::StaleWait(check) => match relay.stale_answer(&check, at) {
                 Some(finished) => self.signed(relay, finished),
                 None => self.again(),
             },
-            After::StaleCall(pending, flight) => match relay.stale_answer(&pending, now, entropy) {
+            After::StaleCall(pending, flight) => match relay.stale_answer(&pending, at) {
                 Some(finished) => {
                     self.tail = Some(Tail::Call(pending, flight));
                     self.signed(relay, finished)
                 }
                 None => self.ask(Need::Call, State::Calling(pending, flight, false)),
             },
-            After::StaleSlot(pending, flight) => match relay.stale_answer(&pending, now, entropy) {
+            After::StaleSlot(pending, flight) => match relay.stale_answer(&pending, at) {
                 Some(finished) => {
                     self.tail = Some(Tail::Slot(pending, flight));
                     self.signed(relay, finished)
@@ -697,9 +691,9 @@ impl Exchange {
                 let refused = self.options.calls_counted
                     && matches!(&upstream, Err(e) if e.kind == TransportErrorKind::Connect);
                 if !made || refused {
-                    relay.give_back(now);
+                    relay.give_back(at.now);
                 }
-                let finished = relay.finish_made(&pending, upstream, now, entropy, made);
+                let finished = relay.finish_made(&pending, upstream, at, made);
                 if let Some(flight) = flight {
                     self.queue.push_back(Need::Landed(flight));
                 }

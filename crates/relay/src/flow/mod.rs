@@ -13,6 +13,6 @@ mod asks;
 pub mod background;
 mod exchange;
 
-pub(crate) use asks::Asks;
 pub use asks::Core;
+pub(crate) use asks::{Asks, Moment, Upstream};
 pub use exchange::{Exchange, ExchangeOptions, Given, Load, Need};

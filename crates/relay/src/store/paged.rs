@@ -576,15 +576,19 @@ mod tests {
         }
     }
 
-    /// Writes entry `n` of `key` as a validate's answer is kept: its entry and its key's row
-    /// loaded first.
-    fn keep(host: &mut Host, b: &PagedBackend, n: usize, key: usize, at: i64) {
-        let wants = Wants {
+    /// What a validate of entry `n` of `key` reads: the entry and its key's row.
+    fn validate_wants(n: usize, key: usize) -> Wants {
+        Wants {
             entries: vec![id(n)],
             tags: vec![format!("k:{key}")],
             all: false,
-        };
-        host.fill(b, &wants);
+        }
+    }
+
+    /// Writes entry `n` of `key` as a validate's answer is kept: its entry and its key's row
+    /// loaded first.
+    fn keep(host: &mut Host, b: &PagedBackend, n: usize, key: usize, at: i64) {
+        host.fill(b, &validate_wants(n, key));
         b.put(&id(n), &entry(key, at)).unwrap();
         host.save(b);
     }
@@ -634,14 +638,7 @@ mod tests {
         assert_eq!(stored(14).mark, Mark::None);
         // Another restart reads the revocation back per key.
         let b = host.start(16);
-        host.fill(
-            &b,
-            &Wants {
-                entries: vec![id(7)],
-                tags: vec!["k:7".into()],
-                all: false,
-            },
-        );
+        host.fill(&b, &validate_wants(7, 7));
         assert_eq!(b.get(&id(7)).unwrap().unwrap().mark, Mark::Revoked);
     }
 
@@ -653,14 +650,7 @@ mod tests {
         let b = PagedBackend::new(1_000_000, 16);
         let mut revoked = entry(1, 1_000);
         revoked.mark = Mark::Revoked;
-        host.fill(
-            &b,
-            &Wants {
-                entries: vec![id(1)],
-                tags: vec!["k:1".into()],
-                all: false,
-            },
-        );
+        host.fill(&b, &validate_wants(1, 1));
         b.put(&id(1), &revoked).unwrap();
         host.save(&b);
         let b = host.start(16);

@@ -614,7 +614,7 @@ pub(crate) mod tests {
         r.keep_roster_in_host(100);
         let s = r.store.as_ref().expect("a store");
         let hex = |k: &str| kept_hex(&digest(&Key::new(k.to_string())));
-        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        let read = read_at(&r, 0).expect("page 1");
         roster_answered(&r.reads(), read, page(&["K-1", "K-2"], 1), at(10));
         assert_eq!(
             r.roster_changes(),
@@ -697,11 +697,11 @@ pub(crate) mod tests {
     fn a_regrants_refetch_wants_the_keys_row_and_entries_loaded() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        let read = read_at(&r, 0).expect("page 1");
         assert_eq!(refetch_wants(&r.reads(), &read), None, "a page");
         roster_answered(&r.reads(), read, page(&["K-1"], 1), at(10));
         event(&s.roster, "benefit_grant.revoked", NEW_KEY_ID, 1_000);
-        let revoked = roster_read(&r.reads(), at(1_000)).expect("the revocation's refetch");
+        let revoked = read_at(&r, 1_000).expect("the revocation's refetch");
         assert_eq!(
             refetch_wants(&r.reads(), &revoked),
             None,
@@ -709,7 +709,7 @@ pub(crate) mod tests {
         );
         roster_answered(&r.reads(), revoked, Ok((404, None, Vec::new())), at(1_010));
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 2_000);
-        let regrant = roster_read(&r.reads(), at(2_000)).expect("the re-grant's refetch");
+        let regrant = read_at(&r, 2_000).expect("the re-grant's refetch");
         assert_eq!(
             refetch_wants(&r.reads(), &regrant),
             Some(crate::store::Wants {
@@ -806,6 +806,11 @@ pub(crate) mod tests {
         Ok((200, None, body.to_string().into_bytes()))
     }
 
+    /// `r`'s roster read at `ms` ([`roster_read`]).
+    fn read_at(r: &Relay, ms: u64) -> Result<Read, Option<u64>> {
+        roster_read(&r.reads(), at(ms))
+    }
+
     /// A relay with a roster and a budget of 8 (2 kept) a minute.
     fn small_roster_relay() -> Relay {
         relay_with(crate::store::StoreOptions {
@@ -839,24 +844,16 @@ pub(crate) mod tests {
         for _ in 0..4 {
             s.take(at(now), Use::Shared).expect("a call");
         }
-        assert_eq!(
-            roster_read(&r.reads(), at(now)).err(),
-            Some(Some(200)),
-            "the backlog waits"
-        );
+        assert_eq!(read_at(&r, now).err(), Some(Some(200)), "the backlog waits");
         // A customer buys: its refetch goes first, the backlog ahead of it in the queue.
         created(new, now);
-        let read = roster_read(&r.reads(), at(now)).expect("the new customer's refetch");
+        let read = read_at(&r, now).expect("the new customer's refetch");
         assert!(read.url.ends_with(new), "{}", read.url);
         assert_eq!(s.budget(at(now)).used(now), 5);
-        assert_eq!(
-            roster_read(&r.reads(), at(now)).err(),
-            Some(Some(200)),
-            "still waiting"
-        );
+        assert_eq!(read_at(&r, now).err(), Some(Some(200)), "still waiting");
         // The window over: idle budget, the backlog's refetch from the shared part.
         let later = now + 61_000;
-        let read = roster_read(&r.reads(), at(later)).expect("the backlog's refetch");
+        let read = read_at(&r, later).expect("the backlog's refetch");
         assert!(read.url.ends_with(old), "{}", read.url);
     }
 
@@ -888,19 +885,19 @@ pub(crate) mod tests {
         // Within the window after the close, the budget idle: the backlog waits.
         let now = 2_500;
         assert_eq!(
-            roster_read(&r.reads(), at(now)).err(),
+            read_at(&r, now).err(),
             Some(Some(200)),
             "the refetch from the outage waits"
         );
         created(after, now);
-        let read = roster_read(&r.reads(), at(now)).expect("the new customer's refetch");
+        let read = read_at(&r, now).expect("the new customer's refetch");
         assert!(read.url.ends_with(after), "{}", read.url);
         assert_eq!(
-            roster_read(&r.reads(), at(61_999)).err(),
+            read_at(&r, 61_999).err(),
             Some(Some(200)),
             "still the window after the close"
         );
-        let read = roster_read(&r.reads(), at(62_000)).expect("the backlog's refetch");
+        let read = read_at(&r, 62_000).expect("the backlog's refetch");
         assert!(read.url.ends_with(during), "{}", read.url);
     }
 
@@ -908,7 +905,7 @@ pub(crate) mod tests {
     fn pages_spend_only_spare_budget_a_429_holds_and_a_refetch_uses_the_reserve() {
         let r = relay();
         let s = r.store.as_ref().expect("a store");
-        let first = roster_read(&r.reads(), at(0)).expect("page 1");
+        let first = read_at(&r, 0).expect("page 1");
         assert!(!format!("{first:?}").contains("Bearer"), "{first:?}");
         assert_eq!(
             first.url,
@@ -923,12 +920,12 @@ pub(crate) mod tests {
         assert!(s.roster.first_seen(&Key::new("K-2".to_string())));
         // 1 of the 3 shared calls spent: room for page 2, then not for page 3 (half the room
         // is the customers').
-        let second = roster_read(&r.reads(), at(20)).expect("page 2");
+        let second = read_at(&r, 20).expect("page 2");
         assert!(second.url.ends_with("page=2"));
-        assert_eq!(roster_read(&r.reads(), at(30)).err(), Some(Some(1_000)));
+        assert_eq!(read_at(&r, 30).err(), Some(Some(1_000)));
         // Polar's 429 on page 2: nothing read before its Retry-After.
         roster_answered(&r.reads(), second, Ok((429, Some(5), Vec::new())), at(40));
-        assert_eq!(roster_read(&r.reads(), at(1_100)).err(), Some(Some(3_940)));
+        assert_eq!(read_at(&r, 1_100).err(), Some(Some(3_940)));
         // A grant webhook's key: refetched first, from the reserve (the shared part is spent:
         // Polar's 429 blocks the whole budget, so the refetch waits for it too).
         event(&s.roster, "benefit_grant.created", NEW_KEY_ID, 5_100);
@@ -938,7 +935,7 @@ pub(crate) mod tests {
             "31bf892b-2e46-4f50-8060-8fdaf02aa482",
             5_100,
         );
-        let refetch = roster_read(&r.reads(), at(5_100)).expect("the refetch");
+        let refetch = read_at(&r, 5_100).expect("the refetch");
         assert_eq!(
             refetch.url,
             format!("http://127.0.0.1:9/v1/license-keys/{NEW_KEY_ID}")
@@ -953,7 +950,7 @@ pub(crate) mod tests {
         );
         assert!(!s.roster.first_seen(&Key::new("K-NEW".to_string())));
         // No other event was queued: the next read is page 2 again (the budget now full).
-        assert_eq!(roster_read(&r.reads(), at(5_300)).err(), Some(Some(1_000)));
+        assert_eq!(read_at(&r, 5_300).err(), Some(Some(1_000)));
         // A grant webhook while a page waits for room: its refetch goes at once (the page
         // held nothing).
         let other = "41bf892b-2e46-4f50-8060-8fdaf02aa482";
@@ -985,11 +982,11 @@ pub(crate) mod tests {
         // A token that cannot read keys: the worker ends, one warning, and a key Polar has not
         // granted through the relay is still first-seen (its share, fairly per client).
         let r = relay();
-        let read = roster_read(&r.reads(), at(0)).expect("page 1");
+        let read = read_at(&r, 0).expect("page 1");
         roster_answered(&r.reads(), read, Ok((403, None, Vec::new())), at(10));
         let s = r.store.as_ref().expect("a store");
         assert!(s.roster.first_seen(&Key::new("ANY".to_string())));
-        assert_eq!(roster_read(&r.reads(), at(20)).err(), Some(None));
+        assert_eq!(read_at(&r, 20).err(), Some(None));
         let warning = roster_warning(&r.reads()).expect("a warning");
         assert!(warning.contains("license_keys:read"), "{warning}");
         assert_eq!(roster_warning(&r.reads()), None, "once");

@@ -724,15 +724,20 @@ pub(crate) mod tests {
         d.iter().map(|b| format!("{b:02x}")).collect()
     }
 
-    /// A relay with a store (a budget of 4 calls a minute, 1 kept) and the roster on; its
-    /// transport is never used here.
-    fn relay() -> Relay {
+    /// A relay with a store (a budget of `budget` calls a minute, `reserve` of them kept) and
+    /// the roster on; its transport is never used here.
+    fn roster_relay(budget: u32, reserve: u32) -> Relay {
         relay_with(crate::store::StoreOptions {
-            budget: 4,
-            reserve: 1,
+            budget,
+            reserve,
             roster: true,
             ..crate::store::StoreOptions::default()
         })
+    }
+
+    /// [`roster_relay`] with a budget of 4 calls a minute, 1 kept.
+    fn relay() -> Relay {
+        roster_relay(4, 1)
     }
 
     /// A relay with a memory store of `options` whose transport is never used (the roster
@@ -811,16 +816,6 @@ pub(crate) mod tests {
         roster_read(&r.reads(), at(ms))
     }
 
-    /// A relay with a roster and a budget of 8 (2 kept) a minute.
-    fn small_roster_relay() -> Relay {
-        relay_with(crate::store::StoreOptions {
-            budget: 8,
-            reserve: 2,
-            roster: true,
-            ..crate::store::StoreOptions::default()
-        })
-    }
-
     /// Polar's `benefit_grant.created` naming the license key `id`, at `ms`.
     fn grant_created(roster: &Roster, id: &str, ms: u64) {
         let event = serde_json::json!({"type": "benefit_grant.created",
@@ -833,7 +828,7 @@ pub(crate) mod tests {
     /// grants' refreshes; a customer who just bought is refetched from the reserve meanwhile.
     #[test]
     fn a_backlog_of_refetches_waits_for_idle_budget_a_new_customers_goes_at_once() {
-        let r = small_roster_relay();
+        let r = roster_relay(8, 2);
         let s = r.store.as_ref().expect("a store");
         let created = |id: &str, ms: u64| grant_created(&s.roster, id, ms);
         let old = "21bf892b-2e46-4f50-8060-8fdaf02aa482";
@@ -866,7 +861,7 @@ pub(crate) mod tests {
     #[test]
     fn a_refetch_from_while_the_breaker_was_open_is_a_backlog_once_it_closes() {
         use polar_license::{HttpResponse, TransportError, TransportErrorKind};
-        let r = small_roster_relay();
+        let r = roster_relay(8, 2);
         let s = r.store.as_ref().expect("a store");
         let created = |id: &str, ms: u64| grant_created(&s.roster, id, ms);
         let refused = Err(TransportError::new(TransportErrorKind::Connect, "refused"));

@@ -740,7 +740,9 @@ const kind = (s, name, dir) => Object.assign(s, { kind: name, dir });
 function storage({ storage: s, cacheDir, appId }, files) {
   const onDisk = () => {
     const dir = cacheDir ?? files.defaultDir(appId);
-    return dir ? kind(store(files.fileStore(dir), ADAPTER, true), 'file', dir) : null;
+    if (!dir) return null;
+    const f = files.fileStore(dir);
+    return kind(Object.assign(store(f, ADAPTER, true), { create: (n, t) => call(f, 'create', [n, t]) }), 'file', dir);
   };
   if (s === undefined || s === null) {
     if (files) {
@@ -1307,9 +1309,19 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
         const name = t.slot(json);
         throw fail(
           await locked(name, async () => {
-            const a = JSON.parse(t.step(json, secret, (await this.#store.get(name)) ?? undefined, this.#now()));
-            if (a.write !== null) await this.#store.set(name, a.write, true);
-            return a.error;
+            const s = this.#store;
+            for (let round = 0; ; round += 1) {
+              const stored = (await s.get(name)) ?? undefined;
+              const a = JSON.parse(t.step(json, secret, stored, this.#now()));
+              // None read: the file store creates the record only where still none is (node's
+              // processes share no lock); another's created meanwhile is read and answered.
+              if (a.write !== null) {
+                if (stored === undefined && s.create) {
+                  if (!(await s.create(name, a.write)) && round < 2) continue;
+                } else await s.set(name, a.write, true);
+              }
+              return a.error;
+            }
           }),
         );
       }

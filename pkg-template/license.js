@@ -832,8 +832,11 @@ function webLock(name) {
       webLocks
         .request(name, { signal: abort.signal }, () => {
           clearTimeout(timer);
-          // Held until this promise settles: its resolve, handed out, is the release.
-          return new Promise(ok);
+          // Held until this promise settles: its resolve, handed out, is the release, let go in
+          // a task of its own, after this one's: Firefox hands a task's localStorage writes to
+          // the other tabs when the task ends, and a tab that took the lock before then read
+          // the slot as it was (tests/browser/late-grant.test.mjs, the trial race).
+          return new Promise((release) => ok(() => setTimeout(release)));
         })
         .catch(refused);
     } catch (e) {

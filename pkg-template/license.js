@@ -1117,7 +1117,8 @@ export function bind(load, crypto, entry = 'web', files = null, verifiers = [], 
           if (again) return again;
           const secret = randomSecret();
           await this.#store.set(SECRET, secret);
-          return secret;
+          // The file store keeps another process's, written meanwhile: the one stored counts.
+          return (await read()) ?? secret;
         })
       );
     }

@@ -29,22 +29,35 @@ const DAY = 86400;
 const START = Math.floor(Date.now() / 1000);
 const WAIT = 20_000;
 
-// One process's first check: argv is [cache dir, meeting dir, me, wait for, clock (s), days].
-// It marks `<me>-read` at the clock's first reading (the slot read), waits for `<wait for>`,
-// and marks `<me>-done` once answered; it prints the trial it was answered and whether it met.
+// One process's first check: argv is [cache dir, meeting dir, me, wait for, clock (s), days,
+// where]. It marks `<me>-read` where it is held, waits for `<wait for>`, and marks `<me>-done`
+// once answered; it prints the trial it was answered and whether it met. Held at the clock's
+// first reading (`where` is `clock`: the trial's slot read, its record not yet written), or at
+// the host's first random bytes (`secret`: the install secret read, none found, the one made
+// not yet written; the trial's record is sealed with it).
 const CHILD = `import { LicenseClient } from ${JSON.stringify(pathToFileURL(join(PACKAGE_DIR, 'node.js')).href)};
 import { existsSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-const [cacheDir, meet, me, waitFor, at, days] = process.argv.slice(2);
+const [cacheDir, meet, me, waitFor, at, days, where] = process.argv.slice(2);
 const nap = new Int32Array(new SharedArrayBuffer(4));
 let met = null;
-const clock = () => {
+const hold = () => {
   if (met === null) {
     writeFileSync(join(meet, me + '-read'), '');
     const until = Date.now() + ${WAIT};
     while (!(met = existsSync(join(meet, waitFor))) && Date.now() < until) Atomics.wait(nap, 0, 0, 5);
   }
+};
+const clock = () => {
+  if (where === 'clock') hold();
   return Number(at) * 1000;
+};
+// The package's WebCrypto (node 18 has no global one: node:crypto's, the same object).
+const crypto = globalThis.crypto ?? (await import('node:crypto')).webcrypto;
+const random = crypto.getRandomValues.bind(crypto);
+crypto.getRandomValues = (bytes) => {
+  if (where === 'secret') hold();
+  return random(bytes);
 };
 const client = new LicenseClient({ organizationId: ${JSON.stringify(ORG)}, baseUrl: ${JSON.stringify(EMULATOR)}, cacheDir, trial: Number(days), clock });
 let out;
@@ -60,18 +73,17 @@ console.log(JSON.stringify({ ...out, met }));
 
 /**
  * The two first checks at once on a fresh cache directory, a trial of `days`, the late
- * process's clock `ahead` seconds after the early one's. Resolves `[early, late, dir]`.
+ * process's clock `ahead` seconds after the early one's, both held `where` (`clock`: the
+ * install secret made first, by this process). Resolves `[early, late, dir]`.
  */
-async function race(root, days, ahead) {
-  const cacheDir = join(root, `cache-${ahead}`);
-  const meet = join(root, `meet-${ahead}`);
+async function race(root, days, ahead, where = 'clock') {
+  const cacheDir = join(root, `cache-${ahead}-${where}`);
+  const meet = join(root, `meet-${ahead}-${where}`);
   await mkdir(meet, { recursive: true });
-  // The install secret first (one process's): the record is sealed with it, and two fresh
-  // processes would each make one.
-  await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, cacheDir }).rememberedKey();
+  if (where === 'clock') await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, cacheDir }).rememberedKey();
   const script = join(root, 'child.mjs');
   const child = (me, waitFor, at) =>
-    run(process.execPath, [script, cacheDir, meet, me, waitFor, String(at), String(days)], { timeout: 60_000 }).then(({ stdout }) =>
+    run(process.execPath, [script, cacheDir, meet, me, waitFor, String(at), String(days), where], { timeout: 60_000 }).then(({ stdout }) =>
       JSON.parse(stdout),
     );
   const [early, late] = await Promise.all([child('early', 'late-read', START), child('late', 'early-done', START + ahead)]);
@@ -107,6 +119,22 @@ test('two processes whose first trial checks both read no record start one trial
       assert.deepEqual(late, { code: 'invalid_input', trial: ended, met: true });
       assert.deepEqual(await later(dir, 14, START + 21 * DAY), ended);
     }
+  } finally {
+    await rm(root, { recursive: true, force: true });
+  }
+});
+
+test('two processes that both found no install secret on a fresh install seal one trial with one secret (issue #54)', async () => {
+  // The late process's secret, written over the early one's, would leave the early one's trial
+  // record unopenable: refused from then on, for every process.
+  const root = await mkdtemp(join(tmpdir(), 'polar-license-trial-race-'));
+  try {
+    await writeFile(join(root, 'child.mjs'), CHILD);
+    const [early, late, dir] = await race(root, 14, 60, 'secret');
+    const trial = { local: true, state: 'active', startedAt: START, endsAt: START + 14 * DAY, daysLeft: 14 };
+    assert.deepEqual(early, { code: 'invalid_input', trial, met: true }, JSON.stringify(late));
+    assert.deepEqual(late, { code: 'invalid_input', trial, met: true });
+    assert.deepEqual(await later(dir, 14, START + DAY), { ...trial, daysLeft: 13 });
   } finally {
     await rm(root, { recursive: true, force: true });
   }

@@ -17,7 +17,9 @@
 // refuses one that is torn, and a lost one only means the next answer is durable. Within a process
 // the package's slot locks order the writes; unlike the native store there is no OS lock held
 // across processes (a record older than the ledger another process stored meanwhile is still
-// not written: license.js's `save`).
+// not written: license.js's `save`; a local trial's first record is created only where none is,
+// `create`, and an install secret is kept where another process wrote one, so two processes
+// that both read none start one trial, sealed with one secret).
 //
 // What an import costs at start-up (issue #26): only node:os and node:path are imported up front.
 // node:fs is taken on first use from the runtime (process.getBuiltinModule, node >= 20.16: no
@@ -26,7 +28,7 @@
 // temp file's name needs no node:crypto (about 2.5 ms): it is created exclusively ('wx'), so its
 // random part only keeps writers apart, never secret.
 import { homedir } from 'node:os';
-import { basename, extname, isAbsolute, join } from 'node:path';
+import { basename, dirname, extname, isAbsolute, join } from 'node:path';
 
 /** node:fs once loaded (`null` before the first call of `nodeFs`). */
 let fs = null;
@@ -174,6 +176,64 @@ function readRegular(path) {
 }
 
 /**
+ * Writes `bytes` to a temp file beside `path` (created exclusively, fsynced), then `put(tmp)`
+ * moves it there (a rename, or a link that may refuse: its result is resolved); the directory
+ * is fsynced when `durable` (Windows opens no directory; NTFS journals the rename). A temp file
+ * left by a failure is removed.
+ */
+async function place(f, path, bytes, durable, put) {
+  const tmp = join(dirname(path), `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`);
+  let placed;
+  try {
+    const fd = f.openSync(tmp, 'wx', 0o600);
+    try {
+      f.writeFileSync(fd, bytes);
+      await fsync(f, fd);
+    } finally {
+      f.closeSync(fd);
+    }
+    placed = put(tmp);
+  } catch (e) {
+    try {
+      f.rmSync(tmp, { force: true });
+    } catch {
+      // Nothing more to undo.
+    }
+    throw e;
+  }
+  if (placed !== false && durable && globalThis.process?.platform !== 'win32') {
+    const fd = f.openSync(dirname(path), 'r');
+    try {
+      await fsync(f, fd);
+    } finally {
+      f.closeSync(fd);
+    }
+  }
+  return placed;
+}
+
+/**
+ * Hard-links the temp file `tmp` to `path`, which fails when `path` exists: then it is left
+ * as it is when `keep()` says so (false), else replaced. A file system with no hard links
+ * (FAT) has it renamed into place. The temp file is gone either way.
+ */
+function linked(f, tmp, path, keep) {
+  try {
+    f.linkSync(tmp, path);
+  } catch (e) {
+    if (e?.code === 'EEXIST' && keep()) {
+      f.rmSync(tmp, { force: true });
+      return false;
+    }
+    if (e?.code !== 'EEXIST' && !['EPERM', 'ENOTSUP', 'ENOSYS', 'EOPNOTSUPP'].includes(e?.code)) throw e;
+    f.renameSync(tmp, path);
+    return true;
+  }
+  f.rmSync(tmp, { force: true });
+  return true;
+}
+
+/**
  * A `{ get, set, remove }` storage over the directory `dir`, in the native format. A file read
  * again whose identity and times have not changed (device, inode, size, modification and
  * change times: a write or a rename changes the change time, which no one can set back) is
@@ -245,32 +305,21 @@ export function fileStore(dir) {
         }
         return;
       }
-      const tmp = join(dir, `.${basename(path)}.${process.pid}.${tempSuffix()}.tmp`);
-      try {
-        const fd = f.openSync(tmp, 'wx', 0o600);
-        try {
-          f.writeFileSync(fd, bytes);
-          await fsync(f, fd);
-        } finally {
-          f.closeSync(fd);
-        }
-        f.renameSync(tmp, path);
-      } catch (e) {
-        try {
-          f.rmSync(tmp, { force: true });
-        } catch {
-          // Nothing more to undo.
-        }
-        throw e;
-      }
-      if (durable && globalThis.process?.platform !== 'win32') {
-        const fd = f.openSync(dir, 'r');
-        try {
-          await fsync(f, fd);
-        } finally {
-          f.closeSync(fd);
-        }
-      }
+      // The install secret is made once per install: another process's, written since this
+      // one read none (node has no lock across processes), is kept (a file of 32 bytes), and
+      // license.js reads it back; one of another size is replaced.
+      const keep = () => name === SECRET && f.statSync(path).size === 32;
+      await place(f, path, bytes, durable, (tmp) => (name === SECRET ? linked(f, tmp, path, keep) : f.renameSync(tmp, path)));
+    },
+    // The first record of a slot that an install must have once (the local trial's): written
+    // as `set` writes it, then hard-linked into place instead of renamed, which fails when the
+    // file exists: another process wrote it since this one read none. Resolves false then,
+    // and the caller reads what is there.
+    async create(name, text) {
+      const path = file(dir, name);
+      const f = fs ?? (await nodeFs());
+      f.mkdirSync(dir, { recursive: true, mode: 0o700 });
+      return place(f, path, Buffer.from(text, 'utf8'), true, (tmp) => linked(f, tmp, path, () => true));
     },
     async remove(name) {
       const { rmSync } = fs ?? (await nodeFs());

@@ -38,7 +38,8 @@
 #                 WebKitWebDriver on Xvfb): a Vite build, the README's <script type="module">
 #                 page, signed mode (WebCrypto Ed25519 and the add-on), module workers on
 #                 IndexedDB, two tabs checking one key at once (Web Locks), a late grant held in one
-#                 page while another records a denial (issue #53), the fault matrix (rows in target/fault-matrix/js-<engine>.tsv),
+#                 page while another records a denial (issue #53), two pages' first trial checks
+#                 held between the read and the write (issue #54), the fault matrix (rows in target/fault-matrix/js-<engine>.tsv),
 #                 the activation screen <polar-license-gate> (polar-license/ui: each state, axe-core);
 #                 screenshots in target/npm/e2e-<engine>.png and target/npm/gate/<engine>-<state>.png
 #   npm-bundlers  tests/bundlers: the bundler and host matrix (esbuild, Rollup, bun build,

@@ -17,6 +17,8 @@ use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
 use std::rc::Rc;
+use wasm_bindgen::JsValue;
+use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
@@ -84,7 +86,7 @@ impl Clock {
 /// A client of the emulator over `store` on `machine`, on `clock`, in API version `api`, with
 /// a local trial of `days` (none: no trial stated) and the trial benefits `benefits`.
 fn app(
-    store: &Shelf,
+    store: &(impl AsyncStore + Clone + 'static),
     machine: &str,
     clock: &Clock,
     api: &str,
@@ -162,6 +164,154 @@ async fn a_local_trial_starts_at_the_first_check_counts_down_and_ends() {
     store.remove(&name).await.unwrap();
     let fresh = local(&l.check_trial_report().await, TrialState::Active, 14);
     assert_eq!(fresh.started_at, Some(start + 40 * DAY));
+}
+
+/// A view of a [`Shelf`] whose first read of the trial's slot is held, the read done and the
+/// write not yet, until [`Held::go`]; [`Held::read`] says what it read (`Some(true)`: a record).
+#[derive(Clone)]
+struct Held {
+    shelf: Shelf,
+    read: Rc<Cell<Option<bool>>>,
+    gate: js_sys::Promise,
+    open: js_sys::Function,
+}
+
+impl Held {
+    fn new(shelf: &Shelf) -> Held {
+        let mut open = None;
+        let gate = js_sys::Promise::new(&mut |resolve, _| open = Some(resolve));
+        Held {
+            shelf: shelf.clone(),
+            read: Rc::default(),
+            gate,
+            open: open.expect("a promise's resolve"),
+        }
+    }
+
+    fn read(&self) -> Option<bool> {
+        self.read.get()
+    }
+
+    fn go(&self) {
+        self.open.call0(&JsValue::NULL).unwrap();
+    }
+}
+
+impl AsyncStore for Held {
+    fn get<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<Option<String>, Error>> {
+        let value = self.shelf.0.borrow().get(name).cloned();
+        let first = name.starts_with("polar-license.trial-") && self.read.get().is_none();
+        if first {
+            self.read.set(Some(value.is_some()));
+        }
+        let gate = first.then(|| JsFuture::from(self.gate.clone()));
+        Box::pin(async move {
+            if let Some(gate) = gate {
+                gate.await.unwrap();
+            }
+            Ok(value)
+        })
+    }
+
+    fn set<'a>(&'a self, name: &'a str, value: &'a str) -> LocalFuture<'a, Result<(), Error>> {
+        self.shelf.set(name, value)
+    }
+
+    fn remove<'a>(&'a self, name: &'a str) -> LocalFuture<'a, Result<(), Error>> {
+        self.shelf.remove(name)
+    }
+}
+
+/// Waits until `ready()`, `ms` milliseconds at most (the host's timer, 10 ms a turn); whether
+/// it came.
+async fn until(ms: i32, ready: impl Fn() -> bool) -> bool {
+    let nap = js_sys::Function::new_with_args("ms", "return new Promise((r) => setTimeout(r, ms))");
+    for _ in 0..ms / 10 {
+        if ready() {
+            return true;
+        }
+        let promise = nap.call1(&JsValue::NULL, &10.into()).unwrap();
+        JsFuture::from(js_sys::Promise::from(promise))
+            .await
+            .unwrap();
+    }
+    ready()
+}
+
+/// `l`'s trial check, run beside the test; its report lands in the cell.
+fn spawn_check(l: AsyncLicensing) -> Rc<RefCell<Option<CheckReport>>> {
+    let done = Rc::new(RefCell::new(None));
+    let out = done.clone();
+    wasm_bindgen_futures::spawn_local(async move {
+        *out.borrow_mut() = Some(l.check_trial_report().await);
+    });
+    done
+}
+
+#[wasm_bindgen_test]
+async fn two_first_checks_held_between_the_read_and_the_write_start_one_trial() {
+    // Two clients of one storage (two tabs of the app) in this instance: the slot's lock is
+    // the origin's Web Lock in a browser, the instance's in node. The early one reads no record
+    // and is held before its write; the late one (its clock 20 days on) starts meanwhile. It
+    // must not read before the early one wrote: it finds the trial of 14 days ended and does
+    // not restart it; both answer one start and end, and a later check sees that trial.
+    let start = date_now();
+    let shelf = Shelf::default();
+    let (early, late) = (Held::new(&shelf), Held::new(&shelf));
+    let early_app = app(
+        &early,
+        "machine-A",
+        &Clock::new(start),
+        "2026-10",
+        Some(14),
+        &[],
+    );
+    let late_clock = Clock::new(start + 20 * DAY);
+    let late_app = app(&late, "machine-A", &late_clock, "2026-10", Some(14), &[]);
+
+    let first = spawn_check(early_app);
+    assert!(until(30_000, || early.read().is_some()).await);
+    let second = spawn_check(late_app);
+    // The late client's read, if it comes while the early one is held (it must not).
+    let met = until(500, || late.read().is_some()).await;
+    early.go();
+    assert!(until(30_000, || first.borrow().is_some()).await);
+    assert!(until(30_000, || late.read().is_some()).await);
+    late.go();
+    assert!(until(30_000, || second.borrow().is_some()).await);
+
+    let first = first.borrow_mut().take().unwrap();
+    let second = second.borrow_mut().take().unwrap();
+    let why = format!(
+        "met {met}, read {:?}: {first:?} {second:?}",
+        (early.read(), late.read())
+    );
+    let t = local(&first, TrialState::Active, 14);
+    assert_eq!(
+        (t.started_at, t.ends_at),
+        (Some(start), Some(start + 14 * DAY)),
+        "{why}"
+    );
+    let t = local(&second, TrialState::Ended, 0);
+    assert_eq!(
+        (t.started_at, t.ends_at),
+        (Some(start), Some(start + 14 * DAY)),
+        "{why}"
+    );
+    // The late client waited for the lock: it read the early one's record.
+    assert_eq!(
+        (met, early.read(), late.read()),
+        (false, Some(false), Some(true)),
+        "{why}"
+    );
+    // A later check: the one trial, ended; one record.
+    late_clock.set(start + 21 * DAY);
+    let again = local_app(&shelf, &late_clock, Some(14))
+        .check_trial_report()
+        .await;
+    let t = local(&again, TrialState::Ended, 0);
+    assert_eq!(t.started_at, Some(start), "{why}");
+    assert_eq!(shelf.trial_names().len(), 1);
 }
 
 #[wasm_bindgen_test]

@@ -252,9 +252,19 @@ impl Drop for SlotGuard {
                 }
             }
             SlotGuard::Web(release) => {
-                // Resolving a promise cannot throw; if it did, the lock would outlive the
-                // page's use of it, never a write.
-                let _ = release.call0(&JsValue::UNDEFINED);
+                // Let go in a task after this one, as license.js does: Firefox hands a task's
+                // localStorage writes to the other tabs when the task ends, and a tab that took
+                // the lock before then would read the slot as it was (tests/browser/
+                // late-grant.test.mjs, the trial race, shows it for license.js). Where the host
+                // has no `setTimeout`, at once. Resolving a promise cannot throw; if it did,
+                // the lock would outlive the page's use of it, never a write.
+                let global = js_sys::global();
+                let later = js_sys::Reflect::get(&global, &JsValue::from_str("setTimeout"))
+                    .ok()
+                    .and_then(|f| f.dyn_into::<js_sys::Function>().ok());
+                if later.is_none_or(|set| set.call1(&global, release).is_err()) {
+                    let _ = release.call0(&JsValue::UNDEFINED);
+                }
             }
         }
     }

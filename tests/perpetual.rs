@@ -7,15 +7,12 @@
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::perpetual::{Perpetual, ReleaseDate};
 use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY,
-};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_testkit::seller_rows::{expire_at, revoke, DAY};
 use polar_license_testkit::{
     licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir, World, APP_SECRET, MACHINE,
 };
 use std::time::Duration;
-
-const DAY: i64 = 24 * 3600;
 
 /// The emulator answering as `version`, with `seed`.
 fn polar(seed: Seed, version: &str) -> Emulator {
@@ -24,17 +21,6 @@ fn polar(seed: Seed, version: &str) -> Emulator {
         ..Options::default()
     };
     Emulator::start(seed, options).expect("emulator")
-}
-
-/// The demo key of `polar` set to expire at `expires` (unix seconds).
-fn expire_at(polar: &Emulator, expires: i64) {
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
 }
 
 /// A client of `polar` keeping its records in `dir`, on `clock`, for a build released on
@@ -61,6 +47,17 @@ fn activate(l: &Licensing) {
 fn at_day(polar: &Emulator, clock: &FakeClock, start: i64, days: i64) {
     polar.set_clock_offset(days * DAY);
     clock.set(start + days * DAY);
+}
+
+/// A revoked key: denied as inactive, never a fallback.
+#[track_caller]
+fn never_falls_back(report: &CheckReport) {
+    assert_eq!(
+        report.outcome.reason(),
+        Some(Reason::Inactive),
+        "{report:?}"
+    );
+    assert_eq!(report.perpetual.map(|p| p.fallback), Some(false));
 }
 
 #[track_caller]
@@ -147,20 +144,8 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
 
     // A refund after the expiry: revoked never falls back, online or from the cache.
     at_day(&polar, &clock, start, 40);
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
-    let revoked = old_build.check_report(DEMO_KEY);
-    assert_eq!(
-        revoked.outcome.reason(),
-        Some(Reason::Inactive),
-        "{revoked:?}"
-    );
-    assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
+    revoke(&polar);
+    never_falls_back(&old_build.check_report(DEMO_KEY));
     polar.set_fault(Some(Fault::CloseImmediately));
     clock.set(start + 41 * DAY);
     let revoked_offline = old_build.check_report(DEMO_KEY);
@@ -225,16 +210,6 @@ fn cancelled(end: i64) -> Seed {
     seed
 }
 
-fn revoke(polar: &Emulator) {
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
-}
-
 #[test]
 fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     // 2027-01: the subscription's end is the paid-through date; Polar revokes the key at that
@@ -265,13 +240,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     assert!(old_build.check(DEMO_KEY).is_licensed());
     at_day(&polar_refunded, &clock, start, 2);
     revoke(&polar_refunded);
-    let refunded = old_build.check_report(DEMO_KEY);
-    assert_eq!(
-        refunded.outcome.reason(),
-        Some(Reason::Inactive),
-        "{refunded:?}"
-    );
-    assert_eq!(refunded.perpetual.map(|p| p.fallback), Some(false));
+    never_falls_back(&old_build.check_report(DEMO_KEY));
     // Still not past the end either: the denial was before it.
     at_day(&polar_refunded, &clock, start, 12);
     polar_refunded.set_fault(Some(Fault::CloseImmediately));

@@ -8,8 +8,8 @@
 
 use polar_license::trial::{TrialDays, TrialState};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
-use polar_license_testkit::seller_rows::{DAY, PAID_BENEFIT, TRIAL_BENEFIT};
+use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_testkit::seller_rows::{expire_at, revoke, DAY, PAID_BENEFIT, TRIAL_BENEFIT};
 use polar_license_testkit::trials::{
     key_trial, local, no_trial, refused, revoked, rolled_back, trialing,
 };
@@ -237,13 +237,7 @@ fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
     no_trial(&unstated.check_report(DEMO_KEY));
 
     // Revoked (a refund): denied, and no trial.
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
+    revoke(&polar);
     clock.advance(2 * 3600); // past the fresh window: the check asks Polar
     revoked(&l.check_report(DEMO_KEY));
 }
@@ -256,13 +250,7 @@ fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
         subscribed("active", start + 30 * DAY, TRIAL_BENEFIT),
         "2027-01",
     );
-    assert!(polar_trial.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    expire_at(&polar_trial, expires);
     let clock = FakeClock::new(start);
     let (_dir, l) = trial_benefit_app(&polar_trial, "trial-benefit", &clock);
     // The earlier of the key's expiry and the period's end.

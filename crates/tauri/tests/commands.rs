@@ -13,7 +13,7 @@
 
 use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
-use polar_license_emulator::{Fault, KeyUpdate, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license_emulator::{Fault, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
@@ -21,7 +21,7 @@ use polar_license_tauri::{
     PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, TrialDays, TrialInfo, Validated,
     CHECKED_EVENT, COMMANDS,
 };
-use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, Tape, World};
+use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::mpsc;
@@ -680,13 +680,7 @@ fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
     let new = Plugin::released("perpetual-new", ReleaseDate::from_unix(expires + DAY));
     for app in [&old, &new] {
         app.at_real_time();
-        assert!(app.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                expires_at: Some(Some(rfc3339(expires))),
-                ..KeyUpdate::default()
-            }
-        ));
+        app.expire_at(expires);
         app.activate();
     }
     let before = old.check();

@@ -18,6 +18,22 @@ pub use world::*;
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
 
+/// `run` on each of `items`, each on a thread of its own (a table's rows, each against its own
+/// emulator), the answers in the items' order; a panic on one thread fails the caller.
+pub fn each_on_a_thread<T: Sync, R: Send>(items: &[T], run: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let run = &run;
+    thread::scope(|s| {
+        let handles: Vec<_> = items
+            .iter()
+            .map(|item| s.spawn(move || run(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    })
+}
+
 /// A fresh directory under the system's temp dir, unique to this process and call, removed
 /// (with everything in it) when dropped: never the user's data dir, never another test's.
 #[derive(Debug)]

@@ -404,13 +404,7 @@ impl Row {
         };
         let polar = Emulator::start(seed, options).expect("emulator");
         if let Some(expires) = day(&p["expires_day"]) {
-            assert!(polar.update_key(
-                DEMO_KEY,
-                KeyUpdate {
-                    expires_at: Some(Some(crate::rfc3339(start + expires))),
-                    ..KeyUpdate::default()
-                }
-            ));
+            expire_at(&polar, start + expires);
         }
         polar
     }
@@ -423,6 +417,18 @@ pub fn revoke(polar: &Emulator) {
         DEMO_KEY,
         KeyUpdate {
             status: Some("revoked".into()),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
+/// Polar's demo key expires at `at` (unix seconds) from now on.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn expire_at(polar: &Emulator, at: i64) {
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(crate::rfc3339(at))),
             ..KeyUpdate::default()
         }
     ));
@@ -607,18 +613,7 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
 /// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
-    let rows = rows();
-    let run_row = &run_row;
-    let found: Vec<Found> = std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .iter()
-            .map(|row| s.spawn(move || run_row(row)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a row panicked"))
-            .collect()
-    });
+    let found = crate::each_on_a_thread(&rows(), run_row);
     let failures = write_tsv(face, &found);
     assert!(found.len() >= 11, "the table lost rows");
     assert!(

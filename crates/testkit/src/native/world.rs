@@ -15,7 +15,7 @@ use polar_license::{
     ActivateRequest, FileStore, HttpRequest, HttpResponse, Key, Licensing, LicensingBuilder,
     MachineBinding, Transport, TransportError, UreqTransport,
 };
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_TOKEN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -515,13 +515,12 @@ impl World {
 
     /// Polar revokes the demo key (panics if Polar has no such key).
     pub fn revoke(&self) {
-        assert!(self.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        ));
+        crate::seller_rows::revoke(&self.polar);
+    }
+
+    /// Polar's demo key expires at `at` (unix seconds).
+    pub fn expire_at(&self, at: i64) {
+        crate::seller_rows::expire_at(&self.polar, at);
     }
 
     /// The cache files (`*.cache`) in the world's directory.

@@ -7,7 +7,7 @@
 //! `POLAR_LICENSE_CLOCK_OFFSET` hook.
 
 use polar_license_emulator::DEMO_KEY;
-use polar_license_testkit::{expect_answer_keys, json_answer, rfc3339, unix_now, Launch, World};
+use polar_license_testkit::{rfc3339, Launch, World};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -15,11 +15,7 @@ const DAY: i64 = 86_400;
 
 /// `polar-license --json ARGS…` at clock offset `offset`: the exit code and the answer.
 fn run(w: &World, offset: i64, args: &[&str]) -> (i32, Value) {
-    let mut cmd = w.cli(BIN, &w.dir, offset);
-    cmd.arg("--json").args(args);
-    let (code, v) = json_answer(&cmd.launch());
-    expect_answer_keys(&v);
-    (code, v)
+    w.cli_json(BIN, offset, args)
 }
 
 /// [`run`], which must exit `code` with the reason `reason`: the answer.
@@ -93,10 +89,7 @@ fn check_trial_starts_counts_down_refuses_a_clock_set_back_and_ends() {
 
 #[test]
 fn check_with_a_trial_benefit_reports_the_key_as_a_trial_and_a_revoked_key_as_none() {
-    let w = World::new("cli-trial-key");
-    // Whole seconds: the JSON's RFC 3339 times have none smaller.
-    let expires = unix_now() + 10 * DAY;
-    w.expire_at(expires);
+    let (w, expires) = World::with_key_expiring("cli-trial-key", 10 * DAY);
     let (code, a) = run(&w, 0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
     assert_eq!(code, 0, "{a}");
     let benefit = a["license"]["benefit_id"]

@@ -7,21 +7,13 @@
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::perpetual::{Perpetual, ReleaseDate};
 use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, Fault, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_emulator::{Emulator, Fault, Seed, SeedSubscription, DEMO_KEY};
 use polar_license_testkit::seller_rows::{expire_at, revoke, DAY};
 use polar_license_testkit::{
-    licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir, World, APP_SECRET, MACHINE,
+    emulator_answering, licensing_builder, rfc3339, subscription, unix_now, FakeClock, ScratchDir,
+    World, APP_SECRET, MACHINE,
 };
 use std::time::Duration;
-
-/// The emulator answering as `version`, with `seed`.
-fn polar(seed: Seed, version: &str) -> Emulator {
-    let options = Options {
-        api_version: version.to_string(),
-        ..Options::default()
-    };
-    Emulator::start(seed, options).expect("emulator")
-}
 
 /// A client of `polar` keeping its records in `dir`, on `clock`, for a build released on
 /// `released` (none: no release date stated).
@@ -81,7 +73,7 @@ fn fallback(report: &CheckReport, source: Source, paid_through: i64) {
 fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
     let start = unix_now();
     let expires = start + 30 * DAY;
-    let polar = polar(Seed::demo(), "2026-10");
+    let polar = emulator_answering(Seed::demo(), "2026-10");
     expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-online");
     let clock = FakeClock::new(start);
@@ -159,7 +151,7 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
 fn a_cached_expiry_passed_offline_falls_back_within_the_grace_rules() {
     let start = unix_now();
     let expires = start + DAY;
-    let polar = polar(Seed::demo(), "2026-10");
+    let polar = emulator_answering(Seed::demo(), "2026-10");
     expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-cache");
     let clock = FakeClock::new(start);
@@ -201,11 +193,9 @@ fn a_cached_expiry_passed_offline_falls_back_within_the_grace_rules() {
 fn cancelled(end: i64) -> Seed {
     let mut seed = Seed::demo();
     seed.license_keys[0].subscription = Some(SeedSubscription {
-        status: Some("active".into()),
-        current_period_end: Some(rfc3339(end)),
         cancel_at_period_end: true,
         ends_at: Some(rfc3339(end)),
-        ..SeedSubscription::default()
+        ..subscription("active", end)
     });
     seed
 }
@@ -216,7 +206,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     // end, so "no longer active" at or after it is the paid time running out.
     let start = unix_now();
     let end = start + 10 * DAY;
-    let polar_ended = polar(cancelled(end), "2027-01");
+    let polar_ended = emulator_answering(cancelled(end), "2027-01");
     let dir = ScratchDir::new("perpetual-subscription");
     let clock = FakeClock::new(start);
     let old_build = app(&polar_ended, &dir, &clock, Some(start));
@@ -232,7 +222,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     assert_eq!(plain.outcome.reason(), Some(Reason::Inactive), "{plain:?}");
 
     // A refund (or chargeback) revokes before the period's end: never a fallback.
-    let polar_refunded = polar(cancelled(end), "2027-01");
+    let polar_refunded = emulator_answering(cancelled(end), "2027-01");
     let dir = ScratchDir::new("perpetual-refund");
     let clock = FakeClock::new(start);
     let old_build = app(&polar_refunded, &dir, &clock, Some(start));

@@ -8,22 +8,16 @@
 
 use polar_license::trial::{TrialDays, TrialState};
 use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_emulator::{Emulator, Seed, DEMO_KEY};
 use polar_license_testkit::seller_rows::{expire_at, revoke, DAY, PAID_BENEFIT, TRIAL_BENEFIT};
 use polar_license_testkit::trials::{
     key_trial, local, no_trial, refused, revoked, rolled_back, trialing,
 };
-use polar_license_testkit::{licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir};
+use polar_license_testkit::{
+    emulator_answering, licensing_builder, subscription, unix_now, FakeClock, ScratchDir,
+};
 use std::path::PathBuf;
 use std::time::Duration;
-
-fn polar(seed: Seed, version: &str) -> Emulator {
-    let options = Options {
-        api_version: version.to_string(),
-        ..Options::default()
-    };
-    Emulator::start(seed, options).expect("emulator")
-}
 
 /// A client of `polar` keeping its records in `dir` on `machine`, on `clock`, with a local
 /// trial of `days` (none: no trial stated) and the trial benefits `benefits`.
@@ -55,7 +49,7 @@ fn app(polar: &Emulator, dir: &ScratchDir, clock: &FakeClock, days: Option<u32>)
 /// directory `name`, the clock at the start, and the app with a trial of `days`.
 fn local_trial(name: &str, days: Option<u32>) -> (i64, Emulator, ScratchDir, FakeClock, Licensing) {
     let start = unix_now();
-    let polar = polar(Seed::demo(), "2026-10");
+    let polar = emulator_answering(Seed::demo(), "2026-10");
     let dir = ScratchDir::new(name);
     let clock = FakeClock::new(start);
     let l = app(&polar, &dir, &clock, days);
@@ -212,11 +206,7 @@ fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
 fn subscribed(status: &str, end: i64, benefit: &str) -> Seed {
     let mut seed = Seed::demo();
     seed.license_keys[0].benefit_id = Some(benefit.into());
-    seed.license_keys[0].subscription = Some(SeedSubscription {
-        status: Some(status.into()),
-        current_period_end: Some(rfc3339(end)),
-        ..SeedSubscription::default()
-    });
+    seed.license_keys[0].subscription = Some(subscription(status, end));
     seed
 }
 
@@ -224,7 +214,7 @@ fn subscribed(status: &str, end: i64, benefit: &str) -> Seed {
 fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
     let start = unix_now();
     let end = start + 5 * DAY + 3600;
-    let polar = polar(subscribed("trialing", end, PAID_BENEFIT), "2027-01");
+    let polar = emulator_answering(subscribed("trialing", end, PAID_BENEFIT), "2027-01");
     let dir = ScratchDir::new("trial-trialing");
     let clock = FakeClock::new(start);
     let l = app(&polar, &dir, &clock, Some(14));
@@ -246,7 +236,7 @@ fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
 fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
     let start = unix_now();
     let expires = start + 10 * DAY;
-    let polar_trial = polar(
+    let polar_trial = emulator_answering(
         subscribed("active", start + 30 * DAY, TRIAL_BENEFIT),
         "2027-01",
     );
@@ -257,7 +247,7 @@ fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
     key_trial(&l.check_report(DEMO_KEY), expires, 10);
 
     // A key of another (paid) benefit, same client: licensed, no trial.
-    let polar_paid = polar(
+    let polar_paid = emulator_answering(
         subscribed("active", start + 30 * DAY, PAID_BENEFIT),
         "2027-01",
     );

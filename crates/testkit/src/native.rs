@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::{Emulator, Options, Seed};
+use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -186,6 +186,25 @@ pub fn cli_against(
         .env("POLAR_LICENSE_CACHE_DIR", cache_dir)
         .env("POLAR_TIMEOUT", "5");
     cmd
+}
+
+/// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).
+pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
+    let options = Options {
+        api_version: version.to_string(),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// A subscription in `status` whose current period ends at `period_end` (unix seconds), for a
+/// seed key.
+pub fn subscription(status: &str, period_end: i64) -> SeedSubscription {
+    SeedSubscription {
+        status: Some(status.into()),
+        current_period_end: Some(crate::rfc3339(period_end)),
+        ..SeedSubscription::default()
+    }
 }
 
 /// The emulator serving `seed` with an organization token's budget of `calls` per `window`

@@ -12,9 +12,7 @@
 use polar_license::perpetual::ReleaseDate;
 use polar_license::trial::TrialDays;
 #[cfg(not(target_arch = "wasm32"))]
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY,
-};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Seed, SeedSubscription, DEMO_KEY};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 #[cfg(not(target_arch = "wasm32"))]
@@ -398,11 +396,7 @@ impl Row {
             seed.license_keys[0].order =
                 Some(serde_json::from_value(order.clone()).expect("polar.order"));
         }
-        let options = Options {
-            api_version: p["api"].as_str().unwrap_or("2026-10").to_string(),
-            ..Options::default()
-        };
-        let polar = Emulator::start(seed, options).expect("emulator");
+        let polar = crate::emulator_answering(seed, self.api());
         if let Some(expires) = day(&p["expires_day"]) {
             expire_at(&polar, start + expires);
         }

@@ -37,15 +37,15 @@ ROWS=(
     "unexpected_status|unexpected status (418)"
     "status_401|401"
 )
+IDS=("${ROWS[@]%%|*}")
 FACES=(rust c js)
 declare -A LABEL=([rust]=Rust [c]=C [js]=JS)
 
-# field FILE ID N: the Nth tab-separated field of row ID in FILE (empty when absent).
-# Columns: face fault expected got no_cache cached cache_kept requests expected_requests result
-field() {
-    [[ -f "$1" ]] || return 0
-    awk -F'\t' -v id="$2" -v n="$3" 'NR > 1 && $2 == id { print $n; exit }' "$1"
-}
+# shellcheck source=scripts/table-report.sh
+source "$ROOT/scripts/table-report.sh"
+
+# The TSVs' columns (`field FILE ID N` reads the Nth): face fault expected got no_cache cached
+# cache_kept requests expected_requests result
 
 # row_ok FILE ID: the row is there, its suite passed it, and it says what it should.
 row_ok() {
@@ -63,9 +63,33 @@ row_ok() {
         END { exit !(found && ok) }' "$1"
 }
 
-failed=0
-passed=0
-details=()
+# cell FACE FILE ID (row_cells): the row's validate code, ✓ or ✗, its requests, what became of
+# the cache.
+cell() {
+    local got cached kept requests cache mark
+    got="$(field "$2" "$3" 4)"
+    cached="$(field "$2" "$3" 6)"
+    kept="$(field "$2" "$3" 7)"
+    requests="$(field "$2" "$3" 8)"
+    if [[ "$kept" != yes ]]; then
+        cache="cache LOST"
+    elif [[ "$cached" == licensed/cache ]]; then
+        cache="cache grants"
+    else
+        cache="cache kept"
+    fi
+    if row_ok "$2" "$3"; then
+        mark="✓"
+        passed=$((passed + 1))
+    else
+        mark="✗"
+        failed=$((failed + 1))
+        details+=("${LABEL[$1]} / $3: $(awk -F'\t' -v id="$3" 'NR > 1 && $2 == id {
+            printf "expected %s; validate %s, check without a cache %s, with a cache %s, cache kept %s, %s requests (expected %s), suite says %s",
+                $3, $4, $5, $6, $7, $8, $9, $10 }' "$2")")
+    fi
+    cells+=" $got $mark $requests req · $cache |"
+}
 
 echo
 echo "## Fault matrix"
@@ -73,50 +97,8 @@ echo
 echo "| fault | expected | Rust | C | JS |"
 echo "|---|---|---|---|---|"
 for row in "${ROWS[@]}"; do
-    id="${row%%|*}"
-    label="${row#*|}"
-    expected=""
-    line="| $label |"
-    cells=""
-    for face in "${FACES[@]}"; do
-        file="$DIR/$face.tsv"
-        want="$(field "$file" "$id" 3)"
-        if [[ -z "$want" ]]; then
-            cells+=" missing ✗ |"
-            failed=$((failed + 1))
-            details+=("${LABEL[$face]} / $id: no row in ${file#"$ROOT"/}")
-            continue
-        fi
-        if [[ -z "$expected" ]]; then
-            expected="$want"
-        elif [[ "$want" != "$expected" ]]; then
-            details+=("${LABEL[$face]} / $id: expects $want where another face expects $expected")
-            failed=$((failed + 1))
-        fi
-        got="$(field "$file" "$id" 4)"
-        cached="$(field "$file" "$id" 6)"
-        kept="$(field "$file" "$id" 7)"
-        requests="$(field "$file" "$id" 8)"
-        if [[ "$kept" != yes ]]; then
-            cache="cache LOST"
-        elif [[ "$cached" == licensed/cache ]]; then
-            cache="cache grants"
-        else
-            cache="cache kept"
-        fi
-        if row_ok "$file" "$id"; then
-            mark="✓"
-            passed=$((passed + 1))
-        else
-            mark="✗"
-            failed=$((failed + 1))
-            details+=("${LABEL[$face]} / $id: $(awk -F'\t' -v id="$id" 'NR > 1 && $2 == id {
-                printf "expected %s; validate %s, check without a cache %s, with a cache %s, cache kept %s, %s requests (expected %s), suite says %s",
-                    $3, $4, $5, $6, $7, $8, $9, $10 }' "$file")")
-        fi
-        cells+=" $got $mark $requests req · $cache |"
-    done
-    echo "$line ${expected:-?} |$cells"
+    row_cells "${row%%|*}" "${FACES[@]}"
+    echo "| ${row#*|} | ${expected:-?} |$cells"
 done
 echo
 echo "Each cell: the reason code of an online validate, ✓ when every check of the row passed on"
@@ -128,31 +110,5 @@ echo "\`cache kept\` (not licensed, the verdict still there and licensing again 
 
 # The C suite's sanitizer runs, the JS suite's Node 18 run and its browser engines: every row
 # must be there and pass, when they ran.
-for variant in c-asan c-valgrind js-node18 js-chromium js-firefox js-webkit; do
-    file="$DIR/$variant.tsv"
-    if [[ ! -f "$file" ]]; then
-        echo "$variant: not run"
-        continue
-    fi
-    ok=0
-    for row in "${ROWS[@]}"; do
-        id="${row%%|*}"
-        if row_ok "$file" "$id"; then
-            ok=$((ok + 1))
-        else
-            details+=("$variant / $id: missing or failed")
-        fi
-    done
-    echo "$variant: $ok of ${#ROWS[@]} rows pass"
-    if [[ $ok -ne ${#ROWS[@]} ]]; then failed=$((failed + ${#ROWS[@]} - ok)); fi
-done
-
-if [[ ${#details[@]} -gt 0 ]]; then
-    echo
-    for d in "${details[@]}"; do
-        echo "FAIL $d"
-    done
-fi
-echo
-echo "fault-table: $passed of $((${#ROWS[@]} * ${#FACES[@]})) cells pass, $failed problems"
-[[ $failed -eq 0 ]]
+check_variants "$DIR" IDS c-asan c-valgrind js-node18 js-chromium js-firefox js-webkit
+report_end fault-table $((${#IDS[@]} * ${#FACES[@]}))

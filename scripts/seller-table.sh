@@ -46,15 +46,30 @@ if [[ ${#ROWS[@]} -eq 0 ]]; then
     exit 1
 fi
 
-# field FILE ID N: the Nth tab-separated field of row ID in FILE (empty when absent).
-field() {
-    [[ -f "$1" ]] || return 0
-    awk -F'\t' -v id="$2" -v n="$3" 'NR > 1 && $2 == id { print $n; exit }' "$1"
+# shellcheck source=scripts/table-report.sh
+source "$ROOT/scripts/table-report.sh"
+
+# row_ok FILE ID: the row is there, its suite passed it, and it got what it expected.
+row_ok() {
+    [[ "$(field "$1" "$2" 5)" == pass && -n "$(field "$1" "$2" 3)" &&
+        "$(field "$1" "$2" 3)" == "$(field "$1" "$2" 4)" ]]
 }
 
-failed=0
-passed=0
-details=()
+# cell FACE FILE ID (row_cells): ✓ when the suite passed the row and got what it expected (`want`).
+cell() {
+    local got result
+    got="$(field "$2" "$3" 4)"
+    result="$(field "$2" "$3" 5)"
+    if [[ "$result" == pass && "$got" == "$want" ]]; then
+        cells+=" ✓ |"
+        passed=$((passed + 1))
+    else
+        cells+=" $got ✗ |"
+        failed=$((failed + 1))
+        details+=("${LABEL[$1]} / $3: expected \`$want\`, got \`$got\`, suite says $result")
+    fi
+}
+
 faces=("${FACES[@]}")
 for face in "${FACES_PENDING[@]}"; do
     [[ -f "$DIR/$face.tsv" ]] && faces+=("$face")
@@ -73,38 +88,9 @@ echo "$header"
 echo "$rule"
 ids=()
 for row in "${ROWS[@]}"; do
-    id="${row%%$'\t'*}"
-    label="${row#*$'\t'}"
-    ids+=("$id")
-    expected=""
-    cells=""
-    for face in "${faces[@]}"; do
-        file="$DIR/$face.tsv"
-        want="$(field "$file" "$id" 3)"
-        if [[ -z "$want" ]]; then
-            cells+=" missing ✗ |"
-            failed=$((failed + 1))
-            details+=("${LABEL[$face]} / $id: no row in ${file#"$ROOT"/}")
-            continue
-        fi
-        if [[ -z "$expected" ]]; then
-            expected="$want"
-        elif [[ "$want" != "$expected" ]]; then
-            failed=$((failed + 1))
-            details+=("${LABEL[$face]} / $id: expects \`$want\` where another face expects \`$expected\`")
-        fi
-        got="$(field "$file" "$id" 4)"
-        result="$(field "$file" "$id" 5)"
-        if [[ "$result" == pass && "$got" == "$want" ]]; then
-            cells+=" ✓ |"
-            passed=$((passed + 1))
-        else
-            cells+=" $got ✗ |"
-            failed=$((failed + 1))
-            details+=("${LABEL[$face]} / $id: expected \`$want\`, got \`$got\`, suite says $result")
-        fi
-    done
-    echo "| $label | ${expected:-?} |$cells"
+    ids+=("${row%%$'\t'*}")
+    row_cells "${ids[-1]}" "${faces[@]}"
+    echo "| ${row#*$'\t'} | ${expected:-?} |$cells"
 done
 
 # A face's row the table does not have (a stale TSV, a renamed row) is a problem too.
@@ -129,31 +115,5 @@ done
 
 # The C suite's sanitizer runs and the Rust-on-wasm runner in the browsers: every row must be
 # there and pass, when they ran.
-for variant in c-asan c-valgrind wasm-chromium wasm-firefox; do
-    file="$DIR/$variant.tsv"
-    if [[ ! -f "$file" ]]; then
-        echo "$variant: not run"
-        continue
-    fi
-    ok=0
-    for id in "${ids[@]}"; do
-        if [[ "$(field "$file" "$id" 5)" == pass && -n "$(field "$file" "$id" 3)" &&
-            "$(field "$file" "$id" 3)" == "$(field "$file" "$id" 4)" ]]; then
-            ok=$((ok + 1))
-        else
-            details+=("$variant / $id: missing or failed")
-        fi
-    done
-    echo "$variant: $ok of ${#ids[@]} rows pass"
-    if [[ $ok -ne ${#ids[@]} ]]; then failed=$((failed + ${#ids[@]} - ok)); fi
-done
-
-if [[ ${#details[@]} -gt 0 ]]; then
-    echo
-    for d in "${details[@]}"; do
-        echo "FAIL $d"
-    done
-fi
-echo
-echo "seller-table: $passed of $((${#ROWS[@]} * ${#faces[@]})) cells pass, $failed problems"
-[[ $failed -eq 0 ]]
+check_variants "$DIR" ids c-asan c-valgrind wasm-chromium wasm-firefox
+report_end seller-table $((${#ROWS[@]} * ${#faces[@]}))

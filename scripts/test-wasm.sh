@@ -190,18 +190,11 @@ if ! cargo build -p polar-license-testkit --bin polar-license-forge 2>&1 | tail 
 fi
 FORGE_BIN="${CARGO_TARGET_DIR:-$ROOT/target}/debug/polar-license-forge"
 
-start_emulator main || exit 1
-export POLAR_WASM_EMULATOR_URL="$LAST_URL"
-start_emulator fault || exit 1
-export POLAR_WASM_FAULT_URL="$LAST_URL"
-start_emulator matrix || exit 1
-export POLAR_WASM_MATRIX_URL="$LAST_URL"
-start_emulator trust || exit 1
-export POLAR_WASM_TRUST_URL="$LAST_URL"
-start_emulator seller || exit 1
-export POLAR_WASM_SELLER_URL="$LAST_URL"
-start_emulator dead || exit 1
-export POLAR_WASM_DEAD_URL="$LAST_URL"
+# Each as NAME:VAR, its URL exported as POLAR_WASM_<VAR>_URL.
+for emulator in main:EMULATOR fault:FAULT matrix:MATRIX trust:TRUST seller:SELLER dead:DEAD; do
+    start_emulator "${emulator%%:*}" || exit 1
+    export "POLAR_WASM_${emulator#*:}_URL=$LAST_URL"
+done
 kill "$LAST_PID" && wait "$LAST_PID" 2>/dev/null
 echo "emulator $POLAR_WASM_EMULATOR_URL, faults $POLAR_WASM_FAULT_URL, matrix $POLAR_WASM_MATRIX_URL, trust $POLAR_WASM_TRUST_URL, seller $POLAR_WASM_SELLER_URL, stopped $POLAR_WASM_DEAD_URL"
 
@@ -401,14 +394,11 @@ for f in tests/js/*.test.mjs; do
 done
 # Node 18 runs beside Node 20 (each alone used under half of the 2 cores), on emulators of its
 # own.
-start_emulator main18 || exit 1
-NODE18_MAIN_URL="$LAST_URL"
-start_emulator fault18 || exit 1
-NODE18_FAULT_URL="$LAST_URL"
-start_emulator matrix18 || exit 1
-NODE18_MATRIX_URL="$LAST_URL"
-start_emulator trust18 || exit 1
-NODE18_TRUST_URL="$LAST_URL"
+# main18, fault18, ...: their URLs in NODE18_MAIN_URL, NODE18_FAULT_URL, ...
+for emulator in MAIN FAULT MATRIX TRUST; do
+    start_emulator "${emulator,,}18" || exit 1
+    printf -v "NODE18_${emulator}_URL" '%s' "$LAST_URL"
+done
 rm -rf "$NPM_OUT/node18-tmp" "$NPM_OUT/consumer18"
 mkdir -p "$NPM_OUT/node18-tmp"
 cp -a "$CONSUMER" "$NPM_OUT/consumer18"

@@ -23,7 +23,7 @@
 use polar_license::grace::{CheckOutcome, GracePolicy, Source};
 use polar_license::{CacheState, CacheStatus, Error, Licensing, Reason, ValidateRequest, Verdict};
 use polar_license_emulator::{Emulator, Fault, DEMO_KEY, DEMO_KEY_USAGE};
-use polar_license_testkit::World;
+use polar_license_testkit::{each_on_a_thread, World};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -451,17 +451,7 @@ fn matrix_dir() -> PathBuf {
 
 #[test]
 fn fault_matrix() {
-    let rows = rows();
-    let found: Vec<Found> = std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .iter()
-            .map(|row| s.spawn(move || run_row(row)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a row panicked"))
-            .collect()
-    });
+    let found = each_on_a_thread(&rows(), run_row);
 
     let mut tsv = String::from(
         "face\tfault\texpected\tgot\tno_cache\tcached\tcache_kept\trequests\texpected_requests\tresult\n",

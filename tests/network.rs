@@ -150,14 +150,9 @@ fn inspecting_server(polar: &Emulator) -> (u16, String) {
                 };
                 let mut tls = rustls::StreamOwned::new(conn, tcp);
                 // One request per connection: the head, then Content-Length bytes.
-                let mut head = Vec::new();
-                let mut byte = [0u8; 1];
-                while !head.ends_with(b"\r\n\r\n") {
-                    match tls.read(&mut byte) {
-                        Ok(1) => head.push(byte[0]),
-                        _ => return,
-                    }
-                }
+                let Ok(head) = polar_license_testkit::http::read_head(&mut tls) else {
+                    return;
+                };
                 let text = String::from_utf8_lossy(&head).to_ascii_lowercase();
                 let length = text
                     .lines()

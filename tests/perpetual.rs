@@ -7,35 +7,13 @@
 use polar_license::grace::{CheckOutcome, Source};
 use polar_license::perpetual::{Perpetual, ReleaseDate};
 use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{
-    Emulator, Fault, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY,
-};
+use polar_license_emulator::{Emulator, Fault, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_testkit::seller_rows::{expire_at, revoke, DAY};
 use polar_license_testkit::{
-    licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir, World, APP_SECRET, MACHINE,
+    emulator_answering, licensing_builder, rfc3339, subscription, unix_now, FakeClock, ScratchDir,
+    World, APP_SECRET, MACHINE,
 };
 use std::time::Duration;
-
-const DAY: i64 = 24 * 3600;
-
-/// The emulator answering as `version`, with `seed`.
-fn polar(seed: Seed, version: &str) -> Emulator {
-    let options = Options {
-        api_version: version.to_string(),
-        ..Options::default()
-    };
-    Emulator::start(seed, options).expect("emulator")
-}
-
-/// The demo key of `polar` set to expire at `expires` (unix seconds).
-fn expire_at(polar: &Emulator, expires: i64) {
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
-}
 
 /// A client of `polar` keeping its records in `dir`, on `clock`, for a build released on
 /// `released` (none: no release date stated).
@@ -63,6 +41,17 @@ fn at_day(polar: &Emulator, clock: &FakeClock, start: i64, days: i64) {
     clock.set(start + days * DAY);
 }
 
+/// A revoked key: denied as inactive, never a fallback.
+#[track_caller]
+fn never_falls_back(report: &CheckReport) {
+    assert_eq!(
+        report.outcome.reason(),
+        Some(Reason::Inactive),
+        "{report:?}"
+    );
+    assert_eq!(report.perpetual.map(|p| p.fallback), Some(false));
+}
+
 #[track_caller]
 fn fallback(report: &CheckReport, source: Source, paid_through: i64) {
     match &report.outcome {
@@ -84,7 +73,7 @@ fn fallback(report: &CheckReport, source: Source, paid_through: i64) {
 fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
     let start = unix_now();
     let expires = start + 30 * DAY;
-    let polar = polar(Seed::demo(), "2026-10");
+    let polar = emulator_answering(Seed::demo(), "2026-10");
     expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-online");
     let clock = FakeClock::new(start);
@@ -147,20 +136,8 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
 
     // A refund after the expiry: revoked never falls back, online or from the cache.
     at_day(&polar, &clock, start, 40);
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
-    let revoked = old_build.check_report(DEMO_KEY);
-    assert_eq!(
-        revoked.outcome.reason(),
-        Some(Reason::Inactive),
-        "{revoked:?}"
-    );
-    assert_eq!(revoked.perpetual.map(|p| p.fallback), Some(false));
+    revoke(&polar);
+    never_falls_back(&old_build.check_report(DEMO_KEY));
     polar.set_fault(Some(Fault::CloseImmediately));
     clock.set(start + 41 * DAY);
     let revoked_offline = old_build.check_report(DEMO_KEY);
@@ -174,7 +151,7 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
 fn a_cached_expiry_passed_offline_falls_back_within_the_grace_rules() {
     let start = unix_now();
     let expires = start + DAY;
-    let polar = polar(Seed::demo(), "2026-10");
+    let polar = emulator_answering(Seed::demo(), "2026-10");
     expire_at(&polar, expires);
     let dir = ScratchDir::new("perpetual-cache");
     let clock = FakeClock::new(start);
@@ -216,23 +193,11 @@ fn a_cached_expiry_passed_offline_falls_back_within_the_grace_rules() {
 fn cancelled(end: i64) -> Seed {
     let mut seed = Seed::demo();
     seed.license_keys[0].subscription = Some(SeedSubscription {
-        status: Some("active".into()),
-        current_period_end: Some(rfc3339(end)),
         cancel_at_period_end: true,
         ends_at: Some(rfc3339(end)),
-        ..SeedSubscription::default()
+        ..subscription("active", end)
     });
     seed
-}
-
-fn revoke(polar: &Emulator) {
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
 }
 
 #[test]
@@ -241,7 +206,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     // end, so "no longer active" at or after it is the paid time running out.
     let start = unix_now();
     let end = start + 10 * DAY;
-    let polar_ended = polar(cancelled(end), "2027-01");
+    let polar_ended = emulator_answering(cancelled(end), "2027-01");
     let dir = ScratchDir::new("perpetual-subscription");
     let clock = FakeClock::new(start);
     let old_build = app(&polar_ended, &dir, &clock, Some(start));
@@ -257,7 +222,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     assert_eq!(plain.outcome.reason(), Some(Reason::Inactive), "{plain:?}");
 
     // A refund (or chargeback) revokes before the period's end: never a fallback.
-    let polar_refunded = polar(cancelled(end), "2027-01");
+    let polar_refunded = emulator_answering(cancelled(end), "2027-01");
     let dir = ScratchDir::new("perpetual-refund");
     let clock = FakeClock::new(start);
     let old_build = app(&polar_refunded, &dir, &clock, Some(start));
@@ -265,13 +230,7 @@ fn a_cancelled_subscription_that_ran_out_falls_back_and_a_refund_does_not() {
     assert!(old_build.check(DEMO_KEY).is_licensed());
     at_day(&polar_refunded, &clock, start, 2);
     revoke(&polar_refunded);
-    let refunded = old_build.check_report(DEMO_KEY);
-    assert_eq!(
-        refunded.outcome.reason(),
-        Some(Reason::Inactive),
-        "{refunded:?}"
-    );
-    assert_eq!(refunded.perpetual.map(|p| p.fallback), Some(false));
+    never_falls_back(&old_build.check_report(DEMO_KEY));
     // Still not past the end either: the denial was before it.
     at_day(&polar_refunded, &clock, start, 12);
     polar_refunded.set_fault(Some(Fault::CloseImmediately));

@@ -10,10 +10,10 @@ use polar_license::{
     ActivateRequest, BlockingClient, Licensing, MachineBinding, Reason, ValidateRequest, Verdict,
 };
 use polar_license_emulator::{
-    Emulator, Fault, Options, Seed, SeedMember, SeedOrder, SeedSubscription, API_VERSIONS,
-    DEMO_KEY, DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
+    Emulator, Fault, Seed, SeedMember, SeedOrder, SeedSubscription, API_VERSIONS, DEMO_KEY,
+    DEMO_KEY_NO_ACTIVATIONS, DEMO_KEY_USAGE,
 };
-use polar_license_testkit::{licensing_builder, ScratchDir};
+use polar_license_testkit::{emulator_answering, licensing_builder, ScratchDir};
 use std::time::Duration;
 
 const MEMBER_ID: &str = "6b1c9a4e-2f3d-4b5a-8c7d-9e0f1a2b3c4d";
@@ -44,11 +44,7 @@ fn seed() -> Seed {
 /// An emulator answering as Polar's API `version`, a scratch cache directory, and a client of
 /// that emulator keeping its records there (machine "machine-A", 5 s timeouts).
 fn up(version: &str) -> (Emulator, ScratchDir, Licensing) {
-    let options = Options {
-        api_version: version.to_string(),
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = emulator_answering(seed(), version);
     let dir = ScratchDir::new("versions");
     let lic = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
         .timeout(Duration::from_secs(5))

@@ -5,63 +5,43 @@
 //! step of any row answers otherwise than the table says.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::perpetual::ReleaseDate;
-use polar_license::trial::TrialDays;
 use polar_license::{ActivateRequest, MachineBinding};
-use polar_license_emulator::{Fault, DEMO_KEY};
-use polar_license_testkit::seller_rows::{
-    play, revoke, seconds, Found, Row, Step, Verdict, TRIAL_BENEFIT,
-};
-use polar_license_testkit::{licensing_builder, unix_now, FakeClock, ScratchDir};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::seller_rows::{play, Found, Row, RowPolar, Step, Verdict};
+use polar_license_testkit::{licensing_builder, ScratchDir};
 use std::time::Duration;
 
 fn run_row(row: &Row) -> Found {
-    let start = unix_now();
-    let polar = row.emulator(start);
+    let world = RowPolar::new(row);
+    let start = world.start;
     let dir = ScratchDir::new(&format!("seller-{}", row.id));
-    let clock = FakeClock::new(start);
-    let mut builder = licensing_builder(&polar, &dir, MachineBinding::Id("machine-A".into()))
+    let builder = licensing_builder(&world.polar, &dir, MachineBinding::Id("machine-A".into()))
         .timeout(Duration::from_secs(10))
-        .clock(clock.reader());
-    if let Some(at) = row.released(start) {
-        builder = builder.released(ReleaseDate::from_unix(at));
-    }
-    if let Some(days) = row.trial_days {
-        builder = builder.trial(TrialDays::new(days).expect("trial days"));
-    }
-    if row.trial_benefit {
-        builder = builder.trial_benefit(TRIAL_BENEFIT);
-    }
-    let app = builder.build().expect("licensing builds");
-    let move_to = |day: f64| {
-        polar.set_clock_offset(seconds(day));
-        clock.set(start + seconds(day));
-    };
+        .clock(world.clock.reader());
+    let app = row
+        .set_up(start, builder)
+        .build()
+        .expect("licensing builds");
     let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {
+        // The clocks, Polar's revocation and its outage; the app's calls below.
+        world.play(step);
         match step {
-            Step::Activate(day) => {
-                move_to(*day);
+            Step::Activate(_) => {
                 let v = app.activate(&ActivateRequest::new(DEMO_KEY, "laptop"));
                 if !v.as_ref().is_ok_and(|v| v.accepted().is_some()) {
                     found.failures.push(format!("step {i}: activate: {v:?}"));
                 }
             }
-            Step::Check(day, want) => {
-                move_to(*day);
+            Step::Check(_, want) => {
                 let got = Verdict::of_report(row, &app.check_report(DEMO_KEY), start);
                 found.compare(i, want.as_ref(), &got);
             }
-            Step::Trial(day, want) => {
-                move_to(*day);
+            Step::Trial(_, want) => {
                 let got = Verdict::of_report(row, &app.check_trial_report(), start);
                 found.compare(i, want.as_ref(), &got);
             }
-            Step::Revoke(day) => {
-                move_to(*day);
-                revoke(&polar);
-            }
-            Step::Offline => polar.set_fault(Some(Fault::CloseImmediately)),
+            Step::Revoke(_) | Step::Offline => {}
         }
     }
     found

@@ -6,23 +6,18 @@
 //! trial with its end; a revoked key is not one; with no trial stated, nothing changes.
 #![cfg(not(target_arch = "wasm32"))]
 
-use polar_license::trial::{Trial, TrialDays, TrialState};
-use polar_license::{ActivateRequest, CheckReport, Licensing, MachineBinding, Reason};
-use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
-use polar_license_testkit::{licensing_builder, rfc3339, unix_now, FakeClock, ScratchDir};
+use polar_license::trial::{TrialDays, TrialState};
+use polar_license::{ActivateRequest, Licensing, MachineBinding, Reason};
+use polar_license_emulator::{Emulator, Seed, DEMO_KEY};
+use polar_license_testkit::seller_rows::{expire_at, revoke, DAY, PAID_BENEFIT, TRIAL_BENEFIT};
+use polar_license_testkit::trials::{
+    key_trial, local, no_trial, refused, revoked, rolled_back, trialing,
+};
+use polar_license_testkit::{
+    emulator_answering, licensing_builder, subscription, unix_now, FakeClock, ScratchDir,
+};
 use std::path::PathBuf;
 use std::time::Duration;
-
-const DAY: i64 = 24 * 3600;
-const TRIAL_BENEFIT: &str = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c";
-
-fn polar(seed: Seed, version: &str) -> Emulator {
-    let options = Options {
-        api_version: version.to_string(),
-        ..Options::default()
-    };
-    Emulator::start(seed, options).expect("emulator")
-}
 
 /// A client of `polar` keeping its records in `dir` on `machine`, on `clock`, with a local
 /// trial of `days` (none: no trial stated) and the trial benefits `benefits`.
@@ -50,6 +45,33 @@ fn app(polar: &Emulator, dir: &ScratchDir, clock: &FakeClock, days: Option<u32>)
     app_on(polar, dir, "machine-A", clock, days, &[])
 }
 
+/// A local trial's set-up: the start (now), Polar (2026-10, the demo key), the records'
+/// directory `name`, the clock at the start, and the app with a trial of `days`.
+fn local_trial(name: &str, days: Option<u32>) -> (i64, Emulator, ScratchDir, FakeClock, Licensing) {
+    let start = unix_now();
+    let polar = emulator_answering(Seed::demo(), "2026-10");
+    let dir = ScratchDir::new(name);
+    let clock = FakeClock::new(start);
+    let l = app(&polar, &dir, &clock, days);
+    (start, polar, dir, clock, l)
+}
+
+/// [`local_trial`] started: its first check, with no key, starts the trial of `days`.
+fn started_trial(name: &str, days: u32) -> (i64, Emulator, ScratchDir, FakeClock, Licensing) {
+    let set_up = local_trial(name, Some(days));
+    local(&set_up.4.check_trial_report(), TrialState::Active, days);
+    set_up
+}
+
+/// An app with no local trial that names [`TRIAL_BENEFIT`] as a trial benefit, its records in
+/// the directory `name`, the demo key activated.
+fn trial_benefit_app(polar: &Emulator, name: &str, clock: &FakeClock) -> (ScratchDir, Licensing) {
+    let dir = ScratchDir::new(name);
+    let l = app_on(polar, &dir, "machine-A", clock, None, &[TRIAL_BENEFIT]);
+    activate(&l);
+    (dir, l)
+}
+
 /// The trial file in `dir` (the store's `trial-…` slot).
 fn trial_file(dir: &ScratchDir) -> PathBuf {
     let entries = std::fs::read_dir(dir.path()).expect("read dir");
@@ -72,23 +94,9 @@ fn activate(l: &Licensing) {
     assert!(v.accepted().is_some(), "{v:?}");
 }
 
-#[track_caller]
-fn local(report: &CheckReport, state: TrialState, days_left: u32) -> Trial {
-    let t = *report.trial.clone().expect("a trial answer");
-    assert!(t.local, "{t:?}");
-    assert_eq!(t.state, state, "{report:?}");
-    assert_eq!(t.days_left, days_left, "{report:?}");
-    assert!(!report.outcome.is_licensed(), "{report:?}");
-    t
-}
-
 #[test]
 fn a_local_trial_starts_at_the_first_check_counts_down_and_ends() {
-    let start = unix_now();
-    let polar = polar(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-local");
-    let clock = FakeClock::new(start);
-    let l = app(&polar, &dir, &clock, Some(14));
+    let (start, polar, dir, clock, l) = local_trial("trial-local", Some(14));
 
     // No key: the first check starts the trial; the outcome still asks for a key.
     let first = l.check_remembered_report();
@@ -132,11 +140,7 @@ fn a_local_trial_starts_at_the_first_check_counts_down_and_ends() {
 
 #[test]
 fn no_trial_stated_changes_nothing() {
-    let start = unix_now();
-    let polar = polar(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-none");
-    let clock = FakeClock::new(start);
-    let l = app(&polar, &dir, &clock, None);
+    let (_, _polar, dir, _, l) = local_trial("trial-none", None);
     let plain = l.check_remembered_report();
     assert_eq!(plain.trial, None);
     assert_eq!(plain.outcome.reason(), Some(Reason::InvalidInput));
@@ -152,26 +156,13 @@ fn no_trial_stated_changes_nothing() {
 
 #[test]
 fn a_clock_set_back_during_a_trial_is_clock_rollback() {
-    let start = unix_now();
-    let polar = polar(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-rollback");
-    let clock = FakeClock::new(start);
-    let l = app(&polar, &dir, &clock, Some(7));
-    local(&l.check_trial_report(), TrialState::Active, 7);
+    let (start, _polar, _dir, clock, l) = started_trial("trial-rollback", 7);
     clock.set(start + 6 * DAY);
     local(&l.check_trial_report(), TrialState::Active, 1);
 
     // Set back five days to stretch the trial: refused, clock_rollback.
     clock.set(start + DAY);
-    let back = l.check_trial_report();
-    assert_eq!(
-        back.outcome.reason(),
-        Some(Reason::ClockRollback),
-        "{back:?}"
-    );
-    let t = *back.trial.expect("a trial answer");
-    assert_eq!(t.state, TrialState::Refused);
-    assert!(!t.is_active());
+    rolled_back(&l.check_trial_report());
     // Within the tolerance (10 minutes): no rollback, and no day regained.
     clock.set(start + 6 * DAY - 300);
     local(&l.check_trial_report(), TrialState::Active, 1);
@@ -182,12 +173,7 @@ fn a_clock_set_back_during_a_trial_is_clock_rollback() {
 
 #[test]
 fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
-    let start = unix_now();
-    let polar = polar(Seed::demo(), "2026-10");
-    let dir = ScratchDir::new("trial-edited");
-    let clock = FakeClock::new(start);
-    let l = app(&polar, &dir, &clock, Some(14));
-    local(&l.check_trial_report(), TrialState::Active, 14);
+    let (start, polar, dir, clock, l) = started_trial("trial-edited", 14);
     clock.set(start + 20 * DAY);
     local(&l.check_trial_report(), TrialState::Ended, 0);
 
@@ -197,11 +183,7 @@ fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
     let edited = text.replacen(&start.to_string(), &(start + 19 * DAY).to_string(), 1);
     assert_ne!(edited, text);
     std::fs::write(&path, edited).expect("edited");
-    let refused = l.check_trial_report();
-    let t = *refused.trial.clone().expect("a trial answer");
-    assert_eq!(t.state, TrialState::Refused, "{refused:?}");
-    assert_eq!(t.days_left, 0);
-    assert_eq!(refused.outcome.reason(), Some(Reason::InvalidInput));
+    refused(&l.check_trial_report());
     // Refused, and left as it is: the next check refuses too (no fresh trial written).
     assert_eq!(
         l.check_trial_report().trial.map(|t| t.state),
@@ -224,11 +206,7 @@ fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
 fn subscribed(status: &str, end: i64, benefit: &str) -> Seed {
     let mut seed = Seed::demo();
     seed.license_keys[0].benefit_id = Some(benefit.into());
-    seed.license_keys[0].subscription = Some(SeedSubscription {
-        status: Some(status.into()),
-        current_period_end: Some(rfc3339(end)),
-        ..SeedSubscription::default()
-    });
+    seed.license_keys[0].subscription = Some(subscription(status, end));
     seed
 }
 
@@ -236,10 +214,7 @@ fn subscribed(status: &str, end: i64, benefit: &str) -> Seed {
 fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
     let start = unix_now();
     let end = start + 5 * DAY + 3600;
-    let polar = polar(
-        subscribed("trialing", end, "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d"),
-        "2027-01",
-    );
+    let polar = emulator_answering(subscribed("trialing", end, PAID_BENEFIT), "2027-01");
     let dir = ScratchDir::new("trial-trialing");
     let clock = FakeClock::new(start);
     let l = app(&polar, &dir, &clock, Some(14));
@@ -247,94 +222,35 @@ fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_not() {
     activate(&l);
     let r = l.check_report(DEMO_KEY);
     assert!(r.outcome.is_licensed(), "{r:?}");
-    assert_eq!(
-        r.trial.as_deref(),
-        Some(&Trial {
-            local: false,
-            state: TrialState::Active,
-            started_at: None,
-            ends_at: Some(end),
-            days_left: 6,
-        })
-    );
+    assert_eq!(r.trial.as_deref(), Some(&trialing(end, 6)));
     // No trial stated: the same answer, no trial field.
-    let plain = unstated.check_report(DEMO_KEY);
-    assert!(plain.outcome.is_licensed());
-    assert_eq!(plain.trial, None);
+    no_trial(&unstated.check_report(DEMO_KEY));
 
     // Revoked (a refund): denied, and no trial.
-    assert!(polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
+    revoke(&polar);
     clock.advance(2 * 3600); // past the fresh window: the check asks Polar
-    let revoked = l.check_report(DEMO_KEY);
-    assert_eq!(
-        revoked.outcome.reason(),
-        Some(Reason::Inactive),
-        "{revoked:?}"
-    );
-    assert_eq!(revoked.trial, None);
+    revoked(&l.check_report(DEMO_KEY));
 }
 
 #[test]
 fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
     let start = unix_now();
     let expires = start + 10 * DAY;
-    let polar_trial = polar(
+    let polar_trial = emulator_answering(
         subscribed("active", start + 30 * DAY, TRIAL_BENEFIT),
         "2027-01",
     );
-    assert!(polar_trial.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
-    let dir = ScratchDir::new("trial-benefit");
+    expire_at(&polar_trial, expires);
     let clock = FakeClock::new(start);
-    let l = app_on(
-        &polar_trial,
-        &dir,
-        "machine-A",
-        &clock,
-        None,
-        &[TRIAL_BENEFIT],
-    );
-    activate(&l);
-    let r = l.check_report(DEMO_KEY);
-    assert!(r.outcome.is_licensed(), "{r:?}");
-    let t = *r.trial.clone().expect("a trial");
-    assert!(!t.local);
-    assert_eq!(t.state, TrialState::Active);
+    let (_dir, l) = trial_benefit_app(&polar_trial, "trial-benefit", &clock);
     // The earlier of the key's expiry and the period's end.
-    assert_eq!(t.ends_at, Some(expires));
-    assert_eq!(t.days_left, 10);
+    key_trial(&l.check_report(DEMO_KEY), expires, 10);
 
     // A key of another (paid) benefit, same client: licensed, no trial.
-    let polar_paid = polar(
-        subscribed(
-            "active",
-            start + 30 * DAY,
-            "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d",
-        ),
+    let polar_paid = emulator_answering(
+        subscribed("active", start + 30 * DAY, PAID_BENEFIT),
         "2027-01",
     );
-    let dir = ScratchDir::new("trial-paid");
-    let l = app_on(
-        &polar_paid,
-        &dir,
-        "machine-A",
-        &clock,
-        None,
-        &[TRIAL_BENEFIT],
-    );
-    activate(&l);
-    let paid = l.check_report(DEMO_KEY);
-    assert!(paid.outcome.is_licensed(), "{paid:?}");
-    assert_eq!(paid.trial, None);
+    let (_dir, l) = trial_benefit_app(&polar_paid, "trial-paid", &clock);
+    no_trial(&l.check_report(DEMO_KEY));
 }

@@ -13,15 +13,13 @@
 //! table says.
 #![cfg(target_arch = "wasm32")]
 
-use polar_license::perpetual::ReleaseDate;
-use polar_license::trial::TrialDays;
 use polar_license::wasm::{date_now, AsyncLicensing};
 use polar_license::ActivateRequest;
 use polar_license_testkit::fetch::{
     new_key, patch_key, seller, set_clock, set_fault_at, Versioned,
 };
 use polar_license_testkit::seller_rows::{
-    rows, seconds, tsv, Found, Row, Step, Verdict, TRIAL_BENEFIT, TSV_MARKER,
+    rows, seconds, tsv, Found, Row, Step, Verdict, TSV_MARKER,
 };
 use serde_json::{json, Value};
 use std::cell::Cell;
@@ -38,32 +36,18 @@ async fn run_row(row: &Row) -> Found {
     let key = new_key(polar, "SELLER", row.seed_key(start)).await;
     let clock = Rc::new(Cell::new(start));
     let reading = Rc::clone(&clock);
-    let mut builder = AsyncLicensing::builder(ORG)
+    let builder = AsyncLicensing::builder(ORG)
         .base_url(polar)
         .memory_store()
         .machine_id("machine-A")
         .clock(move || reading.get());
-    if let Some(at) = row.released(start) {
-        builder = builder.released(ReleaseDate::from_unix(at));
-    }
-    if let Some(days) = row.trial_days {
-        builder = builder.trial(TrialDays::new(days).expect("trial days"));
-    }
-    if row.trial_benefit {
-        builder = builder.trial_benefit(TRIAL_BENEFIT);
-    }
-    let app = builder
+    let app = row
+        .set_up(start, builder)
         .build_with_transport(Versioned::new(row.api()))
         .expect("licensing builds");
     let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {
-        let at = match step {
-            Step::Activate(day) | Step::Check(day, _) | Step::Trial(day, _) | Step::Revoke(day) => {
-                Some(seconds(*day))
-            }
-            Step::Offline => None,
-        };
-        if let Some(offset) = at {
+        if let Some(offset) = step.day().map(seconds) {
             set_clock(polar, offset).await;
             clock.set(start + offset);
         }

@@ -126,6 +126,13 @@ fn licensing(storage: &JsValue, app_secret: &[u8]) -> polar_license::wasm::Async
         .policy(always_ask())
 }
 
+/// An app over `storage` (no app secret) whose first check, against [`polar`], licenses.
+async fn licensed_online(storage: &JsValue) -> AsyncLicensing {
+    let app = licensing(storage, b"").build_with_transport(polar).unwrap();
+    assert!(app.check(KEY).await.is_licensed());
+    app
+}
+
 #[wasm_bindgen_test]
 async fn js_storage_round_trips_in_the_native_format() {
     for asynchronous in [false, true] {
@@ -196,10 +203,7 @@ async fn js_storage_round_trips_in_the_native_format() {
 #[wasm_bindgen_test]
 async fn a_tampered_record_is_untrusted_and_never_grants() {
     let storage = js_storage(false);
-    let online = licensing(&storage, b"")
-        .build_with_transport(polar)
-        .unwrap();
-    assert!(online.check(KEY).await.is_licensed());
+    let online = licensed_online(&storage).await;
     let text = stored(&storage, &slot()).unwrap();
     let forged = text.replace("\"granted\"", "\"grantex\"");
     let map: js_sys::Map = Reflect::get(&storage, &"m".into())
@@ -311,8 +315,7 @@ async fn a_failing_storage_is_cache_error_and_names_the_activation() {
         .await
         .unwrap_err();
     assert_eq!(e.reason(), Reason::CacheError);
-    let on = licensing(&broken, b"").build_with_transport(polar).unwrap();
-    assert!(on.check(KEY).await.is_licensed());
+    licensed_online(&broken).await;
     let off = licensing(&broken, b"")
         .build_with_transport(unreachable)
         .unwrap();
@@ -464,10 +467,7 @@ async fn licensed_and_denied_copy(storage: &JsValue, now: i64) -> JsValue {
 async fn a_web_lock_held_in_js_holds_the_check_until_released() {
     let storage = js_storage(false);
     // The install secret first, so that the check below waits for the slot's lock alone.
-    let l = licensing(&storage, b"")
-        .build_with_transport(polar)
-        .unwrap();
-    assert!(l.check(KEY).await.is_licensed());
+    let l = licensed_online(&storage).await;
     if !has_web_locks() {
         // node 20 has no Web Locks: the lock is this instance's (the tests above hold it).
         return;

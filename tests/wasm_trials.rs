@@ -8,11 +8,15 @@
 //! emulator at `POLAR_WASM_EMULATOR_URL`, a fresh key each test.
 #![cfg(target_arch = "wasm32")]
 
-use polar_license::trial::{Trial, TrialDays, TrialState};
+use polar_license::trial::{TrialDays, TrialState};
 use polar_license::wasm::{date_now, AsyncLicensing, AsyncStore, LocalFuture};
-use polar_license::{ActivateRequest, CheckReport, Error, Reason};
+use polar_license::{ActivateRequest, Error, Reason};
 use polar_license_testkit::fetch::{emulator, new_key, patch_key, Versioned};
 use polar_license_testkit::rfc3339;
+use polar_license_testkit::seller_rows::{DAY, PAID_BENEFIT, TRIAL_BENEFIT};
+use polar_license_testkit::trials::{
+    key_trial, local, no_trial, refused, revoked, rolled_back, trialing,
+};
 use serde_json::json;
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
@@ -22,9 +26,6 @@ use wasm_bindgen_futures::JsFuture;
 use wasm_bindgen_test::wasm_bindgen_test;
 
 const ORG: &str = "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10";
-const DAY: i64 = 24 * 3600;
-const TRIAL_BENEFIT: &str = "7f3c1e2a-9b4d-4c8e-a1f2-3d4e5f6a7b8c";
-const PAID_BENEFIT: &str = "4b1c2d3e-5f60-4a7b-8c9d-0e1f2a3b4c5d";
 
 /// A store in memory whose names the test can list and whose values it can edit (clones
 /// share it: the app launched again over the same storage).
@@ -112,21 +113,30 @@ fn local_app(store: &Shelf, clock: &Clock, days: Option<u32>) -> AsyncLicensing 
     app(store, "machine-A", clock, "2026-10", days, &[])
 }
 
-fn local(report: &CheckReport, state: TrialState, days_left: u32) -> Trial {
-    let t = *report.trial.clone().expect("a trial answer");
-    assert!(t.local, "{t:?}");
-    assert_eq!(t.state, state, "{report:?}");
-    assert_eq!(t.days_left, days_left, "{report:?}");
-    assert!(!report.outcome.is_licensed(), "{report:?}");
-    t
+/// A local trial's set-up: the start (now), an empty storage, the clock at the start, and the
+/// app (2026-10) with a trial of `days`.
+fn local_trial(days: Option<u32>) -> (i64, Shelf, Clock, AsyncLicensing) {
+    let start = date_now();
+    let store = Shelf::default();
+    let clock = Clock::new(start);
+    let l = local_app(&store, &clock, days);
+    (start, store, clock, l)
+}
+
+/// [`local_trial`] started: its first check, with no key, starts the trial of `days`.
+async fn started_trial(days: u32) -> (i64, Shelf, Clock, AsyncLicensing) {
+    let set_up = local_trial(Some(days));
+    local(
+        &set_up.3.check_trial_report().await,
+        TrialState::Active,
+        days,
+    );
+    set_up
 }
 
 #[wasm_bindgen_test]
 async fn a_local_trial_starts_at_the_first_check_counts_down_and_ends() {
-    let start = date_now();
-    let store = Shelf::default();
-    let clock = Clock::new(start);
-    let l = local_app(&store, &clock, Some(14));
+    let (start, store, clock, l) = local_trial(Some(14));
 
     // No key: the first check starts the trial; the outcome still asks for a key.
     let first = l.check_trial_report().await;
@@ -316,9 +326,7 @@ async fn two_first_checks_held_between_the_read_and_the_write_start_one_trial() 
 
 #[wasm_bindgen_test]
 async fn no_trial_stated_changes_nothing() {
-    let store = Shelf::default();
-    let clock = Clock::new(date_now());
-    let l = local_app(&store, &clock, None);
+    let (_, store, _clock, l) = local_trial(None);
     let asked = l.check_trial_report().await;
     assert_eq!(asked.outcome.reason(), Some(Reason::InvalidInput));
     assert_eq!(asked.outcome.field(), Some("trial"), "{asked:?}");
@@ -328,25 +336,13 @@ async fn no_trial_stated_changes_nothing() {
 
 #[wasm_bindgen_test]
 async fn a_clock_set_back_during_a_trial_is_clock_rollback() {
-    let start = date_now();
-    let store = Shelf::default();
-    let clock = Clock::new(start);
-    let l = local_app(&store, &clock, Some(7));
-    local(&l.check_trial_report().await, TrialState::Active, 7);
+    let (start, _store, clock, l) = started_trial(7).await;
     clock.set(start + 6 * DAY);
     local(&l.check_trial_report().await, TrialState::Active, 1);
 
     // Set back five days to stretch the trial: refused, clock_rollback.
     clock.set(start + DAY);
-    let back = l.check_trial_report().await;
-    assert_eq!(
-        back.outcome.reason(),
-        Some(Reason::ClockRollback),
-        "{back:?}"
-    );
-    let t = *back.trial.expect("a trial answer");
-    assert_eq!(t.state, TrialState::Refused);
-    assert!(!t.is_active());
+    rolled_back(&l.check_trial_report().await);
     // Within the tolerance (10 minutes): no rollback, and no day regained.
     clock.set(start + 6 * DAY - 300);
     local(&l.check_trial_report().await, TrialState::Active, 1);
@@ -357,11 +353,7 @@ async fn a_clock_set_back_during_a_trial_is_clock_rollback() {
 
 #[wasm_bindgen_test]
 async fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
-    let start = date_now();
-    let store = Shelf::default();
-    let clock = Clock::new(start);
-    let l = local_app(&store, &clock, Some(14));
-    local(&l.check_trial_report().await, TrialState::Active, 14);
+    let (start, store, clock, l) = started_trial(14).await;
     clock.set(start + 20 * DAY);
     local(&l.check_trial_report().await, TrialState::Ended, 0);
 
@@ -370,11 +362,7 @@ async fn an_edited_or_copied_trial_record_is_refused_not_restarted() {
     let edited = text.replacen(&start.to_string(), &(start + 19 * DAY).to_string(), 1);
     assert_ne!(edited, text);
     store.set(&name, &edited).await.unwrap();
-    let refused = l.check_trial_report().await;
-    let t = *refused.trial.clone().expect("a trial answer");
-    assert_eq!(t.state, TrialState::Refused, "{refused:?}");
-    assert_eq!(t.days_left, 0);
-    assert_eq!(refused.outcome.reason(), Some(Reason::InvalidInput));
+    refused(&l.check_trial_report().await);
     // Refused, and left as it is: the next check refuses too (no fresh trial written).
     assert_eq!(store.trial_record().1, edited);
     assert_eq!(
@@ -427,31 +415,14 @@ async fn a_trialing_subscription_is_a_trial_with_its_end_and_a_revoked_key_is_no
     activate(&l, &key).await;
     let r = l.check_report(key.as_str()).await;
     assert!(r.outcome.is_licensed(), "{r:?}");
-    assert_eq!(
-        r.trial.as_deref(),
-        Some(&Trial {
-            local: false,
-            state: TrialState::Active,
-            started_at: None,
-            ends_at: Some(end),
-            days_left: 6,
-        })
-    );
+    assert_eq!(r.trial.as_deref(), Some(&trialing(end, 6)));
     // No trial stated: the same answer, no trial field.
-    let plain = unstated.check_report(key.as_str()).await;
-    assert!(plain.outcome.is_licensed());
-    assert_eq!(plain.trial, None);
+    no_trial(&unstated.check_report(key.as_str()).await);
 
     // Revoked (a refund): denied, and no trial.
     patch_key(emulator(), &key, json!({ "status": "revoked" })).await;
     clock.set(start + 2 * 3600); // past the fresh window: the check asks Polar
-    let revoked = l.check_report(key.as_str()).await;
-    assert_eq!(
-        revoked.outcome.reason(),
-        Some(Reason::Inactive),
-        "{revoked:?}"
-    );
-    assert_eq!(revoked.trial, None);
+    revoked(&l.check_report(key.as_str()).await);
 }
 
 #[wasm_bindgen_test]
@@ -470,19 +441,11 @@ async fn a_key_of_a_named_trial_benefit_is_a_trial_and_a_paid_one_is_not() {
         &[TRIAL_BENEFIT],
     );
     activate(&l, &key).await;
-    let r = l.check_report(key.as_str()).await;
-    assert!(r.outcome.is_licensed(), "{r:?}");
-    let t = *r.trial.clone().expect("a trial");
-    assert!(!t.local);
-    assert_eq!(t.state, TrialState::Active);
     // The earlier of the key's expiry and the period's end.
-    assert_eq!(t.ends_at, Some(expires));
-    assert_eq!(t.days_left, 10);
+    key_trial(&l.check_report(key.as_str()).await, expires, 10);
 
     // A key of another (paid) benefit, same client: licensed, no trial.
     let paid = subscribed("active", start + 30 * DAY, PAID_BENEFIT, None).await;
     activate(&l, &paid).await;
-    let r = l.check_report(paid.as_str()).await;
-    assert!(r.outcome.is_licensed(), "{r:?}");
-    assert_eq!(r.trial, None);
+    no_trial(&l.check_report(paid.as_str()).await);
 }

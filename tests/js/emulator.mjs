@@ -141,6 +141,16 @@ export async function newKey(fields = {}, base = EMULATOR) {
   return key;
 }
 
+/** Changes a key on the emulator at `base` (`PATCH /__emulator/keys/{key}`, a KeyUpdate). */
+export async function patchKey(key, update, base = EMULATOR) {
+  const resp = await fetch(`${base}/__emulator/keys/${key}`, {
+    method: 'PATCH',
+    headers: { 'content-type': 'application/json' },
+    body: JSON.stringify(update),
+  });
+  assert.equal(resp.status, 200, await resp.text());
+}
+
 /** Sets (or with `null` clears) the fault of the FAULT emulator (or of the one at `base`). */
 export async function setFault(fault, base = FAULT) {
   if (!base) throw new Error('no emulator to set a fault on: run scripts/test-wasm.sh');

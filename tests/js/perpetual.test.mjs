@@ -7,7 +7,7 @@
 // suite's emulator (POLAR_EMULATOR_URL) over loopback. (tests/perpetual.rs: the Rust face.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EMULATOR, ORG, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
@@ -29,15 +29,6 @@ function client(storage, released, offset = 0, fetchFn = undefined) {
   });
 }
 
-async function patch(key, update) {
-  const resp = await fetch(`${EMULATOR}/__emulator/keys/${key}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(update),
-  });
-  assert.equal(resp.status, 200, await resp.text());
-}
-
 test('an expired key licenses older builds online, newer ones are expired, revoked never', async () => {
   const now = Math.floor(Date.now() / 1000);
   const expires = now + DAY;
@@ -53,7 +44,7 @@ test('an expired key licenses older builds online, newer ones are expired, revok
   assert.equal('fallback' in unstated || 'paidThrough' in unstated, false);
 
   // The seller ends the key now: Polar says "License key has expired.".
-  await patch(key, { expires_at: iso(now - 60) });
+  await patchKey(key, { expires_at: iso(now - 60) });
   const fell = await old.check(key);
   assert.equal(fell.fallback, true);
   assert.equal(fell.source, 'online');
@@ -63,7 +54,7 @@ test('an expired key licenses older builds online, newer ones are expired, revok
   assert.equal((await rejection(plain.check(key))).code, 'expired');
   assert.equal((await rejection(client(storage, day(expires + 2 * DAY)).check(key))).code, 'expired');
 
-  await patch(key, { status: 'revoked' });
+  await patchKey(key, { status: 'revoked' });
   assert.equal((await rejection(old.check(key))).code, 'inactive');
 });
 
@@ -75,7 +66,7 @@ test('a denial carries the paid-through date when a release date is stated', asy
   const newer = client(storage, day(now + 2 * DAY));
   assert.equal((await newer.check(key)).fallback, false);
   // The seller ends the key now: denied, with the date it was paid through (for the upgrade).
-  await patch(key, { expires_at: iso(now - 60) });
+  await patchKey(key, { expires_at: iso(now - 60) });
   const e = await rejection(newer.check(key));
   assert.equal(e.code, 'expired');
   assert.equal(e.fallback, false);

@@ -19,7 +19,7 @@ import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { EMULATOR, ORG, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 import { DAY, claims, fromPaserk, honest as honestWith, signLease, signingKey, standIn } from './lease-relay.mjs';
 
 const { LicenseClient } = await pkg();
@@ -73,12 +73,7 @@ async function world(options = {}) {
 }
 
 async function revoke(k) {
-  const resp = await fetch(`${EMULATOR}/__emulator/keys/${k}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ status: 'revoked' }),
-  });
-  assert.equal(resp.status, 200, await resp.text());
+  await patchKey(k, { status: 'revoked' });
 }
 
 // ---- the table's rows (tests/signed/rows.tsv: its header says what the columns mean) ------------

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection, started, stop } from './emulator.mjs';
+import { ORG, PACKAGE_DIR, mapStorage, newKey, patchKey, pkg, rejection, started, stop } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
@@ -36,15 +36,6 @@ function client(options) {
     gracePolicy: { revalidateAfter: 0, clockTolerance: 0 },
     ...options,
   });
-}
-
-async function patch(key, update) {
-  const resp = await fetch(`${BASE}/__emulator/keys/${key}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(update),
-  });
-  assert.equal(resp.status, 200, await resp.text());
 }
 
 /** Moves the emulator's clock `offset` seconds ahead (back to 0 after each test). */
@@ -80,7 +71,7 @@ test('a cancelled subscription is paid through its end: an older build falls bac
   // end stays licensed, through the end the subscription stated.
   offset = 11 * DAY;
   await moveClock(offset);
-  await patch(key, { status: 'revoked' });
+  await patchKey(key, { status: 'revoked' }, BASE);
   const fell = await c.check(key);
   assert.equal(fell.fallback, true);
   assert.equal(fell.source, 'online');
@@ -100,7 +91,7 @@ test('a subscription that renews is no end: a revoked key never falls back', asy
   );
   const c = client({ released: day(now - 30 * DAY) });
   assert.equal((await c.check(key)).paidThrough, null);
-  await patch(key, { status: 'revoked' });
+  await patchKey(key, { status: 'revoked' }, BASE);
   const e = await rejection(c.check(key));
   assert.equal(e.code, 'inactive');
   assert.equal(e.fallback, false);

@@ -6,7 +6,7 @@
 // emulator (POLAR_EMULATOR_URL) over loopback. (tests/trials.rs: the Rust face.)
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EMULATOR, ORG, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { EMULATOR, ORG, mapStorage, newKey, patchKey, pkg, rejection } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 
@@ -50,12 +50,7 @@ test('a revoked trial key is denied as without the option, not a trial', async (
   const key = await newKey({ benefit_id: TRIAL_BENEFIT, expires_at: iso(Math.floor(Date.now() / 1000) + 5 * DAY) });
   const c = client(TRIAL_BENEFIT);
   assert.equal((await c.check(key)).trial.state, 'active');
-  const resp = await fetch(`${EMULATOR}/__emulator/keys/${key}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify({ status: 'revoked' }),
-  });
-  assert.equal(resp.status, 200, await resp.text());
+  await patchKey(key, { status: 'revoked' });
   const e = await rejection(c.check(key));
   assert.equal(e.code, 'inactive');
   assert.equal(e.trial, undefined);

@@ -16,7 +16,7 @@ import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promis
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { CLI, ORG, TRUST, mapStorage, newKey, pkg, rejection, requestCount, setFault } from './emulator.mjs';
+import { CLI, ORG, TRUST, mapStorage, newKey, patchKey, pkg, rejection, requestCount, setFault } from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 const run = promisify(execFile);
@@ -46,15 +46,6 @@ async function counter() {
     seen = now;
     return n;
   };
-}
-
-async function patchKey(k, update) {
-  const resp = await fetch(`${TRUST}/__emulator/keys/${k}`, {
-    method: 'PATCH',
-    headers: { 'content-type': 'application/json' },
-    body: JSON.stringify(update),
-  });
-  assert.equal(resp.status, 200, await resp.text());
 }
 
 /** What the emulator answers a validate of `k` (Polar's own 200 body, snake_case). */
@@ -91,7 +82,7 @@ test('a record put back after a revocation is not trusted (replay)', async () =>
   const saved = storage.map.get(name);
 
   // Polar revokes the key; a stale check sees it and writes the tombstone.
-  await patchKey(k, { status: 'revoked' });
+  await patchKey(k, { status: 'revoked' }, TRUST);
   now = t0 + 2 * HOUR;
   assert.equal((await rejection(c.check(k))).code, 'inactive');
   // The saved good record put back, the clock set to 30 minutes after the verdict: a fresh
@@ -110,7 +101,7 @@ test('a clock held still stops answering from the cache after 32 answers', async
   const storage = mapStorage();
   const t0 = Date.now();
   assert.equal((await client({ storage, clock: () => t0 }).check(k)).source, 'online');
-  await patchKey(k, { status: 'revoked' });
+  await patchKey(k, { status: 'revoked' }, TRUST);
   const requests = await counter();
   // Each launch of the app is a new client over the same storage, the clock held 30 minutes
   // after the verdict (inside the fresh window): 33 answers from the cache (the first moves
@@ -255,7 +246,7 @@ test('validate() binds this machine and a revocation it sees makes the next chec
   assert.equal((await c.check(k)).source, 'cache');
 
   assert.equal((await c.status(k)).standing, 'licensed');
-  await patchKey(k, { status: 'revoked' });
+  await patchKey(k, { status: 'revoked' }, TRUST);
   assert.equal((await rejection(c.validate(k))).code, 'inactive');
   // The status says so at once: no license shown as the key's status since the denial.
   const status = await c.status(k);
@@ -319,7 +310,7 @@ test('a storage whose set() throws: licensed with cacheRefreshed false, asking P
     await fault(null);
   }
   // A denial that cannot be written removes the record: no old grant is left behind.
-  await patchKey(k, { status: 'revoked' });
+  await patchKey(k, { status: 'revoked' }, TRUST);
   const denied = await rejection(c.check(k));
   assert.deepEqual([denied.code, denied.cacheRefreshed], ['inactive', false]);
   assert.equal(storage.map.has(name), false, 'the good record is still there');

@@ -5,8 +5,8 @@
 //! date is `invalid_input` (field `released`, exit 2). Time moves with the hidden
 //! `POLAR_LICENSE_CLOCK_OFFSET` hook, the emulator's clock with it.
 
-use polar_license_emulator::{KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{expect_answer_keys, json_answer, rfc3339, unix_now, Launch, World};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::{rfc3339, unix_now, World};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -18,11 +18,7 @@ fn day(at: i64) -> String {
 
 /// `polar-license --json ARGS…` at clock offset `offset`: the exit code and the answer.
 fn run(w: &World, offset: i64, args: &[&str]) -> (i32, Value) {
-    let mut cmd = w.cli(BIN, &w.dir, offset);
-    cmd.arg("--json").args(args);
-    let (code, v) = json_answer(&cmd.launch());
-    expect_answer_keys(&v);
-    (code, v)
+    w.cli_json(BIN, offset, args)
 }
 
 fn check(w: &World, offset: i64, released: Option<&str>) -> (i32, Value) {
@@ -35,16 +31,7 @@ fn check(w: &World, offset: i64, released: Option<&str>) -> (i32, Value) {
 
 #[test]
 fn check_released_licenses_older_builds_of_an_expired_key() {
-    let w = World::new("cli-perpetual");
-    // Whole seconds: the JSON's RFC 3339 times have none smaller.
-    let expires = unix_now() + 30 * DAY;
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    let (w, expires) = World::with_key_expiring("cli-perpetual", 30 * DAY);
     let (code, a) = run(&w, 0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
     assert_eq!(code, 0, "{a}");
     let old = day(unix_now() - 10 * DAY);
@@ -81,13 +68,7 @@ fn check_released_licenses_older_builds_of_an_expired_key() {
     assert!(v.get("fallback").is_none(), "{v}");
 
     // Revoked (a refund): never a fallback.
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
+    w.revoke();
     let (code, v) = check(&w, later + DAY, Some(&old));
     assert_eq!((code, v["reason"].as_str()), (1, Some("inactive")), "{v}");
     assert_eq!(v["fallback"], false, "{v}");

@@ -4,7 +4,7 @@
 
 use polar_license::lease::{RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license_emulator::{DEMO_KEY, DEMO_ORGANIZATION_ID, DEMO_TOKEN};
-use polar_license_testkit::http::{self, HttpAnswer};
+use polar_license_testkit::http::{self, read_head, HttpAnswer};
 use polar_license_testkit::{clean_command, expect_json_field, leases, Launch, ScratchDir, Served};
 use serde_json::Value;
 use std::process::Output;
@@ -327,21 +327,14 @@ fn connect_from(from: [u8; 4], url: &str) -> std::net::TcpStream {
 /// answer's head (status line and headers, lowercase), read until its blank line; an empty
 /// string when the connection was closed without an answer.
 fn exchange(stream: &mut std::net::TcpStream, request: &str) -> String {
-    use std::io::{Read, Write};
+    use std::io::Write;
     stream
         .set_read_timeout(Some(Duration::from_secs(30)))
         .expect("a read timeout");
     if stream.write_all(request.as_bytes()).is_err() {
         return String::new();
     }
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match stream.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => break,
-        }
-    }
+    let head = read_head(stream).unwrap_or_else(|partial| partial);
     String::from_utf8_lossy(&head).to_ascii_lowercase()
 }
 

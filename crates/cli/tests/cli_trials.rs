@@ -6,8 +6,8 @@
 //! `trial` and its end; a revoked one is not a trial. Time moves with the hidden
 //! `POLAR_LICENSE_CLOCK_OFFSET` hook.
 
-use polar_license_emulator::{KeyUpdate, DEMO_KEY};
-use polar_license_testkit::{expect_answer_keys, json_answer, rfc3339, unix_now, Launch, World};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_testkit::{rfc3339, Launch, World};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_polar-license");
@@ -15,11 +15,15 @@ const DAY: i64 = 86_400;
 
 /// `polar-license --json ARGS…` at clock offset `offset`: the exit code and the answer.
 fn run(w: &World, offset: i64, args: &[&str]) -> (i32, Value) {
-    let mut cmd = w.cli(BIN, &w.dir, offset);
-    cmd.arg("--json").args(args);
-    let (code, v) = json_answer(&cmd.launch());
-    expect_answer_keys(&v);
-    (code, v)
+    w.cli_json(BIN, offset, args)
+}
+
+/// [`run`], which must exit `code` with the reason `reason`: the answer.
+#[track_caller]
+fn run_exits(w: &World, offset: i64, args: &[&str], code: i32, reason: &str) -> Value {
+    let (got, v) = run(w, offset, args);
+    assert_eq!((got, v["reason"].as_str()), (code, Some(reason)), "{v}");
+    v
 }
 
 #[test]
@@ -43,21 +47,11 @@ fn check_trial_starts_counts_down_refuses_a_clock_set_back_and_ends() {
     assert_eq!(v["trial"]["ends_at"].as_str(), Some(ends.as_str()), "{v}");
 
     // The clock set back two days: refused, clock_rollback, exit 3.
-    let (code, v) = run(&w, DAY, &trial);
-    assert_eq!(
-        (code, v["reason"].as_str()),
-        (3, Some("clock_rollback")),
-        "{v}"
-    );
+    let v = run_exits(&w, DAY, &trial, 3, "clock_rollback");
     assert_eq!(v["trial"]["state"], "refused", "{v}");
 
     // After 14 days: ended, the answer of a check with no key (exit 2).
-    let (code, v) = run(&w, 14 * DAY + 60, &trial);
-    assert_eq!(
-        (code, v["reason"].as_str()),
-        (2, Some("invalid_input")),
-        "{v}"
-    );
+    let v = run_exits(&w, 14 * DAY + 60, &trial, 2, "invalid_input");
     assert_eq!(v["field"].as_str(), Some("key"), "{v}");
     assert_eq!(v["trial"]["state"], "ended", "{v}");
     assert_eq!(v["trial"]["days_left"], 0, "{v}");
@@ -95,16 +89,7 @@ fn check_trial_starts_counts_down_refuses_a_clock_set_back_and_ends() {
 
 #[test]
 fn check_with_a_trial_benefit_reports_the_key_as_a_trial_and_a_revoked_key_as_none() {
-    let w = World::new("cli-trial-key");
-    // Whole seconds: the JSON's RFC 3339 times have none smaller.
-    let expires = unix_now() + 10 * DAY;
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            expires_at: Some(Some(rfc3339(expires))),
-            ..KeyUpdate::default()
-        }
-    ));
+    let (w, expires) = World::with_key_expiring("cli-trial-key", 10 * DAY);
     let (code, a) = run(&w, 0, &["activate", "--key", DEMO_KEY, "--label", "laptop"]);
     assert_eq!(code, 0, "{a}");
     let benefit = a["license"]["benefit_id"]
@@ -138,15 +123,8 @@ fn check_with_a_trial_benefit_reports_the_key_as_a_trial_and_a_revoked_key_as_no
     );
 
     // Revoked: denied (exit 1), no trial.
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
-    let (code, v) = run(&w, 2 * 3600, &args);
-    assert_eq!((code, v["reason"].as_str()), (1, Some("inactive")), "{v}");
+    w.revoke();
+    let v = run_exits(&w, 2 * 3600, &args, 1, "inactive");
     assert_eq!(v["trial"], Value::Null, "{v}");
 }
 
@@ -181,15 +159,12 @@ fn check_trial_with_a_feature_and_no_key_answers_the_trial_and_grants_no_feature
     };
 
     // No map: invalid input (exit 2), and no trial started.
-    let (code, v) = run(
+    let v = run_exits(
         &w,
         0,
         &["check", "--trial", "14", "--feature", "pro_export"],
-    );
-    assert_eq!(
-        (code, v["reason"].as_str()),
-        (2, Some("invalid_input")),
-        "{v}"
+        2,
+        "invalid_input",
     );
     assert_eq!(v["field"].as_str(), Some("entitlements"), "{v}");
     assert_eq!(trial_files(&w), 0, "no trial started");
@@ -236,21 +211,11 @@ fn check_trial_with_a_feature_and_no_key_answers_the_trial_and_grants_no_feature
     assert!(text.contains("trial: 10 day(s) left"), "{text}");
 
     // The clock set back: clock_rollback keeps its exit (3).
-    let (code, v) = run(&w, DAY, &with_feature);
-    assert_eq!(
-        (code, v["reason"].as_str()),
-        (3, Some("clock_rollback")),
-        "{v}"
-    );
+    let v = run_exits(&w, DAY, &with_feature, 3, "clock_rollback");
     assert_eq!(v["feature"]["granted"], false, "{v}");
 
     // Ended: the no-key answer (exit 2), the trial ended, the feature not granted.
-    let (code, v) = run(&w, 14 * DAY + 60, &with_feature);
-    assert_eq!(
-        (code, v["reason"].as_str()),
-        (2, Some("invalid_input")),
-        "{v}"
-    );
+    let v = run_exits(&w, 14 * DAY + 60, &with_feature, 2, "invalid_input");
     assert_eq!(v["field"].as_str(), Some("key"), "{v}");
     assert_eq!(v["trial"]["state"], "ended", "{v}");
     assert_eq!(v["feature"]["why"], "license_not_valid", "{v}");

@@ -284,9 +284,13 @@ fn control_operations() {
     );
 }
 
-#[test]
-fn the_clock_route_moves_polars_clock_and_reads_it_back() {
-    let mut polar = core(Options::default());
+/// `POST /__emulator/clock` with `body` at `t`: the status.
+fn set_clock(polar: &mut Core, body: &Value, t: f64) -> u16 {
+    polar.handle(&post("/__emulator/clock", body), at(t)).status
+}
+
+/// `GET /__emulator/clock` at `t`: the offset it reads back.
+fn clock_offset(polar: &mut Core, t: f64) -> Value {
     let get = Request {
         method: "GET".into(),
         target: "/__emulator/clock".into(),
@@ -294,35 +298,30 @@ fn the_clock_route_moves_polars_clock_and_reads_it_back() {
         body: Vec::new(),
         peer: "127.0.0.1".into(),
     };
+    json_of(&polar.handle(&get, at(t)))
+}
+
+#[test]
+fn the_clock_route_moves_polars_clock_and_reads_it_back() {
+    let mut polar = core(Options::default());
     assert_eq!(
-        json_of(&polar.handle(&get, at(1.0))),
+        clock_offset(&mut polar, 1.0),
         json!({ "offset_seconds": 0 })
     );
-    let r = polar.handle(
-        &post("/__emulator/clock", &json!({ "offset_seconds": 86_400 })),
-        at(2.0),
-    );
-    assert_eq!(r.status, 204);
-    assert_eq!(
-        json_of(&polar.handle(&get, at(3.0))),
-        json!({ "offset_seconds": 86_400 })
-    );
+    let day = json!({ "offset_seconds": 86_400 });
+    assert_eq!(set_clock(&mut polar, &day, 2.0), 204);
+    assert_eq!(clock_offset(&mut polar, 3.0), day);
     // Polar's answers follow it: the `date` header a day on.
     let r = polar.handle(&post(VALIDATE, &validate_body(DEMO_KEY)), at(4.0));
     assert_eq!(r.header("date"), Some("Tue, 22 Sep 2026 12:00:00 GMT"));
     // Not a clock: refused, the offset left as it was.
-    let r = polar.handle(&post("/__emulator/clock", &json!({ "offset": 5 })), at(5.0));
-    assert_eq!(r.status, 400);
-    assert_eq!(
-        json_of(&polar.handle(&get, at(6.0))),
-        json!({ "offset_seconds": 86_400 })
-    );
+    assert_eq!(set_clock(&mut polar, &json!({ "offset": 5 }), 5.0), 400);
+    assert_eq!(clock_offset(&mut polar, 6.0), day);
     // Back to the wall clock.
-    let r = polar.handle(
-        &post("/__emulator/clock", &json!({ "offset_seconds": 0 })),
-        at(7.0),
+    assert_eq!(
+        set_clock(&mut polar, &json!({ "offset_seconds": 0 }), 7.0),
+        204
     );
-    assert_eq!(r.status, 204);
     let r = polar.handle(&post(VALIDATE, &validate_body(DEMO_KEY)), at(8.0));
     assert_eq!(r.header("date"), Some("Mon, 21 Sep 2026 12:00:00 GMT"));
 }

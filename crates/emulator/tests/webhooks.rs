@@ -44,6 +44,17 @@ fn call(
     HttpAnswer::read(agent.run(request).expect("an answer"))
 }
 
+/// `METHOD path` on `polar`'s API with the demo organization's token.
+fn api(polar: &Emulator, method: &str, path: &str, body: Option<&Value>) -> HttpAnswer {
+    call(
+        &agent(),
+        method,
+        &format!("{}{path}", polar.url()),
+        DEMO_TOKEN,
+        body,
+    )
+}
+
 fn seed() -> Seed {
     let mut seed = Seed::demo();
     seed.license_keys.push(SeedKey {
@@ -76,6 +87,14 @@ fn token_validate(
 
 // ---- The token's budget --------------------------------------------------------------------
 
+/// A 429's `retry-after`, in seconds.
+fn retry_after(r: &HttpAnswer) -> u64 {
+    r.header("retry-after")
+        .expect("retry-after")
+        .parse()
+        .expect("seconds")
+}
+
 #[test]
 fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_not() {
     let polar = Emulator::start(seed(), Options::default()).expect("emulator");
@@ -90,11 +109,7 @@ fn the_501st_token_call_of_an_organization_in_a_minute_is_a_429_and_others_are_n
     assert!(start.elapsed() < Duration::from_secs(55));
     assert_eq!(refused.status, 429);
     assert_eq!(refused.text(), "", "Polar's 429 has an empty body");
-    let retry: u64 = refused
-        .header("retry-after")
-        .expect("retry-after")
-        .parse()
-        .expect("seconds");
+    let retry = retry_after(&refused);
     assert!((1..=60).contains(&retry), "retry-after {retry}");
     assert!(refused.header("x-ratelimit-limit").is_none());
     // The webhook routes are in the same zone: refused too.
@@ -133,11 +148,7 @@ fn the_next_window_passes_and_a_refusal_does_not_extend_it() {
     for _ in 0..5 {
         let r = token_validate(&polar, &agent, DEMO_TOKEN, DEMO_ORGANIZATION_ID, DEMO_KEY);
         assert_eq!(r.status, 429);
-        let retry: u64 = r
-            .header("retry-after")
-            .expect("retry-after")
-            .parse()
-            .expect("s");
+        let retry = retry_after(&r);
         assert!((1..=2).contains(&retry), "retry-after {retry}");
     }
     let window_end = start + Duration::from_millis(2_100);
@@ -417,14 +428,20 @@ fn assert_schedule(gaps: &[Duration], scale: f64) {
     }
 }
 
-fn fast() -> Options {
+/// Options whose webhook retries come on Polar's schedule scaled by `schedule_scale`, each
+/// try given `timeout`.
+fn webhooks(schedule_scale: f64, timeout: Duration) -> Options {
     Options {
         webhooks: WebhookOptions {
-            schedule_scale: SCALE,
-            timeout: Duration::from_secs(5),
+            schedule_scale,
+            timeout,
         },
         ..Options::default()
     }
+}
+
+fn fast() -> Options {
+    webhooks(SCALE, Duration::from_secs(5))
 }
 
 /// Registers an endpoint for `events` through Polar's route; returns (id, secret).
@@ -438,13 +455,7 @@ fn register(
     if let Some(v) = version {
         body["api_version"] = json!(v);
     }
-    let r = call(
-        &agent(),
-        "POST",
-        &format!("{}/v1/webhooks/endpoints", polar.url()),
-        DEMO_TOKEN,
-        Some(&body),
-    );
+    let r = api(polar, "POST", "/v1/webhooks/endpoints", Some(&body));
     assert_eq!(r.status, 201, "{}", r.text());
     let e = r.json();
     assert_eq!(e["enabled"], true);
@@ -547,15 +558,7 @@ fn an_endpoint_switched_to_polars_original_form_is_signed_with_the_whole_secret(
         endpoint(&polar, &original_id)["uses_standard_webhook_signature"],
         false
     );
-    let bump = |usage: i64| {
-        assert!(polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                usage: Some(usage),
-                ..KeyUpdate::default()
-            }
-        ))
-    };
+    let bump = |usage: i64| bump_usage(&polar, usage);
     bump(1);
     // Polar's original form: the HMAC key is the UTF-8 bytes of `whsec_…`; the Standard
     // Webhooks key (the base64 after `whsec_`) does not verify it.
@@ -603,22 +606,12 @@ fn every_change_to_a_key_has_its_event() {
     // Revoke, re-grant, disable, enable, expire, a new activation limit, a usage reset, a new
     // key, a rotation. As Polar since September 2026 (polar-license-api.md §15): the re-grant
     // gives the same string back, and disabling or enabling fires no grant webhook.
-    update(KeyUpdate {
-        status: Some("revoked".into()),
-        ..KeyUpdate::default()
-    });
-    update(KeyUpdate {
-        status: Some("granted".into()),
-        ..KeyUpdate::default()
-    });
-    update(KeyUpdate {
-        status: Some("disabled".into()),
-        ..KeyUpdate::default()
-    });
-    update(KeyUpdate {
-        status: Some("granted".into()),
-        ..KeyUpdate::default()
-    });
+    for status in ["revoked", "granted", "disabled", "granted"] {
+        update(KeyUpdate {
+            status: Some(status.into()),
+            ..KeyUpdate::default()
+        });
+    }
     update(KeyUpdate {
         expires_at: Some(Some("2020-01-01T00:00:00Z".into())),
         ..KeyUpdate::default()
@@ -721,19 +714,18 @@ fn stamp(payload: &Value) -> time::OffsetDateTime {
         .expect("RFC 3339")
 }
 
-fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
-    let r = call(
-        &agent(),
-        "GET",
-        &format!(
-            "{}/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=100",
-            polar.url()
-        ),
-        DEMO_TOKEN,
-        None,
-    );
+/// `GET path` on `polar`'s API (the demo token), which must answer 200: its JSON.
+fn get(polar: &Emulator, path: &str) -> Value {
+    let r = api(polar, "GET", path, None);
     assert_eq!(r.status, 200, "{}", r.text());
-    let page = r.json();
+    r.json()
+}
+
+fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
+    let page = get(
+        polar,
+        &format!("/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=100"),
+    );
     let items = page["items"].as_array().expect("items").clone();
     assert_eq!(page["pagination"]["total_count"], items.len());
     items
@@ -741,32 +733,16 @@ fn deliveries(polar: &Emulator, endpoint: &str) -> Vec<Value> {
 
 /// How many deliveries (tries) of `endpoint` `GET /v1/webhooks/deliveries` counts.
 fn delivery_count(polar: &Emulator, endpoint: &str) -> u64 {
-    let r = call(
-        &agent(),
-        "GET",
-        &format!(
-            "{}/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=1",
-            polar.url()
-        ),
-        DEMO_TOKEN,
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()["pagination"]["total_count"]
+    get(
+        polar,
+        &format!("/v1/webhooks/deliveries?endpoint_id={endpoint}&limit=1"),
+    )["pagination"]["total_count"]
         .as_u64()
         .expect("total_count")
 }
 
 fn endpoint(polar: &Emulator, id: &str) -> Value {
-    let r = call(
-        &agent(),
-        "GET",
-        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
-        DEMO_TOKEN,
-        None,
-    );
-    assert_eq!(r.status, 200, "{}", r.text());
-    r.json()
+    get(polar, &format!("/v1/webhooks/endpoints/{id}"))
 }
 
 #[test]
@@ -781,14 +757,7 @@ fn polars_own_schedule_and_timeout_are_the_default() {
 fn a_failing_receiver_gets_ten_tries_on_polars_backoff_and_one_failed_event_disables_nothing() {
     // 512 s is 512 ms here: the ten tries take about 0.8 s.
     let scale = 0.001;
-    let options = Options {
-        webhooks: WebhookOptions {
-            schedule_scale: scale,
-            timeout: Duration::from_secs(5),
-        },
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar = Emulator::start(seed(), webhooks(scale, Duration::from_secs(5))).expect("emulator");
     let receiver = Receiver::start(|_, _| 500);
     let (id, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
     revoke(&polar, DEMO_KEY);
@@ -834,13 +803,7 @@ fn a_failing_receiver_gets_ten_tries_on_polars_backoff_and_one_failed_event_disa
         r.json(),
         json!({"error": "ResourceNotFound", "detail": "Not found"})
     );
-    let r = call(
-        &agent(),
-        "GET",
-        &format!("{}/v1/webhooks/endpoints/not-a-uuid", polar.url()),
-        DEMO_TOKEN,
-        None,
-    );
+    let r = api(&polar, "GET", "/v1/webhooks/endpoints/not-a-uuid", None);
     assert_eq!(r.status, 422);
 }
 
@@ -904,21 +867,19 @@ fn an_endpoint_is_disabled_once_its_ten_most_recent_events_each_failed_every_try
     assert_eq!(receiver.received().len(), 191, "nothing sent once disabled");
     // Enabled again (as Polar lets a member do, `PATCH {"enabled": true}`), a redelivery
     // goes out with the event's own webhook-id.
-    let r = call(
-        &agent(),
+    let r = api(
+        &polar,
         "PATCH",
-        &format!("{}/v1/webhooks/endpoints/{id}", polar.url()),
-        DEMO_TOKEN,
+        &format!("/v1/webhooks/endpoints/{id}"),
         Some(&json!({"enabled": true})),
     );
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(r.json()["enabled"], true);
     let event = got[0].id();
-    let r = call(
-        &agent(),
+    let r = api(
+        &polar,
         "POST",
-        &format!("{}/v1/webhooks/events/{event}/redeliver", polar.url()),
-        DEMO_TOKEN,
+        &format!("/v1/webhooks/events/{event}/redeliver"),
         None,
     );
     assert_eq!(r.status, 202, "{}", r.text());
@@ -997,14 +958,8 @@ fn a_large_event_arrives_whole_and_signed() {
 
 #[test]
 fn an_answer_after_the_timeout_is_a_failed_attempt_and_is_retried() {
-    let options = Options {
-        webhooks: WebhookOptions {
-            schedule_scale: SCALE,
-            timeout: Duration::from_millis(300),
-        },
-        ..Options::default()
-    };
-    let polar = Emulator::start(seed(), options).expect("emulator");
+    let polar =
+        Emulator::start(seed(), webhooks(SCALE, Duration::from_millis(300))).expect("emulator");
     // The first attempt is answered 200, but after 2 s; the retry at once.
     let receiver = Receiver::start(|n, _| {
         if n == 0 {
@@ -1165,15 +1120,7 @@ fn injected_faults_a_receiver_must_survive() {
     });
     let (_, secret) = register(&polar, &receiver.url, GRANT_EVENTS, None);
     *secret_cell.lock().expect("lock") = secret.clone();
-    let bump = |usage: i64| {
-        assert!(polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                usage: Some(usage),
-                ..KeyUpdate::default()
-            }
-        ))
-    };
+    let bump = |usage: i64| bump_usage(&polar, usage);
 
     // Duplicate: the same webhook-id twice, both valid.
     polar.set_webhook_fault(Some(WebhookFault::Duplicate));

@@ -13,7 +13,7 @@
 
 use polar_license::lease::SigningKey;
 use polar_license::{AccessToken, MachineBinding, Reason, Server, UreqTransport};
-use polar_license_emulator::{Fault, KeyUpdate, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
+use polar_license_emulator::{Fault, DEMO_BENEFIT_ID, DEMO_KEY, DEMO_KEY_REVOKED};
 use polar_license_relay::store::{MemoryBackend, StoreOptions};
 use polar_license_relay::{serve, Relay, RelayConfig, Running, StoreConfig};
 use polar_license_tauri::{
@@ -21,16 +21,14 @@ use polar_license_tauri::{
     PolarLicenseExt, ReleaseDate, RememberedKey, StatusState, TrialDays, TrialInfo, Validated,
     CHECKED_EVENT, COMMANDS,
 };
-use polar_license_testkit::{rfc3339, take_requests, unix_now, ScratchDir, Tape, World};
+use polar_license_testkit::{take_requests, unix_now, ScratchDir, Tape, World};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 use std::sync::mpsc;
 use std::sync::Arc;
 use std::sync::Mutex;
 use std::time::Duration;
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
-use tauri::webview::InvokeRequest;
+use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::{App, Listener, WebviewWindow};
 
 mod common;
@@ -190,17 +188,7 @@ impl Plugin {
     /// Invokes `plugin:polar-license|<command>` with these arguments, as `invoke()` in the
     /// webview does; the raw JSON answer (`Err`: the rejection).
     fn invoke(&self, command: &str, args: Value) -> Result<Value, Value> {
-        let request = InvokeRequest {
-            cmd: format!("plugin:polar-license|{command}"),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().expect("url"),
-            body: InvokeBody::Json(args.clone()),
-            headers: Default::default(),
-            invoke_key: tauri::test::INVOKE_KEY.to_string(),
-        };
-        let answer = get_ipc_response(&self.webview, request)
-            .map(|body| body.deserialize::<Value>().expect("a JSON answer"));
+        let answer = common::invoke(&self.webview, command, args.clone());
         // A key crosses the IPC into the plugin, never back out.
         let text = format!("{answer:?}");
         for key in [DEMO_KEY, DEMO_KEY_REVOKED, "DEMO-NOT-A-KEY"] {
@@ -388,13 +376,7 @@ fn offline_the_cache_licenses_within_the_grace_then_not() {
 fn a_revoked_key_is_denied_with_a_hint_and_never_rides_the_grace() {
     let w = Plugin::new("revoked");
     w.activate();
-    w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        },
-    );
+    w.revoke();
     w.clock.advance(2 * HOUR);
     let denied = w.check();
     assert!(!denied.licensed);
@@ -698,13 +680,7 @@ fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
     let new = Plugin::released("perpetual-new", ReleaseDate::from_unix(expires + DAY));
     for app in [&old, &new] {
         app.at_real_time();
-        assert!(app.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                expires_at: Some(Some(rfc3339(expires))),
-                ..KeyUpdate::default()
-            }
-        ));
+        app.expire_at(expires);
         app.activate();
     }
     let before = old.check();
@@ -740,13 +716,7 @@ fn an_expired_key_keeps_licensing_an_older_build_and_a_revoked_one_never() {
     assert_eq!(expired.perpetual.map(|p| p.fallback), Some(false));
 
     // A refund: revoked never falls back.
-    assert!(old.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
+    old.revoke();
     let revoked = old.check();
     assert!(!revoked.licensed, "{revoked:?}");
     assert_eq!(revoked.code.as_deref(), Some("inactive"));
@@ -854,13 +824,7 @@ fn a_replayed_relay_grant_undoes_neither_a_revocation_nor_a_clock_set_back() {
     assert_eq!(fresh.source.as_deref(), Some("online"), "{fresh:?}");
 
     // Revoked: denied online; the replay is refused and the denial kept.
-    assert!(w.polar.update_key(
-        DEMO_KEY,
-        KeyUpdate {
-            status: Some("revoked".into()),
-            ..KeyUpdate::default()
-        }
-    ));
+    w.revoke();
     w.clock.advance(2 * HOUR);
     let denied = w.check();
     assert_eq!(denied.code.as_deref(), Some("inactive"), "{denied:?}");

@@ -9,19 +9,13 @@
 //! target/seller-table/tauri.tsv for scripts/seller-table.sh; the test fails when a step of
 //! any row answers otherwise than the table says.
 
-use polar_license::MachineBinding;
-use polar_license_emulator::{Fault, DEMO_KEY};
-use polar_license_tauri::{Activated, LicenseState, Options, ReleaseDate, TrialDays};
-use polar_license_testkit::seller_rows::{
-    play, revoke, seconds, Found, Row, Step, TrialCell, Verdict, TRIAL_BENEFIT,
-};
-use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
+use polar_license_emulator::DEMO_KEY;
+use polar_license_tauri::{Activated, LicenseState, Options};
+use polar_license_testkit::seller_rows::{play, Found, Row, RowPolar, Step, TrialCell, Verdict};
+use polar_license_testkit::ScratchDir;
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
-use std::time::Duration;
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, MockRuntime};
-use tauri::webview::InvokeRequest;
+use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
 mod common;
@@ -36,17 +30,7 @@ impl TauriApp {
     /// Invokes `plugin:polar-license|<command>` as `invoke()` in the webview does: the answer
     /// as its type, or the rejection as JSON.
     fn invoke<T: DeserializeOwned>(&self, command: &str, args: Value) -> Result<T, Value> {
-        let request = InvokeRequest {
-            cmd: format!("plugin:polar-license|{command}"),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().expect("url"),
-            body: InvokeBody::Json(args),
-            headers: Default::default(),
-            invoke_key: tauri::test::INVOKE_KEY.to_string(),
-        };
-        let body = get_ipc_response(&self.webview, request)?;
-        let value = body.deserialize::<Value>().expect("a JSON answer");
+        let value = common::invoke(&self.webview, command, args)?;
         Ok(serde_json::from_value(value).expect("the declared answer type"))
     }
 }
@@ -78,41 +62,29 @@ fn verdict(row: &Row, state: &LicenseState, start: i64) -> Verdict {
 }
 
 fn run_row(row: &Row) -> Found {
-    let start = unix_now();
-    let polar = row.emulator(start);
+    let world = RowPolar::new(row);
+    let start = world.start;
     let dir = ScratchDir::new(&format!("tauri-seller-{}", row.id));
-    let clock = FakeClock::new(start);
-    let reader = clock.reader();
-    let mut options = Options::default()
-        .base_url(polar.url())
-        .cache_dir(dir.path());
-    if let Some(at) = row.released(start) {
-        options = options.released(ReleaseDate::from_unix(at));
-    }
-    if let Some(days) = row.trial_days {
-        options = options.trial(TrialDays::new(days).expect("trial days"));
-    }
-    if row.trial_benefit {
-        options = options.trial_benefit(TRIAL_BENEFIT);
-    }
-    let options = options.configure(move |builder| {
-        builder
-            .machine_binding(MachineBinding::Id("machine-A".into()))
-            .timeout(Duration::from_secs(10))
-            .clock(reader)
-    });
-    let (app, webview) =
-        common::app_with_window(polar.organization_id(), options, &["polar-license:default"]);
+    // The plugin's own setters (`Options::released`, `trial`, `trial_benefit`).
+    let options = row.set_up_with(
+        start,
+        common::options(&world.polar, &dir, &world.clock),
+        Options::released,
+        Options::trial,
+        |options, benefit| options.trial_benefit(benefit),
+    );
+    let (app, webview) = common::app_with_window(
+        world.polar.organization_id(),
+        options,
+        &["polar-license:default"],
+    );
     let app = TauriApp { _app: app, webview };
-    let move_to = |day: f64| {
-        polar.set_clock_offset(seconds(day));
-        clock.set(start + seconds(day));
-    };
     let mut found = Found::new(row);
     for (i, step) in row.steps.iter().enumerate() {
+        // The clocks, Polar's revocation and its outage; the app's invocations below.
+        world.play(step);
         match step {
-            Step::Activate(day) => {
-                move_to(*day);
+            Step::Activate(_) => {
                 let answer = app
                     .invoke::<Activated>("activate", json!({ "key": DEMO_KEY, "label": "laptop" }));
                 if let Err(e) = answer {
@@ -120,8 +92,7 @@ fn run_row(row: &Row) -> Found {
                 }
             }
             // The remembered key (activate remembered it); with none, the local trial.
-            Step::Check(day, want) | Step::Trial(day, want) => {
-                move_to(*day);
+            Step::Check(_, want) | Step::Trial(_, want) => {
                 match app.invoke::<LicenseState>("check", json!({})) {
                     Ok(state) => found.compare(i, want.as_ref(), &verdict(row, &state, start)),
                     Err(e) => found
@@ -129,11 +100,7 @@ fn run_row(row: &Row) -> Found {
                         .push(format!("step {i}: check rejected: {e}")),
                 }
             }
-            Step::Revoke(day) => {
-                move_to(*day);
-                revoke(&polar);
-            }
-            Step::Offline => polar.set_fault(Some(Fault::CloseImmediately)),
+            Step::Revoke(_) | Step::Offline => {}
         }
     }
     found

@@ -6,16 +6,12 @@
 //! are recorded as `answers-versions-<api>.json` beside commands.rs's, so the guest package's
 //! tests replay them and check them against its types.
 
-use polar_license::MachineBinding;
 use polar_license_emulator::DEMO_KEY;
-use polar_license_tauri::{Activated, LicenseState, Options, Validated};
+use polar_license_tauri::{Activated, LicenseState, Validated};
 use polar_license_testkit::seller_rows::{Row, DAY, MEMBER_ID};
 use polar_license_testkit::{unix_now, FakeClock, ScratchDir};
 use serde_json::{json, Value};
-use std::time::Duration;
-use tauri::ipc::{CallbackFn, InvokeBody};
-use tauri::test::{get_ipc_response, MockRuntime};
-use tauri::webview::InvokeRequest;
+use tauri::test::MockRuntime;
 use tauri::{App, WebviewWindow};
 
 mod common;
@@ -32,17 +28,8 @@ impl TauriApp {
     /// Invokes `plugin:polar-license|<command>` as `invoke()` in the webview does; the raw
     /// JSON answer, which must resolve.
     fn invoke(&mut self, command: &str, args: Value) -> Value {
-        let request = InvokeRequest {
-            cmd: format!("plugin:polar-license|{command}"),
-            callback: CallbackFn(0),
-            error: CallbackFn(1),
-            url: "tauri://localhost".parse().expect("url"),
-            body: InvokeBody::Json(args.clone()),
-            headers: Default::default(),
-            invoke_key: tauri::test::INVOKE_KEY.to_string(),
-        };
-        let answer = match get_ipc_response(&self.webview, request) {
-            Ok(body) => body.deserialize::<Value>().expect("a JSON answer"),
+        let answer = match common::invoke(&self.webview, command, args.clone()) {
+            Ok(answer) => answer,
             Err(e) => panic!("{command} rejected: {e}"),
         };
         assert!(
@@ -64,16 +51,7 @@ fn licenses(api: &str) -> (i64, Vec<(&'static str, Value)>) {
     let polar = row.emulator(start);
     let dir = ScratchDir::new(&format!("tauri-versions-{api}"));
     let clock = FakeClock::new(start);
-    let reader = clock.reader();
-    let options = Options::default()
-        .base_url(polar.url())
-        .cache_dir(dir.path())
-        .configure(move |builder| {
-            builder
-                .machine_binding(MachineBinding::Id("machine-A".into()))
-                .timeout(Duration::from_secs(10))
-                .clock(reader)
-        });
+    let options = common::options(&polar, &dir, &clock);
     let (app, webview) =
         common::app_with_window(polar.organization_id(), options, &["polar-license:default"]);
     let mut app = TauriApp {

@@ -69,3 +69,18 @@ impl HttpAnswer {
             .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 }
+
+/// An HTTP message's head (its first line, the headers, the blank line) read from `stream` a
+/// byte at a time, so that nothing past it is consumed; `Err` with what was read when the
+/// stream ended or failed before the blank line.
+pub fn read_head(stream: &mut impl std::io::Read) -> Result<Vec<u8>, Vec<u8>> {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match stream.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return Err(head),
+        }
+    }
+    Ok(head)
+}

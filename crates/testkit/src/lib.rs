@@ -34,6 +34,7 @@ pub mod signed_rows;
 mod tape;
 #[cfg(not(target_arch = "wasm32"))]
 pub use tape::Tape;
+pub mod trials;
 
 #[cfg(not(target_arch = "wasm32"))]
 mod native;

@@ -6,7 +6,7 @@
 use polar_license::{Licensing, LicensingBuilder, MachineBinding};
 
 mod world;
-use polar_license_emulator::{Emulator, Options, Seed};
+use polar_license_emulator::{Emulator, Options, Seed, SeedSubscription};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -17,6 +17,22 @@ use std::thread;
 pub use world::*;
 
 static NEXT_DIR: AtomicUsize = AtomicUsize::new(0);
+
+/// `run` on each of `items`, each on a thread of its own (a table's rows, each against its own
+/// emulator), the answers in the items' order; a panic on one thread fails the caller.
+pub fn each_on_a_thread<T: Sync, R: Send>(items: &[T], run: impl Fn(&T) -> R + Sync) -> Vec<R> {
+    let run = &run;
+    thread::scope(|s| {
+        let handles: Vec<_> = items
+            .iter()
+            .map(|item| s.spawn(move || run(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("a row panicked"))
+            .collect()
+    })
+}
 
 /// A fresh directory under the system's temp dir, unique to this process and call, removed
 /// (with everything in it) when dropped: never the user's data dir, never another test's.
@@ -170,6 +186,25 @@ pub fn cli_against(
         .env("POLAR_LICENSE_CACHE_DIR", cache_dir)
         .env("POLAR_TIMEOUT", "5");
     cmd
+}
+
+/// The emulator serving `seed`, answering as Polar's API `version` (`2026-10`, `2027-01`).
+pub fn emulator_answering(seed: Seed, version: &str) -> Emulator {
+    let options = Options {
+        api_version: version.to_string(),
+        ..Options::default()
+    };
+    Emulator::start(seed, options).expect("the emulator starts")
+}
+
+/// A subscription in `status` whose current period ends at `period_end` (unix seconds), for a
+/// seed key.
+pub fn subscription(status: &str, period_end: i64) -> SeedSubscription {
+    SeedSubscription {
+        status: Some(status.into()),
+        current_period_end: Some(crate::rfc3339(period_end)),
+        ..SeedSubscription::default()
+    }
 }
 
 /// The emulator serving `seed` with an organization token's budget of `calls` per `window`

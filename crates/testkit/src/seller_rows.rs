@@ -9,8 +9,10 @@
 //! prints the lines for scripts/test-wasm.sh to write (a wasm test has no files); the emulator
 //! in process, the files and the threads are native only.
 
+use polar_license::perpetual::ReleaseDate;
+use polar_license::trial::TrialDays;
 #[cfg(not(target_arch = "wasm32"))]
-use polar_license_emulator::{Emulator, KeyUpdate, Options, Seed, SeedSubscription, DEMO_KEY};
+use polar_license_emulator::{Emulator, Fault, KeyUpdate, Seed, SeedSubscription, DEMO_KEY};
 use serde_json::{json, Value};
 use std::fmt::Write as _;
 #[cfg(not(target_arch = "wasm32"))]
@@ -295,6 +297,35 @@ impl Row {
         self.released_day.map(|d| start + d * DAY)
     }
 
+    /// A face's app set up as the row states it, for a row starting at `start`: the build's
+    /// release date, the local trial's days and the trial benefit, each given to the face's
+    /// own setter (`released`, `trial`, `trial_benefit`); what the row does not state is left
+    /// unset.
+    pub fn set_up_with<B>(
+        &self,
+        start: i64,
+        mut app: B,
+        released: impl FnOnce(B, ReleaseDate) -> B,
+        trial: impl FnOnce(B, TrialDays) -> B,
+        trial_benefit: impl FnOnce(B, &str) -> B,
+    ) -> B {
+        if let Some(at) = self.released(start) {
+            app = released(app, ReleaseDate::from_unix(at));
+        }
+        if let Some(days) = self.trial_days {
+            app = trial(app, TrialDays::new(days).expect("trial days"));
+        }
+        if self.trial_benefit {
+            app = trial_benefit(app, TRIAL_BENEFIT);
+        }
+        app
+    }
+
+    /// [`Row::set_up_with`] for the Rust API's builders ([`RowApp`]).
+    pub fn set_up<B: RowApp>(&self, start: i64, app: B) -> B {
+        self.set_up_with(start, app, B::released, B::trial, B::trial_benefit)
+    }
+
     /// The emulator's seed-key fields of the row's key (`POST /__emulator/keys`), for a row
     /// starting at `start`: its benefit, its 2027-01 subscription, member and order, and its
     /// `expires_at`. For the faces that share one running emulator (a fresh key each row)
@@ -365,19 +396,9 @@ impl Row {
             seed.license_keys[0].order =
                 Some(serde_json::from_value(order.clone()).expect("polar.order"));
         }
-        let options = Options {
-            api_version: p["api"].as_str().unwrap_or("2026-10").to_string(),
-            ..Options::default()
-        };
-        let polar = Emulator::start(seed, options).expect("emulator");
+        let polar = crate::emulator_answering(seed, self.api());
         if let Some(expires) = day(&p["expires_day"]) {
-            assert!(polar.update_key(
-                DEMO_KEY,
-                KeyUpdate {
-                    expires_at: Some(Some(crate::rfc3339(start + expires))),
-                    ..KeyUpdate::default()
-                }
-            ));
+            expire_at(&polar, start + expires);
         }
         polar
     }
@@ -395,9 +416,104 @@ pub fn revoke(polar: &Emulator) {
     ));
 }
 
+/// Polar's demo key expires at `at` (unix seconds) from now on.
+#[cfg(not(target_arch = "wasm32"))]
+pub fn expire_at(polar: &Emulator, at: i64) {
+    assert!(polar.update_key(
+        DEMO_KEY,
+        KeyUpdate {
+            expires_at: Some(Some(crate::rfc3339(at))),
+            ..KeyUpdate::default()
+        }
+    ));
+}
+
 /// Seconds in a step's day.
 pub fn seconds(day: f64) -> i64 {
     (day * DAY as f64).round() as i64
+}
+
+impl Step {
+    /// The day the step happens at (the clocks move there first); none for [`Step::Offline`].
+    pub fn day(&self) -> Option<f64> {
+        match self {
+            Step::Activate(day) | Step::Check(day, _) | Step::Trial(day, _) | Step::Revoke(day) => {
+                Some(*day)
+            }
+            Step::Offline => None,
+        }
+    }
+}
+
+/// The Rust API's app builders, as [`Row::set_up`] sets them up: the native `LicensingBuilder`
+/// and, on wasm32, the `AsyncLicensingBuilder` (the same setters).
+pub trait RowApp: Sized {
+    /// The build's release date (perpetual fallback).
+    fn released(self, date: ReleaseDate) -> Self;
+    /// A local trial of these days.
+    fn trial(self, days: TrialDays) -> Self;
+    /// A benefit whose keys are trials.
+    fn trial_benefit(self, benefit_id: &str) -> Self;
+}
+
+macro_rules! row_app {
+    ($builder:ty) => {
+        impl RowApp for $builder {
+            fn released(self, date: ReleaseDate) -> Self {
+                <$builder>::released(self, date)
+            }
+            fn trial(self, days: TrialDays) -> Self {
+                <$builder>::trial(self, days)
+            }
+            fn trial_benefit(self, benefit_id: &str) -> Self {
+                <$builder>::trial_benefit(self, benefit_id)
+            }
+        }
+    };
+}
+#[cfg(not(target_arch = "wasm32"))]
+row_app!(polar_license::LicensingBuilder);
+#[cfg(target_arch = "wasm32")]
+row_app!(polar_license::wasm::AsyncLicensingBuilder);
+
+/// A native face's row in motion: the emulator it runs against (its own, [`Row::emulator`])
+/// and the app's fake clock, both from `start` (now) and moved together.
+#[cfg(not(target_arch = "wasm32"))]
+pub struct RowPolar {
+    /// When the row starts (unix seconds).
+    pub start: i64,
+    /// The row's Polar.
+    pub polar: Emulator,
+    /// The app's clock.
+    pub clock: crate::FakeClock,
+}
+
+#[cfg(not(target_arch = "wasm32"))]
+impl RowPolar {
+    /// The row's Polar and clock, starting now.
+    pub fn new(row: &Row) -> RowPolar {
+        let start = crate::unix_now();
+        RowPolar {
+            start,
+            polar: row.emulator(start),
+            clock: crate::FakeClock::new(start),
+        }
+    }
+
+    /// Plays what of `step` is Polar's and the clocks': both clocks move to the step's day,
+    /// Polar revokes the key ([`Step::Revoke`]) or becomes unreachable ([`Step::Offline`]).
+    /// The face plays the rest (activate, check) through its own calls.
+    pub fn play(&self, step: &Step) {
+        if let Some(day) = step.day() {
+            self.polar.set_clock_offset(seconds(day));
+            self.clock.set(self.start + seconds(day));
+        }
+        match step {
+            Step::Revoke(_) => revoke(&self.polar),
+            Step::Offline => self.polar.set_fault(Some(Fault::CloseImmediately)),
+            Step::Activate(_) | Step::Check(..) | Step::Trial(..) => {}
+        }
+    }
 }
 
 /// What a face found for a row: the row's cell (its last expected check) and every mismatch.
@@ -491,18 +607,7 @@ pub fn write_tsv(face: &str, found: &[Found]) -> String {
 /// writes the face's TSV and fails the test on any failed row (or a table that lost rows).
 #[cfg(not(target_arch = "wasm32"))]
 pub fn play(face: &str, run_row: impl Fn(&Row) -> Found + Sync) {
-    let rows = rows();
-    let run_row = &run_row;
-    let found: Vec<Found> = std::thread::scope(|s| {
-        let handles: Vec<_> = rows
-            .iter()
-            .map(|row| s.spawn(move || run_row(row)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("a row panicked"))
-            .collect()
-    });
+    let found = crate::each_on_a_thread(&rows(), run_row);
     let failures = write_tsv(face, &found);
     assert!(found.len() >= 11, "the table lost rows");
     assert!(

@@ -1,19 +1,25 @@
 //! What the plugin's suites share: the window's capability resolved by Tauri's ACL from the
-//! permission files the crate ships, an app with the plugin and its main window, and the
-//! fixtures the guest package's tests read (tests/commands.rs, tests/seller_table.rs,
-//! tests/versions.rs).
+//! permission files the crate ships, the plugin's options against an emulator, an app with the
+//! plugin and its main window, an invocation as the webview sends it, and the fixtures the
+//! guest package's tests read (tests/commands.rs, tests/seller_table.rs, tests/versions.rs).
 //!
 //! Each suite compiles this module on its own and uses part of it.
 #![allow(dead_code)]
 
-use serde_json::json;
+use polar_license::MachineBinding;
+use polar_license_emulator::Emulator;
+use polar_license_testkit::{FakeClock, ScratchDir};
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use tauri::test::{mock_builder, mock_context, noop_assets, MockRuntime};
+use std::time::Duration;
+use tauri::ipc::{CallbackFn, InvokeBody};
+use tauri::test::{get_ipc_response, mock_builder, mock_context, noop_assets, MockRuntime};
 use tauri::utils::acl::capability::Capability;
 use tauri::utils::acl::manifest::{Manifest, PermissionFile};
 use tauri::utils::acl::resolved::Resolved;
 use tauri::utils::platform::Target;
+use tauri::webview::InvokeRequest;
 use tauri::{App, WebviewWindow, WebviewWindowBuilder};
 
 /// The plugin's permission files (permissions/**/*.toml), as Tauri's build reads them.
@@ -76,6 +82,45 @@ pub fn app_with_window(
         .build()
         .expect("a webview");
     (app, webview)
+}
+
+/// The plugin's options for an app of `polar` with its cache in `dir`, on `clock`: machine
+/// `machine-A`, a 10-second timeout.
+pub fn options(
+    polar: &Emulator,
+    dir: &ScratchDir,
+    clock: &FakeClock,
+) -> polar_license_tauri::Options {
+    let reader = clock.reader();
+    polar_license_tauri::Options::default()
+        .base_url(polar.url())
+        .cache_dir(dir.path())
+        .configure(move |builder| {
+            builder
+                .machine_binding(MachineBinding::Id("machine-A".into()))
+                .timeout(Duration::from_secs(10))
+                .clock(reader)
+        })
+}
+
+/// Invokes `plugin:polar-license|<command>` in `webview` as `invoke()` there does: the answer
+/// as JSON, or the rejection.
+pub fn invoke(
+    webview: &WebviewWindow<MockRuntime>,
+    command: &str,
+    args: Value,
+) -> Result<Value, Value> {
+    let request = InvokeRequest {
+        cmd: format!("plugin:polar-license|{command}"),
+        callback: CallbackFn(0),
+        error: CallbackFn(1),
+        url: "tauri://localhost".parse().expect("url"),
+        body: InvokeBody::Json(args),
+        headers: Default::default(),
+        invoke_key: tauri::test::INVOKE_KEY.to_string(),
+    };
+    get_ipc_response(webview, request)
+        .map(|body| body.deserialize::<Value>().expect("a JSON answer"))
 }
 
 /// Writes `<target>/tmp/polar-license-tauri/<name>` for the guest package's tests.

@@ -5,7 +5,10 @@
 //! anyone can). Built with [`World::new`] and options (`.with_seed(..)`, `.signed()`); the
 //! suites add their own helper functions of `&World`, never their own world.
 
-use super::{clean_command, cli_against, licensing_builder, Launch, ScratchDir, Served};
+use super::{
+    clean_command, cli_against, expect_answer_keys, json_answer, licensing_builder, Launch,
+    ScratchDir, Served,
+};
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
 use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
@@ -15,7 +18,7 @@ use polar_license::{
     ActivateRequest, FileStore, HttpRequest, HttpResponse, Key, Licensing, LicensingBuilder,
     MachineBinding, Transport, TransportError, UreqTransport,
 };
-use polar_license_emulator::{Emulator, Fault, KeyUpdate, Options, Seed, DEMO_KEY, DEMO_TOKEN};
+use polar_license_emulator::{Emulator, Fault, Options, Seed, DEMO_KEY, DEMO_TOKEN};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Arc, Mutex};
@@ -285,6 +288,15 @@ impl World {
         World::with_seed(label, Seed::demo())
     }
 
+    /// A new world whose demo key expires `seconds` from now (the host's clock, whole seconds:
+    /// Polar's RFC 3339 times have none smaller), and that expiry (unix seconds).
+    pub fn with_key_expiring(label: &str, seconds: i64) -> (World, i64) {
+        let world = World::new(label);
+        let expires = crate::unix_now() + seconds;
+        world.expire_at(expires);
+        (world, expires)
+    }
+
     /// A new world whose Polar starts with `seed`.
     pub fn with_seed(label: &str, seed: Seed) -> World {
         World {
@@ -515,13 +527,12 @@ impl World {
 
     /// Polar revokes the demo key (panics if Polar has no such key).
     pub fn revoke(&self) {
-        assert!(self.polar.update_key(
-            DEMO_KEY,
-            KeyUpdate {
-                status: Some("revoked".into()),
-                ..KeyUpdate::default()
-            },
-        ));
+        crate::seller_rows::revoke(&self.polar);
+    }
+
+    /// Polar's demo key expires at `at` (unix seconds).
+    pub fn expire_at(&self, at: i64) {
+        crate::seller_rows::expire_at(&self.polar, at);
     }
 
     /// The cache files (`*.cache`) in the world's directory.
@@ -583,5 +594,21 @@ impl World {
         cmd.env("POLAR_LICENSE_CLOCK_OFFSET", offset.to_string())
             .envs(self.env.iter().copied());
         cmd
+    }
+
+    /// `program --json ARGS…` ([`World::cli`], its cache in the world's directory) at clock
+    /// offset `offset`: the exit code and the answer, which must have every key an
+    /// operation's answer promises ([`expect_answer_keys`]).
+    pub fn cli_json(
+        &self,
+        program: impl AsRef<std::ffi::OsStr>,
+        offset: i64,
+        args: &[&str],
+    ) -> (i32, serde_json::Value) {
+        let mut cmd = self.cli(program, &self.dir, offset);
+        cmd.arg("--json").args(args);
+        let (code, v) = json_answer(&cmd.launch());
+        expect_answer_keys(&v);
+        (code, v)
     }
 }

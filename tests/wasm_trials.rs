@@ -10,7 +10,7 @@
 
 use polar_license::trial::{TrialDays, TrialState};
 use polar_license::wasm::{date_now, AsyncLicensing, AsyncStore, LocalFuture};
-use polar_license::{ActivateRequest, Error, Reason};
+use polar_license::{ActivateRequest, CheckReport, Error, Reason};
 use polar_license_testkit::fetch::{emulator, new_key, patch_key, Versioned};
 use polar_license_testkit::rfc3339;
 use polar_license_testkit::seller_rows::{DAY, PAID_BENEFIT, TRIAL_BENEFIT};

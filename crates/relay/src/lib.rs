@@ -38,6 +38,22 @@
 #![deny(unsafe_code)]
 #![warn(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// `Debug` for a type that shows some of its fields and leaves the rest out (`..`: a key,
+/// the seller's token, or bulk nobody reads in a log): `debug_some!(Ty, t => { "name":
+/// t.field, … })`, each value an expression of `t` (the value shown).
+macro_rules! debug_some {
+    ($ty:ident, $this:ident => { $($name:literal: $value:expr),+ $(,)? }) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                let $this = self;
+                f.debug_struct(stringify!($ty))
+                    $(.field($name, &$value))+
+                    .finish_non_exhaustive()
+            }
+        }
+    };
+}
+
 mod address;
 mod breaker;
 mod clock;

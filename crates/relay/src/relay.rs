@@ -49,17 +49,14 @@ pub struct Relay {
     pub(crate) breaker: crate::breaker::Breaker,
 }
 
-impl std::fmt::Debug for Relay {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Relay")
-            .field("base_url", &self.base_url)
-            .field("organization_id", &self.organization_id)
-            .field("kid", &self.leases.signer.kid())
-            .field("lease_seconds", &self.leases.seconds)
-            .field("limits", &self.limits)
-            .finish_non_exhaustive()
-    }
-}
+// Never the seller's token nor the signing key.
+debug_some!(Relay, r => {
+    "base_url": r.base_url,
+    "organization_id": r.organization_id,
+    "kid": r.leases.signer.kid(),
+    "lease_seconds": r.leases.seconds,
+    "limits": r.limits,
+});
 
 impl Relay {
     /// What `req` reads or narrows in the store: a validate its entry and its key's index row

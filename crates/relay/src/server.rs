@@ -128,13 +128,7 @@ pub struct Running {
     background: JoinHandle<()>,
 }
 
-impl std::fmt::Debug for Running {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Running")
-            .field("addr", &self.addr)
-            .finish_non_exhaustive()
-    }
-}
+debug_some!(Running, r => { "addr": r.addr });
 
 impl Running {
     /// `http://IP:PORT`.

@@ -1045,11 +1045,12 @@ fn read_until_closed(stream: &mut std::net::TcpStream) -> (Vec<u8>, bool) {
 
 /// A validate of the demo key through `base` by a client that waits up to `patience`.
 fn validate_patiently(base: &str, patience: Duration) -> Result<u16, ureq::Error> {
-    let agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(patience))
-        .build()
-        .new_agent();
+    validate_with(&rig::agent(patience), base)
+}
+
+/// A validate of the demo key through `agent` (its connection reused when it has one): the
+/// status, the body read.
+fn validate_with(agent: &ureq::Agent, base: &str) -> Result<u16, ureq::Error> {
     let body = json!({"key": DEMO_KEY, "organization_id": ORG}).to_string();
     let mut resp = agent
         .post(&format!("{base}{PUBLIC}validate"))
@@ -1228,29 +1229,16 @@ fn a_relay_restarted_on_its_handed_over_listener_refuses_no_connection() {
     type Sent = Vec<(usize, Instant, Instant, Result<u16, String>)>;
     let sent: Arc<Mutex<Sent>> = Arc::default();
     let stop = Arc::new(AtomicBool::new(false));
-    let body = json!({"key": DEMO_KEY, "organization_id": ORG}).to_string();
     let clients: Vec<_> = (0..6)
         .map(|client| {
             let (sent, stop, url) = (Arc::clone(&sent), Arc::clone(&stop), url.clone());
-            let body = body.clone();
             // Clients 4 and 5 reuse their connection.
-            let agent = ureq::Agent::config_builder()
-                .http_status_as_error(false)
-                .timeout_global(Some(Duration::from_secs(10)))
-                .build()
-                .new_agent();
+            let agent = rig::agent(Duration::from_secs(10));
             std::thread::spawn(move || {
                 while !stop.load(Ordering::Relaxed) {
                     let at = Instant::now();
                     let answer = if client >= 4 {
-                        agent
-                            .post(&format!("{url}{PUBLIC}validate"))
-                            .header("content-type", "application/json")
-                            .send(body.as_str())
-                            .map(|mut resp| {
-                                let _ = resp.body_mut().read_to_vec();
-                                resp.status().as_u16()
-                            })
+                        validate_with(&agent, &url)
                     } else {
                         validate_patiently(&url, Duration::from_secs(10))
                     };

@@ -162,15 +162,11 @@ pub struct Background {
     list_after: u64,
 }
 
-impl std::fmt::Debug for Background {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Background")
-            .field("paged", &self.paged.is_some())
-            .field("out", &self.out.len())
-            .field("parked", &self.parked.len())
-            .finish_non_exhaustive()
-    }
-}
+debug_some!(Background, b => {
+    "paged": b.paged.is_some(),
+    "out": b.out.len(),
+    "parked": b.parked.len(),
+});
 
 /// One reader's say at a poll.
 enum Say {

@@ -242,14 +242,7 @@ pub struct Exchange {
     mismatched: u32,
 }
 
-impl std::fmt::Debug for Exchange {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Exchange")
-            .field("request", &self.req)
-            .field("waited", &self.waited)
-            .finish_non_exhaustive()
-    }
-}
+debug_some!(Exchange, e => { "request": e.req, "waited": e.waited });
 
 impl Exchange {
     /// An exchange for a request's head (`req.body` is ignored: [`Need::Body`] asks for it).

@@ -42,13 +42,7 @@ pub struct RedbBackend {
     path: std::path::PathBuf,
 }
 
-impl std::fmt::Debug for RedbBackend {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedbBackend")
-            .field("max_entries", &self.max_entries)
-            .finish_non_exhaustive()
-    }
-}
+debug_some!(RedbBackend, b => { "max_entries": b.max_entries });
 
 fn err(what: &str, e: impl std::fmt::Display) -> StoreError {
     StoreError(format!("the verdict store: {what}: {e}"))

@@ -144,6 +144,24 @@ impl From<bool> for MetaValue {
     }
 }
 
+/// A builder method `$method(name, value)` that adds `name = value` to the [`Metadata`] field
+/// `self.$field` and gives the builder back: the `condition` of validate requests, activate
+/// requests and cache queries, and the activate request's `meta`, written once.
+macro_rules! metadata_adder {
+    ($(#[$doc:meta])* $method:ident => $field:ident) => {
+        $(#[$doc])*
+        pub fn $method(
+            mut self,
+            name: impl Into<String>,
+            value: impl Into<$crate::metadata::MetaValue>,
+        ) -> Self {
+            self.$field.insert(name.into(), value.into());
+            self
+        }
+    };
+}
+pub(crate) use metadata_adder;
+
 /// A `conditions` or `meta` object: at most 50 keys of 1–40 characters.
 pub type Metadata = BTreeMap<String, MetaValue>;
 

@@ -118,31 +118,23 @@ impl From<&str> for MetaValue {
         MetaValue::Str(s.to_string())
     }
 }
-impl From<String> for MetaValue {
-    fn from(s: String) -> Self {
-        MetaValue::Str(s)
-    }
-}
-impl From<i64> for MetaValue {
-    fn from(i: i64) -> Self {
-        MetaValue::Int(i)
-    }
-}
 impl From<i32> for MetaValue {
     fn from(i: i32) -> Self {
         MetaValue::Int(i64::from(i))
     }
 }
-impl From<f64> for MetaValue {
-    fn from(x: f64) -> Self {
-        MetaValue::Float(x)
-    }
+
+/// `From` for the types each variant holds as they are.
+macro_rules! meta_value_from {
+    ($($type:ty => $variant:ident),+) => {
+        $(impl From<$type> for MetaValue {
+            fn from(v: $type) -> Self {
+                MetaValue::$variant(v)
+            }
+        })+
+    };
 }
-impl From<bool> for MetaValue {
-    fn from(b: bool) -> Self {
-        MetaValue::Bool(b)
-    }
-}
+meta_value_from!(String => Str, i64 => Int, f64 => Float, bool => Bool);
 
 /// A builder method `$method(name, value)` that adds `name = value` to the [`Metadata`] field
 /// `self.$field` and gives the builder back: the `condition` of validate requests, activate

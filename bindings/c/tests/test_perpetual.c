@@ -145,8 +145,7 @@ static void a_cached_expiry_passed_offline_falls_back_from_the_cache(void) {
 }
 
 static void released_dates_are_checked(void) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   CHECK_INT(polar_license_config_set_released(config, "2026-02-30"),
             POLAR_LICENSE_STATUS_INVALID_INPUT);
   CHECK(strstr(polar_license_config_last_error(config), "released") != NULL);

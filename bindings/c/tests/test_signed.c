@@ -494,7 +494,6 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   relay rl;
   char both[600];
   polar_license_client *client;
-  polar_license_request *request;
   polar_license_result *r;
   polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
   long long ends, before = now_seconds();
@@ -505,15 +504,12 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   client = app(dir, rl.url, relay_pair, 0);
   activate_ok(client, key, id);
   /* A validate of the activation (this machine's fingerprint sent) carries the lease too. */
-  request = new_request(key);
-  must(polar_license_request_set_activation_id(request, id));
-  must(polar_license_client_validate(client, request, &r));
+  r = validate_activation(client, key, id);
   CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
              POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   CHECK(polar_license_result_lease_expires_at(r) >= before + LEASE_DAYS * DAY);
   polar_license_result_free(r);
-  polar_license_request_free(request);
   r = status(client, key);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   ends = polar_license_result_lease_expires_at(r);
@@ -1137,7 +1133,6 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
     pid_t pid;
     int exit_status = -1;
     polar_license_client *other;
-    polar_license_request *request;
     polar_license_result *r = NULL;
     temp_dir(dir);
     emu_new_key("\"limit_activations\":3", key);
@@ -1160,21 +1155,16 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
       CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
       polar_license_result_free(r);
       polar_license_client_free(held);
-      fflush(stdout);
-      fflush(stderr);
-      exit(harness_current_failures() == 0 ? 0 : 1);
+      harness_child_exit();
     }
     CHECK_INT(tape_route(&t, "GET", "/__tape/held", NULL, NULL, 0), 200);
 
     /* Meanwhile the key is revoked and this process records Polar's denial. */
     emu_patch_key(key, "{\"status\":\"revoked\"}");
     other = asking(dir, t.url, moved[i]);
-    request = new_request(key);
-    must(polar_license_request_set_activation_id(request, id));
-    must(polar_license_client_validate(other, request, &r));
+    r = validate_activation(other, key, id);
     CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
     polar_license_result_free(r);
-    polar_license_request_free(request);
 
     CHECK_INT(tape_route(&t, "POST", "/__tape/release", NULL, NULL, 0), 204);
     CHECK(waitpid(pid, &exit_status, 0) == pid);

@@ -206,8 +206,7 @@ static void a_named_trial_benefit_is_a_trial_with_the_keys_expiry(void) {
 }
 
 static void trial_settings_are_checked(void) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   CHECK_INT(polar_license_config_set_trial(config, 3651), POLAR_LICENSE_STATUS_INVALID_INPUT);
   CHECK(strstr(polar_license_config_last_error(config), "trial") != NULL);
   CHECK_INT(polar_license_config_set_trial(config, 14), POLAR_LICENSE_STATUS_OK);

@@ -55,13 +55,10 @@ static void member_subscription_and_order_on_every_answer(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
 
-  request = new_request(key);
-  must(polar_license_request_set_activation_id(request, id));
-  must(polar_license_client_validate(client, request, &r));
+  r = validate_activation(client, key, id);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   check_grant(r);
   polar_license_result_free(r);
-  polar_license_request_free(request);
 
   /* From the cache, Polar down: the fields came through the record. */
   emu_fault("{\"kind\":\"close_immediately\"}");

@@ -78,7 +78,10 @@ void harness_check_from(const char *file, int line, const polar_license_result *
 
 /* check() of `key`, then CHECK_ANSWER (EXPECT_CHECK) or CHECK_FROM (EXPECT_CHECK_FROM) of the
  * result, which is freed. */
-/* check(client, key), CHECK_FROM on its answer, and the answer for more checks (free it). */
+/* check(client, key), CHECK_ANSWER (CHECKED) or CHECK_FROM (CHECKED_FROM) on its answer, and
+ * the answer for more checks (free it). */
+#define CHECKED(client, key, outcome, reason)                                                     \
+  harness_checked(__FILE__, __LINE__, (client), (key), (outcome), (reason), 0, 0)
 #define CHECKED_FROM(client, key, outcome, reason, source)                                        \
   harness_checked(__FILE__, __LINE__, (client), (key), (outcome), (reason), 1, (source))
 polar_license_result *harness_checked(const char *file, int line, polar_license_client *client,

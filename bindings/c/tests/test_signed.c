@@ -465,8 +465,7 @@ static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
   CHECK(licensed_from_cache(dir, emu_url(), NULL, DAY, key, &reason));
   CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
   signed_app = app(dir, emu_url(), relay_pair, DAY);
-  r = check(signed_app, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  r = CHECKED(signed_app, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK_STR(polar_license_result_lease_kid(r), "");
   CHECK_INT(polar_license_result_lease_expires_at(r), -1);
   polar_license_result_free(r);
@@ -516,8 +515,7 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   CHECK(ends >= before + LEASE_DAYS * DAY && ends <= now_seconds() + LEASE_DAYS * DAY);
   polar_license_result_free(r);
   /* The activate and check results carry the lease too. */
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   CHECK_INT(polar_license_result_lease_expires_at(r), ends);
   polar_license_result_free(r);
@@ -1028,8 +1026,7 @@ static void replay_refused(const char *dir, const tape *t, int64_t offset, const
   polar_license_result *r;
   tape_passed(t);
   tape_replaying(t, 1);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_REPLAYED);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_REPLAYED);
   CHECK(strstr(polar_license_result_detail(r), "replay") != NULL);
   polar_license_result_free(r);
   tape_replaying(t, 0);

@@ -435,8 +435,7 @@ static void a_record_put_back_after_a_revocation_is_not_trusted(void) {
   CHECK(strstr(polar_license_result_detail(r), "replayed") != NULL);
   polar_license_result_free(r);
   emu_fault("{\"kind\":\"close_immediately\"}");
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK(!polar_license_result_is_licensed(r));
   polar_license_result_free(r);
   r = check(later, key);
@@ -564,8 +563,7 @@ static void an_unreadable_machine_id_is_a_cache_error(void) {
     CHECK(strstr(polar_license_result_detail(r), why) != NULL);
     polar_license_result_free(r);
     polar_license_request_free(request);
-    r = check(client, key);
-    CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
+    r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_ERROR, POLAR_LICENSE_REASON_CACHE_ERROR);
     CHECK(strstr(polar_license_result_detail(r), why) != NULL);
     CHECK(!polar_license_result_is_licensed(r));
     polar_license_result_free(r);

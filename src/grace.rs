@@ -426,15 +426,10 @@ impl Query {
         self
     }
 
-    /// Adds a condition.
-    pub fn condition(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<crate::metadata::MetaValue>,
-    ) -> Self {
-        self.conditions.insert(name.into(), value.into());
-        self
-    }
+    crate::metadata::metadata_adder!(
+        /// Adds a condition.
+        condition => conditions
+    );
 }
 
 /// The cached state of one organization and key. Serialized as JSON inside the MACed cache

@@ -259,37 +259,46 @@ mod tests {
     #[test]
     fn another_install_machine_org_origin_or_app_secret_opens_nothing() {
         let bytes = seal().seal(&Key::new(KEY)).unwrap();
-        let others = [
-            KeySeal::new(
+        // `seal()` with one input changed: the install secret, the machine (another, none), the
+        // organization, the origin, the app secret (empty, not none).
+        type Inputs<'a> = (
+            &'a str,
+            &'a str,
+            &'a [u8],
+            Option<&'a str>,
+            Option<&'a [u8]>,
+        );
+        let others: [Inputs; 6] = [
+            (
                 "https://api.polar.sh",
                 "org",
                 b"other",
                 Some("machine"),
                 None,
             ),
-            KeySeal::new(
+            (
                 "https://api.polar.sh",
                 "org",
                 b"secret",
                 Some("laptop"),
                 None,
             ),
-            KeySeal::new("https://api.polar.sh", "org", b"secret", None, None),
-            KeySeal::new(
+            ("https://api.polar.sh", "org", b"secret", None, None),
+            (
                 "https://api.polar.sh",
                 "org2",
                 b"secret",
                 Some("machine"),
                 None,
             ),
-            KeySeal::new(
+            (
                 "http://127.0.0.1:1",
                 "org",
                 b"secret",
                 Some("machine"),
                 None,
             ),
-            KeySeal::new(
+            (
                 "https://api.polar.sh",
                 "org",
                 b"secret",
@@ -297,29 +306,26 @@ mod tests {
                 Some(b""),
             ),
         ];
-        for other in others {
+        let of = |(base_url, org, install, machine, app): Inputs| {
+            KeySeal::new(base_url, org, install, machine, app)
+        };
+        for inputs in others {
+            let other = of(inputs);
             assert_eq!(other.open(&bytes), Err(Unopened::BadSeal), "{other:?}");
         }
         // Only the origin names the server: a path does not change the seal or the slot.
-        let same = KeySeal::new(
+        let same = of((
             "https://api.polar.sh/v1",
             "org",
             b"secret",
             Some("machine"),
             None,
-        );
+        ));
         assert_eq!(same.open(&bytes).unwrap().expose(), KEY);
-        assert_ne!(
-            seal().slot,
-            KeySeal::new(
-                "https://api.polar.sh",
-                "org2",
-                b"secret",
-                Some("machine"),
-                None
-            )
-            .slot
-        );
+        assert_eq!(same.slot, seal().slot);
+        // The slot names the organization (and the origin).
+        assert_ne!(seal().slot, of(others[3]).slot);
+        assert_ne!(seal().slot, of(others[4]).slot);
     }
 
     #[test]

@@ -118,31 +118,41 @@ impl From<&str> for MetaValue {
         MetaValue::Str(s.to_string())
     }
 }
-impl From<String> for MetaValue {
-    fn from(s: String) -> Self {
-        MetaValue::Str(s)
-    }
-}
-impl From<i64> for MetaValue {
-    fn from(i: i64) -> Self {
-        MetaValue::Int(i)
-    }
-}
 impl From<i32> for MetaValue {
     fn from(i: i32) -> Self {
         MetaValue::Int(i64::from(i))
     }
 }
-impl From<f64> for MetaValue {
-    fn from(x: f64) -> Self {
-        MetaValue::Float(x)
-    }
+
+/// `From` for the types each variant holds as they are.
+macro_rules! meta_value_from {
+    ($($type:ty => $variant:ident),+) => {
+        $(impl From<$type> for MetaValue {
+            fn from(v: $type) -> Self {
+                MetaValue::$variant(v)
+            }
+        })+
+    };
 }
-impl From<bool> for MetaValue {
-    fn from(b: bool) -> Self {
-        MetaValue::Bool(b)
-    }
+meta_value_from!(String => Str, i64 => Int, f64 => Float, bool => Bool);
+
+/// A builder method `$method(name, value)` that adds `name = value` to the [`Metadata`] field
+/// `self.$field` and gives the builder back: the `condition` of validate requests, activate
+/// requests and cache queries, and the activate request's `meta`, written once.
+macro_rules! metadata_adder {
+    ($(#[$doc:meta])* $method:ident => $field:ident) => {
+        $(#[$doc])*
+        pub fn $method(
+            mut self,
+            name: impl Into<String>,
+            value: impl Into<$crate::metadata::MetaValue>,
+        ) -> Self {
+            self.$field.insert(name.into(), value.into());
+            self
+        }
+    };
 }
+pub(crate) use metadata_adder;
 
 /// A `conditions` or `meta` object: at most 50 keys of 1–40 characters.
 pub type Metadata = BTreeMap<String, MetaValue>;

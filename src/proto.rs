@@ -475,15 +475,10 @@ impl ValidateRequest {
         self
     }
 
-    /// Adds a condition.
-    pub fn condition(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<crate::metadata::MetaValue>,
-    ) -> Self {
-        self.conditions.insert(name.into(), value.into());
-        self
-    }
+    crate::metadata::metadata_adder!(
+        /// Adds a condition.
+        condition => conditions
+    );
 }
 
 /// `validate_async(&req)`, as `validate(&req)` takes it.
@@ -516,25 +511,15 @@ impl ActivateRequest {
         }
     }
 
-    /// Adds a condition.
-    pub fn condition(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<crate::metadata::MetaValue>,
-    ) -> Self {
-        self.conditions.insert(name.into(), value.into());
-        self
-    }
+    crate::metadata::metadata_adder!(
+        /// Adds a condition.
+        condition => conditions
+    );
 
-    /// Adds a meta entry.
-    pub fn meta(
-        mut self,
-        name: impl Into<String>,
-        value: impl Into<crate::metadata::MetaValue>,
-    ) -> Self {
-        self.meta.insert(name.into(), value.into());
-        self
-    }
+    crate::metadata::metadata_adder!(
+        /// Adds a meta entry.
+        meta => meta
+    );
 }
 
 /// `activate_async(&req)`, as `activate(&req)` takes it.

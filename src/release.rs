@@ -5,6 +5,7 @@
 //! read the report's types.
 
 use crate::error::Error;
+use crate::json::JsonOut;
 
 /// A build's release date: a UTC calendar day, kept as the unix seconds of its start.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -133,5 +134,52 @@ impl Trial {
     /// `true` while the trial runs.
     pub fn is_active(&self) -> bool {
         self.state == TrialState::Active
+    }
+
+    /// Writes the trial as the npm package reports it (`{"local":…,"state":…,"startedAt":…,
+    /// "endsAt":…,"daysLeft":…}`, unknown times `null`): the engine's check answers and the
+    /// local-trial add-on's answer share this one shape.
+    pub fn write_json<'j>(&self, j: &'j mut JsonOut) -> &'j mut JsonOut {
+        j.raw("{");
+        j.key("local").bool(self.local);
+        j.key("state").str(self.state.as_str());
+        j.key("startedAt").opt_int(self.started_at);
+        j.key("endsAt").opt_int(self.ends_at);
+        j.key("daysLeft").int(i64::from(self.days_left));
+        j.raw("}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_trial_is_written_as_the_npm_package_reports_it() {
+        let local = Trial {
+            local: true,
+            state: TrialState::Active,
+            started_at: Some(1_790_000_000),
+            ends_at: Some(1_791_209_600),
+            days_left: 14,
+        };
+        assert_eq!(
+            local.write_json(&mut JsonOut::new()).done(),
+            r#"{"local":true,"state":"active","startedAt":1790000000,"endsAt":1791209600,"daysLeft":14}"#
+        );
+        let refused = Trial {
+            local: false,
+            state: TrialState::Refused,
+            started_at: None,
+            ends_at: None,
+            days_left: 0,
+        };
+        let mut j = JsonOut::new();
+        j.raw("[");
+        refused.write_json(&mut j).raw("]");
+        assert_eq!(
+            j.done(),
+            r#"[{"local":false,"state":"refused","startedAt":null,"endsAt":null,"daysLeft":0}]"#
+        );
     }
 }

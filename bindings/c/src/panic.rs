@@ -82,33 +82,44 @@ macro_rules! ffi_boundary {
     }};
 }
 
-/// `&T` from a `*const T`, or an early return of [`Boundary::on_null`] when it is NULL.
+/// The reference behind a pointer argument (`as_ref` of a `*const T` for [`try_ref!`],
+/// `as_mut` of a `*mut T` for [`try_mut!`]), or an early return of [`Boundary::on_null`] when
+/// it is NULL.
 ///
 /// The caller promises (in the C documentation) that a non-NULL pointer points to a live
 /// object of the right type made by this library.
-macro_rules! try_ref {
-    ($ptr:expr) => {{
+macro_rules! non_null {
+    ($ptr:expr, as_ref) => {
+        non_null!(@deref $ptr, as_ref)
+    };
+    ($ptr:expr, as_mut) => {
+        non_null!(@deref $ptr, as_mut)
+    };
+    (@deref $ptr:expr, $as:ident) => {{
         let ptr = $ptr;
-        // SAFETY: NULL is checked by `as_ref`; a non-NULL pointer is, by the documented
-        // contract of every function, a live object made by this library and not yet freed.
-        match unsafe { ptr.as_ref() } {
+        // SAFETY: NULL is checked by `as_ref`/`as_mut`; a non-NULL pointer is, by the
+        // documented contract of every function, a live object made by this library and not
+        // yet freed, and (for `as_mut`) the documented rules forbid using it from two threads
+        // at once.
+        match unsafe { ptr.$as() } {
             Some(r) => r,
             None => return $crate::panic::Boundary::on_null(),
         }
     }};
 }
 
+/// `&T` from a `*const T`, or an early return of [`Boundary::on_null`] when it is NULL.
+macro_rules! try_ref {
+    ($ptr:expr) => {
+        non_null!($ptr, as_ref)
+    };
+}
+
 /// `&mut T` from a `*mut T`, or an early return of [`Boundary::on_null`] when it is NULL.
 macro_rules! try_mut {
-    ($ptr:expr) => {{
-        let ptr = $ptr;
-        // SAFETY: NULL is checked by `as_mut`; a non-NULL pointer is a live object made by
-        // this library, and the documented rules forbid using it from two threads at once.
-        match unsafe { ptr.as_mut() } {
-            Some(r) => r,
-            None => return $crate::panic::Boundary::on_null(),
-        }
-    }};
+    ($ptr:expr) => {
+        non_null!($ptr, as_mut)
+    };
 }
 
 /// `&str` from a `*const c_char`, or an early return of [`Boundary::on_null`] (NULL) or

@@ -133,6 +133,12 @@ void harness_run(const char *name, void (*fn)(void)) {
 
 int harness_current_failures(void) { return current_failures; }
 
+void harness_child_exit(void) {
+  fflush(stdout);
+  fflush(stderr);
+  exit(current_failures == 0 ? 0 : 1);
+}
+
 int harness_summary(const char *program) {
   printf("%s: %ld checks\n", program, checks);
   printf("%s: %d passed, %d failed\n", program, passed, failed);
@@ -424,6 +430,12 @@ polar_license_client *new_client(const char *cache_dir, int64_t clock_offset,
   return client;
 }
 
+polar_license_config *new_config(void) {
+  polar_license_config *config = NULL;
+  must(polar_license_config_new(&config));
+  return config;
+}
+
 polar_license_request *new_request(const char *key) {
   polar_license_request *request = NULL;
   if (polar_license_request_new(key, &request) != POLAR_LICENSE_STATUS_OK) die("new_request");
@@ -435,6 +447,16 @@ void must(polar_license_status status) {
     fprintf(stderr, "call failed: %s\n", polar_license_status_message(status));
     die("a call did not return POLAR_LICENSE_STATUS_OK");
   }
+}
+
+polar_license_result *validate_activation(polar_license_client *client, const char *key,
+                                          const char *activation_id) {
+  polar_license_request *request = new_request(key);
+  polar_license_result *result = NULL;
+  must(polar_license_request_set_activation_id(request, activation_id));
+  must(polar_license_client_validate(client, request, &result));
+  polar_license_request_free(request);
+  return result;
 }
 
 void activate_ok(polar_license_client *client, const char *key, char id[64]) {
@@ -482,8 +504,7 @@ polar_license_result *status(polar_license_client *client, const char *key) {
 }
 
 polar_license_config *demo_config(const char *base_url, const char *cache_dir) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   must(polar_license_config_set_organization(config, DEMO_ORG));
   must(polar_license_config_set_base_url(config, base_url));
   if (cache_dir != NULL) must(polar_license_config_set_cache_dir(config, cache_dir));

@@ -78,7 +78,10 @@ void harness_check_from(const char *file, int line, const polar_license_result *
 
 /* check() of `key`, then CHECK_ANSWER (EXPECT_CHECK) or CHECK_FROM (EXPECT_CHECK_FROM) of the
  * result, which is freed. */
-/* check(client, key), CHECK_FROM on its answer, and the answer for more checks (free it). */
+/* check(client, key), CHECK_ANSWER (CHECKED) or CHECK_FROM (CHECKED_FROM) on its answer, and
+ * the answer for more checks (free it). */
+#define CHECKED(client, key, outcome, reason)                                                     \
+  harness_checked(__FILE__, __LINE__, (client), (key), (outcome), (reason), 0, 0)
 #define CHECKED_FROM(client, key, outcome, reason, source)                                        \
   harness_checked(__FILE__, __LINE__, (client), (key), (outcome), (reason), 1, (source))
 polar_license_result *harness_checked(const char *file, int line, polar_license_client *client,
@@ -101,6 +104,10 @@ void harness_run(const char *name, void (*fn)(void));
 
 /* How many checks have failed so far in the running test (0: it passes so far). */
 int harness_current_failures(void);
+
+/* Ends a forked child process of a test: flushes stdout and stderr and exits 0 when the child's
+ * checks have all passed, 1 otherwise (the parent reads it with waitpid). */
+void harness_child_exit(void);
 
 /* Prints `PROGRAM: N checks` (every check made, passed or failed), then
  * `PROGRAM: N passed, N failed` (tests), and returns the exit status (0 when all passed). */
@@ -180,8 +187,16 @@ void client_done(polar_license_client *client, const char *dir);
 polar_license_result *check(polar_license_client *client, const char *key);
 polar_license_result *status(polar_license_client *client, const char *key);
 
+/* A new config, every setting at its default (stops the program on failure). */
+polar_license_config *new_config(void);
+
 /* One request for `key` (stops the program on failure). */
 polar_license_request *new_request(const char *key);
+
+/* polar_license_client_validate of `key` with the activation `activation_id` (stopping the
+ * program unless the call returns POLAR_LICENSE_STATUS_OK); the result is the caller's to free. */
+polar_license_result *validate_activation(polar_license_client *client, const char *key,
+                                          const char *activation_id);
 
 /* Stops the program unless a call returned POLAR_LICENSE_STATUS_OK. */
 void must(polar_license_status status);

@@ -20,8 +20,7 @@ static polar_license_client *activated_and_checked(char dir[64], uint64_t revali
   polar_license_client *client = cached_client(dir, revalidate_after, WEEK);
   polar_license_result *r;
   activated_key(client, "\"limit_activations\":3", key, id);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   CHECK(polar_license_result_cache_refreshed(r));
   polar_license_result_free(r);
@@ -99,8 +98,7 @@ static void grace_expired(void) {
   polar_license_client_free(later);
   /* Eight days later: past it. */
   later = new_client(dir, 8 * DAY, HOUR, WEEK);
-  r = check(later, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
+  r = CHECKED(later, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_GRACE_EXPIRED);
   CHECK(!polar_license_result_is_licensed(r));
   polar_license_result_free(r);
   polar_license_client_free(later);
@@ -267,8 +265,7 @@ static void require_activation_refuses_a_key_not_activated_here(void) {
   polar_license_client_free(bare);
 
   activate_ok(client, key, id);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_activation_id(r), id);
   polar_license_result_free(r);
 

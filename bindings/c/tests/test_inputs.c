@@ -76,8 +76,7 @@ static void config_null_arguments(void) {
 }
 
 static void config_invalid_utf8(void) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   CHECK_INT(polar_license_config_set_organization(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_base_url(config, bad_utf8), BAD_UTF8);
   CHECK_INT(polar_license_config_set_cache_dir(config, bad_utf8), BAD_UTF8);

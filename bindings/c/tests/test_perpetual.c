@@ -52,8 +52,7 @@ static void an_expired_key_licenses_older_builds(void) {
   plain = app(dir, 0, NULL);
 
   /* Before the expiry: licensed, with the paid-through date; an update's question. */
-  r = check(old_build, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(old_build, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK(!polar_license_result_fallback(r));
   CHECK_INT(polar_license_result_paid_through(r), expires);
   CHECK(polar_license_result_covers(r, expires));
@@ -65,8 +64,7 @@ static void an_expired_key_licenses_older_builds(void) {
   when(now - 60, 0, past);
   snprintf(fields, sizeof fields, "{\"expires_at\":\"%s\"}", past);
   emu_patch_key(key, fields);
-  r = check(old_build, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(old_build, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_source(r), POLAR_LICENSE_SOURCE_ONLINE);
   CHECK(polar_license_result_fallback(r));
   /* The seller moved the expiry earlier than the last good answer said: paid through the
@@ -75,20 +73,17 @@ static void an_expired_key_licenses_older_builds(void) {
   polar_license_result_free(r);
 
   /* A newer build, or none stated: expired, as today. */
-  r = check(new_build, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_EXPIRED);
+  r = CHECKED(new_build, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_EXPIRED);
   CHECK(!polar_license_result_fallback(r));
   CHECK(polar_license_result_covers(r, now - 10 * DAY));
   polar_license_result_free(r);
-  r = check(plain, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_EXPIRED);
+  r = CHECKED(plain, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_EXPIRED);
   CHECK(!polar_license_result_fallback(r));
   polar_license_result_free(r);
 
   /* Revoked: never a fallback. */
   emu_patch_key(key, "{\"status\":\"revoked\"}");
-  r = check(old_build, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+  r = CHECKED(old_build, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
   CHECK(!polar_license_result_fallback(r));
   polar_license_result_free(r);
 
@@ -109,16 +104,13 @@ static void a_cached_expiry_passed_offline_falls_back_from_the_cache(void) {
   temp_dir(dir);
   when(now, 1, old_day);
   today = app(dir, 0, old_day);
-  r = check(today, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
-  polar_license_result_free(r);
+  EXPECT_CHECK(today, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
 
   /* Two days on, Polar unreachable: the cached expires_at has passed. */
   emu_fault("{\"kind\":\"close_immediately\"}");
   later = app(dir, 2 * DAY, old_day);
   later_plain = app(dir, 2 * DAY, NULL);
-  r = check(later_plain, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  r = CHECKED(later_plain, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK(!polar_license_result_fallback(r));
   CHECK_INT(polar_license_result_paid_through(r), -1);
   polar_license_result_free(r);
@@ -145,8 +137,7 @@ static void a_cached_expiry_passed_offline_falls_back_from_the_cache(void) {
 }
 
 static void released_dates_are_checked(void) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   CHECK_INT(polar_license_config_set_released(config, "2026-02-30"),
             POLAR_LICENSE_STATUS_INVALID_INPUT);
   CHECK(strstr(polar_license_config_last_error(config), "released") != NULL);

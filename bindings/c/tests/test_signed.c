@@ -465,8 +465,7 @@ static void an_unsigned_record_never_licenses_offline_in_signed_mode(void) {
   CHECK(licensed_from_cache(dir, emu_url(), NULL, DAY, key, &reason));
   CHECK_INT(reason, POLAR_LICENSE_REASON_OFFLINE);
   signed_app = app(dir, emu_url(), relay_pair, DAY);
-  r = check(signed_app, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
+  r = CHECKED(signed_app, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_OFFLINE);
   CHECK_STR(polar_license_result_lease_kid(r), "");
   CHECK_INT(polar_license_result_lease_expires_at(r), -1);
   polar_license_result_free(r);
@@ -494,7 +493,6 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   relay rl;
   char both[600];
   polar_license_client *client;
-  polar_license_request *request;
   polar_license_result *r;
   polar_license_reason reason = POLAR_LICENSE_REASON_NONE;
   long long ends, before = now_seconds();
@@ -505,23 +503,19 @@ static void through_the_relay_the_cache_licenses_within_the_lease_only(void) {
   client = app(dir, rl.url, relay_pair, 0);
   activate_ok(client, key, id);
   /* A validate of the activation (this machine's fingerprint sent) carries the lease too. */
-  request = new_request(key);
-  must(polar_license_request_set_activation_id(request, id));
-  must(polar_license_client_validate(client, request, &r));
+  r = validate_activation(client, key, id);
   CHECK_FROM(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE,
              POLAR_LICENSE_SOURCE_ONLINE);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   CHECK(polar_license_result_lease_expires_at(r) >= before + LEASE_DAYS * DAY);
   polar_license_result_free(r);
-  polar_license_request_free(request);
   r = status(client, key);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   ends = polar_license_result_lease_expires_at(r);
   CHECK(ends >= before + LEASE_DAYS * DAY && ends <= now_seconds() + LEASE_DAYS * DAY);
   polar_license_result_free(r);
   /* The activate and check results carry the lease too. */
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_lease_kid(r), KID);
   CHECK_INT(polar_license_result_lease_expires_at(r), ends);
   polar_license_result_free(r);
@@ -1032,8 +1026,7 @@ static void replay_refused(const char *dir, const tape *t, int64_t offset, const
   polar_license_result *r;
   tape_passed(t);
   tape_replaying(t, 1);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_REPLAYED);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_UNVERIFIED, POLAR_LICENSE_REASON_REPLAYED);
   CHECK(strstr(polar_license_result_detail(r), "replay") != NULL);
   polar_license_result_free(r);
   tape_replaying(t, 0);
@@ -1137,7 +1130,6 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
     pid_t pid;
     int exit_status = -1;
     polar_license_client *other;
-    polar_license_request *request;
     polar_license_result *r = NULL;
     temp_dir(dir);
     emu_new_key("\"limit_activations\":3", key);
@@ -1160,21 +1152,16 @@ static void a_denial_recorded_while_a_grant_was_held_survives_the_grant(void) {
       CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
       polar_license_result_free(r);
       polar_license_client_free(held);
-      fflush(stdout);
-      fflush(stderr);
-      exit(harness_current_failures() == 0 ? 0 : 1);
+      harness_child_exit();
     }
     CHECK_INT(tape_route(&t, "GET", "/__tape/held", NULL, NULL, 0), 200);
 
     /* Meanwhile the key is revoked and this process records Polar's denial. */
     emu_patch_key(key, "{\"status\":\"revoked\"}");
     other = asking(dir, t.url, moved[i]);
-    request = new_request(key);
-    must(polar_license_request_set_activation_id(request, id));
-    must(polar_license_client_validate(other, request, &r));
+    r = validate_activation(other, key, id);
     CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
     polar_license_result_free(r);
-    polar_license_request_free(request);
 
     CHECK_INT(tape_route(&t, "POST", "/__tape/release", NULL, NULL, 0), 204);
     CHECK(waitpid(pid, &exit_status, 0) == pid);

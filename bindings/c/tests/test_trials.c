@@ -157,23 +157,20 @@ static void a_trialing_subscription_is_a_trial_and_a_revoked_key_is_not(void) {
   c = app(dir, 0, 14, NULL);
   plain = app(dir, 0, 0, NULL);
 
-  r = check(c, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(c, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_ACTIVE);
   CHECK(!polar_license_result_trial_local(r));
   CHECK_INT(polar_license_result_trial_ends_at(r), end);
   CHECK_INT(polar_license_result_trial_days_left(r), 6);
   polar_license_result_free(r);
   /* No trial set: the same answer, no trial. */
-  r = check(plain, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(plain, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
   polar_license_result_free(r);
 
   /* Revoked: denied, no trial. */
   emu_patch_key(key, "{\"status\":\"revoked\"}");
-  r = check(c, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
+  r = CHECKED(c, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_INACTIVE);
   CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
   polar_license_result_free(r);
   polar_license_client_free(plain);
@@ -191,14 +188,12 @@ static void a_named_trial_benefit_is_a_trial_with_the_keys_expiry(void) {
   temp_dir(dir);
   c = app(dir, 0, 0, OTHER_UUID);
   other = app(dir, 0, 0, DEMO_BENEFIT);
-  r = check(c, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(c, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_ACTIVE);
   CHECK_INT(polar_license_result_trial_ends_at(r), expires);
   CHECK_INT(polar_license_result_trial_days_left(r), 10);
   polar_license_result_free(r);
-  r = check(other, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(other, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_INT(polar_license_result_trial(r), POLAR_LICENSE_TRIAL_NONE);
   polar_license_result_free(r);
   polar_license_client_free(other);
@@ -206,8 +201,7 @@ static void a_named_trial_benefit_is_a_trial_with_the_keys_expiry(void) {
 }
 
 static void trial_settings_are_checked(void) {
-  polar_license_config *config = NULL;
-  must(polar_license_config_new(&config));
+  polar_license_config *config = new_config();
   CHECK_INT(polar_license_config_set_trial(config, 3651), POLAR_LICENSE_STATUS_INVALID_INPUT);
   CHECK(strstr(polar_license_config_last_error(config), "trial") != NULL);
   CHECK_INT(polar_license_config_set_trial(config, 14), POLAR_LICENSE_STATUS_OK);

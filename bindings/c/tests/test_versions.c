@@ -55,13 +55,10 @@ static void member_subscription_and_order_on_every_answer(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
 
-  request = new_request(key);
-  must(polar_license_request_set_activation_id(request, id));
-  must(polar_license_client_validate(client, request, &r));
+  r = validate_activation(client, key, id);
   CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   check_grant(r);
   polar_license_result_free(r);
-  polar_license_request_free(request);
 
   /* From the cache, Polar down: the fields came through the record. */
   emu_fault("{\"kind\":\"close_immediately\"}");
@@ -83,8 +80,7 @@ static void a_key_without_them_reads_empty_and_minus_one(void) {
   polar_license_result *r = NULL;
   client = cached_client(dir, HOUR, WEEK);
   emu_new_key("", key);
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_LICENSED, POLAR_LICENSE_REASON_NONE);
   CHECK_STR(polar_license_result_member_id(r), "");
   CHECK_STR(polar_license_result_member_email(r), "");
   CHECK_STR(polar_license_result_subscription_status(r), "");
@@ -126,8 +122,7 @@ static void a_rotated_key_that_was_valid_here_says_so(void) {
   polar_license_result_free(r);
   polar_license_request_free(request);
 
-  r = check(client, key);
-  CHECK_ANSWER(r, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
+  r = CHECKED(client, key, POLAR_LICENSE_OUTCOME_DENIED, POLAR_LICENSE_REASON_NOT_FOUND);
   CHECK(polar_license_result_previously_valid(r));
   polar_license_result_free(r);
 

@@ -252,42 +252,6 @@ impl Emulator {
         })
     }
 
-    /// Answers one request: its method, target (path and query as sent), header lines as
-    /// `[name, value, …]`, whole body, the client's address, and the time.
-    #[allow(clippy::too_many_arguments)]
-    pub fn handle(
-        &mut self,
-        method: String,
-        target: String,
-        headers: Vec<String>,
-        body: Vec<u8>,
-        peer: String,
-        unix_ms: f64,
-        monotonic_ms: f64,
-    ) -> Result<Answer, JsError> {
-        let req = request(method, target, headers, body, peer)?;
-        let now = moment(unix_ms, monotonic_ms)?;
-        Ok(Answer::from(self.core.handle(&req, now)))
-    }
-
-    /// The answer to a request whose `delay` has passed (the same arguments as
-    /// [`Emulator::handle`], the time being the end of the delay).
-    #[allow(clippy::too_many_arguments)]
-    pub fn resume(
-        &mut self,
-        method: String,
-        target: String,
-        headers: Vec<String>,
-        body: Vec<u8>,
-        peer: String,
-        unix_ms: f64,
-        monotonic_ms: f64,
-    ) -> Result<Answer, JsError> {
-        let req = request(method, target, headers, body, peer)?;
-        let now = moment(unix_ms, monotonic_ms)?;
-        Ok(Answer::from(self.core.resume(&req, now)))
-    }
-
     /// Sets the fault of every following license request (JSON, as `POST /__emulator/fault`
     /// takes it: `{"kind":"status","status":503,"body":"down"}`, …; `undefined` or `null`
     /// clears it).
@@ -397,6 +361,45 @@ impl Emulator {
         self.core.stream_ended();
     }
 }
+
+/// An `Emulator` method that answers a request through the core's method of the same name (its
+/// method, target, header lines, body, the client's address, and the time), in an `impl` block
+/// of its own: `handle` and `resume` take the same arguments and differ only in the core's call.
+macro_rules! answering {
+    ($(#[$doc:meta])* $name:ident) => {
+        #[wasm_bindgen]
+        impl Emulator {
+            $(#[$doc])*
+            #[allow(clippy::too_many_arguments)]
+            pub fn $name(
+                &mut self,
+                method: String,
+                target: String,
+                headers: Vec<String>,
+                body: Vec<u8>,
+                peer: String,
+                unix_ms: f64,
+                monotonic_ms: f64,
+            ) -> Result<Answer, JsError> {
+                let req = request(method, target, headers, body, peer)?;
+                let now = moment(unix_ms, monotonic_ms)?;
+                Ok(Answer::from(self.core.$name(&req, now)))
+            }
+        }
+    };
+}
+
+answering!(
+    /// Answers one request: its method, target (path and query as sent), header lines as
+    /// `[name, value, …]`, whole body, the client's address, and the time.
+    handle
+);
+
+answering!(
+    /// The answer to a request whose `delay` has passed (the same arguments as
+    /// [`Emulator::handle`], the time being the end of the delay).
+    resume
+);
 
 fn request(
     method: String,

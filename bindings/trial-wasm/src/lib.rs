@@ -139,14 +139,7 @@ pub fn step(options: &str, secret: &str, stored: Option<String>, now: f64) -> St
     let answer = trial::local(stored, days, now as i64, &policy);
     let error = answer.error.unwrap_or_else(Error::no_remembered_key);
     error_json(&mut j, &error);
-    let t = &answer.trial;
-    j.key("trial").raw("{");
-    j.key("local").bool(t.local);
-    j.key("state").str(t.state.as_str());
-    j.key("startedAt").opt_int(t.started_at);
-    j.key("endsAt").opt_int(t.ends_at);
-    j.key("daysLeft").int(i64::from(t.days_left));
-    j.raw("}}");
+    answer.trial.write_json(j.key("trial")).raw("}");
     j.key("write");
     match answer.write {
         // The sealed record is text (a header, decimal lines and hex): lossless.

@@ -97,13 +97,7 @@ pub(crate) fn trial_json(j: &mut Json, trial: Option<&Trial>) {
         j.raw("null");
         return;
     };
-    j.raw("{");
-    j.key("local").bool(t.local);
-    j.key("state").str(t.state.as_str());
-    j.key("startedAt").opt_int(t.started_at);
-    j.key("endsAt").opt_int(t.ends_at);
-    j.key("daysLeft").int(i64::from(t.days_left));
-    j.raw("}");
+    t.write_json(j);
 }
 
 /// `{"error":{…}}` for a [`Denial`]: `code`, `detail`, `status` and `remainingUsages`.

@@ -12,7 +12,7 @@ use polar_license::proto::{
     self, ActivateRequest, Expect, HttpResponse, ValidateRequest, PRODUCTION_URL,
 };
 use polar_license::transport::{TransportError, TransportErrorKind};
-use polar_license::{Error, Verdict};
+use polar_license::{Error, LicenseKeyActivationRead, ValidatedLicenseKey, Verdict};
 use polar_license_testkit::answers::DETAILS_404;
 use serde_json::{json, Value};
 use wasm_bindgen_test::wasm_bindgen_test;
@@ -200,6 +200,27 @@ impl Answer {
             "the transport failed",
         )))
     }
+}
+
+/// A validate's grant as [`native_json`] and the engine write it.
+pub(super) fn validated_json(v: &ValidatedLicenseKey) -> Value {
+    json!({ "license": v.license_key, "activation": v.activation })
+}
+
+/// An activate's grant as [`native_json`] and the engine write it.
+pub(super) fn activated_json(v: &LicenseKeyActivationRead) -> Value {
+    json!({ "activation": v.activation, "license": v.license_key })
+}
+
+/// What the native parser (`parse`, held to `expect`) makes of the answer `a`, written by
+/// [`native_json`].
+fn native_of<T>(
+    a: &Answer,
+    expect: &Expect<'_>,
+    parse: fn(&HttpResponse, &Expect<'_>) -> Result<Verdict<T>, Error>,
+    ok: impl Fn(&T) -> Value,
+) -> Value {
+    native_json(a.native().and_then(|r| parse(&r, expect)), ok)
 }
 
 /// A native outcome in the engine's answer shape: `{"ok": {license, activation}}` or the
@@ -390,6 +411,10 @@ fn bodies_200(activation_asked: bool) -> Vec<(String, Value)> {
         }
         v
     };
+    // `base()` with the member at `path` set to `value`, or removed, under its case's name.
+    let edit =
+        |name: &str, path: &[&str], value: Value| (name.to_string(), with(base(), path, value));
+    let remove = |name: &str, path: &[&str]| (name.to_string(), without(base(), path));
     let mut out = vec![
         ("valid".to_string(), base()),
         ("valid full".to_string(), {
@@ -399,75 +424,46 @@ fn bodies_200(activation_asked: bool) -> Vec<(String, Value)> {
             }
             v
         }),
-        (
-            "another key".into(),
-            with(base(), &["key"], json!("OTHER-123456789")),
+        edit("another key", &["key"], json!("OTHER-123456789")),
+        edit("another org", &["organization_id"], json!(BENEFIT)),
+        edit("revoked", &["status"], json!("revoked")),
+        edit("disabled", &["status"], json!("disabled")),
+        edit("unknown status", &["status"], json!("suspended")),
+        edit("expired", &["expires_at"], json!("2020-01-01T00:00:00Z")),
+        edit(
+            "expires later",
+            &["expires_at"],
+            json!("2099-01-01T00:00:00+01:00"),
         ),
-        (
-            "another org".into(),
-            with(base(), &["organization_id"], json!(BENEFIT)),
+        edit("expiry not a date", &["expires_at"], json!("tomorrow")),
+        edit("usage a float", &["usage"], json!(1.5)),
+        remove("no customer", &["customer"]),
+        remove("no key", &["key"]),
+        remove("customer without created_at", &["customer", "created_at"]),
+        edit(
+            "customer type unknown",
+            &["customer", "type"],
+            json!("company"),
         ),
-        (
-            "revoked".into(),
-            with(base(), &["status"], json!("revoked")),
+        edit("tax id of one", &["customer", "tax_id"], json!(["x"])),
+        edit(
+            "metadata with a list",
+            &["customer", "metadata", "x"],
+            json!([1]),
         ),
-        (
-            "disabled".into(),
-            with(base(), &["status"], json!("disabled")),
-        ),
-        (
-            "unknown status".into(),
-            with(base(), &["status"], json!("suspended")),
-        ),
-        (
-            "expired".into(),
-            with(base(), &["expires_at"], json!("2020-01-01T00:00:00Z")),
-        ),
-        (
-            "expires later".into(),
-            with(base(), &["expires_at"], json!("2099-01-01T00:00:00+01:00")),
-        ),
-        (
-            "expiry not a date".into(),
-            with(base(), &["expires_at"], json!("tomorrow")),
-        ),
-        ("usage a float".into(), with(base(), &["usage"], json!(1.5))),
-        ("no customer".into(), without(base(), &["customer"])),
-        ("no key".into(), without(base(), &["key"])),
-        (
-            "customer without created_at".into(),
-            without(base(), &["customer", "created_at"]),
-        ),
-        (
-            "customer type unknown".into(),
-            with(base(), &["customer", "type"], json!("company")),
-        ),
-        (
-            "tax id of one".into(),
-            with(base(), &["customer", "tax_id"], json!(["x"])),
-        ),
-        (
-            "metadata with a list".into(),
-            with(base(), &["customer", "metadata", "x"], json!([1])),
-        ),
-        ("member null".into(), with(base(), &["member"], Value::Null)),
+        edit("member null", &["member"], Value::Null),
         ("an array".into(), json!([1, 2])),
         ("null".into(), Value::Null),
         ("a string".into(), json!("granted")),
     ];
     if activation_asked {
-        out.push((
-            "no activation".into(),
-            with(base(), &["activation"], Value::Null),
+        out.push(edit("no activation", &["activation"], Value::Null));
+        out.push(edit(
+            "another activation",
+            &["activation", "id"],
+            json!(BENEFIT),
         ));
-        out.push((
-            "another activation".into(),
-            with(base(), &["activation", "id"], json!(BENEFIT)),
-        ));
-        out.push((
-            "activation without label".into(),
-            without(base(), &["activation", "label"]),
-        ));
+        out.push(remove("activation without label", &["activation", "label"]));
     }
     out
 }
@@ -535,11 +531,7 @@ fn every_validate_answer_is_classified_as_natively() {
         ));
         for (name, a) in all {
             let expect = Expect::validate(ORG, &req, NOW).unwrap();
-            let native = native_json(
-                a.native()
-                    .and_then(|r| proto::parse_validate_for(&r, &expect)),
-                |v| json!({ "license": v.license_key, "activation": v.activation }),
-            );
+            let native = native_of(&a, &expect, proto::parse_validate_for, validated_json);
             let op = ("validate", KEY, &*options.to_string());
             let engine = engine_json(&operate(&e, None, op, NOW as f64, &a.reply()));
             assert_same(
@@ -589,11 +581,7 @@ fn every_activate_answer_is_classified_as_natively() {
     let mut cases = 0;
     for (name, a) in all {
         let expect = Expect::activate(ORG, &req, NOW).unwrap();
-        let native = native_json(
-            a.native()
-                .and_then(|r| proto::parse_activate_for(&r, &expect)),
-            |v| json!({ "activation": v.activation, "license": v.license_key }),
-        );
+        let native = native_of(&a, &expect, proto::parse_activate_for, activated_json);
         // An activate needs its storage first (no slot on Polar is taken for an activation no
         // one remembers).
         let op = ("activate", KEY, &*options);

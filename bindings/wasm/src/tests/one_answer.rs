@@ -202,10 +202,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 &policy,
                 &mut online,
             ));
-            let native = native_json(
-                r.clone(),
-                |v| json!({ "license": v.license_key, "activation": v.activation }),
-            );
+            let native = native_json(r.clone(), faces::validated_json);
             let op = ("validate", KEY, &*options.to_string());
             let step = operate(e, Some(&mut s), op, now, &reply);
             (kind(&r), native, step, record)
@@ -224,10 +221,7 @@ fn both(e: &Engine, case: &Case) -> (&'static str, Value, Value, Option<String>)
                 &policy,
                 &mut online,
             ));
-            let native = native_json(
-                r.clone(),
-                |v| json!({ "activation": v.activation, "license": v.license_key }),
-            );
+            let native = native_json(r.clone(), faces::activated_json);
             let op = ("activate", KEY, &*json!({ "label": LABEL }).to_string());
             let step = operate(e, Some(&mut s), op, now, &reply);
             (kind(&r), native, step, record)

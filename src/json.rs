@@ -112,7 +112,7 @@ impl JsonOut {
 
     /// `,"name":` (or `"name":` right after an opening brace).
     pub fn key(&mut self, name: &str) -> &mut JsonOut {
-        if !self.0.ends_with('{') {
+        if self.0.as_bytes().last() != Some(&b'{') {
             self.0.push(',');
         }
         self.str(name).raw(":")

@@ -105,57 +105,35 @@ fn mac(bytes: &[u8], key: &[u8]) -> u8 {
     }
 }'
 
-read -r value_wasm value_js < <(probe value <<EOF
-$COMMON
-
+# json_probe TYPE STATUS: the probe function of the serde_json designs: the answer parsed as
+# TYPE, written back, its STATUS (an expression over v) and the written bytes' MAC returned.
+json_probe() {
+    cat <<EOF
 #[wasm_bindgen]
 pub fn probe(text: &str, key: &[u8]) -> String {
-    let v: serde_json::Value = match serde_json::from_str(text) {
+    let v: $1 = match serde_json::from_str(text) {
         Ok(v) => v,
         Err(e) => return e.to_string(),
     };
     let out = serde_json::to_string(&v).unwrap_or_default();
-    let mut s = String::from(v.get("status").and_then(|s| s.as_str()).unwrap_or(""));
+    let mut s = String::from($2);
     s.push(char::from(mac(out.as_bytes(), key)));
     s
 }
+EOF
+}
+
+read -r value_wasm value_js < <(probe value <<EOF
+$COMMON
+
+$(json_probe serde_json::Value 'v.get("status").and_then(|s| s.as_str()).unwrap_or("")')
 EOF
 )
 
 # The package's map-only serde impls of the model (feature npm), from src/lib.rs.
 MAP_ONLY="$(sed -n '/^macro_rules! map_only {/,/^}/p' src/lib.rs)"
 
-read -r typed_wasm typed_js < <(probe typed <<EOF
-#![allow(dead_code)]
-$MAP_ONLY
-#[path = "$ROOT/src/reason.rs"]
-mod reason;
-#[path = "$ROOT/src/error.rs"]
-mod error;
-#[path = "$ROOT/src/key.rs"]
-mod key;
-#[path = "$ROOT/src/decimal.rs"]
-mod decimal;
-#[path = "$ROOT/src/metadata.rs"]
-mod metadata;
-#[path = "$ROOT/src/model.rs"]
-mod model;
-$COMMON
-
-#[wasm_bindgen]
-pub fn probe(text: &str, key: &[u8]) -> String {
-    let v: model::ValidatedLicenseKey = match serde_json::from_str(text) {
-        Ok(v) => v,
-        Err(e) => return e.to_string(),
-    };
-    let out = serde_json::to_string(&v).unwrap_or_default();
-    let mut s = String::from(v.license_key.status.as_str());
-    s.push(char::from(mac(out.as_bytes(), key)));
-    s
-}
-EOF
-)
-
+# The core's model and the modules it needs, compiled from this tree (typed, swb).
 MODEL="#![allow(dead_code)]
 $MAP_ONLY
 #[path = \"$ROOT/src/reason.rs\"]
@@ -170,6 +148,14 @@ mod decimal;
 mod metadata;
 #[path = \"$ROOT/src/model.rs\"]
 mod model;"
+
+read -r typed_wasm typed_js < <(probe typed <<EOF
+$MODEL
+$COMMON
+
+$(json_probe model::ValidatedLicenseKey 'v.license_key.status.as_str()')
+EOF
+)
 
 read -r swb_wasm swb_js < <(probe swb <<EOF
 $MODEL

@@ -82,24 +82,21 @@ row "@polar-sh/sdk $SDK_VERSION: standalone \`customerPortalLicenseKeysValidate\
 row "@polar-sh/sdk $SDK_VERSION: \`Polar\` class" "$cls_raw" "$cls_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`validateLicenseKeys\` + \`createPolarCore\` (2026-10)" "$v1fn_raw" "$v1fn_gz"
 row "@polar-sh/sdk $SDK1_VERSION: \`createPolar\` (2026-10)" "$v1_raw" "$v1_gz"
+# addon NAME VAR LABEL: the row LABEL for the add-on polar_license_NAME (its wasm and its glue)
+# where the package has it; VAR gets its gzipped bytes, else `missing`.
+addon() {
+    local wasm="$PKG/polar_license_$1_bg.wasm" js="$PKG/polar_license_$1.js"
+    printf -v "$2" '%s' missing
+    [[ -f "$wasm" ]] || return 0
+    printf -v "$2" '%s' $(($(gz "$wasm") + $(gz "$js")))
+    row "$3" $(($(raw "$wasm") + $(raw "$js"))) "${!2}"
+}
 # Signed mode's add-on (issue #38): the wasm verifier and its glue, which the default entry
 # loads on a client's first lease only where the host has no Ed25519 (never without relay keys).
-addon_gz=missing
-if [[ -f "$PKG/polar_license_ed25519_bg.wasm" ]]; then
-    addon_raw=$(($(raw "$PKG/polar_license_ed25519_bg.wasm") + $(raw "$PKG/polar_license_ed25519.js")))
-    addon_gz=$(($(gz "$PKG/polar_license_ed25519_bg.wasm") + $(gz "$PKG/polar_license_ed25519.js")))
-    row "signed mode's add-on (loaded only with relay keys, where the host has no Ed25519): \`polar_license_ed25519_bg.wasm\` + its glue" \
-        "$addon_raw" "$addon_gz"
-fi
+addon ed25519 addon_gz "signed mode's add-on (loaded only with relay keys, where the host has no Ed25519): \`polar_license_ed25519_bg.wasm\` + its glue"
 # The local trial's add-on (issue #54 item 4): the core's trial step and its glue, which the
 # default entry loads only for a client with `trial` on a check with no key and none remembered.
-trial_gz=missing
-if [[ -f "$PKG/polar_license_trial_bg.wasm" ]]; then
-    trial_raw=$(($(raw "$PKG/polar_license_trial_bg.wasm") + $(raw "$PKG/polar_license_trial.js")))
-    trial_gz=$(($(gz "$PKG/polar_license_trial_bg.wasm") + $(gz "$PKG/polar_license_trial.js")))
-    row "the local trial's add-on (loaded only with \`trial\`, on a check with no key and none remembered): \`polar_license_trial_bg.wasm\` + its glue" \
-        "$trial_raw" "$trial_gz"
-fi
+addon trial trial_gz "the local trial's add-on (loaded only with \`trial\`, on a check with no key and none remembered): \`polar_license_trial_bg.wasm\` + its glue"
 # The seller's relay (polar-license/relay): server-side, loaded only by its own entries, so
 # in no client's bundle; in the tarball.
 if [[ -f "$PKG/polar_license_relay_bg.wasm" ]]; then

@@ -21,18 +21,12 @@
 import { createServer } from 'node:http';
 import { createHash, generateKeyPairSync, createPublicKey, randomUUID, sign, verify } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
+import { DEMO_KEY, benchArgs, importPackage } from './bench-args.mjs';
 
-const DEMO_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
-const [url, org, pkgDir, nArg = '2000', roundsArg = '5'] = process.argv.slice(2);
-if (!url || !org || !pkgDir) {
-  console.error('usage: node scripts/npm/bench-lease.mjs URL ORG PACKAGE_DIR [N] [ROUNDS]');
-  process.exit(2);
-}
-const n = Number.parseInt(nArg, 10);
-const rounds = Number.parseInt(roundsArg, 10);
+const { url, org, pkg, counts } = benchArgs('bench-lease.mjs', { N: '2000', ROUNDS: '5' });
+const { N: n, ROUNDS: rounds } = counts;
 
 // ---- a relay key and PASETO v4.public (the relay's format, src/lease.rs) -----------------------
 const { privateKey } = generateKeyPairSync('ed25519');
@@ -44,7 +38,7 @@ const le64 = (v) => {
 };
 const pae = (pieces) => Buffer.concat([le64(pieces.length), ...pieces.flatMap((p) => [le64(p.length), p])]);
 const rfc3339 = (unix) => new Date(unix * 1000).toISOString().replace('.000Z', 'Z');
-function lease(req, answer, now, activate) {
+function lease(req, answer, now, activate, nonce) {
   const license = activate ? answer.license_key : answer;
   const claims = {
     iss: 'polar-license-relay',
@@ -61,6 +55,8 @@ function lease(req, answer, now, activate) {
     usage: license.usage ?? 0,
     limit_usage: license.limit_usage ?? null,
     limit_activations: license.limit_activations ?? null,
+    // The request's nonce, as the relay signs it (contract §5's freshness claim).
+    ...(nonce == null ? {} : { nonce }),
   };
   const [h, m, f, i] = ['v4.public.', JSON.stringify(claims), '{"kid":"bench"}', req.conditions?.machine_fingerprint ?? ''].map((s) => Buffer.from(s));
   const sig = sign(null, pae([h, m, f, i]), privateKey);
@@ -76,7 +72,13 @@ const relay = createServer(async (req, res) => {
   const answer = Buffer.from(await resp.arrayBuffer());
   const headers = { 'content-type': 'application/json' };
   if (resp.status === 200 && !req.url.endsWith('/deactivate')) {
-    headers['polar-license-lease'] = lease(JSON.parse(body), JSON.parse(answer), clock.now, req.url.endsWith('/activate'));
+    headers['polar-license-lease'] = lease(
+      JSON.parse(body),
+      JSON.parse(answer),
+      clock.now,
+      req.url.endsWith('/activate'),
+      req.headers['polar-license-nonce'],
+    );
   }
   res.writeHead(resp.status, headers);
   res.end(answer);
@@ -85,10 +87,9 @@ await new Promise((ok) => relay.listen(0, '127.0.0.1', ok));
 const relayUrl = `http://127.0.0.1:${relay.address().port}`;
 
 // ---- one activation through the package, its record read back ---------------------------------
-const pkg = resolve(pkgDir);
-const { LicenseClient } = await import(pathToFileURL(join(pkg, 'node.js')).href);
+const { LicenseClient } = await importPackage(pkg);
 // The engine's glue apart from node.js's copy (node.js is one bundled module, issue #38).
-const glue = await import(pathToFileURL(join(pkg, 'polar_license.js')).href);
+const glue = await importPackage(pkg, 'polar_license.js');
 glue.initSync({ module: readFileSync(join(pkg, 'polar_license_bg.wasm')) });
 const { Engine } = glue;
 const clock = { now: Math.floor(Date.now() / 1000) };

@@ -13,26 +13,19 @@
 // the calls made; and `ratio` = our total / the SDK's total (issue #6 target: <= 1.0).
 //
 // This file lives in scripts/npm so that `@polar-sh/sdk` resolves from scripts/npm/node_modules.
-import { join, resolve } from 'node:path';
-import { pathToFileURL } from 'node:url';
 import { performance } from 'node:perf_hooks';
 import { Polar } from '@polar-sh/sdk';
+import { DEMO_KEY, benchArgs, importPackage } from './bench-args.mjs';
 
-const DEMO_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
-const [url, org, pkgDir, totalArg = '500', roundsArg = '10'] = process.argv.slice(2);
-if (!url || !org || !pkgDir) {
-  console.error('usage: node scripts/npm/bench-validate.mjs URL ORG PACKAGE_DIR [TOTAL] [ROUNDS]');
-  process.exit(2);
-}
-const total = Number.parseInt(totalArg, 10);
-const rounds = Number.parseInt(roundsArg, 10);
+const { url, org, pkg, counts, given } = benchArgs('bench-validate.mjs', { TOTAL: '500', ROUNDS: '10' });
+const { TOTAL: total, ROUNDS: rounds } = counts;
 if (!(total > 0 && rounds > 0 && total % rounds === 0)) {
-  console.error(`TOTAL (${totalArg}) must be a positive multiple of ROUNDS (${roundsArg})`);
+  console.error(`TOTAL (${given.TOTAL}) must be a positive multiple of ROUNDS (${given.ROUNDS})`);
   process.exit(2);
 }
 const perRound = total / rounds;
 
-const { LicenseClient } = await import(pathToFileURL(join(resolve(pkgDir), 'node.js')).href);
+const { LicenseClient } = await importPackage(pkg);
 const ours = new LicenseClient({ organizationId: org, baseUrl: url, storage: 'memory' });
 const sdk = new Polar({ serverURL: url });
 

@@ -82,29 +82,43 @@ async function driven(page, url, wait, close) {
   };
 }
 
+/**
+ * The engine of a playwright or puppeteer `browser` (their contexts and pages agree): `open(url)`
+ * a page in a context of its own, `context()` pages that share one. `newContext()` makes a
+ * context; `wait(page, fn, arg, timeout)` is the driver's waitForFunction.
+ */
+function contexts(browser, version, newContext, wait) {
+  const pageIn = async (context, url) => {
+    const page = await context.newPage();
+    return driven(page, url, (fn, arg, timeout) => wait(page, fn, arg, timeout), () => page.close());
+  };
+  return {
+    version,
+    async open(url) {
+      // A context of its own per page: storage not shared.
+      const context = await newContext();
+      const page = await pageIn(context, url);
+      return { ...page, close: () => context.close() };
+    },
+    async context() {
+      const context = await newContext();
+      return { open: (url) => pageIn(context, url), close: () => context.close() };
+    },
+    close: () => browser.close(),
+  };
+}
+
 async function chromium(type) {
   const browser = await type.launch({
     executablePath: CHROMIUM,
     args: ['--no-sandbox', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'],
   });
-  const pageIn = async (context, url) => {
-    const page = await context.newPage();
-    return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout }), () => page.close());
-  };
-  return {
-    version: browser.version(),
-    async open(url) {
-      // A context of its own per page: storage not shared.
-      const context = await browser.newContext();
-      const page = await pageIn(context, url);
-      return { ...page, close: () => context.close() };
-    },
-    async context() {
-      const context = await browser.newContext();
-      return { open: (url) => pageIn(context, url), close: () => context.close() };
-    },
-    close: () => browser.close(),
-  };
+  return contexts(
+    browser,
+    browser.version(),
+    () => browser.newContext(),
+    (page, fn, arg, timeout) => page.waitForFunction(fn, arg, { timeout }),
+  );
 }
 
 async function firefox(puppeteer) {
@@ -125,25 +139,12 @@ async function firefox(puppeteer) {
       'app.normandy.enabled': false,
     },
   });
-  const version = await browser.version();
-  const pageIn = async (context, url) => {
-    const page = await context.newPage();
-    return driven(page, url, (fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 50 }, arg), () => page.close());
-  };
-  return {
-    version,
-    async open(url) {
-      // A context of its own per page: storage not shared.
-      const context = await browser.createBrowserContext();
-      const page = await pageIn(context, url);
-      return { ...page, close: () => context.close() };
-    },
-    async context() {
-      const context = await browser.createBrowserContext();
-      return { open: (url) => pageIn(context, url), close: () => context.close() };
-    },
-    close: () => browser.close(),
-  };
+  return contexts(
+    browser,
+    await browser.version(),
+    () => browser.createBrowserContext(),
+    (page, fn, arg, timeout) => page.waitForFunction(fn, { timeout, polling: 50 }, arg),
+  );
 }
 
 function freePort() {

@@ -17,10 +17,8 @@
 // processes, tests/wasm_trials.rs with the Rust-on-wasm client.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { eachEngine } from './engines.mjs';
-import { newKey, serve } from './support.mjs';
+import { freshFolder, modulePage, newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -151,14 +149,13 @@ document.body.dataset.ready = '1';
 let site;
 
 before(async () => {
-  const dir = join(CONSUMER, 'late-grant');
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'late.js'), PAGE);
-  await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<body>\n<script type="module" src="./late.js"></script>\n');
-  // The trial race's page, beside it.
-  await writeFile(join(dir, 'race.js'), TRIAL_PAGE);
-  await writeFile(join(dir, 'race.html'), '<!doctype html>\n<meta charset="utf-8">\n<body>\n<script type="module" src="./race.js"></script>\n');
+  await freshFolder(CONSUMER, 'late-grant', {
+    'late.js': PAGE,
+    'index.html': modulePage('./late.js'),
+    // The trial race's page, beside it.
+    'race.js': TRIAL_PAGE,
+    'race.html': modulePage('./race.js'),
+  });
   site = await serve(CONSUMER);
 });
 

@@ -1,9 +1,9 @@
 // What the browser suites (tests/browser, tests/bundlers) share besides the engines
 // (./engines.mjs): a static server for the consumer project on another origin than the
-// emulator, fresh emulator keys, and a page's status line.
+// emulator, a fresh folder of pages in it, fresh emulator keys, and a page's status line.
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
-import { readFile } from 'node:fs/promises';
+import { mkdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { extname, join, normalize } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
@@ -33,6 +33,18 @@ export async function serve(root, headers = () => ({})) {
   });
   await new Promise((ok) => server.listen(0, '127.0.0.1', ok));
   return { server, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** An HTML page that runs the module at `src` (relative to the page). */
+export const modulePage = (src) => `<!doctype html>\n<meta charset="utf-8">\n<body>\n<script type="module" src="${src}"></script>\n`;
+
+/** The folder `name` of `root` emptied and given `files` (file name -> text); its path. */
+export async function freshFolder(root, name, files) {
+  const dir = join(root, name);
+  await rm(dir, { recursive: true, force: true });
+  await mkdir(dir, { recursive: true });
+  for (const [file, text] of Object.entries(files)) await writeFile(join(dir, file), text);
+  return dir;
 }
 
 /** A fresh key on the emulator at `emulator`, named `<prefix>-<24 hex>`, with these seed fields. */

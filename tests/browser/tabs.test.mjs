@@ -19,10 +19,8 @@
 // (`localStorage,indexedDB,slow`).
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { eachEngine } from './engines.mjs';
-import { newKey, serve } from './support.mjs';
+import { freshFolder, modulePage, newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -171,12 +169,7 @@ const REFUSED = `<!doctype html>
 let site;
 
 before(async () => {
-  const dir = join(CONSUMER, 'tabs');
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  await writeFile(join(dir, 'tabs.js'), PAGE);
-  await writeFile(join(dir, 'refused.html'), REFUSED);
-  await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<body>\n<script type="module" src="./tabs.js"></script>\n');
+  await freshFolder(CONSUMER, 'tabs', { 'tabs.js': PAGE, 'refused.html': REFUSED, 'index.html': modulePage('./tabs.js') });
   site = await serve(CONSUMER);
 });
 

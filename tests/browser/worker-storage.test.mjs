@@ -5,10 +5,8 @@
 // the emulator.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
-import { join } from 'node:path';
 import { eachEngine } from './engines.mjs';
-import { newKey, serve } from './support.mjs';
+import { freshFolder, modulePage, newKey, serve } from './support.mjs';
 
 const { POLAR_EMULATOR_URL: EMULATOR, CONSUMER, TOOLS } = process.env;
 const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
@@ -17,12 +15,8 @@ if (!EMULATOR || !CONSUMER || !TOOLS) throw new Error('run scripts/test-wasm.sh'
 let site;
 
 before(async () => {
-  const dir = join(CONSUMER, 'idb');
-  await rm(dir, { recursive: true, force: true });
-  await mkdir(dir, { recursive: true });
-  await writeFile(
-    join(dir, 'worker.js'),
-    `import { LicenseClient } from '../node_modules/polar-license/browser.js';
+  await freshFolder(CONSUMER, 'idb', {
+    'worker.js': `import { LicenseClient } from '../node_modules/polar-license/browser.js';
 onmessage = async (e) => {
   const { key, org, api, storage } = e.data;
   try {
@@ -35,10 +29,7 @@ onmessage = async (e) => {
   }
 };
 `,
-  );
-  await writeFile(
-    join(dir, 'start.js'),
-    `const params = new URLSearchParams(location.search);
+    'start.js': `const params = new URLSearchParams(location.search);
 function once(storage) {
   return new Promise((ok) => {
     const w = new Worker('./worker.js', { type: 'module' });
@@ -52,8 +43,8 @@ const second = await once(null);
 const memory = await once('memory');
 document.body.dataset.result = JSON.stringify([first, second, memory]);
 `,
-  );
-  await writeFile(join(dir, 'index.html'), '<!doctype html>\n<meta charset="utf-8">\n<script type="module" src="./start.js"></script>\n');
+    'index.html': modulePage('./start.js'),
+  });
   site = await serve(CONSUMER);
 });
 

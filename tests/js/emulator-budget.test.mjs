@@ -11,7 +11,7 @@ import { spawn } from 'node:child_process';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { CLI, CONSUMER, ORG, README_KEY, importAsApp, started, stop } from './emulator.mjs';
+import { CLI, CONSUMER, NEEDS_CLI, ORG, README_KEY, importAsApp, started, stop } from './emulator.mjs';
 
 const { startEmulator } = await importAsApp('emulator-budget-entry.mjs', 'polar-license/emulator', '{ startEmulator }');
 
@@ -21,7 +21,6 @@ const OTHER_ORG = '7c1d9e2a-4b3f-4a5e-9d8c-1b2a3c4d5e6f';
 const OTHER_TOKEN = 'polar_oat_other_org_0123456789abcdef01';
 const OTHER_KEY = 'OTHER-11111111-2222-4333-8444-555555555555';
 const BIN = join(CONSUMER, 'node_modules', '.bin', 'polar-license-emulator');
-const noCli = CLI ? false : 'needs the native command line (POLAR_CLI)';
 
 /** Two organizations, each with a key and a token; the first also a read-only token. */
 const seed = (extra = {}) => ({
@@ -248,7 +247,7 @@ test('the bin\'s help tells the defaults as they are; bad values are usage error
   }
 });
 
-test('the bin\'s budget line and 429 are the native command line\'s', { skip: noCli }, async () => {
+test('the bin\'s budget line and 429 are the native command line\'s', { skip: NEEDS_CLI }, async () => {
   for (const args of [[], ['--sandbox'], ['--token-budget', '2', '--token-window', '5'], ['--token-budget', '0']]) {
     await serving(BIN, ['--port', '0', ...args], (js) =>
       serving(CLI, ['emulator', '--port', '0', ...args], async (rust) => {
@@ -343,7 +342,7 @@ test('the bin\'s --api-versions and --api-version: a version rotated out is a ba
   assert.ok(help.stdout.includes('--api-version YYYY-MM') && help.stdout.includes('--api-versions LIST'), help.stdout);
 });
 
-test('the bin\'s versions answer as the native command line\'s', { skip: noCli }, async () => {
+test('the bin\'s versions answer as the native command line\'s', { skip: NEEDS_CLI }, async () => {
   const args = ['--api-versions', '2026-10,2027-01', '--api-version', '2027-01'];
   await serving(BIN, ['--port', '0', ...args], (js) =>
     serving(CLI, ['emulator', '--port', '0', ...args], async (rust) => {

@@ -12,18 +12,30 @@ import { createRequire } from 'node:module';
 import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
-import { CLI, CONSUMER, ORG, PACKAGE_DIR, README_KEY, importAsApp, mapStorage, pkg, rejection, started, stop } from './emulator.mjs';
+import {
+  CLI,
+  CONSUMER,
+  DEMO_BENEFIT,
+  DISABLED_KEY,
+  EXPIRED_KEY,
+  NEEDS_CLI,
+  ORG,
+  PACKAGE_DIR,
+  README_KEY,
+  REVOKED_KEY,
+  importAsApp,
+  mapStorage,
+  pkg,
+  rejection,
+  started,
+  stop,
+} from './emulator.mjs';
 
 const { LicenseClient } = await pkg();
 // Imported through the package's exports map, as an app does.
 const { startEmulator } = await importAsApp('emulator-entry.mjs', 'polar-license/emulator', '{ startEmulator }');
 
-const REVOKED = 'DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D';
-const DISABLED = 'DEMO-DISABLED-1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9';
-const EXPIRED = 'DEMO-EXPIRED-0A9B8C7D-6E5F-4D3C-B2A1-908172635445';
-const BENEFIT = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
 const ROUTE = '/v1/customer-portal/license-keys';
-const noCli = CLI ? false : 'needs the native command line (POLAR_CLI)';
 
 const client = (polar) =>
   new LicenseClient({ organizationId: polar.organizationId, baseUrl: polar.url, storage: mapStorage() });
@@ -45,8 +57,8 @@ test('startEmulator(): the demo seed on a free port; activate, validate and chec
     assert.notEqual(polar.port, 0);
     assert.equal(polar.organizationId, ORG);
     assert.equal(polar.keys[0], README_KEY);
-    assert.deepEqual(polar.keys.slice(2, 5), [REVOKED, DISABLED, EXPIRED]);
-    assert.match(polar.banner, new RegExp(`^key ${README_KEY} \\(granted, benefit ${BENEFIT}, 3 activations\\)$`, 'm'));
+    assert.deepEqual(polar.keys.slice(2, 5), [REVOKED_KEY, DISABLED_KEY, EXPIRED_KEY]);
+    assert.match(polar.banner, new RegExp(`^key ${README_KEY} \\(granted, benefit ${DEMO_BENEFIT}, 3 activations\\)$`, 'm'));
 
     // The README's first call: a check with nothing cached asks Polar.
     const first = await client(polar).check(README_KEY);
@@ -59,7 +71,7 @@ test('startEmulator(): the demo seed on a free port; activate, validate and chec
     assert.match(activation.id, /^[0-9a-f-]{36}$/);
     assert.equal(license.key, README_KEY);
     assert.equal(license.status, 'granted');
-    assert.equal(license.benefitId, BENEFIT);
+    assert.equal(license.benefitId, DEMO_BENEFIT);
     assert.deepEqual(polar.activations(README_KEY).map((a) => a.id), [activation.id]);
 
     const valid = await c.validate(README_KEY, { activationId: activation.id });
@@ -82,9 +94,9 @@ test('revoked, disabled, expired and unknown keys get the typed refusals', async
   try {
     const c = client(polar);
     for (const [key, code] of [
-      [REVOKED, 'inactive'],
-      [DISABLED, 'inactive'],
-      [EXPIRED, 'expired'],
+      [REVOKED_KEY, 'inactive'],
+      [DISABLED_KEY, 'inactive'],
+      [EXPIRED_KEY, 'expired'],
       ['NO-SUCH-KEY', 'not_found'],
     ]) {
       const e = await rejection(c.validate(key));
@@ -92,7 +104,7 @@ test('revoked, disabled, expired and unknown keys get the typed refusals', async
       assert.equal(e.code, code, `${key}: ${e.message}`);
       assert.equal(typeof e.userMessage, 'string');
     }
-    const e = await rejection(c.activate(REVOKED, { label: 'x' }));
+    const e = await rejection(c.activate(REVOKED_KEY, { label: 'x' }));
     assert.equal(e.code, 'inactive');
   } finally {
     await polar.close();
@@ -117,7 +129,7 @@ async function exchange(base, req) {
   return { status: resp.status, headers, body: normal(await resp.text()) };
 }
 
-test('the same requests get the same answers from the Rust emulator and the JS one', { skip: noCli }, async () => {
+test('the same requests get the same answers from the Rust emulator and the JS one', { skip: NEEDS_CLI }, async () => {
   const polar = await startEmulator();
   const rust = await started(CLI, ['emulator', '--port', '0'], 1);
   const rustUrl = rust.url;
@@ -128,9 +140,9 @@ test('the same requests get the same answers from the Rust emulator and the JS o
       { path: `${ROUTE}/activate`, body: body(README_KEY, { label: 'one' }) },
       { path: `${ROUTE}/activate`, body: body(README_KEY, { label: 'two', meta: { a: 1 } }) },
       { path: `${ROUTE}/validate`, body: body(README_KEY, { increment_usage: 1 }) },
-      { path: `${ROUTE}/validate`, body: body(REVOKED) },
-      { path: `${ROUTE}/validate`, body: body(DISABLED) },
-      { path: `${ROUTE}/validate`, body: body(EXPIRED) },
+      { path: `${ROUTE}/validate`, body: body(REVOKED_KEY) },
+      { path: `${ROUTE}/validate`, body: body(DISABLED_KEY) },
+      { path: `${ROUTE}/validate`, body: body(EXPIRED_KEY) },
       { path: `${ROUTE}/validate`, body: body('NO-SUCH-KEY') },
       { path: `${ROUTE}/activate`, body: body('DEMO-NOACT-2B8E6F1A-3C4D-4E5F-8A9B-0C1D2E3F4A5B', { label: 'x' }) },
       { path: `${ROUTE}/validate`, body: { key: README_KEY } },
@@ -173,7 +185,7 @@ test('the polar-license-emulator bin prints the banner of `polar-license emulato
     const url = js.url;
     assert.match(url, /^http:\/\/127\.0\.0\.1:\d+$/);
     assert.equal(js.lines[1], `organization ${ORG}`);
-    assert.equal(js.lines[2], `key ${README_KEY} (granted, benefit ${BENEFIT}, 3 activations)`);
+    assert.equal(js.lines[2], `key ${README_KEY} (granted, benefit ${DEMO_BENEFIT}, 3 activations)`);
     assert.match(js.lines[10], /^try: /);
     assert.equal(js.lines[11], 'token budget: 500 calls per 60s per organization (429 past it)');
     assert.equal(js.lines[12], 'serving until killed (Ctrl-C)');
@@ -298,7 +310,7 @@ async function outcome(base, timeoutMs = 1_500) {
   }
 }
 
-test('transport faults are delivered as the Rust emulator delivers them', { skip: noCli }, async () => {
+test('transport faults are delivered as the Rust emulator delivers them', { skip: NEEDS_CLI }, async () => {
   const polar = await startEmulator();
   const rust = await started(CLI, ['emulator', '--port', '0'], 1);
   const rustUrl = rust.url;

@@ -18,12 +18,19 @@ export const FAULT = process.env.POLAR_FAULT_URL;
 export const TRUST = process.env.POLAR_TRUST_URL;
 /** The native command line (`polar-license`), for records written by the native face. */
 export const CLI = process.env.POLAR_CLI;
+/** The `skip` of a test that needs the native command line: false when there is one. */
+export const NEEDS_CLI = CLI ? false : 'needs the native command line (POLAR_CLI)';
 /** The fault matrix's own emulator (tests/js/faults.test.mjs): nothing else sends to it, so
  * its request count is exact. */
 export const MATRIX = process.env.POLAR_MATRIX_URL;
 export const CONSUMER = process.env.CONSUMER;
 export const ORG = '2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10';
 export const README_KEY = 'DEMO-4F0C2A9E-5B7D-4E21-9C3A-1F2E3D4C5B6A';
+/** The demo seed's other keys (`polar-license emulator`'s banner) and its keys' benefit. */
+export const REVOKED_KEY = 'DEMO-REVOKED-7A1B2C3D-4E5F-4A6B-8C7D-9E0F1A2B3C4D';
+export const DISABLED_KEY = 'DEMO-DISABLED-1F2E3D4C-5B6A-4978-8695-A4B3C2D1E0F9';
+export const EXPIRED_KEY = 'DEMO-EXPIRED-0A9B8C7D-6E5F-4D3C-B2A1-908172635445';
+export const DEMO_BENEFIT = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
 
 if (!EMULATOR || !CONSUMER) {
   throw new Error('POLAR_EMULATOR_URL and CONSUMER are not set: run scripts/test-wasm.sh');

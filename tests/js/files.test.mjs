@@ -27,14 +27,23 @@ async function native(dir, base, key, command, ...rest) {
   }
 }
 
+/** `body(dir)` with `dir` a new temporary directory (its name from `prefix`), removed after. */
+async function inTempDir(prefix, body) {
+  const dir = await mkdtemp(join(tmpdir(), prefix));
+  try {
+    await body(dir);
+  } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+}
+
 /** The cache files of `dir`: records, ledgers, the install secret. */
 async function files(dir) {
   return (await readdir(dir)).filter((n) => !n.endsWith('.lock')).sort();
 }
 
 test('a node client with no storage option keeps its cache in the native directory, named by the main script', async () => {
-  const data = await mkdtemp(join(tmpdir(), 'polar-license-data-'));
-  try {
+  await inTempDir('polar-license-data-', async (data) => {
     const key = await newKey();
     const script = join(CONSUMER, 'my-editor.mjs');
     await writeFile(
@@ -63,9 +72,7 @@ console.log(JSON.stringify({ source: verdict.source, storage: status.storage, ca
     // A second run (a restart) answers from the file: the grace survives the process.
     const second = JSON.parse((await run(process.execPath, [script], { cwd: CONSUMER, env })).stdout);
     assert.equal(second.source, 'cache');
-  } finally {
-    await rm(data, { recursive: true, force: true });
-  }
+  });
 });
 
 test("status().storage says which storage a client uses: memory and an adapter when chosen", async () => {
@@ -120,8 +127,7 @@ test('a default IndexedDB store that cannot be opened (storage blocked) becomes 
 });
 
 test('cacheDir and appId: checked, and only for the file store', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-dir-'));
-  try {
+  await inTempDir('polar-license-dir-', async (dir) => {
     const c = new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, storage: 'file', cacheDir: dir });
     const s = await c.status('K-1');
     assert.deepEqual([s.storage, s.cacheDir], ['file', dir]);
@@ -135,9 +141,7 @@ test('cacheDir and appId: checked, and only for the file store', async () => {
     const browser = await import(pathToFileURL(join(PACKAGE_DIR, 'browser.js')).href);
     const none = await rejection(new browser.LicenseClient({ organizationId: ORG, storage: 'file' }).status('K-1'));
     assert.deepEqual([none.code, none.field], ['invalid_input', 'storage']);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('node writes, the command line reads; the command line writes, node reads (one cache directory)', { skip: linux }, async () => {
@@ -213,8 +217,7 @@ console.log((await client.status(${JSON.stringify(key)})).cacheDir);
 // from node 20.16, node's streams (which an ESM import of node:fs brings in). A fresh process,
 // as an app starts.
 test('a cold start loads neither node:crypto, node:child_process nor streams, up to a cached check', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-cold-'));
-  try {
+  await inTempDir('polar-license-cold-', async (dir) => {
     const key = await newKey();
     // The cache, filled online in this process.
     const filled = await new LicenseClient({ organizationId: ORG, baseUrl: EMULATOR, cacheDir: dir }).check(key);
@@ -242,9 +245,7 @@ test('a cold start loads neither node:crypto, node:child_process nor streams, up
     for (const heavy of heavies) {
       assert.ok(!checked.includes(heavy), `${heavy} was loaded: ${checked.join(' ')}`);
     }
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 // What the file store waits for, as natively (src/native/store.rs): every write's temp file is
@@ -253,8 +254,7 @@ test('a cold start loads neither node:crypto, node:child_process nor streams, up
 // skips the directory's fsync. A preloaded script records the path of every fd node fsyncs
 // (Linux: /proc/self/fd), in a fresh node.
 test('a verdict is fsynced, file and directory; a cached answer skips only its ledger rename, or writes only its clock note', { skip: process.platform !== 'linux' && 'reads /proc/self/fd' }, async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fsync-'));
-  try {
+  await inTempDir('polar-license-fsync-', async (dir) => {
     const key = await newKey();
     const preload = join(dir, 'preload.cjs');
     await writeFile(
@@ -312,9 +312,7 @@ require('node:module').syncBuiltinESMExports();`,
     // alone, no fsync and no rename; a minute past it, the record again.
     assert.deepEqual([noted, noted2, renames[2], renames[3]], [[], [], 0, 0]);
     assert.deepEqual(again, ['record', 'dir', 'ledger']);
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 // The file store reads a file it does not remember (one written less than a second before it
@@ -322,8 +320,7 @@ require('node:module').syncBuiltinESMExports();`,
 // item 4): another process's write is still read by the next `get`, in place and of the same
 // size too (same inode), and by the next check of a client.
 test('another process writes a file this store read or wrote a moment ago: the next get reads it', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fresh-'));
-  try {
+  await inTempDir('polar-license-fresh-', async (dir) => {
     const url = pathToFileURL(join(PACKAGE_DIR, 'files.js')).href;
     const { fileStore } = await import(url);
     const store = fileStore(dir);
@@ -352,14 +349,11 @@ await fileStore(${JSON.stringify(dir)}).set(${JSON.stringify(name)}, ${JSON.stri
     assert.equal(await store.get(name), null);
     await mkdir(path);
     assert.equal(await store.get(name), '');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('two processes on one cache directory: a denial the other records is the next check of this one', async () => {
-  const dir = await mkdtemp(join(tmpdir(), 'polar-license-fresh-'));
-  try {
+  await inTempDir('polar-license-fresh-', async (dir) => {
     const key = await newKey();
     const options = { organizationId: ORG, baseUrl: EMULATOR, cacheDir: join(dir, 'cache') };
     const a = new LicenseClient(options);
@@ -376,7 +370,5 @@ console.log(await b.check(${JSON.stringify(key)}).then((v) => v.source, (e) => e
     // asking: the denial is what the other process stored.
     const denied = await rejection(a.check(key));
     assert.equal(denied.code, 'inactive');
-  } finally {
-    await rm(dir, { recursive: true, force: true });
-  }
+  });
 });

@@ -9,11 +9,11 @@ import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-import { CONSUMER, DEAD, EMULATOR, ORG, newKey, pkg, rejection, relay } from './emulator.mjs';
+import { CONSUMER, DEAD, DEMO_BENEFIT, EMULATOR, ORG, newKey, pkg, rejection, relay } from './emulator.mjs';
 
 const run = promisify(execFile);
 const { LicenseClient, LicenseError, REASONS } = await pkg();
-const PRO = '5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d';
+const PRO = DEMO_BENEFIT;
 const TEAM = '6e4d3c2b-0f9a-4b8c-9d7e-2f3a4b5c6d7e';
 const features = { export_pdf: [PRO], team_sync: [TEAM] };
 

@@ -14,7 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { promisify } from 'node:util';
-import { CLI, EMULATOR, ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
+import { CLI, EMULATOR, NEEDS_CLI, ORG, PACKAGE_DIR, mapStorage, newKey, pkg, rejection } from './emulator.mjs';
 
 const run = promisify(execFile);
 const { LicenseClient } = await pkg();
@@ -115,7 +115,7 @@ test('the add-on is loaded only by a check with no key and none remembered', asy
   }
 });
 
-test('the command line reads the trial node started (one record, the native bytes)', { skip: CLI ? false : 'needs the native command line (POLAR_CLI)' }, async () => {
+test('the command line reads the trial node started (one record, the native bytes)', { skip: NEEDS_CLI }, async () => {
   const dir = await mkdtemp(join(tmpdir(), 'polar-license-trialdir-'));
   try {
     // Started by node two days ago (its clock set back), so the command line cannot start a

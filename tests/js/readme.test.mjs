@@ -77,62 +77,63 @@ test('example: quick-start', async () => {
   assert.ok(seconds < 5, `took ${seconds} s`);
 });
 
-test('example: activation', async () => {
-  const { lines } = await runExample('activation');
-  assert.deepEqual(lines, [
-    'activated Ada’s laptop',
-    // An activation is a verdict: the check right after it answers from the cache.
-    'checked cache, same activation: true',
-    'deactivated',
-  ]);
-});
+// The examples whose printed lines are all their test checks: the name, the lines, and where
+// they differ from runExample's defaults, the file's extension and the fresh key's fields.
+const PRINTS = [
+  [
+    'activation',
+    [
+      'activated Ada’s laptop',
+      // An activation is a verdict: the check right after it answers from the cache.
+      'checked cache, same activation: true',
+      'deactivated',
+    ],
+  ],
+  [
+    'remember',
+    ['first launch: activated', 'second launch: licensed (cache)', 'remembered after deactivate: null'],
+    { keyFields: { limit_activations: 1 } },
+  ],
+  [
+    'errors',
+    ['inactive: renew your subscription', 'not_found: check the key you typed', 'invalid_input is error: key: must not be empty'],
+  ],
+  [
+    // The emulator's DEMO-USAGE key: the demo benefit (the example's PRO), 0 of 10 uses.
+    'features',
+    [
+      'export_pdf: yes (granted)',
+      'team_sync: no (not_granted_by_benefit)',
+      'ai_credits: yes (granted, 10 left)',
+      'revoked key, export_pdf: false (license_not_valid: inactive)',
+    ],
+  ],
+  ['offline', ['cache present, 14 days of grace', 'licensed from the cache after offline']],
+  [
+    'signed-mode',
+    [
+      'protocol_error: signed mode: the grant came without a lease that verifies (missing)',
+      'lease: null',
+      'invalid_input (relay_keys): relayKeys: each relay key is KID=k4.public.… (no \'=\' found)',
+    ],
+  ],
+  [
+    'relay',
+    [
+      "clients use relayKeys: ['relay-2026=k4.public.ebVWLo_mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ']",
+      'activated with a lease from relay-2026, good offline for 7 days',
+    ],
+  ],
+  ['commonjs', ['valid, 1 validations so far'], { ext: 'cjs' }],
+  ['inline', ['licensed (online), no .wasm file needed']],
+];
 
-test('example: remember', async () => {
-  const { lines } = await runExample('remember', 'mjs', { limit_activations: 1 });
-  assert.deepEqual(lines, ['first launch: activated', 'second launch: licensed (cache)', 'remembered after deactivate: null']);
-});
-
-test('example: errors', async () => {
-  const { lines } = await runExample('errors');
-  assert.deepEqual(lines, [
-    'inactive: renew your subscription',
-    'not_found: check the key you typed',
-    'invalid_input is error: key: must not be empty',
-  ]);
-});
-
-test('example: features', async () => {
-  // The emulator's DEMO-USAGE key: the demo benefit (the example's PRO), 0 of 10 uses.
-  const { lines } = await runExample('features');
-  assert.deepEqual(lines, [
-    'export_pdf: yes (granted)',
-    'team_sync: no (not_granted_by_benefit)',
-    'ai_credits: yes (granted, 10 left)',
-    'revoked key, export_pdf: false (license_not_valid: inactive)',
-  ]);
-});
-
-test('example: offline', async () => {
-  const { lines } = await runExample('offline');
-  assert.deepEqual(lines, ['cache present, 14 days of grace', 'licensed from the cache after offline']);
-});
-
-test('example: signed-mode', async () => {
-  const { lines } = await runExample('signed-mode');
-  assert.deepEqual(lines, [
-    'protocol_error: signed mode: the grant came without a lease that verifies (missing)',
-    'lease: null',
-    'invalid_input (relay_keys): relayKeys: each relay key is KID=k4.public.… (no \'=\' found)',
-  ]);
-});
-
-test('example: relay', async () => {
-  const { lines } = await runExample('relay');
-  assert.deepEqual(lines, [
-    "clients use relayKeys: ['relay-2026=k4.public.ebVWLo_mVPlAeLES6KmLp5AfhTrmlb7X4OORC60ElmQ']",
-    'activated with a lease from relay-2026, good offline for 7 days',
-  ]);
-});
+for (const [name, expected, { ext = 'mjs', keyFields } = {}] of PRINTS) {
+  test(`example: ${name}`, async () => {
+    const { lines } = await runExample(name, ext, keyFields);
+    assert.deepEqual(lines, expected);
+  });
+}
 
 test('example: electron-storage', async () => {
   const dir = join(tmpdir(), 'my-app-license');
@@ -149,14 +150,4 @@ test('example: electron-storage', async () => {
   assert.equal(names[2], `${names[1]}-seq`);
   assert.match(stored[names[2]], /^polar-license-ledger v1\n1\n[0-9a-f]{64}\n$/);
   await rm(dir, { recursive: true, force: true });
-});
-
-test('example: commonjs', async () => {
-  const { lines } = await runExample('commonjs', 'cjs');
-  assert.deepEqual(lines, ['valid, 1 validations so far']);
-});
-
-test('example: inline', async () => {
-  const { lines } = await runExample('inline');
-  assert.deepEqual(lines, ['licensed (online), no .wasm file needed']);
 });

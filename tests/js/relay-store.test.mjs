@@ -8,7 +8,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { createHmac } from 'node:crypto';
-import { mkdir, mkdtemp, rm } from 'node:fs/promises';
+import { mkdtemp, rm } from 'node:fs/promises';
 import { createServer } from 'node:http';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -41,13 +41,9 @@ const api = (path, method, body) =>
     body: body === undefined ? undefined : JSON.stringify(body),
   }).then(async (r) => ({ status: r.status, json: r.status === 204 ? null : await r.json() }));
 
-/** An endpoint in the emulator for the relay at `url`: its secret. */
-async function endpointFor(url) {
-  const r = await api('/v1/webhooks/endpoints', 'POST', {
-    url: `${url}/v1/webhooks/polar`,
-    format: 'raw',
-    events: ['benefit_grant.revoked', 'benefit_grant.updated'],
-  });
+/** An endpoint in the emulator for the relay at `url` that hears `events`: its secret. */
+async function endpointFor(url, events = ['benefit_grant.revoked', 'benefit_grant.updated']) {
+  const r = await api('/v1/webhooks/endpoints', 'POST', { url: `${url}/v1/webhooks/polar`, format: 'raw', events });
   assert.equal(r.status, 201);
   return r.json;
 }
@@ -738,38 +734,50 @@ async function workerd({ port, secret, storeDir, withStore = true, worker = WORK
   });
 }
 
-test('workerd: a Durable Object holds the store; a revocation arrives as a webhook; the store survives a restart', async () => {
+/**
+ * A relay under workerd with its Durable Object's storage on a fresh disk, on a free port, and
+ * its webhook endpoint on Polar from `endpointOf(base)`: `body(live, endpoint, options)` runs with
+ * `live.host` the relay (a body that restarts it sets `live.host = await workerd(options)`);
+ * then the relay is closed, the endpoint deleted and the disk removed.
+ */
+async function withStoredRelay(endpointOf, hostOptions, body) {
   const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
-  await mkdir(storeDir, { recursive: true });
   const port = await freePort();
-  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
-  let host = await workerd({ port, secret: endpoint.secret, storeDir });
+  const endpoint = await endpointOf(`http://127.0.0.1:${port}`);
+  const options = { port, secret: endpoint.secret, storeDir, ...hostOptions };
+  const live = { host: await workerd(options) };
   try {
-    await revokedThroughTheWebhook(host.url, endpoint.id);
+    await body(live, endpoint, options);
+  } finally {
+    await live.host.close();
+    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
+    await rm(storeDir, { recursive: true, force: true });
+  }
+}
+
+test('workerd: a Durable Object holds the store; a revocation arrives as a webhook; the store survives a restart', async () => {
+  await withStoredRelay(endpointFor, {}, async (live, endpoint, options) => {
+    await revokedThroughTheWebhook(live.host.url, endpoint.id);
     // /healthz knows the webhook came (and, below, still knows after a restart).
-    const heard = async () => (await (await fetch(`${host.url}/healthz`)).json()).webhooks;
+    const heard = async () => (await (await fetch(`${live.host.url}/healthz`)).json()).webhooks;
     const fresh = await heard();
     const recent = (w) => typeof w?.seconds_since_last === 'number' && w.seconds_since_last >= 0 && w.seconds_since_last < 120;
     assert.ok(recent(fresh), JSON.stringify(fresh));
     assert.equal(fresh.silent, false);
     const key = newKey();
-    assert.equal((await check(host.url, key)).source, 'polar');
-    await host.close();
+    assert.equal((await check(live.host.url, key)).source, 'polar');
+    await live.host.close();
     // The same disk, a new runtime: answered from the stored verdict, no call.
-    host = await workerd({ port, secret: endpoint.secret, storeDir });
+    live.host = await workerd(options);
     const restarted = await heard();
     assert.ok(recent(restarted), `the last webhook's time from the store: ${JSON.stringify(restarted)}`);
     const calls = polar.requestCount();
-    const again = await check(host.url, key);
+    const again = await check(live.host.url, key);
     assert.equal(again.status, 200, again.body);
     assert.equal(again.source, 'store');
     assert.ok(again.lease);
     assert.equal(polar.requestCount(), calls);
-  } finally {
-    await host.close();
-    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
-    await rm(storeDir, { recursive: true, force: true });
-  }
+  });
 });
 
 test('workerd: without the Durable Object binding, every check is forwarded and the relay says so', async () => {
@@ -921,32 +929,27 @@ export default { fetch: (request, env, ctx) => (new URL(request.url).pathname ==
 const SEEDED = Number(process.env.POLAR_LICENSE_STORE_ENTRIES ?? 20_000);
 
 test(`workerd: a Durable Object holding ${SEEDED.toLocaleString('en')} entries restarts and answers its first check reading a few keys, not the store`, async () => {
-  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
-  const port = await freePort();
-  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
-  const options = { port, secret: endpoint.secret, storeDir, worker: COUNTED_WORKER, probe: '/__up' };
-  let host = await workerd(options);
-  try {
+  await withStoredRelay(endpointFor, { worker: COUNTED_WORKER, probe: '/__up' }, async (live, endpoint, options) => {
     const key = newKey();
-    assert.equal((await check(host.url, key)).source, 'polar');
+    assert.equal((await check(live.host.url, key)).source, 'polar');
     const seeding = performance.now();
     for (let left = SEEDED; left > 0; left -= 10_000) {
-      const r = await fetch(`${host.url}/__seed?n=${Math.min(left, 10_000)}`, { method: 'POST' });
+      const r = await fetch(`${live.host.url}/__seed?n=${Math.min(left, 10_000)}`, { method: 'POST' });
       assert.equal(r.status, 200, await r.text());
     }
     const seeded = performance.now() - seeding;
-    await host.close();
+    await live.host.close();
 
     // A new runtime on the same disk: the object starts with the first check.
     const started = performance.now();
-    host = await workerd(options);
+    live.host = await workerd(options);
     const up = performance.now();
-    const first = await check(host.url, key);
+    const first = await check(live.host.url, key);
     const answered = performance.now();
     assert.equal(first.status, 200, first.body);
     assert.equal(first.source, 'store');
     assert.ok(first.lease);
-    const reads = await (await fetch(`${host.url}/__reads`)).json();
+    const reads = await (await fetch(`${live.host.url}/__reads`)).json();
     const ms = (a, b) => Math.round(b - a);
     console.log(
       `# ${SEEDED} entries (seeded in ${ms(0, seeded)} ms): first check ${ms(up, answered)} ms after the runtime was up, ` +
@@ -960,14 +963,14 @@ test(`workerd: a Durable Object holding ${SEEDED.toLocaleString('en')} entries r
     assert.equal(reads.pageBeforeEntry, false, 'start-up listed no index row of the stored keys');
     // A check while the listing below goes on (it starts after the first answer).
     const during = performance.now();
-    const second = await check(host.url, key);
+    const second = await check(live.host.url, key);
     const duringMs = ms(during, performance.now());
     assert.equal(second.source, 'store', second.body);
     assert.ok(duringMs < 10_000, `a check during the listing: ${duringMs} ms`);
 
     // Then, between requests, the reconcile learns every stored key (as a native start reads
     // them at once), its index rows listed a bounded page at a time.
-    const keysKnown = async () => (await (await fetch(`${host.url}/healthz`)).json()).reconcile?.keys;
+    const keysKnown = async () => (await (await fetch(`${live.host.url}/healthz`)).json()).reconcile?.keys;
     const deadline = Date.now() + 60_000 + SEEDED;
     let known = await keysKnown();
     while (known !== SEEDED + 1 && Date.now() < deadline) {
@@ -975,7 +978,7 @@ test(`workerd: a Durable Object holding ${SEEDED.toLocaleString('en')} entries r
       known = await keysKnown();
     }
     const listed = performance.now();
-    const pages = await (await fetch(`${host.url}/__reads`)).json();
+    const pages = await (await fetch(`${live.host.url}/__reads`)).json();
     console.log(
       `# its ${SEEDED + 1} stored keys listed for the reconcile ${ms(answered, listed)} ms after the first check: ` +
         `${pages.pages} pages, ${pages.rows} rows, at most ${pages.largest} a page; a check meanwhile ${duringMs} ms`,
@@ -989,15 +992,11 @@ test(`workerd: a Durable Object holding ${SEEDED.toLocaleString('en')} entries r
     const calls = polar.requestCount();
     polar.updateKey(key, { status: 'revoked' });
     await waitDelivered(endpoint.id, 'benefit_grant.revoked');
-    const refused = await check(host.url, key);
+    const refused = await check(live.host.url, key);
     assert.equal(refused.status, 404, refused.body);
     assert.equal(refused.source, 'store');
     assert.equal(polar.requestCount(), calls, 'refused with no call to Polar');
-  } finally {
-    await host.close();
-    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
-    await rm(storeDir, { recursive: true, force: true });
-  }
+  });
 });
 
 // Issue #52 under workerd: one forged post with an 8,000-byte `webhook-signature` of `v1,`
@@ -1246,15 +1245,10 @@ test("node: a Durable Object's read that fails never reads as absent: a stored r
 });
 
 test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answered and not stored (each check Polar's); a revocation after it is acknowledged and refuses", async () => {
-  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
-  await mkdir(storeDir, { recursive: true });
-  const port = await freePort();
-  const endpoint = await endpointFor(`http://127.0.0.1:${port}`);
-  const host = await workerd({ port, secret: endpoint.secret, storeDir });
-  try {
+  await withStoredRelay(endpointFor, {}, async (live, endpoint) => {
     const body = await largeValidateBody(newKey());
     for (let n = 0; n < 2; n++) {
-      const r = await fetch(`${host.url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
+      const r = await fetch(`${live.host.url}${VALIDATE}`, { method: 'POST', headers: { 'content-type': 'application/json' }, body });
       const text = await r.text();
       assert.equal(r.status, 200, text.slice(0, 200));
       assert.ok(text.length > 131072, `Polar's answer is ${text.length} bytes`);
@@ -1262,12 +1256,8 @@ test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answere
       assert.ok(r.headers.get('polar-license-lease'));
     }
     // Polar's webhooks after it are acknowledged (Polar disables an endpoint that fails them).
-    await revokedThroughTheWebhook(host.url, endpoint.id);
-  } finally {
-    await host.close();
-    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
-    await rm(storeDir, { recursive: true, force: true });
-  }
+    await revokedThroughTheWebhook(live.host.url, endpoint.id);
+  });
 });
 
 // Issue #52 (Polar as it is now, polar-license-api.md §15) on both npm hosts: a key revoked by
@@ -1279,15 +1269,7 @@ test("workerd: Polar's answer past a Durable Object's 128 KiB a value is answere
 // the refetch's answer finds them only in the storage.
 
 /** An endpoint in the emulator for the relay at `url` that hears grants too: its secret. */
-async function grantsEndpointFor(url) {
-  const r = await api('/v1/webhooks/endpoints', 'POST', {
-    url: `${url}/v1/webhooks/polar`,
-    format: 'raw',
-    events: ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked'],
-  });
-  assert.equal(r.status, 201);
-  return r.json;
-}
+const grantsEndpointFor = (url) => endpointFor(url, ['benefit_grant.created', 'benefit_grant.updated', 'benefit_grant.revoked']);
 
 /** The scenario both hosts play, through the relay at `base` (its Polar endpoint `endpointId`);
  * with `quiet` the endpoint hears only the revocation, and the re-grant comes without a webhook. */
@@ -1345,18 +1327,9 @@ test("node: a key revoked by webhook and granted again is granted at once after 
 });
 
 test("workerd: a key revoked by webhook and granted again is granted at once after the re-grant's webhook (the Durable Object's cache of one)", async () => {
-  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
-  await mkdir(storeDir, { recursive: true });
-  const port = await freePort();
-  const endpoint = await grantsEndpointFor(`http://127.0.0.1:${port}`);
-  const host = await workerd({ port, secret: endpoint.secret, storeDir, worker: storeWorker(REGRANT_STORE) });
-  try {
-    await regrantedAfterTheWebhook(host.url, endpoint.id);
-  } finally {
-    await host.close();
-    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
-    await rm(storeDir, { recursive: true, force: true });
-  }
+  await withStoredRelay(grantsEndpointFor, { worker: storeWorker(REGRANT_STORE) }, async (live, endpoint) => {
+    await regrantedAfterTheWebhook(live.host.url, endpoint.id);
+  });
 });
 
 // The same with no webhook for the re-grant (the endpoint hears only revocations), on Workers:
@@ -1365,22 +1338,12 @@ test("workerd: a key revoked by webhook and granted again is granted at once aft
 // and Polar's read by id ends the revocation within about an interval (allowed 15 s on a loaded
 // machine; printed), as natively (crates/relay/tests/reconcile.rs).
 test('workerd: a key revoked by webhook and granted again with no webhook is granted within a reconcile interval (the Durable Object\'s cache of one)', async () => {
-  const storeDir = await mkdtemp(join(tmpdir(), 'polar-license-do-'));
-  await mkdir(storeDir, { recursive: true });
-  const port = await freePort();
-  const r = await api('/v1/webhooks/endpoints', 'POST', { url: `http://127.0.0.1:${port}/v1/webhooks/polar`, format: 'raw', events: ['benefit_grant.revoked'] });
-  assert.equal(r.status, 201);
-  const endpoint = r.json;
   const store = REGRANT_STORE.replace('reconcileEvery: 0', 'reconcileEvery: 2, roster: false');
   assert.notEqual(store, REGRANT_STORE);
-  const host = await workerd({ port, secret: endpoint.secret, storeDir, worker: storeWorker(store) });
-  try {
-    await regrantedAfterTheWebhook(host.url, endpoint.id, { quiet: true });
-  } finally {
-    await host.close();
-    await api(`/v1/webhooks/endpoints/${endpoint.id}`, 'DELETE');
-    await rm(storeDir, { recursive: true, force: true });
-  }
+  const revocationsOnly = (base) => endpointFor(base, ['benefit_grant.revoked']);
+  await withStoredRelay(revocationsOnly, { worker: storeWorker(store) }, async (live, endpoint) => {
+    await regrantedAfterTheWebhook(live.host.url, endpoint.id, { quiet: true });
+  });
 });
 
 // Issue #52 under workerd: the handler read (and copied into the wasm) each webhook's body, up

@@ -44,6 +44,21 @@ const honest = (days = 3, key = SIGNER) => honestWith(key, days);
  * One scenario's world: a fresh key on the emulator, the stand-in relay, a fake clock (unix
  * seconds, from now), one storage every app of the world shares.
  */
+/**
+ * `body(w)` in a fresh world, closed after; with `cachePrefix`, the world's file cache is a new
+ * temporary directory of that prefix (`w.cacheDir`), removed after.
+ */
+async function inWorld(body, cachePrefix) {
+  const cacheDir = cachePrefix ? await mkdtemp(join(tmpdir(), cachePrefix)) : undefined;
+  const w = await world({ cacheDir });
+  try {
+    await body(w);
+  } finally {
+    await w.close();
+    if (cacheDir) await rm(cacheDir, { recursive: true, force: true });
+  }
+}
+
 async function world(options = {}) {
   const w = {
     key: await newKey(),
@@ -113,9 +128,7 @@ for (const row of ROWS) {
   test(`signed-mode row: ${row.name}`, async () => {
     const forge = process.env.POLAR_FORGE;
     assert.ok(forge, 'POLAR_FORGE is not set: run scripts/test-wasm.sh');
-    const dir = await mkdtemp(join(tmpdir(), 'polar-signed-row-'));
-    const w = await world({ cacheDir: dir });
-    try {
+    await inWorld(async (w) => {
       const signs = {
         honest: honest(),
         'other-key': honest(3, signingKey('relay-2026')),
@@ -127,7 +140,7 @@ for (const row of ROWS) {
       await answers(signed.activate(w.key, { label: 'laptop' }), row.activate, 'the activation');
       for (const step of row.then) {
         if (step === 'offline') w.down = true;
-        else if (step === 'forge') await run(forge, [dir, w.url, ORG, w.key, MACHINE, APP_SECRET, String(w.t)]);
+        else if (step === 'forge') await run(forge, [w.cacheDir, w.url, ORG, w.key, MACHINE, APP_SECRET, String(w.t)]);
         else {
           const m = /^\+(\d+)(d?)$/.exec(step);
           assert.ok(m, `a step: ${step}`);
@@ -137,18 +150,14 @@ for (const row of ROWS) {
       assert.ok(row.keys === 'relay' || row.keys === 'none', `keys: ${row.keys}`);
       const app = row.keys === 'relay' ? signed : w.app();
       await answers(app.check(w.key), row.expect, 'the check');
-    } finally {
-      await w.close();
-      await rm(dir, { recursive: true, force: true });
-    }
+    }, 'polar-signed-row-');
   });
 }
 
 // ---- the scenarios ---------------------------------------------------------------------------
 
 test('relayKeys: an array or a comma-separated string, checked before any request', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const other = signingKey('relay-2025');
     for (const relayKeys of [[SIGNER.pair], SIGNER.pair, [other.pair, SIGNER.pair], `${other.pair}, ${SIGNER.pair}`]) {
       const status = await w.app(relayKeys).status(w.key);
@@ -170,14 +179,11 @@ test('relayKeys: an array or a comma-separated string, checked before any reques
       assert.match(e.detail, message);
     }
     assert.equal(w.requests, 0, 'no request was sent');
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('a lease licenses offline until it ends, even inside the grace', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const app = w.app([SIGNER.pair]);
     const start = w.t;
     const activated = await app.activate(w.key, { label: 'laptop' });
@@ -230,14 +236,11 @@ test('a lease licenses offline until it ends, even inside the grace', async () =
     w.down = false;
     const validated = await app.validate(w.key, { activationId: activated.activation.id });
     assert.deepEqual(validated.lease, { kid: 'relay-2026', expiresAt: w.t + 3 * DAY });
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('an unsigned record never licenses offline in signed mode', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     w.lease = () => undefined;
     const unsigned = w.app();
     await unsigned.activate(w.key, { label: 'laptop' });
@@ -250,14 +253,11 @@ test('an unsigned record never licenses offline in signed mode', async () => {
     assert.equal(status.state, 'present');
     assert.equal(status.lease, null);
     assert.equal(status.graceRemaining, null);
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('a grant without a lease that verifies is no verdict and no lease', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const app = w.app([SIGNER.pair], { gracePolicy: { revalidateAfter: 0 } });
     const start = w.t;
     await app.activate(w.key, { label: 'laptop' }); // an honest 3-day lease
@@ -308,14 +308,11 @@ test('a grant without a lease that verifies is no verdict and no lease', async (
     const r = await app.check(w.key);
     assert.equal(r.source, 'online');
     assert.deepEqual(r.lease, { kid: 'relay-2026', expiresAt: w.t + 3 * DAY });
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('a grant without a lease is protocol_error when the cache cannot answer', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     w.lease = () => undefined;
     const app = w.app([SIGNER.pair]);
     const e = await rejection(app.activate(w.key, { label: 'laptop' }));
@@ -329,14 +326,11 @@ test('a grant without a lease is protocol_error when the cache cannot answer', a
     const v = await rejection(app.validate(w.key));
     assert.equal(v.code, 'protocol_error');
     assert.equal((await app.status(w.key)).state, 'empty', 'nothing was stored');
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('two relay keys at once, for rotation', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const old = signingKey('relay-2025');
     const app = w.app([old.pair, SIGNER.pair]);
     await app.activate(w.key, { label: 'laptop' });
@@ -347,17 +341,13 @@ test('two relay keys at once, for rotation', async () => {
     const oldOnly = w.app(old.pair);
     assert.equal((await rejection(oldOnly.check(w.key))).code, 'offline');
     assert.equal((await oldOnly.status(w.key)).lease, null);
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('a lease forged into the record with another key does not verify', async () => {
   const forge = process.env.POLAR_FORGE;
   assert.ok(forge, 'POLAR_FORGE is not set: run scripts/test-wasm.sh');
-  const dir = await mkdtemp(join(tmpdir(), 'polar-signed-'));
-  const w = await world({ cacheDir: dir });
-  try {
+  await inWorld(async (w) => {
     const signed = w.app([SIGNER.pair]);
     const { activation } = await signed.activate(w.key, { label: 'laptop' });
     assert.equal((await signed.check(w.key)).source, 'cache');
@@ -367,7 +357,7 @@ test('a lease forged into the record with another key does not verify', async ()
     await revoke(w.key);
     w.down = true;
     w.advance(30 * DAY);
-    const reseal = (...lease) => run(forge, [dir, w.url, ORG, w.key, MACHINE, APP_SECRET, String(w.t), ...lease]);
+    const reseal = (...lease) => run(forge, [w.cacheDir, w.url, ORG, w.key, MACHINE, APP_SECRET, String(w.t), ...lease]);
     await reseal();
 
     // The table's rows: this licenses an app without relay keys, and not the signed one.
@@ -398,15 +388,11 @@ test('a lease forged into the record with another key does not verify', async ()
     assert.equal((await signed.status(w.key)).lease, null);
     // …while the same forged record still fools the unsigned app.
     assert.equal((await unsigned.check(w.key)).source, 'cache');
-  } finally {
-    await w.close();
-    await rm(dir, { recursive: true, force: true });
-  }
+  }, 'polar-signed-');
 });
 
 test('a replayed relay grant undoes neither a clock set back nor a denial (issue #53)', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const app = w.app([SIGNER.pair]);
     await app.activate(w.key, { label: 'laptop' });
     w.advance(2 * 3600);
@@ -442,14 +428,11 @@ test('a replayed relay grant undoes neither a clock set back nor a denial (issue
     w.down = true;
     w.advance(3600);
     await assert.rejects(app.check(w.key));
-  } finally {
-    await w.close();
-  }
+  });
 });
 
 test('a denial recorded while a grant was held survives the grant (issue #53, the late-grant race)', async () => {
-  const w = await world();
-  try {
+  await inWorld(async (w) => {
     const held = w.app([SIGNER.pair]);
     const other = w.app([SIGNER.pair]); // another process on the same storage
     await other.activate(w.key, { label: 'laptop' });
@@ -472,7 +455,5 @@ test('a denial recorded while a grant was held survives the grant (issue #53, th
     w.advance(3600);
     const offline = await rejection(other.check(w.key));
     assert.notEqual(offline, undefined, 'not licensed');
-  } finally {
-    await w.close();
-  }
+  });
 });

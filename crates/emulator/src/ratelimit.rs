@@ -20,8 +20,7 @@ const LIMIT: u32 = 3;
 /// `Instant` natively, `performance.now()` in JS), never the wall clock.
 #[derive(Debug, Default)]
 pub(crate) struct RateLimiter {
-    /// identity -> (window end, calls left)
-    windows: HashMap<String, (Duration, u32)>,
+    windows: FixedWindows,
     /// identity -> block end
     blocks: HashMap<String, Duration>,
 }
@@ -29,6 +28,37 @@ pub(crate) struct RateLimiter {
 /// Whole seconds as Redis' `TTL` reports them (rounded), at least 1.
 fn ttl_secs(d: Duration) -> u64 {
     ((d.as_millis() + 500) / 1000).max(1) as u64
+}
+
+/// Fixed windows of calls per identity, as asgi-ratelimit and Redis count them: a window
+/// starts at an identity's first call and lasts its length; the calls in it are counted.
+#[derive(Debug, Default)]
+struct FixedWindows {
+    /// identity -> (window end, calls made in it)
+    windows: HashMap<String, (Duration, u32)>,
+}
+
+impl FixedWindows {
+    /// Counts one call of `identity` when its window (of `window`, from its first call) has
+    /// had fewer than `limit`; else `Some(the window's end)`, the call not counted.
+    fn take(
+        &mut self,
+        identity: &str,
+        limit: u32,
+        window: Duration,
+        now: Duration,
+    ) -> Option<Duration> {
+        self.windows.retain(|_, (end, _)| *end > now);
+        let entry = self
+            .windows
+            .entry(identity.to_string())
+            .or_insert((now.saturating_add(window), 0));
+        if entry.1 >= limit {
+            return Some(entry.0);
+        }
+        entry.1 += 1;
+        None
+    }
 }
 
 impl RateLimiter {
@@ -42,7 +72,6 @@ impl RateLimiter {
         block: Duration,
         now: Duration,
     ) -> Option<u64> {
-        self.windows.retain(|_, (end, _)| *end > now);
         self.blocks.retain(|_, end| *end > now);
         if let Some(end) = self.blocks.get(identity) {
             return Some(ttl_secs(end.saturating_sub(now)));
@@ -50,18 +79,11 @@ impl RateLimiter {
         if !zone {
             return None;
         }
-        let entry = self
-            .windows
-            .entry(identity.to_string())
-            .or_insert((now.saturating_add(WINDOW), LIMIT));
-        if entry.1 < 1 {
-            self.blocks
-                .insert(identity.to_string(), now.saturating_add(block));
-            let secs = block.as_secs() + u64::from(block.subsec_nanos() > 0);
-            return Some(secs.max(1));
-        }
-        entry.1 -= 1;
-        None
+        self.windows.take(identity, LIMIT, WINDOW, now)?;
+        self.blocks
+            .insert(identity.to_string(), now.saturating_add(block));
+        let secs = block.as_secs() + u64::from(block.subsec_nanos() > 0);
+        Some(secs.max(1))
     }
 }
 
@@ -70,8 +92,7 @@ impl RateLimiter {
 /// shares one counter.
 #[derive(Debug, Default)]
 pub(crate) struct TokenBudget {
-    /// organization -> (window end, calls made in it)
-    windows: HashMap<String, (Duration, u32)>,
+    windows: FixedWindows,
 }
 
 impl TokenBudget {
@@ -84,16 +105,8 @@ impl TokenBudget {
         window: Duration,
         now: Duration,
     ) -> Option<u64> {
-        self.windows.retain(|_, (end, _)| *end > now);
-        let entry = self
-            .windows
-            .entry(organization.to_string())
-            .or_insert((now.saturating_add(window), 0));
-        if entry.1 >= limit {
-            return Some(ttl_secs(entry.0.saturating_sub(now)));
-        }
-        entry.1 += 1;
-        None
+        let end = self.windows.take(organization, limit, window, now)?;
+        Some(ttl_secs(end.saturating_sub(now)))
     }
 }
 

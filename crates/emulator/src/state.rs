@@ -143,6 +143,15 @@ pub(crate) enum SvcOk {
 
 const NOT_FOUND: &str = "Not found";
 
+/// Why a key cannot be validated or activated ([`Store::usable_key`]).
+enum Unusable {
+    /// Not in the organization, or outside the token's scope.
+    Missing,
+    /// Revoked or disabled.
+    Inactive,
+    Expired,
+}
+
 impl Store {
     /// The store of a seed, its keys created at `now` (UTC, microseconds), its ids from `ids`.
     pub(crate) fn from_seed(seed: &Seed, ids: Ids, now: OffsetDateTime) -> Result<Store, String> {
@@ -248,6 +257,29 @@ impl Store {
             .position(|k| k.organization_id == organization_id && k.key == key)
     }
 
+    /// The index of `key` for a validate or an activate at `now` (docs/polar-api.md §5.1,
+    /// §5.2): found in the organization (and the token's `scope`), granted, not expired. Each
+    /// route words the refusal its own way.
+    fn usable_key(
+        &self,
+        organization_id: Uuid,
+        key: &str,
+        scope: Option<Uuid>,
+        now: OffsetDateTime,
+    ) -> Result<usize, Unusable> {
+        let ki = self
+            .find_key(organization_id, key, scope)
+            .ok_or(Unusable::Missing)?;
+        let k = &self.keys[ki];
+        if k.status != Status::Granted {
+            return Err(Unusable::Inactive);
+        }
+        if k.expires_at.is_some_and(|e| now >= e) {
+            return Err(Unusable::Expired);
+        }
+        Ok(ki)
+    }
+
     fn find_any(&self, key: &str) -> Option<usize> {
         self.keys.iter().position(|k| k.key == key)
     }
@@ -268,17 +300,18 @@ impl Store {
         version: &str,
     ) -> Result<SvcOk, SvcError> {
         let ki = self
-            .find_key(req.organization_id, &req.key, scope)
-            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+            .usable_key(req.organization_id, &req.key, scope, now)
+            .map_err(|unusable| {
+                SvcError::NotFound(
+                    match unusable {
+                        Unusable::Missing => NOT_FOUND,
+                        Unusable::Inactive => "License key is no longer active.",
+                        Unusable::Expired => "License key has expired.",
+                    }
+                    .to_string(),
+                )
+            })?;
         let k = &self.keys[ki];
-        if k.status != Status::Granted {
-            return Err(SvcError::NotFound(
-                "License key is no longer active.".to_string(),
-            ));
-        }
-        if k.expires_at.is_some_and(|e| now >= e) {
-            return Err(SvcError::NotFound("License key has expired.".to_string()));
-        }
         let activation = match req.activation_id {
             Some(aid) => {
                 let ai = self
@@ -347,20 +380,16 @@ impl Store {
         version: &str,
     ) -> Result<SvcOk, SvcError> {
         let ki = self
-            .find_key(req.organization_id, &req.key, scope)
-            .ok_or_else(|| SvcError::NotFound(NOT_FOUND.to_string()))?;
+            .usable_key(req.organization_id, &req.key, scope, now)
+            .map_err(|unusable| match unusable {
+                Unusable::Missing => SvcError::NotFound(NOT_FOUND.to_string()),
+                Unusable::Inactive => SvcError::NotPermitted(
+                    "License key is no longer active. This license key can not be activated."
+                        .to_string(),
+                ),
+                Unusable::Expired => SvcError::NotPermitted("License key has expired.".to_string()),
+            })?;
         let k = &self.keys[ki];
-        if k.status != Status::Granted {
-            return Err(SvcError::NotPermitted(
-                "License key is no longer active. This license key can not be activated."
-                    .to_string(),
-            ));
-        }
-        if k.expires_at.is_some_and(|e| now >= e) {
-            return Err(SvcError::NotPermitted(
-                "License key has expired.".to_string(),
-            ));
-        }
         let limit = match k.limit_activations {
             Some(l) if l != 0 => l,
             _ => {

@@ -15,7 +15,7 @@ use crate::error::Error;
 use crate::key::Key;
 use crate::metadata::check_uuid_v4;
 use crate::model::{LicenseKeyActivation, LicenseKeyRead};
-use crate::proto::{error_body, retry_after, HttpResponse, Server};
+use crate::proto::{error_body, retry_after, Api, HttpResponse, Server};
 
 /// `GET` or `POST`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -130,12 +130,16 @@ pub enum PortalError {
     },
     /// An answer that is not Polar's (a proxy's page, a body that does not parse).
     Protocol(Error),
+    /// No answer: the network, a timeout, or a transport that sends no portal requests.
+    Offline(Error),
 }
 
 impl std::fmt::Display for PortalError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PortalError::Invalid(e) | PortalError::Protocol(e) => write!(f, "{e}"),
+            PortalError::Invalid(e) | PortalError::Protocol(e) | PortalError::Offline(e) => {
+                write!(f, "{e}")
+            }
             PortalError::CodeInvalidOrExpired => {
                 f.write_str("the code is wrong, used or expired: ask for a new one")
             }
@@ -189,6 +193,10 @@ pub struct Portal {
 /// The largest page Polar serves.
 const PAGE_LIMIT: u32 = 100;
 
+/// The most pages a client reads of the customer's keys (100 keys each): a customer with more
+/// keys than that is cut off, never an unbounded walk.
+pub const MAX_PORTAL_PAGES: u32 = 10;
+
 impl Portal {
     /// Checks the organization id (UUID v4) and the server's URL.
     pub fn new(organization_id: &str, server: &Server) -> Result<Portal, Error> {
@@ -196,6 +204,14 @@ impl Portal {
             base_url: server.base_url()?,
             organization_id: check_uuid_v4("organization_id", organization_id)?,
         })
+    }
+
+    /// The portal of a client's organization and server (both checked when the [`Api`] was).
+    pub fn for_api(api: &Api) -> Portal {
+        Portal {
+            base_url: api.base_url().to_string(),
+            organization_id: api.organization_id().to_string(),
+        }
     }
 
     fn post(&self, path: &str, body: String, token: Option<&SessionToken>) -> PortalRequest {

@@ -217,3 +217,79 @@ fn device_management_off_lists_no_devices() {
     assert!(key.activations.is_empty());
     assert_eq!(key.license_key.limit_activations, Some(3));
 }
+
+// ---- the blocking client ------------------------------------------------------------------
+
+#[test]
+fn the_blocking_client_signs_in_lists_and_frees_a_device() {
+    use polar_license::{BlockingClient, Verdict};
+    let em = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let client = BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .base_url(em.url())
+        .build()
+        .expect("client");
+    let old = client
+        .activate(&polar_license::proto::ActivateRequest::new(
+            DEMO_KEY,
+            "Old laptop",
+        ))
+        .expect("activate");
+    let Verdict::Accepted(old) = old else {
+        panic!("activation refused")
+    };
+
+    client.request_sign_in_code(EMAIL).expect("asked");
+    let session = client
+        .sign_in(&last_code(&em).to_ascii_lowercase())
+        .expect("signed in");
+    assert!(!format!("{session:?}").contains(&session.expose()[10..]));
+    let keys = client.customer_keys(&session).expect("keys");
+    assert_eq!(keys.len(), 6);
+    let mine = keys
+        .iter()
+        .find(|k| k.key.expose() == DEMO_KEY)
+        .expect("the demo key");
+    let devices = client.devices(&session, &mine.id).expect("devices");
+    assert_eq!(devices.activations.len(), 1);
+    assert_eq!(devices.activations[0].id, old.activation.id);
+    let freed = client
+        .deactivate(&DeactivateRequest::new(
+            devices.license_key.key.clone(),
+            devices.activations[0].id.clone(),
+        ))
+        .expect("deactivate");
+    assert!(matches!(freed, Verdict::Accepted(())));
+    assert!(client
+        .devices(&session, &mine.id)
+        .expect("devices")
+        .activations
+        .is_empty());
+    // A used code, and the wait of the sign-in limit, typed.
+    let used = client.sign_in("ZZZZZZ");
+    assert_eq!(used, Err(PortalError::CodeInvalidOrExpired));
+    // No server: offline, typed.
+    em.stop();
+    assert!(matches!(
+        client.request_sign_in_code(EMAIL),
+        Err(PortalError::Offline(_))
+    ));
+}
+
+#[test]
+fn a_transport_without_a_portal_sends_nothing() {
+    use polar_license::proto::HttpRequest;
+    use polar_license::{BlockingClient, TransportError};
+    let client = BlockingClient::builder(DEMO_ORGANIZATION_ID)
+        .build_with_transport(|_: &HttpRequest| -> Result<HttpResponse, TransportError> {
+            panic!("a license request was sent")
+        })
+        .expect("client");
+    match client.request_sign_in_code(EMAIL) {
+        Err(PortalError::Offline(e)) => {
+            assert!(e.to_string().contains("no customer-portal requests"), "{e}")
+        }
+        other => panic!("{other:?}"),
+    }
+    // Bad input never reaches the transport.
+    assert!(matches!(client.sign_in("12"), Err(PortalError::Invalid(_))));
+}

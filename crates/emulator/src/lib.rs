@@ -12,7 +12,7 @@
 //! them: `GET /v1/license-keys/` (pages of up to 100, each key whole) and
 //! `GET /v1/license-keys/{id}` (with its activations), on the token budget.
 //!
-//! Customer sessions (polar-license-api.md §16): the email code's two routes, the organization
+//! Customer sessions (docs/polar-api.md §16): the email code's two routes, the organization
 //! token's `POST /v1/customer-sessions/`, the `polar_cst_` tokens' hour, and the customer
 //! portal's key list, get (activations when the seed's benefit has `enable_customer_admin`)
 //! and rotate.

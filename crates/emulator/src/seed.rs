@@ -73,7 +73,7 @@ pub struct Seed {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub token_window_seconds: Option<u64>,
     /// The benefits' settings that change the customer portal's answers (an emulator addition
-    /// to the seed format, polar-license-api.md §16.2); a benefit left out has them off.
+    /// to the seed format, docs/polar-api.md §16.2); a benefit left out has them off.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub benefits: Vec<SeedBenefit>,
 }

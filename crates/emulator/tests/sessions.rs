@@ -1,5 +1,5 @@
 //! Customer sessions and the routes they open, over raw HTTP on loopback, against the exact
-//! statuses, headers and bodies of polar-license-api.md §16.0–§16.3.
+//! statuses, headers and bodies of docs/polar-api.md §16.0–§16.3.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;

@@ -1,4 +1,4 @@
-//! The customer portal's license-key routes with a customer session (polar-license-api.md
+//! The customer portal's license-key routes with a customer session (docs/polar-api.md
 //! §16.2: list, get with activations, rotate) and the organization token's activation read
 //! (§16.3: `GET /v1/license-keys/{id}/activations/{activation_id}`).
 

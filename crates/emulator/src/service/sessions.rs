@@ -1,4 +1,4 @@
-//! Customer sessions as Polar serves them (polar-license-api.md §16.0, §16.1): the email
+//! Customer sessions as Polar serves them (docs/polar-api.md §16.0, §16.1): the email
 //! one-time code (`POST /v1/customer-portal/customer-session/request` and `…/authenticate`),
 //! a session made with an organization token (`POST /v1/customer-sessions/`), and the
 //! `polar_cst_` tokens' life (1 h on the emulator's clock, then `invalid_token` everywhere).

@@ -1,4 +1,4 @@
-//! The store as customer sessions see it (polar-license-api.md §16): customers looked up by
+//! The store as customer sessions see it (docs/polar-api.md §16): customers looked up by
 //! email, a customer's own keys (the customer portal's list, get and rotate) and an
 //! activation read by id (the organization token's `GET …/activations/{id}`). A child of
 //! `state` so that it reads the store's records without widening them.

@@ -919,3 +919,28 @@ fn seed_benefits_parse_and_are_checked() {
     ))
     .is_err());
 }
+
+#[test]
+fn collections_without_their_slash_redirect_and_the_control_route_reads_only() {
+    let em = demo();
+    for path in ["/v1/customer-portal/license-keys", "/v1/customer-sessions"] {
+        let r = request(&em, "GET", &format!("{path}?page=2"), None, &[]);
+        assert_eq!(r.status, 307, "{path}");
+        assert_eq!(
+            r.header("location"),
+            Some(format!("http://127.0.0.1{path}/?page=2").as_str())
+        );
+    }
+    let r = request(
+        &em,
+        "POST",
+        "/__emulator/customer-session/codes",
+        Some("{}"),
+        &[],
+    );
+    assert_eq!(r.status, 405);
+    // Wrong methods on the session routes.
+    let r = request(&em, "GET", REQUEST, None, &[]);
+    assert_eq!(r.status, 405);
+    assert_eq!(r.header("allow"), Some("POST"));
+}

@@ -139,6 +139,7 @@ pub mod metadata;
 pub mod model;
 pub mod options;
 pub mod perpetual;
+pub mod portal;
 pub mod proto;
 pub mod reason;
 mod release;

@@ -45,8 +45,8 @@ fn post(agent: &ureq::Agent, url: &str, body: &[u8], headers: &[(&str, &str)]) -
 
 /// Hostile bodies up to the relay's body cap (64 KiB), by shape, and whether each nests past
 /// the parser's limit: bare, the two, balanced, a well-formed request whose
-/// `conditions` fill the rest of the cap; then the cap filled with distinct keys (the issue's
-/// 7,733), one key repeated, one huge string, bytes that are not UTF-8.
+/// `conditions` fill the rest of the cap; then the cap filled with distinct keys (6,664), one
+/// key repeated, one huge string, bytes that are not UTF-8.
 fn hostile_bodies() -> Vec<(&'static str, Vec<u8>, bool)> {
     let cap = Limits::default().max_body_bytes;
     let half = cap / 2;

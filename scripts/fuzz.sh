@@ -39,7 +39,7 @@ for arg in "$@"; do
     esac
 done
 if [[ ${#TARGETS[@]} -eq 0 ]]; then
-    TARGETS=(parse_response cache_decode cache_roundtrip requests one_answer lease)
+    TARGETS=(parse_response cache_decode cache_roundtrip requests one_answer lease rules_input)
 fi
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then

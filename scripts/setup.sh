@@ -76,7 +76,12 @@ rest() {
     echo "==> setup: the downloads (${DOWNLOADS[*]}) and the builds (${BUILDS[*]}) at once; each lane's log follows when both end"
     (run_steps setup "${DOWNLOADS[@]}") </dev/null >"$dir/downloads.log" 2>&1 &
     local downloads=$!
-    (run_steps setup "${BUILDS[@]}") </dev/null >"$dir/builds.log" 2>&1 &
+    # At niceness 10: beside the test command's first stages (timed tests among them) the
+    # compiling takes the cycles they leave, and still all of both cores when they have ended.
+    (
+        renice -n 10 -p "$BASHPID" >/dev/null
+        run_steps setup "${BUILDS[@]}"
+    ) </dev/null >"$dir/builds.log" 2>&1 &
     local builds=$!
     wait "$downloads" || failed=1
     wait "$builds" || failed=1

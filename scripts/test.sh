@@ -231,6 +231,10 @@ start_stage c summary bash scripts/test-c.sh
 # the cycles the timed suites leave), and runs its tests at the normal priority.
 start_stage tauri summary env CARGO_TARGET_DIR=target/tauri-build BUILD_NICE=19 bash scripts/test-tauri.sh
 start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE=19 bash scripts/test-windows.sh
+# The fuzz targets' nightly ASan build (fuzz/target, a directory and a toolchain of its own),
+# at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
+# stage below finds it built (its targets then run with the cores to themselves, as before).
+start_stage fuzz-build check nice -n 19 bash scripts/fuzz.sh --build-only
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
 finish_stage c summary
@@ -254,6 +258,7 @@ finish_stage tauri summary
 finish_stage windows summary
 # Every fuzz target for a bounded time: any crash fails (corpus in fuzz/corpus).
 # (10 s a target by default, 20 s with FULL=1.)
+finish_stage fuzz-build check
 run_stage fuzz check bash scripts/fuzz.sh "$(full && echo 20 || echo 10)"
 # The fault matrix of the tests, c and wasm stages (Rust, C, JS) as one table; fails when a
 # face's row is missing or failed. Last, so the table sits just above the summary.

@@ -389,9 +389,18 @@ async function main() {
     // A release build here proves the command works, not what LTO makes of it (the C stage
     // builds and tests the shipped LTO profile): without FULL=1, the blocks' release builds
     // (`cargo run --release`, `cargo install`) skip LTO and use 16 codegen units (issue #55).
+    // The C library's profile (c-release, which inherits release) stays as it ships: its blocks'
+    // `bash bindings/c/install.sh` then finds the C stage's build of it in target/, where with
+    // release's overrides inherited it compiled the library and its 94 dependencies again at
+    // opt-level z.
     ...(process.env.FULL === '1'
       ? {}
-      : { CARGO_PROFILE_RELEASE_LTO: 'false', CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16' }),
+      : {
+          CARGO_PROFILE_RELEASE_LTO: 'false',
+          CARGO_PROFILE_RELEASE_CODEGEN_UNITS: '16',
+          CARGO_PROFILE_C_RELEASE_LTO: 'true',
+          CARGO_PROFILE_C_RELEASE_CODEGEN_UNITS: '1',
+        }),
   };
   for (const p of plan) {
     for (const [name, list] of p.list) {

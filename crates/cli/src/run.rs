@@ -151,7 +151,7 @@ pub fn licensing(g: &Global) -> Result<Licensing, Error> {
 }
 
 /// [`licensing`], remembering the keys it activates when `remember_keys`.
-fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
+pub(crate) fn licensing_with(g: &Global, remember_keys: bool) -> Result<Licensing, Error> {
     licensing_for(g, remember_keys, None, None)
 }
 
@@ -352,7 +352,7 @@ fn key_or_asked(key: Option<&str>) -> Result<Key, Error> {
 
 /// The key a command names (`--key`), else the remembered one; with neither,
 /// `invalid_input` naming `key`.
-fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Error> {
+pub(crate) fn key_or_remembered(licensing: &Licensing, key: Option<&str>) -> Result<Key, Error> {
     if let Some(key) = key {
         return Ok(Key::new(key));
     }

@@ -318,3 +318,86 @@ fn bad_input_is_refused_unsent() {
     assert_eq!(cli(&polar, &here, &["sign-in"]).0, 2);
     assert_eq!(polar.request_count(), 0);
 }
+
+/// `sign-in --email E` on a terminal (`script -qfec`: a real pseudo-terminal): the code is
+/// asked for once it was sent, typed without echo, and the session works for `devices`.
+#[cfg(unix)]
+#[test]
+fn sign_in_asks_for_the_code_on_a_terminal_without_echo() {
+    use std::io::{Read, Write};
+    use std::process::Stdio;
+    use std::sync::{Arc, Mutex};
+    use std::time::{Duration, Instant};
+
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-tty");
+    assert_eq!(activate(&polar, &here, "This laptop").0, 0);
+    let args = [
+        BIN.to_string(),
+        "--base-url".into(),
+        polar.url(),
+        "--org".into(),
+        polar.organization_id(),
+        "--cache-dir".into(),
+        here.to_str().unwrap().into(),
+        "sign-in".into(),
+        "--email".into(),
+        EMAIL.into(),
+    ];
+    let line = args
+        .iter()
+        .map(|a| format!("'{}'", a.replace('\'', r"'\''")))
+        .collect::<Vec<_>>()
+        .join(" ");
+    let mut child = clean_command("script")
+        .args(["-qfec", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .start();
+    let screen = Arc::new(Mutex::new(Vec::new()));
+    let mut out = child.stdout.take().unwrap();
+    let reader = {
+        let screen = Arc::clone(&screen);
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = out.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                screen.lock().unwrap().extend_from_slice(&buf[..n]);
+            }
+        })
+    };
+    let shown = || String::from_utf8_lossy(&screen.lock().unwrap()).into_owned();
+    let start = Instant::now();
+    while !shown().contains("Code from the email") {
+        if let Some(exit) = child.try_wait().unwrap() {
+            panic!(
+                "exited ({exit}) without asking; the terminal showed: {}",
+                shown()
+            );
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "no prompt within 60 s; the terminal showed: {}",
+            shown()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // The code was sent before the prompt: read it as the person reads the email.
+    let code = last_code(&polar);
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(format!("{code}\n").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    let status = child.wait().unwrap();
+    drop(stdin);
+    reader.join().unwrap();
+    let screen = shown();
+    assert_eq!(status.code(), Some(0), "{screen}");
+    assert!(screen.contains("signed in"), "{screen}");
+    assert!(!screen.contains(&code), "the code was echoed: {screen}");
+    let listed = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);
+    assert_eq!(listed.0, 0, "{}", listed.2);
+    assert_eq!(listed.1["devices"][0]["this_machine"], true, "{}", listed.1);
+}

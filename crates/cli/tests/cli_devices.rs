@@ -220,6 +220,20 @@ fn a_key_not_the_customers_an_expired_session_and_a_used_code() {
     let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
     let here = ScratchDir::new("cli-devices-expired");
     let used = sign_in(&polar, &here);
+    // `status` without a key counts records only: the sealed session is none.
+    let (url, org) = (polar.url(), polar.organization_id());
+    let listing = clean_command(BIN)
+        .args(["--base-url", &url, "--org", &org, "--cache-dir"])
+        .arg(&*here)
+        .args(["--json", "status"])
+        .launch();
+    let listing: Value = serde_json::from_slice(&listing.stdout).unwrap();
+    assert!(
+        listing["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("0 record(s)")),
+        "{listing}"
+    );
     // A key this customer does not hold.
     let other = cli(&polar, &here, &["devices", "--key", "NOT-A-KEY-OF-HERS"]);
     assert_eq!(other.0, 1, "{}", other.2);

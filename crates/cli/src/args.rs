@@ -739,9 +739,11 @@ pub struct ActivateArgs {
     #[arg(long)]
     pub remember: bool,
 
-    /// A label for the activation, e.g. the machine's name (may be empty)
+    /// A label for the activation, e.g. the machine's name (may be empty); default: this
+    /// machine's host name and OS, e.g. `jane-laptop (Linux)`, so its device list tells
+    /// machines apart
     #[arg(long, value_name = "LABEL")]
-    pub label: String,
+    pub label: Option<String>,
 
     /// A condition stored on the activation and required on every validate naming it
     /// (repeatable; the value is an integer, a float, true/false, or else a string)

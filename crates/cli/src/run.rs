@@ -272,9 +272,13 @@ pub fn activate(g: &Global, a: &ActivateArgs) -> Report {
         Ok(l) => l,
         Err(e) => return error_report(Some(Op::Activate), None, &e),
     };
+    let label = a
+        .label
+        .clone()
+        .unwrap_or_else(polar_license::device_label::default_device_label);
     let req = ActivateRequest {
         key: Some(key.clone()),
-        label: a.label.clone(),
+        label,
         conditions: metadata(&a.conditions),
         meta: metadata(&a.meta),
     };

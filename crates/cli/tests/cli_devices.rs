@@ -415,3 +415,20 @@ fn sign_in_asks_for_the_code_on_a_terminal_without_echo() {
     assert_eq!(listed.0, 0, "{}", listed.2);
     assert_eq!(listed.1["devices"][0]["this_machine"], true, "{}", listed.1);
 }
+
+/// `activate` without `--label` labels the activation with this machine's host name and OS
+/// (issue #64 item 6), so that `devices` tells machines apart.
+#[cfg(target_os = "linux")]
+#[test]
+fn activate_without_a_label_names_the_machine() {
+    let polar = Emulator::start(Seed::demo(), Options::default()).unwrap();
+    let here = ScratchDir::new("cli-devices-label");
+    let done = cli(&polar, &here, &["activate", "--key", DEMO_KEY]);
+    assert_eq!(done.0, 0, "{}", done.2);
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let label = done.1["activation"]["label"].as_str().unwrap().to_string();
+    assert_eq!(label, format!("{} (Linux)", host.trim()), "{}", done.1);
+    // Polar holds that label, as `devices` lists it.
+    let held = polar.activations(DEMO_KEY);
+    assert_eq!(held[0]["label"], label.as_str());
+}

@@ -1145,22 +1145,26 @@ impl Licensing {
         self.store.save(&seal.slot, &bytes)
     }
 
-    /// The remembered session while its hour lasts by this licensing's clock (one past it, or
-    /// bytes that do not open here, count as none and are forgotten).
+    /// The remembered session while its hour lasts by this licensing's clock. One past its
+    /// hour counts as none and is forgotten; bytes that do not open here (sealed with another
+    /// app secret or machine binding, or edited) count as none and are left alone, as the
+    /// remembered key's are.
     pub fn remembered_session(&self) -> Result<Option<crate::portal::SessionToken>, Error> {
         let seal = self.session_seal()?;
         let Some(bytes) = self.store.load(&seal.slot)? else {
             return Ok(None);
         };
-        let live = seal.open(&bytes).ok().and_then(|plain| {
+        let Some((expires, token)) = seal.open(&bytes).ok().and_then(|plain| {
             let (expires, token) = plain.expose().split_once(':')?;
-            let expires: i64 = expires.parse().ok()?;
-            (expires > (self.clock)()).then(|| crate::portal::SessionToken::new(token))
-        });
-        if live.is_none() {
-            self.forget_session()?;
+            Some((expires.parse::<i64>().ok()?, token.to_string()))
+        }) else {
+            return Ok(None);
+        };
+        if expires > (self.clock)() {
+            return Ok(Some(crate::portal::SessionToken::new(token)));
         }
-        Ok(live)
+        self.forget_session()?;
+        Ok(None)
     }
 
     /// Forgets the remembered session (after Polar said it expired, or on sign-out).

@@ -37,7 +37,39 @@ fn object(command: &str, outcome: &str) -> Map<String, Value> {
 fn plain_error(command: &str, error: &Error) -> Report {
     let mut r = error_report(None, None, error);
     r.json.insert("command".into(), json!(command));
+    input_words(&mut r);
     r
+}
+
+/// The words for a refused input these commands take from the person at the terminal (the
+/// generic `user_message` of an `invalid_input` speaks of an app's settings): its sentence
+/// and next step.
+fn input_words(r: &mut Report) {
+    if r.json.get("reason") != Some(&json!(Reason::InvalidInput.code())) {
+        return;
+    }
+    let (message, step) = match r.json.get("field").and_then(Value::as_str) {
+        Some("email") => (
+            "That is not an email address.",
+            "pass the email the license was bought with: --email jane@example.com",
+        ),
+        Some("code") => (
+            "The code is the 6 letters and digits of the email.",
+            "type the code again as the email shows it",
+        ),
+        Some("customer_id") => (
+            "The customer id is not one the sign-in listed.",
+            "copy one of the ids the sign-in listed",
+        ),
+        Some("activation_id") => (
+            "The device id is not one `polar-license devices` lists.",
+            "copy the id from `polar-license devices`",
+        ),
+        _ => return,
+    };
+    r.json.insert("user_message".into(), json!(message));
+    r.json.insert("next_step".into(), json!(step));
+    r.lines.push(format!("  what to do: {step}"));
 }
 
 /// A portal step's failure: one sentence, its next step, and the exit code of contract §2
@@ -378,6 +410,7 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
     let freed = licensing.deactivate_update(key.clone(), Some(a.id.as_str()));
     let mut r = report(Op::Deactivate, &key, Some(a.id.as_str()), &freed.answer);
     r.json.insert("command".into(), json!(COMMAND));
+    input_words(&mut r);
     if r.exit == 0 {
         let this_machine = here.as_deref() == Some(a.id.as_str());
         r.json.insert("this_machine".into(), json!(this_machine));

@@ -321,6 +321,14 @@ fn bad_input_is_refused_unsent() {
         &["free", "not-an-id", "--key", DEMO_KEY][..],
     ] {
         let got = cli(&polar, &here, args);
+        // Words for the person at the terminal, not an app's settings.
+        let said = got.1["user_message"].as_str().unwrap_or_default();
+        assert!(
+            !said.contains("settings") && !said.contains("not activated"),
+            "{}",
+            got.1
+        );
+        assert!(got.1["next_step"].is_string(), "{}", got.1);
         assert_eq!(
             (got.0, got.1["reason"].as_str()),
             (2, Some("invalid_input")),

@@ -417,9 +417,18 @@ pub fn free(g: &Global, a: &FreeArgs) -> Report {
         r.lines[0] = format!("done: freed activation {} of {}", a.id, key.redacted());
         r.lines.push(if this_machine {
             "  that was this machine's activation: it is no longer licensed here".to_string()
+        } else if here.is_some() {
+            "  a slot is free: activate the new machine there (polar-license activate)".to_string()
         } else {
-            "  what to do: activate here (polar-license activate --label …)".to_string()
+            "  what to do: activate here: polar-license activate".to_string()
         });
+    } else if r.json.get("reason") == Some(&json!(Reason::NotFound.code())) {
+        // Polar's 404 to a deactivate: no such live activation of this key.
+        let step = "this device is already freed, or it is not this key's: list them with \
+                    `polar-license devices`";
+        r.lines.retain(|l| !l.starts_with("  what to do:"));
+        r.lines.insert(1, format!("  what to do: {step}"));
+        r.json.insert("next_step".into(), json!(step));
     }
     r
 }

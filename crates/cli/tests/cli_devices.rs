@@ -175,6 +175,13 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     let again = cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]);
     assert_eq!(again.0, 1, "{}", again.1);
     assert_eq!(again.1["reason"], "not_found", "{}", again.1);
+    assert!(
+        again.1["next_step"]
+            .as_str()
+            .is_some_and(|s| s.contains("already freed")),
+        "{}",
+        again.1
+    );
 
     // Now the new machine activates at what was the limit.
     let now = activate(&polar, &new, "New laptop");

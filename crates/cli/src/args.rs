@@ -682,12 +682,7 @@ pub struct SignInArgs {
 
     /// The emailed code, when it was already asked for (`sign-in --email E` without a
     /// terminal): signs in with it, no prompt
-    #[arg(
-        long,
-        value_name = "CODE",
-        env = "POLAR_LICENSE_SIGN_IN_CODE",
-        hide_env_values = true
-    )]
+    #[arg(long, value_name = "CODE")]
     pub code: Option<String>,
 
     /// When several customers share the email: the one to sign in as (as the error lists)

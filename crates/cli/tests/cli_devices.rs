@@ -161,8 +161,8 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
     assert!(marked[0].contains(&mine_id) && marked[0].contains("This laptop"));
     assert!(text.2.contains("3 of 3 activations in use"), "{}", text.2);
 
-    // Free the dead laptop (no session needed: from the new machine's empty cache).
-    let freed = cli(&polar, &new, &["free", &gone_id, "--key", DEMO_KEY]);
+    // Free the dead laptop from this machine (the public deactivate: the session is not used).
+    let freed = cli(&polar, &here, &["free", &gone_id, "--key", DEMO_KEY]);
     assert_eq!(freed.0, 0, "{}", freed.2);
     assert_eq!(
         (freed.1["command"].as_str(), &freed.1["this_machine"]),
@@ -194,6 +194,10 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
         .map(|d| d["label"].as_str().unwrap())
         .collect();
     assert_eq!(labels, ["Desktop", "This laptop", "New laptop"]);
+    // Freeing another device left this machine's activation remembered and marked.
+    assert_eq!(listed.1["activation_id"], mine_id.as_str(), "{}", listed.1);
+    let check = cli(&polar, &here, &["check", "--key", DEMO_KEY]);
+    assert_eq!(check.0, 0, "{}", check.2);
 }
 
 #[test]

@@ -116,6 +116,21 @@ fn sign_in_list_free_another_and_activate_here_at_the_limit() {
         refused.1
     );
 
+    // The refusal's text says how to free a seat from here.
+    let said = run(
+        &polar,
+        &new,
+        false,
+        &["activate", "--key", DEMO_KEY, "--label", "x"],
+    );
+    assert_eq!(said.0, 1, "{}", said.2);
+    assert!(
+        said.2
+            .contains("or from here: polar-license sign-in --email EMAIL")
+            && said.2.contains("polar-license free ID"),
+        "{}",
+        said.2
+    );
     // Before signing in, `devices` says to sign in, with no request.
     let before = polar.request_count();
     let none = cli(&polar, &here, &["devices", "--key", DEMO_KEY]);

@@ -126,6 +126,7 @@ pub mod airgap;
 pub mod answers;
 pub mod cache;
 pub mod decimal;
+pub mod device_label;
 pub mod error;
 pub mod features;
 pub mod fingerprint;

@@ -119,6 +119,11 @@ pub enum PortalError {
     RateLimited(Option<u64>),
     /// No such key for this customer.
     NotFound,
+    /// The portal lists no device although this machine holds a live activation of the key:
+    /// the seller has not turned on device management ("customers can manage activations",
+    /// `enable_customer_admin`) on the product's license-key benefit. Freeing a seat by its id
+    /// still works (the public deactivate needs no session).
+    DeviceManagementOff,
     /// Polar refused the request with its error envelope (`status`, `error`, `detail`).
     Refused {
         /// The HTTP status.
@@ -151,6 +156,11 @@ impl std::fmt::Display for PortalError {
             PortalError::RateLimited(Some(s)) => write!(f, "too many tries: wait {s} s"),
             PortalError::RateLimited(None) => f.write_str("too many tries: wait"),
             PortalError::NotFound => f.write_str("no such key for this customer"),
+            PortalError::DeviceManagementOff => f.write_str(
+                "device management is off for this product: the seller must enable \
+                 \"customers can manage activations\" (enable_customer_admin) on its \
+                 license-key benefit",
+            ),
             PortalError::Refused {
                 status,
                 error,
@@ -468,6 +478,47 @@ pub fn parse_key_with_activations(resp: &HttpResponse) -> Result<KeyWithActivati
     })
 }
 
+/// One device (a live activation) of a key, as a device list shows it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Device {
+    /// The activation id (what the public deactivate frees).
+    pub id: String,
+    /// The label it was activated with.
+    pub label: String,
+    /// When it was activated.
+    pub activated_at: time::OffsetDateTime,
+    /// `true` for the activation this machine holds (the one its cache remembers).
+    pub this_machine: bool,
+}
+
+/// The devices of a key that [`Portal::get_key`] read, this machine's marked by its
+/// activation id (`this_activation`, what the cache remembers), oldest first.
+///
+/// Polar lists no activation at all when the seller has not turned on device management
+/// (`enable_customer_admin`): an empty list while this machine holds a live activation of the
+/// key is that, [`PortalError::DeviceManagementOff`]. An empty list with no activation known
+/// here is an empty list (Polar does not say which of the two it is).
+pub fn devices_of(
+    key: &KeyWithActivations,
+    this_activation: Option<&str>,
+) -> Result<Vec<Device>, PortalError> {
+    if key.activations.is_empty() && this_activation.is_some() {
+        return Err(PortalError::DeviceManagementOff);
+    }
+    let mut devices: Vec<Device> = key
+        .activations
+        .iter()
+        .map(|a| Device {
+            id: a.id.clone(),
+            label: a.label.clone(),
+            activated_at: a.created_at,
+            this_machine: Some(a.id.as_str()) == this_activation,
+        })
+        .collect();
+    devices.sort_by_key(|d| d.activated_at);
+    Ok(devices)
+}
+
 /// The key to free a device with, from a key the portal read: the public deactivate takes the
 /// whole key, the organization and the activation id (no session needed).
 pub fn key_of(key: &KeyWithActivations) -> &Key {
@@ -475,6 +526,7 @@ pub fn key_of(key: &KeyWithActivations) -> &Key {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)] // tests: a panic is the failure report
 mod tests {
     use super::*;
 
@@ -507,6 +559,63 @@ mod tests {
         let token = SessionToken::new("polar_cst_x");
         assert!(p.get_key(&token, "not-a-uuid").is_err());
         assert!(p.list_keys(&token, 0).is_err());
+    }
+
+    #[test]
+    fn devices_mark_this_machine_and_tell_management_off() {
+        let key: LicenseKeyRead = serde_json::from_value(serde_json::json!({
+            "id": "6b0c1f4e-2a3d-4e5f-8a9b-0c1d2e3f4a5b",
+            "created_at": "2026-01-01T00:00:00Z",
+            "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10",
+            "customer_id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+            "benefit_id": "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d",
+            "key": "K", "display_key": "****-K", "status": "granted",
+            "limit_activations": 3, "usage": 0, "limit_usage": null, "validations": 0,
+            "last_validated_at": null, "expires_at": null,
+            "customer": {"id": "7c1d2e3f-4a5b-4c6d-8e9f-0a1b2c3d4e5f",
+                         "created_at": "2026-01-01T00:00:00Z",
+                         "organization_id": "2d4f1b7e-6c1a-4c39-9a55-0a4c1e2b7f10"}
+        }))
+        .expect("a key");
+        let activation = |id: &str, at: &str| LicenseKeyActivation {
+            id: id.to_string(),
+            license_key_id: key.id.clone(),
+            label: id.to_string(),
+            meta: Default::default(),
+            created_at: time::OffsetDateTime::parse(
+                at,
+                &time::format_description::well_known::Rfc3339,
+            )
+            .expect("a time"),
+            modified_at: None,
+        };
+        let mut with = KeyWithActivations {
+            license_key: key.clone(),
+            activations: vec![
+                activation("b", "2026-02-01T00:00:00Z"),
+                activation("a", "2026-01-01T00:00:00Z"),
+            ],
+        };
+        let devices = devices_of(&with, Some("b")).expect("devices");
+        let shown: Vec<_> = devices
+            .iter()
+            .map(|d| (d.id.as_str(), d.this_machine))
+            .collect();
+        assert_eq!(shown, [("a", false), ("b", true)]);
+        assert_eq!(
+            devices_of(&with, None)
+                .expect("devices")
+                .iter()
+                .filter(|d| d.this_machine)
+                .count(),
+            0
+        );
+        with.activations.clear();
+        assert_eq!(
+            devices_of(&with, Some("b")),
+            Err(PortalError::DeviceManagementOff)
+        );
+        assert_eq!(devices_of(&with, None), Ok(Vec::new()));
     }
 
     #[test]

@@ -293,3 +293,43 @@ fn a_transport_without_a_portal_sends_nothing() {
     // Bad input never reaches the transport.
     assert!(matches!(client.sign_in("12"), Err(PortalError::Invalid(_))));
 }
+
+/// The session remembered beside the cache (issue #64): sealed, for its hour by the
+/// licensing's clock, then forgotten; another app secret opens none of it.
+#[test]
+fn a_remembered_session_lasts_its_hour_and_is_sealed() {
+    use polar_license::Licensing;
+    use std::sync::atomic::{AtomicI64, Ordering};
+    use std::sync::Arc;
+
+    let em = Emulator::start(Seed::demo(), Options::default()).expect("emulator");
+    let dir = polar_license_testkit::ScratchDir::new("portal-session-seal");
+    let now = Arc::new(AtomicI64::new(1_800_000_000));
+    let build = |secret: &[u8]| {
+        let now = Arc::clone(&now);
+        Licensing::builder(DEMO_ORGANIZATION_ID)
+            .base_url(em.url())
+            .cache_dir(&*dir)
+            .app_secret(secret.to_vec())
+            .clock(move || now.load(Ordering::SeqCst))
+            .build()
+            .expect("licensing")
+    };
+    let lib = build(b"one");
+    assert_eq!(lib.remembered_session().expect("read"), None);
+    let token = SessionToken::new("polar_cst_abcdefghijklmnopqrstuvwxyz0123456789A012345");
+    lib.remember_session(&token, 1_800_003_600).expect("sealed");
+    assert_eq!(lib.remembered_session().expect("read"), Some(token.clone()));
+    for entry in std::fs::read_dir(&*dir).expect("dir") {
+        let bytes = std::fs::read(entry.expect("entry").path()).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&bytes).contains("abcdefghij"));
+    }
+    // Another app secret: nothing opens (and its own slot is another).
+    assert_eq!(build(b"two").remembered_session().expect("read"), None);
+    assert_eq!(lib.remembered_session().expect("read"), Some(token));
+    // The hour is over: none, and forgotten for good.
+    now.store(1_800_003_600, Ordering::SeqCst);
+    assert_eq!(lib.remembered_session().expect("read"), None);
+    now.store(1_800_000_000, Ordering::SeqCst);
+    assert_eq!(lib.remembered_session().expect("read"), None);
+}

@@ -295,6 +295,17 @@ impl BlockingClient {
         parse_request_code(&self.send_portal(portal.request_code(email))?)
     }
 
+    /// [`BlockingClient::request_sign_in_code`] naming one of several customers with this
+    /// email (after [`PortalError::CustomerSelectionRequired`]).
+    pub fn request_sign_in_code_for(
+        &self,
+        email: &str,
+        customer_id: Option<&str>,
+    ) -> Result<(), PortalError> {
+        let portal = Portal::for_api(&self.api);
+        parse_request_code(&self.send_portal(portal.request_code_for(email, customer_id))?)
+    }
+
     /// Signs in with the emailed code (any case): a session of one hour. Keep it in memory;
     /// never log it.
     pub fn sign_in(&self, code: &str) -> Result<SessionToken, PortalError> {

@@ -68,18 +68,24 @@ for doc in sys.argv[2:]:
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_text(code, encoding="utf-8")
 PY
+# typecheck NAME PROJECT PATHS...: both checkers, strict, with PROJECT's settings.
 typecheck() {
-    local name="$1"
-    shift
+    local name="$1" project="$2"
+    shift 2
     step "mypy-$name" "$TOOLS/bin/mypy" --config-file "$PKG/pyproject.toml" \
         --python-executable "$VENV/bin/python" --cache-dir "$OUT/mypy-cache" "$@"
-    step "pyright-$name" "$TOOLS/bin/pyright" --project "$PKG/pyproject.toml" \
+    step "pyright-$name" "$TOOLS/bin/pyright" --project "$project" \
         --pythonpath "$VENV/bin/python" "$@"
 }
-typecheck package "$PKG/python/polar_license" "$PKG/tests"
+typecheck package "$PKG/pyproject.toml" "$PKG/python/polar_license" "$PKG/tests"
+# A guide's scenario is a project of its own (its modules import one another), with the
+# package's pyright settings.
 for dir in "$guide"/*/*; do
     [[ -d "$dir" ]] || continue
-    pushd "$dir" >/dev/null && typecheck "$(basename "$(dirname "$dir")")" . && popd >/dev/null
+    printf '{"pythonVersion": "3.9", "typeCheckingMode": "strict"}\n' >"$dir/pyrightconfig.json"
+    pushd "$dir" >/dev/null || continue
+    typecheck "$(basename "$(dirname "$dir")")" "$dir/pyrightconfig.json" .
+    popd >/dev/null || exit 1
 done
 
 # pytest's closing line: "23 passed in 7.1s", "1 failed, 22 passed, 1 skipped in …", "2 errors".

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -152,6 +151,8 @@ class Licensing:
 
     async def check_async(self, key: Optional[str] = None) -> CheckReport:
         """:meth:`check` on asyncio's default executor: the event loop runs meanwhile."""
+        import asyncio  # here, not at the top: importing asyncio is most of a cold import
+
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(None, self.check, key)
 

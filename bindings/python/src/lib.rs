@@ -595,10 +595,16 @@ impl NativeEmulator {
 #[pymethods]
 impl NativeEmulator {
     /// Starts the emulator with a seed (the seed file's JSON; `None`: the demo seed) on
-    /// 127.0.0.1 and `port` (0: a free one).
+    /// 127.0.0.1 and `port` (0: a free one), answering requests that send no `Polar-Version`
+    /// as `api_version` (`None`: Polar's current one).
     #[new]
-    #[pyo3(signature = (seed_json=None, port=0))]
-    fn new(py: Python<'_>, seed_json: Option<String>, port: u16) -> PyResult<Self> {
+    #[pyo3(signature = (seed_json=None, port=0, api_version=None))]
+    fn new(
+        py: Python<'_>,
+        seed_json: Option<String>,
+        port: u16,
+        api_version: Option<String>,
+    ) -> PyResult<Self> {
         let seed = match seed_json {
             Some(text) => Seed::from_json(&text)
                 .map_err(|e| PyValueError::new_err(format!("invalid emulator seed: {e}")))?,
@@ -606,13 +612,13 @@ impl NativeEmulator {
         };
         let emulator = py
             .detach(|| {
-                Emulator::start(
-                    seed,
-                    Options {
-                        port,
-                        ..Options::default()
-                    },
-                )
+                let defaults = Options::default();
+                let options = Options {
+                    port,
+                    api_version: api_version.unwrap_or_else(|| defaults.api_version.clone()),
+                    ..defaults
+                };
+                Emulator::start(seed, options)
             })
             .map_err(|e| PyRuntimeError::new_err(format!("could not start the emulator: {e}")))?;
         Ok(NativeEmulator {

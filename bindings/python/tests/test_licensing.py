@@ -391,3 +391,30 @@ def test_one_exception_hierarchy() -> None:
     code: str = Reason.NOT_FOUND  # a str enum: compares and formats as its code
     assert code == "not_found" and str(Reason.OFFLINE) == "offline"
     assert Reason("inactive") is Reason.INACTIVE
+
+
+def test_2027_01_license_fields(tmp_path: Path) -> None:
+    member, subscription, order = (str(uuid.uuid4()) for _ in range(3))
+    seed = {
+        "organization_id": str(uuid.uuid4()),
+        "license_keys": [{
+            "key": "SEAT-0001",
+            "benefit_id": str(uuid.uuid4()),
+            "member": {"id": member, "email": "dev@example.com", "external_id": "u-42"},
+            "subscription": {"id": subscription, "status": "active",
+                             "current_period_start": "2026-11-01T00:00:00Z",
+                             "current_period_end": "2026-12-01T00:00:00Z"},
+            "order": {"id": order, "created_at": "2026-11-01T00:00:00Z", "status": "paid",
+                      "paid": True},
+        }],
+    }
+    with Emulator(seed, api_version="2027-01") as polar:
+        report = licensing_on(polar, tmp_path).check("SEAT-0001")
+    assert report.licensed and report.license is not None
+    assert report.license.member is not None and report.license.member.id == member
+    assert report.license.member.external_id == "u-42"
+    assert report.license.subscription is not None
+    assert report.license.subscription.id == subscription
+    end = report.license.subscription.current_period_end
+    assert end is not None and end.isoformat() == "2026-12-01T00:00:00+00:00"
+    assert report.license.order is not None and report.license.order.paid

@@ -42,9 +42,13 @@ class Emulator:
     :param seed: ``None`` for the demo seed (``DEMO_KEY`` and friends), a mapping in the seed
         file's format (docs/interfaces.md), or the path of a seed file.
     :param port: the port on 127.0.0.1 (default 0: a free one).
+    :param api_version: the Polar API version answered (``"2026-04"``, ``"2026-10"`` or
+        ``"2027-01"``, whose answers add a key's ``member``, ``subscription`` and ``order``);
+        default: Polar's current one.
     """
 
-    def __init__(self, seed: Seed = None, *, port: int = 0) -> None:
+    def __init__(self, seed: Seed = None, *, port: int = 0,
+                 api_version: Optional[str] = None) -> None:
         text: Optional[str]
         if seed is None:
             text = None
@@ -53,7 +57,7 @@ class Emulator:
         else:
             with open(os.fspath(seed), encoding="utf-8") as f:
                 text = f.read()
-        self._native = _native.NativeEmulator(text, port)
+        self._native = _native.NativeEmulator(text, port, api_version)
 
     @property
     def url(self) -> str:

@@ -60,9 +60,13 @@ step_tauri() { bash scripts/setup-tauri.sh; }
 # (scripts/setup-macos.sh).
 step_macos() { bash scripts/setup-macos.sh; }
 
+# The Python package: a venv of the pinned maturin, mypy and pyright, pyright's node package
+# fetched once (scripts/setup-python.sh).
+step_python() { bash scripts/setup-python.sh; }
+
 FIRST=(npm c_tools wasm_target)
 BUILDS=(cbindgen wasm_bindgen geckodriver cargo_fuzz)
-DOWNLOADS=(browsers wasm_toolchain tauri windows fuzz_nightly macos)
+DOWNLOADS=(browsers wasm_toolchain tauri windows fuzz_nightly macos python)
 # Steps listed nowhere (a step added without a list) join the downloads lane.
 for fn in $(declare -F | awk '{ print $3 }' | sed -n 's/^step_//p'); do
     [[ " ${FIRST[*]} ${BUILDS[*]} ${DOWNLOADS[*]} " == *" $fn "* ]] || DOWNLOADS+=("$fn")

@@ -247,6 +247,10 @@ run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
 run_stage package summary bash scripts/package-check.sh
+# The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
+# fresh venv, pytest against the emulator and with the CLI, mypy and pyright (before docs:
+# the docs' `pip install polar-license` takes its wheel).
+run_stage python summary bash scripts/test-python.sh
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs

@@ -28,14 +28,24 @@ step() {
     if "$@"; then echo "--- $name: ok"; else echo "--- $name: FAILED"; failed=$((failed + 1)); fi
 }
 
+# build CMD...: a step that only compiles, at the niceness BUILD_NICE (default 0): in the
+# test command this stage runs beside the wasm stage, whose timed suites keep the cores.
+build() { nice -n "${BUILD_NICE:-0}" "$@"; }
+# The wheel the tests install: the release profile without LTO and with 16 codegen units in
+# the default run (the docs stage builds its release binaries the same way); FULL=1 builds it
+# as it ships (LTO, one codegen unit), whose size docs/performance.md gives.
+if ! full; then
+    export CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16
+fi
+
 step fmt cargo fmt --manifest-path "$PKG/Cargo.toml" --check
-step clippy cargo clippy --manifest-path "$PKG/Cargo.toml" --locked --all-targets -- -D warnings
+step clippy build cargo clippy --manifest-path "$PKG/Cargo.toml" --locked --all-targets -- -D warnings
 # The command line, for the shared-cache test (the workspace's debug build).
-step cli env -u CARGO_TARGET_DIR cargo build -q -p polar-license-cli
+step cli build env -u CARGO_TARGET_DIR cargo build -q -p polar-license-cli
 
 rm -rf "$OUT/wheels" "$OUT/sdist"
-step wheel "$TOOLS/bin/maturin" build --release --locked -m "$PKG/Cargo.toml" -o "$OUT/wheels"
-step sdist "$TOOLS/bin/maturin" sdist -m "$PKG/Cargo.toml" -o "$OUT/sdist"
+step wheel build "$TOOLS/bin/maturin" build --release --locked -m "$PKG/Cargo.toml" -o "$OUT/wheels"
+step sdist build "$TOOLS/bin/maturin" sdist -m "$PKG/Cargo.toml" -o "$OUT/sdist"
 wheel="$(ls "$OUT"/wheels/*.whl 2>/dev/null | head -n 1)"
 [[ -n "$wheel" ]] && echo "wheel: $(basename "$wheel"), $(stat -c %s "$wheel") bytes"
 

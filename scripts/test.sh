@@ -235,6 +235,10 @@ start_stage windows summary env CARGO_TARGET_DIR=target/windows-build BUILD_NICE
 # at niceness 19 from here on: the cycles the stages before fuzz leave build it, and the fuzz
 # stage below finds it built (its targets then run with the cores to themselves, as before).
 start_stage fuzz-build check nice -n 19 bash scripts/fuzz.sh --build-only
+# The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
+# fresh venv, pytest against the emulator and with the CLI, mypy and pyright. Beside the wasm
+# stage too, in a directory of its own (target/python/cargo), compiling at niceness 19.
+start_stage python summary env BUILD_NICE=19 bash scripts/test-python.sh
 # wasm in node and headless Chromium, the npm tarball in node and in a Vite page.
 run_stage wasm summary bash scripts/test-wasm.sh
 finish_stage c summary
@@ -247,10 +251,9 @@ run_stage examples summary bash scripts/examples.sh
 # What would be published: the crate's and the npm package's file lists asserted, and
 # `cargo publish --dry-run` / `npm publish --dry-run` (after the wasm stage built the package).
 run_stage package summary bash scripts/package-check.sh
-# The Python package (bindings/python): its abi3 wheel and sdist built, the wheel installed in a
-# fresh venv, pytest against the emulator and with the CLI, mypy and pyright (before docs:
-# the docs' `pip install polar-license` takes its wheel).
-run_stage python summary bash scripts/test-python.sh
+# The Python package's wheel (scripts/test-python.sh, started beside the wasm stage above) is
+# what the docs' `pip install polar-license` takes: waited for before docs.
+finish_stage python summary
 # Every code block of every Markdown file, run as pasted by a new user (tests/docs/run.mjs):
 # fresh directories and HOME, npm and cargo resolving to this checkout's packed artifacts.
 run_stage docs summary node tests/docs/run.mjs

@@ -27,8 +27,8 @@ use crate::state::{GrantView, KeyFilter, Store, SvcError, SvcOk};
 use crate::util::{http_date, micros, parse_uuid4, percent_decode};
 use crate::validate::{self, error_body, json_invalid, path_uuid_error};
 use crate::webhooks::{
-    grant_event_type, render_endpoint, render_grant, GrantChange, WebhookFault, WebhookOutcome,
-    WebhookRequest, Webhooks,
+    grant_event_type, render_customer_state, render_endpoint, render_grant, GrantChange,
+    WebhookFault, WebhookOutcome, WebhookRequest, Webhooks,
 };
 use polar_license_rules::is_json_content_type;
 
@@ -988,6 +988,21 @@ impl Core {
             previous_display_key: before.display_key,
         };
         self.emit_grant(&rotated, &change, now);
+        // As Polar since #13977 (polar-license-api.md §15): a rotation also queues
+        // `customer.state_changed`, the customer's state as it is now.
+        let grants = self.store.customer_grant_views(before.customer_id);
+        let wall = self.clock(now);
+        if let Some(data) = render_customer_state(&grants, wall) {
+            let store = &mut self.store;
+            self.webhooks.emit(
+                before.organization_id,
+                "customer.state_changed",
+                &data,
+                wall,
+                now.monotonic,
+                || store.next_id(),
+            );
+        }
         Some(rotated)
     }
 

@@ -465,6 +465,15 @@ impl Store {
     }
 
     /// What a key's webhooks say of it (first match in any organization).
+    /// The grants of every key of the customer `customer_id`, in the order the keys were added.
+    pub(crate) fn customer_grant_views(&self, customer_id: Uuid) -> Vec<GrantView> {
+        self.keys
+            .iter()
+            .filter(|k| k.customer.id == customer_id)
+            .filter_map(|k| self.grant_view(&k.key))
+            .collect()
+    }
+
     pub(crate) fn grant_view(&self, key: &str) -> Option<GrantView> {
         let k = &self.keys[self.find_any(key)?];
         let member = k.member.as_ref().map(|(id, j)| {

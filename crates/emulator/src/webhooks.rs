@@ -950,6 +950,54 @@ pub(crate) fn render_grant(g: &GrantView, change: &GrantChange, now: OffsetDateT
     obj(items)
 }
 
+/// `customer.state_changed`'s `data`, a `CustomerState`: the customer of `grants` (their keys,
+/// each a license-key grant of that customer) as its keys show it, its `granted_benefits` those
+/// of its keys that are not revoked. The emulator models no subscription or meter: both lists
+/// are empty.
+pub(crate) fn render_customer_state(grants: &[GrantView], now: OffsetDateTime) -> Option<J> {
+    let first = grants.first()?;
+    let customer_id = first.customer_id.to_string();
+    let mut items: Vec<(String, J)> = match &first.customer {
+        J::Obj(items) => items
+            .iter()
+            .map(|(k, v)| match (k.as_str(), v) {
+                ("email", J::Null) => (
+                    k.clone(),
+                    s(&format!("customer-{}@example.com", &customer_id[..8])),
+                ),
+                _ => (k.clone(), v.clone()),
+            })
+            .collect(),
+        _ => return None,
+    };
+    let granted = grants
+        .iter()
+        .filter(|g| g.status != "revoked")
+        .map(|g| {
+            obj(vec![
+                ("id", s(&derived_id("benefit_grant", g.key_id).to_string())),
+                ("created_at", s(&fmt_ts(g.key_created_at))),
+                ("modified_at", s(&fmt_ts(now))),
+                ("granted_at", s(&fmt_ts(g.key_created_at))),
+                ("benefit_id", s(&g.benefit_id.to_string())),
+                ("benefit_type", s("license_keys")),
+                ("benefit_metadata", J::Obj(Vec::new())),
+                (
+                    "properties",
+                    obj(vec![
+                        ("license_key_id", s(&g.key_id.to_string())),
+                        ("display_key", s(&g.display_key)),
+                    ]),
+                ),
+            ])
+        })
+        .collect();
+    items.push(("active_subscriptions".into(), J::Arr(Vec::new())));
+    items.push(("granted_benefits".into(), J::Arr(granted)));
+    items.push(("active_meters".into(), J::Arr(Vec::new())));
+    Some(J::Obj(items))
+}
+
 fn email_placeholder(id: &str) -> String {
     format!("member-{}@example.com", id.get(..8).unwrap_or(id))
 }

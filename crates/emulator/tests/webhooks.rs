@@ -707,6 +707,75 @@ fn every_change_to_a_key_has_its_event() {
     );
 }
 
+/// polar-license-api.md §15 (#13977): a rotation sends `benefit_grant.updated` and queues
+/// `customer.state_changed`. Rotated twice (the emulator's own route over HTTP, then the
+/// native call; the customer portal's route calls the same rotation): each time both events,
+/// signed, the state naming the customer and its keys' grants, the rotated one under its new
+/// display key.
+/// Before, only `benefit_grant.updated` came.
+#[test]
+fn a_rotation_queues_the_customers_state_changed() {
+    let polar = Emulator::start(seed(), fast()).expect("emulator");
+    let receiver = Receiver::start(|_, _| 200);
+    let mut events = GRANT_EVENTS.to_vec();
+    events.push("customer.state_changed");
+    let (_, secret) = register(&polar, &receiver.url, &events, None);
+    let customer = polar.key(DEMO_KEY).expect("the key")["customer_id"].clone();
+    let r = api(
+        &polar,
+        "POST",
+        &format!("/__emulator/keys/{DEMO_KEY}/rotate"),
+        None,
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let first = r.json()["key"].as_str().expect("the new key").to_string();
+    let second = polar.rotate_key(&first).expect("rotated again");
+
+    let got = receiver.wait_for(4);
+    thread::sleep(Duration::from_millis(300));
+    assert_eq!(receiver.received().len(), 4, "two events per rotation");
+    let payloads: Vec<Value> = got
+        .iter()
+        .map(|r| {
+            verify(&secret, r).expect("signature");
+            r.json()
+        })
+        .collect();
+    let kinds: Vec<&str> = payloads
+        .iter()
+        .map(|p| p["type"].as_str().expect("type"))
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            "benefit_grant.updated",
+            "customer.state_changed",
+            "benefit_grant.updated",
+            "customer.state_changed",
+        ]
+    );
+    let tail = |key: &str| format!("****-{}", &key[key.len() - 6..]);
+    let license_key_id = payloads[0]["data"]["properties"]["license_key_id"].clone();
+    assert!(license_key_id.is_string());
+    for (state, key) in [(&payloads[1], &first), (&payloads[3], &second)] {
+        let data = &state["data"];
+        assert_eq!(data["id"], customer, "{state}");
+        assert_eq!(data["organization_id"], DEMO_ORGANIZATION_ID);
+        assert!(data["email"].is_string(), "{state}");
+        // Every key of the demo customer's is a grant; the rotated one under its new string.
+        let grants = data["granted_benefits"].as_array().expect("grants");
+        assert!(grants.iter().all(|g| g["benefit_type"] == "license_keys"));
+        let rotated: Vec<&Value> = grants
+            .iter()
+            .filter(|g| g["properties"]["license_key_id"] == license_key_id)
+            .collect();
+        assert_eq!(rotated.len(), 1, "{state}");
+        assert_eq!(rotated[0]["properties"]["display_key"], tail(key));
+        assert_eq!(data["active_subscriptions"], json!([]));
+        assert_eq!(data["active_meters"], json!([]));
+    }
+}
+
 /// A payload's `timestamp`.
 fn stamp(payload: &Value) -> time::OffsetDateTime {
     let text = payload["timestamp"].as_str().expect("timestamp");

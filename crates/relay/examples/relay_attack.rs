@@ -33,6 +33,9 @@
 //! - **Hostile bodies** (`bodies [N] [SHAPES]`, issue #62; [`bodies`]): nesting and key
 //!   counts to the 64 KiB body cap, each posted `N` times: the answer, the CPU per request,
 //!   and the relay still answering.
+//! - **The door** (`door [N]`, issue #62; [`door`]): CORS preflights and forged webhook
+//!   deliveries (1 MiB from new addresses, 1 MiB and 64 KiB from one address past its
+//!   failures), each `N` times: the answers and the CPU per request.
 //!
 //! Run: `cargo run --release -p polar-license-relay --example relay_attack [ARGS]`. It
 //! prints markdown tables. Linux: every 127/8 address is on lo.
@@ -58,6 +61,8 @@ mod rig;
 
 #[path = "relay_attack/bodies.rs"]
 mod bodies;
+#[path = "relay_attack/door.rs"]
+mod door;
 #[path = "relay_attack/phases.rs"]
 mod phases;
 #[path = "relay_attack/proxy.rs"]
@@ -670,6 +675,7 @@ fn main() {
         }
         Some("budget") => budget_table(&args[1..]),
         Some("bodies") => bodies::table(&args[1..]),
+        Some("door") => door::table(&args[1..]),
         _ => match phases::Args::parse(&args) {
             Ok(a) => phases::run(&a),
             Err(e) => {

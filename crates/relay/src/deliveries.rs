@@ -9,13 +9,22 @@
 //! and as binding as the HMAC itself); later looks at the same request read it, and the begin
 //! takes it out. The native hosts look once and keep nothing.
 //!
-//! **Failures limited per address.** An address (an IPv6 client's /64) with
-//! [`MAX_FAILURES`] refused deliveries within [`FAILURE_WINDOW`] seconds gets 429 until the
-//! window ends, with no HMAC computed: the limit bounds the CPU an attacker can spend. Only
-//! failures are counted, and only where they came from, so Polar's deliveries (which verify)
-//! are never limited by an attacker elsewhere; an address that sends both (the relay behind a
-//! proxy whose client header is not configured: every client is the proxy) is limited as one,
-//! and Polar retries a 429 as any failure (§14: 10 tries over about a day).
+//! **Failures limited per address, never a genuine delivery.** An address (an IPv6 client's
+//! /64) with [`MAX_FAILURES`] refused deliveries within [`FAILURE_WINDOW`] seconds is
+//! *limited* until the window ends: its deliveries are still verified, but only those of at
+//! most [`LIMITED_BODY_BYTES`] (the body cap of every other route; Polar's events are a few
+//! KiB), and a larger one (or one that does not say its length) gets 429 with no HMAC computed
+//! and, where the host asks first, its body unread. So the limit bounds the CPU an attacker
+//! can spend (a forged delivery past it costs two HMACs over 64 KiB at most, as much as any
+//! request's body), while a delivery whose signature verifies is never refused for its
+//! address's forged ones: behind a proxy whose client header is not configured every client is
+//! the proxy, Polar included (issue #62).
+//!
+//! **Many addresses.** The map of addresses holds at most [`PRUNE_AT`] in their window; when
+//! it is full, the addresses not in it are counted together, as one, and limited together.
+//! And all failures together have a budget per window, [`GLOBAL_MAX_FAILURES`]: past it every
+//! address is limited. Before, a full map stopped counting new addresses: each forged MiB then
+//! cost 4.3 ms of CPU, without limit.
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Mutex;
@@ -32,8 +41,19 @@ pub const FAILURE_WINDOW: i64 = 60;
 /// Outcomes kept between the looks at one request (a host that looks once keeps none).
 const KEPT: usize = 4;
 
-/// Above this many addresses counted, those whose window ended are dropped.
+/// Above this many addresses counted, those whose window ended are dropped; while it stays
+/// full, new addresses are counted together ([`Inner::others`]).
 const PRUNE_AT: usize = 10_000;
+
+/// The largest delivery a limited address (or any, past the global budget) still has verified.
+pub const LIMITED_BODY_BYTES: usize = 64 * 1024;
+
+/// Failed verifications of every address together within [`FAILURE_WINDOW`] before every
+/// address is limited: at most about 4.3 s of CPU a minute on 1 MiB forgeries.
+pub const GLOBAL_MAX_FAILURES: u32 = 1_000;
+
+/// A window of failures: its start (unix seconds) and the failures in it.
+type Window = (i64, u32);
 
 /// One look's outcome, for the next look at the same request.
 struct Looked {
@@ -47,8 +67,48 @@ struct Looked {
 #[derive(Default)]
 struct Inner {
     /// By address: the window's start (unix seconds) and the failures in it.
-    failed: HashMap<String, (i64, u32)>,
+    failed: HashMap<String, Window>,
+    /// The addresses the full map has no room for, together (limited at [`MAX_FAILURES`]).
+    others: Window,
+    /// Every failure (limited at [`GLOBAL_MAX_FAILURES`]).
+    all: Window,
     kept: VecDeque<Looked>,
+}
+
+impl Inner {
+    /// `Some(seconds until its window ends)` when `client` is limited at `now`: over its own
+    /// failures, or (the map full, `client` not in it) the others over theirs, or every
+    /// address over the global budget.
+    fn limited(&self, client: &str, now: i64) -> Option<u64> {
+        let own = match self.failed.get(client) {
+            Some(w) => over(*w, MAX_FAILURES, now),
+            None if self.failed.len() >= PRUNE_AT => over(self.others, MAX_FAILURES, now),
+            None => None,
+        };
+        own.or_else(|| over(self.all, GLOBAL_MAX_FAILURES, now))
+    }
+
+    /// One more failure of `client` at `now`: its own (the map holds at most [`PRUNE_AT`]
+    /// addresses; when it is full of addresses still in their window, a new address counts
+    /// with the others) and the global count.
+    fn count(&mut self, client: &str, now: i64) {
+        bump(&mut self.all, now);
+        let failed = &mut self.failed;
+        if failed.len() >= PRUNE_AT && !failed.contains_key(client) {
+            failed.retain(|_, (start, _)| start.saturating_add(FAILURE_WINDOW) > now);
+            if failed.len() >= PRUNE_AT {
+                bump(&mut self.others, now);
+                return;
+            }
+        }
+        bump(failed.entry(client.to_string()).or_insert((now, 0)), now);
+    }
+}
+
+/// Whether a limited address's delivery is too large to verify (or does not say its size):
+/// `length`, the body's length or, before it is read, its `content-length`.
+fn too_large_when_limited(length: Option<usize>) -> bool {
+    length.is_none_or(|n| n > LIMITED_BODY_BYTES)
 }
 
 /// The deliveries' state: failures by address, and outcomes kept between looks.
@@ -99,12 +159,17 @@ impl Deliveries {
     ) -> Option<RelayResponse> {
         let signatures = req.header("webhook-signature");
         let mut inner = self.lock();
-        if let Some(secs) = over(&inner.failed, client, now) {
-            log::info!(
-                "relay: a webhook 429 (client {} sent {MAX_FAILURES} that did not verify), its body not read",
-                crate::logged::escaped(client)
-            );
-            return Some(RelayResponse::rate_limited(secs));
+        if let Some(secs) = inner.limited(client, now) {
+            let length = req
+                .header("content-length")
+                .and_then(|n| n.trim().parse::<usize>().ok());
+            if too_large_when_limited(length) {
+                log::info!(
+                    "relay: a webhook 429 (client {} limited: too many that did not verify, and this one over {LIMITED_BODY_BYTES} bytes), its body not read",
+                    crate::logged::escaped(client)
+                );
+                return Some(RelayResponse::rate_limited(secs));
+            }
         }
         let why = store::webhook_headers(
             secret,
@@ -114,7 +179,7 @@ impl Deliveries {
             now,
         )
         .err()?;
-        count(&mut inner.failed, client, now);
+        inner.count(client, now);
         drop(inner);
         Some(refused(&why, signatures))
     }
@@ -148,12 +213,15 @@ impl Deliveries {
                 Some(at) if keep => inner.kept.get(at).map(|l| l.signed),
                 Some(at) => inner.kept.remove(at).map(|l| l.signed),
                 None => {
-                    if let Some(secs) = over(&inner.failed, client, now) {
-                        log::info!(
-                            "relay: a webhook 429 (client {} sent {MAX_FAILURES} that did not verify)",
-                            crate::logged::escaped(client)
-                        );
-                        return Err(RelayResponse::rate_limited(secs));
+                    // A limited address's delivery is verified only within the body cap.
+                    if let Some(secs) = inner.limited(client, now) {
+                        if too_large_when_limited(Some(req.body.len())) {
+                            log::info!(
+                                "relay: a webhook 429 (client {} limited: too many that did not verify, and this one over {LIMITED_BODY_BYTES} bytes)",
+                                crate::logged::escaped(client)
+                            );
+                            return Err(RelayResponse::rate_limited(secs));
+                        }
                     }
                     None
                 }
@@ -181,7 +249,7 @@ impl Deliveries {
         );
         let mut inner = self.lock();
         if outcome.is_err() {
-            count(&mut inner.failed, client, now);
+            inner.count(client, now);
         }
         if keep {
             if let (Some(id), Some(timestamp), Some(signatures)) = (id, timestamp, signatures) {
@@ -201,28 +269,19 @@ impl Deliveries {
     }
 }
 
-/// `Some(seconds until its window ends)` when `client` is over its failures at `now`.
-fn over(failed: &HashMap<String, (i64, u32)>, client: &str, now: i64) -> Option<u64> {
-    let (start, n) = *failed.get(client)?;
+/// `Some(seconds until its window ends)` when `window` holds `max` failures or more at `now`.
+fn over(window: Window, max: u32, now: i64) -> Option<u64> {
+    let (start, n) = window;
     let left = start.saturating_add(FAILURE_WINDOW).saturating_sub(now);
-    (n >= MAX_FAILURES && left > 0).then(|| left.unsigned_abs().max(1))
+    (n >= max && left > 0).then(|| left.unsigned_abs().max(1))
 }
 
-/// One more failure of `client` at `now`. The map holds at most [`PRUNE_AT`] addresses: when
-/// it is full of addresses still in their window (many addresses failing within a minute), a
-/// new address's failure is not counted (its deliveries still cost at most two HMACs each).
-fn count(failed: &mut HashMap<String, (i64, u32)>, client: &str, now: i64) {
-    if failed.len() >= PRUNE_AT && !failed.contains_key(client) {
-        failed.retain(|_, (start, _)| start.saturating_add(FAILURE_WINDOW) > now);
-        if failed.len() >= PRUNE_AT {
-            return;
-        }
+/// One more failure in `window` at `now` (a window over, or from a clock set back, starts anew).
+fn bump(window: &mut Window, now: i64) {
+    if window.0.saturating_add(FAILURE_WINDOW) <= now || window.0 > now {
+        *window = (now, 0);
     }
-    let slot = failed.entry(client.to_string()).or_insert((now, 0));
-    if slot.0.saturating_add(FAILURE_WINDOW) <= now || slot.0 > now {
-        *slot = (now, 0);
-    }
-    slot.1 = slot.1.saturating_add(1);
+    window.1 = window.1.saturating_add(1);
 }
 
 #[cfg(test)]
@@ -231,22 +290,52 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_failures_map_never_holds_more_than_its_bound() {
-        let mut failed = HashMap::new();
-        // Every address in its window: pruning frees nothing, and a new one is not counted.
-        for n in 0..PRUNE_AT + 50 {
-            count(&mut failed, &format!("10.0.{}.{}", n / 256, n % 256), AT);
+    fn the_failures_map_never_holds_more_than_its_bound_and_counts_the_rest_together() {
+        let mut inner = Inner::default();
+        let address = |n: usize| format!("10.{}.{}.{}", n / 65_536, n / 256 % 256, n % 256);
+        // Every address in its window: pruning frees nothing, and new ones count together.
+        for n in 0..PRUNE_AT {
+            inner.count(&address(n), AT);
         }
-        assert_eq!(failed.len(), PRUNE_AT);
-        // A minute on, the old windows are over: the new address is counted again.
-        count(&mut failed, "192.0.2.1", AT + FAILURE_WINDOW);
-        assert_eq!(failed.len(), 1);
+        assert_eq!(inner.failed.len(), PRUNE_AT);
+        // (The global budget is spent too: put aside here, it has a test of its own.)
+        assert!(inner.limited("192.0.2.1", AT).is_some());
+        inner.all = (0, 0);
+        assert_eq!(inner.limited("192.0.2.1", AT), None);
+        for n in 0..MAX_FAILURES as usize {
+            inner.count(&address(PRUNE_AT + n), AT);
+        }
+        assert_eq!(inner.failed.len(), PRUNE_AT);
+        assert_eq!(inner.others, (AT, MAX_FAILURES));
+        inner.all = (0, 0);
+        // Any address the map has no room for is now limited, those in it are not.
+        assert_eq!(inner.limited("192.0.2.1", AT), Some(FAILURE_WINDOW as u64));
+        assert_eq!(inner.limited(&address(7), AT), None);
+        // A minute on, the old windows are over: the new address is counted alone again.
+        inner.count("192.0.2.1", AT + FAILURE_WINDOW);
+        assert_eq!(inner.failed.len(), 1);
+        assert_eq!(inner.limited("192.0.2.2", AT + FAILURE_WINDOW), None);
         // An address already held is still counted when the map is full.
-        let mut full: HashMap<String, (i64, u32)> =
-            (0..PRUNE_AT).map(|n| (format!("a{n}"), (AT, 1))).collect();
-        count(&mut full, "a7", AT);
-        assert_eq!(full["a7"], (AT, 2));
+        let mut full = Inner {
+            failed: (0..PRUNE_AT).map(|n| (format!("a{n}"), (AT, 1))).collect(),
+            ..Inner::default()
+        };
+        full.count("a7", AT);
+        assert_eq!(full.failed["a7"], (AT, 2));
     }
+
+    /// Past the global budget every address is limited, one that never failed included.
+    #[test]
+    fn the_global_budget_limits_every_address() {
+        let mut inner = Inner::default();
+        for n in 0..GLOBAL_MAX_FAILURES {
+            assert_eq!(inner.limited("192.0.2.1", AT), None, "{n}");
+            inner.count(&format!("10.0.{}.{}", n / 256, n % 256), AT + 1);
+        }
+        assert_eq!(inner.limited("192.0.2.1", AT + 1), Some(60));
+        assert_eq!(inner.limited("192.0.2.1", AT + FAILURE_WINDOW + 1), None);
+    }
+
     use crate::clock::Now;
     use crate::relay::Relay;
     use crate::store::{MemoryBackend, StoreOptions};
@@ -290,9 +379,14 @@ mod tests {
 
     /// A delivery of a 1 MiB event from `client`, signed with `SECRET` unless `forged`.
     fn delivery(client: &str, id: &str, forged: bool) -> RelayRequest {
+        delivery_of(client, id, forged, 1024 * 1024)
+    }
+
+    /// [`delivery`] of a `len`-byte event.
+    fn delivery_of(client: &str, id: &str, forged: bool, len: usize) -> RelayRequest {
         use ct_codecs::{Decoder, Encoder};
         let mut body = br#"{"type":"benefit_grant.updated","timestamp":"2026-01-01T00:00:00Z","data":{"id":"g","customer_id":"c"},"pad":""#.to_vec();
-        body.extend(std::iter::repeat_n(b'x', 1024 * 1024 - body.len() - 2));
+        body.extend(std::iter::repeat_n(b'x', len - body.len() - 2));
         body.extend(b"\"}");
         let mut raw = [0u8; 64];
         let key = ct_codecs::Base64::decode(&mut raw, &SECRET[6..], None).expect("b64");
@@ -311,6 +405,7 @@ mod tests {
                 ("webhook-id".into(), id.into()),
                 ("webhook-timestamp".into(), AT.to_string()),
                 ("webhook-signature".into(), format!("v1,{sig}")),
+                ("content-length".into(), len.to_string()),
             ],
             body,
             client_ip: client.into(),
@@ -369,14 +464,31 @@ mod tests {
             assert_eq!(r.status, 429, "{i}");
             assert!(r.header("retry-after").is_some());
         }
-        // Even a delivery that would verify: the address is limited as a whole.
+        // A large delivery that would verify too: not verified while the address is limited.
         let r = relay.handle(&delivery("192.0.2.66", "ok-1", false), now(AT + 1));
         assert_eq!(r.status, 429);
         assert_eq!(
             hmacs() - before,
             0,
-            "nothing computed for a limited address"
+            "nothing computed for a limited address's large deliveries"
         );
+        // One within the body cap is verified (two HMACs over at most 64 KiB): a forged one
+        // refused, a genuine one applied, never refused for the address's forged ones.
+        let small = LIMITED_BODY_BYTES;
+        let r = relay.handle(&delivery_of("192.0.2.66", "f-s", true, small), now(AT + 1));
+        assert_eq!(r.status, 401);
+        let r = relay.handle(
+            &delivery_of("192.0.2.66", "ok-s", false, small),
+            now(AT + 1),
+        );
+        assert_eq!(r.status, 200);
+        assert_eq!(hmacs() - before, 4);
+        let r = relay.handle(
+            &delivery_of("192.0.2.66", "f-l", true, small + 1),
+            now(AT + 1),
+        );
+        assert_eq!(r.status, 429);
+        assert_eq!(hmacs() - before, 4);
         // Polar's address (another) is not limited: its delivery verifies and is applied.
         let r = relay.handle(&delivery("192.0.2.7", "ok-2", false), now(AT + 1));
         assert_eq!(r.status, 200);
@@ -459,12 +571,20 @@ mod tests {
             req.headers[3].1 = [sig.as_str(); 9].join(" ");
             assert_eq!(unread(&req, AT).map(|r| r.status), Some(400), "{i}");
         }
+        // Limited: a delivery that says no length, or one over the body cap, is refused
+        // unread; one that says a length within it is read and verified.
         let genuine = delivery("192.0.2.66", "ok-1", false);
         let early = unread(&genuine, AT + 1).expect("limited");
         let whole = relay.handle(&genuine, now(AT + 1));
         assert_eq!((early.status, whole.status), (429, 429));
         assert!(early.header("retry-after").is_some());
+        let small = delivery_of("192.0.2.66", "ok-small", false, 2_048);
+        let mut unsaid = small.clone();
+        unsaid.headers.retain(|(name, _)| name != "content-length");
+        assert_eq!(unread(&unsaid, AT + 1).map(|r| r.status), Some(429));
+        assert!(unread(&small, AT + 1).is_none());
         assert_eq!(hmacs() - before, 0, "no HMAC computed");
+        assert_eq!(relay.handle(&small, now(AT + 1)).status, 200);
         // Another route, or no webhook secret: never decided here.
         let mut check = delivery("192.0.2.66", "ok-2", false);
         check.path = "/v1/customer-portal/license-keys/validate".into();

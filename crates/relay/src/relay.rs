@@ -449,8 +449,12 @@ impl Relay {
     /// the limit does not concern) and the request goes on with [`Relay::begin_admitted`],
     /// which does not take it again, also after waits (as the native server takes it once).
     pub fn admit(&self, req: &RelayRequest, now: Now) -> Option<RelayResponse> {
-        let op = self.gate(req).ok()?;
-        let mut r = self.per_ip_limit(req, op, now)?;
+        let what = match self.gate(req) {
+            Ok(op) => op.as_str(),
+            Err(_) if is_preflight(req) => "preflight",
+            Err(_) => return None,
+        };
+        let mut r = self.per_ip_limit(req, what, now)?;
         add_cors(&mut r);
         Some(r)
     }
@@ -567,7 +571,7 @@ impl Relay {
     /// The checks before the per-IP limit (a preflight, the route, the method, the body's
     /// size): the operation asked, or the answer that ends the request there.
     fn gate(&self, req: &RelayRequest) -> Result<Operation, RelayResponse> {
-        if req.method.eq_ignore_ascii_case("OPTIONS") {
+        if is_preflight(req) {
             return Err(preflight());
         }
         let path = req.path.split('?').next().unwrap_or_default();
@@ -595,12 +599,14 @@ impl Relay {
     }
 
     /// The per-IP bucket: 429 when `req`'s client is over its rate, else its token taken.
-    fn per_ip_limit(&self, req: &RelayRequest, op: Operation, now: Now) -> Option<RelayResponse> {
+    /// `what`: the operation, or `preflight` (a CORS preflight takes a token as any request
+    /// does, so that preflights alone cannot hold the relay's connections for free).
+    fn per_ip_limit(&self, req: &RelayRequest, what: &str, now: Now) -> Option<RelayResponse> {
         let client = crate::roster::client_group(&self.client_of(req));
         let secs = take(&self.per_ip, &client, now)?;
         log::info!(
             "relay: {} 429 (client {} over its rate)",
-            op.as_str(),
+            what,
             crate::logged::escaped(&client)
         );
         Some(RelayResponse::rate_limited(secs))
@@ -614,9 +620,16 @@ impl Relay {
         now: Now,
         admitted: bool,
     ) -> Result<Pending, RelayResponse> {
-        let op = self.gate(req)?;
+        let op = match self.gate(req) {
+            Ok(op) => op,
+            // A preflight is answered without a call, but only within its client's rate.
+            Err(r) if is_preflight(req) && !admitted => {
+                return Err(self.per_ip_limit(req, "preflight", now).unwrap_or(r));
+            }
+            Err(r) => return Err(r),
+        };
         if !admitted {
-            if let Some(r) = self.per_ip_limit(req, op, now) {
+            if let Some(r) = self.per_ip_limit(req, op.as_str(), now) {
                 return Err(r);
             }
         }
@@ -995,6 +1008,11 @@ impl Asks for Relay {
     }
 }
 
+/// Whether `req` is a CORS preflight (any `OPTIONS`: the relay answers each one alike).
+fn is_preflight(req: &RelayRequest) -> bool {
+    req.method.eq_ignore_ascii_case("OPTIONS")
+}
+
 fn take(buckets: &Mutex<Buckets>, id: &str, now: Now) -> Option<u64> {
     // A poisoned lock (a panic elsewhere) still holds usable counts.
     let mut guard = buckets.lock().unwrap_or_else(|e| e.into_inner());
@@ -1320,6 +1338,9 @@ mod tests {
             "https://app.example.com".into(),
             "http://localhost:5173".into(),
         ]);
+        // Every request here comes from one client at one instant: preflights take their
+        // token as posts do, and this test is about the origins, not the rate.
+        config.limits.per_ip = crate::limit::Rate::new(0, 0);
         let named = Relay::with_entropy(config, Box::new(polar), Box::new(|| Some([7; 16])))
             .expect("a relay");
         for method in ["POST", "OPTIONS"] {

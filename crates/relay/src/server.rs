@@ -77,6 +77,11 @@ pub struct ServeOptions {
     /// cannot take every one of `max_connections` from the others. Behind a reverse proxy
     /// ([`crate::RelayConfig::client_ip_header`] set) every connection comes from the proxy,
     /// so this cap is not applied: the proxy's own limits per client stand in.
+    ///
+    /// With this cap on, the last sixteenth of `max_connections` (at least one) is kept for
+    /// addresses holding none: an address holding one already gets another only while that
+    /// many stay free, so sixteen addresses no longer take every connection from a client
+    /// arriving (issue #62).
     pub max_connections_per_address: usize,
     /// Calls to Polar at once (default 8; at least 1): each holds a thread while Polar
     /// answers, and a call past them waits for one to end. Answers with no call (from the
@@ -461,6 +466,12 @@ impl Server {
             what,
         } = listening;
         let connections = Arc::new(Semaphore::new(max));
+        // With a cap per address, the connections kept for addresses holding none.
+        let kept_free = if per_address > 0 {
+            (max / 16).max(1)
+        } else {
+            0
+        };
         let by_address = Arc::new(Mutex::new(HashMap::<String, usize>::new()));
         let mut refusing_address = false;
         let mut http = hyper::server::conn::http1::Builder::new();
@@ -500,12 +511,13 @@ impl Server {
                 continue;
             };
             refusing = false;
-            let Some(held) = Held::take(&by_address, &peer, per_address) else {
+            let free = connections.available_permits();
+            let Some(held) = Held::take(&by_address, &peer, per_address, free, kept_free) else {
                 drop(stream);
                 drop(permit);
                 if !refusing_address {
                     log::warn!(
-                        "relay: {per_address} {what} open from {}; closing its new ones until one ends",
+                        "relay: {per_address} {what} open from {} (or it holds some and only the {kept_free} kept for others are free); closing its new ones until one ends",
                         address_of(&peer)
                     );
                     refusing_address = true;
@@ -950,18 +962,22 @@ struct Held {
 
 impl Held {
     /// Counts a connection from `peer`; `None` when its address has `cap` open already (a
-    /// cap of 0: none).
+    /// cap of 0: none), or holds one already while `free` (the connections left free with
+    /// this one taken) is under `kept_free`, the connections kept for addresses holding none.
     fn take(
         by_address: &Arc<Mutex<HashMap<String, usize>>>,
         peer: &SocketAddr,
         cap: usize,
+        free: usize,
+        kept_free: usize,
     ) -> Option<Held> {
         let address = address_of(peer);
         let mut open = by_address.lock().unwrap_or_else(|e| e.into_inner());
-        let count = open.entry(address.clone()).or_insert(0);
-        if cap > 0 && *count >= cap {
+        let count = open.get(&address).copied().unwrap_or(0);
+        if cap > 0 && (count >= cap || (count > 0 && free < kept_free)) {
             return None;
         }
+        let count = open.entry(address.clone()).or_insert(0);
         *count += 1;
         Some(Held {
             by_address: Arc::clone(by_address),
@@ -1397,21 +1413,23 @@ mod tests {
     fn connections_count_per_address_and_per_64() {
         let at = |s: &str| s.parse::<SocketAddr>().expect("an address");
         let open = Arc::new(Mutex::new(HashMap::new()));
-        let a = Held::take(&open, &at("192.0.2.1:1000"), 2).expect("the first");
-        let mapped = Held::take(&open, &at("[::ffff:192.0.2.1]:1001"), 2).expect("the second");
-        assert!(Held::take(&open, &at("192.0.2.1:1002"), 2).is_none());
-        assert!(Held::take(&open, &at("192.0.2.2:1000"), 2).is_some());
-        let v6 = Held::take(&open, &at("[2001:db8:1:2::1]:1"), 2).expect("a /64's first");
-        let _v6b = Held::take(&open, &at("[2001:db8:1:2:ffff::9]:1"), 2).expect("its second");
-        assert!(Held::take(&open, &at("[2001:db8:1:2:aaaa::3]:1"), 2).is_none());
-        assert!(Held::take(&open, &at("[2001:db8:1:3::1]:1"), 2).is_some());
+        let a = Held::take(&open, &at("192.0.2.1:1000"), 2, 100, 1).expect("the first");
+        let mapped =
+            Held::take(&open, &at("[::ffff:192.0.2.1]:1001"), 2, 100, 1).expect("the second");
+        assert!(Held::take(&open, &at("192.0.2.1:1002"), 2, 100, 1).is_none());
+        assert!(Held::take(&open, &at("192.0.2.2:1000"), 2, 100, 1).is_some());
+        let v6 = Held::take(&open, &at("[2001:db8:1:2::1]:1"), 2, 100, 1).expect("a /64's first");
+        let _v6b =
+            Held::take(&open, &at("[2001:db8:1:2:ffff::9]:1"), 2, 100, 1).expect("its second");
+        assert!(Held::take(&open, &at("[2001:db8:1:2:aaaa::3]:1"), 2, 100, 1).is_none());
+        assert!(Held::take(&open, &at("[2001:db8:1:3::1]:1"), 2, 100, 1).is_some());
         drop(v6);
-        assert!(Held::take(&open, &at("[2001:db8:1:2::7]:1"), 2).is_some());
+        assert!(Held::take(&open, &at("[2001:db8:1:2::7]:1"), 2, 100, 1).is_some());
         drop((a, mapped));
-        assert!(Held::take(&open, &at("192.0.2.1:1003"), 2).is_some());
+        assert!(Held::take(&open, &at("192.0.2.1:1003"), 2, 100, 1).is_some());
         // 0: no cap.
         let many: Vec<Held> = (0..100)
-            .filter_map(|_| Held::take(&open, &at("198.51.100.1:1"), 0))
+            .filter_map(|_| Held::take(&open, &at("198.51.100.1:1"), 0, 100, 1))
             .collect();
         assert_eq!(many.len(), 100);
         drop(many);
@@ -1419,6 +1437,12 @@ mod tests {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .contains_key("198.51.100.1"));
+        // With only the kept connections free, an address holding one gets no other; an
+        // address holding none does.
+        let _one = Held::take(&open, &at("192.0.2.2:1001"), 2, 5, 1).expect("room");
+        assert!(Held::take(&open, &at("192.0.2.2:1002"), 2, 0, 1).is_none());
+        assert!(Held::take(&open, &at("192.0.2.2:1002"), 2, 1, 1).is_some());
+        assert!(Held::take(&open, &at("192.0.2.9:1"), 2, 0, 1).is_some());
     }
 
     #[test]

@@ -934,8 +934,13 @@ fn admit_takes_the_per_ip_token_once_before_the_store_is_read() {
         client_ip: "192.0.2.8".into(),
     };
     let validate = request("POST", "validate");
+    // A preflight takes its client's token as a post does (issue #62: preflights alone held
+    // the relay's connections for free), here another client's.
+    let mut preflight = request("OPTIONS", "validate");
+    preflight.client_ip = "192.0.2.9".into();
+    assert!(relay.admit(&preflight, now).is_none());
+    assert_eq!(relay.admit(&preflight, now).map(|r| r.status), Some(429));
     // Requests the per-IP limit does not concern take nothing.
-    assert!(relay.admit(&request("OPTIONS", "validate"), now).is_none());
     assert!(relay.admit(&request("POST", "other"), now).is_none());
     assert!(relay.admit(&request("GET", "validate"), now).is_none());
     // The one token: taken by admit, not again by begin_admitted (a call to make).

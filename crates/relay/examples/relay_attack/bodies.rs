@@ -16,7 +16,7 @@ use super::rig;
 
 /// The process's CPU so far (user + system), from `/proc/self/stat` in clock ticks of 10 ms
 /// (Linux's `USER_HZ`).
-fn cpu() -> Option<Duration> {
+pub(crate) fn cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     let after = stat.rsplit_once(')')?.1;
     let fields: Vec<&str> = after.split_whitespace().collect();

@@ -643,7 +643,8 @@ fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
 fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
     let w = world("7");
     let tape = Tape::start(&w.relay_process().served.url);
-    let today = polar_license_testkit::rfc3339(polar_license_testkit::unix_now());
+    // A build released three days ago: before the injected subscription's end (yesterday).
+    let today = polar_license_testkit::rfc3339(polar_license_testkit::unix_now() - 3 * DAY);
     let check = ["check", "--key", DEMO_KEY, "--released", &today[..10]];
     let a = through(
         &w,
@@ -654,7 +655,18 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
     );
     assert_eq!(a.code, 0, "{}", a.v);
     tape.injecting_subscription(true);
-    let injected = through(&w, &tape, "app", 3600, &check);
+    tape.passed();
+    let injected = through(&w, &tape, "app", 2 * 3600, &check);
+    assert_eq!(
+        injected.v["source"].as_str(),
+        Some("online"),
+        "{}",
+        injected.v
+    );
+    assert!(
+        tape.passed() >= 1,
+        "the injected grant came through the proxy"
+    );
     assert_eq!(
         injected.v["outcome"].as_str(),
         Some("licensed"),
@@ -663,7 +675,7 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
     );
     tape.injecting_subscription(false);
     w.revoke();
-    let revoked = through(&w, &tape, "app", 2 * 3600, &check);
+    let revoked = through(&w, &tape, "app", 4 * 3600, &check);
     assert_eq!(
         revoked.v["reason"].as_str(),
         Some("inactive"),
@@ -677,7 +689,7 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
         revoked.v
     );
     w.polar.set_fault(Some(Fault::CloseImmediately));
-    let offline = through(&w, &tape, "app", 3 * 3600, &check);
+    let offline = through(&w, &tape, "app", 5 * 3600, &check);
     assert_ne!(
         offline.v["outcome"].as_str(),
         Some("licensed"),
@@ -685,4 +697,24 @@ fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
         offline.v
     );
     w.polar.set_fault(None);
+}
+
+/// Issue #62, the genuine case through the real relay: Polar says "expired"; `relay serve`
+/// signs that denial for the request's nonce, so a build released before the end falls back
+/// in signed mode (online); a relay that did not sign it would leave `fallback_refused` set.
+#[test]
+fn a_relay_signed_expiry_falls_back_in_signed_mode() {
+    let w = world("7");
+    let now = polar_license_testkit::unix_now();
+    w.expire_at(now + DAY);
+    let released = polar_license_testkit::rfc3339(now - DAY);
+    let check = ["check", "--key", DEMO_KEY, "--released", &released[..10]];
+    let activate = ["activate", "--key", DEMO_KEY, "--label", "laptop"];
+    let a = run(w.cli_app("app", 0, true).args(activate), None);
+    assert_eq!(a.code, 0, "{}", a.v);
+    let ended = run(w.cli_app("app", 2 * DAY, true).args(check), None);
+    assert_eq!(ended.code, 0, "{}", ended.v);
+    assert_eq!(ended.v["outcome"].as_str(), Some("licensed"), "{}", ended.v);
+    assert_eq!(ended.v["fallback"].as_bool(), Some(true), "{}", ended.v);
+    assert_eq!(ended.v["fallback_refused"], Value::Null, "{}", ended.v);
 }

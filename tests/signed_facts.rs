@@ -23,7 +23,7 @@ use polar_license_testkit::seller_rows::expire_at;
 use polar_license_testkit::{rfc3339, unix_now, Lease, World, APP_SECRET, MACHINE};
 use serde_json::Value;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 const DAY: i64 = 86_400;
@@ -37,6 +37,10 @@ struct Forger {
     /// A cancelled subscription that ended the day before `now` added, unsigned, to every
     /// validate's 200 (the relay's genuine answer and lease otherwise kept).
     inject: Arc<AtomicBool>,
+    /// The last denial of a validate that came through, kept (headers and all).
+    denial: Arc<Mutex<Option<HttpResponse>>>,
+    /// Every validate answered with the kept denial (a captured signed denial replayed).
+    replay: Arc<AtomicBool>,
 }
 
 struct Through<T> {
@@ -55,7 +59,15 @@ impl<T: Transport> Transport for Through<T> {
             )
             .with_header("content-type", "application/json"));
         }
+        if validate && self.forger.replay.load(Ordering::SeqCst) {
+            if let Some(kept) = self.forger.denial.lock().unwrap().clone() {
+                return Ok(kept);
+            }
+        }
         let response = self.inner.send(request)?;
+        if validate && response.status == 404 {
+            *self.forger.denial.lock().unwrap() = Some(response.clone());
+        }
         if !(validate && response.status == 200 && self.forger.inject.load(Ordering::SeqCst)) {
             return Ok(response);
         }
@@ -287,4 +299,45 @@ fn a_relay_older_than_signed_denials_gives_no_fallback_and_says_why() {
     not_licensed(&ended);
     let why = ended.perpetual.and_then(|p| p.refused).unwrap_or_default();
     assert!(why.contains("update the relay"), "{why:?}");
+}
+
+/// A genuine signed denial is this request's only: the relay's signed "expired", captured by
+/// the proxy when the key ran out, replayed after the seller renewed and then refunded the key,
+/// is not this request's (its nonce): no fallback, and Polar's own denial is what the record
+/// keeps once the proxy stops.
+#[test]
+fn a_captured_signed_expiry_replayed_for_another_request_is_no_fallback() {
+    let (w, forger, app, start) = activated("facts-replayed-denial", true);
+    let expires = start + 30 * DAY;
+    move_to(&w, start, expires + 3600);
+    let ended = app.check_report(DEMO_KEY);
+    fell_back(&ended);
+    assert!(
+        forger.denial.lock().unwrap().is_some(),
+        "the signed denial captured"
+    );
+
+    // Renewed, then refunded: Polar now says "no longer active".
+    expire_at(&w.polar, expires + 365 * DAY);
+    move_to(&w, start, expires + 2 * 3600);
+    let renewed = app.check_report(DEMO_KEY);
+    assert_eq!(
+        renewed.outcome.source(),
+        Some(Source::Online),
+        "{renewed:?}"
+    );
+    w.revoke();
+    forger.replay.store(true, Ordering::SeqCst);
+    move_to(&w, start, expires + 3 * 3600);
+    let replayed = app.check_report(DEMO_KEY);
+    assert_eq!(
+        replayed.outcome.reason(),
+        Some(Reason::Expired),
+        "{replayed:?}"
+    );
+    not_licensed(&replayed);
+    forger.replay.store(false, Ordering::SeqCst);
+    w.offline();
+    move_to(&w, start, expires + 4 * 3600);
+    not_licensed(&app.check_report(DEMO_KEY));
 }

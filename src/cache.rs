@@ -315,6 +315,9 @@ fn record_body<L: LicenseData>(r: &Record<L>) -> String {
             j.key("status").uint(u64::from(d.status));
             j.key("remaining_usages").opt_int(d.remaining_usages);
             j.key("at").int(d.at);
+            if let Some(token) = &d.signed {
+                j.key("signed").str(token);
+            }
             j.raw("}");
         }
         None => {
@@ -407,6 +410,8 @@ fn read_denial<J: JsonIn>(v: &J) -> Option<DenialMark> {
         status: u16::try_from(int(v, "status")?).ok()?,
         remaining_usages: v.optional("remaining_usages", JsonIn::int)?,
         at: int(v, "at")?,
+        signed: v.optional("signed", JsonIn::string)?,
+        verified: None,
     })
 }
 
@@ -700,6 +705,8 @@ mod tests {
                 status: 400,
                 remaining_usages: Some(0),
                 at: 1_790_000_050,
+                signed: Some("v4.public.x".into()),
+                verified: None,
             }),
             blocked_until: Some(1_790_000_160),
             activation: Some(StoredActivation {

@@ -492,6 +492,9 @@ pub struct LeaseWindow {
     pub not_before: i64,
     /// Not valid from this time on (unix seconds).
     pub expires_at: i64,
+    /// What the lease signed that a verdict may widen on (the paid-through date): only the
+    /// lease verifier makes these ([`crate::lease::SignedFacts`]).
+    pub facts: crate::lease::SignedFacts,
 }
 
 impl LeaseWindow {
@@ -578,6 +581,14 @@ pub struct DenialMark {
     pub remaining_usages: Option<i64>,
     /// When it was received (local clock).
     pub at: i64,
+    /// Signed mode: the relay's signed denial that came with it ([`crate::lease::DENIAL_HEADER`]),
+    /// as received, when it verified for its request (its nonce). Stored whenever there is one.
+    #[cfg_attr(test, serde(default, skip_serializing_if = "Option::is_none"))]
+    pub signed: Option<String>,
+    /// Signed mode: [`DenialMark::signed`] as verified by the face on reading the record (never
+    /// stored: a record's own bytes can be re-sealed by whoever holds the install secret).
+    #[cfg_attr(test, serde(skip))]
+    pub verified: Option<crate::lease::SignedDenial>,
 }
 
 impl DenialMark {
@@ -745,6 +756,19 @@ impl<L: LicenseData> Record<L> {
     ) -> Option<Duration> {
         let limit = self.lease_gate.limit(seen, policy.tolerance_secs()).ok()?;
         remaining(since, seen, limit, policy)
+    }
+
+    /// [`Record::grace_left`] for an answer that stands on a signed denial received at
+    /// `since` (signed mode's perpetual fallback): never past `until`, the denial's signed
+    /// end, instead of the lease's.
+    pub(crate) fn grace_left_until(
+        &self,
+        since: i64,
+        seen: i64,
+        until: i64,
+        policy: &GracePolicy,
+    ) -> Option<Duration> {
+        remaining(since, seen, Some(until), policy)
     }
 
     /// The binding a good verdict must have to answer `query`.
@@ -1202,6 +1226,8 @@ fn tombstoned<L: LicenseData>(
         status: denial.status,
         remaining_usages: denial.remaining_usages,
         at: now,
+        signed: None,
+        verified: None,
     });
     r
 }
@@ -1515,6 +1541,7 @@ mod tests {
             kid: "k1".to_string(),
             not_before: 0,
             expires_at,
+            facts: crate::lease::SignedFacts::for_tests(None, None, 0),
         };
         let short = CheckReport {
             lease: Some(lease(5_000)),

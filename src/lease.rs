@@ -58,6 +58,26 @@ pub const LEASE_HEADER: &str = "polar-license-lease";
 /// freshness).
 pub const NONCE_HEADER: &str = "polar-license-nonce";
 
+/// How a client in signed mode asks its relay for signed facts (issue #62): the lease's
+/// `sub_end` claim (a cancelled subscription's end) and, on a denial, a signed denial
+/// ([`DENIAL_HEADER`]). Its nonce ([`NONCE_HEADER`]) ends with this mark. A client older than
+/// them sends a nonce without it, and the relay then signs neither (such a client's reading
+/// of a lease refuses a claim it does not know). The ask rides in the nonce rather than in a
+/// header of its own so that a browser's CORS preflight to a relay older than it asks for
+/// nothing that relay does not allow: such a relay copies the nonce as it is, and signs
+/// neither fact (the client then falls back on nothing, and says why).
+pub const FACTS_MARK: &str = "-facts";
+
+/// Whether the request whose nonce is `nonce` asks for signed facts ([`FACTS_MARK`]).
+pub fn asks_facts(nonce: &str) -> bool {
+    nonce.ends_with(FACTS_MARK)
+}
+
+/// The response header a relay puts a signed denial in ([`DenialClaims`]): Polar's denial of
+/// this key, for the request that carried the nonce it names. In signed mode a denial
+/// widens nothing (the perpetual fallback) unless it comes with one that verifies.
+pub const DENIAL_HEADER: &str = "polar-license-denial";
+
 /// Whether `text` is a nonce as [`NONCE_HEADER`] carries it: 22 to 86 characters of base64url
 /// without padding (128 to 512 bits). A relay signs nothing else into a lease.
 pub fn is_nonce(text: &str) -> bool {
@@ -68,9 +88,12 @@ pub fn is_nonce(text: &str) -> bool {
 }
 
 /// A nonce for [`NONCE_HEADER`] from 16 random bytes: 32 hex digits (hex rather than
-/// base64's 22 characters: the npm engine has hex already, and no base64 encoder).
+/// base64's 22 characters: the npm engine has hex already, and no base64 encoder), then
+/// [`FACTS_MARK`] (this client reads signed facts).
 pub fn nonce_text(random: &[u8; 16]) -> String {
-    crate::cache::hex(random)
+    let mut text = crate::cache::hex(random);
+    text.push_str(FACTS_MARK);
+    text
 }
 
 /// A lease longer than this is never parsed (a real one is about 700 bytes).
@@ -228,6 +251,11 @@ pub struct LeaseClaims {
     pub status: String,
     /// Polar's `expires_at` of the license.
     pub license_expires_at: Option<i64>,
+    /// The end of the subscription the key was granted through when the customer cancelled
+    /// it (API version 2027-01: `cancel_at_period_end`, or status `canceled`; its `ends_at`,
+    /// else its `current_period_end`), as [`crate::grace::LicenseData::cancelled_until`]
+    /// reads it. Signed only for a client that asks for signed facts ([`FACTS_HEADER`]).
+    pub subscription_ends_at: Option<i64>,
     /// The license-key benefit.
     pub benefit_id: String,
     /// Polar's `usage`.
@@ -264,6 +292,9 @@ struct Wire {
     act: Option<String>,
     status: String,
     license_expires_at: Option<String>,
+    /// Written only when there is one, and only for a client that asks ([`FACTS_HEADER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sub_end: Option<String>,
     benefit: String,
     usage: i64,
     limit_usage: Option<i64>,
@@ -281,7 +312,7 @@ struct Footer {
 }
 
 /// [`Wire`]'s members, for [`read_wire`].
-const WIRE_FIELDS: [&str; 15] = [
+const WIRE_FIELDS: [&str; 16] = [
     "iss",
     "sub",
     "iat",
@@ -292,6 +323,7 @@ const WIRE_FIELDS: [&str; 15] = [
     "act",
     "status",
     "license_expires_at",
+    "sub_end",
     "benefit",
     "usage",
     "limit_usage",
@@ -329,6 +361,7 @@ fn read_wire(payload: &[u8]) -> Option<Wire> {
         act: v.optional("act", JsonIn::string)?,
         status: text("status")?,
         license_expires_at: v.optional("license_expires_at", JsonIn::string)?,
+        sub_end: v.optional("sub_end", JsonIn::string)?,
         benefit: text("benefit")?,
         usage: v.member("usage")?.int()?,
         limit_usage: v.optional("limit_usage", JsonIn::int)?,
@@ -376,6 +409,7 @@ impl LeaseClaims {
             act: self.activation_id.clone(),
             status: self.status.clone(),
             license_expires_at: self.license_expires_at.map(rfc3339).transpose()?,
+            sub_end: self.subscription_ends_at.map(rfc3339).transpose()?,
             benefit: self.benefit_id.clone(),
             usage: self.usage,
             limit_usage: self.limit_usage,
@@ -394,6 +428,10 @@ impl LeaseClaims {
             activation_id: w.act,
             status: w.status,
             license_expires_at: match w.license_expires_at {
+                Some(t) => Some(unix(&t)?),
+                None => None,
+            },
+            subscription_ends_at: match w.sub_end {
                 Some(t) => Some(unix(&t)?),
                 None => None,
             },
@@ -521,13 +559,35 @@ impl SigningKey {
         )
         .map_err(|_| Error::invalid("lease", "the lease could not be signed"))
     }
+
+    /// Signs a denial ([`DenialClaims`]) as a `v4.public` token bound to `machine`, as
+    /// [`SigningKey::sign`] signs a lease.
+    pub fn sign_denial(
+        &self,
+        claims: &DenialClaims,
+        machine: Option<&str>,
+    ) -> Result<String, Error> {
+        let (message, footer) = message_and_footer_of(&claims.to_wire()?, &self.kid)?;
+        PublicToken::sign(
+            &self.pair.secret,
+            &message,
+            Some(&footer),
+            Some(machine.unwrap_or("").as_bytes()),
+        )
+        .map_err(|_| Error::invalid("lease", "the denial could not be signed"))
+    }
 }
 
 /// The token's message (the claims' JSON) and footer (`{"kid":…}`), as [`SigningKey::sign`]
 /// and [`prepare`] write them.
 fn message_and_footer(claims: &LeaseClaims, kid: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
+    message_and_footer_of(&claims.to_wire()?, kid)
+}
+
+/// [`message_and_footer`] of any claims' wire form (a lease's, a denial's).
+fn message_and_footer_of<W: Serialize>(wire: &W, kid: &str) -> Result<(Vec<u8>, Vec<u8>), Error> {
     check_kid(kid)?;
-    let message = serde_json::to_vec(&claims.to_wire()?)
+    let message = serde_json::to_vec(wire)
         .map_err(|_| Error::invalid("lease", "the claims could not be written"))?;
     let footer = serde_json::to_vec(&Footer {
         kid: kid.to_string(),
@@ -560,6 +620,8 @@ pub struct UnsignedLease {
     message: Vec<u8>,
     footer: Vec<u8>,
     pre_auth: Vec<u8>,
+    /// The response header the token goes in ([`LEASE_HEADER`], or [`DENIAL_HEADER`]).
+    header: &'static str,
 }
 
 /// The `v4.public` lease for `claims` under `kid`, bound to `machine`, before its signature.
@@ -569,13 +631,34 @@ pub fn prepare(
     machine: Option<&str>,
 ) -> Result<UnsignedLease, Error> {
     let (message, footer) = message_and_footer(claims, kid)?;
+    Ok(unsigned_of(message, footer, machine, LEASE_HEADER))
+}
+
+/// The signed denial for `claims` under `kid`, bound to `machine`, before its signature (as
+/// [`prepare`] for a lease; its header is [`DENIAL_HEADER`]).
+pub fn prepare_denial(
+    claims: &DenialClaims,
+    kid: &str,
+    machine: Option<&str>,
+) -> Result<UnsignedLease, Error> {
+    let (message, footer) = message_and_footer_of(&claims.to_wire()?, kid)?;
+    Ok(unsigned_of(message, footer, machine, DENIAL_HEADER))
+}
+
+fn unsigned_of(
+    message: Vec<u8>,
+    footer: Vec<u8>,
+    machine: Option<&str>,
+    header: &'static str,
+) -> UnsignedLease {
     let implicit = machine.unwrap_or("").as_bytes();
     let pre_auth = pae(&[V4_PUBLIC_HEADER.as_bytes(), &message, &footer, implicit]);
-    Ok(UnsignedLease {
+    UnsignedLease {
         message,
         footer,
         pre_auth,
-    })
+        header,
+    }
 }
 
 /// Whether `token`'s signature verifies under the key its footer names in `keys`, for the
@@ -707,6 +790,12 @@ impl UnsignedLease {
         &self.pre_auth
     }
 
+    /// The response header the assembled token goes in: [`LEASE_HEADER`] for a lease,
+    /// [`DENIAL_HEADER`] for a signed denial.
+    pub fn header(&self) -> &'static str {
+        self.header
+    }
+
     /// The token, from a 64-byte Ed25519 signature over [`UnsignedLease::pre_auth`]. Nothing
     /// here checks the signature: verify the token ([`verify_signed`]) before trusting it.
     pub fn assemble(&self, signature: &[u8]) -> Result<String, Error> {
@@ -750,6 +839,77 @@ pub struct Lease {
     pub kid: String,
     /// What it says.
     pub claims: LeaseClaims,
+    /// The facts a verdict may widen on, made here only ([`SignedFacts`]).
+    facts: SignedFacts,
+}
+
+impl Lease {
+    /// What the relay signed that a verdict may widen on (its paid-through date): made only
+    /// by this module's verification, so a rule that takes it reads nothing unsigned.
+    pub fn facts(&self) -> &SignedFacts {
+        &self.facts
+    }
+}
+
+/// The facts of a verified lease that a verdict may widen on in signed mode (issue #62): the
+/// perpetual fallback's paid-through date, the license's expiry, a cancelled subscription's
+/// end. Only the lease verifier makes one (its fields are private and it has no public
+/// constructor), so a rule that takes a `SignedFacts` cannot be handed a fact that came
+/// unsigned, now or when a field is added later: like rustls's `ServerCertVerified`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedFacts {
+    license_expires_at: Option<i64>,
+    subscription_ends_at: Option<i64>,
+    issued_at: i64,
+}
+
+impl SignedFacts {
+    fn of(claims: &LeaseClaims) -> SignedFacts {
+        SignedFacts {
+            license_expires_at: claims.license_expires_at,
+            subscription_ends_at: claims.subscription_ends_at,
+            issued_at: claims.issued_at,
+        }
+    }
+
+    /// The license's `expires_at` as the relay signed it.
+    pub fn license_expires_at(&self) -> Option<i64> {
+        self.license_expires_at
+    }
+
+    /// A cancelled subscription's end as the relay signed it (`None`: none, or a relay older
+    /// than the claim: the safe reading, no fallback on it).
+    pub fn cancelled_until(&self) -> Option<i64> {
+        self.subscription_ends_at
+    }
+
+    /// When the relay signed them (Polar's answer's time).
+    pub fn issued_at(&self) -> i64 {
+        self.issued_at
+    }
+
+    /// The end of the time the key was paid for, as signed: the earlier of the license's
+    /// expiry and a cancelled subscription's end (`None` when neither is known).
+    pub fn paid_through(&self) -> Option<i64> {
+        match (self.license_expires_at, self.subscription_ends_at) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Facts for the core's own unit tests.
+    #[cfg(test)]
+    pub(crate) fn for_tests(
+        license_expires_at: Option<i64>,
+        subscription_ends_at: Option<i64>,
+        issued_at: i64,
+    ) -> SignedFacts {
+        SignedFacts {
+            license_expires_at,
+            subscription_ends_at,
+            issued_at,
+        }
+    }
 }
 
 /// Why a lease is no lease. Every one is treated the same way (no lease, never a grant); the
@@ -897,8 +1057,194 @@ pub fn verify_signed_with(
     }
     Ok(Lease {
         kid: footer.kid,
+        facts: SignedFacts::of(&claims),
         claims,
     })
+}
+
+/// The `typ` of a signed denial's claims (a lease's claims have no `typ`: neither reads as
+/// the other, each reader refusing a member it does not know).
+const DENIAL_TYP: &str = "denial";
+
+/// What a signed denial says (issue #62): Polar denied this key of this organization, with
+/// this activation, on this machine (the implicit assertion), for the reason `reason`, at
+/// `iat`, in answer to the request that carried `nonce`; a client may stand on it offline
+/// (a perpetual fallback) until `exp`. Times are unix seconds here, RFC 3339 in the token.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DenialClaims {
+    /// The seller organization.
+    pub organization_id: String,
+    /// SHA-256 of the license key ([`key_hash`]).
+    pub key_sha256: String,
+    /// The activation the request named (`None`: none).
+    pub activation_id: Option<String>,
+    /// The denial's reason code as the core classifies Polar's answer (`expired`,
+    /// `inactive`, …: [`crate::reason::Reason::code`]).
+    pub reason: String,
+    /// When the relay signed it (Polar's answer's time).
+    pub issued_at: i64,
+    /// Until when a client may stand on it offline (the relay's lease length).
+    pub expires_at: i64,
+    /// A unique id (a UUID v4).
+    pub id: String,
+    /// The request's [`NONCE_HEADER`], copied unchanged: a denial is signed only for a
+    /// request that carried one.
+    pub nonce: String,
+}
+
+#[derive(Serialize)]
+struct DenialWire {
+    iss: String,
+    typ: String,
+    sub: String,
+    iat: String,
+    exp: String,
+    jti: String,
+    org: String,
+    act: Option<String>,
+    reason: String,
+    nonce: String,
+}
+
+const DENIAL_FIELDS: [&str; 10] = [
+    "iss", "typ", "sub", "iat", "exp", "jti", "org", "act", "reason", "nonce",
+];
+
+impl DenialClaims {
+    fn to_wire(&self) -> Result<DenialWire, Error> {
+        Ok(DenialWire {
+            iss: ISSUER.to_string(),
+            typ: DENIAL_TYP.to_string(),
+            sub: self.key_sha256.clone(),
+            iat: rfc3339(self.issued_at)?,
+            exp: rfc3339(self.expires_at)?,
+            jti: self.id.clone(),
+            org: self.organization_id.clone(),
+            act: self.activation_id.clone(),
+            reason: self.reason.clone(),
+            nonce: self.nonce.clone(),
+        })
+    }
+
+    fn read(payload: &[u8]) -> Option<DenialClaims> {
+        use crate::json::JsonIn;
+        std::str::from_utf8(payload).ok()?;
+        let v = strict_object(payload, &DENIAL_FIELDS)?;
+        let text = |name: &str| v.member(name)?.string();
+        if text("iss")? != ISSUER || text("typ")? != DENIAL_TYP {
+            return None;
+        }
+        Some(DenialClaims {
+            organization_id: text("org")?,
+            key_sha256: text("sub")?,
+            activation_id: v.optional("act", JsonIn::string)?,
+            reason: text("reason")?,
+            issued_at: unix(&text("iat")?)?,
+            expires_at: unix(&text("exp")?)?,
+            id: text("jti")?,
+            nonce: text("nonce")?,
+        })
+    }
+}
+
+/// What a denial must match to be this check's: as [`LeaseExpect`], without a benefit (a
+/// denial names none).
+#[derive(Debug, Clone, Copy)]
+pub struct DenialExpect<'a> {
+    /// The configured organization.
+    pub organization_id: &'a str,
+    /// The license key.
+    pub key: &'a Key,
+    /// The activation the request named (`None`: none).
+    pub activation_id: Option<&'a str>,
+    /// This machine's fingerprint, as the request sent it (`None`: none).
+    pub machine: Option<&'a str>,
+}
+
+/// A denial the relay signed, verified ([`verify_denial_with`]): the one kind of denial a
+/// client in signed mode may widen a verdict on (the perpetual fallback). Only this module
+/// makes one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedDenial {
+    kid: String,
+    reason: crate::reason::Reason,
+    at: i64,
+    until: i64,
+    nonce: String,
+}
+
+impl SignedDenial {
+    /// The key that signed it.
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    /// The reason the relay signed.
+    pub fn reason(&self) -> crate::reason::Reason {
+        self.reason
+    }
+
+    /// When the relay signed it (unix seconds, the relay's clock).
+    pub fn at(&self) -> i64 {
+        self.at
+    }
+
+    /// Until when a client may stand on it offline.
+    pub fn until(&self) -> i64 {
+        self.until
+    }
+
+    /// The nonce of the request it answers.
+    pub fn nonce(&self) -> &str {
+        &self.nonce
+    }
+}
+
+/// Verifies a signed denial `token` against the trusted `keys` for `expect`: its signature
+/// (checked by `ed25519`), its claims (a denial's, the organization, key and activation
+/// expected, a reason code this library knows). The clock and the nonce are the caller's
+/// to hold it to (an online denial to its request's nonce; a stored one is read offline).
+pub fn verify_denial_with(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &DenialExpect<'_>,
+    ed25519: &dyn Ed25519,
+) -> Result<SignedDenial, NoLease> {
+    if token.len() > MAX_LEASE_BYTES {
+        return Err(NoLease::TooLarge);
+    }
+    let parts = Parts::split(token).ok_or(NoLease::Format)?;
+    let footer = read_footer(&parts.footer).ok_or(NoLease::Format)?;
+    let key = keys.find(&footer.kid).ok_or(NoLease::UnknownKid)?;
+    match ed25519.verify(key, &parts.pre_auth(expect.machine), &parts.signature) {
+        Checked::Valid => {}
+        Checked::Invalid => return Err(NoLease::Signature),
+        Checked::Pending => return Err(NoLease::Pending),
+    }
+    let claims = DenialClaims::read(&parts.message).ok_or(NoLease::Claims)?;
+    let reason = crate::reason::Reason::from_code(&claims.reason).ok_or(NoLease::Claims)?;
+    let same = claims.organization_id == expect.organization_id
+        && claims.key_sha256 == key_hash(expect.key)
+        && claims.activation_id.as_deref() == expect.activation_id;
+    if !same {
+        return Err(NoLease::Mismatch);
+    }
+    Ok(SignedDenial {
+        kid: footer.kid,
+        reason,
+        at: claims.issued_at,
+        until: claims.expires_at,
+        nonce: claims.nonce,
+    })
+}
+
+/// [`verify_denial_with`] with the core's own Ed25519 ([`Builtin`]).
+pub fn verify_denial(
+    token: &str,
+    keys: &RelayKeys,
+    expect: &DenialExpect<'_>,
+) -> Result<SignedDenial, NoLease> {
+    verify_denial_with(token, keys, expect, &Builtin)
 }
 
 #[cfg(test)]
@@ -915,6 +1261,7 @@ mod tests {
             activation_id: Some(ACT.into()),
             status: "granted".into(),
             license_expires_at: None,
+            subscription_ends_at: None,
             benefit_id: "f2b2c2a1-1d2b-4c53-9b4a-0c8f2f0f8a11".into(),
             usage: 0,
             limit_usage: None,

@@ -87,6 +87,23 @@ pub struct Perpetual {
     /// `true` when the answer licenses only because this build was released on or before
     /// `paid_through`: the key itself has expired (offer the upgrade).
     pub fallback: bool,
+    /// Signed mode: why no fallback was taken where the answer might have given one: the
+    /// denial came without the relay's signature for this request (a relay older than
+    /// signed denials), or the cache holds no lease that verifies (issue #62). `None` in
+    /// unsigned mode, and whenever the rule looked at signed facts only.
+    pub refused: Option<&'static str>,
+}
+
+impl Perpetual {
+    /// No fallback, no date known, for a build released on `released`.
+    pub fn none(released: ReleaseDate) -> Perpetual {
+        Perpetual {
+            released,
+            paid_through: None,
+            fallback: false,
+            refused: None,
+        }
+    }
 }
 
 /// Where a trial stands.

@@ -394,6 +394,23 @@ pub fn gate_lease<L: LicenseData>(
             .as_ref()
             .and_then(|good| lease_window(good, keys, organization_id, key, memo, ed25519));
         record.lease_gate = LeaseGate::Signed(window);
+        // The stored denial's signature (issue #62): believed only as verified here, for the
+        // record's own verdict's binding; the clock and nonce were held online.
+        let verified = match (record.good.as_ref(), record.denied.as_ref()) {
+            (Some(good), Some(mark)) => mark.signed.as_deref().and_then(|token| {
+                let expect = lease::DenialExpect {
+                    organization_id,
+                    key,
+                    activation_id: good.activation_id.as_deref(),
+                    machine: machine_of(&good.conditions),
+                };
+                lease::verify_denial_with(token, keys, &expect, ed25519).ok()
+            }),
+            _ => None,
+        };
+        if let Some(mark) = record.denied.as_mut() {
+            mark.verified = verified.filter(|s| s.reason() == mark.reason);
+        }
     }
 }
 
@@ -475,6 +492,7 @@ fn lease_window<L: LicenseData>(
         Ok(LeaseWindow {
             not_before: lease.claims.not_before.max(lease.claims.issued_at),
             expires_at: lease.claims.expires_at,
+            facts: lease.facts().clone(),
             kid: lease.kid,
         })
     })
@@ -588,6 +606,7 @@ pub fn hold_lease<L: LicenseData>(
                 let window = LeaseWindow {
                     not_before: lease.claims.not_before.max(lease.claims.issued_at),
                     expires_at: lease.claims.expires_at,
+                    facts: lease.facts().clone(),
                     kid: lease.kid.clone(),
                 };
                 return Ok(Some(HeldLease {
@@ -610,6 +629,58 @@ pub fn hold_lease<L: LicenseData>(
         ]
         .concat(),
     })
+}
+
+/// Signed mode: the relay's signed denial of an online denial ([`lease::DENIAL_HEADER`]), held
+/// to its request (issue #62): it verifies for the key, organization, activation and machine
+/// asked about, carries this request's nonce, names the reason the core read from Polar's
+/// answer, and is not dated ahead of the clock. `None` otherwise (and in unsigned mode, and
+/// for a request sent without a nonce): such a denial still denies, and widens nothing.
+pub fn held_denial<L>(
+    keys: &RelayKeys,
+    online: &Result<(Verdict<L>, Stamp), Error>,
+    token: Option<&str>,
+    granted: &Granted<'_>,
+    now: i64,
+    policy: &GracePolicy,
+    ed25519: &dyn lease::Ed25519,
+) -> Option<(String, lease::SignedDenial)> {
+    let Ok((Verdict::Denied(denial), _)) = online else {
+        return None;
+    };
+    if keys.is_empty() {
+        return None;
+    }
+    let (token, nonce) = (token?, granted.nonce?);
+    let expect = lease::DenialExpect {
+        organization_id: granted.organization_id,
+        key: granted.key,
+        activation_id: granted.activation_id,
+        machine: machine_of(granted.conditions),
+    };
+    let signed = lease::verify_denial_with(token, keys, &expect, ed25519).ok()?;
+    let ahead = now.saturating_add(policy.tolerance_secs());
+    (signed.nonce() == nonce && signed.reason() == denial.reason && signed.at() <= ahead)
+        .then(|| (token.to_string(), signed))
+}
+
+/// Signed mode: the record a check writes, its denial carrying the relay's signed denial of
+/// this request (`denial`, from [`held_denial`]) when the denial written is the one it signs
+/// (`denied`: the reason of the check's own denial). Anything else is written as it is.
+pub fn with_denial<L>(
+    mut record: Record<L>,
+    denied: Option<Reason>,
+    denial: Option<&(String, lease::SignedDenial)>,
+) -> Record<L> {
+    if let (Some(mark), Some(reason), Some((token, signed))) =
+        (record.denied.as_mut(), denied, denial)
+    {
+        if mark.reason == reason && signed.reason() == reason {
+            mark.signed = Some(token.clone());
+            mark.verified = Some(signed.clone());
+        }
+    }
+    record
 }
 
 /// A lease's `nonce` claim held to the nonce its request carried (contract §5, freshness): the

@@ -44,6 +44,8 @@ fn record(which: u8) -> Record {
             status: 404,
             remaining_usages: None,
             at: i64::from(which),
+            signed: None,
+            verified: None,
         }),
         blocked_until: None,
         activation: None,

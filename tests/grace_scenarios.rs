@@ -931,6 +931,8 @@ fn a_grant_never_lifts_a_denial_received_after_it_was_asked() {
             status: 404,
             remaining_usages: None,
             at,
+            signed: None,
+            verified: None,
         });
         r
     };

@@ -92,6 +92,7 @@ fn an_expired_key_keeps_licensing_older_builds_online_and_says_so() {
             released: ReleaseDate::from_unix(start - 10 * DAY),
             paid_through: Some(expires),
             fallback: false,
+            refused: None,
         })
     );
     assert!(before.covers(ReleaseDate::from_unix(expires)));

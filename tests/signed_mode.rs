@@ -337,6 +337,7 @@ fn the_lease_fixture_the_js_tests_sign_again_is_what_the_relay_signs() {
         activation_id: Some(text("activation_id")),
         status: text("status"),
         license_expires_at: c["license_expires_at"].as_i64(),
+        subscription_ends_at: None,
         benefit_id: text("benefit_id"),
         usage: c["usage"].as_i64().unwrap(),
         limit_usage: c["limit_usage"].as_i64(),
@@ -730,6 +731,8 @@ fn an_air_gapped_response_older_than_a_recorded_denial_is_a_replay() {
                 status: 404,
                 remaining_usages: None,
                 at: denied_at,
+                signed: None,
+                verified: None,
             });
         },
     );

@@ -124,6 +124,8 @@ fuzz_target!(|input: Input| {
             status: d.status,
             remaining_usages: d.remaining_usages,
             at: d.at,
+            signed: None,
+            verified: None,
         }),
         blocked_until: input.blocked_until,
         activation: input.activation.map(|a| StoredActivation {

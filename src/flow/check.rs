@@ -203,6 +203,9 @@ pub struct Check<L = ValidatedLicenseKey> {
     /// Signed mode: the nonce the request carries ([`Ctx::nonce`]); its grant's lease must
     /// carry the same.
     nonce: Option<String>,
+    /// Signed mode: the relay's signed denial of this request, as received and verified
+    /// (its nonce this request's): the one denial the perpetual fallback may stand on.
+    denial: Option<(String, crate::lease::SignedDenial)>,
     /// The slot as the check leaves it so far (its report's lease and activation).
     left: Left,
     /// Perpetual fallback: the build's release date the app stated, the grace policy the
@@ -222,6 +225,7 @@ type Rule<L> = fn(
     ReleaseDate,
     i64,
     &GracePolicy,
+    perpetual::Trust<'_>,
 );
 
 /// What [`Check::released`] keeps.
@@ -230,6 +234,8 @@ struct Released<L> {
     date: ReleaseDate,
     policy: GracePolicy,
     rule: Rule<L>,
+    /// Signed mode (the client holds relay keys): the rule stands on signed facts only.
+    signed: bool,
 }
 
 impl<L> std::fmt::Debug for Check<L> {
@@ -303,6 +309,7 @@ impl<L: Validated> Check<L> {
             misanswered: false,
             peeked: None,
             nonce: None,
+            denial: None,
             left: Left::default(),
             released: None,
         }
@@ -373,6 +380,7 @@ impl<L: Validated> Check<L> {
                 date,
                 policy: *ctx.policy,
                 rule: perpetual::apply::<L>,
+                signed: !ctx.relay_keys.is_empty(),
             })
         });
         self
@@ -476,6 +484,11 @@ impl<L: Validated> Check<L> {
             ..report
         };
         if let Some(r) = self.released {
+            let trust = if r.signed {
+                perpetual::Trust::Signed(self.denial.as_ref().map(|(_, d)| d))
+            } else {
+                perpetual::Trust::Unsigned
+            };
             (r.rule)(
                 &mut report,
                 self.opened.as_deref().and_then(|o| o.record.as_ref()),
@@ -484,6 +497,7 @@ impl<L: Validated> Check<L> {
                 r.date,
                 self.now,
                 &r.policy,
+                trust,
             );
         }
         report
@@ -573,10 +587,11 @@ impl<L: Validated> Check<L> {
             (State::WhileRead, Given::Read(Err(_))) => State::Unlock(Next::Send),
             (State::Send, Given::Response(response)) => {
                 match self.heard(ctx, &State::Send, response) {
-                    Some((online, lease, relayed)) => {
+                    Some((online, lease, relayed, denial)) => {
                         self.relayed = relayed;
                         self.online = Some(Box::new(online));
                         self.lease = lease;
+                        self.denial = denial;
                         State::FinishLock
                     }
                     None => State::Done,
@@ -911,7 +926,12 @@ impl<L: Validated> Check<L> {
         ctx: &Ctx<'_, L>,
         state: &State<L>,
         response: Result<HttpResponse, Error>,
-    ) -> Option<(Online<L>, Option<HeldLease>, Option<Relayed>)> {
+    ) -> Option<(
+        Online<L>,
+        Option<HeldLease>,
+        Option<Relayed>,
+        Option<(String, crate::lease::SignedDenial)>,
+    )> {
         let org = ctx.api.organization_id();
         let (expect, granted, now) = match state {
             State::Send => {
@@ -937,9 +957,18 @@ impl<L: Validated> Check<L> {
             }
             _ => return None,
         };
-        let (online, token, relayed) = read(response, expect.as_ref());
+        let (online, token, relayed, denial) = read(response, expect.as_ref());
+        let denial = session::held_denial(
+            ctx.relay_keys,
+            &online,
+            denial.as_deref(),
+            &granted,
+            now,
+            ctx.policy,
+            ctx.ed25519,
+        );
         let (online, lease) = hold(ctx, online, token, &granted, now);
-        Some((online, lease, relayed))
+        Some((online, lease, relayed, denial))
     }
 
     /// Phase 3: the answer folded into the slot as it is now.
@@ -959,6 +988,10 @@ impl<L: Validated> Check<L> {
         );
         let relayed = relayed_verdict(self.relayed, &online);
         let f = session::finish(&current, asking, ctx.policy, online);
+        let denied = match &f.outcome {
+            CheckOutcome::Denied(d) => Some(d.reason),
+            _ => None,
+        };
         self.report = Some(CheckReport {
             relayed: relayed.filter(|_| !from_cache(&f.outcome)),
             outcome: f.outcome,
@@ -975,6 +1008,7 @@ impl<L: Validated> Check<L> {
             return State::Unlock(Next::Done);
         };
         let record = session::with_lease(record, lease);
+        let record = session::with_denial(record, denied, self.denial.as_ref());
         let before = std::mem::replace(&mut self.left, Left::written(&record));
         let denied = record.denied.is_some();
         let Some(slot) = self.slot() else {
@@ -1059,7 +1093,7 @@ impl<L: Validated> Check<L> {
         state: &State<L>,
         response: Result<HttpResponse, Error>,
     ) {
-        let Some((online, _, relayed)) = self.heard(ctx, state, response) else {
+        let Some((online, _, relayed, _)) = self.heard(ctx, state, response) else {
             return;
         };
         let relayed = relayed_verdict(relayed, &online);
@@ -1083,12 +1117,13 @@ impl<L: Validated> Check<L> {
 
 /// A validate response read: the verdict held to `expect`, its stamp, the relay's lease header
 /// (its single value) when there was one, and where the relay says the answer came from.
+#[allow(clippy::type_complexity)]
 fn read<L: Validated>(
     response: Result<HttpResponse, Error>,
     expect: Option<&Expect<'_>>,
-) -> (Online<L>, Option<String>, Option<Relayed>) {
+) -> (Online<L>, Option<String>, Option<Relayed>, Option<String>) {
     match response {
-        Err(e) => (Err(e), None, None),
+        Err(e) => (Err(e), None, None, None),
         Ok(response) => {
             let stamp = response.stamp();
             match L::validate_answer(&response, expect) {
@@ -1096,8 +1131,11 @@ fn read<L: Validated>(
                     Ok((verdict, stamp)),
                     response.single(LEASE_HEADER).map(str::to_string),
                     response.relayed(),
+                    response
+                        .single(crate::lease::DENIAL_HEADER)
+                        .map(str::to_string),
                 ),
-                Err(e) => (Err(e), None, None),
+                Err(e) => (Err(e), None, None, None),
             }
         }
     }

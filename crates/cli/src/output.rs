@@ -964,7 +964,9 @@ pub fn key_report(op: Op, key: Option<&Key>, dir: &Path) -> Report {
 
 /// Perpetual fallback (`check --released`): `released` (the build's date), `paid_through` (RFC
 /// 3339, or null when no end is known) and `fallback` (true when the answer licenses only
-/// because the build is not newer than the paid time). Absent without `--released`.
+/// because the build is not newer than the paid time), and `fallback_refused` (signed mode: why
+/// no fallback was taken for want of a signature, issue #62; else null). Absent without
+/// `--released`.
 fn perpetual_fields(r: &mut Report, checked: &CheckReport) {
     let Some(p) = checked.perpetual else {
         return;
@@ -974,6 +976,10 @@ fn perpetual_fields(r: &mut Report, checked: &CheckReport) {
         .insert("released".into(), json!(p.released.to_string()));
     r.json.insert("paid_through".into(), json!(paid));
     r.json.insert("fallback".into(), json!(p.fallback));
+    r.json.insert("fallback_refused".into(), json!(p.refused));
+    if let Some(why) = p.refused {
+        r.lines.push(fact("no fallback", why));
+    }
     if p.fallback {
         r.lines.push(fact(
             "fallback",

@@ -544,3 +544,177 @@ fn a_replayed_relay_grant_undoes_neither_a_revocation_nor_a_clock_set_back() {
         status.v
     );
 }
+
+/// Issue #62 on the command line's face: signed mode trusts only signed facts. The key is
+/// paid through 30 days from now and refunded (revoked); the proxy turns fake relay and answers
+/// every validate with an unsigned `404 "License key has expired."`. A build released today
+/// is not licensed by it in signed mode: online, offline (the relay unreachable), nor 40 days
+/// later, and the denial is kept. Without relay keys the same forgery falls back (nothing is
+/// signed there: docs/threat-model.md says so).
+#[test]
+fn a_forged_unsigned_expiry_never_licenses_a_revoked_key_in_signed_mode() {
+    let w = world("7");
+    w.expire_at(polar_license_testkit::unix_now() + 30 * DAY);
+    let tape = Tape::start(&w.relay_process().served.url);
+    let today = polar_license_testkit::rfc3339(polar_license_testkit::unix_now());
+    let check = ["check", "--key", DEMO_KEY, "--released", &today[..10]];
+    for (cache, signed) in [("signed", true), ("unsigned", false)] {
+        let activate = ["activate", "--key", DEMO_KEY, "--label", "laptop"];
+        let a = run(
+            &mut through_cmd(&w, &tape, cache, 0, signed, &activate),
+            None,
+        );
+        assert_eq!(a.code, 0, "{}", a.v);
+        let online = run(
+            &mut through_cmd(&w, &tape, cache, 3600, signed, &check),
+            None,
+        );
+        assert_eq!(
+            online.v["outcome"].as_str(),
+            Some("licensed"),
+            "{}",
+            online.v
+        );
+    }
+    w.revoke();
+    tape.forging_expiry(true);
+    let forged = through(&w, &tape, "signed", 2 * 3600, &check);
+    assert_ne!(forged.code, 0, "{}", forged.v);
+    assert_eq!(forged.v["reason"].as_str(), Some("expired"), "{}", forged.v);
+    assert_eq!(forged.v["fallback"].as_bool(), Some(false), "{}", forged.v);
+    let why = forged.v["fallback_refused"].as_str().unwrap_or_default();
+    assert!(why.contains("signed denial"), "{}", forged.v);
+    // Unsigned mode: nothing is signed, so the forged expiry is believed (the limit stated).
+    let unsigned = run(
+        &mut through_cmd(&w, &tape, "unsigned", 2 * 3600, false, &check),
+        None,
+    );
+    assert_eq!(
+        unsigned.v["fallback"].as_bool(),
+        Some(true),
+        "{}",
+        unsigned.v
+    );
+
+    // Offline: the relay cannot reach Polar (502), the proxy passes it on.
+    tape.forging_expiry(false);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let offline = through(&w, &tape, "signed", 3 * 3600, &check);
+    assert_ne!(offline.code, 0, "{}", offline.v);
+    assert_ne!(
+        offline.v["outcome"].as_str(),
+        Some("licensed"),
+        "{}",
+        offline.v
+    );
+    // 40 days later: the fake relay again, then offline again.
+    w.polar.set_fault(None);
+    tape.forging_expiry(true);
+    let later = through(&w, &tape, "signed", 40 * DAY, &check);
+    assert_ne!(later.v["outcome"].as_str(), Some("licensed"), "{}", later.v);
+    tape.forging_expiry(false);
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let later_offline = through(&w, &tape, "signed", 40 * DAY + 60, &check);
+    assert_ne!(
+        later_offline.v["outcome"].as_str(),
+        Some("licensed"),
+        "{}",
+        later_offline.v
+    );
+    w.polar.set_fault(None);
+    let status = through(
+        &w,
+        &tape,
+        "signed",
+        40 * DAY + 120,
+        &["status", "--key", DEMO_KEY],
+    );
+    assert!(
+        status.stdout.contains("denied") || status.v["standing"].as_str() == Some("denied"),
+        "the denial kept: {}",
+        status.v
+    );
+}
+
+/// Issue #62: one unsigned cancelled `subscription` added by the proxy to the relay's genuine
+/// grant, then Polar's own "no longer active" (revoked): in signed mode no fallback on it,
+/// online or offline; the signed `sub_end` claim is the only subscription fact believed.
+#[test]
+fn an_injected_unsigned_subscription_never_makes_a_revoked_key_perpetual() {
+    let w = world("7");
+    let tape = Tape::start(&w.relay_process().served.url);
+    // A build released three days ago: before the injected subscription's end (yesterday).
+    let today = polar_license_testkit::rfc3339(polar_license_testkit::unix_now() - 3 * DAY);
+    let check = ["check", "--key", DEMO_KEY, "--released", &today[..10]];
+    let a = through(
+        &w,
+        &tape,
+        "app",
+        0,
+        &["activate", "--key", DEMO_KEY, "--label", "laptop"],
+    );
+    assert_eq!(a.code, 0, "{}", a.v);
+    tape.injecting_subscription(true);
+    tape.passed();
+    let injected = through(&w, &tape, "app", 2 * 3600, &check);
+    assert_eq!(
+        injected.v["source"].as_str(),
+        Some("online"),
+        "{}",
+        injected.v
+    );
+    assert!(
+        tape.passed() >= 1,
+        "the injected grant came through the proxy"
+    );
+    assert_eq!(
+        injected.v["outcome"].as_str(),
+        Some("licensed"),
+        "{}",
+        injected.v
+    );
+    tape.injecting_subscription(false);
+    w.revoke();
+    let revoked = through(&w, &tape, "app", 4 * 3600, &check);
+    assert_eq!(
+        revoked.v["reason"].as_str(),
+        Some("inactive"),
+        "{}",
+        revoked.v
+    );
+    assert_eq!(
+        revoked.v["fallback"].as_bool(),
+        Some(false),
+        "{}",
+        revoked.v
+    );
+    w.polar.set_fault(Some(Fault::CloseImmediately));
+    let offline = through(&w, &tape, "app", 5 * 3600, &check);
+    assert_ne!(
+        offline.v["outcome"].as_str(),
+        Some("licensed"),
+        "{}",
+        offline.v
+    );
+    w.polar.set_fault(None);
+}
+
+/// Issue #62, the genuine case through the real relay: Polar says "expired"; `relay serve`
+/// signs that denial for the request's nonce, so a build released before the end falls back
+/// in signed mode (online); a relay that did not sign it would leave `fallback_refused` set.
+#[test]
+fn a_relay_signed_expiry_falls_back_in_signed_mode() {
+    let w = world("7");
+    let now = polar_license_testkit::unix_now();
+    w.expire_at(now + DAY);
+    let released = polar_license_testkit::rfc3339(now - DAY);
+    let check = ["check", "--key", DEMO_KEY, "--released", &released[..10]];
+    let activate = ["activate", "--key", DEMO_KEY, "--label", "laptop"];
+    let a = run(w.cli_app("app", 0, true).args(activate), None);
+    assert_eq!(a.code, 0, "{}", a.v);
+    let ended = run(w.cli_app("app", 2 * DAY, true).args(check), None);
+    assert_eq!(ended.code, 0, "{}", ended.v);
+    assert_eq!(ended.v["outcome"].as_str(), Some("licensed"), "{}", ended.v);
+    assert_eq!(ended.v["fallback"].as_bool(), Some(true), "{}", ended.v);
+    assert_eq!(ended.v["fallback_refused"], Value::Null, "{}", ended.v);
+}

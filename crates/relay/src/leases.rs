@@ -2,7 +2,7 @@
 //! claims of a grant Polar gave (now, or earlier: the store's), with the license key's and
 //! customer's ids it names.
 
-use polar_license::lease::{key_hash, LeaseClaims};
+use polar_license::lease::{key_hash, DenialClaims, LeaseClaims};
 use polar_license::proto::{
     parse_activate_for, parse_validate_for, Expect, HttpResponse, Operation,
 };
@@ -60,6 +60,15 @@ impl Leases {
             Call::Deactivate(_) => return Err(format!("{} is never leased", op.as_str())),
         };
         let license_expires_at = license.expires_at.map(|t| t.unix_timestamp());
+        // A cancelled subscription's end (2027-01), signed so that a client's perpetual
+        // fallback reads it from the lease, never from the unsigned body (issue #62); written
+        // only for a client that asks ([`Pending::claims`](crate::types::Pending::claims)).
+        let subscription_ends_at = license.subscription.as_ref().and_then(|sub| {
+            (sub.cancel_at_period_end || sub.status == "canceled")
+                .then_some(sub.ends_at.or(sub.current_period_end))
+                .flatten()
+                .map(|t| t.unix_timestamp())
+        });
         let at = verified_at.min(at);
         let expires_at = license_expires_at.map_or(at.saturating_add(self.seconds), |l| {
             l.min(at.saturating_add(self.seconds))
@@ -77,6 +86,7 @@ impl Leases {
             activation_id,
             status: license.status.as_str().to_string(),
             license_expires_at,
+            subscription_ends_at,
             benefit_id: license.benefit_id,
             usage: license.usage,
             limit_usage: license.limit_usage,
@@ -88,5 +98,52 @@ impl Leases {
             nonce: None,
         };
         Ok((claims, holder))
+    }
+
+    /// The signed denial's claims (issue #62) when `upstream` is Polar's denial of the
+    /// request, as the core reads it (the reason code a client's fallback reads), and the
+    /// request carried a nonce that asks for signed facts (`nonce`): dated `now`, standing
+    /// offline no longer than a lease. `None` otherwise (then the denial goes unsigned, and a
+    /// client in signed mode widens nothing on it).
+    pub(crate) fn denial(
+        &self,
+        checked: &CheckedBody,
+        call: &Call,
+        upstream: &HttpResponse,
+        now: Now,
+        nonce: Option<&str>,
+        entropy: Option<[u8; 16]>,
+    ) -> Option<DenialClaims> {
+        let nonce = nonce.filter(|n| polar_license::lease::asks_facts(n))?;
+        let org = checked.organization_id.as_str();
+        let at = now.unix_seconds;
+        let (key, activation_id, reason) = match call {
+            Call::Validate(req) => {
+                let expect = Expect::validate(org, req, at)?;
+                match parse_validate_for(upstream, &expect).ok()? {
+                    Verdict::Denied(d) => (&req.key, req.activation_id.clone(), d.reason),
+                    Verdict::Accepted(_) => return None,
+                }
+            }
+            Call::Activate(req) => {
+                let expect = Expect::activate(org, req, at)?;
+                match parse_activate_for(upstream, &expect).ok()? {
+                    Verdict::Denied(d) => (&req.key, None, d.reason),
+                    Verdict::Accepted(_) => return None,
+                }
+            }
+            Call::Deactivate(_) => return None,
+        };
+        let id = entropy.map(|bytes| uuid::Builder::from_random_bytes(bytes).into_uuid())?;
+        Some(DenialClaims {
+            organization_id: org.to_string(),
+            key_sha256: key_hash(key.as_ref()?),
+            activation_id,
+            reason: reason.code().to_string(),
+            issued_at: at,
+            expires_at: at.saturating_add(self.seconds),
+            id: id.hyphenated().to_string(),
+            nonce: nonce.to_string(),
+        })
     }
 }

@@ -15,7 +15,8 @@ use crate::types::{
     FLIGHT_WAITS, MAX_LEASE_DAYS, ROUTE_PREFIX, USER_AGENT, WEBHOOK_ROUTE,
 };
 use polar_license::lease::{
-    is_nonce, key_hash, prepare, signature_verifies, LeaseClaims, LEASE_HEADER, NONCE_HEADER,
+    is_nonce, key_hash, prepare, prepare_denial, signature_verifies, DenialClaims, LeaseClaims,
+    DENIAL_HEADER, LEASE_HEADER, NONCE_HEADER,
 };
 use polar_license::proto::{Api, HttpResponse, Operation, Server};
 use polar_license::{AccessToken, Error, Key, Transport, TransportError, TransportErrorKind};
@@ -758,7 +759,7 @@ impl Relay {
         };
         match unsigned.assemble(signature) {
             Ok(token) if signature_verifies(&token, &keys, machine.as_deref()) => {
-                response.set(LEASE_HEADER, &token);
+                response.set(unsigned.header(), &token);
                 (response, true)
             }
             _ => {
@@ -837,11 +838,60 @@ impl Relay {
                     crate::logged::key(key),
                     upstream.status
                 );
-                return (r, None, None);
+                let denial = self.leases.denial(
+                    checked,
+                    call,
+                    &upstream,
+                    now,
+                    pending.nonce.as_deref(),
+                    entropy,
+                );
+                return match denial {
+                    Some(denial) => {
+                        let (r, unsigned) = self.denied(pending, r, &denial);
+                        (r, unsigned, None)
+                    }
+                    None => (r, None, None),
+                };
             }
         };
         let (r, unsigned) = self.leased(pending, r, &lease);
         (r, unsigned, Some(holder))
+    }
+
+    /// A denial's answer with its signed denial (issue #62) signed here, or to be signed
+    /// elsewhere; without one when it cannot be signed (the client then widens nothing).
+    fn denied(
+        &self,
+        pending: &Pending,
+        mut r: RelayResponse,
+        denial: &DenialClaims,
+    ) -> (RelayResponse, Unsigned) {
+        let machine = machine_of(&pending.checked);
+        let signed =
+            match &self.leases.signer {
+                SignWith::Key(signing_key) => signing_key
+                    .sign_denial(denial, machine.as_deref())
+                    .map(|token| {
+                        r.set(DENIAL_HEADER, &token);
+                        None
+                    }),
+                SignWith::External { kid, .. } => prepare_denial(denial, kid, machine.as_deref())
+                    .map(|unsigned| Some((unsigned, machine))),
+            };
+        match signed {
+            Ok(unsigned) => (r, unsigned),
+            Err(e) => {
+                log::error!(
+                    "relay: {} {} {} without a signed denial: {}",
+                    pending.op.as_str(),
+                    crate::logged::key(&pending.key),
+                    r.status,
+                    e.text()
+                );
+                (r, None)
+            }
+        }
     }
 
     /// A grant's answer with its lease signed here, or to be signed elsewhere.

@@ -278,6 +278,15 @@ impl Pending {
     /// A grant's claims with the client's nonce, if it sent one (contract §5, freshness).
     pub(crate) fn claims(&self, mut claims: LeaseClaims) -> LeaseClaims {
         claims.nonce.clone_from(&self.nonce);
+        // Signed facts (issue #62) only for a client that reads them: an older one refuses a
+        // lease with a claim it does not know.
+        if !self
+            .nonce
+            .as_deref()
+            .is_some_and(polar_license::lease::asks_facts)
+        {
+            claims.subscription_ends_at = None;
+        }
         claims
     }
 
@@ -627,7 +636,8 @@ pub(crate) fn add_cors(r: &mut RelayResponse) {
     r.set("access-control-allow-origin", "*");
     r.set(
         "access-control-expose-headers",
-        "polar-license-lease, retry-after, date, age, polar-version, polar-license-source",
+        "polar-license-lease, polar-license-denial, retry-after, date, age, polar-version, \
+         polar-license-source",
     );
     if r.header(SOURCE_HEADER).is_none() {
         r.set(SOURCE_HEADER, "polar");

@@ -2,7 +2,9 @@
 //! Polar's answer): the relay rig of the testkit's `World` (native) and the Rust-on-wasm
 //! signed-mode suite (tests/wasm_signed.rs) sign the same claims. Builds for wasm32 too.
 
-use polar_license::lease::{self, key_hash, Lease, LeaseClaims, LeaseExpect, NoLease, RelayKeys};
+use polar_license::lease::{
+    self, key_hash, DenialClaims, Lease, LeaseClaims, LeaseExpect, NoLease, RelayKeys,
+};
 use polar_license::{HttpRequest, HttpResponse, Key};
 use serde_json::Value;
 
@@ -76,6 +78,74 @@ pub fn facts(request: &HttpRequest, response: &HttpResponse) -> Option<Facts> {
     })
 }
 
+/// The denial a relay signs (issue #62) for a validate or activate Polar denied, at `now`,
+/// standing `days` offline: only for a request that carried a nonce and asked for signed facts
+/// (as the relay); the reason as the core reads Polar's answer. With the machine it is bound
+/// to (the request's `machine_fingerprint` condition). `None` for anything else.
+pub fn denial(
+    request: &HttpRequest,
+    response: &HttpResponse,
+    now: i64,
+    days: i64,
+) -> Option<(DenialClaims, Option<String>)> {
+    let header = |name: &str| {
+        request
+            .headers
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.clone())
+    };
+    let nonce = header(lease::NONCE_HEADER).filter(|n| lease::asks_facts(n))?;
+    let activate = request.url.ends_with("/activate");
+    let reason = if activate {
+        match polar_license::proto::parse_activate(response) {
+            Ok(polar_license::Verdict::Denied(d)) => d.reason,
+            _ => return None,
+        }
+    } else if request.url.ends_with("/validate") {
+        match polar_license::proto::parse_validate(response) {
+            Ok(polar_license::Verdict::Denied(d)) => d.reason,
+            _ => return None,
+        }
+    } else {
+        return None;
+    };
+    let req: Value = serde_json::from_slice(&request.body).ok()?;
+    let machine = req["conditions"]["machine_fingerprint"]
+        .as_str()
+        .map(str::to_string);
+    Some((
+        DenialClaims {
+            organization_id: req["organization_id"].as_str()?.to_string(),
+            key_sha256: key_hash(&Key::new(req["key"].as_str()?)),
+            activation_id: req["activation_id"].as_str().map(str::to_string),
+            reason: reason.code().to_string(),
+            issued_at: now,
+            expires_at: now + days * DAY,
+            id: "5c1e7a3b-2d4f-4e6a-9b8c-7d6e5f4a3b2c".to_string(),
+            nonce,
+        },
+        machine,
+    ))
+}
+
+/// A cancelled subscription's end in a license's JSON (2027-01), as the relay signs it into
+/// the lease's `sub_end` claim: `ends_at`, else `current_period_end`, when the customer
+/// cancelled (`cancel_at_period_end`, or status `canceled`).
+pub fn cancelled_until(license: &serde_json::Value) -> Option<i64> {
+    let sub = license.get("subscription").filter(|s| s.is_object())?;
+    let cancelled = sub["cancel_at_period_end"].as_bool() == Some(true)
+        || sub["status"].as_str() == Some("canceled");
+    if !cancelled {
+        return None;
+    }
+    sub["ends_at"]
+        .as_str()
+        .or(sub["current_period_end"].as_str())
+        .and_then(polar_license::rfc3339::DateTime::parse)
+        .map(|t| t.unix_timestamp())
+}
+
 /// The claims the relay signs for `f` at `now`: `days` long, never past the license's own
 /// expiry.
 pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
@@ -90,6 +160,12 @@ pub fn claims(f: &Facts, now: i64, days: i64) -> LeaseClaims {
         activation_id: f.activation_id.clone(),
         status: f.license["status"].as_str().unwrap_or_default().to_string(),
         license_expires_at,
+        // As the relay: only for a client that asks for signed facts.
+        subscription_ends_at: f
+            .nonce
+            .as_deref()
+            .filter(|n| lease::asks_facts(n))
+            .and_then(|_| cancelled_until(&f.license)),
         benefit_id: f.license["benefit_id"]
             .as_str()
             .unwrap_or_default()

@@ -15,6 +15,8 @@
 //! | `POST /__tape/release`  | the held answers go on (204)                                  |
 //! | `GET /__tape/passed`    | how many requests were passed on since the last ask (200)    |
 //! | `GET /__tape/captured`  | `yes` when a 200 is recorded, else `no` (200)                 |
+//! | `POST /__tape/forge`    | body `expired` or `off`: every validate answered with an unsigned `404 "License key has expired."`, nothing passed on (a fake relay, issue #62) (204) |
+//! | `POST /__tape/inject`   | body `on` or `off`: an unsigned cancelled `subscription` that ended a day ago added to every validate's 200, the relay's lease kept (issue #62) (204) |
 
 use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
@@ -34,6 +36,10 @@ struct State {
     upstream: String,
     captured: Mutex<Option<Vec<u8>>>,
     replay: AtomicBool,
+    /// Issue #62: validates answered with a forged, unsigned expiry.
+    forge: AtomicBool,
+    /// Issue #62: an unsigned cancelled subscription added to validates' 200s.
+    inject: AtomicBool,
     passed: AtomicUsize,
     hold: Mutex<Hold>,
     changed: Condvar,
@@ -92,6 +98,8 @@ impl Tape {
                 .to_string(),
             captured: Mutex::new(None),
             replay: AtomicBool::new(false),
+            forge: AtomicBool::new(false),
+            inject: AtomicBool::new(false),
             passed: AtomicUsize::new(0),
             hold: Mutex::new(Hold::default()),
             changed: Condvar::new(),
@@ -110,6 +118,18 @@ impl Tape {
     /// Replaying the recorded 200 (`on`), or passing requests on.
     pub fn replaying(&self, on: bool) {
         self.state.replay.store(on, SeqCst);
+    }
+
+    /// Issue #62: every validate answered with an unsigned `404 "License key has expired."`
+    /// (`on`: a fake relay), or passed on.
+    pub fn forging_expiry(&self, on: bool) {
+        self.state.forge.store(on, SeqCst);
+    }
+
+    /// Issue #62: an unsigned cancelled subscription, ended a day ago, added to every
+    /// validate's 200 (`on`), the relay's headers and lease kept.
+    pub fn injecting_subscription(&self, on: bool) {
+        self.state.inject.store(on, SeqCst);
     }
 
     /// How many requests were passed on since the last call.
@@ -207,6 +227,14 @@ impl State {
                 self.release();
                 (204, String::new())
             }
+            ("POST", "/__tape/forge") => {
+                self.forge.store(body == "expired", SeqCst);
+                (204, String::new())
+            }
+            ("POST", "/__tape/inject") => {
+                self.inject.store(body == "on", SeqCst);
+                (204, String::new())
+            }
             ("GET", "/__tape/passed") => (200, self.passed.swap(0, SeqCst).to_string()),
             ("GET", "/__tape/captured") => {
                 let yes = lock(&self.captured).is_some();
@@ -232,6 +260,17 @@ impl State {
             let _ = client.write_all(answer.as_bytes());
             return;
         }
+        let validate = request.starts_with(b"POST ")
+            && String::from_utf8_lossy(&request[..64.min(request.len())]).contains("/validate");
+        if validate && self.forge.load(SeqCst) {
+            let body = r#"{"error":"ResourceNotFound","detail":"License key has expired."}"#;
+            let answer = format!(
+                "HTTP/1.1 404 Not Found\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
+            let _ = client.write_all(answer.as_bytes());
+            return;
+        }
         let kept = lock(&self.captured).clone();
         let answer = match kept.filter(|_| self.replay.load(SeqCst)) {
             Some(bytes) => bytes,
@@ -243,9 +282,11 @@ impl State {
                 let Some(answer) = self.pass_on(&request) else {
                     return;
                 };
-                let validate = request.starts_with(b"POST ")
-                    && String::from_utf8_lossy(&request[..64.min(request.len())])
-                        .contains("/validate");
+                let answer = if validate && self.inject.load(SeqCst) {
+                    injected(answer)
+                } else {
+                    answer
+                };
                 if validate && answer.starts_with(b"HTTP/1.1 200") {
                     *lock(&self.captured) = Some(answer.clone());
                     self.maybe_hold();
@@ -264,4 +305,42 @@ impl State {
         upstream.write_all(request).ok()?;
         message(&mut BufReader::new(upstream))
     }
+}
+
+/// `answer` (a validate's 200) with an unsigned cancelled subscription that ended a day ago
+/// added to its JSON body (issue #62), its other headers kept and its length set anew;
+/// anything else as it is.
+fn injected(answer: Vec<u8>) -> Vec<u8> {
+    let Some(at) = answer.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return answer;
+    };
+    if !answer.starts_with(b"HTTP/1.1 200") {
+        return answer;
+    }
+    let Ok(mut body) = serde_json::from_slice::<serde_json::Value>(&answer[at + 4..]) else {
+        return answer;
+    };
+    let now = crate::unix_now();
+    let ended = crate::rfc3339(now - 86_400);
+    body["subscription"] = serde_json::json!({
+        "id": "7b1c2d3e-4f50-4a6b-8c7d-9e0f1a2b3c4d",
+        "status": "canceled",
+        "current_period_start": crate::rfc3339(now - 31 * 86_400),
+        "current_period_end": ended,
+        "cancel_at_period_end": true,
+        "ends_at": ended,
+    });
+    let Ok(body) = serde_json::to_vec(&body) else {
+        return answer;
+    };
+    let head = String::from_utf8_lossy(&answer[..at]);
+    let mut out: Vec<u8> = head
+        .split("\r\n")
+        .filter(|line| !line.to_ascii_lowercase().starts_with("content-length:"))
+        .flat_map(|line| [line, "\r\n"])
+        .collect::<String>()
+        .into_bytes();
+    out.extend_from_slice(format!("content-length: {}\r\n\r\n", body.len()).as_bytes());
+    out.extend_from_slice(&body);
+    out
 }

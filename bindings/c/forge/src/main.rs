@@ -170,6 +170,7 @@ fn redate(
             activation_id,
             status: "granted".into(),
             license_expires_at: None,
+            subscription_ends_at: None,
             benefit_id: good.license.benefit_id().to_string(),
             usage: 0,
             limit_usage: None,

@@ -1119,6 +1119,7 @@ fn signed_lease(signer: &polar_license::lease::SigningKey, key: &str) -> String 
         activation_id: Some(ACTIVATION.into()),
         status: "granted".into(),
         license_expires_at: None,
+        subscription_ends_at: None,
         benefit_id: "5d3c2b1a-9e8f-4a7b-8c6d-1e2f3a4b5c6d".into(),
         usage: 0,
         limit_usage: None,

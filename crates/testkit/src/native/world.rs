@@ -11,7 +11,7 @@ use super::{
 };
 use crate::FakeClock;
 use polar_license::fingerprint::fingerprint_from;
-use polar_license::lease::{key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
+use polar_license::lease::{self, key_hash, LeaseClaims, RelayKeys, SigningKey, LEASE_HEADER};
 use polar_license::store::Store;
 use polar_license::testing::{self, Slot};
 use polar_license::{
@@ -140,6 +140,12 @@ pub enum Lease {
     Twice,
     /// An honest lease without the request's nonce (a relay older than the claim).
     WithoutNonce,
+    /// An honest lease of `days` as a relay older than signed facts (issue #62) signs it: no
+    /// `sub_end` claim, and no signed denial.
+    Older {
+        /// How long it lasts.
+        days: i64,
+    },
 }
 
 /// The relay rig of a [`World::signed`] world: its signing key and what it signs.
@@ -167,13 +173,23 @@ fn signed(signer: &SigningKey, claims: &LeaseClaims, machine: Option<&str>) -> S
 impl Transport for StandIn {
     fn send(&self, request: &HttpRequest) -> Result<HttpResponse, TransportError> {
         let response = self.inner.send(request)?;
-        let Some(f) = facts(request, &response) else {
-            return Ok(response);
-        };
         let now = self.clock.now();
         let mode = match self.mode.lock() {
             Ok(mode) => mode.clone(),
             Err(e) => panic!("the relay rig's mode: {e}"),
+        };
+        let Some(f) = facts(request, &response) else {
+            // A denial, signed for its request as the relay signs it (issue #62).
+            if let Lease::Honest { days } = mode {
+                if let Some((c, machine)) = crate::leases::denial(request, &response, now, days) {
+                    let token = match self.signer.sign_denial(&c, machine.as_deref()) {
+                        Ok(token) => token,
+                        Err(e) => panic!("sign a denial: {e:?}"),
+                    };
+                    return Ok(response.with_header(lease::DENIAL_HEADER, &token));
+                }
+            }
+            return Ok(response);
         };
         let machine = f.machine.as_deref();
         let sign = |c: &LeaseClaims, m: Option<&str>| signed(&self.signer, c, m);
@@ -194,6 +210,11 @@ impl Transport for StandIn {
                 Some(sign(&c, machine))
             }
             Lease::Future => Some(sign(&claims(&f, now + DAY, 7), machine)),
+            Lease::Older { days } => {
+                let mut c = claims(&f, now, days);
+                c.subscription_ends_at = None;
+                Some(sign(&c, machine))
+            }
             Lease::WithoutNonce => {
                 let mut c = claims(&f, now, 7);
                 c.nonce = None;

@@ -12,6 +12,11 @@ use std::fmt;
 const NO_KEY: &str =
     "no license key is remembered here: ask the user for one, then activate or remember it";
 
+/// [`Denial::hint`] when [`Denial::activation_gone`].
+const ACTIVATION_GONE: &str = "This device's activation no longer exists: it may have been freed \
+     from another device or the customer portal. Nothing is left to free here; activate again \
+     to use the key on this device.";
+
 /// The server's answer to a request that reached it and was understood.
 #[derive(Debug, Clone, PartialEq)]
 #[must_use]
@@ -70,6 +75,12 @@ pub struct Denial {
     /// unknown one, and a refunded one `inactive`, so this is what tells them apart from a
     /// typo. See [`Denial::hint`].
     pub previously_valid: bool,
+    /// A deactivate's `not_found` about a key this install knows is good (its record holds a
+    /// good verdict for it): Polar answers the same bare 404 for an unknown key and an unknown
+    /// activation, so here it is the activation that is gone, freed from another device or
+    /// the customer portal (or by a restarted emulator). Set with `previously_valid`; see
+    /// [`Denial::hint`]. An addition: the reason stays `not_found`.
+    pub activation_gone: bool,
 }
 
 impl Denial {
@@ -102,6 +113,9 @@ impl Denial {
     /// A sentence to show a user when a key that was valid on this install is refused now
     /// (`previously_valid`): what probably happened and where to look. `None` otherwise.
     pub fn hint(&self) -> Option<&'static str> {
+        if self.activation_gone && self.reason == Reason::NotFound {
+            return Some(ACTIVATION_GONE);
+        }
         if !self.previously_valid {
             return None;
         }
@@ -505,6 +519,7 @@ mod tests {
                     status: 404,
                     remaining_usages: None,
                     previously_valid: false,
+                    activation_gone: false,
                 }
                 .user_message()
             })
@@ -517,6 +532,7 @@ mod tests {
             status: 404,
             remaining_usages: None,
             previously_valid: true,
+            activation_gone: false,
         };
         assert!(
             rotated
@@ -525,6 +541,33 @@ mod tests {
             "{}",
             rotated.user_message()
         );
+    }
+
+    #[test]
+    fn a_gone_activation_says_so_not_a_typo() {
+        let gone = Denial {
+            reason: Reason::NotFound,
+            detail: "Not found".into(),
+            status: 404,
+            remaining_usages: None,
+            previously_valid: true,
+            activation_gone: true,
+        };
+        let m = gone.user_message();
+        assert!(
+            m.starts_with("This device's activation no longer exists"),
+            "{m}"
+        );
+        assert!(m.contains("portal") && !m.contains("typo"), "{m}");
+        assert_eq!(gone.hint(), Some(m.as_str()));
+        // Only a not_found says it: another reason keeps its own words.
+        let inactive = Denial {
+            reason: Reason::Inactive,
+            ..gone
+        };
+        assert!(!inactive
+            .user_message()
+            .contains("activation no longer exists"));
     }
 
     #[test]

@@ -585,6 +585,7 @@ impl DenialMark {
     pub fn to_denial(&self) -> Denial {
         Denial {
             previously_valid: false,
+            activation_gone: false,
             reason: self.reason,
             detail: self.detail.clone(),
             status: self.status,

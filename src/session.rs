@@ -938,6 +938,17 @@ fn mark_known<L, T>(opened: &Opened<L>, online: &mut Result<(Verdict<T>, Stamp),
     }
 }
 
+/// Says on a deactivate's denial whether this install had a good verdict for the key before
+/// and, for a `not_found`, that the activation is what is gone: Polar answers the same bare
+/// 404 for an unknown key and an unknown activation, and a key this install knows is good is
+/// not the unknown one ([`crate::error::Denial::activation_gone`]).
+pub fn deactivation_denied<L>(opened: &Opened<L>, answer: &mut Result<Verdict<()>, Error>) {
+    if let Ok(Verdict::Denied(denial)) = answer {
+        denial.previously_valid = grace::was_valid(opened.record.as_ref());
+        denial.activation_gone = denial.previously_valid && denial.reason == Reason::NotFound;
+    }
+}
+
 /// The record to write after an online activate answer, if any (one truth per key: a good
 /// activation is a verdict and starts the grace; a denial about the key is a tombstone). A
 /// denial is marked with whether the key was valid here before.

@@ -11,6 +11,9 @@ use super::util::{fmt_ts, parse_ts, parse_uuid4, sha256_hex};
 use super::validate::{ActivateReq, DeactivateReq, ValidateReq};
 use super::KeyUpdate;
 
+#[cfg(not(target_arch = "wasm32"))]
+mod persist;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Status {
     Granted,

@@ -4,13 +4,23 @@
 //! [`Verdict::Denied`]. `Err(Error)` means the library could not get a trustworthy answer
 //! or could not even ask.
 
-use crate::decimal::digits;
+use crate::decimal::{digits, duration_words};
 use crate::reason::{Reason, ReasonClass};
 use std::fmt;
 
 /// The detail of [`Error::no_remembered_key`].
 const NO_KEY: &str =
     "no license key is remembered here: ask the user for one, then activate or remember it";
+
+/// How a [`Error::GraceExpired`]'s cause starts when the relay's lease ended (signed mode):
+/// its detail is then that cause alone (a forged record's "verified just now" is no reason).
+pub(crate) const LEASE_ENDED: &str = "the relay's lease ended ";
+
+/// How a [`Error::Protocol`]'s detail starts when a grant's lease is signed with a key the
+/// app does not trust (`unknown_kid`): the app's relay key is not the relay's, a seller's
+/// setup mistake, not the network's ([`Error::relay_key_mismatch`]).
+pub(crate) const RELAY_KEY_MISMATCH: &str =
+    "signed mode: the relay signs with a key this app does not trust (unknown_kid)";
 
 /// [`Denial::hint`] when [`Denial::activation_gone`].
 const ACTIVATION_GONE: &str = "This device's activation no longer exists: it may have been freed \
@@ -264,6 +274,13 @@ impl Error {
         }
     }
 
+    /// Signed mode: a grant's lease is signed with a key the app does not trust
+    /// (`unknown_kid`): the app's relay key does not match the relay's, a seller's setup
+    /// mistake rather than the network's (its reason stays `protocol_error`).
+    pub fn relay_key_mismatch(&self) -> bool {
+        matches!(self, Error::Protocol { detail, .. } if detail.contains(RELAY_KEY_MISMATCH))
+    }
+
     /// A short sentence to show the person using the app: what happened and what they can do,
     /// with no internals (the reason code and [`Error::detail`] are for logs and support).
     pub fn user_message(&self) -> String {
@@ -307,6 +324,12 @@ impl Error {
             Error::ServerError { .. } => {
                 "Polar, the license server, has a problem right now: try again later.".to_string()
             }
+            Error::Protocol { .. } if self.relay_key_mismatch() => {
+                "The license server signs with a key this app does not know: the app's relay \
+                 key does not match the seller's relay. Tell the seller; the network is not \
+                 the problem."
+                    .to_string()
+            }
             Error::Protocol { .. } => {
                 "Polar could not be reached: a network login page or a proxy may be in the \
                  way. Sign in to the network, or try another one."
@@ -348,20 +371,22 @@ impl Error {
                 ["status ", &digits(u64::from(*status)), ": ", detail].concat()
             }
             Error::Protocol { detail, .. } => detail.clone(),
+            // Signed mode: the lease's end decided, whatever the record says of its age.
+            Error::GraceExpired { cause, .. } if cause.starts_with(LEASE_ENDED) => cause.clone(),
             Error::GraceExpired {
                 verified_seconds_ago,
                 cause,
             } => [
                 "last verified ",
-                &digits(*verified_seconds_ago),
-                " s ago, past the grace period; ",
+                &duration_words(*verified_seconds_ago),
+                " ago, past the grace period; ",
                 cause,
             ]
             .concat(),
             Error::ClockRollback { by_seconds } => [
                 "the clock moved back ",
-                &digits(*by_seconds),
-                " s since the last verdict",
+                &duration_words(*by_seconds),
+                " since the last verdict",
             ]
             .concat(),
             Error::ClockStalled { answers } => [

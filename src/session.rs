@@ -601,6 +601,17 @@ pub fn hold_lease<L: LicenseData>(
             Err(why) => why,
         },
     };
+    if why == lease::NoLease::UnknownKid {
+        return Err(Error::Protocol {
+            status: Some(200),
+            detail: [
+                crate::error::RELAY_KEY_MISMATCH,
+                ": the app's relay key does not match the relay's signing key; give the app \
+                 the public key the relay prints (`polar-license relay keygen`)",
+            ]
+            .concat(),
+        });
+    }
     Err(Error::Protocol {
         status: Some(200),
         detail: [

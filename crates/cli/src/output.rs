@@ -420,6 +420,11 @@ fn next_step_error(error: &Error) -> Option<String> {
                 "connect to the internet and run `polar-license check` so Polar can answer".into()
             }
             Reason::ClockRollback => "set the clock right, or connect so Polar can answer".into(),
+            Reason::ProtocolError if error.relay_key_mismatch() => {
+                "the --relay-key given does not match the relay's: use the public key \
+                 `polar-license relay keygen` printed for this relay"
+                    .into()
+            }
             Reason::ProtocolError => {
                 "something between here and Polar changed the answer (a proxy or a captive \
                  portal?): try again on another network"

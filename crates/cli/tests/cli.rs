@@ -1130,10 +1130,27 @@ fn demo_walks_through_and_exits_zero() {
         "(from cache after offline, grace ",
         "grace_expired",
         "(from cache after server_error, grace ",
-        "the relay's lease ended ",
+        "the relay's lease ended 14 days ago",
+        "refused as forged",
+        "last verified 8 days ago",
         "all 17 steps gave the expected answer",
     ] {
         assert!(r.stdout.contains(text), "{text}: {}", r.stdout);
+    }
+    // Times for people (issue #65): no duration in bare seconds, no epoch seconds, and the
+    // forged record's refusal does not also say it was "verified 0 s ago, past the grace".
+    for line in r.stdout.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        for pair in words.windows(2) {
+            let bare_seconds = pair[0].chars().all(|c| c.is_ascii_digit()) && pair[1] == "s";
+            assert!(!bare_seconds, "a duration in seconds: {line}");
+        }
+        let epoch = words.iter().any(|w| {
+            let digits = w.trim_matches(|c: char| !c.is_ascii_digit());
+            digits.len() == 10 && digits.chars().all(|c| c.is_ascii_digit())
+        });
+        assert!(!epoch, "an epoch time: {line}");
+        assert!(!line.contains("past the grace period; the relay"), "{line}");
     }
     let r = run(&["demo", "--json"]);
     assert_eq!(r.code, 0);

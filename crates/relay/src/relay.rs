@@ -852,7 +852,7 @@ impl Relay {
                         op.as_str(),
                         crate::logged::key(key),
                         lease.id,
-                        lease.expires_at
+                        crate::logged::instant(lease.expires_at)
                     );
                     None
                 })
@@ -864,7 +864,7 @@ impl Relay {
                         op.as_str(),
                         crate::logged::key(key),
                         lease.id,
-                        lease.expires_at
+                        crate::logged::instant(lease.expires_at)
                     );
                     Some((unsigned, machine))
                 })
